@@ -1,0 +1,46 @@
+# Ganzhi: `make demo` and `make test` do all set-up on a fresh Debian machine with Python 3.11.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DURATION ?=
+SITE ?= tankfarm
+
+.PHONY: demo test lint bench install broker clean
+
+$(STAMP): pyproject.toml
+	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): apt-get install python3.11 python3.11-venv"; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+install: $(STAMP)
+
+# Mosquitto is a system package: install it when missing and we may (root or sudo), else say how.
+broker:
+	@if command -v mosquitto >/dev/null || test -x /usr/sbin/mosquitto; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
+	else echo "mosquitto is missing: run  sudo apt-get install mosquitto  and try again"; exit 1; fi
+
+demo: install broker
+	$(BIN)/python -m demo --site $(SITE) $(if $(DURATION),--duration $(DURATION),)
+
+test: install broker
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+	$(BIN)/pytest -q
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+bench: install broker
+	$(BIN)/python -m bench.throughput
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .demo

@@ -1,0 +1,1 @@
+"""Device protocols as a library: nothing here imports the agent, the collector or specs."""

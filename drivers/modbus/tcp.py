@@ -1,0 +1,199 @@
+"""Modbus TCP driver: reads a device's planned requests over one pymodbus connection.
+
+This is the only driver module that imports the pymodbus client, so pymodbus exceptions are
+translated into the DriverError tree here, once. Timeouts and retries are pymodbus's own: an
+outer ``asyncio.wait_for`` would abandon a request whose late reply then confuses the next one.
+pymodbus's automatic reconnect is off: the caller owns reconnect policy (see `backoff`).
+"""
+
+from __future__ import annotations
+
+import time
+from typing import TYPE_CHECKING
+
+from pymodbus.client import AsyncModbusTcpClient
+from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
+
+from drivers.base import (
+    DecodeError,
+    DriverConnectionError,
+    DriverTimeoutError,
+    Quality,
+    RawSample,
+)
+from drivers.modbus.codec import Table, decode, is_bit_table
+from drivers.modbus.plan import (
+    DEFAULT_MAX_GAP,
+    ReadRequest,
+    RegisterPoint,
+    plan_reads,
+    slice_values,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+
+    from pymodbus.pdu import ModbusPDU
+
+__all__ = ["ModbusTcpDriver"]
+
+_EXCEPTION_NAMES = {
+    1: "ILLEGAL FUNCTION",
+    2: "ILLEGAL DATA ADDRESS",
+    3: "ILLEGAL DATA VALUE",
+    4: "SERVER DEVICE FAILURE",
+    5: "ACKNOWLEDGE",
+    6: "SERVER DEVICE BUSY",
+    8: "MEMORY PARITY ERROR",
+    10: "GATEWAY PATH UNAVAILABLE",
+    11: "GATEWAY TARGET DEVICE FAILED TO RESPOND",
+}
+
+
+class ModbusTcpDriver:
+    """Read every configured point of one Modbus TCP device, one planned request at a time."""
+
+    def __init__(
+        self,
+        device_id: str,
+        host: str,
+        port: int = 502,
+        unit_id: int = 1,
+        points: Sequence[RegisterPoint] = (),
+        *,
+        timeout: float = 2.0,
+        retries: int = 0,
+        max_gap: int = DEFAULT_MAX_GAP,
+        wall_clock: Callable[[], float] = time.time,
+        mono_clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if timeout <= 0 or retries < 0:
+            raise ValueError("timeout must be > 0 and retries >= 0")
+        self._device_id = device_id
+        self._host = host
+        self._port = port
+        self._unit_id = unit_id
+        self._points = tuple(points)
+        self._timeout = timeout
+        self._retries = retries
+        self._plan = plan_reads(self._points, max_gap=max_gap)
+        self._wall = wall_clock
+        self._mono = mono_clock
+        self._client: AsyncModbusTcpClient | None = None
+
+    @property
+    def device_id(self) -> str:
+        """The device's id from the site map."""
+        return self._device_id
+
+    @property
+    def plan(self) -> tuple[ReadRequest, ...]:
+        """The read requests one `read()` sends, in order."""
+        return self._plan
+
+    @property
+    def connected(self) -> bool:
+        """Whether the TCP connection is currently up."""
+        return self._client is not None and self._client.connected
+
+    async def connect(self) -> None:
+        """Open the link; raise DriverConnectionError when the device cannot be reached."""
+        await self.close()
+        # A fresh client per connection: no request state survives from a dead link.
+        client = AsyncModbusTcpClient(
+            self._host,
+            port=self._port,
+            name=self._device_id,
+            timeout=self._timeout,
+            retries=self._retries,
+            reconnect_delay=0,
+        )
+        if not await client.connect():
+            client.close()
+            raise DriverConnectionError(
+                f"{self._device_id}: cannot connect to {self._host}:{self._port}"
+            )
+        self._client = client
+
+    async def close(self) -> None:
+        """Close the link; safe to call twice."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+
+    async def read(self) -> list[RawSample]:
+        """Read every configured point once, in configuration order.
+
+        A Modbus exception reply or an undecodable value makes BAD samples, not an exception.
+
+        Raises:
+            DriverConnectionError: the link is down (call `connect` again).
+            DriverTimeoutError: the device did not answer in time.
+        """
+        by_key: dict[str, RawSample] = {}
+        for request in self._plan:
+            for sample in await self._read_request(request):
+                by_key[sample.key] = sample
+        return [by_key[point.key] for point in self._points]
+
+    async def _read_request(self, request: ReadRequest) -> list[RawSample]:
+        """Send one planned request and turn its reply into one sample per point."""
+        client = self._client
+        if client is None or not client.connected:
+            raise DriverConnectionError(f"{self._device_id}: not connected")
+        try:
+            response = await self._send(client, request)
+        except ConnectionException as exc:
+            raise DriverConnectionError(f"{self._device_id}: {exc}") from exc
+        except ModbusIOException as exc:
+            # pymodbus reports a silent device and a dropped link the same way.
+            if client.connected:
+                raise DriverTimeoutError(f"{self._device_id}: {exc}") from exc
+            raise DriverConnectionError(f"{self._device_id}: {exc}") from exc
+        except ModbusException as exc:
+            return self._bad(request, f"request failed: {exc}")
+        if response.isError():
+            code = response.exception_code
+            name = _EXCEPTION_NAMES.get(code, "UNKNOWN")
+            return self._bad(request, f"modbus exception {code} ({name})")
+        values = response.bits if is_bit_table(request.table) else response.registers
+        return self._decode(request, values)
+
+    async def _send(self, client: AsyncModbusTcpClient, request: ReadRequest) -> ModbusPDU:
+        """Issue the read function that matches the request's table."""
+        address, count, unit = request.start, request.count, self._unit_id
+        if request.table is Table.HOLDING:
+            return await client.read_holding_registers(address, count=count, device_id=unit)
+        if request.table is Table.INPUT:
+            return await client.read_input_registers(address, count=count, device_id=unit)
+        if request.table is Table.COIL:
+            return await client.read_coils(address, count=count, device_id=unit)
+        return await client.read_discrete_inputs(address, count=count, device_id=unit)
+
+    def _decode(self, request: ReadRequest, values: Sequence[int]) -> list[RawSample]:
+        """Decode each point's slice of a good reply; a bad slice makes only that point BAD."""
+        t_wall, t_mono = self._wall(), self._mono()
+        try:
+            sliced = slice_values(request, values)
+        except DecodeError as exc:
+            return self._bad(request, str(exc))
+        samples: list[RawSample] = []
+        for point in request.points:
+            raw = sliced[point.key]
+            try:
+                value = decode(raw, point.dtype, point.byte_order, point.word_order, point.bit)
+            except DecodeError as exc:
+                samples.append(
+                    RawSample(point.key, None, Quality.BAD, t_wall, t_mono, raw, error=str(exc))
+                )
+                continue
+            samples.append(RawSample(point.key, value, Quality.GOOD, t_wall, t_mono, raw))
+        return samples
+
+    def _bad(self, request: ReadRequest, error: str) -> list[RawSample]:
+        """Make a BAD sample for every point of a failed request."""
+        t_wall, t_mono = self._wall(), self._mono()
+        return [
+            RawSample(point.key, None, Quality.BAD, t_wall, t_mono, error=error)
+            for point in request.points
+        ]

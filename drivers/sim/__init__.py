@@ -1,0 +1,1 @@
+"""Instrument simulators for tests and the demo."""

@@ -1,0 +1,236 @@
+"""The durable outbox: every sealed block lives here until a collector-signed ACK releases it.
+
+SQLite in WAL mode with synchronous=FULL: a block committed here survives a power cut. Each
+seal is ONE `BEGIN IMMEDIATE` transaction that reads the chain state, writes the block and
+moves the chain forward, so seq is gap-free and assigned in the transaction that stores the
+block. Sealed bytes are never rewritten; resends read the same bytes back.
+"""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiosqlite
+
+from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
+from specs.records import Record
+from specs.signing import Signature, SigningKey
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    epoch TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    digest TEXT NOT NULL,
+    alg TEXT NOT NULL,
+    kid TEXT NOT NULL,
+    sig BLOB NOT NULL,
+    records INTEGER NOT NULL,
+    sealed_at REAL NOT NULL,
+    delivered_at REAL,
+    PRIMARY KEY (epoch, seq)
+);
+CREATE INDEX IF NOT EXISTS blocks_undelivered ON blocks (epoch, seq) WHERE delivered_at IS NULL;
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    """A block as read back for (re)sending: the exact sealed bytes and signature."""
+
+    epoch: str
+    seq: int
+    payload: bytes
+    signature: Signature
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """How much waits in the outbox."""
+
+    epoch: str
+    last_seq: int
+    undelivered: int
+    undelivered_records: int
+    oldest_undelivered_sealed_at: float | None
+    delivered: int
+
+
+class Outbox:
+    """Sealing, reading back and releasing blocks in one SQLite file."""
+
+    def __init__(self, db: aiosqlite.Connection, identity: Identity, key: SigningKey) -> None:
+        self._db = db
+        self._identity = identity
+        self._key = key
+        self._epoch = ""
+
+    @property
+    def epoch(self) -> str:
+        """The epoch of this outbox file (fixed for the file's life)."""
+        return self._epoch
+
+    async def _init(self) -> None:
+        await self._db.execute("PRAGMA journal_mode=WAL")
+        await self._db.execute("PRAGMA synchronous=FULL")
+        await self._db.executescript(_SCHEMA)
+        await self._db.execute("BEGIN IMMEDIATE")
+        async with self._db.execute("SELECT value FROM meta WHERE key = 'epoch'") as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            # A new file means any earlier sequence state is gone: start a new epoch so the
+            # collector never confuses these seqs with those of a lost file.
+            self._epoch = secrets.token_hex(8)
+            state = ChainState.genesis(self._epoch)
+            await self._db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("epoch", state.epoch),
+                    ("last_seq", str(state.last_seq)),
+                    ("last_hash", state.last_hash),
+                ],
+            )
+        else:
+            self._epoch = str(row[0])
+        await self._db.commit()
+
+    async def _chain_state(self) -> ChainState:
+        async with self._db.execute(
+            "SELECT key, value FROM meta WHERE key IN ('last_seq', 'last_hash')"
+        ) as cursor:
+            values = {str(k): str(v) for k, v in await cursor.fetchall()}
+        return ChainState(self._epoch, int(values["last_seq"]), values["last_hash"])
+
+    async def seal(
+        self, records: tuple[Record, ...], *, now: float, clock_synced: bool
+    ) -> SealedBlock:
+        """Seal `records` into the next block in ONE immediate transaction."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            state = await self._chain_state()
+            block, new_state = seal(
+                state, self._identity, records, now=now, clock_synced=clock_synced, key=self._key
+            )
+            await self._db.execute(
+                "INSERT INTO blocks (epoch, seq, payload, digest, alg, kid, sig, records,"
+                " sealed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (
+                    block.epoch,
+                    block.seq,
+                    block.payload,
+                    block.digest,
+                    block.signature.alg,
+                    block.signature.kid,
+                    block.signature.sig,
+                    block.records,
+                    now,
+                ),
+            )
+            await self._db.executemany(
+                "UPDATE meta SET value = ? WHERE key = ?",
+                [(str(new_state.last_seq), "last_seq"), (new_state.last_hash, "last_hash")],
+            )
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
+        return block
+
+    async def undelivered(self, *, after: int, limit: int) -> list[StoredBlock]:
+        """Undelivered blocks with seq > `after`, oldest first."""
+        async with self._db.execute(
+            "SELECT seq, payload, alg, kid, sig FROM blocks"
+            " WHERE epoch = ? AND delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+            (self._epoch, after, limit),
+        ) as cursor:
+            rows = await cursor.fetchall()
+        return [
+            StoredBlock(self._epoch, int(r[0]), bytes(r[1]), Signature(r[2], r[3], bytes(r[4])))
+            for r in rows
+        ]
+
+    async def get(self, seq: int) -> StoredBlock | None:
+        """The block `seq` of this epoch if it is still undelivered."""
+        async with self._db.execute(
+            "SELECT payload, alg, kid, sig FROM blocks"
+            " WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
+            (self._epoch, seq),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        return StoredBlock(
+            self._epoch, seq, bytes(row[0]), Signature(row[1], row[2], bytes(row[3]))
+        )
+
+    async def mark_delivered(
+        self, *, epoch: str, through: int, also: int | None, now: float
+    ) -> int:
+        """Release blocks the collector has stored: every seq <= `through`, plus `also`."""
+        if epoch != self._epoch:
+            return 0
+        cursor = await self._db.execute(
+            "UPDATE blocks SET delivered_at = ?"
+            " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
+            (now, epoch, through, -1 if also is None else also),
+        )
+        await self._db.commit()
+        return cursor.rowcount
+
+    async def prune(self, *, delivered_before: float) -> int:
+        """Delete delivered blocks released before the given time (retention)."""
+        cursor = await self._db.execute(
+            "DELETE FROM blocks WHERE delivered_at IS NOT NULL AND delivered_at < ?",
+            (delivered_before,),
+        )
+        await self._db.commit()
+        return cursor.rowcount
+
+    async def stats(self) -> OutboxStats:
+        """Counts for `edge-agent status` and the heartbeat."""
+        async with self._db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(records), 0), MIN(sealed_at) FROM blocks"
+            " WHERE delivered_at IS NULL"
+        ) as cursor:
+            undelivered = await cursor.fetchone()
+        async with self._db.execute(
+            "SELECT COUNT(*) FROM blocks WHERE delivered_at IS NOT NULL"
+        ) as cursor:
+            delivered = await cursor.fetchone()
+        state = await self._chain_state()
+        assert undelivered is not None  # noqa: S101 - aggregate queries return one row
+        assert delivered is not None  # noqa: S101
+        return OutboxStats(
+            epoch=self._epoch,
+            last_seq=state.last_seq,
+            undelivered=int(undelivered[0]),
+            undelivered_records=int(undelivered[1]),
+            oldest_undelivered_sealed_at=None if undelivered[2] is None else float(undelivered[2]),
+            delivered=int(delivered[0]),
+        )
+
+
+@asynccontextmanager
+async def open_outbox(path: Path, identity: Identity, key: SigningKey) -> AsyncIterator[Outbox]:
+    """Open (or create) the outbox at `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
+    # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
+    db = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
+    try:
+        outbox = Outbox(db, identity, key)
+        await outbox._init()  # noqa: SLF001 - the factory finishes construction
+        yield outbox
+    finally:
+        await db.close()
+
+
+def wall_clock() -> float:
+    """Wall-clock seconds (for sealed_at and retention, never for scheduling)."""
+    return time.time()

@@ -1,0 +1,213 @@
+"""Forward sealed blocks over MQTT 5 and release them only on a valid collector ACK.
+
+A broker PUBACK means nothing here (mosquitto loses queued QoS 1 messages on SIGKILL): only the
+collector's signed ACK, sent after its database commit, lets the agent forget a block. Order of
+sending: blocks owed again (listed missing, or unacked past the timeout), then live blocks,
+then the backlog oldest first. At most `max_inflight` blocks wait for an ACK at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from edge_agent.shell.outbox import Outbox, StoredBlock
+from specs.ack import AckFormatError, decode_ack
+from specs.signing import (
+    SignatureError,
+    VerifyKey,
+    signature_from_properties,
+    signature_properties,
+)
+from specs.topics import GatewayTopics
+
+log = structlog.get_logger("edge_agent.publisher")
+
+_BACKLOG_CHUNK = 32
+
+
+@dataclass(frozen=True, slots=True)
+class UplinkSettings:
+    """What the publisher needs to know about the link."""
+
+    host: str
+    port: int
+    client_id: str
+    keepalive: float
+    session_expiry: float
+    ack_timeout: float
+    max_inflight: int
+    heartbeat: float = 30.0
+
+
+class Publisher:
+    """One MQTT session at a time; reconnects with capped, jittered backoff."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        topics: GatewayTopics,
+        collector_key: VerifyKey,
+        settings: UplinkSettings,
+        backoff: Callable[[], Iterator[float]],
+    ) -> None:
+        self._outbox = outbox
+        self._topics = topics
+        self._collector_key = collector_key
+        self._settings = settings
+        self._new_backoff = backoff
+        self._backoff = backoff()
+        self._live: deque[int] = deque(maxlen=settings.max_inflight * 4)
+        self._owed: deque[int] = deque()
+        self._sent: dict[int, float] = {}
+        self._cursor = 0
+        self._wake = asyncio.Event()
+        self.connected = asyncio.Event()
+
+    def notify_sealed(self, seq: int) -> None:
+        """A new block is in the outbox: send it before the backlog."""
+        self._live.append(seq)
+        self._wake.set()
+
+    async def run(self) -> None:
+        """Keep a session up forever; cancel to stop."""
+        while True:
+            try:
+                async with self._client() as client:
+                    await self._session(client)
+            except* aiomqtt.MqttError as group:
+                self.connected.clear()
+                delay = next(self._backoff)
+                log.warning("uplink_lost", error=str(group.exceptions[0]), retry_in=delay)
+                await asyncio.sleep(delay)
+
+    def _client(self) -> aiomqtt.Client:
+        connect_properties = Properties(PacketTypes.CONNECT)
+        connect_properties.SessionExpiryInterval = int(self._settings.session_expiry)
+        will = aiomqtt.Will(
+            self._topics.status, json.dumps({"online": False}), qos=1, retain=True
+        )
+        return aiomqtt.Client(
+            self._settings.host,
+            self._settings.port,
+            identifier=self._settings.client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=False,
+            keepalive=int(self._settings.keepalive),
+            properties=connect_properties,
+            will=will,
+        )
+
+    async def _session(self, client: aiomqtt.Client) -> None:
+        await client.subscribe(self._topics.ack, qos=1)
+        # Everything unacked is owed again on a new session; the collector dedupes.
+        self._sent.clear()
+        self._owed.clear()
+        self._cursor = 0
+        self.connected.set()
+        self._backoff = self._new_backoff()
+        log.info("uplink_connected", host=self._settings.host, port=self._settings.port)
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self._receive(client), name="publisher-receive")
+            group.create_task(self._send(client), name="publisher-send")
+            group.create_task(self._heartbeat(client), name="publisher-heartbeat")
+
+    async def _receive(self, client: aiomqtt.Client) -> None:
+        async for message in client.messages:
+            if not message.topic.matches(self._topics.ack):
+                continue
+            payload = message.payload
+            if not isinstance(payload, bytes | bytearray):
+                continue
+            await self._on_ack(bytes(payload), message.properties)
+
+    async def _on_ack(self, payload: bytes, properties: Properties | None) -> None:
+        user = getattr(properties, "UserProperty", None)
+        try:
+            self._collector_key.verify(signature_from_properties(user), payload)
+            ack = decode_ack(payload)
+        except (SignatureError, AckFormatError) as exc:
+            log.warning("ack_rejected", reason=str(exc))
+            return
+        if ack.gateway != self._topics.gateway or ack.epoch != self._outbox.epoch:
+            log.warning("ack_rejected", reason="not for this gateway or epoch", epoch=ack.epoch)
+            return
+        await self._outbox.mark_delivered(
+            epoch=ack.epoch, through=ack.acked_through, also=ack.seq, now=time.time()
+        )
+        for seq in [s for s in self._sent if s <= ack.acked_through or s == ack.seq]:
+            del self._sent[seq]
+        for low, high in ack.missing:
+            for seq in range(low, min(high, low + self._settings.max_inflight * 4) + 1):
+                if seq not in self._sent and seq not in self._owed:
+                    self._owed.append(seq)
+        self._wake.set()
+
+    async def _next_block(self) -> StoredBlock | None:
+        while self._owed:
+            block = await self._outbox.get(self._owed.popleft())
+            if block is not None and block.seq not in self._sent:
+                return block
+        while self._live:
+            block = await self._outbox.get(self._live.pop())
+            if block is not None and block.seq not in self._sent:
+                return block
+        while True:
+            chunk = await self._outbox.undelivered(after=self._cursor, limit=_BACKLOG_CHUNK)
+            if not chunk:
+                return None
+            for block in chunk:
+                self._cursor = block.seq
+                if block.seq not in self._sent:
+                    return block
+
+    async def _send(self, client: aiomqtt.Client) -> None:
+        timeout = self._settings.ack_timeout
+        while True:
+            self._wake.clear()
+            now = time.monotonic()
+            for seq, sent_at in list(self._sent.items()):
+                if now - sent_at > timeout:
+                    del self._sent[seq]
+                    self._owed.append(seq)
+                    log.info("block_ack_timed_out", seq=seq)
+            while len(self._sent) < self._settings.max_inflight:
+                block = await self._next_block()
+                if block is None:
+                    break
+                await self._publish(client, block)
+                self._sent[block.seq] = time.monotonic()
+            wait = None
+            if self._sent:
+                wait = max(0.05, min(self._sent.values()) + timeout - time.monotonic())
+            try:
+                await asyncio.wait_for(self._wake.wait(), wait)
+            except TimeoutError:
+                pass
+
+    async def _publish(self, client: aiomqtt.Client, block: StoredBlock) -> None:
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.UserProperty = signature_properties(block.signature)
+        await client.publish(self._topics.block, block.payload, qos=1, properties=properties)
+
+    async def _heartbeat(self, client: aiomqtt.Client) -> None:
+        while True:
+            stats = await self._outbox.stats()
+            status = {
+                "online": True,
+                "epoch": stats.epoch,
+                "last_seq": stats.last_seq,
+                "undelivered": stats.undelivered,
+                "t": time.time(),
+            }
+            await client.publish(self._topics.status, json.dumps(status), qos=1, retain=True)
+            await asyncio.sleep(self._settings.heartbeat)

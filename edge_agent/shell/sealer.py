@@ -1,0 +1,76 @@
+"""Group commit: collect readings for a flush interval, then seal them as one block."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+
+import structlog
+
+from edge_agent.core.chain import SealedBlock
+from edge_agent.shell.outbox import Outbox
+from specs.records import Record
+
+log = structlog.get_logger("edge_agent.sealer")
+
+
+class Sealer:
+    """Drain the reading queue into blocks: every `flush_interval` or at `flush_readings`."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        queue: asyncio.Queue[Record],
+        *,
+        flush_interval: float,
+        flush_readings: int,
+        clock_synced: Callable[[], bool],
+        on_sealed: Callable[[SealedBlock], None],
+    ) -> None:
+        self._outbox = outbox
+        self._queue = queue
+        self._flush_interval = flush_interval
+        self._flush_readings = flush_readings
+        self._clock_synced = clock_synced
+        self._on_sealed = on_sealed
+        self._pending: list[Record] = []
+        self._in_flight: asyncio.Future[None] | None = None
+
+    async def run(self) -> None:
+        """Seal forever; cancel to stop, then call `flush` to seal what is left."""
+        while True:
+            self._pending.append(await self._queue.get())
+            deadline = time.monotonic() + self._flush_interval
+            while len(self._pending) < self._flush_readings:
+                self._take_ready()
+                remaining = deadline - time.monotonic()
+                if len(self._pending) >= self._flush_readings or remaining <= 0:
+                    break
+                try:
+                    self._pending.append(await asyncio.wait_for(self._queue.get(), remaining))
+                except TimeoutError:
+                    break
+            # Shielded: cancelling the sealer must never abort a seal half-way; `flush`
+            # awaits the one in flight.
+            self._in_flight = asyncio.ensure_future(self._seal_pending())
+            await asyncio.shield(self._in_flight)
+
+    def _take_ready(self) -> None:
+        while len(self._pending) < self._flush_readings and not self._queue.empty():
+            self._pending.append(self._queue.get_nowait())
+
+    async def flush(self) -> None:
+        """Seal every reading still held or queued (at shutdown, after the pollers stopped)."""
+        if self._in_flight is not None:
+            await self._in_flight
+        self._take_ready()
+        while self._pending:
+            await self._seal_pending()
+            self._take_ready()
+
+    async def _seal_pending(self) -> None:
+        batch, self._pending = tuple(self._pending), []
+        block = await self._outbox.seal(batch, now=time.time(), clock_synced=self._clock_synced())
+        log.debug("block_sealed", epoch=block.epoch, seq=block.seq, records=block.records)
+        self._on_sealed(block)

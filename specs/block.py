@@ -1,0 +1,129 @@
+"""The block: a sealed, hash-chained batch of records, encoded as canonical UTF-8 JSON.
+
+A block's bytes are produced once, at sealing, and never again: signatures and hashes cover
+those exact bytes, and resends send them unchanged. Decoding never re-encodes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from typing import Final
+
+from specs.records import Record, RecordFormatError, parse_iso_time, record_from_wire
+
+SPEC: Final = "gz/1"
+GENESIS: Final = "0" * 64
+DOMAINS: Final = frozenset({"WHP", "WKK", "YHBZ", "MK", "BP"})
+
+
+class BlockFormatError(ValueError):
+    """A payload is not a valid gz/1 block."""
+
+
+@dataclass(frozen=True, slots=True)
+class BlockHeader:
+    """Who sealed a block, where it sits in its chain, and when."""
+
+    gateway: str
+    enterprise: str
+    district: str
+    domain: str
+    epoch: str
+    seq: int
+    prev: str
+    sealed_at: str
+    clock: str
+
+
+@dataclass(frozen=True, slots=True)
+class Block:
+    """A decoded block together with the exact bytes it came from."""
+
+    header: BlockHeader
+    records: tuple[Record, ...]
+    payload: bytes
+
+    @property
+    def digest(self) -> str:
+        """Hash of the exact payload bytes; the next block's `prev`."""
+        return block_hash(self.payload)
+
+
+def block_hash(payload: bytes) -> str:
+    """SHA-256 of the payload bytes, hex."""
+    return hashlib.sha256(payload).hexdigest()
+
+
+def encode_block(header: BlockHeader, records: tuple[Record, ...] | list[Record]) -> bytes:
+    """Canonical bytes of a block: sorted keys, no spaces, UTF-8, no NaN."""
+    body = {
+        "spec": SPEC,
+        "gateway": header.gateway,
+        "enterprise": header.enterprise,
+        "district": header.district,
+        "domain": header.domain,
+        "epoch": header.epoch,
+        "seq": header.seq,
+        "prev": header.prev,
+        "sealed_at": header.sealed_at,
+        "clock": header.clock,
+        "records": [record.to_wire() for record in records],
+    }
+    return json.dumps(
+        body, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+    ).encode("utf-8")
+
+
+def _field(body: dict[str, object], key: str, kind: type) -> object:
+    value = body.get(key)
+    if not isinstance(value, kind) or isinstance(value, bool):
+        raise BlockFormatError(f"block field {key!r} must be {kind.__name__}")
+    return value
+
+
+def decode_block(payload: bytes) -> Block:
+    """Parse and check a block's payload; raise BlockFormatError with the reason."""
+    try:
+        body = json.loads(payload.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise BlockFormatError(f"payload is not UTF-8 JSON: {exc}") from None
+    if not isinstance(body, dict):
+        raise BlockFormatError("block must be a JSON object")
+    if body.get("spec") != SPEC:
+        raise BlockFormatError(f"spec {body.get('spec')!r} is not {SPEC}")
+    seq = _field(body, "seq", int)
+    assert isinstance(seq, int)  # noqa: S101 - narrowed by _field
+    if seq < 1:
+        raise BlockFormatError("seq must be >= 1")
+    texts = {
+        key: _field(body, key, str)
+        for key in ("gateway", "enterprise", "district", "domain", "epoch", "prev")
+    }
+    sealed_at = str(_field(body, "sealed_at", str))
+    clock = str(_field(body, "clock", str))
+    if texts["domain"] not in DOMAINS:
+        raise BlockFormatError(f"domain {texts['domain']!r} is unknown")
+    if clock not in {"synced", "unsynced"}:
+        raise BlockFormatError("clock must be 'synced' or 'unsynced'")
+    raw_records = body.get("records")
+    if not isinstance(raw_records, list):
+        raise BlockFormatError("records must be a list")
+    try:
+        parse_iso_time(sealed_at)
+        records = tuple(record_from_wire(r) for r in raw_records)
+    except RecordFormatError as exc:
+        raise BlockFormatError(str(exc)) from None
+    header = BlockHeader(
+        gateway=str(texts["gateway"]),
+        enterprise=str(texts["enterprise"]),
+        district=str(texts["district"]),
+        domain=str(texts["domain"]),
+        epoch=str(texts["epoch"]),
+        seq=seq,
+        prev=str(texts["prev"]),
+        sealed_at=sealed_at,
+        clock=clock,
+    )
+    return Block(header, records, payload)
