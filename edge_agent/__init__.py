@@ -1,1 +1,1 @@
-"""The edge agent: reads instruments, seals signed blocks, forwards them to the collector."""
+"""The edge agent: polls instruments, seals signed blocks into an outbox, forwards them."""

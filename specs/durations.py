@@ -51,3 +51,22 @@ def parse_size(value: str | int) -> int:
     if factor == 1 and "." in match["number"]:
         raise ValueError(f"size {value!r}: a number of bytes must be whole")
     return int(number * factor)
+
+
+def format_duration(seconds: float) -> str:
+    """Render seconds the way `parse_duration` reads them: `200ms`, `30s`, `5m`, `7d`."""
+    if seconds != 0:
+        for unit, factor in sorted(_DURATION_UNITS.items(), key=lambda item: -item[1]):
+            count = seconds / factor
+            if count >= 1 and math.isclose(count, round(count), abs_tol=1e-9):
+                return f"{round(count)}{unit}"
+    return f"{seconds:g}s"
+
+
+def format_size(size: int) -> str:
+    """Render bytes the way `parse_size` reads them: `512KiB`, `2GiB`, `1000`."""
+    for unit in ("TiB", "GiB", "MiB", "KiB"):
+        factor = _SIZE_UNITS[unit]
+        if size >= factor and size % factor == 0:
+            return f"{size // factor}{unit}"
+    return str(size)

@@ -188,13 +188,17 @@ EVERYTHING = Scope()
 
 @dataclass(frozen=True, slots=True)
 class GatewayView:
-    """A gateway as the API reports it, before `online` is judged against the clock."""
+    """A gateway's registry row and ingest progress; the API judges `online` from the times.
+
+    `status_seen` is when its last status message arrived, `block_seen` its last block.
+    """
 
     gateway: str
     enterprise: str
     district: str
     status_online: bool | None
-    last_seen: float | None
+    status_seen: float | None
+    block_seen: float | None
     epoch: str | None
     acked_through: int | None
     gaps: int
@@ -289,8 +293,8 @@ class Storage(Protocol):
         """The registered keys among `kids`, each with its owning gateway."""
         ...
 
-    async def gateway(self, gateway: str) -> Gateway | None:
-        """One registered gateway."""
+    async def find_gateways(self, ids: Collection[str]) -> Mapping[str, Gateway]:
+        """The registered gateways among `ids`."""
         ...
 
     # ingest

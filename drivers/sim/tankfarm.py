@@ -37,7 +37,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import logging
 import math
 import random
 from dataclasses import dataclass, replace
@@ -59,15 +58,15 @@ __all__ = [
     "SimPoint",
     "TankFarmServer",
     "TankState",
+    "holding_image",
     "initial_tanks",
+    "input_image",
+    "pattern_map",
     "register_map",
     "serve_tankfarm",
     "step_tank",
     "tank_map",
-    "test_pattern_map",
 ]
-
-_log = logging.getLogger(__name__)
 
 TANK_STRIDE = 10
 PATTERN_BASE = 1000
@@ -128,7 +127,7 @@ def tank_map(tanks: int = 3) -> tuple[SimPoint, ...]:
     return tuple(points)
 
 
-def test_pattern_map() -> tuple[SimPoint, ...]:
+def pattern_map() -> tuple[SimPoint, ...]:
     """Return the fixed test-pattern points with their exact expected values."""
     points: list[SimPoint] = []
     for k, (byte_order, word_order) in enumerate(ORDERS):
@@ -160,7 +159,7 @@ def test_pattern_map() -> tuple[SimPoint, ...]:
 
 def register_map(tanks: int = 3) -> tuple[SimPoint, ...]:
     """Return every point the simulator serves: the tanks, then the test pattern."""
-    return tank_map(tanks) + test_pattern_map()
+    return tank_map(tanks) + pattern_map()
 
 
 @dataclass(frozen=True, slots=True)
@@ -269,7 +268,7 @@ def input_image(states: tuple[TankState, ...]) -> list[int]:
 def _pattern_registers(table: Table) -> list[int]:
     """Return the test-pattern registers of one register table, from address 1000 on."""
     image: dict[int, int] = {}
-    for sim in test_pattern_map():
+    for sim in pattern_map():
         p = sim.point
         if p.table is not table or p.dtype is DataType.BOOL or sim.expected is None:
             continue

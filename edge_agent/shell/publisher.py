@@ -71,12 +71,18 @@ class Publisher:
         self._sent: dict[int, float] = {}
         self._cursor = 0
         self._wake = asyncio.Event()
+        self._idle = asyncio.Event()
         self.connected = asyncio.Event()
 
     def notify_sealed(self, seq: int) -> None:
         """A new block is in the outbox: send it before the backlog."""
         self._live.append(seq)
+        self._idle.clear()
         self._wake.set()
+
+    async def drained(self) -> None:
+        """Wait until every sealed block has been ACKed by the collector."""
+        await self._idle.wait()
 
     async def run(self) -> None:
         """Keep a session up forever; cancel to stop."""
@@ -186,6 +192,10 @@ class Publisher:
                     break
                 await self._publish(client, block)
                 self._sent[block.seq] = time.monotonic()
+            if self._sent or self._live or self._owed:
+                self._idle.clear()
+            else:
+                self._idle.set()
             wait = None
             if self._sent:
                 wait = max(0.05, min(self._sent.values()) + timeout - time.monotonic())

@@ -1,0 +1,1 @@
+"""The province collector: verifies, stores and serves what the edge agents send."""

@@ -1,0 +1,228 @@
+"""The collector's HTTP API: FastAPI over the Storage protocol, bearer tokens scoped by district.
+
+(No `from __future__ import annotations` here: FastAPI reads the route signatures at runtime.)
+"""
+
+import time
+from collections.abc import Callable, Sequence
+from typing import Annotated, Final, TypeVar
+
+from fastapi import Depends, FastAPI, HTTPException, Query, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from collector.api.core import (
+    ApiToken,
+    CursorError,
+    decode_cursor,
+    encode_cursor,
+    find_token,
+    is_online,
+    last_seen,
+)
+from collector.api.models import GatewayOut, Health, ListPage, PointOut, ReadingOut
+from collector.storage.base import (
+    GatewayView,
+    Page,
+    PointAfter,
+    ReadingAfter,
+    ReadingFilter,
+    ReadingRow,
+    Scope,
+    Storage,
+)
+from specs.records import RecordFormatError, iso_time, parse_iso_time
+
+T = TypeVar("T")
+
+DEFAULT_LIMIT: Final = 1000
+MAX_LIMIT: Final = 10_000
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
+Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
+
+
+def _reading(row: ReadingRow) -> ReadingOut:
+    return ReadingOut.model_validate(
+        {
+            "gateway": row.gateway,
+            "point": row.point,
+            "quota": row.quota,
+            "t": iso_time(row.t),
+            "value": row.value,
+            "unit": row.unit,
+            "quality": row.quality,
+            "flags": list(row.flags),
+        }
+    )
+
+
+def _bad_request(detail: str) -> HTTPException:
+    return HTTPException(status.HTTP_400_BAD_REQUEST, detail)
+
+
+def _time(name: str, text: str | None) -> float | None:
+    if text is None:
+        return None
+    try:
+        return parse_iso_time(text)
+    except RecordFormatError as exc:
+        raise _bad_request(f"{name}: {exc}") from None
+
+
+def _after(
+    kind: str, cursor: str | None, shape: Sequence[type]
+) -> tuple[str | int | float, ...] | None:
+    if cursor is None:
+        return None
+    try:
+        return decode_cursor(kind, cursor, shape)
+    except CursorError as exc:
+        raise _bad_request(str(exc)) from None
+
+
+def _point_after(kind: str, cursor: str | None) -> PointAfter | None:
+    position = _after(kind, cursor, (str, str))
+    return None if position is None else (str(position[0]), str(position[1]))
+
+
+def _next(kind: str, page: Page[T], key: Callable[[T], Sequence[str | int | float]]) -> str | None:
+    return encode_cursor(kind, key(page.items[-1])) if page.more and page.items else None
+
+
+def _gateway(view: GatewayView, now: float, offline_after: float) -> GatewayOut:
+    seen = last_seen(view)
+    return GatewayOut(
+        gateway=view.gateway,
+        enterprise=view.enterprise,
+        district=view.district,
+        online=is_online(view, now, offline_after),
+        last_seen=None if seen is None else iso_time(seen),
+        epoch=view.epoch,
+        acked_through=view.acked_through,
+        gaps=view.gaps,
+    )
+
+
+def create_app(
+    storage: Storage,
+    tokens: Sequence[ApiToken],
+    *,
+    offline_after: float = 60.0,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """Build the API over `storage`; every route but /healthz needs one of `tokens`."""
+    app = FastAPI(
+        title="Ganzhi collector",
+        version="1",
+        description="Readings, gateways and ingest progress of the province collector.",
+    )
+    bearer = HTTPBearer(auto_error=False, description="a token from the collector config")
+    known = tuple(tokens)
+
+    def authenticate(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Scope:
+        token = None if credentials is None else find_token(known, credentials.credentials)
+        if token is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "a valid bearer token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return token.scope
+
+    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
+
+    @app.get("/healthz")
+    async def healthz() -> Health:
+        await storage.ping()
+        return Health(status="ok")
+
+    @app.get("/v1/gateways")
+    async def gateways(
+        *, scope: Auth, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    ) -> ListPage[GatewayOut]:
+        position = _after("gateways", cursor, (str,))
+        after = None if position is None else (str(position[0]),)
+        page = await storage.gateway_views(scope, after=after, limit=limit)
+        now = clock()
+        return ListPage[GatewayOut](
+            items=[_gateway(view, now, offline_after) for view in page.items],
+            next=_next("gateways", page, lambda v: (v.gateway,)),
+        )
+
+    @app.get("/v1/points")
+    async def points(
+        *,
+        scope: Auth,
+        gateway: str | None = None,
+        quota: str | None = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> ListPage[PointOut]:
+        page = await storage.points(
+            scope,
+            gateway=gateway,
+            quota=quota,
+            after=_point_after("points", cursor),
+            limit=limit,
+        )
+        return ListPage[PointOut](
+            items=[
+                PointOut(gateway=p.gateway, point=p.point, quota=p.quota, unit=p.unit)
+                for p in page.items
+            ],
+            next=_next("points", page, lambda p: (p.gateway, p.point)),
+        )
+
+    @app.get("/v1/latest")
+    async def latest(
+        *,
+        scope: Auth,
+        enterprise: str | None = None,
+        gateway: str | None = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> ListPage[ReadingOut]:
+        page = await storage.latest(
+            scope,
+            enterprise=enterprise,
+            gateway=gateway,
+            after=_point_after("latest", cursor),
+            limit=limit,
+        )
+        return ListPage[ReadingOut](
+            items=[_reading(r) for r in page.items],
+            next=_next("latest", page, lambda r: (r.gateway, r.point)),
+        )
+
+    @app.get("/v1/readings")
+    async def readings(
+        *,
+        scope: Auth,
+        point: str | None = None,
+        gateway: str | None = None,
+        from_: Annotated[
+            str | None, Query(alias="from", description="ISO 8601 with offset, inclusive")
+        ] = None,
+        to: Annotated[str | None, Query(description="ISO 8601 with offset, exclusive")] = None,
+        every: Annotated[str | None, Query(description="downsampling: not supported yet")] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> ListPage[ReadingOut]:
+        if every is not None:
+            raise _bad_request("every= (downsampling) is not supported yet")
+        position = _after("readings", cursor, (str, str, float, int))
+        after: ReadingAfter | None = None
+        if position is not None:
+            after = (str(position[0]), str(position[1]), float(position[2]), int(position[3]))
+        where = ReadingFilter(
+            gateway=gateway, point=point, t_from=_time("from", from_), t_to=_time("to", to)
+        )
+        page = await storage.readings(scope, where, after=after, limit=limit)
+        return ListPage[ReadingOut](
+            items=[_reading(r) for r in page.items],
+            next=_next("readings", page, lambda r: (r.gateway, r.point, r.t, r.rowid)),
+        )
+
+    return app

@@ -1,0 +1,268 @@
+"""Pure ingest decisions: verify and classify inbound messages, then build the ACKs.
+
+Nothing here touches the network or the database. The shell (`collector.ingest.service`) hands
+in messages plus the registry rows they name, commits the `IngestBatch` this module plans, and
+publishes the ACKs this module derives from the committed `BatchResult`.
+
+Checks on an `up/block`, in order, each with its audit reason: signature properties present
+(`bad_signature`), algorithm allowed and available (`bad_algorithm`), key registered
+(`unknown_key`), not revoked (`revoked_key`), owned by the topic's gateway (`key_not_owned`),
+signature valid over the exact payload bytes (`bad_signature`), payload a block (`malformed`),
+payload and registry agree with the topic (`topic_mismatch`).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Final
+
+from collector.storage.base import (
+    AuditEntry,
+    BatchResult,
+    Gateway,
+    IncomingBlock,
+    IngestBatch,
+    KeyGrant,
+    Reason,
+    StatusUpdate,
+)
+from specs.ack import Ack
+from specs.block import BlockFormatError, block_hash, decode_block
+from specs.records import iso_time
+from specs.signing import (
+    SignatureError,
+    SigningKey,
+    UnsupportedAlgorithmError,
+    VerifyKey,
+    check_algorithm,
+    load_verify_key,
+    signature_from_properties,
+    signature_properties,
+)
+from specs.topics import GatewayTopics, TopicError, parse_topic
+
+BLOCK_KIND: Final = "up/block"
+STATUS_KIND: Final = "status"
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One MQTT message as the shell received it."""
+
+    topic: str
+    payload: bytes
+    properties: tuple[tuple[str, str], ...]
+    received_at: float
+
+    @property
+    def kind(self) -> str | None:
+        """`up/block`, `status`, ... or None when the topic is not a gz/1 gateway topic."""
+        try:
+            return parse_topic(self.topic)[1]
+        except TopicError:
+            return None
+
+    @property
+    def gateway(self) -> str | None:
+        """The gateway the topic names, if it names one."""
+        try:
+            return parse_topic(self.topic)[0].gateway
+        except TopicError:
+            return None
+
+    @property
+    def kid(self) -> str | None:
+        """The key id the user properties claim, if any (to look the key up)."""
+        return dict(self.properties).get("kid")
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A signed message for the shell to publish at QoS 1."""
+
+    topic: str
+    payload: bytes
+    properties: tuple[tuple[str, str], ...]
+
+
+class _Rejected(Exception):  # noqa: N818 - control flow inside this module only
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@functools.lru_cache(maxsize=4096)
+def _verify_key(pem: bytes) -> VerifyKey:
+    """Parse a registered public key once; registered keys never change their bytes."""
+    return load_verify_key(pem)
+
+
+def _audit(message: Inbound, reason: Reason, detail: str) -> AuditEntry:
+    return AuditEntry(
+        at=message.received_at,
+        gateway=message.gateway,
+        topic=message.topic,
+        reason=reason,
+        detail=detail,
+        payload_hash=block_hash(message.payload),
+    )
+
+
+def _check_owner(topics: GatewayTopics, grant: KeyGrant | None, kid: str) -> KeyGrant:
+    if grant is None:
+        raise _Rejected(Reason.UNKNOWN_KEY, f"key {kid} is not registered")
+    if grant.key.revoked_at is not None:
+        raise _Rejected(
+            Reason.REVOKED_KEY, f"key {kid} was revoked at {iso_time(grant.key.revoked_at)}"
+        )
+    if grant.key.gateway != topics.gateway:
+        raise _Rejected(
+            Reason.KEY_NOT_OWNED,
+            f"key {kid} belongs to gateway {grant.key.gateway}, not {topics.gateway}",
+        )
+    return grant
+
+
+def _check_place(topics: GatewayTopics, owner: Gateway, place: GatewayTopics, what: str) -> None:
+    """Raise topic_mismatch unless `place` (payload or registry) names the topic's gateway."""
+    for field, want, got in (
+        ("gateway", topics.gateway, place.gateway),
+        ("enterprise", topics.enterprise, place.enterprise),
+        ("district", topics.district, place.district),
+    ):
+        if want != got:
+            raise _Rejected(
+                Reason.TOPIC_MISMATCH,
+                f"{what} {field} {got} is not the topic's {want} (gateway {owner.gateway})",
+            )
+
+
+def _judge_block(message: Inbound, grants: Mapping[str, KeyGrant]) -> IncomingBlock:
+    topics, _ = parse_topic(message.topic)
+    try:
+        signature = signature_from_properties(list(message.properties))
+    except SignatureError as exc:
+        raise _Rejected(Reason.BAD_SIGNATURE, str(exc)) from None
+    try:
+        check_algorithm(signature.alg)
+    except UnsupportedAlgorithmError as exc:
+        raise _Rejected(Reason.BAD_ALGORITHM, str(exc)) from None
+    grant = _check_owner(topics, grants.get(signature.kid), signature.kid)
+    try:
+        _verify_key(grant.key.public_pem).verify(signature, message.payload)
+    except UnsupportedAlgorithmError as exc:
+        raise _Rejected(Reason.BAD_ALGORITHM, str(exc)) from None
+    except SignatureError as exc:
+        raise _Rejected(Reason.BAD_SIGNATURE, str(exc)) from None
+    try:
+        block = decode_block(message.payload)
+    except BlockFormatError as exc:
+        raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    header = block.header
+    owner = grant.owner
+    _check_place(
+        topics, owner, GatewayTopics(header.district, header.enterprise, header.gateway), "block"
+    )
+    _check_place(
+        topics, owner, GatewayTopics(owner.district, owner.enterprise, owner.gateway), "registered"
+    )
+    return IncomingBlock(message.topic, block, signature, message.received_at)
+
+
+def judge_block(message: Inbound, grants: Mapping[str, KeyGrant]) -> IncomingBlock | AuditEntry:
+    """Verify an `up/block` message: the block to store, or the audit row saying why not."""
+    try:
+        return _judge_block(message, grants)
+    except _Rejected as rejected:
+        return _audit(message, rejected.reason, rejected.detail)
+
+
+def judge_status(
+    message: Inbound, gateways: Mapping[str, Gateway]
+) -> StatusUpdate | AuditEntry | None:
+    """Read a retained status message; None for an empty payload (a retained message cleared)."""
+    if not message.payload:
+        return None
+    topics, _ = parse_topic(message.topic)
+    owner = gateways.get(topics.gateway)
+    if owner is None:
+        return _audit(
+            message, Reason.UNKNOWN_GATEWAY, f"gateway {topics.gateway} is not registered"
+        )
+    try:
+        _check_place(
+            topics,
+            owner,
+            GatewayTopics(owner.district, owner.enterprise, owner.gateway),
+            "registered",
+        )
+    except _Rejected as rejected:
+        return _audit(message, rejected.reason, rejected.detail)
+    try:
+        body = json.loads(message.payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        return _audit(message, Reason.MALFORMED, f"status is not JSON: {exc}")
+    online = body.get("online") if isinstance(body, dict) else None
+    if not isinstance(online, bool):
+        return _audit(message, Reason.MALFORMED, "status must be an object with boolean 'online'")
+    return StatusUpdate(topics.gateway, online, message.received_at)
+
+
+def plan_batch(
+    messages: Sequence[Inbound],
+    grants: Mapping[str, KeyGrant],
+    gateways: Mapping[str, Gateway],
+) -> IngestBatch:
+    """Sort one batch of messages into blocks to store, statuses to apply and audit rows."""
+    blocks: list[IncomingBlock] = []
+    audits: list[AuditEntry] = []
+    statuses: list[StatusUpdate] = []
+    for message in messages:
+        kind = message.kind
+        if kind == BLOCK_KIND:
+            verdict = judge_block(message, grants)
+            if isinstance(verdict, IncomingBlock):
+                blocks.append(verdict)
+            else:
+                audits.append(verdict)
+        elif kind == STATUS_KIND:
+            status = judge_status(message, gateways)
+            if isinstance(status, StatusUpdate):
+                statuses.append(status)
+            elif status is not None:
+                audits.append(status)
+        else:
+            audits.append(
+                _audit(message, Reason.UNSUPPORTED_TOPIC, f"topic kind {kind!r} is not ingested")
+            )
+    return IngestBatch(tuple(blocks), tuple(audits), tuple(statuses))
+
+
+def build_acks(
+    blocks: Sequence[IncomingBlock], result: BatchResult, key: SigningKey, now: float
+) -> tuple[Outgoing, ...]:
+    """One signed ACK per distinct block the committed batch holds (stored or duplicate)."""
+    acks: list[Outgoing] = []
+    seen: set[tuple[str, str, int]] = set()
+    issued_at = iso_time(now)
+    for incoming, outcome in zip(blocks, result.outcomes, strict=True):
+        header = incoming.block.header
+        if not outcome.acknowledged or (header.gateway, header.epoch, header.seq) in seen:
+            continue
+        seen.add((header.gateway, header.epoch, header.seq))
+        state = result.streams[incoming.stream]
+        payload = Ack(
+            gateway=header.gateway,
+            epoch=header.epoch,
+            acked_through=state.acked_through,
+            missing=state.missing,
+            seq=header.seq,
+            issued_at=issued_at,
+        ).encode()
+        topic = GatewayTopics(header.district, header.enterprise, header.gateway).ack
+        acks.append(Outgoing(topic, payload, tuple(signature_properties(key.sign(payload)))))
+    return tuple(acks)

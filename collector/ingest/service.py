@@ -1,0 +1,204 @@
+"""The ingest shell: MQTT in, one storage transaction per batch, signed ACKs out.
+
+A broker PUBACK means nothing here; only the ACK published after the database commit lets an
+agent forget a block. So the loop is: drain what the client has queued (up to `batch_max`),
+look up the keys and gateways the batch names, let the pure core plan the batch, commit it, and
+only then publish one ACK per stored or duplicate block. A lost connection is retried with
+backoff; whatever was in flight is resent by the agents, and deduplication absorbs it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Final
+from urllib.parse import urlsplit
+
+import aiomqtt
+import structlog
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
+from collector.storage.base import IngestBatch, Outcome, Storage
+from specs.signing import SigningKey
+from specs.topics import ROOT, collector_subscription
+
+STATUS_SUBSCRIPTION: Final = f"{ROOT}/+/+/+/status"
+DEFAULT_PORT: Final = 1883
+
+log = structlog.get_logger("collector.ingest")
+
+
+class BrokerUrlError(ValueError):
+    """The broker URL is not `mqtt://host[:port]`."""
+
+
+@dataclass(frozen=True, slots=True)
+class IngestSettings:
+    """What the ingest loop needs from the collector config."""
+
+    broker: str
+    share_group: str = "gz-collectors"
+    batch_max: int = 200
+    client_id: str | None = None
+    reconnect_min: float = 0.2
+    reconnect_max: float = 30.0
+
+
+def broker_address(url: str) -> tuple[str, int]:
+    """Host and port of an `mqtt://host[:port]` URL."""
+    parts = urlsplit(url)
+    if parts.scheme != "mqtt" or not parts.hostname:
+        raise BrokerUrlError(f"broker {url!r} must look like mqtt://host:port")
+    try:
+        port = parts.port or DEFAULT_PORT
+    except ValueError:
+        raise BrokerUrlError(f"broker {url!r} has an invalid port") from None
+    return parts.hostname, port
+
+
+def _user_properties(message: aiomqtt.Message) -> tuple[tuple[str, str], ...]:
+    found = getattr(message.properties, "UserProperty", None) or []
+    return tuple((str(name), str(value)) for name, value in found)
+
+
+def _publish_properties(properties: Sequence[tuple[str, str]]) -> Properties:
+    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call] # paho lacks hints here
+    props.UserProperty = list(properties)
+    return props
+
+
+class Ingest:
+    """Subscribes, verifies, stores and acknowledges until cancelled.
+
+    `connected` is set while the client is subscribed (tests and `run_collector` wait on it).
+    """
+
+    def __init__(
+        self,
+        settings: IngestSettings,
+        storage: Storage,
+        signing_key: SigningKey,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._settings = settings
+        self._storage = storage
+        self._key = signing_key
+        self._clock = clock
+        self._host, self._port = broker_address(settings.broker)
+        self._client_id = settings.client_id or f"gz-collector-{uuid.uuid4().hex[:12]}"
+        self.connected = asyncio.Event()
+
+    async def run(self) -> None:
+        """Stay connected and ingest; reconnect with jittered exponential backoff."""
+        delay = self._settings.reconnect_min
+        jitter = random.SystemRandom()
+        while True:
+            try:
+                await self._session()
+            except aiomqtt.MqttError as exc:
+                was_connected = self.connected.is_set()
+                self.connected.clear()
+                if was_connected:
+                    delay = self._settings.reconnect_min
+                log.warning("broker_connection_lost", error=str(exc), retry_in=round(delay, 3))
+                await asyncio.sleep(delay * jitter.uniform(0.5, 1.0))
+                delay = min(delay * 2, self._settings.reconnect_max)
+
+    async def _session(self) -> None:
+        # Clean start, no session kept: what the broker held for a dead collector is resent
+        # by the agents anyway, and a fresh identifier lets N collectors share the group.
+        async with aiomqtt.Client(
+            self._host,
+            self._port,
+            identifier=self._client_id,
+            protocol=aiomqtt.ProtocolVersion.V5,
+            clean_start=True,
+        ) as client:
+            await client.subscribe(collector_subscription(self._settings.share_group), qos=1)
+            await client.subscribe(STATUS_SUBSCRIPTION, qos=1)
+            self.connected.set()
+            log.info("broker_subscribed", broker=self._settings.broker, client_id=self._client_id)
+            messages = client.messages
+            async for first in messages:
+                batch = [first]
+                # Drain only what is queued already: no waiting to fill a batch.
+                while len(batch) < self._settings.batch_max and len(messages) > 0:
+                    batch.append(await anext(messages))
+                acks = await self.process(
+                    [
+                        Inbound(
+                            topic=m.topic.value,
+                            payload=bytes(m.payload),
+                            properties=_user_properties(m),
+                            received_at=self._clock(),
+                        )
+                        for m in batch
+                    ]
+                )
+                await _publish(client, acks)
+
+    async def process(self, messages: Sequence[Inbound]) -> tuple[Outgoing, ...]:
+        """Verify, store and decide the ACKs for one batch (committed when this returns)."""
+        kids = {kid for m in messages if (kid := m.kid) is not None}
+        gateways = {gw for m in messages if (gw := m.gateway) is not None}
+        grants = await self._storage.grants(kids) if kids else {}
+        owners = await self._storage.find_gateways(gateways) if gateways else {}
+        batch = plan_batch(messages, grants, owners)
+        result = await self._storage.ingest(batch)
+        _log_batch(batch, result.outcomes)
+        return build_acks(batch.blocks, result, self._key, self._clock())
+
+
+def _log_batch(batch: IngestBatch, outcomes: Sequence[Outcome]) -> None:
+    for audit in batch.audits:
+        log.warning(
+            "block_rejected",
+            reason=audit.reason.value,
+            detail=audit.detail,
+            topic=audit.topic,
+            gateway=audit.gateway,
+            payload_hash=audit.payload_hash,
+        )
+    for incoming, outcome in zip(batch.blocks, outcomes, strict=True):
+        header = incoming.block.header
+        fields = {
+            "gateway": header.gateway,
+            "epoch": header.epoch,
+            "seq": header.seq,
+            "payload_hash": incoming.block.digest,
+        }
+        if outcome is Outcome.STORED:
+            log.debug("block_stored", records=len(incoming.block.records), **fields)
+        elif outcome is Outcome.DUPLICATE:
+            log.info("block_duplicate", **fields)
+        else:
+            log.error("block_seq_conflict", **fields)
+    for status in batch.statuses:
+        log.debug("gateway_status_seen", gateway=status.gateway, online=status.online)
+
+
+async def _publish(client: aiomqtt.Client, acks: Sequence[Outgoing]) -> None:
+    """Publish the ACKs at QoS 1, concurrently (paho keeps the inflight window)."""
+    if not acks:
+        return
+    try:
+        async with asyncio.TaskGroup() as group:
+            for ack in acks:
+                group.create_task(
+                    client.publish(
+                        ack.topic,
+                        ack.payload,
+                        qos=1,
+                        properties=_publish_properties(ack.properties),
+                    )
+                )
+    except* aiomqtt.MqttError as failures:
+        raise aiomqtt.MqttError(f"ACK publish failed: {failures.exceptions[0]}") from None
+    for ack in acks:
+        log.debug("ack_published", topic=ack.topic, size=len(ack.payload))

@@ -1,0 +1,758 @@
+"""SQLite storage: one writer connection for ingest and registry, one reader for the API.
+
+WAL with synchronous=FULL: an ACK promises the block is stored, and WAL+NORMAL may roll back
+the latest commits after a power loss. Each batch is one `BEGIN IMMEDIATE` transaction built
+from a handful of `executemany` calls, because aiosqlite pays a thread hop per call. Reads go
+through their own connection so the API never sees a half-written batch and WAL lets them run
+beside the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
+from contextlib import asynccontextmanager
+from itertools import islice
+from pathlib import Path
+from typing import Final, TypeVar
+
+import aiosqlite
+
+from collector.storage.base import (
+    AuditEntry,
+    BatchResult,
+    Gateway,
+    GatewayAfter,
+    GatewayKey,
+    GatewayView,
+    IncomingBlock,
+    IngestBatch,
+    KeyGrant,
+    Outcome,
+    Page,
+    PointAfter,
+    PointRow,
+    ReadingAfter,
+    ReadingFilter,
+    ReadingRow,
+    Reason,
+    RegistryError,
+    Scope,
+    StatusUpdate,
+    StorageError,
+    StreamState,
+)
+from collector.storage.core import BlockKey, advance, block_key, classify
+from specs.records import GapRecord, Reading, parse_iso_time
+
+SCHEMA_VERSION: Final = 1
+# Keys per lookup statement: far below SQLite's 32766 host parameters.
+_CHUNK: Final = 300
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS gateways (
+    gateway       TEXT PRIMARY KEY,
+    enterprise    TEXT NOT NULL,
+    district      TEXT NOT NULL,
+    registered_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gateway_keys (
+    kid        TEXT PRIMARY KEY,
+    gateway    TEXT NOT NULL REFERENCES gateways (gateway),
+    alg        TEXT NOT NULL,
+    public_pem BLOB NOT NULL,
+    added_at   REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS gateway_keys_by_gateway ON gateway_keys (gateway);
+CREATE TABLE IF NOT EXISTS blocks (
+    gateway     TEXT NOT NULL,
+    epoch       TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    payload     BLOB NOT NULL,
+    alg         TEXT NOT NULL,
+    kid         TEXT NOT NULL,
+    sig         BLOB NOT NULL,
+    hash        TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (gateway, epoch, seq)
+);
+CREATE TABLE IF NOT EXISTS readings (
+    id      INTEGER PRIMARY KEY,
+    gateway TEXT NOT NULL,
+    epoch   TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    idx     INTEGER NOT NULL,
+    point   TEXT NOT NULL,
+    quota   TEXT NOT NULL,
+    t       REAL NOT NULL,
+    value   REAL,
+    unit    TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    flags   TEXT NOT NULL,
+    UNIQUE (gateway, epoch, seq, idx)
+);
+-- rowid (= id) is the index's implicit last column, so (gateway, point, t, id) pages need no sort.
+CREATE INDEX IF NOT EXISTS readings_by_series ON readings (gateway, point, t);
+CREATE TABLE IF NOT EXISTS latest (
+    gateway TEXT NOT NULL,
+    point   TEXT NOT NULL,
+    quota   TEXT NOT NULL,
+    t       REAL NOT NULL,
+    value   REAL,
+    unit    TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    flags   TEXT NOT NULL,
+    PRIMARY KEY (gateway, point)
+);
+-- kind 'record': a gap record carried in block (seq, idx); kind 'sequence': an open hole
+-- from_seq..to_seq in the stored sequence, rewritten whenever the hole shrinks or closes.
+CREATE TABLE IF NOT EXISTS gaps (
+    id          INTEGER PRIMARY KEY,
+    gateway     TEXT NOT NULL,
+    epoch       TEXT NOT NULL,
+    kind        TEXT NOT NULL CHECK (kind IN ('record', 'sequence')),
+    seq         INTEGER,
+    idx         INTEGER,
+    from_seq    INTEGER,
+    to_seq      INTEGER,
+    t           REAL,
+    reason      TEXT NOT NULL,
+    lost        INTEGER,
+    point       TEXT,
+    detected_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS gaps_by_stream ON gaps (gateway, kind, epoch);
+CREATE TABLE IF NOT EXISTS ingest_state (
+    gateway       TEXT NOT NULL,
+    epoch         TEXT NOT NULL,
+    acked_through INTEGER NOT NULL,
+    max_seq       INTEGER NOT NULL,
+    missing       TEXT NOT NULL,
+    first_seen    REAL NOT NULL,
+    last_seen     REAL NOT NULL,
+    PRIMARY KEY (gateway, epoch)
+);
+CREATE TABLE IF NOT EXISTS gateway_status (
+    gateway   TEXT PRIMARY KEY,
+    online    INTEGER NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id           INTEGER PRIMARY KEY,
+    at           REAL NOT NULL,
+    gateway      TEXT,
+    topic        TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    detail       TEXT NOT NULL,
+    payload_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_gateway ON audit (gateway, id);
+"""
+
+_GATEWAY_VIEW: Final = """
+SELECT g.gateway, g.enterprise, g.district, s.online, s.last_seen,
+       (SELECT max(i.last_seen) FROM ingest_state i WHERE i.gateway = g.gateway),
+       cur.epoch, cur.acked_through,
+       (SELECT count(*) FROM gaps p WHERE p.gateway = g.gateway AND p.kind = 'sequence')
+FROM gateways g
+LEFT JOIN gateway_status s ON s.gateway = g.gateway
+LEFT JOIN ingest_state cur ON cur.gateway = g.gateway AND cur.epoch = (
+    SELECT i.epoch FROM ingest_state i WHERE i.gateway = g.gateway
+    ORDER BY i.first_seen DESC, i.epoch DESC LIMIT 1)
+"""
+
+_READING_COLUMNS: Final = "r.gateway, r.point, r.quota, r.t, r.value, r.unit, r.quality, r.flags"
+
+Row = sqlite3.Row
+T = TypeVar("T")
+
+
+def sqlite_path(url: str, base_dir: Path | None = None) -> Path:
+    """The database file of a `sqlite:///path` URL; relative paths are under `base_dir`."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise StorageError(f"storage url {url!r} is not sqlite:///path")
+    path = Path(url.removeprefix(prefix))
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
+
+
+def _chunks(items: Sequence[T], size: int = _CHUNK) -> Iterable[Sequence[T]]:
+    iterator = iter(items)
+    while chunk := tuple(islice(iterator, size)):
+        yield chunk
+
+
+def _values(width: int, rows: int) -> str:
+    one = "(" + ", ".join("?" * width) + ")"
+    return ", ".join([one] * rows)
+
+
+def _scope_clause(scope: Scope, column: str) -> tuple[str, list[object]]:
+    """`AND column IN (...)` for a district-limited scope (nothing for `*`)."""
+    if scope.districts is None:
+        return "", []
+    districts = sorted(scope.districts)
+    if not districts:
+        return " AND 0", []
+    return f" AND {column} IN ({', '.join('?' * len(districts))})", list(districts)
+
+
+def _gateway(row: Row) -> Gateway:
+    return Gateway(row[0], row[1], row[2], row[3])
+
+
+def _key(row: Row) -> GatewayKey:
+    return GatewayKey(row[0], row[1], row[2], bytes(row[3]), row[4], row[5])
+
+
+def _reading(row: Row, rowid: int = 0) -> ReadingRow:
+    return ReadingRow(
+        gateway=row[0],
+        point=row[1],
+        quota=row[2],
+        t=row[3],
+        value=row[4],
+        unit=row[5],
+        quality=row[6],
+        flags=tuple(json.loads(row[7])),
+        rowid=rowid,
+    )
+
+
+def _page(items: list[T], limit: int) -> Page[T]:
+    return Page(tuple(items[:limit]), more=len(items) > limit)
+
+
+class SqliteStorage:
+    """The Storage protocol on one SQLite file."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        # One transaction at a time on the writer connection; other processes wait on the
+        # database lock (busy_timeout) instead.
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStorage:
+        """Open (creating if needed) the database at `path` and bring its schema up to date."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        writer = await _connect(path)
+        try:
+            await _migrate(writer)
+            reader = await _connect(path)
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        """Close both connections."""
+        await self._reader.close()
+        await self._writer.close()
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        await self._reader.execute_fetchall("SELECT 1")
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            db = self._writer
+            await db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                # Shielded: a cancelled caller must still leave the connection usable.
+                await asyncio.shield(db.execute("ROLLBACK"))
+                raise
+            await db.execute("COMMIT")
+
+    # --- registry ---------------------------------------------------------------------------
+
+    async def register(self, gateway: Gateway, key: GatewayKey) -> None:
+        """Register a gateway (or find it registered identically) and add a key to it."""
+        if key.gateway != gateway.gateway:
+            raise RegistryError(f"key {key.kid} is for {key.gateway}, not {gateway.gateway}")
+        async with self._transaction() as db:
+            rows = await db.execute_fetchall(
+                "SELECT gateway, enterprise, district, registered_at FROM gateways"
+                " WHERE gateway = ?",
+                (gateway.gateway,),
+            )
+            if rows:
+                held = _gateway(next(iter(rows)))
+                if (held.enterprise, held.district) != (gateway.enterprise, gateway.district):
+                    raise RegistryError(
+                        f"gateway {gateway.gateway} is registered in district {held.district}"
+                        f" (enterprise {held.enterprise}), not {gateway.district}"
+                    )
+            else:
+                await db.execute(
+                    "INSERT INTO gateways (gateway, enterprise, district, registered_at)"
+                    " VALUES (?, ?, ?, ?)",
+                    (gateway.gateway, gateway.enterprise, gateway.district, gateway.registered_at),
+                )
+            keys = await db.execute_fetchall(
+                "SELECT kid, gateway, alg, public_pem, added_at, revoked_at FROM gateway_keys"
+                " WHERE kid = ?",
+                (key.kid,),
+            )
+            if keys:
+                _check_same_key(_key(next(iter(keys))), key)
+                return
+            await db.execute(
+                "INSERT INTO gateway_keys (kid, gateway, alg, public_pem, added_at, revoked_at)"
+                " VALUES (?, ?, ?, ?, ?, NULL)",
+                (key.kid, key.gateway, key.alg, key.public_pem, key.added_at),
+            )
+
+    async def revoke(self, gateway: str, kid: str | None, at: float) -> tuple[str, ...]:
+        """Revoke one key (or every active key) of a gateway; return the kids revoked."""
+        async with self._transaction() as db:
+            query = "SELECT kid FROM gateway_keys WHERE gateway = ? AND revoked_at IS NULL"
+            params: tuple[object, ...] = (gateway,)
+            if kid is not None:
+                query += " AND kid = ?"
+                params = (gateway, kid)
+            kids = tuple(
+                row[0] for row in await db.execute_fetchall(query + " ORDER BY kid", params)
+            )
+            await db.executemany(
+                "UPDATE gateway_keys SET revoked_at = ? WHERE kid = ?", [(at, k) for k in kids]
+            )
+        return kids
+
+    async def gateways(self) -> tuple[Gateway, ...]:
+        """Every registered gateway, ordered by id."""
+        rows = await self._reader.execute_fetchall(
+            "SELECT gateway, enterprise, district, registered_at FROM gateways ORDER BY gateway"
+        )
+        return tuple(_gateway(row) for row in rows)
+
+    async def find_gateways(self, ids: Collection[str]) -> Mapping[str, Gateway]:
+        """The registered gateways among `ids`."""
+        found: dict[str, Gateway] = {}
+        for chunk in _chunks(sorted(set(ids))):
+            rows = await self._reader.execute_fetchall(
+                "SELECT gateway, enterprise, district, registered_at FROM gateways"
+                f" WHERE gateway IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update((row[0], _gateway(row)) for row in rows)
+        return found
+
+    async def keys(self, gateway: str | None = None) -> tuple[GatewayKey, ...]:
+        """Registered keys (of one gateway, or all), revoked ones included."""
+        query = "SELECT kid, gateway, alg, public_pem, added_at, revoked_at FROM gateway_keys"
+        params: tuple[str, ...] = ()
+        if gateway is not None:
+            query += " WHERE gateway = ?"
+            params = (gateway,)
+        rows = await self._reader.execute_fetchall(query + " ORDER BY gateway, added_at", params)
+        return tuple(_key(row) for row in rows)
+
+    async def grants(self, kids: Collection[str]) -> Mapping[str, KeyGrant]:
+        """The registered keys among `kids`, each with its owning gateway."""
+        found: dict[str, KeyGrant] = {}
+        for chunk in _chunks(sorted(set(kids))):
+            rows = await self._reader.execute_fetchall(
+                "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
+                " g.gateway, g.enterprise, g.district, g.registered_at"
+                " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway"
+                f" WHERE k.kid IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            for row in rows:
+                found[row[0]] = KeyGrant(_key(row), Gateway(row[6], row[7], row[8], row[9]))
+        return found
+
+    # --- ingest -----------------------------------------------------------------------------
+
+    async def ingest(self, batch: IngestBatch) -> BatchResult:
+        """Store blocks once, audit rejections, apply statuses: one durable transaction."""
+        async with self._transaction() as db:
+            stored = await _stored_hashes(db, [block_key(b) for b in batch.blocks])
+            outcomes = classify(batch.blocks, stored)
+            new = [b for b, o in zip(batch.blocks, outcomes, strict=True) if o is Outcome.STORED]
+            await _insert_blocks(db, new)
+            audits = [*batch.audits, *_dedupe_audits(batch.blocks, outcomes)]
+            await db.executemany(
+                "INSERT INTO audit (at, gateway, topic, reason, detail, payload_hash)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                [
+                    (a.at, a.gateway, a.topic, a.reason.value, a.detail, a.payload_hash)
+                    for a in audits
+                ],
+            )
+            streams = await _advance_streams(db, batch.blocks, outcomes)
+            await _apply_statuses(db, batch.statuses)
+        return BatchResult(outcomes, streams)
+
+    async def stream(self, gateway: str, epoch: str) -> StreamState | None:
+        """The stored progress of one sequence."""
+        states = await _stream_states(self._reader, [(gateway, epoch)])
+        return states.get((gateway, epoch))
+
+    async def audit(
+        self, *, gateway: str | None = None, reason: Reason | None = None, limit: int = 1000
+    ) -> tuple[AuditEntry, ...]:
+        """Audit rows, oldest first."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if gateway is not None:
+            clauses.append("gateway = ?")
+            params.append(gateway)
+        if reason is not None:
+            clauses.append("reason = ?")
+            params.append(reason.value)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        rows = await self._reader.execute_fetchall(
+            "SELECT at, gateway, topic, reason, detail, payload_hash FROM audit"
+            f"{where} ORDER BY id LIMIT ?",
+            (*params, limit),
+        )
+        return tuple(
+            AuditEntry(row[0], row[1], row[2], Reason(row[3]), row[4], row[5]) for row in rows
+        )
+
+    # --- API queries ------------------------------------------------------------------------
+
+    async def gateway_views(
+        self, scope: Scope, *, after: GatewayAfter | None, limit: int
+    ) -> Page[GatewayView]:
+        """Gateways with their ingest progress, ordered by id."""
+        scope_sql, params = _scope_clause(scope, "g.district")
+        rows = await self._reader.execute_fetchall(
+            f"{_GATEWAY_VIEW} WHERE g.gateway > ?{scope_sql} ORDER BY g.gateway LIMIT ?",
+            (after[0] if after else "", *params, limit + 1),
+        )
+        views = [
+            GatewayView(
+                gateway=row[0],
+                enterprise=row[1],
+                district=row[2],
+                status_online=None if row[3] is None else bool(row[3]),
+                status_seen=row[4],
+                block_seen=row[5],
+                epoch=row[6],
+                acked_through=row[7],
+                gaps=row[8],
+            )
+            for row in rows
+        ]
+        return _page(views, limit)
+
+    async def points(
+        self,
+        scope: Scope,
+        *,
+        gateway: str | None,
+        quota: str | None,
+        after: PointAfter | None,
+        limit: int,
+    ) -> Page[PointRow]:
+        """Points gateways have reported, ordered by (gateway, point)."""
+        sql, params = _latest_where(scope, None, gateway, after)
+        if quota is not None:
+            sql += " AND l.quota = ?"
+            params.append(quota)
+        rows = await self._reader.execute_fetchall(
+            "SELECT l.gateway, l.point, l.quota, l.unit FROM latest l"
+            f" JOIN gateways g ON g.gateway = l.gateway WHERE 1{sql}"
+            " ORDER BY l.gateway, l.point LIMIT ?",
+            (*params, limit + 1),
+        )
+        return _page([PointRow(row[0], row[1], row[2], row[3]) for row in rows], limit)
+
+    async def latest(
+        self,
+        scope: Scope,
+        *,
+        enterprise: str | None,
+        gateway: str | None,
+        after: PointAfter | None,
+        limit: int,
+    ) -> Page[ReadingRow]:
+        """The newest reading of each point, ordered by (gateway, point)."""
+        sql, params = _latest_where(scope, enterprise, gateway, after)
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {_READING_COLUMNS.replace('r.', 'l.')} FROM latest l"
+            f" JOIN gateways g ON g.gateway = l.gateway WHERE 1{sql}"
+            " ORDER BY l.gateway, l.point LIMIT ?",
+            (*params, limit + 1),
+        )
+        return _page([_reading(row) for row in rows], limit)
+
+    async def readings(
+        self, scope: Scope, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
+    ) -> Page[ReadingRow]:
+        """Readings ordered by (gateway, point, t, rowid)."""
+        clauses: list[str] = []
+        params: list[object] = []
+        for clause, value in (
+            ("r.gateway = ?", where.gateway),
+            ("r.point = ?", where.point),
+            ("r.t >= ?", where.t_from),
+            ("r.t < ?", where.t_to),
+        ):
+            if value is not None:
+                clauses.append(clause)
+                params.append(value)
+        if after is not None:
+            clauses.append("(r.gateway, r.point, r.t, r.id) > (?, ?, ?, ?)")
+            params.extend(after)
+        scope_sql, scope_params = _scope_clause(scope, "g.district")
+        conditions = " AND ".join(clauses) or "1"
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {_READING_COLUMNS}, r.id FROM readings r"
+            f" JOIN gateways g ON g.gateway = r.gateway WHERE {conditions}{scope_sql}"
+            " ORDER BY r.gateway, r.point, r.t, r.id LIMIT ?",
+            (*params, *scope_params, limit + 1),
+        )
+        return _page([_reading(row, row[8]) for row in rows], limit)
+
+
+# --- helpers (each runs inside the caller's transaction) -------------------------------------
+
+
+async def _connect(path: Path) -> aiosqlite.Connection:
+    db = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await db.execute("PRAGMA busy_timeout = 10000")
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = FULL")
+        await db.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    rows = await db.execute_fetchall("PRAGMA user_version")
+    version = int(next(iter(rows))[0])
+    if version > SCHEMA_VERSION:
+        raise StorageError(f"database schema {version} is newer than this collector's")
+    await db.executescript(
+        f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
+    )
+
+
+def _check_same_key(held: GatewayKey, key: GatewayKey) -> None:
+    if held.gateway != key.gateway:
+        raise RegistryError(f"key {key.kid} is registered to gateway {held.gateway}")
+    if held.revoked_at is not None:
+        raise RegistryError(f"key {key.kid} was revoked; a revoked key cannot come back")
+    if held.public_pem.strip() != key.public_pem.strip() or held.alg != key.alg:
+        raise RegistryError(f"key id {key.kid} is registered with another public key")
+
+
+async def _stored_hashes(db: aiosqlite.Connection, keys: Sequence[BlockKey]) -> dict[BlockKey, str]:
+    found: dict[BlockKey, str] = {}
+    for chunk in _chunks(sorted(set(keys))):
+        rows = await db.execute_fetchall(
+            f"WITH k (gateway, epoch, seq) AS (VALUES {_values(3, len(chunk))})"
+            " SELECT b.gateway, b.epoch, b.seq, b.hash FROM k CROSS JOIN blocks b"
+            " ON b.gateway = k.gateway AND b.epoch = k.epoch AND b.seq = k.seq",
+            [part for key in chunk for part in key],
+        )
+        found.update(((row[0], row[1], row[2]), row[3]) for row in rows)
+    return found
+
+
+async def _insert_blocks(db: aiosqlite.Connection, blocks: Sequence[IncomingBlock]) -> None:
+    block_rows: list[tuple[object, ...]] = []
+    reading_rows: list[tuple[object, ...]] = []
+    gap_rows: list[tuple[object, ...]] = []
+    for incoming in blocks:
+        header, sig = incoming.block.header, incoming.signature
+        block_rows.append(
+            (
+                header.gateway,
+                header.epoch,
+                header.seq,
+                incoming.block.payload,
+                sig.alg,
+                sig.kid,
+                sig.sig,
+                incoming.block.digest,
+                incoming.received_at,
+            )
+        )
+        for idx, record in enumerate(incoming.block.records):
+            stream = (header.gateway, header.epoch, header.seq, idx)
+            match record:
+                case Reading():
+                    reading_rows.append(
+                        (
+                            *stream,
+                            record.point,
+                            record.quota,
+                            parse_iso_time(record.t),
+                            record.value,
+                            record.unit,
+                            record.quality.value,
+                            json.dumps(list(record.flags)),
+                        )
+                    )
+                case GapRecord():
+                    gap_rows.append(
+                        (
+                            *stream,
+                            parse_iso_time(record.t),
+                            record.reason,
+                            record.lost,
+                            record.point,
+                            incoming.received_at,
+                        )
+                    )
+    await db.executemany(
+        "INSERT INTO blocks (gateway, epoch, seq, payload, alg, kid, sig, hash, received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        block_rows,
+    )
+    await db.executemany(
+        "INSERT INTO readings (gateway, epoch, seq, idx, point, quota, t, value, unit, quality,"
+        " flags) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        reading_rows,
+    )
+    # A resent old reading must not replace a newer one.
+    await db.executemany(
+        "INSERT INTO latest (gateway, point, quota, t, value, unit, quality, flags)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota, t = excluded.t,"
+        " value = excluded.value, unit = excluded.unit, quality = excluded.quality,"
+        " flags = excluded.flags WHERE excluded.t >= latest.t",
+        [(row[0], *row[4:]) for row in reading_rows],
+    )
+    await db.executemany(
+        "INSERT INTO gaps (gateway, epoch, seq, idx, kind, t, reason, lost, point, detected_at)"
+        " VALUES (?, ?, ?, ?, 'record', ?, ?, ?, ?, ?)",
+        gap_rows,
+    )
+
+
+def _dedupe_audits(
+    blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome]
+) -> list[AuditEntry]:
+    entries: list[AuditEntry] = []
+    for incoming, outcome in zip(blocks, outcomes, strict=True):
+        header = incoming.block.header
+        where = f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}"
+        if outcome is Outcome.DUPLICATE:
+            reason, detail = Reason.DUPLICATE, f"{where} is stored already with the same bytes"
+        elif outcome is Outcome.SEQ_CONFLICT:
+            reason, detail = Reason.SEQ_CONFLICT, f"{where} is stored already with other bytes"
+        else:
+            continue
+        entries.append(
+            AuditEntry(
+                at=incoming.received_at,
+                gateway=header.gateway,
+                topic=incoming.topic,
+                reason=reason,
+                detail=detail,
+                payload_hash=incoming.block.digest,
+            )
+        )
+    return entries
+
+
+async def _stream_states(
+    db: aiosqlite.Connection, streams: Sequence[tuple[str, str]]
+) -> dict[tuple[str, str], StreamState]:
+    found: dict[tuple[str, str], StreamState] = {}
+    for chunk in _chunks(sorted(set(streams))):
+        rows = await db.execute_fetchall(
+            f"WITH k (gateway, epoch) AS (VALUES {_values(2, len(chunk))})"
+            " SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing"
+            " FROM k CROSS JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch",
+            [part for stream in chunk for part in stream],
+        )
+        for row in rows:
+            missing = tuple((int(low), int(high)) for low, high in json.loads(row[4]))
+            found[(row[0], row[1])] = StreamState(row[0], row[1], row[2], row[3], missing)
+    return found
+
+
+async def _advance_streams(
+    db: aiosqlite.Connection, blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome]
+) -> dict[tuple[str, str], StreamState]:
+    new_seqs: dict[tuple[str, str], list[int]] = {}
+    last_seen: dict[tuple[str, str], float] = {}
+    for incoming, outcome in zip(blocks, outcomes, strict=True):
+        if not outcome.acknowledged:
+            continue
+        stream = incoming.stream
+        new_seqs.setdefault(stream, [])
+        last_seen[stream] = max(last_seen.get(stream, 0.0), incoming.received_at)
+        if outcome is Outcome.STORED:
+            new_seqs[stream].append(incoming.block.header.seq)
+    before = await _stream_states(db, list(new_seqs))
+    after: dict[tuple[str, str], StreamState] = {}
+    for stream, seqs in new_seqs.items():
+        old = before.get(stream, StreamState(*stream))
+        after[stream] = advance(old, seqs)
+    await db.executemany(
+        "INSERT INTO ingest_state (gateway, epoch, acked_through, max_seq, missing,"
+        " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (gateway, epoch) DO UPDATE SET acked_through = excluded.acked_through,"
+        " max_seq = excluded.max_seq, missing = excluded.missing,"
+        " last_seen = max(ingest_state.last_seen, excluded.last_seen)",
+        [
+            (
+                *stream,
+                state.acked_through,
+                state.max_seq,
+                json.dumps([list(r) for r in state.missing]),
+                last_seen[stream],
+                last_seen[stream],
+            )
+            for stream, state in after.items()
+        ],
+    )
+    changed = [s for s in after if s not in before or after[s].missing != before[s].missing]
+    await db.executemany(
+        "DELETE FROM gaps WHERE gateway = ? AND kind = 'sequence' AND epoch = ?", changed
+    )
+    await db.executemany(
+        "INSERT INTO gaps (gateway, epoch, kind, from_seq, to_seq, reason, lost, detected_at)"
+        " VALUES (?, ?, 'sequence', ?, ?, 'missing', ?, ?)",
+        [
+            (*stream, low, high, high - low + 1, last_seen[stream])
+            for stream in changed
+            for low, high in after[stream].missing
+        ],
+    )
+    return after
+
+
+async def _apply_statuses(db: aiosqlite.Connection, statuses: Sequence[StatusUpdate]) -> None:
+    await db.executemany(
+        "INSERT INTO gateway_status (gateway, online, last_seen) VALUES (?, ?, ?)"
+        " ON CONFLICT (gateway) DO UPDATE SET online = excluded.online,"
+        " last_seen = excluded.last_seen WHERE excluded.last_seen >= gateway_status.last_seen",
+        [(s.gateway, int(s.online), s.at) for s in statuses],
+    )
+
+
+def _latest_where(
+    scope: Scope, enterprise: str | None, gateway: str | None, after: PointAfter | None
+) -> tuple[str, list[object]]:
+    sql, params = _scope_clause(scope, "g.district")
+    if enterprise is not None:
+        sql += " AND g.enterprise = ?"
+        params.append(enterprise)
+    if gateway is not None:
+        sql += " AND l.gateway = ?"
+        params.append(gateway)
+    if after is not None:
+        sql += " AND (l.gateway, l.point) > (?, ?)"
+        params.extend(after)
+    return sql, params

@@ -1,0 +1,75 @@
+"""A real Mosquitto on a free loopback port, with its own config: for the demo and the tests."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def wait_for_port(port: int, timeout: float = 10.0) -> None:
+    """Block until something accepts TCP connections on 127.0.0.1:port."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.05)
+    raise TimeoutError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+
+
+@dataclass
+class Broker:
+    """A Mosquitto process that can be stopped and started again on the same port."""
+
+    port: int
+    workdir: Path
+    process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        """The broker URL as configs spell it."""
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        """Start mosquitto and wait until it accepts connections."""
+        conf = self.workdir / "mosquitto.conf"
+        # No persistence and no queue caps: the agent's outbox and the collector's ACK carry
+        # reliability; the broker is only a pipe.
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\n"
+            "allow_anonymous true\n"
+            "persistence false\n"
+            "max_queued_messages 0\n"
+            "max_inflight_messages 0\n"
+            "log_type error\n"
+            "log_type warning\n"
+        )
+        log = (self.workdir / "mosquitto.log").open("ab")
+        self.process = subprocess.Popen(  # noqa: S603 - fixed binary, own config
+            [MOSQUITTO, "-c", str(conf)], stdout=log, stderr=log
+        )
+        wait_for_port(self.port)
+
+    def stop(self, sig: int = signal.SIGTERM) -> None:
+        """Stop the broker (SIGKILL to simulate a crash)."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            os.kill(self.process.pid, sig)
+            self.process.wait(timeout=10)
+        self.process = None

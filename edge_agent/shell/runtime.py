@@ -1,0 +1,162 @@
+"""The agent's composition root: build every part from the site config and run them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import time
+from collections.abc import Iterator
+
+import structlog
+
+from drivers.modbus.backoff import backoff_delays
+from edge_agent.config import SiteConfig
+from edge_agent.core.chain import Identity
+from edge_agent.core.points import ResolvedPoint, resolve_points
+from edge_agent.shell.devices import build_driver
+from edge_agent.shell.host import clock_synchronized, notify_systemd
+from edge_agent.shell.outbox import Outbox, open_outbox
+from edge_agent.shell.poller import DevicePoller, PolledPoint
+from edge_agent.shell.publisher import Publisher, UplinkSettings
+from edge_agent.shell.sealer import Sealer
+from specs.catalogue import default_catalogue
+from specs.records import Record
+from specs.signing import load_signing_key, load_verify_key
+from specs.topics import GatewayTopics
+
+log = structlog.get_logger("edge_agent.runtime")
+
+# Readings waiting to be sealed; pollers wait (backpressure) rather than grow memory.
+_QUEUE_BOUND = 20_000
+_PRUNE_EVERY = 3600.0
+# How long a graceful stop waits for the last ACKs (systemd allows 30 s).
+_SHUTDOWN_DRAIN = 10.0
+
+
+def _reconnect_backoff() -> Iterator[float]:
+    return backoff_delays(initial=0.5, cap=30.0)
+
+
+def identity_of(config: SiteConfig) -> Identity:
+    """The identifiers every block of this site carries."""
+    return Identity(
+        gateway=config.site.gateway,
+        enterprise=config.site.enterprise,
+        district=config.site.district,
+        domain=config.site.domain,
+    )
+
+
+def _pollers(config: SiteConfig, queue: asyncio.Queue[Record]) -> list[DevicePoller]:
+    catalogue = default_catalogue()
+    by_device: dict[str, list[ResolvedPoint]] = {}
+    for point in resolve_points(config):
+        by_device.setdefault(point.device_id, []).append(point)
+    pollers = []
+    for device in config.devices:
+        points = by_device.get(device.id, [])
+        polled = {}
+        for point in points:
+            indicator = catalogue.get(point.quota)
+            if indicator is None:  # the config loader already refused unknown quotas
+                raise LookupError(f"quota {point.quota} vanished from the catalogue")
+            polled[point.point] = PolledPoint(point, indicator)
+        pollers.append(
+            DevicePoller(
+                build_driver(device, points),
+                polled,
+                interval=device.poll,
+                sink=queue.put,
+                clock_synced=clock_synchronized,
+                backoff=_reconnect_backoff,
+            )
+        )
+    return pollers
+
+
+async def _prune_forever(outbox: Outbox, retain_seconds: float) -> None:
+    while True:
+        removed = await outbox.prune(delivered_before=time.time() - retain_seconds)
+        if removed:
+            log.info("delivered_blocks_pruned", blocks=removed)
+        await asyncio.sleep(_PRUNE_EVERY)
+
+
+async def run_agent(config: SiteConfig, stop: asyncio.Event | None = None) -> None:
+    """Run until `stop` is set (or SIGTERM/SIGINT), then seal what is queued and exit."""
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    key = load_signing_key(config.signing.key_file.read_bytes())
+    collector_key = load_verify_key(config.uplink.collector_key.read_bytes())
+    topics = GatewayTopics(config.site.district, config.site.enterprise, config.site.gateway)
+    queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=_QUEUE_BOUND)
+    async with open_outbox(config.outbox.path, identity_of(config), key) as outbox:
+        publisher = Publisher(
+            outbox,
+            topics,
+            collector_key,
+            UplinkSettings(
+                host=config.uplink.host,
+                port=config.uplink.port,
+                client_id=config.site.gateway,
+                keepalive=config.uplink.keepalive,
+                session_expiry=config.uplink.session_expiry,
+                ack_timeout=config.uplink.ack_timeout,
+                max_inflight=config.uplink.max_inflight,
+            ),
+            _reconnect_backoff,
+        )
+        sealer = Sealer(
+            outbox,
+            queue,
+            flush_interval=config.outbox.flush_interval,
+            flush_readings=config.outbox.flush_readings,
+            clock_synced=clock_synchronized,
+            on_sealed=lambda block: publisher.notify_sealed(block.seq),
+        )
+        pollers = _pollers(config, queue)
+        poll_tasks = [
+            asyncio.create_task(p.run(), name=f"poll-{d.id}")
+            for p, d in zip(pollers, config.devices, strict=True)
+        ]
+        service_tasks = [
+            asyncio.create_task(sealer.run(), name="sealer"),
+            asyncio.create_task(publisher.run(), name="publisher"),
+            asyncio.create_task(
+                _prune_forever(outbox, config.outbox.retain_days * 86400), name="pruner"
+            ),
+        ]
+        log.info(
+            "agent_started",
+            gateway=config.site.gateway,
+            epoch=outbox.epoch,
+            devices=len(pollers),
+        )
+        notify_systemd("READY=1")
+        stopped = asyncio.create_task(stop.wait(), name="stop")
+        done, _ = await asyncio.wait(
+            [stopped, *poll_tasks, *service_tasks], return_when=asyncio.FIRST_COMPLETED
+        )
+        notify_systemd("STOPPING=1")
+        for task in poll_tasks:
+            task.cancel()
+        await asyncio.gather(*poll_tasks, return_exceptions=True)
+        service_tasks[0].cancel()
+        await asyncio.gather(service_tasks[0], return_exceptions=True)
+        await sealer.flush()
+        # Give the publisher a moment to hand the last blocks to the broker; whatever is
+        # not ACKed stays in the outbox and goes out after the next start.
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(publisher.drained(), _SHUTDOWN_DRAIN)
+        for task in service_tasks[1:]:
+            task.cancel()
+        await asyncio.gather(*service_tasks[1:], return_exceptions=True)
+        stopped.cancel()
+        for task in done:
+            if task is not stopped and not task.cancelled() and task.exception() is not None:
+                raise task.exception()  # type: ignore[misc]
+        log.info("agent_stopped", gateway=config.site.gateway)

@@ -1,0 +1,536 @@
+"""What every config file of the project shares: YAML with lines, typed fields, file:line errors.
+
+Pure: text and a file name in, data or `ConfigError` out; reading the file is the caller's job.
+
+- `parse_yaml` loads text with `StrictLoader`: duplicate keys are errors (PyYAML keeps the last
+  one silently) and the 1-based line of every key path is recorded.
+- `validate_document` runs a pydantic model over the data and turns every validation error into
+  a `ConfigIssue` `file:line: key.path: message`, using the nearest recorded line.
+- `ConfigModel`, `Duration`, `Size`, `ConfigPath`, `Broker` and `raise_at` are the building
+  blocks of the agent's and the collector's config models.
+
+Error tree::
+
+    ConfigError     carries every ConfigIssue found; str() is one issue per line
+"""
+
+from __future__ import annotations
+
+import difflib
+import types
+import typing
+import urllib.parse
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn, TypeAlias, TypeVar
+
+import yaml
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    PlainValidator,
+    ValidationError,
+    ValidationInfo,
+)
+from pydantic_core import InitErrorDetails, PydanticCustomError
+
+from specs.durations import format_duration, format_size, parse_duration, parse_size
+
+KeyPath: TypeAlias = tuple[str | int, ...]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+BASE_DIR = "base_dir"
+"""Validation-context key: the folder relative paths in the file are resolved against."""
+
+# Aliases let one node stand for many; a small file must not expand into gigabytes of data.
+_MAX_EXPANDED_NODES = 1_000_000
+_MERGE_TAG = "tag:yaml.org,2002:merge"
+# Pydantic error types whose message reads better with the offending value after it.
+_SHOW_INPUT = frozenset(
+    {
+        "bool_type",
+        "dict_type",
+        "float_parsing",
+        "float_type",
+        "int_from_float",
+        "int_parsing",
+        "int_type",
+        "literal_error",
+        "path_type",
+        "string_type",
+        "tuple_type",
+        "list_type",
+        "greater_than",
+        "greater_than_equal",
+        "less_than",
+        "less_than_equal",
+        "finite_number",
+        "string_pattern_mismatch",
+        "string_too_short",
+    }
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file, printed `file:line: key.path: message`."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        if self.column is not None:
+            where = f"{where}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A config file is unusable; `issues` lists every problem found, in file order."""
+
+    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedYaml:
+    """A loaded YAML document: its data, the line of every key path and the issues found."""
+
+    file: str
+    data: object
+    lines: Mapping[KeyPath, int]
+    issues: tuple[ConfigIssue, ...] = ()
+
+    def line_of(self, path: Sequence[str | int]) -> int:
+        """Return the line of `path`, or of its nearest ancestor that has one."""
+        key = tuple(path)
+        while key and key not in self.lines:
+            key = key[:-1]
+        return self.lines.get(key, 1)
+
+
+class StrictLoader(yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys and records the line of every key path."""
+
+    def __init__(self, text: str) -> None:
+        super().__init__(text)
+        self.lines: dict[KeyPath, int] = {}
+        self.duplicates: list[tuple[KeyPath, int, int]] = []  # path, line, line of the first
+        self._expanded: dict[int, int] = {}
+
+    def get_single_node(self) -> yaml.Node | None:
+        """Compose the document, then index its lines and find duplicate keys."""
+        node = super().get_single_node()
+        if node is not None:
+            self.lines[()] = node.start_mark.line + 1
+            self._index(node, (), set())
+        return node
+
+    def get_single_data(self) -> Any:  # noqa: ANN401 - YAML gives whatever the text says
+        """Load the document; used by `yaml.load(text, Loader=StrictLoader)`."""
+        node = self.get_single_node()
+        if self.duplicates:
+            path, line, first = self.duplicates[0]
+            raise yaml.constructor.ConstructorError(
+                problem=f"duplicate key {format_path(path)} (first at line {first})",
+                problem_mark=yaml.Mark("<text>", 0, line - 1, 0, None, None),
+            )
+        return None if node is None else self.construct_document(node)
+
+    def construct_object(self, node: yaml.Node, deep: bool = False) -> Any:  # noqa: ANN401
+        """Construct one node; a scalar Python cannot represent becomes a marked YAML error."""
+        try:
+            return super().construct_object(node, deep=deep)
+        except ValueError as exc:
+            # PyYAML lets int("", 2) for `0b_` or datetime() for `2001-02-30` escape unmarked.
+            raise yaml.constructor.ConstructorError(
+                problem=f"cannot read {node.value!r} as {node.tag.rsplit(':', 1)[-1]}: {exc}",
+                problem_mark=node.start_mark,
+            ) from None
+
+    def _index(self, node: yaml.Node, path: KeyPath, open_nodes: set[int]) -> int:
+        """Record lines below `node` and return how many nodes it expands to."""
+        if id(node) in open_nodes:
+            raise yaml.constructor.ConstructorError(
+                problem="an alias refers to a node that contains it; recursive data is not allowed",
+                problem_mark=node.start_mark,
+            )
+        if id(node) in self._expanded:
+            # Second visit through an alias: the paths below keep the alias's line.
+            return self._expanded[id(node)]
+        open_nodes.add(id(node))
+        size = 1
+        if isinstance(node, yaml.MappingNode):
+            size += self._index_mapping(node, path, open_nodes)
+        elif isinstance(node, yaml.SequenceNode):
+            for index, item in enumerate(node.value):
+                self.lines[(*path, index)] = item.start_mark.line + 1
+                size += self._index(item, (*path, index), open_nodes)
+        open_nodes.discard(id(node))
+        self._expanded[id(node)] = size
+        if size > _MAX_EXPANDED_NODES:
+            raise yaml.constructor.ConstructorError(
+                problem=f"the document expands to more than {_MAX_EXPANDED_NODES} values",
+                problem_mark=node.start_mark,
+            )
+        return size
+
+    def _index_mapping(self, node: yaml.MappingNode, path: KeyPath, open_nodes: set[int]) -> int:
+        size = 0
+        first_line: dict[object, int] = {}
+        for key_node, value_node in node.value:
+            if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
+                # Merged and complex keys have no path of their own; PyYAML checks them later.
+                size += self._index(key_node, path, open_nodes)
+                size += self._index(value_node, path, open_nodes)
+                continue
+            key = self.construct_object(key_node)
+            line = key_node.start_mark.line + 1
+            if key in first_line:
+                self.duplicates.append(((*path, _path_part(key)), line, first_line[key]))
+            else:
+                first_line[key] = line
+            child = (*path, _path_part(key))
+            self.lines[child] = line
+            size += self._index(value_node, child, open_nodes)
+        return size
+
+
+def _path_part(key: object) -> str | int:
+    if isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool)):
+        return key
+    return str(key)
+
+
+def parse_yaml(text: str, file: str) -> ParsedYaml:
+    """Load one YAML document, with the line of every key path and all duplicate keys."""
+    try:
+        loader = StrictLoader(text)
+        try:
+            node = loader.get_single_node()
+            data = None if node is None else loader.construct_document(node)
+        finally:
+            loader.dispose()
+    except yaml.YAMLError as exc:
+        raise ConfigError([_yaml_issue(exc, file, text)]) from None
+    except RecursionError:
+        raise ConfigError([ConfigIssue(file, None, "", "the document is nested too deeply")]) from None
+    duplicates = tuple(
+        ConfigIssue(file, line, format_path(path), f"duplicate key (first at line {first})")
+        for path, line, first in loader.duplicates
+    )
+    return ParsedYaml(file, data, dict(loader.lines), duplicates)
+
+
+def _yaml_issue(error: yaml.YAMLError, file: str, text: str) -> ConfigIssue:
+    if isinstance(error, yaml.MarkedYAMLError):
+        mark = error.problem_mark or error.context_mark
+        message = error.problem or error.context or "invalid YAML"
+        if error.context and error.problem:
+            context_line = f" at line {error.context_mark.line + 1}" if error.context_mark else ""
+            message = f"{error.problem} ({error.context}{context_line})"
+        if mark is None:
+            return ConfigIssue(file, None, "", message)
+        return ConfigIssue(file, mark.line + 1, "", message, column=mark.column + 1)
+    if isinstance(error, yaml.reader.ReaderError):
+        line = text.count("\n", 0, error.position) + 1
+        column = error.position - (text.rfind("\n", 0, error.position) + 1) + 1
+        character = error.character
+        shown = f"U+{character:04X}" if isinstance(character, int) else repr(character)
+        return ConfigIssue(file, line, "", f"character {shown} is not allowed in YAML", column)
+    return ConfigIssue(file, None, "", str(error))
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """Render a key path the way people read it: `devices[0].points[2].address.start`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text = f"{text}.{part}" if text else part
+    return text
+
+
+def validate_document(
+    model: type[ModelT],
+    parsed: ParsedYaml,
+    *,
+    context: Mapping[str, object] | None = None,
+) -> ModelT:
+    """Validate parsed data with `model`, raising `ConfigError` with every issue found."""
+    issues = list(parsed.issues)
+    if not isinstance(parsed.data, dict):
+        found = "is empty" if parsed.data is None else f"holds a {type(parsed.data).__name__}"
+        message = f"the file {found}; expected a mapping with keys {', '.join(_keys_of(model))}"
+        raise ConfigError([*issues, ConfigIssue(parsed.file, parsed.line_of(()), "", message)])
+    try:
+        result = model.model_validate(parsed.data, context=dict(context or {}))
+    except ValidationError as exc:
+        issues.extend(issues_from_validation(exc, parsed, model))
+        raise ConfigError(sorted(issues, key=_issue_order)) from None
+    if issues:
+        raise ConfigError(issues)
+    return result
+
+
+def _issue_order(issue: ConfigIssue) -> tuple[int, int, str]:
+    return (issue.line or 0, issue.column or 0, issue.path)
+
+
+def issues_from_validation(
+    error: ValidationError,
+    parsed: ParsedYaml,
+    model: type[BaseModel] | None = None,
+) -> list[ConfigIssue]:
+    """Turn each pydantic error into a `ConfigIssue` placed at the nearest recorded line."""
+    issues = []
+    for detail in error.errors(include_url=False):
+        path = _data_path(detail["loc"], parsed.data)
+        message = _message(detail["type"], detail["msg"], detail.get("ctx"), detail["input"])
+        if detail["type"] == "extra_forbidden" and model is not None:
+            message += _suggestion(path, model)
+        issues.append(ConfigIssue(parsed.file, parsed.line_of(path), format_path(path), message))
+    return issues
+
+
+def _data_path(loc: tuple[str | int, ...], data: object) -> KeyPath:
+    """Follow `loc` through the data, dropping the tags pydantic adds for unions."""
+    kept: list[str | int] = []
+    node = data
+    for index, part in enumerate(loc):
+        if isinstance(node, dict) and part in node:
+            kept.append(part)
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            kept.append(part)
+            node = node[part]
+        elif index == len(loc) - 1 and part != "[key]":
+            kept.append(part)  # a missing key: not in the data, but it is what the user must add
+        # Anything else is a union tag such as 'modbus_tcp' or 'function-after[...]': dropped.
+    return tuple(kept)
+
+
+def _message(kind: str, message: str, ctx: dict[str, Any] | None, value: object) -> str:
+    if kind == "missing":
+        return "missing required key"
+    if kind == "extra_forbidden":
+        return "unknown key"
+    if kind in {"value_error", "assertion_error"} and ctx and "error" in ctx:
+        return str(ctx["error"])
+    if kind in _SHOW_INPUT and not isinstance(value, dict | list):
+        shown = repr(value)
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."  # noqa: PLR2004 - readable width
+        return f"{message}, got {shown}"
+    return message
+
+
+def _suggestion(path: KeyPath, model: type[BaseModel]) -> str:
+    allowed = _keys_of(_model_at(model, path[:-1]))
+    if not allowed or not path:
+        return ""
+    close = difflib.get_close_matches(str(path[-1]), allowed, n=1)
+    if close:
+        return f"; did you mean {close[0]!r}?"
+    return f"; allowed here: {', '.join(allowed)}"
+
+
+def _keys_of(model: object) -> list[str]:
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return []
+    return [info.alias or name for name, info in model.model_fields.items()]
+
+
+def _model_at(model: type[BaseModel], path: KeyPath) -> object:
+    """Find the model class that validates the mapping at `path` (None when unsure)."""
+    current: object = model
+    for part in path:
+        current = _unwrap(current)
+        if isinstance(current, type) and issubclass(current, BaseModel):
+            fields = {info.alias or name: info for name, info in current.model_fields.items()}
+            current = fields[part].annotation if part in fields else None
+            continue
+        origin, args = typing.get_origin(current), typing.get_args(current)
+        if origin is tuple and args:
+            current = args[0]
+        elif origin in {list, dict} and args:
+            current = args[-1]
+        else:
+            return None
+    return _unwrap(current)
+
+
+def _unwrap(annotation: object) -> object:
+    """Strip `Annotated` and `X | None` so that the model class inside shows."""
+    while True:
+        origin = typing.get_origin(annotation)
+        if origin is Annotated:
+            annotation = typing.get_args(annotation)[0]
+        elif origin in {typing.Union, types.UnionType}:
+            members = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if len(members) != 1:
+                return annotation
+            annotation = members[0]
+        else:
+            return annotation
+
+
+# --- building blocks of config models -------------------------------------------------------
+
+
+class ConfigModel(BaseModel):
+    """Base of every config model: unknown keys are errors and values never change."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def raise_at(problems: Iterable[tuple[KeyPath, str]]) -> NoReturn:
+    """Fail validation with one error per (relative key path, message).
+
+    Pydantic prefixes each path with the location of the model being validated, so a
+    cross-field check can point at the exact key (and line) it complains about.
+    """
+    details = [
+        InitErrorDetails(
+            type=PydanticCustomError("config", "{message}", {"message": message}),
+            loc=path,
+            input=None,
+        )
+        for path, message in problems
+    ]
+    raise ValidationError.from_exception_data("config", details)
+
+
+_DURATION_HINT = "a number of seconds or a string such as 500ms, 1s, 5m, 1h or 7d"
+
+
+def _seconds(value: object) -> object:
+    if isinstance(value, str):
+        return parse_duration(value)
+    if isinstance(value, bool):
+        raise ValueError(f"duration must be {_DURATION_HINT}, got {value!r}")
+    return value
+
+
+def _bytes(value: object) -> object:
+    if isinstance(value, str | int):
+        return parse_size(value)
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(_seconds), Field(allow_inf_nan=False)]
+"""Seconds; YAML may say `500ms`, `1s`, `5m`, `1h`, `7d` or a plain number of seconds."""
+
+Size = Annotated[int, BeforeValidator(_bytes)]
+"""Bytes; YAML may say `512KiB`, `64MiB`, `2GiB` or a plain number of bytes."""
+
+
+def duration_bounds(
+    *,
+    above: float | None = None,
+    at_least: float | None = None,
+    at_most: float | None = None,
+) -> AfterValidator:
+    """Return a check that a `Duration` lies within bounds, speaking in durations."""
+
+    def check(seconds: float) -> float:
+        shown = format_duration(seconds)
+        if above is not None and seconds <= above:
+            raise ValueError(f"must be more than {format_duration(above)}, got {shown}")
+        if at_least is not None and seconds < at_least:
+            raise ValueError(f"must be at least {format_duration(at_least)}, got {shown}")
+        if at_most is not None and seconds > at_most:
+            raise ValueError(f"must be at most {format_duration(at_most)}, got {shown}")
+        return seconds
+
+    return AfterValidator(check)
+
+
+def size_at_least(low: int) -> AfterValidator:
+    """Return a check that a `Size` is at least `low` bytes, speaking in sizes."""
+
+    def check(size: int) -> int:
+        if size < low:
+            raise ValueError(f"must be at least {format_size(low)}, got {format_size(size)}")
+        return size
+
+    return AfterValidator(check)
+
+
+def _non_empty_path(value: object) -> object:
+    if isinstance(value, str) and not value.strip():
+        raise ValueError("path must not be empty")
+    return value
+
+
+def _resolve(value: Path, info: ValidationInfo) -> Path:
+    base = info.context.get(BASE_DIR) if isinstance(info.context, dict) else None
+    if isinstance(base, Path) and not value.is_absolute():
+        return base / value
+    return value
+
+
+ConfigPath = Annotated[Path, BeforeValidator(_non_empty_path), AfterValidator(_resolve)]
+"""A file path; relative paths are resolved against the config file's folder."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerUrl:
+    """Where the MQTT broker listens; `mqtts` means TLS."""
+
+    scheme: str
+    host: str
+    port: int
+
+    @property
+    def tls(self) -> bool:
+        """Whether the connection uses TLS."""
+        return self.scheme == "mqtts"
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{self.scheme}://{host}:{self.port}"
+
+
+_DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
+
+
+def parse_broker_url(text: str) -> BrokerUrl:
+    """Parse `mqtt://host[:port]` or `mqtts://host[:port]` (ports default to 1883 and 8883)."""
+    shape = "must look like mqtt://host:port or mqtts://host:port"
+    parts = urllib.parse.urlsplit(text.strip())
+    if parts.scheme not in _DEFAULT_PORTS:
+        raise ValueError(f"broker {text!r} {shape}")
+    if parts.username or parts.password or parts.path not in {"", "/"}:
+        raise ValueError(f"broker {text!r} {shape}, without user, path or query")
+    if parts.query or parts.fragment or not parts.hostname:
+        raise ValueError(f"broker {text!r} {shape}, without user, path or query")
+    try:
+        port = parts.port
+    except ValueError:
+        raise ValueError(f"broker {text!r} has an invalid port") from None
+    if port == 0:
+        raise ValueError(f"broker {text!r} has an invalid port")
+    return BrokerUrl(parts.scheme, parts.hostname, port or _DEFAULT_PORTS[parts.scheme])
+
+
+def _broker(value: object) -> BrokerUrl:
+    if isinstance(value, BrokerUrl):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError(
+            "string_type", "broker must be a string such as 'mqtt://127.0.0.1:1883'"
+        )
+    return parse_broker_url(value)
+
+
+Broker = Annotated[BrokerUrl, PlainValidator(_broker)]
+"""An MQTT broker address, written `mqtt://host:port` or `mqtts://host:port` in YAML."""

@@ -1,0 +1,186 @@
+"""A whole site on loopback: simulator, collector and agent as real processes.
+
+The oracle is the agent's own outbox: every record of every sealed block must be served by
+the collector exactly once (DESIGN invariant 1). Records are compared as a multiset of
+(point, t, value, quality), so a duplicate or a loss both show.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import yaml
+
+from demo.__main__ import TOKEN, write_configs
+from demo.broker import Broker, free_port, wait_for_port
+from specs.block import decode_block
+from specs.records import Reading
+
+BIN = Path(sys.executable).parent
+ReadingKey = tuple[str, str, float | None, str]
+
+
+def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
+    """Poll `condition` every 100 ms until it holds; fail with `what` after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def _cli(*argv: str, cwd: Path) -> None:
+    subprocess.run(argv, cwd=cwd, check=True, capture_output=True)  # noqa: S603
+
+
+@dataclass
+class Site:
+    """One agent, one collector and one simulator around a test's broker."""
+
+    work: Path
+    broker: Broker
+    sim_port: int = field(default_factory=free_port)
+    api_port: int = field(default_factory=free_port)
+    processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
+    gateway: str = ""
+
+    def setup(self, poll: str = "200ms") -> None:
+        """Write configs and register keys with the real commands."""
+        write_configs(self.work, "tankfarm", self.broker.url, self.sim_port, self.api_port, poll=poll)
+        _cli(str(BIN / "collector"), "keys", "init", "-c", "collector.yaml", cwd=self.work)
+        _cli(str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml", cwd=self.work)
+        site = yaml.safe_load((self.work / "site.yaml").read_text(encoding="utf-8"))["site"]
+        self.gateway = site["gateway"]
+        _cli(
+            str(BIN / "collector"), "gateways", "add", "-c", "collector.yaml",
+            "--gateway", self.gateway, "--district", site["district"],
+            "--public-key", "keys/gateway.key.pub", cwd=self.work,
+        )  # fmt: skip
+
+    def _spawn(self, name: str, *argv: str) -> None:
+        log = (self.work / f"{name}.log").open("ab")
+        self.processes[name] = subprocess.Popen(  # noqa: S603
+            argv, cwd=self.work, stdout=log, stderr=subprocess.STDOUT
+        )
+
+    def start_sim(self) -> None:
+        """Start the tank-farm simulator."""
+        self._spawn("sim", str(BIN / "python"), "-m", "drivers.sim", "--port", str(self.sim_port))
+        wait_for_port(self.sim_port)
+
+    def start_collector(self) -> None:
+        """Start `collector serve` and wait for its API."""
+        self._spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
+        wait_for_port(self.api_port, timeout=30)
+
+    def start_agent(self) -> None:
+        """Start `edge-agent run`."""
+        self._spawn("agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml")
+
+    def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
+        """Stop one process (SIGKILL to simulate a crash or power cut)."""
+        process = self.processes.pop(name, None)
+        if process is None or process.poll() is not None:
+            return
+        os.kill(process.pid, sig)
+        process.wait(timeout=30)
+
+    def stop_all(self) -> None:
+        """Stop every process this site started."""
+        for name in list(self.processes):
+            self.stop(name)
+
+    def alive(self, name: str) -> bool:
+        """Whether the named process still runs."""
+        process = self.processes.get(name)
+        return process is not None and process.poll() is None
+
+    def log(self, name: str) -> str:
+        """The named process's combined output so far."""
+        return (self.work / f"{name}.log").read_text(encoding="utf-8", errors="replace")
+
+    # --- the oracle -----------------------------------------------------------------------
+
+    def _outbox(self) -> sqlite3.Connection:
+        return sqlite3.connect(f"file:{self.work / 'state' / 'outbox.db'}?mode=ro", uri=True)
+
+    def outbox_readings(self) -> Counter[ReadingKey]:
+        """Every reading the agent ever committed to its outbox."""
+        with self._outbox() as db:
+            payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
+        found: Counter[ReadingKey] = Counter()
+        for payload in payloads:
+            for record in decode_block(payload).records:
+                if isinstance(record, Reading):
+                    found[(record.point, record.t, record.value, record.quality.value)] += 1
+        return found
+
+    def outbox_seqs(self) -> dict[str, list[int]]:
+        """Sealed seqs per epoch."""
+        seqs: dict[str, list[int]] = {}
+        with self._outbox() as db:
+            for epoch, seq in db.execute("SELECT epoch, seq FROM blocks ORDER BY epoch, seq"):
+                seqs.setdefault(str(epoch), []).append(int(seq))
+        return seqs
+
+    def undelivered(self) -> int:
+        """Blocks still waiting for a collector ACK."""
+        with self._outbox() as db:
+            row = db.execute("SELECT COUNT(*) FROM blocks WHERE delivered_at IS NULL").fetchone()
+        return int(row[0])
+
+    def sealed_blocks(self) -> int:
+        """Blocks sealed so far (0 before the outbox exists)."""
+        if not (self.work / "state" / "outbox.db").exists():
+            return 0
+        with self._outbox() as db:
+            return int(db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0])
+
+    def api(self, path: str, **params: str | int) -> dict[str, object]:
+        """GET an API path with the demo token."""
+        response = httpx.get(
+            f"http://127.0.0.1:{self.api_port}{path}",
+            params=params,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        body = response.json()
+        assert isinstance(body, dict)
+        return body
+
+    def collector_readings(self) -> Counter[ReadingKey]:
+        """Every reading the collector serves for this gateway, following cursors."""
+        found: Counter[ReadingKey] = Counter()
+        cursor: str | None = None
+        while True:
+            params: dict[str, str | int] = {"gateway": self.gateway, "limit": 5000}
+            if cursor:
+                params["cursor"] = cursor
+            body = self.api("/v1/readings", **params)
+            items = body["items"]
+            assert isinstance(items, list)
+            for item in items:
+                found[(item["point"], item["t"], item["value"], item["quality"])] += 1
+            next_cursor = body["next"]
+            if not next_cursor:
+                return found
+            cursor = str(next_cursor)
+
+    def drain_and_stop_agent(self, timeout: float = 60) -> None:
+        """Wait until the collector ACKed everything, then stop the agent gracefully."""
+        wait_until(lambda: self.undelivered() == 0, timeout, "every block ACKed")
+        self.stop("agent")
+        # A graceful stop seals what is queued and waits for those last ACKs before exiting.
+        assert self.undelivered() == 0, "blocks sealed at shutdown were not ACKed"
