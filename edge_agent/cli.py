@@ -75,7 +75,11 @@ def _row(point: ResolvedPoint) -> tuple[str, ...]:
     start = str(point.start) if point.bit is None else f"{point.start}.{point.bit}"
     # Byte and word order mean nothing for a single bit.
     order = "-" if point.dtype == "bool" else f"{point.byte_order}/{point.word_order}"
-    unit = point.unit if point.unit == point.canonical_unit else f"{point.unit}->{point.canonical_unit}"
+    unit = (
+        point.unit
+        if point.unit == point.canonical_unit
+        else f"{point.unit}->{point.canonical_unit}"
+    )
     return (
         point.device_id,
         point.point,

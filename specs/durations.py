@@ -32,8 +32,9 @@ def parse_duration(text: str) -> float:
 
 def parse_size(value: str | int) -> int:
     """Parse a size such as `512KiB`, `64MiB`, `2GiB` or a plain number of bytes."""
-    # bool is an int subclass; `max_bytes: yes` is a mistake, not one byte.
-    if isinstance(value, bool):
+    # bool is an int subclass; `max_bytes: yes` is a mistake, not one byte.  ValueError, not
+    # TypeError: this is a value a person wrote, and config validation reports ValueErrors.
+    if value is True or value is False:
         raise ValueError(f"size must be {_SIZE_FORMS}, got {value!r}")
     if isinstance(value, int):
         if value < 0:

@@ -141,7 +141,7 @@ class StrictLoader(yaml.SafeLoader):
             path, line, first = self.duplicates[0]
             raise yaml.constructor.ConstructorError(
                 problem=f"duplicate key {format_path(path)} (first at line {first})",
-                problem_mark=yaml.Mark("<text>", 0, line - 1, 0, None, None),
+                problem_mark=yaml.Mark("<text>", 0, line - 1, 0, None, 0),
             )
         return None if node is None else self.construct_document(node)
 
@@ -222,7 +222,9 @@ def parse_yaml(text: str, file: str) -> ParsedYaml:
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_issue(exc, file, text)]) from None
     except RecursionError:
-        raise ConfigError([ConfigIssue(file, None, "", "the document is nested too deeply")]) from None
+        raise ConfigError(
+            [ConfigIssue(file, None, "", "the document is nested too deeply")]
+        ) from None
     duplicates = tuple(
         ConfigIssue(file, line, format_path(path), f"duplicate key (first at line {first})")
         for path, line, first in loader.duplicates
@@ -307,16 +309,22 @@ def _data_path(loc: tuple[str | int, ...], data: object) -> KeyPath:
     kept: list[str | int] = []
     node = data
     for index, part in enumerate(loc):
-        if isinstance(node, dict) and part in node:
+        found, child = _child(node, part)
+        if found:
             kept.append(part)
-            node = node[part]
-        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
-            kept.append(part)
-            node = node[part]
+            node = child
         elif index == len(loc) - 1 and part != "[key]":
             kept.append(part)  # a missing key: not in the data, but it is what the user must add
         # Anything else is a union tag such as 'modbus_tcp' or 'function-after[...]': dropped.
     return tuple(kept)
+
+
+def _child(node: object, part: str | int) -> tuple[bool, object]:
+    if isinstance(node, dict) and part in node:
+        return True, node[part]
+    if isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+        return True, node[part]
+    return False, None
 
 
 def _message(kind: str, message: str, ctx: dict[str, Any] | None, value: object) -> str:
@@ -415,7 +423,7 @@ _DURATION_HINT = "a number of seconds or a string such as 500ms, 1s, 5m, 1h or 7
 def _seconds(value: object) -> object:
     if isinstance(value, str):
         return parse_duration(value)
-    if isinstance(value, bool):
+    if value is True or value is False:  # an int to Python, a mistake in a config file
         raise ValueError(f"duration must be {_DURATION_HINT}, got {value!r}")
     return value
 

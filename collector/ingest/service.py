@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import asyncio
 import random
+import ssl
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Final
-from urllib.parse import urlsplit
 
 import aiomqtt
 import structlog
@@ -29,37 +29,27 @@ from specs.signing import SigningKey
 from specs.topics import ROOT, collector_subscription
 
 STATUS_SUBSCRIPTION: Final = f"{ROOT}/+/+/+/status"
-DEFAULT_PORT: Final = 1883
 
 log = structlog.get_logger("collector.ingest")
-
-
-class BrokerUrlError(ValueError):
-    """The broker URL is not `mqtt://host[:port]`."""
 
 
 @dataclass(frozen=True, slots=True)
 class IngestSettings:
     """What the ingest loop needs from the collector config."""
 
-    broker: str
+    host: str
+    port: int
+    tls: bool = False
     share_group: str = "gz-collectors"
     batch_max: int = 200
     client_id: str | None = None
     reconnect_min: float = 0.2
     reconnect_max: float = 30.0
 
-
-def broker_address(url: str) -> tuple[str, int]:
-    """Host and port of an `mqtt://host[:port]` URL."""
-    parts = urlsplit(url)
-    if parts.scheme != "mqtt" or not parts.hostname:
-        raise BrokerUrlError(f"broker {url!r} must look like mqtt://host:port")
-    try:
-        port = parts.port or DEFAULT_PORT
-    except ValueError:
-        raise BrokerUrlError(f"broker {url!r} has an invalid port") from None
-    return parts.hostname, port
+    @property
+    def broker(self) -> str:
+        """The broker as a URL, for logs."""
+        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
 
 
 def _user_properties(message: aiomqtt.Message) -> tuple[tuple[str, str], ...]:
@@ -90,7 +80,6 @@ class Ingest:
         self._storage = storage
         self._key = signing_key
         self._clock = clock
-        self._host, self._port = broker_address(settings.broker)
         self._client_id = settings.client_id or f"gz-collector-{uuid.uuid4().hex[:12]}"
         self.connected = asyncio.Event()
 
@@ -114,9 +103,10 @@ class Ingest:
         # Clean start, no session kept: what the broker held for a dead collector is resent
         # by the agents anyway, and a fresh identifier lets N collectors share the group.
         async with aiomqtt.Client(
-            self._host,
-            self._port,
+            self._settings.host,
+            self._settings.port,
             identifier=self._client_id,
+            tls_context=ssl.create_default_context() if self._settings.tls else None,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=True,
         ) as client:

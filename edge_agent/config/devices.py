@@ -49,8 +49,10 @@ class ModbusTcpDevice(ConfigModel):
                 [
                     (
                         ("driver",),
-                        f"driver {driver!r} is not supported {later}by this version; "
-                        f"supported: {', '.join(SUPPORTED_DRIVERS)}",
+                        (
+                            f"driver {driver!r} is not supported {later}by this version; "
+                            f"supported: {', '.join(SUPPORTED_DRIVERS)}"
+                        ),
                     )
                 ]
             )
@@ -63,8 +65,10 @@ class ModbusTcpDevice(ConfigModel):
             problems.append(
                 (
                     ("template",),
-                    "a device with a template also needs point_prefix, so that its point "
-                    "codes differ from other devices of the same template",
+                    (
+                        "a device with a template also needs point_prefix, so that its point "
+                        "codes differ from other devices of the same template"
+                    ),
                 )
             )
         if self.point_prefix is not None and self.template is None:

@@ -38,7 +38,8 @@ _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
 def _check_name(value: str) -> str:
     if not _NAME.match(value):
         raise ValueError(
-            f"{value!r} must be 1-64 letters, digits, '-', '_' or '.', starting with a letter or digit"
+            f"{value!r} must be 1-64 letters, digits, '-', '_' or '.', "
+            "starting with a letter or digit"
         )
     return value
 

@@ -21,7 +21,11 @@ def load_site_config(path: Path) -> SiteConfig:
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
-        raise ConfigError([ConfigIssue(str(path), None, "", f"cannot read: {exc.strerror}")]) from None
+        raise ConfigError(
+            [ConfigIssue(str(path), None, "", f"cannot read: {exc.strerror}")]
+        ) from None
     except UnicodeDecodeError as exc:
-        raise ConfigError([ConfigIssue(str(path), None, "", f"not UTF-8 text: {exc.reason}")]) from None
+        raise ConfigError(
+            [ConfigIssue(str(path), None, "", f"not UTF-8 text: {exc.reason}")]
+        ) from None
     return parse_site_config(text, str(path), path.absolute().parent)

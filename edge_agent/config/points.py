@@ -52,7 +52,9 @@ class Address(ConfigModel):
     def _fits(self) -> Self:
         problems: list[tuple[KeyPath, str]] = []
         if self.table in _BIT_TABLES and self.type != "bool":
-            problems.append((("type",), f"a {self.table} table holds single bits: type must be bool"))
+            problems.append(
+                (("type",), f"a {self.table} table holds single bits: type must be bool")
+            )
         if self.bit is not None and (self.table in _BIT_TABLES or self.type != "bool"):
             problems.append((("bit",), "bit applies only to type bool in a holding or input table"))
         end = self.start + self.register_count - 1
@@ -60,8 +62,10 @@ class Address(ConfigModel):
             problems.append(
                 (
                     ("start",),
-                    f"{self.type} needs {self.register_count} registers: from {self.start} it "
-                    f"ends at {end}, past the last address {LAST_ADDRESS}",
+                    (
+                        f"{self.type} needs {self.register_count} registers: from {self.start} "
+                        f"it ends at {end}, past the last address {LAST_ADDRESS}"
+                    ),
                 )
             )
         if problems:
@@ -91,8 +95,10 @@ class Thresholds(ConfigModel):
                 problems.append(
                     (
                         (name,),
-                        f"{name} ({value:g}) is below {highest[0]} ({highest[1]:g}); "
-                        "thresholds must be ordered low_low <= low <= high <= high_high",
+                        (
+                            f"{name} ({value:g}) is below {highest[0]} ({highest[1]:g}); "
+                            "thresholds must be ordered low_low <= low <= high <= high_high"
+                        ),
                     )
                 )
             if highest is None or value >= highest[1]:
@@ -151,8 +157,10 @@ class PointConfig(ConfigModel):
                 [
                     (
                         ("unit",),
-                        f"unit {self.unit!r} is not accepted for {self.quota}; "
-                        f"accepted: {', '.join(units)}",
+                        (
+                            f"unit {self.unit!r} is not accepted for {self.quota}; "
+                            f"accepted: {', '.join(units)}"
+                        ),
                     )
                 ]
             )
@@ -185,11 +193,10 @@ class TemplateConfig(ConfigModel):
                 problems.append(
                     (
                         ("points", index, "point"),
-                        f"point code {point.point!r} is already used by points[{first[point.point]}]",
+                        f"code {point.point!r} is already used by points[{first[point.point]}]",
                     )
                 )
             first.setdefault(point.point, index)
         if problems:
             raise_at(problems)
         return self
-

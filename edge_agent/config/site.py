@@ -46,7 +46,9 @@ class SiteInfo(ConfigModel):
     def _gateway_of_enterprise(cls, gateway: str, info: ValidationInfo) -> str:
         enterprise = info.data.get("enterprise")
         # When the enterprise key is wrong itself, still check the gateway's shape.
-        return check_gateway_code(gateway, enterprise if isinstance(enterprise, str) else gateway[:18])
+        return check_gateway_code(
+            gateway, enterprise if isinstance(enterprise, str) else gateway[:18]
+        )
 
     @model_validator(mode="after")
     def _mine_code_for_coal(self) -> Self:
@@ -184,8 +186,7 @@ class SiteConfig(ConfigModel):
                 defined = ", ".join(self.templates) or "none"
                 yield (
                     ("devices", index, "template"),
-                    f"template {device.template!r} is not defined under templates "
-                    f"(defined: {defined})",
+                    f"template {device.template!r} is not defined (templates: {defined})",
                 )
 
     def _point_problems(self) -> Iterator[tuple[KeyPath, str]]:

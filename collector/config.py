@@ -1,0 +1,225 @@
+"""The collector's config file (DESIGN section 7): broker, storage, signing key, API, ingest.
+
+`load_collector_config` reads the file; everything else is pure. Same rules as the site map:
+unknown keys, duplicate keys and impossible values are errors naming file, line and key.
+"""
+
+# No `from __future__ import annotations`: pydantic reads these annotations at runtime.
+
+import re
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Literal, Self
+
+from pydantic import (
+    BeforeValidator,
+    Field,
+    PlainValidator,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from pydantic_core import PydanticCustomError
+
+from specs.identifiers import check_district_code
+from specs.yamlconf import (
+    BASE_DIR,
+    Broker,
+    ConfigError,
+    ConfigIssue,
+    ConfigModel,
+    ConfigPath,
+    Duration,
+    KeyPath,
+    duration_bounds,
+    parse_yaml,
+    raise_at,
+    validate_document,
+)
+
+ALL_DISTRICTS = "*"
+"""A token scoped to this sees every district."""
+
+_SQLITE = "sqlite:///"
+_POSTGRES = ("postgresql://", "postgres://")
+# MQTT shared-subscription group names are one topic level without wildcards.
+_SHARE_GROUP = re.compile(r"^[^/+#\s]+$")
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """Where the HTTP API listens."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_listen(text: str) -> ListenAddress:
+    """Parse `host:port` (IPv6 hosts in brackets: `[::1]:8080`)."""
+    parts = urllib.parse.urlsplit(f"//{text.strip()}")
+    try:
+        port = parts.port
+    except ValueError:
+        port = None
+    if not parts.hostname or port is None or port == 0 or parts.path or parts.username:
+        raise ValueError(f"listen {text!r} must look like host:port, such as 127.0.0.1:8080")
+    return ListenAddress(parts.hostname, port)
+
+
+def _listen(value: object) -> ListenAddress:
+    if isinstance(value, ListenAddress):
+        return value
+    if not isinstance(value, str):
+        raise PydanticCustomError("string_type", "listen must be a string such as '127.0.0.1:8080'")
+    return parse_listen(value)
+
+
+class StorageConfig(ConfigModel):
+    """Where readings are stored: `sqlite:///path` (relative to this file) or `postgresql://`."""
+
+    url: str
+
+    @property
+    def backend(self) -> Literal["sqlite", "postgresql"]:
+        """Return which storage implementation the URL selects."""
+        return "sqlite" if self.url.startswith(_SQLITE) else "postgresql"
+
+    @property
+    def sqlite_path(self) -> Path | None:
+        """Return the SQLite database file, or None for PostgreSQL."""
+        return Path(self.url.removeprefix(_SQLITE)) if self.backend == "sqlite" else None
+
+    @field_validator("url")
+    @classmethod
+    def _known_backend(cls, url: str, info: ValidationInfo) -> str:
+        if url.startswith(_SQLITE):
+            path = Path(url.removeprefix(_SQLITE))
+            if not url.removeprefix(_SQLITE).strip():
+                raise ValueError(
+                    "sqlite:/// needs a file path, such as sqlite:///state/collector.db"
+                )
+            base = info.context.get(BASE_DIR) if isinstance(info.context, dict) else None
+            # sqlite:///state/db is relative; sqlite:////abs/db is absolute (SQLAlchemy's rule).
+            if isinstance(base, Path) and not path.is_absolute():
+                return f"{_SQLITE}{base / path}"
+            return url
+        if url.startswith(_POSTGRES) and len(url.split("://", 1)[1]) > 0:
+            return url
+        raise ValueError(
+            f"storage url {url!r} must start with sqlite:/// (a file) or postgresql:// (a server)"
+        )
+
+
+class SigningConfig(ConfigModel):
+    """The collector's own key: it signs ACKs and commands."""
+
+    key_file: ConfigPath
+
+
+def _district_or_all(value: object) -> object:
+    # An unquoted district code arrives as an int; GB/T 2260 codes never start with 0.
+    if isinstance(value, int) and not isinstance(value, bool):
+        value = str(value)
+    if isinstance(value, str) and value != ALL_DISTRICTS:
+        return check_district_code(value)
+    return value
+
+
+DistrictScope = Annotated[str, BeforeValidator(_district_or_all)]
+"""A 6-digit district code, or "*" for every district."""
+
+
+class ApiToken(ConfigModel):
+    """A bearer token of the HTTP API and the districts it may see."""
+
+    name: Annotated[str, Field(min_length=1)]
+    token: Annotated[SecretStr, Field(min_length=1)]
+    districts: tuple[DistrictScope, ...]
+
+    @field_validator("districts")
+    @classmethod
+    def _some_districts(cls, districts: tuple[str, ...]) -> tuple[str, ...]:
+        # A length constraint would also fire when items fail, adding a bogus second error.
+        if not districts:
+            raise ValueError('districts must list district codes, or "*" for every district')
+        return districts
+
+
+class ApiConfig(ConfigModel):
+    """The HTTP API: where it listens and who may read it."""
+
+    listen: Annotated[ListenAddress, PlainValidator(_listen)]
+    tokens: tuple[ApiToken, ...] = ()
+
+    @model_validator(mode="after")
+    def _unique_tokens(self) -> Self:
+        problems: list[tuple[KeyPath, str]] = []
+        names: dict[str, int] = {}
+        secrets: dict[str, int] = {}
+        for index, token in enumerate(self.tokens):
+            if token.name in names:
+                problems.append(
+                    (("tokens", index, "name"), f"token name {token.name!r} is already used")
+                )
+            secret = token.token.get_secret_value()
+            if secret in secrets:
+                # Two names for one secret would make the audit trail name the wrong client.
+                problems.append(
+                    (("tokens", index, "token"), f"same token as tokens[{secrets[secret]}]")
+                )
+            names.setdefault(token.name, index)
+            secrets.setdefault(secret, index)
+        if problems:
+            raise_at(problems)
+        return self
+
+
+class IngestConfig(ConfigModel):
+    """How blocks are taken from the broker."""
+
+    batch_max: Annotated[int, Field(strict=True, ge=1)] = 200
+    share_group: str = "gz-collectors"
+
+    @field_validator("share_group")
+    @classmethod
+    def _one_topic_level(cls, group: str) -> str:
+        if not _SHARE_GROUP.match(group):
+            raise ValueError(f"share_group {group!r} must be one word without '/', '+' or '#'")
+        return group
+
+
+class CollectorConfig(ConfigModel):
+    """The whole collector config, checked."""
+
+    broker: Broker
+    storage: StorageConfig
+    signing: SigningConfig
+    api: ApiConfig
+    ingest: IngestConfig = Field(default_factory=IngestConfig)
+    offline_after: Annotated[Duration, duration_bounds(above=0)] = 60.0
+
+
+def parse_collector_config(text: str, file: str, base_dir: Path) -> CollectorConfig:
+    """Parse and check a collector config; relative paths resolve against `base_dir`."""
+    return validate_document(CollectorConfig, parse_yaml(text, file), context={BASE_DIR: base_dir})
+
+
+def load_collector_config(path: Path) -> CollectorConfig:
+    """Read, parse and check the collector config at `path`, raising `ConfigError`."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(
+            [ConfigIssue(str(path), None, "", f"cannot read: {exc.strerror}")]
+        ) from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(
+            [ConfigIssue(str(path), None, "", f"not UTF-8 text: {exc.reason}")]
+        ) from None
+    return parse_collector_config(text, str(path), path.absolute().parent)

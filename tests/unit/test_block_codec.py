@@ -1,0 +1,152 @@
+"""The block codec and signatures: canonical bytes, strict decoding, tamper evidence."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from edge_agent.core.chain import ChainState, Identity, seal
+from specs.ack import Ack, AckFormatError, decode_ack
+from specs.block import GENESIS, BlockFormatError, block_hash, decode_block
+from specs.records import GapRecord, Quality, Reading, iso_time
+from specs.signing import (
+    BadSignatureError,
+    Signature,
+    UnsupportedAlgorithmError,
+    load_signing_key,
+    load_verify_key,
+    private_pem,
+    signature_from_properties,
+    signature_properties,
+    signing_key_from_seed,
+)
+
+KEY = signing_key_from_seed(bytes(range(32)))
+OTHER = signing_key_from_seed(bytes(range(1, 33)))
+SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
+
+readings = st.builds(
+    Reading,
+    point=st.from_regex(r"[A-Z][A-Z0-9\-]{0,20}", fullmatch=True),
+    quota=st.sampled_from(["WHP-LT", "WHP-TT", "WHP-LEL"]),
+    t=st.floats(0, 4e9).map(iso_time),
+    value=st.none() | st.floats(allow_nan=False, allow_infinity=False),
+    unit=st.sampled_from(["m", "℃", "%LEL"]),
+    quality=st.sampled_from(list(Quality)),
+    flags=st.lists(st.sampled_from(["out_of_range", "clock_unsynced"]), max_size=2).map(tuple),
+)
+
+
+@given(st.lists(readings, max_size=20))
+def test_sealed_block_decodes_to_the_same_records(records: list[Reading]) -> None:
+    block, state = seal(
+        ChainState.genesis("e1"), SITE, tuple(records), now=1.7e9, clock_synced=True, key=KEY
+    )
+    decoded = decode_block(block.payload)
+    assert decoded.records == tuple(records)
+    assert decoded.header.seq == 1
+    assert decoded.header.prev == GENESIS
+    assert state.last_hash == block_hash(block.payload) == decoded.digest
+    KEY.public().verify(block.signature, block.payload)
+
+
+@given(st.lists(readings, min_size=1, max_size=5), st.data())
+def test_any_changed_byte_breaks_the_signature(records: list[Reading], data: st.DataObject) -> None:
+    block, _ = seal(
+        ChainState.genesis("e1"), SITE, tuple(records), now=1.7e9, clock_synced=True, key=KEY
+    )
+    index = data.draw(st.integers(0, len(block.payload) - 1))
+    flipped = bytearray(block.payload)
+    flipped[index] ^= data.draw(st.integers(1, 255))
+    with pytest.raises(BadSignatureError):
+        KEY.public().verify(block.signature, bytes(flipped))
+
+
+def test_chain_links_each_block_to_the_previous_bytes() -> None:
+    state = ChainState.genesis("e1")
+    first, state = seal(state, SITE, (), now=1.7e9, clock_synced=False, key=KEY)
+    second, state = seal(state, SITE, (), now=1.7e9, clock_synced=False, key=KEY)
+    assert decode_block(second.payload).header.prev == first.digest
+    assert (second.seq, state.last_seq) == (2, 2)
+    assert decode_block(first.payload).header.clock == "unsynced"
+
+
+def test_gap_records_round_trip() -> None:
+    gap = GapRecord(t=iso_time(1.7e9), reason="outbox_full", lost=12, point="T001-LT-01")
+    block, _ = seal(ChainState.genesis("e"), SITE, (gap,), now=1.7e9, clock_synced=True, key=KEY)
+    assert decode_block(block.payload).records == (gap,)
+
+
+def test_foreign_key_signature_is_rejected() -> None:
+    block, _ = seal(ChainState.genesis("e"), SITE, (), now=1.7e9, clock_synced=True, key=OTHER)
+    with pytest.raises(BadSignatureError):
+        KEY.public().verify(block.signature, block.payload)
+    forged = Signature(KEY.alg, KEY.kid, block.signature.sig)
+    with pytest.raises(BadSignatureError):
+        KEY.public().verify(forged, block.payload)
+
+
+@pytest.mark.parametrize("alg", ["none", "hmac-sha256", "sm2-sm3", ""])
+def test_algorithms_off_the_available_list_are_rejected(alg: str) -> None:
+    signature = Signature(alg, KEY.kid, KEY.sign(b"x").sig)
+    with pytest.raises(UnsupportedAlgorithmError):
+        KEY.public().verify(signature, b"x")
+
+
+def test_keys_survive_pem_round_trips() -> None:
+    again = load_signing_key(private_pem(KEY))
+    assert again.kid == KEY.kid
+    public = load_verify_key(KEY.public().public_pem())
+    public.verify(again.sign(b"payload"), b"payload")
+
+
+def test_signature_travels_as_user_properties() -> None:
+    signature = KEY.sign(b"payload")
+    assert signature_from_properties(signature_properties(signature)) == signature
+
+
+@pytest.mark.parametrize(
+    ("mutation", "reason"),
+    [
+        (lambda b: b.update(spec="gz/2"), "spec"),
+        (lambda b: b.update(seq=0), "seq"),
+        (lambda b: b.update(seq="1"), "seq"),
+        (lambda b: b.update(domain="XX"), "domain"),
+        (lambda b: b.update(records={}), "records"),
+        (lambda b: b["records"].append({"type": "nope"}), "unknown"),
+        (lambda b: b["records"].append({"type": "reading", "point": "P", "quota": "Q",
+                                        "t": "yesterday", "value": 1, "unit": "m",
+                                        "quality": "good", "flags": []}), "ISO"),
+        (lambda b: b["records"].append({"type": "reading", "point": "P", "quota": "Q",
+                                        "t": "2026-01-01T00:00:00+00:00", "value": True,
+                                        "unit": "m", "quality": "good", "flags": []}), "finite"),
+        (lambda b: b["records"].append({"type": "reading", "point": "P", "quota": "Q",
+                                        "t": "2026-01-01T00:00:00+00:00", "value": 1,
+                                        "unit": "m", "quality": "fine", "flags": []}), "quality"),
+    ],
+)  # fmt: skip
+def test_malformed_blocks_are_refused_with_a_reason(mutation: object, reason: str) -> None:
+    block, _ = seal(ChainState.genesis("e"), SITE, (), now=1.7e9, clock_synced=True, key=KEY)
+    body = json.loads(block.payload)
+    assert callable(mutation)
+    mutation(body)
+    with pytest.raises(BlockFormatError, match=reason):
+        decode_block(json.dumps(body).encode())
+
+
+@given(st.binary(max_size=200))
+def test_decoding_garbage_raises_only_block_format_error(payload: bytes) -> None:
+    with pytest.raises(BlockFormatError):
+        decode_block(payload)
+
+
+def test_ack_round_trip_and_rejections() -> None:
+    ack = Ack("gw", "e1", 7, ((9, 10),), 11, iso_time(1.7e9))
+    assert decode_ack(ack.encode()) == ack
+    with pytest.raises(AckFormatError):
+        decode_ack(b'{"spec":"gz/1","missing":[[3,1]]}')
+    with pytest.raises(AckFormatError):
+        decode_ack(b"not json")
