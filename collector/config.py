@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import (
+    AfterValidator,
     BeforeValidator,
     Field,
     PlainValidator,
@@ -27,15 +28,16 @@ from specs.identifiers import check_district_code
 from specs.yamlconf import (
     BASE_DIR,
     Broker,
-    ConfigError,
-    ConfigIssue,
     ConfigModel,
     ConfigPath,
     Duration,
     KeyPath,
+    digits_as_text,
     duration_bounds,
     parse_yaml,
     raise_at,
+    resolve_path,
+    unreadable,
     validate_document,
 )
 
@@ -62,13 +64,14 @@ class ListenAddress:
 
 def parse_listen(text: str) -> ListenAddress:
     """Parse `host:port` (IPv6 hosts in brackets: `[::1]:8080`)."""
-    parts = urllib.parse.urlsplit(f"//{text.strip()}")
+    bad = ValueError(f"listen {text!r} must look like host:port, such as 127.0.0.1:8080")
     try:
+        parts = urllib.parse.urlsplit(f"//{text.strip()}")
         port = parts.port
-    except ValueError:
-        port = None
-    if not parts.hostname or port is None or port == 0 or parts.path or parts.username:
-        raise ValueError(f"listen {text!r} must look like host:port, such as 127.0.0.1:8080")
+    except ValueError:  # an unclosed IPv6 bracket or a port out of range
+        raise bad from None
+    if not parts.hostname or not port or parts.path or parts.query or parts.username:
+        raise bad
     return ListenAddress(parts.hostname, port)
 
 
@@ -99,16 +102,13 @@ class StorageConfig(ConfigModel):
     @classmethod
     def _known_backend(cls, url: str, info: ValidationInfo) -> str:
         if url.startswith(_SQLITE):
-            path = Path(url.removeprefix(_SQLITE))
-            if not url.removeprefix(_SQLITE).strip():
+            rest = url.removeprefix(_SQLITE)
+            if not rest.strip():
                 raise ValueError(
                     "sqlite:/// needs a file path, such as sqlite:///state/collector.db"
                 )
-            base = info.context.get(BASE_DIR) if isinstance(info.context, dict) else None
             # sqlite:///state/db is relative; sqlite:////abs/db is absolute (SQLAlchemy's rule).
-            if isinstance(base, Path) and not path.is_absolute():
-                return f"{_SQLITE}{base / path}"
-            return url
+            return f"{_SQLITE}{resolve_path(Path(rest), info)}"
         if url.startswith(_POSTGRES) and len(url.split("://", 1)[1]) > 0:
             return url
         raise ValueError(
@@ -122,16 +122,11 @@ class SigningConfig(ConfigModel):
     key_file: ConfigPath
 
 
-def _district_or_all(value: object) -> object:
-    # An unquoted district code arrives as an int; GB/T 2260 codes never start with 0.
-    if isinstance(value, int) and not isinstance(value, bool):
-        value = str(value)
-    if isinstance(value, str) and value != ALL_DISTRICTS:
-        return check_district_code(value)
-    return value
+def _district_or_all(value: str) -> str:
+    return value if value == ALL_DISTRICTS else check_district_code(value)
 
 
-DistrictScope = Annotated[str, BeforeValidator(_district_or_all)]
+DistrictScope = Annotated[str, BeforeValidator(digits_as_text), AfterValidator(_district_or_all)]
 """A 6-digit district code, or "*" for every district."""
 
 
@@ -214,12 +209,6 @@ def load_collector_config(path: Path) -> CollectorConfig:
     """Read, parse and check the collector config at `path`, raising `ConfigError`."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            [ConfigIssue(str(path), None, "", f"cannot read: {exc.strerror}")]
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [ConfigIssue(str(path), None, "", f"not UTF-8 text: {exc.reason}")]
-        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise unreadable(str(path), exc) from None
     return parse_collector_config(text, str(path), path.absolute().parent)

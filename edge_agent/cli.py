@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -10,6 +11,12 @@ import click
 
 from edge_agent.config import SiteConfig, load_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
+from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.keyfile import KeyExistsError, create_key_pair
+from edge_agent.shell.logs import configure_logging
+from edge_agent.shell.outbox import read_outbox_stats
+from edge_agent.shell.runtime import run_agent
+from specs.records import iso_time
 from specs.yamlconf import ConfigError
 
 if TYPE_CHECKING:
@@ -57,6 +64,57 @@ def check(config_path: Path) -> None:
     click.echo(
         f"{len(config.devices)} devices, {len(points)} points, gateway {config.site.gateway}"
     )
+
+
+@main.command()
+@config_option
+def run(config_path: Path) -> None:
+    """Run until stopped (SIGTERM/SIGINT); systemd Type=notify is supported."""
+    config = load_or_exit(config_path)
+    configure_logging()
+    missing = [p for p in (config.signing.key_file, config.uplink.collector_key) if not p.exists()]
+    if missing:
+        for path in missing:
+            click.echo(f"{path}: key file is missing (see `edge-agent keys init`)", err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+    asyncio.run(run_agent(config))
+
+
+@main.group()
+def keys() -> None:
+    """The gateway's signing key."""
+
+
+@keys.command("init")
+@config_option
+def keys_init(config_path: Path) -> None:
+    """Create the gateway key pair (private 0600); public key at <key_file>.pub."""
+    config = load_or_exit(config_path)
+    try:
+        key = create_key_pair(config.signing.key_file)
+    except KeyExistsError as exc:
+        click.echo(str(exc), err=True)
+        raise click.exceptions.Exit(1) from None
+    click.echo(f"gateway {config.site.gateway}: key {key.kid} at {config.signing.key_file}")
+    click.echo(f"public key: {config.signing.key_file}.pub (register it at the collector)")
+
+
+@main.command()
+@config_option
+def status(config_path: Path) -> None:
+    """Print outbox depth, oldest unacked block and clock state."""
+    config = load_or_exit(config_path)
+    if not config.outbox.path.exists():
+        click.echo(f"{config.outbox.path}: no outbox yet (the agent has not run)", err=True)
+        raise click.exceptions.Exit(1)
+    stats = read_outbox_stats(config.outbox.path)
+    oldest = stats.oldest_undelivered_sealed_at
+    click.echo(f"gateway      {config.site.gateway}")
+    click.echo(f"epoch        {stats.epoch}")
+    click.echo(f"last seq     {stats.last_seq}")
+    click.echo(f"undelivered  {stats.undelivered} blocks, {stats.undelivered_records} records")
+    click.echo(f"oldest       {'-' if oldest is None else iso_time(oldest)}")
+    click.echo(f"clock        {'synchronized' if clock_synchronized() else 'NOT synchronized'}")
 
 
 def load_or_exit(path: Path) -> SiteConfig:

@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from collections.abc import Sequence
 from typing import Final
 
 from specs.records import Record, RecordFormatError, parse_iso_time, record_from_wire
 
 SPEC: Final = "gz/1"
 GENESIS: Final = "0" * 64
+MAX_SEQ: Final = 2**63 - 1  # fits a signed 64-bit column on every storage backend
 DOMAINS: Final = frozenset({"WHP", "WKK", "YHBZ", "MK", "BP"})
 
 
@@ -56,7 +58,7 @@ def block_hash(payload: bytes) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def encode_block(header: BlockHeader, records: tuple[Record, ...] | list[Record]) -> bytes:
+def encode_block(header: BlockHeader, records: Sequence[Record]) -> bytes:
     """Canonical bytes of a block: sorted keys, no spaces, UTF-8, no NaN."""
     body = {
         "spec": SPEC,
@@ -89,14 +91,16 @@ def decode_block(payload: bytes) -> Block:
         body = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BlockFormatError(f"payload is not UTF-8 JSON: {exc}") from None
+    except RecursionError:
+        raise BlockFormatError("payload nests too deeply") from None
     if not isinstance(body, dict):
         raise BlockFormatError("block must be a JSON object")
     if body.get("spec") != SPEC:
         raise BlockFormatError(f"spec {body.get('spec')!r} is not {SPEC}")
     seq = _field(body, "seq", int)
     assert isinstance(seq, int)  # noqa: S101 - narrowed by _field
-    if seq < 1:
-        raise BlockFormatError("seq must be >= 1")
+    if not 1 <= seq <= MAX_SEQ:
+        raise BlockFormatError(f"seq must be in 1..{MAX_SEQ}")
     texts = {
         key: _field(body, key, str)
         for key in ("gateway", "enterprise", "district", "domain", "epoch", "prev")

@@ -50,14 +50,14 @@ def check_enterprise_code(code: str) -> str:
 
 def check_district_code(code: str) -> str:
     """Validate a 6-digit GB/T 2260 district code."""
-    if not _DISTRICT.match(code):
+    if not _DISTRICT.fullmatch(code):
         raise IdentifierError(f"district must be a 6-digit GB/T 2260 code, got {code!r}")
     return code
 
 
 def check_gateway_code(code: str, enterprise: str) -> str:
     """Validate a gateway code `{enterprise}-GW{NN}` belonging to `enterprise`."""
-    match = _GATEWAY.match(code)
+    match = _GATEWAY.fullmatch(code)
     if not match:
         raise IdentifierError(f"gateway must look like {{enterprise}}-GW01, got {code!r}")
     if match["enterprise"] != enterprise:
@@ -67,13 +67,13 @@ def check_gateway_code(code: str, enterprise: str) -> str:
 
 def check_point_code(code: str) -> str:
     """Validate a point code: letters, digits, `-`, `_`, `.`; at most 64 characters."""
-    if not _POINT.match(code):
+    if not _POINT.fullmatch(code):
         raise IdentifierError(f"point code {code!r} must be 1-64 letters, digits, '-', '_' or '.'")
     return code
 
 
 def check_mine_code(code: str) -> str:
     """Validate a 9-digit coal mine code."""
-    if not _MINE_CODE.match(code):
+    if not _MINE_CODE.fullmatch(code):
         raise IdentifierError(f"coal mine code must have 9 digits, got {code!r}")
     return code

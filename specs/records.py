@@ -126,8 +126,8 @@ def record_from_wire(raw: object) -> Record:
         )
     if kind == "gap":
         lost = raw.get("lost")
-        if not isinstance(lost, int) or isinstance(lost, bool) or lost < 0:
-            raise RecordFormatError("gap 'lost' must be a count >= 0")
+        if not isinstance(lost, int) or isinstance(lost, bool) or not 0 <= lost < 2**63:
+            raise RecordFormatError("gap 'lost' must be a count in 0..2**63-1")
         point = raw.get("point")
         if point is not None and not isinstance(point, str):
             raise RecordFormatError("gap 'point' must be a string or null")

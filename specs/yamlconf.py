@@ -49,11 +49,11 @@ BASE_DIR = "base_dir"
 # Aliases let one node stand for many; a small file must not expand into gigabytes of data.
 _MAX_EXPANDED_NODES = 1_000_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_SHOWN_WIDTH = 40
 # Pydantic error types whose message reads better with the offending value after it.
 _SHOW_INPUT = frozenset(
     {
         "bool_type",
-        "dict_type",
         "float_parsing",
         "float_type",
         "int_from_float",
@@ -62,8 +62,6 @@ _SHOW_INPUT = frozenset(
         "literal_error",
         "path_type",
         "string_type",
-        "tuple_type",
-        "list_type",
         "greater_than",
         "greater_than_equal",
         "less_than",
@@ -151,8 +149,9 @@ class StrictLoader(yaml.SafeLoader):
             return super().construct_object(node, deep=deep)
         except ValueError as exc:
             # PyYAML lets int("", 2) for `0b_` or datetime() for `2001-02-30` escape unmarked.
+            shown = _shown(node.value) if isinstance(node, yaml.ScalarNode) else "value"
             raise yaml.constructor.ConstructorError(
-                problem=f"cannot read {node.value!r} as {node.tag.rsplit(':', 1)[-1]}: {exc}",
+                problem=f"cannot read {shown} as {node.tag.rsplit(':', 1)[-1]}: {exc}",
                 problem_mark=node.start_mark,
             ) from None
 
@@ -188,9 +187,11 @@ class StrictLoader(yaml.SafeLoader):
         first_line: dict[object, int] = {}
         for key_node, value_node in node.value:
             if key_node.tag == _MERGE_TAG or not isinstance(key_node, yaml.ScalarNode):
-                # Merged and complex keys have no path of their own; PyYAML checks them later.
-                size += self._index(key_node, path, open_nodes)
-                size += self._index(value_node, path, open_nodes)
+                # Merged and complex keys have no path of their own (PyYAML checks them when
+                # constructing); a side path keeps their lines off the explicit keys.
+                side = (*path, key_node.tag)
+                size += self._index(key_node, side, open_nodes)
+                size += self._index(value_node, side, open_nodes)
                 continue
             key = self.construct_object(key_node)
             line = key_node.start_mark.line + 1
@@ -257,6 +258,8 @@ def format_path(path: Sequence[str | int]) -> str:
     for part in path:
         if isinstance(part, int):
             text += f"[{part}]"
+        elif not part or "." in part or part != part.strip():
+            text += f"[{part!r}]"  # keys a dotted path cannot show as they are
         else:
             text = f"{text}.{part}" if text else part
     return text
@@ -282,6 +285,13 @@ def validate_document(
     if issues:
         raise ConfigError(issues)
     return result
+
+
+def unreadable(file: str, error: OSError | UnicodeDecodeError) -> ConfigError:
+    """Return the `ConfigError` for a config file that cannot be read as UTF-8 text."""
+    if isinstance(error, UnicodeDecodeError):
+        return ConfigError([ConfigIssue(file, None, "", f"not UTF-8 text: {error.reason}")])
+    return ConfigError([ConfigIssue(file, None, "", f"cannot read: {error.strerror or error}")])
 
 
 def _issue_order(issue: ConfigIssue) -> tuple[int, int, str]:
@@ -327,18 +337,35 @@ def _child(node: object, part: str | int) -> tuple[bool, object]:
     return False, None
 
 
+# Pydantic names Python types ("a valid tuple", "instance of SiteInfo"); say it in YAML terms.
+_PLAIN_MESSAGES = {
+    "missing": "missing required key",
+    "extra_forbidden": "unknown key",
+    "model_type": "must be a mapping of keys and values, got {shown}",
+    "model_attributes_type": "must be a mapping of keys and values, got {shown}",
+    "dict_type": "must be a mapping of keys and values, got {shown}",
+    "tuple_type": "must be a list, got {shown}",
+    "list_type": "must be a list, got {shown}",
+}
+
+
 def _message(kind: str, message: str, ctx: dict[str, Any] | None, value: object) -> str:
-    if kind == "missing":
-        return "missing required key"
-    if kind == "extra_forbidden":
-        return "unknown key"
+    if kind in _PLAIN_MESSAGES:
+        return _PLAIN_MESSAGES[kind].format(shown=_shown(value))
     if kind in {"value_error", "assertion_error"} and ctx and "error" in ctx:
         return str(ctx["error"])
-    if kind in _SHOW_INPUT and not isinstance(value, dict | list):
-        shown = repr(value)
-        shown = shown if len(shown) <= 40 else shown[:37] + "..."  # noqa: PLR2004 - readable width
-        return f"{message}, got {shown}"
+    if kind in _SHOW_INPUT:
+        return f"{message}, got {_shown(value)}"
     return message
+
+
+def _shown(value: object) -> str:
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= _SHOWN_WIDTH else text[: _SHOWN_WIDTH - 3] + "..."
 
 
 def _suggestion(path: KeyPath, model: type[BaseModel]) -> str:
@@ -417,6 +444,14 @@ def raise_at(problems: Iterable[tuple[KeyPath, str]]) -> NoReturn:
     raise ValidationError.from_exception_data("config", details)
 
 
+def digits_as_text(value: object) -> object:
+    """Turn an unquoted all-digit code (an int to YAML) back into text; other values pass."""
+    # Credit, district and mine codes never start with 0, so nothing is lost.
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return value
+
+
 _DURATION_HINT = "a number of seconds or a string such as 500ms, 1s, 5m, 1h or 7d"
 
 
@@ -479,14 +514,15 @@ def _non_empty_path(value: object) -> object:
     return value
 
 
-def _resolve(value: Path, info: ValidationInfo) -> Path:
+def resolve_path(value: Path, info: ValidationInfo) -> Path:
+    """Resolve a relative path against the validation context's `BASE_DIR`, when given."""
     base = info.context.get(BASE_DIR) if isinstance(info.context, dict) else None
     if isinstance(base, Path) and not value.is_absolute():
         return base / value
     return value
 
 
-ConfigPath = Annotated[Path, BeforeValidator(_non_empty_path), AfterValidator(_resolve)]
+ConfigPath = Annotated[Path, BeforeValidator(_non_empty_path), AfterValidator(resolve_path)]
 """A file path; relative paths are resolved against the config file's folder."""
 
 
@@ -514,7 +550,10 @@ _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
 def parse_broker_url(text: str) -> BrokerUrl:
     """Parse `mqtt://host[:port]` or `mqtts://host[:port]` (ports default to 1883 and 8883)."""
     shape = "must look like mqtt://host:port or mqtts://host:port"
-    parts = urllib.parse.urlsplit(text.strip())
+    try:
+        parts = urllib.parse.urlsplit(text.strip())
+    except ValueError:  # such as an unclosed IPv6 bracket
+        raise ValueError(f"broker {text!r} {shape}") from None
     if parts.scheme not in _DEFAULT_PORTS:
         raise ValueError(f"broker {text!r} {shape}")
     if parts.username or parts.password or parts.path not in {"", "/"}:

@@ -30,8 +30,8 @@ from collector.storage.base import (
     StatusUpdate,
 )
 from specs.ack import Ack
-from specs.block import BlockFormatError, block_hash, decode_block
-from specs.records import iso_time
+from specs.block import Block, BlockFormatError, block_hash, decode_block
+from specs.records import GapRecord, iso_time
 from specs.signing import (
     SignatureError,
     SigningKey,
@@ -46,6 +46,8 @@ from specs.topics import GatewayTopics, TopicError, parse_topic
 
 BLOCK_KIND: Final = "up/block"
 STATUS_KIND: Final = "status"
+MAX_INTEGER: Final = 2**63 - 1  # SQLite INTEGER and PostgreSQL bigint
+MAX_DETAIL: Final = 500  # audit details quote inputs; keep rows small whatever arrives
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +109,7 @@ def _audit(message: Inbound, reason: Reason, detail: str) -> AuditEntry:
         gateway=message.gateway,
         topic=message.topic,
         reason=reason,
-        detail=detail,
+        detail=detail[:MAX_DETAIL],
         payload_hash=block_hash(message.payload),
     )
 
@@ -127,7 +129,18 @@ def _check_owner(topics: GatewayTopics, grant: KeyGrant | None, kid: str) -> Key
     return grant
 
 
-def _check_place(topics: GatewayTopics, owner: Gateway, place: GatewayTopics, what: str) -> None:
+def _check_storable(block: Block) -> None:
+    """Integers a database column can hold: a huge seq must be rejected, not crash a batch."""
+    counts = [block.header.seq, *(r.lost for r in block.records if isinstance(r, GapRecord))]
+    if any(count > MAX_INTEGER for count in counts):
+        raise _Rejected(Reason.MALFORMED, f"an integer in the block exceeds {MAX_INTEGER}")
+
+
+def _registered(owner: Gateway) -> GatewayTopics:
+    return GatewayTopics(owner.district, owner.enterprise, owner.gateway)
+
+
+def _check_place(topics: GatewayTopics, place: GatewayTopics, what: str) -> None:
     """Raise topic_mismatch unless `place` (payload or registry) names the topic's gateway."""
     for field, want, got in (
         ("gateway", topics.gateway, place.gateway),
@@ -137,7 +150,7 @@ def _check_place(topics: GatewayTopics, owner: Gateway, place: GatewayTopics, wh
         if want != got:
             raise _Rejected(
                 Reason.TOPIC_MISMATCH,
-                f"{what} {field} {got} is not the topic's {want} (gateway {owner.gateway})",
+                f"{what} {field} {got} is not the topic's {want}",
             )
 
 
@@ -162,14 +175,13 @@ def _judge_block(message: Inbound, grants: Mapping[str, KeyGrant]) -> IncomingBl
         block = decode_block(message.payload)
     except BlockFormatError as exc:
         raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    except RecursionError:
+        raise _Rejected(Reason.MALFORMED, "payload nests too deep") from None
+    _check_storable(block)
     header = block.header
     owner = grant.owner
-    _check_place(
-        topics, owner, GatewayTopics(header.district, header.enterprise, header.gateway), "block"
-    )
-    _check_place(
-        topics, owner, GatewayTopics(owner.district, owner.enterprise, owner.gateway), "registered"
-    )
+    _check_place(topics, GatewayTopics(header.district, header.enterprise, header.gateway), "block")
+    _check_place(topics, _registered(owner), "registered")
     return IncomingBlock(message.topic, block, signature, message.received_at)
 
 
@@ -181,35 +193,35 @@ def judge_block(message: Inbound, grants: Mapping[str, KeyGrant]) -> IncomingBlo
         return _audit(message, rejected.reason, rejected.detail)
 
 
+def _judge_status(message: Inbound, gateways: Mapping[str, Gateway]) -> StatusUpdate:
+    topics, _ = parse_topic(message.topic)
+    owner = gateways.get(topics.gateway)
+    if owner is None:
+        raise _Rejected(Reason.UNKNOWN_GATEWAY, f"gateway {topics.gateway} is not registered")
+    _check_place(topics, _registered(owner), "registered")
+    try:
+        body = json.loads(message.payload)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise _Rejected(Reason.MALFORMED, f"status is not JSON: {exc}") from None
+    except RecursionError:
+        # Status messages are not signed: anyone allowed to publish can send this.
+        raise _Rejected(Reason.MALFORMED, "status nests too deep") from None
+    online = body.get("online") if isinstance(body, dict) else None
+    if not isinstance(online, bool):
+        raise _Rejected(Reason.MALFORMED, "status must be an object with boolean 'online'")
+    return StatusUpdate(topics.gateway, online, message.received_at)
+
+
 def judge_status(
     message: Inbound, gateways: Mapping[str, Gateway]
 ) -> StatusUpdate | AuditEntry | None:
     """Read a retained status message; None for an empty payload (a retained message cleared)."""
     if not message.payload:
         return None
-    topics, _ = parse_topic(message.topic)
-    owner = gateways.get(topics.gateway)
-    if owner is None:
-        return _audit(
-            message, Reason.UNKNOWN_GATEWAY, f"gateway {topics.gateway} is not registered"
-        )
     try:
-        _check_place(
-            topics,
-            owner,
-            GatewayTopics(owner.district, owner.enterprise, owner.gateway),
-            "registered",
-        )
+        return _judge_status(message, gateways)
     except _Rejected as rejected:
         return _audit(message, rejected.reason, rejected.detail)
-    try:
-        body = json.loads(message.payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        return _audit(message, Reason.MALFORMED, f"status is not JSON: {exc}")
-    online = body.get("online") if isinstance(body, dict) else None
-    if not isinstance(online, bool):
-        return _audit(message, Reason.MALFORMED, "status must be an object with boolean 'online'")
-    return StatusUpdate(topics.gateway, online, message.received_at)
 
 
 def plan_batch(

@@ -24,11 +24,12 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
-from collector.storage.base import IngestBatch, Outcome, Storage
+from collector.storage.base import IngestBatch, Outcome, Storage, StorageError
 from specs.signing import SigningKey
 from specs.topics import ROOT, collector_subscription
 
 STATUS_SUBSCRIPTION: Final = f"{ROOT}/+/+/+/status"
+STORAGE_RETRY_DELAY: Final = 1.0
 
 log = structlog.get_logger("collector.ingest")
 
@@ -120,17 +121,23 @@ class Ingest:
                 # Drain only what is queued already: no waiting to fill a batch.
                 while len(batch) < self._settings.batch_max and len(messages) > 0:
                     batch.append(await anext(messages))
-                acks = await self.process(
-                    [
-                        Inbound(
-                            topic=m.topic.value,
-                            payload=bytes(m.payload),
-                            properties=_user_properties(m),
-                            received_at=self._clock(),
-                        )
-                        for m in batch
-                    ]
-                )
+                inbound = [
+                    Inbound(
+                        topic=m.topic.value,
+                        payload=bytes(m.payload),
+                        properties=_user_properties(m),
+                        received_at=self._clock(),
+                    )
+                    for m in batch
+                ]
+                try:
+                    acks = await self.process(inbound)
+                except StorageError as exc:
+                    # Nothing committed, nothing acknowledged: the agents resend these blocks.
+                    # The pause keeps a broken disk from turning into a hot loop.
+                    log.exception("ingest_batch_failed", error=str(exc), messages=len(inbound))
+                    await asyncio.sleep(STORAGE_RETRY_DELAY)
+                    continue
                 await _publish(client, acks)
 
     async def process(self, messages: Sequence[Inbound]) -> tuple[Outgoing, ...]:

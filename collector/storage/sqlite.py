@@ -241,11 +241,17 @@ class SqliteStorage:
     @classmethod
     async def open(cls, path: Path) -> SqliteStorage:
         """Open (creating if needed) the database at `path` and bring its schema up to date."""
-        path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _connect(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = await _connect(path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open database {path}: {exc}") from exc
         try:
             await _migrate(writer)
             reader = await _connect(path)
+        except sqlite3.Error as exc:
+            await writer.close()
+            raise StorageError(f"cannot open database {path}: {exc}") from exc
         except BaseException:
             await writer.close()
             raise
@@ -264,14 +270,19 @@ class SqliteStorage:
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
         async with self._write_lock:
             db = self._writer
-            await db.execute("BEGIN IMMEDIATE")
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot start a transaction: {exc}") from exc
             try:
                 yield db
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await _rollback(db)
+                raise StorageError(f"transaction failed: {exc}") from exc
             except BaseException:
-                # Shielded: a cancelled caller must still leave the connection usable.
-                await asyncio.shield(db.execute("ROLLBACK"))
+                await _rollback(db)
                 raise
-            await db.execute("COMMIT")
 
     # --- registry ---------------------------------------------------------------------------
 
@@ -532,6 +543,13 @@ async def _connect(path: Path) -> aiosqlite.Connection:
         await db.close()
         raise
     return db
+
+
+async def _rollback(db: aiosqlite.Connection) -> None:
+    # Shielded: a cancelled caller must still leave the connection usable. A failed COMMIT
+    # may have ended the transaction already, so there may be nothing to roll back.
+    if db.in_transaction:
+        await asyncio.shield(db.execute("ROLLBACK"))
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:

@@ -3,7 +3,12 @@
 `load_site_config` reads the file; everything else is pure.
 """
 
-from edge_agent.config.devices import PLANNED_DRIVERS, SUPPORTED_DRIVERS, ModbusTcpDevice
+from edge_agent.config.devices import (
+    PLANNED_DRIVERS,
+    SUPPORTED_DRIVERS,
+    DeviceConfig,
+    ModbusTcpDevice,
+)
 from edge_agent.config.loader import load_site_config, parse_site_config
 from edge_agent.config.points import (
     LAST_ADDRESS,
@@ -36,6 +41,7 @@ __all__ = [
     "ConfigError",
     "ConfigIssue",
     "DataType",
+    "DeviceConfig",
     "Domain",
     "ModbusTcpDevice",
     "Order",

@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, Literal, Self, TypeAlias
 
 from pydantic import Field, ModelWrapValidatorHandler, model_validator
 
@@ -78,3 +78,7 @@ class ModbusTcpDevice(ConfigModel):
         if problems:
             raise_at(problems)
         return self
+
+
+DeviceConfig: TypeAlias = ModbusTcpDevice
+"""Any device of the site map; a union discriminated by `driver` once more drivers exist."""

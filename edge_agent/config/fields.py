@@ -8,17 +8,9 @@ from typing import Annotated
 from pydantic import AfterValidator, BeforeValidator, Field
 
 from specs import identifiers
+from specs.yamlconf import digits_as_text
 
-
-def _digits_as_text(value: object) -> object:
-    # An all-digit code written without quotes arrives as an int; none of these codes starts
-    # with 0, so turning it back into text loses nothing.
-    if isinstance(value, int) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-_AsText = BeforeValidator(_digits_as_text)
+_AsText = BeforeValidator(digits_as_text)
 
 EnterpriseCode = Annotated[str, _AsText, AfterValidator(identifiers.check_enterprise_code)]
 """统一社会信用代码 with a valid GB 32100 check character."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from edge_agent.config.site import SiteConfig
-from specs.yamlconf import BASE_DIR, ConfigError, ConfigIssue, parse_yaml, validate_document
+from specs.yamlconf import BASE_DIR, parse_yaml, unreadable, validate_document
 
 if TYPE_CHECKING:
     from pathlib import Path
@@ -20,12 +20,6 @@ def load_site_config(path: Path) -> SiteConfig:
     """Read, parse and check the site map at `path`, raising `ConfigError` with every issue."""
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigError(
-            [ConfigIssue(str(path), None, "", f"cannot read: {exc.strerror}")]
-        ) from None
-    except UnicodeDecodeError as exc:
-        raise ConfigError(
-            [ConfigIssue(str(path), None, "", f"not UTF-8 text: {exc.reason}")]
-        ) from None
+    except (OSError, UnicodeDecodeError) as exc:
+        raise unreadable(str(path), exc) from None
     return parse_site_config(text, str(path), path.absolute().parent)

@@ -3,12 +3,11 @@
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
 from collections.abc import Iterator
-from dataclasses import dataclass
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
-from edge_agent.config.devices import ModbusTcpDevice
+from edge_agent.config.devices import DeviceConfig
 from edge_agent.config.fields import DistrictCode, EnterpriseCode, MineCode, Name, Number
 from edge_agent.config.points import PointConfig, TemplateConfig
 from specs.identifiers import IdentifierError, check_gateway_code, check_point_code
@@ -86,6 +85,16 @@ class UplinkConfig(ConfigModel):
     publish_rate: Annotated[Number, Field(gt=0)] = 50.0
     """Blocks per second the publisher may send (backlog drains at this pace)."""
 
+    @property
+    def host(self) -> str:
+        """Return the broker's host."""
+        return self.broker.host
+
+    @property
+    def port(self) -> int:
+        """Return the broker's port."""
+        return self.broker.port
+
     @model_validator(mode="after")
     def _tls_needs_mqtts(self) -> Self:
         if self.tls is not None and not self.broker.tls:
@@ -110,16 +119,6 @@ class OutboxConfig(ConfigModel):
     flush_readings: Annotated[int, Field(strict=True, ge=1)] = 500
 
 
-@dataclass(frozen=True, slots=True)
-class _Placed:
-    """A point of a device after template expansion, and where the config says it."""
-
-    code: str
-    point: PointConfig
-    path: KeyPath
-    label: str
-
-
 class SiteConfig(ConfigModel):
     """A gateway's whole site map, checked.
 
@@ -133,34 +132,18 @@ class SiteConfig(ConfigModel):
     signing: SigningConfig
     outbox: OutboxConfig
     templates: dict[Name, TemplateConfig] = Field(default_factory=dict)
-    devices: tuple[ModbusTcpDevice, ...]
+    devices: tuple[DeviceConfig, ...]
 
-    def points_of(self, device: ModbusTcpDevice) -> tuple[tuple[str, PointConfig], ...]:
+    def points_of(self, device: DeviceConfig) -> tuple[tuple[str, PointConfig], ...]:
         """Return the device's points as (final code, point): template points first."""
-        return tuple((placed.code, placed.point) for placed in self._place(device, -1))
-
-    def _place(self, device: ModbusTcpDevice, index: int) -> Iterator[_Placed]:
         template = self.templates.get(device.template) if device.template else None
-        if template is not None:
-            prefix = device.point_prefix or ""
-            for point in template.points:
-                yield _Placed(
-                    prefix + point.point,
-                    point,
-                    ("devices", index, "point_prefix"),
-                    f"devices[{index}] (template {device.template!r})",
-                )
-        for number, point in enumerate(device.points):
-            yield _Placed(
-                point.point,
-                point,
-                ("devices", index, "points", number, "point"),
-                f"devices[{index}].points[{number}]",
-            )
+        prefix = device.point_prefix or ""
+        inherited = [(prefix + p.point, p) for p in template.points] if template else []
+        return (*inherited, *((p.point, p) for p in device.points))
 
     @field_validator("devices")
     @classmethod
-    def _some_devices(cls, devices: tuple[ModbusTcpDevice, ...]) -> tuple[ModbusTcpDevice, ...]:
+    def _some_devices(cls, devices: tuple[DeviceConfig, ...]) -> tuple[DeviceConfig, ...]:
         # A length constraint would also fire when items fail, adding a bogus second error.
         if not devices:
             raise ValueError("a site needs at least one device")
@@ -192,16 +175,21 @@ class SiteConfig(ConfigModel):
     def _point_problems(self) -> Iterator[tuple[KeyPath, str]]:
         first: dict[str, str] = {}
         for index, device in enumerate(self.devices):
-            for placed in self._place(device, index):
-                if placed.path[-1] == "point_prefix":
+            points = self.points_of(device)
+            inherited = len(points) - len(device.points)
+            for number, (code, _) in enumerate(points):
+                path: KeyPath
+                if number < inherited:
+                    path = ("devices", index, "point_prefix")
+                    where = f"devices[{index}] (template {device.template!r})"
                     try:
-                        check_point_code(placed.code)
+                        check_point_code(code)
                     except IdentifierError as exc:
-                        yield placed.path, f"{exc} (point_prefix + template point)"
+                        yield path, f"{exc} (point_prefix + template point)"
                         continue
-                if placed.code in first:
-                    yield (
-                        placed.path,
-                        f"point code {placed.code!r} is already used by {first[placed.code]}",
-                    )
-                first.setdefault(placed.code, placed.label)
+                else:
+                    path = ("devices", index, "points", number - inherited, "point")
+                    where = f"devices[{index}].points[{number - inherited}]"
+                if code in first:
+                    yield path, f"point code {code!r} is already used by {first[code]}"
+                first.setdefault(code, where)

@@ -9,11 +9,13 @@ block. Sealed bytes are never rewritten; resends read the same bytes back.
 from __future__ import annotations
 
 import secrets
+import sqlite3
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterable
+from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -194,26 +196,33 @@ class Outbox:
 
     async def stats(self) -> OutboxStats:
         """Counts for `edge-agent status` and the heartbeat."""
-        async with self._db.execute(
-            "SELECT COUNT(*), COALESCE(SUM(records), 0), MIN(sealed_at) FROM blocks"
-            " WHERE delivered_at IS NULL"
-        ) as cursor:
+        async with self._db.execute(_META_SQL) as cursor:
+            meta = await cursor.fetchall()
+        async with self._db.execute(_UNDELIVERED_SQL) as cursor:
             undelivered = await cursor.fetchone()
-        async with self._db.execute(
-            "SELECT COUNT(*) FROM blocks WHERE delivered_at IS NOT NULL"
-        ) as cursor:
+        async with self._db.execute(_DELIVERED_SQL) as cursor:
             delivered = await cursor.fetchone()
-        state = await self._chain_state()
-        assert undelivered is not None  # noqa: S101 - aggregate queries return one row
-        assert delivered is not None  # noqa: S101
-        return OutboxStats(
-            epoch=self._epoch,
-            last_seq=state.last_seq,
-            undelivered=int(undelivered[0]),
-            undelivered_records=int(undelivered[1]),
-            oldest_undelivered_sealed_at=None if undelivered[2] is None else float(undelivered[2]),
-            delivered=int(delivered[0]),
-        )
+        return _stats(meta, undelivered, delivered)
+
+
+_META_SQL = "SELECT key, value FROM meta"
+_UNDELIVERED_SQL = (
+    "SELECT COUNT(*), COALESCE(SUM(records), 0), MIN(sealed_at) FROM blocks"
+    " WHERE delivered_at IS NULL"
+)
+_DELIVERED_SQL = "SELECT COUNT(*) FROM blocks WHERE delivered_at IS NOT NULL"
+
+
+def _stats(meta: Iterable[Any], undelivered: Any, delivered: Any) -> OutboxStats:  # noqa: ANN401 - SQLite rows
+    values = {str(k): str(v) for k, v in meta}
+    return OutboxStats(
+        epoch=values["epoch"],
+        last_seq=int(values["last_seq"]),
+        undelivered=int(undelivered[0]),
+        undelivered_records=int(undelivered[1]),
+        oldest_undelivered_sealed_at=None if undelivered[2] is None else float(undelivered[2]),
+        delivered=int(delivered[0]),
+    )
 
 
 @asynccontextmanager
@@ -234,3 +243,13 @@ async def open_outbox(path: Path, identity: Identity, key: SigningKey) -> AsyncI
 def wall_clock() -> float:
     """Wall-clock seconds (for sealed_at and retention, never for scheduling)."""
     return time.time()
+
+
+def read_outbox_stats(path: Path) -> OutboxStats:
+    """Outbox counts read without disturbing a running agent (read-only, WAL readers)."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return _stats(
+            db.execute(_META_SQL).fetchall(),
+            db.execute(_UNDELIVERED_SQL).fetchone(),
+            db.execute(_DELIVERED_SQL).fetchone(),
+        )

@@ -60,7 +60,9 @@ class DevicePoller:
                         await self._driver.connect()
                     except DriverError as exc:
                         retry_at = time.monotonic() + next(backoff)
-                        log.warning("device_unreachable", device=self._driver.device_id, error=str(exc))
+                        log.warning(
+                            "device_unreachable", device=self._driver.device_id, error=str(exc)
+                        )
                     else:
                         connected = True
                         backoff = self._new_backoff()
@@ -72,7 +74,9 @@ class DevicePoller:
                         connected = False
                         await self._driver.close()
                         retry_at = time.monotonic() + next(backoff)
-                        log.warning("device_link_lost", device=self._driver.device_id, error=str(exc))
+                        log.warning(
+                            "device_link_lost", device=self._driver.device_id, error=str(exc)
+                        )
                         samples = self._bad_samples(f"link_lost: {exc}")
                 else:
                     samples = self._bad_samples("link_down")
@@ -103,6 +107,4 @@ class DevicePoller:
             polled = self._points.get(sample.key)
             if polled is None:
                 continue
-            await self._sink(
-                normalize(sample, polled.point, polled.indicator, clock_synced=synced)
-            )
+            await self._sink(normalize(sample, polled.point, polled.indicator, clock_synced=synced))

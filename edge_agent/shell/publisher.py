@@ -9,6 +9,7 @@ then the backlog oldest first. At most `max_inflight` blocks wait for an ACK at 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 from collections import deque
@@ -97,11 +98,9 @@ class Publisher:
                 await asyncio.sleep(delay)
 
     def _client(self) -> aiomqtt.Client:
-        connect_properties = Properties(PacketTypes.CONNECT)
+        connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect_properties.SessionExpiryInterval = int(self._settings.session_expiry)
-        will = aiomqtt.Will(
-            self._topics.status, json.dumps({"online": False}), qos=1, retain=True
-        )
+        will = aiomqtt.Will(self._topics.status, json.dumps({"online": False}), qos=1, retain=True)
         return aiomqtt.Client(
             self._settings.host,
             self._settings.port,
@@ -131,10 +130,7 @@ class Publisher:
         async for message in client.messages:
             if not message.topic.matches(self._topics.ack):
                 continue
-            payload = message.payload
-            if not isinstance(payload, bytes | bytearray):
-                continue
-            await self._on_ack(bytes(payload), message.properties)
+            await self._on_ack(bytes(message.payload), message.properties)
 
     async def _on_ack(self, payload: bytes, properties: Properties | None) -> None:
         user = getattr(properties, "UserProperty", None)
@@ -199,13 +195,11 @@ class Publisher:
             wait = None
             if self._sent:
                 wait = max(0.05, min(self._sent.values()) + timeout - time.monotonic())
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
-            except TimeoutError:
-                pass
 
     async def _publish(self, client: aiomqtt.Client, block: StoredBlock) -> None:
-        properties = Properties(PacketTypes.PUBLISH)
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         properties.UserProperty = signature_properties(block.signature)
         await client.publish(self._topics.block, block.payload, qos=1, properties=properties)
 

@@ -137,10 +137,11 @@ async def run_agent(config: SiteConfig, stop: asyncio.Event | None = None) -> No
             devices=len(pollers),
         )
         notify_systemd("READY=1")
+        workers: list[asyncio.Task[None]] = [*poll_tasks, *service_tasks]
         stopped = asyncio.create_task(stop.wait(), name="stop")
-        done, _ = await asyncio.wait(
-            [stopped, *poll_tasks, *service_tasks], return_when=asyncio.FIRST_COMPLETED
-        )
+        await asyncio.wait([stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
+        # A worker that ended on its own crashed: stop cleanly, then let its error surface.
+        crashed = [t for t in workers if t.done() and not t.cancelled() and t.exception()]
         notify_systemd("STOPPING=1")
         for task in poll_tasks:
             task.cancel()
@@ -148,15 +149,16 @@ async def run_agent(config: SiteConfig, stop: asyncio.Event | None = None) -> No
         service_tasks[0].cancel()
         await asyncio.gather(service_tasks[0], return_exceptions=True)
         await sealer.flush()
-        # Give the publisher a moment to hand the last blocks to the broker; whatever is
-        # not ACKed stays in the outbox and goes out after the next start.
+        # Wait a while for the last ACKs; whatever is not ACKed stays in the outbox and goes
+        # out after the next start.
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(publisher.drained(), _SHUTDOWN_DRAIN)
         for task in service_tasks[1:]:
             task.cancel()
         await asyncio.gather(*service_tasks[1:], return_exceptions=True)
         stopped.cancel()
-        for task in done:
-            if task is not stopped and not task.cancelled() and task.exception() is not None:
-                raise task.exception()  # type: ignore[misc]
+        for task in crashed:
+            error = task.exception()
+            if error is not None:
+                raise error
         log.info("agent_stopped", gateway=config.site.gateway)

@@ -1,0 +1,398 @@
+"""`collector`: keys, gateway registry, and `serve` (ingest + HTTP API in one asyncio loop).
+
+This module is also the composition root: `run_collector(config)` wires storage, ingest and the
+API together, for `serve` and for tests that run a whole collector in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import socket
+import sys
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Literal, TypeVar
+
+import click
+import structlog
+import uvicorn
+
+from collector.api.app import create_app
+from collector.api.core import ApiToken
+from collector.config import CollectorConfig, ListenAddress, load_collector_config
+from collector.ingest.service import Ingest, IngestSettings
+from collector.keyfiles import (
+    KeyFileError,
+    create_key_files,
+    load_key_file,
+    load_public_key_file,
+    public_key_path,
+)
+from collector.storage import open_storage
+from collector.storage.base import Gateway, GatewayKey, Storage, StorageError
+from specs.identifiers import (
+    IdentifierError,
+    check_district_code,
+    check_enterprise_code,
+    check_gateway_code,
+)
+from specs.records import iso_time
+from specs.signing import VerifyKey
+from specs.yamlconf import ConfigError
+
+CONFIG_ERROR_EXIT: Final = 2
+LogFormat = Literal["auto", "json", "console"]
+T = TypeVar("T")
+
+log = structlog.get_logger("collector")
+
+
+# --- logging -----------------------------------------------------------------------------------
+
+
+def configure_logging(fmt: LogFormat = "auto", level: int = logging.INFO) -> None:
+    """Log structlog events and stdlib records (uvicorn, paho): JSON lines, or pretty at a TTY."""
+    pretty = fmt == "console" or (fmt == "auto" and sys.stdout.isatty())
+    renderer: structlog.types.Processor = (
+        structlog.dev.ConsoleRenderer() if pretty else structlog.processors.JSONRenderer()
+    )
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
+    structlog.configure(
+        processors=[*shared, structlog.processors.format_exc_info, renderer],
+        wrapper_class=structlog.make_filtering_bound_logger(level),
+        logger_factory=structlog.PrintLoggerFactory(sys.stdout),
+        cache_logger_on_first_use=True,
+    )
+    handler = logging.StreamHandler(sys.stdout)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(max(level, logging.INFO))
+
+
+# --- composition root --------------------------------------------------------------------------
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: `serve` owns SIGINT/SIGTERM for both services."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(listen: ListenAddress) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    return socket.create_server((listen.host, listen.port), family=family)
+
+
+def api_tokens(config: CollectorConfig) -> tuple[ApiToken, ...]:
+    """The API's tokens from the config."""
+    return tuple(
+        ApiToken(t.name, t.token.get_secret_value(), tuple(t.districts)) for t in config.api.tokens
+    )
+
+
+def ingest_settings(config: CollectorConfig) -> IngestSettings:
+    """The ingest loop's settings from the config."""
+    return IngestSettings(
+        host=config.broker.host,
+        port=config.broker.port,
+        tls=config.broker.tls,
+        share_group=config.ingest.share_group,
+        batch_max=config.ingest.batch_max,
+    )
+
+
+@dataclass
+class RunningCollector:
+    """A collector running in this process: its storage, ingest loop, API address and key."""
+
+    storage: Storage
+    ingest: Ingest
+    public_key: VerifyKey
+    api_url: str
+    tasks: tuple[asyncio.Task[None], ...]
+
+    async def wait_connected(self) -> None:
+        """Return once the ingest loop is subscribed at the broker (wrap in a timeout)."""
+        await self.ingest.connected.wait()
+
+    async def wait(self) -> None:
+        """Return when a service stops by itself, raising its error if it failed."""
+        done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+
+
+@contextlib.asynccontextmanager
+async def run_collector(
+    config: CollectorConfig, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[RunningCollector]:
+    """Run ingest and the HTTP API until the block exits; both stop cleanly then.
+
+    The API socket is bound before this yields, so the API answers at once; the broker may
+    still be unreachable (ingest retries), so callers that need it await `wait_connected()`.
+    """
+    key = load_key_file(config.signing.key_file)
+    async with open_storage(config.storage.url) as storage:
+        ingest = Ingest(ingest_settings(config), storage, key, clock)
+        app = create_app(
+            storage, api_tokens(config), offline_after=config.offline_after, clock=clock
+        )
+        server = _Server(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        with _bind(config.api.listen) as sock:
+            tasks = (
+                asyncio.create_task(ingest.run(), name="collector-ingest"),
+                asyncio.create_task(server.serve(sockets=[sock]), name="collector-api"),
+            )
+            running = RunningCollector(
+                storage, ingest, key.public(), f"http://{config.api.listen}", tasks
+            )
+            log.info(
+                "collector_started",
+                api=running.api_url,
+                broker=ingest_settings(config).broker,
+                kid=key.kid,
+            )
+            try:
+                yield running
+            finally:
+                server.should_exit = True
+                tasks[0].cancel()
+                await asyncio.wait(tasks)
+                log.info("collector_stopped")
+
+
+async def _serve(config: CollectorConfig) -> None:
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with run_collector(config) as running:
+            stopping = asyncio.create_task(stop.wait(), name="collector-signal")
+            failing = asyncio.create_task(running.wait(), name="collector-services")
+            await asyncio.wait((stopping, failing), return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            failing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await failing  # re-raises a service's failure
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+# --- commands ----------------------------------------------------------------------------------
+
+
+def load_or_exit(path: Path) -> CollectorConfig:
+    """Load the collector config, or print every issue to stderr and exit with status 2."""
+    try:
+        return load_collector_config(path)
+    except ConfigError as exc:
+        click.echo(str(exc), err=True)
+        count = len(exc.issues)
+        click.echo(f"{path}: {count} problem{'s' * (count != 1)}; nothing started", err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
+
+
+config_option = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    required=True,
+    type=click.Path(dir_okay=False, path_type=Path),
+    help="The collector config (YAML).",
+)
+
+
+@click.group()
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
+    help="auto: pretty at a terminal, JSON lines otherwise.",
+)
+@click.option("--debug", is_flag=True, help="Log every stored block and published ACK.")
+def main(log_format: LogFormat, debug: bool) -> None:
+    """Province collector: verifies, stores and serves what the edge agents send."""
+    configure_logging(log_format, logging.DEBUG if debug else logging.INFO)
+
+
+@main.group()
+def keys() -> None:
+    """The collector's own key pair (it signs ACKs and commands)."""
+
+
+@keys.command("init")
+@config_option
+def keys_init(config_path: Path) -> None:
+    """Create the key at signing.key_file (0600) and its public key at <key_file>.pub."""
+    config = load_or_exit(config_path)
+    key_file = config.signing.key_file
+    try:
+        key = create_key_files(key_file)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {key_file} and {public_key_path(key_file)}", err=True)
+    click.echo(key.kid)
+
+
+@main.command()
+@config_option
+def serve(config_path: Path) -> None:
+    """Run ingest and the HTTP API until SIGINT or SIGTERM."""
+    config = load_or_exit(config_path)
+    try:
+        asyncio.run(_serve(config))
+    except (KeyFileError, StorageError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.group()
+def gateways() -> None:
+    """The registry of gateways and their public keys."""
+
+
+def _with_storage(config: CollectorConfig, work: Callable[[Storage], Awaitable[T]]) -> T:
+    async def run() -> T:
+        async with open_storage(config.storage.url) as storage:
+            return await work(storage)
+
+    try:
+        return asyncio.run(run())
+    except StorageError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def _gateway_identity(gateway: str, district: str) -> Gateway:
+    enterprise = gateway.partition("-GW")[0]
+    try:
+        check_gateway_code(gateway, enterprise)
+        check_enterprise_code(enterprise)
+    except IdentifierError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gateway") from None
+    try:
+        check_district_code(district)
+    except IdentifierError as exc:
+        raise click.BadParameter(str(exc), param_hint="--district") from None
+    return Gateway(gateway, enterprise, district, registered_at=time.time())
+
+
+@gateways.command("add")
+@config_option
+@click.option("--gateway", "gateway_id", required=True, help="{enterprise}-GW{NN}")
+@click.option(
+    "--public-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The gateway's public key PEM (its <key_file>.pub).",
+)
+@click.option("--district", required=True, help="6-digit GB/T 2260 district code of the site.")
+@click.option("--kid", help="Expected key id; refused unless the key has it.")
+def gateways_add(
+    config_path: Path, gateway_id: str, public_key: Path, district: str, kid: str | None
+) -> None:
+    """Register a gateway (enterprise taken from its id) and add a public key to it."""
+    config = load_or_exit(config_path)
+    gateway = _gateway_identity(gateway_id, district)
+    try:
+        verify_key = load_public_key_file(public_key)
+    except KeyFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--public-key") from None
+    if kid is not None and kid != verify_key.kid:
+        raise click.BadParameter(f"the key's id is {verify_key.kid}, not {kid}", param_hint="--kid")
+    key = GatewayKey(
+        kid=verify_key.kid,
+        gateway=gateway.gateway,
+        alg=verify_key.alg,
+        public_pem=verify_key.public_pem(),
+        added_at=gateway.registered_at,
+    )
+    _with_storage(config, lambda storage: storage.register(gateway, key))
+    click.echo(
+        f"registered gateway {gateway.gateway} enterprise {gateway.enterprise}"
+        f" district {gateway.district} key {key.kid} ({key.alg})"
+    )
+
+
+_LIST_COLUMNS: Final = ("GATEWAY", "ENTERPRISE", "DISTRICT", "KID", "ALG", "ADDED", "REVOKED")
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+@gateways.command("list")
+@config_option
+def gateways_list(config_path: Path) -> None:
+    """List registered gateways and their keys."""
+    config = load_or_exit(config_path)
+
+    async def read(storage: Storage) -> tuple[tuple[Gateway, ...], tuple[GatewayKey, ...]]:
+        return await storage.gateways(), await storage.keys()
+
+    registered, keys_held = _with_storage(config, read)
+    by_gateway: dict[str, list[GatewayKey]] = {}
+    for key in keys_held:
+        by_gateway.setdefault(key.gateway, []).append(key)
+    rows: list[tuple[str, ...]] = [_LIST_COLUMNS]
+    rows.extend(
+        (
+            gateway.gateway,
+            gateway.enterprise,
+            gateway.district,
+            key.kid,
+            key.alg,
+            iso_time(key.added_at),
+            "-" if key.revoked_at is None else iso_time(key.revoked_at),
+        )
+        for gateway in registered
+        for key in by_gateway.get(gateway.gateway, [])
+    )
+    click.echo(_table(rows))
+    click.echo(f"{len(registered)} gateways, {len(keys_held)} keys", err=True)
+
+
+@gateways.command("revoke")
+@config_option
+@click.option("--gateway", "gateway_id", required=True, help="The gateway whose key to revoke.")
+@click.option("--kid", help="The key to revoke; without it, every active key of the gateway.")
+def gateways_revoke(config_path: Path, gateway_id: str, kid: str | None) -> None:
+    """Revoke a gateway's key: blocks signed with it are rejected from now on."""
+    config = load_or_exit(config_path)
+    revoked = _with_storage(config, lambda storage: storage.revoke(gateway_id, kid, time.time()))
+    if not revoked:
+        which = f"key {kid}" if kid else "active key"
+        raise click.ClickException(f"gateway {gateway_id} has no {which} to revoke")
+    for revoked_kid in revoked:
+        click.echo(f"revoked key {revoked_kid} of gateway {gateway_id}")

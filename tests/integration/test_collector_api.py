@@ -1,0 +1,235 @@
+"""The collector's HTTP API over a real SQLite database filled through the ingest path."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from collector.api.app import create_app
+from collector.api.core import ApiToken
+from collector.ingest.core import Inbound, plan_batch
+from collector.storage import open_storage
+from collector.storage.base import IngestBatch, KeyGrant, StatusUpdate, Storage
+from specs.records import Quality, Reading, iso_time
+from tests.support.collector_client import BASE_TIME, SimGateway, register, sim_gateway
+
+NANCHANG = sim_gateway(1, district="360100")
+BEIJING = sim_gateway(2, district="110101")
+TOKENS = (
+    ApiToken("province", "all-token", ("*",)),
+    ApiToken("nanchang", "nc-token", ("360100",)),
+    ApiToken("shenzhen", "sz-token", ("440300",)),
+)
+READING_KEYS = {"gateway", "point", "quota", "t", "value", "unit", "quality", "flags"}
+GATEWAY_KEYS = {
+    "gateway",
+    "enterprise",
+    "district",
+    "online",
+    "last_seen",
+    "epoch",
+    "acked_through",
+    "gaps",
+}
+NOW = BASE_TIME + 1000
+
+
+def _readings(gateway: SimGateway, seq: int) -> list[Reading]:
+    return [
+        Reading("T001-LT-01", "WHP-LT", iso_time(BASE_TIME + seq), seq * 1.0, "m", Quality.GOOD),
+        Reading(
+            "T001-PT-01",
+            "WHP-PT",
+            iso_time(BASE_TIME + seq),
+            None if seq == 3 else seq / 10,
+            "MPa",
+            Quality.BAD if seq == 3 else Quality.GOOD,
+            ("clock_suspect",) if seq == 3 else (),
+        ),
+    ]
+
+
+async def _store(storage: Storage, gateway: SimGateway, seqs: list[int]) -> None:
+    messages = []
+    for seq in seqs:
+        payload = gateway.block(seq, records=_readings(gateway, seq))
+        messages.append(Inbound(gateway.topics.block, payload, tuple(gateway.sign(payload)), NOW))
+    grants = {}
+    for sim in (NANCHANG, BEIJING):
+        owner, key = sim.registration()
+        grants[key.kid] = KeyGrant(key, owner)
+    batch = plan_batch(messages, grants, {})
+    assert not batch.audits
+    await storage.ingest(batch)
+
+
+@pytest.fixture
+async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_storage(f"sqlite:///{tmp_path / 'api.db'}") as storage:
+        for gateway in (NANCHANG, BEIJING):
+            await register(storage, gateway)
+        await _store(storage, NANCHANG, [1, 2, 3, 5])  # seq 4 missing: one open gap
+        await _store(storage, BEIJING, [1, 2])
+        await storage.ingest(
+            IngestBatch(statuses=[StatusUpdate(NANCHANG.gateway, online=True, at=NOW)])
+        )
+        app = create_app(storage, TOKENS, offline_after=60, clock=lambda: NOW + 10)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
+            yield http
+
+
+def _auth(bearer: str = "all-token") -> dict[str, str]:
+    return {"Authorization": f"Bearer {bearer}"}
+
+
+async def _get(
+    client: httpx.AsyncClient, path: str, bearer: str = "all-token", **params: Any
+) -> dict[str, Any]:
+    response = await client.get(path, params=params, headers=_auth(bearer))
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert set(body) == {"items", "next"}
+    return body  # type: ignore[no-any-return]
+
+
+async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
+    response = await client.get("/healthz")
+    assert response.status_code == 200
+    assert response.json() == {"status": "ok"}
+
+
+@pytest.mark.parametrize("path", ["/v1/gateways", "/v1/points", "/v1/latest", "/v1/readings"])
+@pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic all-token", "all-token"])
+async def test_every_v1_route_needs_a_known_bearer_token(
+    client: httpx.AsyncClient, path: str, header: str | None
+) -> None:
+    headers = {} if header is None else {"Authorization": header}
+    response = await client.get(path, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_openapi_docs_are_served(client: httpx.AsyncClient) -> None:
+    assert (await client.get("/docs")).status_code == 200
+    spec = (await client.get("/openapi.json")).json()
+    assert {"/v1/gateways", "/v1/points", "/v1/latest", "/v1/readings"} <= set(spec["paths"])
+
+
+async def test_gateways_shape(client: httpx.AsyncClient) -> None:
+    body = await _get(client, "/v1/gateways")
+    assert body["next"] is None
+    by_id = {item["gateway"]: item for item in body["items"]}
+    assert set(by_id) == {NANCHANG.gateway, BEIJING.gateway}
+    nanchang = by_id[NANCHANG.gateway]
+    assert set(nanchang) == GATEWAY_KEYS
+    assert nanchang == {
+        "gateway": NANCHANG.gateway,
+        "enterprise": NANCHANG.enterprise,
+        "district": "360100",
+        "online": True,
+        "last_seen": iso_time(NOW),
+        "epoch": "epoch-1",
+        "acked_through": 3,
+        "gaps": 1,
+    }
+    assert by_id[BEIJING.gateway]["acked_through"] == 2
+    assert by_id[BEIJING.gateway]["online"] is True  # blocks count as signs of life
+
+
+async def test_district_scoping(client: httpx.AsyncClient) -> None:
+    nanchang = await _get(client, "/v1/gateways", "nc-token")
+    assert [g["gateway"] for g in nanchang["items"]] == [NANCHANG.gateway]
+    foreign = await _get(client, "/v1/readings", "nc-token", gateway=BEIJING.gateway)
+    assert foreign["items"] == []
+    for path in ("/v1/gateways", "/v1/points", "/v1/latest", "/v1/readings"):
+        assert (await _get(client, path, "sz-token"))["items"] == []
+
+
+async def test_points_shape_and_quota_filter(client: httpx.AsyncClient) -> None:
+    body = await _get(client, "/v1/points", gateway=NANCHANG.gateway)
+    assert body["items"] == [
+        {"gateway": NANCHANG.gateway, "point": "T001-LT-01", "quota": "WHP-LT", "unit": "m"},
+        {"gateway": NANCHANG.gateway, "point": "T001-PT-01", "quota": "WHP-PT", "unit": "MPa"},
+    ]
+    pressure = await _get(client, "/v1/points", quota="WHP-PT")
+    assert {p["gateway"] for p in pressure["items"]} == {NANCHANG.gateway, BEIJING.gateway}
+
+
+async def test_latest_is_the_newest_reading_per_point(client: httpx.AsyncClient) -> None:
+    body = await _get(client, "/v1/latest", enterprise=NANCHANG.enterprise)
+    assert [set(item) for item in body["items"]] == [READING_KEYS, READING_KEYS]
+    level, pressure = body["items"]
+    assert level == {
+        "gateway": NANCHANG.gateway,
+        "point": "T001-LT-01",
+        "quota": "WHP-LT",
+        "t": iso_time(BASE_TIME + 5),
+        "value": 5.0,
+        "unit": "m",
+        "quality": "good",
+        "flags": [],
+    }
+    assert pressure["point"] == "T001-PT-01"
+    assert (await _get(client, "/v1/latest", gateway=BEIJING.gateway))["items"][0]["value"] == 2.0
+
+
+async def test_readings_shape_and_time_window(client: httpx.AsyncClient) -> None:
+    body = await _get(
+        client,
+        "/v1/readings",
+        gateway=NANCHANG.gateway,
+        point="T001-PT-01",
+        **{"from": iso_time(BASE_TIME + 2), "to": iso_time(BASE_TIME + 5)},
+    )
+    items = body["items"]
+    assert [item["t"] for item in items] == [iso_time(BASE_TIME + 2), iso_time(BASE_TIME + 3)]
+    bad = items[1]
+    assert set(bad) == READING_KEYS
+    assert (bad["value"], bad["quality"], bad["flags"]) == (None, "bad", ["clock_suspect"])
+    assert datetime.fromisoformat(bad["t"]).utcoffset() is not None
+
+
+async def test_pagination_returns_every_reading_exactly_once(client: httpx.AsyncClient) -> None:
+    everything = await _get(client, "/v1/readings", limit=10_000)
+    assert len(everything["items"]) == 12
+    seen: list[tuple[str, str, str]] = []
+    cursor = None
+    pages = 0
+    while True:
+        page = await _get(client, "/v1/readings", limit=5, **({"cursor": cursor} if cursor else {}))
+        seen.extend((r["gateway"], r["point"], r["t"]) for r in page["items"])
+        pages += 1
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert pages == 3
+    assert len(seen) == len(set(seen)) == 12
+    assert seen == [(r["gateway"], r["point"], r["t"]) for r in everything["items"]]
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        {"cursor": "garbage"},
+        {"from": "yesterday"},
+        {"to": "2026-01-01T00:00:00"},  # no offset
+        {"every": "1m"},
+    ],
+)
+async def test_bad_query_parameters_are_400(
+    client: httpx.AsyncClient, params: dict[str, str]
+) -> None:
+    response = await client.get("/v1/readings", params=params, headers=_auth())
+    assert response.status_code == 400
+
+
+@pytest.mark.parametrize("limit", [0, 10_001])
+async def test_limit_is_bounded(client: httpx.AsyncClient, limit: int) -> None:
+    response = await client.get("/v1/readings", params={"limit": limit}, headers=_auth())
+    assert response.status_code == 422

@@ -1,0 +1,201 @@
+"""`collector` commands: keys, gateway registry, config errors, and `serve` end to end."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import stat
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from collector.cli import main, run_collector
+from collector.config import load_collector_config
+from specs.signing import load_verify_key
+from tests.support.broker import Broker, free_port
+from tests.support.collector_client import (
+    SimGateway,
+    gateway_link,
+    register,
+    sim_gateway,
+    write_collector_config,
+)
+
+GW = sim_gateway(1)
+
+
+
+def _run(*args: str) -> Result:
+    return CliRunner().invoke(main, ["--log-format", "json", *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    return write_collector_config(tmp_path, broker_port=1, api_port=free_port())
+
+
+def _public_key_file(tmp_path: Path, gateway: SimGateway) -> Path:
+    path = tmp_path / f"{gateway.gateway}.pub"
+    path.write_bytes(gateway.key.public().public_pem())
+    return path
+
+
+def test_keys_init_creates_a_private_0600_key_and_refuses_to_overwrite(config: Path) -> None:
+    result = _run("keys", "init", "-c", str(config))
+    assert result.exit_code == 0, result.output
+    key_file = config.parent / "keys" / "collector.key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    public = load_verify_key((config.parent / "keys" / "collector.key.pub").read_bytes())
+    assert result.stdout.strip() == public.kid
+    before = key_file.read_bytes()
+    again = _run("keys", "init", "-c", str(config))
+    assert again.exit_code == 1
+    assert "refusing to overwrite" in again.stderr
+    assert key_file.read_bytes() == before
+    assert {p.name for p in key_file.parent.iterdir()} == {"collector.key", "collector.key.pub"}
+
+
+def test_config_errors_name_file_line_and_key_and_exit_2(tmp_path: Path) -> None:
+    path = tmp_path / "collector.yaml"
+    path.write_text(
+        'broker: "mqtt://127.0.0.1:1883"\n'
+        'storage: {url: "sqlite:///c.db"}\n'
+        "signing: {key_file: c.key}\n"
+        "api: {listen: '127.0.0.1:8080', tokens: []}\n"
+        "ingest: {batch_max: 0}\n",
+        encoding="utf-8",
+    )
+    for command in (["keys", "init"], ["serve"], ["gateways", "list"]):
+        result = _run(*command, "-c", str(path))
+        assert result.exit_code == 2
+        assert f"{path}:5: ingest.batch_max:" in result.stderr
+
+
+def test_gateways_add_list_revoke(config: Path, tmp_path: Path) -> None:
+    public = _public_key_file(tmp_path, GW)
+    args = ["-c", str(config), "--gateway", GW.gateway, "--public-key", str(public)]
+    added = _run("gateways", "add", *args, "--district", GW.district, "--kid", GW.key.kid)
+    assert added.exit_code == 0, added.output
+    assert added.stdout.strip() == (
+        f"registered gateway {GW.gateway} enterprise {GW.enterprise} district {GW.district}"
+        f" key {GW.key.kid} (ed25519)"
+    )
+    assert _run("gateways", "add", *args, "--district", GW.district).exit_code == 0  # idempotent
+    moved = _run("gateways", "add", *args, "--district", "110101")
+    assert moved.exit_code == 1
+    assert "registered in district 360100" in moved.stderr
+
+    listed = _run("gateways", "list", "-c", str(config))
+    assert listed.exit_code == 0
+    header, row = listed.stdout.strip().splitlines()
+    assert header.split() == ["GATEWAY", "ENTERPRISE", "DISTRICT", "KID", "ALG", "ADDED", "REVOKED"]
+    assert row.split()[:5] == [GW.gateway, GW.enterprise, GW.district, GW.key.kid, "ed25519"]
+    assert row.split()[-1] == "-"
+
+    revoked = _run("gateways", "revoke", "-c", str(config), "--gateway", GW.gateway)
+    assert revoked.exit_code == 0
+    assert revoked.stdout.strip() == f"revoked key {GW.key.kid} of gateway {GW.gateway}"
+    assert _run("gateways", "list", "-c", str(config)).stdout.splitlines()[1].split()[-1] != "-"
+    again = _run("gateways", "revoke", "-c", str(config), "--gateway", GW.gateway)
+    assert again.exit_code == 1
+    readd = _run("gateways", "add", *args, "--district", GW.district)
+    assert readd.exit_code == 1
+    assert "revoked" in readd.stderr
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "hint"),
+    [
+        ("--gateway", "91360100MA0000001X-GW01", "--gateway"),  # wrong check character
+        ("--gateway", "not-a-gateway", "--gateway"),
+        ("--district", "36010", "--district"),
+        ("--kid", "0123456789abcdef", "--kid"),
+    ],
+)
+def test_gateways_add_refuses_bad_identifiers(
+    config: Path, tmp_path: Path, option: str, value: str, hint: str
+) -> None:
+    options = {
+        "--gateway": GW.gateway,
+        "--district": GW.district,
+        "--public-key": str(_public_key_file(tmp_path, GW)),
+    }
+    options[option] = value
+    flat = [part for pair in options.items() for part in pair]
+    result = _run("gateways", "add", "-c", str(config), *flat)
+    assert result.exit_code == 2
+    assert hint in result.stderr
+
+
+async def test_run_collector_ingests_acks_and_serves(broker: Broker, tmp_path: Path) -> None:
+    path = write_collector_config(tmp_path, broker_port=broker.port, api_port=free_port())
+    config = load_collector_config(path)
+    await asyncio.to_thread(_run, "keys", "init", "-c", str(path))
+    async with run_collector(config) as collector, gateway_link(broker.port, GW) as link:
+        await register(collector.storage, GW)
+        await asyncio.wait_for(collector.wait_connected(), 10)
+        await link.send(1)
+        signed = await link.next_ack()
+        collector.public_key.verify(signed.signature, signed.payload)
+        async with httpx.AsyncClient(base_url=collector.api_url) as http:
+            response = await http.get("/v1/readings", headers={"Authorization": "Bearer s3cret"})
+        assert response.status_code == 200
+        assert [r["value"] for r in response.json()["items"]] == [1.0]
+
+
+async def test_serve_runs_until_sigterm_and_logs_json(broker: Broker, tmp_path: Path) -> None:
+    api_port = free_port()
+    path = write_collector_config(tmp_path, broker_port=broker.port, api_port=api_port)
+    await asyncio.to_thread(_run, "keys", "init", "-c", str(path))
+    public = _public_key_file(tmp_path, GW)
+    await asyncio.to_thread(
+        _run, "gateways", "add", "-c", str(path), "--gateway", GW.gateway,
+        "--public-key", str(public), "--district", GW.district,
+    )  # fmt: skip
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from collector.cli import main; main()",
+        "serve",
+        "-c",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as http:
+            deadline = time.monotonic() + 20
+            while True:
+                try:
+                    if (await http.get("/healthz")).status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, "collector serve did not come up"
+                await asyncio.sleep(0.05)
+            async with gateway_link(broker.port, GW) as link:
+                # The API is up before the subscription: resend until the first ACK, as an
+                # agent does.
+                for _ in range(100):
+                    await link.send(1)
+                    try:
+                        ack = await link.next_ack(timeout=0.2)
+                        break
+                    except TimeoutError:
+                        continue
+                assert ack.ack.acked_through == 1
+    finally:
+        process.send_signal(signal.SIGTERM)
+        output, _ = await asyncio.wait_for(process.communicate(), 15)
+    assert process.returncode == 0, output.decode()
+    events = [json.loads(line)["event"] for line in output.decode().splitlines() if line]
+    assert "collector_started" in events
+    assert "broker_subscribed" in events
+    assert events[-1] == "collector_stopped"

@@ -1,0 +1,258 @@
+"""Collector ingest against a real Mosquitto and a real SQLite file: store once, audit, ACK."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from collector.storage.base import (
+    EVERYTHING,
+    AuditEntry,
+    ReadingFilter,
+    Reason,
+    Storage,
+)
+from specs.signing import SigningKey, VerifyKey, signing_key_from_seed
+from tests.support.broker import Broker
+from tests.support.collector_client import (
+    GatewayLink,
+    SignedAck,
+    SimGateway,
+    foreign_key,
+    gap_record,
+    gateway_link,
+    register,
+    running_ingest,
+    sim_gateway,
+    wait_until,
+)
+
+COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
+
+
+
+@dataclass
+class Env:
+    storage: Storage
+    link: GatewayLink
+    gateway: SimGateway
+    collector: VerifyKey
+    database: Path
+
+
+@pytest.fixture
+async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[Env]:
+    gateway = sim_gateway(1)
+    database = tmp_path / "collector.db"
+    async with running_ingest(broker.port, database, COLLECTOR_KEY) as (_, storage):
+        await register(storage, gateway)
+        async with gateway_link(broker.port, gateway) as link:
+            yield Env(storage, link, gateway, COLLECTOR_KEY.public(), database)
+
+
+async def _readings(env: Env) -> int:
+    page = await env.storage.readings(EVERYTHING, ReadingFilter(), after=None, limit=10_000)
+    return len(page.items)
+
+
+async def _audit_of(env: Env, reason: Reason, count: int = 1) -> tuple[AuditEntry, ...]:
+    async def probe() -> tuple[AuditEntry, ...]:
+        return await env.storage.audit(reason=reason)
+
+    return await wait_until(probe, lambda rows: len(rows) >= count)
+
+
+async def _ack(env: Env) -> SignedAck:
+    signed = await env.link.next_ack()
+    env.collector.verify(signed.signature, signed.payload)  # raises unless the collector signed
+    return signed
+
+
+def _db(env: Env, query: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(env.database) as db:
+        return db.execute(query).fetchall()
+
+
+async def test_valid_block_is_stored_once_and_acked(env: Env) -> None:
+    payload = await env.link.send(1)
+    signed = await _ack(env)
+    assert signed.ack.gateway == env.gateway.gateway
+    assert (signed.ack.epoch, signed.ack.seq, signed.ack.acked_through) == ("epoch-1", 1, 1)
+    assert signed.ack.missing == ()
+    assert signed.signature.kid == env.collector.kid
+    assert await _readings(env) == 1
+    rows = _db(env, "SELECT payload, kid, sig FROM blocks")
+    assert rows == [(payload, env.gateway.key.kid, env.gateway.key.sign(payload).sig)]
+    state = await env.storage.stream(env.gateway.gateway, "epoch-1")
+    assert state is not None
+    assert (state.acked_through, state.max_seq) == (1, 1)
+
+
+async def test_exact_duplicate_is_audited_stored_once_and_still_acked(env: Env) -> None:
+    payload = await env.link.send(1)
+    await _ack(env)
+    await env.link.publish(payload)
+    again = await _ack(env)
+    assert (again.ack.seq, again.ack.acked_through) == (1, 1)
+    (row,) = await _audit_of(env, Reason.DUPLICATE)
+    assert row.gateway == env.gateway.gateway
+    assert row.payload_hash == _db(env, "SELECT hash FROM blocks")[0][0]
+    assert await _readings(env) == 1
+
+
+async def test_same_seq_with_other_bytes_is_a_seq_conflict(env: Env) -> None:
+    await env.link.send(1)
+    await _ack(env)
+    await env.link.send(1, records=[env.gateway.reading(1, 7)])  # validly signed, other content
+    (row,) = await _audit_of(env, Reason.SEQ_CONFLICT)
+    assert "epoch epoch-1 seq 1" in row.detail
+    # ACKs go out in processing order: had the conflict been acknowledged, it would come first.
+    await env.link.send(2)
+    assert (await _ack(env)).ack.seq == 2
+    assert _db(env, "SELECT value FROM readings ORDER BY seq") == [(1.0,), (2.0,)]
+
+
+async def test_out_of_order_seqs_report_the_hole_until_it_fills(env: Env) -> None:
+    await env.link.send(1)
+    assert (await _ack(env)).ack.acked_through == 1
+    await env.link.send(3)
+    after_three = (await _ack(env)).ack
+    assert (after_three.seq, after_three.acked_through, after_three.missing) == (3, 1, ((2, 2),))
+    assert _db(env, "SELECT from_seq, to_seq FROM gaps WHERE kind = 'sequence'") == [(2, 2)]
+    await env.link.send(2)
+    after_two = (await _ack(env)).ack
+    assert (after_two.seq, after_two.acked_through, after_two.missing) == (2, 3, ())
+    assert _db(env, "SELECT count(*) FROM gaps WHERE kind = 'sequence'") == [(0,)]
+
+
+async def test_foreign_key_is_unknown(env: Env) -> None:
+    payload = env.gateway.block(1)
+    await env.link.publish(payload, env.gateway.sign(payload, foreign_key()))
+    (row,) = await _audit_of(env, Reason.UNKNOWN_KEY)
+    assert row.topic == env.gateway.topics.block
+    assert await _readings(env) == 0
+
+
+async def test_another_gateways_key_is_not_owned(env: Env) -> None:
+    other = sim_gateway(2)
+    await register(env.storage, other)
+    payload = env.gateway.block(1)
+    await env.link.publish(payload, env.gateway.sign(payload, other.key))
+    await _audit_of(env, Reason.KEY_NOT_OWNED)
+    assert await _readings(env) == 0
+
+
+async def test_one_changed_byte_is_a_bad_signature(env: Env) -> None:
+    payload = env.gateway.block(1)
+    properties = env.gateway.sign(payload)
+    tampered = payload.replace(b'"value":1.0', b'"value":7.0')
+    assert tampered != payload
+    await env.link.publish(tampered, properties)
+    (row,) = await _audit_of(env, Reason.BAD_SIGNATURE)
+    assert row.payload_hash == hashlib.sha256(tampered).hexdigest()
+    assert _db(env, "SELECT count(*) FROM blocks") == [(0,)]
+
+
+async def test_malformed_json_is_audited(env: Env) -> None:
+    payload = b'{"spec": "gz/1", "seq": '
+    await env.link.publish(payload, env.gateway.sign(payload))
+    (row,) = await _audit_of(env, Reason.MALFORMED)
+    assert "JSON" in row.detail
+
+
+async def test_payload_naming_another_place_is_a_topic_mismatch(env: Env) -> None:
+    payload = env.gateway.block(1, header={"district": "110101"})
+    await env.link.publish(payload, env.gateway.sign(payload))
+    (row,) = await _audit_of(env, Reason.TOPIC_MISMATCH)
+    assert "district" in row.detail
+
+
+async def test_revoked_key_is_rejected(env: Env) -> None:
+    await env.link.send(1)
+    await _ack(env)
+    revoked = await env.storage.revoke(env.gateway.gateway, None, at=1.0)
+    assert revoked == (env.gateway.key.kid,)
+    await env.link.send(2)
+    await _audit_of(env, Reason.REVOKED_KEY)
+    assert await _readings(env) == 1
+
+
+async def test_gap_records_are_stored_with_the_block(env: Env) -> None:
+    gateway = env.gateway
+    await env.link.send(
+        1, records=[gateway.reading(1), gap_record(1, lost=4), gateway.reading(1, 2)]
+    )
+    await _ack(env)
+    assert _db(env, "SELECT seq, idx, reason, lost FROM gaps WHERE kind = 'record'") == [
+        (1, 1, "disk_full", 4)
+    ]
+    assert _db(env, "SELECT idx FROM readings ORDER BY idx") == [(0,), (2,)]
+
+
+async def test_a_burst_is_stored_in_batches_and_every_block_acked(env: Env) -> None:
+    count = 120
+    for seq in range(count, 0, -1):  # worst order: every block but the last opens a hole
+        await env.link.send(seq)
+    acks = [await _ack(env) for _ in range(count)]
+    assert sorted(a.ack.seq or 0 for a in acks) == list(range(1, count + 1))
+    assert max(a.ack.acked_through for a in acks) == count
+    assert await _readings(env) == count
+    assert _db(env, "SELECT count(*) FROM gaps WHERE kind = 'sequence'") == [(0,)]
+
+
+async def test_status_messages_update_the_gateway(env: Env) -> None:
+    await env.link.publish(b'{"online": true}', [], topic=env.gateway.topics.status)
+
+    async def view() -> bool | None:
+        page = await env.storage.gateway_views(EVERYTHING, after=None, limit=10)
+        return page.items[0].status_online
+
+    assert await wait_until(view, lambda online: online is True)
+    await env.link.publish(b'{"online": false}', [], topic=env.gateway.topics.status)
+    assert await wait_until(view, lambda online: online is False) is False
+
+
+async def test_duplicates_across_a_collector_restart_are_still_acked(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """All ingest state is in the database: a new collector process dedupes and acks."""
+    gateway = sim_gateway(3)
+    database = tmp_path / "collector.db"
+    key: SigningKey = COLLECTOR_KEY
+    async with gateway_link(broker.port, gateway) as link:
+        async with running_ingest(broker.port, database, key) as (_, storage):
+            await register(storage, gateway)
+            first = await link.send(1)
+            await link.send(3)
+            assert (await link.next_ack()).ack.seq == 1
+            assert (await link.next_ack()).ack.missing == ((2, 2),)
+        async with running_ingest(broker.port, database, key) as (_, storage):
+            await link.publish(first)
+            ack = await link.next_ack()
+            assert (ack.ack.seq, ack.ack.acked_through, ack.ack.missing) == (1, 1, ((2, 2),))
+            await link.send(2)
+            assert (await link.next_ack()).ack.acked_through == 3
+            assert len(await storage.audit(reason=Reason.DUPLICATE)) == 1
+
+
+async def test_ingest_survives_a_broker_restart(broker: Broker, tmp_path: Path) -> None:
+    gateway = sim_gateway(4)
+    async with running_ingest(broker.port, tmp_path / "c.db", COLLECTOR_KEY) as (ingest, storage):
+        await register(storage, gateway)
+        broker.stop()
+
+        async def subscribed() -> bool:
+            return ingest.connected.is_set()
+
+        await wait_until(subscribed, lambda up: not up)
+        broker.start()
+        await asyncio.wait_for(ingest.connected.wait(), 10)
+        async with gateway_link(broker.port, gateway) as link:
+            await link.send(1)
+            assert (await link.next_ack()).ack.acked_through == 1

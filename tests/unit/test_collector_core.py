@@ -1,0 +1,286 @@
+"""Pure collector decisions: sequence tracking, dedupe, verification, cursors, tokens."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collector.api.core import (
+    ApiToken,
+    CursorError,
+    decode_cursor,
+    encode_cursor,
+    find_token,
+    is_online,
+)
+from collector.ingest.core import Inbound, build_acks, judge_block, judge_status, plan_batch
+from collector.storage.base import (
+    AuditEntry,
+    BatchResult,
+    Gateway,
+    GatewayView,
+    IncomingBlock,
+    KeyGrant,
+    Outcome,
+    Reason,
+    Scope,
+    StatusUpdate,
+    StreamState,
+)
+from collector.storage.core import advance, classify
+from specs.ack import decode_ack
+from specs.block import decode_block
+from specs.signing import signature_from_properties, signing_key_from_seed
+from tests.support.collector_client import BASE_TIME, foreign_key, gap_record, sim_gateway
+
+GW = sim_gateway(1)
+OTHER = sim_gateway(2)
+
+
+def _grants(*gateways: object, revoked: bool = False) -> dict[str, KeyGrant]:
+    grants: dict[str, KeyGrant] = {}
+    for sim in (GW, OTHER):
+        if sim not in gateways:
+            continue
+        gateway, key = sim.registration()
+        if revoked:
+            key = type(key)(key.kid, key.gateway, key.alg, key.public_pem, key.added_at, BASE_TIME)
+        grants[key.kid] = KeyGrant(key, gateway)
+    return grants
+
+
+def _inbound(
+    payload: bytes, properties: list[tuple[str, str]], topic: str | None = None
+) -> Inbound:
+    return Inbound(topic or GW.topics.block, payload, tuple(properties), BASE_TIME)
+
+
+def _reason(verdict: object) -> Reason | None:
+    return verdict.reason if isinstance(verdict, AuditEntry) else None
+
+
+# --- sequence tracking --------------------------------------------------------------------
+
+
+def _brute(seqs: set[int]) -> StreamState:
+    acked = 0
+    while acked + 1 in seqs:
+        acked += 1
+    top = max(seqs, default=0)
+    missing: list[tuple[int, int]] = []
+    seq = acked + 1
+    while seq <= top:
+        if seq not in seqs:
+            low = seq
+            while seq + 1 <= top and seq + 1 not in seqs:
+                seq += 1
+            missing.append((low, seq))
+        seq += 1
+    return StreamState("g", "e", acked, top, tuple(missing))
+
+
+@given(st.lists(st.lists(st.integers(1, 60), max_size=8), max_size=12))
+def test_advance_matches_recomputing_from_the_set(batches: list[list[int]]) -> None:
+    state = StreamState("g", "e")
+    stored: set[int] = set()
+    for batch in batches:
+        state = advance(state, batch)  # repeats and already-stored seqs are harmless
+        stored |= set(batch)
+        assert state == _brute(stored)
+
+
+def test_out_of_order_opens_and_closes_a_hole() -> None:
+    state = advance(StreamState("g", "e"), [1])
+    state = advance(state, [3])
+    assert (state.acked_through, state.missing) == (1, ((2, 2),))
+    state = advance(state, [2])
+    assert (state.acked_through, state.max_seq, state.missing) == (3, 3, ())
+
+
+def test_classify_by_membership_within_and_across_batches() -> None:
+    one = GW.block(1)
+    other = GW.block(1, records=[GW.reading(1, 5)])
+    blocks = [
+        IncomingBlock(GW.topics.block, decode_block(p), GW.key.sign(p), BASE_TIME)
+        for p in (one, one, other, GW.block(2))
+    ]
+    assert classify(blocks, {}) == (
+        Outcome.STORED,
+        Outcome.DUPLICATE,
+        Outcome.SEQ_CONFLICT,
+        Outcome.STORED,
+    )
+    stored = {(GW.gateway, "epoch-1", 2): "not-the-hash"}
+    assert classify(blocks[3:], stored) == (Outcome.SEQ_CONFLICT,)
+
+
+# --- verification -------------------------------------------------------------------------
+
+
+def test_a_good_block_is_accepted() -> None:
+    payload = GW.block(1)
+    verdict = judge_block(_inbound(payload, GW.sign(payload)), _grants(GW))
+    assert isinstance(verdict, IncomingBlock)
+    assert verdict.block.payload == payload
+
+
+def _mutations() -> dict[str, tuple[Reason, dict[str, object]]]:
+    """Per case: the expected reason and what differs from a good, signed block."""
+    good = GW.block(1)
+    flipped = bytes([good[0] ^ 0x01]) + good[1:]
+    not_json = b"{not json"
+    elsewhere = GW.block(1, header={"district": "110101"})
+    signed = GW.sign(good)
+    return {
+        "unsigned": (Reason.BAD_SIGNATURE, {"properties": []}),
+        "alg_none": (Reason.BAD_ALGORITHM, {"properties": [("alg", "none"), *signed[1:]]}),
+        "sm2_unavailable": (
+            Reason.BAD_ALGORITHM,
+            {"properties": [("alg", "sm2-sm3"), *signed[1:]]},
+        ),
+        "foreign_key": (Reason.UNKNOWN_KEY, {"properties": GW.sign(good, foreign_key())}),
+        "revoked": (Reason.REVOKED_KEY, {"grants": _grants(GW, revoked=True)}),
+        "other_gateways_key": (Reason.KEY_NOT_OWNED, {"properties": GW.sign(good, OTHER.key)}),
+        "flipped_bit": (Reason.BAD_SIGNATURE, {"payload": flipped}),
+        "not_json": (Reason.MALFORMED, {"payload": not_json, "properties": GW.sign(not_json)}),
+        "payload_district": (
+            Reason.TOPIC_MISMATCH,
+            {"payload": elsewhere, "properties": GW.sign(elsewhere)},
+        ),
+        "topic_district": (
+            Reason.TOPIC_MISMATCH,
+            {"topic": GW.topics.block.replace(GW.district, "110101", 1)},
+        ),
+    }
+
+
+MUTATIONS = _mutations()
+
+
+@pytest.mark.parametrize("case", sorted(MUTATIONS))
+def test_each_rejection_has_its_reason(case: str) -> None:
+    reason, changes = MUTATIONS[case]
+    payload = changes.get("payload", GW.block(1))
+    properties = changes.get("properties", GW.sign(GW.block(1)))
+    grants = changes.get("grants", _grants(GW, OTHER))
+    topic = changes.get("topic")
+    assert isinstance(payload, bytes)
+    assert isinstance(properties, list)
+    assert isinstance(grants, dict)
+    assert topic is None or isinstance(topic, str)
+    verdict = judge_block(_inbound(payload, properties, topic), grants)
+    assert _reason(verdict) is reason
+    assert not isinstance(verdict, IncomingBlock)
+    assert verdict.gateway == GW.gateway
+    assert len(verdict.payload_hash) == 64
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        GW.block(2**63),
+        GW.block(1, records=[gap_record(1, lost=2**64)]),
+        b"[" * 100_000 + b"]" * 100_000,
+    ],
+)
+def test_validly_signed_monsters_are_malformed_not_crashes(payload: bytes) -> None:
+    verdict = judge_block(_inbound(payload, GW.sign(payload)), _grants(GW))
+    assert _reason(verdict) is Reason.MALFORMED
+
+
+def test_status_messages() -> None:
+    owners = {GW.gateway: GW.registration()[0]}
+    status_topic = GW.topics.status
+    assert judge_status(Inbound(status_topic, b'{"online": true}', (), 5.0), owners) == (
+        StatusUpdate(GW.gateway, online=True, at=5.0)
+    )
+    assert judge_status(Inbound(status_topic, b"", (), 5.0), owners) is None
+    for junk in (b'{"online": "yes"}', b"\xff", b"[" * 100_000):
+        bad = judge_status(Inbound(status_topic, junk, (), 5.0), owners)
+        assert _reason(bad) is Reason.MALFORMED
+    unknown = judge_status(Inbound(OTHER.topics.status, b'{"online": true}', (), 5.0), owners)
+    assert _reason(unknown) is Reason.UNKNOWN_GATEWAY
+
+
+def test_plan_batch_sorts_messages_and_acks_are_signed_per_block() -> None:
+    collector = signing_key_from_seed(bytes(range(32)))
+    first, second = GW.block(1), GW.block(2)
+    messages = [
+        _inbound(first, GW.sign(first)),
+        _inbound(first, GW.sign(first)),
+        _inbound(second, []),
+        Inbound(GW.topics.meta, b"{}", (), BASE_TIME),
+        Inbound(GW.topics.status, b'{"online": false}', (), BASE_TIME),
+    ]
+    batch = plan_batch(messages, _grants(GW), {GW.gateway: GW.registration()[0]})
+    assert len(batch.blocks) == 2
+    assert [a.reason for a in batch.audits] == [Reason.BAD_SIGNATURE, Reason.UNSUPPORTED_TOPIC]
+    assert len(batch.statuses) == 1
+    state = StreamState(GW.gateway, "epoch-1", 1, 1, ())
+    result = BatchResult((Outcome.STORED, Outcome.DUPLICATE), {(GW.gateway, "epoch-1"): state})
+    acks = build_acks(batch.blocks, result, collector, BASE_TIME)
+    assert len(acks) == 1  # one ACK per distinct block
+    assert acks[0].topic == GW.topics.ack
+    ack = decode_ack(acks[0].payload)
+    assert (ack.acked_through, ack.seq, ack.epoch) == (1, 1, "epoch-1")
+    collector.public().verify(signature_from_properties(list(acks[0].properties)), acks[0].payload)
+
+
+# --- API pieces ---------------------------------------------------------------------------
+
+
+@given(
+    st.tuples(st.text(max_size=30), st.text(max_size=30), st.floats(allow_nan=False), st.integers())
+)
+def test_cursor_round_trip(position: tuple[str, str, float, int]) -> None:
+    cursor = encode_cursor("readings", position)
+    assert decode_cursor("readings", cursor, (str, str, float, int)) == position
+
+
+@pytest.mark.parametrize(
+    "cursor", ["", "!!!", encode_cursor("points", ("a", "b")), encode_cursor("readings", (1, 2))]
+)
+def test_foreign_or_broken_cursors_are_refused(cursor: str) -> None:
+    with pytest.raises(CursorError):
+        decode_cursor("readings", cursor, (str, str, float, int))
+
+
+def test_tokens_and_scopes() -> None:
+    tokens = [ApiToken("all", "s3cret", ("*",)), ApiToken("nc", "nc-token", ("360100", "360102"))]
+    assert find_token(tokens, "nope") is None
+    assert find_token(tokens, "s3cret") == tokens[0]
+    assert tokens[0].scope == Scope()
+    assert tokens[1].scope == Scope(frozenset({"360100", "360102"}))
+    assert not tokens[1].scope.allows("110101")
+
+
+def _view(online: bool | None, status_seen: float | None, block_seen: float | None) -> GatewayView:
+    return GatewayView(
+        gateway="g",
+        enterprise="e",
+        district="360100",
+        status_online=online,
+        status_seen=status_seen,
+        block_seen=block_seen,
+        epoch=None,
+        acked_through=None,
+        gaps=0,
+    )
+
+
+def test_online_follows_the_newest_sign_of_life() -> None:
+    heartbeat = _view(online=True, status_seen=100.0, block_seen=None)
+    assert is_online(heartbeat, 150.0, 60.0)
+    assert not is_online(heartbeat, 161.0, 60.0)
+    last_will = _view(online=False, status_seen=100.0, block_seen=90.0)
+    assert not is_online(last_will, 101.0, 60.0)
+    blocks_after_will = _view(online=False, status_seen=100.0, block_seen=120.0)
+    assert is_online(blocks_after_will, 130.0, 60.0)
+    assert not is_online(_view(online=None, status_seen=None, block_seen=None), 0.0, 60.0)
+
+
+def test_registered_gateway_fixture_is_consistent() -> None:
+    gateway, key = GW.registration()
+    assert gateway == Gateway(GW.gateway, GW.enterprise, GW.district, BASE_TIME)
+    assert key.kid == GW.key.kid

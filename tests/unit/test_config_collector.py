@@ -1,0 +1,176 @@
+"""The collector config: the example loads, mistakes name their line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from collector.config import (
+    CollectorConfig,
+    load_collector_config,
+    parse_collector_config,
+    parse_listen,
+)
+from specs.yamlconf import ConfigError, ConfigIssue, parse_broker_url
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "collector.yaml"
+TEXT = EXAMPLE.read_text(encoding="utf-8")
+BASE = Path("/srv/collector")
+FILE = "collector.yaml"
+
+
+def parse(text: str) -> CollectorConfig:
+    return parse_collector_config(text, FILE, BASE)
+
+
+def edit(text: str, old: str, new: str) -> tuple[str, int]:
+    """Replace the only occurrence of `old`; return the text and the 1-based line it starts on."""
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times"
+    return text.replace(old, new), text.count("\n", 0, text.index(old)) + 1
+
+
+def only_issue(text: str) -> ConfigIssue:
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    issues = caught.value.issues
+    assert len(issues) == 1, "\n".join(map(str, issues))
+    return issues[0]
+
+
+def test_example_loads() -> None:
+    config = load_collector_config(EXAMPLE)
+    folder = EXAMPLE.parent
+    assert (config.broker.host, config.broker.port) == ("127.0.0.1", 1883)
+    assert config.storage.backend == "sqlite"
+    assert config.storage.sqlite_path == folder / "state" / "collector.db"
+    assert config.signing.key_file == folder / "keys" / "collector.key"
+    assert (config.api.listen.host, config.api.listen.port) == ("127.0.0.1", 8080)
+    assert [t.name for t in config.api.tokens] == ["province-platform", "nanchang-city"]
+    assert config.api.tokens[0].districts == ("*",)
+    assert config.api.tokens[1].districts == ("360100",)
+    assert config.ingest.batch_max == 200
+    assert config.ingest.share_group == "gz-collectors"
+    assert config.offline_after == 60.0
+
+
+def test_tokens_do_not_show_in_reprs() -> None:
+    config = parse(TEXT)
+    assert "dev-only-change-me" not in repr(config)
+    assert config.api.tokens[0].token.get_secret_value() == "dev-only-change-me"
+
+
+def test_growth_keys_have_defaults() -> None:
+    text, _ = edit(TEXT, "  batch_max: 200 ", "  # ")
+    text, _ = edit(text, "share_group: gz-collectors ", "share_group: eu ")
+    text, _ = edit(text, "offline_after: 60s", "")
+    config = parse(text)
+    assert (config.ingest.batch_max, config.ingest.share_group) == (200, "eu")
+    assert config.offline_after == 60.0
+
+
+@pytest.mark.parametrize(
+    ("url", "path"),
+    [
+        ("sqlite:///state/collector.db", BASE / "state" / "collector.db"),
+        ("sqlite:////var/lib/ganzhi/collector.db", Path("/var/lib/ganzhi/collector.db")),
+    ],
+)
+def test_sqlite_paths(url: str, path: Path) -> None:
+    text, _ = edit(TEXT, '"sqlite:///state/collector.db"', f'"{url}"')
+    storage = parse(text).storage
+    assert storage.sqlite_path == path
+    assert storage.url == f"sqlite:///{path}"
+
+
+def test_postgresql_url_passes_unchanged() -> None:
+    url = "postgresql://ganzhi@127.0.0.1/ganzhi"
+    text, _ = edit(TEXT, '"sqlite:///state/collector.db"', f'"{url}"')
+    storage = parse(text).storage
+    assert (storage.backend, storage.url, storage.sqlite_path) == ("postgresql", url, None)
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "path", "fragment"),
+    [
+        ('"sqlite:///state/collector.db"', '"mysql://x/y"', "storage.url", "must start with"),
+        ('"sqlite:///state/collector.db"', '"sqlite:///"', "storage.url", "needs a file path"),
+        ('"127.0.0.1:8080"', '"127.0.0.1"', "api.listen", "host:port"),
+        ('"127.0.0.1:8080"', '"127.0.0.1:99999"', "api.listen", "host:port"),
+        ('"mqtt://127.0.0.1:1883"', '"tcp://127.0.0.1:1883"', "broker", "mqtt://host:port"),
+        ("offline_after: 60s", "offline_after: 0s", "offline_after", "more than 0s"),
+        ("batch_max: 200", "batch_max: 0", "ingest.batch_max", "greater than or equal to 1"),
+        ("share_group: gz-collectors", "share_group: a/b", "ingest.share_group", "one word"),
+        ('districts: ["360100"]', 'districts: ["36010"]', "api.tokens[1].districts[0]", "6-digit"),
+        ('districts: ["360100"]', "districts: []", "api.tokens[1].districts", "district codes"),
+        ('token: "dev-only-change-me",', 'token: "",', "api.tokens[0].token", "at least 1"),
+    ],
+)
+def test_mistakes_name_line_and_key(old: str, new: str, path: str, fragment: str) -> None:
+    text, line = edit(TEXT, old, new)
+    issue = only_issue(text)
+    assert (issue.file, issue.line, issue.path) == (FILE, line, path)
+    assert fragment in issue.message
+
+
+def test_renamed_key_reports_the_unknown_and_the_missing_key() -> None:
+    text, line = edit(TEXT, "  key_file: keys/collector.key", "  key_fil: keys/collector.key")
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    assert [(i.line, i.path) for i in caught.value.issues] == [
+        (line - 1, "signing.key_file"),
+        (line, "signing.key_fil"),
+    ]
+
+
+def test_duplicate_key_and_duplicate_token() -> None:
+    text, line = edit(TEXT, "offline_after: 60s", "offline_after: 60s\noffline_after: 30s")
+    text, token_line = edit(text, '"dev-only-change-me-too"', '"dev-only-change-me"')
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    assert [(i.line, i.path) for i in caught.value.issues] == [
+        (token_line, "api.tokens[1].token"),
+        (line + 1, "offline_after"),
+    ]
+
+
+def test_district_codes_may_be_unquoted() -> None:
+    text, _ = edit(TEXT, 'districts: ["360100"]', "districts: [360100, 360102]")
+    assert parse(text).api.tokens[1].districts == ("360100", "360102")
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=r"collector\.yaml: cannot read"):
+        load_collector_config(tmp_path / "collector.yaml")
+
+
+def test_listen_and_broker_parsers() -> None:
+    assert parse_listen("[::1]:8080").host == "::1"
+    assert str(parse_listen("[::1]:8080")) == "[::1]:8080"
+    assert str(parse_broker_url("mqtts://[::1]")) == "mqtts://[::1]:8883"
+    for bad in ("mqtt://", "mqtt://h:0", "mqtt://u:p@h", "mqtt://h/x", "mqtt://h:x"):
+        with pytest.raises(ValueError, match="broker"):
+            parse_broker_url(bad)
+
+
+@settings(max_examples=200)
+@given(st.text())
+def test_fuzzed_text_raises_only_config_errors(text: str) -> None:
+    try:
+        parse(text)
+    except ConfigError as exc:
+        assert exc.issues  # noqa: PT017 - the point is that nothing else escapes
+
+
+@settings(max_examples=200)
+@given(st.data())
+def test_fuzzed_edits_of_the_example_raise_only_config_errors(data: st.DataObject) -> None:
+    at = data.draw(st.integers(min_value=0, max_value=len(TEXT)))
+    cut = data.draw(st.integers(min_value=0, max_value=20))
+    insert = data.draw(st.text(alphabet=" :-[]{}\n'\"&*!#0123456789abc", max_size=8))
+    try:
+        parse(TEXT[:at] + insert + TEXT[at + cut :])
+    except ConfigError as exc:
+        assert exc.issues  # noqa: PT017 - the point is that nothing else escapes
