@@ -111,10 +111,10 @@ def main() -> int:  # noqa: PLR0915 - a linear script reads best top to bottom
         print(f"demo: mosquitto on 127.0.0.1:{broker.port}")
 
         def spawn(name: str, *argv: str) -> None:
-            out = (logs / f"{name}.log").open("wb")
-            children.append(
-                subprocess.Popen(argv, cwd=work, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-            )
+            with (logs / f"{name}.log").open("wb") as out:
+                children.append(
+                    subprocess.Popen(argv, cwd=work, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
+                )
 
         spawn("sim", str(BIN / "python"), "-m", "drivers.sim", "--port", str(sim_port))
         wait_for_port(sim_port)

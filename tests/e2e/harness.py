@@ -69,10 +69,10 @@ class Site:
         )  # fmt: skip
 
     def _spawn(self, name: str, *argv: str) -> None:
-        log = (self.work / f"{name}.log").open("ab")
-        self.processes[name] = subprocess.Popen(  # noqa: S603
-            argv, cwd=self.work, stdout=log, stderr=subprocess.STDOUT
-        )
+        with (self.work / f"{name}.log").open("ab") as log:
+            self.processes[name] = subprocess.Popen(  # noqa: S603
+                argv, cwd=self.work, stdout=log, stderr=subprocess.STDOUT
+            )
 
     def start_sim(self) -> None:
         """Start the tank-farm simulator."""
