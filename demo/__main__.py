@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,7 @@ def write_configs(
 
 
 def _run(*args: str, cwd: Path) -> str:
-    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)  # noqa: S603
+    done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         sys.stderr.write(done.stdout + done.stderr)
         raise SystemExit(f"demo: `{' '.join(args)}` failed with exit {done.returncode}")
@@ -82,7 +83,95 @@ def _table(items: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:  # noqa: PLR0915 - a linear script reads best top to bottom
+@dataclass
+class Demo:
+    """The processes of one demo run and where they write."""
+
+    work: Path
+    broker: Broker
+    sim_port: int
+    api_port: int
+    children: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    interrupted: bool = False
+
+    @property
+    def logs(self) -> Path:
+        """Where every child's output goes."""
+        return self.work / "logs"
+
+    def spawn(self, name: str, *argv: str) -> None:
+        """Start a child with its output in logs/<name>.log."""
+        with (self.logs / f"{name}.log").open("wb") as out:
+            self.children.append(
+                subprocess.Popen(argv, cwd=self.work, stdout=out, stderr=subprocess.STDOUT)
+            )
+
+    def start(self, site_yaml: Path) -> str:
+        """Start broker, simulator, collector and agent; return the gateway id."""
+        self.broker.start()
+        print(f"demo: mosquitto on 127.0.0.1:{self.broker.port}")
+        self.spawn("sim", str(BIN / "python"), "-m", "drivers.sim", "--port", str(self.sim_port))
+        wait_for_port(self.sim_port)
+        print(f"demo: tank-farm simulator on 127.0.0.1:{self.sim_port}")
+        _run(str(BIN / "collector"), "keys", "init", "-c", "collector.yaml", cwd=self.work)
+        _run(str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml", cwd=self.work)
+        site = yaml.safe_load(site_yaml.read_text(encoding="utf-8"))["site"]
+        _run(
+            str(BIN / "collector"), "gateways", "add", "-c", "collector.yaml",
+            "--gateway", site["gateway"], "--district", site["district"],
+            "--public-key", "keys/gateway.key.pub", cwd=self.work,
+        )  # fmt: skip
+        print(f"demo: gateway {site['gateway']} registered")
+        self.spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
+        wait_for_port(self.api_port, timeout=30)
+        self.spawn("agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml")
+        print(f"demo: collector API on http://127.0.0.1:{self.api_port}/docs (token {TOKEN})")
+        print(f"demo: logs in {self.logs}; Ctrl-C stops everything")
+        return str(site["gateway"])
+
+    def get(self, path: str, **params: str | int) -> list[dict[str, Any]]:
+        """The items of an API list endpoint."""
+        response = httpx.get(
+            f"http://127.0.0.1:{self.api_port}{path}",
+            params=params,
+            headers={"Authorization": f"Bearer {TOKEN}"},
+            timeout=10,
+        )
+        response.raise_for_status()
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+    def watch(self, duration: float | None) -> None:
+        """Print the live table every 2 s until Ctrl-C or `duration` seconds."""
+        started = time.monotonic()
+        interactive = duration is None and sys.stdout.isatty()
+        while not self.interrupted:
+            if duration is not None and time.monotonic() - started >= duration:
+                return
+            time.sleep(2)
+            for child in self.children:
+                if child.poll() is not None:
+                    raise SystemExit(f"demo: {child.args!r} exited early; see {self.logs}")
+            with contextlib.suppress(httpx.HTTPError):
+                latest = self.get("/v1/latest")
+                if interactive:
+                    sys.stdout.write("\x1b[2J\x1b[H")
+                print(_table(latest), flush=True)
+
+    def stop(self) -> None:
+        """Stop every child (SIGTERM, then SIGKILL after 15 s) and the broker."""
+        for child in reversed(self.children):
+            if child.poll() is None:
+                child.send_signal(signal.SIGTERM)
+        for child in reversed(self.children):
+            try:
+                child.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                child.kill()
+        self.broker.stop()
+
+
+def main() -> int:
     """Start everything, show the table, stop everything."""
     parser = argparse.ArgumentParser(prog="make demo")
     parser.add_argument("--site", default="tankfarm")
@@ -92,84 +181,25 @@ def main() -> int:  # noqa: PLR0915 - a linear script reads best top to bottom
     work = ROOT / ".demo"
     shutil.rmtree(work, ignore_errors=True)
     (work / "broker").mkdir(parents=True)
-    broker = Broker(port=free_port(), workdir=work / "broker")
-    sim_port, api_port = free_port(), free_port()
-    site_yaml = write_configs(work, args.site, broker.url, sim_port, api_port)
-    children: list[subprocess.Popen[bytes]] = []
-    interrupted = False
+    (work / "logs").mkdir()
+    demo = Demo(work, Broker(port=free_port(), workdir=work / "broker"), free_port(), free_port())
+    site_yaml = write_configs(work, args.site, demo.broker.url, demo.sim_port, demo.api_port)
 
-    def stop_all(*_: object) -> None:
-        nonlocal interrupted
-        interrupted = True
+    def interrupt(*_: object) -> None:
+        demo.interrupted = True
 
-    signal.signal(signal.SIGINT, stop_all)
-    signal.signal(signal.SIGTERM, stop_all)
-    logs = work / "logs"
-    logs.mkdir()
+    signal.signal(signal.SIGINT, interrupt)
+    signal.signal(signal.SIGTERM, interrupt)
     try:
-        broker.start()
-        print(f"demo: mosquitto on 127.0.0.1:{broker.port}")
-
-        def spawn(name: str, *argv: str) -> None:
-            with (logs / f"{name}.log").open("wb") as out:
-                children.append(
-                    subprocess.Popen(argv, cwd=work, stdout=out, stderr=subprocess.STDOUT)  # noqa: S603
-                )
-
-        spawn("sim", str(BIN / "python"), "-m", "drivers.sim", "--port", str(sim_port))
-        wait_for_port(sim_port)
-        print(f"demo: tank-farm simulator on 127.0.0.1:{sim_port}")
-        _run(str(BIN / "collector"), "keys", "init", "-c", "collector.yaml", cwd=work)
-        _run(str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml", cwd=work)
-        site = yaml.safe_load(site_yaml.read_text(encoding="utf-8"))["site"]
-        _run(
-            str(BIN / "collector"), "gateways", "add", "-c", "collector.yaml",
-            "--gateway", site["gateway"], "--district", site["district"],
-            "--public-key", "keys/gateway.key.pub", cwd=work,
-        )  # fmt: skip
-        print(f"demo: gateway {site['gateway']} registered")
-        spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
-        wait_for_port(api_port, timeout=30)
-        spawn("agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml")
-        print(f"demo: collector API on http://127.0.0.1:{api_port}/docs (token {TOKEN})")
-        print(f"demo: logs in {logs}; Ctrl-C stops everything")
-        headers = {"Authorization": f"Bearer {TOKEN}"}
-        started = time.monotonic()
-        interactive = args.duration is None and sys.stdout.isatty()
-        while not interrupted:
-            if args.duration is not None and time.monotonic() - started >= args.duration:
-                break
-            time.sleep(2)
-            for child in children:
-                if child.poll() is not None:
-                    raise SystemExit(f"demo: a child exited early ({child.args}); see {logs}")
-            with contextlib.suppress(httpx.HTTPError):
-                latest = httpx.get(
-                    f"http://127.0.0.1:{api_port}/v1/latest", headers=headers, timeout=5
-                ).json()["items"]
-                if interactive:
-                    sys.stdout.write("\x1b[2J\x1b[H")
-                print(_table(latest), flush=True)
+        gateway = demo.start(site_yaml)
+        demo.watch(args.duration)
         if args.duration is None:
             return 0
-        readings = httpx.get(
-            f"http://127.0.0.1:{api_port}/v1/readings",
-            params={"gateway": site["gateway"], "limit": 10000},
-            headers=headers,
-            timeout=10,
-        ).json()["items"]
+        readings = demo.get("/v1/readings", gateway=gateway, limit=10000)
         print(json.dumps({"readings_at_collector": len(readings)}))
         return 0 if readings else 1
     finally:
-        for child in reversed(children):
-            if child.poll() is None:
-                child.send_signal(signal.SIGTERM)
-        for child in reversed(children):
-            try:
-                child.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                child.kill()
-        broker.stop()
+        demo.stop()
 
 
 if __name__ == "__main__":

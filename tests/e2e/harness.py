@@ -41,7 +41,7 @@ def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None
 
 
 def _cli(*argv: str, cwd: Path) -> None:
-    subprocess.run(argv, cwd=cwd, check=True, capture_output=True)  # noqa: S603
+    subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
 
 
 @dataclass
@@ -57,7 +57,9 @@ class Site:
 
     def setup(self, poll: str = "200ms") -> None:
         """Write configs and register keys with the real commands."""
-        write_configs(self.work, "tankfarm", self.broker.url, self.sim_port, self.api_port, poll=poll)
+        write_configs(
+            self.work, "tankfarm", self.broker.url, self.sim_port, self.api_port, poll=poll
+        )
         _cli(str(BIN / "collector"), "keys", "init", "-c", "collector.yaml", cwd=self.work)
         _cli(str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml", cwd=self.work)
         site = yaml.safe_load((self.work / "site.yaml").read_text(encoding="utf-8"))["site"]
@@ -70,7 +72,7 @@ class Site:
 
     def _spawn(self, name: str, *argv: str) -> None:
         with (self.work / f"{name}.log").open("ab") as log:
-            self.processes[name] = subprocess.Popen(  # noqa: S603
+            self.processes[name] = subprocess.Popen(
                 argv, cwd=self.work, stdout=log, stderr=subprocess.STDOUT
             )
 

@@ -30,7 +30,6 @@ from tests.support.collector_client import (
 GW = sim_gateway(1)
 
 
-
 def _run(*args: str) -> Result:
     return CliRunner().invoke(main, ["--log-format", "json", *args], catch_exceptions=False)
 

@@ -36,7 +36,6 @@ from tests.support.collector_client import (
 COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
 
 
-
 @dataclass
 class Env:
     storage: Storage

@@ -131,7 +131,7 @@ def test_sigkill_while_sealing_leaves_a_gap_free_verifiable_chain(tmp_path: Path
     path = tmp_path / "outbox.db"
     acknowledged = 0
     for round_number in range(8):
-        writer = subprocess.Popen(  # noqa: S603
+        writer = subprocess.Popen(
             [sys.executable, "-c", _WRITER, str(path)],
             stdout=subprocess.PIPE,
             cwd=Path(__file__).resolve().parents[2],
