@@ -74,6 +74,7 @@ class Publisher:
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self.connected = asyncio.Event()
+        self.published = 0
 
     def notify_sealed(self, seq: int) -> None:
         """A new block is in the outbox: send it before the backlog."""
@@ -202,6 +203,7 @@ class Publisher:
         properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         properties.UserProperty = signature_properties(block.signature)
         await client.publish(self._topics.block, block.payload, qos=1, properties=properties)
+        self.published += 1
 
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
         while True:
