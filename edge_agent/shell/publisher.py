@@ -69,7 +69,9 @@ class Publisher:
         self._backoff = backoff()
         self._live: deque[int] = deque(maxlen=settings.max_inflight * 4)
         self._owed: deque[int] = deque()
-        self._sent: dict[int, float] = {}
+        # seq -> (monotonic send time, send order) of blocks waiting for an ACK.
+        self._sent: dict[int, tuple[float, int]] = {}
+        self._sends = 0
         self._cursor = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -147,11 +149,18 @@ class Publisher:
         await self._outbox.mark_delivered(
             epoch=ack.epoch, through=ack.acked_through, also=ack.seq, now=time.time()
         )
+        # Send order of the block this ACK answers; unknown (already released): assume
+        # everything in flight may still arrive and let the ACK timeout catch real losses.
+        trigger = self._sent[ack.seq][1] if ack.seq in self._sent else 0
         for seq in [s for s in self._sent if s <= ack.acked_through or s == ack.seq]:
             del self._sent[seq]
         for low, high in ack.missing:
             for seq in range(low, min(high, low + self._settings.max_inflight * 4) + 1):
-                if seq not in self._sent and seq not in self._owed:
+                # A block sent after the one this ACK answers may simply still be on its way.
+                if seq in self._sent and self._sent[seq][1] > trigger:
+                    continue
+                self._sent.pop(seq, None)
+                if seq not in self._owed:
                     self._owed.append(seq)
         self._wake.set()
 
@@ -178,7 +187,7 @@ class Publisher:
         while True:
             self._wake.clear()
             now = time.monotonic()
-            for seq, sent_at in list(self._sent.items()):
+            for seq, (sent_at, _) in list(self._sent.items()):
                 if now - sent_at > timeout:
                     del self._sent[seq]
                     self._owed.append(seq)
@@ -188,14 +197,16 @@ class Publisher:
                 if block is None:
                     break
                 await self._publish(client, block)
-                self._sent[block.seq] = time.monotonic()
+                self._sends += 1
+                self._sent[block.seq] = (time.monotonic(), self._sends)
             if self._sent or self._live or self._owed:
                 self._idle.clear()
             else:
                 self._idle.set()
             wait = None
             if self._sent:
-                wait = max(0.05, min(self._sent.values()) + timeout - time.monotonic())
+                oldest = min(sent_at for sent_at, _ in self._sent.values())
+                wait = max(0.05, oldest + timeout - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 

@@ -1,0 +1,179 @@
+"""The publisher against a real Mosquitto, with the test playing the collector's part.
+
+The test subscribes to the gateway's block topic and answers with ACKs it signs itself, so it
+can send exactly the ACKs a scenario needs: none, forged, with holes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from demo.broker import Broker
+from edge_agent.core.chain import Identity
+from edge_agent.shell.outbox import Outbox, open_outbox
+from edge_agent.shell.publisher import Publisher, UplinkSettings
+from specs.ack import Ack
+from specs.block import decode_block
+from specs.records import Quality, Reading, iso_time
+from specs.signing import SigningKey, signature_properties, signing_key_from_seed
+from specs.topics import GatewayTopics
+
+pytestmark = pytest.mark.timeout(60)
+
+GATEWAY_KEY = signing_key_from_seed(b"g" * 32)
+COLLECTOR_KEY = signing_key_from_seed(b"c" * 32)
+FORGER_KEY = signing_key_from_seed(b"f" * 32)
+SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
+TOPICS = GatewayTopics(SITE.district, SITE.enterprise, SITE.gateway)
+
+
+@dataclass
+class FakeCollectorLink:
+    """The collector's side of the wire, driven by the test: records blocks, sends ACKs."""
+
+    client: aiomqtt.Client
+    epoch: str
+    received: list[int] = field(default_factory=list)
+    payloads: list[bytes] = field(default_factory=list)
+    arrived: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def listen(self) -> None:
+        async for message in self.client.messages:
+            block = decode_block(bytes(message.payload))
+            self.payloads.append(bytes(message.payload))
+            self.received.append(block.header.seq)
+            self.arrived.set()
+
+    async def wait_for(self, count: int, timeout: float = 10) -> None:
+        deadline = time.monotonic() + timeout
+        while len(self.received) < count:
+            self.arrived.clear()
+            remaining = deadline - time.monotonic()
+            assert remaining > 0, f"only {self.received} arrived, wanted {count}"
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.arrived.wait(), remaining)
+
+    async def ack(
+        self,
+        through: int,
+        *,
+        missing: tuple[tuple[int, int], ...] = (),
+        seq: int | None = None,
+        key: SigningKey = COLLECTOR_KEY,
+    ) -> None:
+        payload = Ack(SITE.gateway, self.epoch, through, missing, seq, iso_time(time.time()))
+        body = payload.encode()
+        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+        properties.UserProperty = signature_properties(key.sign(body))
+        await self.client.publish(TOPICS.ack, body, qos=1, properties=properties)
+
+
+@dataclass
+class Rig:
+    outbox: Outbox
+    publisher: Publisher
+    link: FakeCollectorLink
+
+    async def seal(self, count: int) -> None:
+        for _ in range(count):
+            reading = Reading("T001-LT-01", "WHP-LT", iso_time(time.time()), 1.0, "m", Quality.GOOD)
+            block = await self.outbox.seal((reading,), now=time.time(), clock_synced=True)
+            self.publisher.notify_sealed(block.seq)
+
+    async def undelivered(self) -> list[int]:
+        return [b.seq for b in await self.outbox.undelivered(after=0, limit=1000)]
+
+
+@contextlib.asynccontextmanager
+async def rig(
+    tmp_path: Path, broker: Broker, *, backlog: int, max_inflight: int, ack_timeout: float = 30
+) -> AsyncIterator[Rig]:
+    async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
+        settings = UplinkSettings(
+            "127.0.0.1", broker.port, SITE.gateway, 30, 60, ack_timeout, max_inflight
+        )
+        publisher = Publisher(
+            outbox, TOPICS, COLLECTOR_KEY.public(), settings, lambda: iter([0.2] * 100)
+        )
+        async with aiomqtt.Client(
+            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as client:
+            await client.subscribe(TOPICS.block, qos=1)
+            link = FakeCollectorLink(client, outbox.epoch)
+            test_rig = Rig(outbox, publisher, link)
+            for _ in range(backlog):
+                # Sealed before the publisher runs: backlog, not live.
+                reading = Reading("T001-LT-01", "WHP-LT", iso_time(0), 0.0, "m", Quality.GOOD)
+                await outbox.seal((reading,), now=time.time(), clock_synced=True)
+            tasks = [asyncio.create_task(link.listen()), asyncio.create_task(publisher.run())]
+            try:
+                await asyncio.wait_for(publisher.connected.wait(), 10)
+                yield test_rig
+            finally:
+                for task in tasks:
+                    task.cancel()
+                await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def test_live_blocks_go_before_the_backlog(tmp_path: Path, broker: Broker) -> None:
+    async with rig(tmp_path, broker, backlog=20, max_inflight=4) as r:
+        await r.link.wait_for(4)
+        assert r.link.received == [1, 2, 3, 4], "the window is full with the oldest backlog"
+        await r.seal(1)  # seq 21, live
+        await r.link.ack(4)
+        await r.link.wait_for(8)
+        assert r.link.received[4] == 21, f"live block must go first, got {r.link.received}"
+        assert r.link.received[5:8] == [5, 6, 7]
+
+
+async def test_only_a_valid_collector_ack_releases_blocks(tmp_path: Path, broker: Broker) -> None:
+    async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
+        await r.link.wait_for(5)
+        await r.link.ack(5, key=FORGER_KEY)
+        await asyncio.sleep(0.5)  # give a forged ACK every chance to (wrongly) take effect
+        assert await r.undelivered() == [1, 2, 3, 4, 5]
+        await r.link.ack(3)
+        deadline = time.monotonic() + 5
+        while await r.undelivered() != [4, 5]:
+            assert time.monotonic() < deadline, await r.undelivered()
+            await asyncio.sleep(0.05)
+
+
+async def test_missing_ranges_are_resent_at_once(tmp_path: Path, broker: Broker) -> None:
+    async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
+        await r.link.wait_for(5)
+        # The collector holds 1 and 4..5 (this ACK is for 5): 2..3 got lost on the way.
+        await r.link.ack(1, missing=((2, 3),), seq=5)
+        await r.link.wait_for(7, timeout=5)  # well before the 30 s ACK timeout
+        assert sorted(r.link.received[5:]) == [2, 3]
+        assert await r.undelivered() == [2, 3, 4], "the ACK released 1 and 5"
+
+
+async def test_unacked_blocks_are_resent_after_the_timeout(tmp_path: Path, broker: Broker) -> None:
+    async with rig(tmp_path, broker, backlog=2, max_inflight=10, ack_timeout=0.5) as r:
+        await r.link.wait_for(2)
+        await r.link.wait_for(4, timeout=5)
+        assert r.link.received[:4] == [1, 2, 1, 2], "resends send the same blocks"
+        await r.link.ack(2)
+        count = len(r.link.received)
+        await asyncio.sleep(1.2)
+        assert len(r.link.received) == count, "acked blocks are never resent"
+
+
+async def test_resent_blocks_carry_the_sealed_bytes(tmp_path: Path, broker: Broker) -> None:
+    async with rig(tmp_path, broker, backlog=1, max_inflight=1, ack_timeout=0.3) as r:
+        await r.link.wait_for(3, timeout=5)
+        stored = await r.outbox.get(1)
+        assert stored is not None
+        assert r.link.received[:3] == [1, 1, 1]
+        assert r.link.payloads[:3] == [stored.payload] * 3
