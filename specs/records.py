@@ -1,4 +1,4 @@
-"""Records carried in a block: readings and gap records (alarm events come with issue #3)."""
+"""Records carried in a block: readings, alarm raise/clear events and gap records."""
 
 from __future__ import annotations
 
@@ -66,7 +66,56 @@ class GapRecord:
         }
 
 
-Record = Reading | GapRecord
+class AlarmEvent(enum.StrEnum):
+    """Whether an alarm starts or ends."""
+
+    RAISE = "raise"
+    CLEAR = "clear"
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmRecord:
+    """An alarm raised or cleared at the edge, naming the reading that triggered it.
+
+    The triggering reading is (`point`, `trigger_t`): readings are unique per point and time.
+    `alarm_id` pairs a clear with its raise. `level` is from the indicator's alarm vocabulary
+    (H, HH, L, LL; L1, L2; alarm, power_off; blue..red; over_staff, over_quantity,
+    overtime; rate). `related` names a second point a derived alarm compared against.
+    """
+
+    alarm_id: str
+    point: str
+    quota: str
+    t: str
+    event: AlarmEvent
+    level: str
+    value: float | None
+    threshold: float | None
+    unit: str
+    trigger_t: str
+    related: str | None = None
+    detail: str | None = None
+
+    def to_wire(self) -> dict[str, object]:
+        """The record as a JSON-ready dict."""
+        return {
+            "type": "alarm",
+            "alarm_id": self.alarm_id,
+            "point": self.point,
+            "quota": self.quota,
+            "t": self.t,
+            "event": self.event.value,
+            "level": self.level,
+            "value": self.value,
+            "threshold": self.threshold,
+            "unit": self.unit,
+            "trigger_t": self.trigger_t,
+            "related": self.related,
+            "detail": self.detail,
+        }
+
+
+Record = Reading | AlarmRecord | GapRecord
 
 
 def iso_time(unix_seconds: float) -> str:
@@ -90,6 +139,47 @@ def _text(raw: dict[str, object], key: str) -> str:
     if not isinstance(value, str) or not value:
         raise RecordFormatError(f"record field {key!r} must be a non-empty string")
     return value
+
+
+def _number(raw: dict[str, object], key: str) -> float | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise RecordFormatError(f"record field {key!r} must be a finite number or null")
+    return float(value)
+
+
+def _optional_text(raw: dict[str, object], key: str) -> str | None:
+    value = raw.get(key)
+    if value is not None and not isinstance(value, str):
+        raise RecordFormatError(f"record field {key!r} must be a string or null")
+    return value
+
+
+def _alarm_from_wire(raw: dict[str, object]) -> AlarmRecord:
+    event = _text(raw, "event")
+    try:
+        parsed_event = AlarmEvent(event)
+    except ValueError:
+        raise RecordFormatError(f"alarm event {event!r} is not raise|clear") from None
+    t, trigger_t = _text(raw, "t"), _text(raw, "trigger_t")
+    parse_iso_time(t)
+    parse_iso_time(trigger_t)
+    return AlarmRecord(
+        alarm_id=_text(raw, "alarm_id"),
+        point=_text(raw, "point"),
+        quota=_text(raw, "quota"),
+        t=t,
+        event=parsed_event,
+        level=_text(raw, "level"),
+        value=_number(raw, "value"),
+        threshold=_number(raw, "threshold"),
+        unit=_text(raw, "unit"),
+        trigger_t=trigger_t,
+        related=_optional_text(raw, "related"),
+        detail=_optional_text(raw, "detail"),
+    )
 
 
 def record_from_wire(raw: object) -> Record:
@@ -124,6 +214,8 @@ def record_from_wire(raw: object) -> Record:
             quality=parsed_quality,
             flags=tuple(flags),
         )
+    if kind == "alarm":
+        return _alarm_from_wire(raw)
     if kind == "gap":
         lost = raw.get("lost")
         if not isinstance(lost, int) or isinstance(lost, bool) or not 0 <= lost < 2**63:

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from edge_agent.core.chain import ChainState, Identity, seal
 from specs.ack import Ack, AckFormatError, decode_ack
 from specs.block import GENESIS, BlockFormatError, block_hash, decode_block
-from specs.records import GapRecord, Quality, Reading, iso_time
+from specs.records import AlarmEvent, AlarmRecord, GapRecord, Quality, Reading, iso_time
 from specs.signing import (
     BadSignatureError,
     Signature,
@@ -150,3 +150,26 @@ def test_ack_round_trip_and_rejections() -> None:
         decode_ack(b'{"spec":"gz/1","missing":[[3,1]]}')
     with pytest.raises(AckFormatError):
         decode_ack(b"not json")
+
+
+def test_alarm_records_round_trip_and_name_their_trigger() -> None:
+    raise_event = AlarmRecord(
+        alarm_id="T001-LT-01/HH/1",
+        point="T001-LT-01",
+        quota="WHP-LT",
+        t=iso_time(1.7e9 + 1),
+        event=AlarmEvent.RAISE,
+        level="HH",
+        value=9.2,
+        threshold=9.0,
+        unit="m",
+        trigger_t=iso_time(1.7e9),
+    )
+    block, _ = seal(
+        ChainState.genesis("e"), SITE, (raise_event,), now=1.7e9, clock_synced=True, key=KEY
+    )
+    assert decode_block(block.payload).records == (raise_event,)
+    body = json.loads(block.payload)
+    body["records"][0]["event"] = "maybe"
+    with pytest.raises(BlockFormatError, match="raise"):
+        decode_block(json.dumps(body).encode())
