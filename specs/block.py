@@ -37,6 +37,7 @@ class BlockHeader:
     prev: str
     sealed_at: str
     clock: str
+    mine_code: str | None = None  # coal mines (domain MK) only: the 9-digit mine code
 
 
 @dataclass(frozen=True, slots=True)
@@ -73,6 +74,8 @@ def encode_block(header: BlockHeader, records: Sequence[Record]) -> bytes:
         "clock": header.clock,
         "records": [record.to_wire() for record in records],
     }
+    if header.mine_code is not None:
+        body["mine_code"] = header.mine_code
     return json.dumps(
         body, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
     ).encode("utf-8")
@@ -83,6 +86,17 @@ def _field(body: dict[str, object], key: str, kind: type) -> object:
     if not isinstance(value, kind) or isinstance(value, bool):
         raise BlockFormatError(f"block field {key!r} must be {kind.__name__}")
     return value
+
+
+def _mine_code(body: dict[str, object], domain: str) -> str | None:
+    mine_code = body.get("mine_code")
+    if mine_code is None:
+        if domain == "MK":
+            raise BlockFormatError("a coal mine (domain MK) block must carry its mine_code")
+        return None
+    if not (isinstance(mine_code, str) and len(mine_code) == 9 and mine_code.isdigit()):  # noqa: PLR2004
+        raise BlockFormatError("mine_code must be 9 digits")
+    return mine_code
 
 
 def decode_block(payload: bytes) -> Block:
@@ -111,6 +125,7 @@ def decode_block(payload: bytes) -> Block:
         raise BlockFormatError(f"domain {texts['domain']!r} is unknown")
     if clock not in {"synced", "unsynced"}:
         raise BlockFormatError("clock must be 'synced' or 'unsynced'")
+    mine_code = _mine_code(body, str(texts["domain"]))
     raw_records = body.get("records")
     if not isinstance(raw_records, list):
         raise BlockFormatError("records must be a list")
@@ -129,5 +144,6 @@ def decode_block(payload: bytes) -> Block:
         prev=str(texts["prev"]),
         sealed_at=sealed_at,
         clock=clock,
+        mine_code=mine_code,
     )
     return Block(header, records, payload)

@@ -17,6 +17,7 @@ class Identity:
     enterprise: str
     district: str
     domain: str
+    mine_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -65,6 +66,7 @@ def seal(
         prev=state.last_hash,
         sealed_at=iso_time(now),
         clock="synced" if clock_synced else "unsynced",
+        mine_code=identity.mine_code,
     )
     payload = encode_block(header, records)
     digest = block_hash(payload)

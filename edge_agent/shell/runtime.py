@@ -45,6 +45,7 @@ def identity_of(config: SiteConfig) -> Identity:
         enterprise=config.site.enterprise,
         district=config.site.district,
         domain=config.site.domain,
+        mine_code=config.site.mine_code,
     )
 
 
