@@ -24,6 +24,7 @@ from paho.mqtt.properties import Properties
 from edge_agent.shell.outbox import Outbox, StoredBlock
 from specs.ack import AckFormatError, decode_ack
 from specs.signing import (
+    Signature,
     SignatureError,
     VerifyKey,
     signature_from_properties,
@@ -60,12 +61,15 @@ class Publisher:
         collector_key: VerifyKey,
         settings: UplinkSettings,
         backoff: Callable[[], Iterator[float]],
+        *,
+        meta: tuple[bytes, Signature] | None = None,
     ) -> None:
         self._outbox = outbox
         self._topics = topics
         self._collector_key = collector_key
         self._settings = settings
         self._new_backoff = backoff
+        self._meta = meta
         self._backoff = backoff()
         self._live: deque[int] = deque(maxlen=settings.max_inflight * 4)
         self._owed: deque[int] = deque()
@@ -117,6 +121,10 @@ class Publisher:
 
     async def _session(self, client: aiomqtt.Client) -> None:
         await client.subscribe(self._topics.ack, qos=1)
+        if self._meta is not None:
+            # On every connect: the collector may have lost it, and it is cheap.
+            payload, signature = self._meta
+            await client.publish(self._topics.meta, payload, qos=1, properties=_signed(signature))
         # Everything unacked is owed again on a new session; the collector dedupes.
         self._sent.clear()
         self._owed.clear()
@@ -211,9 +219,9 @@ class Publisher:
                 await asyncio.wait_for(self._wake.wait(), wait)
 
     async def _publish(self, client: aiomqtt.Client, block: StoredBlock) -> None:
-        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        properties.UserProperty = signature_properties(block.signature)
-        await client.publish(self._topics.block, block.payload, qos=1, properties=properties)
+        await client.publish(
+            self._topics.block, block.payload, qos=1, properties=_signed(block.signature)
+        )
         self.published += 1
 
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
@@ -228,3 +236,10 @@ class Publisher:
             }
             await client.publish(self._topics.status, json.dumps(status), qos=1, retain=True)
             await asyncio.sleep(self._settings.heartbeat)
+
+
+def _signed(signature: Signature) -> Properties:
+    """PUBLISH properties carrying a detached signature."""
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.UserProperty = signature_properties(signature)
+    return properties
