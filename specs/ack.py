@@ -6,6 +6,7 @@ import json
 from dataclasses import dataclass
 
 from specs.block import SPEC
+from specs.wirejson import WireJsonError, load_wire_json
 
 
 class AckFormatError(ValueError):
@@ -51,9 +52,9 @@ def _count(value: object, name: str) -> int:
 def decode_ack(payload: bytes) -> Ack:
     """Parse an ACK payload; raise AckFormatError with the reason."""
     try:
-        body = json.loads(payload)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise AckFormatError(f"ack is not JSON: {exc}") from None
+        body = load_wire_json(payload)
+    except WireJsonError as exc:
+        raise AckFormatError(f"ack: {exc}") from None
     if not isinstance(body, dict) or body.get("spec") != SPEC:
         raise AckFormatError("ack is not a gz/1 object")
     missing_raw = body.get("missing")

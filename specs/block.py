@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from specs.records import Record, RecordFormatError, parse_iso_time, record_from_wire
+from specs.wirejson import WireJsonError, load_wire_json
 
 SPEC: Final = "gz/1"
 GENESIS: Final = "0" * 64
@@ -102,11 +103,9 @@ def _mine_code(body: dict[str, object], domain: str) -> str | None:
 def decode_block(payload: bytes) -> Block:
     """Parse and check a block's payload; raise BlockFormatError with the reason."""
     try:
-        body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BlockFormatError(f"payload is not UTF-8 JSON: {exc}") from None
-    except RecursionError:
-        raise BlockFormatError("payload nests too deeply") from None
+        body = load_wire_json(payload)
+    except WireJsonError as exc:
+        raise BlockFormatError(str(exc)) from None
     if not isinstance(body, dict):
         raise BlockFormatError("block must be a JSON object")
     if body.get("spec") != SPEC:

@@ -11,6 +11,7 @@ import math
 from dataclasses import dataclass
 
 from specs.block import SPEC
+from specs.wirejson import WireJsonError, load_wire_json
 
 
 class MetaFormatError(ValueError):
@@ -101,9 +102,9 @@ def _point(raw: object) -> PointMeta:
 def decode_meta(payload: bytes) -> GatewayMeta:
     """Parse a meta payload; raise MetaFormatError with the reason."""
     try:
-        body = json.loads(payload.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
-        raise MetaFormatError(f"meta is not UTF-8 JSON: {exc}") from None
+        body = load_wire_json(payload)
+    except WireJsonError as exc:
+        raise MetaFormatError(f"meta: {exc}") from None
     if not isinstance(body, dict) or body.get("spec") != SPEC or body.get("kind") != "meta":
         raise MetaFormatError("not a gz/1 meta object")
     points = body.get("points")

@@ -16,6 +16,10 @@ class Quality(enum.StrEnum):
     BAD = "bad"
 
 
+_EARLIEST = 0.0
+_LATEST = datetime(2999, 12, 31, tzinfo=UTC).timestamp()
+
+
 class RecordFormatError(ValueError):
     """A record does not follow the wire contract."""
 
@@ -131,7 +135,11 @@ def parse_iso_time(text: str) -> float:
         raise RecordFormatError(f"time {text!r} is not ISO 8601") from None
     if moment.tzinfo is None:
         raise RecordFormatError(f"time {text!r} has no offset")
-    return moment.timestamp()
+    seconds = moment.timestamp()
+    # Bounded so every stored time can be rendered again (iso_time) by the API.
+    if not _EARLIEST <= seconds <= _LATEST:
+        raise RecordFormatError(f"time {text!r} is outside 1970..2999")
+    return seconds
 
 
 def _text(raw: dict[str, object], key: str) -> str:

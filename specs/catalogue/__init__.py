@@ -1,20 +1,113 @@
-"""The indicator catalogue: what each quota code means, its canonical unit and range.
+"""The indicator catalogue: what each quota code means, its units, range and alarm vocabulary.
 
-The catalogue is data (`indicators.yaml` beside this module); this module parses and checks it.
+The catalogue is data (`indicators.yaml` beside this module, documented at its top); this module
+parses it and checks it strictly. A broken data file is a `CatalogueError` that names file,
+line and key of every problem, so a mistake in the regulatory data cannot slip into a release
+as a silently wrong conversion or threshold.
+
+Error tree::
+
+    CatalogueError      the data file breaks its rules; `issues` lists each problem
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import enum
+import math
+import re
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from fractions import Fraction
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Annotated, Any, Final, Literal
 
-import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+
+from specs.block import DOMAINS
+from specs.durations import parse_duration
+from specs.yamlconf import (
+    ConfigError,
+    ConfigIssue,
+    KeyPath,
+    ParsedYaml,
+    format_path,
+    parse_yaml,
+    validate_document,
+)
+
+DATA_FILE: Final = "specs/catalogue/indicators.yaml"
+"""How errors name the shipped data file."""
+
+FORMAT_VERSION: Final = 1
+RATE_LEVEL: Final = "rate"
+"""The alarm level whose thresholds are rates over a window, in the indicator's rate units."""
+DERIVED_FAMILY: Final = "derived"
+"""Alarm family of levels that compare a point against another (`compare_to`)."""
+
+_CODE = re.compile(r"^(?P<domain>[A-Z]+)-(?P<suffix>[A-Z0-9]+)$")
 
 
 class CatalogueError(ValueError):
     """The catalogue data file breaks its own rules."""
+
+    def __init__(self, problem: str | Iterable[ConfigIssue]) -> None:
+        # A plain message is a misuse of a sound catalogue (an unaccepted unit), not a file issue.
+        self.issues = () if isinstance(problem, str) else tuple(problem)
+        super().__init__(
+            problem if isinstance(problem, str) else "\n".join(str(i) for i in self.issues)
+        )
+
+
+class Kind(enum.StrEnum):
+    """What sort of quantity an indicator is."""
+
+    ANALOG = "analog"
+    SWITCH = "switch"  # a 0/1 state
+    COUNT = "count"  # whole things, such as persons
+
+
+class Direction(enum.StrEnum):
+    """Which way a value moves to raise an alarm level."""
+
+    ABOVE = "above"
+    BELOW = "below"
+
+
+class Edge(enum.StrEnum):
+    """Whether a threshold raises its level or clears it (coal: power-off vs. restore)."""
+
+    RAISE = "raise"
+    CLEAR = "clear"
+
+
+class Binding(enum.StrEnum):
+    """How a standard's threshold binds a site."""
+
+    LIMIT = "limit"  # the laxest allowed setting: a site may be stricter, never laxer
+    REFERENCE = "reference"  # a starting value the designer may change either way
+
+
+class Confidence(enum.StrEnum):
+    """The weakest basis of an indicator's meaning and unit (spec-facts.md tags)."""
+
+    STATED = "stated"  # [S], [S-partial]
+    OBSERVED = "observed"  # [O]
+    RECALLED = "recalled"  # [R]
+    INFERRED = "inferred"  # [I]
+    GUESSED = "guessed"  # [G]
+
+
+Op = Literal[">", ">=", "<", "<="]
+_RAISE_OPS: Final[dict[Direction, frozenset[str]]] = {
+    Direction.ABOVE: frozenset({">", ">="}),
+    Direction.BELOW: frozenset({"<", "<="}),
+}
+_CLEAR_OPS: Final[dict[Direction, frozenset[str]]] = {
+    Direction.ABOVE: frozenset({"<", "<="}),
+    Direction.BELOW: frozenset({">", ">="}),
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,10 +117,92 @@ class UnitConversion:
     factor: float
     offset: float = 0.0
 
+    def to_canonical(self, value: float) -> float:
+        """The value in the canonical unit."""
+        return value * self.factor + self.offset
+
+    def from_canonical(self, value: float) -> float:
+        """The canonical value expressed in this unit."""
+        return (value - self.offset) / self.factor
+
+
+@dataclass(frozen=True, slots=True)
+class Domain:
+    """A domain of the catalogue; `site` is False for generic ones (usable on any site)."""
+
+    code: str
+    name_zh: str
+    name_en: str
+    site: bool
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmLevel:
+    """One word of the wire's alarm vocabulary (`AlarmRecord.level`).
+
+    `rank` orders severity within one `family` and `direction` (1 = least severe).
+    """
+
+    level: str
+    family: str
+    direction: Direction
+    rank: int
+    name_zh: str
+    name_en: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Escalation:
+    """`count` points at `level` within one monitoring item raise the item to `to`."""
+
+    level: str
+    count: int
+    to: str
+    source: str
+
+
+@dataclass(frozen=True, slots=True)
+class Threshold:
+    """A default threshold that a standard gives, with its source.
+
+    `value` and `unit` are as the source states them; `canonical` is the same value in the
+    indicator's canonical unit (its canonical rate unit for `rate` thresholds). The alarm is
+    met when `canonical_value op canonical` holds; `window` (seconds) is the span a rate is
+    measured over.
+    """
+
+    name: str
+    level: str
+    edge: Edge
+    op: Op
+    value: float
+    unit: str
+    canonical: float
+    window: float | None
+    binding: Binding
+    source: str
+
+    def met(self, value: float) -> bool:
+        """Whether `value` (canonical unit or canonical rate unit) satisfies the comparison."""
+        match self.op:
+            case ">":
+                return value > self.canonical
+            case ">=":
+                return value >= self.canonical
+            case "<":
+                return value < self.canonical
+            case "<=":
+                return value <= self.canonical
+
 
 @dataclass(frozen=True, slots=True)
 class Indicator:
-    """One indicator (指标) of the catalogue."""
+    """One indicator (指标) of the catalogue.
+
+    `thresholds` maps each default threshold's name to its canonical value; `defaults` holds
+    the same thresholds in full (level, comparison, window, binding, source).
+    """
 
     code: str
     domain: str
@@ -40,24 +215,51 @@ class Indicator:
     alarms: tuple[str, ...]
     thresholds: dict[str, float]
     source: str
+    kind: Kind = Kind.ANALOG
+    confidence: Confidence = Confidence.STATED
+    defaults: tuple[Threshold, ...] = ()
+    rate_unit: str | None = None
+    rate_units: dict[str, UnitConversion] = field(default_factory=dict)
+    compare_to: str | None = None
 
     def to_canonical(self, value: float, unit: str) -> float:
         """Convert `value` given in `unit` to this indicator's canonical unit."""
-        conversion = self.units.get(unit)
+        return self._conversion(unit).to_canonical(value)
+
+    def from_canonical(self, value: float, unit: str) -> float:
+        """Express a canonical `value` in the accepted `unit`."""
+        return self._conversion(unit).from_canonical(value)
+
+    def rate_to_canonical(self, value: float, unit: str) -> float:
+        """Convert a rate given in `unit` (e.g. mm/h) to the canonical rate unit."""
+        conversion = self.rate_units.get(unit)
         if conversion is None:
-            raise CatalogueError(f"unit {unit!r} is not accepted for {self.code}")
-        return value * conversion.factor + conversion.offset
+            raise CatalogueError(f"rate unit {unit!r} is not accepted for {self.code}")
+        return conversion.to_canonical(value)
 
     def plausible(self, value: float) -> bool:
         """Whether `value` (canonical unit) lies in the indicator's plausible range."""
         return self.low <= value <= self.high
 
+    def threshold(self, name: str) -> Threshold | None:
+        """The default threshold called `name`, or None."""
+        return next((t for t in self.defaults if t.name == name), None)
+
+    def _conversion(self, unit: str) -> UnitConversion:
+        conversion = self.units.get(unit)
+        if conversion is None:
+            raise CatalogueError(f"unit {unit!r} is not accepted for {self.code}")
+        return conversion
+
 
 @dataclass(frozen=True, slots=True)
 class Catalogue:
-    """All indicators by code."""
+    """All indicators by code, with the domains and the alarm vocabulary they use."""
 
     indicators: dict[str, Indicator]
+    domains: dict[str, Domain] = field(default_factory=dict)
+    alarm_levels: dict[str, AlarmLevel] = field(default_factory=dict)
+    escalation: tuple[Escalation, ...] = ()
 
     def get(self, code: str) -> Indicator | None:
         """The indicator with `code`, or None."""
@@ -70,41 +272,444 @@ class Catalogue:
             key=lambda i: i.code,
         )
 
+    def for_site(self, domain: str) -> list[Indicator]:
+        """Indicators a site of `domain` may use: its own and the generic ones, by code."""
+        generic = {code for code, d in self.domains.items() if not d.site}
+        return sorted(
+            (i for i in self.indicators.values() if i.domain == domain or i.domain in generic),
+            key=lambda i: i.code,
+        )
 
-def parse_catalogue(data: Any) -> Catalogue:  # noqa: ANN401 - untyped YAML tree in
-    """Build a checked catalogue from the parsed YAML tree."""
-    indicators: dict[str, Indicator] = {}
-    for entry in data["indicators"]:
-        code = str(entry["code"])
-        if code in indicators:
-            raise CatalogueError(f"indicator {code} is listed twice")
-        units = {
-            str(name): UnitConversion(float(u["factor"]), float(u.get("offset", 0.0)))
-            for name, u in entry["units"].items()
-        }
-        if entry["unit"] not in units:
-            raise CatalogueError(f"{code}: canonical unit {entry['unit']!r} not in its units")
-        low, high = (float(v) for v in entry["range"])
-        if low >= high:
-            raise CatalogueError(f"{code}: range low {low} is not below high {high}")
-        indicators[code] = Indicator(
-            code=code,
-            domain=str(entry["domain"]),
-            name_zh=str(entry["name_zh"]),
-            name_en=str(entry["name_en"]),
-            unit=str(entry["unit"]),
+    def vocabulary(self, family: str) -> tuple[AlarmLevel, ...]:
+        """The levels of one alarm family along the value axis (LL, L, H, HH; blue .. red)."""
+        return tuple(
+            sorted((a for a in self.alarm_levels.values() if a.family == family), key=_axis)
+        )
+
+
+# --- the data file's schema -------------------------------------------------------------------
+
+
+def _number(value: object) -> float:
+    """A finite number from YAML: an int, a float or an exact fraction written "p/q"."""
+    if isinstance(value, bool):
+        raise ValueError("must be a number, not a boolean")  # noqa: TRY004 - pydantic wants ValueError
+    if isinstance(value, int | float):
+        number = float(value)
+    elif isinstance(value, str) and re.fullmatch(r"\s*-?[0-9]+\s*/\s*[0-9]+\s*", value):
+        numerator, denominator = value.split("/")
+        if int(denominator) == 0:
+            raise ValueError(f"fraction {value!r} divides by zero")
+        number = float(Fraction(int(numerator), int(denominator)))
+    else:
+        raise ValueError(f"must be a number or a fraction such as '5/9', got {value!r}")
+    if not math.isfinite(number):
+        raise ValueError("must be finite")
+    return number
+
+
+Number = Annotated[float, BeforeValidator(_number)]
+Text = Annotated[str, Field(min_length=1)]
+# Enums from their text: strict mode would accept only enum instances, which YAML never gives.
+KindField = Annotated[Kind, Field(strict=False)]
+DirectionField = Annotated[Direction, Field(strict=False)]
+EdgeField = Annotated[Edge, Field(strict=False)]
+BindingField = Annotated[Binding, Field(strict=False)]
+ConfidenceField = Annotated[Confidence, Field(strict=False)]
+
+
+class _Model(BaseModel):
+    # strict: a quoted "25" or a `yes` is a mistake in regulatory data, not something to coerce.
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class _UnitModel(_Model):
+    factor: Number
+    offset: Number = 0.0
+
+
+class _ThresholdModel(_Model):
+    level: Text | None = None
+    value: Number
+    unit: Text | None = None
+    op: Op | None = None
+    edge: EdgeField = Edge.RAISE
+    window: Text | None = None
+    binding: BindingField
+    source: Text
+
+
+class _IndicatorModel(_Model):
+    code: Text
+    domain: Text
+    kind: KindField = Kind.ANALOG
+    name_zh: Text
+    name_en: Text
+    unit: Text
+    units: dict[str, _UnitModel] = Field(min_length=1)
+    range: list[Number] = Field(min_length=2, max_length=2)
+    alarms: list[str] = Field(default_factory=list)
+    thresholds: dict[str, _ThresholdModel] = Field(default_factory=dict)
+    rate_unit: Text | None = None
+    rate_units: dict[str, _UnitModel] = Field(default_factory=dict)
+    compare_to: Text | None = None
+    confidence: ConfidenceField
+    source: Text
+
+
+class _DomainModel(_Model):
+    code: Text
+    name_zh: Text
+    name_en: Text
+    site: bool
+
+
+class _AlarmLevelModel(_Model):
+    level: Text
+    family: Text
+    direction: DirectionField
+    rank: int = Field(ge=1)
+    name_zh: Text
+    name_en: Text
+    source: Text
+
+
+class _EscalationModel(_Model):
+    level: Text
+    count: int = Field(ge=2)
+    to: Text
+    source: Text
+
+
+class _CatalogueModel(_Model):
+    version: Literal[1]
+    domains: list[_DomainModel] = Field(min_length=1)
+    alarm_levels: list[_AlarmLevelModel] = Field(min_length=1)
+    escalation: list[_EscalationModel] = Field(default_factory=list)
+    indicators: list[_IndicatorModel] = Field(min_length=1)
+
+
+# --- the rules the schema cannot say ----------------------------------------------------------
+
+
+class _Checker:
+    """Collects every cross-field problem of one data file, each at its key path."""
+
+    def __init__(self, model: _CatalogueModel) -> None:
+        self.model = model
+        self.problems: list[tuple[KeyPath, str]] = []
+        self.domains: dict[str, Domain] = {}
+        self.levels: dict[str, AlarmLevel] = {}
+
+    def fail(self, path: KeyPath, message: str) -> None:
+        self.problems.append((path, message))
+
+    def run(self) -> Catalogue:
+        self._domains()
+        self._levels()
+        escalation = self._escalation()
+        indicators: dict[str, Indicator] = {}
+        for index, entry in enumerate(self.model.indicators):
+            path: KeyPath = ("indicators", index)
+            if entry.code in indicators:
+                self.fail((*path, "code"), f"indicator {entry.code} is listed twice")
+                continue
+            indicator = self._indicator(entry, path)
+            if indicator is not None:
+                indicators[entry.code] = indicator
+        for index, entry in enumerate(self.model.indicators):
+            self._compare_to(entry, indicators, ("indicators", index, "compare_to"))
+        return Catalogue(indicators, dict(self.domains), dict(self.levels), escalation)
+
+    def _domains(self) -> None:
+        for index, entry in enumerate(self.model.domains):
+            if entry.code in self.domains:
+                self.fail(("domains", index, "code"), f"domain {entry.code} is listed twice")
+            self.domains[entry.code] = Domain(entry.code, entry.name_zh, entry.name_en, entry.site)
+        site_domains = {code for code, domain in self.domains.items() if domain.site}
+        if site_domains != DOMAINS:
+            self.fail(
+                ("domains",),
+                f"site domains {sorted(site_domains)} differ from the wire's {sorted(DOMAINS)}",
+            )
+
+    def _levels(self) -> None:
+        ranks: set[tuple[str, Direction, int]] = set()
+        for index, entry in enumerate(self.model.alarm_levels):
+            path: KeyPath = ("alarm_levels", index)
+            if entry.level in self.levels:
+                self.fail((*path, "level"), f"alarm level {entry.level} is listed twice")
+            key = (entry.family, entry.direction, entry.rank)
+            if key in ranks and entry.family != DERIVED_FAMILY:
+                self.fail((*path, "rank"), f"two {entry.family} levels share rank {entry.rank}")
+            ranks.add(key)
+            self.levels[entry.level] = AlarmLevel(
+                level=entry.level,
+                family=entry.family,
+                direction=entry.direction,
+                rank=entry.rank,
+                name_zh=entry.name_zh,
+                name_en=entry.name_en,
+                source=entry.source,
+            )
+
+    def _escalation(self) -> tuple[Escalation, ...]:
+        steps: list[Escalation] = []
+        seen: set[str] = set()
+        for index, entry in enumerate(self.model.escalation):
+            path: KeyPath = ("escalation", index)
+            low, high = self.levels.get(entry.level), self.levels.get(entry.to)
+            if low is None or high is None:
+                unknown = entry.level if low is None else entry.to
+                self.fail(path, f"alarm level {unknown} is not in alarm_levels")
+                continue
+            if entry.level in seen:
+                self.fail((*path, "level"), f"level {entry.level} escalates twice")
+            seen.add(entry.level)
+            if (low.family, low.direction) != (high.family, high.direction) or (
+                high.rank != low.rank + 1
+            ):
+                self.fail((*path, "to"), f"{entry.level} must escalate to the next level up")
+            steps.append(Escalation(entry.level, entry.count, entry.to, entry.source))
+        return tuple(steps)
+
+    def _indicator(self, entry: _IndicatorModel, path: KeyPath) -> Indicator | None:
+        start = len(self.problems)
+        match = _CODE.fullmatch(entry.code)
+        if match is None or match["domain"] != entry.domain:
+            self.fail((*path, "code"), f"code {entry.code} must be {entry.domain}-<SUFFIX>")
+        if entry.domain not in self.domains:
+            self.fail((*path, "domain"), f"domain {entry.domain} is not in domains")
+        units = self._units(entry.units, entry.unit, (*path, "units"), "unit")
+        low, high = entry.range
+        if not low < high:
+            self.fail((*path, "range"), f"range low {low:g} is not below high {high:g}")
+        self._kind(entry, path)
+        self._alarms(entry, path)
+        rate_units = self._rate_units(entry, path)
+        defaults = tuple(
+            threshold
+            for name, raw in entry.thresholds.items()
+            if (threshold := self._threshold(entry, name, raw, (*path, "thresholds", name)))
+            is not None
+        )
+        self._threshold_order(defaults, (*path, "thresholds"))
+        if len(self.problems) > start:
+            return None
+        return Indicator(
+            code=entry.code,
+            domain=entry.domain,
+            name_zh=entry.name_zh,
+            name_en=entry.name_en,
+            unit=entry.unit,
             units=units,
             low=low,
             high=high,
-            alarms=tuple(str(a) for a in entry.get("alarms", [])),
-            thresholds={str(k): float(v) for k, v in entry.get("thresholds", {}).items()},
-            source=str(entry["source"]),
+            alarms=tuple(entry.alarms),
+            thresholds={t.name: t.canonical for t in defaults},
+            source=entry.source,
+            kind=entry.kind,
+            confidence=entry.confidence,
+            defaults=defaults,
+            rate_unit=entry.rate_unit,
+            rate_units=rate_units,
+            compare_to=entry.compare_to,
         )
-    return Catalogue(indicators)
+
+    def _units(
+        self, raw: Mapping[str, _UnitModel], canonical: str | None, path: KeyPath, key: str
+    ) -> dict[str, UnitConversion]:
+        units: dict[str, UnitConversion] = {}
+        for name, conversion in raw.items():
+            if conversion.factor <= 0:
+                # A zero factor loses the value; a negative one turns high alarms into low ones.
+                self.fail((*path, name, "factor"), "factor must be positive")
+            units[name] = UnitConversion(conversion.factor, conversion.offset)
+        if canonical is not None:
+            identity = units.get(canonical)
+            if identity is None:
+                self.fail((*path[:-1], key), f"canonical unit {canonical!r} not in its {path[-1]}")
+            elif identity != UnitConversion(1.0, 0.0):
+                self.fail(
+                    (*path, canonical), "the canonical unit must convert as factor 1, offset 0"
+                )
+        return units
+
+    def _kind(self, entry: _IndicatorModel, path: KeyPath) -> None:
+        low, high = entry.range
+        if entry.kind is Kind.SWITCH and (low, high, len(entry.units)) != (0.0, 1.0, 1):
+            self.fail((*path, "kind"), "a switch has range [0, 1] and a single unit")
+        if entry.kind is Kind.COUNT and not (low >= 0 and low.is_integer() and high.is_integer()):
+            self.fail((*path, "range"), "a count's range is whole numbers from 0 up")
+
+    def _alarms(self, entry: _IndicatorModel, path: KeyPath) -> None:
+        seen: set[str] = set()
+        for index, level in enumerate(entry.alarms):
+            if level not in self.levels:
+                known = ", ".join(self.levels)
+                self.fail((*path, "alarms", index), f"alarm level {level} is unknown ({known})")
+            if level in seen:
+                self.fail((*path, "alarms", index), f"alarm level {level} is listed twice")
+            seen.add(level)
+        # Within one family the vocabulary reads along the value axis (LL, L, H, HH; blue ..
+        # red), so a person can check it against the standard at a glance.
+        groups: dict[str, list[tuple[bool, int]]] = defaultdict(list)
+        for name in entry.alarms:
+            if name in self.levels:
+                groups[self.levels[name].family].append(_axis(self.levels[name]))
+        for family, positions in groups.items():
+            if positions != sorted(positions):
+                self.fail((*path, "alarms"), f"{family} levels must be listed low to high")
+
+    def _rate_units(self, entry: _IndicatorModel, path: KeyPath) -> dict[str, UnitConversion]:
+        has_rate = RATE_LEVEL in entry.alarms
+        if has_rate != (entry.rate_unit is not None) or has_rate != bool(entry.rate_units):
+            self.fail(
+                (*path, "rate_unit"),
+                f"rate_unit and rate_units come with the {RATE_LEVEL!r} alarm, and only with it",
+            )
+        return self._units(entry.rate_units, entry.rate_unit, (*path, "rate_units"), "rate_unit")
+
+    def _threshold(
+        self, entry: _IndicatorModel, name: str, raw: _ThresholdModel, path: KeyPath
+    ) -> Threshold | None:
+        level_name = raw.level or name
+        level = self.levels.get(level_name)
+        if level is None or level_name not in entry.alarms:
+            self.fail((*path, "level"), f"level {level_name} is not in this indicator's alarms")
+            return None
+        is_rate = level_name == RATE_LEVEL
+        unit = raw.unit or (entry.rate_unit if is_rate else entry.unit)
+        units = entry.rate_units if is_rate else entry.units
+        conversion = units.get(unit or "")
+        if unit is None or conversion is None:
+            self.fail((*path, "unit"), f"unit {unit!r} is not among the indicator's accepted units")
+            return None
+        window = self._window(raw.window, is_rate=is_rate, path=(*path, "window"))
+        op = raw.op or _default_op(level.direction, raw.edge)
+        allowed = (_RAISE_OPS if raw.edge is Edge.RAISE else _CLEAR_OPS)[level.direction]
+        if op not in allowed:
+            self.fail(
+                (*path, "op"), f"a {raw.edge} of {level_name} compares with {sorted(allowed)}"
+            )
+        canonical = conversion.factor * raw.value + conversion.offset
+        low, high = entry.range
+        if not is_rate and not low <= canonical <= high:
+            self.fail((*path, "value"), f"{raw.value:g} {unit} is outside the indicator's range")
+        return Threshold(
+            name=name,
+            level=level_name,
+            edge=raw.edge,
+            op=op,
+            value=raw.value,
+            unit=unit,
+            canonical=canonical,
+            window=window,
+            binding=raw.binding,
+            source=raw.source,
+        )
+
+    def _window(self, text: str | None, *, is_rate: bool, path: KeyPath) -> float | None:
+        if not is_rate:
+            if text is not None:
+                self.fail(path, "only rate thresholds have a window")
+            return None
+        if text is None:
+            self.fail(path, "a rate threshold needs a window such as 1h or 1d")
+            return None
+        try:
+            return parse_duration(text)
+        except ValueError as exc:
+            self.fail(path, str(exc))
+            return None
+
+    def _threshold_order(self, defaults: tuple[Threshold, ...], path: KeyPath) -> None:
+        """More severe raise thresholds of one family sit further out; a clear sits inside."""
+        raises = {t.level: t for t in defaults if t.edge is Edge.RAISE and t.level != RATE_LEVEL}
+        for threshold in defaults:
+            level = self.levels[threshold.level]
+            sign = 1.0 if level.direction is Direction.ABOVE else -1.0
+            if threshold.edge is Edge.CLEAR:
+                raised = raises.get(threshold.level)
+                if raised is None:
+                    self.fail((*path, threshold.name), f"no raise threshold for {level.level}")
+                elif sign * threshold.canonical > sign * raised.canonical:
+                    self.fail((*path, threshold.name), f"clears beyond where {level.level} raises")
+                continue
+            for other in raises.values():
+                peer = self.levels[other.level]
+                if (peer.family, peer.direction) != (level.family, level.direction):
+                    continue
+                if peer.rank > level.rank and sign * other.canonical < sign * threshold.canonical:
+                    self.fail(
+                        (*path, other.name), f"{other.level} is less severe than {level.level}"
+                    )
+
+    def _compare_to(
+        self, entry: _IndicatorModel, indicators: Mapping[str, Indicator], path: KeyPath
+    ) -> None:
+        if entry.compare_to is None:
+            return
+        derived = [a for a in entry.alarms if a in self.levels and self._is_derived(a)]
+        other = indicators.get(entry.compare_to)
+        if other is None:
+            self.fail(path, f"compare_to {entry.compare_to} is not an indicator")
+        elif (other.domain, other.unit) != (entry.domain, entry.unit):
+            self.fail(path, f"compare_to {entry.compare_to} must share domain and unit")
+        if not derived:
+            self.fail(path, "compare_to needs a derived alarm level (over_staff, ...)")
+
+    def _is_derived(self, level: str) -> bool:
+        return self.levels[level].family == DERIVED_FAMILY
+
+
+def _axis(level: AlarmLevel) -> tuple[bool, int]:
+    """Where a level sits on the value axis: downward levels, most severe first, then upward."""
+    upward = level.direction is Direction.ABOVE
+    return (upward, level.rank if upward else -level.rank)
+
+
+def _default_op(direction: Direction, edge: Edge) -> Op:
+    upward = (direction is Direction.ABOVE) == (edge is Edge.RAISE)
+    return ">=" if upward else "<="
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _checked(parsed: ParsedYaml) -> Catalogue:
+    try:
+        model = validate_document(_CatalogueModel, parsed)
+    except ConfigError as exc:
+        raise CatalogueError(exc.issues) from None
+    checker = _Checker(model)
+    catalogue = checker.run()
+    if checker.problems:
+        raise CatalogueError(
+            ConfigIssue(parsed.file, parsed.line_of(path), format_path(path), message)
+            for path, message in checker.problems
+        )
+    return catalogue
+
+
+def load_catalogue(text: str, file: str = DATA_FILE) -> Catalogue:
+    """Parse and check catalogue YAML text; `CatalogueError` names file:line of each problem."""
+    try:
+        parsed = parse_yaml(text, file)
+    except ConfigError as exc:
+        raise CatalogueError(exc.issues) from None
+    if parsed.issues:  # duplicate keys
+        raise CatalogueError(parsed.issues)
+    return _checked(parsed)
+
+
+def parse_catalogue(data: Any) -> Catalogue:  # noqa: ANN401 - untyped YAML tree in
+    """Build a checked catalogue from an already parsed YAML tree (no line numbers)."""
+    return _checked(ParsedYaml("<catalogue>", data, {}))
 
 
 @cache
 def default_catalogue() -> Catalogue:
     """The catalogue shipped with this package (parsed once per process)."""
     text = resources.files(__package__).joinpath("indicators.yaml").read_text(encoding="utf-8")
-    return parse_catalogue(yaml.safe_load(text))
+    return load_catalogue(text)

@@ -173,3 +173,29 @@ def test_alarm_records_round_trip_and_name_their_trigger() -> None:
     body["records"][0]["event"] = "maybe"
     with pytest.raises(BlockFormatError, match="raise"):
         decode_block(json.dumps(body).encode())
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b'{"spec": "gz/1", "seq": ' + b"1" * 5000 + b"}", "out of range"),
+        (b'{"spec": "gz/1", "seq": 1e400}', "finite"),
+        (b'{"spec": "gz/1", "seq": NaN}', "not allowed"),
+        (b'{"spec": "gz/1", "gateway": "\\ud800"}', "surrogate"),
+        (b"[" * 100_000, "deep"),
+        (b"\xff\xfe", "UTF-8"),
+    ],
+)
+def test_hostile_json_is_a_format_error_not_a_crash(payload: bytes, reason: str) -> None:
+    with pytest.raises(BlockFormatError, match=reason):
+        decode_block(payload)
+    with pytest.raises(AckFormatError):
+        decode_ack(payload)
+
+
+def test_times_that_cannot_be_rendered_again_are_refused() -> None:
+    block, _ = seal(ChainState.genesis("e"), SITE, (), now=1.7e9, clock_synced=True, key=KEY)
+    body = json.loads(block.payload)
+    body["sealed_at"] = "9999-12-31T23:59:59-14:00"
+    with pytest.raises(BlockFormatError, match="outside"):
+        decode_block(json.dumps(body).encode())

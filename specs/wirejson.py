@@ -1,0 +1,59 @@
+"""Strict JSON for everything that arrives over the wire.
+
+`json.loads` alone lets through what later code chokes on: integers too large for a 64-bit
+column (or for Python's int-parsing limit), 1e400 (becomes inf), lone UTF-16 surrogates that
+no database can store, and nesting deep enough to hit the recursion limit. This loader turns
+all of those into one error type at the boundary.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from typing import Final
+
+_MAX_INT_DIGITS: Final = 19  # anything longer cannot be a signed 64-bit value
+_SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+class WireJsonError(ValueError):
+    """A payload is not strict wire JSON."""
+
+
+def _int(text: str) -> int:
+    digits = text.lstrip("-")
+    if len(digits) > _MAX_INT_DIGITS:
+        raise WireJsonError(f"integer with {len(digits)} digits is out of range")
+    value = int(text)
+    if not -(2**63) <= value < 2**63:
+        raise WireJsonError("integer is out of the signed 64-bit range")
+    return value
+
+
+def _float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise WireJsonError(f"number {text[:20]} is not finite")
+    return value
+
+
+def _constant(text: str) -> float:
+    raise WireJsonError(f"{text} is not allowed in wire JSON")
+
+
+def load_wire_json(payload: bytes) -> object:
+    """Parse UTF-8 JSON strictly; raise WireJsonError with the reason."""
+    # The gz/1 encoder never escapes non-ASCII, so a surrogate escape can only be a lone
+    # surrogate or a deliberate detour around that rule: refuse both.
+    if _SURROGATE_ESCAPE.search(payload):
+        raise WireJsonError("payload escapes a UTF-16 surrogate")
+    try:
+        text = payload.decode("utf-8")
+        return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+    except UnicodeDecodeError as exc:
+        raise WireJsonError(f"payload is not UTF-8: {exc}") from None
+    except RecursionError:
+        raise WireJsonError("payload nests too deeply") from None
+    except json.JSONDecodeError as exc:
+        raise WireJsonError(f"payload is not JSON: {exc}") from None
