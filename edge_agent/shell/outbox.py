@@ -8,6 +8,7 @@ block. Sealed bytes are never rewritten; resends read the same bytes back.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import sqlite3
 import time
@@ -72,6 +73,9 @@ class Outbox:
         self._identity = identity
         self._key = key
         self._epoch = ""
+        # One connection serves the sealer, the publisher's reads and the ACK handler:
+        # without this lock an ACK's commit would land inside an open seal transaction.
+        self._lock = asyncio.Lock()
 
     @property
     def epoch(self) -> str:
@@ -113,96 +117,107 @@ class Outbox:
         self, records: tuple[Record, ...], *, now: float, clock_synced: bool
     ) -> SealedBlock:
         """Seal `records` into the next block in ONE immediate transaction."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            state = await self._chain_state()
-            block, new_state = seal(
-                state, self._identity, records, now=now, clock_synced=clock_synced, key=self._key
-            )
-            await self._db.execute(
-                "INSERT INTO blocks (epoch, seq, payload, digest, alg, kid, sig, records,"
-                " sealed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (
-                    block.epoch,
-                    block.seq,
-                    block.payload,
-                    block.digest,
-                    block.signature.alg,
-                    block.signature.kid,
-                    block.signature.sig,
-                    block.records,
-                    now,
-                ),
-            )
-            await self._db.executemany(
-                "UPDATE meta SET value = ? WHERE key = ?",
-                [(str(new_state.last_seq), "last_seq"), (new_state.last_hash, "last_hash")],
-            )
-            await self._db.commit()
-        except BaseException:
-            await self._db.rollback()
-            raise
-        return block
+        async with self._lock:
+            await self._db.execute("BEGIN IMMEDIATE")
+            try:
+                state = await self._chain_state()
+                block, new_state = seal(
+                    state,
+                    self._identity,
+                    records,
+                    now=now,
+                    clock_synced=clock_synced,
+                    key=self._key,
+                )
+                await self._db.execute(
+                    "INSERT INTO blocks (epoch, seq, payload, digest, alg, kid, sig, records,"
+                    " sealed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        block.epoch,
+                        block.seq,
+                        block.payload,
+                        block.digest,
+                        block.signature.alg,
+                        block.signature.kid,
+                        block.signature.sig,
+                        block.records,
+                        now,
+                    ),
+                )
+                await self._db.executemany(
+                    "UPDATE meta SET value = ? WHERE key = ?",
+                    [(str(new_state.last_seq), "last_seq"), (new_state.last_hash, "last_hash")],
+                )
+                await self._db.commit()
+            except BaseException:
+                await self._db.rollback()
+                raise
+            return block
 
     async def undelivered(self, *, after: int, limit: int) -> list[StoredBlock]:
         """Undelivered blocks with seq > `after`, oldest first."""
-        async with self._db.execute(
-            "SELECT seq, payload, alg, kid, sig FROM blocks"
-            " WHERE epoch = ? AND delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
-            (self._epoch, after, limit),
-        ) as cursor:
-            rows = await cursor.fetchall()
-        return [
-            StoredBlock(self._epoch, int(r[0]), bytes(r[1]), Signature(r[2], r[3], bytes(r[4])))
-            for r in rows
-        ]
+        async with self._lock:
+            async with self._db.execute(
+                "SELECT seq, payload, alg, kid, sig FROM blocks"
+                " WHERE epoch = ? AND delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+                (self._epoch, after, limit),
+            ) as cursor:
+                rows = await cursor.fetchall()
+            return [
+                StoredBlock(self._epoch, int(r[0]), bytes(r[1]), Signature(r[2], r[3], bytes(r[4])))
+                for r in rows
+            ]
 
     async def get(self, seq: int) -> StoredBlock | None:
         """The block `seq` of this epoch if it is still undelivered."""
-        async with self._db.execute(
-            "SELECT payload, alg, kid, sig FROM blocks"
-            " WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
-            (self._epoch, seq),
-        ) as cursor:
-            row = await cursor.fetchone()
-        if row is None:
-            return None
-        return StoredBlock(
-            self._epoch, seq, bytes(row[0]), Signature(row[1], row[2], bytes(row[3]))
-        )
+        async with self._lock:
+            async with self._db.execute(
+                "SELECT payload, alg, kid, sig FROM blocks"
+                " WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
+                (self._epoch, seq),
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is None:
+                return None
+            return StoredBlock(
+                self._epoch, seq, bytes(row[0]), Signature(row[1], row[2], bytes(row[3]))
+            )
 
     async def mark_delivered(
         self, *, epoch: str, through: int, also: int | None, now: float
     ) -> int:
         """Release blocks the collector has stored: every seq <= `through`, plus `also`."""
-        if epoch != self._epoch:
-            return 0
-        cursor = await self._db.execute(
-            "UPDATE blocks SET delivered_at = ?"
-            " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
-            (now, epoch, through, -1 if also is None else also),
-        )
-        await self._db.commit()
-        return cursor.rowcount
+        async with self._lock:
+            if epoch != self._epoch:
+                return 0
+            cursor = await self._db.execute(
+                "UPDATE blocks SET delivered_at = ?"
+                " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
+                (now, epoch, through, -1 if also is None else also),
+            )
+            await self._db.commit()
+            return cursor.rowcount
 
     async def prune(self, *, delivered_before: float) -> int:
         """Delete delivered blocks released before the given time (retention)."""
-        cursor = await self._db.execute(
-            "DELETE FROM blocks WHERE delivered_at IS NOT NULL AND delivered_at < ?",
-            (delivered_before,),
-        )
-        await self._db.commit()
-        return cursor.rowcount
+        async with self._lock:
+            cursor = await self._db.execute(
+                "DELETE FROM blocks WHERE delivered_at IS NOT NULL AND delivered_at < ?",
+                (delivered_before,),
+            )
+            await self._db.commit()
+            return cursor.rowcount
 
     async def stats(self) -> OutboxStats:
         """Counts for `edge-agent status` and the heartbeat."""
-        async with self._db.execute(_META_SQL) as cursor:
-            meta = await cursor.fetchall()
-        async with self._db.execute(_UNDELIVERED_SQL) as cursor:
-            undelivered = await cursor.fetchone()
-        async with self._db.execute(_DELIVERED_SQL) as cursor:
-            delivered = await cursor.fetchone()
-        return _stats(meta, undelivered, delivered)
+        async with self._lock:
+            async with self._db.execute(_META_SQL) as cursor:
+                meta = await cursor.fetchall()
+            async with self._db.execute(_UNDELIVERED_SQL) as cursor:
+                undelivered = await cursor.fetchone()
+            async with self._db.execute(_DELIVERED_SQL) as cursor:
+                delivered = await cursor.fetchone()
+            return _stats(meta, undelivered, delivered)
 
 
 _META_SQL = "SELECT key, value FROM meta"

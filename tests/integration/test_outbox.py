@@ -153,3 +153,31 @@ def test_sigkill_while_sealing_leaves_a_gap_free_verifiable_chain(tmp_path: Path
     total = _assert_valid_chain(path)
     assert total >= acknowledged, "every seal reported as committed survived SIGKILL"
     assert total <= acknowledged + 1, "at most the one in flight committed unreported"
+
+
+async def test_acks_during_a_failing_seal_never_commit_half_a_block(tmp_path: Path) -> None:
+    async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
+        for i in range(3):
+            await outbox.seal((_reading(i),), now=1.7e9, clock_synced=True)
+        # A real SQLite failure in the middle of sealing block 4: after its INSERT, at the
+        # chain-state UPDATE (as a full disk or I/O error would strike).
+        await outbox._db.execute(
+            "CREATE TRIGGER fail_seal BEFORE UPDATE ON meta WHEN NEW.value = '4'"
+            " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )
+
+        async def acks() -> None:
+            for _ in range(200):
+                await outbox.mark_delivered(epoch=outbox.epoch, through=3, also=None, now=1.0)
+                await asyncio.sleep(0)
+
+        results = await asyncio.gather(
+            outbox.seal((_reading(9),), now=1.7e9, clock_synced=True),
+            acks(),
+            return_exceptions=True,
+        )
+        assert isinstance(results[0], sqlite3.IntegrityError)
+        await outbox._db.execute("DROP TRIGGER fail_seal")
+        block = await outbox.seal((_reading(10),), now=1.7e9, clock_synced=True)
+        assert block.seq == 4, "the failed seal left nothing behind"
+    assert _assert_valid_chain(tmp_path / "outbox.db") == 4
