@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import Callable
 
@@ -13,6 +14,8 @@ from edge_agent.shell.outbox import Outbox
 from specs.records import Record
 
 log = structlog.get_logger("edge_agent.sealer")
+
+_RETRY_DELAY = 1.0
 
 
 class Sealer:
@@ -40,7 +43,8 @@ class Sealer:
     async def run(self) -> None:
         """Seal forever; cancel to stop, then call `flush` to seal what is left."""
         while True:
-            self._pending.append(await self._queue.get())
+            if not self._pending:
+                self._pending.append(await self._queue.get())
             deadline = time.monotonic() + self._flush_interval
             while len(self._pending) < self._flush_readings:
                 self._take_ready()
@@ -54,7 +58,13 @@ class Sealer:
             # Shielded: cancelling the sealer must never abort a seal half-way; `flush`
             # awaits the one in flight.
             self._in_flight = asyncio.ensure_future(self._seal_pending())
-            await asyncio.shield(self._in_flight)
+            try:
+                await asyncio.shield(self._in_flight)
+            except sqlite3.Error as exc:
+                # The readings stay pending (memory is bounded by the queue); a full disk or
+                # a locked file may pass, and a crash here would lose what is queued.
+                log.error("seal_failed", error=str(exc), pending=len(self._pending))
+                await asyncio.sleep(_RETRY_DELAY)
 
     def _take_ready(self) -> None:
         while len(self._pending) < self._flush_readings and not self._queue.empty():
@@ -62,15 +72,17 @@ class Sealer:
 
     async def flush(self) -> None:
         """Seal every reading still held or queued (at shutdown, after the pollers stopped)."""
-        if self._in_flight is not None:
-            await self._in_flight
+        if self._in_flight is not None and not self._in_flight.done():
+            await asyncio.wait([self._in_flight])
         self._take_ready()
         while self._pending:
             await self._seal_pending()
             self._take_ready()
 
     async def _seal_pending(self) -> None:
-        batch, self._pending = tuple(self._pending), []
+        batch = tuple(self._pending)
         block = await self._outbox.seal(batch, now=time.time(), clock_synced=self._clock_synced())
+        # Only now are these readings durable; until here a failure keeps them pending.
+        del self._pending[: len(batch)]
         log.debug("block_sealed", epoch=block.epoch, seq=block.seq, records=block.records)
         self._on_sealed(block)

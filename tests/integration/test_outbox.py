@@ -181,3 +181,36 @@ async def test_acks_during_a_failing_seal_never_commit_half_a_block(tmp_path: Pa
         block = await outbox.seal((_reading(10),), now=1.7e9, clock_synced=True)
         assert block.seq == 4, "the failed seal left nothing behind"
     assert _assert_valid_chain(tmp_path / "outbox.db") == 4
+
+
+async def test_a_failed_seal_keeps_its_readings_and_retries(tmp_path: Path) -> None:
+    queue: asyncio.Queue[Record] = asyncio.Queue()
+    sealed: list[int] = []
+    async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
+        await outbox._db.execute(
+            "CREATE TRIGGER fail_seal BEFORE INSERT ON blocks"
+            " BEGIN SELECT RAISE(ABORT, 'disk full, say'); END"
+        )
+        sealer = Sealer(
+            outbox,
+            queue,
+            flush_interval=0.05,
+            flush_readings=100,
+            clock_synced=lambda: True,
+            on_sealed=lambda block: sealed.append(block.records),
+        )
+        task = asyncio.create_task(sealer.run())
+        for i in range(5):
+            await queue.put(_reading(i))
+        await asyncio.sleep(0.3)  # several failed attempts
+        assert sealed == []
+        assert not task.done(), "a failed seal must not end the sealer"
+        await outbox._db.execute("DROP TRIGGER fail_seal")
+        deadline = asyncio.get_running_loop().time() + 5
+        while sum(sealed) < 5:
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sealed == [5]
+    assert _assert_valid_chain(tmp_path / "outbox.db") == 1
