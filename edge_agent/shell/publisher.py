@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import ssl
 import time
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -49,6 +50,8 @@ class UplinkSettings:
     ack_timeout: float
     max_inflight: int
     heartbeat: float = 30.0
+    publish_rate: float | None = None  # blocks per second; None = as fast as ACKs allow
+    tls: ssl.SSLContext | None = None
 
 
 class Publisher:
@@ -81,6 +84,7 @@ class Publisher:
         self._idle = asyncio.Event()
         self.connected = asyncio.Event()
         self.published = 0
+        self._next_send = 0.0
 
     def notify_sealed(self, seq: int) -> None:
         """A new block is in the outbox: send it before the backlog."""
@@ -117,6 +121,7 @@ class Publisher:
             keepalive=int(self._settings.keepalive),
             properties=connect_properties,
             will=will,
+            tls_context=self._settings.tls,
         )
 
     async def _session(self, client: aiomqtt.Client) -> None:
@@ -204,6 +209,7 @@ class Publisher:
                 block = await self._next_block()
                 if block is None:
                     break
+                await self._pace()
                 await self._publish(client, block)
                 self._sends += 1
                 self._sent[block.seq] = (time.monotonic(), self._sends)
@@ -217,6 +223,17 @@ class Publisher:
                 wait = max(0.05, oldest + timeout - time.monotonic())
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
+
+    async def _pace(self) -> None:
+        """Keep to `publish_rate` so a drained backlog cannot flood a thin uplink."""
+        rate = self._settings.publish_rate
+        if rate is None:
+            return
+        now = time.monotonic()
+        self._next_send = max(self._next_send, now)
+        if self._next_send > now:
+            await asyncio.sleep(self._next_send - now)
+        self._next_send += 1.0 / rate
 
     async def _publish(self, client: aiomqtt.Client, block: StoredBlock) -> None:
         await client.publish(

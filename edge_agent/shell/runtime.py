@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import ssl
 import time
 from collections.abc import Iterator
 
@@ -76,6 +77,17 @@ def _pollers(config: SiteConfig, queue: asyncio.Queue[Record]) -> list[DevicePol
     return pollers
 
 
+def tls_context(config: SiteConfig) -> ssl.SSLContext | None:
+    """The TLS settings for an `mqtts://` broker: CA (else system trust), optional client cert."""
+    if not config.uplink.broker.tls:
+        return None
+    tls = config.uplink.tls
+    context = ssl.create_default_context(cafile=None if tls is None else tls.ca)
+    if tls is not None and tls.cert is not None and tls.key is not None:
+        context.load_cert_chain(tls.cert, tls.key)
+    return context
+
+
 async def _prune_forever(outbox: Outbox, retain_seconds: float) -> None:
     while True:
         removed = await outbox.prune(delivered_before=time.time() - retain_seconds)
@@ -108,6 +120,8 @@ async def run_agent(config: SiteConfig, stop: asyncio.Event | None = None) -> No
                 session_expiry=config.uplink.session_expiry,
                 ack_timeout=config.uplink.ack_timeout,
                 max_inflight=config.uplink.max_inflight,
+                publish_rate=config.uplink.publish_rate,
+                tls=tls_context(config),
             ),
             _reconnect_backoff,
         )

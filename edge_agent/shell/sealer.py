@@ -63,7 +63,7 @@ class Sealer:
             except sqlite3.Error as exc:
                 # The readings stay pending (memory is bounded by the queue); a full disk or
                 # a locked file may pass, and a crash here would lose what is queued.
-                log.error("seal_failed", error=str(exc), pending=len(self._pending))
+                log.warning("seal_failed", error=str(exc), pending=len(self._pending))
                 await asyncio.sleep(_RETRY_DELAY)
 
     def _take_ready(self) -> None:

@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.mark.timeout(180)
 def test_demo_with_a_duration_exits_zero_after_readings_arrive() -> None:
-    done = subprocess.run(  # noqa: S603
+    done = subprocess.run(
         [sys.executable, "-m", "demo", "--duration", "8"],
         cwd=ROOT,
         capture_output=True,
