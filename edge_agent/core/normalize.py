@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 from drivers.base import Quality as DriverQuality
 from drivers.base import RawSample
@@ -57,6 +58,7 @@ def normalize(
 
 
 def _error_flag(error: str) -> str:
-    """A short machine-readable flag from a driver's error text (first word, lowercased)."""
-    head = error.split(":", 1)[0].strip().lower().replace(" ", "_")
-    return head[:32] or "read_failed"
+    """A short machine-readable token from a driver's error text (before any `:` or `(`)."""
+    head = error.split(":", 1)[0].split("(", 1)[0].lower()
+    token = "_".join(re.findall(r"[a-z0-9]+", head))[:32].rstrip("_")
+    return token or "read_failed"
