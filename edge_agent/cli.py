@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from edge_agent.catalogue_cli import catalogue
 from edge_agent.config import SiteConfig, load_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.shell.host import clock_synchronized
@@ -112,7 +113,10 @@ def status(config_path: Path) -> None:
     click.echo(f"gateway      {config.site.gateway}")
     click.echo(f"epoch        {stats.epoch}")
     click.echo(f"last seq     {stats.last_seq}")
-    click.echo(f"undelivered  {stats.undelivered} blocks, {stats.undelivered_records} records")
+    blocks, records = stats.undelivered, stats.undelivered_records
+    click.echo(
+        f"undelivered  {blocks} block{'s' * (blocks != 1)}, {records} record{'s' * (records != 1)}"
+    )
     click.echo(f"oldest       {'-' if oldest is None else iso_time(oldest)}")
     click.echo(f"clock        {'synchronized' if clock_synchronized() else 'NOT synchronized'}")
 
@@ -170,3 +174,6 @@ def _cells(text: str) -> int:
 
 def _pad(text: str, width: int) -> str:
     return text + " " * (width - _cells(text))
+
+
+main.add_command(catalogue)

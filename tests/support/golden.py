@@ -1,0 +1,523 @@
+"""Golden vectors of the gz/1 wire contract, made deterministically into `specs/examples/`.
+
+    python -m tests.support.golden           # rewrite specs/examples/ (README.md is kept)
+    python -m tests.support.golden --check   # exit 1 when a file differs from what is made
+
+Everything is fixed: the keys come from fixed 32-byte seeds, the times are constants, and
+Ed25519 signatures are deterministic, so the same code always makes the same bytes.
+The vectors use specs/ only (not the agent's sealing code), so they check the contract
+itself, and a change to a codec that alters bytes shows up as a failing regeneration test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import specs
+from specs.ack import Ack
+from specs.block import GENESIS, BlockHeader, block_hash, encode_block
+from specs.meta import GatewayMeta, PointMeta
+from specs.records import (
+    AlarmEvent,
+    AlarmRecord,
+    GapRecord,
+    Quality,
+    Reading,
+    Record,
+    iso_time,
+    parse_iso_time,
+)
+from specs.signing import Signature, SigningKey, signing_key_from_seed
+
+EXAMPLES: Final = Path(specs.__file__).resolve().parent / "examples"
+KEPT: Final = frozenset({"README.md", ".gitattributes"})
+"""Files of specs/examples/ written by hand, not by this generator."""
+
+# Seeds are SHA-256 of a label, so the README can say how they were made.
+GATEWAY_SEED_LABEL: Final = b"ganzhi gz/1 golden vectors: gateway test key"
+COLLECTOR_SEED_LABEL: Final = b"ganzhi gz/1 golden vectors: collector test key"
+GATEWAY_SEED: Final = hashlib.sha256(GATEWAY_SEED_LABEL).digest()
+COLLECTOR_SEED: Final = hashlib.sha256(COLLECTOR_SEED_LABEL).digest()
+GATEWAY_KEY: Final = signing_key_from_seed(GATEWAY_SEED)
+COLLECTOR_KEY: Final = signing_key_from_seed(COLLECTOR_SEED)
+KEY_NAMES: Final = {"gateway-test": GATEWAY_KEY, "collector-test": COLLECTOR_KEY}
+
+T0: Final = 1_740_816_000.0
+"""2025-03-01T08:00:00+00:00: every time in the vectors is T0 plus a few seconds."""
+
+
+@dataclass(frozen=True, slots=True)
+class Site:
+    """The identity a domain's vectors are sealed under (made-up codes with valid checks)."""
+
+    domain: str
+    district: str
+    enterprise: str
+    epoch: str
+    mine_code: str | None = None
+
+    @property
+    def gateway(self) -> str:
+        """`{enterprise}-GW01`."""
+        return f"{self.enterprise}-GW01"
+
+
+WHP: Final = Site("WHP", "360100", "91360100MA35GW001H", "5a1e0c3f9b7d2e41")
+WKK: Final = Site("WKK", "530100", "91530100MA6K7P2L3M", "c27f4b90e1d3a658")
+YHBZ: Final = Site("YHBZ", "430181", "91430181MA4R8T0Y62", "0e8d3b6a2f9c4157")
+MK: Final = Site("MK", "610632", "91610632MA7B3N1C5W", "7b5c1e2d8a6f3049", "610632007")
+BP: Final = Site("BP", "150621", "91150621MA0Q9D4E2B", "e4a92d07b3c5f816")
+
+
+@dataclass(frozen=True, slots=True)
+class Vector:
+    """One file of the set with how to check it, as listed in manifest.json."""
+
+    name: str
+    kind: str  # block | ack | meta | status
+    payload: bytes
+    key: str | None = None  # KEY_NAMES entry that signs it; None: unsigned
+    expect: str = "accept"  # accept | reject
+    why: str | None = None  # for a rejected vector: what must reject it
+    signature: Signature | None = None  # override (negative vectors); default: key signs
+
+
+def _t(seconds: float) -> str:
+    return iso_time(T0 + seconds)
+
+
+def _reading(
+    point: str,
+    quota: str,
+    at: float,
+    value: float | None,
+    unit: str,
+    *,
+    quality: Quality = Quality.GOOD,
+    flags: tuple[str, ...] = (),
+) -> Reading:
+    return Reading(point, quota, _t(at), value, unit, quality, flags)
+
+
+def _alarm(
+    trigger: Reading,
+    event: AlarmEvent,
+    level: str,
+    threshold: float,
+    *,
+    alarm_id: str,
+    value: float | None = None,
+    unit: str | None = None,
+    related: str | None = None,
+    detail: str | None = None,
+) -> AlarmRecord:
+    """An alarm event named after the reading that triggered it (same point, same time)."""
+    return AlarmRecord(
+        alarm_id=alarm_id,
+        point=trigger.point,
+        quota=trigger.quota,
+        t=trigger.t,
+        event=event,
+        level=level,
+        value=trigger.value if value is None else value,
+        threshold=threshold,
+        unit=unit or trigger.unit,
+        trigger_t=trigger.t,
+        related=related,
+        detail=detail,
+    )
+
+
+def _raise_and_clear(
+    before: Reading,
+    high: Reading,
+    low: Reading,
+    level: str,
+    threshold: float,
+    *,
+    unit: str | None = None,
+    related: str | None = None,
+    detail: str | None = None,
+    values: tuple[float | None, float | None] = (None, None),
+) -> list[Record]:
+    """Three readings of one point, the second raising `level` and the third clearing it."""
+    alarm_id = f"{high.point}/{level}/{high.t}"
+    common = {"unit": unit, "related": related, "detail": detail}
+    return [
+        before,
+        high,
+        _alarm(
+            high, AlarmEvent.RAISE, level, threshold, alarm_id=alarm_id, value=values[0], **common
+        ),
+        low,
+        _alarm(
+            low, AlarmEvent.CLEAR, level, threshold, alarm_id=alarm_id, value=values[1], **common
+        ),
+    ]
+
+
+def whp_records() -> tuple[list[Record], list[Record]]:
+    """Tank farm: tank 1 level crosses H (8.5 m) and falls back; a temperature poll is lost."""
+    lt = "T001-LT-01"
+    first: list[Record] = [
+        _reading("T001-LEL-01", "WHP-LEL", 0, 2.5, "%LEL"),
+        *_raise_and_clear(
+            _reading(lt, "WHP-LT", 0, 8.43, "m"),
+            _reading(lt, "WHP-LT", 1, 8.57, "m"),
+            _reading(lt, "WHP-LT", 2, 8.44, "m"),
+            "H",
+            8.5,
+        ),
+        GapRecord(t=_t(1.5), reason="device_unreachable", lost=1, point="T001-TT-01"),
+    ]
+    second: list[Record] = [
+        _reading("T001-TT-01", "WHP-TT", 3, None, "℃", quality=Quality.BAD, flags=("timeout",)),
+        _reading(
+            "T001-PT-01",
+            "WHP-PT",
+            3,
+            41.25,
+            "MPa",
+            quality=Quality.UNCERTAIN,
+            flags=("out_of_range",),
+        ),
+        _reading("T001-LEL-01", "WHP-LEL", 3, 2.25, "%LEL"),
+    ]
+    return first, second
+
+
+def wkk_records() -> list[Record]:
+    """Tailings pond: the water level reaches its yellow threshold, then recedes."""
+    wl = "K01-WL-01"
+    return [
+        _reading("K01-DX-01", "WKK-DX", 0, 12.75, "mm"),
+        _reading("K01-RF-01", "WKK-RF", 0, 3.5, "mm"),
+        *_raise_and_clear(
+            _reading(wl, "WKK-WL", 0, 1523.42, "m"),
+            _reading(wl, "WKK-WL", 60, 1523.61, "m"),
+            _reading(wl, "WKK-WL", 120, 1523.55, "m"),
+            "yellow",
+            1523.6,
+        ),
+        GapRecord(t=_t(90), reason="device_unreachable", lost=3, point="K01-DX-01"),
+    ]
+
+
+def yhbz_records() -> list[Record]:
+    """Fireworks workshop: 7 people in a workshop rated for 6 (超员), then 6 again."""
+    pc, pr = "F001-PC-01", "F001-PR-01"
+    return [
+        _reading(pr, "YHBZ-PR", 0, 6, "persons"),
+        _reading("F001-QT-01", "YHBZ-QT", 0, 18.5, "kg"),
+        _reading("F001-QR-01", "YHBZ-QR", 0, 20, "kg"),
+        *_raise_and_clear(
+            _reading(pc, "YHBZ-PC", 0, 6, "persons"),
+            _reading(pc, "YHBZ-PC", 30, 7, "persons"),
+            _reading(pc, "YHBZ-PC", 90, 6, "persons"),
+            "over_staff",
+            6,
+            related=pr,
+            detail="headcount compared with the rated staffing of the same workshop",
+        ),
+        GapRecord(t=_t(60), reason="device_unreachable", lost=2, point="F001-QT-01"),
+    ]
+
+
+def mk_records() -> list[Record]:
+    """Coal mine: methane passes the 1.0 %CH4 alarm and falls back; the agent restarted."""
+    ch4 = "610632007-000001-001046"  # {mine code}-{substation}-{sensor}, spec-facts 6.1
+    return [
+        _reading("610632007-000001-001047", "MK-M0104", 0, 6, "ppm"),
+        *_raise_and_clear(
+            _reading(ch4, "MK-M0101", 0, 0.42, "%CH4"),
+            _reading(ch4, "MK-M0101", 30, 1.05, "%CH4"),
+            _reading(ch4, "MK-M0101", 60, 0.86, "%CH4"),
+            "alarm",
+            1.0,
+        ),
+        GapRecord(t=_t(45), reason="agent_restart", lost=4, point=None),
+    ]
+
+
+def bp_records() -> list[Record]:
+    """Slope: GNSS X moves 6.3 mm in an hour (rate >= 5 mm/h), then slows to 2.4 mm/h."""
+    gx = "S01-GX-01"
+    return [
+        _reading("S01-GZ-01", "BP-GZ", 0, -12.4, "mm"),
+        *_raise_and_clear(
+            _reading(gx, "BP-GX", 0, 35.2, "mm"),
+            _reading(gx, "BP-GX", 3600, 41.5, "mm"),
+            _reading(gx, "BP-GX", 7200, 43.9, "mm"),
+            "rate",
+            5.0,
+            unit="mm/h",
+            values=(6.3, 2.4),  # the alarm carries the hourly rate, not the displacement
+            detail="displacement rate over a 1h window (GB 51214-2017 reference 5 mm/h)",
+        ),
+        GapRecord(t=_t(5400), reason="device_unreachable", lost=12, point="S01-GZ-01"),
+    ]
+
+
+def _block(site: Site, seq: int, prev: str, records: Sequence[Record]) -> bytes:
+    last = max(_seconds(r.t) for r in records)
+    header = BlockHeader(
+        gateway=site.gateway,
+        enterprise=site.enterprise,
+        district=site.district,
+        domain=site.domain,
+        epoch=site.epoch,
+        seq=seq,
+        prev=prev,
+        sealed_at=_t(last + 0.2),  # sealed at the next flush after the last record
+        clock="synced",
+        mine_code=site.mine_code,
+    )
+    return encode_block(header, records)
+
+
+def _seconds(text: str) -> float:
+    return parse_iso_time(text) - T0
+
+
+def _meta(site: Site, points: tuple[PointMeta, ...]) -> bytes:
+    return GatewayMeta(
+        gateway=site.gateway,
+        enterprise=site.enterprise,
+        district=site.district,
+        domain=site.domain,
+        mine_code=site.mine_code,
+        issued_at=_t(0),
+        points=points,
+    ).encode()
+
+
+def vectors() -> list[Vector]:
+    """Every vector of the set, in manifest order."""
+    whp_1_records, whp_2_records = whp_records()
+    whp_1 = _block(WHP, 1, GENESIS, whp_1_records)
+    whp_2 = _block(WHP, 2, block_hash(whp_1), whp_2_records)
+    mk_1 = _block(MK, 1, GENESIS, mk_records())
+    ack = Ack(WHP.gateway, WHP.epoch, 2, ((3, 4),), 5, _t(10)).encode()
+    # The decoder must refuse a coal block without its mine code even though it is signed.
+    mk_body = json.loads(mk_1)
+    del mk_body["mine_code"]
+    mk_no_mine = json.dumps(
+        mk_body, ensure_ascii=False, separators=(",", ":"), sort_keys=True
+    ).encode("utf-8")
+    status_online = {"online": True, "epoch": WHP.epoch, "last_seq": 2, "undelivered": 0}
+    return [
+        Vector("block-whp-1", "block", whp_1, "gateway-test"),
+        Vector("block-whp-2", "block", whp_2, "gateway-test"),
+        Vector("block-wkk-1", "block", _block(WKK, 1, GENESIS, wkk_records()), "gateway-test"),
+        Vector("block-yhbz-1", "block", _block(YHBZ, 1, GENESIS, yhbz_records()), "gateway-test"),
+        Vector("block-mk-1", "block", mk_1, "gateway-test"),
+        Vector("block-bp-1", "block", _block(BP, 1, GENESIS, bp_records()), "gateway-test"),
+        Vector("ack-whp", "ack", ack, "collector-test"),
+        Vector(
+            "meta-whp",
+            "meta",
+            _meta(
+                WHP,
+                (
+                    PointMeta(
+                        "T001-LT-01",
+                        "WHP-LT",
+                        "m",
+                        "储罐液位",
+                        "tank-plc",
+                        {"low_low": 0.5, "low": 1.0, "high": 8.5, "high_high": 9.0},
+                    ),
+                    PointMeta("T001-TT-01", "WHP-TT", "℃", "储罐温度", "tank-plc", {"high": 45.0}),
+                    PointMeta(
+                        "T001-LEL-01",
+                        "WHP-LEL",
+                        "%LEL",
+                        "可燃气体浓度",
+                        "gas-t1",
+                        {"high": 25.0, "high_high": 50.0},
+                    ),
+                ),
+            ),
+            "gateway-test",
+        ),
+        Vector(
+            "meta-mk",
+            "meta",
+            _meta(
+                MK,
+                (
+                    PointMeta(
+                        "610632007-000001-001046",
+                        "MK-M0101",
+                        "%CH4",
+                        "甲烷",
+                        "kj-substation-1",
+                        {"high": 1.0, "high_high": 1.5},
+                    ),
+                ),
+            ),
+            "gateway-test",
+        ),
+        # Exactly what the publisher's heartbeat and last will send (json.dumps defaults).
+        Vector(
+            "status-online",
+            "status",
+            json.dumps({**status_online, "t": T0 + 12.5}).encode("utf-8"),
+        ),
+        Vector("status-offline", "status", json.dumps({"online": False}).encode("utf-8")),
+        Vector(
+            "reject-block-tampered",
+            "block",
+            whp_1.replace(b'"value":8.57', b'"value":8.75', 1),
+            "gateway-test",
+            "reject",
+            "one reading changed after signing: the signature must not verify",
+            GATEWAY_KEY.sign(whp_1),
+        ),
+        Vector(
+            "reject-block-alg",
+            "block",
+            whp_1,
+            "gateway-test",
+            "reject",
+            "alg 'rsa-sha256' is not on the allow-list (ed25519, sm2-sm3)",
+            Signature("rsa-sha256", GATEWAY_KEY.kid, GATEWAY_KEY.sign(whp_1).sig),
+        ),
+        Vector(
+            "reject-block-mk-no-mine-code",
+            "block",
+            mk_no_mine,
+            "gateway-test",
+            "reject",
+            "validly signed, but a coal (MK) block must carry mine_code: decoding must fail",
+        ),
+        Vector(
+            "reject-ack-forged",
+            "ack",
+            ack,
+            "collector-test",
+            "reject",
+            "signed by the gateway key, not the collector's: must not verify as an ACK",
+            GATEWAY_KEY.sign(ack),
+        ),
+    ]
+
+
+def _json_file(data: object) -> bytes:
+    return (json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
+
+
+def signature_of(vector: Vector) -> Signature | None:
+    """The signature that travels with a vector (its override, or its key's)."""
+    if vector.signature is not None:
+        return vector.signature
+    return None if vector.key is None else KEY_NAMES[vector.key].sign(vector.payload)
+
+
+def _sidecar(vector: Vector, signature: Signature) -> bytes:
+    return _json_file(
+        {
+            "alg": signature.alg,
+            "kid": signature.kid,
+            "sig": signature.sig.hex(),
+            "hash": block_hash(vector.payload),
+            "key": vector.key,
+        }
+    )
+
+
+def _key_entry(name: str, key: SigningKey, label: bytes) -> dict[str, str]:
+    return {
+        "alg": key.alg,
+        "kid": key.kid,
+        "public_key": f"{name}.pub.pem",
+        "seed": hashlib.sha256(label).hexdigest(),
+        "seed_label": label.decode("ascii"),
+    }
+
+
+def golden_files() -> dict[str, bytes]:
+    """Every generated file of specs/examples/ by name, with its exact bytes."""
+    files: dict[str, bytes] = {
+        f"{name}.pub.pem": key.public().public_pem() for name, key in KEY_NAMES.items()
+    }
+    entries: list[dict[str, object]] = []
+    for vector in vectors():
+        files[f"{vector.name}.json"] = vector.payload
+        signature = signature_of(vector)
+        if signature is not None:
+            files[f"{vector.name}.sig.json"] = _sidecar(vector, signature)
+        entries.append(
+            {
+                "name": vector.name,
+                "kind": vector.kind,
+                "payload": f"{vector.name}.json",
+                "signature": None if signature is None else f"{vector.name}.sig.json",
+                "key": vector.key,
+                "schema": f"../schemas/{vector.kind}.schema.json",
+                "expect": vector.expect,
+                "why": vector.why,
+            }
+        )
+    files["manifest.json"] = _json_file(
+        {
+            "spec": "gz/1",
+            "note": "TEST KEYS ONLY: the seeds are public. See README.md.",
+            "keys": {
+                "gateway-test": _key_entry("gateway-test", GATEWAY_KEY, GATEWAY_SEED_LABEL),
+                "collector-test": _key_entry("collector-test", COLLECTOR_KEY, COLLECTOR_SEED_LABEL),
+            },
+            "vectors": entries,
+        }
+    )
+    return files
+
+
+def differences(directory: Path) -> list[str]:
+    """Names whose bytes in `directory` differ from the generated ones, or that should not be."""
+    expected = golden_files()
+    present = {p.name for p in directory.iterdir() if p.is_file()} - KEPT
+    changed = [
+        name
+        for name, data in sorted(expected.items())
+        if not (directory / name).is_file() or (directory / name).read_bytes() != data
+    ]
+    return changed + sorted(present - expected.keys())
+
+
+def write(directory: Path) -> None:
+    """Make `directory` hold exactly the generated files (besides the hand-written KEPT)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    expected = golden_files()
+    for path in directory.iterdir():
+        if path.is_file() and path.name not in KEPT and path.name not in expected:
+            path.unlink()
+    for name, data in expected.items():
+        (directory / name).write_bytes(data)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Regenerate specs/examples/, or with --check report what differs."""
+    parser = argparse.ArgumentParser(prog="python -m tests.support.golden")
+    parser.add_argument("--check", action="store_true", help="only compare; exit 1 on change")
+    parser.add_argument("--dir", type=Path, default=EXAMPLES, help="target folder")
+    args = parser.parse_args(argv)
+    if args.check:
+        changed = differences(args.dir)
+        for name in changed:
+            print(f"{args.dir / name}: differs from the generator")
+        return 1 if changed else 0
+    write(args.dir)
+    print(f"wrote {len(golden_files())} files to {args.dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
