@@ -10,21 +10,18 @@ from typing import TYPE_CHECKING
 import click
 
 from edge_agent.catalogue_cli import catalogue
-from edge_agent.config import SiteConfig, load_site_config
+from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from edge_agent.core.points import ResolvedPoint, resolve_points
+from edge_agent.probe_cli import probe
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import KeyExistsError, create_key_pair
 from edge_agent.shell.logs import configure_logging
 from edge_agent.shell.outbox import read_outbox_stats
 from edge_agent.shell.runtime import run_agent
 from specs.records import iso_time
-from specs.yamlconf import ConfigError
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-
-CONFIG_ERROR_EXIT = 2
-"""Exit status when the config file is unusable (click uses 2 for usage errors too)."""
 
 _COLUMNS = (
     "device",
@@ -38,15 +35,6 @@ _COLUMNS = (
     "scale",
     "offset",
     "unit",
-)
-
-config_option = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="The site map (YAML).",
 )
 
 
@@ -121,18 +109,6 @@ def status(config_path: Path) -> None:
     click.echo(f"clock        {'synchronized' if clock_synchronized() else 'NOT synchronized'}")
 
 
-def load_or_exit(path: Path) -> SiteConfig:
-    """Load the site map, or print every issue to stderr and exit with status 2."""
-    try:
-        return load_site_config(path)
-    except ConfigError as exc:
-        for issue in exc.issues:
-            click.echo(str(issue), err=True)
-        count = len(exc.issues)
-        click.echo(f"{path}: {count} problem{'s' * (count != 1)}; nothing started", err=True)
-        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
-
-
 def _row(point: ResolvedPoint) -> tuple[str, ...]:
     start = str(point.start) if point.bit is None else f"{point.start}.{point.bit}"
     # Byte and word order mean nothing for a single bit.
@@ -177,3 +153,4 @@ def _pad(text: str, width: int) -> str:
 
 
 main.add_command(catalogue)
+main.add_command(probe)

@@ -1,0 +1,80 @@
+"""`edge-agent probe` against the real tank-farm simulator in its own process."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from demo.broker import free_port, wait_for_port
+from edge_agent.cli import main
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def sim_port() -> Iterator[int]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "drivers.sim", "--port", str(port)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        yield port
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+def _site(tmp_path: Path, port: int, *, level_word_order: str = "big") -> Path:
+    site_map = yaml.safe_load((ROOT / "configs" / "tankfarm.yaml").read_text(encoding="utf-8"))
+    for device in site_map["devices"]:
+        device["port"] = port
+        for point in device.get("points", []):
+            if point["point"] == "T001-LT-01":
+                # Declared with a wrong word order, as a technician might.
+                point["address"]["word_order"] = level_word_order
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(site_map, allow_unicode=True), encoding="utf-8")
+    return site
+
+
+def test_probe_prints_raw_registers_and_decoded_values(tmp_path: Path, sim_port: int) -> None:
+    result = CliRunner().invoke(main, ["probe", "-c", str(_site(tmp_path, sim_port)), "--json"])
+    assert result.exit_code == 0, result.output
+    rows = json.loads(result.output)
+    assert len(rows) == 15
+    level = next(r for r in rows if r["point"] == "T001-LT-01")
+    assert len(level["raw"].split()) == 2, "a float32 is two registers"
+    assert level["quality"] == "good"
+    assert 0.0 <= level["value"] <= 10.0
+    assert level["unit"] == "m"
+    assert level["rtt_ms"] > 0
+
+
+def test_guess_order_finds_a_wrong_word_order(tmp_path: Path, sim_port: int) -> None:
+    site = _site(tmp_path, sim_port, level_word_order="little")
+    declared = CliRunner().invoke(main, ["check", "-c", str(site)]).output
+    assert "big/little" in declared, "the level really is declared with swapped words"
+    result = CliRunner().invoke(
+        main, ["probe", "-c", str(site), "--device", "tank-plc", "--guess-order", "--json"]
+    )
+    rows = json.loads(result.output)
+    level = next(r for r in rows if r["point"] == "T001-LT-01")
+    assert level["orders"][0].startswith("big/big="), level["orders"]
+    assert "implausible" not in level["orders"][0]
+
+
+def test_probe_of_an_unreachable_device_reports_bad_and_exits_1(tmp_path: Path) -> None:
+    result = CliRunner().invoke(main, ["probe", "-c", str(_site(tmp_path, free_port()))])
+    assert result.exit_code == 1
+    assert "bad" in result.output
