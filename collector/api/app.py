@@ -19,8 +19,11 @@ from collector.api.core import (
     is_online,
     last_seen,
 )
-from collector.api.models import GatewayOut, Health, ListPage, PointOut, ReadingOut
+from collector.api.models import AlarmOut, GatewayOut, Health, ListPage, PointOut, ReadingOut
 from collector.storage.base import (
+    AlarmAfter,
+    AlarmFilter,
+    AlarmState,
     GatewayView,
     Page,
     PointAfter,
@@ -39,6 +42,28 @@ MAX_LIMIT: Final = 10_000
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
 Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
+From = Annotated[str | None, Query(alias="from", description="ISO 8601 with offset, inclusive")]
+To = Annotated[str | None, Query(description="ISO 8601 with offset, exclusive")]
+
+
+def _optional_time(t: float | None) -> str | None:
+    return None if t is None else iso_time(t)
+
+
+def _alarm(state: AlarmState) -> AlarmOut:
+    return AlarmOut(
+        gateway=state.gateway,
+        alarm_id=state.alarm_id,
+        point=state.point,
+        quota=state.quota,
+        level=state.level,
+        raised_at=_optional_time(state.raised_at),
+        cleared_at=_optional_time(state.cleared_at),
+        value=state.value,
+        threshold=state.threshold,
+        unit=state.unit,
+        trigger_t=iso_time(state.trigger_t),
+    )
 
 
 def _reading(row: ReadingRow) -> ReadingOut:
@@ -83,6 +108,18 @@ def _after(
 def _point_after(kind: str, cursor: str | None) -> PointAfter | None:
     position = _after(kind, cursor, (str, str))
     return None if position is None else (str(position[0]), str(position[1]))
+
+
+def _reading_after(cursor: str | None) -> ReadingAfter | None:
+    position = _after("readings", cursor, (str, str, float, int))
+    if position is None:
+        return None
+    return (str(position[0]), str(position[1]), float(position[2]), int(position[3]))
+
+
+def _alarm_after(cursor: str | None) -> AlarmAfter | None:
+    position = _after("alarms", cursor, (float, str, str))
+    return None if position is None else (float(position[0]), str(position[1]), str(position[2]))
 
 
 def _next(kind: str, page: Page[T], key: Callable[[T], Sequence[str | int | float]]) -> str | None:
@@ -169,7 +206,15 @@ def create_app(
         )
         return ListPage[PointOut](
             items=[
-                PointOut(gateway=p.gateway, point=p.point, quota=p.quota, unit=p.unit)
+                PointOut(
+                    gateway=p.gateway,
+                    point=p.point,
+                    quota=p.quota,
+                    unit=p.unit,
+                    name=p.name,
+                    device=p.device,
+                    thresholds=dict(p.thresholds),
+                )
                 for p in page.items
             ],
             next=_next("points", page, lambda p: (p.gateway, p.point)),
@@ -202,20 +247,15 @@ def create_app(
         scope: Auth,
         point: str | None = None,
         gateway: str | None = None,
-        from_: Annotated[
-            str | None, Query(alias="from", description="ISO 8601 with offset, inclusive")
-        ] = None,
-        to: Annotated[str | None, Query(description="ISO 8601 with offset, exclusive")] = None,
+        from_: From = None,
+        to: To = None,
         every: Annotated[str | None, Query(description="downsampling: not supported yet")] = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> ListPage[ReadingOut]:
         if every is not None:
             raise _bad_request("every= (downsampling) is not supported yet")
-        position = _after("readings", cursor, (str, str, float, int))
-        after: ReadingAfter | None = None
-        if position is not None:
-            after = (str(position[0]), str(position[1]), float(position[2]), int(position[3]))
+        after = _reading_after(cursor)
         where = ReadingFilter(
             gateway=gateway, point=point, t_from=_time("from", from_), t_to=_time("to", to)
         )
@@ -223,6 +263,30 @@ def create_app(
         return ListPage[ReadingOut](
             items=[_reading(r) for r in page.items],
             next=_next("readings", page, lambda r: (r.gateway, r.point, r.t, r.rowid)),
+        )
+
+    @app.get("/v1/alarms")
+    async def alarms(
+        *,
+        scope: Auth,
+        active: Annotated[
+            bool | None, Query(description="true: raised and not cleared; false: the others")
+        ] = None,
+        gateway: str | None = None,
+        from_: From = None,
+        to: To = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> ListPage[AlarmOut]:
+        """Alarms whose span [raised_at, cleared_at) meets [from, to), oldest first."""
+        after = _alarm_after(cursor)
+        where = AlarmFilter(
+            gateway=gateway, active=active, t_from=_time("from", from_), t_to=_time("to", to)
+        )
+        page = await storage.alarms(scope, where, after=after, limit=limit)
+        return ListPage[AlarmOut](
+            items=[_alarm(a) for a in page.items],
+            next=_next("alarms", page, lambda a: (a.since, a.gateway, a.alarm_id)),
         )
 
     return app

@@ -36,12 +36,31 @@ class GatewayOut(BaseModel):
 
 
 class PointOut(BaseModel):
-    """A point a gateway has reported."""
+    """A point a gateway has reported or described in its signed meta message."""
 
     gateway: str
     point: str
     quota: str
+    unit: str = Field(description="the unit its readings are stored in (the canonical unit)")
+    name: str | None = Field(description="from the gateway's meta message; null without one")
+    device: str | None = Field(description="the device the point is read from (meta)")
+    thresholds: dict[str, float] = Field(description="alarm limits in `unit` (meta)")
+
+
+class AlarmOut(BaseModel):
+    """An alarm raised (and maybe cleared) at the edge, naming the reading that triggered it."""
+
+    gateway: str
+    alarm_id: str
+    point: str
+    quota: str
+    level: str
+    raised_at: str | None = Field(description="ISO 8601; null while only the clear is stored")
+    cleared_at: str | None = Field(description="ISO 8601; null while the alarm is active")
+    value: float | None
+    threshold: float | None
     unit: str
+    trigger_t: str = Field(description="time of the triggering reading of `point`")
 
 
 class ListPage(BaseModel, Generic[ItemT]):

@@ -4,11 +4,13 @@ Nothing here touches the network or the database. The shell (`collector.ingest.s
 in messages plus the registry rows they name, commits the `IngestBatch` this module plans, and
 publishes the ACKs this module derives from the committed `BatchResult`.
 
-Checks on an `up/block`, in order, each with its audit reason: signature properties present
-(`bad_signature`), algorithm allowed and available (`bad_algorithm`), key registered
-(`unknown_key`), not revoked (`revoked_key`), owned by the topic's gateway (`key_not_owned`),
-signature valid over the exact payload bytes (`bad_signature`), payload a block (`malformed`),
-payload and registry agree with the topic (`topic_mismatch`).
+Checks on an `up/block` and an `up/meta`, in order, each with its audit reason: signature
+properties present (`bad_signature`), algorithm allowed and available (`bad_algorithm`), key
+registered (`unknown_key`), not revoked (`revoked_key`), owned by the topic's gateway
+(`key_not_owned`), signature valid over the exact payload bytes (`bad_signature`), payload a block
+or meta message (`malformed`), payload and registry agree with the topic (`topic_mismatch`).
+A verified block is then normalized against the catalogue (`collector.ingest.normalize`): a
+record it cannot take is audited (`unknown_quota`, `unknown_unit`) and left out alone.
 """
 
 from __future__ import annotations
@@ -19,20 +21,26 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from collector.ingest.normalize import block_entries, meta_point
 from collector.storage.base import (
+    MAX_DETAIL,
     AuditEntry,
     BatchResult,
     Gateway,
     IncomingBlock,
+    IncomingMeta,
     IngestBatch,
     KeyGrant,
     Reason,
     StatusUpdate,
 )
 from specs.ack import Ack
-from specs.block import Block, BlockFormatError, block_hash, decode_block
-from specs.records import GapRecord, iso_time
+from specs.block import DOMAINS, Block, BlockFormatError, block_hash, decode_block
+from specs.catalogue import Catalogue, default_catalogue
+from specs.meta import MetaFormatError, decode_meta
+from specs.records import GapRecord, RecordFormatError, iso_time, parse_iso_time
 from specs.signing import (
+    Signature,
     SignatureError,
     SigningKey,
     UnsupportedAlgorithmError,
@@ -45,9 +53,9 @@ from specs.signing import (
 from specs.topics import GatewayTopics, TopicError, parse_topic
 
 BLOCK_KIND: Final = "up/block"
+META_KIND: Final = "up/meta"
 STATUS_KIND: Final = "status"
 MAX_INTEGER: Final = 2**63 - 1  # SQLite INTEGER and PostgreSQL bigint
-MAX_DETAIL: Final = 500  # audit details quote inputs; keep rows small whatever arrives
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,7 +162,14 @@ def _check_place(topics: GatewayTopics, place: GatewayTopics, what: str) -> None
             )
 
 
-def _judge_block(message: Inbound, grants: Mapping[str, KeyGrant]) -> IncomingBlock:
+def _or_default(catalogue: Catalogue | None) -> Catalogue:
+    return catalogue if catalogue is not None else default_catalogue()
+
+
+def _verify(
+    message: Inbound, grants: Mapping[str, KeyGrant]
+) -> tuple[GatewayTopics, Signature, Gateway]:
+    """Check a signed message's signature and key; return its topic, signature and owner."""
     topics, _ = parse_topic(message.topic)
     try:
         signature = signature_from_properties(list(message.properties))
@@ -171,6 +186,13 @@ def _judge_block(message: Inbound, grants: Mapping[str, KeyGrant]) -> IncomingBl
         raise _Rejected(Reason.BAD_ALGORITHM, str(exc)) from None
     except SignatureError as exc:
         raise _Rejected(Reason.BAD_SIGNATURE, str(exc)) from None
+    return topics, signature, grant.owner
+
+
+def _judge_block(
+    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue
+) -> IncomingBlock:
+    topics, signature, owner = _verify(message, grants)
     try:
         block = decode_block(message.payload)
     except BlockFormatError as exc:
@@ -179,16 +201,64 @@ def _judge_block(message: Inbound, grants: Mapping[str, KeyGrant]) -> IncomingBl
         raise _Rejected(Reason.MALFORMED, "payload nests too deep") from None
     _check_storable(block)
     header = block.header
-    owner = grant.owner
     _check_place(topics, GatewayTopics(header.district, header.enterprise, header.gateway), "block")
     _check_place(topics, _registered(owner), "registered")
-    return IncomingBlock(message.topic, block, signature, message.received_at)
+    entries = block_entries(message.topic, block, message.received_at, catalogue)
+    return IncomingBlock(message.topic, block, signature, message.received_at, entries)
 
 
-def judge_block(message: Inbound, grants: Mapping[str, KeyGrant]) -> IncomingBlock | AuditEntry:
-    """Verify an `up/block` message: the block to store, or the audit row saying why not."""
+def judge_block(
+    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue | None = None
+) -> IncomingBlock | AuditEntry:
+    """Verify an `up/block` message: the block to store, or the audit row saying why not.
+
+    The block's records are normalized against `catalogue` (default: the shipped one).
+    """
     try:
-        return _judge_block(message, grants)
+        return _judge_block(
+            message, grants, catalogue if catalogue is not None else default_catalogue()
+        )
+    except _Rejected as rejected:
+        return _audit(message, rejected.reason, rejected.detail)
+
+
+def _judge_meta(
+    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue
+) -> IncomingMeta:
+    topics, signature, owner = _verify(message, grants)
+    try:
+        meta = decode_meta(message.payload)
+    except MetaFormatError as exc:
+        raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    except RecursionError:
+        raise _Rejected(Reason.MALFORMED, "payload nests too deep") from None
+    if meta.domain not in DOMAINS:
+        raise _Rejected(Reason.MALFORMED, f"meta domain {meta.domain!r} is unknown")
+    try:
+        issued_at = parse_iso_time(meta.issued_at)
+    except RecordFormatError as exc:
+        raise _Rejected(Reason.MALFORMED, f"meta issued_at: {exc}") from None
+    _check_place(topics, GatewayTopics(meta.district, meta.enterprise, meta.gateway), "meta")
+    _check_place(topics, _registered(owner), "registered")
+    return IncomingMeta(
+        topic=message.topic,
+        meta=meta,
+        payload=message.payload,
+        signature=signature,
+        issued_at=issued_at,
+        received_at=message.received_at,
+        points=tuple(meta_point(p, catalogue) for p in meta.points),
+    )
+
+
+def judge_meta(
+    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue | None = None
+) -> IncomingMeta | AuditEntry:
+    """Verify an `up/meta` message exactly like a block: the meta to store, or the audit row."""
+    try:
+        return _judge_meta(
+            message, grants, catalogue if catalogue is not None else default_catalogue()
+        )
     except _Rejected as rejected:
         return _audit(message, rejected.reason, rejected.detail)
 
@@ -228,19 +298,28 @@ def plan_batch(
     messages: Sequence[Inbound],
     grants: Mapping[str, KeyGrant],
     gateways: Mapping[str, Gateway],
+    catalogue: Catalogue | None = None,
 ) -> IngestBatch:
-    """Sort one batch of messages into blocks to store, statuses to apply and audit rows."""
+    """Sort one batch of messages into blocks and metas to store, statuses, and audit rows."""
+    chosen = _or_default(catalogue)
     blocks: list[IncomingBlock] = []
+    metas: list[IncomingMeta] = []
     audits: list[AuditEntry] = []
     statuses: list[StatusUpdate] = []
     for message in messages:
         kind = message.kind
         if kind == BLOCK_KIND:
-            verdict = judge_block(message, grants)
+            verdict = judge_block(message, grants, chosen)
             if isinstance(verdict, IncomingBlock):
                 blocks.append(verdict)
             else:
                 audits.append(verdict)
+        elif kind == META_KIND:
+            described = judge_meta(message, grants, chosen)
+            if isinstance(described, IncomingMeta):
+                metas.append(described)
+            else:
+                audits.append(described)
         elif kind == STATUS_KIND:
             status = judge_status(message, gateways)
             if isinstance(status, StatusUpdate):
@@ -251,7 +330,7 @@ def plan_batch(
             audits.append(
                 _audit(message, Reason.UNSUPPORTED_TOPIC, f"topic kind {kind!r} is not ingested")
             )
-    return IngestBatch(tuple(blocks), tuple(audits), tuple(statuses))
+    return IngestBatch(tuple(blocks), tuple(audits), tuple(statuses), tuple(metas))
 
 
 def build_acks(

@@ -25,6 +25,7 @@ from paho.mqtt.properties import Properties
 
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
 from collector.storage.base import IngestBatch, Outcome, Storage, StorageError
+from specs.catalogue import Catalogue, default_catalogue
 from specs.signing import SigningKey
 from specs.topics import ROOT, collector_subscription
 
@@ -68,6 +69,7 @@ class Ingest:
     """Subscribes, verifies, stores and acknowledges until cancelled.
 
     `connected` is set while the client is subscribed (tests and `run_collector` wait on it).
+    Readings are normalized against `catalogue` (default: the one shipped with `specs`).
     """
 
     def __init__(
@@ -76,11 +78,13 @@ class Ingest:
         storage: Storage,
         signing_key: SigningKey,
         clock: Callable[[], float] = time.time,
+        catalogue: Catalogue | None = None,
     ) -> None:
         self._settings = settings
         self._storage = storage
         self._key = signing_key
         self._clock = clock
+        self._catalogue = catalogue if catalogue is not None else default_catalogue()
         self._client_id = settings.client_id or f"gz-collector-{uuid.uuid4().hex[:12]}"
         self.connected = asyncio.Event()
 
@@ -146,7 +150,7 @@ class Ingest:
         gateways = {gw for m in messages if (gw := m.gateway) is not None}
         grants = await self._storage.grants(kids) if kids else {}
         owners = await self._storage.find_gateways(gateways) if gateways else {}
-        batch = plan_batch(messages, grants, owners)
+        batch = plan_batch(messages, grants, owners, self._catalogue)
         result = await self._storage.ingest(batch)
         _log_batch(batch, result.outcomes)
         return build_acks(batch.blocks, result, self._key, self._clock())
@@ -155,7 +159,7 @@ class Ingest:
 def _log_batch(batch: IngestBatch, outcomes: Sequence[Outcome]) -> None:
     for audit in batch.audits:
         log.warning(
-            "block_rejected",
+            "message_rejected",
             reason=audit.reason.value,
             detail=audit.detail,
             topic=audit.topic,
@@ -172,10 +176,24 @@ def _log_batch(batch: IngestBatch, outcomes: Sequence[Outcome]) -> None:
         }
         if outcome is Outcome.STORED:
             log.debug("block_stored", records=len(incoming.block.records), **fields)
+            for rejected in incoming.entries.rejected:
+                log.warning(
+                    "record_rejected",
+                    reason=rejected.reason.value,
+                    detail=rejected.detail,
+                    gateway=header.gateway,
+                )
         elif outcome is Outcome.DUPLICATE:
             log.info("block_duplicate", **fields)
         else:
             log.error("block_seq_conflict", **fields)
+    for meta in batch.metas:
+        log.info(
+            "gateway_meta_stored",
+            gateway=meta.meta.gateway,
+            points=len(meta.points),
+            issued_at=meta.meta.issued_at,
+        )
     for status in batch.statuses:
         log.debug("gateway_status_seen", gateway=status.gateway, online=status.online)
 

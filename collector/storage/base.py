@@ -18,9 +18,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Generic, Protocol, TypeVar
+from typing import Final, Generic, Protocol, TypeVar
 
 from specs.block import Block
+from specs.meta import GatewayMeta
+from specs.records import AlarmEvent
 from specs.signing import Signature
 
 
@@ -86,6 +88,12 @@ class Reason(enum.StrEnum):
     UNSUPPORTED_TOPIC = "unsupported_topic"
     DUPLICATE = "duplicate"
     SEQ_CONFLICT = "seq_conflict"
+    # One record of a stored block was left out of the normalized tables (the block is stored).
+    UNKNOWN_QUOTA = "unknown_quota"
+    UNKNOWN_UNIT = "unknown_unit"
+
+
+MAX_DETAIL: Final = 500  # audit details quote inputs; keep rows small whatever arrives
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,18 +109,114 @@ class AuditEntry:
 
 
 @dataclass(frozen=True, slots=True)
+class ReadingEntry:
+    """A reading as the normalized tables hold it: canonical unit, times as unix seconds.
+
+    `idx` is the record's position in its block, so (gateway, epoch, seq, idx) finds the
+    record in the stored block bytes.
+    """
+
+    idx: int
+    point: str
+    quota: str
+    t: float
+    value: float | None
+    unit: str
+    quality: str
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEntry:
+    """An alarm raise or clear event of a block, ready to pair with its counterpart."""
+
+    idx: int
+    alarm_id: str
+    point: str
+    quota: str
+    event: AlarmEvent
+    t: float
+    level: str
+    value: float | None
+    threshold: float | None
+    unit: str
+    trigger_t: float
+    related: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GapEntry:
+    """A gap record of a block."""
+
+    idx: int
+    t: float
+    reason: str
+    lost: int
+    point: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEntries:
+    """What a verified block contributes to the normalized tables.
+
+    `rejected` holds one audit row per record left out (unknown quota or unit); the storage
+    writes them when, and only when, it stores the block for the first time.
+    """
+
+    readings: tuple[ReadingEntry, ...] = ()
+    alarms: tuple[AlarmEntry, ...] = ()
+    gaps: tuple[GapEntry, ...] = ()
+    rejected: tuple[AuditEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class IncomingBlock:
-    """A block whose signature verified and whose header matches its topic."""
+    """A block whose signature verified and whose header matches its topic.
+
+    `entries` is the block's content after normalization (the pure core decides it); the
+    block's bytes in `block.payload` are stored unchanged beside it.
+    """
 
     topic: str
     block: Block
     signature: Signature
     received_at: float
+    entries: BlockEntries
 
     @property
     def stream(self) -> tuple[str, str]:
         """The (gateway, epoch) sequence this block belongs to."""
         return (self.block.header.gateway, self.block.header.epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class MetaPoint:
+    """One point of a gateway's meta message, thresholds in the point's stored unit."""
+
+    point: str
+    quota: str
+    unit: str
+    name: str
+    device: str
+    thresholds: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMeta:
+    """A signed `up/meta` message that verified like a block and names its topic's gateway.
+
+    `points` are the message's points normalized like readings (canonical unit where the
+    catalogue knows the quota and unit, as sent otherwise).
+    """
+
+    topic: str
+    meta: GatewayMeta
+    payload: bytes
+    signature: Signature
+    issued_at: float
+    received_at: float
+    points: tuple[MetaPoint, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,6 +235,7 @@ class IngestBatch:
     blocks: Sequence[IncomingBlock] = ()
     audits: Sequence[AuditEntry] = ()
     statuses: Sequence[StatusUpdate] = ()
+    metas: Sequence[IncomingMeta] = ()
 
 
 class Outcome(enum.StrEnum):
@@ -139,6 +244,9 @@ class Outcome(enum.StrEnum):
     STORED = "stored"
     DUPLICATE = "duplicate"
     SEQ_CONFLICT = "seq_conflict"
+    # One record of a stored block was left out of the normalized tables (the block is stored).
+    UNKNOWN_QUOTA = "unknown_quota"
+    UNKNOWN_UNIT = "unknown_unit"
 
     @property
     def acknowledged(self) -> bool:
@@ -206,12 +314,38 @@ class GatewayView:
 
 @dataclass(frozen=True, slots=True)
 class PointRow:
-    """A point a gateway has reported."""
+    """A point a gateway has reported or described; name, device, thresholds from its meta."""
 
     gateway: str
     point: str
     quota: str
     unit: str
+    name: str | None = None
+    device: str | None = None
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PointMetaRow:
+    """The newest meta description of one point (for exports)."""
+
+    gateway: str
+    point: str
+    quota: str
+    unit: str
+    name: str
+    device: str
+    thresholds: Mapping[str, float]
+    issued_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayProfile:
+    """What a gateway's newest stored block says about its site."""
+
+    gateway: str
+    domain: str
+    mine_code: str | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -239,10 +373,76 @@ class ReadingFilter:
     t_to: float | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class SourcedReading:
+    """A stored reading with the block it came from: (epoch, seq, idx), domain, mine code."""
+
+    reading: ReadingRow
+    epoch: str
+    seq: int
+    idx: int
+    domain: str | None
+    mine_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmState:
+    """One alarm (gateway, alarm_id) as its raise and clear events so far describe it.
+
+    Descriptive fields come from the raise once it is stored (from the clear until then).
+    `since` orders alarms: raised_at, or cleared_at while the raise is unknown. `raised_in`
+    and `cleared_in` name the records, as (epoch, seq, idx), that stated them.
+    """
+
+    gateway: str
+    alarm_id: str
+    point: str
+    quota: str
+    level: str
+    raised_at: float | None
+    cleared_at: float | None
+    value: float | None
+    threshold: float | None
+    unit: str
+    trigger_t: float
+    related: str | None = None
+    detail: str | None = None
+    raised_in: tuple[str, int, int] | None = None
+    cleared_in: tuple[str, int, int] | None = None
+
+    @property
+    def since(self) -> float:
+        """The alarm's sort time."""
+        if self.raised_at is not None:
+            return self.raised_at
+        assert self.cleared_at is not None  # noqa: S101 - every state has one of the two
+        return self.cleared_at
+
+    @property
+    def active(self) -> bool:
+        """Raised and not cleared."""
+        return self.raised_at is not None and self.cleared_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFilter:
+    """Which alarms to list.
+
+    `active`: True = raised and not cleared; False = everything else. `t_from`/`t_to` keep
+    alarms whose span [since, cleared_at) meets [t_from, t_to) (an open alarm spans to now).
+    """
+
+    gateway: str | None = None
+    active: bool | None = None
+    t_from: float | None = None
+    t_to: float | None = None
+
+
 # Keyset positions: the sort key of the last item of the previous page.
 GatewayAfter = tuple[str]
 PointAfter = tuple[str, str]
 ReadingAfter = tuple[str, str, float, int]
+AlarmAfter = tuple[float, str, str]
 
 
 T = TypeVar("T")
@@ -347,4 +547,25 @@ class Storage(Protocol):
         self, scope: Scope, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
     ) -> Page[ReadingRow]:
         """Readings ordered by (gateway, point, t, rowid)."""
+        ...
+
+    async def alarms(
+        self, scope: Scope, where: AlarmFilter, *, after: AlarmAfter | None, limit: int
+    ) -> Page[AlarmState]:
+        """Alarms ordered by (since, gateway, alarm_id)."""
+        ...
+
+    # exports (no scope: operator commands)
+    async def gateway_profile(self, gateway: str) -> GatewayProfile | None:
+        """Domain and mine code from the gateway's newest stored block; None without blocks."""
+        ...
+
+    async def point_metas(self, gateway: str) -> Mapping[str, PointMetaRow]:
+        """The newest meta description of each point of a gateway, by point."""
+        ...
+
+    async def sourced_readings(
+        self, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
+    ) -> Page[SourcedReading]:
+        """Readings with their source block, ordered like `readings`."""
         ...

@@ -3,14 +3,17 @@
 Idempotency is by set membership of (gateway, epoch, seq), never by a high-water mark: MQTT
 redelivery can yield 1,2,3,2,3,4. Sequence progress is tracked incrementally: each new seq
 either extends the stream (possibly opening a hole) or fills part of a hole, so no step ever
-rescans the stored blocks.
+rescans the stored blocks. Alarms pair the same way: each raise or clear event merges into the
+stored state of its (gateway, alarm_id), whatever order the blocks arrive in.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
 
-from collector.storage.base import IncomingBlock, Outcome, StreamState
+from collector.storage.base import AlarmEntry, AlarmState, IncomingBlock, Outcome, StreamState
+from specs.records import AlarmEvent
 
 BlockKey = tuple[str, str, int]
 
@@ -82,3 +85,86 @@ def advance(state: StreamState, new_seqs: Iterable[int]) -> StreamState:
         max_seq=max_seq,
         missing=tuple(missing),
     )
+
+
+AlarmKey = tuple[str, str]
+
+
+def alarm_key(gateway: str, alarm: AlarmEntry) -> AlarmKey:
+    """The identity of an alarm: (gateway, alarm_id)."""
+    return (gateway, alarm.alarm_id)
+
+
+def _earlier(held: float | None, new: float) -> bool:
+    return held is None or new < held
+
+
+def merge_alarm(
+    held: AlarmState | None, gateway: str, source: tuple[str, int], event: AlarmEntry
+) -> AlarmState:
+    """The alarm after one more raise or clear event; order-independent.
+
+    Blocks arrive out of order, so a clear may come before its raise: each event fills its own
+    half, and the raise's description wins whenever it is known. A repeated event (a resent
+    block cannot repeat one, but an agent may re-state an alarm) keeps the earliest time, so
+    merging the same events in any order gives the same state. `source` is the block's
+    (epoch, seq).
+    """
+    where = (source[0], source[1], event.idx)
+    if event.event is AlarmEvent.RAISE:
+        if held is not None and not _earlier(held.raised_at, event.t):
+            return held
+        return AlarmState(
+            gateway=gateway,
+            alarm_id=event.alarm_id,
+            point=event.point,
+            quota=event.quota,
+            level=event.level,
+            raised_at=event.t,
+            cleared_at=None if held is None else held.cleared_at,
+            value=event.value,
+            threshold=event.threshold,
+            unit=event.unit,
+            trigger_t=event.trigger_t,
+            related=event.related,
+            detail=event.detail,
+            raised_in=where,
+            cleared_in=None if held is None else held.cleared_in,
+        )
+    if held is None:
+        return AlarmState(
+            gateway=gateway,
+            alarm_id=event.alarm_id,
+            point=event.point,
+            quota=event.quota,
+            level=event.level,
+            raised_at=None,
+            cleared_at=event.t,
+            value=event.value,
+            threshold=event.threshold,
+            unit=event.unit,
+            trigger_t=event.trigger_t,
+            related=event.related,
+            detail=event.detail,
+            cleared_in=where,
+        )
+    if not _earlier(held.cleared_at, event.t):
+        return held
+    if held.raised_at is None:
+        # Still only clears: the earliest clear describes the alarm until its raise arrives.
+        return merge_alarm(None, gateway, source, event)
+    return replace(held, cleared_at=event.t, cleared_in=where)
+
+
+def merge_alarms(
+    held: Mapping[AlarmKey, AlarmState], blocks: Iterable[IncomingBlock]
+) -> dict[AlarmKey, AlarmState]:
+    """The alarms the events of `blocks` touch, after merging them into what is stored."""
+    merged: dict[AlarmKey, AlarmState] = {}
+    for incoming in blocks:
+        header = incoming.block.header
+        for event in incoming.entries.alarms:
+            key = alarm_key(header.gateway, event)
+            before = merged.get(key, held.get(key))
+            merged[key] = merge_alarm(before, header.gateway, (header.epoch, header.seq), event)
+    return merged

@@ -21,18 +21,24 @@ from typing import Final, TypeVar
 import aiosqlite
 
 from collector.storage.base import (
+    AlarmAfter,
+    AlarmFilter,
+    AlarmState,
     AuditEntry,
     BatchResult,
     Gateway,
     GatewayAfter,
     GatewayKey,
+    GatewayProfile,
     GatewayView,
     IncomingBlock,
+    IncomingMeta,
     IngestBatch,
     KeyGrant,
     Outcome,
     Page,
     PointAfter,
+    PointMetaRow,
     PointRow,
     ReadingAfter,
     ReadingFilter,
@@ -40,14 +46,23 @@ from collector.storage.base import (
     Reason,
     RegistryError,
     Scope,
+    SourcedReading,
     StatusUpdate,
     StorageError,
     StreamState,
 )
-from collector.storage.core import BlockKey, advance, block_key, classify
-from specs.records import GapRecord, Reading, parse_iso_time
+from collector.storage.core import (
+    AlarmKey,
+    BlockKey,
+    advance,
+    alarm_key,
+    block_key,
+    classify,
+    merge_alarms,
+)
+from specs.block import block_hash
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 # Keys per lookup statement: far below SQLite's 32766 host parameters.
 _CHUNK: Final = 300
 
@@ -77,6 +92,8 @@ CREATE TABLE IF NOT EXISTS blocks (
     sig         BLOB NOT NULL,
     hash        TEXT NOT NULL,
     received_at REAL NOT NULL,
+    domain      TEXT,            -- from the header, so exports need not parse payloads
+    mine_code   TEXT,            -- coal mines (domain MK) only
     PRIMARY KEY (gateway, epoch, seq)
 );
 CREATE TABLE IF NOT EXISTS readings (
@@ -150,7 +167,74 @@ CREATE TABLE IF NOT EXISTS audit (
     payload_hash TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS audit_by_gateway ON audit (gateway, id);
+-- One row per (gateway, alarm_id): the raise and clear events paired, whatever order they came
+-- in. raise_* / clear_* name the block records (epoch, seq, idx) that stated each half.
+CREATE TABLE IF NOT EXISTS alarms (
+    gateway     TEXT NOT NULL,
+    alarm_id    TEXT NOT NULL,
+    point       TEXT NOT NULL,
+    quota       TEXT NOT NULL,
+    level       TEXT NOT NULL,
+    raised_at   REAL,
+    cleared_at  REAL,
+    since       REAL NOT NULL,
+    value       REAL,
+    threshold   REAL,
+    unit        TEXT NOT NULL,
+    trigger_t   REAL NOT NULL,
+    related     TEXT,
+    detail      TEXT,
+    raise_epoch TEXT,
+    raise_seq   INTEGER,
+    raise_idx   INTEGER,
+    clear_epoch TEXT,
+    clear_seq   INTEGER,
+    clear_idx   INTEGER,
+    PRIMARY KEY (gateway, alarm_id)
+);
+CREATE INDEX IF NOT EXISTS alarms_by_since ON alarms (since, gateway, alarm_id);
+-- Every distinct signed meta message (bytes and signature, for auditors) ...
+CREATE TABLE IF NOT EXISTS metas (
+    gateway     TEXT NOT NULL,
+    hash        TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    alg         TEXT NOT NULL,
+    kid         TEXT NOT NULL,
+    sig         BLOB NOT NULL,
+    issued_at   REAL NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (gateway, hash)
+);
+-- ... and the newest description of each point (by issued_at).
+CREATE TABLE IF NOT EXISTS point_meta (
+    gateway    TEXT NOT NULL,
+    point      TEXT NOT NULL,
+    quota      TEXT NOT NULL,
+    unit       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    device     TEXT NOT NULL,
+    thresholds TEXT NOT NULL,
+    issued_at  REAL NOT NULL,
+    meta_hash  TEXT NOT NULL,
+    PRIMARY KEY (gateway, point)
+);
 """
+
+# Schema 1 -> 2: blocks learn their domain and mine code (filled from the stored bytes).
+_UPGRADE_TO_2: Final = """
+ALTER TABLE blocks ADD COLUMN domain TEXT;
+ALTER TABLE blocks ADD COLUMN mine_code TEXT;
+UPDATE blocks SET domain = json_extract(CAST(payload AS TEXT), '$.domain'),
+                  mine_code = json_extract(CAST(payload AS TEXT), '$.mine_code');
+"""
+
+_UPGRADES: Final = {1: _UPGRADE_TO_2}  # from version N to N + 1
+
+_ALARM_COLUMNS: Final = (
+    "a.gateway, a.alarm_id, a.point, a.quota, a.level, a.raised_at, a.cleared_at, a.value,"
+    " a.threshold, a.unit, a.trigger_t, a.related, a.detail, a.raise_epoch, a.raise_seq,"
+    " a.raise_idx, a.clear_epoch, a.clear_seq, a.clear_idx"
+)
 
 _GATEWAY_VIEW: Final = """
 SELECT g.gateway, g.enterprise, g.district, s.online, s.last_seen,
@@ -222,6 +306,30 @@ def _reading(row: Row, rowid: int = 0) -> ReadingRow:
         flags=tuple(json.loads(row[7])),
         rowid=rowid,
     )
+
+
+def _thresholds(text: str) -> dict[str, float]:
+    return {str(name): float(limit) for name, limit in json.loads(text).items()}
+
+
+def _reading_clauses(
+    where: ReadingFilter, after: ReadingAfter | None
+) -> tuple[list[str], list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    for clause, value in (
+        ("r.gateway = ?", where.gateway),
+        ("r.point = ?", where.point),
+        ("r.t >= ?", where.t_from),
+        ("r.t < ?", where.t_to),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    if after is not None:
+        clauses.append("(r.gateway, r.point, r.t, r.id) > (?, ?, ?, ?)")
+        params.extend(after)
+    return clauses, params
 
 
 def _page(items: list[T], limit: int) -> Page[T]:
@@ -392,7 +500,12 @@ class SqliteStorage:
             outcomes = classify(batch.blocks, stored)
             new = [b for b, o in zip(batch.blocks, outcomes, strict=True) if o is Outcome.STORED]
             await _insert_blocks(db, new)
-            audits = [*batch.audits, *_dedupe_audits(batch.blocks, outcomes)]
+            await _pair_alarms(db, new)
+            audits = [
+                *batch.audits,
+                *(rejected for b in new for rejected in b.entries.rejected),
+                *_dedupe_audits(batch.blocks, outcomes),
+            ]
             await db.executemany(
                 "INSERT INTO audit (at, gateway, topic, reason, detail, payload_hash)"
                 " VALUES (?, ?, ?, ?, ?, ?)",
@@ -403,6 +516,7 @@ class SqliteStorage:
             )
             streams = await _advance_streams(db, batch.blocks, outcomes)
             await _apply_statuses(db, batch.statuses)
+            await _store_metas(db, batch.metas)
         return BatchResult(outcomes, streams)
 
     async def stream(self, gateway: str, epoch: str) -> StreamState | None:
@@ -468,18 +582,54 @@ class SqliteStorage:
         after: PointAfter | None,
         limit: int,
     ) -> Page[PointRow]:
-        """Points gateways have reported, ordered by (gateway, point)."""
-        sql, params = _latest_where(scope, None, gateway, after)
-        if quota is not None:
-            sql += " AND l.quota = ?"
-            params.append(quota)
+        """Points gateways have reported or described, ordered by (gateway, point).
+
+        The newest meta description wins for quota, unit, name and thresholds; a point only
+        read so far shows its latest reading's quota and unit.
+        """
+        sql, params = _scope_clause(scope, "g.district")
+        for clause, value in (
+            ("k.gateway = ?", gateway),
+            ("coalesce(m.quota, l.quota) = ?", quota),
+        ):
+            if value is not None:
+                sql += f" AND {clause}"
+                params.append(value)
+        if after is not None:
+            sql += " AND (k.gateway, k.point) > (?, ?)"
+            params.extend(after)
+        keys = "SELECT gateway, point FROM latest UNION SELECT gateway, point FROM point_meta"
+        if gateway is not None:
+            # Narrow both sides before the union; the outer filter stays for clarity.
+            keys = (
+                "SELECT gateway, point FROM latest WHERE gateway = ?"
+                " UNION SELECT gateway, point FROM point_meta WHERE gateway = ?"
+            )
+            params = [gateway, gateway, *params]
         rows = await self._reader.execute_fetchall(
-            "SELECT l.gateway, l.point, l.quota, l.unit FROM latest l"
-            f" JOIN gateways g ON g.gateway = l.gateway WHERE 1{sql}"
-            " ORDER BY l.gateway, l.point LIMIT ?",
+            "SELECT k.gateway, k.point, coalesce(m.quota, l.quota), coalesce(m.unit, l.unit),"
+            f" m.name, m.device, m.thresholds FROM ({keys}) k"
+            " JOIN gateways g ON g.gateway = k.gateway"
+            " LEFT JOIN latest l ON l.gateway = k.gateway AND l.point = k.point"
+            " LEFT JOIN point_meta m ON m.gateway = k.gateway AND m.point = k.point"
+            f" WHERE 1{sql} ORDER BY k.gateway, k.point LIMIT ?",
             (*params, limit + 1),
         )
-        return _page([PointRow(row[0], row[1], row[2], row[3]) for row in rows], limit)
+        return _page(
+            [
+                PointRow(
+                    gateway=row[0],
+                    point=row[1],
+                    quota=row[2],
+                    unit=row[3],
+                    name=row[4],
+                    device=row[5],
+                    thresholds={} if row[6] is None else _thresholds(row[6]),
+                )
+                for row in rows
+            ],
+            limit,
+        )
 
     async def latest(
         self,
@@ -504,20 +654,7 @@ class SqliteStorage:
         self, scope: Scope, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
     ) -> Page[ReadingRow]:
         """Readings ordered by (gateway, point, t, rowid)."""
-        clauses: list[str] = []
-        params: list[object] = []
-        for clause, value in (
-            ("r.gateway = ?", where.gateway),
-            ("r.point = ?", where.point),
-            ("r.t >= ?", where.t_from),
-            ("r.t < ?", where.t_to),
-        ):
-            if value is not None:
-                clauses.append(clause)
-                params.append(value)
-        if after is not None:
-            clauses.append("(r.gateway, r.point, r.t, r.id) > (?, ?, ?, ?)")
-            params.extend(after)
+        clauses, params = _reading_clauses(where, after)
         scope_sql, scope_params = _scope_clause(scope, "g.district")
         conditions = " AND ".join(clauses) or "1"
         rows = await self._reader.execute_fetchall(
@@ -527,6 +664,94 @@ class SqliteStorage:
             (*params, *scope_params, limit + 1),
         )
         return _page([_reading(row, row[8]) for row in rows], limit)
+
+    async def alarms(
+        self, scope: Scope, where: AlarmFilter, *, after: AlarmAfter | None, limit: int
+    ) -> Page[AlarmState]:
+        """Alarms ordered by (since, gateway, alarm_id)."""
+        clauses: list[str] = []
+        params: list[object] = []
+        if where.gateway is not None:
+            clauses.append("a.gateway = ?")
+            params.append(where.gateway)
+        if where.active is True:
+            clauses.append("a.raised_at IS NOT NULL AND a.cleared_at IS NULL")
+        elif where.active is False:
+            clauses.append("(a.raised_at IS NULL OR a.cleared_at IS NOT NULL)")
+        if where.t_from is not None:
+            clauses.append("(a.cleared_at IS NULL OR a.cleared_at >= ?)")
+            params.append(where.t_from)
+        if where.t_to is not None:
+            clauses.append("a.since < ?")
+            params.append(where.t_to)
+        if after is not None:
+            clauses.append("(a.since, a.gateway, a.alarm_id) > (?, ?, ?)")
+            params.extend(after)
+        scope_sql, scope_params = _scope_clause(scope, "g.district")
+        conditions = " AND ".join(clauses) or "1"
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {_ALARM_COLUMNS} FROM alarms a JOIN gateways g ON g.gateway = a.gateway"
+            f" WHERE {conditions}{scope_sql} ORDER BY a.since, a.gateway, a.alarm_id LIMIT ?",
+            (*params, *scope_params, limit + 1),
+        )
+        return _page([_alarm_state(row) for row in rows], limit)
+
+    # --- exports ----------------------------------------------------------------------------
+
+    async def gateway_profile(self, gateway: str) -> GatewayProfile | None:
+        """Domain and mine code from the gateway's newest stored block; None without blocks."""
+        # The newest block is the top of the most recently active sequence: a key lookup.
+        rows = await self._reader.execute_fetchall(
+            "SELECT b.domain, b.mine_code FROM ingest_state i JOIN blocks b"
+            " ON b.gateway = i.gateway AND b.epoch = i.epoch AND b.seq = i.max_seq"
+            " WHERE i.gateway = ? ORDER BY i.last_seen DESC, i.first_seen DESC LIMIT 1",
+            (gateway,),
+        )
+        for row in rows:
+            return GatewayProfile(gateway, row[0], row[1])
+        return None
+
+    async def point_metas(self, gateway: str) -> Mapping[str, PointMetaRow]:
+        """The newest meta description of each point of a gateway, by point."""
+        rows = await self._reader.execute_fetchall(
+            "SELECT gateway, point, quota, unit, name, device, thresholds, issued_at"
+            " FROM point_meta WHERE gateway = ? ORDER BY point",
+            (gateway,),
+        )
+        return {
+            row[1]: PointMetaRow(
+                gateway=row[0],
+                point=row[1],
+                quota=row[2],
+                unit=row[3],
+                name=row[4],
+                device=row[5],
+                thresholds=_thresholds(row[6]),
+                issued_at=row[7],
+            )
+            for row in rows
+        }
+
+    async def sourced_readings(
+        self, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
+    ) -> Page[SourcedReading]:
+        """Readings with their source block, ordered like `readings`."""
+        clauses, params = _reading_clauses(where, after)
+        rows = await self._reader.execute_fetchall(
+            f"SELECT {_READING_COLUMNS}, r.id, r.epoch, r.seq, r.idx, b.domain, b.mine_code"
+            " FROM readings r JOIN blocks b"
+            " ON b.gateway = r.gateway AND b.epoch = r.epoch AND b.seq = r.seq"
+            f" WHERE {' AND '.join(clauses) or '1'}"
+            " ORDER BY r.gateway, r.point, r.t, r.id LIMIT ?",
+            (*params, limit + 1),
+        )
+        return _page(
+            [
+                SourcedReading(_reading(row, row[8]), row[9], row[10], row[11], row[12], row[13])
+                for row in rows
+            ],
+            limit,
+        )
 
 
 # --- helpers (each runs inside the caller's transaction) -------------------------------------
@@ -552,14 +777,40 @@ async def _rollback(db: aiosqlite.Connection) -> None:
         await asyncio.shield(db.execute("ROLLBACK"))
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
-    rows = await db.execute_fetchall("PRAGMA user_version")
-    version = int(next(iter(rows))[0])
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (comments may hold semicolons)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    return statements
+
+
+def _migration(version: int) -> str:
+    """The script that brings a file at schema `version` to SCHEMA_VERSION."""
     if version > SCHEMA_VERSION:
         raise StorageError(f"database schema {version} is newer than this collector's")
-    await db.executescript(
-        f"BEGIN IMMEDIATE;{_SCHEMA}PRAGMA user_version = {SCHEMA_VERSION};COMMIT;"
-    )
+    # A fresh file (version 0) gets the whole schema; an older one its upgrades first.
+    upgrades = [_UPGRADES[v] for v in range(version, SCHEMA_VERSION)] if version else []
+    return "".join(upgrades) + _SCHEMA
+
+
+async def _migrate(db: aiosqlite.Connection) -> None:
+    # The version is read inside the write transaction: two collectors opening one old file
+    # at once must not both run the upgrade.
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        rows = await db.execute_fetchall("PRAGMA user_version")
+        for statement in _statements(_migration(int(next(iter(rows))[0]))):
+            await db.execute(statement)
+        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await db.execute("COMMIT")
+    except BaseException:
+        await _rollback(db)
+        raise
 
 
 def _check_same_key(held: GatewayKey, key: GatewayKey) -> None:
@@ -601,38 +852,32 @@ async def _insert_blocks(db: aiosqlite.Connection, blocks: Sequence[IncomingBloc
                 sig.sig,
                 incoming.block.digest,
                 incoming.received_at,
+                header.domain,
+                header.mine_code,
             )
         )
-        for idx, record in enumerate(incoming.block.records):
-            stream = (header.gateway, header.epoch, header.seq, idx)
-            match record:
-                case Reading():
-                    reading_rows.append(
-                        (
-                            *stream,
-                            record.point,
-                            record.quota,
-                            parse_iso_time(record.t),
-                            record.value,
-                            record.unit,
-                            record.quality.value,
-                            json.dumps(list(record.flags)),
-                        )
-                    )
-                case GapRecord():
-                    gap_rows.append(
-                        (
-                            *stream,
-                            parse_iso_time(record.t),
-                            record.reason,
-                            record.lost,
-                            record.point,
-                            incoming.received_at,
-                        )
-                    )
+        stream = (header.gateway, header.epoch, header.seq)
+        reading_rows.extend(
+            (
+                *stream,
+                r.idx,
+                r.point,
+                r.quota,
+                r.t,
+                r.value,
+                r.unit,
+                r.quality,
+                json.dumps(list(r.flags)),
+            )
+            for r in incoming.entries.readings
+        )
+        gap_rows.extend(
+            (*stream, g.idx, g.t, g.reason, g.lost, g.point, incoming.received_at)
+            for g in incoming.entries.gaps
+        )
     await db.executemany(
-        "INSERT INTO blocks (gateway, epoch, seq, payload, alg, kid, sig, hash, received_at)"
-        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        "INSERT INTO blocks (gateway, epoch, seq, payload, alg, kid, sig, hash, received_at,"
+        " domain, mine_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         block_rows,
     )
     await db.executemany(
@@ -653,6 +898,129 @@ async def _insert_blocks(db: aiosqlite.Connection, blocks: Sequence[IncomingBloc
         "INSERT INTO gaps (gateway, epoch, seq, idx, kind, t, reason, lost, point, detected_at)"
         " VALUES (?, ?, ?, ?, 'record', ?, ?, ?, ?, ?)",
         gap_rows,
+    )
+
+
+def _alarm_state(row: Row) -> AlarmState:
+    raised_in = None if row[13] is None else (str(row[13]), int(row[14]), int(row[15]))
+    cleared_in = None if row[16] is None else (str(row[16]), int(row[17]), int(row[18]))
+    return AlarmState(
+        gateway=row[0],
+        alarm_id=row[1],
+        point=row[2],
+        quota=row[3],
+        level=row[4],
+        raised_at=row[5],
+        cleared_at=row[6],
+        value=row[7],
+        threshold=row[8],
+        unit=row[9],
+        trigger_t=row[10],
+        related=row[11],
+        detail=row[12],
+        raised_in=raised_in,
+        cleared_in=cleared_in,
+    )
+
+
+async def _stored_alarms(
+    db: aiosqlite.Connection, keys: Sequence[AlarmKey]
+) -> dict[AlarmKey, AlarmState]:
+    found: dict[AlarmKey, AlarmState] = {}
+    for chunk in _chunks(sorted(set(keys))):
+        rows = await db.execute_fetchall(
+            f"WITH k (gateway, alarm_id) AS (VALUES {_values(2, len(chunk))})"
+            f" SELECT {_ALARM_COLUMNS} FROM k CROSS JOIN alarms a"
+            " ON a.gateway = k.gateway AND a.alarm_id = k.alarm_id",
+            [part for key in chunk for part in key],
+        )
+        found.update(((row[0], row[1]), _alarm_state(row)) for row in rows)
+    return found
+
+
+async def _pair_alarms(db: aiosqlite.Connection, blocks: Sequence[IncomingBlock]) -> None:
+    keys = [alarm_key(b.block.header.gateway, event) for b in blocks for event in b.entries.alarms]
+    if not keys:
+        return
+    merged = merge_alarms(await _stored_alarms(db, keys), blocks)
+    await db.executemany(
+        "INSERT INTO alarms (gateway, alarm_id, point, quota, level, raised_at, cleared_at,"
+        " since, value, threshold, unit, trigger_t, related, detail, raise_epoch, raise_seq,"
+        " raise_idx, clear_epoch, clear_seq, clear_idx)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (gateway, alarm_id) DO UPDATE SET point = excluded.point,"
+        " quota = excluded.quota, level = excluded.level, raised_at = excluded.raised_at,"
+        " cleared_at = excluded.cleared_at, since = excluded.since, value = excluded.value,"
+        " threshold = excluded.threshold, unit = excluded.unit, trigger_t = excluded.trigger_t,"
+        " related = excluded.related, detail = excluded.detail,"
+        " raise_epoch = excluded.raise_epoch, raise_seq = excluded.raise_seq,"
+        " raise_idx = excluded.raise_idx, clear_epoch = excluded.clear_epoch,"
+        " clear_seq = excluded.clear_seq, clear_idx = excluded.clear_idx",
+        [
+            (
+                a.gateway,
+                a.alarm_id,
+                a.point,
+                a.quota,
+                a.level,
+                a.raised_at,
+                a.cleared_at,
+                a.since,
+                a.value,
+                a.threshold,
+                a.unit,
+                a.trigger_t,
+                a.related,
+                a.detail,
+                *(a.raised_in or (None, None, None)),
+                *(a.cleared_in or (None, None, None)),
+            )
+            for a in merged.values()
+        ],
+    )
+
+
+async def _store_metas(db: aiosqlite.Connection, metas: Sequence[IncomingMeta]) -> None:
+    await db.executemany(
+        "INSERT INTO metas (gateway, hash, payload, alg, kid, sig, issued_at, received_at)"
+        " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway, hash) DO NOTHING",
+        [
+            (
+                m.meta.gateway,
+                block_hash(m.payload),
+                m.payload,
+                m.signature.alg,
+                m.signature.kid,
+                m.signature.sig,
+                m.issued_at,
+                m.received_at,
+            )
+            for m in metas
+        ],
+    )
+    # The newest description wins, whatever order the messages arrive in.
+    await db.executemany(
+        "INSERT INTO point_meta (gateway, point, quota, unit, name, device, thresholds,"
+        " issued_at, meta_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota,"
+        " unit = excluded.unit, name = excluded.name, device = excluded.device,"
+        " thresholds = excluded.thresholds, issued_at = excluded.issued_at,"
+        " meta_hash = excluded.meta_hash WHERE excluded.issued_at >= point_meta.issued_at",
+        [
+            (
+                m.meta.gateway,
+                p.point,
+                p.quota,
+                p.unit,
+                p.name,
+                p.device,
+                json.dumps(dict(sorted(p.thresholds.items()))),
+                m.issued_at,
+                block_hash(m.payload),
+            )
+            for m in metas
+            for p in m.points
+        ],
     )
 
 

@@ -153,9 +153,13 @@ async def test_district_scoping(client: httpx.AsyncClient) -> None:
 
 async def test_points_shape_and_quota_filter(client: httpx.AsyncClient) -> None:
     body = await _get(client, "/v1/points", gateway=NANCHANG.gateway)
+    # No meta message yet: nothing describes the points beyond their readings.
+    described: dict[str, object] = {"name": None, "device": None, "thresholds": {}}
     assert body["items"] == [
-        {"gateway": NANCHANG.gateway, "point": "T001-LT-01", "quota": "WHP-LT", "unit": "m"},
-        {"gateway": NANCHANG.gateway, "point": "T001-PT-01", "quota": "WHP-PT", "unit": "MPa"},
+        {"gateway": NANCHANG.gateway, "point": "T001-LT-01", "quota": "WHP-LT", "unit": "m"}
+        | described,
+        {"gateway": NANCHANG.gateway, "point": "T001-PT-01", "quota": "WHP-PT", "unit": "MPa"}
+        | described,
     ]
     pressure = await _get(client, "/v1/points", quota="WHP-PT")
     assert {p["gateway"] for p in pressure["items"]} == {NANCHANG.gateway, BEIJING.gateway}

@@ -17,10 +17,19 @@ from click.testing import CliRunner, Result
 
 from collector.cli import main, run_collector
 from collector.config import load_collector_config
+from collector.ingest.core import Inbound, plan_batch
+from collector.storage import open_storage
+from collector.storage.base import KeyGrant
+from specs.meta import PointMeta
+from specs.records import Quality, Reading, iso_time
 from specs.signing import load_verify_key
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import (
+    BASE_TIME,
+    MINE_CODE,
     SimGateway,
+    catalogue_with_coal,
+    coal_gateway,
     gateway_link,
     register,
     sim_gateway,
@@ -198,3 +207,93 @@ async def test_serve_runs_until_sigterm_and_logs_json(broker: Broker, tmp_path: 
     assert "collector_started" in events
     assert "broker_subscribed" in events
     assert events[-1] == "collector_stopped"
+
+
+# --- export --------------------------------------------------------------------------------
+
+MINE = coal_gateway()
+METHANE = f"{MINE_CODE}-000001-001046"
+
+
+def _methane(dt: float, value: float | None, quality: Quality = Quality.GOOD) -> Reading:
+    return Reading(METHANE, "MK-M0101", iso_time(BASE_TIME + dt), value, "%CH4", quality)
+
+
+async def _fill(config: Path) -> None:
+    """Store, through the ingest core, a coal mine's two blocks and meta and a tank farm's block."""
+    async with open_storage(f"sqlite:///{config.parent / 'state' / 'collector.db'}") as storage:
+        messages = []
+        for gateway, seq, records in (
+            (MINE, 1, [_methane(0, 0.52), _methane(30, None, Quality.BAD)]),
+            (MINE, 2, [_methane(60, 0.61), _methane(3600, 0.7)]),  # the last is after --to
+            (GW, 1, None),
+        ):
+            await register(storage, gateway)
+            payload = gateway.block(seq, records=records)
+            messages.append(Inbound(gateway.topics.block, payload, tuple(gateway.sign(payload)), 0))
+        meta = MINE.meta(
+            [PointMeta(METHANE, "MK-M0101", "%CH4", "回风甲烷", "1201回风巷", {"alarm": 0.75})]
+        )
+        messages.append(Inbound(MINE.topics.meta, meta, tuple(MINE.sign(meta)), 0))
+        grants = {}
+        for gateway in (MINE, GW):
+            owner, key = gateway.registration()
+            grants[key.kid] = KeyGrant(key, owner)
+        batch = plan_batch(messages, grants, {}, catalogue_with_coal())
+        assert not batch.audits
+        await storage.ingest(batch)
+
+
+def _export(config: Path, gateway: str, *extra: str) -> Result:
+    window = ["--from", iso_time(BASE_TIME), "--to", iso_time(BASE_TIME + 600)]
+    return _run(
+        "export", "-c", str(config), "--format", "aqss", "--gateway", gateway, *window, *extra
+    )
+
+
+EXPECTED_AQSS = (
+    "KJ;AQSS|"
+    "610631015;2026-05-29 04:26:40;000001;001046;0.52;;0~"
+    "610631015;2026-05-29 04:27:10;000001;001046;;;2~"
+    "610631015;2026-05-29 04:27:40;000001;001046;0.61;;0~"
+    "‖"
+)
+
+
+def test_export_aqss_writes_the_window_as_coal_text(config: Path, tmp_path: Path) -> None:
+    asyncio.run(_fill(config))
+    out = tmp_path / "mine.txt"
+    result = _export(config, MINE.gateway, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    aqmc, aqss = out.read_text(encoding="utf-8").splitlines()
+    assert aqss == EXPECTED_AQSS
+    assert aqmc.startswith("KJ;AQMC|610631015;2026-05-29 04:26:40;001046;000001;M0101;回风甲烷;")
+    fields = aqmc.removeprefix("KJ;AQMC|").removesuffix("~‖").split(";")
+    assert fields[7] == "%CH4"
+    assert fields[12:] == ["-0.01", "0.75", "-0.01", "-0.01", "-0.01", "-0.01"]
+    assert "exported 3 readings of 1 points" in result.stderr
+    assert not list(tmp_path.glob(".*.partial"))
+    to_stdout = _export(config, MINE.gateway)
+    assert to_stdout.exit_code == 0
+    assert to_stdout.stdout == out.read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(
+    ("gateway", "extra", "message"),
+    [
+        (GW.gateway, [], "not a coal mine (domain WHP)"),
+        (sim_gateway(7).gateway, [], "is not registered"),
+        (MINE.gateway, ["--from", "yesterday"], "--from"),
+        (MINE.gateway, ["--to", iso_time(BASE_TIME - 1)], "must be later than --from"),
+    ],
+)
+def test_export_refuses_what_it_cannot_export_with_status_2(
+    config: Path, tmp_path: Path, gateway: str, extra: list[str], message: str
+) -> None:
+    asyncio.run(_fill(config))
+    out = tmp_path / "out.txt"
+    result = _export(config, gateway, "--out", str(out), *extra)
+    assert result.exit_code == 2
+    assert message in result.stderr
+    assert not out.exists()
+    assert not list(tmp_path.glob(".*.partial"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import time
@@ -27,8 +28,10 @@ from collector.storage import open_storage
 from collector.storage.base import Gateway, GatewayKey, Storage
 from specs.ack import Ack, decode_ack
 from specs.block import GENESIS, BlockHeader, encode_block
+from specs.catalogue import Catalogue, UnitConversion, default_catalogue
 from specs.identifiers import credit_code_check_character
-from specs.records import GapRecord, Quality, Reading, Record, iso_time
+from specs.meta import GatewayMeta, PointMeta
+from specs.records import AlarmEvent, AlarmRecord, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import (
     Signature,
     SigningKey,
@@ -60,6 +63,7 @@ class SimGateway:
     gateway: str
     key: SigningKey
     domain: str = "WHP"
+    mine_code: str | None = None
 
     @property
     def topics(self) -> GatewayTopics:
@@ -110,7 +114,19 @@ class SimGateway:
         }
         fields |= header or {}
         chosen: list[Record] = [self.reading(seq)] if records is None else list(records)
-        return encode_block(BlockHeader(seq=seq, **fields), chosen)
+        return encode_block(BlockHeader(seq=seq, mine_code=self.mine_code, **fields), chosen)
+
+    def meta(self, points: Sequence[PointMeta], *, issued_at: float = BASE_TIME) -> bytes:
+        """Canonical bytes of this gateway's signed point catalogue (`up/meta`)."""
+        return GatewayMeta(
+            gateway=self.gateway,
+            enterprise=self.enterprise,
+            district=self.district,
+            domain=self.domain,
+            mine_code=self.mine_code,
+            issued_at=iso_time(issued_at),
+            points=tuple(points),
+        ).encode()
 
     def sign(self, payload: bytes, key: SigningKey | None = None) -> UserProperties:
         """The MQTT 5 user properties carrying the signature (by `key`, default our own)."""
@@ -123,6 +139,82 @@ def sim_gateway(serial: int = 1, district: str = "360100", number: int = 1) -> S
     gateway = f"{enterprise}-GW{number:02d}"
     seed = hashlib.sha256(f"gz-test-key/{gateway}".encode()).digest()
     return SimGateway(enterprise, district, gateway, signing_key_from_seed(seed))
+
+
+MINE_CODE = "610631015"
+
+
+def coal_gateway(serial: int = 9, district: str = "610631") -> SimGateway:
+    """A coal mine's gateway (domain MK, mine code MINE_CODE)."""
+    gateway = sim_gateway(serial, district)
+    return SimGateway(gateway.enterprise, district, gateway.gateway, gateway.key, "MK", MINE_CODE)
+
+
+def catalogue_with_coal() -> Catalogue:
+    """The shipped catalogue plus fixed coal indicators, so collector tests do not depend on
+    how far the catalogue data has grown (the coal entries here are test data)."""
+    shipped = default_catalogue()
+    level = shipped.get("WHP-LT")
+    assert level is not None
+    coal = {
+        "MK-M0101": dataclasses.replace(
+            level,
+            code="MK-M0101",
+            domain="MK",
+            name_zh="甲烷",
+            name_en="methane",
+            unit="%CH4",
+            units={"%CH4": UnitConversion(1.0)},
+            low=0.0,
+            high=100.0,
+            alarms=("alarm", "power_off"),
+            thresholds={},
+            source="test data",
+        ),
+        "MK-M0104": dataclasses.replace(
+            level,
+            code="MK-M0104",
+            domain="MK",
+            name_zh="一氧化碳",
+            name_en="carbon monoxide",
+            unit="ppm",
+            units={"ppm": UnitConversion(1.0)},
+            low=0.0,
+            high=1000.0,
+            alarms=("alarm",),
+            thresholds={},
+            source="test data",
+        ),
+    }
+    return dataclasses.replace(shipped, indicators={**shipped.indicators, **coal})
+
+
+def alarm_record(
+    alarm_id: str,
+    event: AlarmEvent,
+    t: float,
+    *,
+    point: str = "T001-LT-01",
+    quota: str = "WHP-LT",
+    level: str = "H",
+    value: float | None = 8.7,
+    threshold: float | None = 8.5,
+    unit: str = "m",
+    trigger_t: float | None = None,
+) -> AlarmRecord:
+    """An alarm event as the edge writes it (trigger reading at `trigger_t`, default `t`)."""
+    return AlarmRecord(
+        alarm_id=alarm_id,
+        point=point,
+        quota=quota,
+        t=iso_time(t),
+        event=event,
+        level=level,
+        value=value,
+        threshold=threshold,
+        unit=unit,
+        trigger_t=iso_time(t if trigger_t is None else trigger_t),
+    )
 
 
 def foreign_key() -> SigningKey:
@@ -231,13 +323,20 @@ async def running_ingest(
     *,
     batch_max: int = 200,
     storage: Storage | None = None,
+    catalogue: Catalogue | None = None,
 ) -> AsyncIterator[tuple[Ingest, Storage]]:
-    """Run the ingest loop (no HTTP API) against the broker on `port`, subscribed on return."""
+    """Run the ingest loop (no HTTP API) against the broker on `port`, subscribed on return.
+
+    Readings are normalized against `catalogue` (default: `catalogue_with_coal()`).
+    """
     async with contextlib.AsyncExitStack() as stack:
         if storage is None:
             storage = await stack.enter_async_context(open_storage(f"sqlite:///{database}"))
         ingest = Ingest(
-            IngestSettings("127.0.0.1", port, batch_max=batch_max), storage, collector_key
+            IngestSettings("127.0.0.1", port, batch_max=batch_max),
+            storage,
+            collector_key,
+            catalogue=catalogue_with_coal() if catalogue is None else catalogue,
         )
         task = asyncio.create_task(ingest.run(), name="test-ingest")
         try:

@@ -18,6 +18,7 @@ from collector.ingest.core import Inbound, build_acks, judge_block, judge_status
 from collector.storage.base import (
     AuditEntry,
     BatchResult,
+    BlockEntries,
     Gateway,
     GatewayView,
     IncomingBlock,
@@ -102,7 +103,7 @@ def test_classify_by_membership_within_and_across_batches() -> None:
     one = GW.block(1)
     other = GW.block(1, records=[GW.reading(1, 5)])
     blocks = [
-        IncomingBlock(GW.topics.block, decode_block(p), GW.key.sign(p), BASE_TIME)
+        IncomingBlock(GW.topics.block, decode_block(p), GW.key.sign(p), BASE_TIME, BlockEntries())
         for p in (one, one, other, GW.block(2))
     ]
     assert classify(blocks, {}) == (
@@ -210,12 +211,17 @@ def test_plan_batch_sorts_messages_and_acks_are_signed_per_block() -> None:
         _inbound(first, GW.sign(first)),
         _inbound(first, GW.sign(first)),
         _inbound(second, []),
-        Inbound(GW.topics.meta, b"{}", (), BASE_TIME),
+        Inbound(GW.topics.meta, b"{}", (), BASE_TIME),  # unsigned: judged like a block
+        Inbound(f"{GW.topics.base}/up/other", b"{}", (), BASE_TIME),
         Inbound(GW.topics.status, b'{"online": false}', (), BASE_TIME),
     ]
     batch = plan_batch(messages, _grants(GW), {GW.gateway: GW.registration()[0]})
     assert len(batch.blocks) == 2
-    assert [a.reason for a in batch.audits] == [Reason.BAD_SIGNATURE, Reason.UNSUPPORTED_TOPIC]
+    assert [a.reason for a in batch.audits] == [
+        Reason.BAD_SIGNATURE,
+        Reason.BAD_SIGNATURE,
+        Reason.UNSUPPORTED_TOPIC,
+    ]
     assert len(batch.statuses) == 1
     state = StreamState(GW.gateway, "epoch-1", 1, 1, ())
     result = BatchResult((Outcome.STORED, Outcome.DUPLICATE), {(GW.gateway, "epoch-1"): state})

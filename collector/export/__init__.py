@@ -1,0 +1,1 @@
+"""Exporters of stored data to regulators' formats (pure formatters; the CLI is the shell)."""

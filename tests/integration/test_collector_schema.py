@@ -1,0 +1,71 @@
+"""SQLite schema upgrades: a collector file from before normalization opens and keeps its data."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from collector.storage import open_storage
+from collector.storage.base import StorageError
+from collector.storage.sqlite import SCHEMA_VERSION
+from tests.support.collector_client import coal_gateway
+
+MINE = coal_gateway()
+
+# The two tables of schema 1 that schema 2 reads; the others are created by the upgrade.
+_SCHEMA_1 = """
+CREATE TABLE blocks (
+    gateway TEXT NOT NULL, epoch TEXT NOT NULL, seq INTEGER NOT NULL, payload BLOB NOT NULL,
+    alg TEXT NOT NULL, kid TEXT NOT NULL, sig BLOB NOT NULL, hash TEXT NOT NULL,
+    received_at REAL NOT NULL, PRIMARY KEY (gateway, epoch, seq)
+);
+CREATE TABLE ingest_state (
+    gateway TEXT NOT NULL, epoch TEXT NOT NULL, acked_through INTEGER NOT NULL,
+    max_seq INTEGER NOT NULL, missing TEXT NOT NULL, first_seen REAL NOT NULL,
+    last_seen REAL NOT NULL, PRIMARY KEY (gateway, epoch)
+);
+PRAGMA user_version = 1;
+"""
+
+
+def _schema_1_file(path: Path) -> None:
+    payload = MINE.block(1)
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA_1)
+        db.execute(
+            "INSERT INTO blocks VALUES (?, 'epoch-1', 1, ?, 'ed25519', 'k', x'00', 'h', 1.0)",
+            (MINE.gateway, payload),
+        )
+        db.execute(
+            "INSERT INTO ingest_state VALUES (?, 'epoch-1', 1, 1, '[]', 1.0, 1.0)", (MINE.gateway,)
+        )
+    db.close()
+
+
+async def test_a_schema_1_file_is_upgraded_and_its_blocks_learn_their_mine(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "old.db"
+    _schema_1_file(path)
+    for _ in range(2):  # the second open finds the file current and changes nothing
+        async with open_storage(f"sqlite:///{path}") as storage:
+            profile = await storage.gateway_profile(MINE.gateway)
+            assert profile is not None
+            assert (profile.domain, profile.mine_code) == ("MK", MINE.mine_code)
+            assert await storage.point_metas(MINE.gateway) == {}
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        assert db.execute("SELECT count(*) FROM alarms").fetchone() == (0,)
+    db.close()
+
+
+async def test_a_newer_file_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "new.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    db.close()
+    with pytest.raises(StorageError, match="newer"):
+        async with open_storage(f"sqlite:///{path}"):
+            pass
