@@ -313,13 +313,17 @@ def _with_storage(config: CollectorConfig, work: Callable[[Storage], Awaitable[T
         raise click.ClickException(str(exc)) from None
 
 
-def _gateway_identity(gateway: str, district: str) -> Gateway:
+def _gateway_identity(gateway: str, district: str | None) -> Gateway:
     enterprise = gateway.partition("-GW")[0]
     try:
         check_gateway_code(gateway, enterprise)
         check_enterprise_code(enterprise)
     except IdentifierError as exc:
         raise click.BadParameter(str(exc), param_hint="--gateway") from None
+    if district is None:
+        # GB 32100: characters 3-8 of the credit code are the registering authority's
+        # GB/T 2260 district, the usual (not guaranteed) place of the site.
+        district = enterprise[2:8]
     try:
         check_district_code(district)
     except IdentifierError as exc:
@@ -336,10 +340,13 @@ def _gateway_identity(gateway: str, district: str) -> Gateway:
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
     help="The gateway's public key PEM (its <key_file>.pub).",
 )
-@click.option("--district", required=True, help="6-digit GB/T 2260 district code of the site.")
+@click.option(
+    "--district",
+    help="6-digit GB/T 2260 district of the site (default: the one in the credit code).",
+)
 @click.option("--kid", help="Expected key id; refused unless the key has it.")
 def gateways_add(
-    config_path: Path, gateway_id: str, public_key: Path, district: str, kid: str | None
+    config_path: Path, gateway_id: str, public_key: Path, district: str | None, kid: str | None
 ) -> None:
     """Register a gateway (enterprise taken from its id) and add a public key to it."""
     config = load_or_exit(config_path)

@@ -31,6 +31,7 @@ from specs.topics import ROOT, collector_subscription
 
 STATUS_SUBSCRIPTION: Final = f"{ROOT}/+/+/+/status"
 STORAGE_RETRY_DELAY: Final = 1.0
+INCOMING_QUEUE_BOUND: Final = 10_000
 
 log = structlog.get_logger("collector.ingest")
 
@@ -114,6 +115,9 @@ class Ingest:
             tls_context=ssl.create_default_context() if self._settings.tls else None,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=True,
+            # Bounded: past this, messages are dropped here and the agents resend them on
+            # their ACK timeout, instead of memory growing while the database is slow.
+            max_queued_incoming_messages=INCOMING_QUEUE_BOUND,
         ) as client:
             await client.subscribe(collector_subscription(self._settings.share_group), qos=1)
             await client.subscribe(STATUS_SUBSCRIPTION, qos=1)

@@ -458,11 +458,14 @@ class SqliteStorage:
         """The registered gateways among `ids`."""
         found: dict[str, Gateway] = {}
         for chunk in _chunks(sorted(set(ids))):
-            rows = await self._reader.execute_fetchall(
-                "SELECT gateway, enterprise, district, registered_at FROM gateways"
-                f" WHERE gateway IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
+            try:
+                rows = await self._reader.execute_fetchall(
+                    "SELECT gateway, enterprise, district, registered_at FROM gateways"
+                    f" WHERE gateway IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+            except sqlite3.Error as exc:  # ingest retries a StorageError; a raw one would kill it
+                raise StorageError(f"cannot read gateways: {exc}") from exc
             found.update((row[0], _gateway(row)) for row in rows)
         return found
 
@@ -480,13 +483,16 @@ class SqliteStorage:
         """The registered keys among `kids`, each with its owning gateway."""
         found: dict[str, KeyGrant] = {}
         for chunk in _chunks(sorted(set(kids))):
-            rows = await self._reader.execute_fetchall(
-                "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
-                " g.gateway, g.enterprise, g.district, g.registered_at"
-                " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway"
-                f" WHERE k.kid IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
+            try:
+                rows = await self._reader.execute_fetchall(
+                    "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
+                    " g.gateway, g.enterprise, g.district, g.registered_at"
+                    " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway"
+                    f" WHERE k.kid IN ({', '.join('?' * len(chunk))})",
+                    chunk,
+                )
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot read keys: {exc}") from exc
             for row in rows:
                 found[row[0]] = KeyGrant(_key(row), Gateway(row[6], row[7], row[8], row[9]))
         return found

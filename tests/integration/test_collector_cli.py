@@ -99,6 +99,14 @@ def test_gateways_add_list_revoke(config: Path, tmp_path: Path) -> None:
     assert moved.exit_code == 1
     assert "registered in district 360100" in moved.stderr
 
+
+def test_gateways_add_takes_the_district_from_the_credit_code(config: Path, tmp_path: Path) -> None:
+    public = _public_key_file(tmp_path, GW)
+    args = ["-c", str(config), "--gateway", GW.gateway, "--public-key", str(public)]
+    added = _run("gateways", "add", *args)  # DESIGN section 6 form: no --district
+    assert added.exit_code == 0, added.output
+    assert f"district {GW.enterprise[2:8]}" in added.stdout
+
     listed = _run("gateways", "list", "-c", str(config))
     assert listed.exit_code == 0
     header, row = listed.stdout.strip().splitlines()

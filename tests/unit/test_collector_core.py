@@ -290,3 +290,27 @@ def test_registered_gateway_fixture_is_consistent() -> None:
     gateway, key = GW.registration()
     assert gateway == Gateway(GW.gateway, GW.enterprise, GW.district, BASE_TIME)
     assert key.kid == GW.key.kid
+
+
+@pytest.mark.parametrize(
+    "payload",
+    [
+        b'{"online": ' + b"1" * 5000 + b"}",
+        b'{"online": 1e400}',
+        b'{"online": "\\ud800"}',
+        b"[" * 50_000,
+        b"\xff",
+    ],
+)
+def test_hostile_unsigned_status_is_an_audit_row_not_a_crash(payload: bytes) -> None:
+    gateway = GW
+    registered = {gateway.gateway: gateway.registration()[0]}
+    message = Inbound(
+        topic=f"gz/1/{gateway.district}/{gateway.enterprise}/{gateway.gateway}/status",
+        payload=payload,
+        properties=(),
+        received_at=1.0,
+    )
+    judged = judge_status(message, registered)
+    assert isinstance(judged, AuditEntry)
+    assert judged.reason is Reason.MALFORMED
