@@ -45,7 +45,10 @@ def normalize(
     if value is None:
         quality = Quality.BAD
         if sample.error:
-            flags.append(_error_flag(sample.error))
+            flag = _error_flag(sample.error)
+            # OPC UA drivers already name the status (BadSensorFailure) in the flags.
+            if flag not in {f.lower() for f in flags}:
+                flags.append(flag)
     return Reading(
         point=point.point,
         quota=point.quota,

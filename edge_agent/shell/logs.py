@@ -35,3 +35,5 @@ def configure_logging(level: int = logging.INFO) -> None:
     root.setLevel(level)
     # pymodbus logs every failed request at ERROR; the poller already reports link state.
     logging.getLogger("pymodbus").setLevel(logging.CRITICAL)
+    # asyncua logs tracebacks at INFO/ERROR for every link loss the driver already reports.
+    logging.getLogger("asyncua").setLevel(logging.WARNING)
