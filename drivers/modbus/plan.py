@@ -5,6 +5,11 @@ while the next point still fits the protocol limit (125 registers, 2000 bits) an
 addresses between it and the request read so far are at most `max_gap`. Reading through a small
 gap costs a few bytes; a separate request costs a round trip. Set `max_gap=0` for devices that
 answer ILLEGAL ADDRESS when a read touches a hole in their map.
+
+`transaction_lower_bound` is the fewest requests any plan can have: per table, the fewest
+windows of at most 125 registers (2000 bits) that each hold whole points, with every gap read
+through. With `max_gap=UNLIMITED_GAP` the planner reaches it; a smaller `max_gap` trades extra
+requests for not touching holes in the device's map.
 """
 
 from __future__ import annotations
@@ -29,16 +34,19 @@ __all__ = [
     "DEFAULT_MAX_GAP",
     "MAX_READ_BITS",
     "MAX_READ_REGISTERS",
+    "UNLIMITED_GAP",
     "ReadRequest",
     "RegisterPoint",
     "plan_reads",
     "slice_values",
+    "transaction_lower_bound",
 ]
 
 MAX_READ_REGISTERS = 125  # function codes 3 and 4, Modbus application protocol 6.3/6.4
 MAX_READ_BITS = 2000  # function codes 1 and 2
 DEFAULT_MAX_GAP = 10
 ADDRESS_SPACE = 0x10000
+UNLIMITED_GAP = ADDRESS_SPACE  # read through any gap: the plan reaches the lower bound
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,3 +165,37 @@ def slice_values(
         first = point.start - request.start
         values[point.key] = tuple(int(v) for v in response_registers[first : first + point.count])
     return values
+
+
+def transaction_lower_bound(
+    points: Iterable[RegisterPoint],
+    max_registers: int = MAX_READ_REGISTERS,
+    max_bits: int = MAX_READ_BITS,
+) -> int:
+    """Return the fewest read requests any plan needs for these points.
+
+    Per table: the fewest windows of at most `max_registers` registers (`max_bits` for coils
+    and discrete inputs) such that every point lies wholly inside one window, when any gap
+    may be read through. Greedy is optimal here: some window must hold the point that starts
+    lowest, and the window starting at that point holds every point any such window holds.
+
+    Raises:
+        ValueError: a limit below 1, or a point longer than its table's limit.
+    """
+    if max_registers < 1 or max_bits < 1:
+        raise ValueError("limits must be >= 1")
+    by_table: dict[Table, list[RegisterPoint]] = {}
+    for point in points:
+        by_table.setdefault(point.table, []).append(point)
+    total = 0
+    for table, row in by_table.items():
+        limit = max_bits if is_bit_table(table) else max_registers
+        if any(point.count > limit for point in row):
+            raise ValueError(f"a {table} point is longer than the limit {limit}")
+        remaining = sorted(row, key=lambda p: p.start)
+        while remaining:
+            window_end = remaining[0].start + limit
+            total += 1
+            # Points are sorted by start, so the left-overs stay sorted.
+            remaining = [p for p in remaining if p.end > window_end]
+    return total

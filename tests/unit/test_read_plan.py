@@ -13,10 +13,12 @@ from drivers.modbus.codec import DataType, Order, Table, is_bit_table, register_
 from drivers.modbus.plan import (
     MAX_READ_BITS,
     MAX_READ_REGISTERS,
+    UNLIMITED_GAP,
     ReadRequest,
     RegisterPoint,
     plan_reads,
     slice_values,
+    transaction_lower_bound,
 )
 
 H = Table.HOLDING
@@ -218,3 +220,13 @@ def disjoint_points(draw: st.DrawFn) -> list[RegisterPoint]:
 @given(points=disjoint_points(), max_gap=st.integers(0, 30))
 def test_greedy_plan_is_as_short_as_any_plan(points: list[RegisterPoint], max_gap: int) -> None:
     assert len(plan_reads(points, max_gap=max_gap)) == _fewest(points, max_gap)
+
+
+@given(points=point_sets())
+def test_unlimited_gap_plan_reaches_the_lower_bound(points: list[RegisterPoint]) -> None:
+    assert len(plan_reads(points, max_gap=UNLIMITED_GAP)) == transaction_lower_bound(points)
+
+
+@given(points=point_sets(), max_gap=st.integers(0, 40))
+def test_no_plan_beats_the_lower_bound(points: list[RegisterPoint], max_gap: int) -> None:
+    assert len(plan_reads(points, max_gap=max_gap)) >= transaction_lower_bound(points)

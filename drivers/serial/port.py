@@ -1,0 +1,168 @@
+"""A serial port driven by the asyncio loop: pyserial opens and configures it, no threads.
+
+pyserial sets the line up (baud rate, parity, stop bits, an exclusive lock, an empty input
+queue) and hands over a non-blocking file descriptor. From then on the event loop watches it:
+`loop.add_reader` delivers every chunk as it arrives, with its arrival time, and writes that
+the driver cannot take at once wait on `loop.add_writer`. pyserial's own ``read``/``write``
+block or poll; neither belongs in an event loop.
+
+This is the only module that imports pyserial: its errors become DriverConnectionError here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import termios
+from typing import TYPE_CHECKING
+
+import serial
+
+from drivers.base import DriverConnectionError, DriverTimeoutError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from drivers.serial.settings import SerialSettings
+
+__all__ = ["SerialPort"]
+
+_READ_CHUNK = 4096
+
+
+class SerialPort:
+    """One open serial port: bytes in through a callback, bytes out through `write`.
+
+    `on_data(chunk, t_mono)` gets every chunk with the loop time it arrived. `on_lost(error)`
+    is called once if the port fails or hangs up (a USB adapter pulled, a pty closed); the port
+    is closed by then. Build it with `SerialPort.open` inside a running loop.
+    """
+
+    def __init__(
+        self,
+        settings: SerialSettings,
+        handle: serial.Serial,
+        on_data: Callable[[bytes, float], None],
+        on_lost: Callable[[DriverConnectionError], None],
+    ) -> None:
+        self.settings = settings
+        self._handle: serial.Serial | None = handle
+        self._fd = handle.fileno()
+        self._on_data = on_data
+        self._on_lost = on_lost
+        self._loop = asyncio.get_running_loop()
+        self._loop.add_reader(self._fd, self._readable)
+
+    @classmethod
+    def open(
+        cls,
+        settings: SerialSettings,
+        on_data: Callable[[bytes, float], None],
+        on_lost: Callable[[DriverConnectionError], None],
+    ) -> SerialPort:
+        """Open and configure the port and start watching it.
+
+        Raises:
+            DriverConnectionError: the port does not exist, is busy or cannot be configured.
+        """
+        try:
+            handle = serial.Serial(
+                settings.port,
+                baudrate=settings.baudrate,
+                bytesize=settings.bytesize,
+                parity=str(settings.parity),
+                stopbits=settings.stopbits,
+                timeout=0,
+                write_timeout=0,
+                exclusive=True,  # two processes on one RS-485 port garble each other's frames
+            )
+        except (serial.SerialException, OSError, ValueError, termios.error) as exc:
+            # termios.error: the device refuses the line settings (a pty has no parity).
+            raise DriverConnectionError(f"cannot open {settings.port}: {exc}") from exc
+        return cls(settings, handle, on_data, on_lost)
+
+    @property
+    def is_open(self) -> bool:
+        """Whether the port is open (not closed and not failed)."""
+        return self._handle is not None
+
+    async def write(self, data: bytes, *, stall_timeout: float) -> None:
+        """Queue `data` for sending; wait only while the driver's queue is full.
+
+        Raises:
+            DriverConnectionError: the port is closed or failed while writing.
+            DriverTimeoutError: the driver took nothing for `stall_timeout` seconds (flow
+                control holding the line).
+        """
+        view = memoryview(data)
+        while view:
+            written = self._write_some(view)
+            view = view[written:]
+            if view:
+                await self._writable(stall_timeout)
+
+    def close(self) -> None:
+        """Stop watching and close the port; safe to call twice."""
+        handle, self._handle = self._handle, None
+        if handle is None:
+            return
+        self._loop.remove_reader(self._fd)
+        self._loop.remove_writer(self._fd)
+        with contextlib.suppress(OSError, serial.SerialException):
+            handle.close()
+
+    def _write_some(self, data: memoryview) -> int:
+        """Write what the driver takes now, without blocking."""
+        if self._handle is None:
+            raise DriverConnectionError(f"{self.settings.port}: port is closed")
+        try:
+            return os.write(self._fd, data)
+        except BlockingIOError:
+            return 0
+        except OSError as exc:
+            error = DriverConnectionError(f"{self.settings.port}: write failed: {exc}")
+            self._fail(error)
+            raise error from exc
+
+    async def _writable(self, limit: float) -> None:
+        """Wait until the driver can take more bytes."""
+        ready = self._loop.create_future()
+
+        def wake() -> None:
+            if not ready.done():
+                ready.set_result(None)
+
+        self._loop.add_writer(self._fd, wake)
+        try:
+            async with asyncio.timeout(limit):
+                await ready
+        except TimeoutError:
+            if self._handle is None:  # failed while waiting: report the real cause
+                raise DriverConnectionError(f"{self.settings.port}: port closed") from None
+            raise DriverTimeoutError(f"{self.settings.port}: write stalled") from None
+        finally:
+            if self._handle is not None:
+                self._loop.remove_writer(self._fd)
+
+    def _readable(self) -> None:
+        """Read what has arrived and hand it on (the loop's reader callback)."""
+        try:
+            chunk = os.read(self._fd, _READ_CHUNK)
+        except BlockingIOError:
+            return
+        except OSError as exc:
+            self._fail(DriverConnectionError(f"{self.settings.port}: read failed: {exc}"))
+            return
+        if not chunk:
+            # A tty reads as end-of-file only after a hangup; it would stay readable forever.
+            self._fail(DriverConnectionError(f"{self.settings.port}: hung up"))
+            return
+        self._on_data(chunk, self._loop.time())
+
+    def _fail(self, error: DriverConnectionError) -> None:
+        """Close after an I/O error and tell the owner once."""
+        if self._handle is None:
+            return
+        self.close()
+        self._on_lost(error)

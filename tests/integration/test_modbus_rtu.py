@@ -1,0 +1,493 @@
+"""Modbus RTU bus and driver against the simulated RTU bus on a pseudo terminal."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from drivers.base import (
+    Driver,
+    DriverConnectionError,
+    DriverTimeoutError,
+    Quality,
+    RawSample,
+)
+from drivers.modbus.codec import DataType, Table
+from drivers.modbus.plan import ReadRequest, RegisterPoint
+from drivers.modbus.rtu import (
+    ModbusRtuDriver,
+    RtuBus,
+    RtuReply,
+    build_read_frame,
+    find_reply,
+    reply_values,
+    rtu_frame,
+)
+from drivers.modbus.timing import rtu_transaction_seconds
+from drivers.serial.settings import Parity, SerialSettings
+from drivers.sim.rtu_bus import (
+    COIL_BITS,
+    DISCRETE_BITS,
+    PATTERN_BASE,
+    RAMP_BASE,
+    Fault,
+    RtuBusSim,
+    headcount_slave,
+    pattern_slave,
+)
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator, Sequence
+
+H = Table.HOLDING
+HEADCOUNT = 3
+RATED = (12, 8, 20, 6)
+
+
+# --- pure frame codec -------------------------------------------------------------------------
+
+
+def test_read_frame_known_vector() -> None:
+    # The textbook FC03 request: unit 1, 10 holding registers from 0.
+    frame = build_read_frame(1, ReadRequest(H, 0, 10, ()))
+    assert frame == bytes.fromhex("01 03 00 00 00 0A C5 CD")
+    assert build_read_frame(17, ReadRequest(Table.COIL, 19, 37, ()))[:6] == bytes.fromhex(
+        "11 01 00 13 00 25"
+    )
+    with pytest.raises(ValueError, match="unit"):
+        build_read_frame(0, ReadRequest(H, 0, 1, ()))
+
+
+def test_find_reply_hunts_past_noise_and_other_units() -> None:
+    request = ReadRequest(H, 0, 2, ())
+    good = rtu_frame(5, bytes([3, 4, 0x12, 0x34, 0xAB, 0xCD]))
+    other = rtu_frame(6, bytes([3, 4, 0, 0, 0, 0]))
+    assert find_reply(b"\x00\x05\xff" + other + good, 5, request) == RtuReply(
+        5, 3, bytes.fromhex("1234ABCD")
+    )
+    assert find_reply(good[:-1], 5, request) is None  # incomplete
+    corrupted = good[:4] + bytes([good[4] ^ 1]) + good[5:]
+    assert find_reply(corrupted, 5, request) is None  # CRC catches it
+    assert find_reply(rtu_frame(5, bytes([3, 2, 0, 1])), 5, request) is None  # wrong size
+    assert find_reply(other, 5, request) is None
+    exception = rtu_frame(5, bytes([0x83, 2]))
+    assert find_reply(b"\x01" + exception, 5, request) == RtuReply(5, 3, exception_code=2)
+    assert reply_values(RtuReply(5, 3, bytes.fromhex("1234ABCD")), request) == (0x1234, 0xABCD)
+    bits = ReadRequest(Table.COIL, 0, 10, ())
+    assert reply_values(RtuReply(5, 1, bytes([0b1000_0101, 0b10])), bits) == (
+        1,
+        0,
+        1,
+        0,
+        0,
+        0,
+        0,
+        1,
+        0,
+        1,
+    )
+
+
+# --- fixtures ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def sim() -> AsyncIterator[RtuBusSim]:
+    slaves = [headcount_slave(HEADCOUNT, RATED, seed=4), pattern_slave(1), pattern_slave(2)]
+    async with RtuBusSim(slaves, interval=0.05, seed=1) as running:
+        yield running
+
+
+def settings(path: str, baudrate: int = 19200) -> SerialSettings:
+    # 8N2: 11-bit characters like the spec's 8E1; a pty cannot keep parity across reopening.
+    return SerialSettings(path, baudrate, Parity.NONE, 2)
+
+
+def pattern_points(prefix: str = "") -> list[RegisterPoint]:
+    points = [
+        RegisterPoint(f"{prefix}unit", H, PATTERN_BASE, DataType.UINT16),
+        RegisterPoint(f"{prefix}i16", H, PATTERN_BASE + 1, DataType.INT16),
+        RegisterPoint(f"{prefix}f32", H, PATTERN_BASE + 2, DataType.FLOAT32),
+        RegisterPoint(f"{prefix}u32", H, PATTERN_BASE + 4, DataType.UINT32),
+    ]
+    points += [
+        RegisterPoint(f"{prefix}coil{i}", Table.COIL, i, DataType.BOOL)
+        for i in range(len(COIL_BITS))
+    ]
+    points += [
+        RegisterPoint(f"{prefix}di{i}", Table.DISCRETE, i, DataType.BOOL)
+        for i in range(len(DISCRETE_BITS))
+    ]
+    return points
+
+
+def expected_pattern(unit: int, prefix: str = "") -> dict[str, float]:
+    expected: dict[str, float] = {
+        f"{prefix}unit": 4200 + unit,
+        f"{prefix}i16": -12345,
+        f"{prefix}f32": -1234.5625,
+        f"{prefix}u32": 3456789012,
+    }
+    expected |= {f"{prefix}coil{i}": b for i, b in enumerate(COIL_BITS)}
+    expected |= {f"{prefix}di{i}": b for i, b in enumerate(DISCRETE_BITS)}
+    return expected
+
+
+def headcount_points() -> list[RegisterPoint]:
+    return [
+        RegisterPoint(f"w{w}.{name}", Table.INPUT, 2 * w + k, DataType.UINT16)
+        for w in range(len(RATED))
+        for k, name in enumerate(("present", "rated"))
+    ]
+
+
+@contextlib.asynccontextmanager
+async def attached(*drivers: ModbusRtuDriver) -> AsyncIterator[None]:
+    for driver in drivers:
+        await driver.connect()
+    try:
+        yield
+    finally:
+        for driver in drivers:
+            await driver.close()
+
+
+def port_open(bus: RtuBus) -> bool:
+    return bus.is_open  # a call, so the type checker does not pin the property's value
+
+
+def values(samples: Sequence[RawSample]) -> dict[str, float | None]:
+    return {s.key: s.value for s in samples}
+
+
+# --- exact values -----------------------------------------------------------------------------
+
+
+async def test_exact_values_over_a_pty(sim: RtuBusSim) -> None:
+    bus = RtuBus(settings(sim.path))
+    points = pattern_points()
+    driver = ModbusRtuDriver("pattern-1", bus, 1, points, timeout=0.5)
+    assert [(r.table, r.start, r.count) for r in driver.plan] == [
+        (H, 100, 6),
+        (Table.COIL, 0, 8),
+        (Table.DISCRETE, 0, 8),
+    ]
+    async with attached(driver):
+        samples = await driver.read()
+    assert [s.key for s in samples] == [p.key for p in points]
+    assert all(s.quality is Quality.GOOD and s.error is None for s in samples), samples
+    assert values(samples) == expected_pattern(1)
+    by_key = {s.key: s for s in samples}
+    assert by_key["f32"].raw == (0xC49A, 0x5200)
+    assert by_key["unit"].raw == (4201,)
+
+
+async def test_headcount_counter_reads_present_and_rated_staffing(sim: RtuBusSim) -> None:
+    counter = sim.slave(HEADCOUNT)
+    counter.frozen = True
+    bus = RtuBus(settings(sim.path))
+    driver = ModbusRtuDriver("yhbz-headcount", bus, HEADCOUNT, headcount_points(), timeout=0.5)
+    async with attached(driver):
+        got = values(await driver.read())
+    for w, rated in enumerate(RATED):
+        assert got[f"w{w}.rated"] == rated
+        assert got[f"w{w}.present"] == counter.inputs[2 * w]
+        assert 0 <= counter.inputs[2 * w] <= rated + 2
+
+
+async def test_frozen_slave_stops_changing_and_thaws(sim: RtuBusSim) -> None:
+    bus = RtuBus(settings(sim.path))
+    heartbeat = RegisterPoint("heartbeat", H, 0, DataType.UINT16)
+    driver = ModbusRtuDriver("pattern-2", bus, 2, [heartbeat], timeout=0.5)
+    async with attached(driver):
+        sim.slave(2).frozen = True
+        first = (await driver.read())[0].value
+        await asyncio.sleep(0.2)  # four update periods
+        assert (await driver.read())[0].value == first
+        sim.slave(2).frozen = False
+        await asyncio.sleep(0.2)
+        assert (await driver.read())[0].value != first
+
+
+# --- several slaves on one bus ----------------------------------------------------------------
+
+
+async def test_several_slaves_share_one_bus_without_crosstalk(sim: RtuBusSim) -> None:
+    bus = RtuBus(settings(sim.path))
+    drivers = [
+        ModbusRtuDriver(f"dev-{unit}", bus, unit, pattern_points(), timeout=0.5)
+        for unit in (1, 2, HEADCOUNT)
+    ]
+
+    async def poll(driver: ModbusRtuDriver) -> list[dict[str, float | None]]:
+        return [values(await driver.read()) for _ in range(5)]
+
+    async with attached(*drivers):
+        results = await asyncio.gather(*(poll(d) for d in drivers))
+    for driver, reads in zip(drivers, results, strict=True):
+        assert all(r == expected_pattern(driver.unit_id) for r in reads)
+    # 3 devices x 5 cycles x 3 requests, one at a time on the wire.
+    stats = bus.stats()
+    assert (stats.transactions, stats.timeouts, stats.errors) == (45, 0, 0)
+    assert not bus.is_open  # the last driver to detach closed the port
+
+
+async def test_a_driver_that_closes_does_not_close_the_port_under_others(sim: RtuBusSim) -> None:
+    bus = RtuBus(settings(sim.path))
+    one = ModbusRtuDriver("a", bus, 1, pattern_points(), timeout=0.5)
+    two = ModbusRtuDriver("b", bus, 2, pattern_points(), timeout=0.5)
+    await one.connect()
+    await two.connect()
+    await one.close()
+    await one.close()
+    assert port_open(bus)
+    assert values(await two.read()) == expected_pattern(2)
+    await two.close()
+    assert not port_open(bus)
+    with pytest.raises(DriverConnectionError):
+        await two.read()
+
+
+async def test_silent_slave_costs_one_timeout_per_cycle_and_others_keep_cadence(
+    sim: RtuBusSim,
+) -> None:
+    timeout, interval, cycles = 0.1, 0.15, 8
+    sim.slave(2).fault = Fault.SILENT
+    bus = RtuBus(settings(sim.path))
+    drivers = {
+        unit: ModbusRtuDriver(f"dev-{unit}", bus, unit, pattern_points(), timeout=timeout)
+        for unit in (1, 2, HEADCOUNT)
+    }
+    assert len(drivers[2].plan) == 3  # three requests, yet one timeout per cycle
+    durations: dict[int, list[float]] = {unit: [] for unit in drivers}
+    outcomes: dict[int, list[str]] = {unit: [] for unit in drivers}
+
+    async def poll(unit: int) -> None:
+        driver = drivers[unit]
+        loop = asyncio.get_running_loop()
+        start = loop.time()
+        for tick in range(cycles):
+            await asyncio.sleep(max(0.0, start + tick * interval - loop.time()))
+            began = loop.time()
+            try:
+                samples = await driver.read()
+            except DriverTimeoutError:
+                outcomes[unit].append("timeout")
+            else:
+                good = all(s.quality is Quality.GOOD for s in samples)
+                assert values(samples) == expected_pattern(unit)
+                outcomes[unit].append("good" if good else "bad")
+            durations[unit].append(loop.time() - began)
+
+    async with attached(*drivers.values()):
+        await asyncio.gather(*(poll(unit) for unit in drivers))
+
+    assert outcomes[2] == ["timeout"] * cycles
+    assert sim.slave(2).requests == cycles  # one request per cycle: the rest were not sent
+    # Its own reads take one timeout, plus (polled again within a timeout of the last one)
+    # a wait for a late reply that costs only this device, not the bus.
+    assert all(timeout <= d < 2 * timeout + 0.08 for d in durations[2]), durations[2]
+    for unit in (1, HEADCOUNT):
+        assert outcomes[unit] == ["good"] * cycles
+        # A healthy device waits at most one silent timeout for the bus, never more.
+        assert max(durations[unit]) < timeout + 0.08, durations[unit]
+    assert bus.stats().timeouts == cycles
+
+
+async def test_exception_codes_become_bad_samples(sim: RtuBusSim) -> None:
+    bus = RtuBus(settings(sim.path))
+    points = [
+        RegisterPoint("ok", H, PATTERN_BASE, DataType.UINT16),
+        RegisterPoint("hole", Table.INPUT, 50, DataType.UINT16),  # outside the map
+    ]
+    driver = ModbusRtuDriver("dev-1", bus, 1, points, timeout=0.5)
+    async with attached(driver):
+        ok, hole = await driver.read()
+        assert (ok.quality, ok.value) == (Quality.GOOD, 4201)
+        assert hole.quality is Quality.BAD
+        assert hole.error == "unit 1: modbus exception 2 (ILLEGAL DATA ADDRESS)"
+
+        sim.slave(1).fault = Fault.EXCEPTION
+        sim.slave(1).exception_code = 6
+        started = time.monotonic()
+        samples = await driver.read()
+        assert time.monotonic() - started < 0.2  # an exception is an answer, not a timeout
+        assert all(s.quality is Quality.BAD for s in samples)
+        assert all("exception 6 (SERVER DEVICE BUSY)" in (s.error or "") for s in samples)
+
+
+async def test_garbage_is_bad_for_the_cycle_then_the_next_read_is_exact(sim: RtuBusSim) -> None:
+    bus = RtuBus(settings(sim.path))
+    driver = ModbusRtuDriver("dev-1", bus, 1, pattern_points(), timeout=0.15)
+    async with attached(driver):
+        sim.slave(1).fault = Fault.GARBAGE
+        started = time.monotonic()
+        samples = await driver.read()
+        # One garbled request costs one timeout; the rest of the cycle is not sent.
+        assert time.monotonic() - started < 0.3
+        assert sim.slave(1).requests == 1
+        assert all(s.quality is Quality.BAD for s in samples)
+        assert all("noise" in (s.error or "") for s in samples)
+
+        sim.slave(1).fault = Fault.NONE
+        samples = await driver.read()
+        assert all(s.quality is Quality.GOOD for s in samples)
+        assert values(samples) == expected_pattern(1)  # no stale shift from the garbage
+    assert bus.stats().errors == 1
+
+
+async def test_late_reply_is_not_taken_for_another_units_answer(sim: RtuBusSim) -> None:
+    sim.slave(1).delay = 0.12  # answers 20 ms after the master gave up
+    bus = RtuBus(settings(sim.path))
+    slow = ModbusRtuDriver(
+        "slow", bus, 1, [RegisterPoint("r", H, RAMP_BASE + 5, DataType.UINT16)], timeout=0.1
+    )
+    other = ModbusRtuDriver(
+        "other", bus, 2, [RegisterPoint("r", H, RAMP_BASE + 7, DataType.UINT16)], timeout=0.3
+    )
+    async with attached(slow, other):
+        with pytest.raises(DriverTimeoutError):
+            await slow.read()
+        # Same function, same size: only the unit address tells the late reply apart.
+        assert values(await other.read()) == {"r": 7}
+
+
+async def test_late_reply_is_not_taken_for_the_same_units_next_answer(sim: RtuBusSim) -> None:
+    sim.slave(1).delay = 0.12
+    bus = RtuBus(settings(sim.path))
+    five = ModbusRtuDriver(
+        "five", bus, 1, [RegisterPoint("r", H, RAMP_BASE + 5, DataType.UINT16)], timeout=0.1
+    )
+    seven = ModbusRtuDriver(
+        "seven", bus, 1, [RegisterPoint("r", H, RAMP_BASE + 7, DataType.UINT16)], timeout=0.5
+    )
+    async with attached(five, seven):
+        with pytest.raises(DriverTimeoutError):
+            await five.read()
+        # Nothing but timing tells these replies apart: the bus lets the late one pass first.
+        assert values(await seven.read()) == {"r": 7}
+        assert bus.stats().stray_bytes == 7  # the late reply, dropped
+
+
+async def test_lost_port_raises_and_the_bus_reopens_on_connect(tmp_path: Path) -> None:
+    link = tmp_path / "ttyRTU"
+    point = [RegisterPoint("u", H, PATTERN_BASE, DataType.UINT16)]
+    async with RtuBusSim([pattern_slave(1)], link=link) as first:
+        assert first.path == str(link)
+        bus = RtuBus(settings(str(link)))
+        driver = ModbusRtuDriver("dev-1", bus, 1, point, timeout=0.3)
+        await driver.connect()
+        assert values(await driver.read()) == {"u": 4201}
+    assert not link.exists()
+    with pytest.raises(DriverConnectionError):
+        await driver.read()
+    async with RtuBusSim([pattern_slave(1)], link=link):
+        await driver.connect()  # the same symlink now points at a new pty
+        assert values(await driver.read()) == {"u": 4201}
+        await driver.close()
+
+
+async def test_missing_port_and_read_before_connect() -> None:
+    bus = RtuBus(settings("/dev/does-not-exist"))
+    driver = ModbusRtuDriver("dev-1", bus, 1, pattern_points())
+    with pytest.raises(DriverConnectionError):
+        await driver.read()
+    with pytest.raises(DriverConnectionError, match="does-not-exist"):
+        await driver.connect()
+    await driver.close()
+    with pytest.raises(ValueError, match="unit id"):
+        ModbusRtuDriver("dev-0", bus, 0, [])
+    with pytest.raises(ValueError, match="timeout"):
+        ModbusRtuDriver("dev-1", bus, 1, [], timeout=0)
+
+
+def test_driver_satisfies_the_protocol() -> None:
+    driver: Driver = ModbusRtuDriver("dev-1", RtuBus(settings("/dev/null")), 1, [])
+    assert driver.device_id == "dev-1"
+
+
+# --- bus timing on a simulated 19,200-baud line (performance goal G10) ------------------------
+
+
+async def test_transaction_rate_and_measured_utilization_on_a_throttled_line() -> None:
+    async with RtuBusSim([pattern_slave(1), pattern_slave(2)], baudrate=19200) as line:
+        bus = RtuBus(settings(line.path, 19200))
+        ten = [RegisterPoint(f"r{i}", H, RAMP_BASE + i, DataType.UINT16) for i in range(10)]
+        busy = ModbusRtuDriver("busy", bus, 1, ten, timeout=0.5)
+        theoretical = 1 / rtu_transaction_seconds(busy.plan[0], 19200, "N", 2, turnaround=0.0)
+        assert theoretical == pytest.approx(43.6, abs=0.1)  # performance.md, 19,200 baud
+        loop = asyncio.get_running_loop()
+        async with attached(busy):
+            # Back to back: the rate the bus allows for 10-register reads. Best of three short
+            # windows: a stall of the shared test machine is not a property of the bus.
+            rates = []
+            for _ in range(3):
+                start, count = loop.time(), 0
+                while loop.time() - start < 0.5:
+                    samples = await busy.read()
+                    assert samples[9].value == 9
+                    count += 1
+                rates.append(count / (loop.time() - start))
+                if rates[-1] >= 0.9 * theoretical:
+                    break
+        # Goal G10: at least 90 % of the theoretical transaction rate.
+        assert max(rates) >= 0.9 * theoretical, rates
+
+        # Polled devices: the measured busy time agrees with the model within 10 %.
+        one = ModbusRtuDriver("one", bus, 1, ten, timeout=0.5)
+        two = ModbusRtuDriver("two", bus, 2, ten, timeout=0.5)
+        window = 1.5
+
+        async def poll(driver: ModbusRtuDriver, interval: float, begin: float) -> None:
+            for tick in range(round(window / interval)):
+                await asyncio.sleep(max(0.0, begin + tick * interval - loop.time()))
+                await driver.read()
+
+        async with attached(one, two):
+            before = bus.stats()
+            begin = loop.time()
+            await asyncio.gather(poll(one, 0.05, begin), poll(two, 0.1, begin))
+            await asyncio.sleep(max(0.0, begin + window - loop.time()))
+            measured = bus.stats().utilization_since(before)
+        computed = bus.computed_utilization([one.plan, two.plan], [0.05, 0.1], turnaround=0.0)
+        assert computed == pytest.approx(0.229 * 3, rel=0.01)
+        assert measured == pytest.approx(computed, rel=0.10), (measured, computed)
+
+
+async def test_command_line_simulator(tmp_path: Path) -> None:
+    link = tmp_path / "ttyRTU"
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "drivers.sim.rtu_bus",
+        "--link",
+        str(link),
+        "--units",
+        "1",
+        "--fault",
+        "1=exception:6",
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert proc.stdout is not None
+    try:
+        printed = (await asyncio.wait_for(proc.stdout.readline(), 15)).decode().strip()
+        assert printed.startswith("/dev/pts/")
+        assert link.resolve() == Path(printed)
+        bus = RtuBus(settings(str(link)))
+        counter = ModbusRtuDriver("hc", bus, HEADCOUNT, headcount_points(), timeout=0.5)
+        failing = ModbusRtuDriver("one", bus, 1, [RegisterPoint("u", H, 100, DataType.UINT16)])
+        async with attached(counter, failing):
+            rated = {s.key: s.value for s in await counter.read() if s.key.endswith("rated")}
+            (exception,) = await failing.read()
+        assert rated == {f"w{w}.rated": r for w, r in enumerate(RATED)}
+        assert "exception 6" in (exception.error or "")
+    finally:
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 15) == 0
+    assert not link.exists()
