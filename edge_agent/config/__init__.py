@@ -3,6 +3,14 @@
 `load_site_config` reads the file; everything else is pure.
 """
 
+from edge_agent.config.alarms import (
+    SITE_ALARM_KINDS,
+    CompareAlarm,
+    Condition,
+    EscalationAlarm,
+    OvertimeAlarm,
+    SiteAlarm,
+)
 from edge_agent.config.devices import (
     PLANNED_DRIVERS,
     SUPPORTED_DRIVERS,
@@ -11,15 +19,22 @@ from edge_agent.config.devices import (
 )
 from edge_agent.config.loader import load_site_config, parse_site_config
 from edge_agent.config.points import (
+    COLOURS,
     LAST_ADDRESS,
+    RATE_LEVEL,
+    RATE_PERIODS,
     REGISTER_COUNT,
+    THRESHOLD_FAMILIES,
+    THRESHOLD_LEVELS,
     Address,
     DataType,
     Order,
     PointConfig,
+    RateConfig,
     Table,
     TemplateConfig,
     Thresholds,
+    rate_unit_parts,
 )
 from edge_agent.config.site import (
     Domain,
@@ -33,21 +48,33 @@ from edge_agent.config.site import (
 from specs.yamlconf import ConfigError, ConfigIssue
 
 __all__ = [
+    "COLOURS",
     "LAST_ADDRESS",
     "PLANNED_DRIVERS",
+    "RATE_LEVEL",
+    "RATE_PERIODS",
     "REGISTER_COUNT",
+    "SITE_ALARM_KINDS",
     "SUPPORTED_DRIVERS",
+    "THRESHOLD_FAMILIES",
+    "THRESHOLD_LEVELS",
     "Address",
+    "CompareAlarm",
+    "Condition",
     "ConfigError",
     "ConfigIssue",
     "DataType",
     "DeviceConfig",
     "Domain",
+    "EscalationAlarm",
     "ModbusTcpDevice",
     "Order",
     "OutboxConfig",
+    "OvertimeAlarm",
     "PointConfig",
+    "RateConfig",
     "SigningConfig",
+    "SiteAlarm",
     "SiteConfig",
     "SiteInfo",
     "Table",
@@ -57,4 +84,5 @@ __all__ = [
     "UplinkConfig",
     "load_site_config",
     "parse_site_config",
+    "rate_unit_parts",
 ]

@@ -2,14 +2,16 @@
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
-from collections.abc import Mapping
+import itertools
+from collections.abc import Iterator, Mapping
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import BeforeValidator, Field, field_validator, model_validator
 
 from edge_agent.config.fields import Number, PointCode
 from specs.catalogue import Indicator, default_catalogue
-from specs.yamlconf import ConfigModel, KeyPath, raise_at
+from specs.durations import format_duration
+from specs.yamlconf import ConfigModel, Duration, KeyPath, duration_bounds, raise_at
 
 Table = Literal["holding", "input", "coil", "discrete"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64", "bool"]
@@ -31,6 +33,54 @@ LAST_ADDRESS = 65535
 
 _BIT_TABLES = ("coil", "discrete")
 _THRESHOLD_ORDER = ("low_low", "low", "high", "high_high")
+
+THRESHOLD_LEVELS: Mapping[str, str] = {
+    "low_low": "LL",
+    "low": "L",
+    "high": "H",
+    "high_high": "HH",
+    "level1": "L1",
+    "level2": "L2",
+    "alarm": "alarm",
+    "power_off": "power_off",
+    "restore": "power_off",
+    "blue": "blue",
+    "yellow": "yellow",
+    "orange": "orange",
+    "red": "red",
+}
+"""Each `thresholds` key and the alarm level (catalogue vocabulary) it belongs to.
+
+`restore` is not a level of its own: it is where a coal `power_off` alarm clears.
+"""
+
+THRESHOLD_FAMILIES: tuple[tuple[str, ...], ...] = (
+    _THRESHOLD_ORDER,
+    ("level1", "level2"),
+    ("alarm", "power_off", "restore"),
+    ("blue", "yellow", "orange", "red"),
+)
+"""Threshold keys that work together; a catalogue default fills a family a point leaves empty."""
+
+CATALOGUE_THRESHOLD_NAMES: Mapping[str, str] = {
+    **{name: name for name in THRESHOLD_LEVELS},
+    **{level: name for name, level in THRESHOLD_LEVELS.items() if name != "restore"},
+}
+"""The catalogue names a default threshold by its level (`L1`) or by a key name (`level1`)."""
+
+COLOURS = ("blue", "yellow", "orange", "red")
+"""Tailings alarm colours, least severe first."""
+
+RATE_LEVEL = "rate"
+"""The vocabulary level of a rate-of-change alarm."""
+
+RATE_PERIODS: Mapping[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
+"""Time units a rate may be expressed in (`mm/h`, `mm/d`), in seconds."""
+
+
+def _one_or_many(value: object) -> object:
+    # `rate: {...}` is the common case; a list gives one point both mm/h and mm/d alarms.
+    return [value] if isinstance(value, dict) else value
 
 
 class Address(ConfigModel):
@@ -74,37 +124,143 @@ class Address(ConfigModel):
 
 
 class Thresholds(ConfigModel):
-    """Alarm limits in the point's unit; any may be left out, those given must be ordered."""
+    """Alarm limits in the point's unit; any may be left out, those given must be ordered.
+
+    Families: `low_low/low/high/high_high` (H/HH/L/LL), `level1/level2` (gas, GB/T 50493),
+    `alarm/power_off/restore` (coal methane: `power_off` clears only below `restore`) and
+    `blue/yellow/orange/red` (tailings colours, rising or falling in step).
+    """
 
     low_low: Number | None = None
     low: Number | None = None
     high: Number | None = None
     high_high: Number | None = None
+    level1: Number | None = None
+    level2: Number | None = None
+    alarm: Number | None = None
+    power_off: Number | None = None
+    restore: Number | None = None
+    blue: Number | None = None
+    yellow: Number | None = None
+    orange: Number | None = None
+    red: Number | None = None
 
     def as_dict(self) -> dict[str, float]:
-        """Return the limits that are set, by name."""
-        values = ((name, getattr(self, name)) for name in _THRESHOLD_ORDER)
+        """Return the limits that are set, by name, family by family."""
+        names = (name for family in THRESHOLD_FAMILIES for name in family)
+        values = ((name, getattr(self, name)) for name in names)
         return {name: value for name, value in values if value is not None}
 
     @model_validator(mode="after")
     def _ordered(self) -> Self:
-        problems: list[tuple[KeyPath, str]] = []
-        highest: tuple[str, float] | None = None
-        for name, value in self.as_dict().items():
-            if highest is not None and value < highest[1]:
-                problems.append(
-                    (
-                        (name,),
-                        (
-                            f"{name} ({value:g}) is below {highest[0]} ({highest[1]:g}); "
-                            "thresholds must be ordered low_low <= low <= high <= high_high"
-                        ),
-                    )
-                )
-            if highest is None or value >= highest[1]:
-                highest = (name, value)
+        problems = [
+            *_rising(self, _THRESHOLD_ORDER, "low_low <= low <= high <= high_high"),
+            *_rising(self, ("level1", "level2"), "level1 <= level2"),
+            *_rising(self, ("alarm", "power_off"), "alarm <= power_off"),
+            *self._restore_problems(),
+            *self._colour_problems(),
+        ]
         if problems:
             raise_at(problems)
+        return self
+
+    def _restore_problems(self) -> list[tuple[KeyPath, str]]:
+        if self.restore is None:
+            return []
+        if self.power_off is None:
+            return [(("restore",), "restore applies only with power_off")]
+        if self.restore >= self.power_off:
+            return [
+                (
+                    ("restore",),
+                    (
+                        f"restore ({self.restore:g}) must be below power_off "
+                        f"({self.power_off:g}): power comes back only below it"
+                    ),
+                )
+            ]
+        return []
+
+    def _colour_problems(self) -> list[tuple[KeyPath, str]]:
+        given = [(name, value) for name in COLOURS if (value := getattr(self, name)) is not None]
+        problems: list[tuple[KeyPath, str]] = []
+        rule = (
+            "colour thresholds must rise (blue < yellow < orange < red) or fall "
+            "(blue > yellow > orange > red) in step"
+        )
+        direction = 0.0
+        for (before, low), (name, value) in itertools.pairwise(given):
+            step = value - low
+            if step == 0 or (direction and step * direction < 0):
+                problems.append(((name,), f"{name} ({value:g}) after {before} ({low:g}): {rule}"))
+                continue
+            direction = direction or step
+        return problems
+
+
+def _rising(thresholds: Thresholds, names: tuple[str, ...], rule: str) -> list[tuple[KeyPath, str]]:
+    problems: list[tuple[KeyPath, str]] = []
+    highest: tuple[str, float] | None = None
+    for name in names:
+        value = getattr(thresholds, name)
+        if value is None:
+            continue
+        if highest is not None and value < highest[1]:
+            problems.append(
+                (
+                    (name,),
+                    (
+                        f"{name} ({value:g}) is below {highest[0]} ({highest[1]:g}); "
+                        f"thresholds must be ordered {rule}"
+                    ),
+                )
+            )
+        if highest is None or value >= highest[1]:
+            highest = (name, value)
+    return problems
+
+
+def rate_unit_parts(unit: str) -> tuple[str, str] | None:
+    """Split a rate unit such as `mm/h` into (`mm`, `h`); None when it has no known period."""
+    amount, slash, period = unit.rpartition("/")
+    if not slash or not amount or period not in RATE_PERIODS:
+        return None
+    return amount, period
+
+
+class RateConfig(ConfigModel):
+    """A rate-of-change alarm: the value's change over `window`, in `unit` (such as `mm/h`).
+
+    The alarm raises when the change's magnitude per period reaches `limit` and clears when
+    it falls below `limit - deadband`.
+    """
+
+    window: Annotated[Duration, duration_bounds(above=0)]
+    limit: Annotated[Number, Field(gt=0)]
+    unit: str
+    deadband: Annotated[Number, Field(ge=0)] = 0.0
+
+    @field_validator("unit")
+    @classmethod
+    def _known_period(cls, unit: str) -> str:
+        if rate_unit_parts(unit) is None:
+            raise ValueError(
+                f"rate unit {unit!r} must be <unit>/<period> with period "
+                f"{', '.join(RATE_PERIODS)}, such as mm/h or mm/d"
+            )
+        return unit
+
+    @model_validator(mode="after")
+    def _deadband_below_limit(self) -> Self:
+        if self.deadband >= self.limit:
+            raise_at(
+                [
+                    (
+                        ("deadband",),
+                        f"deadband ({self.deadband:g}) must be below limit ({self.limit:g})",
+                    )
+                ]
+            )
         return self
 
 
@@ -113,7 +269,9 @@ class PointConfig(ConfigModel):
 
     `value = raw * scale + offset` gives the value in `unit` (the unit the instrument reports;
     by default the indicator's canonical unit). `thresholds` and `deadband` are in that unit
-    too; the agent converts everything to the canonical unit of the catalogue.
+    too; the agent converts everything to the canonical unit of the catalogue. Every threshold
+    and `rate` must name a level of the indicator's alarm vocabulary; a threshold family the
+    point leaves empty takes the catalogue's default thresholds, if any.
     """
 
     point: PointCode
@@ -124,6 +282,44 @@ class PointConfig(ConfigModel):
     offset: Number = 0.0
     thresholds: Thresholds = Field(default_factory=Thresholds)
     deadband: Annotated[Number, Field(ge=0)] = 0.0
+    rate: Annotated[tuple[RateConfig, ...], BeforeValidator(_one_or_many)] = ()
+
+    def catalogue_defaults(self) -> dict[str, float]:
+        """Return the catalogue's default thresholds (canonical unit) this point inherits.
+
+        A family (such as `level1/level2`) takes the defaults only when the point sets none
+        of its keys, so a point never mixes its own limits with defaults of the same family.
+        """
+        indicator = self.indicator
+        own = self.thresholds.as_dict()
+        named = {
+            key: value
+            for name, value in indicator.thresholds.items()
+            if (key := CATALOGUE_THRESHOLD_NAMES.get(name)) is not None
+            and THRESHOLD_LEVELS[key] in indicator.alarms
+        }
+        return {
+            name: named[name]
+            for family in THRESHOLD_FAMILIES
+            if not any(name in own for name in family)
+            for name in family
+            if name in named
+        }
+
+    def effective_rates(self) -> tuple[RateConfig, ...]:
+        """Return the point's rate alarms, or the catalogue's default ones when it sets none."""
+        indicator = self.indicator
+        if self.rate or RATE_LEVEL not in indicator.alarms:
+            return self.rate
+        return tuple(
+            RateConfig(window=default.window, limit=default.value, unit=default.unit)
+            for default in indicator.defaults
+            if default.level == RATE_LEVEL
+            and default.edge == "raise"
+            and default.window is not None
+            and (parts := rate_unit_parts(default.unit)) is not None
+            and parts[0] in indicator.units
+        )
 
     @property
     def indicator(self) -> Indicator:
@@ -165,6 +361,63 @@ class PointConfig(ConfigModel):
                 ]
             )
         return self
+
+    @model_validator(mode="after")
+    def _alarm_vocabulary(self) -> Self:
+        problems = [*self._threshold_problems(), *self._rate_problems()]
+        if problems:
+            raise_at(problems)
+        return self
+
+    def _threshold_problems(self) -> Iterator[tuple[KeyPath, str]]:
+        indicator = self.indicator
+        for name in self.thresholds.as_dict():
+            level = THRESHOLD_LEVELS[name]
+            if level not in indicator.alarms:
+                yield (
+                    ("thresholds", name),
+                    (
+                        f"threshold {name} (alarm level {level}) is not in the alarm vocabulary"
+                        f" of {self.quota}: {_vocabulary(indicator)}"
+                    ),
+                )
+
+    def _rate_problems(self) -> Iterator[tuple[KeyPath, str]]:
+        indicator = self.indicator
+        if self.rate and RATE_LEVEL not in indicator.alarms:
+            yield (
+                ("rate",),
+                (
+                    f"rate alarms are not in the alarm vocabulary of {self.quota}: "
+                    f"{_vocabulary(indicator)}"
+                ),
+            )
+            return
+        windows: dict[float, int] = {}
+        for index, rate in enumerate(self.rate):
+            parts = rate_unit_parts(rate.unit)
+            amount = parts[0] if parts else rate.unit
+            if amount not in indicator.units:
+                yield (
+                    ("rate", index, "unit"),
+                    (
+                        f"rate unit {rate.unit!r}: {amount!r} is not accepted for "
+                        f"{self.quota}; accepted: {', '.join(indicator.units)}"
+                    ),
+                )
+            if rate.window in windows:
+                yield (
+                    ("rate", index, "window"),
+                    (
+                        f"a rate over {format_duration(rate.window)} is already set by "
+                        f"rate[{windows[rate.window]}]"
+                    ),
+                )
+            windows.setdefault(rate.window, index)
+
+
+def _vocabulary(indicator: Indicator) -> str:
+    return ", ".join(indicator.alarms) if indicator.alarms else "none (it raises no alarms)"
 
 
 class TemplateConfig(ConfigModel):

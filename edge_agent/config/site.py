@@ -7,9 +7,10 @@ from typing import Annotated, Literal, Self
 
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
+from edge_agent.config.alarms import CompareAlarm, EscalationAlarm, OvertimeAlarm, SiteAlarm
 from edge_agent.config.devices import DeviceConfig
 from edge_agent.config.fields import DistrictCode, EnterpriseCode, MineCode, Name, Number
-from edge_agent.config.points import PointConfig, TemplateConfig
+from edge_agent.config.points import COLOURS, RATE_PERIODS, PointConfig, TemplateConfig
 from specs.identifiers import IdentifierError, check_gateway_code, check_point_code
 from specs.yamlconf import (
     Broker,
@@ -124,7 +125,8 @@ class SiteConfig(ConfigModel):
 
     Template expansion: a device with `template: NAME` and `point_prefix: P` gets each point
     of `templates[NAME]` with code `P + point`, followed by its own `points`. Every final code
-    is unique across the gateway, and device ids are unique.
+    is unique across the gateway, and device ids are unique. Site-level `alarms` name points
+    by their final codes.
     """
 
     site: SiteInfo
@@ -133,6 +135,7 @@ class SiteConfig(ConfigModel):
     outbox: OutboxConfig
     templates: dict[Name, TemplateConfig] = Field(default_factory=dict)
     devices: tuple[DeviceConfig, ...]
+    alarms: tuple[SiteAlarm, ...] = ()
 
     def points_of(self, device: DeviceConfig) -> tuple[tuple[str, PointConfig], ...]:
         """Return the device's points as (final code, point): template points first."""
@@ -151,7 +154,7 @@ class SiteConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
-        problems = [*self._device_problems(), *self._point_problems()]
+        problems = [*self._device_problems(), *self._point_problems(), *self._alarm_problems()]
         if problems:
             raise_at(problems)
         return self
@@ -193,3 +196,100 @@ class SiteConfig(ConfigModel):
                 if code in first:
                     yield path, f"point code {code!r} is already used by {first[code]}"
                 first.setdefault(code, where)
+
+    def all_points(self) -> dict[str, PointConfig]:
+        """Return every point of the site by its final code (the first one, if codes repeat)."""
+        found: dict[str, PointConfig] = {}
+        for device in self.devices:
+            for code, point in self.points_of(device):
+                found.setdefault(code, point)
+        return found
+
+    def _alarm_problems(self) -> Iterator[tuple[KeyPath, str]]:
+        points = self.all_points()
+        first: dict[tuple[str, str], int] = {}
+        for index, alarm in enumerate(self.alarms):
+            at: KeyPath = ("alarms", index)
+            if isinstance(alarm, EscalationAlarm):
+                key = ("item", alarm.item)
+                if key in first:
+                    yield (
+                        (*at, "item"),
+                        f"item {alarm.item!r} is already defined by alarms[{first[key]}]",
+                    )
+                yield from _escalation_problems(alarm, points, at)
+            else:
+                key = (alarm.point, alarm.kind)
+                if key in first:
+                    yield (
+                        (*at, "kind"),
+                        (
+                            f"point {alarm.point!r} already has a {alarm.kind} alarm "
+                            f"(alarms[{first[key]}])"
+                        ),
+                    )
+                yield from _derived_problems(alarm, points, at)
+            first.setdefault(key, index)
+
+
+def _unknown_point(code: str) -> str:
+    return f"point {code!r} is not defined by any device (codes after template expansion)"
+
+
+def _derived_problems(
+    alarm: CompareAlarm | OvertimeAlarm, points: dict[str, PointConfig], at: KeyPath
+) -> Iterator[tuple[KeyPath, str]]:
+    subject = points.get(alarm.point)
+    if subject is None:
+        yield (*at, "point"), _unknown_point(alarm.point)
+        return
+    indicator = subject.indicator
+    held = isinstance(alarm, OvertimeAlarm) and alarm.when is not None
+    # A held condition is the site's own definition (e.g. a workshop occupied too long), so
+    # it may watch any point; the other kinds are what the indicator itself alarms on.
+    if not held and alarm.kind not in indicator.alarms:
+        vocabulary = ", ".join(indicator.alarms) or "none"
+        yield (
+            (*at, "kind"),
+            f"{alarm.kind} is not in the alarm vocabulary of {subject.quota}: {vocabulary}",
+        )
+    if isinstance(alarm, OvertimeAlarm):
+        if alarm.when is None and indicator.unit not in RATE_PERIODS:
+            yield (
+                (*at, "point"),
+                (
+                    f"overtime without `when` needs a duration point (unit "
+                    f"{', '.join(RATE_PERIODS)}); {alarm.point} ({subject.quota}) is in "
+                    f"{indicator.unit}"
+                ),
+            )
+        return
+    if alarm.limit_point is None:
+        return
+    limit = points.get(alarm.limit_point)
+    if limit is None:
+        yield (*at, "limit_point"), _unknown_point(alarm.limit_point)
+    elif limit.indicator.unit != indicator.unit:
+        yield (
+            (*at, "limit_point"),
+            (
+                f"{alarm.limit_point} ({limit.quota}, {limit.indicator.unit}) cannot be compared"
+                f" with {alarm.point} ({subject.quota}, {indicator.unit})"
+            ),
+        )
+
+
+def _escalation_problems(
+    alarm: EscalationAlarm, points: dict[str, PointConfig], at: KeyPath
+) -> Iterator[tuple[KeyPath, str]]:
+    for number, code in enumerate(alarm.points):
+        point = points.get(code)
+        if point is None:
+            yield (*at, "points", number), _unknown_point(code)
+            continue
+        levels = {*point.thresholds.as_dict(), *point.catalogue_defaults()}
+        if not levels.intersection(COLOURS):
+            yield (
+                (*at, "points", number),
+                f"point {code!r} has no colour thresholds ({', '.join(COLOURS)}) to escalate",
+            )

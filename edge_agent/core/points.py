@@ -9,21 +9,48 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edge_agent.config import REGISTER_COUNT
+from edge_agent.config import RATE_PERIODS, REGISTER_COUNT, rate_unit_parts
 
 if TYPE_CHECKING:
-    from edge_agent.config import DataType, Order, PointConfig, SiteConfig, Table
+    from edge_agent.config import DataType, Order, PointConfig, RateConfig, SiteConfig, Table
     from specs.catalogue import Indicator
 
 
 @dataclass(frozen=True, slots=True)
 class Limits:
-    """Alarm thresholds in the indicator's canonical unit; None where not set."""
+    """Alarm thresholds in the indicator's canonical unit; None where not set.
+
+    Defaults from the catalogue are already filled in for families the point left empty.
+    """
 
     low_low: float | None = None
     low: float | None = None
     high: float | None = None
     high_high: float | None = None
+    level1: float | None = None
+    level2: float | None = None
+    alarm: float | None = None
+    power_off: float | None = None
+    restore: float | None = None
+    blue: float | None = None
+    yellow: float | None = None
+    orange: float | None = None
+    red: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimit:
+    """A rate-of-change alarm: the change over `window` seconds, compared in `unit`.
+
+    `per_second` turns canonical units per second into `unit` (`mm/h`: 3600 for a point in mm).
+    `limit` and `deadband` are in `unit`.
+    """
+
+    window: float
+    limit: float
+    unit: str
+    per_second: float
+    deadband: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,6 +77,7 @@ class ResolvedPoint:
     canonical_unit: str
     thresholds: Limits
     deadband: float
+    rates: tuple[RateLimit, ...] = ()
 
     @property
     def register_count(self) -> int:
@@ -69,7 +97,11 @@ def resolve_points(config: SiteConfig) -> list[ResolvedPoint]:
 def _resolve(device_id: str, code: str, point: PointConfig) -> ResolvedPoint:
     indicator = point.indicator
     unit = point.unit or indicator.unit
-    limits = point.thresholds
+    limits = {
+        **{k: indicator.to_canonical(v, unit) for k, v in point.thresholds.as_dict().items()},
+        # Catalogue defaults are canonical already.
+        **point.catalogue_defaults(),
+    }
     return ResolvedPoint(
         device_id=device_id,
         point=code,
@@ -85,16 +117,23 @@ def _resolve(device_id: str, code: str, point: PointConfig) -> ResolvedPoint:
         offset=point.offset,
         unit=unit,
         canonical_unit=indicator.unit,
-        thresholds=Limits(
-            low_low=_canonical(indicator, limits.low_low, unit),
-            low=_canonical(indicator, limits.low, unit),
-            high=_canonical(indicator, limits.high, unit),
-            high_high=_canonical(indicator, limits.high_high, unit),
-        ),
+        thresholds=Limits(**limits),
         # A deadband is a difference: it scales with the unit but takes no offset.
         deadband=point.deadband * indicator.units[unit].factor,
+        rates=tuple(_rate(indicator, rate) for rate in point.effective_rates()),
     )
 
 
-def _canonical(indicator: Indicator, value: float | None, unit: str) -> float | None:
-    return None if value is None else indicator.to_canonical(value, unit)
+def _rate(indicator: Indicator, rate: RateConfig) -> RateLimit:
+    parts = rate_unit_parts(rate.unit)
+    if parts is None:  # validation guarantees it; kept for type narrowing
+        raise ValueError(f"rate unit {rate.unit!r} has no period")
+    amount, period = parts
+    # A rate is a difference per time: the unit's factor applies, its offset does not.
+    return RateLimit(
+        window=rate.window,
+        limit=rate.limit,
+        unit=rate.unit,
+        per_second=RATE_PERIODS[period] / indicator.units[amount].factor,
+        deadband=rate.deadband,
+    )

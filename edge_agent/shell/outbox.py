@@ -4,6 +4,10 @@ SQLite in WAL mode with synchronous=FULL: a block committed here survives a powe
 seal is ONE `BEGIN IMMEDIATE` transaction that reads the chain state, writes the block and
 moves the chain forward, so seq is gap-free and assigned in the transaction that stores the
 block. Sealed bytes are never rewritten; resends read the same bytes back.
+
+The file also keeps the agent's alarm state (`alarm_state`), written by the same transaction
+that seals the block holding the events that changed it: after any crash the stored state
+matches the stored blocks, so an alarm is never raised twice nor left without its clear.
 """
 
 from __future__ import annotations
@@ -40,7 +44,14 @@ CREATE TABLE IF NOT EXISTS blocks (
     PRIMARY KEY (epoch, seq)
 );
 CREATE INDEX IF NOT EXISTS blocks_undelivered ON blocks (epoch, seq) WHERE delivered_at IS NULL;
+CREATE TABLE IF NOT EXISTS alarm_state (
+    name TEXT PRIMARY KEY,
+    state BLOB NOT NULL,
+    saved_at REAL NOT NULL
+);
 """
+# One row: the alarm evaluator's whole state, opaque bytes to the outbox.
+_ALARM_STATE_ROW = "edge"
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,9 +125,18 @@ class Outbox:
         return ChainState(self._epoch, int(values["last_seq"]), values["last_hash"])
 
     async def seal(
-        self, records: tuple[Record, ...], *, now: float, clock_synced: bool
+        self,
+        records: tuple[Record, ...],
+        *,
+        now: float,
+        clock_synced: bool,
+        alarm_state: bytes | None = None,
     ) -> SealedBlock:
-        """Seal `records` into the next block in ONE immediate transaction."""
+        """Seal `records` into the next block in ONE immediate transaction.
+
+        `alarm_state`, when given, replaces the stored alarm state in that same transaction:
+        the block and the state that produced its alarm events commit together or not at all.
+        """
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE")
             try:
@@ -148,11 +168,29 @@ class Outbox:
                     "UPDATE meta SET value = ? WHERE key = ?",
                     [(str(new_state.last_seq), "last_seq"), (new_state.last_hash, "last_hash")],
                 )
+                if alarm_state is not None:
+                    await self._db.execute(
+                        "INSERT INTO alarm_state (name, state, saved_at) VALUES (?, ?, ?)"
+                        " ON CONFLICT (name) DO UPDATE"
+                        " SET state = excluded.state, saved_at = excluded.saved_at",
+                        (_ALARM_STATE_ROW, alarm_state, now),
+                    )
                 await self._db.commit()
             except BaseException:
                 await self._db.rollback()
                 raise
             return block
+
+    async def alarm_state(self) -> bytes | None:
+        """The alarm state stored by the last seal that carried one (None before any)."""
+        async with (
+            self._lock,
+            self._db.execute(
+                "SELECT state FROM alarm_state WHERE name = ?", (_ALARM_STATE_ROW,)
+            ) as cursor,
+        ):
+            row = await cursor.fetchone()
+        return None if row is None else bytes(row[0])
 
     async def undelivered(self, *, after: int, limit: int) -> list[StoredBlock]:
         """Undelivered blocks with seq > `after`, oldest first."""

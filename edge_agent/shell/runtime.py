@@ -13,8 +13,10 @@ import structlog
 
 from drivers.modbus.backoff import backoff_delays
 from edge_agent.config import SiteConfig
+from edge_agent.core.alarms import rules_for_site
 from edge_agent.core.chain import Identity
 from edge_agent.core.points import ResolvedPoint, resolve_points
+from edge_agent.shell.alarm_stage import load_alarm_stage
 from edge_agent.shell.devices import build_driver
 from edge_agent.shell.host import clock_synchronized, notify_systemd
 from edge_agent.shell.outbox import Outbox, open_outbox
@@ -132,6 +134,9 @@ async def run_agent(config: SiteConfig, stop: asyncio.Event | None = None) -> No
             flush_readings=config.outbox.flush_readings,
             clock_synced=clock_synchronized,
             on_sealed=lambda block: publisher.notify_sealed(block.seq),
+            # Alarm state lives in the outbox file: an alarm active before a restart stays
+            # active (no second raise) and its clear carries the same alarm_id.
+            alarms=await load_alarm_stage(outbox, rules_for_site(config)),
         )
         pollers = _pollers(config, queue)
         poll_tasks = [

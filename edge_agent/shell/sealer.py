@@ -1,4 +1,9 @@
-"""Group commit: collect readings for a flush interval, then seal them as one block."""
+"""Group commit: collect readings for a flush interval, then seal them as one block.
+
+With an `AlarmStage`, each batch is evaluated for alarms just before it is sealed: the events
+follow their triggering readings in the same block, and the alarm state is stored by the same
+transaction.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ from collections.abc import Callable
 import structlog
 
 from edge_agent.core.chain import SealedBlock
+from edge_agent.shell.alarm_stage import AlarmStage
 from edge_agent.shell.outbox import Outbox
 from specs.records import Record
 
@@ -30,6 +36,7 @@ class Sealer:
         flush_readings: int,
         clock_synced: Callable[[], bool],
         on_sealed: Callable[[SealedBlock], None],
+        alarms: AlarmStage | None = None,
     ) -> None:
         self._outbox = outbox
         self._queue = queue
@@ -37,6 +44,7 @@ class Sealer:
         self._flush_readings = flush_readings
         self._clock_synced = clock_synced
         self._on_sealed = on_sealed
+        self._alarms = alarms
         self._pending: list[Record] = []
         self._in_flight: asyncio.Future[None] | None = None
 
@@ -81,8 +89,17 @@ class Sealer:
 
     async def _seal_pending(self) -> None:
         batch = tuple(self._pending)
-        block = await self._outbox.seal(batch, now=time.time(), clock_synced=self._clock_synced())
-        # Only now are these readings durable; until here a failure keeps them pending.
+        staged = self._alarms.evaluate(batch) if self._alarms is not None else None
+        block = await self._outbox.seal(
+            staged.records if staged is not None else batch,
+            now=time.time(),
+            clock_synced=self._clock_synced(),
+            alarm_state=staged.snapshot if staged is not None else None,
+        )
+        # Only now are these readings durable; until here a failure keeps them pending (and
+        # the alarm state unchanged, so a retry evaluates them again from the same state).
         del self._pending[: len(batch)]
+        if self._alarms is not None and staged is not None:
+            self._alarms.commit(staged)
         log.debug("block_sealed", epoch=block.epoch, seq=block.seq, records=block.records)
         self._on_sealed(block)

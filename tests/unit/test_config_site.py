@@ -544,3 +544,25 @@ def test_sizes(value: str | int, size: int) -> None:
 def test_bad_sizes(value: str | int) -> None:
     with pytest.raises(ValueError, match="size"):
         parse_size(value)
+
+
+# --- alarm thresholds (edge alarms) ------------------------------------------------------------
+
+
+def test_example_gas_points_use_gas_levels() -> None:
+    points = {p.point: p for p in resolve_points(parse(TEXT))}
+    lel = points["T001-LEL-01"].thresholds
+    assert (lel.level1, lel.level2, lel.high) == (20.0, 50.0, None)
+    assert points["T003-TOX-01"].thresholds.level1 == 10.0
+
+
+def test_threshold_outside_the_indicators_alarm_vocabulary() -> None:
+    text, line = edit(
+        TEXT,
+        "{high: 0.6, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
+        "{level1: 0.6, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
+    )
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[0].points[2].thresholds.level1")
+    assert issue.message.startswith("threshold level1 (alarm level L1) is not in the alarm")
+    assert issue.message.endswith("of WHP-PT: LL, L, H, HH")

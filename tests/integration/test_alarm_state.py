@@ -1,0 +1,304 @@
+"""Alarm state on a real outbox file: it survives restarts and crashes, and commits with its block.
+
+The oracle is the outbox itself: reading every sealed block in order, each alarm slot must
+alternate raise, clear, raise, ... with a clear carrying its raise's alarm_id, and the stored
+state must name exactly the alarms the blocks left active.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from drivers.sim.tankfarm import serve_tankfarm
+from edge_agent.config import SiteConfig, parse_site_config
+from edge_agent.core.alarms import AlarmRules, decode_state, rules_for_site
+from edge_agent.core.chain import Identity
+from edge_agent.shell import runtime
+from edge_agent.shell.alarm_stage import load_alarm_stage
+from edge_agent.shell.keyfile import create_key_pair
+from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.sealer import Sealer
+from specs.block import decode_block
+from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, Record, iso_time
+from specs.signing import signing_key_from_seed
+from tests.support.broker import free_port
+
+ROOT = Path(__file__).resolve().parents[2]
+KEY = signing_key_from_seed(bytes(32))
+SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
+
+SITE_MAP = """\
+site:
+  enterprise: 91360100MA35GW001H
+  district: "360100"
+  domain: WHP
+  gateway: 91360100MA35GW001H-GW01
+uplink: {{broker: "mqtt://127.0.0.1:{broker_port}", collector_key: keys/collector.key.pub}}
+signing: {{key_file: keys/gateway.key}}
+outbox: {{path: state/outbox.db, flush_interval: 50ms}}
+devices:
+  - id: plc
+    driver: modbus_tcp
+    host: 127.0.0.1
+    port: {modbus_port}
+    poll: 100ms
+    points:
+      - {{point: G1, quota: WHP-LEL, address: {{table: input, start: 0, type: float32}},
+          thresholds: {{level1: 20, level2: 50}}, deadband: 1}}
+      - {{point: T1, quota: WHP-TT, address: {{table: holding, start: 2, type: float32}},
+          thresholds: {{high: {high}}}, deadband: 0.5}}
+"""
+
+
+def site(
+    tmp_path: Path, *, high: float = 5.0, modbus_port: int = 1, broker_port: int = 1
+) -> SiteConfig:
+    text = SITE_MAP.format(high=high, modbus_port=modbus_port, broker_port=broker_port)
+    return parse_site_config(text, "site.yaml", tmp_path)
+
+
+def lel(i: int, value: float | None) -> Reading:
+    quality = Quality.BAD if value is None else Quality.GOOD
+    return Reading("G1", "WHP-LEL", iso_time(1.7e9 + i), value, "%LEL", quality)
+
+
+def outbox_alarms(path: Path) -> list[AlarmRecord]:
+    """Every alarm event of every sealed block, in seal order."""
+    with sqlite3.connect(path) as db:
+        payloads = [bytes(r[0]) for r in db.execute("SELECT payload FROM blocks ORDER BY seq")]
+    return [r for p in payloads for r in decode_block(p).records if isinstance(r, AlarmRecord)]
+
+
+def stored_state_ids(path: Path) -> set[str]:
+    with sqlite3.connect(path) as db:
+        row = db.execute("SELECT state FROM alarm_state").fetchone()
+    return (
+        set() if row is None else {a.alarm_id for a in decode_state(bytes(row[0])).active.values()}
+    )
+
+
+def assert_consistent(path: Path) -> set[str]:
+    """Raises and clears alternate per slot with matching ids; the state agrees with the blocks."""
+    active: dict[str, str] = {}
+    for event in outbox_alarms(path):
+        slot = event.alarm_id.rpartition("/")[0]
+        if event.event is AlarmEvent.RAISE:
+            assert slot not in active, f"{slot} raised twice without a clear"
+            active[slot] = event.alarm_id
+        else:
+            assert active.pop(slot) == event.alarm_id
+    assert stored_state_ids(path) == set(active.values())
+    return set(active.values())
+
+
+async def seal_through_sealer(path: Path, rules: AlarmRules, readings: list[Reading]) -> None:
+    """One agent life: load the stored state, seal `readings` (with alarms), close."""
+    queue: asyncio.Queue[Record] = asyncio.Queue()
+    async with open_outbox(path, SITE, KEY) as outbox:
+        sealer = Sealer(
+            outbox,
+            queue,
+            flush_interval=3600.0,
+            flush_readings=2,
+            clock_synced=lambda: True,
+            on_sealed=lambda _: None,
+            alarms=await load_alarm_stage(outbox, rules),
+        )
+        for reading in readings:
+            queue.put_nowait(reading)
+        await sealer.flush()
+
+
+async def test_an_active_alarm_survives_a_restart_and_clears_with_its_id(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    rules = rules_for_site(site(tmp_path))
+    await seal_through_sealer(path, rules, [lel(0, 5), lel(1, 30), lel(2, 31)])
+    (raised,) = outbox_alarms(path)
+    assert (raised.event, raised.level, raised.trigger_t) == (AlarmEvent.RAISE, "L1", lel(1, 0).t)
+    assert stored_state_ids(path) == {raised.alarm_id}
+
+    # The restarted agent knows L1 is active: 30 %LEL again raises nothing, BAD holds, and the
+    # value must fall below 20 - 1 before the clear, which carries the same id.
+    await seal_through_sealer(path, rules, [lel(3, 30), lel(4, None), lel(5, 19.5), lel(6, 18)])
+    assert [(e.event, e.alarm_id, e.trigger_t) for e in outbox_alarms(path)] == [
+        (AlarmEvent.RAISE, raised.alarm_id, lel(1, 0).t),
+        (AlarmEvent.CLEAR, raised.alarm_id, lel(6, 0).t),
+    ]
+    assert assert_consistent(path) == set()
+
+    # After another restart the next raise gets a new id: the serial was stored too.
+    await seal_through_sealer(path, rules, [lel(7, 25)])
+    assert outbox_alarms(path)[-1].alarm_id != raised.alarm_id
+    with sqlite3.connect(path) as db:
+        epoch = db.execute("SELECT value FROM meta WHERE key = 'epoch'").fetchone()[0]
+    assert outbox_alarms(path)[-1].alarm_id == f"G1/L1/{epoch}.2"
+
+
+async def test_the_state_commits_with_its_block_or_not_at_all(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    rules = rules_for_site(site(tmp_path))
+    queue: asyncio.Queue[Record] = asyncio.Queue()
+    async with open_outbox(path, SITE, KEY) as outbox:
+        stage = await load_alarm_stage(outbox, rules)
+        sealer = Sealer(
+            outbox,
+            queue,
+            flush_interval=0.05,
+            flush_readings=100,
+            clock_synced=lambda: True,
+            on_sealed=lambda _: None,
+            alarms=stage,
+        )
+        # Writing the state fails (a real SQLite error inside the seal transaction): the
+        # block must not commit either, and the stage must keep its old state.
+        await outbox._db.execute(
+            "CREATE TRIGGER fail_state BEFORE INSERT ON alarm_state"
+            " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
+        )
+        task = asyncio.create_task(sealer.run())
+        queue.put_nowait(lel(0, 30))
+        await asyncio.sleep(0.3)  # several failed attempts, each evaluating the same reading
+        assert (await outbox.stats()).last_seq == 0
+        assert stage.state.active == {}
+        await outbox._db.execute("DROP TRIGGER fail_state")
+        deadline = time.monotonic() + 5
+        while (await outbox.stats()).last_seq == 0:
+            assert time.monotonic() < deadline
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        assert list(stage.state.active) == ["G1/L1"]
+    events = outbox_alarms(path)
+    assert [(e.event, e.alarm_id.rpartition(".")[2]) for e in events] == [(AlarmEvent.RAISE, "1")]
+    assert_consistent(path)
+
+
+async def test_a_block_without_alarm_changes_leaves_the_state_row_alone(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    rules = rules_for_site(site(tmp_path))
+    await seal_through_sealer(path, rules, [lel(0, 30)])
+    with sqlite3.connect(path) as db:
+        before = db.execute("SELECT state, saved_at FROM alarm_state").fetchall()
+    await seal_through_sealer(path, rules, [lel(1, 31), lel(2, 32)])
+    with sqlite3.connect(path) as db:
+        assert db.execute("SELECT state, saved_at FROM alarm_state").fetchall() == before
+        assert db.execute("SELECT COUNT(*) FROM blocks").fetchone() == (2,)
+
+
+async def test_an_unreadable_state_starts_over_with_new_ids(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    rules = rules_for_site(site(tmp_path))
+    await seal_through_sealer(path, rules, [lel(0, 30)])
+    with sqlite3.connect(path) as db:
+        db.execute("UPDATE alarm_state SET state = x'00ff'")
+    await seal_through_sealer(path, rules, [lel(1, 31)])
+    first, second = outbox_alarms(path)
+    assert first.alarm_id != second.alarm_id
+    assert second.alarm_id.startswith(first.alarm_id.rpartition(".")[0] + "-")
+
+
+_WRITER = """
+import asyncio, sys, time
+from pathlib import Path
+from edge_agent.core.alarms import rules_for_site
+from edge_agent.shell.alarm_stage import load_alarm_stage
+from edge_agent.shell.outbox import open_outbox
+from tests.integration.test_alarm_state import KEY, SITE, lel, site
+
+async def main() -> None:
+    path = Path(sys.argv[1])
+    rules = rules_for_site(site(path.parent))
+    async with open_outbox(path, SITE, KEY) as outbox:
+        stage = await load_alarm_stage(outbox, rules)
+        i = int(sys.argv[2])
+        while True:
+            # 30, 30, 5, 5, ...: an L1 raise and a clear every four readings.
+            batch = tuple(lel(j, 30.0 if j % 4 < 2 else 5.0) for j in (i, i + 1))
+            staged = stage.evaluate(batch)
+            block = await outbox.seal(
+                staged.records, now=time.time(), clock_synced=True, alarm_state=staged.snapshot
+            )
+            stage.commit(staged)
+            print("sealed", block.seq, flush=True)
+            i += 2
+
+asyncio.run(main())
+"""
+
+
+def test_sigkill_never_splits_alarm_events_from_their_state(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    sealed = 0
+    for round_number in range(6):
+        # Each life starts where the pattern is in another phase, so some restarts happen
+        # with L1 active and some with it clear.
+        writer = subprocess.Popen(
+            [sys.executable, "-c", _WRITER, str(path), str(round_number * 1000 + round_number)],
+            stdout=subprocess.PIPE,
+            cwd=ROOT,
+        )
+        assert writer.stdout is not None
+        deadline = time.monotonic() + 20
+        wanted = sealed + 3 + round_number * 5
+        while time.monotonic() < deadline:
+            line = writer.stdout.readline()
+            if not line:
+                break
+            if not line.startswith(b"sealed "):
+                continue  # the agent's log lines
+            sealed = int(line.split()[1])
+            if sealed >= wanted:
+                break
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+    assert len(outbox_alarms(path)) > 6
+    assert_consistent(path)
+
+
+# --- the whole agent: poll a simulator, seal, stop, start again ------------------------------
+
+
+async def _run_agent_for(config: SiteConfig, seconds: float) -> None:
+    stop = asyncio.Event()
+    agent = asyncio.create_task(runtime.run_agent(config, stop), name="agent")
+    await asyncio.sleep(seconds)
+    stop.set()
+    await asyncio.wait_for(agent, 30)
+
+
+async def test_the_agent_keeps_its_alarms_across_restarts(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # No collector in this test: nothing is ever ACKed, so do not wait for ACKs at stop.
+    monkeypatch.setattr(runtime, "_SHUTDOWN_DRAIN", 0.05)
+    create_key_pair(tmp_path / "keys" / "gateway.key")
+    create_key_pair(tmp_path / "keys" / "collector.key")
+    outbox = tmp_path / "state" / "outbox.db"
+    broker_port = free_port()  # nobody listens: the publisher just keeps retrying
+    async with await serve_tankfarm("127.0.0.1", 0, tanks=1, seed=5, interval=0.05) as farm:
+        # Tank temperatures stay far above 5 degC: T1 raises H at its first reading.
+        hot = site(tmp_path, high=5.0, modbus_port=farm.port, broker_port=broker_port)
+        await _run_agent_for(hot, 1.0)
+        raised = [e for e in outbox_alarms(outbox) if e.point == "T1"]
+        assert [(e.event, e.level) for e in raised] == [(AlarmEvent.RAISE, "H")]
+        await _run_agent_for(hot, 0.6)
+        assert [e for e in outbox_alarms(outbox) if e.point == "T1"] == raised
+        # The limit moves up (a new site map): the next reading clears the same alarm.
+        cool = site(tmp_path, high=200.0, modbus_port=farm.port, broker_port=broker_port)
+        await _run_agent_for(cool, 0.6)
+    events = [(e.event, e.alarm_id) for e in outbox_alarms(outbox) if e.point == "T1"]
+    assert events == [
+        (AlarmEvent.RAISE, raised[0].alarm_id),
+        (AlarmEvent.CLEAR, raised[0].alarm_id),
+    ]
+    assert_consistent(outbox)
