@@ -5,6 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DURATION ?=
+# make demo SITE=NAME runs configs/NAME.yaml against its simulator profile:
+# tankfarm (default) | tailings | fireworks | slope | coalmine
 SITE ?= tankfarm
 
 .PHONY: demo test lint bench install broker clean

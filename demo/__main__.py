@@ -15,9 +15,11 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 import httpx
@@ -28,6 +30,28 @@ from demo.broker import Broker, free_port, wait_for_port
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
 TOKEN = "demo-token"  # noqa: S105 - a demo's loopback-only API token
+SITE_PROFILES: Mapping[str, str] = MappingProxyType(
+    {
+        "tankfarm": "tankfarm",
+        "tailings": "tailings",
+        "fireworks": "fireworks",
+        "slope": "slope",
+        "coalmine": "coalmine",
+    }
+)
+"""Each site map in configs/ (by file stem) and the simulator profile its devices read."""
+
+
+def profile_for(site: str) -> str:
+    """Return the simulator profile (`python -m drivers.sim --profile`) of a site map.
+
+    Raises:
+        SystemExit: the site has no simulator profile.
+    """
+    profile = SITE_PROFILES.get(site)
+    if profile is None:
+        raise SystemExit(f"demo: no simulator for site {site!r}; sites: {', '.join(SITE_PROFILES)}")
+    return profile
 
 
 def write_configs(
@@ -73,12 +97,15 @@ def _run(*args: str, cwd: Path) -> str:
 
 def _table(items: list[dict[str, Any]]) -> str:
     now = time.time()
-    lines = [f"{'point':<16} {'value':>12} {'unit':<6} {'quality':<10} {'age':>6}"]
+    # Coal point codes are 23 characters long: size the column to the site's codes.
+    width = max([16, *(len(str(item["point"])) for item in items)])
+    lines = [f"{'point':<{width}} {'value':>12} {'unit':<7} {'quality':<10} {'age':>6}"]
     for item in sorted(items, key=lambda i: str(i["point"])):
         value = "-" if item["value"] is None else f"{item['value']:.3f}"
         age = now - datetime.fromisoformat(item["t"]).timestamp()
         lines.append(
-            f"{item['point']:<16} {value:>12} {item['unit']:<6} {item['quality']:<10} {age:5.1f}s"
+            f"{item['point']:<{width}} {value:>12} {item['unit']:<7} {item['quality']:<10}"
+            f" {age:5.1f}s"
         )
     return "\n".join(lines)
 
@@ -91,6 +118,7 @@ class Demo:
     broker: Broker
     sim_port: int
     api_port: int
+    profile: str = "tankfarm"
     children: list[subprocess.Popen[bytes]] = field(default_factory=list)
     interrupted: bool = False
 
@@ -110,9 +138,12 @@ class Demo:
         """Start broker, simulator, collector and agent; return the gateway id."""
         self.broker.start()
         print(f"demo: mosquitto on 127.0.0.1:{self.broker.port}")
-        self.spawn("sim", str(BIN / "python"), "-m", "drivers.sim", "--port", str(self.sim_port))
+        self.spawn(
+            "sim", str(BIN / "python"), "-m", "drivers.sim",
+            "--profile", self.profile, "--port", str(self.sim_port),
+        )  # fmt: skip
         wait_for_port(self.sim_port)
-        print(f"demo: tank-farm simulator on 127.0.0.1:{self.sim_port}")
+        print(f"demo: {self.profile} simulator on 127.0.0.1:{self.sim_port}")
         _run(str(BIN / "collector"), "keys", "init", "-c", "collector.yaml", cwd=self.work)
         _run(str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml", cwd=self.work)
         site = yaml.safe_load(site_yaml.read_text(encoding="utf-8"))["site"]
@@ -174,7 +205,9 @@ class Demo:
 def main() -> int:
     """Start everything, show the table, stop everything."""
     parser = argparse.ArgumentParser(prog="make demo")
-    parser.add_argument("--site", default="tankfarm")
+    parser.add_argument(
+        "--site", default="tankfarm", choices=SITE_PROFILES, help="a site map in configs/"
+    )
     parser.add_argument("--duration", type=float, default=None, help="seconds; no terminal")
     args = parser.parse_args()
 
@@ -182,7 +215,13 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     (work / "broker").mkdir(parents=True)
     (work / "logs").mkdir()
-    demo = Demo(work, Broker(port=free_port(), workdir=work / "broker"), free_port(), free_port())
+    demo = Demo(
+        work,
+        Broker(port=free_port(), workdir=work / "broker"),
+        free_port(),
+        free_port(),
+        profile=profile_for(args.site),
+    )
     site_yaml = write_configs(work, args.site, demo.broker.url, demo.sim_port, demo.api_port)
 
     def interrupt(*_: object) -> None:

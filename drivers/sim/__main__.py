@@ -1,6 +1,8 @@
-"""Run the tank farm simulator: ``python -m drivers.sim --port 5020 [--tanks 3] [--seed N]``.
+"""Run a site simulator: ``python -m drivers.sim [--profile NAME] --port 5020 [--seed N]``.
 
-``--map`` prints the register map as JSON lines and exits. SIGINT and SIGTERM stop it cleanly.
+Profiles: tankfarm (the default, with ``--tanks``), tailings, fireworks, slope, coalmine; see
+drivers.sim.profiles. ``--map`` prints the chosen profile's register map as JSON lines and
+exits. SIGINT and SIGTERM stop it cleanly.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import logging
 import signal
 import sys
 
-from drivers.sim.tankfarm import register_map, serve_tankfarm
+from drivers.sim.profiles import PROFILE_NAMES, TANKFARM, profile_map, serve_profile
 
 _log = logging.getLogger("drivers.sim")
 
@@ -20,9 +22,12 @@ _log = logging.getLogger("drivers.sim")
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(prog="python -m drivers.sim", description=__doc__)
+    parser.add_argument(
+        "--profile", choices=PROFILE_NAMES, default=TANKFARM, help="which site to simulate"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")
     parser.add_argument("--port", type=int, default=5020, help="TCP port (0: any free port)")
-    parser.add_argument("--tanks", type=int, default=3, help="number of tanks")
+    parser.add_argument("--tanks", type=int, default=3, help="number of tanks (tankfarm)")
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--unit-id", type=int, default=1, help="Modbus unit id to answer")
     parser.add_argument("--interval", type=float, default=0.2, help="update period, seconds")
@@ -33,9 +38,9 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _print_map(tanks: int) -> None:
-    """Write the register map as one JSON object per point."""
-    for sim in register_map(tanks):
+def _print_map(profile: str, tanks: int) -> None:
+    """Write the profile's register map as one JSON object per point."""
+    for sim in profile_map(profile, tanks=tanks):
         p = sim.point
         row = {
             "key": p.key,
@@ -51,6 +56,8 @@ def _print_map(tanks: int) -> None:
             "low": sim.low,
             "high": sim.high,
         }
+        if profile != TANKFARM:  # the tank farm's rows keep their original fields for scripts
+            row |= {"quota": sim.quota or None, "scale": sim.scale}
         sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
@@ -60,29 +67,31 @@ async def _serve(args: argparse.Namespace) -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    farm = await serve_tankfarm(
+    sim = await serve_profile(
+        args.profile,
         args.host,
         args.port,
-        tanks=args.tanks,
         seed=args.seed,
         unit_id=args.unit_id,
         interval=args.interval,
+        tanks=args.tanks,
     )
-    _log.info(
-        "tank farm: %d tanks on %s:%d unit %d", args.tanks, farm.host, farm.port, farm.unit_id
-    )
+    # The tank farm keeps its original log lines: scripts and tests wait for them.
+    label = "tank farm" if args.profile == TANKFARM else args.profile
+    what = f"{args.tanks} tanks on" if args.profile == TANKFARM else "on"
+    _log.info("%s: %s %s:%d unit %d", label, what, sim.host, sim.port, sim.unit_id)
     try:
         await stop.wait()
     finally:
-        await farm.stop()
-    _log.info("tank farm stopped")
+        await sim.stop()
+    _log.info("%s stopped", label)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the simulator; return the process exit code."""
     args = _parse(argv)
     if args.map:
-        _print_map(args.tanks)
+        _print_map(args.profile, args.tanks)
         return 0
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     try:

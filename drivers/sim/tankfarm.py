@@ -100,6 +100,9 @@ class SimPoint:
     """One simulated point: where it lives, what it means, and what a reader should see.
 
     `expected` is the exact value of a test-pattern point; `low`..`high` bounds a moving one.
+    Both are engineering values: ``raw * scale``, where `scale` is what a site map sets for
+    a point the instrument reports as a scaled integer (0.01 %CH4 steps, say). `quota` is the
+    catalogue indicator a site map should give the point ("" for test-pattern points).
     """
 
     point: RegisterPoint
@@ -108,6 +111,8 @@ class SimPoint:
     expected: float | None = None
     low: float | None = None
     high: float | None = None
+    quota: str = ""
+    scale: float = 1.0
 
 
 def tank_map(tanks: int = 3) -> tuple[SimPoint, ...]:
@@ -115,15 +120,17 @@ def tank_map(tanks: int = 3) -> tuple[SimPoint, ...]:
     points: list[SimPoint] = []
     for n in range(1, tanks + 1):
         base = TANK_STRIDE * (n - 1)
-        for table, offset, name, unit, low, high in (
-            (Table.HOLDING, 0, "level", "m", 0.0, 10.0),
-            (Table.HOLDING, 2, "temperature", "degC", 15.0, 40.0),
-            (Table.HOLDING, 4, "pressure", "MPa", 0.1, 0.3),
-            (Table.INPUT, 0, "lel", "%LEL", 0.0, 100.0),
-            (Table.INPUT, 2, "h2s", "ppm", 0.0, 100.0),
+        for table, offset, name, unit, low, high, quota in (
+            (Table.HOLDING, 0, "level", "m", 0.0, 10.0, "WHP-LT"),
+            (Table.HOLDING, 2, "temperature", "degC", 15.0, 40.0, "WHP-TT"),
+            (Table.HOLDING, 4, "pressure", "MPa", 0.1, 0.3, "WHP-PT"),
+            (Table.INPUT, 0, "lel", "%LEL", 0.0, 100.0, "WHP-LEL"),
+            (Table.INPUT, 2, "h2s", "ppm", 0.0, 100.0, "WHP-TOX"),
         ):
             point = RegisterPoint(f"tank{n}.{name}", table, base + offset, DataType.FLOAT32)
-            points.append(SimPoint(point, unit, f"tank {n} {name}", low=low, high=high))
+            points.append(
+                SimPoint(point, unit, f"tank {n} {name}", low=low, high=high, quota=quota)
+            )
     return tuple(points)
 
 

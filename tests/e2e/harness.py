@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import yaml
 
-from demo.__main__ import TOKEN, write_configs
+from demo.__main__ import TOKEN, profile_for, write_configs
 from demo.broker import Broker, free_port, wait_for_port
 from specs.block import decode_block
 from specs.records import Reading
@@ -46,7 +46,11 @@ def _cli(*argv: str, cwd: Path) -> None:
 
 @dataclass
 class Site:
-    """One agent, one collector and one simulator around a test's broker."""
+    """One agent, one collector and one simulator around a test's broker.
+
+    `site_name` picks the site map in configs/ and, through the demo's mapping, the
+    simulator profile its devices read.
+    """
 
     work: Path
     broker: Broker
@@ -54,11 +58,12 @@ class Site:
     api_port: int = field(default_factory=free_port)
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     gateway: str = ""
+    site_name: str = "tankfarm"
 
     def setup(self, poll: str = "200ms") -> None:
         """Write configs and register keys with the real commands."""
         write_configs(
-            self.work, "tankfarm", self.broker.url, self.sim_port, self.api_port, poll=poll
+            self.work, self.site_name, self.broker.url, self.sim_port, self.api_port, poll=poll
         )
         _cli(str(BIN / "collector"), "keys", "init", "-c", "collector.yaml", cwd=self.work)
         _cli(str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml", cwd=self.work)
@@ -77,8 +82,11 @@ class Site:
             )
 
     def start_sim(self) -> None:
-        """Start the tank-farm simulator."""
-        self._spawn("sim", str(BIN / "python"), "-m", "drivers.sim", "--port", str(self.sim_port))
+        """Start the simulator profile of this site (the tank farm by default)."""
+        self._spawn(
+            "sim", str(BIN / "python"), "-m", "drivers.sim",
+            "--profile", profile_for(self.site_name), "--port", str(self.sim_port),
+        )  # fmt: skip
         wait_for_port(self.sim_port)
 
     def start_collector(self) -> None:
@@ -146,8 +154,11 @@ class Site:
         """Blocks sealed so far (0 before the outbox exists)."""
         if not (self.work / "state" / "outbox.db").exists():
             return 0
-        with self._outbox() as db:
-            return int(db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0])
+        try:
+            with self._outbox() as db:
+                return int(db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0])
+        except sqlite3.OperationalError:  # the file exists, its tables not yet
+            return 0
 
     def api(self, path: str, **params: str | int) -> dict[str, object]:
         """GET an API path with the demo token."""
