@@ -11,8 +11,15 @@ import click
 
 from edge_agent.catalogue_cli import catalogue
 from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
-from edge_agent.core.points import ResolvedPoint, resolve_points
+from edge_agent.core.points import (
+    NodeSource,
+    PatternSource,
+    RegisterSource,
+    ResolvedPoint,
+    resolve_points,
+)
 from edge_agent.probe_cli import probe
+from edge_agent.shell.buses import plan_buses
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import KeyExistsError, create_key_pair
 from edge_agent.shell.logs import configure_logging
@@ -36,6 +43,8 @@ _COLUMNS = (
     "offset",
     "unit",
 )
+_NODE_COLUMNS = ("device", "point", "quota", "name", "node", "scale", "offset", "unit")
+_PATTERN_COLUMNS = ("device", "point", "quota", "name", "pattern", "scale", "offset", "unit")
 
 
 @click.group()
@@ -49,7 +58,18 @@ def check(config_path: Path) -> None:
     """Validate the site map and print the resolved point table."""
     config = load_or_exit(config_path)
     points = resolve_points(config)
-    click.echo(render_table([_row(point) for point in points]))
+    # One table per kind of source, each with the columns that say where its points are read.
+    tables = (
+        (_COLUMNS, [_row(p) for p in points if isinstance(p.source, RegisterSource)]),
+        (_NODE_COLUMNS, [_source_row(p) for p in points if isinstance(p.source, NodeSource)]),
+        (
+            _PATTERN_COLUMNS,
+            [_source_row(p) for p in points if isinstance(p.source, PatternSource)],
+        ),
+    )
+    click.echo("\n\n".join(render_table(rows, header) for header, rows in tables if rows))
+    for plan in plan_buses(config, points):
+        click.echo(plan.describe())
     click.echo(
         f"{len(config.devices)} devices, {len(points)} points, gateway {config.site.gateway}"
     )
@@ -91,7 +111,7 @@ def keys_init(config_path: Path) -> None:
 @main.command()
 @config_option
 def status(config_path: Path) -> None:
-    """Print outbox depth, oldest unacked block and clock state."""
+    """Print outbox depth, oldest unacked block, clock state and planned RTU bus load."""
     config = load_or_exit(config_path)
     if not config.outbox.path.exists():
         click.echo(f"{config.outbox.path}: no outbox yet (the agent has not run)", err=True)
@@ -107,17 +127,44 @@ def status(config_path: Path) -> None:
     )
     click.echo(f"oldest       {'-' if oldest is None else iso_time(oldest)}")
     click.echo(f"clock        {'synchronized' if clock_synchronized() else 'NOT synchronized'}")
+    # Planned from the site map; the measured figures are in the agent's log
+    # (`rtu_bus_utilization`), as this command does not talk to the running agent.
+    for plan in plan_buses(config, resolve_points(config)):
+        click.echo(f"rtu bus      {plan.describe().removeprefix('rtu bus ')}")
+
+
+def _unit(point: ResolvedPoint) -> str:
+    if point.unit == point.canonical_unit:
+        return point.unit
+    return f"{point.unit}->{point.canonical_unit}"
+
+
+def _source_row(point: ResolvedPoint) -> tuple[str, ...]:
+    """A row of an OPC UA or serial point: its node id or pattern instead of a register."""
+    source = point.source
+    if isinstance(source, NodeSource):
+        where = source.node
+    elif isinstance(source, PatternSource):
+        where = source.pattern
+    else:
+        raise TypeError(f"{point.point} is a Modbus point: use _row")
+    return (
+        point.device_id,
+        point.point,
+        point.quota,
+        point.indicator_name,
+        where,
+        f"{point.scale:g}",
+        f"{point.offset:g}",
+        _unit(point),
+    )
 
 
 def _row(point: ResolvedPoint) -> tuple[str, ...]:
     start = str(point.start) if point.bit is None else f"{point.start}.{point.bit}"
     # Byte and word order mean nothing for a single bit.
     order = "-" if point.dtype == "bool" else f"{point.byte_order}/{point.word_order}"
-    unit = (
-        point.unit
-        if point.unit == point.canonical_unit
-        else f"{point.unit}->{point.canonical_unit}"
-    )
+    unit = _unit(point)
     return (
         point.device_id,
         point.point,

@@ -1,8 +1,17 @@
 """`edge-agent probe`: read each configured point once and show what the instrument sent.
 
-For commissioning: raw registers next to the decoded value, unit, quality and round-trip
-time, so a technician sees at once whether a point reads right; `--guess-order` decodes
-multi-register points in all four byte/word orders and ranks them against the catalogue.
+For commissioning: what came off the wire next to the decoded value, unit, quality and
+round-trip time, so a technician sees at once whether a point reads right. The `raw` column
+is per driver: the registers in hex for Modbus (TCP and RTU), the frame as text (control
+characters escaped) for serial ASCII, the StatusCode's name for OPC UA. `--guess-order`
+decodes multi-register points in all four byte/word orders and ranks them against the
+catalogue.
+
+Per driver: Modbus reads every planned request once (round trip = per request). OPC UA reads
+every node with one Read call, whatever the device's mode, so the round trip is a real one and
+a node's status shows without waiting for a subscription. A serial instrument with a request
+is asked once; a free-running one is listened to until every point has a value or `max_age`
+passes (no round trip: nothing was asked).
 """
 
 from __future__ import annotations
@@ -15,15 +24,41 @@ from pathlib import Path
 
 import click
 
-from drivers.base import DriverError, Quality, RawSample
+from drivers.base import (
+    Driver,
+    DriverConnectionError,
+    DriverError,
+    DriverProtocolError,
+    DriverTimeoutError,
+    Quality,
+    RawSample,
+)
 from drivers.modbus.codec import DataType, register_count
+from drivers.opcua import OpcUaSecurityError, ReadMode
 from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
-from edge_agent.config import SiteConfig
+from edge_agent.config import (
+    DeviceConfig,
+    ModbusRtuDevice,
+    ModbusTcpDevice,
+    OpcUaDevice,
+    SerialDevice,
+    SiteConfig,
+)
 from edge_agent.core.normalize import normalize
 from edge_agent.core.order_guess import rank_orders
-from edge_agent.core.points import ResolvedPoint, resolve_points
-from edge_agent.shell.devices import build_driver
+from edge_agent.core.points import (
+    NodeSource,
+    PatternSource,
+    RegisterSource,
+    ResolvedPoint,
+    resolve_points,
+)
+from edge_agent.shell.buses import RtuBuses
+from edge_agent.shell.devices import build_driver, build_opcua_driver
 from specs.catalogue import default_catalogue
+
+_LISTEN_STEP = 0.1  # how often a free-running instrument's latest values are looked at
+_UA_STATUS_PREFIXES = ("Good", "Uncertain", "Bad")
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,11 +78,28 @@ class ProbeRow:
     orders: tuple[str, ...] = ()
 
 
-def _raw_text(sample: RawSample) -> str:
+def _raw_text(point: ResolvedPoint, sample: RawSample) -> str:
+    if isinstance(point.source, NodeSource):
+        status = next((f for f in sample.flags if f.startswith(_UA_STATUS_PREFIXES)), None)
+        if status is None and sample.quality is not Quality.BAD:
+            status = "Good"  # plain Good is not named in the flags
+        return status or "-"
+    if isinstance(point.source, PatternSource):
+        # repr shows CR, LF, NUL and noise bytes as escapes; [2:-1] drops the b'' around it.
+        return repr(bytes(sample.raw))[2:-1] or "-"
     return " ".join(f"{word:04X}" for word in sample.raw) or "-"
 
 
+def _answered(point: ResolvedPoint, sample: RawSample) -> bool:
+    """Whether the device answered for this point (so a round trip means something)."""
+    if isinstance(point.source, NodeSource):
+        return _raw_text(point, sample) != "-"
+    return sample.quality is not Quality.BAD or bool(sample.raw)
+
+
 def _orders(point: ResolvedPoint, sample: RawSample) -> tuple[str, ...]:
+    if not isinstance(point.source, RegisterSource):
+        return ()
     dtype = DataType(point.dtype)
     indicator = default_catalogue().get(point.quota)
     if indicator is None or register_count(dtype) < 2 or len(sample.raw) != register_count(dtype):  # noqa: PLR2004
@@ -67,26 +119,74 @@ def _orders(point: ResolvedPoint, sample: RawSample) -> tuple[str, ...]:
     )
 
 
+def _failure_kind(error: DriverError) -> str:
+    if isinstance(error, OpcUaSecurityError):
+        return "security_refused"
+    if isinstance(error, DriverTimeoutError):
+        return "timeout"
+    if isinstance(error, DriverConnectionError):
+        return "link_down"
+    if isinstance(error, DriverProtocolError):
+        return "protocol_error"
+    return "read_failed"
+
+
+def _probe_driver(device: DeviceConfig, points: list[ResolvedPoint], buses: RtuBuses) -> Driver:
+    if isinstance(device, OpcUaDevice):
+        return build_opcua_driver(device, points, mode=ReadMode.POLL)
+    return build_driver(device, points, buses=buses)
+
+
+async def _read_once(device: DeviceConfig, driver: Driver) -> list[RawSample]:
+    """Read every point once; a free-running instrument is listened to for a while first."""
+    samples = await driver.read()
+    if not (isinstance(device, SerialDevice) and device.free_running):
+        return samples
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + device.max_age
+    while any(s.quality is Quality.BAD for s in samples) and loop.time() < deadline:
+        await asyncio.sleep(_LISTEN_STEP)
+        samples = await driver.read()
+    return samples
+
+
+def _requests(device: DeviceConfig, driver: Driver) -> int | None:
+    """How many request/response exchanges one read made; None when nothing was asked."""
+    if isinstance(device, ModbusTcpDevice | ModbusRtuDevice):
+        return max(1, len(getattr(driver, "plan", ())))
+    if isinstance(device, OpcUaDevice):
+        return 1  # one Read service call for every node
+    return None if device.request is None else 1
+
+
 async def _probe_device(
-    config: SiteConfig, device_id: str, points: list[ResolvedPoint], guess: bool
+    config: SiteConfig,
+    device_id: str,
+    points: list[ResolvedPoint],
+    guess: bool,
+    buses: RtuBuses,
 ) -> list[ProbeRow]:
     device = next(d for d in config.devices if d.id == device_id)
-    driver = build_driver(device, points)
+    driver = _probe_driver(device, points, buses)
     by_code = {p.point: p for p in points}
-    started = time.monotonic()
+    read_seconds = 0.0
     try:
         await driver.connect()
-        samples = await driver.read()
+        started = time.monotonic()
+        samples = await _read_once(device, driver)
+        read_seconds = time.monotonic() - started
     except DriverError as exc:
+        # The kind first: it becomes the reading's flag (the message starts with a device id).
+        error = f"{_failure_kind(exc)}: {exc}"
         samples = [
-            RawSample(p.point, None, Quality.BAD, time.time(), time.monotonic(), error=str(exc))
+            RawSample(p.point, None, Quality.BAD, time.time(), time.monotonic(), error=error)
             for p in points
         ]
     finally:
         await driver.close()
+    requests = _requests(device, driver)
     # Per-request time: what one transaction with this device costs on this link.
-    requests = max(1, len(getattr(driver, "plan", ())) or 1)
-    rtt_ms = (time.monotonic() - started) * 1000 / requests
+    rtt_ms = None if requests is None else read_seconds * 1000 / requests
     rows = []
     for sample in samples:
         point = by_code[sample.key]
@@ -98,15 +198,13 @@ async def _probe_device(
                 device=device_id,
                 point=point.point,
                 quota=point.quota,
-                raw=_raw_text(sample),
+                raw=_raw_text(point, sample),
                 decoded=sample.value,
                 value=reading.value,
                 unit=reading.unit,
                 quality=reading.quality.value,
                 flags=reading.flags,
-                rtt_ms=None
-                if sample.quality is Quality.BAD and not sample.raw
-                else round(rtt_ms, 2),
+                rtt_ms=None if rtt_ms is None or not _answered(point, sample) else round(rtt_ms, 2),
                 orders=_orders(point, sample) if guess else (),
             )
         )
@@ -119,9 +217,13 @@ async def probe_site(config: SiteConfig, device: str | None, guess: bool) -> lis
     for point in resolve_points(config):
         by_device.setdefault(point.device_id, []).append(point)
     rows: list[ProbeRow] = []
-    for device_id, points in by_device.items():
-        if device is None or device == device_id:
-            rows.extend(await _probe_device(config, device_id, points, guess))
+    buses = RtuBuses()  # slaves of one RS-485 port are probed over one bus, one at a time
+    try:
+        for device_id, points in by_device.items():
+            if device is None or device == device_id:
+                rows.extend(await _probe_device(config, device_id, points, guess, buses))
+    finally:
+        await buses.close()
     return rows
 
 
@@ -157,7 +259,7 @@ def _text(rows: list[ProbeRow]) -> str:
 @click.option("--guess-order", is_flag=True, help="Rank all byte/word orders of each point.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per point.")
 def probe(config_path: Path, device: str | None, guess_order: bool, as_json: bool) -> None:
-    """Read each point once; print raw registers, decoded value, unit, quality, round trip."""
+    """Read each point once; print what came (registers, line, status), value, quality, rtt."""
     config = load_or_exit(config_path)
     if device is not None and device not in {d.id for d in config.devices}:
         click.echo(f"{config_path}: no device {device!r}", err=True)

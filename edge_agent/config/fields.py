@@ -7,6 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from drivers.serial.settings import BAUDRATES
 from specs import identifiers
 from specs.yamlconf import digits_as_text
 
@@ -51,3 +52,25 @@ def _check_host(value: str) -> str:
 
 Host = Annotated[str, AfterValidator(_check_host)]
 """A host name or IP address."""
+
+
+def _check_device_path(value: str) -> str:
+    if not value.startswith("/") or any(char.isspace() for char in value):
+        raise ValueError(f"port {value!r} must be a serial device path such as /dev/ttyUSB0")
+    return value
+
+
+DevicePath = Annotated[str, AfterValidator(_check_device_path)]
+"""A serial device path (`/dev/ttyUSB0`, `/dev/ttyS1`, a `/dev/serial/by-id/...` link)."""
+
+
+def _check_baudrate(value: int) -> int:
+    if value not in BAUDRATES:
+        raise ValueError(
+            f"baudrate {value} is not a standard rate; use one of {', '.join(map(str, BAUDRATES))}"
+        )
+    return value
+
+
+Baudrate = Annotated[int, Field(strict=True), AfterValidator(_check_baudrate)]
+"""A standard serial line rate (1200 .. 230400 baud)."""

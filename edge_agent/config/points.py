@@ -1,13 +1,21 @@
-"""Point models of the site map: where a value lives, what it means, when it alarms."""
+"""Point models of the site map: where a value lives, what it means, when it alarms.
+
+Where a value lives depends on the device's driver, and the point says it with one key:
+`address` for Modbus (TCP and RTU), `node` for OPC UA, `pattern` for serial ASCII. A point
+alone cannot know its driver (template points serve any device), so the device checks that
+each of its points has the right key and no other (`POINT_SOURCE_KEYS`).
+"""
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
 import itertools
+import re
 from collections.abc import Iterator, Mapping
 from typing import Annotated, Literal, Self
 
-from pydantic import BeforeValidator, Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
+from drivers.opcua.model import check_node_id
 from edge_agent.config.fields import Number, PointCode
 from specs.catalogue import Indicator, default_catalogue
 from specs.durations import format_duration
@@ -76,6 +84,75 @@ RATE_LEVEL = "rate"
 
 RATE_PERIODS: Mapping[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 """Time units a rate may be expressed in (`mm/h`, `mm/d`), in seconds."""
+
+SourceKey = Literal["address", "node", "pattern"]
+_SOURCE_KEYS: tuple[SourceKey, ...] = ("address", "node", "pattern")
+
+POINT_SOURCE_KEYS: Mapping[str, SourceKey] = {
+    "modbus_tcp": "address",
+    "modbus_rtu": "address",
+    "opcua": "node",
+    "serial": "pattern",
+}
+"""The one key that says where a point's value lives, by driver."""
+
+_SOURCE_HINTS: Mapping[SourceKey, str] = {
+    "address": "their Modbus address, such as {table: holding, start: 0, type: float32}",
+    "node": "their OPC UA node id, such as 'ns=2;s=Slope.G1.X'",
+    "pattern": "a regular expression with a (?P<value>...) group, such as 'H2S=(?P<value>[0-9.]+)'",
+}
+
+
+def point_source_problems(driver: str, point: object) -> list[tuple[KeyPath, str]]:
+    """Say what is wrong with where a point of a `driver` device reads its value.
+
+    Works on the raw mapping from YAML (so that it can run alongside field validation and
+    every problem shows at once) as well as on a `PointConfig`. Paths are relative to the
+    point; anything that is not a mapping is left to field validation.
+    """
+    wanted = POINT_SOURCE_KEYS.get(driver)
+    if wanted is None:
+        return []
+    if isinstance(point, PointConfig):
+        given = {key for key in _SOURCE_KEYS if getattr(point, key) is not None}
+    elif isinstance(point, dict):
+        given = {key for key in _SOURCE_KEYS if point.get(key) is not None}
+    else:
+        return []
+    problems: list[tuple[KeyPath, str]] = []
+    if wanted not in given:
+        problems.append(
+            ((wanted,), f"missing required key: {driver} points need {_SOURCE_HINTS[wanted]}")
+        )
+    for key in sorted(given - {wanted}):
+        users = " and ".join(d for d, k in POINT_SOURCE_KEYS.items() if k == key)
+        problems.append(
+            (
+                (key,),
+                f"{key} applies only to {users} points; {driver} points are read by `{wanted}`",
+            )
+        )
+    return problems
+
+
+def _check_pattern(pattern: str) -> str:
+    try:
+        regex = re.compile(pattern)
+    except re.error as exc:
+        raise ValueError(f"pattern {pattern!r} is not a valid regular expression: {exc}") from None
+    if "value" not in regex.groupindex:
+        raise ValueError(
+            f"pattern {pattern!r} has no named group `value`: write the number's part as "
+            "(?P<value>-?[0-9.]+)"
+        )
+    return pattern
+
+
+LinePattern = Annotated[str, AfterValidator(_check_pattern)]
+"""A regular expression (Python `re` syntax) with a named group `value`, checked at load."""
+
+NodeId = Annotated[str, AfterValidator(check_node_id)]
+"""An OPC UA node id string: `ns=2;s=Name`, `i=2258`, `nsu=<uri>;s=Name`, ..."""
 
 
 def _one_or_many(value: object) -> object:
@@ -267,6 +344,8 @@ class RateConfig(ConfigModel):
 class PointConfig(ConfigModel):
     """One value an instrument reports.
 
+    Exactly one of `address` (Modbus), `node` (OPC UA) or `pattern` (serial ASCII) says where
+    it is read; which one is checked by the device that reads it (`point_source_problems`).
     `value = raw * scale + offset` gives the value in `unit` (the unit the instrument reports;
     by default the indicator's canonical unit). `thresholds` and `deadband` are in that unit
     too; the agent converts everything to the canonical unit of the catalogue. Every threshold
@@ -277,7 +356,9 @@ class PointConfig(ConfigModel):
     point: PointCode
     quota: str
     unit: str | None = None
-    address: Address
+    address: Address | None = None
+    node: NodeId | None = None
+    pattern: LinePattern | None = None
     scale: Number = 1.0
     offset: Number = 0.0
     thresholds: Thresholds = Field(default_factory=Thresholds)

@@ -8,9 +8,15 @@ from typing import Annotated, Literal, Self
 from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from edge_agent.config.alarms import CompareAlarm, EscalationAlarm, OvertimeAlarm, SiteAlarm
-from edge_agent.config.devices import DeviceConfig
+from edge_agent.config.devices import DeviceConfig, ModbusRtuDevice, SerialDevice
 from edge_agent.config.fields import DistrictCode, EnterpriseCode, MineCode, Name, Number
-from edge_agent.config.points import COLOURS, RATE_PERIODS, PointConfig, TemplateConfig
+from edge_agent.config.points import (
+    COLOURS,
+    RATE_PERIODS,
+    PointConfig,
+    TemplateConfig,
+    point_source_problems,
+)
 from specs.identifiers import IdentifierError, check_gateway_code, check_point_code
 from specs.yamlconf import (
     Broker,
@@ -127,6 +133,10 @@ class SiteConfig(ConfigModel):
     of `templates[NAME]` with code `P + point`, followed by its own `points`. Every final code
     is unique across the gateway, and device ids are unique. Site-level `alarms` name points
     by their final codes.
+
+    Serial ports: the devices with one `port` are the slaves of one Modbus RTU bus, so they
+    must agree on the line settings and have distinct unit ids; a serial ASCII instrument
+    needs its port to itself.
     """
 
     site: SiteInfo
@@ -154,7 +164,13 @@ class SiteConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
-        problems = [*self._device_problems(), *self._point_problems(), *self._alarm_problems()]
+        problems = [
+            *self._device_problems(),
+            *self._template_source_problems(),
+            *self._port_problems(),
+            *self._point_problems(),
+            *self._alarm_problems(),
+        ]
         if problems:
             raise_at(problems)
         return self
@@ -174,6 +190,72 @@ class SiteConfig(ConfigModel):
                     ("devices", index, "template"),
                     f"template {device.template!r} is not defined (templates: {defined})",
                 )
+
+    def _template_source_problems(self) -> Iterator[tuple[KeyPath, str]]:
+        """Template points must suit the driver of every device that uses the template."""
+        reported: set[KeyPath] = set()
+        for device in self.devices:
+            template = self.templates.get(device.template) if device.template else None
+            if template is None:
+                continue
+            for number, point in enumerate(template.points):
+                for path, message in point_source_problems(device.driver, point):
+                    where: KeyPath = ("templates", str(device.template), "points", number, *path)
+                    if where not in reported:
+                        reported.add(where)
+                        yield where, f"{message} (device {device.id!r} uses this template)"
+
+    def _port_problems(self) -> Iterator[tuple[KeyPath, str]]:
+        """One line setting per RS-485 bus, one slave per unit id, an ASCII port to itself."""
+        first: dict[str, int] = {}
+        units: dict[tuple[str, int], int] = {}
+        for index, device in enumerate(self.devices):
+            if not isinstance(device, ModbusRtuDevice | SerialDevice):
+                continue
+            at: KeyPath = ("devices", index)
+            if device.port not in first:
+                first[device.port] = index
+                if isinstance(device, ModbusRtuDevice):
+                    units[(device.port, device.unit_id)] = index
+                continue
+            owner_index = first[device.port]
+            owner = self.devices[owner_index]
+            named = f"devices[{owner_index}] ({owner.id})"
+            if isinstance(owner, SerialDevice) or isinstance(device, SerialDevice):
+                ascii_device = owner if isinstance(owner, SerialDevice) else device
+                yield (
+                    (*at, "port"),
+                    (
+                        f"port {device.port} is already used by {named}; a serial ASCII "
+                        f"instrument ({ascii_device.id}) needs its port to itself"
+                    ),
+                )
+                continue
+            if not isinstance(owner, ModbusRtuDevice) or not isinstance(device, ModbusRtuDevice):
+                continue  # narrowed above; kept for the type checker
+            for key in ("baudrate", "parity", "stopbits", "bytesize"):
+                mine, theirs = getattr(device, key), getattr(owner, key)
+                if mine != theirs:
+                    yield (
+                        (*at, key),
+                        (
+                            f"{key} {mine} differs from {theirs} of {named} on the same port "
+                            f"{device.port}: every slave of one RS-485 bus uses the same "
+                            "line settings"
+                        ),
+                    )
+            unit = (device.port, device.unit_id)
+            if unit in units:
+                other = units[unit]
+                yield (
+                    (*at, "unit_id"),
+                    (
+                        f"unit_id {device.unit_id} on {device.port} is already used by "
+                        f"devices[{other}] ({self.devices[other].id}); every slave on a bus "
+                        "needs its own address"
+                    ),
+                )
+            units.setdefault(unit, index)
 
     def _point_problems(self) -> Iterator[tuple[KeyPath, str]]:
         first: dict[str, str] = {}

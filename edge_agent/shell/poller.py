@@ -1,4 +1,17 @@
-"""One task per device: poll on a monotonic cadence, reconnect with backoff, never crash."""
+"""One task per device: poll on a monotonic cadence, reconnect with backoff, never crash.
+
+One measurement, one reading: a driver may report a value it reported before with the same
+time stamp (a free-running serial instrument between two lines says ``held`` and keeps the
+line's arrival time). Such a sample would be a second reading with the same (point, t), so the
+poller drops every reading whose time equals the previous reading of that point; the
+instrument's own cadence then shows in the readings. Drivers that re-stamp a repeat with the
+time of the read (OPC UA's ``held``) are unaffected: their readings have new times.
+
+Reconnect delays grow until a read succeeds, not merely a connect: a Modbus RTU slave's
+connect only joins its bus, so a silent slave is retried after ever longer pauses instead of
+costing the shared bus a timeout every few cycles. Meanwhile every cycle still gives one BAD
+reading per point (``link_down``), so a dead device shows as BAD, never as missing.
+"""
 
 from __future__ import annotations
 
@@ -45,12 +58,15 @@ class DevicePoller:
         self._sink = sink
         self._clock_synced = clock_synced
         self._new_backoff = backoff
+        self._last_t: dict[str, str] = {}  # point -> time of its last reading emitted
         self.cycles = 0
+        self.repeats_dropped = 0
 
     async def run(self) -> None:
         """Poll forever; cancel to stop."""
         backoff = self._new_backoff()
         connected = False
+        proven = False  # a read has succeeded since the last connect
         retry_at = 0.0
         next_tick = time.monotonic()
         try:
@@ -64,8 +80,7 @@ class DevicePoller:
                             "device_unreachable", device=self._driver.device_id, error=str(exc)
                         )
                     else:
-                        connected = True
-                        backoff = self._new_backoff()
+                        connected, proven = True, False
                         log.info("device_connected", device=self._driver.device_id)
                 if connected:
                     try:
@@ -78,6 +93,14 @@ class DevicePoller:
                             "device_link_lost", device=self._driver.device_id, error=str(exc)
                         )
                         samples = self._bad_samples(f"link_lost: {exc}")
+                    else:
+                        if not proven:
+                            # Only an answer restarts the delays. A connect alone proves
+                            # little: an RTU slave's "connect" is joining the bus, and a
+                            # silent slave would otherwise be retried at the shortest delay
+                            # for ever, costing its bus a timeout every few cycles.
+                            proven = True
+                            backoff = self._new_backoff()
                 else:
                     samples = self._bad_samples("link_down")
                 await self._emit(samples)
@@ -107,4 +130,9 @@ class DevicePoller:
             polled = self._points.get(sample.key)
             if polled is None:
                 continue
-            await self._sink(normalize(sample, polled.point, polled.indicator, clock_synced=synced))
+            reading = normalize(sample, polled.point, polled.indicator, clock_synced=synced)
+            if self._last_t.get(reading.point) == reading.t:
+                self.repeats_dropped += 1  # the same measurement again (see module docstring)
+                continue
+            self._last_t[reading.point] = reading.t
+            await self._sink(reading)

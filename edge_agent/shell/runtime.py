@@ -7,16 +7,23 @@ import contextlib
 import signal
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import structlog
 
 from drivers.modbus.backoff import backoff_delays
-from edge_agent.config import SiteConfig
+from edge_agent.config import DeviceConfig, OpcUaDevice, SiteConfig
 from edge_agent.core.alarms import rules_for_site
 from edge_agent.core.chain import Identity
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.shell.alarm_stage import load_alarm_stage
+from edge_agent.shell.buses import (
+    REPORT_EVERY,
+    RtuBuses,
+    log_planned,
+    plan_buses,
+    report_utilization,
+)
 from edge_agent.shell.devices import build_driver
 from edge_agent.shell.host import clock_synchronized, notify_systemd
 from edge_agent.shell.outbox import Outbox, open_outbox
@@ -35,10 +42,27 @@ _QUEUE_BOUND = 20_000
 _PRUNE_EVERY = 3600.0
 # How long a graceful stop waits for the last ACKs (systemd allows 30 s).
 _SHUTDOWN_DRAIN = 10.0
+_BACKOFF_INITIAL = 0.5
+_BACKOFF_CAP = 30.0
 
 
 def _reconnect_backoff() -> Iterator[float]:
-    return backoff_delays(initial=0.5, cap=30.0)
+    return backoff_delays(initial=_BACKOFF_INITIAL, cap=_BACKOFF_CAP)
+
+
+def _device_backoff(device: DeviceConfig) -> Callable[[], Iterator[float]]:
+    """Reconnect delays of one device's poll loop.
+
+    An OPC UA server is retried at least once per keepalive: a connect attempt costs the
+    server one TCP handshake, and after a restart the subscription should be back within
+    about two keepalives, not after a 30 s pause. Other devices back off to 30 s: a silent
+    RTU slave retried sooner would cost its shared bus a timeout each time.
+    """
+    if isinstance(device, OpcUaDevice):
+        cap = device.keepalive
+        initial = min(_BACKOFF_INITIAL, cap)
+        return lambda: backoff_delays(initial=initial, cap=cap)
+    return _reconnect_backoff
 
 
 def identity_of(config: SiteConfig) -> Identity:
@@ -52,28 +76,37 @@ def identity_of(config: SiteConfig) -> Identity:
     )
 
 
-def _pollers(config: SiteConfig, queue: asyncio.Queue[Record]) -> list[DevicePoller]:
+def _pollers(
+    config: SiteConfig, points: list[ResolvedPoint], queue: asyncio.Queue[Record], buses: RtuBuses
+) -> list[DevicePoller]:
     catalogue = default_catalogue()
     by_device: dict[str, list[ResolvedPoint]] = {}
-    for point in resolve_points(config):
+    for point in points:
         by_device.setdefault(point.device_id, []).append(point)
     pollers = []
     for device in config.devices:
-        points = by_device.get(device.id, [])
+        device_points = by_device.get(device.id, [])
         polled = {}
-        for point in points:
+        for point in device_points:
             indicator = catalogue.get(point.quota)
             if indicator is None:  # the config loader already refused unknown quotas
                 raise LookupError(f"quota {point.quota} vanished from the catalogue")
             polled[point.point] = PolledPoint(point, indicator)
+        if (
+            isinstance(device, OpcUaDevice)
+            and device.security is not None
+            and device.security.server_cert is None
+        ):
+            # Trust on first use at every connect: fine for commissioning, not for years.
+            log.warning("opcua_server_not_pinned", device=device.id, endpoint=device.endpoint)
         pollers.append(
             DevicePoller(
-                build_driver(device, points),
+                build_driver(device, device_points, buses=buses),
                 polled,
                 interval=device.poll,
                 sink=queue.put,
                 clock_synced=clock_synchronized,
-                backoff=_reconnect_backoff,
+                backoff=_device_backoff(device),
             )
         )
     return pollers
@@ -98,8 +131,17 @@ async def _prune_forever(outbox: Outbox, retain_seconds: float) -> None:
         await asyncio.sleep(_PRUNE_EVERY)
 
 
-async def run_agent(config: SiteConfig, stop: asyncio.Event | None = None) -> None:
-    """Run until `stop` is set (or SIGTERM/SIGINT), then seal what is queued and exit."""
+async def run_agent(
+    config: SiteConfig,
+    stop: asyncio.Event | None = None,
+    *,
+    bus_report_every: float = REPORT_EVERY,
+) -> None:
+    """Run until `stop` is set (or SIGTERM/SIGINT), then seal what is queued and exit.
+
+    Modbus RTU devices on one serial port share one bus, created here and closed after the
+    poll tasks ended; each bus's measured utilization is logged every `bus_report_every` s.
+    """
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -138,11 +180,20 @@ async def run_agent(config: SiteConfig, stop: asyncio.Event | None = None) -> No
             # active (no second raise) and its clear carries the same alarm_id.
             alarms=await load_alarm_stage(outbox, rules_for_site(config)),
         )
-        pollers = _pollers(config, queue)
+        points = resolve_points(config)
+        buses = RtuBuses()
+        pollers = _pollers(config, points, queue, buses)
+        log_planned(plan_buses(config, points))
         poll_tasks = [
             asyncio.create_task(p.run(), name=f"poll-{d.id}")
             for p, d in zip(pollers, config.devices, strict=True)
         ]
+        if len(buses):  # cancelled with the poll tasks, before the buses close
+            poll_tasks.append(
+                asyncio.create_task(
+                    report_utilization(buses, bus_report_every), name="rtu-bus-report"
+                )
+            )
         service_tasks = [
             asyncio.create_task(sealer.run(), name="sealer"),
             asyncio.create_task(publisher.run(), name="publisher"),
@@ -166,6 +217,17 @@ async def run_agent(config: SiteConfig, stop: asyncio.Event | None = None) -> No
         for task in poll_tasks:
             task.cancel()
         await asyncio.gather(*poll_tasks, return_exceptions=True)
+        for port, bus in buses.by_port().items():
+            stats = bus.stats()
+            log.info(
+                "rtu_bus_closed",
+                port=port,
+                transactions=stats.transactions,
+                timeouts=stats.timeouts,
+                errors=stats.errors,
+                busy_seconds=round(stats.busy_seconds, 3),
+            )
+        await buses.close()  # every driver detached when its poll task ended
         service_tasks[0].cancel()
         await asyncio.gather(service_tasks[0], return_exceptions=True)
         await sealer.flush()

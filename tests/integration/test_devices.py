@@ -1,0 +1,362 @@
+"""From a site map to running drivers: `build_driver` per driver, shared RTU buses, probe.
+
+The devices are the project's simulators in this test's loop (a Modbus RTU bus and gas
+analyzers on pseudo terminals, the OPC UA slope server on loopback); drivers, pollers and
+buses are the ones the agent runs, built from a parsed site map.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from drivers.modbus.rtu import ModbusRtuDriver, RtuBus
+from drivers.modbus.tcp import ModbusTcpDriver
+from drivers.opcua import OpcUaDriver, ReadMode, SecurityMode
+from drivers.serial.ascii import SerialAsciiDriver
+from drivers.serial.checksum import Checksum
+from drivers.serial.framing import Delimited, FixedLength
+from drivers.sim.gas_analyzer import GasAnalyzerSim
+from drivers.sim.rtu_bus import Fault, RtuBusSim, headcount_slave, pattern_slave
+from drivers.sim.slope_opcua import SlopeServer
+from edge_agent.config import SerialDevice, SiteConfig, parse_site_config
+from edge_agent.core.points import ResolvedPoint, resolve_points
+from edge_agent.probe_cli import probe_site
+from edge_agent.shell.buses import RtuBuses, report_utilization
+from edge_agent.shell.devices import build_driver, framing_of
+from edge_agent.shell.poller import DevicePoller, PolledPoint
+from edge_agent.shell.runtime import _device_backoff
+from specs.catalogue import default_catalogue
+from specs.records import Quality, Reading, parse_iso_time
+
+HEAD = """\
+site:
+  enterprise: 91360100MA35GW001H
+  district: "360100"
+  domain: YHBZ
+  gateway: 91360100MA35GW001H-GW01
+uplink: {broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}
+signing: {key_file: keys/gateway.key}
+outbox: {path: state/outbox.db}
+devices:
+"""
+# A pty keeps no parity across reopening: the test buses run 8N2.
+RTU_LINE = "baudrate: 19200, parity: N, stopbits: 2"
+
+
+def rtu_devices(port: str, *, poll: str = "200ms", timeout: str = "150ms") -> str:
+    return "".join(
+        f"  - {{id: {name}, driver: modbus_rtu, port: {port}, {RTU_LINE}, unit_id: {unit},\n"
+        f"     poll: {poll}, timeout: {timeout}, points: [\n"
+        f"       {{point: {code}-A, quota: YHBZ-PC, address: {{table: holding, start: 210,"
+        " type: uint16}},\n"
+        f"       {{point: {code}-B, quota: YHBZ-PR, scale: 0.1,\n"
+        "        address: {table: holding, start: 100, type: uint16}}]}\n"
+        for name, unit, code in (("silent-2", 2, "R2"), ("slave-1", 1, "R1"), ("slave-3", 3, "R3"))
+    )
+
+
+def gas_device(port: str, *, extra: str = 'request: "RD\\r\\n", checksum: xor') -> str:
+    return (
+        f"  - {{id: gas-{port.rsplit('/', 1)[-1]}, driver: serial, port: {port}, poll: 100ms,"
+        f" {extra},\n"
+        "     points: [{point: G-TOX-" + port.rsplit("/", 1)[-1] + ", quota: WHP-TOX,"
+        " pattern: 'H2S=(?P<value>[0-9.]+)'}]}\n"
+    )
+
+
+def parse(devices: str, base: Path = Path("/etc/ganzhi")) -> SiteConfig:
+    return parse_site_config(HEAD + devices, "site.yaml", base)
+
+
+def points_of(config: SiteConfig, device_id: str) -> list[ResolvedPoint]:
+    return [p for p in resolve_points(config) if p.device_id == device_id]
+
+
+async def run_later(delay: float, poller: DevicePoller) -> None:
+    await asyncio.sleep(delay)
+    await poller.run()
+
+
+@contextlib.asynccontextmanager
+async def polling(
+    config: SiteConfig, buses: RtuBuses, *, head_start: float = 0.0
+) -> AsyncIterator[tuple[list[DevicePoller], asyncio.Queue[Reading]]]:
+    """One poller task per device, as the agent runs them; cancelled on exit.
+
+    The first device's poller starts `head_start` seconds before the others, so that its
+    requests are ahead of theirs in a bus queue on every cycle it polls in.
+    """
+    queue: asyncio.Queue[Reading] = asyncio.Queue()
+    catalogue = default_catalogue()
+    pollers = []
+    for device in config.devices:
+        points = points_of(config, device.id)
+        polled = {}
+        for p in points:
+            indicator = catalogue.get(p.quota)
+            assert indicator is not None
+            polled[p.point] = PolledPoint(p, indicator)
+        pollers.append(
+            DevicePoller(
+                build_driver(device, points, buses=buses),
+                polled,
+                interval=device.poll,
+                sink=queue.put,
+                clock_synced=lambda: True,
+                backoff=lambda: itertools.repeat(0.5),
+            )
+        )
+    tasks = [asyncio.create_task(pollers[0].run())]
+    tasks += [asyncio.create_task(run_later(head_start, p)) for p in pollers[1:]]
+    try:
+        yield pollers, queue
+    finally:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def drain(queue: asyncio.Queue[Reading]) -> list[Reading]:
+    return [queue.get_nowait() for _ in range(queue.qsize())]
+
+
+# --- build_driver ------------------------------------------------------------------------------
+
+
+def test_opcua_servers_are_retried_at_least_once_per_keepalive() -> None:
+    config = parse(
+        "  - {id: slope, driver: opcua, endpoint: 'opc.tcp://h', keepalive: 2s,\n"
+        "     points: [{point: S1, quota: BP-GX, node: 'ns=2;s=X'}]}\n"
+        + rtu_devices("/dev/ttyUSB0")
+    )
+    slope, rtu = (_device_backoff(d)() for d in config.devices[:2])
+    assert max(itertools.islice(slope, 50)) <= 2.0
+    assert max(itertools.islice(rtu, 50)) > 2.0, "other devices back off to 30 s"
+
+
+def test_build_driver_makes_the_driver_of_each_device(tmp_path: Path) -> None:
+    config = parse(
+        "  - {id: plc, driver: modbus_tcp, host: 10.0.0.9, poll: 1s, points: [\n"
+        "     {point: T1, quota: WHP-LT, address: {table: holding, start: 0, type: float32}}]}\n"
+        + rtu_devices("/dev/ttyUSB0")
+        + "  - {id: slope, driver: opcua, endpoint: 'opc.tcp://10.0.0.5', mode: poll,\n"
+        "     security: {mode: Sign, cert: c.pem, key: k.pem}, username: u, password: p,\n"
+        "     points: [{point: S1, quota: BP-GX, node: 'ns=2;s=Slope.G1.X'}]}\n"
+        + gas_device("/dev/ttyS1", extra="length: 20, start: '$', checksum: lrc")
+        + gas_device("/dev/ttyS2", extra="delimiter: ';'"),
+        tmp_path,
+    )
+    buses = RtuBuses()
+    drivers = {d.id: build_driver(d, points_of(config, d.id), buses=buses) for d in config.devices}
+    assert isinstance(drivers["plc"], ModbusTcpDriver)
+    rtu = [drivers[name] for name in ("silent-2", "slave-1", "slave-3")]
+    assert all(isinstance(d, ModbusRtuDriver) for d in rtu)
+    assert isinstance(rtu[0], ModbusRtuDriver)
+    assert isinstance(rtu[1], ModbusRtuDriver)
+    assert rtu[0].bus is rtu[1].bus, "one bus per port, shared by its slaves"
+    assert len(buses) == 1
+    assert (rtu[0].unit_id, rtu[0].bus.settings.baudrate, str(rtu[0].bus.settings.parity)) == (
+        2,
+        19200,
+        "N",
+    )
+    # 110 unused registers apart, more than max_gap 8: two requests.
+    assert [(r.table, r.start, r.count) for r in rtu[0].plan] == [
+        ("holding", 100, 1),
+        ("holding", 210, 1),
+    ]
+    slope = drivers["slope"]
+    assert isinstance(slope, OpcUaDriver)
+    assert (slope.endpoint, slope.mode) == ("opc.tcp://10.0.0.5:4840", ReadMode.POLL)
+    assert [(p.key, p.node_id) for p in slope.points] == [("S1", "ns=2;s=Slope.G1.X")]
+    security = slope._security
+    assert security is not None
+    assert (security.cert, security.mode) == (tmp_path / "c.pem", SecurityMode.SIGN)
+    fixed, delimited = drivers["gas-ttyS1"], drivers["gas-ttyS2"]
+    assert isinstance(fixed, SerialAsciiDriver)
+    assert isinstance(delimited, SerialAsciiDriver)
+    assert fixed.free_running
+    assert fixed._checksum is not None
+    assert fixed._checksum.kind is Checksum.LRC
+    devices = {d.id: d for d in config.devices}
+    ascii_fixed, ascii_delimited = devices["gas-ttyS1"], devices["gas-ttyS2"]
+    assert isinstance(ascii_fixed, SerialDevice)
+    assert isinstance(ascii_delimited, SerialDevice)
+    assert framing_of(ascii_fixed) == FixedLength(20, b"$")
+    assert framing_of(ascii_delimited) == Delimited(b";")
+    # Without a registry (edge-agent probe of one device) a slave gets a bus of its own.
+    alone = build_driver(config.devices[1], points_of(config, "silent-2"))
+    assert isinstance(alone, ModbusRtuDriver)
+    assert isinstance(alone.bus, RtuBus)
+    assert alone.bus is not rtu[0].bus
+
+
+# --- shared RTU bus ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+async def rtu_sim() -> AsyncIterator[RtuBusSim]:
+    slaves = [pattern_slave(1), pattern_slave(2), headcount_slave(3)]
+    async with RtuBusSim(slaves, baudrate=19200, bits_per_char=11, interval=0.05) as sim:
+        sim.slave(2).fault = Fault.SILENT
+        yield sim
+
+
+async def test_slaves_share_one_bus_and_a_silent_one_is_bad_without_stalling_them(
+    rtu_sim: RtuBusSim,
+) -> None:
+    # A cycle the silent slave is tried in costs 150 ms + 4 reads of ~13 ms: room in 300 ms.
+    config = parse(rtu_devices(rtu_sim.path, poll="300ms", timeout="150ms"))
+    buses = RtuBuses()
+    with structlog.testing.capture_logs() as logs:
+        async with polling(config, buses) as (_, queue):
+            reporter = asyncio.create_task(report_utilization(buses, every=0.5))
+            await asyncio.sleep(2.6)
+            reporter.cancel()
+            await asyncio.gather(reporter, return_exceptions=True)
+        (bus,) = buses
+        assert not bus.is_open, "the last slave's driver closed the port"
+        await buses.close()
+    readings = drain(queue)
+    by_point: dict[str, list[Reading]] = {}
+    for reading in readings:
+        by_point.setdefault(reading.point, []).append(reading)
+    cycles = len(by_point["R1-A"])
+    assert cycles >= 8, "300 ms polls for 2.6 s"
+    for code in ("R1-A", "R1-B", "R3-A", "R3-B"):
+        assert {r.quality for r in by_point[code]} == {Quality.GOOD}, code
+    assert [r.value for r in by_point["R1-B"]] == pytest.approx([420.1] * cycles)
+    assert [r.value for r in by_point["R3-B"]] == pytest.approx([420.3] * cycles)
+    silent = by_point["R2-A"]
+    assert {r.quality for r in silent} == {Quality.BAD}
+    assert len(silent) >= cycles - 1, "BAD every cycle, not missing"
+    assert {"link_lost", "link_down"} <= {f for r in silent for f in r.flags}
+    reports = [e for e in logs if e["event"] == "rtu_bus_utilization"]
+    assert len(reports) >= 3
+    assert reports[0]["port"] == rtu_sim.path
+    assert all(0 < float(str(e["utilization"])) < 1 for e in reports)
+    assert sum(int(str(e["transactions"])) for e in reports) >= 2 * cycles
+    assert sum(int(str(e["timeouts"])) for e in reports) >= 1
+
+
+async def test_a_silent_slave_delays_the_others_by_at_most_one_timeout(
+    rtu_sim: RtuBusSim,
+) -> None:
+    config = parse(rtu_devices(rtu_sim.path, poll="300ms", timeout="200ms"))
+    buses = RtuBuses()
+    async with polling(config, buses, head_start=0.03) as (_, queue):
+        await asyncio.sleep(3.0)
+    await buses.close()
+    readings = drain(queue)
+    for code in ("R1-A", "R3-A"):
+        times = sorted(parse_iso_time(r.t) for r in readings if r.point == code)
+        gaps = [b - a for a, b in itertools.pairwise(times)]
+        # The silent slave's request is first in the queue whenever it is tried (its poller
+        # ticks 30 ms ahead): the others then wait out its timeout, and never more.
+        assert max(gaps) > 0.3 + 0.1, (code, gaps)
+        assert max(gaps) <= 0.3 + 0.2 + 0.1, (code, gaps)
+
+
+async def test_a_silent_slave_is_retried_after_ever_longer_pauses(rtu_sim: RtuBusSim) -> None:
+    # Joining the bus always "connects"; only an answer may restart the delays, or a silent
+    # slave would be retried at the shortest delay for ever.
+    config = parse(rtu_devices(rtu_sim.path, poll="100ms", timeout="100ms"))
+    catalogue = default_catalogue()
+    started: dict[str, int] = {}
+    buses = RtuBuses()
+    pollers = []
+    for device in config.devices[:2]:  # silent-2 and slave-1
+        points = points_of(config, device.id)
+
+        def factory(name: str = device.id) -> itertools.repeat[float]:
+            started[name] = started.get(name, 0) + 1
+            return itertools.repeat(0.2)
+
+        polled = {}
+        for p in points:
+            indicator = catalogue.get(p.quota)
+            assert indicator is not None
+            polled[p.point] = PolledPoint(p, indicator)
+        pollers.append(
+            DevicePoller(
+                build_driver(device, points, buses=buses),
+                polled,
+                interval=device.poll,
+                sink=lambda _: asyncio.sleep(0),
+                clock_synced=lambda: True,
+                backoff=factory,
+            )
+        )
+    tasks = [asyncio.create_task(p.run()) for p in pollers]
+    await asyncio.sleep(1.5)
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)
+    assert rtu_sim.slave(2).requests >= 3, "tried again and again"
+    assert started == {"silent-2": 1, "slave-1": 2}, "silent: never restarted; healthy: once"
+
+
+# --- serial free-running: a held value is one reading, not one per poll -----------------------
+
+
+async def test_a_free_running_value_is_one_reading_however_often_it_is_polled() -> None:
+    async with GasAnalyzerSim(free_running=0.35, checksum=Checksum.XOR, seed=2) as sim:
+        config = parse(gas_device(sim.path, extra="checksum: xor, max_age: 2s"))
+        async with polling(config, RtuBuses()) as (pollers, queue):
+            started = time.monotonic()
+            await asyncio.sleep(1.6)
+            elapsed = time.monotonic() - started
+        lines = sim.lines_sent
+    readings = drain(queue)
+    good = [r for r in readings if r.quality is Quality.GOOD]
+    assert len({r.t for r in good}) == len(good), "no two readings of one measurement"
+    # One reading per line the instrument sent (the first may come before the port opened).
+    assert lines - 1 <= len(good) <= lines
+    # Polled every 100 ms all along: each cycle's sample was either emitted or a repeat.
+    poller = pollers[0]
+    assert poller.cycles >= elapsed / 0.1 - 2
+    assert len(readings) + poller.repeats_dropped == poller.cycles
+    assert poller.repeats_dropped >= poller.cycles / 2
+
+
+# --- probe -------------------------------------------------------------------------------------
+
+
+async def test_probe_reads_every_kind_of_device(rtu_sim: RtuBusSim, tmp_path: Path) -> None:
+    async with (
+        GasAnalyzerSim(checksum=Checksum.XOR) as asked,
+        GasAnalyzerSim(free_running=0.2, checksum=None) as free,
+        SlopeServer(stations=1, interval=0.1) as slope,
+    ):
+        config = parse(
+            rtu_devices(rtu_sim.path)
+            + gas_device(asked.path)
+            + gas_device(free.path, extra="max_age: 2s")
+            + f"  - {{id: slope, driver: opcua, endpoint: '{slope.endpoint}', timeout: 2s,\n"
+            "     points: [{point: S1-GX, quota: BP-GX, node: 'ns=2;s=Slope.G1.X'},\n"
+            "              {point: S1-NO, quota: BP-GX, node: 'ns=2;s=Slope.G9.X'}]}\n",
+            tmp_path,
+        )
+        rows = {row.point: row for row in await probe_site(config, None, guess=False)}
+        asked_code, free_code = (f"G-TOX-{sim.path.rsplit('/', 1)[-1]}" for sim in (asked, free))
+    assert (rows["R1-B"].raw, rows["R1-B"].decoded, rows["R1-B"].quality) == ("1069", 4201, "good")
+    assert rows["R1-B"].rtt_ms is not None
+    assert (rows["R2-A"].quality, rows["R2-A"].flags) == ("bad", ("timeout",))
+    asked_row = rows[asked_code]
+    assert asked_row.raw.startswith("H2S=")
+    assert "*" in asked_row.raw, "the line as it came, checksum included"
+    assert asked_row.quality == "good"
+    assert asked_row.rtt_ms is not None
+    free_row = rows[free_code]
+    assert (free_row.quality, free_row.rtt_ms) == ("good", None), "listened, not asked"
+    assert (rows["S1-GX"].raw, rows["S1-GX"].quality) == ("Good", "good")
+    assert rows["S1-GX"].rtt_ms is not None
+    assert (rows["S1-NO"].raw, rows["S1-NO"].quality) == ("BadNodeIdUnknown", "bad")

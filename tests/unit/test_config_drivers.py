@@ -1,0 +1,460 @@
+"""Site maps with Modbus RTU, OPC UA and serial ASCII devices: keys, defaults, file:line errors."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from drivers.modbus.plan import plan_reads
+from drivers.modbus.timing import bus_utilization, rtu_timeout_seconds
+from edge_agent.cli import main
+from edge_agent.config import (
+    ConfigError,
+    ConfigIssue,
+    ModbusRtuDevice,
+    OpcUaDevice,
+    SerialDevice,
+    SiteConfig,
+    parse_site_config,
+)
+from edge_agent.core.points import NodeSource, PatternSource, RegisterSource, resolve_points
+from edge_agent.shell.buses import plan_buses
+from edge_agent.shell.devices import register_point
+
+FILE = "site.yaml"
+BASE = Path("/etc/ganzhi")
+
+HEAD = """\
+site:
+  enterprise: 91360100MA35GW001H
+  district: "360100"
+  domain: BP
+  gateway: 91360100MA35GW001H-GW01
+uplink: {broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}
+signing: {key_file: keys/gateway.key}
+outbox: {path: state/outbox.db}
+"""
+
+# The three drivers as DESIGN section 7 writes them, plus a second slave on the bus.
+DEVICES = """\
+devices:
+  - id: bus-1
+    driver: modbus_rtu
+    port: /dev/ttyUSB0
+    baudrate: 9600
+    parity: N
+    stopbits: 1
+    unit_id: 3
+    poll: 5s
+    points:
+      - {point: F01-PC-01, quota: YHBZ-PC, address: {table: input, start: 0, type: uint16}}
+  - id: bus-2
+    driver: modbus_rtu
+    port: /dev/ttyUSB0
+    baudrate: 9600
+    parity: N
+    unit_id: 4
+    poll: 1s
+    timeout: 200ms
+    points:
+      - {point: F02-PC-01, quota: YHBZ-PC, address: {table: input, start: 0, type: uint16}}
+      - {point: F02-PC-02, quota: YHBZ-PC, address: {table: input, start: 40, type: uint16}}
+  - id: slope-1
+    driver: opcua
+    endpoint: "opc.tcp://10.0.0.5:4840"
+    mode: subscribe
+    security:
+      policy: Basic256Sha256
+      mode: SignAndEncrypt
+      cert: pki/agent-cert.pem
+      key: pki/agent-key.pem
+      server_cert: /etc/pki/slope-server.der
+    points:
+      - {point: S01-GX-01, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}
+  - id: gas-7
+    driver: serial
+    port: /dev/ttyS1
+    baudrate: 9600
+    request: "RD\\r\\n"
+    poll: 2s
+    points:
+      - {point: W01-TOX-01, quota: WHP-TOX, pattern: 'H2S=(?P<value>-?[0-9.]+)'}
+"""
+TEXT = HEAD + DEVICES
+
+
+def parse(text: str) -> SiteConfig:
+    return parse_site_config(text, FILE, BASE)
+
+
+def issues_of(text: str) -> tuple[ConfigIssue, ...]:
+    with pytest.raises(ConfigError) as caught:
+        parse(text)
+    return caught.value.issues
+
+
+def only_issue(text: str) -> ConfigIssue:
+    issues = issues_of(text)
+    assert len(issues) == 1, "\n".join(map(str, issues))
+    return issues[0]
+
+
+def edit(text: str, old: str, new: str) -> tuple[str, int]:
+    """Replace the only occurrence of `old`; return the text and the line it starts on."""
+    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times"
+    index = text.index(old)
+    return text.replace(old, new), text.count("\n", 0, index) + 1
+
+
+def line_of(text: str, fragment: str) -> int:
+    assert text.count(fragment) == 1, f"{fragment!r} occurs {text.count(fragment)} times"
+    return text.count("\n", 0, text.index(fragment)) + 1
+
+
+def with_device(yaml_device: str) -> str:
+    return TEXT + yaml_device
+
+
+# --- what loads ------------------------------------------------------------------------------
+
+
+def test_the_three_drivers_load_with_their_defaults() -> None:
+    config = parse(TEXT)
+    bus1, bus2, slope, gas = config.devices
+    assert isinstance(bus1, ModbusRtuDevice)
+    assert isinstance(bus2, ModbusRtuDevice)
+    assert (bus1.port, bus1.baudrate, bus1.parity, bus1.stopbits, bus1.bytesize) == (
+        "/dev/ttyUSB0",
+        9600,
+        "N",
+        1,
+        8,
+    )
+    assert (bus1.unit_id, bus1.poll, bus1.timeout, bus1.max_gap) == (3, 5.0, 1.0, 8)
+    assert bus2.timeout == pytest.approx(0.2)
+    assert isinstance(slope, OpcUaDevice)
+    assert (slope.mode, slope.poll, slope.publishing_interval, slope.keepalive) == (
+        "subscribe",
+        1.0,
+        1.0,
+        10.0,
+    )
+    assert slope.security is not None
+    assert slope.security.cert == BASE / "pki" / "agent-cert.pem", "relative to the file"
+    assert slope.security.server_cert == Path("/etc/pki/slope-server.der")
+    assert isinstance(gas, SerialDevice)
+    assert gas.request == "RD\r\n", "double quotes turn \\r\\n into CR LF"
+    assert (gas.parity, gas.line_delimiter, gas.checksum, gas.free_running) == (
+        "N",
+        "\r\n",
+        "none",
+        False,
+    )
+
+
+def test_modbus_rtu_parity_defaults_to_even() -> None:
+    text, _ = edit(TEXT, "    parity: N\n    stopbits: 1\n", "")
+    text, _ = edit(text, "    parity: N\n    unit_id: 4", "    parity: E\n    unit_id: 4")
+    bus1 = parse(text).devices[0]
+    assert isinstance(bus1, ModbusRtuDevice)
+    assert bus1.parity == "E"
+
+
+def test_points_resolve_to_their_source() -> None:
+    points = {p.point: p for p in resolve_points(parse(TEXT))}
+    assert isinstance(points["F01-PC-01"].source, RegisterSource)
+    assert (points["F01-PC-01"].table, points["F01-PC-01"].register_count) == ("input", 1)
+    assert points["S01-GX-01"].source == NodeSource("ns=2;s=Slope.G1.X")
+    assert points["W01-TOX-01"].source == PatternSource("H2S=(?P<value>-?[0-9.]+)")
+    with pytest.raises(TypeError, match="not a Modbus point"):
+        _ = points["S01-GX-01"].table
+
+
+def test_free_running_serial_with_fixed_length_frames_and_a_checksum() -> None:
+    text = with_device(
+        "  - {id: gas-8, driver: serial, port: /dev/ttyS2, poll: 1s, length: 24, start: '$',\n"
+        "     checksum: crc16_modbus, separator: '#', max_age: 5s,\n"
+        "     points: [{point: W02-TOX-01, quota: WHP-TOX, pattern: 'CO=(?P<value>[0-9.]+)'}]}\n"
+    )
+    gas = parse(text).devices[-1]
+    assert isinstance(gas, SerialDevice)
+    assert (gas.free_running, gas.length, gas.start, gas.checksum, gas.separator) == (
+        True,
+        24,
+        "$",
+        "crc16_modbus",
+        "#",
+    )
+    assert gas.max_age == 5.0
+
+
+# --- RTU mistakes ------------------------------------------------------------------------------
+
+
+def test_parity_x_names_the_line() -> None:
+    text, line = edit(TEXT, "    parity: N\n    stopbits: 1\n", "    parity: X\n    stopbits: 1\n")
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[0].parity")
+    assert issue.message == "Input should be 'N', 'E' or 'O', got 'X'"
+
+
+def test_unit_id_0_on_rtu_is_the_broadcast_address() -> None:
+    text, line = edit(TEXT, "    unit_id: 3\n", "    unit_id: 0\n")
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[0].unit_id")
+    assert "broadcast" in issue.message
+    text, _ = edit(TEXT, "    unit_id: 3\n", "    unit_id: 248\n")
+    assert "1..247" in only_issue(text).message
+
+
+def test_rtu_bytesize_and_baudrate() -> None:
+    text, line = edit(TEXT, "    unit_id: 3\n", "    unit_id: 3\n    bytesize: 7\n")
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line + 1, "devices[0].bytesize")
+    assert "bytesize must be 8" in issue.message
+    bus1_line = "    baudrate: 9600\n    parity: N\n    stopbits: 1\n"
+    text, line = edit(TEXT, bus1_line, bus1_line.replace("9600", "9000"))
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[0].baudrate")
+    assert issue.message.startswith("baudrate 9000 is not a standard rate")
+
+
+def test_conflicting_line_settings_on_one_port_name_the_second_device() -> None:
+    text, line = edit(
+        TEXT,
+        "    baudrate: 9600\n    parity: N\n    unit_id: 4",
+        "    baudrate: 19200\n    parity: E\n    unit_id: 4",
+    )
+    issues = issues_of(text)
+    assert [(i.line, i.path) for i in issues] == [
+        (line, "devices[1].baudrate"),
+        (line + 1, "devices[1].parity"),
+    ]
+    assert issues[0].message == (
+        "baudrate 19200 differs from 9600 of devices[0] (bus-1) on the same port /dev/ttyUSB0: "
+        "every slave of one RS-485 bus uses the same line settings"
+    )
+
+
+def test_a_setting_left_to_its_default_conflicts_at_the_devices_line() -> None:
+    text, _ = edit(TEXT, "    parity: N\n    unit_id: 4", "    unit_id: 4")  # bus-2: default E
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line_of(text, "  - id: bus-2"), "devices[1].parity")
+
+
+def test_two_slaves_with_one_unit_id_on_a_port() -> None:
+    text, line = edit(TEXT, "    unit_id: 4\n", "    unit_id: 3\n")
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[1].unit_id")
+    assert "already used by devices[0] (bus-1)" in issue.message
+
+
+def test_a_serial_instrument_needs_its_port_to_itself() -> None:
+    text, line = edit(TEXT, "    port: /dev/ttyS1\n", "    port: /dev/ttyUSB0\n")
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[3].port")
+    assert "needs its port to itself" in issue.message
+
+
+def test_port_must_be_a_device_path() -> None:
+    text, line = edit(TEXT, "    port: /dev/ttyS1\n", "    port: ttyS1\n")
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[3].port")
+
+
+# --- where a point is read ---------------------------------------------------------------------
+
+
+def test_opcua_point_without_node() -> None:
+    text, line = edit(TEXT, ', node: "ns=2;s=Slope.G1.X"}', "}")
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[2].points[0].node")
+    assert issue.message.startswith("missing required key: opcua points need their OPC UA node")
+
+
+def test_bad_node_id() -> None:
+    text, line = edit(TEXT, '"ns=2;s=Slope.G1.X"', '"ns=2;q=Slope"')
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[2].points[0].node")
+    assert issue.message.startswith("invalid OPC UA node id 'ns=2;q=Slope'")
+
+
+def test_address_on_an_opcua_point() -> None:
+    text, line = edit(
+        TEXT,
+        ', node: "ns=2;s=Slope.G1.X"}',
+        ', node: "ns=2;s=Slope.G1.X", address: {table: input, start: 0, type: uint16}}',
+    )
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[2].points[0].address")
+    assert issue.message == (
+        "address applies only to modbus_tcp and modbus_rtu points; opcua points are read by `node`"
+    )
+
+
+def test_modbus_point_without_address_and_with_a_pattern() -> None:
+    text, line = edit(
+        TEXT,
+        "{point: F01-PC-01, quota: YHBZ-PC, address: {table: input, start: 0, type: uint16}}",
+        "{point: F01-PC-01, quota: YHBZ-PC, pattern: 'x(?P<value>1)'}",
+    )
+    issues = issues_of(text)
+    assert [(i.line, i.path) for i in issues] == [
+        (line, "devices[0].points[0].address"),
+        (line, "devices[0].points[0].pattern"),
+    ]
+
+
+def test_serial_pattern_without_a_value_group() -> None:
+    text, line = edit(TEXT, "'H2S=(?P<value>-?[0-9.]+)'", "'H2S=(-?[0-9.]+)'")
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[3].points[0].pattern")
+    assert "has no named group `value`" in issue.message
+
+
+def test_invalid_regex() -> None:
+    text, line = edit(TEXT, "'H2S=(?P<value>-?[0-9.]+)'", "'H2S=(?P<value>-?[0-9.]+'")
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[3].points[0].pattern")
+    assert "is not a valid regular expression: missing )" in issue.message
+
+
+def test_source_problems_show_with_field_problems_at_once() -> None:
+    text, node = edit(TEXT, ', node: "ns=2;s=Slope.G1.X"}', "}")
+    text, keepalive = edit(text, "    mode: subscribe\n", "    mode: subscribe\n    poll: 0s\n")
+    issues = issues_of(text)
+    assert [(i.line, i.path) for i in issues] == [
+        (keepalive + 1, "devices[2].poll"),
+        (node + 1, "devices[2].points[0].node"),
+    ]
+
+
+def test_template_points_must_suit_every_device_that_uses_them() -> None:
+    text = TEXT.replace(
+        "devices:\n",
+        "templates:\n"
+        "  gnss:\n"
+        "    points:\n"
+        '      - {point: GX, quota: BP-GX, node: "ns=2;s=X"}\n'
+        "devices:\n",
+    ) + ("  - {id: gas-9, driver: serial, port: /dev/ttyS3, poll: 1s, template: gnss,\n"
+         "     point_prefix: S09-}\n")  # fmt: skip
+    issues = issues_of(text)
+    line = line_of(text, '{point: GX, quota: BP-GX, node: "ns=2;s=X"}')
+    assert [(i.line, i.path) for i in issues] == [
+        (line, "templates.gnss.points[0].node"),
+        (line, "templates.gnss.points[0].pattern"),
+    ]
+    assert issues[0].message.endswith("(device 'gas-9' uses this template)")
+    text = text.replace(
+        "driver: serial, port: /dev/ttyS3", "driver: opcua, endpoint: 'opc.tcp://h'"
+    )
+    assert [code for code, _ in parse(text).points_of(parse(text).devices[-1])] == ["S09-GX"]
+
+
+# --- OPC UA and serial settings ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "endpoint", ["http://10.0.0.5:4840", "opc.tcp://:4840", "opc.tcp://h:99999", "10.0.0.5"]
+)
+def test_opcua_endpoint_must_be_opc_tcp(endpoint: str) -> None:
+    text, line = edit(TEXT, '"opc.tcp://10.0.0.5:4840"', f'"{endpoint}"')
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[2].endpoint")
+    assert "must look like opc.tcp://host:port" in issue.message
+
+
+def test_opcua_settings_that_contradict_each_other() -> None:
+    text, line = edit(
+        TEXT,
+        "    mode: subscribe\n",
+        "    mode: subscribe\n    password: x\n    publishing_interval: 5s\n    keepalive: 2s\n",
+    )
+    issues = issues_of(text)
+    assert [(i.line, i.path) for i in issues] == [
+        (line + 1, "devices[2].password"),
+        (line + 3, "devices[2].keepalive"),
+    ]
+    assert issues[0].message == "a password needs a username"
+
+
+def test_security_policy_and_mode_are_checked_and_unknown_keys_get_a_hint() -> None:
+    text, line = edit(TEXT, "      mode: SignAndEncrypt\n", "      mode: None\n      polcy: x\n")
+    issues = issues_of(text)
+    assert [(i.line, i.path) for i in issues] == [
+        (line, "devices[2].security.mode"),
+        (line + 1, "devices[2].security.polcy"),
+    ]
+    assert issues[1].message == "unknown key; did you mean 'policy'?"
+    text, line = edit(TEXT, "    request:", "    requets: x\n    request:")
+    issue = only_issue(text)
+    assert (issue.line, issue.path) == (line, "devices[3].requets")
+    assert issue.message == "unknown key; did you mean 'request'?"
+
+
+@pytest.mark.parametrize(
+    ("change", "path", "message"),
+    [
+        ("    request: 'RD\\r\\n'\n", "request", "write it in double quotes"),
+        ('    request: "RD\\u00e9"\n', "request", "must be ASCII text"),
+        ('    request: ""\n', "request", "must not be empty"),
+        ('    request: "RD\\r\\n"\n    length: 10\n    delimiter: ";"\n', "length", "not both"),
+        ('    request: "RD\\r\\n"\n    start: "$"\n', "start", "applies only with length"),
+        ('    request: "RD\\r\\n"\n    separator: "#"\n', "separator", "only with a checksum"),
+        ('    request: "RD\\r\\n"\n    max_age: 5s\n', "max_age", "only to free-running"),
+        ('    request: "RD\\r\\n"\n    checksum: md5\n', "checksum", "Input should be"),
+    ],
+)
+def test_serial_settings(change: str, path: str, message: str) -> None:
+    text, line = edit(TEXT, '    request: "RD\\r\\n"\n', change)
+    issue = only_issue(text)
+    assert issue.path == f"devices[3].{path}"
+    assert issue.line is not None
+    assert line <= issue.line <= line + change.count("\n")
+    assert message in issue.message
+
+
+# --- planned bus load and `edge-agent check` -----------------------------------------------------
+
+
+def test_plan_buses_matches_the_timing_model() -> None:
+    config = parse(TEXT)
+    points = resolve_points(config)
+    (plan,) = plan_buses(config, points)
+    assert (plan.port, plan.devices, plan.line) == ("/dev/ttyUSB0", ("bus-1", "bus-2"), "9600 8N1")
+    reads = [
+        plan_reads([register_point(p) for p in points if p.device_id == d], max_gap=8)
+        for d in ("bus-1", "bus-2")
+    ]
+    assert plan.requests_per_cycle == 3, "bus-2's two points are 40 registers apart"
+    assert plan.utilization == pytest.approx(bus_utilization(reads, [5.0, 1.0], 9600, "N", 1))
+    # A silent slave costs one timeout per cycle instead of its reads; the worst one counts:
+    # bus-1 (1 s every 5 s) beats bus-2 (200 ms every second).
+    bus1_only = bus_utilization(reads[:1], [5.0], 9600, "N", 1)
+    bus2_only = bus_utilization(reads[1:], [1.0], 9600, "N", 1)
+    bus1_silent = bus2_only + rtu_timeout_seconds(1.0, 9600, "N", 1) / 5.0
+    bus2_silent = bus1_only + rtu_timeout_seconds(0.2, 9600, "N", 1) / 1.0
+    assert bus1_silent > bus2_silent
+    assert plan.one_silent == pytest.approx(bus1_silent)
+
+
+def test_check_prints_node_and_pattern_columns_and_the_bus_load(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    site.write_text(TEXT, encoding="utf-8")
+    result = CliRunner().invoke(main, ["check", "-c", str(site)])
+    assert result.exit_code == 0, result.output
+    blocks = result.stdout.split("\n\n")
+    assert blocks[0].splitlines()[0].split()[4:7] == ["table", "start", "type"]
+    node_table = blocks[1].splitlines()
+    assert node_table[0].split() == [
+        "device", "point", "quota", "name", "node", "scale", "offset", "unit",
+    ]  # fmt: skip
+    assert "ns=2;s=Slope.G1.X" in node_table[1]
+    pattern_table = blocks[2].splitlines()
+    assert pattern_table[0].split()[4] == "pattern"
+    assert "H2S=(?P<value>-?[0-9.]+)" in pattern_table[1]
+    assert pattern_table[-2].startswith("rtu bus /dev/ttyUSB0 (9600 8N1): 2 slaves, 3 requests")
+    assert pattern_table[-1] == "4 devices, 5 points, gateway 91360100MA35GW001H-GW01"
