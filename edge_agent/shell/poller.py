@@ -18,11 +18,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import structlog
 
 from drivers.base import Driver, DriverError, Quality, RawSample
+from edge_agent.core.clockwatch import FLAG as CLOCK_JUMP
+from edge_agent.core.clockwatch import ClockWatch
 from edge_agent.core.normalize import normalize
 from edge_agent.core.points import ResolvedPoint
 from specs.catalogue import Indicator
@@ -51,8 +53,10 @@ class DevicePoller:
         sink: Callable[[Reading], Awaitable[None]],
         clock_synced: Callable[[], bool],
         backoff: Callable[[], Iterator[float]],
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         self._driver = driver
+        self._wall_clock = wall_clock
         self._points = points
         self._interval = interval
         self._sink = sink
@@ -60,6 +64,7 @@ class DevicePoller:
         self._new_backoff = backoff
         self._last_t: dict[str, str] = {}  # point -> time of its last reading emitted
         self.cycles = 0
+        self._clock_watch = ClockWatch()
         self.repeats_dropped = 0
 
     async def run(self) -> None:
@@ -121,15 +126,22 @@ class DevicePoller:
         return target
 
     def _bad_samples(self, error: str) -> list[RawSample]:
-        wall, mono = time.time(), time.monotonic()
+        wall, mono = self._wall_clock(), time.monotonic()
         return [RawSample(key, None, Quality.BAD, wall, mono, error=error) for key in self._points]
 
     async def _emit(self, samples: list[RawSample]) -> None:
         synced = self._clock_synced()
-        for sample in samples:
-            polled = self._points.get(sample.key)
+        # Our own clocks, not the samples' (an OPC UA source timestamp is the server's).
+        jumped, self._clock_watch = self._clock_watch.observe(self._wall_clock(), time.monotonic())
+        if jumped:
+            log.warning("wall_clock_jumped", device=self._driver.device_id)
+        for raw_sample in samples:
+            polled = self._points.get(raw_sample.key)
             if polled is None:
                 continue
+            sample = (
+                replace(raw_sample, flags=(*raw_sample.flags, CLOCK_JUMP)) if jumped else raw_sample
+            )
             reading = normalize(sample, polled.point, polled.indicator, clock_synced=synced)
             if self._last_t.get(reading.point) == reading.t:
                 self.repeats_dropped += 1  # the same measurement again (see module docstring)

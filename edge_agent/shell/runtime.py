@@ -15,6 +15,7 @@ from drivers.modbus.backoff import backoff_delays
 from edge_agent.config import DeviceConfig, OpcUaDevice, SiteConfig
 from edge_agent.core.alarms import rules_for_site
 from edge_agent.core.chain import Identity
+from edge_agent.core.meta import gateway_meta
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.shell.alarm_stage import load_alarm_stage
 from edge_agent.shell.buses import (
@@ -151,6 +152,8 @@ async def run_agent(
     collector_key = load_verify_key(config.uplink.collector_key.read_bytes())
     topics = GatewayTopics(config.site.district, config.site.enterprise, config.site.gateway)
     queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=_QUEUE_BOUND)
+    points = resolve_points(config)
+    meta = gateway_meta(identity_of(config), points, issued_at=time.time()).encode()
     async with open_outbox(config.outbox.path, identity_of(config), key) as outbox:
         publisher = Publisher(
             outbox,
@@ -168,6 +171,7 @@ async def run_agent(
                 tls=tls_context(config),
             ),
             _reconnect_backoff,
+            meta=(meta, key.sign(meta)),
         )
         sealer = Sealer(
             outbox,
@@ -180,7 +184,6 @@ async def run_agent(
             # active (no second raise) and its clear carries the same alarm_id.
             alarms=await load_alarm_stage(outbox, rules_for_site(config)),
         )
-        points = resolve_points(config)
         buses = RtuBuses()
         pollers = _pollers(config, points, queue, buses)
         log_planned(plan_buses(config, points))

@@ -58,6 +58,12 @@ def test_every_committed_reading_is_stored_and_served_once(site: Site) -> None:
     assert isinstance(latest, list)
     assert {item["point"] for item in latest} == {key[0] for key in site.outbox_readings()}
     assert count >= 15
+    # The signed meta sent on connect reached the collector: points carry its names.
+    points = site.api("/v1/points", gateway=site.gateway)["items"]
+    assert isinstance(points, list)
+    level = next(p for p in points if p["point"] == "T001-LT-01")
+    assert level["name"] == "储罐液位"
+    assert level["device"] == "tank-plc"
 
 
 def test_agent_sigkill_mid_run_loses_and_duplicates_nothing(site: Site) -> None:

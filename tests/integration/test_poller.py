@@ -198,6 +198,7 @@ async def polling(
     *,
     interval: float,
     backoff: Callable[[], Iterator[float]] | None = None,
+    wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Polling]:
     catalogue = default_catalogue()
     polled: dict[str, PolledPoint] = {}
@@ -213,6 +214,7 @@ async def polling(
         sink=queue.put,
         clock_synced=lambda: True,
         backoff=backoff if backoff is not None else constant_backoff(0.2),
+        wall_clock=wall_clock,
     )
     task = asyncio.create_task(poller.run(), name="poller-under-test")
     try:
@@ -416,3 +418,29 @@ async def test_connect_attempts_are_spaced_by_the_backoff_not_by_the_poll() -> N
     for reading in readings:
         assert (reading.quality, reading.value) == (Quality.BAD, None)
         assert "link_down" in reading.flags
+
+
+async def test_a_wall_clock_step_flags_one_cycle_and_keeps_the_cadence(
+    farm: TankFarmServer,
+) -> None:
+    stepped = asyncio.Event()
+
+    def wall_clock() -> float:
+        # NTP steps the wall clock back one hour once the test says so; monotonic time goes on.
+        return time.time() - (3600.0 if stepped.is_set() else 0.0)
+
+    dev = device(farm.port, poll="100ms")
+    async with polling(dev.driver, dev.points, interval=dev.interval, wall_clock=wall_clock) as run:
+        before = await run.cycle()
+        stepped.set()
+        cycles = [await run.cycle() for _ in range(4)]
+        started = time.monotonic()
+        count = run.poller.cycles
+        await asyncio.sleep(1.0)
+        cadence = run.poller.cycles - count
+    assert not any("clock_jump" in r.flags for r in before)
+    flagged = [any("clock_jump" in r.flags for r in cycle) for cycle in cycles]
+    # The step is noticed once: the cycle whose emit straddles it (the first or second after).
+    assert sum(flagged) == 1, flagged
+    assert all("clock_jump" in r.flags for r in cycles[flagged.index(True)])
+    assert 7 <= cadence <= 12, f"{cadence} cycles in {time.monotonic() - started:.2f}s"
