@@ -188,6 +188,19 @@ def _number(value: object) -> float | None:
     return None
 
 
+# A device clock further off than this is wrong, not early or late data: PLCs send
+# 9999-12-31 (DateTime max) or 1601-01-01, and a dead RTC battery sends 2000-01-01.
+MAX_CLOCK_SKEW = 86_400.0
+FLAG_TIME_REJECTED = "device_time_rejected"
+
+
+def _believable(moment: float | None, wall: float) -> float | None:
+    """`moment` if it lies within a day of our wall clock, else None (use another time)."""
+    if moment is None or abs(moment - wall) > MAX_CLOCK_SKEW:
+        return None
+    return moment
+
+
 def to_sample(
     key: str,
     value: UaValue,
@@ -214,14 +227,18 @@ def to_sample(
     if quality is not Quality.GOOD:
         error = f"{name}: {_status_doc(value.status)}"
 
-    has_time = value.source_time is not None or value.server_time is not None
+    source_time = _believable(value.source_time, wall)
+    server_time = _believable(value.server_time, wall)
+    if (value.source_time, value.server_time) != (source_time, server_time):
+        flags.append(FLAG_TIME_REJECTED)
+    has_time = source_time is not None or server_time is not None
     if has_time and value == previous:
         t_wall = wall
         flags.append(FLAG_HELD)
-    elif value.source_time is not None:
-        t_wall = value.source_time
-    elif value.server_time is not None:
-        t_wall = value.server_time
+    elif source_time is not None:
+        t_wall = source_time
+    elif server_time is not None:
+        t_wall = server_time
         flags.append(FLAG_SERVER_TIME)
     else:
         t_wall = wall

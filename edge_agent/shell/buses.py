@@ -21,6 +21,7 @@ Utilization is reported twice:
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -147,9 +148,11 @@ class RtuBuses:
                 refuses such a site map, so this is a bug).
         """
         settings = serial_settings(device)
-        bus = self._buses.get(device.port)
+        # /dev/serial/by-id/... and /dev/ttyUSB0 may name one adapter: one wire, one lock.
+        wire = os.path.realpath(device.port)
+        bus = self._buses.get(wire)
         if bus is None:
-            bus = self._buses[device.port] = RtuBus(settings)
+            bus = self._buses[wire] = RtuBus(settings)
         elif bus.settings != settings:
             raise ValueError(f"{device.id}: {settings} differs from the bus's {bus.settings}")
         return bus

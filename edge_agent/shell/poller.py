@@ -62,7 +62,8 @@ class DevicePoller:
         self._sink = sink
         self._clock_synced = clock_synced
         self._new_backoff = backoff
-        self._last_t: dict[str, str] = {}  # point -> time of its last reading emitted
+        # point -> (t, value, quality) of its last reading emitted
+        self._last_seen: dict[str, tuple[str, float | None, str]] = {}
         self.cycles = 0
         self._clock_watch = ClockWatch()
         self.repeats_dropped = 0
@@ -143,8 +144,11 @@ class DevicePoller:
                 replace(raw_sample, flags=(*raw_sample.flags, CLOCK_JUMP)) if jumped else raw_sample
             )
             reading = normalize(sample, polled.point, polled.indicator, clock_synced=synced)
-            if self._last_t.get(reading.point) == reading.t:
-                self.repeats_dropped += 1  # the same measurement again (see module docstring)
+            # Only an exact repeat (same time, value and quality) is the same measurement
+            # read twice; a changed value under an unchanged device timestamp is kept.
+            seen = (reading.t, reading.value, reading.quality.value)
+            if self._last_seen.get(reading.point) == seen:
+                self.repeats_dropped += 1  # (see module docstring)
                 continue
-            self._last_t[reading.point] = reading.t
+            self._last_seen[reading.point] = seen
             await self._sink(reading)

@@ -89,7 +89,14 @@ class Sealer:
 
     async def _seal_pending(self) -> None:
         batch = tuple(self._pending)
-        staged = self._alarms.evaluate(batch) if self._alarms is not None else None
+        staged = None
+        if self._alarms is not None:
+            try:
+                staged = self._alarms.evaluate(batch)
+            except (ValueError, ArithmeticError) as exc:
+                # Readings outrank alarms: a reading the evaluator cannot handle must not
+                # stop sealing. The batch goes out without events; alarm state is unchanged.
+                log.exception("alarm_evaluation_failed", error=str(exc), records=len(batch))
         block = await self._outbox.seal(
             staged.records if staged is not None else batch,
             now=time.time(),

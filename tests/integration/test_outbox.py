@@ -11,7 +11,11 @@ import sys
 import time
 from pathlib import Path
 
+from edge_agent.config import load_site_config
+from edge_agent.core.alarms import AlarmState, rules_for_site
 from edge_agent.core.chain import Identity
+from edge_agent.core.points import resolve_points
+from edge_agent.shell.alarm_stage import AlarmStage
 from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.sealer import Sealer
 from specs.block import GENESIS, decode_block
@@ -214,3 +218,37 @@ async def test_a_failed_seal_keeps_its_readings_and_retries(tmp_path: Path) -> N
         await asyncio.gather(task, return_exceptions=True)
     assert sealed == [5]
     assert _assert_valid_chain(tmp_path / "outbox.db") == 1
+
+
+async def test_a_reading_the_alarm_evaluator_cannot_handle_is_still_sealed(
+    tmp_path: Path,
+) -> None:
+    # A slope point has rate rules; a time the wire refuses makes their evaluation raise.
+    config = load_site_config(Path(__file__).resolve().parents[2] / "configs" / "slope.yaml")
+    stage = AlarmStage(rules_for_site(config), AlarmState(namespace="test"))
+    point = next(p for p in resolve_points(config) if p.quota == "BP-GX")
+    odd = Reading(point.point, "BP-GX", "9999-12-31T23:59:59.000+00:00", 1.0, "mm", Quality.GOOD)
+    fine = Reading(point.point, "BP-GX", iso_time(1.7e9), 1.0, "mm", Quality.GOOD)
+    queue: asyncio.Queue[Record] = asyncio.Queue()
+    sealed: list[int] = []
+    async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
+        sealer = Sealer(
+            outbox,
+            queue,
+            flush_interval=0.05,
+            flush_readings=100,
+            clock_synced=lambda: True,
+            on_sealed=lambda block: sealed.append(block.records),
+            alarms=stage,
+        )
+        task = asyncio.create_task(sealer.run())
+        await queue.put(odd)
+        await queue.put(fine)
+        deadline = asyncio.get_running_loop().time() + 5
+        while sum(sealed) < 2:
+            assert not task.done(), "the sealer must survive an alarm evaluation error"
+            assert asyncio.get_running_loop().time() < deadline
+            await asyncio.sleep(0.05)
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+    assert sum(sealed) == 2

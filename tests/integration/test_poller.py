@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from drivers.base import Driver, RawSample
+from drivers.base import Quality as DriverQuality
 from drivers.modbus.tcp import ModbusTcpDriver
 from drivers.sim.tankfarm import TankFarmServer, serve_tankfarm
 from edge_agent.config import SiteConfig, parse_site_config
@@ -444,3 +445,38 @@ async def test_a_wall_clock_step_flags_one_cycle_and_keeps_the_cadence(
     assert sum(flagged) == 1, flagged
     assert all("clock_jump" in r.flags for r in cycles[flagged.index(True)])
     assert 7 <= cadence <= 12, f"{cadence} cycles in {time.monotonic() - started:.2f}s"
+
+
+@dataclass
+class ScriptedDriver:
+    """A real Driver whose device answers a script: the same timestamp, changing values."""
+
+    points: Sequence[ResolvedPoint]
+    values: Iterator[float]
+    device_id: str = "scripted"
+
+    async def connect(self) -> None:
+        return None
+
+    async def read(self) -> list[RawSample]:
+        value = next(self.values)
+        return [
+            RawSample(p.point, value, DriverQuality.GOOD, 1_763_900_000.0, time.monotonic())
+            for p in self.points
+        ]
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_only_exact_repeats_are_dropped_not_changes_under_one_timestamp() -> None:
+    dev = device(free_port(), poll="50ms")
+    script = ScriptedDriver(dev.points, iter([1.0, 1.0, 2.0, *[2.0] * 1000]))
+    async with polling(script, dev.points, interval=dev.interval) as run:
+        while run.poller.cycles < 5:
+            await asyncio.sleep(0.05)
+    values = []
+    while not run.queue.empty():
+        values.append(run.queue.get_nowait().value)
+    per_point = len(dev.points)
+    assert values == [1.0] * per_point + [2.0] * per_point, values
