@@ -2,7 +2,8 @@
 
 Profiles: tankfarm (the default, with ``--tanks``), tailings, fireworks, slope, coalmine; see
 drivers.sim.profiles. ``--map`` prints the chosen profile's register map as JSON lines and
-exits. SIGINT and SIGTERM stop it cleanly.
+exits. ``--fault silent|garbage|frozen|exception[:CODE]`` starts it misbehaving (see
+drivers.sim.faults). SIGINT and SIGTERM stop it cleanly.
 """
 
 from __future__ import annotations
@@ -14,9 +15,18 @@ import logging
 import signal
 import sys
 
+from drivers.sim.faults import FAULT_CHOICES, Fault
 from drivers.sim.profiles import PROFILE_NAMES, TANKFARM, profile_map, serve_profile
 
 _log = logging.getLogger("drivers.sim")
+
+
+def _fault_arg(text: str) -> Fault:
+    """Parse ``--fault``; argparse turns the error into a usage message."""
+    try:
+        return Fault.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
@@ -31,6 +41,15 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--unit-id", type=int, default=1, help="Modbus unit id to answer")
     parser.add_argument("--interval", type=float, default=0.2, help="update period, seconds")
+    parser.add_argument(
+        "--fault",
+        type=_fault_arg,
+        default=Fault.normal(),
+        metavar="FAULT",
+        help=f"misbehave: {FAULT_CHOICES}. silent: read requests, never answer; garbage: "
+        "answer random bytes; frozen: answer, but the values stop changing; exception: answer "
+        "every request with Modbus exception CODE (default 4, SERVER DEVICE FAILURE)",
+    )
     parser.add_argument("--map", action="store_true", help="print the register map and exit")
     args = parser.parse_args(argv)
     if args.tanks < 1 or args.interval <= 0 or not 0 <= args.unit_id <= 255:  # noqa: PLR2004
@@ -75,11 +94,14 @@ async def _serve(args: argparse.Namespace) -> None:
         unit_id=args.unit_id,
         interval=args.interval,
         tanks=args.tanks,
+        fault=args.fault,
     )
     # The tank farm keeps its original log lines: scripts and tests wait for them.
     label = "tank farm" if args.profile == TANKFARM else args.profile
     what = f"{args.tanks} tanks on" if args.profile == TANKFARM else "on"
     _log.info("%s: %s %s:%d unit %d", label, what, sim.host, sim.port, sim.unit_id)
+    if sim.fault != Fault.normal():
+        _log.info("%s: fault %s", label, sim.fault)
     try:
         await stop.wait()
     finally:

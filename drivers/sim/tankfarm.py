@@ -30,6 +30,10 @@ Tank temperatures follow a compressed 10-minute "day" so a demo shows the drift.
 sit near 0..5 and spike now and then (about once every 90 s per tank and gas, at random), then
 decay over a few seconds. Everything random comes from one seeded RNG.
 Addresses outside the map answer Modbus exception 2 (ILLEGAL DATA ADDRESS).
+
+Faults (drivers.sim.faults): `TankFarmServer.set_fault` makes the farm go silent, answer
+every request with an exception code, answer with garbage, or freeze its registers (the tanks
+move on underneath; the registers catch up when the fault is cleared); `clear_fault` ends it.
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from pymodbus.simulator import SimData, SimDevice
 
 from drivers.modbus.codec import DataType, Order, Table, encode
 from drivers.modbus.plan import RegisterPoint
+from drivers.sim.faults import Fault, FaultInjector
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -329,7 +334,7 @@ def _device(unit_id: int, states: tuple[TankState, ...]) -> SimDevice:
 
 
 class TankFarmServer:
-    """A running tank farm: its address, a request counter, and `stop()`.
+    """A running tank farm: its address, a request counter, a fault switch and `stop()`.
 
     Build it with `serve_tankfarm`; it needs a running event loop.
     """
@@ -343,6 +348,7 @@ class TankFarmServer:
         states: tuple[TankState, ...],
         rng: random.Random,
         interval: float,
+        fault: Fault | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -352,15 +358,33 @@ class TankFarmServer:
         self._rng = rng
         self._interval = interval
         self._task: asyncio.Task[None] | None = None
+        # Garbage draws from its own generator: a fault must not shift the seeded tanks.
+        self._faults = FaultInjector(random.Random(0), fault)
         self._server = ModbusTcpServer(
-            _device(unit_id, states), address=(host, port), trace_pdu=self._count
+            _device(unit_id, states),
+            address=(host, port),
+            trace_pdu=self._trace_pdu,
+            trace_packet=self._faults.trace_packet,
         )
 
-    def _count(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
-        """Count each request the server receives (pymodbus trace hook)."""
+    @property
+    def fault(self) -> Fault:
+        """The current fault mode (`Fault.normal()` when behaving)."""
+        return self._faults.fault
+
+    def set_fault(self, fault: Fault) -> None:
+        """Misbehave this way from the next reply on (see drivers.sim.faults)."""
+        self._faults.fault = fault
+
+    def clear_fault(self) -> None:
+        """Behave normally again; frozen values resume at the next update."""
+        self._faults.fault = Fault.normal()
+
+    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        """Count each request the server receives and fault its replies (pymodbus hook)."""
         if not sending:
             self.request_count += 1
-        return pdu
+        return self._faults.trace_pdu(sending, pdu)
 
     async def _update_forever(self) -> None:
         """Advance the tanks and publish their registers every `interval` seconds."""
@@ -373,6 +397,8 @@ class TankFarmServer:
             t, dt = now - started, now - last
             last = now
             self.states = tuple(step_tank(s, t, dt, self._rng) for s in self.states)
+            if self._faults.frozen:
+                continue  # the tanks move on; the registers keep their last values
             await self._server.async_setValues(self.unit_id, 16, 0, holding_image(self.states))
             await self._server.async_setValues(self.unit_id, 4, 0, input_image(self.states))
 
@@ -424,8 +450,11 @@ async def serve_tankfarm(
     seed: int = 0,
     unit_id: int = 1,
     interval: float = 0.2,
+    fault: Fault | None = None,
 ) -> TankFarmServer:
     """Start a tank farm listening on `host:port` (port 0 picks a free one; see `.port`).
+
+    `fault` starts it misbehaving (see `TankFarmServer.set_fault`).
 
     Use the result as ``async with await serve_tankfarm(...) as farm:`` or call `stop()`.
 
@@ -437,7 +466,13 @@ async def serve_tankfarm(
         raise ValueError("need at least one tank and a positive interval")
     rng = random.Random(seed)
     farm = TankFarmServer(
-        host, port, unit_id=unit_id, states=initial_tanks(tanks, rng), rng=rng, interval=interval
+        host,
+        port,
+        unit_id=unit_id,
+        states=initial_tanks(tanks, rng),
+        rng=rng,
+        interval=interval,
+        fault=fault,
     )
     await farm.start()
     return farm

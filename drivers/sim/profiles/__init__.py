@@ -17,6 +17,7 @@ import random
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
+from drivers.sim.faults import Fault
 from drivers.sim.profiles import coalmine, fireworks, slope, tailings
 from drivers.sim.profiles.base import Profile, ProfileServer, SimServer
 from drivers.sim.tankfarm import register_map, serve_tankfarm
@@ -89,10 +90,12 @@ async def serve_profile(
     unit_id: int = 1,
     interval: float = 0.2,
     tanks: int = 3,
+    fault: Fault | None = None,
 ) -> SimServer:
     """Start the named profile on `host:port` (port 0 picks a free one; see `.port`).
 
     Use the result as ``async with await serve_profile(...) as sim:`` or call `stop()`.
+    `fault` starts it misbehaving; `set_fault` and `clear_fault` switch it live.
 
     Raises:
         ValueError: no such profile, a non-positive interval, or fewer than one tank.
@@ -100,13 +103,19 @@ async def serve_profile(
     """
     if name == TANKFARM:
         return await serve_tankfarm(
-            host, port, tanks=tanks, seed=seed, unit_id=unit_id, interval=interval
+            host, port, tanks=tanks, seed=seed, unit_id=unit_id, interval=interval, fault=fault
         )
     profile = _profile(name)
     if interval <= 0:
         raise ValueError("need a positive interval")
     server = ProfileServer(
-        host, port, profile=profile, unit_id=unit_id, rng=random.Random(seed), interval=interval
+        host,
+        port,
+        profile=profile,
+        unit_id=unit_id,
+        rng=random.Random(seed),
+        interval=interval,
+        fault=fault,
     )
     await server.start()
     return server

@@ -9,6 +9,10 @@ integer types), so the register map is the single source of both the wire layout
 
 The server steps the model on an absolute asyncio timer with the nominal period as `dt`:
 tick k always holds the same values for the same seed, however late the loop runs.
+
+Faults (drivers.sim.faults): `ProfileServer.set_fault` makes the server go silent, answer
+every request with an exception code, answer with garbage, or freeze its registers (the model
+and `values` run on underneath; the registers catch up when the fault is cleared).
 """
 
 from __future__ import annotations
@@ -27,6 +31,7 @@ from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
 from drivers.modbus.codec import DataType, Table, encode, is_bit_table
+from drivers.sim.faults import Fault, FaultInjector
 from drivers.sim.tankfarm import SimPoint
 
 if TYPE_CHECKING:
@@ -83,12 +88,25 @@ class SiteModel(Protocol):
 
 
 class SimServer(Protocol):
-    """What `serve_profile` returns for any profile: an address, a counter and `stop()`."""
+    """What `serve_profile` returns for any profile: an address, a counter, faults, `stop()`."""
 
     host: str
     port: int
     unit_id: int
     request_count: int
+
+    @property
+    def fault(self) -> Fault:
+        """The current fault mode."""
+        ...
+
+    def set_fault(self, fault: Fault) -> None:
+        """Misbehave this way from the next reply on."""
+        ...
+
+    def clear_fault(self) -> None:
+        """Behave normally again."""
+        ...
 
     async def stop(self) -> None:
         """Stop serving; safe to call twice."""
@@ -230,7 +248,7 @@ def _device(unit_id: int, images: Mapping[Table, list[int]]) -> SimDevice:
 
 
 class ProfileServer:
-    """A running profile: its address, a request counter, the tick count and `stop()`.
+    """A running profile: its address, request counter, tick count, fault switch and `stop()`.
 
     Build it with `serve_profile`; it needs a running event loop.
     """
@@ -244,6 +262,7 @@ class ProfileServer:
         unit_id: int,
         rng: random.Random,
         interval: float,
+        fault: Fault | None = None,
     ) -> None:
         self.host = host
         self.port = port
@@ -257,15 +276,33 @@ class ProfileServer:
         self.values: Mapping[str, float] = self.model.observe(rng)
         self._images = register_images(profile.points, self.values)
         self._task: asyncio.Task[None] | None = None
+        # Garbage draws from its own generator: a fault must not shift the seeded model.
+        self._faults = FaultInjector(random.Random(0), fault)
         self._server = ModbusTcpServer(
-            _device(unit_id, self._images), address=(host, port), trace_pdu=self._count
+            _device(unit_id, self._images),
+            address=(host, port),
+            trace_pdu=self._trace_pdu,
+            trace_packet=self._faults.trace_packet,
         )
 
-    def _count(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
-        """Count each request the server receives (pymodbus trace hook)."""
+    @property
+    def fault(self) -> Fault:
+        """The current fault mode (`Fault.normal()` when behaving)."""
+        return self._faults.fault
+
+    def set_fault(self, fault: Fault) -> None:
+        """Misbehave this way from the next reply on (see drivers.sim.faults)."""
+        self._faults.fault = fault
+
+    def clear_fault(self) -> None:
+        """Behave normally again; frozen values resume at the next update."""
+        self._faults.fault = Fault.normal()
+
+    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
+        """Count each request the server receives and fault its replies (pymodbus hook)."""
         if not sending:
             self.request_count += 1
-        return pdu
+        return self._faults.trace_pdu(sending, pdu)
 
     async def _update_forever(self) -> None:
         """Step the model and publish its registers every `interval` seconds."""
@@ -277,6 +314,8 @@ class ProfileServer:
             self.model = self.model.step(self._interval, self._rng)
             self.values = self.model.observe(self._rng)
             self.ticks = tick
+            if self._faults.frozen:
+                continue  # the model runs on; the registers keep their last values
             images = register_images(self.profile.points, self.values)
             for table, function in _WRITE_FUNCTION.items():
                 if images[table]:
