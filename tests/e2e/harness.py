@@ -7,6 +7,7 @@ the collector exactly once (DESIGN invariant 1). Records are compared as a multi
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import sqlite3
@@ -76,6 +77,7 @@ class Site:
         )  # fmt: skip
 
     def _spawn(self, name: str, *argv: str) -> None:
+        self.stop(name)  # never drop a running (or unreaped) process of the same name
         with (self.work / f"{name}.log").open("ab") as log:
             self.processes[name] = subprocess.Popen(
                 argv, cwd=self.work, stdout=log, stderr=subprocess.STDOUT
@@ -103,8 +105,14 @@ class Site:
         process = self.processes.pop(name, None)
         if process is None or process.poll() is not None:
             return
-        os.kill(process.pid, sig)
-        process.wait(timeout=30)
+        with contextlib.suppress(ProcessLookupError):  # it may have exited a moment ago
+            os.kill(process.pid, sig)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise AssertionError(f"{name} did not stop within 30 s of signal {sig}") from None
 
     def stop_all(self) -> None:
         """Stop every process this site started."""

@@ -46,6 +46,7 @@ SERIAL_TIMEOUT = 0.3
 # last two; a failure of isolation (waiting for a whole poll cycle, a reconnect or the OPC UA
 # server) costs far more than it.
 SLACK = 0.15
+OPC_KEEPALIVE = 1.0
 
 HEALTHY = ("H3-PC", "H3-PR", "R1-PC", "R1-PR", "G1-TOX", "G1-CO")
 SILENT = ("R2-PC",)
@@ -139,7 +140,7 @@ def _site_map(rtu: str, gas_ok: str, gas_bad: str, ua_port: int, broker: str) ->
                 "endpoint": f"opc.tcp://127.0.0.1:{ua_port}",
                 "poll": f"{POLL}s",
                 "publishing_interval": "200ms",
-                "keepalive": "1s",
+                "keepalive": f"{OPC_KEEPALIVE:g}s",
                 "timeout": "2s",
                 "points": [
                     {"point": "S1-GX", "quota": "BP-GX", "node": "ns=2;s=Slope.G1.X"},
@@ -254,7 +255,8 @@ def test_faults_on_three_links_leave_the_other_devices_alone(site: Site) -> None
     # The OPC UA server goes away for a while and comes back as a new process.
     site.stop("slope")  # returns once the process has exited (it serves until then)
     stopped_at = time.time()
-    time.sleep(2.0)
+    time.sleep(2.0 + 1.5 * OPC_KEEPALIVE)  # long enough to be noticed, then seen BAD
+    restarting_at = time.time()  # the new server's values carry its own times from here on
     _start_slope(site, ua_port)
     back_at = time.time()
     wait_until(lambda: good_slope_after(back_at), 30, "OPC UA GOOD again after the restart")
@@ -306,9 +308,10 @@ def test_faults_on_three_links_leave_the_other_devices_alone(site: Site) -> None
     # OPC UA: BAD while the server was away, GOOD again after it came back.
     for point in SLOPE:
         series = _times(committed, point)
-        # From one poll after the server exited (the agent sees the socket close at once)
-        # until it listened again.
-        outage = [q for t, q in series if stopped_at + POLL < t < back_at]
+        # From when the driver must have noticed (a closed socket at once, a silent one
+        # within 1.5 keepalives; until then it may hold the last value) until it listened again.
+        noticed = stopped_at + 1.5 * OPC_KEEPALIVE + POLL
+        outage = [q for t, q in series if noticed < t < restarting_at]
         assert outage, f"{point}: no readings while the server was down"
         assert set(outage) == {"bad"}, (point, Counter(outage))
         assert series[-1][1] == "good", point

@@ -32,7 +32,11 @@ def sim_port() -> Iterator[int]:
         yield port
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
 
 
 def _site(tmp_path: Path, port: int, *, level_word_order: str = "big") -> Path:
