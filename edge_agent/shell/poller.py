@@ -41,6 +41,18 @@ class PolledPoint:
     indicator: Indicator
 
 
+def _reraise_cancellation(error: DriverError) -> None:
+    """Raise CancelledError if this task is being cancelled.
+
+    A library may turn the CancelledError it received into its own I/O error (pymodbus
+    does, mid-transaction); taken for a link fault, that would keep a cancelled poller
+    polling forever and hang the agent's shutdown.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from error
+
+
 class DevicePoller:
     """Poll one device every `interval` seconds of the monotonic clock."""
 
@@ -81,6 +93,7 @@ class DevicePoller:
                     try:
                         await self._driver.connect()
                     except DriverError as exc:
+                        _reraise_cancellation(exc)
                         retry_at = time.monotonic() + next(backoff)
                         log.warning(
                             "device_unreachable", device=self._driver.device_id, error=str(exc)
@@ -92,6 +105,7 @@ class DevicePoller:
                     try:
                         samples = await self._driver.read()
                     except DriverError as exc:
+                        _reraise_cancellation(exc)
                         connected = False
                         await self._driver.close()
                         retry_at = time.monotonic() + next(backoff)

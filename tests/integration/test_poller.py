@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.base import Driver, RawSample
+from drivers.base import Driver, DriverTimeoutError, RawSample
 from drivers.base import Quality as DriverQuality
 from drivers.modbus.tcp import ModbusTcpDriver
 from drivers.sim.tankfarm import TankFarmServer, serve_tankfarm
@@ -480,3 +480,38 @@ async def test_only_exact_repeats_are_dropped_not_changes_under_one_timestamp() 
         values.append(run.queue.get_nowait().value)
     per_point = len(dev.points)
     assert values == [1.0] * per_point + [2.0] * per_point, values
+
+
+@dataclass
+class SwallowingDriver:
+    """A device link whose library turns a cancellation into its own I/O error (as pymodbus)."""
+
+    device_id: str = "swallowing"
+    reads: int = 0
+
+    async def connect(self) -> None:
+        return None
+
+    async def read(self) -> list[RawSample]:
+        self.reads += 1
+        try:
+            await asyncio.sleep(30)
+        except asyncio.CancelledError:
+            raise DriverTimeoutError("request cancelled") from None
+        return []
+
+    async def close(self) -> None:
+        return None
+
+
+async def test_cancelling_a_poller_stops_it_even_if_the_driver_swallows_the_cancel() -> None:
+    dev = device(free_port())
+    driver = SwallowingDriver()
+    async with polling(driver, dev.points, interval=dev.interval) as run:
+        while driver.reads == 0:
+            await asyncio.sleep(0.01)
+        run.task.cancel()
+        done, _ = await asyncio.wait([run.task], timeout=5)
+        assert done, "the poller kept running after cancel (shutdown would hang)"
+        assert run.task.cancelled()
+    assert driver.reads == 1
