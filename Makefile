@@ -43,6 +43,7 @@ lint: install
 
 bench: install broker
 	$(BIN)/python -m bench.throughput
+	$(BIN)/python -m bench.rtu
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .demo

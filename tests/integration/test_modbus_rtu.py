@@ -412,10 +412,10 @@ def test_driver_satisfies_the_protocol() -> None:
     assert driver.device_id == "dev-1"
 
 
-# --- bus timing on a simulated 19,200-baud line (performance goal G10) ------------------------
+# --- bus timing on a simulated 19,200-baud line (the G10 rate itself: bench/rtu.py) -----------
 
 
-async def test_transaction_rate_and_measured_utilization_on_a_throttled_line() -> None:
+async def test_measured_utilization_matches_the_timing_model_on_a_throttled_line() -> None:
     async with RtuBusSim([pattern_slave(1), pattern_slave(2)], baudrate=19200) as line:
         bus = RtuBus(settings(line.path, 19200))
         ten = [RegisterPoint(f"r{i}", H, RAMP_BASE + i, DataType.UINT16) for i in range(10)]
@@ -424,20 +424,9 @@ async def test_transaction_rate_and_measured_utilization_on_a_throttled_line() -
         assert theoretical == pytest.approx(43.6, abs=0.1)  # performance.md, 19,200 baud
         loop = asyncio.get_running_loop()
         async with attached(busy):
-            # Back to back: the rate the bus allows for 10-register reads. Best of three short
-            # windows: a stall of the shared test machine is not a property of the bus.
-            rates = []
-            for _ in range(3):
-                start, count = loop.time(), 0
-                while loop.time() - start < 0.5:
-                    samples = await busy.read()
-                    assert samples[9].value == 9
-                    count += 1
-                rates.append(count / (loop.time() - start))
-                if rates[-1] >= 0.9 * theoretical:
-                    break
-        # Goal G10: at least 90 % of the theoretical transaction rate.
-        assert max(rates) >= 0.9 * theoretical, rates
+            # The rate itself is goal G10 and lives in bench/rtu.py; here: reads are right.
+            samples = await busy.read()
+            assert [s.value for s in samples] == list(range(10))
 
         # Polled devices: the measured busy time agrees with the model within 10 %.
         one = ModbusRtuDriver("one", bus, 1, ten, timeout=0.5)
