@@ -465,11 +465,18 @@ class _ExportSummary:
     readings: int
 
 
-async def _coal_pages(storage: Storage, where: ReadingFilter) -> AsyncIterator[list[CoalReading]]:
+async def _coal_pages(
+    storage: Storage, where: ReadingFilter, *, up_to_row: int | None = None
+) -> AsyncIterator[tuple[list[CoalReading], int]]:
+    """Pages of coal readings (rows after `up_to_row` left out) with the page's last row id."""
     after: ReadingAfter | None = None
     while True:
         page = await storage.sourced_readings(where, after=after, limit=EXPORT_PAGE)
-        yield [coal for row in page.items if (coal := _coal(row)) is not None]
+        rows = [r for r in page.items if up_to_row is None or r.reading.rowid <= up_to_row]
+        yield (
+            [coal for row in rows if (coal := _coal(row)) is not None],
+            max((r.reading.rowid for r in page.items), default=0),
+        )
         if not page.more or not page.items:
             return
         last = page.items[-1].reading
@@ -496,12 +503,16 @@ async def _export_aqss(
     }
     where = ReadingFilter(gateway=gateway, t_from=t_from, t_to=t_to)
     seen: dict[tuple[str, str], PointSeen] = {}
-    async for readings in _coal_pages(storage, where):
+    last_row = 0
+    async for readings, page_last in _coal_pages(storage, where):
         seen = note_points(seen, readings)
+        last_row = max(last_row, page_last)
     write(aqmc_batch(seen, infos, default_catalogue()) + "\n")
     write(header("AQSS"))
     count = 0
-    async for readings in _coal_pages(storage, where):
+    # Backlog stored between the passes is left for the next export: every AQSS record must
+    # have its AQMC definition above it.
+    async for readings, _ in _coal_pages(storage, where, up_to_row=last_row):
         write("".join(aqss_record(r) for r in readings))
         count += len(readings)
     write(BATCH_END + "\n")
