@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import enum
 import itertools
 import random
@@ -31,15 +30,15 @@ import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from drivers.serial.checksum import Checksum, ChecksumSpec, append_checksum, checksum_value
 from drivers.serial.framing import DelimiterFramer, Frame
+from drivers.sim.lifecycle import Simulator, cancel_task
 from drivers.sim.pty import PtyEndpoint
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from types import TracebackType
 
 __all__ = ["AnalyzerFault", "Gas", "GasAnalyzerSim", "main"]
 
@@ -72,7 +71,7 @@ class Gas:
 DEFAULT_GASES = (Gas("H2S", 12.3), Gas("CO", 4.0), Gas("O2", 20.9, "%VOL", 25.0))
 
 
-class GasAnalyzerSim:
+class GasAnalyzerSim(Simulator):
     """A running analyzer; use as ``async with GasAnalyzerSim() as sim`` and open `sim.path`."""
 
     def __init__(
@@ -165,28 +164,13 @@ class GasAnalyzerSim:
     async def stop(self) -> None:
         """Stop and close the pty; safe to call twice."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
         for handle in self._replies:
             handle.cancel()
         self._replies.clear()
         pty, self._pty = self._pty, None
         if pty is not None:
             pty.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     def _step(self) -> None:
         """Let every value wander a little, unless frozen."""

@@ -37,24 +37,23 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import enum
 import itertools
 import random
 import signal
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from drivers.modbus.codec import DataType, Table, encode, is_bit_table
 from drivers.modbus.rtu import EXCEPTION_FLAG, FUNCTION_CODES, MAX_UNIT_ID, rtu_frame
 from drivers.modbus.timing import silent_interval
 from drivers.serial.checksum import crc16_modbus
+from drivers.sim.lifecycle import Simulator, cancel_task
 from drivers.sim.pty import PtyEndpoint
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
-    from types import TracebackType
 
 __all__ = [
     "COIL_BITS",
@@ -272,7 +271,7 @@ def _requests(buffer: bytearray) -> list[tuple[int, int, int, int]]:
     return found
 
 
-class RtuBusSim:
+class RtuBusSim(Simulator):
     """A running simulated bus; use as ``async with RtuBusSim([...]) as sim``, open `sim.path`."""
 
     def __init__(
@@ -353,28 +352,13 @@ class RtuBusSim:
     async def stop(self) -> None:
         """Stop answering and close the pty; safe to call twice."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
         for handle in self._replies:
             handle.cancel()
         self._replies.clear()
         pty, self._pty = self._pty, None
         if pty is not None:
             pty.close()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def _update_forever(self) -> None:
         """Advance every slave's values every `interval` seconds."""

@@ -42,7 +42,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
-import contextlib
 import datetime as dt
 import hmac
 import itertools
@@ -56,7 +55,7 @@ import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Self, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from asyncua import ua
 from asyncua.common.callback import Callback, CallbackType, ServerItemCallback
@@ -71,9 +70,9 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-if TYPE_CHECKING:
-    from types import TracebackType
+from drivers.sim.lifecycle import Simulator, cancel_task
 
+if TYPE_CHECKING:
     from asyncua.server.internal_server import InternalServer
 
 __all__ = [
@@ -358,7 +357,7 @@ def _status(status: str | int) -> int:
     return int(code)
 
 
-class SlopeServer:
+class SlopeServer(Simulator):
     """A running slope simulator; use as ``async with SlopeServer(...) as sim:``."""
 
     def __init__(
@@ -433,23 +432,8 @@ class SlopeServer:
     async def stop(self) -> None:
         """Stop updating and stop the server; safe to call twice."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
         await self.stop_server()
-
-    async def __aenter__(self) -> Self:
-        await self.start()
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
     async def start_server(self) -> None:
         """Build a fresh asyncua server with the current values and listen on `port`.

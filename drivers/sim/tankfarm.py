@@ -39,12 +39,11 @@ move on underneath; the registers catch up when the fault is cleared); `clear_fa
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import math
 import random
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Self
+from typing import TYPE_CHECKING
 
 from pymodbus.server import ModbusBaseServer, ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
@@ -53,10 +52,9 @@ from pymodbus.simulator import SimData, SimDevice
 from drivers.modbus.codec import DataType, Order, Table, encode
 from drivers.modbus.plan import RegisterPoint
 from drivers.sim.faults import Fault, FaultInjector
+from drivers.sim.lifecycle import Simulator, cancel_task
 
 if TYPE_CHECKING:
-    from types import TracebackType
-
     from pymodbus.pdu import ModbusPDU
 
 __all__ = [
@@ -333,11 +331,13 @@ def _device(unit_id: int, states: tuple[TankState, ...]) -> SimDevice:
     )
 
 
-class TankFarmServer:
+class TankFarmServer(Simulator):
     """A running tank farm: its address, a request counter, a fault switch and `stop()`.
 
     Build it with `serve_tankfarm`; it needs a running event loop.
     """
+
+    starts_on_enter = False  # the factory started it already
 
     def __init__(
         self,
@@ -421,25 +421,11 @@ class TankFarmServer:
     async def stop(self) -> None:
         """Stop updating, close every client connection and the listener; safe to call twice."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
         self._server.close()
         # pymodbus keeps the last server in a class attribute; do not pin a stopped one.
         if ModbusBaseServer.active_server is self._server:
             ModbusBaseServer.active_server = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
 
 
 async def serve_tankfarm(

@@ -18,7 +18,6 @@ and `values` run on underneath; the registers catch up when the fault is cleared
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import math
 import random
@@ -32,6 +31,7 @@ from pymodbus.simulator import SimData, SimDevice
 
 from drivers.modbus.codec import DataType, Table, encode, is_bit_table
 from drivers.sim.faults import Fault, FaultInjector
+from drivers.sim.lifecycle import Simulator, cancel_task
 from drivers.sim.tankfarm import SimPoint
 
 if TYPE_CHECKING:
@@ -247,11 +247,13 @@ def _device(unit_id: int, images: Mapping[Table, list[int]]) -> SimDevice:
     )
 
 
-class ProfileServer:
+class ProfileServer(Simulator):
     """A running profile: its address, request counter, tick count, fault switch and `stop()`.
 
     Build it with `serve_profile`; it needs a running event loop.
     """
+
+    starts_on_enter = False  # the factory started it already
 
     def __init__(
         self,
@@ -340,22 +342,8 @@ class ProfileServer:
     async def stop(self) -> None:
         """Stop updating, close every client connection and the listener; safe to call twice."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_task(task)
         self._server.close()
         # pymodbus keeps the last server in a class attribute; do not pin a stopped one.
         if ModbusBaseServer.active_server is self._server:
             ModbusBaseServer.active_server = None
-
-    async def __aenter__(self) -> Self:
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await self.stop()
