@@ -43,19 +43,14 @@ import itertools
 import math
 import random
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
-from pymodbus.server import ModbusBaseServer, ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
 from drivers.modbus.codec import DataType, Order, Table, encode
 from drivers.modbus.plan import RegisterPoint
-from drivers.sim.faults import Fault, FaultInjector
-from drivers.sim.lifecycle import Simulator, cancel_task
-
-if TYPE_CHECKING:
-    from pymodbus.pdu import ModbusPDU
+from drivers.sim.faults import Fault
+from drivers.sim.modbus_server import ModbusTcpSimulator
 
 __all__ = [
     "SimPoint",
@@ -331,13 +326,11 @@ def _device(unit_id: int, states: tuple[TankState, ...]) -> SimDevice:
     )
 
 
-class TankFarmServer(Simulator):
+class TankFarmServer(ModbusTcpSimulator):
     """A running tank farm: its address, a request counter, a fault switch and `stop()`.
 
     Build it with `serve_tankfarm`; it needs a running event loop.
     """
-
-    starts_on_enter = False  # the factory started it already
 
     def __init__(
         self,
@@ -350,41 +343,17 @@ class TankFarmServer(Simulator):
         interval: float,
         fault: Fault | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.unit_id = unit_id
+        super().__init__(
+            host,
+            port,
+            unit_id=unit_id,
+            device=_device(unit_id, states),
+            fault=fault,
+            task_name="tankfarm-update",
+        )
         self.states = states
-        self.request_count = 0
         self._rng = rng
         self._interval = interval
-        self._task: asyncio.Task[None] | None = None
-        # Garbage draws from its own generator: a fault must not shift the seeded tanks.
-        self._faults = FaultInjector(random.Random(0), fault)
-        self._server = ModbusTcpServer(
-            _device(unit_id, states),
-            address=(host, port),
-            trace_pdu=self._trace_pdu,
-            trace_packet=self._faults.trace_packet,
-        )
-
-    @property
-    def fault(self) -> Fault:
-        """The current fault mode (`Fault.normal()` when behaving)."""
-        return self._faults.fault
-
-    def set_fault(self, fault: Fault) -> None:
-        """Misbehave this way from the next reply on (see drivers.sim.faults)."""
-        self._faults.fault = fault
-
-    def clear_fault(self) -> None:
-        """Behave normally again; frozen values resume at the next update."""
-        self._faults.fault = Fault.normal()
-
-    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
-        """Count each request the server receives and fault its replies (pymodbus hook)."""
-        if not sending:
-            self.request_count += 1
-        return self._faults.trace_pdu(sending, pdu)
 
     async def _update_forever(self) -> None:
         """Advance the tanks and publish their registers every `interval` seconds."""
@@ -401,31 +370,6 @@ class TankFarmServer(Simulator):
                 continue  # the tanks move on; the registers keep their last values
             await self._server.async_setValues(self.unit_id, 16, 0, holding_image(self.states))
             await self._server.async_setValues(self.unit_id, 4, 0, input_image(self.states))
-
-    async def start(self) -> None:
-        """Listen and start the update task.
-
-        Raises:
-            OSError: the address cannot be bound.
-        """
-        try:
-            await self._server.serve_forever(background=True)
-        except RuntimeError as exc:  # pymodbus's "Could not start listen"
-            await self.stop()
-            raise OSError(f"cannot listen on {self.host}:{self.port}") from exc
-        sockets = getattr(self._server.transport, "sockets", None) or ()
-        if sockets:  # port 0 asked the kernel for a free port; report the one it gave
-            self.port = int(sockets[0].getsockname()[1])
-        self._task = asyncio.create_task(self._update_forever(), name="tankfarm-update")
-
-    async def stop(self) -> None:
-        """Stop updating, close every client connection and the listener; safe to call twice."""
-        task, self._task = self._task, None
-        await cancel_task(task)
-        self._server.close()
-        # pymodbus keeps the last server in a class attribute; do not pin a stopped one.
-        if ModbusBaseServer.active_server is self._server:
-            ModbusBaseServer.active_server = None
 
 
 async def serve_tankfarm(

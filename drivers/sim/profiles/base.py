@@ -25,20 +25,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Self
 
-from pymodbus.server import ModbusBaseServer, ModbusTcpServer
 from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
 from drivers.modbus.codec import DataType, Table, encode, is_bit_table
-from drivers.sim.faults import Fault, FaultInjector
-from drivers.sim.lifecycle import Simulator, cancel_task
+from drivers.sim.faults import Fault
+from drivers.sim.modbus_server import ModbusTcpSimulator
 from drivers.sim.tankfarm import SimPoint
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
     from types import TracebackType
 
-    from pymodbus.pdu import ModbusPDU
 
 __all__ = [
     "DAY",
@@ -247,13 +245,11 @@ def _device(unit_id: int, images: Mapping[Table, list[int]]) -> SimDevice:
     )
 
 
-class ProfileServer(Simulator):
+class ProfileServer(ModbusTcpSimulator):
     """A running profile: its address, request counter, tick count, fault switch and `stop()`.
 
     Build it with `serve_profile`; it needs a running event loop.
     """
-
-    starts_on_enter = False  # the factory started it already
 
     def __init__(
         self,
@@ -266,45 +262,21 @@ class ProfileServer(Simulator):
         interval: float,
         fault: Fault | None = None,
     ) -> None:
-        self.host = host
-        self.port = port
-        self.unit_id = unit_id
         self.profile = profile
-        self.request_count = 0
         self.ticks = 0
         self._rng = rng
         self._interval = interval
         self.model = profile.start(rng)
         self.values: Mapping[str, float] = self.model.observe(rng)
         self._images = register_images(profile.points, self.values)
-        self._task: asyncio.Task[None] | None = None
-        # Garbage draws from its own generator: a fault must not shift the seeded model.
-        self._faults = FaultInjector(random.Random(0), fault)
-        self._server = ModbusTcpServer(
-            _device(unit_id, self._images),
-            address=(host, port),
-            trace_pdu=self._trace_pdu,
-            trace_packet=self._faults.trace_packet,
+        super().__init__(
+            host,
+            port,
+            unit_id=unit_id,
+            device=_device(unit_id, self._images),
+            fault=fault,
+            task_name=f"{profile.name}-update",
         )
-
-    @property
-    def fault(self) -> Fault:
-        """The current fault mode (`Fault.normal()` when behaving)."""
-        return self._faults.fault
-
-    def set_fault(self, fault: Fault) -> None:
-        """Misbehave this way from the next reply on (see drivers.sim.faults)."""
-        self._faults.fault = fault
-
-    def clear_fault(self) -> None:
-        """Behave normally again; frozen values resume at the next update."""
-        self._faults.fault = Fault.normal()
-
-    def _trace_pdu(self, sending: bool, pdu: ModbusPDU) -> ModbusPDU:
-        """Count each request the server receives and fault its replies (pymodbus hook)."""
-        if not sending:
-            self.request_count += 1
-        return self._faults.trace_pdu(sending, pdu)
 
     async def _update_forever(self) -> None:
         """Step the model and publish its registers every `interval` seconds."""
@@ -322,28 +294,3 @@ class ProfileServer(Simulator):
             for table, function in _WRITE_FUNCTION.items():
                 if images[table]:
                     await self._server.async_setValues(self.unit_id, function, 0, images[table])
-
-    async def start(self) -> None:
-        """Listen and start the update task.
-
-        Raises:
-            OSError: the address cannot be bound.
-        """
-        try:
-            await self._server.serve_forever(background=True)
-        except RuntimeError as exc:  # pymodbus's "Could not start listen"
-            await self.stop()
-            raise OSError(f"cannot listen on {self.host}:{self.port}") from exc
-        sockets = getattr(self._server.transport, "sockets", None) or ()
-        if sockets:  # port 0 asked the kernel for a free port; report the one it gave
-            self.port = int(sockets[0].getsockname()[1])
-        self._task = asyncio.create_task(self._update_forever(), name=f"{self.profile.name}-update")
-
-    async def stop(self) -> None:
-        """Stop updating, close every client connection and the listener; safe to call twice."""
-        task, self._task = self._task, None
-        await cancel_task(task)
-        self._server.close()
-        # pymodbus keeps the last server in a class attribute; do not pin a stopped one.
-        if ModbusBaseServer.active_server is self._server:
-            ModbusBaseServer.active_server = None
