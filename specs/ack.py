@@ -20,6 +20,14 @@ class Ack:
     `seq` names the block whose storage triggered this ACK (an extension of the contract's
     `{epoch, acked_through, missing}`), so the agent can release a block that arrived ahead
     of a hole without waiting for the hole to fill.
+
+    Two more extensions let an agent prove that its sequence state was rolled back (an
+    outbox restored from a snapshot re-seals seqs the collector already holds) instead of
+    releasing blocks the collector never stored: `acked_hash` is the hash of the stored
+    block at `acked_through` (None while nothing is acked), to compare with the agent's own
+    block at that seq; `conflict` is true once the collector has seen, in this epoch, a seq
+    with other bytes than it holds or a block whose `prev` does not chain onto its stored
+    neighbour. An agent seeing either mismatch releases nothing and starts a new epoch.
     """
 
     gateway: str
@@ -28,6 +36,8 @@ class Ack:
     missing: tuple[tuple[int, int], ...]
     seq: int | None
     issued_at: str
+    acked_hash: str | None = None
+    conflict: bool = False
 
     def encode(self) -> bytes:
         """Canonical bytes of the ACK."""
@@ -39,6 +49,8 @@ class Ack:
             "missing": [list(r) for r in self.missing],
             "seq": self.seq,
             "issued_at": self.issued_at,
+            "acked_hash": self.acked_hash,
+            "conflict": self.conflict,
         }
         return json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
@@ -72,6 +84,11 @@ def decode_ack(payload: bytes) -> Ack:
     gateway, epoch, issued_at = body.get("gateway"), body.get("epoch"), body.get("issued_at")
     if not isinstance(gateway, str) or not isinstance(epoch, str) or not isinstance(issued_at, str):
         raise AckFormatError("ack 'gateway', 'epoch' and 'issued_at' must be strings")
+    acked_hash, conflict = body.get("acked_hash"), body.get("conflict", False)
+    if acked_hash is not None and not isinstance(acked_hash, str):
+        raise AckFormatError("ack 'acked_hash' must be a string or null")
+    if not isinstance(conflict, bool):
+        raise AckFormatError("ack 'conflict' must be a boolean")
     return Ack(
         gateway=gateway,
         epoch=epoch,
@@ -79,4 +96,6 @@ def decode_ack(payload: bytes) -> Ack:
         missing=tuple(missing),
         seq=None if seq is None else _count(seq, "seq"),
         issued_at=issued_at,
+        acked_hash=acked_hash,
+        conflict=conflict,
     )

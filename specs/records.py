@@ -50,13 +50,36 @@ class Reading:
         }
 
 
+class GapReason(enum.StrEnum):
+    """Why readings were lost: the gap record's vocabulary (DESIGN section 6)."""
+
+    OUTBOX_FULL = "outbox_full"
+    DISK_FULL = "disk_full"
+    OUTBOX_CORRUPT = "outbox_corrupt"
+    OUTBOX_RESTORED = "outbox_restored"
+    THINNED = "thinned"
+
+
 @dataclass(frozen=True, slots=True)
 class GapRecord:
-    """An explicit, audited statement that readings were lost, and why."""
+    """An explicit, audited statement that readings were lost, and why.
+
+    `lost` counts the readings lost (None when the agent cannot know, e.g. a file restored
+    from a snapshot). `t_from`/`t_to` (wire `from`/`to`) span their times. `epoch` with
+    `from_seq`..`to_seq` names the blocks that will never come: the collector closes those
+    seqs as declared gaps instead of asking for them again. `to_seq` None with a `from_seq`
+    means every seq from `from_seq` on in that epoch (the epoch was abandoned); `epoch`
+    None means no block range is declared (the readings never reached a block).
+    """
 
     t: str
-    reason: str
-    lost: int
+    reason: GapReason
+    lost: int | None
+    t_from: str | None = None
+    t_to: str | None = None
+    epoch: str | None = None
+    from_seq: int | None = None
+    to_seq: int | None = None
     point: str | None = None
 
     def to_wire(self) -> dict[str, object]:
@@ -64,8 +87,13 @@ class GapRecord:
         return {
             "type": "gap",
             "t": self.t,
-            "reason": self.reason,
+            "reason": self.reason.value,
             "lost": self.lost,
+            "from": self.t_from,
+            "to": self.t_to,
+            "epoch": self.epoch,
+            "from_seq": self.from_seq,
+            "to_seq": self.to_seq,
             "point": self.point,
         }
 
@@ -190,6 +218,55 @@ def _alarm_from_wire(raw: dict[str, object]) -> AlarmRecord:
     )
 
 
+_MAX_COUNT = 2**63  # what SQLite INTEGER and PostgreSQL bigint hold
+
+
+def _optional_count(raw: dict[str, object], key: str) -> int | None:
+    value = raw.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _MAX_COUNT:
+        raise RecordFormatError(f"gap {key!r} must be a count in 0..2**63-1 or null")
+    return value
+
+
+def _optional_time(raw: dict[str, object], key: str) -> str | None:
+    value = _optional_text(raw, key)
+    if value is not None:
+        parse_iso_time(value)
+    return value
+
+
+def _gap_from_wire(raw: dict[str, object]) -> GapRecord:
+    reason = _text(raw, "reason")
+    try:
+        parsed_reason = GapReason(reason)
+    except ValueError:
+        choices = "|".join(r.value for r in GapReason)
+        raise RecordFormatError(f"gap reason {reason!r} is not {choices}") from None
+    t = _text(raw, "t")
+    parse_iso_time(t)
+    epoch = _optional_text(raw, "epoch")
+    from_seq, to_seq = _optional_count(raw, "from_seq"), _optional_count(raw, "to_seq")
+    if epoch is None and (from_seq is not None or to_seq is not None):
+        raise RecordFormatError("gap 'from_seq'/'to_seq' need an 'epoch'")
+    if epoch is not None and from_seq is None:
+        raise RecordFormatError("gap with an 'epoch' needs 'from_seq'")
+    if from_seq is not None and to_seq is not None and from_seq > to_seq:
+        raise RecordFormatError("gap seq range is reversed")
+    return GapRecord(
+        t=t,
+        reason=parsed_reason,
+        lost=_optional_count(raw, "lost"),
+        t_from=_optional_time(raw, "from"),
+        t_to=_optional_time(raw, "to"),
+        epoch=epoch,
+        from_seq=from_seq,
+        to_seq=to_seq,
+        point=_optional_text(raw, "point"),
+    )
+
+
 def record_from_wire(raw: object) -> Record:
     """Parse one record dict; raise RecordFormatError on any deviation."""
     if not isinstance(raw, dict):
@@ -225,13 +302,5 @@ def record_from_wire(raw: object) -> Record:
     if kind == "alarm":
         return _alarm_from_wire(raw)
     if kind == "gap":
-        lost = raw.get("lost")
-        if not isinstance(lost, int) or isinstance(lost, bool) or not 0 <= lost < 2**63:
-            raise RecordFormatError("gap 'lost' must be a count in 0..2**63-1")
-        point = raw.get("point")
-        if point is not None and not isinstance(point, str):
-            raise RecordFormatError("gap 'point' must be a string or null")
-        t = _text(raw, "t")
-        parse_iso_time(t)
-        return GapRecord(t=t, reason=_text(raw, "reason"), lost=lost, point=point)
+        return _gap_from_wire(raw)
     raise RecordFormatError(f"record type {kind!r} is unknown")

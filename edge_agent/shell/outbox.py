@@ -16,7 +16,7 @@ import asyncio
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,12 +44,21 @@ CREATE TABLE IF NOT EXISTS blocks (
     PRIMARY KEY (epoch, seq)
 );
 CREATE INDEX IF NOT EXISTS blocks_undelivered ON blocks (epoch, seq) WHERE delivered_at IS NULL;
+-- (point, t) of every backfilled reading sealed here, written by the seal that carries it:
+-- re-running an import finds them and imports nothing twice.
+CREATE TABLE IF NOT EXISTS backfill_keys (
+    point TEXT NOT NULL,
+    t TEXT NOT NULL,
+    PRIMARY KEY (point, t)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alarm_state (
     name TEXT PRIMARY KEY,
     state BLOB NOT NULL,
     saved_at REAL NOT NULL
 );
 """
+# Keys per lookup statement, far below SQLite's host parameter limit.
+_KEY_CHUNK = 400
 # One row: the alarm evaluator's whole state, opaque bytes to the outbox.
 _ALARM_STATE_ROW = "edge"
 
@@ -131,11 +140,14 @@ class Outbox:
         now: float,
         clock_synced: bool,
         alarm_state: bytes | None = None,
+        backfill_keys: Sequence[tuple[str, str]] = (),
     ) -> SealedBlock:
         """Seal `records` into the next block in ONE immediate transaction.
 
         `alarm_state`, when given, replaces the stored alarm state in that same transaction:
         the block and the state that produced its alarm events commit together or not at all.
+        `backfill_keys` ((point, t) of imported readings) are remembered by the same
+        transaction, so an import interrupted anywhere never seals a reading twice.
         """
         async with self._lock:
             await self._db.execute("BEGIN IMMEDIATE")
@@ -168,6 +180,11 @@ class Outbox:
                     "UPDATE meta SET value = ? WHERE key = ?",
                     [(str(new_state.last_seq), "last_seq"), (new_state.last_hash, "last_hash")],
                 )
+                if backfill_keys:
+                    await self._db.executemany(
+                        "INSERT OR IGNORE INTO backfill_keys (point, t) VALUES (?, ?)",
+                        backfill_keys,
+                    )
                 if alarm_state is not None:
                     await self._db.execute(
                         "INSERT INTO alarm_state (name, state, saved_at) VALUES (?, ?, ?)"
@@ -180,6 +197,22 @@ class Outbox:
                 await self._db.rollback()
                 raise
             return block
+
+    async def known_backfill_keys(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Those of `keys` ((point, t)) that an earlier import has sealed already."""
+        found: set[tuple[str, str]] = set()
+        async with self._lock:
+            for start in range(0, len(keys), _KEY_CHUNK):
+                chunk = keys[start : start + _KEY_CHUNK]
+                values = ", ".join("(?, ?)" for _ in chunk)
+                async with self._db.execute(
+                    f"WITH k (point, t) AS (VALUES {values})"
+                    " SELECT k.point, k.t FROM k JOIN backfill_keys b"
+                    " ON b.point = k.point AND b.t = k.t",
+                    [part for key in chunk for part in key],
+                ) as cursor:
+                    found.update((str(p), str(t)) for p, t in await cursor.fetchall())
+        return found
 
     async def alarm_state(self) -> bytes | None:
         """The alarm state stored by the last seal that carried one (None before any)."""
