@@ -8,6 +8,16 @@ block. Sealed bytes are never rewritten; resends read the same bytes back.
 The file also keeps the agent's alarm state (`alarm_state`), written by the same transaction
 that seals the block holding the events that changed it: after any crash the stored state
 matches the stored blocks, so an alarm is never raised twice nor left without its clear.
+
+Other processes (`edge-agent backfill`, `edge-agent outbox resend`) write the same file; the
+chain state, epoch included, is read inside every seal transaction, never cached.
+
+When the budget (`outbox.max_bytes`, or the disk) is reached, the oldest blocks give way
+(delivered ones first, then undelivered ones thinned, then dropped but for their alarm events),
+and every loss is named by a gap record sealed in the block that replaces them
+(`edge_agent.core.thinning`). When the agent's sequence state proves to be rolled back, or
+the file was lost, a new epoch starts and every undelivered block of an older epoch is sealed
+again under it.
 """
 
 from __future__ import annotations
@@ -20,13 +30,26 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Final
 
 import aiosqlite
+import structlog
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
-from specs.records import Record
+from edge_agent.core.thinning import EvictedBlock, Replacement, drop, thin
+from edge_agent.shell.outbox_recovery import (
+    Absent,
+    Corrupt,
+    EpochJournal,
+    inspect_outbox,
+    quarantine,
+)
+from edge_agent.shell.outbox_space import SpaceBudget, is_full
+from specs.block import GENESIS, decode_block
+from specs.records import GapReason, GapRecord, Reading, Record, iso_time
 from specs.signing import Signature, SigningKey
+
+log = structlog.get_logger("edge_agent.outbox")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -41,6 +64,8 @@ CREATE TABLE IF NOT EXISTS blocks (
     records INTEGER NOT NULL,
     sealed_at REAL NOT NULL,
     delivered_at REAL,
+    readings INTEGER,
+    thinned INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (epoch, seq)
 );
 CREATE INDEX IF NOT EXISTS blocks_undelivered ON blocks (epoch, seq) WHERE delivered_at IS NULL;
@@ -57,10 +82,18 @@ CREATE TABLE IF NOT EXISTS alarm_state (
     saved_at REAL NOT NULL
 );
 """
+# Columns added after the first release; an older file gets them at open.
+_ADDED_COLUMNS: Final = (
+    ("readings", "ALTER TABLE blocks ADD COLUMN readings INTEGER"),
+    ("thinned", "ALTER TABLE blocks ADD COLUMN thinned INTEGER NOT NULL DEFAULT 0"),
+)
 # Keys per lookup statement, far below SQLite's host parameter limit.
 _KEY_CHUNK = 400
 # One row: the alarm evaluator's whole state, opaque bytes to the outbox.
 _ALARM_STATE_ROW = "edge"
+# Blocks of an older epoch are sealed again in groups of at most this many records.
+_RESEAL_RECORDS: Final = 2000
+_RESEAL_BLOCKS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,27 +118,73 @@ class OutboxStats:
     delivered: int
 
 
+class OutboxFullError(Exception):
+    """No room could be made: the budget is held by blocks that cannot give way."""
+
+
+def _reading_count(records: Sequence[Record]) -> int:
+    return sum(1 for r in records if isinstance(r, Reading))
+
+
+def declared_gap(
+    reason: GapReason, epoch: str | None, from_seq: int | None, now: float
+) -> GapRecord:
+    """A gap record for blocks of `epoch` from `from_seq` on that will never come."""
+    return GapRecord(
+        t=iso_time(now),
+        reason=reason,
+        lost=None,
+        epoch=epoch,
+        from_seq=from_seq if epoch is not None else None,
+    )
+
+
 class Outbox:
     """Sealing, reading back and releasing blocks in one SQLite file."""
 
-    def __init__(self, db: aiosqlite.Connection, identity: Identity, key: SigningKey) -> None:
+    def __init__(
+        self,
+        db: aiosqlite.Connection,
+        identity: Identity,
+        key: SigningKey,
+        *,
+        budget: SpaceBudget | None = None,
+        journal: EpochJournal | None = None,
+    ) -> None:
         self._db = db
         self._identity = identity
         self._key = key
+        self._budget = budget
+        self._journal = journal
         self._epoch = ""
+        self._data_version = 0
         # One connection serves the sealer, the publisher's reads and the ACK handler:
         # without this lock an ACK's commit would land inside an open seal transaction.
         self._lock = asyncio.Lock()
 
     @property
     def epoch(self) -> str:
-        """The epoch of this outbox file (fixed for the file's life)."""
+        """The current epoch (changes only when sequence state was lost)."""
         return self._epoch
+
+    @property
+    def budget(self) -> SpaceBudget | None:
+        """The space budget, when one is enforced."""
+        return self._budget
 
     async def _init(self) -> None:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=FULL")
+        if self._budget is not None:
+            await self._db.execute(f"PRAGMA max_page_count={self._budget.max_pages}")
+            await self._db.execute(f"PRAGMA wal_autocheckpoint={self._budget.wal_pages}")
+            await self._db.execute(f"PRAGMA journal_size_limit={self._budget.wal_bytes}")
         await self._db.executescript(_SCHEMA)
+        async with self._db.execute("PRAGMA table_info(blocks)") as cursor:
+            columns = {str(row[1]) for row in await cursor.fetchall()}
+        for column, statement in _ADDED_COLUMNS:
+            if column not in columns:
+                await self._db.execute(statement)
         await self._db.execute("BEGIN IMMEDIATE")
         async with self._db.execute("SELECT value FROM meta WHERE key = 'epoch'") as cursor:
             row = await cursor.fetchone()
@@ -113,6 +192,8 @@ class Outbox:
             # A new file means any earlier sequence state is gone: start a new epoch so the
             # collector never confuses these seqs with those of a lost file.
             self._epoch = secrets.token_hex(8)
+            if self._journal is not None:
+                self._journal.record(self._epoch)
             state = ChainState.genesis(self._epoch)
             await self._db.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",
@@ -125,12 +206,15 @@ class Outbox:
         else:
             self._epoch = str(row[0])
         await self._db.commit()
+        self._data_version = await self._read_data_version()
 
     async def _chain_state(self) -> ChainState:
         async with self._db.execute(
-            "SELECT key, value FROM meta WHERE key IN ('last_seq', 'last_hash')"
+            "SELECT key, value FROM meta WHERE key IN ('epoch', 'last_seq', 'last_hash')"
         ) as cursor:
             values = {str(k): str(v) for k, v in await cursor.fetchall()}
+        # Another process may have started a new epoch: the file, not memory, is the truth.
+        self._epoch = values["epoch"]
         return ChainState(self._epoch, int(values["last_seq"]), values["last_hash"])
 
     async def seal(
@@ -148,55 +232,303 @@ class Outbox:
         the block and the state that produced its alarm events commit together or not at all.
         `backfill_keys` ((point, t) of imported readings) are remembered by the same
         transaction, so an import interrupted anywhere never seals a reading twice.
+        A full outbox (or disk) makes room and tries again; sqlite3.Error when it cannot.
         """
         async with self._lock:
+            made_room = False
+            while True:
+                try:
+                    return await self._seal_once(
+                        records,
+                        now=now,
+                        clock_synced=clock_synced,
+                        alarm_state=alarm_state,
+                        backfill_keys=backfill_keys,
+                    )
+                except sqlite3.OperationalError as exc:
+                    if made_room or not is_full(exc):
+                        raise
+                    log.warning("outbox_full", error=str(exc), records=len(records))
+                    made_room = await self._make_room(now=now, clock_synced=clock_synced)
+                    if not made_room:
+                        raise
+
+    async def _seal_once(
+        self,
+        records: tuple[Record, ...],
+        *,
+        now: float,
+        clock_synced: bool,
+        alarm_state: bytes | None,
+        backfill_keys: Sequence[tuple[str, str]],
+    ) -> SealedBlock:
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            block = await self._append(records, now=now, clock_synced=clock_synced)
+            if backfill_keys:
+                await self._db.executemany(
+                    "INSERT OR IGNORE INTO backfill_keys (point, t) VALUES (?, ?)",
+                    backfill_keys,
+                )
+            if alarm_state is not None:
+                await self._db.execute(
+                    "INSERT INTO alarm_state (name, state, saved_at) VALUES (?, ?, ?)"
+                    " ON CONFLICT (name) DO UPDATE"
+                    " SET state = excluded.state, saved_at = excluded.saved_at",
+                    (_ALARM_STATE_ROW, alarm_state, now),
+                )
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
+        return block
+
+    async def _append(
+        self,
+        records: tuple[Record, ...],
+        *,
+        now: float,
+        clock_synced: bool,
+        thinned: bool = False,
+    ) -> SealedBlock:
+        """Seal one block inside the caller's open transaction."""
+        state = await self._chain_state()
+        block, new_state = seal(
+            state,
+            self._identity,
+            records,
+            now=now,
+            clock_synced=clock_synced,
+            key=self._key,
+        )
+        await self._db.execute(
+            "INSERT INTO blocks (epoch, seq, payload, digest, alg, kid, sig, records,"
+            " sealed_at, readings, thinned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                block.epoch,
+                block.seq,
+                block.payload,
+                block.digest,
+                block.signature.alg,
+                block.signature.kid,
+                block.signature.sig,
+                block.records,
+                now,
+                _reading_count(records),
+                int(thinned),
+            ),
+        )
+        await self._db.executemany(
+            "UPDATE meta SET value = ? WHERE key = ?",
+            [(str(new_state.last_seq), "last_seq"), (new_state.last_hash, "last_hash")],
+        )
+        return block
+
+    # --- making room ----------------------------------------------------------------------
+
+    async def _make_room(self, *, now: float, clock_synced: bool) -> bool:
+        """Free space: delivered blocks first, then undelivered ones thinned, then dropped.
+
+        Returns whether anything was freed. Each step is one transaction; a step that cannot
+        commit (the disk is too full even for it) is rolled back and the next one is tried.
+        """
+        for step in (self._drop_delivered, self._thin_oldest, self._drop_oldest):
+            try:
+                if await step(now=now, clock_synced=clock_synced):
+                    return True
+            except sqlite3.OperationalError as exc:
+                if not is_full(exc):
+                    raise
+                log.warning("outbox_room_step_failed", step=step.__name__, error=str(exc))
+        return False
+
+    async def _drop_delivered(self, *, now: float, clock_synced: bool) -> bool:  # noqa: ARG002 - one signature for every step
+        """Retention gives way first: delivered blocks are at the collector already."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            cursor = await self._db.execute("DELETE FROM blocks WHERE delivered_at IS NOT NULL")
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
+        if cursor.rowcount:
+            log.info("delivered_blocks_pruned_for_room", blocks=cursor.rowcount)
+        return cursor.rowcount > 0
+
+    async def _oldest_undelivered(self, *, thinned: bool | None) -> list[tuple[str, int, int]]:
+        """(epoch, seq, size) of the oldest undelivered blocks, up to the eviction size."""
+        limit = self._budget.evict_bytes if self._budget is not None else 1024 * 1024
+        where = "" if thinned is None else f" AND thinned = {int(thinned)}"
+        chosen: list[tuple[str, int, int]] = []
+        total = 0
+        async with self._db.execute(
+            "SELECT epoch, seq, length(payload) FROM blocks"
+            f" WHERE delivered_at IS NULL{where} ORDER BY sealed_at, seq"
+        ) as cursor:
+            async for row in cursor:
+                chosen.append((str(row[0]), int(row[1]), int(row[2])))
+                total += int(row[2])
+                if total >= limit:
+                    break
+        return chosen
+
+    async def _evicted(self, chosen: Sequence[tuple[str, int, int]]) -> list[EvictedBlock]:
+        blocks = []
+        for epoch, seq, _ in chosen:
+            async with self._db.execute(
+                "SELECT payload FROM blocks WHERE epoch = ? AND seq = ?", (epoch, seq)
+            ) as cursor:
+                row = await cursor.fetchone()
+            if row is not None:
+                blocks.append(EvictedBlock(epoch, seq, decode_block(bytes(row[0])).records))
+        return blocks
+
+    async def _replace(
+        self,
+        chosen: Sequence[tuple[str, int, int]],
+        replacement: Replacement,
+        *,
+        now: float,
+        clock_synced: bool,
+    ) -> None:
+        """Delete `chosen` and seal `replacement` at the head, in one transaction."""
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            await self._db.executemany(
+                "DELETE FROM blocks WHERE epoch = ? AND seq = ?",
+                [(epoch, seq) for epoch, seq, _ in chosen],
+            )
+            await self._append(
+                replacement.records, now=now, clock_synced=clock_synced, thinned=True
+            )
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
+
+    async def _thin_oldest(self, *, now: float, clock_synced: bool) -> bool:
+        chosen = await self._oldest_undelivered(thinned=False)
+        if not chosen:
+            return False
+        replacement = thin(await self._evicted(chosen), now=now)
+        if replacement.dropped == 0:
+            return False
+        await self._replace(chosen, replacement, now=now, clock_synced=clock_synced)
+        log.warning(
+            "outbox_thinned",
+            blocks=len(chosen),
+            from_seq=chosen[0][1],
+            to_seq=chosen[-1][1],
+            readings_dropped=replacement.dropped,
+            readings_kept=replacement.kept_readings,
+        )
+        return True
+
+    async def _drop_oldest(self, *, now: float, clock_synced: bool) -> bool:
+        chosen = await self._oldest_undelivered(thinned=None)
+        if not chosen:
+            return False
+        replacement = drop(await self._evicted(chosen), now=now)
+        if replacement.dropped == 0:
+            return False  # only alarm events and gap records left: they never give way
+        await self._replace(chosen, replacement, now=now, clock_synced=clock_synced)
+        log.error(
+            "outbox_readings_dropped",
+            blocks=len(chosen),
+            from_seq=chosen[0][1],
+            to_seq=chosen[-1][1],
+            readings_dropped=replacement.dropped,
+        )
+        return True
+
+    # --- epochs ---------------------------------------------------------------------------
+
+    async def start_new_epoch(
+        self, gaps: Sequence[GapRecord], *, now: float, clock_synced: bool
+    ) -> str:
+        """Start a new epoch whose first block carries `gaps`; re-seal older blocks under it.
+
+        Used when sequence state proved lost: every undelivered block of an older epoch is
+        sealed again in the new one (the collector drops readings it already holds), so no
+        block the collector did not store is ever released.
+        """
+        async with self._lock:
+            epoch = secrets.token_hex(8)
+            if self._journal is not None:
+                self._journal.record(epoch)
             await self._db.execute("BEGIN IMMEDIATE")
             try:
-                state = await self._chain_state()
-                block, new_state = seal(
-                    state,
-                    self._identity,
-                    records,
-                    now=now,
-                    clock_synced=clock_synced,
-                    key=self._key,
-                )
-                await self._db.execute(
-                    "INSERT INTO blocks (epoch, seq, payload, digest, alg, kid, sig, records,"
-                    " sealed_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    (
-                        block.epoch,
-                        block.seq,
-                        block.payload,
-                        block.digest,
-                        block.signature.alg,
-                        block.signature.kid,
-                        block.signature.sig,
-                        block.records,
-                        now,
-                    ),
-                )
                 await self._db.executemany(
                     "UPDATE meta SET value = ? WHERE key = ?",
-                    [(str(new_state.last_seq), "last_seq"), (new_state.last_hash, "last_hash")],
+                    [(epoch, "epoch"), ("0", "last_seq"), (GENESIS, "last_hash")],
                 )
-                if backfill_keys:
-                    await self._db.executemany(
-                        "INSERT OR IGNORE INTO backfill_keys (point, t) VALUES (?, ?)",
-                        backfill_keys,
-                    )
-                if alarm_state is not None:
-                    await self._db.execute(
-                        "INSERT INTO alarm_state (name, state, saved_at) VALUES (?, ?, ?)"
-                        " ON CONFLICT (name) DO UPDATE"
-                        " SET state = excluded.state, saved_at = excluded.saved_at",
-                        (_ALARM_STATE_ROW, alarm_state, now),
-                    )
+                await self._append(tuple(gaps), now=now, clock_synced=clock_synced)
                 await self._db.commit()
             except BaseException:
                 await self._db.rollback()
                 raise
-            return block
+            log.warning("epoch_started", epoch=epoch, gaps=[g.reason.value for g in gaps])
+        await self.reseal_older_epochs(now=now, clock_synced=clock_synced)
+        return epoch
+
+    async def reseal_older_epochs(self, *, now: float, clock_synced: bool) -> int:
+        """Seal undelivered blocks of older epochs again under the current one; return count.
+
+        Chunked, one transaction per chunk: an interruption leaves the rest for the next call
+        (every open calls this), and memory stays bounded whatever the backlog.
+        """
+        moved = 0
+        while True:
+            async with self._lock:
+                chunk = await self._reseal_chunk(now=now, clock_synced=clock_synced)
+            if chunk == 0:
+                break
+            moved += chunk
+        if moved:
+            log.warning("older_epoch_blocks_resealed", blocks=moved, epoch=self._epoch)
+        return moved
+
+    async def _reseal_chunk(self, *, now: float, clock_synced: bool) -> int:
+        await self._db.execute("BEGIN IMMEDIATE")
+        try:
+            epoch = (await self._chain_state()).epoch
+            async with self._db.execute(
+                "SELECT epoch, seq, payload FROM blocks WHERE delivered_at IS NULL"
+                " AND epoch != ? ORDER BY sealed_at, seq LIMIT ?",
+                (epoch, _RESEAL_BLOCKS),
+            ) as cursor:
+                rows = list(await cursor.fetchall())
+            records: list[Record] = []
+            for row in rows:
+                records.extend(decode_block(bytes(row[2])).records)
+            for start in range(0, len(records), _RESEAL_RECORDS):
+                await self._append(
+                    tuple(records[start : start + _RESEAL_RECORDS]),
+                    now=now,
+                    clock_synced=clock_synced,
+                )
+            await self._db.executemany(
+                "DELETE FROM blocks WHERE epoch = ? AND seq = ?",
+                [(str(row[0]), int(row[1])) for row in rows],
+            )
+            await self._db.commit()
+        except BaseException:
+            await self._db.rollback()
+            raise
+        return len(rows)
+
+    # --- reading back ---------------------------------------------------------------------
+
+    async def alarm_state(self) -> bytes | None:
+        """The alarm state stored by the last seal that carried one (None before any)."""
+        async with (
+            self._lock,
+            self._db.execute(
+                "SELECT state FROM alarm_state WHERE name = ?", (_ALARM_STATE_ROW,)
+            ) as cursor,
+        ):
+            row = await cursor.fetchone()
+        return None if row is None else bytes(row[0])
 
     async def known_backfill_keys(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Those of `keys` ((point, t)) that an earlier import has sealed already."""
@@ -214,19 +546,8 @@ class Outbox:
                     found.update((str(p), str(t)) for p, t in await cursor.fetchall())
         return found
 
-    async def alarm_state(self) -> bytes | None:
-        """The alarm state stored by the last seal that carried one (None before any)."""
-        async with (
-            self._lock,
-            self._db.execute(
-                "SELECT state FROM alarm_state WHERE name = ?", (_ALARM_STATE_ROW,)
-            ) as cursor,
-        ):
-            row = await cursor.fetchone()
-        return None if row is None else bytes(row[0])
-
     async def undelivered(self, *, after: int, limit: int) -> list[StoredBlock]:
-        """Undelivered blocks with seq > `after`, oldest first."""
+        """Undelivered blocks of the current epoch with seq > `after`, oldest first."""
         async with self._lock:
             async with self._db.execute(
                 "SELECT seq, payload, alg, kid, sig FROM blocks"
@@ -253,6 +574,37 @@ class Outbox:
             return StoredBlock(
                 self._epoch, seq, bytes(row[0]), Signature(row[1], row[2], bytes(row[3]))
             )
+
+    async def chain_position(self, seq: int) -> tuple[int, str | None]:
+        """The current epoch's last seq, and the hash of its block `seq` if still held."""
+        async with self._lock:
+            state = await self._chain_state()
+            async with self._db.execute(
+                "SELECT digest FROM blocks WHERE epoch = ? AND seq = ?", (state.epoch, seq)
+            ) as cursor:
+                row = await cursor.fetchone()
+        return state.last_seq, None if row is None else str(row[0])
+
+    async def _read_data_version(self) -> int:
+        async with self._db.execute("PRAGMA data_version") as cursor:
+            row = await cursor.fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def changed_elsewhere(self) -> bool:
+        """Whether another process committed to the file since the last call.
+
+        (`PRAGMA data_version` moves only on other connections' commits.) The epoch is read
+        again, so a new epoch started by another process is seen here too.
+        """
+        async with self._lock:
+            version = await self._read_data_version()
+            if version == self._data_version:
+                return False
+            self._data_version = version
+            await self._chain_state()
+            return True
+
+    # --- releasing ------------------------------------------------------------------------
 
     async def mark_delivered(
         self, *, epoch: str, through: int, also: int | None, now: float
@@ -311,16 +663,66 @@ def _stats(meta: Iterable[Any], undelivered: Any, delivered: Any) -> OutboxStats
     )
 
 
+def _recovery_gaps(path: Path, journal: EpochJournal, now: float) -> tuple[list[GapRecord], bool]:
+    """Gap records owed for what happened to the file while the agent was away.
+
+    Returns the gaps and whether the file's own epoch must be abandoned too (it is not the
+    file last used here). A corrupt file is moved aside first.
+    """
+    known = journal.latest()
+    found = inspect_outbox(path)
+    if isinstance(found, Corrupt):
+        moved = quarantine(path, now)
+        log.error("outbox_corrupt_moved_aside", path=str(path), moved_to=str(moved), why=found.why)
+        return [declared_gap(GapReason.OUTBOX_CORRUPT, known, 1, now)], False
+    if isinstance(found, Absent):
+        if known is None:
+            return [], False  # a first start
+        log.error("outbox_lost", path=str(path), why=found.why, epoch=known)
+        return [declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now)], False
+    if known is not None and known != found.epoch:
+        # Not the file last used here: an older copy, or another site's. Its seqs and those
+        # of the journal's epoch can no longer be vouched for.
+        log.error("outbox_replaced", path=str(path), epoch=found.epoch, expected=known)
+        return [
+            declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now),
+            declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, 1, now),
+        ], True
+    return [], False
+
+
 @asynccontextmanager
-async def open_outbox(path: Path, identity: Identity, key: SigningKey) -> AsyncIterator[Outbox]:
-    """Open (or create) the outbox at `path`."""
+async def open_outbox(
+    path: Path,
+    identity: Identity,
+    key: SigningKey,
+    *,
+    max_bytes: int | None = None,
+    clock_synced: bool = False,
+) -> AsyncIterator[Outbox]:
+    """Open (or create) the outbox at `path`, after checking what happened to it.
+
+    A corrupt file is moved aside and a lost one is named: either way a gap record is sealed
+    into the first block of the file opened. `max_bytes` enforces a space budget.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    journal = EpochJournal.beside(path)
+    now = time.time()
+    gaps, abandon = _recovery_gaps(path, journal, now)
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
     # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
     db = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
     try:
-        outbox = Outbox(db, identity, key)
+        budget = None if max_bytes is None else SpaceBudget(max_bytes)
+        outbox = Outbox(db, identity, key, budget=budget, journal=journal)
         await outbox._init()  # noqa: SLF001 - the factory finishes construction
+        if abandon:
+            await outbox.start_new_epoch(gaps, now=now, clock_synced=clock_synced)
+        elif gaps:
+            await outbox.seal(tuple(gaps), now=now, clock_synced=clock_synced)
+        if journal.latest() != outbox.epoch:
+            journal.record(outbox.epoch)
+        await outbox.reseal_older_epochs(now=now, clock_synced=clock_synced)
         yield outbox
     finally:
         await db.close()

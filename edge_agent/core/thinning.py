@@ -1,0 +1,138 @@
+"""Making room in a full outbox: pure decisions over the records of the blocks that give way.
+
+When the outbox reaches its budget, the oldest undelivered blocks give way in two steps
+(DESIGN section 6, "When the outbox is full"):
+
+1. **Thinning.** Their readings are cut to the minimum, the maximum and the last reading of
+   each point in each minute; alarm events and gap records are kept whole. What survives is
+   sealed again, with a `thinned` gap record that names the readings dropped and the blocks
+   that will never come.
+2. **Dropping.** Blocks that were thinned already give way entirely, but for their alarm
+   events and gap records, which travel on with an `outbox_full` gap record.
+
+Readings kept are the original records, unchanged: a thinned series is a subset of what the
+instruments said, never an average the instruments did not say.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+
+from specs.records import GapReason, GapRecord, Reading, Record, iso_time, parse_iso_time
+
+_MINUTE = 60.0
+
+
+@dataclass(frozen=True, slots=True)
+class EvictedBlock:
+    """A block that gives way: its position and its records."""
+
+    epoch: str
+    seq: int
+    records: tuple[Record, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Replacement:
+    """What survives the blocks that gave way, ready to be sealed as one block.
+
+    `records` starts with one gap record per epoch touched, then the kept records in their
+    original order. `dropped` counts the readings that are gone for good.
+    """
+
+    records: tuple[Record, ...]
+    dropped: int
+    kept_readings: int
+
+
+def _minute_of(reading: Reading) -> tuple[str, int]:
+    return (reading.point, int(parse_iso_time(reading.t) // _MINUTE))
+
+
+def thin_readings(readings: Sequence[Reading]) -> set[int]:
+    """Indexes into `readings` to keep: min, max and last value per point per minute.
+
+    A reading without a value (bad quality) can only be kept as the last of its minute.
+    """
+    buckets: dict[tuple[str, int], list[int]] = {}
+    for index, reading in enumerate(readings):
+        buckets.setdefault(_minute_of(reading), []).append(index)
+    keep: set[int] = set()
+    for members in buckets.values():
+        last = max(members, key=lambda i: (parse_iso_time(readings[i].t), i))
+        keep.add(last)
+        valued = [i for i in members if readings[i].value is not None]
+        if valued:
+            keep.add(min(valued, key=lambda i: (readings[i].value, i)))
+            keep.add(max(valued, key=lambda i: (readings[i].value, -i)))
+    return keep
+
+
+def _span(readings: Iterable[Reading]) -> tuple[str | None, str | None]:
+    times = [parse_iso_time(r.t) for r in readings]
+    if not times:
+        return None, None
+    return iso_time(min(times)), iso_time(max(times))
+
+
+def _gaps(
+    blocks: Sequence[EvictedBlock],
+    lost: Sequence[tuple[str, Reading]],
+    reason: GapReason,
+    now: float,
+) -> list[GapRecord]:
+    """One gap record per epoch of the blocks that gave way."""
+    gaps = []
+    for epoch in dict.fromkeys(b.epoch for b in blocks):
+        seqs = [b.seq for b in blocks if b.epoch == epoch]
+        gone = [r for e, r in lost if e == epoch]
+        t_from, t_to = _span(gone)
+        gaps.append(
+            GapRecord(
+                t=iso_time(now),
+                reason=reason,
+                lost=len(gone),
+                t_from=t_from,
+                t_to=t_to,
+                epoch=epoch,
+                from_seq=min(seqs),
+                to_seq=max(seqs),
+            )
+        )
+    return gaps
+
+
+def _replacement(
+    blocks: Sequence[EvictedBlock], keep_reading: set[int], reason: GapReason, now: float
+) -> Replacement:
+    kept: list[Record] = []
+    lost: list[tuple[str, Reading]] = []
+    index = 0
+    for block in blocks:
+        for record in block.records:
+            if isinstance(record, Reading):
+                if index in keep_reading:
+                    kept.append(record)
+                else:
+                    lost.append((block.epoch, record))
+                index += 1
+            else:
+                kept.append(record)
+    gaps = _gaps(blocks, lost, reason, now)
+    return Replacement(records=(*gaps, *kept), dropped=len(lost), kept_readings=len(keep_reading))
+
+
+def readings_of(blocks: Sequence[EvictedBlock]) -> list[Reading]:
+    """Every reading of the blocks, in block order."""
+    return [r for b in blocks for r in b.records if isinstance(r, Reading)]
+
+
+def thin(blocks: Sequence[EvictedBlock], *, now: float) -> Replacement:
+    """Step 1: keep min/max/last per point per minute, every alarm and gap record."""
+    return _replacement(blocks, thin_readings(readings_of(blocks)), GapReason.THINNED, now)
+
+
+def drop(blocks: Sequence[EvictedBlock], *, now: float) -> Replacement:
+    """Step 2: keep only the alarm events and gap records."""
+    return _replacement(blocks, set(), GapReason.OUTBOX_FULL, now)

@@ -1,0 +1,147 @@
+"""What the outbox file looks like before the agent trusts it, and the epoch journal beside it.
+
+A file that cannot be opened or fails `PRAGMA quick_check` must not become a crash loop under
+`Restart=always`: it is moved aside (`<path>.corrupt-<time>`, with its -wal and -shm) and a new
+file with a new epoch starts, carrying an `outbox_corrupt` gap record. A missing or emptied
+file is no fresh start if the agent has run here before: the epoch journal (`<path>.epochs`, a
+small JSON file rewritten atomically whenever an epoch starts) names the epoch whose
+undelivered blocks vanished, and an `outbox_restored` gap record says so.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import sqlite3
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+log = structlog.get_logger("edge_agent.outbox")
+
+_JOURNAL_KEEP: Final = 16
+
+
+@dataclass(frozen=True, slots=True)
+class Healthy:
+    """The file opens, passes quick_check and knows its epoch."""
+
+    epoch: str
+    last_seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class Absent:
+    """No file, a 0-byte file, or a database without the outbox's state."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Corrupt:
+    """The file cannot be trusted."""
+
+    why: str
+
+
+FileState = Healthy | Absent | Corrupt
+
+
+def inspect_outbox(path: Path) -> FileState:
+    """Look at the file without changing what it holds (a WAL is recovered, as any open does)."""
+    if not path.exists():
+        return Absent("no outbox file")
+    if path.stat().st_size == 0:
+        return Absent("the outbox file is empty (0 bytes)")
+    try:
+        found = _read_state(path)
+    except sqlite3.DatabaseError as exc:
+        return Corrupt(f"{type(exc).__name__}: {exc}")
+    if not isinstance(found, dict):
+        return found
+    epoch, last_seq = found.get("epoch"), found.get("last_seq")
+    if not isinstance(epoch, str) or not str(last_seq).isdigit():
+        return Corrupt("the outbox state (epoch, last_seq) is incomplete")
+    return Healthy(epoch, int(str(last_seq)))
+
+
+def _read_state(path: Path) -> dict[object, object] | Corrupt | Absent:
+    with contextlib.closing(sqlite3.connect(path, timeout=30.0)) as db:
+        problems = [str(row[0]) for row in db.execute("PRAGMA quick_check").fetchall()]
+        if problems != ["ok"]:
+            return Corrupt("quick_check: " + "; ".join(problems[:3]))
+        tables = {
+            str(row[0]) for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if "meta" not in tables:
+            return Absent("the file holds no outbox state")
+        return dict(db.execute("SELECT key, value FROM meta").fetchall())
+
+
+def quarantine(path: Path, now: float) -> Path:
+    """Move a corrupt file (and its -wal, -shm) aside; return the new name of the file."""
+    stamp = datetime.fromtimestamp(now, UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.with_name(f"{path.name}.corrupt-{stamp}")
+    for suffix in ("", "-wal", "-shm"):
+        source = path.with_name(path.name + suffix)
+        if source.exists():
+            source.replace(target.with_name(target.name + suffix))
+    return target
+
+
+class EpochJournal:
+    """The epochs this outbox path has used, newest last (advisory: losing it loses no data)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    @classmethod
+    def beside(cls, outbox: Path) -> EpochJournal:
+        """The journal of an outbox file."""
+        return cls(outbox.with_name(outbox.name + ".epochs"))
+
+    def epochs(self) -> tuple[str, ...]:
+        """Epochs recorded so far (empty when the journal is missing or unreadable)."""
+        try:
+            body = json.loads(self._path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return ()
+        except (OSError, ValueError) as exc:
+            log.warning("epoch_journal_unreadable", path=str(self._path), error=str(exc))
+            return ()
+        found = body.get("epochs") if isinstance(body, dict) else None
+        if not isinstance(found, list):
+            return ()
+        return tuple(e for e in found if isinstance(e, str))
+
+    def latest(self) -> str | None:
+        """The epoch most recently started here."""
+        epochs = self.epochs()
+        return epochs[-1] if epochs else None
+
+    def record(self, epoch: str) -> None:
+        """Note `epoch` as the current one: written to a temporary file, synced, renamed."""
+        epochs: Sequence[str] = self.epochs()
+        if epochs and epochs[-1] == epoch:
+            return
+        body = {"epochs": [*[e for e in epochs if e != epoch], epoch][-_JOURNAL_KEEP:]}
+        temporary = self._path.with_name(self._path.name + ".tmp")
+        try:
+            with temporary.open("w", encoding="utf-8") as handle:
+                json.dump(body, handle)
+                handle.flush()
+                os.fsync(handle.fileno())
+            temporary.replace(self._path)
+            directory = os.open(self._path.parent, os.O_RDONLY)
+            try:
+                os.fsync(directory)
+            finally:
+                os.close(directory)
+        except OSError as exc:
+            # A full disk must not stop the agent; the journal only sharpens gap records.
+            log.warning("epoch_journal_not_written", path=str(self._path), error=str(exc))
