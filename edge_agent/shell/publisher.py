@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import sqlite3
 import ssl
 import time
 from collections import deque
@@ -22,8 +23,11 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from edge_agent.shell.outbox import Outbox, StoredBlock
-from specs.ack import AckFormatError, decode_ack
+from edge_agent.core.ack_check import Rollback, judge_ack
+from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.outbox import Outbox, StoredBlock, declared_gap
+from specs.ack import Ack, AckFormatError, decode_ack
+from specs.records import GapReason
 from specs.signing import (
     Signature,
     SignatureError,
@@ -36,6 +40,9 @@ from specs.topics import GatewayTopics
 log = structlog.get_logger("edge_agent.publisher")
 
 _BACKLOG_CHUNK = 32
+# How often the outbox is asked whether another process (backfill, `outbox resend`) wrote to
+# it: cheap (one PRAGMA), and what it finds goes out after at most this delay.
+_RESCAN_EVERY = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,9 +138,9 @@ class Publisher:
             payload, signature = self._meta
             await client.publish(self._topics.meta, payload, qos=1, properties=_signed(signature))
         # Everything unacked is owed again on a new session; the collector dedupes.
-        self._sent.clear()
-        self._owed.clear()
-        self._cursor = 0
+        live = list(self._live)
+        self._forget_sends()
+        self._live.extend(live)
         self.connected.set()
         self._backoff = self._new_backoff()
         log.info("uplink_connected", host=self._settings.host, port=self._settings.port)
@@ -159,9 +166,15 @@ class Publisher:
         if ack.gateway != self._topics.gateway or ack.epoch != self._outbox.epoch:
             log.warning("ack_rejected", reason="not for this gateway or epoch", epoch=ack.epoch)
             return
-        await self._outbox.mark_delivered(
-            epoch=ack.epoch, through=ack.acked_through, also=ack.seq, now=time.time()
-        )
+        try:
+            released = await self._release(ack)
+        except sqlite3.Error as exc:
+            # A full disk must not stop the uplink: the block stays undelivered, is sent
+            # again after the ACK timeout, and the collector answers the duplicate again.
+            log.warning("ack_not_recorded", error=str(exc), seq=ack.seq)
+            return
+        if not released:
+            return
         # Send order of the block this ACK answers; unknown (already released): assume
         # everything in flight may still arrive and let the ACK timeout catch real losses.
         trigger = self._sent[ack.seq][1] if ack.seq in self._sent else 0
@@ -176,6 +189,42 @@ class Publisher:
                 if seq not in self._owed:
                     self._owed.append(seq)
         self._wake.set()
+
+    async def _release(self, ack: Ack) -> bool:
+        """Mark what the ACK proves stored; on a proven rollback start a new epoch instead."""
+        last_seq, local_hash = await self._outbox.chain_position(ack.acked_through)
+        verdict = judge_ack(ack, last_seq=last_seq, local_hash=local_hash)
+        if isinstance(verdict, Rollback):
+            log.error("sequence_rollback_detected", epoch=ack.epoch, why=verdict.why)
+            now = time.time()
+            await self._outbox.start_new_epoch(
+                (declared_gap(GapReason.OUTBOX_RESTORED, ack.epoch, 1, now),),
+                now=now,
+                clock_synced=clock_synchronized(),
+            )
+            self._forget_sends()
+            self._wake.set()
+            return False
+        await self._outbox.mark_delivered(
+            epoch=ack.epoch, through=verdict.through, also=verdict.also, now=time.time()
+        )
+        return True
+
+    def _forget_sends(self) -> None:
+        """Start sending from scratch (a new session, or a new epoch)."""
+        self._sent.clear()
+        self._owed.clear()
+        self._live.clear()
+        self._cursor = 0
+
+    async def _rescan_if_changed(self) -> None:
+        """Pick up blocks another process sealed or marked for resend, and a new epoch."""
+        epoch = self._outbox.epoch
+        if not await self._outbox.changed_elsewhere():
+            return
+        if self._outbox.epoch != epoch:
+            self._forget_sends()
+        self._cursor = 0
 
     async def _next_block(self) -> StoredBlock | None:
         while self._owed:
@@ -199,6 +248,7 @@ class Publisher:
         timeout = self._settings.ack_timeout
         while True:
             self._wake.clear()
+            await self._rescan_if_changed()
             now = time.monotonic()
             for seq, (sent_at, _) in list(self._sent.items()):
                 if now - sent_at > timeout:
@@ -217,10 +267,10 @@ class Publisher:
                 self._idle.clear()
             else:
                 self._idle.set()
-            wait = None
+            wait = _RESCAN_EVERY
             if self._sent:
                 oldest = min(sent_at for sent_at, _ in self._sent.values())
-                wait = max(0.05, oldest + timeout - time.monotonic())
+                wait = min(wait, max(0.05, oldest + timeout - time.monotonic()))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), wait)
 

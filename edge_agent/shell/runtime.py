@@ -154,7 +154,13 @@ async def run_agent(
     queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=_QUEUE_BOUND)
     points = resolve_points(config)
     meta = gateway_meta(identity_of(config), points, issued_at=time.time()).encode()
-    async with open_outbox(config.outbox.path, identity_of(config), key) as outbox:
+    async with open_outbox(
+        config.outbox.path,
+        identity_of(config),
+        key,
+        max_bytes=config.outbox.max_bytes,
+        clock_synced=clock_synchronized(),
+    ) as outbox:
         publisher = Publisher(
             outbox,
             topics,

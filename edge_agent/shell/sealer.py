@@ -3,25 +3,66 @@
 With an `AlarmStage`, each batch is evaluated for alarms just before it is sealed: the events
 follow their triggering readings in the same block, and the alarm state is stored by the same
 transaction.
+
+When the outbox cannot be written (a full disk the outbox could not make room on, a broken
+file), polling goes on: readings wait in a bounded memory ring, the newest kept, and the
+sealer tries again every second. The readings the ring had to let go are counted, and the
+first block sealed once the disk takes writes again opens with a `disk_full` gap record that
+names them (how many, from when to when).
 """
 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import sqlite3
 import time
+from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import structlog
 
 from edge_agent.core.chain import SealedBlock
 from edge_agent.shell.alarm_stage import AlarmStage
 from edge_agent.shell.outbox import Outbox
-from specs.records import Record
+from specs.records import GapReason, GapRecord, Reading, Record, iso_time, parse_iso_time
 
 log = structlog.get_logger("edge_agent.sealer")
 
 _RETRY_DELAY = 1.0
+# Readings held in memory while the outbox cannot be written (~200 bytes each).
+RING_READINGS = 100_000
+
+
+@dataclass(frozen=True, slots=True)
+class LostReadings:
+    """Readings the memory ring let go: how many, and the span of their times."""
+
+    count: int = 0
+    t_from: float | None = None
+    t_to: float | None = None
+
+    def add(self, record: Record) -> LostReadings:
+        """The tally with one more record let go."""
+        if not isinstance(record, Reading):
+            return LostReadings(self.count + 1, self.t_from, self.t_to)
+        t = parse_iso_time(record.t)
+        return LostReadings(
+            self.count + 1,
+            t if self.t_from is None else min(self.t_from, t),
+            t if self.t_to is None else max(self.t_to, t),
+        )
+
+    def gap(self, now: float) -> GapRecord:
+        """The gap record that names these readings (no block range: none was sealed)."""
+        return GapRecord(
+            t=iso_time(now),
+            reason=GapReason.DISK_FULL,
+            lost=self.count,
+            t_from=None if self.t_from is None else iso_time(self.t_from),
+            t_to=None if self.t_to is None else iso_time(self.t_to),
+        )
 
 
 class Sealer:
@@ -37,6 +78,7 @@ class Sealer:
         clock_synced: Callable[[], bool],
         on_sealed: Callable[[SealedBlock], None],
         alarms: AlarmStage | None = None,
+        ring_readings: int = RING_READINGS,
     ) -> None:
         self._outbox = outbox
         self._queue = queue
@@ -45,8 +87,20 @@ class Sealer:
         self._clock_synced = clock_synced
         self._on_sealed = on_sealed
         self._alarms = alarms
-        self._pending: list[Record] = []
+        self._ring_readings = max(ring_readings, flush_readings)
+        self._pending: deque[Record] = deque()
+        self._lost = LostReadings()
         self._in_flight: asyncio.Future[None] | None = None
+
+    @property
+    def lost(self) -> LostReadings:
+        """Readings let go since the last successful seal."""
+        return self._lost
+
+    @property
+    def held(self) -> int:
+        """Readings waiting in memory."""
+        return len(self._pending)
 
     async def run(self) -> None:
         """Seal forever; cancel to stop, then call `flush` to seal what is left."""
@@ -60,7 +114,7 @@ class Sealer:
                 if len(self._pending) >= self._flush_readings or remaining <= 0:
                     break
                 try:
-                    self._pending.append(await asyncio.wait_for(self._queue.get(), remaining))
+                    self._hold(await asyncio.wait_for(self._queue.get(), remaining))
                 except TimeoutError:
                     break
             # Shielded: cancelling the sealer must never abort a seal half-way; `flush`
@@ -69,26 +123,56 @@ class Sealer:
             try:
                 await asyncio.shield(self._in_flight)
             except sqlite3.Error as exc:
-                # The readings stay pending (memory is bounded by the queue); a full disk or
-                # a locked file may pass, and a crash here would lose what is queued.
-                log.warning("seal_failed", error=str(exc), pending=len(self._pending))
-                await asyncio.sleep(_RETRY_DELAY)
+                # The readings stay in the ring; a full disk or a locked file may pass, and
+                # the pollers keep their cadence meanwhile.
+                log.warning(
+                    "seal_failed",
+                    error=str(exc),
+                    held=len(self._pending),
+                    lost=self._lost.count,
+                )
+                await self._absorb(_RETRY_DELAY)
+
+    def _hold(self, record: Record) -> None:
+        """Keep a record in the ring; the oldest one gives way when it is full."""
+        self._pending.append(record)
+        if len(self._pending) > self._ring_readings:
+            self._lost = self._lost.add(self._pending.popleft())
+
+    async def _absorb(self, delay: float) -> None:
+        """Keep taking readings into the ring for `delay` seconds (the pollers never wait)."""
+        deadline = time.monotonic() + delay
+        while (remaining := deadline - time.monotonic()) > 0:
+            try:
+                self._hold(await asyncio.wait_for(self._queue.get(), remaining))
+            except TimeoutError:
+                return
+            while not self._queue.empty():
+                self._hold(self._queue.get_nowait())
 
     def _take_ready(self) -> None:
         while len(self._pending) < self._flush_readings and not self._queue.empty():
-            self._pending.append(self._queue.get_nowait())
+            self._hold(self._queue.get_nowait())
 
     async def flush(self) -> None:
         """Seal every reading still held or queued (at shutdown, after the pollers stopped)."""
         if self._in_flight is not None and not self._in_flight.done():
             await asyncio.wait([self._in_flight])
-        self._take_ready()
-        while self._pending:
-            await self._seal_pending()
-            self._take_ready()
+        while not self._queue.empty():
+            self._hold(self._queue.get_nowait())
+        try:
+            while self._pending:
+                await self._seal_pending()
+        except sqlite3.Error as exc:
+            log.exception(
+                "readings_unsealed_at_shutdown",
+                error=str(exc),
+                readings=len(self._pending),
+                lost_before=self._lost.count,
+            )
 
     async def _seal_pending(self) -> None:
-        batch = tuple(self._pending)
+        batch = tuple(itertools.islice(self._pending, self._flush_readings))
         staged = None
         if self._alarms is not None:
             try:
@@ -97,15 +181,24 @@ class Sealer:
                 # Readings outrank alarms: a reading the evaluator cannot handle must not
                 # stop sealing. The batch goes out without events; alarm state is unchanged.
                 log.exception("alarm_evaluation_failed", error=str(exc), records=len(batch))
+        records = staged.records if staged is not None else batch
+        lost = self._lost
+        now = time.time()
+        if lost.count:
+            records = (lost.gap(now), *records)
         block = await self._outbox.seal(
-            staged.records if staged is not None else batch,
-            now=time.time(),
+            records,
+            now=now,
             clock_synced=self._clock_synced(),
             alarm_state=staged.snapshot if staged is not None else None,
         )
         # Only now are these readings durable; until here a failure keeps them pending (and
         # the alarm state unchanged, so a retry evaluates them again from the same state).
-        del self._pending[: len(batch)]
+        for _ in batch:
+            self._pending.popleft()
+        if lost.count:
+            log.warning("disk_full_gap_sealed", lost=lost.count, seq=block.seq)
+            self._lost = LostReadings()
         if self._alarms is not None and staged is not None:
             self._alarms.commit(staged)
         log.debug("block_sealed", epoch=block.epoch, seq=block.seq, records=block.records)
