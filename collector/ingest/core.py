@@ -139,7 +139,10 @@ def _check_owner(topics: GatewayTopics, grant: KeyGrant | None, kid: str) -> Key
 
 def _check_storable(block: Block) -> None:
     """Integers a database column can hold: a huge seq must be rejected, not crash a batch."""
-    counts = [block.header.seq, *(r.lost for r in block.records if isinstance(r, GapRecord))]
+    counts = [block.header.seq]
+    for record in block.records:
+        if isinstance(record, GapRecord):
+            counts.extend((record.lost or 0, record.from_seq or 0, record.to_seq or 0))
     if any(count > MAX_INTEGER for count in counts):
         raise _Rejected(Reason.MALFORMED, f"an integer in the block exceeds {MAX_INTEGER}")
 

@@ -13,7 +13,8 @@ the readings, alarms and points tables hold:
   and threshold are converted when the unit is one the indicator accepts (a rate unit such as
   mm/d to the indicator's canonical rate unit) and kept as sent otherwise: an alarm is the edge's
   statement of what it evaluated, and is never dropped for its unit.
-- **Gap records** pass unchanged.
+- **Gap records** pass unchanged (times as unix seconds); the seq range one declares is
+  closed by the storage (`collector.storage.core.advance`).
 - **Meta points:** unit and thresholds are converted like readings where the catalogue knows the
   quota and unit, and kept as sent otherwise (a description never rejects a point).
 """
@@ -155,6 +156,10 @@ def normalize_alarm(idx: int, record: AlarmRecord, catalogue: Catalogue) -> Alar
     )
 
 
+def _optional_time(text: str | None) -> float | None:
+    return None if text is None else parse_iso_time(text)
+
+
 def _gap(idx: int, record: GapRecord) -> GapEntry:
     return GapEntry(
         idx=idx,
@@ -162,6 +167,11 @@ def _gap(idx: int, record: GapRecord) -> GapEntry:
         reason=record.reason,
         lost=record.lost,
         point=record.point,
+        t_from=_optional_time(record.t_from),
+        t_to=_optional_time(record.t_to),
+        epoch=record.epoch,
+        from_seq=record.from_seq,
+        to_seq=record.to_seq,
     )
 
 

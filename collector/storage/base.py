@@ -22,7 +22,7 @@ from typing import Final, Generic, Protocol, TypeVar
 
 from specs.block import Block
 from specs.meta import GatewayMeta
-from specs.records import AlarmEvent
+from specs.records import AlarmEvent, GapReason
 from specs.signing import Signature
 
 
@@ -147,13 +147,24 @@ class AlarmEntry:
 
 @dataclass(frozen=True, slots=True)
 class GapEntry:
-    """A gap record of a block."""
+    """A gap record of a block, times as unix seconds.
+
+    `lost` readings (None: unknown) between `t_from` and `t_to`. `epoch` with
+    `from_seq`..`to_seq` names the seqs of (gateway, epoch) that will never come: `to_seq`
+    None means every seq from `from_seq` on, `epoch` None that no seq range is declared. That
+    epoch may differ from the epoch of the block carrying the record.
+    """
 
     idx: int
     t: float
-    reason: str
-    lost: int
+    reason: GapReason
+    lost: int | None
     point: str | None
+    t_from: float | None = None
+    t_to: float | None = None
+    epoch: str | None = None
+    from_seq: int | None = None
+    to_seq: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

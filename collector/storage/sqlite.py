@@ -62,7 +62,7 @@ from collector.storage.core import (
 )
 from specs.block import block_hash
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 # Keys per lookup statement: far below SQLite's 32766 host parameters.
 _CHUNK: Final = 300
 
@@ -124,22 +124,27 @@ CREATE TABLE IF NOT EXISTS latest (
     flags   TEXT NOT NULL,
     PRIMARY KEY (gateway, point)
 );
--- kind 'record': a gap record carried in block (seq, idx); kind 'sequence': an open hole
--- from_seq..to_seq in the stored sequence, rewritten whenever the hole shrinks or closes.
+-- kind 'record': a gap record carried in block (epoch, seq, idx); it declares the seqs
+-- from_seq..to_seq (to_seq NULL: to the end) of (gateway, declared_epoch) lost, or no seqs
+-- when declared_epoch is NULL; t_from/t_to span the lost readings. kind 'sequence': an open
+-- hole from_seq..to_seq of (gateway, epoch), rewritten whenever the hole shrinks or closes.
 CREATE TABLE IF NOT EXISTS gaps (
-    id          INTEGER PRIMARY KEY,
-    gateway     TEXT NOT NULL,
-    epoch       TEXT NOT NULL,
-    kind        TEXT NOT NULL CHECK (kind IN ('record', 'sequence')),
-    seq         INTEGER,
-    idx         INTEGER,
-    from_seq    INTEGER,
-    to_seq      INTEGER,
-    t           REAL,
-    reason      TEXT NOT NULL,
-    lost        INTEGER,
-    point       TEXT,
-    detected_at REAL NOT NULL
+    id             INTEGER PRIMARY KEY,
+    gateway        TEXT NOT NULL,
+    epoch          TEXT NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('record', 'sequence')),
+    seq            INTEGER,
+    idx            INTEGER,
+    from_seq       INTEGER,
+    to_seq         INTEGER,
+    t              REAL,
+    reason         TEXT NOT NULL,
+    lost           INTEGER,
+    point          TEXT,
+    detected_at    REAL NOT NULL,
+    declared_epoch TEXT,
+    t_from         REAL,
+    t_to           REAL
 );
 CREATE INDEX IF NOT EXISTS gaps_by_stream ON gaps (gateway, kind, epoch);
 CREATE TABLE IF NOT EXISTS ingest_state (
@@ -220,15 +225,24 @@ CREATE TABLE IF NOT EXISTS point_meta (
 );
 """
 
-# Schema 1 -> 2: blocks learn their domain and mine code (filled from the stored bytes).
-_UPGRADE_TO_2: Final = """
-ALTER TABLE blocks ADD COLUMN domain TEXT;
-ALTER TABLE blocks ADD COLUMN mine_code TEXT;
-UPDATE blocks SET domain = json_extract(CAST(payload AS TEXT), '$.domain'),
-                  mine_code = json_extract(CAST(payload AS TEXT), '$.mine_code');
-"""
 
-_UPGRADES: Final = {1: _UPGRADE_TO_2}  # from version N to N + 1
+async def _upgrade_to_2(db: aiosqlite.Connection) -> None:
+    """Blocks learn their domain and mine code (filled from the stored bytes)."""
+    if await _add_columns(db, "blocks", ("domain TEXT", "mine_code TEXT")):
+        await db.execute(
+            "UPDATE blocks SET domain = json_extract(CAST(payload AS TEXT), '$.domain'),"
+            " mine_code = json_extract(CAST(payload AS TEXT), '$.mine_code')"
+        )
+
+
+async def _upgrade_to_3(db: aiosqlite.Connection) -> None:
+    """Gap records keep the seq range and time span they declare (DESIGN 6)."""
+    await _add_columns(db, "gaps", ("declared_epoch TEXT", "t_from REAL", "t_to REAL"))
+
+
+# From version N to N + 1. Each step adds only what is missing, so a file whose tables the
+# step does not find gets them whole from _SCHEMA afterwards.
+_UPGRADES: Final = {1: _upgrade_to_2, 2: _upgrade_to_3}
 
 _ALARM_COLUMNS: Final = (
     "a.gateway, a.alarm_id, a.point, a.quota, a.level, a.raised_at, a.cleared_at, a.value,"
@@ -795,13 +809,23 @@ def _statements(script: str) -> list[str]:
     return statements
 
 
-def _migration(version: int) -> str:
-    """The script that brings a file at schema `version` to SCHEMA_VERSION."""
+def _upgrade_steps(version: int) -> range:
+    """The upgrades (from version N to N + 1) a file at schema `version` needs."""
     if version > SCHEMA_VERSION:
         raise StorageError(f"database schema {version} is newer than this collector's")
-    # A fresh file (version 0) gets the whole schema; an older one its upgrades first.
-    upgrades = [_UPGRADES[v] for v in range(version, SCHEMA_VERSION)] if version else []
-    return "".join(upgrades) + _SCHEMA
+    return range(version, SCHEMA_VERSION) if version else range(0)
+
+
+async def _add_columns(db: aiosqlite.Connection, table: str, columns: Sequence[str]) -> bool:
+    """Add the columns (`name TYPE`) `table` lacks; False when there is no such table."""
+    rows = await db.execute_fetchall(f"PRAGMA table_info({table})")
+    present = {str(row[1]) for row in rows}
+    if not present:
+        return False
+    for column in columns:
+        if column.split()[0] not in present:
+            await db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    return True
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:
@@ -810,7 +834,10 @@ async def _migrate(db: aiosqlite.Connection) -> None:
     await db.execute("BEGIN IMMEDIATE")
     try:
         rows = await db.execute_fetchall("PRAGMA user_version")
-        for statement in _statements(_migration(int(next(iter(rows))[0]))):
+        # A fresh file (version 0) gets the whole schema; an older one its upgrades first.
+        for step in _upgrade_steps(int(next(iter(rows))[0])):
+            await _UPGRADES[step](db)
+        for statement in _statements(_SCHEMA):
             await db.execute(statement)
         await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         await db.execute("COMMIT")
@@ -878,7 +905,20 @@ async def _insert_blocks(db: aiosqlite.Connection, blocks: Sequence[IncomingBloc
             for r in incoming.entries.readings
         )
         gap_rows.extend(
-            (*stream, g.idx, g.t, g.reason, g.lost, g.point, incoming.received_at)
+            (
+                *stream,
+                g.idx,
+                g.t,
+                g.reason.value,
+                g.lost,
+                g.point,
+                incoming.received_at,
+                g.epoch,
+                g.from_seq,
+                g.to_seq,
+                g.t_from,
+                g.t_to,
+            )
             for g in incoming.entries.gaps
         )
     await db.executemany(
@@ -901,8 +941,9 @@ async def _insert_blocks(db: aiosqlite.Connection, blocks: Sequence[IncomingBloc
         [(row[0], *row[4:]) for row in reading_rows],
     )
     await db.executemany(
-        "INSERT INTO gaps (gateway, epoch, seq, idx, kind, t, reason, lost, point, detected_at)"
-        " VALUES (?, ?, ?, ?, 'record', ?, ?, ?, ?, ?)",
+        "INSERT INTO gaps (gateway, epoch, seq, idx, kind, t, reason, lost, point, detected_at,"
+        " declared_epoch, from_seq, to_seq, t_from, t_to)"
+        " VALUES (?, ?, ?, ?, 'record', ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         gap_rows,
     )
 

@@ -18,6 +18,7 @@ from collector.storage.base import (
     Reason,
     Storage,
 )
+from specs.records import GapReason
 from specs.signing import SigningKey, VerifyKey, signing_key_from_seed
 from tests.support.broker import Broker
 from tests.support.collector_client import (
@@ -184,12 +185,19 @@ async def test_revoked_key_is_rejected(env: Env) -> None:
 
 async def test_gap_records_are_stored_with_the_block(env: Env) -> None:
     gateway = env.gateway
+    restored = gap_record(1, None, GapReason.OUTBOX_RESTORED, epoch="old", from_seq=9, point=None)
     await env.link.send(
-        1, records=[gateway.reading(1), gap_record(1, lost=4), gateway.reading(1, 2)]
+        1,
+        records=[gateway.reading(1), gap_record(1, lost=4), gateway.reading(1, 2), restored],
     )
     await _ack(env)
-    assert _db(env, "SELECT seq, idx, reason, lost FROM gaps WHERE kind = 'record'") == [
-        (1, 1, "disk_full", 4)
+    assert _db(
+        env,
+        "SELECT epoch, seq, idx, reason, lost, point, t_to - t_from, declared_epoch, from_seq,"
+        " to_seq FROM gaps WHERE kind = 'record' ORDER BY idx",
+    ) == [
+        ("epoch-1", 1, 1, "disk_full", 4, "T001-LT-01", 9.0, None, None, None),
+        ("epoch-1", 1, 3, "outbox_restored", None, None, 9.0, "old", 9, None),
     ]
     assert _db(env, "SELECT idx FROM readings ORDER BY idx") == [(0,), (2,)]
 

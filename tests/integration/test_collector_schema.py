@@ -61,6 +61,38 @@ async def test_a_schema_1_file_is_upgraded_and_its_blocks_learn_their_mine(
     db.close()
 
 
+# The gaps table of schema 2, with a gap record of the old vocabulary in it.
+_SCHEMA_2_GAPS = """
+CREATE TABLE gaps (
+    id INTEGER PRIMARY KEY, gateway TEXT NOT NULL, epoch TEXT NOT NULL,
+    kind TEXT NOT NULL CHECK (kind IN ('record', 'sequence')), seq INTEGER, idx INTEGER,
+    from_seq INTEGER, to_seq INTEGER, t REAL, reason TEXT NOT NULL, lost INTEGER, point TEXT,
+    detected_at REAL NOT NULL
+);
+INSERT INTO gaps (gateway, epoch, kind, seq, idx, t, reason, lost, point, detected_at)
+VALUES ('gw', 'epoch-1', 'record', 1, 3, 5.0, 'device_unreachable', 2, 'P-1', 6.0);
+PRAGMA user_version = 2;
+"""
+
+
+async def test_a_schema_2_file_keeps_its_gap_records_and_learns_declared_ranges(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "v2.db"
+    with sqlite3.connect(path) as db:
+        db.executescript(_SCHEMA_2_GAPS)
+    db.close()
+    async with open_storage(f"sqlite:///{path}"):
+        pass
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        rows = db.execute(
+            "SELECT reason, lost, point, declared_epoch, from_seq, to_seq, t_from, t_to FROM gaps"
+        ).fetchall()
+    db.close()
+    assert rows == [("device_unreachable", 2, "P-1", None, None, None, None, None)]
+
+
 async def test_a_newer_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "new.db"
     with sqlite3.connect(path) as db:

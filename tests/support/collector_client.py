@@ -31,7 +31,16 @@ from specs.block import GENESIS, BlockHeader, encode_block
 from specs.catalogue import Catalogue, UnitConversion, default_catalogue
 from specs.identifiers import credit_code_check_character
 from specs.meta import GatewayMeta, PointMeta
-from specs.records import AlarmEvent, AlarmRecord, GapRecord, Quality, Reading, Record, iso_time
+from specs.records import (
+    AlarmEvent,
+    AlarmRecord,
+    GapReason,
+    GapRecord,
+    Quality,
+    Reading,
+    Record,
+    iso_time,
+)
 from specs.signing import (
     Signature,
     SigningKey,
@@ -222,10 +231,32 @@ def foreign_key() -> SigningKey:
     return generate_signing_key()
 
 
-def gap_record(seq: int, lost: int = 3, reason: str = "disk_full") -> GapRecord:
-    """A gap record as an agent writes it when it had to drop readings."""
+def gap_record(
+    seq: int,
+    lost: int | None = 3,
+    reason: GapReason = GapReason.DISK_FULL,
+    *,
+    epoch: str | None = None,
+    from_seq: int | None = None,
+    to_seq: int | None = None,
+    point: str | None = "T001-LT-01",
+) -> GapRecord:
+    """A gap record as an agent writes it when it had to drop readings.
+
+    Sealed with block `seq`; the lost readings span the ten seconds before it. `epoch` with
+    `from_seq`..`to_seq` declares those seqs lost (`to_seq` None: every seq from `from_seq`).
+    """
+    t = BASE_TIME + seq % 1_000_000
     return GapRecord(
-        t=iso_time(BASE_TIME + seq % 1_000_000), reason=reason, lost=lost, point="T001-LT-01"
+        t=iso_time(t),
+        reason=reason,
+        lost=lost,
+        t_from=iso_time(t - 10),
+        t_to=iso_time(t - 1),
+        epoch=epoch,
+        from_seq=from_seq,
+        to_seq=to_seq,
+        point=point,
     )
 
 

@@ -27,6 +27,7 @@ from specs.meta import GatewayMeta, PointMeta
 from specs.records import (
     AlarmEvent,
     AlarmRecord,
+    GapReason,
     GapRecord,
     Quality,
     Reading,
@@ -74,6 +75,12 @@ WKK: Final = Site("WKK", "530100", "91530100MA6K7P2L3M", "c27f4b90e1d3a658")
 YHBZ: Final = Site("YHBZ", "430181", "91430181MA4R8T0Y62", "0e8d3b6a2f9c4157")
 MK: Final = Site("MK", "610632", "91610632MA7B3N1C5W", "7b5c1e2d8a6f3049", "610632007")
 BP: Final = Site("BP", "150621", "91150621MA0Q9D4E2B", "e4a92d07b3c5f816")
+
+# The epochs before the current ones, named by the gap records that close their seqs.
+WHP_PREVIOUS_EPOCH: Final = "3f6b9e2a0c5d7148"
+WKK_PREVIOUS_EPOCH: Final = "91d4c07a2e6b5f38"
+YHBZ_PREVIOUS_EPOCH: Final = "5c0e8a3d7f2b1946"
+MK_PREVIOUS_EPOCH: Final = "a83f1d6c4e0b9275"
 
 
 @dataclass(frozen=True, slots=True)
@@ -164,7 +171,7 @@ def _raise_and_clear(
 
 
 def whp_records() -> tuple[list[Record], list[Record]]:
-    """Tank farm: tank 1 level crosses H (8.5 m) and falls back; a temperature poll is lost."""
+    """Tank farm: tank 1 level crosses H (8.5 m) and falls back; the old outbox was corrupt."""
     lt = "T001-LT-01"
     first: list[Record] = [
         _reading("T001-LEL-01", "WHP-LEL", 0, 2.5, "%LEL"),
@@ -175,7 +182,17 @@ def whp_records() -> tuple[list[Record], list[Record]]:
             "H",
             8.5,
         ),
-        GapRecord(t=_t(1.5), reason="device_unreachable", lost=1, point="T001-TT-01"),
+        # The agent found its outbox file corrupt at start: it moved the file aside, began
+        # this epoch, and declares every seq of the previous epoch from 4812 on lost. How
+        # many readings that was it cannot know.
+        GapRecord(
+            t=_t(0),
+            reason=GapReason.OUTBOX_CORRUPT,
+            lost=None,
+            epoch=WHP_PREVIOUS_EPOCH,
+            from_seq=4812,
+            to_seq=None,
+        ),
     ]
     second: list[Record] = [
         _reading("T001-TT-01", "WHP-TT", 3, None, "℃", quality=Quality.BAD, flags=("timeout",)),
@@ -194,7 +211,7 @@ def whp_records() -> tuple[list[Record], list[Record]]:
 
 
 def wkk_records() -> list[Record]:
-    """Tailings pond: the water level reaches its yellow threshold, then recedes."""
+    """Tailings pond: the water level reaches its yellow threshold, then recedes; a full outbox."""
     wl = "K01-WL-01"
     return [
         _reading("K01-DX-01", "WKK-DX", 0, 12.75, "mm"),
@@ -206,12 +223,23 @@ def wkk_records() -> list[Record]:
             "yellow",
             1523.6,
         ),
-        GapRecord(t=_t(90), reason="device_unreachable", lost=3, point="K01-DX-01"),
+        # A week-long uplink outage filled the outbox: the oldest undelivered blocks, sealed
+        # in the epoch before a restart, gave way (240 readings over 20 minutes).
+        GapRecord(
+            t=_t(90),
+            reason=GapReason.OUTBOX_FULL,
+            lost=240,
+            t_from=_t(-7 * 86400),
+            t_to=_t(-7 * 86400 + 1199),
+            epoch=WKK_PREVIOUS_EPOCH,
+            from_seq=130,
+            to_seq=141,
+        ),
     ]
 
 
 def yhbz_records() -> list[Record]:
-    """Fireworks workshop: 7 people in a workshop rated for 6 (超员), then 6 again."""
+    """Fireworks workshop: 7 people in a workshop rated for 6 (超员), then 6 again; thinning."""
     pc, pr = "F001-PC-01", "F001-PR-01"
     return [
         _reading(pr, "YHBZ-PR", 0, 6, "persons"),
@@ -226,12 +254,23 @@ def yhbz_records() -> list[Record]:
             related=pr,
             detail="headcount compared with the rated staffing of the same workshop",
         ),
-        GapRecord(t=_t(60), reason="device_unreachable", lost=2, point="F001-QT-01"),
+        # Before giving way, the backlog was thinned to min/max/last per point and minute:
+        # the readings dropped are counted, the blocks they sat in were replaced.
+        GapRecord(
+            t=_t(60),
+            reason=GapReason.THINNED,
+            lost=540,
+            t_from=_t(-86400),
+            t_to=_t(-86400 + 599),
+            epoch=YHBZ_PREVIOUS_EPOCH,
+            from_seq=57,
+            to_seq=66,
+        ),
     ]
 
 
 def mk_records() -> list[Record]:
-    """Coal mine: methane passes the 1.0 %CH4 alarm and falls back; the agent restarted."""
+    """Coal mine: methane passes the 1.0 %CH4 alarm and falls back; a restored outbox."""
     ch4 = "610632007-000001-001046"  # {mine code}-{substation}-{sensor}, spec-facts 6.1
     return [
         _reading("610632007-000001-001047", "MK-M0104", 0, 6, "ppm"),
@@ -242,12 +281,22 @@ def mk_records() -> list[Record]:
             "alarm",
             1.0,
         ),
-        GapRecord(t=_t(45), reason="agent_restart", lost=4, point=None),
+        # The box was restored from a snapshot: the outbox is older than what was sent, so
+        # the old epoch is abandoned from the first seq the snapshot does not hold.
+        GapRecord(
+            t=_t(0),
+            reason=GapReason.OUTBOX_RESTORED,
+            lost=None,
+            epoch=MK_PREVIOUS_EPOCH,
+            from_seq=2210,
+            to_seq=None,
+            point=None,
+        ),
     ]
 
 
 def bp_records() -> list[Record]:
-    """Slope: GNSS X moves 6.3 mm in an hour (rate >= 5 mm/h), then slows to 2.4 mm/h."""
+    """Slope: GNSS X moves 6.3 mm in an hour (rate >= 5 mm/h), then 2.4 mm/h; a full disk."""
     gx = "S01-GX-01"
     return [
         _reading("S01-GZ-01", "BP-GZ", 0, -12.4, "mm"),
@@ -261,7 +310,16 @@ def bp_records() -> list[Record]:
             values=(6.3, 2.4),  # the alarm carries the hourly rate, not the displacement
             detail="displacement rate over a 1h window (GB 51214-2017 reference 5 mm/h)",
         ),
-        GapRecord(t=_t(5400), reason="device_unreachable", lost=12, point="S01-GZ-01"),
+        # The disk was full for two minutes: the readings of one point never reached a
+        # block, so no seq range is declared.
+        GapRecord(
+            t=_t(5400),
+            reason=GapReason.DISK_FULL,
+            lost=12,
+            t_from=_t(5280),
+            t_to=_t(5390),
+            point="S01-GZ-01",
+        ),
     ]
 
 
@@ -304,7 +362,10 @@ def vectors() -> list[Vector]:
     whp_1 = _block(WHP, 1, GENESIS, whp_1_records)
     whp_2 = _block(WHP, 2, block_hash(whp_1), whp_2_records)
     mk_1 = _block(MK, 1, GENESIS, mk_records())
-    ack = Ack(WHP.gateway, WHP.epoch, 2, ((3, 4),), 5, _t(10)).encode()
+    # Blocks 1, 2 and 5 are stored: the ACK names block 2's hash, for the agent to compare.
+    ack = Ack(
+        WHP.gateway, WHP.epoch, 2, ((3, 4),), 5, _t(10), acked_hash=block_hash(whp_2)
+    ).encode()
     # The decoder must refuse a coal block without its mine code even though it is signed.
     mk_body = json.loads(mk_1)
     del mk_body["mine_code"]

@@ -11,7 +11,15 @@ from hypothesis import strategies as st
 from edge_agent.core.chain import ChainState, Identity, seal
 from specs.ack import Ack, AckFormatError, decode_ack
 from specs.block import GENESIS, BlockFormatError, block_hash, decode_block
-from specs.records import AlarmEvent, AlarmRecord, GapRecord, Quality, Reading, iso_time
+from specs.records import (
+    AlarmEvent,
+    AlarmRecord,
+    GapReason,
+    GapRecord,
+    Quality,
+    Reading,
+    iso_time,
+)
 from specs.signing import (
     BadSignatureError,
     Signature,
@@ -74,10 +82,76 @@ def test_chain_links_each_block_to_the_previous_bytes() -> None:
     assert decode_block(first.payload).header.clock == "unsynced"
 
 
-def test_gap_records_round_trip() -> None:
-    gap = GapRecord(t=iso_time(1.7e9), reason="outbox_full", lost=12, point="T001-LT-01")
-    block, _ = seal(ChainState.genesis("e"), SITE, (gap,), now=1.7e9, clock_synced=True, key=KEY)
-    assert decode_block(block.payload).records == (gap,)
+gaps = st.builds(
+    GapRecord,
+    t=st.floats(0, 4e9).map(iso_time),
+    reason=st.sampled_from(list(GapReason)),
+    lost=st.none() | st.integers(0, 2**63 - 1),
+    t_from=st.none() | st.floats(0, 4e9).map(iso_time),
+    t_to=st.none() | st.floats(0, 4e9).map(iso_time),
+    point=st.none() | st.just("T001-LT-01"),
+) | st.builds(
+    lambda gap, epoch, seqs, open_ended: GapRecord(
+        t=gap.t,
+        reason=gap.reason,
+        lost=gap.lost,
+        epoch=epoch,
+        from_seq=min(seqs),
+        to_seq=None if open_ended else max(seqs),
+    ),
+    st.builds(GapRecord, t=st.just(iso_time(1.7e9)), reason=st.sampled_from(list(GapReason)),
+              lost=st.none() | st.integers(0, 1000)),
+    st.sampled_from(["e", "3f6b9e2a0c5d7148"]),
+    st.tuples(st.integers(0, 2**63 - 1), st.integers(0, 2**63 - 1)),
+    st.booleans(),
+)  # fmt: skip
+
+
+@given(st.lists(gaps, min_size=1, max_size=5))
+def test_gap_records_round_trip(records: list[GapRecord]) -> None:
+    block, _ = seal(
+        ChainState.genesis("e"), SITE, tuple(records), now=1.7e9, clock_synced=True, key=KEY
+    )
+    assert decode_block(block.payload).records == tuple(records)
+    wire = json.loads(block.payload)["records"][0]
+    assert set(wire) == {"type", "t", "reason", "lost", "from", "to", "epoch", "from_seq",
+                         "to_seq", "point"}  # fmt: skip
+
+
+_GAP: dict[str, object] = {
+    "type": "gap",
+    "t": "2026-01-01T00:00:00+00:00",
+    "reason": "outbox_full",
+    "lost": 3,
+    "from": None,
+    "to": None,
+    "epoch": "e0",
+    "from_seq": 4,
+    "to_seq": 9,
+    "point": None,
+}
+
+
+@pytest.mark.parametrize(
+    ("change", "reason"),
+    [
+        ({"reason": "device_unreachable"}, "reason"),
+        ({"epoch": None}, "need an 'epoch'"),
+        ({"from_seq": None}, "needs 'from_seq'"),
+        ({"from_seq": 10}, "reversed"),
+        ({"lost": -1}, "count"),
+        ({"to_seq": 2**63}, "64-bit"),
+        ({"from": "yesterday"}, "ISO"),
+    ],
+)
+def test_malformed_gap_records_are_refused(change: dict[str, object], reason: str) -> None:
+    block, _ = seal(ChainState.genesis("e"), SITE, (), now=1.7e9, clock_synced=True, key=KEY)
+    body = json.loads(block.payload)
+    body["records"].append(_GAP)
+    decode_block(json.dumps(body).encode())  # the unchanged record is fine
+    body["records"][0] = {**_GAP, **change}
+    with pytest.raises(BlockFormatError, match=reason):
+        decode_block(json.dumps(body).encode())
 
 
 def test_foreign_key_signature_is_rejected() -> None:
@@ -146,6 +220,13 @@ def test_decoding_garbage_raises_only_block_format_error(payload: bytes) -> None
 def test_ack_round_trip_and_rejections() -> None:
     ack = Ack("gw", "e1", 7, ((9, 10),), 11, iso_time(1.7e9))
     assert decode_ack(ack.encode()) == ack
+    extended = Ack("gw", "e1", 7, (), 7, iso_time(1.7e9), acked_hash="ab" * 32, conflict=True)
+    assert decode_ack(extended.encode()) == extended
+    for field, bad in (("acked_hash", 7), ("conflict", "yes")):
+        body = json.loads(extended.encode())
+        body[field] = bad
+        with pytest.raises(AckFormatError, match=field):
+            decode_ack(json.dumps(body).encode())
     with pytest.raises(AckFormatError):
         decode_ack(b'{"spec":"gz/1","missing":[[3,1]]}')
     with pytest.raises(AckFormatError):

@@ -15,6 +15,7 @@ from collector.storage.base import (
     AlarmEntry,
     AlarmState,
     AuditEntry,
+    GapEntry,
     IncomingBlock,
     IncomingMeta,
     KeyGrant,
@@ -24,7 +25,7 @@ from collector.storage.core import merge_alarm
 from specs.block import decode_block
 from specs.catalogue import Catalogue, UnitConversion
 from specs.meta import PointMeta
-from specs.records import AlarmEvent, Quality, Reading, Record, iso_time
+from specs.records import AlarmEvent, GapReason, Quality, Reading, Record, iso_time
 from tests.support.collector_client import (
     BASE_TIME,
     alarm_record,
@@ -148,12 +149,31 @@ def test_an_overflowing_conversion_is_bad_and_carries_no_number() -> None:
 
 
 def test_gap_records_pass_and_block_bytes_are_untouched() -> None:
-    records: list[Record] = [_reading(1500.0, unit="mm"), gap_record(3, lost=2)]
+    records: list[Record] = [
+        _reading(1500.0, unit="mm"),
+        gap_record(3, lost=2),
+        gap_record(3, None, GapReason.OUTBOX_CORRUPT, epoch="old", from_seq=7, point=None),
+    ]
     incoming = _entries(*records, seq=3)
     assert incoming.block.payload == GW.block(3, records=records)
     assert b'"unit":"mm"' in incoming.block.payload
-    (gap,) = incoming.entries.gaps
-    assert (gap.idx, gap.reason, gap.lost, gap.t) == (1, "disk_full", 2, BASE_TIME + 3)
+    disk, corrupt = incoming.entries.gaps
+    assert disk == GapEntry(
+        idx=1,
+        t=BASE_TIME + 3,
+        reason=GapReason.DISK_FULL,
+        lost=2,
+        point="T001-LT-01",
+        t_from=BASE_TIME - 7,
+        t_to=BASE_TIME + 2,
+    )
+    assert (corrupt.idx, corrupt.reason, corrupt.lost, corrupt.point) == (
+        2,
+        GapReason.OUTBOX_CORRUPT,
+        None,
+        None,
+    )
+    assert (corrupt.epoch, corrupt.from_seq, corrupt.to_seq) == ("old", 7, None)
 
 
 # --- alarm events -------------------------------------------------------------------------

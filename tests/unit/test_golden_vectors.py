@@ -15,7 +15,7 @@ from specs.ack import decode_ack
 from specs.block import DOMAINS, GENESIS, Block, BlockFormatError, block_hash, decode_block
 from specs.catalogue import default_catalogue
 from specs.meta import decode_meta
-from specs.records import AlarmEvent, AlarmRecord, GapRecord, Reading
+from specs.records import AlarmEvent, AlarmRecord, GapReason, GapRecord, Reading
 from specs.signing import (
     BadSignatureError,
     Signature,
@@ -173,6 +173,23 @@ def test_block_decodes_with_readings_alarms_and_a_gap(vector: dict[str, Any]) ->
     assert events[0][0] == events[1][0]
 
 
+def test_gap_records_speak_every_reason_with_and_without_a_seq_range() -> None:
+    gaps = [
+        record
+        for vector in BLOCKS
+        for record in decode_block(_payload(vector)).records
+        if isinstance(record, GapRecord)
+    ]
+    assert {gap.reason for gap in gaps} == set(GapReason)
+    for gap in gaps:
+        block_epochs = {decode_block(_payload(v)).header.epoch for v in BLOCKS}
+        assert gap.epoch not in block_epochs  # each names an earlier epoch, or none
+        assert (gap.epoch is None) == (gap.from_seq is None)
+    assert any(g.epoch is not None and g.to_seq is None and g.lost is None for g in gaps)
+    assert any(g.to_seq is not None and g.lost and g.t_from and g.t_to for g in gaps)
+    assert any(g.epoch is None and g.lost for g in gaps)
+
+
 @pytest.mark.parametrize("vector", BLOCKS, ids=_name)
 def test_block_records_agree_with_the_catalogue(vector: dict[str, Any]) -> None:
     catalogue = default_catalogue()
@@ -197,6 +214,8 @@ def test_block_records_agree_with_the_catalogue(vector: dict[str, Any]) -> None:
 def test_ack_and_meta_decode() -> None:
     ack = decode_ack((EXAMPLES / "ack-whp.json").read_bytes())
     assert (ack.acked_through, ack.missing, ack.seq) == (2, ((3, 4),), 5)
+    assert ack.acked_hash == block_hash((EXAMPLES / "block-whp-2.json").read_bytes())
+    assert ack.conflict is False
     assert ack.gateway == golden.WHP.gateway
     meta = decode_meta((EXAMPLES / "meta-mk.json").read_bytes())
     assert meta.mine_code == "610632007"
@@ -258,6 +277,11 @@ BROKEN_BLOCKS: list[tuple[str, Mutation]] = [
     ("reading without flags", lambda d: _record(d, "reading").pop("flags")),
     ("unknown record type", lambda d: _record(d, "gap").update(type="note")),
     ("gap lost negative", lambda d: _record(d, "gap").update(lost=-1)),
+    ("gap reason off the list", lambda d: _record(d, "gap").update(reason="device_unreachable")),
+    ("gap seqs without epoch", lambda d: _record(d, "gap").update(epoch=None)),
+    ("gap epoch without from_seq", lambda d: _record(d, "gap").update(from_seq=None)),
+    ("gap without to_seq", lambda d: _record(d, "gap").pop("to_seq")),
+    ("gap from without offset", lambda d: _record(d, "gap").update(to="2025-03-01T08:00:00")),
     ("alarm event", lambda d: _record(d, "alarm").update(event="ack")),
     ("alarm level", lambda d: _record(d, "alarm").update(level="purple")),
     ("alarm without trigger", lambda d: _record(d, "alarm").pop("trigger_t")),
@@ -278,6 +302,9 @@ def test_broken_ack_meta_and_status_do_not_validate() -> None:
         {**ack, "missing": [[3]]},
         {**ack, "acked_through": -1},
         {k: v for k, v in ack.items() if k != "epoch"},
+        {**ack, "acked_hash": "a39d"},
+        {**ack, "conflict": "false"},
+        {k: v for k, v in ack.items() if k != "conflict"},
     ):
         assert _errors("ack", broken)
     meta = json.loads((EXAMPLES / "meta-mk.json").read_bytes())
