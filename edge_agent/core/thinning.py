@@ -76,17 +76,33 @@ def _span(readings: Iterable[Reading]) -> tuple[str | None, str | None]:
     return iso_time(min(times)), iso_time(max(times))
 
 
+def _runs(blocks: Sequence[EvictedBlock]) -> list[list[EvictedBlock]]:
+    """The blocks grouped into runs of consecutive seqs of one epoch.
+
+    A gap record declares a contiguous seq range closed: a range spanning a block that did
+    not give way would let the collector close, and acknowledge, a block it never got.
+    """
+    runs: list[list[EvictedBlock]] = []
+    for block in sorted(blocks, key=lambda b: (b.epoch, b.seq)):
+        last = runs[-1][-1] if runs else None
+        if last is not None and last.epoch == block.epoch and last.seq + 1 == block.seq:
+            runs[-1].append(block)
+        else:
+            runs.append([block])
+    return runs
+
+
 def _gaps(
     blocks: Sequence[EvictedBlock],
-    lost: Sequence[tuple[str, Reading]],
+    lost: Sequence[tuple[EvictedBlock, Reading]],
     reason: GapReason,
     now: float,
 ) -> list[GapRecord]:
-    """One gap record per epoch of the blocks that gave way."""
+    """One gap record per run of consecutive seqs that gave way."""
     gaps = []
-    for epoch in dict.fromkeys(b.epoch for b in blocks):
-        seqs = [b.seq for b in blocks if b.epoch == epoch]
-        gone = [r for e, r in lost if e == epoch]
+    for run in _runs(blocks):
+        members = {(b.epoch, b.seq) for b in run}
+        gone = [r for b, r in lost if (b.epoch, b.seq) in members]
         t_from, t_to = _span(gone)
         gaps.append(
             GapRecord(
@@ -95,9 +111,9 @@ def _gaps(
                 lost=len(gone),
                 t_from=t_from,
                 t_to=t_to,
-                epoch=epoch,
-                from_seq=min(seqs),
-                to_seq=max(seqs),
+                epoch=run[0].epoch,
+                from_seq=run[0].seq,
+                to_seq=run[-1].seq,
             )
         )
     return gaps
@@ -107,7 +123,7 @@ def _replacement(
     blocks: Sequence[EvictedBlock], keep_reading: set[int], reason: GapReason, now: float
 ) -> Replacement:
     kept: list[Record] = []
-    lost: list[tuple[str, Reading]] = []
+    lost: list[tuple[EvictedBlock, Reading]] = []
     index = 0
     for block in blocks:
         for record in block.records:
@@ -115,7 +131,7 @@ def _replacement(
                 if index in keep_reading:
                     kept.append(record)
                 else:
-                    lost.append((block.epoch, record))
+                    lost.append((block, record))
                 index += 1
             else:
                 kept.append(record)

@@ -2,9 +2,9 @@
 
 The main database file is capped with `PRAGMA max_page_count`, so SQLite itself refuses to
 grow it past the budget (SQLITE_FULL) and the outbox makes room before it tries again. The
-write-ahead log gets the rest of the budget: it is checkpointed every `wal_pages` pages and
-truncated back to `wal_bytes` after a checkpoint, so file plus WAL stay within max_bytes
-but for the one transaction that crosses a checkpoint (one block).
+write-ahead log gets the rest of the budget: it is checkpointed once it holds half its share
+and truncated back to its share after a checkpoint, so file plus WAL stay within max_bytes
+unless one transaction alone is bigger than half the WAL's share (one very large block).
 
 A real full filesystem answers with the same SQLITE_FULL (ENOSPC on a write), and the same
 steps make room: freed pages are reused in place, and the WAL file keeps the size it had.
@@ -45,8 +45,11 @@ class SpaceBudget:
 
     @property
     def wal_pages(self) -> int:
-        """Checkpoint the WAL after this many pages."""
-        return max(8, self.wal_bytes // self.page_size)
+        """Checkpoint the WAL after this many pages: half its share.
+
+        So the transaction that crosses the mark (one block, or one replacement) still fits.
+        """
+        return max(8, self.wal_bytes // self.page_size // 2)
 
     @property
     def evict_bytes(self) -> int:

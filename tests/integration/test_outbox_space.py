@@ -1,0 +1,156 @@
+"""A bounded outbox on a real SQLite file: it stays within max_bytes and names every loss.
+
+Nothing is ever acknowledged here, so every block sealed stays undelivered and the budget is
+reached again and again: the oldest blocks are thinned, then dropped, and each step seals a
+gap record. The books must balance: every reading sealed is still in the file or counted as
+lost by a gap record, every alarm event survives, and every seq is either in the file or
+declared by a gap record.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge_agent.core.chain import Identity
+from edge_agent.shell.outbox import open_outbox
+from specs.block import decode_block
+from specs.records import (
+    AlarmEvent,
+    AlarmRecord,
+    GapReason,
+    GapRecord,
+    Quality,
+    Reading,
+    Record,
+    iso_time,
+)
+from specs.signing import signing_key_from_seed
+
+pytestmark = pytest.mark.timeout(120)
+
+KEY = signing_key_from_seed(bytes(32))
+SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
+MIB = 1024 * 1024
+T0 = 1_700_000_000.0
+POINTS = ("T001-LT-01", "T001-TT-01", "T001-PT-01", "T002-LT-01", "T002-TT-01")
+
+
+def _block_records(index: int, per_block: int) -> tuple[Record, ...]:
+    base = T0 + index * per_block
+    records: list[Record] = [
+        Reading(
+            POINTS[i % len(POINTS)],
+            "WHP-LT",
+            iso_time(base + i),
+            float((index * per_block + i) % 97),
+            "m",
+            Quality.GOOD,
+        )
+        for i in range(per_block)
+    ]
+    if index % 25 == 0:
+        t = iso_time(base)
+        records.append(
+            AlarmRecord(f"a-{index}", POINTS[0], "WHP-LT", t, AlarmEvent.RAISE, "H", 9, 8, "m", t)
+        )
+    return tuple(records)
+
+
+def _file_bytes(path: Path) -> tuple[int, int]:
+    wal = path.with_name(path.name + "-wal")
+    return path.stat().st_size, wal.stat().st_size if wal.exists() else 0
+
+
+def _contents(path: Path) -> tuple[list[tuple[str, int]], list[Record]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT epoch, seq, payload FROM blocks ORDER BY seq").fetchall()
+    positions = [(str(e), int(s)) for e, s, _ in rows]
+    records = [r for _, _, p in rows for r in decode_block(bytes(p)).records]
+    return positions, records
+
+
+async def test_a_full_outbox_stays_within_max_bytes_and_every_loss_is_declared(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    max_bytes = 1 * MIB
+    sealed_readings: list[Reading] = []
+    alarms: list[AlarmRecord] = []
+    largest_block = 0
+    largest_file = 0
+    async with open_outbox(path, SITE, KEY, max_bytes=max_bytes) as outbox:
+        for index in range(400):
+            records = _block_records(index, per_block=60)
+            sealed_readings.extend(r for r in records if isinstance(r, Reading))
+            alarms.extend(r for r in records if isinstance(r, AlarmRecord))
+            block = await outbox.seal(records, now=T0 + index, clock_synced=True)
+            largest_block = max(largest_block, len(block.payload))
+            db_bytes, wal_bytes = _file_bytes(path)
+            assert db_bytes <= max_bytes
+            largest_file = max(largest_file, db_bytes + wal_bytes)
+            assert db_bytes + wal_bytes <= max_bytes + largest_block
+        epoch = outbox.epoch
+        last_seq = (await outbox.stats()).last_seq
+    positions, records = _contents(path)
+    kept = [r for r in records if isinstance(r, Reading)]
+    gaps = [r for r in records if isinstance(r, GapRecord)]
+    reasons = {g.reason for g in gaps}
+    # Both steps ran: thinning, and (once only thinned blocks were left) dropping.
+    assert reasons == {GapReason.THINNED, GapReason.OUTBOX_FULL}
+    # The books balance: kept + declared lost == sealed, and what is kept is what was sealed.
+    assert len(kept) + sum(g.lost or 0 for g in gaps) == len(sealed_readings)
+    assert len(set(kept)) == len(kept)
+    assert set(kept) <= set(sealed_readings)
+    # Alarm events never give way.
+    assert sorted(a.alarm_id for a in records if isinstance(a, AlarmRecord)) == sorted(
+        a.alarm_id for a in alarms
+    )
+    # Every seq of the epoch is in the file or declared by a gap record.
+    declared = {
+        seq
+        for g in gaps
+        if g.epoch == epoch and g.from_seq is not None and g.to_seq is not None
+        for seq in range(g.from_seq, g.to_seq + 1)
+    }
+    present = {seq for e, seq in positions if e == epoch}
+    assert present | declared >= set(range(1, last_seq + 1))
+    assert not present & declared
+    print(
+        f"max_bytes={max_bytes} largest db+wal={largest_file} largest block={largest_block}"
+        f" readings sealed={len(sealed_readings)} kept={len(kept)} gaps={len(gaps)}"
+    )
+
+
+async def test_delivered_blocks_give_way_before_any_undelivered_reading(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        index = 0
+        # Fill the file with delivered blocks, then keep sealing undelivered ones.
+        while _file_bytes(path)[0] < MIB * 3 // 4:
+            block = await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
+            await outbox.mark_delivered(epoch=block.epoch, through=block.seq, also=None, now=T0)
+            index += 1
+        undelivered_from = index
+        for _ in range(40):
+            await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
+            index += 1
+        stats = await outbox.stats()
+    _, records = _contents(path)
+    assert not [r for r in records if isinstance(r, GapRecord)]
+    assert stats.undelivered == index - undelivered_from
+    assert stats.delivered < undelivered_from
+
+
+async def test_the_budget_holds_after_reopening_a_file_sealed_without_one(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY) as outbox:
+        for index in range(30):
+            await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
+    before = _file_bytes(path)[0]
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        for index in range(30, 300):
+            await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
+    assert _file_bytes(path)[0] <= max(before, MIB)
