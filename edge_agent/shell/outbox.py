@@ -94,6 +94,8 @@ _ALARM_STATE_ROW = "edge"
 # Blocks of an older epoch are sealed again in groups of at most this many records.
 _RESEAL_RECORDS: Final = 2000
 _RESEAL_BLOCKS: Final = 64
+# Attempts to make room for one seal before the seal fails (and the sealer holds its readings).
+_ROOM_ROUNDS: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -235,7 +237,7 @@ class Outbox:
         A full outbox (or disk) makes room and tries again; sqlite3.Error when it cannot.
         """
         async with self._lock:
-            made_room = False
+            rounds = 0
             while True:
                 try:
                     return await self._seal_once(
@@ -246,11 +248,12 @@ class Outbox:
                         backfill_keys=backfill_keys,
                     )
                 except sqlite3.OperationalError as exc:
-                    if made_room or not is_full(exc):
+                    rounds += 1
+                    if not is_full(exc) or rounds > _ROOM_ROUNDS:
                         raise
-                    log.warning("outbox_full", error=str(exc), records=len(records))
-                    made_room = await self._make_room(now=now, clock_synced=clock_synced)
-                    if not made_room:
+                    if rounds == 1:
+                        log.warning("outbox_full", error=str(exc), records=len(records))
+                    if not await self._make_room(now=now, clock_synced=clock_synced):
                         raise
 
     async def _seal_once(
@@ -327,12 +330,12 @@ class Outbox:
     # --- making room ----------------------------------------------------------------------
 
     async def _make_room(self, *, now: float, clock_synced: bool) -> bool:
-        """Free space: delivered blocks first, then undelivered ones thinned, then dropped.
+        """Free space: delivered blocks first, then the oldest undelivered (thinned, dropped).
 
         Returns whether anything was freed. Each step is one transaction; a step that cannot
         commit (the disk is too full even for it) is rolled back and the next one is tried.
         """
-        for step in (self._drop_delivered, self._thin_oldest, self._drop_oldest):
+        for step in (self._drop_delivered, self._evict_oldest):
             try:
                 if await step(now=now, clock_synced=clock_synced):
                     return True
@@ -355,26 +358,25 @@ class Outbox:
             log.info("delivered_blocks_pruned_for_room", blocks=cursor.rowcount)
         return cursor.rowcount > 0
 
-    async def _oldest_undelivered(self, *, thinned: bool | None) -> list[tuple[str, int, int]]:
-        """(epoch, seq, size) of the oldest undelivered blocks, up to the eviction size."""
+    async def _oldest_undelivered(self) -> list[tuple[str, int, bool]]:
+        """(epoch, seq, thinned) of the oldest undelivered blocks, up to the eviction size."""
         limit = self._budget.evict_bytes if self._budget is not None else 1024 * 1024
-        where = "" if thinned is None else f" AND thinned = {int(thinned)}"
-        chosen: list[tuple[str, int, int]] = []
+        chosen: list[tuple[str, int, bool]] = []
         total = 0
         async with self._db.execute(
-            "SELECT epoch, seq, length(payload) FROM blocks"
-            f" WHERE delivered_at IS NULL{where} ORDER BY sealed_at, seq"
+            "SELECT epoch, seq, length(payload), thinned FROM blocks"
+            " WHERE delivered_at IS NULL ORDER BY sealed_at, seq"
         ) as cursor:
             async for row in cursor:
-                chosen.append((str(row[0]), int(row[1]), int(row[2])))
+                chosen.append((str(row[0]), int(row[1]), bool(row[3])))
                 total += int(row[2])
                 if total >= limit:
                     break
         return chosen
 
-    async def _evicted(self, chosen: Sequence[tuple[str, int, int]]) -> list[EvictedBlock]:
+    async def _evicted(self, chosen: Sequence[tuple[str, int]]) -> list[EvictedBlock]:
         blocks = []
-        for epoch, seq, _ in chosen:
+        for epoch, seq in chosen:
             async with self._db.execute(
                 "SELECT payload FROM blocks WHERE epoch = ? AND seq = ?", (epoch, seq)
             ) as cursor:
@@ -385,7 +387,7 @@ class Outbox:
 
     async def _replace(
         self,
-        chosen: Sequence[tuple[str, int, int]],
+        chosen: Sequence[tuple[str, int]],
         replacement: Replacement,
         *,
         now: float,
@@ -396,7 +398,7 @@ class Outbox:
         try:
             await self._db.executemany(
                 "DELETE FROM blocks WHERE epoch = ? AND seq = ?",
-                [(epoch, seq) for epoch, seq, _ in chosen],
+                list(chosen),
             )
             await self._append(
                 replacement.records, now=now, clock_synced=clock_synced, thinned=True
@@ -406,26 +408,30 @@ class Outbox:
             await self._db.rollback()
             raise
 
-    async def _thin_oldest(self, *, now: float, clock_synced: bool) -> bool:
-        chosen = await self._oldest_undelivered(thinned=False)
-        if not chosen:
-            return False
-        replacement = thin(await self._evicted(chosen), now=now)
-        if replacement.dropped == 0:
-            return False
-        await self._replace(chosen, replacement, now=now, clock_synced=clock_synced)
-        log.warning(
-            "outbox_thinned",
-            blocks=len(chosen),
-            from_seq=chosen[0][1],
-            to_seq=chosen[-1][1],
-            readings_dropped=replacement.dropped,
-            readings_kept=replacement.kept_readings,
-        )
-        return True
+    async def _evict_oldest(self, *, now: float, clock_synced: bool) -> bool:
+        """The oldest undelivered blocks give way: thinned first, dropped once thinned.
 
-    async def _drop_oldest(self, *, now: float, clock_synced: bool) -> bool:
-        chosen = await self._oldest_undelivered(thinned=None)
+        A replacement is sealed at the head, so the data it keeps queue up behind everything
+        sealed before it: every reading is thinned once, oldest first, before any thinned
+        reading is dropped.
+        """
+        oldest = await self._oldest_undelivered()
+        full = [(epoch, seq) for epoch, seq, thinned in oldest if not thinned]
+        if full:
+            blocks = await self._evicted(full)
+            replacement = thin(blocks, now=now)
+            if replacement.dropped:
+                await self._replace(full, replacement, now=now, clock_synced=clock_synced)
+                log.warning(
+                    "outbox_thinned",
+                    blocks=len(full),
+                    from_seq=full[0][1],
+                    to_seq=full[-1][1],
+                    readings_dropped=replacement.dropped,
+                    readings_kept=replacement.kept_readings,
+                )
+                return True
+        chosen = [(epoch, seq) for epoch, seq, _ in oldest]
         if not chosen:
             return False
         replacement = drop(await self._evicted(chosen), now=now)
