@@ -359,13 +359,16 @@ class Outbox:
         return cursor.rowcount > 0
 
     async def _oldest_undelivered(self) -> list[tuple[str, int, bool]]:
-        """(epoch, seq, thinned) of the oldest undelivered blocks, up to the eviction size."""
+        """(epoch, seq, thinned) of the oldest undelivered blocks, up to the eviction size.
+
+        Oldest by rowid, i.e. by insertion: a wall clock stepped back cannot reorder it.
+        """
         limit = self._budget.evict_bytes if self._budget is not None else 1024 * 1024
         chosen: list[tuple[str, int, bool]] = []
         total = 0
         async with self._db.execute(
             "SELECT epoch, seq, length(payload), thinned FROM blocks"
-            " WHERE delivered_at IS NULL ORDER BY sealed_at, seq"
+            " WHERE delivered_at IS NULL ORDER BY rowid"
         ) as cursor:
             async for row in cursor:
                 chosen.append((str(row[0]), int(row[1]), bool(row[3])))
@@ -500,7 +503,7 @@ class Outbox:
             epoch = (await self._chain_state()).epoch
             async with self._db.execute(
                 "SELECT epoch, seq, payload FROM blocks WHERE delivered_at IS NULL"
-                " AND epoch != ? ORDER BY sealed_at, seq LIMIT ?",
+                " AND epoch != ? ORDER BY rowid LIMIT ?",
                 (epoch, _RESEAL_BLOCKS),
             ) as cursor:
                 rows = list(await cursor.fetchall())

@@ -1,0 +1,164 @@
+"""Lost state, tried as a hostile tester would: corrupt, truncated, emptied, missing, replaced.
+
+Each case opens the damaged outbox the way the agent does at start. The open must succeed
+(no crash loop under Restart=always), a corrupt file must be moved aside, a new epoch must
+start, and the first block of the file opened must carry a gap record that names what was
+lost: `outbox_corrupt` or `outbox_restored`, with the epoch whose blocks will never come.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from edge_agent.core.chain import Identity
+from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_recovery import EpochJournal
+from specs.block import decode_block
+from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
+from specs.signing import signing_key_from_seed
+
+pytestmark = pytest.mark.timeout(60)
+
+KEY = signing_key_from_seed(bytes(32))
+SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
+T0 = 1_700_000_000.0
+
+
+def _readings(start: int, count: int) -> tuple[Record, ...]:
+    return tuple(
+        Reading("T001-LT-01", "WHP-LT", iso_time(T0 + i), float(i), "m", Quality.GOOD)
+        for i in range(start, start + count)
+    )
+
+
+async def _filled(path: Path, blocks: int = 40) -> str:
+    """An outbox with `blocks` undelivered blocks; returns its epoch."""
+    async with open_outbox(path, SITE, KEY) as outbox:
+        for index in range(blocks):
+            await outbox.seal(_readings(index * 50, 50), now=T0 + index, clock_synced=True)
+        return outbox.epoch
+
+
+def _blocks(path: Path) -> list[tuple[str, int, tuple[Record, ...]]]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT epoch, seq, payload FROM blocks ORDER BY seq")
+        return [(str(e), int(s), decode_block(bytes(p)).records) for e, s, p in rows]
+
+
+def _gaps(path: Path) -> list[GapRecord]:
+    return [r for _, _, records in _blocks(path) for r in records if isinstance(r, GapRecord)]
+
+
+async def _reopen(path: Path) -> str:
+    async with open_outbox(path, SITE, KEY) as outbox:
+        await outbox.seal(_readings(10_000, 3), now=T0 + 99, clock_synced=True)
+        return outbox.epoch
+
+
+def _corrupt_pages(path: Path) -> None:
+    size = path.stat().st_size
+    with path.open("r+b") as handle:
+        for offset in range(4096 * 2, size, 4096 * 3):
+            handle.seek(offset)
+            handle.write(os.urandom(512))
+
+
+async def test_garbage_pages_move_the_file_aside_and_start_a_new_epoch(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    old_epoch = await _filled(path)
+    _corrupt_pages(path)
+    new_epoch = await _reopen(path)
+    assert new_epoch != old_epoch
+    aside = list(tmp_path.glob("outbox.db.corrupt-*"))
+    assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm"))], aside
+    [gap] = _gaps(path)
+    assert (gap.reason, gap.epoch, gap.from_seq, gap.to_seq) == (
+        GapReason.OUTBOX_CORRUPT,
+        old_epoch,
+        1,
+        None,
+    )
+    # And the next start is an ordinary one: no second gap, same epoch.
+    assert await _reopen(path) == new_epoch
+    assert len(_gaps(path)) == 1
+
+
+async def test_a_truncated_file_is_moved_aside_too(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    old_epoch = await _filled(path)
+    with path.open("r+b") as handle:
+        handle.truncate(path.stat().st_size // 3)
+    await _reopen(path)
+    [gap] = _gaps(path)
+    assert (gap.reason, gap.epoch) == (GapReason.OUTBOX_CORRUPT, old_epoch)
+
+
+async def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    old_epoch = await _filled(path)
+    path.write_bytes(os.urandom(64 * 1024))
+    await _reopen(path)
+    [gap] = _gaps(path)
+    assert (gap.reason, gap.epoch) == (GapReason.OUTBOX_CORRUPT, old_epoch)
+
+
+async def test_an_emptied_file_is_a_restored_gap_not_silence(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    old_epoch = await _filled(path)
+    path.write_bytes(b"")
+    new_epoch = await _reopen(path)
+    assert new_epoch != old_epoch
+    [gap] = _gaps(path)
+    assert (gap.reason, gap.epoch, gap.from_seq, gap.lost) == (
+        GapReason.OUTBOX_RESTORED,
+        old_epoch,
+        1,
+        None,
+    )
+
+
+async def test_a_deleted_file_is_a_restored_gap(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    old_epoch = await _filled(path)
+    path.unlink()
+    await _reopen(path)
+    [gap] = _gaps(path)
+    assert (gap.reason, gap.epoch) == (GapReason.OUTBOX_RESTORED, old_epoch)
+
+
+async def test_a_first_start_has_no_gap_and_journals_its_epoch(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    epoch = await _reopen(path)
+    assert _gaps(path) == []
+    assert EpochJournal.beside(path).latest() == epoch
+
+
+async def test_a_copy_of_another_epoch_abandons_both_and_resends_its_blocks(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    copy = tmp_path / "snapshot.db"
+    first_epoch = await _filled(path, blocks=5)
+    shutil.copy(path, copy)
+    # The file is lost and started over (new epoch), then the old copy is put back.
+    path.unlink()
+    second_epoch = await _reopen(path)
+    shutil.copy(copy, path)
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    third_epoch = await _reopen(path)
+    assert len({first_epoch, second_epoch, third_epoch}) == 3
+    blocks = _blocks(path)
+    # Every undelivered block of the copied epoch now travels in the new one.
+    assert {epoch for epoch, _, _ in blocks} == {third_epoch}
+    readings = [r for _, _, records in blocks for r in records if isinstance(r, Reading)]
+    assert len(readings) == 5 * 50 + 3
+    restored = {(g.epoch, g.from_seq) for g in _gaps(path) if g.reason is GapReason.OUTBOX_RESTORED}
+    assert restored == {(second_epoch, 1), (first_epoch, 1)}
+    seqs = [seq for _, seq, _ in blocks]
+    assert seqs == list(range(1, len(seqs) + 1))
