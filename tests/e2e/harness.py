@@ -15,9 +15,10 @@ import subprocess
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import yaml
@@ -61,11 +62,22 @@ class Site:
     gateway: str = ""
     site_name: str = "tankfarm"
 
-    def setup(self, poll: str = "200ms") -> None:
-        """Write configs and register keys with the real commands."""
+    def setup(
+        self, poll: str = "200ms", configure: Callable[[dict[str, Any]], None] | None = None
+    ) -> None:
+        """Write configs and register keys with the real commands.
+
+        `configure`, when given, edits the site map (as loaded from site.yaml) before the keys
+        are made: fault tests shorten timeouts, drop devices or point the uplink at a proxy.
+        """
         write_configs(
             self.work, self.site_name, self.broker.url, self.sim_port, self.api_port, poll=poll
         )
+        if configure is not None:
+            path = self.work / "site.yaml"
+            site_map = yaml.safe_load(path.read_text(encoding="utf-8"))
+            configure(site_map)
+            path.write_text(yaml.safe_dump(site_map, allow_unicode=True), encoding="utf-8")
         _cli(str(BIN / "collector"), "keys", "init", "-c", "collector.yaml", cwd=self.work)
         _cli(str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml", cwd=self.work)
         site = yaml.safe_load((self.work / "site.yaml").read_text(encoding="utf-8"))["site"]
@@ -96,9 +108,9 @@ class Site:
         self._spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
         wait_for_port(self.api_port, timeout=30)
 
-    def start_agent(self) -> None:
-        """Start `edge-agent run`."""
-        self._spawn("agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml")
+    def start_agent(self, wrapper: Sequence[str] = ()) -> None:
+        """Start `edge-agent run` (behind `wrapper`, a command that runs it, when given)."""
+        self._spawn("agent", *wrapper, str(BIN / "edge-agent"), "run", "-c", "site.yaml")
 
     def stop(self, name: str, sig: int = signal.SIGTERM) -> None:
         """Stop one process (SIGKILL to simulate a crash or power cut)."""
@@ -107,6 +119,8 @@ class Site:
             return
         with contextlib.suppress(ProcessLookupError):  # it may have exited a moment ago
             os.kill(process.pid, sig)
+            if sig != signal.SIGKILL:
+                os.kill(process.pid, signal.SIGCONT)  # a frozen process must act on it
         try:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
@@ -118,6 +132,12 @@ class Site:
         """Stop every process this site started."""
         for name in list(self.processes):
             self.stop(name)
+
+    def send_signal(self, name: str, sig: int) -> None:
+        """Send a signal to a running process and keep it (SIGSTOP/SIGCONT to freeze it)."""
+        process = self.processes[name]
+        assert process.poll() is None, f"{name} is not running"
+        os.kill(process.pid, sig)
 
     def alive(self, name: str) -> bool:
         """Whether the named process still runs."""
