@@ -267,10 +267,14 @@ class Outcome(enum.StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class StreamState:
-    """How far one (gateway, epoch) sequence is stored.
+    """How far one (gateway, epoch) sequence is stored or closed.
 
-    Every seq in 1..acked_through is stored; `missing` lists the holes between acked_through
-    and max_seq, ascending and disjoint.
+    A seq is *closed* when its block is stored or a stored gap record declared it lost.
+    `declared` holds those declarations, ascending, disjoint and merged, as (from_seq, to_seq)
+    with to_seq None for "every seq from from_seq on". `max_seq` is the highest seq known to
+    exist: stored, or the end of a declared range (the seq before an open-ended one). Every seq
+    in 1..max_seq is closed or listed in `missing` (ascending, disjoint holes, never declared
+    ones), and every seq in 1..acked_through is closed.
     """
 
     gateway: str
@@ -278,6 +282,7 @@ class StreamState:
     acked_through: int = 0
     max_seq: int = 0
     missing: tuple[tuple[int, int], ...] = ()
+    declared: tuple[tuple[int, int | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

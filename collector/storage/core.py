@@ -10,7 +10,7 @@ stored state of its (gateway, alarm_id), whatever order the blocks arrive in.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 
 from collector.storage.base import AlarmEntry, AlarmState, IncomingBlock, Outcome, StreamState
 from specs.records import AlarmEvent
@@ -48,43 +48,135 @@ def classify(
     return tuple(outcomes)
 
 
-def _remove(missing: list[tuple[int, int]], seq: int) -> list[tuple[int, int]]:
-    """Take `seq` out of the hole that holds it (the caller knows one does)."""
+Span = tuple[int, int | None]
+"""A declared seq range (from_seq, to_seq); to_seq None: every seq from from_seq on."""
+
+
+def _union(spans: Iterable[Span]) -> list[Span]:
+    """Sorted, disjoint spans covering the same seqs (adjacent spans joined)."""
+    merged: list[Span] = []
+    for low, high in sorted(spans, key=lambda span: span[0]):
+        if merged:
+            last_low, last_high = merged[-1]
+            if last_high is None:
+                break  # open-ended: covers everything after it
+            if low <= last_high + 1:
+                top = None if high is None else max(high, last_high)
+                merged[-1] = (last_low, top)
+                continue
+        merged.append((low, high))
+    return merged
+
+
+def merge_declared(spans: Iterable[Span]) -> tuple[Span, ...]:
+    """Declared ranges as a stream keeps them: sorted, disjoint and merged."""
+    return tuple(_union(spans))
+
+
+def _minus(holes: Sequence[tuple[int, int]], closed: Sequence[Span]) -> list[tuple[int, int]]:
+    """`holes` without the seqs of `closed`; both sorted and disjoint (one sweep)."""
     result: list[tuple[int, int]] = []
-    for low, high in missing:
-        if low <= seq <= high:
-            if low < seq:
-                result.append((low, seq - 1))
-            if seq < high:
-                result.append((seq + 1, high))
-        else:
-            result.append((low, high))
+    index = 0
+    for low, high in holes:
+        start = low
+        # Spans wholly below this hole are below every later hole too.
+        while index < len(closed) and _end(closed[index]) < start and closed[index][1] is not None:
+            index += 1
+        scan = index
+        while start <= high:
+            if scan == len(closed) or closed[scan][0] > high:
+                result.append((start, high))
+                break
+            cut_low, cut_high = closed[scan]
+            if cut_low > start:
+                result.append((start, cut_low - 1))
+            if cut_high is None:
+                break
+            start = max(start, cut_high + 1)
+            scan += 1
     return result
 
 
-def advance(state: StreamState, new_seqs: Iterable[int]) -> StreamState:
-    """The stream's progress after storing `new_seqs` (seqs not stored before).
+def _end(span: Span) -> int:
+    """The highest seq a declaration says existed (the seq before an open-ended range)."""
+    low, high = span
+    return low - 1 if high is None else high
 
-    A seq that is neither above max_seq nor inside a hole was stored already; it is ignored,
-    so calling this with a seq twice is harmless.
+
+def advance(
+    state: StreamState, new_seqs: Iterable[int], declared: Iterable[Span] = ()
+) -> StreamState:
+    """The stream's progress after storing `new_seqs` and recording `declared` ranges.
+
+    Seqs already stored, and ranges already declared, change nothing, so calling this twice
+    with the same input is harmless. The result depends only on the sets of stored seqs and
+    declared ranges so far, never on the order they arrived in: everything in 1..max_seq that
+    is neither stored nor declared is missing, and a declared seq never is, whenever it came.
     """
-    max_seq = state.max_seq
-    missing = list(state.missing)
-    for seq in sorted(set(new_seqs)):
-        if seq > max_seq:
-            if seq > max_seq + 1:
-                missing.append((max_seq + 1, seq - 1))
-            max_seq = seq
-        elif any(low <= seq <= high for low, high in missing):
-            missing = _remove(missing, seq)
-    acked_through = missing[0][0] - 1 if missing else max_seq
-    return StreamState(
-        gateway=state.gateway,
-        epoch=state.epoch,
-        acked_through=acked_through,
-        max_seq=max_seq,
+    seqs = sorted(set(new_seqs))
+    fresh = tuple(declared)
+    spans = _union((*state.declared, *fresh))
+    # Ends of the declarations as sent: merged, (1, None) and (2, None) would forget that the
+    # second says seq 1 exists. Earlier declarations are in max_seq already.
+    top = max(state.max_seq, seqs[-1] if seqs else 0, *(_end(span) for span in fresh))
+    holes = list(state.missing)
+    if top > state.max_seq:
+        holes.append((state.max_seq + 1, top))  # seqs seen for the first time: all unknown
+    closed = _union((*((seq, seq) for seq in seqs), *spans))
+    missing = _minus(holes, closed)
+    return replace(
+        state,
+        acked_through=missing[0][0] - 1 if missing else top,
+        max_seq=top,
         missing=tuple(missing),
+        declared=tuple(spans),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class StreamChange:
+    """What one batch does to one (gateway, epoch) stream.
+
+    `seqs`: its blocks stored now; `declared`: the seq ranges of it that stored gap records
+    (of any epoch's blocks) declare lost; `seen`: when its newest block of the batch arrived,
+    0.0 when none did (a stream known only from another epoch's gap record).
+    """
+
+    seqs: tuple[int, ...] = ()
+    declared: tuple[Span, ...] = ()
+    seen: float = 0.0
+
+
+Stream = tuple[str, str]
+
+
+def stream_changes(
+    blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome]
+) -> dict[Stream, StreamChange]:
+    """Per stream the batch touches: the seqs it stores and the ranges declared lost.
+
+    A duplicate touches its stream (the agent gets a fresh ACK) but brings nothing new; a gap
+    record counts only from the block's first storage, like the rest of its content.
+    """
+    changes: dict[Stream, StreamChange] = {}
+    for incoming, outcome in zip(blocks, outcomes, strict=True):
+        if not outcome.acknowledged:
+            continue
+        header = incoming.block.header
+        held = changes.get(incoming.stream, StreamChange())
+        seqs = (*held.seqs, header.seq) if outcome is Outcome.STORED else held.seqs
+        changes[incoming.stream] = replace(
+            held, seqs=seqs, seen=max(held.seen, incoming.received_at)
+        )
+        if outcome is not Outcome.STORED:
+            continue
+        for gap in incoming.entries.gaps:
+            if gap.epoch is None or gap.from_seq is None:
+                continue
+            target = (header.gateway, gap.epoch)
+            other = changes.get(target, StreamChange())
+            changes[target] = replace(other, declared=(*other.declared, (gap.from_seq, gap.to_seq)))
+    return changes
 
 
 AlarmKey = tuple[str, str]

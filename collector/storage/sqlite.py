@@ -59,10 +59,11 @@ from collector.storage.core import (
     block_key,
     classify,
     merge_alarms,
+    stream_changes,
 )
 from specs.block import block_hash
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 4
 # Keys per lookup statement: far below SQLite's 32766 host parameters.
 _CHUNK: Final = 300
 
@@ -147,6 +148,10 @@ CREATE TABLE IF NOT EXISTS gaps (
     t_to           REAL
 );
 CREATE INDEX IF NOT EXISTS gaps_by_stream ON gaps (gateway, kind, epoch);
+-- One row per (gateway, epoch) stream (collector.storage.base.StreamState). missing and
+-- declared are JSON lists of [from, to] (declared: to null = open-ended). first_seen and
+-- last_seen are 0 while no block of the stream is stored (it is known only from another
+-- epoch's gap record).
 CREATE TABLE IF NOT EXISTS ingest_state (
     gateway       TEXT NOT NULL,
     epoch         TEXT NOT NULL,
@@ -155,6 +160,7 @@ CREATE TABLE IF NOT EXISTS ingest_state (
     missing       TEXT NOT NULL,
     first_seen    REAL NOT NULL,
     last_seen     REAL NOT NULL,
+    declared      TEXT NOT NULL DEFAULT '[]',
     PRIMARY KEY (gateway, epoch)
 );
 CREATE TABLE IF NOT EXISTS gateway_status (
@@ -240,9 +246,14 @@ async def _upgrade_to_3(db: aiosqlite.Connection) -> None:
     await _add_columns(db, "gaps", ("declared_epoch TEXT", "t_from REAL", "t_to REAL"))
 
 
+async def _upgrade_to_4(db: aiosqlite.Connection) -> None:
+    """Streams keep the seq ranges gap records declared lost (closed, never asked for)."""
+    await _add_columns(db, "ingest_state", ("declared TEXT NOT NULL DEFAULT '[]'",))
+
+
 # From version N to N + 1. Each step adds only what is missing, so a file whose tables the
 # step does not find gets them whole from _SCHEMA afterwards.
-_UPGRADES: Final = {1: _upgrade_to_2, 2: _upgrade_to_3}
+_UPGRADES: Final = {1: _upgrade_to_2, 2: _upgrade_to_3, 3: _upgrade_to_4}
 
 _ALARM_COLUMNS: Final = (
     "a.gateway, a.alarm_id, a.point, a.quota, a.level, a.raised_at, a.cleared_at, a.value,"
@@ -252,7 +263,7 @@ _ALARM_COLUMNS: Final = (
 
 _GATEWAY_VIEW: Final = """
 SELECT g.gateway, g.enterprise, g.district, s.online, s.last_seen,
-       (SELECT max(i.last_seen) FROM ingest_state i WHERE i.gateway = g.gateway),
+       (SELECT max(nullif(i.last_seen, 0)) FROM ingest_state i WHERE i.gateway = g.gateway),
        cur.epoch, cur.acked_through,
        (SELECT count(*) FROM gaps p WHERE p.gateway = g.gateway AND p.kind = 'sequence')
 FROM gateways g
@@ -720,10 +731,12 @@ class SqliteStorage:
 
     async def gateway_profile(self, gateway: str) -> GatewayProfile | None:
         """Domain and mine code from the gateway's newest stored block; None without blocks."""
-        # The newest block is the top of the most recently active sequence: a key lookup.
+        # The newest block is the top stored seq of the most recently active sequence (its
+        # max_seq may be a declared seq that has no block): key lookups.
         rows = await self._reader.execute_fetchall(
             "SELECT b.domain, b.mine_code FROM ingest_state i JOIN blocks b"
-            " ON b.gateway = i.gateway AND b.epoch = i.epoch AND b.seq = i.max_seq"
+            " ON b.gateway = i.gateway AND b.epoch = i.epoch AND b.seq = (SELECT max(x.seq)"
+            " FROM blocks x WHERE x.gateway = i.gateway AND x.epoch = i.epoch)"
             " WHERE i.gateway = ? ORDER BY i.last_seen DESC, i.first_seen DESC LIMIT 1",
             (gateway,),
         )
@@ -1097,6 +1110,10 @@ def _dedupe_audits(
     return entries
 
 
+def _spans(text: str) -> tuple[tuple[int, int | None], ...]:
+    return tuple((int(low), None if high is None else int(high)) for low, high in json.loads(text))
+
+
 async def _stream_states(
     db: aiosqlite.Connection, streams: Sequence[tuple[str, str]]
 ) -> dict[tuple[str, str], StreamState]:
@@ -1104,39 +1121,35 @@ async def _stream_states(
     for chunk in _chunks(sorted(set(streams))):
         rows = await db.execute_fetchall(
             f"WITH k (gateway, epoch) AS (VALUES {_values(2, len(chunk))})"
-            " SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing"
+            " SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared"
             " FROM k CROSS JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch",
             [part for stream in chunk for part in stream],
         )
         for row in rows:
             missing = tuple((int(low), int(high)) for low, high in json.loads(row[4]))
-            found[(row[0], row[1])] = StreamState(row[0], row[1], row[2], row[3], missing)
+            found[(row[0], row[1])] = StreamState(
+                row[0], row[1], row[2], row[3], missing, _spans(row[5])
+            )
     return found
 
 
 async def _advance_streams(
     db: aiosqlite.Connection, blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome]
 ) -> dict[tuple[str, str], StreamState]:
-    new_seqs: dict[tuple[str, str], list[int]] = {}
-    last_seen: dict[tuple[str, str], float] = {}
-    for incoming, outcome in zip(blocks, outcomes, strict=True):
-        if not outcome.acknowledged:
-            continue
-        stream = incoming.stream
-        new_seqs.setdefault(stream, [])
-        last_seen[stream] = max(last_seen.get(stream, 0.0), incoming.received_at)
-        if outcome is Outcome.STORED:
-            new_seqs[stream].append(incoming.block.header.seq)
-    before = await _stream_states(db, list(new_seqs))
-    after: dict[tuple[str, str], StreamState] = {}
-    for stream, seqs in new_seqs.items():
-        old = before.get(stream, StreamState(*stream))
-        after[stream] = advance(old, seqs)
+    changes = stream_changes(blocks, outcomes)
+    before = await _stream_states(db, list(changes))
+    after = {
+        stream: advance(before.get(stream, StreamState(*stream)), change.seqs, change.declared)
+        for stream, change in changes.items()
+    }
+    # first_seen is set by the first stored block (0 until then: see the schema).
     await db.executemany(
-        "INSERT INTO ingest_state (gateway, epoch, acked_through, max_seq, missing,"
-        " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?)"
+        "INSERT INTO ingest_state (gateway, epoch, acked_through, max_seq, missing, declared,"
+        " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (gateway, epoch) DO UPDATE SET acked_through = excluded.acked_through,"
-        " max_seq = excluded.max_seq, missing = excluded.missing,"
+        " max_seq = excluded.max_seq, missing = excluded.missing, declared = excluded.declared,"
+        " first_seen = CASE WHEN ingest_state.first_seen = 0 THEN excluded.first_seen"
+        " ELSE ingest_state.first_seen END,"
         " last_seen = max(ingest_state.last_seen, excluded.last_seen)",
         [
             (
@@ -1144,8 +1157,9 @@ async def _advance_streams(
                 state.acked_through,
                 state.max_seq,
                 json.dumps([list(r) for r in state.missing]),
-                last_seen[stream],
-                last_seen[stream],
+                json.dumps([list(r) for r in state.declared]),
+                changes[stream].seen,
+                changes[stream].seen,
             )
             for stream, state in after.items()
         ],
@@ -1154,11 +1168,12 @@ async def _advance_streams(
     await db.executemany(
         "DELETE FROM gaps WHERE gateway = ? AND kind = 'sequence' AND epoch = ?", changed
     )
+    batch_seen = max((b.received_at for b in blocks), default=0.0)
     await db.executemany(
         "INSERT INTO gaps (gateway, epoch, kind, from_seq, to_seq, reason, lost, detected_at)"
-        " VALUES (?, ?, 'sequence', ?, ?, 'missing', ?, ?)",
+        " VALUES (?, ?, 'sequence', ?, ?, 'missing', NULL, ?)",
         [
-            (*stream, low, high, high - low + 1, last_seen[stream])
+            (*stream, low, high, changes[stream].seen or batch_seen)
             for stream in changed
             for low, high in after[stream].missing
         ],

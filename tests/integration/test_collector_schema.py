@@ -55,6 +55,9 @@ async def test_a_schema_1_file_is_upgraded_and_its_blocks_learn_their_mine(
             assert profile is not None
             assert (profile.domain, profile.mine_code) == ("MK", MINE.mine_code)
             assert await storage.point_metas(MINE.gateway) == {}
+            state = await storage.stream(MINE.gateway, "epoch-1")
+            assert state is not None
+            assert (state.acked_through, state.declared) == (1, ())
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert db.execute("SELECT count(*) FROM alarms").fetchone() == (0,)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -19,6 +21,7 @@ from collector.storage.base import (
     AuditEntry,
     BatchResult,
     BlockEntries,
+    GapEntry,
     Gateway,
     GatewayView,
     IncomingBlock,
@@ -29,9 +32,10 @@ from collector.storage.base import (
     StatusUpdate,
     StreamState,
 )
-from collector.storage.core import advance, classify
+from collector.storage.core import Span, StreamChange, advance, classify, stream_changes
 from specs.ack import decode_ack
 from specs.block import decode_block
+from specs.records import GapReason
 from specs.signing import signature_from_properties, signing_key_from_seed
 from tests.support.collector_client import BASE_TIME, foreign_key, gap_record, sim_gateway
 
@@ -64,21 +68,23 @@ def _reason(verdict: object) -> Reason | None:
 # --- sequence tracking --------------------------------------------------------------------
 
 
-def _brute(seqs: set[int]) -> StreamState:
-    acked = 0
-    while acked + 1 in seqs:
-        acked += 1
-    top = max(seqs, default=0)
+def _covered(spans: Sequence[Span], seq: int) -> bool:
+    return any(low <= seq and (high is None or seq <= high) for low, high in spans)
+
+
+def _brute(seqs: set[int], spans: Sequence[Span] = ()) -> tuple[int, int, list[tuple[int, int]]]:
+    """(acked_through, max_seq, missing) recomputed from the sets, seq by seq."""
+    ends = [low - 1 if high is None else high for low, high in spans]
+    top = max([0, *seqs, *ends])
     missing: list[tuple[int, int]] = []
-    seq = acked + 1
-    while seq <= top:
-        if seq not in seqs:
-            low = seq
-            while seq + 1 <= top and seq + 1 not in seqs:
-                seq += 1
-            missing.append((low, seq))
-        seq += 1
-    return StreamState("g", "e", acked, top, tuple(missing))
+    for seq in range(1, top + 1):
+        if seq in seqs or _covered(spans, seq):
+            continue
+        if missing and missing[-1][1] == seq - 1:
+            missing[-1] = (missing[-1][0], seq)
+        else:
+            missing.append((seq, seq))
+    return (missing[0][0] - 1 if missing else top), top, missing
 
 
 @given(st.lists(st.lists(st.integers(1, 60), max_size=8), max_size=12))
@@ -88,7 +94,60 @@ def test_advance_matches_recomputing_from_the_set(batches: list[list[int]]) -> N
     for batch in batches:
         state = advance(state, batch)  # repeats and already-stored seqs are harmless
         stored |= set(batch)
-        assert state == _brute(stored)
+        acked, top, missing = _brute(stored)
+        assert state == StreamState("g", "e", acked, top, tuple(missing))
+
+
+spans = st.tuples(st.integers(1, 60), st.none() | st.integers(0, 15)).map(
+    lambda span: (span[0], None if span[1] is None else span[0] + span[1])
+)
+
+
+@given(
+    st.lists(
+        st.tuples(st.lists(st.integers(1, 70), max_size=6), st.lists(spans, max_size=2)),
+        max_size=12,
+    )
+)
+def test_declared_seqs_are_closed_whatever_the_arrival_order(
+    batches: list[tuple[list[int], list[Span]]],
+) -> None:
+    state = StreamState("g", "e")
+    stored: set[int] = set()
+    declared: list[Span] = []
+    for seqs, ranges in batches:
+        state = advance(state, seqs, ranges)
+        stored |= set(seqs)
+        declared.extend(ranges)
+        missing = {seq for low, high in state.missing for seq in range(low, high + 1)}
+        every = range(1, state.max_seq + 1)
+        assert not {seq for seq in missing if _covered(declared, seq)}  # missing ∩ declared = ∅
+        assert not missing & stored
+        assert all(s in stored or s in missing or _covered(declared, s) for s in every)
+        assert all(s in stored or _covered(declared, s) for s in range(1, state.acked_through + 1))
+        # The same sets in any order give the same state: it is a function of them alone.
+        assert (state.acked_through, state.max_seq, list(state.missing)) == _brute(stored, declared)
+        assert all(_covered(state.declared, s) == _covered(declared, s) for s in range(100))
+        assert list(state.declared) == sorted(state.declared)
+
+
+def test_an_open_ended_declaration_closes_holes_that_open_later() -> None:
+    state = advance(StreamState("g", "e"), [1, 2])
+    state = advance(state, [], [(5, None)])  # the agent abandoned the epoch from seq 5 on
+    assert (state.acked_through, state.max_seq, state.missing) == (2, 4, ((3, 4),))
+    state = advance(state, [9])  # a block sealed before the abandonment: opens no hole
+    assert (state.acked_through, state.max_seq, state.missing) == (2, 9, ((3, 4),))
+    state = advance(state, [4, 3])
+    assert (state.acked_through, state.missing, state.declared) == (9, (), ((5, None),))
+
+
+def test_a_later_block_cannot_reopen_declared_seqs() -> None:
+    state = advance(StreamState("g", "e"), [1], [(3, 6)])
+    assert (state.acked_through, state.max_seq, state.missing) == (1, 6, ((2, 2),))
+    state = advance(state, [10])
+    assert state.missing == ((2, 2), (7, 9))
+    state = advance(state, [2, 7, 8, 9])
+    assert (state.acked_through, state.missing) == (10, ())
 
 
 def test_out_of_order_opens_and_closes_a_hole() -> None:
@@ -97,6 +156,34 @@ def test_out_of_order_opens_and_closes_a_hole() -> None:
     assert (state.acked_through, state.missing) == (1, ((2, 2),))
     state = advance(state, [2])
     assert (state.acked_through, state.max_seq, state.missing) == (3, 3, ())
+
+
+def _gap_block(seq: int, *gaps: GapEntry, epoch: str = "epoch-2") -> IncomingBlock:
+    payload = GW.block(seq, epoch=epoch)
+    return IncomingBlock(
+        GW.topics.block,
+        decode_block(payload),
+        GW.key.sign(payload),
+        BASE_TIME + seq,
+        BlockEntries(gaps=gaps),
+    )
+
+
+def test_stream_changes_route_declarations_to_the_epoch_they_name() -> None:
+    corrupt = GapEntry(0, BASE_TIME, GapReason.OUTBOX_CORRUPT, None, None, epoch="epoch-1",
+                       from_seq=40)  # fmt: skip
+    full = GapEntry(1, BASE_TIME, GapReason.OUTBOX_FULL, 9, None, epoch="epoch-2", from_seq=2,
+                    to_seq=3)  # fmt: skip
+    no_range = GapEntry(2, BASE_TIME, GapReason.DISK_FULL, 4, "P")
+    blocks = [_gap_block(1, corrupt), _gap_block(5, full, no_range), _gap_block(5, full)]
+    outcomes = (Outcome.STORED, Outcome.STORED, Outcome.DUPLICATE)
+    changes = stream_changes(blocks, outcomes)
+    assert changes == {
+        (GW.gateway, "epoch-2"): StreamChange((1, 5), ((2, 3),), BASE_TIME + 5),
+        (GW.gateway, "epoch-1"): StreamChange((), ((40, None),), 0.0),
+    }
+    # Nothing of a conflicting block counts.
+    assert stream_changes(blocks[:1], (Outcome.SEQ_CONFLICT,)) == {}
 
 
 def test_classify_by_membership_within_and_across_batches() -> None:

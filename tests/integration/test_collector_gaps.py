@@ -1,0 +1,140 @@
+"""Gap records that declare seqs lost close them, through a real Mosquitto into real SQLite."""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from collector.storage.base import EVERYTHING, Storage
+from specs.ack import Ack
+from specs.records import GapReason
+from specs.signing import signing_key_from_seed
+from tests.support.broker import Broker
+from tests.support.collector_client import (
+    GatewayLink,
+    SimGateway,
+    gap_record,
+    gateway_link,
+    register,
+    running_ingest,
+    sim_gateway,
+)
+
+COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
+
+
+@dataclass
+class Env:
+    storage: Storage
+    link: GatewayLink
+    gateway: SimGateway
+    database: Path
+
+
+@pytest.fixture
+async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[Env]:
+    gateway = sim_gateway(1)
+    database = tmp_path / "collector.db"
+    async with running_ingest(broker.port, database, COLLECTOR_KEY) as (_, storage):
+        await register(storage, gateway)
+        async with gateway_link(broker.port, gateway) as link:
+            yield Env(storage, link, gateway, database)
+
+
+async def _ack(env: Env) -> Ack:
+    signed = await env.link.next_ack()
+    COLLECTOR_KEY.public().verify(signed.signature, signed.payload)
+    return signed.ack
+
+
+def _db(env: Env, query: str) -> list[tuple[object, ...]]:
+    with sqlite3.connect(env.database) as db:
+        rows = db.execute(query).fetchall()
+    db.close()
+    return rows
+
+
+def _holes(env: Env) -> list[tuple[object, ...]]:
+    return _db(
+        env, "SELECT epoch, from_seq, to_seq FROM gaps WHERE kind = 'sequence' ORDER BY 1, 2"
+    )
+
+
+async def test_a_declared_range_closes_its_hole_and_is_never_asked_for_again(env: Env) -> None:
+    for seq in (1, 2, 5):
+        await env.link.send(seq)
+    acks = [await _ack(env) for _ in range(3)]
+    assert acks[-1].missing == ((3, 4),)
+    full = gap_record(6, 40, GapReason.OUTBOX_FULL, epoch="epoch-1", from_seq=3, to_seq=4)
+    await env.link.send(6, records=[env.gateway.reading(6), full])
+    after = await _ack(env)
+    assert (after.seq, after.acked_through, after.missing) == (6, 6, ())
+    assert _holes(env) == []
+    await env.link.send(9)  # a new hole above: only 7..8 is asked for
+    assert (await _ack(env)).missing == ((7, 8),)
+    assert _holes(env) == [("epoch-1", 7, 8)]
+    state = await env.storage.stream(env.gateway.gateway, "epoch-1")
+    assert state is not None
+    assert state.declared == ((3, 4),)
+
+
+async def test_an_abandoned_epoch_closes_everything_from_its_seq_even_what_comes_later(
+    env: Env,
+) -> None:
+    for seq in (1, 2, 4):
+        await env.link.send(seq)
+    assert [(await _ack(env)).missing for _ in range(3)][-1] == ((3, 3),)
+    corrupt = gap_record(1, None, GapReason.OUTBOX_CORRUPT, epoch="epoch-1", from_seq=3)
+    await env.link.send(1, epoch="epoch-2", records=[env.gateway.reading(1), corrupt])
+    assert (await _ack(env)).epoch == "epoch-2"
+    old = await env.storage.stream(env.gateway.gateway, "epoch-1")
+    assert old is not None
+    assert (old.acked_through, old.max_seq, old.missing, old.declared) == (4, 4, (), ((3, None),))
+    # A block of the old epoch still in flight arrives late: it is stored, and opens no hole.
+    await env.link.send(7)
+    late = await _ack(env)
+    assert (late.epoch, late.seq, late.acked_through, late.missing) == ("epoch-1", 7, 7, ())
+    assert _holes(env) == []
+    page = await env.storage.gateway_views(EVERYTHING, after=None, limit=10)
+    assert (page.items[0].epoch, page.items[0].gaps) == ("epoch-2", 0)
+
+
+async def test_a_declaration_about_an_epoch_never_seen_does_not_become_the_current_one(
+    env: Env,
+) -> None:
+    restored = gap_record(1, None, GapReason.OUTBOX_RESTORED, epoch="epoch-0", from_seq=3)
+    await env.link.send(1, epoch="epoch-1", records=[env.gateway.reading(1), restored])
+    await _ack(env)
+    unseen = await env.storage.stream(env.gateway.gateway, "epoch-0")
+    assert unseen is not None
+    # Seqs 1..2 of it were sealed and nobody holds or declared them: open, honestly.
+    assert (unseen.acked_through, unseen.max_seq, unseen.missing) == (0, 2, ((1, 2),))
+    assert _db(env, "SELECT epoch, first_seen, last_seen FROM ingest_state ORDER BY epoch")[0] == (
+        "epoch-0",
+        0.0,
+        0.0,
+    )
+    (view,) = (await env.storage.gateway_views(EVERYTHING, after=None, limit=10)).items
+    assert (view.epoch, view.acked_through, view.gaps) == ("epoch-1", 1, 1)
+    assert view.block_seen is not None
+    assert view.block_seen > 0
+    profile = await env.storage.gateway_profile(env.gateway.gateway)
+    assert profile is not None
+    assert profile.domain == "WHP"
+
+
+async def test_acked_through_may_rest_on_a_declared_seq(env: Env) -> None:
+    await env.link.send(1)
+    await _ack(env)
+    full = gap_record(2, 8, GapReason.OUTBOX_FULL, epoch="epoch-1", from_seq=4, to_seq=6)
+    await env.link.send(3, records=[full])  # declares 4..6 before 2 arrives
+    assert (await _ack(env)).missing == ((2, 2),)
+    await env.link.send(2)
+    ack = await _ack(env)
+    assert (ack.acked_through, ack.missing) == (6, ())
+    profile = await env.storage.gateway_profile(env.gateway.gateway)
+    assert profile is not None  # the newest stored block, although max_seq 6 has none
