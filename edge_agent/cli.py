@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 import click
 
+from edge_agent.backfill.cli import backfill
 from edge_agent.catalogue_cli import catalogue
 from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from edge_agent.core.points import (
@@ -199,5 +200,6 @@ def _pad(text: str, width: int) -> str:
     return text + " " * (width - _cells(text))
 
 
+main.add_command(backfill)
 main.add_command(catalogue)
 main.add_command(probe)

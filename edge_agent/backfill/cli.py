@@ -1,0 +1,181 @@
+"""`edge-agent backfill -c site.yaml --csv FILE [--tz +08:00] [--json]` (DESIGN section 6)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Self
+
+import click
+
+from edge_agent.backfill.importer import (
+    CsvFileError,
+    CsvSource,
+    ImportCounts,
+    OutboxWriteError,
+    exclusive_import,
+    import_rows,
+)
+from edge_agent.backfill.rows import DEFAULT_TZ, OffsetError, RowParser, parse_offset, targets_of
+from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from edge_agent.config import SiteConfig
+from edge_agent.core.points import resolve_points
+from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.runtime import identity_of
+from specs.catalogue import default_catalogue
+from specs.signing import SignatureError, SigningKey, load_signing_key
+
+if TYPE_CHECKING:
+    from types import TracebackType
+
+REJECTED_EXIT = 1
+
+
+def _offset(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
+    try:
+        return parse_offset(value)
+    except OffsetError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+class _Report:
+    """Rejected rows as `FILE:LINE: reason` on stderr; a progress bar on a terminal only."""
+
+    def __init__(self, path: Path, size: int) -> None:
+        self._path = path
+        self._bar = None
+        self._shown = 0
+        if sys.stderr.isatty():
+            self._bar = click.progressbar(
+                length=size, label=f"backfill {path.name}", file=sys.stderr, show_eta=True
+            )
+
+    def __enter__(self) -> Self:
+        if self._bar is not None:
+            self._bar.__enter__()
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        if self._bar is not None:
+            self._bar.__exit__(kind, error, trace)
+
+    def rejected(self, line: int, reason: str) -> None:
+        # On a terminal, clear the bar's line first so the message stands on its own.
+        prefix = "\r\x1b[K" if self._bar is not None else ""
+        click.echo(f"{prefix}{self._path}:{line}: {reason}", err=True)
+
+    def advanced(self, position: int) -> None:
+        if self._bar is not None and position > self._shown:
+            self._bar.update(position - self._shown)
+            self._shown = position
+
+
+def _signing_key(config: SiteConfig) -> SigningKey:
+    path = config.signing.key_file
+    try:
+        return load_signing_key(path.read_bytes())
+    except FileNotFoundError:
+        click.echo(f"{path}: key file is missing (see `edge-agent keys init`)", err=True)
+    except OSError as exc:
+        click.echo(f"{path}: {exc.strerror or exc}", err=True)
+    except SignatureError as exc:
+        click.echo(f"{path}: {exc}", err=True)
+    raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+
+
+async def _import(
+    config: SiteConfig, key: SigningKey, source: CsvSource, parser: RowParser, report: _Report
+) -> ImportCounts:
+    try:
+        async with open_outbox(config.outbox.path, identity_of(config), key) as outbox:
+            return await import_rows(
+                source, parser, outbox, progress=report, clock_synced=clock_synchronized
+            )
+    except sqlite3.Error as exc:  # opening: not an outbox file, unreadable, locked too long
+        raise OutboxWriteError(f"{config.outbox.path}: {exc}", 0) from None
+
+
+@click.command()
+@config_option
+@click.option(
+    "--csv",
+    "csv_path",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The instrument log: UTF-8 CSV, header point,t,value[,quality][,unit].",
+)
+@click.option(
+    "--tz",
+    "offset",
+    default=DEFAULT_TZ,
+    show_default=True,
+    callback=_offset,
+    help="UTC offset of times written without one.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the counts as JSON.")
+def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> None:
+    """Import an instrument's own log into the outbox as backfilled readings.
+
+    Each row that cannot be imported is reported as FILE:LINE: reason on stderr and skipped.
+    Rows already imported (by this file or an earlier run) count as duplicate: running the
+    same file again imports nothing. Safe while `edge-agent run` runs. Exit 1 when any row
+    was rejected.
+    """
+    config = load_or_exit(config_path)
+    key = _signing_key(config)
+    targets = targets_of(resolve_points(config), default_catalogue())
+
+    def waiting() -> None:
+        click.echo(f"{config.outbox.path}: another backfill is running; waiting for it", err=True)
+
+    try:
+        source = CsvSource(csv_path)
+    except CsvFileError as exc:
+        click.echo(str(exc), err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
+    parser = RowParser(source.columns, targets, offset)
+    try:
+        with (
+            exclusive_import(config.outbox.path, waiting),
+            _Report(csv_path, source.size) as report,
+        ):
+            counts = asyncio.run(_import(config, key, source, parser, report))
+    except CsvFileError as exc:
+        click.echo(str(exc), err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
+    except OutboxWriteError as exc:
+        click.echo(
+            f"{exc}; {exc.imported} readings were imported before it. Run the same command"
+            " again to import the rest: nothing is imported twice.",
+            err=True,
+        )
+        raise click.exceptions.Exit(REJECTED_EXIT) from None
+    finally:
+        source.close()
+    if as_json:
+        click.echo(
+            json.dumps(
+                {
+                    "imported": counts.imported,
+                    "duplicate": counts.duplicate,
+                    "rejected": counts.rejected,
+                    "seconds": round(counts.seconds, 3),
+                }
+            )
+        )
+    else:
+        click.echo(
+            f"{csv_path}: imported {counts.imported}, duplicate {counts.duplicate},"
+            f" rejected {counts.rejected} in {counts.seconds:.1f} s"
+        )
+    if counts.rejected:
+        raise click.exceptions.Exit(REJECTED_EXIT)

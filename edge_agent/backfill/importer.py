@@ -1,0 +1,228 @@
+"""The import's shell: stream a CSV file through the row parser into sealed outbox blocks.
+
+Memory stays flat whatever the file size: rows are read one at a time and at most one block's
+readings are held. Duplicates are found without remembering the file: within the block being
+built by a dict, and against everything sealed before (earlier blocks of this run, earlier
+runs) by the outbox's `backfill_keys`, which each seal writes in its own transaction. One
+import at a time per outbox (a lock file beside it), so the look-up and the seal that follows
+it cannot race another import of the same rows; the running agent never writes those keys.
+"""
+
+from __future__ import annotations
+
+import csv
+import fcntl
+import io
+import re
+import sqlite3
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final, Protocol
+
+from edge_agent.backfill.rows import Columns, HeaderError, Rejection, RowParser, parse_header
+from edge_agent.shell.outbox import Outbox
+from specs.records import Reading
+
+BLOCK_READINGS: Final = 4000
+"""Readings per sealed block: large blocks keep the per-block cost (hash, signature, fsync)
+small against the per-reading cost; about 600 KB of JSON each."""
+
+# The surrogateescape decoder turns each byte that is not UTF-8 into one of these.
+_UNDECODABLE: Final = re.compile("[\udc80-\udcff]")
+_Key = tuple[str, str]
+
+
+class CsvFileError(Exception):
+    """The file as a whole cannot be imported: unreadable, empty, or a bad header row."""
+
+
+class OutboxWriteError(Exception):
+    """The outbox refused a look-up or a seal (disk full, I/O error, not an outbox file)."""
+
+    def __init__(self, message: str, imported: int) -> None:
+        super().__init__(message)
+        self.imported = imported
+
+
+@dataclass(frozen=True, slots=True)
+class ImportCounts:
+    """What one import did: `--json` prints these."""
+
+    imported: int
+    duplicate: int
+    rejected: int
+    seconds: float
+
+
+class Progress(Protocol):
+    """Where the import reports rejected rows and how far into the file it is."""
+
+    def rejected(self, line: int, reason: str) -> None:
+        """Row starting at `line` (1-based) was skipped for `reason`."""
+
+    def advanced(self, position: int) -> None:
+        """`position` bytes of the file have been read and their rows handled."""
+
+
+class CsvSource:
+    """A CSV file read as a stream: its header, then (line, cells) per data row.
+
+    UTF-8 with or without a BOM. Bytes that are not UTF-8 reach the parser as lone
+    surrogates, so such a row is rejected (with its line) instead of stopping the file.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        try:
+            self._binary = path.open("rb")
+        except OSError as exc:
+            raise CsvFileError(f"{path}: {exc.strerror or exc}") from None
+        self._text = io.TextIOWrapper(
+            self._binary, encoding="utf-8-sig", errors="surrogateescape", newline=""
+        )
+        self._reader = csv.reader(self._text)
+        self.size = path.stat().st_size
+        self.header_line, header = self._header()
+        try:
+            self.columns: Columns = parse_header(header)
+        except HeaderError as exc:
+            self.close()
+            raise CsvFileError(f"{path}:{self.header_line}: {exc}") from None
+
+    def _header(self) -> tuple[int, list[str]]:
+        for line, cells in self._records():
+            if isinstance(cells, Rejection):
+                self.close()
+                raise CsvFileError(f"{self.path}:{line}: header: {cells.reason}")
+            if _UNDECODABLE.search("".join(cells)):
+                self.close()
+                raise CsvFileError(f"{self.path}:{line}: header: not UTF-8 text")
+            return line, cells
+        self.close()
+        raise CsvFileError(f"{self.path}: no header row (the file is empty)")
+
+    def _records(self) -> Iterator[tuple[int, list[str] | Rejection]]:
+        reader = self._reader
+        while True:
+            start = reader.line_num + 1
+            try:
+                cells = next(reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                # The reader starts afresh with the next record after an error.
+                yield start, Rejection(f"not CSV: {exc}")
+                continue
+            except OSError as exc:
+                raise CsvFileError(f"{self.path}:{start}: {exc.strerror or exc}") from None
+            if cells:  # blank lines carry nothing
+                yield start, cells
+
+    def rows(self) -> Iterator[tuple[int, list[str] | Rejection]]:
+        """Each data row after the header: its first line and its cells (or why not CSV)."""
+        return self._records()
+
+    @property
+    def position(self) -> int:
+        """Bytes read from the file so far."""
+        return self._binary.tell()
+
+    def close(self) -> None:
+        """Close the file."""
+        self._text.close()
+
+
+def rejection_reason(cells: list[str] | Rejection, rejection: Rejection) -> str:
+    """The reason to print: undecodable bytes explain any rejection of the row they are in."""
+    if not isinstance(cells, Rejection) and _UNDECODABLE.search("".join(cells)):
+        return "not UTF-8 text"
+    return rejection.reason
+
+
+async def import_rows(
+    source: CsvSource,
+    parser: RowParser,
+    outbox: Outbox,
+    *,
+    progress: Progress,
+    clock_synced: Callable[[], bool],
+    block_readings: int = BLOCK_READINGS,
+) -> ImportCounts:
+    """Import every row of `source`; return the counts.
+
+    Raises:
+        OutboxWriteError: the outbox failed; what was sealed before stays (and counts as
+            duplicate when the file is imported again).
+    """
+    started = time.monotonic()
+    imported = duplicate = rejected = 0
+    pending: dict[_Key, Reading] = {}
+    for line, cells in source.rows():
+        result = cells if isinstance(cells, Rejection) else parser.parse(cells)
+        if isinstance(result, Rejection):
+            rejected += 1
+            progress.rejected(line, rejection_reason(cells, result))
+            continue
+        key = (result.point, result.t)
+        if key in pending:
+            duplicate += 1
+            continue
+        pending[key] = result
+        if len(pending) >= block_readings:
+            sealed, known = await _seal(outbox, pending, clock_synced, imported)
+            imported, duplicate = imported + sealed, duplicate + known
+            pending = {}
+            progress.advanced(source.position)
+    if pending:
+        sealed, known = await _seal(outbox, pending, clock_synced, imported)
+        imported, duplicate = imported + sealed, duplicate + known
+    progress.advanced(source.size)
+    return ImportCounts(imported, duplicate, rejected, time.monotonic() - started)
+
+
+async def _seal(
+    outbox: Outbox, pending: dict[_Key, Reading], clock_synced: Callable[[], bool], before: int
+) -> tuple[int, int]:
+    """Seal the readings of `pending` no earlier import has sealed: (sealed, known)."""
+    keys = list(pending)
+    try:
+        known = await outbox.known_backfill_keys(keys)
+        fresh = [key for key in keys if key not in known] if known else keys
+        if fresh:
+            await outbox.seal(
+                tuple(pending[key] for key in fresh),
+                now=time.time(),
+                clock_synced=clock_synced(),
+                backfill_keys=fresh,
+            )
+    except sqlite3.Error as exc:
+        raise OutboxWriteError(f"outbox: {exc}", before) from None
+    return len(fresh), len(known)
+
+
+@contextmanager
+def exclusive_import(outbox_path: Path, on_wait: Callable[[], None]) -> Iterator[None]:
+    """Hold the outbox's import lock (`<outbox>.backfill-lock`), waiting for another import.
+
+    Raises:
+        OutboxWriteError: the lock file cannot be created.
+    """
+    lock_path = outbox_path.with_name(outbox_path.name + ".backfill-lock")
+    try:
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        handle = lock_path.open("a")
+    except OSError as exc:
+        raise OutboxWriteError(f"{lock_path}: {exc.strerror or exc}", 0) from None
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            on_wait()
+            fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

@@ -1,0 +1,316 @@
+"""`edge-agent backfill` on real CSV files into a real outbox file (the agent stopped).
+
+Most cases run the command in-process (click's runner: real files, real SQLite); the exit
+codes of the installed entry point are checked once with real processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+
+from demo.__main__ import write_configs
+from edge_agent.backfill.importer import CsvSource, exclusive_import, import_rows
+from edge_agent.backfill.rows import RowParser, parse_offset, targets_of
+from edge_agent.cli import main
+from edge_agent.config import load_site_config
+from edge_agent.core.points import resolve_points
+from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.runtime import identity_of
+from specs.block import GENESIS, Block, decode_block
+from specs.catalogue import default_catalogue
+from specs.records import Quality, Reading
+from specs.signing import Signature, load_signing_key, load_verify_key
+
+BIN = Path(sys.executable).parent
+HEADER = "point,t,value,quality,unit\n"
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """The tank farm's site map in tmp with its gateway key; no agent, no outbox yet."""
+    site_yaml = write_configs(tmp_path, "tankfarm", "mqtt://127.0.0.1:1", 1, 1)
+    result = invoke("keys", "init", "-c", str(site_yaml))
+    assert result.exit_code == 0, result.output
+    return site_yaml
+
+
+def invoke(*args: str) -> Result:
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def backfill(site: Path, csv: Path, *extra: str) -> Result:
+    return invoke("backfill", "-c", str(site), "--csv", str(csv), *extra)
+
+
+def counts(result: Result) -> dict[str, object]:
+    body = json.loads(result.stdout)
+    assert isinstance(body, dict)
+    return body
+
+
+def write(path: Path, text: str, *, bom: bool = False) -> Path:
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + text.encode("utf-8"))
+    return path
+
+
+def outbox_path(site: Path) -> Path:
+    return site.parent / "state" / "outbox.db"
+
+
+def chain(site: Path) -> list[Block]:
+    """Every block of the outbox, checked: seqs 1..n of one epoch, prev hashes, signatures."""
+    public = load_verify_key((site.parent / "keys" / "gateway.key.pub").read_bytes())
+    with sqlite3.connect(outbox_path(site)) as db:
+        rows = db.execute("SELECT epoch, seq, payload, alg, kid, sig FROM blocks ORDER BY seq")
+        blocks = []
+        prev = GENESIS
+        for index, (epoch, seq, payload, alg, kid, sig) in enumerate(rows, start=1):
+            block = decode_block(bytes(payload))
+            assert (seq, block.header.seq, block.header.epoch) == (index, index, epoch)
+            assert block.header.prev == prev, f"block {seq} does not chain to {index - 1}"
+            public.verify(Signature(alg, kid, bytes(sig)), bytes(payload))
+            prev = block.digest
+            blocks.append(block)
+    return blocks
+
+
+def readings(site: Path) -> list[Reading]:
+    return [r for block in chain(site) for r in block.records if isinstance(r, Reading)]
+
+
+def test_bom_both_separators_naive_times_and_units(site: Path, tmp_path: Path) -> None:
+    csv = write(
+        tmp_path / "log.csv",
+        "Point, T ,value,unit\r\n"  # header names are trimmed and any case; CRLF lines
+        "T001-LT-01,2024-03-01 08:00:00,5.25,\r\n"
+        "T001-LT-01,2024-03-01T08:00:01,530,cm\r\n"
+        "T001-LT-01,2024-03-01T00:00:02Z,5.35,m\r\n"
+        "\r\n"  # a blank line is skipped, not rejected
+        "T001-TT-01,2024-03-01 08:00:03.5+08:00,77,°F\r\n",
+        bom=True,
+    )
+    result = backfill(site, csv, "--json")
+    assert result.exit_code == 0, result.stderr
+    body = counts(result)
+    assert set(body) == {"imported", "duplicate", "rejected", "seconds"}
+    assert (body["imported"], body["duplicate"], body["rejected"]) == (4, 0, 0)
+    assert isinstance(body["seconds"], float)
+    assert result.stderr == ""
+    assert [(r.point, r.t, r.value, r.unit, r.quality, r.flags) for r in readings(site)] == [
+        ("T001-LT-01", "2024-03-01T00:00:00.000+00:00", 5.25, "m", Quality.GOOD, ("backfill",)),
+        ("T001-LT-01", "2024-03-01T00:00:01.000+00:00", 5.3, "m", Quality.GOOD, ("backfill",)),
+        ("T001-LT-01", "2024-03-01T00:00:02.000+00:00", 5.35, "m", Quality.GOOD, ("backfill",)),
+        ("T001-TT-01", "2024-03-01T00:00:03.500+00:00", 25.0, "℃", Quality.GOOD, ("backfill",)),
+    ]
+
+
+def test_tz_applies_to_naive_times_only(site: Path, tmp_path: Path) -> None:
+    csv = write(
+        tmp_path / "log.csv",
+        "point,t,value\nT001-LT-01,2024-03-01 08:00:00,1\nT001-LT-01,2024-03-01 08:00:00+08:00,2\n",
+    )
+    result = backfill(site, csv, "--tz", "-05:00")
+    assert result.exit_code == 0, result.stderr
+    assert [(r.t, r.value) for r in readings(site)] == [
+        ("2024-03-01T13:00:00.000+00:00", 1.0),
+        ("2024-03-01T00:00:00.000+00:00", 2.0),
+    ]
+
+
+def test_every_rejected_row_is_reported_as_file_line_reason(site: Path, tmp_path: Path) -> None:
+    csv = tmp_path / "rejects.csv"
+    lines = [
+        HEADER.rstrip("\n"),  # 1
+        "T001-LT-01,2024-03-01 08:00:00,1.0,good,m",  # 2 imported
+        "T009-LT-01,2024-03-01 08:00:00,1.0,,",  # 3 unknown point
+        "T001-LT-01,2024-03-01,1.0,,",  # 4 bad time
+        "T001-LT-01,2024-02-30 08:00:00,1.0,,",  # 5 no such date
+        "T001-LT-01,2024-03-01 08:00:01,n/a,,",  # 6 not a number
+        "T001-LT-01,2024-03-01 08:00:02,1.0,,ft",  # 7 unit not convertible
+        "T001-LT-01,2024-03-01 08:00:03,1.0",  # 8 wrong column count
+        "T001-LT-01,2024-03-01 08:00:04,1.0,fine,",  # 9 bad quality
+        '"T001-LT-01","2024-03-01 08:00:05","1.0',  # 10..11: a quoted newline
+        '2","good","m"',
+        "T001-LT-01,2024-03-01 08:00:06,1.0,good,m",  # 12 imported
+        "T001-LT-01,2024-03-01 08:00:07,1.0,good,m",  # 13 latin-1 bytes below
+        "T001-LT-01,2024-03-01 08:00:08,,good,",  # 14 empty value on a good reading
+        "T001-LT-01,2024-03-01 08:00:09,,bad,",  # 15 imported, no value
+    ]
+    data = "\n".join(lines).encode("utf-8") + b"\n"
+    data = data.replace(b"08:00:07,1.0,good,m", b"08:00:07,1.0,good,\xb0m")
+    csv.write_bytes(data)
+    result = backfill(site, csv, "--json")
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        f"{csv}:3: unknown point 'T009-LT-01'",
+        f"{csv}:4: bad time '2024-03-01': not ISO 8601 (YYYY-MM-DD hh:mm:ss[+08:00])",
+        f"{csv}:5: bad time '2024-02-30 08:00:00': no such date",
+        f"{csv}:6: value 'n/a' is not a number",
+        f"{csv}:7: unit 'ft' is not convertible to m for T001-LT-01 (WHP-LT accepts cm, m, mm)",
+        f"{csv}:8: expected 5 columns, found 3",
+        f"{csv}:9: quality 'fine' is not good|uncertain|bad",
+        f"{csv}:10: value '1.0\\n2' is not a number",
+        f"{csv}:13: not UTF-8 text",
+        f"{csv}:14: value '' is not a number",
+    ]
+    assert (counts(result)["imported"], counts(result)["rejected"]) == (3, 10)
+    assert [(r.t, r.value, r.quality) for r in readings(site)] == [
+        ("2024-03-01T00:00:00.000+00:00", 1.0, Quality.GOOD),
+        ("2024-03-01T00:00:06.000+00:00", 1.0, Quality.GOOD),
+        ("2024-03-01T00:00:09.000+00:00", None, Quality.BAD),
+    ]
+
+
+def test_rerunning_a_file_imports_nothing_and_repeats_count_as_duplicate(
+    site: Path, tmp_path: Path
+) -> None:
+    rows = [f"T00{1 + i % 3}-LT-01,2024-03-01 08:{i // 60:02d}:{i % 60:02d},{i}" for i in range(90)]
+    # The same (point, t) twice in the file, once written differently (offset, fraction).
+    rows += ["T001-LT-01,2024-03-01 08:00:00,999", "T001-LT-01,2024-03-01T00:00:00.000Z,998"]
+    csv = write(tmp_path / "log.csv", "point,t,value\n" + "\n".join(rows) + "\n")
+    first = backfill(site, csv, "--json")
+    assert first.exit_code == 0, first.stderr
+    assert (counts(first)["imported"], counts(first)["duplicate"]) == (90, 2)
+    sealed = chain(site)
+    second = backfill(site, csv, "--json")
+    assert second.exit_code == 0, second.stderr
+    assert (counts(second)["imported"], counts(second)["duplicate"]) == (0, 92)
+    assert len(chain(site)) == len(sealed), "a re-run must seal no block"
+    values = {(r.point, r.t): r.value for r in readings(site)}
+    assert len(values) == 90
+    assert values[("T001-LT-01", "2024-03-01T00:00:00.000+00:00")] == 0.0, "first one wins"
+
+
+def _import(site: Path, csv: Path, block_readings: int) -> tuple[int, int, int]:
+    config = load_site_config(site)
+    key = load_signing_key(config.signing.key_file.read_bytes())
+    targets = targets_of(resolve_points(config), default_catalogue())
+
+    class Quiet:
+        def rejected(self, line: int, reason: str) -> None:
+            raise AssertionError(f"line {line}: {reason}")
+
+        def advanced(self, position: int) -> None:
+            assert position >= 0
+
+    async def run() -> tuple[int, int, int]:
+        source = CsvSource(csv)
+        try:
+            parser = RowParser(source.columns, targets, parse_offset("+08:00"))
+            async with open_outbox(config.outbox.path, identity_of(config), key) as outbox:
+                done = await import_rows(
+                    source,
+                    parser,
+                    outbox,
+                    progress=Quiet(),
+                    clock_synced=lambda: True,
+                    block_readings=block_readings,
+                )
+        finally:
+            source.close()
+        return done.imported, done.duplicate, done.rejected
+
+    return asyncio.run(run())
+
+
+def test_repeats_in_other_blocks_and_an_interrupted_import_are_found_in_the_outbox(
+    site: Path, tmp_path: Path
+) -> None:
+    times = [f"2024-03-01 08:00:{s:02d}" for s in range(20)]
+    half = write(
+        tmp_path / "half.csv",
+        "point,t,value\n" + "".join(f"T001-LT-01,{t},1\n" for t in times[:10]),
+    )
+    assert _import(site, half, block_readings=4) == (10, 0, 0)
+    # The whole file, with the first half repeated at its end: blocks of 4 readings, so
+    # each repeat sits in a different block than its original.
+    body = "".join(f"T001-LT-01,{t},2\n" for t in times + times[:10])
+    whole = write(tmp_path / "whole.csv", "point,t,value\n" + body)
+    assert _import(site, whole, block_readings=4) == (10, 20, 0)
+    blocks = chain(site)
+    assert [len(b.records) for b in blocks] == [4, 4, 2, 2, 4, 4]
+    assert sorted(r.t for r in readings(site)) == sorted(
+        f"2024-03-01T00:00:{s:02d}.000+00:00" for s in range(20)
+    )
+
+
+def test_file_level_problems_exit_2_and_import_nothing(site: Path, tmp_path: Path) -> None:
+    cases = {
+        "no-value.csv": (
+            "point,t\nT001-LT-01,2024-03-01 08:00:00\n",
+            ":1: header: column 'value' is missing",
+        ),
+        "extra.csv": ("\n\npoint,t,value,site\n", ":3: header: column 'site' is unknown"),
+        "empty.csv": ("", ": no header row (the file is empty)"),
+    }
+    for name, (text, message) in cases.items():
+        result = backfill(site, write(tmp_path / name, text))
+        assert result.exit_code == 2, name
+        assert result.stderr.startswith(str(tmp_path / name) + message), result.stderr
+    bad_tz = backfill(site, write(tmp_path / "ok.csv", "point,t,value\n"), "--tz", "+8")
+    assert bad_tz.exit_code == 2
+    assert "'+8' is not a UTC offset" in bad_tz.stderr
+    missing = backfill(site, tmp_path / "missing.csv")
+    assert missing.exit_code == 2
+    assert not outbox_path(site).exists()
+
+
+def test_the_installed_command_exit_codes(site: Path, tmp_path: Path) -> None:
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [str(BIN / "edge-agent"), "backfill", "-c", str(site), *args],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=120,
+        )
+
+    good = write(tmp_path / "good.csv", "point,t,value\nT001-LT-01,2024-03-01 08:00:00,1\n")
+    done = run("--csv", str(good))
+    assert (done.returncode, done.stderr) == (0, "")
+    assert (
+        done.stdout
+        == f"{good}: imported 1, duplicate 0, rejected 0 in " + done.stdout.split(" in ")[1]
+    )
+    bad = write(tmp_path / "bad.csv", "point,t,value\nT001-LT-01,2024-03-01 08:00:00,x\n")
+    rejected = run("--csv", str(bad), "--json")
+    assert (rejected.returncode, rejected.stderr) == (1, f"{bad}:2: value 'x' is not a number\n")
+    header = write(tmp_path / "header.csv", "t,value\n")
+    assert run("--csv", str(header)).returncode == 2
+    assert run("--csv", str(good), "--tz", "Asia/Shanghai").returncode == 2
+    (site.parent / "keys" / "gateway.key").unlink()
+    no_key = run("--csv", str(good))
+    assert no_key.returncode == 2
+    assert "key file is missing" in no_key.stderr
+
+
+def test_a_second_import_waits_for_the_first(site: Path, tmp_path: Path) -> None:
+    csv = write(tmp_path / "log.csv", "point,t,value\nT001-LT-01,2024-03-01 08:00:00,1\n")
+    waited: list[bool] = []
+    with exclusive_import(outbox_path(site), lambda: waited.append(True)):
+        process = subprocess.Popen(
+            [str(BIN / "edge-agent"), "backfill", "-c", str(site), "--csv", str(csv), "--json"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        deadline = time.monotonic() + 60
+        # The other import says it waits, and does not touch the outbox meanwhile.
+        assert process.stderr is not None
+        line = process.stderr.readline()
+        assert "another backfill is running; waiting for it" in line
+        assert process.poll() is None
+        assert time.monotonic() < deadline
+    out, _ = process.communicate(timeout=60)
+    assert process.returncode == 0
+    assert json.loads(out)["imported"] == 1
+    assert waited == []
