@@ -4,11 +4,15 @@
 """
 
 import time
-from collections.abc import Callable, Sequence
-from typing import Annotated, Final, TypeVar
+from collections.abc import Callable, Mapping, Sequence
+from http import HTTPStatus
+from typing import Annotated, Any, Final, TypeVar
 
-from fastapi import Depends, FastAPI, HTTPException, Query, status
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, status
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector.api.core import (
     ApiToken,
@@ -19,11 +23,23 @@ from collector.api.core import (
     is_online,
     last_seen,
 )
-from collector.api.models import AlarmOut, GatewayOut, Health, ListPage, PointOut, ReadingOut
+from collector.api.models import (
+    AlarmOut,
+    GapOut,
+    GatewayOut,
+    Health,
+    ListPage,
+    PointOut,
+    Problem,
+    ReadingOut,
+)
 from collector.storage.base import (
     AlarmAfter,
     AlarmFilter,
     AlarmState,
+    GapAfter,
+    GapRow,
+    GapState,
     GatewayView,
     Page,
     PointAfter,
@@ -39,6 +55,15 @@ T = TypeVar("T")
 
 DEFAULT_LIMIT: Final = 1000
 MAX_LIMIT: Final = 10_000
+PROBLEM_JSON: Final = "application/problem+json"
+_PROBLEM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
+    code: {"model": Problem, "description": f"{description} (RFC 9457 {PROBLEM_JSON})"}
+    for code, description in (
+        (400, "a query parameter is not valid"),
+        (401, "no valid bearer token"),
+        (422, "a query parameter is out of its range or of the wrong type"),
+    )
+}
 
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
 Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
@@ -122,6 +147,58 @@ def _alarm_after(cursor: str | None) -> AlarmAfter | None:
     return None if position is None else (float(position[0]), str(position[1]), str(position[2]))
 
 
+def _gap_after(cursor: str | None) -> GapAfter | None:
+    position = _after("gaps", cursor, (str, int))
+    return None if position is None else (str(position[0]), int(position[1]))
+
+
+def _gap(row: GapRow) -> GapOut:
+    return GapOut(
+        gateway=row.gateway,
+        epoch=row.epoch,
+        from_seq=row.from_seq,
+        to_seq=row.to_seq,
+        t_from=_optional_time(row.t_from),
+        t_to=_optional_time(row.t_to),
+        lost=row.lost,
+        reason=row.reason,
+        state=row.state.value,
+    )
+
+
+def problem(
+    status_code: int, detail: str, headers: Mapping[str, str] | None = None
+) -> JSONResponse:
+    """An RFC 9457 problem response (`type` about:blank: the status says what kind it is)."""
+    try:
+        title = HTTPStatus(status_code).phrase
+    except ValueError:
+        title = "Error"
+    body = Problem(type="about:blank", title=title, status=status_code, detail=detail)
+    return JSONResponse(
+        body.model_dump(), status_code=status_code, headers=headers, media_type=PROBLEM_JSON
+    )
+
+
+def _validation_detail(exc: RequestValidationError) -> str:
+    return "; ".join(
+        f"{'.'.join(str(part) for part in error.get('loc', ()))}: {error.get('msg', 'invalid')}"
+        for error in exc.errors()
+    )
+
+
+async def _http_problem(_request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, StarletteHTTPException):
+        raise exc
+    return problem(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, RequestValidationError):
+        raise exc
+    return problem(status.HTTP_422_UNPROCESSABLE_CONTENT, _validation_detail(exc))
+
+
 def _next(kind: str, page: Page[T], key: Callable[[T], Sequence[str | int | float]]) -> str | None:
     return encode_cursor(kind, key(page.items[-1])) if page.more and page.items else None
 
@@ -151,8 +228,12 @@ def create_app(
     app = FastAPI(
         title="Ganzhi collector",
         version="1",
-        description="Readings, gateways and ingest progress of the province collector.",
+        description="Readings, gateways and ingest progress of the province collector."
+        f" Errors are RFC 9457 {PROBLEM_JSON}.",
+        responses=_PROBLEM_RESPONSES,
     )
+    app.add_exception_handler(StarletteHTTPException, _http_problem)
+    app.add_exception_handler(RequestValidationError, _validation_problem)
     bearer = HTTPBearer(auto_error=False, description="a token from the collector config")
     known = tuple(tokens)
 
@@ -289,4 +370,31 @@ def create_app(
             next=_next("alarms", page, lambda a: (a.since, a.gateway, a.alarm_id)),
         )
 
+    _gap_routes(app, storage, authenticate)
     return app
+
+
+def _gap_routes(app: FastAPI, storage: Storage, authenticate: Callable[..., Scope]) -> None:
+    """Add `GET /v1/gaps` (apart, so that create_app stays readable)."""
+    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
+
+    @app.get("/v1/gaps")
+    async def gaps(
+        *,
+        scope: Auth,
+        gateway: str | None = None,
+        state: Annotated[
+            GapState | None,
+            Query(description="open: blocks still expected; closed: declared lost"),
+        ] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> ListPage[GapOut]:
+        """Open holes in the stored sequences and the gap records that declared readings lost."""
+        page = await storage.gaps(
+            scope, gateway=gateway, state=state, after=_gap_after(cursor), limit=limit
+        )
+        return ListPage[GapOut](
+            items=[_gap(row) for row in page.items],
+            next=_next("gaps", page, lambda row: (row.gateway, row.rowid)),
+        )

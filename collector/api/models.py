@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Generic, Literal, TypeVar
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 ItemT = TypeVar("ItemT", bound=BaseModel)
 
@@ -61,6 +61,45 @@ class AlarmOut(BaseModel):
     threshold: float | None
     unit: str
     trigger_t: str = Field(description="time of the triggering reading of `point`")
+
+
+class GapOut(BaseModel):
+    """A gap: seqs still expected (`open`), or readings declared lost by a gap record (`closed`)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    gateway: str
+    epoch: str | None = Field(
+        description="the epoch whose seqs from_seq..to_seq the gap covers; null when a gap"
+        " record declares no seq range (its readings never reached a block)"
+    )
+    from_seq: int | None
+    to_seq: int | None = Field(
+        description="inclusive; null with a from_seq: every seq from from_seq on (the epoch was"
+        " abandoned)"
+    )
+    t_from: str | None = Field(
+        alias="from", description="ISO 8601 time of the first lost reading, if known"
+    )
+    t_to: str | None = Field(alias="to", description="ISO 8601 time of the last lost reading")
+    lost: int | None = Field(description="readings lost; null when unknown (always for open gaps)")
+    reason: str = Field(
+        description="`missing` for an open gap; the gap record's reason otherwise: outbox_full,"
+        " disk_full, outbox_corrupt, outbox_restored or thinned"
+    )
+    state: Literal["open", "closed"] = Field(
+        description="open: blocks missing, still expected (the ACK asks for them);"
+        " closed: declared lost by a gap record, never asked for again"
+    )
+
+
+class Problem(BaseModel):
+    """An error, as RFC 9457 `application/problem+json`."""
+
+    type: str = Field(description="`about:blank`: the status says it all")
+    title: str = Field(description="the HTTP status phrase")
+    status: int
+    detail: str = Field(description="what was wrong with this request")
 
 
 class ListPage(BaseModel, Generic[ItemT]):

@@ -454,11 +454,44 @@ class AlarmFilter:
     t_to: float | None = None
 
 
+class GapState(enum.StrEnum):
+    """Whether a gap is still expected to fill (open) or declared lost (closed)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+MISSING: Final = "missing"
+"""The reason of an open gap: blocks missing, still expected, asked for by the ACK."""
+
+
+@dataclass(frozen=True, slots=True)
+class GapRow:
+    """One gap as `GET /v1/gaps` lists it.
+
+    Open: a hole `from_seq`..`to_seq` of (gateway, epoch) still expected (reason `missing`,
+    times and `lost` unknown). Closed: a stored gap record, with its reason, `lost`, time span
+    and the seq range it declares (`epoch` None: none). `rowid` only orders pages.
+    """
+
+    gateway: str
+    epoch: str | None
+    from_seq: int | None
+    to_seq: int | None
+    t_from: float | None
+    t_to: float | None
+    lost: int | None
+    reason: str
+    state: GapState
+    rowid: int = 0
+
+
 # Keyset positions: the sort key of the last item of the previous page.
 GatewayAfter = tuple[str]
 PointAfter = tuple[str, str]
 ReadingAfter = tuple[str, str, float, int]
 AlarmAfter = tuple[float, str, str]
+GapAfter = tuple[str, int]
 
 
 T = TypeVar("T")
@@ -569,6 +602,18 @@ class Storage(Protocol):
         self, scope: Scope, where: AlarmFilter, *, after: AlarmAfter | None, limit: int
     ) -> Page[AlarmState]:
         """Alarms ordered by (since, gateway, alarm_id)."""
+        ...
+
+    async def gaps(
+        self,
+        scope: Scope,
+        *,
+        gateway: str | None,
+        state: GapState | None,
+        after: GapAfter | None,
+        limit: int,
+    ) -> Page[GapRow]:
+        """Open holes and stored gap records, ordered by (gateway, rowid)."""
         ...
 
     # exports (no scope: operator commands)

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import contextlib
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -15,8 +16,14 @@ from collector.api.core import ApiToken
 from collector.ingest.core import Inbound, plan_batch
 from collector.storage import open_storage
 from collector.storage.base import IngestBatch, KeyGrant, StatusUpdate, Storage
-from specs.records import Quality, Reading, iso_time
-from tests.support.collector_client import BASE_TIME, SimGateway, register, sim_gateway
+from specs.records import GapReason, Quality, Reading, Record, iso_time
+from tests.support.collector_client import (
+    BASE_TIME,
+    SimGateway,
+    gap_record,
+    register,
+    sim_gateway,
+)
 
 NANCHANG = sim_gateway(1, district="360100")
 BEIJING = sim_gateway(2, district="110101")
@@ -25,6 +32,7 @@ TOKENS = (
     ApiToken("nanchang", "nc-token", ("360100",)),
     ApiToken("shenzhen", "sz-token", ("440300",)),
 )
+GAP_KEYS = {"gateway", "epoch", "from_seq", "to_seq", "from", "to", "lost", "reason", "state"}
 READING_KEYS = {"gateway", "point", "quota", "t", "value", "unit", "quality", "flags"}
 GATEWAY_KEYS = {
     "gateway",
@@ -54,10 +62,16 @@ def _readings(gateway: SimGateway, seq: int) -> list[Reading]:
     ]
 
 
-async def _store(storage: Storage, gateway: SimGateway, seqs: list[int]) -> None:
+async def _store(
+    storage: Storage,
+    gateway: SimGateway,
+    seqs: list[int],
+    records: Mapping[int, Sequence[Record]] | None = None,
+) -> None:
     messages = []
     for seq in seqs:
-        payload = gateway.block(seq, records=_readings(gateway, seq))
+        chosen = (records or {}).get(seq, _readings(gateway, seq))
+        payload = gateway.block(seq, records=chosen)
         messages.append(Inbound(gateway.topics.block, payload, tuple(gateway.sign(payload)), NOW))
     grants = {}
     for sim in (NANCHANG, BEIJING):
@@ -66,6 +80,14 @@ async def _store(storage: Storage, gateway: SimGateway, seqs: list[int]) -> None
     batch = plan_batch(messages, grants, {})
     assert not batch.audits
     await storage.ingest(batch)
+
+
+@contextlib.asynccontextmanager
+async def _serve(storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(storage, TOKENS, offline_after=60, clock=lambda: NOW + 10)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
+        yield http
 
 
 @pytest.fixture
@@ -78,9 +100,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
         await storage.ingest(
             IngestBatch(statuses=[StatusUpdate(NANCHANG.gateway, online=True, at=NOW)])
         )
-        app = create_app(storage, TOKENS, offline_after=60, clock=lambda: NOW + 10)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
+        async with _serve(storage) as http:
             yield http
 
 
@@ -104,7 +124,10 @@ async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
     assert response.json() == {"status": "ok"}
 
 
-@pytest.mark.parametrize("path", ["/v1/gateways", "/v1/points", "/v1/latest", "/v1/readings"])
+V1_LISTS = ["/v1/gateways", "/v1/points", "/v1/latest", "/v1/readings", "/v1/alarms", "/v1/gaps"]
+
+
+@pytest.mark.parametrize("path", V1_LISTS)
 @pytest.mark.parametrize("header", [None, "Bearer wrong", "Basic all-token", "all-token"])
 async def test_every_v1_route_needs_a_known_bearer_token(
     client: httpx.AsyncClient, path: str, header: str | None
@@ -113,12 +136,31 @@ async def test_every_v1_route_needs_a_known_bearer_token(
     response = await client.get(path, headers=headers)
     assert response.status_code == 401
     assert response.headers["www-authenticate"] == "Bearer"
+    _assert_problem(response, 401)
+
+
+def _assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """An RFC 9457 problem document with this status."""
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"type", "title", "status", "detail"}
+    assert (body["type"], body["status"]) == ("about:blank", status)
+    assert body["title"]
+    assert body["detail"]
+    return body
 
 
 async def test_openapi_docs_are_served(client: httpx.AsyncClient) -> None:
     assert (await client.get("/docs")).status_code == 200
     spec = (await client.get("/openapi.json")).json()
-    assert {"/v1/gateways", "/v1/points", "/v1/latest", "/v1/readings"} <= set(spec["paths"])
+    assert set(V1_LISTS) <= set(spec["paths"])
+    gap = spec["components"]["schemas"]["GapOut"]
+    assert set(gap["properties"]) == GAP_KEYS
+    assert gap["properties"]["state"]["enum"] == ["open", "closed"]
+    errors = spec["paths"]["/v1/gaps"]["get"]["responses"]
+    assert {"400", "401", "422"} <= set(errors)
+    assert "Problem" in spec["components"]["schemas"]
 
 
 async def test_gateways_shape(client: httpx.AsyncClient) -> None:
@@ -230,10 +272,143 @@ async def test_bad_query_parameters_are_400(
     client: httpx.AsyncClient, params: dict[str, str]
 ) -> None:
     response = await client.get("/v1/readings", params=params, headers=_auth())
-    assert response.status_code == 400
+    _assert_problem(response, 400)
 
 
 @pytest.mark.parametrize("limit", [0, 10_001])
 async def test_limit_is_bounded(client: httpx.AsyncClient, limit: int) -> None:
     response = await client.get("/v1/readings", params={"limit": limit}, headers=_auth())
-    assert response.status_code == 422
+    assert "limit" in _assert_problem(response, 422)["detail"]
+
+
+# --- GET /v1/gaps -----------------------------------------------------------------------------
+
+# Nanchang: 1, 2, 3, 5 and 8 stored; 6..7 evicted from the full outbox and declared by block 8,
+# which also reports a full disk that lost readings before they were sealed; 4 is missing.
+EVICTED = gap_record(8, 120, GapReason.OUTBOX_FULL, epoch="epoch-1", from_seq=6, to_seq=7)
+DISK_FULL = gap_record(8, 12, GapReason.DISK_FULL, point="T001-PT-01")
+
+
+@pytest.fixture
+async def gaps_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_storage(f"sqlite:///{tmp_path / 'gaps.db'}") as storage:
+        for gateway in (NANCHANG, BEIJING):
+            await register(storage, gateway)
+        eighth: list[Record] = [*_readings(NANCHANG, 8), EVICTED, DISK_FULL]
+        await _store(storage, NANCHANG, [1, 2, 3, 5, 8], {8: eighth})
+        await _store(storage, BEIJING, [1, 4])
+        async with _serve(storage) as http:
+            yield http
+
+
+def _open(gateway: SimGateway, low: int, high: int) -> dict[str, Any]:
+    return {
+        "gateway": gateway.gateway,
+        "epoch": "epoch-1",
+        "from_seq": low,
+        "to_seq": high,
+        "from": None,
+        "to": None,
+        "lost": None,
+        "reason": "missing",
+        "state": "open",
+    }
+
+
+NANCHANG_GAPS: list[dict[str, Any]] = [
+    {
+        "gateway": NANCHANG.gateway,
+        "epoch": "epoch-1",
+        "from_seq": 6,
+        "to_seq": 7,
+        "from": EVICTED.t_from,
+        "to": EVICTED.t_to,
+        "lost": 120,
+        "reason": "outbox_full",
+        "state": "closed",
+    },
+    {
+        "gateway": NANCHANG.gateway,
+        "epoch": None,
+        "from_seq": None,
+        "to_seq": None,
+        "from": DISK_FULL.t_from,
+        "to": DISK_FULL.t_to,
+        "lost": 12,
+        "reason": "disk_full",
+        "state": "closed",
+    },
+    _open(NANCHANG, 4, 4),
+]
+
+
+def _sorted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return sorted(items, key=lambda item: (item["gateway"], item["state"], str(item["reason"])))
+
+
+async def test_gaps_list_open_holes_and_declared_records(gaps_client: httpx.AsyncClient) -> None:
+    body = await _get(gaps_client, "/v1/gaps", gateway=NANCHANG.gateway)
+    assert body["next"] is None
+    assert all(set(item) == GAP_KEYS for item in body["items"])
+    assert _sorted(body["items"]) == _sorted(NANCHANG_GAPS)
+    everything = await _get(gaps_client, "/v1/gaps")
+    assert _sorted(everything["items"]) == _sorted([*NANCHANG_GAPS, _open(BEIJING, 2, 3)])
+
+
+@pytest.mark.parametrize("state", ["open", "closed"])
+async def test_gaps_filter_by_state(gaps_client: httpx.AsyncClient, state: str) -> None:
+    body = await _get(gaps_client, "/v1/gaps", gateway=NANCHANG.gateway, state=state)
+    assert _sorted(body["items"]) == _sorted([g for g in NANCHANG_GAPS if g["state"] == state])
+
+
+async def test_gateways_count_open_gaps_only(gaps_client: httpx.AsyncClient) -> None:
+    body = await _get(gaps_client, "/v1/gateways")
+    by_id = {item["gateway"]: item for item in body["items"]}
+    # 6..7 were declared lost: acked_through stops at the one hole still expected.
+    assert (by_id[NANCHANG.gateway]["gaps"], by_id[NANCHANG.gateway]["acked_through"]) == (1, 3)
+    assert (by_id[BEIJING.gateway]["gaps"], by_id[BEIJING.gateway]["acked_through"]) == (1, 1)
+
+
+async def test_gaps_are_scoped_by_district(gaps_client: httpx.AsyncClient) -> None:
+    nanchang = await _get(gaps_client, "/v1/gaps", "nc-token")
+    assert {item["gateway"] for item in nanchang["items"]} == {NANCHANG.gateway}
+    foreign = await _get(gaps_client, "/v1/gaps", "nc-token", gateway=BEIJING.gateway)
+    assert foreign["items"] == []
+    assert (await _get(gaps_client, "/v1/gaps", "sz-token"))["items"] == []
+
+
+async def test_gaps_pages_return_every_gap_exactly_once(gaps_client: httpx.AsyncClient) -> None:
+    everything = (await _get(gaps_client, "/v1/gaps"))["items"]
+    seen: list[dict[str, Any]] = []
+    cursor = None
+    while True:
+        page = await _get(
+            gaps_client, "/v1/gaps", limit=1, **({"cursor": cursor} if cursor else {})
+        )
+        seen.extend(page["items"])
+        cursor = page["next"]
+        if cursor is None:
+            break
+    assert seen == everything
+    assert len(seen) == 4
+
+
+@pytest.mark.parametrize(
+    ("params", "status"),
+    [
+        ({"state": "filled"}, 422),
+        ({"cursor": "garbage"}, 400),
+        ({"limit": 0}, 422),
+    ],
+)
+async def test_bad_gap_queries_are_problems(
+    gaps_client: httpx.AsyncClient, params: dict[str, str | int], status: int
+) -> None:
+    response = await gaps_client.get("/v1/gaps", params=params, headers=_auth())
+    _assert_problem(response, status)
+
+
+async def test_a_cursor_of_another_list_is_refused(gaps_client: httpx.AsyncClient) -> None:
+    page = await _get(gaps_client, "/v1/readings", limit=1)
+    response = await gaps_client.get("/v1/gaps", params={"cursor": page["next"]}, headers=_auth())
+    assert "gaps" in _assert_problem(response, 400)["detail"]
