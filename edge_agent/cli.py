@@ -19,6 +19,7 @@ from edge_agent.core.points import (
     ResolvedPoint,
     resolve_points,
 )
+from edge_agent.outbox_cli import outbox
 from edge_agent.probe_cli import probe
 from edge_agent.shell.buses import plan_buses
 from edge_agent.shell.host import clock_synchronized
@@ -202,4 +203,5 @@ def _pad(text: str, width: int) -> str:
 
 main.add_command(backfill)
 main.add_command(catalogue)
+main.add_command(outbox)
 main.add_command(probe)

@@ -96,7 +96,13 @@ async def _import(
     config: SiteConfig, key: SigningKey, source: CsvSource, parser: RowParser, report: _Report
 ) -> ImportCounts:
     try:
-        async with open_outbox(config.outbox.path, identity_of(config), key) as outbox:
+        async with open_outbox(
+            config.outbox.path,
+            identity_of(config),
+            key,
+            max_bytes=config.outbox.max_bytes,
+            clock_synced=clock_synchronized(),
+        ) as outbox:
             return await import_rows(
                 source, parser, outbox, progress=report, clock_synced=clock_synchronized
             )
