@@ -4,10 +4,18 @@ This is the only driver module that imports the pymodbus client, so pymodbus exc
 translated into the DriverError tree here, once. Timeouts and retries are pymodbus's own: an
 outer ``asyncio.wait_for`` would abandon a request whose late reply then confuses the next one.
 pymodbus's automatic reconnect is off: the caller owns reconnect policy (see `backoff`).
+
+Cancellation: pymodbus waits for a reply (and for a connect) with ``asyncio.wait_for``, which
+on Python 3.11 returns the result and drops the CancelledError when the reply arrived in the
+same loop iteration as the cancellation (the inner future is done by the time the waiter's
+CancelledError is handled). On a busy loop that is common: a cancelled poll task would go on
+polling and its owner would wait for it for ever. So after every pymodbus await the driver
+asks whether its task is being cancelled and, if so, raises the CancelledError itself.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import TYPE_CHECKING
 
@@ -108,7 +116,13 @@ class ModbusTcpDriver:
             retries=self._retries,
             reconnect_delay=0,
         )
-        if not await client.connect():
+        try:
+            connected = await client.connect()
+            _resume_cancellation()
+        except asyncio.CancelledError:
+            client.close()
+            raise
+        if not connected:
             client.close()
             raise DriverConnectionError(
                 f"{self._device_id}: cannot connect to {self._host}:{self._port}"
@@ -143,15 +157,17 @@ class ModbusTcpDriver:
             raise DriverConnectionError(f"{self._device_id}: not connected")
         try:
             response = await self._send(client, request)
-        except ConnectionException as exc:
-            raise DriverConnectionError(f"{self._device_id}: {exc}") from exc
-        except ModbusIOException as exc:
-            # pymodbus reports a silent device and a dropped link the same way.
-            if client.connected:
-                raise DriverTimeoutError(f"{self._device_id}: {exc}") from exc
-            raise DriverConnectionError(f"{self._device_id}: {exc}") from exc
         except ModbusException as exc:
+            _resume_cancellation(exc)
+            if isinstance(exc, ConnectionException):
+                raise DriverConnectionError(f"{self._device_id}: {exc}") from exc
+            if isinstance(exc, ModbusIOException):
+                # pymodbus reports a silent device and a dropped link the same way.
+                if client.connected:
+                    raise DriverTimeoutError(f"{self._device_id}: {exc}") from exc
+                raise DriverConnectionError(f"{self._device_id}: {exc}") from exc
             return self._bad(request, f"request failed: {exc}")
+        _resume_cancellation()
         if response.isError():
             code = response.exception_code
             name = _EXCEPTION_NAMES.get(code, "UNKNOWN")
@@ -197,3 +213,15 @@ class ModbusTcpDriver:
             RawSample(point.key, None, Quality.BAD, t_wall, t_mono, error=error)
             for point in request.points
         ]
+
+
+def _resume_cancellation(cause: BaseException | None = None) -> None:
+    """Raise CancelledError if this task is being cancelled (see the module docstring).
+
+    A cancellation that pymodbus's ``wait_for`` swallowed leaves the task's cancel request
+    counted (`Task.cancelling`) but raises nothing; an error pymodbus raised instead of the
+    cancellation is no link fault either.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError from cause
