@@ -44,6 +44,7 @@ lint: install
 bench: install broker
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.rtu
+	$(BIN)/python -m bench.backfill
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .demo
