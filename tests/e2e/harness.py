@@ -61,6 +61,8 @@ class Site:
     processes: dict[str, subprocess.Popen[bytes]] = field(default_factory=dict)
     gateway: str = ""
     site_name: str = "tankfarm"
+    # Where the agent's outbox lives, relative to `work` (a test may move it to another disk).
+    outbox_file: str = "state/outbox.db"
 
     def setup(
         self, poll: str = "200ms", configure: Callable[[dict[str, Any]], None] | None = None
@@ -150,8 +152,13 @@ class Site:
 
     # --- the oracle -----------------------------------------------------------------------
 
+    @property
+    def outbox_path(self) -> Path:
+        """The agent's outbox file."""
+        return self.work / self.outbox_file
+
     def _outbox(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self.work / 'state' / 'outbox.db'}?mode=ro", uri=True)
+        return sqlite3.connect(f"file:{self.outbox_path}?mode=ro", uri=True)
 
     def outbox_readings(self) -> Counter[ReadingKey]:
         """Every reading the agent ever committed to its outbox."""
@@ -180,7 +187,7 @@ class Site:
 
     def sealed_blocks(self) -> int:
         """Blocks sealed so far (0 before the outbox exists)."""
-        if not (self.work / "state" / "outbox.db").exists():
+        if not self.outbox_path.exists():
             return 0
         try:
             with self._outbox() as db:

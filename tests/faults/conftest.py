@@ -35,7 +35,11 @@ def results_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 class MakeSite(Protocol):
     def __call__(
-        self, configure: Callable[[SiteMap], None] | None = None, *, collector: bool = True
+        self,
+        configure: Callable[[SiteMap], None] | None = None,
+        *,
+        collector: bool = True,
+        outbox_file: str = ...,
     ) -> Site: ...
 
 
@@ -44,12 +48,24 @@ def make_site(tmp_path: Path, broker: Broker) -> Iterator[MakeSite]:
     """Set up a site (configs, keys, simulator, collector) around the test's broker."""
     sites: list[Site] = []
 
-    def make(configure: Callable[[SiteMap], None] | None = None, *, collector: bool = True) -> Site:
+    def make(
+        configure: Callable[[SiteMap], None] | None = None,
+        *,
+        collector: bool = True,
+        outbox_file: str = "state/outbox.db",
+    ) -> Site:
+        """`outbox_file` (relative to the site's folder) moves the agent's outbox."""
         work = tmp_path / f"site{len(sites)}"
         work.mkdir()
-        site = Site(work=work, broker=broker)
+        site = Site(work=work, broker=broker, outbox_file=outbox_file)
         sites.append(site)
-        site.setup(configure=configure)
+
+        def edit(site_map: SiteMap) -> None:
+            site_map["outbox"]["path"] = outbox_file
+            if configure is not None:
+                configure(site_map)
+
+        site.setup(configure=edit)
         site.start_sim()
         if collector:
             site.start_collector()

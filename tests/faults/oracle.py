@@ -54,7 +54,7 @@ def read_outbox(site: Site) -> list[OutboxBlock]:
     """Every block in the agent's outbox right now ([] before the file has its tables)."""
     if os.environ.get(READER_ENV, "sqlite") == "cli":
         return _export_command(site)
-    return _read_file(site.work / "state" / "outbox.db")
+    return _read_file(site.outbox_path)
 
 
 def _read_file(path: Path) -> list[OutboxBlock]:
@@ -89,7 +89,7 @@ def _export_command(site: Site) -> list[OutboxBlock]:
 
 def outbox_integrity(site: Site) -> str:
     """`PRAGMA integrity_check` of the agent's outbox file ("ok" when sound)."""
-    path = site.work / "state" / "outbox.db"
+    path = site.outbox_path
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
         return "; ".join(str(row[0]) for row in db.execute("PRAGMA integrity_check"))
 

@@ -40,7 +40,7 @@ def test_broker_down_while_polling_five_readings_a_second(
     broker.stop()
     time.sleep(outage)  # the outage itself: the agent keeps polling and sealing meanwhile
     assert site.alive("agent")
-    backlog = read_outbox_stats(site.work / "state" / "outbox.db").undelivered_records
+    backlog = read_outbox_stats(site.outbox_path).undelivered_records
     broker.start()
     verdict = conclude(
         site, Ledger(), f"broker_down_{outage:.0f}s_5rps", started, drain_timeout=60 + outage / 5

@@ -1,0 +1,180 @@
+"""Fault matrix, R8: the agent's outbox on a small filesystem that fills up (tmpfs, as root).
+
+While the disk is full the agent must stay up and keep polling: readings wait in a bounded
+memory ring (or the outbox makes room by letting delivered blocks go); when the disk takes
+writes again they are sealed, and what the ring had to let go is named by a `disk_full` gap
+record. The oracle holds throughout, and no reading time falls silently out of the series:
+a hole in a point's stored readings longer than `HOLE` must be spanned by a gap record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import itertools
+import json
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from specs.records import parse_iso_time
+from tests.e2e.harness import Site, wait_until
+from tests.faults.common import sealed_more, tune
+from tests.faults.conftest import Conclude, MakeSite
+from tests.faults.oracle import Ledger, gap_records, served_items
+
+pytestmark = pytest.mark.timeout(240)
+
+DISK = "4m"
+HOLE = 5.0  # seconds without a stored reading of a point (polled every 200 ms)
+
+Mount = Callable[[Path, str], None]
+
+
+@pytest.fixture
+def tmpfs() -> Iterator[Mount]:
+    """Mount small tmpfs filesystems; unmounted after the test (and after its processes)."""
+    mounted: list[Path] = []
+
+    def mount(path: Path, size: str) -> None:
+        path.mkdir(parents=True, exist_ok=True)
+        done = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if done.returncode != 0:
+            pytest.fail(f"cannot mount a tmpfs (the fault matrix runs as root): {done.stderr}")
+        mounted.append(path)
+
+    yield mount
+    for path in reversed(mounted):
+        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+def fill(path: Path) -> int:
+    """Write `path` until the filesystem is full; return the bytes written."""
+    written = 0
+    with path.open("wb", buffering=0) as out:
+        for size in (1 << 16, 4096, 512, 1):
+            chunk = b"\0" * size
+            while True:
+                try:
+                    written += out.write(chunk) or 0
+                except OSError as exc:
+                    if exc.errno != errno.ENOSPC:
+                        raise
+                    break
+    return written
+
+
+def agent_events(site: Site, event: str) -> list[dict[str, object]]:
+    """The agent's log lines of one event, parsed."""
+    found = []
+    for line in site.log("agent").splitlines():
+        if f'"event": "{event}"' in line:
+            with contextlib.suppress(ValueError):
+                found.append(json.loads(line))
+    return found
+
+
+def holes(site: Site, spans: list[tuple[float, float]]) -> dict[str, list[tuple[float, float]]]:
+    """Per point, stretches longer than HOLE without a stored reading, outside `spans`."""
+    times: dict[str, list[float]] = {}
+    for item in served_items(site):
+        times.setdefault(str(item["point"]), []).append(parse_iso_time(str(item["t"])))
+    found: dict[str, list[tuple[float, float]]] = {}
+    for point, series in times.items():
+        series.sort()
+        for a, b in itertools.pairwise(series):
+            if b - a > HOLE and not any(lo <= a and b <= hi for lo, hi in spans):
+                found.setdefault(point, []).append((a, b))
+    return found
+
+
+def held(site: Site) -> int:
+    """Readings the agent last said it holds in memory, unsealed (0 before it said so)."""
+    failed = agent_events(site, "seal_failed")
+    return int(str(failed[-1]["held"])) if failed else 0
+
+
+@pytest.mark.parametrize("collector_up", [True, False], ids=["collector_up", "collector_down"])
+def test_full_disk_keeps_the_agent_up_and_loses_nothing_silently(
+    tmpfs: Mount, make_site: MakeSite, conclude: Conclude, collector_up: bool
+) -> None:
+    started = time.monotonic()
+    site = make_site(tune(), outbox_file="disk/outbox.db")
+    disk = site.work / "disk"
+    tmpfs(disk, DISK)
+    site.start_agent()
+    ledger = Ledger()
+    sealed_more(site, 5)
+    wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
+    if not collector_up:
+        site.stop("collector")
+        sealed_more(site, 5)
+    ledger.snapshot(site)
+    filler = disk / "filler"
+    filled = fill(filler)
+    # Polling goes on: the readings wait in memory while no seal can be written.
+    wait_until(lambda: held(site) >= 300, 60, "300 readings held while the disk is full")
+    assert site.alive("agent"), site.log("agent")[-3000:]
+    ledger.snapshot(site)
+    filler.unlink()
+    if not collector_up:
+        site.start_collector()
+    case = f"disk_full_{DISK}_tmpfs_collector_{'up' if collector_up else 'down'}"
+    verdict = conclude(site, ledger, case, started)
+    print(f"filled {filled} bytes; {held(site)} readings held at most in memory")
+    assert not holes(site, gap_spans(ledger))
+    assert verdict.sealed_not_stored == 0
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(1500)
+def test_a_long_full_disk_overflows_the_ring_and_says_so(
+    tmpfs: Mount, make_site: MakeSite, conclude: Conclude
+) -> None:
+    """The ring (RING_READINGS = 100,000, no config key) overflows: a disk_full gap names it.
+
+    300 readings/s (15 points every 50 ms) fill the ring in about six minutes.
+    """
+    started = time.monotonic()
+    site = make_site(tune(poll="50ms"), outbox_file="disk/outbox.db")
+    disk = site.work / "disk"
+    tmpfs(disk, DISK)
+    site.start_agent()
+    ledger = Ledger()
+    sealed_more(site, 5)
+    wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
+    ledger.snapshot(site)
+    filler = disk / "filler"
+    fill(filler)
+
+    def lost() -> int:
+        failed = agent_events(site, "seal_failed")
+        return int(str(failed[-1]["lost"])) if failed else 0
+
+    wait_until(lambda: lost() >= 1000, 1200, "the memory ring letting readings go")
+    assert site.alive("agent")
+    filler.unlink()
+    verdict = conclude(site, ledger, "disk_full_ring_overflow", started, drain_timeout=300)
+    disk_full = [g for g in gap_records(ledger) if g.reason.value == "disk_full"]
+    assert len(disk_full) == 1, disk_full
+    assert disk_full[0].lost is not None
+    assert disk_full[0].lost >= 1000
+    assert verdict.declared_lost >= disk_full[0].lost
+    assert not holes(site, gap_spans(ledger))
+
+
+def gap_spans(ledger: Ledger) -> list[tuple[float, float]]:
+    """The time spans gap records declare."""
+    return [
+        (parse_iso_time(g.t_from), parse_iso_time(g.t_to))
+        for g in gap_records(ledger)
+        if g.t_from is not None and g.t_to is not None
+    ]
