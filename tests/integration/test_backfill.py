@@ -7,7 +7,10 @@ codes of the installed entry point are checked once with real processes.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
+import pty
 import sqlite3
 import subprocess
 import sys
@@ -314,3 +317,30 @@ def test_a_second_import_waits_for_the_first(site: Path, tmp_path: Path) -> None
     assert process.returncode == 0
     assert json.loads(out)["imported"] == 1
     assert waited == []
+
+
+def test_a_progress_bar_on_a_terminal_only(site: Path, tmp_path: Path) -> None:
+    rows = "".join(f"T001-LT-01,2024-03-01 08:00:{s:02d},1\n" for s in range(30))
+    csv = write(
+        tmp_path / "log.csv", "point,t,value\n" + rows + "T009-LT-01,2024-03-01 08:00:00,1\n"
+    )
+    leader, follower = pty.openpty()
+    process = subprocess.Popen(
+        [str(BIN / "edge-agent"), "backfill", "-c", str(site), "--csv", str(csv)],
+        stdout=subprocess.PIPE,
+        stderr=follower,
+    )
+    os.close(follower)
+    terminal = b""
+    with contextlib.suppress(OSError):  # EIO once the process closed the terminal
+        while chunk := os.read(leader, 4096):
+            terminal += chunk
+    os.close(leader)
+    stdout, _ = process.communicate(timeout=60)
+    assert process.returncode == 1
+    text = terminal.decode("utf-8")
+    assert "backfill log.csv" in text
+    assert "100%" in text
+    # Each rejected row still stands on a line of its own, the bar's line cleared first.
+    assert f"\r\x1b[K{csv}:32: unknown point 'T009-LT-01'\r\n" in text
+    assert stdout.decode().startswith(f"{csv}: imported 30, duplicate 0, rejected 1")
