@@ -86,8 +86,11 @@ class Reason(enum.StrEnum):
     TOPIC_MISMATCH = "topic_mismatch"
     UNKNOWN_GATEWAY = "unknown_gateway"
     UNSUPPORTED_TOPIC = "unsupported_topic"
-    DUPLICATE = "duplicate"
+    DUPLICATE = "duplicate"  # a block stored already, or readings of a stored (point, t)
     SEQ_CONFLICT = "seq_conflict"
+    # Readings of a stored (gateway, point, t) with another value, unit or quality: the first
+    # stays, these are not stored (one row per block, naming the first few).
+    CONFLICT = "conflict"
     # One record of a stored block was left out of the normalized tables (the block is stored).
     UNKNOWN_QUOTA = "unknown_quota"
     UNKNOWN_UNIT = "unknown_unit"
@@ -253,8 +256,11 @@ class Outcome(enum.StrEnum):
     """What storing one incoming block did."""
 
     STORED = "stored"
-    DUPLICATE = "duplicate"
+    DUPLICATE = "duplicate"  # a block stored already, or readings of a stored (point, t)
     SEQ_CONFLICT = "seq_conflict"
+    # Readings of a stored (gateway, point, t) with another value, unit or quality: the first
+    # stays, these are not stored (one row per block, naming the first few).
+    CONFLICT = "conflict"
     # One record of a stored block was left out of the normalized tables (the block is stored).
     UNKNOWN_QUOTA = "unknown_quota"
     UNKNOWN_UNIT = "unknown_unit"

@@ -4,16 +4,28 @@ Idempotency is by set membership of (gateway, epoch, seq), never by a high-water
 redelivery can yield 1,2,3,2,3,4. Sequence progress is tracked incrementally: each new seq
 either extends the stream (possibly opening a hole) or fills part of a hole, so no step ever
 rescans the stored blocks. Alarms pair the same way: each raise or clear event merges into the
-stored state of its (gateway, alarm_id), whatever order the blocks arrive in.
+stored state of its (gateway, alarm_id), whatever order the blocks arrive in. Readings are
+unique per (gateway, point, t): the first stored wins, later ones are audited, not stored.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from typing import Final
 
-from collector.storage.base import AlarmEntry, AlarmState, IncomingBlock, Outcome, StreamState
-from specs.records import AlarmEvent
+from collector.storage.base import (
+    MAX_DETAIL,
+    AlarmEntry,
+    AlarmState,
+    AuditEntry,
+    IncomingBlock,
+    Outcome,
+    ReadingEntry,
+    Reason,
+    StreamState,
+)
+from specs.records import AlarmEvent, iso_time
 
 BlockKey = tuple[str, str, int]
 
@@ -177,6 +189,98 @@ def stream_changes(
             other = changes.get(target, StreamChange())
             changes[target] = replace(other, declared=(*other.declared, (gap.from_seq, gap.to_seq)))
     return changes
+
+
+ReadingKey = tuple[str, str, float]
+"""A reading's identity: (gateway, point, t). The collector stores at most one per key."""
+ReadingValue = tuple[float | None, str, str]
+"""What makes two readings of one key the same: (value, unit, quality)."""
+AUDIT_SAMPLE: Final = 3
+"""How many (point, t) an aggregated audit row names."""
+
+
+def reading_keys(blocks: Iterable[IncomingBlock]) -> list[ReadingKey]:
+    """The (gateway, point, t) of every reading the blocks would store."""
+    return [
+        (incoming.block.header.gateway, reading.point, reading.t)
+        for incoming in blocks
+        for reading in incoming.entries.readings
+    ]
+
+
+def keys_to_look_up(
+    keys: Iterable[ReadingKey], newest: Mapping[tuple[str, str], float]
+) -> list[ReadingKey]:
+    """The keys that may be stored already: not later than their series' newest stored t.
+
+    Live readings are newer than everything stored, so a batch of them needs one lookup
+    per series (`newest`), not one per reading.
+    """
+    return [key for key in keys if (limit := newest.get(key[:2])) is not None and key[2] <= limit]
+
+
+def _reading_audit(
+    incoming: IncomingBlock, reason: Reason, repeats: Sequence[ReadingEntry]
+) -> AuditEntry:
+    header = incoming.block.header
+    what = (
+        "the same value, unit and quality"
+        if reason is Reason.DUPLICATE
+        else "another value, unit or quality"
+    )
+    first = ", ".join(f"{r.point}@{iso_time(r.t)}" for r in repeats[:AUDIT_SAMPLE])
+    more = ", ..." if len(repeats) > AUDIT_SAMPLE else ""
+    detail = (
+        f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}: {len(repeats)}"
+        f" reading(s) of a (point, t) stored already, with {what}; the first one is kept,"
+        f" these are not stored: {first}{more}"
+    )
+    return AuditEntry(
+        at=incoming.received_at,
+        gateway=header.gateway,
+        topic=incoming.topic,
+        reason=reason,
+        detail=detail[:MAX_DETAIL],
+        payload_hash=incoming.block.digest,
+    )
+
+
+def unique_readings(
+    blocks: Sequence[IncomingBlock], stored: Mapping[ReadingKey, ReadingValue]
+) -> tuple[tuple[IncomingBlock, ...], tuple[AuditEntry, ...]]:
+    """The blocks with only readings of a new (gateway, point, t), and what was left out.
+
+    `stored` holds the keys among the blocks' readings that the database has already, with
+    their values. The first reading of a key is kept (stored before, or earlier in `blocks`,
+    whatever their epochs); a later one is left out and audited, `duplicate` when value, unit
+    and quality are equal and `conflict` when not: one row per block and reason, with a count
+    and the first few (point, t), so that a resealed backlog cannot flood the audit table.
+    """
+    known = dict(stored)
+    kept_blocks: list[IncomingBlock] = []
+    audits: list[AuditEntry] = []
+    for incoming in blocks:
+        gateway = incoming.block.header.gateway
+        kept: list[ReadingEntry] = []
+        repeats: dict[Reason, list[ReadingEntry]] = {Reason.DUPLICATE: [], Reason.CONFLICT: []}
+        for reading in incoming.entries.readings:
+            key = (gateway, reading.point, reading.t)
+            value = (reading.value, reading.unit, reading.quality)
+            held = known.get(key)
+            if held is None:
+                known[key] = value
+                kept.append(reading)
+            else:
+                repeats[Reason.DUPLICATE if held == value else Reason.CONFLICT].append(reading)
+        if len(kept) == len(incoming.entries.readings):
+            kept_blocks.append(incoming)
+            continue
+        entries = replace(incoming.entries, readings=tuple(kept))
+        kept_blocks.append(replace(incoming, entries=entries))
+        audits.extend(
+            _reading_audit(incoming, reason, found) for reason, found in repeats.items() if found
+        )
+    return tuple(kept_blocks), tuple(audits)
 
 
 AlarmKey = tuple[str, str]

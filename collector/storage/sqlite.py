@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
 from itertools import islice
@@ -58,18 +59,25 @@ from collector.storage.base import (
 from collector.storage.core import (
     AlarmKey,
     BlockKey,
+    ReadingKey,
+    ReadingValue,
     advance,
     alarm_key,
     block_key,
     classify,
+    keys_to_look_up,
     merge_alarms,
+    reading_keys,
     stream_changes,
+    unique_readings,
 )
 from specs.block import block_hash
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 # Keys per lookup statement: far below SQLite's 32766 host parameters.
 _CHUNK: Final = 300
+# Readings are looked up by the thousand (a batch holds up to batch_max blocks of them).
+_READING_CHUNK: Final = 2000
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -116,8 +124,10 @@ CREATE TABLE IF NOT EXISTS readings (
     flags   TEXT NOT NULL,
     UNIQUE (gateway, epoch, seq, idx)
 );
--- rowid (= id) is the index's implicit last column, so (gateway, point, t, id) pages need no sort.
-CREATE INDEX IF NOT EXISTS readings_by_series ON readings (gateway, point, t);
+-- One reading per (gateway, point, t), whatever block or epoch brought it (the first wins;
+-- collector.storage.core.unique_readings audits the others). rowid (= id) is the index's
+-- implicit last column, so (gateway, point, t, id) pages need no sort.
+CREATE UNIQUE INDEX IF NOT EXISTS readings_by_series ON readings (gateway, point, t);
 CREATE TABLE IF NOT EXISTS latest (
     gateway TEXT NOT NULL,
     point   TEXT NOT NULL,
@@ -257,9 +267,56 @@ async def _upgrade_to_4(db: aiosqlite.Connection) -> None:
     await _add_columns(db, "ingest_state", ("declared TEXT NOT NULL DEFAULT '[]'",))
 
 
+async def _upgrade_to_5(db: aiosqlite.Connection) -> None:
+    """Readings become unique per (gateway, point, t): earlier files may hold repeats.
+
+    The lowest id (the first stored) of each key stays; the others are deleted, counted in
+    one audit row per gateway, and `latest` is re-read from what stays. _SCHEMA then makes
+    the series index unique.
+    """
+    if not await _table_exists(db, "readings"):
+        return
+    repeat = (
+        "EXISTS (SELECT 1 FROM readings o WHERE o.gateway = r.gateway AND o.point = r.point"
+        " AND o.t = r.t AND o.id < r.id)"
+    )
+    counts = await db.execute_fetchall(
+        f"SELECT r.gateway, count(*) FROM readings r WHERE {repeat} GROUP BY r.gateway"
+    )
+    if not counts:
+        await db.execute("DROP INDEX IF EXISTS readings_by_series")
+        return
+    await db.execute(f"DELETE FROM readings AS r WHERE {repeat}")
+    await db.execute("DROP INDEX IF EXISTS readings_by_series")
+    if await _table_exists(db, "latest"):
+        await db.execute(
+            "UPDATE latest SET (quota, value, unit, quality, flags) = (SELECT r.quota,"
+            " r.value, r.unit, r.quality, r.flags FROM readings r WHERE r.gateway ="
+            " latest.gateway AND r.point = latest.point AND r.t = latest.t)"
+            " WHERE EXISTS (SELECT 1 FROM readings r WHERE r.gateway = latest.gateway"
+            " AND r.point = latest.point AND r.t = latest.t)"
+        )
+    if await _table_exists(db, "audit"):
+        await db.executemany(
+            "INSERT INTO audit (at, gateway, topic, reason, detail, payload_hash)"
+            " VALUES (?, ?, '', 'duplicate', ?, '')",
+            [
+                (
+                    time.time(),
+                    row[0],
+                    (
+                        f"schema upgrade: {row[1]} reading(s) of gateway {row[0]} repeated the"
+                        " (point, t) of an earlier one and were removed; the first stays"
+                    ),
+                )
+                for row in counts
+            ],
+        )
+
+
 # From version N to N + 1. Each step adds only what is missing, so a file whose tables the
 # step does not find gets them whole from _SCHEMA afterwards.
-_UPGRADES: Final = {1: _upgrade_to_2, 2: _upgrade_to_3, 3: _upgrade_to_4}
+_UPGRADES: Final = {1: _upgrade_to_2, 2: _upgrade_to_3, 3: _upgrade_to_4, 4: _upgrade_to_5}
 
 _ALARM_COLUMNS: Final = (
     "a.gateway, a.alarm_id, a.point, a.quota, a.level, a.raised_at, a.cleared_at, a.value,"
@@ -535,13 +592,18 @@ class SqliteStorage:
         async with self._transaction() as db:
             stored = await _stored_hashes(db, [block_key(b) for b in batch.blocks])
             outcomes = classify(batch.blocks, stored)
-            new = [b for b, o in zip(batch.blocks, outcomes, strict=True) if o is Outcome.STORED]
+            fresh = [b for b, o in zip(batch.blocks, outcomes, strict=True) if o is Outcome.STORED]
+            keys = reading_keys(fresh)
+            newest = await _newest_times(db, {key[:2] for key in keys})
+            held = await _stored_readings(db, keys_to_look_up(keys, newest))
+            new, repeated = unique_readings(fresh, held)
             await _insert_blocks(db, new)
             await _pair_alarms(db, new)
             audits = [
                 *batch.audits,
                 *(rejected for b in new for rejected in b.entries.rejected),
                 *_dedupe_audits(batch.blocks, outcomes),
+                *repeated,
             ]
             await db.executemany(
                 "INSERT INTO audit (at, gateway, topic, reason, detail, payload_hash)"
@@ -886,6 +948,11 @@ def _upgrade_steps(version: int) -> range:
     return range(version, SCHEMA_VERSION) if version else range(0)
 
 
+async def _table_exists(db: aiosqlite.Connection, table: str) -> bool:
+    rows = await db.execute_fetchall(f"PRAGMA table_info({table})")
+    return bool(list(rows))
+
+
 async def _add_columns(db: aiosqlite.Connection, table: str, columns: Sequence[str]) -> bool:
     """Add the columns (`name TYPE`) `table` lacks; False when there is no such table."""
     rows = await db.execute_fetchall(f"PRAGMA table_info({table})")
@@ -935,6 +1002,37 @@ async def _stored_hashes(db: aiosqlite.Connection, keys: Sequence[BlockKey]) -> 
             [part for key in chunk for part in key],
         )
         found.update(((row[0], row[1], row[2]), row[3]) for row in rows)
+    return found
+
+
+async def _newest_times(
+    db: aiosqlite.Connection, series: Collection[tuple[str, str]]
+) -> dict[tuple[str, str], float]:
+    """The newest stored t of each (gateway, point) that has readings (an index lookup each)."""
+    found: dict[tuple[str, str], float] = {}
+    for chunk in _chunks(sorted(series)):
+        rows = await db.execute_fetchall(
+            f"WITH k (gateway, point) AS (VALUES {_values(2, len(chunk))})"
+            " SELECT k.gateway, k.point, (SELECT max(r.t) FROM readings r"
+            " WHERE r.gateway = k.gateway AND r.point = k.point) FROM k",
+            [part for key in chunk for part in key],
+        )
+        found.update(((row[0], row[1]), row[2]) for row in rows if row[2] is not None)
+    return found
+
+
+async def _stored_readings(
+    db: aiosqlite.Connection, keys: Sequence[ReadingKey]
+) -> dict[ReadingKey, ReadingValue]:
+    found: dict[ReadingKey, ReadingValue] = {}
+    for chunk in _chunks(sorted(set(keys)), _READING_CHUNK):
+        rows = await db.execute_fetchall(
+            f"WITH k (gateway, point, t) AS (VALUES {_values(3, len(chunk))})"
+            " SELECT r.gateway, r.point, r.t, r.value, r.unit, r.quality FROM k"
+            " CROSS JOIN readings r ON r.gateway = k.gateway AND r.point = k.point AND r.t = k.t",
+            [part for key in chunk for part in key],
+        )
+        found.update(((row[0], row[1], row[2]), (row[3], row[4], row[5])) for row in rows)
     return found
 
 

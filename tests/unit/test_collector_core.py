@@ -27,15 +27,24 @@ from collector.storage.base import (
     IncomingBlock,
     KeyGrant,
     Outcome,
+    ReadingEntry,
     Reason,
     Scope,
     StatusUpdate,
     StreamState,
 )
-from collector.storage.core import Span, StreamChange, advance, classify, stream_changes
+from collector.storage.core import (
+    Span,
+    StreamChange,
+    advance,
+    classify,
+    keys_to_look_up,
+    stream_changes,
+    unique_readings,
+)
 from specs.ack import decode_ack
 from specs.block import decode_block
-from specs.records import GapReason
+from specs.records import GapReason, iso_time
 from specs.signing import signature_from_properties, signing_key_from_seed
 from tests.support.collector_client import BASE_TIME, foreign_key, gap_record, sim_gateway
 
@@ -401,3 +410,89 @@ def test_hostile_unsigned_status_is_an_audit_row_not_a_crash(payload: bytes) -> 
     judged = judge_status(message, registered)
     assert isinstance(judged, AuditEntry)
     assert judged.reason is Reason.MALFORMED
+
+
+# --- reading uniqueness -------------------------------------------------------------------
+
+
+def _reading_entry(idx: int, point: str, t: float, value: float | None = 1.0) -> ReadingEntry:
+    return ReadingEntry(idx, point, "WHP-LT", t, value, "m", "good", ())
+
+
+def _readings_block(seq: int, *readings: ReadingEntry, epoch: str = "epoch-1") -> IncomingBlock:
+    payload = GW.block(seq, epoch=epoch)
+    return IncomingBlock(
+        GW.topics.block,
+        decode_block(payload),
+        GW.key.sign(payload),
+        BASE_TIME + seq,
+        BlockEntries(readings=readings),
+    )
+
+
+def test_a_reading_of_a_stored_key_is_left_out_and_audited_once_per_block_and_reason() -> None:
+    stored = {(GW.gateway, "P-1", 10.0): (1.0, "m", "good")}
+    first = _readings_block(
+        1,
+        _reading_entry(0, "P-1", 10.0),  # duplicate of the stored one
+        _reading_entry(1, "P-1", 11.0),  # new
+        _reading_entry(2, "P-1", 11.0, 2.0),  # conflicts with the one just before
+        *(_reading_entry(3 + i, "P-1", 10.0, 9.0) for i in range(5)),  # conflicts, 5 times
+    )
+    clean = _readings_block(2, _reading_entry(0, "P-1", 12.0), epoch="epoch-2")
+    again = _readings_block(3, _reading_entry(0, "P-1", 11.0), epoch="epoch-2")  # other epoch
+    blocks, audits = unique_readings([first, clean, again], stored)
+    assert [r.idx for r in blocks[0].entries.readings] == [1]
+    assert blocks[1] is clean  # untouched when nothing repeats
+    assert blocks[2].entries.readings == ()
+    assert [(a.reason, a.payload_hash) for a in audits] == [
+        (Reason.DUPLICATE, first.block.digest),
+        (Reason.CONFLICT, first.block.digest),
+        (Reason.DUPLICATE, again.block.digest),
+    ]
+    conflict = audits[1].detail
+    assert f"gateway {GW.gateway} epoch epoch-1 seq 1: 6 reading(s)" in conflict
+    assert conflict.count("P-1@") == 3  # the first few, not all six
+    assert conflict.endswith(", ...")
+    assert iso_time(11.0) in conflict
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["A", "B"]), st.integers(0, 4), st.sampled_from([1.0, 2.0])),
+            max_size=6,
+        ),
+        max_size=6,
+    ),
+    st.dictionaries(st.tuples(st.sampled_from(["A", "B"]), st.integers(0, 4)), st.just(1.0)),
+)
+def test_readings_stay_unique_and_every_left_out_one_is_counted(
+    blocks_spec: list[list[tuple[str, int, float]]], stored_spec: dict[tuple[str, int], float]
+) -> None:
+    stored = {(GW.gateway, p, float(t)): (v, "m", "good") for (p, t), v in stored_spec.items()}
+    blocks = [
+        _readings_block(seq, *(_reading_entry(i, p, float(t), v) for i, (p, t, v) in enumerate(rs)))
+        for seq, rs in enumerate(blocks_spec, start=1)
+    ]
+    kept_blocks, audits = unique_readings(blocks, stored)
+    kept = [(GW.gateway, r.point, r.t) for b in kept_blocks for r in b.entries.readings]
+    assert len(kept) == len(set(kept))
+    assert not set(kept) & set(stored)
+    every = sum(len(b.entries.readings) for b in blocks)
+    counted = sum(int(a.detail.split(": ")[1].split(" ")[0]) for a in audits)
+    assert len(kept) + counted == every
+    assert len(audits) <= 2 * len(blocks)
+    first_values: dict[tuple[str, str, float], float | None] = {k: v[0] for k, v in stored.items()}
+    for block in blocks:
+        for r in block.entries.readings:
+            first_values.setdefault((GW.gateway, r.point, r.t), r.value)
+    for block in kept_blocks:  # what is kept is always the first value of its key
+        for r in block.entries.readings:
+            assert first_values[(GW.gateway, r.point, r.t)] == r.value
+
+
+def test_only_readings_not_newer_than_their_series_are_looked_up() -> None:
+    keys = [("g", "A", 1.0), ("g", "A", 5.0), ("g", "A", 6.0), ("g", "B", 1.0), ("h", "A", 1.0)]
+    newest = {("g", "A"): 5.0, ("h", "A"): 0.5}
+    assert keys_to_look_up(keys, newest) == [("g", "A", 1.0), ("g", "A", 5.0)]
