@@ -44,7 +44,7 @@ from edge_agent.shell.outbox_recovery import (
     inspect_outbox,
     quarantine,
 )
-from edge_agent.shell.outbox_space import SpaceBudget, is_full
+from edge_agent.shell.outbox_space import Reserve, SpaceBudget, free_bytes, is_full
 from specs.block import GENESIS, decode_block
 from specs.records import GapReason, GapRecord, Reading, Record, iso_time
 from specs.signing import Signature, SigningKey
@@ -96,6 +96,14 @@ _RESEAL_RECORDS: Final = 2000
 _RESEAL_BLOCKS: Final = 64
 # Attempts to make room for one seal before the seal fails (and the sealer holds its readings).
 _ROOM_ROUNDS: Final = 64
+# Rounds of making room per seal attempt: each halves the blocks evicted at once.
+_ROOM_ATTEMPTS: Final = 16
+_EVICT_DEFAULT: Final = 1024 * 1024
+# Free disk left to the WAL when the file is capped at what a full disk allows.
+_WAL_ROOM: Final = 1024 * 1024
+# SQLite's own defaults, restored when a file without a budget has room again.
+_SQLITE_MAX_PAGES: Final = 4294967294
+_SQLITE_WAL_PAGES: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,9 +159,15 @@ class Outbox:
         key: SigningKey,
         *,
         budget: SpaceBudget | None = None,
+        path: Path,
         journal: EpochJournal | None = None,
+        reserve: Reserve | None = None,
     ) -> None:
         self._db = db
+        self._path = path
+        self._reserve = reserve
+        self._capped = False
+        self._evict_limit = budget.evict_bytes if budget is not None else _EVICT_DEFAULT
         self._identity = identity
         self._key = key
         self._budget = budget
@@ -240,7 +254,7 @@ class Outbox:
             rounds = 0
             while True:
                 try:
-                    return await self._seal_once(
+                    block = await self._seal_once(
                         records,
                         now=now,
                         clock_synced=clock_synced,
@@ -255,6 +269,9 @@ class Outbox:
                         log.warning("outbox_full", error=str(exc), records=len(records))
                     if not await self._make_room(now=now, clock_synced=clock_synced):
                         raise
+                else:
+                    await self._reclaim_reserve()
+                    return block
 
     async def _seal_once(
         self,
@@ -333,17 +350,94 @@ class Outbox:
         """Free space: delivered blocks first, then the oldest undelivered (thinned, dropped).
 
         Returns whether anything was freed. Each step is one transaction; a step that cannot
-        commit (the disk is too full even for it) is rolled back and the next one is tried.
+        commit (the disk is too full even for it) is rolled back, and then the reserve file
+        is given back to the filesystem and the steps are tried once more.
         """
-        for step in (self._drop_delivered, self._evict_oldest):
-            try:
-                if await step(now=now, clock_synced=clock_synced):
-                    return True
-            except sqlite3.OperationalError as exc:
-                if not is_full(exc):
-                    raise
-                log.warning("outbox_room_step_failed", step=step.__name__, error=str(exc))
+        if await self._reclaim_reserve():
+            return True
+        if not self._capped and await self._disk_is_full():
+            await self._cap_at_current_size()
+        for attempt in range(_ROOM_ATTEMPTS):
+            blocked = False
+            await self._checkpoint(truncate=attempt > 0)
+            for step in (self._drop_delivered, self._evict_oldest):
+                try:
+                    if await step(now=now, clock_synced=clock_synced):
+                        return True
+                except sqlite3.OperationalError as exc:
+                    if not is_full(exc):
+                        raise
+                    blocked = True
+                    log.warning("outbox_room_step_failed", step=step.__name__, error=str(exc))
+            if not blocked or self._evict_limit <= 1:
+                return False
+            # Even the step that frees space needs some to commit: fewer blocks at a time.
+            self._evict_limit //= 2
         return False
+
+    async def _pragma(self, statement: str) -> int:
+        async with self._db.execute(statement) as cursor:
+            row = await cursor.fetchone()
+        return 0 if row is None else int(row[0])
+
+    async def _disk_is_full(self) -> bool:
+        """Whether the last SQLITE_FULL came from the disk rather than the page cap."""
+        cap = await self._pragma("PRAGMA max_page_count")
+        return await self._pragma("PRAGMA page_count") < cap
+
+    async def _cap_at_current_size(self) -> None:
+        """Meet a full disk like a full budget: see `edge_agent.shell.outbox_space`."""
+        released = self._reserve is not None and self._reserve.release()
+        await self._checkpoint(truncate=True)
+        # The file may take what is free now, but for the WAL's room (one transaction).
+        page_size = await self._pragma("PRAGMA page_size")
+        spare = max(0, free_bytes(self._path.parent) - _WAL_ROOM) // page_size
+        pages = await self._pragma("PRAGMA page_count") + spare
+        await self._db.execute(f"PRAGMA max_page_count={pages}")
+        await self._db.execute("PRAGMA wal_autocheckpoint=1")
+        self._capped = True
+        log.warning("outbox_capped_by_full_disk", pages=pages, reserve_released=released)
+
+    async def _lift_cap(self) -> None:
+        budget = self._budget
+        await self._db.execute(
+            f"PRAGMA max_page_count={budget.max_pages if budget else _SQLITE_MAX_PAGES}"
+        )
+        await self._db.execute(
+            f"PRAGMA wal_autocheckpoint={budget.wal_pages if budget else _SQLITE_WAL_PAGES}"
+        )
+        self._capped = False
+        log.info("outbox_cap_lifted", reason="the disk has room again")
+
+    async def _checkpoint(self, *, truncate: bool) -> None:
+        """Copy the WAL into the file as far as readers allow, so the WAL can start over.
+
+        The next writer then reuses the WAL file from its start instead of growing it;
+        `truncate` also gives the WAL's space back to the filesystem.
+        """
+        mode = "TRUNCATE" if truncate else "PASSIVE"
+        try:
+            await self._db.execute(f"PRAGMA wal_checkpoint({mode})")
+        except sqlite3.OperationalError as exc:
+            if not is_full(exc):
+                raise
+            log.warning("outbox_checkpoint_failed", error=str(exc))
+
+    async def _reclaim_reserve(self) -> bool:
+        """After a full disk: once there is room, claim the reserve back and lift the cap.
+
+        Checked after every seal and before making room (one statvfs call); returns whether
+        the cap was lifted.
+        """
+        if not self._capped:
+            return False
+        wanted = _WAL_ROOM * 2 + (self._reserve.size if self._reserve is not None else 0)
+        if free_bytes(self._path.parent) < wanted:
+            return False
+        if self._reserve is not None and not self._reserve.claim():
+            return False
+        await self._lift_cap()
+        return True
 
     async def _drop_delivered(self, *, now: float, clock_synced: bool) -> bool:  # noqa: ARG002 - one signature for every step
         """Retention gives way first: delivered blocks are at the collector already."""
@@ -363,7 +457,7 @@ class Outbox:
 
         Oldest by rowid, i.e. by insertion: a wall clock stepped back cannot reorder it.
         """
-        limit = self._budget.evict_bytes if self._budget is not None else 1024 * 1024
+        limit = self._evict_limit
         chosen: list[tuple[str, int, bool]] = []
         total = 0
         async with self._db.execute(
@@ -723,7 +817,12 @@ async def open_outbox(
     db = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
     try:
         budget = None if max_bytes is None else SpaceBudget(max_bytes)
-        outbox = Outbox(db, identity, key, budget=budget, journal=journal)
+        reserve = None if budget is None else Reserve.beside(path, budget.reserve_bytes)
+        if reserve is not None and not reserve.claim():
+            log.warning("outbox_reserve_not_claimed", reason="the disk has no room")
+        outbox = Outbox(
+            db, identity, key, budget=budget, path=path, journal=journal, reserve=reserve
+        )
         await outbox._init()  # noqa: SLF001 - the factory finishes construction
         if abandon:
             await outbox.start_new_epoch(gaps, now=now, clock_synced=clock_synced)

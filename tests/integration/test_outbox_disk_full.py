@@ -1,0 +1,156 @@
+"""A real full filesystem under the outbox: a small tmpfs, filled by a filler file.
+
+Two cases. With an undelivered backlog, ENOSPC is met like a full budget: the oldest blocks
+give way (thinned, dropped, each loss a gap record) and sealing goes on. With nothing that can
+give way, the sealer keeps polling into its bounded memory ring, counts what the ring lets go,
+and once space returns seals a `disk_full` gap record naming exactly those readings, then
+everything it held. The books balance in both: sealed + declared lost == readings produced.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import sqlite3
+import subprocess
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from edge_agent.core.chain import Identity
+from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.sealer import Sealer
+from specs.block import decode_block
+from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
+from specs.signing import signing_key_from_seed
+
+pytestmark = pytest.mark.timeout(120)
+
+KEY = signing_key_from_seed(bytes(32))
+SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
+T0 = 1_700_000_000.0
+FS_BYTES = 12 * 1024 * 1024
+
+
+@pytest.fixture
+def small_fs(tmp_path: Path) -> Iterator[Path]:
+    """A 12 MiB tmpfs (the test runs as root, as CI does here; mounting is the point)."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    done = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={FS_BYTES}", "tmpfs", str(mount)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if done.returncode != 0:
+        pytest.fail(f"cannot mount a small tmpfs (needs root): {done.stderr.strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=False)
+
+
+def _fill(directory: Path) -> Path:
+    """Write a filler file until the filesystem has no free block left."""
+    filler = directory / "filler"
+    with filler.open("wb", buffering=0) as handle, contextlib.suppress(OSError):
+        while True:
+            handle.write(b"\0" * 4096)
+    assert os.statvfs(directory).f_bavail == 0
+    return filler
+
+
+def _reading(i: int) -> Reading:
+    point = f"T00{i % 5}-LT-01"
+    return Reading(point, "WHP-LT", iso_time(T0 + i), float(i % 37), "m", Quality.GOOD)
+
+
+def _records(path: Path) -> list[Record]:
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT payload FROM blocks ORDER BY rowid").fetchall()
+    return [r for (p,) in rows for r in decode_block(bytes(p)).records]
+
+
+@contextlib.asynccontextmanager
+async def _sealer(
+    path: Path, ring: int, max_bytes: int | None
+) -> AsyncIterator[tuple[Sealer, asyncio.Queue[Record]]]:
+    queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=1000)
+    async with open_outbox(path, SITE, KEY, max_bytes=max_bytes) as outbox:
+        sealer = Sealer(
+            outbox,
+            queue,
+            flush_interval=0.05,
+            flush_readings=200,
+            clock_synced=lambda: True,
+            on_sealed=lambda _block: None,
+            ring_readings=ring,
+        )
+        task = asyncio.create_task(sealer.run())
+        try:
+            yield sealer, queue
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            await sealer.flush()
+
+
+async def _produce(queue: asyncio.Queue[Record], start: int, count: int) -> None:
+    for i in range(start, start + count):
+        await queue.put(_reading(i))
+        if i % 200 == 0:
+            await asyncio.sleep(0.01)
+
+
+async def _until(condition: object, timeout: float = 30.0) -> None:
+    assert callable(condition)
+    async with asyncio.timeout(timeout):
+        while not condition():
+            await asyncio.sleep(0.05)
+
+
+async def test_enospc_with_a_backlog_thins_and_keeps_sealing(small_fs: Path) -> None:
+    path = small_fs / "outbox.db"
+    produced = 40_000
+    # A budget far above the filesystem: the disk, not max_bytes, is what fills up.
+    async with _sealer(path, ring=5_000, max_bytes=64 * 1024 * 1024) as (sealer, queue):
+        await _produce(queue, 0, 2_000)
+        await _until(lambda: queue.empty() and sealer.held == 0)
+        _fill(small_fs)
+        await _produce(queue, 2_000, produced - 2_000)
+        await _until(lambda: queue.empty() and sealer.held == 0, timeout=90)
+    records = _records(path)
+    kept = [r for r in records if isinstance(r, Reading)]
+    gaps = [r for r in records if isinstance(r, GapRecord)]
+    assert {g.reason for g in gaps} & {GapReason.THINNED, GapReason.OUTBOX_FULL}
+    assert len(kept) + sum(g.lost or 0 for g in gaps) == produced
+    assert len(set(kept)) == len(kept)
+
+
+async def test_with_nothing_to_give_way_the_ring_holds_and_a_disk_full_gap_follows(
+    small_fs: Path,
+) -> None:
+    path = small_fs / "outbox.db"
+    ring = 3_000
+    # No budget, so no reserve file either, and no block sealed yet: nothing can give way.
+    async with _sealer(path, ring=ring, max_bytes=None) as (sealer, queue):
+        filler = _fill(small_fs)
+        await _produce(queue, 0, 8_000)
+        await _until(lambda: queue.empty() and sealer.held == ring)
+        assert sealer.lost.count > 0  # the ring was too small: the oldest gave way
+        lost = sealer.lost.count
+        filler.unlink()  # space returns
+        await _until(lambda: sealer.held == 0 and sealer.lost.count == 0)
+    records = _records(path)
+    kept = [r for r in records if isinstance(r, Reading)]
+    [gap] = [r for r in records if isinstance(r, GapRecord)]
+    assert (gap.reason, gap.lost, gap.epoch) == (GapReason.DISK_FULL, lost, None)
+    assert len(kept) + lost == 8_000
+    # What the ring kept is the newest; what it let go is the oldest.
+    assert gap.t_from == iso_time(T0)
+    assert gap.t_to == iso_time(T0 + lost - 1)
+    assert sorted(r.t for r in kept) == [iso_time(T0 + i) for i in range(lost, 8_000)]
