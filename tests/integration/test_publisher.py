@@ -23,8 +23,8 @@ from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox import Outbox, open_outbox
 from edge_agent.shell.publisher import Publisher, UplinkSettings
 from specs.ack import Ack
-from specs.block import decode_block
-from specs.records import Quality, Reading, iso_time
+from specs.block import block_hash, decode_block
+from specs.records import GapReason, GapRecord, Quality, Reading, iso_time
 from specs.signing import SigningKey, signature_properties, signing_key_from_seed
 from specs.topics import GatewayTopics
 
@@ -70,8 +70,19 @@ class FakeCollectorLink:
         missing: tuple[tuple[int, int], ...] = (),
         seq: int | None = None,
         key: SigningKey = COLLECTOR_KEY,
+        acked_hash: str | None = None,
+        conflict: bool = False,
     ) -> None:
-        payload = Ack(SITE.gateway, self.epoch, through, missing, seq, iso_time(time.time()))
+        payload = Ack(
+            SITE.gateway,
+            self.epoch,
+            through,
+            missing,
+            seq,
+            iso_time(time.time()),
+            acked_hash,
+            conflict,
+        )
         body = payload.encode()
         properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
         properties.UserProperty = signature_properties(key.sign(body))
@@ -177,3 +188,79 @@ async def test_resent_blocks_carry_the_sealed_bytes(tmp_path: Path, broker: Brok
         assert stored is not None
         assert r.link.received[:3] == [1, 1, 1]
         assert r.link.payloads[:3] == [stored.payload] * 3
+
+
+async def _new_epoch(r: Rig, old: str) -> str:
+    deadline = time.monotonic() + 10
+    while r.outbox.epoch == old:
+        assert time.monotonic() < deadline, "no new epoch started"
+        await asyncio.sleep(0.05)
+    return r.outbox.epoch
+
+
+async def _assert_rolled_over(r: Rig, old: str, readings: int) -> None:
+    """A new epoch started; its blocks carry every reading again and name the old epoch."""
+    new = await _new_epoch(r, old)
+    blocks = await r.outbox.undelivered(after=0, limit=1000)
+    assert {b.epoch for b in blocks} == {new}
+    records = [rec for b in blocks for rec in decode_block(b.payload).records]
+    [gap] = [rec for rec in records if isinstance(rec, GapRecord)]
+    assert (gap.reason, gap.epoch, gap.from_seq, gap.to_seq) == (
+        GapReason.OUTBOX_RESTORED,
+        old,
+        1,
+        None,
+    )
+    assert len([rec for rec in records if isinstance(rec, Reading)]) == readings
+    # ... and they go out under the new epoch at once.
+    deadline = time.monotonic() + 10
+    while not any(decode_block(p).header.epoch == new for p in r.link.payloads):
+        assert time.monotonic() < deadline, "the new epoch was never sent"
+        await asyncio.sleep(0.05)
+
+
+async def test_an_ack_beyond_the_local_chain_releases_nothing_and_starts_a_new_epoch(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # The outbox was restored from a snapshot: the collector holds seqs this file never had.
+    async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
+        await r.link.wait_for(5)
+        old = r.outbox.epoch
+        await r.link.ack(8, seq=5)
+        await _assert_rolled_over(r, old, readings=5)
+
+
+async def test_a_conflict_releases_nothing_and_starts_a_new_epoch(
+    tmp_path: Path, broker: Broker
+) -> None:
+    async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
+        await r.link.wait_for(5)
+        old = r.outbox.epoch
+        stored = await r.outbox.get(3)
+        assert stored is not None
+        await r.link.ack(3, seq=3, acked_hash=block_hash(stored.payload), conflict=True)
+        await _assert_rolled_over(r, old, readings=5)
+
+
+async def test_another_hash_at_the_acked_seq_releases_nothing_and_starts_a_new_epoch(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # The collector's block 3 is another lineage's: releasing 1..3 would lose this one's.
+    async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
+        await r.link.wait_for(5)
+        old = r.outbox.epoch
+        await r.link.ack(3, seq=4, acked_hash="0" * 64)
+        await _assert_rolled_over(r, old, readings=5)
+
+
+async def test_an_ack_with_the_same_hash_releases_as_before(tmp_path: Path, broker: Broker) -> None:
+    async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
+        await r.link.wait_for(5)
+        stored = await r.outbox.get(3)
+        assert stored is not None
+        await r.link.ack(3, seq=3, acked_hash=block_hash(stored.payload))
+        deadline = time.monotonic() + 5
+        while await r.undelivered() != [4, 5]:
+            assert time.monotonic() < deadline, await r.undelivered()
+            await asyncio.sleep(0.05)
+        assert r.outbox.epoch == r.link.epoch
