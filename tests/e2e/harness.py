@@ -16,6 +16,7 @@ import sys
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
+from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -162,7 +163,7 @@ class Site:
 
     def outbox_readings(self) -> Counter[ReadingKey]:
         """Every reading the agent ever committed to its outbox."""
-        with self._outbox() as db:
+        with closing(self._outbox()) as db:
             payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
         found: Counter[ReadingKey] = Counter()
         for payload in payloads:
@@ -174,14 +175,14 @@ class Site:
     def outbox_seqs(self) -> dict[str, list[int]]:
         """Sealed seqs per epoch."""
         seqs: dict[str, list[int]] = {}
-        with self._outbox() as db:
+        with closing(self._outbox()) as db:
             for epoch, seq in db.execute("SELECT epoch, seq FROM blocks ORDER BY epoch, seq"):
                 seqs.setdefault(str(epoch), []).append(int(seq))
         return seqs
 
     def undelivered(self) -> int:
         """Blocks still waiting for a collector ACK."""
-        with self._outbox() as db:
+        with closing(self._outbox()) as db:
             row = db.execute("SELECT COUNT(*) FROM blocks WHERE delivered_at IS NULL").fetchone()
         return int(row[0])
 
@@ -190,7 +191,7 @@ class Site:
         if not self.outbox_path.exists():
             return 0
         try:
-            with self._outbox() as db:
+            with closing(self._outbox()) as db:
                 return int(db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0])
         except sqlite3.OperationalError:  # the file exists, its tables not yet
             return 0

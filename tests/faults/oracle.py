@@ -29,7 +29,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-from specs.block import decode_block
+from specs.block import block_hash, decode_block
 from specs.records import GapRecord, Reading
 from tests.e2e.harness import Site
 
@@ -38,6 +38,7 @@ READER_ENV = "GZ_FAULTS_OUTBOX_READER"
 RESULTS_ENV = "GZ_FAULTS_RESULTS"
 ReadingKey = tuple[str, str, float | None, str]
 BlockKey = tuple[str, int]
+SealedKey = tuple[str, int, str]
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,26 +97,32 @@ def outbox_integrity(site: Site) -> str:
 
 @dataclass
 class Ledger:
-    """Every block the agent was seen to hold, over all snapshots of a test."""
+    """Every block the agent was seen to hold, over all snapshots of a test.
 
-    blocks: dict[BlockKey, bytes] = field(default_factory=dict)
-    rewritten: list[BlockKey] = field(default_factory=list)
+    Keyed by (epoch, seq, payload hash): a seq sealed twice with other bytes (an outbox rolled
+    back by a cut WAL) keeps both versions, so the readings of each are held to account.
+    """
+
+    blocks: dict[SealedKey, bytes] = field(default_factory=dict)
 
     def observe(self, blocks: Iterable[OutboxBlock]) -> int:
         """Add a snapshot; return how many blocks it held."""
         count = 0
         for block in blocks:
             count += 1
-            key = (block.epoch, block.seq)
-            known = self.blocks.get(key)
-            if known is not None and known != block.payload:
-                self.rewritten.append(key)  # one seq sealed twice with other bytes
-            self.blocks.setdefault(key, block.payload)
+            self.blocks.setdefault(
+                (block.epoch, block.seq, block_hash(block.payload)), block.payload
+            )
         return count
 
     def snapshot(self, site: Site) -> int:
         """Observe the agent's outbox now; return how many blocks it holds."""
         return self.observe(read_outbox(site))
+
+    def rewritten(self) -> list[BlockKey]:
+        """(epoch, seq) seen with more than one payload."""
+        counts = Counter((epoch, seq) for epoch, seq, _ in self.blocks)
+        return sorted(key for key, n in counts.items() if n > 1)
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +161,7 @@ class Verdict:
     unknown_served: int
     seq_holes: dict[str, list[int]]
     rewritten_seqs: int
+    rewritten_undeclared: int
 
     def line(self) -> str:
         """The result line for the closing table (JSON)."""
@@ -172,8 +180,11 @@ class Verdict:
             found.append(f"{self.unknown_served} served readings the agent never sealed")
         if self.seq_holes:
             found.append(f"seqs missing and not declared: {self.seq_holes}")
-        if self.rewritten_seqs:
-            found.append(f"{self.rewritten_seqs} (epoch, seq) sealed twice with other bytes")
+        if self.rewritten_undeclared:
+            found.append(
+                f"{self.rewritten_undeclared} (epoch, seq) sealed twice with other bytes"
+                " and not declared by a gap record"
+            )
         return found
 
 
@@ -213,11 +224,11 @@ class _Index:
 
 def _index(ledger: Ledger) -> _Index:
     index = _Index()
-    for key, payload in ledger.blocks.items():
+    for (epoch, seq, _), payload in ledger.blocks.items():
         for record in decode_block(payload).records:
             if isinstance(record, Reading):
                 reading = (record.point, record.t, record.value, record.quality.value)
-                index.where.setdefault(reading, set()).add(key)
+                index.where.setdefault(reading, set()).add((epoch, seq))
             elif isinstance(record, GapRecord):
                 index.gaps.append(record)
                 if record.epoch is not None and record.from_seq is not None:
@@ -228,7 +239,7 @@ def _index(ledger: Ledger) -> _Index:
 def _seq_holes(ledger: Ledger, index: _Index) -> dict[str, list[int]]:
     """Per epoch, the seqs between the first and last seen that neither exist nor are declared."""
     by_epoch: dict[str, set[int]] = {}
-    for epoch, seq in ledger.blocks:
+    for epoch, seq, _ in ledger.blocks:
         by_epoch.setdefault(epoch, set()).add(seq)
     holes: dict[str, list[int]] = {}
     for epoch, seqs in by_epoch.items():
@@ -262,13 +273,14 @@ def judge(case: str, ledger: Ledger, collector: Counter[ReadingKey], seconds: fl
         duplicates=sum(count - 1 for count in collector.values() if count > 1),
         gap_records=len(index.gaps),
         gap_reasons=dict(Counter(g.reason.value for g in index.gaps)),
-        epochs=len({epoch for epoch, _ in ledger.blocks}),
+        epochs=len({epoch for epoch, _, _ in ledger.blocks}),
         blocks=len(ledger.blocks),
         seconds=round(seconds, 1),
         silent_losses=silent,
         unknown_served=sum(n for reading, n in collector.items() if reading not in index.where),
         seq_holes=_seq_holes(ledger, index),
-        rewritten_seqs=len(ledger.rewritten),
+        rewritten_seqs=len(ledger.rewritten()),
+        rewritten_undeclared=sum(1 for key in ledger.rewritten() if not index.covered(key)),
     )
 
 

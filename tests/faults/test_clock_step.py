@@ -40,7 +40,7 @@ STEPS = ((signal.SIGUSR1, +STEP), (signal.SIGUSR2, -STEP), (signal.SIGUSR2, -STE
 def _series(ledger: Ledger) -> dict[str, list[tuple[float, bool]]]:
     """Per point, (wall time, flagged) of each reading in sealing order."""
     series: dict[str, list[tuple[float, bool]]] = {}
-    for key in sorted(ledger.blocks):
+    for key in sorted(ledger.blocks):  # (epoch, seq, hash): sealing order in one epoch
         for record in decode_block(ledger.blocks[key]).records:
             if isinstance(record, Reading):
                 series.setdefault(record.point, []).append(

@@ -1,0 +1,172 @@
+"""Fault matrix, R9: the agent's outbox file is damaged while the agent is down.
+
+The agent is SIGKILLed (with a backlog the collector has not ACKed), the test damages the
+file, and the agent starts again on it:
+
+* garbage pages: half the pages after the header overwritten with random bytes;
+* truncated: the database file cut to a little over half its size, mid-page;
+* WAL cut mid-frame: the write-ahead log cut inside a frame far enough back that committed
+  seals are gone; SQLite then opens an older, consistent state of the same epoch.
+
+A file that fails its check is moved aside (`<path>.corrupt-<time>`) and a new epoch starts
+with an `outbox_corrupt` gap record naming the old epoch; a file silently rolled back is
+found out by the collector's ACK (it holds seqs beyond the agent's chain) and a new epoch
+starts with an `outbox_restored` gap record. Either way the oracle holds: what the old
+file sealed is stored once or declared, nothing is stored twice, the agent stays up.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+import signal
+import sqlite3
+import time
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import Site, wait_until
+from tests.faults.common import sealed_more, tune
+from tests.faults.conftest import Conclude, MakeSite
+from tests.faults.oracle import Ledger, gap_records
+
+pytestmark = pytest.mark.timeout(180)
+
+WAL_HEADER = 32
+FRAME_HEADER = 24
+
+
+def _page_size(db: Path) -> int:
+    size = int.from_bytes(db.read_bytes()[16:18], "big")
+    return 65536 if size == 1 else size
+
+
+def _checkpoint(db: Path) -> None:
+    """Fold the WAL into the file, as a clean shutdown does, so damage to the file counts."""
+    with closing(sqlite3.connect(db)) as conn:
+        conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+
+
+def garbage_pages(db: Path, rng: random.Random) -> str:
+    _checkpoint(db)
+    page = _page_size(db)
+    pages = db.stat().st_size // page
+    hit = sorted(rng.sample(range(1, pages), max(1, (pages - 1) // 2)))  # page 1 = index 0
+    with db.open("r+b") as out:
+        for index in hit:
+            out.seek(index * page)
+            out.write(rng.randbytes(page))
+    return f"{len(hit)} of {pages} pages overwritten"
+
+
+def truncated(db: Path, rng: random.Random) -> str:
+    _checkpoint(db)
+    size = db.stat().st_size
+    cut = size // 2 + rng.randrange(1, _page_size(db))
+    with db.open("r+b") as out:
+        out.truncate(cut)
+    return f"cut from {size} to {cut} bytes"
+
+
+def _last_seq(db: Path) -> int:
+    with closing(sqlite3.connect(db)) as conn:
+        return int(conn.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()[0])
+
+
+def wal_cut(db: Path, rng: random.Random) -> str:
+    """Cut the WAL mid-frame, just far enough back that at least three seals are lost."""
+    wal = db.with_name(db.name + "-wal")
+    frame = FRAME_HEADER + _page_size(db)
+    frames = (wal.stat().st_size - WAL_HEADER) // frame
+    trial = db.parent / "wal-cut-trial"
+    trial.mkdir()
+    before = _last_seq_with_wal(db, trial, None)
+    for back in range(1, frames):
+        cut = WAL_HEADER + (frames - back) * frame + rng.randrange(1, frame)
+        after = _last_seq_with_wal(db, trial, cut)
+        if after <= before - 3:
+            db.with_name(db.name + "-shm").unlink(missing_ok=True)
+            with wal.open("r+b") as out:
+                out.truncate(cut)
+            shutil.rmtree(trial)
+            return f"WAL cut at {cut} of {frames} frames: last seq {before} -> {after}"
+    raise AssertionError(f"no cut of {frames} WAL frames loses three seals")
+
+
+def _last_seq_with_wal(db: Path, trial: Path, cut: int | None) -> int:
+    """The last seq SQLite would open with, the WAL cut at `cut`, tried on a copy."""
+    for old in trial.iterdir():
+        old.unlink()
+    copy = trial / db.name
+    shutil.copyfile(db, copy)
+    shutil.copyfile(db.with_name(db.name + "-wal"), trial / (db.name + "-wal"))
+    if cut is not None:
+        with (trial / (db.name + "-wal")).open("r+b") as out:
+            out.truncate(cut)
+    return _last_seq(copy)
+
+
+Damage = Callable[[Path, random.Random], str]
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        pytest.param(garbage_pages, "outbox_corrupt", id="garbage_pages"),
+        pytest.param(truncated, "outbox_corrupt", id="truncated"),
+        pytest.param(wal_cut, "outbox_restored", id="wal_cut_mid_frame"),
+    ],
+)
+def test_damaged_outbox_starts_a_new_epoch_and_declares_the_old_one(
+    make_site: MakeSite, conclude: Conclude, damage: Damage, reason: str
+) -> None:
+    started = time.monotonic()
+    site = make_site(tune())
+    rng = random.Random(9)
+    site.start_agent()
+    sealed_more(site, 10)
+    wait_until(lambda: site.undelivered() == 0, 30, "the first blocks ACKed")
+    if reason == "outbox_corrupt":
+        # A backlog the damage takes with it: declared lost, never silently.
+        site.stop("collector", signal.SIGKILL)
+        wait_until(lambda: site.undelivered() >= 5, 30, "a backlog of 5 blocks")
+    site.stop("agent", signal.SIGKILL)
+    ledger = Ledger()
+    ledger.snapshot(site)
+    (old_epoch,) = {epoch for epoch, _, _ in ledger.blocks}
+    what = damage(site.outbox_path, rng)
+    if not site.alive("collector"):
+        site.start_collector()
+    site.start_agent()
+    # Nothing reads the file before the agent has checked (and perhaps moved) it.
+    wait_until(
+        lambda: site.log("agent").count('"event": "agent_started"') == 2,
+        60,
+        "the agent started again on the damaged outbox",
+    )
+    _wait_for_new_epoch(site, ledger, old_epoch)
+    sealed_more(site, 5)
+    verdict = conclude(site, ledger, f"corrupt_outbox_{damage.__name__}", started)
+    print(f"{damage.__name__}: {what}")
+    declared = [g for g in gap_records(ledger) if g.epoch == old_epoch]
+    assert [g.reason.value for g in declared] == [reason], declared
+    assert declared[0].from_seq == 1
+    assert declared[0].to_seq is None
+    assert verdict.epochs == 2
+    moved = list(site.outbox_path.parent.glob(site.outbox_path.name + ".corrupt-*"))
+    if reason == "outbox_corrupt":
+        assert [p.name for p in moved if not p.name.endswith(("-wal", "-shm"))], "not moved aside"
+        assert verdict.sealed_not_stored > 0, "the backlog lost with the file was declared"
+    else:
+        assert not moved, "a consistent file was moved aside"
+
+
+def _wait_for_new_epoch(site: Site, ledger: Ledger, old: str) -> None:
+    def new_epoch() -> bool:
+        ledger.snapshot(site)
+        return any(epoch != old for epoch, _, _ in ledger.blocks)
+
+    wait_until(new_epoch, 60, "a block of a new epoch")
