@@ -337,13 +337,20 @@ def plan_batch(
 def build_acks(
     blocks: Sequence[IncomingBlock], result: BatchResult, key: SigningKey, now: float
 ) -> tuple[Outgoing, ...]:
-    """One signed ACK per distinct block the committed batch holds (stored or duplicate)."""
+    """One signed ACK per distinct (gateway, epoch, seq) of the committed batch.
+
+    Every block is answered, a SEQ_CONFLICT too, so that the agent learns at once. Each ACK
+    carries its stream's state: `acked_hash` (the stored block at acked_through, for the
+    agent to compare with its own) and `conflict`. A conflicting block's ACK names its seq
+    but its bytes are not stored: `conflict` is true in it (and in every later ACK of the
+    stream), which tells the agent to release nothing and start a new epoch.
+    """
     acks: list[Outgoing] = []
     seen: set[tuple[str, str, int]] = set()
     issued_at = iso_time(now)
-    for incoming, outcome in zip(blocks, result.outcomes, strict=True):
+    for incoming in blocks:
         header = incoming.block.header
-        if not outcome.acknowledged or (header.gateway, header.epoch, header.seq) in seen:
+        if (header.gateway, header.epoch, header.seq) in seen:
             continue
         seen.add((header.gateway, header.epoch, header.seq))
         state = result.streams[incoming.stream]
@@ -354,6 +361,8 @@ def build_acks(
             missing=state.missing,
             seq=header.seq,
             issued_at=issued_at,
+            acked_hash=state.acked_hash,
+            conflict=state.conflict,
         ).encode()
         topic = GatewayTopics(header.district, header.enterprise, header.gateway).ack
         acks.append(Outgoing(topic, payload, tuple(signature_properties(key.sign(payload)))))

@@ -91,6 +91,9 @@ class Reason(enum.StrEnum):
     # Readings of a stored (gateway, point, t) with another value, unit or quality: the first
     # stays, these are not stored (one row per block, naming the first few).
     CONFLICT = "conflict"
+    # A stored block's `prev` is not the hash of the stored block before it (the block stays
+    # stored; its stream is flagged so that every ACK of it says `conflict`).
+    CHAIN_BREAK = "chain_break"
     # One record of a stored block was left out of the normalized tables (the block is stored).
     UNKNOWN_QUOTA = "unknown_quota"
     UNKNOWN_UNIT = "unknown_unit"
@@ -256,18 +259,18 @@ class Outcome(enum.StrEnum):
     """What storing one incoming block did."""
 
     STORED = "stored"
-    DUPLICATE = "duplicate"  # a block stored already, or readings of a stored (point, t)
+    DUPLICATE = "duplicate"
     SEQ_CONFLICT = "seq_conflict"
-    # Readings of a stored (gateway, point, t) with another value, unit or quality: the first
-    # stays, these are not stored (one row per block, naming the first few).
-    CONFLICT = "conflict"
     # One record of a stored block was left out of the normalized tables (the block is stored).
     UNKNOWN_QUOTA = "unknown_quota"
     UNKNOWN_UNIT = "unknown_unit"
 
     @property
     def acknowledged(self) -> bool:
-        """Whether the block's bytes are in the database (so the agent may forget them)."""
+        """Whether the block's bytes are in the database (so the agent may forget them).
+
+        A SEQ_CONFLICT block is answered too (its ACK says `conflict`), but never acknowledged.
+        """
         return self is not Outcome.SEQ_CONFLICT
 
 
@@ -281,6 +284,10 @@ class StreamState:
     exist: stored, or the end of a declared range (the seq before an open-ended one). Every seq
     in 1..max_seq is closed or listed in `missing` (ascending, disjoint holes, never declared
     ones), and every seq in 1..acked_through is closed.
+
+    `acked_hash` is the hash of the stored block at acked_through (None when acked_through
+    is 0 or declared, not stored). `conflict` is set for good once the stream saw a seq with
+    other bytes than stored, or a stored block whose `prev` is not its stored neighbour's hash.
     """
 
     gateway: str
@@ -289,6 +296,8 @@ class StreamState:
     max_seq: int = 0
     missing: tuple[tuple[int, int], ...] = ()
     declared: tuple[tuple[int, int | None], ...] = ()
+    acked_hash: str | None = None
+    conflict: bool = False
 
 
 @dataclass(frozen=True, slots=True)

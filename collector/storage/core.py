@@ -10,7 +10,7 @@ unique per (gateway, point, t): the first stored wins, later ones are audited, n
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -136,12 +136,15 @@ def advance(
         holes.append((state.max_seq + 1, top))  # seqs seen for the first time: all unknown
     closed = _union((*((seq, seq) for seq in seqs), *spans))
     missing = _minus(holes, closed)
+    acked_through = missing[0][0] - 1 if missing else top
     return replace(
         state,
-        acked_through=missing[0][0] - 1 if missing else top,
+        acked_through=acked_through,
         max_seq=top,
         missing=tuple(missing),
         declared=tuple(spans),
+        # The storage looks up the hash at a new acked_through; until then it is unknown.
+        acked_hash=state.acked_hash if acked_through == state.acked_through else None,
     )
 
 
@@ -151,28 +154,35 @@ class StreamChange:
 
     `seqs`: its blocks stored now; `declared`: the seq ranges of it that stored gap records
     (of any epoch's blocks) declare lost; `seen`: when its newest block of the batch arrived,
-    0.0 when none did (a stream known only from another epoch's gap record).
+    0.0 when none did (a stream known only from another epoch's gap record, or only from a
+    conflicting block); `conflict`: a seq conflict or chain break was found in it now.
     """
 
     seqs: tuple[int, ...] = ()
     declared: tuple[Span, ...] = ()
     seen: float = 0.0
+    conflict: bool = False
 
 
 Stream = tuple[str, str]
 
 
 def stream_changes(
-    blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome]
+    blocks: Sequence[IncomingBlock],
+    outcomes: Sequence[Outcome],
+    broken: Collection[Stream] = (),
 ) -> dict[Stream, StreamChange]:
-    """Per stream the batch touches: the seqs it stores and the ranges declared lost.
+    """Per stream the batch touches: the seqs it stores, the ranges declared lost, conflicts.
 
     A duplicate touches its stream (the agent gets a fresh ACK) but brings nothing new; a gap
-    record counts only from the block's first storage, like the rest of its content.
+    record counts only from the block's first storage, like the rest of its content. A seq
+    conflict, and every stream in `broken` (chain breaks), flags its stream.
     """
-    changes: dict[Stream, StreamChange] = {}
+    changes: dict[Stream, StreamChange] = {stream: StreamChange(conflict=True) for stream in broken}
     for incoming, outcome in zip(blocks, outcomes, strict=True):
         if not outcome.acknowledged:
+            held = changes.get(incoming.stream, StreamChange())
+            changes[incoming.stream] = replace(held, conflict=True)
             continue
         header = incoming.block.header
         held = changes.get(incoming.stream, StreamChange())
@@ -281,6 +291,69 @@ def unique_readings(
             _reading_audit(incoming, reason, found) for reason, found in repeats.items() if found
         )
     return tuple(kept_blocks), tuple(audits)
+
+
+def progress(state: StreamState, change: StreamChange) -> StreamState:
+    """The stream after one batch: advanced by its seqs and declarations, conflict for good."""
+    advanced = advance(state, change.seqs, change.declared)
+    return replace(advanced, conflict=state.conflict or change.conflict)
+
+
+Link = tuple[str, str]
+"""What chains a stored block: (its hash, its prev)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ChainBreak:
+    """A newly stored block that does not chain onto a stored neighbour, with its audit row."""
+
+    stream: Stream
+    audit: AuditEntry
+
+
+def chain_breaks(
+    blocks: Sequence[IncomingBlock], stored: Mapping[BlockKey, Link]
+) -> tuple[ChainBreak, ...]:
+    """Links between the newly stored `blocks` and stored blocks that do not hold.
+
+    Block s chains onto s - 1 when its `prev` is the hash of s - 1. Each link with a new block
+    at either end is checked once, when both ends are stored: `stored` holds the (hash, prev)
+    of the stored neighbours (s - 1, s + 1) of `blocks`.
+    """
+    new = {block_key(incoming): incoming for incoming in blocks}
+    links = dict(stored)
+    links.update((key, (b.block.digest, b.block.header.prev)) for key, b in new.items())
+    breaks: list[ChainBreak] = []
+    for (gateway, epoch, seq), incoming in new.items():
+        below = links.get((gateway, epoch, seq - 1))
+        if below is not None and incoming.block.header.prev != below[0]:
+            breaks.append(
+                _chain_break(incoming, seq - 1, below[0], seq, incoming.block.header.prev)
+            )
+        above_key = (gateway, epoch, seq + 1)
+        above = links.get(above_key)
+        if above is not None and above_key not in new and above[1] != incoming.block.digest:
+            breaks.append(_chain_break(incoming, seq, incoming.block.digest, seq + 1, above[1]))
+    return tuple(breaks)
+
+
+def _chain_break(
+    incoming: IncomingBlock, low: int, low_hash: str, high: int, high_prev: str
+) -> ChainBreak:
+    header = incoming.block.header
+    detail = (
+        f"gateway {header.gateway} epoch {header.epoch}: seq {high} has prev {high_prev},"
+        f" not the hash {low_hash} of the stored seq {low} (found storing seq {header.seq})"
+    )
+    audit = AuditEntry(
+        at=incoming.received_at,
+        gateway=header.gateway,
+        topic=incoming.topic,
+        reason=Reason.CHAIN_BREAK,
+        detail=detail[:MAX_DETAIL],
+        payload_hash=incoming.block.digest,
+    )
+    return ChainBreak(incoming.stream, audit)
 
 
 AlarmKey = tuple[str, str]

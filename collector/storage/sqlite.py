@@ -15,6 +15,7 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from itertools import islice
 from pathlib import Path
 from typing import Final, TypeVar
@@ -59,21 +60,23 @@ from collector.storage.base import (
 from collector.storage.core import (
     AlarmKey,
     BlockKey,
+    Link,
     ReadingKey,
     ReadingValue,
-    advance,
     alarm_key,
     block_key,
+    chain_breaks,
     classify,
     keys_to_look_up,
     merge_alarms,
+    progress,
     reading_keys,
     stream_changes,
     unique_readings,
 )
-from specs.block import block_hash
+from specs.block import MAX_SEQ, block_hash
 
-SCHEMA_VERSION: Final = 5
+SCHEMA_VERSION: Final = 6
 # Keys per lookup statement: far below SQLite's 32766 host parameters.
 _CHUNK: Final = 300
 # Readings are looked up by the thousand (a batch holds up to batch_max blocks of them).
@@ -107,6 +110,7 @@ CREATE TABLE IF NOT EXISTS blocks (
     received_at REAL NOT NULL,
     domain      TEXT,            -- from the header, so exports need not parse payloads
     mine_code   TEXT,            -- coal mines (domain MK) only
+    prev        TEXT,            -- from the header: the chain is checked as blocks arrive
     PRIMARY KEY (gateway, epoch, seq)
 );
 CREATE TABLE IF NOT EXISTS readings (
@@ -165,7 +169,8 @@ CREATE INDEX IF NOT EXISTS gaps_by_stream ON gaps (gateway, kind, epoch);
 -- rowid (= id) is the implicit last column: (gateway, id) pages of GET /v1/gaps need no sort.
 CREATE INDEX IF NOT EXISTS gaps_by_gateway ON gaps (gateway);
 -- One row per (gateway, epoch) stream (collector.storage.base.StreamState). missing and
--- declared are JSON lists of [from, to] (declared: to null = open-ended). first_seen and
+-- declared are JSON lists of [from, to] (declared: to null = open-ended); conflict is 1 for
+-- good once a seq conflict or a chain break was seen in the stream. first_seen and
 -- last_seen are 0 while no block of the stream is stored (it is known only from another
 -- epoch's gap record).
 CREATE TABLE IF NOT EXISTS ingest_state (
@@ -177,6 +182,7 @@ CREATE TABLE IF NOT EXISTS ingest_state (
     first_seen    REAL NOT NULL,
     last_seen     REAL NOT NULL,
     declared      TEXT NOT NULL DEFAULT '[]',
+    conflict      INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (gateway, epoch)
 );
 CREATE TABLE IF NOT EXISTS gateway_status (
@@ -316,7 +322,23 @@ async def _upgrade_to_5(db: aiosqlite.Connection) -> None:
 
 # From version N to N + 1. Each step adds only what is missing, so a file whose tables the
 # step does not find gets them whole from _SCHEMA afterwards.
-_UPGRADES: Final = {1: _upgrade_to_2, 2: _upgrade_to_3, 3: _upgrade_to_4, 4: _upgrade_to_5}
+async def _upgrade_to_6(db: aiosqlite.Connection) -> None:
+    """Blocks keep their `prev` (filled from the stored bytes); streams a conflict flag."""
+    if await _add_columns(db, "blocks", ("prev TEXT",)):
+        await db.execute(
+            "UPDATE blocks SET prev = json_extract(CAST(payload AS TEXT), '$.prev')"
+            " WHERE prev IS NULL"
+        )
+    await _add_columns(db, "ingest_state", ("conflict INTEGER NOT NULL DEFAULT 0",))
+
+
+_UPGRADES: Final = {
+    1: _upgrade_to_2,
+    2: _upgrade_to_3,
+    3: _upgrade_to_4,
+    4: _upgrade_to_5,
+    5: _upgrade_to_6,
+}
 
 _ALARM_COLUMNS: Final = (
     "a.gateway, a.alarm_id, a.point, a.quota, a.level, a.raised_at, a.cleared_at, a.value,"
@@ -590,9 +612,11 @@ class SqliteStorage:
     async def ingest(self, batch: IngestBatch) -> BatchResult:
         """Store blocks once, audit rejections, apply statuses: one durable transaction."""
         async with self._transaction() as db:
-            stored = await _stored_hashes(db, [block_key(b) for b in batch.blocks])
-            outcomes = classify(batch.blocks, stored)
+            # The batch's keys and their neighbours: to classify, and to check the chain.
+            links = await _stored_links(db, _around(block_key(b) for b in batch.blocks))
+            outcomes = classify(batch.blocks, {key: link[0] for key, link in links.items()})
             fresh = [b for b, o in zip(batch.blocks, outcomes, strict=True) if o is Outcome.STORED]
+            breaks = chain_breaks(fresh, links)
             keys = reading_keys(fresh)
             newest = await _newest_times(db, {key[:2] for key in keys})
             held = await _stored_readings(db, keys_to_look_up(keys, newest))
@@ -604,6 +628,7 @@ class SqliteStorage:
                 *(rejected for b in new for rejected in b.entries.rejected),
                 *_dedupe_audits(batch.blocks, outcomes),
                 *repeated,
+                *(found.audit for found in breaks),
             ]
             await db.executemany(
                 "INSERT INTO audit (at, gateway, topic, reason, detail, payload_hash)"
@@ -613,7 +638,8 @@ class SqliteStorage:
                     for a in audits
                 ],
             )
-            streams = await _advance_streams(db, batch.blocks, outcomes)
+            broken = {found.stream for found in breaks}
+            streams = await _advance_streams(db, batch.blocks, outcomes, broken)
             await _apply_statuses(db, batch.statuses)
             await _store_metas(db, batch.metas)
         return BatchResult(outcomes, streams)
@@ -992,16 +1018,29 @@ def _check_same_key(held: GatewayKey, key: GatewayKey) -> None:
         raise RegistryError(f"key id {key.kid} is registered with another public key")
 
 
-async def _stored_hashes(db: aiosqlite.Connection, keys: Sequence[BlockKey]) -> dict[BlockKey, str]:
-    found: dict[BlockKey, str] = {}
+def _around(keys: Iterable[BlockKey]) -> set[BlockKey]:
+    """Each key with the seqs before and after it."""
+    return {
+        (gateway, epoch, seq + step)
+        for gateway, epoch, seq in keys
+        for step in (-1, 0, 1)
+        if 1 <= seq + step <= MAX_SEQ
+    }
+
+
+async def _stored_links(
+    db: aiosqlite.Connection, keys: Collection[BlockKey]
+) -> dict[BlockKey, Link]:
+    """(hash, prev) of the stored blocks among `keys`."""
+    found: dict[BlockKey, Link] = {}
     for chunk in _chunks(sorted(set(keys))):
         rows = await db.execute_fetchall(
             f"WITH k (gateway, epoch, seq) AS (VALUES {_values(3, len(chunk))})"
-            " SELECT b.gateway, b.epoch, b.seq, b.hash FROM k CROSS JOIN blocks b"
+            " SELECT b.gateway, b.epoch, b.seq, b.hash, b.prev FROM k CROSS JOIN blocks b"
             " ON b.gateway = k.gateway AND b.epoch = k.epoch AND b.seq = k.seq",
             [part for key in chunk for part in key],
         )
-        found.update(((row[0], row[1], row[2]), row[3]) for row in rows)
+        found.update(((row[0], row[1], row[2]), (row[3], row[4])) for row in rows)
     return found
 
 
@@ -1055,6 +1094,7 @@ async def _insert_blocks(db: aiosqlite.Connection, blocks: Sequence[IncomingBloc
                 incoming.received_at,
                 header.domain,
                 header.mine_code,
+                header.prev,
             )
         )
         stream = (header.gateway, header.epoch, header.seq)
@@ -1091,7 +1131,7 @@ async def _insert_blocks(db: aiosqlite.Connection, blocks: Sequence[IncomingBloc
         )
     await db.executemany(
         "INSERT INTO blocks (gateway, epoch, seq, payload, alg, kid, sig, hash, received_at,"
-        " domain, mine_code) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        " domain, mine_code, prev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         block_rows,
     )
     await db.executemany(
@@ -1276,33 +1316,46 @@ async def _stream_states(
     for chunk in _chunks(sorted(set(streams))):
         rows = await db.execute_fetchall(
             f"WITH k (gateway, epoch) AS (VALUES {_values(2, len(chunk))})"
-            " SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared"
-            " FROM k CROSS JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch",
+            " SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
+            " b.hash, s.conflict"
+            " FROM k CROSS JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch"
+            " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
+            " AND b.seq = s.acked_through",
             [part for stream in chunk for part in stream],
         )
         for row in rows:
             missing = tuple((int(low), int(high)) for low, high in json.loads(row[4]))
             found[(row[0], row[1])] = StreamState(
-                row[0], row[1], row[2], row[3], missing, _spans(row[5])
+                row[0], row[1], row[2], row[3], missing, _spans(row[5]), row[6], bool(row[7])
             )
     return found
 
 
 async def _advance_streams(
-    db: aiosqlite.Connection, blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome]
+    db: aiosqlite.Connection,
+    blocks: Sequence[IncomingBlock],
+    outcomes: Sequence[Outcome],
+    broken: Collection[tuple[str, str]],
 ) -> dict[tuple[str, str], StreamState]:
-    changes = stream_changes(blocks, outcomes)
+    changes = stream_changes(blocks, outcomes, broken)
     before = await _stream_states(db, list(changes))
     after = {
-        stream: advance(before.get(stream, StreamState(*stream)), change.seqs, change.declared)
+        stream: progress(before.get(stream, StreamState(*stream)), change)
         for stream, change in changes.items()
     }
+    # The batch's blocks are inserted already: the hash at acked_through is in the table.
+    acked = [(*stream, s.acked_through) for stream, s in after.items() if s.acked_through]
+    hashes = await _stored_links(db, acked)
+    for stream, state in after.items():
+        link = hashes.get((*stream, state.acked_through))
+        after[stream] = replace(state, acked_hash=None if link is None else link[0])
     # first_seen is set by the first stored block (0 until then: see the schema).
     await db.executemany(
         "INSERT INTO ingest_state (gateway, epoch, acked_through, max_seq, missing, declared,"
-        " first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+        " conflict, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (gateway, epoch) DO UPDATE SET acked_through = excluded.acked_through,"
         " max_seq = excluded.max_seq, missing = excluded.missing, declared = excluded.declared,"
+        " conflict = max(ingest_state.conflict, excluded.conflict),"
         " first_seen = CASE WHEN ingest_state.first_seen = 0 THEN excluded.first_seen"
         " ELSE ingest_state.first_seen END,"
         " last_seen = max(ingest_state.last_seen, excluded.last_seen)",
@@ -1313,6 +1366,7 @@ async def _advance_streams(
                 state.max_seq,
                 json.dumps([list(r) for r in state.missing]),
                 json.dumps([list(r) for r in state.declared]),
+                int(state.conflict),
                 changes[stream].seen,
                 changes[stream].seen,
             )

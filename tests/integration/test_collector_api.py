@@ -16,6 +16,7 @@ from collector.api.core import ApiToken
 from collector.ingest.core import Inbound, plan_batch
 from collector.storage import open_storage
 from collector.storage.base import IngestBatch, KeyGrant, StatusUpdate, Storage
+from specs.block import GENESIS, block_hash
 from specs.records import GapReason, Quality, Reading, Record, iso_time
 from tests.support.collector_client import (
     BASE_TIME,
@@ -69,9 +70,11 @@ async def _store(
     records: Mapping[int, Sequence[Record]] | None = None,
 ) -> None:
     messages = []
+    hashes: dict[int, str] = {}
     for seq in seqs:
         chosen = (records or {}).get(seq, _readings(gateway, seq))
-        payload = gateway.block(seq, records=chosen)
+        payload = gateway.block(seq, records=chosen, prev=hashes.get(seq - 1, GENESIS))
+        hashes[seq] = block_hash(payload)
         messages.append(Inbound(gateway.topics.block, payload, tuple(gateway.sign(payload)), NOW))
     grants = {}
     for sim in (NANCHANG, BEIJING):

@@ -18,6 +18,7 @@ from collector.storage.base import (
     Reason,
     Storage,
 )
+from specs.block import block_hash
 from specs.records import GapReason
 from specs.signing import SigningKey, VerifyKey, signing_key_from_seed
 from tests.support.broker import Broker
@@ -106,16 +107,30 @@ async def test_exact_duplicate_is_audited_stored_once_and_still_acked(env: Env) 
     assert await _readings(env) == 1
 
 
-async def test_same_seq_with_other_bytes_is_a_seq_conflict(env: Env) -> None:
-    await env.link.send(1)
-    await _ack(env)
-    await env.link.send(1, records=[env.gateway.reading(1, 7)])  # validly signed, other content
+async def test_same_seq_with_other_bytes_is_a_seq_conflict_answered_at_once(env: Env) -> None:
+    stored = await env.link.send(1)
+    first = (await _ack(env)).ack
+    assert (first.acked_hash, first.conflict) == (block_hash(stored), False)
+    # Validly signed, other content: an agent that re-sealed seq 1 (a restored outbox).
+    other = await env.link.send(1, records=[env.gateway.reading(1, 7)])
+    conflict = (await _ack(env)).ack
     (row,) = await _audit_of(env, Reason.SEQ_CONFLICT)
     assert "epoch epoch-1 seq 1" in row.detail
-    # ACKs go out in processing order: had the conflict been acknowledged, it would come first.
+    # The ACK names the seq, but says conflict, and the stored hash is not the agent's.
+    assert (conflict.seq, conflict.acked_through, conflict.conflict) == (1, 1, True)
+    assert conflict.acked_hash == block_hash(stored) != block_hash(other)
+    # The flag stays with the stream: the agent's next block (chained onto its own seq 1)
+    # is stored, breaks the chain, and its ACK says conflict too.
     await env.link.send(2)
-    assert (await _ack(env)).ack.seq == 2
+    after = (await _ack(env)).ack
+    assert (after.seq, after.acked_through, after.conflict) == (2, 2, True)
+    (broken,) = await _audit_of(env, Reason.CHAIN_BREAK)
+    assert f"seq 2 has prev {block_hash(other)}" in broken.detail
     assert _db(env, "SELECT value FROM readings ORDER BY seq") == [(1.0,), (2.0,)]
+    state = await env.storage.stream(env.gateway.gateway, "epoch-1")
+    assert state is not None
+    hashes = _db(env, "SELECT hash FROM blocks ORDER BY seq")
+    assert (state.conflict, state.acked_hash) == (True, hashes[1][0])
 
 
 async def test_out_of_order_seqs_report_the_hole_until_it_fills(env: Env) -> None:
@@ -129,6 +144,24 @@ async def test_out_of_order_seqs_report_the_hole_until_it_fills(env: Env) -> Non
     after_two = (await _ack(env)).ack
     assert (after_two.seq, after_two.acked_through, after_two.missing) == (2, 3, ())
     assert _db(env, "SELECT count(*) FROM gaps WHERE kind = 'sequence'") == [(0,)]
+
+
+async def test_a_block_that_does_not_chain_onto_its_stored_successor_is_a_chain_break(
+    env: Env,
+) -> None:
+    await env.link.send(1)
+    third = await env.link.send(3)  # chains onto the default block 2
+    assert (await _ack(env)).ack.conflict is False
+    assert (await _ack(env)).ack.conflict is False
+    # Block 2 arrives with other content: the stored 3 does not chain onto it.
+    second = await env.link.send(2, records=[env.gateway.reading(2, 4)])
+    ack = (await _ack(env)).ack
+    assert (ack.seq, ack.acked_through, ack.missing, ack.conflict) == (2, 3, (), True)
+    assert ack.acked_hash == block_hash(third)
+    (row,) = await _audit_of(env, Reason.CHAIN_BREAK)
+    assert row.payload_hash == block_hash(second)
+    assert f"not the hash {block_hash(second)} of the stored seq 2" in row.detail
+    assert _db(env, "SELECT count(*) FROM blocks") == [(3,)]  # every block stays stored
 
 
 async def test_foreign_key_is_unknown(env: Env) -> None:
@@ -209,6 +242,9 @@ async def test_a_burst_is_stored_in_batches_and_every_block_acked(env: Env) -> N
     acks = [await _ack(env) for _ in range(count)]
     assert sorted(a.ack.seq or 0 for a in acks) == list(range(1, count + 1))
     assert max(a.ack.acked_through for a in acks) == count
+    # Blocks that chain, in whatever order they come, raise no conflict.
+    assert not any(a.ack.conflict for a in acks)
+    assert await env.storage.audit(reason=Reason.CHAIN_BREAK) == ()
     assert await _readings(env) == count
     assert _db(env, "SELECT count(*) FROM gaps WHERE kind = 'sequence'") == [(0,)]
 

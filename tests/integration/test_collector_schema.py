@@ -10,6 +10,7 @@ import pytest
 from collector.storage import open_storage
 from collector.storage.base import StorageError
 from collector.storage.sqlite import SCHEMA_VERSION
+from specs.block import GENESIS
 from tests.support.collector_client import coal_gateway
 
 MINE = coal_gateway()
@@ -61,6 +62,9 @@ async def test_a_schema_1_file_is_upgraded_and_its_blocks_learn_their_mine(
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert db.execute("SELECT count(*) FROM alarms").fetchone() == (0,)
+        # Blocks learnt their prev from the stored bytes; streams start without conflict.
+        assert db.execute("SELECT prev FROM blocks").fetchall() == [(GENESIS,)]
+        assert db.execute("SELECT conflict FROM ingest_state").fetchall() == [(0,)]
     db.close()
 
 

@@ -27,7 +27,7 @@ from collector.ingest.service import Ingest, IngestSettings
 from collector.storage import open_storage
 from collector.storage.base import Gateway, GatewayKey, Storage
 from specs.ack import Ack, decode_ack
-from specs.block import GENESIS, BlockHeader, encode_block
+from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.catalogue import Catalogue, UnitConversion, default_catalogue
 from specs.identifiers import credit_code_check_character
 from specs.meta import GatewayMeta, PointMeta
@@ -283,11 +283,39 @@ class SignedAck:
 
 @dataclass
 class GatewayLink:
-    """One MQTT 5 connection acting as a gateway: sends blocks, collects ACKs."""
+    """One MQTT 5 connection acting as a gateway: sends blocks, collects ACKs.
+
+    Blocks sent with `send` chain like an agent's: `prev` is the hash of the block this link
+    sent at seq - 1 of the epoch, or of the default block (`SimGateway.block`) there when it
+    sent none, so that blocks of default content chain in any order.
+    """
 
     client: aiomqtt.Client
     gateway: SimGateway
     acks: asyncio.Queue[SignedAck] = field(default_factory=asyncio.Queue)
+    sent: dict[tuple[str, int], str] = field(default_factory=dict)
+    _defaults: dict[tuple[str, int], str] = field(default_factory=dict)
+
+    def prev(self, seq: int, epoch: str = "epoch-1") -> str:
+        """The `prev` that block `seq` of `epoch` carries when sent by `send`."""
+        return GENESIS if seq <= 1 else self._hash_at(seq - 1, epoch)
+
+    def _known(self, seq: int, epoch: str) -> str | None:
+        return self.sent.get((epoch, seq)) or self._defaults.get((epoch, seq))
+
+    def _hash_at(self, seq: int, epoch: str) -> str:
+        """The hash of block `seq` as sent, or of the default block there (chained)."""
+        known = self._known(seq, epoch)
+        if known is not None:
+            return known
+        start = seq
+        while start > 1 and self._known(start - 1, epoch) is None:
+            start -= 1
+        for step in range(start, seq + 1):
+            below = GENESIS if step == 1 else self._known(step - 1, epoch)
+            payload = self.gateway.block(step, epoch=epoch, prev=below or GENESIS)
+            self._defaults[(epoch, step)] = block_hash(payload)
+        return self._defaults[(epoch, seq)]
 
     async def publish(
         self,
@@ -307,10 +335,18 @@ class GatewayLink:
         )
 
     async def send(
-        self, seq: int, *, epoch: str = "epoch-1", records: Sequence[Record] | None = None
+        self,
+        seq: int,
+        *,
+        epoch: str = "epoch-1",
+        records: Sequence[Record] | None = None,
+        prev: str | None = None,
     ) -> bytes:
-        """Build, sign and publish block `seq`; return its bytes."""
-        payload = self.gateway.block(seq, epoch=epoch, records=records)
+        """Build, sign and publish block `seq` (chained unless `prev` is given); its bytes."""
+        chained = self.prev(seq, epoch) if prev is None else prev
+        payload = self.gateway.block(seq, epoch=epoch, records=records, prev=chained)
+        self.sent[(epoch, seq)] = block_hash(payload)
+        self._defaults.clear()  # defaults above seq may have chained onto another block
         await self.publish(payload)
         return payload
 

@@ -37,13 +37,15 @@ from collector.storage.core import (
     Span,
     StreamChange,
     advance,
+    chain_breaks,
     classify,
     keys_to_look_up,
+    progress,
     stream_changes,
     unique_readings,
 )
 from specs.ack import decode_ack
-from specs.block import decode_block
+from specs.block import GENESIS, decode_block
 from specs.records import GapReason, iso_time
 from specs.signing import signature_from_properties, signing_key_from_seed
 from tests.support.collector_client import BASE_TIME, foreign_key, gap_record, sim_gateway
@@ -191,8 +193,11 @@ def test_stream_changes_route_declarations_to_the_epoch_they_name() -> None:
         (GW.gateway, "epoch-2"): StreamChange((1, 5), ((2, 3),), BASE_TIME + 5),
         (GW.gateway, "epoch-1"): StreamChange((), ((40, None),), 0.0),
     }
-    # Nothing of a conflicting block counts.
-    assert stream_changes(blocks[:1], (Outcome.SEQ_CONFLICT,)) == {}
+    # Nothing of a conflicting block counts, but its stream is flagged; so is a broken one.
+    assert stream_changes(blocks[:1], (Outcome.SEQ_CONFLICT,), {(GW.gateway, "x")}) == {
+        (GW.gateway, "epoch-2"): StreamChange(conflict=True),
+        (GW.gateway, "x"): StreamChange(conflict=True),
+    }
 
 
 def test_classify_by_membership_within_and_across_batches() -> None:
@@ -496,3 +501,60 @@ def test_only_readings_not_newer_than_their_series_are_looked_up() -> None:
     keys = [("g", "A", 1.0), ("g", "A", 5.0), ("g", "A", 6.0), ("g", "B", 1.0), ("h", "A", 1.0)]
     newest = {("g", "A"): 5.0, ("h", "A"): 0.5}
     assert keys_to_look_up(keys, newest) == [("g", "A", 1.0), ("g", "A", 5.0)]
+
+
+# --- chain and conflicts ------------------------------------------------------------------
+
+
+def _chained(seq: int, prev: str, *, index: int = 0) -> IncomingBlock:
+    payload = GW.block(seq, prev=prev, records=[GW.reading(seq, index)])
+    return IncomingBlock(
+        GW.topics.block, decode_block(payload), GW.key.sign(payload), BASE_TIME, BlockEntries()
+    )
+
+
+def _link(block: IncomingBlock) -> tuple[str, str]:
+    return (block.block.digest, block.block.header.prev)
+
+
+def test_chain_breaks_are_found_against_stored_neighbours_and_within_the_batch() -> None:
+    one = _chained(1, GENESIS)
+    two = _chained(2, one.block.digest)
+    three = _chained(3, two.block.digest)
+    key = (GW.gateway, "epoch-1")
+    # A chain that holds, arriving in any split between database and batch.
+    assert chain_breaks([two], {(*key, 1): _link(one), (*key, 3): _link(three)}) == ()
+    assert chain_breaks([three, one, two], {}) == ()
+    # Block 2 with other content: neither neighbour chains with it.
+    other = _chained(2, GENESIS, index=5)
+    found = chain_breaks([other], {(*key, 1): _link(one), (*key, 3): _link(three)})
+    assert [b.stream for b in found] == [key, key]
+    assert [b.audit.reason for b in found] == [Reason.CHAIN_BREAK] * 2
+    assert "seq 2 has prev " + GENESIS in found[0].audit.detail
+    assert f"seq 3 has prev {two.block.digest}" in found[1].audit.detail
+    assert all(b.audit.payload_hash == other.block.digest for b in found)
+    # Within one batch a broken link is reported once, not from both ends.
+    assert len(chain_breaks([one, other], {})) == 1
+    # Another epoch's seq 1 is no neighbour.
+    assert chain_breaks([one], {(GW.gateway, "epoch-0", 2): ("h", "p")}) == ()
+
+
+def test_progress_keeps_conflict_for_good_and_drops_a_stale_acked_hash() -> None:
+    state = StreamState("g", "e", 1, 1, acked_hash="h1")
+    flagged = progress(state, StreamChange(conflict=True))
+    assert (flagged.conflict, flagged.acked_hash, flagged.acked_through) == (True, "h1", 1)
+    later = progress(flagged, StreamChange(seqs=(2,)))
+    assert (later.conflict, later.acked_hash, later.acked_through) == (True, None, 2)
+
+
+def test_a_seq_conflict_gets_an_ack_that_says_so() -> None:
+    collector = signing_key_from_seed(bytes(range(32)))
+    stored = _chained(1, GENESIS)
+    conflicting = _chained(1, GENESIS, index=3)
+    state = StreamState(GW.gateway, "epoch-1", 1, 1, acked_hash=stored.block.digest, conflict=True)
+    result = BatchResult((Outcome.SEQ_CONFLICT,), {(GW.gateway, "epoch-1"): state})
+    (sent,) = build_acks([conflicting], result, collector, BASE_TIME)
+    ack = decode_ack(sent.payload)
+    assert (ack.seq, ack.acked_through, ack.conflict) == (1, 1, True)
+    assert ack.acked_hash == stored.block.digest != conflicting.block.digest
+    collector.public().verify(signature_from_properties(list(sent.properties)), sent.payload)
