@@ -41,8 +41,23 @@ log = structlog.get_logger("edge_agent.runtime")
 # Readings waiting to be sealed; pollers wait (backpressure) rather than grow memory.
 _QUEUE_BOUND = 20_000
 _PRUNE_EVERY = 3600.0
-# How long a graceful stop waits for the last ACKs (systemd allows 30 s).
-_SHUTDOWN_DRAIN = 10.0
+# A graceful stop (SIGTERM) has one budget, counted from the stop: the agent must exit within
+# 5 s under any load (systemd's TimeoutStopSec=5 kills it after that). Pollers are cancelled at
+# once and get _SHUTDOWN_POLLERS s to close their links; then everything queued is sealed; the
+# last ACKs are awaited only until _SHUTDOWN_DRAIN s after the stop; every other task has ended,
+# or is abandoned and logged, by _SHUTDOWN_BUDGET s after the stop. The rest is closing the
+# outbox file and the interpreter's exit.
+_SHUTDOWN_POLLERS = 1.0
+_SHUTDOWN_DRAIN = 3.0
+_SHUTDOWN_BUDGET = 4.0
+# A task that has not ended this long after its cancellation is cancelled again, and again
+# every _RECANCEL_EVERY s: a library may swallow one cancellation (Python 3.11's wait_for does
+# when the awaited result lands in the same loop iteration), and a polite close (an OPC UA
+# CloseSession) gets this long before it is cut short.
+_RECANCEL_AFTER = 0.5
+_RECANCEL_EVERY = 0.25
+# However late a step starts, its tasks get this long to end.
+_STOP_GRACE = 0.5
 _BACKOFF_INITIAL = 0.5
 _BACKOFF_CAP = 30.0
 
@@ -130,6 +145,87 @@ async def _prune_forever(outbox: Outbox, retain_seconds: float) -> None:
         if removed:
             log.info("delivered_blocks_pruned", blocks=removed)
         await asyncio.sleep(_PRUNE_EVERY)
+
+
+async def _stop_tasks(tasks: list[asyncio.Task[None]], until: float) -> list[asyncio.Task[None]]:
+    """Cancel `tasks` and wait for them until the loop time `until`; return what is left.
+
+    Each gets at least _STOP_GRACE s. A task still running is cancelled again after
+    _RECANCEL_AFTER s (or half its time, if less) and then every _RECANCEL_EVERY s: one
+    swallowed cancellation must not cost the whole budget.
+    """
+    loop = asyncio.get_running_loop()
+    start = loop.time()
+    until = max(until, start + _STOP_GRACE)
+    pending = {task for task in tasks if not task.done()}
+    for task in pending:
+        task.cancel()
+    recancel_at = start + min(_RECANCEL_AFTER, (until - start) / 2)
+    while pending and (now := loop.time()) < until:
+        if now >= recancel_at:
+            for task in pending:
+                task.cancel()
+            recancel_at = now + _RECANCEL_EVERY
+        _, pending = await asyncio.wait(pending, timeout=min(until, recancel_at) - now)
+    return sorted(pending, key=lambda task: task.get_name())
+
+
+async def _shut_down(
+    *,
+    gateway: str,
+    poll_tasks: list[asyncio.Task[None]],
+    service_tasks: list[asyncio.Task[None]],
+    buses: RtuBuses,
+    sealer: Sealer,
+    publisher: Publisher,
+) -> None:
+    """Stop every task within the shutdown budget; seal everything polled before the stop.
+
+    `service_tasks` are the sealer, then the publisher and the rest.
+    """
+    loop = asyncio.get_running_loop()
+    stopping_at = loop.time()
+    log.info("agent_stopping", gateway=gateway)
+    # 1. Pollers at once: nothing is read after the stop. A driver whose close hangs is
+    #    abandoned; what its poller queued before is sealed all the same.
+    abandoned = await _stop_tasks(poll_tasks, stopping_at + _SHUTDOWN_POLLERS)
+    for port, bus in buses.by_port().items():
+        stats = bus.stats()
+        log.info(
+            "rtu_bus_closed",
+            port=port,
+            transactions=stats.transactions,
+            timeouts=stats.timeouts,
+            errors=stats.errors,
+            busy_seconds=round(stats.busy_seconds, 3),
+        )
+    await buses.close()  # every driver detached when its poll task ended
+    # 2. Seal everything polled: the sealer's batch in flight, its pending readings and the
+    #    queue. Not cut short: a reading polled before the stop is never dropped here.
+    abandoned += await _stop_tasks(service_tasks[:1], stopping_at)
+    await sealer.flush()
+    sealed_in = loop.time() - stopping_at
+    # 3. The last ACKs, only with what is left of the drain time; whatever is not ACKed
+    #    stays in the outbox and goes out after the next start.
+    drained = True
+    try:
+        async with asyncio.timeout_at(stopping_at + _SHUTDOWN_DRAIN):
+            await publisher.drained()
+    except TimeoutError:
+        drained = False
+    # 4. The uplink and the pruner, bounded like the pollers.
+    abandoned += await _stop_tasks(service_tasks[1:], stopping_at + _SHUTDOWN_BUDGET)
+    if abandoned:
+        # Left running: asyncio.run cancels them once more at exit; systemd's stop timeout
+        # is the backstop.
+        log.error("shutdown_tasks_abandoned", tasks=[t.get_name() for t in abandoned])
+    log.info(
+        "agent_stopped",
+        gateway=gateway,
+        seconds=round(loop.time() - stopping_at, 3),
+        sealed_in=round(sealed_in, 3),
+        drained=drained,
+    )
 
 
 async def run_agent(
@@ -223,33 +319,16 @@ async def run_agent(
         # A worker that ended on its own crashed: stop cleanly, then let its error surface.
         crashed = [t for t in workers if t.done() and not t.cancelled() and t.exception()]
         notify_systemd("STOPPING=1")
-        for task in poll_tasks:
-            task.cancel()
-        await asyncio.gather(*poll_tasks, return_exceptions=True)
-        for port, bus in buses.by_port().items():
-            stats = bus.stats()
-            log.info(
-                "rtu_bus_closed",
-                port=port,
-                transactions=stats.transactions,
-                timeouts=stats.timeouts,
-                errors=stats.errors,
-                busy_seconds=round(stats.busy_seconds, 3),
-            )
-        await buses.close()  # every driver detached when its poll task ended
-        service_tasks[0].cancel()
-        await asyncio.gather(service_tasks[0], return_exceptions=True)
-        await sealer.flush()
-        # Wait a while for the last ACKs; whatever is not ACKed stays in the outbox and goes
-        # out after the next start.
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(publisher.drained(), _SHUTDOWN_DRAIN)
-        for task in service_tasks[1:]:
-            task.cancel()
-        await asyncio.gather(*service_tasks[1:], return_exceptions=True)
+        await _shut_down(
+            gateway=config.site.gateway,
+            poll_tasks=poll_tasks,
+            service_tasks=service_tasks,
+            buses=buses,
+            sealer=sealer,
+            publisher=publisher,
+        )
         stopped.cancel()
         for task in crashed:
             error = task.exception()
             if error is not None:
                 raise error
-        log.info("agent_stopped", gateway=config.site.gateway)
