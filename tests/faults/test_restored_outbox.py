@@ -1,0 +1,106 @@
+"""Fault matrix: the agent's disk goes back in time (a restored snapshot, a WAL cut mid-frame).
+
+Tried as a hostile tester would: the outbox file is put back to a copy taken earlier while
+the agent ran, epoch journal and all, so nothing at start tells the agent its sequence state
+went back. It re-seals seqs the collector already holds, with other bytes. Before this was
+fixed, later ACKs released blocks that were never stored (532 of 2,226 readings lost in one
+run, no gap anywhere). Now the first ACK that disagrees with the local chain (a conflict, a
+hash at the acked seq that differs, or a mark beyond the local last seq) starts a new epoch:
+every undelivered reading is sealed again under it, and an `outbox_restored` gap record
+closes the old epoch. The oracle then holds across both lineages of the old epoch.
+"""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import time
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from tests.e2e.harness import Site, wait_until
+from tests.faults.common import sealed_more, tune
+from tests.faults.conftest import Conclude, MakeSite
+from tests.faults.oracle import Ledger
+
+pytestmark = pytest.mark.timeout(240)
+
+
+def _snapshot(site: Site, target: Path) -> None:
+    """A consistent copy of the live outbox (SQLite's online backup, as a backup tool would)."""
+    with (
+        closing(sqlite3.connect(f"file:{site.outbox_path}?mode=ro", uri=True)) as source,
+        closing(sqlite3.connect(target)) as copy,
+    ):
+        source.backup(copy)
+
+
+def _restore(site: Site, snapshot: Path) -> None:
+    path = site.outbox_path
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    path.write_bytes(snapshot.read_bytes())
+
+
+def _wal_cut(site: Site) -> None:
+    """Cut the WAL in the middle of a frame, as a power cut during a write can leave it."""
+    wal = site.outbox_path.with_name(site.outbox_path.name + "-wal")
+    size = wal.stat().st_size
+    assert size > 32 + 24 + 4096, "the WAL holds no frame to cut"
+    frame = 24 + 4096
+    frames = (size - 32) // frame
+    with wal.open("r+b") as handle:
+        handle.truncate(32 + (frames // 2) * frame + frame // 3)
+
+
+def test_an_outbox_restored_from_a_snapshot_starts_a_new_epoch_and_loses_nothing_silently(
+    make_site: MakeSite, conclude: Conclude
+) -> None:
+    started = time.monotonic()
+    site = make_site(tune())
+    ledger = Ledger()
+    site.start_agent()
+    sealed_more(site, 3)
+    snapshot = site.work / "snapshot.db"
+    _snapshot(site, snapshot)
+    # The collector stores well past the snapshot before the disk goes back in time.
+    sealed_more(site, 12)
+    wait_until(lambda: site.undelivered() <= 2, 30, "the collector catching up")
+    site.stop("agent", signal.SIGKILL)
+    ledger.snapshot(site)  # the lineage about to vanish, for the oracle
+    _restore(site, snapshot)
+    site.start_agent()
+    wait_until(
+        lambda: '"event": "sequence_rollback_detected"' in site.log("agent"),
+        60,
+        "the rollback proven by an ACK",
+    )
+    sealed_more(site, 5)
+    verdict = conclude(site, ledger, "outbox_restored_from_snapshot", started)
+    assert verdict.epochs == 2
+    assert verdict.gap_records >= 1
+
+
+def test_a_wal_cut_mid_frame_is_caught_like_a_restored_snapshot(
+    make_site: MakeSite, conclude: Conclude
+) -> None:
+    started = time.monotonic()
+    site = make_site(tune())
+    ledger = Ledger()
+    site.start_agent()
+    sealed_more(site, 8)
+    wait_until(lambda: site.undelivered() <= 1, 30, "the collector catching up")
+    site.stop("agent", signal.SIGKILL)  # the WAL is not checkpointed on a kill
+    ledger.snapshot(site)
+    _wal_cut(site)
+    site.start_agent()
+    wait_until(
+        lambda: '"event": "sequence_rollback_detected"' in site.log("agent"),
+        60,
+        "the rollback proven by an ACK",
+    )
+    sealed_more(site, 5)
+    verdict = conclude(site, ledger, "outbox_wal_cut_mid_frame", started)
+    assert verdict.epochs == 2
