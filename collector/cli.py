@@ -24,7 +24,12 @@ import uvicorn
 
 from collector.api.app import create_app
 from collector.api.core import ApiToken
-from collector.config import CollectorConfig, ListenAddress, load_collector_config
+from collector.config import (
+    CollectorConfig,
+    ListenAddress,
+    default_client_id,
+    load_collector_config,
+)
 from collector.export.aqss import (
     BATCH_END,
     CoalReading,
@@ -130,14 +135,23 @@ def api_tokens(config: CollectorConfig) -> tuple[ApiToken, ...]:
     )
 
 
-def ingest_settings(config: CollectorConfig) -> IngestSettings:
-    """The ingest loop's settings from the config."""
+def ingest_settings(config: CollectorConfig, host: str | None = None) -> IngestSettings:
+    """The ingest loop's settings from the config (a durable session under a stable id).
+
+    The client id is `ingest.client_id`, or else derived from `host` (default: this
+    machine's name) and the config, so that a restarted collector finds its session again.
+    """
+    client_id = config.ingest.client_id or default_client_id(
+        socket.gethostname() if host is None else host, config
+    )
     return IngestSettings(
         host=config.broker.host,
         port=config.broker.port,
         tls=config.broker.tls,
         share_group=config.ingest.share_group,
         batch_max=config.ingest.batch_max,
+        client_id=client_id,
+        session_expiry=config.ingest.session_expiry,
     )
 
 

@@ -6,6 +6,7 @@ unknown keys, duplicate keys and impossible values are errors naming file, line 
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
+import hashlib
 import re
 import urllib.parse
 from dataclasses import dataclass
@@ -48,6 +49,22 @@ _SQLITE = "sqlite:///"
 _POSTGRES = ("postgresql://", "postgres://")
 # MQTT shared-subscription group names are one topic level without wildcards.
 _SHARE_GROUP = re.compile(r"^[^/+#\s]+$")
+# Client ids any broker takes and any ACL pattern can name.
+_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+MAX_SESSION_EXPIRY = 2**32 - 1
+"""MQTT 5 Session Expiry Interval (seconds) at most; this value means "never expires"."""
+_HOST_PART = 32
+
+
+def default_client_id(host: str, config: "CollectorConfig") -> str:
+    """The collector's MQTT client id when the config names none: stable per host and config.
+
+    `gz-collector-<host>-<8 hex>`, the hex from the broker, the storage and the share group,
+    so that a restart finds its session again and two configs on one host do not collide.
+    """
+    name = re.sub(r"[^A-Za-z0-9-]+", "-", host).strip("-")[:_HOST_PART] or "host"
+    seed = f"{config.broker}|{config.storage.url}|{config.ingest.share_group}"
+    return f"gz-collector-{name}-{hashlib.sha256(seed.encode()).hexdigest()[:8]}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -176,10 +193,24 @@ class ApiConfig(ConfigModel):
 
 
 class IngestConfig(ConfigModel):
-    """How blocks are taken from the broker."""
+    """How blocks are taken from the broker.
+
+    The collector keeps a durable MQTT 5 session (clean start off): blocks published while it
+    is down are queued by the broker for its `client_id` and taken when it comes back, for
+    `session_expiry` (default one day; at most about 136 years, 2**32 - 1 seconds).
+    `client_id` defaults to `gz-collector-<host>-<hash of broker, storage and share group>`,
+    stable across restarts of one collector on one host; give each collector process its own
+    `client_id` when several run from one config on one host (two clients with one id take
+    the session from each other). See `collector.ingest.service` for what the broker does
+    with the sessions of collectors that are down.
+    """
 
     batch_max: Annotated[int, Field(strict=True, ge=1)] = 200
     share_group: str = "gz-collectors"
+    client_id: str | None = None
+    session_expiry: Annotated[
+        Duration, duration_bounds(above=0, at_most=float(MAX_SESSION_EXPIRY))
+    ] = 86400.0
 
     @field_validator("share_group")
     @classmethod
@@ -187,6 +218,16 @@ class IngestConfig(ConfigModel):
         if not _SHARE_GROUP.match(group):
             raise ValueError(f"share_group {group!r} must be one word without '/', '+' or '#'")
         return group
+
+    @field_validator("client_id")
+    @classmethod
+    def _plain_client_id(cls, client_id: str | None) -> str | None:
+        if client_id is not None and not _CLIENT_ID.match(client_id):
+            raise ValueError(
+                f"client_id {client_id!r} must be 1 to 128 letters, digits, '.', '_', ':' or"
+                " '-', starting with a letter or digit"
+            )
+        return client_id
 
 
 class CollectorConfig(ConfigModel):

@@ -23,6 +23,7 @@ import structlog
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from collector.config import MAX_SESSION_EXPIRY
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
 from collector.storage.base import IngestBatch, Outcome, Storage, StorageError
 from specs.catalogue import Catalogue, default_catalogue
@@ -38,7 +39,14 @@ log = structlog.get_logger("collector.ingest")
 
 @dataclass(frozen=True, slots=True)
 class IngestSettings:
-    """What the ingest loop needs from the collector config."""
+    """What the ingest loop needs from the collector config.
+
+    With a `client_id` the MQTT session is durable (clean start off, `session_expiry`
+    seconds): what the broker queued for this collector while it was down arrives when it
+    reconnects. Without one (tools, in-process tests) the id is random and the session ends
+    with the connection: a random id could never find its session again, and a session left
+    behind would keep taking its turn in the shared subscription (see `Ingest`).
+    """
 
     host: str
     port: int
@@ -46,8 +54,14 @@ class IngestSettings:
     share_group: str = "gz-collectors"
     batch_max: int = 200
     client_id: str | None = None
+    session_expiry: float = 86400.0
     reconnect_min: float = 0.2
     reconnect_max: float = 30.0
+
+    @property
+    def durable(self) -> bool:
+        """Whether the broker keeps this collector's session across disconnects."""
+        return self.client_id is not None
 
     @property
     def broker(self) -> str:
@@ -71,6 +85,28 @@ class Ingest:
 
     `connected` is set while the client is subscribed (tests and `run_collector` wait on it).
     Readings are normalized against `catalogue` (default: the one shipped with `specs`).
+
+    The session is durable when the settings name a client id: MQTT 5 clean start off and a
+    Session Expiry Interval, subscribed inside the shared subscription
+    `$share/<group>/gz/1/+/+/+/up/#`. What Mosquitto 2.0 (2.0.11, src/subs.c
+    `subs__shared_process`, src/database.c `db__message_insert`) does with it:
+
+    - Each message to a shared subscription goes to the first member of the group's list,
+      which then moves to the back: strict round robin, *whether or not that member's client
+      is connected*. A member stays in the list while its session lives (until it expires,
+      or a clean start replaces it), connected or not.
+    - A QoS 1 message for a disconnected member is queued in its session (up to
+      `max_queued_messages`, default 1000 per client; more are dropped) and delivered when
+      that client id connects again; it is never handed to another member. Sessions live in
+      memory unless `persistence true`: a broker restart ends them.
+    - So with one collector, blocks published while it is down wait for it. With N
+      collectors, one that is down takes every N-th block into its queue until it returns or
+      its session expires (then they are gone): the agents resend unacknowledged blocks after
+      their ACK timeout, so those blocks are late, never lost. Keep `session_expiry` about as
+      long as an outage you would rather wait out than resend, and never run two processes
+      with one client id (each connect takes the session from the other).
+    - paho acknowledges a QoS 1 PUBLISH as it arrives, before the batch is committed: what
+      was in flight when a collector dies is resent by the agents, as before.
     """
 
     def __init__(
@@ -105,16 +141,23 @@ class Ingest:
                 await asyncio.sleep(delay * jitter.uniform(0.5, 1.0))
                 delay = min(delay * 2, self._settings.reconnect_max)
 
+    def _connect_properties(self) -> Properties:
+        props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho lacks hints here
+        expiry = round(self._settings.session_expiry) if self._settings.durable else 0
+        props.SessionExpiryInterval = min(expiry, MAX_SESSION_EXPIRY)
+        return props
+
     async def _session(self) -> None:
-        # Clean start, no session kept: what the broker held for a dead collector is resent
-        # by the agents anyway, and a fresh identifier lets N collectors share the group.
+        # Durable with a stable client id (the broker queues for us while we are down), clean
+        # and gone at disconnect with a random one: see the class docstring.
         async with aiomqtt.Client(
             self._settings.host,
             self._settings.port,
             identifier=self._client_id,
             tls_context=ssl.create_default_context() if self._settings.tls else None,
             protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=True,
+            clean_start=not self._settings.durable,
+            properties=self._connect_properties(),
             # Bounded: past this, messages are dropped here and the agents resend them on
             # their ACK timeout, instead of memory growing while the database is slow.
             max_queued_incoming_messages=INCOMING_QUEUE_BOUND,
@@ -122,7 +165,12 @@ class Ingest:
             await client.subscribe(collector_subscription(self._settings.share_group), qos=1)
             await client.subscribe(STATUS_SUBSCRIPTION, qos=1)
             self.connected.set()
-            log.info("broker_subscribed", broker=self._settings.broker, client_id=self._client_id)
+            log.info(
+                "broker_subscribed",
+                broker=self._settings.broker,
+                client_id=self._client_id,
+                durable=self._settings.durable,
+            )
             messages = client.messages
             async for first in messages:
                 batch = [first]

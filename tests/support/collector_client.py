@@ -391,16 +391,27 @@ async def running_ingest(
     batch_max: int = 200,
     storage: Storage | None = None,
     catalogue: Catalogue | None = None,
+    client_id: str | None = None,
+    session_expiry: float = 3600.0,
 ) -> AsyncIterator[tuple[Ingest, Storage]]:
     """Run the ingest loop (no HTTP API) against the broker on `port`, subscribed on return.
 
-    Readings are normalized against `catalogue` (default: `catalogue_with_coal()`).
+    Readings are normalized against `catalogue` (default: `catalogue_with_coal()`). With a
+    `client_id` the MQTT session is durable for `session_expiry` seconds, as `collector
+    serve` runs it; without one it is a random id whose session ends with the connection.
     """
     async with contextlib.AsyncExitStack() as stack:
         if storage is None:
             storage = await stack.enter_async_context(open_storage(f"sqlite:///{database}"))
+        settings = IngestSettings(
+            "127.0.0.1",
+            port,
+            batch_max=batch_max,
+            client_id=client_id,
+            session_expiry=session_expiry,
+        )
         ingest = Ingest(
-            IngestSettings("127.0.0.1", port, batch_max=batch_max),
+            settings,
             storage,
             collector_key,
             catalogue=catalogue_with_coal() if catalogue is None else catalogue,

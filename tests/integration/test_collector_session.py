@@ -1,0 +1,137 @@
+"""The collector's durable MQTT session on a real Mosquitto: what is published while it is down.
+
+The publisher here is a raw aiomqtt client that publishes each signed block exactly once and
+never again (no agent, no resend): whatever the collector stores after its restart came out of
+the broker's queue for its session.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sqlite3
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+
+import aiomqtt
+
+from collector.storage import open_storage
+from collector.storage.base import Reason, Storage
+from specs.signing import signing_key_from_seed
+from tests.support.broker import Broker
+from tests.support.collector_client import (
+    SimGateway,
+    publish_properties,
+    register,
+    running_ingest,
+    sim_gateway,
+    wait_until,
+)
+
+COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
+GATEWAY = sim_gateway(7)
+BLOCKS = 30
+DURABLE = "gz-collector-durable-test"
+
+
+@contextlib.asynccontextmanager
+async def _publisher(broker: Broker) -> AsyncIterator[aiomqtt.Client]:
+    async with aiomqtt.Client(
+        "127.0.0.1", broker.port, identifier="raw-publisher", protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
+        yield client
+
+
+async def _publish_once(client: aiomqtt.Client, gateway: SimGateway, seqs: Sequence[int]) -> None:
+    """Publish each block once at QoS 1; each call returns after the broker's PUBACK."""
+    for seq in seqs:
+        payload = gateway.block(seq)  # one reading each; the chain is not under test here
+        await client.publish(
+            gateway.topics.block,
+            payload,
+            qos=1,
+            properties=publish_properties(gateway.sign(payload)),
+        )
+
+
+def _seqs(database: Path) -> list[int]:
+    with sqlite3.connect(database) as db:
+        rows = db.execute("SELECT seq FROM blocks ORDER BY seq").fetchall()
+    db.close()
+    return [int(row[0]) for row in rows]
+
+
+async def _registered(database: Path) -> None:
+    async with open_storage(f"sqlite:///{database}") as storage:
+        await register(storage, GATEWAY)
+
+
+async def _stored(storage: Storage, count: int) -> None:
+    async def seqs() -> int:
+        state = await storage.stream(GATEWAY.gateway, "epoch-1")
+        return 0 if state is None else state.acked_through
+
+    await wait_until(seqs, lambda through: through >= count)
+
+
+async def test_blocks_published_while_the_collector_is_down_wait_for_its_session(
+    broker: Broker, tmp_path: Path
+) -> None:
+    database = tmp_path / "collector.db"
+    await _registered(database)
+    async with running_ingest(broker.port, database, COLLECTOR_KEY, client_id=DURABLE):
+        pass  # connected and subscribed once: the broker now holds its session
+    async with _publisher(broker) as client:
+        await _publish_once(client, GATEWAY, range(1, BLOCKS + 1))
+    assert _seqs(database) == []  # nobody took them yet
+    async with running_ingest(broker.port, database, COLLECTOR_KEY, client_id=DURABLE) as (
+        _,
+        storage,
+    ):
+        await _stored(storage, BLOCKS)
+        assert await storage.audit(reason=Reason.DUPLICATE) == ()
+    assert _seqs(database) == list(range(1, BLOCKS + 1))
+
+
+async def test_without_a_stable_id_what_was_published_while_down_is_gone(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The control: the same run with a random id and a session that ends at disconnect."""
+    database = tmp_path / "collector.db"
+    await _registered(database)
+    async with running_ingest(broker.port, database, COLLECTOR_KEY):
+        pass
+    async with _publisher(broker) as client:
+        await _publish_once(client, GATEWAY, range(1, BLOCKS + 1))
+        async with running_ingest(broker.port, database, COLLECTOR_KEY) as (_, storage):
+            # A marker published after the restart: once it is stored, anything the broker
+            # had queued for this collector would have been delivered before it.
+            await _publish_once(client, GATEWAY, [BLOCKS + 1])
+            await wait_until(lambda: storage.stream(GATEWAY.gateway, "epoch-1"), bool)
+    assert _seqs(database) == [BLOCKS + 1]
+
+
+async def test_an_offline_member_of_the_shared_group_still_takes_its_turn(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """Mosquitto 2.0 round-robins a shared subscription over its members' sessions, offline
+    ones too: collector A, down, receives every second block when it comes back, although
+    collector B was up the whole time. Each has its own database, to see who took what."""
+    first, second = tmp_path / "a.db", tmp_path / "b.db"
+    for database in (first, second):
+        await _registered(database)
+    async with running_ingest(broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a"):
+        pass
+    async with running_ingest(broker.port, second, COLLECTOR_KEY, client_id="gz-collector-b"):
+        async with _publisher(broker) as client:
+            await _publish_once(client, GATEWAY, range(1, BLOCKS + 1))
+        # Every block was routed when its PUBACK came: B got its share, A's waits in its queue.
+        async with running_ingest(broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a"):
+
+            async def both() -> int:
+                return len(_seqs(first)) + len(_seqs(second))
+
+            await wait_until(both, lambda count: count == BLOCKS)
+    a_seqs, b_seqs = set(_seqs(first)), set(_seqs(second))
+    assert a_seqs | b_seqs == set(range(1, BLOCKS + 1))
+    assert not a_seqs & b_seqs
+    assert len(a_seqs) == len(b_seqs) == BLOCKS // 2

@@ -1,0 +1,78 @@
+"""The collector's MQTT identity: `ingest.client_id`, `ingest.session_expiry`, the default id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector.cli import ingest_settings
+from collector.config import (
+    MAX_SESSION_EXPIRY,
+    CollectorConfig,
+    default_client_id,
+    parse_collector_config,
+)
+from specs.yamlconf import ConfigError
+
+BASE = Path("/srv/collector")
+
+
+def _config(ingest: str = "{batch_max: 200}", storage: str = "state/collector.db") -> str:
+    return (
+        'broker: "mqtt://127.0.0.1:1883"\n'
+        f'storage: {{url: "sqlite:///{storage}"}}\n'
+        "signing: {key_file: keys/collector.key}\n"
+        'api: {listen: "127.0.0.1:8080"}\n'
+        f"ingest: {ingest}\n"
+    )
+
+
+def _parse(text: str) -> CollectorConfig:
+    return parse_collector_config(text, "collector.yaml", BASE)
+
+
+def test_a_config_without_an_id_gets_a_stable_one_per_host_and_config() -> None:
+    config = _parse(_config())
+    assert (config.ingest.client_id, config.ingest.session_expiry) == (None, 86400.0)
+    settings = ingest_settings(config, host="collector-1.example")
+    assert settings.client_id == default_client_id("collector-1.example", config)
+    assert settings.client_id == ingest_settings(_parse(_config()), "collector-1.example").client_id
+    assert settings.client_id.startswith("gz-collector-collector-1-example-")
+    assert (settings.durable, settings.session_expiry) == (True, 86400.0)
+    # Another host, or another database on the same host, is another collector.
+    assert ingest_settings(config, host="collector-2").client_id != settings.client_id
+    other = _parse(_config(storage="state/other.db"))
+    assert ingest_settings(other, host="collector-1.example").client_id != settings.client_id
+
+
+def test_a_configured_id_and_expiry_are_used_as_given() -> None:
+    config = _parse(_config("{client_id: gz-collector-a, session_expiry: 2h}"))
+    settings = ingest_settings(config, host="anything")
+    assert (settings.client_id, settings.session_expiry) == ("gz-collector-a", 7200.0)
+
+
+def test_host_names_become_plain_id_parts() -> None:
+    config = _parse(_config())
+    assert default_client_id("", config).startswith("gz-collector-host-")
+    long_host = default_client_id("x" * 200 + ".local", config)
+    assert len(long_host) <= len("gz-collector-") + 32 + 9
+    assert default_client_id("bad host/+#", config).startswith("gz-collector-bad-host-")
+
+
+@pytest.mark.parametrize(
+    ("ingest", "path", "fragment"),
+    [
+        ("{client_id: ''}", "ingest.client_id", "1 to 128"),
+        ("{client_id: 'a b'}", "ingest.client_id", "letters, digits"),
+        ("{client_id: 'gz/1'}", "ingest.client_id", "letters, digits"),
+        ("{session_expiry: 0s}", "ingest.session_expiry", "more than 0s"),
+        (f"{{session_expiry: {MAX_SESSION_EXPIRY + 1}}}", "ingest.session_expiry", "at most"),
+    ],
+)
+def test_bad_session_settings_name_their_key(ingest: str, path: str, fragment: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        _parse(_config(ingest))
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.path) == (5, path)
+    assert fragment in issue.message
