@@ -28,8 +28,9 @@ from tests.faults.oracle import Ledger, gap_records, served_items
 
 pytestmark = pytest.mark.timeout(240)
 
-DISK = "4m"
+DISK = "8m"
 HOLE = 5.0  # seconds without a stored reading of a point (polled every 200 ms)
+FULL_FOR = 5.0  # how long the disk stays full once the agent has noticed
 
 Mount = Callable[[Path, str], None]
 
@@ -57,9 +58,9 @@ def tmpfs() -> Iterator[Mount]:
 
 
 def fill(path: Path) -> int:
-    """Write `path` until the filesystem is full; return the bytes written."""
+    """Append to `path` until the filesystem is full; return the bytes written."""
     written = 0
-    with path.open("wb", buffering=0) as out:
+    with path.open("ab", buffering=0) as out:
         for size in (1 << 16, 4096, 512, 1):
             chunk = b"\0" * size
             while True:
@@ -96,10 +97,23 @@ def holes(site: Site, spans: list[tuple[float, float]]) -> dict[str, list[tuple[
     return found
 
 
-def held(site: Site) -> int:
-    """Readings the agent last said it holds in memory, unsealed (0 before it said so)."""
-    failed = agent_events(site, "seal_failed")
-    return int(str(failed[-1]["held"])) if failed else 0
+EVENTS = ("outbox_full", "seal_failed", "outbox_capped_by_full_disk", "disk_full_gap_sealed")
+
+
+def noticed(site: Site) -> bool:
+    """Whether the agent has said that its disk is full."""
+    return any(agent_events(site, event) for event in EVENTS[:3])
+
+
+def hog(filler: Path, until: Callable[[], bool], timeout: float) -> int:
+    """Keep the disk full, taking whatever the agent frees, until `until()`; return bytes."""
+    taken = 0
+    deadline = time.monotonic() + timeout
+    while not until():
+        assert time.monotonic() < deadline, f"the disk stayed full {timeout} s: still waiting"
+        taken += fill(filler)
+        time.sleep(0.1)
+    return taken
 
 
 @pytest.mark.parametrize("collector_up", [True, False], ids=["collector_up", "collector_down"])
@@ -120,8 +134,10 @@ def test_full_disk_keeps_the_agent_up_and_loses_nothing_silently(
     ledger.snapshot(site)
     filler = disk / "filler"
     filled = fill(filler)
-    # Polling goes on: the readings wait in memory while no seal can be written.
-    wait_until(lambda: held(site) >= 300, 60, "300 readings held while the disk is full")
+    wait_until(lambda: noticed(site), 60, "the agent noticing the full disk")
+    # The fault itself: a disk that stays full for FULL_FOR seconds.
+    end = time.monotonic() + FULL_FOR
+    filled += hog(filler, lambda: time.monotonic() >= end, FULL_FOR + 10)
     assert site.alive("agent"), site.log("agent")[-3000:]
     ledger.snapshot(site)
     filler.unlink()
@@ -129,7 +145,8 @@ def test_full_disk_keeps_the_agent_up_and_loses_nothing_silently(
         site.start_collector()
     case = f"disk_full_{DISK}_tmpfs_collector_{'up' if collector_up else 'down'}"
     verdict = conclude(site, ledger, case, started)
-    print(f"filled {filled} bytes; {held(site)} readings held at most in memory")
+    events = {e: len(agent_events(site, e)) for e in EVENTS}
+    print(f"filled {filled} bytes; agent events {events}")
     assert not holes(site, gap_spans(ledger))
     assert verdict.sealed_not_stored == 0
 
@@ -141,7 +158,9 @@ def test_a_long_full_disk_overflows_the_ring_and_says_so(
 ) -> None:
     """The ring (RING_READINGS = 100,000, no config key) overflows: a disk_full gap names it.
 
-    300 readings/s (15 points every 50 ms) fill the ring in about six minutes.
+    The collector is down and a hog keeps the disk full: the outbox thins and drops its
+    oldest blocks until only alarm events and gap records are left, then readings wait in
+    the ring until it lets the oldest go. 300 readings/s (15 points every 50 ms).
     """
     started = time.monotonic()
     site = make_site(tune(poll="50ms"), outbox_file="disk/outbox.db")
@@ -151,17 +170,25 @@ def test_a_long_full_disk_overflows_the_ring_and_says_so(
     ledger = Ledger()
     sealed_more(site, 5)
     wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
+    site.stop("collector")
     ledger.snapshot(site)
-    filler = disk / "filler"
-    fill(filler)
 
     def lost() -> int:
         failed = agent_events(site, "seal_failed")
         return int(str(failed[-1]["lost"])) if failed else 0
 
-    wait_until(lambda: lost() >= 1000, 1200, "the memory ring letting readings go")
+    seen = [0.0]
+
+    def ring_overflowing() -> bool:
+        if time.monotonic() - seen[0] > 1.0:  # most blocks that give way are seen first
+            ledger.snapshot(site)
+            seen[0] = time.monotonic()
+        return lost() >= 1000
+
+    hog(disk / "filler", ring_overflowing, 1200)
     assert site.alive("agent")
-    filler.unlink()
+    (disk / "filler").unlink()
+    site.start_collector()
     verdict = conclude(site, ledger, "disk_full_ring_overflow", started, drain_timeout=300)
     disk_full = [g for g in gap_records(ledger) if g.reason.value == "disk_full"]
     assert len(disk_full) == 1, disk_full
