@@ -92,6 +92,7 @@ class Publisher:
         self.connected = asyncio.Event()
         self.published = 0
         self._next_send = 0.0
+        self._last_rescan = 0.0
 
     def notify_sealed(self, seq: int) -> None:
         """A new block is in the outbox: send it before the backlog."""
@@ -218,7 +219,14 @@ class Publisher:
         self._cursor = 0
 
     async def _rescan_if_changed(self) -> None:
-        """Pick up blocks another process sealed or marked for resend, and a new epoch."""
+        """Pick up blocks another process sealed or marked for resend, and a new epoch.
+
+        At most every `_RESCAN_EVERY` seconds: the send loop wakes for every block.
+        """
+        moment = time.monotonic()
+        if moment - self._last_rescan < _RESCAN_EVERY:
+            return
+        self._last_rescan = moment
         epoch = self._outbox.epoch
         if not await self._outbox.changed_elsewhere():
             return
