@@ -51,14 +51,14 @@ def test_collector_sigkilled_while_ingesting_a_backlog(
     make_site: MakeSite, conclude: Conclude
 ) -> None:
     started = time.monotonic()
-    # A slower drain (10 blocks/s) so that each kill lands while the backlog is going in.
-    site = make_site(tune(publish_rate=10))
+    # A slower drain (5 blocks/s) so that each kill lands while the backlog is going in.
+    site = make_site(tune(publish_rate=5))
     rng = random.Random(2)
     site.start_agent()
     sealed_more(site, 3)
     for _ in range(3):
         site.stop("collector", signal.SIGKILL)
-        wait_until(lambda: site.undelivered() >= 20, 60, "a backlog of 20 blocks")
+        wait_until(lambda: site.undelivered() >= 10, 60, "a backlog of 10 blocks")
         before = delivered(site)
         site.start_collector()
         _wait_for_acks(site, before)
