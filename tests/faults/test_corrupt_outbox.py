@@ -128,7 +128,7 @@ def test_damaged_outbox_starts_a_new_epoch_and_declares_the_old_one(
     site = make_site(tune())
     rng = random.Random(9)
     site.start_agent()
-    sealed_more(site, 10)
+    sealed_more(site, 6)
     wait_until(lambda: site.undelivered() == 0, 30, "the first blocks ACKed")
     if reason == "outbox_corrupt":
         # A backlog that exists nowhere but in the file (the broker is down, so no copy waits
@@ -150,7 +150,7 @@ def test_damaged_outbox_starts_a_new_epoch_and_declares_the_old_one(
         "the agent started again on the damaged outbox",
     )
     _wait_for_new_epoch(site, ledger, old_epoch)
-    sealed_more(site, 5)
+    sealed_more(site, 3)
     verdict = conclude(site, ledger, f"corrupt_outbox_{damage.__name__}", started)
     print(f"{damage.__name__}: {what}")
     declared = [g for g in gap_records(ledger) if g.epoch == old_epoch]

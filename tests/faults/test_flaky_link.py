@@ -71,7 +71,7 @@ def test_flaky_link_latency_cuts_half_open_and_slicing(
 
         proxy.set(slice_bytes=1)
         writes = proxy.stats().writes_up
-        _acked_more(site, 5)
+        _acked_more(site, 2)  # a few thousand one-byte writes each way
         sliced = proxy.stats().writes_up - writes
         proxy.clear()
 

@@ -34,7 +34,7 @@ def test_agent_sigkilled_twenty_times_in_a_row(make_site: MakeSite, conclude: Co
     for _ in range(AGENT_KILLS):
         if rng.random() < 0.3:
             # Early: importing, opening the outbox, connecting, the first polls and seals.
-            time.sleep(rng.uniform(0.2, 1.5))
+            time.sleep(rng.uniform(0.1, 1.0))
         else:
             # In steady state, anywhere in the poll/seal/publish/ACK cycle.
             sealed_more(site, 1)
