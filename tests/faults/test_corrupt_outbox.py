@@ -6,7 +6,9 @@ file, and the agent starts again on it:
 * garbage pages: half the pages after the header overwritten with random bytes;
 * truncated: the database file cut to a little over half its size, mid-page;
 * WAL cut mid-frame: the write-ahead log cut inside a frame far enough back that committed
-  seals are gone; SQLite then opens an older, consistent state of the same epoch.
+  seals are gone; SQLite then opens an older, consistent state of the same epoch. Either the
+  lost seals had reached the collector (its ACK then disagrees with the agent's chain), or
+  they had not (the broker was down): that variant is a known defect, marked xfail(strict).
 
 A file that fails its check is moved aside (`<path>.corrupt-<time>`) and a new epoch starts
 with an `outbox_corrupt` gap record naming the old epoch; a file silently rolled back is
@@ -24,6 +26,7 @@ import sqlite3
 import time
 from collections.abc import Callable
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -113,31 +116,62 @@ def _last_seq_with_wal(db: Path, trial: Path, cut: int | None) -> int:
 Damage = Callable[[Path, random.Random], str]
 
 
+UNDETECTED_CUT = (
+    "defect: a WAL cut that takes only seals the collector never received leaves a consistent,"
+    " older file of the same epoch; nothing tells the agent (no ACK disagrees), it seals the"
+    " lost seqs again with new readings, and the lost readings are gone without a gap record"
+)
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One way to damage the outbox, and what the agent must make of it."""
+
+    name: str
+    damage: Damage
+    backlog: bool  # blocks the collector never got are in the file when it is damaged
+    reason: str  # the gap record that must declare the old epoch
+
+
 @pytest.mark.parametrize(
-    ("damage", "reason"),
+    "variant",
     [
-        pytest.param(garbage_pages, "outbox_corrupt", id="garbage_pages"),
-        pytest.param(truncated, "outbox_corrupt", id="truncated"),
-        pytest.param(wal_cut, "outbox_restored", id="wal_cut_mid_frame"),
+        pytest.param(
+            Variant("garbage_pages", garbage_pages, backlog=True, reason="outbox_corrupt"),
+            id="garbage_pages",
+        ),
+        pytest.param(
+            Variant("truncated", truncated, backlog=True, reason="outbox_corrupt"), id="truncated"
+        ),
+        pytest.param(
+            Variant("wal_cut_delivered_tail", wal_cut, backlog=False, reason="outbox_restored"),
+            id="wal_cut_delivered_tail",
+        ),
+        pytest.param(
+            Variant("wal_cut_undelivered_tail", wal_cut, backlog=True, reason="outbox_restored"),
+            id="wal_cut_undelivered_tail",
+            marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=UNDETECTED_CUT),
+        ),
     ],
 )
 def test_damaged_outbox_starts_a_new_epoch_and_declares_the_old_one(
-    make_site: MakeSite, conclude: Conclude, broker: Broker, damage: Damage, reason: str
+    make_site: MakeSite, conclude: Conclude, broker: Broker, variant: Variant
 ) -> None:
+    damage, backlog, reason = variant.damage, variant.backlog, variant.reason
     started = time.monotonic()
     site = make_site(tune())
     rng = random.Random(9)
     site.start_agent()
     sealed_more(site, 6)
     wait_until(lambda: site.undelivered() == 0, 30, "the first blocks ACKed")
-    if reason == "outbox_corrupt":
+    if backlog:
         # A backlog that exists nowhere but in the file (the broker is down, so no copy waits
         # in a broker queue either): the damage takes it, declared lost, never silently.
         broker.stop()
         wait_until(lambda: site.undelivered() >= 5, 30, "a backlog of 5 blocks")
     site.stop("agent", signal.SIGKILL)
     ledger = Ledger()
-    ledger.snapshot(site)
+    before = ledger.snapshot(site)
     (old_epoch,) = {epoch for epoch, _, _ in ledger.blocks}
     what = damage(site.outbox_path, rng)
     if broker.process is None:
@@ -149,10 +183,9 @@ def test_damaged_outbox_starts_a_new_epoch_and_declares_the_old_one(
         60,
         "the agent started again on the damaged outbox",
     )
-    _wait_for_new_epoch(site, ledger, old_epoch)
-    sealed_more(site, 3)
-    verdict = conclude(site, ledger, f"corrupt_outbox_{damage.__name__}", started)
-    print(f"{damage.__name__}: {what}")
+    _wait_for_new_blocks(site, ledger, before + 3)
+    verdict = conclude(site, ledger, f"corrupt_outbox_{variant.name}", started)
+    print(f"{variant.name}: {what}")
     declared = [g for g in gap_records(ledger) if g.epoch == old_epoch]
     assert [g.reason.value for g in declared] == [reason], declared
     assert declared[0].from_seq == 1
@@ -161,14 +194,17 @@ def test_damaged_outbox_starts_a_new_epoch_and_declares_the_old_one(
     moved = list(site.outbox_path.parent.glob(site.outbox_path.name + ".corrupt-*"))
     if reason == "outbox_corrupt":
         assert [p.name for p in moved if not p.name.endswith(("-wal", "-shm"))], "not moved aside"
-        assert verdict.declared_lost > 0, "the backlog lost with the file is declared"
     else:
         assert not moved, "a consistent file was moved aside"
+    if backlog:
+        assert verdict.declared_lost > 0, "the backlog lost with the file is declared"
 
 
-def _wait_for_new_epoch(site: Site, ledger: Ledger, old: str) -> None:
-    def new_epoch() -> bool:
+def _wait_for_new_blocks(site: Site, ledger: Ledger, blocks: int) -> None:
+    """Wait until the ledger has seen `blocks` blocks, snapshotting the outbox meanwhile."""
+
+    def enough() -> bool:
         ledger.snapshot(site)
-        return any(epoch != old for epoch, _, _ in ledger.blocks)
+        return len(ledger.blocks) >= blocks
 
-    wait_until(new_epoch, 60, "a block of a new epoch")
+    wait_until(enough, 60, f"{blocks} blocks seen in the outbox")
