@@ -36,7 +36,6 @@ import aiosqlite
 import structlog
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
-from edge_agent.core.thinning import EvictedBlock, Replacement, drop, thin
 from edge_agent.shell.outbox_recovery import (
     Absent,
     Corrupt,
@@ -44,7 +43,8 @@ from edge_agent.shell.outbox_recovery import (
     inspect_outbox,
     quarantine,
 )
-from edge_agent.shell.outbox_space import Reserve, SpaceBudget, free_bytes, is_full
+from edge_agent.shell.outbox_room import RoomMaker
+from edge_agent.shell.outbox_space import Reserve, SpaceBudget, is_full
 from specs.block import GENESIS, decode_block
 from specs.records import GapReason, GapRecord, Reading, Record, iso_time
 from specs.signing import Signature, SigningKey
@@ -96,14 +96,6 @@ _RESEAL_RECORDS: Final = 2000
 _RESEAL_BLOCKS: Final = 64
 # Attempts to make room for one seal before the seal fails (and the sealer holds its readings).
 _ROOM_ROUNDS: Final = 64
-# Rounds of making room per seal attempt: each halves the blocks evicted at once.
-_ROOM_ATTEMPTS: Final = 16
-_EVICT_DEFAULT: Final = 1024 * 1024
-# Free disk left to the WAL when the file is capped at what a full disk allows.
-_WAL_ROOM: Final = 1024 * 1024
-# SQLite's own defaults, restored when a file without a budget has room again.
-_SQLITE_MAX_PAGES: Final = 4294967294
-_SQLITE_WAL_PAGES: Final = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,10 +118,6 @@ class OutboxStats:
     undelivered_records: int
     oldest_undelivered_sealed_at: float | None
     delivered: int
-
-
-class OutboxFullError(Exception):
-    """No room could be made: the budget is held by blocks that cannot give way."""
 
 
 def _reading_count(records: Sequence[Record]) -> int:
@@ -165,9 +153,7 @@ class Outbox:
     ) -> None:
         self._db = db
         self._path = path
-        self._reserve = reserve
-        self._capped = False
-        self._evict_limit = budget.evict_bytes if budget is not None else _EVICT_DEFAULT
+        self._room = RoomMaker(db, self._append, budget=budget, path=path, reserve=reserve)
         self._identity = identity
         self._key = key
         self._budget = budget
@@ -267,10 +253,10 @@ class Outbox:
                         raise
                     if rounds == 1:
                         log.warning("outbox_full", error=str(exc), records=len(records))
-                    if not await self._make_room(now=now, clock_synced=clock_synced):
+                    if not await self._room.make_room(now=now, clock_synced=clock_synced):
                         raise
                 else:
-                    await self._reclaim_reserve()
+                    await self._room.reclaim_reserve()
                     return block
 
     async def _seal_once(
@@ -343,206 +329,6 @@ class Outbox:
             [(str(new_state.last_seq), "last_seq"), (new_state.last_hash, "last_hash")],
         )
         return block
-
-    # --- making room ----------------------------------------------------------------------
-
-    async def _make_room(self, *, now: float, clock_synced: bool) -> bool:
-        """Free space: delivered blocks first, then the oldest undelivered (thinned, dropped).
-
-        Returns whether anything was freed. Each step is one transaction; a step that cannot
-        commit (the disk is too full even for it) is rolled back, and then the reserve file
-        is given back to the filesystem and the steps are tried once more.
-        """
-        if await self._reclaim_reserve():
-            return True
-        if not self._capped and await self._disk_is_full():
-            await self._cap_at_current_size()
-        for attempt in range(_ROOM_ATTEMPTS):
-            blocked = False
-            await self._checkpoint(truncate=attempt > 0)
-            for step in (self._drop_delivered, self._evict_oldest):
-                try:
-                    if await step(now=now, clock_synced=clock_synced):
-                        return True
-                except sqlite3.OperationalError as exc:
-                    if not is_full(exc):
-                        raise
-                    blocked = True
-                    log.warning("outbox_room_step_failed", step=step.__name__, error=str(exc))
-            if not blocked or self._evict_limit <= 1:
-                return False
-            # Even the step that frees space needs some to commit: fewer blocks at a time.
-            self._evict_limit //= 2
-        return False
-
-    async def _pragma(self, statement: str) -> int:
-        async with self._db.execute(statement) as cursor:
-            row = await cursor.fetchone()
-        return 0 if row is None else int(row[0])
-
-    async def _disk_is_full(self) -> bool:
-        """Whether the last SQLITE_FULL came from the disk rather than the page cap."""
-        cap = await self._pragma("PRAGMA max_page_count")
-        return await self._pragma("PRAGMA page_count") < cap
-
-    async def _cap_at_current_size(self) -> None:
-        """Meet a full disk like a full budget: see `edge_agent.shell.outbox_space`."""
-        released = self._reserve is not None and self._reserve.release()
-        await self._checkpoint(truncate=True)
-        # The file may take what is free now, but for the WAL's room (one transaction).
-        page_size = await self._pragma("PRAGMA page_size")
-        spare = max(0, free_bytes(self._path.parent) - _WAL_ROOM) // page_size
-        pages = await self._pragma("PRAGMA page_count") + spare
-        await self._db.execute(f"PRAGMA max_page_count={pages}")
-        await self._db.execute("PRAGMA wal_autocheckpoint=1")
-        self._capped = True
-        log.warning("outbox_capped_by_full_disk", pages=pages, reserve_released=released)
-
-    async def _lift_cap(self) -> None:
-        budget = self._budget
-        await self._db.execute(
-            f"PRAGMA max_page_count={budget.max_pages if budget else _SQLITE_MAX_PAGES}"
-        )
-        await self._db.execute(
-            f"PRAGMA wal_autocheckpoint={budget.wal_pages if budget else _SQLITE_WAL_PAGES}"
-        )
-        self._capped = False
-        log.info("outbox_cap_lifted", reason="the disk has room again")
-
-    async def _checkpoint(self, *, truncate: bool) -> None:
-        """Copy the WAL into the file as far as readers allow, so the WAL can start over.
-
-        The next writer then reuses the WAL file from its start instead of growing it;
-        `truncate` also gives the WAL's space back to the filesystem.
-        """
-        mode = "TRUNCATE" if truncate else "PASSIVE"
-        try:
-            await self._db.execute(f"PRAGMA wal_checkpoint({mode})")
-        except sqlite3.OperationalError as exc:
-            if not is_full(exc):
-                raise
-            log.warning("outbox_checkpoint_failed", error=str(exc))
-
-    async def _reclaim_reserve(self) -> bool:
-        """After a full disk: once there is room, claim the reserve back and lift the cap.
-
-        Checked after every seal and before making room (one statvfs call); returns whether
-        the cap was lifted.
-        """
-        if not self._capped:
-            return False
-        wanted = _WAL_ROOM * 2 + (self._reserve.size if self._reserve is not None else 0)
-        if free_bytes(self._path.parent) < wanted:
-            return False
-        if self._reserve is not None and not self._reserve.claim():
-            return False
-        await self._lift_cap()
-        return True
-
-    async def _drop_delivered(self, *, now: float, clock_synced: bool) -> bool:  # noqa: ARG002 - one signature for every step
-        """Retention gives way first: delivered blocks are at the collector already."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            cursor = await self._db.execute("DELETE FROM blocks WHERE delivered_at IS NOT NULL")
-            await self._db.commit()
-        except BaseException:
-            await self._db.rollback()
-            raise
-        if cursor.rowcount:
-            log.info("delivered_blocks_pruned_for_room", blocks=cursor.rowcount)
-        return cursor.rowcount > 0
-
-    async def _oldest_undelivered(self) -> list[tuple[str, int, bool]]:
-        """(epoch, seq, thinned) of the oldest undelivered blocks, up to the eviction size.
-
-        Oldest by rowid, i.e. by insertion: a wall clock stepped back cannot reorder it.
-        """
-        limit = self._evict_limit
-        chosen: list[tuple[str, int, bool]] = []
-        total = 0
-        async with self._db.execute(
-            "SELECT epoch, seq, length(payload), thinned FROM blocks"
-            " WHERE delivered_at IS NULL ORDER BY rowid"
-        ) as cursor:
-            async for row in cursor:
-                chosen.append((str(row[0]), int(row[1]), bool(row[3])))
-                total += int(row[2])
-                if total >= limit:
-                    break
-        return chosen
-
-    async def _evicted(self, chosen: Sequence[tuple[str, int]]) -> list[EvictedBlock]:
-        blocks = []
-        for epoch, seq in chosen:
-            async with self._db.execute(
-                "SELECT payload FROM blocks WHERE epoch = ? AND seq = ?", (epoch, seq)
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is not None:
-                blocks.append(EvictedBlock(epoch, seq, decode_block(bytes(row[0])).records))
-        return blocks
-
-    async def _replace(
-        self,
-        chosen: Sequence[tuple[str, int]],
-        replacement: Replacement,
-        *,
-        now: float,
-        clock_synced: bool,
-    ) -> None:
-        """Delete `chosen` and seal `replacement` at the head, in one transaction."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            await self._db.executemany(
-                "DELETE FROM blocks WHERE epoch = ? AND seq = ?",
-                list(chosen),
-            )
-            await self._append(
-                replacement.records, now=now, clock_synced=clock_synced, thinned=True
-            )
-            await self._db.commit()
-        except BaseException:
-            await self._db.rollback()
-            raise
-
-    async def _evict_oldest(self, *, now: float, clock_synced: bool) -> bool:
-        """The oldest undelivered blocks give way: thinned first, dropped once thinned.
-
-        A replacement is sealed at the head, so the data it keeps queue up behind everything
-        sealed before it: every reading is thinned once, oldest first, before any thinned
-        reading is dropped.
-        """
-        oldest = await self._oldest_undelivered()
-        full = [(epoch, seq) for epoch, seq, thinned in oldest if not thinned]
-        if full:
-            blocks = await self._evicted(full)
-            replacement = thin(blocks, now=now)
-            if replacement.dropped:
-                await self._replace(full, replacement, now=now, clock_synced=clock_synced)
-                log.warning(
-                    "outbox_thinned",
-                    blocks=len(full),
-                    from_seq=full[0][1],
-                    to_seq=full[-1][1],
-                    readings_dropped=replacement.dropped,
-                    readings_kept=replacement.kept_readings,
-                )
-                return True
-        chosen = [(epoch, seq) for epoch, seq, _ in oldest]
-        if not chosen:
-            return False
-        replacement = drop(await self._evicted(chosen), now=now)
-        if replacement.dropped == 0:
-            return False  # only alarm events and gap records left: they never give way
-        await self._replace(chosen, replacement, now=now, clock_synced=clock_synced)
-        log.error(
-            "outbox_readings_dropped",
-            blocks=len(chosen),
-            from_seq=chosen[0][1],
-            to_seq=chosen[-1][1],
-            readings_dropped=replacement.dropped,
-        )
-        return True
 
     # --- epochs ---------------------------------------------------------------------------
 
