@@ -40,6 +40,7 @@ from edge_agent.shell.outbox_recovery import (
     Absent,
     Corrupt,
     EpochJournal,
+    SeqMark,
     inspect_outbox,
     quarantine,
 )
@@ -150,7 +151,9 @@ class Outbox:
         path: Path,
         journal: EpochJournal | None = None,
         reserve: Reserve | None = None,
+        mark: SeqMark | None = None,
     ) -> None:
+        self._mark = mark
         self._db = db
         self._path = path
         self._room = RoomMaker(db, self._append, budget=budget, path=path, reserve=reserve)
@@ -256,6 +259,7 @@ class Outbox:
                     if not await self._room.make_room(now=now, clock_synced=clock_synced):
                         raise
                 else:
+                    self._note_sealed(block)
                     await self._room.reclaim_reserve()
                     return block
 
@@ -351,11 +355,12 @@ class Outbox:
                     "UPDATE meta SET value = ? WHERE key = ?",
                     [(epoch, "epoch"), ("0", "last_seq"), (GENESIS, "last_hash")],
                 )
-                await self._append(tuple(gaps), now=now, clock_synced=clock_synced)
+                first = await self._append(tuple(gaps), now=now, clock_synced=clock_synced)
                 await self._db.commit()
             except BaseException:
                 await self._db.rollback()
                 raise
+            self._note_sealed(first)
             log.warning("epoch_started", epoch=epoch, gaps=[g.reason.value for g in gaps])
         await self.reseal_older_epochs(now=now, clock_synced=clock_synced)
         return epoch
@@ -390,8 +395,9 @@ class Outbox:
             records: list[Record] = []
             for row in rows:
                 records.extend(decode_block(bytes(row[2])).records)
+            last: SealedBlock | None = None
             for start in range(0, len(records), _RESEAL_RECORDS):
-                await self._append(
+                last = await self._append(
                     tuple(records[start : start + _RESEAL_RECORDS]),
                     now=now,
                     clock_synced=clock_synced,
@@ -404,7 +410,14 @@ class Outbox:
         except BaseException:
             await self._db.rollback()
             raise
+        if last is not None:
+            self._note_sealed(last)
         return len(rows)
+
+    def _note_sealed(self, block: SealedBlock) -> None:
+        """Keep the seq mark beside the file up to date (after the commit, never before)."""
+        if self._mark is not None:
+            self._mark.write(block.epoch, block.seq)
 
     # --- reading back ---------------------------------------------------------------------
 
@@ -552,7 +565,9 @@ def _stats(meta: Iterable[Any], undelivered: Any, delivered: Any) -> OutboxStats
     )
 
 
-def _recovery_gaps(path: Path, journal: EpochJournal, now: float) -> tuple[list[GapRecord], bool]:
+def _recovery_gaps(
+    path: Path, journal: EpochJournal, mark: SeqMark, now: float
+) -> tuple[list[GapRecord], bool]:
     """Gap records owed for what happened to the file while the agent was away.
 
     Returns the gaps and whether the file's own epoch must be abandoned too (it is not the
@@ -569,6 +584,18 @@ def _recovery_gaps(path: Path, journal: EpochJournal, now: float) -> tuple[list[
             return [], False  # a first start
         log.error("outbox_lost", path=str(path), why=found.why, epoch=known)
         return [declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now)], False
+    noted = mark.read()
+    if noted is not None and noted.epoch == found.epoch and noted.seq > found.last_seq:
+        # Healthy but older: a WAL cut (or a copy put back) lost seals after this one. The
+        # epoch's later seqs can no longer be vouched for, sent or not.
+        log.error(
+            "outbox_rolled_back",
+            path=str(path),
+            epoch=found.epoch,
+            last_seq=found.last_seq,
+            sealed_through=noted.seq,
+        )
+        return [declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, found.last_seq + 1, now)], True
     if known is not None and known != found.epoch:
         # Not the file last used here: an older copy, or another site's. Its seqs and those
         # of the journal's epoch can no longer be vouched for.
@@ -596,8 +623,9 @@ async def open_outbox(
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     journal = EpochJournal.beside(path)
+    mark = SeqMark.beside(path)
     now = time.time()
-    gaps, abandon = _recovery_gaps(path, journal, now)
+    gaps, abandon = _recovery_gaps(path, journal, mark, now)
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
     # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
     db = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
@@ -607,7 +635,14 @@ async def open_outbox(
         if reserve is not None and not reserve.claim():
             log.warning("outbox_reserve_not_claimed", reason="the disk has no room")
         outbox = Outbox(
-            db, identity, key, budget=budget, path=path, journal=journal, reserve=reserve
+            db,
+            identity,
+            key,
+            budget=budget,
+            path=path,
+            journal=journal,
+            reserve=reserve,
+            mark=mark,
         )
         await outbox._init()  # noqa: SLF001 - the factory finishes construction
         if abandon:
@@ -619,6 +654,7 @@ async def open_outbox(
         await outbox.reseal_older_epochs(now=now, clock_synced=clock_synced)
         yield outbox
     finally:
+        mark.close()
         await db.close()
 
 

@@ -6,6 +6,13 @@ file with a new epoch starts, carrying an `outbox_corrupt` gap record. A missing
 file is no fresh start if the agent has run here before: the epoch journal (`<path>.epochs`, a
 small JSON file rewritten atomically whenever an epoch starts) names the epoch whose
 undelivered blocks vanished, and an `outbox_restored` gap record says so.
+
+A file can also come back healthy but older: a WAL cut mid-frame drops the last commits and
+SQLite opens the consistent state before them. The seq mark (`<path>.seq`, one small record
+overwritten in place after every seal) remembers the highest seq sealed; a file whose last
+seq is below it has lost seals, and the agent starts a new epoch declaring the lost range.
+The mark is written without fsync: it survives a killed process or a tampered file, not
+every power cut (the WAL itself is synced; the mark only sharpens what a restart can tell).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ import structlog
 log = structlog.get_logger("edge_agent.outbox")
 
 _JOURNAL_KEEP: Final = 16
+_MARK_BYTES: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,3 +153,53 @@ class EpochJournal:
         except OSError as exc:
             # A full disk must not stop the agent; the journal only sharpens gap records.
             log.warning("epoch_journal_not_written", path=str(self._path), error=str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """The highest seq sealed in an epoch, as last noted beside the file."""
+
+    epoch: str
+    seq: int
+
+
+class SeqMark:
+    """One fixed-size record, overwritten in place after each seal (one pwrite, no rename)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._descriptor: int | None = None
+        self._warned = False
+
+    @classmethod
+    def beside(cls, outbox: Path) -> SeqMark:
+        """The seq mark of an outbox file."""
+        return cls(outbox.with_name(outbox.name + ".seq"))
+
+    def read(self) -> Mark | None:
+        """The mark, or None when there is none (or it cannot be read)."""
+        try:
+            text = self._path.read_bytes()[:_MARK_BYTES].decode("ascii").split()
+        except (OSError, UnicodeDecodeError):
+            return None
+        if len(text) != 2 or not text[1].isdigit():  # noqa: PLR2004 - "epoch seq"
+            return None
+        return Mark(text[0], int(text[1]))
+
+    def write(self, epoch: str, seq: int) -> None:
+        """Note `seq` as the highest sealed in `epoch` (a full disk only loses the note)."""
+        record = f"{epoch} {seq}".encode("ascii").ljust(_MARK_BYTES)
+        try:
+            if self._descriptor is None:
+                self._descriptor = os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.pwrite(self._descriptor, record, 0)
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("seq_mark_not_written", path=str(self._path), error=str(exc))
+
+    def close(self) -> None:
+        """Release the file descriptor."""
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None

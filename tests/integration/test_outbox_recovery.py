@@ -162,3 +162,38 @@ async def test_a_copy_of_another_epoch_abandons_both_and_resends_its_blocks(
     assert restored == {(second_epoch, 1), (first_epoch, 1)}
     seqs = [seq for _, seq, _ in blocks]
     assert seqs == list(range(1, len(seqs) + 1))
+
+
+async def test_a_wal_cut_mid_frame_that_lost_seals_declares_them_and_starts_a_new_epoch(
+    tmp_path: Path,
+) -> None:
+    live = tmp_path / "live"
+    crashed = tmp_path / "crashed"
+    crashed.mkdir()
+    async with open_outbox(live / "outbox.db", SITE, KEY) as outbox:
+        for index in range(20):
+            await outbox.seal(_readings(index * 50, 50), now=T0 + index, clock_synced=True)
+        old_epoch = outbox.epoch
+        # The files as a crash leaves them: the WAL holds the seals, not yet checkpointed.
+        for name in ("outbox.db", "outbox.db-wal", "outbox.db.seq", "outbox.db.epochs"):
+            shutil.copy(live / name, crashed / name)
+    path = crashed / "outbox.db"
+    wal = crashed / "outbox.db-wal"
+    frame = 24 + 4096
+    with wal.open("r+b") as handle:
+        handle.truncate(32 + (wal.stat().st_size - 32) // frame // 2 * frame + frame // 3)
+    with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
+        (left,) = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
+    assert 0 < int(left) < 20, "the cut must lose some seals, not all"
+    new_epoch = await _reopen(path)
+    assert new_epoch != old_epoch
+    [gap] = _gaps(path)
+    assert (gap.reason, gap.epoch, gap.from_seq, gap.to_seq) == (
+        GapReason.OUTBOX_RESTORED,
+        old_epoch,
+        int(left) + 1,
+        None,
+    )
+    # The seals that survived are undelivered, so they travel again under the new epoch.
+    readings = [r for _, _, records in _blocks(path) for r in records if isinstance(r, Reading)]
+    assert len(readings) == int(left) * 50 + 3
