@@ -280,7 +280,9 @@ class Publisher:
                 oldest = min(sent_at for sent_at, _ in self._sent.values())
                 wait = min(wait, max(0.05, oldest + timeout - time.monotonic()))
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), wait)
+                # asyncio.timeout, not wait_for (which can drop a cancellation on 3.11).
+                async with asyncio.timeout(wait):
+                    await self._wake.wait()
 
     async def _pace(self) -> None:
         """Keep to `publish_rate` so a drained backlog cannot flood a thin uplink."""

@@ -65,6 +65,20 @@ class LostReadings:
         )
 
 
+async def _get_within(queue: asyncio.Queue[Record], seconds: float) -> Record | None:
+    """The next record, or None after `seconds`.
+
+    `asyncio.timeout`, not `wait_for`: on Python 3.11 `wait_for` drops a cancellation that
+    arrives in the same loop pass as the result, and a sealer that ignores its cancellation
+    holds up the agent's shutdown.
+    """
+    try:
+        async with asyncio.timeout(seconds):
+            return await queue.get()
+    except TimeoutError:
+        return None
+
+
 class Sealer:
     """Drain the reading queue into blocks: every `flush_interval` or at `flush_readings`."""
 
@@ -113,10 +127,10 @@ class Sealer:
                 remaining = deadline - time.monotonic()
                 if len(self._pending) >= self._flush_readings or remaining <= 0:
                     break
-                try:
-                    self._hold(await asyncio.wait_for(self._queue.get(), remaining))
-                except TimeoutError:
+                record = await _get_within(self._queue, remaining)
+                if record is None:
                     break
+                self._hold(record)
             # Shielded: cancelling the sealer must never abort a seal half-way; `flush`
             # awaits the one in flight.
             self._in_flight = asyncio.ensure_future(self._seal_pending())
@@ -143,10 +157,10 @@ class Sealer:
         """Keep taking readings into the ring for `delay` seconds (the pollers never wait)."""
         deadline = time.monotonic() + delay
         while (remaining := deadline - time.monotonic()) > 0:
-            try:
-                self._hold(await asyncio.wait_for(self._queue.get(), remaining))
-            except TimeoutError:
+            record = await _get_within(self._queue, remaining)
+            if record is None:
                 return
+            self._hold(record)
             while not self._queue.empty():
                 self._hold(self._queue.get_nowait())
 
