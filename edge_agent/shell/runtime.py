@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Iterator
@@ -141,9 +142,15 @@ def tls_context(config: SiteConfig) -> ssl.SSLContext | None:
 
 async def _prune_forever(outbox: Outbox, retain_seconds: float) -> None:
     while True:
-        removed = await outbox.prune(delivered_before=time.time() - retain_seconds)
-        if removed:
-            log.info("delivered_blocks_pruned", blocks=removed)
+        try:
+            removed = await outbox.prune(delivered_before=time.time() - retain_seconds)
+        except sqlite3.Error as exc:
+            # A full disk or a busy file: retention waits for the next round (a full outbox
+            # drops delivered blocks itself), and the agent goes on.
+            log.warning("prune_failed", error=str(exc))
+        else:
+            if removed:
+                log.info("delivered_blocks_pruned", blocks=removed)
         await asyncio.sleep(_PRUNE_EVERY)
 
 
