@@ -158,6 +158,52 @@ def test_full_disk_keeps_the_agent_up_and_loses_nothing_silently(
     assert verdict.declared_lost == 0
 
 
+HELD_AT_STOP = (
+    "defect: readings held in the memory ring when the agent is stopped on a full disk are"
+    " dropped with only a log line (readings_unsealed_at_shutdown); after the restart no gap"
+    " record names them"
+)
+
+
+def held(site: Site) -> int:
+    """Readings the agent last said it holds in memory, unsealed (0 before it said so)."""
+    failed = agent_events(site, "seal_failed")
+    return int(str(failed[-1]["held"])) if failed else 0
+
+
+@pytest.mark.xfail(strict=True, raises=AssertionError, reason=HELD_AT_STOP)
+def test_stopped_on_a_full_disk_the_agent_declares_what_it_held(
+    tmpfs: Mount, make_site: MakeSite, conclude: Conclude
+) -> None:
+    started = time.monotonic()
+    site = make_site(tune(), outbox_file="disk/outbox.db")
+    disk = site.work / "disk"
+    tmpfs(disk, DISK)
+    site.start_agent()
+    ledger = Ledger()
+    sealed_more(site, 5)
+    wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
+    site.stop("collector")
+    ledger.snapshot(site)
+    filler = disk / "filler"
+    fill(filler)
+    hog(filler, lambda: held(site) >= 150, 60)  # readings wait in memory, none can be sealed
+    ledger.snapshot(site)
+    site.stop("agent")  # a routine stop (an update, a reboot) while the disk is still full
+    unsealed = agent_events(site, "readings_unsealed_at_shutdown")
+    filler.unlink()
+    site.start_collector()
+    site.start_agent()
+    sealed_more(site, 3)
+    verdict = conclude(site, ledger, "disk_full_agent_stopped_while_full", started)
+    let_go = sum(int(str(e["readings"])) for e in unsealed)
+    declared = sum(g.lost or 0 for g in gap_records(ledger) if g.reason.value == "disk_full")
+    print(f"held at the stop: {let_go} readings; declared disk_full: {declared}")
+    assert declared >= let_go, f"{let_go} readings let go at the stop, {declared} declared"
+    assert not holes(site, gap_spans(ledger))
+    assert verdict.silent_losses == 0
+
+
 @pytest.mark.soak
 @pytest.mark.timeout(1500)
 def test_a_long_full_disk_overflows_the_ring_and_says_so(
@@ -200,7 +246,15 @@ def test_a_long_full_disk_overflows_the_ring_and_says_so(
     assert site.alive("agent")
     (disk / "filler").unlink()
     site.start_collector()
-    verdict = conclude(site, ledger, "disk_full_ring_overflow", started, drain_timeout=300)
+    # Sealing the ring's readings can fill the small disk again, with the collector's ACKs
+    # still to be recorded: they must not need room the agent cannot make (this failed on
+    # 2026-12-05, see the fault-matrix report: every ACK "ack_not_recorded").
+    try:
+        wait_until(lambda: site.undelivered() == 0, 300, "every block ACKed")
+    except AssertionError:
+        events = {e: len(agent_events(site, e)) for e in (*EVENTS, "ack_not_recorded")}
+        raise AssertionError(f"the backlog never drained; agent events: {events}") from None
+    verdict = conclude(site, ledger, "disk_full_ring_overflow", started)
     disk_full = [g for g in gap_records(ledger) if g.reason.value == "disk_full"]
     assert len(disk_full) == 1, disk_full
     assert disk_full[0].lost is not None
