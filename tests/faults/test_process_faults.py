@@ -23,6 +23,7 @@ from tests.faults.oracle import Ledger
 pytestmark = pytest.mark.timeout(240)
 
 AGENT_KILLS = 20
+COLLECTOR_KILLS = 2
 
 
 def test_agent_sigkilled_twenty_times_in_a_row(make_site: MakeSite, conclude: Conclude) -> None:
@@ -56,7 +57,7 @@ def test_collector_sigkilled_while_ingesting_a_backlog(
     rng = random.Random(2)
     site.start_agent()
     sealed_more(site, 3)
-    for _ in range(3):
+    for _ in range(COLLECTOR_KILLS):
         site.stop("collector", signal.SIGKILL)
         wait_until(lambda: site.undelivered() >= 10, 60, "a backlog of 10 blocks")
         before = delivered(site)
@@ -66,7 +67,7 @@ def test_collector_sigkilled_while_ingesting_a_backlog(
         site.stop("collector", signal.SIGKILL)
     site.start_collector()
     sealed_more(site, 3)
-    conclude(site, Ledger(), "collector_sigkill_during_ingest_x3", started)
+    conclude(site, Ledger(), f"collector_sigkill_during_ingest_x{COLLECTOR_KILLS}", started)
 
 
 def test_broker_sigkilled_with_blocks_queued(
