@@ -36,6 +36,7 @@ import aiosqlite
 import structlog
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
+from edge_agent.core.losses import LostReadings
 from edge_agent.shell.outbox_recovery import (
     Absent,
     Corrupt,
@@ -152,8 +153,11 @@ class Outbox:
         journal: EpochJournal | None = None,
         reserve: Reserve | None = None,
         mark: SeqMark | None = None,
+        unsealed: LostReadings | None = None,
     ) -> None:
         self._mark = mark
+        self._unsealed = unsealed if unsealed is not None else LostReadings()
+        self._noted: tuple[str, int] = ("", 0)
         self._db = db
         self._path = path
         self._room = RoomMaker(db, self._append, budget=budget, path=path, reserve=reserve)
@@ -212,6 +216,8 @@ class Outbox:
             self._epoch = str(row[0])
         await self._db.commit()
         self._data_version = await self._read_data_version()
+        state = await self._chain_state()
+        self._noted = (state.epoch, state.last_seq)
 
     async def _chain_state(self) -> ChainState:
         async with self._db.execute(
@@ -416,8 +422,20 @@ class Outbox:
 
     def _note_sealed(self, block: SealedBlock) -> None:
         """Keep the seq mark beside the file up to date (after the commit, never before)."""
+        self._noted = (block.epoch, block.seq)
         if self._mark is not None:
-            self._mark.write(block.epoch, block.seq)
+            self._mark.write(block.epoch, block.seq, self._unsealed)
+
+    @property
+    def unsealed(self) -> LostReadings:
+        """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap."""
+        return self._unsealed
+
+    def note_unsealed(self, unsealed: LostReadings) -> None:
+        """Remember (beside the file) readings let go unsealed; an empty tally clears it."""
+        self._unsealed = unsealed
+        if self._mark is not None:
+            self._mark.write(*self._noted, unsealed)
 
     # --- reading back ---------------------------------------------------------------------
 
@@ -625,6 +643,7 @@ async def open_outbox(
     journal = EpochJournal.beside(path)
     mark = SeqMark.beside(path)
     now = time.time()
+    noted = mark.read()
     gaps, abandon = _recovery_gaps(path, journal, mark, now)
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
     # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
@@ -643,6 +662,7 @@ async def open_outbox(
             journal=journal,
             reserve=reserve,
             mark=mark,
+            unsealed=None if noted is None else noted.unsealed,
         )
         await outbox._init()  # noqa: SLF001 - the factory finishes construction
         if abandon:
@@ -652,6 +672,8 @@ async def open_outbox(
         if journal.latest() != outbox.epoch:
             journal.record(outbox.epoch)
         await outbox.reseal_older_epochs(now=now, clock_synced=clock_synced)
+        # Written now, while the disk may have room: later it is only overwritten in place.
+        outbox.note_unsealed(outbox.unsealed)
         yield outbox
     finally:
         mark.close()

@@ -29,10 +29,12 @@ from typing import Final
 
 import structlog
 
+from edge_agent.core.losses import LostReadings
+
 log = structlog.get_logger("edge_agent.outbox")
 
 _JOURNAL_KEEP: Final = 16
-_MARK_BYTES: Final = 64
+_MARK_BYTES: Final = 160
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,10 +159,23 @@ class EpochJournal:
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """The highest seq sealed in an epoch, as last noted beside the file."""
+    """The highest seq sealed in an epoch, as last noted beside the file.
+
+    `unsealed` counts the readings a stop on a full disk had to let go (the next start names
+    them in a gap record).
+    """
 
     epoch: str
     seq: int
+    unsealed: LostReadings
+
+
+def _time_field(value: float | None) -> str:
+    return "-" if value is None else repr(value)
+
+
+def _parse_time(text: str) -> float | None:
+    return None if text == "-" else float(text)
 
 
 class SeqMark:
@@ -179,16 +194,24 @@ class SeqMark:
     def read(self) -> Mark | None:
         """The mark, or None when there is none (or it cannot be read)."""
         try:
-            text = self._path.read_bytes()[:_MARK_BYTES].decode("ascii").split()
-        except (OSError, UnicodeDecodeError):
+            fields = self._path.read_bytes()[:_MARK_BYTES].decode("ascii").split()
+            epoch, seq, count, t_from, t_to = fields
+            return Mark(
+                epoch, int(seq), LostReadings(int(count), _parse_time(t_from), _parse_time(t_to))
+            )
+        except (OSError, UnicodeDecodeError, ValueError):
             return None
-        if len(text) != 2 or not text[1].isdigit():  # noqa: PLR2004 - "epoch seq"
-            return None
-        return Mark(text[0], int(text[1]))
 
-    def write(self, epoch: str, seq: int) -> None:
-        """Note `seq` as the highest sealed in `epoch` (a full disk only loses the note)."""
-        record = f"{epoch} {seq}".encode("ascii").ljust(_MARK_BYTES)
+    def write(self, epoch: str, seq: int, unsealed: LostReadings) -> None:
+        """Note `seq` as the highest sealed in `epoch`, and what was let go unsealed.
+
+        Overwritten in place: once the file exists, a full disk does not stop this.
+        """
+        text = (
+            f"{epoch} {seq} {unsealed.count} {_time_field(unsealed.t_from)}"
+            f" {_time_field(unsealed.t_to)}"
+        )
+        record = text.encode("ascii").ljust(_MARK_BYTES)
         try:
             if self._descriptor is None:
                 self._descriptor = os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o600)

@@ -75,9 +75,9 @@ class RoomMaker:
             return True
         if not self._capped and await self._disk_is_full():
             await self._cap_at_current_size()
-        for attempt in range(_ROOM_ATTEMPTS):
+        for _ in range(_ROOM_ATTEMPTS):
             blocked = False
-            await self._checkpoint(truncate=attempt > 0)
+            await self._checkpoint()
             for step in (self._drop_delivered, self._evict_oldest):
                 try:
                     if await step(now=now, clock_synced=clock_synced):
@@ -106,11 +106,13 @@ class RoomMaker:
     async def _cap_at_current_size(self) -> None:
         """Meet a full disk like a full budget: see `edge_agent.shell.outbox_space`."""
         released = self._reserve is not None and self._reserve.release()
-        await self._checkpoint(truncate=True)
-        # The file may take what is free now, but for the WAL's room (one transaction).
-        page_size = await self._pragma("PRAGMA page_size")
-        spare = max(0, free_bytes(self._path.parent) - _WAL_ROOM) // page_size
-        pages = await self._pragma("PRAGMA page_count") + spare
+        # The WAL keeps the disk space it has (never truncated while capped): whatever frees
+        # space on a full disk is taken at once by whoever filled it.
+        await self._db.execute("PRAGMA journal_size_limit=-1")
+        await self._checkpoint()
+        # The file keeps the size it has; what the reserve freed beyond the checkpoint stays
+        # free for the WAL, so every later transaction can commit and be checkpointed.
+        pages = await self._pragma("PRAGMA page_count")
         await self._db.execute(f"PRAGMA max_page_count={pages}")
         await self._db.execute("PRAGMA wal_autocheckpoint=1")
         self._capped = True
@@ -124,18 +126,17 @@ class RoomMaker:
         await self._db.execute(
             f"PRAGMA wal_autocheckpoint={budget.wal_pages if budget else _SQLITE_WAL_PAGES}"
         )
+        await self._db.execute(f"PRAGMA journal_size_limit={budget.wal_bytes if budget else -1}")
         self._capped = False
         log.info("outbox_cap_lifted", reason="the disk has room again")
 
-    async def _checkpoint(self, *, truncate: bool) -> None:
+    async def _checkpoint(self) -> None:
         """Copy the WAL into the file as far as readers allow, so the WAL can start over.
 
-        The next writer then reuses the WAL file from its start instead of growing it;
-        `truncate` also gives the WAL's space back to the filesystem.
+        The next writer then reuses the WAL file from its start instead of growing it.
         """
-        mode = "TRUNCATE" if truncate else "PASSIVE"
         try:
-            await self._db.execute(f"PRAGMA wal_checkpoint({mode})")
+            await self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.OperationalError as exc:
             if not is_full(exc):
                 raise

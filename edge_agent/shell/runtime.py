@@ -292,6 +292,8 @@ async def run_agent(
             # Alarm state lives in the outbox file: an alarm active before a restart stays
             # active (no second raise) and its clear carries the same alarm_id.
             alarms=await load_alarm_stage(outbox, rules_for_site(config)),
+            # Readings a stop on a full disk let go: named by the first block sealed now.
+            lost=outbox.unsealed,
         )
         buses = RtuBuses()
         pollers = _pollers(config, points, queue, buses)

@@ -19,50 +19,20 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass
 
 import structlog
 
 from edge_agent.core.chain import SealedBlock
+from edge_agent.core.losses import LostReadings
 from edge_agent.shell.alarm_stage import AlarmStage
 from edge_agent.shell.outbox import Outbox
-from specs.records import GapReason, GapRecord, Reading, Record, iso_time, parse_iso_time
+from specs.records import Record
 
 log = structlog.get_logger("edge_agent.sealer")
 
 _RETRY_DELAY = 1.0
 # Readings held in memory while the outbox cannot be written (~200 bytes each).
 RING_READINGS = 100_000
-
-
-@dataclass(frozen=True, slots=True)
-class LostReadings:
-    """Readings the memory ring let go: how many, and the span of their times."""
-
-    count: int = 0
-    t_from: float | None = None
-    t_to: float | None = None
-
-    def add(self, record: Record) -> LostReadings:
-        """The tally with one more record let go."""
-        if not isinstance(record, Reading):
-            return LostReadings(self.count + 1, self.t_from, self.t_to)
-        t = parse_iso_time(record.t)
-        return LostReadings(
-            self.count + 1,
-            t if self.t_from is None else min(self.t_from, t),
-            t if self.t_to is None else max(self.t_to, t),
-        )
-
-    def gap(self, now: float) -> GapRecord:
-        """The gap record that names these readings (no block range: none was sealed)."""
-        return GapRecord(
-            t=iso_time(now),
-            reason=GapReason.DISK_FULL,
-            lost=self.count,
-            t_from=None if self.t_from is None else iso_time(self.t_from),
-            t_to=None if self.t_to is None else iso_time(self.t_to),
-        )
 
 
 async def _get_within(queue: asyncio.Queue[Record], seconds: float) -> Record | None:
@@ -93,6 +63,7 @@ class Sealer:
         on_sealed: Callable[[SealedBlock], None],
         alarms: AlarmStage | None = None,
         ring_readings: int = RING_READINGS,
+        lost: LostReadings | None = None,
     ) -> None:
         self._outbox = outbox
         self._queue = queue
@@ -103,7 +74,8 @@ class Sealer:
         self._alarms = alarms
         self._ring_readings = max(ring_readings, flush_readings)
         self._pending: deque[Record] = deque()
-        self._lost = LostReadings()
+        # Readings let go before a restart (a stop on a full disk) are named by the first block.
+        self._lost = lost if lost is not None else LostReadings()
         self._in_flight: asyncio.Future[None] | None = None
 
     @property
@@ -178,12 +150,17 @@ class Sealer:
             while self._pending:
                 await self._seal_pending()
         except sqlite3.Error as exc:
+            # The disk is full: what is held goes with the process. Counted in the seq mark
+            # beside the outbox (a file written in place: no new disk block needed), so the
+            # next start names them in a disk_full gap record.
+            unsealed = self._lost.add_all(self._pending)
             log.exception(
                 "readings_unsealed_at_shutdown",
                 error=str(exc),
                 readings=len(self._pending),
-                lost_before=self._lost.count,
+                lost=unsealed.count,
             )
+            self._outbox.note_unsealed(unsealed)
 
     async def _seal_pending(self) -> None:
         batch = tuple(itertools.islice(self._pending, self._flush_readings))
@@ -213,6 +190,7 @@ class Sealer:
         if lost.count:
             log.warning("disk_full_gap_sealed", lost=lost.count, seq=block.seq)
             self._lost = LostReadings()
+            self._outbox.note_unsealed(self._lost)
         if self._alarms is not None and staged is not None:
             self._alarms.commit(staged)
         log.debug("block_sealed", epoch=block.epoch, seq=block.seq, records=block.records)

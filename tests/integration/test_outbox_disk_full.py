@@ -88,6 +88,7 @@ async def _sealer(
             clock_synced=lambda: True,
             on_sealed=lambda _block: None,
             ring_readings=ring,
+            lost=outbox.unsealed,
         )
         task = asyncio.create_task(sealer.run())
         try:
@@ -154,3 +155,35 @@ async def test_with_nothing_to_give_way_the_ring_holds_and_a_disk_full_gap_follo
     assert gap.t_from == iso_time(T0)
     assert gap.t_to == iso_time(T0 + lost - 1)
     assert sorted(r.t for r in kept) == [iso_time(T0 + i) for i in range(lost, 8_000)]
+
+
+async def test_a_stop_on_a_full_disk_names_what_it_held_after_the_restart(
+    small_fs: Path,
+) -> None:
+    path = small_fs / "outbox.db"
+    async with _sealer(path, ring=3_000, max_bytes=None) as (sealer, queue):
+        filler = _fill(small_fs)
+        await _produce(queue, 0, 500)
+        await _until(lambda: queue.empty() and sealer.held == 500)
+    # Stopped with 500 readings in memory and no room to seal them: they are gone, but
+    # counted beside the outbox, and the first block after the restart names them.
+    filler.unlink()
+    async with _sealer(path, ring=3_000, max_bytes=None) as (sealer, queue):
+        await _produce(queue, 500, 10)
+        await _until(lambda: queue.empty() and sealer.held == 0)
+    records = _records(path)
+    [gap] = [r for r in records if isinstance(r, GapRecord)]
+    assert (gap.reason, gap.lost, gap.t_from, gap.t_to) == (
+        GapReason.DISK_FULL,
+        500,
+        iso_time(T0),
+        iso_time(T0 + 499),
+    )
+    assert [r.t for r in records if isinstance(r, Reading)] == [
+        iso_time(T0 + i) for i in range(500, 510)
+    ]
+    # Named once: a third start finds nothing more to declare.
+    async with _sealer(path, ring=3_000, max_bytes=None) as (sealer, queue):
+        await _produce(queue, 510, 1)
+        await _until(lambda: queue.empty() and sealer.held == 0)
+    assert len([r for r in _records(path) if isinstance(r, GapRecord)]) == 1

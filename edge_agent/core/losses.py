@@ -1,0 +1,63 @@
+"""Readings the agent had to let go without sealing them: how many, and when they were taken.
+
+The sealer counts what its memory ring lets go while the outbox cannot be written; a stop on
+a full disk counts what it still held. The tally becomes one `disk_full` gap record in the
+first block sealed once the disk takes writes again (after a restart too: the tally is kept
+in the seq mark beside the outbox).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from specs.records import GapReason, GapRecord, Reading, Record, iso_time, parse_iso_time
+
+
+@dataclass(frozen=True, slots=True)
+class LostReadings:
+    """A count of readings let go and the span of their times (unix seconds)."""
+
+    count: int = 0
+    t_from: float | None = None
+    t_to: float | None = None
+
+    def add(self, record: Record) -> LostReadings:
+        """The tally with one more record let go."""
+        if not isinstance(record, Reading):
+            return LostReadings(self.count + 1, self.t_from, self.t_to)
+        t = parse_iso_time(record.t)
+        return self.merge(LostReadings(1, t, t))
+
+    def add_all(self, records: Iterable[Record]) -> LostReadings:
+        """The tally with every one of `records` let go too."""
+        tally = self
+        for record in records:
+            tally = tally.add(record)
+        return tally
+
+    def merge(self, other: LostReadings) -> LostReadings:
+        """Both tallies together."""
+        return LostReadings(
+            self.count + other.count,
+            _earliest(self.t_from, other.t_from),
+            _latest(self.t_to, other.t_to),
+        )
+
+    def gap(self, now: float) -> GapRecord:
+        """The gap record that names these readings (no block range: none was sealed)."""
+        return GapRecord(
+            t=iso_time(now),
+            reason=GapReason.DISK_FULL,
+            lost=self.count,
+            t_from=None if self.t_from is None else iso_time(self.t_from),
+            t_to=None if self.t_to is None else iso_time(self.t_to),
+        )
+
+
+def _earliest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else min(a, b)
+
+
+def _latest(a: float | None, b: float | None) -> float | None:
+    return b if a is None else a if b is None else max(a, b)
