@@ -17,6 +17,7 @@ from tests.faults.oracle import (
     RESULTS_ENV,
     Ledger,
     Verdict,
+    collector_blocks,
     judge,
     outbox_integrity,
     served,
@@ -92,6 +93,7 @@ def conclude(results_file: Path) -> Conclude:
         wait_until(lambda: site.undelivered() == 0, drain_timeout, "every block ACKed")
         site.stop("agent")
         ledger.snapshot(site)
+        ledger.observe(collector_blocks(site))
         verdict = judge(case, ledger, served(site), time.monotonic() - started)
         write_result(verdict, results_file)
         assert outbox_integrity(site) == "ok"

@@ -94,6 +94,21 @@ def _export_command(site: Site) -> list[OutboxBlock]:
     ]
 
 
+def collector_blocks(site: Site) -> list[OutboxBlock]:
+    """Every block the collector stored, read from its database.
+
+    Each verified under the gateway's registered key, so each was sealed by the agent: a
+    block that came and went between two outbox snapshots (sealed, delivered, then dropped
+    to make room) is still held to account through this.
+    """
+    path = site.work / "state" / "collector.db"
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
+        rows = db.execute(
+            "SELECT epoch, seq, payload FROM blocks WHERE gateway = ?", (site.gateway,)
+        ).fetchall()
+    return [OutboxBlock(str(e), int(s), bytes(p), delivered=True) for e, s, p in rows]
+
+
 def outbox_integrity(site: Site) -> str:
     """`PRAGMA integrity_check` of the agent's outbox file ("ok" when sound)."""
     path = site.outbox_path
