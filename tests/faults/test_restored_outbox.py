@@ -8,6 +8,9 @@ run, no gap anywhere). Now the first ACK that disagrees with the local chain (a 
 hash at the acked seq that differs, or a mark beyond the local last seq) starts a new epoch:
 every undelivered reading is sealed again under it, and an `outbox_restored` gap record
 closes the old epoch. The oracle then holds across both lineages of the old epoch.
+
+A WAL cut mid-frame (a power cut during a write) leaves the seq mark beside the file ahead of
+the file's last seq: the agent finds that at start, before sealing anything.
 """
 
 from __future__ import annotations
@@ -29,12 +32,16 @@ pytestmark = pytest.mark.timeout(240)
 
 
 def _snapshot(site: Site, target: Path) -> None:
-    """A consistent copy of the live outbox (SQLite's online backup, as a backup tool would)."""
+    """A consistent copy of the live outbox (SQLite's online backup, as a backup tool would),
+    with the files beside it (epoch journal, seq mark): a whole-disk snapshot has them too."""
     with (
         closing(sqlite3.connect(f"file:{site.outbox_path}?mode=ro", uri=True)) as source,
         closing(sqlite3.connect(target)) as copy,
     ):
         source.backup(copy)
+    for suffix in (".seq", ".epochs"):
+        beside = site.outbox_path.with_name(site.outbox_path.name + suffix)
+        target.with_name(target.name + suffix).write_bytes(beside.read_bytes())
 
 
 def _restore(site: Site, snapshot: Path) -> None:
@@ -42,6 +49,9 @@ def _restore(site: Site, snapshot: Path) -> None:
     for suffix in ("-wal", "-shm"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
     path.write_bytes(snapshot.read_bytes())
+    for suffix in (".seq", ".epochs"):
+        copy = snapshot.with_name(snapshot.name + suffix)
+        path.with_name(path.name + suffix).write_bytes(copy.read_bytes())
 
 
 def _wal_cut(site: Site) -> None:
@@ -83,7 +93,7 @@ def test_an_outbox_restored_from_a_snapshot_starts_a_new_epoch_and_loses_nothing
     assert verdict.gap_records >= 1
 
 
-def test_a_wal_cut_mid_frame_is_caught_like_a_restored_snapshot(
+def test_a_wal_cut_mid_frame_is_found_at_start_by_the_seq_mark(
     make_site: MakeSite, conclude: Conclude
 ) -> None:
     started = time.monotonic()
@@ -96,10 +106,12 @@ def test_a_wal_cut_mid_frame_is_caught_like_a_restored_snapshot(
     ledger.snapshot(site)
     _wal_cut(site)
     site.start_agent()
+    # The seq mark beside the file (the highest seq sealed) finds the cut at start; were the
+    # mark lost too, the first disagreeing ACK would (the snapshot case above).
     wait_until(
-        lambda: '"event": "sequence_rollback_detected"' in site.log("agent"),
+        lambda: '"event": "outbox_rolled_back"' in site.log("agent"),
         60,
-        "the rollback proven by an ACK",
+        "the rollback found at start",
     )
     sealed_more(site, 5)
     verdict = conclude(site, ledger, "outbox_wal_cut_mid_frame", started)
