@@ -4,67 +4,50 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from collector.storage.base import EVERYTHING, Storage
+from collector.storage.base import EVERYTHING
 from specs.ack import Ack
 from specs.records import GapReason
-from specs.signing import signing_key_from_seed
 from tests.support.broker import Broker
 from tests.support.collector_client import (
-    GatewayLink,
-    SimGateway,
+    COLLECTOR_KEY,
+    CollectorEnv,
+    collector_env,
     gap_record,
-    gateway_link,
-    register,
-    running_ingest,
-    sim_gateway,
 )
-
-COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
-
-
-@dataclass
-class Env:
-    storage: Storage
-    link: GatewayLink
-    gateway: SimGateway
-    database: Path
 
 
 @pytest.fixture
-async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[Env]:
-    gateway = sim_gateway(1)
-    database = tmp_path / "collector.db"
-    async with running_ingest(broker.port, database, COLLECTOR_KEY) as (_, storage):
-        await register(storage, gateway)
-        async with gateway_link(broker.port, gateway) as link:
-            yield Env(storage, link, gateway, database)
+async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[CollectorEnv]:
+    async with collector_env(broker.port, tmp_path / "collector.db") as running:
+        yield running
 
 
-async def _ack(env: Env) -> Ack:
+async def _ack(env: CollectorEnv) -> Ack:
     signed = await env.link.next_ack()
     COLLECTOR_KEY.public().verify(signed.signature, signed.payload)
     return signed.ack
 
 
-def _db(env: Env, query: str) -> list[tuple[object, ...]]:
+def _db(env: CollectorEnv, query: str) -> list[tuple[object, ...]]:
     with sqlite3.connect(env.database) as db:
         rows = db.execute(query).fetchall()
     db.close()
     return rows
 
 
-def _holes(env: Env) -> list[tuple[object, ...]]:
+def _holes(env: CollectorEnv) -> list[tuple[object, ...]]:
     return _db(
         env, "SELECT epoch, from_seq, to_seq FROM gaps WHERE kind = 'sequence' ORDER BY 1, 2"
     )
 
 
-async def test_a_declared_range_closes_its_hole_and_is_never_asked_for_again(env: Env) -> None:
+async def test_a_declared_range_closes_its_hole_and_is_never_asked_for_again(
+    env: CollectorEnv,
+) -> None:
     for seq in (1, 2, 5):
         await env.link.send(seq)
     acks = [await _ack(env) for _ in range(3)]
@@ -83,7 +66,7 @@ async def test_a_declared_range_closes_its_hole_and_is_never_asked_for_again(env
 
 
 async def test_an_abandoned_epoch_closes_everything_from_its_seq_even_what_comes_later(
-    env: Env,
+    env: CollectorEnv,
 ) -> None:
     for seq in (1, 2, 4):
         await env.link.send(seq)
@@ -104,7 +87,7 @@ async def test_an_abandoned_epoch_closes_everything_from_its_seq_even_what_comes
 
 
 async def test_a_declaration_about_an_epoch_never_seen_does_not_become_the_current_one(
-    env: Env,
+    env: CollectorEnv,
 ) -> None:
     restored = gap_record(1, None, GapReason.OUTBOX_RESTORED, epoch="epoch-0", from_seq=3)
     await env.link.send(1, epoch="epoch-1", records=[env.gateway.reading(1), restored])
@@ -127,7 +110,7 @@ async def test_a_declaration_about_an_epoch_never_seen_does_not_become_the_curre
     assert profile.domain == "WHP"
 
 
-async def test_acked_through_may_rest_on_a_declared_seq(env: Env) -> None:
+async def test_acked_through_may_rest_on_a_declared_seq(env: CollectorEnv) -> None:
     await env.link.send(1)
     await _ack(env)
     full = gap_record(2, 8, GapReason.OUTBOX_FULL, epoch="epoch-1", from_seq=4, to_seq=6)

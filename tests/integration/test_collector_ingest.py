@@ -6,7 +6,6 @@ import asyncio
 import hashlib
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -16,16 +15,16 @@ from collector.storage.base import (
     AuditEntry,
     ReadingFilter,
     Reason,
-    Storage,
 )
 from specs.block import block_hash
 from specs.records import GapReason
-from specs.signing import SigningKey, VerifyKey, signing_key_from_seed
+from specs.signing import SigningKey
 from tests.support.broker import Broker
 from tests.support.collector_client import (
-    GatewayLink,
+    COLLECTOR_KEY,
+    CollectorEnv,
     SignedAck,
-    SimGateway,
+    collector_env,
     foreign_key,
     gap_record,
     gateway_link,
@@ -35,52 +34,37 @@ from tests.support.collector_client import (
     wait_until,
 )
 
-COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
-
-
-@dataclass
-class Env:
-    storage: Storage
-    link: GatewayLink
-    gateway: SimGateway
-    collector: VerifyKey
-    database: Path
-
 
 @pytest.fixture
-async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[Env]:
-    gateway = sim_gateway(1)
-    database = tmp_path / "collector.db"
-    async with running_ingest(broker.port, database, COLLECTOR_KEY) as (_, storage):
-        await register(storage, gateway)
-        async with gateway_link(broker.port, gateway) as link:
-            yield Env(storage, link, gateway, COLLECTOR_KEY.public(), database)
+async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[CollectorEnv]:
+    async with collector_env(broker.port, tmp_path / "collector.db") as running:
+        yield running
 
 
-async def _readings(env: Env) -> int:
+async def _readings(env: CollectorEnv) -> int:
     page = await env.storage.readings(EVERYTHING, ReadingFilter(), after=None, limit=10_000)
     return len(page.items)
 
 
-async def _audit_of(env: Env, reason: Reason, count: int = 1) -> tuple[AuditEntry, ...]:
+async def _audit_of(env: CollectorEnv, reason: Reason, count: int = 1) -> tuple[AuditEntry, ...]:
     async def probe() -> tuple[AuditEntry, ...]:
         return await env.storage.audit(reason=reason)
 
     return await wait_until(probe, lambda rows: len(rows) >= count)
 
 
-async def _ack(env: Env) -> SignedAck:
+async def _ack(env: CollectorEnv) -> SignedAck:
     signed = await env.link.next_ack()
     env.collector.verify(signed.signature, signed.payload)  # raises unless the collector signed
     return signed
 
 
-def _db(env: Env, query: str) -> list[tuple[object, ...]]:
+def _db(env: CollectorEnv, query: str) -> list[tuple[object, ...]]:
     with sqlite3.connect(env.database) as db:
         return db.execute(query).fetchall()
 
 
-async def test_valid_block_is_stored_once_and_acked(env: Env) -> None:
+async def test_valid_block_is_stored_once_and_acked(env: CollectorEnv) -> None:
     payload = await env.link.send(1)
     signed = await _ack(env)
     assert signed.ack.gateway == env.gateway.gateway
@@ -95,7 +79,7 @@ async def test_valid_block_is_stored_once_and_acked(env: Env) -> None:
     assert (state.acked_through, state.max_seq) == (1, 1)
 
 
-async def test_exact_duplicate_is_audited_stored_once_and_still_acked(env: Env) -> None:
+async def test_exact_duplicate_is_audited_stored_once_and_still_acked(env: CollectorEnv) -> None:
     payload = await env.link.send(1)
     await _ack(env)
     await env.link.publish(payload)
@@ -107,7 +91,9 @@ async def test_exact_duplicate_is_audited_stored_once_and_still_acked(env: Env) 
     assert await _readings(env) == 1
 
 
-async def test_same_seq_with_other_bytes_is_a_seq_conflict_answered_at_once(env: Env) -> None:
+async def test_same_seq_with_other_bytes_is_a_seq_conflict_answered_at_once(
+    env: CollectorEnv,
+) -> None:
     stored = await env.link.send(1)
     first = (await _ack(env)).ack
     assert (first.acked_hash, first.conflict) == (block_hash(stored), False)
@@ -133,7 +119,7 @@ async def test_same_seq_with_other_bytes_is_a_seq_conflict_answered_at_once(env:
     assert (state.conflict, state.acked_hash) == (True, hashes[1][0])
 
 
-async def test_out_of_order_seqs_report_the_hole_until_it_fills(env: Env) -> None:
+async def test_out_of_order_seqs_report_the_hole_until_it_fills(env: CollectorEnv) -> None:
     await env.link.send(1)
     assert (await _ack(env)).ack.acked_through == 1
     await env.link.send(3)
@@ -147,7 +133,7 @@ async def test_out_of_order_seqs_report_the_hole_until_it_fills(env: Env) -> Non
 
 
 async def test_a_block_that_does_not_chain_onto_its_stored_successor_is_a_chain_break(
-    env: Env,
+    env: CollectorEnv,
 ) -> None:
     await env.link.send(1)
     third = await env.link.send(3)  # chains onto the default block 2
@@ -164,7 +150,7 @@ async def test_a_block_that_does_not_chain_onto_its_stored_successor_is_a_chain_
     assert _db(env, "SELECT count(*) FROM blocks") == [(3,)]  # every block stays stored
 
 
-async def test_foreign_key_is_unknown(env: Env) -> None:
+async def test_foreign_key_is_unknown(env: CollectorEnv) -> None:
     payload = env.gateway.block(1)
     await env.link.publish(payload, env.gateway.sign(payload, foreign_key()))
     (row,) = await _audit_of(env, Reason.UNKNOWN_KEY)
@@ -172,7 +158,7 @@ async def test_foreign_key_is_unknown(env: Env) -> None:
     assert await _readings(env) == 0
 
 
-async def test_another_gateways_key_is_not_owned(env: Env) -> None:
+async def test_another_gateways_key_is_not_owned(env: CollectorEnv) -> None:
     other = sim_gateway(2)
     await register(env.storage, other)
     payload = env.gateway.block(1)
@@ -181,7 +167,7 @@ async def test_another_gateways_key_is_not_owned(env: Env) -> None:
     assert await _readings(env) == 0
 
 
-async def test_one_changed_byte_is_a_bad_signature(env: Env) -> None:
+async def test_one_changed_byte_is_a_bad_signature(env: CollectorEnv) -> None:
     payload = env.gateway.block(1)
     properties = env.gateway.sign(payload)
     tampered = payload.replace(b'"value":1.0', b'"value":7.0')
@@ -192,21 +178,21 @@ async def test_one_changed_byte_is_a_bad_signature(env: Env) -> None:
     assert _db(env, "SELECT count(*) FROM blocks") == [(0,)]
 
 
-async def test_malformed_json_is_audited(env: Env) -> None:
+async def test_malformed_json_is_audited(env: CollectorEnv) -> None:
     payload = b'{"spec": "gz/1", "seq": '
     await env.link.publish(payload, env.gateway.sign(payload))
     (row,) = await _audit_of(env, Reason.MALFORMED)
     assert "JSON" in row.detail
 
 
-async def test_payload_naming_another_place_is_a_topic_mismatch(env: Env) -> None:
+async def test_payload_naming_another_place_is_a_topic_mismatch(env: CollectorEnv) -> None:
     payload = env.gateway.block(1, header={"district": "110101"})
     await env.link.publish(payload, env.gateway.sign(payload))
     (row,) = await _audit_of(env, Reason.TOPIC_MISMATCH)
     assert "district" in row.detail
 
 
-async def test_revoked_key_is_rejected(env: Env) -> None:
+async def test_revoked_key_is_rejected(env: CollectorEnv) -> None:
     await env.link.send(1)
     await _ack(env)
     revoked = await env.storage.revoke(env.gateway.gateway, None, at=1.0)
@@ -216,7 +202,7 @@ async def test_revoked_key_is_rejected(env: Env) -> None:
     assert await _readings(env) == 1
 
 
-async def test_gap_records_are_stored_with_the_block(env: Env) -> None:
+async def test_gap_records_are_stored_with_the_block(env: CollectorEnv) -> None:
     gateway = env.gateway
     restored = gap_record(1, None, GapReason.OUTBOX_RESTORED, epoch="old", from_seq=9, point=None)
     await env.link.send(
@@ -235,7 +221,7 @@ async def test_gap_records_are_stored_with_the_block(env: Env) -> None:
     assert _db(env, "SELECT idx FROM readings ORDER BY idx") == [(0,), (2,)]
 
 
-async def test_a_burst_is_stored_in_batches_and_every_block_acked(env: Env) -> None:
+async def test_a_burst_is_stored_in_batches_and_every_block_acked(env: CollectorEnv) -> None:
     count = 120
     for seq in range(count, 0, -1):  # worst order: every block but the last opens a hole
         await env.link.send(seq)
@@ -249,7 +235,7 @@ async def test_a_burst_is_stored_in_batches_and_every_block_acked(env: Env) -> N
     assert _db(env, "SELECT count(*) FROM gaps WHERE kind = 'sequence'") == [(0,)]
 
 
-async def test_status_messages_update_the_gateway(env: Env) -> None:
+async def test_status_messages_update_the_gateway(env: CollectorEnv) -> None:
     await env.link.publish(b'{"online": true}', [], topic=env.gateway.topics.status)
 
     async def view() -> bool | None:

@@ -4,55 +4,36 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from collector.storage import open_storage
-from collector.storage.base import EVERYTHING, AuditEntry, Reason, Storage
+from collector.storage.base import EVERYTHING, AuditEntry, Reason
 from collector.storage.sqlite import SCHEMA_VERSION
 from specs.ack import Ack
 from specs.records import Quality, Reading, iso_time
-from specs.signing import signing_key_from_seed
 from tests.support.broker import Broker
 from tests.support.collector_client import (
     BASE_TIME,
-    GatewayLink,
-    SimGateway,
-    gateway_link,
-    register,
-    running_ingest,
-    sim_gateway,
+    COLLECTOR_KEY,
+    CollectorEnv,
+    collector_env,
     wait_until,
 )
 
-COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
-
-
-@dataclass
-class Env:
-    storage: Storage
-    link: GatewayLink
-    gateway: SimGateway
-    database: Path
-
 
 @pytest.fixture
-async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[Env]:
-    gateway = sim_gateway(1)
-    database = tmp_path / "collector.db"
-    async with running_ingest(broker.port, database, COLLECTOR_KEY) as (_, storage):
-        await register(storage, gateway)
-        async with gateway_link(broker.port, gateway) as link:
-            yield Env(storage, link, gateway, database)
+async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[CollectorEnv]:
+    async with collector_env(broker.port, tmp_path / "collector.db") as running:
+        yield running
 
 
 def _level(second: float, value: float, quality: Quality = Quality.GOOD) -> Reading:
     return Reading("T001-LT-01", "WHP-LT", iso_time(BASE_TIME + second), value, "m", quality)
 
 
-async def _ack(env: Env) -> Ack:
+async def _ack(env: CollectorEnv) -> Ack:
     signed = await env.link.next_ack()
     COLLECTOR_KEY.public().verify(signed.signature, signed.payload)
     return signed.ack
@@ -65,7 +46,7 @@ def _db(path: Path, query: str) -> list[tuple[object, ...]]:
     return rows
 
 
-async def _audit(env: Env, reason: Reason) -> tuple[AuditEntry, ...]:
+async def _audit(env: CollectorEnv, reason: Reason) -> tuple[AuditEntry, ...]:
     async def probe() -> tuple[AuditEntry, ...]:
         return await env.storage.audit(reason=reason)
 
@@ -73,7 +54,7 @@ async def _audit(env: Env, reason: Reason) -> tuple[AuditEntry, ...]:
 
 
 async def test_a_repeated_reading_is_stored_once_and_audited_as_duplicate_or_conflict(
-    env: Env,
+    env: CollectorEnv,
 ) -> None:
     await env.link.send(1, records=[_level(0, 8.5), _level(1, 8.6)])
     await _ack(env)
@@ -99,7 +80,7 @@ async def test_a_repeated_reading_is_stored_once_and_audited_as_duplicate_or_con
     assert [(r.t, r.value) for r in latest.items] == [(BASE_TIME + 2, 8.7)]
 
 
-async def test_repeats_within_one_block_keep_the_first(env: Env) -> None:
+async def test_repeats_within_one_block_keep_the_first(env: CollectorEnv) -> None:
     await env.link.send(1, records=[_level(0, 1.0), _level(0, 1.0), _level(0, 2.0, Quality.BAD)])
     await _ack(env)
     assert _db(env.database, "SELECT idx, value FROM readings") == [(0, 1.0)]
@@ -107,7 +88,9 @@ async def test_repeats_within_one_block_keep_the_first(env: Env) -> None:
     assert len(await _audit(env, Reason.DUPLICATE)) == 1
 
 
-async def test_a_resealed_backlog_adds_one_audit_row_per_block_not_per_reading(env: Env) -> None:
+async def test_a_resealed_backlog_adds_one_audit_row_per_block_not_per_reading(
+    env: CollectorEnv,
+) -> None:
     backlog = [_level(i / 100, 1.0 + i) for i in range(2000)]
     await env.link.send(1, records=backlog[:1000])
     await env.link.send(2, records=backlog[1000:])

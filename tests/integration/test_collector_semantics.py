@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -17,44 +16,25 @@ from collector.storage.base import (
     ReadingFilter,
     ReadingRow,
     Reason,
-    Storage,
 )
 from specs.meta import PointMeta
 from specs.records import AlarmEvent, Quality, Reading, iso_time
-from specs.signing import signing_key_from_seed
 from tests.support.broker import Broker
 from tests.support.collector_client import (
     BASE_TIME,
-    GatewayLink,
+    COLLECTOR_KEY,
+    CollectorEnv,
     SignedAck,
-    SimGateway,
     alarm_record,
-    gateway_link,
-    register,
-    running_ingest,
-    sim_gateway,
+    collector_env,
     wait_until,
 )
 
-COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
-
-
-@dataclass
-class Env:
-    storage: Storage
-    link: GatewayLink
-    gateway: SimGateway
-    database: Path
-
 
 @pytest.fixture
-async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[Env]:
-    gateway = sim_gateway(1)
-    database = tmp_path / "collector.db"
-    async with running_ingest(broker.port, database, COLLECTOR_KEY) as (_, storage):
-        await register(storage, gateway)
-        async with gateway_link(broker.port, gateway) as link:
-            yield Env(storage, link, gateway, database)
+async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[CollectorEnv]:
+    async with collector_env(broker.port, tmp_path / "collector.db") as running:
+        yield running
 
 
 def _level(
@@ -63,30 +43,30 @@ def _level(
     return Reading(point, quota, iso_time(BASE_TIME), value, unit, Quality.GOOD)
 
 
-async def _ack(env: Env) -> SignedAck:
+async def _ack(env: CollectorEnv) -> SignedAck:
     signed = await env.link.next_ack()
     COLLECTOR_KEY.public().verify(signed.signature, signed.payload)
     return signed
 
 
-async def _readings(env: Env) -> tuple[ReadingRow, ...]:
+async def _readings(env: CollectorEnv) -> tuple[ReadingRow, ...]:
     page = await env.storage.readings(EVERYTHING, ReadingFilter(), after=None, limit=1000)
     return page.items
 
 
-async def _audit_of(env: Env, reason: Reason, count: int = 1) -> tuple[AuditEntry, ...]:
+async def _audit_of(env: CollectorEnv, reason: Reason, count: int = 1) -> tuple[AuditEntry, ...]:
     async def probe() -> tuple[AuditEntry, ...]:
         return await env.storage.audit(reason=reason)
 
     return await wait_until(probe, lambda rows: len(rows) >= count)
 
 
-def _db(env: Env, query: str) -> list[tuple[object, ...]]:
+def _db(env: CollectorEnv, query: str) -> list[tuple[object, ...]]:
     with sqlite3.connect(env.database) as db:
         return db.execute(query).fetchall()
 
 
-async def test_a_level_in_mm_is_stored_in_m_and_the_block_bytes_stay(env: Env) -> None:
+async def test_a_level_in_mm_is_stored_in_m_and_the_block_bytes_stay(env: CollectorEnv) -> None:
     payload = await env.link.send(1, records=[_level(1234.0, "mm")])
     assert (await _ack(env)).ack.acked_through == 1
     (row,) = await _readings(env)
@@ -96,7 +76,7 @@ async def test_a_level_in_mm_is_stored_in_m_and_the_block_bytes_stay(env: Env) -
 
 
 async def test_unknown_quota_and_unit_reject_only_their_record_and_the_block_is_acked(
-    env: Env,
+    env: CollectorEnv,
 ) -> None:
     records = [
         _level(1.0),
@@ -125,7 +105,7 @@ async def test_unknown_quota_and_unit_reject_only_their_record_and_the_block_is_
     assert len(await _readings(env)) == 2
 
 
-async def test_an_out_of_range_value_keeps_its_value_and_is_flagged(env: Env) -> None:
+async def test_an_out_of_range_value_keeps_its_value_and_is_flagged(env: CollectorEnv) -> None:
     await env.link.send(1, records=[_level(52.0)])
     await _ack(env)
     (row,) = await _readings(env)
@@ -136,12 +116,12 @@ async def test_an_out_of_range_value_keeps_its_value_and_is_flagged(env: Env) ->
     assert latest.items[0].flags == ("out_of_range",)
 
 
-async def _alarms(env: Env, where: AlarmFilter | None = None) -> tuple[AlarmState, ...]:
+async def _alarms(env: CollectorEnv, where: AlarmFilter | None = None) -> tuple[AlarmState, ...]:
     chosen = AlarmFilter() if where is None else where
     return (await env.storage.alarms(EVERYTHING, chosen, after=None, limit=100)).items
 
 
-async def test_a_clear_that_arrives_before_its_raise_is_paired(env: Env) -> None:
+async def test_a_clear_that_arrives_before_its_raise_is_paired(env: CollectorEnv) -> None:
     raise_ = alarm_record(
         "tank1-H-1", AlarmEvent.RAISE, BASE_TIME + 10, value=8700, threshold=8500, unit="mm"
     )
@@ -160,7 +140,7 @@ async def test_a_clear_that_arrives_before_its_raise_is_paired(env: Env) -> None
     assert await _alarms(env, AlarmFilter(active=True)) == ()
 
 
-async def test_an_active_alarm_stays_active_until_cleared(env: Env) -> None:
+async def test_an_active_alarm_stays_active_until_cleared(env: CollectorEnv) -> None:
     await env.link.send(1, records=[alarm_record("a", AlarmEvent.RAISE, BASE_TIME)])
     await _ack(env)
     assert [a.alarm_id for a in await _alarms(env, AlarmFilter(active=True))] == ["a"]
@@ -176,7 +156,7 @@ POINTS = (
 )
 
 
-async def test_meta_is_stored_newest_first_and_served_by_points(env: Env) -> None:
+async def test_meta_is_stored_newest_first_and_served_by_points(env: CollectorEnv) -> None:
     newer = env.gateway.meta(POINTS, issued_at=BASE_TIME + 100)
     older = env.gateway.meta(POINTS[:1], issued_at=BASE_TIME)
     await env.link.publish(newer, topic=env.gateway.topics.meta)
@@ -201,7 +181,7 @@ async def test_meta_is_stored_newest_first_and_served_by_points(env: Env) -> Non
     assert not await env.storage.audit()  # meta is not an unsupported topic any more
 
 
-async def test_a_meta_with_a_bad_signature_is_audited_and_not_stored(env: Env) -> None:
+async def test_a_meta_with_a_bad_signature_is_audited_and_not_stored(env: CollectorEnv) -> None:
     meta = env.gateway.meta(POINTS)
     properties = env.gateway.sign(meta)
     tampered = meta.replace(b"tank-1", b"tank-9")

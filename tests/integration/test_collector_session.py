@@ -16,9 +16,9 @@ import aiomqtt
 
 from collector.storage import open_storage
 from collector.storage.base import Reason, Storage
-from specs.signing import signing_key_from_seed
 from tests.support.broker import Broker
 from tests.support.collector_client import (
+    COLLECTOR_KEY,
     SimGateway,
     publish_properties,
     register,
@@ -27,7 +27,6 @@ from tests.support.collector_client import (
     wait_until,
 )
 
-COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
 GATEWAY = sim_gateway(7)
 BLOCKS = 30
 DURABLE = "gz-collector-durable-test"

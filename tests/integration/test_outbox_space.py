@@ -94,9 +94,9 @@ async def test_a_full_outbox_stays_within_max_bytes_and_every_loss_is_declared(
             assert db_bytes + wal_bytes <= max_bytes + largest_block
         epoch = outbox.epoch
         last_seq = (await outbox.stats()).last_seq
-    positions, records = _contents(path)
-    kept = [r for r in records if isinstance(r, Reading)]
-    gaps = [r for r in records if isinstance(r, GapRecord)]
+    positions, in_file = _contents(path)
+    kept = [r for r in in_file if isinstance(r, Reading)]
+    gaps = [r for r in in_file if isinstance(r, GapRecord)]
     reasons = {g.reason for g in gaps}
     # Both steps ran: thinning, and (once only thinned blocks were left) dropping.
     assert reasons == {GapReason.THINNED, GapReason.OUTBOX_FULL}
@@ -105,7 +105,7 @@ async def test_a_full_outbox_stays_within_max_bytes_and_every_loss_is_declared(
     assert len(set(kept)) == len(kept)
     assert set(kept) <= set(sealed_readings)
     # Alarm events never give way.
-    assert sorted(a.alarm_id for a in records if isinstance(a, AlarmRecord)) == sorted(
+    assert sorted(a.alarm_id for a in in_file if isinstance(a, AlarmRecord)) == sorted(
         a.alarm_id for a in alarms
     )
     # Every seq of the epoch is in the file or declared by a gap record.

@@ -44,6 +44,7 @@ from specs.records import (
 from specs.signing import (
     Signature,
     SigningKey,
+    VerifyKey,
     generate_signing_key,
     signature_from_properties,
     signature_properties,
@@ -466,3 +467,28 @@ def write_collector_config(
         encoding="utf-8",
     )
     return path
+
+
+# The collector key the in-process ingest signs its ACKs with in these tests.
+COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
+
+
+@dataclass
+class CollectorEnv:
+    """A running in-process ingest on a real broker, one registered gateway linked to it."""
+
+    storage: Storage
+    link: GatewayLink
+    gateway: SimGateway
+    database: Path
+    collector: VerifyKey = field(default_factory=COLLECTOR_KEY.public)
+
+
+@contextlib.asynccontextmanager
+async def collector_env(broker_port: int, database: Path) -> AsyncIterator[CollectorEnv]:
+    """Start the ingest on `database`, register gateway 1 and link it (the `env` fixture)."""
+    gateway = sim_gateway(1)
+    async with running_ingest(broker_port, database, COLLECTOR_KEY) as (_, storage):
+        await register(storage, gateway)
+        async with gateway_link(broker_port, gateway) as link:
+            yield CollectorEnv(storage, link, gateway, database)
