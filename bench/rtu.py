@@ -1,4 +1,4 @@
-"""G10 of the performance targets (README, Benchmarks): RTU transactions per second on a 19,200-baud line.
+"""G10 (README, Benchmarks): RTU transactions per second on a 19,200-baud line.
 
 A simulated RTU bus on a pseudo-terminal, throttled to the baud rate's character time,
 serves 10-register reads back to back. The baseline is the theoretical rate the RTU timing

@@ -1,4 +1,4 @@
-"""G1 and G3 of the performance targets (README, Benchmarks), each against a baseline from the same run.
+"""G1 and G3 (README, Benchmarks), each against a baseline from the same run.
 
 G1 agent pipeline (acquisition stubbed): readings -> seal (canonical JSON, Ed25519, SQLite
 FULL) -> MQTT 5 QoS 1 -> collector ACK -> released. Baseline: the same readings JSON-encoded
