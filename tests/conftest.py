@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: a real broker on a free loopback port."""
+"""Fixtures shared by every test: a real broker on a free loopback port, a running site."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.e2e.harness import Site
 from tests.support.broker import Broker, free_port
 
 
@@ -22,3 +23,16 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
     instance.start()
     yield instance
     instance.stop()
+
+
+@pytest.fixture
+def site(tmp_path: Path, broker: Broker) -> Iterator[Site]:
+    """A set-up site (configs, keys) with its simulator and collector running; no agent yet."""
+    work = tmp_path / "site"
+    work.mkdir()
+    instance = Site(work=work, broker=broker)
+    instance.setup()
+    instance.start_sim()
+    instance.start_collector()
+    yield instance
+    instance.stop_all()

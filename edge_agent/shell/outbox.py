@@ -176,11 +176,6 @@ class Outbox:
         """The current epoch (changes only when sequence state was lost)."""
         return self._epoch
 
-    @property
-    def budget(self) -> SpaceBudget | None:
-        """The space budget, when one is enforced."""
-        return self._budget
-
     async def _init(self) -> None:
         await self._db.execute("PRAGMA journal_mode=WAL")
         await self._db.execute("PRAGMA synchronous=FULL")

@@ -171,39 +171,29 @@ class RoomMaker:
             log.info("delivered_blocks_pruned_for_room", blocks=cursor.rowcount)
         return cursor.rowcount > 0
 
-    async def _oldest_undelivered(self) -> list[tuple[str, int, bool]]:
-        """(epoch, seq, thinned) of the oldest undelivered blocks, up to the eviction size.
+    async def _oldest_undelivered(self) -> list[tuple[EvictedBlock, bool]]:
+        """The oldest undelivered blocks (decoded, and whether thinned), up to the eviction size.
 
         Oldest by rowid, i.e. by insertion: a wall clock stepped back cannot reorder it.
         """
-        limit = self._evict_limit
-        chosen: list[tuple[str, int, bool]] = []
+        chosen: list[tuple[EvictedBlock, bool]] = []
         total = 0
         async with self._db.execute(
-            "SELECT epoch, seq, length(payload), thinned FROM blocks"
+            "SELECT epoch, seq, payload, thinned FROM blocks"
             " WHERE delivered_at IS NULL ORDER BY rowid"
         ) as cursor:
             async for row in cursor:
-                chosen.append((str(row[0]), int(row[1]), bool(row[3])))
-                total += int(row[2])
-                if total >= limit:
+                payload = bytes(row[2])
+                records = decode_block(payload).records
+                chosen.append((EvictedBlock(str(row[0]), int(row[1]), records), bool(row[3])))
+                total += len(payload)
+                if total >= self._evict_limit:
                     break
         return chosen
 
-    async def _evicted(self, chosen: Sequence[tuple[str, int]]) -> list[EvictedBlock]:
-        blocks = []
-        for epoch, seq in chosen:
-            async with self._db.execute(
-                "SELECT payload FROM blocks WHERE epoch = ? AND seq = ?", (epoch, seq)
-            ) as cursor:
-                row = await cursor.fetchone()
-            if row is not None:
-                blocks.append(EvictedBlock(epoch, seq, decode_block(bytes(row[0])).records))
-        return blocks
-
     async def _replace(
         self,
-        chosen: Sequence[tuple[str, int]],
+        chosen: Sequence[EvictedBlock],
         replacement: Replacement,
         *,
         now: float,
@@ -214,7 +204,7 @@ class RoomMaker:
         try:
             await self._db.executemany(
                 "DELETE FROM blocks WHERE epoch = ? AND seq = ?",
-                list(chosen),
+                [(block.epoch, block.seq) for block in chosen],
             )
             await self._append(
                 replacement.records, now=now, clock_synced=clock_synced, thinned=True
@@ -232,33 +222,32 @@ class RoomMaker:
         reading is dropped.
         """
         oldest = await self._oldest_undelivered()
-        full = [(epoch, seq) for epoch, seq, thinned in oldest if not thinned]
+        full = [block for block, thinned in oldest if not thinned]
         if full:
-            blocks = await self._evicted(full)
-            replacement = thin(blocks, now=now)
+            replacement = thin(full, now=now)
             if replacement.dropped:
                 await self._replace(full, replacement, now=now, clock_synced=clock_synced)
                 log.warning(
                     "outbox_thinned",
                     blocks=len(full),
-                    from_seq=full[0][1],
-                    to_seq=full[-1][1],
+                    from_seq=full[0].seq,
+                    to_seq=full[-1].seq,
                     readings_dropped=replacement.dropped,
                     readings_kept=replacement.kept_readings,
                 )
                 return True
-        chosen = [(epoch, seq) for epoch, seq, _ in oldest]
+        chosen = [block for block, _ in oldest]
         if not chosen:
             return False
-        replacement = drop(await self._evicted(chosen), now=now)
+        replacement = drop(chosen, now=now)
         if replacement.dropped == 0:
             return False  # only alarm events and gap records left: they never give way
         await self._replace(chosen, replacement, now=now, clock_synced=clock_synced)
         log.error(
             "outbox_readings_dropped",
             blocks=len(chosen),
-            from_seq=chosen[0][1],
-            to_seq=chosen[-1][1],
+            from_seq=chosen[0].seq,
+            to_seq=chosen[-1].seq,
             readings_dropped=replacement.dropped,
         )
         return True

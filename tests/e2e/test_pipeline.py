@@ -9,8 +9,6 @@ from __future__ import annotations
 import random
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
@@ -18,18 +16,6 @@ from demo.broker import Broker
 from tests.e2e.harness import Site, wait_until
 
 pytestmark = pytest.mark.timeout(240)
-
-
-@pytest.fixture
-def site(tmp_path: Path, broker: Broker) -> Iterator[Site]:
-    work = tmp_path / "site"
-    work.mkdir()
-    instance = Site(work=work, broker=broker)
-    instance.setup()
-    instance.start_sim()
-    instance.start_collector()
-    yield instance
-    instance.stop_all()
 
 
 def _assert_oracle(site: Site) -> int:

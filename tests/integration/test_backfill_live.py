@@ -12,12 +12,10 @@ import json
 import sqlite3
 import subprocess
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from demo.broker import Broker
 from specs.block import GENESIS, decode_block
 from specs.records import Reading
 from specs.signing import Signature, load_verify_key
@@ -26,18 +24,6 @@ from tests.e2e.harness import BIN, Site, wait_until
 pytestmark = pytest.mark.timeout(300)
 
 POINTS = ("T001-LT-01", "T002-TT-01", "T003-PT-01", "T001-LEL-01")
-
-
-@pytest.fixture
-def site(tmp_path: Path, broker: Broker) -> Iterator[Site]:
-    work = tmp_path / "site"
-    work.mkdir()
-    instance = Site(work=work, broker=broker)
-    instance.setup()
-    instance.start_sim()
-    instance.start_collector()
-    yield instance
-    instance.stop_all()
 
 
 def _write_log(path: Path, day: int, rows: int) -> Path:

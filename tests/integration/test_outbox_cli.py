@@ -13,7 +13,6 @@ import json
 import sqlite3
 import subprocess
 import time
-from collections.abc import Iterator
 from contextlib import closing
 from pathlib import Path
 
@@ -22,7 +21,6 @@ import yaml
 from click.testing import CliRunner, Result
 
 from demo.__main__ import write_configs
-from demo.broker import Broker
 from edge_agent.cli import main
 from edge_agent.config import load_site_config
 from edge_agent.core.outbox_view import ExportedBlock, count_readings, export_document
@@ -46,18 +44,6 @@ T0 = 1.7e9
 
 
 # --- against a running site ---------------------------------------------------------------
-
-
-@pytest.fixture
-def site(tmp_path: Path, broker: Broker) -> Iterator[Site]:
-    work = tmp_path / "site"
-    work.mkdir()
-    instance = Site(work=work, broker=broker)
-    instance.setup()
-    instance.start_sim()
-    instance.start_collector()
-    yield instance
-    instance.stop_all()
 
 
 def outbox_cmd(site: Site, *args: str, expect: int = 0) -> str:
