@@ -112,12 +112,6 @@ class Publisher:
                     await self._session(client)
             except* aiomqtt.MqttError as group:
                 self.connected.clear()
-                task = asyncio.current_task()
-                if task is not None and task.cancelling():
-                    # Cancelled while a session task failed (aiomqtt ends message iteration
-                    # with an MqttError once the client disconnects): the TaskGroup then raises
-                    # that error, not the cancellation. A stopping agent must not reconnect.
-                    raise asyncio.CancelledError from group
                 delay = next(self._backoff)
                 log.warning("uplink_lost", error=str(group.exceptions[0]), retry_in=delay)
                 await asyncio.sleep(delay)
