@@ -49,16 +49,9 @@ from collector.keyfiles import (
     load_public_key_file,
     public_key_path,
 )
+from collector.model import Gateway, GatewayKey, ReadingAfter, ReadingFilter, SourcedReading
 from collector.storage import open_storage
-from collector.storage.base import (
-    Gateway,
-    GatewayKey,
-    ReadingAfter,
-    ReadingFilter,
-    SourcedReading,
-    Storage,
-    StorageError,
-)
+from collector.storage.base import Storage, StorageError
 from specs.catalogue import default_catalogue
 from specs.identifiers import (
     IdentifierError,

@@ -33,7 +33,7 @@ from collector.api.models import (
     Problem,
     ReadingOut,
 )
-from collector.storage.base import (
+from collector.model import (
     AlarmAfter,
     AlarmFilter,
     AlarmState,
@@ -47,8 +47,8 @@ from collector.storage.base import (
     ReadingFilter,
     ReadingRow,
     Scope,
-    Storage,
 )
+from collector.storage.base import Storage
 from specs.records import RecordFormatError, iso_time, parse_iso_time
 
 T = TypeVar("T")

@@ -14,7 +14,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collector.storage.base import GatewayView, Scope
+from collector.model import GatewayView, Scope
 
 WILDCARD = "*"
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from collector.ingest.normalize import block_entries, meta_point
-from collector.storage.base import (
+from collector.model import (
     MAX_DETAIL,
     AuditEntry,
     BatchResult,

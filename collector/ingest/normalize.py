@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 from typing import Final
 
-from collector.storage.base import (
+from collector.model import (
     MAX_DETAIL,
     AlarmEntry,
     AuditEntry,

@@ -25,7 +25,8 @@ from paho.mqtt.properties import Properties
 
 from collector.config import MAX_SESSION_EXPIRY
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
-from collector.storage.base import IngestBatch, Outcome, Storage, StorageError
+from collector.model import IngestBatch, Outcome
+from collector.storage.base import Storage, StorageError
 from specs.catalogue import Catalogue, default_catalogue
 from specs.signing import SigningKey
 from specs.topics import ROOT, collector_subscription

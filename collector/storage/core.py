@@ -14,7 +14,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from collector.storage.base import (
+from collector.model import (
     MAX_DETAIL,
     AlarmEntry,
     AlarmState,

@@ -22,7 +22,7 @@ from typing import Final, TypeVar
 
 import aiosqlite
 
-from collector.storage.base import (
+from collector.model import (
     MISSING,
     AlarmAfter,
     AlarmFilter,
@@ -50,13 +50,12 @@ from collector.storage.base import (
     ReadingFilter,
     ReadingRow,
     Reason,
-    RegistryError,
     Scope,
     SourcedReading,
     StatusUpdate,
-    StorageError,
     StreamState,
 )
+from collector.storage.base import RegistryError, StorageError
 from collector.storage.core import (
     AlarmKey,
     BlockKey,

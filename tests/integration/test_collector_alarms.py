@@ -12,8 +12,9 @@ import pytest
 from collector.api.app import create_app
 from collector.api.core import ApiToken
 from collector.ingest.core import Inbound, plan_batch
+from collector.model import KeyGrant
 from collector.storage import open_storage
-from collector.storage.base import KeyGrant, Storage
+from collector.storage.base import Storage
 from specs.records import AlarmEvent, AlarmRecord, iso_time
 from tests.support.collector_client import (
     BASE_TIME,

@@ -14,8 +14,9 @@ import pytest
 from collector.api.app import create_app
 from collector.api.core import ApiToken
 from collector.ingest.core import Inbound, plan_batch
+from collector.model import IngestBatch, KeyGrant, StatusUpdate
 from collector.storage import open_storage
-from collector.storage.base import IngestBatch, KeyGrant, StatusUpdate, Storage
+from collector.storage.base import Storage
 from specs.block import GENESIS, block_hash
 from specs.records import GapReason, Quality, Reading, Record, iso_time
 from tests.support.collector_client import (

@@ -18,8 +18,8 @@ from click.testing import CliRunner, Result
 from collector.cli import main, run_collector
 from collector.config import load_collector_config
 from collector.ingest.core import Inbound, plan_batch
+from collector.model import KeyGrant
 from collector.storage import open_storage
-from collector.storage.base import KeyGrant
 from specs.meta import PointMeta
 from specs.records import Quality, Reading, iso_time
 from specs.signing import load_verify_key

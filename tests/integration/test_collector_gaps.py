@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.storage.base import EVERYTHING
+from collector.model import EVERYTHING
 from specs.ack import Ack
 from specs.records import GapReason
 from tests.support.broker import Broker

@@ -10,12 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.storage.base import (
-    EVERYTHING,
-    AuditEntry,
-    ReadingFilter,
-    Reason,
-)
+from collector.model import EVERYTHING, AuditEntry, ReadingFilter, Reason
 from specs.block import block_hash
 from specs.records import GapReason
 from specs.signing import SigningKey

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from collector.model import EVERYTHING, AuditEntry, Reason
 from collector.storage import open_storage
-from collector.storage.base import EVERYTHING, AuditEntry, Reason
 from collector.storage.sqlite import SCHEMA_VERSION
 from specs.ack import Ack
 from specs.records import Quality, Reading, iso_time

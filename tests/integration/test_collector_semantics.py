@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from collector.storage.base import (
+from collector.model import (
     EVERYTHING,
     AlarmFilter,
     AlarmState,

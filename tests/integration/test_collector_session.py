@@ -14,8 +14,9 @@ from pathlib import Path
 
 import aiomqtt
 
+from collector.model import Reason
 from collector.storage import open_storage
-from collector.storage.base import Reason, Storage
+from collector.storage.base import Storage
 from tests.support.broker import Broker
 from tests.support.collector_client import (
     COLLECTOR_KEY,

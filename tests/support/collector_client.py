@@ -24,8 +24,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.ingest.service import Ingest, IngestSettings
+from collector.model import Gateway, GatewayKey
 from collector.storage import open_storage
-from collector.storage.base import Gateway, GatewayKey, Storage
+from collector.storage.base import Storage
 from specs.ack import Ack, decode_ack
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.catalogue import Catalogue, UnitConversion, default_catalogue

@@ -17,7 +17,7 @@ from collector.api.core import (
     is_online,
 )
 from collector.ingest.core import Inbound, build_acks, judge_block, judge_status, plan_batch
-from collector.storage.base import (
+from collector.model import (
     AuditEntry,
     BatchResult,
     BlockEntries,

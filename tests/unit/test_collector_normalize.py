@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from collector.ingest.core import Inbound, judge_block, judge_meta, plan_batch
 from collector.ingest.normalize import OUT_OF_RANGE, block_entries, meta_point
-from collector.storage.base import (
+from collector.model import (
     AlarmEntry,
     AlarmState,
     AuditEntry,

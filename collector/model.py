@@ -1,0 +1,498 @@
+"""The collector's data model: what it stores and what it answers, as frozen records.
+
+The storage port (`collector.storage.base`) speaks these types, and so do the ingest pipeline
+and the API; none of them depends on a database.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Generic, TypeVar
+
+from specs.block import Block
+from specs.meta import GatewayMeta
+from specs.records import AlarmEvent, GapReason
+from specs.signing import Signature
+
+# --- registry -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Gateway:
+    """A registered gateway: who owns it and where it is."""
+
+    gateway: str
+    enterprise: str
+    district: str
+    registered_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayKey:
+    """A public key registered for one gateway."""
+
+    kid: str
+    gateway: str
+    alg: str
+    public_pem: bytes
+    added_at: float
+    revoked_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class KeyGrant:
+    """A key together with the gateway that owns it (what verification needs)."""
+
+    key: GatewayKey
+    owner: Gateway
+
+
+# --- ingest ---------------------------------------------------------------------------------
+
+
+class Reason(enum.StrEnum):
+    """Why a message was not stored (or stored only once): the audit vocabulary."""
+
+    BAD_ALGORITHM = "bad_algorithm"
+    UNKNOWN_KEY = "unknown_key"
+    REVOKED_KEY = "revoked_key"
+    KEY_NOT_OWNED = "key_not_owned"
+    BAD_SIGNATURE = "bad_signature"
+    MALFORMED = "malformed"
+    TOPIC_MISMATCH = "topic_mismatch"
+    UNKNOWN_GATEWAY = "unknown_gateway"
+    UNSUPPORTED_TOPIC = "unsupported_topic"
+    DUPLICATE = "duplicate"  # a block stored already, or readings of a stored (point, t)
+    SEQ_CONFLICT = "seq_conflict"
+    # Readings of a stored (gateway, point, t) with another value, unit or quality: the first
+    # stays, these are not stored (one row per block, naming the first few).
+    CONFLICT = "conflict"
+    # A stored block's `prev` is not the hash of the stored block before it (the block stays
+    # stored; its stream is flagged so that every ACK of it says `conflict`).
+    CHAIN_BREAK = "chain_break"
+    # One record of a stored block was left out of the normalized tables (the block is stored).
+    UNKNOWN_QUOTA = "unknown_quota"
+    UNKNOWN_UNIT = "unknown_unit"
+
+
+MAX_DETAIL: Final = 500  # audit details quote inputs; keep rows small whatever arrives
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    """One rejected (or deduplicated) message, with enough to find it again."""
+
+    at: float
+    gateway: str | None
+    topic: str
+    reason: Reason
+    detail: str
+    payload_hash: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingEntry:
+    """A reading as the normalized tables hold it: canonical unit, times as unix seconds.
+
+    `idx` is the record's position in its block, so (gateway, epoch, seq, idx) finds the
+    record in the stored block bytes.
+    """
+
+    idx: int
+    point: str
+    quota: str
+    t: float
+    value: float | None
+    unit: str
+    quality: str
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmEntry:
+    """An alarm raise or clear event of a block, ready to pair with its counterpart."""
+
+    idx: int
+    alarm_id: str
+    point: str
+    quota: str
+    event: AlarmEvent
+    t: float
+    level: str
+    value: float | None
+    threshold: float | None
+    unit: str
+    trigger_t: float
+    related: str | None = None
+    detail: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class GapEntry:
+    """A gap record of a block, times as unix seconds.
+
+    `lost` readings (None: unknown) between `t_from` and `t_to`. `epoch` with
+    `from_seq`..`to_seq` names the seqs of (gateway, epoch) that will never come: `to_seq`
+    None means every seq from `from_seq` on, `epoch` None that no seq range is declared. That
+    epoch may differ from the epoch of the block carrying the record.
+    """
+
+    idx: int
+    t: float
+    reason: GapReason
+    lost: int | None
+    point: str | None
+    t_from: float | None = None
+    t_to: float | None = None
+    epoch: str | None = None
+    from_seq: int | None = None
+    to_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class BlockEntries:
+    """What a verified block contributes to the normalized tables.
+
+    `rejected` holds one audit row per record left out (unknown quota or unit); the storage
+    writes them when, and only when, it stores the block for the first time.
+    """
+
+    readings: tuple[ReadingEntry, ...] = ()
+    alarms: tuple[AlarmEntry, ...] = ()
+    gaps: tuple[GapEntry, ...] = ()
+    rejected: tuple[AuditEntry, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingBlock:
+    """A block whose signature verified and whose header matches its topic.
+
+    `entries` is the block's content after normalization (the pure core decides it); the
+    block's bytes in `block.payload` are stored unchanged beside it.
+    """
+
+    topic: str
+    block: Block
+    signature: Signature
+    received_at: float
+    entries: BlockEntries
+
+    @property
+    def stream(self) -> tuple[str, str]:
+        """The (gateway, epoch) sequence this block belongs to."""
+        return (self.block.header.gateway, self.block.header.epoch)
+
+
+@dataclass(frozen=True, slots=True)
+class MetaPoint:
+    """One point of a gateway's meta message, thresholds in the point's stored unit."""
+
+    point: str
+    quota: str
+    unit: str
+    name: str
+    device: str
+    thresholds: Mapping[str, float]
+
+
+@dataclass(frozen=True, slots=True)
+class IncomingMeta:
+    """A signed `up/meta` message that verified like a block and names its topic's gateway.
+
+    `points` are the message's points normalized like readings (canonical unit where the
+    catalogue knows the quota and unit, as sent otherwise).
+    """
+
+    topic: str
+    meta: GatewayMeta
+    payload: bytes
+    signature: Signature
+    issued_at: float
+    received_at: float
+    points: tuple[MetaPoint, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class StatusUpdate:
+    """A gateway's retained status message (heartbeat or last will)."""
+
+    gateway: str
+    online: bool
+    at: float
+
+
+@dataclass(frozen=True, slots=True)
+class IngestBatch:
+    """Everything one batch of MQTT messages asks the storage to commit, in one transaction."""
+
+    blocks: Sequence[IncomingBlock] = ()
+    audits: Sequence[AuditEntry] = ()
+    statuses: Sequence[StatusUpdate] = ()
+    metas: Sequence[IncomingMeta] = ()
+
+
+class Outcome(enum.StrEnum):
+    """What storing one incoming block did."""
+
+    STORED = "stored"
+    DUPLICATE = "duplicate"
+    SEQ_CONFLICT = "seq_conflict"
+    # One record of a stored block was left out of the normalized tables (the block is stored).
+    UNKNOWN_QUOTA = "unknown_quota"
+    UNKNOWN_UNIT = "unknown_unit"
+
+    @property
+    def acknowledged(self) -> bool:
+        """Whether the block's bytes are in the database (so the agent may forget them).
+
+        A SEQ_CONFLICT block is answered too (its ACK says `conflict`), but never acknowledged.
+        """
+        return self is not Outcome.SEQ_CONFLICT
+
+
+@dataclass(frozen=True, slots=True)
+class StreamState:
+    """How far one (gateway, epoch) sequence is stored or closed.
+
+    A seq is *closed* when its block is stored or a stored gap record declared it lost.
+    `declared` holds those declarations, ascending, disjoint and merged, as (from_seq, to_seq)
+    with to_seq None for "every seq from from_seq on". `max_seq` is the highest seq known to
+    exist: stored, or the end of a declared range (the seq before an open-ended one). Every seq
+    in 1..max_seq is closed or listed in `missing` (ascending, disjoint holes, never declared
+    ones), and every seq in 1..acked_through is closed.
+
+    `acked_hash` is the hash of the stored block at acked_through (None when acked_through
+    is 0 or declared, not stored). `conflict` is set for good once the stream saw a seq with
+    other bytes than stored, or a stored block whose `prev` is not its stored neighbour's hash.
+    """
+
+    gateway: str
+    epoch: str
+    acked_through: int = 0
+    max_seq: int = 0
+    missing: tuple[tuple[int, int], ...] = ()
+    declared: tuple[tuple[int, int | None], ...] = ()
+    acked_hash: str | None = None
+    conflict: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The committed outcome of one batch: one Outcome per block, and each touched stream."""
+
+    outcomes: tuple[Outcome, ...]
+    streams: Mapping[tuple[str, str], StreamState] = field(default_factory=dict)
+
+
+# --- queries --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which districts a caller may see; `districts=None` means every district."""
+
+    districts: frozenset[str] | None = None
+
+    def allows(self, district: str) -> bool:
+        """Whether a gateway in `district` is visible."""
+        return self.districts is None or district in self.districts
+
+
+EVERYTHING = Scope()
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayView:
+    """A gateway's registry row and ingest progress; the API judges `online` from the times.
+
+    `status_seen` is when its last status message arrived, `block_seen` its last block.
+    """
+
+    gateway: str
+    enterprise: str
+    district: str
+    status_online: bool | None
+    status_seen: float | None
+    block_seen: float | None
+    epoch: str | None
+    acked_through: int | None
+    gaps: int
+
+
+@dataclass(frozen=True, slots=True)
+class PointRow:
+    """A point a gateway has reported or described; name, device, thresholds from its meta."""
+
+    gateway: str
+    point: str
+    quota: str
+    unit: str
+    name: str | None = None
+    device: str | None = None
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PointMetaRow:
+    """The newest meta description of one point (for exports)."""
+
+    gateway: str
+    point: str
+    quota: str
+    unit: str
+    name: str
+    device: str
+    thresholds: Mapping[str, float]
+    issued_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayProfile:
+    """What a gateway's newest stored block says about its site."""
+
+    gateway: str
+    domain: str
+    mine_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingRow:
+    """A stored reading; `rowid` only orders pages."""
+
+    gateway: str
+    point: str
+    quota: str
+    t: float
+    value: float | None
+    unit: str
+    quality: str
+    flags: tuple[str, ...]
+    rowid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingFilter:
+    """Which readings to list."""
+
+    gateway: str | None = None
+    point: str | None = None
+    t_from: float | None = None
+    t_to: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourcedReading:
+    """A stored reading with the block it came from: (epoch, seq, idx), domain, mine code."""
+
+    reading: ReadingRow
+    epoch: str
+    seq: int
+    idx: int
+    domain: str | None
+    mine_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmState:
+    """One alarm (gateway, alarm_id) as its raise and clear events so far describe it.
+
+    Descriptive fields come from the raise once it is stored (from the clear until then).
+    `since` orders alarms: raised_at, or cleared_at while the raise is unknown. `raised_in`
+    and `cleared_in` name the records, as (epoch, seq, idx), that stated them.
+    """
+
+    gateway: str
+    alarm_id: str
+    point: str
+    quota: str
+    level: str
+    raised_at: float | None
+    cleared_at: float | None
+    value: float | None
+    threshold: float | None
+    unit: str
+    trigger_t: float
+    related: str | None = None
+    detail: str | None = None
+    raised_in: tuple[str, int, int] | None = None
+    cleared_in: tuple[str, int, int] | None = None
+
+    @property
+    def since(self) -> float:
+        """The alarm's sort time."""
+        if self.raised_at is not None:
+            return self.raised_at
+        assert self.cleared_at is not None  # noqa: S101 - every state has one of the two
+        return self.cleared_at
+
+    @property
+    def active(self) -> bool:
+        """Raised and not cleared."""
+        return self.raised_at is not None and self.cleared_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFilter:
+    """Which alarms to list.
+
+    `active`: True = raised and not cleared; False = everything else. `t_from`/`t_to` keep
+    alarms whose span [since, cleared_at) meets [t_from, t_to) (an open alarm spans to now).
+    """
+
+    gateway: str | None = None
+    active: bool | None = None
+    t_from: float | None = None
+    t_to: float | None = None
+
+
+class GapState(enum.StrEnum):
+    """Whether a gap is still expected to fill (open) or declared lost (closed)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+MISSING: Final = "missing"
+"""The reason of an open gap: blocks missing, still expected, asked for by the ACK."""
+
+
+@dataclass(frozen=True, slots=True)
+class GapRow:
+    """One gap as `GET /v1/gaps` lists it.
+
+    Open: a hole `from_seq`..`to_seq` of (gateway, epoch) still expected (reason `missing`,
+    times and `lost` unknown). Closed: a stored gap record, with its reason, `lost`, time span
+    and the seq range it declares (`epoch` None: none). `rowid` only orders pages.
+    """
+
+    gateway: str
+    epoch: str | None
+    from_seq: int | None
+    to_seq: int | None
+    t_from: float | None
+    t_to: float | None
+    lost: int | None
+    reason: str
+    state: GapState
+    rowid: int = 0
+
+
+# Keyset positions: the sort key of the last item of the previous page.
+GatewayAfter = tuple[str]
+PointAfter = tuple[str, str]
+ReadingAfter = tuple[str, str, float, int]
+AlarmAfter = tuple[float, str, str]
+GapAfter = tuple[str, int]
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list; `more` says whether another page follows the last item."""
+
+    items: tuple[T, ...]
+    more: bool
