@@ -25,6 +25,7 @@ from collector.model import (
     Reason,
     StreamState,
 )
+from specs.block import MAX_SEQ
 from specs.records import AlarmEvent, iso_time
 
 BlockKey = tuple[str, str, int]
@@ -437,3 +438,38 @@ def merge_alarms(
             before = merged.get(key, held.get(key))
             merged[key] = merge_alarm(before, header.gateway, (header.epoch, header.seq), event)
     return merged
+
+
+def neighbours(keys: Iterable[BlockKey]) -> set[BlockKey]:
+    """Each key with the seqs before and after it."""
+    return {
+        (gateway, epoch, seq + step)
+        for gateway, epoch, seq in keys
+        for step in (-1, 0, 1)
+        if 1 <= seq + step <= MAX_SEQ
+    }
+
+
+def dedupe_audits(blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome]) -> list[AuditEntry]:
+    """One DUPLICATE or SEQ_CONFLICT audit row per block the batch did not store."""
+    entries: list[AuditEntry] = []
+    for incoming, outcome in zip(blocks, outcomes, strict=True):
+        header = incoming.block.header
+        where = f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}"
+        if outcome is Outcome.DUPLICATE:
+            reason, detail = Reason.DUPLICATE, f"{where} is stored already with the same bytes"
+        elif outcome is Outcome.SEQ_CONFLICT:
+            reason, detail = Reason.SEQ_CONFLICT, f"{where} is stored already with other bytes"
+        else:
+            continue
+        entries.append(
+            AuditEntry(
+                at=incoming.received_at,
+                gateway=header.gateway,
+                topic=incoming.topic,
+                reason=reason,
+                detail=detail,
+                payload_hash=incoming.block.digest,
+            )
+        )
+    return entries

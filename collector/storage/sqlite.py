@@ -66,14 +66,16 @@ from collector.storage.core import (
     block_key,
     chain_breaks,
     classify,
+    dedupe_audits,
     keys_to_look_up,
     merge_alarms,
+    neighbours,
     progress,
     reading_keys,
     stream_changes,
     unique_readings,
 )
-from specs.block import MAX_SEQ, block_hash
+from specs.block import block_hash
 
 SCHEMA_VERSION: Final = 6
 # Keys per lookup statement: far below SQLite's 32766 host parameters.
@@ -612,7 +614,7 @@ class SqliteStorage:
         """Store blocks once, audit rejections, apply statuses: one durable transaction."""
         async with self._transaction() as db:
             # The batch's keys and their neighbours: to classify, and to check the chain.
-            links = await _stored_links(db, _around(block_key(b) for b in batch.blocks))
+            links = await _stored_links(db, neighbours(block_key(b) for b in batch.blocks))
             outcomes = classify(batch.blocks, {key: link[0] for key, link in links.items()})
             fresh = [b for b, o in zip(batch.blocks, outcomes, strict=True) if o is Outcome.STORED]
             breaks = chain_breaks(fresh, links)
@@ -625,7 +627,7 @@ class SqliteStorage:
             audits = [
                 *batch.audits,
                 *(rejected for b in new for rejected in b.entries.rejected),
-                *_dedupe_audits(batch.blocks, outcomes),
+                *dedupe_audits(batch.blocks, outcomes),
                 *repeated,
                 *(found.audit for found in breaks),
             ]
@@ -1017,16 +1019,6 @@ def _check_same_key(held: GatewayKey, key: GatewayKey) -> None:
         raise RegistryError(f"key id {key.kid} is registered with another public key")
 
 
-def _around(keys: Iterable[BlockKey]) -> set[BlockKey]:
-    """Each key with the seqs before and after it."""
-    return {
-        (gateway, epoch, seq + step)
-        for gateway, epoch, seq in keys
-        for step in (-1, 0, 1)
-        if 1 <= seq + step <= MAX_SEQ
-    }
-
-
 async def _stored_links(
     db: aiosqlite.Connection, keys: Collection[BlockKey]
 ) -> dict[BlockKey, Link]:
@@ -1276,32 +1268,6 @@ async def _store_metas(db: aiosqlite.Connection, metas: Sequence[IncomingMeta]) 
             for p in m.points
         ],
     )
-
-
-def _dedupe_audits(
-    blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome]
-) -> list[AuditEntry]:
-    entries: list[AuditEntry] = []
-    for incoming, outcome in zip(blocks, outcomes, strict=True):
-        header = incoming.block.header
-        where = f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}"
-        if outcome is Outcome.DUPLICATE:
-            reason, detail = Reason.DUPLICATE, f"{where} is stored already with the same bytes"
-        elif outcome is Outcome.SEQ_CONFLICT:
-            reason, detail = Reason.SEQ_CONFLICT, f"{where} is stored already with other bytes"
-        else:
-            continue
-        entries.append(
-            AuditEntry(
-                at=incoming.received_at,
-                gateway=header.gateway,
-                topic=incoming.topic,
-                reason=reason,
-                detail=detail,
-                payload_hash=incoming.block.digest,
-            )
-        )
-    return entries
 
 
 def _spans(text: str) -> tuple[tuple[int, int | None], ...]:
