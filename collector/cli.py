@@ -1,7 +1,6 @@
 """`collector`: keys, gateway registry, `serve` (ingest + HTTP API in one loop), and `export`.
 
-This module is also the composition root: `run_collector(config)` wires storage, ingest and the
-API together, for `serve` and for tests that run a whole collector in-process.
+`serve` runs `collector.runtime`, the composition root.
 """
 
 from __future__ import annotations
@@ -9,27 +8,17 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import signal
-import socket
 import sys
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Final, Literal, TypeVar
 
 import click
 import structlog
-import uvicorn
 
-from collector.api.app import create_app
-from collector.api.core import ApiToken
-from collector.config import (
-    CollectorConfig,
-    ListenAddress,
-    default_client_id,
-    load_collector_config,
-)
+from collector.config import CollectorConfig, load_collector_config
 from collector.export.aqss import (
     BATCH_END,
     CoalReading,
@@ -41,15 +30,14 @@ from collector.export.aqss import (
     nonconforming_points,
     note_points,
 )
-from collector.ingest.service import Ingest, IngestSettings
 from collector.keyfiles import (
     KeyFileError,
     create_key_files,
-    load_key_file,
     load_public_key_file,
     public_key_path,
 )
 from collector.model import Gateway, GatewayKey, ReadingAfter, ReadingFilter, SourcedReading
+from collector.runtime import serve_until_signalled
 from collector.storage import open_storage
 from collector.storage.base import Storage, StorageError
 from specs.catalogue import default_catalogue
@@ -60,7 +48,6 @@ from specs.identifiers import (
     check_gateway_code,
 )
 from specs.records import RecordFormatError, iso_time, parse_iso_time
-from specs.signing import VerifyKey
 from specs.yamlconf import ConfigError
 
 CONFIG_ERROR_EXIT: Final = 2
@@ -69,8 +56,6 @@ EXPORT_PAGE: Final = 5000
 COAL_DOMAIN: Final = "MK"
 LogFormat = Literal["auto", "json", "console"]
 T = TypeVar("T")
-
-log = structlog.get_logger("collector")
 
 
 # --- logging -----------------------------------------------------------------------------------
@@ -103,137 +88,6 @@ def configure_logging(fmt: LogFormat = "auto", level: int = logging.INFO) -> Non
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(max(level, logging.INFO))
-
-
-# --- composition root --------------------------------------------------------------------------
-
-
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: `serve` owns SIGINT/SIGTERM for both services."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
-def _bind(listen: ListenAddress) -> socket.socket:
-    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-    return socket.create_server((listen.host, listen.port), family=family)
-
-
-def api_tokens(config: CollectorConfig) -> tuple[ApiToken, ...]:
-    """The API's tokens from the config."""
-    return tuple(
-        ApiToken(t.name, t.token.get_secret_value(), tuple(t.districts)) for t in config.api.tokens
-    )
-
-
-def ingest_settings(config: CollectorConfig, host: str | None = None) -> IngestSettings:
-    """The ingest loop's settings from the config (a durable session under a stable id).
-
-    The client id is `ingest.client_id`, or else derived from `host` (default: this
-    machine's name) and the config, so that a restarted collector finds its session again.
-    """
-    client_id = config.ingest.client_id or default_client_id(
-        socket.gethostname() if host is None else host, config
-    )
-    return IngestSettings(
-        host=config.broker.host,
-        port=config.broker.port,
-        tls=config.broker.tls,
-        share_group=config.ingest.share_group,
-        batch_max=config.ingest.batch_max,
-        client_id=client_id,
-        session_expiry=config.ingest.session_expiry,
-    )
-
-
-@dataclass
-class RunningCollector:
-    """A collector running in this process: its storage, ingest loop, API address and key."""
-
-    storage: Storage
-    ingest: Ingest
-    public_key: VerifyKey
-    api_url: str
-    tasks: tuple[asyncio.Task[None], ...]
-
-    async def wait_connected(self) -> None:
-        """Return once the ingest loop is subscribed at the broker (wrap in a timeout)."""
-        await self.ingest.connected.wait()
-
-    async def wait(self) -> None:
-        """Return when a service stops by itself, raising its error if it failed."""
-        done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
-        for task in done:
-            task.result()
-
-
-@contextlib.asynccontextmanager
-async def run_collector(
-    config: CollectorConfig, *, clock: Callable[[], float] = time.time
-) -> AsyncIterator[RunningCollector]:
-    """Run ingest and the HTTP API until the block exits; both stop cleanly then.
-
-    The API socket is bound before this yields, so the API answers at once; the broker may
-    still be unreachable (ingest retries), so callers that need it await `wait_connected()`.
-    """
-    key = load_key_file(config.signing.key_file)
-    async with open_storage(config.storage.url) as storage:
-        ingest = Ingest(ingest_settings(config), storage, key, clock)
-        app = create_app(
-            storage, api_tokens(config), offline_after=config.offline_after, clock=clock
-        )
-        server = _Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=5,
-            )
-        )
-        with _bind(config.api.listen) as sock:
-            tasks = (
-                asyncio.create_task(ingest.run(), name="collector-ingest"),
-                asyncio.create_task(server.serve(sockets=[sock]), name="collector-api"),
-            )
-            running = RunningCollector(
-                storage, ingest, key.public(), f"http://{config.api.listen}", tasks
-            )
-            log.info(
-                "collector_started",
-                api=running.api_url,
-                broker=ingest_settings(config).broker,
-                kid=key.kid,
-            )
-            try:
-                yield running
-            finally:
-                server.should_exit = True
-                tasks[0].cancel()
-                await asyncio.wait(tasks)
-                log.info("collector_stopped")
-
-
-async def _serve(config: CollectorConfig) -> None:
-    loop = asyncio.get_running_loop()
-    stop = asyncio.Event()
-    signals = (signal.SIGINT, signal.SIGTERM)
-    for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
-    try:
-        async with run_collector(config) as running:
-            stopping = asyncio.create_task(stop.wait(), name="collector-signal")
-            failing = asyncio.create_task(running.wait(), name="collector-services")
-            await asyncio.wait((stopping, failing), return_when=asyncio.FIRST_COMPLETED)
-            stopping.cancel()
-            failing.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await failing  # re-raises a service's failure
-    finally:
-        for sig in signals:
-            loop.remove_signal_handler(sig)
 
 
 # --- commands ----------------------------------------------------------------------------------
@@ -299,7 +153,7 @@ def serve(config_path: Path) -> None:
     """Run ingest and the HTTP API until SIGINT or SIGTERM."""
     config = load_or_exit(config_path)
     try:
-        asyncio.run(_serve(config))
+        asyncio.run(serve_until_signalled(config))
     except (KeyFileError, StorageError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
 

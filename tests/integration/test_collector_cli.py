@@ -15,10 +15,11 @@ import httpx
 import pytest
 from click.testing import CliRunner, Result
 
-from collector.cli import main, run_collector
+from collector.cli import main
 from collector.config import load_collector_config
 from collector.ingest.core import Inbound, plan_batch
 from collector.model import KeyGrant
+from collector.runtime import run_collector
 from collector.storage import open_storage
 from specs.meta import PointMeta
 from specs.records import Quality, Reading, iso_time

@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pytest
 
-from collector.cli import ingest_settings
 from collector.config import (
     MAX_SESSION_EXPIRY,
     CollectorConfig,
     default_client_id,
     parse_collector_config,
 )
+from collector.runtime import ingest_settings
 from specs.yamlconf import ConfigError
 
 BASE = Path("/srv/collector")

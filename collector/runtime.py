@@ -1,0 +1,161 @@
+"""The composition root: wires storage, ingest and the HTTP API into one running collector.
+
+`run_collector(config)` is what `collector serve` runs (through `serve_until_signalled`) and
+what tests use to run a whole collector in-process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import socket
+import time
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
+
+import structlog
+import uvicorn
+
+from collector.api.app import create_app
+from collector.api.core import ApiToken
+from collector.config import CollectorConfig, ListenAddress, default_client_id
+from collector.ingest.service import Ingest, IngestSettings
+from collector.keyfiles import load_key_file
+from collector.storage import open_storage
+from collector.storage.base import Storage
+from specs.signing import VerifyKey
+
+log = structlog.get_logger("collector")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn without its own signal handlers: `serve_until_signalled` owns SIGINT/SIGTERM."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _bind(listen: ListenAddress) -> socket.socket:
+    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
+    return socket.create_server((listen.host, listen.port), family=family)
+
+
+def api_tokens(config: CollectorConfig) -> tuple[ApiToken, ...]:
+    """The API's tokens from the config."""
+    return tuple(
+        ApiToken(t.name, t.token.get_secret_value(), tuple(t.districts)) for t in config.api.tokens
+    )
+
+
+def ingest_settings(config: CollectorConfig, host: str | None = None) -> IngestSettings:
+    """The ingest loop's settings from the config (a durable session under a stable id).
+
+    The client id is `ingest.client_id`, or else derived from `host` (default: this
+    machine's name) and the config, so that a restarted collector finds its session again.
+    """
+    client_id = config.ingest.client_id or default_client_id(
+        socket.gethostname() if host is None else host, config
+    )
+    return IngestSettings(
+        host=config.broker.host,
+        port=config.broker.port,
+        tls=config.broker.tls,
+        share_group=config.ingest.share_group,
+        batch_max=config.ingest.batch_max,
+        client_id=client_id,
+        session_expiry=config.ingest.session_expiry,
+    )
+
+
+@dataclass
+class RunningCollector:
+    """A collector running in this process: its storage, ingest loop, API address and key."""
+
+    storage: Storage
+    ingest: Ingest
+    public_key: VerifyKey
+    api_url: str
+    tasks: tuple[asyncio.Task[None], ...]
+
+    async def wait_connected(self) -> None:
+        """Return once the ingest loop is subscribed at the broker (wrap in a timeout)."""
+        await self.ingest.connected.wait()
+
+    async def wait(self) -> None:
+        """Return when a service stops by itself, raising its error if it failed."""
+        done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
+        for task in done:
+            task.result()
+
+
+@contextlib.asynccontextmanager
+async def run_collector(
+    config: CollectorConfig, *, clock: Callable[[], float] = time.time
+) -> AsyncIterator[RunningCollector]:
+    """Run ingest and the HTTP API until the block exits; both stop cleanly then.
+
+    The API socket is bound before this yields, so the API answers at once; the broker may
+    still be unreachable (ingest retries), so callers that need it await `wait_connected()`.
+    """
+    key = load_key_file(config.signing.key_file)
+    async with open_storage(config.storage.url) as storage:
+        ingest = Ingest(ingest_settings(config), storage, key, clock)
+        app = create_app(
+            storage, api_tokens(config), offline_after=config.offline_after, clock=clock
+        )
+        server = _Server(
+            uvicorn.Config(
+                app,
+                log_config=None,
+                access_log=False,
+                lifespan="off",
+                timeout_graceful_shutdown=5,
+            )
+        )
+        with _bind(config.api.listen) as sock:
+            tasks = (
+                asyncio.create_task(ingest.run(), name="collector-ingest"),
+                asyncio.create_task(server.serve(sockets=[sock]), name="collector-api"),
+            )
+            running = RunningCollector(
+                storage, ingest, key.public(), f"http://{config.api.listen}", tasks
+            )
+            log.info(
+                "collector_started",
+                api=running.api_url,
+                broker=ingest_settings(config).broker,
+                kid=key.kid,
+            )
+            try:
+                yield running
+            finally:
+                server.should_exit = True
+                tasks[0].cancel()
+                await asyncio.wait(tasks)
+                log.info("collector_stopped")
+
+
+async def serve_until_signalled(config: CollectorConfig) -> None:
+    """Run the collector until SIGINT or SIGTERM, or until a service fails (raising its error).
+
+    Raises KeyFileError, StorageError or OSError when the collector cannot start.
+    """
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for sig in signals:
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        async with run_collector(config) as running:
+            stopping = asyncio.create_task(stop.wait(), name="collector-signal")
+            failing = asyncio.create_task(running.wait(), name="collector-services")
+            await asyncio.wait((stopping, failing), return_when=asyncio.FIRST_COMPLETED)
+            stopping.cancel()
+            failing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await failing  # re-raises a service's failure
+    finally:
+        for sig in signals:
+            loop.remove_signal_handler(sig)
