@@ -1,0 +1,33 @@
+"""`collector`: keys, gateway registry, `serve` (ingest + HTTP API in one loop), and `export`.
+
+One module per command (group); each is added to `main` below with one line.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from collector.cli import export, gateways, keys, serve
+from collector.cli.common import LogFormat, configure_logging
+
+
+@click.group()
+@click.option(
+    "--log-format",
+    type=click.Choice(["auto", "json", "console"]),
+    default="auto",
+    show_default=True,
+    help="auto: pretty at a terminal, JSON lines otherwise.",
+)
+@click.option("--debug", is_flag=True, help="Log every stored block and published ACK.")
+def main(log_format: LogFormat, debug: bool) -> None:
+    """Province collector: verifies, stores and serves what the edge agents send."""
+    configure_logging(log_format, logging.DEBUG if debug else logging.INFO)
+
+
+main.add_command(keys.keys)
+main.add_command(serve.serve)
+main.add_command(gateways.gateways)
+main.add_command(export.export)

@@ -1,0 +1,142 @@
+"""`collector gateways`: the registry of gateways and their public keys."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import click
+
+from collector.cli.common import config_option, load_or_exit, with_storage
+from collector.keyfiles import KeyFileError, load_public_key_file
+from collector.model import Gateway, GatewayKey
+from collector.storage.base import Storage
+from specs.identifiers import (
+    IdentifierError,
+    check_district_code,
+    check_enterprise_code,
+    check_gateway_code,
+)
+from specs.records import iso_time
+
+
+@click.group()
+def gateways() -> None:
+    """The registry of gateways and their public keys."""
+
+
+def _gateway_identity(gateway: str, district: str | None) -> Gateway:
+    enterprise = gateway.partition("-GW")[0]
+    try:
+        check_gateway_code(gateway, enterprise)
+        check_enterprise_code(enterprise)
+    except IdentifierError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gateway") from None
+    if district is None:
+        # GB 32100: characters 3-8 of the credit code are the registering authority's
+        # GB/T 2260 district, the usual (not guaranteed) place of the site.
+        district = enterprise[2:8]
+    try:
+        check_district_code(district)
+    except IdentifierError as exc:
+        raise click.BadParameter(str(exc), param_hint="--district") from None
+    return Gateway(gateway, enterprise, district, registered_at=time.time())
+
+
+@gateways.command("add")
+@config_option
+@click.option("--gateway", "gateway_id", required=True, help="{enterprise}-GW{NN}")
+@click.option(
+    "--public-key",
+    required=True,
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="The gateway's public key PEM (its <key_file>.pub).",
+)
+@click.option(
+    "--district",
+    help="6-digit GB/T 2260 district of the site (default: the one in the credit code).",
+)
+@click.option("--kid", help="Expected key id; refused unless the key has it.")
+def gateways_add(
+    config_path: Path, gateway_id: str, public_key: Path, district: str | None, kid: str | None
+) -> None:
+    """Register a gateway (enterprise taken from its id) and add a public key to it."""
+    config = load_or_exit(config_path)
+    gateway = _gateway_identity(gateway_id, district)
+    try:
+        verify_key = load_public_key_file(public_key)
+    except KeyFileError as exc:
+        raise click.BadParameter(str(exc), param_hint="--public-key") from None
+    if kid is not None and kid != verify_key.kid:
+        raise click.BadParameter(f"the key's id is {verify_key.kid}, not {kid}", param_hint="--kid")
+    key = GatewayKey(
+        kid=verify_key.kid,
+        gateway=gateway.gateway,
+        alg=verify_key.alg,
+        public_pem=verify_key.public_pem(),
+        added_at=gateway.registered_at,
+    )
+    with_storage(config, lambda storage: storage.register(gateway, key))
+    click.echo(
+        f"registered gateway {gateway.gateway} enterprise {gateway.enterprise}"
+        f" district {gateway.district} key {key.kid} ({key.alg})"
+    )
+
+
+_LIST_COLUMNS: Final = ("GATEWAY", "ENTERPRISE", "DISTRICT", "KID", "ALG", "ADDED", "REVOKED")
+
+
+def _table(rows: Sequence[Sequence[str]]) -> str:
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in rows
+    )
+
+
+@gateways.command("list")
+@config_option
+def gateways_list(config_path: Path) -> None:
+    """List registered gateways and their keys."""
+    config = load_or_exit(config_path)
+
+    async def read(storage: Storage) -> tuple[tuple[Gateway, ...], tuple[GatewayKey, ...]]:
+        return await storage.gateways(), await storage.keys()
+
+    registered, keys_held = with_storage(config, read)
+    by_gateway: dict[str, list[GatewayKey]] = {}
+    for key in keys_held:
+        by_gateway.setdefault(key.gateway, []).append(key)
+    rows: list[tuple[str, ...]] = [_LIST_COLUMNS]
+    rows.extend(
+        (
+            gateway.gateway,
+            gateway.enterprise,
+            gateway.district,
+            key.kid,
+            key.alg,
+            iso_time(key.added_at),
+            "-" if key.revoked_at is None else iso_time(key.revoked_at),
+        )
+        for gateway in registered
+        for key in by_gateway.get(gateway.gateway, [])
+    )
+    click.echo(_table(rows))
+    click.echo(f"{len(registered)} gateways, {len(keys_held)} keys", err=True)
+
+
+@gateways.command("revoke")
+@config_option
+@click.option("--gateway", "gateway_id", required=True, help="The gateway whose key to revoke.")
+@click.option("--kid", help="The key to revoke; without it, every active key of the gateway.")
+def gateways_revoke(config_path: Path, gateway_id: str, kid: str | None) -> None:
+    """Revoke a gateway's key: blocks signed with it are rejected from now on."""
+    config = load_or_exit(config_path)
+    revoked = with_storage(config, lambda storage: storage.revoke(gateway_id, kid, time.time()))
+    if not revoked:
+        which = f"key {kid}" if kid else "active key"
+        raise click.ClickException(f"gateway {gateway_id} has no {which} to revoke")
+    for revoked_kid in revoked:
+        click.echo(f"revoked key {revoked_kid} of gateway {gateway_id}")

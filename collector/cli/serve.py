@@ -1,0 +1,24 @@
+"""`collector serve`: ingest and the HTTP API in one process, until a signal."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from collector.cli.common import config_option, load_or_exit
+from collector.keyfiles import KeyFileError
+from collector.runtime import serve_until_signalled
+from collector.storage.base import StorageError
+
+
+@click.command()
+@config_option
+def serve(config_path: Path) -> None:
+    """Run ingest and the HTTP API until SIGINT or SIGTERM."""
+    config = load_or_exit(config_path)
+    try:
+        asyncio.run(serve_until_signalled(config))
+    except (KeyFileError, StorageError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
