@@ -496,3 +496,8 @@ class Page(Generic[T]):
 
     items: tuple[T, ...]
     more: bool
+
+    @classmethod
+    def of(cls, items: Sequence[T], limit: int) -> Page[T]:
+        """The first `limit` of `items`, fetched one past `limit` to tell whether more follow."""
+        return cls(tuple(items[:limit]), more=len(items) > limit)

@@ -1,0 +1,424 @@
+"""The API and export queries, each on the reader connection.
+
+List queries fetch one row past `limit`: `Page.of` keeps `limit` and tells whether more follow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from sqlite3 import Row
+from typing import Final
+
+import aiosqlite
+
+from collector.model import (
+    MISSING,
+    AlarmAfter,
+    AlarmFilter,
+    AlarmState,
+    AuditEntry,
+    GapAfter,
+    GapRow,
+    GapState,
+    GatewayAfter,
+    GatewayProfile,
+    GatewayView,
+    Page,
+    PointAfter,
+    PointMetaRow,
+    PointRow,
+    ReadingAfter,
+    ReadingFilter,
+    ReadingRow,
+    Reason,
+    Scope,
+    SourcedReading,
+    StreamState,
+)
+from collector.storage.sqlite.ingest import stream_states
+from collector.storage.sqlite.sql import ALARM_COLUMNS, alarm_state
+
+_GATEWAY_VIEW: Final = """
+SELECT g.gateway, g.enterprise, g.district, s.online, s.last_seen,
+       (SELECT max(nullif(i.last_seen, 0)) FROM ingest_state i WHERE i.gateway = g.gateway),
+       cur.epoch, cur.acked_through,
+       (SELECT count(*) FROM gaps p WHERE p.gateway = g.gateway AND p.kind = 'sequence')
+FROM gateways g
+LEFT JOIN gateway_status s ON s.gateway = g.gateway
+LEFT JOIN ingest_state cur ON cur.gateway = g.gateway AND cur.epoch = (
+    SELECT i.epoch FROM ingest_state i WHERE i.gateway = g.gateway
+    ORDER BY i.first_seen DESC, i.epoch DESC LIMIT 1)
+"""
+
+_READING_COLUMNS: Final = "r.gateway, r.point, r.quota, r.t, r.value, r.unit, r.quality, r.flags"
+
+
+def _scope_clause(scope: Scope, column: str) -> tuple[str, list[object]]:
+    """`AND column IN (...)` for a district-limited scope (nothing for `*`)."""
+    if scope.districts is None:
+        return "", []
+    districts = sorted(scope.districts)
+    if not districts:
+        return " AND 0", []
+    return f" AND {column} IN ({', '.join('?' * len(districts))})", list(districts)
+
+
+def _reading(row: Row, rowid: int = 0) -> ReadingRow:
+    return ReadingRow(
+        gateway=row[0],
+        point=row[1],
+        quota=row[2],
+        t=row[3],
+        value=row[4],
+        unit=row[5],
+        quality=row[6],
+        flags=tuple(json.loads(row[7])),
+        rowid=rowid,
+    )
+
+
+def _thresholds(text: str) -> dict[str, float]:
+    return {str(name): float(limit) for name, limit in json.loads(text).items()}
+
+
+def _reading_clauses(
+    where: ReadingFilter, after: ReadingAfter | None
+) -> tuple[list[str], list[object]]:
+    clauses: list[str] = []
+    params: list[object] = []
+    for clause, value in (
+        ("r.gateway = ?", where.gateway),
+        ("r.point = ?", where.point),
+        ("r.t >= ?", where.t_from),
+        ("r.t < ?", where.t_to),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    if after is not None:
+        clauses.append("(r.gateway, r.point, r.t, r.id) > (?, ?, ?, ?)")
+        params.extend(after)
+    return clauses, params
+
+
+def _latest_where(
+    scope: Scope, enterprise: str | None, gateway: str | None, after: PointAfter | None
+) -> tuple[str, list[object]]:
+    sql, params = _scope_clause(scope, "g.district")
+    if enterprise is not None:
+        sql += " AND g.enterprise = ?"
+        params.append(enterprise)
+    if gateway is not None:
+        sql += " AND l.gateway = ?"
+        params.append(gateway)
+    if after is not None:
+        sql += " AND (l.gateway, l.point) > (?, ?)"
+        params.extend(after)
+    return sql, params
+
+
+async def stream(db: aiosqlite.Connection, gateway: str, epoch: str) -> StreamState | None:
+    """The stored progress of one sequence."""
+    states = await stream_states(db, [(gateway, epoch)])
+    return states.get((gateway, epoch))
+
+
+async def audit(
+    db: aiosqlite.Connection,
+    *,
+    gateway: str | None = None,
+    reason: Reason | None = None,
+    limit: int = 1000,
+) -> tuple[AuditEntry, ...]:
+    """Audit rows, oldest first."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if gateway is not None:
+        clauses.append("gateway = ?")
+        params.append(gateway)
+    if reason is not None:
+        clauses.append("reason = ?")
+        params.append(reason.value)
+    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    rows = await db.execute_fetchall(
+        "SELECT at, gateway, topic, reason, detail, payload_hash FROM audit"
+        f"{where} ORDER BY id LIMIT ?",
+        (*params, limit),
+    )
+    return tuple(AuditEntry(row[0], row[1], row[2], Reason(row[3]), row[4], row[5]) for row in rows)
+
+
+async def gateway_views(
+    db: aiosqlite.Connection, scope: Scope, *, after: GatewayAfter | None, limit: int
+) -> Page[GatewayView]:
+    """Gateways with their ingest progress, ordered by id."""
+    scope_sql, params = _scope_clause(scope, "g.district")
+    rows = await db.execute_fetchall(
+        f"{_GATEWAY_VIEW} WHERE g.gateway > ?{scope_sql} ORDER BY g.gateway LIMIT ?",
+        (after[0] if after else "", *params, limit + 1),
+    )
+    views = [
+        GatewayView(
+            gateway=row[0],
+            enterprise=row[1],
+            district=row[2],
+            status_online=None if row[3] is None else bool(row[3]),
+            status_seen=row[4],
+            block_seen=row[5],
+            epoch=row[6],
+            acked_through=row[7],
+            gaps=row[8],
+        )
+        for row in rows
+    ]
+    return Page.of(views, limit)
+
+
+async def points(
+    db: aiosqlite.Connection,
+    scope: Scope,
+    *,
+    gateway: str | None,
+    quota: str | None,
+    after: PointAfter | None,
+    limit: int,
+) -> Page[PointRow]:
+    """Points gateways have reported or described, ordered by (gateway, point).
+
+    The newest meta description wins for quota, unit, name and thresholds; a point only
+    read so far shows its latest reading's quota and unit.
+    """
+    sql, params = _scope_clause(scope, "g.district")
+    for clause, value in (
+        ("k.gateway = ?", gateway),
+        ("coalesce(m.quota, l.quota) = ?", quota),
+    ):
+        if value is not None:
+            sql += f" AND {clause}"
+            params.append(value)
+    if after is not None:
+        sql += " AND (k.gateway, k.point) > (?, ?)"
+        params.extend(after)
+    keys = "SELECT gateway, point FROM latest UNION SELECT gateway, point FROM point_meta"
+    if gateway is not None:
+        # Narrow both sides before the union; the outer filter stays for clarity.
+        keys = (
+            "SELECT gateway, point FROM latest WHERE gateway = ?"
+            " UNION SELECT gateway, point FROM point_meta WHERE gateway = ?"
+        )
+        params = [gateway, gateway, *params]
+    rows = await db.execute_fetchall(
+        "SELECT k.gateway, k.point, coalesce(m.quota, l.quota), coalesce(m.unit, l.unit),"
+        f" m.name, m.device, m.thresholds FROM ({keys}) k"
+        " JOIN gateways g ON g.gateway = k.gateway"
+        " LEFT JOIN latest l ON l.gateway = k.gateway AND l.point = k.point"
+        " LEFT JOIN point_meta m ON m.gateway = k.gateway AND m.point = k.point"
+        f" WHERE 1{sql} ORDER BY k.gateway, k.point LIMIT ?",
+        (*params, limit + 1),
+    )
+    return Page.of(
+        [
+            PointRow(
+                gateway=row[0],
+                point=row[1],
+                quota=row[2],
+                unit=row[3],
+                name=row[4],
+                device=row[5],
+                thresholds={} if row[6] is None else _thresholds(row[6]),
+            )
+            for row in rows
+        ],
+        limit,
+    )
+
+
+async def latest(
+    db: aiosqlite.Connection,
+    scope: Scope,
+    *,
+    enterprise: str | None,
+    gateway: str | None,
+    after: PointAfter | None,
+    limit: int,
+) -> Page[ReadingRow]:
+    """The newest reading of each point, ordered by (gateway, point)."""
+    sql, params = _latest_where(scope, enterprise, gateway, after)
+    rows = await db.execute_fetchall(
+        f"SELECT {_READING_COLUMNS.replace('r.', 'l.')} FROM latest l"
+        f" JOIN gateways g ON g.gateway = l.gateway WHERE 1{sql}"
+        " ORDER BY l.gateway, l.point LIMIT ?",
+        (*params, limit + 1),
+    )
+    return Page.of([_reading(row) for row in rows], limit)
+
+
+async def readings(
+    db: aiosqlite.Connection,
+    scope: Scope,
+    where: ReadingFilter,
+    *,
+    after: ReadingAfter | None,
+    limit: int,
+) -> Page[ReadingRow]:
+    """Readings ordered by (gateway, point, t, rowid)."""
+    clauses, params = _reading_clauses(where, after)
+    scope_sql, scope_params = _scope_clause(scope, "g.district")
+    conditions = " AND ".join(clauses) or "1"
+    rows = await db.execute_fetchall(
+        f"SELECT {_READING_COLUMNS}, r.id FROM readings r"
+        f" JOIN gateways g ON g.gateway = r.gateway WHERE {conditions}{scope_sql}"
+        " ORDER BY r.gateway, r.point, r.t, r.id LIMIT ?",
+        (*params, *scope_params, limit + 1),
+    )
+    return Page.of([_reading(row, row[8]) for row in rows], limit)
+
+
+async def alarms(
+    db: aiosqlite.Connection,
+    scope: Scope,
+    where: AlarmFilter,
+    *,
+    after: AlarmAfter | None,
+    limit: int,
+) -> Page[AlarmState]:
+    """Alarms ordered by (since, gateway, alarm_id)."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if where.gateway is not None:
+        clauses.append("a.gateway = ?")
+        params.append(where.gateway)
+    if where.active is True:
+        clauses.append("a.raised_at IS NOT NULL AND a.cleared_at IS NULL")
+    elif where.active is False:
+        clauses.append("(a.raised_at IS NULL OR a.cleared_at IS NOT NULL)")
+    if where.t_from is not None:
+        clauses.append("(a.cleared_at IS NULL OR a.cleared_at >= ?)")
+        params.append(where.t_from)
+    if where.t_to is not None:
+        clauses.append("a.since < ?")
+        params.append(where.t_to)
+    if after is not None:
+        clauses.append("(a.since, a.gateway, a.alarm_id) > (?, ?, ?)")
+        params.extend(after)
+    scope_sql, scope_params = _scope_clause(scope, "g.district")
+    conditions = " AND ".join(clauses) or "1"
+    rows = await db.execute_fetchall(
+        f"SELECT {ALARM_COLUMNS} FROM alarms a JOIN gateways g ON g.gateway = a.gateway"
+        f" WHERE {conditions}{scope_sql} ORDER BY a.since, a.gateway, a.alarm_id LIMIT ?",
+        (*params, *scope_params, limit + 1),
+    )
+    return Page.of([alarm_state(row) for row in rows], limit)
+
+
+async def gaps(
+    db: aiosqlite.Connection,
+    scope: Scope,
+    *,
+    gateway: str | None,
+    state: GapState | None,
+    after: GapAfter | None,
+    limit: int,
+) -> Page[GapRow]:
+    """Open holes and stored gap records, ordered by (gateway, rowid)."""
+    clauses: list[str] = []
+    params: list[object] = []
+    if gateway is not None:
+        clauses.append("p.gateway = ?")
+        params.append(gateway)
+    if state is not None:
+        clauses.append("p.kind = ?")
+        params.append("sequence" if state is GapState.OPEN else "record")
+    if after is not None:
+        clauses.append("(p.gateway, p.id) > (?, ?)")
+        params.extend(after)
+    scope_sql, scope_params = _scope_clause(scope, "g.district")
+    conditions = " AND ".join(clauses) or "1"
+    # An open hole's times and lost readings are unknown (schema 3 counted its blocks).
+    rows = await db.execute_fetchall(
+        "SELECT p.gateway, p.kind, CASE p.kind WHEN 'sequence' THEN p.epoch"
+        " ELSE p.declared_epoch END, p.from_seq, p.to_seq, p.t_from, p.t_to,"
+        " CASE p.kind WHEN 'record' THEN p.lost END, p.reason, p.id"
+        " FROM gaps p JOIN gateways g ON g.gateway = p.gateway"
+        f" WHERE {conditions}{scope_sql} ORDER BY p.gateway, p.id LIMIT ?",
+        (*params, *scope_params, limit + 1),
+    )
+    return Page.of(
+        [
+            GapRow(
+                gateway=row[0],
+                epoch=row[2],
+                from_seq=row[3],
+                to_seq=row[4],
+                t_from=row[5],
+                t_to=row[6],
+                lost=row[7],
+                reason=MISSING if row[1] == "sequence" else row[8],
+                state=GapState.OPEN if row[1] == "sequence" else GapState.CLOSED,
+                rowid=row[9],
+            )
+            for row in rows
+        ],
+        limit,
+    )
+
+
+async def gateway_profile(db: aiosqlite.Connection, gateway: str) -> GatewayProfile | None:
+    """Domain and mine code from the gateway's newest stored block; None without blocks."""
+    # The newest block is the top stored seq of the most recently active sequence (its
+    # max_seq may be a declared seq that has no block): key lookups.
+    rows = await db.execute_fetchall(
+        "SELECT b.domain, b.mine_code FROM ingest_state i JOIN blocks b"
+        " ON b.gateway = i.gateway AND b.epoch = i.epoch AND b.seq = (SELECT max(x.seq)"
+        " FROM blocks x WHERE x.gateway = i.gateway AND x.epoch = i.epoch)"
+        " WHERE i.gateway = ? ORDER BY i.last_seen DESC, i.first_seen DESC LIMIT 1",
+        (gateway,),
+    )
+    for row in rows:
+        return GatewayProfile(gateway, row[0], row[1])
+    return None
+
+
+async def point_metas(db: aiosqlite.Connection, gateway: str) -> Mapping[str, PointMetaRow]:
+    """The newest meta description of each point of a gateway, by point."""
+    rows = await db.execute_fetchall(
+        "SELECT gateway, point, quota, unit, name, device, thresholds, issued_at"
+        " FROM point_meta WHERE gateway = ? ORDER BY point",
+        (gateway,),
+    )
+    return {
+        row[1]: PointMetaRow(
+            gateway=row[0],
+            point=row[1],
+            quota=row[2],
+            unit=row[3],
+            name=row[4],
+            device=row[5],
+            thresholds=_thresholds(row[6]),
+            issued_at=row[7],
+        )
+        for row in rows
+    }
+
+
+async def sourced_readings(
+    db: aiosqlite.Connection, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
+) -> Page[SourcedReading]:
+    """Readings with their source block, ordered like `readings`."""
+    clauses, params = _reading_clauses(where, after)
+    rows = await db.execute_fetchall(
+        f"SELECT {_READING_COLUMNS}, r.id, r.epoch, r.seq, r.idx, b.domain, b.mine_code"
+        " FROM readings r JOIN blocks b"
+        " ON b.gateway = r.gateway AND b.epoch = r.epoch AND b.seq = r.seq"
+        f" WHERE {' AND '.join(clauses) or '1'}"
+        " ORDER BY r.gateway, r.point, r.t, r.id LIMIT ?",
+        (*params, limit + 1),
+    )
+    return Page.of(
+        [
+            SourcedReading(_reading(row, row[8]), row[9], row[10], row[11], row[12], row[13])
+            for row in rows
+        ],
+        limit,
+    )

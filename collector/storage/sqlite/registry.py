@@ -1,0 +1,138 @@
+"""Gateways and their keys: registration, revocation and lookups.
+
+`register` and `revoke` run inside the caller's write transaction; the lookups take the
+reader connection.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Collection, Mapping
+from sqlite3 import Row
+
+import aiosqlite
+
+from collector.model import Gateway, GatewayKey, KeyGrant
+from collector.storage.base import RegistryError, StorageError
+from collector.storage.sqlite.sql import chunks
+
+
+def _gateway(row: Row) -> Gateway:
+    return Gateway(row[0], row[1], row[2], row[3])
+
+
+def _key(row: Row) -> GatewayKey:
+    return GatewayKey(row[0], row[1], row[2], bytes(row[3]), row[4], row[5])
+
+
+async def register(db: aiosqlite.Connection, gateway: Gateway, key: GatewayKey) -> None:
+    """Register a gateway (or find it registered identically) and add a key to it."""
+    rows = await db.execute_fetchall(
+        "SELECT gateway, enterprise, district, registered_at FROM gateways WHERE gateway = ?",
+        (gateway.gateway,),
+    )
+    if rows:
+        held = _gateway(next(iter(rows)))
+        if (held.enterprise, held.district) != (gateway.enterprise, gateway.district):
+            raise RegistryError(
+                f"gateway {gateway.gateway} is registered in district {held.district}"
+                f" (enterprise {held.enterprise}), not {gateway.district}"
+            )
+    else:
+        await db.execute(
+            "INSERT INTO gateways (gateway, enterprise, district, registered_at)"
+            " VALUES (?, ?, ?, ?)",
+            (gateway.gateway, gateway.enterprise, gateway.district, gateway.registered_at),
+        )
+    keys = await db.execute_fetchall(
+        "SELECT kid, gateway, alg, public_pem, added_at, revoked_at FROM gateway_keys"
+        " WHERE kid = ?",
+        (key.kid,),
+    )
+    if keys:
+        _check_same_key(_key(next(iter(keys))), key)
+        return
+    await db.execute(
+        "INSERT INTO gateway_keys (kid, gateway, alg, public_pem, added_at, revoked_at)"
+        " VALUES (?, ?, ?, ?, ?, NULL)",
+        (key.kid, key.gateway, key.alg, key.public_pem, key.added_at),
+    )
+
+
+def _check_same_key(held: GatewayKey, key: GatewayKey) -> None:
+    if held.gateway != key.gateway:
+        raise RegistryError(f"key {key.kid} is registered to gateway {held.gateway}")
+    if held.revoked_at is not None:
+        raise RegistryError(f"key {key.kid} was revoked; a revoked key cannot come back")
+    if held.public_pem.strip() != key.public_pem.strip() or held.alg != key.alg:
+        raise RegistryError(f"key id {key.kid} is registered with another public key")
+
+
+async def revoke(
+    db: aiosqlite.Connection, gateway: str, kid: str | None, at: float
+) -> tuple[str, ...]:
+    """Revoke one key (or every active key) of a gateway; return the kids revoked."""
+    query = "SELECT kid FROM gateway_keys WHERE gateway = ? AND revoked_at IS NULL"
+    params: tuple[object, ...] = (gateway,)
+    if kid is not None:
+        query += " AND kid = ?"
+        params = (gateway, kid)
+    kids = tuple(row[0] for row in await db.execute_fetchall(query + " ORDER BY kid", params))
+    await db.executemany(
+        "UPDATE gateway_keys SET revoked_at = ? WHERE kid = ?", [(at, k) for k in kids]
+    )
+    return kids
+
+
+async def gateways(db: aiosqlite.Connection) -> tuple[Gateway, ...]:
+    """Every registered gateway, ordered by id."""
+    rows = await db.execute_fetchall(
+        "SELECT gateway, enterprise, district, registered_at FROM gateways ORDER BY gateway"
+    )
+    return tuple(_gateway(row) for row in rows)
+
+
+async def find_gateways(db: aiosqlite.Connection, ids: Collection[str]) -> Mapping[str, Gateway]:
+    """The registered gateways among `ids`."""
+    found: dict[str, Gateway] = {}
+    for chunk in chunks(sorted(set(ids))):
+        try:
+            rows = await db.execute_fetchall(
+                "SELECT gateway, enterprise, district, registered_at FROM gateways"
+                f" WHERE gateway IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+        except sqlite3.Error as exc:  # ingest retries a StorageError; a raw one would kill it
+            raise StorageError(f"cannot read gateways: {exc}") from exc
+        found.update((row[0], _gateway(row)) for row in rows)
+    return found
+
+
+async def keys(db: aiosqlite.Connection, gateway: str | None = None) -> tuple[GatewayKey, ...]:
+    """Registered keys (of one gateway, or all), revoked ones included."""
+    query = "SELECT kid, gateway, alg, public_pem, added_at, revoked_at FROM gateway_keys"
+    params: tuple[str, ...] = ()
+    if gateway is not None:
+        query += " WHERE gateway = ?"
+        params = (gateway,)
+    rows = await db.execute_fetchall(query + " ORDER BY gateway, added_at", params)
+    return tuple(_key(row) for row in rows)
+
+
+async def grants(db: aiosqlite.Connection, kids: Collection[str]) -> Mapping[str, KeyGrant]:
+    """The registered keys among `kids`, each with its owning gateway."""
+    found: dict[str, KeyGrant] = {}
+    for chunk in chunks(sorted(set(kids))):
+        try:
+            rows = await db.execute_fetchall(
+                "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
+                " g.gateway, g.enterprise, g.district, g.registered_at"
+                " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway"
+                f" WHERE k.kid IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+        except sqlite3.Error as exc:
+            raise StorageError(f"cannot read keys: {exc}") from exc
+        for row in rows:
+            found[row[0]] = KeyGrant(_key(row), Gateway(row[6], row[7], row[8], row[9]))
+    return found

@@ -1,0 +1,366 @@
+"""The SQLite schema, its numbered upgrades, and how a connection is opened.
+
+WAL with synchronous=FULL: an ACK promises the block is stored, and WAL+NORMAL may roll back
+the latest commits after a power loss.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final
+
+import aiosqlite
+
+from collector.storage.base import StorageError
+
+SCHEMA_VERSION: Final = 6
+
+_SCHEMA: Final = """
+CREATE TABLE IF NOT EXISTS gateways (
+    gateway       TEXT PRIMARY KEY,
+    enterprise    TEXT NOT NULL,
+    district      TEXT NOT NULL,
+    registered_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS gateway_keys (
+    kid        TEXT PRIMARY KEY,
+    gateway    TEXT NOT NULL REFERENCES gateways (gateway),
+    alg        TEXT NOT NULL,
+    public_pem BLOB NOT NULL,
+    added_at   REAL NOT NULL,
+    revoked_at REAL
+);
+CREATE INDEX IF NOT EXISTS gateway_keys_by_gateway ON gateway_keys (gateway);
+CREATE TABLE IF NOT EXISTS blocks (
+    gateway     TEXT NOT NULL,
+    epoch       TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    payload     BLOB NOT NULL,
+    alg         TEXT NOT NULL,
+    kid         TEXT NOT NULL,
+    sig         BLOB NOT NULL,
+    hash        TEXT NOT NULL,
+    received_at REAL NOT NULL,
+    domain      TEXT,            -- from the header, so exports need not parse payloads
+    mine_code   TEXT,            -- coal mines (domain MK) only
+    prev        TEXT,            -- from the header: the chain is checked as blocks arrive
+    PRIMARY KEY (gateway, epoch, seq)
+);
+CREATE TABLE IF NOT EXISTS readings (
+    id      INTEGER PRIMARY KEY,
+    gateway TEXT NOT NULL,
+    epoch   TEXT NOT NULL,
+    seq     INTEGER NOT NULL,
+    idx     INTEGER NOT NULL,
+    point   TEXT NOT NULL,
+    quota   TEXT NOT NULL,
+    t       REAL NOT NULL,
+    value   REAL,
+    unit    TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    flags   TEXT NOT NULL,
+    UNIQUE (gateway, epoch, seq, idx)
+);
+-- One reading per (gateway, point, t), whatever block or epoch brought it (the first wins;
+-- collector.storage.core.unique_readings audits the others). rowid (= id) is the index's
+-- implicit last column, so (gateway, point, t, id) pages need no sort.
+CREATE UNIQUE INDEX IF NOT EXISTS readings_by_series ON readings (gateway, point, t);
+CREATE TABLE IF NOT EXISTS latest (
+    gateway TEXT NOT NULL,
+    point   TEXT NOT NULL,
+    quota   TEXT NOT NULL,
+    t       REAL NOT NULL,
+    value   REAL,
+    unit    TEXT NOT NULL,
+    quality TEXT NOT NULL,
+    flags   TEXT NOT NULL,
+    PRIMARY KEY (gateway, point)
+);
+-- kind 'record': a gap record carried in block (epoch, seq, idx); it declares the seqs
+-- from_seq..to_seq (to_seq NULL: to the end) of (gateway, declared_epoch) lost, or no seqs
+-- when declared_epoch is NULL; t_from/t_to span the lost readings. kind 'sequence': an open
+-- hole from_seq..to_seq of (gateway, epoch), rewritten whenever the hole shrinks or closes.
+CREATE TABLE IF NOT EXISTS gaps (
+    id             INTEGER PRIMARY KEY,
+    gateway        TEXT NOT NULL,
+    epoch          TEXT NOT NULL,
+    kind           TEXT NOT NULL CHECK (kind IN ('record', 'sequence')),
+    seq            INTEGER,
+    idx            INTEGER,
+    from_seq       INTEGER,
+    to_seq         INTEGER,
+    t              REAL,
+    reason         TEXT NOT NULL,
+    lost           INTEGER,
+    point          TEXT,
+    detected_at    REAL NOT NULL,
+    declared_epoch TEXT,
+    t_from         REAL,
+    t_to           REAL
+);
+CREATE INDEX IF NOT EXISTS gaps_by_stream ON gaps (gateway, kind, epoch);
+-- rowid (= id) is the implicit last column: (gateway, id) pages of GET /v1/gaps need no sort.
+CREATE INDEX IF NOT EXISTS gaps_by_gateway ON gaps (gateway);
+-- One row per (gateway, epoch) stream (collector.storage.base.StreamState). missing and
+-- declared are JSON lists of [from, to] (declared: to null = open-ended); conflict is 1 for
+-- good once a seq conflict or a chain break was seen in the stream. first_seen and
+-- last_seen are 0 while no block of the stream is stored (it is known only from another
+-- epoch's gap record).
+CREATE TABLE IF NOT EXISTS ingest_state (
+    gateway       TEXT NOT NULL,
+    epoch         TEXT NOT NULL,
+    acked_through INTEGER NOT NULL,
+    max_seq       INTEGER NOT NULL,
+    missing       TEXT NOT NULL,
+    first_seen    REAL NOT NULL,
+    last_seen     REAL NOT NULL,
+    declared      TEXT NOT NULL DEFAULT '[]',
+    conflict      INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (gateway, epoch)
+);
+CREATE TABLE IF NOT EXISTS gateway_status (
+    gateway   TEXT PRIMARY KEY,
+    online    INTEGER NOT NULL,
+    last_seen REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit (
+    id           INTEGER PRIMARY KEY,
+    at           REAL NOT NULL,
+    gateway      TEXT,
+    topic        TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    detail       TEXT NOT NULL,
+    payload_hash TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_by_gateway ON audit (gateway, id);
+-- One row per (gateway, alarm_id): the raise and clear events paired, whatever order they came
+-- in. raise_* / clear_* name the block records (epoch, seq, idx) that stated each half.
+CREATE TABLE IF NOT EXISTS alarms (
+    gateway     TEXT NOT NULL,
+    alarm_id    TEXT NOT NULL,
+    point       TEXT NOT NULL,
+    quota       TEXT NOT NULL,
+    level       TEXT NOT NULL,
+    raised_at   REAL,
+    cleared_at  REAL,
+    since       REAL NOT NULL,
+    value       REAL,
+    threshold   REAL,
+    unit        TEXT NOT NULL,
+    trigger_t   REAL NOT NULL,
+    related     TEXT,
+    detail      TEXT,
+    raise_epoch TEXT,
+    raise_seq   INTEGER,
+    raise_idx   INTEGER,
+    clear_epoch TEXT,
+    clear_seq   INTEGER,
+    clear_idx   INTEGER,
+    PRIMARY KEY (gateway, alarm_id)
+);
+CREATE INDEX IF NOT EXISTS alarms_by_since ON alarms (since, gateway, alarm_id);
+-- Every distinct signed meta message (bytes and signature, for auditors) ...
+CREATE TABLE IF NOT EXISTS metas (
+    gateway     TEXT NOT NULL,
+    hash        TEXT NOT NULL,
+    payload     BLOB NOT NULL,
+    alg         TEXT NOT NULL,
+    kid         TEXT NOT NULL,
+    sig         BLOB NOT NULL,
+    issued_at   REAL NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (gateway, hash)
+);
+-- ... and the newest description of each point (by issued_at).
+CREATE TABLE IF NOT EXISTS point_meta (
+    gateway    TEXT NOT NULL,
+    point      TEXT NOT NULL,
+    quota      TEXT NOT NULL,
+    unit       TEXT NOT NULL,
+    name       TEXT NOT NULL,
+    device     TEXT NOT NULL,
+    thresholds TEXT NOT NULL,
+    issued_at  REAL NOT NULL,
+    meta_hash  TEXT NOT NULL,
+    PRIMARY KEY (gateway, point)
+);
+"""
+
+
+# From version N to N + 1. Each step adds only what is missing, so a file whose tables the
+# step does not find gets them whole from _SCHEMA afterwards.
+async def _upgrade_to_2(db: aiosqlite.Connection) -> None:
+    """Blocks learn their domain and mine code (filled from the stored bytes)."""
+    if await _add_columns(db, "blocks", ("domain TEXT", "mine_code TEXT")):
+        await db.execute(
+            "UPDATE blocks SET domain = json_extract(CAST(payload AS TEXT), '$.domain'),"
+            " mine_code = json_extract(CAST(payload AS TEXT), '$.mine_code')"
+        )
+
+
+async def _upgrade_to_3(db: aiosqlite.Connection) -> None:
+    """Gap records keep the seq range and time span they declare (DESIGN 6)."""
+    await _add_columns(db, "gaps", ("declared_epoch TEXT", "t_from REAL", "t_to REAL"))
+
+
+async def _upgrade_to_4(db: aiosqlite.Connection) -> None:
+    """Streams keep the seq ranges gap records declared lost (closed, never asked for)."""
+    await _add_columns(db, "ingest_state", ("declared TEXT NOT NULL DEFAULT '[]'",))
+
+
+async def _upgrade_to_5(db: aiosqlite.Connection) -> None:
+    """Readings become unique per (gateway, point, t): earlier files may hold repeats.
+
+    The lowest id (the first stored) of each key stays; the others are deleted, counted in
+    one audit row per gateway, and `latest` is re-read from what stays. _SCHEMA then makes
+    the series index unique.
+    """
+    if not await _table_exists(db, "readings"):
+        return
+    repeat = (
+        "EXISTS (SELECT 1 FROM readings o WHERE o.gateway = r.gateway AND o.point = r.point"
+        " AND o.t = r.t AND o.id < r.id)"
+    )
+    counts = await db.execute_fetchall(
+        f"SELECT r.gateway, count(*) FROM readings r WHERE {repeat} GROUP BY r.gateway"
+    )
+    if not counts:
+        await db.execute("DROP INDEX IF EXISTS readings_by_series")
+        return
+    await db.execute(f"DELETE FROM readings AS r WHERE {repeat}")
+    await db.execute("DROP INDEX IF EXISTS readings_by_series")
+    if await _table_exists(db, "latest"):
+        await db.execute(
+            "UPDATE latest SET (quota, value, unit, quality, flags) = (SELECT r.quota,"
+            " r.value, r.unit, r.quality, r.flags FROM readings r WHERE r.gateway ="
+            " latest.gateway AND r.point = latest.point AND r.t = latest.t)"
+            " WHERE EXISTS (SELECT 1 FROM readings r WHERE r.gateway = latest.gateway"
+            " AND r.point = latest.point AND r.t = latest.t)"
+        )
+    if await _table_exists(db, "audit"):
+        await db.executemany(
+            "INSERT INTO audit (at, gateway, topic, reason, detail, payload_hash)"
+            " VALUES (?, ?, '', 'duplicate', ?, '')",
+            [
+                (
+                    time.time(),
+                    row[0],
+                    (
+                        f"schema upgrade: {row[1]} reading(s) of gateway {row[0]} repeated the"
+                        " (point, t) of an earlier one and were removed; the first stays"
+                    ),
+                )
+                for row in counts
+            ],
+        )
+
+
+async def _upgrade_to_6(db: aiosqlite.Connection) -> None:
+    """Blocks keep their `prev` (filled from the stored bytes); streams a conflict flag."""
+    if await _add_columns(db, "blocks", ("prev TEXT",)):
+        await db.execute(
+            "UPDATE blocks SET prev = json_extract(CAST(payload AS TEXT), '$.prev')"
+            " WHERE prev IS NULL"
+        )
+    await _add_columns(db, "ingest_state", ("conflict INTEGER NOT NULL DEFAULT 0",))
+
+
+_UPGRADES: Final = {
+    1: _upgrade_to_2,
+    2: _upgrade_to_3,
+    3: _upgrade_to_4,
+    4: _upgrade_to_5,
+    5: _upgrade_to_6,
+}
+
+
+def sqlite_path(url: str, base_dir: Path | None = None) -> Path:
+    """The database file of a `sqlite:///path` URL; relative paths are under `base_dir`."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or len(url) == len(prefix):
+        raise StorageError(f"storage url {url!r} is not sqlite:///path")
+    path = Path(url.removeprefix(prefix))
+    if not path.is_absolute() and base_dir is not None:
+        path = base_dir / path
+    return path
+
+
+async def connect(path: Path) -> aiosqlite.Connection:
+    """Open a connection in autocommit mode (transactions are explicit), WAL, synchronous=FULL."""
+    db = await aiosqlite.connect(path, isolation_level=None)
+    try:
+        await db.execute("PRAGMA busy_timeout = 10000")
+        await db.execute("PRAGMA journal_mode = WAL")
+        await db.execute("PRAGMA synchronous = FULL")
+        await db.execute("PRAGMA foreign_keys = ON")
+    except BaseException:
+        await db.close()
+        raise
+    return db
+
+
+async def rollback(db: aiosqlite.Connection) -> None:
+    """Roll back the open transaction, if any, even when the caller is cancelled."""
+    # Shielded: a cancelled caller must still leave the connection usable. A failed COMMIT
+    # may have ended the transaction already, so there may be nothing to roll back.
+    if db.in_transaction:
+        await asyncio.shield(db.execute("ROLLBACK"))
+
+
+def _statements(script: str) -> list[str]:
+    """Split a script into statements (comments may hold semicolons)."""
+    statements: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            statements.append(pending.strip())
+            pending = ""
+    return statements
+
+
+def _upgrade_steps(version: int) -> range:
+    """The upgrades (from version N to N + 1) a file at schema `version` needs."""
+    if version > SCHEMA_VERSION:
+        raise StorageError(f"database schema {version} is newer than this collector's")
+    return range(version, SCHEMA_VERSION) if version else range(0)
+
+
+async def _table_exists(db: aiosqlite.Connection, table: str) -> bool:
+    rows = await db.execute_fetchall(f"PRAGMA table_info({table})")
+    return bool(list(rows))
+
+
+async def _add_columns(db: aiosqlite.Connection, table: str, columns: Sequence[str]) -> bool:
+    """Add the columns (`name TYPE`) `table` lacks; False when there is no such table."""
+    rows = await db.execute_fetchall(f"PRAGMA table_info({table})")
+    present = {str(row[1]) for row in rows}
+    if not present:
+        return False
+    for column in columns:
+        if column.split()[0] not in present:
+            await db.execute(f"ALTER TABLE {table} ADD COLUMN {column}")
+    return True
+
+
+async def migrate(db: aiosqlite.Connection) -> None:
+    """Bring the file to SCHEMA_VERSION: upgrade steps first, then any missing tables."""
+    # The version is read inside the write transaction: two collectors opening one old file
+    # at once must not both run the upgrade.
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        rows = await db.execute_fetchall("PRAGMA user_version")
+        # A fresh file (version 0) gets the whole schema; an older one its upgrades first.
+        for step in _upgrade_steps(int(next(iter(rows))[0])):
+            await _UPGRADES[step](db)
+        for statement in _statements(_SCHEMA):
+            await db.execute(statement)
+        await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        await db.execute("COMMIT")
+    except BaseException:
+        await rollback(db)
+        raise

@@ -1,0 +1,232 @@
+"""SQLite storage: one writer connection for ingest and registry, one reader for the API.
+
+Reads go through their own connection so the API never sees a half-written batch and WAL
+lets them run beside the writer. The SQL lives in `schema` (tables, upgrades, connections),
+`registry`, `ingest` and `queries`; this class owns the connections, the write lock and the
+transaction, and hands each call the connection it runs on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Collection, Mapping
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+
+from collector.model import (
+    AlarmAfter,
+    AlarmFilter,
+    AlarmState,
+    AuditEntry,
+    BatchResult,
+    GapAfter,
+    GapRow,
+    GapState,
+    Gateway,
+    GatewayAfter,
+    GatewayKey,
+    GatewayProfile,
+    GatewayView,
+    IngestBatch,
+    KeyGrant,
+    Page,
+    PointAfter,
+    PointMetaRow,
+    PointRow,
+    ReadingAfter,
+    ReadingFilter,
+    ReadingRow,
+    Reason,
+    Scope,
+    SourcedReading,
+    StreamState,
+)
+from collector.storage.base import RegistryError, StorageError
+from collector.storage.sqlite import ingest, queries, registry
+from collector.storage.sqlite.schema import connect, migrate, rollback
+
+
+class SqliteStorage:
+    """The Storage protocol on one SQLite file."""
+
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._writer = writer
+        self._reader = reader
+        # One transaction at a time on the writer connection; other processes wait on the
+        # database lock (busy_timeout) instead.
+        self._write_lock = asyncio.Lock()
+
+    @classmethod
+    async def open(cls, path: Path) -> SqliteStorage:
+        """Open (creating if needed) the database at `path` and bring its schema up to date."""
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            writer = await connect(path)
+        except (OSError, sqlite3.Error) as exc:
+            raise StorageError(f"cannot open database {path}: {exc}") from exc
+        try:
+            await migrate(writer)
+            reader = await connect(path)
+        except sqlite3.Error as exc:
+            await writer.close()
+            raise StorageError(f"cannot open database {path}: {exc}") from exc
+        except BaseException:
+            await writer.close()
+            raise
+        return cls(writer, reader)
+
+    async def close(self) -> None:
+        """Close both connections."""
+        await self._reader.close()
+        await self._writer.close()
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        await self._reader.execute_fetchall("SELECT 1")
+
+    @asynccontextmanager
+    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+        async with self._write_lock:
+            db = self._writer
+            try:
+                await db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise StorageError(f"cannot start a transaction: {exc}") from exc
+            try:
+                yield db
+                await db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                await rollback(db)
+                raise StorageError(f"transaction failed: {exc}") from exc
+            except BaseException:
+                await rollback(db)
+                raise
+
+    # --- registry ---------------------------------------------------------------------------
+
+    async def register(self, gateway: Gateway, key: GatewayKey) -> None:
+        """Register a gateway (or find it registered identically) and add a key to it."""
+        if key.gateway != gateway.gateway:
+            raise RegistryError(f"key {key.kid} is for {key.gateway}, not {gateway.gateway}")
+        async with self._transaction() as db:
+            await registry.register(db, gateway, key)
+
+    async def revoke(self, gateway: str, kid: str | None, at: float) -> tuple[str, ...]:
+        """Revoke one key (or every active key) of a gateway; return the kids revoked."""
+        async with self._transaction() as db:
+            return await registry.revoke(db, gateway, kid, at)
+
+    async def gateways(self) -> tuple[Gateway, ...]:
+        """Every registered gateway, ordered by id."""
+        return await registry.gateways(self._reader)
+
+    async def find_gateways(self, ids: Collection[str]) -> Mapping[str, Gateway]:
+        """The registered gateways among `ids`."""
+        return await registry.find_gateways(self._reader, ids)
+
+    async def keys(self, gateway: str | None = None) -> tuple[GatewayKey, ...]:
+        """Registered keys (of one gateway, or all), revoked ones included."""
+        return await registry.keys(self._reader, gateway)
+
+    async def grants(self, kids: Collection[str]) -> Mapping[str, KeyGrant]:
+        """The registered keys among `kids`, each with its owning gateway."""
+        return await registry.grants(self._reader, kids)
+
+    # --- ingest -----------------------------------------------------------------------------
+
+    async def ingest(self, batch: IngestBatch) -> BatchResult:
+        """Store blocks once, audit rejections, apply statuses: one durable transaction."""
+        async with self._transaction() as db:
+            # Returned once the transaction has committed (the context exits first).
+            return await ingest.store_batch(db, batch)
+
+    async def stream(self, gateway: str, epoch: str) -> StreamState | None:
+        """The stored progress of one sequence."""
+        return await queries.stream(self._reader, gateway, epoch)
+
+    async def audit(
+        self, *, gateway: str | None = None, reason: Reason | None = None, limit: int = 1000
+    ) -> tuple[AuditEntry, ...]:
+        """Audit rows, oldest first."""
+        return await queries.audit(self._reader, gateway=gateway, reason=reason, limit=limit)
+
+    # --- API queries ------------------------------------------------------------------------
+
+    async def gateway_views(
+        self, scope: Scope, *, after: GatewayAfter | None, limit: int
+    ) -> Page[GatewayView]:
+        """Gateways with their ingest progress, ordered by id."""
+        return await queries.gateway_views(self._reader, scope, after=after, limit=limit)
+
+    async def points(
+        self,
+        scope: Scope,
+        *,
+        gateway: str | None,
+        quota: str | None,
+        after: PointAfter | None,
+        limit: int,
+    ) -> Page[PointRow]:
+        """Points gateways have reported or described, ordered by (gateway, point)."""
+        return await queries.points(
+            self._reader, scope, gateway=gateway, quota=quota, after=after, limit=limit
+        )
+
+    async def latest(
+        self,
+        scope: Scope,
+        *,
+        enterprise: str | None,
+        gateway: str | None,
+        after: PointAfter | None,
+        limit: int,
+    ) -> Page[ReadingRow]:
+        """The newest reading of each point, ordered by (gateway, point)."""
+        return await queries.latest(
+            self._reader, scope, enterprise=enterprise, gateway=gateway, after=after, limit=limit
+        )
+
+    async def readings(
+        self, scope: Scope, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
+    ) -> Page[ReadingRow]:
+        """Readings ordered by (gateway, point, t, rowid)."""
+        return await queries.readings(self._reader, scope, where, after=after, limit=limit)
+
+    async def alarms(
+        self, scope: Scope, where: AlarmFilter, *, after: AlarmAfter | None, limit: int
+    ) -> Page[AlarmState]:
+        """Alarms ordered by (since, gateway, alarm_id)."""
+        return await queries.alarms(self._reader, scope, where, after=after, limit=limit)
+
+    async def gaps(
+        self,
+        scope: Scope,
+        *,
+        gateway: str | None,
+        state: GapState | None,
+        after: GapAfter | None,
+        limit: int,
+    ) -> Page[GapRow]:
+        """Open holes and stored gap records, ordered by (gateway, rowid)."""
+        return await queries.gaps(
+            self._reader, scope, gateway=gateway, state=state, after=after, limit=limit
+        )
+
+    # --- exports ----------------------------------------------------------------------------
+
+    async def gateway_profile(self, gateway: str) -> GatewayProfile | None:
+        """Domain and mine code from the gateway's newest stored block; None without blocks."""
+        return await queries.gateway_profile(self._reader, gateway)
+
+    async def point_metas(self, gateway: str) -> Mapping[str, PointMetaRow]:
+        """The newest meta description of each point of a gateway, by point."""
+        return await queries.point_metas(self._reader, gateway)
+
+    async def sourced_readings(
+        self, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
+    ) -> Page[SourcedReading]:
+        """Readings with their source block, ordered like `readings`."""
+        return await queries.sourced_readings(self._reader, where, after=after, limit=limit)
