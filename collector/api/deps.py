@@ -1,0 +1,92 @@
+"""What every API route shares: the bearer-token scope, paging by cursor, and time parameters.
+
+(No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
+"""
+
+from collections.abc import Callable, Sequence
+from typing import Annotated, Final, TypeVar
+
+from fastapi import Depends, HTTPException, Query, status
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from collector.api.core import ApiToken, CursorError, decode_cursor, encode_cursor, find_token
+from collector.model import Page, PointAfter, Scope
+from specs.records import RecordFormatError, iso_time, parse_iso_time
+
+T = TypeVar("T")
+
+DEFAULT_LIMIT: Final = 1000
+MAX_LIMIT: Final = 10_000
+
+Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
+Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
+From = Annotated[str | None, Query(alias="from", description="ISO 8601 with offset, inclusive")]
+To = Annotated[str | None, Query(description="ISO 8601 with offset, exclusive")]
+
+Authenticate = Callable[[HTTPAuthorizationCredentials | None], Scope]
+"""A dependency giving the caller's scope; a router's routes take `Depends(authenticate)`."""
+
+
+def bearer_authenticator(tokens: Sequence[ApiToken]) -> Authenticate:
+    """The dependency that admits a bearer token among `tokens` and gives what it may see."""
+    bearer = HTTPBearer(auto_error=False, description="a token from the collector config")
+    known = tuple(tokens)
+
+    def authenticate(
+        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    ) -> Scope:
+        token = None if credentials is None else find_token(known, credentials.credentials)
+        if token is None:
+            raise HTTPException(
+                status.HTTP_401_UNAUTHORIZED,
+                "a valid bearer token is required",
+                headers={"WWW-Authenticate": "Bearer"},
+            )
+        return token.scope
+
+    return authenticate
+
+
+def bad_request(detail: str) -> HTTPException:
+    """A 400 for a query parameter that is not valid (the handlers make it a problem)."""
+    return HTTPException(status.HTTP_400_BAD_REQUEST, detail)
+
+
+def parse_time(name: str, text: str | None) -> float | None:
+    """The time in query parameter `name` (ISO 8601 with offset), or a 400."""
+    if text is None:
+        return None
+    try:
+        return parse_iso_time(text)
+    except RecordFormatError as exc:
+        raise bad_request(f"{name}: {exc}") from None
+
+
+def optional_time(t: float | None) -> str | None:
+    """ISO 8601 for a time that may be unknown."""
+    return None if t is None else iso_time(t)
+
+
+def cursor_position(
+    kind: str, cursor: str | None, shape: Sequence[type]
+) -> tuple[str | int | float, ...] | None:
+    """The sort key in a cursor of list `kind` (None: the first page), or a 400."""
+    if cursor is None:
+        return None
+    try:
+        return decode_cursor(kind, cursor, shape)
+    except CursorError as exc:
+        raise bad_request(str(exc)) from None
+
+
+def point_after(kind: str, cursor: str | None) -> PointAfter | None:
+    """The (gateway, point) a page of list `kind` continues after."""
+    position = cursor_position(kind, cursor, (str, str))
+    return None if position is None else (str(position[0]), str(position[1]))
+
+
+def next_cursor(
+    kind: str, page: Page[T], key: Callable[[T], Sequence[str | int | float]]
+) -> str | None:
+    """The cursor for the page after `page`, or None when it is the last."""
+    return encode_cursor(kind, key(page.items[-1])) if page.more and page.items else None

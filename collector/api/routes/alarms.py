@@ -1,0 +1,81 @@
+"""`GET /v1/alarms`: alarms raised and cleared at the edge.
+
+(No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from collector.api.deps import (
+    DEFAULT_LIMIT,
+    Authenticate,
+    Cursor,
+    From,
+    Limit,
+    To,
+    cursor_position,
+    next_cursor,
+    optional_time,
+    parse_time,
+)
+from collector.api.models import AlarmOut, ListPage
+from collector.model import AlarmAfter, AlarmFilter, AlarmState, Scope
+from collector.storage.base import Storage
+from specs.records import iso_time
+
+
+def _alarm(state: AlarmState) -> AlarmOut:
+    return AlarmOut(
+        gateway=state.gateway,
+        alarm_id=state.alarm_id,
+        point=state.point,
+        quota=state.quota,
+        level=state.level,
+        raised_at=optional_time(state.raised_at),
+        cleared_at=optional_time(state.cleared_at),
+        value=state.value,
+        threshold=state.threshold,
+        unit=state.unit,
+        trigger_t=iso_time(state.trigger_t),
+    )
+
+
+def _alarm_after(cursor: str | None) -> AlarmAfter | None:
+    position = cursor_position("alarms", cursor, (float, str, str))
+    return None if position is None else (float(position[0]), str(position[1]), str(position[2]))
+
+
+def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
+    """The alarms route over `storage`."""
+    router = APIRouter()
+    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
+
+    @router.get("/v1/alarms")
+    async def alarms(
+        *,
+        scope: Auth,
+        active: Annotated[
+            bool | None, Query(description="true: raised and not cleared; false: the others")
+        ] = None,
+        gateway: str | None = None,
+        from_: From = None,
+        to: To = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> ListPage[AlarmOut]:
+        """Alarms whose span [raised_at, cleared_at) meets [from, to), oldest first."""
+        after = _alarm_after(cursor)
+        where = AlarmFilter(
+            gateway=gateway,
+            active=active,
+            t_from=parse_time("from", from_),
+            t_to=parse_time("to", to),
+        )
+        page = await storage.alarms(scope, where, after=after, limit=limit)
+        return ListPage[AlarmOut](
+            items=[_alarm(a) for a in page.items],
+            next=next_cursor("alarms", page, lambda a: (a.since, a.gateway, a.alarm_id)),
+        )
+
+    return router

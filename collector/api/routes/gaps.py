@@ -1,0 +1,69 @@
+"""`GET /v1/gaps`: holes in the stored sequences, and readings declared lost.
+
+(No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query
+
+from collector.api.deps import (
+    DEFAULT_LIMIT,
+    Authenticate,
+    Cursor,
+    Limit,
+    cursor_position,
+    next_cursor,
+    optional_time,
+)
+from collector.api.models import GapOut, ListPage
+from collector.model import GapAfter, GapRow, GapState, Scope
+from collector.storage.base import Storage
+
+
+def _gap(row: GapRow) -> GapOut:
+    return GapOut(
+        gateway=row.gateway,
+        epoch=row.epoch,
+        from_seq=row.from_seq,
+        to_seq=row.to_seq,
+        t_from=optional_time(row.t_from),
+        t_to=optional_time(row.t_to),
+        lost=row.lost,
+        reason=row.reason,
+        state=row.state.value,
+    )
+
+
+def _gap_after(cursor: str | None) -> GapAfter | None:
+    position = cursor_position("gaps", cursor, (str, int))
+    return None if position is None else (str(position[0]), int(position[1]))
+
+
+def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
+    """The gaps route over `storage`."""
+    router = APIRouter()
+    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
+
+    @router.get("/v1/gaps")
+    async def gaps(
+        *,
+        scope: Auth,
+        gateway: str | None = None,
+        state: Annotated[
+            GapState | None,
+            Query(description="open: blocks still expected; closed: declared lost"),
+        ] = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> ListPage[GapOut]:
+        """Open holes in the stored sequences and the gap records that declared readings lost."""
+        page = await storage.gaps(
+            scope, gateway=gateway, state=state, after=_gap_after(cursor), limit=limit
+        )
+        return ListPage[GapOut](
+            items=[_gap(row) for row in page.items],
+            next=next_cursor("gaps", page, lambda row: (row.gateway, row.rowid)),
+        )
+
+    return router

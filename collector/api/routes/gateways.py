@@ -1,0 +1,64 @@
+"""`GET /v1/gateways`: the gateways in scope, whether they are online and how far they are stored.
+
+(No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
+"""
+
+from collections.abc import Callable
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from collector.api.core import is_online, last_seen
+from collector.api.deps import (
+    DEFAULT_LIMIT,
+    Authenticate,
+    Cursor,
+    Limit,
+    cursor_position,
+    next_cursor,
+)
+from collector.api.models import GatewayOut, ListPage
+from collector.model import GatewayView, Scope
+from collector.storage.base import Storage
+from specs.records import iso_time
+
+
+def _gateway(view: GatewayView, now: float, offline_after: float) -> GatewayOut:
+    seen = last_seen(view)
+    return GatewayOut(
+        gateway=view.gateway,
+        enterprise=view.enterprise,
+        district=view.district,
+        online=is_online(view, now, offline_after),
+        last_seen=None if seen is None else iso_time(seen),
+        epoch=view.epoch,
+        acked_through=view.acked_through,
+        gaps=view.gaps,
+    )
+
+
+def create_router(
+    storage: Storage,
+    authenticate: Authenticate,
+    *,
+    offline_after: float,
+    clock: Callable[[], float],
+) -> APIRouter:
+    """The gateways route over `storage`; `online` is judged against `clock`."""
+    router = APIRouter()
+    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
+
+    @router.get("/v1/gateways")
+    async def gateways(
+        *, scope: Auth, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+    ) -> ListPage[GatewayOut]:
+        position = cursor_position("gateways", cursor, (str,))
+        after = None if position is None else (str(position[0]),)
+        page = await storage.gateway_views(scope, after=after, limit=limit)
+        now = clock()
+        return ListPage[GatewayOut](
+            items=[_gateway(view, now, offline_after) for view in page.items],
+            next=next_cursor("gateways", page, lambda v: (v.gateway,)),
+        )
+
+    return router

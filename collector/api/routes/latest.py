@@ -1,0 +1,43 @@
+"""`GET /v1/latest`: the newest reading of every point in scope.
+
+(No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from collector.api.deps import DEFAULT_LIMIT, Authenticate, Cursor, Limit, next_cursor, point_after
+from collector.api.models import ListPage, ReadingOut
+from collector.api.routes.readings import reading_out
+from collector.model import Scope
+from collector.storage.base import Storage
+
+
+def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
+    """The latest-readings route over `storage`."""
+    router = APIRouter()
+    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
+
+    @router.get("/v1/latest")
+    async def latest(
+        *,
+        scope: Auth,
+        enterprise: str | None = None,
+        gateway: str | None = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> ListPage[ReadingOut]:
+        page = await storage.latest(
+            scope,
+            enterprise=enterprise,
+            gateway=gateway,
+            after=point_after("latest", cursor),
+            limit=limit,
+        )
+        return ListPage[ReadingOut](
+            items=[reading_out(r) for r in page.items],
+            next=next_cursor("latest", page, lambda r: (r.gateway, r.point)),
+        )
+
+    return router

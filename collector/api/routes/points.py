@@ -1,0 +1,53 @@
+"""`GET /v1/points`: the points gateways have reported or described, with their meta.
+
+(No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
+"""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from collector.api.deps import DEFAULT_LIMIT, Authenticate, Cursor, Limit, next_cursor, point_after
+from collector.api.models import ListPage, PointOut
+from collector.model import Scope
+from collector.storage.base import Storage
+
+
+def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
+    """The points route over `storage`."""
+    router = APIRouter()
+    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
+
+    @router.get("/v1/points")
+    async def points(
+        *,
+        scope: Auth,
+        gateway: str | None = None,
+        quota: str | None = None,
+        limit: Limit = DEFAULT_LIMIT,
+        cursor: Cursor = None,
+    ) -> ListPage[PointOut]:
+        page = await storage.points(
+            scope,
+            gateway=gateway,
+            quota=quota,
+            after=point_after("points", cursor),
+            limit=limit,
+        )
+        return ListPage[PointOut](
+            items=[
+                PointOut(
+                    gateway=p.gateway,
+                    point=p.point,
+                    quota=p.quota,
+                    unit=p.unit,
+                    name=p.name,
+                    device=p.device,
+                    thresholds=dict(p.thresholds),
+                )
+                for p in page.items
+            ],
+            next=next_cursor("points", page, lambda p: (p.gateway, p.point)),
+        )
+
+    return router
