@@ -10,6 +10,8 @@ unique per (gateway, point, t): the first stored wins, later ones are audited, n
 
 from __future__ import annotations
 
+import functools
+import json
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
@@ -473,3 +475,25 @@ def dedupe_audits(blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome]) 
             )
         )
     return entries
+
+
+@functools.lru_cache(maxsize=256)
+def flags_text(flags: tuple[str, ...]) -> str:
+    """A reading's flags as the stored JSON list; a handful of distinct tuples recur, so cached."""
+    return json.dumps(list(flags))
+
+
+def newest_readings(blocks: Iterable[IncomingBlock]) -> list[tuple[str, ReadingEntry]]:
+    """The newest reading of each (gateway, point) among `blocks`, for the `latest` table.
+
+    One upsert per point instead of one per reading; a later reading wins a tie, as the
+    row-by-row upsert (`excluded.t >= latest.t`) would have it.
+    """
+    newest: dict[tuple[str, str], ReadingEntry] = {}
+    for incoming in blocks:
+        gateway = incoming.block.header.gateway
+        for reading in incoming.entries.readings:
+            held = newest.get((gateway, reading.point))
+            if held is None or reading.t >= held.t:
+                newest[(gateway, reading.point)] = reading
+    return [(gateway, reading) for (gateway, _), reading in newest.items()]

@@ -40,6 +40,7 @@ from collector.storage.core import (
     chain_breaks,
     classify,
     keys_to_look_up,
+    newest_readings,
     progress,
     stream_changes,
     unique_readings,
@@ -558,3 +559,30 @@ def test_a_seq_conflict_gets_an_ack_that_says_so() -> None:
     assert (ack.seq, ack.acked_through, ack.conflict) == (1, 1, True)
     assert ack.acked_hash == stored.block.digest != conflicting.block.digest
     collector.public().verify(signature_from_properties(list(sent.properties)), sent.payload)
+
+
+@given(
+    st.lists(
+        st.lists(
+            st.tuples(st.sampled_from(["P-1", "P-2", "P-3"]), st.integers(0, 5), st.floats(0, 9)),
+            max_size=6,
+        ),
+        max_size=4,
+    )
+)
+def test_newest_readings_picks_what_a_row_by_row_upsert_would_leave(
+    blocks: list[list[tuple[str, int, float]]],
+) -> None:
+    incoming = [
+        _readings_block(
+            seq + 1, *(_reading_entry(i, p, float(t), v) for i, (p, t, v) in enumerate(b))
+        )
+        for seq, b in enumerate(blocks)
+    ]
+    upserted: dict[tuple[str, str], ReadingEntry] = {}
+    for block in incoming:
+        for reading in block.entries.readings:
+            key = (block.block.header.gateway, reading.point)
+            if key not in upserted or reading.t >= upserted[key].t:
+                upserted[key] = reading
+    assert {(g, r.point): r for g, r in newest_readings(incoming)} == upserted

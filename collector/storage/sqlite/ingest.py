@@ -35,9 +35,11 @@ from collector.storage.core import (
     chain_breaks,
     classify,
     dedupe_audits,
+    flags_text,
     keys_to_look_up,
     merge_alarms,
     neighbours,
+    newest_readings,
     progress,
     reading_keys,
     stream_changes,
@@ -160,7 +162,7 @@ async def _insert_blocks(db: aiosqlite.Connection, blocks: Sequence[IncomingBloc
                 r.value,
                 r.unit,
                 r.quality,
-                json.dumps(list(r.flags)),
+                flags_text(r.flags),
             )
             for r in incoming.entries.readings
         )
@@ -198,7 +200,10 @@ async def _insert_blocks(db: aiosqlite.Connection, blocks: Sequence[IncomingBloc
         " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota, t = excluded.t,"
         " value = excluded.value, unit = excluded.unit, quality = excluded.quality,"
         " flags = excluded.flags WHERE excluded.t >= latest.t",
-        [(row[0], *row[4:]) for row in reading_rows],
+        [
+            (gateway, r.point, r.quota, r.t, r.value, r.unit, r.quality, flags_text(r.flags))
+            for gateway, r in newest_readings(blocks)
+        ],
     )
     await db.executemany(
         "INSERT INTO gaps (gateway, epoch, seq, idx, kind, t, reason, lost, point, detected_at,"
