@@ -1,0 +1,140 @@
+"""Monthly partitions of `readings`: which months a batch needs, and creating them in time.
+
+A reading can only be stored once a partition holds its month, and `CREATE TABLE ...
+PARTITION OF` takes an ACCESS EXCLUSIVE lock on `readings`. So partitions are created before
+the ingest transaction, in a short transaction of their own, never inside it: there the lock
+would wait for every other collector's ingest and make them wait in turn (or deadlock with
+one that holds a lower lock on `readings` and asks for the same month). Creators serialize on
+an advisory lock, and a table someone else made meanwhile counts as made.
+
+The months known to exist are cached in the process: partitions are never dropped while a
+collector serves, except by retention, which must `forget` them.
+"""
+
+from __future__ import annotations
+
+import calendar
+import re
+from collections.abc import Collection, Iterable
+from datetime import UTC, datetime
+from typing import Final
+
+import asyncpg
+
+from collector.storage.postgres.connection import Db
+
+Month = tuple[int, int]
+"""A UTC calendar month as (year, month)."""
+
+PARTITION_LOCK: Final = 0x677A_636F_6C6C_0002
+"""The transaction advisory lock partition creators take ("gzcoll" and a 2)."""
+# A reader in front of the ACCESS EXCLUSIVE lock queues every later reader behind it: give up
+# after a while (the batch fails and is retried) rather than stall the API for long.
+LOCK_TIMEOUT: Final = "5s"
+
+_NAME: Final = re.compile(r"readings_y(\d{4})m(\d{2})")
+
+
+def month_start(month: Month) -> float:
+    """Unix seconds at 00:00 UTC on the first day of `month`."""
+    year, number = month
+    return float(calendar.timegm((year, number, 1, 0, 0, 0)))
+
+
+def next_month(month: Month) -> Month:
+    """The month after `month`."""
+    year, number = month
+    return (year + 1, 1) if number == 12 else (year, number + 1)  # noqa: PLR2004 - December
+
+
+def previous_month(month: Month) -> Month:
+    """The month before `month`."""
+    year, number = month
+    return (year - 1, 12) if number == 1 else (year, number - 1)
+
+
+def month_of(t: float) -> Month:
+    """The UTC month holding unix time `t`, exactly as the partition bounds split time.
+
+    datetime rounds to microseconds, so a `t` just below a month's start may land in that
+    month: the bounds decide.
+    """
+    moment = datetime.fromtimestamp(t, UTC)
+    month = (moment.year, moment.month)
+    if t < month_start(month):
+        return previous_month(month)
+    if t >= month_start(next_month(month)):
+        return next_month(month)
+    return month
+
+
+def months_of(times: Iterable[float]) -> set[Month]:
+    """The months that hold `times`."""
+    return {month_of(t) for t in times}
+
+
+def partition_name(month: Month) -> str:
+    """The partition of `month`: `readings_yYYYYmMM`."""
+    year, number = month
+    return f"readings_y{year:04d}m{number:02d}"
+
+
+def month_of_partition(name: str) -> Month | None:
+    """The month a partition name stands for (None for a table not named by `partition_name`)."""
+    found = _NAME.fullmatch(name)
+    return None if found is None else (int(found[1]), int(found[2]))
+
+
+async def existing_months(db: Db) -> set[Month]:
+    """The months whose partitions exist now."""
+    rows = await db.fetch(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'readings'::regclass"
+    )
+    return {month for row in rows if (month := month_of_partition(row[0])) is not None}
+
+
+class Partitions:
+    """The months of `readings` known to have a partition, and the creation of missing ones."""
+
+    def __init__(self) -> None:
+        self._known: set[Month] = set()
+
+    @property
+    def known(self) -> frozenset[Month]:
+        """The months this process knows to have a partition."""
+        return frozenset(self._known)
+
+    def forget(self) -> None:
+        """Drop the cache (after retention dropped partitions, or a row found none)."""
+        self._known.clear()
+
+    async def ensure(self, db: Db, months: Collection[Month]) -> None:
+        """Create the partitions of `months` that do not exist; commits before returning.
+
+        `db` must not be inside a transaction: the creation commits on its own.
+        """
+        wanted = set(months) - self._known
+        if not wanted:
+            return
+        async with db.transaction():
+            await db.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+            await db.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
+            present = await existing_months(db)
+            for month in sorted(wanted - present):
+                await _create(db, month)
+        self._known |= wanted | present
+
+
+async def _create(db: Db, month: Month) -> None:
+    low, high = month_start(month), month_start(next_month(month))
+    # Bounds are literals: DDL takes no parameters. They are floats we computed.
+    statement = (
+        f"CREATE TABLE IF NOT EXISTS {partition_name(month)} PARTITION OF readings"
+        f" FOR VALUES FROM ({low!r}) TO ({high!r})"
+    )
+    try:
+        async with db.transaction():  # a savepoint: a lost race must not end the outer one
+            await db.execute(statement)
+    except asyncpg.DuplicateTableError:
+        pass  # made by someone outside the advisory lock (an operator): it exists

@@ -1,0 +1,284 @@
+"""The PostgreSQL schema as numbered migrations, applied under one advisory lock.
+
+`schema_migrations` records each applied version. A migration is one transaction (its DDL and
+its row in `schema_migrations` commit together), and the whole run holds a session advisory
+lock, so that two collectors starting at once against one database apply each step once. A
+database whose newest version is above what this code knows is refused: an older collector
+must not write into a schema it does not understand.
+
+The columns and their meaning are SQLite's (`collector.storage.sqlite`), with these choices:
+
+- times stay unix seconds as `double precision`: the model speaks float, and the uniqueness
+  of (gateway, point, t) must compare exactly the floats the pure core compares;
+- JSON columns (flags, thresholds, missing, declared) are `text` holding the same JSON SQLite
+  holds: jsonb would reorder threshold keys, and callers decode them in order;
+- text keys use the "C" collation, so that ORDER BY and the keyset comparisons of paging sort
+  by code point as SQLite and Python do, whatever locale the database was created with;
+- `readings` is partitioned by UTC month of `t` (`collector.storage.postgres.partitions`);
+  its identity `id` orders pages as SQLite's rowid does.
+
+TimescaleDB: where the `timescaledb` extension is installed, `readings` could instead be a
+hypertable on `t` (`create_hypertable('readings', by_range('t', 2592000))` on a plain table)
+with the same unique index, and compression of old chunks segmented by (gateway, point). This
+code does not do that: no database here has the extension, and an untested path is worse
+than the native partitions, which need nothing but PostgreSQL.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+import asyncpg
+
+from collector.storage.base import StorageError
+from collector.storage.postgres.connection import Db, check_url, translated
+
+MIGRATION_LOCK: Final = 0x677A_636F_6C6C_0001
+"""The session advisory lock every migration run holds ("gzcoll" and a 1)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Migration:
+    """One schema step: its version, what it does, and the SQL that does it."""
+
+    version: int
+    summary: str
+    sql: str
+
+
+_VERSION_1: Final = """
+CREATE TABLE gateways (
+    gateway       text COLLATE "C" PRIMARY KEY,
+    enterprise    text COLLATE "C" NOT NULL,
+    district      text COLLATE "C" NOT NULL,
+    registered_at double precision NOT NULL
+);
+CREATE TABLE gateway_keys (
+    kid        text COLLATE "C" PRIMARY KEY,
+    gateway    text COLLATE "C" NOT NULL REFERENCES gateways (gateway),
+    alg        text NOT NULL,
+    public_pem bytea NOT NULL,
+    added_at   double precision NOT NULL,
+    revoked_at double precision
+);
+CREATE INDEX gateway_keys_by_gateway ON gateway_keys (gateway);
+CREATE TABLE blocks (
+    gateway     text COLLATE "C" NOT NULL,
+    epoch       text COLLATE "C" NOT NULL,
+    seq         bigint NOT NULL,
+    payload     bytea NOT NULL,
+    alg         text NOT NULL,
+    kid         text NOT NULL,
+    sig         bytea NOT NULL,
+    hash        text NOT NULL,
+    received_at double precision NOT NULL,
+    domain      text,
+    mine_code   text,
+    prev        text,
+    PRIMARY KEY (gateway, epoch, seq)
+);
+-- Partitioned by the UTC month of t; partitions are named readings_yYYYYmMM and created on
+-- demand. One reading per (gateway, point, t), whatever block or epoch brought it (the first
+-- wins): the unique index holds the partition key, so each partition enforces it for its
+-- month, which is all of it. SQLite's UNIQUE (gateway, epoch, seq, idx) cannot be declared on
+-- a table partitioned by t; blocks are stored once by their primary key, and a block's
+-- readings only with it, so it holds all the same.
+CREATE TABLE readings (
+    id      bigint GENERATED ALWAYS AS IDENTITY,
+    gateway text COLLATE "C" NOT NULL,
+    epoch   text COLLATE "C" NOT NULL,
+    seq     bigint NOT NULL,
+    idx     integer NOT NULL,
+    point   text COLLATE "C" NOT NULL,
+    quota   text COLLATE "C" NOT NULL,
+    t       double precision NOT NULL,
+    value   double precision,
+    unit    text NOT NULL,
+    quality text NOT NULL,
+    flags   text NOT NULL
+) PARTITION BY RANGE (t);
+CREATE UNIQUE INDEX readings_by_series ON readings (gateway, point, t);
+CREATE TABLE latest (
+    gateway text COLLATE "C" NOT NULL,
+    point   text COLLATE "C" NOT NULL,
+    quota   text COLLATE "C" NOT NULL,
+    t       double precision NOT NULL,
+    value   double precision,
+    unit    text NOT NULL,
+    quality text NOT NULL,
+    flags   text NOT NULL,
+    PRIMARY KEY (gateway, point)
+);
+-- kind 'record': a gap record carried in block (epoch, seq, idx); kind 'sequence': an open
+-- hole from_seq..to_seq of (gateway, epoch). See the SQLite schema for every column.
+CREATE TABLE gaps (
+    id             bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    gateway        text COLLATE "C" NOT NULL,
+    epoch          text COLLATE "C" NOT NULL,
+    kind           text NOT NULL CHECK (kind IN ('record', 'sequence')),
+    seq            bigint,
+    idx            integer,
+    from_seq       bigint,
+    to_seq         bigint,
+    t              double precision,
+    reason         text NOT NULL,
+    lost           bigint,
+    point          text COLLATE "C",
+    detected_at    double precision NOT NULL,
+    declared_epoch text COLLATE "C",
+    t_from         double precision,
+    t_to           double precision
+);
+CREATE INDEX gaps_by_stream ON gaps (gateway, kind, epoch);
+CREATE INDEX gaps_by_gateway ON gaps (gateway, id);
+CREATE TABLE ingest_state (
+    gateway       text COLLATE "C" NOT NULL,
+    epoch         text COLLATE "C" NOT NULL,
+    acked_through bigint NOT NULL,
+    max_seq       bigint NOT NULL,
+    missing       text NOT NULL,
+    first_seen    double precision NOT NULL,
+    last_seen     double precision NOT NULL,
+    declared      text NOT NULL DEFAULT '[]',
+    conflict      boolean NOT NULL DEFAULT false,
+    PRIMARY KEY (gateway, epoch)
+);
+CREATE TABLE gateway_status (
+    gateway   text COLLATE "C" PRIMARY KEY,
+    online    boolean NOT NULL,
+    last_seen double precision NOT NULL
+);
+CREATE TABLE audit (
+    id           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    at           double precision NOT NULL,
+    gateway      text COLLATE "C",
+    topic        text NOT NULL,
+    reason       text NOT NULL,
+    detail       text NOT NULL,
+    payload_hash text NOT NULL
+);
+CREATE INDEX audit_by_gateway ON audit (gateway, id);
+CREATE TABLE alarms (
+    gateway     text COLLATE "C" NOT NULL,
+    alarm_id    text COLLATE "C" NOT NULL,
+    point       text COLLATE "C" NOT NULL,
+    quota       text COLLATE "C" NOT NULL,
+    level       text NOT NULL,
+    raised_at   double precision,
+    cleared_at  double precision,
+    since       double precision NOT NULL,
+    value       double precision,
+    threshold   double precision,
+    unit        text NOT NULL,
+    trigger_t   double precision NOT NULL,
+    related     text,
+    detail      text,
+    raise_epoch text,
+    raise_seq   bigint,
+    raise_idx   integer,
+    clear_epoch text,
+    clear_seq   bigint,
+    clear_idx   integer,
+    PRIMARY KEY (gateway, alarm_id)
+);
+CREATE INDEX alarms_by_since ON alarms (since, gateway, alarm_id);
+CREATE TABLE metas (
+    gateway     text COLLATE "C" NOT NULL,
+    hash        text COLLATE "C" NOT NULL,
+    payload     bytea NOT NULL,
+    alg         text NOT NULL,
+    kid         text NOT NULL,
+    sig         bytea NOT NULL,
+    issued_at   double precision NOT NULL,
+    received_at double precision NOT NULL,
+    PRIMARY KEY (gateway, hash)
+);
+CREATE TABLE point_meta (
+    gateway    text COLLATE "C" NOT NULL,
+    point      text COLLATE "C" NOT NULL,
+    quota      text COLLATE "C" NOT NULL,
+    unit       text NOT NULL,
+    name       text NOT NULL,
+    device     text NOT NULL,
+    thresholds text NOT NULL,
+    issued_at  double precision NOT NULL,
+    meta_hash  text NOT NULL,
+    PRIMARY KEY (gateway, point)
+);
+"""
+
+MIGRATIONS: Final = (
+    Migration(1, "the collector's tables, readings partitioned by month", _VERSION_1),
+)
+"""Every step, in order: `MIGRATIONS[n - 1]` takes the schema from version n - 1 to n."""
+
+SCHEMA_VERSION: Final = MIGRATIONS[-1].version
+
+_BOOKKEEPING: Final = """
+CREATE TABLE IF NOT EXISTS schema_migrations (
+    version    integer PRIMARY KEY,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)
+"""
+
+
+def _check_numbering() -> None:
+    numbers = [migration.version for migration in MIGRATIONS]
+    if numbers != list(range(1, len(MIGRATIONS) + 1)):
+        raise AssertionError(f"migrations must be numbered 1..n in order, not {numbers}")
+
+
+_check_numbering()
+
+
+async def schema_version(db: Db) -> int:
+    """The newest applied migration (0 for a database without `schema_migrations`)."""
+    present = await db.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
+    if not present:
+        return 0
+    version = await db.fetchval("SELECT coalesce(max(version), 0) FROM schema_migrations")
+    return int(version)
+
+
+async def migrate(db: Db) -> tuple[int, int]:
+    """Apply the migrations `db` lacks; return (version before, version after).
+
+    Holds the migration lock for the whole run: a second collector waits here, then finds
+    everything applied. Each step commits on its own, so a run cut short resumes where it
+    stopped.
+    """
+    await db.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    try:
+        await db.execute(_BOOKKEEPING)
+        before = await schema_version(db)
+        if before > SCHEMA_VERSION:
+            raise StorageError(
+                f"the database schema is at version {before}, newer than this collector's"
+                f" {SCHEMA_VERSION}: run a collector at least as new as the one that upgraded it"
+            )
+        for migration in MIGRATIONS[before:]:
+            async with db.transaction():
+                await db.execute(migration.sql)
+                await db.execute(
+                    "INSERT INTO schema_migrations (version) VALUES ($1)", migration.version
+                )
+        return before, SCHEMA_VERSION
+    finally:
+        if not db.is_closed():  # a lost connection has given the lock back already
+            await db.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+
+
+async def upgrade(url: str) -> tuple[int, int]:
+    """Bring the database at `url` to this code's schema; (version before, version after).
+
+    For `collector db upgrade`: the same steps `PostgresStorage.open` applies, on one
+    connection of its own.
+    """
+    check_url(url)
+    with translated("schema upgrade", url):
+        db: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(url)
+        try:
+            return await migrate(db)
+        finally:
+            await db.close()
