@@ -1,0 +1,118 @@
+"""Gateways and their keys in PostgreSQL: the same rules as SQLite's registry."""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping
+
+from collector.model import Gateway, GatewayKey, KeyGrant
+from collector.storage.base import RegistryError
+from collector.storage.postgres import rows
+from collector.storage.postgres.connection import Db
+from collector.storage.postgres.locks import lock_gateways
+
+
+async def register(db: Db, gateway: Gateway, key: GatewayKey) -> None:
+    """Register a gateway (or find it registered identically) and add a key to it.
+
+    Runs inside the caller's transaction; the gateway's lock makes a concurrent registration
+    of the same gateway wait and then see this one.
+    """
+    if key.gateway != gateway.gateway:
+        raise RegistryError(f"key {key.kid} is for {key.gateway}, not {gateway.gateway}")
+    await lock_gateways(db, [gateway.gateway])
+    row = await db.fetchrow(
+        f"SELECT {rows.GATEWAY_COLUMNS} FROM gateways WHERE gateway = $1", gateway.gateway
+    )
+    if row is not None:
+        held = rows.gateway(row)
+        if (held.enterprise, held.district) != (gateway.enterprise, gateway.district):
+            raise RegistryError(
+                f"gateway {gateway.gateway} is registered in district {held.district}"
+                f" (enterprise {held.enterprise}), not {gateway.district}"
+            )
+    else:
+        await db.execute(
+            "INSERT INTO gateways (gateway, enterprise, district, registered_at)"
+            " VALUES ($1, $2, $3, $4)",
+            gateway.gateway,
+            gateway.enterprise,
+            gateway.district,
+            gateway.registered_at,
+        )
+    found = await db.fetchrow(
+        f"SELECT {rows.KEY_COLUMNS} FROM gateway_keys WHERE kid = $1", key.kid
+    )
+    if found is not None:
+        _check_same_key(rows.gateway_key(found), key)
+        return
+    await db.execute(
+        "INSERT INTO gateway_keys (kid, gateway, alg, public_pem, added_at, revoked_at)"
+        " VALUES ($1, $2, $3, $4, $5, NULL)",
+        key.kid,
+        key.gateway,
+        key.alg,
+        key.public_pem,
+        key.added_at,
+    )
+
+
+async def revoke(db: Db, gateway: str, kid: str | None, at: float) -> tuple[str, ...]:
+    """Revoke one key (or every active key) of a gateway; return the kids revoked."""
+    await lock_gateways(db, [gateway])
+    found = await db.fetch(
+        "UPDATE gateway_keys SET revoked_at = $2 WHERE gateway = $1 AND revoked_at IS NULL"
+        " AND ($3::text IS NULL OR kid = $3) RETURNING kid",
+        gateway,
+        at,
+        kid,
+    )
+    return tuple(sorted(row[0] for row in found))
+
+
+async def gateways(db: Db) -> tuple[Gateway, ...]:
+    """Every registered gateway, ordered by id."""
+    found = await db.fetch(f"SELECT {rows.GATEWAY_COLUMNS} FROM gateways ORDER BY gateway")
+    return tuple(rows.gateway(row) for row in found)
+
+
+async def find_gateways(db: Db, ids: Collection[str]) -> Mapping[str, Gateway]:
+    """The registered gateways among `ids`."""
+    found = await db.fetch(
+        f"SELECT {rows.GATEWAY_COLUMNS} FROM gateways WHERE gateway = ANY($1::text[])",
+        sorted(set(ids)),
+    )
+    return {row[0]: rows.gateway(row) for row in found}
+
+
+async def keys(db: Db, gateway: str | None = None) -> tuple[GatewayKey, ...]:
+    """Registered keys (of one gateway, or all), revoked ones included."""
+    found = await db.fetch(
+        f"SELECT {rows.KEY_COLUMNS} FROM gateway_keys WHERE $1::text IS NULL OR gateway = $1"
+        " ORDER BY gateway, added_at, kid",
+        gateway,
+    )
+    return tuple(rows.gateway_key(row) for row in found)
+
+
+async def grants(db: Db, kids: Collection[str]) -> Mapping[str, KeyGrant]:
+    """The registered keys among `kids`, each with its owning gateway."""
+    found = await db.fetch(
+        "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
+        " g.gateway, g.enterprise, g.district, g.registered_at"
+        " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway"
+        " WHERE k.kid = ANY($1::text[])",
+        sorted(set(kids)),
+    )
+    return {
+        row[0]: KeyGrant(rows.gateway_key(row), Gateway(row[6], row[7], row[8], row[9]))
+        for row in found
+    }
+
+
+def _check_same_key(held: GatewayKey, key: GatewayKey) -> None:
+    if held.gateway != key.gateway:
+        raise RegistryError(f"key {key.kid} is registered to gateway {held.gateway}")
+    if held.revoked_at is not None:
+        raise RegistryError(f"key {key.kid} was revoked; a revoked key cannot come back")
+    if held.public_pem.strip() != key.public_pem.strip() or held.alg != key.alg:
+        raise RegistryError(f"key id {key.kid} is registered with another public key")
