@@ -7,17 +7,22 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from collector.storage.base import Storage, UnsupportedStorageError
+from collector.storage.postgres import SCHEMES as POSTGRES_SCHEMES
+from collector.storage.postgres import PostgresStorage
 from collector.storage.sqlite import SqliteStorage, sqlite_path
 
 
 @asynccontextmanager
 async def open_storage(url: str, base_dir: Path | None = None) -> AsyncIterator[Storage]:
-    """Open the storage a URL names (`sqlite:///path`); relative paths are under `base_dir`."""
+    """Open the storage a URL names: `sqlite:///path` or `postgresql://user@host/db`.
+
+    Relative SQLite paths are under `base_dir`; `postgres://` works as `postgresql://`.
+    """
     scheme = url.partition(":")[0]
     if scheme == "sqlite":
         storage: Storage = await SqliteStorage.open(sqlite_path(url, base_dir))
-    elif scheme in {"postgresql", "postgres"}:
-        raise UnsupportedStorageError("PostgreSQL storage is not built yet; use sqlite:///path")
+    elif scheme in POSTGRES_SCHEMES:
+        storage = await PostgresStorage.open(url)
     else:
         raise UnsupportedStorageError(f"storage url {url!r} names no known backend")
     try:

@@ -1,0 +1,282 @@
+"""The Storage protocol on PostgreSQL: a small asyncpg pool, many collectors per database.
+
+Each call borrows a pooled connection. `ingest` first makes sure the months its readings need
+have partitions (a short transaction of its own), then runs the batch as one transaction that
+holds its gateways' advisory locks, and returns only after COMMIT, which PostgreSQL makes
+durable before answering (synchronous_commit stays at its default, on). Nothing about ingest
+state lives in the process, so any collector can take any gateway's next batch.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator, Collection, Mapping
+from contextlib import asynccontextmanager
+from typing import Final
+
+import asyncpg
+
+from collector.model import (
+    AlarmAfter,
+    AlarmFilter,
+    AlarmState,
+    AuditEntry,
+    BatchResult,
+    GapAfter,
+    GapRow,
+    GapState,
+    Gateway,
+    GatewayAfter,
+    GatewayKey,
+    GatewayProfile,
+    GatewayView,
+    IngestBatch,
+    KeyGrant,
+    Page,
+    PointAfter,
+    PointMetaRow,
+    PointRow,
+    ReadingAfter,
+    ReadingFilter,
+    ReadingRow,
+    Reason,
+    Scope,
+    SourcedReading,
+    StreamState,
+)
+from collector.storage.base import StorageError
+from collector.storage.postgres import queries, registry
+from collector.storage.postgres.connection import Db, check_url, redacted, translated
+from collector.storage.postgres.ingest import ingest_batch, reading_times, stream_states
+from collector.storage.postgres.partitions import Partitions, month_of, months_of, next_month
+from collector.storage.postgres.schema import migrate
+
+POOL_MIN: Final = 1
+# Ingest runs one batch at a time per collector; the rest serve the API beside it.
+POOL_MAX: Final = 4
+CONNECT_TIMEOUT: Final = 10.0
+
+
+class PostgresStorage:
+    """The Storage protocol on one PostgreSQL database."""
+
+    def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str) -> None:
+        self._pool = pool
+        self._url = url
+        self._partitions = Partitions()
+
+    @classmethod
+    async def open(cls, url: str, *, now: float | None = None) -> PostgresStorage:
+        """Connect, bring the schema up to date, and create the current and next partitions.
+
+        `now` (unix seconds, default the clock) says which month is current.
+        """
+        check_url(url)
+        with translated("connecting", url):
+            pool = await asyncpg.create_pool(
+                url,
+                min_size=POOL_MIN,
+                max_size=POOL_MAX,
+                timeout=CONNECT_TIMEOUT,
+                server_settings={"application_name": "ganzhi-collector"},
+            )
+        storage = cls(pool, url)
+        try:
+            current = month_of(time.time() if now is None else now)
+            async with storage._connection("schema upgrade") as db:
+                await migrate(db)
+                await storage._partitions.ensure(db, {current, next_month(current)})
+        except BaseException:
+            await pool.close()
+            raise
+        return storage
+
+    @property
+    def url(self) -> str:
+        """The database URL, password hidden (for logs)."""
+        return redacted(self._url)
+
+    @property
+    def partitions(self) -> Partitions:
+        """The partition cache (retention must `forget` it after dropping partitions)."""
+        return self._partitions
+
+    async def close(self) -> None:
+        """Close the pool once borrowed connections are back."""
+        with translated("closing", self._url):
+            await self._pool.close()
+
+    @asynccontextmanager
+    async def _connection(self, action: str) -> AsyncIterator[Db]:
+        """A pooled connection; driver errors inside become StorageError naming `action`."""
+        with translated(action, self._url):
+            async with self._pool.acquire() as db:
+                yield db
+
+    @asynccontextmanager
+    async def _transaction(self, action: str) -> AsyncIterator[Db]:
+        """A pooled connection inside a transaction that commits when the block ends."""
+        async with self._connection(action) as db, db.transaction():
+            yield db
+
+    async def ping(self) -> None:
+        """Run a trivial query."""
+        async with self._connection("ping") as db:
+            await db.fetchval("SELECT 1")
+
+    # --- registry ---------------------------------------------------------------------------
+
+    async def register(self, gateway: Gateway, key: GatewayKey) -> None:
+        """Register a gateway (or find it registered identically) and add a key to it."""
+        async with self._transaction("registering a gateway") as db:
+            await registry.register(db, gateway, key)
+
+    async def revoke(self, gateway: str, kid: str | None, at: float) -> tuple[str, ...]:
+        """Revoke one key (or every active key) of a gateway; return the kids revoked."""
+        async with self._transaction("revoking keys") as db:
+            return await registry.revoke(db, gateway, kid, at)
+
+    async def gateways(self) -> tuple[Gateway, ...]:
+        """Every registered gateway, ordered by id."""
+        async with self._connection("reading gateways") as db:
+            return await registry.gateways(db)
+
+    async def find_gateways(self, ids: Collection[str]) -> Mapping[str, Gateway]:
+        """The registered gateways among `ids`."""
+        async with self._connection("reading gateways") as db:
+            return await registry.find_gateways(db, ids)
+
+    async def keys(self, gateway: str | None = None) -> tuple[GatewayKey, ...]:
+        """Registered keys (of one gateway, or all), revoked ones included."""
+        async with self._connection("reading keys") as db:
+            return await registry.keys(db, gateway)
+
+    async def grants(self, kids: Collection[str]) -> Mapping[str, KeyGrant]:
+        """The registered keys among `kids`, each with its owning gateway."""
+        async with self._connection("reading keys") as db:
+            return await registry.grants(db, kids)
+
+    # --- ingest -----------------------------------------------------------------------------
+
+    async def ingest(self, batch: IngestBatch) -> BatchResult:
+        """Store blocks once, audit rejections, apply statuses: one durable transaction.
+
+        A reading that finds no partition (retention dropped its month in another process)
+        fails the transaction; the cache is dropped and the batch tried once more.
+        """
+        months = months_of(reading_times(batch))
+        for attempt in (1, 2):
+            try:
+                return await self._ingest_once(batch, months)
+            except StorageError as exc:
+                if attempt == 1 and isinstance(exc.__cause__, asyncpg.CheckViolationError):
+                    self._partitions.forget()
+                    continue
+                raise
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def _ingest_once(self, batch: IngestBatch, months: set[tuple[int, int]]) -> BatchResult:
+        async with self._connection("ingest") as db:
+            await self._partitions.ensure(db, months)
+            async with db.transaction():
+                return await ingest_batch(db, batch)
+
+    async def stream(self, gateway: str, epoch: str) -> StreamState | None:
+        """The stored progress of one sequence."""
+        async with self._connection("reading a stream") as db:
+            states = await stream_states(db, [(gateway, epoch)])
+        return states.get((gateway, epoch))
+
+    async def audit(
+        self, *, gateway: str | None = None, reason: Reason | None = None, limit: int = 1000
+    ) -> tuple[AuditEntry, ...]:
+        """Audit rows, oldest first."""
+        async with self._connection("reading the audit trail") as db:
+            return await queries.audit(db, gateway=gateway, reason=reason, limit=limit)
+
+    # --- API queries ------------------------------------------------------------------------
+
+    async def gateway_views(
+        self, scope: Scope, *, after: GatewayAfter | None, limit: int
+    ) -> Page[GatewayView]:
+        """Gateways with their ingest progress, ordered by id."""
+        async with self._connection("reading gateways") as db:
+            return await queries.gateway_views(db, scope, after=after, limit=limit)
+
+    async def points(
+        self,
+        scope: Scope,
+        *,
+        gateway: str | None,
+        quota: str | None,
+        after: PointAfter | None,
+        limit: int,
+    ) -> Page[PointRow]:
+        """Points gateways have reported or described, ordered by (gateway, point)."""
+        async with self._connection("reading points") as db:
+            return await queries.points(
+                db, scope, gateway=gateway, quota=quota, after=after, limit=limit
+            )
+
+    async def latest(
+        self,
+        scope: Scope,
+        *,
+        enterprise: str | None,
+        gateway: str | None,
+        after: PointAfter | None,
+        limit: int,
+    ) -> Page[ReadingRow]:
+        """The newest reading of each point, ordered by (gateway, point)."""
+        async with self._connection("reading latest values") as db:
+            return await queries.latest(
+                db, scope, enterprise=enterprise, gateway=gateway, after=after, limit=limit
+            )
+
+    async def readings(
+        self, scope: Scope, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
+    ) -> Page[ReadingRow]:
+        """Readings ordered by (gateway, point, t, rowid)."""
+        async with self._connection("reading readings") as db:
+            return await queries.readings(db, scope, where, after=after, limit=limit)
+
+    async def alarms(
+        self, scope: Scope, where: AlarmFilter, *, after: AlarmAfter | None, limit: int
+    ) -> Page[AlarmState]:
+        """Alarms ordered by (since, gateway, alarm_id)."""
+        async with self._connection("reading alarms") as db:
+            return await queries.alarms(db, scope, where, after=after, limit=limit)
+
+    async def gaps(
+        self,
+        scope: Scope,
+        *,
+        gateway: str | None,
+        state: GapState | None,
+        after: GapAfter | None,
+        limit: int,
+    ) -> Page[GapRow]:
+        """Open holes and stored gap records, ordered by (gateway, rowid)."""
+        async with self._connection("reading gaps") as db:
+            return await queries.gaps(
+                db, scope, gateway=gateway, state=state, after=after, limit=limit
+            )
+
+    # --- exports ----------------------------------------------------------------------------
+
+    async def gateway_profile(self, gateway: str) -> GatewayProfile | None:
+        """Domain and mine code from the gateway's newest stored block; None without blocks."""
+        async with self._connection("reading a gateway profile") as db:
+            return await queries.gateway_profile(db, gateway)
+
+    async def point_metas(self, gateway: str) -> Mapping[str, PointMetaRow]:
+        """The newest meta description of each point of a gateway, by point."""
+        async with self._connection("reading point metas") as db:
+            return await queries.point_metas(db, gateway)
+
+    async def sourced_readings(
+        self, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
+    ) -> Page[SourcedReading]:
+        """Readings with their source block, ordered like `readings`."""
+        async with self._connection("reading readings") as db:
+            return await queries.sourced_readings(db, where, after=after, limit=limit)
