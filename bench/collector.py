@@ -1,0 +1,323 @@
+"""G3 and G4: the collector's ingest rate on SQLite and PostgreSQL, against same-run baselines.
+
+Workload: GATEWAYS gateways each publish BLOCKS pre-signed blocks of 500 readings (50 points x
+10 poll cycles: the readings of one cycle share their time, as an agent's do) through a real
+Mosquitto to real `collector serve` processes. A run ends when every gateway's last block is
+acknowledged (`/v1/gateways` `acked_through`); then every reading is counted in the database.
+
+Figures:
+- readings/s (wall): readings / (first publish .. last ACK);
+- readings per collector CPU-second: readings / the collectors' user+system CPU time over the
+  run (from /proc), i.e. the rate one core sustains, whatever else shares the machine;
+- baseline: the Ed25519 single-message verify rate on this machine, in this run.
+
+Targets (../docs/performance.md, G3/G4):
+- G3 SQLite: >= 50,000 readings per collector CPU-second and >= 5x the verify rate;
+- G4 PostgreSQL: >= 40,000 readings per collector CPU-second, CPU per reading <= 1.2x SQLite's;
+  two collectors >= 1.7x one (wall). On a 2-core machine the broker, PostgreSQL, the publisher
+  and two collectors share two cores: the scaling figure is reported, and gated only with
+  `--gate-scaling` (on a machine with at least 4 cores).
+
+Run: `.venv/bin/python -m bench.collector [--backend sqlite|postgresql|both]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import aiomqtt
+import asyncpg
+import httpx
+import yaml
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+
+from bench.throughput import verify_rate
+from demo.broker import Broker, free_port, wait_for_port
+from specs.block import GENESIS, BlockHeader, block_hash, encode_block
+from specs.identifiers import credit_code_check_character
+from specs.records import Quality, Reading, iso_time
+from specs.signing import SigningKey, generate_signing_key, signature_properties
+from specs.topics import GatewayTopics
+
+BIN = Path(sys.executable).parent
+TOKEN = "bench-token"  # noqa: S105 - a loopback-only bench
+POINTS = 50
+CYCLES = 10
+DISTRICT = "360100"
+PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class BenchGateway:
+    """One simulated gateway: identity, key, and its pre-signed blocks."""
+
+    enterprise: str
+    gateway: str
+    key: SigningKey
+    blocks: tuple[tuple[bytes, list[tuple[str, str]]], ...]
+
+    @property
+    def topics(self) -> GatewayTopics:
+        """Its gz/1 topics."""
+        return GatewayTopics(DISTRICT, self.enterprise, self.gateway)
+
+
+def _gateway(serial: int, blocks: int, start: float) -> BenchGateway:
+    body = f"91{DISTRICT}MA{serial:07d}"
+    enterprise = body + credit_code_check_character(body)
+    gateway = f"{enterprise}-GW01"
+    key = generate_signing_key()
+    signed, prev = [], GENESIS
+    for seq in range(1, blocks + 1):
+        cycle0 = start + (seq - 1) * CYCLES
+        readings = [
+            Reading(
+                point=f"T{p:03d}-LT-01",
+                quota="WHP-LT",
+                t=iso_time(cycle0 + c),
+                value=round(1.0 + ((seq * 7 + c * 13 + p) % 997) * 0.01, 3),
+                unit="m",
+                quality=Quality.GOOD,
+            )
+            for c in range(CYCLES)
+            for p in range(POINTS)
+        ]
+        header = BlockHeader(
+            gateway, enterprise, DISTRICT, "WHP", "bench0collector", seq, prev,
+            iso_time(cycle0 + CYCLES), "synced",
+        )  # fmt: skip
+        payload = encode_block(header, readings)
+        prev = block_hash(payload)
+        signed.append((payload, signature_properties(key.sign(payload))))
+    return BenchGateway(enterprise, gateway, key, tuple(signed))
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+async def _register(url: str, work: Path, gateways: list[BenchGateway]) -> None:
+    from collector.model import Gateway, GatewayKey
+    from collector.storage import open_storage
+
+    async with open_storage(url, work) as storage:
+        for gw in gateways:
+            public = gw.key.public()
+            await storage.register(
+                Gateway(gw.gateway, gw.enterprise, DISTRICT, time.time()),
+                GatewayKey(public.kid, gw.gateway, public.alg, public.public_pem(), time.time()),
+            )
+
+
+async def _publish(broker: Broker, gateways: list[BenchGateway]) -> None:
+    async with aiomqtt.Client(
+        "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
+        # Round robin over gateways, as many sites publishing at once would.
+        for seq in range(len(gateways[0].blocks)):
+            for gw in gateways:
+                payload, properties = gw.blocks[seq]
+                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+                props.UserProperty = properties
+                await client.publish(gw.topics.block, payload, qos=1, properties=props)
+
+
+async def _all_acked(api_port: int, gateways: list[BenchGateway]) -> None:
+    wanted = len(gateways[0].blocks)
+    async with httpx.AsyncClient() as http:
+        while True:
+            response = await http.get(
+                f"http://127.0.0.1:{api_port}/v1/gateways",
+                params={"limit": 10_000},
+                headers={"Authorization": f"Bearer {TOKEN}"},
+            )
+            items = response.json()["items"]
+            if sum(1 for g in items if g["acked_through"] == wanted) == len(gateways):
+                return
+            await asyncio.sleep(0.1)
+
+
+def _write_config(work: Path, name: str, url: str, broker: Broker, api_port: int) -> Path:
+    config = {
+        "broker": broker.url,
+        "storage": {"url": url},
+        "signing": {"key_file": "keys/collector.key"},
+        "ingest": {"client_id": f"bench-{name}"},
+        "api": {
+            "listen": f"127.0.0.1:{api_port}",
+            "tokens": [{"name": "bench", "token": TOKEN, "districts": ["*"]}],
+        },
+    }
+    path = work / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(config), "utf-8")
+    return path
+
+
+async def _count_readings(url: str, work: Path) -> int:
+    if url.startswith("sqlite"):
+        import sqlite3
+
+        path = work / url.removeprefix("sqlite:///")
+        with sqlite3.connect(path) as db:
+            return int(db.execute("SELECT count(*) FROM readings").fetchone()[0])
+    connection = await asyncpg.connect(url)
+    try:
+        return int(await connection.fetchval("SELECT count(*) FROM readings"))
+    finally:
+        await connection.close()
+
+
+def run(url: str, processes: int, gateways: list[BenchGateway]) -> dict[str, float]:
+    """Ingest every gateway's blocks through `processes` collectors on `url`; figures."""
+    work = Path(tempfile.mkdtemp(prefix="ganzhi-bench-collector-"))
+    broker = Broker(port=free_port(), workdir=work)
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        broker.start()
+        ports = [free_port() for _ in range(processes)]
+        configs = [
+            _write_config(work, f"collector-{i}", url, broker, port) for i, port in enumerate(ports)
+        ]
+        subprocess.run(
+            [str(BIN / "collector"), "keys", "init", "-c", str(configs[0])],
+            cwd=work, check=True, capture_output=True,
+        )  # fmt: skip
+        asyncio.run(_register(url, work, gateways))
+        for config in configs:
+            log = (work / f"{config.stem}.log").open("wb")
+            procs.append(
+                subprocess.Popen(
+                    [str(BIN / "collector"), "serve", "-c", str(config)],
+                    cwd=work,
+                    stdout=log,
+                    stderr=log,
+                )
+            )
+        for port in ports:
+            wait_for_port(port, timeout=60)
+        time.sleep(1.0)  # subscribed: the API listens only after the broker is connected
+        cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
+        started = time.perf_counter()
+        asyncio.run(_publish(broker, gateways))
+        asyncio.run(_all_acked(ports[0], gateways))
+        elapsed = time.perf_counter() - started
+        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
+        stored = asyncio.run(_count_readings(url, work))
+    finally:
+        for proc in procs:
+            proc.terminate()
+        for proc in procs:
+            proc.wait(timeout=30)
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+    readings = sum(len(g.blocks) for g in gateways) * POINTS * CYCLES
+    if stored != readings:
+        raise SystemExit(f"bench: {stored} readings stored, {readings} sealed")
+    return {
+        "readings": readings,
+        "seconds": round(elapsed, 3),
+        "readings_per_s": round(readings / elapsed),
+        "readings_per_cpu_s": round(readings / cpu),
+        "collector_cpu_s": round(cpu, 3),
+    }
+
+
+async def _create_database(name: str) -> str:
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return f"postgresql://postgres@127.0.0.1:5432/{name}"
+
+
+async def _drop_database(name: str) -> None:
+    admin = await asyncpg.connect(PG_ADMIN)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+def postgres_run(processes: int, gateways: list[BenchGateway]) -> dict[str, float]:
+    """One run on a fresh PostgreSQL database, dropped afterwards."""
+    name = f"ganzhi_bench_{os.getpid()}_{processes}"
+    url = asyncio.run(_create_database(name))
+    try:
+        return run(url, processes, gateways)
+    finally:
+        asyncio.run(_drop_database(name))
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    return ordered[len(ordered) // 2]
+
+
+def main() -> int:
+    """Measure, print one JSON line, and fail when a median misses its target."""
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--backend", choices=["sqlite", "postgresql", "both"], default="both")
+    parser.add_argument("--gateways", type=int, default=20)
+    parser.add_argument("--blocks", type=int, default=20, help="blocks per gateway")
+    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--gate-scaling", action="store_true")
+    args = parser.parse_args()
+    start = time.time() - 86400
+    gateways = [_gateway(serial, args.blocks, start) for serial in range(1, args.gateways + 1)]
+    verify = verify_rate()
+    figures: dict[str, object] = {"ed25519_verify_per_s": round(verify), "cores": os.cpu_count()}
+    failures: list[str] = []
+    sqlite_cpu_rate = None
+    if args.backend in {"sqlite", "both"}:
+        runs = [run("sqlite:///collector.db", 1, gateways) for _ in range(args.repeat)]
+        rates = [r["readings_per_cpu_s"] for r in runs]
+        sqlite_cpu_rate = _median(rates)
+        figures["g3_sqlite_runs"] = runs
+        figures["g3_readings_per_cpu_s_min_median_max"] = [min(rates), sqlite_cpu_rate, max(rates)]
+        figures["g3_ratio_to_verify"] = round(sqlite_cpu_rate / verify, 2)
+        if sqlite_cpu_rate < 50_000:
+            failures.append(f"G3: {sqlite_cpu_rate} readings per CPU-second < 50,000")
+        if sqlite_cpu_rate / verify < 5:
+            failures.append(f"G3: {sqlite_cpu_rate / verify:.2f}x the verify rate < 5x")
+    if args.backend in {"postgresql", "both"}:
+        one = [postgres_run(1, gateways) for _ in range(args.repeat)]
+        two = [postgres_run(2, gateways) for _ in range(args.repeat)]
+        one_rate = _median([r["readings_per_cpu_s"] for r in one])
+        scaling = _median([r["readings_per_s"] for r in two]) / _median(
+            [r["readings_per_s"] for r in one]
+        )
+        figures["g4_postgresql_one"] = one
+        figures["g4_postgresql_two"] = two
+        figures["g4_readings_per_cpu_s_median"] = one_rate
+        figures["g4_two_over_one_wall"] = round(scaling, 2)
+        if one_rate < 40_000:
+            failures.append(f"G4: {one_rate} readings per CPU-second < 40,000")
+        if sqlite_cpu_rate is not None:
+            cost = sqlite_cpu_rate / one_rate
+            figures["g4_cpu_per_reading_pg_over_sqlite"] = round(cost, 2)
+            if cost > 1.2:
+                failures.append(f"G4: CPU per reading {cost:.2f}x SQLite's > 1.2x")
+        if args.gate_scaling and scaling < 1.7:
+            failures.append(f"G4: two collectors {scaling:.2f}x one < 1.7x")
+    figures["failures"] = failures
+    print(json.dumps(figures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
