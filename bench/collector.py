@@ -32,8 +32,10 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 import aiomqtt
 import asyncpg
@@ -57,6 +59,17 @@ CYCLES = 10
 DISTRICT = "360100"
 PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+class Identity(Protocol):
+    """What registering a gateway needs."""
+
+    @property
+    def enterprise(self) -> str: ...
+    @property
+    def gateway(self) -> str: ...
+    @property
+    def key(self) -> SigningKey: ...
 
 
 @dataclass(frozen=True)
@@ -109,7 +122,7 @@ def _cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
-async def _register(url: str, work: Path, gateways: list[BenchGateway]) -> None:
+async def _register(url: str, work: Path, gateways: Sequence[Identity]) -> None:
     from collector.model import Gateway, GatewayKey
     from collector.storage import open_storage
 
