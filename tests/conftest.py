@@ -1,4 +1,4 @@
-"""Fixtures shared by every test: a real broker on a free loopback port, a running site."""
+"""Fixtures shared by every test: a real broker, a real PostgreSQL, a running site."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 
 from tests.e2e.harness import Site
 from tests.support.broker import Broker, free_port
+from tests.support.postgres import SERVER, PostgresDatabases, StorageUrls, server_problem
 
 
 @pytest.fixture
@@ -36,3 +37,46 @@ def site(tmp_path: Path, broker: Broker) -> Iterator[Site]:
     instance.start_collector()
     yield instance
     instance.stop_all()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    """The run's PostgreSQL databases: a migrated template, all dropped at the end.
+
+    Fails (never skips) when the server does not answer: the PostgreSQL storage is tested
+    against a real server or not at all.
+    """
+    problem = server_problem()
+    if problem is not None:
+        pytest.fail(
+            f"PostgreSQL is not reachable at {SERVER} ({problem}): start it (the machine runs"
+            " one on 127.0.0.1:5432 with trust auth for user postgres) or set GZ_TEST_POSTGRES"
+        )
+    databases = PostgresDatabases()
+    databases.prepare()
+    yield databases
+    databases.drop_all()
+
+
+@pytest.fixture
+def postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
+    """A fresh, migrated PostgreSQL database for one test (a copy of the template)."""
+    url = postgres_databases.create()
+    yield url
+    postgres_databases.drop(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage_urls(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StorageUrls]:
+    """Fresh storage URLs of one backend per parameter: each test runs on SQLite and PostgreSQL."""
+    backend: str = request.param
+    databases = request.getfixturevalue("postgres_databases") if backend == "postgresql" else None
+    urls = StorageUrls(backend, tmp_path, databases)
+    yield urls
+    urls.drop_all()
+
+
+@pytest.fixture
+def storage_url(storage_urls: StorageUrls) -> str:
+    """One fresh storage URL, on each backend in turn."""
+    return storage_urls.new()

@@ -1,9 +1,8 @@
-"""`GET /v1/alarms` over a real SQLite database filled through the ingest path."""
+"""`GET /v1/alarms` over SQLite and PostgreSQL databases filled through the ingest path."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -67,8 +66,8 @@ async def _store(
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_storage(f"sqlite:///{tmp_path / 'alarms.db'}") as storage:
+async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_storage(storage_url) as storage:
         for gateway in (NANCHANG, BEIJING):
             await register(storage, gateway)
         # Nanchang: a1 raised and cleared, a2 active, a3 only cleared so far (its raise is

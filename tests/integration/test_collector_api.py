@@ -1,11 +1,10 @@
-"""The collector's HTTP API over a real SQLite database filled through the ingest path."""
+"""The collector's HTTP API over SQLite and PostgreSQL databases filled through the ingest path."""
 
 from __future__ import annotations
 
 import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
 import httpx
@@ -95,8 +94,8 @@ async def _serve(storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_storage(f"sqlite:///{tmp_path / 'api.db'}") as storage:
+async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_storage(storage_url) as storage:
         for gateway in (NANCHANG, BEIJING):
             await register(storage, gateway)
         await _store(storage, NANCHANG, [1, 2, 3, 5])  # seq 4 missing: one open gap
@@ -294,8 +293,8 @@ DISK_FULL = gap_record(8, 12, GapReason.DISK_FULL, point="T001-PT-01")
 
 
 @pytest.fixture
-async def gaps_client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_storage(f"sqlite:///{tmp_path / 'gaps.db'}") as storage:
+async def gaps_client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_storage(storage_url) as storage:
         for gateway in (NANCHANG, BEIJING):
             await register(storage, gateway)
         eighth: list[Record] = [*_readings(NANCHANG, 8), EVICTED, DISK_FULL]

@@ -1,10 +1,8 @@
-"""Gap records that declare seqs lost close them, through a real Mosquitto into real SQLite."""
+"""Gap records that declare seqs lost close them: real Mosquitto, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +19,8 @@ from tests.support.collector_client import (
 
 
 @pytest.fixture
-async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[CollectorEnv]:
-    async with collector_env(broker.port, tmp_path / "collector.db") as running:
+async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
+    async with collector_env(broker.port, storage_url) as running:
         yield running
 
 
@@ -32,16 +30,9 @@ async def _ack(env: CollectorEnv) -> Ack:
     return signed.ack
 
 
-def _db(env: CollectorEnv, query: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(env.database) as db:
-        rows = db.execute(query).fetchall()
-    db.close()
-    return rows
-
-
-def _holes(env: CollectorEnv) -> list[tuple[object, ...]]:
-    return _db(
-        env, "SELECT epoch, from_seq, to_seq FROM gaps WHERE kind = 'sequence' ORDER BY 1, 2"
+async def _holes(env: CollectorEnv) -> list[tuple[object, ...]]:
+    return await env.rows(
+        "SELECT epoch, from_seq, to_seq FROM gaps WHERE kind = 'sequence' ORDER BY 1, 2"
     )
 
 
@@ -56,10 +47,10 @@ async def test_a_declared_range_closes_its_hole_and_is_never_asked_for_again(
     await env.link.send(6, records=[env.gateway.reading(6), full])
     after = await _ack(env)
     assert (after.seq, after.acked_through, after.missing) == (6, 6, ())
-    assert _holes(env) == []
+    assert await _holes(env) == []
     await env.link.send(9)  # a new hole above: only 7..8 is asked for
     assert (await _ack(env)).missing == ((7, 8),)
-    assert _holes(env) == [("epoch-1", 7, 8)]
+    assert await _holes(env) == [("epoch-1", 7, 8)]
     state = await env.storage.stream(env.gateway.gateway, "epoch-1")
     assert state is not None
     assert state.declared == ((3, 4),)
@@ -81,7 +72,7 @@ async def test_an_abandoned_epoch_closes_everything_from_its_seq_even_what_comes
     await env.link.send(7)
     late = await _ack(env)
     assert (late.epoch, late.seq, late.acked_through, late.missing) == ("epoch-1", 7, 7, ())
-    assert _holes(env) == []
+    assert await _holes(env) == []
     page = await env.storage.gateway_views(EVERYTHING, after=None, limit=10)
     assert (page.items[0].epoch, page.items[0].gaps) == ("epoch-2", 0)
 
@@ -96,11 +87,8 @@ async def test_a_declaration_about_an_epoch_never_seen_does_not_become_the_curre
     assert unseen is not None
     # Seqs 1..2 of it were sealed and nobody holds or declared them: open, honestly.
     assert (unseen.acked_through, unseen.max_seq, unseen.missing) == (0, 2, ((1, 2),))
-    assert _db(env, "SELECT epoch, first_seen, last_seen FROM ingest_state ORDER BY epoch")[0] == (
-        "epoch-0",
-        0.0,
-        0.0,
-    )
+    states = await env.rows("SELECT epoch, first_seen, last_seen FROM ingest_state ORDER BY 1")
+    assert states[0] == ("epoch-0", 0.0, 0.0)
     (view,) = (await env.storage.gateway_views(EVERYTHING, after=None, limit=10)).items
     assert (view.epoch, view.acked_through, view.gaps) == ("epoch-1", 1, 1)
     assert view.block_seen is not None

@@ -1,12 +1,10 @@
-"""Collector ingest against a real Mosquitto and a real SQLite file: store once, audit, ACK."""
+"""Collector ingest against a real Mosquitto, on SQLite and PostgreSQL: store once, audit, ACK."""
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -31,8 +29,8 @@ from tests.support.collector_client import (
 
 
 @pytest.fixture
-async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[CollectorEnv]:
-    async with collector_env(broker.port, tmp_path / "collector.db") as running:
+async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
+    async with collector_env(broker.port, storage_url) as running:
         yield running
 
 
@@ -54,11 +52,6 @@ async def _ack(env: CollectorEnv) -> SignedAck:
     return signed
 
 
-def _db(env: CollectorEnv, query: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(env.database) as db:
-        return db.execute(query).fetchall()
-
-
 async def test_valid_block_is_stored_once_and_acked(env: CollectorEnv) -> None:
     payload = await env.link.send(1)
     signed = await _ack(env)
@@ -67,7 +60,7 @@ async def test_valid_block_is_stored_once_and_acked(env: CollectorEnv) -> None:
     assert signed.ack.missing == ()
     assert signed.signature.kid == env.collector.kid
     assert await _readings(env) == 1
-    rows = _db(env, "SELECT payload, kid, sig FROM blocks")
+    rows = await env.rows("SELECT payload, kid, sig FROM blocks")
     assert rows == [(payload, env.gateway.key.kid, env.gateway.key.sign(payload).sig)]
     state = await env.storage.stream(env.gateway.gateway, "epoch-1")
     assert state is not None
@@ -82,7 +75,7 @@ async def test_exact_duplicate_is_audited_stored_once_and_still_acked(env: Colle
     assert (again.ack.seq, again.ack.acked_through) == (1, 1)
     (row,) = await _audit_of(env, Reason.DUPLICATE)
     assert row.gateway == env.gateway.gateway
-    assert row.payload_hash == _db(env, "SELECT hash FROM blocks")[0][0]
+    assert row.payload_hash == (await env.rows("SELECT hash FROM blocks"))[0][0]
     assert await _readings(env) == 1
 
 
@@ -107,10 +100,10 @@ async def test_same_seq_with_other_bytes_is_a_seq_conflict_answered_at_once(
     assert (after.seq, after.acked_through, after.conflict) == (2, 2, True)
     (broken,) = await _audit_of(env, Reason.CHAIN_BREAK)
     assert f"seq 2 has prev {block_hash(other)}" in broken.detail
-    assert _db(env, "SELECT value FROM readings ORDER BY seq") == [(1.0,), (2.0,)]
+    assert await env.rows("SELECT value FROM readings ORDER BY seq") == [(1.0,), (2.0,)]
     state = await env.storage.stream(env.gateway.gateway, "epoch-1")
     assert state is not None
-    hashes = _db(env, "SELECT hash FROM blocks ORDER BY seq")
+    hashes = await env.rows("SELECT hash FROM blocks ORDER BY seq")
     assert (state.conflict, state.acked_hash) == (True, hashes[1][0])
 
 
@@ -120,11 +113,11 @@ async def test_out_of_order_seqs_report_the_hole_until_it_fills(env: CollectorEn
     await env.link.send(3)
     after_three = (await _ack(env)).ack
     assert (after_three.seq, after_three.acked_through, after_three.missing) == (3, 1, ((2, 2),))
-    assert _db(env, "SELECT from_seq, to_seq FROM gaps WHERE kind = 'sequence'") == [(2, 2)]
+    assert await env.rows("SELECT from_seq, to_seq FROM gaps WHERE kind = 'sequence'") == [(2, 2)]
     await env.link.send(2)
     after_two = (await _ack(env)).ack
     assert (after_two.seq, after_two.acked_through, after_two.missing) == (2, 3, ())
-    assert _db(env, "SELECT count(*) FROM gaps WHERE kind = 'sequence'") == [(0,)]
+    assert await env.rows("SELECT count(*) FROM gaps WHERE kind = 'sequence'") == [(0,)]
 
 
 async def test_a_block_that_does_not_chain_onto_its_stored_successor_is_a_chain_break(
@@ -142,7 +135,7 @@ async def test_a_block_that_does_not_chain_onto_its_stored_successor_is_a_chain_
     (row,) = await _audit_of(env, Reason.CHAIN_BREAK)
     assert row.payload_hash == block_hash(second)
     assert f"not the hash {block_hash(second)} of the stored seq 2" in row.detail
-    assert _db(env, "SELECT count(*) FROM blocks") == [(3,)]  # every block stays stored
+    assert await env.rows("SELECT count(*) FROM blocks") == [(3,)]  # every block stays stored
 
 
 async def test_foreign_key_is_unknown(env: CollectorEnv) -> None:
@@ -170,7 +163,7 @@ async def test_one_changed_byte_is_a_bad_signature(env: CollectorEnv) -> None:
     await env.link.publish(tampered, properties)
     (row,) = await _audit_of(env, Reason.BAD_SIGNATURE)
     assert row.payload_hash == hashlib.sha256(tampered).hexdigest()
-    assert _db(env, "SELECT count(*) FROM blocks") == [(0,)]
+    assert await env.rows("SELECT count(*) FROM blocks") == [(0,)]
 
 
 async def test_malformed_json_is_audited(env: CollectorEnv) -> None:
@@ -205,15 +198,14 @@ async def test_gap_records_are_stored_with_the_block(env: CollectorEnv) -> None:
         records=[gateway.reading(1), gap_record(1, lost=4), gateway.reading(1, 2), restored],
     )
     await _ack(env)
-    assert _db(
-        env,
+    assert await env.rows(
         "SELECT epoch, seq, idx, reason, lost, point, t_to - t_from, declared_epoch, from_seq,"
         " to_seq FROM gaps WHERE kind = 'record' ORDER BY idx",
     ) == [
         ("epoch-1", 1, 1, "disk_full", 4, "T001-LT-01", 9.0, None, None, None),
         ("epoch-1", 1, 3, "outbox_restored", None, None, 9.0, "old", 9, None),
     ]
-    assert _db(env, "SELECT idx FROM readings ORDER BY idx") == [(0,), (2,)]
+    assert await env.rows("SELECT idx FROM readings ORDER BY idx") == [(0,), (2,)]
 
 
 async def test_a_burst_is_stored_in_batches_and_every_block_acked(env: CollectorEnv) -> None:
@@ -227,7 +219,7 @@ async def test_a_burst_is_stored_in_batches_and_every_block_acked(env: Collector
     assert not any(a.ack.conflict for a in acks)
     assert await env.storage.audit(reason=Reason.CHAIN_BREAK) == ()
     assert await _readings(env) == count
-    assert _db(env, "SELECT count(*) FROM gaps WHERE kind = 'sequence'") == [(0,)]
+    assert await env.rows("SELECT count(*) FROM gaps WHERE kind = 'sequence'") == [(0,)]
 
 
 async def test_status_messages_update_the_gateway(env: CollectorEnv) -> None:
@@ -243,20 +235,19 @@ async def test_status_messages_update_the_gateway(env: CollectorEnv) -> None:
 
 
 async def test_duplicates_across_a_collector_restart_are_still_acked(
-    broker: Broker, tmp_path: Path
+    broker: Broker, storage_url: str
 ) -> None:
     """All ingest state is in the database: a new collector process dedupes and acks."""
     gateway = sim_gateway(3)
-    database = tmp_path / "collector.db"
     key: SigningKey = COLLECTOR_KEY
     async with gateway_link(broker.port, gateway) as link:
-        async with running_ingest(broker.port, database, key) as (_, storage):
+        async with running_ingest(broker.port, storage_url, key) as (_, storage):
             await register(storage, gateway)
             first = await link.send(1)
             await link.send(3)
             assert (await link.next_ack()).ack.seq == 1
             assert (await link.next_ack()).ack.missing == ((2, 2),)
-        async with running_ingest(broker.port, database, key) as (_, storage):
+        async with running_ingest(broker.port, storage_url, key) as (_, storage):
             await link.publish(first)
             ack = await link.next_ack()
             assert (ack.ack.seq, ack.ack.acked_through, ack.ack.missing) == (1, 1, ((2, 2),))
@@ -265,9 +256,9 @@ async def test_duplicates_across_a_collector_restart_are_still_acked(
             assert len(await storage.audit(reason=Reason.DUPLICATE)) == 1
 
 
-async def test_ingest_survives_a_broker_restart(broker: Broker, tmp_path: Path) -> None:
+async def test_ingest_survives_a_broker_restart(broker: Broker, storage_url: str) -> None:
     gateway = sim_gateway(4)
-    async with running_ingest(broker.port, tmp_path / "c.db", COLLECTOR_KEY) as (ingest, storage):
+    async with running_ingest(broker.port, storage_url, COLLECTOR_KEY) as (ingest, storage):
         await register(storage, gateway)
         broker.stop()
 

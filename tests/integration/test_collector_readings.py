@@ -1,4 +1,4 @@
-"""One reading per (gateway, point, t), through a real Mosquitto into real SQLite."""
+"""One reading per (gateway, point, t), through a real Mosquitto into SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -24,8 +24,8 @@ from tests.support.collector_client import (
 
 
 @pytest.fixture
-async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[CollectorEnv]:
-    async with collector_env(broker.port, tmp_path / "collector.db") as running:
+async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
+    async with collector_env(broker.port, storage_url) as running:
         yield running
 
 
@@ -63,7 +63,7 @@ async def test_a_repeated_reading_is_stored_once_and_audited_as_duplicate_or_con
     await env.link.send(1, epoch="epoch-2", records=resealed)
     ack = await _ack(env)
     assert (ack.epoch, ack.acked_through) == ("epoch-2", 1)  # the block itself is stored
-    assert _db(env.database, "SELECT epoch, seq, idx, t, value FROM readings ORDER BY t") == [
+    assert await env.rows("SELECT epoch, seq, idx, t, value FROM readings ORDER BY t") == [
         ("epoch-1", 1, 0, BASE_TIME, 8.5),
         ("epoch-1", 1, 1, BASE_TIME + 1, 8.6),
         ("epoch-2", 1, 2, BASE_TIME + 2, 8.7),
@@ -83,7 +83,7 @@ async def test_a_repeated_reading_is_stored_once_and_audited_as_duplicate_or_con
 async def test_repeats_within_one_block_keep_the_first(env: CollectorEnv) -> None:
     await env.link.send(1, records=[_level(0, 1.0), _level(0, 1.0), _level(0, 2.0, Quality.BAD)])
     await _ack(env)
-    assert _db(env.database, "SELECT idx, value FROM readings") == [(0, 1.0)]
+    assert await env.rows("SELECT idx, value FROM readings") == [(0, 1.0)]
     assert len(await _audit(env, Reason.CONFLICT)) == 1
     assert len(await _audit(env, Reason.DUPLICATE)) == 1
 
@@ -104,10 +104,10 @@ async def test_a_resealed_backlog_adds_one_audit_row_per_block_not_per_reading(
         lambda: env.storage.audit(reason=Reason.DUPLICATE), lambda r: len(r) == 2
     )
     assert all(": 1000 reading(s)" in row.detail for row in rows)
-    assert _db(env.database, "SELECT count(*) FROM readings") == [(2000,)]
+    assert await env.rows("SELECT count(*) FROM readings") == [(2000,)]
 
 
-# --- a file from before readings were unique ---------------------------------------------------
+# --- a SQLite file from before readings were unique ---------------------------------------------
 
 _SCHEMA_4_READINGS = """
 CREATE TABLE readings (

@@ -1,10 +1,8 @@
-"""Normalization, alarms and meta through a real Mosquitto into a real SQLite file."""
+"""Normalization, alarms and meta through a real Mosquitto into SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
@@ -32,8 +30,8 @@ from tests.support.collector_client import (
 
 
 @pytest.fixture
-async def env(broker: Broker, tmp_path: Path) -> AsyncIterator[CollectorEnv]:
-    async with collector_env(broker.port, tmp_path / "collector.db") as running:
+async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
+    async with collector_env(broker.port, storage_url) as running:
         yield running
 
 
@@ -61,17 +59,12 @@ async def _audit_of(env: CollectorEnv, reason: Reason, count: int = 1) -> tuple[
     return await wait_until(probe, lambda rows: len(rows) >= count)
 
 
-def _db(env: CollectorEnv, query: str) -> list[tuple[object, ...]]:
-    with sqlite3.connect(env.database) as db:
-        return db.execute(query).fetchall()
-
-
 async def test_a_level_in_mm_is_stored_in_m_and_the_block_bytes_stay(env: CollectorEnv) -> None:
     payload = await env.link.send(1, records=[_level(1234.0, "mm")])
     assert (await _ack(env)).ack.acked_through == 1
     (row,) = await _readings(env)
     assert (row.value, row.unit, row.quality, row.flags) == (1.234, "m", "good", ())
-    assert _db(env, "SELECT payload FROM blocks") == [(payload,)]
+    assert await env.rows("SELECT payload FROM blocks") == [(payload,)]
     assert b'"value":1234.0' in payload
 
 
@@ -96,7 +89,7 @@ async def test_unknown_quota_and_unit_reject_only_their_record_and_the_block_is_
     assert quota.detail.startswith(f"gateway {env.gateway.gateway} epoch epoch-1 seq 1 record 1")
     assert "point X-1" in quota.detail
     assert "record 2 point X-2" in unit.detail
-    assert quota.payload_hash == _db(env, "SELECT hash FROM blocks")[0][0]
+    assert quota.payload_hash == (await env.rows("SELECT hash FROM blocks"))[0][0]
     # The agent resends (it missed the ACK): a duplicate, acked again, and not audited twice.
     await env.link.publish(payload)
     assert (await _ack(env)).ack.acked_through == 1
@@ -163,7 +156,7 @@ async def test_meta_is_stored_newest_first_and_served_by_points(env: CollectorEn
     await env.link.publish(older, topic=env.gateway.topics.meta)
 
     async def stored() -> int:
-        return len(_db(env, "SELECT hash FROM metas"))
+        return len(await env.rows("SELECT hash FROM metas"))
 
     await wait_until(stored, lambda count: count == 2)
     metas = await env.storage.point_metas(env.gateway.gateway)
@@ -189,5 +182,5 @@ async def test_a_meta_with_a_bad_signature_is_audited_and_not_stored(env: Collec
     (row,) = await _audit_of(env, Reason.BAD_SIGNATURE)
     assert row.topic == env.gateway.topics.meta
     assert row.gateway == env.gateway.gateway
-    assert _db(env, "SELECT count(*) FROM metas") == [(0,)]
+    assert await env.rows("SELECT count(*) FROM metas") == [(0,)]
     assert await env.storage.point_metas(env.gateway.gateway) == {}

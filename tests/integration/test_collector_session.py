@@ -8,9 +8,7 @@ the broker's queue for its session.
 from __future__ import annotations
 
 import contextlib
-import sqlite3
 from collections.abc import AsyncIterator, Sequence
-from pathlib import Path
 
 import aiomqtt
 
@@ -27,6 +25,7 @@ from tests.support.collector_client import (
     sim_gateway,
     wait_until,
 )
+from tests.support.postgres import StorageUrls, sql_rows
 
 GATEWAY = sim_gateway(7)
 BLOCKS = 30
@@ -53,15 +52,13 @@ async def _publish_once(client: aiomqtt.Client, gateway: SimGateway, seqs: Seque
         )
 
 
-def _seqs(database: Path) -> list[int]:
-    with sqlite3.connect(database) as db:
-        rows = db.execute("SELECT seq FROM blocks ORDER BY seq").fetchall()
-    db.close()
+async def _seqs(url: str) -> list[int]:
+    rows = await sql_rows(url, "SELECT seq FROM blocks ORDER BY seq")
     return [int(row[0]) for row in rows]
 
 
-async def _registered(database: Path) -> None:
-    async with open_storage(f"sqlite:///{database}") as storage:
+async def _registered(url: str) -> None:
+    async with open_storage(url) as storage:
         await register(storage, GATEWAY)
 
 
@@ -74,29 +71,29 @@ async def _stored(storage: Storage, count: int) -> None:
 
 
 async def test_blocks_published_while_the_collector_is_down_wait_for_its_session(
-    broker: Broker, tmp_path: Path
+    broker: Broker, storage_url: str
 ) -> None:
-    database = tmp_path / "collector.db"
+    database = storage_url
     await _registered(database)
     async with running_ingest(broker.port, database, COLLECTOR_KEY, client_id=DURABLE):
         pass  # connected and subscribed once: the broker now holds its session
     async with _publisher(broker) as client:
         await _publish_once(client, GATEWAY, range(1, BLOCKS + 1))
-    assert _seqs(database) == []  # nobody took them yet
+    assert await _seqs(database) == []  # nobody took them yet
     async with running_ingest(broker.port, database, COLLECTOR_KEY, client_id=DURABLE) as (
         _,
         storage,
     ):
         await _stored(storage, BLOCKS)
         assert await storage.audit(reason=Reason.DUPLICATE) == ()
-    assert _seqs(database) == list(range(1, BLOCKS + 1))
+    assert await _seqs(database) == list(range(1, BLOCKS + 1))
 
 
 async def test_without_a_stable_id_what_was_published_while_down_is_gone(
-    broker: Broker, tmp_path: Path
+    broker: Broker, storage_url: str
 ) -> None:
     """The control: the same run with a random id and a session that ends at disconnect."""
-    database = tmp_path / "collector.db"
+    database = storage_url
     await _registered(database)
     async with running_ingest(broker.port, database, COLLECTOR_KEY):
         pass
@@ -107,16 +104,16 @@ async def test_without_a_stable_id_what_was_published_while_down_is_gone(
             # had queued for this collector would have been delivered before it.
             await _publish_once(client, GATEWAY, [BLOCKS + 1])
             await wait_until(lambda: storage.stream(GATEWAY.gateway, "epoch-1"), bool)
-    assert _seqs(database) == [BLOCKS + 1]
+    assert await _seqs(database) == [BLOCKS + 1]
 
 
 async def test_an_offline_member_of_the_shared_group_still_takes_its_turn(
-    broker: Broker, tmp_path: Path
+    broker: Broker, storage_urls: StorageUrls
 ) -> None:
     """Mosquitto 2.0 round-robins a shared subscription over its members' sessions, offline
     ones too: collector A, down, receives every second block when it comes back, although
     collector B was up the whole time. Each has its own database, to see who took what."""
-    first, second = tmp_path / "a.db", tmp_path / "b.db"
+    first, second = storage_urls.new("a"), storage_urls.new("b")
     for database in (first, second):
         await _registered(database)
     async with running_ingest(broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a"):
@@ -128,10 +125,10 @@ async def test_an_offline_member_of_the_shared_group_still_takes_its_turn(
         async with running_ingest(broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a"):
 
             async def both() -> int:
-                return len(_seqs(first)) + len(_seqs(second))
+                return len(await _seqs(first)) + len(await _seqs(second))
 
             await wait_until(both, lambda count: count == BLOCKS)
-    a_seqs, b_seqs = set(_seqs(first)), set(_seqs(second))
+    a_seqs, b_seqs = set(await _seqs(first)), set(await _seqs(second))
     assert a_seqs | b_seqs == set(range(1, BLOCKS + 1))
     assert not a_seqs & b_seqs
     assert len(a_seqs) == len(b_seqs) == BLOCKS // 2

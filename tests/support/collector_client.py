@@ -17,7 +17,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -52,6 +52,7 @@ from specs.signing import (
     signing_key_from_seed,
 )
 from specs.topics import GatewayTopics
+from tests.support.postgres import sql_rows
 
 BASE_TIME = 1_780_000_000.0  # a fixed wall-clock second (2026-05-28), so tests are repeatable
 
@@ -387,7 +388,7 @@ async def gateway_link(port: int, gateway: SimGateway) -> AsyncIterator[GatewayL
 @contextlib.asynccontextmanager
 async def running_ingest(
     port: int,
-    database: Path,
+    storage_url: str,
     collector_key: SigningKey,
     *,
     batch_max: int = 200,
@@ -398,13 +399,15 @@ async def running_ingest(
 ) -> AsyncIterator[tuple[Ingest, Storage]]:
     """Run the ingest loop (no HTTP API) against the broker on `port`, subscribed on return.
 
+    It stores into `storage_url` (any backend) unless a `storage` is handed in.
+
     Readings are normalized against `catalogue` (default: `catalogue_with_coal()`). With a
     `client_id` the MQTT session is durable for `session_expiry` seconds, as `collector
     serve` runs it; without one it is a random id whose session ends with the connection.
     """
     async with contextlib.AsyncExitStack() as stack:
         if storage is None:
-            storage = await stack.enter_async_context(open_storage(f"sqlite:///{database}"))
+            storage = await stack.enter_async_context(open_storage(storage_url))
         settings = IngestSettings(
             "127.0.0.1",
             port,
@@ -481,15 +484,19 @@ class CollectorEnv:
     storage: Storage
     link: GatewayLink
     gateway: SimGateway
-    database: Path
+    url: str
     collector: VerifyKey = field(default_factory=COLLECTOR_KEY.public)
+
+    async def rows(self, query: str) -> list[tuple[Any, ...]]:
+        """The rows of a read-only SQL query on the storage's tables (SQLite or PostgreSQL)."""
+        return await sql_rows(self.url, query)
 
 
 @contextlib.asynccontextmanager
-async def collector_env(broker_port: int, database: Path) -> AsyncIterator[CollectorEnv]:
-    """Start the ingest on `database`, register gateway 1 and link it (the `env` fixture)."""
+async def collector_env(broker_port: int, storage_url: str) -> AsyncIterator[CollectorEnv]:
+    """Start the ingest on `storage_url`, register gateway 1 and link it (the `env` fixture)."""
     gateway = sim_gateway(1)
-    async with running_ingest(broker_port, database, COLLECTOR_KEY) as (_, storage):
+    async with running_ingest(broker_port, storage_url, COLLECTOR_KEY) as (_, storage):
         await register(storage, gateway)
         async with gateway_link(broker_port, gateway) as link:
-            yield CollectorEnv(storage, link, gateway, database)
+            yield CollectorEnv(storage, link, gateway, storage_url)

@@ -1,0 +1,171 @@
+"""Throwaway PostgreSQL databases on the machine's server (127.0.0.1:5432, user postgres).
+
+A test run migrates one template database once; each test then gets a fresh copy of it with
+`CREATE DATABASE ... TEMPLATE` (one statement, no migration per test) and drops it after.
+Names carry the test process's pid, so a later run can drop what a killed run left behind.
+
+The helpers are synchronous: each runs its asyncpg calls in a worker thread with a loop of
+its own, so that sync fixtures, async fixtures and async tests (whose loop is running) can
+all call them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import os
+import re
+import secrets
+import sqlite3
+from collections.abc import Callable, Coroutine
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+import asyncpg
+
+from collector.storage.postgres import upgrade
+
+SERVER: Final = os.environ.get("GZ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
+"""The server tests use; its `postgres` database is where databases are created from."""
+_PREFIX: Final = "gz_test_"
+_OWN: Final = re.compile(rf"{_PREFIX}(?:tpl|db)_(\d+)_\w+")
+
+T = TypeVar("T")
+
+
+def url_of(database: str) -> str:
+    """The URL of one database on the test server."""
+    return f"{SERVER}/{database}"
+
+
+def run_sync(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
+    """Run a coroutine to completion in a thread of its own, whatever loop the caller runs."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, work()).result()
+
+
+async def _admin(statements: list[str]) -> None:
+    db = await asyncpg.connect(url_of("postgres"), timeout=10)
+    try:
+        for statement in statements:
+            await db.execute(statement)
+    finally:
+        await db.close()
+
+
+def server_problem() -> str | None:
+    """Why the test server cannot be used (None when it answers)."""
+
+    async def probe() -> None:
+        await _admin(["SELECT 1"])
+
+    try:
+        run_sync(probe)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+        return f"{type(exc).__name__}: {exc}"
+    return None
+
+
+def _alive(pid: int) -> bool:
+    return Path(f"/proc/{pid}").exists()
+
+
+class PostgresDatabases:
+    """The databases one test run creates: a migrated template and copies of it."""
+
+    def __init__(self) -> None:
+        self._tag = f"{os.getpid()}_{secrets.token_hex(3)}"
+        self._counter = itertools.count(1)
+        self.template = f"{_PREFIX}tpl_{self._tag}"
+        self._created: list[str] = []
+
+    def prepare(self) -> None:
+        """Drop what dead runs left behind, then create and migrate the template."""
+
+        async def work() -> None:
+            db = await asyncpg.connect(url_of("postgres"), timeout=10)
+            try:
+                names = await db.fetch(
+                    "SELECT datname FROM pg_database WHERE datname LIKE $1", f"{_PREFIX}%"
+                )
+                for row in names:
+                    found = _OWN.fullmatch(row[0])
+                    if found is not None and not _alive(int(found[1])):
+                        await db.execute(f'DROP DATABASE IF EXISTS "{row[0]}" WITH (FORCE)')
+                await db.execute(f'CREATE DATABASE "{self.template}"')
+            finally:
+                await db.close()
+            await upgrade(url_of(self.template))
+
+        run_sync(work)
+
+    def create(self) -> str:
+        """A fresh database copied from the template; its URL."""
+        name = f"{_PREFIX}db_{self._tag}_{next(self._counter)}"
+
+        async def work() -> None:
+            await _admin([f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'])
+
+        run_sync(work)
+        self._created.append(name)
+        return url_of(name)
+
+    def drop(self, url: str) -> None:
+        """Drop a database `create` made (connections still open to it are ended)."""
+        name = url.rsplit("/", 1)[1]
+
+        async def work() -> None:
+            await _admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'])
+
+        run_sync(work)
+        if name in self._created:
+            self._created.remove(name)
+
+    def drop_all(self) -> None:
+        """Drop every database of this run, the template last."""
+        names = [*self._created, self.template]
+
+        async def work() -> None:
+            await _admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names])
+
+        run_sync(work)
+        self._created.clear()
+
+
+class StorageUrls:
+    """Storage URLs of one backend for one test: `new` makes another empty database."""
+
+    def __init__(self, backend: str, folder: Path, databases: PostgresDatabases | None) -> None:
+        self.backend = backend
+        self._folder = folder
+        self._databases = databases
+        self._made: list[str] = []
+
+    def new(self, name: str = "collector") -> str:
+        """The URL of a new, empty (migrated) database; `name` names a SQLite file."""
+        if self._databases is None:
+            return f"sqlite:///{self._folder / f'{name}.db'}"
+        url = self._databases.create()
+        self._made.append(url)
+        return url
+
+    def drop_all(self) -> None:
+        """Drop the PostgreSQL databases `new` made (SQLite files go with tmp_path)."""
+        if self._databases is not None:
+            for url in self._made:
+                self._databases.drop(url)
+        self._made.clear()
+
+
+async def sql_rows(url: str, query: str) -> list[tuple[Any, ...]]:
+    """The rows of one read-only query, on either backend (to look at tables directly)."""
+    if url.startswith("sqlite:///"):
+        with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as file:
+            return [tuple(row) for row in file.execute(query).fetchall()]
+    server = await asyncpg.connect(url)
+    try:
+        return [tuple(row) for row in await server.fetch(query)]
+    finally:
+        await server.close()
