@@ -8,6 +8,8 @@ DURATION ?=
 # make demo SITE=NAME runs configs/NAME.yaml against its simulator profile:
 # tankfarm (default) | tailings | fireworks | slope | coalmine
 SITE ?= tankfarm
+# make demo STORAGE=postgresql stores into a fresh database ganzhi_demo on 127.0.0.1:5432.
+STORAGE ?= sqlite
 
 .PHONY: demo test lint bench install broker clean
 
@@ -28,7 +30,7 @@ broker:
 	else echo "mosquitto is missing: run  sudo apt-get install mosquitto  and try again"; exit 1; fi
 
 demo: install broker
-	$(BIN)/python -m demo --site $(SITE) $(if $(DURATION),--duration $(DURATION),)
+	$(BIN)/python -m demo --site $(SITE) --storage $(STORAGE) $(if $(DURATION),--duration $(DURATION),)
 
 test: install broker
 	$(BIN)/ruff check .

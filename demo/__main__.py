@@ -26,9 +26,11 @@ import httpx
 import yaml
 
 from demo.broker import Broker, free_port, wait_for_port
+from demo.postgres import PostgresUnavailableError, create_database
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = Path(sys.executable).parent
+DEMO_DATABASE = "ganzhi_demo"
 TOKEN = "demo-token"  # noqa: S105 - a demo's loopback-only API token
 SITE_PROFILES: Mapping[str, str] = MappingProxyType(
     {
@@ -62,6 +64,7 @@ def write_configs(
     api_port: int,
     *,
     poll: str | None = None,
+    storage_url: str = "sqlite:///state/collector.db",
 ) -> Path:
     """Write `site.yaml` and `collector.yaml` for a local run into `work`; return site.yaml."""
     site_map = yaml.safe_load((ROOT / "configs" / f"{site}.yaml").read_text(encoding="utf-8"))
@@ -76,7 +79,7 @@ def write_configs(
     (work / "site.yaml").write_text(yaml.safe_dump(site_map, allow_unicode=True), "utf-8")
     collector = {
         "broker": broker_url,
-        "storage": {"url": "sqlite:///state/collector.db"},
+        "storage": {"url": storage_url},
         "signing": {"key_file": "keys/collector.key"},
         "api": {
             "listen": f"127.0.0.1:{api_port}",
@@ -209,7 +212,20 @@ def main() -> int:
         "--site", default="tankfarm", choices=SITE_PROFILES, help="a site map in configs/"
     )
     parser.add_argument("--duration", type=float, default=None, help="seconds; no terminal")
+    parser.add_argument(
+        "--storage",
+        default="sqlite",
+        choices=["sqlite", "postgresql"],
+        help="the collector's database: a SQLite file, or a fresh PostgreSQL database"
+        " ganzhi_demo on 127.0.0.1:5432 (PGADMIN_URL to change)",
+    )
     args = parser.parse_args()
+    storage_url = "sqlite:///state/collector.db"
+    if args.storage == "postgresql":
+        try:
+            storage_url = create_database(DEMO_DATABASE)
+        except PostgresUnavailableError as exc:
+            raise SystemExit(f"demo: {exc}") from None
 
     work = ROOT / ".demo"
     shutil.rmtree(work, ignore_errors=True)
@@ -222,7 +238,9 @@ def main() -> int:
         free_port(),
         profile=profile_for(args.site),
     )
-    site_yaml = write_configs(work, args.site, demo.broker.url, demo.sim_port, demo.api_port)
+    site_yaml = write_configs(
+        work, args.site, demo.broker.url, demo.sim_port, demo.api_port, storage_url=storage_url
+    )
 
     def interrupt(*_: object) -> None:
         demo.interrupted = True
