@@ -101,12 +101,13 @@ class PostgresDatabases:
 
         run_sync(work)
 
-    def create(self) -> str:
-        """A fresh database copied from the template; its URL."""
+    def create(self, *, migrated: bool = True) -> str:
+        """A fresh database copied from the template (empty unless `migrated`); its URL."""
         name = f"{_PREFIX}db_{self._tag}_{next(self._counter)}"
+        source = f' TEMPLATE "{self.template}"' if migrated else ""
 
         async def work() -> None:
-            await _admin([f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"'])
+            await _admin([f'CREATE DATABASE "{name}"{source}'])
 
         run_sync(work)
         self._created.append(name)

@@ -6,10 +6,10 @@ names the server by its URL with the password left out (URLs end up in logs and 
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Final, TypeAlias
-from urllib.parse import urlsplit, urlunsplit
 
 import asyncpg
 from asyncpg.pool import PoolConnectionProxy
@@ -20,6 +20,7 @@ Db: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncp
 """A connection: a pooled one while serving, a direct one for `upgrade`."""
 
 SCHEMES: Final = frozenset({"postgresql", "postgres"})
+_PASSWORD_OPTION: Final = re.compile(r"([?&]password=)[^&#]*")
 
 # Why asyncpg can fail: the server said no (PostgresError), the client side broke or was
 # misconfigured (InterfaceError: closed connection, bad DSN option), or the socket failed
@@ -28,21 +29,22 @@ DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
 
 
 def redacted(url: str) -> str:
-    """The URL with its password replaced by `***` (user, host, port and database stay)."""
-    try:
-        parts = urlsplit(url)
-        password = parts.password
-    except ValueError:  # a port that is not a number: say nothing about the rest
-        return f"{url.partition('://')[0]}://***"
-    if password is None:
+    """The URL with any password replaced by `***` (user, hosts, database and options stay).
+
+    Read without a URL parser: libpq URLs may list several `host:port` pairs, which
+    `urllib` refuses, and a password may also come as a `password=` query option.
+    """
+    scheme, separator, rest = url.partition("://")
+    if not separator:
         return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal keeps its brackets
-        host = f"[{host}]"
-    port = f":{parts.port}" if parts.port is not None else ""
-    netloc = f"{user}:***@{host}{port}"
-    return urlunsplit((parts.scheme, netloc, parts.path, parts.query, parts.fragment))
+    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, tail = rest[:cut], rest[cut:]
+    if "@" in netloc:
+        userinfo, hosts = netloc.rsplit("@", 1)
+        if ":" in userinfo:
+            netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    tail = _PASSWORD_OPTION.sub(r"\1***", tail)
+    return f"{scheme}://{netloc}{tail}"
 
 
 def check_url(url: str) -> None:
@@ -58,7 +60,17 @@ def translated(action: str, url: str) -> Iterator[None]:
     try:
         yield
     except DRIVER_ERRORS as exc:
-        raise StorageError(f"{action} on {redacted(url)} failed: {describe(exc)}") from exc
+        raise StorageError(f"{action} failed ({redacted(url)}): {describe(exc)}") from exc
+
+
+@contextmanager
+def connecting(url: str) -> Iterator[None]:
+    """`translated` for opening connections, where a malformed URL raises ValueError too."""
+    with translated("connecting", url):
+        try:
+            yield
+        except ValueError as exc:  # asyncpg's URL parser: a port that is not a number, ...
+            raise StorageError(f"storage url {redacted(url)} is malformed: {exc}") from exc
 
 
 def describe(exc: BaseException) -> str:

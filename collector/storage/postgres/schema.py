@@ -32,7 +32,7 @@ from typing import Final
 import asyncpg
 
 from collector.storage.base import StorageError
-from collector.storage.postgres.connection import Db, check_url, translated
+from collector.storage.postgres.connection import Db, check_url, connecting, translated
 
 MIGRATION_LOCK: Final = 0x677A_636F_6C6C_0001
 """The session advisory lock every migration run holds ("gzcoll" and a 1)."""
@@ -276,8 +276,9 @@ async def upgrade(url: str) -> tuple[int, int]:
     connection of its own.
     """
     check_url(url)
-    with translated("schema upgrade", url):
+    with connecting(url):
         db: asyncpg.Connection[asyncpg.Record] = await asyncpg.connect(url)
+    with translated("schema upgrade", url):
         try:
             return await migrate(db)
         finally:

@@ -46,7 +46,13 @@ from collector.model import (
 )
 from collector.storage.base import StorageError
 from collector.storage.postgres import queries, registry
-from collector.storage.postgres.connection import Db, check_url, redacted, translated
+from collector.storage.postgres.connection import (
+    Db,
+    check_url,
+    connecting,
+    redacted,
+    translated,
+)
 from collector.storage.postgres.ingest import ingest_batch, reading_times, stream_states
 from collector.storage.postgres.partitions import Partitions, month_of, months_of, next_month
 from collector.storage.postgres.schema import migrate
@@ -72,7 +78,7 @@ class PostgresStorage:
         `now` (unix seconds, default the clock) says which month is current.
         """
         check_url(url)
-        with translated("connecting", url):
+        with connecting(url):
             pool = await asyncpg.create_pool(
                 url,
                 min_size=POOL_MIN,

@@ -1,0 +1,263 @@
+"""What only the PostgreSQL storage has: migrations, monthly partitions, many collectors.
+
+Everything else the PostgreSQL storage does is tested with SQLite's tests, which run on both
+backends (the `storage_url` fixture).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+from collections.abc import Iterator, Sequence
+
+import asyncpg
+import pytest
+
+from collector.ingest.core import Inbound, plan_batch
+from collector.model import EVERYTHING, IngestBatch, KeyGrant, Outcome, ReadingFilter, Reason
+from collector.storage import open_storage
+from collector.storage.base import Storage, StorageError
+from collector.storage.postgres import SCHEMA_VERSION, PostgresStorage, upgrade
+from collector.storage.postgres.partitions import partition_name
+from specs.block import GENESIS, block_hash
+from specs.records import Quality, Reading, iso_time
+from tests.support.collector_client import SimGateway, register, sim_gateway
+from tests.support.postgres import PostgresDatabases, sql_rows
+
+GATEWAY = sim_gateway(5)
+MARCH_2024 = float(calendar.timegm((2024, 3, 1, 0, 0, 0)))
+APRIL_2024 = float(calendar.timegm((2024, 4, 1, 0, 0, 0)))
+
+
+@pytest.fixture
+def empty_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
+    """A database with no tables at all (not a copy of the migrated template)."""
+    url = postgres_databases.create(migrated=False)
+    yield url
+    postgres_databases.drop(url)
+
+
+async def _partitions(url: str) -> list[str]:
+    rows = await sql_rows(
+        url,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'readings'::regclass ORDER BY 1",
+    )
+    return [str(row[0]) for row in rows]
+
+
+def _level(t: float, value: float) -> Reading:
+    return Reading("T001-LT-01", "WHP-LT", iso_time(t), value, "m", Quality.GOOD)
+
+
+def _chain(
+    gateway: SimGateway, count: int, *, epoch: str = "epoch-1", start: float = MARCH_2024
+) -> dict[int, bytes]:
+    """Blocks 1..count of one epoch, chained, each with two readings a second apart."""
+    blocks: dict[int, bytes] = {}
+    prev = GENESIS
+    for seq in range(1, count + 1):
+        records = [_level(start + 2 * seq, seq), _level(start + 2 * seq + 1, seq + 0.5)]
+        payload = gateway.block(seq, epoch=epoch, records=records, prev=prev)
+        blocks[seq] = payload
+        prev = block_hash(payload)
+    return blocks
+
+
+def _batch(gateway: SimGateway, payloads: Sequence[bytes], at: float = MARCH_2024) -> IngestBatch:
+    messages = [
+        Inbound(gateway.topics.block, payload, tuple(gateway.sign(payload)), at)
+        for payload in payloads
+    ]
+    owner, key = gateway.registration()
+    batch = plan_batch(messages, {key.kid: KeyGrant(key, owner)}, {})
+    assert not batch.audits
+    return batch
+
+
+# --- migrations ------------------------------------------------------------------------------
+
+
+async def test_a_fresh_database_is_migrated_once_and_reopening_changes_nothing(
+    empty_url: str,
+) -> None:
+    assert await upgrade(empty_url) == (0, SCHEMA_VERSION)
+    assert await upgrade(empty_url) == (SCHEMA_VERSION, SCHEMA_VERSION)
+    async with open_storage(empty_url) as storage:
+        await storage.ping()
+    versions = await sql_rows(empty_url, "SELECT version FROM schema_migrations ORDER BY 1")
+    assert versions == [(version,) for version in range(1, SCHEMA_VERSION + 1)]
+
+
+async def test_open_migrates_an_empty_database_itself(empty_url: str) -> None:
+    async with open_storage(empty_url) as storage:
+        await register(storage, GATEWAY)
+        assert [g.gateway for g in await storage.gateways()] == [GATEWAY.gateway]
+    assert await upgrade(empty_url) == (SCHEMA_VERSION, SCHEMA_VERSION)
+
+
+async def test_collectors_starting_at_once_apply_each_migration_once(empty_url: str) -> None:
+    results = await asyncio.gather(*(upgrade(empty_url) for _ in range(3)))
+    assert sorted(results) == [
+        (0, SCHEMA_VERSION),
+        (SCHEMA_VERSION, SCHEMA_VERSION),
+        (SCHEMA_VERSION, SCHEMA_VERSION),
+    ]
+
+
+async def test_a_database_newer_than_the_code_is_refused(postgres_url: str) -> None:
+    db = await asyncpg.connect(postgres_url)
+    try:
+        await db.execute("INSERT INTO schema_migrations (version) VALUES ($1)", SCHEMA_VERSION + 1)
+    finally:
+        await db.close()
+    with pytest.raises(StorageError, match=f"version {SCHEMA_VERSION + 1}, newer than"):
+        async with open_storage(postgres_url):
+            pass
+    with pytest.raises(StorageError, match="newer than this collector's"):
+        await upgrade(postgres_url)
+
+
+async def test_a_server_that_does_not_answer_is_a_storage_error_without_the_password() -> None:
+    url = "postgresql://postgres:hunter2@127.0.0.1:1/collector"  # nothing listens on port 1
+    with pytest.raises(StorageError) as raised:
+        async with open_storage(url):
+            pass
+    message = str(raised.value)
+    assert "hunter2" not in message
+    assert "postgresql://postgres:***@127.0.0.1:1/collector" in message
+    assert message.startswith("connecting failed (")
+
+
+# --- partitions ------------------------------------------------------------------------------
+
+
+async def test_open_creates_this_and_next_months_partition(postgres_url: str) -> None:
+    storage = await PostgresStorage.open(
+        postgres_url, now=float(calendar.timegm((2030, 12, 31, 23, 0, 0)))
+    )
+    await storage.close()
+    assert {"readings_y2030m12", "readings_y2031m01"} <= set(await _partitions(postgres_url))
+
+
+async def test_readings_of_other_months_get_their_partitions_on_demand(postgres_url: str) -> None:
+    last_second_of_march = APRIL_2024 - 0.001
+    payload = GATEWAY.block(
+        1,
+        records=[
+            _level(MARCH_2024, 1.0),
+            _level(last_second_of_march, 2.0),
+            _level(APRIL_2024, 3.0),
+        ],
+    )
+    async with open_storage(postgres_url) as storage:
+        before = set(await _partitions(postgres_url))
+        assert partition_name((2024, 3)) not in before
+        await register(storage, GATEWAY)
+        (outcome,) = (await storage.ingest(_batch(GATEWAY, [payload]))).outcomes
+        assert outcome is Outcome.STORED
+    created = set(await _partitions(postgres_url)) - before
+    assert created == {"readings_y2024m03", "readings_y2024m04"}
+    placed = await sql_rows(
+        postgres_url, "SELECT tableoid::regclass::text, value FROM readings ORDER BY t"
+    )
+    assert placed == [
+        ("readings_y2024m03", 1.0),
+        ("readings_y2024m03", 2.0),
+        ("readings_y2024m04", 3.0),
+    ]
+
+
+async def test_a_partition_dropped_behind_the_collectors_back_is_made_again(
+    postgres_url: str,
+) -> None:
+    """Retention in another process drops a month this process knows: the batch still goes in."""
+    first, second = _chain(GATEWAY, 2).values()
+    async with open_storage(postgres_url) as storage:
+        await register(storage, GATEWAY)
+        await storage.ingest(_batch(GATEWAY, [first]))
+        db = await asyncpg.connect(postgres_url)
+        try:
+            await db.execute("DROP TABLE readings_y2024m03")
+        finally:
+            await db.close()
+        (outcome,) = (await storage.ingest(_batch(GATEWAY, [second]))).outcomes
+        assert outcome is Outcome.STORED
+        page = await storage.readings(EVERYTHING, ReadingFilter(), after=None, limit=10)
+    assert [r.value for r in page.items] == [2.0, 2.5]  # block 1's readings went with the month
+
+
+# --- many collectors on one database ---------------------------------------------------------
+
+
+async def _readings_once(storage: Storage) -> list[float]:
+    page = await storage.readings(EVERYTHING, ReadingFilter(), after=None, limit=10_000)
+    times = [r.t for r in page.items]
+    assert len(times) == len(set(times))
+    return times
+
+
+async def test_two_collectors_ingesting_overlapping_batches_of_one_gateway_store_each_once(
+    postgres_url: str,
+) -> None:
+    """Resends and a rebalanced shared subscription hand the same blocks to two collectors.
+
+    Each round, collector A and collector B ingest overlapping windows of the chain at the
+    same moment, and B also a resealed epoch-2 copy of A's readings; the blocks' readings
+    fall in a month nobody has a partition for yet. Every block and reading ends up stored
+    once, every other copy is a duplicate, and the stream is whole.
+    """
+    count, window, rounds = 60, 12, 6
+    chain = _chain(GATEWAY, count)
+    resealed = _chain(GATEWAY, count, epoch="epoch-2")
+    async with open_storage(postgres_url) as a, open_storage(postgres_url) as b:
+        await asyncio.gather(register(a, GATEWAY), register(b, GATEWAY))
+        outcomes: dict[tuple[str, int], list[Outcome]] = {}
+        step = count // rounds
+        for round_ in range(rounds):
+            low = round_ * step + 1
+            mine = [chain[s] for s in range(low, min(low + window, count + 1))]
+            theirs = [chain[s] for s in range(max(1, low - window // 2), low + step)]
+            again = [resealed[s] for s in range(low, low + step)]
+            results = await asyncio.gather(
+                a.ingest(_batch(GATEWAY, mine)),
+                b.ingest(_batch(GATEWAY, theirs)),
+                b.ingest(_batch(GATEWAY, again)),
+            )
+            for batch, result in zip((mine, theirs, again), results, strict=True):
+                for payload, outcome in zip(batch, result.outcomes, strict=True):
+                    header = _batch(GATEWAY, [payload]).blocks[0].block.header
+                    outcomes.setdefault((header.epoch, header.seq), []).append(outcome)
+        state = await a.stream(GATEWAY.gateway, "epoch-1")
+        times = await _readings_once(b)
+        duplicates = await a.audit(reason=Reason.DUPLICATE, limit=10_000)
+    assert all(o.count(Outcome.STORED) == 1 for o in outcomes.values())
+    assert all(set(o) <= {Outcome.STORED, Outcome.DUPLICATE} for o in outcomes.values())
+    assert len(outcomes) == 2 * count
+    assert state is not None
+    assert (state.acked_through, state.max_seq, state.missing, state.conflict) == (
+        count,
+        count,
+        (),
+        False,
+    )
+    assert state.acked_hash == block_hash(chain[count])
+    assert len(times) == 2 * count  # two readings per (point, t) of the chain, each once
+    copies = sum(len(o) - 1 for o in outcomes.values())
+    block_duplicates = [row for row in duplicates if "same bytes" in row.detail]
+    assert len(block_duplicates) == copies
+
+
+async def test_ingesting_the_same_batch_again_changes_nothing(postgres_url: str) -> None:
+    batch = _batch(GATEWAY, list(_chain(GATEWAY, 5).values()))
+    async with open_storage(postgres_url) as storage:
+        await register(storage, GATEWAY)
+        first = await storage.ingest(batch)
+        second = await storage.ingest(batch)
+        times = await _readings_once(storage)
+        gaps = await storage.gaps(EVERYTHING, gateway=None, state=None, after=None, limit=10)
+    assert first.outcomes == (Outcome.STORED,) * 5
+    assert second.outcomes == (Outcome.DUPLICATE,) * 5
+    assert second.streams == first.streams
+    assert len(times) == 10
+    assert gaps.items == ()
