@@ -9,7 +9,7 @@ import logging
 
 import click
 
-from collector.cli import export, gateways, keys, serve
+from collector.cli import db, export, gateways, keys, serve, verify
 from collector.cli.common import LogFormat, configure_logging
 
 
@@ -31,3 +31,5 @@ main.add_command(keys.keys)
 main.add_command(serve.serve)
 main.add_command(gateways.gateways)
 main.add_command(export.export)
+main.add_command(verify.verify)
+main.add_command(db.db)
