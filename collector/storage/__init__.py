@@ -9,7 +9,9 @@ from pathlib import Path
 from collector.storage.base import Storage, UnsupportedStorageError
 from collector.storage.postgres import SCHEMES as POSTGRES_SCHEMES
 from collector.storage.postgres import PostgresStorage
+from collector.storage.postgres.schema import upgrade as postgres_upgrade
 from collector.storage.sqlite import SqliteStorage, sqlite_path
+from collector.storage.sqlite.upgrade import upgrade as sqlite_upgrade
 
 
 @asynccontextmanager
@@ -31,4 +33,14 @@ async def open_storage(url: str, base_dir: Path | None = None) -> AsyncIterator[
         await storage.close()
 
 
-__all__ = ["Storage", "open_storage"]
+async def upgrade_storage(url: str, base_dir: Path | None = None) -> tuple[int, int]:
+    """Apply the schema migrations the URL's database lacks; (version before, after)."""
+    scheme = url.partition(":")[0]
+    if scheme == "sqlite":
+        return await sqlite_upgrade(sqlite_path(url, base_dir))
+    if scheme in POSTGRES_SCHEMES:
+        return await postgres_upgrade(url)
+    raise UnsupportedStorageError(f"storage url {url!r} names no known backend")
+
+
+__all__ = ["Storage", "open_storage", "upgrade_storage"]
