@@ -19,7 +19,16 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from collector.api.core import ApiToken
 from collector.api.deps import bearer_authenticator
 from collector.api.models import Problem
-from collector.api.routes import alarms, gaps, gateways, health, latest, points, readings
+from collector.api.routes import (
+    alarms,
+    gaps,
+    gateways,
+    health,
+    latest,
+    points,
+    readings,
+    verify,
+)
 from collector.storage.base import Storage
 
 PROBLEM_JSON: Final = "application/problem+json"
@@ -93,4 +102,5 @@ def create_app(
     app.include_router(readings.create_router(storage, authenticate))
     app.include_router(alarms.create_router(storage, authenticate))
     app.include_router(gaps.create_router(storage, authenticate))
+    app.include_router(verify.create_router(storage, authenticate))
     return app

@@ -45,8 +45,9 @@ from collector.model import (
     StreamState,
 )
 from collector.storage.base import RegistryError, StorageError
-from collector.storage.sqlite import ingest, queries, registry
+from collector.storage.sqlite import archive, ingest, queries, registry
 from collector.storage.sqlite.schema import connect, migrate, rollback
+from collector.verify.core import StoredBlock, StoredBlockAfter
 
 
 class SqliteStorage:
@@ -230,3 +231,26 @@ class SqliteStorage:
     ) -> Page[SourcedReading]:
         """Readings with their source block, ordered like `readings`."""
         return await queries.sourced_readings(self._reader, where, after=after, limit=limit)
+
+    # --- capabilities (collector.storage.capabilities): verify, live feed, quality ----------
+
+    async def stored_blocks(
+        self,
+        scope: Scope,
+        *,
+        gateway: str | None,
+        t_from: float | None,
+        t_to: float | None,
+        after: StoredBlockAfter | None,
+        limit: int,
+    ) -> Page[StoredBlock]:
+        """Blocks received in [t_from, t_to), each with the stored block just below it."""
+        return await archive.stored_blocks(
+            self._reader,
+            scope,
+            gateway=gateway,
+            t_from=t_from,
+            t_to=t_to,
+            after=after,
+            limit=limit,
+        )

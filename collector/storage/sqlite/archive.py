@@ -1,0 +1,73 @@
+"""Stored blocks for re-verification (the BlockArchive capability), on the reader connection."""
+
+from __future__ import annotations
+
+from typing import Final
+
+import aiosqlite
+
+from collector.model import Page, Scope
+from collector.storage.sqlite.queries import _scope_clause
+from collector.verify.core import StoredBlock, StoredBlockAfter
+from specs.signing import Signature
+
+# The stored block below each one: seq - 1 when stored (a primary-key lookup), otherwise the
+# highest stored seq under it (one more index lookup, only where a hole is).
+_STORED_BLOCKS: Final = """
+SELECT b.gateway, b.epoch, b.seq, b.payload, b.alg, b.kid, b.sig, b.hash, b.received_at,
+       coalesce(p.seq, (SELECT max(x.seq) FROM blocks x
+                        WHERE x.gateway = b.gateway AND x.epoch = b.epoch AND x.seq < b.seq)),
+       p.hash
+FROM blocks b
+JOIN gateways g ON g.gateway = b.gateway
+LEFT JOIN blocks p ON p.gateway = b.gateway AND p.epoch = b.epoch AND p.seq = b.seq - 1
+"""
+
+
+async def stored_blocks(
+    db: aiosqlite.Connection,
+    scope: Scope,
+    *,
+    gateway: str | None,
+    t_from: float | None,
+    t_to: float | None,
+    after: StoredBlockAfter | None,
+    limit: int,
+) -> Page[StoredBlock]:
+    """Blocks received in [t_from, t_to), ordered by (gateway, epoch, seq), one page."""
+    clauses: list[str] = []
+    params: list[object] = []
+    for clause, value in (
+        ("b.gateway = ?", gateway),
+        ("b.received_at >= ?", t_from),
+        ("b.received_at < ?", t_to),
+    ):
+        if value is not None:
+            clauses.append(clause)
+            params.append(value)
+    if after is not None:
+        clauses.append("(b.gateway, b.epoch, b.seq) > (?, ?, ?)")
+        params.extend(after)
+    scope_sql, scope_params = _scope_clause(scope, "g.district")
+    rows = await db.execute_fetchall(
+        f"{_STORED_BLOCKS} WHERE {' AND '.join(clauses) or '1'}{scope_sql}"
+        " ORDER BY b.gateway, b.epoch, b.seq LIMIT ?",
+        (*params, *scope_params, limit + 1),
+    )
+    return Page.of(
+        [
+            StoredBlock(
+                gateway=row[0],
+                epoch=row[1],
+                seq=row[2],
+                payload=bytes(row[3]),
+                signature=Signature(row[4], row[5], bytes(row[6])),
+                stored_hash=row[7],
+                received_at=row[8],
+                below_seq=row[9],
+                below_hash=row[10],
+            )
+            for row in rows
+        ],
+        limit,
+    )

@@ -1,0 +1,345 @@
+"""Re-verifying stored blocks: `GET /v1/audit/verify` and `collector verify` on a real SQLite file.
+
+Blocks are stored through the ingest core; tampering is done with direct SQL on the file, the
+way someone with access to the database would do it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from click.testing import CliRunner, Result
+
+from collector.api.app import create_app
+from collector.api.core import ApiToken
+from collector.cli import main
+from collector.ingest.core import Inbound, plan_batch
+from collector.model import KeyGrant
+from collector.storage import open_storage
+from specs.block import GENESIS, block_hash
+from specs.records import iso_time
+from tests.support.broker import free_port
+from tests.support.collector_client import (
+    BASE_TIME,
+    SimGateway,
+    register,
+    sim_gateway,
+    write_collector_config,
+)
+
+NANCHANG = sim_gateway(1, district="360100")
+BEIJING = sim_gateway(2, district="110101")
+TOKENS = (
+    ("province", "all-token", ("*",)),
+    ("nanchang", "nc-token", ("360100",)),
+    ("shenzhen", "sz-token", ("440300",)),
+)
+NANCHANG_SEQS = 6
+BEIJING_SEQS = 3
+
+
+def _received(seq: int) -> float:
+    """Block `seq` of either gateway arrives 10 s after the one before."""
+    return BASE_TIME + 10 * seq
+
+
+def _chained(gateway: SimGateway, count: int) -> list[bytes]:
+    payloads: list[bytes] = []
+    prev = GENESIS
+    for seq in range(1, count + 1):
+        payloads.append(gateway.block(seq, prev=prev))
+        prev = block_hash(payloads[-1])
+    return payloads
+
+
+async def _fill(database: Path) -> None:
+    async with open_storage(f"sqlite:///{database}") as storage:
+        grants = {}
+        messages: list[Inbound] = []
+        for gateway, count in ((NANCHANG, NANCHANG_SEQS), (BEIJING, BEIJING_SEQS)):
+            await register(storage, gateway)
+            owner, key = gateway.registration()
+            grants[key.kid] = KeyGrant(key, owner)
+            messages.extend(
+                Inbound(gateway.topics.block, p, tuple(gateway.sign(p)), _received(seq))
+                for seq, p in enumerate(_chained(gateway, count), start=1)
+            )
+        batch = plan_batch(messages, grants, {})
+        assert not batch.audits
+        await storage.ingest(batch)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = write_collector_config(tmp_path, broker_port=1, api_port=free_port(), tokens=TOKENS)
+    asyncio.run(_fill(_database(path)))
+    return path
+
+
+def _database(config: Path) -> Path:
+    return config.parent / "state" / "collector.db"
+
+
+@contextlib.contextmanager
+def _sql(config: Path) -> Iterator[sqlite3.Connection]:
+    db = sqlite3.connect(_database(config))
+    try:
+        with db:
+            yield db
+    finally:
+        db.close()
+
+
+def _stored(config: Path, gateway: SimGateway, seq: int) -> tuple[bytes, bytes]:
+    with _sql(config) as db:
+        row = db.execute(
+            "SELECT payload, sig FROM blocks WHERE gateway = ? AND seq = ?", (gateway.gateway, seq)
+        ).fetchone()
+    return bytes(row[0]), bytes(row[1])
+
+
+def _set(config: Path, gateway: SimGateway, at_seq: int, **columns: object) -> None:
+    assignments = ", ".join(f"{name} = ?" for name in columns)
+    with _sql(config) as db:
+        changed = db.execute(
+            f"UPDATE blocks SET {assignments} WHERE gateway = ? AND seq = ?",
+            (*columns.values(), gateway.gateway, at_seq),
+        ).rowcount
+    assert changed == 1
+
+
+@contextlib.asynccontextmanager
+async def _api(config: Path) -> AsyncIterator[httpx.AsyncClient]:
+    tokens = [ApiToken(name, token, districts) for name, token, districts in TOKENS]
+    async with open_storage(f"sqlite:///{_database(config)}") as storage:
+        app = create_app(storage, tokens, offline_after=60, clock=lambda: BASE_TIME + 100)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
+            yield http
+
+
+async def _verify(
+    config: Path, bearer: str = "all-token", status: int = 200, **params: str
+) -> dict[str, Any]:
+    async with _api(config) as http:
+        response = await http.get(
+            "/v1/audit/verify",
+            params={k.rstrip("_"): v for k, v in params.items()},
+            headers={"Authorization": f"Bearer {bearer}"},
+        )
+    assert response.status_code == status, response.text
+    body: dict[str, Any] = response.json()
+    if status != 200:
+        assert response.headers["content-type"] == "application/problem+json"
+        assert set(body) == {"type", "title", "status", "detail"}
+    return body
+
+
+def _invoke(config: Path, *args: str) -> Result:
+    return CliRunner().invoke(
+        main, ["--log-format", "json", "verify", "-c", str(config), *args], catch_exceptions=False
+    )
+
+
+async def _cli(config: Path, *args: str) -> Result:
+    """The command, in a thread: it runs an event loop of its own."""
+    return await asyncio.to_thread(_invoke, config, *args)
+
+
+def _found(body: dict[str, Any]) -> set[tuple[str, int, str]]:
+    return {(b["gateway"], b["seq"], b["reason"]) for b in body["broken"]}
+
+
+async def test_a_clean_store_verifies_over_the_api_and_the_cli(config: Path) -> None:
+    body = await _verify(config)
+    assert body == {
+        "blocks": NANCHANG_SEQS + BEIJING_SEQS,
+        "verified": NANCHANG_SEQS + BEIJING_SEQS,
+        "broken": [],
+        "holes": [],
+        "truncated": False,
+    }
+    one = await _verify(config, gateway=NANCHANG.gateway)
+    assert (one["blocks"], one["verified"]) == (NANCHANG_SEQS, NANCHANG_SEQS)
+    result = await _cli(config, "--gateway", NANCHANG.gateway)
+    assert result.exit_code == 0, result.output
+    assert result.stdout == ""
+    assert f"{NANCHANG_SEQS} of {NANCHANG_SEQS} stored blocks verified, 0 broken" in result.stderr
+    as_json = await _cli(config, "--gateway", NANCHANG.gateway, "--json")
+    assert as_json.exit_code == 0
+    assert json.loads(as_json.stdout) == one
+
+
+async def test_a_tampered_byte_signature_and_prev_are_each_reported_exactly(config: Path) -> None:
+    payload, _ = _stored(config, NANCHANG, 2)
+    forged = payload.replace(b'"value":2', b'"value":9')
+    assert forged != payload
+    _set(config, NANCHANG, 2, payload=forged)  # the stored hash stays the original's
+    _, signature = _stored(config, NANCHANG, 4)
+    _set(config, NANCHANG, 4, sig=bytes([signature[0] ^ 1]) + signature[1:])
+    # The last block, re-signed with the gateway's own key but chained onto nothing.
+    wrong_prev = NANCHANG.block(NANCHANG_SEQS, prev="ab" * 32)
+    _set(
+        config,
+        NANCHANG,
+        NANCHANG_SEQS,
+        payload=wrong_prev,
+        sig=NANCHANG.key.sign(wrong_prev).sig,
+        hash=block_hash(wrong_prev),
+        prev="ab" * 32,
+    )
+    body = await _verify(config, gateway=NANCHANG.gateway)
+    assert _found(body) == {
+        (NANCHANG.gateway, 2, "hash_mismatch"),
+        (NANCHANG.gateway, 2, "bad_signature"),
+        (NANCHANG.gateway, 4, "bad_signature"),
+        (NANCHANG.gateway, NANCHANG_SEQS, "chain_break"),
+    }
+    assert (body["blocks"], body["verified"], body["holes"]) == (NANCHANG_SEQS, 3, [])
+    assert all(set(b) == {"gateway", "epoch", "seq", "reason", "detail"} for b in body["broken"])
+    assert all(b["epoch"] == "epoch-1" for b in body["broken"])
+    # The other gateway is untouched.
+    other = await _verify(config, gateway=BEIJING.gateway)
+    assert (other["verified"], other["broken"]) == (BEIJING_SEQS, [])
+    result = await _cli(config, "--gateway", NANCHANG.gateway)
+    assert result.exit_code == 1
+    table = result.stdout.splitlines()
+    assert table[0].split() == ["EPOCH", "SEQ", "REASON", "DETAIL"]
+    assert [line.split()[1:3] for line in table[1:]] == [
+        ["2", "hash_mismatch"],
+        ["2", "bad_signature"],
+        ["4", "bad_signature"],
+        [str(NANCHANG_SEQS), "chain_break"],
+    ]
+    assert "3 of 6 stored blocks verified, 3 broken, 0 holes" in result.stderr
+    as_json = await _cli(config, "--gateway", NANCHANG.gateway, "--json")
+    assert as_json.exit_code == 1
+    assert json.loads(as_json.stdout) == body
+
+
+async def test_bytes_rewritten_with_their_hash_break_the_signature_and_the_next_link(
+    config: Path,
+) -> None:
+    payload, _ = _stored(config, NANCHANG, 3)
+    forged = payload.replace(b'"value":3', b'"value":4')
+    _set(config, NANCHANG, 3, payload=forged, hash=block_hash(forged))
+    body = await _verify(config, gateway=NANCHANG.gateway)
+    assert _found(body) == {
+        (NANCHANG.gateway, 3, "bad_signature"),
+        (NANCHANG.gateway, 4, "chain_break"),
+    }
+
+
+async def test_keys_must_be_the_gateways_own_and_revoked_ones_still_verify(config: Path) -> None:
+    async with open_storage(f"sqlite:///{_database(config)}") as storage:
+        assert await storage.revoke(NANCHANG.gateway, None, BASE_TIME + 500)
+    assert (await _verify(config, gateway=NANCHANG.gateway))["broken"] == []
+    _set(config, NANCHANG, 1, kid="0123456789abcdef")
+    _set(config, NANCHANG, 5, kid=BEIJING.key.kid)  # registered, but another gateway's
+    body = await _verify(config, gateway=NANCHANG.gateway)
+    assert _found(body) == {
+        (NANCHANG.gateway, 1, "unknown_key"),
+        (NANCHANG.gateway, 5, "unknown_key"),
+    }
+    details = {b["seq"]: b["detail"] for b in body["broken"]}
+    assert "not registered" in details[1]
+    assert BEIJING.gateway in details[5]
+
+
+async def test_missing_seqs_are_holes_not_breaks(config: Path) -> None:
+    with _sql(config) as db:
+        db.execute("DELETE FROM blocks WHERE gateway = ? AND seq = 3", (NANCHANG.gateway,))
+    body = await _verify(config, gateway=NANCHANG.gateway)
+    assert body["broken"] == []
+    assert body["holes"] == [
+        {"gateway": NANCHANG.gateway, "epoch": "epoch-1", "from_seq": 3, "to_seq": 3}
+    ]
+    assert (body["blocks"], body["verified"]) == (NANCHANG_SEQS - 1, NANCHANG_SEQS - 1)
+    result = await _cli(config, "--gateway", NANCHANG.gateway)
+    assert result.exit_code == 0
+    assert "3..3" in result.stdout
+    assert "1 holes" in result.stderr
+
+
+async def test_a_block_moved_to_another_seq_is_misplaced(config: Path) -> None:
+    _set(config, NANCHANG, 3, seq=9)
+    body = await _verify(config, gateway=NANCHANG.gateway)
+    assert _found(body) == {(NANCHANG.gateway, 9, "misplaced")}
+    assert [(h["from_seq"], h["to_seq"]) for h in body["holes"]] == [(3, 3), (7, 8)]
+
+
+async def test_from_and_to_pick_blocks_by_arrival(config: Path) -> None:
+    start, end = iso_time(_received(2)), iso_time(_received(5))  # seqs 2, 3 and 4
+    body = await _verify(config, gateway=NANCHANG.gateway, from_=start, to=end)
+    assert (body["blocks"], body["verified"]) == (3, 3)
+    everywhere = await _verify(config, from_=start, to=end)
+    assert everywhere["blocks"] == 3 + 2  # and Beijing's seqs 2 and 3
+    window = ("--from", start, "--to", end)
+    result = await _cli(config, "--gateway", NANCHANG.gateway, *window, "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == body
+
+
+async def test_a_token_verifies_only_its_districts(config: Path) -> None:
+    mine = await _verify(config, "nc-token")
+    assert (mine["blocks"], mine["verified"]) == (NANCHANG_SEQS, NANCHANG_SEQS)
+    await _verify(config, "nc-token", 404, gateway=BEIJING.gateway)
+    nothing = await _verify(config, "sz-token")
+    assert (nothing["blocks"], nothing["broken"]) == (0, [])
+    # Out of scope and unknown look the same.
+    outside = await _verify(config, "sz-token", 404, gateway=NANCHANG.gateway)
+    unknown = await _verify(config, "all-token", 404, gateway=sim_gateway(7).gateway)
+    assert outside["detail"].replace(NANCHANG.gateway, "G") == unknown["detail"].replace(
+        sim_gateway(7).gateway, "G"
+    )
+
+
+async def test_bad_parameters_are_problems(config: Path) -> None:
+    bad_from = await _verify(config, status=400, from_="yesterday")
+    assert bad_from["detail"].startswith("from:")
+    await _verify(config, status=400, from_="2026-05-28T08:00:00+08:00", to="2026-05-28T08:00:00")
+    backwards = await _verify(
+        config, status=400, from_="2026-05-28T08:00:00+08:00", to="2026-05-28T07:00:00+08:00"
+    )
+    assert "later than from" in backwards["detail"]
+    await _verify(config, "wrong-token", status=401)
+
+
+async def test_the_cli_refuses_unknown_gateways_and_bad_times_with_status_2(config: Path) -> None:
+    unknown = await _cli(config, "--gateway", sim_gateway(7).gateway)
+    assert unknown.exit_code == 2
+    assert "is not registered" in unknown.stderr
+    assert (await _cli(config, "--gateway", NANCHANG.gateway, "--from", "yesterday")).exit_code == 2
+    backwards = await _cli(
+        config,
+        "--gateway",
+        NANCHANG.gateway,
+        "--from",
+        "2026-05-28T08:00:00+08:00",
+        "--to",
+        "2026-05-28T07:00:00+08:00",
+    )
+    assert backwards.exit_code == 2
+    assert "must be later than --from" in backwards.stderr
+
+
+async def test_a_backend_without_stored_block_listing_answers_501(postgres_url: str) -> None:
+    # The PostgreSQL backend does not offer the BlockArchive capability yet.
+    tokens = [ApiToken(name, token, districts) for name, token, districts in TOKENS]
+    async with open_storage(postgres_url) as storage:
+        app = create_app(storage, tokens, offline_after=60, clock=lambda: BASE_TIME)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
+            response = await http.get(
+                "/v1/audit/verify", headers={"Authorization": "Bearer all-token"}
+            )
+    assert response.status_code == 501
+    assert response.headers["content-type"] == "application/problem+json"
