@@ -24,6 +24,7 @@ from typing import Any
 import httpx
 import yaml
 
+from collector.api.core import shown_value
 from demo.__main__ import TOKEN, profile_for, write_configs
 from demo.broker import Broker, free_port, wait_for_port
 from specs.block import decode_block
@@ -64,6 +65,9 @@ class Site:
     site_name: str = "tankfarm"
     # Where the agent's outbox lives, relative to `work` (a test may move it to another disk).
     outbox_file: str = "state/outbox.db"
+    storage_url: str = "sqlite:///state/collector.db"
+    # API port of each collector by process name (`collector` is the one `setup` configures).
+    collector_ports: dict[str, int] = field(default_factory=dict)
 
     def setup(
         self, poll: str = "200ms", configure: Callable[[dict[str, Any]], None] | None = None
@@ -74,8 +78,15 @@ class Site:
         are made: fault tests shorten timeouts, drop devices or point the uplink at a proxy.
         """
         write_configs(
-            self.work, self.site_name, self.broker.url, self.sim_port, self.api_port, poll=poll
+            self.work,
+            self.site_name,
+            self.broker.url,
+            self.sim_port,
+            self.api_port,
+            poll=poll,
+            storage_url=self.storage_url,
         )
+        self.collector_ports["collector"] = self.api_port
         if configure is not None:
             path = self.work / "site.yaml"
             site_map = yaml.safe_load(path.read_text(encoding="utf-8"))
@@ -106,10 +117,23 @@ class Site:
         )  # fmt: skip
         wait_for_port(self.sim_port)
 
-    def start_collector(self) -> None:
-        """Start `collector serve` and wait for its API."""
-        self._spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
-        wait_for_port(self.api_port, timeout=30)
+    def add_collector(self, name: str, client_id: str | None = None) -> None:
+        """Configure another collector `name` on the same database, with an API of its own.
+
+        With `client_id` its MQTT session is durable (what `ingest.client_id` does).
+        """
+        config = yaml.safe_load((self.work / "collector.yaml").read_text(encoding="utf-8"))
+        port = free_port()
+        config["api"]["listen"] = f"127.0.0.1:{port}"
+        if client_id is not None:
+            config.setdefault("ingest", {})["client_id"] = client_id
+        (self.work / f"{name}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
+        self.collector_ports[name] = port
+
+    def start_collector(self, name: str = "collector", *options: str) -> None:
+        """Start `collector [options] serve` for config `<name>.yaml`; wait for its API."""
+        self._spawn(name, str(BIN / "collector"), *options, "serve", "-c", f"{name}.yaml")
+        wait_for_port(self.collector_ports.get(name, self.api_port), timeout=30)
 
     def start_agent(self, wrapper: Sequence[str] = ()) -> None:
         """Start `edge-agent run` (behind `wrapper`, a command that runs it, when given)."""
@@ -169,7 +193,9 @@ class Site:
         for payload in payloads:
             for record in decode_block(payload).records:
                 if isinstance(record, Reading):
-                    found[(record.point, record.t, record.value, record.quality.value)] += 1
+                    found[
+                        (record.point, record.t, shown_value(record.value), record.quality.value)
+                    ] += 1
         return found
 
     def outbox_seqs(self) -> dict[str, list[int]]:
@@ -221,7 +247,9 @@ class Site:
             items = body["items"]
             assert isinstance(items, list)
             for item in items:
-                found[(item["point"], item["t"], item["value"], item["quality"])] += 1
+                # Both sides through shown_value: equal whether or not the API shortened it.
+                value = shown_value(item["value"])
+                found[(item["point"], item["t"], value, item["quality"])] += 1
             next_cursor = body["next"]
             if not next_cursor:
                 return found

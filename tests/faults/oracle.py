@@ -29,6 +29,7 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from collector.api.core import shown_value
 from specs.block import block_hash, decode_block
 from specs.records import GapRecord, Reading
 from tests.e2e.harness import Site
@@ -256,7 +257,7 @@ def _index(ledger: Ledger) -> _Index:
     for (epoch, seq, _), payload in ledger.blocks.items():
         for record in decode_block(payload).records:
             if isinstance(record, Reading):
-                reading = (record.point, record.t, record.value, record.quality.value)
+                reading = (record.point, record.t, shown_value(record.value), record.quality.value)
                 index.where.setdefault(reading, set()).add((epoch, seq))
             elif isinstance(record, GapRecord):
                 index.gaps.append(record)
