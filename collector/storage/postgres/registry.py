@@ -39,21 +39,25 @@ async def register(db: Db, gateway: Gateway, key: GatewayKey) -> None:
             gateway.district,
             gateway.registered_at,
         )
-    found = await db.fetchrow(
-        f"SELECT {rows.KEY_COLUMNS} FROM gateway_keys WHERE kid = $1", key.kid
-    )
-    if found is not None:
-        _check_same_key(rows.gateway_key(found), key)
-        return
-    await db.execute(
+    # The key may belong to another gateway, whose lock this transaction does not hold: a
+    # registration of the same kid there can commit between a lookup and an insert, so the
+    # insert yields to it and the stored key is judged like one found at once.
+    added = await db.fetchval(
         "INSERT INTO gateway_keys (kid, gateway, alg, public_pem, added_at, revoked_at)"
-        " VALUES ($1, $2, $3, $4, $5, NULL)",
+        " VALUES ($1, $2, $3, $4, $5, NULL) ON CONFLICT (kid) DO NOTHING RETURNING kid",
         key.kid,
         key.gateway,
         key.alg,
         key.public_pem,
         key.added_at,
     )
+    if added is None:
+        found = await db.fetchrow(
+            f"SELECT {rows.KEY_COLUMNS} FROM gateway_keys WHERE kid = $1", key.kid
+        )
+        if found is None:
+            raise AssertionError(f"key {key.kid} conflicted on insert yet is not stored")
+        _check_same_key(rows.gateway_key(found), key)
 
 
 async def revoke(db: Db, gateway: str, kid: str | None, at: float) -> tuple[str, ...]:
