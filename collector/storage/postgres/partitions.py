@@ -13,18 +13,25 @@ collector serves, except by retention, which must `forget` them.
 
 from __future__ import annotations
 
-import calendar
 import re
-from collections.abc import Collection, Iterable
-from datetime import UTC, datetime
+from collections.abc import Collection
 from typing import Final
 
 import asyncpg
 
+from collector.storage.months import (
+    Month,
+    month_start,
+    next_month,
+)
 from collector.storage.postgres.connection import Db
 
-Month = tuple[int, int]
-"""A UTC calendar month as (year, month)."""
+
+def partition_name(month: Month) -> str:
+    """The partition of `month`: `readings_yYYYYmMM`."""
+    year, number = month
+    return f"readings_y{year:04d}m{number:02d}"
+
 
 PARTITION_LOCK: Final = 0x677A_636F_6C6C_0002
 """The transaction advisory lock partition creators take ("gzcoll" and a 2)."""
@@ -33,50 +40,6 @@ PARTITION_LOCK: Final = 0x677A_636F_6C6C_0002
 LOCK_TIMEOUT: Final = "5s"
 
 _NAME: Final = re.compile(r"readings_y(\d{4})m(\d{2})")
-
-
-def month_start(month: Month) -> float:
-    """Unix seconds at 00:00 UTC on the first day of `month`."""
-    year, number = month
-    return float(calendar.timegm((year, number, 1, 0, 0, 0)))
-
-
-def next_month(month: Month) -> Month:
-    """The month after `month`."""
-    year, number = month
-    return (year + 1, 1) if number == 12 else (year, number + 1)  # noqa: PLR2004 - December
-
-
-def previous_month(month: Month) -> Month:
-    """The month before `month`."""
-    year, number = month
-    return (year - 1, 12) if number == 1 else (year, number - 1)
-
-
-def month_of(t: float) -> Month:
-    """The UTC month holding unix time `t`, exactly as the partition bounds split time.
-
-    datetime rounds to microseconds, so a `t` just below a month's start may land in that
-    month: the bounds decide.
-    """
-    moment = datetime.fromtimestamp(t, UTC)
-    month = (moment.year, moment.month)
-    if t < month_start(month):
-        return previous_month(month)
-    if t >= month_start(next_month(month)):
-        return next_month(month)
-    return month
-
-
-def months_of(times: Iterable[float]) -> set[Month]:
-    """The months that hold `times`."""
-    return {month_of(t) for t in times}
-
-
-def partition_name(month: Month) -> str:
-    """The partition of `month`: `readings_yYYYYmMM`."""
-    year, number = month
-    return f"readings_y{year:04d}m{number:02d}"
 
 
 def month_of_partition(name: str) -> Month | None:

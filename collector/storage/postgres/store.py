@@ -45,6 +45,7 @@ from collector.model import (
     StreamState,
 )
 from collector.storage.base import StorageError
+from collector.storage.months import month_of, months_of, next_month
 from collector.storage.postgres import queries, registry
 from collector.storage.postgres.connection import (
     Db,
@@ -54,7 +55,7 @@ from collector.storage.postgres.connection import (
     translated,
 )
 from collector.storage.postgres.ingest import ingest_batch, reading_times, stream_states
-from collector.storage.postgres.partitions import Partitions, month_of, months_of, next_month
+from collector.storage.postgres.partitions import Partitions
 from collector.storage.postgres.schema import migrate
 
 POOL_MIN: Final = 1
