@@ -1,7 +1,8 @@
-"""Re-verifying stored blocks: `GET /v1/audit/verify` and `collector verify` on a real SQLite file.
+"""Re-verifying stored blocks: `GET /v1/audit/verify` and `collector verify`, on each backend.
 
-Blocks are stored through the ingest core; tampering is done with direct SQL on the file, the
-way someone with access to the database would do it.
+Every test runs on a SQLite file and on a PostgreSQL database. Blocks are stored through the
+ingest core; tampering is done with direct SQL on the database, the way someone with access to
+it would do it.
 """
 
 from __future__ import annotations
@@ -9,8 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from collector.cli import main
 from collector.ingest.core import Inbound, plan_batch
 from collector.model import KeyGrant
 from collector.storage import open_storage
+from collector.storage.capabilities import BlockArchive
 from specs.block import GENESIS, block_hash
 from specs.records import iso_time
 from tests.support.broker import free_port
@@ -34,6 +36,7 @@ from tests.support.collector_client import (
     sim_gateway,
     write_collector_config,
 )
+from tests.support.postgres import sql_execute, sql_rows
 
 NANCHANG = sim_gateway(1, district="360100")
 BEIJING = sim_gateway(2, district="110101")
@@ -60,8 +63,8 @@ def _chained(gateway: SimGateway, count: int) -> list[bytes]:
     return payloads
 
 
-async def _fill(database: Path) -> None:
-    async with open_storage(f"sqlite:///{database}") as storage:
+async def _fill(url: str) -> None:
+    async with open_storage(url) as storage:
         grants = {}
         messages: list[Inbound] = []
         for gateway, count in ((NANCHANG, NANCHANG_SEQS), (BEIJING, BEIJING_SEQS)):
@@ -77,49 +80,50 @@ async def _fill(database: Path) -> None:
         await storage.ingest(batch)
 
 
+@dataclass(frozen=True)
+class Collector:
+    """A collector config and the database it stores into (SQLite or PostgreSQL)."""
+
+    path: Path
+    url: str
+
+
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
-    path = write_collector_config(tmp_path, broker_port=1, api_port=free_port(), tokens=TOKENS)
-    asyncio.run(_fill(_database(path)))
-    return path
+def config(tmp_path: Path, storage_url: str) -> Collector:
+    path = write_collector_config(
+        tmp_path, broker_port=1, api_port=free_port(), tokens=TOKENS, storage_url=storage_url
+    )
+    asyncio.run(_fill(storage_url))
+    return Collector(path, storage_url)
 
 
-def _database(config: Path) -> Path:
-    return config.parent / "state" / "collector.db"
-
-
-@contextlib.contextmanager
-def _sql(config: Path) -> Iterator[sqlite3.Connection]:
-    db = sqlite3.connect(_database(config))
-    try:
-        with db:
-            yield db
-    finally:
-        db.close()
-
-
-def _stored(config: Path, gateway: SimGateway, seq: int) -> tuple[bytes, bytes]:
-    with _sql(config) as db:
-        row = db.execute(
-            "SELECT payload, sig FROM blocks WHERE gateway = ? AND seq = ?", (gateway.gateway, seq)
-        ).fetchone()
+async def _stored(config: Collector, gateway: SimGateway, seq: int) -> tuple[bytes, bytes]:
+    (row,) = await sql_rows(
+        config.url,
+        "SELECT payload, sig FROM blocks WHERE gateway = ? AND seq = ?",
+        gateway.gateway,
+        seq,
+    )
     return bytes(row[0]), bytes(row[1])
 
 
-def _set(config: Path, gateway: SimGateway, at_seq: int, **columns: object) -> None:
+async def _set(config: Collector, gateway: SimGateway, at_seq: int, **columns: object) -> None:
     assignments = ", ".join(f"{name} = ?" for name in columns)
-    with _sql(config) as db:
-        changed = db.execute(
-            f"UPDATE blocks SET {assignments} WHERE gateway = ? AND seq = ?",
-            (*columns.values(), gateway.gateway, at_seq),
-        ).rowcount
+    changed = await sql_execute(
+        config.url,
+        f"UPDATE blocks SET {assignments} WHERE gateway = ? AND seq = ?",
+        *columns.values(),
+        gateway.gateway,
+        at_seq,
+    )
     assert changed == 1
 
 
 @contextlib.asynccontextmanager
-async def _api(config: Path) -> AsyncIterator[httpx.AsyncClient]:
+async def _api(config: Collector) -> AsyncIterator[httpx.AsyncClient]:
     tokens = [ApiToken(name, token, districts) for name, token, districts in TOKENS]
-    async with open_storage(f"sqlite:///{_database(config)}") as storage:
+    async with open_storage(config.url) as storage:
+        assert isinstance(storage, BlockArchive)
         app = create_app(storage, tokens, offline_after=60, clock=lambda: BASE_TIME + 100)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
@@ -127,7 +131,7 @@ async def _api(config: Path) -> AsyncIterator[httpx.AsyncClient]:
 
 
 async def _verify(
-    config: Path, bearer: str = "all-token", status: int = 200, **params: str
+    config: Collector, bearer: str = "all-token", status: int = 200, **params: str
 ) -> dict[str, Any]:
     async with _api(config) as http:
         response = await http.get(
@@ -143,13 +147,15 @@ async def _verify(
     return body
 
 
-def _invoke(config: Path, *args: str) -> Result:
+def _invoke(config: Collector, *args: str) -> Result:
     return CliRunner().invoke(
-        main, ["--log-format", "json", "verify", "-c", str(config), *args], catch_exceptions=False
+        main,
+        ["--log-format", "json", "verify", "-c", str(config.path), *args],
+        catch_exceptions=False,
     )
 
 
-async def _cli(config: Path, *args: str) -> Result:
+async def _cli(config: Collector, *args: str) -> Result:
     """The command, in a thread: it runs an event loop of its own."""
     return await asyncio.to_thread(_invoke, config, *args)
 
@@ -158,7 +164,7 @@ def _found(body: dict[str, Any]) -> set[tuple[str, int, str]]:
     return {(b["gateway"], b["seq"], b["reason"]) for b in body["broken"]}
 
 
-async def test_a_clean_store_verifies_over_the_api_and_the_cli(config: Path) -> None:
+async def test_a_clean_store_verifies_over_the_api_and_the_cli(config: Collector) -> None:
     body = await _verify(config)
     assert body == {
         "blocks": NANCHANG_SEQS + BEIJING_SEQS,
@@ -178,16 +184,18 @@ async def test_a_clean_store_verifies_over_the_api_and_the_cli(config: Path) -> 
     assert json.loads(as_json.stdout) == one
 
 
-async def test_a_tampered_byte_signature_and_prev_are_each_reported_exactly(config: Path) -> None:
-    payload, _ = _stored(config, NANCHANG, 2)
+async def test_a_tampered_byte_signature_and_prev_are_each_reported_exactly(
+    config: Collector,
+) -> None:
+    payload, _ = await _stored(config, NANCHANG, 2)
     forged = payload.replace(b'"value":2', b'"value":9')
     assert forged != payload
-    _set(config, NANCHANG, 2, payload=forged)  # the stored hash stays the original's
-    _, signature = _stored(config, NANCHANG, 4)
-    _set(config, NANCHANG, 4, sig=bytes([signature[0] ^ 1]) + signature[1:])
+    await _set(config, NANCHANG, 2, payload=forged)  # the stored hash stays the original's
+    _, signature = await _stored(config, NANCHANG, 4)
+    await _set(config, NANCHANG, 4, sig=bytes([signature[0] ^ 1]) + signature[1:])
     # The last block, re-signed with the gateway's own key but chained onto nothing.
     wrong_prev = NANCHANG.block(NANCHANG_SEQS, prev="ab" * 32)
-    _set(
+    await _set(
         config,
         NANCHANG,
         NANCHANG_SEQS,
@@ -226,11 +234,11 @@ async def test_a_tampered_byte_signature_and_prev_are_each_reported_exactly(conf
 
 
 async def test_bytes_rewritten_with_their_hash_break_the_signature_and_the_next_link(
-    config: Path,
+    config: Collector,
 ) -> None:
-    payload, _ = _stored(config, NANCHANG, 3)
+    payload, _ = await _stored(config, NANCHANG, 3)
     forged = payload.replace(b'"value":3', b'"value":4')
-    _set(config, NANCHANG, 3, payload=forged, hash=block_hash(forged))
+    await _set(config, NANCHANG, 3, payload=forged, hash=block_hash(forged))
     body = await _verify(config, gateway=NANCHANG.gateway)
     assert _found(body) == {
         (NANCHANG.gateway, 3, "bad_signature"),
@@ -238,12 +246,14 @@ async def test_bytes_rewritten_with_their_hash_break_the_signature_and_the_next_
     }
 
 
-async def test_keys_must_be_the_gateways_own_and_revoked_ones_still_verify(config: Path) -> None:
-    async with open_storage(f"sqlite:///{_database(config)}") as storage:
+async def test_keys_must_be_the_gateways_own_and_revoked_ones_still_verify(
+    config: Collector,
+) -> None:
+    async with open_storage(config.url) as storage:
         assert await storage.revoke(NANCHANG.gateway, None, BASE_TIME + 500)
     assert (await _verify(config, gateway=NANCHANG.gateway))["broken"] == []
-    _set(config, NANCHANG, 1, kid="0123456789abcdef")
-    _set(config, NANCHANG, 5, kid=BEIJING.key.kid)  # registered, but another gateway's
+    await _set(config, NANCHANG, 1, kid="0123456789abcdef")
+    await _set(config, NANCHANG, 5, kid=BEIJING.key.kid)  # registered, but another gateway's
     body = await _verify(config, gateway=NANCHANG.gateway)
     assert _found(body) == {
         (NANCHANG.gateway, 1, "unknown_key"),
@@ -254,9 +264,11 @@ async def test_keys_must_be_the_gateways_own_and_revoked_ones_still_verify(confi
     assert BEIJING.gateway in details[5]
 
 
-async def test_missing_seqs_are_holes_not_breaks(config: Path) -> None:
-    with _sql(config) as db:
-        db.execute("DELETE FROM blocks WHERE gateway = ? AND seq = 3", (NANCHANG.gateway,))
+async def test_missing_seqs_are_holes_not_breaks(config: Collector) -> None:
+    deleted = await sql_execute(
+        config.url, "DELETE FROM blocks WHERE gateway = ? AND seq = 3", NANCHANG.gateway
+    )
+    assert deleted == 1
     body = await _verify(config, gateway=NANCHANG.gateway)
     assert body["broken"] == []
     assert body["holes"] == [
@@ -269,14 +281,14 @@ async def test_missing_seqs_are_holes_not_breaks(config: Path) -> None:
     assert "1 holes" in result.stderr
 
 
-async def test_a_block_moved_to_another_seq_is_misplaced(config: Path) -> None:
-    _set(config, NANCHANG, 3, seq=9)
+async def test_a_block_moved_to_another_seq_is_misplaced(config: Collector) -> None:
+    await _set(config, NANCHANG, 3, seq=9)
     body = await _verify(config, gateway=NANCHANG.gateway)
     assert _found(body) == {(NANCHANG.gateway, 9, "misplaced")}
     assert [(h["from_seq"], h["to_seq"]) for h in body["holes"]] == [(3, 3), (7, 8)]
 
 
-async def test_from_and_to_pick_blocks_by_arrival(config: Path) -> None:
+async def test_from_and_to_pick_blocks_by_arrival(config: Collector) -> None:
     start, end = iso_time(_received(2)), iso_time(_received(5))  # seqs 2, 3 and 4
     body = await _verify(config, gateway=NANCHANG.gateway, from_=start, to=end)
     assert (body["blocks"], body["verified"]) == (3, 3)
@@ -288,7 +300,7 @@ async def test_from_and_to_pick_blocks_by_arrival(config: Path) -> None:
     assert json.loads(result.stdout) == body
 
 
-async def test_a_token_verifies_only_its_districts(config: Path) -> None:
+async def test_a_token_verifies_only_its_districts(config: Collector) -> None:
     mine = await _verify(config, "nc-token")
     assert (mine["blocks"], mine["verified"]) == (NANCHANG_SEQS, NANCHANG_SEQS)
     await _verify(config, "nc-token", 404, gateway=BEIJING.gateway)
@@ -302,7 +314,7 @@ async def test_a_token_verifies_only_its_districts(config: Path) -> None:
     )
 
 
-async def test_bad_parameters_are_problems(config: Path) -> None:
+async def test_bad_parameters_are_problems(config: Collector) -> None:
     bad_from = await _verify(config, status=400, from_="yesterday")
     assert bad_from["detail"].startswith("from:")
     await _verify(config, status=400, from_="2026-05-28T08:00:00+08:00", to="2026-05-28T08:00:00")
@@ -313,7 +325,9 @@ async def test_bad_parameters_are_problems(config: Path) -> None:
     await _verify(config, "wrong-token", status=401)
 
 
-async def test_the_cli_refuses_unknown_gateways_and_bad_times_with_status_2(config: Path) -> None:
+async def test_the_cli_refuses_unknown_gateways_and_bad_times_with_status_2(
+    config: Collector,
+) -> None:
     unknown = await _cli(config, "--gateway", sim_gateway(7).gateway)
     assert unknown.exit_code == 2
     assert "is not registered" in unknown.stderr
@@ -329,17 +343,3 @@ async def test_the_cli_refuses_unknown_gateways_and_bad_times_with_status_2(conf
     )
     assert backwards.exit_code == 2
     assert "must be later than --from" in backwards.stderr
-
-
-async def test_a_backend_without_stored_block_listing_answers_501(postgres_url: str) -> None:
-    # The PostgreSQL backend does not offer the BlockArchive capability yet.
-    tokens = [ApiToken(name, token, districts) for name, token, districts in TOKENS]
-    async with open_storage(postgres_url) as storage:
-        app = create_app(storage, tokens, offline_after=60, clock=lambda: BASE_TIME)
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
-            response = await http.get(
-                "/v1/audit/verify", headers={"Authorization": "Bearer all-token"}
-            )
-    assert response.status_code == 501
-    assert response.headers["content-type"] == "application/problem+json"

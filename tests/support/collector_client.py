@@ -451,8 +451,13 @@ def write_collector_config(
     broker_port: int,
     api_port: int,
     tokens: Sequence[tuple[str, str, Sequence[str]]] = (("province", "s3cret", ("*",)),),
+    storage_url: str = "sqlite:///state/collector.db",
 ) -> Path:
-    """A collector.yaml in `folder` (state and keys below it); return its path."""
+    """A collector.yaml in `folder` (state and keys below it); return its path.
+
+    `storage_url` defaults to a SQLite file under `folder`; pass a postgresql:// URL (or an
+    absolute sqlite:////... one) to store elsewhere.
+    """
     token_lines = "".join(
         f'    - {{name: {name}, token: "{token}", districts: {json.dumps(list(districts))}}}\n'
         for name, token, districts in tokens
@@ -460,7 +465,7 @@ def write_collector_config(
     path = folder / "collector.yaml"
     path.write_text(
         f'broker: "mqtt://127.0.0.1:{broker_port}"\n'
-        'storage: {url: "sqlite:///state/collector.db"}\n'
+        f"storage: {{url: {json.dumps(storage_url)}}}\n"
         "signing: {key_file: keys/collector.key}\n"
         "api:\n"
         f'  listen: "127.0.0.1:{api_port}"\n'

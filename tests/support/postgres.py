@@ -160,13 +160,47 @@ class StorageUrls:
         self._made.clear()
 
 
-async def sql_rows(url: str, query: str) -> list[tuple[Any, ...]]:
-    """The rows of one read-only query, on either backend (to look at tables directly)."""
+async def sql_rows(url: str, query: str, *args: object) -> list[tuple[Any, ...]]:
+    """The rows of one read-only query (`?` placeholders), on either backend.
+
+    To look at tables directly.
+    """
     if url.startswith("sqlite:///"):
         with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as file:
-            return [tuple(row) for row in file.execute(query).fetchall()]
+            return [tuple(row) for row in file.execute(query, args).fetchall()]
     server = await asyncpg.connect(url)
     try:
-        return [tuple(row) for row in await server.fetch(query)]
+        return [tuple(row) for row in await server.fetch(_numbered(query), *args)]
     finally:
         await server.close()
+
+
+def _numbered(query: str) -> str:
+    """`?` placeholders as asyncpg's `$1, $2, ...` (the queries given here quote no `?`)."""
+    count = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(count)}", query)
+
+
+def _sqlite_execute(path: str, query: str, args: tuple[object, ...]) -> int:
+    with closing(sqlite3.connect(path)) as file, file:
+        return file.execute(query, args).rowcount
+
+
+async def _postgres_execute(url: str, query: str, args: tuple[object, ...]) -> int:
+    server = await asyncpg.connect(url)
+    try:
+        status = await server.execute(_numbered(query), *args)
+    finally:
+        await server.close()
+    # A command tag such as "UPDATE 1" or "DELETE 0": its last word counts the rows.
+    return int(status.rsplit(" ", 1)[-1])
+
+
+async def sql_execute(url: str, query: str, *args: object) -> int:
+    """Run one writing statement (`?` placeholders) directly on either backend; rows changed.
+
+    For tests that tamper with stored rows the way someone with database access would.
+    """
+    if url.startswith("sqlite:///"):
+        return _sqlite_execute(url.removeprefix("sqlite:///"), query, args)
+    return await _postgres_execute(url, query, args)

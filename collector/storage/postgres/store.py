@@ -46,7 +46,7 @@ from collector.model import (
 )
 from collector.storage.base import StorageError
 from collector.storage.months import month_of, months_of, next_month
-from collector.storage.postgres import queries, registry
+from collector.storage.postgres import archive, queries, registry
 from collector.storage.postgres.connection import (
     Db,
     check_url,
@@ -57,6 +57,7 @@ from collector.storage.postgres.connection import (
 from collector.storage.postgres.ingest import ingest_batch, reading_times, stream_states
 from collector.storage.postgres.partitions import Partitions
 from collector.storage.postgres.schema import migrate
+from collector.verify.core import StoredBlock, StoredBlockAfter
 
 POOL_MIN: Final = 1
 # Ingest runs one batch at a time per collector; the rest serve the API beside it.
@@ -287,3 +288,21 @@ class PostgresStorage:
         """Readings with their source block, ordered like `readings`."""
         async with self._connection("reading readings") as db:
             return await queries.sourced_readings(db, where, after=after, limit=limit)
+
+    # --- capabilities (collector.storage.capabilities): verify, live feed, quality ----------
+
+    async def stored_blocks(
+        self,
+        scope: Scope,
+        *,
+        gateway: str | None,
+        t_from: float | None,
+        t_to: float | None,
+        after: StoredBlockAfter | None,
+        limit: int,
+    ) -> Page[StoredBlock]:
+        """Blocks received in [t_from, t_to), each with the stored block just below it."""
+        async with self._connection("reading stored blocks") as db:
+            return await archive.stored_blocks(
+                db, scope, gateway=gateway, t_from=t_from, t_to=t_to, after=after, limit=limit
+            )
