@@ -501,3 +501,52 @@ class Page(Generic[T]):
     def of(cls, items: Sequence[T], limit: int) -> Page[T]:
         """The first `limit` of `items`, fetched one past `limit` to tell whether more follow."""
         return cls(tuple(items[:limit]), more=len(items) > limit)
+
+
+# --- buckets: readings aggregated per time bucket (GET /v1/readings?every=) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class BucketGrid:
+    """Time buckets of `width` seconds: bucket k holds k * width <= t + offset < (k+1) * width.
+
+    `offset` (seconds) moves where buckets start: 0 gives multiples of `width` since the epoch
+    in UTC; a UTC offset's seconds (28800 for +08:00) make whole days start at local midnight.
+    """
+
+    width: int
+    offset: int = 0
+
+    def start(self, index: int) -> float:
+        """The unix time where bucket `index` starts."""
+        return float(index * self.width - self.offset)
+
+    def index_at(self, start: float) -> int:
+        """The index of the bucket starting at `start` (a value `start` gave)."""
+        return round((start + self.offset) / self.width)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRow:
+    """The readings of one point in one time bucket, aggregated by the database.
+
+    `t` is where the bucket starts. `min`, `max`, `avg` and `count` cover the readings that
+    have a value and are not of quality bad; `last` is the newest of them (all None, `count`
+    0, when the bucket holds only bad or empty readings). `quota` and `unit` are the newest
+    reading's.
+    """
+
+    gateway: str
+    point: str
+    quota: str
+    unit: str
+    t: float
+    min: float | None
+    max: float | None
+    avg: float | None
+    last: float | None
+    count: int
+
+
+BucketAfter = tuple[str, str, float]
+"""Keyset position of a bucket page: (gateway, point, bucket start)."""

@@ -24,6 +24,9 @@ from collector.model import (
     AlarmState,
     AuditEntry,
     BatchResult,
+    BucketAfter,
+    BucketGrid,
+    BucketRow,
     GapAfter,
     GapRow,
     GapState,
@@ -151,6 +154,22 @@ class Storage(Protocol):
         self, scope: Scope, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
     ) -> Page[ReadingRow]:
         """Readings ordered by (gateway, point, t, rowid)."""
+        ...
+
+    async def buckets(
+        self,
+        scope: Scope,
+        where: ReadingFilter,
+        grid: BucketGrid,
+        *,
+        after: BucketAfter | None,
+        limit: int,
+    ) -> Page[BucketRow]:
+        """Readings aggregated in the database per point and bucket of `grid`.
+
+        Ordered by (gateway, point, bucket start); `where` picks the readings, so the first and
+        last buckets of a time window may be partial.
+        """
         ...
 
     async def alarms(

@@ -22,6 +22,9 @@ from collector.model import (
     AlarmState,
     AuditEntry,
     BatchResult,
+    BucketAfter,
+    BucketGrid,
+    BucketRow,
     GapAfter,
     GapRow,
     GapState,
@@ -46,7 +49,9 @@ from collector.model import (
 )
 from collector.storage.base import StorageError
 from collector.storage.months import month_of, months_of, next_month
+from collector.storage.buckets import bucket_page
 from collector.storage.postgres import archive, queries, registry
+from collector.storage.postgres.buckets import PostgresBucketQueries
 from collector.storage.postgres.connection import (
     Db,
     check_url,
@@ -247,6 +252,24 @@ class PostgresStorage:
         """Readings ordered by (gateway, point, t, rowid)."""
         async with self._connection("reading readings") as db:
             return await queries.readings(db, scope, where, after=after, limit=limit)
+
+    # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
+
+    async def buckets(
+        self,
+        scope: Scope,
+        where: ReadingFilter,
+        grid: BucketGrid,
+        *,
+        after: BucketAfter | None,
+        limit: int,
+    ) -> Page[BucketRow]:
+        """Readings aggregated per point and bucket of `grid`, ordered by (gateway, point, t)."""
+        async with self._connection("reading buckets") as db:
+            bound = PostgresBucketQueries(db, scope, where, grid)
+            return await bucket_page(bound, grid, after=after, limit=limit)
+
+    # --- end of buckets -----------------------------------------------------------------------
 
     async def alarms(
         self, scope: Scope, where: AlarmFilter, *, after: AlarmAfter | None, limit: int

@@ -22,6 +22,9 @@ from collector.model import (
     AlarmState,
     AuditEntry,
     BatchResult,
+    BucketAfter,
+    BucketGrid,
+    BucketRow,
     GapAfter,
     GapRow,
     GapState,
@@ -45,7 +48,9 @@ from collector.model import (
     StreamState,
 )
 from collector.storage.base import RegistryError, StorageError
+from collector.storage.buckets import bucket_page
 from collector.storage.sqlite import archive, ingest, queries, registry
+from collector.storage.sqlite.buckets import SqliteBucketQueries
 from collector.storage.sqlite.schema import connect, migrate, rollback
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
@@ -215,6 +220,21 @@ class SqliteStorage:
         return await queries.gaps(
             self._reader, scope, gateway=gateway, state=state, after=after, limit=limit
         )
+
+    # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
+
+    async def buckets(
+        self,
+        scope: Scope,
+        where: ReadingFilter,
+        grid: BucketGrid,
+        *,
+        after: BucketAfter | None,
+        limit: int,
+    ) -> Page[BucketRow]:
+        """Readings aggregated per point and bucket of `grid`, ordered by (gateway, point, t)."""
+        bound = SqliteBucketQueries(self._reader, scope, where, grid)
+        return await bucket_page(bound, grid, after=after, limit=limit)
 
     # --- exports ----------------------------------------------------------------------------
 

@@ -1,0 +1,81 @@
+"""Pages of time buckets (`GET /v1/readings?every=`) for every backend, from three queries.
+
+The database aggregates (GROUP BY floor((t + offset) / width)); this module only decides
+which slice of which series each GROUP BY covers. A single GROUP BY over the whole filter
+would aggregate every reading after the cursor on every page, because no index orders by
+the bucket expression. Instead a page walks the series (gateway, point) in order and, for
+each, asks for the first bucket holding a reading (an index seek) and aggregates at most the
+buckets the page still needs, a window of the series' (gateway, point, t) index: a page costs
+about its own readings, wherever in the range it starts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final, Protocol
+
+from collector.model import BucketAfter, BucketGrid, BucketRow, Page, PointAfter
+
+SERIES_BATCH: Final = 200
+"""Series (gateway, point) asked for at a time while a page fills."""
+
+
+class BucketQueries(Protocol):
+    """**Protocol**: the three queries of one bucket page, bound to its scope, filter and grid."""
+
+    async def series(
+        self, after: PointAfter | None, *, inclusive: bool, limit: int
+    ) -> Sequence[PointAfter]:
+        """Up to `limit` series in scope that match the filter, ordered, from `after` on."""
+        ...
+
+    async def first_bucket(self, series: PointAfter, from_index: int | None) -> int | None:
+        """The first bucket index (at or after `from_index`) with a filtered reading of `series`.
+
+        None when there is none.
+        """
+        ...
+
+    async def aggregate(self, series: PointAfter, first: int, end: int) -> Sequence[BucketRow]:
+        """The buckets `first <= index < end` of `series` that hold filtered readings, in order."""
+        ...
+
+
+async def _fill(
+    queries: BucketQueries,
+    series: PointAfter,
+    from_index: int | None,
+    found: list[BucketRow],
+    wanted: int,
+) -> None:
+    """Append buckets of one series to `found` until it holds `wanted` or the series ends."""
+    index = from_index
+    while len(found) < wanted:
+        first = await queries.first_bucket(series, index)
+        if first is None:
+            return
+        # At most the buckets still wanted: the window never spans more of the index.
+        end = first + (wanted - len(found))
+        found.extend(await queries.aggregate(series, first, end))
+        index = end
+
+
+async def bucket_page(
+    queries: BucketQueries, grid: BucketGrid, *, after: BucketAfter | None, limit: int
+) -> Page[BucketRow]:
+    """One page of buckets ordered by (gateway, point, bucket start), after `after`."""
+    wanted = limit + 1  # one past the page tells whether another follows
+    found: list[BucketRow] = []
+    resumed: PointAfter | None = None if after is None else (after[0], after[1])
+    resume_at = None if after is None else grid.index_at(after[2]) + 1
+    position, inclusive = resumed, True  # the cursor's series may hold more buckets
+    while len(found) < wanted:
+        batch = await queries.series(position, inclusive=inclusive, limit=SERIES_BATCH)
+        for series in batch:
+            await _fill(queries, series, resume_at if series == resumed else None, found, wanted)
+            if len(found) >= wanted:
+                break
+        if len(batch) < SERIES_BATCH:
+            break
+        position, inclusive = batch[-1], False
+    return Page.of(found, limit)

@@ -1,0 +1,130 @@
+"""Time buckets of readings on PostgreSQL: the queries `collector.storage.buckets` pages with.
+
+They answer exactly what the SQLite backend answers.
+
+The bucket of a reading is floor((t + offset) / width); width and offset are integers of a
+validated grid, inlined as literals. Every window is also bounded on `t` (one second wider
+than its buckets, so float rounding at an edge cannot drop a reading): a range of the
+(gateway, point, t) index that also prunes the monthly partitions; the bucket condition then
+decides exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from collector.model import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
+from collector.storage.postgres.connection import Db
+from collector.storage.postgres.rows import Params, scope_clause
+
+_SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
+
+
+def bucket_index_sql(grid: BucketGrid, t: str = "r.t") -> str:
+    """SQL for the bucket index of time column `t`: floor((t + offset) / width)."""
+    return f"floor(({t} + ({int(grid.offset)})) / {int(grid.width)})::bigint"
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresBucketQueries:
+    """The bucket queries of one page, on one pooled connection."""
+
+    db: Db
+    scope: Scope
+    where: ReadingFilter
+    grid: BucketGrid
+
+    def _time_bounds(
+        self, params: Params, low: float | None, high: float | None, column: str = "r.t"
+    ) -> str:
+        """`AND t >= $n AND t < $m` for the filter narrowed to [low, high)."""
+        sql = ""
+        lows = [t for t in (self.where.t_from, low) if t is not None]
+        highs = [t for t in (self.where.t_to, high) if t is not None]
+        if lows:
+            sql += f" AND {column} >= {params.add(max(lows))}"
+        if highs:
+            sql += f" AND {column} < {params.add(min(highs))}"
+        return sql
+
+    async def series(
+        self, after: PointAfter | None, *, inclusive: bool, limit: int
+    ) -> Sequence[PointAfter]:
+        """Series in scope from `latest`, which holds one row for every series with readings."""
+        params = Params()
+        sql = scope_clause(self.scope, "g.district", params)
+        if self.where.gateway is not None:
+            sql += f" AND l.gateway = {params.add(self.where.gateway)}"
+        if self.where.point is not None:
+            sql += f" AND l.point = {params.add(self.where.point)}"
+        if after is not None:
+            after_sql = f"({params.add(after[0])}, {params.add(after[1])})"
+            sql += f" AND (l.gateway, l.point) {'>=' if inclusive else '>'} {after_sql}"
+        found = await self.db.fetch(
+            "SELECT l.gateway, l.point FROM latest l JOIN gateways g ON g.gateway = l.gateway"
+            f" WHERE true{sql} ORDER BY l.gateway, l.point LIMIT {params.add(limit)}",
+            *params.values,
+        )
+        return [(str(row[0]), str(row[1])) for row in found]
+
+    async def first_bucket(self, series: PointAfter, from_index: int | None) -> int | None:
+        """The first bucket at or after `from_index` holding a reading: one index seek."""
+        index = bucket_index_sql(self.grid)
+        params = Params()
+        keys = f"r.gateway = {params.add(series[0])} AND r.point = {params.add(series[1])}"
+        low = None if from_index is None else self.grid.start(from_index) - _SLACK
+        bounds = self._time_bounds(params, low, None)
+        if from_index is not None:
+            bounds += f" AND {index} >= {params.add(from_index)}"
+        found = await self.db.fetchval(
+            f"SELECT {index} FROM readings r WHERE {keys}{bounds} ORDER BY r.t LIMIT 1",
+            *params.values,
+        )
+        return None if found is None else int(found)
+
+    async def aggregate(self, series: PointAfter, first: int, end: int) -> Sequence[BucketRow]:
+        """Buckets first..end-1 of one series, aggregated by one GROUP BY over an index range.
+
+        `last` is the value at the newest usable time of the bucket and `quota`/`unit` those
+        of its newest reading, each found again through the unique (gateway, point, t) index.
+        """
+        index = bucket_index_sql(self.grid)
+        params = Params()
+        gateway, point = params.add(series[0]), params.add(series[1])
+        low, high = self.grid.start(first) - _SLACK, self.grid.start(end) + _SLACK
+        bounds = self._time_bounds(params, low, high)
+        # The joins repeat the window so that only its partitions are searched.
+        newest_bounds = self._time_bounds(params, low, high, "newest.t")
+        last_bounds = self._time_bounds(params, low, high, "last.t")
+        found = await self.db.fetch(
+            "SELECT b.k, newest.quota, newest.unit, b.lo, b.hi, b.mean, last.value, b.n"
+            " FROM (SELECT k, count(v) AS n, min(v) AS lo, max(v) AS hi, avg(v) AS mean,"
+            " max(t) FILTER (WHERE v IS NOT NULL) AS last_t, max(t) AS newest_t"
+            f" FROM (SELECT {index} AS k, r.t AS t,"
+            " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"
+            f" FROM readings r WHERE r.gateway = {gateway} AND r.point = {point}{bounds}"
+            f" AND {index} >= {params.add(first)} AND {index} < {params.add(end)}) AS s"
+            " GROUP BY k) AS b"
+            f" JOIN readings newest ON newest.gateway = {gateway} AND newest.point = {point}"
+            f" AND newest.t = b.newest_t{newest_bounds}"
+            f" LEFT JOIN readings last ON last.gateway = {gateway} AND last.point = {point}"
+            f" AND last.t = b.last_t{last_bounds}"
+            " ORDER BY b.k",
+            *params.values,
+        )
+        return [
+            BucketRow(
+                gateway=series[0],
+                point=series[1],
+                quota=row[1],
+                unit=row[2],
+                t=self.grid.start(int(row[0])),
+                min=row[3],
+                max=row[4],
+                avg=row[5],
+                last=row[6],
+                count=int(row[7]),
+            )
+            for row in found
+        ]

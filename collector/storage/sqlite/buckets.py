@@ -1,0 +1,130 @@
+"""Time buckets of readings on SQLite: the three queries `collector.storage.buckets` pages with.
+
+The bucket of a reading is floor((t + offset) / width), written with CAST because SQLite's
+floor() exists only in builds with the math functions. Width and offset are integers of a
+validated grid, inlined as literals. Every window is also bounded on `t` (one second wider
+than the buckets, so float rounding at an edge cannot drop a reading) so that it is a range
+of the (gateway, point, t) index; the bucket condition then decides exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import aiosqlite
+
+from collector.model import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
+from collector.storage.sqlite.queries import _scope_clause as scope_clause
+
+_SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
+
+
+def bucket_index_sql(grid: BucketGrid, t: str = "r.t") -> str:
+    """SQL for the bucket index of time column `t`: floor((t + offset) / width)."""
+    ratio = f"(({t} + ({int(grid.offset)})) / {int(grid.width)}.0)"
+    return f"(CAST({ratio} AS INTEGER) - ({ratio} < CAST({ratio} AS INTEGER)))"
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteBucketQueries:
+    """The bucket queries of one page, on the reader connection."""
+
+    db: aiosqlite.Connection
+    scope: Scope
+    where: ReadingFilter
+    grid: BucketGrid
+
+    def _time_bounds(self, low: float | None, high: float | None) -> tuple[str, list[object]]:
+        """`AND r.t >= ? AND r.t < ?` for the filter narrowed to [low, high)."""
+        sql = ""
+        params: list[object] = []
+        lows = [t for t in (self.where.t_from, low) if t is not None]
+        highs = [t for t in (self.where.t_to, high) if t is not None]
+        if lows:
+            sql += " AND r.t >= ?"
+            params.append(max(lows))
+        if highs:
+            sql += " AND r.t < ?"
+            params.append(min(highs))
+        return sql, params
+
+    async def series(
+        self, after: PointAfter | None, *, inclusive: bool, limit: int
+    ) -> Sequence[PointAfter]:
+        """Series in scope from `latest`, which holds one row for every series with readings."""
+        sql, params = scope_clause(self.scope, "g.district")
+        for clause, value in (
+            ("l.gateway = ?", self.where.gateway),
+            ("l.point = ?", self.where.point),
+        ):
+            if value is not None:
+                sql += f" AND {clause}"
+                params.append(value)
+        if after is not None:
+            sql += f" AND (l.gateway, l.point) {'>=' if inclusive else '>'} (?, ?)"
+            params.extend(after)
+        rows = await self.db.execute_fetchall(
+            "SELECT l.gateway, l.point FROM latest l JOIN gateways g ON g.gateway = l.gateway"
+            f" WHERE 1{sql} ORDER BY l.gateway, l.point LIMIT ?",
+            (*params, limit),
+        )
+        return [(str(row[0]), str(row[1])) for row in rows]
+
+    async def first_bucket(self, series: PointAfter, from_index: int | None) -> int | None:
+        """The first bucket at or after `from_index` holding a reading: one index seek."""
+        index = bucket_index_sql(self.grid)
+        low = None if from_index is None else self.grid.start(from_index) - _SLACK
+        bounds, params = self._time_bounds(low, None)
+        if from_index is not None:
+            bounds += f" AND {index} >= ?"
+            params.append(from_index)
+        rows = await self.db.execute_fetchall(
+            f"SELECT {index} FROM readings r WHERE r.gateway = ? AND r.point = ?{bounds}"
+            " ORDER BY r.t LIMIT 1",
+            (*series, *params),
+        )
+        for row in rows:
+            return int(row[0])
+        return None
+
+    async def aggregate(self, series: PointAfter, first: int, end: int) -> Sequence[BucketRow]:
+        """Buckets first..end-1 of one series, aggregated by one GROUP BY over an index range.
+
+        `last` is the value at the newest usable time of the bucket and `quota`/`unit` those
+        of its newest reading, each found again through the unique (gateway, point, t) index.
+        """
+        index = bucket_index_sql(self.grid)
+        bounds, params = self._time_bounds(
+            self.grid.start(first) - _SLACK, self.grid.start(end) + _SLACK
+        )
+        rows = await self.db.execute_fetchall(
+            "SELECT b.k, newest.quota, newest.unit, b.lo, b.hi, b.mean, last.value, b.n"
+            " FROM (SELECT k, count(v) AS n, min(v) AS lo, max(v) AS hi, avg(v) AS mean,"
+            " max(CASE WHEN v IS NOT NULL THEN t END) AS last_t, max(t) AS newest_t"
+            f" FROM (SELECT {index} AS k, r.t AS t,"
+            " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"
+            f" FROM readings r WHERE r.gateway = ? AND r.point = ?{bounds}"
+            f" AND {index} >= ? AND {index} < ?) GROUP BY k) b"
+            " JOIN readings newest ON newest.gateway = ? AND newest.point = ?"
+            " AND newest.t = b.newest_t"
+            " LEFT JOIN readings last ON last.gateway = ? AND last.point = ?"
+            " AND last.t = b.last_t"
+            " ORDER BY b.k",
+            (*series, *params, first, end, *series, *series),
+        )
+        return [
+            BucketRow(
+                gateway=series[0],
+                point=series[1],
+                quota=row[1],
+                unit=row[2],
+                t=self.grid.start(int(row[0])),
+                min=row[3],
+                max=row[4],
+                avg=row[5],
+                last=row[6],
+                count=row[7],
+            )
+            for row in rows
+        ]
