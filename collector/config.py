@@ -25,6 +25,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from collector.storage.retention import RetentionPolicy
 from specs.identifiers import check_district_code
 from specs.yamlconf import (
     BASE_DIR,
@@ -104,6 +105,28 @@ class StorageConfig(ConfigModel):
     """Where readings are stored: `sqlite:///path` (relative to this file) or `postgresql://`."""
 
     url: str
+    # Retention (collector.storage.retention): raw readings are kept raw_days, their
+    # per-minute rollups rollup_days; whole months go, never single rows. Unset: for ever.
+    raw_days: Annotated[float, Field(gt=0)] | None = None
+    rollup_days: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _rollups_outlive_readings(self) -> Self:
+        # Rollups are made from the raw readings retention drops.
+        if self.rollup_days is None:
+            return self
+        if self.raw_days is None:
+            problem = "rollup_days needs raw_days: rollups are made as raw readings expire"
+        elif self.rollup_days < self.raw_days:
+            problem = "rollup_days must be at least raw_days"
+        else:
+            return self
+        raise_at([(("rollup_days",), problem)])
+
+    @property
+    def retention(self) -> RetentionPolicy:
+        """How long raw readings and rollups are kept."""
+        return RetentionPolicy(self.raw_days, self.rollup_days)
 
     @property
     def backend(self) -> Literal["sqlite", "postgresql"]:

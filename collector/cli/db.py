@@ -1,15 +1,17 @@
-"""`collector db upgrade`: apply the numbered schema migrations before (or without) serving."""
+"""`collector db upgrade | prune`: schema migrations, and retention on demand."""
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import time
 from pathlib import Path
 
 import click
 
-from collector.cli.common import config_option, load_or_exit
-from collector.storage import upgrade_storage
+from collector.cli.common import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from collector.storage import prune_storage, upgrade_storage
 from collector.storage.base import StorageError
 
 
@@ -40,3 +42,32 @@ def db_upgrade(config_path: Path, as_json: bool) -> None:
         click.echo(f"schema {after}: up to date")
     else:
         click.echo(f"schema {before} -> {after}: upgraded")
+
+
+@db.command("prune")
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print what was dropped as JSON.")
+def db_prune(config_path: Path, as_json: bool) -> None:
+    """Apply retention now: roll up and drop the months older than storage.raw_days.
+
+    `collector serve` does this by itself every few hours; this runs it once (from cron, or
+    after changing the limits). Whole months only: a month stays until all of it expired.
+    """
+    config = load_or_exit(config_path)
+    policy = config.storage.retention
+    if policy.raw_days is None:
+        click.echo("collector db prune: storage.raw_days is not set: everything is kept", err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+    try:
+        report = asyncio.run(prune_storage(config.storage.url, policy, time.time()))
+    except StorageError as exc:
+        click.echo(f"collector db prune: {exc}", err=True)
+        raise click.exceptions.Exit(1) from None
+    if as_json:
+        click.echo(json.dumps(dataclasses.asdict(report)))
+        return
+    click.echo(
+        f"raw months dropped: {', '.join(report.raw_months_dropped) or 'none'}"
+        f" ({report.readings_rolled_up} readings into {report.rollup_rows_written} rollup rows)"
+    )
+    click.echo(f"rollup months dropped: {', '.join(report.rollup_months_dropped) or 'none'}")

@@ -14,6 +14,7 @@ from collector.config import (
     parse_collector_config,
     parse_listen,
 )
+from collector.storage.retention import RetentionPolicy
 from specs.yamlconf import ConfigError, ConfigIssue, parse_broker_url
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "collector.yaml"
@@ -174,3 +175,29 @@ def test_fuzzed_edits_of_the_example_raise_only_config_errors(data: st.DataObjec
         parse(TEXT[:at] + insert + TEXT[at + cut :])
     except ConfigError as exc:
         assert exc.issues  # noqa: PT017 - the point is that nothing else escapes
+
+
+RETENTION_AT = '  # url: "postgresql://ganzhi@127.0.0.1/ganzhi"'
+
+
+@pytest.mark.parametrize(
+    ("retention", "error_line", "path", "fragment"),
+    [
+        (["raw_days: 0"], 0, "storage.raw_days", "greater than 0"),
+        (["raw_days: 30", "rollup_days: 10"], 1, "storage.rollup_days", "at least raw_days"),
+        (["rollup_days: 10"], 0, "storage.rollup_days", "needs raw_days"),
+    ],
+)
+def test_retention_mistakes_name_line_and_key(
+    retention: list[str], error_line: int, path: str, fragment: str
+) -> None:
+    text, line = edit(TEXT, RETENTION_AT, "\n".join(f"  {key}" for key in retention))
+    issue = only_issue(text)
+    assert (issue.file, issue.line, issue.path) == (FILE, line + error_line, path)
+    assert fragment in issue.message
+
+
+def test_retention_keeps_everything_unless_told() -> None:
+    assert parse(TEXT).storage.retention == RetentionPolicy(None, None)
+    text, _ = edit(TEXT, RETENTION_AT, "  raw_days: 400\n  rollup_days: 3650")
+    assert parse(text).storage.retention == RetentionPolicy(400, 3650)

@@ -208,8 +208,32 @@ CREATE TABLE point_meta (
 );
 """
 
+# Per-minute rollups of raw readings, written by retention just before it drops a month of
+# them (collector.storage.retention), aggregated as GET /v1/readings?every= aggregates: n
+# values (quality good or uncertain, not null), their min, max and sum, the newest of them
+# (last_t, last_value), and quota and unit of the minute's newest reading (at newest_t).
+# Partitioned by month of `minute` like readings, so expired rollups go whole too.
+_VERSION_2: Final = """
+CREATE TABLE readings_1m (
+    gateway    text COLLATE "C" NOT NULL,
+    point      text COLLATE "C" NOT NULL,
+    minute     double precision NOT NULL,
+    quota      text COLLATE "C" NOT NULL,
+    unit       text NOT NULL,
+    n          bigint NOT NULL,
+    lo         double precision,
+    hi         double precision,
+    total      double precision,
+    newest_t   double precision NOT NULL,
+    last_t     double precision,
+    last_value double precision,
+    PRIMARY KEY (gateway, point, minute)
+) PARTITION BY RANGE (minute);
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "the collector's tables, readings partitioned by month", _VERSION_1),
+    Migration(2, "per-minute rollups of raw readings, partitioned by month", _VERSION_2),
 )
 """Every step, in order: `MIGRATIONS[n - 1]` takes the schema from version n - 1 to n."""
 

@@ -1,0 +1,41 @@
+"""The serving collector applies retention itself, at start and every few hours after."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Callable
+from typing import Final
+
+import structlog
+
+from collector.storage import prune_storage
+from collector.storage.base import StorageError
+from collector.storage.retention import RetentionPolicy
+
+RETENTION_EVERY: Final = 6 * 3600.0
+"""Seconds between retention runs: months expire daily at most, once a month at least."""
+
+log = structlog.get_logger("collector.retention")
+
+
+async def apply_retention(
+    url: str,
+    policy: RetentionPolicy,
+    clock: Callable[[], float],
+    every: float = RETENTION_EVERY,
+) -> None:
+    """Prune `url` by `policy` now and every `every` seconds, until cancelled.
+
+    A failed run is logged and retried at the next turn: retention is never urgent, and the
+    readings it would drop are still stored.
+    """
+    while True:
+        try:
+            report = await prune_storage(url, policy, clock())
+        except StorageError as exc:
+            log.warning("retention_failed", error=str(exc), retry_in=every)
+        else:
+            if report.raw_months_dropped or report.rollup_months_dropped:
+                log.info("retention_applied", **dataclasses.asdict(report))
+        await asyncio.sleep(every)

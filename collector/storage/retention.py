@@ -1,0 +1,54 @@
+"""Retention, decided purely: which whole months of raw readings and rollups have expired.
+
+Raw readings are kept `raw_days`; before a month of them goes, it is rolled up into one row
+per (gateway, point, minute) with min, max, sum, count and the last value, kept
+`rollup_days`. Only whole months go, and only once every instant of the month is older than
+the limit: a month is never thinned row by row (PostgreSQL drops its partition), and a month
+that is partly young stays whole. `None` keeps everything for ever.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from collector.storage.months import Month, month_start, next_month
+
+DAY = 86_400.0
+ROLLUP_SECONDS = 60.0
+"""The width of one rollup row."""
+
+
+@dataclass(frozen=True, slots=True)
+class RetentionPolicy:
+    """How long raw readings and their per-minute rollups are kept (days; None: for ever)."""
+
+    raw_days: float | None = None
+    rollup_days: float | None = None
+
+    def raw_expired(self, month: Month, now: float) -> bool:
+        """Whether every raw reading of `month` is older than `raw_days`."""
+        return _expired(month, now, self.raw_days)
+
+    def rollup_expired(self, month: Month, now: float) -> bool:
+        """Whether every rollup of `month` is older than `rollup_days`."""
+        return _expired(month, now, self.rollup_days)
+
+
+def _expired(month: Month, now: float, days: float | None) -> bool:
+    return days is not None and month_start(next_month(month)) <= now - days * DAY
+
+
+def expired(months: Iterable[Month], now: float, days: float | None) -> list[Month]:
+    """The months, oldest first, whose whole span is older than `days` at `now`."""
+    return sorted(m for m in months if _expired(m, now, days))
+
+
+@dataclass(frozen=True, slots=True)
+class PruneReport:
+    """What one retention run did: months rolled up and dropped, rows moved into rollups."""
+
+    raw_months_dropped: tuple[str, ...] = ()
+    rollup_months_dropped: tuple[str, ...] = ()
+    readings_rolled_up: int = 0
+    rollup_rows_written: int = 0

@@ -1,0 +1,130 @@
+"""Retention: expired months of readings become per-minute rollups, on SQLite and PostgreSQL.
+
+Readings of three months arrive through a real Mosquitto; retention then runs with a clock
+that puts the first month (and only it) past `raw_days`. On PostgreSQL its partition must be
+gone (dropped whole, never deleted row by row); on both backends its readings must be gone,
+the rollups must hold exactly the hand-computed min/max/sum/count/last per minute, and the
+younger months must be untouched.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import AsyncIterator
+
+import pytest
+
+from collector.storage import prune_storage
+from collector.storage.retention import DAY, RetentionPolicy
+from specs.records import Quality, Reading, iso_time
+from tests.support.broker import Broker
+from tests.support.collector_client import CollectorEnv, collector_env
+
+JAN = float(calendar.timegm((2026, 1, 10, 8, 0, 0)))
+FEB = float(calendar.timegm((2026, 2, 10, 8, 0, 0)))
+MAR = float(calendar.timegm((2026, 3, 10, 8, 0, 0)))
+MAR_END = float(calendar.timegm((2026, 4, 1, 0, 0, 0)))
+
+
+@pytest.fixture
+async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
+    async with collector_env(broker.port, storage_url) as running:
+        yield running
+
+
+def _level(t: float, value: float | None, quality: Quality = Quality.GOOD) -> Reading:
+    return Reading("T001-LT-01", "WHP-LT", iso_time(t), value, "m", quality)
+
+
+async def _store(env: CollectorEnv) -> None:
+    blocks = [
+        # January, minute 08:00: 3 values, a bad one that must not count, a null
+        [
+            _level(JAN, 2.0),
+            _level(JAN + 10, 5.0),
+            _level(JAN + 20, 99.0, Quality.BAD),
+            _level(JAN + 30, None, Quality.BAD),
+            _level(JAN + 40, 3.0, Quality.UNCERTAIN),
+        ],
+        # January, minute 08:01 and a reading of another day
+        [_level(JAN + 60, 7.0), _level(JAN + 86_400, 1.5)],
+        [_level(FEB, 4.0), _level(FEB + 1, 4.5)],
+        [_level(MAR, 6.0)],
+    ]
+    for seq, records in enumerate(blocks, start=1):
+        await env.link.send(seq, records=records)
+        await env.link.next_ack()
+
+
+async def _months_of_partitions(env: CollectorEnv, table: str) -> list[str]:
+    rows = await env.rows(
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        f" WHERE i.inhparent = '{table}'::regclass ORDER BY c.relname"
+    )
+    return [str(row[0]) for row in rows]
+
+
+async def test_an_expired_month_becomes_minute_rollups_and_the_rest_stays(
+    env: CollectorEnv,
+) -> None:
+    await _store(env)
+    # Now = 1 April with raw_days 45: only January ended more than 45 days ago.
+    now = MAR_END
+    policy = RetentionPolicy(raw_days=45, rollup_days=400)
+    report = await prune_storage(env.url, policy, now)
+    assert report.raw_months_dropped == ("readings_y2026m01",)
+    assert report.readings_rolled_up == 7
+    assert report.rollup_rows_written == 3
+    assert report.rollup_months_dropped == ()
+    remaining = await env.rows("SELECT t FROM readings ORDER BY t")
+    assert [row[0] for row in remaining] == [FEB, FEB + 1, MAR]
+    rollups = await env.rows(
+        "SELECT minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value"
+        " FROM readings_1m ORDER BY minute"
+    )
+    assert [tuple(row) for row in rollups] == [
+        (JAN, "WHP-LT", "m", 3, 2.0, 5.0, 10.0, JAN + 40, JAN + 40, 3.0),
+        (JAN + 60, "WHP-LT", "m", 1, 7.0, 7.0, 7.0, JAN + 60, JAN + 60, 7.0),
+        (JAN + 86_400, "WHP-LT", "m", 1, 1.5, 1.5, 1.5, JAN + 86_400, JAN + 86_400, 1.5),
+    ]
+    if env.url.startswith("postgresql"):
+        partitions = await _months_of_partitions(env, "readings")
+        assert "readings_y2026m01" not in partitions
+        assert {"readings_y2026m02", "readings_y2026m03"} <= set(partitions)
+        assert await _months_of_partitions(env, "readings_1m") == ["readings_1m_y2026m01"]
+    # Idempotent: nothing more has expired.
+    again = await prune_storage(env.url, policy, now)
+    assert again.raw_months_dropped == ()
+    assert again.readings_rolled_up == 0
+
+
+async def test_a_late_reading_of_a_dropped_month_is_folded_into_its_rollup(
+    env: CollectorEnv,
+) -> None:
+    await _store(env)
+    now = MAR_END
+    policy = RetentionPolicy(raw_days=45, rollup_days=400)
+    await prune_storage(env.url, policy, now)
+    # A late block (say, an instrument's backfill) brings January back for one reading.
+    await env.link.send(5, records=[_level(JAN + 50, 1.0)])
+    await env.link.next_ack()
+    report = await prune_storage(env.url, policy, now)
+    assert report.readings_rolled_up == 1
+    (minute,) = await env.rows(
+        f"SELECT n, lo, hi, total, last_t, last_value FROM readings_1m WHERE minute = {JAN!r}"
+    )
+    # Merged: one more value, a new minimum, and the newest value still the one at +50 s.
+    assert tuple(minute) == (4, 1.0, 5.0, 11.0, JAN + 50, 1.0)
+
+
+async def test_expired_rollup_months_go_whole(env: CollectorEnv) -> None:
+    await _store(env)
+    policy = RetentionPolicy(raw_days=45, rollup_days=100)
+    await prune_storage(env.url, policy, MAR_END)  # January rolled up
+    # 1 April + 45 days: February and March expire; January's rollups end > 100 days ago.
+    report = await prune_storage(env.url, policy, MAR_END + 45 * DAY)
+    assert report.raw_months_dropped == ("readings_y2026m02", "readings_y2026m03")
+    assert report.rollup_months_dropped == ("readings_1m_y2026m01",)
+    minutes = await env.rows("SELECT minute FROM readings_1m ORDER BY minute")
+    assert [row[0] for row in minutes] == [FEB, MAR]
+    assert await env.rows("SELECT count(*) FROM readings") == [(0,)]
