@@ -9,8 +9,11 @@ from pathlib import Path
 from collector.storage.base import Storage, UnsupportedStorageError
 from collector.storage.postgres import SCHEMES as POSTGRES_SCHEMES
 from collector.storage.postgres import PostgresStorage
+from collector.storage.postgres.retention import prune_database as postgres_prune
 from collector.storage.postgres.schema import upgrade as postgres_upgrade
+from collector.storage.retention import PruneReport, RetentionPolicy
 from collector.storage.sqlite import SqliteStorage, sqlite_path
+from collector.storage.sqlite.retention import prune as sqlite_prune
 from collector.storage.sqlite.upgrade import upgrade as sqlite_upgrade
 
 
@@ -43,4 +46,14 @@ async def upgrade_storage(url: str, base_dir: Path | None = None) -> tuple[int, 
     raise UnsupportedStorageError(f"storage url {url!r} names no known backend")
 
 
-__all__ = ["Storage", "open_storage", "upgrade_storage"]
+async def prune_storage(url: str, policy: RetentionPolicy, now: float) -> PruneReport:
+    """Roll up and drop the expired months of the URL's database (a connection of its own)."""
+    scheme = url.partition(":")[0]
+    if scheme == "sqlite":
+        return await sqlite_prune(sqlite_path(url), policy, now)
+    if scheme in POSTGRES_SCHEMES:
+        return await postgres_prune(url, policy, now)
+    raise UnsupportedStorageError(f"storage url {url!r} names no known backend")
+
+
+__all__ = ["Storage", "open_storage", "prune_storage", "upgrade_storage"]
