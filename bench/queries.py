@@ -1,0 +1,212 @@
+"""API reads on PostgreSQL over a month of 1 s readings: first page and `every=1h`.
+
+One point read every second for a 30-day month (2,592,000 rows) plus four points at 10 s
+(1,036,800 rows) are loaded into a fresh database (COPY straight into the partitions: loading
+is setup, not what is measured), then a real `collector serve` answers:
+
+- `GET /v1/readings?gateway=G&point=P&from=<month start>&to=<month end>` (first page,
+  limit 1000), target < 200 ms;
+- the same with `every=1h` (720 buckets of min/max/avg/last, computed in the database),
+  target < 1 s.
+
+Each is timed 7 times over HTTP (median, min, max); the same-run baseline is the bare SQL
+that fetches the first 1000 rows of the series through asyncpg, so the report shows what the
+API adds on top of the database.
+
+Run: `.venv/bin/python -m bench.queries`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+
+from bench.collector import BIN, DISTRICT, TOKEN, _write_config
+from collector.model import Gateway, GatewayKey
+from collector.storage.months import months_of
+from collector.storage.postgres import PostgresStorage
+from demo.broker import Broker, free_port, wait_for_port
+from demo.postgres import create_database, drop_database
+from specs.identifiers import credit_code_check_character
+from specs.signing import generate_signing_key
+
+MONTH_START = float(calendar.timegm((2026, 11, 1, 0, 0, 0)))
+MONTH_END = float(calendar.timegm((2026, 12, 1, 0, 0, 0)))
+POINT = "T001-LT-01"
+OTHERS = ("T002-LT-01", "T003-LT-01", "T004-LT-01", "T005-LT-01")
+CHUNK = 200_000
+REPEAT = 7
+
+
+def _gateway() -> tuple[str, str]:
+    body = f"91{DISTRICT}MQ0000001"
+    enterprise = body + credit_code_check_character(body)
+    return enterprise, f"{enterprise}-GW01"
+
+
+def _rows(gateway: str, point: str, step: float) -> list[tuple[object, ...]]:
+    count = int((MONTH_END - MONTH_START) / step)
+    return [
+        (gateway, "bench0epoch", 1 + i // 500, i % 500, point, "WHP-LT",
+         MONTH_START + i * step, 1.0 + (i % 997) * 0.01, "m", "good", "[]")
+        for i in range(count)
+    ]  # fmt: skip
+
+
+async def _load(url: str) -> tuple[str, int]:
+    enterprise, gateway = _gateway()
+    storage = await PostgresStorage.open(url)
+    try:
+        key = generate_signing_key().public()
+        await storage.register(
+            Gateway(gateway, enterprise, DISTRICT, time.time()),
+            GatewayKey(key.kid, gateway, key.alg, key.public_pem(), time.time()),
+        )
+        db = await asyncpg.connect(url)
+        try:
+            await storage.partitions.ensure(db, months_of([MONTH_START, MONTH_END - 1]))
+            loaded = 0
+            for point, step in ((POINT, 1.0), *((other, 10.0) for other in OTHERS)):
+                rows = _rows(gateway, point, step)
+                for i in range(0, len(rows), CHUNK):
+                    await db.copy_records_to_table(
+                        "readings",
+                        records=rows[i : i + CHUNK],
+                        columns=[
+                            "gateway", "epoch", "seq", "idx", "point", "quota", "t", "value",
+                            "unit", "quality", "flags",
+                        ],
+                    )  # fmt: skip
+                last = rows[-1]
+                await db.execute(
+                    "INSERT INTO latest (gateway, point, quota, t, value, unit, quality, flags)"
+                    " VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                    gateway, point, "WHP-LT", last[6], last[7], "m", "good", "[]",
+                )  # fmt: skip
+                loaded += len(rows)
+            await db.execute("ANALYZE")
+        finally:
+            await db.close()
+    finally:
+        await storage.close()
+    return gateway, loaded
+
+
+async def _baseline(url: str, gateway: str) -> list[float]:
+    db = await asyncpg.connect(url)
+    try:
+        times = []
+        for _ in range(REPEAT):
+            started = time.perf_counter()
+            await db.fetch(
+                "SELECT gateway, point, quota, t, value, unit, quality, flags, id FROM readings"
+                " WHERE gateway = $1 AND point = $2 AND t >= $3 AND t < $4"
+                " ORDER BY gateway, point, t, id LIMIT 1001",
+                gateway, POINT, MONTH_START, MONTH_END,
+            )  # fmt: skip
+            times.append(time.perf_counter() - started)
+        return times
+    finally:
+        await db.close()
+
+
+async def _api_times(port: int, params: dict[str, str | int]) -> tuple[list[float], int]:
+    async with httpx.AsyncClient(
+        base_url=f"http://127.0.0.1:{port}",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=60,
+    ) as http:
+        times, items = [], 0
+        for _ in range(REPEAT):
+            started = time.perf_counter()
+            response = await http.get("/v1/readings", params=params)
+            times.append(time.perf_counter() - started)
+            response.raise_for_status()
+            items = len(response.json()["items"])
+        return times, items
+
+
+def _summary(times: list[float]) -> dict[str, float]:
+    return {
+        "median_ms": round(1000 * statistics.median(times), 1),
+        "min_ms": round(1000 * min(times), 1),
+        "max_ms": round(1000 * max(times), 1),
+    }
+
+
+def main() -> int:
+    """Load, measure, print one JSON line; fail when a median misses its target."""
+    name = f"ganzhi_bench_queries_{os.getpid()}"
+    url = create_database(name)
+    work = Path(tempfile.mkdtemp(prefix="ganzhi-bench-queries-"))
+    broker = Broker(port=free_port(), workdir=work)
+    collector: subprocess.Popen[bytes] | None = None
+    try:
+        started = time.perf_counter()
+        gateway, loaded = asyncio.run(_load(url))
+        load_s = time.perf_counter() - started
+        broker.start()
+        port = free_port()
+        config = _write_config(work, "collector", url, broker, port)
+        subprocess.run(
+            [str(BIN / "collector"), "keys", "init", "-c", str(config)],
+            cwd=work, check=True, capture_output=True,
+        )  # fmt: skip
+        log = (work / "collector.log").open("wb")
+        collector = subprocess.Popen(
+            [str(BIN / "collector"), "serve", "-c", str(config)],
+            cwd=work,
+            stdout=log,
+            stderr=log,
+        )
+        wait_for_port(port, timeout=60)
+        window: dict[str, str | int] = {
+            "gateway": gateway,
+            "point": POINT,
+            "from": "2026-11-01T00:00:00+00:00",
+            "to": "2026-12-01T00:00:00+00:00",
+        }
+        baseline = asyncio.run(_baseline(url, gateway))
+        page, page_items = asyncio.run(_api_times(port, {**window, "limit": 1000}))
+        hourly, hourly_items = asyncio.run(_api_times(port, {**window, "every": "1h"}))
+    finally:
+        if collector is not None:
+            collector.terminate()
+            collector.wait(timeout=30)
+        broker.stop()
+        shutil.rmtree(work, ignore_errors=True)
+        drop_database(name)
+    figures = {
+        "rows_loaded": loaded,
+        "load_seconds": round(load_s, 1),
+        "baseline_sql_first_1000": _summary(baseline),
+        "api_first_page": {**_summary(page), "items": page_items},
+        "api_every_1h": {**_summary(hourly), "items": hourly_items},
+        "first_page_over_sql": round(statistics.median(page) / statistics.median(baseline), 1),
+    }
+    failures = []
+    if statistics.median(page) >= 0.2:
+        failures.append("first page median >= 200 ms")
+    if statistics.median(hourly) >= 1.0:
+        failures.append("every=1h median >= 1 s")
+    if hourly_items != 720:
+        failures.append(f"every=1h gave {hourly_items} buckets, not 720")
+    figures["failures"] = failures
+    print(json.dumps(figures))
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
