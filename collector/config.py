@@ -10,6 +10,7 @@ import hashlib
 import re
 import urllib.parse
 from dataclasses import dataclass
+from datetime import UTC, timezone
 from pathlib import Path
 from typing import Annotated, Literal, Self
 
@@ -25,6 +26,7 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from collector.api.core import OffsetError, parse_utc_offset
 from collector.storage.retention import RetentionPolicy
 from specs.identifiers import check_district_code
 from specs.yamlconf import (
@@ -186,11 +188,25 @@ class ApiToken(ConfigModel):
         return districts
 
 
+def _utc_offset(value: object) -> timezone:
+    if isinstance(value, timezone):
+        return value
+    if not isinstance(value, str):
+        # YAML reads an unquoted +10:00 as the number 600 (base 60).
+        raise PydanticCustomError("string_type", 'tz must be a quoted UTC offset such as "+08:00"')
+    try:
+        return parse_utc_offset(value)
+    except OffsetError as exc:
+        raise PydanticCustomError("utc_offset", str(exc)) from None
+
+
 class ApiConfig(ConfigModel):
-    """The HTTP API: where it listens and who may read it."""
+    """The HTTP API: where it listens, who may read it, and the offset it shows times at."""
 
     listen: Annotated[ListenAddress, PlainValidator(_listen)]
     tokens: tuple[ApiToken, ...] = ()
+    # DESIGN 8 leaves the default open; UTC keeps times unambiguous until a province says so.
+    tz: Annotated[timezone, PlainValidator(_utc_offset)] = UTC
 
     @model_validator(mode="after")
     def _unique_tokens(self) -> Self:

@@ -103,7 +103,11 @@ async def run_collector(
     async with open_storage(config.storage.url) as storage:
         ingest = Ingest(ingest_settings(config), storage, key, clock)
         app = create_app(
-            storage, api_tokens(config), offline_after=config.offline_after, clock=clock
+            storage,
+            api_tokens(config),
+            offline_after=config.offline_after,
+            clock=clock,
+            display_zone=config.api.tz,
         )
         server = _Server(
             uvicorn.Config(

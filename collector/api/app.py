@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, timezone
 from http import HTTPStatus
 from typing import Any, Final
 
@@ -18,6 +19,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector.api.core import ApiToken
 from collector.api.deps import bearer_authenticator
+from collector.api.docs import add_offline_docs
 from collector.api.models import Problem
 from collector.api.routes import (
     alarms,
@@ -81,15 +83,23 @@ def create_app(
     *,
     offline_after: float = 60.0,
     clock: Callable[[], float] = time.time,
+    display_zone: timezone = UTC,
 ) -> FastAPI:
-    """Build the API over `storage`; every route but /healthz needs one of `tokens`."""
+    """Build the API over `storage`; every route but /healthz needs one of `tokens`.
+
+    Times are shown at `display_zone` (the config's `api.tz`) unless a request says `?tz=`.
+    """
     app = FastAPI(
         title="Ganzhi collector",
         version="1",
         description="Readings, gateways and ingest progress of the province collector."
         f" Errors are RFC 9457 {PROBLEM_JSON}.",
         responses=_PROBLEM_RESPONSES,
+        docs_url=None,  # add_offline_docs serves /docs without a CDN
+        redoc_url=None,  # ReDoc would load from a CDN
     )
+    app.state.display_zone = display_zone
+    add_offline_docs(app)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     authenticate = bearer_authenticator(tokens)

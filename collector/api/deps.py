@@ -1,15 +1,27 @@
 """What every API route shares: the bearer-token scope, paging by cursor, and time parameters.
 
+Times are shown at the offset `?tz=` names, else at the app's default (`api.tz` in the
+collector config), which `create_app` keeps in `app.state.display_zone`.
+
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
 from collections.abc import Callable, Sequence
+from datetime import UTC, timezone
 from typing import Annotated, Final, TypeVar
 
-from fastapi import Depends, HTTPException, Query, status
+from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from collector.api.core import ApiToken, CursorError, decode_cursor, encode_cursor, find_token
+from collector.api.core import (
+    ApiToken,
+    CursorError,
+    OffsetError,
+    decode_cursor,
+    encode_cursor,
+    find_token,
+    parse_utc_offset,
+)
 from collector.model import Page, PointAfter, Scope
 from specs.records import RecordFormatError, iso_time, parse_iso_time
 
@@ -90,3 +102,28 @@ def next_cursor(
 ) -> str | None:
     """The cursor for the page after `page`, or None when it is the last."""
     return encode_cursor(kind, key(page.items[-1])) if page.more and page.items else None
+
+
+def display_zone(
+    request: Request,
+    tz: Annotated[
+        str | None,
+        Query(
+            description="UTC offset ±HH:MM (within ±14:00) at which times are shown, such as"
+            " +08:00 (%2B08:00 in a URL; a bare + that arrives as a space is read as +)."
+            " Default: the collector's `api.tz`."
+        ),
+    ] = None,
+) -> timezone:
+    """The offset times are shown at: `?tz=`, else the app's default; a 400 when not valid."""
+    if tz is None:
+        default = getattr(request.app.state, "display_zone", UTC)
+        return default if isinstance(default, timezone) else UTC
+    try:
+        return parse_utc_offset(tz)
+    except OffsetError as exc:
+        raise bad_request(str(exc)) from None
+
+
+Zone = Annotated[timezone, Depends(display_zone)]
+"""A route parameter: the offset its times are shown at."""

@@ -22,6 +22,21 @@ class ReadingOut(BaseModel):
     flags: list[str]
 
 
+class BucketOut(BaseModel):
+    """The readings of one point in one time bucket (`every=`), aggregated by the database."""
+
+    gateway: str
+    point: str
+    quota: str = Field(description="the newest reading's in the bucket")
+    unit: str = Field(description="the unit of min, max, avg and last")
+    t: str = Field(description="ISO 8601 start of the bucket")
+    min: float | None = Field(description="over readings with a value, quality not bad")
+    max: float | None
+    avg: float | None
+    last: float | None = Field(description="the newest such reading's value")
+    count: int = Field(description="readings aggregated (a value, quality not bad)")
+
+
 class GatewayOut(BaseModel):
     """One gateway and how far its blocks are stored."""
 

@@ -268,7 +268,7 @@ async def test_pagination_returns_every_reading_exactly_once(client: httpx.Async
         {"cursor": "garbage"},
         {"from": "yesterday"},
         {"to": "2026-01-01T00:00:00"},  # no offset
-        {"every": "1m"},
+        {"every": "1w"},  # not a bucket width (s, m, h or d)
     ],
 )
 async def test_bad_query_parameters_are_400(

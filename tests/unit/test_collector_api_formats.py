@@ -22,6 +22,7 @@ from collector.api.core import (
     shown_time,
     wants_csv,
 )
+from collector.api.csv_rows import csv_text, number_cell
 from tests.support.collector_client import BASE_TIME
 
 
@@ -151,3 +152,11 @@ def test_days_start_at_local_midnight_other_widths_at_utc_multiples() -> None:
 )
 def test_csv_is_chosen_only_when_asked_for(accept: str | None, csv: bool) -> None:
     assert wants_csv(accept) is csv
+
+
+def test_csv_rows_follow_rfc_4180() -> None:
+    text = csv_text([["a", "b"], ['甲烷,"CH4"', "line\nbreak"], ["", "2.5"]])
+    assert text == 'a,b\r\n"甲烷,""CH4""","line\nbreak"\r\n,2.5\r\n'
+    assert number_cell(2.4833621978759766) == "2.4833622"
+    assert number_cell(None) == ""
+    assert number_cell(0.1) == "0.1"

@@ -3,10 +3,12 @@
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
+from datetime import timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from collector.api.core import shown_optional_time, shown_time, shown_value
 from collector.api.deps import (
     DEFAULT_LIMIT,
     Authenticate,
@@ -14,30 +16,29 @@ from collector.api.deps import (
     From,
     Limit,
     To,
+    Zone,
     cursor_position,
     next_cursor,
-    optional_time,
     parse_time,
 )
 from collector.api.models import AlarmOut, ListPage
 from collector.model import AlarmAfter, AlarmFilter, AlarmState, Scope
 from collector.storage.base import Storage
-from specs.records import iso_time
 
 
-def _alarm(state: AlarmState) -> AlarmOut:
+def _alarm(state: AlarmState, zone: timezone) -> AlarmOut:
     return AlarmOut(
         gateway=state.gateway,
         alarm_id=state.alarm_id,
         point=state.point,
         quota=state.quota,
         level=state.level,
-        raised_at=optional_time(state.raised_at),
-        cleared_at=optional_time(state.cleared_at),
-        value=state.value,
-        threshold=state.threshold,
+        raised_at=shown_optional_time(state.raised_at, zone),
+        cleared_at=shown_optional_time(state.cleared_at, zone),
+        value=shown_value(state.value),
+        threshold=shown_value(state.threshold),
         unit=state.unit,
-        trigger_t=iso_time(state.trigger_t),
+        trigger_t=shown_time(state.trigger_t, zone),
     )
 
 
@@ -55,6 +56,7 @@ def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
     async def alarms(
         *,
         scope: Auth,
+        zone: Zone,
         active: Annotated[
             bool | None, Query(description="true: raised and not cleared; false: the others")
         ] = None,
@@ -74,7 +76,7 @@ def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
         )
         page = await storage.alarms(scope, where, after=after, limit=limit)
         return ListPage[AlarmOut](
-            items=[_alarm(a) for a in page.items],
+            items=[_alarm(a, zone) for a in page.items],
             next=next_cursor("alarms", page, lambda a: (a.since, a.gateway, a.alarm_id)),
         )
 

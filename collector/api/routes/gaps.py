@@ -3,32 +3,34 @@
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
+from datetime import timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query
 
+from collector.api.core import shown_optional_time
 from collector.api.deps import (
     DEFAULT_LIMIT,
     Authenticate,
     Cursor,
     Limit,
+    Zone,
     cursor_position,
     next_cursor,
-    optional_time,
 )
 from collector.api.models import GapOut, ListPage
 from collector.model import GapAfter, GapRow, GapState, Scope
 from collector.storage.base import Storage
 
 
-def _gap(row: GapRow) -> GapOut:
+def _gap(row: GapRow, zone: timezone) -> GapOut:
     return GapOut(
         gateway=row.gateway,
         epoch=row.epoch,
         from_seq=row.from_seq,
         to_seq=row.to_seq,
-        t_from=optional_time(row.t_from),
-        t_to=optional_time(row.t_to),
+        t_from=shown_optional_time(row.t_from, zone),
+        t_to=shown_optional_time(row.t_to, zone),
         lost=row.lost,
         reason=row.reason,
         state=row.state.value,
@@ -49,6 +51,7 @@ def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
     async def gaps(
         *,
         scope: Auth,
+        zone: Zone,
         gateway: str | None = None,
         state: Annotated[
             GapState | None,
@@ -62,7 +65,7 @@ def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
             scope, gateway=gateway, state=state, after=_gap_after(cursor), limit=limit
         )
         return ListPage[GapOut](
-            items=[_gap(row) for row in page.items],
+            items=[_gap(row, zone) for row in page.items],
             next=next_cursor("gaps", page, lambda row: (row.gateway, row.rowid)),
         )
 

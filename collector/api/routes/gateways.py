@@ -4,33 +4,34 @@
 """
 
 from collections.abc import Callable
+from datetime import timezone
 from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from collector.api.core import is_online, last_seen
+from collector.api.core import is_online, last_seen, shown_optional_time
 from collector.api.deps import (
     DEFAULT_LIMIT,
     Authenticate,
     Cursor,
     Limit,
+    Zone,
     cursor_position,
     next_cursor,
 )
 from collector.api.models import GatewayOut, ListPage
 from collector.model import GatewayView, Scope
 from collector.storage.base import Storage
-from specs.records import iso_time
 
 
-def _gateway(view: GatewayView, now: float, offline_after: float) -> GatewayOut:
+def _gateway(view: GatewayView, now: float, offline_after: float, zone: timezone) -> GatewayOut:
     seen = last_seen(view)
     return GatewayOut(
         gateway=view.gateway,
         enterprise=view.enterprise,
         district=view.district,
         online=is_online(view, now, offline_after),
-        last_seen=None if seen is None else iso_time(seen),
+        last_seen=shown_optional_time(seen, zone),
         epoch=view.epoch,
         acked_through=view.acked_through,
         gaps=view.gaps,
@@ -50,14 +51,14 @@ def create_router(
 
     @router.get("/v1/gateways")
     async def gateways(
-        *, scope: Auth, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
+        *, scope: Auth, zone: Zone, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
     ) -> ListPage[GatewayOut]:
         position = cursor_position("gateways", cursor, (str,))
         after = None if position is None else (str(position[0]),)
         page = await storage.gateway_views(scope, after=after, limit=limit)
         now = clock()
         return ListPage[GatewayOut](
-            items=[_gateway(view, now, offline_after) for view in page.items],
+            items=[_gateway(view, now, offline_after, zone) for view in page.items],
             next=next_cursor("gateways", page, lambda v: (v.gateway,)),
         )
 

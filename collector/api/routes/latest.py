@@ -7,7 +7,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from collector.api.deps import DEFAULT_LIMIT, Authenticate, Cursor, Limit, next_cursor, point_after
+from collector.api.deps import (
+    DEFAULT_LIMIT,
+    Authenticate,
+    Cursor,
+    Limit,
+    Zone,
+    next_cursor,
+    point_after,
+)
 from collector.api.models import ListPage, ReadingOut
 from collector.api.routes.readings import reading_out
 from collector.model import Scope
@@ -23,6 +31,7 @@ def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
     async def latest(
         *,
         scope: Auth,
+        zone: Zone,
         enterprise: str | None = None,
         gateway: str | None = None,
         limit: Limit = DEFAULT_LIMIT,
@@ -36,7 +45,7 @@ def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
             limit=limit,
         )
         return ListPage[ReadingOut](
-            items=[reading_out(r) for r in page.items],
+            items=[reading_out(r, zone) for r in page.items],
             next=next_cursor("latest", page, lambda r: (r.gateway, r.point)),
         )
 

@@ -1,12 +1,31 @@
-"""`GET /v1/readings`: stored readings by point, gateway and time.
+"""`GET /v1/readings`: stored readings, raw or per time bucket, as JSON pages or one CSV stream.
 
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
-from typing import Annotated
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from datetime import timezone
+from typing import Annotated, Any, Final, TypeVar
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import StreamingResponse
 
+from collector.api.core import (
+    CSV_MEDIA_TYPE,
+    EveryError,
+    grid_offset,
+    parse_every,
+    shown_time,
+    shown_value,
+    wants_csv,
+)
+from collector.api.csv_rows import (
+    BUCKET_COLUMNS,
+    READING_COLUMNS,
+    bucket_cells,
+    csv_text,
+    reading_cells,
+)
 from collector.api.deps import (
     DEFAULT_LIMIT,
     Authenticate,
@@ -14,30 +33,84 @@ from collector.api.deps import (
     From,
     Limit,
     To,
+    Zone,
     bad_request,
     cursor_position,
     next_cursor,
     parse_time,
 )
-from collector.api.models import ListPage, ReadingOut
-from collector.model import ReadingAfter, ReadingFilter, ReadingRow, Scope
+from collector.api.models import BucketOut, ListPage, ReadingOut
+from collector.model import (
+    BucketAfter,
+    BucketGrid,
+    BucketRow,
+    Page,
+    ReadingAfter,
+    ReadingFilter,
+    ReadingRow,
+    Scope,
+)
 from collector.storage.base import Storage
-from specs.records import iso_time
+
+RowT = TypeVar("RowT")
+
+CSV_PAGE: Final = 5000
+"""Rows read from storage per step while a CSV streams: memory stays one page."""
+
+_DESCRIPTION: Final = """\
+Readings ordered by (gateway, point, t), or with `every` one aggregate per (gateway, point,
+bucket), ordered so; the database computes them.
+
+**Buckets** (`every=1m`, `5m`, `15m`, `1h`, `1d`; any `<n>s|m|h|d` from 1 s to 31 d): `t` is
+the bucket's start. Buckets are multiples of the width since the epoch in UTC, except whole
+days (`1d`, `7d`, ...), which start at midnight of the shown offset (`tz`): with
+`tz=+08:00`, a day is a Beijing day. `from`/`to` pick readings, so edge buckets may be
+partial. `min`, `max`, `avg`, `last` and `count` cover the readings with a value whose
+quality is not bad; a bucket of only such readings shows nulls and count 0.
+
+**CSV** (`Accept: text/csv`): the same items, one row each, as one UTF-8 RFC 4180 stream
+with a header row (flags joined by `;`, an unknown value as an empty cell). It carries every
+row of the filter: `limit` is ignored and there is no `next`; a `cursor` from a JSON page
+starts the stream after that page.
+"""
+
+_CSV_RESPONSE: Final[dict[int | str, dict[str, Any]]] = {
+    200: {
+        "description": "A page of readings or buckets (JSON), or all of them as CSV.",
+        "content": {CSV_MEDIA_TYPE: {"schema": {"type": "string"}}},
+    }
+}
 
 
-def reading_out(row: ReadingRow) -> ReadingOut:
+def reading_out(row: ReadingRow, zone: timezone) -> ReadingOut:
     """A stored reading as the API shows it (here and in /v1/latest)."""
     return ReadingOut.model_validate(
         {
             "gateway": row.gateway,
             "point": row.point,
             "quota": row.quota,
-            "t": iso_time(row.t),
-            "value": row.value,
+            "t": shown_time(row.t, zone),
+            "value": shown_value(row.value),
             "unit": row.unit,
             "quality": row.quality,
             "flags": list(row.flags),
         }
+    )
+
+
+def bucket_out(row: BucketRow, zone: timezone) -> BucketOut:
+    """One bucket as the API shows it."""
+    return BucketOut(
+        gateway=row.gateway,
+        point=row.point,
+        quota=row.quota,
+        unit=row.unit,
+        t=shown_time(row.t, zone),
+        min=shown_value(row.min),
+        max=shown_value(row.max),
+        avg=shown_value(row.avg),
+        last=shown_value(row.last),
+        count=row.count,
     )
 
 
@@ -48,36 +121,127 @@ def _reading_after(cursor: str | None) -> ReadingAfter | None:
     return (str(position[0]), str(position[1]), float(position[2]), int(position[3]))
 
 
+def _bucket_after(cursor: str | None, grid: BucketGrid) -> BucketAfter | None:
+    position = cursor_position("buckets", cursor, (str, str, float, int, int))
+    if position is None:
+        return None
+    if (position[3], position[4]) != (grid.width, grid.offset):
+        raise bad_request("cursor was made for another every= (or day start, tz=)")
+    return (str(position[0]), str(position[1]), float(position[2]))
+
+
+def _grid(every: str, zone: timezone) -> BucketGrid:
+    try:
+        width = parse_every(every)
+    except EveryError as exc:
+        raise bad_request(str(exc)) from None
+    return BucketGrid(width, grid_offset(width, zone))
+
+
+async def _csv_stream(
+    columns: Sequence[str],
+    fetch: Callable[[Any], Awaitable[Page[RowT]]],
+    after: object,
+    position: Callable[[RowT], object],
+    cells: Callable[[RowT], list[str]],
+) -> AsyncIterator[str]:
+    """The header, then one chunk of rows per storage page until the filter is exhausted."""
+    yield csv_text([columns])
+    while True:
+        page = await fetch(after)
+        if page.items:
+            yield csv_text(cells(row) for row in page.items)
+        if not page.more or not page.items:
+            return
+        after = position(page.items[-1])
+
+
+def _csv_response(chunks: AsyncIterator[str]) -> StreamingResponse:
+    return StreamingResponse(chunks, media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8")
+
+
+def _reading_key(row: ReadingRow) -> tuple[str, str, float, int]:
+    return (row.gateway, row.point, row.t, row.rowid)
+
+
+def _bucket_key(row: BucketRow) -> tuple[str, str, float]:
+    return (row.gateway, row.point, row.t)
+
+
 def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
     """The readings route over `storage`."""
     router = APIRouter()
     Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
-    @router.get("/v1/readings")
+    @router.get(
+        "/v1/readings",
+        description=_DESCRIPTION,
+        response_model=ListPage[ReadingOut] | ListPage[BucketOut],
+        responses=_CSV_RESPONSE,
+    )
     async def readings(
         *,
         scope: Auth,
+        zone: Zone,
         point: str | None = None,
         gateway: str | None = None,
         from_: From = None,
         to: To = None,
-        every: Annotated[str | None, Query(description="downsampling: not supported yet")] = None,
+        every: Annotated[
+            str | None,
+            Query(
+                description="bucket width `<n>s|m|h|d` (1m, 5m, 15m, 1h, 1d; 1 s to 31 d):"
+                " one aggregate per (gateway, point, bucket) instead of raw readings"
+            ),
+        ] = None,
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
-    ) -> ListPage[ReadingOut]:
-        if every is not None:
-            raise bad_request("every= (downsampling) is not supported yet")
-        after = _reading_after(cursor)
+        accept: Annotated[str | None, Header(description="text/csv: stream CSV")] = None,
+    ) -> ListPage[ReadingOut] | ListPage[BucketOut] | StreamingResponse:
+        # Every parameter is checked before a CSV stream starts: a bad one is still a problem
+        # document, never a cut stream.
         where = ReadingFilter(
             gateway=gateway,
             point=point,
             t_from=parse_time("from", from_),
             t_to=parse_time("to", to),
         )
-        page = await storage.readings(scope, where, after=after, limit=limit)
-        return ListPage[ReadingOut](
-            items=[reading_out(r) for r in page.items],
-            next=next_cursor("readings", page, lambda r: (r.gateway, r.point, r.t, r.rowid)),
+        csv = wants_csv(accept)
+        if every is None:
+            after = _reading_after(cursor)
+            if csv:
+                return _csv_response(
+                    _csv_stream(
+                        READING_COLUMNS,
+                        lambda at: storage.readings(scope, where, after=at, limit=CSV_PAGE),
+                        after,
+                        _reading_key,
+                        lambda row: reading_cells(row, zone),
+                    )
+                )
+            found = await storage.readings(scope, where, after=after, limit=limit)
+            return ListPage[ReadingOut](
+                items=[reading_out(row, zone) for row in found.items],
+                next=next_cursor("readings", found, _reading_key),
+            )
+        grid = _grid(every, zone)
+        since = _bucket_after(cursor, grid)
+        if csv:
+            return _csv_response(
+                _csv_stream(
+                    BUCKET_COLUMNS,
+                    lambda at: storage.buckets(scope, where, grid, after=at, limit=CSV_PAGE),
+                    since,
+                    _bucket_key,
+                    lambda row: bucket_cells(row, zone),
+                )
+            )
+        buckets = await storage.buckets(scope, where, grid, after=since, limit=limit)
+        return ListPage[BucketOut](
+            items=[bucket_out(row, zone) for row in buckets.items],
+            next=next_cursor(
+                "buckets", buckets, lambda row: (*_bucket_key(row), grid.width, grid.offset)
+            ),
         )
 
     return router

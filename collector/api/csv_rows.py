@@ -1,0 +1,76 @@
+"""Readings and buckets as CSV rows: RFC 4180 (CRLF, minimal quoting), UTF-8, header first.
+
+`GET /v1/readings` with `Accept: text/csv` and `collector export --format csv` both write
+these, so a file exported on the collector host equals what the API streams. Cells are the
+JSON fields, shown the same way: times at the chosen offset, float32 values with their
+shortest digits, an unknown value as an empty cell, flags joined by `;`.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from datetime import timezone
+from typing import Final
+
+from collector.api.core import shortest_float32, shown_time
+from collector.model import BucketRow, ReadingRow
+
+READING_COLUMNS: Final = ("gateway", "point", "quota", "t", "value", "unit", "quality", "flags")
+BUCKET_COLUMNS: Final = (
+    "gateway",
+    "point",
+    "quota",
+    "unit",
+    "t",
+    "min",
+    "max",
+    "avg",
+    "last",
+    "count",
+)
+FLAG_SEPARATOR: Final = ";"
+
+
+def number_cell(value: float | None) -> str:
+    """A value as its cell: shortest float32 digits when it is one, empty when unknown."""
+    return "" if value is None else repr(shortest_float32(value))
+
+
+def reading_cells(row: ReadingRow, zone: timezone) -> list[str]:
+    """One reading in READING_COLUMNS order."""
+    return [
+        row.gateway,
+        row.point,
+        row.quota,
+        shown_time(row.t, zone),
+        number_cell(row.value),
+        row.unit,
+        row.quality,
+        FLAG_SEPARATOR.join(row.flags),
+    ]
+
+
+def bucket_cells(row: BucketRow, zone: timezone) -> list[str]:
+    """One bucket in BUCKET_COLUMNS order."""
+    return [
+        row.gateway,
+        row.point,
+        row.quota,
+        row.unit,
+        shown_time(row.t, zone),
+        number_cell(row.min),
+        number_cell(row.max),
+        number_cell(row.avg),
+        number_cell(row.last),
+        str(row.count),
+    ]
+
+
+def csv_text(rows: Iterable[Sequence[str]]) -> str:
+    """Rows as RFC 4180 text: CRLF line ends, fields quoted only when they must be."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
+    writer.writerows(rows)
+    return buffer.getvalue()

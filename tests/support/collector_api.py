@@ -1,0 +1,117 @@
+"""The collector's HTTP API over real storage, for the API tests: fill, serve, ask.
+
+Readings go in through the ingest path (`plan_batch` on signed blocks, then
+`Storage.ingest`), exactly as blocks from a gateway would; the app is served in-process
+through httpx's ASGI transport.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator, Sequence
+from datetime import UTC, timezone
+from typing import Any, Final
+
+import httpx
+
+from collector.api.app import create_app
+from collector.api.core import ApiToken
+from collector.ingest.core import Inbound, plan_batch
+from collector.model import KeyGrant
+from collector.storage.base import Storage
+from specs.block import GENESIS, block_hash
+from specs.records import Quality, Reading, Record, iso_time
+from tests.support.collector_client import BASE_TIME, SimGateway, sim_gateway
+
+NANCHANG: Final = sim_gateway(1, district="360100")
+BEIJING: Final = sim_gateway(2, district="110101")
+TOKENS: Final = (
+    ApiToken("province", "all-token", ("*",)),
+    ApiToken("nanchang", "nc-token", ("360100",)),
+    ApiToken("shenzhen", "sz-token", ("440300",)),
+)
+NOW: Final = BASE_TIME + 1000
+PROBLEM_KEYS: Final = {"type", "title", "status", "detail"}
+
+
+def level(t: float, value: float | None, quality: Quality = Quality.GOOD) -> Reading:
+    """A tank-level reading of point T001-LT-01 at unix time `t`."""
+    return Reading("T001-LT-01", "WHP-LT", iso_time(t), value, "m", quality)
+
+
+def pressure(t: float, value: float | None, quality: Quality = Quality.GOOD) -> Reading:
+    """A pressure reading of point T001-PT-01 at unix time `t`."""
+    return Reading("T001-PT-01", "WHP-PT", iso_time(t), value, "MPa", quality)
+
+
+async def store_blocks(
+    storage: Storage, gateway: SimGateway, blocks: Sequence[Sequence[Record]]
+) -> None:
+    """Store `blocks` (seq 1, 2, ...) of `gateway` through the ingest path, in one batch."""
+    messages = []
+    prev = GENESIS
+    for seq, records in enumerate(blocks, start=1):
+        payload = gateway.block(seq, records=list(records), prev=prev)
+        prev = block_hash(payload)
+        messages.append(Inbound(gateway.topics.block, payload, tuple(gateway.sign(payload)), NOW))
+    grants = {}
+    for sim in (NANCHANG, BEIJING):
+        owner, key = sim.registration()
+        grants[key.kid] = KeyGrant(key, owner)
+    batch = plan_batch(messages, grants, {})
+    assert not batch.audits, batch.audits
+    await storage.ingest(batch)
+
+
+@contextlib.asynccontextmanager
+async def serve(storage: Storage, zone: timezone = UTC) -> AsyncIterator[httpx.AsyncClient]:
+    """An httpx client talking to the API over `storage` in-process."""
+    app = create_app(storage, TOKENS, offline_after=60, clock=lambda: NOW + 10, display_zone=zone)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
+        yield http
+
+
+def auth(bearer: str = "all-token") -> dict[str, str]:
+    """The Authorization header of a token."""
+    return {"Authorization": f"Bearer {bearer}"}
+
+
+async def get_page(
+    client: httpx.AsyncClient, path: str, bearer: str = "all-token", **params: Any
+) -> dict[str, Any]:
+    """One JSON list page (200, `items` and `next`)."""
+    response = await client.get(path, params=params, headers=auth(bearer))
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    assert set(body) == {"items", "next"}
+    return body
+
+
+async def get_all(
+    client: httpx.AsyncClient, path: str, bearer: str = "all-token", **params: Any
+) -> tuple[list[dict[str, Any]], int]:
+    """Every item of a list, following `next`; with the number of pages it took."""
+    items: list[dict[str, Any]] = []
+    cursor: str | None = None
+    pages = 0
+    while True:
+        extra = {} if cursor is None else {"cursor": cursor}
+        page = await get_page(client, path, bearer, **params, **extra)
+        items.extend(page["items"])
+        pages += 1
+        cursor = page["next"]
+        if cursor is None:
+            return items, pages
+
+
+def assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
+    """An RFC 9457 problem document with this status; its body."""
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"] == "application/problem+json"
+    body: dict[str, Any] = response.json()
+    assert set(body) == PROBLEM_KEYS
+    assert (body["type"], body["status"]) == ("about:blank", status)
+    assert body["title"]
+    assert body["detail"]
+    return body
