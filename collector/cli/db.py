@@ -48,7 +48,7 @@ def db_upgrade(config_path: Path, as_json: bool) -> None:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print what was dropped as JSON.")
 def db_prune(config_path: Path, as_json: bool) -> None:
-    """Apply retention now: roll up and drop the months older than storage.raw_days.
+    """Apply retention now: drop the months of readings older than storage.raw_days.
 
     `collector serve` does this by itself every few hours; this runs it once (from cron, or
     after changing the limits). Whole months only: a month stays until all of it expired.
@@ -68,6 +68,6 @@ def db_prune(config_path: Path, as_json: bool) -> None:
         return
     click.echo(
         f"raw months dropped: {', '.join(report.raw_months_dropped) or 'none'}"
-        f" ({report.readings_rolled_up} readings into {report.rollup_rows_written} rollup rows)"
+        f" ({report.readings_dropped} raw readings; their per-minute rollups stay)"
     )
     click.echo(f"rollup months dropped: {', '.join(report.rollup_months_dropped) or 'none'}")

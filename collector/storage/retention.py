@@ -1,8 +1,8 @@
 """Retention, decided purely: which whole months of raw readings and rollups have expired.
 
-Raw readings are kept `raw_days`; before a month of them goes, it is rolled up into one row
-per (gateway, point, minute) with min, max, sum, count and the last value, kept
-`rollup_days`. Only whole months go, and only once every instant of the month is older than
+Raw readings are kept `raw_days`; their per-minute rollups (min, max, sum, count and the
+last value per (gateway, point, minute), folded in by every ingest: collector.storage.rollups)
+are kept `rollup_days`. Only whole months go, and only once every instant of the month is older than
 the limit: a month is never thinned row by row (PostgreSQL drops its partition), and a month
 that is partly young stays whole. `None` keeps everything for ever.
 """
@@ -15,8 +15,6 @@ from dataclasses import dataclass
 from collector.storage.months import Month, month_start, next_month
 
 DAY = 86_400.0
-ROLLUP_SECONDS = 60.0
-"""The width of one rollup row."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,9 +44,8 @@ def expired(months: Iterable[Month], now: float, days: float | None) -> list[Mon
 
 @dataclass(frozen=True, slots=True)
 class PruneReport:
-    """What one retention run did: months rolled up and dropped, rows moved into rollups."""
+    """What one retention run did: the months dropped, and how many raw readings went."""
 
     raw_months_dropped: tuple[str, ...] = ()
     rollup_months_dropped: tuple[str, ...] = ()
-    readings_rolled_up: int = 0
-    rollup_rows_written: int = 0
+    readings_dropped: int = 0

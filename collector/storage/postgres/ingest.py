@@ -49,6 +49,7 @@ from collector.storage.core import (
 from collector.storage.postgres import rows
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import lock_gateways
+from collector.storage.rollups import MinuteRollup, minute_rollups
 from specs.block import block_hash
 
 Stream = tuple[str, str]
@@ -97,6 +98,7 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
     held = await _stored_readings(db, keys_to_look_up(keys, newest))
     new, repeated = unique_readings(fresh, held)
     await _insert_blocks(db, new)
+    await _fold_rollups(db, minute_rollups(new))
     await _pair_alarms(db, new)
     audits = [
         *batch.audits,
@@ -315,6 +317,45 @@ async def _pair_alarms(db: Db, blocks: Sequence[IncomingBlock]) -> None:
             for a in merged.values()
         ],
     )
+
+
+# The merge of collector.storage.rollups.merged, row by row in SQL.
+_FOLD_ROLLUPS: Final = """
+INSERT INTO readings_1m AS o
+    (gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value)
+SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[],
+                     $6::bigint[], $7::float8[], $8::float8[], $9::float8[], $10::float8[],
+                     $11::float8[], $12::float8[])
+ON CONFLICT (gateway, point, minute) DO UPDATE SET
+    n = o.n + excluded.n,
+    lo = least(o.lo, excluded.lo),
+    hi = greatest(o.hi, excluded.hi),
+    total = CASE WHEN o.total IS NULL THEN excluded.total
+                 WHEN excluded.total IS NULL THEN o.total
+                 ELSE o.total + excluded.total END,
+    quota = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.quota ELSE o.quota END,
+    unit = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.unit ELSE o.unit END,
+    newest_t = greatest(o.newest_t, excluded.newest_t),
+    last_value = CASE WHEN excluded.last_t IS NOT NULL
+                       AND (o.last_t IS NULL OR excluded.last_t >= o.last_t)
+                      THEN excluded.last_value ELSE o.last_value END,
+    last_t = greatest(o.last_t, excluded.last_t)
+"""
+
+
+async def _fold_rollups(db: Db, rollups: Sequence[MinuteRollup]) -> None:
+    """Merge a batch's per-minute rollups into the held ones (partitions exist: see store)."""
+    if not rollups:
+        return
+    columns = zip(
+        *(
+            (r.gateway, r.point, r.minute, r.quota, r.unit, r.n, r.lo, r.hi, r.total,
+             r.newest_t, r.last_t, r.last_value)
+            for r in sorted(rollups, key=lambda r: (r.gateway, r.point, r.minute))
+        ),
+        strict=True,
+    )  # fmt: skip
+    await db.execute(_FOLD_ROLLUPS, *(list(column) for column in columns))
 
 
 async def _insert_audits(db: Db, audits: Sequence[AuditEntry]) -> None:

@@ -89,15 +89,27 @@ class Partitions:
         self._known |= wanted | present
 
 
+def rollup_partition_name(month: Month) -> str:
+    """The per-minute rollup partition of `month`: `readings_1m_yYYYYmMM`."""
+    year, number = month
+    return f"readings_1m_y{year:04d}m{number:02d}"
+
+
 async def _create(db: Db, month: Month) -> None:
     low, high = month_start(month), month_start(next_month(month))
-    # Bounds are literals: DDL takes no parameters. They are floats we computed.
-    statement = (
-        f"CREATE TABLE IF NOT EXISTS {partition_name(month)} PARTITION OF readings"
-        f" FOR VALUES FROM ({low!r}) TO ({high!r})"
-    )
-    try:
-        async with db.transaction():  # a savepoint: a lost race must not end the outer one
-            await db.execute(statement)
-    except asyncpg.DuplicateTableError:
-        pass  # made by someone outside the advisory lock (an operator): it exists
+    # A month's readings and their rollups (collector.storage.rollups) come and go together,
+    # except that retention keeps rollups longer. Bounds are literals: DDL takes no
+    # parameters; they are floats we computed.
+    for table, parent in (
+        (partition_name(month), "readings"),
+        (rollup_partition_name(month), "readings_1m"),
+    ):
+        statement = (
+            f"CREATE TABLE IF NOT EXISTS {table} PARTITION OF {parent}"
+            f" FOR VALUES FROM ({low!r}) TO ({high!r})"
+        )
+        try:
+            async with db.transaction():  # a savepoint: a lost race must not end the outer one
+                await db.execute(statement)
+        except asyncpg.DuplicateTableError:
+            pass  # made by someone outside the advisory lock (an operator): it exists

@@ -208,11 +208,12 @@ CREATE TABLE point_meta (
 );
 """
 
-# Per-minute rollups of raw readings, written by retention just before it drops a month of
-# them (collector.storage.retention), aggregated as GET /v1/readings?every= aggregates: n
-# values (quality good or uncertain, not null), their min, max and sum, the newest of them
-# (last_t, last_value), and quota and unit of the minute's newest reading (at newest_t).
-# Partitioned by month of `minute` like readings, so expired rollups go whole too.
+# Per-minute rollups of the readings (collector.storage.rollups), folded in by every ingest and
+# kept longer than raw readings by retention: n counted values (quality good or uncertain, not
+# null), their min, max and sum, the newest of them (last_t, last_value), and quota and unit
+# of the minute's newest reading (at newest_t). Partitioned by month like readings (each
+# readings partition has its rollup twin, see partitions.py); the readings already stored
+# are rolled up here once.
 _VERSION_2: Final = """
 CREATE TABLE readings_1m (
     gateway    text COLLATE "C" NOT NULL,
@@ -229,11 +230,34 @@ CREATE TABLE readings_1m (
     last_value double precision,
     PRIMARY KEY (gateway, point, minute)
 ) PARTITION BY RANGE (minute);
+DO $$
+DECLARE month record;
+BEGIN
+    FOR month IN
+        SELECT c.relname AS name, pg_get_expr(c.relpartbound, c.oid) AS bound
+        FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid
+        WHERE i.inhparent = 'readings'::regclass
+    LOOP
+        EXECUTE format('CREATE TABLE %I PARTITION OF readings_1m %s',
+                       replace(month.name, 'readings_', 'readings_1m_'), month.bound);
+    END LOOP;
+END $$;
+INSERT INTO readings_1m
+    (gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value)
+SELECT gateway, point, minute,
+       (array_agg(quota ORDER BY t DESC))[1], (array_agg(unit ORDER BY t DESC))[1],
+       count(v), min(v), max(v), sum(v), max(t),
+       max(t) FILTER (WHERE v IS NOT NULL),
+       (array_agg(v ORDER BY t DESC) FILTER (WHERE v IS NOT NULL))[1]
+FROM (SELECT gateway, point, floor(t / 60) * 60 AS minute, quota, unit, t,
+             CASE WHEN quality <> 'bad' THEN value END AS v
+      FROM readings) AS r
+GROUP BY gateway, point, minute;
 """
 
 MIGRATIONS: Final = (
     Migration(1, "the collector's tables, readings partitioned by month", _VERSION_1),
-    Migration(2, "per-minute rollups of raw readings, partitioned by month", _VERSION_2),
+    Migration(2, "per-minute rollups of the readings, partitioned by month", _VERSION_2),
 )
 """Every step, in order: `MIGRATIONS[n - 1]` takes the schema from version n - 1 to n."""
 
