@@ -20,6 +20,7 @@ import uvicorn
 from collector.api.app import create_app
 from collector.api.core import ApiToken
 from collector.config import CollectorConfig, ListenAddress, default_client_id
+from collector.feed.wakeup import LocalCommitSignal
 from collector.ingest.service import Ingest, IngestSettings
 from collector.keyfiles import load_key_file
 from collector.storage import open_storage
@@ -101,13 +102,16 @@ async def run_collector(
     """
     key = load_key_file(config.signing.key_file)
     async with open_storage(config.storage.url) as storage:
-        ingest = Ingest(ingest_settings(config), storage, key, clock)
+        # Rung by the ingest loop after each commit; live streams sleep on it.
+        commits = LocalCommitSignal()
+        ingest = Ingest(ingest_settings(config), storage, key, clock, commits=commits)
         app = create_app(
             storage,
             api_tokens(config),
             offline_after=config.offline_after,
             clock=clock,
             display_zone=config.api.tz,
+            commits=commits,
         )
         server = _Server(
             uvicorn.Config(
@@ -136,6 +140,7 @@ async def run_collector(
                 yield running
             finally:
                 server.should_exit = True
+                commits.close()  # live streams end, so the server can finish its responses
                 tasks[0].cancel()
                 await asyncio.wait(tasks)
                 log.info("collector_stopped")

@@ -29,8 +29,10 @@ from collector.api.routes import (
     latest,
     points,
     readings,
+    stream,
     verify,
 )
+from collector.feed.wakeup import CommitSignal, LocalCommitSignal
 from collector.storage.base import Storage
 
 PROBLEM_JSON: Final = "application/problem+json"
@@ -84,10 +86,14 @@ def create_app(
     offline_after: float = 60.0,
     clock: Callable[[], float] = time.time,
     display_zone: timezone = UTC,
+    commits: CommitSignal | None = None,
+    stream_heartbeat: float = 15.0,
 ) -> FastAPI:
     """Build the API over `storage`; every route but /healthz needs one of `tokens`.
 
     Times are shown at `display_zone` (the config's `api.tz`) unless a request says `?tz=`.
+    `/v1/stream` wakes on `commits` (the ingest loop's; without one, streams only re-read the
+    database every `stream_heartbeat` seconds, when they also ping).
     """
     app = FastAPI(
         title="Ganzhi collector",
@@ -113,4 +119,12 @@ def create_app(
     app.include_router(alarms.create_router(storage, authenticate))
     app.include_router(gaps.create_router(storage, authenticate))
     app.include_router(verify.create_router(storage, authenticate))
+    app.include_router(
+        stream.create_router(
+            storage,
+            authenticate,
+            commits=LocalCommitSignal() if commits is None else commits,
+            heartbeat=stream_heartbeat,
+        )
+    )
     return app

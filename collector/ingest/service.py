@@ -24,6 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.config import MAX_SESSION_EXPIRY
+from collector.feed.wakeup import CommitSignal
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
@@ -86,6 +87,7 @@ class Ingest:
 
     `connected` is set while the client is subscribed (tests and `run_collector` wait on it).
     Readings are normalized against `catalogue` (default: the one shipped with `specs`).
+    `commits`, when given, is notified after every committed batch (live streams wake on it).
 
     The session is durable when the settings name a client id: MQTT 5 clean start off and a
     Session Expiry Interval, subscribed inside the shared subscription
@@ -117,8 +119,11 @@ class Ingest:
         signing_key: SigningKey,
         clock: Callable[[], float] = time.time,
         catalogue: Catalogue | None = None,
+        *,
+        commits: CommitSignal | None = None,
     ) -> None:
         self._settings = settings
+        self._commits = commits
         self._storage = storage
         self._key = signing_key
         self._clock = clock
@@ -205,6 +210,8 @@ class Ingest:
         owners = await self._storage.find_gateways(gateways) if gateways else {}
         batch = plan_batch(messages, grants, owners, self._catalogue)
         result = await self._storage.ingest(batch)
+        if self._commits is not None:
+            self._commits.notify()  # live streams read what this batch committed
         _log_batch(batch, result.outcomes)
         return build_acks(batch.blocks, result, self._key, self._clock())
 

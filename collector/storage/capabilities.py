@@ -10,12 +10,17 @@ need it, and the CLI says so. SQLite offers all of them.
   of alarm, gap and status events written in the ingest transaction).
 - `QualityStats`: the aggregates of `GET /v1/quality` (presence intervals kept at ingest,
   expected readings from the meta's poll periods, received and late readings).
+
+What a backend must add for each is in the Protocol's docstring; PostgreSQL notes: the feed
+needs commit-ordered ids (see FeedJournal) and a LISTEN/NOTIFY bridge to the runtime's
+`CommitSignal` (collector.feed.wakeup) when several collectors share the database.
 """
 
 from __future__ import annotations
 
 from typing import Protocol, runtime_checkable
 
+from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.model import GatewayKey, Page, Scope
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
@@ -44,3 +49,34 @@ class BlockArchive(Protocol):
         seq under each block's seq in its epoch, whatever its time.
         """
         ...
+
+
+@runtime_checkable
+class FeedJournal(Protocol):
+    """**Protocol**: the positions and pages of the live feed (`GET /v1/stream`).
+
+    A backend must hand out positions in commit order: every reading id and journal id up to
+    the head it reports is committed and visible, and a later commit only adds higher ids.
+    The ingest transaction writes the journal (alarm, gap and status events, each with the
+    highest reading id at its commit); see `collector.feed.core` for the entries.
+    """
+
+    async def feed_head(self) -> FeedPosition:
+        """The newest reading id and journal id, from one snapshot."""
+        ...
+
+    async def feed_page(
+        self,
+        scope: Scope,
+        where: FeedFilter,
+        *,
+        after: FeedPosition,
+        upto: FeedPosition,
+        limit: int,
+    ) -> FeedPage:
+        """Readings and journal rows in scope and filter with ids in (after, upto], ascending.
+
+        At most `limit` of each; `readings_more`/`journal_more` say a side was cut.
+        """
+        ...
+

@@ -13,6 +13,7 @@ from typing import Final
 
 import aiosqlite
 
+from collector.feed.core import alarm_entry, gap_record_entries, hole_entries, status_entries
 from collector.model import (
     AlarmState,
     AuditEntry,
@@ -45,6 +46,7 @@ from collector.storage.core import (
     stream_changes,
     unique_readings,
 )
+from collector.storage.sqlite.journal import held_statuses, write_journal
 from collector.storage.sqlite.sql import ALARM_COLUMNS, alarm_state, chunks, values
 from specs.block import block_hash
 
@@ -64,7 +66,7 @@ async def store_batch(db: aiosqlite.Connection, batch: IngestBatch) -> BatchResu
     held = await _stored_readings(db, keys_to_look_up(keys, newest))
     new, repeated = unique_readings(fresh, held)
     await _insert_blocks(db, new)
-    await _pair_alarms(db, new)
+    alarms = await _pair_alarms(db, new)
     await _insert_audits(
         db,
         [
@@ -76,9 +78,21 @@ async def store_batch(db: aiosqlite.Connection, batch: IngestBatch) -> BatchResu
         ],
     )
     broken = {found.stream for found in breaks}
-    streams = await _advance_streams(db, batch.blocks, outcomes, broken)
+    before, streams = await _advance_streams(db, batch.blocks, outcomes, broken)
+    statuses_held = await held_statuses(db, {s.gateway for s in batch.statuses})
     await _apply_statuses(db, batch.statuses)
     await _store_metas(db, batch.metas)
+    # The live feed's journal, after the readings (collector.feed.core).
+    seen = max((b.received_at for b in batch.blocks), default=0.0)
+    await write_journal(
+        db,
+        [
+            *gap_record_entries(new),
+            *hole_entries(before, streams, seen),
+            *(alarm_entry(state, seen) for state in alarms.values()),
+            *status_entries(statuses_held, batch.statuses),
+        ],
+    )
     return BatchResult(outcomes, streams)
 
 
@@ -228,10 +242,13 @@ async def _stored_alarms(
     return found
 
 
-async def _pair_alarms(db: aiosqlite.Connection, blocks: Sequence[IncomingBlock]) -> None:
+async def _pair_alarms(
+    db: aiosqlite.Connection, blocks: Sequence[IncomingBlock]
+) -> dict[AlarmKey, AlarmState]:
+    """Merge the blocks' alarm events into the stored alarms; the states written."""
     keys = [alarm_key(b.block.header.gateway, event) for b in blocks for event in b.entries.alarms]
     if not keys:
-        return
+        return {}
     merged = merge_alarms(await _stored_alarms(db, keys), blocks)
     await db.executemany(
         "INSERT INTO alarms (gateway, alarm_id, point, quota, level, raised_at, cleared_at,"
@@ -268,6 +285,7 @@ async def _pair_alarms(db: aiosqlite.Connection, blocks: Sequence[IncomingBlock]
             for a in merged.values()
         ],
     )
+    return merged
 
 
 async def _insert_audits(db: aiosqlite.Connection, audits: Sequence[AuditEntry]) -> None:
@@ -354,7 +372,8 @@ async def _advance_streams(
     blocks: Sequence[IncomingBlock],
     outcomes: Sequence[Outcome],
     broken: Collection[tuple[str, str]],
-) -> dict[tuple[str, str], StreamState]:
+) -> tuple[dict[tuple[str, str], StreamState], dict[tuple[str, str], StreamState]]:
+    """Advance the batch's streams; their states (of those that had one) before and after."""
     changes = stream_changes(blocks, outcomes, broken)
     before = await stream_states(db, list(changes))
     after = {
@@ -405,7 +424,7 @@ async def _advance_streams(
             for low, high in after[stream].missing
         ],
     )
-    return after
+    return before, after
 
 
 async def _apply_statuses(db: aiosqlite.Connection, statuses: Sequence[StatusUpdate]) -> None:

@@ -17,7 +17,7 @@ import aiosqlite
 
 from collector.storage.base import StorageError
 
-SCHEMA_VERSION: Final = 6
+SCHEMA_VERSION: Final = 7
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -186,8 +186,32 @@ CREATE TABLE IF NOT EXISTS point_meta (
     thresholds TEXT NOT NULL,
     issued_at  REAL NOT NULL,
     meta_hash  TEXT NOT NULL,
+    poll       REAL,             -- seconds between readings (meta), for GET /v1/quality
     PRIMARY KEY (gateway, point)
 );
+-- The journal of GET /v1/stream: alarm, gap and status events, written in the ingest
+-- transaction; readings_through is the highest readings.id at that commit, so a stream merges
+-- readings and these rows in commit order. payload is the event's JSON (collector.feed.core).
+-- AUTOINCREMENT: an id is never reused, even once old rows are pruned (ids are positions).
+CREATE TABLE IF NOT EXISTS feed (
+    id               INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind             TEXT NOT NULL CHECK (kind IN ('alarm', 'gap', 'status')),
+    gateway          TEXT NOT NULL,
+    point            TEXT,
+    readings_through INTEGER NOT NULL,
+    payload          TEXT NOT NULL,
+    at               REAL NOT NULL
+);
+-- When each gateway was live (GET /v1/quality): [since, until) intervals kept at ingest. A
+-- sign of life (block, meta, online status) at t keeps it live until t + offline_after; an
+-- offline status ends the interval there.
+CREATE TABLE IF NOT EXISTS presence (
+    id      INTEGER PRIMARY KEY,
+    gateway TEXT NOT NULL,
+    since   REAL NOT NULL,
+    until   REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS presence_by_gateway ON presence (gateway, until);
 """
 
 
@@ -269,12 +293,46 @@ async def _upgrade_to_6(db: aiosqlite.Connection) -> None:
     await _add_columns(db, "ingest_state", ("conflict INTEGER NOT NULL DEFAULT 0",))
 
 
+PRESENCE_REBUILD_WINDOW: Final = 60.0
+"""The default offline_after: how long a stored block counts as a sign of life when schema 7
+rebuilds presence from the blocks' arrival times."""
+
+
+async def _upgrade_to_7(db: aiosqlite.Connection) -> None:
+    """Meta points keep their poll period; presence is rebuilt from when blocks arrived.
+
+    Status messages were never kept, so the blocks' arrival times are the only history: runs
+    of blocks less than PRESENCE_REBUILD_WINDOW apart become one interval, live until the
+    window after the run's last block. The feed journal starts empty (streams start at the
+    newest reading).
+    """
+    await _add_columns(db, "point_meta", ("poll REAL",))
+    if not await _table_exists(db, "blocks") or await _table_exists(db, "presence"):
+        return
+    await db.execute(
+        "CREATE TABLE presence (id INTEGER PRIMARY KEY, gateway TEXT NOT NULL,"
+        " since REAL NOT NULL, until REAL NOT NULL)"
+    )
+    await db.execute(
+        "INSERT INTO presence (gateway, since, until)"
+        " WITH signs AS (SELECT gateway, received_at AS t, received_at - lag(received_at)"
+        " OVER (PARTITION BY gateway ORDER BY received_at) AS pause FROM blocks),"
+        " runs AS (SELECT gateway, t, sum(CASE WHEN pause IS NULL OR pause > ? THEN 1"
+        " ELSE 0 END) OVER (PARTITION BY gateway ORDER BY t ROWS UNBOUNDED PRECEDING)"
+        " AS run FROM signs)"
+        " SELECT gateway, min(t), max(t) + ? FROM runs GROUP BY gateway, run"
+        " ORDER BY gateway, min(t)",
+        (PRESENCE_REBUILD_WINDOW, PRESENCE_REBUILD_WINDOW),
+    )
+
+
 _UPGRADES: Final = {
     1: _upgrade_to_2,
     2: _upgrade_to_3,
     3: _upgrade_to_4,
     4: _upgrade_to_5,
     5: _upgrade_to_6,
+    6: _upgrade_to_7,
 }
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.model import (
     AlarmAfter,
     AlarmFilter,
@@ -49,7 +50,7 @@ from collector.model import (
 )
 from collector.storage.base import RegistryError, StorageError
 from collector.storage.buckets import bucket_page
-from collector.storage.sqlite import archive, ingest, queries, registry
+from collector.storage.sqlite import archive, feed, ingest, queries, registry
 from collector.storage.sqlite.buckets import SqliteBucketQueries
 from collector.storage.sqlite.schema import connect, migrate, rollback
 from collector.verify.core import StoredBlock, StoredBlockAfter
@@ -274,3 +275,20 @@ class SqliteStorage:
             after=after,
             limit=limit,
         )
+
+    async def feed_head(self) -> FeedPosition:
+        """The newest reading id and journal id, from one snapshot."""
+        return await feed.feed_head(self._reader)
+
+    async def feed_page(
+        self,
+        scope: Scope,
+        where: FeedFilter,
+        *,
+        after: FeedPosition,
+        upto: FeedPosition,
+        limit: int,
+    ) -> FeedPage:
+        """Readings and journal rows in scope and filter with ids in (after, upto], ascending."""
+        return await feed.feed_page(self._reader, scope, where, after=after, upto=upto, limit=limit)
+

@@ -1,0 +1,184 @@
+"""`GET /v1/stream`: server-sent events of readings, alarms, gaps and status changes.
+
+Each event is one JSON object in the shape the list endpoints use for its type (`event:`
+reading, alarm, gap or status); its `id:` is the feed position right after it, so a client
+that reconnects with `Last-Event-ID` gets exactly the events after that one (positions come
+from the database: this holds across collector restarts too). A new stream starts at the
+newest event and first sends an `id:` of its own, without data, so that even a client that
+saw no event yet resumes from where it connected.
+
+The stream sleeps on the runtime's commit signal (woken after every ingest commit) and reads
+the database from its position when woken; it also re-reads every `heartbeat` seconds (commits
+of other processes), and keeps proxies open with SSE comment pings at the same pace.
+
+(No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
+"""
+
+from collections.abc import AsyncIterator
+from datetime import timezone
+from typing import Annotated, Final
+
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
+from pydantic import BaseModel, Field
+from sse_starlette import EventSourceResponse, ServerSentEvent
+
+from collector.api.core import shown_time
+from collector.api.deps import Authenticate, Zone, bad_request
+from collector.api.routes.alarms import _alarm
+from collector.api.routes.gaps import _gap
+from collector.api.routes.readings import reading_out
+from collector.feed.core import (
+    FeedEvent,
+    FeedFilter,
+    FeedPosition,
+    JournalRow,
+    PositionError,
+    StatusChange,
+    interleave,
+    parse_kinds,
+    parse_position,
+)
+from collector.feed.wakeup import CommitSignal
+from collector.model import AlarmState, GapRow, ReadingRow, Scope
+from collector.storage.base import Storage
+from collector.storage.capabilities import FeedJournal
+
+PAGE: Final = 500
+"""Rows of each kind per database read."""
+RETRY_MS: Final = 2000
+"""How long a client waits before reconnecting (the SSE `retry:` field)."""
+
+
+class StatusOut(BaseModel):
+    """A gateway's status changed (the `status` event); `online` as its status message says."""
+
+    gateway: str
+    enterprise: str
+    district: str
+    online: bool
+    at: str = Field(description="ISO 8601: when the collector received the status")
+
+
+def _status(row: JournalRow, change: StatusChange, zone: timezone) -> StatusOut:
+    return StatusOut(
+        gateway=change.gateway,
+        enterprise=row.enterprise,
+        district=row.district,
+        online=change.online,
+        at=shown_time(change.at, zone),
+    )
+
+
+def _data(event: FeedEvent, zone: timezone) -> str:
+    """The event's JSON, as the list endpoint of its type shows it."""
+    item = event.item
+    if isinstance(item, ReadingRow):
+        return reading_out(item, zone).model_dump_json()
+    happened = item.event
+    if isinstance(happened, AlarmState):
+        return _alarm(happened, zone).model_dump_json()
+    if isinstance(happened, GapRow):
+        return _gap(happened, zone).model_dump_json(by_alias=True)  # `from`, `to`
+    return _status(item, happened, zone).model_dump_json()
+
+
+async def _events(
+    *,
+    feed: FeedJournal,
+    commits: CommitSignal,
+    scope: Scope,
+    where: FeedFilter,
+    start: FeedPosition,
+    zone: timezone,
+    heartbeat: float,
+) -> AsyncIterator[ServerSentEvent]:
+    yield ServerSentEvent(id=start.token, retry=RETRY_MS)
+    position = start
+    while not commits.closed:
+        # Read the generation first: a commit landing during the reads below wakes us at once.
+        generation = commits.generation
+        head = await feed.feed_head()
+        while position.behind(head):
+            page = await feed.feed_page(scope, where, after=position, upto=head, limit=PAGE)
+            events, position = interleave(page, position, head)
+            for event in events:
+                yield ServerSentEvent(
+                    data=_data(event, zone), event=event.kind.value, id=event.position.token
+                )
+        await commits.wait_beyond(generation, heartbeat)
+
+
+def create_router(
+    storage: Storage, authenticate: Authenticate, *, commits: CommitSignal, heartbeat: float
+) -> APIRouter:
+    """The stream route over `storage`, woken by `commits` (501 without a feed journal)."""
+    router = APIRouter()
+    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
+
+    @router.get(
+        "/v1/stream",
+        response_class=EventSourceResponse,
+        responses={
+            200: {
+                "content": {"text/event-stream": {}},
+                "description": "server-sent events: `event:` reading|alarm|gap|status, `data:`"
+                " the item as its list endpoint shows it (status: StatusOut), `id:` the"
+                " position to resume after with Last-Event-ID",
+            },
+            501: {"description": "this storage backend has no live feed yet"},
+        },
+    )
+    async def stream(
+        *,
+        scope: Auth,
+        zone: Zone,
+        gateway: Annotated[str | None, Query(description="one gateway's events only")] = None,
+        point: Annotated[
+            str | None,
+            Query(description="events naming this point only (readings, alarms, gap records)"),
+        ] = None,
+        types: Annotated[
+            str | None,
+            Query(description="comma-separated: reading, alarm, gap, status (default: all)"),
+        ] = None,
+        last_event_id: Annotated[
+            str | None,
+            Header(alias="Last-Event-ID", description="resume after this event's `id:`"),
+        ] = None,
+    ) -> EventSourceResponse:
+        """Live events in scope, resumable with Last-Event-ID."""
+        try:
+            kinds = parse_kinds(types)
+        except ValueError as exc:
+            raise bad_request(str(exc)) from None
+        if not isinstance(storage, FeedJournal):
+            raise HTTPException(
+                status.HTTP_501_NOT_IMPLEMENTED, "this storage backend has no live feed yet"
+            )
+        head = await storage.feed_head()
+        start = head
+        if last_event_id is not None:
+            try:
+                start = parse_position(last_event_id)
+            except PositionError as exc:
+                raise bad_request(str(exc)) from None
+            if start.ahead_of(head):
+                raise bad_request(
+                    f"Last-Event-ID {last_event_id} is ahead of this collector's feed"
+                    f" ({head.token}): it was not made by this database"
+                )
+        where = FeedFilter(gateway=gateway, point=point, kinds=kinds)
+        return EventSourceResponse(
+            _events(
+                feed=storage,
+                commits=commits,
+                scope=scope,
+                where=where,
+                start=start,
+                zone=zone,
+                heartbeat=heartbeat,
+            ),
+            ping=heartbeat,
+        )
+
+    return router

@@ -1,0 +1,551 @@
+"""`GET /v1/stream`: live server-sent events over a real HTTP server and a real SQLite file.
+
+Most tests serve the API with uvicorn over a storage they fill through the ingest core and then
+ring the commit signal, exactly as the ingest shell does after each commit. One runs the whole
+collector on a real broker, restarts it, and resumes a stream across the restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import socket
+import sqlite3
+import time
+from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from click.testing import CliRunner
+
+from collector.api.app import create_app
+from collector.api.core import ApiToken
+from collector.cli import main
+from collector.config import load_collector_config
+from collector.feed.core import FeedPosition
+from collector.feed.wakeup import LocalCommitSignal
+from collector.ingest.core import Inbound, plan_batch
+from collector.model import IngestBatch, KeyGrant, StatusUpdate
+from collector.runtime import run_collector
+from collector.storage import open_storage
+from collector.storage.base import Storage
+from collector.storage.capabilities import FeedJournal
+from collector.storage.sqlite import SCHEMA_VERSION
+from specs.block import GENESIS, block_hash
+from specs.records import AlarmEvent, GapReason, Quality, Reading, Record, iso_time
+from tests.support.broker import Broker, free_port
+from tests.support.collector_client import (
+    BASE_TIME,
+    SimGateway,
+    alarm_record,
+    gap_record,
+    gateway_link,
+    register,
+    sim_gateway,
+    write_collector_config,
+)
+
+NANCHANG = sim_gateway(1, district="360100")
+BEIJING = sim_gateway(2, district="110101")
+TOKENS = (
+    ("province", "all-token", ("*",)),
+    ("nanchang", "nc-token", ("360100",)),
+    ("shenzhen", "sz-token", ("440300",)),
+)
+LEVEL, PRESSURE = "T001-LT-01", "T001-PT-01"
+WAIT = 10.0  # seconds an expected event may take; the heartbeat below is far longer
+
+
+@dataclass(frozen=True)
+class Message:
+    """One SSE message as a client sees it (a comment has only `comment`)."""
+
+    id: str | None = None
+    event: str | None = None
+    data: str | None = None
+    comment: str | None = None
+
+    @property
+    def body(self) -> dict[str, Any]:
+        assert self.data is not None
+        parsed: dict[str, Any] = json.loads(self.data)
+        return parsed
+
+
+async def _messages(response: httpx.Response) -> AsyncIterator[Message]:
+    """Parse an event stream (text/event-stream) into messages, comments included."""
+    fields: dict[str, str] = {}
+    async for line in response.aiter_lines():
+        if not line:
+            if fields:
+                yield Message(**fields)
+            fields = {}
+            continue
+        name, _, value = line.partition(":")
+        value = value.removeprefix(" ")
+        if not name:
+            yield Message(comment=value)
+        elif name in {"id", "event", "data"}:
+            fields[name] = (
+                f"{fields[name]}\n{value}" if name == "data" and name in fields else value
+            )
+
+
+@dataclass
+class Stream:
+    """An open stream: its messages arrive in a queue, read with `take`."""
+
+    response: httpx.Response
+    queue: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
+    ended: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def take(self, count: int, *, comments: bool = False) -> list[Message]:
+        """The next `count` messages (events, or comments too)."""
+        taken: list[Message] = []
+        async with asyncio.timeout(WAIT):
+            while len(taken) < count:
+                message = await self.queue.get()
+                if message.comment is None or comments:
+                    taken.append(message)
+        return taken
+
+    async def quiet(self, seconds: float = 0.5) -> list[Message]:
+        """Whatever events arrive within `seconds` (should be none)."""
+        await asyncio.sleep(seconds)
+        found: list[Message] = []
+        while not self.queue.empty():
+            message = self.queue.get_nowait()
+            if message.comment is None:
+                found.append(message)
+        return found
+
+
+@contextlib.asynccontextmanager
+async def _stream(
+    base_url: str,
+    bearer: str = "all-token",
+    last_event_id: str | None = None,
+    **params: str,
+) -> AsyncIterator[Stream]:
+    headers = {"Authorization": f"Bearer {bearer}"}
+    if last_event_id is not None:
+        headers["Last-Event-ID"] = last_event_id
+    async with (
+        httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(WAIT, read=None)) as http,
+        http.stream("GET", "/v1/stream", params=params, headers=headers) as response,
+    ):
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = Stream(response)
+
+        async def pump() -> None:
+            async for message in _messages(response):
+                await stream.queue.put(message)
+            stream.ended.set()  # the server ended the response
+
+        task = asyncio.create_task(pump())
+        try:
+            yield stream
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
+                await task
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+@dataclass
+class Feed:
+    """A served API over a storage, and the ingest steps the shell would take."""
+
+    storage: Storage
+    commits: LocalCommitSignal
+    base_url: str
+    payloads: dict[tuple[str, int], bytes] = field(default_factory=dict)
+
+    def chain(self, gateway: SimGateway, records: Mapping[int, Sequence[Record]]) -> None:
+        """Seal blocks 1..n of `gateway` (records per seq) chained as an agent would."""
+        prev = GENESIS
+        for seq in sorted(records):
+            payload = gateway.block(seq, records=records[seq], prev=prev)
+            self.payloads[(gateway.gateway, seq)] = payload
+            prev = block_hash(payload)
+
+    async def deliver(
+        self, *blocks: tuple[SimGateway, int], statuses: Sequence[StatusUpdate] = ()
+    ) -> None:
+        """Ingest the blocks and statuses as one batch, then ring the commit signal."""
+        messages = [
+            Inbound(
+                gateway.topics.block,
+                self.payloads[(gateway.gateway, seq)],
+                tuple(gateway.sign(self.payloads[(gateway.gateway, seq)])),
+                BASE_TIME + seq,
+            )
+            for gateway, seq in blocks
+        ]
+        grants = {}
+        for gateway in (NANCHANG, BEIJING):
+            owner, key = gateway.registration()
+            grants[key.kid] = KeyGrant(key, owner)
+        batch = plan_batch(messages, grants, {})
+        assert not batch.audits
+        await self.storage.ingest(IngestBatch(batch.blocks, statuses=statuses))
+        self.commits.notify()
+
+    async def get(self, path: str, **params: str) -> list[dict[str, Any]]:
+        async with httpx.AsyncClient(base_url=self.base_url) as http:
+            response = await http.get(
+                path, params=params, headers={"Authorization": "Bearer all-token"}
+            )
+        assert response.status_code == 200, response.text
+        items: list[dict[str, Any]] = response.json()["items"]
+        return items
+
+
+@contextlib.asynccontextmanager
+async def _served(tmp_path: Path, heartbeat: float = 60.0) -> AsyncIterator[Feed]:
+    tokens = [ApiToken(name, token, districts) for name, token, districts in TOKENS]
+    async with open_storage(f"sqlite:///{tmp_path / 'collector.db'}") as storage:
+        for gateway in (NANCHANG, BEIJING):
+            await register(storage, gateway)
+        commits = LocalCommitSignal()
+        app = create_app(
+            storage,
+            tokens,
+            clock=lambda: BASE_TIME + 100,
+            commits=commits,
+            stream_heartbeat=heartbeat,
+        )
+        server = _Server(
+            uvicorn.Config(
+                app, log_config=None, access_log=False, lifespan="off", timeout_graceful_shutdown=2
+            )
+        )
+        with socket.create_server(("127.0.0.1", 0)) as sock:
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started:
+                await asyncio.sleep(0.01)
+            try:
+                yield Feed(storage, commits, f"http://127.0.0.1:{sock.getsockname()[1]}")
+            finally:
+                commits.close()
+                server.should_exit = True
+                await task
+
+
+def _reading(point: str, t: float, value: float) -> Reading:
+    quota, unit = ("WHP-LT", "m") if point == LEVEL else ("WHP-PT", "MPa")
+    return Reading(point, quota, iso_time(t), value, unit, Quality.GOOD)
+
+
+def _records(gateway: SimGateway, seq: int, *extra: Record) -> list[Record]:
+    t = BASE_TIME + seq
+    return [_reading(LEVEL, t, seq * 1.0), _reading(PRESSURE, t, seq * 10.0), *extra]
+
+
+def _kinds(messages: Sequence[Message]) -> list[str | None]:
+    return [m.event for m in messages]
+
+
+def _position(message: Message) -> tuple[int, int]:
+    assert message.id is not None
+    readings, _, journal = message.id.partition(".")
+    return int(readings.removeprefix("r")), int(journal.removeprefix("f"))
+
+
+def _canonical(items: Sequence[Mapping[str, Any]]) -> list[str]:
+    return sorted(json.dumps(item, sort_keys=True) for item in items)
+
+
+async def test_events_come_live_in_commit_order_shaped_like_the_list_endpoints(
+    tmp_path: Path,
+) -> None:
+    raise_t, clear_t = BASE_TIME + 1, BASE_TIME + 5
+    async with _served(tmp_path) as feed:
+        feed.chain(
+            NANCHANG,
+            {
+                1: _records(NANCHANG, 1, alarm_record("A-1", AlarmEvent.RAISE, raise_t)),
+                2: _records(NANCHANG, 2),
+                3: _records(NANCHANG, 3),
+                4: [
+                    _reading(LEVEL, BASE_TIME + 4, 4.0),
+                    gap_record(4, lost=5, reason=GapReason.OUTBOX_FULL),
+                    alarm_record("A-1", AlarmEvent.CLEAR, clear_t),
+                ],
+            },
+        )
+        feed.chain(BEIJING, {1: _records(BEIJING, 1)})
+        async with _stream(feed.base_url) as stream:
+            (hello,) = await stream.take(1)
+            assert (hello.id, hello.event, hello.data) == ("r0.f0", None, None)
+            started = time.monotonic()
+            await feed.deliver((NANCHANG, 1))
+            first = await stream.take(3)
+            # Woken by the commit, not by the 60 s re-read.
+            assert time.monotonic() - started < WAIT
+            assert _kinds(first) == ["reading", "reading", "alarm"]
+            raised = await feed.get("/v1/alarms")
+            assert first[2].body == raised[0]
+            assert raised[0]["cleared_at"] is None
+            await feed.deliver(
+                (BEIJING, 1),
+                statuses=[StatusUpdate(NANCHANG.gateway, online=True, at=BASE_TIME + 2)],
+            )
+            second = await stream.take(3)
+            assert _kinds(second) == ["reading", "reading", "status"]
+            assert second[2].body == {
+                "gateway": NANCHANG.gateway,
+                "enterprise": NANCHANG.enterprise,
+                "district": NANCHANG.district,
+                "online": True,
+                "at": iso_time(BASE_TIME + 2),
+            }
+            # A heartbeat that says the same again is no change.
+            await feed.deliver(
+                statuses=[StatusUpdate(NANCHANG.gateway, online=True, at=BASE_TIME + 3)]
+            )
+            await feed.deliver((NANCHANG, 3))  # seq 2 missing: a hole opens
+            third = await stream.take(3)
+            assert _kinds(third) == ["reading", "reading", "gap"]
+            opened = {**third[2].body}
+            assert opened == {
+                "gateway": NANCHANG.gateway,
+                "epoch": "epoch-1",
+                "from_seq": 2,
+                "to_seq": 2,
+                "from": None,
+                "to": None,
+                "lost": None,
+                "reason": "missing",
+                "state": "open",
+            }
+            assert [opened] == await feed.get("/v1/gaps", state="open")
+            await feed.deliver((NANCHANG, 2), (NANCHANG, 4))  # fills it; a gap record; a clear
+            fourth = await stream.take(6)
+            assert _kinds(fourth) == ["reading", "reading", "reading", "gap", "gap", "alarm"]
+            record, closed = fourth[3].body, fourth[4].body
+            assert [record] == await feed.get("/v1/gaps", state="closed")
+            assert closed == {**opened, "state": "closed"}
+            assert fourth[5].body == (await feed.get("/v1/alarms"))[0]
+            assert fourth[5].body["cleared_at"] == iso_time(clear_t)
+            events = [*first, *second, *third, *fourth]
+            positions = [_position(m) for m in events]
+            assert positions == sorted(positions)
+            assert len(set(positions)) == len(positions)
+            assert not await stream.quiet()
+            streamed = [m.body for m in events if m.event == "reading"]
+            assert _canonical(streamed) == _canonical(await feed.get("/v1/readings"))
+            # ?tz= shows times at that offset, as on the list endpoints.
+            async with _stream(feed.base_url, last_event_id="r0.f0", tz="+08:00") as local:
+                (_, one) = await local.take(2)
+            beijing_time = datetime.fromtimestamp(BASE_TIME + 1, timezone(timedelta(hours=8)))
+            assert one.body["t"] == beijing_time.isoformat(timespec="milliseconds")
+
+
+async def test_a_reconnect_resumes_exactly_after_its_last_event_id(tmp_path: Path) -> None:
+    async with _served(tmp_path) as feed:
+        feed.chain(NANCHANG, {seq: _records(NANCHANG, seq) for seq in range(1, 7)})
+        async with _stream(feed.base_url) as stream:
+            await stream.take(1)
+            await feed.deliver((NANCHANG, 1), (NANCHANG, 2))
+            before = await stream.take(4)
+        await feed.deliver((NANCHANG, 3))  # while nobody listens
+        async with _stream(feed.base_url, last_event_id=before[1].id) as resumed:
+            (hello,) = await resumed.take(1)
+            assert hello.id == before[1].id
+            again = await resumed.take(4)
+            await feed.deliver((NANCHANG, 4))
+            again += await resumed.take(2)
+            assert not await resumed.quiet()
+        assert [m.data for m in again[:2]] == [m.data for m in before[2:]]
+        values = [(m.body["point"], m.body["value"]) for m in again]
+        assert values == [
+            (LEVEL, 2.0),
+            (PRESSURE, 20.0),
+            (LEVEL, 3.0),
+            (PRESSURE, 30.0),
+            (LEVEL, 4.0),
+            (PRESSURE, 40.0),
+        ]
+        # Filtered streams resume the same way: their ids skip what the filter hides.
+        async with _stream(feed.base_url, last_event_id="r0.f0", point=PRESSURE) as pressure:
+            found = await pressure.take(5)
+            assert [m.body["value"] for m in found[1:]] == [10.0, 20.0, 30.0, 40.0]
+        async with _stream(feed.base_url, last_event_id=found[2].id, point=PRESSURE) as rest:
+            await rest.take(1)
+            tail = await rest.take(2)
+            await feed.deliver((NANCHANG, 5))
+            tail += await rest.take(1)
+        assert [m.body["value"] for m in tail] == [30.0, 40.0, 50.0]
+
+
+async def test_a_token_streams_only_its_districts_and_filters_narrow_it(tmp_path: Path) -> None:
+    async with _served(tmp_path) as feed:
+        feed.chain(NANCHANG, {1: _records(NANCHANG, 1), 2: _records(NANCHANG, 2)})
+        feed.chain(BEIJING, {1: _records(BEIJING, 1), 3: _records(BEIJING, 3)})
+        async with (
+            _stream(feed.base_url, "nc-token") as nanchang,
+            _stream(feed.base_url, "sz-token") as shenzhen,
+            _stream(feed.base_url, gateway=BEIJING.gateway) as beijing,
+            _stream(feed.base_url, types="status,gap") as changes,
+            _stream(feed.base_url, "nc-token", gateway=BEIJING.gateway) as outside,
+        ):
+            for stream in (nanchang, shenzhen, beijing, changes, outside):
+                await stream.take(1)
+            await feed.deliver(
+                (BEIJING, 1),
+                (NANCHANG, 1),
+                (BEIJING, 3),
+                statuses=[StatusUpdate(BEIJING.gateway, online=False, at=BASE_TIME)],
+            )
+            await feed.deliver((NANCHANG, 2))
+            seen = await nanchang.take(4)
+            assert {m.body["gateway"] for m in seen} == {NANCHANG.gateway}
+            assert _kinds(seen) == ["reading"] * 4
+            from_beijing = await beijing.take(6)
+            assert _kinds(from_beijing) == ["reading"] * 4 + ["gap", "status"]
+            assert {m.body["gateway"] for m in from_beijing} == {BEIJING.gateway}
+            assert _kinds(await changes.take(2)) == ["gap", "status"]
+            for stream in (nanchang, shenzhen, beijing, changes, outside):
+                assert not await stream.quiet(0.2)
+
+
+async def test_pings_keep_an_idle_stream_open(tmp_path: Path) -> None:
+    async with _served(tmp_path, heartbeat=0.2) as feed, _stream(feed.base_url) as stream:
+        messages = await stream.take(3, comments=True)
+        assert messages[0].id == "r0.f0"
+        assert all(m.comment is not None for m in messages[1:])
+
+
+@contextlib.asynccontextmanager
+async def _asgi(storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
+    tokens = [ApiToken(name, token, districts) for name, token, districts in TOKENS]
+    app = create_app(storage, tokens, clock=lambda: BASE_TIME)
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
+        yield http
+
+
+@pytest.mark.parametrize(
+    ("params", "headers", "status", "detail"),
+    [
+        ({"types": "reading,weather"}, {}, 400, "weather"),
+        ({"types": ""}, {}, 400, "at least one"),
+        ({}, {"Last-Event-ID": "yesterday"}, 400, "not a position"),
+        ({}, {"Last-Event-ID": "r99.f0"}, 400, "ahead"),
+        ({"tz": "+25:00"}, {}, 400, ""),
+        ({}, {"Authorization": "Bearer nope"}, 401, ""),
+    ],
+)
+async def test_bad_stream_requests_are_problems(
+    tmp_path: Path, params: dict[str, str], headers: dict[str, str], status: int, detail: str
+) -> None:
+    async with open_storage(f"sqlite:///{tmp_path / 'c.db'}") as storage, _asgi(storage) as http:
+        response = await http.get(
+            "/v1/stream", params=params, headers={"Authorization": "Bearer all-token", **headers}
+        )
+    assert response.status_code == status
+    assert response.headers["content-type"] == "application/problem+json"
+    assert detail in response.json()["detail"]
+
+
+async def test_a_backend_without_a_feed_journal_answers_501(postgres_url: str) -> None:
+    # The PostgreSQL backend does not offer the FeedJournal capability yet.
+    async with open_storage(postgres_url) as storage, _asgi(storage) as http:
+        response = await http.get("/v1/stream", headers={"Authorization": "Bearer all-token"})
+    assert response.status_code == 501
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_a_stream_resumes_across_a_collector_restart(broker: Broker, tmp_path: Path) -> None:
+    path = write_collector_config(
+        tmp_path, broker_port=broker.port, api_port=free_port(), tokens=TOKENS
+    )
+    config = load_collector_config(path)
+    keys = await asyncio.to_thread(
+        CliRunner().invoke, main, ["keys", "init", "-c", str(path)], catch_exceptions=False
+    )
+    assert keys.exit_code == 0
+    async with contextlib.AsyncExitStack() as outlives:
+        async with run_collector(config) as collector, gateway_link(broker.port, NANCHANG) as link:
+            await register(collector.storage, NANCHANG)
+            await asyncio.wait_for(collector.wait_connected(), WAIT)
+            stream = await outlives.enter_async_context(_stream(collector.api_url))
+            await stream.take(1)
+            for seq in (1, 2):
+                await link.send(seq)
+                await link.next_ack()
+            before = await stream.take(2)
+            assert [m.body["value"] for m in before] == [1.0, 2.0]
+            stopping = time.monotonic()
+        # The collector stopped with the stream open: the stream ended, it did not hold it up.
+        assert time.monotonic() - stopping < 3
+        await asyncio.wait_for(stream.ended.wait(), WAIT)
+    async with run_collector(config) as collector, gateway_link(broker.port, NANCHANG) as link:
+        await asyncio.wait_for(collector.wait_connected(), WAIT)
+        async with _stream(collector.api_url, last_event_id=before[0].id) as resumed:
+            (hello,) = await resumed.take(1)
+            assert hello.id == before[0].id
+            (again,) = await resumed.take(1)
+            assert again.data == before[1].data
+            await link.send(3)  # chained onto the blocks the first link sent
+            await link.next_ack()
+            (new,) = await resumed.take(1)
+            assert new.body["value"] == 3.0
+            assert not await resumed.quiet()
+
+
+async def test_a_schema_6_file_gets_the_journal_presence_and_poll_of_schema_7(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "six.db"
+    arrivals = {1: 0.0, 2: 10.0, 3: 20.0, 4: 200.0}  # two runs of blocks, 180 s apart
+    async with open_storage(f"sqlite:///{path}") as storage:
+        await register(storage, NANCHANG)
+        owner, key = NANCHANG.registration()
+        grants = {key.kid: KeyGrant(key, owner)}
+        prev = GENESIS
+        messages = []
+        for seq, arrival in arrivals.items():
+            payload = NANCHANG.block(seq, prev=prev)
+            prev = block_hash(payload)
+            messages.append(
+                Inbound(
+                    NANCHANG.topics.block,
+                    payload,
+                    tuple(NANCHANG.sign(payload)),
+                    BASE_TIME + arrival,
+                )
+            )
+        await storage.ingest(plan_batch(messages, grants, {}))
+    # What schema 6 had: no journal, no presence, no poll periods.
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("DROP TABLE feed")
+        db.execute("DROP TABLE presence")
+        db.execute("ALTER TABLE point_meta DROP COLUMN poll")
+        db.execute("PRAGMA user_version = 6")
+    async with open_storage(f"sqlite:///{path}") as storage:
+        assert isinstance(storage, FeedJournal)
+        assert await storage.feed_head() == FeedPosition(readings=4, journal=0)
+    with contextlib.closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,) == (7,)
+        columns = {row[1] for row in db.execute("PRAGMA table_info(point_meta)")}
+        assert "poll" in columns
+        assert db.execute("SELECT count(*) FROM feed").fetchone() == (0,)
+        # Presence is rebuilt from the blocks' arrivals: live 60 s past each run's last block.
+        assert db.execute(
+            "SELECT gateway, since - ?, until - ? FROM presence ORDER BY since",
+            (BASE_TIME, BASE_TIME),
+        ).fetchall() == [(NANCHANG.gateway, 0.0, 80.0), (NANCHANG.gateway, 200.0, 260.0)]
