@@ -1,4 +1,9 @@
-"""`collector export`: a coal gateway's stored readings as MT/T 1201-style text."""
+"""`collector export`: a gateway's stored readings as CSV, or a coal gateway's as MT/T 1201 text.
+
+CSV has the columns and cells of `GET /v1/readings` with `Accept: text/csv`
+(`collector.api.csv_rows`), so a file exported on the collector host equals what the API
+streams for the same gateway and window. Both formats read storage a page at a time.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +11,16 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
+from datetime import timezone
 from pathlib import Path
-from typing import BinaryIO, Final
+from typing import BinaryIO, Final, Protocol
 
 import click
 
+from collector.api.core import OffsetError, offset_text, parse_utc_offset
+from collector.api.csv_rows import READING_COLUMNS, csv_text, reading_cells
 from collector.cli.common import config_option, load_or_exit, with_storage
+from collector.config import CollectorConfig
 from collector.export.aqss import (
     BATCH_END,
     CoalReading,
@@ -23,7 +32,7 @@ from collector.export.aqss import (
     nonconforming_points,
     note_points,
 )
-from collector.model import ReadingAfter, ReadingFilter, SourcedReading
+from collector.model import EVERYTHING, ReadingAfter, ReadingFilter, SourcedReading
 from collector.storage.base import Storage
 from specs.catalogue import default_catalogue
 from specs.records import RecordFormatError, parse_iso_time
@@ -121,22 +130,77 @@ async def _export_aqss(
     return _ExportSummary(tuple(seen.values()), count)
 
 
+class _Progress(Protocol):
+    def update(self, n_steps: int) -> None: ...
+
+
+class _Unseen:
+    """No progress bar (stderr is not a terminal)."""
+
+    def update(self, n_steps: int) -> None:
+        """Show nothing."""
+
+
+async def _export_csv(
+    storage: Storage,
+    gateway: str,
+    window: tuple[float, float],
+    zone: timezone,
+    *,
+    write: Callable[[str], object],
+    progress: _Progress,
+) -> int:
+    """Write a gateway's readings in [from, to) as CSV, a storage page at a time; the count."""
+    if not await storage.find_gateways([gateway]):
+        raise ExportRefusedError(f"gateway {gateway} is not registered")
+    where = ReadingFilter(gateway=gateway, t_from=window[0], t_to=window[1])
+    write(csv_text([READING_COLUMNS]))
+    after: ReadingAfter | None = None
+    count = 0
+    while True:
+        # An operator command: every district (no token scope).
+        page = await storage.readings(EVERYTHING, where, after=after, limit=EXPORT_PAGE)
+        write(csv_text(reading_cells(row, zone) for row in page.items))
+        count += len(page.items)
+        progress.update(len(page.items))
+        if not page.more or not page.items:
+            return count
+        last = page.items[-1]
+        after = (last.gateway, last.point, last.t, last.rowid)
+
+
+def _zone_option(text: str | None, default: timezone) -> timezone:
+    if text is None:
+        return default
+    try:
+        return parse_utc_offset(text)
+    except OffsetError as exc:
+        raise click.BadParameter(str(exc), param_hint="--tz") from None
+
+
 @click.command()
 @config_option
 @click.option(
     "--format",
     "export_format",
     required=True,
-    type=click.Choice(["aqss"]),
-    help="aqss: coal MT/T 1201-style text, AQMC point definitions then AQSS realtime values.",
+    type=click.Choice(["csv", "aqss"]),
+    help="csv: every reading, the columns of GET /v1/readings as text/csv (UTF-8, RFC 4180);"
+    " aqss: coal MT/T 1201-style text, AQMC point definitions then AQSS realtime values.",
 )
-@click.option("--gateway", "gateway_id", required=True, help="A coal mine's gateway.")
+@click.option("--gateway", "gateway_id", required=True, help="The gateway (aqss: a coal mine's).")
 @click.option("--from", "t_from", required=True, help="ISO 8601 with offset, inclusive.")
 @click.option("--to", "t_to", required=True, help="ISO 8601 with offset, exclusive.")
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write here (replaced atomically when done) instead of stdout.",
+)
+@click.option(
+    "--tz",
+    "tz",
+    metavar="±HH:MM",
+    help="csv: the UTC offset times are shown at. Default: api.tz of the config.",
 )
 def export(
     *,
@@ -146,13 +210,17 @@ def export(
     t_from: str,
     t_to: str,
     out: Path | None,
+    tz: str | None,
 ) -> None:
-    """Export a coal gateway's stored readings as MT/T 1201-style text (UTF-8)."""
+    """Export a gateway's stored readings in [--from, --to): CSV, or coal MT/T 1201 text."""
     config = load_or_exit(config_path)
     start, end = _iso_option("--from", t_from), _iso_option("--to", t_to)
     if start >= end:
         raise click.BadParameter("must be later than --from", param_hint="--to")
-    assert export_format == "aqss"  # noqa: S101 - click.Choice admits nothing else
+    zone = _zone_option(tz, config.api.tz)
+    if export_format == "csv":
+        _csv_command(config, gateway_id, (start, end), zone, out)
+        return
     partial = None if out is None else out.with_name(f".{out.name}.partial")
     try:
         with contextlib.ExitStack() as stack:
@@ -191,3 +259,61 @@ def export(
             + ", ".join(odd),
             err=True,
         )
+
+
+def _csv_command(
+    config: CollectorConfig,
+    gateway_id: str,
+    window: tuple[float, float],
+    zone: timezone,
+    out: Path | None,
+) -> None:
+    """Run the CSV export to `out` (atomically) or stdout, with a progress bar on a terminal."""
+    partial = None if out is None else out.with_name(f".{out.name}.partial")
+    try:
+        with contextlib.ExitStack() as stack:
+            sink: BinaryIO = (
+                sys.stdout.buffer if partial is None else stack.enter_context(partial.open("wb"))
+            )
+            # Counting the window first would cost a scan as long as the export itself: the
+            # bar counts rows without a total.
+            progress: _Progress = (
+                stack.enter_context(
+                    click.progressbar(
+                        iter(int, 1),  # endless: the length is unknown
+                        label=f"exporting {gateway_id}",
+                        show_pos=True,
+                        file=sys.stderr,
+                    )
+                )
+                if sys.stderr.isatty()
+                else _Unseen()
+            )
+            count = with_storage(
+                config,
+                lambda storage: _export_csv(
+                    storage,
+                    gateway_id,
+                    window,
+                    zone,
+                    write=lambda text: sink.write(text.encode("utf-8")),
+                    progress=progress,
+                ),
+            )
+            sink.flush()
+        if partial is not None and out is not None:
+            partial.replace(out)
+    except ExportRefusedError as exc:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        click.echo(f"Error: {exc}", err=True)
+        raise click.exceptions.Exit(USAGE_ERROR_EXIT) from None
+    except OSError as exc:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"exported {count} readings of gateway {gateway_id} to {out or 'stdout'}"
+        f" (times at {offset_text(zone)})",
+        err=True,
+    )
