@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Protocol
 
-from collector.model import BucketAfter, BucketGrid, BucketRow, Page, PointAfter
+from collector.model import BucketAfter, BucketGrid, BucketRow, Page, PointAfter, ReadingFilter
+from collector.storage.rollups import ROLLUP_SECONDS
 
 SERIES_BATCH: Final = 200
 """Series (gateway, point) asked for at a time while a page fills."""
@@ -79,3 +80,18 @@ async def bucket_page(
             break
         position, inclusive = batch[-1], False
     return Page.of(found, limit)
+
+
+def rollups_answer(grid: BucketGrid, where: ReadingFilter) -> bool:
+    """Whether the per-minute rollups give exactly the buckets the readings would.
+
+    They do when every bucket and both ends of the filter fall on whole minutes: then each
+    bucket is a union of whole minutes (collector.storage.rollups).
+    """
+    minute = int(ROLLUP_SECONDS)
+    ends = [t for t in (where.t_from, where.t_to) if t is not None]
+    return (
+        grid.width % minute == 0
+        and grid.offset % minute == 0
+        and all(t % ROLLUP_SECONDS == 0 for t in ends)
+    )

@@ -128,3 +128,59 @@ class PostgresBucketQueries:
             )
             for row in found
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class PostgresRollupBucketQueries(PostgresBucketQueries):
+    """The same buckets from the per-minute rollups, for grids made of whole minutes.
+
+    A bucket of whole minutes is the merge of its minutes' rollups (collector.storage.rollups):
+    a month of 1 s readings at `every=1h` reads 43,200 rollup rows instead of 2.6 million
+    readings. Used only where `rollups_answer` says the answer is the same.
+    """
+
+    async def first_bucket(self, series: PointAfter, from_index: int | None) -> int | None:
+        """The first bucket at or after `from_index` holding a rollup: one index seek."""
+        index = bucket_index_sql(self.grid, "m.minute")
+        params = Params()
+        keys = f"m.gateway = {params.add(series[0])} AND m.point = {params.add(series[1])}"
+        low = None if from_index is None else self.grid.start(from_index)
+        bounds = self._time_bounds(params, low, None, "m.minute")
+        found = await self.db.fetchval(
+            f"SELECT {index} FROM readings_1m m WHERE {keys}{bounds} ORDER BY m.minute LIMIT 1",
+            *params.values,
+        )
+        return None if found is None else int(found)
+
+    async def aggregate(self, series: PointAfter, first: int, end: int) -> Sequence[BucketRow]:
+        """Buckets first..end-1 of one series, merged from its minutes' rollups."""
+        index = bucket_index_sql(self.grid, "m.minute")
+        params = Params()
+        keys = f"m.gateway = {params.add(series[0])} AND m.point = {params.add(series[1])}"
+        bounds = self._time_bounds(params, self.grid.start(first), self.grid.start(end), "m.minute")
+        found = await self.db.fetch(
+            f"SELECT {index} AS k,"
+            " (array_agg(m.quota ORDER BY m.newest_t DESC))[1],"
+            " (array_agg(m.unit ORDER BY m.newest_t DESC))[1],"
+            " min(m.lo), max(m.hi), sum(m.total) / nullif(sum(m.n), 0),"
+            " (array_agg(m.last_value ORDER BY m.last_t DESC)"
+            " FILTER (WHERE m.last_t IS NOT NULL))[1],"
+            " sum(m.n)"
+            f" FROM readings_1m m WHERE {keys}{bounds} GROUP BY k ORDER BY k",
+            *params.values,
+        )
+        return [
+            BucketRow(
+                gateway=series[0],
+                point=series[1],
+                quota=row[1],
+                unit=row[2],
+                t=self.grid.start(int(row[0])),
+                min=row[3],
+                max=row[4],
+                avg=row[5],
+                last=row[6],
+                count=int(row[7]),
+            )
+            for row in found
+        ]

@@ -214,7 +214,24 @@ CREATE TABLE point_meta (
 # of the minute's newest reading (at newest_t). Partitioned by month like readings (each
 # readings partition has its rollup twin, see partitions.py); the readings already stored
 # are rolled up here once.
-_VERSION_2: Final = """
+ROLLUP_FIRST_FILL: Final = """
+INSERT INTO readings_1m
+    (gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value)
+SELECT gateway, point, minute,
+       (array_agg(quota ORDER BY t DESC))[1], (array_agg(unit ORDER BY t DESC))[1],
+       count(v), min(v), max(v), sum(v), max(t),
+       max(t) FILTER (WHERE v IS NOT NULL),
+       (array_agg(v ORDER BY t DESC) FILTER (WHERE v IS NOT NULL))[1]
+FROM (SELECT gateway, point, floor(t / 60) * 60 AS minute, quota, unit, t,
+             CASE WHEN quality <> 'bad' THEN value END AS v
+      FROM readings) AS r
+GROUP BY gateway, point, minute;
+"""
+"""Roll up every stored reading (into an empty readings_1m): migration 2, and tools that load
+readings without the ingest (benchmarks)."""
+
+_VERSION_2: Final = (
+    """
 CREATE TABLE readings_1m (
     gateway    text COLLATE "C" NOT NULL,
     point      text COLLATE "C" NOT NULL,
@@ -242,22 +259,59 @@ BEGIN
                        replace(month.name, 'readings_', 'readings_1m_'), month.bound);
     END LOOP;
 END $$;
-INSERT INTO readings_1m
-    (gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value)
-SELECT gateway, point, minute,
-       (array_agg(quota ORDER BY t DESC))[1], (array_agg(unit ORDER BY t DESC))[1],
-       count(v), min(v), max(v), sum(v), max(t),
-       max(t) FILTER (WHERE v IS NOT NULL),
-       (array_agg(v ORDER BY t DESC) FILTER (WHERE v IS NOT NULL))[1]
-FROM (SELECT gateway, point, floor(t / 60) * 60 AS minute, quota, unit, t,
-             CASE WHEN quality <> 'bad' THEN value END AS v
-      FROM readings) AS r
-GROUP BY gateway, point, minute;
+"""
+    + ROLLUP_FIRST_FILL
+)
+
+# SQLite's schema 7 (the live feed of GET /v1/stream and the presence of GET /v1/quality):
+# - readings_by_id: a stream pages readings by id from its position, and the feed's head is
+#   max(id); SQLite's rowid is its own index, a partitioned table needs one;
+# - feed: the journal of alarm, gap and status events, written in the ingest transaction with
+#   readings_through, the highest readings.id at that commit (collector.feed.core). Identity:
+#   an id is never reused (ids are positions), and ids follow commit order because every
+#   writer takes the feed lock first (collector.storage.postgres.feed);
+# - presence: [since, until) intervals when each gateway was live, kept at ingest; rebuilt
+#   here from the blocks' arrival times as SQLite's upgrade to 7 does (runs of blocks less
+#   than 60 s apart, SQLite's PRESENCE_REBUILD_WINDOW, live until 60 s after the run);
+# - point_meta.poll: seconds between readings, from the meta.
+_VERSION_3: Final = """
+CREATE INDEX readings_by_id ON readings (id);
+ALTER TABLE point_meta ADD COLUMN poll double precision;
+CREATE TABLE feed (
+    id               bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    kind             text NOT NULL CHECK (kind IN ('alarm', 'gap', 'status')),
+    gateway          text COLLATE "C" NOT NULL,
+    point            text COLLATE "C",
+    readings_through bigint NOT NULL,
+    payload          text NOT NULL,
+    at               double precision NOT NULL
+);
+CREATE TABLE presence (
+    id      bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    gateway text COLLATE "C" NOT NULL,
+    since   double precision NOT NULL,
+    until   double precision NOT NULL
+);
+CREATE INDEX presence_by_gateway ON presence (gateway, until);
+INSERT INTO presence (gateway, since, until)
+WITH signs AS (
+    SELECT gateway, received_at AS t,
+           received_at - lag(received_at) OVER (PARTITION BY gateway ORDER BY received_at)
+           AS pause
+    FROM blocks
+), runs AS (
+    SELECT gateway, t,
+           sum(CASE WHEN pause IS NULL OR pause > 60.0 THEN 1 ELSE 0 END)
+           OVER (PARTITION BY gateway ORDER BY t ROWS UNBOUNDED PRECEDING) AS run
+    FROM signs
+)
+SELECT gateway, min(t), max(t) + 60.0 FROM runs GROUP BY gateway, run ORDER BY gateway, min(t);
 """
 
 MIGRATIONS: Final = (
     Migration(1, "the collector's tables, readings partitioned by month", _VERSION_1),
     Migration(2, "per-minute rollups of the readings, partitioned by month", _VERSION_2),
+    Migration(3, "the live feed journal, presence intervals, poll periods", _VERSION_3),
 )
 """Every step, in order: `MIGRATIONS[n - 1]` takes the schema from version n - 1 to n."""
 

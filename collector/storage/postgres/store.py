@@ -48,10 +48,13 @@ from collector.model import (
     StreamState,
 )
 from collector.storage.base import StorageError
+from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.months import month_of, months_of, next_month
-from collector.storage.buckets import bucket_page
 from collector.storage.postgres import archive, queries, registry
-from collector.storage.postgres.buckets import PostgresBucketQueries
+from collector.storage.postgres.buckets import (
+    PostgresBucketQueries,
+    PostgresRollupBucketQueries,
+)
 from collector.storage.postgres.connection import (
     Db,
     check_url,
@@ -266,7 +269,12 @@ class PostgresStorage:
     ) -> Page[BucketRow]:
         """Readings aggregated per point and bucket of `grid`, ordered by (gateway, point, t)."""
         async with self._connection("reading buckets") as db:
-            bound = PostgresBucketQueries(db, scope, where, grid)
+            chosen = (
+                PostgresRollupBucketQueries
+                if rollups_answer(grid, where)
+                else PostgresBucketQueries
+            )
+            bound = chosen(db, scope, where, grid)
             return await bucket_page(bound, grid, after=after, limit=limit)
 
     # --- end of buckets -----------------------------------------------------------------------
