@@ -128,3 +128,67 @@ class SqliteBucketQueries:
             )
             for row in rows
         ]
+
+
+@dataclass(frozen=True, slots=True)
+class SqliteRollupBucketQueries(SqliteBucketQueries):
+    """The same buckets from the per-minute rollups, for grids made of whole minutes.
+
+    A bucket of whole minutes is the merge of its minutes' rollups (collector.storage.rollups).
+    Used only where `rollups_answer` says the answer is the same; the filter's ends then fall
+    on minutes, so the windows need no slack.
+    """
+
+    def _minute_bounds(self, low: float | None, high: float | None) -> tuple[str, list[object]]:
+        sql, params = self._time_bounds(low, high)
+        return sql.replace("r.t", "m.minute"), params
+
+    async def first_bucket(self, series: PointAfter, from_index: int | None) -> int | None:
+        """The first bucket at or after `from_index` holding a rollup: one index seek."""
+        index = bucket_index_sql(self.grid, "m.minute")
+        low = None if from_index is None else self.grid.start(from_index)
+        bounds, params = self._minute_bounds(low, None)
+        rows = await self.db.execute_fetchall(
+            f"SELECT {index} FROM readings_1m m WHERE m.gateway = ? AND m.point = ?{bounds}"
+            " ORDER BY m.minute LIMIT 1",
+            (*series, *params),
+        )
+        for row in rows:
+            return int(row[0])
+        return None
+
+    async def aggregate(self, series: PointAfter, first: int, end: int) -> Sequence[BucketRow]:
+        """Buckets first..end-1 of one series, merged from its minutes' rollups.
+
+        Quota and unit are the newest minute's; `last` the newest minute with a counted value.
+        """
+        index = bucket_index_sql(self.grid, "m.minute")
+        bounds, params = self._minute_bounds(self.grid.start(first), self.grid.start(end))
+        rows = await self.db.execute_fetchall(
+            "SELECT b.k, nw.quota, nw.unit, b.lo, b.hi, b.total / nullif(b.n, 0), lv.last_value,"
+            " b.n FROM (SELECT"
+            f" {index} AS k, min(m.lo) AS lo, max(m.hi) AS hi, sum(m.total) AS total,"
+            " sum(m.n) AS n, max(m.minute) AS newest,"
+            " max(CASE WHEN m.last_t IS NOT NULL THEN m.minute END) AS last"
+            f" FROM readings_1m m WHERE m.gateway = ? AND m.point = ?{bounds}"
+            " GROUP BY k) b"
+            " JOIN readings_1m nw ON nw.gateway = ? AND nw.point = ? AND nw.minute = b.newest"
+            " LEFT JOIN readings_1m lv ON lv.gateway = ? AND lv.point = ? AND lv.minute = b.last"
+            " ORDER BY b.k",
+            (*series, *params, *series, *series),
+        )
+        return [
+            BucketRow(
+                gateway=series[0],
+                point=series[1],
+                quota=row[1],
+                unit=row[2],
+                t=self.grid.start(int(row[0])),
+                min=row[3],
+                max=row[4],
+                avg=row[5],
+                last=row[6],
+                count=int(row[7]),
+            )
+            for row in rows
+        ]

@@ -46,7 +46,9 @@ from collector.storage.core import (
     stream_changes,
     unique_readings,
 )
+from collector.storage.rollups import minute_rollups
 from collector.storage.sqlite.journal import held_statuses, write_journal
+from collector.storage.sqlite.rollups import fold_rollups
 from collector.storage.sqlite.sql import ALARM_COLUMNS, alarm_state, chunks, values
 from specs.block import block_hash
 
@@ -66,6 +68,7 @@ async def store_batch(db: aiosqlite.Connection, batch: IngestBatch) -> BatchResu
     held = await _stored_readings(db, keys_to_look_up(keys, newest))
     new, repeated = unique_readings(fresh, held)
     await _insert_blocks(db, new)
+    await fold_rollups(db, minute_rollups(new))
     alarms = await _pair_alarms(db, new)
     await _insert_audits(
         db,

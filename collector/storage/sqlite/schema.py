@@ -16,8 +16,9 @@ from typing import Final
 import aiosqlite
 
 from collector.storage.base import StorageError
+from collector.storage.sqlite.rollups import FIRST_FILL, ROLLUP_TABLE
 
-SCHEMA_VERSION: Final = 7
+SCHEMA_VERSION: Final = 8
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -326,6 +327,14 @@ async def _upgrade_to_7(db: aiosqlite.Connection) -> None:
     )
 
 
+async def _upgrade_to_8(db: aiosqlite.Connection) -> None:
+    """Per-minute rollups (collector.storage.rollups), filled once from the stored readings."""
+    if not await _table_exists(db, "readings") or await _table_exists(db, "readings_1m"):
+        return
+    await db.execute(ROLLUP_TABLE)
+    await db.execute(FIRST_FILL)
+
+
 _UPGRADES: Final = {
     1: _upgrade_to_2,
     2: _upgrade_to_3,
@@ -333,6 +342,7 @@ _UPGRADES: Final = {
     4: _upgrade_to_5,
     5: _upgrade_to_6,
     6: _upgrade_to_7,
+    7: _upgrade_to_8,
 }
 
 
@@ -417,6 +427,7 @@ async def migrate(db: aiosqlite.Connection) -> None:
             await _UPGRADES[step](db)
         for statement in _statements(_SCHEMA):
             await db.execute(statement)
+        await db.execute(ROLLUP_TABLE)
         await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         await db.execute("COMMIT")
     except BaseException:

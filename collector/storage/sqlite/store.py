@@ -49,9 +49,9 @@ from collector.model import (
     StreamState,
 )
 from collector.storage.base import RegistryError, StorageError
-from collector.storage.buckets import bucket_page
+from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.sqlite import archive, feed, ingest, queries, registry
-from collector.storage.sqlite.buckets import SqliteBucketQueries
+from collector.storage.sqlite.buckets import SqliteBucketQueries, SqliteRollupBucketQueries
 from collector.storage.sqlite.schema import connect, migrate, rollback
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
@@ -234,7 +234,10 @@ class SqliteStorage:
         limit: int,
     ) -> Page[BucketRow]:
         """Readings aggregated per point and bucket of `grid`, ordered by (gateway, point, t)."""
-        bound = SqliteBucketQueries(self._reader, scope, where, grid)
+        chosen = (
+            SqliteRollupBucketQueries if rollups_answer(grid, where) else SqliteBucketQueries
+        )
+        bound = chosen(self._reader, scope, where, grid)
         return await bucket_page(bound, grid, after=after, limit=limit)
 
     # --- exports ----------------------------------------------------------------------------
