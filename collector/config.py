@@ -114,16 +114,13 @@ class StorageConfig(ConfigModel):
 
     @model_validator(mode="after")
     def _rollups_outlive_readings(self) -> Self:
-        # Rollups are made from the raw readings retention drops.
-        if self.rollup_days is None:
-            return self
-        if self.raw_days is None:
-            problem = "rollup_days needs raw_days: rollups are made as raw readings expire"
-        elif self.rollup_days < self.raw_days:
-            problem = "rollup_days must be at least raw_days"
-        else:
-            return self
-        raise_at([(("rollup_days",), problem)])
+        # Rollups outlive the raw readings they summarize.
+        if self.rollup_days is not None:
+            if self.raw_days is None:
+                raise_at([(("rollup_days",), "rollup_days needs raw_days")])
+            if self.rollup_days < self.raw_days:
+                raise_at([(("rollup_days",), "rollup_days must be at least raw_days")])
+        return self
 
     @property
     def retention(self) -> RetentionPolicy:

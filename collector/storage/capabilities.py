@@ -79,4 +79,3 @@ class FeedJournal(Protocol):
         At most `limit` of each; `readings_more`/`journal_more` say a side was cut.
         """
         ...
-

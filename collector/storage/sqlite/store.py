@@ -234,9 +234,7 @@ class SqliteStorage:
         limit: int,
     ) -> Page[BucketRow]:
         """Readings aggregated per point and bucket of `grid`, ordered by (gateway, point, t)."""
-        chosen = (
-            SqliteRollupBucketQueries if rollups_answer(grid, where) else SqliteBucketQueries
-        )
+        chosen = SqliteRollupBucketQueries if rollups_answer(grid, where) else SqliteBucketQueries
         bound = chosen(self._reader, scope, where, grid)
         return await bucket_page(bound, grid, after=after, limit=limit)
 
@@ -294,4 +292,3 @@ class SqliteStorage:
     ) -> FeedPage:
         """Readings and journal rows in scope and filter with ids in (after, upto], ascending."""
         return await feed.feed_page(self._reader, scope, where, after=after, upto=upto, limit=limit)
-
