@@ -23,6 +23,7 @@ from collector.config import CollectorConfig, ListenAddress, default_client_id
 from collector.feed.wakeup import LocalCommitSignal
 from collector.ingest.service import Ingest, IngestSettings
 from collector.keyfiles import load_key_file
+from collector.retention import apply_retention
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from specs.signing import VerifyKey
@@ -91,6 +92,17 @@ class RunningCollector:
             task.result()
 
 
+def _retention(
+    config: CollectorConfig, clock: Callable[[], float]
+) -> tuple[asyncio.Task[None], ...]:
+    """The retention task, when `storage.raw_days` asks for one."""
+    policy = config.storage.retention
+    if policy.raw_days is None:
+        return ()
+    work = apply_retention(config.storage.url, policy, clock)
+    return (asyncio.create_task(work, name="collector-retention"),)
+
+
 @contextlib.asynccontextmanager
 async def run_collector(
     config: CollectorConfig, *, clock: Callable[[], float] = time.time
@@ -126,6 +138,7 @@ async def run_collector(
             tasks = (
                 asyncio.create_task(ingest.run(), name="collector-ingest"),
                 asyncio.create_task(server.serve(sockets=[sock]), name="collector-api"),
+                *_retention(config, clock),
             )
             running = RunningCollector(
                 storage, ingest, key.public(), f"http://{config.api.listen}", tasks
@@ -141,7 +154,8 @@ async def run_collector(
             finally:
                 server.should_exit = True
                 commits.close()  # live streams end, so the server can finish its responses
-                tasks[0].cancel()
+                for task in (tasks[0], *tasks[2:]):  # all but the API, which exits by itself
+                    task.cancel()
                 await asyncio.wait(tasks)
                 log.info("collector_stopped")
 

@@ -11,14 +11,23 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 
+from collector.config import load_collector_config
+from collector.keyfiles import create_key_files
+from collector.runtime import run_collector
 from collector.storage import prune_storage
 from collector.storage.retention import DAY, RetentionPolicy
 from specs.records import Quality, Reading, iso_time
-from tests.support.broker import Broker
-from tests.support.collector_client import CollectorEnv, collector_env
+from tests.support.broker import Broker, free_port
+from tests.support.collector_client import (
+    CollectorEnv,
+    collector_env,
+    wait_until,
+    write_collector_config,
+)
 
 JAN = float(calendar.timegm((2026, 1, 10, 8, 0, 0)))
 FEB = float(calendar.timegm((2026, 2, 10, 8, 0, 0)))
@@ -137,3 +146,23 @@ async def test_expired_rollup_months_go_whole(env: CollectorEnv) -> None:
     assert report.rollup_months_dropped == ("readings_1m_y2026m01",)
     assert await _rollups(env) == ROLLUPS[3:]
     assert await env.rows("SELECT count(*) FROM readings") == [(0,)]
+
+
+async def test_a_serving_collector_applies_retention_itself(
+    env: CollectorEnv, broker: Broker, tmp_path: Path
+) -> None:
+    await _store(env)
+    path = write_collector_config(
+        tmp_path, broker_port=broker.port, api_port=free_port(), storage_url=env.url
+    )
+    text = path.read_text(encoding="utf-8").replace("}\nsigning:", ", raw_days: 45}\nsigning:")
+    path.write_text(text, encoding="utf-8")
+    create_key_files(tmp_path / "keys" / "collector.key")
+    config = load_collector_config(path)
+
+    async def january_gone() -> bool:
+        return await env.rows(f"SELECT count(*) FROM readings WHERE t < {FEB!r}") == [(0,)]
+
+    async with run_collector(config, clock=lambda: MAR_END):
+        assert await wait_until(january_gone, bool)
+    assert await _rollups(env) == ROLLUPS
