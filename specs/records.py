@@ -292,9 +292,10 @@ def record_from_wire(raw: object) -> Record:
         flags = raw.get("flags", [])
         if not isinstance(flags, list) or (flags and not all(isinstance(f, str) for f in flags)):
             raise RecordFormatError("reading flags must be a list of strings")
-        quality = _text(raw, "quality")
-        parsed_quality = _QUALITIES.get(quality)
+        quality = raw.get("quality")
+        parsed_quality = _QUALITIES.get(quality) if isinstance(quality, str) else None
         if parsed_quality is None:
+            quality = _text(raw, "quality")  # names a missing or non-string field
             raise RecordFormatError(f"quality {quality!r} is not good|uncertain|bad")
         point, quota, t, unit = raw.get("point"), raw.get("quota"), raw.get("t"), raw.get("unit")
         # One test for the common case; _text names the offending field otherwise.

@@ -15,9 +15,9 @@ import math
 import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
-from collector.model import IncomingBlock, ReadingEntry
+from collector.model import IncomingBlock
 
 ROLLUP_SECONDS: Final = 60.0
 """The width of one rollup row."""
@@ -51,51 +51,42 @@ class MinuteRollup:
     last_value: float | None
 
 
-def _counted(reading: ReadingEntry) -> float | None:
-    return None if reading.quality == BAD else reading.value
-
-
-def _fold(held: MinuteRollup | None, gateway: str, reading: ReadingEntry) -> MinuteRollup:
-    value = _counted(reading)
-    if held is None:
-        return MinuteRollup(
-            gateway, reading.point, minute_of(reading.t), reading.quota, reading.unit,
-            0 if value is None else 1, value, value, value, reading.t,
-            None if value is None else reading.t, value,
-        )  # fmt: skip
-    newer = reading.t >= held.newest_t
-    quota, unit = (reading.quota, reading.unit) if newer else (held.quota, held.unit)
-    if value is None:
-        return MinuteRollup(
-            gateway, held.point, held.minute, quota, unit, held.n, held.lo, held.hi,
-            held.total, max(held.newest_t, reading.t), held.last_t, held.last_value,
-        )  # fmt: skip
-    later = held.last_t is None or reading.t >= held.last_t
-    return MinuteRollup(
-        gateway,
-        held.point,
-        held.minute,
-        quota,
-        unit,
-        held.n + 1,
-        value if held.lo is None else min(held.lo, value),
-        value if held.hi is None else max(held.hi, value),
-        value if held.total is None else held.total + value,
-        max(held.newest_t, reading.t),
-        reading.t if later else held.last_t,
-        value if later else held.last_value,
-    )
-
-
 def minute_rollups(blocks: Iterable[IncomingBlock]) -> list[MinuteRollup]:
     """The readings of `blocks` (those being stored) aggregated per (gateway, point, minute)."""
-    rows: dict[tuple[str, str, float], MinuteRollup] = {}
+    # Plain lists while folding (a frozen record per reading would cost more than the sums),
+    # holding the fields of MinuteRollup from quota on, in order.
+    folding: dict[tuple[str, str, float], list[Any]] = {}
     for incoming in blocks:
         gateway = incoming.block.header.gateway
         for reading in incoming.entries.readings:
-            key = (gateway, reading.point, minute_of(reading.t))
-            rows[key] = _fold(rows.get(key), gateway, reading)
-    return list(rows.values())
+            t = reading.t
+            key = (gateway, reading.point, math.floor(t / ROLLUP_SECONDS) * ROLLUP_SECONDS)
+            value = None if reading.quality == BAD else reading.value
+            held = folding.get(key)
+            if held is None:
+                counted = value is not None
+                folding[key] = [
+                    reading.quota, reading.unit, int(counted), value, value, value, t,
+                    t if counted else None, value,
+                ]  # fmt: skip
+                continue
+            if t >= held[6]:
+                held[0], held[1], held[6] = reading.quota, reading.unit, t
+            if value is None:
+                continue
+            if held[2]:
+                held[3] = min(held[3], value)
+                held[4] = max(held[4], value)
+                held[5] += value
+            else:
+                held[3] = held[4] = held[5] = value
+            held[2] += 1
+            if held[7] is None or t >= held[7]:
+                held[7], held[8] = t, value
+    return [
+        MinuteRollup(gateway, point, minute, *held)
+        for (gateway, point, minute), held in folding.items()
+    ]
 
 
 def merged(held: MinuteRollup, new: MinuteRollup) -> MinuteRollup:
