@@ -11,7 +11,7 @@ SITE ?= tankfarm
 # make demo STORAGE=postgresql stores into a fresh database ganzhi_demo on 127.0.0.1:5432.
 STORAGE ?= sqlite
 
-.PHONY: demo test lint bench install broker clean
+.PHONY: demo test lint bench install broker postgres clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): apt-get install python3.11 python3.11-venv"; exit 1; }
@@ -29,10 +29,15 @@ broker:
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	else echo "mosquitto is missing: run  sudo apt-get install mosquitto  and try again"; exit 1; fi
 
+# PostgreSQL is a server the machine runs (tests create and drop their own databases on it):
+# say clearly when it is not there, before any test runs.
+postgres: install
+	@$(BIN)/python -c 'import asyncio, sys; from tests.support.postgres import server_problem; p = server_problem(); p and sys.exit("PostgreSQL for the tests: " + p + ". Start one on 127.0.0.1:5432 that lets the postgres role in (apt-get install postgresql), or set GZ_TEST_POSTGRES=postgresql://USER:PASSWORD@HOST:PORT")'
+
 demo: install broker
 	$(BIN)/python -m demo --site $(SITE) --storage $(STORAGE) $(if $(DURATION),--duration $(DURATION),)
 
-test: install broker
+test: install broker postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
@@ -43,10 +48,13 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-bench: install broker
+bench: install broker postgres
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.rtu
 	$(BIN)/python -m bench.backfill
+	$(BIN)/python -m bench.collector
+	$(BIN)/python -m bench.queries
+	$(BIN)/python -m bench.load
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .demo
