@@ -26,6 +26,7 @@ from collector.keyfiles import load_key_file
 from collector.retention import apply_retention
 from collector.storage import open_storage
 from collector.storage.base import Storage
+from collector.storage.capabilities import relayed_commits
 from specs.signing import VerifyKey
 
 log = structlog.get_logger("collector")
@@ -113,9 +114,10 @@ async def run_collector(
     still be unreachable (ingest retries), so callers that need it await `wait_connected()`.
     """
     key = load_key_file(config.signing.key_file)
-    async with open_storage(config.storage.url) as storage:
-        # Rung by the ingest loop after each commit; live streams sleep on it.
-        commits = LocalCommitSignal()
+    # Rung by the ingest loop after each commit, and by the storage for the commits of other
+    # collectors sharing its database; live streams sleep on it.
+    commits = LocalCommitSignal()
+    async with open_storage(config.storage.url) as storage, relayed_commits(storage, commits):
         ingest = Ingest(ingest_settings(config), storage, key, clock, commits=commits)
         app = create_app(
             storage,

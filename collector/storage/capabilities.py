@@ -10,17 +10,22 @@ need it, and the CLI says so. SQLite offers all of them.
   of alarm, gap and status events written in the ingest transaction).
 - `QualityStats`: the aggregates of `GET /v1/quality` (presence intervals kept at ingest,
   expected readings from the meta's poll periods, received and late readings).
+- `CommitRelay`: commits of other processes sharing the database, rung into the runtime's
+  `CommitSignal` (collector.feed.wakeup), so that streams wake for them too. Only a backend
+  that several collectors share needs it (PostgreSQL: LISTEN/NOTIFY); `relayed_commits`
+  gives a no-op for the others.
 
 What a backend must add for each is in the Protocol's docstring; PostgreSQL notes: the feed
-needs commit-ordered ids (see FeedJournal) and a LISTEN/NOTIFY bridge to the runtime's
-`CommitSignal` (collector.feed.wakeup) when several collectors share the database.
+needs commit-ordered ids (see FeedJournal).
 """
 
 from __future__ import annotations
 
+from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Protocol, runtime_checkable
 
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
+from collector.feed.wakeup import CommitSignal
 from collector.model import GatewayKey, Page, Scope
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
@@ -79,3 +84,22 @@ class FeedJournal(Protocol):
         At most `limit` of each; `readings_more`/`journal_more` say a side was cut.
         """
         ...
+
+
+@runtime_checkable
+class CommitRelay(Protocol):
+    """**Protocol**: ring a CommitSignal when any process commits to the live feed."""
+
+    def relay_commits(self, signal: CommitSignal) -> AbstractAsyncContextManager[None]:
+        """While entered, `signal.notify()` follows every feed commit, whoever made it.
+
+        Entering waits until commits made afterwards are sure to be relayed.
+        """
+        ...
+
+
+def relayed_commits(storage: object, signal: CommitSignal) -> AbstractAsyncContextManager[None]:
+    """`storage.relay_commits(signal)` where the backend relays, a no-op where it need not."""
+    if isinstance(storage, CommitRelay):
+        return storage.relay_commits(signal)
+    return nullcontext()

@@ -1,8 +1,11 @@
-"""`GET /v1/stream`: live server-sent events over a real HTTP server and a real SQLite file.
+"""`GET /v1/stream`: live server-sent events over a real HTTP server, on SQLite and PostgreSQL.
 
 Most tests serve the API with uvicorn over a storage they fill through the ingest core and then
-ring the commit signal, exactly as the ingest shell does after each commit. One runs the whole
-collector on a real broker, restarts it, and resumes a stream across the restart.
+ring the commit signal, exactly as the ingest shell does after each commit; they run on a SQLite
+file and on a PostgreSQL database. One runs the whole collector on a real broker, restarts it,
+and resumes a stream across the restart. On PostgreSQL, two storages on one database stand for
+two collectors: a stream served by one wakes for what the other commits (LISTEN/NOTIFY), and
+concurrent commits of both reach it in commit order, none skipped.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 import uvicorn
@@ -35,7 +39,8 @@ from collector.model import IngestBatch, KeyGrant, StatusUpdate
 from collector.runtime import run_collector
 from collector.storage import open_storage
 from collector.storage.base import Storage
-from collector.storage.capabilities import FeedJournal
+from collector.storage.capabilities import CommitRelay, FeedJournal, relayed_commits
+from collector.storage.postgres.feed import FEED_LOCK
 from collector.storage.sqlite import SCHEMA_VERSION
 from specs.block import GENESIS, block_hash
 from specs.records import AlarmEvent, GapReason, Quality, Reading, Record, iso_time
@@ -50,6 +55,7 @@ from tests.support.collector_client import (
     sim_gateway,
     write_collector_config,
 )
+from tests.support.postgres import sql_execute, sql_rows
 
 NANCHANG = sim_gateway(1, district="360100")
 BEIJING = sim_gateway(2, district="110101")
@@ -214,12 +220,20 @@ class Feed:
 
 
 @contextlib.asynccontextmanager
-async def _served(tmp_path: Path, heartbeat: float = 60.0) -> AsyncIterator[Feed]:
+async def _served(
+    url: str, heartbeat: float = 60.0, *, registered: bool = False
+) -> AsyncIterator[Feed]:
+    """Serve the API over the storage at `url`, its commit signal relayed as the runtime does.
+
+    `registered`: the gateways are registered in the database already (by another storage).
+    """
     tokens = [ApiToken(name, token, districts) for name, token, districts in TOKENS]
-    async with open_storage(f"sqlite:///{tmp_path / 'collector.db'}") as storage:
-        for gateway in (NANCHANG, BEIJING):
-            await register(storage, gateway)
-        commits = LocalCommitSignal()
+    commits = LocalCommitSignal()
+    async with open_storage(url) as storage, relayed_commits(storage, commits):
+        assert isinstance(storage, FeedJournal)
+        if not registered:
+            for gateway in (NANCHANG, BEIJING):
+                await register(storage, gateway)
         app = create_app(
             storage,
             tokens,
@@ -269,10 +283,10 @@ def _canonical(items: Sequence[Mapping[str, Any]]) -> list[str]:
 
 
 async def test_events_come_live_in_commit_order_shaped_like_the_list_endpoints(
-    tmp_path: Path,
+    storage_url: str,
 ) -> None:
     raise_t, clear_t = BASE_TIME + 1, BASE_TIME + 5
-    async with _served(tmp_path) as feed:
+    async with _served(storage_url) as feed:
         feed.chain(
             NANCHANG,
             {
@@ -354,8 +368,8 @@ async def test_events_come_live_in_commit_order_shaped_like_the_list_endpoints(
             assert one.body["t"] == beijing_time.isoformat(timespec="milliseconds")
 
 
-async def test_a_reconnect_resumes_exactly_after_its_last_event_id(tmp_path: Path) -> None:
-    async with _served(tmp_path) as feed:
+async def test_a_reconnect_resumes_exactly_after_its_last_event_id(storage_url: str) -> None:
+    async with _served(storage_url) as feed:
         feed.chain(NANCHANG, {seq: _records(NANCHANG, seq) for seq in range(1, 7)})
         async with _stream(feed.base_url) as stream:
             await stream.take(1)
@@ -391,8 +405,8 @@ async def test_a_reconnect_resumes_exactly_after_its_last_event_id(tmp_path: Pat
         assert [m.body["value"] for m in tail] == [30.0, 40.0, 50.0]
 
 
-async def test_a_token_streams_only_its_districts_and_filters_narrow_it(tmp_path: Path) -> None:
-    async with _served(tmp_path) as feed:
+async def test_a_token_streams_only_its_districts_and_filters_narrow_it(storage_url: str) -> None:
+    async with _served(storage_url) as feed:
         feed.chain(NANCHANG, {1: _records(NANCHANG, 1), 2: _records(NANCHANG, 2)})
         feed.chain(BEIJING, {1: _records(BEIJING, 1), 3: _records(BEIJING, 3)})
         async with (
@@ -422,8 +436,8 @@ async def test_a_token_streams_only_its_districts_and_filters_narrow_it(tmp_path
                 assert not await stream.quiet(0.2)
 
 
-async def test_pings_keep_an_idle_stream_open(tmp_path: Path) -> None:
-    async with _served(tmp_path, heartbeat=0.2) as feed, _stream(feed.base_url) as stream:
+async def test_pings_keep_an_idle_stream_open(storage_url: str) -> None:
+    async with _served(storage_url, heartbeat=0.2) as feed, _stream(feed.base_url) as stream:
         messages = await stream.take(3, comments=True)
         assert messages[0].id == "r0.f0"
         assert all(m.comment is not None for m in messages[1:])
@@ -450,9 +464,9 @@ async def _asgi(storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
     ],
 )
 async def test_bad_stream_requests_are_problems(
-    tmp_path: Path, params: dict[str, str], headers: dict[str, str], status: int, detail: str
+    storage_url: str, params: dict[str, str], headers: dict[str, str], status: int, detail: str
 ) -> None:
-    async with open_storage(f"sqlite:///{tmp_path / 'c.db'}") as storage, _asgi(storage) as http:
+    async with open_storage(storage_url) as storage, _asgi(storage) as http:
         response = await http.get(
             "/v1/stream", params=params, headers={"Authorization": "Bearer all-token", **headers}
         )
@@ -461,17 +475,15 @@ async def test_bad_stream_requests_are_problems(
     assert detail in response.json()["detail"]
 
 
-async def test_a_backend_without_a_feed_journal_answers_501(postgres_url: str) -> None:
-    # The PostgreSQL backend does not offer the FeedJournal capability yet.
-    async with open_storage(postgres_url) as storage, _asgi(storage) as http:
-        response = await http.get("/v1/stream", headers={"Authorization": "Bearer all-token"})
-    assert response.status_code == 501
-    assert response.headers["content-type"] == "application/problem+json"
-
-
-async def test_a_stream_resumes_across_a_collector_restart(broker: Broker, tmp_path: Path) -> None:
+async def test_a_stream_resumes_across_a_collector_restart(
+    broker: Broker, tmp_path: Path, storage_url: str
+) -> None:
     path = write_collector_config(
-        tmp_path, broker_port=broker.port, api_port=free_port(), tokens=TOKENS
+        tmp_path,
+        broker_port=broker.port,
+        api_port=free_port(),
+        tokens=TOKENS,
+        storage_url=storage_url,
     )
     config = load_collector_config(path)
     keys = await asyncio.to_thread(
@@ -507,29 +519,31 @@ async def test_a_stream_resumes_across_a_collector_restart(broker: Broker, tmp_p
             assert not await resumed.quiet()
 
 
+async def _two_runs_of_blocks(storage: Storage) -> None:
+    """Register Nanchang and store its blocks 1..4, arrived in two runs 180 s apart."""
+    arrivals = {1: 0.0, 2: 10.0, 3: 20.0, 4: 200.0}
+    await register(storage, NANCHANG)
+    owner, key = NANCHANG.registration()
+    grants = {key.kid: KeyGrant(key, owner)}
+    prev = GENESIS
+    messages = []
+    for seq, arrival in arrivals.items():
+        payload = NANCHANG.block(seq, prev=prev)
+        prev = block_hash(payload)
+        messages.append(
+            Inbound(
+                NANCHANG.topics.block, payload, tuple(NANCHANG.sign(payload)), BASE_TIME + arrival
+            )
+        )
+    await storage.ingest(plan_batch(messages, grants, {}))
+
+
 async def test_a_schema_6_file_gets_the_journal_presence_and_poll_of_schema_7(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "six.db"
-    arrivals = {1: 0.0, 2: 10.0, 3: 20.0, 4: 200.0}  # two runs of blocks, 180 s apart
     async with open_storage(f"sqlite:///{path}") as storage:
-        await register(storage, NANCHANG)
-        owner, key = NANCHANG.registration()
-        grants = {key.kid: KeyGrant(key, owner)}
-        prev = GENESIS
-        messages = []
-        for seq, arrival in arrivals.items():
-            payload = NANCHANG.block(seq, prev=prev)
-            prev = block_hash(payload)
-            messages.append(
-                Inbound(
-                    NANCHANG.topics.block,
-                    payload,
-                    tuple(NANCHANG.sign(payload)),
-                    BASE_TIME + arrival,
-                )
-            )
-        await storage.ingest(plan_batch(messages, grants, {}))
+        await _two_runs_of_blocks(storage)
     # What schema 6 had: no journal, no presence, no poll periods.
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute("DROP TABLE feed")
@@ -550,3 +564,130 @@ async def test_a_schema_6_file_gets_the_journal_presence_and_poll_of_schema_7(
             "SELECT gateway, since - ?, until - ? FROM presence ORDER BY since",
             (BASE_TIME, BASE_TIME),
         ).fetchall() == [(NANCHANG.gateway, 0.0, 80.0), (NANCHANG.gateway, 200.0, 260.0)]
+
+
+# --- PostgreSQL: two collectors on one database ---------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def _other_collector(url: str) -> AsyncIterator[Feed]:
+    """A second storage on the database at `url`: another collector that ingests, serves nothing.
+
+    Its commit signal is its own: a stream served by the first collector can only learn of its
+    commits from the database (NOTIFY).
+    """
+    async with open_storage(url) as storage:
+        yield Feed(storage, LocalCommitSignal(), base_url="http://not-served.invalid")
+
+
+async def test_a_stream_on_one_collector_wakes_for_what_another_commits(postgres_url: str) -> None:
+    async with _served(postgres_url) as a, _other_collector(postgres_url) as b:
+        assert isinstance(a.storage, CommitRelay)
+        b.chain(NANCHANG, {seq: _records(NANCHANG, seq) for seq in range(1, 5)})
+        async with _stream(a.base_url) as stream:
+            await stream.take(1)
+            started = time.monotonic()
+            await b.deliver((NANCHANG, 1))
+            first = await stream.take(2)
+            # A's re-read is 60 s away and nothing rang A's signal: B's NOTIFY woke the stream.
+            assert time.monotonic() - started < WAIT
+            await b.deliver((NANCHANG, 2))
+            second = await stream.take(2)
+        await b.deliver((NANCHANG, 3))  # while nobody listens
+        async with _stream(a.base_url, last_event_id=second[0].id) as resumed:
+            (hello,) = await resumed.take(1)
+            assert hello.id == second[0].id
+            again = await resumed.take(3)
+            await b.deliver((NANCHANG, 4))
+            again += await resumed.take(2)
+            assert not await resumed.quiet()
+    assert [m.body["value"] for m in [*first, *second]] == [1.0, 10.0, 2.0, 20.0]
+    assert again[0].data == second[1].data
+    assert [m.body["value"] for m in again] == [20.0, 3.0, 30.0, 4.0, 40.0]
+    assert all(m.body["gateway"] == NANCHANG.gateway for m in again)
+
+
+async def test_commits_of_two_collectors_at_once_reach_a_stream_each_once_in_order(
+    postgres_url: str,
+) -> None:
+    rounds = 12
+    async with _served(postgres_url) as a, _other_collector(postgres_url) as b:
+        a.chain(BEIJING, {seq: _records(BEIJING, seq) for seq in range(1, rounds + 1)})
+        b.chain(NANCHANG, {seq: _records(NANCHANG, seq) for seq in range(1, rounds + 1)})
+        async with _stream(a.base_url) as stream:
+            await stream.take(1)
+
+            async def run(collector: Feed, gateway: SimGateway) -> None:
+                for seq in range(1, rounds + 1):
+                    await collector.deliver((gateway, seq))
+
+            # Both ingest side by side, on connections of their own: transactions overlap.
+            await asyncio.gather(run(a, BEIJING), run(b, NANCHANG))
+            got = await stream.take(2 * 2 * rounds)
+            assert not await stream.quiet()
+        stored = await a.get("/v1/readings", limit="1000")
+    positions = [_position(m) for m in got]
+    assert positions == sorted(positions)
+    assert len(set(positions)) == len(positions)
+    assert _canonical([m.body for m in got]) == _canonical(stored)
+    for gateway in (NANCHANG, BEIJING):
+        mine = [m.body["value"] for m in got if m.body["gateway"] == gateway.gateway]
+        assert mine == [v for seq in range(1, rounds + 1) for v in (seq * 1.0, seq * 10.0)]
+
+
+async def test_a_feed_writer_waits_for_the_feed_lock_so_ids_follow_commits(
+    postgres_url: str,
+) -> None:
+    async with _served(postgres_url) as a:
+        a.chain(NANCHANG, {1: _records(NANCHANG, 1)})
+        feed = a.storage
+        assert isinstance(feed, FeedJournal)
+        # Another writer (a bare session) holds the feed lock inside its transaction.
+        holder = await asyncpg.connect(postgres_url)
+        try:
+            held = holder.transaction()
+            await held.start()
+            await holder.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK)
+            ingest = asyncio.create_task(a.deliver((NANCHANG, 1)))
+            done, _ = await asyncio.wait({ingest}, timeout=1.0)
+            assert not done  # its readings got no ids yet: it queues behind the holder
+            assert await feed.feed_head() == FeedPosition(0, 0)
+            await held.rollback()
+            await asyncio.wait_for(ingest, WAIT)
+        finally:
+            await holder.close()
+        assert await feed.feed_head() == FeedPosition(2, 0)
+
+
+async def test_postgresql_migration_3_gives_the_journal_presence_and_poll(
+    postgres_url: str,
+) -> None:
+    async with open_storage(postgres_url) as storage:
+        await _two_runs_of_blocks(storage)
+    # What version 2 had: no journal, no presence, no poll periods, no index on readings.id.
+    for statement in (
+        "DROP TABLE feed",
+        "DROP TABLE presence",
+        "ALTER TABLE point_meta DROP COLUMN poll",
+        "DROP INDEX readings_by_id",
+        "DELETE FROM schema_migrations WHERE version = 3",
+    ):
+        await sql_execute(postgres_url, statement)
+    async with open_storage(postgres_url) as storage:
+        assert isinstance(storage, FeedJournal)
+        assert await storage.feed_head() == FeedPosition(readings=4, journal=0)
+    versions = await sql_rows(postgres_url, "SELECT version FROM schema_migrations ORDER BY 1")
+    assert versions[:3] == [(1,), (2,), (3,)]
+    assert await sql_rows(
+        postgres_url,
+        "SELECT count(*) FROM information_schema.columns"
+        " WHERE table_name = 'point_meta' AND column_name = 'poll'",
+    ) == [(1,)]
+    assert await sql_rows(postgres_url, "SELECT count(*) FROM feed") == [(0,)]
+    # Rebuilt from the blocks' arrivals as SQLite's schema 7 does (the test above).
+    assert await sql_rows(
+        postgres_url,
+        "SELECT gateway, since - ?, until - ? FROM presence ORDER BY since",
+        BASE_TIME,
+        BASE_TIME,
+    ) == [(NANCHANG.gateway, 0.0, 80.0), (NANCHANG.gateway, 200.0, 260.0)]

@@ -183,7 +183,7 @@ def _numbered(query: str) -> str:
 
 def _sqlite_execute(path: str, query: str, args: tuple[object, ...]) -> int:
     with closing(sqlite3.connect(path)) as file, file:
-        return file.execute(query, args).rowcount
+        return max(file.execute(query, args).rowcount, 0)  # -1: a statement without rows
 
 
 async def _postgres_execute(url: str, query: str, args: tuple[object, ...]) -> int:
@@ -192,12 +192,15 @@ async def _postgres_execute(url: str, query: str, args: tuple[object, ...]) -> i
         status = await server.execute(_numbered(query), *args)
     finally:
         await server.close()
-    # A command tag such as "UPDATE 1" or "DELETE 0": its last word counts the rows.
-    return int(status.rsplit(" ", 1)[-1])
+    # A command tag such as "UPDATE 1" counts the rows in its last word; "DROP TABLE" none.
+    last = status.rsplit(" ", 1)[-1]
+    return int(last) if last.isdigit() else 0
 
 
 async def sql_execute(url: str, query: str, *args: object) -> int:
     """Run one writing statement (`?` placeholders) directly on either backend; rows changed.
+
+    (0 for a statement that changes no rows, such as DDL.)
 
     For tests that tamper with stored rows the way someone with database access would.
     """

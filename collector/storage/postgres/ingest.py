@@ -5,6 +5,10 @@ and opened the transaction; `ingest_batch` first takes the lock of every gateway
 writes (`collector.storage.postgres.locks`), then makes the same lookups and the same pure
 decisions (`collector.storage.core`) as the SQLite backend. Lookups pass their keys as arrays
 (`unnest`), readings go in with COPY, the small tables with `executemany`.
+
+The live feed's rows come last: a batch that adds readings or journal entries takes the feed
+lock, COPYs its readings, appends its journal and notifies listening collectors, all just
+before COMMIT, so that feed ids follow commit order (`collector.storage.postgres.feed`).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import Final
 
+from collector.feed.core import alarm_entry, gap_record_entries, hole_entries, status_entries
 from collector.model import (
     AlarmState,
     AuditEntry,
@@ -48,6 +53,12 @@ from collector.storage.core import (
 )
 from collector.storage.postgres import rows
 from collector.storage.postgres.connection import Db
+from collector.storage.postgres.feed import (
+    finish_feed_commit,
+    held_statuses,
+    take_feed_lock,
+    write_journal,
+)
 from collector.storage.postgres.locks import lock_gateways
 from collector.storage.rollups import MinuteRollup, minute_rollups
 from specs.block import block_hash
@@ -99,7 +110,7 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
     new, repeated = unique_readings(fresh, held)
     await _insert_blocks(db, new)
     await _fold_rollups(db, minute_rollups(new))
-    await _pair_alarms(db, new)
+    alarms = await _pair_alarms(db, new)
     audits = [
         *batch.audits,
         *(rejected for b in new for rejected in b.entries.rejected),
@@ -109,9 +120,24 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
     ]
     await _insert_audits(db, audits)
     broken = {found.stream for found in breaks}
-    streams = await _advance_streams(db, batch.blocks, outcomes, broken)
+    before, streams = await _advance_streams(db, batch.blocks, outcomes, broken)
+    statuses_held = await held_statuses(db, {s.gateway for s in batch.statuses})
     await _apply_statuses(db, batch.statuses)
     await _store_metas(db, batch.metas)
+    # The live feed, after everything else (see the module docstring); SQLite's journal.
+    seen = max((b.received_at for b in batch.blocks), default=0.0)
+    entries = [
+        *gap_record_entries(new),
+        *hole_entries(before, streams, seen),
+        *(alarm_entry(state, seen) for state in alarms.values()),
+        *status_entries(statuses_held, batch.statuses),
+    ]
+    records = reading_records(new)
+    if records or entries:
+        await take_feed_lock(db)
+        await _copy_readings(db, records)
+        await write_journal(db, entries)
+        await finish_feed_commit(db)
     return BatchResult(outcomes, streams)
 
 
@@ -211,11 +237,7 @@ async def _insert_blocks(db: Db, blocks: Sequence[IncomingBlock]) -> None:
             for b in blocks
         ],
     )
-    records = reading_records(blocks)
-    if records:
-        # Every writer of these gateways holds their locks, and unique_readings dropped the
-        # keys stored already: no row can conflict, so COPY (no ON CONFLICT) is safe.
-        await db.copy_records_to_table("readings", records=records, columns=READING_FIELDS)
+    # The readings themselves go in last, under the feed lock (`_copy_readings`).
     newest = newest_readings(blocks)
     if newest:
         # One row per point (a statement may not upsert a row twice); a resent old reading
@@ -265,6 +287,14 @@ async def _insert_blocks(db: Db, blocks: Sequence[IncomingBlock]) -> None:
         )
 
 
+async def _copy_readings(db: Db, records: Sequence[ReadingRecord]) -> None:
+    """COPY the batch's readings (under the feed lock: their ids are feed positions)."""
+    if records:
+        # Every writer of these gateways holds their locks, and unique_readings dropped the
+        # keys stored already: no row can conflict, so COPY (no ON CONFLICT) is safe.
+        await db.copy_records_to_table("readings", records=records, columns=READING_FIELDS)
+
+
 async def _stored_alarms(db: Db, keys: Sequence[AlarmKey]) -> dict[AlarmKey, AlarmState]:
     gateways, ids = zip(*sorted(set(keys)), strict=True)
     found = await db.fetch(
@@ -277,10 +307,11 @@ async def _stored_alarms(db: Db, keys: Sequence[AlarmKey]) -> dict[AlarmKey, Ala
     return {(row[0], row[1]): rows.alarm_state(row) for row in found}
 
 
-async def _pair_alarms(db: Db, blocks: Sequence[IncomingBlock]) -> None:
+async def _pair_alarms(db: Db, blocks: Sequence[IncomingBlock]) -> dict[AlarmKey, AlarmState]:
+    """Merge the blocks' alarm events into the stored alarms; the states written."""
     keys = [alarm_key(b.block.header.gateway, event) for b in blocks for event in b.entries.alarms]
     if not keys:
-        return
+        return {}
     merged = merge_alarms(await _stored_alarms(db, keys), blocks)
     await db.executemany(
         "INSERT INTO alarms (gateway, alarm_id, point, quota, level, raised_at, cleared_at,"
@@ -317,6 +348,7 @@ async def _pair_alarms(db: Db, blocks: Sequence[IncomingBlock]) -> None:
             for a in merged.values()
         ],
     )
+    return merged
 
 
 # The merge of collector.storage.rollups.merged, row by row in SQL.
@@ -452,7 +484,8 @@ async def _advance_streams(
     blocks: Sequence[IncomingBlock],
     outcomes: Sequence[Outcome],
     broken: Collection[Stream],
-) -> dict[Stream, StreamState]:
+) -> tuple[dict[Stream, StreamState], dict[Stream, StreamState]]:
+    """Advance the batch's streams; their states (of those that had one) before and after."""
     changes = stream_changes(blocks, outcomes, broken)
     before = await stream_states(db, list(changes))
     after = {
@@ -466,7 +499,7 @@ async def _advance_streams(
         link = hashes.get((*stream, state.acked_through))
         after[stream] = replace(state, acked_hash=None if link is None else link[0])
     if not after:
-        return after
+        return before, after
     # first_seen is set by the first stored block (0 until then, as in SQLite).
     await db.executemany(
         "INSERT INTO ingest_state (gateway, epoch, acked_through, max_seq, missing, declared,"
@@ -508,7 +541,7 @@ async def _advance_streams(
             " detected_at) VALUES ($1, $2, 'sequence', $3, $4, 'missing', NULL, $5)",
             holes,
         )
-    return after
+    return before, after
 
 
 async def _apply_statuses(db: Db, statuses: Sequence[StatusUpdate]) -> None:

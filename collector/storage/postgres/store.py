@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import AsyncIterator, Collection, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final
 
 import asyncpg
 
+from collector.feed.core import FeedFilter, FeedPage, FeedPosition
+from collector.feed.wakeup import CommitSignal
 from collector.model import (
     AlarmAfter,
     AlarmFilter,
@@ -50,7 +52,7 @@ from collector.model import (
 from collector.storage.base import StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.months import month_of, months_of, next_month
-from collector.storage.postgres import archive, queries, registry
+from collector.storage.postgres import archive, feed, queries, registry
 from collector.storage.postgres.buckets import (
     PostgresBucketQueries,
     PostgresRollupBucketQueries,
@@ -63,6 +65,7 @@ from collector.storage.postgres.connection import (
     translated,
 )
 from collector.storage.postgres.ingest import ingest_batch, reading_times, stream_states
+from collector.storage.postgres.notices import relay_commits
 from collector.storage.postgres.partitions import Partitions
 from collector.storage.postgres.schema import migrate
 from collector.verify.core import StoredBlock, StoredBlockAfter
@@ -337,3 +340,25 @@ class PostgresStorage:
             return await archive.stored_blocks(
                 db, scope, gateway=gateway, t_from=t_from, t_to=t_to, after=after, limit=limit
             )
+
+    async def feed_head(self) -> FeedPosition:
+        """The newest reading id and journal id, from one snapshot."""
+        async with self._connection("reading the feed head") as db:
+            return await feed.feed_head(db)
+
+    async def feed_page(
+        self,
+        scope: Scope,
+        where: FeedFilter,
+        *,
+        after: FeedPosition,
+        upto: FeedPosition,
+        limit: int,
+    ) -> FeedPage:
+        """Readings and journal rows in scope and filter with ids in (after, upto], ascending."""
+        async with self._connection("reading the feed") as db:
+            return await feed.feed_page(db, scope, where, after=after, upto=upto, limit=limit)
+
+    def relay_commits(self, signal: CommitSignal) -> AbstractAsyncContextManager[None]:
+        """Ring `signal` on every feed commit to this database, by any collector (LISTEN)."""
+        return relay_commits(self._url, signal)
