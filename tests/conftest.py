@@ -27,11 +27,20 @@ def broker(tmp_path: Path) -> Iterator[Broker]:
 
 
 @pytest.fixture
-def site(tmp_path: Path, broker: Broker) -> Iterator[Site]:
+def site_storage_url() -> str:
+    """Where the `site` fixture's collector stores: a SQLite file in the site's folder.
+
+    A test module overrides this fixture to run its sites on other backends.
+    """
+    return "sqlite:///state/collector.db"
+
+
+@pytest.fixture
+def site(tmp_path: Path, broker: Broker, site_storage_url: str) -> Iterator[Site]:
     """A set-up site (configs, keys) with its simulator and collector running; no agent yet."""
     work = tmp_path / "site"
     work.mkdir()
-    instance = Site(work=work, broker=broker)
+    instance = Site(work=work, broker=broker, storage_url=site_storage_url)
     instance.setup()
     instance.start_sim()
     instance.start_collector()

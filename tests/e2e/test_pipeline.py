@@ -2,6 +2,7 @@
 
 Each test ends with the oracle: the multiset of readings the agent committed equals the
 multiset the collector serves (no loss, no duplicate), and seqs are gap-free per epoch.
+Every test runs with the collector on SQLite and on PostgreSQL.
 """
 
 from __future__ import annotations
@@ -16,6 +17,15 @@ from demo.broker import Broker
 from tests.e2e.harness import Site, wait_until
 
 pytestmark = pytest.mark.timeout(240)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def site_storage_url(request: pytest.FixtureRequest) -> str:
+    """The `site` collector's storage: a SQLite file, then a fresh PostgreSQL database."""
+    if request.param == "sqlite":
+        return "sqlite:///state/collector.db"
+    url: str = request.getfixturevalue("postgres_url")
+    return url
 
 
 def _assert_oracle(site: Site) -> int:

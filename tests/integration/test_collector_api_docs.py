@@ -1,10 +1,11 @@
-"""`/docs` works with no internet: the page names only local assets, and each is served."""
+"""`/docs` works with no internet: the page names only local assets, and each is served.
+
+On SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import AsyncIterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -17,8 +18,8 @@ ASSET_REFERENCE = re.compile(r"""<(?:script|link)\b[^>]*?\b(?:src|href)\s*=\s*["
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_storage(f"sqlite:///{tmp_path / 'docs.db'}") as storage, serve(storage) as http:
+async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_storage(storage_url) as storage, serve(storage) as http:
         yield http
 
 

@@ -1,4 +1,8 @@
-"""`collector` commands: keys, gateway registry, config errors, and `serve` end to end."""
+"""`collector` commands: keys, gateway registry, config errors, and `serve` end to end.
+
+Commands that open the storage run on SQLite and PostgreSQL (`storage_url`); those that stop
+before it (key files, config and argument errors) run once.
+"""
 
 from __future__ import annotations
 
@@ -45,7 +49,16 @@ def _run(*args: str) -> Result:
 
 
 @pytest.fixture
-def config(tmp_path: Path) -> Path:
+def config(tmp_path: Path, storage_url: str) -> Path:
+    """A collector.yaml storing into `storage_url` (each backend in turn)."""
+    return write_collector_config(
+        tmp_path, broker_port=1, api_port=free_port(), storage_url=storage_url
+    )
+
+
+@pytest.fixture
+def unopened_config(tmp_path: Path) -> Path:
+    """A collector.yaml for commands that never open its storage (the default SQLite URL)."""
     return write_collector_config(tmp_path, broker_port=1, api_port=free_port())
 
 
@@ -55,15 +68,17 @@ def _public_key_file(tmp_path: Path, gateway: SimGateway) -> Path:
     return path
 
 
-def test_keys_init_creates_a_private_0600_key_and_refuses_to_overwrite(config: Path) -> None:
-    result = _run("keys", "init", "-c", str(config))
+def test_keys_init_creates_a_private_0600_key_and_refuses_to_overwrite(
+    unopened_config: Path,
+) -> None:
+    result = _run("keys", "init", "-c", str(unopened_config))
     assert result.exit_code == 0, result.output
-    key_file = config.parent / "keys" / "collector.key"
+    key_file = unopened_config.parent / "keys" / "collector.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    public = load_verify_key((config.parent / "keys" / "collector.key.pub").read_bytes())
+    public = load_verify_key((unopened_config.parent / "keys" / "collector.key.pub").read_bytes())
     assert result.stdout.strip() == public.kid
     before = key_file.read_bytes()
-    again = _run("keys", "init", "-c", str(config))
+    again = _run("keys", "init", "-c", str(unopened_config))
     assert again.exit_code == 1
     assert "refusing to overwrite" in again.stderr
     assert key_file.read_bytes() == before
@@ -136,8 +151,9 @@ def test_gateways_add_takes_the_district_from_the_credit_code(config: Path, tmp_
     ],
 )
 def test_gateways_add_refuses_bad_identifiers(
-    config: Path, tmp_path: Path, option: str, value: str, hint: str
+    unopened_config: Path, tmp_path: Path, option: str, value: str, hint: str
 ) -> None:
+    # Refused before the storage is opened: no backend is involved.
     options = {
         "--gateway": GW.gateway,
         "--district": GW.district,
@@ -145,13 +161,17 @@ def test_gateways_add_refuses_bad_identifiers(
     }
     options[option] = value
     flat = [part for pair in options.items() for part in pair]
-    result = _run("gateways", "add", "-c", str(config), *flat)
+    result = _run("gateways", "add", "-c", str(unopened_config), *flat)
     assert result.exit_code == 2
     assert hint in result.stderr
 
 
-async def test_run_collector_ingests_acks_and_serves(broker: Broker, tmp_path: Path) -> None:
-    path = write_collector_config(tmp_path, broker_port=broker.port, api_port=free_port())
+async def test_run_collector_ingests_acks_and_serves(
+    broker: Broker, tmp_path: Path, storage_url: str
+) -> None:
+    path = write_collector_config(
+        tmp_path, broker_port=broker.port, api_port=free_port(), storage_url=storage_url
+    )
     config = load_collector_config(path)
     await asyncio.to_thread(_run, "keys", "init", "-c", str(path))
     async with run_collector(config) as collector, gateway_link(broker.port, GW) as link:
@@ -166,9 +186,13 @@ async def test_run_collector_ingests_acks_and_serves(broker: Broker, tmp_path: P
         assert [r["value"] for r in response.json()["items"]] == [1.0]
 
 
-async def test_serve_runs_until_sigterm_and_logs_json(broker: Broker, tmp_path: Path) -> None:
+async def test_serve_runs_until_sigterm_and_logs_json(
+    broker: Broker, tmp_path: Path, storage_url: str
+) -> None:
     api_port = free_port()
-    path = write_collector_config(tmp_path, broker_port=broker.port, api_port=api_port)
+    path = write_collector_config(
+        tmp_path, broker_port=broker.port, api_port=api_port, storage_url=storage_url
+    )
     await asyncio.to_thread(_run, "keys", "init", "-c", str(path))
     public = _public_key_file(tmp_path, GW)
     await asyncio.to_thread(
@@ -230,7 +254,7 @@ def _methane(dt: float, value: float | None, quality: Quality = Quality.GOOD) ->
 
 async def _fill(config: Path) -> None:
     """Store, through the ingest core, a coal mine's two blocks and meta and a tank farm's block."""
-    async with open_storage(f"sqlite:///{config.parent / 'state' / 'collector.db'}") as storage:
+    async with open_storage(load_collector_config(config).storage.url) as storage:
         messages = []
         for gateway, seq, records in (
             (MINE, 1, [_methane(0, 0.52), _methane(30, None, Quality.BAD)]),
