@@ -195,6 +195,7 @@ class MetaPoint:
     name: str
     device: str
     thresholds: Mapping[str, float]
+    poll: float | None = None  # seconds between readings, when the meta says
 
 
 @dataclass(frozen=True, slots=True)
@@ -225,12 +226,17 @@ class StatusUpdate:
 
 @dataclass(frozen=True, slots=True)
 class IngestBatch:
-    """Everything one batch of MQTT messages asks the storage to commit, in one transaction."""
+    """Everything one batch of MQTT messages asks the storage to commit, in one transaction.
+
+    `presence_window` is how long a sign of life keeps its gateway live (the collector's
+    `offline_after`), for the presence intervals of GET /v1/quality.
+    """
 
     blocks: Sequence[IncomingBlock] = ()
     audits: Sequence[AuditEntry] = ()
     statuses: Sequence[StatusUpdate] = ()
     metas: Sequence[IncomingMeta] = ()
+    presence_window: float = 60.0
 
 
 class Outcome(enum.StrEnum):

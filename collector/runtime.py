@@ -69,6 +69,7 @@ def ingest_settings(config: CollectorConfig, host: str | None = None) -> IngestS
         batch_max=config.ingest.batch_max,
         client_id=client_id,
         session_expiry=config.ingest.session_expiry,
+        offline_after=config.offline_after,
     )
 
 

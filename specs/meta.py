@@ -20,7 +20,12 @@ class MetaFormatError(ValueError):
 
 @dataclass(frozen=True, slots=True)
 class PointMeta:
-    """One point as its gateway describes it."""
+    """One point as its gateway describes it.
+
+    `poll` is the seconds between two readings of the point (its device's poll period), from
+    which the collector knows how many readings to expect; None (absent on the wire) from
+    agents that do not say.
+    """
 
     point: str
     quota: str
@@ -28,6 +33,7 @@ class PointMeta:
     name: str
     device: str
     thresholds: dict[str, float]
+    poll: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -53,21 +59,36 @@ class GatewayMeta:
             "domain": self.domain,
             "mine_code": self.mine_code,
             "issued_at": self.issued_at,
-            "points": [
-                {
-                    "point": p.point,
-                    "quota": p.quota,
-                    "unit": p.unit,
-                    "name": p.name,
-                    "device": p.device,
-                    "thresholds": dict(sorted(p.thresholds.items())),
-                }
-                for p in self.points
-            ],
+            "points": [_point_body(p) for p in self.points],
         }
         return json.dumps(
             body, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
         ).encode("utf-8")
+
+
+def _point_body(point: PointMeta) -> dict[str, object]:
+    body: dict[str, object] = {
+        "point": point.point,
+        "quota": point.quota,
+        "unit": point.unit,
+        "name": point.name,
+        "device": point.device,
+        "thresholds": dict(sorted(point.thresholds.items())),
+    }
+    if point.poll is not None:  # absent rather than null: older messages keep their bytes
+        body["poll"] = point.poll
+    return body
+
+
+def _poll(raw: dict[str, object]) -> float | None:
+    poll = raw.get("poll")
+    if poll is None:
+        return None
+    if not isinstance(poll, int | float) or isinstance(poll, bool) or not math.isfinite(poll):
+        raise MetaFormatError("meta point poll must be a number of seconds")
+    if poll <= 0:
+        raise MetaFormatError("meta point poll must be above 0 seconds")
+    return float(poll)
 
 
 def _text(body: dict[str, object], key: str) -> str:
@@ -96,6 +117,7 @@ def _point(raw: object) -> PointMeta:
         name=_text(raw, "name"),
         device=_text(raw, "device"),
         thresholds={str(k): float(v) for k, v in thresholds.items()},
+        poll=_poll(raw),
     )
 
 

@@ -28,6 +28,7 @@ from collector.api.routes import (
     health,
     latest,
     points,
+    quality,
     readings,
     stream,
     verify,
@@ -119,6 +120,7 @@ def create_app(
     app.include_router(alarms.create_router(storage, authenticate))
     app.include_router(gaps.create_router(storage, authenticate))
     app.include_router(verify.create_router(storage, authenticate))
+    app.include_router(quality.create_router(storage, authenticate, clock=clock))
     app.include_router(
         stream.create_router(
             storage,

@@ -216,11 +216,19 @@ def meta_point(point: PointMeta, catalogue: Catalogue) -> MetaPoint:
     indicator = catalogue.get(point.quota)
     if indicator is None or point.unit not in indicator.units:
         return MetaPoint(
-            point.point, point.quota, point.unit, point.name, point.device, dict(point.thresholds)
+            point.point,
+            point.quota,
+            point.unit,
+            point.name,
+            point.device,
+            dict(point.thresholds),
+            point.poll,
         )
     thresholds: dict[str, float] = {}
     for name, limit in sorted(point.thresholds.items()):
         converted = _convert(indicator, limit, point.unit)
         if converted is not None and math.isfinite(converted):
             thresholds[name] = converted
-    return MetaPoint(point.point, point.quota, indicator.unit, point.name, point.device, thresholds)
+    return MetaPoint(
+        point.point, point.quota, indicator.unit, point.name, point.device, thresholds, point.poll
+    )

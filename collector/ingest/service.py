@@ -15,7 +15,7 @@ import ssl
 import time
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
 import aiomqtt
@@ -59,6 +59,7 @@ class IngestSettings:
     session_expiry: float = 86400.0
     reconnect_min: float = 0.2
     reconnect_max: float = 30.0
+    offline_after: float = 60.0  # how long a sign of life keeps a gateway live (presence)
 
     @property
     def durable(self) -> bool:
@@ -208,7 +209,10 @@ class Ingest:
         gateways = {gw for m in messages if (gw := m.gateway) is not None}
         grants = await self._storage.grants(kids) if kids else {}
         owners = await self._storage.find_gateways(gateways) if gateways else {}
-        batch = plan_batch(messages, grants, owners, self._catalogue)
+        batch = replace(
+            plan_batch(messages, grants, owners, self._catalogue),
+            presence_window=self._settings.offline_after,
+        )
         result = await self._storage.ingest(batch)
         if self._commits is not None:
             self._commits.notify()  # live streams read what this batch committed

@@ -27,6 +27,7 @@ from typing import Protocol, runtime_checkable
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.feed.wakeup import CommitSignal
 from collector.model import GatewayKey, Page, Scope
+from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
 
@@ -103,3 +104,32 @@ def relayed_commits(storage: object, signal: CommitSignal) -> AbstractAsyncConte
     if isinstance(storage, CommitRelay):
         return storage.relay_commits(signal)
     return nullcontext()
+
+
+@runtime_checkable
+class QualityStats(Protocol):
+    """**Protocol**: the aggregates of `GET /v1/quality`.
+
+    A backend keeps presence intervals at ingest (`collector.quality.core.advance_presence`
+    over the batch's signs, with the batch's `presence_window`) and the meta's poll period of
+    each point, and adds up in the database.
+    """
+
+    async def quality_counts(
+        self,
+        scope: Scope,
+        where: QualityFilter,
+        *,
+        group: QualityGroup,
+        start: float,
+        end: float,
+        after: str | None,
+        limit: int,
+    ) -> Page[QualityCounts]:
+        """Per group key in scope and filter, ascending after `after`: counts over [start, end).
+
+        Online seconds of the group's gateways, readings expected from the poll periods
+        (floor((end - start) / poll) per point with one), received (t in the window) and late
+        (block received more than LATE_AFTER after t) readings of those points.
+        """
+        ...

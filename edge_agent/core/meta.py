@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from edge_agent.core.chain import Identity
 from edge_agent.core.points import ResolvedPoint
@@ -12,9 +12,18 @@ from specs.records import iso_time
 
 
 def gateway_meta(
-    identity: Identity, points: Sequence[ResolvedPoint], *, issued_at: float
+    identity: Identity,
+    points: Sequence[ResolvedPoint],
+    *,
+    issued_at: float,
+    polls: Mapping[str, float] | None = None,
 ) -> GatewayMeta:
-    """Describe every configured point: quota, canonical unit, name, device, thresholds."""
+    """Describe every configured point: quota, canonical unit, name, device, thresholds.
+
+    `polls` gives each device's poll period (seconds) by device id: every point of a device
+    is read once per period, so the collector knows how many readings to expect.
+    """
+    periods = polls or {}
     return GatewayMeta(
         gateway=identity.gateway,
         enterprise=identity.enterprise,
@@ -34,6 +43,7 @@ def gateway_meta(
                     for name, value in dataclasses.asdict(p.thresholds).items()
                     if isinstance(value, int | float)
                 },
+                poll=periods.get(p.device_id),
             )
             for p in points
         ),

@@ -256,7 +256,12 @@ async def run_agent(
     topics = GatewayTopics(config.site.district, config.site.enterprise, config.site.gateway)
     queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=_QUEUE_BOUND)
     points = resolve_points(config)
-    meta = gateway_meta(identity_of(config), points, issued_at=time.time()).encode()
+    meta = gateway_meta(
+        identity_of(config),
+        points,
+        issued_at=time.time(),
+        polls={device.id: device.poll for device in config.devices},
+    ).encode()
     async with open_outbox(
         config.outbox.path,
         identity_of(config),

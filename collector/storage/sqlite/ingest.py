@@ -48,6 +48,7 @@ from collector.storage.core import (
 )
 from collector.storage.rollups import minute_rollups
 from collector.storage.sqlite.journal import held_statuses, write_journal
+from collector.storage.sqlite.presence import record_presence
 from collector.storage.sqlite.rollups import fold_rollups
 from collector.storage.sqlite.sql import ALARM_COLUMNS, alarm_state, chunks, values
 from specs.block import block_hash
@@ -85,6 +86,7 @@ async def store_batch(db: aiosqlite.Connection, batch: IngestBatch) -> BatchResu
     statuses_held = await held_statuses(db, {s.gateway for s in batch.statuses})
     await _apply_statuses(db, batch.statuses)
     await _store_metas(db, batch.metas)
+    await record_presence(db, batch)
     # The live feed's journal, after the readings (collector.feed.core).
     seen = max((b.received_at for b in batch.blocks), default=0.0)
     await write_journal(
@@ -320,11 +322,12 @@ async def _store_metas(db: aiosqlite.Connection, metas: Sequence[IncomingMeta]) 
     # The newest description wins, whatever order the messages arrive in.
     await db.executemany(
         "INSERT INTO point_meta (gateway, point, quota, unit, name, device, thresholds,"
-        " issued_at, meta_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+        " issued_at, meta_hash, poll) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
         " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota,"
         " unit = excluded.unit, name = excluded.name, device = excluded.device,"
         " thresholds = excluded.thresholds, issued_at = excluded.issued_at,"
-        " meta_hash = excluded.meta_hash WHERE excluded.issued_at >= point_meta.issued_at",
+        " meta_hash = excluded.meta_hash, poll = excluded.poll"
+        " WHERE excluded.issued_at >= point_meta.issued_at",
         [
             (
                 m.meta.gateway,
@@ -336,6 +339,7 @@ async def _store_metas(db: aiosqlite.Connection, metas: Sequence[IncomingMeta]) 
                 json.dumps(dict(sorted(p.thresholds.items()))),
                 m.issued_at,
                 block_hash(m.payload),
+                p.poll,
             )
             for m in metas
             for p in m.points

@@ -48,9 +48,10 @@ from collector.model import (
     SourcedReading,
     StreamState,
 )
+from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.storage.base import RegistryError, StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
-from collector.storage.sqlite import archive, feed, ingest, queries, registry
+from collector.storage.sqlite import archive, feed, ingest, quality, queries, registry
 from collector.storage.sqlite.buckets import SqliteBucketQueries, SqliteRollupBucketQueries
 from collector.storage.sqlite.schema import connect, migrate, rollback
 from collector.verify.core import StoredBlock, StoredBlockAfter
@@ -292,3 +293,26 @@ class SqliteStorage:
     ) -> FeedPage:
         """Readings and journal rows in scope and filter with ids in (after, upto], ascending."""
         return await feed.feed_page(self._reader, scope, where, after=after, upto=upto, limit=limit)
+
+    async def quality_counts(
+        self,
+        scope: Scope,
+        where: QualityFilter,
+        *,
+        group: QualityGroup,
+        start: float,
+        end: float,
+        after: str | None,
+        limit: int,
+    ) -> Page[QualityCounts]:
+        """Per group key in scope and filter, ascending after `after`: counts over [start, end)."""
+        return await quality.quality_counts(
+            self._reader,
+            scope,
+            where,
+            group=group,
+            start=start,
+            end=end,
+            after=after,
+            limit=limit,
+        )
