@@ -24,6 +24,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.core.ack_check import Rollback, judge_ack
+from edge_agent.shell.first_failure import first_failure
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox, StoredBlock, declared_gap
 from specs.ack import Ack, AckFormatError, decode_ack
@@ -145,10 +146,13 @@ class Publisher:
         self.connected.set()
         self._backoff = self._new_backoff()
         log.info("uplink_connected", host=self._settings.host, port=self._settings.port)
-        async with asyncio.TaskGroup() as group:
-            group.create_task(self._receive(client), name="publisher-receive")
-            group.create_task(self._send(client), name="publisher-send")
-            group.create_task(self._heartbeat(client), name="publisher-heartbeat")
+        # Not a TaskGroup: on 3.11 it can swallow the cancellation that stops the publisher
+        # when a session task fails in the same turn (edge_agent.shell.first_failure).
+        await first_failure(
+            ("publisher-receive", self._receive(client)),
+            ("publisher-send", self._send(client)),
+            ("publisher-heartbeat", self._heartbeat(client)),
+        )
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
