@@ -2,7 +2,8 @@
 
 Each is checked at runtime (`isinstance(storage, BlockArchive)`), so that a backend that does
 not offer one yet still runs everything else; the API then answers 501 for the routes that
-need it, and the CLI says so. SQLite offers all of them.
+need it, and the CLI says so. SQLite and PostgreSQL offer all of them (CommitRelay only
+PostgreSQL: a SQLite file has one collector).
 
 - `BlockArchive`: stored blocks with their stored neighbours, for `GET /v1/audit/verify` and
   `collector verify`.

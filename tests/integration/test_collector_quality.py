@@ -1,4 +1,6 @@
-"""`GET /v1/quality` over a real SQLite file filled through the ingest core, hand-computed.
+"""`GET /v1/quality` over a real database filled through the ingest core, hand-computed.
+
+Every API test runs on a SQLite file and on a PostgreSQL database, with the same figures.
 
 Window [BASE, BASE + 600) (ten minutes), offline_after 60 s, `now` = BASE + 1000:
 
@@ -16,6 +18,7 @@ Window [BASE, BASE + 600) (ten minutes), offline_after 60 s, `now` = BASE + 1000
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import dataclasses
 import json
@@ -30,9 +33,10 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from collector.api.app import create_app
 from collector.api.core import ApiToken
 from collector.ingest.core import Inbound, plan_batch
-from collector.model import Gateway, KeyGrant
+from collector.model import Gateway, IngestBatch, KeyGrant, StatusUpdate
 from collector.storage import open_storage
 from collector.storage.base import Storage
+from collector.storage.capabilities import QualityStats
 from edge_agent.config import load_site_config
 from edge_agent.core.meta import gateway_meta
 from edge_agent.core.points import resolve_points
@@ -46,6 +50,7 @@ from tests.support.collector_client import (
     register,
     sim_gateway,
 )
+from tests.support.postgres import sql_rows
 
 A = sim_gateway(1, district="360100")
 B = sim_gateway(2, district="360100")
@@ -146,8 +151,9 @@ async def _fill(storage: Storage) -> None:
 
 
 @pytest.fixture
-async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_storage(f"sqlite:///{tmp_path / 'collector.db'}") as storage:
+async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with open_storage(storage_url) as storage:
+        assert isinstance(storage, QualityStats)
         await _fill(storage)
         async with _api(storage) as http:
             yield http
@@ -313,12 +319,35 @@ async def test_no_token_no_quality(client: httpx.AsyncClient) -> None:
     await _quality(client, "wrong-token", 401)
 
 
-async def test_a_backend_without_quality_aggregates_answers_501(postgres_url: str) -> None:
-    # The PostgreSQL backend does not offer the QualityStats capability yet.
-    async with open_storage(postgres_url) as storage, _api(storage) as http:
-        response = await http.get("/v1/quality", headers={"Authorization": "Bearer all-token"})
-    assert response.status_code == 501
-    assert response.headers["content-type"] == "application/problem+json"
+async def test_two_collectors_keep_one_presence_per_gateway(postgres_url: str) -> None:
+    def heartbeat(at: float) -> IngestBatch:
+        return IngestBatch(
+            statuses=[StatusUpdate(A.gateway, online=True, at=BASE_TIME + at)],
+            presence_window=60.0,
+        )
+
+    async with open_storage(postgres_url) as one, open_storage(postgres_url) as other:
+        await register(one, A)
+        # Turn about: each extends the interval the other wrote.
+        for storage, at in ((one, 0.0), (other, 30.0), (one, 50.0), (other, 200.0)):
+            await storage.ingest(heartbeat(at))
+        # At once, on connections of their own: the gateway's lock orders them.
+        for at in range(300, 400, 10):
+            await asyncio.gather(one.ingest(heartbeat(at)), other.ingest(heartbeat(at + 5)))
+        held = await sql_rows(
+            postgres_url,
+            "SELECT since - ?, until - ? FROM presence ORDER BY since",
+            BASE_TIME,
+            BASE_TIME,
+        )
+        assert held == [(0.0, 110.0), (200.0, 260.0), (300.0, 455.0)]
+        window = {"from": iso_time(BASE_TIME), "to": iso_time(BASE_TIME + 600)}
+        answers = []
+        for storage in (one, other):
+            async with _api(storage) as http:
+                answers.append(await _quality(http, gateway=A.gateway, **window))
+    assert answers[0] == answers[1]
+    assert answers[0]["items"][0]["online_rate"] == round((110 + 60 + 155) / 600, 6)
 
 
 def test_the_meta_carries_each_points_poll_period() -> None:

@@ -60,6 +60,7 @@ from collector.storage.postgres.feed import (
     write_journal,
 )
 from collector.storage.postgres.locks import lock_gateways
+from collector.storage.postgres.presence import record_presence
 from collector.storage.rollups import MinuteRollup, minute_rollups
 from specs.block import block_hash
 
@@ -124,6 +125,7 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
     statuses_held = await held_statuses(db, {s.gateway for s in batch.statuses})
     await _apply_statuses(db, batch.statuses)
     await _store_metas(db, batch.metas)
+    await record_presence(db, batch)
     # The live feed, after everything else (see the module docstring); SQLite's journal.
     seen = max((b.received_at for b in batch.blocks), default=0.0)
     entries = [
@@ -431,6 +433,7 @@ async def _store_metas(db: Db, metas: Sequence[IncomingMeta]) -> None:
             json.dumps(dict(sorted(p.thresholds.items()))),
             m.issued_at,
             block_hash(m.payload),
+            p.poll,
         )
         for m in metas
         for p in m.points
@@ -440,11 +443,12 @@ async def _store_metas(db: Db, metas: Sequence[IncomingMeta]) -> None:
     # The newest description wins, whatever order the messages arrive in.
     await db.executemany(
         "INSERT INTO point_meta (gateway, point, quota, unit, name, device, thresholds,"
-        " issued_at, meta_hash) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+        " issued_at, meta_hash, poll) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
         " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota,"
         " unit = excluded.unit, name = excluded.name, device = excluded.device,"
         " thresholds = excluded.thresholds, issued_at = excluded.issued_at,"
-        " meta_hash = excluded.meta_hash WHERE excluded.issued_at >= point_meta.issued_at",
+        " meta_hash = excluded.meta_hash, poll = excluded.poll"
+        " WHERE excluded.issued_at >= point_meta.issued_at",
         described,
     )
 

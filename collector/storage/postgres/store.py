@@ -49,10 +49,11 @@ from collector.model import (
     SourcedReading,
     StreamState,
 )
+from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.storage.base import StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.months import month_of, months_of, next_month
-from collector.storage.postgres import archive, feed, queries, registry
+from collector.storage.postgres import archive, feed, quality, queries, registry
 from collector.storage.postgres.buckets import (
     PostgresBucketQueries,
     PostgresRollupBucketQueries,
@@ -362,3 +363,27 @@ class PostgresStorage:
     def relay_commits(self, signal: CommitSignal) -> AbstractAsyncContextManager[None]:
         """Ring `signal` on every feed commit to this database, by any collector (LISTEN)."""
         return relay_commits(self._url, signal)
+
+    async def quality_counts(
+        self,
+        scope: Scope,
+        where: QualityFilter,
+        *,
+        group: QualityGroup,
+        start: float,
+        end: float,
+        after: str | None,
+        limit: int,
+    ) -> Page[QualityCounts]:
+        """Per group key in scope and filter, ascending after `after`: counts over [start, end)."""
+        async with self._connection("reading quality counts") as db:
+            return await quality.quality_counts(
+                db,
+                scope,
+                where,
+                group=group,
+                start=start,
+                end=end,
+                after=after,
+                limit=limit,
+            )
