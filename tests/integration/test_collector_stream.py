@@ -607,6 +607,33 @@ async def test_a_stream_on_one_collector_wakes_for_what_another_commits(postgres
     assert all(m.body["gateway"] == NANCHANG.gateway for m in again)
 
 
+async def test_a_lost_listening_connection_is_opened_again(postgres_url: str) -> None:
+    async with _served(postgres_url) as a, _other_collector(postgres_url) as b:
+        b.chain(NANCHANG, {seq: _records(NANCHANG, seq) for seq in (1, 2)})
+        async with _stream(a.base_url) as stream:
+            await stream.take(1)
+            ended = await sql_rows(
+                postgres_url,
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'ganzhi-collector-listen'"
+                " AND datname = current_database()",
+            )
+            assert ended == [(True,)]  # A's listener, the only one on this database
+            # Told to nobody, or to the dying connection: the relay rings once when back.
+            await b.deliver((NANCHANG, 1))
+            first = await stream.take(2)
+            await b.deliver((NANCHANG, 2))  # told to the new connection
+            second = await stream.take(2)
+            listening = await sql_rows(
+                postgres_url,
+                "SELECT count(*) FROM pg_stat_activity"
+                " WHERE application_name = 'ganzhi-collector-listen'"
+                " AND datname = current_database()",
+            )
+            assert listening == [(1,)]
+    assert [m.body["value"] for m in [*first, *second]] == [1.0, 10.0, 2.0, 20.0]
+
+
 async def test_commits_of_two_collectors_at_once_reach_a_stream_each_once_in_order(
     postgres_url: str,
 ) -> None:
