@@ -26,7 +26,8 @@ from collector.model import AlarmAfter, AlarmFilter, AlarmState, Scope
 from collector.storage.base import Storage
 
 
-def _alarm(state: AlarmState, zone: timezone) -> AlarmOut:
+def alarm_out(state: AlarmState, zone: timezone) -> AlarmOut:
+    """An alarm as the API shows it (here and in /v1/stream), times at `zone`."""
     return AlarmOut(
         gateway=state.gateway,
         alarm_id=state.alarm_id,
@@ -76,7 +77,7 @@ def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
         )
         page = await storage.alarms(scope, where, after=after, limit=limit)
         return ListPage[AlarmOut](
-            items=[_alarm(a, zone) for a in page.items],
+            items=[alarm_out(a, zone) for a in page.items],
             next=next_cursor("alarms", page, lambda a: (a.since, a.gateway, a.alarm_id)),
         )
 

@@ -23,7 +23,8 @@ from collector.model import GapAfter, GapRow, GapState, Scope
 from collector.storage.base import Storage
 
 
-def _gap(row: GapRow, zone: timezone) -> GapOut:
+def gap_out(row: GapRow, zone: timezone) -> GapOut:
+    """A gap as the API shows it (here and in /v1/stream), times at `zone`."""
     return GapOut(
         gateway=row.gateway,
         epoch=row.epoch,
@@ -65,7 +66,7 @@ def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
             scope, gateway=gateway, state=state, after=_gap_after(cursor), limit=limit
         )
         return ListPage[GapOut](
-            items=[_gap(row, zone) for row in page.items],
+            items=[gap_out(row, zone) for row in page.items],
             next=next_cursor("gaps", page, lambda row: (row.gateway, row.rowid)),
         )
 

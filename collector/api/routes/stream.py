@@ -24,8 +24,8 @@ from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from collector.api.core import shown_time
 from collector.api.deps import Authenticate, Zone, bad_request
-from collector.api.routes.alarms import _alarm
-from collector.api.routes.gaps import _gap
+from collector.api.routes.alarms import alarm_out
+from collector.api.routes.gaps import gap_out
 from collector.api.routes.readings import reading_out
 from collector.feed.core import (
     FeedEvent,
@@ -76,9 +76,9 @@ def _data(event: FeedEvent, zone: timezone) -> str:
         return reading_out(item, zone).model_dump_json()
     happened = item.event
     if isinstance(happened, AlarmState):
-        return _alarm(happened, zone).model_dump_json()
+        return alarm_out(happened, zone).model_dump_json()
     if isinstance(happened, GapRow):
-        return _gap(happened, zone).model_dump_json(by_alias=True)  # `from`, `to`
+        return gap_out(happened, zone).model_dump_json(by_alias=True)  # `from`, `to`
     return _status(item, happened, zone).model_dump_json()
 
 
