@@ -2,9 +2,11 @@
 
 Raw readings are kept `raw_days`; their per-minute rollups (min, max, sum, count and the
 last value per (gateway, point, minute), folded in by every ingest: collector.storage.rollups)
-are kept `rollup_days`. Only whole months go, and only once every instant of the month is older than
-the limit: a month is never thinned row by row (PostgreSQL drops its partition), and a month
-that is partly young stays whole. `None` keeps everything for ever.
+are kept `rollup_days`. Only whole months of readings go, and only once every instant of the
+month is older than the limit: a month is never thinned row by row (PostgreSQL drops its
+partition), and a month that is partly young stays whole. The live feed's journal (alarm,
+gap and status events of GET /v1/stream) is small and goes row by row after `raw_days`.
+`None` keeps everything for ever.
 """
 
 from __future__ import annotations
@@ -49,3 +51,4 @@ class PruneReport:
     raw_months_dropped: tuple[str, ...] = ()
     rollup_months_dropped: tuple[str, ...] = ()
     readings_dropped: int = 0
+    feed_events_dropped: int = 0

@@ -10,6 +10,7 @@ deleted row by row), its rollups and the younger months untouched.
 from __future__ import annotations
 
 import calendar
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -25,6 +26,7 @@ from tests.support.broker import Broker, free_port
 from tests.support.collector_client import (
     CollectorEnv,
     collector_env,
+    gap_record,
     wait_until,
     write_collector_config,
 )
@@ -166,3 +168,16 @@ async def test_a_serving_collector_applies_retention_itself(
     async with run_collector(config, clock=lambda: MAR_END):
         assert await wait_until(january_gone, bool)
     assert await _rollups(env) == ROLLUPS
+
+
+async def test_the_feed_journal_goes_after_raw_days(env: CollectorEnv) -> None:
+    await env.link.send(1, records=[_level(MAR, 6.0), gap_record(1)])
+    await env.link.next_ack()
+    (held,) = await env.rows("SELECT count(*) FROM feed")
+    assert held[0] >= 1
+    policy = RetentionPolicy(raw_days=45)
+    kept = await prune_storage(env.url, policy, time.time() + 44 * DAY)
+    assert kept.feed_events_dropped == 0
+    gone = await prune_storage(env.url, policy, time.time() + 46 * DAY)
+    assert gone.feed_events_dropped == held[0]
+    assert await env.rows("SELECT count(*) FROM feed") == [(0,)]

@@ -23,7 +23,7 @@ from collector.storage.postgres.partitions import (
     partition_name,
     rollup_partition_name,
 )
-from collector.storage.retention import PruneReport, RetentionPolicy, expired
+from collector.storage.retention import DAY, PruneReport, RetentionPolicy, expired
 
 _ROLLUP_NAME: Final = re.compile(r"readings_1m_y(\d{4})m(\d{2})")
 
@@ -42,7 +42,7 @@ async def rollup_months(db: Db) -> set[Month]:
 
 
 async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
-    """Roll up and drop every expired month of readings; drop expired rollup months.
+    """Drop every expired month of readings and of rollups, and the expired feed journal.
 
     `db` must not be inside a transaction: each month commits on its own.
     """
@@ -65,7 +65,9 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
             await db.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
             await db.execute(f"DROP TABLE IF EXISTS {rollup_partition_name(month)}")
         gone.append(rollup_partition_name(month))
-    return PruneReport(tuple(dropped), tuple(gone), rolled)
+    assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
+    status = await db.execute("DELETE FROM feed WHERE at < $1", now - policy.raw_days * DAY)
+    return PruneReport(tuple(dropped), tuple(gone), rolled, int(status.rsplit(" ", 1)[1]))
 
 
 async def prune_database(url: str, policy: RetentionPolicy, now: float) -> PruneReport:

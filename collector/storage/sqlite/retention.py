@@ -16,7 +16,7 @@ import aiosqlite
 
 from collector.storage.base import StorageError
 from collector.storage.months import Month, month_of, month_start, next_month
-from collector.storage.retention import PruneReport, RetentionPolicy, expired
+from collector.storage.retention import DAY, PruneReport, RetentionPolicy, expired
 from collector.storage.sqlite.schema import connect, rollback
 
 
@@ -56,6 +56,8 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
             await rollback(db)
             raise
         dropped.update(gone)
+    assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
+    journal = await db.execute("DELETE FROM feed WHERE at < ?", (now - policy.raw_days * DAY,))
     rollup_gone: list[Month] = []
     found = await db.execute_fetchall("SELECT min(minute) FROM readings_1m")
     oldest_rollup = next(iter(found))[0]
@@ -71,6 +73,7 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
         tuple(_name("readings", m) for m in sorted(dropped)),
         tuple(_name("readings_1m", m) for m in rollup_gone),
         deleted,
+        journal.rowcount,
     )
 
 
