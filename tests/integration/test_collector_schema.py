@@ -108,3 +108,36 @@ async def test_a_newer_file_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="newer"):
         async with open_storage(f"sqlite:///{path}"):
             pass
+
+
+async def test_schema_9_drops_the_block_index_of_readings_and_keeps_every_row(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "collector.db"
+    async with open_storage(f"sqlite:///{path}"):
+        pass  # a current file, turned back into a schema-8 one below
+    with sqlite3.connect(path) as db:
+        db.executescript(
+            "DROP TABLE readings;"
+            "CREATE TABLE readings (id INTEGER PRIMARY KEY, gateway TEXT NOT NULL,"
+            " epoch TEXT NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,"
+            " point TEXT NOT NULL, quota TEXT NOT NULL, t REAL NOT NULL, value REAL,"
+            " unit TEXT NOT NULL, quality TEXT NOT NULL, flags TEXT NOT NULL,"
+            " UNIQUE (gateway, epoch, seq, idx));"
+            "CREATE UNIQUE INDEX readings_by_series ON readings (gateway, point, t);"
+            "PRAGMA user_version = 8;"
+        )
+        rows = [
+            (7, "G", "e", 1, 0, "P-1", "WHP-LT", 10.0, 1.5, "m", "good", "[]"),
+            (9, "G", "e", 1, 1, "P-2", "WHP-LT", 10.0, None, "m", "bad", '["x"]'),
+        ]
+        db.executemany(f"INSERT INTO readings VALUES ({', '.join('?' * 12)})", rows)
+    db.close()
+    async with open_storage(f"sqlite:///{path}"):
+        pass
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        indexes = {row[1]: row[2] for row in db.execute("PRAGMA index_list(readings)")}
+        assert indexes == {"readings_by_series": 1}
+        assert db.execute("SELECT * FROM readings ORDER BY id").fetchall() == rows
+    db.close()

@@ -18,7 +18,7 @@ import aiosqlite
 from collector.storage.base import StorageError
 from collector.storage.sqlite.rollups import FIRST_FILL, ROLLUP_TABLE
 
-SCHEMA_VERSION: Final = 8
+SCHEMA_VERSION: Final = 9
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -63,9 +63,10 @@ CREATE TABLE IF NOT EXISTS readings (
     value   REAL,
     unit    TEXT NOT NULL,
     quality TEXT NOT NULL,
-    flags   TEXT NOT NULL,
-    UNIQUE (gateway, epoch, seq, idx)
+    flags   TEXT NOT NULL
 );
+-- A block's readings are stored with it, once, so (gateway, epoch, seq, idx) is unique
+-- without an index of its own (one b-tree less per reading; schema 9 dropped it).
 -- One reading per (gateway, point, t), whatever block or epoch brought it (the first wins;
 -- collector.storage.core.unique_readings audits the others). rowid (= id) is the index's
 -- implicit last column, so (gateway, point, t, id) pages need no sort.
@@ -335,6 +336,27 @@ async def _upgrade_to_8(db: aiosqlite.Connection) -> None:
     await db.execute(FIRST_FILL)
 
 
+async def _upgrade_to_9(db: aiosqlite.Connection) -> None:
+    """Readings lose the (gateway, epoch, seq, idx) unique index: a table rebuild, ids kept.
+
+    SQLite cannot drop the index of a table constraint, so the table is copied once (time
+    and space in proportion to the readings stored).
+    """
+    if not await _table_exists(db, "readings"):
+        return
+    columns = "id, gateway, epoch, seq, idx, point, quota, t, value, unit, quality, flags"
+    await db.execute(
+        "CREATE TABLE readings_9 (id INTEGER PRIMARY KEY, gateway TEXT NOT NULL,"
+        " epoch TEXT NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,"
+        " point TEXT NOT NULL, quota TEXT NOT NULL, t REAL NOT NULL, value REAL,"
+        " unit TEXT NOT NULL, quality TEXT NOT NULL, flags TEXT NOT NULL)"
+    )
+    await db.execute(f"INSERT INTO readings_9 ({columns}) SELECT {columns} FROM readings")
+    await db.execute("DROP TABLE readings")
+    await db.execute("ALTER TABLE readings_9 RENAME TO readings")
+    # readings_by_series went with the old table; the schema script makes it again.
+
+
 _UPGRADES: Final = {
     1: _upgrade_to_2,
     2: _upgrade_to_3,
@@ -343,6 +365,7 @@ _UPGRADES: Final = {
     5: _upgrade_to_6,
     6: _upgrade_to_7,
     7: _upgrade_to_8,
+    8: _upgrade_to_9,
 }
 
 
