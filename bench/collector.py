@@ -117,6 +117,13 @@ def _gateway(serial: int, blocks: int, start: float) -> BenchGateway:
     return BenchGateway(enterprise, gateway, key, tuple(signed))
 
 
+def _machine_ticks() -> tuple[int, int]:
+    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
+    fields = [int(x) for x in Path("/proc/stat").read_text(encoding="ascii").split()[1:9]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / CLK_TCK
@@ -221,13 +228,15 @@ def run(url: str, processes: int, gateways: list[BenchGateway]) -> dict[str, flo
             )
         for port in ports:
             wait_for_port(port, timeout=60)
-        time.sleep(1.0)  # subscribed: the API listens only after the broker is connected
+        time.sleep(1.0)  # the API answers before the MQTT session is up: let them subscribe
         cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
+        machine_before = _machine_ticks()
         started = time.perf_counter()
         asyncio.run(_publish(broker, gateways))
         asyncio.run(_all_acked(ports[0], gateways))
         elapsed = time.perf_counter() - started
         cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
+        busy, total = (a - b for a, b in zip(_machine_ticks(), machine_before, strict=True))
         stored = asyncio.run(_count_readings(url, work))
     finally:
         for proc in procs:
@@ -245,6 +254,8 @@ def run(url: str, processes: int, gateways: list[BenchGateway]) -> dict[str, flo
         "readings_per_s": round(readings / elapsed),
         "readings_per_cpu_s": round(readings / cpu),
         "collector_cpu_s": round(cpu, 3),
+        # How busy the whole machine was: at ~100 % the cores, not the collectors, set the pace.
+        "machine_busy_percent": round(100 * busy / total, 1),
     }
 
 
