@@ -18,7 +18,8 @@ from collector.model import EVERYTHING, IngestBatch, KeyGrant, Outcome, ReadingF
 from collector.storage import open_storage
 from collector.storage.base import Storage, StorageError
 from collector.storage.postgres import SCHEMA_VERSION, PostgresStorage, upgrade
-from collector.storage.postgres.partitions import partition_name
+from collector.storage.postgres.locks import DATABASE_LOCKS, FEED_LOCK
+from collector.storage.postgres.partitions import Partitions, partition_name
 from specs.block import GENESIS, block_hash
 from specs.records import Quality, Reading, iso_time
 from tests.support.collector_client import SimGateway, register, sim_gateway
@@ -185,6 +186,68 @@ async def test_a_partition_dropped_behind_the_collectors_back_is_made_again(
         assert outcome is Outcome.STORED
         page = await storage.readings(EVERYTHING, ReadingFilter(), after=None, limit=10)
     assert [r.value for r in page.items] == [2.0, 2.5]  # block 1's readings went with the month
+
+
+async def test_a_rollup_partition_missing_beside_its_month_is_made_again(
+    postgres_url: str,
+) -> None:
+    """A month whose readings partition exists but whose rollup partition does not (an older
+    collector made it, or retention dropped the rollups) must not fail every batch."""
+    first, second = _chain(GATEWAY, 2).values()
+    async with open_storage(postgres_url) as storage:
+        await register(storage, GATEWAY)
+        await storage.ingest(_batch(GATEWAY, [first]))
+    db = await asyncpg.connect(postgres_url)
+    try:
+        await db.execute("DROP TABLE readings_1m_y2024m03")
+    finally:
+        await db.close()
+    async with open_storage(postgres_url) as storage:  # a fresh collector: an empty cache
+        (outcome,) = (await storage.ingest(_batch(GATEWAY, [second]))).outcomes
+    assert outcome is Outcome.STORED
+    rollups = await sql_rows(postgres_url, "SELECT n FROM readings_1m")
+    assert [row[0] for row in rollups] == [2]  # block 2's two readings, one minute
+
+
+async def test_making_a_partition_never_waits_for_the_feed_lock(postgres_url: str) -> None:
+    """The feed lock once shared its key with the partition lock: an ingest holding it and a
+    collector making a new month's partitions then waited for each other (a deadlock)."""
+    holder = await asyncpg.connect(postgres_url)
+    maker = await asyncpg.connect(postgres_url)
+    try:
+        async with holder.transaction():
+            await holder.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK)
+            await asyncio.wait_for(Partitions().ensure(maker, {(2024, 4)}), timeout=3)
+    finally:
+        await holder.close()
+        await maker.close()
+    assert "readings_y2024m04" in await _partitions(postgres_url)
+
+
+def test_the_database_wide_locks_have_keys_of_their_own() -> None:
+    assert len(set(DATABASE_LOCKS)) == len(DATABASE_LOCKS)
+
+
+async def test_an_older_collector_stops_writing_once_the_schema_is_newer(
+    postgres_url: str,
+) -> None:
+    """A collector still running after a newer one migrated must not write what it does not
+    understand (it would skip the newer schema's bookkeeping)."""
+    first, second = _chain(GATEWAY, 2).values()
+    async with open_storage(postgres_url) as storage:
+        await register(storage, GATEWAY)
+        await storage.ingest(_batch(GATEWAY, [first]))
+        db = await asyncpg.connect(postgres_url)
+        try:
+            await db.execute(
+                "INSERT INTO schema_migrations (version) VALUES ($1)", SCHEMA_VERSION + 1
+            )
+        finally:
+            await db.close()
+        with pytest.raises(StorageError, match="newer"):
+            await storage.ingest(_batch(GATEWAY, [second]))
+    stored = await sql_rows(postgres_url, "SELECT seq FROM blocks ORDER BY seq")
+    assert [row[0] for row in stored] == [1]
 
 
 # --- many collectors on one database ---------------------------------------------------------

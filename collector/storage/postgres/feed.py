@@ -14,7 +14,6 @@ the journal last, so that the lock covers little more than the COPY and the COMM
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Final
 
 from collector.feed.core import (
     FeedFilter,
@@ -28,12 +27,9 @@ from collector.feed.core import (
 from collector.model import ReadingRow, Scope
 from collector.storage.postgres import rows
 from collector.storage.postgres.connection import Db
+from collector.storage.postgres.locks import FEED_LOCK
 from collector.storage.postgres.notices import announce_commit
 from collector.storage.postgres.rows import Params, scope_clause
-
-FEED_LOCK: Final = 0x677A_636F_6C6C_0002
-"""The transaction advisory lock that orders feed ids by commit ("gzcoll" and a 2)."""
-
 
 # --- write side (inside the ingest transaction) -------------------------------------------------
 

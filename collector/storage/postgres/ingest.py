@@ -30,6 +30,7 @@ from collector.model import (
     StatusUpdate,
     StreamState,
 )
+from collector.storage.base import StorageError
 from collector.storage.core import (
     AlarmKey,
     BlockKey,
@@ -61,6 +62,7 @@ from collector.storage.postgres.feed import (
 )
 from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.presence import record_presence
+from collector.storage.postgres.schema import SCHEMA_VERSION
 from collector.storage.rollups import MinuteRollup, minute_rollups
 from specs.block import block_hash
 
@@ -99,6 +101,7 @@ def reading_times(batch: IngestBatch) -> list[float]:
 
 async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
     """Store blocks once, audit rejections, apply statuses and metas (inside a transaction)."""
+    await _refuse_a_newer_schema(db)
     await lock_gateways(db, batch_gateways(batch))
     # The batch's keys and their neighbours: to classify, and to check the chain.
     links = await stored_links(db, neighbours(block_key(b) for b in batch.blocks))
@@ -141,6 +144,20 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
         await write_journal(db, entries)
         await finish_feed_commit(db)
     return BatchResult(outcomes, streams)
+
+
+async def _refuse_a_newer_schema(db: Db) -> None:
+    """A collector still running after a newer one migrated stops writing, batch by batch.
+
+    It would skip what the newer schema keeps (journal, rollups, ...); refused, the batch is
+    not acknowledged and the agents resend it to a collector that understands the schema.
+    """
+    version = await db.fetchval("SELECT max(version) FROM schema_migrations")
+    if version is not None and int(version) > SCHEMA_VERSION:
+        raise StorageError(
+            f"the database schema is at version {version}, newer than this collector's"
+            f" {SCHEMA_VERSION}: it must be upgraded before it may write"
+        )
 
 
 async def stored_links(db: Db, keys: Collection[BlockKey]) -> dict[BlockKey, Link]:

@@ -12,8 +12,19 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable
+from typing import Final
 
 from collector.storage.postgres.connection import Db
+
+# The database-wide advisory locks, each with a key of its own ("gzcoll" and a number): one
+# key shared by two of them once deadlocked ingest against partition creation.
+MIGRATION_LOCK: Final = 0x677A_636F_6C6C_0001
+"""Held (session lock) while migrations run."""
+PARTITION_LOCK: Final = 0x677A_636F_6C6C_0002
+"""Taken by whoever creates or drops partitions (before ACCESS EXCLUSIVE on the parent)."""
+FEED_LOCK: Final = 0x677A_636F_6C6C_0003
+"""Orders feed ids by commit: taken by an ingest after its gateway locks, held to COMMIT."""
+DATABASE_LOCKS: Final = (MIGRATION_LOCK, PARTITION_LOCK, FEED_LOCK)
 
 
 def gateway_lock_key(gateway: str) -> int:

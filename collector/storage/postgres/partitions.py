@@ -25,6 +25,7 @@ from collector.storage.months import (
     next_month,
 )
 from collector.storage.postgres.connection import Db
+from collector.storage.postgres.locks import PARTITION_LOCK
 
 
 def partition_name(month: Month) -> str:
@@ -33,13 +34,12 @@ def partition_name(month: Month) -> str:
     return f"readings_y{year:04d}m{number:02d}"
 
 
-PARTITION_LOCK: Final = 0x677A_636F_6C6C_0002
-"""The transaction advisory lock partition creators take ("gzcoll" and a 2)."""
 # A reader in front of the ACCESS EXCLUSIVE lock queues every later reader behind it: give up
 # after a while (the batch fails and is retried) rather than stall the API for long.
 LOCK_TIMEOUT: Final = "5s"
 
 _NAME: Final = re.compile(r"readings_y(\d{4})m(\d{2})")
+_ROLLUP_NAME: Final = re.compile(r"readings_1m_y(\d{4})m(\d{2})")
 
 
 def month_of_partition(name: str) -> Month | None:
@@ -48,13 +48,27 @@ def month_of_partition(name: str) -> Month | None:
     return None if found is None else (int(found[1]), int(found[2]))
 
 
-async def existing_months(db: Db) -> set[Month]:
-    """The months whose partitions exist now."""
+async def _months_of(db: Db, parent: str, names: re.Pattern[str]) -> set[Month]:
     rows = await db.fetch(
         "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = 'readings'::regclass"
+        " WHERE i.inhparent = $1::regclass",
+        parent,
     )
-    return {month for row in rows if (month := month_of_partition(row[0])) is not None}
+    return {
+        (int(found[1]), int(found[2]))
+        for row in rows
+        if (found := names.fullmatch(row[0])) is not None
+    }
+
+
+async def existing_months(db: Db) -> set[Month]:
+    """The months whose `readings` partitions exist now."""
+    return await _months_of(db, "readings", _NAME)
+
+
+async def rollup_months(db: Db) -> set[Month]:
+    """The months whose `readings_1m` (rollup) partitions exist now."""
+    return await _months_of(db, "readings_1m", _ROLLUP_NAME)
 
 
 class Partitions:
@@ -83,7 +97,8 @@ class Partitions:
         async with db.transaction():
             await db.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             await db.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
-            present = await existing_months(db)
+            # A month is ready when both its readings and its rollups have a partition.
+            present = await existing_months(db) & await rollup_months(db)
             for month in sorted(wanted - present):
                 await _create(db, month)
         self._known |= wanted | present

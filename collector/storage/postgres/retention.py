@@ -9,36 +9,18 @@ turn, and a month another collector dropped meanwhile is simply not there any mo
 
 from __future__ import annotations
 
-import re
-from typing import Final
-
 import asyncpg
 
-from collector.storage.months import Month
 from collector.storage.postgres.connection import Db, check_url, connecting, translated
+from collector.storage.postgres.locks import PARTITION_LOCK
 from collector.storage.postgres.partitions import (
     LOCK_TIMEOUT,
-    PARTITION_LOCK,
     existing_months,
     partition_name,
+    rollup_months,
     rollup_partition_name,
 )
 from collector.storage.retention import DAY, PruneReport, RetentionPolicy, expired
-
-_ROLLUP_NAME: Final = re.compile(r"readings_1m_y(\d{4})m(\d{2})")
-
-
-async def rollup_months(db: Db) -> set[Month]:
-    """The months whose rollup partitions exist."""
-    rows = await db.fetch(
-        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
-        " WHERE i.inhparent = 'readings_1m'::regclass"
-    )
-    return {
-        (int(found[1]), int(found[2]))
-        for row in rows
-        if (found := _ROLLUP_NAME.fullmatch(row[0])) is not None
-    }
 
 
 async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
@@ -63,6 +45,10 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
         async with db.transaction():
             await db.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
             await db.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
+            if month in await existing_months(db):
+                # Readings of the month arrived again (late) after its raw partition went:
+                # they fold into these rollups, which go only after the readings do.
+                continue
             await db.execute(f"DROP TABLE IF EXISTS {rollup_partition_name(month)}")
         gone.append(rollup_partition_name(month))
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set

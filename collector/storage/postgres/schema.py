@@ -33,9 +33,7 @@ import asyncpg
 
 from collector.storage.base import StorageError
 from collector.storage.postgres.connection import Db, check_url, connecting, translated
-
-MIGRATION_LOCK: Final = 0x677A_636F_6C6C_0001
-"""The session advisory lock every migration run holds ("gzcoll" and a 1)."""
+from collector.storage.postgres.locks import MIGRATION_LOCK
 
 
 @dataclass(frozen=True, slots=True)
