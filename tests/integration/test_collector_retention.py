@@ -181,3 +181,18 @@ async def test_the_feed_journal_goes_after_raw_days(env: CollectorEnv) -> None:
     gone = await prune_storage(env.url, policy, time.time() + 46 * DAY)
     assert gone.feed_events_dropped == held[0]
     assert await env.rows("SELECT count(*) FROM feed") == [(0,)]
+
+
+async def test_reading_ids_never_go_back_after_retention(env: CollectorEnv) -> None:
+    """Stream positions are reading ids: deleting the highest ones must not hand them out again
+    (SQLite reuses max(id) + 1 without AUTOINCREMENT)."""
+    await _store(env)
+    # A late reading of expired January becomes the row with the highest id.
+    await env.link.send(5, records=[_level(JAN + 50, 1.0)])
+    await env.link.next_ack()
+    (highest,) = await env.rows("SELECT max(id) FROM readings")
+    await prune_storage(env.url, RetentionPolicy(raw_days=45), MAR_END)
+    await env.link.send(6, records=[_level(MAR + 5, 7.0)])
+    await env.link.next_ack()
+    (newest,) = await env.rows(f"SELECT id FROM readings WHERE t = {MAR + 5!r}")
+    assert newest[0] > highest[0]

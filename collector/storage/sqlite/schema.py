@@ -51,8 +51,10 @@ CREATE TABLE IF NOT EXISTS blocks (
     prev        TEXT,            -- from the header: the chain is checked as blocks arrive
     PRIMARY KEY (gateway, epoch, seq)
 );
+-- AUTOINCREMENT: an id is never handed out twice, even after retention deleted the rows
+-- with the highest ones (stream positions are reading ids).
 CREATE TABLE IF NOT EXISTS readings (
-    id      INTEGER PRIMARY KEY,
+    id      INTEGER PRIMARY KEY AUTOINCREMENT,
     gateway TEXT NOT NULL,
     epoch   TEXT NOT NULL,
     seq     INTEGER NOT NULL,
@@ -337,7 +339,10 @@ async def _upgrade_to_8(db: aiosqlite.Connection) -> None:
 
 
 async def _upgrade_to_9(db: aiosqlite.Connection) -> None:
-    """Readings lose the (gateway, epoch, seq, idx) unique index: a table rebuild, ids kept.
+    """Readings: no (gateway, epoch, seq, idx) index, ids never reused; a rebuild, ids kept.
+
+    AUTOINCREMENT: retention may delete the rows with the highest ids, and a reused id would
+    move live streams' positions backwards.
 
     SQLite cannot drop the index of a table constraint, so the table is copied once (time
     and space in proportion to the readings stored).
@@ -346,7 +351,7 @@ async def _upgrade_to_9(db: aiosqlite.Connection) -> None:
         return
     columns = "id, gateway, epoch, seq, idx, point, quota, t, value, unit, quality, flags"
     await db.execute(
-        "CREATE TABLE readings_9 (id INTEGER PRIMARY KEY, gateway TEXT NOT NULL,"
+        "CREATE TABLE readings_9 (id INTEGER PRIMARY KEY AUTOINCREMENT, gateway TEXT NOT NULL,"
         " epoch TEXT NOT NULL, seq INTEGER NOT NULL, idx INTEGER NOT NULL,"
         " point TEXT NOT NULL, quota TEXT NOT NULL, t REAL NOT NULL, value REAL,"
         " unit TEXT NOT NULL, quality TEXT NOT NULL, flags TEXT NOT NULL)"
