@@ -26,8 +26,13 @@ from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
 from collector.model import GatewayView, Scope
+from specs.wirejson import WireJsonError, load_wire_json
 
 WILDCARD = "*"
+
+
+MAX_CURSOR_TIME: Final = 1e12
+"""Beyond any time the API stores (1970..2999) and any bucket index derived from one."""
 
 
 class CursorError(ValueError):
@@ -62,16 +67,19 @@ def find_token(tokens: Sequence[ApiToken], presented: str) -> ApiToken | None:
 
 def encode_cursor(kind: str, position: Sequence[str | int | float]) -> str:
     """An opaque cursor naming the list it pages and the last item's sort key."""
-    raw = json.dumps([kind, list(position)], separators=(",", ":")).encode("utf-8")
-    return base64.urlsafe_b64encode(raw).decode("ascii").rstrip("=")
+    # Not ASCII-escaped: the strict loader refuses surrogate escapes (astral characters).
+    text = json.dumps([kind, list(position)], separators=(",", ":"), ensure_ascii=False)
+    return base64.urlsafe_b64encode(text.encode("utf-8")).decode("ascii").rstrip("=")
 
 
 def decode_cursor(kind: str, cursor: str, shape: Sequence[type]) -> tuple[str | int | float, ...]:
     """The sort key inside `cursor`; CursorError unless it is a cursor of list `kind`."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
-        body = json.loads(raw)
-    except (binascii.Error, UnicodeDecodeError, json.JSONDecodeError, ValueError):
+        # Strict like the wire: no integer past 64 bits, no Infinity, no lone surrogate (a
+        # forged cursor must be a 400, not a database error).
+        body = load_wire_json(raw)
+    except (binascii.Error, WireJsonError, ValueError):
         raise CursorError("cursor is not valid") from None
     if not (isinstance(body, list) and len(body) == 2 and body[0] == kind):  # noqa: PLR2004 - [kind, key]
         raise CursorError(f"cursor does not belong to the {kind} list")
@@ -81,7 +89,12 @@ def decode_cursor(kind: str, cursor: str, shape: Sequence[type]) -> tuple[str | 
     for value, expected in zip(position, shape, strict=True):
         valid = isinstance(value, expected) and not isinstance(value, bool)
         if expected is float:
-            valid = isinstance(value, int | float) and not isinstance(value, bool)
+            # Every float a cursor holds is a time (unix seconds).
+            valid = (
+                isinstance(value, int | float)
+                and not isinstance(value, bool)
+                and abs(value) <= MAX_CURSOR_TIME
+            )
         if not valid:
             raise CursorError("cursor is not valid")
     return tuple(float(v) if t is float else v for v, t in zip(position, shape, strict=True))

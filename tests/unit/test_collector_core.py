@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Sequence
 
 import pytest
@@ -339,7 +340,12 @@ def test_plan_batch_sorts_messages_and_acks_are_signed_per_block() -> None:
 
 
 @given(
-    st.tuples(st.text(max_size=30), st.text(max_size=30), st.floats(allow_nan=False), st.integers())
+    st.tuples(
+        st.text(max_size=30),
+        st.text(max_size=30),
+        st.floats(-1e12, 1e12, allow_nan=False),
+        st.integers(-(2**63), 2**63 - 1),
+    )
 )
 def test_cursor_round_trip(position: tuple[str, str, float, int]) -> None:
     cursor = encode_cursor("readings", position)
@@ -352,6 +358,26 @@ def test_cursor_round_trip(position: tuple[str, str, float, int]) -> None:
 def test_foreign_or_broken_cursors_are_refused(cursor: str) -> None:
     with pytest.raises(CursorError):
         decode_cursor("readings", cursor, (str, str, float, int))
+
+
+def _forged(body: str) -> str:
+    return base64.urlsafe_b64encode(body.encode()).decode().rstrip("=")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        '["readings",["a","b",1.0,100000000000000000000000000000]]',  # past 64 bits
+        '["readings",["a","b",1e300,1]]',  # no time is that far
+        '["readings",["a","b",Infinity,1]]',
+        '["readings",["\\ud800","b",1.0,1]]',  # a lone surrogate: no database stores it
+        "[" * 5000 + "]" * 5000,
+    ],
+)
+def test_forged_cursors_that_would_break_a_query_are_refused(body: str) -> None:
+    """Found by review: these reached the database and answered 500."""
+    with pytest.raises(CursorError):
+        decode_cursor("readings", _forged(body), (str, str, float, int))
 
 
 def test_tokens_and_scopes() -> None:
