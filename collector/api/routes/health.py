@@ -3,19 +3,26 @@
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
-from fastapi import APIRouter
+from fastapi import APIRouter, HTTPException, status
 
 from collector.api.models import Health
-from collector.storage.base import Storage
+from collector.storage.base import Storage, StorageError
 
 
 def create_router(storage: Storage) -> APIRouter:
     """The health route over `storage` (it answers once the storage does)."""
     router = APIRouter()
 
-    @router.get("/healthz")
+    @router.get(
+        "/healthz",
+        responses={503: {"description": "the database does not answer (RFC 9457 problem)"}},
+    )
     async def healthz() -> Health:
-        await storage.ping()
+        try:
+            await storage.ping()
+        except StorageError as exc:
+            # What a load balancer takes this collector out of rotation for: not a 500.
+            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
         return Health(status="ok")
 
     return router
