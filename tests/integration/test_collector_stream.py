@@ -40,7 +40,7 @@ from collector.runtime import run_collector
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import CommitRelay, FeedJournal, relayed_commits
-from collector.storage.postgres.feed import FEED_LOCK
+from collector.storage.postgres.locks import FEED_LOCK
 from collector.storage.sqlite import SCHEMA_VERSION
 from specs.block import GENESIS, block_hash
 from specs.records import AlarmEvent, GapReason, Quality, Reading, Record, iso_time
