@@ -46,6 +46,7 @@ from paho.mqtt.properties import Properties
 
 from bench.throughput import verify_rate
 from demo.broker import Broker, free_port, wait_for_port
+from demo.postgres import create_database, drop_database
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.identifiers import credit_code_check_character
 from specs.records import Quality, Reading, iso_time
@@ -57,7 +58,6 @@ TOKEN = "bench-token"  # noqa: S105 - a loopback-only bench
 POINTS = 50
 CYCLES = 10
 DISTRICT = "360100"
-PG_ADMIN = "postgresql://postgres@127.0.0.1:5432/postgres"
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -200,6 +200,53 @@ async def _count_readings(url: str, work: Path) -> int:
         await connection.close()
 
 
+def start_collectors(
+    work: Path,
+    url: str,
+    broker: Broker,
+    gateways: Sequence[Identity],
+    procs: list[subprocess.Popen[bytes]],
+    *,
+    count: int,
+) -> list[int]:
+    """Key, register `gateways` and start `count` `collector serve` on `url`; their API ports.
+
+    The processes are appended to `procs` as they start, so the caller stops them whatever
+    fails later.
+    """
+    ports = [free_port() for _ in range(count)]
+    configs = [
+        _write_config(work, f"collector-{i}", url, broker, port) for i, port in enumerate(ports)
+    ]
+    subprocess.run(
+        [str(BIN / "collector"), "keys", "init", "-c", str(configs[0])],
+        cwd=work, check=True, capture_output=True,
+    )  # fmt: skip
+    asyncio.run(_register(url, work, gateways))
+    for config in configs:
+        log = (work / f"{config.stem}.log").open("wb")
+        procs.append(
+            subprocess.Popen(
+                [str(BIN / "collector"), "serve", "-c", str(config)],
+                cwd=work,
+                stdout=log,
+                stderr=log,
+            )
+        )
+    for port in ports:
+        wait_for_port(port, timeout=60)
+    time.sleep(1.0)  # the API answers before the MQTT session is up: let them subscribe
+    return ports
+
+
+def stop_collectors(procs: list[subprocess.Popen[bytes]]) -> None:
+    """SIGTERM every collector, then wait for each."""
+    for proc in procs:
+        proc.terminate()
+    for proc in procs:
+        proc.wait(timeout=30)
+
+
 def run(url: str, processes: int, gateways: list[BenchGateway]) -> dict[str, float]:
     """Ingest every gateway's blocks through `processes` collectors on `url`; figures."""
     work = Path(tempfile.mkdtemp(prefix="ganzhi-bench-collector-"))
@@ -207,28 +254,7 @@ def run(url: str, processes: int, gateways: list[BenchGateway]) -> dict[str, flo
     procs: list[subprocess.Popen[bytes]] = []
     try:
         broker.start()
-        ports = [free_port() for _ in range(processes)]
-        configs = [
-            _write_config(work, f"collector-{i}", url, broker, port) for i, port in enumerate(ports)
-        ]
-        subprocess.run(
-            [str(BIN / "collector"), "keys", "init", "-c", str(configs[0])],
-            cwd=work, check=True, capture_output=True,
-        )  # fmt: skip
-        asyncio.run(_register(url, work, gateways))
-        for config in configs:
-            log = (work / f"{config.stem}.log").open("wb")
-            procs.append(
-                subprocess.Popen(
-                    [str(BIN / "collector"), "serve", "-c", str(config)],
-                    cwd=work,
-                    stdout=log,
-                    stderr=log,
-                )
-            )
-        for port in ports:
-            wait_for_port(port, timeout=60)
-        time.sleep(1.0)  # the API answers before the MQTT session is up: let them subscribe
+        ports = start_collectors(work, url, broker, gateways, procs, count=processes)
         cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
         machine_before = _machine_ticks()
         started = time.perf_counter()
@@ -239,10 +265,7 @@ def run(url: str, processes: int, gateways: list[BenchGateway]) -> dict[str, flo
         busy, total = (a - b for a, b in zip(_machine_ticks(), machine_before, strict=True))
         stored = asyncio.run(_count_readings(url, work))
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+        stop_collectors(procs)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
     readings = sum(len(g.blocks) for g in gateways) * POINTS * CYCLES
@@ -259,32 +282,14 @@ def run(url: str, processes: int, gateways: list[BenchGateway]) -> dict[str, flo
     }
 
 
-async def _create_database(name: str) -> str:
-    admin = await asyncpg.connect(PG_ADMIN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}"')
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return f"postgresql://postgres@127.0.0.1:5432/{name}"
-
-
-async def _drop_database(name: str) -> None:
-    admin = await asyncpg.connect(PG_ADMIN)
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
-
-
 def postgres_run(processes: int, gateways: list[BenchGateway]) -> dict[str, float]:
     """One run on a fresh PostgreSQL database, dropped afterwards."""
     name = f"ganzhi_bench_{os.getpid()}_{processes}"
-    url = asyncio.run(_create_database(name))
+    url = create_database(name)
     try:
         return run(url, processes, gateways)
     finally:
-        asyncio.run(_drop_database(name))
+        drop_database(name)
 
 
 def _median(values: list[float]) -> float:

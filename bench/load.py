@@ -36,16 +36,14 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.collector import (
-    BIN,
     DISTRICT,
     _count_readings,
     _cpu_seconds,
-    _create_database,
-    _drop_database,
-    _register,
-    _write_config,
+    start_collectors,
+    stop_collectors,
 )
-from demo.broker import Broker, free_port, wait_for_port
+from demo.broker import Broker, free_port
+from demo.postgres import create_database, drop_database
 from specs.ack import decode_ack
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.identifiers import credit_code_check_character
@@ -193,37 +191,12 @@ def main() -> int:
     gateways = [_gateway(serial) for serial in range(1, args.gateways + 1)]
     work = Path(tempfile.mkdtemp(prefix="ganzhi-bench-load-"))
     database = f"ganzhi_load_{os.getpid()}"
-    url = (
-        asyncio.run(_create_database(database))
-        if args.backend == "postgresql"
-        else "sqlite:///collector.db"
-    )
+    url = create_database(database) if args.backend == "postgresql" else "sqlite:///collector.db"
     broker = Broker(port=free_port(), workdir=work)
     procs: list[subprocess.Popen[bytes]] = []
     try:
         broker.start()
-        ports = [free_port() for _ in range(args.collectors)]
-        configs = [
-            _write_config(work, f"collector-{i}", url, broker, port) for i, port in enumerate(ports)
-        ]
-        subprocess.run(
-            [str(BIN / "collector"), "keys", "init", "-c", str(configs[0])],
-            cwd=work, check=True, capture_output=True,
-        )  # fmt: skip
-        asyncio.run(_register(url, work, gateways))
-        for config in configs:
-            log = (work / f"{config.stem}.log").open("wb")
-            procs.append(
-                subprocess.Popen(
-                    [str(BIN / "collector"), "serve", "-c", str(config)],
-                    cwd=work,
-                    stdout=log,
-                    stderr=log,
-                )
-            )
-        for port in ports:
-            wait_for_port(port, timeout=60)
-        time.sleep(1.0)
+        start_collectors(work, url, broker, gateways, procs, count=args.collectors)
         cpu_before = [_cpu_seconds(p.pid) for p in procs]
         started = time.perf_counter()
         tally = asyncio.run(_drive(broker, gateways, args.points, args.seconds))
@@ -231,14 +204,11 @@ def main() -> int:
         cpu = [_cpu_seconds(p.pid) - before for p, before in zip(procs, cpu_before, strict=True)]
         stored = asyncio.run(_count_readings(url, work))
     finally:
-        for proc in procs:
-            proc.terminate()
-        for proc in procs:
-            proc.wait(timeout=30)
+        stop_collectors(procs)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
         if args.backend == "postgresql":
-            asyncio.run(_drop_database(database))
+            drop_database(database)
     p99 = _percentile(tally.latencies, 0.99)
     figures = {
         "gateways": args.gateways,

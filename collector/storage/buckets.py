@@ -11,8 +11,8 @@ about its own readings, wherever in the range it starts.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final, Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, Protocol
 
 from collector.model import BucketAfter, BucketGrid, BucketRow, Page, PointAfter, ReadingFilter
 from collector.storage.rollups import ROLLUP_SECONDS
@@ -80,6 +80,28 @@ async def bucket_page(
             break
         position, inclusive = batch[-1], False
     return Page.of(found, limit)
+
+
+def bucket_rows(series: PointAfter, grid: BucketGrid, rows: Iterable[Any]) -> list[BucketRow]:
+    """The rows of a backend's aggregate query as buckets of `series`.
+
+    Every backend selects (bucket index, quota, unit, min, max, avg, last, count), in order.
+    """
+    return [
+        BucketRow(
+            gateway=series[0],
+            point=series[1],
+            quota=row[1],
+            unit=row[2],
+            t=grid.start(int(row[0])),
+            min=row[3],
+            max=row[4],
+            avg=row[5],
+            last=row[6],
+            count=int(row[7]),
+        )
+        for row in rows
+    ]
 
 
 def rollups_answer(grid: BucketGrid, where: ReadingFilter) -> bool:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.model import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
+from collector.storage.buckets import bucket_rows
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.rows import Params, scope_clause
 
@@ -113,21 +114,7 @@ class PostgresBucketQueries:
             " ORDER BY b.k",
             *params.values,
         )
-        return [
-            BucketRow(
-                gateway=series[0],
-                point=series[1],
-                quota=row[1],
-                unit=row[2],
-                t=self.grid.start(int(row[0])),
-                min=row[3],
-                max=row[4],
-                avg=row[5],
-                last=row[6],
-                count=int(row[7]),
-            )
-            for row in found
-        ]
+        return bucket_rows(series, self.grid, found)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,18 +156,4 @@ class PostgresRollupBucketQueries(PostgresBucketQueries):
             f" FROM readings_1m m WHERE {keys}{bounds} GROUP BY k ORDER BY k",
             *params.values,
         )
-        return [
-            BucketRow(
-                gateway=series[0],
-                point=series[1],
-                quota=row[1],
-                unit=row[2],
-                t=self.grid.start(int(row[0])),
-                min=row[3],
-                max=row[4],
-                avg=row[5],
-                last=row[6],
-                count=int(row[7]),
-            )
-            for row in found
-        ]
+        return bucket_rows(series, self.grid, found)

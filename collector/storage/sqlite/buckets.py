@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from collector.model import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
+from collector.storage.buckets import bucket_rows
 from collector.storage.sqlite.queries import _scope_clause as scope_clause
 
 _SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
@@ -113,21 +114,7 @@ class SqliteBucketQueries:
             " ORDER BY b.k",
             (*series, *params, first, end, *series, *series),
         )
-        return [
-            BucketRow(
-                gateway=series[0],
-                point=series[1],
-                quota=row[1],
-                unit=row[2],
-                t=self.grid.start(int(row[0])),
-                min=row[3],
-                max=row[4],
-                avg=row[5],
-                last=row[6],
-                count=row[7],
-            )
-            for row in rows
-        ]
+        return bucket_rows(series, self.grid, rows)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,18 +164,4 @@ class SqliteRollupBucketQueries(SqliteBucketQueries):
             " ORDER BY b.k",
             (*series, *params, *series, *series),
         )
-        return [
-            BucketRow(
-                gateway=series[0],
-                point=series[1],
-                quota=row[1],
-                unit=row[2],
-                t=self.grid.start(int(row[0])),
-                min=row[3],
-                max=row[4],
-                avg=row[5],
-                last=row[6],
-                count=int(row[7]),
-            )
-            for row in rows
-        ]
+        return bucket_rows(series, self.grid, rows)
