@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, TypeAlias, TypeVar
+from typing import Annotated, Any, NoReturn, Self, TypeAlias, TypeVar
 
 import yaml
 from pydantic import (
@@ -35,6 +35,7 @@ from pydantic import (
     PlainValidator,
     ValidationError,
     ValidationInfo,
+    model_validator,
 )
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
@@ -581,3 +582,22 @@ def _broker(value: object) -> BrokerUrl:
 
 Broker = Annotated[BrokerUrl, PlainValidator(_broker)]
 """An MQTT broker address, written `mqtt://host:port` or `mqtts://host:port` in YAML."""
+
+
+class TlsConfig(ConfigModel):
+    """Files for a TLS link to the broker; `ca` defaults to the system's trust store.
+
+    The agent's `uplink.tls` and the collector's `broker_tls`: `cert` and `key` are the
+    client certificate a broker that requires one (DESIGN section 11) checks.
+    """
+
+    ca: ConfigPath | None = None
+    cert: ConfigPath | None = None
+    key: ConfigPath | None = None
+
+    @model_validator(mode="after")
+    def _cert_with_key(self) -> Self:
+        if (self.cert is None) != (self.key is None):
+            missing = "key" if self.key is None else "cert"
+            raise_at([((missing,), "cert and key go together: give both or neither")])
+        return self

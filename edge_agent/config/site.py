@@ -25,6 +25,7 @@ from specs.yamlconf import (
     Duration,
     KeyPath,
     Size,
+    TlsConfig,
     duration_bounds,
     raise_at,
     size_at_least,
@@ -60,21 +61,6 @@ class SiteInfo(ConfigModel):
     def _mine_code_for_coal(self) -> Self:
         if self.domain == "MK" and self.mine_code is None:
             raise_at([(("mine_code",), "a coal mine (domain MK) needs its 9-digit mine_code")])
-        return self
-
-
-class TlsConfig(ConfigModel):
-    """Files for a TLS link to the broker; `ca` defaults to the system's trust store."""
-
-    ca: ConfigPath | None = None
-    cert: ConfigPath | None = None
-    key: ConfigPath | None = None
-
-    @model_validator(mode="after")
-    def _cert_with_key(self) -> Self:
-        if (self.cert is None) != (self.key is None):
-            missing = "key" if self.key is None else "cert"
-            raise_at([((missing,), "cert and key go together: give both or neither")])
         return self
 
 
