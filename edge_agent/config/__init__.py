@@ -47,10 +47,9 @@ from edge_agent.config.site import (
     SigningConfig,
     SiteConfig,
     SiteInfo,
-    TlsConfig,
     UplinkConfig,
 )
-from specs.yamlconf import ConfigError, ConfigIssue
+from specs.yamlconf import ConfigError, ConfigIssue, TlsConfig
 
 __all__ = [
     "COLOURS",
