@@ -24,7 +24,10 @@ PARTITION_LOCK: Final = 0x677A_636F_6C6C_0002
 """Taken by whoever creates or drops partitions (before ACCESS EXCLUSIVE on the parent)."""
 FEED_LOCK: Final = 0x677A_636F_6C6C_0003
 """Orders feed ids by commit: taken by an ingest after its gateway locks, held to COMMIT."""
-DATABASE_LOCKS: Final = (MIGRATION_LOCK, PARTITION_LOCK, FEED_LOCK)
+AUDIT_LOCK: Final = 0x677A_636F_6C6C_0004
+"""Serializes appends to the audit hash chain (collector.audit): taken after the gateway
+locks and before FEED_LOCK by an ingest, alone by admin actions and retention; held to COMMIT."""
+DATABASE_LOCKS: Final = (MIGRATION_LOCK, PARTITION_LOCK, FEED_LOCK, AUDIT_LOCK)
 
 
 def gateway_lock_key(gateway: str) -> int:

@@ -306,10 +306,44 @@ WITH signs AS (
 SELECT gateway, min(t), max(t) + 60.0 FROM runs GROUP BY gateway, run ORDER BY gateway, min(t);
 """
 
+# SQLite's schema 10: the audit trail as a hash chain of aggregated rows (collector.audit; see
+# the SQLite schema for every column), its head, and API tokens stored as SHA-256 hashes.
+# Rows already there stay open (chain_seq NULL, minute NULL): the first seal chains them.
+_VERSION_4: Final = """
+ALTER TABLE audit
+    ADD COLUMN kind text NOT NULL DEFAULT 'rejection'
+        CHECK (kind IN ('rejection', 'admin', 'command')),
+    ADD COLUMN source text COLLATE "C" NOT NULL DEFAULT '',
+    ADD COLUMN minute double precision,
+    ADD COLUMN count bigint NOT NULL DEFAULT 1,
+    ADD COLUMN last_at double precision,
+    ADD COLUMN chain_seq bigint,
+    ADD COLUMN prev text,
+    ADD COLUMN hash text;
+CREATE UNIQUE INDEX audit_by_chain ON audit (chain_seq);
+CREATE UNIQUE INDEX audit_open_buckets ON audit (source, reason, minute)
+    WHERE chain_seq IS NULL AND minute IS NOT NULL;
+CREATE TABLE audit_chain (
+    id        integer PRIMARY KEY CHECK (id = 1),
+    base_seq  bigint NOT NULL,
+    base_prev text NOT NULL,
+    head_seq  bigint NOT NULL,
+    head_hash text NOT NULL
+);
+CREATE TABLE api_tokens (
+    name       text COLLATE "C" PRIMARY KEY,
+    hash       text COLLATE "C" NOT NULL UNIQUE,
+    districts  text NOT NULL,
+    created_at double precision NOT NULL,
+    revoked_at double precision
+);
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "the collector's tables, readings partitioned by month", _VERSION_1),
     Migration(2, "per-minute rollups of the readings, partitioned by month", _VERSION_2),
     Migration(3, "the live feed journal, presence intervals, poll periods", _VERSION_3),
+    Migration(4, "the audit trail as a hash chain of aggregated rows, API tokens", _VERSION_4),
 )
 """Every step, in order: `MIGRATIONS[n - 1]` takes the schema from version n - 1 to n."""
 

@@ -18,7 +18,7 @@ import aiosqlite
 from collector.storage.base import StorageError
 from collector.storage.sqlite.rollups import FIRST_FILL, ROLLUP_TABLE
 
-SCHEMA_VERSION: Final = 9
+SCHEMA_VERSION: Final = 10
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -131,6 +131,11 @@ CREATE TABLE IF NOT EXISTS gateway_status (
     online    INTEGER NOT NULL,
     last_seen REAL NOT NULL
 );
+-- The audit trail (collector.audit): rejected messages, admin actions, command results.
+-- kind 'rejection' rows are aggregated while open: one row per (source, reason, minute) with
+-- a count, the first occurrence's topic, detail and payload hash, and the last one's time.
+-- A row joins the hash chain (chain_seq, prev, hash) when it is sealed: a rejection once its
+-- minute is over, any other kind at once. Open rows have chain_seq NULL.
 CREATE TABLE IF NOT EXISTS audit (
     id           INTEGER PRIMARY KEY,
     at           REAL NOT NULL,
@@ -138,9 +143,40 @@ CREATE TABLE IF NOT EXISTS audit (
     topic        TEXT NOT NULL,
     reason       TEXT NOT NULL,
     detail       TEXT NOT NULL,
-    payload_hash TEXT NOT NULL
+    payload_hash TEXT NOT NULL,
+    kind         TEXT NOT NULL DEFAULT 'rejection'
+                 CHECK (kind IN ('rejection', 'admin', 'command')),
+    source       TEXT NOT NULL DEFAULT '',
+    minute       REAL,
+    count        INTEGER NOT NULL DEFAULT 1,
+    last_at      REAL,
+    chain_seq    INTEGER,
+    prev         TEXT,
+    hash         TEXT
 );
 CREATE INDEX IF NOT EXISTS audit_by_gateway ON audit (gateway, id);
+CREATE UNIQUE INDEX IF NOT EXISTS audit_by_chain ON audit (chain_seq);
+CREATE UNIQUE INDEX IF NOT EXISTS audit_open_buckets ON audit (source, reason, minute)
+    WHERE chain_seq IS NULL AND minute IS NOT NULL;
+-- One row: the chain's first kept link (base_seq, and the hash base_prev it chains onto,
+-- moved by retention) and its newest (head_seq, head_hash), so that a deleted newest row is
+-- found as surely as a changed or deleted older one.
+CREATE TABLE IF NOT EXISTS audit_chain (
+    id        INTEGER PRIMARY KEY CHECK (id = 1),
+    base_seq  INTEGER NOT NULL,
+    base_prev TEXT NOT NULL,
+    head_seq  INTEGER NOT NULL,
+    head_hash TEXT NOT NULL
+);
+-- API bearer tokens made by `collector tokens add`: only the SHA-256 of the secret is kept
+-- (collector.tokens). districts is a JSON list of codes or ["*"].
+CREATE TABLE IF NOT EXISTS api_tokens (
+    name       TEXT PRIMARY KEY,
+    hash       TEXT NOT NULL UNIQUE,
+    districts  TEXT NOT NULL,
+    created_at REAL NOT NULL,
+    revoked_at REAL
+);
 -- One row per (gateway, alarm_id): the raise and clear events paired, whatever order they came
 -- in. raise_* / clear_* name the block records (epoch, seq, idx) that stated each half.
 CREATE TABLE IF NOT EXISTS alarms (
@@ -362,6 +398,31 @@ async def _upgrade_to_9(db: aiosqlite.Connection) -> None:
     # readings_by_series went with the old table; the schema script makes it again.
 
 
+_AUDIT_KINDS: Final = "('rejection', 'admin', 'command')"
+
+
+async def _upgrade_to_10(db: aiosqlite.Connection) -> None:
+    """The audit trail becomes a hash chain of aggregated rows; API tokens stored hashed.
+
+    Rows already there stay as they are, open (unchained, minute NULL): the first seal after
+    the upgrade chains them in id order. The new tables and indexes come from _SCHEMA.
+    """
+    await _add_columns(
+        db,
+        "audit",
+        (
+            f"kind TEXT NOT NULL DEFAULT 'rejection' CHECK (kind IN {_AUDIT_KINDS})",
+            "source TEXT NOT NULL DEFAULT ''",
+            "minute REAL",
+            "count INTEGER NOT NULL DEFAULT 1",
+            "last_at REAL",
+            "chain_seq INTEGER",
+            "prev TEXT",
+            "hash TEXT",
+        ),
+    )
+
+
 _UPGRADES: Final = {
     1: _upgrade_to_2,
     2: _upgrade_to_3,
@@ -371,6 +432,7 @@ _UPGRADES: Final = {
     6: _upgrade_to_7,
     7: _upgrade_to_8,
     8: _upgrade_to_9,
+    9: _upgrade_to_10,
 }
 
 
