@@ -124,6 +124,7 @@ async def agent_rates(work: Path, readings: list[Reading]) -> tuple[float, float
                 config.uplink.host, config.uplink.port, "bench-agent", 30, 600, 60, 1000
             ),
             lambda: iter([0.5] * 1000),
+            sign=key.sign,
         )
         sealer = Sealer(
             outbox,

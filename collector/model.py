@@ -75,6 +75,9 @@ class Reason(enum.StrEnum):
     # One record of a stored block was left out of the normalized tables (the block is stored).
     UNKNOWN_QUOTA = "unknown_quota"
     UNKNOWN_UNIT = "unknown_unit"
+    # A signed heartbeat whose own time is too far from its arrival (a replay, or a clock
+    # far off): it does not count as a sign of life.
+    STALE_STATUS = "stale_status"
 
 
 MAX_DETAIL: Final = 500  # audit details quote inputs; keep rows small whatever arrives

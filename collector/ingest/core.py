@@ -49,13 +49,16 @@ from specs.signing import (
     signature_from_properties,
     signature_properties,
 )
+from specs.status import StatusFormatError, decode_status
 from specs.topics import GatewayTopics, TopicError, parse_topic
-from specs.wirejson import WireJsonError, load_wire_json
 
 BLOCK_KIND: Final = "up/block"
 META_KIND: Final = "up/meta"
 STATUS_KIND: Final = "status"
 MAX_INTEGER: Final = 2**63 - 1  # SQLite INTEGER and PostgreSQL bigint
+# How far a heartbeat's own time may be from its arrival: ten default heartbeat intervals,
+# room for an agent clock a few minutes off, and the longest a recorded one can be replayed.
+STATUS_TOLERANCE: Final = 300.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -266,31 +269,38 @@ def judge_meta(
         return _audit(message, rejected.reason, rejected.detail)
 
 
-def _judge_status(message: Inbound, gateways: Mapping[str, Gateway]) -> StatusUpdate:
-    topics, _ = parse_topic(message.topic)
-    owner = gateways.get(topics.gateway)
-    if owner is None:
-        raise _Rejected(Reason.UNKNOWN_GATEWAY, f"gateway {topics.gateway} is not registered")
+def _judge_status(
+    message: Inbound, grants: Mapping[str, KeyGrant], tolerance: float
+) -> StatusUpdate:
+    # Signed like a block: whoever can publish on the topic could otherwise keep a dead
+    # gateway online (or, replaying a recorded heartbeat, keep it online later).
+    topics, _, owner = _verify(message, grants)
     _check_place(topics, _registered(owner), "registered")
     try:
-        # Status messages are not signed: anyone allowed to publish can send anything here.
-        body = load_wire_json(message.payload)
-    except WireJsonError as exc:
-        raise _Rejected(Reason.MALFORMED, f"status: {exc}") from None
-    online = body.get("online") if isinstance(body, dict) else None
-    if not isinstance(online, bool):
-        raise _Rejected(Reason.MALFORMED, "status must be an object with boolean 'online'")
-    return StatusUpdate(topics.gateway, online, message.received_at)
+        status = decode_status(message.payload)
+    except StatusFormatError as exc:
+        raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    if status.online and abs(message.received_at - status.t) > tolerance:
+        raise _Rejected(
+            Reason.STALE_STATUS,
+            f"heartbeat made at {iso_time(status.t)} is more than {tolerance:g} s from its"
+            f" arrival at {iso_time(message.received_at)}",
+        )
+    return StatusUpdate(topics.gateway, status.online, message.received_at)
 
 
 def judge_status(
-    message: Inbound, gateways: Mapping[str, Gateway]
+    message: Inbound, grants: Mapping[str, KeyGrant], tolerance: float = STATUS_TOLERANCE
 ) -> StatusUpdate | AuditEntry | None:
-    """Read a retained status message; None for an empty payload (a retained message cleared)."""
+    """Verify a retained status message; None for an empty payload (a retained one cleared).
+
+    A heartbeat (`online: true`) counts only within `tolerance` seconds of its own `t`; a
+    last will counts whatever its age (it was signed when the session connected).
+    """
     if not message.payload:
         return None
     try:
-        return _judge_status(message, gateways)
+        return _judge_status(message, grants, tolerance)
     except _Rejected as rejected:
         return _audit(message, rejected.reason, rejected.detail)
 
@@ -298,7 +308,6 @@ def judge_status(
 def plan_batch(
     messages: Sequence[Inbound],
     grants: Mapping[str, KeyGrant],
-    gateways: Mapping[str, Gateway],
     catalogue: Catalogue | None = None,
 ) -> IngestBatch:
     """Sort one batch of messages into blocks and metas to store, statuses, and audit rows."""
@@ -322,7 +331,7 @@ def plan_batch(
             else:
                 audits.append(described)
         elif kind == STATUS_KIND:
-            status = judge_status(message, gateways)
+            status = judge_status(message, grants)
             if isinstance(status, StatusUpdate):
                 statuses.append(status)
             elif status is not None:

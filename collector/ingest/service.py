@@ -206,11 +206,9 @@ class Ingest:
     async def process(self, messages: Sequence[Inbound]) -> tuple[Outgoing, ...]:
         """Verify, store and decide the ACKs for one batch (committed when this returns)."""
         kids = {kid for m in messages if (kid := m.kid) is not None}
-        gateways = {gw for m in messages if (gw := m.gateway) is not None}
         grants = await self._storage.grants(kids) if kids else {}
-        owners = await self._storage.find_gateways(gateways) if gateways else {}
         batch = replace(
-            plan_batch(messages, grants, owners, self._catalogue),
+            plan_batch(messages, grants, self._catalogue),
             presence_window=self._settings.offline_after,
         )
         result = await self._storage.ingest(batch)

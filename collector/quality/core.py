@@ -70,8 +70,10 @@ def advance_presence(
     """The intervals to write after `found`: changed stored ones (their id) and new ones (id 0).
 
     `newest` holds each gateway's latest stored interval. Signs are taken in time order, an
-    offline status after a sign of the same instant; a sign older than the interval it would
-    extend is history already counted (another collector's late batch) and changes nothing.
+    offline status after a sign of the same instant. A sign older than the newest interval is
+    another collector's batch committed late: it moves that interval's start back when its
+    window reaches it (two heartbeats 5 s apart committed in the wrong order), and is history
+    already counted otherwise.
     """
     chains: dict[str, list[Presence]] = {gateway: [held] for gateway, held in newest.items()}
     for sign in sorted(found, key=lambda s: (s.at, not s.online)):
@@ -80,6 +82,8 @@ def advance_presence(
         if sign.online:
             if held is not None and held.since <= sign.at <= held.until:
                 chain[-1] = replace(held, until=max(held.until, sign.at + window))
+            elif held is not None and sign.at < held.since <= sign.at + window:
+                chain[-1] = replace(held, since=sign.at)
             elif held is None or sign.at > held.until:
                 chain.append(Presence(sign.gateway, sign.at, sign.at + window))
         elif held is not None and held.since <= sign.at < held.until:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import sqlite3
 import ssl
 import time
@@ -36,6 +35,7 @@ from specs.signing import (
     signature_from_properties,
     signature_properties,
 )
+from specs.status import GatewayStatus
 from specs.topics import GatewayTopics
 
 log = structlog.get_logger("edge_agent.publisher")
@@ -73,6 +73,7 @@ class Publisher:
         settings: UplinkSettings,
         backoff: Callable[[], Iterator[float]],
         *,
+        sign: Callable[[bytes], Signature],
         meta: tuple[bytes, Signature] | None = None,
     ) -> None:
         self._outbox = outbox
@@ -81,6 +82,7 @@ class Publisher:
         self._settings = settings
         self._new_backoff = backoff
         self._meta = meta
+        self._sign = sign  # status messages are signed like blocks (specs.status)
         self._backoff = backoff()
         self._live: deque[int] = deque(maxlen=settings.max_inflight * 4)
         self._owed: deque[int] = deque()
@@ -120,7 +122,15 @@ class Publisher:
     def _client(self) -> aiomqtt.Client:
         connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
         connect_properties.SessionExpiryInterval = int(self._settings.session_expiry)
-        will = aiomqtt.Will(self._topics.status, json.dumps({"online": False}), qos=1, retain=True)
+        # Signed now, fired by the broker later: its `t` is this connect time.
+        will_payload = GatewayStatus(online=False, t=time.time()).encode()
+        will = aiomqtt.Will(
+            self._topics.status,
+            will_payload,
+            qos=1,
+            retain=True,
+            properties=_signed(self._sign(will_payload), PacketTypes.WILLMESSAGE),
+        )
         return aiomqtt.Client(
             self._settings.host,
             self._settings.port,
@@ -308,19 +318,25 @@ class Publisher:
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
         while True:
             stats = await self._outbox.stats()
-            status = {
-                "online": True,
-                "epoch": stats.epoch,
-                "last_seq": stats.last_seq,
-                "undelivered": stats.undelivered,
-                "t": time.time(),
-            }
-            await client.publish(self._topics.status, json.dumps(status), qos=1, retain=True)
+            status = GatewayStatus(
+                online=True,
+                t=time.time(),
+                epoch=stats.epoch,
+                last_seq=stats.last_seq,
+                undelivered=stats.undelivered,
+            ).encode()
+            await client.publish(
+                self._topics.status,
+                status,
+                qos=1,
+                retain=True,
+                properties=_signed(self._sign(status)),
+            )
             await asyncio.sleep(self._settings.heartbeat)
 
 
-def _signed(signature: Signature) -> Properties:
-    """PUBLISH properties carrying a detached signature."""
-    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+def _signed(signature: Signature, packet: int = PacketTypes.PUBLISH) -> Properties:
+    """PUBLISH (or will) properties carrying a detached signature."""
+    properties = Properties(packet)  # type: ignore[no-untyped-call]
     properties.UserProperty = signature_properties(signature)
     return properties

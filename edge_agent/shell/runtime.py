@@ -285,6 +285,7 @@ async def run_agent(
                 tls=tls_context(config),
             ),
             _reconnect_backoff,
+            sign=key.sign,
             meta=(meta, key.sign(meta)),
         )
         sealer = Sealer(

@@ -60,7 +60,7 @@ async def _store(
     for sim in (NANCHANG, BEIJING):
         owner, key = sim.registration()
         grants[key.kid] = KeyGrant(key, owner)
-    batch = plan_batch(messages, grants, {}, catalogue_with_coal())
+    batch = plan_batch(messages, grants, catalogue_with_coal())
     assert not batch.audits
     await storage.ingest(batch)
 

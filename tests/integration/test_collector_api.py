@@ -80,7 +80,7 @@ async def _store(
     for sim in (NANCHANG, BEIJING):
         owner, key = sim.registration()
         grants[key.kid] = KeyGrant(key, owner)
-    batch = plan_batch(messages, grants, {})
+    batch = plan_batch(messages, grants)
     assert not batch.audits
     await storage.ingest(batch)
 

@@ -272,7 +272,7 @@ async def _fill(config: Path) -> None:
         for gateway in (MINE, GW):
             owner, key = gateway.registration()
             grants[key.kid] = KeyGrant(key, owner)
-        batch = plan_batch(messages, grants, {}, catalogue_with_coal())
+        batch = plan_batch(messages, grants, catalogue_with_coal())
         assert not batch.audits
         await storage.ingest(batch)
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import time
 from collections.abc import AsyncIterator
 
 import pytest
@@ -12,6 +13,7 @@ from collector.model import EVERYTHING, AuditEntry, ReadingFilter, Reason
 from specs.block import block_hash
 from specs.records import GapReason
 from specs.signing import SigningKey
+from specs.status import GatewayStatus
 from tests.support.broker import Broker
 from tests.support.collector_client import (
     COLLECTOR_KEY,
@@ -222,15 +224,25 @@ async def test_a_burst_is_stored_in_batches_and_every_block_acked(env: Collector
     assert await env.rows("SELECT count(*) FROM gaps WHERE kind = 'sequence'") == [(0,)]
 
 
-async def test_status_messages_update_the_gateway(env: CollectorEnv) -> None:
-    await env.link.publish(b'{"online": true}', [], topic=env.gateway.topics.status)
+async def test_signed_status_messages_update_the_gateway(env: CollectorEnv) -> None:
+    topic = env.gateway.topics.status
+    heartbeat = GatewayStatus(online=True, t=time.time(), epoch="e", last_seq=0, undelivered=0)
+    await env.link.publish(heartbeat.encode(), topic=topic)
 
     async def view() -> bool | None:
         page = await env.storage.gateway_views(EVERYTHING, after=None, limit=10)
         return page.items[0].status_online
 
     assert await wait_until(view, lambda online: online is True)
-    await env.link.publish(b'{"online": false}', [], topic=env.gateway.topics.status)
+    # Unsigned: audited and ignored, whatever it says.
+    await env.link.publish(b'{"online": false, "t": 0}', [], topic=topic)
+
+    async def audited() -> tuple[AuditEntry, ...]:
+        return await env.storage.audit(reason=Reason.BAD_SIGNATURE)
+
+    assert len(await wait_until(audited, bool)) == 1
+    assert await view() is True
+    await env.link.publish(GatewayStatus(online=False, t=0.0).encode(), topic=topic)
     assert await wait_until(view, lambda online: online is False) is False
 
 

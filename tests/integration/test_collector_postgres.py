@@ -71,7 +71,7 @@ def _batch(gateway: SimGateway, payloads: Sequence[bytes], at: float = MARCH_202
         for payload in payloads
     ]
     owner, key = gateway.registration()
-    batch = plan_batch(messages, {key.kid: KeyGrant(key, owner)}, {})
+    batch = plan_batch(messages, {key.kid: KeyGrant(key, owner)})
     assert not batch.audits
     return batch
 

@@ -33,7 +33,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from collector.api.app import create_app
 from collector.api.core import ApiToken
 from collector.ingest.core import Inbound, plan_batch
-from collector.model import Gateway, IngestBatch, KeyGrant, StatusUpdate
+from collector.model import IngestBatch, KeyGrant, StatusUpdate
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import QualityStats
@@ -44,6 +44,7 @@ from edge_agent.shell.runtime import identity_of
 from specs.block import GENESIS, block_hash
 from specs.meta import MetaFormatError, PointMeta, decode_meta
 from specs.records import Quality, Reading, Record, iso_time
+from specs.status import GatewayStatus
 from tests.support.collector_client import (
     BASE_TIME,
     SimGateway,
@@ -83,8 +84,8 @@ def _meta(gateway: SimGateway, polls: dict[str, float]) -> bytes:
     )
 
 
-def _status(*, online: bool) -> bytes:
-    return json.dumps({"online": online}).encode()
+def _status(*, online: bool, at: float) -> bytes:
+    return GatewayStatus(online=online, t=BASE_TIME + at).encode()
 
 
 @dataclasses.dataclass
@@ -106,7 +107,7 @@ class Arrivals:
 
     def heartbeats(self, gateway: SimGateway, start: float, stop: float) -> None:
         for at in range(int(start), int(stop), 30):
-            self.add(at, gateway, gateway.topics.status, _status(online=True))
+            self.add(at, gateway, gateway.topics.status, _status(online=True, at=at))
 
 
 def _arrivals() -> Arrivals:
@@ -124,7 +125,7 @@ def _arrivals() -> Arrivals:
     arrivals.chain(A, blocks)
     arrivals.add(0, A, A.topics.meta, _meta(A, {LEVEL: 10, PRESSURE: 10}))
     arrivals.heartbeats(A, 0, 240)
-    arrivals.add(240, A, A.topics.status, _status(online=False))
+    arrivals.add(240, A, A.topics.status, _status(online=False, at=240))
     arrivals.heartbeats(A, 360, 600)
     arrivals.chain(B, [(60.0 * m + 5, [_reading(LEVEL, 60.0 * m, m)]) for m in range(10)])
     arrivals.add(0, B, B.topics.meta, _meta(B, {LEVEL: 60}))
@@ -134,18 +135,15 @@ def _arrivals() -> Arrivals:
 
 
 async def _fill(storage: Storage) -> None:
-    owners: dict[str, Gateway] = {}
     grants: dict[str, KeyGrant] = {}
     for gateway in (A, B, C):
         await register(storage, gateway)
         owner, key = gateway.registration()
-        owners[gateway.gateway] = owner
         grants[key.kid] = KeyGrant(key, owner)
     for at, _, topic, payload in sorted(_arrivals().messages, key=lambda m: m[0]):
         gateway = next(g for g in (A, B, C) if f"/{g.gateway}/" in topic)
-        properties = () if topic.endswith("/status") else tuple(gateway.sign(payload))
-        message = Inbound(topic, payload, properties, BASE_TIME + at)
-        batch = dataclasses.replace(plan_batch([message], grants, owners), presence_window=60.0)
+        message = Inbound(topic, payload, tuple(gateway.sign(payload)), BASE_TIME + at)
+        batch = dataclasses.replace(plan_batch([message], grants), presence_window=60.0)
         assert not batch.audits
         await storage.ingest(batch)
 

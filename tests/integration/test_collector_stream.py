@@ -204,7 +204,7 @@ class Feed:
         for gateway in (NANCHANG, BEIJING):
             owner, key = gateway.registration()
             grants[key.kid] = KeyGrant(key, owner)
-        batch = plan_batch(messages, grants, {})
+        batch = plan_batch(messages, grants)
         assert not batch.audits
         await self.storage.ingest(IngestBatch(batch.blocks, statuses=statuses))
         self.commits.notify()
@@ -535,7 +535,7 @@ async def _two_runs_of_blocks(storage: Storage) -> None:
                 NANCHANG.topics.block, payload, tuple(NANCHANG.sign(payload)), BASE_TIME + arrival
             )
         )
-    await storage.ingest(plan_batch(messages, grants, {}))
+    await storage.ingest(plan_batch(messages, grants))
 
 
 async def test_a_schema_6_file_gets_the_journal_presence_and_poll_of_schema_7(

@@ -75,7 +75,7 @@ async def _fill(url: str) -> None:
                 Inbound(gateway.topics.block, p, tuple(gateway.sign(p)), _received(seq))
                 for seq, p in enumerate(_chained(gateway, count), start=1)
             )
-        batch = plan_batch(messages, grants, {})
+        batch = plan_batch(messages, grants)
         assert not batch.audits
         await storage.ingest(batch)
 

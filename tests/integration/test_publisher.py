@@ -114,7 +114,12 @@ async def rig(
             "127.0.0.1", broker.port, SITE.gateway, 30, 60, ack_timeout, max_inflight
         )
         publisher = Publisher(
-            outbox, TOPICS, COLLECTOR_KEY.public(), settings, lambda: iter([0.2] * 100)
+            outbox,
+            TOPICS,
+            COLLECTOR_KEY.public(),
+            settings,
+            lambda: iter([0.2] * 100),
+            sign=GATEWAY_KEY.sign,
         )
         async with aiomqtt.Client(
             "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5

@@ -58,7 +58,7 @@ async def store_blocks(
     for sim in (NANCHANG, BEIJING):
         owner, key = sim.registration()
         grants[key.kid] = KeyGrant(key, owner)
-    batch = plan_batch(messages, grants, {})
+    batch = plan_batch(messages, grants)
     assert not batch.audits, batch.audits
     await storage.ingest(batch)
 

@@ -36,6 +36,7 @@ from specs.records import (
     parse_iso_time,
 )
 from specs.signing import Signature, SigningKey, signing_key_from_seed
+from specs.status import GatewayStatus
 
 EXAMPLES: Final = Path(specs.__file__).resolve().parent / "examples"
 KEPT: Final = frozenset({"README.md", ".gitattributes"})
@@ -372,7 +373,9 @@ def vectors() -> list[Vector]:
     mk_no_mine = json.dumps(
         mk_body, ensure_ascii=False, separators=(",", ":"), sort_keys=True
     ).encode("utf-8")
-    status_online = {"online": True, "epoch": WHP.epoch, "last_seq": 2, "undelivered": 0}
+    status_online = GatewayStatus(
+        online=True, t=T0 + 12.5, epoch=WHP.epoch, last_seq=2, undelivered=0
+    ).encode()
     return [
         Vector("block-whp-1", "block", whp_1, "gateway-test"),
         Vector("block-whp-2", "block", whp_2, "gateway-test"),
@@ -426,13 +429,14 @@ def vectors() -> list[Vector]:
             ),
             "gateway-test",
         ),
-        # Exactly what the publisher's heartbeat and last will send (json.dumps defaults).
+        # Exactly what the publisher's heartbeat and last will send, signed like blocks.
+        Vector("status-online", "status", status_online, "gateway-test"),
         Vector(
-            "status-online",
+            "status-offline",
             "status",
-            json.dumps({**status_online, "t": T0 + 12.5}).encode("utf-8"),
+            GatewayStatus(online=False, t=T0).encode(),
+            "gateway-test",
         ),
-        Vector("status-offline", "status", json.dumps({"online": False}).encode("utf-8")),
         Vector(
             "reject-block-tampered",
             "block",

@@ -50,6 +50,7 @@ from specs.ack import decode_ack
 from specs.block import GENESIS, decode_block
 from specs.records import GapReason, iso_time
 from specs.signing import signature_from_properties, signing_key_from_seed
+from specs.status import GatewayStatus
 from tests.support.collector_client import BASE_TIME, foreign_key, gap_record, sim_gateway
 
 GW = sim_gateway(1)
@@ -294,31 +295,31 @@ def test_validly_signed_monsters_are_malformed_not_crashes(payload: bytes) -> No
 
 
 def test_status_messages() -> None:
-    owners = {GW.gateway: GW.registration()[0]}
     status_topic = GW.topics.status
-    assert judge_status(Inbound(status_topic, b'{"online": true}', (), 5.0), owners) == (
-        StatusUpdate(GW.gateway, online=True, at=5.0)
-    )
-    assert judge_status(Inbound(status_topic, b"", (), 5.0), owners) is None
+    heartbeat = GatewayStatus(online=True, t=5.0).encode()
+    signed = Inbound(status_topic, heartbeat, tuple(GW.sign(heartbeat)), 5.0)
+    assert judge_status(signed, _grants(GW)) == StatusUpdate(GW.gateway, online=True, at=5.0)
+    assert judge_status(Inbound(status_topic, b"", (), 5.0), _grants(GW)) is None
     for junk in (b'{"online": "yes"}', b"\xff", b"[" * 100_000):
-        bad = judge_status(Inbound(status_topic, junk, (), 5.0), owners)
+        bad = judge_status(Inbound(status_topic, junk, tuple(GW.sign(junk)), 5.0), _grants(GW))
         assert _reason(bad) is Reason.MALFORMED
-    unknown = judge_status(Inbound(OTHER.topics.status, b'{"online": true}', (), 5.0), owners)
-    assert _reason(unknown) is Reason.UNKNOWN_GATEWAY
+    unknown = Inbound(OTHER.topics.status, heartbeat, tuple(OTHER.sign(heartbeat)), 5.0)
+    assert _reason(judge_status(unknown, _grants(GW))) is Reason.UNKNOWN_KEY
 
 
 def test_plan_batch_sorts_messages_and_acks_are_signed_per_block() -> None:
     collector = signing_key_from_seed(bytes(range(32)))
     first, second = GW.block(1), GW.block(2)
+    will = GatewayStatus(online=False, t=BASE_TIME - 3600).encode()
     messages = [
         _inbound(first, GW.sign(first)),
         _inbound(first, GW.sign(first)),
         _inbound(second, []),
         Inbound(GW.topics.meta, b"{}", (), BASE_TIME),  # unsigned: judged like a block
         Inbound(f"{GW.topics.base}/up/other", b"{}", (), BASE_TIME),
-        Inbound(GW.topics.status, b'{"online": false}', (), BASE_TIME),
+        Inbound(GW.topics.status, will, tuple(GW.sign(will)), BASE_TIME),
     ]
-    batch = plan_batch(messages, _grants(GW), {GW.gateway: GW.registration()[0]})
+    batch = plan_batch(messages, _grants(GW))
     assert len(batch.blocks) == 2
     assert [a.reason for a in batch.audits] == [
         Reason.BAD_SIGNATURE,
@@ -430,16 +431,15 @@ def test_registered_gateway_fixture_is_consistent() -> None:
         b"\xff",
     ],
 )
-def test_hostile_unsigned_status_is_an_audit_row_not_a_crash(payload: bytes) -> None:
+def test_hostile_signed_status_is_an_audit_row_not_a_crash(payload: bytes) -> None:
     gateway = GW
-    registered = {gateway.gateway: gateway.registration()[0]}
     message = Inbound(
         topic=f"gz/1/{gateway.district}/{gateway.enterprise}/{gateway.gateway}/status",
         payload=payload,
-        properties=(),
+        properties=tuple(gateway.sign(payload)),
         received_at=1.0,
     )
-    judged = judge_status(message, registered)
+    judged = judge_status(message, _grants(GW))
     assert isinstance(judged, AuditEntry)
     assert judged.reason is Reason.MALFORMED
 

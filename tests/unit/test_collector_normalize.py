@@ -343,6 +343,6 @@ def test_bad_meta_is_audited_with_the_block_reasons(case: str, reason: Reason) -
 
 def test_plan_batch_routes_meta_messages() -> None:
     payload = GW.meta(POINTS)
-    batch = plan_batch([_meta_inbound(payload, GW.sign(payload))], _grants(), {}, CATALOGUE)
+    batch = plan_batch([_meta_inbound(payload, GW.sign(payload))], _grants(), CATALOGUE)
     assert len(batch.metas) == 1
     assert not batch.audits

@@ -24,6 +24,7 @@ from specs.signing import (
     key_id,
     load_verify_key,
 )
+from specs.status import decode_status
 from tests.support import golden
 
 EXAMPLES = golden.EXAMPLES
@@ -226,7 +227,8 @@ def test_status_is_what_the_heartbeat_publishes() -> None:
     online = json.loads((EXAMPLES / "status-online.json").read_bytes())
     assert online["online"] is True
     assert set(online) == {"online", "epoch", "last_seq", "undelivered", "t"}
-    assert (EXAMPLES / "status-offline.json").read_bytes() == b'{"online": false}'
+    offline = decode_status((EXAMPLES / "status-offline.json").read_bytes())
+    assert (offline.online, offline.epoch) == (False, None)
 
 
 # --- (d) JSON Schemas -----------------------------------------------------------------------------
@@ -316,5 +318,11 @@ def test_broken_ack_meta_and_status_do_not_validate() -> None:
         {**meta, "points": [{**point, "thresholds": {"high": "1.0"}}]},
     ):
         assert _errors("meta", broken)
-    for status in ({"online": "yes"}, {}, {"online": True}, {"online": True, "epoch": ""}):
+    for status in (
+        {"online": "yes"},
+        {},
+        {"online": True},
+        {"online": False},  # the will carries its connect time
+        {"online": True, "epoch": "", "last_seq": 1, "undelivered": 0, "t": 1.0},
+    ):
         assert _errors("status", status)

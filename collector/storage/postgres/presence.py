@@ -32,9 +32,9 @@ async def record_presence(db: Db, batch: IngestBatch) -> None:
         return
     newest = await _newest(db, {sign.gateway for sign in found})
     written = advance_presence(newest, found, batch.presence_window)
-    changed = [(p.until, p.id) for p in written if p.id]
+    changed = [(p.since, p.until, p.id) for p in written if p.id]
     if changed:
-        await db.executemany("UPDATE presence SET until = $1 WHERE id = $2", changed)
+        await db.executemany("UPDATE presence SET since = $1, until = $2 WHERE id = $3", changed)
     opened = [(p.gateway, p.since, p.until) for p in written if not p.id]
     if opened:
         await db.executemany(

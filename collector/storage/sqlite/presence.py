@@ -34,8 +34,8 @@ async def record_presence(db: aiosqlite.Connection, batch: IngestBatch) -> None:
     newest = await _newest(db, {sign.gateway for sign in found})
     written = advance_presence(newest, found, batch.presence_window)
     await db.executemany(
-        "UPDATE presence SET until = ? WHERE id = ?",
-        [(p.until, p.id) for p in written if p.id],
+        "UPDATE presence SET since = ?, until = ? WHERE id = ?",
+        [(p.since, p.until, p.id) for p in written if p.id],
     )
     await db.executemany(
         "INSERT INTO presence (gateway, since, until) VALUES (?, ?, ?)",

@@ -1,0 +1,83 @@
+"""The retained `status` message: a gateway's heartbeat and its last will.
+
+A status is signed like a block (detached signature in the MQTT user properties), because
+whoever can publish on the topic could otherwise keep a dead gateway online. `t` is the
+agent's clock when the message was made: the collector takes a heartbeat only while it is
+fresh, so a recorded one cannot be replayed later. The last will is signed when the session
+connects, so its `t` is that connect time; an offline claim is taken whatever its age (it can
+only say less than the truth, and the next heartbeat corrects it).
+
+Wire form: canonical JSON, keys sorted, absent fields left out::
+
+    {"epoch": "...", "last_seq": 41, "online": true, "t": 1767225600.5, "undelivered": 0}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from specs.wirejson import WireJsonError, load_wire_json
+
+
+class StatusFormatError(ValueError):
+    """A status payload is not a status message."""
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayStatus:
+    """What a gateway says about itself on its `status` topic."""
+
+    online: bool
+    t: float
+    epoch: str | None = None
+    last_seq: int | None = None
+    undelivered: int | None = None
+
+    def encode(self) -> bytes:
+        """Canonical bytes (the exact bytes the signature covers)."""
+        body: dict[str, Any] = {"online": self.online, "t": self.t}
+        if self.epoch is not None:
+            body["epoch"] = self.epoch
+        if self.last_seq is not None:
+            body["last_seq"] = self.last_seq
+        if self.undelivered is not None:
+            body["undelivered"] = self.undelivered
+        return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
+
+
+def _optional_count(body: dict[str, Any], name: str) -> int | None:
+    value = body.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise StatusFormatError(f"status {name!r} must be a non-negative integer")
+    return value
+
+
+def decode_status(payload: bytes) -> GatewayStatus:
+    """Parse a status payload strictly; raise StatusFormatError on anything else."""
+    try:
+        body = load_wire_json(payload)
+    except WireJsonError as exc:
+        raise StatusFormatError(f"status: {exc}") from None
+    if not isinstance(body, dict):
+        raise StatusFormatError("status must be a JSON object")
+    online = body.get("online")
+    if not isinstance(online, bool):
+        raise StatusFormatError("status must have a boolean 'online'")
+    t = body.get("t")
+    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
+        raise StatusFormatError("status must have a numeric 't' (unix seconds)")
+    epoch = body.get("epoch")
+    if epoch is not None and (not isinstance(epoch, str) or not epoch):
+        raise StatusFormatError("status 'epoch' must be a non-empty string")
+    return GatewayStatus(
+        online=online,
+        t=float(t),
+        epoch=epoch,
+        last_seq=_optional_count(body, "last_seq"),
+        undelivered=_optional_count(body, "undelivered"),
+    )
