@@ -29,6 +29,7 @@ from pydantic_core import PydanticCustomError
 from collector.api.core import OffsetError, parse_utc_offset
 from collector.storage.retention import RetentionPolicy
 from specs.identifiers import check_district_code
+from specs.signing import require_available
 from specs.yamlconf import (
     BASE_DIR,
     Broker,
@@ -158,6 +159,11 @@ class StorageConfig(ConfigModel):
 class SigningConfig(ConfigModel):
     """The collector's own key: it signs ACKs and commands."""
 
+    # What `collector keys init` makes; the key file itself says what signs. sm2-sm3 only with
+    # its C-backed library installed (refused at load, with file and line).
+    algorithm: Annotated[Literal["ed25519", "sm2-sm3"], AfterValidator(require_available)] = (
+        "ed25519"
+    )
     key_file: ConfigPath
 
 

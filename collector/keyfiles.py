@@ -15,6 +15,7 @@ import stat
 from pathlib import Path
 
 from specs.signing import (
+    ED25519,
     SignatureError,
     SigningKey,
     VerifyKey,
@@ -58,8 +59,8 @@ def _sync_dir(folder: Path) -> None:
         os.close(fd)
 
 
-def create_key_files(key_file: Path) -> SigningKey:
-    """Create a new Ed25519 key at `key_file` (0600) and its public key at `<key_file>.pub`.
+def create_key_files(key_file: Path, algorithm: str = ED25519) -> SigningKey:
+    """Create a new `algorithm` key at `key_file` (0600) and its public key at `<key_file>.pub`.
 
     The private key appears whole or not at all (written aside, then hard-linked into place,
     which fails if anything exists there), and an existing key is never replaced.
@@ -68,7 +69,7 @@ def create_key_files(key_file: Path) -> SigningKey:
         raise KeyFileExistsError(f"{key_file} exists; refusing to overwrite a key")
     try:
         key_file.parent.mkdir(parents=True, exist_ok=True)
-        key = generate_signing_key()
+        key = generate_signing_key(algorithm)
         temporary = _write_new(key_file, private_pem(key), 0o600)
         try:
             os.link(temporary, key_file)

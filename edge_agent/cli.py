@@ -23,7 +23,7 @@ from edge_agent.outbox_cli import outbox
 from edge_agent.probe_cli import probe
 from edge_agent.shell.buses import plan_buses
 from edge_agent.shell.host import clock_synchronized
-from edge_agent.shell.keyfile import KeyExistsError, create_key_pair
+from edge_agent.shell.keyfile import KeyExistsError, create_key_pair, key_algorithm_problem
 from edge_agent.shell.logs import configure_logging
 from edge_agent.shell.outbox import read_outbox_stats
 from edge_agent.shell.runtime import run_agent
@@ -88,6 +88,10 @@ def run(config_path: Path) -> None:
         for path in missing:
             click.echo(f"{path}: key file is missing (see `edge-agent keys init`)", err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+    problem = key_algorithm_problem(config.signing.key_file, config.signing.algorithm)
+    if problem:
+        click.echo(problem, err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
     asyncio.run(run_agent(config))
 
 
@@ -102,11 +106,13 @@ def keys_init(config_path: Path) -> None:
     """Create the gateway key pair (private 0600); public key at <key_file>.pub."""
     config = load_or_exit(config_path)
     try:
-        key = create_key_pair(config.signing.key_file)
+        key = create_key_pair(config.signing.key_file, config.signing.algorithm)
     except KeyExistsError as exc:
         click.echo(str(exc), err=True)
         raise click.exceptions.Exit(1) from None
-    click.echo(f"gateway {config.site.gateway}: key {key.kid} at {config.signing.key_file}")
+    click.echo(
+        f"gateway {config.site.gateway}: {key.alg} key {key.kid} at {config.signing.key_file}"
+    )
     click.echo(f"public key: {config.signing.key_file}.pub (register it at the collector)")
 
 

@@ -22,8 +22,8 @@ def keys_init(config_path: Path) -> None:
     config = load_or_exit(config_path)
     key_file = config.signing.key_file
     try:
-        key = create_key_files(key_file)
+        key = create_key_files(key_file, config.signing.algorithm)
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from None
-    click.echo(f"created {key_file} and {public_key_path(key_file)}", err=True)
+    click.echo(f"created {key.alg} key {key_file} and {public_key_path(key_file)}", err=True)
     click.echo(key.kid)

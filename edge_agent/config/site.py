@@ -5,7 +5,7 @@
 from collections.abc import Iterator
 from typing import Annotated, Literal, Self
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from edge_agent.config.alarms import CompareAlarm, EscalationAlarm, OvertimeAlarm, SiteAlarm
 from edge_agent.config.devices import DeviceConfig, ModbusRtuDevice, SerialDevice
@@ -18,6 +18,7 @@ from edge_agent.config.points import (
     point_source_problems,
 )
 from specs.identifiers import IdentifierError, check_gateway_code, check_point_code
+from specs.signing import require_available
 from specs.yamlconf import (
     Broker,
     ConfigModel,
@@ -98,7 +99,11 @@ class UplinkConfig(ConfigModel):
 class SigningConfig(ConfigModel):
     """How this gateway signs its blocks."""
 
-    algorithm: Literal["ed25519", "sm2-sm3"] = "ed25519"
+    # sm2-sm3 only with its C-backed library installed: refused here, at check time, rather
+    # than found missing when the first block is sealed.
+    algorithm: Annotated[Literal["ed25519", "sm2-sm3"], AfterValidator(require_available)] = (
+        "ed25519"
+    )
     key_file: ConfigPath
 
 

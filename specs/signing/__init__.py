@@ -1,5 +1,13 @@
 """Signatures over exact payload bytes, with an algorithm allow-list.
 
+Two algorithms, one API: `ed25519` (pyca/cryptography, always there) and `sm2-sm3` (SM2 over
+SM3 with the default user ID, DER signatures; needs the `ganzhi[sm]` extra, see
+specs/signing/sm2.py). A SigningKey or VerifyKey carries its algorithm, its key id and a
+backend key object (specs/signing/backend.py); callers never look inside that object.
+
+Key id: the first 16 hex digits of SHA-256 over the public key's canonical bytes: the raw
+32 bytes for Ed25519, the uncompressed point 04 || x || y for SM2.
+
 Error tree::
 
     SignatureError
@@ -9,32 +17,82 @@ Error tree::
 
 from __future__ import annotations
 
+import base64
+import binascii
+import functools
 import hashlib
+import importlib
 from dataclasses import dataclass
+from types import ModuleType
 from typing import Final
 
-from cryptography.exceptions import InvalidSignature
+from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
+
+from specs.signing import ed25519
+from specs.signing.backend import PrivateKeyBackend, PublicKeyBackend
+from specs.signing.errors import BadSignatureError, SignatureError, UnsupportedAlgorithmError
+from specs.signing.sm2der import is_sm2_key_der
+
+__all__ = [
+    "ALLOWED_ALGORITHMS",
+    "ED25519",
+    "SM2_SM3",
+    "SM_EXTRA_HINT",
+    "BadSignatureError",
+    "Signature",
+    "SignatureError",
+    "SigningKey",
+    "UnsupportedAlgorithmError",
+    "VerifyKey",
+    "available_algorithms",
+    "check_algorithm",
+    "generate_signing_key",
+    "key_id",
+    "load_signing_key",
+    "load_verify_key",
+    "private_pem",
+    "require_available",
+    "signature_from_properties",
+    "signature_properties",
+    "signing_key_from_seed",
+]
 
 ED25519: Final = "ed25519"
 SM2_SM3: Final = "sm2-sm3"
-# sm2-sm3 is on the contract's allow-list but needs a C-backed library (an optional extra that
-# is not built yet); until then it is rejected like any unknown algorithm, with its own reason.
 ALLOWED_ALGORITHMS: Final = frozenset({ED25519, SM2_SM3})
-AVAILABLE_ALGORITHMS: Final = frozenset({ED25519})
+SM_EXTRA_HINT: Final = "install the C-backed SM2 library: pip install 'ganzhi[sm]'"
 
 
-class SignatureError(ValueError):
-    """A signature cannot be made or checked."""
+@functools.cache
+def _sm2() -> ModuleType | None:
+    """The SM2 backend module, or None when the extra (tongsuopy) is not installed."""
+    try:
+        return importlib.import_module("specs.signing.sm2")
+    except ModuleNotFoundError as exc:
+        if exc.name is not None and exc.name.split(".")[0] == "tongsuopy":
+            return None
+        raise
 
 
-class UnsupportedAlgorithmError(SignatureError):
-    """The algorithm is not allowed, or allowed but not available in this build."""
+def available_algorithms() -> frozenset[str]:
+    """The allowed algorithms this installation can sign and verify with."""
+    return frozenset({ED25519, SM2_SM3}) if _sm2() is not None else frozenset({ED25519})
 
 
-class BadSignatureError(SignatureError):
-    """The signature does not verify."""
+def check_algorithm(alg: str) -> None:
+    """Raise UnsupportedAlgorithmError unless `alg` is allowed and available."""
+    if alg not in ALLOWED_ALGORITHMS:
+        raise UnsupportedAlgorithmError(f"algorithm {alg!r} is not allowed")
+    if alg not in available_algorithms():
+        raise UnsupportedAlgorithmError(f"algorithm {alg!r} is not available: {SM_EXTRA_HINT}")
+
+
+def _sm2_backend() -> ModuleType:
+    backend = _sm2()
+    if backend is None:
+        raise UnsupportedAlgorithmError(f"algorithm {SM2_SM3!r} is not available: {SM_EXTRA_HINT}")
+    return backend
 
 
 @dataclass(frozen=True, slots=True)
@@ -48,11 +106,11 @@ class Signature:
 
 @dataclass(frozen=True, slots=True)
 class SigningKey:
-    """A private key with its key id."""
+    """A private key with its algorithm and key id."""
 
     alg: str
     kid: str
-    private: Ed25519PrivateKey
+    private: PrivateKeyBackend
 
     def sign(self, payload: bytes) -> Signature:
         """Sign the exact payload bytes."""
@@ -60,16 +118,16 @@ class SigningKey:
 
     def public(self) -> VerifyKey:
         """The matching public key."""
-        return VerifyKey(self.alg, self.kid, self.private.public_key())
+        return VerifyKey(self.alg, self.kid, self.private.public())
 
 
 @dataclass(frozen=True, slots=True)
 class VerifyKey:
-    """A public key with its key id."""
+    """A public key with its algorithm and key id."""
 
     alg: str
     kid: str
-    public: Ed25519PublicKey
+    public: PublicKeyBackend
 
     def verify(self, signature: Signature, payload: bytes) -> None:
         """Raise a SignatureError unless `signature` is valid for `payload` under this key."""
@@ -80,73 +138,89 @@ class VerifyKey:
             )
         if signature.kid != self.kid:
             raise BadSignatureError(f"key id {signature.kid} is not {self.kid}")
-        try:
-            self.public.verify(signature.sig, payload)
-        except InvalidSignature:
-            raise BadSignatureError("signature does not verify") from None
+        if not self.public.verify(signature.sig, payload):
+            raise BadSignatureError("signature does not verify")
 
     def public_pem(self) -> bytes:
-        """PEM text of the public key."""
-        return self.public.public_bytes(
-            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
+        """PEM text of the public key (SubjectPublicKeyInfo)."""
+        return self.public.pem()
 
 
-def check_algorithm(alg: str) -> None:
-    """Raise UnsupportedAlgorithmError unless `alg` is allowed and available."""
-    if alg not in ALLOWED_ALGORITHMS:
-        raise UnsupportedAlgorithmError(f"algorithm {alg!r} is not allowed")
-    if alg not in AVAILABLE_ALGORITHMS:
-        raise UnsupportedAlgorithmError(f"algorithm {alg!r} is not available in this build")
+def key_id(public: PublicKeyBackend) -> str:
+    """Key id: the first 16 hex digits of SHA-256 over the public key's canonical bytes."""
+    return hashlib.sha256(public.raw()).hexdigest()[:16]
 
 
-def key_id(public: Ed25519PublicKey) -> str:
-    """Key id: the first 16 hex digits of SHA-256 over the raw public key."""
-    raw = public.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
-    return hashlib.sha256(raw).hexdigest()[:16]
+def _signing_key(alg: str, private: PrivateKeyBackend) -> SigningKey:
+    return SigningKey(alg, key_id(private.public()), private)
 
 
-def generate_signing_key() -> SigningKey:
-    """A new random Ed25519 key."""
-    private = Ed25519PrivateKey.generate()
-    return SigningKey(ED25519, key_id(private.public_key()), private)
+def _verify_key(alg: str, public: PublicKeyBackend) -> VerifyKey:
+    return VerifyKey(alg, key_id(public), public)
 
 
-def signing_key_from_seed(seed: bytes) -> SigningKey:
-    """A deterministic Ed25519 key from a 32-byte seed (golden vectors and tests only)."""
-    private = Ed25519PrivateKey.from_private_bytes(seed)
-    return SigningKey(ED25519, key_id(private.public_key()), private)
+def generate_signing_key(alg: str = ED25519) -> SigningKey:
+    """A new random key of `alg`; UnsupportedAlgorithmError when it is not available."""
+    check_algorithm(alg)
+    if alg == SM2_SM3:
+        return _signing_key(SM2_SM3, _sm2_backend().generate())
+    return _signing_key(ED25519, ed25519.generate())
+
+
+def signing_key_from_seed(seed: bytes, alg: str = ED25519) -> SigningKey:
+    """A deterministic key from a 32-byte seed (golden vectors and tests only)."""
+    check_algorithm(alg)
+    if alg == SM2_SM3:
+        return _signing_key(SM2_SM3, _sm2_backend().from_seed(seed))
+    return _signing_key(ED25519, ed25519.from_seed(seed))
 
 
 def private_pem(key: SigningKey) -> bytes:
     """PKCS#8 PEM text of a private key (unencrypted: file mode 0600 protects it)."""
-    return key.private.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    )
+    return key.private.pem()
+
+
+def _pem_body(pem: bytes) -> bytes:
+    """The DER inside a PEM block (b"" when it is not one): enough to tell SM2 keys apart."""
+    lines = pem.strip().splitlines()
+    if len(lines) < 2 or not lines[0].startswith(b"-----BEGIN "):  # noqa: PLR2004
+        return b""
+    try:
+        return base64.b64decode(b"".join(line.strip() for line in lines[1:-1]), validate=True)
+    except binascii.Error:
+        return b""
 
 
 def load_signing_key(pem: bytes) -> SigningKey:
-    """Parse a private key PEM; raise UnsupportedAlgorithmError for a non-Ed25519 key."""
+    """Parse a private key PEM (Ed25519 or SM2); UnsupportedAlgorithmError for other keys."""
+    if is_sm2_key_der(_pem_body(pem)):
+        return _signing_key(SM2_SM3, _sm2_backend().load_private(pem))
     try:
-        private = serialization.load_pem_private_key(pem, password=None)
-    except ValueError as exc:
+        loaded = serialization.load_pem_private_key(pem, password=None)
+    except (ValueError, TypeError) as exc:
         raise SignatureError(f"not a private key PEM: {exc}") from None
-    if not isinstance(private, Ed25519PrivateKey):
-        raise UnsupportedAlgorithmError("only Ed25519 private keys are supported")
-    return SigningKey(ED25519, key_id(private.public_key()), private)
+    except UnsupportedAlgorithm as exc:
+        raise UnsupportedAlgorithmError(f"unsupported private key: {exc}") from None
+    private = ed25519.from_loaded(loaded)
+    if not isinstance(private, ed25519.Ed25519Private):
+        raise UnsupportedAlgorithmError("only Ed25519 and SM2 private keys are supported")
+    return _signing_key(ED25519, private)
 
 
 def load_verify_key(pem: bytes) -> VerifyKey:
-    """Parse a public key PEM; raise UnsupportedAlgorithmError for a non-Ed25519 key."""
+    """Parse a public key PEM (Ed25519 or SM2); UnsupportedAlgorithmError for other keys."""
+    if is_sm2_key_der(_pem_body(pem)):
+        return _verify_key(SM2_SM3, _sm2_backend().load_public(pem))
     try:
-        public = serialization.load_pem_public_key(pem)
+        loaded = serialization.load_pem_public_key(pem)
     except ValueError as exc:
         raise SignatureError(f"not a public key PEM: {exc}") from None
-    if not isinstance(public, Ed25519PublicKey):
-        raise UnsupportedAlgorithmError("only Ed25519 public keys are supported")
-    return VerifyKey(ED25519, key_id(public), public)
+    except UnsupportedAlgorithm as exc:
+        raise UnsupportedAlgorithmError(f"unsupported public key: {exc}") from None
+    public = ed25519.from_loaded(loaded)
+    if not isinstance(public, ed25519.Ed25519Public):
+        raise UnsupportedAlgorithmError("only Ed25519 and SM2 public keys are supported")
+    return _verify_key(ED25519, public)
 
 
 def signature_properties(signature: Signature) -> list[tuple[str, str]]:
@@ -163,3 +237,9 @@ def signature_from_properties(properties: list[tuple[str, str]] | None) -> Signa
         raise SignatureError(f"user property {exc.args[0]!r} is missing") from None
     except ValueError:
         raise SignatureError("user property 'sig' is not hex") from None
+
+
+def require_available(alg: str) -> str:
+    """`alg` itself when this installation can use it (a config validator); else ValueError."""
+    check_algorithm(alg)
+    return alg

@@ -7,14 +7,17 @@ installs it); the refusal without the extra is tested in test_signing_without_sm
 
 from __future__ import annotations
 
+import logging
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from click.testing import CliRunner, Result
 
 from edge_agent.cli import main
-from specs.signing import SM2_SM3, load_signing_key, load_verify_key
+from specs.signing import SM2_SM3, generate_signing_key, load_signing_key, load_verify_key
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 
@@ -38,7 +41,6 @@ def test_check_accepts_sm2_sm3_when_the_extra_is_installed(sm2_site: Path) -> No
     assert result.exit_code == 0, result.output
 
 
-@pytest.mark.xfail(reason="defect: keys init ignores signing.algorithm and writes Ed25519")
 def test_keys_init_with_sm2_sm3_writes_an_sm2_key_pair(sm2_site: Path) -> None:
     key_file = sm2_site.parent / "keys" / "gateway.key"
 
@@ -53,3 +55,35 @@ def test_keys_init_with_sm2_sm3_writes_an_sm2_key_pair(sm2_site: Path) -> None:
     signature = key.sign(b"payload")
     assert signature.alg == SM2_SM3
     public.verify(signature, b"payload")
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """`run` configures logging for the process before it checks its keys."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config = structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_run_refuses_a_key_of_another_algorithm_than_configured(sm2_site: Path) -> None:
+    keys = sm2_site.parent / "keys"
+    sm2_site.write_text(
+        sm2_site.read_text("utf-8").replace("algorithm: sm2-sm3", "algorithm: ed25519", 1), "utf-8"
+    )
+    assert invoke("keys", "init", "-c", str(sm2_site)).exit_code == 0  # an Ed25519 key
+    (keys / "collector.pub").write_bytes(generate_signing_key().public().public_pem())
+    sm2_site.write_text(
+        sm2_site.read_text("utf-8").replace("algorithm: ed25519", "algorithm: sm2-sm3", 1), "utf-8"
+    )
+
+    result = invoke("run", "-c", str(sm2_site))
+
+    assert result.exit_code == 2
+    assert f"{keys / 'gateway.key'}: the key is ed25519 but signing.algorithm is sm2-sm3" in (
+        result.stderr
+    )
