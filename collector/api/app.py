@@ -7,9 +7,8 @@ every error into an RFC 9457 problem.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, timezone
-from http import HTTPStatus
 from typing import Any, Final
 
 from fastapi import FastAPI, Request, status
@@ -17,10 +16,12 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from collector.api.core import ApiToken
+from collector.api.admission import Admission, RateLimits
+from collector.api.core import ApiToken, find_token
 from collector.api.deps import bearer_authenticator
-from collector.api.docs import add_offline_docs
+from collector.api.docs import add_offline_docs, is_docs_path
 from collector.api.models import Problem
+from collector.api.problems import PROBLEM_JSON, problem
 from collector.api.routes import (
     alarms,
     gaps,
@@ -33,32 +34,21 @@ from collector.api.routes import (
     stream,
     verify,
 )
+from collector.api.sizes import RequestLimits, RequestSizeLimit
 from collector.feed.wakeup import CommitSignal, LocalCommitSignal
 from collector.storage.base import Storage
 
-PROBLEM_JSON: Final = "application/problem+json"
 _PROBLEM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     code: {"model": Problem, "description": f"{description} (RFC 9457 {PROBLEM_JSON})"}
     for code, description in (
         (400, "a query parameter is not valid"),
         (401, "no valid bearer token"),
+        (413, "the request carries a body longer than `api.limits.body_bytes`"),
+        (414, "the URL is longer than `api.limits.url_bytes`"),
         (422, "a query parameter is out of its range or of the wrong type"),
+        (429, "over the token's (or, without a valid token, the address's) rate: see Retry-After"),
     )
 }
-
-
-def problem(
-    status_code: int, detail: str, headers: Mapping[str, str] | None = None
-) -> JSONResponse:
-    """An RFC 9457 problem response (`type` about:blank: the status says what kind it is)."""
-    try:
-        title = HTTPStatus(status_code).phrase
-    except ValueError:
-        title = "Error"
-    body = Problem(type="about:blank", title=title, status=status_code, detail=detail)
-    return JSONResponse(
-        body.model_dump(), status_code=status_code, headers=headers, media_type=PROBLEM_JSON
-    )
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
@@ -89,12 +79,17 @@ def create_app(
     display_zone: timezone = UTC,
     commits: CommitSignal | None = None,
     stream_heartbeat: float = 15.0,
+    request_limits: RequestLimits = RequestLimits(),  # noqa: B008 - frozen, shared safely
+    rate_limits: RateLimits | None = None,
+    rate_clock: Callable[[], float] = time.monotonic,
 ) -> FastAPI:
     """Build the API over `storage`; every route but /healthz needs one of `tokens`.
 
     Times are shown at `display_zone` (the config's `api.tz`) unless a request says `?tz=`.
     `/v1/stream` wakes on `commits` (the ingest loop's; without one, streams only re-read the
-    database every `stream_heartbeat` seconds, when they also ping).
+    database every `stream_heartbeat` seconds, when they also ping). Requests over
+    `request_limits` get 413 or 414; with `rate_limits` (the config's `api.rate_limit`; None:
+    no limit) requests beyond a token's or an address's bucket, read on `rate_clock`, get 429.
     """
     app = FastAPI(
         title="Ganzhi collector",
@@ -110,6 +105,25 @@ def create_app(
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     authenticate = bearer_authenticator(tokens)
+    known = tuple(tokens)
+
+    async def identify(secret: str) -> str | None:
+        token = find_token(known, secret)
+        return None if token is None else token.name
+
+    # The last added runs first: sizes are checked before anything else.
+    app.add_middleware(
+        Admission,
+        identify=identify,
+        is_docs_path=is_docs_path,
+        rate_limits=rate_limits,
+        clock=rate_clock,
+    )
+    app.add_middleware(
+        RequestSizeLimit,
+        url_bytes=request_limits.url_bytes,
+        body_bytes=request_limits.body_bytes,
+    )
     app.include_router(health.create_router(storage))
     app.include_router(
         gateways.create_router(storage, authenticate, offline_after=offline_after, clock=clock)

@@ -4,6 +4,9 @@ FastAPI's own /docs page loads Swagger UI from a CDN, and a province's collector
 route to the internet. This page names only local assets, served from the package's folder
 by an allow-list (no other file of it is reachable). Swagger UI 5 is needed: FastAPI writes
 OpenAPI 3.1, which Swagger UI 4 refuses to render. Its online validator badge is turned off.
+
+These pages need a token like every route (`collector.api.admission`); from a browser, a
+token is typed as the password of the browser's own login prompt (`is_docs_path` says where).
 """
 
 from __future__ import annotations
@@ -25,6 +28,14 @@ _ASSETS: Final = {
 }
 
 
+OPENAPI_PATH: Final = "/openapi.json"
+
+
+def is_docs_path(path: str) -> bool:
+    """Whether `path` is one of the docs pages (where a browser may log in with HTTP Basic)."""
+    return path in (DOCS_PATH, OPENAPI_PATH) or path.startswith(f"{ASSETS_PATH}/")
+
+
 def swagger_ui_folder() -> Path:
     """The folder of the Swagger UI files that the `swagger-ui-py` package ships."""
     return Path(str(importlib.resources.files("swagger_ui").joinpath("static")))
@@ -36,7 +47,7 @@ def add_offline_docs(app: FastAPI, folder: Path | None = None) -> None:
     The app must be built with `docs_url=None`, so that FastAPI's CDN page is not there too.
     """
     assets = swagger_ui_folder() if folder is None else folder
-    openapi_url = app.openapi_url or "/openapi.json"
+    openapi_url = app.openapi_url or OPENAPI_PATH
 
     @app.get(DOCS_PATH, include_in_schema=False)
     async def docs() -> HTMLResponse:

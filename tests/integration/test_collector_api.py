@@ -155,14 +155,14 @@ def _assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 async def test_openapi_docs_are_served(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/docs")).status_code == 200
-    spec = (await client.get("/openapi.json")).json()
+    assert (await client.get("/docs", headers=_auth())).status_code == 200
+    spec = (await client.get("/openapi.json", headers=_auth())).json()
     assert set(V1_LISTS) <= set(spec["paths"])
     gap = spec["components"]["schemas"]["GapOut"]
     assert set(gap["properties"]) == GAP_KEYS
     assert gap["properties"]["state"]["enum"] == ["open", "closed"]
     errors = spec["paths"]["/v1/gaps"]["get"]["responses"]
-    assert {"400", "401", "422"} <= set(errors)
+    assert {"400", "401", "413", "414", "422", "429"} <= set(errors)
     assert "Problem" in spec["components"]["schemas"]
 
 

@@ -179,7 +179,7 @@ async def test_json_stays_the_default(client: httpx.AsyncClient) -> None:
 
 
 async def test_openapi_documents_the_csv_stream(client: httpx.AsyncClient) -> None:
-    spec = (await client.get("/openapi.json")).json()
+    spec = (await client.get("/openapi.json", headers=auth())).json()
     operation = spec["paths"]["/v1/readings"]["get"]
     assert "text/csv" in operation["responses"]["200"]["content"]
     assert "no `next`" in operation["description"]

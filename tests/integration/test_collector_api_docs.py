@@ -1,5 +1,7 @@
 """`/docs` works with no internet: the page names only local assets, and each is served.
 
+The docs need a token like the rest of the API (tests/security/test_api_docs_auth.py shows
+that they refuse a request without one); here the client is an operator who has one.
 On SQLite and PostgreSQL."""
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import pytest
 
 from collector.api.docs import swagger_ui_folder
 from collector.storage import open_storage
-from tests.support.collector_api import serve
+from tests.support.collector_api import auth, serve
 
 ASSET_REFERENCE = re.compile(r"""<(?:script|link)\b[^>]*?\b(?:src|href)\s*=\s*["']([^"']+)["']""")
 
@@ -20,6 +22,7 @@ ASSET_REFERENCE = re.compile(r"""<(?:script|link)\b[^>]*?\b(?:src|href)\s*=\s*["
 @pytest.fixture
 async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with open_storage(storage_url) as storage, serve(storage) as http:
+        http.headers.update(auth("nc-token"))  # any valid token opens the docs
         yield http
 
 

@@ -1,0 +1,123 @@
+"""Who may ask at all, and how often: the middleware in front of every route.
+
+Every request but `GET /healthz` needs a valid token (DESIGN section 8), whatever its path:
+the docs, `/openapi.json`, unknown paths and any route added later included, so that nothing
+is open by an omission. The routes still take their scope from `deps.bearer_authenticator`;
+this gate only decides whether the request goes on. On the docs pages (`docs.is_docs_path`) a
+token is also read as an HTTP Basic password, and a refusal asks for one: that is how a
+browser, which cannot send a bearer header with a page load, opens `/docs` (the operator types
+any user name and a token as the password; the browser then sends both with the page's fetch
+of `/openapi.json`).
+
+Rate limits (`RateLimits`, the config's `api.rate_limit`): a request with a valid token takes
+from its token's bucket; any other (no token, a wrong one, `/healthz`) from its client
+address's bucket, so that guessing tokens is as slow as the address's rate. An empty bucket
+answers 429 with `Retry-After`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Final
+
+from starlette.datastructures import Headers
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
+
+from collector.api.credentials import Scheme, presented_token
+from collector.api.problems import problem
+from collector.api.ratelimit import BucketRule, RateLimiter, client_key
+
+OPEN_PATHS: Final = frozenset({"/healthz"})
+BEARER_CHALLENGE: Final = "Bearer"
+BASIC_CHALLENGE: Final = (
+    'Basic realm="Ganzhi collector API (password: an API token)", charset="UTF-8"'
+)
+
+MAX_TOKEN_BUCKETS: Final = 100_000
+"""Far above any config's token count: the table never drops a token's bucket."""
+
+Identify = Callable[[str], Awaitable[str | None]]
+"""The name of the token whose secret is given, or None when no token has it (async: a
+token store may have to ask the database)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateLimits:
+    """Buckets per token and per client address (for requests without a valid token)."""
+
+    token: BucketRule
+    address: BucketRule
+    max_addresses: int
+    """At most this many address buckets are kept (the least recently used go first)."""
+
+
+class Admission:
+    """ASGI middleware: a valid token or 401 (but for OPEN_PATHS), then the rate limits."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        identify: Identify,
+        is_docs_path: Callable[[str], bool],
+        rate_limits: RateLimits | None,
+        clock: Callable[[], float],
+    ) -> None:
+        self._app = app
+        self._identify = identify
+        self._is_docs_path = is_docs_path
+        self._rate_limits = rate_limits
+        # One bucket per valid token (there are only as many as the config names), and per
+        # client address up to max_addresses.
+        self._per_token = RateLimiter(MAX_TOKEN_BUCKETS, clock)
+        self._per_address = RateLimiter(
+            1 if rate_limits is None else rate_limits.max_addresses, clock
+        )
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 401 or 429 here, or pass the request on."""
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        path: str = scope["path"]
+        docs = self._is_docs_path(path)
+        presented = presented_token(Headers(scope=scope).get("authorization"))
+        name = None
+        if presented is not None and (presented.scheme is Scheme.BEARER or docs):
+            name = await self._identify(presented.secret)
+        refusal = self._over_rate(scope, name)
+        if refusal is None and name is None and path not in OPEN_PATHS:
+            refusal = problem(
+                401,
+                "a valid token is required: Authorization: Bearer <token>, or from a browser"
+                " a token as the password (any user name)"
+                if docs
+                else "a valid bearer token is required",
+                headers={"WWW-Authenticate": BASIC_CHALLENGE if docs else BEARER_CHALLENGE},
+            )
+        if refusal is not None:
+            await refusal(scope, receive, send)
+            return
+        await self._app(scope, receive, send)
+
+    def _over_rate(self, scope: Scope, token_name: str | None) -> JSONResponse | None:
+        if self._rate_limits is None:
+            return None
+        if token_name is not None:
+            rule = self._rate_limits.token
+            verdict = self._per_token.take(token_name, rule)
+        else:
+            client = scope.get("client")
+            host = "unknown" if client is None else str(client[0])
+            rule = self._rate_limits.address
+            verdict = self._per_address.take(client_key(host), rule)
+        if verdict.allowed:
+            return None
+        return problem(
+            429,
+            f"too many requests: at most {rule.burst} at once, then {rule.per_second:g} per"
+            " second" + ("" if token_name is not None else " from one address without a token"),
+            headers={"Retry-After": verdict.retry_after_header},
+        )

@@ -1,0 +1,111 @@
+"""Bounds on what a request may carry: its URL (414) and its body (413), as problem documents.
+
+Every route is a GET, so no body is ever read; a body is still bounded, so that a client cannot
+make the server hold one. A declared `Content-Length` over the bound is refused at once; a
+chunked body is read up to the bound (refused past it) and handed on as read. The request
+line and headers together are bounded earlier, by the HTTP server (uvicorn's
+`h11_max_incomplete_event_size`, set from `api.limits.header_bytes` in `collector.runtime`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from collector.api.problems import problem
+
+_MAX_LENGTH_DIGITS: Final = 18  # past this a Content-Length is over any bound (and int() slow)
+
+
+@dataclass(frozen=True, slots=True)
+class RequestLimits:
+    """The largest request the API takes (`api.limits` in the config)."""
+
+    url_bytes: int = 8192
+    """Path and query string together, as sent (percent-encoded)."""
+    body_bytes: int = 4096
+    header_bytes: int = 16_384
+    """The request line and all headers together (enforced by uvicorn, not here)."""
+    connections: int = 512
+    """Open connections and tasks at once; uvicorn answers 503 beyond (enforced by uvicorn)."""
+
+
+def url_length(scope: Scope) -> int:
+    """The bytes of the request target: the raw path, and `?query` when there is one."""
+    raw_path = scope.get("raw_path") or str(scope["path"]).encode("utf-8")
+    query: bytes = scope.get("query_string", b"")
+    return len(raw_path) + (len(query) + 1 if query else 0)
+
+
+class RequestSizeLimit:
+    """ASGI middleware: 414 for a URL over `url_bytes`, 413 for a body over `body_bytes`."""
+
+    def __init__(self, app: ASGIApp, *, url_bytes: int, body_bytes: int) -> None:
+        self._app = app
+        self._url_bytes = url_bytes
+        self._body_bytes = body_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Answer 413 or 414 here, or pass the request on."""
+        if scope["type"] != "http":
+            await self._app(scope, receive, send)
+            return
+        if url_length(scope) > self._url_bytes:
+            await problem(414, f"the URL is longer than {self._url_bytes} bytes")(
+                scope, receive, send
+            )
+            return
+        headers = Headers(scope=scope)
+        declared = headers.get("content-length")
+        if declared is not None:
+            if self._over_declared(declared.strip()):
+                await self._too_large(scope, receive, send)
+                return
+        elif "transfer-encoding" in headers:
+            messages = await self._read_body(receive)
+            if messages is None:
+                await self._too_large(scope, receive, send)
+                return
+            receive = _replay(messages, receive)
+        await self._app(scope, receive, send)
+
+    def _over_declared(self, declared: str) -> bool:
+        # The HTTP server has already refused a Content-Length that is not a number.
+        if not (declared.isascii() and declared.isdigit()):
+            return False
+        return len(declared) > _MAX_LENGTH_DIGITS or int(declared) > self._body_bytes
+
+    async def _read_body(self, receive: Receive) -> list[Message] | None:
+        """The body's messages, or None once it is longer than allowed."""
+        messages: list[Message] = []
+        size = 0
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                return messages  # the client went away: the app will see it too
+            size += len(message.get("body", b""))
+            if size > self._body_bytes:
+                return None
+            if not message.get("more_body", False):
+                return messages
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await problem(413, f"the request body is longer than {self._body_bytes} bytes")(
+            scope, receive, send
+        )
+
+
+def _replay(messages: list[Message], receive: Receive) -> Receive:
+    """A `receive` that gives `messages` first, then whatever comes next."""
+    pending = list(messages)
+
+    async def replayed() -> Message:
+        if pending:
+            return pending.pop(0)
+        return await receive()
+
+    return replayed
