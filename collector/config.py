@@ -37,6 +37,7 @@ from specs.yamlconf import (
     ConfigPath,
     Duration,
     KeyPath,
+    TlsConfig,
     digits_as_text,
     duration_bounds,
     parse_yaml,
@@ -272,15 +273,35 @@ class IngestConfig(ConfigModel):
         return client_id
 
 
+class CertsConfig(ConfigModel):
+    """The province CA of the broker isolation (DESIGN section 11; `collector certs`).
+
+    `ca_dir` holds `ca.crt` and `ca.key` (0600, in a 0700 folder): keep it on the machine
+    that issues certificates, off the broker.
+    """
+
+    ca_dir: ConfigPath
+
+
 class CollectorConfig(ConfigModel):
     """The whole collector config, checked."""
 
     broker: Broker
+    # The collector's client certificate for a broker that requires one, and the CA that
+    # signed the broker's (absent: the system's trust store, no client certificate).
+    broker_tls: TlsConfig | None = None
+    certs: CertsConfig | None = None
     storage: StorageConfig
     signing: SigningConfig
     api: ApiConfig
     ingest: IngestConfig = Field(default_factory=IngestConfig)
     offline_after: Annotated[Duration, duration_bounds(above=0)] = 60.0
+
+    @model_validator(mode="after")
+    def _broker_tls_needs_mqtts(self) -> Self:
+        if self.broker_tls is not None and not self.broker.tls:
+            raise_at([(("broker_tls",), "broker_tls needs an mqtts:// broker")])
+        return self
 
 
 def parse_collector_config(text: str, file: str, base_dir: Path) -> CollectorConfig:

@@ -23,6 +23,7 @@ from collector.config import CollectorConfig, ListenAddress, default_client_id
 from collector.feed.wakeup import LocalCommitSignal
 from collector.ingest.service import Ingest, IngestSettings
 from collector.keyfiles import load_key_file
+from collector.pki.tls import client_context
 from collector.retention import apply_retention
 from collector.storage import open_storage
 from collector.storage.base import Storage
@@ -57,6 +58,8 @@ def ingest_settings(config: CollectorConfig, host: str | None = None) -> IngestS
 
     The client id is `ingest.client_id`, or else derived from `host` (default: this
     machine's name) and the config, so that a restarted collector finds its session again.
+    For an `mqtts://` broker the TLS files of `broker_tls` are read here (PkiError when
+    they are missing or wrong).
     """
     client_id = config.ingest.client_id or default_client_id(
         socket.gethostname() if host is None else host, config
@@ -64,7 +67,7 @@ def ingest_settings(config: CollectorConfig, host: str | None = None) -> IngestS
     return IngestSettings(
         host=config.broker.host,
         port=config.broker.port,
-        tls=config.broker.tls,
+        tls=client_context(config.broker_tls) if config.broker.tls else None,
         share_group=config.ingest.share_group,
         batch_max=config.ingest.batch_max,
         client_id=client_id,
@@ -149,7 +152,7 @@ async def run_collector(
             log.info(
                 "collector_started",
                 api=running.api_url,
-                broker=ingest_settings(config).broker,
+                broker=str(config.broker),
                 kid=key.kid,
             )
             try:
@@ -166,7 +169,7 @@ async def run_collector(
 async def serve_until_signalled(config: CollectorConfig) -> None:
     """Run the collector until SIGINT or SIGTERM, or until a service fails (raising its error).
 
-    Raises KeyFileError, StorageError or OSError when the collector cannot start.
+    Raises KeyFileError, PkiError, StorageError or OSError when the collector cannot start.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -9,7 +9,7 @@ import logging
 
 import click
 
-from collector.cli import db, export, gateways, keys, serve, verify
+from collector.cli import broker_config, certs, db, export, gateways, keys, serve, verify
 from collector.cli.common import LogFormat, configure_logging
 
 
@@ -33,3 +33,5 @@ main.add_command(gateways.gateways)
 main.add_command(export.export)
 main.add_command(verify.verify)
 main.add_command(db.db)
+main.add_command(certs.certs)
+main.add_command(broker_config.broker_config)

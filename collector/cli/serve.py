@@ -9,6 +9,7 @@ import click
 
 from collector.cli.common import config_option, load_or_exit
 from collector.keyfiles import KeyFileError
+from collector.pki.store import PkiError
 from collector.runtime import serve_until_signalled
 from collector.storage.base import StorageError
 
@@ -20,5 +21,5 @@ def serve(config_path: Path) -> None:
     config = load_or_exit(config_path)
     try:
         asyncio.run(serve_until_signalled(config))
-    except (KeyFileError, StorageError, OSError) as exc:
+    except (KeyFileError, PkiError, StorageError, OSError) as exc:
         raise click.ClickException(str(exc)) from None

@@ -52,7 +52,8 @@ class IngestSettings:
 
     host: str
     port: int
-    tls: bool = False
+    # For an mqtts:// broker: the CA to verify it by and the client certificate to show it.
+    tls: ssl.SSLContext | None = None
     share_group: str = "gz-collectors"
     batch_max: int = 200
     client_id: str | None = None
@@ -69,7 +70,7 @@ class IngestSettings:
     @property
     def broker(self) -> str:
         """The broker as a URL, for logs."""
-        return f"{'mqtts' if self.tls else 'mqtt'}://{self.host}:{self.port}"
+        return f"{'mqtt' if self.tls is None else 'mqtts'}://{self.host}:{self.port}"
 
 
 def _user_properties(message: aiomqtt.Message) -> tuple[tuple[str, str], ...]:
@@ -161,7 +162,7 @@ class Ingest:
             self._settings.host,
             self._settings.port,
             identifier=self._client_id,
-            tls_context=ssl.create_default_context() if self._settings.tls else None,
+            tls_context=self._settings.tls,
             protocol=aiomqtt.ProtocolVersion.V5,
             clean_start=not self._settings.durable,
             properties=self._connect_properties(),

@@ -1,0 +1,147 @@
+"""`collector broker-config`: a Mosquitto TLS listener with the per-gateway ACL (DESIGN 11)."""
+
+from __future__ import annotations
+
+import os
+import pwd
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+
+import click
+
+from collector.cli.certs import days_option, load_ca_or_fail
+from collector.cli.common import config_option, load_or_exit
+from collector.config import CollectorConfig, ListenAddress, parse_listen
+from collector.pki.certificates import (
+    COLLECTOR_IDENTITY,
+    issue_client,
+    issue_server,
+    validity_from,
+)
+from collector.pki.mosquitto import (
+    BROKER,
+    COLLECTOR,
+    BrokerLayout,
+    acl_text,
+    mosquitto_conf,
+)
+from collector.pki.store import PkiError, write_issued, write_text
+
+_ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - a listen address, not a bind here
+
+
+def _listen(_ctx: click.Context, _param: click.Parameter, value: str) -> ListenAddress:
+    try:
+        return parse_listen(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _server_names(
+    given: Sequence[str], listen: ListenAddress, config: CollectorConfig
+) -> tuple[str, ...]:
+    """What the broker's certificate must be valid for: the names clients reach it by."""
+    if given:
+        return tuple(dict.fromkeys(given))
+    found = [] if listen.host in _ANY_ADDRESS else [listen.host]
+    return tuple(dict.fromkeys([*found, config.broker.host]))
+
+
+def _account(name: str) -> pwd.struct_passwd:
+    try:
+        return pwd.getpwnam(name)
+    except KeyError:
+        raise click.BadParameter(
+            f"no user {name!r} on this machine", param_hint="--run-as"
+        ) from None
+
+
+def _hand_over(layout: BrokerLayout, account: pwd.struct_passwd) -> None:
+    """Give the broker's key and data folder to the account mosquitto runs as."""
+    if account.pw_uid == os.geteuid():
+        return
+    try:
+        for path in (layout.key, layout.data):
+            os.chown(path, account.pw_uid, account.pw_gid)
+    except OSError as exc:
+        raise click.ClickException(
+            f"cannot give {path} to {account.pw_name} ({exc.strerror or exc}): run as root,"
+            " or --run-as yourself"
+        ) from None
+
+
+@click.command("broker-config")
+@config_option
+@click.option(
+    "--listen",
+    default="0.0.0.0:8883",  # the broker serves the sites; --listen narrows it
+    show_default=True,
+    callback=_listen,
+    help="host:port of the broker's TLS listener.",
+)
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for the config, ACL, certificates and keys (default: broker/ beside the config).",
+)
+@click.option(
+    "--server-name",
+    "server_names",
+    multiple=True,
+    help="Host name or address clients reach the broker by (repeat for more; default: the"
+    " --listen host unless it is a wildcard, and the host of the config's broker).",
+)
+@click.option(
+    "--run-as",
+    default=lambda: pwd.getpwuid(os.geteuid()).pw_name,
+    show_default="the user running this",
+    help="The user mosquitto runs as (it reads the broker's key after dropping to it).",
+)
+@days_option
+def broker_config(  # click passes every option by keyword
+    *,
+    config_path: Path,
+    listen: ListenAddress,
+    out_dir: Path | None,
+    server_names: tuple[str, ...],
+    run_as: str,
+    days: float,
+) -> None:
+    """Write a Mosquitto config that admits only the province CA's certificates, with the ACL.
+
+    Into the folder: mosquitto.conf (run `mosquitto -c` it), mosquitto.acl, ca.crt, the
+    broker's broker.crt and broker.key, and the collectors' client certificate
+    collector.crt and collector.key for the config's broker_tls. Rerun it to renew them.
+    """
+    config = load_or_exit(config_path)
+    account = _account(run_as)
+    authority = load_ca_or_fail(config, config_path)
+    folder = (out_dir or config_path.parent / "broker").absolute()
+    layout = BrokerLayout(folder)
+    names = _server_names(server_names, listen, config)
+    validity = validity_from(datetime.now(UTC), days)
+    try:
+        write_issued(
+            folder, BROKER, issue_server(authority, names, validity), authority.certificate
+        )
+        write_issued(
+            folder,
+            COLLECTOR,
+            issue_client(authority, COLLECTOR_IDENTITY, validity),
+            authority.certificate,
+        )
+        write_text(layout.acl, acl_text(COLLECTOR_IDENTITY))
+        write_text(layout.conf, mosquitto_conf(layout, listen.host, listen.port, run_as))
+        layout.data.mkdir(mode=0o700, exist_ok=True)
+    except (PkiError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    _hand_over(layout, account)
+    click.echo(
+        f"wrote {layout.conf} for mqtts://{names[0]}:{listen.port} ({', '.join(names)});"
+        f" collectors: broker_tls {{ca: {layout.ca}, cert: {folder / COLLECTOR}.crt,"
+        f" key: {folder / COLLECTOR}.key}}",
+        err=True,
+    )
+    click.echo(layout.conf)

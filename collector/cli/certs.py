@@ -1,0 +1,125 @@
+"""`collector certs`: the province CA and the gateways' client certificates (DESIGN 11)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Final
+
+import click
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+
+from collector.cli.common import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from collector.config import CollectorConfig
+from collector.pki.certificates import Issued, create_ca, issue_client, validity_from
+from collector.pki.store import CA_CERT, PkiError, init_ca, load_ca, write_issued
+from specs.identifiers import IdentifierError, check_enterprise_code, check_gateway_code
+
+CA_DAYS: Final = 3650
+CLIENT_DAYS: Final = 825
+
+days_option = click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=CLIENT_DAYS,
+    show_default=True,
+    help="How long the certificate is valid.",
+)
+
+
+def ca_dir_or_exit(config: CollectorConfig, config_path: Path) -> Path:
+    """The config's `certs.ca_dir`, or a message and exit status 2 when it names none."""
+    if config.certs is None:
+        click.echo(
+            f"{config_path}: certs.ca_dir is not set; add `certs: {{ca_dir: pki/ca}}` (the folder"
+            " that keeps the province CA)",
+            err=True,
+        )
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+    return config.certs.ca_dir
+
+
+def load_ca_or_fail(config: CollectorConfig, config_path: Path) -> Issued:
+    """The province CA of the config (exit 2 without `certs`, 1 when it cannot be read)."""
+    try:
+        return load_ca(ca_dir_or_exit(config, config_path))
+    except PkiError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+def fingerprint(certificate: x509.Certificate) -> str:
+    """SHA-256 fingerprint, colon-separated hex as `openssl x509 -fingerprint` shows it."""
+    return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
+
+
+@click.group()
+def certs() -> None:
+    """The province CA and the client certificates the broker requires."""
+
+
+@certs.group()
+def ca() -> None:
+    """The province CA (kept in certs.ca_dir of the collector config)."""
+
+
+@ca.command("init")
+@config_option
+@click.option("--name", default="Ganzhi province CA", show_default=True, help="CA common name.")
+@click.option(
+    "--days",
+    type=click.FloatRange(min=0, min_open=True),
+    default=CA_DAYS,
+    show_default=True,
+    help="How long the CA is valid.",
+)
+def ca_init(config_path: Path, name: str, days: float) -> None:
+    """Create the CA: certs.ca_dir/ca.crt and ca.key (0600); an existing CA is kept."""
+    config = load_or_exit(config_path)
+    ca_dir = ca_dir_or_exit(config, config_path)
+    authority = create_ca(name, validity_from(datetime.now(UTC), days))
+    try:
+        init_ca(ca_dir, authority)
+    except PkiError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"created {ca_dir / CA_CERT} and its key", err=True)
+    click.echo(fingerprint(authority.certificate))
+
+
+def _gateway_id(gateway: str) -> str:
+    enterprise = gateway.partition("-GW")[0]
+    try:
+        check_gateway_code(gateway, enterprise)
+        check_enterprise_code(enterprise)
+    except IdentifierError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gateway") from None
+    return gateway
+
+
+@certs.command("issue")
+@config_option
+@click.option("--gateway", "gateway_id", required=True, help="{enterprise}-GW{NN}")
+@click.option(
+    "--out",
+    "out_dir",
+    required=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Folder for <gateway>.crt, <gateway>.key (0600) and ca.crt.",
+)
+@days_option
+def issue(config_path: Path, gateway_id: str, out_dir: Path, days: float) -> None:
+    """Issue a client certificate for a gateway; its common name is the gateway id."""
+    config = load_or_exit(config_path)
+    gateway = _gateway_id(gateway_id)
+    authority = load_ca_or_fail(config, config_path)
+    issued = issue_client(authority, gateway, validity_from(datetime.now(UTC), days))
+    try:
+        cert_path = write_issued(out_dir, gateway, issued, authority.certificate)
+    except PkiError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"issued {cert_path}, valid until {issued.certificate.not_valid_after_utc:%Y-%m-%d};"
+        f" the site map's uplink.tls names it, {gateway}.key and {CA_CERT}",
+        err=True,
+    )
+    click.echo(cert_path)

@@ -1,0 +1,193 @@
+"""X.509 certificates of the broker isolation: the province CA, and what it signs.
+
+Pure: every function takes its keys and its validity window and returns objects; nothing here
+reads a clock or a file. Keys are ECDSA P-256 with SHA-256 signatures, which every TLS stack a
+gateway or broker may run (OpenSSL, mbedTLS, EMQX's Erlang) verifies.
+
+A client certificate's subject common name is the MQTT identity the broker takes as the
+username (Mosquitto `use_identity_as_username`), which its ACL patterns name as `%u`:
+the gateway id for a gateway, `COLLECTOR_IDENTITY` for the collectors.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+COLLECTOR_IDENTITY: Final = "gz-collector"
+"""The common name (so the broker username) of the collectors' client certificate.
+
+It cannot be a gateway id (those are `{credit code}-GW{NN}`), so no gateway certificate can
+carry the collectors' rights.
+"""
+
+PrivateKey = ec.EllipticCurvePrivateKey
+
+
+@dataclass(frozen=True, slots=True)
+class Validity:
+    """When a certificate is valid: [not_before, not_after], aware datetimes."""
+
+    not_before: datetime
+    not_after: datetime
+
+    def __post_init__(self) -> None:
+        if self.not_before.tzinfo is None or self.not_after.tzinfo is None:
+            raise ValueError("certificate validity needs timezone-aware datetimes")
+        if self.not_after <= self.not_before:
+            raise ValueError("a certificate must end after it starts")
+
+
+BACKDATE: Final = timedelta(hours=1)
+"""Certificates start this long before they are issued, for clocks a little behind ours."""
+
+
+def validity_from(now: datetime, days: float) -> Validity:
+    """Valid from a little before `now` for `days` days."""
+    if days <= 0:
+        raise ValueError("a certificate must be valid for more than 0 days")
+    return Validity(now - BACKDATE, now + timedelta(days=days))
+
+
+@dataclass(frozen=True, slots=True)
+class Issued:
+    """A certificate and its private key."""
+
+    certificate: x509.Certificate
+    key: PrivateKey
+
+
+def new_key() -> PrivateKey:
+    """A fresh ECDSA P-256 private key."""
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+def _name(common_name: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, common_name)])
+
+
+def create_ca(common_name: str, validity: Validity, key: PrivateKey | None = None) -> Issued:
+    """A self-signed CA that signs only end-entity certificates (path length 0)."""
+    key = key or new_key()
+    public = key.public_key()
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(_name(common_name))
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity.not_before)
+        .not_valid_after(validity.not_after)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=False,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=True,
+                crl_sign=True,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .sign(key, hashes.SHA256())
+    )
+    return Issued(certificate, key)
+
+
+def _end_entity(
+    ca: Issued,
+    common_name: str,
+    validity: Validity,
+    usage: x509.ObjectIdentifier,
+    *,
+    key: PrivateKey | None,
+    alt_names: Sequence[x509.GeneralName] = (),
+) -> Issued:
+    key = key or new_key()
+    public = key.public_key()
+    builder = (
+        x509.CertificateBuilder()
+        .subject_name(_name(common_name))
+        .issuer_name(ca.certificate.subject)
+        .public_key(public)
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(validity.not_before)
+        .not_valid_after(validity.not_after)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True,
+                content_commitment=False,
+                key_encipherment=False,
+                data_encipherment=False,
+                key_agreement=False,
+                key_cert_sign=False,
+                crl_sign=False,
+                encipher_only=False,
+                decipher_only=False,
+            ),
+            critical=True,
+        )
+        .add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+            critical=False,
+        )
+    )
+    if alt_names:
+        builder = builder.add_extension(x509.SubjectAlternativeName(alt_names), critical=False)
+    return Issued(builder.sign(ca.key, hashes.SHA256()), key)
+
+
+def issue_client(
+    ca: Issued, identity: str, validity: Validity, key: PrivateKey | None = None
+) -> Issued:
+    """A TLS client certificate whose common name is `identity` (a gateway id, or the collector's).
+
+    `validity` may lie wholly in the past: tests make expired certificates this way.
+    """
+    return _end_entity(ca, identity, validity, ExtendedKeyUsageOID.CLIENT_AUTH, key=key)
+
+
+def server_alt_name(name: str) -> x509.GeneralName:
+    """An IP address or a DNS name clients reach the broker by, as a subject alternative name."""
+    try:
+        return x509.IPAddress(ipaddress.ip_address(name))
+    except ValueError:
+        return x509.DNSName(name)
+
+
+def issue_server(
+    ca: Issued, names: Sequence[str], validity: Validity, key: PrivateKey | None = None
+) -> Issued:
+    """The broker's TLS server certificate, valid for every host name or address in `names`."""
+    if not names:
+        raise ValueError("a server certificate needs at least one host name or address")
+    return _end_entity(
+        ca,
+        names[0],
+        validity,
+        ExtendedKeyUsageOID.SERVER_AUTH,
+        key=key,
+        alt_names=[server_alt_name(name) for name in names],
+    )
+
+
+def common_name(certificate: x509.Certificate) -> str:
+    """The subject common name of `certificate` (the broker username it maps to)."""
+    values = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
+    return str(values[0].value) if values else ""

@@ -1,0 +1,124 @@
+"""The Mosquitto config of the broker isolation (DESIGN section 11): TLS listener and ACL.
+
+Pure: paths and names in, file texts out. What the texts make Mosquitto 2.0 do:
+
+- `require_certificate` refuses, during the TLS handshake, a client without a certificate
+  of the province CA, or with an expired one; `use_identity_as_username` makes the
+  certificate's common name the client's username, which no client can choose otherwise
+  (no password file, `allow_anonymous false`).
+- The ACL's `pattern` lines name that username as `%u`: a gateway publishes only under its
+  own `up/` and `status` topics and receives only its own `down/` topics. One file serves
+  every gateway, present and future, so issuing a certificate is all adding a gateway takes.
+- Mosquitto 2.0 grants every SUBSCRIBE and checks read access per message as it delivers
+  it: a gateway subscribed to another's `down/#` is sent nothing. A PUBLISH it may not make
+  is dropped (MQTT 5: PUBACK reason 0x87 Not authorized).
+- The collectors' identity reads every gateway's `up/#` (through the shared subscription:
+  the check is on each message's topic, not on `$share/...`) and `status`, and writes
+  `down/#`; the `pattern` lines give it nothing, since no gateway is called that.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+from specs.topics import ROOT
+
+CONF: Final = "mosquitto.conf"
+ACL: Final = "mosquitto.acl"
+BROKER: Final = "broker"
+"""Stem of the broker's certificate and key files."""
+COLLECTOR: Final = "collector"
+"""Stem of the collectors' client certificate and key files."""
+DATA: Final = "data"
+"""Where the broker keeps its sessions across restarts (owned by the user it runs as)."""
+QUEUED_PER_CLIENT: Final = 10_000
+"""Messages queued per client that is away; past this the agents resend on their ACK timeout."""
+
+
+@dataclass(frozen=True, slots=True)
+class BrokerLayout:
+    """The files of one broker config, all in `folder` (absolute, so it runs from anywhere)."""
+
+    folder: Path
+
+    @property
+    def conf(self) -> Path:
+        """`mosquitto -c` this."""
+        return self.folder / CONF
+
+    @property
+    def acl(self) -> Path:
+        """The ACL file the config names."""
+        return self.folder / ACL
+
+    @property
+    def ca(self) -> Path:
+        """The province CA certificate: clients are checked against it."""
+        return self.folder / "ca.crt"
+
+    @property
+    def cert(self) -> Path:
+        """The broker's server certificate."""
+        return self.folder / f"{BROKER}.crt"
+
+    @property
+    def key(self) -> Path:
+        """The broker's private key."""
+        return self.folder / f"{BROKER}.key"
+
+    @property
+    def data(self) -> Path:
+        """The persistence folder."""
+        return self.folder / DATA
+
+
+def acl_text(collector_identity: str) -> str:
+    """The ACL: each gateway its own topics, the collectors' identity every gateway's."""
+    return (
+        "# Written by `collector broker-config` (DESIGN section 11). %u is the common name of\n"
+        "# the client certificate: the gateway id for a gateway.\n"
+        f"pattern write {ROOT}/+/+/%u/up/#\n"
+        f"pattern write {ROOT}/+/+/%u/status\n"
+        f"pattern read {ROOT}/+/+/%u/down/#\n"
+        "\n"
+        "# The collectors (they share this identity and the subscription"
+        f" $share/<group>/{ROOT}/+/+/+/up/#).\n"
+        f"user {collector_identity}\n"
+        f"topic read {ROOT}/+/+/+/up/#\n"
+        f"topic read {ROOT}/+/+/+/status\n"
+        f"topic write {ROOT}/+/+/+/down/#\n"
+    )
+
+
+def mosquitto_conf(layout: BrokerLayout, host: str, port: int, run_as: str) -> str:
+    """The broker config: one TLS listener on `host:port` that requires a client certificate."""
+    return (
+        "# Written by `collector broker-config` (DESIGN section 11). Run: mosquitto -c"
+        f" {layout.conf}\n"
+        "# Every client shows a certificate of the province CA; its common name is its username\n"
+        f"# and {ACL} says what that name may publish and receive.\n"
+        f"user {run_as}\n"
+        "per_listener_settings false\n"
+        "allow_anonymous false\n"
+        f"acl_file {layout.acl}\n"
+        "\n"
+        "# Sessions (the collectors' durable ones included) and retained status survive a\n"
+        "# restart; what a client that is away may have queued is bounded.\n"
+        "persistence true\n"
+        f"persistence_location {layout.data}/\n"
+        f"max_queued_messages {QUEUED_PER_CLIENT}\n"
+        "\n"
+        "connection_messages true\n"
+        "log_type error\n"
+        "log_type warning\n"
+        "log_type notice\n"
+        "\n"
+        f"listener {port} {host}\n"
+        f"cafile {layout.ca}\n"
+        f"certfile {layout.cert}\n"
+        f"keyfile {layout.key}\n"
+        "require_certificate true\n"
+        "use_identity_as_username true\n"
+    )

@@ -1,0 +1,145 @@
+"""The province CA and issued certificates as PEM files; private keys are 0600.
+
+The CA lives in the folder the collector config names (`certs.ca_dir`): `ca.crt` and `ca.key`.
+Issued certificates go to an output folder as `<name>.crt` and `<name>.key`, beside a copy of
+`ca.crt`, ready to be copied to a gateway or a broker.
+
+Error tree::
+
+    PkiError
+    ├── CaExistsError    `certs ca init` found a CA already there and kept it
+    └── CaMissingError   no CA yet: run `collector certs ca init`
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import stat
+from pathlib import Path
+from typing import Final
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from collector.pki.certificates import Issued
+
+CA_CERT: Final = "ca.crt"
+CA_KEY: Final = "ca.key"
+_PRIVATE: Final = 0o600
+_PUBLIC: Final = 0o644
+
+
+class PkiError(Exception):
+    """A certificate or key file cannot be written or read."""
+
+
+class CaExistsError(PkiError):
+    """A CA exists in that folder already; it is never overwritten."""
+
+
+class CaMissingError(PkiError):
+    """There is no CA in that folder yet."""
+
+
+def _key_pem(issued: Issued) -> bytes:
+    return issued.key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    )
+
+
+def _cert_pem(certificate: x509.Certificate) -> bytes:
+    return certificate.public_bytes(serialization.Encoding.PEM)
+
+
+def _write(path: Path, data: bytes, mode: int, *, replace: bool = True) -> None:
+    """Write `data` to `path` whole or not at all, created with `mode` (never wider, even briefly).
+
+    With `replace` false an existing file is kept and `FileExistsError` raised.
+    """
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        temporary.chmod(mode)  # the umask may have narrowed a public file's mode
+        if replace:
+            temporary.replace(path)
+        else:
+            os.link(temporary, path)
+    finally:
+        temporary.unlink(missing_ok=True)
+
+
+def init_ca(ca_dir: Path, ca: Issued) -> None:
+    """Store a new CA in `ca_dir` (made 0700); an existing CA is never replaced."""
+    key_path, cert_path = ca_dir / CA_KEY, ca_dir / CA_CERT
+    if key_path.exists() or cert_path.exists():
+        raise CaExistsError(f"{ca_dir} holds a CA already; refusing to replace it")
+    try:
+        ca_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _write(key_path, _key_pem(ca), _PRIVATE, replace=False)
+        _write(cert_path, _cert_pem(ca.certificate), _PUBLIC, replace=False)
+    except FileExistsError:
+        raise CaExistsError(f"{ca_dir} holds a CA already; refusing to replace it") from None
+    except OSError as exc:
+        raise PkiError(f"cannot create the CA in {ca_dir}: {exc.strerror or exc}") from None
+
+
+def load_ca(ca_dir: Path) -> Issued:
+    """Read the CA from `ca_dir`; refuse a key that others may read."""
+    key_path, cert_path = ca_dir / CA_KEY, ca_dir / CA_CERT
+    try:
+        mode = stat.S_IMODE(key_path.stat().st_mode)
+        key_pem = key_path.read_bytes()
+        cert_pem = cert_path.read_bytes()
+    except FileNotFoundError:
+        raise CaMissingError(
+            f"no CA in {ca_dir}; create it with `collector certs ca init`"
+        ) from None
+    except OSError as exc:
+        raise PkiError(f"cannot read the CA in {ca_dir}: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise PkiError(f"{key_path} has mode {mode:04o}; a private key must be 0600")
+    try:
+        key = serialization.load_pem_private_key(key_pem, password=None)
+        certificate = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError as exc:
+        raise PkiError(f"the CA in {ca_dir} is unreadable: {exc}") from None
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise PkiError(f"{key_path} is not an ECDSA key")
+    if key.public_key() != certificate.public_key():
+        raise PkiError(f"{key_path} is not the key of {cert_path}")
+    return Issued(certificate, key)
+
+
+def write_issued(out_dir: Path, name: str, issued: Issued, ca: x509.Certificate) -> Path:
+    """Write `<name>.crt`, `<name>.key` (0600) and `ca.crt` into `out_dir`; return the cert path.
+
+    Files already there are replaced whole (a reissued certificate takes the old one's place).
+    """
+    cert_path = out_dir / f"{name}.crt"
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        _write(out_dir / f"{name}.key", _key_pem(issued), _PRIVATE)
+        _write(cert_path, _cert_pem(issued.certificate), _PUBLIC)
+        _write(out_dir / CA_CERT, _cert_pem(ca), _PUBLIC)
+    except OSError as exc:
+        raise PkiError(
+            f"cannot write {name} certificate to {out_dir}: {exc.strerror or exc}"
+        ) from None
+    return cert_path
+
+
+def write_text(path: Path, text: str) -> None:
+    """Write a public text file (a config) whole or not at all, replacing what was there."""
+    try:
+        _write(path, text.encode(), _PUBLIC)
+    except OSError as exc:
+        raise PkiError(f"cannot write {path}: {exc.strerror or exc}") from None

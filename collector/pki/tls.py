@@ -1,0 +1,40 @@
+"""The collector's TLS context for an `mqtts://` broker (config `broker_tls`)."""
+
+from __future__ import annotations
+
+import ssl
+import stat
+from pathlib import Path
+
+from collector.pki.store import PkiError
+from specs.yamlconf import TlsConfig
+
+
+def _private_key_mode(key: Path) -> None:
+    try:
+        mode = stat.S_IMODE(key.stat().st_mode)
+    except OSError as exc:
+        raise PkiError(f"cannot read broker_tls key {key}: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise PkiError(f"{key} has mode {mode:04o}; a private key must be 0600")
+
+
+def client_context(tls: TlsConfig | None) -> ssl.SSLContext:
+    """Verify the broker against `tls.ca` (else the system's trust store); present `tls.cert`.
+
+    Raises PkiError naming the file that is missing, unreadable or not what it should be.
+    """
+    ca = None if tls is None else tls.ca
+    try:
+        context = ssl.create_default_context(cafile=ca)
+    except (OSError, ssl.SSLError) as exc:
+        raise PkiError(f"cannot load broker_tls ca {ca}: {exc.strerror or exc}") from None
+    if tls is not None and tls.cert is not None and tls.key is not None:
+        _private_key_mode(tls.key)
+        try:
+            context.load_cert_chain(tls.cert, tls.key)
+        except (OSError, ssl.SSLError) as exc:
+            raise PkiError(
+                f"cannot load broker_tls cert {tls.cert} with key {tls.key}: {exc.strerror or exc}"
+            ) from None
+    return context
