@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Generic, TypeVar
+from typing import Final, Generic, NamedTuple, TypeVar
 
 from specs.block import Block
 from specs.meta import GatewayMeta
@@ -95,12 +95,13 @@ class AuditEntry:
     payload_hash: str
 
 
-@dataclass(frozen=True, slots=True)
-class ReadingEntry:
+class ReadingEntry(NamedTuple):
     """A reading as the normalized tables hold it: canonical unit, times as unix seconds.
 
     `idx` is the record's position in its block, so (gateway, epoch, seq, idx) finds the
-    record in the stored block bytes.
+    record in the stored block bytes. A NamedTuple, not a frozen dataclass like the other
+    core types: one is made per reading on the ingest hot path, and a frozen dataclass costs
+    about three times as much to construct (1.2 µs against 0.35 µs here, G3 in bench/).
     """
 
     idx: int

@@ -186,6 +186,10 @@ def block_entries(
     rejected: list[AuditEntry] = []
     for idx, record in enumerate(block.records):
         try:
+            # The common case first and by exact type: a `match` costs a class pattern per record.
+            if type(record) is Reading:
+                readings.append(normalize_reading(idx, record, catalogue))
+                continue
             match record:
                 case Reading():
                     readings.append(normalize_reading(idx, record, catalogue))

@@ -258,6 +258,12 @@ def _reading_audit(
     )
 
 
+def _all_distinct(blocks: Sequence[IncomingBlock]) -> bool:
+    """Whether no (gateway, point, t) occurs twice among the blocks' readings."""
+    keys = reading_keys(blocks)
+    return len(set(keys)) == len(keys)
+
+
 def unique_readings(
     blocks: Sequence[IncomingBlock], stored: Mapping[ReadingKey, ReadingValue]
 ) -> tuple[tuple[IncomingBlock, ...], tuple[AuditEntry, ...]]:
@@ -269,6 +275,9 @@ def unique_readings(
     and quality are equal and `conflict` when not: one row per block and reason, with a count
     and the first few (point, t), so that a resealed backlog cannot flood the audit table.
     """
+    if not stored and _all_distinct(blocks):
+        # The live case: nothing stored and no key twice in the batch, so nothing to drop.
+        return tuple(blocks), ()
     known = dict(stored)
     kept_blocks: list[IncomingBlock] = []
     audits: list[AuditEntry] = []
