@@ -1,0 +1,174 @@
+"""`collector certs` and `collector broker-config`: files, modes, exit codes and config errors."""
+
+from __future__ import annotations
+
+import stat
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner, Result
+from cryptography import x509
+
+from collector.cli import main
+from collector.config import parse_collector_config
+from collector.pki.certificates import COLLECTOR_IDENTITY, common_name
+from collector.pki.store import PkiError
+from collector.pki.tls import client_context
+from specs.yamlconf import ConfigError
+
+GATEWAY = "91360100MA35GW001H-GW01"
+BASE = """\
+broker: "mqtts://127.0.0.1:8883"
+storage: {url: "sqlite:///state/collector.db"}
+signing: {key_file: keys/collector.key}
+api: {listen: "127.0.0.1:8080"}
+"""
+
+
+def run(*args: str) -> Result:
+    return CliRunner().invoke(main, ["--log-format", "json", *args], catch_exceptions=False)
+
+
+@pytest.fixture
+def config(tmp_path: Path) -> Path:
+    path = tmp_path / "collector.yaml"
+    path.write_text(BASE + "certs: {ca_dir: pki/ca}\n", encoding="utf-8")
+    return path
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_a_gateway_certificate_from_the_config_ca(tmp_path: Path, config: Path) -> None:
+    assert run("certs", "ca", "init", "-c", str(config)).exit_code == 0
+    assert mode(tmp_path / "pki" / "ca" / "ca.key") == 0o600
+    out = tmp_path / "out"
+    result = run(
+        "certs", "issue", "-c", str(config), "--gateway", GATEWAY, "--out", str(out),
+        "--days", "30",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    assert result.stdout.strip() == str(out / f"{GATEWAY}.crt")
+    assert mode(out / f"{GATEWAY}.key") == 0o600
+    certificate = x509.load_pem_x509_certificate((out / f"{GATEWAY}.crt").read_bytes())
+    ca = x509.load_pem_x509_certificate((out / "ca.crt").read_bytes())
+    certificate.verify_directly_issued_by(ca)
+    assert common_name(certificate) == GATEWAY
+    lifetime = certificate.not_valid_after_utc - certificate.not_valid_before_utc
+    assert 30 <= lifetime.days <= 31
+    # A second CA is refused; the first is kept.
+    again = run("certs", "ca", "init", "-c", str(config))
+    assert again.exit_code == 1
+    assert "refusing to replace" in again.output
+    assert x509.load_pem_x509_certificate((tmp_path / "pki" / "ca" / "ca.crt").read_bytes()) == ca
+
+
+def test_issuing_needs_a_ca_and_a_real_gateway_id(config: Path, tmp_path: Path) -> None:
+    no_ca = run("certs", "issue", "-c", str(config), "--gateway", GATEWAY, "--out", "x")
+    assert no_ca.exit_code == 1
+    assert "collector certs ca init" in no_ca.output
+    run("certs", "ca", "init", "-c", str(config))
+    for bad in ("GW01", "91360100MA35GW001X-GW01", f"{GATEWAY}/+"):
+        result = run("certs", "issue", "-c", str(config), "--gateway", bad, "--out", "x")
+        assert result.exit_code == 2, bad
+        assert "--gateway" in result.output
+    zero = run(
+        "certs", "issue", "-c", str(config), "--gateway", GATEWAY, "--out", "x", "--days", "0"
+    )
+    assert zero.exit_code == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_a_config_without_certs_names_the_key_to_add(tmp_path: Path) -> None:
+    path = tmp_path / "collector.yaml"
+    path.write_text(BASE, encoding="utf-8")
+    result = run("certs", "ca", "init", "-c", str(path))
+    assert result.exit_code == 2
+    assert f"{path}: certs.ca_dir is not set" in result.output
+
+
+def test_broker_config_writes_every_file_the_broker_and_collectors_need(
+    config: Path, tmp_path: Path
+) -> None:
+    run("certs", "ca", "init", "-c", str(config))
+    out = tmp_path / "broker"
+    result = run(
+        "broker-config", "-c", str(config), "--listen", "127.0.0.1:18883", "--out", str(out)
+    )
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in out.iterdir()) == [
+        "broker.crt", "broker.key", "ca.crt", "collector.crt", "collector.key", "data",
+        "mosquitto.acl", "mosquitto.conf",
+    ]  # fmt: skip
+    for key in ("broker.key", "collector.key"):
+        assert mode(out / key) == 0o600
+    conf = (out / "mosquitto.conf").read_text(encoding="utf-8")
+    assert "listener 18883 127.0.0.1\n" in conf
+    assert f"acl_file {out}/mosquitto.acl\n" in conf
+    collector = x509.load_pem_x509_certificate((out / "collector.crt").read_bytes())
+    assert common_name(collector) == COLLECTOR_IDENTITY
+    # The collector config can point broker_tls at what was written and load it.
+    parsed = parse_collector_config(
+        BASE + f"broker_tls: {{ca: {out}/ca.crt, cert: {out}/collector.crt,"
+        f" key: {out}/collector.key}}\n",
+        "collector.yaml",
+        tmp_path,
+    )
+    assert client_context(parsed.broker_tls).verify_mode.name == "CERT_REQUIRED"
+
+
+def test_broker_config_refuses_an_unknown_run_as_user(config: Path, tmp_path: Path) -> None:
+    run("certs", "ca", "init", "-c", str(config))
+    result = run(
+        "broker-config", "-c", str(config), "--out", str(tmp_path / "b"),
+        "--run-as", "no-such-user-here",
+    )  # fmt: skip
+    assert result.exit_code == 2
+    assert "no-such-user-here" in result.output
+
+
+@pytest.mark.parametrize(
+    ("extra", "issue"),
+    [
+        (
+            "broker_tls:\n  ca: ca.crt\n",
+            "collector.yaml:5: broker_tls: broker_tls needs an mqtts:// broker",
+        ),
+        (
+            "certs: {ca_dir: pki/ca, days: 3}\n",
+            "collector.yaml:5: certs.days: unknown key; allowed here: ca_dir",
+        ),
+    ],
+)
+def test_tls_settings_mistakes_name_their_line_and_key(
+    tmp_path: Path, extra: str, issue: str
+) -> None:
+    text = BASE.replace("mqtts://", "mqtt://") + extra
+    with pytest.raises(ConfigError) as caught:
+        parse_collector_config(text, "collector.yaml", tmp_path)
+    assert [str(found) for found in caught.value.issues] == [issue]
+
+
+def test_relative_tls_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:
+    text = BASE + "broker_tls: {ca: b/ca.crt, cert: b/c.crt, key: b/c.key}\ncerts: {ca_dir: pki}\n"
+    parsed = parse_collector_config(text, "collector.yaml", tmp_path)
+    assert parsed.broker_tls is not None
+    assert parsed.broker_tls.key == tmp_path / "b" / "c.key"
+    assert parsed.certs is not None
+    assert parsed.certs.ca_dir == tmp_path / "pki"
+
+
+def test_a_readable_collector_key_is_refused(config: Path, tmp_path: Path) -> None:
+    run("certs", "ca", "init", "-c", str(config))
+    out = tmp_path / "broker"
+    run("broker-config", "-c", str(config), "--listen", "127.0.0.1:18883", "--out", str(out))
+    (out / "collector.key").chmod(0o644)
+    parsed = parse_collector_config(
+        BASE + f"broker_tls: {{ca: {out}/ca.crt, cert: {out}/collector.crt,"
+        f" key: {out}/collector.key}}\n",
+        "collector.yaml",
+        tmp_path,
+    )
+    with pytest.raises(PkiError, match="must be 0600"):
+        client_context(parsed.broker_tls)

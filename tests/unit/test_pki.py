@@ -1,0 +1,139 @@
+"""The province CA and what it signs (pure), and the files they are kept in."""
+
+from __future__ import annotations
+
+import ipaddress
+import stat
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from cryptography import x509
+from cryptography.x509.oid import ExtendedKeyUsageOID
+
+from collector.pki.certificates import (
+    BACKDATE,
+    Validity,
+    common_name,
+    create_ca,
+    issue_client,
+    issue_server,
+    validity_from,
+)
+from collector.pki.mosquitto import BrokerLayout, acl_text, mosquitto_conf
+from collector.pki.store import CaExistsError, PkiError, init_ca, load_ca, write_issued
+
+NOW = datetime(2026, 1, 1, tzinfo=UTC)
+GATEWAY = "91360100MA35GW001H-GW01"
+
+
+def test_a_client_certificate_names_its_gateway_and_only_authenticates_clients() -> None:
+    ca = create_ca("CA", validity_from(NOW, 10))
+    client = issue_client(ca, GATEWAY, validity_from(NOW, 2)).certificate
+    client.verify_directly_issued_by(ca.certificate)
+    assert common_name(client) == GATEWAY
+    usage = client.extensions.get_extension_for_class(x509.ExtendedKeyUsage).value
+    assert list(usage) == [ExtendedKeyUsageOID.CLIENT_AUTH]
+    assert not client.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    assert client.not_valid_before_utc == NOW - BACKDATE
+    assert client.not_valid_after_utc == NOW + timedelta(days=2)
+
+
+def test_the_ca_signs_end_entities_only() -> None:
+    ca = create_ca("CA", validity_from(NOW, 10)).certificate
+    constraints = ca.extensions.get_extension_for_class(x509.BasicConstraints)
+    assert constraints.critical
+    assert constraints.value.ca
+    assert constraints.value.path_length == 0
+
+
+def test_a_server_certificate_is_valid_for_each_name_given() -> None:
+    ca = create_ca("CA", validity_from(NOW, 10))
+    server = issue_server(ca, ["127.0.0.1", "broker.example"], validity_from(NOW, 1)).certificate
+    names = server.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+    assert names.get_values_for_type(x509.IPAddress) == [ipaddress.ip_address("127.0.0.1")]
+    assert names.get_values_for_type(x509.DNSName) == ["broker.example"]
+    with pytest.raises(ValueError, match="at least one"):
+        issue_server(ca, [], validity_from(NOW, 1))
+
+
+def test_a_validity_must_be_aware_and_forward() -> None:
+    with pytest.raises(ValueError, match="more than 0 days"):
+        validity_from(NOW, 0)
+    with pytest.raises(ValueError, match="end after"):
+        Validity(NOW, NOW - timedelta(seconds=1))
+    with pytest.raises(ValueError, match="timezone-aware"):
+        Validity(datetime(2026, 1, 1), datetime(2026, 1, 2))  # noqa: DTZ001 - the point
+
+
+def mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+def test_the_ca_is_kept_0600_and_never_replaced(tmp_path: Path) -> None:
+    ca_dir = tmp_path / "pki" / "ca"
+    ca = create_ca("CA", validity_from(NOW, 10))
+    init_ca(ca_dir, ca)
+    assert mode(ca_dir) == 0o700
+    assert mode(ca_dir / "ca.key") == 0o600
+    with pytest.raises(CaExistsError):
+        init_ca(ca_dir, create_ca("CA 2", validity_from(NOW, 10)))
+    assert load_ca(ca_dir).certificate == ca.certificate
+    (ca_dir / "ca.key").chmod(0o640)
+    with pytest.raises(PkiError, match="must be 0600"):
+        load_ca(ca_dir)
+
+
+def test_a_ca_whose_key_is_another_ones_is_refused(tmp_path: Path) -> None:
+    ca_dir = tmp_path / "ca"
+    init_ca(ca_dir, create_ca("CA", validity_from(NOW, 10)))
+    other = create_ca("CA", validity_from(NOW, 10))
+    write_issued(tmp_path / "other", "ca", other, other.certificate)
+    (ca_dir / "ca.crt").write_bytes((tmp_path / "other" / "ca.crt").read_bytes())
+    with pytest.raises(PkiError, match="is not the key of"):
+        load_ca(ca_dir)
+
+
+def test_issued_keys_are_0600_and_a_reissue_replaces_them(tmp_path: Path) -> None:
+    ca = create_ca("CA", validity_from(NOW, 10))
+    first = issue_client(ca, GATEWAY, validity_from(NOW, 1))
+    write_issued(tmp_path, GATEWAY, first, ca.certificate)
+    assert mode(tmp_path / f"{GATEWAY}.key") == 0o600
+    assert mode(tmp_path / f"{GATEWAY}.crt") == 0o644
+    second = issue_client(ca, GATEWAY, validity_from(NOW, 1))
+    write_issued(tmp_path, GATEWAY, second, ca.certificate)
+    stored = x509.load_pem_x509_certificate((tmp_path / f"{GATEWAY}.crt").read_bytes())
+    assert stored == second.certificate
+    assert mode(tmp_path / f"{GATEWAY}.key") == 0o600
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["ca.crt", f"{GATEWAY}.crt", f"{GATEWAY}.key"]
+    )
+
+
+def test_the_acl_confines_gateways_to_their_own_name() -> None:
+    lines = acl_text("gz-collector").splitlines()
+    rules = [line for line in lines if line and not line.startswith("#")]
+    assert rules == [
+        "pattern write gz/1/+/+/%u/up/#",
+        "pattern write gz/1/+/+/%u/status",
+        "pattern read gz/1/+/+/%u/down/#",
+        "user gz-collector",
+        "topic read gz/1/+/+/+/up/#",
+        "topic read gz/1/+/+/+/status",
+        "topic write gz/1/+/+/+/down/#",
+    ]
+
+
+def test_the_broker_config_names_absolute_files_and_requires_certificates() -> None:
+    layout = BrokerLayout(Path("/etc/ganzhi/broker"))
+    conf = mosquitto_conf(layout, "0.0.0.0", 8883, "mosquitto").splitlines()  # noqa: S104
+    for line in (
+        "user mosquitto",
+        "allow_anonymous false",
+        "acl_file /etc/ganzhi/broker/mosquitto.acl",
+        "listener 8883 0.0.0.0",
+        "cafile /etc/ganzhi/broker/ca.crt",
+        "require_certificate true",
+        "use_identity_as_username true",
+    ):
+        assert line in conf
