@@ -39,8 +39,9 @@ from specs.signing import Signature, SigningKey, signing_key_from_seed
 from specs.status import GatewayStatus
 
 EXAMPLES: Final = Path(specs.__file__).resolve().parent / "examples"
-KEPT: Final = frozenset({"README.md", ".gitattributes"})
-"""Files of specs/examples/ written by hand, not by this generator."""
+KEPT: Final = frozenset({"README.md", ".gitattributes", "sm2"})
+"""Entries of specs/examples/ this generator does not make: hand-written files, and the SM2
+set in sm2/ (made by tests/support/golden_sm2.py from this set's payloads)."""
 
 # Seeds are SHA-256 of a label, so the README can say how they were made.
 GATEWAY_SEED_LABEL: Final = b"ganzhi gz/1 golden vectors: gateway test key"
