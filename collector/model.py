@@ -85,7 +85,11 @@ MAX_DETAIL: Final = 500  # audit details quote inputs; keep rows small whatever 
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One rejected (or deduplicated) message, with enough to find it again."""
+    """One rejected (or deduplicated) message, with enough to find it again.
+
+    Stored aggregated (collector.audit.chain): read back, a row stands for `count` messages
+    of one source and reason in one minute, and names the first of them.
+    """
 
     at: float
     gateway: str | None
@@ -93,6 +97,7 @@ class AuditEntry:
     reason: Reason
     detail: str
     payload_hash: str
+    count: int = 1
 
 
 class ReadingEntry(NamedTuple):

@@ -17,7 +17,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector.api.admission import Admission, RateLimits
-from collector.api.core import ApiToken, find_token
+from collector.api.core import ApiToken
 from collector.api.deps import bearer_authenticator
 from collector.api.docs import add_offline_docs, is_docs_path
 from collector.api.models import Problem
@@ -35,6 +35,7 @@ from collector.api.routes import (
     verify,
 )
 from collector.api.sizes import RequestLimits, RequestSizeLimit
+from collector.api.tokens import TokenCheck
 from collector.feed.wakeup import CommitSignal, LocalCommitSignal
 from collector.storage.base import Storage
 
@@ -104,12 +105,13 @@ def create_app(
     add_offline_docs(app)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
-    authenticate = bearer_authenticator(tokens)
-    known = tuple(tokens)
+    # Config tokens, then the database's (`collector tokens`), looked up on every request.
+    check = TokenCheck(tokens, storage)
+    authenticate = bearer_authenticator(check)
 
     async def identify(secret: str) -> str | None:
-        token = find_token(known, secret)
-        return None if token is None else token.name
+        caller = await check.caller(secret)
+        return None if caller is None else caller.name
 
     # The last added runs first: sizes are checked before anything else.
     app.add_middleware(

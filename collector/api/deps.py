@@ -6,7 +6,7 @@ collector config), which `create_app` keeps in `app.state.display_zone`.
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, timezone
 from typing import Annotated, Final, TypeVar
 
@@ -14,14 +14,13 @@ from fastapi import Depends, HTTPException, Query, Request, status
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from collector.api.core import (
-    ApiToken,
     CursorError,
     OffsetError,
     decode_cursor,
     encode_cursor,
-    find_token,
     parse_utc_offset,
 )
+from collector.api.tokens import TokenCheck
 from collector.model import Page, PointAfter, Scope
 from specs.records import RecordFormatError, iso_time, parse_iso_time
 
@@ -35,26 +34,28 @@ Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
 From = Annotated[str | None, Query(alias="from", description="ISO 8601 with offset, inclusive")]
 To = Annotated[str | None, Query(description="ISO 8601 with offset, exclusive")]
 
-Authenticate = Callable[[HTTPAuthorizationCredentials | None], Scope]
+Authenticate = Callable[[HTTPAuthorizationCredentials | None], Awaitable[Scope]]
 """A dependency giving the caller's scope; a router's routes take `Depends(authenticate)`."""
 
 
-def bearer_authenticator(tokens: Sequence[ApiToken]) -> Authenticate:
-    """The dependency that admits a bearer token among `tokens` and gives what it may see."""
-    bearer = HTTPBearer(auto_error=False, description="a token from the collector config")
-    known = tuple(tokens)
+def bearer_authenticator(check: TokenCheck) -> Authenticate:
+    """The dependency that admits a valid bearer token (`check`) and gives what it may see."""
+    bearer = HTTPBearer(
+        auto_error=False,
+        description="a token from the collector config or from `collector tokens add`",
+    )
 
-    def authenticate(
+    async def authenticate(
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Scope:
-        token = None if credentials is None else find_token(known, credentials.credentials)
-        if token is None:
+        caller = None if credentials is None else await check.caller(credentials.credentials)
+        if caller is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,
                 "a valid bearer token is required",
                 headers={"WWW-Authenticate": "Bearer"},
             )
-        return token.scope
+        return caller.scope
 
     return authenticate
 

@@ -9,7 +9,18 @@ import logging
 
 import click
 
-from collector.cli import broker_config, certs, db, export, gateways, keys, serve, verify
+from collector.cli import (
+    audit,
+    broker_config,
+    certs,
+    db,
+    export,
+    gateways,
+    keys,
+    serve,
+    tokens,
+    verify,
+)
 from collector.cli.common import LogFormat, configure_logging
 
 
@@ -35,3 +46,5 @@ main.add_command(verify.verify)
 main.add_command(db.db)
 main.add_command(certs.certs)
 main.add_command(broker_config.broker_config)
+main.add_command(audit.audit)
+main.add_command(tokens.tokens)

@@ -9,6 +9,8 @@ from typing import Final
 
 import click
 
+from collector.audit.chain import Action
+from collector.cli.audited import record_action
 from collector.cli.common import config_option, load_or_exit, with_storage
 from collector.keyfiles import KeyFileError, load_public_key_file
 from collector.model import Gateway, GatewayKey
@@ -78,7 +80,16 @@ def gateways_add(
         public_pem=verify_key.public_pem(),
         added_at=gateway.registered_at,
     )
-    with_storage(config, lambda storage: storage.register(gateway, key))
+
+    async def register(storage: Storage) -> None:
+        await storage.register(gateway, key)
+        detail = (
+            f"gateway {gateway.gateway} (district {gateway.district}) key {key.kid}"
+            f" ({key.alg}) added"
+        )
+        await record_action(storage, Action.GATEWAY_ADD, detail, gateway.gateway)
+
+    with_storage(config, register)
     click.echo(
         f"registered gateway {gateway.gateway} enterprise {gateway.enterprise}"
         f" district {gateway.district} key {key.kid} ({key.alg})"
@@ -134,7 +145,15 @@ def gateways_list(config_path: Path) -> None:
 def gateways_revoke(config_path: Path, gateway_id: str, kid: str | None) -> None:
     """Revoke a gateway's key: blocks signed with it are rejected from now on."""
     config = load_or_exit(config_path)
-    revoked = with_storage(config, lambda storage: storage.revoke(gateway_id, kid, time.time()))
+
+    async def revoke(storage: Storage) -> tuple[str, ...]:
+        kids = await storage.revoke(gateway_id, kid, time.time())
+        if kids:
+            detail = f"gateway {gateway_id} key(s) {', '.join(kids)} revoked"
+            await record_action(storage, Action.GATEWAY_REVOKE, detail, gateway_id)
+        return kids
+
+    revoked = with_storage(config, revoke)
     if not revoked:
         which = f"key {kid}" if kid else "active key"
         raise click.ClickException(f"gateway {gateway_id} has no {which} to revoke")

@@ -11,6 +11,10 @@ PostgreSQL: a SQLite file has one collector).
   of alarm, gap and status events written in the ingest transaction).
 - `QualityStats`: the aggregates of `GET /v1/quality` (presence intervals kept at ingest,
   expected readings from the meta's poll periods, received and late readings).
+- `AuditTrail`: admin actions and command results appended to the audit hash chain, sealing,
+  and the chain read back in order for `collector audit verify` (collector.audit.chain).
+- `TokenStore`: API tokens kept as SHA-256 hashes (collector.tokens), for `collector tokens`
+  and the API's per-request lookup.
 - `CommitRelay`: commits of other processes sharing the database, rung into the runtime's
   `CommitSignal` (collector.feed.wakeup), so that streams wake for them too. Only a backend
   that several collectors share needs it (PostgreSQL: LISTEN/NOTIFY); `relayed_commits`
@@ -22,13 +26,16 @@ needs commit-ordered ids (see FeedJournal).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Protocol, runtime_checkable
 
+from collector.audit.chain import ActionEntry, AuditRow, ChainHead
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.feed.wakeup import CommitSignal
 from collector.model import GatewayKey, Page, Scope
 from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
+from collector.tokens import StoredToken
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
 
@@ -133,4 +140,50 @@ class QualityStats(Protocol):
         (floor((end - start) / poll) per point with one), received (t in the window) and late
         (block received more than LATE_AFTER after t) readings of those points.
         """
+        ...
+
+
+@runtime_checkable
+class AuditTrail(Protocol):
+    """**Protocol**: the audit hash chain beyond the rejections the ingest writes.
+
+    A backend serializes every append (the chain's head is read and moved in one transaction
+    at a time: SQLite's write lock, PostgreSQL's AUDIT_LOCK).
+    """
+
+    async def record_actions(self, entries: Sequence[ActionEntry]) -> None:
+        """Append admin actions or command results to the chain (sealed at once)."""
+        ...
+
+    async def seal_audit(self, now: float) -> int:
+        """Chain the open rejection rows whose minute is over at `now`; how many."""
+        ...
+
+    async def audit_head(self) -> tuple[ChainHead | None, int]:
+        """The stored chain head (None before the first seal) and how many rows are open."""
+        ...
+
+    async def audit_rows(self, *, after: int | None, limit: int) -> tuple[AuditRow, ...]:
+        """Sealed rows with chain_seq above `after`, in chain order."""
+        ...
+
+
+@runtime_checkable
+class TokenStore(Protocol):
+    """**Protocol**: API tokens stored hashed; adding and revoking one is an audited action."""
+
+    async def add_token(self, token: StoredToken, digest: str, actor: str) -> None:
+        """Store a token by the hash of its secret (RegistryError: the name is taken)."""
+        ...
+
+    async def revoke_token(self, name: str, at: float, actor: str) -> bool:
+        """Revoke a token; False when it was revoked already (RegistryError: unknown)."""
+        ...
+
+    async def api_tokens(self) -> tuple[StoredToken, ...]:
+        """Every stored token, revoked ones too, by name."""
+        ...
+
+    async def token_by_hash(self, digest: str) -> StoredToken | None:
+        """The token whose secret hashes to `digest`, revoked or not."""
         ...

@@ -52,7 +52,7 @@ from collector.storage.core import (
     stream_changes,
     unique_readings,
 )
-from collector.storage.postgres import rows
+from collector.storage.postgres import audit, rows
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.feed import (
     finish_feed_commit,
@@ -122,7 +122,6 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
         *repeated,
         *(found.audit for found in breaks),
     ]
-    await _insert_audits(db, audits)
     broken = {found.stream for found in breaks}
     before, streams = await _advance_streams(db, batch.blocks, outcomes, broken)
     statuses_held = await held_statuses(db, {s.gateway for s in batch.statuses})
@@ -137,6 +136,8 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
         *(alarm_entry(state, seen) for state in alarms.values()),
         *status_entries(statuses_held, batch.statuses),
     ]
+    # The audit chain's lock comes after the gateways' and before the feed's (locks.py).
+    await _insert_audits(db, audits)
     records = reading_records(new)
     if records or entries:
         await take_feed_lock(db)
@@ -410,13 +411,12 @@ async def _fold_rollups(db: Db, rollups: Sequence[MinuteRollup]) -> None:
 
 
 async def _insert_audits(db: Db, audits: Sequence[AuditEntry]) -> None:
-    if not audits:
-        return
-    await db.executemany(
-        "INSERT INTO audit (at, gateway, topic, reason, detail, payload_hash)"
-        " VALUES ($1, $2, $3, $4, $5, $6)",
-        [(a.at, a.gateway, a.topic, a.reason.value, a.detail, a.payload_hash) for a in audits],
-    )
+    """Aggregate the batch's rejections into the audit chain (collector.audit.chain).
+
+    Takes AUDIT_LOCK; rows whose minute is over by the newest rejection's time are sealed.
+    """
+    if audits:
+        await audit.append(db, audits, now=max(a.at for a in audits))
 
 
 async def _store_metas(db: Db, metas: Sequence[IncomingMeta]) -> None:

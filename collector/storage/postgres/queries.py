@@ -64,13 +64,16 @@ async def audit(
         clauses.append(f"gateway = {params.add(gateway)}")
     if reason is not None:
         clauses.append(f"reason = {params.add(reason.value)}")
+    # Rejections only: admin and command rows speak collector.audit.chain.Action.
+    clauses.append("kind = 'rejection'")
     found = await db.fetch(
-        "SELECT at, gateway, topic, reason, detail, payload_hash FROM audit"
+        "SELECT at, gateway, topic, reason, detail, payload_hash, count FROM audit"
         f" WHERE {_conditions(clauses)} ORDER BY id LIMIT {params.add(limit)}",
         *params.values,
     )
     return tuple(
-        AuditEntry(row[0], row[1], row[2], Reason(row[3]), row[4], row[5]) for row in found
+        AuditEntry(row[0], row[1], row[2], Reason(row[3]), row[4], row[5], int(row[6]))
+        for row in found
     )
 
 

@@ -10,12 +10,13 @@ state lives in the process, so any collector can take any gateway's next batch.
 from __future__ import annotations
 
 import time
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final
 
 import asyncpg
 
+from collector.audit.chain import ActionEntry, AuditRow, ChainHead
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.feed.wakeup import CommitSignal
 from collector.model import (
@@ -53,7 +54,7 @@ from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.storage.base import StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.months import month_of, months_of, next_month
-from collector.storage.postgres import archive, feed, quality, queries, registry
+from collector.storage.postgres import archive, audit, feed, quality, queries, registry, tokens
 from collector.storage.postgres.buckets import (
     PostgresBucketQueries,
     PostgresRollupBucketQueries,
@@ -69,6 +70,7 @@ from collector.storage.postgres.ingest import ingest_batch, reading_times, strea
 from collector.storage.postgres.notices import relay_commits
 from collector.storage.postgres.partitions import Partitions
 from collector.storage.postgres.schema import migrate
+from collector.tokens import StoredToken
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
 POOL_MIN: Final = 1
@@ -387,3 +389,49 @@ class PostgresStorage:
                 after=after,
                 limit=limit,
             )
+
+    # --- audit chain and API tokens (AuditTrail, TokenStore) -----------------------------------
+
+    async def record_actions(self, entries: Sequence[ActionEntry]) -> None:
+        """Append admin actions or command results to the chain (sealed at once)."""
+        if entries:
+            async with self._transaction("recording an audited action") as db:
+                await audit.append(db, actions=entries, now=max(e.at for e in entries))
+
+    async def seal_audit(self, now: float) -> int:
+        """Chain the open rejection rows whose minute is over at `now`; how many."""
+        async with self._transaction("sealing the audit chain") as db:
+            return await audit.seal_due(db, now)
+
+    async def audit_head(self) -> tuple[ChainHead | None, int]:
+        """The stored chain head and how many rows are open, from one snapshot."""
+        async with (
+            self._connection("reading the audit chain") as db,
+            db.transaction(isolation="repeatable_read", readonly=True),
+        ):
+            return await audit.head(db), await audit.open_rows(db)
+
+    async def audit_rows(self, *, after: int | None, limit: int) -> tuple[AuditRow, ...]:
+        """Sealed rows with chain_seq above `after`, in chain order."""
+        async with self._connection("reading the audit chain") as db:
+            return tuple(await audit.sealed_rows(db, after=after, limit=limit))
+
+    async def add_token(self, token: StoredToken, digest: str, actor: str) -> None:
+        """Store a token by the hash of its secret, with its audit row."""
+        async with self._transaction("adding an API token") as db:
+            await tokens.add(db, token, digest, actor)
+
+    async def revoke_token(self, name: str, at: float, actor: str) -> bool:
+        """Revoke a token, with its audit row; False when it was revoked already."""
+        async with self._transaction("revoking an API token") as db:
+            return await tokens.revoke(db, name, at, actor)
+
+    async def api_tokens(self) -> tuple[StoredToken, ...]:
+        """Every stored token, revoked ones too, by name."""
+        async with self._connection("reading API tokens") as db:
+            return await tokens.every(db)
+
+    async def token_by_hash(self, digest: str) -> StoredToken | None:
+        """The token whose secret hashes to `digest`, revoked or not."""
+        async with self._connection("reading API tokens") as db:
+            return await tokens.by_hash(db, digest)

@@ -47,6 +47,7 @@ from collector.storage.core import (
     unique_readings,
 )
 from collector.storage.rollups import minute_rollups
+from collector.storage.sqlite import audit
 from collector.storage.sqlite.journal import held_statuses, write_journal
 from collector.storage.sqlite.presence import record_presence
 from collector.storage.sqlite.rollups import fold_rollups
@@ -294,11 +295,12 @@ async def _pair_alarms(
 
 
 async def _insert_audits(db: aiosqlite.Connection, audits: Sequence[AuditEntry]) -> None:
-    await db.executemany(
-        "INSERT INTO audit (at, gateway, topic, reason, detail, payload_hash)"
-        " VALUES (?, ?, ?, ?, ?, ?)",
-        [(a.at, a.gateway, a.topic, a.reason.value, a.detail, a.payload_hash) for a in audits],
-    )
+    """Aggregate the batch's rejections into the audit chain (collector.audit.chain).
+
+    Rows whose minute is over by the newest rejection's time are sealed here too.
+    """
+    if audits:
+        await audit.append(db, audits, now=max(a.at for a in audits))
 
 
 async def _store_metas(db: aiosqlite.Connection, metas: Sequence[IncomingMeta]) -> None:

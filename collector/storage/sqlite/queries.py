@@ -140,13 +140,16 @@ async def audit(
     if reason is not None:
         clauses.append("reason = ?")
         params.append(reason.value)
-    where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+    # Rejections only: admin and command rows speak collector.audit.chain.Action.
+    clauses.append("kind = 'rejection'")
     rows = await db.execute_fetchall(
-        "SELECT at, gateway, topic, reason, detail, payload_hash FROM audit"
-        f"{where} ORDER BY id LIMIT ?",
+        "SELECT at, gateway, topic, reason, detail, payload_hash, count FROM audit"
+        f" WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
         (*params, limit),
     )
-    return tuple(AuditEntry(row[0], row[1], row[2], Reason(row[3]), row[4], row[5]) for row in rows)
+    return tuple(
+        AuditEntry(row[0], row[1], row[2], Reason(row[3]), row[4], row[5], row[6]) for row in rows
+    )
 
 
 async def gateway_views(

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Mapping
+from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
 
+from collector.audit.chain import ActionEntry, AuditRow, ChainHead
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.model import (
     AlarmAfter,
@@ -51,9 +52,19 @@ from collector.model import (
 from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.storage.base import RegistryError, StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
-from collector.storage.sqlite import archive, feed, ingest, quality, queries, registry
+from collector.storage.sqlite import (
+    archive,
+    audit,
+    feed,
+    ingest,
+    quality,
+    queries,
+    registry,
+    tokens,
+)
 from collector.storage.sqlite.buckets import SqliteBucketQueries, SqliteRollupBucketQueries
 from collector.storage.sqlite.schema import connect, migrate, rollback
+from collector.tokens import StoredToken
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
 
@@ -316,3 +327,47 @@ class SqliteStorage:
             after=after,
             limit=limit,
         )
+
+    # --- audit chain and API tokens (AuditTrail, TokenStore) -----------------------------------
+
+    async def record_actions(self, entries: Sequence[ActionEntry]) -> None:
+        """Append admin actions or command results to the chain (sealed at once)."""
+        if entries:
+            async with self._transaction() as db:
+                await audit.append(db, actions=entries, now=max(e.at for e in entries))
+
+    async def seal_audit(self, now: float) -> int:
+        """Chain the open rejection rows whose minute is over at `now`; how many."""
+        async with self._transaction() as db:
+            return await audit.seal_due(db, now)
+
+    async def audit_head(self) -> tuple[ChainHead | None, int]:
+        """The stored chain head and how many rows are open, from one snapshot."""
+        db = self._reader
+        await db.execute("BEGIN")
+        try:
+            return await audit.head(db), await audit.open_rows(db)
+        finally:
+            await db.execute("COMMIT")
+
+    async def audit_rows(self, *, after: int | None, limit: int) -> tuple[AuditRow, ...]:
+        """Sealed rows with chain_seq above `after`, in chain order."""
+        return tuple(await audit.sealed_rows(self._reader, after=after, limit=limit))
+
+    async def add_token(self, token: StoredToken, digest: str, actor: str) -> None:
+        """Store a token by the hash of its secret, with its audit row."""
+        async with self._transaction() as db:
+            await tokens.add(db, token, digest, actor)
+
+    async def revoke_token(self, name: str, at: float, actor: str) -> bool:
+        """Revoke a token, with its audit row; False when it was revoked already."""
+        async with self._transaction() as db:
+            return await tokens.revoke(db, name, at, actor)
+
+    async def api_tokens(self) -> tuple[StoredToken, ...]:
+        """Every stored token, revoked ones too, by name."""
+        return await tokens.every(self._reader)
+
+    async def token_by_hash(self, digest: str) -> StoredToken | None:
+        """The token whose secret hashes to `digest`, revoked or not."""
+        return await tokens.by_hash(self._reader, digest)

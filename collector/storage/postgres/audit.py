@@ -1,0 +1,198 @@
+"""The audit chain in PostgreSQL: SQLite's steps (collector.storage.sqlite.audit) under a lock.
+
+Several collectors write one database, so every function that writes the chain first takes
+AUDIT_LOCK (a transaction advisory lock, held to COMMIT): the head each one reads is then the
+head the last one committed, and seqs are handed out once. An ingest takes it after its
+gateways' locks and before the feed lock; admin actions and retention take it alone. Each
+function runs inside the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import asyncpg
+
+from collector.audit.chain import (
+    MINUTE,
+    ActionEntry,
+    AuditKind,
+    AuditRow,
+    BucketKey,
+    ChainHead,
+    action_row,
+    prune_head,
+    rejection_rows,
+    seal,
+)
+from collector.model import AuditEntry
+from collector.storage.postgres.connection import Db
+from collector.storage.postgres.locks import AUDIT_LOCK
+
+ROW_COLUMNS: Final = (
+    "kind, at, coalesce(last_at, at), minute, source, gateway, topic, reason, detail,"
+    " payload_hash, count, chain_seq, prev, hash"
+)
+_ID: Final = 14  # where `id` follows ROW_COLUMNS
+_INSERT: Final = (
+    "INSERT INTO audit (kind, at, last_at, minute, source, gateway, topic, reason, detail,"
+    " payload_hash, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
+)
+
+
+def audit_row(row: asyncpg.Record) -> AuditRow:
+    """An AuditRow from the ROW_COLUMNS of a row."""
+    return AuditRow(
+        kind=AuditKind(row[0]),
+        at=row[1],
+        last_at=row[2],
+        minute=row[3],
+        source=row[4],
+        gateway=row[5],
+        topic=row[6],
+        reason=row[7],
+        detail=row[8],
+        payload_hash=row[9],
+        count=int(row[10]),
+        chain_seq=None if row[11] is None else int(row[11]),
+        prev=row[12],
+        hash=row[13],
+    )
+
+
+def _values(row: AuditRow) -> tuple[object, ...]:
+    return (
+        row.kind.value,
+        row.at,
+        row.last_at,
+        row.minute,
+        row.source,
+        row.gateway,
+        row.topic,
+        row.reason,
+        row.detail,
+        row.payload_hash,
+        row.count,
+    )
+
+
+async def lock_chain(db: Db) -> None:
+    """Wait for every other writer of the chain; held until this transaction ends."""
+    await db.execute("SELECT pg_advisory_xact_lock($1)", AUDIT_LOCK)
+
+
+async def append(
+    db: Db,
+    rejections: Sequence[AuditEntry] = (),
+    actions: Sequence[ActionEntry] = (),
+    *,
+    now: float,
+) -> None:
+    """Add rejections to their open rows and actions as rows of their own, then seal."""
+    if not rejections and not actions:
+        return
+    await lock_chain(db)
+    if rejections:
+        found = await db.fetch(
+            "SELECT source, reason, minute FROM audit"
+            " WHERE chain_seq IS NULL AND minute IS NOT NULL"
+        )
+        held: list[BucketKey] = [(r[0], r[1], r[2]) for r in found]
+        await db.executemany(
+            f"{_INSERT} ON CONFLICT (source, reason, minute)"
+            " WHERE chain_seq IS NULL AND minute IS NOT NULL"
+            " DO UPDATE SET count = audit.count + excluded.count,"
+            " last_at = greatest(coalesce(audit.last_at, audit.at), excluded.last_at)",
+            [_values(row) for row in rejection_rows(rejections, held)],
+        )
+    if actions:
+        await db.executemany(_INSERT, [_values(action_row(entry)) for entry in actions])
+    await _seal_due(db, now)
+
+
+async def head(db: Db) -> ChainHead | None:
+    """The stored chain head; None before the first row is sealed."""
+    row = await db.fetchrow(
+        "SELECT base_seq, base_prev, head_seq, head_hash FROM audit_chain WHERE id = 1"
+    )
+    return None if row is None else ChainHead(int(row[0]), row[1], int(row[2]), row[3])
+
+
+async def _save_head(db: Db, chain: ChainHead) -> None:
+    await db.execute(
+        "INSERT INTO audit_chain (id, base_seq, base_prev, head_seq, head_hash)"
+        " VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET"
+        " base_seq = excluded.base_seq, base_prev = excluded.base_prev,"
+        " head_seq = excluded.head_seq, head_hash = excluded.head_hash",
+        chain.base_seq,
+        chain.base_prev,
+        chain.head_seq,
+        chain.head_hash,
+    )
+
+
+async def seal_due(db: Db, now: float) -> int:
+    """Chain every open row that is due at `now`, in id order; how many were sealed."""
+    await lock_chain(db)
+    return await _seal_due(db, now)
+
+
+async def _seal_due(db: Db, now: float) -> int:
+    found = await db.fetch(
+        f"SELECT {ROW_COLUMNS}, id FROM audit WHERE chain_seq IS NULL"
+        " AND (minute IS NULL OR minute <= $1) ORDER BY id",
+        now - MINUTE,
+    )
+    if not found:
+        return 0
+    chain, sealed = seal(await head(db) or ChainHead(), [audit_row(record) for record in found])
+    await db.executemany(
+        "UPDATE audit SET chain_seq = $1, prev = $2, hash = $3, last_at = $4 WHERE id = $5",
+        [
+            (row.chain_seq, row.prev, row.hash, row.last_at, record[_ID])
+            for row, record in zip(sealed, found, strict=True)
+        ],
+    )
+    await _save_head(db, chain)
+    return len(found)
+
+
+async def sealed_rows(db: Db, *, after: int | None, limit: int) -> list[AuditRow]:
+    """Up to `limit` sealed rows with chain_seq above `after`, in chain order."""
+    found = await db.fetch(
+        f"SELECT {ROW_COLUMNS} FROM audit WHERE chain_seq > $1 ORDER BY chain_seq LIMIT $2",
+        -1 if after is None else after,
+        limit,
+    )
+    return [audit_row(row) for row in found]
+
+
+async def open_rows(db: Db) -> int:
+    """How many rows are not chained yet."""
+    return int(await db.fetchval("SELECT count(*) FROM audit WHERE chain_seq IS NULL"))
+
+
+async def prune(db: Db, before: float) -> int:
+    """Delete the oldest sealed rows whose every occurrence is before `before`; how many.
+
+    Only a prefix of the chain goes (up to the first row still young), so the kept rows stay
+    one unbroken chain from the head's new base.
+    """
+    await lock_chain(db)
+    chain = await head(db)
+    if chain is None:
+        return 0
+    young = await db.fetchval(
+        "SELECT min(chain_seq) FROM audit WHERE chain_seq IS NOT NULL"
+        " AND coalesce(last_at, at) >= $1",
+        before,
+    )
+    limit = chain.head_seq + 1 if young is None else int(young)
+    status = await db.execute("DELETE FROM audit WHERE chain_seq < $1", limit)
+    deleted = int(status.rsplit(" ", 1)[1])
+    if not deleted:
+        return 0
+    kept = await db.fetchrow(f"SELECT {ROW_COLUMNS} FROM audit WHERE chain_seq = $1", limit)
+    await _save_head(db, prune_head(chain, None if kept is None else audit_row(kept)))
+    return deleted

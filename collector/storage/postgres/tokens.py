@@ -1,0 +1,66 @@
+"""API tokens in PostgreSQL: SQLite's rules (collector.storage.sqlite.tokens), audited alike.
+
+Writes run inside the caller's transaction; their audit rows take AUDIT_LOCK.
+"""
+
+from __future__ import annotations
+
+import json
+
+import asyncpg
+
+from collector.audit.chain import Action, ActionEntry
+from collector.storage.base import RegistryError
+from collector.storage.postgres import audit
+from collector.storage.postgres.connection import Db
+from collector.tokens import StoredToken
+
+_COLUMNS = "name, districts, created_at, revoked_at"
+
+
+def _token(row: asyncpg.Record) -> StoredToken:
+    return StoredToken(
+        name=row[0], districts=tuple(json.loads(row[1])), created_at=row[2], revoked_at=row[3]
+    )
+
+
+async def add(db: Db, token: StoredToken, digest: str, actor: str) -> None:
+    """Store a new token by its hash; RegistryError when its name is taken."""
+    added = await db.fetchval(
+        "INSERT INTO api_tokens (name, hash, districts, created_at) VALUES ($1, $2, $3, $4)"
+        " ON CONFLICT (name) DO NOTHING RETURNING name",
+        token.name,
+        digest,
+        json.dumps(list(token.districts)),
+        token.created_at,
+    )
+    if added is None:
+        raise RegistryError(f"a token named {token.name!r} exists already (revoked ones too)")
+    detail = f"token {token.name} added for districts {', '.join(token.districts)}"
+    entry = ActionEntry(token.created_at, Action.TOKEN_ADD, actor, detail)
+    await audit.append(db, actions=[entry], now=token.created_at)
+
+
+async def revoke(db: Db, name: str, at: float, actor: str) -> bool:
+    """Revoke a token; False when it was revoked already, RegistryError when unknown."""
+    found = await db.fetchrow("SELECT revoked_at FROM api_tokens WHERE name = $1 FOR UPDATE", name)
+    if found is None:
+        raise RegistryError(f"no token is named {name!r}")
+    if found[0] is not None:
+        return False
+    await db.execute("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2", at, name)
+    entry = ActionEntry(at, Action.TOKEN_REVOKE, actor, f"token {name} revoked")
+    await audit.append(db, actions=[entry], now=at)
+    return True
+
+
+async def every(db: Db) -> tuple[StoredToken, ...]:
+    """Every token, revoked ones too, by name."""
+    found = await db.fetch(f"SELECT {_COLUMNS} FROM api_tokens ORDER BY name")
+    return tuple(_token(row) for row in found)
+
+
+async def by_hash(db: Db, digest: str) -> StoredToken | None:
+    """The token whose secret hashes to `digest`, revoked or not."""
+    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM api_tokens WHERE hash = $1", digest)
+    return None if row is None else _token(row)

@@ -1,0 +1,179 @@
+"""The audit chain in SQLite: aggregate, seal, read and prune (collector.audit.chain).
+
+Every function runs inside the caller's write transaction (`BEGIN IMMEDIATE`), which already
+serializes every writer of the file: no lock of its own is needed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Final
+
+import aiosqlite
+
+from collector.audit.chain import (
+    MINUTE,
+    ActionEntry,
+    AuditKind,
+    AuditRow,
+    BucketKey,
+    ChainHead,
+    action_row,
+    prune_head,
+    rejection_rows,
+    seal,
+)
+from collector.model import AuditEntry
+
+ROW_COLUMNS: Final = (
+    "kind, at, coalesce(last_at, at), minute, source, gateway, topic, reason, detail,"
+    " payload_hash, count, chain_seq, prev, hash"
+)
+_ID: Final = 14  # where `id` follows ROW_COLUMNS
+_INSERT: Final = (
+    "INSERT INTO audit (kind, at, last_at, minute, source, gateway, topic, reason, detail,"
+    " payload_hash, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def audit_row(row: Sequence[object]) -> AuditRow:
+    """An AuditRow from the ROW_COLUMNS of a row."""
+    minute, seq = row[3], row[11]
+    return AuditRow(
+        kind=AuditKind(str(row[0])),
+        at=float(row[1]),  # type: ignore[arg-type] # REAL
+        last_at=float(row[2]),  # type: ignore[arg-type] # REAL
+        minute=None if minute is None else float(minute),  # type: ignore[arg-type] # REAL
+        source=str(row[4]),
+        gateway=None if row[5] is None else str(row[5]),
+        topic=str(row[6]),
+        reason=str(row[7]),
+        detail=str(row[8]),
+        payload_hash=str(row[9]),
+        count=int(row[10]),  # type: ignore[call-overload] # INTEGER
+        chain_seq=None if seq is None else int(seq),  # type: ignore[call-overload] # INTEGER
+        prev=None if row[12] is None else str(row[12]),
+        hash=None if row[13] is None else str(row[13]),
+    )
+
+
+def _values(row: AuditRow) -> tuple[object, ...]:
+    return (
+        row.kind.value,
+        row.at,
+        row.last_at,
+        row.minute,
+        row.source,
+        row.gateway,
+        row.topic,
+        row.reason,
+        row.detail,
+        row.payload_hash,
+        row.count,
+    )
+
+
+async def append(
+    db: aiosqlite.Connection,
+    rejections: Sequence[AuditEntry] = (),
+    actions: Sequence[ActionEntry] = (),
+    *,
+    now: float,
+) -> None:
+    """Add rejections to their open rows and actions as rows of their own, then seal."""
+    if rejections:
+        found = await db.execute_fetchall(
+            "SELECT source, reason, minute FROM audit"
+            " WHERE chain_seq IS NULL AND minute IS NOT NULL"
+        )
+        held: list[BucketKey] = [(str(r[0]), str(r[1]), float(r[2])) for r in found]
+        await db.executemany(
+            f"{_INSERT} ON CONFLICT (source, reason, minute)"
+            " WHERE chain_seq IS NULL AND minute IS NOT NULL"
+            " DO UPDATE SET count = count + excluded.count,"
+            " last_at = max(coalesce(last_at, at), excluded.last_at)",
+            [_values(row) for row in rejection_rows(rejections, held)],
+        )
+    await db.executemany(_INSERT, [_values(action_row(entry)) for entry in actions])
+    await seal_due(db, now)
+
+
+async def head(db: aiosqlite.Connection) -> ChainHead | None:
+    """The stored chain head; None before the first row is sealed."""
+    found = await db.execute_fetchall(
+        "SELECT base_seq, base_prev, head_seq, head_hash FROM audit_chain WHERE id = 1"
+    )
+    for row in found:
+        return ChainHead(int(row[0]), str(row[1]), int(row[2]), str(row[3]))
+    return None
+
+
+async def _save_head(db: aiosqlite.Connection, chain: ChainHead) -> None:
+    await db.execute(
+        "INSERT INTO audit_chain (id, base_seq, base_prev, head_seq, head_hash)"
+        " VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET base_seq = excluded.base_seq,"
+        " base_prev = excluded.base_prev, head_seq = excluded.head_seq,"
+        " head_hash = excluded.head_hash",
+        (chain.base_seq, chain.base_prev, chain.head_seq, chain.head_hash),
+    )
+
+
+async def seal_due(db: aiosqlite.Connection, now: float) -> int:
+    """Chain every open row that is due at `now`, in id order; how many were sealed."""
+    found = await db.execute_fetchall(
+        f"SELECT {ROW_COLUMNS}, id FROM audit WHERE chain_seq IS NULL"
+        " AND (minute IS NULL OR minute <= ?) ORDER BY id",
+        (now - MINUTE,),
+    )
+    ids = [int(row[_ID]) for row in found]
+    if not ids:
+        return 0
+    chain, sealed = seal(await head(db) or ChainHead(), [audit_row(row) for row in found])
+    await db.executemany(
+        "UPDATE audit SET chain_seq = ?, prev = ?, hash = ?, last_at = ? WHERE id = ?",
+        [(r.chain_seq, r.prev, r.hash, r.last_at, i) for r, i in zip(sealed, ids, strict=True)],
+    )
+    await _save_head(db, chain)
+    return len(ids)
+
+
+async def sealed_rows(db: aiosqlite.Connection, *, after: int | None, limit: int) -> list[AuditRow]:
+    """Up to `limit` sealed rows with chain_seq above `after`, in chain order."""
+    found = await db.execute_fetchall(
+        f"SELECT {ROW_COLUMNS} FROM audit WHERE chain_seq > ? ORDER BY chain_seq LIMIT ?",
+        (-1 if after is None else after, limit),
+    )
+    return [audit_row(row) for row in found]
+
+
+async def open_rows(db: aiosqlite.Connection) -> int:
+    """How many rows are not chained yet."""
+    found = await db.execute_fetchall("SELECT count(*) FROM audit WHERE chain_seq IS NULL")
+    return int(next(iter(found))[0])
+
+
+async def prune(db: aiosqlite.Connection, before: float) -> int:
+    """Delete the oldest sealed rows whose every occurrence is before `before`; how many.
+
+    Only a prefix of the chain goes (up to the first row still young), so the kept rows stay
+    one unbroken chain from the head's new base.
+    """
+    chain = await head(db)
+    if chain is None:
+        return 0
+    found = await db.execute_fetchall(
+        "SELECT min(chain_seq) FROM audit WHERE chain_seq IS NOT NULL"
+        " AND coalesce(last_at, at) >= ?",
+        (before,),
+    )
+    young = next(iter(found))[0]
+    limit = chain.head_seq + 1 if young is None else int(young)
+    cursor = await db.execute("DELETE FROM audit WHERE chain_seq < ?", (limit,))
+    if not cursor.rowcount:
+        return 0
+    kept = await db.execute_fetchall(
+        f"SELECT {ROW_COLUMNS} FROM audit WHERE chain_seq = ?", (limit,)
+    )
+    first = [audit_row(row) for row in kept]
+    await _save_head(db, prune_head(chain, first[0] if first else None))
+    return int(cursor.rowcount)
