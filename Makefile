@@ -55,6 +55,7 @@ bench: install broker postgres
 	$(BIN)/python -m bench.collector
 	$(BIN)/python -m bench.queries
 	$(BIN)/python -m bench.load
+	$(BIN)/python -m bench.signing
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .demo
