@@ -282,9 +282,26 @@ def probe(pki: Pki, context: ssl.SSLContext) -> str:
     return ""
 
 
-# MQTT 3.1.1 CONNECT, clean session, keep-alive 60 s, client id "probe"; CONNACK "accepted".
-CONNECT = bytes.fromhex("10110004") + b"MQTT" + bytes.fromhex("0402003c0005") + b"probe"
 CONNACK_ACCEPTED = bytes.fromhex("20020000")
+WILL_QOS1_RETAIN = 0x2C
+
+
+def mqtt_string(text: str) -> bytes:
+    data = text.encode()
+    return len(data).to_bytes(2, "big") + data
+
+
+def connect_packet(client_id: str, will: tuple[str, bytes] | None = None) -> bytes:
+    """An MQTT 3.1.1 CONNECT: clean session, keep-alive 60 s, and a retained QoS 1 will."""
+    flags = 0x02 | (WILL_QOS1_RETAIN if will else 0)
+    body = b"\x00\x04MQTT\x04" + bytes([flags]) + b"\x00\x3c" + mqtt_string(client_id)
+    if will is not None:
+        body += mqtt_string(will[0]) + len(will[1]).to_bytes(2, "big") + will[1]
+    assert len(body) < 128
+    return bytes([0x10, len(body)]) + body
+
+
+CONNECT = connect_packet("probe")
 
 
 def connack(pki: Pki, context: ssl.SSLContext | None) -> bytes:
@@ -352,3 +369,24 @@ def test_the_broker_refuses_clients_without_a_valid_certificate(
 def test_plain_mqtt_is_refused_on_the_tls_listener(pki: Pki) -> None:
     assert connack(pki, None) == b""
     assert connack(pki, pki.context(GATEWAY_A)) == CONNACK_ACCEPTED
+
+
+async def test_a_gateway_cannot_leave_a_last_will_on_another_gateways_status(pki: Pki) -> None:
+    """A will is checked when Mosquitto publishes it: one under another's status is dropped."""
+
+    def drop_with_will(client_id: str, topic: str) -> None:
+        raw = socket.create_connection(("127.0.0.1", pki.broker.port), timeout=10)
+        link = pki.context(GATEWAY_A).wrap_socket(raw, server_hostname="127.0.0.1")
+        link.sendall(connect_packet(client_id, (topic, b'{"online": false}')))
+        assert link.recv(4) == CONNACK_ACCEPTED
+        # No DISCONNECT: the connection is lost, so the broker publishes the will.
+        link.shutdown(socket.SHUT_RDWR)
+        link.close()
+
+    async with connect(pki, pki.collector_context(), "collector-1") as collector:
+        await collector.subscribe(f"{ROOT}/+/+/+/status", qos=1)
+        await asyncio.to_thread(drop_with_will, "a-forging", B.status)
+        # Connecting again takes the broker through its loop, past the first loss.
+        await asyncio.to_thread(drop_with_will, "a-own", A.status)
+        seen = await received_until(collector, A.status)
+    assert seen == [(A.status, b'{"online": false}')]
