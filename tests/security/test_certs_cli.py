@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import stat
 from pathlib import Path
 
@@ -172,3 +174,21 @@ def test_a_readable_collector_key_is_refused(config: Path, tmp_path: Path) -> No
     )
     with pytest.raises(PkiError, match="must be 0600"):
         client_context(parsed.broker_tls)
+
+
+def test_broker_config_hands_the_broker_key_to_the_user_mosquitto_runs_as(
+    config: Path, tmp_path: Path
+) -> None:
+    run("certs", "ca", "init", "-c", str(config))
+    out = tmp_path / "broker"
+    result = run("broker-config", "-c", str(config), "--out", str(out), "--run-as", "nobody")
+    if os.geteuid() != 0:
+        assert result.exit_code == 1
+        assert "run as root" in result.output
+        return
+    assert result.exit_code == 0, result.output
+    nobody = pwd.getpwnam("nobody").pw_uid
+    assert (out / "broker.key").stat().st_uid == nobody
+    assert (out / "data").stat().st_uid == nobody
+    assert (out / "collector.key").stat().st_uid == os.geteuid()
+    assert "user nobody\n" in (out / "mosquitto.conf").read_text(encoding="utf-8")
