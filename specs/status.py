@@ -48,7 +48,7 @@ class GatewayStatus:
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
-def _optional_count(body: dict[str, Any], name: str) -> int | None:
+def _optional_count(body: dict[str, object], name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
