@@ -1,11 +1,25 @@
 """SM2 signatures over SM3 (GM/T 0003.2 / GB/T 32918.2) through `tongsuopy`, the `ganzhi[sm]` extra.
 
-Why tongsuopy: it is the pyca/cryptography API over Tongsuo (the OpenAtom fork of OpenSSL with
-the Chinese algorithms), statically linked into a manylinux abi3 wheel, Apache-2.0. It was the
-fastest C-backed candidate measured here (bench/signing.py), and it reads and writes SM2 keys
-as PKCS#8 / SubjectPublicKeyInfo PEM with the SM2 curve OID, so key files need no ASN.1 of ours.
-Its weak point is maintenance (one release, 2023); the backend sits behind
-specs.signing.backend's two protocols so that another library can replace this one module.
+The candidates on PyPI (Python 3.11, x86_64; sign/s and verify/s of one process on a loaded
+2-core machine, all in one run, ~100-byte message, SM2 with Z):
+
+    package               backing                        sign/s  verify/s  release  licence
+    tongsuopy 1.0.1       Tongsuo 8.3.2, static, abi3     ~2800  2200-3100  2023-02  Apache-2.0
+    gmssl-pyx 2.1.0       GmSSL 3.2.0, C ext., cp311       ~150   650-850   2026-09  Apache-2.0
+    gmssl-fast 0.1.0      GmSSL via Rust; raw r||s, no ID  ~500   300-450   2026-09  Apache-2.0
+    gmssl-python, pygmssl ctypes over a system libgmssl   (GmSSL 3 is not in Debian: no install)
+    gmssl 3.2.2 (oracle)  pure Python                    70-130     40-60   2023-02  BSD
+    gmalg, snowland-smx   pure Python                      ~50      ~30     2026     MIT, BSD
+
+Chosen: tongsuopy. It is the pyca/cryptography API over Tongsuo (the OpenAtom fork of OpenSSL
+with the Chinese algorithms), statically linked into one wheel (no system library), 3-4x the
+verify rate of the next C-backed candidate, and it reads and writes SM2 keys as PKCS#8 /
+SubjectPublicKeyInfo PEM with the SM2 curve OID, so key files need no ASN.1 of ours. Its weak
+point is maintenance: one release (2023), bundling Tongsuo 8.3.2 (2022). gmssl-pyx is the
+maintained fallback (slower; 64-byte raw keys, so PKCS#8/SPKI would be ours to write). The
+backend sits behind specs.signing.backend's two protocols, so replacing it is this one module.
+Neither tongsuopy nor gmssl-pyx offers an aarch64 wheel: an ARM gateway needs a source build
+(or signs with Ed25519).
 
 What is signed: Tongsuo's EVP_DigestSign with SM3 on an SM2 key computes
 e = SM3(Z || M) with Z = SM3(ENTL || ID || a || b || xG || yG || xA || yA) and the default
