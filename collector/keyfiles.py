@@ -3,7 +3,8 @@
 Error tree::
 
     KeyFileError
-    └── KeyFileExistsError   `keys init` found a key already there and kept it
+    ├── KeyFileExistsError   `keys init` found a key already there and kept it
+    └── ExposedKeyError      a private key the group or others may read
 """
 
 from __future__ import annotations
@@ -32,6 +33,28 @@ class KeyFileError(Exception):
 
 class KeyFileExistsError(KeyFileError):
     """A key exists at that path already; it is never overwritten."""
+
+
+class ExposedKeyError(KeyFileError):
+    """A private key file is readable (or writable) by the group or others."""
+
+
+def check_private_mode(key_file: Path) -> None:
+    """Raise ExposedKeyError when anyone but the owner may read or write `key_file`.
+
+    A missing file passes: whoever needs the key reports that with its own advice.
+    """
+    try:
+        mode = stat.S_IMODE(key_file.stat().st_mode)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise KeyFileError(f"cannot read key {key_file}: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise ExposedKeyError(
+            f"{key_file}: private key has mode {mode:04o}, open to group or others;"
+            f" run `chmod 600 {key_file}`"
+        )
 
 
 def public_key_path(key_file: Path) -> Path:
@@ -95,8 +118,8 @@ def create_key_files(key_file: Path, algorithm: str = ED25519) -> SigningKey:
 
 def load_key_file(key_file: Path) -> SigningKey:
     """Read the private key at `key_file`; refuse one that others may read."""
+    check_private_mode(key_file)
     try:
-        mode = stat.S_IMODE(key_file.stat().st_mode)
         pem = key_file.read_bytes()
     except FileNotFoundError:
         raise KeyFileError(
@@ -104,8 +127,6 @@ def load_key_file(key_file: Path) -> SigningKey:
         ) from None
     except OSError as exc:
         raise KeyFileError(f"cannot read key {key_file}: {exc.strerror or exc}") from None
-    if mode & 0o077:
-        raise KeyFileError(f"{key_file} has mode {mode:04o}; a private key must be 0600")
     try:
         return load_signing_key(pem)
     except SignatureError as exc:

@@ -12,6 +12,7 @@ import click
 from edge_agent.backfill.cli import backfill
 from edge_agent.catalogue_cli import catalogue
 from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from edge_agent.config import SiteConfig
 from edge_agent.core.points import (
     NodeSource,
     PatternSource,
@@ -23,7 +24,13 @@ from edge_agent.outbox_cli import outbox
 from edge_agent.probe_cli import probe
 from edge_agent.shell.buses import plan_buses
 from edge_agent.shell.host import clock_synchronized
-from edge_agent.shell.keyfile import KeyExistsError, create_key_pair, key_algorithm_problem
+from edge_agent.shell.keyfile import (
+    ExposedKeyError,
+    KeyExistsError,
+    check_private_mode,
+    create_key_pair,
+    key_algorithm_problem,
+)
 from edge_agent.shell.logs import configure_logging
 from edge_agent.shell.outbox import read_outbox_stats
 from edge_agent.shell.runtime import run_agent
@@ -59,6 +66,7 @@ def main() -> None:
 def check(config_path: Path) -> None:
     """Validate the site map and print the resolved point table."""
     config = load_or_exit(config_path)
+    refuse_exposed_keys(config)
     points = resolve_points(config)
     # One table per kind of source, each with the columns that say where its points are read.
     tables = (
@@ -82,6 +90,7 @@ def check(config_path: Path) -> None:
 def run(config_path: Path) -> None:
     """Run until stopped (SIGTERM/SIGINT); systemd Type=notify is supported."""
     config = load_or_exit(config_path)
+    refuse_exposed_keys(config)
     configure_logging()
     missing = [p for p in (config.signing.key_file, config.uplink.collector_key) if not p.exists()]
     if missing:
@@ -93,6 +102,23 @@ def run(config_path: Path) -> None:
         click.echo(problem, err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
     asyncio.run(run_agent(config))
+
+
+def refuse_exposed_keys(config: SiteConfig) -> None:
+    """Exit 2 naming every private key file the group or others may read (and the fix)."""
+    private = [config.signing.key_file]
+    if config.uplink.tls is not None and config.uplink.tls.key is not None:
+        private.append(config.uplink.tls.key)
+    exposed = []
+    for path in private:
+        try:
+            check_private_mode(path)
+        except ExposedKeyError as exc:
+            exposed.append(str(exc))
+    if exposed:
+        for problem in exposed:
+            click.echo(problem, err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
 
 
 @main.group()

@@ -13,6 +13,7 @@ from collector.cli import (
     audit,
     broker_config,
     certs,
+    check,
     db,
     export,
     gateways,
@@ -40,6 +41,7 @@ def main(log_format: LogFormat, debug: bool) -> None:
 
 main.add_command(keys.keys)
 main.add_command(serve.serve)
+main.add_command(check.check)
 main.add_command(gateways.gateways)
 main.add_command(export.export)
 main.add_command(verify.verify)

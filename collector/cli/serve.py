@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from collector.cli.check import private_keys_or_exit
 from collector.cli.common import config_option, load_or_exit
 from collector.keyfiles import KeyFileError
 from collector.pki.store import PkiError
@@ -19,6 +20,7 @@ from collector.storage.base import StorageError
 def serve(config_path: Path) -> None:
     """Run ingest and the HTTP API until SIGINT or SIGTERM."""
     config = load_or_exit(config_path)
+    private_keys_or_exit(config)
     try:
         asyncio.run(serve_until_signalled(config))
     except (KeyFileError, PkiError, StorageError, OSError) as exc:
