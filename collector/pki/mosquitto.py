@@ -33,8 +33,18 @@ COLLECTOR: Final = "collector"
 """Stem of the collectors' client certificate and key files."""
 DATA: Final = "data"
 """Where the broker keeps its sessions across restarts (owned by the user it runs as)."""
-QUEUED_PER_CLIENT: Final = 10_000
-"""Messages queued per client that is away; past this the agents resend on their ACK timeout."""
+QUEUED_BYTES_PER_CLIENT: Final = 256 * 1024 * 1024
+"""Bytes of messages queued per client that is away (a collector restarting, a gateway offline).
+
+The cap that binds. Mosquitto's default of 1000 messages silently drops the newest past it,
+which a collector down for a minute under a province's load reaches. Past this cap the agents
+resend on their ACK timeout, so it bounds memory, not data.
+"""
+QUEUED_MESSAGES_PER_CLIENT: Final = 1_000_000
+"""A count the bytes cap reaches first. Not 0 ("no limit"): Mosquitto 2.0.11 with
+`max_queued_messages 0` drops the connection of a client whose QoS 1 PUBLISH the ACL denies,
+instead of answering PUBACK 0x87 (seen writing tests/security/test_broker_isolation.py).
+"""
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,10 +115,12 @@ def mosquitto_conf(layout: BrokerLayout, host: str, port: int, run_as: str) -> s
         f"acl_file {layout.acl}\n"
         "\n"
         "# Sessions (the collectors' durable ones included) and retained status survive a\n"
-        "# restart; what a client that is away may have queued is bounded.\n"
+        "# restart; what a client that is away may have queued is bounded in bytes, not in\n"
+        "# messages (past it the agents resend: only the collector's ACK lets them forget).\n"
         "persistence true\n"
         f"persistence_location {layout.data}/\n"
-        f"max_queued_messages {QUEUED_PER_CLIENT}\n"
+        f"max_queued_messages {QUEUED_MESSAGES_PER_CLIENT}\n"
+        f"max_queued_bytes {QUEUED_BYTES_PER_CLIENT}\n"
         "\n"
         "connection_messages true\n"
         "log_type error\n"

@@ -135,5 +135,9 @@ def test_the_broker_config_names_absolute_files_and_requires_certificates() -> N
         "cafile /etc/ganzhi/broker/ca.crt",
         "require_certificate true",
         "use_identity_as_username true",
+        # Mosquitto drops the newest past 1000 queued per client by default: a bytes cap binds.
+        "max_queued_messages 1000000",
+        "max_queued_bytes 268435456",
+        "persistence_location /etc/ganzhi/broker/data/",
     ):
         assert line in conf
