@@ -27,8 +27,9 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from collector.api.core import OffsetError, parse_utc_offset
-from collector.storage.retention import RetentionPolicy
+from collector.storage.retention import MIN_AUDIT_DAYS, RetentionPolicy
 from specs.identifiers import check_district_code
+from specs.secretfiles import SecretFile, SecretFileError, read_secret_file
 from specs.signing import require_available
 from specs.yamlconf import (
     BASE_DIR,
@@ -113,6 +114,47 @@ class StorageConfig(ConfigModel):
     # per-minute rollups rollup_days; whole months go, never single rows. Unset: for ever.
     raw_days: Annotated[float, Field(gt=0)] | None = None
     rollup_days: Annotated[float, Field(gt=0)] | None = None
+    # The audit chain's rows are kept audit_days, at least MIN_AUDIT_DAYS (GB/T 22239).
+    audit_days: float = MIN_AUDIT_DAYS
+    # PostgreSQL: the password of the url's user, read from this private file into the url,
+    # so that the YAML holds none.
+    password_file: ConfigPath | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _password_from_file(cls, data: object, info: ValidationInfo) -> object:
+        if not isinstance(data, dict) or data.get("password_file") is None:
+            return data
+        url, named = data.get("url"), data["password_file"]
+        if not isinstance(url, str) or not url.startswith(_POSTGRES):
+            raise_at([(("password_file",), "password_file goes with a postgresql:// url")])
+        parts = urllib.parse.urlsplit(url)
+        userinfo, at, place = parts.netloc.rpartition("@")
+        if not at or not userinfo:
+            raise_at(
+                [(("url",), "password_file needs a user in the url: postgresql://user@host/db")]
+            )
+        if ":" in userinfo:
+            raise_at([(("url",), "the url holds a password: keep it in password_file only")])
+        if not isinstance(named, str) or not named.strip():
+            raise_at([(("password_file",), "must be the path of a file holding the password")])
+        try:
+            secret = read_secret_file(resolve_path(Path(named), info))
+        except SecretFileError as exc:
+            raise_at([(("password_file",), str(exc))])
+        password = urllib.parse.quote(secret.get_secret_value(), safe="")
+        netloc = f"{userinfo}:{password}@{place}"
+        return {**data, "url": urllib.parse.urlunsplit(parts._replace(netloc=netloc))}
+
+    @field_validator("audit_days")
+    @classmethod
+    def _audit_kept_long_enough(cls, days: float) -> float:
+        if not days >= MIN_AUDIT_DAYS:  # also refuses NaN
+            raise ValueError(
+                f"audit_days must be at least {MIN_AUDIT_DAYS:g}: audit records are kept"
+                f" {MIN_AUDIT_DAYS:g} days or more (GB/T 22239 level 3), got {days:g}"
+            )
+        return days
 
     @model_validator(mode="after")
     def _rollups_outlive_readings(self) -> Self:
@@ -127,7 +169,7 @@ class StorageConfig(ConfigModel):
     @property
     def retention(self) -> RetentionPolicy:
         """How long raw readings and rollups are kept."""
-        return RetentionPolicy(self.raw_days, self.rollup_days)
+        return RetentionPolicy(self.raw_days, self.rollup_days, self.audit_days)
 
     @property
     def backend(self) -> Literal["sqlite", "postgresql"]:
@@ -177,11 +219,36 @@ DistrictScope = Annotated[str, BeforeValidator(digits_as_text), AfterValidator(_
 
 
 class ApiToken(ConfigModel):
-    """A bearer token of the HTTP API and the districts it may see."""
+    """A bearer token of the HTTP API and the districts it may see.
+
+    The secret is `token` itself or, so that the YAML holds none, the content of `token_file`
+    (a private file: specs.secretfiles). Tokens can also live in the database, hashed:
+    `collector tokens add`.
+    """
 
     name: Annotated[str, Field(min_length=1)]
-    token: Annotated[SecretStr, Field(min_length=1)]
+    token: Annotated[SecretStr, Field(min_length=1)] | None = None
+    token_file: SecretFile | None = None
     districts: tuple[DistrictScope, ...]
+
+    @model_validator(mode="after")
+    def _one_secret(self) -> Self:
+        if (self.token is None) == (self.token_file is None):
+            raise_at([(("token",), "give token or token_file (one of them)")])
+        return self
+
+    @property
+    def secret(self) -> SecretStr:
+        """The token's secret, from the YAML or from its file."""
+        secret = self.token if self.token is not None else self.token_file
+        if secret is None:
+            raise AssertionError("validation ensures token or token_file")
+        return secret
+
+    @property
+    def secret_key(self) -> str:
+        """The key the secret came from (for errors about it)."""
+        return "token" if self.token is not None else "token_file"
 
     @field_validator("districts")
     @classmethod
@@ -222,11 +289,14 @@ class ApiConfig(ConfigModel):
                 problems.append(
                     (("tokens", index, "name"), f"token name {token.name!r} is already used")
                 )
-            secret = token.token.get_secret_value()
+            secret = token.secret.get_secret_value()
             if secret in secrets:
                 # Two names for one secret would make the audit trail name the wrong client.
                 problems.append(
-                    (("tokens", index, "token"), f"same token as tokens[{secrets[secret]}]")
+                    (
+                        ("tokens", index, token.secret_key),
+                        f"same token as tokens[{secrets[secret]}]",
+                    )
                 )
             names.setdefault(token.name, index)
             secrets.setdefault(secret, index)

@@ -19,6 +19,7 @@ import uvicorn
 
 from collector.api.app import create_app
 from collector.api.core import ApiToken
+from collector.audit.sealing import seal_periodically
 from collector.config import CollectorConfig, ListenAddress, default_client_id
 from collector.feed.wakeup import LocalCommitSignal
 from collector.ingest.service import Ingest, IngestSettings
@@ -27,7 +28,7 @@ from collector.pki.tls import client_context
 from collector.retention import apply_retention
 from collector.storage import open_storage
 from collector.storage.base import Storage
-from collector.storage.capabilities import relayed_commits
+from collector.storage.capabilities import AuditTrail, relayed_commits
 from specs.signing import VerifyKey
 
 log = structlog.get_logger("collector")
@@ -49,7 +50,7 @@ def _bind(listen: ListenAddress) -> socket.socket:
 def api_tokens(config: CollectorConfig) -> tuple[ApiToken, ...]:
     """The API's tokens from the config."""
     return tuple(
-        ApiToken(t.name, t.token.get_secret_value(), tuple(t.districts)) for t in config.api.tokens
+        ApiToken(t.name, t.secret.get_secret_value(), tuple(t.districts)) for t in config.api.tokens
     )
 
 
@@ -95,6 +96,13 @@ class RunningCollector:
         done, _ = await asyncio.wait(self.tasks, return_when=asyncio.FIRST_COMPLETED)
         for task in done:
             task.result()
+
+
+def _audit_sealing(storage: Storage, clock: Callable[[], float]) -> tuple[asyncio.Task[None], ...]:
+    """The task that chains each finished minute's audit rows (collector.audit.sealing)."""
+    if not isinstance(storage, AuditTrail):
+        return ()
+    return (asyncio.create_task(seal_periodically(storage, clock), name="collector-audit"),)
 
 
 def _retention(
@@ -145,6 +153,7 @@ async def run_collector(
                 asyncio.create_task(ingest.run(), name="collector-ingest"),
                 asyncio.create_task(server.serve(sockets=[sock]), name="collector-api"),
                 *_retention(config, clock),
+                *_audit_sealing(storage, clock),
             )
             running = RunningCollector(
                 storage, ingest, key.public(), f"http://{config.api.listen}", tasks

@@ -71,3 +71,4 @@ def db_prune(config_path: Path, as_json: bool) -> None:
         f" ({report.readings_dropped} raw readings; their per-minute rollups stay)"
     )
     click.echo(f"rollup months dropped: {', '.join(report.rollup_months_dropped) or 'none'}")
+    click.echo(f"audit rows dropped: {report.audit_rows_dropped} (older than storage.audit_days)")

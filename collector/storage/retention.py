@@ -6,7 +6,9 @@ are kept `rollup_days`. Only whole months of readings go, and only once every in
 month is older than the limit: a month is never thinned row by row (PostgreSQL drops its
 partition), and a month that is partly young stays whole. The live feed's journal (alarm,
 gap and status events of GET /v1/stream) is small and goes row by row after `raw_days`.
-`None` keeps everything for ever.
+`None` keeps everything for ever. The audit chain (collector.audit.chain) keeps its rows
+`audit_days`, never fewer than MIN_AUDIT_DAYS (GB/T 22239 level 3 asks for 180 days of
+audit records): its oldest rows go once every occurrence they count is that old.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ from dataclasses import dataclass
 from collector.storage.months import Month, month_start, next_month
 
 DAY = 86_400.0
+MIN_AUDIT_DAYS = 180.0
+"""Audit rows younger than this are never pruned, whatever a policy says."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,11 @@ class RetentionPolicy:
 
     raw_days: float | None = None
     rollup_days: float | None = None
+    audit_days: float = MIN_AUDIT_DAYS
+
+    def audit_cutoff(self, now: float) -> float:
+        """Audit rows whose every occurrence is before this may go (never younger than 180 d)."""
+        return now - max(self.audit_days, MIN_AUDIT_DAYS) * DAY
 
     def raw_expired(self, month: Month, now: float) -> bool:
         """Whether every raw reading of `month` is older than `raw_days`."""
@@ -52,3 +61,4 @@ class PruneReport:
     rollup_months_dropped: tuple[str, ...] = ()
     readings_dropped: int = 0
     feed_events_dropped: int = 0
+    audit_rows_dropped: int = 0

@@ -26,6 +26,7 @@ from pydantic_core.core_schema import ErrorType
 
 from edge_agent.config.fields import Baudrate, DevicePath, Host, Name
 from edge_agent.config.points import PointConfig, point_source_problems
+from specs.secretfiles import SecretFile
 from specs.yamlconf import (
     ConfigModel,
     ConfigPath,
@@ -253,6 +254,8 @@ class OpcUaDevice(_Device):
     security: OpcUaSecurityConfig | None = None
     username: Annotated[str, Field(min_length=1)] | None = None
     password: str | None = Field(default=None, repr=False)
+    # Or the password in a private file of its own (specs.secretfiles), so the map holds none.
+    password_file: SecretFile | None = None
     poll: Seconds = 1.0
     publishing_interval: Seconds = 1.0
     keepalive: Seconds = 10.0
@@ -263,6 +266,11 @@ class OpcUaDevice(_Device):
         problems: list[tuple[KeyPath, str]] = []
         if self.password is not None and self.username is None:
             problems.append((("password",), "a password needs a username"))
+        if self.password_file is not None:
+            if self.password is not None:
+                problems.append((("password_file",), "give password or password_file, not both"))
+            elif self.username is None:
+                problems.append((("password_file",), "a password needs a username"))
         if self.keepalive < self.publishing_interval:
             problems.append(
                 (
@@ -276,6 +284,13 @@ class OpcUaDevice(_Device):
         if problems:
             raise_at(problems)
         return self
+
+    @property
+    def login_password(self) -> str | None:
+        """The session password: `password`, or the content of `password_file`."""
+        if self.password_file is not None:
+            return self.password_file.get_secret_value()
+        return self.password
 
 
 def _line_text(value: str) -> str:

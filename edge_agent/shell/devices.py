@@ -153,7 +153,7 @@ def build_opcua_driver(
             policy=SecurityPolicy(security.policy),
         ),
         username=device.username,
-        password=device.password,
+        password=device.login_password,
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncpg
 
+from collector.storage.postgres import audit
 from collector.storage.postgres.connection import Db, check_url, connecting, translated
 from collector.storage.postgres.locks import PARTITION_LOCK
 from collector.storage.postgres.partitions import (
@@ -53,7 +54,11 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
         gone.append(rollup_partition_name(month))
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
     status = await db.execute("DELETE FROM feed WHERE at < $1", now - policy.raw_days * DAY)
-    return PruneReport(tuple(dropped), tuple(gone), rolled, int(status.rsplit(" ", 1)[1]))
+    async with db.transaction():
+        audit_gone = await audit.prune(db, policy.audit_cutoff(now))
+    return PruneReport(
+        tuple(dropped), tuple(gone), rolled, int(status.rsplit(" ", 1)[1]), audit_gone
+    )
 
 
 async def prune_database(url: str, policy: RetentionPolicy, now: float) -> PruneReport:

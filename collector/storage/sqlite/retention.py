@@ -17,6 +17,7 @@ import aiosqlite
 from collector.storage.base import StorageError
 from collector.storage.months import Month, month_of, month_start, next_month
 from collector.storage.retention import DAY, PruneReport, RetentionPolicy, expired
+from collector.storage.sqlite import audit
 from collector.storage.sqlite.schema import connect, rollback
 
 
@@ -69,11 +70,19 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
                 "DELETE FROM readings_1m WHERE minute < ?",
                 (month_start(next_month(rollup_gone[-1])),),
             )
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        audit_gone = await audit.prune(db, policy.audit_cutoff(now))
+        await db.execute("COMMIT")
+    except BaseException:
+        await rollback(db)
+        raise
     return PruneReport(
         tuple(_name("readings", m) for m in sorted(dropped)),
         tuple(_name("readings_1m", m) for m in rollup_gone),
         deleted,
         journal.rowcount,
+        audit_gone,
     )
 
 

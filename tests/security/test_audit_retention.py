@@ -1,0 +1,98 @@
+"""Retention keeps every audit row younger than 180 days, and the chain verifiable after it.
+
+`storage.audit_days` (default and minimum 180, GB/T 22239 level 3) is how long the chain's
+rows are kept; the readings' retention (`raw_days`, `rollup_days`) never shortens it, and a
+policy asking for less than 180 days is held to 180 in code too, not only in the config
+check. Pruning drops a prefix of the chain and moves the recorded base with it, so that
+`collector audit verify` still finds the rest intact (and a later deletion still shows).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from collector.audit.chain import Action, ActionEntry
+from collector.audit.verify import verify_chain
+from collector.config import parse_collector_config
+from collector.model import AuditEntry, IngestBatch, Reason
+from collector.storage import open_storage, prune_storage
+from collector.storage.capabilities import AuditTrail
+from collector.storage.retention import DAY, RetentionPolicy
+from specs.yamlconf import ConfigError
+from tests.support.collector_client import BASE_TIME
+from tests.support.postgres import sql_execute
+
+NOW = BASE_TIME
+AGES = (400, 181, 179, 10)  # days before NOW of the four actions, oldest first
+
+
+async def _details(trail: AuditTrail) -> list[str]:
+    return [row.detail for row in await trail.audit_rows(after=None, limit=100)]
+
+
+async def _chain(storage_url: str) -> None:
+    async with open_storage(storage_url) as storage:
+        assert isinstance(storage, AuditTrail)
+        for age in AGES:
+            at = NOW - age * DAY
+            await storage.record_actions([ActionEntry(at, Action.MAP_PUSH, "cli:t", f"{age} d")])
+        # A rejection of the current minute: open, never pruned.
+        stale = AuditEntry(NOW, "gw", "gz/1/x", Reason.MALFORMED, "junk", "")
+        await storage.ingest(IngestBatch(audits=[stale]))
+
+
+@pytest.mark.parametrize("audit_days", [180.0, 10.0])
+async def test_rows_younger_than_180_days_stay_and_the_chain_still_verifies(
+    storage_url: str, audit_days: float
+) -> None:
+    await _chain(storage_url)
+    # Readings' retention of one day: audit rows are kept by their own, longer rule.
+    policy = RetentionPolicy(raw_days=1, rollup_days=1, audit_days=audit_days)
+    report = await prune_storage(storage_url, policy, NOW)
+    assert report.audit_rows_dropped == 2
+    async with open_storage(storage_url) as storage:
+        assert isinstance(storage, AuditTrail)
+        assert await _details(storage) == ["179 d", "10 d"]
+        verified = await verify_chain(storage)
+        assert (verified.intact, verified.rows, verified.head_seq, verified.open) == (
+            True, 2, 4, 1,
+        )  # fmt: skip
+        again = await prune_storage(storage_url, policy, NOW)
+        assert again.audit_rows_dropped == 0
+        # After pruning, deleting the oldest kept row is still found.
+        await sql_execute(storage_url, "DELETE FROM audit WHERE chain_seq = 3")
+        assert not (await verify_chain(storage)).intact
+
+
+async def test_a_longer_audit_retention_keeps_more(storage_url: str) -> None:
+    await _chain(storage_url)
+    policy = RetentionPolicy(raw_days=1, audit_days=365)
+    assert (await prune_storage(storage_url, policy, NOW)).audit_rows_dropped == 1
+    async with open_storage(storage_url) as storage:
+        assert isinstance(storage, AuditTrail)
+        assert await _details(storage) == ["181 d", "179 d", "10 d"]
+
+
+def test_config_refuses_an_audit_retention_below_180_days_with_file_line_and_key(
+    tmp_path: Path,
+) -> None:
+    text = (
+        'broker: "mqtt://127.0.0.1:1883"\n'
+        "storage:\n"
+        '  url: "sqlite:///state/c.db"\n'
+        "  raw_days: 30\n"
+        "  audit_days: 90\n"
+        "signing: {key_file: keys/c.key}\n"
+        'api: {listen: "127.0.0.1:8080"}\n'
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_collector_config(text, "collector.yaml", tmp_path)
+    [issue] = caught.value.issues
+    assert (issue.file, issue.line, issue.path) == ("collector.yaml", 5, "storage.audit_days")
+    assert "at least 180" in issue.message
+    fine = parse_collector_config(text.replace("90", "200"), "collector.yaml", tmp_path)
+    assert fine.storage.retention.audit_days == 200
+    default = parse_collector_config(text.replace("  audit_days: 90\n", ""), "c.yaml", tmp_path)
+    assert default.storage.retention.audit_days == 180
