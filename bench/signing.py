@@ -10,7 +10,7 @@ Same run, same machine, interleaved, so the ratios mean something on a shared 2-
   for the `ganzhi[sm]` extra, where they are installed (they are not dependencies).
 
 Run: `.venv/bin/python -m bench.signing [--gateways 10 --blocks 10 --repeat 3] [--candidates]`.
-No gate: the figures are recorded (docs/performance.md); SM2 is expected to be slower.
+No gate: the figures are for the record (SM2 signing is expected to cost more than Ed25519).
 """
 
 from __future__ import annotations
