@@ -21,7 +21,7 @@ from collector.api.core import ApiToken
 from collector.api.deps import bearer_authenticator
 from collector.api.docs import add_offline_docs, is_docs_path
 from collector.api.models import Problem
-from collector.api.problems import PROBLEM_JSON, problem
+from collector.api.problems import PROBLEM_JSON, document_problem_media_type, problem
 from collector.api.routes import (
     alarms,
     gaps,
@@ -48,6 +48,7 @@ _PROBLEM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         (414, "the URL is longer than `api.limits.url_bytes`"),
         (422, "a query parameter is out of its range or of the wrong type"),
         (429, "over the token's (or, without a valid token, the address's) rate: see Retry-After"),
+        (431, "more headers, or longer ones, than `api.limits` allows"),
     )
 }
 
@@ -102,6 +103,13 @@ def create_app(
         redoc_url=None,  # ReDoc would load from a CDN
     )
     app.state.display_zone = display_zone
+
+    def openapi() -> dict[str, Any]:
+        schema = FastAPI.openapi(app)  # built once, then cached by FastAPI
+        document_problem_media_type(schema)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     add_offline_docs(app)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
@@ -121,11 +129,7 @@ def create_app(
         rate_limits=rate_limits,
         clock=rate_clock,
     )
-    app.add_middleware(
-        RequestSizeLimit,
-        url_bytes=request_limits.url_bytes,
-        body_bytes=request_limits.body_bytes,
-    )
+    app.add_middleware(RequestSizeLimit, limits=request_limits)
     app.include_router(health.create_router(storage))
     app.include_router(
         gateways.create_router(storage, authenticate, offline_after=offline_after, clock=clock)
@@ -143,6 +147,7 @@ def create_app(
             authenticate,
             commits=LocalCommitSignal() if commits is None else commits,
             heartbeat=stream_heartbeat,
+            tokens=check,
         )
     )
     return app

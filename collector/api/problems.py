@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from http import HTTPStatus
-from typing import Final
+from typing import Any, Final
 
 from fastapi.responses import JSONResponse
 
@@ -25,3 +25,18 @@ def problem(
     return JSONResponse(
         body.model_dump(), status_code=status_code, headers=headers, media_type=PROBLEM_JSON
     )
+
+
+def document_problem_media_type(openapi: dict[str, Any]) -> None:
+    """Say in an OpenAPI document that errors come as application/problem+json.
+
+    FastAPI documents a response `model` under application/json only; the API answers every
+    error (4xx, 5xx) as PROBLEM_JSON, and clients (and schema checks) go by what is documented.
+    Changes `openapi` in place; a second call changes nothing.
+    """
+    for path_item in openapi.get("paths", {}).values():
+        for operation in path_item.values():
+            for code, response in operation.get("responses", {}).items():
+                content = response.get("content", {})
+                if code[:1] in {"4", "5"} and "application/json" in content:
+                    content[PROBLEM_JSON] = content.pop("application/json")

@@ -1,10 +1,14 @@
-"""Bounds on what a request may carry: its URL (414) and its body (413), as problem documents.
+"""Bounds on what a request may carry: URL (414), headers (431) and body (413), as problems.
 
 Every route is a GET, so no body is ever read; a body is still bounded, so that a client cannot
 make the server hold one. A declared `Content-Length` over the bound is refused at once; a
-chunked body is read up to the bound (refused past it) and handed on as read. The request
-line and headers together are bounded earlier, by the HTTP server (uvicorn's
-`h11_max_incomplete_event_size`, set from `api.limits.header_bytes` in `collector.runtime`).
+chunked body is read up to the bound (refused past it) and handed on as read.
+
+Headers are bounded twice. The HTTP server stops buffering a request line and headers that
+have not ended within `header_bytes` (uvicorn's `h11_max_incomplete_event_size`, see
+`collector.api.server`; it answers a plain 400 and closes), but it only looks while they are
+incomplete: a larger block that arrives whole passes it. So the app counts them too, and
+answers 431 past `header_bytes` or `header_count`.
 """
 
 from __future__ import annotations
@@ -28,9 +32,16 @@ class RequestLimits:
     """Path and query string together, as sent (percent-encoded)."""
     body_bytes: int = 4096
     header_bytes: int = 16_384
-    """The request line and all headers together (enforced by uvicorn, not here)."""
+    """All header names and values (and, at the server, the request line) together."""
+    header_count: int = 100
     connections: int = 512
     """Open connections and tasks at once; uvicorn answers 503 beyond (enforced by uvicorn)."""
+
+
+def header_size(scope: Scope) -> tuple[int, int]:
+    """How many headers a request has, and their bytes as sent (`name: value` and CRLF)."""
+    headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+    return len(headers), sum(len(name) + len(value) + 4 for name, value in headers)
 
 
 def url_length(scope: Scope) -> int:
@@ -41,15 +52,17 @@ def url_length(scope: Scope) -> int:
 
 
 class RequestSizeLimit:
-    """ASGI middleware: 414 for a URL over `url_bytes`, 413 for a body over `body_bytes`."""
+    """ASGI middleware: 414 for a long URL, 431 for too many headers, 413 for a long body."""
 
-    def __init__(self, app: ASGIApp, *, url_bytes: int, body_bytes: int) -> None:
+    def __init__(self, app: ASGIApp, *, limits: RequestLimits) -> None:
         self._app = app
-        self._url_bytes = url_bytes
-        self._body_bytes = body_bytes
+        self._url_bytes = limits.url_bytes
+        self._body_bytes = limits.body_bytes
+        self._header_bytes = limits.header_bytes
+        self._header_count = limits.header_count
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        """Answer 413 or 414 here, or pass the request on."""
+        """Answer 413, 414 or 431 here, or pass the request on."""
         if scope["type"] != "http":
             await self._app(scope, receive, send)
             return
@@ -57,6 +70,14 @@ class RequestSizeLimit:
             await problem(414, f"the URL is longer than {self._url_bytes} bytes")(
                 scope, receive, send
             )
+            return
+        count, size = header_size(scope)
+        if count > self._header_count or size > self._header_bytes:
+            detail = (
+                f"more than {self._header_count} headers, or more than {self._header_bytes}"
+                " bytes of them"
+            )
+            await problem(431, detail)(scope, receive, send)
             return
         headers = Headers(scope=scope)
         declared = headers.get("content-length")
