@@ -19,6 +19,8 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 from gmssl import func, sm3
 from gmssl.sm2 import CryptSM2
 
@@ -27,6 +29,7 @@ from specs.signing import (
     SM2_SM3,
     BadSignatureError,
     Signature,
+    SignatureError,
     SigningKey,
     UnsupportedAlgorithmError,
     VerifyKey,
@@ -289,3 +292,23 @@ def test_malformed_der_is_a_bad_signature(sig: bytes) -> None:
     public = generate_signing_key(SM2_SM3).public()
     with pytest.raises(BadSignatureError):
         public.verify(Signature(SM2_SM3, public.kid, sig), b"p")
+
+
+def test_keys_of_other_curves_and_garbage_are_refused_with_signature_errors() -> None:
+    p256 = ec.generate_private_key(ec.SECP256R1())
+    private = p256.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    public = p256.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    with pytest.raises(UnsupportedAlgorithmError):
+        load_signing_key(private)
+    with pytest.raises(UnsupportedAlgorithmError):
+        load_verify_key(public)
+    # An SM2 key whose PEM body was damaged is still recognised as SM2, and refused as a PEM.
+    sm2_pem = generate_signing_key(SM2_SM3).public().public_pem()
+    damaged = sm2_pem.replace(b"\nM", b"\nA", 1)
+    for pem in (b"not a key", damaged):
+        with pytest.raises(SignatureError):
+            load_verify_key(pem)
