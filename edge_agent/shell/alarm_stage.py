@@ -72,11 +72,14 @@ class AlarmStage:
         """Adopt the state of a batch whose block (and state) the outbox committed."""
         self._state = staged.state
         for event in staged.events:
-            log.info(
+            # A raise is what a technician reading the journal must not miss. `alarm_level`,
+            # not `level`: that key is the log level's own and would be overwritten.
+            emit = log.warning if event.event is AlarmEvent.RAISE else log.info
+            emit(
                 "alarm_raised" if event.event is AlarmEvent.RAISE else "alarm_cleared",
                 alarm_id=event.alarm_id,
                 point=event.point,
-                level=event.level,
+                alarm_level=event.level,
                 value=event.value,
                 threshold=event.threshold,
                 unit=event.unit,

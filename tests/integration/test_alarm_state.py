@@ -8,6 +8,8 @@ state must name exactly the alarms the blocks left active.
 from __future__ import annotations
 
 import asyncio
+import json
+import logging
 import os
 import signal
 import sqlite3
@@ -17,6 +19,7 @@ import time
 from pathlib import Path
 
 import pytest
+import structlog
 
 from drivers.sim.tankfarm import serve_tankfarm
 from edge_agent.config import SiteConfig, parse_site_config
@@ -25,6 +28,7 @@ from edge_agent.core.chain import Identity
 from edge_agent.shell import runtime
 from edge_agent.shell.alarm_stage import load_alarm_stage
 from edge_agent.shell.keyfile import create_key_pair
+from edge_agent.shell.logs import configure_logging
 from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.sealer import Sealer
 from specs.block import decode_block
@@ -302,3 +306,40 @@ async def test_the_agent_keeps_its_alarms_across_restarts(
         (AlarmEvent.CLEAR, raised[0].alarm_id),
     ]
     assert_consistent(outbox)
+
+
+async def test_a_raise_logs_at_warning_with_its_alarm_level_in_the_journal_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Through the agent's real logging set-up (JSON lines, as journald gets them): the alarm
+    level was lost (`level=` is the log level's own key) and a raise logged at info."""
+    saved = structlog.get_config()
+    handlers = logging.getLogger().handlers[:]
+    configure_logging()
+    # Loggers cached under this set-up would keep it for the rest of the session.
+    structlog.configure(cache_logger_on_first_use=False)
+    try:
+        await _raise_and_clear(tmp_path)
+    finally:
+        structlog.configure(**saved)
+        logging.getLogger().handlers[:] = handlers
+    lines = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    raised, cleared = (line for line in lines if line["event"] in {"alarm_raised", "alarm_cleared"})
+    assert (raised["event"], raised["level"], raised["alarm_level"]) == (
+        "alarm_raised",
+        "warning",
+        "L1",
+    )
+    assert (cleared["event"], cleared["level"], cleared["alarm_level"]) == (
+        "alarm_cleared",
+        "info",
+        "L1",
+    )
+
+
+async def _raise_and_clear(tmp_path: Path) -> None:
+    rules = rules_for_site(site(tmp_path))
+    async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
+        stage = await load_alarm_stage(outbox, rules)
+        stage.commit(stage.evaluate([lel(0, 30)]))
+        stage.commit(stage.evaluate([lel(1, 0)]))
