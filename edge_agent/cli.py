@@ -13,6 +13,7 @@ from edge_agent.backfill.cli import backfill
 from edge_agent.catalogue_cli import catalogue
 from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from edge_agent.config import SiteConfig
+from edge_agent.config.loader import problems_at
 from edge_agent.core.points import (
     NodeSource,
     PatternSource,
@@ -23,6 +24,7 @@ from edge_agent.core.points import (
 from edge_agent.outbox_cli import outbox
 from edge_agent.probe_cli import probe
 from edge_agent.shell.buses import plan_buses
+from edge_agent.shell.collector_keys import collector_key_problems
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import (
     ExposedKeyError,
@@ -67,6 +69,7 @@ def check(config_path: Path) -> None:
     """Validate the site map and print the resolved point table."""
     config = load_or_exit(config_path)
     refuse_exposed_keys(config)
+    refuse_bad_collector_keys(config_path, config, missing_ok=True)
     points = resolve_points(config)
     # One table per kind of source, each with the columns that say where its points are read.
     tables = (
@@ -92,10 +95,12 @@ def run(config_path: Path) -> None:
     config = load_or_exit(config_path)
     refuse_exposed_keys(config)
     configure_logging()
-    missing = [p for p in (config.signing.key_file, config.uplink.collector_key) if not p.exists()]
-    if missing:
-        for path in missing:
-            click.echo(f"{path}: key file is missing (see `edge-agent keys init`)", err=True)
+    gateway_key_missing = not config.signing.key_file.exists()
+    if gateway_key_missing:
+        key_file = config.signing.key_file
+        click.echo(f"{key_file}: key file is missing (see `edge-agent keys init`)", err=True)
+    refuse_bad_collector_keys(config_path, config)
+    if gateway_key_missing:
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
     problem = key_algorithm_problem(config.signing.key_file, config.signing.algorithm)
     if problem:
@@ -118,6 +123,17 @@ def refuse_exposed_keys(config: SiteConfig) -> None:
     if exposed:
         for problem in exposed:
             click.echo(problem, err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+
+
+def refuse_bad_collector_keys(
+    config_path: Path, config: SiteConfig, *, missing_ok: bool = False
+) -> None:
+    """Exit 2 naming (file:line: key: ...) each collector public key that cannot be used."""
+    problems = collector_key_problems(config, missing_ok=missing_ok)
+    if problems:
+        for issue in problems_at(config_path, problems).issues:
+            click.echo(str(issue), err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
 
 

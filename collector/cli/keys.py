@@ -8,6 +8,7 @@ import click
 
 from collector.cli.common import config_option, load_or_exit
 from collector.keyfiles import KeyFileError, create_key_files, public_key_path
+from collector.keyrotation import activate_next_key, next_key_path, stage_next_key
 
 
 @click.group()
@@ -27,3 +28,44 @@ def keys_init(config_path: Path) -> None:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {key.alg} key {key_file} and {public_key_path(key_file)}", err=True)
     click.echo(key.kid)
+
+
+@keys.command("rotate")
+@config_option
+@click.option(
+    "--activate",
+    is_flag=True,
+    help="Make the staged key the current one (the old one is kept as .retired-<kid>).",
+)
+def keys_rotate(config_path: Path, activate: bool) -> None:
+    """Stage a new collector key at <key_file>.next, or (--activate) switch to it.
+
+    Between the two steps, give every gateway the new public key (<key_file>.next.pub) beside
+    the old one in `uplink.collector_keys`; collectors sign with the new key from their next
+    start after --activate.
+    """
+    config = load_or_exit(config_path)
+    key_file = config.signing.key_file
+    try:
+        if activate:
+            old, new = activate_next_key(key_file)
+        else:
+            staged = stage_next_key(key_file, config.signing.algorithm)
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    if activate:
+        click.echo(
+            f"{key_file} is now key {new.kid}; key {old.kid} is kept beside it."
+            " Restart the collectors to sign with it.",
+            err=True,
+        )
+        click.echo(new.kid)
+        return
+    public = public_key_path(next_key_path(key_file))
+    click.echo(
+        f"staged {staged.alg} key {staged.kid} at {next_key_path(key_file)}. Add {public} to"
+        " every gateway's uplink.collector_keys (beside the current key), then run"
+        f" `collector keys rotate --activate -c {config_path}`.",
+        err=True,
+    )
+    click.echo(staged.kid)

@@ -5,9 +5,19 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from edge_agent.config.site import SiteConfig
-from specs.yamlconf import BASE_DIR, parse_yaml, unreadable, validate_document
+from specs.yamlconf import (
+    BASE_DIR,
+    ConfigError,
+    ConfigIssue,
+    KeyPath,
+    format_path,
+    parse_yaml,
+    unreadable,
+    validate_document,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from pathlib import Path
 
 
@@ -23,3 +33,15 @@ def load_site_config(path: Path) -> SiteConfig:
     except (OSError, UnicodeDecodeError) as exc:
         raise unreadable(str(path), exc) from None
     return parse_site_config(text, str(path), path.absolute().parent)
+
+
+def problems_at(path: Path, problems: Iterable[tuple[KeyPath, str]]) -> ConfigError:
+    """Place problems found after loading (in files the map names) at their keys' lines."""
+    try:
+        parsed = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        return unreadable(str(path), exc)
+    return ConfigError(
+        ConfigIssue(str(path), parsed.line_of(key_path), format_path(key_path), message)
+        for key_path, message in problems
+    )

@@ -3,6 +3,7 @@
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
@@ -65,11 +66,20 @@ class SiteInfo(ConfigModel):
         return self
 
 
+_MAX_COLLECTOR_KEYS = 8
+
+
 class UplinkConfig(ConfigModel):
-    """The link to the collector: broker, the collector's public key, MQTT session settings."""
+    """The link to the collector: broker, the collector's public key, MQTT session settings.
+
+    `collector_key` names the one public key the collector signs ACKs and commands with;
+    `collector_keys` lists several instead, any of which is accepted: while the collector's
+    key is rotated, the old and the new one (give one of the two keys, not both).
+    """
 
     broker: Broker
-    collector_key: ConfigPath
+    collector_key: ConfigPath | None = None
+    collector_keys: tuple[ConfigPath, ...] = ()
     tls: TlsConfig | None = None
     # MQTT carries keepalive in 16 bits and session expiry in 32 bits of whole seconds.
     keepalive: Annotated[Duration, duration_bounds(at_least=1, at_most=0xFFFF)] = 30.0
@@ -88,6 +98,48 @@ class UplinkConfig(ConfigModel):
     def port(self) -> int:
         """Return the broker's port."""
         return self.broker.port
+
+    @property
+    def collector_key_files(self) -> tuple[Path, ...]:
+        """Every collector public key to accept ACKs and commands under."""
+        if self.collector_key is not None:
+            return (self.collector_key,)
+        return self.collector_keys
+
+    @model_validator(mode="after")
+    def _one_way_to_name_collector_keys(self) -> Self:
+        problems = list(self._collector_key_problems())
+        if problems:
+            raise_at(problems)
+        return self
+
+    def _collector_key_problems(self) -> Iterator[tuple[KeyPath, str]]:
+        if self.collector_key is not None and self.collector_keys:
+            yield ("collector_keys",), "give collector_key or collector_keys, not both"
+        if self.collector_key is None and not self.collector_keys:
+            yield (
+                ("collector_key",),
+                (
+                    "the collector's public key is required (collector_key: FILE, or"
+                    " collector_keys: [FILE, ...] while the collector's key is rotated)"
+                ),
+            )
+        if len(self.collector_keys) > _MAX_COLLECTOR_KEYS:
+            yield (
+                ("collector_keys",),
+                (
+                    f"at most {_MAX_COLLECTOR_KEYS} collector keys, got {len(self.collector_keys)}:"
+                    " drop the retired ones"
+                ),
+            )
+        first: dict[Path, int] = {}
+        for index, path in enumerate(self.collector_keys):
+            if path in first:
+                yield (
+                    ("collector_keys", index),
+                    f"{path} is listed already as collector_keys[{first[path]}]",
+                )
+            first.setdefault(path, index)
 
     @model_validator(mode="after")
     def _tls_needs_mqtts(self) -> Self:

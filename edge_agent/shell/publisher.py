@@ -23,6 +23,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.core.ack_check import Rollback, judge_ack
+from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.first_failure import first_failure
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox, StoredBlock, declared_gap
@@ -69,7 +70,7 @@ class Publisher:
         self,
         outbox: Outbox,
         topics: GatewayTopics,
-        collector_key: VerifyKey,
+        collector_key: VerifyKey | TrustedKeys,
         settings: UplinkSettings,
         backoff: Callable[[], Iterator[float]],
         *,

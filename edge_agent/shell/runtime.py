@@ -26,6 +26,7 @@ from edge_agent.shell.buses import (
     plan_buses,
     report_utilization,
 )
+from edge_agent.shell.collector_keys import read_collector_keys
 from edge_agent.shell.devices import build_driver
 from edge_agent.shell.host import clock_synchronized, notify_systemd
 from edge_agent.shell.outbox import Outbox, open_outbox
@@ -34,7 +35,7 @@ from edge_agent.shell.publisher import Publisher, UplinkSettings
 from edge_agent.shell.sealer import Sealer
 from specs.catalogue import default_catalogue
 from specs.records import Record
-from specs.signing import load_signing_key, load_verify_key
+from specs.signing import load_signing_key
 from specs.topics import GatewayTopics
 
 log = structlog.get_logger("edge_agent.runtime")
@@ -252,7 +253,7 @@ async def run_agent(
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     key = load_signing_key(config.signing.key_file.read_bytes())
-    collector_key = load_verify_key(config.uplink.collector_key.read_bytes())
+    collector_key = read_collector_keys(config.uplink.collector_key_files)
     topics = GatewayTopics(config.site.district, config.site.enterprise, config.site.gateway)
     queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=_QUEUE_BOUND)
     points = resolve_points(config)
