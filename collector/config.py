@@ -26,7 +26,10 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from collector.api.admission import RateLimits
 from collector.api.core import OffsetError, parse_utc_offset
+from collector.api.ratelimit import BucketRule
+from collector.api.sizes import RequestLimits
 from collector.storage.retention import MIN_AUDIT_DAYS, RetentionPolicy
 from specs.identifiers import check_district_code
 from specs.secretfiles import SecretFile, SecretFileError, read_secret_file
@@ -271,6 +274,68 @@ def _utc_offset(value: object) -> timezone:
         raise PydanticCustomError("utc_offset", str(exc)) from None
 
 
+class BucketConfig(ConfigModel):
+    """A token bucket: `burst` requests at once, then `per_second` on average."""
+
+    per_second: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    burst: Annotated[int, Field(strict=True, ge=1)]
+
+    @property
+    def rule(self) -> BucketRule:
+        """The bucket the API's rate limiter keeps."""
+        return BucketRule(self.per_second, self.burst)
+
+
+class RateLimitConfig(ConfigModel):
+    """`api.rate_limit`: token buckets per token, and per client address without a valid token.
+
+    Every request without a valid token (no token, a wrong one, `/healthz`) takes from its
+    address's bucket (an IPv6 address: its /64), so guessing tokens goes no faster than
+    `address`; beyond a bucket the API answers 429 with Retry-After.
+    """
+
+    enabled: bool = True
+    token: BucketConfig = BucketConfig(per_second=20, burst=100)
+    address: BucketConfig = BucketConfig(per_second=5, burst=20)
+    # Address buckets kept at most (the least recently used are dropped, and come back full).
+    max_addresses: Annotated[int, Field(strict=True, ge=1, le=10_000_000)] = 100_000
+
+    @property
+    def settings(self) -> RateLimits | None:
+        """The limits `create_app` takes (None when disabled)."""
+        if not self.enabled:
+            return None
+        return RateLimits(self.token.rule, self.address.rule, self.max_addresses)
+
+
+class LimitsConfig(ConfigModel):
+    """`api.limits`: the largest request the API takes (413, 414, 431; 503 past connections)."""
+
+    url_bytes: Annotated[int, Field(strict=True, ge=256)] = 8192
+    body_bytes: Annotated[int, Field(strict=True, ge=0)] = 4096
+    header_bytes: Annotated[int, Field(strict=True, ge=1024, le=1_048_576)] = 16_384
+    header_count: Annotated[int, Field(strict=True, ge=8, le=10_000)] = 100
+    connections: Annotated[int, Field(strict=True, ge=1)] = 512
+
+    @model_validator(mode="after")
+    def _url_within_headers(self) -> Self:
+        # The request line counts toward header_bytes: a longer url_bytes would never apply.
+        if self.url_bytes > self.header_bytes:
+            raise_at([(("url_bytes",), "url_bytes must not exceed header_bytes")])
+        return self
+
+    @property
+    def settings(self) -> RequestLimits:
+        """The bounds `create_app` and the HTTP server take."""
+        return RequestLimits(
+            url_bytes=self.url_bytes,
+            body_bytes=self.body_bytes,
+            header_bytes=self.header_bytes,
+            header_count=self.header_count,
+            connections=self.connections,
+        )
+
+
 class ApiConfig(ConfigModel):
     """The HTTP API: where it listens, who may read it, and the offset it shows times at."""
 
@@ -278,6 +343,8 @@ class ApiConfig(ConfigModel):
     tokens: tuple[ApiToken, ...] = ()
     # DESIGN 8 leaves the default open; UTC keeps times unambiguous until a province says so.
     tz: Annotated[timezone, PlainValidator(_utc_offset)] = UTC
+    rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    limits: LimitsConfig = Field(default_factory=LimitsConfig)
 
     @model_validator(mode="after")
     def _unique_tokens(self) -> Self:

@@ -11,19 +11,20 @@ import contextlib
 import signal
 import socket
 import time
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import structlog
-import uvicorn
 
 from collector.api.app import create_app
 from collector.api.core import ApiToken
+from collector.api.server import ApiServer, listening_socket, server_config
 from collector.audit.sealing import seal_periodically
 from collector.config import CollectorConfig, ListenAddress, default_client_id
 from collector.feed.wakeup import LocalCommitSignal
 from collector.ingest.service import Ingest, IngestSettings
 from collector.keyfiles import load_key_file
+from collector.metrics import CollectorMetrics
 from collector.pki.tls import client_context
 from collector.retention import apply_retention
 from collector.storage import open_storage
@@ -34,17 +35,8 @@ from specs.signing import VerifyKey
 log = structlog.get_logger("collector")
 
 
-class _Server(uvicorn.Server):
-    """uvicorn without its own signal handlers: `serve_until_signalled` owns SIGINT/SIGTERM."""
-
-    @contextlib.contextmanager
-    def capture_signals(self) -> Iterator[None]:
-        yield
-
-
 def _bind(listen: ListenAddress) -> socket.socket:
-    family = socket.AF_INET6 if ":" in listen.host else socket.AF_INET
-    return socket.create_server((listen.host, listen.port), family=family)
+    return listening_socket(listen.host, listen.port)
 
 
 def api_tokens(config: CollectorConfig) -> tuple[ApiToken, ...]:
@@ -86,6 +78,7 @@ class RunningCollector:
     public_key: VerifyKey
     api_url: str
     tasks: tuple[asyncio.Task[None], ...]
+    metrics: CollectorMetrics
 
     async def wait_connected(self) -> None:
         """Return once the ingest loop is subscribed at the broker (wrap in a timeout)."""
@@ -130,7 +123,10 @@ async def run_collector(
     # collectors sharing its database; live streams sleep on it.
     commits = LocalCommitSignal()
     async with open_storage(config.storage.url) as storage, relayed_commits(storage, commits):
-        ingest = Ingest(ingest_settings(config), storage, key, clock, commits=commits)
+        metrics = CollectorMetrics(offline_after=config.offline_after)
+        ingest = Ingest(
+            ingest_settings(config), storage, key, clock, commits=commits, metrics=metrics
+        )
         app = create_app(
             storage,
             api_tokens(config),
@@ -138,16 +134,12 @@ async def run_collector(
             clock=clock,
             display_zone=config.api.tz,
             commits=commits,
+            request_limits=config.api.limits.settings,
+            rate_limits=config.api.rate_limit.settings,
+            collector_metrics=metrics,
         )
-        server = _Server(
-            uvicorn.Config(
-                app,
-                log_config=None,
-                access_log=False,
-                lifespan="off",
-                timeout_graceful_shutdown=5,
-            )
-        )
+        # serve_until_signalled owns SIGINT/SIGTERM, not uvicorn.
+        server = ApiServer(server_config(app, config.api.limits.settings))
         with _bind(config.api.listen) as sock:
             tasks = (
                 asyncio.create_task(ingest.run(), name="collector-ingest"),
@@ -156,7 +148,7 @@ async def run_collector(
                 *_audit_sealing(storage, clock),
             )
             running = RunningCollector(
-                storage, ingest, key.public(), f"http://{config.api.listen}", tasks
+                storage, ingest, key.public(), f"http://{config.api.listen}", tasks, metrics
             )
             log.info(
                 "collector_started",
