@@ -10,7 +10,7 @@ from pathlib import Path
 
 import click
 
-from collector.cli.certs import days_option, load_ca_or_fail
+from collector.cli.certs import ca_dir_or_exit, current_crl, days_option, load_ca_or_fail
 from collector.cli.common import config_option, load_or_exit
 from collector.config import CollectorConfig, ListenAddress, parse_listen
 from collector.pki.certificates import (
@@ -26,7 +26,7 @@ from collector.pki.mosquitto import (
     acl_text,
     mosquitto_conf,
 )
-from collector.pki.store import PkiError, write_issued, write_text
+from collector.pki.store import PkiError, record_issued, write_crl, write_issued, write_text
 
 _ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - a listen address, not a bind here
 
@@ -112,8 +112,9 @@ def broker_config(  # click passes every option by keyword
     """Write a Mosquitto config that admits only the province CA's certificates, with the ACL.
 
     Into the folder: mosquitto.conf (run `mosquitto -c` it), mosquitto.acl, ca.crt, the
-    broker's broker.crt and broker.key, and the collectors' client certificate
-    collector.crt and collector.key for the config's broker_tls. Rerun it to renew them.
+    CA's revocation list ca.crl, the broker's broker.crt and broker.key, and the
+    collectors' client certificate collector.crt and collector.key for the config's
+    broker_tls. Rerun it to renew them.
     """
     config = load_or_exit(config_path)
     account = _account(run_as)
@@ -121,17 +122,17 @@ def broker_config(  # click passes every option by keyword
     folder = (out_dir or config_path.parent / "broker").absolute()
     layout = BrokerLayout(folder)
     names = _server_names(server_names, listen, config)
-    validity = validity_from(datetime.now(UTC), days)
+    now = datetime.now(UTC)
+    validity = validity_from(now, days)
+    ca_dir = ca_dir_or_exit(config, config_path)
     try:
-        write_issued(
-            folder, BROKER, issue_server(authority, names, validity), authority.certificate
-        )
-        write_issued(
-            folder,
-            COLLECTOR,
-            issue_client(authority, COLLECTOR_IDENTITY, validity),
-            authority.certificate,
-        )
+        broker = issue_server(authority, names, validity)
+        collectors = issue_client(authority, COLLECTOR_IDENTITY, validity)
+        for issued in (broker, collectors):
+            record_issued(ca_dir, issued.certificate)
+        write_issued(folder, BROKER, broker, authority.certificate)
+        write_issued(folder, COLLECTOR, collectors, authority.certificate)
+        write_crl(layout.crl, current_crl(ca_dir, authority, now))
         write_text(layout.acl, acl_text(COLLECTOR_IDENTITY))
         write_text(layout.conf, mosquitto_conf(layout, listen.host, listen.port, run_as))
         layout.data.mkdir(mode=0o700, exist_ok=True)

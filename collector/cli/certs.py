@@ -12,8 +12,29 @@ from cryptography.hazmat.primitives import hashes
 
 from collector.cli.common import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from collector.config import CollectorConfig
-from collector.pki.certificates import Issued, create_ca, issue_client, validity_from
-from collector.pki.store import CA_CERT, PkiError, init_ca, load_ca, write_issued
+from collector.pki.certificates import (
+    Issued,
+    Revoked,
+    common_name,
+    create_ca,
+    crl_number,
+    issue_client,
+    revocation_list,
+    revoked_in,
+    validity_from,
+)
+from collector.pki.store import (
+    CA_CERT,
+    CA_CRL,
+    PkiError,
+    init_ca,
+    issued_certificates,
+    load_ca,
+    load_crl,
+    record_issued,
+    write_crl,
+    write_issued,
+)
 from specs.identifiers import IdentifierError, check_enterprise_code, check_gateway_code
 
 CA_DAYS: Final = 3650
@@ -114,6 +135,7 @@ def issue(config_path: Path, gateway_id: str, out_dir: Path, days: float) -> Non
     authority = load_ca_or_fail(config, config_path)
     issued = issue_client(authority, gateway, validity_from(datetime.now(UTC), days))
     try:
+        record_issued(ca_dir_or_exit(config, config_path), issued.certificate)
         cert_path = write_issued(out_dir, gateway, issued, authority.certificate)
     except PkiError as exc:
         raise click.ClickException(str(exc)) from None
@@ -123,3 +145,55 @@ def issue(config_path: Path, gateway_id: str, out_dir: Path, days: float) -> Non
         err=True,
     )
     click.echo(cert_path)
+
+
+def current_crl(ca_dir: Path, authority: Issued, now: datetime) -> x509.CertificateRevocationList:
+    """The CA's revocation list; an empty one is published the first time one is needed."""
+    crl = load_crl(ca_dir)
+    if crl is None:
+        crl = revocation_list(authority, (), now, number=1)
+        write_crl(ca_dir / CA_CRL, crl)
+    return crl
+
+
+@certs.command("revoke")
+@config_option
+@click.option("--gateway", "gateway_id", required=True, help="{enterprise}-GW{NN}")
+@click.option(
+    "--broker-dir",
+    type=click.Path(file_okay=False, exists=True, path_type=Path),
+    help="A broker-config folder to update the revocation list of as well.",
+)
+def revoke(config_path: Path, gateway_id: str, broker_dir: Path | None) -> None:
+    """Revoke every certificate issued to a gateway; restart the broker to apply it.
+
+    The CA's list is certs.ca_dir/ca.crl; `broker-config` copies it next to the broker's
+    config (or give --broker-dir). Exit 1 when the gateway has no certificate to revoke.
+    """
+    config = load_or_exit(config_path)
+    gateway = _gateway_id(gateway_id)
+    authority = load_ca_or_fail(config, config_path)
+    ca_dir = ca_dir_or_exit(config, config_path)
+    now = datetime.now(UTC)
+    try:
+        crl = current_crl(ca_dir, authority, now)
+        listed = revoked_in(crl)
+        known = {entry.serial for entry in listed}
+        taken = [
+            Revoked(c.serial_number, now)
+            for c in issued_certificates(ca_dir)
+            if common_name(c) == gateway and c.serial_number not in known
+        ]
+        if not taken:
+            raise click.ClickException(f"{gateway} has no certificate left to revoke")
+        crl = revocation_list(authority, [*listed, *taken], now, number=crl_number(crl) + 1)
+        write_crl(ca_dir / CA_CRL, crl)
+        if broker_dir is not None:
+            write_crl(broker_dir / CA_CRL, crl)
+    except PkiError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"revoked {len(taken)} certificate(s) of {gateway}; restart mosquitto to apply", err=True
+    )
+    for entry in taken:
+        click.echo(f"{entry.serial:x}")

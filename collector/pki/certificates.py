@@ -191,3 +191,53 @@ def common_name(certificate: x509.Certificate) -> str:
     """The subject common name of `certificate` (the broker username it maps to)."""
     values = certificate.subject.get_attributes_for_oid(NameOID.COMMON_NAME)
     return str(values[0].value) if values else ""
+
+
+@dataclass(frozen=True, slots=True)
+class Revoked:
+    """A certificate taken back: its serial number, and when."""
+
+    serial: int
+    at: datetime
+
+
+def revocation_list(
+    ca: Issued, revoked: Sequence[Revoked], now: datetime, number: int
+) -> x509.CertificateRevocationList:
+    """The CA's CRL listing `revoked`, the `number`-th it published.
+
+    It is valid until the CA expires: a broker with a CRL past its next update refuses every
+    client, and this one is only ever replaced by a newer one, not renewed on a schedule.
+    """
+    builder = (
+        x509.CertificateRevocationListBuilder()
+        .issuer_name(ca.certificate.subject)
+        .last_update(now)
+        .next_update(max(ca.certificate.not_valid_after_utc, now + timedelta(days=1)))
+        .add_extension(x509.CRLNumber(number), critical=False)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.key.public_key()),
+            critical=False,
+        )
+    )
+    for entry in revoked:
+        builder = builder.add_revoked_certificate(
+            x509.RevokedCertificateBuilder()
+            .serial_number(entry.serial)
+            .revocation_date(entry.at)
+            .build()
+        )
+    return builder.sign(ca.key, hashes.SHA256())
+
+
+def revoked_in(crl: x509.CertificateRevocationList) -> tuple[Revoked, ...]:
+    """The entries of a CRL."""
+    return tuple(Revoked(entry.serial_number, entry.revocation_date_utc) for entry in crl)
+
+
+def crl_number(crl: x509.CertificateRevocationList) -> int:
+    """The CRL's sequence number (0 when it has none)."""
+    try:
+        return int(crl.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number)
+    except x509.ExtensionNotFound:
+        return 0

@@ -3,9 +3,9 @@
 Pure: paths and names in, file texts out. What the texts make Mosquitto 2.0 do:
 
 - `require_certificate` refuses, during the TLS handshake, a client without a certificate
-  of the province CA, or with an expired one; `use_identity_as_username` makes the
-  certificate's common name the client's username, which no client can choose otherwise
-  (no password file, `allow_anonymous false`).
+  of the province CA, or with an expired or revoked one (`crlfile`);
+  `use_identity_as_username` makes the certificate's common name the client's username,
+  which no client can choose otherwise (no password file, `allow_anonymous false`).
 - The ACL's `pattern` lines name that username as `%u`: a gateway publishes only under its
   own `up/` and `status` topics and receives only its own `down/` topics. One file serves
   every gateway, present and future, so issuing a certificate is all adding a gateway takes.
@@ -69,6 +69,11 @@ class BrokerLayout:
         return self.folder / "ca.crt"
 
     @property
+    def crl(self) -> Path:
+        """The CA's revocation list (`collector certs revoke`)."""
+        return self.folder / "ca.crl"
+
+    @property
     def cert(self) -> Path:
         """The broker's server certificate."""
         return self.folder / f"{BROKER}.crt"
@@ -129,6 +134,7 @@ def mosquitto_conf(layout: BrokerLayout, host: str, port: int, run_as: str) -> s
         "\n"
         f"listener {port} {host}\n"
         f"cafile {layout.ca}\n"
+        f"crlfile {layout.crl}\n"
         f"certfile {layout.cert}\n"
         f"keyfile {layout.key}\n"
         "require_certificate true\n"

@@ -1,6 +1,8 @@
 """The province CA and issued certificates as PEM files; private keys are 0600.
 
-The CA lives in the folder the collector config names (`certs.ca_dir`): `ca.crt` and `ca.key`.
+The CA lives in the folder the collector config names (`certs.ca_dir`): `ca.crt` and `ca.key`,
+its revocation list `ca.crl`, and a copy of every certificate it issued in `issued/`, by
+serial number (what `certs revoke` looks names up in).
 Issued certificates go to an output folder as `<name>.crt` and `<name>.key`, beside a copy of
 `ca.crt`, ready to be copied to a gateway or a broker.
 
@@ -27,6 +29,8 @@ from collector.pki.certificates import Issued
 
 CA_CERT: Final = "ca.crt"
 CA_KEY: Final = "ca.key"
+CA_CRL: Final = "ca.crl"
+ISSUED: Final = "issued"
 _PRIVATE: Final = 0o600
 _PUBLIC: Final = 0o644
 
@@ -141,5 +145,50 @@ def write_text(path: Path, text: str) -> None:
     """Write a public text file (a config) whole or not at all, replacing what was there."""
     try:
         _write(path, text.encode(), _PUBLIC)
+    except OSError as exc:
+        raise PkiError(f"cannot write {path}: {exc.strerror or exc}") from None
+
+
+def record_issued(ca_dir: Path, certificate: x509.Certificate) -> None:
+    """Keep a copy of an issued certificate in the CA's folder, so it can be revoked by name."""
+    folder = ca_dir / ISSUED
+    try:
+        folder.mkdir(mode=0o700, exist_ok=True)
+        _write(folder / f"{certificate.serial_number:x}.crt", _cert_pem(certificate), _PUBLIC)
+    except OSError as exc:
+        raise PkiError(
+            f"cannot record the certificate in {folder}: {exc.strerror or exc}"
+        ) from None
+
+
+def issued_certificates(ca_dir: Path) -> tuple[x509.Certificate, ...]:
+    """Every certificate the CA recorded as issued."""
+    folder = ca_dir / ISSUED
+    try:
+        files = sorted(folder.glob("*.crt"))
+        return tuple(x509.load_pem_x509_certificate(path.read_bytes()) for path in files)
+    except OSError as exc:
+        raise PkiError(f"cannot read {folder}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise PkiError(f"a certificate in {folder} is unreadable: {exc}") from None
+
+
+def load_crl(ca_dir: Path) -> x509.CertificateRevocationList | None:
+    """The CA's revocation list, or None before the first one."""
+    path = ca_dir / CA_CRL
+    try:
+        return x509.load_pem_x509_crl(path.read_bytes())
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise PkiError(f"cannot read {path}: {exc.strerror or exc}") from None
+    except ValueError as exc:
+        raise PkiError(f"{path} is unreadable: {exc}") from None
+
+
+def write_crl(path: Path, crl: x509.CertificateRevocationList) -> None:
+    """Write a revocation list (PEM) whole or not at all."""
+    try:
+        _write(path, crl.public_bytes(serialization.Encoding.PEM), _PUBLIC)
     except OSError as exc:
         raise PkiError(f"cannot write {path}: {exc.strerror or exc}") from None

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import signal
 import socket
 import ssl
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
@@ -44,6 +45,7 @@ from collector.pki.certificates import (
 )
 from collector.pki.store import load_ca, write_issued
 from specs.topics import ROOT, GatewayTopics, collector_subscription
+from tests.e2e.harness import wait_until
 from tests.support.broker import free_port
 from tests.support.tls_broker import ConfiguredBroker
 
@@ -69,6 +71,7 @@ class Pki:
 
     work: Path
     broker: ConfiguredBroker
+    config: Path
 
     @property
     def ca_dir(self) -> Path:
@@ -123,7 +126,7 @@ def pki(tmp_path: Path) -> Iterator[Pki]:
     cli("broker-config", "-c", config, "--listen", f"127.0.0.1:{port}", "--out", str(out))
     broker = ConfiguredBroker(port=port, workdir=out)
     broker.start()
-    yield Pki(tmp_path, broker)
+    yield Pki(tmp_path, broker, tmp_path / "collector.yaml")
     broker.stop()
 
 
@@ -390,3 +393,21 @@ async def test_a_gateway_cannot_leave_a_last_will_on_another_gateways_status(pki
         await asyncio.to_thread(drop_with_will, "a-own", A.status)
         seen = await received_until(collector, A.status)
     assert seen == [(A.status, b'{"online": false}')]
+
+
+def test_a_revoked_certificate_is_refused_once_the_broker_rereads_its_list(pki: Pki) -> None:
+    assert probe(pki, pki.context(GATEWAY_A)) == ""
+    cli(
+        "certs", "revoke", "-c", str(pki.config), "--gateway", GATEWAY_A,
+        "--broker-dir", str(pki.broker.workdir),
+    )  # fmt: skip
+    assert pki.broker.process is not None
+    pki.broker.process.send_signal(signal.SIGHUP)  # Mosquitto 2.0 rereads certificates and CRL
+    wait_until(
+        lambda: probe(pki, pki.context(GATEWAY_A)) == "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        10,
+        "the broker to refuse the revoked certificate",
+    )
+    assert connack(pki, pki.context(GATEWAY_A)) == b""
+    # Another gateway's certificate from the same CA is not affected.
+    assert connack(pki, pki.context(GATEWAY_B)) == CONNACK_ACCEPTED

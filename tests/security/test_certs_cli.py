@@ -100,7 +100,7 @@ def test_broker_config_writes_every_file_the_broker_and_collectors_need(
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "broker.crt", "broker.key", "ca.crt", "collector.crt", "collector.key", "data",
+        "broker.crt", "broker.key", "ca.crl", "ca.crt", "collector.crt", "collector.key", "data",
         "mosquitto.acl", "mosquitto.conf",
     ]  # fmt: skip
     for key in ("broker.key", "collector.key"):
@@ -192,3 +192,28 @@ def test_broker_config_hands_the_broker_key_to_the_user_mosquitto_runs_as(
     assert (out / "data").stat().st_uid == nobody
     assert (out / "collector.key").stat().st_uid == os.geteuid()
     assert "user nobody\n" in (out / "mosquitto.conf").read_text(encoding="utf-8")
+
+
+def test_revoking_a_gateway_lists_each_of_its_certificates_once(
+    config: Path, tmp_path: Path
+) -> None:
+    run("certs", "ca", "init", "-c", str(config))
+    nothing = run("certs", "revoke", "-c", str(config), "--gateway", GATEWAY)
+    assert nothing.exit_code == 1
+    assert "no certificate left to revoke" in nothing.output
+    serials = set()
+    for out in ("first", "second"):
+        run("certs", "issue", "-c", str(config), "--gateway", GATEWAY, "--out", str(tmp_path / out))
+        cert = x509.load_pem_x509_certificate((tmp_path / out / f"{GATEWAY}.crt").read_bytes())
+        serials.add(cert.serial_number)
+    other = "91360100MA35GW001H-GW02"
+    run("certs", "issue", "-c", str(config), "--gateway", other, "--out", str(tmp_path / "other"))
+    result = run("certs", "revoke", "-c", str(config), "--gateway", GATEWAY)
+    assert result.exit_code == 0, result.output
+    assert {int(line, 16) for line in result.stdout.split()} == serials
+    crl = x509.load_pem_x509_crl((tmp_path / "pki" / "ca" / "ca.crl").read_bytes())
+    ca = x509.load_pem_x509_certificate((tmp_path / "pki" / "ca" / "ca.crt").read_bytes())
+    assert crl.is_signature_valid(ca.public_key())  # type: ignore[arg-type] # an EC key
+    assert {entry.serial_number for entry in crl} == serials
+    again = run("certs", "revoke", "-c", str(config), "--gateway", GATEWAY)
+    assert again.exit_code == 1

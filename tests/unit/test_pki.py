@@ -13,11 +13,15 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 from collector.pki.certificates import (
     BACKDATE,
+    Revoked,
     Validity,
     common_name,
     create_ca,
+    crl_number,
     issue_client,
     issue_server,
+    revocation_list,
+    revoked_in,
     validity_from,
 )
 from collector.pki.mosquitto import BrokerLayout, acl_text, mosquitto_conf
@@ -133,6 +137,7 @@ def test_the_broker_config_names_absolute_files_and_requires_certificates() -> N
         "acl_file /etc/ganzhi/broker/mosquitto.acl",
         "listener 8883 0.0.0.0",
         "cafile /etc/ganzhi/broker/ca.crt",
+        "crlfile /etc/ganzhi/broker/ca.crl",
         "require_certificate true",
         "use_identity_as_username true",
         # Mosquitto drops the newest past 1000 queued per client by default: a bytes cap binds.
@@ -141,3 +146,15 @@ def test_the_broker_config_names_absolute_files_and_requires_certificates() -> N
         "persistence_location /etc/ganzhi/broker/data/",
     ):
         assert line in conf
+
+
+def test_a_revocation_list_lasts_as_long_as_its_ca_and_counts_up() -> None:
+    ca = create_ca("CA", validity_from(NOW, 3650))
+    client = issue_client(ca, GATEWAY, validity_from(NOW, 1)).certificate
+    taken = Revoked(client.serial_number, NOW)
+    crl = revocation_list(ca, [taken], NOW, number=7)
+    assert crl.is_signature_valid(ca.key.public_key())
+    assert revoked_in(crl) == (taken,)
+    assert crl_number(crl) == 7
+    assert crl.next_update_utc == ca.certificate.not_valid_after_utc
+    assert crl.get_revoked_certificate_by_serial_number(client.serial_number) is not None
