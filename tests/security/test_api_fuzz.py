@@ -88,6 +88,48 @@ def test_the_store_holds_both_districts_and_the_token_sees_one(api: ServedApi, p
     assert _leaks(everything) != []  # the check sees Beijing where it is
 
 
+BEIJING_FILTERS: Final = {
+    "gateway": BEIJING.gateway,
+    "enterprise": BEIJING.enterprise,
+    "district": BEIJING.district,
+}
+NOWHERE_FILTERS: Final = {  # the same shapes, naming nothing that exists
+    "gateway": "91999999MA0000009X-GW01",
+    "enterprise": "91999999MA0000009X",
+    "district": "999999",
+}
+
+
+@pytest.mark.parametrize("path", [p for p in FUZZED if p.startswith("/v1/")])
+def test_asking_for_another_district_by_name_shows_nothing_of_it(
+    schema: schemathesis.BaseSchema, api: ServedApi, path: str
+) -> None:
+    """Random strings rarely hit a real name: every filter of each endpoint names Beijing.
+
+    The answer is the one for a name that does not exist at all (the name aside), so that it
+    does not even tell that Beijing's gateway exists.
+    """
+    names = {p["name"] for p in schema.raw_schema["paths"][path]["get"].get("parameters", [])}
+    filters = sorted(names & set(BEIJING_FILTERS))
+    with httpx.Client(base_url=api.url, headers=auth(SCOPED_TOKEN), timeout=30) as http:
+        for name in filters:
+            for group in ("gateway", "enterprise", "district") if "group" in names else (None,):
+                params = {name: BEIJING_FILTERS[name]} | ({"group": group} if group else {})
+                answer = http.get(path, params=params)
+                assert answer.status_code < 500, answer.text
+                nowhere = http.get(path, params=params | {name: NOWHERE_FILTERS[name]})
+                assert (answer.status_code, answer.text) == (
+                    nowhere.status_code,
+                    nowhere.text.replace(NOWHERE_FILTERS[name], BEIJING_FILTERS[name]),
+                )
+                if answer.status_code == 200:
+                    body = answer.json()
+                    items = body.get("items", body) if isinstance(body, dict) else body
+                    assert _leaks(items) == [], (params, answer.text[:500])
+                    if isinstance(body, dict) and "items" in body:
+                        assert body["items"] == [], (params, answer.text[:500])
+
+
 def _leaks(value: Any) -> list[str]:
     """What of another district an answer shows (items naming its gateway or district)."""
     found = []
