@@ -9,7 +9,11 @@ only say less than the truth, and the next heartbeat corrects it).
 
 Wire form: canonical JSON, keys sorted, absent fields left out::
 
-    {"epoch": "...", "last_seq": 41, "online": true, "t": 1767225600.5, "undelivered": 0}
+    {"config": "9f86d081884c7d65", "epoch": "...", "last_seq": 41, "online": true,
+     "t": 1767225600.5, "undelivered": 0, "version": "0.9.0"}
+
+A clean stop publishes `{"online": false, "t": ...}` itself (the broker sends the will only
+when a session ends without a DISCONNECT).
 """
 
 from __future__ import annotations
@@ -35,6 +39,8 @@ class GatewayStatus:
     epoch: str | None = None
     last_seq: int | None = None
     undelivered: int | None = None
+    version: str | None = None  # the agent's package version
+    config: str | None = None  # SHA-256 (16 hex digits) of the agent's effective site config
 
     def encode(self) -> bytes:
         """Canonical bytes (the exact bytes the signature covers)."""
@@ -45,6 +51,10 @@ class GatewayStatus:
             body["last_seq"] = self.last_seq
         if self.undelivered is not None:
             body["undelivered"] = self.undelivered
+        if self.version is not None:
+            body["version"] = self.version
+        if self.config is not None:
+            body["config"] = self.config
         return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 
@@ -54,6 +64,13 @@ def _optional_count(body: dict[str, object], name: str) -> int | None:
         return None
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise StatusFormatError(f"status {name!r} must be a non-negative integer")
+    return value
+
+
+def _optional_text(body: dict[str, object], name: str) -> str | None:
+    value = body.get(name)
+    if value is not None and (not isinstance(value, str) or not value):
+        raise StatusFormatError(f"status {name!r} must be a non-empty string")
     return value
 
 
@@ -71,13 +88,12 @@ def decode_status(payload: bytes) -> GatewayStatus:
     t = body.get("t")
     if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
         raise StatusFormatError("status must have a numeric 't' (unix seconds)")
-    epoch = body.get("epoch")
-    if epoch is not None and (not isinstance(epoch, str) or not epoch):
-        raise StatusFormatError("status 'epoch' must be a non-empty string")
     return GatewayStatus(
         online=online,
         t=float(t),
-        epoch=epoch,
+        epoch=_optional_text(body, "epoch"),
         last_seq=_optional_count(body, "last_seq"),
         undelivered=_optional_count(body, "undelivered"),
+        version=_optional_text(body, "version"),
+        config=_optional_text(body, "config"),
     )

@@ -76,6 +76,8 @@ class Publisher:
         *,
         sign: Callable[[bytes], Signature],
         meta: tuple[bytes, Signature] | None = None,
+        version: str | None = None,
+        config_hash: str | None = None,
     ) -> None:
         self._outbox = outbox
         self._topics = topics
@@ -84,6 +86,10 @@ class Publisher:
         self._new_backoff = backoff
         self._meta = meta
         self._sign = sign  # status messages are signed like blocks (specs.status)
+        self._version = version
+        self._config_hash = config_hash
+        self._client_now: aiomqtt.Client | None = None
+        self._stopping = False
         self._backoff = backoff()
         self._live: deque[int] = deque(maxlen=settings.max_inflight * 4)
         self._owed: deque[int] = deque()
@@ -113,7 +119,11 @@ class Publisher:
         while True:
             try:
                 async with self._client() as client:
-                    await self._session(client)
+                    self._client_now = client
+                    try:
+                        await self._session(client)
+                    finally:
+                        self._client_now = None
             except* aiomqtt.MqttError as group:
                 self.connected.clear()
                 delay = next(self._backoff)
@@ -316,6 +326,27 @@ class Publisher:
         )
         self.published += 1
 
+    async def say_offline(self) -> bool:
+        """Publish the retained offline status now; whether a session was up to carry it.
+
+        For a clean stop: the broker sends the last will only when a session ends without a
+        DISCONNECT, so without this the last heartbeat (`online: true`) would stay retained
+        and the gateway would look online until the collector's presence window ran out.
+        """
+        self._stopping = True  # no heartbeat after this
+        client = self._client_now
+        if client is None or not self.connected.is_set():
+            return False
+        payload = GatewayStatus(online=False, t=time.time()).encode()
+        await client.publish(
+            self._topics.status,
+            payload,
+            qos=1,
+            retain=True,
+            properties=_signed(self._sign(payload)),
+        )
+        return True
+
     async def _heartbeat(self, client: aiomqtt.Client) -> None:
         while True:
             stats = await self._outbox.stats()
@@ -325,14 +356,17 @@ class Publisher:
                 epoch=stats.epoch,
                 last_seq=stats.last_seq,
                 undelivered=stats.undelivered,
+                version=self._version,
+                config=self._config_hash,
             ).encode()
-            await client.publish(
-                self._topics.status,
-                status,
-                qos=1,
-                retain=True,
-                properties=_signed(self._sign(status)),
-            )
+            if not self._stopping:  # checked last: an offline status is never overtaken
+                await client.publish(
+                    self._topics.status,
+                    status,
+                    qos=1,
+                    retain=True,
+                    properties=_signed(self._sign(status)),
+                )
             await asyncio.sleep(self._settings.heartbeat)
 
 

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import importlib.metadata
 import signal
 import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Iterator
 
+import aiomqtt
 import structlog
 
 from drivers.modbus.backoff import backoff_delays
@@ -52,6 +55,9 @@ _PRUNE_EVERY = 3600.0
 _SHUTDOWN_POLLERS = 1.0
 _SHUTDOWN_DRAIN = 3.0
 _SHUTDOWN_BUDGET = 4.0
+# The offline status is one QoS 1 PUBLISH on a loopback or LAN link; past this the link is
+# gone anyway, and the broker's last will says the same.
+_SAY_OFFLINE_WITHIN = 0.5
 # A task that has not ended this long after its cancellation is cancelled again, and again
 # every _RECANCEL_EVERY s: a library may swallow one cancellation (Python 3.11's wait_for does
 # when the awaited result lands in the same loop iteration), and a polite close (an OPC UA
@@ -62,6 +68,24 @@ _RECANCEL_EVERY = 0.25
 _STOP_GRACE = 0.5
 _BACKOFF_INITIAL = 0.5
 _BACKOFF_CAP = 30.0
+
+
+def _package_version() -> str | None:
+    try:
+        return importlib.metadata.version("ganzhi")
+    except importlib.metadata.PackageNotFoundError:  # run from a source tree, not installed
+        return None
+
+
+def config_fingerprint(config: SiteConfig) -> str:
+    """Which device map the agent runs: SHA-256 of its effective configuration, 16 hex digits.
+
+    The effective (parsed) configuration, not the file's bytes: a comment or a reordered key
+    changes nothing that runs, and so does not change the fingerprint.
+    """
+    # warnings off: BrokerUrl has no serializer and dumps as its parts, which is still exact.
+    canonical = config.model_dump_json(warnings=False).encode()
+    return hashlib.sha256(canonical).hexdigest()[:16]
 
 
 def _reconnect_backoff() -> Iterator[float]:
@@ -221,7 +245,12 @@ async def _shut_down(
             await publisher.drained()
     except TimeoutError:
         drained = False
-    # 4. The uplink and the pruner, bounded like the pollers.
+    # 4. The retained offline status, sent by us: a clean DISCONNECT fires no last will.
+    said_offline = False
+    with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
+        async with asyncio.timeout(_SAY_OFFLINE_WITHIN):
+            said_offline = await publisher.say_offline()
+    # 5. The uplink and the pruner, bounded like the pollers.
     abandoned += await _stop_tasks(service_tasks[1:], stopping_at + _SHUTDOWN_BUDGET)
     if abandoned:
         # Left running: asyncio.run cancels them once more at exit; systemd's stop timeout
@@ -233,6 +262,7 @@ async def _shut_down(
         seconds=round(loop.time() - stopping_at, 3),
         sealed_in=round(sealed_in, 3),
         drained=drained,
+        said_offline=said_offline,
     )
 
 
@@ -288,6 +318,8 @@ async def run_agent(
             _reconnect_backoff,
             sign=key.sign,
             meta=(meta, key.sign(meta)),
+            version=_package_version(),
+            config_hash=config_fingerprint(config),
         )
         sealer = Sealer(
             outbox,
