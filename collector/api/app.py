@@ -148,6 +148,7 @@ def create_app(
             commits=LocalCommitSignal() if commits is None else commits,
             heartbeat=stream_heartbeat,
             tokens=check,
+            tokens=check,
         )
     )
     return app

@@ -41,6 +41,7 @@ from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import CommitRelay, FeedJournal, relayed_commits
 from collector.storage.postgres.locks import FEED_LOCK
+from collector.storage.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA
 from collector.storage.sqlite import SCHEMA_VERSION
 from specs.block import GENESIS, block_hash
 from specs.records import AlarmEvent, GapReason, Quality, Reading, Record, iso_time
@@ -686,9 +687,21 @@ async def test_a_feed_writer_waits_for_the_feed_lock_so_ids_follow_commits(
         assert await feed.feed_head() == FeedPosition(2, 0)
 
 
+_AUDIT_10 = ("kind", "source", "minute", "count", "last_at", "chain_seq", "prev", "hash")
+_UNDO: dict[int, tuple[str, ...]] = {
+    4: (
+        "DROP TABLE audit_chain",
+        "DROP TABLE api_tokens",
+        "ALTER TABLE audit " + ", ".join(f"DROP COLUMN {column}" for column in _AUDIT_10),
+    ),
+}
+"""What each migration after 3 adds, undone: the database must look as version 2 left it."""
+
+
 async def test_postgresql_migration_3_gives_the_journal_presence_and_poll(
     postgres_url: str,
 ) -> None:
+    assert sorted(_UNDO) == list(range(4, POSTGRES_SCHEMA + 1)), "undo each later migration"
     async with open_storage(postgres_url) as storage:
         await _two_runs_of_blocks(storage)
     # What version 2 had: no journal, no presence, no poll periods, no index on readings.id.
@@ -697,7 +710,8 @@ async def test_postgresql_migration_3_gives_the_journal_presence_and_poll(
         "DROP TABLE presence",
         "ALTER TABLE point_meta DROP COLUMN poll",
         "DROP INDEX readings_by_id",
-        "DELETE FROM schema_migrations WHERE version = 3",
+        *(undo for version in sorted(_UNDO, reverse=True) for undo in _UNDO[version]),
+        "DELETE FROM schema_migrations WHERE version >= 3",
     ):
         await sql_execute(postgres_url, statement)
     async with open_storage(postgres_url) as storage:

@@ -2,19 +2,26 @@
 
 The secret is printed once and never stored: the database holds its SHA-256 only. `list`
 shows names, districts and state, never a secret. `revoke` shuts the token out from the next
-request of an API already serving (tokens are looked up per request). Adding and revoking a
+request of an API already serving (tokens are looked up per request), and an open live stream
+ends. Adding and revoking a
 token are admin rows of the audit chain. On SQLite and PostgreSQL.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import socket
+from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
+import uvicorn
 from click.testing import CliRunner, Result
 
+from collector.api.app import create_app
 from collector.audit.verify import verify_chain
 from collector.cli import main
 from collector.storage import open_storage
@@ -109,3 +116,40 @@ async def test_a_stored_token_sees_its_districts_and_a_revoked_one_nothing(
         # A secret that only resembles a stored one, and its hash presented as a token, fail.
         for wrong in (secret[:-1], secret_hash(secret)):
             assert (await http.get("/v1/gateways", headers=auth(wrong))).status_code == 401
+
+
+class _Server(uvicorn.Server):
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+async def test_an_open_stream_ends_once_its_token_is_revoked(storage_url: str) -> None:
+    """The stream re-checks its token each time it wakes (here every 0.1 s of heartbeat)."""
+    async with open_storage(storage_url) as storage:
+        assert isinstance(storage, TokenStore)
+        secret = new_secret()
+        await storage.add_token(StoredToken("city", ("*",), NOW), secret_hash(secret), "test")
+        app = create_app(storage, (), stream_heartbeat=0.1)
+        server = _Server(uvicorn.Config(app, log_config=None, access_log=False, lifespan="off"))
+        with socket.create_server(("127.0.0.1", 0)) as sock:
+            task = asyncio.create_task(server.serve(sockets=[sock]))
+            while not server.started:
+                await asyncio.sleep(0.01)
+            base = f"http://127.0.0.1:{sock.getsockname()[1]}"
+            try:
+                async with (
+                    httpx.AsyncClient(base_url=base, timeout=httpx.Timeout(10, read=10)) as http,
+                    http.stream("GET", "/v1/stream", headers=auth(secret)) as response,
+                ):
+                    assert response.status_code == 200
+                    lines = response.aiter_lines()
+                    assert (await anext(lines)).startswith(("id:", "retry:"))
+                    await storage.revoke_token("city", NOW + 1, "test")
+                    # The server ends the response: the lines run out (pings would go on).
+                    async with asyncio.timeout(5):
+                        rest = [line async for line in lines]
+                    assert all(not line.startswith("data:") for line in rest)
+            finally:
+                server.should_exit = True
+                await task

@@ -9,24 +9,28 @@ saw no event yet resumes from where it connected.
 
 The stream sleeps on the runtime's commit signal (woken after every ingest commit) and reads
 the database from its position when woken; it also re-reads every `heartbeat` seconds (commits
-of other processes), and keeps proxies open with SSE comment pings at the same pace.
+of other processes), and keeps proxies open with SSE comment pings at the same pace. Each time
+it wakes it asks whether its token is still valid: a stream whose token was revoked
+(`collector tokens revoke`) ends there.
 
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timezone
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, status
+from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from collector.api.core import shown_time
+from collector.api.credentials import presented_token
 from collector.api.deps import Authenticate, Zone, bad_request
 from collector.api.routes.alarms import alarm_out
 from collector.api.routes.gaps import gap_out
 from collector.api.routes.readings import reading_out
+from collector.api.tokens import TokenCheck
 from collector.feed.core import (
     FeedEvent,
     FeedFilter,
@@ -91,10 +95,11 @@ async def _events(
     start: FeedPosition,
     zone: timezone,
     heartbeat: float,
+    admitted: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[ServerSentEvent]:
     yield ServerSentEvent(id=start.token, retry=RETRY_MS)
     position = start
-    while not commits.closed:
+    while not commits.closed and await admitted():
         # Read the generation first: a commit landing during the reads below wakes us at once.
         generation = commits.generation
         head = await feed.feed_head()
@@ -109,9 +114,17 @@ async def _events(
 
 
 def create_router(
-    storage: Storage, authenticate: Authenticate, *, commits: CommitSignal, heartbeat: float
+    storage: Storage,
+    authenticate: Authenticate,
+    *,
+    commits: CommitSignal,
+    heartbeat: float,
+    tokens: TokenCheck | None = None,
 ) -> APIRouter:
-    """The stream route over `storage`, woken by `commits` (501 without a feed journal)."""
+    """The stream route over `storage`, woken by `commits` (501 without a feed journal).
+
+    With `tokens`, a stream ends once its token no longer admits it (revoked).
+    """
     router = APIRouter()
     Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
@@ -130,6 +143,7 @@ def create_router(
     )
     async def stream(
         *,
+        request: Request,
         scope: Auth,
         zone: Zone,
         gateway: Annotated[str | None, Query(description="one gateway's events only")] = None,
@@ -168,6 +182,13 @@ def create_router(
                     f" ({head.token}): it was not made by this database"
                 )
         where = FeedFilter(gateway=gateway, point=point, kinds=kinds)
+        presented = presented_token(request.headers.get("authorization"))
+
+        async def admitted() -> bool:
+            if tokens is None or presented is None:
+                return tokens is None
+            return await tokens.caller(presented.secret) is not None
+
         return EventSourceResponse(
             _events(
                 feed=storage,
@@ -177,6 +198,7 @@ def create_router(
                 start=start,
                 zone=zone,
                 heartbeat=heartbeat,
+                admitted=admitted,
             ),
             ping=heartbeat,
         )
