@@ -148,7 +148,6 @@ def create_app(
             commits=LocalCommitSignal() if commits is None else commits,
             heartbeat=stream_heartbeat,
             tokens=check,
-            tokens=check,
         )
     )
     return app
