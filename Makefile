@@ -11,7 +11,7 @@ SITE ?= tankfarm
 # make demo STORAGE=postgresql stores into a fresh database ganzhi_demo on 127.0.0.1:5432.
 STORAGE ?= sqlite
 
-.PHONY: demo test lint bench install broker postgres clean
+.PHONY: demo test lint bench install broker chromium postgres clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): apt-get install python3.11 python3.11-venv"; exit 1; }
@@ -29,6 +29,14 @@ broker:
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq mosquitto >/dev/null; \
 	else echo "mosquitto is missing: run  sudo apt-get install mosquitto  and try again"; exit 1; fi
 
+# Debian's Chromium for the status page's browser test (playwright drives it; it never
+# downloads a browser of its own), installed like mosquitto.
+chromium:
+	@if test -x /usr/bin/chromium; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
+	else echo "chromium is missing: run  sudo apt-get install chromium  and try again"; exit 1; fi
+
 # PostgreSQL is a server the machine runs (tests create and drop their own databases on it):
 # say clearly when it is not there, before any test runs.
 postgres: install
@@ -37,7 +45,7 @@ postgres: install
 demo: install broker
 	$(BIN)/python -m demo --site $(SITE) --storage $(STORAGE) $(if $(DURATION),--duration $(DURATION),)
 
-test: install broker postgres
+test: install broker chromium postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy

@@ -160,6 +160,10 @@ class Demo:
         wait_for_port(self.api_port, timeout=30)
         self.spawn("agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml")
         print(f"demo: collector API on http://127.0.0.1:{self.api_port}/docs (token {TOKEN})")
+        print(
+            f"demo: status page on http://127.0.0.1:{self.api_port}/"
+            f" (log in with any user name and the token {TOKEN} as the password)"
+        )
         print(f"demo: logs in {self.logs}; Ctrl-C stops everything")
         return str(site["gateway"])
 

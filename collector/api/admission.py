@@ -3,11 +3,16 @@
 Every request but `GET /healthz` needs a valid token (DESIGN section 8), whatever its path:
 the docs, `/openapi.json`, unknown paths and any route added later included, so that nothing
 is open by an omission. The routes still take their scope from `deps.bearer_authenticator`;
-this gate only decides whether the request goes on. On the docs pages (`docs.is_docs_path`) a
-token is also read as an HTTP Basic password, and a refusal asks for one: that is how a
-browser, which cannot send a bearer header with a page load, opens `/docs` (the operator types
-any user name and a token as the password; the browser then sends both with the page's fetch
-of `/openapi.json`).
+this gate only decides whether the request goes on. On the browser pages (the docs,
+`docs.is_docs_path`, and the status page at `/`, `status_page.is_status_page_path`) a token is
+also read as an HTTP Basic password, and a refusal asks for one: that is how a browser, which
+cannot send a bearer header with a page load, opens them (the operator types any user name and
+a token as the password; the browser then sends both with the page's own requests).
+Elsewhere Basic is taken only from a request the browser marks `Sec-Fetch-Site: same-origin`:
+the status page's reads of `/v1` and its event stream (EventSource cannot send a bearer header
+at all). A page of another site cannot make the browser send the operator's Basic credentials
+there (its requests are marked cross-site), and a program that can set the header holds the
+token anyway and may as well send it as a bearer.
 
 Rate limits (`RateLimits`, the config's `api.rate_limit`): a request with a valid token takes
 from its token's bucket; any other (no token, a wrong one, `/healthz`) from its client
@@ -25,7 +30,7 @@ from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from collector.api.credentials import Scheme, presented_token
+from collector.api.credentials import Scheme, is_same_origin, presented_token
 from collector.api.problems import problem
 from collector.api.ratelimit import BucketRule, RateLimiter, client_key
 
@@ -61,7 +66,7 @@ class Admission:
         app: ASGIApp,
         *,
         identify: Identify,
-        is_docs_path: Callable[[str], bool],
+        is_docs_path: Callable[[str], bool],  # any browser page: docs and the status page
         rate_limits: RateLimits | None,
         clock: Callable[[], float],
     ) -> None:
@@ -82,10 +87,15 @@ class Admission:
             await self._app(scope, receive, send)
             return
         path: str = scope["path"]
+        headers = Headers(scope=scope)
         docs = self._is_docs_path(path)
-        presented = presented_token(Headers(scope=scope).get("authorization"))
+        presented = presented_token(headers.get("authorization"))
         name = None
-        if presented is not None and (presented.scheme is Scheme.BEARER or docs):
+        if presented is not None and (
+            presented.scheme is Scheme.BEARER
+            or docs
+            or is_same_origin(headers.get("sec-fetch-site"))
+        ):
             name = await self._identify(presented.secret)
         refusal = self._over_rate(scope, name)
         if refusal is None and name is None and path not in OPEN_PATHS:

@@ -35,6 +35,7 @@ from collector.api.routes import (
     verify,
 )
 from collector.api.sizes import RequestLimits, RequestSizeLimit
+from collector.api.status_page import add_status_page, is_status_page_path
 from collector.api.tokens import TokenCheck
 from collector.feed.wakeup import CommitSignal, LocalCommitSignal
 from collector.storage.base import Storage
@@ -70,6 +71,11 @@ async def _validation_problem(_request: Request, exc: Exception) -> JSONResponse
     if not isinstance(exc, RequestValidationError):
         raise exc
     return problem(status.HTTP_422_UNPROCESSABLE_CONTENT, _validation_detail(exc))
+
+
+def _is_browser_page(path: str) -> bool:
+    """A page a browser opens with a token as its Basic password: the docs, the status page."""
+    return is_docs_path(path) or is_status_page_path(path)
 
 
 def create_app(
@@ -111,6 +117,7 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     add_offline_docs(app)
+    add_status_page(app)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
     # Config tokens, then the database's (`collector tokens`), looked up on every request.
@@ -125,7 +132,7 @@ def create_app(
     app.add_middleware(
         Admission,
         identify=identify,
-        is_docs_path=is_docs_path,
+        is_docs_path=_is_browser_page,
         rate_limits=rate_limits,
         clock=rate_clock,
     )

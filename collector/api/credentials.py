@@ -2,8 +2,9 @@
 
 `Bearer <token>` everywhere; `Basic base64(user:token)` is also read, because a browser cannot
 add a bearer header to a page load but does ask for a user name and password on its own (the
-app takes Basic on the docs pages only; the user name is ignored). Anything malformed presents
-no token at all, so that it is answered like a missing one.
+app takes Basic on its browser pages, and on `/v1` from those pages of the same origin, as
+`is_same_origin` tells; the user name is ignored). Anything malformed presents no token at
+all, so that it is answered like a missing one.
 """
 
 from __future__ import annotations
@@ -56,3 +57,13 @@ def _basic_password(encoded: str) -> str | None:
     user, colon, password = pair.partition(":")
     del user  # any user name: the token is the credential
     return password if colon else None
+
+
+def is_same_origin(sec_fetch_site: str | None) -> bool:
+    """Whether a browser says the request comes from a page of the same origin.
+
+    `Sec-Fetch-Site` (Fetch Metadata) is set by the browser and cannot be set by a page's
+    script, so a page of another site cannot pass for one of ours; a request without it
+    (any program, an old browser) is not from the same origin.
+    """
+    return sec_fetch_site is not None and sec_fetch_site.strip().lower() == "same-origin"

@@ -20,6 +20,7 @@ from collector.api.core import (
     encode_cursor,
     parse_utc_offset,
 )
+from collector.api.credentials import presented_token
 from collector.api.tokens import TokenCheck
 from collector.model import Page, PointAfter, Scope
 from specs.records import RecordFormatError, iso_time, parse_iso_time
@@ -34,21 +35,31 @@ Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
 From = Annotated[str | None, Query(alias="from", description="ISO 8601 with offset, inclusive")]
 To = Annotated[str | None, Query(description="ISO 8601 with offset, exclusive")]
 
-Authenticate = Callable[[HTTPAuthorizationCredentials | None], Awaitable[Scope]]
+Authenticate = Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Scope]]
 """A dependency giving the caller's scope; a router's routes take `Depends(authenticate)`."""
 
 
 def bearer_authenticator(check: TokenCheck) -> Authenticate:
-    """The dependency that admits a valid bearer token (`check`) and gives what it may see."""
+    """The dependency that admits a valid token (`check`) and gives what it may see.
+
+    A bearer token, or one the admission middleware let through as a Basic password (the
+    status page's own requests, `collector.api.admission`): it has decided who may ask how.
+    """
     bearer = HTTPBearer(
         auto_error=False,
         description="a token from the collector config or from `collector tokens add`",
     )
 
     async def authenticate(
+        request: Request,
         credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
     ) -> Scope:
-        caller = None if credentials is None else await check.caller(credentials.credentials)
+        if credentials is not None:
+            secret: str | None = credentials.credentials
+        else:  # `bearer` documents the scheme in OpenAPI; Basic is read from the header here
+            presented = presented_token(request.headers.get("authorization"))
+            secret = None if presented is None else presented.secret
+        caller = None if secret is None else await check.caller(secret)
         if caller is None:
             raise HTTPException(
                 status.HTTP_401_UNAUTHORIZED,

@@ -13,7 +13,9 @@ from pathlib import Path
 import asyncpg
 
 from collector.storage.postgres.schema import MIGRATIONS
+from collector.storage.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA
 from collector.storage.postgres.schema import upgrade as postgres_upgrade
+from collector.storage.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA
 from collector.storage.sqlite.upgrade import upgrade as sqlite_upgrade
 from tests.support.postgres import PostgresDatabases, sql_rows
 
@@ -36,7 +38,7 @@ async def test_a_schema_9_file_keeps_its_audit_rows_open_for_the_first_seal(
     path = tmp_path / "c.db"
     with closing(sqlite3.connect(path)) as db:
         db.executescript(_AUDIT_9)
-    assert await sqlite_upgrade(path) == (9, 10)
+    assert await sqlite_upgrade(path) == (9, SQLITE_SCHEMA)
     url = f"sqlite:///{path}"
     assert await sql_rows(url, f"SELECT detail, {_NEW_COLUMNS} FROM audit") == [
         ("old row", "rejection", "", None, 1, None, None, None, None)
@@ -65,7 +67,7 @@ async def test_migration_4_keeps_the_audit_rows_of_a_version_3_database(
             )
         finally:
             await db.close()
-        assert await postgres_upgrade(url) == (3, 4)
+        assert await postgres_upgrade(url) == (3, POSTGRES_SCHEMA)
         assert await sql_rows(url, f"SELECT detail, {_NEW_COLUMNS} FROM audit") == [
             ("old row", "rejection", "", None, 1, None, None, None, None)
         ]
