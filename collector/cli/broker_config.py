@@ -15,17 +15,12 @@ from collector.cli.common import config_option, load_or_exit
 from collector.config import CollectorConfig, ListenAddress, parse_listen
 from collector.pki.certificates import (
     COLLECTOR_IDENTITY,
+    check_collector_identity,
     issue_client,
     issue_server,
     validity_from,
 )
-from collector.pki.mosquitto import (
-    BROKER,
-    COLLECTOR,
-    BrokerLayout,
-    acl_text,
-    mosquitto_conf,
-)
+from collector.pki.mosquitto import BROKER, BrokerLayout, acl_text, mosquitto_conf
 from collector.pki.store import PkiError, record_issued, write_crl, write_issued, write_text
 
 _ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - a listen address, not a bind here
@@ -34,6 +29,15 @@ _ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - a listen address, no
 def _listen(_ctx: click.Context, _param: click.Parameter, value: str) -> ListenAddress:
     try:
         return parse_listen(value)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _collectors(
+    _ctx: click.Context, _param: click.Parameter, value: tuple[str, ...]
+) -> tuple[str, ...]:
+    try:
+        return tuple(dict.fromkeys(check_collector_identity(name) for name in value))
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
 
@@ -99,6 +103,16 @@ def _hand_over(layout: BrokerLayout, account: pwd.struct_passwd) -> None:
     show_default="the user running this",
     help="The user mosquitto runs as (it reads the broker's key after dropping to it).",
 )
+@click.option(
+    "--collector",
+    "collectors",
+    multiple=True,
+    default=[COLLECTOR_IDENTITY],
+    show_default=True,
+    callback=_collectors,
+    help="Identity of a collector process: gz-collector or gz-collector-<name>; repeat for"
+    " each process sharing the subscription (the broker makes it the client id).",
+)
 @days_option
 def broker_config(  # click passes every option by keyword
     *,
@@ -107,14 +121,15 @@ def broker_config(  # click passes every option by keyword
     out_dir: Path | None,
     server_names: tuple[str, ...],
     run_as: str,
+    collectors: tuple[str, ...],
     days: float,
 ) -> None:
     """Write a Mosquitto config that admits only the province CA's certificates, with the ACL.
 
     Into the folder: mosquitto.conf (run `mosquitto -c` it), mosquitto.acl, ca.crt, the
-    CA's revocation list ca.crl, the broker's broker.crt and broker.key, and the
-    collectors' client certificate collector.crt and collector.key for the config's
-    broker_tls. Rerun it to renew them.
+    CA's revocation list ca.crl, the broker's broker.crt and broker.key, and for each
+    collector identity its client certificate <identity>.crt and <identity>.key, for that
+    collector's broker_tls. Rerun it to renew them, or to add a collector.
     """
     config = load_or_exit(config_path)
     account = _account(run_as)
@@ -125,24 +140,28 @@ def broker_config(  # click passes every option by keyword
     now = datetime.now(UTC)
     validity = validity_from(now, days)
     ca_dir = ca_dir_or_exit(config, config_path)
+    issued = {BROKER: issue_server(authority, names, validity)} | {
+        name: issue_client(authority, name, validity) for name in collectors
+    }
     try:
-        broker = issue_server(authority, names, validity)
-        collectors = issue_client(authority, COLLECTOR_IDENTITY, validity)
-        for issued in (broker, collectors):
-            record_issued(ca_dir, issued.certificate)
-        write_issued(folder, BROKER, broker, authority.certificate)
-        write_issued(folder, COLLECTOR, collectors, authority.certificate)
+        for stem, certificate in issued.items():
+            record_issued(ca_dir, certificate.certificate)
+            write_issued(folder, stem, certificate, authority.certificate)
         write_crl(layout.crl, current_crl(ca_dir, authority, now))
-        write_text(layout.acl, acl_text(COLLECTOR_IDENTITY))
+        write_text(layout.acl, acl_text(collectors))
         write_text(layout.conf, mosquitto_conf(layout, listen.host, listen.port, run_as))
         layout.data.mkdir(mode=0o700, exist_ok=True)
     except (PkiError, OSError) as exc:
         raise click.ClickException(str(exc)) from None
     _hand_over(layout, account)
     click.echo(
-        f"wrote {layout.conf} for mqtts://{names[0]}:{listen.port} ({', '.join(names)});"
-        f" collectors: broker_tls {{ca: {layout.ca}, cert: {folder / COLLECTOR}.crt,"
-        f" key: {folder / COLLECTOR}.key}}",
+        f"wrote {layout.conf} for mqtts://{names[0]}:{listen.port} ({', '.join(names)})",
         err=True,
     )
+    for name in collectors:
+        click.echo(
+            f"collector {name}: broker_tls {{ca: {layout.ca}, cert: {folder / name}.crt,"
+            f" key: {folder / name}.key}}",
+            err=True,
+        )
     click.echo(layout.conf)

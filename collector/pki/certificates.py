@@ -5,13 +5,15 @@ reads a clock or a file. Keys are ECDSA P-256 with SHA-256 signatures, which eve
 gateway or broker may run (OpenSSL, mbedTLS, EMQX's Erlang) verifies.
 
 A client certificate's subject common name is the MQTT identity the broker takes as the
-username (Mosquitto `use_identity_as_username`), which its ACL patterns name as `%u`:
-the gateway id for a gateway, `COLLECTOR_IDENTITY` for the collectors.
+username and the client id (Mosquitto `use_identity_as_username`, `use_username_as_clientid`),
+which its ACL patterns name as `%u`: the gateway id for a gateway, a collector identity
+(`gz-collector`, `gz-collector-2`, ...) for each collector process.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -23,11 +25,25 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 COLLECTOR_IDENTITY: Final = "gz-collector"
-"""The common name (so the broker username) of the collectors' client certificate.
+"""The common name of a collector's client certificate when there is one collector.
 
-It cannot be a gateway id (those are `{credit code}-GW{NN}`), so no gateway certificate can
-carry the collectors' rights.
+Each collector process needs its own identity (`gz-collector-<name>`): the broker makes it
+the client id, and two clients with one id take the connection from each other. None can be
+a gateway id (those are `{credit code}-GW{NN}`), so no gateway certificate carries a
+collector's rights.
 """
+_COLLECTOR_IDENTITY = re.compile(r"^gz-collector(-[a-z0-9]+)*$")
+
+
+def check_collector_identity(name: str) -> str:
+    """Validate a collector identity: `gz-collector`, or it followed by `-` words (a-z, 0-9)."""
+    if not _COLLECTOR_IDENTITY.fullmatch(name) or len(name) > 64:  # noqa: PLR2004 - CN bound
+        raise ValueError(
+            f"collector identity {name!r} must be gz-collector or gz-collector-<name> (a-z, 0-9),"
+            " at most 64 characters"
+        )
+    return name
+
 
 PrivateKey = ec.EllipticCurvePrivateKey
 

@@ -12,13 +12,18 @@ Pure: paths and names in, file texts out. What the texts make Mosquitto 2.0 do:
 - Mosquitto 2.0 grants every SUBSCRIBE and checks read access per message as it delivers
   it: a gateway subscribed to another's `down/#` is sent nothing. A PUBLISH it may not make
   is dropped (MQTT 5: PUBACK reason 0x87 Not authorized).
-- The collectors' identity reads every gateway's `up/#` (through the shared subscription:
+- `use_username_as_clientid` makes that name the client id as well: a client cannot take
+  another's client id, which would disconnect that client ("already connected, closing old
+  connection") and take over its session. So every collector process has an identity of its
+  own (`gz-collector`, `gz-collector-2`, ...), each a `user` section of the ACL.
+- Each collector identity reads every gateway's `up/#` (through the shared subscription:
   the check is on each message's topic, not on `$share/...`) and `status`, and writes
   `down/#`; the `pattern` lines give it nothing, since no gateway is called that.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -29,8 +34,6 @@ CONF: Final = "mosquitto.conf"
 ACL: Final = "mosquitto.acl"
 BROKER: Final = "broker"
 """Stem of the broker's certificate and key files."""
-COLLECTOR: Final = "collector"
-"""Stem of the collectors' client certificate and key files."""
 DATA: Final = "data"
 """Where the broker keeps its sessions across restarts (owned by the user it runs as)."""
 QUEUED_BYTES_PER_CLIENT: Final = 256 * 1024 * 1024
@@ -89,8 +92,15 @@ class BrokerLayout:
         return self.folder / DATA
 
 
-def acl_text(collector_identity: str) -> str:
-    """The ACL: each gateway its own topics, the collectors' identity every gateway's."""
+def acl_text(collectors: Sequence[str]) -> str:
+    """The ACL: each gateway its own topics, each collector identity every gateway's."""
+    sections = "\n".join(
+        f"user {name}\n"
+        f"topic read {ROOT}/+/+/+/up/#\n"
+        f"topic read {ROOT}/+/+/+/status\n"
+        f"topic write {ROOT}/+/+/+/down/#\n"
+        for name in collectors
+    )
     return (
         "# Written by `collector broker-config` (DESIGN section 11). %u is the common name of\n"
         "# the client certificate: the gateway id for a gateway.\n"
@@ -98,12 +108,9 @@ def acl_text(collector_identity: str) -> str:
         f"pattern write {ROOT}/+/+/%u/status\n"
         f"pattern read {ROOT}/+/+/%u/down/#\n"
         "\n"
-        "# The collectors (they share this identity and the subscription"
+        "# The collectors, one identity per process (they share the subscription"
         f" $share/<group>/{ROOT}/+/+/+/up/#).\n"
-        f"user {collector_identity}\n"
-        f"topic read {ROOT}/+/+/+/up/#\n"
-        f"topic read {ROOT}/+/+/+/status\n"
-        f"topic write {ROOT}/+/+/+/down/#\n"
+        f"{sections}"
     )
 
 
@@ -139,4 +146,5 @@ def mosquitto_conf(layout: BrokerLayout, host: str, port: int, run_as: str) -> s
         f"keyfile {layout.key}\n"
         "require_certificate true\n"
         "use_identity_as_username true\n"
+        "use_username_as_clientid true\n"
     )

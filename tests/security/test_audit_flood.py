@@ -14,18 +14,23 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+from collector.audit.chain import MAX_SOURCES_PER_MINUTE
 from collector.audit.verify import verify_chain
 from collector.ingest.core import Inbound
 from collector.ingest.service import Ingest, IngestSettings
 from collector.storage import open_storage
 from collector.storage.capabilities import AuditTrail
 from specs.block import GENESIS, block_hash
+from tests.support.broker import Broker
 from tests.support.collector_client import (
     BASE_TIME,
     COLLECTOR_KEY,
     catalogue_with_coal,
+    gateway_link,
     register,
+    running_ingest,
     sim_gateway,
+    wait_until,
 )
 from tests.support.postgres import sql_rows
 
@@ -121,3 +126,33 @@ async def test_every_garbage_message_is_counted_and_the_chain_covers_the_rows(
     assert sealed > 0
     assert (report.intact, report.open, report.rows) == (True, 0, report.head_seq)
     assert report.rows <= ROW_BOUND
+
+
+async def test_a_garbage_flood_through_the_broker_leaves_bounded_rows_and_real_blocks_acked(
+    broker: Broker, storage_url: str
+) -> None:
+    """The same attack over MQTT, as a hostile client would send it, with a live gateway.
+
+    2,000 junk messages on the gateway's block topic and on made-up gateways' topics, while
+    the real gateway sends 20 blocks: every block is acknowledged and stored, and the junk
+    leaves a handful of aggregated rows (one minute, two reasons, at most 33 sources each).
+    """
+    junk_count, blocks = 2_000, 20
+    async with (
+        running_ingest(broker.port, storage_url, COLLECTOR_KEY) as (_, storage),
+        gateway_link(broker.port, GATEWAY) as link,
+    ):
+        await register(storage, GATEWAY)
+        for n in range(junk_count):
+            forged = GATEWAY if n % 2 else sim_gateway(3000 + n)
+            await link.publish(b"junk %d" % n, [], topic=forged.topics.block)
+            if n % (junk_count // blocks) == 0:
+                await link.send(n // (junk_count // blocks) + 1)
+        acked = [(await link.next_ack()).ack.acked_through for _ in range(blocks)]
+        counted = await wait_until(
+            lambda: storage.audit(limit=ROW_BOUND),
+            lambda rows: sum(row.count for row in rows) >= junk_count,
+        )
+    assert max(acked) == blocks
+    assert await sql_rows(storage_url, "SELECT count(*) FROM readings") == [(blocks,)]
+    assert len(counted) <= 2 * 2 * (MAX_SOURCES_PER_MINUTE + 1)  # the flood may span 2 minutes

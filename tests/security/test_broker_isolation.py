@@ -56,6 +56,7 @@ GATEWAY_B = f"{ENTERPRISE}-GW02"
 A = GatewayTopics(DISTRICT, ENTERPRISE, GATEWAY_A)
 B = GatewayTopics(DISTRICT, ENTERPRISE, GATEWAY_B)
 NOT_AUTHORIZED = 0x87
+COLLECTORS = ("gz-collector-1", "gz-collector-2")
 DELIVERY_TIMEOUT = 10.0
 
 
@@ -92,8 +93,8 @@ class Pki:
         context.load_cert_chain(folder / f"{name}.crt", folder / f"{name}.key")
         return context
 
-    def collector_context(self) -> ssl.SSLContext:
-        return self.context("collector", self.broker.workdir)
+    def collector_context(self, identity: str = COLLECTORS[0]) -> ssl.SSLContext:
+        return self.context(identity, self.broker.workdir)
 
 
 def write_config(work: Path, port: int) -> Path:
@@ -101,8 +102,8 @@ def write_config(work: Path, port: int) -> Path:
         "broker": f"mqtts://127.0.0.1:{port}",
         "broker_tls": {
             "ca": "broker/ca.crt",
-            "cert": "broker/collector.crt",
-            "key": "broker/collector.key",
+            "cert": f"broker/{COLLECTORS[0]}.crt",
+            "key": f"broker/{COLLECTORS[0]}.key",
         },
         "certs": {"ca_dir": "pki/ca"},
         "storage": {"url": "sqlite:///state/collector.db"},
@@ -123,7 +124,10 @@ def pki(tmp_path: Path) -> Iterator[Pki]:
     for gateway in (GATEWAY_A, GATEWAY_B):
         cli("certs", "issue", "-c", config, "--gateway", gateway, "--out", "gateways")
     out = tmp_path / "broker"
-    cli("broker-config", "-c", config, "--listen", f"127.0.0.1:{port}", "--out", str(out))
+    cli(
+        "broker-config", "-c", config, "--listen", f"127.0.0.1:{port}", "--out", str(out),
+        "--collector", COLLECTORS[0], "--collector", COLLECTORS[1],
+    )  # fmt: skip
     broker = ConfiguredBroker(port=port, workdir=out)
     broker.start()
     yield Pki(tmp_path, broker, tmp_path / "collector.yaml")
@@ -237,8 +241,8 @@ async def test_a_gateway_cannot_read_another_gateways_acks(pki: Pki) -> None:
 async def test_the_collectors_share_one_subscription_and_write_downstream_only(pki: Pki) -> None:
     group = collector_subscription("gz-collectors")
     async with (
-        connect(pki, pki.collector_context(), "collector-1") as first,
-        connect(pki, pki.collector_context(), "collector-2") as second,
+        connect(pki, pki.collector_context(COLLECTORS[0]), "collector-1") as first,
+        connect(pki, pki.collector_context(COLLECTORS[1]), "collector-2") as second,
         connect(pki, pki.context(GATEWAY_A), "gateway-a") as gateway_a,
     ):
         for collector in (first, second):
@@ -411,3 +415,27 @@ def test_a_revoked_certificate_is_refused_once_the_broker_rereads_its_list(pki: 
     assert connack(pki, pki.context(GATEWAY_A)) == b""
     # Another gateway's certificate from the same CA is not affected.
     assert connack(pki, pki.context(GATEWAY_B)) == CONNACK_ACCEPTED
+
+
+async def test_a_gateway_cannot_take_another_clients_id(pki: Pki) -> None:
+    """The broker names every client after its certificate: a borrowed client id is ignored.
+
+    Without that, connecting under another's client id disconnects it ("already connected,
+    closing old connection") and takes over its session.
+    """
+    async with (
+        connect(pki, pki.collector_context(), COLLECTORS[0]) as collector,
+        connect(pki, pki.context(GATEWAY_B), GATEWAY_B) as gateway_b,
+    ):
+        await collector.subscribe(f"{ROOT}/+/+/+/status", qos=1)
+        for borrowed in (GATEWAY_B, COLLECTORS[0]):
+            async with connect(pki, pki.context(GATEWAY_A), borrowed) as gateway_a:
+                pubacks = PubackReasons(gateway_a)
+                # It acts as itself, under its own name's rights.
+                assert await pubacks.publish(gateway_a, B.status, b"forged") == NOT_AUTHORIZED
+            # Both it borrowed from are still connected: B publishes, the collector receives.
+            async with asyncio.timeout(DELIVERY_TIMEOUT):
+                await gateway_b.publish(B.status, borrowed.encode(), qos=1)
+            assert await received_until(collector, B.status) == [(B.status, borrowed.encode())]
+    log = (pki.broker.workdir / "mosquitto.log").read_text(encoding="utf-8", errors="replace")
+    assert "already connected" not in log

@@ -100,20 +100,20 @@ def test_broker_config_writes_every_file_the_broker_and_collectors_need(
     )
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == [
-        "broker.crt", "broker.key", "ca.crl", "ca.crt", "collector.crt", "collector.key", "data",
-        "mosquitto.acl", "mosquitto.conf",
+        "broker.crt", "broker.key", "ca.crl", "ca.crt", "data",
+        "gz-collector.crt", "gz-collector.key", "mosquitto.acl", "mosquitto.conf",
     ]  # fmt: skip
-    for key in ("broker.key", "collector.key"):
+    for key in ("broker.key", "gz-collector.key"):
         assert mode(out / key) == 0o600
     conf = (out / "mosquitto.conf").read_text(encoding="utf-8")
     assert "listener 18883 127.0.0.1\n" in conf
     assert f"acl_file {out}/mosquitto.acl\n" in conf
-    collector = x509.load_pem_x509_certificate((out / "collector.crt").read_bytes())
+    collector = x509.load_pem_x509_certificate((out / "gz-collector.crt").read_bytes())
     assert common_name(collector) == COLLECTOR_IDENTITY
     # The collector config can point broker_tls at what was written and load it.
     parsed = parse_collector_config(
-        BASE + f"broker_tls: {{ca: {out}/ca.crt, cert: {out}/collector.crt,"
-        f" key: {out}/collector.key}}\n",
+        BASE + f"broker_tls: {{ca: {out}/ca.crt, cert: {out}/gz-collector.crt,"
+        f" key: {out}/gz-collector.key}}\n",
         "collector.yaml",
         tmp_path,
     )
@@ -165,10 +165,10 @@ def test_a_readable_collector_key_is_refused(config: Path, tmp_path: Path) -> No
     run("certs", "ca", "init", "-c", str(config))
     out = tmp_path / "broker"
     run("broker-config", "-c", str(config), "--listen", "127.0.0.1:18883", "--out", str(out))
-    (out / "collector.key").chmod(0o644)
+    (out / "gz-collector.key").chmod(0o644)
     parsed = parse_collector_config(
-        BASE + f"broker_tls: {{ca: {out}/ca.crt, cert: {out}/collector.crt,"
-        f" key: {out}/collector.key}}\n",
+        BASE + f"broker_tls: {{ca: {out}/ca.crt, cert: {out}/gz-collector.crt,"
+        f" key: {out}/gz-collector.key}}\n",
         "collector.yaml",
         tmp_path,
     )
@@ -190,7 +190,7 @@ def test_broker_config_hands_the_broker_key_to_the_user_mosquitto_runs_as(
     nobody = pwd.getpwnam("nobody").pw_uid
     assert (out / "broker.key").stat().st_uid == nobody
     assert (out / "data").stat().st_uid == nobody
-    assert (out / "collector.key").stat().st_uid == os.geteuid()
+    assert (out / "gz-collector.key").stat().st_uid == os.geteuid()
     assert "user nobody\n" in (out / "mosquitto.conf").read_text(encoding="utf-8")
 
 

@@ -55,8 +55,8 @@ def mtls_site(tmp_path: Path) -> Iterator[Site]:
     config["certs"] = {"ca_dir": "pki/ca"}
     config["broker_tls"] = {
         "ca": "broker/ca.crt",
-        "cert": "broker/collector.crt",
-        "key": "broker/collector.key",
+        "cert": f"broker/{COLLECTOR_IDENTITY}.crt",
+        "key": f"broker/{COLLECTOR_IDENTITY}.key",
     }
     config_path.write_text(yaml.safe_dump(config), encoding="utf-8")
     collector(work, "certs", "ca", "init", "-c", "collector.yaml")

@@ -15,6 +15,7 @@ from collector.pki.certificates import (
     BACKDATE,
     Revoked,
     Validity,
+    check_collector_identity,
     common_name,
     create_ca,
     crl_number,
@@ -115,17 +116,35 @@ def test_issued_keys_are_0600_and_a_reissue_replaces_them(tmp_path: Path) -> Non
 
 
 def test_the_acl_confines_gateways_to_their_own_name() -> None:
-    lines = acl_text("gz-collector").splitlines()
+    lines = acl_text(["gz-collector", "gz-collector-2"]).splitlines()
     rules = [line for line in lines if line and not line.startswith("#")]
+    collector_rules = [
+        "topic read gz/1/+/+/+/up/#",
+        "topic read gz/1/+/+/+/status",
+        "topic write gz/1/+/+/+/down/#",
+    ]
     assert rules == [
         "pattern write gz/1/+/+/%u/up/#",
         "pattern write gz/1/+/+/%u/status",
         "pattern read gz/1/+/+/%u/down/#",
         "user gz-collector",
-        "topic read gz/1/+/+/+/up/#",
-        "topic read gz/1/+/+/+/status",
-        "topic write gz/1/+/+/+/down/#",
+        *collector_rules,
+        "user gz-collector-2",
+        *collector_rules,
     ]
+
+
+@pytest.mark.parametrize("name", ["gz-collector", "gz-collector-2", "gz-collector-hq-1"])
+def test_collector_identities_are_gz_collector_names(name: str) -> None:
+    assert check_collector_identity(name) == name
+
+
+@pytest.mark.parametrize(
+    "name", ["", "collector", "gz-collector-", "gz-collector-A", "gz-collector/x", f"{GATEWAY}"]
+)
+def test_anything_else_is_not_a_collector_identity(name: str) -> None:
+    with pytest.raises(ValueError, match="gz-collector"):
+        check_collector_identity(name)
 
 
 def test_the_broker_config_names_absolute_files_and_requires_certificates() -> None:
@@ -140,6 +159,7 @@ def test_the_broker_config_names_absolute_files_and_requires_certificates() -> N
         "crlfile /etc/ganzhi/broker/ca.crl",
         "require_certificate true",
         "use_identity_as_username true",
+        "use_username_as_clientid true",
         # Mosquitto drops the newest past 1000 queued per client by default: a bytes cap binds.
         "max_queued_messages 1000000",
         "max_queued_bytes 268435456",
