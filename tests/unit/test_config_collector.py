@@ -60,7 +60,7 @@ def test_example_loads() -> None:
 def test_tokens_do_not_show_in_reprs() -> None:
     config = parse(TEXT)
     assert "dev-only-change-me" not in repr(config)
-    assert config.api.tokens[0].token.get_secret_value() == "dev-only-change-me"
+    assert config.api.tokens[0].secret.get_secret_value() == "dev-only-change-me"
 
 
 def test_growth_keys_have_defaults() -> None:
