@@ -295,7 +295,8 @@ class RateLimitConfig(ConfigModel):
     """
 
     enabled: bool = True
-    token: BucketConfig = BucketConfig(per_second=20, burst=100)
+    # Generous: a client paging through a month of readings as fast as the pages come.
+    token: BucketConfig = BucketConfig(per_second=50, burst=200)
     address: BucketConfig = BucketConfig(per_second=5, burst=20)
     # Address buckets kept at most (the least recently used are dropped, and come back full).
     max_addresses: Annotated[int, Field(strict=True, ge=1, le=10_000_000)] = 100_000

@@ -45,7 +45,7 @@ LIMITS = """\
 def test_defaults_limit_rates_and_sizes() -> None:
     api = parse_collector_config(BASE, FILE, Path("/srv")).api
     assert api.rate_limit.settings == RateLimits(
-        token=BucketRule(20, 100), address=BucketRule(5, 20), max_addresses=100_000
+        token=BucketRule(50, 200), address=BucketRule(5, 20), max_addresses=100_000
     )
     assert api.limits.settings == RequestLimits()
 
