@@ -15,6 +15,7 @@ credentials with the page's own requests (admission takes them on `/v1` from the
 
 from __future__ import annotations
 
+import functools
 import importlib.resources
 from typing import Final
 
@@ -45,6 +46,7 @@ def is_status_page_path(path: str) -> bool:
     return path == PAGE_PATH or path.startswith(f"{ASSETS_PATH}/")
 
 
+@functools.cache  # package data: it does not change while the collector runs
 def _static(name: str) -> bytes:
     return importlib.resources.files("collector.api").joinpath("static").joinpath(name).read_bytes()
 

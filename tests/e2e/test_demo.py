@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -31,3 +32,4 @@ def test_demo_with_a_duration_exits_zero_after_readings_arrive(storage: str) -> 
     assert '"readings_at_collector": ' in done.stdout
     assert '"readings_at_collector": 0}' not in done.stdout
     assert "T001-LT-01" in done.stdout, "the live table shows the tank-farm points"
+    assert re.search(r"status page on http://127\.0\.0\.1:\d+/ ", done.stdout), done.stdout
