@@ -28,6 +28,7 @@ from collector.api.routes import (
     gateways,
     health,
     latest,
+    metrics,
     points,
     quality,
     readings,
@@ -38,6 +39,7 @@ from collector.api.sizes import RequestLimits, RequestSizeLimit
 from collector.api.status_page import add_status_page, is_status_page_path
 from collector.api.tokens import TokenCheck
 from collector.feed.wakeup import CommitSignal, LocalCommitSignal
+from collector.metrics import CollectorMetrics
 from collector.storage.base import Storage
 
 _PROBLEM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
@@ -90,6 +92,7 @@ def create_app(
     request_limits: RequestLimits = RequestLimits(),  # noqa: B008 - frozen, shared safely
     rate_limits: RateLimits | None = None,
     rate_clock: Callable[[], float] = time.monotonic,
+    collector_metrics: CollectorMetrics | None = None,
 ) -> FastAPI:
     """Build the API over `storage`; every route but /healthz needs one of `tokens`.
 
@@ -98,6 +101,8 @@ def create_app(
     database every `stream_heartbeat` seconds, when they also ping). Requests over
     `request_limits` get 413 or 414; with `rate_limits` (the config's `api.rate_limit`; None:
     no limit) requests beyond a token's or an address's bucket, read on `rate_clock`, get 429.
+    `/metrics` serves `collector_metrics` (the ingest loop's counters; without one, only the
+    gauges read from the database move).
     """
     app = FastAPI(
         title="Ganzhi collector",
@@ -148,6 +153,16 @@ def create_app(
     app.include_router(gaps.create_router(storage, authenticate))
     app.include_router(verify.create_router(storage, authenticate))
     app.include_router(quality.create_router(storage, authenticate, clock=clock))
+    app.include_router(
+        metrics.create_router(
+            storage,
+            authenticate,
+            CollectorMetrics(offline_after=offline_after)
+            if collector_metrics is None
+            else collector_metrics,
+            clock=clock,
+        )
+    )
     app.include_router(
         stream.create_router(
             storage,

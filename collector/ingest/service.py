@@ -26,6 +26,7 @@ from paho.mqtt.properties import Properties
 from collector.config import MAX_SESSION_EXPIRY
 from collector.feed.wakeup import CommitSignal
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
+from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
 from specs.catalogue import Catalogue, default_catalogue
@@ -89,7 +90,8 @@ class Ingest:
 
     `connected` is set while the client is subscribed (tests and `run_collector` wait on it).
     Readings are normalized against `catalogue` (default: the one shipped with `specs`).
-    `commits`, when given, is notified after every committed batch (live streams wake on it).
+    `commits`, when given, is notified after every committed batch (live streams wake on it),
+    and `metrics` counts it.
 
     The session is durable when the settings name a client id: MQTT 5 clean start off and a
     Session Expiry Interval, subscribed inside the shared subscription
@@ -123,9 +125,11 @@ class Ingest:
         catalogue: Catalogue | None = None,
         *,
         commits: CommitSignal | None = None,
+        metrics: CollectorMetrics | None = None,
     ) -> None:
         self._settings = settings
         self._commits = commits
+        self._metrics = metrics
         self._storage = storage
         self._key = signing_key
         self._clock = clock
@@ -216,6 +220,8 @@ class Ingest:
         if self._commits is not None:
             self._commits.notify()  # live streams read what this batch committed
         _log_batch(batch, result.outcomes)
+        if self._metrics is not None:
+            self._metrics.batch_committed(batch, result.outcomes, self._clock())
         return build_acks(batch.blocks, result, self._key, self._clock())
 
 
