@@ -120,8 +120,10 @@ def test_renamed_key_reports_the_unknown_and_the_missing_key() -> None:
     text, line = edit(TEXT, "  key_file: keys/collector.key", "  key_fil: keys/collector.key")
     with pytest.raises(ConfigError) as caught:
         parse(text)
+    # The missing key is reported where its mapping starts.
+    parent = text.splitlines().index("signing:") + 1
     assert [(i.line, i.path) for i in caught.value.issues] == [
-        (line - 1, "signing.key_file"),
+        (parent, "signing.key_file"),
         (line, "signing.key_fil"),
     ]
 
