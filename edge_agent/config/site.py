@@ -11,6 +11,7 @@ from pydantic import AfterValidator, Field, ValidationInfo, field_validator, mod
 from edge_agent.config.alarms import CompareAlarm, EscalationAlarm, OvertimeAlarm, SiteAlarm
 from edge_agent.config.devices import DeviceConfig, ModbusRtuDevice, SerialDevice
 from edge_agent.config.fields import DistrictCode, EnterpriseCode, MineCode, Name, Number
+from edge_agent.config.metrics import MetricsConfig
 from edge_agent.config.points import (
     COLOURS,
     RATE_PERIODS,
@@ -189,6 +190,7 @@ class SiteConfig(ConfigModel):
     templates: dict[Name, TemplateConfig] = Field(default_factory=dict)
     devices: tuple[DeviceConfig, ...]
     alarms: tuple[SiteAlarm, ...] = ()
+    metrics: MetricsConfig | None = None  # Prometheus on metrics.listen; off when absent
 
     def points_of(self, device: DeviceConfig) -> tuple[tuple[str, PointConfig], ...]:
         """Return the device's points as (final code, point): template points first."""

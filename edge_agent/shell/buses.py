@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import structlog
@@ -191,8 +191,19 @@ def utilization_report(port: str, before: BusStats, now: BusStats) -> dict[str, 
     }
 
 
-async def report_utilization(buses: RtuBuses, every: float = REPORT_EVERY) -> None:
-    """Log each bus's measured utilization every `every` seconds, forever; cancel to stop."""
+def _no_gauge(_port: str, _utilization: float) -> None:
+    """Keep nothing (an agent without metrics)."""
+
+
+async def report_utilization(
+    buses: RtuBuses,
+    every: float = REPORT_EVERY,
+    on_report: Callable[[str, float], None] = _no_gauge,
+) -> None:
+    """Log each bus's measured utilization every `every` seconds, forever; cancel to stop.
+
+    `on_report` gets each (port, utilization over the period) too: the metrics gauge.
+    """
     loop = asyncio.get_running_loop()
     previous = {port: bus.stats() for port, bus in buses.by_port().items()}
     next_report = loop.time() + every
@@ -204,6 +215,7 @@ async def report_utilization(buses: RtuBuses, every: float = REPORT_EVERY) -> No
             before = previous.get(port, now)
             previous[port] = now
             fields = utilization_report(port, before, now)
+            on_report(port, now.utilization_since(before))
             if now.utilization_since(before) > UTILIZATION_WARNING:
                 log.warning("rtu_bus_utilization", **fields, limit=UTILIZATION_WARNING)
             else:

@@ -22,7 +22,16 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from drivers.base import Driver, DriverError, Quality, RawSample
+from drivers.base import (
+    DecodeError,
+    Driver,
+    DriverConnectionError,
+    DriverError,
+    DriverProtocolError,
+    DriverTimeoutError,
+    Quality,
+    RawSample,
+)
 from edge_agent.core.clockwatch import FLAG as CLOCK_JUMP
 from edge_agent.core.clockwatch import ClockWatch
 from edge_agent.core.normalize import normalize
@@ -39,6 +48,29 @@ class PolledPoint:
 
     point: ResolvedPoint
     indicator: Indicator
+
+
+POINT_ERROR = "point"
+"""The error kind of a point read BAD (with an error) in a read that otherwise succeeded."""
+
+
+def error_kind(error: DriverError) -> str:
+    """The kind of a failed connect or read, for `gz_agent_device_errors_total{kind}`."""
+    match error:
+        case DriverTimeoutError():
+            return "timeout"
+        case DriverConnectionError():
+            return "connection"
+        case DriverProtocolError():
+            return "protocol"
+        case DecodeError():
+            return "decode"
+        case _:
+            return "other"
+
+
+def _ignore_error(_kind: str) -> None:
+    """Count nothing (a poller without metrics)."""
 
 
 def _reraise_cancellation(error: DriverError) -> None:
@@ -66,8 +98,15 @@ class DevicePoller:
         clock_synced: Callable[[], bool],
         backoff: Callable[[], Iterator[float]],
         wall_clock: Callable[[], float] = time.time,
+        on_error: Callable[[str], None] = _ignore_error,
     ) -> None:
+        """Poll `driver` for `points`; `on_error` hears each device error's kind.
+
+        The kinds: `error_kind` of every failed connect or read, and POINT_ERROR for every
+        point a successful read gave BAD with an error.
+        """
         self._driver = driver
+        self._on_error = on_error
         self._wall_clock = wall_clock
         self._points = points
         self._interval = interval
@@ -94,6 +133,7 @@ class DevicePoller:
                         await self._driver.connect()
                     except DriverError as exc:
                         _reraise_cancellation(exc)
+                        self._on_error(error_kind(exc))
                         retry_at = time.monotonic() + next(backoff)
                         log.warning(
                             "device_unreachable", device=self._driver.device_id, error=str(exc)
@@ -106,6 +146,7 @@ class DevicePoller:
                         samples = await self._driver.read()
                     except DriverError as exc:
                         _reraise_cancellation(exc)
+                        self._on_error(error_kind(exc))
                         connected = False
                         await self._driver.close()
                         retry_at = time.monotonic() + next(backoff)
@@ -114,6 +155,7 @@ class DevicePoller:
                         )
                         samples = self._bad_samples(f"link_lost: {exc}")
                     else:
+                        self._count_point_errors(samples)
                         if not proven:
                             # Only an answer restarts the delays. A connect alone proves
                             # little: an RTU slave's "connect" is joining the bus, and a
@@ -129,6 +171,11 @@ class DevicePoller:
                 await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
         finally:
             await self._driver.close()
+
+    def _count_point_errors(self, samples: list[RawSample]) -> None:
+        for sample in samples:
+            if sample.error is not None:
+                self._on_error(POINT_ERROR)
 
     def _next_tick(self, previous: float) -> float:
         """The next slot of the cadence; slots already missed are skipped, not bunched."""

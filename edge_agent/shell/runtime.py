@@ -32,6 +32,8 @@ from edge_agent.shell.buses import (
 from edge_agent.shell.collector_keys import read_collector_keys
 from edge_agent.shell.devices import build_driver
 from edge_agent.shell.host import clock_synchronized, notify_systemd
+from edge_agent.shell.metrics import AgentMetrics
+from edge_agent.shell.metrics_server import metrics_service
 from edge_agent.shell.outbox import Outbox, open_outbox
 from edge_agent.shell.poller import DevicePoller, PolledPoint
 from edge_agent.shell.publisher import Publisher, UplinkSettings
@@ -119,7 +121,11 @@ def identity_of(config: SiteConfig) -> Identity:
 
 
 def _pollers(
-    config: SiteConfig, points: list[ResolvedPoint], queue: asyncio.Queue[Record], buses: RtuBuses
+    config: SiteConfig,
+    points: list[ResolvedPoint],
+    queue: asyncio.Queue[Record],
+    buses: RtuBuses,
+    metrics: AgentMetrics,
 ) -> list[DevicePoller]:
     catalogue = default_catalogue()
     by_device: dict[str, list[ResolvedPoint]] = {}
@@ -146,9 +152,10 @@ def _pollers(
                 build_driver(device, device_points, buses=buses),
                 polled,
                 interval=device.poll,
-                sink=queue.put,
+                sink=metrics.counting(device.id, queue.put),
                 clock_synced=clock_synchronized,
                 backoff=_device_backoff(device),
+                on_error=metrics.device_errors(device.id),
             )
         )
     return pollers
@@ -334,8 +341,11 @@ async def run_agent(
             # Readings a stop on a full disk let go: named by the first block sealed now.
             lost=outbox.unsealed,
         )
+        metrics = AgentMetrics([device.id for device in config.devices])
+        # Bound before any task starts: a taken metrics port fails the start (OSError).
+        metrics_tasks = await metrics_service(config.metrics, metrics.scraper(outbox))
         buses = RtuBuses()
-        pollers = _pollers(config, points, queue, buses)
+        pollers = _pollers(config, points, queue, buses, metrics)
         log_planned(plan_buses(config, points))
         poll_tasks = [
             asyncio.create_task(p.run(), name=f"poll-{d.id}")
@@ -344,7 +354,8 @@ async def run_agent(
         if len(buses):  # cancelled with the poll tasks, before the buses close
             poll_tasks.append(
                 asyncio.create_task(
-                    report_utilization(buses, bus_report_every), name="rtu-bus-report"
+                    report_utilization(buses, bus_report_every, metrics.bus_utilization),
+                    name="rtu-bus-report",
                 )
             )
         service_tasks = [
@@ -353,6 +364,7 @@ async def run_agent(
             asyncio.create_task(
                 _prune_forever(outbox, config.outbox.retain_days * 86400), name="pruner"
             ),
+            *metrics_tasks,
         ]
         log.info(
             "agent_started",

@@ -1,0 +1,83 @@
+"""The agent's metrics responder over real loopback sockets: what it answers, and to what not."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import httpx
+import pytest
+
+from edge_agent.shell import metrics_server
+from edge_agent.shell.metrics_server import MAX_HEAD_BYTES, ScrapeFailedError, serve_metrics
+
+BODY = b"# HELP gz_test_total t\n# TYPE gz_test_total counter\ngz_test_total 1.0\n"
+
+
+@pytest.fixture
+async def server() -> AsyncIterator[tuple[str, list[str]]]:
+    """A responder on a free port; the test sets the list's one item to `fail` to fail scrapes."""
+    mode = ["ok"]
+
+    async def scrape() -> bytes:
+        if mode[0] == "fail":
+            raise ScrapeFailedError("the outbox cannot be read: disk I/O error")
+        return BODY
+
+    listening = await serve_metrics("127.0.0.1", 0, scrape)
+    port = listening.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", mode
+    finally:
+        listening.close()
+        await listening.wait_closed()
+
+
+async def _raw(base: str, request: bytes) -> bytes:
+    host, port = base.removeprefix("http://").split(":")
+    reader, writer = await asyncio.open_connection(host, int(port))
+    writer.write(request)
+    await writer.drain()
+    answer = await asyncio.wait_for(reader.read(), 10)
+    writer.close()
+    await writer.wait_closed()
+    return answer
+
+
+async def test_get_metrics_is_the_scrape_and_everything_else_is_refused(
+    server: tuple[str, list[str]],
+) -> None:
+    base, mode = server
+    async with httpx.AsyncClient(base_url=base) as http:
+        ok = await http.get("/metrics")
+        with_query = await http.get("/metrics?name[]=gz_test_total")
+        head = await http.head("/metrics")
+        other = await http.get("/")
+        post = await http.post("/metrics", content=b"x")
+        mode[0] = "fail"
+        failed = await http.get("/metrics")
+    assert (ok.status_code, ok.content) == (200, BODY)
+    assert ok.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
+    assert ok.headers["connection"] == "close"
+    assert with_query.content == BODY
+    assert (head.status_code, head.content) == (200, b"")
+    assert head.headers["content-length"] == str(len(BODY))
+    assert other.status_code == 404
+    assert (post.status_code, post.headers["allow"]) == (405, "GET, HEAD")
+    assert failed.status_code == 503
+    assert "disk I/O error" in failed.text
+
+
+async def test_a_huge_or_broken_request_head_gets_no_scrape(server: tuple[str, list[str]]) -> None:
+    base, _ = server
+    huge = b"GET /metrics HTTP/1.1\r\nX-Pad: " + b"a" * MAX_HEAD_BYTES + b"\r\n\r\n"
+    assert (await _raw(base, huge)).startswith(b"HTTP/1.1 431 ")
+    assert (await _raw(base, b"HELLO\r\n\r\n")).startswith(b"HTTP/1.1 400 ")
+
+
+async def test_a_client_that_never_finishes_its_head_is_dropped(
+    server: tuple[str, list[str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(metrics_server, "HEAD_TIMEOUT", 0.2)
+    base, _ = server
+    assert await _raw(base, b"GET /metrics HTTP/1.1\r\n") == b""  # closed without an answer
