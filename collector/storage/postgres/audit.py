@@ -35,10 +35,33 @@ ROW_COLUMNS: Final = (
     " payload_hash, count, chain_seq, prev, hash"
 )
 _ID: Final = 14  # where `id` follows ROW_COLUMNS
+_PRUNE_PAGE: Final = 1000
 _INSERT: Final = (
     "INSERT INTO audit (kind, at, last_at, minute, source, gateway, topic, reason, detail,"
     " payload_hash, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
 )
+
+
+async def _first_young(db: Db, chain: ChainHead, before: float) -> int:
+    """The seq of the oldest chained row with an occurrence at or after `before`.
+
+    Walks the chain from its base by its index, a page at a time: it reads the rows that go
+    and one more, never the whole trail. Past the head when every row is old.
+    """
+    after = chain.base_seq - 1
+    while True:
+        found = await db.fetch(
+            "SELECT chain_seq, coalesce(last_at, at) FROM audit WHERE chain_seq > $1"
+            " ORDER BY chain_seq LIMIT $2",
+            after,
+            _PRUNE_PAGE,
+        )
+        for row in found:
+            if row[1] >= before:
+                return int(row[0])
+        if len(found) < _PRUNE_PAGE:
+            return chain.head_seq + 1
+        after = int(found[-1][0])
 
 
 def audit_row(row: asyncpg.Record) -> AuditRow:
@@ -183,12 +206,7 @@ async def prune(db: Db, before: float) -> int:
     chain = await head(db)
     if chain is None:
         return 0
-    young = await db.fetchval(
-        "SELECT min(chain_seq) FROM audit WHERE chain_seq IS NOT NULL"
-        " AND coalesce(last_at, at) >= $1",
-        before,
-    )
-    limit = chain.head_seq + 1 if young is None else int(young)
+    limit = await _first_young(db, chain, before)
     status = await db.execute("DELETE FROM audit WHERE chain_seq < $1", limit)
     deleted = int(status.rsplit(" ", 1)[1])
     if not deleted:

@@ -30,10 +30,33 @@ ROW_COLUMNS: Final = (
     " payload_hash, count, chain_seq, prev, hash"
 )
 _ID: Final = 14  # where `id` follows ROW_COLUMNS
+_PRUNE_PAGE: Final = 1000
 _INSERT: Final = (
     "INSERT INTO audit (kind, at, last_at, minute, source, gateway, topic, reason, detail,"
     " payload_hash, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+
+
+async def _first_young(db: aiosqlite.Connection, chain: ChainHead, before: float) -> int:
+    """The seq of the oldest chained row with an occurrence at or after `before`.
+
+    Walks the chain from its base by its index, a page at a time: it reads the rows that go
+    and one more, never the whole trail. Past the head when every row is old.
+    """
+    after = chain.base_seq - 1
+    while True:
+        found = await db.execute_fetchall(
+            "SELECT chain_seq, coalesce(last_at, at) FROM audit WHERE chain_seq > ?"
+            " ORDER BY chain_seq LIMIT ?",
+            (after, _PRUNE_PAGE),
+        )
+        rows = [(int(row[0]), float(row[1])) for row in found]
+        for seq, last in rows:
+            if last >= before:
+                return seq
+        if len(rows) < _PRUNE_PAGE:
+            return chain.head_seq + 1
+        after = rows[-1][0]
 
 
 def audit_row(row: Sequence[object]) -> AuditRow:
@@ -161,13 +184,7 @@ async def prune(db: aiosqlite.Connection, before: float) -> int:
     chain = await head(db)
     if chain is None:
         return 0
-    found = await db.execute_fetchall(
-        "SELECT min(chain_seq) FROM audit WHERE chain_seq IS NOT NULL"
-        " AND coalesce(last_at, at) >= ?",
-        (before,),
-    )
-    young = next(iter(found))[0]
-    limit = chain.head_seq + 1 if young is None else int(young)
+    limit = await _first_young(db, chain, before)
     cursor = await db.execute("DELETE FROM audit WHERE chain_seq < ?", (limit,))
     if not cursor.rowcount:
         return 0
