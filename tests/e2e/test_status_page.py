@@ -184,7 +184,7 @@ async def open_page(browser: Browser, url: str, token: str, requested: list[str]
     return page
 
 
-def gateway_row(page: Page, gateway: SimGateway) -> str:
+def gateway_row(gateway: SimGateway) -> str:
     return f'#districts tr[data-gateway="{gateway.gateway}"]'
 
 
@@ -227,10 +227,10 @@ async def test_the_page_shows_an_alarm_and_a_gateway_going_offline_within_5_s(
             province = await open_page(browser, collector.api_url, "all-token", requested)
             district = await open_page(browser, collector.api_url, "nc-token", requested)
             for page in (province, district):
-                await expect(page.locator(gateway_row(page, NANCHANG))).to_have_attribute(
+                await expect(page.locator(gateway_row(NANCHANG))).to_have_attribute(
                     "data-online", "true", timeout=SETTLE_MS
                 )
-                await expect(page.locator(f"{gateway_row(page, NANCHANG)} .spark")).to_have_count(2)
+                await expect(page.locator(f"{gateway_row(NANCHANG)} .spark")).to_have_count(2)
             await expect(province.locator(alarm_row(BEIJING, "bj-1"))).to_be_visible()
             await expect(
                 province.locator(f'#gaps tr[data-gateway="{BEIJING.gateway}"]')
@@ -247,20 +247,20 @@ async def test_the_page_shows_an_alarm_and_a_gateway_going_offline_within_5_s(
             dropped = time.monotonic()
             await asyncio.to_thread(presence.drop)
             for page in (province, district):
-                await expect(page.locator(f"{gateway_row(page, NANCHANG)} .state")).to_have_text(
+                await expect(page.locator(f"{gateway_row(NANCHANG)} .state")).to_have_text(
                     "offline", timeout=WITHIN_MS
                 )
             offline_shown = time.monotonic() - dropped
 
             # The district's token sees its own district only, live events included.
-            await expect(district.locator(gateway_row(district, BEIJING))).to_have_count(0)
+            await expect(district.locator(gateway_row(BEIJING))).to_have_count(0)
             await expect(
                 district.locator(f'#alarms tr[data-gateway="{BEIJING.gateway}"]')
             ).to_have_count(0)
             await expect(district.locator("#gaps tbody tr")).to_have_count(0)
             await expect(district.locator("section.district")).to_have_count(1)
             await expect(province.locator("section.district")).to_have_count(2)
-            await expect(province.locator(gateway_row(province, BEIJING))).to_have_attribute(
+            await expect(province.locator(gateway_row(BEIJING))).to_have_attribute(
                 "data-online", "true"
             )
 
