@@ -10,7 +10,8 @@ What is shown: the province's page and a district's page both show a new alarm, 
 going offline (its last will fired by the broker when its connection drops), each within 5 s
 (playwright waits for the DOM, no sleeps); the district's page shows none of the other
 district's gateways or alarms; and the page fetches nothing but from the collector. The
-screenshot is saved in the test's directory (its path printed) and is the one in docs/.
+screenshot is saved in the test's directory (its path printed); the README's is made by
+`GZ_STATUS_SCREENSHOT=docs/status-page.png pytest tests/e2e/test_status_page.py`.
 """
 
 from __future__ import annotations
