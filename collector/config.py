@@ -392,6 +392,9 @@ class IngestConfig(ConfigModel):
     session_expiry: Annotated[
         Duration, duration_bounds(above=0, at_most=float(MAX_SESSION_EXPIRY))
     ] = 86400.0
+    # After a gateway's next key is announced (and stored), its old key still signs this
+    # long: what was sealed and sent under it before the switch still arrives.
+    key_overlap: Annotated[Duration, duration_bounds(at_least=0)] = 7 * 86400.0
 
     @field_validator("share_group")
     @classmethod

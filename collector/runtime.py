@@ -31,6 +31,7 @@ from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail, relayed_commits
 from specs.signing import VerifyKey
+from specs.systemd_notify import notify, watchdog_pings
 
 log = structlog.get_logger("collector")
 
@@ -170,6 +171,8 @@ async def run_collector(
 async def serve_until_signalled(config: CollectorConfig) -> None:
     """Run the collector until SIGINT or SIGTERM, or until a service fails (raising its error).
 
+    Under systemd (Type=notify): READY=1 once the database is open and ingest is subscribed
+    at the broker, WATCHDOG=1 from this event loop from then on, STOPPING=1 at the stop.
     Raises KeyFileError, PkiError, StorageError or OSError when the collector cannot start.
     """
     loop = asyncio.get_running_loop()
@@ -181,7 +184,16 @@ async def serve_until_signalled(config: CollectorConfig) -> None:
         async with run_collector(config) as running:
             stopping = asyncio.create_task(stop.wait(), name="collector-signal")
             failing = asyncio.create_task(running.wait(), name="collector-services")
-            await asyncio.wait((stopping, failing), return_when=asyncio.FIRST_COMPLETED)
+            connected = asyncio.create_task(running.wait_connected(), name="collector-ready")
+            await asyncio.wait((stopping, failing, connected), return_when=asyncio.FIRST_COMPLETED)
+            connected.cancel()
+            if connected.done() and not connected.cancelled():
+                notify("READY=1")
+                log.info("collector_ready")
+            async with watchdog_pings():
+                await asyncio.wait((stopping, failing), return_when=asyncio.FIRST_COMPLETED)
+                if stopping.done():
+                    notify("STOPPING=1")
             stopping.cancel()
             failing.cancel()
             with contextlib.suppress(asyncio.CancelledError):

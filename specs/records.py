@@ -1,10 +1,11 @@
-"""Records carried in a block: readings, alarm raise/clear events and gap records."""
+"""Records carried in a block: readings, alarm events, gap records, key announcements."""
 
 from __future__ import annotations
 
 import enum
 import functools
 import math
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
@@ -149,7 +150,35 @@ class AlarmRecord:
         }
 
 
-Record = Reading | AlarmRecord | GapRecord
+@dataclass(frozen=True, slots=True)
+class KeyRecord:
+    """The gateway announces its next signing key, in a block signed by the key it replaces.
+
+    `public_key` is the new key's public PEM (SubjectPublicKeyInfo, any allowed algorithm),
+    `kid` and `alg` name it, `replaces` is the kid of the key that signs this block. Once the
+    collector has stored the block, it accepts both keys for its overlap window and then
+    retires `replaces`.
+    """
+
+    t: str
+    kid: str
+    alg: str
+    public_key: str
+    replaces: str
+
+    def to_wire(self) -> dict[str, object]:
+        """The record as a JSON-ready dict."""
+        return {
+            "type": "key",
+            "t": self.t,
+            "kid": self.kid,
+            "alg": self.alg,
+            "public_key": self.public_key,
+            "replaces": self.replaces,
+        }
+
+
+Record = Reading | AlarmRecord | GapRecord | KeyRecord
 
 
 _QUALITIES: Final = {quality.value: quality for quality in Quality}
@@ -276,6 +305,32 @@ def _gap_from_wire(raw: dict[str, object]) -> GapRecord:
     )
 
 
+_KID = re.compile(r"[0-9a-f]{16}")
+_MAX_PUBLIC_KEY = 4096  # a PEM public key of any allowed algorithm is a few hundred bytes
+
+
+def _kid(raw: dict[str, object], key: str) -> str:
+    value = _text(raw, key)
+    if not _KID.fullmatch(value):
+        raise RecordFormatError(f"key record {key!r} must be 16 lowercase hex digits")
+    return value
+
+
+def _key_from_wire(raw: dict[str, object]) -> KeyRecord:
+    t = _text(raw, "t")
+    parse_iso_time(t)
+    public_key = _text(raw, "public_key")
+    if len(public_key) > _MAX_PUBLIC_KEY:
+        raise RecordFormatError(f"key record 'public_key' exceeds {_MAX_PUBLIC_KEY} characters")
+    return KeyRecord(
+        t=t,
+        kid=_kid(raw, "kid"),
+        alg=_text(raw, "alg"),
+        public_key=public_key,
+        replaces=_kid(raw, "replaces"),
+    )
+
+
 def record_from_wire(raw: object) -> Record:
     """Parse one record dict; raise RecordFormatError on any deviation."""
     if not isinstance(raw, dict):
@@ -324,4 +379,6 @@ def record_from_wire(raw: object) -> Record:
         return _alarm_from_wire(raw)
     if kind == "gap":
         return _gap_from_wire(raw)
+    if kind == "key":
+        return _key_from_wire(raw)
     raise RecordFormatError(f"record type {kind!r} is unknown")

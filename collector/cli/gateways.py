@@ -96,7 +96,17 @@ def gateways_add(
     )
 
 
-_LIST_COLUMNS: Final = ("GATEWAY", "ENTERPRISE", "DISTRICT", "KID", "ALG", "ADDED", "REVOKED")
+_LIST_COLUMNS: Final = (
+    "GATEWAY",
+    "ENTERPRISE",
+    "DISTRICT",
+    "KID",
+    "ALG",
+    "ADDED",
+    "ANNOUNCED_BY",
+    "RETIRED",
+    "REVOKED",
+)
 
 
 def _table(rows: Sequence[Sequence[str]]) -> str:
@@ -110,7 +120,7 @@ def _table(rows: Sequence[Sequence[str]]) -> str:
 @gateways.command("list")
 @config_option
 def gateways_list(config_path: Path) -> None:
-    """List registered gateways and their keys."""
+    """List registered gateways and every key each ever had (announced, retired, revoked)."""
     config = load_or_exit(config_path)
 
     async def read(storage: Storage) -> tuple[tuple[Gateway, ...], tuple[GatewayKey, ...]]:
@@ -129,6 +139,8 @@ def gateways_list(config_path: Path) -> None:
             key.kid,
             key.alg,
             iso_time(key.added_at),
+            key.announced_by or "-",
+            "-" if key.retired_at is None else iso_time(key.retired_at),
             "-" if key.revoked_at is None else iso_time(key.revoked_at),
         )
         for gateway in registered

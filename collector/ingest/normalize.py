@@ -37,7 +37,7 @@ from collector.model import (
 from specs.block import Block
 from specs.catalogue import Catalogue, Indicator, UnitConversion
 from specs.meta import PointMeta
-from specs.records import AlarmRecord, GapRecord, Quality, Reading, parse_iso_time
+from specs.records import AlarmRecord, GapRecord, KeyRecord, Quality, Reading, parse_iso_time
 
 OUT_OF_RANGE: Final = "out_of_range"
 SIGNIFICANT_DIGITS: Final = 12
@@ -197,10 +197,13 @@ def block_entries(
                     alarms.append(normalize_alarm(idx, record, catalogue))
                 case GapRecord():
                     gaps.append(_gap(idx, record))
+                case KeyRecord():
+                    pass  # judged against the block's signature (collector.ingest.keys)
         except RecordRejectedError as rejection:
+            point = getattr(record, "point", None)
             where = (
                 f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}"
-                f" record {idx} point {record.point}"
+                f" record {idx} point {point}"
             )
             rejected.append(
                 AuditEntry(

@@ -48,7 +48,7 @@ from edge_agent.shell.outbox_recovery import (
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, is_full
 from specs.block import GENESIS, decode_block
-from specs.records import GapReason, GapRecord, Reading, Record, iso_time
+from specs.records import GapReason, GapRecord, KeyRecord, Reading, Record, iso_time
 from specs.signing import Signature, SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -78,6 +78,15 @@ CREATE TABLE IF NOT EXISTS backfill_keys (
     t TEXT NOT NULL,
     PRIMARY KEY (point, t)
 ) WITHOUT ROWID;
+-- Where each key announcement (a `key` record) was sealed, and when the collector ACKed it:
+-- the agent switches to the announced key only once the collector holds the announcement.
+CREATE TABLE IF NOT EXISTS key_announcements (
+    kid TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    delivered_at REAL,
+    PRIMARY KEY (epoch, seq, kid)
+);
 CREATE TABLE IF NOT EXISTS alarm_state (
     name TEXT PRIMARY KEY,
     state BLOB NOT NULL,
@@ -96,6 +105,8 @@ _ALARM_STATE_ROW = "edge"
 # Blocks of an older epoch are sealed again in groups of at most this many records.
 _RESEAL_RECORDS: Final = 2000
 _RESEAL_BLOCKS: Final = 64
+# Undelivered blocks signed again per transaction when the gateway's key changes.
+_RESIGN_BLOCKS: Final = 500
 # Attempts to make room for one seal before the seal fails (and the sealer holds its readings).
 _ROOM_ROUNDS: Final = 64
 
@@ -170,6 +181,8 @@ class Outbox:
         # One connection serves the sealer, the publisher's reads and the ACK handler:
         # without this lock an ACK's commit would land inside an open seal transaction.
         self._lock = asyncio.Lock()
+        # Set when an ACK releases a block that announced a key (edge_agent.shell.rotation).
+        self.announcement_delivered = asyncio.Event()
 
     @property
     def epoch(self) -> str:
@@ -333,6 +346,12 @@ class Outbox:
             "UPDATE meta SET value = ? WHERE key = ?",
             [(str(new_state.last_seq), "last_seq"), (new_state.last_hash, "last_hash")],
         )
+        announced = [r.kid for r in records if isinstance(r, KeyRecord)]
+        if announced:
+            await self._db.executemany(
+                "INSERT OR IGNORE INTO key_announcements (kid, epoch, seq) VALUES (?, ?, ?)",
+                [(kid, block.epoch, block.seq) for kid in announced],
+            )
         return block
 
     # --- epochs ---------------------------------------------------------------------------
@@ -533,8 +552,63 @@ class Outbox:
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
                 (now, epoch, through, -1 if also is None else also),
             )
+            announced = await self._db.execute(
+                "UPDATE key_announcements SET delivered_at = ?"
+                " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
+                (now, epoch, through, -1 if also is None else also),
+            )
             await self._db.commit()
+            if announced.rowcount:
+                self.announcement_delivered.set()
             return cursor.rowcount
+
+    # --- key rotation ---------------------------------------------------------------------
+
+    async def announcement_stored(self, kid: str) -> bool:
+        """Whether the collector has ACKed a block announcing key `kid`."""
+        async with (
+            self._lock,
+            self._db.execute(
+                "SELECT 1 FROM key_announcements WHERE kid = ? AND delivered_at IS NOT NULL",
+                (kid,),
+            ) as cursor,
+        ):
+            return await cursor.fetchone() is not None
+
+    async def use_key(self, key: SigningKey) -> int:
+        """Sign from now on with `key`, and sign every undelivered block again with it.
+
+        The blocks' bytes stay as sealed (the signature is detached): only `alg`, `kid` and
+        `sig` change, so a backlog sealed before a rotation is not left to the old key, which
+        the collector retires after its overlap window. Returns the blocks signed again.
+        """
+        self._key = key
+        signed = 0
+        while True:
+            async with self._lock:
+                await self._db.execute("BEGIN IMMEDIATE")
+                try:
+                    async with self._db.execute(
+                        "SELECT epoch, seq, payload FROM blocks"
+                        " WHERE delivered_at IS NULL AND kid != ? LIMIT ?",
+                        (key.kid, _RESIGN_BLOCKS),
+                    ) as cursor:
+                        rows = list(await cursor.fetchall())
+                    updates = []
+                    for epoch, seq, payload in rows:
+                        signature = key.sign(bytes(payload))
+                        updates.append((signature.alg, signature.kid, signature.sig, epoch, seq))
+                    await self._db.executemany(
+                        "UPDATE blocks SET alg = ?, kid = ?, sig = ? WHERE epoch = ? AND seq = ?",
+                        updates,
+                    )
+                    await self._db.commit()
+                except BaseException:
+                    await self._db.rollback()
+                    raise
+            signed += len(rows)
+            if len(rows) < _RESIGN_BLOCKS:
+                return signed
 
     async def prune(self, *, delivered_before: float) -> int:
         """Delete delivered blocks released before the given time (retention)."""

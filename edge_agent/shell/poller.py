@@ -116,6 +116,9 @@ class DevicePoller:
         # point -> (t, value, quality) of its last reading emitted
         self._last_seen: dict[str, tuple[str, float | None, str]] = {}
         self.cycles = 0
+        # Set once the first cycle is done, answered or not: the agent is ready (READY=1)
+        # when every device has been tried once.
+        self.first_cycle_done = asyncio.Event()
         self._clock_watch = ClockWatch()
         self.repeats_dropped = 0
 
@@ -167,6 +170,7 @@ class DevicePoller:
                     samples = self._bad_samples("link_down")
                 await self._emit(samples)
                 self.cycles += 1
+                self.first_cycle_done.set()
                 next_tick = self._next_tick(next_tick)
                 await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
         finally:

@@ -2,9 +2,10 @@
 
 The README's "Installing a site by hand" code block is parsed and performed in a temporary
 root: /etc, /var/lib, /opt... map into it, the venv is the project's own (no pip install), and
-steps that need root (useradd, ownership, systemctl) are checked against the unit instead of
-run. Then the agent starts the way systemd would start it: the unit's ExecStart (paths mapped),
-its WorkingDirectory and StateDirectory, and NOTIFY_SOCKET on a socket this test reads.
+steps that need root (ownership, systemctl) are checked against the unit instead of run;
+`systemd-sysusers` runs with `--root` on the temporary root. Then the agent starts the way
+systemd would start it: the unit's ExecStart (paths mapped), its WorkingDirectory and
+StateDirectory, and NOTIFY_SOCKET on a socket this test reads.
 """
 
 from __future__ import annotations
@@ -101,6 +102,7 @@ class Install:
     owner: str | None
     group: str | None
     paths: list[str]
+    leading: bool = False  # -D: make the destination's missing folders
 
     @property
     def copies(self) -> dict[str, str]:
@@ -116,12 +118,14 @@ class Install:
 
 def parse_install(words: list[str]) -> Install:
     assert words[0] == "install"
-    directory, paths = False, []
+    directory, leading, paths = False, False, []
     options: dict[str, str | None] = {"-m": None, "-o": None, "-g": None}
     rest = iter(words[1:])
     for word in rest:
         if word == "-d":
             directory = True
+        elif word == "-D":
+            leading = True
         elif word in options:
             options[word] = next(rest)
         else:
@@ -129,8 +133,19 @@ def parse_install(words: list[str]) -> Install:
             paths.append(word)
     mode = options["-m"]
     return Install(
-        directory, None if mode is None else int(mode, 8), options["-o"], options["-g"], paths
+        directory,
+        None if mode is None else int(mode, 8),
+        options["-o"],
+        options["-g"],
+        paths,
+        leading=leading,
     )
+
+
+def sysusers_users(conf: Path) -> list[str]:
+    """The users (`u` lines) a sysusers.d file creates."""
+    lines = (shlex.split(line, comments=True) for line in conf.read_text("utf-8").splitlines())
+    return [words[1] for words in lines if words and words[0] == "u"]
 
 
 def config_path(command: list[str]) -> str | None:
@@ -166,8 +181,8 @@ class Steps:
         for command in commands:
             if command[:3] == ["python3.11", "-m", "venv"]:
                 steps.venvs.append(command[3])
-            elif command[0] == "useradd":
-                steps.users.append(command[-1])
+            elif command[0] == "systemd-sysusers":
+                steps.users += sysusers_users(REPO / steps.installed[command[1]])
             elif command[0] == "install":
                 done = parse_install(command)
                 steps.installed |= done.copies
@@ -309,8 +324,9 @@ def test_the_readme_and_the_units_agree() -> None:
     agent = parse_unit(agent_unit)
     assert one(agent, "Service", "Type") == "notify"
     assert agent_sends("READY=1")
-    # A watchdog needs WATCHDOG=1 keep-alives; without them systemd would kill a healthy agent.
-    assert ("WatchdogSec" in agent["Service"]) == agent_sends("WATCHDOG=1")
+    # A watchdog needs WATCHDOG=1 keep-alives (specs.systemd_notify.watchdog_pings); without
+    # them systemd would kill a healthy agent (tests/e2e/test_service_notify.py runs them).
+    assert ("WatchdogSec" in agent["Service"]) == agent_sends("watchdog_pings(")
     # The stop timeout is the issue's 5 s, and the agent's own budget fits inside it.
     stop = seconds(one(agent, "Service", "TimeoutStopSec"))
     assert runtime._SHUTDOWN_BUDGET < stop <= STOP_WITHIN
@@ -385,8 +401,11 @@ class Root:
             self.venv = words[3]  # not made: the project's venv stands in for it
         elif name.endswith("/bin/pip") and words[1:] == ["install", "."]:
             assert name == f"{self.venv}/bin/pip"
-        elif name == "useradd":
-            self.user = words[-1]  # needs root: the unit's User= is checked against it
+        elif name == "systemd-sysusers":
+            sysusers = shutil.which(name)
+            assert sysusers is not None, "systemd-sysusers is missing: `make test` installs it"
+            subprocess.run([sysusers, f"--root={self.top}", str(self.path(words[1]))], check=True)
+            (self.user,) = sysusers_users(self.path(words[1]))
         elif name == "install":
             self.install(parse_install(words))
         elif name == "systemctl":
@@ -411,6 +430,8 @@ class Root:
         for target, source in done.copies.items():
             origin = self.given.get(source, REPO / source)
             destination = self.path(target)
+            if done.leading:
+                destination.parent.mkdir(parents=True, exist_ok=True)
             text = origin.read_bytes()
             if destination.suffix == ".yaml":
                 text = self.rewrite(text.decode("utf-8")).encode("utf-8")

@@ -126,7 +126,17 @@ def test_gateways_add_takes_the_district_from_the_credit_code(config: Path, tmp_
     listed = _run("gateways", "list", "-c", str(config))
     assert listed.exit_code == 0
     header, row = listed.stdout.strip().splitlines()
-    assert header.split() == ["GATEWAY", "ENTERPRISE", "DISTRICT", "KID", "ALG", "ADDED", "REVOKED"]
+    assert header.split() == [
+        "GATEWAY",
+        "ENTERPRISE",
+        "DISTRICT",
+        "KID",
+        "ALG",
+        "ADDED",
+        "ANNOUNCED_BY",
+        "RETIRED",
+        "REVOKED",
+    ]
     assert row.split()[:5] == [GW.gateway, GW.enterprise, GW.district, GW.key.kid, "ed25519"]
     assert row.split()[-1] == "-"
 

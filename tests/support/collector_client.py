@@ -396,6 +396,7 @@ async def running_ingest(
     catalogue: Catalogue | None = None,
     client_id: str | None = None,
     session_expiry: float = 3600.0,
+    key_overlap: float = 7 * 86400.0,
 ) -> AsyncIterator[tuple[Ingest, Storage]]:
     """Run the ingest loop (no HTTP API) against the broker on `port`, subscribed on return.
 
@@ -414,6 +415,7 @@ async def running_ingest(
             batch_max=batch_max,
             client_id=client_id,
             session_expiry=session_expiry,
+            key_overlap=key_overlap,
         )
         ingest = Ingest(
             settings,

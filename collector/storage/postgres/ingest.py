@@ -62,6 +62,7 @@ from collector.storage.postgres.feed import (
 )
 from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.presence import record_presence
+from collector.storage.postgres.registry import adopt_keys
 from collector.storage.postgres.schema import SCHEMA_VERSION
 from collector.storage.rollups import MinuteRollup, minute_rollups
 from specs.block import block_hash
@@ -115,9 +116,11 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
     await _insert_blocks(db, new)
     await _fold_rollups(db, minute_rollups(new))
     alarms = await _pair_alarms(db, new)
+    refused_keys = await adopt_keys(db, new, batch.key_overlap)
     audits = [
         *batch.audits,
         *(rejected for b in new for rejected in b.entries.rejected),
+        *refused_keys,
         *dedupe_audits(batch.blocks, outcomes),
         *repeated,
         *(found.audit for found in breaks),

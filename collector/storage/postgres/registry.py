@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 
-from collector.model import Gateway, GatewayKey, KeyGrant
+from collector.model import AuditEntry, Gateway, GatewayKey, IncomingBlock, KeyGrant
 from collector.storage.base import RegistryError
+from collector.storage.keys import refusal, retire_at
 from collector.storage.postgres import rows
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import lock_gateways
@@ -102,13 +104,14 @@ async def grants(db: Db, kids: Collection[str]) -> Mapping[str, KeyGrant]:
     """The registered keys among `kids`, each with its owning gateway."""
     found = await db.fetch(
         "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
+        " k.retired_at, k.announced_by, k.announced_epoch, k.announced_seq,"
         " g.gateway, g.enterprise, g.district, g.registered_at"
         " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway"
         " WHERE k.kid = ANY($1::text[])",
         sorted(set(kids)),
     )
     return {
-        row[0]: KeyGrant(rows.gateway_key(row), Gateway(row[6], row[7], row[8], row[9]))
+        row[0]: KeyGrant(rows.gateway_key(row), Gateway(row[10], row[11], row[12], row[13]))
         for row in found
     }
 
@@ -120,3 +123,43 @@ def _check_same_key(held: GatewayKey, key: GatewayKey) -> None:
         raise RegistryError(f"key {key.kid} was revoked; a revoked key cannot come back")
     if held.public_pem.strip() != key.public_pem.strip() or held.alg != key.alg:
         raise RegistryError(f"key id {key.kid} is registered with another public key")
+
+
+async def adopt_keys(db: Db, blocks: Sequence[IncomingBlock], overlap: float) -> list[AuditEntry]:
+    """Keep the keys the newly stored `blocks` announce, retire the keys they replace.
+
+    Inside the batch's transaction, which holds the announcing gateways' locks; a kid of
+    another gateway is judged as stored (an insert yields to a concurrent registration).
+    Returns an audit row per key the registry refuses.
+    """
+    refused: list[AuditEntry] = []
+    for announced in (a for block in blocks for a in block.entries.keys):
+        key = announced.key
+        await db.execute(
+            f"INSERT INTO gateway_keys ({rows.KEY_COLUMNS})"
+            " VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $8) ON CONFLICT (kid) DO NOTHING",
+            key.kid,
+            key.gateway,
+            key.alg,
+            key.public_pem,
+            key.added_at,
+            key.announced_by,
+            key.announced_epoch,
+            key.announced_seq,
+        )
+        found = await db.fetchrow(
+            f"SELECT {rows.KEY_COLUMNS} FROM gateway_keys WHERE kid = $1", key.kid
+        )
+        # This announcement's own row reads back as this gateway's key: nothing refused.
+        why = refusal(None if found is None else rows.gateway_key(found), announced)
+        if why is not None:
+            refused.append(replace(announced.audit, detail=f"{announced.audit.detail}: {why}"))
+            continue
+        await db.execute(
+            "UPDATE gateway_keys SET retired_at = $1"
+            " WHERE kid = $2 AND gateway = $3 AND retired_at IS NULL",
+            retire_at(announced, overlap),
+            announced.replaces,
+            key.gateway,
+        )
+    return refused

@@ -23,7 +23,10 @@ ALARM_COLUMNS: Final = (
 )
 READING_COLUMNS: Final = "r.gateway, r.point, r.quota, r.t, r.value, r.unit, r.quality, r.flags"
 GATEWAY_COLUMNS: Final = "gateway, enterprise, district, registered_at"
-KEY_COLUMNS: Final = "kid, gateway, alg, public_pem, added_at, revoked_at"
+KEY_COLUMNS: Final = (
+    "kid, gateway, alg, public_pem, added_at, revoked_at, retired_at, announced_by,"
+    " announced_epoch, announced_seq"
+)
 
 
 def gateway(row: asyncpg.Record) -> Gateway:
@@ -33,7 +36,9 @@ def gateway(row: asyncpg.Record) -> Gateway:
 
 def gateway_key(row: asyncpg.Record) -> GatewayKey:
     """A `gateway_keys` row (KEY_COLUMNS)."""
-    return GatewayKey(row[0], row[1], row[2], bytes(row[3]), row[4], row[5])
+    return GatewayKey(
+        row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
+    )
 
 
 def reading(row: asyncpg.Record, rowid: int = 0) -> ReadingRow:

@@ -339,11 +339,21 @@ CREATE TABLE api_tokens (
 );
 """
 
+# SQLite's schema 11: gateway keys keep their lifecycle (collector.model.GatewayKey).
+_VERSION_5: Final = """
+ALTER TABLE gateway_keys
+    ADD COLUMN retired_at double precision,
+    ADD COLUMN announced_by text COLLATE "C",
+    ADD COLUMN announced_epoch text COLLATE "C",
+    ADD COLUMN announced_seq bigint;
+"""
+
 MIGRATIONS: Final = (
     Migration(1, "the collector's tables, readings partitioned by month", _VERSION_1),
     Migration(2, "per-minute rollups of the readings, partitioned by month", _VERSION_2),
     Migration(3, "the live feed journal, presence intervals, poll periods", _VERSION_3),
     Migration(4, "the audit trail as a hash chain of aggregated rows, API tokens", _VERSION_4),
+    Migration(5, "gateway keys: retired_at and the block that announced each", _VERSION_5),
 )
 """Every step, in order: `MIGRATIONS[n - 1]` takes the schema from version n - 1 to n."""
 

@@ -50,6 +50,7 @@ from collector.storage.rollups import minute_rollups
 from collector.storage.sqlite import audit
 from collector.storage.sqlite.journal import held_statuses, write_journal
 from collector.storage.sqlite.presence import record_presence
+from collector.storage.sqlite.registry import adopt_keys
 from collector.storage.sqlite.rollups import fold_rollups
 from collector.storage.sqlite.sql import ALARM_COLUMNS, alarm_state, chunks, values
 from specs.block import block_hash
@@ -72,11 +73,13 @@ async def store_batch(db: aiosqlite.Connection, batch: IngestBatch) -> BatchResu
     await _insert_blocks(db, new)
     await fold_rollups(db, minute_rollups(new))
     alarms = await _pair_alarms(db, new)
+    refused_keys = await adopt_keys(db, new, batch.key_overlap)
     await _insert_audits(
         db,
         [
             *batch.audits,
             *(rejected for b in new for rejected in b.entries.rejected),
+            *refused_keys,
             *dedupe_audits(batch.blocks, outcomes),
             *repeated,
             *(found.audit for found in breaks),

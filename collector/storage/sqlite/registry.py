@@ -7,13 +7,16 @@ reader connection.
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import replace
 from sqlite3 import Row
+from typing import Final
 
 import aiosqlite
 
-from collector.model import Gateway, GatewayKey, KeyGrant
+from collector.model import AuditEntry, Gateway, GatewayKey, IncomingBlock, KeyGrant
 from collector.storage.base import RegistryError, StorageError
+from collector.storage.keys import refusal, retire_at
 from collector.storage.sqlite.sql import chunks
 
 
@@ -21,8 +24,16 @@ def _gateway(row: Row) -> Gateway:
     return Gateway(row[0], row[1], row[2], row[3])
 
 
+KEY_COLUMNS: Final = (
+    "kid, gateway, alg, public_pem, added_at, revoked_at, retired_at, announced_by,"
+    " announced_epoch, announced_seq"
+)
+
+
 def _key(row: Row) -> GatewayKey:
-    return GatewayKey(row[0], row[1], row[2], bytes(row[3]), row[4], row[5])
+    return GatewayKey(
+        row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
+    )
 
 
 async def register(db: aiosqlite.Connection, gateway: Gateway, key: GatewayKey) -> None:
@@ -45,9 +56,7 @@ async def register(db: aiosqlite.Connection, gateway: Gateway, key: GatewayKey) 
             (gateway.gateway, gateway.enterprise, gateway.district, gateway.registered_at),
         )
     keys = await db.execute_fetchall(
-        "SELECT kid, gateway, alg, public_pem, added_at, revoked_at FROM gateway_keys"
-        " WHERE kid = ?",
-        (key.kid,),
+        f"SELECT {KEY_COLUMNS} FROM gateway_keys WHERE kid = ?", (key.kid,)
     )
     if keys:
         _check_same_key(_key(next(iter(keys))), key)
@@ -110,7 +119,7 @@ async def find_gateways(db: aiosqlite.Connection, ids: Collection[str]) -> Mappi
 
 async def keys(db: aiosqlite.Connection, gateway: str | None = None) -> tuple[GatewayKey, ...]:
     """Registered keys (of one gateway, or all), revoked ones included."""
-    query = "SELECT kid, gateway, alg, public_pem, added_at, revoked_at FROM gateway_keys"
+    query = f"SELECT {KEY_COLUMNS} FROM gateway_keys"
     params: tuple[str, ...] = ()
     if gateway is not None:
         query += " WHERE gateway = ?"
@@ -126,6 +135,7 @@ async def grants(db: aiosqlite.Connection, kids: Collection[str]) -> Mapping[str
         try:
             rows = await db.execute_fetchall(
                 "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
+                " k.retired_at, k.announced_by, k.announced_epoch, k.announced_seq,"
                 " g.gateway, g.enterprise, g.district, g.registered_at"
                 " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway"
                 f" WHERE k.kid IN ({', '.join('?' * len(chunk))})",
@@ -134,5 +144,47 @@ async def grants(db: aiosqlite.Connection, kids: Collection[str]) -> Mapping[str
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read keys: {exc}") from exc
         for row in rows:
-            found[row[0]] = KeyGrant(_key(row), Gateway(row[6], row[7], row[8], row[9]))
+            found[row[0]] = KeyGrant(_key(row), Gateway(row[10], row[11], row[12], row[13]))
     return found
+
+
+async def adopt_keys(
+    db: aiosqlite.Connection, blocks: Sequence[IncomingBlock], overlap: float
+) -> list[AuditEntry]:
+    """Keep the keys the newly stored `blocks` announce, retire the keys they replace.
+
+    Inside the batch's write transaction; returns an audit row per key the registry refuses.
+    """
+    refused: list[AuditEntry] = []
+    for announced in (a for block in blocks for a in block.entries.keys):
+        key = announced.key
+        rows = list(
+            await db.execute_fetchall(
+                f"SELECT {KEY_COLUMNS} FROM gateway_keys WHERE kid = ?", (key.kid,)
+            )
+        )
+        why = refusal(_key(rows[0]) if rows else None, announced)
+        if why is not None:
+            refused.append(replace(announced.audit, detail=f"{announced.audit.detail}: {why}"))
+            continue
+        if not rows:
+            await db.execute(
+                f"INSERT INTO gateway_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, NULL,"
+                " ?, ?, ?)",
+                (
+                    key.kid,
+                    key.gateway,
+                    key.alg,
+                    key.public_pem,
+                    key.added_at,
+                    key.announced_by,
+                    key.announced_epoch,
+                    key.announced_seq,
+                ),
+            )
+        await db.execute(
+            "UPDATE gateway_keys SET retired_at = ?"
+            " WHERE kid = ? AND gateway = ? AND retired_at IS NULL",
+            (retire_at(announced, overlap), announced.replaces, key.gateway),
+        )
+    return refused

@@ -18,7 +18,7 @@ import aiosqlite
 from collector.storage.base import StorageError
 from collector.storage.sqlite.rollups import FIRST_FILL, ROLLUP_TABLE
 
-SCHEMA_VERSION: Final = 10
+SCHEMA_VERSION: Final = 11
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -33,7 +33,14 @@ CREATE TABLE IF NOT EXISTS gateway_keys (
     alg        TEXT NOT NULL,
     public_pem BLOB NOT NULL,
     added_at   REAL NOT NULL,
-    revoked_at REAL
+    revoked_at REAL,
+    -- Schema 11, key lifecycle: when a rotation retired the key (its successor's announcement
+    -- stored, plus the overlap), and for a key the gateway announced itself, the block that
+    -- carried it and the kid that signed it.
+    retired_at      REAL,
+    announced_by    TEXT,
+    announced_epoch TEXT,
+    announced_seq   INTEGER
 );
 CREATE INDEX IF NOT EXISTS gateway_keys_by_gateway ON gateway_keys (gateway);
 CREATE TABLE IF NOT EXISTS blocks (
@@ -423,6 +430,15 @@ async def _upgrade_to_10(db: aiosqlite.Connection) -> None:
     )
 
 
+async def _upgrade_to_11(db: aiosqlite.Connection) -> None:
+    """Gateway keys keep their lifecycle: retirement by rotation, and who announced them."""
+    await _add_columns(
+        db,
+        "gateway_keys",
+        ("retired_at REAL", "announced_by TEXT", "announced_epoch TEXT", "announced_seq INTEGER"),
+    )
+
+
 _UPGRADES: Final = {
     1: _upgrade_to_2,
     2: _upgrade_to_3,
@@ -433,6 +449,7 @@ _UPGRADES: Final = {
     7: _upgrade_to_8,
     8: _upgrade_to_9,
     9: _upgrade_to_10,
+    10: _upgrade_to_11,
 }
 
 

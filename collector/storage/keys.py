@@ -1,0 +1,30 @@
+"""Whether the registry takes a key a gateway announced (pure; both backends ask it)."""
+
+from __future__ import annotations
+
+from collector.model import GatewayKey, KeyAnnouncement
+from specs.records import iso_time
+
+
+def refusal(held: GatewayKey | None, announced: KeyAnnouncement) -> str | None:
+    """Why the announced key is not taken, or None: new, or this gateway's key already.
+
+    A kid registered to another gateway stays theirs (a gateway may publish anyone's public
+    key as its "next" one); a revoked key never comes back; a kid held with other bytes is
+    a collision, refused.
+    """
+    key = announced.key
+    if held is None:
+        return None
+    if held.gateway != key.gateway:
+        return f"it is registered to gateway {held.gateway}"
+    if held.revoked_at is not None:
+        return f"it was revoked at {iso_time(held.revoked_at)}"
+    if held.public_pem.strip() != key.public_pem.strip() or held.alg != key.alg:
+        return "its kid is registered with another public key"
+    return None
+
+
+def retire_at(announced: KeyAnnouncement, overlap: float) -> float:
+    """When the replaced key stops signing: the announcement's arrival plus the overlap."""
+    return announced.key.added_at + overlap

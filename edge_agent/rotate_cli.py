@@ -1,0 +1,60 @@
+"""`edge-agent keys rotate`: announce the gateway's next key under the current one."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from edge_agent.config import SiteConfig
+from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.keyfile import KeyFileError, load_private_key
+from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.rotation import Announced, announce_next_key, next_key_path
+from edge_agent.shell.runtime import identity_of
+
+
+async def _announce(config: SiteConfig) -> Announced:
+    key_file = config.signing.key_file
+    current = load_private_key(key_file)
+    synced = clock_synchronized()
+    async with open_outbox(
+        config.outbox.path,
+        identity_of(config),
+        current,
+        max_bytes=config.outbox.max_bytes,
+        clock_synced=synced,
+    ) as outbox:
+        return await announce_next_key(
+            outbox, key_file, current, config.signing.algorithm, clock_synced=synced
+        )
+
+
+@click.command("rotate")
+@config_option
+def rotate(config_path: Path) -> None:
+    """Make the next gateway key and announce it in a block signed by the current key.
+
+    The agent switches to the new key once the collector has ACKed that block (the running
+    agent at once, a stopped one at its next start); the old key is kept as
+    <key_file>.retired-<kid>. Safe while `edge-agent run` runs.
+    """
+    config = load_or_exit(config_path)
+    try:
+        announced = asyncio.run(_announce(config))
+    except KeyFileError as exc:
+        click.echo(str(exc), err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
+    key = announced.key
+    staged = next_key_path(config.signing.key_file)
+    where = f"epoch {announced.epoch} seq {announced.seq}"
+    if announced.again:
+        click.echo(f"key {key.kid} ({staged}) was staged already: announced again in {where}")
+    else:
+        click.echo(f"new {key.alg} key {key.kid} at {staged}, announced in {where}")
+    click.echo(
+        "the agent signs with it once the collector has stored that block; until then, and"
+        " the collector's overlap window after, the current key still counts"
+    )
