@@ -31,7 +31,14 @@ class Gateway:
 
 @dataclass(frozen=True, slots=True)
 class GatewayKey:
-    """A public key registered for one gateway."""
+    """A public key of one gateway, kept for good: stored blocks stay verifiable under it.
+
+    `added_at` is when it became valid (registered, or its announcement stored). From
+    `retired_at` on (its successor's announcement stored, plus the overlap) and from
+    `revoked_at` on, nothing that arrives under it is taken.
+    A key a gateway announced itself names the block that carried it: `announced_by` (the
+    kid that signed it), `announced_epoch`, `announced_seq`.
+    """
 
     kid: str
     gateway: str
@@ -42,6 +49,10 @@ class GatewayKey:
 
 
 @dataclass(frozen=True, slots=True)
+    retired_at: float | None = None
+    announced_by: str | None = None
+    announced_epoch: str | None = None
+    announced_seq: int | None = None
 class KeyGrant:
     """A key together with the gateway that owns it (what verification needs)."""
 
@@ -81,6 +92,11 @@ class Reason(enum.StrEnum):
 
 
 MAX_DETAIL: Final = 500  # audit details quote inputs; keep rows small whatever arrives
+    # Signed by a key retired after its successor's overlap window (routine rotation).
+    RETIRED_KEY = "retired_key"
+    # A key record of a stored block that is not taken (the block is stored): a key that does
+    # not parse or match its kid, names another signer, or is another gateway's or revoked.
+    BAD_KEY_ANNOUNCEMENT = "bad_key_announcement"
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +179,20 @@ class GapEntry:
 @dataclass(frozen=True, slots=True)
 class BlockEntries:
     """What a verified block contributes to the normalized tables.
+@dataclass(frozen=True, slots=True)
+class KeyAnnouncement:
+    """A gateway's next key, from a key record checked against the block's signature.
+
+    `key` is the new key as it is to be kept (announced_* filled, `added_at` the block's
+    arrival); `replaces` the kid that signed the announcement, to retire after the overlap.
+    `audit` is the row to write instead when the registry refuses the key.
+    """
+
+    key: GatewayKey
+    replaces: str
+    audit: AuditEntry
+
+
 
     `rejected` holds one audit row per record left out (unknown quota or unit); the storage
     writes them when, and only when, it stores the block for the first time.
@@ -175,6 +205,7 @@ class BlockEntries:
 
 
 @dataclass(frozen=True, slots=True)
+    keys: tuple[KeyAnnouncement, ...] = ()
 class IncomingBlock:
     """A block whose signature verified and whose header matches its topic.
 
@@ -238,7 +269,8 @@ class IngestBatch:
     """Everything one batch of MQTT messages asks the storage to commit, in one transaction.
 
     `presence_window` is how long a sign of life keeps its gateway live (the collector's
-    `offline_after`), for the presence intervals of GET /v1/quality.
+    `offline_after`), for the presence intervals of GET /v1/quality. `key_overlap` is how long
+    a gateway's old key still signs after its successor's announcement is stored.
     """
 
     blocks: Sequence[IncomingBlock] = ()
@@ -252,6 +284,7 @@ class Outcome(enum.StrEnum):
     """What storing one incoming block did."""
 
     STORED = "stored"
+    key_overlap: float = 7 * 86400.0
     DUPLICATE = "duplicate"
     SEQ_CONFLICT = "seq_conflict"
     # One record of a stored block was left out of the normalized tables (the block is stored).

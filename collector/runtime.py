@@ -67,6 +67,7 @@ def ingest_settings(config: CollectorConfig, host: str | None = None) -> IngestS
         client_id=client_id,
         session_expiry=config.ingest.session_expiry,
         offline_after=config.offline_after,
+        key_overlap=config.ingest.key_overlap,
     )
 
 

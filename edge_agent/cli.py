@@ -23,6 +23,7 @@ from edge_agent.core.points import (
 )
 from edge_agent.outbox_cli import outbox
 from edge_agent.probe_cli import probe
+from edge_agent.rotate_cli import rotate
 from edge_agent.shell.buses import plan_buses
 from edge_agent.shell.collector_keys import collector_key_problems
 from edge_agent.shell.host import clock_synchronized
@@ -35,6 +36,7 @@ from edge_agent.shell.keyfile import (
 )
 from edge_agent.shell.logs import configure_logging
 from edge_agent.shell.outbox import read_outbox_stats
+from edge_agent.shell.rotation import next_key_path
 from edge_agent.shell.runtime import run_agent
 from specs.records import iso_time
 
@@ -111,7 +113,7 @@ def run(config_path: Path) -> None:
 
 def refuse_exposed_keys(config: SiteConfig) -> None:
     """Exit 2 naming every private key file the group or others may read (and the fix)."""
-    private = [config.signing.key_file]
+    private = [config.signing.key_file, next_key_path(config.signing.key_file)]
     if config.uplink.tls is not None and config.uplink.tls.key is not None:
         private.append(config.uplink.tls.key)
     exposed = []
@@ -253,3 +255,4 @@ main.add_command(backfill)
 main.add_command(catalogue)
 main.add_command(outbox)
 main.add_command(probe)
+keys.add_command(rotate)

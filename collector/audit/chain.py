@@ -3,9 +3,11 @@
 **Aggregation.** A flood of bad messages must not fill the disk, so rejections are not one row
 each: they accumulate in an *open* row per (source, reason, minute), with a count, the first
 occurrence's topic, detail and payload hash, and the newest occurrence's time. The source is
-the gateway the topic names ('' when the topic names none); past MAX_SOURCES_PER_MINUTE
-sources of one reason in one minute, further sources share the OVERFLOW_SOURCE row, so a
-minute holds at most (MAX_SOURCES_PER_MINUTE + 1) rows per reason whatever arrives.
+the gateway the topic names ('' when the topic names none). Registered gateways always get
+rows of their own (an admin decides how many there are); past MAX_SOURCES_PER_MINUTE other
+sources of one reason in one minute (names anyone can put in a topic), further ones share the
+OVERFLOW_SOURCE row. So a minute holds at most (registered + MAX_SOURCES_PER_MINUTE + 1) rows
+per reason, whatever arrives.
 
 **Chain.** A row joins the chain when it is *sealed*: a rejection once its minute is over, an
 admin action or command result at once. Sealing gives it the next `chain_seq`, the hash of
@@ -37,7 +39,7 @@ from specs.block import GENESIS
 
 MINUTE: Final = 60.0
 MAX_SOURCES_PER_MINUTE: Final = 32
-"""Distinct sources of one reason in one minute that get a row of their own."""
+"""Distinct unregistered sources of one reason in one minute that get a row of their own."""
 OVERFLOW_SOURCE: Final = "*"
 """The source of the shared row past MAX_SOURCES_PER_MINUTE (its gateway is unknown)."""
 
@@ -61,6 +63,7 @@ class Action(enum.StrEnum):
     COMMAND_APPLIED = "command_applied"
     COMMAND_REJECTED = "command_rejected"
     COMMAND_ROLLED_BACK = "command_rolled_back"
+    COMMAND_IGNORED = "command_ignored"  # replayed, forged, expired, ...: not taken at all
 
     @property
     def kind(self) -> AuditKind:
@@ -165,27 +168,34 @@ BucketKey = tuple[str, str, float]
 
 
 def rejection_rows(
-    entries: Iterable[AuditEntry], open_keys: Collection[BucketKey]
+    entries: Iterable[AuditEntry],
+    open_keys: Collection[BucketKey],
+    registered: Collection[str] = (),
 ) -> list[AuditRow]:
     """The rejections as open rows: one per (source, reason, minute), counts added up.
 
     `open_keys` are the open rows stored already; a row here with one of their keys adds to
-    it (the storage upserts). A source beyond MAX_SOURCES_PER_MINUTE of its (reason, minute),
-    counting the stored ones, goes to the OVERFLOW_SOURCE row.
+    it (the storage upserts). A source that is not among the `registered` gateways, beyond
+    MAX_SOURCES_PER_MINUTE such sources of its (reason, minute) counting the stored ones,
+    goes to the OVERFLOW_SOURCE row.
     """
-    sources: dict[tuple[str, float], set[str]] = {}
+    known = frozenset((*registered, OVERFLOW_SOURCE))
+    # The unregistered sources with a row of their own, per (reason, minute).
+    strangers: dict[tuple[str, float], set[str]] = {}
     for source, reason, minute in open_keys:
-        sources.setdefault((reason, minute), set()).add(source)
+        if source not in known:
+            strangers.setdefault((reason, minute), set()).add(source)
     rows: dict[BucketKey, AuditRow] = {}
     for entry in entries:
         minute = minute_of(entry.at)
         reason = entry.reason.value
         source = entry.gateway or ""
-        seen = sources.setdefault((reason, minute), set())
-        if source not in seen:
-            if len(seen - {OVERFLOW_SOURCE}) >= MAX_SOURCES_PER_MINUTE:
+        if source not in known:
+            others = strangers.setdefault((reason, minute), set())
+            if source in others or len(others) < MAX_SOURCES_PER_MINUTE:
+                others.add(source)
+            else:
                 source = OVERFLOW_SOURCE
-            seen.add(source)
         key = (source, reason, minute)
         held = rows.get(key)
         if held is None:

@@ -6,20 +6,23 @@ publishes the ACKs this module derives from the committed `BatchResult`.
 
 Checks on an `up/block` and an `up/meta`, in order, each with its audit reason: signature
 properties present (`bad_signature`), algorithm allowed and available (`bad_algorithm`), key
-registered (`unknown_key`), not revoked (`revoked_key`), owned by the topic's gateway
-(`key_not_owned`), signature valid over the exact payload bytes (`bad_signature`), payload a block
-or meta message (`malformed`), payload and registry agree with the topic (`topic_mismatch`).
-A verified block is then normalized against the catalogue (`collector.ingest.normalize`): a
-record it cannot take is audited (`unknown_quota`, `unknown_unit`) and left out alone.
+registered (`unknown_key`), not revoked (`revoked_key`) nor retired (`retired_key`), owned by
+the topic's gateway (`key_not_owned`), signature valid over the exact payload bytes
+(`bad_signature`), payload a block or meta message (`malformed`), payload and registry agree
+with the topic (`topic_mismatch`). A verified block is then normalized against the catalogue
+(`collector.ingest.normalize`): a record it cannot take is audited (`unknown_quota`,
+`unknown_unit`) and left out alone; its key records are checked (`collector.ingest.keys`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from collector.ingest.keys import key_announcements
 from collector.ingest.normalize import block_entries, meta_point
 from collector.model import (
     MAX_DETAIL,
@@ -125,7 +128,7 @@ def _audit(message: Inbound, reason: Reason, detail: str) -> AuditEntry:
     )
 
 
-def _check_owner(topics: GatewayTopics, grant: KeyGrant | None, kid: str) -> KeyGrant:
+def _check_owner(topics: GatewayTopics, grant: KeyGrant | None, kid: str, at: float) -> KeyGrant:
     if grant is None:
         raise _Rejected(Reason.UNKNOWN_KEY, f"key {kid} is not registered")
     if grant.key.revoked_at is not None:
@@ -136,6 +139,11 @@ def _check_owner(topics: GatewayTopics, grant: KeyGrant | None, kid: str) -> Key
         raise _Rejected(
             Reason.KEY_NOT_OWNED,
             f"key {kid} belongs to gateway {grant.key.gateway}, not {topics.gateway}",
+    # Retired by a rotation: its successor's announcement was stored, and the overlap is over.
+    if grant.key.retired_at is not None and at >= grant.key.retired_at:
+        raise _Rejected(
+            Reason.RETIRED_KEY, f"key {kid} was retired at {iso_time(grant.key.retired_at)}"
+        )
         )
     return grant
 
@@ -185,7 +193,7 @@ def _verify(
         check_algorithm(signature.alg)
     except UnsupportedAlgorithmError as exc:
         raise _Rejected(Reason.BAD_ALGORITHM, str(exc)) from None
-    grant = _check_owner(topics, grants.get(signature.kid), signature.kid)
+    grant = _check_owner(topics, grants.get(signature.kid), signature.kid, message.received_at)
     try:
         _verify_key(grant.key.public_pem).verify(signature, message.payload)
     except UnsupportedAlgorithmError as exc:
@@ -214,6 +222,9 @@ def _judge_block(
 
 
 def judge_block(
+    keys, refused = key_announcements(message.topic, block, signature, message.received_at)
+    if keys or refused:
+        entries = dataclasses.replace(entries, keys=keys, rejected=entries.rejected + refused)
     message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue | None = None
 ) -> IncomingBlock | AuditEntry:
     """Verify an `up/block` message: the block to store, or the audit row saying why not.

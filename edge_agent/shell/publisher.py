@@ -104,6 +104,10 @@ class Publisher:
         self._next_send = 0.0
         self._last_rescan = 0.0
 
+    def replace_meta(self, meta: tuple[bytes, Signature]) -> None:
+        """Send this signed meta from the next connect on (the gateway's key changed)."""
+        self._meta = meta
+
     def notify_sealed(self, seq: int) -> None:
         """A new block is in the outbox: send it before the backlog."""
         self._live.append(seq)

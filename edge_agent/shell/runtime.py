@@ -31,17 +31,17 @@ from edge_agent.shell.buses import (
 )
 from edge_agent.shell.collector_keys import read_collector_keys
 from edge_agent.shell.devices import build_driver
-from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.host import clock_synchronized, notify_systemd
+from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.metrics import AgentMetrics
 from edge_agent.shell.metrics_server import metrics_service
 from edge_agent.shell.outbox import Outbox, open_outbox
 from edge_agent.shell.poller import DevicePoller, PolledPoint
 from edge_agent.shell.publisher import Publisher, UplinkSettings
+from edge_agent.shell.rotation import CurrentKey, RotationWatcher, complete_rotation
 from edge_agent.shell.sealer import Sealer
 from specs.catalogue import default_catalogue
 from specs.records import Record
-from specs.signing import load_signing_key
-from specs.systemd_notify import notify, watchdog_pings
 from specs.topics import GatewayTopics
 
 log = structlog.get_logger("edge_agent.runtime")
@@ -187,11 +187,6 @@ async def _prune_forever(outbox: Outbox, retain_seconds: float) -> None:
         await asyncio.sleep(_PRUNE_EVERY)
 
 
-async def _every_device_polled(pollers: list[DevicePoller]) -> None:
-    for poller in pollers:
-        await poller.first_cycle_done.wait()
-
-
 async def _stop_tasks(tasks: list[asyncio.Task[None]], until: float) -> list[asyncio.Task[None]]:
     """Cancel `tasks` and wait for them until the loop time `until`; return what is left.
 
@@ -295,7 +290,9 @@ async def run_agent(
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    key = load_signing_key(config.signing.key_file.read_bytes())
+    key = load_private_key(config.signing.key_file)
+    # What signs statuses, meta and command results: moved by a key rotation.
+    current = CurrentKey(key)
     collector_key = read_collector_keys(config.uplink.collector_key_files)
     topics = GatewayTopics(config.site.district, config.site.enterprise, config.site.gateway)
     queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=_QUEUE_BOUND)
@@ -313,6 +310,8 @@ async def run_agent(
         max_bytes=config.outbox.max_bytes,
         clock_synced=clock_synchronized(),
     ) as outbox:
+        # A rotation whose announcement the collector ACKed while the agent was stopped.
+        current.key = await complete_rotation(outbox, config.signing.key_file) or key
         publisher = Publisher(
             outbox,
             topics,
@@ -329,8 +328,8 @@ async def run_agent(
                 tls=tls_context(config),
             ),
             _reconnect_backoff,
-            sign=key.sign,
-            meta=(meta, key.sign(meta)),
+            sign=current.sign,
+            meta=(meta, current.sign(meta)),
             version=_package_version(),
             config_hash=config_fingerprint(config),
         )
@@ -370,6 +369,15 @@ async def run_agent(
             asyncio.create_task(
                 _prune_forever(outbox, config.outbox.retain_days * 86400), name="pruner"
             ),
+            asyncio.create_task(
+                RotationWatcher(
+                    outbox,
+                    config.signing.key_file,
+                    current,
+                    on_switched=lambda new: publisher.replace_meta((meta, new.sign(meta))),
+                ).run(),
+                name="key-rotation",
+            ),
             *metrics_tasks,
         ]
         log.info(
@@ -378,30 +386,21 @@ async def run_agent(
             epoch=outbox.epoch,
             devices=len(pollers),
         )
+        notify_systemd("READY=1")
         workers: list[asyncio.Task[None]] = [*poll_tasks, *service_tasks]
         stopped = asyncio.create_task(stop.wait(), name="stop")
-        # Ready for systemd (READY=1) once the outbox is open and every device has been tried
-        # once, answered or not; a stop or a crash before that skips it.
-        polled = asyncio.create_task(_every_device_polled(pollers), name="first-poll")
-        await asyncio.wait([polled, stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
-        polled.cancel()
-        if polled.done() and not polled.cancelled():
-            notify("READY=1")
-            log.info("agent_ready", gateway=config.site.gateway)
-        # WATCHDOG=1 from this loop until the agent has stopped: a hung loop is restarted.
-        async with watchdog_pings():
-            await asyncio.wait([stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
-            # A worker that ended on its own crashed: stop cleanly, then let its error surface.
-            crashed = [t for t in workers if t.done() and not t.cancelled() and t.exception()]
-            notify("STOPPING=1")
-            await _shut_down(
-                gateway=config.site.gateway,
-                poll_tasks=poll_tasks,
-                service_tasks=service_tasks,
-                buses=buses,
-                sealer=sealer,
-                publisher=publisher,
-            )
+        await asyncio.wait([stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
+        # A worker that ended on its own crashed: stop cleanly, then let its error surface.
+        crashed = [t for t in workers if t.done() and not t.cancelled() and t.exception()]
+        notify_systemd("STOPPING=1")
+        await _shut_down(
+            gateway=config.site.gateway,
+            poll_tasks=poll_tasks,
+            service_tasks=service_tasks,
+            buses=buses,
+            sealer=sealer,
+            publisher=publisher,
+        )
         stopped.cancel()
         for task in crashed:
             error = task.exception()

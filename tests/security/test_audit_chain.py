@@ -10,18 +10,19 @@ keep one unbroken chain (PostgreSQL: AUDIT_LOCK; SQLite: the file's write lock).
 from __future__ import annotations
 
 import asyncio
+from collections import Counter
 from collections.abc import AsyncIterator
 from typing import cast
 
 import pytest
 
-from collector.audit.chain import Action, ActionEntry, AuditRow
+from collector.audit.chain import MAX_SOURCES_PER_MINUTE, Action, ActionEntry, AuditRow
 from collector.audit.verify import verify_chain
 from collector.model import AuditEntry, IngestBatch, Reason
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
-from tests.support.collector_client import BASE_TIME
+from tests.support.collector_client import BASE_TIME, register, sim_gateway
 from tests.support.postgres import sql_execute, sql_rows
 
 T0 = BASE_TIME - BASE_TIME % 60  # the start of a minute
@@ -182,3 +183,21 @@ async def test_collectors_appending_at_once_keep_one_chain(storage_url: str) -> 
     assert report.rows > actions  # the actions and every minute's rejection rows
     seqs = await sql_rows(storage_url, "SELECT chain_seq FROM audit ORDER BY chain_seq")
     assert [seq for (seq,) in seqs] == list(range(1, report.rows + 1))
+
+
+async def test_a_registered_gateway_keeps_its_own_row_after_a_crowd_of_made_up_sources(
+    storage_url: str,
+) -> None:
+    """Made-up gateway names fill the 32 rows of a minute; a registered one still gets its own."""
+    real = sim_gateway(1)
+    crowd = [_rejection(T0 + 1, f"made-up-{n}") for n in range(MAX_SOURCES_PER_MINUTE + 10)]
+    async with open_storage(storage_url) as storage:
+        await register(storage, real)
+        await storage.ingest(IngestBatch(audits=[*crowd, _rejection(T0 + 2, real.gateway)]))
+        await storage.ingest(IngestBatch(audits=[_rejection(T0 + 3, "made-up-late")]))
+        rows = await storage.audit(limit=100)
+    sources = Counter(row.gateway for row in rows)
+    assert sources[real.gateway] == 1
+    assert sources[None] == 1  # the overflow row: 10 + 1 made-up sources past the 32
+    assert [r.count for r in rows if r.gateway is None] == [11]
+    assert len(rows) == MAX_SOURCES_PER_MINUTE + 2

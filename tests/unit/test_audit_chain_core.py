@@ -18,6 +18,7 @@ from collector.audit.chain import (
     ChainHead,
     ChainVerifier,
     action_row,
+    minute_of,
     prune_head,
     rejection_rows,
     seal,
@@ -41,21 +42,37 @@ entries = st.lists(
 )
 
 
+REGISTERED = frozenset(f"gw-{n}" for n in range(0, 200, 4))  # 50 of the 201 names
+
+
 @settings(max_examples=60, deadline=None)
 @given(first=entries, second=entries)
 def test_rows_stay_bounded_per_reason_and_minute_and_count_every_message(
     first: list[AuditEntry], second: list[AuditEntry]
 ) -> None:
-    """Two batches, the second upserting into the first's open rows, as the storage does."""
-    stored = {(r.source, r.reason, r.minute): r for r in rejection_rows(first, ())}
-    for row in rejection_rows(second, {key for key in stored if key[2] is not None}):  # type: ignore[misc]
+    """Two batches, the second upserting into the first's open rows, as the storage does.
+
+    Registered gateways keep rows of their own; other sources get at most 32 per reason and
+    minute, then share the overflow row.
+    """
+    stored = {(r.source, r.reason, r.minute): r for r in rejection_rows(first, (), REGISTERED)}
+    held = [(source, reason, minute) for source, reason, minute in stored if minute is not None]
+    for row in rejection_rows(second, held, REGISTERED):
         key = (row.source, row.reason, row.minute)
-        held = stored.get(key)
-        stored[key] = row if held is None else replace(held, count=held.count + row.count)
-    per_bucket = Counter((reason, minute) for _, reason, minute in stored)
-    assert max(per_bucket.values(), default=0) <= MAX_SOURCES_PER_MINUTE + 1
+        before = stored.get(key)
+        stored[key] = row if before is None else replace(before, count=before.count + row.count)
+    strangers = Counter(
+        (reason, minute) for source, reason, minute in stored if source not in REGISTERED
+    )
+    assert max(strangers.values(), default=0) <= MAX_SOURCES_PER_MINUTE + 1
     assert sum(row.count for row in stored.values()) == len(first) + len(second)
     assert all(r.gateway is None for r in stored.values() if r.source == OVERFLOW_SOURCE)
+    registered_seen = {
+        (e.gateway, e.reason.value, minute_of(e.at))
+        for e in (*first, *second)
+        if e.gateway in REGISTERED
+    }
+    assert registered_seen <= set(stored)  # never folded into the overflow row
 
 
 def _rows(count: int) -> list[AuditRow]:

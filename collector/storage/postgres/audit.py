@@ -122,12 +122,19 @@ async def append(
             " WHERE chain_seq IS NULL AND minute IS NOT NULL"
         )
         held: list[BucketKey] = [(r[0], r[1], r[2]) for r in found]
+        registered = await db.fetch(
+            "SELECT gateway FROM gateways WHERE gateway = ANY($1::text[])",
+            sorted({entry.gateway for entry in rejections if entry.gateway}),
+        )
         await db.executemany(
             f"{_INSERT} ON CONFLICT (source, reason, minute)"
             " WHERE chain_seq IS NULL AND minute IS NOT NULL"
             " DO UPDATE SET count = audit.count + excluded.count,"
             " last_at = greatest(coalesce(audit.last_at, audit.at), excluded.last_at)",
-            [_values(row) for row in rejection_rows(rejections, held)],
+            [
+                _values(row)
+                for row in rejection_rows(rejections, held, {str(r[0]) for r in registered})
+            ],
         )
     if actions:
         await db.executemany(_INSERT, [_values(action_row(entry)) for entry in actions])

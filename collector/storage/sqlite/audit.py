@@ -110,12 +110,20 @@ async def append(
             " WHERE chain_seq IS NULL AND minute IS NOT NULL"
         )
         held: list[BucketKey] = [(str(r[0]), str(r[1]), float(r[2])) for r in found]
+        sources = sorted({entry.gateway for entry in rejections if entry.gateway})
+        registered = await db.execute_fetchall(
+            f"SELECT gateway FROM gateways WHERE gateway IN ({', '.join('?' * len(sources))})",
+            sources,
+        )
         await db.executemany(
             f"{_INSERT} ON CONFLICT (source, reason, minute)"
             " WHERE chain_seq IS NULL AND minute IS NOT NULL"
             " DO UPDATE SET count = count + excluded.count,"
             " last_at = max(coalesce(last_at, at), excluded.last_at)",
-            [_values(row) for row in rejection_rows(rejections, held)],
+            [
+                _values(row)
+                for row in rejection_rows(rejections, held, {str(r[0]) for r in registered})
+            ],
         )
     await db.executemany(_INSERT, [_values(action_row(entry)) for entry in actions])
     await seal_due(db, now)
