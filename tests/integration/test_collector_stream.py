@@ -694,6 +694,13 @@ _UNDO: dict[int, tuple[str, ...]] = {
         "DROP TABLE api_tokens",
         "ALTER TABLE audit " + ", ".join(f"DROP COLUMN {column}" for column in _AUDIT_10),
     ),
+    5: (
+        "ALTER TABLE gateway_keys "
+        + ", ".join(
+            f"DROP COLUMN {column}"
+            for column in ("retired_at", "announced_by", "announced_epoch", "announced_seq")
+        ),
+    ),
 }
 """What each migration after 3 adds, undone: the database must look as version 2 left it."""
 
