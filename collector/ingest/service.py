@@ -62,8 +62,8 @@ class IngestSettings:
     reconnect_min: float = 0.2
     reconnect_max: float = 30.0
     offline_after: float = 60.0  # how long a sign of life keeps a gateway live (presence)
-
     key_overlap: float = 7 * 86400.0  # a rotated gateway key's old key signs this long still
+
     @property
     def durable(self) -> bool:
         """Whether the broker keeps this collector's session across disconnects."""
@@ -216,8 +216,8 @@ class Ingest:
         batch = replace(
             plan_batch(messages, grants, self._catalogue),
             presence_window=self._settings.offline_after,
-        )
             key_overlap=self._settings.key_overlap,
+        )
         result = await self._storage.ingest(batch)
         if self._commits is not None:
             self._commits.notify()  # live streams read what this batch committed

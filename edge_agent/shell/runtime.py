@@ -31,7 +31,7 @@ from edge_agent.shell.buses import (
 )
 from edge_agent.shell.collector_keys import read_collector_keys
 from edge_agent.shell.devices import build_driver
-from edge_agent.shell.host import clock_synchronized, notify_systemd
+from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.metrics import AgentMetrics
 from edge_agent.shell.metrics_server import metrics_service
@@ -42,6 +42,7 @@ from edge_agent.shell.rotation import CurrentKey, RotationWatcher, complete_rota
 from edge_agent.shell.sealer import Sealer
 from specs.catalogue import default_catalogue
 from specs.records import Record
+from specs.systemd_notify import notify, watchdog_pings
 from specs.topics import GatewayTopics
 
 log = structlog.get_logger("edge_agent.runtime")
@@ -185,6 +186,11 @@ async def _prune_forever(outbox: Outbox, retain_seconds: float) -> None:
             if removed:
                 log.info("delivered_blocks_pruned", blocks=removed)
         await asyncio.sleep(_PRUNE_EVERY)
+
+
+async def _every_device_polled(pollers: list[DevicePoller]) -> None:
+    for poller in pollers:
+        await poller.first_cycle_done.wait()
 
 
 async def _stop_tasks(tasks: list[asyncio.Task[None]], until: float) -> list[asyncio.Task[None]]:
@@ -386,21 +392,30 @@ async def run_agent(
             epoch=outbox.epoch,
             devices=len(pollers),
         )
-        notify_systemd("READY=1")
         workers: list[asyncio.Task[None]] = [*poll_tasks, *service_tasks]
         stopped = asyncio.create_task(stop.wait(), name="stop")
-        await asyncio.wait([stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
-        # A worker that ended on its own crashed: stop cleanly, then let its error surface.
-        crashed = [t for t in workers if t.done() and not t.cancelled() and t.exception()]
-        notify_systemd("STOPPING=1")
-        await _shut_down(
-            gateway=config.site.gateway,
-            poll_tasks=poll_tasks,
-            service_tasks=service_tasks,
-            buses=buses,
-            sealer=sealer,
-            publisher=publisher,
-        )
+        # Ready for systemd (READY=1) once the outbox is open and every device has been tried
+        # once, answered or not; a stop or a crash before that skips it.
+        polled = asyncio.create_task(_every_device_polled(pollers), name="first-poll")
+        await asyncio.wait([polled, stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
+        polled.cancel()
+        if polled.done() and not polled.cancelled():
+            notify("READY=1")
+            log.info("agent_ready", gateway=config.site.gateway)
+        # WATCHDOG=1 from this loop until the agent has stopped: a hung loop is restarted.
+        async with watchdog_pings():
+            await asyncio.wait([stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
+            # A worker that ended on its own crashed: stop cleanly, then let its error surface.
+            crashed = [t for t in workers if t.done() and not t.cancelled() and t.exception()]
+            notify("STOPPING=1")
+            await _shut_down(
+                gateway=config.site.gateway,
+                poll_tasks=poll_tasks,
+                service_tasks=service_tasks,
+                buses=buses,
+                sealer=sealer,
+                publisher=publisher,
+            )
         stopped.cancel()
         for task in crashed:
             error = task.exception()
