@@ -11,7 +11,7 @@ SITE ?= tankfarm
 # make demo STORAGE=postgresql stores into a fresh database ganzhi_demo on 127.0.0.1:5432.
 STORAGE ?= sqlite
 
-.PHONY: demo test lint bench install broker chromium postgres clean
+.PHONY: demo test lint bench install broker chromium systemd postgres clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): apt-get install python3.11 python3.11-venv"; exit 1; }
@@ -37,6 +37,14 @@ chromium:
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
 	else echo "chromium is missing: run  sudo apt-get install chromium  and try again"; exit 1; fi
 
+# systemd-analyze and systemd-sysusers check the unit files (tests/e2e/test_units.py): Debian's
+# systemd package, installed like mosquitto. Nothing is started; systemd need not be PID 1.
+systemd:
+	@if command -v systemd-analyze >/dev/null && command -v systemd-sysusers >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
+	else echo "systemd-analyze is missing: run  sudo apt-get install systemd  and try again"; exit 1; fi
+
 # PostgreSQL is a server the machine runs (tests create and drop their own databases on it):
 # say clearly when it is not there, before any test runs.
 postgres: install
@@ -45,7 +53,7 @@ postgres: install
 demo: install broker
 	$(BIN)/python -m demo --site $(SITE) --storage $(STORAGE) $(if $(DURATION),--duration $(DURATION),)
 
-test: install broker chromium postgres
+test: install broker chromium systemd postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
