@@ -46,13 +46,13 @@ class GatewayKey:
     public_pem: bytes
     added_at: float
     revoked_at: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
     retired_at: float | None = None
     announced_by: str | None = None
     announced_epoch: str | None = None
     announced_seq: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class KeyGrant:
     """A key together with the gateway that owns it (what verification needs)."""
 
@@ -89,14 +89,14 @@ class Reason(enum.StrEnum):
     # A signed heartbeat whose own time is too far from its arrival (a replay, or a clock
     # far off): it does not count as a sign of life.
     STALE_STATUS = "stale_status"
-
-
-MAX_DETAIL: Final = 500  # audit details quote inputs; keep rows small whatever arrives
     # Signed by a key retired after its successor's overlap window (routine rotation).
     RETIRED_KEY = "retired_key"
     # A key record of a stored block that is not taken (the block is stored): a key that does
     # not parse or match its kid, names another signer, or is another gateway's or revoked.
     BAD_KEY_ANNOUNCEMENT = "bad_key_announcement"
+
+
+MAX_DETAIL: Final = 500  # audit details quote inputs; keep rows small whatever arrives
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,9 +177,6 @@ class GapEntry:
 
 
 @dataclass(frozen=True, slots=True)
-class BlockEntries:
-    """What a verified block contributes to the normalized tables.
-@dataclass(frozen=True, slots=True)
 class KeyAnnouncement:
     """A gateway's next key, from a key record checked against the block's signature.
 
@@ -193,6 +190,9 @@ class KeyAnnouncement:
     audit: AuditEntry
 
 
+@dataclass(frozen=True, slots=True)
+class BlockEntries:
+    """What a verified block contributes to the normalized tables.
 
     `rejected` holds one audit row per record left out (unknown quota or unit); the storage
     writes them when, and only when, it stores the block for the first time.
@@ -202,10 +202,10 @@ class KeyAnnouncement:
     alarms: tuple[AlarmEntry, ...] = ()
     gaps: tuple[GapEntry, ...] = ()
     rejected: tuple[AuditEntry, ...] = ()
+    keys: tuple[KeyAnnouncement, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
-    keys: tuple[KeyAnnouncement, ...] = ()
 class IncomingBlock:
     """A block whose signature verified and whose header matches its topic.
 
@@ -278,13 +278,13 @@ class IngestBatch:
     statuses: Sequence[StatusUpdate] = ()
     metas: Sequence[IncomingMeta] = ()
     presence_window: float = 60.0
+    key_overlap: float = 7 * 86400.0
 
 
 class Outcome(enum.StrEnum):
     """What storing one incoming block did."""
 
     STORED = "stored"
-    key_overlap: float = 7 * 86400.0
     DUPLICATE = "duplicate"
     SEQ_CONFLICT = "seq_conflict"
     # One record of a stored block was left out of the normalized tables (the block is stored).

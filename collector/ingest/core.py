@@ -135,15 +135,15 @@ def _check_owner(topics: GatewayTopics, grant: KeyGrant | None, kid: str, at: fl
         raise _Rejected(
             Reason.REVOKED_KEY, f"key {kid} was revoked at {iso_time(grant.key.revoked_at)}"
         )
-    if grant.key.gateway != topics.gateway:
-        raise _Rejected(
-            Reason.KEY_NOT_OWNED,
-            f"key {kid} belongs to gateway {grant.key.gateway}, not {topics.gateway}",
     # Retired by a rotation: its successor's announcement was stored, and the overlap is over.
     if grant.key.retired_at is not None and at >= grant.key.retired_at:
         raise _Rejected(
             Reason.RETIRED_KEY, f"key {kid} was retired at {iso_time(grant.key.retired_at)}"
         )
+    if grant.key.gateway != topics.gateway:
+        raise _Rejected(
+            Reason.KEY_NOT_OWNED,
+            f"key {kid} belongs to gateway {grant.key.gateway}, not {topics.gateway}",
         )
     return grant
 
@@ -218,13 +218,13 @@ def _judge_block(
     _check_place(topics, GatewayTopics(header.district, header.enterprise, header.gateway), "block")
     _check_place(topics, _registered(owner), "registered")
     entries = block_entries(message.topic, block, message.received_at, catalogue)
+    keys, refused = key_announcements(message.topic, block, signature, message.received_at)
+    if keys or refused:
+        entries = dataclasses.replace(entries, keys=keys, rejected=entries.rejected + refused)
     return IncomingBlock(message.topic, block, signature, message.received_at, entries)
 
 
 def judge_block(
-    keys, refused = key_announcements(message.topic, block, signature, message.received_at)
-    if keys or refused:
-        entries = dataclasses.replace(entries, keys=keys, rejected=entries.rejected + refused)
     message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue | None = None
 ) -> IncomingBlock | AuditEntry:
     """Verify an `up/block` message: the block to store, or the audit row saying why not.
