@@ -103,7 +103,11 @@ def _handler(
 
 async def serve_metrics(host: str, port: int, scrape: Scrape) -> asyncio.Server:
     """Listen on (host, port) and answer `GET /metrics` with `scrape()` (OSError if taken)."""
-    server = await asyncio.start_server(_handler(scrape), host, port, limit=MAX_HEAD_BYTES)
+    try:
+        server = await asyncio.start_server(_handler(scrape), host, port, limit=MAX_HEAD_BYTES)
+    except OSError as exc:  # a taken port, an address not on this host: the journal says which
+        log.exception("metrics_listen_failed", listen=f"{host}:{port}", error=str(exc))
+        raise
     log.info("metrics_listening", listen=f"{host}:{port}", path=METRICS_PATH)
     return server
 

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import httpx
 import pytest
+import structlog
 
 from edge_agent.shell import metrics_server
 from edge_agent.shell.metrics_server import MAX_HEAD_BYTES, ScrapeFailedError, serve_metrics
@@ -81,3 +82,16 @@ async def test_a_client_that_never_finishes_its_head_is_dropped(
     monkeypatch.setattr(metrics_server, "HEAD_TIMEOUT", 0.2)
     base, _ = server
     assert await _raw(base, b"GET /metrics HTTP/1.1\r\n") == b""  # closed without an answer
+
+
+async def test_a_taken_port_fails_the_start_and_says_which(server: tuple[str, list[str]]) -> None:
+    base, _ = server
+    port = int(base.rsplit(":", 1)[1])
+
+    async def scrape() -> bytes:
+        return BODY
+
+    with structlog.testing.capture_logs() as logs, pytest.raises(OSError, match="in use"):
+        await serve_metrics("127.0.0.1", port, scrape)
+    (failed,) = [e for e in logs if e["event"] == "metrics_listen_failed"]
+    assert failed["listen"] == f"127.0.0.1:{port}"
