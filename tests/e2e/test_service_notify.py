@@ -98,7 +98,9 @@ def log_of(work: Path) -> str:
     return (work / "service.log").read_text(encoding="utf-8", errors="replace")[-4000:]
 
 
-def watched_until_stopped(process: subprocess.Popen[bytes], notify: NotifySocket) -> None:
+def watched_until_stopped(
+    process: subprocess.Popen[bytes], notify: NotifySocket, work: Path
+) -> None:
     """Pings flow, stop while the process is frozen, resume; SIGTERM: STOPPING=1, exit 0."""
     assert notify.pings(3) == ["WATCHDOG=1"] * 3
     os.kill(process.pid, signal.SIGSTOP)
@@ -110,8 +112,12 @@ def watched_until_stopped(process: subprocess.Popen[bytes], notify: NotifySocket
         os.kill(process.pid, signal.SIGCONT)
     assert notify.next(4 * PING_EVERY) == "WATCHDOG=1"
     process.send_signal(signal.SIGTERM)
-    assert notify.next_but_pings(5) == "STOPPING=1"
-    assert process.wait(timeout=30) == 0
+    assert notify.next_but_pings(5) == "STOPPING=1", log_of(work)
+    try:
+        code = process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"no exit 30 s after STOPPING=1:\n{log_of(work)}")
+    assert code == 0, log_of(work)
 
 
 def test_the_collector_is_ready_once_subscribed_then_watched(
@@ -132,7 +138,7 @@ def test_the_collector_is_ready_once_subscribed_then_watched(
             assert notify_socket.next(1.0) is None, log_of(site.work)
             broker.start()
             assert notify_socket.next(30) == "READY=1", log_of(site.work)
-            watched_until_stopped(collector, notify_socket)
+            watched_until_stopped(collector, notify_socket, site.work)
     finally:
         broker.stop()
 
@@ -169,6 +175,6 @@ def test_the_agent_is_ready_once_every_device_was_polled_then_watched(
                     assert notify_socket.next(SLOW_DEVICE_TIMEOUT - 0.5) is None
                     assert notify_socket.next(30) == "READY=1", log_of(site.work)
                     assert site.outbox_path.is_file()
-                    watched_until_stopped(agent, notify_socket)
+                    watched_until_stopped(agent, notify_socket, site.work)
         finally:
             site.stop_all()
