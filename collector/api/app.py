@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, timezone
 from typing import Any, Final
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -22,6 +22,7 @@ from collector.api.deps import bearer_authenticator
 from collector.api.docs import add_offline_docs, is_docs_path
 from collector.api.models import Problem
 from collector.api.problems import PROBLEM_JSON, document_problem_media_type, problem
+from collector.api.query_text import refuse_nul_in_query
 from collector.api.routes import (
     alarms,
     gaps,
@@ -112,6 +113,7 @@ def create_app(
         responses=_PROBLEM_RESPONSES,
         docs_url=None,  # add_offline_docs serves /docs without a CDN
         redoc_url=None,  # ReDoc would load from a CDN
+        dependencies=[Depends(refuse_nul_in_query)],
     )
     app.state.display_zone = display_zone
 

@@ -2,7 +2,8 @@
 
 schemathesis generates requests from the app's own `/openapi.json` (valid and invalid query
 parameters and headers) and sends them over HTTP to the real server (uvicorn as `collector
-serve` configures it) over a real SQLite store holding two districts' data. For every answer:
+serve` configures it) over a real store (SQLite, then PostgreSQL) holding two districts'
+data. For every answer:
 no server error, status code, content type, headers and body as the schema documents them,
 and a token scoped to Nanchang (360100) never sees anything of Beijing (110101): no item
 naming a Beijing gateway, enterprise or district, nor those names anywhere in the body unless
@@ -32,6 +33,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.support.collector_api import BEIJING, NANCHANG, auth
+from tests.support.postgres import PostgresDatabases
 from tests.support.served_api import DISTRICT_OF, ENTERPRISE_OF, ServedApi, served_api
 
 SCOPED_TOKEN: Final = "nc-token"  # noqa: S105 - a test token (tests.support.collector_api)
@@ -49,7 +51,8 @@ FUZZED: Final = (
     "/v1/quality",
 )
 NOT_FUZZED: Final = {"/v1/stream": "never ends: test_the_stream_keeps_to_its_scope"}
-EXAMPLES: Final = 40
+# Per operation and mode; PostgreSQL answers slower, and shares most code with SQLite.
+EXAMPLES: Final = {"sqlite": 40, "postgresql": 20}
 CHECKS: Final = [
     not_a_server_error,
     status_code_conformance,
@@ -59,11 +62,23 @@ CHECKS: Final = [
 ]
 
 
-@pytest.fixture(scope="module")
-def api(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServedApi]:
-    folder: Path = tmp_path_factory.mktemp("fuzz")
-    with served_api(f"sqlite:///{folder}/collector.db") as served:
-        yield served
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def api(
+    request: pytest.FixtureRequest,
+    tmp_path_factory: pytest.TempPathFactory,
+    postgres_databases: PostgresDatabases,
+) -> Iterator[ServedApi]:
+    if request.param == "sqlite":
+        folder: Path = tmp_path_factory.mktemp("fuzz")
+        with served_api(f"sqlite:///{folder}/collector.db") as served:
+            yield served
+        return
+    url = postgres_databases.create()
+    try:
+        with served_api(url) as served:
+            yield served
+    finally:
+        postgres_databases.drop(url)
 
 
 @pytest.fixture(scope="module")
@@ -175,7 +190,7 @@ def test_fuzzed_requests_answer_as_documented_and_in_scope(
     session = requests.Session()
 
     @settings(
-        max_examples=EXAMPLES,
+        max_examples=EXAMPLES[api.backend],
         derandomize=True,
         database=None,
         deadline=None,

@@ -77,6 +77,8 @@ class ServedApi:
 
     host: str
     port: int
+    backend: str
+    """sqlite or postgresql"""
 
     @property
     def url(self) -> str:
@@ -135,7 +137,8 @@ def served_api(
         assert ready.wait(STARTUP_TIMEOUT), "the API did not start"
         if failures:
             raise failures[0]
-        yield ServedApi("127.0.0.1", sock.getsockname()[1])
+        backend = "sqlite" if storage_url.startswith("sqlite") else "postgresql"
+        yield ServedApi("127.0.0.1", sock.getsockname()[1], backend)
     finally:
         server = holder.get("server")
         loop = holder.get("loop")
