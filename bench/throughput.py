@@ -36,6 +36,7 @@ from demo.__main__ import TOKEN, write_configs
 from demo.broker import Broker, free_port, wait_for_port
 from edge_agent.config import load_site_config
 from edge_agent.core.chain import SealedBlock
+from edge_agent.shell.collector_keys import read_collector_keys
 from edge_agent.shell.logs import configure_logging
 from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.publisher import Publisher, UplinkSettings
@@ -46,7 +47,6 @@ from specs.records import Quality, Reading, Record, iso_time
 from specs.signing import (
     generate_signing_key,
     load_signing_key,
-    load_verify_key,
     signature_properties,
 )
 from specs.topics import GatewayTopics
@@ -105,7 +105,7 @@ async def agent_rates(work: Path, readings: list[Reading]) -> tuple[float, float
     """
     config = load_site_config(work / "site.yaml")
     key = load_signing_key(config.signing.key_file.read_bytes())
-    collector_key = load_verify_key(config.uplink.collector_key.read_bytes())
+    collector_key = read_collector_keys(config.uplink.collector_key_files)
     topics = GatewayTopics(config.site.district, config.site.enterprise, config.site.gateway)
     queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=20_000)
     sealed: list[int] = []
