@@ -9,12 +9,15 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Final, Generic, NamedTuple, TypeVar
+from typing import TYPE_CHECKING, Final, Generic, NamedTuple, TypeVar
 
 from specs.block import Block
 from specs.meta import GatewayMeta
 from specs.records import AlarmEvent, GapReason
 from specs.signing import Signature
+
+if TYPE_CHECKING:  # collector.audit.chain imports this module
+    from collector.audit.chain import ActionEntry
 
 # --- registry -------------------------------------------------------------------------------
 
@@ -277,6 +280,9 @@ class IngestBatch:
     audits: Sequence[AuditEntry] = ()
     statuses: Sequence[StatusUpdate] = ()
     metas: Sequence[IncomingMeta] = ()
+    # Command results from `up/cmd` (collector.ingest.command_results), audit rows of their
+    # own: the ingest service appends them once the batch is committed.
+    actions: Sequence[ActionEntry] = ()
     presence_window: float = 60.0
     key_overlap: float = 7 * 86400.0
 

@@ -37,7 +37,7 @@ from edge_agent.shell.keyfile import (
 from edge_agent.shell.logs import configure_logging
 from edge_agent.shell.outbox import read_outbox_stats
 from edge_agent.shell.rotation import next_key_path
-from edge_agent.shell.runtime import run_agent
+from edge_agent.shell.site_runner import run_site
 from specs.records import iso_time
 
 if TYPE_CHECKING:
@@ -108,7 +108,7 @@ def run(config_path: Path) -> None:
     if problem:
         click.echo(problem, err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
-    asyncio.run(run_agent(config))
+    asyncio.run(run_site(config_path, config))
 
 
 def refuse_exposed_keys(config: SiteConfig) -> None:

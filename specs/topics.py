@@ -50,6 +50,11 @@ class GatewayTopics:
         """Where the collector sends signed commands."""
         return f"{self.base}/down/cmd"
 
+    @property
+    def cmd_result(self) -> str:
+        """Where the agent sends signed command results."""
+        return f"{self.base}/up/cmd"
+
 
 def collector_subscription(share_group: str) -> str:
     """The shared subscription every collector process joins."""

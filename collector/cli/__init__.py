@@ -19,6 +19,7 @@ from collector.cli import (
     gateways,
     keys,
     serve,
+    sites,
     tokens,
     verify,
 )
@@ -50,3 +51,4 @@ main.add_command(certs.certs)
 main.add_command(broker_config.broker_config)
 main.add_command(audit.audit)
 main.add_command(tokens.tokens)
+main.add_command(sites.sites)

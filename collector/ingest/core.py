@@ -22,6 +22,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from collector.audit.chain import ActionEntry
+from collector.ingest.command_results import result_entry
 from collector.ingest.keys import key_announcements
 from collector.ingest.normalize import block_entries, meta_point
 from collector.model import (
@@ -39,6 +41,7 @@ from collector.model import (
 from specs.ack import Ack
 from specs.block import DOMAINS, Block, BlockFormatError, block_hash, decode_block
 from specs.catalogue import Catalogue, default_catalogue
+from specs.command import CommandFormatError, decode_result
 from specs.meta import MetaFormatError, decode_meta
 from specs.records import GapRecord, RecordFormatError, iso_time, parse_iso_time
 from specs.signing import (
@@ -58,6 +61,7 @@ from specs.topics import GatewayTopics, TopicError, parse_topic
 BLOCK_KIND: Final = "up/block"
 META_KIND: Final = "up/meta"
 STATUS_KIND: Final = "status"
+CMD_KIND: Final = "up/cmd"
 MAX_INTEGER: Final = 2**63 - 1  # SQLite INTEGER and PostgreSQL bigint
 # How far a heartbeat's own time may be from its arrival: ten default heartbeat intervals,
 # room for an agent clock a few minutes off, and the longest a recorded one can be replayed.
@@ -316,6 +320,38 @@ def judge_status(
         return _audit(message, rejected.reason, rejected.detail)
 
 
+def _judge_command_result(message: Inbound, grants: Mapping[str, KeyGrant]) -> ActionEntry:
+    topics, _, owner = _verify(message, grants)
+    _check_place(topics, _registered(owner), "registered")
+    try:
+        result = decode_result(message.payload)
+    except CommandFormatError as exc:
+        raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    if result.gateway != topics.gateway:
+        detail = f"result of {result.gateway} on {message.topic}"
+        raise _Rejected(Reason.TOPIC_MISMATCH, detail)
+    return result_entry(result, message.topic, message.payload, message.received_at)
+
+
+def judge_command_results(
+    messages: Sequence[Inbound], grants: Mapping[str, KeyGrant]
+) -> tuple[list[ActionEntry], list[AuditEntry]]:
+    """Verify the command results (`up/cmd`) among `messages` like blocks.
+
+    Their audit rows (collector.ingest.command_results), and the rejections of the others.
+    """
+    actions: list[ActionEntry] = []
+    audits: list[AuditEntry] = []
+    for message in messages:
+        if message.kind != CMD_KIND:
+            continue
+        try:
+            actions.append(_judge_command_result(message, grants))
+        except _Rejected as rejected:
+            audits.append(_audit(message, rejected.reason, rejected.detail))
+    return actions, audits
+
+
 def plan_batch(
     messages: Sequence[Inbound],
     grants: Mapping[str, KeyGrant],
@@ -327,6 +363,7 @@ def plan_batch(
     metas: list[IncomingMeta] = []
     audits: list[AuditEntry] = []
     statuses: list[StatusUpdate] = []
+    actions, audits = judge_command_results(messages, grants)
     for message in messages:
         kind = message.kind
         if kind == BLOCK_KIND:
@@ -347,11 +384,13 @@ def plan_batch(
                 statuses.append(status)
             elif status is not None:
                 audits.append(status)
-        else:
+        elif kind != CMD_KIND:  # command results are judged above
             audits.append(
                 _audit(message, Reason.UNSUPPORTED_TOPIC, f"topic kind {kind!r} is not ingested")
             )
-    return IngestBatch(tuple(blocks), tuple(audits), tuple(statuses), tuple(metas))
+    return IngestBatch(
+        tuple(blocks), tuple(audits), tuple(statuses), tuple(metas), actions=tuple(actions)
+    )
 
 
 def build_acks(

@@ -9,6 +9,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
 from edge_agent.config.alarms import CompareAlarm, EscalationAlarm, OvertimeAlarm, SiteAlarm
+from edge_agent.config.commands import CommandsConfig
 from edge_agent.config.devices import DeviceConfig, ModbusRtuDevice, SerialDevice
 from edge_agent.config.fields import DistrictCode, EnterpriseCode, MineCode, Name, Number
 from edge_agent.config.metrics import MetricsConfig
@@ -190,6 +191,7 @@ class SiteConfig(ConfigModel):
     templates: dict[Name, TemplateConfig] = Field(default_factory=dict)
     devices: tuple[DeviceConfig, ...]
     alarms: tuple[SiteAlarm, ...] = ()
+    commands: CommandsConfig = Field(default_factory=CommandsConfig)  # signed remote maps
     metrics: MetricsConfig | None = None  # Prometheus on metrics.listen; off when absent
 
     def points_of(self, device: DeviceConfig) -> tuple[tuple[str, PointConfig], ...]:

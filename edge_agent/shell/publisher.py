@@ -16,6 +16,7 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Protocol
 
 import aiomqtt
 import structlog
@@ -45,6 +46,13 @@ _BACKLOG_CHUNK = 32
 # How often the outbox is asked whether another process (backfill, `outbox resend`) wrote to
 # it: cheap (one PRAGMA), and what it finds goes out after at most this delay.
 _RESCAN_EVERY = 2.0
+
+
+class CommandInbox(Protocol):
+    """Who takes the messages on `down/cmd` (edge_agent.shell.commands.CommandDesk)."""
+
+    async def on_command(self, payload: bytes, properties: list[tuple[str, str]] | None) -> None:
+        """Judge and apply one command; never raises for a bad one."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,8 +86,10 @@ class Publisher:
         meta: tuple[bytes, Signature] | None = None,
         version: str | None = None,
         config_hash: str | None = None,
+        commands: CommandInbox | None = None,
     ) -> None:
         self._outbox = outbox
+        self._commands = commands  # None: down/cmd is not subscribed
         self._topics = topics
         self._collector_key = collector_key
         self._settings = settings
@@ -160,6 +170,8 @@ class Publisher:
 
     async def _session(self, client: aiomqtt.Client) -> None:
         await client.subscribe(self._topics.ack, qos=1)
+        if self._commands is not None:
+            await client.subscribe(self._topics.cmd, qos=1)
         if self._meta is not None:
             # On every connect: the collector may have lost it, and it is cheap.
             payload, signature = self._meta
@@ -181,6 +193,10 @@ class Publisher:
 
     async def _receive(self, client: aiomqtt.Client) -> None:
         async for message in client.messages:
+            if self._commands is not None and message.topic.matches(self._topics.cmd):
+                user = getattr(message.properties, "UserProperty", None)
+                await self._commands.on_command(bytes(message.payload), user)
+                continue
             if not message.topic.matches(self._topics.ack):
                 continue
             await self._on_ack(bytes(message.payload), message.properties)
@@ -329,6 +345,13 @@ class Publisher:
             self._topics.block, block.payload, qos=1, properties=_signed(block.signature)
         )
         self.published += 1
+
+    async def publish_result(self, payload: bytes, signature: Signature) -> None:
+        """Publish a command result on `up/cmd` (QoS 1); aiomqtt.MqttError without a session."""
+        client = self._client_now
+        if client is None or not self.connected.is_set():
+            raise aiomqtt.MqttError("no session")
+        await client.publish(self._topics.cmd_result, payload, qos=1, properties=_signed(signature))
 
     async def say_offline(self) -> bool:
         """Publish the retained offline status now; whether a session was up to carry it.

@@ -11,6 +11,7 @@ import sqlite3
 import ssl
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import aiomqtt
 import structlog
@@ -30,6 +31,7 @@ from edge_agent.shell.buses import (
     report_utilization,
 )
 from edge_agent.shell.collector_keys import read_collector_keys
+from edge_agent.shell.commands import CommandDesk, GoodReadingQueue
 from edge_agent.shell.devices import build_driver
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_private_key
@@ -285,8 +287,13 @@ async def run_agent(
     stop: asyncio.Event | None = None,
     *,
     bus_report_every: float = REPORT_EVERY,
-) -> None:
+    site_file: Path | None = None,
+) -> bool:
     """Run until `stop` is set (or SIGTERM/SIGINT), then seal what is queued and exit.
+
+    With `site_file` (the map `config` was read from) the agent takes signed commands on
+    `down/cmd` (edge_agent.shell.commands); it returns True when one replaced that file and
+    the agent must start again from it (edge_agent.shell.site_runner), False otherwise.
 
     Modbus RTU devices on one serial port share one bus, created here and closed after the
     poll tasks ended; each bus's measured utilization is logged every `bus_report_every` s.
@@ -301,7 +308,18 @@ async def run_agent(
     current = CurrentKey(key)
     collector_key = read_collector_keys(config.uplink.collector_key_files)
     topics = GatewayTopics(config.site.district, config.site.enterprise, config.site.gateway)
-    queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=_QUEUE_BOUND)
+    queue = GoodReadingQueue(maxsize=_QUEUE_BOUND)
+    desk = (
+        None
+        if site_file is None
+        else CommandDesk(
+            site_file=site_file,
+            config=config,
+            trusted=collector_key,
+            sign=current.sign,
+            good=queue.good,
+        )
+    )
     points = resolve_points(config)
     meta = gateway_meta(
         identity_of(config),
@@ -338,6 +356,7 @@ async def run_agent(
             meta=(meta, current.sign(meta)),
             version=_package_version(),
             config_hash=config_fingerprint(config),
+            commands=desk,
         )
         sealer = Sealer(
             outbox,
@@ -375,6 +394,7 @@ async def run_agent(
             asyncio.create_task(
                 _prune_forever(outbox, config.outbox.retain_days * 86400), name="pruner"
             ),
+            *([] if desk is None else [asyncio.create_task(desk.run(publisher), name="commands")]),
             asyncio.create_task(
                 RotationWatcher(
                     outbox,
@@ -421,3 +441,4 @@ async def run_agent(
             error = task.exception()
             if error is not None:
                 raise error
+    return desk is not None and desk.restart_requested

@@ -1,0 +1,305 @@
+"""The agent's command desk: takes signed commands from `down/cmd`, reports on `up/cmd`.
+
+A pushed device map that passes the checks (edge_agent.core.commands) replaces the site file
+in one step: the running file is copied to `<site>.prev`, the new text written to
+`<site>.new`, flushed, and renamed over the site file (os.replace). The desk then asks the
+runtime to restart: `run_agent` stops the way a SIGTERM stops it (everything polled is
+sealed) and returns True, and `run_site` starts it again from the file. This restarts the
+whole agent in-process rather than swapping pollers: alarm rules, the point catalogue
+(`up/meta`), the sealer and the bus plan all follow from the map, and a fresh start is the
+one path that is tested every day.
+
+The new map is then on probation for the previous map's `commands.rollback_after`: the first
+good reading ends it (`applied`); none by then puts `<site>.prev` back the same way and
+restarts (`rolled_back`). Probation, the nonces taken and the results not yet delivered live
+in a small JSON state file beside the outbox, replaced atomically on every change, so a
+restart (ours or a crash) neither applies a command twice nor loses its result. A result is
+sent at QoS 1 and forgotten on the broker's PUBACK; the collector stores what it gets.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final, Protocol
+
+import aiomqtt
+import structlog
+
+from edge_agent.config import SiteConfig
+from edge_agent.core.commands import Ignored, check_pushed_map, judge_command
+from edge_agent.core.trusted_keys import TrustedKeys
+from specs.command import CommandResult, Outcome, SiteMapCommand, map_version
+from specs.records import Quality, Reading, Record
+from specs.signing import Signature
+
+log = structlog.get_logger("edge_agent.commands")
+
+_RESEND_EVERY: Final = 2.0
+_LAST_DELIVERY: Final = 1.0
+
+
+class ResultLink(Protocol):
+    """Where results go: the publisher's MQTT session."""
+
+    connected: asyncio.Event
+
+    async def publish_result(self, payload: bytes, signature: Signature) -> None:
+        """Publish on `up/cmd` at QoS 1; aiomqtt.MqttError when there is no session."""
+
+
+class GoodReadingQueue(asyncio.Queue[Record]):
+    """The pollers' queue, noting the first good reading (the end of a map's probation)."""
+
+    def __init__(self, maxsize: int = 0) -> None:
+        super().__init__(maxsize)
+        self.good = asyncio.Event()
+
+    def put_nowait(self, item: Record) -> None:
+        """Queue a record (asyncio.Queue.put ends here too)."""
+        super().put_nowait(item)
+        if isinstance(item, Reading) and item.quality is Quality.GOOD:
+            self.good.set()
+
+
+def state_path_for(config: SiteConfig) -> Path:
+    """Where the desk keeps its state: beside the outbox (the agent's state directory)."""
+    return config.outbox.path.with_name(config.outbox.path.name + ".commands.json")
+
+
+def _write_atomically(path: Path, data: bytes) -> None:
+    temporary = path.with_name(path.name + ".new")
+    with temporary.open("wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    temporary.replace(path)  # atomic: readers see the old file or the new one
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
+
+
+@dataclass
+class _State:
+    """What survives a restart: nonces taken (until their not_after), probation, results."""
+
+    nonces: dict[str, float] = field(default_factory=dict)
+    probation: dict[str, object] | None = None
+    results: list[str] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, path: Path) -> _State:
+        try:
+            body = json.loads(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return cls()
+        return cls(
+            nonces={str(k): float(v) for k, v in body["nonces"].items()},
+            probation=body["probation"],
+            results=[str(r) for r in body["results"]],
+        )
+
+    def save(self, path: Path, now: float) -> None:
+        # A nonce past its not_after cannot come back: the command is refused as expired.
+        self.nonces = {n: t for n, t in self.nonces.items() if t >= now}
+        body = {"nonces": self.nonces, "probation": self.probation, "results": self.results}
+        path.parent.mkdir(parents=True, exist_ok=True)  # the outbox's folder, made by now
+        _write_atomically(path, json.dumps(body, sort_keys=True).encode())
+
+
+class CommandDesk:
+    """Judges commands, applies device maps, watches probation, sends results."""
+
+    def __init__(
+        self,
+        *,
+        site_file: Path,
+        config: SiteConfig,
+        trusted: TrustedKeys,
+        sign: Callable[[bytes], Signature],
+        good: asyncio.Event,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._site_file = site_file
+        self._config = config
+        self._trusted = trusted
+        self._sign = sign
+        self._good = good
+        self._clock = clock
+        self._state_path = state_path_for(config)
+        self._state = _State.load(self._state_path)
+        self._wake = asyncio.Event()
+        self._restart = asyncio.Event()
+        self.restart_requested = False
+
+    @property
+    def gateway(self) -> str:
+        """This gateway's id."""
+        return self._config.site.gateway
+
+    async def on_command(self, payload: bytes, properties: list[tuple[str, str]] | None) -> None:
+        """A message on `down/cmd`: judge it, apply it or say why not."""
+        now = self._clock()
+        verdict = judge_command(
+            payload,
+            properties,
+            trusted=self._trusted,
+            gateway=self.gateway,
+            now=now,
+            taken=self._state.nonces,
+        )
+        if isinstance(verdict, Ignored):
+            log.warning(
+                "command_ignored",
+                reason=verdict.reason.value,
+                detail=verdict.detail,
+                nonce=verdict.nonce,
+                version=verdict.version,
+            )
+            self._report(
+                CommandResult(
+                    self.gateway,
+                    verdict.nonce,
+                    verdict.version,
+                    Outcome.IGNORED,
+                    now,
+                    reason=verdict.reason.value,
+                    errors=(verdict.detail,),
+                )
+            )
+            return
+        # Taken before anything else happens: at most once, even across a crash right here.
+        self._state.nonces[verdict.nonce] = verdict.not_after
+        self._state.save(self._state_path, now)
+        self._apply(verdict, now)
+
+    def _apply(self, command: SiteMapCommand, now: float) -> None:
+        errors: tuple[str, ...]
+        if self._state.probation is not None:
+            waiting = self._state.probation.get("version")
+            errors = (f"map {waiting} is still on probation; push again once it has a result",)
+        else:
+            checked = check_pushed_map(command, self._config, self._site_file.absolute().parent)
+            errors = checked if isinstance(checked, tuple) else ()
+        if errors:
+            log.warning("site_map_rejected", version=command.version, errors=list(errors))
+            self._report(
+                CommandResult(
+                    self.gateway,
+                    command.nonce,
+                    command.version,
+                    Outcome.REJECTED,
+                    now,
+                    errors=errors,
+                )
+            )
+            return
+        previous = self._site_file.read_bytes()
+        _write_atomically(self._site_file.with_name(self._site_file.name + ".prev"), previous)
+        self._state.probation = {
+            "nonce": command.nonce,
+            "version": command.version,
+            "previous": map_version(previous.decode("utf-8", errors="replace")),
+            "deadline": now + self._config.commands.rollback_after,
+        }
+        self._state.save(self._state_path, now)
+        _write_atomically(self._site_file, command.site_yaml.encode("utf-8"))
+        log.info(
+            "site_map_replaced",
+            version=command.version,
+            by=command.issued_by,
+            rollback_after=self._config.commands.rollback_after,
+        )
+        self._ask_restart()
+
+    def _ask_restart(self) -> None:
+        self.restart_requested = True
+        self._restart.set()
+
+    def _report(self, result: CommandResult) -> None:
+        self._state.results.append(result.encode().decode("utf-8"))
+        self._state.save(self._state_path, self._clock())
+        self._wake.set()
+
+    async def run(self, link: ResultLink) -> None:
+        """Watch probation and deliver results; return when the agent must restart."""
+        watch = asyncio.create_task(self._watch_probation(), name="map-probation")
+        deliver = asyncio.create_task(self._deliver_forever(link), name="command-results")
+        try:
+            await self._restart.wait()
+        finally:
+            watch.cancel()
+            deliver.cancel()
+            await asyncio.gather(watch, deliver, return_exceptions=True)
+        # The result of a rollback (or anything queued) goes out before the restart when a
+        # session is up; otherwise after it, from the state file.
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(_LAST_DELIVERY):
+                await self._deliver(link)
+
+    async def _watch_probation(self) -> None:
+        probation = self._state.probation
+        if probation is None:
+            return
+        nonce, version = str(probation["nonce"]), str(probation["version"])
+        deadline = float(probation["deadline"])  # type: ignore[arg-type] # JSON number
+        running = map_version(self._site_file.read_bytes().decode("utf-8", errors="replace"))
+        if running != version:
+            # Stopped between taking the command and renaming the file: the old map runs.
+            self._state.probation = None
+            reason = f"the agent stopped before the map was in place (map {running} runs)"
+            log.error("site_map_rolled_back", version=version, reason=reason)
+            self._report(
+                CommandResult(
+                    self.gateway, nonce, version, Outcome.ROLLED_BACK, self._clock(), reason=reason
+                )
+            )
+            return
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(max(0.0, deadline - self._clock())):
+                await self._good.wait()
+        self._state.probation = None
+        if self._good.is_set():
+            log.info("site_map_applied", version=version)
+            self._report(
+                CommandResult(self.gateway, nonce, version, Outcome.APPLIED, self._clock())
+            )
+            return
+        previous = self._site_file.with_name(self._site_file.name + ".prev")
+        _write_atomically(self._site_file, previous.read_bytes())
+        reason = "no good reading within commands.rollback_after"
+        log.error("site_map_rolled_back", version=version, reason=reason)
+        self._report(
+            CommandResult(
+                self.gateway, nonce, version, Outcome.ROLLED_BACK, self._clock(), reason=reason
+            )
+        )
+        self._ask_restart()
+
+    async def _deliver_forever(self, link: ResultLink) -> None:
+        while True:
+            await self._deliver(link)
+            self._wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_RESEND_EVERY):
+                    await self._wake.wait()
+
+    async def _deliver(self, link: ResultLink) -> None:
+        while self._state.results and link.connected.is_set():
+            payload = self._state.results[0].encode("utf-8")
+            try:
+                await link.publish_result(payload, self._sign(payload))
+            except aiomqtt.MqttError as exc:
+                log.info("command_result_not_sent", error=str(exc))
+                return
+            self._state.results.pop(0)
+            self._state.save(self._state_path, self._clock())
+            log.info("command_result_sent", result=json.loads(payload)["result"])

@@ -1,0 +1,235 @@
+"""Remote device maps, the parts without a broker: wire form, judging, checks, state, history."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from pathlib import Path
+
+import pytest
+
+from collector.audit.chain import Action, ActionEntry, action_row
+from collector.ingest.command_results import MAX_RESULT_DETAIL, result_detail, result_entry
+from collector.ingest.core import Inbound, plan_batch
+from collector.sites import push_detail, site_history
+from edge_agent.config import ConfigError, SiteConfig, parse_site_config
+from edge_agent.core.commands import Ignored, check_pushed_map, judge_command
+from edge_agent.core.trusted_keys import TrustedKeys
+from edge_agent.shell.commands import CommandDesk, GoodReadingQueue
+from specs.command import (
+    CommandFormatError,
+    CommandResult,
+    IgnoredReason,
+    Outcome,
+    SiteMapCommand,
+    decode_command,
+    decode_result,
+)
+from specs.records import Quality, Reading
+from specs.signing import Signature, signature_properties, signing_key_from_seed
+
+EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
+TEXT = EXAMPLE.read_text(encoding="utf-8")
+GATEWAY = "91360100MA35GW001H-GW01"
+COLLECTOR = signing_key_from_seed(b"c" * 32)
+OTHER = signing_key_from_seed(b"o" * 32)
+GATEWAY_KEY = signing_key_from_seed(b"g" * 32)
+TRUSTED = TrustedKeys((COLLECTOR.public(),))
+NOW = 1_767_225_600.0
+
+
+def _command(text: str = TEXT, nonce: str = "n1", not_after: float = NOW + 600) -> SiteMapCommand:
+    return SiteMapCommand(GATEWAY, nonce, NOW, not_after, "cli:ops", text)
+
+
+def _judge(
+    payload: bytes, signer: object = COLLECTOR, taken: frozenset[str] = frozenset()
+) -> SiteMapCommand | Ignored:
+    properties = None if signer is None else signature_properties(COLLECTOR.sign(payload))
+    if signer is OTHER:
+        properties = signature_properties(OTHER.sign(payload))
+    return judge_command(
+        payload, properties, trusted=TRUSTED, gateway=GATEWAY, now=NOW, taken=taken
+    )
+
+
+def test_command_and_result_round_trip() -> None:
+    command = _command()
+    assert decode_command(command.encode()) == command
+    result = CommandResult(GATEWAY, "n1", command.version, Outcome.REJECTED, NOW, errors=("e",))
+    assert decode_result(result.encode()) == result
+
+
+def test_a_command_whose_version_is_not_its_maps_hash_is_malformed() -> None:
+    body = json.loads(_command().encode())
+    body["version"] = "0" * 16
+    with pytest.raises(CommandFormatError, match="version"):
+        decode_command(json.dumps(body).encode())
+
+
+def test_a_good_command_is_taken() -> None:
+    assert _judge(_command().encode()) == _command()
+
+
+@pytest.mark.parametrize(
+    ("command", "signer", "taken", "reason"),
+    [
+        (_command(), None, frozenset(), IgnoredReason.BAD_SIGNATURE),
+        (_command(), OTHER, frozenset(), IgnoredReason.UNKNOWN_KEY),
+        (_command(nonce="n1"), COLLECTOR, frozenset({"n1"}), IgnoredReason.REPLAYED),
+        (_command(not_after=NOW - 1), COLLECTOR, frozenset(), IgnoredReason.EXPIRED),
+    ],
+)
+def test_commands_not_taken_say_why(
+    command: SiteMapCommand, signer: object, taken: frozenset[str], reason: IgnoredReason
+) -> None:
+    verdict = _judge(command.encode(), signer, taken)
+    assert isinstance(verdict, Ignored)
+    assert verdict.reason is reason
+
+
+def test_a_payload_changed_after_signing_is_a_bad_signature() -> None:
+    payload = _command().encode()
+    properties = signature_properties(COLLECTOR.sign(payload))
+    verdict = judge_command(
+        payload.replace(b"cli:ops", b"cli:eve"),
+        properties,
+        trusted=TRUSTED,
+        gateway=GATEWAY,
+        now=NOW,
+        taken=(),
+    )
+    assert isinstance(verdict, Ignored)
+    assert verdict.reason is IgnoredReason.BAD_SIGNATURE
+
+
+def test_a_command_for_another_gateway_is_ignored() -> None:
+    other = SiteMapCommand(GATEWAY[:-1] + "2", "n1", NOW, NOW + 60, "cli:ops", TEXT)
+    verdict = _judge(other.encode())
+    assert isinstance(verdict, Ignored)
+    assert verdict.reason is IgnoredReason.WRONG_GATEWAY
+
+
+def _running() -> SiteConfig:
+    return parse_site_config(TEXT, "site.yaml", Path("/etc/ganzhi"))
+
+
+def test_a_pushed_map_is_checked_like_a_local_file_with_its_lines() -> None:
+    text = TEXT.replace("    poll: 1s\n", "    pol: 1s\n", 1)
+    line = text.splitlines().index("    pol: 1s") + 1
+    command = _command(text)
+    errors = check_pushed_map(command, _running(), Path("/etc/ganzhi"))
+    assert isinstance(errors, tuple)
+    assert f"pushed:{command.version}:{line}: devices[0].pol: unknown key" in [
+        error.split(" (")[0].split(";")[0] for error in errors
+    ], errors
+
+
+def test_a_pushed_map_may_not_move_the_gateway_or_its_keys() -> None:
+    text = TEXT.replace("key_file: keys/gateway.key", "key_file: keys/other.key")
+    line = text.splitlines().index("signing:") + 1
+    command = _command(text)
+    errors = check_pushed_map(command, _running(), Path("/etc/ganzhi"))
+    assert errors == (
+        (
+            f"pushed:{command.version}:{line}: signing: must stay as the running map has it (a"
+            " pushed map cannot change the gateway's identity, keys, uplink or outbox)"
+        ),
+    )
+
+
+def test_a_pushed_map_that_only_changes_devices_passes() -> None:
+    text = TEXT.replace("    poll: 1s\n", "    poll: 2s\n", 1)
+    checked = check_pushed_map(_command(text), _running(), Path("/etc/ganzhi"))
+    assert not isinstance(checked, tuple)
+
+
+@pytest.mark.parametrize("window", ["500ms", "2h"])
+def test_rollback_after_is_bounded_with_file_line_and_key(window: str) -> None:
+    text = TEXT + f"commands:\n  rollback_after: {window}\n"
+    with pytest.raises(ConfigError) as caught:
+        parse_site_config(text, "site.yaml", Path("/etc/ganzhi"))
+    (issue,) = caught.value.issues
+    assert (issue.line, issue.path) == (len(text.splitlines()), "commands.rollback_after")
+
+
+def _desk(tmp_path: Path, good: asyncio.Event) -> CommandDesk:
+    site_file = tmp_path / "site.yaml"
+    config = parse_site_config(site_file.read_text(encoding="utf-8"), str(site_file), tmp_path)
+    return CommandDesk(
+        site_file=site_file, config=config, trusted=TRUSTED, sign=GATEWAY_KEY.sign, good=good
+    )
+
+
+class _Link:
+    """Collects what the desk sends (the publisher's part, without a broker)."""
+
+    def __init__(self, expect: int) -> None:
+        self.connected = asyncio.Event()
+        self.connected.set()
+        self.sent: list[dict[str, object]] = []
+        self.all_sent = asyncio.Event()
+        self._expect = expect
+
+    async def publish_result(self, payload: bytes, signature: Signature) -> None:
+        GATEWAY_KEY.public().verify(signature, payload)  # signed by the gateway key
+        self.sent.append(json.loads(payload))
+        if len(self.sent) == self._expect:
+            self.all_sent.set()
+
+
+def test_the_desk_applies_once_across_restarts_and_keeps_the_old_map(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(TEXT, encoding="utf-8")
+    new_text = TEXT.replace("    poll: 1s\n", "    poll: 2s\n", 1)
+    payload = _command(new_text, not_after=9e9).encode()
+    properties = signature_properties(COLLECTOR.sign(payload))
+
+    async def scenario() -> list[dict[str, object]]:
+        link = _Link(expect=2)
+        first = _desk(tmp_path, asyncio.Event())
+        await first.on_command(payload, properties)
+        assert first.restart_requested
+        await first.run(link)  # returns at once: a restart is due
+        # The agent starts again on the new map; a good reading ends the probation.
+        queue = GoodReadingQueue()
+        second = _desk(tmp_path, queue.good)
+        runner = asyncio.create_task(second.run(link))
+        queue.put_nowait(Reading("T001-LT-01", "WHP-LT", "t", 1.0, "m", Quality.GOOD))
+        await second.on_command(payload, properties)  # the same command again
+        async with asyncio.timeout(5):
+            await link.all_sent.wait()
+        runner.cancel()
+        return link.sent
+
+    sent = asyncio.run(scenario())
+    assert sorted(str(r["result"]) for r in sent) == ["applied", "ignored"]
+    assert (tmp_path / "site.yaml").read_text(encoding="utf-8") == new_text
+    assert (tmp_path / "site.yaml.prev").read_text(encoding="utf-8") == TEXT
+
+
+def test_a_result_becomes_an_audit_row_that_history_pairs_with_its_push() -> None:
+    command = _command()
+    push = ActionEntry(NOW, Action.MAP_PUSH, "cli:ops", push_detail(command, "a.yaml"), GATEWAY)
+    result = CommandResult(GATEWAY, "n1", command.version, Outcome.ROLLED_BACK, NOW + 5, "why")
+    reported = result_entry(result, "t", result.encode(), NOW + 6)
+    assert reported.action is Action.COMMAND_ROLLED_BACK
+    (entry,) = site_history([action_row(push), action_row(reported)], GATEWAY)
+    assert (entry.version, entry.by, entry.result) == (command.version, "cli:ops", "rolled_back")
+
+
+def test_a_result_detail_stays_bounded_whatever_the_errors() -> None:
+    many = tuple(f"pushed:v:{n}: devices: {'x' * 250}" for n in range(20))
+    detail = json.loads(
+        result_detail(CommandResult(GATEWAY, "n1", "v", Outcome.REJECTED, NOW, errors=many))
+    )
+    assert len(json.dumps(detail)) <= MAX_RESULT_DETAIL
+    assert detail["more_errors"] == len(many) - len(detail["errors"])
+
+
+def test_an_unsigned_result_is_a_rejection_not_a_row() -> None:
+    result = CommandResult(GATEWAY, "n1", "v", Outcome.APPLIED, NOW)
+    topic = f"gz/1/360100/91360100MA35GW001H/{GATEWAY}/up/cmd"
+    batch = plan_batch([Inbound(topic, result.encode(), (), NOW)], {})
+    assert not batch.actions
+    (audit,) = batch.audits
+    assert audit.reason.value == "bad_signature"
