@@ -280,8 +280,8 @@ class IngestBatch:
     audits: Sequence[AuditEntry] = ()
     statuses: Sequence[StatusUpdate] = ()
     metas: Sequence[IncomingMeta] = ()
-    # Command results from `up/cmd` (collector.ingest.command_results), audit rows of their
-    # own: the ingest service appends them once the batch is committed.
+    # Command results from `up/cmd` (collector.ingest.command_results): audit rows of their
+    # own, appended in the batch's transaction.
     actions: Sequence[ActionEntry] = ()
     presence_window: float = 60.0
     key_overlap: float = 7 * 86400.0

@@ -21,7 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.audit.chain import Action, AuditRow
-from specs.command import SiteMapCommand
+from specs.command import Outcome, SiteMapCommand
 from specs.signing import SigningKey, signature_properties
 from specs.topics import GatewayTopics
 
@@ -101,8 +101,14 @@ class PushHistory:
 
     @property
     def result(self) -> str:
-        """The last result the gateway reported, or `pending`."""
-        return str(self.results[-1]["result"]) if self.results else "pending"
+        """What the command did: `pending` until the gateway reports.
+
+        A replay of a taken command is reported `ignored` under the same nonce; it does not
+        undo what the command itself did, so the last other result counts when there is one.
+        """
+        taken = [r for r in self.results if r.get("result") != Outcome.IGNORED.value]
+        last = taken or self.results
+        return str(last[-1]["result"]) if last else "pending"
 
     def as_json(self) -> dict[str, object]:
         """The entry as `collector sites history --json` prints it."""

@@ -29,7 +29,6 @@ from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
 from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
-from collector.storage.capabilities import AuditTrail
 from specs.catalogue import Catalogue, default_catalogue
 from specs.signing import SigningKey
 from specs.topics import ROOT, collector_subscription
@@ -220,8 +219,6 @@ class Ingest:
             key_overlap=self._settings.key_overlap,
         )
         result = await self._storage.ingest(batch)
-        if batch.actions and isinstance(self._storage, AuditTrail):
-            await self._storage.record_actions(batch.actions)
         if self._commits is not None:
             self._commits.notify()  # live streams read what this batch committed
         _log_batch(batch, result.outcomes)

@@ -43,6 +43,7 @@ log = structlog.get_logger("edge_agent.commands")
 
 _RESEND_EVERY: Final = 2.0
 _LAST_DELIVERY: Final = 1.0
+_MAX_UNSENT: Final = 100
 
 
 class ResultLink(Protocol):
@@ -99,13 +100,21 @@ class _State:
     def load(cls, path: Path) -> _State:
         try:
             body = json.loads(path.read_text(encoding="utf-8"))
+            return cls(
+                nonces={str(k): float(v) for k, v in body["nonces"].items()},
+                probation=body["probation"],
+                results=[str(r) for r in body["results"]],
+            )
         except FileNotFoundError:
             return cls()
-        return cls(
-            nonces={str(k): float(v) for k, v in body["nonces"].items()},
-            probation=body["probation"],
-            results=[str(r) for r in body["results"]],
-        )
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            problem = str(exc)
+        # Moved aside, not fatal: a replayed command is still refused once its not_after has
+        # passed, and an agent that cannot start reads nothing at all.
+        aside = path.with_name(f"{path.name}.corrupt-{int(time.time())}")
+        path.replace(aside)
+        log.error("command_state_unreadable", path=str(path), moved_to=str(aside), error=problem)
+        return cls()
 
     def save(self, path: Path, now: float) -> None:
         # A nonce past its not_after cannot come back: the command is refused as expired.
@@ -226,6 +235,14 @@ class CommandDesk:
 
     def _report(self, result: CommandResult) -> None:
         self._state.results.append(result.encode().decode("utf-8"))
+        if len(self._state.results) > _MAX_UNSENT:
+            # A flood of forged commands while the link is down must not grow the file
+            # without end: the oldest unsent reports of ignored commands give way first.
+            ignored = next(
+                (i for i, r in enumerate(self._state.results) if '"result":"ignored"' in r), 0
+            )
+            dropped = self._state.results.pop(ignored)
+            log.warning("command_result_dropped", result=json.loads(dropped)["result"])
         self._state.save(self._state_path, self._clock())
         self._wake.set()
 

@@ -255,6 +255,8 @@ def test_replayed_forged_and_expired_commands_are_ignored_and_audited(site: Site
 
     wait_until(lambda: len(ignored()) == 3, 30, "three ignored commands audited")
     assert ignored() == {"replayed": "a1" * 16, "unknown_key": "", "expired": "c3" * 16}
+    (genuine_entry,) = [e for e in _history(site) if e["nonce"] == "a1" * 16]
+    assert genuine_entry["result"] == "applied"  # the replay undid nothing
     log = site.log("agent")
     for reason in ("replayed", "unknown_key", "expired"):
         assert f'"reason": "{reason}"' in log, reason

@@ -233,3 +233,50 @@ def test_an_unsigned_result_is_a_rejection_not_a_row() -> None:
     assert not batch.actions
     (audit,) = batch.audits
     assert audit.reason.value == "bad_signature"
+
+
+def test_a_replay_does_not_change_what_history_says_the_command_did() -> None:
+    command = _command()
+    push = ActionEntry(NOW, Action.MAP_PUSH, "cli:ops", push_detail(command, "a.yaml"), GATEWAY)
+    rows = [action_row(push)]
+    for at, outcome in ((NOW + 5, Outcome.APPLIED), (NOW + 9, Outcome.IGNORED)):
+        result = CommandResult(GATEWAY, "n1", command.version, outcome, at, "replayed")
+        rows.append(action_row(result_entry(result, "t", result.encode(), at)))
+    (entry,) = site_history(rows, GATEWAY)
+    assert entry.result == "applied"
+    assert [r["result"] for r in entry.results] == ["applied", "ignored"]
+
+
+def test_an_unreadable_state_file_is_moved_aside_and_the_desk_starts_afresh(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "site.yaml").write_text(TEXT, encoding="utf-8")
+    state = tmp_path / "state" / "outbox.db.commands.json"
+    state.parent.mkdir()
+    state.write_text("{not json", encoding="utf-8")
+    payload = _command(not_after=9e9).encode()
+
+    async def scenario() -> bool:
+        desk = _desk(tmp_path, asyncio.Event())
+        await desk.on_command(payload, signature_properties(COLLECTOR.sign(payload)))
+        return desk.restart_requested
+
+    assert asyncio.run(scenario())  # the map (the same text) was taken
+    (aside,) = state.parent.glob("outbox.db.commands.json.corrupt-*")
+    assert aside.read_text(encoding="utf-8") == "{not json"
+    assert "n1" in json.loads(state.read_text(encoding="utf-8"))["nonces"]
+
+
+def test_unsent_reports_of_ignored_commands_give_way_past_the_cap(tmp_path: Path) -> None:
+    (tmp_path / "site.yaml").write_text(TEXT, encoding="utf-8")
+
+    async def scenario() -> list[str]:
+        desk = _desk(tmp_path, asyncio.Event())
+        for n in range(150):  # forged: no session to send the reports on
+            payload = _command(nonce=f"f{n}").encode()
+            await desk.on_command(payload, signature_properties(OTHER.sign(payload)))
+        state = tmp_path / "state" / "outbox.db.commands.json"
+        return [str(r) for r in json.loads(state.read_text(encoding="utf-8"))["results"]]
+
+    kept = asyncio.run(scenario())
+    assert len(kept) == 100  # the cap

@@ -18,6 +18,7 @@ from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
 from typing import Final
 
+from collector.audit.chain import ActionEntry
 from collector.feed.core import alarm_entry, gap_record_entries, hole_entries, status_entries
 from collector.model import (
     AlarmState,
@@ -140,7 +141,7 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
         *status_entries(statuses_held, batch.statuses),
     ]
     # The audit chain's lock comes after the gateways' and before the feed's (locks.py).
-    await _insert_audits(db, audits)
+    await _insert_audits(db, audits, batch.actions)
     records = reading_records(new)
     if records or entries:
         await take_feed_lock(db)
@@ -413,13 +414,17 @@ async def _fold_rollups(db: Db, rollups: Sequence[MinuteRollup]) -> None:
     await db.execute(_FOLD_ROLLUPS, *(list(column) for column in columns))
 
 
-async def _insert_audits(db: Db, audits: Sequence[AuditEntry]) -> None:
+async def _insert_audits(
+    db: Db, audits: Sequence[AuditEntry], actions: Sequence[ActionEntry] = ()
+) -> None:
     """Aggregate the batch's rejections into the audit chain (collector.audit.chain).
 
     Takes AUDIT_LOCK; rows whose minute is over by the newest rejection's time are sealed.
     """
-    if audits:
-        await audit.append(db, audits, now=max(a.at for a in audits))
+    if audits or actions:
+        # The batch's command results (`up/cmd`) are rows of their own, chained at once.
+        now = max([*(a.at for a in audits), *(a.at for a in actions)])
+        await audit.append(db, audits, actions, now=now)
 
 
 async def _store_metas(db: Db, metas: Sequence[IncomingMeta]) -> None:

@@ -13,6 +13,7 @@ from typing import Final
 
 import aiosqlite
 
+from collector.audit.chain import ActionEntry
 from collector.feed.core import alarm_entry, gap_record_entries, hole_entries, status_entries
 from collector.model import (
     AlarmState,
@@ -84,6 +85,7 @@ async def store_batch(db: aiosqlite.Connection, batch: IngestBatch) -> BatchResu
             *repeated,
             *(found.audit for found in breaks),
         ],
+        batch.actions,
     )
     broken = {found.stream for found in breaks}
     before, streams = await _advance_streams(db, batch.blocks, outcomes, broken)
@@ -297,13 +299,17 @@ async def _pair_alarms(
     return merged
 
 
-async def _insert_audits(db: aiosqlite.Connection, audits: Sequence[AuditEntry]) -> None:
+async def _insert_audits(
+    db: aiosqlite.Connection, audits: Sequence[AuditEntry], actions: Sequence[ActionEntry] = ()
+) -> None:
     """Aggregate the batch's rejections into the audit chain (collector.audit.chain).
 
     Rows whose minute is over by the newest rejection's time are sealed here too.
     """
-    if audits:
-        await audit.append(db, audits, now=max(a.at for a in audits))
+    if audits or actions:
+        # The batch's command results (`up/cmd`) are rows of their own, chained at once.
+        now = max([*(a.at for a in audits), *(a.at for a in actions)])
+        await audit.append(db, audits, actions, now=now)
 
 
 async def _store_metas(db: aiosqlite.Connection, metas: Sequence[IncomingMeta]) -> None:
