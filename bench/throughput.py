@@ -37,11 +37,11 @@ from demo.broker import Broker, free_port, wait_for_port
 from edge_agent.config import load_site_config
 from edge_agent.core.chain import SealedBlock
 from edge_agent.shell.collector_keys import read_collector_keys
-from edge_agent.shell.logs import configure_logging
 from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.publisher import Publisher, UplinkSettings
 from edge_agent.shell.runtime import identity_of
 from edge_agent.shell.sealer import Sealer
+from hostkit.logs import configure_logging
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.records import Quality, Reading, Record, iso_time
 from specs.signing import (
@@ -200,7 +200,7 @@ def main() -> int:
     parser.add_argument("--readings", type=int, default=100_000)
     parser.add_argument("--blocks", type=int, default=200)
     args = parser.parse_args()
-    configure_logging(logging.WARNING)
+    configure_logging(level=logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="ganzhi-bench-"))
     broker = Broker(port=free_port(), workdir=work)
     api_port = free_port()

@@ -16,9 +16,9 @@ import os
 from pathlib import Path
 
 from collector.keyfiles import (
+    KeyExistsError,
     KeyFileError,
-    KeyFileExistsError,
-    create_key_files,
+    create_key_pair,
     load_key_file,
     public_key_path,
 )
@@ -40,11 +40,11 @@ def stage_next_key(key_file: Path, algorithm: str) -> SigningKey:
     load_key_file(key_file)  # a rotation starts from a usable current key
     staged = next_key_path(key_file)
     if staged.exists():
-        raise KeyFileExistsError(
+        raise KeyExistsError(
             f"{staged} is staged already; activate it (`collector keys rotate --activate`)"
             " or remove it and its .pub to stage another"
         )
-    return create_key_files(staged, algorithm)
+    return create_key_pair(staged, algorithm)
 
 
 def _keep(source: Path, target: Path) -> None:

@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import json
-import unicodedata
-from collections.abc import Sequence
 
 import click
 
+from hostkit.tables import render_table
 from specs.catalogue import Catalogue, Indicator, Threshold, UnitConversion, default_catalogue
 
 USAGE_EXIT = 2
@@ -30,7 +29,7 @@ def catalogue(domain: str | None, as_json: bool) -> None:
             json.dumps([indicator_json(i) for i in indicators], ensure_ascii=False, indent=2)
         )
         return
-    click.echo(render_table([_row(i) for i in indicators]))
+    click.echo(render_table([_row(i) for i in indicators], _COLUMNS))
     if domain is not None and not data.domains[domain].site:
         click.echo(f"({domain} indicators may be used on a site of any domain)")
 
@@ -100,21 +99,3 @@ def _row(indicator: Indicator) -> tuple[str, ...]:
 def _threshold_text(threshold: Threshold) -> str:
     """`alarm >=1 %CH4`, `rate_1h >=5 mm/h`: the standard's own number, unit and comparison."""
     return f"{threshold.name} {threshold.op}{threshold.value:g} {threshold.unit}"
-
-
-def render_table(rows: Sequence[tuple[str, ...]], header: Sequence[str] = _COLUMNS) -> str:
-    """Lay rows out in aligned columns, counting CJK characters as two cells wide."""
-    table = [tuple(header), *rows]
-    widths = [max(_cells(row[column]) for row in table) for column in range(len(header))]
-    return "\n".join(
-        "  ".join(_pad(cell, width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    )
-
-
-def _cells(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _cells(text))

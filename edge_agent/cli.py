@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-import unicodedata
+import json
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from edge_agent.backfill.cli import backfill
 from edge_agent.catalogue_cli import catalogue
+from edge_agent.check_report import check_json
 from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from edge_agent.config import SiteConfig
 from edge_agent.config.loader import problems_at
@@ -34,14 +34,13 @@ from edge_agent.shell.keyfile import (
     create_key_pair,
     key_algorithm_problem,
 )
-from edge_agent.shell.logs import configure_logging
 from edge_agent.shell.outbox import read_outbox_stats
 from edge_agent.shell.rotation import next_key_path
 from edge_agent.shell.site_runner import run_site
+from hostkit.commandline import CONTEXT_SETTINGS, log_format_option, version_option
+from hostkit.logs import LogFormat, configure_logging
+from hostkit.tables import render_table
 from specs.records import iso_time
-
-if TYPE_CHECKING:
-    from collections.abc import Sequence
 
 _COLUMNS = (
     "device",
@@ -60,19 +59,32 @@ _NODE_COLUMNS = ("device", "point", "quota", "name", "node", "scale", "offset", 
 _PATTERN_COLUMNS = ("device", "point", "quota", "name", "pattern", "scale", "offset", "unit")
 
 
-@click.group()
-def main() -> None:
+_LOG_FORMAT = "log_format"  # where `main` leaves --log-format for `run` (click context meta)
+
+
+@click.group(context_settings=CONTEXT_SETTINGS)
+@version_option("edge-agent")
+@log_format_option
+@click.pass_context
+def main(ctx: click.Context, log_format: LogFormat) -> None:
     """Edge agent: polls instruments and forwards signed blocks to the collector."""
+    # Only `run` logs; the other commands print for a person or a script.
+    ctx.meta[_LOG_FORMAT] = log_format
 
 
 @main.command()
 @config_option
-def check(config_path: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="The resolved points and RTU buses as JSON.")
+def check(config_path: Path, as_json: bool) -> None:
     """Validate the site map and print the resolved point table."""
     config = load_or_exit(config_path)
     refuse_exposed_keys(config)
     refuse_bad_collector_keys(config_path, config, missing_ok=True)
     points = resolve_points(config)
+    if as_json:
+        report = check_json(config, points, plan_buses(config, points))
+        click.echo(json.dumps(report, ensure_ascii=False, indent=2))
+        return
     # One table per kind of source, each with the columns that say where its points are read.
     tables = (
         (_COLUMNS, [_row(p) for p in points if isinstance(p.source, RegisterSource)]),
@@ -96,7 +108,7 @@ def run(config_path: Path) -> None:
     """Run until stopped (SIGTERM/SIGINT); systemd Type=notify is supported."""
     config = load_or_exit(config_path)
     refuse_exposed_keys(config)
-    configure_logging()
+    configure_logging(click.get_current_context().meta.get(_LOG_FORMAT, "auto"))
     gateway_key_missing = not config.signing.key_file.exists()
     if gateway_key_missing:
         key_file = config.signing.key_file
@@ -230,25 +242,6 @@ def _row(point: ResolvedPoint) -> tuple[str, ...]:
         f"{point.offset:g}",
         unit,
     )
-
-
-def render_table(rows: Sequence[tuple[str, ...]], header: Sequence[str] = _COLUMNS) -> str:
-    """Lay rows out in aligned columns, counting CJK characters as two cells wide."""
-    table = [tuple(header), *rows]
-    widths = [max(_cells(row[column]) for row in table) for column in range(len(header))]
-    lines = [
-        "  ".join(_pad(cell, width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in table
-    ]
-    return "\n".join(lines)
-
-
-def _cells(text: str) -> int:
-    return sum(2 if unicodedata.east_asian_width(char) in "WF" else 1 for char in text)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _cells(text))
 
 
 main.add_command(backfill)

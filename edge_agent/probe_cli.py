@@ -55,6 +55,7 @@ from edge_agent.core.points import (
 )
 from edge_agent.shell.buses import RtuBuses
 from edge_agent.shell.devices import build_driver, build_opcua_driver
+from hostkit.tables import column_widths, render_row
 from specs.catalogue import default_catalogue
 
 _LISTEN_STEP = 0.1  # how often a free-running instrument's latest values are looked at
@@ -244,10 +245,10 @@ def _text(rows: list[ProbeRow]) -> str:
         )
         for row in rows
     )
-    widths = [max(len(r[i]) for r in table) for i in range(len(header))]
+    widths = column_widths(table)
     lines = []
     for index, cells in enumerate(table):
-        lines.append("  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip())
+        lines.append(render_row(cells, widths))
         if index and rows[index - 1].orders:
             lines.extend(f"    order {order}" for order in rows[index - 1].orders)
     return "\n".join(lines)

@@ -23,17 +23,13 @@ from collector.cli import (
     tokens,
     verify,
 )
-from collector.cli.common import LogFormat, configure_logging
+from hostkit.commandline import CONTEXT_SETTINGS, log_format_option, version_option
+from hostkit.logs import LogFormat, configure_logging
 
 
-@click.group()
-@click.option(
-    "--log-format",
-    type=click.Choice(["auto", "json", "console"]),
-    default="auto",
-    show_default=True,
-    help="auto: pretty at a terminal, JSON lines otherwise.",
-)
+@click.group(context_settings=CONTEXT_SETTINGS)
+@version_option("collector")
+@log_format_option
 @click.option("--debug", is_flag=True, help="Log every stored block and published ACK.")
 def main(log_format: LogFormat, debug: bool) -> None:
     """Province collector: verifies, stores and serves what the edge agents send."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import click
@@ -38,9 +39,14 @@ def private_keys_or_exit(config: CollectorConfig) -> SigningKey:
 
 @click.command()
 @config_option
-def check(config_path: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
+def check(config_path: Path, as_json: bool) -> None:
     """Check the config and the collector's key files; start nothing."""
     config = load_or_exit(config_path)
     key = private_keys_or_exit(config)
+    if as_json:
+        signing = {"file": str(config.signing.key_file), "alg": key.alg, "kid": key.kid}
+        click.echo(json.dumps({"config": str(config_path), "signing_key": signing}))
+        return
     click.echo(f"config {config_path}: ok")
     click.echo(f"signing key {config.signing.key_file}: {key.alg} {key.kid}")

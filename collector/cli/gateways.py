@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -12,9 +13,10 @@ import click
 from collector.audit.chain import Action
 from collector.cli.audited import record_action
 from collector.cli.common import config_option, load_or_exit, with_storage
-from collector.keyfiles import KeyFileError, load_public_key_file
+from collector.keyfiles import KeyFileError, read_public_key
 from collector.model import Gateway, GatewayKey
 from collector.storage.base import Storage
+from hostkit.tables import render_table
 from specs.identifiers import (
     IdentifierError,
     check_district_code,
@@ -68,7 +70,7 @@ def gateways_add(
     config = load_or_exit(config_path)
     gateway = _gateway_identity(gateway_id, district)
     try:
-        verify_key = load_public_key_file(public_key)
+        verify_key = read_public_key(public_key)
     except KeyFileError as exc:
         raise click.BadParameter(str(exc), param_hint="--public-key") from None
     if kid is not None and kid != verify_key.kid:
@@ -109,17 +111,42 @@ _LIST_COLUMNS: Final = (
 )
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
+def _time_or_none(t: float | None) -> str | None:
+    return None if t is None else iso_time(t)
+
+
+def _gateways_json(
+    registered: Sequence[Gateway], by_gateway: dict[str, list[GatewayKey]]
+) -> dict[str, object]:
+    """`{"gateways": [{"gateway", "enterprise", "district", "registered_at", "keys": [...]}]}`."""
+    return {
+        "gateways": [
+            {
+                "gateway": gateway.gateway,
+                "enterprise": gateway.enterprise,
+                "district": gateway.district,
+                "registered_at": iso_time(gateway.registered_at),
+                "keys": [
+                    {
+                        "kid": key.kid,
+                        "alg": key.alg,
+                        "added_at": iso_time(key.added_at),
+                        "announced_by": key.announced_by,
+                        "retired_at": _time_or_none(key.retired_at),
+                        "revoked_at": _time_or_none(key.revoked_at),
+                    }
+                    for key in by_gateway.get(gateway.gateway, [])
+                ],
+            }
+            for gateway in registered
+        ]
+    }
 
 
 @gateways.command("list")
 @config_option
-def gateways_list(config_path: Path) -> None:
+@click.option("--json", "as_json", is_flag=True, help="Gateways with their keys, as JSON.")
+def gateways_list(config_path: Path, as_json: bool) -> None:
     """List registered gateways and every key each ever had (announced, retired, revoked)."""
     config = load_or_exit(config_path)
 
@@ -130,8 +157,10 @@ def gateways_list(config_path: Path) -> None:
     by_gateway: dict[str, list[GatewayKey]] = {}
     for key in keys_held:
         by_gateway.setdefault(key.gateway, []).append(key)
-    rows: list[tuple[str, ...]] = [_LIST_COLUMNS]
-    rows.extend(
+    if as_json:
+        click.echo(json.dumps(_gateways_json(registered, by_gateway), ensure_ascii=False))
+        return
+    rows = [
         (
             gateway.gateway,
             gateway.enterprise,
@@ -145,8 +174,8 @@ def gateways_list(config_path: Path) -> None:
         )
         for gateway in registered
         for key in by_gateway.get(gateway.gateway, [])
-    )
-    click.echo(_table(rows))
+    ]
+    click.echo(render_table(rows, _LIST_COLUMNS))
     click.echo(f"{len(registered)} gateways, {len(keys_held)} keys", err=True)
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from collector.cli.common import config_option, load_or_exit
-from collector.keyfiles import KeyFileError, create_key_files, public_key_path
+from collector.keyfiles import KeyFileError, create_key_pair, public_key_path
 from collector.keyrotation import activate_next_key, next_key_path, stage_next_key
 
 
@@ -23,7 +23,7 @@ def keys_init(config_path: Path) -> None:
     config = load_or_exit(config_path)
     key_file = config.signing.key_file
     try:
-        key = create_key_files(key_file, config.signing.algorithm)
+        key = create_key_pair(key_file, config.signing.algorithm)
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(f"created {key.alg} key {key_file} and {public_key_path(key_file)}", err=True)

@@ -21,6 +21,7 @@ from collector.config import ALL_DISTRICTS
 from collector.storage.base import RegistryError, Storage, StorageError
 from collector.storage.capabilities import TokenStore
 from collector.tokens import StoredToken, new_secret, secret_hash
+from hostkit.tables import render_table
 from specs.identifiers import IdentifierError, check_district_code
 from specs.records import iso_time
 
@@ -93,14 +94,6 @@ def tokens_add(config_path: Path, name: str, districts: tuple[str, ...]) -> None
     )
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
 @tokens.command("list")
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the tokens as JSON.")
@@ -135,7 +128,7 @@ def tokens_list(config_path: Path, as_json: bool) -> None:
         )
         for t in stored
     )
-    click.echo(_table(rows))
+    click.echo(render_table(rows[1:], rows[0]))
     active = sum(t.active for t in stored)
     click.echo(f"{len(stored)} tokens, {active} active", err=True)
 

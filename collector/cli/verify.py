@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -16,6 +15,7 @@ from collector.storage.base import Storage
 from collector.storage.capabilities import BlockArchive
 from collector.verify.core import VerifyReport, report_json
 from collector.verify.service import verify_stored
+from hostkit.tables import render_table
 from specs.records import RecordFormatError, parse_iso_time
 
 BROKEN_EXIT: Final = 1
@@ -40,24 +40,16 @@ def _time_option(name: str, text: str | None) -> float | None:
         ) from None
 
 
-def _table(rows: Sequence[Sequence[str]]) -> str:
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join(
-        "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
-        for row in rows
-    )
-
-
 def _print_report(gateway: str, report: VerifyReport) -> None:
     if report.broken:
         rows: list[tuple[str, ...]] = [("EPOCH", "SEQ", "REASON", "DETAIL")]
         rows.extend((b.epoch, str(b.seq), b.reason.value, b.detail) for b in report.broken)
-        click.echo(_table(rows))
+        click.echo(render_table(rows[1:], rows[0]))
     if report.holes:
         click.echo("" if not report.broken else "\n", nl=False)
         rows = [("EPOCH", "MISSING SEQS")]
         rows.extend((h.epoch, f"{h.from_seq}..{h.to_seq}") for h in report.holes)
-        click.echo(_table(rows))
+        click.echo(render_table(rows[1:], rows[0]))
     failing = report.blocks - report.verified
     more = " (lists cut at 1000 entries)" if report.truncated else ""
     click.echo(

@@ -28,7 +28,7 @@ from edge_agent.shell.keyfile import (
     KeyFileError,
     load_private_key,
     public_key_path,
-    write_private_key,
+    write_key_pair,
 )
 from edge_agent.shell.outbox import Outbox
 from specs.records import KeyRecord, iso_time
@@ -67,7 +67,7 @@ async def announce_next_key(
         key = load_private_key(staged)
     else:
         key = generate_signing_key(algorithm)
-        write_private_key(staged, key)
+        write_key_pair(staged, key)
     now = time.time()
     record = KeyRecord(
         t=iso_time(now),

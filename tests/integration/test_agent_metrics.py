@@ -25,7 +25,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from drivers.sim.rtu_bus import Fault, RtuBusSim, headcount_slave, pattern_slave
 from edge_agent.config import parse_site_config
 from edge_agent.shell import runtime
-from edge_agent.shell.keyfile import write_private_key
+from edge_agent.shell.keyfile import write_key_pair
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import (
     COLLECTOR_KEY,
@@ -122,7 +122,7 @@ async def test_a_running_agent_serves_its_figures(
     # The collector goes away before the agent stops: do not wait for the last ACKs.
     monkeypatch.setattr(runtime, "_SHUTDOWN_DRAIN", 0.05)
     (tmp_path / "keys").mkdir()
-    write_private_key(tmp_path / "keys" / "gateway.key", GATEWAY.key)
+    write_key_pair(tmp_path / "keys" / "gateway.key", GATEWAY.key)
     (tmp_path / "keys" / "collector.pub").write_bytes(COLLECTOR_KEY.public().public_pem())
     port = free_port()
     url = f"http://127.0.0.1:{port}/metrics"

@@ -28,9 +28,9 @@ from edge_agent.core.chain import Identity
 from edge_agent.shell import runtime
 from edge_agent.shell.alarm_stage import load_alarm_stage
 from edge_agent.shell.keyfile import create_key_pair
-from edge_agent.shell.logs import configure_logging
 from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.sealer import Sealer
+from hostkit.logs import configure_logging
 from specs.block import decode_block
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from collector.config import load_collector_config
-from collector.keyfiles import create_key_files
+from collector.keyfiles import create_key_pair
 from collector.runtime import run_collector
 from collector.storage import prune_storage
 from collector.storage.retention import DAY, RetentionPolicy
@@ -159,7 +159,7 @@ async def test_a_serving_collector_applies_retention_itself(
     )
     text = path.read_text(encoding="utf-8").replace("}\nsigning:", ", raw_days: 45}\nsigning:")
     path.write_text(text, encoding="utf-8")
-    create_key_files(tmp_path / "keys" / "collector.key")
+    create_key_pair(tmp_path / "keys" / "collector.key")
     config = load_collector_config(path)
 
     async def january_gone() -> bool:

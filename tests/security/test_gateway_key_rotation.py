@@ -23,7 +23,7 @@ from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 from collector.model import EVERYTHING, Reason
 from collector.verify.service import verify_stored
 from edge_agent.cli import main as agent_main
-from edge_agent.shell.keyfile import load_private_key, write_private_key
+from edge_agent.shell.keyfile import load_private_key, write_key_pair
 from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.rotation import (
     CurrentKey,
@@ -135,7 +135,7 @@ async def test_the_agent_switches_once_the_collector_holds_the_announcement(
     tmp_path: Path, broker: Broker, storage_url: str
 ) -> None:
     key_file = tmp_path / "keys" / "gateway.key"
-    write_private_key(key_file, GW.key)
+    write_key_pair(key_file, GW.key)
     collector_key = generate_signing_key()
     async with (
         running_ingest(broker.port, storage_url, collector_key, key_overlap=0) as (_, storage),

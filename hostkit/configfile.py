@@ -1,0 +1,43 @@
+"""The `-c/--config` option and loading a config file or exiting 2, for both programs."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final, TypeVar
+
+import click
+
+from specs.yamlconf import ConfigError
+
+CONFIG_ERROR_EXIT: Final = 2
+"""Exit status when the config file is unusable (click uses 2 for usage errors too)."""
+
+T = TypeVar("T")
+FC = TypeVar("FC", bound=Callable[..., object])
+
+
+def config_option(what: str, envvar: str) -> Callable[[FC], FC]:
+    """`-c/--config FILE` (parameter `config_path`), taken from `envvar` when not given."""
+    return click.option(
+        "-c",
+        "--config",
+        "config_path",
+        required=True,
+        envvar=envvar,
+        show_envvar=True,
+        type=click.Path(dir_okay=False, path_type=Path),
+        help=f"{what} (YAML).",
+    )
+
+
+def load_or_exit(path: Path, load: Callable[[Path], T]) -> T:
+    """`load(path)`, or print every issue (file:line: key: ...) to stderr and exit with 2."""
+    try:
+        return load(path)
+    except ConfigError as exc:
+        for issue in exc.issues:
+            click.echo(str(issue), err=True)
+        count = len(exc.issues)
+        click.echo(f"{path}: {count} problem{'s' * (count != 1)}; nothing started", err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None

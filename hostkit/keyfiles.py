@@ -1,0 +1,158 @@
+"""Key pairs on disk: the private key 0600 and whole or absent, the public key beside it.
+
+Both files are written aside, synced, and then moved into place, so that a crash, a full disk
+or a reader at the wrong moment never meets half a key: the private key is hard-linked into
+place (which fails if anything is there, so a key is never replaced by accident), the public
+key at `<key_file>.pub` is renamed over whatever stale copy was there (`os.replace`).
+
+Error tree::
+
+    KeyFileError
+    ├── KeyExistsError     a key is already there; replacing one must be deliberate
+    └── ExposedKeyError    a private key the group or others may read
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import stat
+from pathlib import Path
+
+from specs.signing import (
+    ED25519,
+    SignatureError,
+    SigningKey,
+    VerifyKey,
+    generate_signing_key,
+    load_signing_key,
+    load_verify_key,
+    private_pem,
+)
+
+_PUBLIC_MODE = 0o644
+_PRIVATE_MODE = 0o600
+
+
+class KeyFileError(Exception):
+    """A key file cannot be created or used."""
+
+
+class KeyExistsError(KeyFileError, FileExistsError):
+    """A key file is already there; replacing a key must be deliberate."""
+
+
+class ExposedKeyError(KeyFileError):
+    """A private key file is readable (or writable) by the group or others."""
+
+
+def public_key_path(key_file: Path) -> Path:
+    """Where the public half of `key_file` lives: `<key_file>.pub`."""
+    return key_file.with_name(key_file.name + ".pub")
+
+
+def check_private_mode(key_file: Path) -> None:
+    """Raise ExposedKeyError when anyone but the owner may read or write `key_file`.
+
+    A missing file passes: whoever needs the key reports that with its own advice.
+    """
+    try:
+        mode = stat.S_IMODE(key_file.stat().st_mode)
+    except FileNotFoundError:
+        return
+    except OSError as exc:
+        raise KeyFileError(f"{key_file}: cannot read: {exc.strerror or exc}") from None
+    if mode & 0o077:
+        raise ExposedKeyError(
+            f"{key_file}: private key has mode {mode:04o}, open to group or others;"
+            f" run `chmod 600 {key_file}`"
+        )
+
+
+def _write_aside(path: Path, data: bytes, mode: int) -> Path:
+    """Write `data` to a fresh temporary file beside `path` (created with `mode`), synced."""
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def _sync_dir(folder: Path) -> None:
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def write_key_pair(key_file: Path, key: SigningKey) -> None:
+    """Write `key` to `key_file` (0600, never over an existing file) and its `.pub` (0644)."""
+    try:
+        key_file.parent.mkdir(parents=True, exist_ok=True)
+        temporary = _write_aside(key_file, private_pem(key), _PRIVATE_MODE)
+        try:
+            os.link(temporary, key_file)
+        except FileExistsError:
+            raise KeyExistsError(f"{key_file} exists; refusing to overwrite a key") from None
+        finally:
+            temporary.unlink()
+        public = public_key_path(key_file)
+        temporary = _write_aside(public, key.public().public_pem(), _PUBLIC_MODE)
+        try:
+            temporary.replace(public)
+        except OSError:
+            with contextlib.suppress(FileNotFoundError):
+                temporary.unlink()
+            raise
+        _sync_dir(key_file.parent)
+    except OSError as exc:
+        if isinstance(exc, KeyExistsError):
+            raise
+        raise KeyFileError(f"{key_file}: cannot write the key: {exc.strerror or exc}") from None
+
+
+def create_key_pair(key_file: Path, algorithm: str = ED25519) -> SigningKey:
+    """Create a new `algorithm` key at `key_file` (0600, never overwritten) and `<key_file>.pub`."""
+    if key_file.exists():
+        raise KeyExistsError(f"{key_file} exists; refusing to overwrite a key")
+    key = generate_signing_key(algorithm)
+    write_key_pair(key_file, key)
+    return key
+
+
+def read_private_key(key_file: Path, *, missing_advice: str) -> SigningKey:
+    """Read the private key at `key_file`, refusing one that others may read.
+
+    `missing_advice` is the program's own hint when there is no file (which command makes one).
+    """
+    check_private_mode(key_file)
+    try:
+        pem = key_file.read_bytes()
+    except FileNotFoundError:
+        raise KeyFileError(f"{key_file}: key file is missing ({missing_advice})") from None
+    except OSError as exc:
+        raise KeyFileError(f"{key_file}: cannot read: {exc.strerror or exc}") from None
+    try:
+        return load_signing_key(pem)
+    except SignatureError as exc:
+        raise KeyFileError(f"{key_file}: {exc}") from None
+
+
+def read_public_key(path: Path) -> VerifyKey:
+    """Read a public key PEM (a gateway's, to register it; the collector's, to trust it)."""
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        raise KeyFileError(f"{path}: cannot read the public key: {exc.strerror or exc}") from None
+    try:
+        return load_verify_key(pem)
+    except SignatureError as exc:
+        raise KeyFileError(f"{path}: {exc}") from None

@@ -1,0 +1,190 @@
+"""The host layer (`hostkit`): one logging set-up, one key-file writer, one table renderer.
+
+Each was written twice before and had drifted; each test here failed on one of the copies:
+the collector's JSON logs escaped Chinese to `\\uXXXX`, the agent wrote `<key>.pub` in place
+(truncate, then write), and `edge-agent probe` (like the collector's tables) padded by
+characters, not by the cells a CJK character takes on a terminal.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import shutil
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+import collector.cli
+import edge_agent.cli
+from collector.keyfiles import create_key_pair as collector_create_key_pair
+from edge_agent.probe_cli import ProbeRow, _text
+from edge_agent.shell.keyfile import create_key_pair as agent_create_key_pair
+from hostkit.keyfiles import KeyFileError, public_key_path, write_key_pair
+from hostkit.logs import configure_logging
+from hostkit.tables import display_width, render_table
+from specs.signing import generate_signing_key, load_verify_key
+
+EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    config = structlog.get_config()
+    yield
+    root.handlers[:] = handlers
+    root.setLevel(level)
+    structlog.configure(**config)
+
+
+# --- logging ------------------------------------------------------------------------------
+
+
+def _set_up_by_the_cli(program: str, tmp_path: Path) -> None:
+    """Let the program's own command line set logging up (`--log-format json`), in-process."""
+    if program == "collector":
+        args = ["--log-format", "json", "check", "-h"]  # the group sets logging up first
+        command = collector.cli.main
+    else:
+        site = tmp_path / "site.yaml"  # no key beside it: `run` sets logging up, then exits 2
+        shutil.copyfile(EXAMPLE_SITE, site)
+        args = ["--log-format", "json", "run", "-c", str(site)]
+        command = edge_agent.cli.main
+    with contextlib.suppress(SystemExit):
+        command.main(args, prog_name=program)
+
+
+@pytest.mark.usefixtures("restore_logging")
+@pytest.mark.parametrize("program", ["edge-agent", "collector"])
+def test_each_program_logs_chinese_as_written(
+    program: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    _set_up_by_the_cli(program, tmp_path)
+    capsys.readouterr()
+    structlog.configure(cache_logger_on_first_use=False)
+    structlog.get_logger("test").info("site_named", name="尾矿库 3号")
+    line = capsys.readouterr().out
+    assert '"name": "尾矿库 3号"' in line
+    assert json.loads(line)["event"] == "site_named"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_json_log_lines_keep_chinese_as_written(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("json")
+    structlog.configure(cache_logger_on_first_use=False)
+    structlog.get_logger("test").info("site_named", name="尾矿库 3号")
+    logging.getLogger("uvicorn.error").warning("客户端 %s 断开", "甲")
+    lines = capsys.readouterr().out.splitlines()
+    ours, library = (json.loads(line) for line in lines)
+    assert '"尾矿库 3号"' in lines[0]
+    assert "\\u" not in lines[0] + lines[1]
+    assert (ours["event"], ours["level"], ours["name"]) == ("site_named", "info", "尾矿库 3号")
+    assert (library["event"], library["level"]) == ("客户端 甲 断开", "warning")
+    assert library["logger"] == "uvicorn.error"
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_json_log_lines_carry_a_traceback_as_text(capsys: pytest.CaptureFixture[str]) -> None:
+    configure_logging("json")
+    structlog.configure(cache_logger_on_first_use=False)
+    try:
+        float("坏值")
+    except ValueError:
+        structlog.get_logger("test").exception("decode_failed")
+    line = json.loads(capsys.readouterr().out)
+    assert line["event"] == "decode_failed"
+    assert "ValueError: could not convert string to float: '坏值'" in line["exception"]
+
+
+@pytest.mark.usefixtures("restore_logging")
+def test_debug_shows_our_events_but_not_library_chatter(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    configure_logging("json", logging.DEBUG)
+    structlog.configure(cache_logger_on_first_use=False)
+    structlog.get_logger("test").debug("block_stored")
+    logging.getLogger("paho").debug("keepalive")
+    logging.getLogger("pymodbus").error("request failed")  # the poller reports link state
+    events = [json.loads(line)["event"] for line in capsys.readouterr().out.splitlines()]
+    assert events == ["block_stored"]
+
+
+# --- key files ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("create", [agent_create_key_pair, collector_create_key_pair])
+def test_the_public_key_is_renamed_into_place_never_rewritten(
+    tmp_path: Path, create: object
+) -> None:
+    """A reader holding the old `.pub` (a stale one left behind) never sees it change.
+
+    Writing in place truncates the very file the reader has and fills it again: a reader (or
+    a crash) in between meets a half-written key. Written aside and renamed, the old file
+    stays whole and the path holds either the old or the new key, never a part.
+    """
+    assert callable(create)
+    key_file = tmp_path / "keys" / "gateway.key"
+    key_file.parent.mkdir()
+    stale = public_key_path(key_file)
+    stale.write_text("a stale public key\n")
+    witness = tmp_path / "held-open"
+    os.link(stale, witness)
+    key = create(key_file, "ed25519")
+    assert witness.read_text() == "a stale public key\n"
+    assert load_verify_key(stale.read_bytes()).kid == key.kid
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    assert sorted(p.name for p in key_file.parent.iterdir()) == ["gateway.key", "gateway.key.pub"]
+
+
+def test_a_public_key_that_cannot_be_placed_leaves_no_partial_file(tmp_path: Path) -> None:
+    key_file = tmp_path / "gateway.key"
+    public_key_path(key_file).mkdir()  # something in the way that a rename cannot replace
+    with pytest.raises(KeyFileError, match="cannot write the key"):
+        write_key_pair(key_file, generate_signing_key("ed25519"))
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+    assert list(public_key_path(key_file).iterdir()) == []
+
+
+def test_an_existing_private_key_is_never_replaced(tmp_path: Path) -> None:
+    key_file = tmp_path / "gateway.key"
+    key_file.write_text("the key in use\n")
+    with pytest.raises(FileExistsError, match="refusing to overwrite"):
+        write_key_pair(key_file, generate_signing_key("ed25519"))
+    assert key_file.read_text() == "the key in use\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["gateway.key"]
+
+
+# --- tables -------------------------------------------------------------------------------
+
+
+def test_display_width_counts_cjk_as_two_cells_and_marks_as_none() -> None:
+    assert display_width("尾矿库") == 6
+    assert display_width("\uff21\uff22") == 4  # full-width Latin A, B
+    assert display_width("℃ m3/h") == 6
+    assert display_width("e\u0301") == 1  # e + combining acute
+
+
+def test_table_columns_line_up_by_display_width() -> None:
+    text = render_table(
+        [("罐区一号", "液位", "m"), ("tank-2", "level", "m")], ("device", "名称", "u")
+    )
+    lines = text.splitlines()
+    for column_text in ("液位", "level", "名称"):
+        line = next(line for line in lines if column_text in line)
+        assert display_width(line[: line.index(column_text)]) == len("罐区一号") * 2 + 2
+
+
+def test_probe_table_lines_up_chinese_device_names() -> None:
+    def row(device: str) -> ProbeRow:
+        return ProbeRow(device, "T1", "WHP-T", "0x0001", 1.0, 1.0, "℃", "good", (), 1.0)
+
+    lines = _text([row("罐区一号"), row("tank-2")]).splitlines()
+    starts = {display_width(line[: line.index("T1")]) for line in lines[1:]}
+    assert starts == {len("罐区一号") * 2 + 2}
