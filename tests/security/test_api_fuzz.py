@@ -91,6 +91,14 @@ def test_every_endpoint_is_fuzzed_or_says_why_not(schema: schemathesis.BaseSchem
     assert set(schema.raw_schema["paths"]) == set(FUZZED) | set(NOT_FUZZED)
 
 
+def test_errors_are_documented_as_problem_documents(schema: schemathesis.BaseSchema) -> None:
+    """The fuzzer's first find: errors were documented as application/json."""
+    for path, item in schema.raw_schema["paths"].items():
+        for code, response in item["get"]["responses"].items():
+            if code.startswith(("4", "5")) and "content" in response:
+                assert set(response["content"]) == {"application/problem+json"}, (path, code)
+
+
 @pytest.mark.parametrize("path", [p for p in FUZZED if p.startswith("/v1/") and "audit" not in p])
 def test_the_store_holds_both_districts_and_the_token_sees_one(api: ServedApi, path: str) -> None:
     # Without this the scope checks below could pass on an empty store.
