@@ -320,3 +320,32 @@ class CommandDesk:
             self._state.results.pop(0)
             self._state.save(self._state_path, self._clock())
             log.info("command_result_sent", result=json.loads(payload)["result"])
+
+
+def roll_back_failed_start(config: SiteConfig, site_file: Path, error: BaseException) -> bool:
+    """Put the previous map back when the agent failed to start on a map on probation.
+
+    A pushed map can pass every check and still stop the start (a metrics port already
+    taken, a serial device missing): the desk never runs then, so the probation would never
+    end. Returns whether the map was rolled back (the result is queued in the state file,
+    sent after the next start); False when no pushed map was on probation.
+    """
+    path = state_path_for(config)
+    state = _State.load(path)
+    probation = state.probation
+    if probation is None:
+        return False
+    version = str(probation["version"])
+    if map_version(site_file.read_bytes().decode("utf-8", errors="replace")) != version:
+        return False
+    now = time.time()
+    _write_atomically(site_file, site_file.with_name(site_file.name + ".prev").read_bytes())
+    state.probation = None
+    reason = f"the agent failed to start on it: {type(error).__name__}: {error}"
+    result = CommandResult(
+        config.site.gateway, str(probation["nonce"]), version, Outcome.ROLLED_BACK, now, reason
+    )
+    state.results.append(result.encode().decode("utf-8"))
+    state.save(path, now)
+    log.error("site_map_rolled_back", version=version, reason=reason)
+    return True

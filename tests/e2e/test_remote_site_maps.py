@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import subprocess
 import time
 from pathlib import Path
@@ -201,6 +202,30 @@ def test_a_map_that_reads_nothing_good_is_rolled_back(site: Site) -> None:
     log = site.log("agent")
     assert "site_map_rolled_back" in log
     assert log.count("agent_restarting_on_new_map") == 2  # onto the dead map, and back
+
+
+def test_a_map_the_agent_cannot_start_on_is_rolled_back(site: Site) -> None:
+    _start(site)
+    before = (site.work / "site.yaml").read_text(encoding="utf-8")
+    taken = socket.create_server(("127.0.0.1", 0))  # the port the pushed map wants
+    with taken:
+        port = taken.getsockname()[1]
+        unstartable = _site_map(site)
+        unstartable["metrics"] = {"listen": f"127.0.0.1:{port}"}
+        pushed = _push(site, _write(site, "unstartable.yaml", unstartable))
+        entry = _result_of(site, pushed["nonce"])
+    assert entry["result"] == "rolled_back"
+    assert "failed to start on it" in entry["results"][-1]["reason"]
+    assert (site.work / "site.yaml").read_text(encoding="utf-8") == before
+    assert site.alive("agent")
+    since = time.time()
+    wait_until(
+        lambda: (
+            site.api("/v1/readings", gateway=site.gateway, **{"from": _iso(since)})["items"] != []
+        ),
+        30,
+        "readings on the previous map",
+    )
 
 
 def _iso(t: float) -> str:
