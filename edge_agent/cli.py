@@ -26,7 +26,6 @@ from edge_agent.probe_cli import probe
 from edge_agent.rotate_cli import rotate
 from edge_agent.shell.buses import plan_buses
 from edge_agent.shell.collector_keys import collector_key_problems
-from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import (
     ExposedKeyError,
     KeyExistsError,
@@ -34,13 +33,12 @@ from edge_agent.shell.keyfile import (
     create_key_pair,
     key_algorithm_problem,
 )
-from edge_agent.shell.outbox import read_outbox_stats
 from edge_agent.shell.rotation import next_key_path
 from edge_agent.shell.site_runner import run_site
+from edge_agent.status_cli import status
 from hostkit.commandline import CONTEXT_SETTINGS, log_format_option, version_option
 from hostkit.logs import LogFormat, configure_logging
 from hostkit.tables import render_table
-from specs.records import iso_time
 
 _COLUMNS = (
     "device",
@@ -172,31 +170,6 @@ def keys_init(config_path: Path) -> None:
     click.echo(f"public key: {config.signing.key_file}.pub (register it at the collector)")
 
 
-@main.command()
-@config_option
-def status(config_path: Path) -> None:
-    """Print outbox depth, oldest unacked block, clock state and planned RTU bus load."""
-    config = load_or_exit(config_path)
-    if not config.outbox.path.exists():
-        click.echo(f"{config.outbox.path}: no outbox yet (the agent has not run)", err=True)
-        raise click.exceptions.Exit(1)
-    stats = read_outbox_stats(config.outbox.path)
-    oldest = stats.oldest_undelivered_sealed_at
-    click.echo(f"gateway      {config.site.gateway}")
-    click.echo(f"epoch        {stats.epoch}")
-    click.echo(f"last seq     {stats.last_seq}")
-    blocks, records = stats.undelivered, stats.undelivered_records
-    click.echo(
-        f"undelivered  {blocks} block{'s' * (blocks != 1)}, {records} record{'s' * (records != 1)}"
-    )
-    click.echo(f"oldest       {'-' if oldest is None else iso_time(oldest)}")
-    click.echo(f"clock        {'synchronized' if clock_synchronized() else 'NOT synchronized'}")
-    # Planned from the site map; the measured figures are in the agent's log
-    # (`rtu_bus_utilization`), as this command does not talk to the running agent.
-    for plan in plan_buses(config, resolve_points(config)):
-        click.echo(f"rtu bus      {plan.describe().removeprefix('rtu bus ')}")
-
-
 def _unit(point: ResolvedPoint) -> str:
     if point.unit == point.canonical_unit:
         return point.unit
@@ -248,4 +221,5 @@ main.add_command(backfill)
 main.add_command(catalogue)
 main.add_command(outbox)
 main.add_command(probe)
+main.add_command(status)
 keys.add_command(rotate)

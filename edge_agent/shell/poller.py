@@ -32,11 +32,13 @@ from drivers.base import (
     Quality,
     RawSample,
 )
+from edge_agent.core.agent_status import DeviceFault
 from edge_agent.core.clockwatch import FLAG as CLOCK_JUMP
 from edge_agent.core.clockwatch import ClockWatch
 from edge_agent.core.normalize import normalize
 from edge_agent.core.points import ResolvedPoint
 from specs.catalogue import Indicator
+from specs.records import Quality as ReadingQuality
 from specs.records import Reading
 
 log = structlog.get_logger("edge_agent.poller")
@@ -121,6 +123,10 @@ class DevicePoller:
         self.first_cycle_done = asyncio.Event()
         self._clock_watch = ClockWatch()
         self.repeats_dropped = 0
+        # For `edge-agent status`: when a good reading last came (wall clock), and what last
+        # went wrong.
+        self.last_good: float | None = None
+        self.last_error: DeviceFault | None = None
 
     async def run(self) -> None:
         """Poll forever; cancel to stop."""
@@ -136,7 +142,7 @@ class DevicePoller:
                         await self._driver.connect()
                     except DriverError as exc:
                         _reraise_cancellation(exc)
-                        self._on_error(error_kind(exc))
+                        self._failed(error_kind(exc), str(exc))
                         retry_at = time.monotonic() + next(backoff)
                         log.warning(
                             "device_unreachable", device=self._driver.device_id, error=str(exc)
@@ -149,7 +155,7 @@ class DevicePoller:
                         samples = await self._driver.read()
                     except DriverError as exc:
                         _reraise_cancellation(exc)
-                        self._on_error(error_kind(exc))
+                        self._failed(error_kind(exc), str(exc))
                         connected = False
                         await self._driver.close()
                         retry_at = time.monotonic() + next(backoff)
@@ -176,10 +182,14 @@ class DevicePoller:
         finally:
             await self._driver.close()
 
+    def _failed(self, kind: str, message: str) -> None:
+        self._on_error(kind)
+        self.last_error = DeviceFault(kind, message, self._wall_clock())
+
     def _count_point_errors(self, samples: list[RawSample]) -> None:
         for sample in samples:
             if sample.error is not None:
-                self._on_error(POINT_ERROR)
+                self._failed(POINT_ERROR, f"{sample.key}: {sample.error}")
 
     def _next_tick(self, previous: float) -> float:
         """The next slot of the cadence; slots already missed are skipped, not bunched."""
@@ -216,4 +226,6 @@ class DevicePoller:
                 self.repeats_dropped += 1  # (see module docstring)
                 continue
             self._last_seen[reading.point] = seen
+            if reading.quality is ReadingQuality.GOOD:
+                self.last_good = self._wall_clock()
             await self._sink(reading)

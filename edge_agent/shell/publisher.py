@@ -111,6 +111,8 @@ class Publisher:
         self._idle = asyncio.Event()
         self.connected = asyncio.Event()
         self.published = 0
+        # When the collector last released blocks with an ACK (wall clock; `edge-agent status`).
+        self.last_ack: float | None = None
         self._next_send = 0.0
         self._last_rescan = 0.0
 
@@ -221,6 +223,7 @@ class Publisher:
             return
         if not released:
             return
+        self.last_ack = time.time()
         # Send order of the block this ACK answers; unknown (already released): assume
         # everything in flight may still arrive and let the ACK timeout catch real losses.
         trigger = self._sent[ack.seq][1] if ack.seq in self._sent else 0

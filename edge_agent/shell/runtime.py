@@ -42,6 +42,7 @@ from edge_agent.shell.poller import DevicePoller, PolledPoint
 from edge_agent.shell.publisher import Publisher, UplinkSettings
 from edge_agent.shell.rotation import CurrentKey, RotationWatcher, complete_rotation
 from edge_agent.shell.sealer import Sealer
+from edge_agent.shell.status_server import AgentStatus, status_service, status_socket_path
 from specs.catalogue import default_catalogue
 from specs.records import Record
 from specs.systemd_notify import notify, watchdog_pings
@@ -358,6 +359,7 @@ async def run_agent(
             config_hash=config_fingerprint(config),
             commands=desk,
         )
+        alarm_stage = await load_alarm_stage(outbox, rules_for_site(config))
         sealer = Sealer(
             outbox,
             queue,
@@ -367,7 +369,7 @@ async def run_agent(
             on_sealed=lambda block: publisher.notify_sealed(block.seq),
             # Alarm state lives in the outbox file: an alarm active before a restart stays
             # active (no second raise) and its clear carries the same alarm_id.
-            alarms=await load_alarm_stage(outbox, rules_for_site(config)),
+            alarms=alarm_stage,
             # Readings a stop on a full disk let go: named by the first block sealed now.
             lost=outbox.unsealed,
         )
@@ -376,7 +378,21 @@ async def run_agent(
         metrics_tasks = await metrics_service(config.metrics, metrics.scraper(outbox))
         buses = RtuBuses()
         pollers = _pollers(config, points, queue, buses, metrics)
-        log_planned(plan_buses(config, points))
+        plans = plan_buses(config, points)
+        log_planned(plans)
+        status = AgentStatus(
+            config,
+            pollers,
+            publisher=publisher,
+            outbox=outbox,
+            buses=buses,
+            plans=plans,
+            alarms=alarm_stage,
+            version=_package_version(),
+            config_hash=config_fingerprint(config),
+        )
+        # `edge-agent status` asks here; an agent whose socket cannot be bound runs without.
+        status_tasks = await status_service(status_socket_path(config), status.snapshot)
         poll_tasks = [
             asyncio.create_task(p.run(), name=f"poll-{d.id}")
             for p, d in zip(pollers, config.devices, strict=True)
@@ -405,6 +421,7 @@ async def run_agent(
                 name="key-rotation",
             ),
             *metrics_tasks,
+            *status_tasks,
         ]
         log.info(
             "agent_started",

@@ -18,6 +18,7 @@ from edge_agent.cli import main
 from edge_agent.config import load_site_config
 from edge_agent.shell.outbox import open_outbox, read_outbox_stats
 from edge_agent.shell.runtime import identity_of
+from edge_agent.status_cli import NOT_RUNNING_EXIT
 from specs.records import Quality, Reading, iso_time
 from specs.signing import load_signing_key, load_verify_key, signing_key_from_seed
 
@@ -165,12 +166,12 @@ def test_run_without_the_collector_key_exits_2_naming_it(site: Path) -> None:
 # --- status -------------------------------------------------------------------------------
 
 
-def test_status_before_any_run_exits_1_with_a_clear_message(site: Path) -> None:
+def test_status_before_any_run_exits_3_with_a_clear_message(site: Path) -> None:
     result = invoke("status", "-c", str(site))
-    assert result.exit_code == 1
+    assert result.exit_code == NOT_RUNNING_EXIT
     outbox = site.parent / "state" / "outbox.db"
-    assert f"{outbox}: no outbox yet (the agent has not run)" in result.stderr
-    assert result.stdout == ""
+    assert "the agent is not running (nobody answers on" in result.stderr
+    assert f"outbox       {outbox}: no outbox yet (the agent has not run)" in result.stdout
     assert not outbox.exists(), "status never creates the outbox"
 
 
@@ -188,13 +189,14 @@ def test_status_reports_the_outbox_after_one_sealed_block(site: Path) -> None:
 
     result = invoke("status", "-c", str(site))
 
-    assert result.exit_code == 0, result.output
+    # No agent runs: the outbox file, the clock and the planned load, with exit status 3.
+    assert result.exit_code == NOT_RUNNING_EXIT, result.output
     lines = dict(re.split(r"\s{2,}", line, maxsplit=1) for line in result.stdout.splitlines())
     assert lines["gateway"] == GATEWAY
     assert lines["epoch"] == epoch
     assert lines["last seq"] == "1"
-    assert re.fullmatch(r"1 blocks?, 1 records?", lines["undelivered"])
-    assert lines["oldest"] == iso_time(1.7e9)
+    assert lines["undelivered"] == "1 block, 1 reading"
+    assert re.fullmatch(r"\d+ d( \d+ h)? ago", lines["oldest"])  # sealed in 2023
     assert lines["clock"] in {"synchronized", "NOT synchronized"}
     # status reads without writing: the outbox is as it was.
     stats = read_outbox_stats(config.outbox.path)

@@ -1,0 +1,209 @@
+"""`edge-agent status -c site.yaml [--json] [--watch [SECONDS]]` (DESIGN sections 6 and 11).
+
+Asks the running agent on its status socket (edge_agent.shell.status_server) and prints
+what it answers: uplink, each device's last good read and last error, the RTU buses' measured
+load, the outbox, the clock and the active alarms. When nobody answers there, it says that
+the agent is not running, shows what the files tell (the outbox, the clock, the planned RTU
+load) and exits with NOT_RUNNING_EXIT, so a script can tell the two apart.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import click
+
+from edge_agent.cli_config import config_option, load_or_exit
+from edge_agent.config import SiteConfig
+from edge_agent.core.agent_status import (
+    SnapshotFormatError,
+    format_age,
+    render_snapshot,
+    snapshot_from_json,
+)
+from edge_agent.core.points import resolve_points
+from edge_agent.shell.buses import plan_buses
+from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.outbox_admin import OutboxAccessError, OutboxSummary, summarize
+from edge_agent.shell.status_server import REQUEST, status_socket_path
+
+NOT_RUNNING_EXIT: Final = 3
+"""Exit status when no agent answers on the status socket (the file view is printed)."""
+FAILED_EXIT: Final = 1
+"""Exit status when the agent answered with an error, or the socket may not be opened."""
+ANSWER_TIMEOUT: Final = 5.0
+"""Seconds the agent has to answer; a busy loop still answers in milliseconds."""
+_MAX_ANSWER_BYTES: Final = 16 * 1024 * 1024
+_CLEAR_SCREEN: Final = "\033[H\033[2J"
+
+
+class _NotRunningError(Exception):
+    """Nobody answers on the status socket."""
+
+
+class _AskFailedError(Exception):
+    """The socket is there but may not be used, or the agent's answer is an error."""
+
+
+def _ask(path: Path) -> dict[str, object]:
+    """The agent's status document (_NotRunningError, _AskFailedError)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(ANSWER_TIMEOUT)
+        try:
+            sock.connect(str(path))
+        except (FileNotFoundError, ConnectionRefusedError):
+            raise _NotRunningError(f"nobody answers on {path}") from None
+        except PermissionError:
+            raise _AskFailedError(
+                f"{path}: permission denied (run this as the agent's user, or root)"
+            ) from None
+        try:
+            sock.sendall(REQUEST)
+            answer = _read_all(sock)
+        except TimeoutError:
+            raise _NotRunningError(f"no answer on {path} within {ANSWER_TIMEOUT:g} s") from None
+        except ConnectionError as exc:
+            raise _NotRunningError(f"{path}: {exc}") from None
+    try:
+        document = json.loads(answer)
+    except ValueError:
+        raise _AskFailedError(f"{path}: the answer is not JSON") from None
+    if not isinstance(document, dict):
+        raise _AskFailedError(f"{path}: the answer is not a JSON object")
+    if "error" in document:
+        raise _AskFailedError(f"the agent says: {document['error']}")
+    return document
+
+
+def _read_all(sock: socket.socket) -> bytes:
+    chunks: list[bytes] = []
+    size = 0
+    while chunk := sock.recv(65536):
+        chunks.append(chunk)
+        size += len(chunk)
+        if size > _MAX_ANSWER_BYTES:
+            raise _AskFailedError("the answer is implausibly long")
+    return b"".join(chunks)
+
+
+@dataclass(frozen=True, slots=True)
+class _View:
+    """One look at the agent: what to print, and the exit status it earns."""
+
+    text: str
+    exit_code: int
+
+
+def _running_view(document: dict[str, object], *, as_json: bool) -> _View:
+    if as_json:
+        return _View(json.dumps(document, ensure_ascii=False), 0)
+    try:
+        return _View(render_snapshot(snapshot_from_json(document)), 0)
+    except SnapshotFormatError as exc:
+        return _View(f"the agent's answer cannot be read: {exc}", FAILED_EXIT)
+
+
+def _file_view(config: SiteConfig, why: str, *, as_json: bool) -> _View:
+    """What can be told without the agent: the outbox file, the clock, the planned RTU load."""
+    plans = plan_buses(config, resolve_points(config))
+    synchronized = clock_synchronized()
+    summary: OutboxSummary | None = None
+    outbox_problem: str | None = None
+    try:
+        summary = summarize(config.outbox.path, max_bytes=config.outbox.max_bytes, now=time.time())
+    except OutboxAccessError as exc:
+        outbox_problem = str(exc)
+    if as_json:
+        document = {
+            "running": False,
+            "why": why,
+            "gateway": config.site.gateway,
+            "clock": {"synchronized": synchronized},
+            "outbox": None if summary is None else summary.to_json(),
+            "outbox_problem": outbox_problem,
+            "rtu_buses_planned": [
+                {"port": plan.port, "utilization": round(plan.utilization, 4)} for plan in plans
+            ],
+        }
+        return _View(json.dumps(document, ensure_ascii=False), NOT_RUNNING_EXIT)
+    lines = [f"gateway      {config.site.gateway}"]
+    if summary is None:
+        lines.append(f"outbox       {outbox_problem}")
+    else:
+        blocks, readings = summary.undelivered_blocks, summary.undelivered_readings
+        age = summary.oldest_undelivered_age_s
+        lines += [
+            f"epoch        {summary.epoch}",
+            f"last seq     {summary.last_seq}",
+            (
+                f"undelivered  {blocks} block{'s' * (blocks != 1)},"
+                f" {readings} reading{'s' * (readings != 1)}"
+            ),
+            f"oldest       {'-' if age is None else f'{format_age(age)} ago'}",
+        ]
+    lines.append(f"clock        {'synchronized' if synchronized else 'NOT synchronized'}")
+    lines += [f"rtu bus      {plan.describe().removeprefix('rtu bus ')}" for plan in plans]
+    return _View("\n".join(lines), NOT_RUNNING_EXIT)
+
+
+def _look(config: SiteConfig, path: Path, *, as_json: bool) -> _View:
+    try:
+        document = _ask(path)
+    except _AskFailedError as exc:
+        return _View(str(exc), FAILED_EXIT)
+    except _NotRunningError as exc:
+        why = f"the agent is not running ({exc}); what the files say:"
+        click.echo(f"edge-agent status: {why}", err=True)
+        return _file_view(config, str(exc), as_json=as_json)
+    return _running_view(document, as_json=as_json)
+
+
+@click.command()
+@config_option
+@click.option("--json", "as_json", is_flag=True, help="Print the agent's status document.")
+@click.option(
+    "--watch",
+    type=click.FloatRange(min=0.2),
+    is_flag=False,
+    flag_value=2.0,
+    default=None,
+    metavar="[SECONDS]",
+    help="Look again every SECONDS (2 when not given) until Ctrl-C.",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="With --watch: stop after this many looks.",
+)
+def status(config_path: Path, as_json: bool, watch: float | None, count: int | None) -> None:
+    """Ask the running agent: uplink, devices, RTU buses, outbox, clock, active alarms.
+
+    Exit 0 when the agent answered, 3 when it is not running (the outbox file, the clock
+    and the planned RTU load are shown instead), 1 when it answered with an error or its
+    socket may not be opened. --watch ends with the status of its last look.
+    """
+    config = load_or_exit(config_path)
+    path = status_socket_path(config)
+    looks = 1 if watch is None else count
+    done = 0
+    view = _View("", 0)
+    try:
+        while looks is None or done < looks:
+            if done:
+                time.sleep(watch or 0.0)
+            view = _look(config, path, as_json=as_json)
+            done += 1
+            # A terminal gets the screen redrawn; a pipe or --json gets one view after another.
+            if watch is not None and not as_json and sys.stdout.isatty():
+                click.echo(_CLEAR_SCREEN, nl=False)
+            click.echo(view.text, err=view.exit_code == FAILED_EXIT)
+    except KeyboardInterrupt:
+        pass  # how --watch ends
+    raise click.exceptions.Exit(view.exit_code)

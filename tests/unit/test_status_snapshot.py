@@ -1,0 +1,200 @@
+"""The status snapshot: its JSON both ways, the devices' states, and the text a person reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import pytest
+
+from edge_agent.core.agent_status import (
+    AgentSnapshot,
+    AlarmStatus,
+    BusStatus,
+    DeviceFault,
+    DeviceStatus,
+    OutboxStatus,
+    SnapshotFormatError,
+    UplinkStatus,
+    format_age,
+    render_snapshot,
+    snapshot_from_json,
+)
+from hostkit.tables import display_width
+
+T = 1_780_000_000.0  # whole milliseconds: the JSON carries times to the millisecond
+
+
+def snapshot(**changes: Any) -> AgentSnapshot:
+    base = AgentSnapshot(
+        gateway="91360100MA0000001X-GW01",
+        version="0.9.0",
+        config="0123456789abcdef",
+        pid=4242,
+        started=T - 3600,
+        t=T,
+        clock_synchronized=True,
+        uplink=UplinkStatus(
+            "mqtts://broker.example:8883", connected=True, last_ack=T - 1.5, published=120
+        ),
+        outbox=OutboxStatus("e1", 120, 2, 7, T - 4.25),
+        devices=(
+            DeviceStatus("plc-1", "modbus_tcp", T - 0.5, None),
+            DeviceStatus(
+                "gas-2", "serial", T - 90, DeviceFault("timeout", "气体探测器 无应答", T - 2)
+            ),
+            DeviceStatus("opc-3", "opcua", None, None),
+        ),
+        buses=(BusStatus("/dev/ttyUSB0", 0.4321, 3600, 1000, 3, 0, 0.38),),
+        alarms=(AlarmStatus("F001-PC-01/over_staff", "F001-PC-01/over_staff/e1.1", "超员", "t"),),
+    )
+    return dataclasses.replace(base, **changes)
+
+
+def test_the_json_reads_back_as_the_same_snapshot() -> None:
+    original = snapshot()
+    document = json.loads(json.dumps(original.to_json()))
+    assert snapshot_from_json(document) == original
+    assert document["running"] is True
+    assert document["outbox"]["oldest_undelivered_age_s"] == 4.25
+    assert document["devices"][1]["state"] == "failing"
+    assert document["devices"][1]["last_error"] == {
+        "kind": "timeout",
+        "message": "气体探测器 无应答",
+        "at": "2026-05-28T20:26:38.000+00:00",
+    }
+    empty = snapshot(devices=(), buses=(), alarms=(), version=None)
+    assert snapshot_from_json(json.loads(json.dumps(empty.to_json()))) == empty
+
+
+@pytest.mark.parametrize(
+    ("last_good", "error_at", "state"),
+    [
+        (None, None, "waiting"),
+        (T, None, "ok"),
+        (T, T - 1, "ok"),  # recovered since its last error
+        (T, T, "ok"),  # a point read bad in a read that gave good readings too
+        (T - 1, T, "failing"),
+        (None, T, "failing"),
+    ],
+)
+def test_a_device_fails_when_its_last_error_is_newer_than_its_last_good_read(
+    last_good: float | None, error_at: float | None, state: str
+) -> None:
+    fault = None if error_at is None else DeviceFault("connection", "refused", error_at)
+    assert DeviceStatus("d", "modbus_tcp", last_good, fault).state == state
+
+
+@pytest.mark.parametrize(
+    ("path", "breakage", "message"),
+    [
+        (("uplink",), lambda o: o.pop("connected"), "status.uplink.connected: missing"),
+        ((), lambda o: o.update(pid="4242"), "status.pid: not an integer"),
+        ((), lambda o: o.update(t="yesterday"), "status.t: not an ISO 8601 time"),
+        (("clock",), lambda o: o.update(synchronized=1), "status.clock.synchronized: not true"),
+        ((), lambda o: o.update(devices={}), "status.devices: not a list"),
+        (
+            ("devices", 1, "last_error"),
+            lambda o: o.update(at=None),
+            "status.devices[1].last_error.at: not a string",
+        ),
+    ],
+)
+def test_a_broken_document_is_refused_naming_where(
+    path: tuple[str | int, ...], breakage: Any, message: str
+) -> None:
+    document = json.loads(json.dumps(snapshot().to_json()))
+    part = document
+    for key in path:
+        part = part[key]
+    breakage(part)
+    with pytest.raises(SnapshotFormatError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        snapshot_from_json(document)
+
+
+def test_not_an_object_is_refused() -> None:
+    with pytest.raises(SnapshotFormatError, match="status: not an object"):
+        snapshot_from_json([])
+
+
+def test_the_text_names_everything_a_technician_asks_about() -> None:
+    text = render_snapshot(snapshot())
+    lines = text.splitlines()
+    assert lines[0] == (
+        "gateway   91360100MA0000001X-GW01 (pid 4242, up 60 min, version 0.9.0,"
+        " config 0123456789abcdef)"
+    )
+    assert lines[1] == "uplink    connected to mqtts://broker.example:8883, last ACK 1.5 s ago"
+    assert lines[2] == "clock     synchronized"
+    assert lines[3] == (
+        "outbox    epoch e1, last seq 120, 2 undelivered blocks (7 records), oldest 4.2 s ago"
+    )
+    assert (
+        "gas-2   serial      failing  90 s ago        timeout 2.0 s ago: 气体探测器 无应答" in lines
+    )
+    assert "opc-3   opcua       waiting  never           -" in lines
+    assert "/dev/ttyUSB0  43.2%     60 min  38.0%    1000          3         0" in lines
+    assert "no active alarms" not in text
+    bare = render_snapshot(
+        snapshot(
+            alarms=(),
+            buses=(),
+            clock_synchronized=False,
+            uplink=UplinkStatus(
+                "mqtt://127.0.0.1:1883", connected=False, last_ack=None, published=0
+            ),
+            outbox=OutboxStatus("e1", 0, 0, 0, None),
+        )
+    )
+    assert "uplink    NOT connected to mqtt://127.0.0.1:1883, last ACK never" in bare
+    assert "clock     NOT synchronized" in bare
+    assert "0 undelivered blocks (0 records), oldest -" in bare
+    assert bare.endswith("no active alarms")
+    assert "rtu bus" not in bare
+
+
+def test_wide_characters_keep_the_columns_aligned() -> None:
+    lines = render_snapshot(snapshot()).splitlines()
+    header = next(line for line in lines if line.startswith("active alarm"))
+    (row,) = [line for line in lines if line.startswith("F001-PC-01/over_staff ")]
+    # "超员" takes four cells: the raised time after it starts under its header all the same.
+    assert display_width(row[: row.index(" t ") + 1]) == display_width(
+        header[: header.index("raised")]
+    )
+
+
+def test_a_long_error_is_shortened_in_the_table_but_not_in_the_json() -> None:
+    long = "x" * 200
+    device = DeviceStatus("d", "modbus_tcp", None, DeviceFault("other", long, T))
+    shown = render_snapshot(snapshot(devices=(device,)))
+    assert long not in shown
+    assert "…" in shown
+    assert snapshot(devices=(device,)).to_json()["devices"] == [
+        {
+            "device": "d",
+            "driver": "modbus_tcp",
+            "state": "failing",
+            "last_good": None,
+            "last_error": {"kind": "other", "message": long, "at": "2026-05-28T20:26:40.000+00:00"},
+        }
+    ]
+
+
+@pytest.mark.parametrize(
+    ("seconds", "shown"),
+    [
+        (-1, "0.0 s"),
+        (0.44, "0.4 s"),
+        (12.4, "12 s"),
+        (119, "119 s"),
+        (120, "2 min"),
+        (7199, "119 min"),
+        (7200, "2 h"),
+        (3 * 3600 + 20 * 60, "3 h 20 min"),
+        (48 * 3600, "2 d"),
+        (52 * 3600, "2 d 4 h"),
+    ],
+)
+def test_ages_read_like_a_person_says_them(seconds: float, shown: str) -> None:
+    assert format_age(seconds) == shown
