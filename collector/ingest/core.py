@@ -66,6 +66,11 @@ MAX_INTEGER: Final = 2**63 - 1  # SQLite INTEGER and PostgreSQL bigint
 # How far a heartbeat's own time may be from its arrival: ten default heartbeat intervals,
 # room for an agent clock a few minutes off, and the longest a recorded one can be replayed.
 STATUS_TOLERANCE: Final = 300.0
+# What an audit row keeps of a rejected message's topic and of the gateway named in it. MQTT
+# topics run to 65,535 bytes and anyone who can publish picks them: kept whole, each of the
+# (capped) rows of a flood held 180 KB. Contract topics are under 100 characters, ids 23.
+MAX_AUDIT_TOPIC: Final = 256
+MAX_AUDIT_NAME: Final = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,10 +127,11 @@ def _verify_key(pem: bytes) -> VerifyKey:
 
 
 def _audit(message: Inbound, reason: Reason, detail: str) -> AuditEntry:
+    gateway = message.gateway
     return AuditEntry(
         at=message.received_at,
-        gateway=message.gateway,
-        topic=message.topic,
+        gateway=None if gateway is None else gateway[:MAX_AUDIT_NAME],
+        topic=message.topic[:MAX_AUDIT_TOPIC],
         reason=reason,
         detail=detail[:MAX_DETAIL],
         payload_hash=block_hash(message.payload),
