@@ -20,6 +20,7 @@ from collector.pki.tls import client_context
 from collector.sites import PushHistory, publish_command, push_command, push_detail, site_history
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
+from hostkit.tables import render_row
 from specs.durations import parse_duration
 from specs.records import iso_time
 from specs.signing import SigningKey
@@ -139,7 +140,7 @@ def _line(entry: PushHistory) -> str:
     pushed = "-" if entry.pushed_at is None else iso_time(entry.pushed_at)
     why = _why(entry.results[-1]) if entry.results else ""
     cells = (entry.version or "-", pushed, entry.by or "-", entry.result, why)
-    return "  ".join(f"{cell:{width}}" for cell, width in zip(cells, _WIDTHS, strict=True)).rstrip()
+    return render_row(cells, _WIDTHS)
 
 
 @sites.command("history")
@@ -155,6 +156,6 @@ def sites_history(config_path: Path, gateway_id: str, as_json: bool) -> None:
         click.echo(json.dumps(body, ensure_ascii=False))
         return
     header = ("VERSION", "PUSHED", "BY", "RESULT", "DETAIL")
-    click.echo("  ".join(f"{cell:{width}}" for cell, width in zip(header, _WIDTHS, strict=True)))
+    click.echo(render_row(header, _WIDTHS))
     for entry in history:
         click.echo(_line(entry))
