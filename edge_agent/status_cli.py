@@ -200,9 +200,13 @@ def status(config_path: Path, as_json: bool, watch: float | None, count: int | N
                 time.sleep(watch or 0.0)
             view = _look(config, path, as_json=as_json)
             done += 1
-            # A terminal gets the screen redrawn; a pipe or --json gets one view after another.
-            if watch is not None and not as_json and sys.stdout.isatty():
-                click.echo(_CLEAR_SCREEN, nl=False)
+            # A terminal gets the screen redrawn; a pipe gets one view after another (text
+            # views a blank line apart, JSON one document a line).
+            if watch is not None and not as_json:
+                if sys.stdout.isatty():
+                    click.echo(_CLEAR_SCREEN, nl=False)
+                elif done > 1:
+                    click.echo("")
             click.echo(view.text, err=view.exit_code == FAILED_EXIT)
     except KeyboardInterrupt:
         pass  # how --watch ends
