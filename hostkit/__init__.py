@@ -4,6 +4,7 @@
 libraries only, never either program (tests/unit/test_dependency_rule.py enforces it). What
 lives here is a host chore, not a program's logic: the `-c/--config` option and loading a YAML
 config or exiting 2 (`configfile`), logging set-up (`logs`), key files on disk (`keyfiles`),
-tables for a terminal (`tables`), and the conventions every command line follows
+tables for a terminal (`tables`), systemd's READY/WATCHDOG/STOPPING notifications
+(`systemd_notify`), and the conventions every command line follows
 (`commandline`: `-h`, `--version`, `--log-format`, `GANZHI_` environment variables).
 """

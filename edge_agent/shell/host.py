@@ -1,4 +1,4 @@
-"""What the agent asks of its host: is the clock synchronized (systemd: specs.systemd_notify)."""
+"""What the agent asks of its host: is the clock synchronized (systemd: hostkit.systemd_notify)."""
 
 from __future__ import annotations
 

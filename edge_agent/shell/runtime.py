@@ -43,9 +43,9 @@ from edge_agent.shell.publisher import Publisher, UplinkSettings
 from edge_agent.shell.rotation import CurrentKey, RotationWatcher, complete_rotation
 from edge_agent.shell.sealer import Sealer
 from edge_agent.shell.status_server import AgentStatus, status_service, status_socket_path
+from hostkit.systemd_notify import notify, watchdog_pings
 from specs.catalogue import default_catalogue
 from specs.records import Record
-from specs.systemd_notify import notify, watchdog_pings
 from specs.topics import GatewayTopics
 
 log = structlog.get_logger("edge_agent.runtime")

@@ -324,7 +324,7 @@ def test_the_readme_and_the_units_agree() -> None:
     agent = parse_unit(agent_unit)
     assert one(agent, "Service", "Type") == "notify"
     assert agent_sends("READY=1")
-    # A watchdog needs WATCHDOG=1 keep-alives (specs.systemd_notify.watchdog_pings); without
+    # A watchdog needs WATCHDOG=1 keep-alives (hostkit.systemd_notify.watchdog_pings); without
     # them systemd would kill a healthy agent (tests/e2e/test_service_notify.py runs them).
     assert ("WatchdogSec" in agent["Service"]) == agent_sends("watchdog_pings(")
     # The stop timeout is the 5 s, and the agent's own budget fits inside it.

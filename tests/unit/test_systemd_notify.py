@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from specs.systemd_notify import notify, watchdog_period, watchdog_pings
+from hostkit.systemd_notify import notify, watchdog_period, watchdog_pings
 
 PERIOD_USEC = 200_000  # pings every 0.1 s
 INTERVAL = PERIOD_USEC / 1_000_000 / 2

@@ -11,9 +11,7 @@ had its last release in 2017 and has no watchdog support, and `systemd-python` c
 against libsystemd's headers (libsystemd-dev, pkg-config, a C compiler), which a fresh machine
 with only Python lacks; both would still leave the keep-alive task to us.
 
-This is host code, not wire contract: it lives in `specs` only because `specs` is the one
-package both programs may import; it belongs in the host layer (DESIGN section 2) once that
-exists. It imports nothing of ours.
+Host code both programs share, so it lives in the host layer; it imports nothing of ours.
 """
 
 from __future__ import annotations
