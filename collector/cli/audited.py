@@ -2,22 +2,51 @@
 
 from __future__ import annotations
 
-import getpass
+import os
+import pwd
 import time
+from pathlib import Path
+from typing import Final
 
 from collector.audit.chain import Action, ActionEntry
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
 
-UNKNOWN_OPERATOR = "?"
+LOGIN_UID: Final = Path("/proc/self/loginuid")
+_NO_LOGIN: Final = 4294967295  # (uid_t)-1: no login session (a service, a container)
+
+
+def _user(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:  # no passwd entry (containers): the number says who
+        return str(uid)
+
+
+def _login_uid() -> int | None:
+    """Who logged in to this session (set at login; `sudo` and `runuser` keep it), if known."""
+    try:
+        uid = int(LOGIN_UID.read_text().strip())
+    except (OSError, ValueError):
+        return None
+    return None if uid == _NO_LOGIN else uid
+
+
+def operator_name(uid: int, login: int | None) -> str:
+    """`cli:<user of uid>`, and `(login <user>)` when someone else logged in to the session."""
+    named = f"cli:{_user(uid)}"
+    if login is None or login in (uid, _NO_LOGIN):
+        return named
+    return f"{named} (login {_user(login)})"
 
 
 def operator() -> str:
-    """The operating-system user running this command (`?` when the system cannot say)."""
-    try:
-        return f"cli:{getpass.getuser()}"
-    except (OSError, KeyError):  # no login name, no passwd entry (containers)
-        return f"cli:{UNKNOWN_OPERATOR}"
+    """The operating-system user running this command, by its real uid.
+
+    Not `getpass.getuser()`: it reads LOGNAME and USER first, which whoever runs the command
+    sets at will, and an audit row must not name whom the caller chose.
+    """
+    return operator_name(os.getuid(), _login_uid())
 
 
 async def record_action(
