@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -85,6 +86,39 @@ def test_the_agent_reaches_serial_ports_the_collector_no_device() -> None:
     # The agent reads the kernel's clock state (adjtimex, modes 0): its filter lets it through.
     assert agent["SystemCallFilter"][-1] == "adjtimex"
     assert "ProtectClock" not in agent
+
+
+# Run with W+X memory refused (tests/support/mdwe.py): the guard is on (a W+X mapping fails),
+# and both signature algorithms (SM2 through tongsuopy's C library too) and TLS still work.
+WITHOUT_WX = """
+import mmap, ssl
+from tests.support.mdwe import write_execute_denied
+from specs.signing import generate_signing_key, load_signing_key, private_pem
+assert write_execute_denied()
+try:
+    mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)
+except PermissionError:
+    pass
+else:
+    raise SystemExit("a W+X mapping was allowed")
+for alg in ("ed25519", "sm2-sm3"):
+    key = load_signing_key(private_pem(generate_signing_key(alg)))
+    key.public().verify(key.sign(b"payload"), b"payload")
+ssl.create_default_context()
+print("ok")
+"""
+
+
+def test_signing_and_tls_work_without_write_execute_memory() -> None:
+    python = sys.executable
+    done = subprocess.run(
+        [python, str(REPO / "tests/support/mdwe.py"), python, "-c", WITHOUT_WX],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert (done.returncode, done.stdout) == (0, "ok\n"), done.stderr
 
 
 def test_sysusers_creates_the_units_user(tmp_path: Path) -> None:
