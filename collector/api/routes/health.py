@@ -3,10 +3,13 @@
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
+import structlog
 from fastapi import APIRouter, HTTPException, status
 
 from collector.api.models import Health
 from collector.storage.base import Storage, StorageError
+
+log = structlog.get_logger("collector.api")
 
 
 def create_router(storage: Storage) -> APIRouter:
@@ -21,8 +24,13 @@ def create_router(storage: Storage) -> APIRouter:
         try:
             await storage.ping()
         except StorageError as exc:
-            # What a load balancer takes this collector out of rotation for: not a 500.
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+            # What a load balancer takes this collector out of rotation for: not a 500. The
+            # error goes to the log only: this route answers anyone, and the error names the
+            # database's user, address and name (or file).
+            log.warning("healthz_storage_unavailable", error=str(exc))
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "the database does not answer"
+            ) from None
         return Health(status="ok")
 
     return router
