@@ -6,7 +6,8 @@ for this gateway, before its `not_after`, with a nonce not seen before; anything
 ignored with the reason (`specs.command.IgnoredReason`). A pushed map passes the same checks
 as a local file (errors `pushed:<version>:LINE: key: message`) and must keep what ties the
 gateway to its collector: `site`, `signing`, `uplink` and `outbox` stay as they are, so a
-map cannot move a gateway's identity, keys or outbox, nor cut it off its broker.
+map cannot move a gateway's identity, keys or outbox, nor cut it off its broker. Nor can it
+send a password read from a file to an endpoint the running map does not send it to.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
-from edge_agent.config import SiteConfig, parse_site_config
+from edge_agent.config import OpcUaDevice, SiteConfig, parse_site_config
 from edge_agent.core.trusted_keys import TrustedKeys
 from specs.command import (
     CommandFormatError,
@@ -25,10 +26,14 @@ from specs.command import (
     decode_command,
 )
 from specs.signing import SignatureError, signature_from_properties
-from specs.yamlconf import ConfigError, ConfigIssue, parse_yaml
+from specs.yamlconf import ConfigError, ConfigIssue, format_path, parse_yaml
 
 FIXED_SECTIONS: Final = ("site", "signing", "uplink", "outbox")
 """Sections a pushed map must leave as the running map has them."""
+SENT_ELSEWHERE: Final = (
+    "a pushed map sends a password read from a file only to an endpoint the running map sends"
+    " it to (give a new password as password:, or edit the site file on the gateway)"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,18 +115,49 @@ def check_pushed_map(
         if getattr(pushed, key).model_dump(warnings=False)
         != getattr(running, key).model_dump(warnings=False)
     ]
-    if not changed:
+    leaking = _secrets_sent_elsewhere(pushed, running)
+    if not changed and not leaking:
         return pushed
     lines = parse_yaml(command.site_yaml, name)
-    return tuple(
-        str(
-            ConfigIssue(
-                name,
-                lines.line_of((key,)),
-                key,
-                "must stay as the running map has it (a pushed map cannot change the"
-                " gateway's identity, keys, uplink or outbox)",
-            )
+    issues = [
+        ConfigIssue(
+            name,
+            lines.line_of((key,)),
+            key,
+            "must stay as the running map has it (a pushed map cannot change the"
+            " gateway's identity, keys, uplink or outbox)",
         )
         for key in changed
-    )
+    ]
+    issues += [
+        ConfigIssue(name, lines.line_of(path), format_path(path), SENT_ELSEWHERE)
+        for path in leaking
+    ]
+    return tuple(str(issue) for issue in issues)
+
+
+def _file_secrets(config: SiteConfig) -> set[tuple[str, str]]:
+    """(endpoint, password) of each device that reads its password from a file."""
+    return {
+        (device.endpoint, device.password_file.get_secret_value())
+        for device in config.devices
+        if isinstance(device, OpcUaDevice) and device.password_file is not None
+    }
+
+
+def _secrets_sent_elsewhere(pushed: SiteConfig, running: SiteConfig) -> list[tuple[str, int, str]]:
+    """The `password_file` keys of the pushed map that send a file's content somewhere new.
+
+    Any private file the agent can read passes as a password file (the gateway's own signing
+    key too): a pushed map free to pair one with an endpoint of its choosing would hand that
+    file to whoever listens there. The secrets on the gateway go where the running map sends
+    them, and nowhere else.
+    """
+    allowed = _file_secrets(running)
+    return [
+        ("devices", index, "password_file")
+        for index, device in enumerate(pushed.devices)
+        if isinstance(device, OpcUaDevice)
+        and device.password_file is not None
+        and (device.endpoint, device.password_file.get_secret_value()) not in allowed
+    ]
