@@ -55,6 +55,10 @@ def server_config(app: ASGIApp, limits: RequestLimits) -> uvicorn.Config:
         http="h11",
         h11_max_incomplete_event_size=limits.header_bytes,
         limit_concurrency=limits.connections,
+        # The client is the connection's peer. uvicorn would otherwise believe X-Forwarded-For
+        # on connections from 127.0.0.1, and anyone on this host could name a new address per
+        # request, each with a full rate-limit bucket.
+        proxy_headers=False,
         log_config=None,
         access_log=False,
         lifespan="off",
