@@ -317,6 +317,8 @@ class LimitsConfig(ConfigModel):
     header_bytes: Annotated[int, Field(strict=True, ge=1024, le=1_048_576)] = 16_384
     header_count: Annotated[int, Field(strict=True, ge=8, le=10_000)] = 100
     connections: Annotated[int, Field(strict=True, ge=1)] = 512
+    head_timeout: Annotated[Duration, duration_bounds(above=0)] = 10.0
+    connections_per_address: Annotated[int, Field(strict=True, ge=1)] = 64
 
     @model_validator(mode="after")
     def _url_within_headers(self) -> Self:
@@ -334,6 +336,8 @@ class LimitsConfig(ConfigModel):
             header_bytes=self.header_bytes,
             header_count=self.header_count,
             connections=self.connections,
+            head_timeout=self.head_timeout,
+            connections_per_address=self.connections_per_address,
         )
 
 

@@ -6,17 +6,30 @@ connection, before the app could render a problem document); `connections` bound
 connections and tasks (`limit_concurrency`; beyond it uvicorn answers 503). The h11 parser is
 chosen explicitly: only it takes the header bound, and uvicorn would pick httptools whenever
 that happens to be installed.
+
+`connections` alone let a few slow clients take the API from everyone: sockets that send a
+request line and then a header line now and then are held open for ever (uvicorn has no
+deadline for a request's head), and the rate limits only see whole requests. `BoundedH11`
+adds the two bounds every HTTP server has for this: `head_timeout` for a head to arrive whole,
+and `connections_per_address` for one client (by `ratelimit.client_key`).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import socket
 from collections.abc import Iterator
+from typing import Any
 
+import h11
 import uvicorn
 from starlette.types import ASGIApp
+from uvicorn.protocols.http.h11_impl import H11Protocol
+from uvicorn.server import ServerState
 
+from collector.api.ratelimit import client_key
 from collector.api.sizes import RequestLimits
 
 
@@ -27,6 +40,76 @@ class ApiServer(uvicorn.Server):
     def capture_signals(self) -> Iterator[None]:
         """Leave signals alone."""
         yield
+
+
+class BoundedH11(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's head and a per-address cap."""
+
+    def __init__(
+        self,
+        config: uvicorn.Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+        *,
+        head_timeout: float,
+        per_address: int,
+    ) -> None:
+        super().__init__(config, server_state, app_state, _loop)
+        self._head_timeout = head_timeout
+        self._per_address = per_address
+        self._head_deadline: asyncio.TimerHandle | None = None
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        """Admit the connection within its address's share, and wait for a head."""
+        super().connection_made(transport)
+        if self.client is not None and self._held_by_address() > self._per_address:
+            transport.close()
+            return
+        self._await_head()
+
+    def data_received(self, data: bytes) -> None:
+        """Parse as uvicorn does; a whole head ends the wait."""
+        super().data_received(data)
+        if self.conn.their_state is not h11.IDLE:
+            self._stop_waiting()
+
+    def on_response_complete(self) -> None:
+        """As uvicorn does; then the next head must come in time (pipelined: it may have)."""
+        super().on_response_complete()
+        if not self.transport.is_closing() and self.conn.their_state is h11.IDLE:
+            self._await_head()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        """As uvicorn does, with no deadline left behind."""
+        self._stop_waiting()
+        super().connection_lost(exc)
+
+    def _held_by_address(self) -> int:
+        mine = client_key(str(self.client[0])) if self.client else None
+        return sum(
+            1
+            for other in self.connections
+            if isinstance(other, BoundedH11)
+            and other.client is not None
+            and client_key(str(other.client[0])) == mine
+        )
+
+    def _await_head(self) -> None:
+        self._stop_waiting()
+        self._head_deadline = self.loop.call_later(self._head_timeout, self._head_too_slow)
+
+    def _stop_waiting(self) -> None:
+        if self._head_deadline is not None:
+            self._head_deadline.cancel()
+            self._head_deadline = None
+
+    def _head_too_slow(self) -> None:
+        self._head_deadline = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            with contextlib.suppress(h11.LocalProtocolError):
+                self.conn.send(h11.ConnectionClosed())
+            self.transport.close()
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -52,7 +135,11 @@ def server_config(app: ASGIApp, limits: RequestLimits) -> uvicorn.Config:
     """The uvicorn settings of the API: quiet (structlog logs what matters) and bounded."""
     return uvicorn.Config(
         app,
-        http="h11",
+        http=functools.partial(  # type: ignore[arg-type] # uvicorn calls it like a class
+            BoundedH11,
+            head_timeout=limits.head_timeout,
+            per_address=limits.connections_per_address,
+        ),
         h11_max_incomplete_event_size=limits.header_bytes,
         limit_concurrency=limits.connections,
         # The client is the connection's peer. uvicorn would otherwise believe X-Forwarded-For

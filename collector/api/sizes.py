@@ -36,6 +36,11 @@ class RequestLimits:
     header_count: int = 100
     connections: int = 512
     """Open connections and tasks at once; uvicorn answers 503 beyond (enforced by uvicorn)."""
+    head_timeout: float = 10.0
+    """Seconds for a request line and its headers to arrive whole, from the connection's start
+    or the previous answer; past it the server closes the connection (collector.api.server)."""
+    connections_per_address: int = 64
+    """Connections one client address (IPv6: its /64) holds at once; more are closed at once."""
 
 
 def header_size(scope: Scope) -> tuple[int, int]:
