@@ -30,7 +30,9 @@ def read_secret_file(path: Path) -> SecretStr:
     try:
         # O_NOFOLLOW is not used: secrets are often symlinked (systemd credentials); the
         # mode checked is the target's, read through the descriptor actually read.
-        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        # O_NONBLOCK: opening a FIFO or a serial line would wait for its other end (a pushed
+        # map is checked on the agent's loop); a regular file reads the same with it.
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
     except FileNotFoundError:
         raise SecretFileError(f"secret file {path} does not exist") from None
     except OSError as exc:
