@@ -11,7 +11,7 @@ SITE ?= tankfarm
 # make demo STORAGE=postgresql stores into a fresh database ganzhi_demo on 127.0.0.1:5432.
 STORAGE ?= sqlite
 
-.PHONY: demo test lint bench install broker chromium systemd postgres clean
+.PHONY: demo test lint bench install broker chromium systemd prometheus postgres clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): apt-get install python3.11 python3.11-venv"; exit 1; }
@@ -45,6 +45,16 @@ systemd:
 	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq systemd >/dev/null; \
 	else echo "systemd-analyze is missing: run  sudo apt-get install systemd  and try again"; exit 1; fi
 
+# Debian's Prometheus for the dashboard's test (tests/e2e/test_dashboard_prometheus.py runs the
+# binary itself on a free loopback port), installed like mosquitto but without its recommended
+# node exporter, and the service the package starts under systemd is stopped and disabled.
+PROMETHEUS_OFF := if [ -d /run/systemd/system ]; then systemctl disable --now prometheus >/dev/null 2>&1 || true; fi
+prometheus:
+	@if command -v prometheus >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null && $(PROMETHEUS_OFF); \
+	elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null && sudo sh -c '$(PROMETHEUS_OFF)'; \
+	else echo "prometheus is missing: run  sudo apt-get install prometheus  and try again"; exit 1; fi
+
 # PostgreSQL is a server the machine runs (tests create and drop their own databases on it):
 # say clearly when it is not there, before any test runs.
 postgres: install
@@ -53,7 +63,7 @@ postgres: install
 demo: install broker
 	$(BIN)/python -m demo --site $(SITE) --storage $(STORAGE) $(if $(DURATION),--duration $(DURATION),)
 
-test: install broker chromium systemd postgres
+test: install broker chromium systemd prometheus postgres
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
