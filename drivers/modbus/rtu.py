@@ -59,11 +59,11 @@ from drivers.modbus.timing import (
     silent_interval,
 )
 from drivers.serial.checksum import crc16_modbus
-from drivers.serial.port import SerialPort
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
+    from drivers.serial.port import SerialPort
     from drivers.serial.settings import SerialSettings
 
 __all__ = [
@@ -435,6 +435,10 @@ class RtuBus:
 
     def _open(self) -> None:
         """Open the port and reset the line state."""
+        # pyserial is loaded by the first bus that opens, not by every agent that imports the
+        # bus planner (G7: a Modbus TCP site never needs it).
+        from drivers.serial.port import SerialPort  # noqa: PLC0415
+
         self._lost = None
         self._rx.clear()
         self._port = SerialPort.open(self.settings, self._on_data, self._on_lost)

@@ -74,17 +74,15 @@ from drivers.base import (
     RawSample,
 )
 from drivers.opcua.model import (
+    OpcUaSecurityError,
     ReadMode,
     SecurityMode,
     SecurityPolicy,
     UaPoint,
     UaSecurity,
     UaValue,
-    epoch_seconds,
-    quality_of,
-    status_name,
-    to_sample,
 )
+from drivers.opcua.samples import epoch_seconds, quality_of, status_name, to_sample
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -142,14 +140,6 @@ _LINK_CODES = frozenset(
         "BadTooManySessions",
     }
 )
-
-
-class OpcUaSecurityError(DriverConnectionError):
-    """The secure channel or session was refused: certificate, policy, mode or user.
-
-    A DriverConnectionError, so a poll loop backs off and retries (a certificate may be
-    trusted on the server later), but worth showing a technician as its own kind.
-    """
 
 
 @dataclass(slots=True)

@@ -1,39 +1,25 @@
-"""What an OPC UA device is configured with, and the pure mapping from a DataValue to a sample.
+"""What an OPC UA device is configured with; nothing here imports asyncua.
 
-Nothing here opens a socket. `to_sample` turns one OPC UA DataValue, already reduced to plain
-Python (`UaValue`), into a `RawSample`; the driver calls it for subscription notifications and
-for Read results alike, so both modes follow one rule set:
-
-* **Quality** comes from the StatusCode's severity bits: Good -> GOOD, Uncertain -> UNCERTAIN,
-  Bad -> BAD with the value dropped (OPC UA Part 4 7.39: a Bad value is not to be used).
-  Every status other than plain ``Good`` is named in `flags` (``"UncertainLastUsableValue"``)
-  and, for UNCERTAIN and BAD, also in `error` (``"BadSensorFailure: <doc>"``).
-* **Time**: `t_wall` is the SourceTimestamp; without one the ServerTimestamp (flag
-  ``server_time``); without either the local clock at the read (flag ``local_time``).
-* **Repeats**: when a point's DataValue is the same observation the previous read returned
-  (same value, status and timestamps), the sample is flagged ``held`` and stamped with the
-  time of this read instead, so the agent never stores two readings of one point with one
-  time stamp and a stuck source stays visible. A DataValue without timestamps cannot be told
-  apart from a repeat, so it is never ``held``.
+The site map's validation and the composition import this module on every agent, so it stays
+free of asyncua (about 13 MB of resident memory, G7): an agent without an OPC UA device never
+loads it. Node ids are checked against the OPC UA string form (Part 6 5.3.1.10) by a small
+grammar of our own; what it accepts, asyncua's `NodeId.from_string` parses to the same node
+(tests/unit/test_opcua_node_ids.py holds the two together).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
+import re
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 
-from asyncua import ua
-from asyncua.ua import status_codes
-from asyncua.ua.uaerrors import UaError
-
-from drivers.base import Quality, RawSample
+from drivers.base import DriverConnectionError
 
 __all__ = [
-    "FLAG_HELD",
-    "FLAG_LOCAL_TIME",
-    "FLAG_SERVER_TIME",
+    "OpcUaSecurityError",
     "ReadMode",
     "SecurityMode",
     "SecurityPolicy",
@@ -41,20 +27,22 @@ __all__ = [
     "UaSecurity",
     "UaValue",
     "check_node_id",
-    "epoch_seconds",
-    "quality_of",
-    "status_name",
-    "to_sample",
 ]
 
-FLAG_HELD = "held"
-FLAG_SERVER_TIME = "server_time"
-FLAG_LOCAL_TIME = "local_time"
+_UINT16_MAX = 0xFFFF
+_UINT32_MAX = 0xFFFF_FFFF
+_DECIMAL = re.compile(r"[0-9]+")
+_GUID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
+_BYTE_STRING_HEX = "0x"  # asyncua's own spelling of a ByteString id, besides base64
 
-# StatusCode layout (Part 4 7.39.1): bits 31..30 severity, 29..16 sub-code, 15..0 info bits.
-_SEVERITY_SHIFT = 30
-_SEVERITY_UNCERTAIN = 1
-_CODE_MASK = 0xFFFF0000
+
+class OpcUaSecurityError(DriverConnectionError):
+    """The secure channel or session was refused: certificate, policy, mode or user.
+
+    A DriverConnectionError, so a poll loop backs off and retries (a certificate may be
+    trusted on the server later), but worth showing a technician as its own kind. Defined
+    here, without asyncua, so a caller can tell it apart without loading the driver.
+    """
 
 
 class ReadMode(enum.StrEnum):
@@ -77,6 +65,80 @@ class SecurityMode(enum.StrEnum):
     SIGN_AND_ENCRYPT = "SignAndEncrypt"
 
 
+def _index(text: str, limit: int, what: str) -> int:
+    """A decimal number in 0..limit, or ValueError naming `what`."""
+    if not _DECIMAL.fullmatch(text) or int(text) > limit:
+        raise ValueError(f"{what} must be a number from 0 to {limit}, not {text!r}")
+    return int(text)
+
+
+def _check_identifier(kind: str, value: str) -> None:
+    """Raise ValueError unless `value` is an identifier of `kind` (i, s, g or b)."""
+    if kind == "i":
+        _index(value, _UINT32_MAX, "a numeric identifier (i=)")
+    elif kind == "s":
+        if not value:
+            raise ValueError("a string identifier (s=) must not be empty")
+    elif kind == "g":
+        if not _GUID.fullmatch(value):
+            raise ValueError(f"a GUID identifier (g=) is written 8-4-4-4-12 hex, not {value!r}")
+    elif kind == "b":
+        _check_byte_string(value)
+    else:
+        raise ValueError(f"the identifier type must be i, s, g or b, not {kind!r}")
+
+
+def _check_byte_string(value: str) -> None:
+    """Raise ValueError unless `value` is base64 (or asyncua's 0x-prefixed hex)."""
+    try:
+        if value.startswith(_BYTE_STRING_HEX):
+            bytes.fromhex(value[len(_BYTE_STRING_HEX) :])
+        else:
+            base64.b64decode(value.encode("ascii"), validate=True)
+    except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError too
+        raise ValueError(f"a ByteString identifier (b=) must be base64, not {value!r}") from None
+    if not value:
+        raise ValueError("a ByteString identifier (b=) must not be empty")
+
+
+def _check_prefix(key: str, value: str, seen: set[str]) -> None:
+    """Raise ValueError unless `key=value` may stand before the identifier after `seen`."""
+    if key not in {"svr", "ns", "nsu"}:
+        raise ValueError(f"unknown part {key}= (the identifier type is i, s, g or b)")
+    if key in seen:
+        raise ValueError(f"{key}= given twice")
+    if key == "svr" and seen:
+        raise ValueError("svr= comes first")
+    if key in {"ns", "nsu"} and seen & {"ns", "nsu"}:
+        raise ValueError("give ns= or nsu=, not both")
+    if key == "nsu":
+        if not value:
+            raise ValueError("nsu= needs a namespace URI")
+    else:
+        _index(value, _UINT16_MAX if key == "ns" else _UINT32_MAX, f"{key}=")
+
+
+def _check_node_id(text: str) -> None:
+    """Raise ValueError unless `text` is `[svr=N;][ns=N;|nsu=URI;]<i|s|g|b>=<identifier>`."""
+    rest = text
+    seen: set[str] = set()
+    while True:
+        key, equals, value = rest.partition("=")
+        if not equals:
+            raise ValueError("expected <type>=<identifier>, such as ns=2;s=Tank1.Level or i=2258")
+        if key in {"i", "s", "g", "b"}:
+            break
+        prefix, semicolon, rest = value.partition(";")
+        if not semicolon:
+            raise ValueError(f"no identifier after {key}=")
+        _check_prefix(key, prefix, seen)
+        seen.add(key)
+    # A string identifier is everything after s=, semicolons included (Part 3 8.2.4).
+    if key != "s" and ";" in value:
+        raise ValueError(f"unexpected ';' in the {key}= identifier")
+    _check_identifier(key, value)
+
+
 def check_node_id(text: str) -> str:
     """Return `text` when it is a valid OPC UA node id string, else raise ValueError.
 
@@ -85,8 +147,8 @@ def check_node_id(text: str) -> str:
     that renumbers its namespaces after a restart is still read right).
     """
     try:
-        ua.NodeId.from_string(text)
-    except UaError as exc:  # asyncua's UaStringParsingError; the config layer wants ValueError
+        _check_node_id(text)
+    except ValueError as exc:
         raise ValueError(f"invalid OPC UA node id {text!r}: {exc}") from None
     return text
 
@@ -135,122 +197,3 @@ class UaValue:
     status: int
     source_time: float | None = None
     server_time: float | None = None
-
-
-def epoch_seconds(moment: datetime | None) -> float | None:
-    """Return a DataValue timestamp as Unix seconds; None when absent or the null DateTime.
-
-    OPC UA's null DateTime is 1601-01-01; anything not after the Unix epoch is treated as
-    "no timestamp" rather than a reading from the past.
-    """
-    if moment is None:
-        return None
-    if moment.tzinfo is None:  # asyncua hands out UTC; older builds leave it naive
-        moment = moment.replace(tzinfo=UTC)
-    seconds = moment.timestamp()
-    return seconds if seconds > 0 else None
-
-
-def quality_of(status: int) -> Quality:
-    """Map a StatusCode to a quality by its severity bits (Part 4 7.39.1)."""
-    severity = (status & 0xFFFFFFFF) >> _SEVERITY_SHIFT
-    if severity == 0:
-        return Quality.GOOD
-    if severity == _SEVERITY_UNCERTAIN:
-        return Quality.UNCERTAIN
-    return Quality.BAD  # 2 is Bad; 3 is reserved and must not be trusted either
-
-
-def status_name(status: int) -> str:
-    """Return the symbolic name of a StatusCode, ignoring its info bits; hex when unknown."""
-    code = status & _CODE_MASK
-    if code == 0:
-        return "Good"
-    name, doc = status_codes.get_name_and_doc(code)
-    # asyncua answers an unknown code with ("Good", "Unknown StatusCode value: ...").
-    if doc.startswith("Unknown StatusCode"):
-        return f"0x{code:08X}"
-    return name
-
-
-def _status_doc(status: int) -> str:
-    """Return the spec's one-line description of a StatusCode."""
-    _, doc = status_codes.get_name_and_doc(status & _CODE_MASK)
-    return doc
-
-
-def _number(value: object) -> float | None:
-    """Return a scalar numeric value as float; None for anything else."""
-    if isinstance(value, bool):
-        return 1.0 if value else 0.0
-    if isinstance(value, int | float):
-        return float(value)  # NaN and inf pass through: normalize flags them not_finite
-    return None
-
-
-# A device clock further off than this is wrong, not early or late data: PLCs send
-# 9999-12-31 (DateTime max) or 1601-01-01, and a dead RTC battery sends 2000-01-01.
-MAX_CLOCK_SKEW = 86_400.0
-FLAG_TIME_REJECTED = "device_time_rejected"
-
-
-def _believable(moment: float | None, wall: float) -> float | None:
-    """`moment` if it lies within a day of our wall clock, else None (use another time)."""
-    if moment is None or abs(moment - wall) > MAX_CLOCK_SKEW:
-        return None
-    return moment
-
-
-def to_sample(
-    key: str,
-    value: UaValue,
-    *,
-    wall: float,
-    mono: float,
-    previous: UaValue | None = None,
-) -> RawSample:
-    """Turn one DataValue into a sample (see the module docstring for the rules).
-
-    Args:
-        key: the point's key.
-        value: the DataValue, reduced.
-        wall: the local wall clock at this read (Unix seconds).
-        mono: the local monotonic clock at this read.
-        previous: the DataValue this point's previous sample came from, if any.
-    """
-    quality = quality_of(value.status)
-    flags: list[str] = []
-    name = status_name(value.status)
-    if value.status & _CODE_MASK:
-        flags.append(name)
-    error: str | None = None
-    if quality is not Quality.GOOD:
-        error = f"{name}: {_status_doc(value.status)}"
-
-    source_time = _believable(value.source_time, wall)
-    server_time = _believable(value.server_time, wall)
-    if (value.source_time, value.server_time) != (source_time, server_time):
-        flags.append(FLAG_TIME_REJECTED)
-    has_time = source_time is not None or server_time is not None
-    if has_time and value == previous:
-        t_wall = wall
-        flags.append(FLAG_HELD)
-    elif source_time is not None:
-        t_wall = source_time
-    elif server_time is not None:
-        t_wall = server_time
-        flags.append(FLAG_SERVER_TIME)
-    else:
-        t_wall = wall
-        flags.append(FLAG_LOCAL_TIME)
-
-    number: float | None = None
-    if quality is not Quality.BAD:
-        number = _number(value.value)
-        if number is None:
-            kind = "null" if value.value is None else type(value.value).__name__
-            quality = Quality.BAD
-            error = f"not_numeric: {kind} value with status {name}"
-    return RawSample(
-        key, number, quality, t_wall, mono, error=error, flags=tuple(dict.fromkeys(flags))
-    )
