@@ -23,7 +23,7 @@ import urllib.parse
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn, Self, TypeAlias, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Self, TypeAlias, TypeVar, cast
 
 import yaml
 from pydantic import (
@@ -116,8 +116,14 @@ class ParsedYaml:
         return self.lines.get(key, 1)
 
 
-class StrictLoader(yaml.SafeLoader):
-    """SafeLoader that rejects duplicate keys and records the line of every key path."""
+if TYPE_CHECKING:
+    _LoaderBase = yaml.SafeLoader
+else:
+    _LoaderBase = object
+
+
+class _StrictLoading(_LoaderBase):
+    """Duplicate keys refused and the line of every key path recorded, on either parser."""
 
     def __init__(self, text: str) -> None:
         super().__init__(text)
@@ -206,6 +212,21 @@ class StrictLoader(yaml.SafeLoader):
         return size
 
 
+class StrictLoader(_StrictLoading, yaml.SafeLoader):
+    """SafeLoader that rejects duplicate keys and records the line of every key path."""
+
+
+# libyaml's parser composes a 1,000-point site map with about a third of the pure-Python
+# parser's peak memory (an agent keeps its peak: G7); its error messages differ, so a
+# document it refuses is parsed again by StrictLoader for the messages people know.
+_CSafeLoader: type[yaml.SafeLoader] | None = getattr(yaml, "CSafeLoader", None)
+_FastStrictLoader: type[StrictLoader] = (
+    StrictLoader
+    if _CSafeLoader is None
+    else cast("type[StrictLoader]", type("_FastStrictLoader", (_StrictLoading, _CSafeLoader), {}))
+)
+
+
 def _path_part(key: object) -> str | int:
     if isinstance(key, str) or (isinstance(key, int) and not isinstance(key, bool)):
         return key
@@ -215,12 +236,12 @@ def _path_part(key: object) -> str | int:
 def parse_yaml(text: str, file: str) -> ParsedYaml:
     """Load one YAML document, with the line of every key path and all duplicate keys."""
     try:
-        loader = StrictLoader(text)
         try:
-            node = loader.get_single_node()
-            data = None if node is None else loader.construct_document(node)
-        finally:
-            loader.dispose()
+            loader, data = _load(_FastStrictLoader, text)
+        except (yaml.YAMLError, RecursionError):
+            if _FastStrictLoader is StrictLoader:
+                raise
+            loader, data = _load(StrictLoader, text)
     except yaml.YAMLError as exc:
         raise ConfigError([_yaml_issue(exc, file, text)]) from None
     except RecursionError:
@@ -232,6 +253,16 @@ def parse_yaml(text: str, file: str) -> ParsedYaml:
         for path, line, first in loader.duplicates
     )
     return ParsedYaml(file, data, dict(loader.lines), duplicates)
+
+
+def _load(loader_class: type[StrictLoader], text: str) -> tuple[StrictLoader, object]:
+    """The loader (with its lines and duplicates) and the data of one document."""
+    loader = loader_class(text)
+    try:
+        node = loader.get_single_node()
+        return loader, None if node is None else loader.construct_document(node)
+    finally:
+        loader.dispose()
 
 
 def _yaml_issue(error: yaml.YAMLError, file: str, text: str) -> ConfigIssue:
