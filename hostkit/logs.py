@@ -47,7 +47,10 @@ def configure_logging(fmt: LogFormat = "auto", level: int = logging.INFO) -> Non
         processors=[*shared, renderer],
         wrapper_class=structlog.make_filtering_bound_logger(level),
         logger_factory=structlog.PrintLoggerFactory(sys.stdout),
-        cache_logger_on_first_use=True,
+        # Not cached: a cached logger keeps the processors of its first use for good, so a
+        # later set-up (another --log-format, a test capturing logs) would never reach it;
+        # nothing logs per reading, so assembling the logger per call costs nothing here.
+        cache_logger_on_first_use=False,
     )
     handler = logging.StreamHandler(sys.stdout)
     handler.setFormatter(
