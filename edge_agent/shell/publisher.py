@@ -1,9 +1,13 @@
 """Forward sealed blocks over MQTT 5 and release them only on a valid collector ACK.
 
 A broker PUBACK means nothing here (mosquitto loses queued QoS 1 messages on SIGKILL): only the
-collector's signed ACK, sent after its database commit, lets the agent forget a block. Order of
-sending: blocks owed again (listed missing, or unacked past the timeout), then live blocks,
-then the backlog oldest first. At most `max_inflight` blocks wait for an ACK at once.
+collector's signed ACK, sent after its database commit, lets the agent forget a block.
+
+Two lanes, each with its own window of `max_inflight` blocks waiting for an ACK: live blocks
+(sealed while the publisher runs, oldest first) and the backlog lane (blocks owed again -
+sent but listed missing, or unacked past the timeout - then the backlog oldest first). A live
+block waits only for the live lane, so a draining backlog and its resends cannot delay it:
+after an outage live latency stays what it was while the backlog drains beside it.
 """
 
 from __future__ import annotations
@@ -105,6 +109,7 @@ class Publisher:
         self._owed: deque[int] = deque()
         # seq -> (monotonic send time, send order) of blocks waiting for an ACK.
         self._sent: dict[int, tuple[float, int]] = {}
+        self._sent_live: set[int] = set()  # those of them sent in the live lane
         self._sends = 0
         self._cursor = 0
         self._wake = asyncio.Event()
@@ -228,16 +233,23 @@ class Publisher:
         # everything in flight may still arrive and let the ACK timeout catch real losses.
         trigger = self._sent[ack.seq][1] if ack.seq in self._sent else 0
         for seq in [s for s in self._sent if s <= ack.acked_through or s == ack.seq]:
-            del self._sent[seq]
-        for low, high in ack.missing:
-            for seq in range(low, min(high, low + self._settings.max_inflight * 4) + 1):
-                # A block sent after the one this ACK answers may simply still be on its way.
-                if seq in self._sent and self._sent[seq][1] > trigger:
-                    continue
-                self._sent.pop(seq, None)
+            self._landed(seq)
+        # Owed again: blocks in flight that were sent before the one this ACK answers and are
+        # still missing - lost on the way, say published while the collector had not
+        # subscribed again after a broker restart. A block sent after it may simply still be
+        # on its way; a missing block never sent (the rest of a backlog below a live block)
+        # is not lost, the backlog lane gets to it in order, behind live blocks.
+        for seq, (_, order) in list(self._sent.items()):
+            if order < trigger and any(low <= seq <= high for low, high in ack.missing):
+                self._landed(seq)
                 if seq not in self._owed:
                     self._owed.append(seq)
         self._wake.set()
+
+    def _landed(self, seq: int) -> None:
+        """`seq` no longer waits for an ACK (answered, or owed again)."""
+        del self._sent[seq]
+        self._sent_live.discard(seq)
 
     async def _release(self, ack: Ack) -> bool:
         """Mark what the ACK proves stored; on a proven rollback start a new epoch instead."""
@@ -262,6 +274,7 @@ class Publisher:
     def _forget_sends(self) -> None:
         """Start sending from scratch (a new session, or a new epoch)."""
         self._sent.clear()
+        self._sent_live.clear()
         self._owed.clear()
         self._live.clear()
         self._cursor = 0
@@ -282,13 +295,21 @@ class Publisher:
             self._forget_sends()
         self._cursor = 0
 
-    async def _next_block(self) -> StoredBlock | None:
+    async def _next_block(self) -> tuple[StoredBlock, bool] | None:
+        """The next block to send and whether it goes in the live lane; None: both are full."""
+        window = self._settings.max_inflight
+        while self._live and len(self._sent_live) < window:
+            block = await self._outbox.get(self._live.popleft())
+            if block is not None and block.seq not in self._sent:
+                return block, True
+        if len(self._sent) - len(self._sent_live) >= window:
+            return None
+        block = await self._next_backlog_block()
+        return None if block is None else (block, False)
+
+    async def _next_backlog_block(self) -> StoredBlock | None:
         while self._owed:
             block = await self._outbox.get(self._owed.popleft())
-            if block is not None and block.seq not in self._sent:
-                return block
-        while self._live:
-            block = await self._outbox.get(self._live.pop())
             if block is not None and block.seq not in self._sent:
                 return block
         while True:
@@ -308,17 +329,20 @@ class Publisher:
             now = time.monotonic()
             for seq, (sent_at, _) in list(self._sent.items()):
                 if now - sent_at > timeout:
-                    del self._sent[seq]
+                    self._landed(seq)
                     self._owed.append(seq)
                     log.info("block_ack_timed_out", seq=seq)
-            while len(self._sent) < self._settings.max_inflight:
-                block = await self._next_block()
-                if block is None:
-                    break
+            # Picked one at a time: a block sealed while another is published goes next.
+            while (picked := await self._next_block()) is not None:
+                block, live = picked
                 await self._pace()
-                await self._publish(client, block)
+                # In flight before the publish: its ACK can come back before the PUBACK does,
+                # and must find it (else it waits for the ACK timeout and is sent again).
                 self._sends += 1
                 self._sent[block.seq] = (time.monotonic(), self._sends)
+                if live:
+                    self._sent_live.add(block.seq)
+                await self._publish(client, block)
             if self._sent or self._live or self._owed:
                 self._idle.clear()
             else:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -269,3 +269,150 @@ async def test_an_ack_with_the_same_hash_releases_as_before(tmp_path: Path, brok
             assert time.monotonic() < deadline, await r.undelivered()
             await asyncio.sleep(0.05)
         assert r.outbox.epoch == r.link.epoch
+
+
+# --- Replay beside live polling (G5): live blocks have a lane of their own ---------------------
+
+
+@dataclass
+class InOrderCollector:
+    """Answers every block as the real collector does: ACK of what it holds, holes as missing.
+
+    Stores whatever arrives (no database), so the ACK state is exactly the collector's rule:
+    acked_through is the top of the contiguous run from 1, missing the holes above it.
+    """
+
+    link: FakeCollectorLink
+    stored: set[int] = field(default_factory=set)
+    # Called after each answer with how many blocks have arrived (to act mid-drain).
+    after_answer: Callable[[int], Awaitable[None]] | None = None
+
+    def state(self) -> tuple[int, tuple[tuple[int, int], ...]]:
+        through = 0
+        while through + 1 in self.stored:
+            through += 1
+        holes: list[tuple[int, int]] = []
+        low = through + 1
+        for seq in sorted(s for s in self.stored if s > through):
+            if seq > low:
+                holes.append((low, seq - 1))
+            low = seq + 1
+        return through, tuple(holes)
+
+    stopping: bool = False
+
+    @contextlib.asynccontextmanager
+    async def answering(self) -> AsyncIterator[None]:
+        """Answer blocks while inside; stopped by a flag too, not only by cancelling.
+
+        aiomqtt's publish waits with asyncio.wait_for, which on 3.11 can drop a cancellation
+        that comes as the PUBACK does: the loop would go on and the test never end.
+        """
+        task = asyncio.create_task(self.run())
+        try:
+            yield
+        finally:
+            self.stopping = True
+            self.link.arrived.set()
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def run(self) -> None:
+        answered = 0
+        while not self.stopping:
+            while answered < len(self.link.received) and not self.stopping:
+                seq = self.link.received[answered]
+                answered += 1
+                self.stored.add(seq)
+                through, missing = self.state()
+                await self.link.ack(through, missing=missing, seq=seq)
+                if self.after_answer is not None:
+                    await self.after_answer(answered)
+            self.link.arrived.clear()
+            await self.link.arrived.wait()
+
+
+async def test_live_blocks_overtake_a_draining_backlog(tmp_path: Path, broker: Broker) -> None:
+    # A collector answering at once drains a backlog; a live block sealed mid-drain may wait
+    # only behind what was already in flight when it was sealed (the backlog's window), not
+    # behind resends of the `missing` holes its own ACK reports below it.
+    window, backlog, lives = 8, 300, 8
+    async with rig(tmp_path, broker, backlog=backlog, max_inflight=window) as r:
+        sealed: dict[int, int] = {}  # live seq -> blocks arrived when it was sealed
+
+        async def seal_now_and_then(arrived: int) -> None:
+            if arrived % 25 == 0 and len(sealed) < lives:
+                await r.seal(1)
+                sealed[(await r.outbox.stats()).last_seq] = len(r.link.received)
+
+        async with InOrderCollector(r.link, after_answer=seal_now_and_then).answering():
+            await r.link.wait_for(backlog + lives, timeout=20)
+            await asyncio.wait_for(r.publisher.drained(), 10)  # every one answered
+        waits = [r.link.received.index(seq) - at for seq, at in sorted(sealed.items())]
+        # In flight when sealed, plus the one block being published at that moment.
+        assert max(waits) <= window + 1, f"backlog blocks ahead of each live block: {waits}"
+        assert sorted(r.link.received) == list(range(1, backlog + lives + 1)), "no resends"
+
+
+async def test_missing_holes_never_sent_are_not_pulled_ahead_of_live(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # The collector holds the live block 201 only: 1..200 are 'missing', but only 1..4 were
+    # ever sent. Those four are owed again; the other 196 stay backlog, behind the next live.
+    async with rig(tmp_path, broker, backlog=200, max_inflight=4) as r:
+        await r.link.wait_for(4)
+        await r.seal(1)  # 201: its own lane, sent while the backlog's window is full
+        await r.link.wait_for(5)
+        assert r.link.received[4] == 201
+        await r.link.ack(0, missing=((1, 200),), seq=201)
+        await r.link.wait_for(9, timeout=5)
+        assert sorted(r.link.received[5:9]) == [1, 2, 3, 4], "sent before 201: owed at once"
+        await r.seal(1)  # 202
+        await r.link.wait_for(10, timeout=5)
+        assert r.link.received[9] == 202, f"live goes first: {r.link.received}"
+
+
+async def test_blocks_lost_across_a_broker_restart_are_resent_before_the_ack_timeout(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # A broker without persistence restarts; the agent reconnects before the collector has
+    # subscribed again, so what it sends at once is lost. The first live block the collector
+    # gets back is answered with those lost blocks as missing: owed at once, not after 30 s.
+    async with rig(tmp_path, broker, backlog=50, max_inflight=4, ack_timeout=30) as r:
+        await r.link.wait_for(4)
+        broker.stop()
+        broker.start()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(_disconnected(r.publisher), 10)
+        await asyncio.wait_for(r.publisher.connected.wait(), 10)
+        published = r.publisher.published
+        await _wait_until(lambda: r.publisher.published >= published + 4)  # into the void
+        async with aiomqtt.Client(
+            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as client:
+            await client.subscribe(TOPICS.block, qos=1)
+            link = FakeCollectorLink(client, r.outbox.epoch)
+            listening = asyncio.create_task(link.listen())
+            try:
+                await r.seal(1)  # 51
+                await link.wait_for(1, timeout=5)
+                assert link.received[0] == 51, "a live block is never stuck behind lost ones"
+                async with InOrderCollector(link).answering():
+                    await link.wait_for(5, timeout=5)  # well before the 30 s ACK timeout
+                    await _wait_until(lambda: r.publisher.last_ack is not None)
+                assert sorted(link.received[1:5]) == [1, 2, 3, 4], link.received
+            finally:
+                listening.cancel()
+                await asyncio.gather(listening, return_exceptions=True)
+
+
+async def _disconnected(publisher: Publisher) -> None:
+    while publisher.connected.is_set():
+        await asyncio.sleep(0.02)
+
+
+async def _wait_until(condition: Callable[[], bool], timeout: float = 5) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition never held"
+        await asyncio.sleep(0.02)
