@@ -82,6 +82,7 @@ bench: install broker postgres
 	$(BIN)/python -m bench.queries
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.signing
+	$(BIN)/python -m bench.memory
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .demo
