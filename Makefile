@@ -78,6 +78,7 @@ bench: install broker postgres
 	$(BIN)/python -m bench.throughput
 	$(BIN)/python -m bench.rtu
 	$(BIN)/python -m bench.backfill
+	$(BIN)/python -m bench.replay
 	$(BIN)/python -m bench.collector
 	$(BIN)/python -m bench.queries
 	$(BIN)/python -m bench.load
