@@ -183,10 +183,10 @@ class Publisher:
             # On every connect: the collector may have lost it, and it is cheap.
             payload, signature = self._meta
             await client.publish(self._topics.meta, payload, qos=1, properties=_signed(signature))
-        # Everything unacked is owed again on a new session; the collector dedupes.
-        live = list(self._live)
+        # Everything unacked is owed again on a new session; the collector dedupes. Blocks
+        # sealed while the uplink was down are backlog now, sent in order in the backlog
+        # lane: kept as live, the blocks sealed from now on would queue behind them.
         self._forget_sends()
-        self._live.extend(live)
         self.connected.set()
         self._backoff = self._new_backoff()
         log.info("uplink_connected", host=self._settings.host, port=self._settings.port)

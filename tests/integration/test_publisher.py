@@ -406,6 +406,36 @@ async def test_blocks_lost_across_a_broker_restart_are_resent_before_the_ack_tim
                 await asyncio.gather(listening, return_exceptions=True)
 
 
+async def test_blocks_sealed_during_an_outage_do_not_delay_live_ones_after_it(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # Sealed while the uplink was down, 1..10 are backlog when it returns: the live block
+    # sealed after the reconnect does not queue behind them in the live lane.
+    window = 2
+    async with rig(tmp_path, broker, backlog=0, max_inflight=window, ack_timeout=30) as r:
+        broker.stop()
+        await asyncio.wait_for(_disconnected(r.publisher), 10)
+        await r.seal(10)
+        broker.start()
+        async with aiomqtt.Client(
+            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as client:
+            await client.subscribe(TOPICS.block, qos=1)
+            link = FakeCollectorLink(client, r.outbox.epoch)
+            listening = asyncio.create_task(link.listen())
+            try:
+                async with InOrderCollector(link).answering():
+                    await asyncio.wait_for(r.publisher.connected.wait(), 10)
+                    await r.seal(1)  # 11
+                    await _wait_until(lambda: 11 in link.received)
+                    await asyncio.wait_for(r.publisher.drained(), 10)
+                ahead = link.received.index(11)
+                assert ahead <= 2 * window, f"live 11 went after {ahead} blocks: {link.received}"
+            finally:
+                listening.cancel()
+                await asyncio.gather(listening, return_exceptions=True)
+
+
 async def _disconnected(publisher: Publisher) -> None:
     while publisher.connected.is_set():
         await asyncio.sleep(0.02)
