@@ -258,14 +258,10 @@ def _reading_audit(
     )
 
 
-def _all_distinct(blocks: Sequence[IncomingBlock]) -> bool:
-    """Whether no (gateway, point, t) occurs twice among the blocks' readings."""
-    keys = reading_keys(blocks)
-    return len(set(keys)) == len(keys)
-
-
 def unique_readings(
-    blocks: Sequence[IncomingBlock], stored: Mapping[ReadingKey, ReadingValue]
+    blocks: Sequence[IncomingBlock],
+    stored: Mapping[ReadingKey, ReadingValue],
+    keys: Sequence[ReadingKey] | None = None,
 ) -> tuple[tuple[IncomingBlock, ...], tuple[AuditEntry, ...]]:
     """The blocks with only readings of a new (gateway, point, t), and what was left out.
 
@@ -274,8 +270,11 @@ def unique_readings(
     whatever their epochs); a later one is left out and audited, `duplicate` when value, unit
     and quality are equal and `conflict` when not: one row per block and reason, with a count
     and the first few (point, t), so that a resealed backlog cannot flood the audit table.
+    `keys` are the blocks' `reading_keys`, when the caller has them already.
     """
-    if not stored and _all_distinct(blocks):
+    if keys is None:
+        keys = reading_keys(blocks)
+    if not stored and len(set(keys)) == len(keys):
         # The live case: nothing stored and no key twice in the batch, so nothing to drop.
         return tuple(blocks), ()
     known = dict(stored)

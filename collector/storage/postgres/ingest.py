@@ -113,7 +113,7 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
     keys = reading_keys(fresh)
     newest = await _newest_times(db, {key[:2] for key in keys})
     held = await _stored_readings(db, keys_to_look_up(keys, newest))
-    new, repeated = unique_readings(fresh, held)
+    new, repeated = unique_readings(fresh, held, keys)
     await _insert_blocks(db, new)
     await _fold_rollups(db, minute_rollups(new))
     alarms = await _pair_alarms(db, new)

@@ -70,7 +70,7 @@ async def store_batch(db: aiosqlite.Connection, batch: IngestBatch) -> BatchResu
     keys = reading_keys(fresh)
     newest = await _newest_times(db, {key[:2] for key in keys})
     held = await _stored_readings(db, keys_to_look_up(keys, newest))
-    new, repeated = unique_readings(fresh, held)
+    new, repeated = unique_readings(fresh, held, keys)
     await _insert_blocks(db, new)
     await fold_rollups(db, minute_rollups(new))
     alarms = await _pair_alarms(db, new)
