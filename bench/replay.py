@@ -1,9 +1,11 @@
 """G5 replay: a backlog drains after the uplink returns while live blocks keep their latency.
 
-Set-up per repeat: a real Mosquitto (shared by the repeats), a fresh real `collector serve` on
-SQLite, and the agent's outbox and publisher in this process (acquisition stubbed: a live task
-seals a block of LIVE_READINGS readings every flush interval, 1,000 readings/s as 1,000 tags at
-1 s with the default 0.2 s flush, and tells the publisher, as the sealer does).
+Set-up per repeat: a fresh real Mosquitto (a broker kept across repeats would hold the last
+repeat's collector session in the shared subscription group and hand it half the blocks), a
+fresh real `collector serve` on SQLite, and the agent's outbox and publisher in this process
+(acquisition stubbed: a live task seals a block of LIVE_READINGS readings every flush interval,
+1,000 readings/s as 1,000 tags at 1 s with the default 0.2 s flush, and tells the publisher,
+as the sealer does).
 
 Phases, in one run:
 1. normal: uplink up, no backlog, live only for --normal-seconds: each live block's latency
@@ -226,14 +228,14 @@ async def _replay(
     }
 
 
-def _one_repeat(
-    broker: Broker, backlog: int, normal_seconds: float, window: int | None
-) -> dict[str, float]:
-    """A fresh site, keys and collector (SQLite) for one repeat; the broker is shared."""
+def _one_repeat(backlog: int, normal_seconds: float, window: int | None) -> dict[str, float]:
+    """A fresh broker, site, keys and collector (SQLite) for one repeat."""
     work = Path(tempfile.mkdtemp(prefix="ganzhi-replay-"))
     api_port = free_port()
     collector: subprocess.Popen[bytes] | None = None
+    broker = Broker(port=free_port(), workdir=work)
     try:
+        broker.start()
         write_configs(work, "tankfarm", broker.url, free_port(), api_port)
         for argv in (
             ("collector", "keys", "init", "-c", "collector.yaml"),
@@ -260,6 +262,7 @@ def _one_repeat(
         if collector is not None:
             collector.terminate()
             collector.wait(timeout=30)
+        broker.stop()
         shutil.rmtree(work, ignore_errors=True)
 
 
@@ -272,17 +275,10 @@ def main() -> int:
     parser.add_argument("--max-inflight", type=int, help="default: the site config's")
     args = parser.parse_args()
     configure_logging(level=logging.WARNING)
-    work = Path(tempfile.mkdtemp(prefix="ganzhi-replay-broker-"))
-    broker = Broker(port=free_port(), workdir=work)
     runs: list[dict[str, float]] = []
-    try:
-        broker.start()
-        for _ in range(args.repeats):
-            runs.append(_one_repeat(broker, args.backlog, args.normal_seconds, args.max_inflight))
-            print(json.dumps({k: round(v, 3) for k, v in runs[-1].items()}), file=sys.stderr)
-    finally:
-        broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+    for _ in range(args.repeats):
+        runs.append(_one_repeat(args.backlog, args.normal_seconds, args.max_inflight))
+        print(json.dumps({k: round(v, 3) for k, v in runs[-1].items()}), file=sys.stderr)
     figures: dict[str, object] = {
         "repeats": len(runs),
         "backlog_readings": runs[0]["backlog_readings"],
