@@ -9,7 +9,6 @@ unknown keys, duplicate keys and impossible values are errors naming file, line 
 import hashlib
 import re
 import urllib.parse
-from dataclasses import dataclass
 from datetime import UTC, timezone
 from pathlib import Path
 from typing import Annotated, Literal, Self
@@ -41,9 +40,11 @@ from specs.yamlconf import (
     ConfigPath,
     Duration,
     KeyPath,
+    ListenAddress,
     TlsConfig,
     digits_as_text,
     duration_bounds,
+    listen_validator,
     parse_yaml,
     raise_at,
     resolve_path,
@@ -76,37 +77,7 @@ def default_client_id(host: str, config: "CollectorConfig") -> str:
     return f"gz-collector-{name}-{hashlib.sha256(seed.encode()).hexdigest()[:8]}"
 
 
-@dataclass(frozen=True, slots=True)
-class ListenAddress:
-    """Where the HTTP API listens."""
-
-    host: str
-    port: int
-
-    def __str__(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-
-def parse_listen(text: str) -> ListenAddress:
-    """Parse `host:port` (IPv6 hosts in brackets: `[::1]:8080`)."""
-    bad = ValueError(f"listen {text!r} must look like host:port, such as 127.0.0.1:8080")
-    try:
-        parts = urllib.parse.urlsplit(f"//{text.strip()}")
-        port = parts.port
-    except ValueError:  # an unclosed IPv6 bracket or a port out of range
-        raise bad from None
-    if not parts.hostname or not port or parts.path or parts.query or parts.username:
-        raise bad
-    return ListenAddress(parts.hostname, port)
-
-
-def _listen(value: object) -> ListenAddress:
-    if isinstance(value, ListenAddress):
-        return value
-    if not isinstance(value, str):
-        raise PydanticCustomError("string_type", "listen must be a string such as '127.0.0.1:8080'")
-    return parse_listen(value)
+_listen = listen_validator("127.0.0.1:8080")
 
 
 class StorageConfig(ConfigModel):

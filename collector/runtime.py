@@ -20,7 +20,7 @@ from collector.api.app import create_app
 from collector.api.core import ApiToken
 from collector.api.server import ApiServer, listening_socket, server_config
 from collector.audit.sealing import seal_periodically
-from collector.config import CollectorConfig, ListenAddress, default_client_id
+from collector.config import CollectorConfig, default_client_id
 from collector.feed.wakeup import LocalCommitSignal
 from collector.ingest.service import Ingest, IngestSettings
 from collector.keyfiles import load_key_file
@@ -32,6 +32,7 @@ from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail, relayed_commits
 from hostkit.systemd_notify import notify, watchdog_pings
 from specs.signing import VerifyKey
+from specs.yamlconf import ListenAddress
 
 log = structlog.get_logger("collector")
 

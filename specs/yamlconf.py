@@ -20,7 +20,7 @@ import difflib
 import types
 import typing
 import urllib.parse
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn, Self, TypeAlias, TypeVar, cast
@@ -632,3 +632,41 @@ class TlsConfig(ConfigModel):
             missing = "key" if self.key is None else "cert"
             raise_at([((missing,), "cert and key go together: give both or neither")])
         return self
+
+
+@dataclass(frozen=True, slots=True)
+class ListenAddress:
+    """A TCP address to listen on (the collector's API, the agent's metrics)."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+
+def parse_listen(text: str, example: str = "127.0.0.1:8080") -> ListenAddress:
+    """Parse `host:port` (IPv6 hosts in brackets: `[::1]:8080`); ValueError otherwise."""
+    bad = ValueError(f"listen {text!r} must look like host:port, such as {example}")
+    try:
+        parts = urllib.parse.urlsplit(f"//{text.strip()}")
+        port = parts.port
+    except ValueError:  # an unclosed IPv6 bracket or a port out of range
+        raise bad from None
+    if not parts.hostname or not port or parts.path or parts.query or parts.username:
+        raise bad
+    return ListenAddress(parts.hostname, port)
+
+
+def listen_validator(example: str) -> Callable[[object], ListenAddress]:
+    """A pydantic PlainValidator function for a `listen` key; `example` goes in its errors."""
+
+    def validate(value: object) -> ListenAddress:
+        if isinstance(value, ListenAddress):
+            return value
+        if not isinstance(value, str):
+            raise PydanticCustomError("string_type", f"listen must be a string such as '{example}'")
+        return parse_listen(value, example)
+
+    return validate

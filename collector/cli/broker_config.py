@@ -12,7 +12,7 @@ import click
 
 from collector.cli.certs import ca_dir_or_exit, current_crl, days_option, load_ca_or_fail
 from collector.cli.common import config_option, load_or_exit
-from collector.config import CollectorConfig, ListenAddress, parse_listen
+from collector.config import CollectorConfig
 from collector.pki.certificates import (
     COLLECTOR_IDENTITY,
     check_collector_identity,
@@ -22,6 +22,7 @@ from collector.pki.certificates import (
 )
 from collector.pki.mosquitto import BROKER, BrokerLayout, acl_text, mosquitto_conf
 from collector.pki.store import PkiError, record_issued, write_crl, write_issued, write_text
+from specs.yamlconf import ListenAddress, parse_listen
 
 _ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - a listen address, not a bind here
 

@@ -13,8 +13,8 @@ import asyncio
 import socket
 
 from collector.api.server import listening_socket
-from collector.config import ListenAddress
 from collector.runtime import _bind
+from specs.yamlconf import ListenAddress
 
 
 async def _nodelay_of_accepted(sock: socket.socket) -> int:

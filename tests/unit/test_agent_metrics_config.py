@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.config.metrics import ListenAddress
+from specs.yamlconf import ListenAddress
 from tests.unit.test_config_site import FILE, TEXT, edit, issues_of, parse
 
 

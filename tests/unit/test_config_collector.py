@@ -12,10 +12,9 @@ from collector.config import (
     CollectorConfig,
     load_collector_config,
     parse_collector_config,
-    parse_listen,
 )
 from collector.storage.retention import RetentionPolicy
-from specs.yamlconf import ConfigError, ConfigIssue, parse_broker_url
+from specs.yamlconf import ConfigError, ConfigIssue, parse_broker_url, parse_listen
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "collector.yaml"
 TEXT = EXAMPLE.read_text(encoding="utf-8")
