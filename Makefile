@@ -11,7 +11,7 @@ SITE ?= tankfarm
 # make demo STORAGE=postgresql stores into a fresh database ganzhi_demo on 127.0.0.1:5432.
 STORAGE ?= sqlite
 
-.PHONY: demo test lint bench install broker chromium systemd prometheus postgres clean
+.PHONY: demo test lint bench docs install broker chromium systemd prometheus postgres clean
 
 $(STAMP): pyproject.toml
 	@command -v $(PYTHON) >/dev/null || { echo "need $(PYTHON): apt-get install python3.11 python3.11-venv"; exit 1; }
@@ -84,6 +84,10 @@ bench: install broker postgres
 	$(BIN)/python -m bench.load
 	$(BIN)/python -m bench.signing
 	$(BIN)/python -m bench.memory
+
+# The generated reference pages (config keys from the pydantic models).
+docs: install
+	$(BIN)/python -m devtools.config_reference
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .demo

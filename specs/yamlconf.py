@@ -456,7 +456,8 @@ def _unwrap(annotation: object) -> object:
 class ConfigModel(BaseModel):
     """Base of every config model: unknown keys are errors and values never change."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Attribute docstrings become field descriptions: docs/config-reference.md shows them.
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
 
 
 def raise_at(problems: Iterable[tuple[KeyPath, str]]) -> NoReturn:
@@ -501,10 +502,14 @@ def _bytes(value: object) -> object:
     return value
 
 
-Duration = Annotated[float, BeforeValidator(_seconds), Field(allow_inf_nan=False)]
+Duration = Annotated[
+    float,
+    BeforeValidator(_seconds),
+    Field(allow_inf_nan=False, json_schema_extra={"format": "duration"}),
+]
 """Seconds; YAML may say `500ms`, `1s`, `5m`, `1h`, `7d` or a plain number of seconds."""
 
-Size = Annotated[int, BeforeValidator(_bytes)]
+Size = Annotated[int, BeforeValidator(_bytes), Field(json_schema_extra={"format": "size"})]
 """Bytes; YAML may say `512KiB`, `64MiB`, `2GiB` or a plain number of bytes."""
 
 
@@ -611,7 +616,11 @@ def _broker(value: object) -> BrokerUrl:
     return parse_broker_url(value)
 
 
-Broker = Annotated[BrokerUrl, PlainValidator(_broker)]
+Broker = Annotated[
+    BrokerUrl,
+    PlainValidator(_broker, json_schema_input_type=str),
+    Field(json_schema_extra={"format": "mqtt-url"}),
+]
 """An MQTT broker address, written `mqtt://host:port` or `mqtts://host:port` in YAML."""
 
 
