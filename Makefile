@@ -85,9 +85,10 @@ bench: install broker postgres
 	$(BIN)/python -m bench.signing
 	$(BIN)/python -m bench.memory
 
-# The generated reference pages (config keys from the pydantic models).
+# The generated reference pages: config keys from the pydantic models, the API from the app.
 docs: install
 	$(BIN)/python -m devtools.config_reference
+	$(BIN)/python -m devtools.api_reference
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .demo

@@ -53,6 +53,7 @@ def create_router(
     async def gateways(
         *, scope: Auth, zone: Zone, limit: Limit = DEFAULT_LIMIT, cursor: Cursor = None
     ) -> ListPage[GatewayOut]:
+        """Gateways in scope, by code: online or not, last seen, how far stored, open holes."""
         position = cursor_position("gateways", cursor, (str,))
         after = None if position is None else (str(position[0]),)
         page = await storage.gateway_views(scope, after=after, limit=limit)

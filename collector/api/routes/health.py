@@ -21,6 +21,7 @@ def create_router(storage: Storage) -> APIRouter:
         responses={503: {"description": "the database does not answer (RFC 9457 problem)"}},
     )
     async def healthz() -> Health:
+        """Whether this collector and its database answer; needs no token (for load balancers)."""
         try:
             await storage.ping()
         except StorageError as exc:

@@ -37,6 +37,7 @@ def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> ListPage[ReadingOut]:
+        """The newest stored reading of every point in scope, by gateway and point."""
         page = await storage.latest(
             scope,
             enterprise=enterprise,

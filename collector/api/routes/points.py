@@ -27,6 +27,7 @@ def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> ListPage[PointOut]:
+        """Points in scope, as reported or described in signed meta; filter by gateway or quota."""
         page = await storage.points(
             scope,
             gateway=gateway,
