@@ -7,13 +7,12 @@ those exact bytes, and resends send them unchanged. Decoding never re-encodes.
 from __future__ import annotations
 
 import hashlib
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from specs.records import Record, RecordFormatError, parse_iso_time, record_from_wire
-from specs.wirejson import WireJsonError, load_wire_json
+from specs.records import Record, RecordFormatError, parse_iso_time, record_from_wire, record_json
+from specs.wirejson import WireJsonError, canonical_json, load_wire_json
 
 SPEC: Final = "gz/1"
 GENESIS: Final = "0" * 64
@@ -61,8 +60,38 @@ def block_hash(payload: bytes) -> str:
 
 
 def encode_block(header: BlockHeader, records: Sequence[Record]) -> bytes:
-    """Canonical bytes of a block: sorted keys, no spaces, UTF-8, no NaN."""
-    body = {
+    """Canonical bytes of a block: sorted keys, no spaces, UTF-8, no NaN.
+
+    Exactly `canonical_json` of the whole body (tests/unit/test_canonical_encoding.py): the
+    header's keys sort around "records" (clock..prev before it, sealed_at, seq, spec after),
+    so the body is the header's two halves with the records' own canonical texts between.
+    """
+    before: dict[str, object] = {
+        "clock": header.clock,
+        "district": header.district,
+        "domain": header.domain,
+        "enterprise": header.enterprise,
+        "epoch": header.epoch,
+        "gateway": header.gateway,
+        "prev": header.prev,
+    }
+    if header.mine_code is not None:
+        before["mine_code"] = header.mine_code
+    after = {"sealed_at": header.sealed_at, "seq": header.seq, "spec": SPEC}
+    return "".join(
+        (
+            canonical_json(before)[:-1],
+            ',"records":[',
+            ",".join(map(record_json, records)),
+            "],",
+            canonical_json(after)[1:],
+        )
+    ).encode("utf-8")
+
+
+def reference_encode_block(header: BlockHeader, records: Sequence[Record]) -> bytes:
+    """The block as one `canonical_json` of the whole body (the definition encode_block meets)."""
+    body: dict[str, object] = {
         "spec": SPEC,
         "gateway": header.gateway,
         "enterprise": header.enterprise,
@@ -77,9 +106,7 @@ def encode_block(header: BlockHeader, records: Sequence[Record]) -> bytes:
     }
     if header.mine_code is not None:
         body["mine_code"] = header.mine_code
-    return json.dumps(
-        body, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
-    ).encode("utf-8")
+    return canonical_json(body).encode("utf-8")
 
 
 def _field(body: dict[str, object], key: str, kind: type) -> object:

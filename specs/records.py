@@ -10,6 +10,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
+from specs.wirejson import canonical_json, json_number, json_string
+
 
 class Quality(enum.StrEnum):
     """The wire's quality vocabulary."""
@@ -182,6 +184,27 @@ Record = Reading | AlarmRecord | GapRecord | KeyRecord
 
 
 _QUALITIES: Final = {quality.value: quality for quality in Quality}
+# A reading's keys in sorted order: flags, point, quality, quota, t, type, unit, value.
+_QUALITY_JSON: Final = {quality: json_string(quality.value) for quality in Quality}
+
+
+def record_json(record: Record) -> str:
+    """A record's canonical JSON text: exactly `canonical_json(record.to_wire())`.
+
+    Readings, nearly every record sealed, are written field by field with the encoder
+    json.dumps uses for strings (no dict, no sort, no enum lookup: ~3x faster); a property
+    test holds the two equal for arbitrary readings.
+    """
+    if record.__class__ is not Reading:
+        return canonical_json(record.to_wire())
+    r: Reading = record
+    flags = "[" + ",".join(map(json_string, r.flags)) + "]" if r.flags else "[]"
+    return (
+        f'{{"flags":{flags},"point":{json_string(r.point)},'
+        f'"quality":{_QUALITY_JSON.get(r.quality) or json_string(str(r.quality))},'
+        f'"quota":{json_string(r.quota)},"t":{json_string(r.t)},"type":"reading",'
+        f'"unit":{json_string(r.unit)},"value":{json_number(r.value)}}}'
+    )
 
 
 def iso_time(unix_seconds: float) -> str:

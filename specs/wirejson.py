@@ -1,4 +1,4 @@
-"""Strict JSON for everything that arrives over the wire.
+"""Strict JSON for everything that arrives over the wire, and canonical JSON for what leaves.
 
 `json.loads` alone lets through what later code chokes on: integers too large for a 64-bit
 column (or for Python's int-parsing limit), 1e400 (becomes inf), lone UTF-16 surrogates that
@@ -11,10 +11,43 @@ from __future__ import annotations
 import json
 import math
 import re
+from collections.abc import Callable
+from json.encoder import encode_basestring
 from typing import Final
 
 _MAX_INT_DIGITS: Final = 19  # anything longer cannot be a signed 64-bit value
 _SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+
+
+def canonical_json(value: object) -> str:
+    """The reference canonical encoding: sorted keys, no spaces, non-ASCII as is, no NaN.
+
+    Every byte that is signed or hashed (blocks, ACKs, meta, status) is this text in UTF-8;
+    faster encoders (specs.records.record_json) must give exactly the same text.
+    """
+    return json.dumps(
+        value, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
+    )
+
+
+# The string encoder json.dumps(..., ensure_ascii=False) itself uses (the C one when built):
+# quotes and escapes ", \ and control characters, leaves everything else as it is.
+json_string: Final[Callable[[str], str]] = encode_basestring
+
+
+def json_number(value: float | None) -> str:
+    """A reading's value as canonical_json writes it (float repr, int repr, null)."""
+    if value is None:
+        return "null"
+    if value.__class__ is float:
+        text = repr(value)  # float.__repr__, as json.dumps writes a float
+        if text in _NOT_FINITE:
+            raise ValueError("Out of range float values are not JSON compliant: " + text)
+        return text
+    return canonical_json(value)  # int, bool or a subclass: whatever json.dumps says
+
+
+_NOT_FINITE: Final = frozenset({"nan", "inf", "-inf"})
 
 
 class WireJsonError(ValueError):
