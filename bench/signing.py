@@ -9,8 +9,10 @@ Same run, same machine, interleaved, so the ratios mean something on a shared 2-
 - with `--candidates`, the raw verify/sign rates of the other SM2 libraries that were weighed
   for the `ganzhi[sm]` extra, where they are installed (they are not dependencies).
 
-Run: `.venv/bin/python -m bench.signing [--gateways 10 --blocks 10 --repeat 3] [--candidates]`.
-No gate: the figures are for the record (SM2 signing is expected to cost more than Ed25519).
+Run: `.venv/bin/python -m bench.signing [--gateways 10 --blocks 10 --repeats 3] [--candidates]
+[--json PATH]` (about 1.5 min at the defaults). No gate: the figures are for the record (SM2
+signing is expected to cost more than Ed25519); each SM2 figure is also given as a ratio to
+Ed25519's in the same repeat.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import importlib
-import json
 import os
 import statistics
 import sys
@@ -26,6 +27,7 @@ import time
 from collections.abc import Callable
 
 from bench.collector import POINTS, BenchGateway, _gateway, run
+from bench.results import BenchResult, Figure, add_json_argument, write_result
 from specs.signing import (
     ED25519,
     SM2_SM3,
@@ -105,9 +107,10 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--gateways", type=int, default=10)
     parser.add_argument("--blocks", type=int, default=10, help="blocks per gateway")
-    parser.add_argument("--repeat", type=int, default=3)
+    parser.add_argument("--repeats", "--repeat", type=int, default=3)
     parser.add_argument("--seconds", type=float, default=2.0, help="per signature rate")
     parser.add_argument("--candidates", action="store_true")
+    add_json_argument(parser)
     args = parser.parse_args()
 
     start = time.time() - 86400
@@ -115,26 +118,74 @@ def main() -> int:
     sm2_gateways = [resigned(g, generate_signing_key(SM2_SM3)) for g in ed_gateways]
     block = ed_gateways[0].blocks[0][0]
     figures: dict[str, object] = {"cores": os.cpu_count(), "block_bytes": len(block)}
-    for alg in (ED25519, SM2_SM3):
-        figures[f"{alg}_short"] = signature_rates(alg, SHORT, args.seconds)
-        figures[f"{alg}_block"] = signature_rates(alg, block, args.seconds)
-
+    rates: dict[str, list[dict[str, float]]] = {}
     ingest: dict[str, list[dict[str, float]]] = {ED25519: [], SM2_SM3: []}
-    for _ in range(args.repeat):  # interleaved: both see the same machine load
+    for _ in range(args.repeats):  # interleaved: both see the same machine load
+        for alg in (ED25519, SM2_SM3):
+            for kind, payload in (("short", SHORT), ("block", block)):
+                rates.setdefault(f"{alg}_{kind}", []).append(
+                    signature_rates(alg, payload, args.seconds)
+                )
         ingest[ED25519].append(run("sqlite:///collector.db", 1, ed_gateways))
         ingest[SM2_SM3].append(run("sqlite:///collector.db", 1, sm2_gateways))
+    for key, runs in rates.items():
+        figures[key] = {
+            field: statistics.median(r[field] for r in runs)
+            for field in ("sign_per_s", "verify_per_s")
+        }
     for alg, runs in ingest.items():
         figures[f"{alg}_ingest"] = {
             "readings_per_s_median": statistics.median(r["readings_per_s"] for r in runs),
             "readings_per_cpu_s_median": statistics.median(r["readings_per_cpu_s"] for r in runs),
             "runs": runs,
         }
+    notes = [
+        (
+            f"Blocks of 500 readings, {len(block)} B; {args.gateways} gateways x {args.blocks}"
+            " blocks through a real Mosquitto and `collector serve` on SQLite."
+        )
+    ]
     if args.candidates:
-        figures["candidates"] = candidate_rates(args.seconds)
+        notes += [
+            f"SM2 candidate {name}: {found}"
+            for name, found in candidate_rates(args.seconds).items()
+        ]
 
     print(_table(figures, readings=args.gateways * args.blocks * POINTS * 10))
-    print(json.dumps(figures))
+    result = BenchResult("signing", _figures(rates, ingest), notes=tuple(notes))
+    write_result(args.json, result)
     return 0
+
+
+def _figures(
+    rates: dict[str, list[dict[str, float]]], ingest: dict[str, list[dict[str, float]]]
+) -> tuple[Figure, ...]:
+    """Ed25519's rates, SM2's, and SM2's over Ed25519's in the same repeat."""
+    out: list[Figure] = []
+    rows = (
+        ("verify/s, ~100 B message", rates, "short", "verify_per_s"),
+        ("sign/s, ~100 B message", rates, "short", "sign_per_s"),
+        ("verify/s, 500-reading block", rates, "block", "verify_per_s"),
+        ("sign/s, 500-reading block", rates, "block", "sign_per_s"),
+        ("collector readings per CPU-second, SQLite", ingest, "ingest", "readings_per_cpu_s"),
+        ("collector readings/s (wall), SQLite", ingest, "ingest", "readings_per_s"),
+    )
+    for label, source, kind, field in rows:
+        suffix = f"_{kind}" if source is rates else ""
+        ed = tuple(float(r[field]) for r in source[ED25519 + suffix])
+        sm = tuple(float(r[field]) for r in source[SM2_SM3 + suffix])
+        out += [
+            Figure("", f"Ed25519 {label}", "/s", ed),
+            Figure("", f"SM2 {label}", "/s", sm),
+            Figure(
+                "",
+                f"SM2 over Ed25519, {label}",
+                "x",
+                tuple(round(b / a, 3) for a, b in zip(ed, sm, strict=True)),
+                baseline="Ed25519 in the same repeat",
+            ),
+        ]
+    return tuple(out)
 
 
 def _table(figures: dict[str, object], readings: int) -> str:

@@ -1,0 +1,90 @@
+"""The report's plots (docs/perf/*.png) from the benches' series (see bench/results.py).
+
+Three charts gather the series of a known kind from every bench: throughput vs points,
+latency percentiles, RSS over time (the soak). Any other series gets a chart of its own.
+matplotlib's object API (no pyplot, no display): the Agg canvas renders the PNG.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+from matplotlib.figure import Figure as Chart
+
+from bench.report_render import BenchRun
+from bench.results import LATENCY_PERCENTILES, RSS_OVER_TIME, THROUGHPUT_VS_POINTS
+
+KINDS = {
+    THROUGHPUT_VS_POINTS: ("Throughput vs points", "configured points", "readings/s"),
+    LATENCY_PERCENTILES: ("Latency percentiles", "percentile", "ms"),
+    RSS_OVER_TIME: ("Agent RSS over time", "seconds", "MiB"),
+}
+FILES = {
+    THROUGHPUT_VS_POINTS: "throughput-vs-points.png",
+    LATENCY_PERCENTILES: "latency-percentiles.png",
+    RSS_OVER_TIME: "rss-over-time.png",
+}
+
+Lines = list[tuple[str, list[list[float]]]]  # (legend label, [[x, y], ...])
+
+
+def gather(runs: Sequence[BenchRun]) -> dict[str, Lines]:
+    """Series by kind: (legend label, points); unknown kinds under "bench/series" names."""
+    found: dict[str, Lines] = {}
+    for run in runs:
+        if run.result is None:
+            continue
+        for name, points in sorted(run.result.series.items()):
+            kind, sep, label = name.partition(":")
+            if sep and kind in KINDS:
+                found.setdefault(kind, []).append((f"{label} ({run.name})", points))
+            else:
+                found.setdefault(f"{run.name}/{name}", []).append((name, points))
+    return found
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+
+
+def _draw(
+    path: Path, title: str, axes_labels: tuple[str, str], lines: Lines, *, log_x: bool = False
+) -> None:
+    chart = Chart(figsize=(7, 4), dpi=100)
+    axes = chart.add_subplot()
+    for label, points in lines:
+        xs = [p[0] for p in points]
+        ys = [p[1] for p in points]
+        axes.plot(xs, ys, marker="o" if len(points) <= 30 else None, label=label)
+    axes.set_title(title)
+    axes.set_xlabel(axes_labels[0])
+    axes.set_ylabel(axes_labels[1])
+    if log_x:
+        axes.set_xscale("log")
+    axes.grid(visible=True, alpha=0.3)
+    axes.legend(fontsize="small")
+    chart.tight_layout()
+    # No Software metadata: the PNG changes only when the figures do.
+    chart.savefig(path, format="png", metadata={"Software": None})
+
+
+def draw_all(runs: Sequence[BenchRun], out_dir: Path) -> list[tuple[str, str]]:
+    """Draw every chart into `out_dir`; (title, file name) of each, known kinds first."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    drawn = []
+    for kind, lines in gather(runs).items():
+        if kind in KINDS:
+            title, xlabel, ylabel = KINDS[kind]
+            name = FILES[kind]
+            _draw(
+                out_dir / name, title, (xlabel, ylabel), lines, log_x=kind == THROUGHPUT_VS_POINTS
+            )
+        else:
+            title, name = kind, f"series-{_slug(kind)}.png"
+            _draw(out_dir / name, title, ("x", "y"), lines)
+        drawn.append((title, name))
+    order = list(KINDS)
+    return sorted(drawn, key=lambda d: next((i for i, k in enumerate(order) if FILES[k] == d[1]),
+                                            len(order)))  # fmt: skip
