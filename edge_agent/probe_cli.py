@@ -63,6 +63,22 @@ _UA_STATUS_PREFIXES = ("Good", "Uncertain", "Bad")
 
 
 @dataclass(frozen=True, slots=True)
+class OrderGuess:
+    """One byte/word order of a multi-register point and what it decodes to (`--guess-order`)."""
+
+    byte_order: str
+    word_order: str
+    value: float | None
+    plausible: bool
+
+    def __str__(self) -> str:
+        value = "-" if self.value is None else f"{self.value:.6g}"
+        return f"{self.byte_order}/{self.word_order}={value}" + (
+            "" if self.plausible else " (implausible)"
+        )
+
+
+@dataclass(frozen=True, slots=True)
 class ProbeRow:
     """One point as probed."""
 
@@ -76,7 +92,7 @@ class ProbeRow:
     quality: str
     flags: tuple[str, ...]
     rtt_ms: float | None
-    orders: tuple[str, ...] = ()
+    orders: tuple[OrderGuess, ...] = ()  # likeliest first
 
 
 def _raw_text(point: ResolvedPoint, sample: RawSample) -> str:
@@ -98,7 +114,7 @@ def _answered(point: ResolvedPoint, sample: RawSample) -> bool:
     return sample.quality is not Quality.BAD or bool(sample.raw)
 
 
-def _orders(point: ResolvedPoint, sample: RawSample) -> tuple[str, ...]:
+def _orders(point: ResolvedPoint, sample: RawSample) -> tuple[OrderGuess, ...]:
     if not isinstance(point.source, RegisterSource):
         return ()
     dtype = DataType(point.dtype)
@@ -114,9 +130,7 @@ def _orders(point: ResolvedPoint, sample: RawSample) -> tuple[str, ...]:
         indicator=indicator,
     )
     return tuple(
-        f"{c.byte_order}/{c.word_order}={'-' if c.value is None else f'{c.value:.6g}'}"
-        f"{'' if c.plausible else ' (implausible)'}"
-        for c in ranked
+        OrderGuess(str(c.byte_order), str(c.word_order), c.value, c.plausible) for c in ranked
     )
 
 
@@ -258,7 +272,13 @@ def _text(rows: list[ProbeRow]) -> str:
 @config_option
 @click.option("--device", "device", metavar="ID", help="Only this device.")
 @click.option("--guess-order", is_flag=True, help="Rank all byte/word orders of each point.")
-@click.option("--json", "as_json", is_flag=True, help="One JSON object per point.")
+@click.option(
+    "--json",
+    "as_json",
+    is_flag=True,
+    help="A JSON list, one object per point; with --guess-order each has `orders`: a list of"
+    " {byte_order, word_order, value, plausible}, likeliest first.",
+)
 def probe(config_path: Path, device: str | None, guess_order: bool, as_json: bool) -> None:
     """Read each point once; print what came (registers, line, status), value, quality, rtt."""
     config = load_or_exit(config_path)

@@ -9,6 +9,7 @@ finds the right order in one command.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass
 
 from drivers.base import DecodeError
@@ -19,6 +20,12 @@ ORDERS = tuple((byte, word) for byte in Order for word in Order)
 # Devices that swap the bytes inside a register are rare; swapped words are common. Between
 # two plausible readings, prefer big-endian registers.
 _BIG_BYTES_PRIOR = 1.0
+# The smallest normal float of each IEEE type: a decoding below it (but for zero) is a
+# subnormal, which no instrument sends; swapped words of an ordinary float32 often make one.
+_SMALLEST_NORMAL = {DataType.FLOAT32: 1.1754943508222875e-38, DataType.FLOAT64: sys.float_info.min}
+# A float32 carries about 7 significant digits, so a non-zero value smaller than this share of
+# the indicator's plausible span is below any instrument's resolution: an artefact of decoding.
+_RESOLUTION_SHARE = 1e-7
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,11 +39,19 @@ class OrderCandidate:
     score: float
 
 
-def _score(value: float | None, indicator: Indicator) -> tuple[bool, float]:
+def _absurd(raw: float, value: float, dtype: DataType, indicator: Indicator) -> bool:
+    """A decoding no instrument would send, though it may lie inside the plausible range."""
+    if raw != 0 and abs(raw) < _SMALLEST_NORMAL.get(dtype, 0.0):
+        return True
+    span = indicator.high - indicator.low
+    return value != 0 and abs(value) < span * _RESOLUTION_SHARE
+
+
+def _score(value: float | None, indicator: Indicator, absurd: bool) -> tuple[bool, float]:
     """Plausible first; among those, nearer the middle of the range (in log terms) is likelier."""
     if value is None or not math.isfinite(value):
         return False, -math.inf
-    plausible = indicator.plausible(value)
+    plausible = indicator.plausible(value) and not absurd
     span = max(abs(indicator.low), abs(indicator.high), 1e-9)
     magnitude = abs(math.log10(max(abs(value), 1e-30) / span))
     return plausible, (1000.0 if plausible else 0.0) - magnitude
@@ -56,12 +71,14 @@ def rank_orders(
         return []
     candidates = []
     for byte_order, word_order in ORDERS:
+        absurd = False
         try:
             raw = decode(registers, dtype, byte_order, word_order)
             value: float | None = indicator.to_canonical(raw * scale + offset, unit)
+            absurd = value is not None and _absurd(raw, value, dtype, indicator)
         except (DecodeError, CatalogueError, OverflowError):
             value = None
-        plausible, score = _score(value, indicator)
+        plausible, score = _score(value, indicator, absurd)
         if byte_order is Order.BIG:
             score += _BIG_BYTES_PRIOR
         candidates.append(OrderCandidate(byte_order, word_order, value, plausible, score))

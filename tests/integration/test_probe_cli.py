@@ -74,8 +74,22 @@ def test_guess_order_finds_a_wrong_word_order(tmp_path: Path, sim_port: int) -> 
     )
     rows = json.loads(result.output)
     level = next(r for r in rows if r["point"] == "T001-LT-01")
-    assert level["orders"][0].startswith("big/big="), level["orders"]
-    assert "implausible" not in level["orders"][0]
+    orders = level["orders"]
+    assert [set(o) for o in orders] == [{"byte_order", "word_order", "value", "plausible"}] * 4
+    assert (orders[0]["byte_order"], orders[0]["word_order"]) == ("big", "big"), orders
+    assert orders[0]["plausible"] is True
+    assert 0.0 <= orders[0]["value"] <= 10.0
+    # The declared (swapped) order decodes the tank's level to a subnormal float: never plausible.
+    declared = next(o for o in orders if (o["byte_order"], o["word_order"]) == ("big", "little"))
+    assert declared["plausible"] is False, orders
+    text = (
+        CliRunner()
+        .invoke(main, ["probe", "-c", str(site), "--device", "tank-plc", "--guess-order"])
+        .output
+    )
+    assert "order big/big=" in text
+    assert "big/little=" in text
+    assert "(implausible)" in text
 
 
 def test_probe_of_an_unreachable_device_reports_bad_and_exits_1(tmp_path: Path) -> None:

@@ -38,3 +38,25 @@ def test_a_swapped_int32_temperature_is_found() -> None:
 
 def test_wrong_register_count_gives_no_candidates() -> None:
     assert rank_orders((1,), DataType.FLOAT32, scale=1, offset=0, unit="m", indicator=LEVEL) == []
+
+
+@pytest.mark.parametrize("value", [7.25, 12.5, 1.0])
+def test_a_denormal_decoding_is_never_plausible(value: float) -> None:
+    # 7.25 m with swapped words decodes to about 2.3e-41: inside [0, 40] m, yet no level
+    # gauge reports a subnormal float; ranking it plausible hides the real mistake.
+    registers = encode(value, DataType.FLOAT32, Order.BIG, Order.BIG)
+    ranked = rank_orders(
+        registers, DataType.FLOAT32, scale=1.0, offset=0.0, unit="m", indicator=LEVEL
+    )
+    assert [c.plausible for c in ranked] == [True, False, False, False], ranked
+
+
+def test_an_absurdly_small_value_is_not_plausible_but_zero_is() -> None:
+    # 1e-12 m is a millionth of a micrometre: below any instrument's resolution for a 40 m
+    # range; an exact zero (empty tank) is an ordinary reading.
+    tiny = encode(1e-12, DataType.FLOAT32, Order.BIG, Order.BIG)
+    zero = encode(0.0, DataType.FLOAT32, Order.BIG, Order.BIG)
+    first = rank_orders(tiny, DataType.FLOAT32, scale=1.0, offset=0.0, unit="m", indicator=LEVEL)
+    empty = rank_orders(zero, DataType.FLOAT32, scale=1.0, offset=0.0, unit="m", indicator=LEVEL)
+    assert not any(c.plausible for c in first)
+    assert all(c.plausible for c in empty)
