@@ -26,17 +26,21 @@ over the mean of the tenth after the first (the first tenth is warm-up: SQLite's
 the collector catching up). Target <= 2 %. ``--soak 1800`` is the 30-minute G7 soak; it is never
 part of `make bench`.
 
-Run: `.venv/bin/python -m bench.memory [--repeat 3] [--seconds 20] [--cases modbus-10,...]`
-or `.venv/bin/python -m bench.memory --soak 1800 [--samples-out rss.csv]`; `--installed` runs
-the agent without the DEV_ONLY packages, as a production install has it. Exits non-zero when
-a median (or the soak's growth) misses its target; prints one JSON line of figures at the end.
+Result (bench/results.py, `--json PATH`): min/median/max over `--repeats` of each case's peak
+and steady RSS, the growth per 1,000 tags of each repeat, the baselines; the RSS samples of
+each case's last repeat (and of the soak) as `rss_over_time:` series for the report's plot.
+
+Run: `.venv/bin/python -m bench.memory [--repeats 3] [--seconds 20] [--cases modbus-10,...]`
+(about 3 x 3 x (20 s + ~8 s start and stop) = 4-5 min at the defaults), or
+`.venv/bin/python -m bench.memory --soak 1800 [--samples-out rss.csv]` (`make bench-soak`);
+`--installed` runs the agent without the DEV_ONLY packages, as a production install has it.
+Exits non-zero when a median (or the soak's growth) misses its target.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import shutil
 import sqlite3
 import statistics
@@ -52,6 +56,14 @@ from typing import Any
 
 import yaml
 
+from bench.results import (
+    RSS_OVER_TIME,
+    BenchResult,
+    Figure,
+    add_json_argument,
+    series_name,
+    write_result,
+)
 from demo.__main__ import write_configs
 from demo.broker import Broker, free_port, wait_for_port
 
@@ -274,19 +286,30 @@ class SiteRun:
         shutil.rmtree(self.work, ignore_errors=True)
 
 
-def measure(case: Case, seconds: float, absent: tuple[str, ...] = ()) -> dict[str, float]:
+@dataclass(frozen=True)
+class Measured:
+    """One run of a case: peak and steady RSS (MiB), sealing rate, the samples (s, MiB)."""
+
+    peak_mib: float
+    steady_mib: float
+    readings_per_s: float
+    samples: tuple[tuple[float, float], ...]
+
+
+def measure(case: Case, seconds: float, absent: tuple[str, ...] = ()) -> Measured:
     """Peak RSS (MiB) of the agent of `case` over `seconds` of steady polling."""
     run = SiteRun(case, absent=absent)
     try:
         run.start()
         before = run.sealed_readings()
-        rss = [kib for _, kib in run.samples(seconds, 0.5)]
+        samples = tuple((t, kib / 1024) for t, kib in run.samples(seconds, 0.5))
         readings = run.sealed_readings() - before
-        return {
-            "peak_mib": run.peak_kib() / 1024,
-            "steady_mib": statistics.median(rss) / 1024,
-            "readings_per_s": readings / seconds,
-        }
+        return Measured(
+            peak_mib=run.peak_kib() / 1024,
+            steady_mib=statistics.median(mib for _, mib in samples),
+            readings_per_s=readings / seconds,
+            samples=samples,
+        )
     finally:
         run.stop()
 
@@ -320,21 +343,80 @@ def soak(
         "soak_end_mib": round(end / 1024, 1),
         "soak_peak_mib": round(peak / 1024, 1),
         "soak_growth": round(end / settled - 1, 4),
+        "samples": [[round(t, 1), round(r / 1024, 2)] for t, r in rows],
     }
 
 
-def _spread(values: list[float]) -> dict[str, float]:
-    return {
-        "min": round(min(values), 1),
-        "median": round(statistics.median(values), 1),
-        "max": round(max(values), 1),
-    }
+def baselines() -> tuple[Figure, ...]:
+    """The import floors of this run: an asyncio interpreter, the agent's CLI with and without
+    the dev-only packages."""
+    return (
+        Figure("", "interpreter that imported asyncio (baseline)", "MiB",
+               (round(imported_mib("asyncio"), 1),)),
+        Figure("", "agent's imports (edge_agent.cli), this venv", "MiB",
+               (round(imported_mib("edge_agent.cli"), 1),)),
+        Figure("", "agent's imports without the dev-only packages", "MiB",
+               (round(imported_mib("edge_agent.cli", absent=DEV_ONLY), 1),),
+               note=f"{', '.join(DEV_ONLY)}: structlog imports them when present"),
+    )  # fmt: skip
+
+
+def soak_result(soaked: dict[str, Any], installed: bool) -> BenchResult:
+    """The soak as a result: growth (gated), settled/end/peak RSS, the samples as a series."""
+    case = soaked["soak_case"]
+    minutes = soaked["soak_seconds"] / 60
+    return BenchResult(
+        "memory",
+        (
+            Figure("G7", f"RSS growth over a {minutes:.0f}-minute soak, {case}", "%",
+                   (round(100 * soaked["soak_growth"], 2),), target=100 * TARGET_SOAK_GROWTH,
+                   direction="at_most",
+                   baseline="mean RSS of the second tenth of the soak (after warm-up)"),
+            Figure("", f"soak settled RSS, {case}", "MiB", (soaked["soak_settled_mib"],)),
+            Figure("", f"soak end RSS, {case}", "MiB", (soaked["soak_end_mib"],)),
+            Figure("", f"soak peak RSS, {case}", "MiB", (soaked["soak_peak_mib"],)),
+            *baselines(),
+        ),
+        series={series_name(RSS_OVER_TIME, f"{case}, {minutes:.0f}-min soak"): soaked["samples"]},
+        notes=(f"{soaked['soak_samples']} samples; agent without dev-only packages: {installed}",),
+    )  # fmt: skip
+
+
+def case_figures(peaks: dict[str, list[Measured]]) -> list[Figure]:
+    """Peak (gated at 1,000 tags) and steady RSS per case, growth per 1,000 tags per repeat."""
+    figures = []
+    for name, runs in peaks.items():
+        case = CASES[name]
+        target = TARGET_OPCUA_MIB if case.opcua else TARGET_MODBUS_MIB
+        gated = case.modbus_tags >= 1000
+        figures += [
+            Figure("G7" if gated else "", f"peak RSS, {name}", "MiB",
+                   tuple(round(r.peak_mib, 1) for r in runs),
+                   target=target if gated else None, direction="at_most"),
+            Figure("", f"steady RSS (median sample), {name}", "MiB",
+                   tuple(round(r.steady_mib, 1) for r in runs)),
+            Figure("", f"readings sealed per second, {name}", "readings/s",
+                   tuple(round(r.readings_per_s) for r in runs)),
+        ]  # fmt: skip
+    if {"modbus-10", "modbus-1000"} <= peaks.keys():
+        small, big = CASES["modbus-10"], CASES["modbus-1000"]
+        per_tag = 1000 / (big.modbus_tags - small.modbus_tags)
+        growth = tuple(
+            round((b.peak_mib - a.peak_mib) * per_tag, 2)
+            for a, b in zip(peaks[small.name], peaks[big.name], strict=True)
+        )
+        figures.append(
+            Figure("G7", "peak RSS growth per 1,000 tags (10 -> 1,000 Modbus tags)", "MiB",
+                   growth, target=TARGET_GROWTH_PER_1000_TAGS_MIB, direction="at_most",
+                   baseline="peak RSS at 10 tags, same repeat")
+        )  # fmt: skip
+    return figures
 
 
 def main() -> int:
-    """Measure, print one JSON line, and fail when a median misses its target."""
+    """Measure, write the result, and fail when a median misses its target."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--repeat", type=int, default=3, help="runs per case")
+    parser.add_argument("--repeats", "--repeat", type=int, default=3, help="runs per case")
     parser.add_argument("--seconds", type=float, default=20.0, help="steady polling per run")
     parser.add_argument("--cases", default=",".join(CASES), help="comma-separated case names")
     parser.add_argument("--soak", type=float, default=0.0, help="soak seconds (1800 for G7)")
@@ -346,45 +428,31 @@ def main() -> int:
         action="store_true",
         help="run the agent as a `pip install ganzhi` would: without the dev-only packages",
     )
+    add_json_argument(parser)
     args = parser.parse_args()
     absent = DEV_ONLY if args.installed else ()
-    figures: dict[str, Any] = {
-        "baseline_asyncio_interpreter_mib": round(imported_mib("asyncio"), 1),
-        "agent_imports_mib": round(imported_mib("edge_agent.cli"), 1),
-        "agent_imports_without_dev_packages_mib": round(
-            imported_mib("edge_agent.cli", absent=DEV_ONLY), 1
-        ),
-        "agent_without_dev_packages": args.installed,
-    }
     if args.soak > 0:
-        figures |= soak(CASES[args.soak_case], args.soak, args.soak_every, args.samples_out, absent)
-        print(json.dumps(figures))
-        return 0 if figures["soak_growth"] <= TARGET_SOAK_GROWTH else 1
-    peaks: dict[str, list[float]] = {}
-    steady: dict[str, list[float]] = {}
-    for _ in range(args.repeat):
-        for name in args.cases.split(","):
-            result = measure(CASES[name], args.seconds, absent)
-            peaks.setdefault(name, []).append(result["peak_mib"])
-            steady.setdefault(name, []).append(result["steady_mib"])
-            figures[f"{name}_readings_per_s"] = round(result["readings_per_s"])
-    ok = True
-    for name, values in peaks.items():
-        figures[f"{name}_peak_mib"] = _spread(values)
-        figures[f"{name}_steady_mib"] = _spread(steady[name])
-        target = TARGET_OPCUA_MIB if CASES[name].opcua else TARGET_MODBUS_MIB
-        ok &= statistics.median(values) <= target or CASES[name].modbus_tags < 1000
-    if {"modbus-10", "modbus-1000"} <= peaks.keys():
-        small, big = CASES["modbus-10"], CASES["modbus-1000"]
-        growth = (
-            (statistics.median(peaks[big.name]) - statistics.median(peaks[small.name]))
-            / (big.modbus_tags - small.modbus_tags)
-            * 1000
-        )
-        figures["growth_mib_per_1000_tags"] = round(growth, 2)
-        ok &= growth <= TARGET_GROWTH_PER_1000_TAGS_MIB
-    print(json.dumps(figures))
-    return 0 if ok else 1
+        soaked = soak(CASES[args.soak_case], args.soak, args.soak_every, args.samples_out, absent)
+        result = soak_result(soaked, args.installed)
+    else:
+        runs: dict[str, list[Measured]] = {}
+        for _ in range(args.repeats):  # interleaved: every case sees the same machine load
+            for name in args.cases.split(","):
+                runs.setdefault(name, []).append(measure(CASES[name], args.seconds, absent))
+        series = {
+            series_name(RSS_OVER_TIME, f"{name}, {args.seconds:g} s run"): [
+                [round(t, 1), round(mib, 2)] for t, mib in measured[-1].samples
+            ]
+            for name, measured in runs.items()
+        }
+        result = BenchResult(
+            "memory",
+            (*case_figures(runs), *baselines()),
+            series=series,
+            notes=(f"Agent without the dev-only packages {DEV_ONLY}: {args.installed}",),
+        )  # fmt: skip
+    write_result(args.json, result)
+    return 1 if result.failed else 0
 
 
 if __name__ == "__main__":

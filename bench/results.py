@@ -87,6 +87,10 @@ class BenchResult:
         return tuple(f for f in self.figures if f.gated and f.met is False)
 
 
+def _readable(value: float) -> str:
+    return f"{value:,.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
 def add_json_argument(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, help="write the result (bench/results.py) here")
 
@@ -95,7 +99,9 @@ def write_result(path: Path | None, result: BenchResult) -> None:
     """Write `result` to `path` when one was asked for; always print a one-line summary."""
     for figure in result.figures:
         verdict = {True: "met", False: "MISSED", None: "-"}[figure.met]
-        spread = f"{min(figure.values):.4g}/{figure.median:.4g}/{max(figure.values):.4g}"
+        spread = "/".join(
+            _readable(v) for v in (min(figure.values), figure.median, max(figure.values))
+        )
         target = "" if figure.target is None else f" target {figure.direction} {figure.target:g}"
         print(
             f"{result.bench}: {figure.goal or '-'} {figure.name} {spread} {figure.unit}{target}"
