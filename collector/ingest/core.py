@@ -4,14 +4,17 @@ Nothing here touches the network or the database. The shell (`collector.ingest.s
 in messages plus the registry rows they name, commits the `IngestBatch` this module plans, and
 publishes the ACKs this module derives from the committed `BatchResult`.
 
-Checks on an `up/block` and an `up/meta`, in order, each with its audit reason: signature
-properties present (`bad_signature`), algorithm allowed and available (`bad_algorithm`), key
-registered (`unknown_key`), not revoked (`revoked_key`) nor retired (`retired_key`), owned by
-the topic's gateway (`key_not_owned`), signature valid over the exact payload bytes
-(`bad_signature`), payload a block or meta message (`malformed`), payload and registry agree
-with the topic (`topic_mismatch`). A verified block is then normalized against the catalogue
-(`collector.ingest.normalize`): a record it cannot take is audited (`unknown_quota`,
-`unknown_unit`) and left out alone; its key records are checked (`collector.ingest.keys`).
+Every message is first decoded as its `enc` user property says (specs.encoding): an unknown
+encoding, a zip bomb or a corrupt frame is audited `malformed`; what follows sees only the
+canonical bytes the signature covers. Checks on an `up/block` and an `up/meta`, in order, each
+with its audit reason: signature properties present (`bad_signature`), algorithm allowed and
+available (`bad_algorithm`), key registered (`unknown_key`), not revoked (`revoked_key`) nor
+retired (`retired_key`), owned by the topic's gateway (`key_not_owned`), signature valid over
+the exact payload bytes (`bad_signature`), payload a block or meta message (`malformed`),
+payload and registry agree with the topic (`topic_mismatch`). A verified block is then
+normalized against the catalogue (`collector.ingest.normalize`): a record it cannot take is
+audited (`unknown_quota`, `unknown_unit`) and left out alone; its key records are checked
+(`collector.ingest.keys`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from specs.ack import Ack
 from specs.block import DOMAINS, Block, BlockFormatError, block_hash, decode_block
 from specs.catalogue import Catalogue, default_catalogue
 from specs.command import CommandFormatError, decode_result
+from specs.encoding import ENC_PROPERTY, EncodingError, decode_payload, encoding_of
 from specs.meta import MetaFormatError, decode_meta
 from specs.records import GapRecord, RecordFormatError, iso_time, parse_iso_time
 from specs.signing import (
@@ -358,6 +362,35 @@ def judge_command_results(
     return actions, audits
 
 
+def decode_inbound(message: Inbound) -> Inbound | AuditEntry:
+    """The message with its canonical payload (decoded per `enc`), or the audit row saying why not.
+
+    Before any other check: the signature covers the decoded bytes. A decoded message carries
+    no `enc` any more, so decoding it again changes nothing.
+    """
+    try:
+        encoding = encoding_of(message.properties)
+        payload = decode_payload(message.payload, encoding)
+    except EncodingError as exc:
+        return _audit(message, Reason.MALFORMED, f"enc: {exc}")
+    if encoding is None:
+        return message
+    properties = tuple((name, value) for name, value in message.properties if name != ENC_PROPERTY)
+    return dataclasses.replace(message, payload=payload, properties=properties)
+
+
+def _decode_all(messages: Sequence[Inbound]) -> tuple[list[Inbound], list[AuditEntry]]:
+    decoded: list[Inbound] = []
+    undecodable: list[AuditEntry] = []
+    for message in messages:
+        verdict = decode_inbound(message)
+        if isinstance(verdict, Inbound):
+            decoded.append(verdict)
+        else:
+            undecodable.append(verdict)
+    return decoded, undecodable
+
+
 def plan_batch(
     messages: Sequence[Inbound],
     grants: Mapping[str, KeyGrant],
@@ -367,10 +400,11 @@ def plan_batch(
     chosen = _or_default(catalogue)
     blocks: list[IncomingBlock] = []
     metas: list[IncomingMeta] = []
-    audits: list[AuditEntry] = []
     statuses: list[StatusUpdate] = []
-    actions, audits = judge_command_results(messages, grants)
-    for message in messages:
+    decoded, undecodable = _decode_all(messages)
+    actions, audits = judge_command_results(decoded, grants)
+    audits = undecodable + audits
+    for message in decoded:
         kind = message.kind
         if kind == BLOCK_KIND:
             verdict = judge_block(message, grants, chosen)

@@ -20,6 +20,7 @@ from edge_agent.config.points import (
     TemplateConfig,
     point_source_problems,
 )
+from specs.encoding import Encoding
 from specs.identifiers import IdentifierError, check_gateway_code, check_point_code
 from specs.signing import require_available
 from specs.yamlconf import (
@@ -90,6 +91,13 @@ class UplinkConfig(ConfigModel):
     max_inflight: Annotated[int, Field(strict=True, ge=1, le=1000)] = 64
     publish_rate: Annotated[Number, Field(gt=0)] = 50.0
     """Blocks per second the publisher may send (backlog drains at this pace)."""
+    encoding: Literal["zstd-d1", "zstd", "none"] = "zstd-d1"
+    """How blocks travel (`enc`): zstd-d1 (dictionary d1; zstd past 32 KiB), zstd or none."""
+
+    @property
+    def wire_encoding(self) -> Encoding | None:
+        """The `enc` blocks are sent in (specs.encoding); None: the sealed bytes as they are."""
+        return None if self.encoding == "none" else Encoding(self.encoding)
 
     @property
     def host(self) -> str:

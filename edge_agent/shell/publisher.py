@@ -33,6 +33,7 @@ from edge_agent.shell.first_failure import first_failure
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox, StoredBlock, declared_gap
 from specs.ack import Ack, AckFormatError, decode_ack
+from specs.encoding import Encoding, choose_encoding, encode_payload, encoding_properties
 from specs.records import GapReason
 from specs.signing import (
     Signature,
@@ -73,6 +74,8 @@ class UplinkSettings:
     heartbeat: float = 30.0
     publish_rate: float | None = None  # blocks per second; None = as fast as ACKs allow
     tls: ssl.SSLContext | None = None
+    # How blocks travel (specs.encoding, the `enc` user property); None: as sealed.
+    encoding: Encoding | None = None
 
 
 class Publisher:
@@ -368,8 +371,14 @@ class Publisher:
         self._next_send += 1.0 / rate
 
     async def _publish(self, client: aiomqtt.Client, block: StoredBlock) -> None:
+        # Compressed for the wire only: the outbox, the hash chain and the signature keep the
+        # canonical bytes, which the collector gets back by decoding per `enc`.
+        encoding = choose_encoding(block.payload, self._settings.encoding)
         await client.publish(
-            self._topics.block, block.payload, qos=1, properties=_signed(block.signature)
+            self._topics.block,
+            encode_payload(block.payload, encoding),
+            qos=1,
+            properties=_signed(block.signature, encoding=encoding),
         )
         self.published += 1
 
@@ -424,8 +433,10 @@ class Publisher:
             await asyncio.sleep(self._settings.heartbeat)
 
 
-def _signed(signature: Signature, packet: int = PacketTypes.PUBLISH) -> Properties:
-    """PUBLISH (or will) properties carrying a detached signature."""
+def _signed(
+    signature: Signature, packet: int = PacketTypes.PUBLISH, *, encoding: Encoding | None = None
+) -> Properties:
+    """PUBLISH (or will) properties carrying a detached signature (and the payload's `enc`)."""
     properties = Properties(packet)  # type: ignore[no-untyped-call]
-    properties.UserProperty = signature_properties(signature)
+    properties.UserProperty = signature_properties(signature) + encoding_properties(encoding)
     return properties

@@ -351,6 +351,7 @@ async def run_agent(
                 max_inflight=config.uplink.max_inflight,
                 publish_rate=config.uplink.publish_rate,
                 tls=tls_context(config),
+                encoding=config.uplink.wire_encoding,
             ),
             _reconnect_backoff,
             sign=current.sign,

@@ -13,6 +13,7 @@ from edge_agent.core.chain import Identity
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.outbox import Outbox, open_outbox
 from edge_agent.shell.publisher import Publisher, UplinkSettings
+from specs.encoding import Encoding
 from specs.records import Record
 from specs.signing import SigningKey, VerifyKey
 from tests.support.collector_client import SimGateway
@@ -56,12 +57,23 @@ async def running_agent(
     *,
     key: SigningKey | None = None,
     ack_timeout: float = 2.0,
+    encoding: Encoding | None = None,
 ) -> AsyncIterator[AgentRig]:
-    """An outbox in `folder` and a publisher connected to the broker on `port`."""
+    """An outbox in `folder` and a publisher connected to the broker on `port`.
+
+    The publisher sends blocks in `encoding` (specs.encoding; None: as sealed).
+    """
     signer = key or gateway.key
     async with open_outbox(folder / "outbox.db", identity_of(gateway), signer) as outbox:
         settings = UplinkSettings(
-            "127.0.0.1", port, gateway.gateway, 30, 60, ack_timeout, max_inflight=16
+            "127.0.0.1",
+            port,
+            gateway.gateway,
+            30,
+            60,
+            ack_timeout,
+            max_inflight=16,
+            encoding=encoding,
         )
         publisher = Publisher(
             outbox,

@@ -1,0 +1,116 @@
+"""specs.encoding: round trips, what the agent picks, and every refusal with its reason."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+from pathlib import Path
+
+import pytest
+import zstandard
+from hypothesis import given
+from hypothesis import strategies as st
+
+from collector.ingest.core import Inbound, decode_inbound, plan_batch
+from collector.model import AuditEntry, Reason
+from specs.encoding import (
+    D1_SHA256,
+    D1_UP_TO,
+    ENC_PROPERTY,
+    MAX_DECODED_BYTES,
+    Encoding,
+    EncodingError,
+    choose_encoding,
+    decode_payload,
+    encode_payload,
+    encoding_of,
+)
+from specs.zstd_d1 import DICTIONARY_B64
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "specs" / "examples"
+BLOCK = (EXAMPLES / "block-whp-1.json").read_bytes()
+TOPIC = "gz/1/360100/91360100MA35GW001H/91360100MA35GW001H-GW01/up/block"
+
+
+@given(st.binary(max_size=4096), st.sampled_from(list(Encoding)))
+def test_every_payload_round_trips(payload: bytes, encoding: Encoding) -> None:
+    assert decode_payload(encode_payload(payload, encoding), encoding) == payload
+
+
+def test_the_dictionary_is_d1() -> None:
+    assert hashlib.sha256(base64.b64decode(DICTIONARY_B64)).hexdigest() == D1_SHA256
+
+
+def test_the_dictionary_shrinks_a_small_block() -> None:
+    plain = len(encode_payload(BLOCK, Encoding.ZSTD))
+    with_dictionary = len(encode_payload(BLOCK, Encoding.ZSTD_D1))
+    assert with_dictionary < 0.7 * plain < 0.35 * len(BLOCK)
+
+
+def test_the_agent_picks_d1_for_small_payloads_zstd_above_and_nothing_past_the_cap() -> None:
+    assert choose_encoding(BLOCK, Encoding.ZSTD_D1) is Encoding.ZSTD_D1
+    assert choose_encoding(b" " * (D1_UP_TO + 1), Encoding.ZSTD_D1) is Encoding.ZSTD
+    assert choose_encoding(b" " * (MAX_DECODED_BYTES + 1), Encoding.ZSTD) is None
+    assert choose_encoding(BLOCK, None) is None
+
+
+def test_properties_name_at_most_one_known_encoding() -> None:
+    assert encoding_of([("alg", "ed25519")]) is None
+    assert encoding_of([(ENC_PROPERTY, "zstd-d1")]) is Encoding.ZSTD_D1
+    with pytest.raises(EncodingError, match="is unknown"):
+        encoding_of([(ENC_PROPERTY, "gzip")])
+    with pytest.raises(EncodingError, match="given 2 times"):
+        encoding_of([(ENC_PROPERTY, "zstd"), (ENC_PROPERTY, "zstd")])
+
+
+def _refusal(payload: bytes, enc: str) -> AuditEntry:
+    verdict = decode_inbound(
+        Inbound(TOPIC, payload, (("alg", "ed25519"), (ENC_PROPERTY, enc)), received_at=1.0)
+    )
+    assert isinstance(verdict, AuditEntry)
+    assert verdict.reason is Reason.MALFORMED
+    return verdict
+
+
+def test_refusals_say_why() -> None:
+    good = encode_payload(BLOCK, Encoding.ZSTD_D1)
+    bomb = zstandard.ZstdCompressor(level=1).compress(b"\0" * (MAX_DECODED_BYTES + 1))
+    unsized = zstandard.ZstdCompressor(write_content_size=False).compress(BLOCK)
+    cases = {
+        (bomb, "zstd"): f"would decode to {MAX_DECODED_BYTES + 1} bytes, over",
+        (unsized, "zstd"): "does not declare its decoded size",
+        (good, "br"): "encoding 'br' is unknown",
+        (good[:-5], "zstd-d1"): "does not decode",
+        (good + good, "zstd-d1"): "does not decode",  # a second frame is data after the first
+        (b"not zstd", "zstd"): "not a zstd frame",
+        # A d1 frame without the dictionary does not come out as the block.
+        (good, "zstd"): "does not decode",
+    }
+    for (payload, enc), why in cases.items():
+        audit = _refusal(payload, enc)
+        assert audit.detail.startswith("enc: ")
+        assert why in audit.detail, (enc, audit.detail)
+        assert audit.gateway == "91360100MA35GW001H-GW01"
+
+
+def test_a_decoded_message_carries_the_canonical_bytes_and_no_enc() -> None:
+    message = Inbound(
+        TOPIC,
+        encode_payload(BLOCK, Encoding.ZSTD_D1),
+        (("alg", "ed25519"), (ENC_PROPERTY, "zstd-d1"), ("kid", "k")),
+        received_at=1.0,
+    )
+    decoded = decode_inbound(message)
+    assert isinstance(decoded, Inbound)
+    assert decoded.payload == BLOCK
+    assert decoded.properties == (("alg", "ed25519"), ("kid", "k"))
+    assert decode_inbound(decoded) == decoded
+
+
+def test_plan_batch_audits_an_undecodable_message_and_judges_the_rest() -> None:
+    bad = Inbound(TOPIC, b"junk", ((ENC_PROPERTY, "zstd"),), received_at=1.0)
+    unsigned = Inbound(TOPIC, encode_payload(BLOCK, Encoding.ZSTD), ((ENC_PROPERTY, "zstd"),), 1.0)
+    batch = plan_batch([bad, unsigned], {})
+    assert [a.reason for a in batch.audits] == [Reason.MALFORMED, Reason.BAD_SIGNATURE]
+    # The second was decoded first: its audit row names the canonical bytes' hash.
+    assert batch.audits[1].payload_hash == hashlib.sha256(BLOCK).hexdigest()
