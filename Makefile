@@ -74,21 +74,15 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
+# make bench: every bench of bench/ through bench/report.py, which writes docs/performance.md
+# and docs/perf/*.png and fails when a gated median misses its target (about 35 min on a
+# 2-core box; QUICK=1: one repeat at small sizes, about 12 min; ONLY=rtu,memory: those only).
+# make bench-soak: the 30-minute G7 memory soak, added to the last suite's page.
 bench: install broker postgres
-	$(BIN)/python -m bench.throughput
-	$(BIN)/python -m bench.rtu
-	$(BIN)/python -m bench.backfill
-	$(BIN)/python -m bench.replay
-	$(BIN)/python -m bench.collector
-	$(BIN)/python -m bench.queries
-	$(BIN)/python -m bench.load
-	$(BIN)/python -m bench.signing
-	$(BIN)/python -m bench.memory
+	$(BIN)/python -m bench.report $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)
 
-# The generated reference pages: config keys from the pydantic models, the API from the app.
-docs: install
-	$(BIN)/python -m devtools.config_reference
-	$(BIN)/python -m devtools.api_reference
+bench-soak: install broker
+	$(BIN)/python -m bench.report --soak $(SOAK_SECONDS)
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .demo

@@ -9,9 +9,9 @@ and `make bench-soak` adds the 30-minute soak to the last suite's results.
 
 A bench module that is not in the tree yet is shown as such. Options a bench does not take
 (asked through its `--help`) are not passed, so a bench that has no `--repeats` yet still runs.
-Hooks read when present: `bench.capacity` (the scale table: the first public function whose
-name has "markdown" or "table" in it, called with the results by bench name, or with nothing)
-and `bench.peers.thingsboard.side_by_side_markdown(result)` (else its figures as a table).
+Hooks read when present: `bench.capacity` (the scale table:
+`markdown_table(per_core_from_result(<bench.load's result>))`) and
+`bench.peers.thingsboard.side_by_side_markdown(result)` (else its figures as a table).
 
 Exit 1 when a gated figure's median misses its target or a bench ends without a result,
 after the page is written. Run: `.venv/bin/python -m bench.report [--quick] [--only a,b]
@@ -26,7 +26,6 @@ import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
-import inspect
 import json
 import os
 import platform
@@ -64,14 +63,16 @@ class Job:
 
 
 JOBS = (
-    Job("throughput", "bench.throughput", timeout=300),
-    Job("acquisition", "bench.acquisition", timeout=300),
+    Job("throughput", "bench.throughput", quick=("--repeats", "1", "--readings", "50000"),
+        timeout=300),
+    Job("acquisition", "bench.acquisition", timeout=480),
     Job("rtu", "bench.rtu", quick=("--repeats", "1", "--seconds", "1"), timeout=120),
     Job("collector", "bench.collector",
         quick=("--repeats", "1", "--gateways", "5", "--blocks", "10"), timeout=600),
     Job("replay", "bench.replay",
         quick=("--repeats", "1", "--backlog", "200000", "--normal-seconds", "5"), timeout=900),
-    Job("latency", "bench.latency", timeout=300),
+    Job("latency", "bench.latency", quick=("--repeats", "1", "--seconds", "8", "--warmup", "4"),
+        timeout=480),
     Job("memory", "bench.memory", quick=("--repeats", "1", "--seconds", "8"), timeout=600),
     Job("wire", "bench.wire", timeout=300),
     Job("backfill", "bench.backfill",
@@ -80,9 +81,11 @@ JOBS = (
     Job("signing", "bench.signing",
         quick=("--repeats", "1", "--gateways", "4", "--blocks", "5", "--seconds", "0.5"),
         timeout=300),
-    Job("load", "bench.load", quick=("--repeats", "1", "--seconds", "30", "--gateways", "20"),
+    Job("load", "bench.load", quick=("--repeats", "1", "--window", "6", "--warmup", "4"),
         timeout=600),
-    Job("thingsboard", "bench.peers.thingsboard", timeout=600),
+    Job("thingsboard", "bench.peers.thingsboard",
+        quick=("--repeats", "1", "--warmup", "5", "--steady", "15", "--outage", "10",
+               "--recovery", "15"), timeout=1200),
     Job("memory-soak", "bench.memory", full=("--soak", "1800"), quick=("--soak", "120"),
         timeout=2400, default=False, how_to_run="`make bench-soak` (30 minutes)"),
 )  # fmt: skip
@@ -149,7 +152,7 @@ def run_job(job: Job, options: tuple[str, ...]) -> BenchRun:
     )  # fmt: skip
     record = {k: v for k, v in dataclasses.asdict(run).items() if k != "result"}
     (RESULTS / f"{job.name}.run.json").write_text(json.dumps(record, indent=1) + "\n")
-    summary = [line for line in output.splitlines() if line.startswith(f"{job.name}:")]
+    summary = [line for line in output.splitlines() if line.endswith(("[met]", "[MISSED]", "[-]"))]
     print("\n".join(summary[-20:]) or output[-1500:], flush=True)
     print(f"bench.report: {job.name} {run.status} in {seconds:.0f} s", flush=True)
     return run
@@ -238,24 +241,16 @@ def _load_machine() -> Machine:
 
 
 def capacity_markdown(results: dict[str, BenchResult]) -> str | None:
-    """HOOK: the scale table of bench.capacity, when that module is in the tree."""
+    """HOOK: bench.capacity's sizing table from bench.load's result, when both are there."""
     if not present("bench.capacity"):
         return None
+    if "load" not in results:
+        return "`bench.capacity` sizes from `bench.load`'s result, which this run does not have."
     module = importlib.import_module("bench.capacity")
-    for name, function in inspect.getmembers(module, inspect.isfunction):
-        if name.startswith("_") or function.__module__ != module.__name__:
-            continue
-        if "markdown" not in name and "table" not in name:
-            continue
-        required = [
-            p for p in inspect.signature(function).parameters.values()
-            if p.default is inspect.Parameter.empty
-            and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)
-        ]  # fmt: skip
-        text = function() if not required else function(results) if len(required) == 1 else None
-        if isinstance(text, str):
-            return text
-    return None
+    try:
+        return str(module.markdown_table(module.per_core_from_result(results["load"])))
+    except KeyError as missing:  # the load run measured another backend or phase
+        return f"`bench.capacity` could not size: `bench.load`'s result lacks {missing}."
 
 
 def peer_markdown(run: BenchRun) -> str | None:

@@ -31,7 +31,7 @@ Lines = list[tuple[str, list[list[float]]]]  # (legend label, [[x, y], ...])
 
 
 def gather(runs: Sequence[BenchRun]) -> dict[str, Lines]:
-    """Series by kind: (legend label, points); unknown kinds under "bench/series" names."""
+    """Series by kind: (legend label, points); those of no known kind by bench, one chart each."""
     found: dict[str, Lines] = {}
     for run in runs:
         if run.result is None:
@@ -41,7 +41,7 @@ def gather(runs: Sequence[BenchRun]) -> dict[str, Lines]:
             if sep and kind in KINDS:
                 found.setdefault(kind, []).append((f"{label} ({run.name})", points))
             else:
-                found.setdefault(f"{run.name}/{name}", []).append((name, points))
+                found.setdefault(run.name, []).append((name, points))
     return found
 
 
@@ -82,7 +82,7 @@ def draw_all(runs: Sequence[BenchRun], out_dir: Path) -> list[tuple[str, str]]:
                 out_dir / name, title, (xlabel, ylabel), lines, log_x=kind == THROUGHPUT_VS_POINTS
             )
         else:
-            title, name = kind, f"series-{_slug(kind)}.png"
+            title, name = f"{kind}: other series", f"series-{_slug(kind)}.png"
             _draw(out_dir / name, title, ("x", "y"), lines)
         drawn.append((title, name))
     order = list(KINDS)

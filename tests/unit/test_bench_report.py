@@ -182,13 +182,13 @@ def test_plots_are_drawn_by_series_kind(tmp_path: Path) -> None:
         series={series_name(LATENCY_PERCENTILES, "modbus"): [[50, 120.0], [99, 240.0]]},
     )
     kinds = gather([memory, latency])
-    assert set(kinds) == {RSS_OVER_TIME, LATENCY_PERCENTILES, "memory/odd"}
+    assert set(kinds) == {RSS_OVER_TIME, LATENCY_PERCENTILES, "memory"}
     assert kinds[RSS_OVER_TIME][0][0] == "modbus-1000 (memory)"
     drawn = draw_all([memory, latency], tmp_path)
     assert [name for _, name in drawn] == [
         "latency-percentiles.png",
         "rss-over-time.png",
-        "series-memory-odd.png",
+        "series-memory.png",
     ]
     for _, name in drawn:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
