@@ -37,6 +37,7 @@ from specs.records import (
 )
 from specs.signing import Signature, SigningKey, signing_key_from_seed
 from specs.status import GatewayStatus
+from tests.support.golden_encoded import dictionaries, encoded_files
 
 EXAMPLES: Final = Path(specs.__file__).resolve().parent / "examples"
 KEPT: Final = frozenset({"README.md", ".gitattributes", "sm2"})
@@ -532,6 +533,10 @@ def golden_files() -> dict[str, bytes]:
                 "why": vector.why,
             }
         )
+    # Compressed payloads (`enc`): tests/support/golden_encoded.py.
+    canonical = {v.name: v.payload for v in vectors()}
+    encoded, encoded_entries = encoded_files(canonical, EXAMPLES)
+    files |= encoded
     files["manifest.json"] = _json_file(
         {
             "spec": "gz/1",
@@ -541,6 +546,8 @@ def golden_files() -> dict[str, bytes]:
                 "collector-test": _key_entry("collector-test", COLLECTOR_KEY, COLLECTOR_SEED_LABEL),
             },
             "vectors": entries,
+            "dictionaries": dictionaries(),
+            "encoded": encoded_entries,
         }
     )
     return files
