@@ -8,7 +8,7 @@ matplotlib's object API (no pyplot, no display): the Agg canvas renders the PNG.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from matplotlib.figure import Figure as Chart
@@ -30,6 +30,40 @@ FILES = {
 Lines = list[tuple[str, list[list[float]]]]  # (legend label, [[x, y], ...])
 
 
+def percentile_curve(values: Sequence[float]) -> list[list[float]]:
+    """[percentile, value] from 0 to 100 of `values` (nearest rank)."""
+    ordered = sorted(values)
+    last = len(ordered) - 1
+    return [[q, ordered[round(q / 100 * last)]] for q in range(101)] if ordered else []
+
+
+# Series named before the kinds were: (bench, name pattern) -> kind, label, points transform.
+Alias = tuple[str, re.Pattern[str], str, Callable[[list[list[float]]], list[list[float]]]]
+ALIASES: tuple[Alias, ...] = (
+    # bench.latency: "<protocol> latency percentiles", percentile -> seconds
+    ("latency", re.compile(r"(?P<label>.+) latency percentiles$"), LATENCY_PERCENTILES,
+     lambda points: [[q, 1000 * s] for q, s in points]),
+    # bench.replay: "live_latency_<phase>_ms", block -> ms
+    ("replay", re.compile(r"live_latency_(?P<label>.+)_ms$"), LATENCY_PERCENTILES,
+     lambda points: percentile_curve([ms for _, ms in points])),
+)  # fmt: skip
+
+
+Points = list[list[float]]
+
+
+def _known(bench: str, name: str, points: Points) -> tuple[str, str, Points] | None:
+    """(kind, label, points) of a series of a known kind, by its prefix or an alias."""
+    kind, sep, label = name.partition(":")
+    if sep and kind in KINDS:
+        return kind, label, points
+    for alias_bench, pattern, alias_kind, transform in ALIASES:
+        if bench == alias_bench and (match := pattern.match(name)):
+            label = f"live, {match['label']}" if bench == "replay" else match["label"]
+            return alias_kind, label, transform(points)
+    return None
+
+
 def gather(runs: Sequence[BenchRun]) -> dict[str, Lines]:
     """Series by kind: (legend label, points); those of no known kind by bench, one chart each."""
     found: dict[str, Lines] = {}
@@ -37,9 +71,10 @@ def gather(runs: Sequence[BenchRun]) -> dict[str, Lines]:
         if run.result is None:
             continue
         for name, points in sorted(run.result.series.items()):
-            kind, sep, label = name.partition(":")
-            if sep and kind in KINDS:
-                found.setdefault(kind, []).append((f"{label} ({run.name})", points))
+            known = _known(run.name, name, points)
+            if known is not None:
+                kind, label, drawn = known
+                found.setdefault(kind, []).append((f"{label} ({run.name})", drawn))
             else:
                 found.setdefault(run.name, []).append((name, points))
     return found

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.report_plots import draw_all, gather
+from bench.report_plots import draw_all, gather, percentile_curve
 from bench.report_render import (
     BenchRun,
     Machine,
@@ -192,3 +192,28 @@ def test_plots_are_drawn_by_series_kind(tmp_path: Path) -> None:
     ]
     for _, name in drawn:
         assert (tmp_path / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_latency_series_named_before_the_kinds_are_plotted_as_percentiles() -> None:
+    latency = run(
+        "latency",
+        figure("G6", "p99", (0.24,)),
+        series={"opcua latency percentiles": [[50, 0.12], [99, 0.24]]},
+    )
+    replay = run(
+        "replay",
+        figure("G5", "ratio", (1.5,)),
+        series={"live_latency_drain_ms": [[i, float(v)] for i, v in enumerate(range(100, 0, -1))]},
+    )
+    lines = dict(gather([latency, replay])[LATENCY_PERCENTILES])
+    assert lines["opcua (latency)"] == [[50, 120.0], [99, 240.0]]
+    curve = lines["live, drain (replay)"]
+    assert curve[0] == [0, 1.0]
+    assert curve[50][1] in (50.0, 51.0)
+    assert curve[100] == [100, 100.0]
+
+
+def test_percentile_curve_by_nearest_rank() -> None:
+    assert percentile_curve([]) == []
+    curve = percentile_curve([3.0, 1.0, 2.0])
+    assert [curve[0], curve[50], curve[100]] == [[0, 1.0], [50, 2.0], [100, 3.0]]
