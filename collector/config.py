@@ -84,15 +84,24 @@ class StorageConfig(ConfigModel):
     """Where readings are stored: `sqlite:///path` (relative to this file) or `postgresql://`."""
 
     url: str
+    """`sqlite:///relative/path` or `sqlite:////absolute/path` (one collector), or
+    `postgresql://user[:password]@host[:port]/db` (one or many collectors on one database).
+    """
     # Retention (collector.storage.retention): raw readings are kept raw_days, their
     # per-minute rollups rollup_days; whole months go, never single rows. Unset: for ever.
     raw_days: Annotated[float, Field(gt=0)] | None = None
+    """Keep raw readings this many days (whole months go once all of them are older); absent:
+    keep everything.
+    """
     rollup_days: Annotated[float, Field(gt=0)] | None = None
+    """Keep the per-minute rollups this many days; at least `raw_days`, and needs it."""
     # The audit chain's rows are kept audit_days, at least MIN_AUDIT_DAYS (GB/T 22239).
     audit_days: float = MIN_AUDIT_DAYS
+    """Keep audit rows this many days; at least 180 (GB/T 22239 level 3)."""
     # PostgreSQL: the password of the url's user, read from this private file into the url,
     # so that the YAML holds none.
     password_file: ConfigPath | None = None
+    """PostgreSQL: a private file (0600/0400) holding the password of the url's user."""
 
     @model_validator(mode="before")
     @classmethod
@@ -181,7 +190,11 @@ class SigningConfig(ConfigModel):
     algorithm: Annotated[Literal["ed25519", "sm2-sm3"], AfterValidator(require_available)] = (
         "ed25519"
     )
+    """What `collector keys init` makes: `ed25519` or `sm2-sm3` (needs `ganzhi[sm]`); the key
+    file itself says what signs ACKs.
+    """
     key_file: ConfigPath
+    """The collector's private key, signing ACKs and commands (mode 0600)."""
 
 
 def _district_or_all(value: str) -> str:
@@ -201,9 +214,13 @@ class ApiToken(ConfigModel):
     """
 
     name: Annotated[str, Field(min_length=1)]
+    """The token's name, shown in logs and the audit trail; unique."""
     token: Annotated[SecretStr, Field(min_length=1)] | None = None
+    """The secret itself, in the file (prefer `token_file`)."""
     token_file: SecretFile | None = None
+    """A private file (0600/0400) holding the secret."""
     districts: tuple[DistrictScope, ...]
+    """The GB/T 2260 district codes whose data the token may read, or `*` for all."""
 
     @model_validator(mode="after")
     def _one_secret(self) -> Self:
@@ -249,7 +266,9 @@ class BucketConfig(ConfigModel):
     """A token bucket: `burst` requests at once, then `per_second` on average."""
 
     per_second: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    """Requests per second the bucket refills."""
     burst: Annotated[int, Field(strict=True, ge=1)]
+    """Requests allowed at once from a full bucket."""
 
     @property
     def rule(self) -> BucketRule:
@@ -266,11 +285,15 @@ class RateLimitConfig(ConfigModel):
     """
 
     enabled: bool = True
+    """Whether requests are rate limited at all."""
     # Generous: a client paging through a month of readings as fast as the pages come.
     token: BucketConfig = BucketConfig(per_second=50, burst=200)
+    """The bucket of each valid token."""
     address: BucketConfig = BucketConfig(per_second=5, burst=20)
+    """The bucket of each client address sending no valid token (IPv6: its /64)."""
     # Address buckets kept at most (the least recently used are dropped, and come back full).
     max_addresses: Annotated[int, Field(strict=True, ge=1, le=10_000_000)] = 100_000
+    """Address buckets kept; the least recently used go first."""
 
     @property
     def settings(self) -> RateLimits | None:
@@ -284,12 +307,19 @@ class LimitsConfig(ConfigModel):
     """`api.limits`: the largest request the API takes (413, 414, 431; 503 past connections)."""
 
     url_bytes: Annotated[int, Field(strict=True, ge=256)] = 8192
+    """Longest request URL (414 past it); at most `header_bytes`."""
     body_bytes: Annotated[int, Field(strict=True, ge=0)] = 4096
+    """Largest request body (413 past it; no route reads a body)."""
     header_bytes: Annotated[int, Field(strict=True, ge=1024, le=1_048_576)] = 16_384
+    """Largest header block (431 past it)."""
     header_count: Annotated[int, Field(strict=True, ge=8, le=10_000)] = 100
+    """Most header lines (431 past it)."""
     connections: Annotated[int, Field(strict=True, ge=1)] = 512
+    """Connections open at once (503 past it)."""
     head_timeout: Annotated[Duration, duration_bounds(above=0)] = 10.0
+    """Time for a request line and its headers to arrive whole; the connection is closed past it."""
     connections_per_address: Annotated[int, Field(strict=True, ge=1)] = 64
+    """Connections one client address may hold (IPv6: its /64); more are closed at once."""
 
     @model_validator(mode="after")
     def _url_within_headers(self) -> Self:
@@ -316,11 +346,16 @@ class ApiConfig(ConfigModel):
     """The HTTP API: where it listens, who may read it, and the offset it shows times at."""
 
     listen: Annotated[ListenAddress, PlainValidator(_listen)]
+    """host:port the HTTP API listens on (`[::1]:8080` for IPv6)."""
     tokens: tuple[ApiToken, ...] = ()
+    """Bearer tokens in the file; more are added, stored hashed, with `collector tokens add`."""
     # DESIGN 8 leaves the default open; UTC keeps times unambiguous until a province says so.
     tz: Annotated[timezone, PlainValidator(_utc_offset)] = UTC
+    """UTC offset `±HH:MM` (quoted in YAML) times are shown at unless a request says `?tz=`."""
     rate_limit: RateLimitConfig = Field(default_factory=RateLimitConfig)
+    """Token buckets per token and per address; beyond one, 429 with Retry-After."""
     limits: LimitsConfig = Field(default_factory=LimitsConfig)
+    """Request size and connection limits."""
 
     @model_validator(mode="after")
     def _unique_tokens(self) -> Self:
@@ -362,14 +397,21 @@ class IngestConfig(ConfigModel):
     """
 
     batch_max: Annotated[int, Field(strict=True, ge=1)] = 200
+    """Blocks stored per database transaction, at most."""
     share_group: str = "gz-collectors"
+    """The MQTT shared-subscription group the collectors split blocks through."""
     client_id: str | None = None
+    """The MQTT client id of the durable session; absent: `gz-collector-<host>-<hash>`. Different
+    for each collector.
+    """
     session_expiry: Annotated[
         Duration, duration_bounds(above=0, at_most=float(MAX_SESSION_EXPIRY))
     ] = 86400.0
+    """How long the broker keeps the session (and queues blocks) while this collector is down."""
     # After a gateway's next key is announced (and stored), its old key still signs this
     # long: what was sealed and sent under it before the switch still arrives.
     key_overlap: Annotated[Duration, duration_bounds(at_least=0)] = 7 * 86400.0
+    """How long a gateway's old key still verifies after its successor's announcement is stored."""
 
     @field_validator("share_group")
     @classmethod
@@ -397,21 +439,32 @@ class CertsConfig(ConfigModel):
     """
 
     ca_dir: ConfigPath
+    """The folder of the province CA (`ca.crt`, `ca.key`) for `collector certs` and `collector
+    broker-config`.
+    """
 
 
 class CollectorConfig(ConfigModel):
     """The whole collector config, checked."""
 
     broker: Broker
+    """The MQTT broker: `mqtt://host[:port]`, or `mqtts://` for TLS."""
     # The collector's client certificate for a broker that requires one, and the CA that
     # signed the broker's (absent: the system's trust store, no client certificate).
     broker_tls: TlsConfig | None = None
+    """CA and client certificate for an `mqtts://` broker."""
     certs: CertsConfig | None = None
+    """The province CA, for issuing broker certificates."""
     storage: StorageConfig
+    """Where readings, blocks and the audit trail are stored."""
     signing: SigningConfig
+    """The collector's signing key."""
     api: ApiConfig
+    """The HTTP API."""
     ingest: IngestConfig = Field(default_factory=IngestConfig)
+    """How blocks are taken from the broker."""
     offline_after: Annotated[Duration, duration_bounds(above=0)] = 60.0
+    """A gateway silent this long is shown offline."""
 
     @model_validator(mode="after")
     def _broker_tls_needs_mqtts(self) -> Self:

@@ -632,8 +632,13 @@ class TlsConfig(ConfigModel):
     """
 
     ca: ConfigPath | None = None
+    """The CA certificate the broker's certificate is checked against; absent: the system's trust
+    store.
+    """
     cert: ConfigPath | None = None
+    """This side's client certificate (with `key`), for a broker that requires one."""
     key: ConfigPath | None = None
+    """The private key of `cert` (mode 0600)."""
 
     @model_validator(mode="after")
     def _cert_with_key(self) -> Self:

@@ -31,9 +31,13 @@ class CompareAlarm(ConfigModel):
     """
 
     kind: Literal["over_staff", "over_quantity"]
+    """`over_staff` (超员) or `over_quantity` (超量)."""
     point: PointCode
+    """The point whose value is compared (headcount, stored quantity)."""
     limit_point: PointCode | None = None
+    """A point holding the limit (e.g. the approved headcount); or give `limit`."""
     limit: Number | None = None
+    """A fixed limit in the point's unit; or give `limit_point`."""
 
     @model_validator(mode="after")
     def _one_limit(self) -> Self:
@@ -48,7 +52,9 @@ class Condition(ConfigModel):
     """A condition on a value, in the point's unit: above `above` and/or below `below`."""
 
     above: Number | None = None
+    """Holds while the value is above this."""
     below: Number | None = None
+    """Holds while the value is below this."""
 
     @model_validator(mode="after")
     def _some_bound(self) -> Self:
@@ -68,17 +74,24 @@ class OvertimeAlarm(ConfigModel):
     """超时: a duration point over `limit`, or (with `when`) a condition held beyond `limit`."""
 
     kind: Literal["overtime"]
+    """`overtime` (超时)."""
     point: PointCode
+    """A duration point, or with `when` the point whose condition is timed."""
     limit: Annotated[Duration, duration_bounds(above=0)]
+    """The longest allowed duration."""
     when: Condition | None = None
+    """The condition whose holding is timed; absent: the point's value is itself a duration."""
 
 
 class EscalationAlarm(ConfigModel):
     """One tailings monitoring item: its points' colours escalate the item's colour."""
 
     kind: Literal["escalation"]
+    """`escalation`: a tailings item's colour from its points'."""
     item: Name
+    """The monitoring item's name (e.g. a dam section)."""
     points: tuple[PointCode, ...]
+    """The item's points; their colours escalate the item's colour."""
 
     @field_validator("points")
     @classmethod

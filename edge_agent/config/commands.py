@@ -15,3 +15,4 @@ class CommandsConfig(ConfigModel):
     """
 
     rollback_after: Annotated[Duration, duration_bounds(at_least=1.0, at_most=3600.0)] = 60.0
+    """How long a pushed map may read nothing good before the previous map is put back."""

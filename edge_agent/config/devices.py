@@ -102,9 +102,17 @@ class _Device(ConfigModel):
     """
 
     id: Name
+    """The device's name in this map, unique across the gateway; logs, metrics and `status` use
+    it.
+    """
     template: Name | None = None
+    """The name of a template under `templates` whose points this device has."""
     point_prefix: Name | None = None
+    """Prefixed to each template point's code, so codes stay unique across devices of one
+    template.
+    """
     points: tuple[PointConfig, ...] = ()
+    """The device's own points, after the template's."""
 
     @model_validator(mode="wrap")
     @classmethod
@@ -159,13 +167,22 @@ class ModbusTcpDevice(_Device):
     """An instrument or PLC reached over Modbus TCP, polled every `poll` seconds."""
 
     driver: Literal["modbus_tcp"]
+    """Which driver reads the device: `modbus_tcp`."""
     host: Host
+    """The device's IP address or host name."""
     port: Annotated[int, Field(strict=True, ge=1, le=65535)] = 502
+    """Its Modbus TCP port."""
     unit_id: Annotated[int, Field(strict=True, ge=0, le=MAX_UNIT_ID)] = 1
+    """The unit identifier in each request (a gateway in front of serial slaves routes by it)."""
     poll: Seconds
+    """How often every point of the device is read."""
     timeout: Seconds = 1.0
+    """How long one request may take before the read counts as failed."""
     # Unused registers one read may span to merge neighbouring points (a read holds <= 125).
     max_gap: Annotated[int, Field(strict=True, ge=0, le=125)] = 8
+    """Unused registers one read may span to merge neighbouring points (a read holds at most
+    125).
+    """
 
 
 def _slave_address(unit_id: int) -> int:
@@ -187,15 +204,31 @@ class ModbusRtuDevice(_Device):
     """
 
     driver: Literal["modbus_rtu"]
+    """Which driver reads the device: `modbus_rtu`."""
     port: DevicePath
+    """The serial device path of the RS-485 bus, e.g. /dev/ttyUSB0; devices on one port share the
+    bus.
+    """
     baudrate: Baudrate = 9600
+    """Line speed in bits per second; the same for every slave on the port."""
     parity: Parity = MODBUS_SERIAL_PARITY
+    """N, E (the Modbus default) or O; the same for every slave on the port."""
     stopbits: StopBits = 1
+    """1 or 2; the same for every slave on the port."""
     bytesize: Literal[8] = 8
+    """Data bits: Modbus RTU uses 8."""
     unit_id: Annotated[int, Field(strict=True), AfterValidator(_slave_address)]
+    """The slave address, 1 to 247, unique on the port."""
     poll: Seconds
+    """How often every point of the device is read."""
     timeout: Seconds = 1.0
+    """How long one request may wait for the slave's answer; a silent slave costs the bus this
+    once per cycle.
+    """
     max_gap: Annotated[int, Field(strict=True, ge=0, le=125)] = 8
+    """Unused registers one read may span to merge neighbouring points (a read holds at most
+    125).
+    """
 
     @field_validator("bytesize", mode="before")
     @classmethod
@@ -232,10 +265,17 @@ class OpcUaSecurityConfig(ConfigModel):
     """
 
     policy: Literal["Basic256Sha256"] = "Basic256Sha256"
+    """The security policy of the secure channel."""
     mode: Literal["Sign", "SignAndEncrypt"] = "SignAndEncrypt"
+    """Sign, or SignAndEncrypt (default)."""
     cert: ConfigPath
+    """This agent's application instance certificate (PEM or DER)."""
     key: ConfigPath
+    """The private key of `cert`."""
     server_cert: ConfigPath | None = None
+    """The server's certificate, pinned; without it any certificate the server announces is
+    trusted (commissioning only).
+    """
 
 
 class OpcUaDevice(_Device):
@@ -249,17 +289,28 @@ class OpcUaDevice(_Device):
     """
 
     driver: Literal["opcua"]
+    """Which driver reads the device: `opcua`."""
     endpoint: Endpoint
+    """The server's endpoint URL, `opc.tcp://host:port/path`."""
     mode: Literal["subscribe", "poll"] = "subscribe"
+    """`subscribe`: the server reports data changes; `poll`: one Read call per `poll`."""
     security: OpcUaSecurityConfig | None = None
+    """The secure channel; absent: no security (None policy)."""
     username: Annotated[str, Field(min_length=1)] | None = None
+    """User name for a user-name identity token; absent: anonymous."""
     password: str | None = Field(default=None, repr=False)
+    """The password of `username`, in the map itself (prefer `password_file`)."""
     # Or the password in a private file of its own (specs.secretfiles), so the map holds none.
     password_file: SecretFile | None = None
+    """A private file (mode 0600 or 0400) holding the password of `username`."""
     poll: Seconds = 1.0
+    """How often each point's newest value is taken (subscribe) or read (poll)."""
     publishing_interval: Seconds = 1.0
+    """How often the server sends data changes of the subscription."""
     keepalive: Seconds = 10.0
+    """The subscription's keepalive period; a link silent for 1.5 of them counts as lost."""
     timeout: Seconds = 4.0
+    """How long a request, and the wait for first values, may take."""
 
     @model_validator(mode="after")
     def _consistent(self) -> Self:
@@ -328,20 +379,39 @@ class SerialDevice(_Device):
     """
 
     driver: Literal["serial"]
+    """Which driver reads the device: `serial` (ASCII lines)."""
     port: DevicePath
+    """The serial device path, e.g. /dev/ttyS1; an ASCII instrument needs its port to itself."""
     baudrate: Baudrate = 9600
+    """Line speed in bits per second."""
     parity: Parity = "N"
+    """N (default), E or O."""
     stopbits: StopBits = 1
+    """1 or 2."""
     bytesize: Literal[7, 8] = 8
+    """Data bits, 7 or 8."""
     request: LineText | None = None
+    """What to send every `poll` (escapes such as \r\n allowed); absent: the instrument is free-
+    running.
+    """
     delimiter: LineText | None = None
+    """What ends a frame (default CR LF); or give `length`."""
     length: Annotated[int, Field(strict=True, ge=1, le=MAX_FRAME)] | None = None
+    """Frames of this many bytes instead of delimited lines."""
     start: LineText | None = None
+    """What a fixed-`length` frame starts with, to find frame boundaries."""
     checksum: Checksum = "none"
+    """The check at the end of each frame: none, xor, lrc or crc16_modbus, in hex after
+    `separator`.
+    """
     separator: LineText = "*"
+    """What separates a frame's text from its checksum."""
     poll: Seconds
+    """How often the instrument is asked (with `request`) or its newest line taken."""
     timeout: Seconds = 1.0
+    """How long to wait for the answer to `request`."""
     max_age: Seconds = 10.0
+    """A free-running instrument's newest line older than this is stale (quality bad)."""
 
     @property
     def free_running(self) -> bool:

@@ -19,3 +19,4 @@ class MetricsConfig(ConfigModel):
     """
 
     listen: Annotated[ListenAddress, PlainValidator(_listen)]
+    """host:port to serve `GET /metrics` on; keep it on loopback or a management network."""

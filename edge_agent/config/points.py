@@ -164,11 +164,19 @@ class Address(ConfigModel):
     """Where a value lives in the device's Modbus tables and how its bytes are laid out."""
 
     table: Table
+    """Which Modbus table: holding or input registers, coils or discrete inputs."""
     start: Annotated[int, Field(strict=True, ge=0, le=LAST_ADDRESS)]
+    """The first register's (or coil's) address, 0-based as on the wire."""
     type: DataType
+    """How the registers encode the value; 32-bit types take two registers, float64 four."""
     byte_order: Order = "big"
+    """Byte order inside each register (big: the Modbus standard)."""
     word_order: Order = "big"
+    """Register order inside a multi-register value; many devices swap words (little). `probe
+    --guess-order` finds it.
+    """
     bit: Annotated[int, Field(strict=True, ge=0, le=15)] | None = None
+    """For a bit packed in a register: its index, 0 (least significant) to 15."""
 
     @property
     def register_count(self) -> int:
@@ -209,18 +217,31 @@ class Thresholds(ConfigModel):
     """
 
     low_low: Number | None = None
+    """Low-low (LL) limit."""
     low: Number | None = None
+    """Low (L) limit."""
     high: Number | None = None
+    """High (H) limit."""
     high_high: Number | None = None
+    """High-high (HH) limit."""
     level1: Number | None = None
+    """Gas first-level alarm (GB/T 50493)."""
     level2: Number | None = None
+    """Gas second-level alarm (GB/T 50493)."""
     alarm: Number | None = None
+    """Coal-mine methane alarm limit."""
     power_off: Number | None = None
+    """Coal-mine methane power-off limit."""
     restore: Number | None = None
+    """Coal-mine methane power restore limit (below `power_off`)."""
     blue: Number | None = None
+    """Tailings blue (fourth-level) limit."""
     yellow: Number | None = None
+    """Tailings yellow limit."""
     orange: Number | None = None
+    """Tailings orange limit."""
     red: Number | None = None
+    """Tailings red (first-level) limit."""
 
     def as_dict(self) -> dict[str, float]:
         """Return the limits that are set, by name, family by family."""
@@ -313,9 +334,13 @@ class RateConfig(ConfigModel):
     """
 
     window: Annotated[Duration, duration_bounds(above=0)]
+    """The period the change is measured over."""
     limit: Annotated[Number, Field(gt=0)]
+    """The change per `unit` period at which the alarm raises."""
     unit: str
+    """The rate's unit, a value unit per time such as `mm/h` or `mm/d`."""
     deadband: Annotated[Number, Field(ge=0)] = 0.0
+    """The alarm clears below `limit - deadband`."""
 
     @field_validator("unit")
     @classmethod
@@ -354,16 +379,29 @@ class PointConfig(ConfigModel):
     """
 
     point: PointCode
+    """The point's code (测点编码), unique across the gateway after template prefixes."""
     quota: str
+    """The indicator (指标) code from the catalogue (`edge-agent catalogue`): decides unit,
+    plausible range and alarms.
+    """
     unit: str | None = None
+    """The unit the instrument reports in; default: the indicator's canonical unit."""
     address: Address | None = None
+    """Modbus: where the value is (for modbus_tcp and modbus_rtu devices)."""
     node: NodeId | None = None
+    """OPC UA: the node id, such as `ns=2;s=Tank1.Level`."""
     pattern: LinePattern | None = None
+    """Serial ASCII: a regular expression with a `value` group that finds the value in a frame."""
     scale: Number = 1.0
+    """`value = raw * scale + offset`."""
     offset: Number = 0.0
+    """`value = raw * scale + offset`."""
     thresholds: Thresholds = Field(default_factory=Thresholds)
+    """Alarm limits in `unit`; families left empty take the catalogue's defaults."""
     deadband: Annotated[Number, Field(ge=0)] = 0.0
+    """An alarm clears only when the value is back past its limit by this much (in `unit`)."""
     rate: Annotated[tuple[RateConfig, ...], BeforeValidator(_one_or_many)] = ()
+    """Rate-of-change alarms (one mapping or a list)."""
 
     def catalogue_defaults(self) -> dict[str, float]:
         """Return the catalogue's default thresholds (canonical unit) this point inherits.
@@ -509,6 +547,7 @@ class TemplateConfig(ConfigModel):
     """
 
     points: tuple[PointConfig, ...]
+    """The points of every device of this model, coded `point_prefix + point` on each device."""
 
     @field_validator("points")
     @classmethod

@@ -48,10 +48,17 @@ class SiteInfo(ConfigModel):
     """Who this gateway is: enterprise, district, domain and gateway codes."""
 
     enterprise: EnterpriseCode
+    """The enterprise's 18-character unified social credit code (统一社会信用代码)."""
     district: DistrictCode
+    """The 6-digit administrative division code (GB/T 2260) of the enterprise's county."""
     domain: Domain
+    """The sector: WHP (危化), WKK (尾矿库), YHBZ (烟花爆竹), MK (煤矿) or BP (边坡)."""
     gateway: str
+    """This gateway's code: the enterprise code followed by a gateway number; names its topics
+    and key.
+    """
     mine_code: MineCode | None = None
+    """The 9-digit mine code; required for a coal mine (domain MK)."""
 
     @field_validator("gateway")
     @classmethod
@@ -81,14 +88,26 @@ class UplinkConfig(ConfigModel):
     """
 
     broker: Broker
+    """The MQTT broker: `mqtt://host[:port]`, or `mqtts://` for TLS."""
     collector_key: ConfigPath | None = None
+    """The collector's public key file: ACKs and commands must verify under it."""
     collector_keys: tuple[ConfigPath, ...] = ()
+    """Instead of `collector_key`: up to 8 collector public keys, any of which is trusted (while
+    the collector's key is rotated).
+    """
     tls: TlsConfig | None = None
+    """Client certificate and CA for an `mqtts://` broker."""
     # MQTT carries keepalive in 16 bits and session expiry in 32 bits of whole seconds.
     keepalive: Annotated[Duration, duration_bounds(at_least=1, at_most=0xFFFF)] = 30.0
+    """MQTT keepalive: how soon a dead link is noticed."""
     session_expiry: Annotated[Duration, duration_bounds(at_least=0, at_most=0xFFFFFFFF)] = 7 * _DAY
+    """How long the broker keeps this gateway's session (and its queued ACKs) while it is
+    offline.
+    """
     ack_timeout: Annotated[Duration, duration_bounds(above=0)] = 15.0
+    """A block without the collector's ACK this long after sending is sent again."""
     max_inflight: Annotated[int, Field(strict=True, ge=1, le=1000)] = 64
+    """Blocks sent and not yet ACKed, at most."""
     publish_rate: Annotated[Number, Field(gt=0)] = 50.0
     """Blocks per second the publisher may send (backlog drains at this pace)."""
     encoding: Literal["zstd-d1", "zstd", "none"] = "zstd-d1"
@@ -166,17 +185,28 @@ class SigningConfig(ConfigModel):
     algorithm: Annotated[Literal["ed25519", "sm2-sm3"], AfterValidator(require_available)] = (
         "ed25519"
     )
+    """`ed25519` (default) or `sm2-sm3` (needs the `ganzhi[sm]` extra); `keys init` makes a key
+    of this algorithm.
+    """
     key_file: ConfigPath
+    """This gateway's private signing key (mode 0600; `edge-agent keys init` makes it)."""
 
 
 class OutboxConfig(ConfigModel):
     """The on-disk store of sealed blocks and how it is committed and pruned."""
 
     path: ConfigPath
+    """The outbox database file (SQLite), on storage that survives power cuts."""
     max_bytes: Annotated[Size, size_at_least(_MIB)] = 2 * _GIB
+    """The outbox's disk budget: past it delivered blocks go first, then the oldest undelivered
+    ones are thinned or dropped, each loss declared in a gap record.
+    """
     retain_days: Annotated[int, Field(strict=True, gt=0)] = 7
+    """Days a delivered block is kept (for `outbox` inspection and replay requests)."""
     flush_interval: Annotated[Duration, duration_bounds(above=0)] = 0.2
+    """Seal the readings gathered so far at least this often (latency bound)."""
     flush_readings: Annotated[int, Field(strict=True, ge=1)] = 500
+    """Or as soon as this many readings are gathered (block size bound)."""
 
 
 class SiteConfig(ConfigModel):
@@ -193,14 +223,23 @@ class SiteConfig(ConfigModel):
     """
 
     site: SiteInfo
+    """Who this gateway is."""
     uplink: UplinkConfig
+    """The link to the broker and the collector."""
     signing: SigningConfig
+    """How blocks are signed."""
     outbox: OutboxConfig
+    """The durable on-disk buffer of sealed blocks."""
     templates: dict[Name, TemplateConfig] = Field(default_factory=dict)
+    """Instrument models by name: point lists devices can share."""
     devices: tuple[DeviceConfig, ...]
+    """The instruments read, each with its driver (`driver:` picks the kind)."""
     alarms: tuple[SiteAlarm, ...] = ()
+    """Site-level alarms over points or durations (超员, 超量, 超时, tailings escalation)."""
     commands: CommandsConfig = Field(default_factory=CommandsConfig)  # signed remote maps
+    """How signed remote map pushes are taken."""
     metrics: MetricsConfig | None = None  # Prometheus on metrics.listen; off when absent
+    """Prometheus metrics endpoint; absent: off."""
 
     def points_of(self, device: DeviceConfig) -> tuple[tuple[str, PointConfig], ...]:
         """Return the device's points as (final code, point): template points first."""

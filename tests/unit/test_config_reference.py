@@ -45,3 +45,15 @@ def _models_in(annotation: object) -> list[type[BaseModel]]:
     for argument in getattr(annotation, "__args__", ()):
         found += _models_in(argument)
     return found
+
+
+def test_every_key_says_what_it_means() -> None:
+    # A key is documented where it is declared (an attribute docstring under the field).
+    undocumented = [
+        f"{section.model}.{row[0]}"
+        for page in PAGES
+        for section in sections(page.model)
+        for row in section.rows
+        if not row[3]
+    ]
+    assert not undocumented, f"give these fields a docstring: {undocumented}"
