@@ -314,39 +314,6 @@ def measure(case: Case, seconds: float, absent: tuple[str, ...] = ()) -> Measure
         run.stop()
 
 
-def soak(
-    case: Case, seconds: float, every: float, samples_out: Path | None, absent: tuple[str, ...]
-) -> dict[str, Any]:
-    """Run `case` for `seconds`; RSS growth from after warm-up to the end."""
-    run = SiteRun(case, absent=absent)
-    try:
-        run.start()
-        rows = []
-        for elapsed, rss in run.samples(seconds, every):
-            rows.append((elapsed, rss))
-            print(f"{elapsed:8.1f}s  {rss / 1024:6.1f} MiB", file=sys.stderr, flush=True)
-        peak = run.peak_kib()
-    finally:
-        run.stop()
-    if samples_out is not None:
-        samples_out.write_text(
-            "seconds,rss_kib\n" + "".join(f"{t:.1f},{r}\n" for t, r in rows), encoding="ascii"
-        )
-    tenth = max(1, len(rows) // 10)
-    settled = statistics.fmean(r for _, r in rows[tenth : 2 * tenth])
-    end = statistics.fmean(r for _, r in rows[-tenth:])
-    return {
-        "soak_case": case.name,
-        "soak_seconds": round(seconds),
-        "soak_samples": len(rows),
-        "soak_settled_mib": round(settled / 1024, 1),
-        "soak_end_mib": round(end / 1024, 1),
-        "soak_peak_mib": round(peak / 1024, 1),
-        "soak_growth": round(end / settled - 1, 4),
-        "samples": [[round(t, 1), round(r / 1024, 2)] for t, r in rows],
-    }
-
-
 def baselines() -> tuple[Figure, ...]:
     """The import floors of this run: an asyncio interpreter, the agent's CLI with and without
     the dev-only packages."""
@@ -358,27 +325,6 @@ def baselines() -> tuple[Figure, ...]:
         Figure("", "agent's imports without the dev-only packages", "MiB",
                (round(imported_mib("edge_agent.cli", absent=DEV_ONLY), 1),),
                note=f"{', '.join(DEV_ONLY)}: structlog imports them when present"),
-    )  # fmt: skip
-
-
-def soak_result(soaked: dict[str, Any], installed: bool) -> BenchResult:
-    """The soak as a result: growth (gated), settled/end/peak RSS, the samples as a series."""
-    case = soaked["soak_case"]
-    minutes = soaked["soak_seconds"] / 60
-    return BenchResult(
-        "memory",
-        (
-            Figure("G7", f"RSS growth over a {minutes:.0f}-minute soak, {case}", "%",
-                   (round(100 * soaked["soak_growth"], 2),), target=100 * TARGET_SOAK_GROWTH,
-                   direction="at_most",
-                   baseline="mean RSS of the second tenth of the soak (after warm-up)"),
-            Figure("", f"soak settled RSS, {case}", "MiB", (soaked["soak_settled_mib"],)),
-            Figure("", f"soak end RSS, {case}", "MiB", (soaked["soak_end_mib"],)),
-            Figure("", f"soak peak RSS, {case}", "MiB", (soaked["soak_peak_mib"],)),
-            *baselines(),
-        ),
-        series={series_name(RSS_OVER_TIME, f"{case}, {minutes:.0f}-min soak"): soaked["samples"]},
-        notes=(f"{soaked['soak_samples']} samples; agent without dev-only packages: {installed}",),
     )  # fmt: skip
 
 
@@ -432,6 +378,8 @@ def main() -> int:
     args = parser.parse_args()
     absent = DEV_ONLY if args.installed else ()
     if args.soak > 0:
+        from bench.memory_soak import soak, soak_result  # it builds on this module
+
         soaked = soak(CASES[args.soak_case], args.soak, args.soak_every, args.samples_out, absent)
         result = soak_result(soaked, args.installed)
     else:

@@ -310,7 +310,8 @@ def main(argv: list[str] | None = None) -> int:
             options = ("--soak", f"{args.soak:g}")
         ran.append(run_job(job, options))
     machine = dataclasses.replace(machine, load_end=os.getloadavg())
-    if args.soak is None:  # a soak adds to the last suite's page, on that suite's machine facts
+    # A soak or a part of the suite adds to the last suite's page, on that suite's machine facts.
+    if args.soak is None and (not args.only or not (RESULTS / "machine.json").exists()):
         _save_machine(machine)
     build_page(_load_machine())
     print(f"bench.report: wrote {DOCS / 'performance.md'}", flush=True)
