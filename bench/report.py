@@ -70,11 +70,13 @@ JOBS = (
     Job("rtu", "bench.rtu", quick=("--repeats", "2"), timeout=120),
     Job("collector", "bench.collector",
         quick=("--repeats", "1", "--gateways", "5", "--blocks", "10"), timeout=600),
-    Job("replay", "bench.replay",
+    # Full size (3.6 M backlog) but two repeats: three take ~10 min of the suite's ~30.
+    Job("replay", "bench.replay", full=("--repeats", "2"),
         quick=("--repeats", "1", "--backlog", "200000", "--normal-seconds", "5"), timeout=900),
     Job("latency", "bench.latency", quick=("--repeats", "1", "--seconds", "8", "--warmup", "4"),
         timeout=480),
-    Job("memory", "bench.memory", quick=("--repeats", "1", "--seconds", "8"), timeout=600),
+    Job("memory", "bench.memory", full=("--seconds", "15"),
+        quick=("--repeats", "1", "--seconds", "8"), timeout=600),
     Job("wire", "bench.wire", timeout=300),
     Job("backfill", "bench.backfill",
         quick=("--repeats", "1", "--rows", "200000", "--small", "20000"), timeout=600),
@@ -82,9 +84,10 @@ JOBS = (
     Job("signing", "bench.signing",
         quick=("--repeats", "1", "--gateways", "4", "--blocks", "5", "--seconds", "0.5"),
         timeout=300),
-    Job("load", "bench.load", quick=("--repeats", "1", "--window", "6", "--warmup", "4"),
-        timeout=600),
-    Job("thingsboard", "bench.peers.thingsboard",
+    Job("load", "bench.load", quick=("--repeats", "1", "--window", "6", "--warmup", "4",
+        "--backends", "postgresql", "--phases", "blocks"), timeout=900),
+    # One repeat of each side (~4 min); `python -m bench.peers.thingsboard` alone does two.
+    Job("thingsboard", "bench.peers.thingsboard", full=("--repeats", "1"),
         quick=("--repeats", "1", "--warmup", "5", "--steady", "15", "--outage", "10",
                "--recovery", "15"), timeout=1200),
     Job("memory-soak", "bench.memory", full=("--soak", "1800"), quick=("--soak", "120"),
@@ -99,13 +102,9 @@ def present(module: str) -> bool:
         return False
 
 
-def accepted(module: str, options: tuple[str, ...]) -> tuple[str, ...]:
-    """`options` (flag [value] ...) without the flags `module --help` does not list."""
-    done = subprocess.run(
-        [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
-        timeout=120, check=False,
-    )  # fmt: skip
-    words = set(done.stdout.replace(",", " ").split())
+def keep_options(options: tuple[str, ...], help_text: str) -> tuple[str, ...]:
+    """`options` (flag [value] ...) without the flags (and their values) `help_text` lacks."""
+    words = set(help_text.replace(",", " ").replace("[", " ").replace("]", " ").split())
     kept: list[str] = []
     skipping = False
     for option in options:
@@ -114,6 +113,15 @@ def accepted(module: str, options: tuple[str, ...]) -> tuple[str, ...]:
         if not skipping:
             kept.append(option)
     return tuple(kept)
+
+
+def accepted(module: str, options: tuple[str, ...]) -> tuple[str, ...]:
+    """`options` without those `python -m module --help` does not list."""
+    done = subprocess.run(
+        [sys.executable, "-m", module, "--help"], cwd=ROOT, capture_output=True, text=True,
+        timeout=120, check=False,
+    )  # fmt: skip
+    return keep_options(options, done.stdout)
 
 
 def run_job(job: Job, options: tuple[str, ...]) -> BenchRun:

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from bench.report import keep_options
 from bench.report_plots import draw_all, gather, percentile_curve
 from bench.report_render import (
     BenchRun,
@@ -217,3 +218,9 @@ def test_percentile_curve_by_nearest_rank() -> None:
     assert percentile_curve([]) == []
     curve = percentile_curve([3.0, 1.0, 2.0])
     assert [curve[0], curve[50], curve[100]] == [[0, 1.0], [50, 2.0], [100, 3.0]]
+
+
+def test_options_a_bench_does_not_take_are_left_out_with_their_values() -> None:
+    help_text = "usage: x [-h] [--repeats REPEATS] [--json JSON]\n  --seconds, -s SECONDS\n"
+    kept = keep_options(("--repeats", "1", "--backlog", "200000", "--seconds", "5"), help_text)
+    assert kept == ("--repeats", "1", "--seconds", "5")
