@@ -1,29 +1,50 @@
-"""G1 and G3 (README, Benchmarks), each against a baseline from the same run.
+"""G1 agent pipeline and a G3 check, each against a baseline measured in the same run.
 
-G1 agent pipeline (acquisition stubbed): readings -> seal (canonical JSON, Ed25519, SQLite
-FULL) -> MQTT 5 QoS 1 -> collector ACK -> released. Baseline: the same readings JSON-encoded
-in batches of the same size and published QoS 1 with no signing and no database.
-Target: agent >= 0.25x baseline.
+G1 agent pipeline (acquisition stubbed): readings queued as the pollers queue them -> sealer
+-> seal (canonical JSON block, hash chain, Ed25519, SQLite WAL synchronous=FULL, one
+transaction per seal) -> MQTT 5 QoS 1 -> collector ACK -> released. Per repeat, on a fresh
+outbox:
+- agent readings/s: readings / time until the broker PUBACKed the last block (the
+  prototype's G1 definition). Target >= 100,000 readings/s (on this 2-core VM).
+- ratio to raw batched publish: the same readings, stdlib `json.dumps` of their wire dicts in
+  batches of the same size, published QoS 1 one after the other; no signing, no database,
+  no chain. The baseline's encoding is deliberately the fixed stdlib one (the prototype's raw
+  mode, and the 0.23-0.37x the issue quotes), so it measures the machine, not our encoder.
+  Target >= 0.5x. The raw rate with our canonical encoder is reported beside it (ungated).
+- agent CPU us per reading: CPU time of this process (agent pipeline: event loop, SQLite
+  thread, MQTT; the broker and collector are other processes) from the first reading queued
+  to the last block released by the collector's ACK, / readings. Target <= 10 us.
+- delivered readings/s (released by the collector's signed ACK): ungated, bounded by G3 (the
+  collector shares the 2 cores).
 
-G3 collector ingest into SQLite: pre-signed blocks published as fast as the broker takes
-them; time until the collector has stored (and ACKed) the last one. Baseline: Ed25519
-single-message verify rate. Target: >= 1.5x the verify rate.
+G3 check (the full G3 figures are bench/collector.py's): pre-signed blocks published as fast
+as the broker takes them, time until the collector has stored (and ACKed) the last one;
+baseline: Ed25519 single-message verify rate; target >= 1.5x.
 
-Run: `make bench` (or `.venv/bin/python -m bench.throughput`). Exits non-zero when a ratio
-misses its target. Prints one JSON line of figures at the end.
+Run: `make bench`, or `.venv/bin/python -m bench.throughput [--repeats 3] [--json PATH]`; about
+30 s at defaults (100,000 readings, 3 repeats). `--flame docs/perf/g1-flame.svg` records one
+extra, unmeasured G1 run with py-spy (flame graph SVG, threads apart); `--cprofile N` prints
+the top N functions (own time) of one extra G1 run under cProfile. Exits 1 when a gated
+median misses its target.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import cProfile
 import json
 import logging
+import os
+import pstats
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import aiomqtt
@@ -32,6 +53,7 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bench.results import BenchResult, Figure, add_json_argument, write_result
 from demo.__main__ import TOKEN, write_configs
 from demo.broker import Broker, free_port, wait_for_port
 from edge_agent.config import load_site_config
@@ -43,7 +65,7 @@ from edge_agent.shell.runtime import identity_of
 from edge_agent.shell.sealer import Sealer
 from hostkit.logs import configure_logging
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
-from specs.records import Quality, Reading, Record, iso_time
+from specs.records import Quality, Reading, Record, iso_time, record_json
 from specs.signing import (
     generate_signing_key,
     load_signing_key,
@@ -83,26 +105,41 @@ def verify_rate(seconds: float = 1.0) -> float:
     return count / (time.perf_counter() - started)
 
 
-async def raw_publish_rate(broker: Broker, readings: list[Reading]) -> float:
-    """Baseline: JSON-encode batches of BATCH readings and publish them QoS 1; nothing else."""
+async def raw_publish_rate(
+    broker: Broker, readings: list[Reading], encode: Callable[[list[Reading]], bytes]
+) -> float:
+    """Baseline: encode batches of BATCH readings and publish them QoS 1; nothing else."""
     async with aiomqtt.Client(
         "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
     ) as client:
         started = time.perf_counter()
         for i in range(0, len(readings), BATCH):
-            payload = json.dumps([r.to_wire() for r in readings[i : i + BATCH]]).encode()
-            await client.publish("bench/raw", payload, qos=1)
+            await client.publish("bench/raw", encode(readings[i : i + BATCH]), qos=1)
         elapsed = time.perf_counter() - started
     return len(readings) / elapsed
 
 
-async def agent_rates(work: Path, readings: list[Reading]) -> tuple[float, float]:
-    """G1: the agent's pipeline with acquisition stubbed.
+def stdlib_json(batch: list[Reading]) -> bytes:
+    """The raw baseline's fixed encoding: stdlib json of the wire dicts."""
+    return json.dumps([r.to_wire() for r in batch]).encode()
 
-    Returns (published, delivered) readings per second: published = sealed, signed, stored
-    with synchronous=FULL and PUBACKed by the broker (the prototype's G1 definition);
-    delivered = also released by the collector's signed ACK (bounded by G3 on 2 cores).
-    """
+
+def canonical_batch(batch: list[Reading]) -> bytes:
+    """Our canonical record encoder, for the ungated 'raw with our encoder' figure."""
+    return ("[" + ",".join(map(record_json, batch)) + "]").encode()
+
+
+@dataclass(frozen=True)
+class AgentRun:
+    """One G1 run: readings/s to the last PUBACK and to the last release, CPU s in between."""
+
+    published: float
+    delivered: float
+    cpu_seconds: float
+
+
+async def agent_rates(work: Path, readings: list[Reading], outbox_name: str) -> AgentRun:
+    """G1: the agent's pipeline with acquisition stubbed, on a fresh outbox file."""
     config = load_site_config(work / "site.yaml")
     key = load_signing_key(config.signing.key_file.read_bytes())
     collector_key = read_collector_keys(config.uplink.collector_key_files)
@@ -114,14 +151,14 @@ async def agent_rates(work: Path, readings: list[Reading]) -> tuple[float, float
         sealed.append(block.records)
         publisher.notify_sealed(block.seq)
 
-    async with open_outbox(work / "bench-outbox.db", identity_of(config), key) as outbox:
+    async with open_outbox(work / outbox_name, identity_of(config), key) as outbox:
         publisher = Publisher(
             outbox,
             topics,
             collector_key,
             # A window as deep as the run, so publishing never waits for collector ACKs.
             UplinkSettings(
-                config.uplink.host, config.uplink.port, "bench-agent", 30, 600, 60, 1000
+                config.uplink.host, config.uplink.port, f"bench-{outbox_name}", 30, 600, 60, 1000
             ),
             lambda: iter([0.5] * 1000),
             sign=key.sign,
@@ -136,6 +173,7 @@ async def agent_rates(work: Path, readings: list[Reading]) -> tuple[float, float
         )
         tasks = [asyncio.create_task(sealer.run()), asyncio.create_task(publisher.run())]
         await asyncio.wait_for(publisher.connected.wait(), 10)
+        cpu_started = time.process_time()
         started = time.perf_counter()
         for reading in readings:
             await queue.put(reading)
@@ -144,26 +182,36 @@ async def agent_rates(work: Path, readings: list[Reading]) -> tuple[float, float
         while publisher.published < blocks:  # noqa: ASYNC110
             await asyncio.sleep(0.005)
         published = time.perf_counter() - started
-        while sum(sealed) < len(readings) or (await outbox.stats()).undelivered:  # noqa: ASYNC110
-            await asyncio.sleep(0.01)
+        # Woken by the publisher once every sealed block is ACKed (no polling: the CPU
+        # figure is the agent's own); the outbox confirms.
+        while sum(sealed) < len(readings) or (await outbox.stats()).undelivered:
+            await publisher.drained()
+            await asyncio.sleep(0.001)
         delivered = time.perf_counter() - started
+        cpu = time.process_time() - cpu_started
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-    return len(readings) / published, len(readings) / delivered
+    return AgentRun(len(readings) / published, len(readings) / delivered, cpu)
 
 
-async def collector_rate(work: Path, api_port: int, broker: Broker, blocks: int) -> float:
-    """G3: pre-signed blocks of BATCH readings in, time until the last one is ACKed."""
+async def collector_rate(
+    work: Path, api_port: int, broker: Broker, blocks: int, repeat: int
+) -> float:
+    """G3: pre-signed blocks of BATCH readings in, time until the last one is ACKed.
+
+    Each repeat is an epoch of its own with readings of its own (none is a duplicate).
+    """
+    epoch = f"bench{repeat}collector"
     site = yaml.safe_load((work / "site.yaml").read_text(encoding="utf-8"))["site"]
     key = load_signing_key((work / "keys" / "gateway.key").read_bytes())
     topics = GatewayTopics(site["district"], site["enterprise"], site["gateway"])
     payloads, prev = [], GENESIS
-    start = time.time()
+    start = time.time() - 100_000 - 1_000 * repeat
     for seq in range(1, blocks + 1):
         header = BlockHeader(
             site["gateway"], site["enterprise"], site["district"], site["domain"],
-            "bench0collector", seq, prev, iso_time(start), "synced",
+            epoch, seq, prev, iso_time(start), "synced",
         )  # fmt: skip
         payload = encode_block(header, _readings(BATCH, start + seq))
         prev = block_hash(payload)
@@ -184,27 +232,88 @@ async def collector_rate(work: Path, api_port: int, broker: Broker, blocks: int)
                         headers={"Authorization": f"Bearer {TOKEN}"},
                     )
                 ).json()["items"]
-                if any(
-                    g["epoch"] == "bench0collector" and g["acked_through"] == blocks
-                    for g in gateways
-                ):
+                if any(g["epoch"] == epoch and g["acked_through"] == blocks for g in gateways):
                     break
                 await asyncio.sleep(0.02)
         elapsed = time.perf_counter() - started
     return blocks * BATCH / elapsed
 
 
+def flame_graph(work: Path, readings: list[Reading], svg: Path) -> None:
+    """One unmeasured G1 run recorded by py-spy attached to this process (threads apart)."""
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    spy = subprocess.Popen(
+        [str(BIN / "py-spy"), "record", "--pid", str(os.getpid()), "--threads",
+         "--rate", "250", "--format", "flamegraph", "--output", str(svg)],
+        stdout=subprocess.DEVNULL,
+    )  # fmt: skip
+    time.sleep(1.0)  # py-spy attaches
+    try:
+        asyncio.run(agent_rates(work, readings, "flame-outbox.db"))
+    finally:
+        spy.send_signal(signal.SIGINT)  # py-spy writes the SVG and exits
+        spy.wait(timeout=60)
+    print(f"flame graph: {svg}")
+
+
+def cprofile_top(work: Path, readings: list[Reading], top: int) -> None:
+    """One unmeasured G1 run under cProfile: the `top` functions by own time."""
+    profile = cProfile.Profile()
+    profile.enable()
+    asyncio.run(agent_rates(work, readings, "cprofile-outbox.db"))
+    profile.disable()
+    pstats.Stats(profile).sort_stats("tottime").print_stats(top)
+
+
+def figures(  # noqa: PLR0917 - one list per measured quantity
+    raw: list[float], raw_ours: list[float], runs: list[AgentRun], readings: int,
+    verify: list[float], ingest: list[float],
+) -> tuple[Figure, ...]:  # fmt: skip
+    """The run's figures, one value per repeat."""
+    g3_note = "the G3 figures proper (>= 5x, >= 50,000/s) are bench/collector.py's"
+    return (
+        Figure("G1", "agent pipeline, sealed to PUBACK", "readings/s",
+               tuple(r.published for r in runs), 100_000),
+        Figure("G1", "agent / raw batched publish", "x",
+               tuple(r.published / b for r, b in zip(runs, raw, strict=True)), 0.5,
+               baseline="stdlib json.dumps batches of 500 published QoS 1, same run"),
+        Figure("G1", "agent CPU per reading", "us",
+               tuple(r.cpu_seconds / readings * 1e6 for r in runs), 10, "at_most",
+               note="process CPU time from first reading queued to last block released"),
+        Figure("", "raw batched publish (stdlib json)", "readings/s", tuple(raw)),
+        Figure("", "raw batched publish (our canonical encoder)", "readings/s",
+               tuple(raw_ours)),
+        Figure("", "agent pipeline, released by collector ACK", "readings/s",
+               tuple(r.delivered for r in runs), gated=False,
+               note="bounded by the collector (G3), which shares the 2 cores"),
+        Figure("", "Ed25519 single verify", "verifies/s", tuple(verify)),
+        Figure("", "collector ingest, pre-signed blocks", "readings/s", tuple(ingest)),
+        Figure("", "collector ingest / Ed25519 verify", "x",
+               tuple(i / v for i, v in zip(ingest, verify, strict=True)), 1.5,
+               baseline="Ed25519 single verify, same run", note=g3_note),
+    )  # fmt: skip
+
+
 def main() -> int:
-    """Measure, print, and fail when a ratio misses its target."""
+    """Measure, print, write the result; exit 1 when a gated median misses its target."""
     parser = argparse.ArgumentParser()
     parser.add_argument("--readings", type=int, default=100_000)
     parser.add_argument("--blocks", type=int, default=200)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--flame", type=Path, help="also write a py-spy flame graph (SVG)")
+    parser.add_argument("--cprofile", type=int, metavar="N", help="also print cProfile top N")
+    add_json_argument(parser)
     args = parser.parse_args()
     configure_logging(level=logging.WARNING)
     work = Path(tempfile.mkdtemp(prefix="ganzhi-bench-"))
     broker = Broker(port=free_port(), workdir=work)
     api_port = free_port()
     collector: subprocess.Popen[bytes] | None = None
+    raw: list[float] = []
+    raw_ours: list[float] = []
+    runs: list[AgentRun] = []
+    verify: list[float] = []
+    ingest: list[float] = []
     try:
         broker.start()
         write_configs(work, "tankfarm", broker.url, free_port(), api_port)
@@ -212,13 +321,15 @@ def main() -> int:
             ("collector", "keys", "init", "-c", "collector.yaml"),
             ("edge-agent", "keys", "init", "-c", "site.yaml"),
         ):
-            subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=work, check=True)
+            subprocess.run(
+                [str(BIN / argv[0]), *argv[1:]], cwd=work, check=True, stdout=subprocess.DEVNULL
+            )
         site = yaml.safe_load((work / "site.yaml").read_text(encoding="utf-8"))["site"]
         subprocess.run(
             [str(BIN / "collector"), "gateways", "add", "-c", "collector.yaml",
              "--gateway", site["gateway"], "--district", site["district"],
              "--public-key", "keys/gateway.key.pub"],
-            cwd=work, check=True,
+            cwd=work, check=True, stdout=subprocess.DEVNULL,
         )  # fmt: skip
         log = (work / "collector.log").open("wb")
         collector = subprocess.Popen(
@@ -228,29 +339,37 @@ def main() -> int:
             stderr=log,
         )
         wait_for_port(api_port, timeout=30)
-        readings = _readings(args.readings, time.time())
-        verify = verify_rate()
-        raw = asyncio.run(raw_publish_rate(broker, readings))
-        agent, delivered = asyncio.run(agent_rates(work, readings))
-        ingest = asyncio.run(collector_rate(work, api_port, broker, args.blocks))
+        # Readings of their own per run (the collector stores each (point, t) once).
+        base = time.time()
+        if args.flame is not None:
+            flame_graph(work, _readings(args.readings, base - 10_000), args.flame)
+        if args.cprofile:
+            cprofile_top(work, _readings(args.readings, base - 20_000), args.cprofile)
+        for repeat in range(args.repeats):
+            readings = _readings(args.readings, base - 1_000 * repeat)
+            verify.append(verify_rate())
+            raw.append(asyncio.run(raw_publish_rate(broker, readings, stdlib_json)))
+            raw_ours.append(asyncio.run(raw_publish_rate(broker, readings, canonical_batch)))
+            runs.append(asyncio.run(agent_rates(work, readings, f"outbox-{repeat}.db")))
+            ingest.append(asyncio.run(collector_rate(work, api_port, broker, args.blocks, repeat)))
     finally:
         if collector is not None:
             collector.terminate()
             collector.wait(timeout=30)
         broker.stop()
         shutil.rmtree(work, ignore_errors=True)
-    figures = {
-        "ed25519_verify_per_s": round(verify),
-        "raw_publish_readings_per_s": round(raw),
-        "agent_readings_per_s": round(agent),
-        "g1_ratio_agent_to_raw": round(agent / raw, 3),
-        "agent_delivered_readings_per_s": round(delivered),
-        "collector_readings_per_s": round(ingest),
-        "g3_ratio_collector_to_verify": round(ingest / verify, 3),
-    }
-    print(json.dumps(figures))
-    ok = figures["g1_ratio_agent_to_raw"] >= 0.25 and figures["g3_ratio_collector_to_verify"] >= 1.5
-    return 0 if ok else 1
+    result = BenchResult(
+        bench="throughput",
+        figures=figures(raw, raw_ours, runs, args.readings, verify, ingest),
+        notes=(
+            (
+                f"{args.readings:,} readings in blocks of {BATCH}, {args.repeats} repeats;"
+                " broker, collector and agent share this machine's 2 cores"
+            ),
+        ),
+    )
+    write_result(args.json, result)
+    return 1 if result.failed else 0
 
 
 if __name__ == "__main__":

@@ -26,16 +26,16 @@ import asyncio
 import secrets
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, TypeVar
 
 import aiosqlite
 import structlog
 
-from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
+from edge_agent.core.chain import ChainState, Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell.outbox_recovery import (
     Absent,
@@ -46,9 +46,10 @@ from edge_agent.shell.outbox_recovery import (
     quarantine,
 )
 from edge_agent.shell.outbox_room import RoomMaker
+from edge_agent.shell.outbox_seal import append_block, read_chain_state, seal_transaction
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, is_full
 from specs.block import GENESIS, decode_block
-from specs.records import GapReason, GapRecord, KeyRecord, Reading, Record, iso_time
+from specs.records import GapReason, GapRecord, Record, iso_time
 from specs.signing import Signature, SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -111,6 +112,9 @@ _RESIGN_BLOCKS: Final = 500
 _ROOM_ROUNDS: Final = 64
 # SQLite page cache of the outbox connection, KiB (SQLite's default is 2,000).
 PAGE_CACHE_KIB: Final = 1024
+# Blocks just sealed kept in memory for the publisher (only while it is behind or offline).
+_HANDED_BLOCKS: Final = 8
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,10 +137,6 @@ class OutboxStats:
     undelivered_records: int
     oldest_undelivered_sealed_at: float | None
     delivered: int
-
-
-def _reading_count(records: Sequence[Record]) -> int:
-    return sum(1 for r in records if isinstance(r, Reading))
 
 
 def declared_gap(
@@ -185,6 +185,11 @@ class Outbox:
         self._lock = asyncio.Lock()
         # Set when an ACK releases a block that announced a key (edge_agent.shell.rotation).
         self.announcement_delivered = asyncio.Event()
+        # seq -> the block as sealed, until the publisher's `get` takes it: a live block is
+        # sent from memory instead of being read back from the file it was just written to.
+        # Dropped whenever stored blocks may have changed (release, new epoch, new key,
+        # room made, another process's commit).
+        self._handed: dict[int, StoredBlock] = {}
 
     @property
     def epoch(self) -> str:
@@ -233,14 +238,20 @@ class Outbox:
         state = await self._chain_state()
         self._noted = (state.epoch, state.last_seq)
 
+    async def _on_thread(self, function: Callable[..., _T], *args: object) -> _T:
+        """`function(connection, *args)` on the connection's thread: one round trip.
+
+        aiosqlite's own way to run a call on that thread (`_execute`, in every release since
+        0.17; pinned below 1.0): `execute` does exactly this with `sqlite3.Connection.execute`.
+        """
+        db = self._db
+        return await db._execute(lambda: function(db._conn, *args))  # type: ignore[no-untyped-call,no-any-return]  # noqa: SLF001
+
     async def _chain_state(self) -> ChainState:
-        async with self._db.execute(
-            "SELECT key, value FROM meta WHERE key IN ('epoch', 'last_seq', 'last_hash')"
-        ) as cursor:
-            values = {str(k): str(v) for k, v in await cursor.fetchall()}
+        state = await self._on_thread(read_chain_state)
         # Another process may have started a new epoch: the file, not memory, is the truth.
-        self._epoch = values["epoch"]
-        return ChainState(self._epoch, int(values["last_seq"]), values["last_hash"])
+        self._epoch = state.epoch
+        return state
 
     async def seal(
         self,
@@ -276,10 +287,12 @@ class Outbox:
                         raise
                     if rounds == 1:
                         log.warning("outbox_full", error=str(exc), records=len(records))
+                    self._handed.clear()  # room is made by thinning and dropping blocks
                     if not await self._room.make_room(now=now, clock_synced=clock_synced):
                         raise
                 else:
                     self._note_sealed(block)
+                    self._hand_off(block)
                     await self._room.reclaim_reserve()
                     return block
 
@@ -292,25 +305,17 @@ class Outbox:
         alarm_state: bytes | None,
         backfill_keys: Sequence[tuple[str, str]],
     ) -> SealedBlock:
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
-            block = await self._append(records, now=now, clock_synced=clock_synced)
-            if backfill_keys:
-                await self._db.executemany(
-                    "INSERT OR IGNORE INTO backfill_keys (point, t) VALUES (?, ?)",
-                    backfill_keys,
-                )
-            if alarm_state is not None:
-                await self._db.execute(
-                    "INSERT INTO alarm_state (name, state, saved_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (name) DO UPDATE"
-                    " SET state = excluded.state, saved_at = excluded.saved_at",
-                    (_ALARM_STATE_ROW, alarm_state, now),
-                )
-            await self._db.commit()
-        except BaseException:
-            await self._db.rollback()
-            raise
+        block, state = await self._on_thread(
+            seal_transaction,
+            self._identity,
+            self._key,
+            records,
+            now,
+            clock_synced,
+            None if alarm_state is None else (_ALARM_STATE_ROW, alarm_state),
+            backfill_keys,
+        )
+        self._epoch = state.epoch
         return block
 
     async def _append(
@@ -322,43 +327,19 @@ class Outbox:
         thinned: bool = False,
     ) -> SealedBlock:
         """Seal one block inside the caller's open transaction."""
-        state = await self._chain_state()
-        block, new_state = seal(
-            state,
-            self._identity,
-            records,
-            now=now,
-            clock_synced=clock_synced,
-            key=self._key,
+        block, state = await self._on_thread(
+            append_block, self._identity, self._key, records, now, clock_synced, thinned
         )
-        await self._db.execute(
-            "INSERT INTO blocks (epoch, seq, payload, digest, alg, kid, sig, records,"
-            " sealed_at, readings, thinned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                block.epoch,
-                block.seq,
-                block.payload,
-                block.digest,
-                block.signature.alg,
-                block.signature.kid,
-                block.signature.sig,
-                block.records,
-                now,
-                _reading_count(records),
-                int(thinned),
-            ),
-        )
-        await self._db.executemany(
-            "UPDATE meta SET value = ? WHERE key = ?",
-            [(str(new_state.last_seq), "last_seq"), (new_state.last_hash, "last_hash")],
-        )
-        announced = [r.kid for r in records if isinstance(r, KeyRecord)]
-        if announced:
-            await self._db.executemany(
-                "INSERT OR IGNORE INTO key_announcements (kid, epoch, seq) VALUES (?, ?, ?)",
-                [(kid, block.epoch, block.seq) for kid in announced],
-            )
+        self._epoch = state.epoch
         return block
+
+    def _hand_off(self, block: SealedBlock) -> None:
+        """Keep a block just sealed for the publisher's `get`, which sends it next."""
+        self._handed[block.seq] = StoredBlock(
+            block.epoch, block.seq, block.payload, block.signature
+        )
+        while len(self._handed) > _HANDED_BLOCKS:
+            del self._handed[next(iter(self._handed))]  # the oldest
 
     # --- epochs ---------------------------------------------------------------------------
 
@@ -372,6 +353,7 @@ class Outbox:
         block the collector did not store is ever released.
         """
         async with self._lock:
+            self._handed.clear()
             epoch = secrets.token_hex(8)
             if self._journal is not None:
                 self._journal.record(epoch)
@@ -502,6 +484,9 @@ class Outbox:
 
     async def get(self, seq: int) -> StoredBlock | None:
         """The block `seq` of this epoch if it is still undelivered."""
+        handed = self._handed.pop(seq, None)
+        if handed is not None and handed.epoch == self._epoch:
+            return handed
         async with self._lock:
             async with self._db.execute(
                 "SELECT payload, alg, kid, sig FROM blocks"
@@ -541,6 +526,7 @@ class Outbox:
             if version == self._data_version:
                 return False
             self._data_version = version
+            self._handed.clear()
             await self._chain_state()
             return True
 
@@ -553,6 +539,8 @@ class Outbox:
         async with self._lock:
             if epoch != self._epoch:
                 return 0
+            for seq in [s for s in self._handed if s <= through or s == also]:
+                del self._handed[seq]
             cursor = await self._db.execute(
                 "UPDATE blocks SET delivered_at = ?"
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
@@ -589,6 +577,7 @@ class Outbox:
         the collector retires after its overlap window. Returns the blocks signed again.
         """
         self._key = key
+        self._handed.clear()  # signed with the old key
         signed = 0
         while True:
             async with self._lock:

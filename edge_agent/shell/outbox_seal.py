@@ -1,0 +1,107 @@
+"""A seal's statements, run as ONE call on the outbox connection's thread.
+
+aiosqlite runs every statement on its connection's own thread: each `await` of a statement,
+a fetch or a cursor close is a round trip (a queue put, a thread wake-up, a callback on the
+event loop), and the two threads pass the GIL back and forth for each. A seal was seven of
+them (BEGIN, chain state read, fetch, close, INSERT, UPDATE, COMMIT) and the publisher's
+read-back and the ACK's release a dozen more per block. These functions are those statements
+in plain sqlite3, called on that thread in one trip (`Outbox._on_thread`); the transaction,
+the chain state read inside it and the statements are the same as before.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Sequence
+
+from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
+from specs.records import KeyRecord, Reading, Record
+from specs.signing import SigningKey
+
+_CHAIN_STATE_SQL = "SELECT key, value FROM meta WHERE key IN ('epoch', 'last_seq', 'last_hash')"
+_INSERT_BLOCK_SQL = (
+    "INSERT INTO blocks (epoch, seq, payload, digest, alg, kid, sig, records,"
+    " sealed_at, readings, thinned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_ALARM_STATE_SQL = (
+    "INSERT INTO alarm_state (name, state, saved_at) VALUES (?, ?, ?)"
+    " ON CONFLICT (name) DO UPDATE SET state = excluded.state, saved_at = excluded.saved_at"
+)
+
+
+def read_chain_state(db: sqlite3.Connection) -> ChainState:
+    """The chain state as the file has it (another process may have moved it)."""
+    values = {str(k): str(v) for k, v in db.execute(_CHAIN_STATE_SQL).fetchall()}
+    return ChainState(values["epoch"], int(values["last_seq"]), values["last_hash"])
+
+
+def _reading_count(records: Sequence[Record]) -> int:
+    return sum(1 for r in records if isinstance(r, Reading))
+
+
+def append_block(  # noqa: PLR0917 - the seal's inputs, passed to the thread as one call
+    db: sqlite3.Connection,
+    identity: Identity,
+    key: SigningKey,
+    records: tuple[Record, ...],
+    now: float,
+    clock_synced: bool,
+    thinned: bool,
+) -> tuple[SealedBlock, ChainState]:
+    """Seal one block inside the caller's open transaction; the block and the new state."""
+    state = read_chain_state(db)
+    block, new_state = seal(state, identity, records, now=now, clock_synced=clock_synced, key=key)
+    db.execute(
+        _INSERT_BLOCK_SQL,
+        (
+            block.epoch,
+            block.seq,
+            block.payload,
+            block.digest,
+            block.signature.alg,
+            block.signature.kid,
+            block.signature.sig,
+            block.records,
+            now,
+            _reading_count(records),
+            int(thinned),
+        ),
+    )
+    db.executemany(
+        "UPDATE meta SET value = ? WHERE key = ?",
+        [(str(new_state.last_seq), "last_seq"), (new_state.last_hash, "last_hash")],
+    )
+    announced = [r.kid for r in records if isinstance(r, KeyRecord)]
+    if announced:
+        db.executemany(
+            "INSERT OR IGNORE INTO key_announcements (kid, epoch, seq) VALUES (?, ?, ?)",
+            [(kid, block.epoch, block.seq) for kid in announced],
+        )
+    return block, new_state
+
+
+def seal_transaction(  # noqa: PLR0917 - one call on the connection's thread
+    db: sqlite3.Connection,
+    identity: Identity,
+    key: SigningKey,
+    records: tuple[Record, ...],
+    now: float,
+    clock_synced: bool,
+    alarm_state: tuple[str, bytes] | None,
+    backfill_keys: Sequence[tuple[str, str]],
+) -> tuple[SealedBlock, ChainState]:
+    """One `BEGIN IMMEDIATE` transaction: the block, its backfill keys, the alarm state."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        sealed = append_block(db, identity, key, records, now, clock_synced, False)  # noqa: FBT003
+        if backfill_keys:
+            db.executemany(
+                "INSERT OR IGNORE INTO backfill_keys (point, t) VALUES (?, ?)", backfill_keys
+            )
+        if alarm_state is not None:
+            db.execute(_ALARM_STATE_SQL, (*alarm_state, now))
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+    return sealed
