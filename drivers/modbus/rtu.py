@@ -40,17 +40,16 @@ from drivers.base import (
     DriverConnectionError,
     DriverProtocolError,
     DriverTimeoutError,
-    Quality,
     RawSample,
 )
-from drivers.modbus.codec import Table, decode, is_bit_table
+from drivers.modbus.codec import Table, is_bit_table
 from drivers.modbus.plan import (
     DEFAULT_MAX_GAP,
     ReadRequest,
     RegisterPoint,
     plan_reads,
-    slice_values,
 )
+from drivers.modbus.reply import ReplyDecoder
 from drivers.modbus.timing import (
     DEFAULT_TURNAROUND,
     EXCEPTION_RESPONSE_BYTES,
@@ -523,6 +522,7 @@ class ModbusRtuDriver:
         self._points = tuple(points)
         self._timeout = timeout
         self._plan = plan_reads(self._points, max_gap=max_gap)
+        self._decoders = tuple(ReplyDecoder.for_request(request) for request in self._plan)
         self._wall = wall_clock
         self._mono = mono_clock
         self._attached = False
@@ -584,45 +584,23 @@ class ModbusRtuDriver:
         if not self._attached:
             raise DriverConnectionError(f"{self._device_id}: not connected")
         by_key: dict[str, RawSample] = {}
-        for index, request in enumerate(self._plan):
+
+        def keep(samples: list[RawSample]) -> None:
+            for sample in samples:
+                by_key[sample.key] = sample
+
+        for index, decoder in enumerate(self._decoders):
+            request = decoder.request
             try:
                 values = await self._bus.read(self._unit, request, reply_timeout=self._timeout)
             except ModbusExceptionError as exc:
-                by_key.update(self._bad(request, str(exc)))
+                keep(decoder.bad(str(exc), self._wall(), self._mono()))
                 continue
             except DriverProtocolError as exc:
-                for skipped in self._plan[index:]:
-                    by_key.update(self._bad(skipped, f"{self._device_id}: {exc}"))
+                for skipped in self._decoders[index:]:
+                    keep(skipped.bad(f"{self._device_id}: {exc}", self._wall(), self._mono()))
                 break
             except DriverTimeoutError as exc:
                 raise DriverTimeoutError(f"{self._device_id}: {exc}") from exc
-            by_key.update(self._decode(request, values))
+            keep(decoder.decode(values, self._wall(), self._mono()))
         return [by_key[point.key] for point in self._points]
-
-    def _decode(self, request: ReadRequest, values: Sequence[int]) -> dict[str, RawSample]:
-        """Decode each point's slice of a good reply; a bad slice makes only that point BAD."""
-        t_wall, t_mono = self._wall(), self._mono()
-        try:
-            sliced = slice_values(request, values)
-        except DecodeError as exc:
-            return self._bad(request, str(exc))
-        samples: dict[str, RawSample] = {}
-        for point in request.points:
-            raw = sliced[point.key]
-            try:
-                value = decode(raw, point.dtype, point.byte_order, point.word_order, point.bit)
-            except DecodeError as exc:
-                samples[point.key] = RawSample(
-                    point.key, None, Quality.BAD, t_wall, t_mono, raw, error=str(exc)
-                )
-                continue
-            samples[point.key] = RawSample(point.key, value, Quality.GOOD, t_wall, t_mono, raw)
-        return samples
-
-    def _bad(self, request: ReadRequest, error: str) -> dict[str, RawSample]:
-        """Make a BAD sample for every point of a failed request."""
-        t_wall, t_mono = self._wall(), self._mono()
-        return {
-            point.key: RawSample(point.key, None, Quality.BAD, t_wall, t_mono, error=error)
-            for point in request.points
-        }

@@ -22,21 +22,10 @@ from typing import TYPE_CHECKING
 from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
-from drivers.base import (
-    DecodeError,
-    DriverConnectionError,
-    DriverTimeoutError,
-    Quality,
-    RawSample,
-)
-from drivers.modbus.codec import Table, decode, is_bit_table
-from drivers.modbus.plan import (
-    DEFAULT_MAX_GAP,
-    ReadRequest,
-    RegisterPoint,
-    plan_reads,
-    slice_values,
-)
+from drivers.base import DriverConnectionError, DriverTimeoutError, RawSample
+from drivers.modbus.codec import Table, is_bit_table
+from drivers.modbus.plan import DEFAULT_MAX_GAP, ReadRequest, RegisterPoint, plan_reads
+from drivers.modbus.reply import ReplyDecoder
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -85,6 +74,7 @@ class ModbusTcpDriver:
         self._timeout = timeout
         self._retries = retries
         self._plan = plan_reads(self._points, max_gap=max_gap)
+        self._decoders = tuple(ReplyDecoder.for_request(request) for request in self._plan)
         self._wall = wall_clock
         self._mono = mono_clock
         self._client: AsyncModbusTcpClient | None = None
@@ -145,13 +135,14 @@ class ModbusTcpDriver:
             DriverTimeoutError: the device did not answer in time.
         """
         by_key: dict[str, RawSample] = {}
-        for request in self._plan:
-            for sample in await self._read_request(request):
+        for decoder in self._decoders:
+            for sample in await self._read_request(decoder):
                 by_key[sample.key] = sample
         return [by_key[point.key] for point in self._points]
 
-    async def _read_request(self, request: ReadRequest) -> list[RawSample]:
+    async def _read_request(self, decoder: ReplyDecoder) -> list[RawSample]:
         """Send one planned request and turn its reply into one sample per point."""
+        request = decoder.request
         client = self._client
         if client is None or not client.connected:
             raise DriverConnectionError(f"{self._device_id}: not connected")
@@ -166,14 +157,15 @@ class ModbusTcpDriver:
                 if client.connected:
                     raise DriverTimeoutError(f"{self._device_id}: {exc}") from exc
                 raise DriverConnectionError(f"{self._device_id}: {exc}") from exc
-            return self._bad(request, f"request failed: {exc}")
+            return decoder.bad(f"request failed: {exc}", self._wall(), self._mono())
         _resume_cancellation()
         if response.isError():
             code = response.exception_code
             name = _EXCEPTION_NAMES.get(code, "UNKNOWN")
-            return self._bad(request, f"modbus exception {code} ({name})")
+            error = f"modbus exception {code} ({name})"
+            return decoder.bad(error, self._wall(), self._mono())
         values = response.bits if is_bit_table(request.table) else response.registers
-        return self._decode(request, values)
+        return decoder.decode(values, self._wall(), self._mono())
 
     async def _send(self, client: AsyncModbusTcpClient, request: ReadRequest) -> ModbusPDU:
         """Issue the read function that matches the request's table."""
@@ -185,34 +177,6 @@ class ModbusTcpDriver:
         if request.table is Table.COIL:
             return await client.read_coils(address, count=count, device_id=unit)
         return await client.read_discrete_inputs(address, count=count, device_id=unit)
-
-    def _decode(self, request: ReadRequest, values: Sequence[int]) -> list[RawSample]:
-        """Decode each point's slice of a good reply; a bad slice makes only that point BAD."""
-        t_wall, t_mono = self._wall(), self._mono()
-        try:
-            sliced = slice_values(request, values)
-        except DecodeError as exc:
-            return self._bad(request, str(exc))
-        samples: list[RawSample] = []
-        for point in request.points:
-            raw = sliced[point.key]
-            try:
-                value = decode(raw, point.dtype, point.byte_order, point.word_order, point.bit)
-            except DecodeError as exc:
-                samples.append(
-                    RawSample(point.key, None, Quality.BAD, t_wall, t_mono, raw, error=str(exc))
-                )
-                continue
-            samples.append(RawSample(point.key, value, Quality.GOOD, t_wall, t_mono, raw))
-        return samples
-
-    def _bad(self, request: ReadRequest, error: str) -> list[RawSample]:
-        """Make a BAD sample for every point of a failed request."""
-        t_wall, t_mono = self._wall(), self._mono()
-        return [
-            RawSample(point.key, None, Quality.BAD, t_wall, t_mono, error=error)
-            for point in request.points
-        ]
 
 
 def _resume_cancellation(cause: BaseException | None = None) -> None:

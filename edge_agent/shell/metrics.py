@@ -12,6 +12,7 @@ tests) in one process count apart.
 
 from __future__ import annotations
 
+import collections
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -22,7 +23,8 @@ from edge_agent.shell.metrics_server import ScrapeFailedError
 from edge_agent.shell.outbox import Outbox
 from specs.records import Quality, Reading
 
-Sink = Callable[[Reading], Awaitable[None]]
+Sink = Callable[[Sequence[Reading]], Awaitable[None]]
+"""A poller's sink: the readings of one cycle (edge_agent.shell.poller.Sink)."""
 
 
 class AgentMetrics:
@@ -65,12 +67,15 @@ class AgentMetrics:
                 self._readings.labels(device, quality.value)
 
     def counting(self, device: str, sink: Sink) -> Sink:
-        """`sink` that first counts each reading of `device`."""
+        """`sink` that first counts each reading of `device`, one increment per quality."""
         children = {quality: self._readings.labels(device, quality.value) for quality in Quality}
 
-        async def count_then_sink(reading: Reading) -> None:
-            children[reading.quality].inc()
-            await sink(reading)
+        async def count_then_sink(readings: Sequence[Reading]) -> None:
+            # A counter takes a lock per increment: per cycle, not per reading.
+            tally = collections.Counter(reading.quality for reading in readings)
+            for quality, count in tally.items():
+                children[quality].inc(count)
+            await sink(readings)
 
         return count_then_sink
 

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 
 import structlog
@@ -35,11 +35,11 @@ from drivers.base import (
 from edge_agent.core.agent_status import DeviceFault
 from edge_agent.core.clockwatch import FLAG as CLOCK_JUMP
 from edge_agent.core.clockwatch import ClockWatch
-from edge_agent.core.normalize import normalize
+from edge_agent.core.normalize import PointNormalizer, normalize_read
 from edge_agent.core.points import ResolvedPoint
 from specs.catalogue import Indicator
 from specs.records import Quality as ReadingQuality
-from specs.records import Reading
+from specs.records import Reading, Record
 
 log = structlog.get_logger("edge_agent.poller")
 
@@ -51,6 +51,27 @@ class PolledPoint:
     point: ResolvedPoint
     indicator: Indicator
 
+
+Sink = Callable[[Sequence[Reading]], Awaitable[None]]
+"""Where a poller hands the readings of one cycle, in order (it waits while the sink is full)."""
+
+
+def queue_sink(queue: asyncio.Queue[Record]) -> Sink:
+    """A sink that puts each reading into `queue`, waiting only while the queue is full."""
+
+    async def put_all(readings: Sequence[Reading]) -> None:
+        for reading in readings:
+            try:
+                queue.put_nowait(reading)
+            except asyncio.QueueFull:
+                await queue.put(reading)
+
+    return put_all
+
+
+# A device polled faster than it answers overruns every cycle: say so at once, then at most
+# this often (with the slots missed meanwhile), not one log line per cycle.
+OVERRUN_LOG_EVERY = 60.0
 
 POINT_ERROR = "point"
 """The error kind of a point read BAD (with an error) in a read that otherwise succeeded."""
@@ -96,7 +117,7 @@ class DevicePoller:
         points: dict[str, PolledPoint],
         *,
         interval: float,
-        sink: Callable[[Reading], Awaitable[None]],
+        sink: Sink,
         clock_synced: Callable[[], bool],
         backoff: Callable[[], Iterator[float]],
         wall_clock: Callable[[], float] = time.time,
@@ -111,18 +132,24 @@ class DevicePoller:
         self._on_error = on_error
         self._wall_clock = wall_clock
         self._points = points
+        self._normalizers = {
+            key: PointNormalizer.of(polled.point, polled.indicator)
+            for key, polled in points.items()
+        }
         self._interval = interval
         self._sink = sink
         self._clock_synced = clock_synced
         self._new_backoff = backoff
-        # point -> (t, value, quality) of its last reading emitted
-        self._last_seen: dict[str, tuple[str, float | None, str]] = {}
+        # point -> its last reading emitted
+        self._last_seen: dict[str, Reading] = {}
         self.cycles = 0
         # Set once the first cycle is done, answered or not: the agent is ready (READY=1)
         # when every device has been tried once.
         self.first_cycle_done = asyncio.Event()
         self._clock_watch = ClockWatch()
         self.repeats_dropped = 0
+        self._missed = 0  # poll slots skipped since the last poll_overrun line
+        self._overrun_said_at: float | None = None
         # For `edge-agent status`: when a good reading last came (wall clock), and what last
         # went wrong.
         self.last_good: float | None = None
@@ -197,8 +224,17 @@ class DevicePoller:
         now = time.monotonic()
         if target < now:
             missed = int((now - target) // self._interval) + 1
-            log.warning("poll_overrun", device=self._driver.device_id, missed=missed)
             target += missed * self._interval
+            self._missed += missed
+            said = self._overrun_said_at
+            if said is None or now - said >= OVERRUN_LOG_EVERY:
+                log.warning(
+                    "poll_overrun",
+                    device=self._driver.device_id,
+                    missed=self._missed,
+                    seconds=None if said is None else round(now - said, 1),
+                )
+                self._missed, self._overrun_said_at = 0, now
         return target
 
     def _bad_samples(self, error: str) -> list[RawSample]:
@@ -211,21 +247,26 @@ class DevicePoller:
         jumped, self._clock_watch = self._clock_watch.observe(self._wall_clock(), time.monotonic())
         if jumped:
             log.warning("wall_clock_jumped", device=self._driver.device_id)
-        for raw_sample in samples:
-            polled = self._points.get(raw_sample.key)
-            if polled is None:
-                continue
-            sample = (
-                replace(raw_sample, flags=(*raw_sample.flags, CLOCK_JUMP)) if jumped else raw_sample
-            )
-            reading = normalize(sample, polled.point, polled.indicator, clock_synced=synced)
+            samples = [replace(s, flags=(*s.flags, CLOCK_JUMP)) for s in samples]
+        fresh: list[Reading] = []
+        last_seen = self._last_seen
+        good = False
+        for reading in normalize_read(samples, self._normalizers, clock_synced=synced):
             # Only an exact repeat (same time, value and quality) is the same measurement
             # read twice; a changed value under an unchanged device timestamp is kept.
-            seen = (reading.t, reading.value, reading.quality.value)
-            if self._last_seen.get(reading.point) == seen:
+            last = last_seen.get(reading.point)
+            if (
+                last is not None
+                and last.t == reading.t
+                and last.value == reading.value
+                and last.quality is reading.quality
+            ):
                 self.repeats_dropped += 1  # (see module docstring)
                 continue
-            self._last_seen[reading.point] = seen
-            if reading.quality is ReadingQuality.GOOD:
-                self.last_good = self._wall_clock()
-            await self._sink(reading)
+            last_seen[reading.point] = reading
+            fresh.append(reading)
+            good = good or reading.quality is ReadingQuality.GOOD
+        if good:
+            self.last_good = self._wall_clock()
+        if fresh:
+            await self._sink(fresh)

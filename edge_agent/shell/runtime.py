@@ -38,7 +38,7 @@ from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.metrics import AgentMetrics
 from edge_agent.shell.metrics_server import metrics_service
 from edge_agent.shell.outbox import Outbox, open_outbox
-from edge_agent.shell.poller import DevicePoller, PolledPoint
+from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from edge_agent.shell.publisher import Publisher, UplinkSettings
 from edge_agent.shell.rotation import CurrentKey, RotationWatcher, complete_rotation
 from edge_agent.shell.sealer import Sealer
@@ -157,7 +157,7 @@ def _pollers(
                 build_driver(device, device_points, buses=buses),
                 polled,
                 interval=device.poll,
-                sink=metrics.counting(device.id, queue.put),
+                sink=metrics.counting(device.id, queue_sink(queue)),
                 clock_synced=clock_synchronized,
                 backoff=_device_backoff(device),
                 on_error=metrics.device_errors(device.id),

@@ -31,7 +31,7 @@ from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.probe_cli import probe_site
 from edge_agent.shell.buses import RtuBuses, report_utilization
 from edge_agent.shell.devices import build_driver, framing_of
-from edge_agent.shell.poller import DevicePoller, PolledPoint
+from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from edge_agent.shell.runtime import _device_backoff
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
@@ -109,7 +109,7 @@ async def polling(
                 build_driver(device, points, buses=buses),
                 polled,
                 interval=device.poll,
-                sink=queue.put,
+                sink=queue_sink(queue),
                 clock_synced=lambda: True,
                 backoff=lambda: itertools.repeat(0.5),
             )

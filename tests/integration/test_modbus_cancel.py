@@ -31,7 +31,7 @@ from drivers.sim.tankfarm import TankFarmServer, serve_tankfarm
 from edge_agent.config import parse_site_config
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.devices import build_driver
-from edge_agent.shell.poller import DevicePoller, PolledPoint
+from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from specs.catalogue import default_catalogue
 from specs.records import Reading
 
@@ -152,7 +152,7 @@ devices:
         driver,
         polled,
         interval=config.devices[0].poll,
-        sink=queue.put,
+        sink=queue_sink(queue),
         clock_synced=lambda: True,
         backoff=lambda: iter([0.05] * 10_000),
     )

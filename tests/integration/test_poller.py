@@ -26,7 +26,7 @@ from drivers.sim.tankfarm import TankFarmServer, serve_tankfarm
 from edge_agent.config import SiteConfig, parse_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.shell.devices import build_driver
-from edge_agent.shell.poller import DevicePoller, PolledPoint
+from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
 
@@ -212,7 +212,7 @@ async def polling(
         driver,
         polled,
         interval=interval,
-        sink=queue.put,
+        sink=queue_sink(queue),
         clock_synced=lambda: True,
         backoff=backoff if backoff is not None else constant_backoff(0.2),
         wall_clock=wall_clock,

@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from drivers.base import Quality as DriverQuality
 from drivers.base import RawSample
 from edge_agent.config import parse_site_config
-from edge_agent.core.normalize import normalize
+from edge_agent.core.normalize import PointNormalizer, normalize, normalize_read
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from specs.catalogue import Indicator, default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
@@ -370,3 +370,47 @@ def test_mm_and_m_points_agree(value: float) -> None:
     ends = (indicator("WHP-LT").low, indicator("WHP-LT").high)
     if all(abs(in_m.value - end) > 1e-9 for end in ends):  # one ulp apart may straddle an end
         assert in_m.quality is in_mm.quality
+
+
+# --- normalize_read: a whole read at once -------------------------------------------------
+
+samples_of_a_read = st.lists(
+    st.builds(
+        RawSample,
+        key=st.sampled_from([*sorted(POINTS), "not-configured"]),
+        value=st.none() | st.floats(allow_nan=True, allow_infinity=True),
+        quality=st.sampled_from(DriverQuality),
+        t_wall=st.sampled_from([T_WALL, T_WALL + 0.0004, T_WALL + 1.0]),
+        t_mono=st.just(T_MONO),
+        error=st.none() | st.sampled_from(["timeout: no reply", "modbus exception 2 (X)"]),
+        flags=st.sampled_from([(), ("held",), ("clock_jump",)]),
+    ),
+    max_size=20,
+)
+
+
+@given(samples=samples_of_a_read, synced=st.booleans(), scale=finite_factors)
+def test_a_read_normalized_at_once_is_each_sample_normalized(
+    samples: list[RawSample], synced: bool, scale: float
+) -> None:
+    points = {code: replace(point, scale=scale) for code, point in POINTS.items()}
+    prepared = {
+        code: PointNormalizer.of(point, indicator(point.quota)) for code, point in points.items()
+    }
+    want = [
+        normalize(s, points[s.key], indicator(points[s.key].quota), clock_synced=synced)
+        for s in samples
+        if s.key in points
+    ]
+    assert normalize_read(samples, prepared, clock_synced=synced) == want
+
+
+def test_every_common_case_reading_equals_normalize_to_the_bit() -> None:
+    prepared = {code: PointNormalizer.of(p, indicator(p.quota)) for code, p in POINTS.items()}
+    assert all(p.fast for p in prepared.values())
+    for code, point in POINTS.items():
+        for raw in (0.1, 3.0, 250.0, 300.0, 650.0, 1e-3):
+            one = sample(raw)
+            (got,) = normalize_read([replace(one, key=code)], prepared, clock_synced=True)
+            want = run(point, one)
+            assert (got, repr(got.value)) == (want, repr(want.value))
