@@ -20,7 +20,6 @@ from typing import Final
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from drivers.sim.rtu_bus import Fault, RtuBusSim, headcount_slave, pattern_slave
 from edge_agent.config import parse_site_config
@@ -34,10 +33,10 @@ from tests.support.collector_client import (
     running_ingest,
     sim_gateway,
 )
+from tests.support.metric_samples import Samples, samples_of, value_of
 
 GATEWAY: Final = dataclasses.replace(sim_gateway(1), domain="YHBZ")
 WAIT: Final = 15.0
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
 
 def site_map(gateway: SimGateway, *, broker: int, bus: str, nobody: int, metrics: int) -> str:
@@ -67,18 +66,6 @@ def site_map(gateway: SimGateway, *, broker: int, bus: str, nobody: int, metrics
     )
 
 
-def _parse(text: str) -> Samples:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def _get(samples: Samples, name: str, **labels: str) -> float:
-    return samples.get((name, tuple(sorted(labels.items()))), float("nan"))
-
-
 async def _scrape_until(url: str, done: Callable[[Samples], bool], what: str) -> Samples:
     """Scrape every 100 ms until `done` holds; fail naming `what` and the last scrape."""
     samples: Samples = {}
@@ -90,7 +77,7 @@ async def _scrape_until(url: str, done: Callable[[Samples], bool], what: str) ->
                 assert response.status_code == 200, response.text
                 content_type = response.headers["content-type"]
                 assert content_type == "text/plain; version=0.0.4; charset=utf-8"
-                samples = _parse(response.text)
+                samples = samples_of(response.text)
     except TimeoutError:
         raise AssertionError(f"no {what} after {WAIT}s: {samples}") from None
     return samples
@@ -135,15 +122,15 @@ async def test_a_running_agent_serves_its_figures(
 
             def working(s: Samples) -> bool:
                 return (
-                    _get(s, "gz_agent_readings_total", device="slave-1", quality="good") >= 10
-                    and _get(s, "gz_agent_rtu_bus_utilization", port=wire) > 0
-                    and _get(s, "gz_agent_outbox_undelivered_blocks") <= 1
+                    value_of(s, "gz_agent_readings_total", device="slave-1", quality="good") >= 10
+                    and value_of(s, "gz_agent_rtu_bus_utilization", port=wire) > 0
+                    and value_of(s, "gz_agent_outbox_undelivered_blocks") <= 1
                 )
 
             samples = await _scrape_until(url, working, "readings and ACKs")
         for device in ("slave-1", "slave-3"):
-            assert _get(samples, "gz_agent_readings_total", device=device, quality="good") >= 9
-            assert _get(samples, "gz_agent_readings_total", device=device, quality="bad") == 0
+            assert value_of(samples, "gz_agent_readings_total", device=device, quality="good") >= 9
+            assert value_of(samples, "gz_agent_readings_total", device=device, quality="bad") == 0
             errors = [
                 value
                 for (name, labels), value in samples.items()
@@ -151,21 +138,27 @@ async def test_a_running_agent_serves_its_figures(
             ]
             assert errors == [], f"{device} answered every read"
         for device in ("silent-2", "nobody"):  # BAD every cycle, never a good reading
-            assert _get(samples, "gz_agent_readings_total", device=device, quality="good") == 0
-            assert _get(samples, "gz_agent_readings_total", device=device, quality="bad") >= 1
-        assert _get(samples, "gz_agent_device_errors_total", device="silent-2", kind="timeout") >= 1
+            assert value_of(samples, "gz_agent_readings_total", device=device, quality="good") == 0
+            assert value_of(samples, "gz_agent_readings_total", device=device, quality="bad") >= 1
         assert (
-            _get(samples, "gz_agent_device_errors_total", device="nobody", kind="connection") >= 1
+            value_of(samples, "gz_agent_device_errors_total", device="silent-2", kind="timeout")
+            >= 1
         )
-        assert 0 < _get(samples, "gz_agent_rtu_bus_utilization", port=wire) < 1
+        assert (
+            value_of(samples, "gz_agent_device_errors_total", device="nobody", kind="connection")
+            >= 1
+        )
+        assert 0 < value_of(samples, "gz_agent_rtu_bus_utilization", port=wire) < 1
         # Every device of the site map shows, at 0 where nothing happened.
-        assert _get(samples, "gz_agent_readings_total", device="slave-3", quality="uncertain") == 0
+        assert (
+            value_of(samples, "gz_agent_readings_total", device="slave-3", quality="uncertain") == 0
+        )
 
         # The collector is gone: blocks pile up in the outbox and the oldest ages.
         def piling_up(s: Samples) -> bool:
             return (
-                _get(s, "gz_agent_outbox_undelivered_blocks") >= 3
-                and _get(s, "gz_agent_outbox_oldest_undelivered_seconds") >= 0.5
+                value_of(s, "gz_agent_outbox_undelivered_blocks") >= 3
+                and value_of(s, "gz_agent_outbox_oldest_undelivered_seconds") >= 0.5
             )
 
         await _scrape_until(url, piling_up, "undelivered blocks")

@@ -16,7 +16,6 @@ from typing import Final
 import httpx
 import pytest
 from click.testing import CliRunner
-from prometheus_client.parser import text_string_to_metric_families
 
 from collector.cli import main
 from collector.config import load_collector_config
@@ -30,6 +29,7 @@ from tests.support.collector_client import (
     sim_gateway,
     write_collector_config,
 )
+from tests.support.metric_samples import Samples, samples_of, value_of
 
 NANCHANG = sim_gateway(1, district="360100")
 BEIJING = sim_gateway(2, district="110101")  # registered, never heard from: offline
@@ -37,20 +37,6 @@ TOKENS = (("province", "all-token", ("*",)), ("nanchang", "nc-token", ("360100",
 PROVINCE: Final = {"Authorization": "Bearer all-token"}
 NOW: Final = BASE_TIME + 100.0  # the collector's clock; block `seq` is sealed at BASE_TIME + seq
 WAIT: Final = 10.0
-
-Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
-
-
-def _parse(text: str) -> Samples:
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(text)
-        for sample in family.samples
-    }
-
-
-def _value(samples: Samples, name: str, **labels: str) -> float:
-    return samples[(name, tuple(sorted(labels.items())))]
 
 
 @pytest.fixture
@@ -80,7 +66,7 @@ async def _scrape(collector: RunningCollector) -> Samples:
         response = await http.get("/metrics", headers=PROVINCE)
     assert response.status_code == 200, response.text
     assert response.headers["content-type"] == "text/plain; version=0.0.4; charset=utf-8"
-    return _parse(response.text)
+    return samples_of(response.text)
 
 
 async def _scrape_until(
@@ -104,11 +90,11 @@ async def _send_acked(link: GatewayLink, *seqs: int) -> None:
 async def test_a_fresh_collector_shows_every_figure_at_zero(collector: RunningCollector) -> None:
     samples = await _scrape(collector)
     for result in ("stored", "duplicate", "seq_conflict", "rejected"):
-        assert _value(samples, "gz_collector_blocks_total", result=result) == 0
-    assert _value(samples, "gz_collector_readings_stored_total") == 0
-    assert _value(samples, "gz_collector_ingest_lag_seconds_count") == 0
-    assert _value(samples, "gz_collector_gateways_online") == 0
-    assert _value(samples, "gz_collector_gaps_open") == 0
+        assert value_of(samples, "gz_collector_blocks_total", result=result) == 0
+    assert value_of(samples, "gz_collector_readings_stored_total") == 0
+    assert value_of(samples, "gz_collector_ingest_lag_seconds_count") == 0
+    assert value_of(samples, "gz_collector_gateways_online") == 0
+    assert value_of(samples, "gz_collector_gaps_open") == 0
 
 
 async def test_counters_and_gauges_follow_the_blocks_sent(
@@ -117,10 +103,10 @@ async def test_counters_and_gauges_follow_the_blocks_sent(
     async with gateway_link(broker.port, NANCHANG) as link:
         await _send_acked(link, 1, 2, 5)  # 3 and 4 missing: one open gap
         samples = await _scrape(collector)
-        assert _value(samples, "gz_collector_blocks_total", result="stored") == 3
-        assert _value(samples, "gz_collector_readings_stored_total") == 3
-        assert _value(samples, "gz_collector_gateways_online") == 1  # Beijing never spoke
-        assert _value(samples, "gz_collector_gaps_open") == 1
+        assert value_of(samples, "gz_collector_blocks_total", result="stored") == 3
+        assert value_of(samples, "gz_collector_readings_stored_total") == 3
+        assert value_of(samples, "gz_collector_gateways_online") == 1  # Beijing never spoke
+        assert value_of(samples, "gz_collector_gaps_open") == 1
 
         await _send_acked(link, 3, 4)  # the gap is filled
         await link.publish(link.gateway.block(1))  # a resend of a stored block
@@ -130,18 +116,18 @@ async def test_counters_and_gauges_follow_the_blocks_sent(
         samples = await _scrape_until(
             collector, "gz_collector_blocks_total", 1.0, result="rejected"
         )
-    assert _value(samples, "gz_collector_blocks_total", result="stored") == 5
-    assert _value(samples, "gz_collector_blocks_total", result="duplicate") == 1
-    assert _value(samples, "gz_collector_blocks_total", result="seq_conflict") == 0
-    assert _value(samples, "gz_collector_readings_stored_total") == 5  # one reading a block
-    assert _value(samples, "gz_collector_gaps_open") == 0
+    assert value_of(samples, "gz_collector_blocks_total", result="stored") == 5
+    assert value_of(samples, "gz_collector_blocks_total", result="duplicate") == 1
+    assert value_of(samples, "gz_collector_blocks_total", result="seq_conflict") == 0
+    assert value_of(samples, "gz_collector_readings_stored_total") == 5  # one reading a block
+    assert value_of(samples, "gz_collector_gaps_open") == 0
     # Lag of each stored block: NOW - (BASE_TIME + seq); the duplicate and the forgery: none.
-    assert _value(samples, "gz_collector_ingest_lag_seconds_count") == 5
-    assert _value(samples, "gz_collector_ingest_lag_seconds_sum") == sum(
+    assert value_of(samples, "gz_collector_ingest_lag_seconds_count") == 5
+    assert value_of(samples, "gz_collector_ingest_lag_seconds_sum") == sum(
         100 - s for s in range(1, 6)
     )
-    assert _value(samples, "gz_collector_ingest_lag_seconds_bucket", le="60.0") == 0
-    assert _value(samples, "gz_collector_ingest_lag_seconds_bucket", le="300.0") == 5
+    assert value_of(samples, "gz_collector_ingest_lag_seconds_bucket", le="60.0") == 0
+    assert value_of(samples, "gz_collector_ingest_lag_seconds_bucket", le="300.0") == 5
 
 
 async def test_metrics_need_a_token_of_every_district(collector: RunningCollector) -> None:

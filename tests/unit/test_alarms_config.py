@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-from edge_agent.config import ConfigError, ConfigIssue, SiteConfig, parse_site_config
+from edge_agent.config import ConfigError
 from edge_agent.core.alarms import CompareRule, HeldRule, ItemRule, rules_for_site
 from edge_agent.core.points import resolve_points
-
-FILE = "site.yaml"
+from tests.support.config_files import SITE
 
 # One site that uses every alarm key; each test breaks one line of it.
 EXAMPLE = """\
@@ -86,10 +83,6 @@ alarms:
 """
 
 
-def parse(text: str) -> SiteConfig:
-    return parse_site_config(text, FILE, Path("/srv"))
-
-
 def edit(old: str, new: str) -> tuple[str, int]:
     """Replace the only occurrence of `old` in EXAMPLE; return the text and its line."""
     assert EXAMPLE.count(old) == 1, f"{old!r} occurs {EXAMPLE.count(old)} times"
@@ -97,19 +90,11 @@ def edit(old: str, new: str) -> tuple[str, int]:
     return EXAMPLE.replace(old, new), EXAMPLE.count("\n", 0, index) + 1
 
 
-def only_issue(text: str) -> ConfigIssue:
-    with pytest.raises(ConfigError) as caught:
-        parse(text)
-    issues = caught.value.issues
-    assert len(issues) == 1, "\n".join(map(str, issues))
-    return issues[0]
-
-
 # --- what the keys resolve to ----------------------------------------------------------------
 
 
 def test_every_alarm_key_resolves() -> None:
-    config = parse(EXAMPLE)
+    config = SITE.parse(EXAMPLE)
     points = {p.point: p for p in resolve_points(config)}
     assert (points["G1"].thresholds.level1, points["G1"].thresholds.level2) == (20.0, 40.0)
     m1 = points["M1"].thresholds
@@ -138,7 +123,7 @@ def test_thresholds_and_rates_in_the_points_unit_become_canonical() -> None:
         "        unit: cm\n        thresholds: {high: 10}\n"
         "        deadband: 0.1\n        rate: {window: 1h, limit: 0.5, unit: cm/h}",
     )
-    s1 = next(p for p in resolve_points(parse(text)) if p.point == "S1")
+    s1 = next(p for p in resolve_points(SITE.parse(text)) if p.point == "S1")
     assert (s1.thresholds.high, s1.deadband) == (100.0, 1.0)
     # 0.5 cm/h: the change in mm per second times 360 gives cm/h.
     assert [(r.limit, r.unit, r.per_second) for r in s1.rates] == [(0.5, "cm/h", 360.0)]
@@ -146,13 +131,13 @@ def test_thresholds_and_rates_in_the_points_unit_become_canonical() -> None:
 
 def test_a_family_left_empty_takes_the_catalogue_defaults() -> None:
     text, _ = edit("        thresholds: {level1: 20, level2: 40}\n", "")
-    g1 = next(p for p in resolve_points(parse(text)) if p.point == "G1")
+    g1 = next(p for p in resolve_points(SITE.parse(text)) if p.point == "G1")
     assert (g1.thresholds.level1, g1.thresholds.level2) == (25.0, 50.0)  # GB/T 50493-2019
 
 
 def test_a_family_the_point_sets_takes_no_defaults() -> None:
     text, _ = edit("{level1: 20, level2: 40}", "{level1: 20}")
-    g1 = next(p for p in resolve_points(parse(text)) if p.point == "G1")
+    g1 = next(p for p in resolve_points(SITE.parse(text)) if p.point == "G1")
     assert (g1.thresholds.level1, g1.thresholds.level2) == (20.0, None)
 
 
@@ -226,9 +211,9 @@ def test_a_family_the_point_sets_takes_no_defaults() -> None:
 )
 def test_point_alarm_mistakes(old: str, new: str, path: str, message: str) -> None:
     text, line = edit(old, new)
-    issue = only_issue(text)
-    assert (issue.file, issue.line, issue.path, issue.message) == (FILE, line, path, message)
-    assert str(issue) == f"{FILE}:{line}: {path}: {message}"
+    issue = SITE.only_issue(text)
+    assert (issue.file, issue.line, issue.path, issue.message) == (SITE.file, line, path, message)
+    assert str(issue) == f"{SITE.file}:{line}: {path}: {message}"
 
 
 def test_rate_on_an_indicator_without_rate_alarms() -> None:
@@ -236,7 +221,7 @@ def test_rate_on_an_indicator_without_rate_alarms() -> None:
         "{level1: 20, level2: 40}\n",
         "{level1: 20, level2: 40}\n        rate: {window: 1h, limit: 5, unit: '%LEL/h'}\n",
     )
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line + 1, "devices[0].points[3].rate")
     assert issue.message == "rate alarms are not in the alarm vocabulary of WHP-LEL: L1, L2"
 
@@ -246,7 +231,7 @@ def test_overtime_of_a_point_that_is_no_duration() -> None:
         "{kind: overtime, point: W1, limit: 8h}", "{kind: overtime, point: QT1, limit: 8h}"
     )
     with pytest.raises(ConfigError) as caught:
-        parse(text)
+        SITE.parse(text)
     assert [(i.line, i.path, i.message) for i in caught.value.issues] == [
         (
             line,
@@ -268,7 +253,7 @@ def test_two_rates_over_the_same_window() -> None:
     text, line = edit(
         "{window: 1d, limit: 10, unit: mm/d, deadband: 1}", "{window: 60m, limit: 9, unit: mm/h}"
     )
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[0].points[6].rate[1].window")
     assert issue.message == "a rate over 1h is already set by rate[0]"
 
@@ -340,20 +325,20 @@ def test_two_rates_over_the_same_window() -> None:
 )
 def test_site_alarm_mistakes(old: str, new: str, path: str, message: str) -> None:
     text, line = edit(old, new)
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path, issue.message) == (line, path, message)
 
 
 def test_a_second_item_of_the_same_name() -> None:
     text = EXAMPLE + "  - {kind: escalation, item: dam-surface, points: [D2, D1]}\n"
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (len(text.splitlines()), "alarms[5].item")
     assert issue.message == "item 'dam-surface' is already defined by alarms[4]"
 
 
 def test_an_unknown_kind_names_the_kinds() -> None:
     text, line = edit("{kind: overtime, point: W1, limit: 8h}", "{kind: late, point: W1}")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "alarms[2]")
     for kind in ("over_staff", "over_quantity", "overtime", "escalation"):
         assert kind in issue.message
@@ -364,7 +349,7 @@ def test_an_unknown_alarm_key_is_an_error() -> None:
         "{kind: overtime, point: W1, limit: 8h}", "{kind: overtime, point: W1, limt: 8h}"
     )
     with pytest.raises(ConfigError) as caught:
-        parse(text)
+        SITE.parse(text)
     assert [(i.line, i.path, i.message) for i in caught.value.issues] == [
         (line, "alarms[2].limit", "missing required key"),
         (line, "alarms[2].limt", "unknown key"),

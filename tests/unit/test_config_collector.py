@@ -9,35 +9,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from collector.config import (
-    CollectorConfig,
     load_collector_config,
-    parse_collector_config,
 )
 from collector.storage.retention import RetentionPolicy
-from specs.yamlconf import ConfigError, ConfigIssue, parse_broker_url, parse_listen
+from specs.yamlconf import ConfigError, parse_broker_url, parse_listen
+from tests.support.config_files import COLLECTOR, edit
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "collector.yaml"
 TEXT = EXAMPLE.read_text(encoding="utf-8")
-BASE = Path("/srv/collector")
-FILE = "collector.yaml"
-
-
-def parse(text: str) -> CollectorConfig:
-    return parse_collector_config(text, FILE, BASE)
-
-
-def edit(text: str, old: str, new: str) -> tuple[str, int]:
-    """Replace the only occurrence of `old`; return the text and the 1-based line it starts on."""
-    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times"
-    return text.replace(old, new), text.count("\n", 0, text.index(old)) + 1
-
-
-def only_issue(text: str) -> ConfigIssue:
-    with pytest.raises(ConfigError) as caught:
-        parse(text)
-    issues = caught.value.issues
-    assert len(issues) == 1, "\n".join(map(str, issues))
-    return issues[0]
 
 
 def test_example_loads() -> None:
@@ -57,7 +36,7 @@ def test_example_loads() -> None:
 
 
 def test_tokens_do_not_show_in_reprs() -> None:
-    config = parse(TEXT)
+    config = COLLECTOR.parse(TEXT)
     assert "dev-only-change-me" not in repr(config)
     assert config.api.tokens[0].secret.get_secret_value() == "dev-only-change-me"
 
@@ -66,7 +45,7 @@ def test_growth_keys_have_defaults() -> None:
     text, _ = edit(TEXT, "  batch_max: 200 ", "  # ")
     text, _ = edit(text, "share_group: gz-collectors ", "share_group: eu ")
     text, _ = edit(text, "offline_after: 60s", "")
-    config = parse(text)
+    config = COLLECTOR.parse(text)
     assert (config.ingest.batch_max, config.ingest.share_group) == (200, "eu")
     assert config.offline_after == 60.0
 
@@ -74,13 +53,13 @@ def test_growth_keys_have_defaults() -> None:
 @pytest.mark.parametrize(
     ("url", "path"),
     [
-        ("sqlite:///state/collector.db", BASE / "state" / "collector.db"),
+        ("sqlite:///state/collector.db", COLLECTOR.base / "state" / "collector.db"),
         ("sqlite:////var/lib/ganzhi/collector.db", Path("/var/lib/ganzhi/collector.db")),
     ],
 )
 def test_sqlite_paths(url: str, path: Path) -> None:
     text, _ = edit(TEXT, '"sqlite:///state/collector.db"', f'"{url}"')
-    storage = parse(text).storage
+    storage = COLLECTOR.parse(text).storage
     assert storage.sqlite_path == path
     assert storage.url == f"sqlite:///{path}"
 
@@ -88,7 +67,7 @@ def test_sqlite_paths(url: str, path: Path) -> None:
 def test_postgresql_url_passes_unchanged() -> None:
     url = "postgresql://ganzhi@127.0.0.1/ganzhi"
     text, _ = edit(TEXT, '"sqlite:///state/collector.db"', f'"{url}"')
-    storage = parse(text).storage
+    storage = COLLECTOR.parse(text).storage
     assert (storage.backend, storage.url, storage.sqlite_path) == ("postgresql", url, None)
 
 
@@ -110,15 +89,15 @@ def test_postgresql_url_passes_unchanged() -> None:
 )
 def test_mistakes_name_line_and_key(old: str, new: str, path: str, fragment: str) -> None:
     text, line = edit(TEXT, old, new)
-    issue = only_issue(text)
-    assert (issue.file, issue.line, issue.path) == (FILE, line, path)
+    issue = COLLECTOR.only_issue(text)
+    assert (issue.file, issue.line, issue.path) == (COLLECTOR.file, line, path)
     assert fragment in issue.message
 
 
 def test_renamed_key_reports_the_unknown_and_the_missing_key() -> None:
     text, line = edit(TEXT, "  key_file: keys/collector.key", "  key_fil: keys/collector.key")
     with pytest.raises(ConfigError) as caught:
-        parse(text)
+        COLLECTOR.parse(text)
     # The missing key is reported where its mapping starts.
     parent = text.splitlines().index("signing:") + 1
     assert [(i.line, i.path) for i in caught.value.issues] == [
@@ -131,7 +110,7 @@ def test_duplicate_key_and_duplicate_token() -> None:
     text, line = edit(TEXT, "offline_after: 60s", "offline_after: 60s\noffline_after: 30s")
     text, token_line = edit(text, '"dev-only-change-me-too"', '"dev-only-change-me"')
     with pytest.raises(ConfigError) as caught:
-        parse(text)
+        COLLECTOR.parse(text)
     assert [(i.line, i.path) for i in caught.value.issues] == [
         (token_line, "api.tokens[1].token"),
         (line + 1, "offline_after"),
@@ -140,7 +119,7 @@ def test_duplicate_key_and_duplicate_token() -> None:
 
 def test_district_codes_may_be_unquoted() -> None:
     text, _ = edit(TEXT, 'districts: ["360100"]', "districts: [360100, 360102]")
-    assert parse(text).api.tokens[1].districts == ("360100", "360102")
+    assert COLLECTOR.parse(text).api.tokens[1].districts == ("360100", "360102")
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
@@ -161,7 +140,7 @@ def test_listen_and_broker_parsers() -> None:
 @given(st.text())
 def test_fuzzed_text_raises_only_config_errors(text: str) -> None:
     try:
-        parse(text)
+        COLLECTOR.parse(text)
     except ConfigError as exc:
         assert exc.issues  # noqa: PT017 - the point is that nothing else escapes
 
@@ -173,7 +152,7 @@ def test_fuzzed_edits_of_the_example_raise_only_config_errors(data: st.DataObjec
     cut = data.draw(st.integers(min_value=0, max_value=20))
     insert = data.draw(st.text(alphabet=" :-[]{}\n'\"&*!#0123456789abc", max_size=8))
     try:
-        parse(TEXT[:at] + insert + TEXT[at + cut :])
+        COLLECTOR.parse(TEXT[:at] + insert + TEXT[at + cut :])
     except ConfigError as exc:
         assert exc.issues  # noqa: PT017 - the point is that nothing else escapes
 
@@ -193,12 +172,12 @@ def test_retention_mistakes_name_line_and_key(
     retention: list[str], error_line: int, path: str, fragment: str
 ) -> None:
     text, line = edit(TEXT, RETENTION_AT, "\n".join(f"  {key}" for key in retention))
-    issue = only_issue(text)
-    assert (issue.file, issue.line, issue.path) == (FILE, line + error_line, path)
+    issue = COLLECTOR.only_issue(text)
+    assert (issue.file, issue.line, issue.path) == (COLLECTOR.file, line + error_line, path)
     assert fragment in issue.message
 
 
 def test_retention_keeps_everything_unless_told() -> None:
-    assert parse(TEXT).storage.retention == RetentionPolicy(None, None)
+    assert COLLECTOR.parse(TEXT).storage.retention == RetentionPolicy(None, None)
     text, _ = edit(TEXT, RETENTION_AT, "  raw_days: 400\n  rollup_days: 3650")
-    assert parse(text).storage.retention == RetentionPolicy(400, 3650)
+    assert COLLECTOR.parse(text).storage.retention == RetentionPolicy(400, 3650)

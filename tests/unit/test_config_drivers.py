@@ -11,20 +11,14 @@ from drivers.modbus.plan import plan_reads
 from drivers.modbus.timing import bus_utilization, rtu_timeout_seconds
 from edge_agent.cli import main
 from edge_agent.config import (
-    ConfigError,
-    ConfigIssue,
     ModbusRtuDevice,
     OpcUaDevice,
     SerialDevice,
-    SiteConfig,
-    parse_site_config,
 )
 from edge_agent.core.points import NodeSource, PatternSource, RegisterSource, resolve_points
 from edge_agent.shell.buses import plan_buses
 from edge_agent.shell.devices import register_point
-
-FILE = "site.yaml"
-BASE = Path("/etc/ganzhi")
+from tests.support.config_files import SITE, edit, line_of
 
 HEAD = """\
 site:
@@ -85,34 +79,6 @@ devices:
 TEXT = HEAD + DEVICES
 
 
-def parse(text: str) -> SiteConfig:
-    return parse_site_config(text, FILE, BASE)
-
-
-def issues_of(text: str) -> tuple[ConfigIssue, ...]:
-    with pytest.raises(ConfigError) as caught:
-        parse(text)
-    return caught.value.issues
-
-
-def only_issue(text: str) -> ConfigIssue:
-    issues = issues_of(text)
-    assert len(issues) == 1, "\n".join(map(str, issues))
-    return issues[0]
-
-
-def edit(text: str, old: str, new: str) -> tuple[str, int]:
-    """Replace the only occurrence of `old`; return the text and the line it starts on."""
-    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times"
-    index = text.index(old)
-    return text.replace(old, new), text.count("\n", 0, index) + 1
-
-
-def line_of(text: str, fragment: str) -> int:
-    assert text.count(fragment) == 1, f"{fragment!r} occurs {text.count(fragment)} times"
-    return text.count("\n", 0, text.index(fragment)) + 1
-
-
 def with_device(yaml_device: str) -> str:
     return TEXT + yaml_device
 
@@ -121,7 +87,7 @@ def with_device(yaml_device: str) -> str:
 
 
 def test_the_three_drivers_load_with_their_defaults() -> None:
-    config = parse(TEXT)
+    config = SITE.parse(TEXT)
     bus1, bus2, slope, gas = config.devices
     assert isinstance(bus1, ModbusRtuDevice)
     assert isinstance(bus2, ModbusRtuDevice)
@@ -142,7 +108,7 @@ def test_the_three_drivers_load_with_their_defaults() -> None:
         10.0,
     )
     assert slope.security is not None
-    assert slope.security.cert == BASE / "pki" / "agent-cert.pem", "relative to the file"
+    assert slope.security.cert == SITE.base / "pki" / "agent-cert.pem", "relative to the file"
     assert slope.security.server_cert == Path("/etc/pki/slope-server.der")
     assert isinstance(gas, SerialDevice)
     assert gas.request == "RD\r\n", "double quotes turn \\r\\n into CR LF"
@@ -157,13 +123,13 @@ def test_the_three_drivers_load_with_their_defaults() -> None:
 def test_modbus_rtu_parity_defaults_to_even() -> None:
     text, _ = edit(TEXT, "    parity: N\n    stopbits: 1\n", "")
     text, _ = edit(text, "    parity: N\n    unit_id: 4", "    parity: E\n    unit_id: 4")
-    bus1 = parse(text).devices[0]
+    bus1 = SITE.parse(text).devices[0]
     assert isinstance(bus1, ModbusRtuDevice)
     assert bus1.parity == "E"
 
 
 def test_points_resolve_to_their_source() -> None:
-    points = {p.point: p for p in resolve_points(parse(TEXT))}
+    points = {p.point: p for p in resolve_points(SITE.parse(TEXT))}
     assert isinstance(points["F01-PC-01"].source, RegisterSource)
     assert (points["F01-PC-01"].table, points["F01-PC-01"].register_count) == ("input", 1)
     assert points["S01-GX-01"].source == NodeSource("ns=2;s=Slope.G1.X")
@@ -178,7 +144,7 @@ def test_free_running_serial_with_fixed_length_frames_and_a_checksum() -> None:
         "     checksum: crc16_modbus, separator: '#', max_age: 5s,\n"
         "     points: [{point: W02-TOX-01, quota: WHP-TOX, pattern: 'CO=(?P<value>[0-9.]+)'}]}\n"
     )
-    gas = parse(text).devices[-1]
+    gas = SITE.parse(text).devices[-1]
     assert isinstance(gas, SerialDevice)
     assert (gas.free_running, gas.length, gas.start, gas.checksum, gas.separator) == (
         True,
@@ -195,28 +161,28 @@ def test_free_running_serial_with_fixed_length_frames_and_a_checksum() -> None:
 
 def test_parity_x_names_the_line() -> None:
     text, line = edit(TEXT, "    parity: N\n    stopbits: 1\n", "    parity: X\n    stopbits: 1\n")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[0].parity")
     assert issue.message == "Input should be 'N', 'E' or 'O', got 'X'"
 
 
 def test_unit_id_0_on_rtu_is_the_broadcast_address() -> None:
     text, line = edit(TEXT, "    unit_id: 3\n", "    unit_id: 0\n")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[0].unit_id")
     assert "broadcast" in issue.message
     text, _ = edit(TEXT, "    unit_id: 3\n", "    unit_id: 248\n")
-    assert "1..247" in only_issue(text).message
+    assert "1..247" in SITE.only_issue(text).message
 
 
 def test_rtu_bytesize_and_baudrate() -> None:
     text, line = edit(TEXT, "    unit_id: 3\n", "    unit_id: 3\n    bytesize: 7\n")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line + 1, "devices[0].bytesize")
     assert "bytesize must be 8" in issue.message
     bus1_line = "    baudrate: 9600\n    parity: N\n    stopbits: 1\n"
     text, line = edit(TEXT, bus1_line, bus1_line.replace("9600", "9000"))
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[0].baudrate")
     assert issue.message.startswith("baudrate 9000 is not a standard rate")
 
@@ -227,7 +193,7 @@ def test_conflicting_line_settings_on_one_port_name_the_second_device() -> None:
         "    baudrate: 9600\n    parity: N\n    unit_id: 4",
         "    baudrate: 19200\n    parity: E\n    unit_id: 4",
     )
-    issues = issues_of(text)
+    issues = SITE.issues_of(text)
     assert [(i.line, i.path) for i in issues] == [
         (line, "devices[1].baudrate"),
         (line + 1, "devices[1].parity"),
@@ -240,27 +206,27 @@ def test_conflicting_line_settings_on_one_port_name_the_second_device() -> None:
 
 def test_a_setting_left_to_its_default_conflicts_at_the_devices_line() -> None:
     text, _ = edit(TEXT, "    parity: N\n    unit_id: 4", "    unit_id: 4")  # bus-2: default E
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line_of(text, "  - id: bus-2"), "devices[1].parity")
 
 
 def test_two_slaves_with_one_unit_id_on_a_port() -> None:
     text, line = edit(TEXT, "    unit_id: 4\n", "    unit_id: 3\n")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[1].unit_id")
     assert "already used by devices[0] (bus-1)" in issue.message
 
 
 def test_a_serial_instrument_needs_its_port_to_itself() -> None:
     text, line = edit(TEXT, "    port: /dev/ttyS1\n", "    port: /dev/ttyUSB0\n")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[3].port")
     assert "needs its port to itself" in issue.message
 
 
 def test_port_must_be_a_device_path() -> None:
     text, line = edit(TEXT, "    port: /dev/ttyS1\n", "    port: ttyS1\n")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[3].port")
 
 
@@ -269,14 +235,14 @@ def test_port_must_be_a_device_path() -> None:
 
 def test_opcua_point_without_node() -> None:
     text, line = edit(TEXT, ', node: "ns=2;s=Slope.G1.X"}', "}")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[2].points[0].node")
     assert issue.message.startswith("missing required key: opcua points need their OPC UA node")
 
 
 def test_bad_node_id() -> None:
     text, line = edit(TEXT, '"ns=2;s=Slope.G1.X"', '"ns=2;q=Slope"')
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[2].points[0].node")
     assert issue.message.startswith("invalid OPC UA node id 'ns=2;q=Slope'")
 
@@ -287,7 +253,7 @@ def test_address_on_an_opcua_point() -> None:
         ', node: "ns=2;s=Slope.G1.X"}',
         ', node: "ns=2;s=Slope.G1.X", address: {table: input, start: 0, type: uint16}}',
     )
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[2].points[0].address")
     assert issue.message == (
         "address applies only to modbus_tcp and modbus_rtu points; opcua points are read by `node`"
@@ -300,7 +266,7 @@ def test_modbus_point_without_address_and_with_a_pattern() -> None:
         "{point: F01-PC-01, quota: YHBZ-PC, address: {table: input, start: 0, type: uint16}}",
         "{point: F01-PC-01, quota: YHBZ-PC, pattern: 'x(?P<value>1)'}",
     )
-    issues = issues_of(text)
+    issues = SITE.issues_of(text)
     assert [(i.line, i.path) for i in issues] == [
         (line, "devices[0].points[0].address"),
         (line, "devices[0].points[0].pattern"),
@@ -309,14 +275,14 @@ def test_modbus_point_without_address_and_with_a_pattern() -> None:
 
 def test_serial_pattern_without_a_value_group() -> None:
     text, line = edit(TEXT, "'H2S=(?P<value>-?[0-9.]+)'", "'H2S=(-?[0-9.]+)'")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[3].points[0].pattern")
     assert "has no named group `value`" in issue.message
 
 
 def test_invalid_regex() -> None:
     text, line = edit(TEXT, "'H2S=(?P<value>-?[0-9.]+)'", "'H2S=(?P<value>-?[0-9.]+'")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[3].points[0].pattern")
     assert "is not a valid regular expression: missing )" in issue.message
 
@@ -324,7 +290,7 @@ def test_invalid_regex() -> None:
 def test_source_problems_show_with_field_problems_at_once() -> None:
     text, node = edit(TEXT, ', node: "ns=2;s=Slope.G1.X"}', "}")
     text, keepalive = edit(text, "    mode: subscribe\n", "    mode: subscribe\n    poll: 0s\n")
-    issues = issues_of(text)
+    issues = SITE.issues_of(text)
     assert [(i.line, i.path) for i in issues] == [
         (keepalive + 1, "devices[2].poll"),
         (node + 1, "devices[2].points[0].node"),
@@ -341,7 +307,7 @@ def test_template_points_must_suit_every_device_that_uses_them() -> None:
         "devices:\n",
     ) + ("  - {id: gas-9, driver: serial, port: /dev/ttyS3, poll: 1s, template: gnss,\n"
          "     point_prefix: S09-}\n")  # fmt: skip
-    issues = issues_of(text)
+    issues = SITE.issues_of(text)
     line = line_of(text, '{point: GX, quota: BP-GX, node: "ns=2;s=X"}')
     assert [(i.line, i.path) for i in issues] == [
         (line, "templates.gnss.points[0].node"),
@@ -351,7 +317,9 @@ def test_template_points_must_suit_every_device_that_uses_them() -> None:
     text = text.replace(
         "driver: serial, port: /dev/ttyS3", "driver: opcua, endpoint: 'opc.tcp://h'"
     )
-    assert [code for code, _ in parse(text).points_of(parse(text).devices[-1])] == ["S09-GX"]
+    assert [code for code, _ in SITE.parse(text).points_of(SITE.parse(text).devices[-1])] == [
+        "S09-GX"
+    ]
 
 
 # --- OPC UA and serial settings ----------------------------------------------------------------
@@ -362,7 +330,7 @@ def test_template_points_must_suit_every_device_that_uses_them() -> None:
 )
 def test_opcua_endpoint_must_be_opc_tcp(endpoint: str) -> None:
     text, line = edit(TEXT, '"opc.tcp://10.0.0.5:4840"', f'"{endpoint}"')
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[2].endpoint")
     assert "must look like opc.tcp://host:port" in issue.message
 
@@ -373,7 +341,7 @@ def test_opcua_settings_that_contradict_each_other() -> None:
         "    mode: subscribe\n",
         "    mode: subscribe\n    password: x\n    publishing_interval: 5s\n    keepalive: 2s\n",
     )
-    issues = issues_of(text)
+    issues = SITE.issues_of(text)
     assert [(i.line, i.path) for i in issues] == [
         (line + 1, "devices[2].password"),
         (line + 3, "devices[2].keepalive"),
@@ -383,14 +351,14 @@ def test_opcua_settings_that_contradict_each_other() -> None:
 
 def test_security_policy_and_mode_are_checked_and_unknown_keys_get_a_hint() -> None:
     text, line = edit(TEXT, "      mode: SignAndEncrypt\n", "      mode: None\n      polcy: x\n")
-    issues = issues_of(text)
+    issues = SITE.issues_of(text)
     assert [(i.line, i.path) for i in issues] == [
         (line, "devices[2].security.mode"),
         (line + 1, "devices[2].security.polcy"),
     ]
     assert issues[1].message == "unknown key; did you mean 'policy'?"
     text, line = edit(TEXT, "    request:", "    requets: x\n    request:")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[3].requets")
     assert issue.message == "unknown key; did you mean 'request'?"
 
@@ -410,7 +378,7 @@ def test_security_policy_and_mode_are_checked_and_unknown_keys_get_a_hint() -> N
 )
 def test_serial_settings(change: str, path: str, message: str) -> None:
     text, line = edit(TEXT, '    request: "RD\\r\\n"\n', change)
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert issue.path == f"devices[3].{path}"
     assert issue.line is not None
     assert line <= issue.line <= line + change.count("\n")
@@ -421,7 +389,7 @@ def test_serial_settings(change: str, path: str, message: str) -> None:
 
 
 def test_plan_buses_matches_the_timing_model() -> None:
-    config = parse(TEXT)
+    config = SITE.parse(TEXT)
     points = resolve_points(config)
     (plan,) = plan_buses(config, points)
     assert (plan.port, plan.devices, plan.line) == ("/dev/ttyUSB0", ("bus-1", "bus-2"), "9600 8N1")

@@ -14,46 +14,15 @@ from edge_agent.config import (
     ConfigError,
     ConfigIssue,
     ModbusTcpDevice,
-    SiteConfig,
-    parse_site_config,
 )
 from edge_agent.config import load_site_config as load
 from edge_agent.core.points import Limits, resolve_points
 from specs.durations import format_duration, format_size, parse_duration, parse_size
 from specs.yamlconf import StrictLoader, format_path, parse_yaml
+from tests.support.config_files import SITE, edit, line_of
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 TEXT = EXAMPLE.read_text(encoding="utf-8")
-BASE = Path("/etc/ganzhi")
-FILE = "site.yaml"
-
-
-def parse(text: str) -> SiteConfig:
-    return parse_site_config(text, FILE, BASE)
-
-
-def issues_of(text: str) -> tuple[ConfigIssue, ...]:
-    with pytest.raises(ConfigError) as caught:
-        parse(text)
-    return caught.value.issues
-
-
-def edit(text: str, old: str, new: str) -> tuple[str, int]:
-    """Replace the only occurrence of `old`; return the text and the 1-based line it starts on."""
-    assert text.count(old) == 1, f"{old!r} occurs {text.count(old)} times"
-    index = text.index(old)
-    return text.replace(old, new), text.count("\n", 0, index) + 1
-
-
-def line_of(text: str, fragment: str) -> int:
-    assert text.count(fragment) == 1, f"{fragment!r} occurs {text.count(fragment)} times"
-    return text.count("\n", 0, text.index(fragment)) + 1
-
-
-def only_issue(text: str) -> ConfigIssue:
-    issues = issues_of(text)
-    assert len(issues) == 1, "\n".join(map(str, issues))
-    return issues[0]
 
 
 # --- the example -------------------------------------------------------------------------
@@ -79,7 +48,7 @@ def test_example_loads_with_resolved_paths_and_defaults() -> None:
 
 
 def test_example_points_expand_the_template_with_the_prefix() -> None:
-    points = resolve_points(parse(TEXT))
+    points = resolve_points(SITE.parse(TEXT))
     codes = [point.point for point in points]
     assert len(codes) == len(set(codes)) == 15
     gas = [point for point in points if point.device_id == "gas-t1"]
@@ -106,7 +75,7 @@ def test_one_template_on_two_devices_gives_distinct_codes() -> None:
         "     points: [{point: G002-WT-01, quota: WHP-WT,"
         " address: {table: input, start: 8, type: int16}, scale: 0.1}]}\n"
     )
-    config = parse(text)
+    config = SITE.parse(text)
     assert [code for code, _ in config.points_of(config.devices[2])] == [
         "G002-LEL-01",
         "G002-TOX-01",
@@ -123,7 +92,7 @@ def test_thresholds_and_deadband_resolve_to_the_canonical_unit() -> None:
         "        deadband: 50\n      - point: T001-TT-01",
     )
     text, _ = edit(text, "        scale: 1.0                    #", "        unit: mm\n        #")
-    level = resolve_points(parse(text))[0]
+    level = resolve_points(SITE.parse(text))[0]
     assert (level.unit, level.canonical_unit) == ("mm", "m")
     assert level.thresholds.low_low == pytest.approx(0.5)
     assert level.thresholds.high == pytest.approx(8.5)
@@ -145,11 +114,11 @@ def test_relative_paths_resolve_against_the_files_folder(tmp_path: Path) -> None
 def test_mqtts_broker_defaults_to_port_8883_with_tls_files() -> None:
     text, _ = edit(TEXT, '"mqtt://127.0.0.1:1883"', '"mqtts://broker.example.cn"')
     text, _ = edit(text, "  # tls: {ca:", "  tls: {ca:")
-    config = parse(text)
+    config = SITE.parse(text)
     assert (config.uplink.broker.host, config.uplink.broker.port) == ("broker.example.cn", 8883)
     assert config.uplink.broker.tls
     assert config.uplink.tls is not None
-    assert config.uplink.tls.cert == BASE / "keys" / "gateway.crt"
+    assert config.uplink.tls.cert == SITE.base / "keys" / "gateway.crt"
 
 
 # --- each mistake names its line and key -----------------------------------------------------
@@ -157,10 +126,10 @@ def test_mqtts_broker_defaults_to_port_8883_with_tls_files() -> None:
 
 def test_unknown_key_suggests_the_close_one() -> None:
     text, line = edit(TEXT, "    timeout: 1s\n", "    timeout: 1s\n    tiemout: 2s\n")
-    issue = only_issue(text)
-    assert (issue.file, issue.line, issue.path) == (FILE, line + 1, "devices[0].tiemout")
+    issue = SITE.only_issue(text)
+    assert (issue.file, issue.line, issue.path) == (SITE.file, line + 1, "devices[0].tiemout")
     assert issue.message == "unknown key; did you mean 'timeout'?"
-    assert str(issue) == f"{FILE}:{line + 1}: devices[0].tiemout: {issue.message}"
+    assert str(issue) == f"{SITE.file}:{line + 1}: devices[0].tiemout: {issue.message}"
 
 
 def test_duplicate_key_is_an_error_naming_both_lines() -> None:
@@ -168,7 +137,7 @@ def test_duplicate_key_is_an_error_naming_both_lines() -> None:
     text, _ = edit(
         TEXT, "    unit_id: 1\n    poll: 1s", "    unit_id: 1\n    port: 5021\n    poll: 1s"
     )
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (first + 2, "devices[0].port")
     assert issue.message == f"duplicate key (first at line {first})"
 
@@ -184,21 +153,21 @@ def test_wrong_type_names_the_value() -> None:
         "    port: 5020\n    unit_id: 1\n    poll: 1s",
         '    port: "abc"\n    unit_id: 1\n    poll: 1s',
     )
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[0].port")
     assert issue.message == "Input should be a valid integer, got 'abc'"
 
 
 def test_register_start_past_65535() -> None:
     text, line = edit(TEXT, "{table: holding, start: 10,", "{table: holding, start: 70000,")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[0].points[3].address.start")
     assert "65535" in issue.message
 
 
 def test_float32_at_the_last_register_runs_past_the_end() -> None:
     text, line = edit(TEXT, "{table: holding, start: 22,", "{table: holding, start: 65535,")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[0].points[7].address.start")
     assert issue.message == (
         "float32 needs 2 registers: from 65535 it ends at 65536, past the last address 65535"
@@ -208,14 +177,14 @@ def test_float32_at_the_last_register_runs_past_the_end() -> None:
 @pytest.mark.parametrize("poll", ["0s", "0", "-1", "0ms"])
 def test_poll_interval_must_be_positive(poll: str) -> None:
     text, line = edit(TEXT, "    poll: 2s\n", f"    poll: {poll}\n")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[1].poll")
     assert issue.message.startswith("must be more than 0s")
 
 
 def test_enterprise_code_with_a_wrong_check_character() -> None:
     text, line = edit(TEXT, "  enterprise: 91360100MA35GW001H", "  enterprise: 91360100MA35GW001J")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "site.enterprise")
     assert "check character" in issue.message
     assert "'H'" in issue.message
@@ -225,22 +194,22 @@ def test_gateway_of_another_enterprise() -> None:
     text, line = edit(
         TEXT, "  gateway: 91360100MA35GW001H-GW01", "  gateway: 914403001922038216-GW01"
     )
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "site.gateway")
 
 
 def test_coal_mine_needs_a_mine_code() -> None:
     text, _ = edit(TEXT, "  domain: WHP ", "  domain: MK ")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line_of(TEXT, "site:"), "site.mine_code")
     assert "mine_code" in issue.message
     text, _ = edit(text, "  domain: MK ", "  mine_code: '360100001'\n  domain: MK ")
-    assert parse(text).site.mine_code == "360100001"
+    assert SITE.parse(text).site.mine_code == "360100001"
 
 
 def test_quota_missing_from_the_catalogue() -> None:
     text, line = edit(TEXT, "        quota: WHP-TOX ", "        quota: WHP-H2S ")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "templates.gas-detector.points[1].quota")
     assert issue.message.startswith("quota WHP-H2S is not in the catalogue")
 
@@ -251,7 +220,7 @@ def test_unit_the_indicator_does_not_accept() -> None:
         "        quota: WHP-PT                 #",
         "        quota: WHP-PT\n        unit: psi #",
     )
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line + 1, "devices[0].points[2].unit")
     assert issue.message == "unit 'psi' is not accepted for WHP-PT; accepted: MPa, kPa, bar"
 
@@ -262,7 +231,7 @@ def test_unknown_driver_is_one_clear_error(driver: str) -> None:
         f"  - {{id: other, driver: {driver}, endpoint: 'opc.tcp://10.0.0.5:4840',\n"
         "     points: [{point: S01-GX-01, quota: BP-GX, node: 'ns=2;s=Slope.G1.X'}]}\n"
     )
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line_of(text, "id: other"), "devices[2].driver")
     assert "is not supported by this version" in issue.message
     assert issue.message.endswith("supported: modbus_tcp, modbus_rtu, opcua, serial")
@@ -270,14 +239,14 @@ def test_unknown_driver_is_one_clear_error(driver: str) -> None:
 
 def test_device_without_a_driver_names_the_choices() -> None:
     text = TEXT + "  - {id: other, host: h, poll: 2s, points: []}\n"
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line_of(text, "id: other"), "devices[2].driver")
     assert issue.message == "missing required key; one of modbus_tcp, modbus_rtu, opcua, serial"
 
 
 def test_duplicate_point_code_names_the_duplicates_line() -> None:
     text, line = edit(TEXT, "      - point: T003-TT-01", "      - point: T001-TT-01")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[0].points[7].point")
     assert issue.message == "point code 'T001-TT-01' is already used by devices[0].points[1]"
 
@@ -291,7 +260,7 @@ def test_duplicate_point_code_through_a_template() -> None:
         "    template: gas-detector\n"
         "    point_prefix: T001-\n"
     )
-    issues = issues_of(text)
+    issues = SITE.issues_of(text)
     line = len(text.splitlines())
     assert [(i.line, i.path) for i in issues] == [(line, "devices[2].point_prefix")] * 2
     assert issues[0].message == (
@@ -304,12 +273,12 @@ def test_template_needs_a_prefix_and_must_exist() -> None:
         "  - {id: gas-2, driver: modbus_tcp, host: h, poll: 2s, template: gas-detector}\n"
         "  - {id: gas-3, driver: modbus_tcp, host: h, poll: 2s, template: nope, point_prefix: N-}\n"
     )
-    first = issues_of(text)
+    first = SITE.issues_of(text)
     assert [(i.path, i.line) for i in first] == [
         ("devices[2].template", line_of(text, "id: gas-2, driver: modbus_tcp, host: h"))
     ]
     text = text.replace("template: gas-detector}", "template: gas-detector, point_prefix: G2-}")
-    second = only_issue(text)
+    second = SITE.only_issue(text)
     assert (second.path, second.line) == ("devices[3].template", line_of(text, "id: gas-3"))
     assert "template 'nope' is not defined" in second.message
 
@@ -317,7 +286,7 @@ def test_template_needs_a_prefix_and_must_exist() -> None:
 def test_prefix_that_makes_template_codes_too_long() -> None:
     prefix = "P" * 60
     text, line = edit(TEXT, "    point_prefix: T001-  ", f"    point_prefix: {prefix}  ")
-    issues = issues_of(text)
+    issues = SITE.issues_of(text)
     assert [(i.line, i.path) for i in issues] == [(line, "devices[1].point_prefix")] * 2
     assert issues[0].message.endswith("(point_prefix + template point)")
 
@@ -328,14 +297,14 @@ def test_duplicate_device_id() -> None:
         "     points: [{point: X-1, quota: WHP-WT,\n"
         "                address: {table: input, start: 8, type: int16}}]}\n"
     )
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.path, issue.line) == ("devices[2].id", line_of(text, "{id: gas-t1,"))
     assert issue.message == "device id 'gas-t1' is already used by devices[1]"
 
 
 def test_device_without_points_or_template() -> None:
     text = TEXT + "  - {id: empty, driver: modbus_tcp, host: h, poll: 2s}\n"
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.path, issue.line) == ("devices[2].points", line_of(text, "{id: empty,"))
 
 
@@ -345,7 +314,7 @@ def test_unordered_thresholds() -> None:
         "{high: 0.6, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
         "{high: 0.9, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
     )
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[0].points[2].thresholds.high_high")
     assert issue.message.startswith("high_high (0.8) is below high (0.9)")
 
@@ -356,7 +325,7 @@ def test_address_rules_for_bits_and_coils() -> None:
         "{table: input, start: 2, type: float32}",
         "{table: coil, start: 2, type: float32, bit: 3}",
     )
-    issues = issues_of(text)
+    issues = SITE.issues_of(text)
     assert [(i.line, i.path) for i in issues] == [
         (line, "templates.gas-detector.points[1].address.bit"),
         (line, "templates.gas-detector.points[1].address.type"),
@@ -366,7 +335,7 @@ def test_address_rules_for_bits_and_coils() -> None:
         "{table: input, start: 2, type: float32}",
         "{table: input, start: 2, type: bool, bit: 15}",
     )
-    assert resolve_points(parse(text))[-1].bit == 15
+    assert resolve_points(SITE.parse(text))[-1].bit == 15
 
 
 def test_yaml_syntax_error_names_line_and_column() -> None:
@@ -374,8 +343,8 @@ def test_yaml_syntax_error_names_line_and_column() -> None:
         TEXT, "  gateway: 91360100MA35GW001H-GW01", "  gateway: 91360100MA35GW001H-GW01: x"
     )
     column = text.splitlines()[line - 1].index(": x") + 1
-    issue = only_issue(text)
-    assert str(issue) == f"{FILE}:{line}:{column}: mapping values are not allowed here"
+    issue = SITE.only_issue(text)
+    assert str(issue) == f"{SITE.file}:{line}:{column}: mapping values are not allowed here"
 
 
 def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
@@ -392,7 +361,7 @@ def test_every_issue_is_reported_at_once() -> None:
     text, size = edit(text, "max_bytes: 2GiB", "max_bytes: 2GB")
     text, start = edit(text, "{table: holding, start: 20,", "{table: holding, start: 70000,")
     text, poll = edit(text, "    poll: 2s\n", "    poll: 0s\n")
-    issues = issues_of(text)
+    issues = SITE.issues_of(text)
     assert [(i.line, i.path) for i in issues] == [
         (enterprise, "site.enterprise"),
         (broker, "uplink.broker"),
@@ -405,7 +374,7 @@ def test_every_issue_is_reported_at_once() -> None:
 
 def test_missing_key_points_at_its_parent() -> None:
     text, _ = edit(TEXT, "  key_file: keys/gateway.key          #", "  #")
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path, issue.message) == (
         line_of(TEXT, "signing:"),
         "signing.key_file",
@@ -426,11 +395,11 @@ def test_missing_key_points_at_its_parent() -> None:
     ],
 )
 def test_odd_documents_are_config_errors(text: str, message: str) -> None:
-    assert message in str(issues_of(text)[0])
+    assert message in str(SITE.issues_of(text)[0])
 
 
 def test_line_index_records_every_key_path() -> None:
-    parsed = parse_yaml(TEXT, FILE)
+    parsed = parse_yaml(TEXT, SITE.file)
     assert parsed.line_of(("devices", 0, "points", 2, "address", "start")) == line_of(
         TEXT, "{table: holding, start: 4,"
     )
@@ -449,10 +418,10 @@ def test_line_index_records_every_key_path() -> None:
 def _parse_or_config_error(text: str) -> None:
     issues: tuple[ConfigIssue, ...] = ()
     try:
-        parse(text)
+        SITE.parse(text)
     except ConfigError as exc:
         issues = exc.issues or (ConfigIssue("", None, "", "a ConfigError without issues"),)
-    assert all(re.match(rf"^{FILE}(:\d+){{0,2}}: ", str(issue)) for issue in issues)
+    assert all(re.match(rf"^{SITE.file}(:\d+){{0,2}}: ", str(issue)) for issue in issues)
 
 
 @settings(max_examples=300)
@@ -561,7 +530,7 @@ def test_bad_sizes(value: str | int) -> None:
 
 
 def test_example_gas_points_use_gas_levels() -> None:
-    points = {p.point: p for p in resolve_points(parse(TEXT))}
+    points = {p.point: p for p in resolve_points(SITE.parse(TEXT))}
     lel = points["T001-LEL-01"].thresholds
     assert (lel.level1, lel.level2, lel.high) == (20.0, 50.0, None)
     assert points["T003-TOX-01"].thresholds.level1 == 10.0
@@ -573,7 +542,7 @@ def test_threshold_outside_the_indicators_alarm_vocabulary() -> None:
         "{high: 0.6, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
         "{level1: 0.6, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
     )
-    issue = only_issue(text)
+    issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "devices[0].points[2].thresholds.level1")
     assert issue.message.startswith("threshold level1 (alarm level L1) is not in the alarm")
     assert issue.message.endswith("of WHP-PT: LL, L, H, HH")
