@@ -1,10 +1,12 @@
 """The ingest shell: MQTT in, one storage transaction per batch, signed ACKs out.
 
 A broker PUBACK means nothing here; only the ACK published after the database commit lets an
-agent forget a block. So the loop is: drain what the client has queued (up to `batch_max`),
-look up the keys and gateways the batch names, let the pure core plan the batch, commit it, and
-only then publish one ACK per stored or duplicate block. A lost connection is retried with
-backoff; whatever was in flight is resent by the agents, and deduplication absorbs it.
+agent forget a block. So the loop is: take a batch of what the client has queued, live
+messages ahead of blocks marked `lane: backlog` (collector.ingest.lanes; up to `batch_max`
+live ones, or `backlog_batch_max` backlog ones), look up the keys and gateways the batch
+names, let the pure core plan the batch, commit it, and only then publish one ACK per stored
+or duplicate block. A lost connection is retried with backoff; whatever was in flight is
+resent by the agents, and deduplication absorbs it.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import random
 import ssl
 import time
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -26,10 +28,12 @@ from paho.mqtt.properties import Properties
 from collector.config import MAX_SESSION_EXPIRY
 from collector.feed.wakeup import CommitSignal
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
+from collector.ingest.lanes import Lanes
 from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
 from specs.catalogue import Catalogue, default_catalogue
+from specs.lanes import Lane, lane_of
 from specs.signing import SigningKey
 from specs.topics import ROOT, collector_subscription
 
@@ -57,6 +61,9 @@ class IngestSettings:
     tls: ssl.SSLContext | None = None
     share_group: str = "gz-collectors"
     batch_max: int = 200
+    # Messages per batch from the backlog lane (collector.ingest.lanes): a live block that
+    # arrives while one is stored waits for it, so it stays short.
+    backlog_batch_max: int = 16
     client_id: str | None = None
     session_expiry: float = 86400.0
     reconnect_min: float = 0.2
@@ -78,6 +85,28 @@ class IngestSettings:
 def _user_properties(message: aiomqtt.Message) -> tuple[tuple[str, str], ...]:
     found = getattr(message.properties, "UserProperty", None) or []
     return tuple((str(name), str(value)) for name, value in found)
+
+
+def _lane(message: aiomqtt.Message) -> Lane:
+    return lane_of(_user_properties(message))
+
+
+async def _batches(
+    messages: aiomqtt.MessagesIterator, settings: IngestSettings
+) -> AsyncIterator[list[aiomqtt.Message]]:
+    """Batches of what the client has queued, live messages ahead of backlog blocks.
+
+    Each round moves whatever the client holds already into the lanes (no waiting to fill a
+    batch) and takes one batch (collector.ingest.lanes): a live block that arrived behind
+    queued backlog blocks goes into the next batch.
+    """
+    lanes: Lanes[aiomqtt.Message] = Lanes(_lane, INCOMING_QUEUE_BOUND)
+    while True:
+        if not lanes:
+            lanes.put(await anext(messages))
+        while len(messages) > 0 and not lanes.full:
+            lanes.put(await anext(messages))
+        yield lanes.take(settings.batch_max, settings.backlog_batch_max)
 
 
 def _publish_properties(properties: Sequence[tuple[str, str]]) -> Properties:
@@ -172,7 +201,8 @@ class Ingest:
             clean_start=not self._settings.durable,
             properties=self._connect_properties(),
             # Bounded: past this, messages are dropped here and the agents resend them on
-            # their ACK timeout, instead of memory growing while the database is slow.
+            # their ACK timeout, instead of memory growing while the database is slow. (The
+            # lanes hold as many again: `_batches` takes no more from the client past that.)
             max_queued_incoming_messages=INCOMING_QUEUE_BOUND,
         ) as client:
             await client.subscribe(collector_subscription(self._settings.share_group), qos=1)
@@ -184,12 +214,7 @@ class Ingest:
                 client_id=self._client_id,
                 durable=self._settings.durable,
             )
-            messages = client.messages
-            async for first in messages:
-                batch = [first]
-                # Drain only what is queued already: no waiting to fill a batch.
-                while len(batch) < self._settings.batch_max and len(messages) > 0:
-                    batch.append(await anext(messages))
+            async for batch in _batches(client.messages, self._settings):
                 inbound = [
                     Inbound(
                         topic=m.topic.value,

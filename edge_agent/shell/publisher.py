@@ -34,6 +34,7 @@ from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox, StoredBlock, declared_gap
 from specs.ack import Ack, AckFormatError, decode_ack
 from specs.encoding import Encoding, choose_encoding, encode_payload, encoding_properties
+from specs.lanes import Lane, lane_properties
 from specs.records import GapReason
 from specs.signing import (
     Signature,
@@ -148,6 +149,9 @@ class Publisher:
                         await self._session(client)
                     finally:
                         self._client_now = None
+                        # Cancelled too: a stopped publisher is not connected (a restarted
+                        # one's callers wait for the new session, bench/replay.py).
+                        self.connected.clear()
             except* aiomqtt.MqttError as group:
                 self.connected.clear()
                 delay = next(self._backoff)
@@ -345,7 +349,7 @@ class Publisher:
                 self._sent[block.seq] = (time.monotonic(), self._sends)
                 if live:
                     self._sent_live.add(block.seq)
-                await self._publish(client, block)
+                await self._publish(client, block, Lane.LIVE if live else Lane.BACKLOG)
             if self._sent or self._live or self._owed:
                 self._idle.clear()
             else:
@@ -370,15 +374,19 @@ class Publisher:
             await asyncio.sleep(self._next_send - now)
         self._next_send += 1.0 / rate
 
-    async def _publish(self, client: aiomqtt.Client, block: StoredBlock) -> None:
+    async def _publish(self, client: aiomqtt.Client, block: StoredBlock, lane: Lane) -> None:
         # Compressed for the wire only: the outbox, the hash chain and the signature keep the
         # canonical bytes, which the collector gets back by decoding per `enc`.
         encoding = choose_encoding(block.payload, self._settings.encoding)
+        properties = _signed(block.signature, encoding=encoding)
+        # The lane it was sent in (specs.lanes): the collector ingests backlog blocks only
+        # when nothing else waits, so a live block overtakes a queued backlog there too.
+        properties.UserProperty = lane_properties(lane)  # paho appends to the list
         await client.publish(
             self._topics.block,
             encode_payload(block.payload, encoding),
             qos=1,
-            properties=_signed(block.signature, encoding=encoding),
+            properties=properties,
         )
         self.published += 1
 

@@ -24,6 +24,7 @@ from edge_agent.shell.outbox import Outbox, open_outbox
 from edge_agent.shell.publisher import Publisher, UplinkSettings
 from specs.ack import Ack
 from specs.block import block_hash, decode_block
+from specs.lanes import Lane, lane_of
 from specs.records import GapReason, GapRecord, Quality, Reading, iso_time
 from specs.signing import SigningKey, signature_properties, signing_key_from_seed
 from specs.topics import GatewayTopics
@@ -45,12 +46,15 @@ class FakeCollectorLink:
     epoch: str
     received: list[int] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
+    lanes: list[Lane] = field(default_factory=list)  # the `lane` each block came with
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def listen(self) -> None:
         async for message in self.client.messages:
             block = decode_block(bytes(message.payload))
             self.payloads.append(bytes(message.payload))
+            user = getattr(message.properties, "UserProperty", None) or []
+            self.lanes.append(lane_of((str(k), str(v)) for k, v in user))
             self.received.append(block.header.seq)
             self.arrived.set()
 
@@ -352,6 +356,24 @@ async def test_live_blocks_overtake_a_draining_backlog(tmp_path: Path, broker: B
         # In flight when sealed, plus the one block being published at that moment.
         assert max(waits) <= window + 1, f"backlog blocks ahead of each live block: {waits}"
         assert sorted(r.link.received) == list(range(1, backlog + lives + 1)), "no resends"
+
+
+async def test_each_block_says_its_lane_so_the_collector_can_put_live_first(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # The collector ingests `lane: backlog` blocks only when nothing else waits
+    # (tests/integration/test_collector_lanes.py): the backlog and every resend say backlog,
+    # blocks of the live lane say live.
+    async with rig(tmp_path, broker, backlog=3, max_inflight=4) as r:
+        await r.link.wait_for(3)
+        await r.seal(1)  # 4, live
+        await r.link.wait_for(4)
+        await r.link.ack(0, missing=((1, 3),), seq=4)  # 1..3 were sent before 4: owed again
+        await r.link.wait_for(7)
+    lanes = dict(zip(r.link.received[:4], r.link.lanes[:4], strict=True))
+    assert lanes == {1: Lane.BACKLOG, 2: Lane.BACKLOG, 3: Lane.BACKLOG, 4: Lane.LIVE}
+    assert sorted(r.link.received[4:7]) == [1, 2, 3]
+    assert r.link.lanes[4:7] == [Lane.BACKLOG] * 3, "a resend is backlog"
 
 
 async def test_missing_holes_never_sent_are_not_pulled_ahead_of_live(
