@@ -84,16 +84,19 @@ def seal_transaction(  # noqa: PLR0917 - one call on the connection's thread
     db: sqlite3.Connection,
     identity: Identity,
     key: SigningKey,
-    records: tuple[Record, ...],
+    batches: Sequence[tuple[Record, ...]],
     now: float,
     clock_synced: bool,
     alarm_state: tuple[str, bytes] | None,
     backfill_keys: Sequence[tuple[str, str]],
-) -> tuple[SealedBlock, ChainState]:
-    """One `BEGIN IMMEDIATE` transaction: the block, its backfill keys, the alarm state."""
+) -> tuple[list[SealedBlock], ChainState]:
+    """One `BEGIN IMMEDIATE` transaction: a block per batch, backfill keys, alarm state."""
     db.execute("BEGIN IMMEDIATE")
     try:
-        sealed = append_block(db, identity, key, records, now, clock_synced, False)  # noqa: FBT003
+        blocks = []
+        for records in batches:
+            block, state = append_block(db, identity, key, records, now, clock_synced, False)  # noqa: FBT003
+            blocks.append(block)
         if backfill_keys:
             db.executemany(
                 "INSERT OR IGNORE INTO backfill_keys (point, t) VALUES (?, ?)", backfill_keys
@@ -104,4 +107,4 @@ def seal_transaction(  # noqa: PLR0917 - one call on the connection's thread
     except BaseException:
         db.rollback()
         raise
-    return sealed
+    return blocks, state

@@ -31,6 +31,8 @@ from specs.records import Record
 log = structlog.get_logger("edge_agent.sealer")
 
 _RETRY_DELAY = 1.0
+# Full blocks sealed by one transaction (one fsync) when the sealer is behind its readings.
+GROUP_BLOCKS = 8
 # Readings held in memory while the outbox cannot be written (~200 bytes each).
 RING_READINGS = 100_000
 
@@ -73,6 +75,9 @@ class Sealer:
         self._on_sealed = on_sealed
         self._alarms = alarms
         self._ring_readings = max(ring_readings, flush_readings)
+        # With alarms, one block per transaction: each batch is evaluated from the state the
+        # previous block committed.
+        self._group_readings = flush_readings * (1 if alarms is not None else GROUP_BLOCKS)
         self._pending: deque[Record] = deque()
         # Readings let go before a restart (a stop on a full disk) are named by the first block.
         self._lost = lost if lost is not None else LostReadings()
@@ -103,6 +108,9 @@ class Sealer:
                 if record is None:
                     break
                 self._hold(record)
+            # Behind (readings came while the last seal was on disk): what is queued goes
+            # in too, sealed as full blocks by one transaction.
+            self._take_ready(self._group_readings)
             # Shielded: cancelling the sealer must never abort a seal half-way; `flush`
             # awaits the one in flight.
             self._in_flight = asyncio.ensure_future(self._seal_pending())
@@ -136,9 +144,18 @@ class Sealer:
             while not self._queue.empty():
                 self._hold(self._queue.get_nowait())
 
-    def _take_ready(self) -> None:
-        while len(self._pending) < self._flush_readings and not self._queue.empty():
-            self._hold(self._queue.get_nowait())
+    def _take_ready(self, limit: int | None = None) -> None:
+        """Take what is queued, up to `limit` held readings (default: one block's worth)."""
+        wanted = (self._flush_readings if limit is None else limit) - len(self._pending)
+        ready = min(wanted, self._queue.qsize())
+        if ready <= 0:
+            return
+        get, pending = self._queue.get_nowait, self._pending
+        for _ in range(ready):
+            pending.append(get())
+        # The ring's bound, checked once for the lot (see _hold).
+        while len(pending) > self._ring_readings:
+            self._lost = self._lost.add(pending.popleft())
 
     async def flush(self) -> None:
         """Seal every reading still held or queued (at shutdown, after the pollers stopped)."""
@@ -162,22 +179,29 @@ class Sealer:
             )
             self._outbox.note_unsealed(unsealed)
 
+    def _batches(self) -> list[tuple[Record, ...]]:
+        """The blocks to seal now: one (up to flush_readings), or several full ones."""
+        size = self._flush_readings
+        blocks = max(1, min(len(self._pending), self._group_readings) // size)
+        held = tuple(itertools.islice(self._pending, blocks * size))
+        return [held[start : start + size] for start in range(0, len(held), size)]
+
     async def _seal_pending(self) -> None:
-        batch = tuple(itertools.islice(self._pending, self._flush_readings))
+        batches = self._batches()
         staged = None
         if self._alarms is not None:
             try:
-                staged = self._alarms.evaluate(batch)
+                staged = self._alarms.evaluate(batches[0])
             except (ValueError, ArithmeticError) as exc:
                 # Readings outrank alarms: a reading the evaluator cannot handle must not
                 # stop sealing. The batch goes out without events; alarm state is unchanged.
-                log.exception("alarm_evaluation_failed", error=str(exc), records=len(batch))
-        records = staged.records if staged is not None else batch
+                log.exception("alarm_evaluation_failed", error=str(exc), records=len(batches[0]))
+        records = [staged.records if staged is not None else batches[0], *batches[1:]]
         lost = self._lost
         now = time.time()
         if lost.count:
-            records = (lost.gap(now), *records)
-        block = await self._outbox.seal(
+            records[0] = (lost.gap(now), *records[0])
+        blocks = await self._outbox.seal_many(
             records,
             now=now,
             clock_synced=self._clock_synced(),
@@ -185,13 +209,14 @@ class Sealer:
         )
         # Only now are these readings durable; until here a failure keeps them pending (and
         # the alarm state unchanged, so a retry evaluates them again from the same state).
-        for _ in batch:
+        for _ in range(sum(map(len, batches))):
             self._pending.popleft()
         if lost.count:
-            log.warning("disk_full_gap_sealed", lost=lost.count, seq=block.seq)
+            log.warning("disk_full_gap_sealed", lost=lost.count, seq=blocks[0].seq)
             self._lost = LostReadings()
             self._outbox.note_unsealed(self._lost)
         if self._alarms is not None and staged is not None:
             self._alarms.commit(staged)
-        log.debug("block_sealed", epoch=block.epoch, seq=block.seq, records=block.records)
-        self._on_sealed(block)
+        for block in blocks:
+            log.debug("block_sealed", epoch=block.epoch, seq=block.seq, records=block.records)
+            self._on_sealed(block)

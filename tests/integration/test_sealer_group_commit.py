@@ -1,0 +1,60 @@
+"""A sealer behind its readings seals several full blocks in one outbox transaction.
+
+Each block is what it would be alone (at most flush_readings records, in order, chained);
+only the fsync is shared. With alarms, each block's batch is evaluated from the state the
+previous block committed, so those go one per transaction.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+from edge_agent.core.chain import SealedBlock
+from edge_agent.shell.outbox import Outbox, open_outbox
+from edge_agent.shell.sealer import GROUP_BLOCKS, Sealer
+from specs.records import Record
+from tests.integration.test_outbox import KEY, SITE, _assert_valid_chain, _reading
+
+
+async def _seal_queued(outbox: Outbox, count: int, flush_readings: int) -> list[SealedBlock]:
+    queue: asyncio.Queue[Record] = asyncio.Queue()
+    for i in range(count):
+        queue.put_nowait(_reading(i))
+    sealed: list[SealedBlock] = []
+    sealer = Sealer(
+        outbox,
+        queue,
+        flush_interval=0.05,
+        flush_readings=flush_readings,
+        clock_synced=lambda: True,
+        on_sealed=sealed.append,
+    )
+    task = asyncio.create_task(sealer.run())
+    while sum(block.records for block in sealed) < count:
+        await asyncio.sleep(0.01)
+    task.cancel()
+    await sealer.flush()
+    return sealed
+
+
+async def test_queued_readings_are_sealed_as_full_blocks_in_one_transaction(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY) as outbox:
+        groups: list[int] = []
+        seal_many = outbox.seal_many
+
+        async def recording(batches: Sequence[tuple[Record, ...]], **kwargs: object) -> object:
+            groups.append(len(batches))
+            return await seal_many(batches, **kwargs)  # type: ignore[arg-type]
+
+        outbox.seal_many = recording  # type: ignore[method-assign,assignment]
+        sealed = await _seal_queued(outbox, 50 * (GROUP_BLOCKS + 2) + 7, flush_readings=50)
+    assert [block.records for block in sealed] == [50] * (GROUP_BLOCKS + 2) + [7]
+    assert groups[0] == GROUP_BLOCKS
+    assert sum(groups) == len(sealed)
+    assert [block.seq for block in sealed] == list(range(1, len(sealed) + 1))
+    assert _assert_valid_chain(path) == len(sealed)
