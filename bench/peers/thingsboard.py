@@ -1,0 +1,404 @@
+"""Side by side with ThingsBoard IoT Gateway (issue 11.7): same simulator, points and broker.
+
+ThingsBoard IoT Gateway (``thingsboard-gateway`` from PyPI, the Python peer a user would
+otherwise pick) and our `edge-agent run` + `collector serve` read the same Modbus TCP simulator
+process (drivers.sim tank farm, 20 tanks: 100 float32 registers, 5 per tank) as 10 devices
+of 100 points each, every point every second: 1,000 readings/s. Each publishes to a real
+Mosquitto on a free loopback port, fresh for each run. The runs go one after the other,
+never at once (2 cores): per repeat the TB gateway, then ours.
+
+The TB gateway runs from its own venv (bench/peers/tb_gateway.py: pinned version, shipped
+default config but host/port/token and the Modbus connector, so its default memory storage);
+bench/peers/tb_platform.py stands in for ThingsBoard: it answers the gateway's
+getSessionLimits RPC (without an answer the gateway never sends telemetry) and counts the
+telemetry values it receives, each (device, key, ts). Ours counts what the collector stored.
+
+Phases of one run: start, first delivered reading, --warmup s, --steady s measured, the
+broker SIGKILLed for --outage s and started again on the same port, then --recovery s from
+the gateway's first delivery after the restart (both reconnect with a backoff: about 20 s
+after a 30 s outage; at most RECONNECT_CAP_S).
+Figures per run, min/median/max over --repeats (each ratio is ours / TB in the same repeat):
+
+* CPU %: the gateway process's CPU time (all threads, /proc/PID/stat) over the steady wall
+  time, in % of one core. For ours the agent's (the collector is the server side, as
+  ThingsBoard is for TB);
+* RSS MiB: the process's VmHWM at the end of the run (peak, outage included) and the median
+  VmRSS over the steady phase (steady);
+* readings/s delivered: readings arriving at the server side over the steady phase (TB: distinct
+  telemetry values at the stand-in; ours: rows stored by the collector);
+* bytes/reading on the wire: TCP bytes of the gateway's connections to the broker acknowledged
+  over the steady phase (`ss`: MQTT framing included, TCP/IP headers not; pings, statistics,
+  and for ours the PUBACKs of the collector's ACKs included) over the readings delivered then;
+* readings lost in the outage: readings due at each point's rate in the steady phase from
+  the kill to --settle s after the restart, less those that arrived (with a time stamp in
+  that span) by the end of the recovery (bench/peers/probe.py shortfall). "Due" counts a
+  poll the gateway skipped or delayed while the uplink was down as well as a reading lost in
+  transit: neither reaches the user. Exact for our 1 s grid; good to about a poll per device
+  for TB, whose stamps jitter by up to 1.5 s (the same estimate on the steady phase's second
+  half, at the rate of its first, is reported as the resolution). For ours also exactly:
+  readings in the blocks the outbox sealed up to CUT_S before the end that the collector did
+  not store (block by block; TB's own count of what it produced is not visible from outside).
+
+Gated: ours has 0 readings sealed and never stored (outage included). Everything else is
+reported (gated=False): this busy 2-core machine makes absolute figures noisy, and no G-number
+is a ratio to a peer except G9's "half of TB's bytes", which bench/wire.py gates on its own.
+
+Run: ``.venv/bin/python -m bench.peers.thingsboard [--repeats 2] [--steady 45] [--json PATH]``
+(about 2.5 minutes per gateway per repeat at the defaults; the first run also creates
+.bench-venvs/tb-gateway, about 15 s). Exit 1 when ours lost a reading (median over repeats).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+
+from bench.peers import probe
+from bench.peers.ours import OurSite
+from bench.peers.tb_gateway import (
+    TB_GATEWAY_VERSION,
+    TbDevice,
+    TbPoint,
+    ensure_venv,
+    spawn,
+    write_config,
+)
+from bench.peers.tb_platform import SESSION_LIMITS, TbBroker, TbPlatform
+from bench.peers.tb_report import RunFigures, figures_of, side_by_side_markdown
+from bench.results import BenchResult, add_json_argument, write_result
+from demo.broker import Broker, free_port, wait_for_port
+
+DEVICES, TANKS = 10, 20  # 10 devices x 20 tanks x 5 points = 1,000 points
+_TANK_POINTS = (("LT", "holding", 0), ("TT", "holding", 2), ("PT", "holding", 4),
+                ("LEL", "input", 0), ("TOX", "input", 2))  # fmt: skip
+MIB = 1024
+CUT_S = 5.0  # blocks sealed this long before the end must be stored by then
+RECONNECT_CAP_S = 120.0  # the longest wait for a gateway to deliver again after the restart
+
+
+def site_devices() -> tuple[TbDevice, ...]:
+    """The 1,000 points both gateways read: device i reads every tank's five values."""
+    return tuple(
+        TbDevice(
+            f"plc-{i:02d}",
+            tuple(
+                TbPoint(f"T{i * TANKS + tank:03d}-{code}-01", table, 10 * (tank - 1) + offset)
+                for tank in range(1, TANKS + 1)
+                for code, table, offset in _TANK_POINTS
+            ),
+        )
+        for i in range(DEVICES)
+    )
+
+
+class Side(Protocol):
+    """One gateway under test and the server side that counts what it delivers."""
+
+    name: str
+
+    def broker(self, work: Path) -> Broker: ...
+    def start(self, work: Path, broker_port: int, sim_port: int) -> int: ...
+    def delivered(self) -> int: ...
+    def series(self) -> list[list[float]]: ...
+    def unstored(self, sealed_by: float) -> tuple[int, int] | None: ...
+    def exited(self) -> str | None: ...
+    def stop(self) -> None: ...
+
+
+@dataclass
+class TbSide:
+    name: str = "tb"
+    storage: dict[str, object] = field(default_factory=dict)
+    platform: TbPlatform | None = None
+    gateway: subprocess.Popen[bytes] | None = None
+
+    def broker(self, work: Path) -> Broker:
+        return TbBroker(port=free_port(), workdir=work)
+
+    def start(self, work: Path, broker_port: int, sim_port: int) -> int:
+        self.storage = write_config(work / "config", broker_port, sim_port, site_devices())
+        self.platform = TbPlatform(broker_port)
+        self.platform.start()
+        self.gateway = spawn(work, work / "config")
+        return self.gateway.pid
+
+    def delivered(self) -> int:
+        assert self.platform is not None
+        return self.platform.distinct_values()
+
+    def series(self) -> list[list[float]]:
+        assert self.platform is not None
+        return list(self.platform.series().values())
+
+    def unstored(self, sealed_by: float) -> tuple[int, int] | None:  # noqa: ARG002
+        return None  # what the gateway produced is not visible from outside it
+
+    def exited(self) -> str | None:
+        return "thingsboard-gateway" if self.gateway and self.gateway.poll() is not None else None
+
+    def stop(self) -> None:
+        if self.gateway is not None and self.gateway.poll() is None:
+            self.gateway.terminate()
+            try:
+                self.gateway.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.gateway.kill()
+                self.gateway.wait()
+        if self.platform is not None:
+            self.platform.stop()
+
+
+@dataclass
+class OurSide:
+    name: str = "ours"
+    site: OurSite | None = None
+
+    def broker(self, work: Path) -> Broker:
+        return Broker(port=free_port(), workdir=work)
+
+    def start(self, work: Path, broker_port: int, sim_port: int) -> int:
+        self.site = OurSite(work, f"mqtt://127.0.0.1:{broker_port}", sim_port)
+        return self.site.start(site_devices())
+
+    def delivered(self) -> int:
+        assert self.site is not None
+        return self.site.delivered()
+
+    def series(self) -> list[list[float]]:
+        assert self.site is not None
+        return list(self.site.series().values())
+
+    def unstored(self, sealed_by: float) -> tuple[int, int] | None:
+        assert self.site is not None
+        return self.site.unstored(sealed_by)
+
+    def exited(self) -> str | None:
+        return self.site.exited() if self.site else None
+
+    def stop(self) -> None:
+        if self.site is not None:
+            self.site.stop()
+
+
+@dataclass(frozen=True)
+class Phases:
+    warmup: float
+    steady: float
+    outage: float
+    recovery: float
+    settle: float
+
+
+def _wait(side: Side, condition: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if (name := side.exited()) is not None:
+            raise SystemExit(f"{side.name}: {name} exited while waiting for {what}")
+        if time.monotonic() > deadline:
+            raise SystemExit(f"{side.name}: timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+class Watch:
+    """Samples a gateway's RSS and the delivered count once a second, for plots and figures."""
+
+    def __init__(self, side: Side, pid: int, origin: float) -> None:
+        self.side, self.pid, self.origin = side, pid, origin
+        self.rss_kib: list[int] = []
+        self.timeline: list[list[float]] = []
+        self._last = (time.time(), side.delivered())
+
+    def run_for(
+        self, seconds: float, *, keep_rss: bool = False, until: Callable[[], bool] | None = None
+    ) -> None:
+        """Sample for `seconds`, or until `until` holds (checked every sample)."""
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0 and not (until and until()):
+            time.sleep(min(1.0, left))
+            if (name := self.side.exited()) is not None:
+                raise SystemExit(f"{self.side.name}: {name} exited")
+            rss, _ = probe.memory_kib(self.pid)
+            if keep_rss:
+                self.rss_kib.append(rss)
+            now, count = time.time(), self.side.delivered()
+            rate = (count - self._last[1]) / (now - self._last[0])
+            self.timeline.append([round(now - self.origin, 2), round(rate, 1)])
+            self._last = (now, count)
+
+
+def measure(side: Side, phases: Phases, sim_port: int, scratch: Path) -> RunFigures:
+    """One run of `side` on a fresh broker: steady figures, then the outage and its losses."""
+    work = Path(tempfile.mkdtemp(prefix=f"peer-{side.name}-", dir=scratch))
+    work.chmod(0o755)  # Mosquitto started as root reads its ACL file as its own user
+    broker = side.broker(work)
+    broker.start()
+    try:
+        pid = side.start(work, broker.port, sim_port)
+        _wait(side, lambda: side.delivered() > 0, 120, "the first delivered reading")
+        time.sleep(phases.warmup)
+        t0 = time.time()
+        watch = Watch(side, pid, t0)
+        cpu0, wire0, count0 = (
+            probe.cpu_seconds(pid),
+            probe.uplink_bytes(pid, broker.port),
+            side.delivered(),
+        )
+        watch.run_for(phases.steady, keep_rss=True)
+        t1 = time.time()
+        cpu1, wire1, count1 = (
+            probe.cpu_seconds(pid),
+            probe.uplink_bytes(pid, broker.port),
+            side.delivered(),
+        )
+        broker.stop(signal.SIGKILL)
+        killed = time.time()
+        watch.run_for(phases.outage)
+        broker.start()
+        restarted = time.time()
+        before = side.delivered()
+        watch.run_for(RECONNECT_CAP_S, until=lambda: side.delivered() > before)
+        reconnected = time.time() - restarted if side.delivered() > before else float("nan")
+        watch.run_for(phases.recovery)
+        _, peak_kib = probe.memory_kib(pid)
+        unstored = side.unstored(time.time() - CUT_S)
+        series = side.series()
+        window = (killed, restarted + phases.settle)
+        lost = probe.shortfall(series, (t0, t1), window)
+        middle = (t0 + t1) / 2  # the estimate's resolution: on a half it did not learn from
+        baseline = probe.shortfall(series, (t0, middle), (middle, t1))
+        if os.environ.get("GZ_PEER_KEEP"):  # for a look at what arrived when
+            times = {"steady": [t0, t1], "killed": killed, "restarted": restarted, "series": series}
+            (work / "series.json").write_text(json.dumps(times), encoding="ascii")
+    finally:
+        side.stop()
+        broker.stop()
+        if not os.environ.get("GZ_PEER_KEEP"):
+            shutil.rmtree(work, ignore_errors=True)
+    readings = count1 - count0
+    return RunFigures(
+        cpu_pct=100 * (cpu1 - cpu0) / (t1 - t0),
+        rss_peak_mib=peak_kib / MIB,
+        rss_steady_mib=statistics.median(watch.rss_kib) / MIB,
+        readings_per_s=readings / (t1 - t0),
+        bytes_per_reading=probe.bytes_between(wire0, wire1) / max(1, readings),
+        lost=lost.missing,
+        expected_in_outage_window=lost.expected,
+        baseline_shortfall=baseline.missing,
+        unstored=unstored,
+        reconnected_after_s=reconnected,
+        timeline=watch.timeline,
+    )
+
+
+def main() -> int:
+    """Run both gateways --repeats times; write the result; exit 1 when ours lost readings."""
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--warmup", type=float, default=10.0, help="seconds before measuring")
+    parser.add_argument("--steady", type=float, default=45.0, help="seconds measured")
+    parser.add_argument("--outage", type=float, default=30.0, help="seconds the broker is down")
+    parser.add_argument(
+        "--recovery", type=float, default=30.0, help="seconds after the first delivery again"
+    )
+    parser.add_argument(
+        "--settle", type=float, default=10.0,
+        help="seconds after the restart still counted as the outage's (reconnect time)",
+    )  # fmt: skip
+    parser.add_argument("--only", choices=("tb", "ours"), help="run one side (no ratios)")
+    add_json_argument(parser)
+    args = parser.parse_args()
+    phases = Phases(args.warmup, args.steady, args.outage, args.recovery, args.settle)
+    version = ensure_venv()
+    load = os.getloadavg()
+    scratch = Path(tempfile.mkdtemp(prefix="ganzhi-peers-"))
+    scratch.chmod(0o755)
+    sim_port = free_port()
+    with (scratch / "sim.log").open("ab") as log:
+        sim = subprocess.Popen(
+            [sys.executable, "-m", "drivers.sim", "--port", str(sim_port), "--tanks", str(TANKS)],
+            stdout=log, stderr=subprocess.STDOUT,
+        )  # fmt: skip
+    runs: dict[str, list[RunFigures]] = {"tb": [], "ours": []}
+    storage: dict[str, object] = {}
+    try:
+        wait_for_port(sim_port)
+        for repeat in range(args.repeats):
+            for side in (TbSide(), OurSide()):
+                if args.only not in (None, side.name):
+                    continue
+                figures = measure(side, phases, sim_port, scratch)
+                if isinstance(side, TbSide):
+                    storage = side.storage
+                runs[side.name].append(figures)
+                print(
+                    f"repeat {repeat + 1} {side.name}: cpu {figures.cpu_pct:.1f} %, rss peak "
+                    f"{figures.rss_peak_mib:.1f} steady {figures.rss_steady_mib:.1f} MiB, "
+                    f"{figures.readings_per_s:.0f} readings/s, "
+                    f"{figures.bytes_per_reading:.1f} B/reading, lost {figures.lost} of "
+                    f"{figures.expected_in_outage_window:.0f} (calm window "
+                    f"{figures.baseline_shortfall}), sealed/unstored {figures.unstored}, "
+                    f"back {figures.reconnected_after_s:.1f} s after the restart",
+                    file=sys.stderr, flush=True,
+                )  # fmt: skip
+    finally:
+        sim.terminate()
+        sim.wait(timeout=30)
+        if os.environ.get("GZ_PEER_KEEP"):
+            print(f"kept {scratch}", file=sys.stderr)
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if args.only is not None:
+        return 0
+    notes = (
+        (
+            f"ThingsBoard IoT Gateway {version} (PyPI thingsboard-gateway=={TB_GATEWAY_VERSION},"
+            " pymodbus 3.9.2) in its own venv, shipped tb_gateway.json and logs.json but host,"
+            " port, token and one Modbus connector (10 slaves x 100 32float time series,"
+            " pollPeriod 1000 ms, the shipped modbus.json's other settings); storage as shipped:"
+            f" {storage}"
+        ),
+        f"stand-in platform's getSessionLimits answer: {SESSION_LIMITS}",
+        (
+            "ours: edge-agent run (tankfarm demo map, 10 modbus_tcp devices x 100 float32"
+            " points, poll 1s) + collector serve on SQLite"
+        ),
+        (
+            f"phases: warmup {args.warmup:g} s, steady {args.steady:g} s, broker SIGKILLed"
+            f" {args.outage:g} s, recovery {args.recovery:g} s; loss counted from the kill to"
+            f" {args.settle:g} s after the restart"
+        ),
+        (
+            f"load average at the start {load[0]:.2f} {load[1]:.2f} {load[2]:.2f} on"
+            f" {os.cpu_count()} cores (shared machine: absolute figures are noisy)"
+        ),
+    )
+    series = {
+        f"{name} readings/s delivered (last repeat)": runs[name][-1].timeline
+        for name in ("tb", "ours")
+    }
+    result = BenchResult(
+        bench="peers.thingsboard",
+        figures=figures_of(runs["tb"], runs["ours"]),
+        series=series,
+        notes=notes,
+    )
+    write_result(args.json, result)
+    return 1 if result.failed else 0
+
+
+__all__ = ["main", "side_by_side_markdown"]  # the report's hook lives in tb_report
+
+if __name__ == "__main__":
+    sys.exit(main())
