@@ -133,14 +133,22 @@ def build_driver(
             max_gap=device.max_gap,
         )
     if isinstance(device, OpcUaDevice):
-        return build_opcua_driver(device, points)
+        # The poller reads every `poll`: a subscription's read waits for the next publish.
+        return build_opcua_driver(device, points, cycle=device.poll)
     return build_serial_driver(device, points)
 
 
 def build_opcua_driver(
-    device: OpcUaDevice, points: Sequence[ResolvedPoint], *, mode: ReadMode | None = None
+    device: OpcUaDevice,
+    points: Sequence[ResolvedPoint],
+    *,
+    mode: ReadMode | None = None,
+    cycle: float | None = None,
 ) -> OpcUaDriver:
-    """An OPC UA driver for `device`; `mode` overrides the configured one (probe reads)."""
+    """An OPC UA driver for `device`; `mode` overrides the configured one (probe reads).
+
+    `cycle` is how often the caller reads (the poller's `poll`); see `OpcUaDriver`.
+    """
     from drivers.opcua.driver import OpcUaDriver  # noqa: PLC0415 - asyncua, only when configured
 
     security = device.security
@@ -152,6 +160,7 @@ def build_opcua_driver(
         publishing_interval=device.publishing_interval,
         keepalive=device.keepalive,
         timeout=device.timeout,
+        cycle=cycle,
         security=None
         if security is None
         else UaSecurity(
