@@ -147,11 +147,22 @@ def write_config(
     return dict(gateway["storage"])
 
 
+# The `thingsboard-gateway` entry point, less its update check: TBUpdater posts the version,
+# OS and an instance id to the vendor's update service at start and hourly (no setting turns
+# it off), and this machine talks to loopback only. Nothing else of the gateway changes.
+LAUNCH = """
+import thingsboard_gateway.tb_utility.tb_updater as updater
+updater.TBUpdater.check_for_new_version = lambda self: None
+from thingsboard_gateway.tb_gateway import main
+main()
+"""
+
+
 def spawn(work: Path, config_dir: Path) -> subprocess.Popen[bytes]:
     """Start the gateway in `work` (its logs/ and data/ go there) with `config_dir`."""
     env = os.environ | {"TB_GW_CONFIG_DIR": str(config_dir)}
     with (work / "tb-gateway.out").open("ab") as out:
         return subprocess.Popen(
-            [str(VENV_DIR / "bin" / "thingsboard-gateway")],
+            [str(venv_python()), "-c", LAUNCH],
             cwd=work, env=env, stdout=out, stderr=subprocess.STDOUT,
         )  # fmt: skip
