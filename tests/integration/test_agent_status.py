@@ -29,7 +29,7 @@ from edge_agent.config import SiteConfig, load_site_config
 from edge_agent.shell import runtime
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.status_server import REQUEST, status_socket_path
-from edge_agent.status_cli import NOT_RUNNING_EXIT
+from edge_agent.cli.status import NOT_RUNNING_EXIT
 from hostkit.tables import display_width
 from specs.signing import private_pem
 from tests.support.broker import Broker, free_port

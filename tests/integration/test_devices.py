@@ -28,7 +28,7 @@ from drivers.sim.rtu_bus import Fault, RtuBusSim, headcount_slave, pattern_slave
 from drivers.sim.slope_opcua import SlopeServer
 from edge_agent.config import SerialDevice, SiteConfig, parse_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
-from edge_agent.probe_cli import probe_site
+from edge_agent.cli.probe import probe_site
 from edge_agent.shell.buses import RtuBuses, report_utilization
 from edge_agent.shell.devices import build_driver, framing_of
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink

@@ -23,7 +23,7 @@ import structlog
 import collector.cli
 import edge_agent.cli
 from collector.keyfiles import create_key_pair as collector_create_key_pair
-from edge_agent.probe_cli import ProbeRow, _text
+from edge_agent.cli.probe import ProbeRow, _text
 from edge_agent.shell.keyfile import create_key_pair as agent_create_key_pair
 from hostkit.keyfiles import KeyFileError, public_key_path, write_key_pair
 from hostkit.logs import configure_logging

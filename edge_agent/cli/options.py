@@ -12,10 +12,13 @@ from edge_agent.config import SiteConfig, load_site_config
 from hostkit import configfile
 from hostkit.configfile import CONFIG_ERROR_EXIT
 
-__all__ = ["CONFIG_ENV", "CONFIG_ERROR_EXIT", "config_option", "load_or_exit"]
+__all__ = ["CONFIG_ENV", "CONFIG_ERROR_EXIT", "LOG_FORMAT", "config_option", "load_or_exit"]
 
 CONFIG_ENV: Final = "GANZHI_AGENT_CONFIG"
 """The site map's path when `-c` is not given (a unit file's `Environment=`)."""
+
+LOG_FORMAT: Final = "log_format"
+"""Where `main` leaves --log-format for `run` (click context meta): only `run` logs."""
 
 config_option = configfile.config_option("The site map", CONFIG_ENV)
 

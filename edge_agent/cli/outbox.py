@@ -14,7 +14,7 @@ from pathlib import Path
 
 import click
 
-from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from edge_agent.core.outbox_view import PayloadError, export_document
 from edge_agent.shell.outbox_admin import (
     MAX_SEQ,

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from edge_agent.config import SiteConfig
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import KeyFileError, load_private_key

@@ -35,7 +35,7 @@ from drivers.base import (
 )
 from drivers.modbus.codec import DataType, register_count
 from drivers.opcua import OpcUaSecurityError, ReadMode
-from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from edge_agent.config import (
     DeviceConfig,
     ModbusRtuDevice,

@@ -20,7 +20,7 @@ from edge_agent.backfill.importer import (
     import_rows,
 )
 from edge_agent.backfill.rows import DEFAULT_TZ, OffsetError, RowParser, parse_offset, targets_of
-from edge_agent.cli_config import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from edge_agent.config import SiteConfig
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.host import clock_synchronized

@@ -19,7 +19,7 @@ from typing import Final
 
 import click
 
-from edge_agent.cli_config import config_option, load_or_exit
+from edge_agent.cli.options import config_option, load_or_exit
 from edge_agent.config import SiteConfig
 from edge_agent.core.agent_status import (
     SnapshotFormatError,

@@ -1,0 +1,35 @@
+"""`edge-agent run`: poll, seal and forward until stopped."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import click
+
+from edge_agent.cli.options import CONFIG_ERROR_EXIT, LOG_FORMAT, config_option, load_or_exit
+from edge_agent.cli.refusals import refuse_bad_collector_keys, refuse_exposed_keys
+from edge_agent.shell.keyfile import key_algorithm_problem
+from edge_agent.shell.site_runner import run_site
+from hostkit.logs import configure_logging
+
+
+@click.command()
+@config_option
+def run(config_path: Path) -> None:
+    """Run until stopped (SIGTERM/SIGINT); systemd Type=notify is supported."""
+    config = load_or_exit(config_path)
+    refuse_exposed_keys(config)
+    configure_logging(click.get_current_context().meta.get(LOG_FORMAT, "auto"))
+    gateway_key_missing = not config.signing.key_file.exists()
+    if gateway_key_missing:
+        key_file = config.signing.key_file
+        click.echo(f"{key_file}: key file is missing (see `edge-agent keys init`)", err=True)
+    refuse_bad_collector_keys(config_path, config)
+    if gateway_key_missing:
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+    problem = key_algorithm_problem(config.signing.key_file, config.signing.algorithm)
+    if problem:
+        click.echo(problem, err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+    asyncio.run(run_site(config_path, config))
