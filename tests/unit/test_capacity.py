@@ -18,7 +18,7 @@ from bench.capacity import (
     per_core_from_result,
     size,
 )
-from bench.load_report import RunFigures, WindowFigures, build_result
+from bench.load_report import RunFigures, WindowFigures, build_result, collector_cost_fit
 
 FIGURES = PerCore(
     collector_readings_per_cpu_s=20_000.0,
@@ -95,10 +95,10 @@ def _run(backend: str, phase: str) -> RunFigures:
         latency_p99=0.2, machine_busy=0.7,
     )  # fmt: skip
     return RunFigures(
-        backend=backend, phase=phase, gateways=200, points=100, collectors=2,
+        backend=backend, phase=phase, gateways=200, points=100, interval=1.0, collectors=2,
         windows=(window, window, window), sealed_readings=700_000, stored_readings=700_000,
         sealed_blocks=7_000, stored_blocks=7_000, resends=0, unacked_blocks=0,
-        wire_bytes=105_000_000, zlib_bytes=7_000_000, ack_bytes_mean=420.0,
+        wire_bytes=105_000_000, zlib_bytes_per_reading=10.0, ack_bytes_mean=420.0,
         readings_table_bytes=189_000_000, database_growth_bytes=308_000_000,
         seal_lag_max=0.01, latency_p50=0.05, latency_p99=0.2, latency_max=0.3,
     )  # fmt: skip
@@ -125,4 +125,24 @@ def test_a_lost_reading_fails_the_load_bench() -> None:
     run = _run("postgresql", "fleet")
     lossy = RunFigures(**{**run.__dict__, "stored_readings": run.sealed_readings - 1})
     failed = build_result([lossy], 6_000.0, 2).failed
-    assert [f.name for f in failed] == ["postgresql/fleet: readings lost (sealed - stored)"]
+    assert [f.name for f in failed] == [
+        "postgresql/fleet: readings not stored after the drain (sealed - stored)"
+    ]
+
+
+def test_collector_cost_fit_splits_per_block_and_per_reading_cost() -> None:
+    # CPU per block = 1 ms + n x 20 µs: 10-reading blocks 1.2 ms, 100-reading blocks 3 ms.
+    def run(points: int, cpu_per_block: float) -> RunFigures:
+        base = _run("postgresql", "fleet")
+        window = WindowFigures(
+            **{
+                **base.windows[0].__dict__,
+                "readings": 1000 * points,
+                "collectors_cpu": 1000 * cpu_per_block,
+            }
+        )
+        return RunFigures(**{**base.__dict__, "points": points, "windows": (window,)})
+
+    per_block, per_reading = collector_cost_fit(run(10, 1.2e-3), run(100, 3.0e-3))
+    assert per_block == pytest.approx(1e-3)
+    assert per_reading == pytest.approx(20e-6)
