@@ -5,11 +5,12 @@ from __future__ import annotations
 import pytest
 
 from specs.yamlconf import ListenAddress
-from tests.unit.test_config_site import FILE, TEXT, edit, issues_of, parse
+from tests.support.config_files import SITE, edit
+from tests.unit.test_config_site import TEXT
 
 
 def test_metrics_are_off_unless_the_site_map_asks() -> None:
-    assert parse(TEXT).metrics is None
+    assert SITE.parse(TEXT).metrics is None
 
 
 @pytest.mark.parametrize(
@@ -21,7 +22,7 @@ def test_metrics_are_off_unless_the_site_map_asks() -> None:
     ],
 )
 def test_metrics_listen_is_host_and_port(listen: str, expected: ListenAddress) -> None:
-    config = parse(f"{TEXT}metrics: {{listen: {listen}}}\n")
+    config = SITE.parse(f"{TEXT}metrics: {{listen: {listen}}}\n")
     assert config.metrics is not None
     assert config.metrics.listen == expected
     assert str(config.metrics.listen) == listen.strip('"')
@@ -42,8 +43,8 @@ def test_a_bad_metrics_setting_names_its_line_and_key(
     setting: str, key: str, offset: int, message: str
 ) -> None:
     text, line = edit(f"{TEXT}metrics: PLACE\n", "metrics: PLACE", f"metrics:\n  {setting}")
-    found = {issue.path: issue for issue in issues_of(text)}
+    found = {issue.path: issue for issue in SITE.issues_of(text)}
     issue = found[key]
-    assert (issue.file, issue.line) == (FILE, line + offset)
+    assert (issue.file, issue.line) == (SITE.file, line + offset)
     assert message in issue.message
-    assert str(issue).startswith(f"{FILE}:{line + offset}: {key}: ")
+    assert str(issue).startswith(f"{SITE.file}:{line + offset}: {key}: ")
