@@ -118,6 +118,7 @@ class Publisher:
         self._cursor = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
+        self._live_moved = asyncio.Event()  # set when a live block is answered or given up
         self.connected = asyncio.Event()
         self.published = 0
         # When the collector last released blocks with an ACK (wall clock; `edge-agent status`).
@@ -138,6 +139,21 @@ class Publisher:
     async def drained(self) -> None:
         """Wait until every sealed block has been ACKed by the collector."""
         await self._idle.wait()
+
+    @property
+    def is_settled(self) -> bool:
+        """Whether no live block waits to be sent or for its ACK."""
+        return not self._live and not self._sent_live
+
+    async def settled(self) -> None:
+        """Wait until every live block sealed so far has been ACKed (the backlog may remain).
+
+        What a stop waits for: the last readings polled reach the collector now, while a
+        backlog that takes minutes to drain stays in the outbox for the next start.
+        """
+        while not self.is_settled:
+            self._live_moved.clear()
+            await self._live_moved.wait()
 
     async def run(self) -> None:
         """Keep a session up forever; cancel to stop."""
@@ -256,7 +272,9 @@ class Publisher:
     def _landed(self, seq: int) -> None:
         """`seq` no longer waits for an ACK (answered, or owed again)."""
         del self._sent[seq]
-        self._sent_live.discard(seq)
+        if seq in self._sent_live:
+            self._sent_live.discard(seq)
+            self._live_moved.set()
 
     async def _release(self, ack: Ack) -> bool:
         """Mark what the ACK proves stored; on a proven rollback start a new epoch instead."""
@@ -284,6 +302,7 @@ class Publisher:
         self._sent_live.clear()
         self._owed.clear()
         self._live.clear()
+        self._live_moved.set()  # what was live is backlog now
         self._cursor = 0
 
     async def _rescan_if_changed(self) -> None:

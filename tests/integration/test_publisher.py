@@ -376,6 +376,25 @@ async def test_each_block_says_its_lane_so_the_collector_can_put_live_first(
     assert r.link.lanes[4:7] == [Lane.BACKLOG] * 3, "a resend is backlog"
 
 
+async def test_settled_waits_for_the_live_lane_not_for_the_backlog(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # What a stop waits for (edge_agent.shell.runtime): the live blocks sealed before it
+    # answered, not a backlog that takes minutes to drain (the stop has 5 s in all).
+    async with rig(tmp_path, broker, backlog=200, max_inflight=4) as r:
+        await r.link.wait_for(4)  # the backlog's window, never answered here
+        await r.seal(1)  # 201, live
+        await r.link.wait_for(5)
+        settling = asyncio.create_task(r.publisher.settled())
+        await asyncio.sleep(0.3)
+        assert not settling.done(), "201 is not answered yet"
+        await r.link.ack(0, missing=((1, 200),), seq=201)
+        await asyncio.wait_for(settling, 5)
+        assert (await r.outbox.stats()).undelivered == 200
+        await r.seal(1)  # 202: unsettled again until answered
+        assert not r.publisher.is_settled
+
+
 async def test_missing_holes_never_sent_are_not_pulled_ahead_of_live(
     tmp_path: Path, broker: Broker
 ) -> None:
