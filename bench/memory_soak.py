@@ -54,11 +54,12 @@ def soak(
 def soak_result(soaked: dict[str, Any], installed: bool) -> BenchResult:
     """The soak as a result: growth (gated), settled/end/peak RSS, the samples as a series."""
     case = soaked["soak_case"]
-    minutes = soaked["soak_seconds"] / 60
+    seconds = soaked["soak_seconds"]
+    span = f"{seconds / 60:.0f}-minute" if seconds >= 120 else f"{seconds:.0f}-second"
     return BenchResult(
         "memory",
         (
-            Figure("G7", f"RSS growth over a {minutes:.0f}-minute soak, {case}", "%",
+            Figure("G7", f"RSS growth over a {span} soak, {case}", "%",
                    (round(100 * soaked["soak_growth"], 2),), target=100 * TARGET_SOAK_GROWTH,
                    direction="at_most",
                    baseline="mean RSS of the second tenth of the soak (after warm-up)"),
@@ -67,6 +68,6 @@ def soak_result(soaked: dict[str, Any], installed: bool) -> BenchResult:
             Figure("", f"soak peak RSS, {case}", "MiB", (soaked["soak_peak_mib"],)),
             *baselines(),
         ),
-        series={series_name(RSS_OVER_TIME, f"{case}, {minutes:.0f}-min soak"): soaked["samples"]},
+        series={series_name(RSS_OVER_TIME, f"{case}, {span} soak"): soaked["samples"]},
         notes=(f"{soaked['soak_samples']} samples; agent without dev-only packages: {installed}",),
     )  # fmt: skip

@@ -159,27 +159,33 @@ def run_job(job: Job, options: tuple[str, ...]) -> BenchRun:
         job.name, job.module, argv, round(seconds, 1), returncode, result, error,
         time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
     )  # fmt: skip
-    record = {k: v for k, v in dataclasses.asdict(run).items() if k != "result"}
-    (RESULTS / f"{job.name}.run.json").write_text(json.dumps(record, indent=1) + "\n")
+    save_record(RESULTS, run)
     summary = [line for line in output.splitlines() if line.endswith(("[met]", "[MISSED]", "[-]"))]
     print("\n".join(summary[-20:]) or output[-1500:], flush=True)
     print(f"bench.report: {job.name} {run.status} in {seconds:.0f} s", flush=True)
     return run
 
 
-def load_run(job: Job) -> BenchRun:
-    """The last recorded run of `job` from the results directory."""
-    record = RESULTS / f"{job.name}.run.json"
+RECORDED = ("name", "module", "argv", "seconds", "returncode", "error", "finished")
+
+
+def save_record(directory: Path, run: BenchRun) -> None:
+    """How `run` went (its result is in its own file)."""
+    record = {key: getattr(run, key) for key in RECORDED}
+    (directory / f"{run.name}.run.json").write_text(json.dumps(record, indent=1) + "\n")
+
+
+def load_run(job: Job, directory: Path = RESULTS) -> BenchRun:
+    """The last recorded run of `job` from `directory`."""
     if not present(job.module):
         return BenchRun(job.name, job.module, present=False)
+    record = directory / f"{job.name}.run.json"
     if not record.exists():
         return BenchRun(job.name, job.module, how_to_run=job.how_to_run)
     raw = json.loads(record.read_text())
-    raw["argv"] = tuple(raw["argv"])
-    result_path = RESULTS / f"{job.name}.json"
+    fields = {key: raw[key] for key in RECORDED if key in raw} | {"argv": tuple(raw["argv"])}
+    result_path = directory / f"{job.name}.json"
     result = read_result(result_path) if result_path.exists() else None
-    known = {f.name for f in dataclasses.fields(BenchRun)}
-    fields = {k: v for k, v in raw.items() if k in known and k != "result"}
     return BenchRun(**fields, result=result, how_to_run=job.how_to_run)
 
 

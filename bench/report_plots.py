@@ -18,7 +18,7 @@ from bench.results import LATENCY_PERCENTILES, RSS_OVER_TIME, THROUGHPUT_VS_POIN
 
 KINDS = {
     THROUGHPUT_VS_POINTS: ("Throughput vs points", "configured points", "readings/s"),
-    LATENCY_PERCENTILES: ("Latency percentiles", "percentile", "ms"),
+    LATENCY_PERCENTILES: ("Latency percentiles (p50 and up)", "percentile", "ms (log scale)"),
     RSS_OVER_TIME: ("Agent RSS over time", "seconds", "MiB"),
 }
 FILES = {
@@ -84,9 +84,7 @@ def _slug(text: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
 
 
-def _draw(
-    path: Path, title: str, axes_labels: tuple[str, str], lines: Lines, *, log_x: bool = False
-) -> None:
+def _draw(path: Path, title: str, axes_labels: tuple[str, str], lines: Lines, kind: str) -> None:
     chart = Chart(figsize=(7, 4), dpi=100)
     axes = chart.add_subplot()
     for label, points in lines:
@@ -96,8 +94,15 @@ def _draw(
     axes.set_title(title)
     axes.set_xlabel(axes_labels[0])
     axes.set_ylabel(axes_labels[1])
-    if log_x:
+    if kind == THROUGHPUT_VS_POINTS:  # from zero: the drop with size is to scale
         axes.set_xscale("log")
+        ticks = sorted({p[0] for _, points in lines for p in points})
+        axes.set_xticks(ticks, [f"{t:,.0f}" for t in ticks])
+        axes.tick_params(axis="x", which="minor", labelbottom=False)
+        axes.set_ylim(bottom=0)
+    if kind == LATENCY_PERCENTILES:  # the tail is the story: p50 up, milliseconds to seconds
+        axes.set_xlim(50, 100)
+        axes.set_yscale("log")
     axes.grid(visible=True, alpha=0.3)
     axes.legend(fontsize="small")
     chart.tight_layout()
@@ -108,17 +113,17 @@ def _draw(
 def draw_all(runs: Sequence[BenchRun], out_dir: Path) -> list[tuple[str, str]]:
     """Draw every chart into `out_dir`; (title, file name) of each, known kinds first."""
     out_dir.mkdir(parents=True, exist_ok=True)
+    for old in (*(out_dir / name for name in FILES.values()), *out_dir.glob("series-*.png")):
+        old.unlink(missing_ok=True)  # a chart whose series are gone goes with them
     drawn = []
     for kind, lines in gather(runs).items():
         if kind in KINDS:
             title, xlabel, ylabel = KINDS[kind]
             name = FILES[kind]
-            _draw(
-                out_dir / name, title, (xlabel, ylabel), lines, log_x=kind == THROUGHPUT_VS_POINTS
-            )
+            _draw(out_dir / name, title, (xlabel, ylabel), lines, kind)
         else:
             title, name = f"{kind}: other series", f"series-{_slug(kind)}.png"
-            _draw(out_dir / name, title, ("x", "y"), lines)
+            _draw(out_dir / name, title, ("x", "y"), lines, kind)
         drawn.append((title, name))
     order = list(KINDS)
     return sorted(drawn, key=lambda d: next((i for i, k in enumerate(order) if FILES[k] == d[1]),
