@@ -133,6 +133,7 @@ def run_job(job: Job, options: tuple[str, ...]) -> BenchRun:
     argv = accepted(job.module, options)
     log_path = LOGS / f"{job.name}.log"
     print(f"bench.report: {job.module} {' '.join(argv)} (log: {log_path})", flush=True)
+    load = os.getloadavg()[0]
     started = time.monotonic()
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -157,7 +158,7 @@ def run_job(job: Job, options: tuple[str, ...]) -> BenchRun:
         error = f"timed out after {job.timeout:.0f} s\n" + error
     run = BenchRun(
         job.name, job.module, argv, round(seconds, 1), returncode, result, error,
-        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+        time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), load_start=round(load, 2),
     )  # fmt: skip
     save_record(RESULTS, run)
     summary = [line for line in output.splitlines() if line.endswith(("[met]", "[MISSED]", "[-]"))]
@@ -166,7 +167,9 @@ def run_job(job: Job, options: tuple[str, ...]) -> BenchRun:
     return run
 
 
-RECORDED = ("name", "module", "argv", "seconds", "returncode", "error", "finished")
+RECORDED = (
+    "name", "module", "argv", "seconds", "returncode", "error", "finished", "load_start",
+)  # fmt: skip
 
 
 def save_record(directory: Path, run: BenchRun) -> None:

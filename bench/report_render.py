@@ -72,6 +72,7 @@ class BenchRun:
     finished: str = ""  # ISO time the run ended
     present: bool = True  # False: the module is not in the tree yet
     how_to_run: str = ""  # for a bench not run by default: how to
+    load_start: float | None = None  # the 1-minute load average when it started
 
     @property
     def status(self) -> Status:
@@ -264,6 +265,11 @@ def bench_section(run: BenchRun) -> list[str]:
     lines.append(
         f"`{command}`: {run.seconds:.0f} s, exit {run.returncode}"
         + (f", ended {run.finished}" if run.finished else "")
+        + (
+            f", load average {run.load_start:.1f} at its start"
+            if run.load_start is not None
+            else ""
+        )
     )
     lines.append("")
     if run.result is None:

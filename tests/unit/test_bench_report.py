@@ -6,11 +6,12 @@ series by kind (bench/report_plots.py). No bench runs here.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
 
-from bench.report import keep_options
+from bench.report import Job, keep_options, load_run, save_record
 from bench.report_plots import draw_all, gather, percentile_curve
 from bench.report_render import (
     BenchRun,
@@ -224,3 +225,16 @@ def test_options_a_bench_does_not_take_are_left_out_with_their_values() -> None:
     help_text = "usage: x [-h] [--repeats REPEATS] [--json JSON]\n  --seconds, -s SECONDS\n"
     kept = keep_options(("--repeats", "1", "--backlog", "200000", "--seconds", "5"), help_text)
     assert kept == ("--repeats", "1", "--seconds", "5")
+
+
+def test_a_run_is_read_back_as_it_was_recorded(tmp_path: Path) -> None:
+    job = Job("rtu", "bench.rtu", how_to_run="now")
+    recorded = dataclasses.replace(
+        run("rtu", figure("G10", "ratio", (0.95,), target=0.9)), load_start=3.2
+    )
+    save_record(tmp_path, recorded)
+    assert recorded.result is not None
+    write_result(tmp_path / "rtu.json", recorded.result)
+    assert load_run(job, tmp_path) == dataclasses.replace(recorded, how_to_run="now")
+    assert load_run(Job("soak", "bench.rtu", how_to_run="later"), tmp_path).status == "not run"
+    assert load_run(Job("x", "bench.not_a_bench"), tmp_path).status == "absent"
