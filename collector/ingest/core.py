@@ -43,7 +43,7 @@ from collector.model import (
 )
 from specs.ack import Ack
 from specs.block import DOMAINS, Block, BlockFormatError, block_hash, decode_block
-from specs.catalogue import Catalogue, default_catalogue
+from specs.catalogue import Catalogue
 from specs.command import CommandFormatError, decode_result
 from specs.encoding import ENC_PROPERTY, EncodingError, decode_payload, encoding_of
 from specs.meta import MetaFormatError, decode_meta
@@ -190,10 +190,6 @@ def _check_place(topics: GatewayTopics, place: GatewayTopics, what: str) -> None
             )
 
 
-def _or_default(catalogue: Catalogue | None) -> Catalogue:
-    return catalogue if catalogue is not None else default_catalogue()
-
-
 def _verify(
     message: Inbound, grants: Mapping[str, KeyGrant]
 ) -> tuple[GatewayTopics, Signature, Gateway]:
@@ -239,16 +235,14 @@ def _judge_block(
 
 
 def judge_block(
-    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue | None = None
+    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue
 ) -> IncomingBlock | AuditEntry:
     """Verify an `up/block` message: the block to store, or the audit row saying why not.
 
-    The block's records are normalized against `catalogue` (default: the shipped one).
+    The block's records are normalized against `catalogue`.
     """
     try:
-        return _judge_block(
-            message, grants, catalogue if catalogue is not None else default_catalogue()
-        )
+        return _judge_block(message, grants, catalogue)
     except _Rejected as rejected:
         return _audit(message, rejected.reason, rejected.detail)
 
@@ -283,13 +277,11 @@ def _judge_meta(
 
 
 def judge_meta(
-    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue | None = None
+    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue
 ) -> IncomingMeta | AuditEntry:
     """Verify an `up/meta` message exactly like a block: the meta to store, or the audit row."""
     try:
-        return _judge_meta(
-            message, grants, catalogue if catalogue is not None else default_catalogue()
-        )
+        return _judge_meta(message, grants, catalogue)
     except _Rejected as rejected:
         return _audit(message, rejected.reason, rejected.detail)
 
@@ -394,10 +386,9 @@ def _decode_all(messages: Sequence[Inbound]) -> tuple[list[Inbound], list[AuditE
 def plan_batch(
     messages: Sequence[Inbound],
     grants: Mapping[str, KeyGrant],
-    catalogue: Catalogue | None = None,
+    catalogue: Catalogue,
 ) -> IngestBatch:
     """Sort one batch of messages into blocks and metas to store, statuses, and audit rows."""
-    chosen = _or_default(catalogue)
     blocks: list[IncomingBlock] = []
     metas: list[IncomingMeta] = []
     statuses: list[StatusUpdate] = []
@@ -407,13 +398,13 @@ def plan_batch(
     for message in decoded:
         kind = message.kind
         if kind == BLOCK_KIND:
-            verdict = judge_block(message, grants, chosen)
+            verdict = judge_block(message, grants, catalogue)
             if isinstance(verdict, IncomingBlock):
                 blocks.append(verdict)
             else:
                 audits.append(verdict)
         elif kind == META_KIND:
-            described = judge_meta(message, grants, chosen)
+            described = judge_meta(message, grants, catalogue)
             if isinstance(described, IncomingMeta):
                 metas.append(described)
             else:

@@ -17,6 +17,7 @@ from collector.model import IngestBatch, KeyGrant, StatusUpdate
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from specs.block import GENESIS, block_hash
+from specs.catalogue import default_catalogue
 from specs.records import GapReason, Quality, Reading, Record, iso_time
 from tests.support.collector_client import (
     BASE_TIME,
@@ -80,7 +81,7 @@ async def _store(
     for sim in (NANCHANG, BEIJING):
         owner, key = sim.registration()
         grants[key.kid] = KeyGrant(key, owner)
-    batch = plan_batch(messages, grants)
+    batch = plan_batch(messages, grants, default_catalogue())
     assert not batch.audits
     await storage.ingest(batch)
 

@@ -21,6 +21,7 @@ from collector.storage.postgres import SCHEMA_VERSION, PostgresStorage, upgrade
 from collector.storage.postgres.locks import DATABASE_LOCKS, FEED_LOCK
 from collector.storage.postgres.partitions import Partitions, partition_name
 from specs.block import GENESIS, block_hash
+from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, iso_time
 from tests.support.collector_client import SimGateway, register, sim_gateway
 from tests.support.postgres import PostgresDatabases, sql_rows
@@ -71,7 +72,7 @@ def _batch(gateway: SimGateway, payloads: Sequence[bytes], at: float = MARCH_202
         for payload in payloads
     ]
     owner, key = gateway.registration()
-    batch = plan_batch(messages, {key.kid: KeyGrant(key, owner)})
+    batch = plan_batch(messages, {key.kid: KeyGrant(key, owner)}, default_catalogue())
     assert not batch.audits
     return batch
 

@@ -42,6 +42,7 @@ from edge_agent.core.meta import gateway_meta
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.runtime import identity_of
 from specs.block import GENESIS, block_hash
+from specs.catalogue import default_catalogue
 from specs.meta import MetaFormatError, PointMeta, decode_meta
 from specs.records import Quality, Reading, Record, iso_time
 from specs.status import GatewayStatus
@@ -143,7 +144,9 @@ async def _fill(storage: Storage) -> None:
     for at, _, topic, payload in sorted(_arrivals().messages, key=lambda m: m[0]):
         gateway = next(g for g in (A, B, C) if f"/{g.gateway}/" in topic)
         message = Inbound(topic, payload, tuple(gateway.sign(payload)), BASE_TIME + at)
-        batch = dataclasses.replace(plan_batch([message], grants), presence_window=60.0)
+        batch = dataclasses.replace(
+            plan_batch([message], grants, default_catalogue()), presence_window=60.0
+        )
         assert not batch.audits
         await storage.ingest(batch)
 

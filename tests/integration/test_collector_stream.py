@@ -44,6 +44,7 @@ from collector.storage.postgres.locks import FEED_LOCK
 from collector.storage.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA
 from collector.storage.sqlite import SCHEMA_VERSION
 from specs.block import GENESIS, block_hash
+from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, GapReason, Quality, Reading, Record, iso_time
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import (
@@ -205,7 +206,7 @@ class Feed:
         for gateway in (NANCHANG, BEIJING):
             owner, key = gateway.registration()
             grants[key.kid] = KeyGrant(key, owner)
-        batch = plan_batch(messages, grants)
+        batch = plan_batch(messages, grants, default_catalogue())
         assert not batch.audits
         await self.storage.ingest(IngestBatch(batch.blocks, statuses=statuses))
         self.commits.notify()
@@ -536,7 +537,7 @@ async def _two_runs_of_blocks(storage: Storage) -> None:
                 NANCHANG.topics.block, payload, tuple(NANCHANG.sign(payload)), BASE_TIME + arrival
             )
         )
-    await storage.ingest(plan_batch(messages, grants))
+    await storage.ingest(plan_batch(messages, grants, default_catalogue()))
 
 
 async def test_a_schema_6_file_gets_the_journal_presence_and_poll_of_schema_7(

@@ -27,6 +27,7 @@ from collector.model import KeyGrant
 from collector.storage import open_storage
 from collector.storage.capabilities import BlockArchive
 from specs.block import GENESIS, block_hash
+from specs.catalogue import default_catalogue
 from specs.records import iso_time
 from tests.support.broker import free_port
 from tests.support.collector_client import (
@@ -75,7 +76,7 @@ async def _fill(url: str) -> None:
                 Inbound(gateway.topics.block, p, tuple(gateway.sign(p)), _received(seq))
                 for seq, p in enumerate(_chained(gateway, count), start=1)
             )
-        batch = plan_batch(messages, grants)
+        batch = plan_batch(messages, grants, default_catalogue())
         assert not batch.audits
         await storage.ingest(batch)
 

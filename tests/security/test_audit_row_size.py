@@ -14,6 +14,7 @@ from collector.audit.chain import MAX_SOURCES_PER_MINUTE
 from collector.ingest.core import MAX_AUDIT_NAME, MAX_AUDIT_TOPIC, Inbound, plan_batch
 from collector.model import MAX_DETAIL, KeyGrant, Reason
 from collector.storage import open_storage
+from specs.catalogue import default_catalogue
 from tests.support.collector_client import BASE_TIME, sim_gateway
 from tests.support.postgres import sql_rows
 
@@ -29,7 +30,7 @@ def _junk(n: int) -> Inbound:
 
 
 def test_a_rejection_keeps_a_bounded_topic_and_gateway_name() -> None:
-    (audit,) = plan_batch([_junk(1)], {}).audits
+    (audit,) = plan_batch([_junk(1)], {}, default_catalogue()).audits
     assert audit.reason is Reason.BAD_SIGNATURE
     assert audit.topic == _junk(1).topic[:MAX_AUDIT_TOPIC]
     assert audit.gateway is not None
@@ -40,7 +41,9 @@ def test_a_registered_gateways_rejection_keeps_its_name_and_topic_whole() -> Non
     """The bounds sit far above any name and topic of the contract: nothing real is cut."""
     owner, key = GW.registration()
     topic = f"{GW.topics.base}/up/no-such-kind"
-    (audit,) = plan_batch([Inbound(topic, b"{}", (), T0)], {key.kid: KeyGrant(key, owner)}).audits
+    (audit,) = plan_batch(
+        [Inbound(topic, b"{}", (), T0)], {key.kid: KeyGrant(key, owner)}, default_catalogue()
+    ).audits
     assert (audit.gateway, audit.topic, audit.reason) == (
         GW.gateway,
         topic,
@@ -50,7 +53,7 @@ def test_a_registered_gateways_rejection_keeps_its_name_and_topic_whole() -> Non
 
 async def test_a_flood_on_huge_topics_stores_small_rows(storage_url: str) -> None:
     async with open_storage(storage_url) as storage:
-        await storage.ingest(plan_batch([_junk(n) for n in range(200)], {}))
+        await storage.ingest(plan_batch([_junk(n) for n in range(200)], {}, default_catalogue()))
     ((rows, stored, longest),) = await sql_rows(
         storage_url,
         "SELECT count(*), sum(length(topic) + length(source) + length(coalesce(gateway, ''))"

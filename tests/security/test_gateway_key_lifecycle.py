@@ -21,6 +21,7 @@ from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.verify.service import verify_stored
 from specs.block import GENESIS, block_hash
+from specs.catalogue import default_catalogue
 from specs.records import KeyRecord, Record, iso_time
 from specs.signing import SigningKey, generate_signing_key, signing_key_from_seed
 from tests.support.collector_client import BASE_TIME, register, sim_gateway
@@ -64,7 +65,9 @@ async def deliver(
     """Judge and store one block as the ingest would; its outcome, or the audit reason."""
     message = Inbound(GW.topics.block, payload, tuple(GW.sign(payload, key)), at)
     grants = await storage.grants({key.kid})
-    batch = dataclasses.replace(plan_batch([message], grants), key_overlap=overlap)
+    batch = dataclasses.replace(
+        plan_batch([message], grants, default_catalogue()), key_overlap=overlap
+    )
     if batch.audits:
         await storage.ingest(batch)
         return batch.audits[0].reason

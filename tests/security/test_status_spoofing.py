@@ -12,6 +12,7 @@ import pytest
 from collector.ingest.core import STATUS_TOLERANCE, Inbound, judge_status, plan_batch
 from collector.model import AuditEntry, KeyGrant, Reason, StatusUpdate
 from collector.storage import open_storage
+from specs.catalogue import default_catalogue
 from specs.status import GatewayStatus
 from tests.support.collector_api import NANCHANG, NOW, auth, serve
 from tests.support.collector_client import BASE_TIME, sim_gateway
@@ -93,7 +94,7 @@ async def test_unsigned_status_does_not_move_last_seen(storage_url: str) -> None
     forged = Inbound(GW.topics.status, b'{"online": true}', (), NOW)
     async with open_storage(storage_url) as storage:
         await storage.register(owner, key)
-        batch = plan_batch([forged], grants)
+        batch = plan_batch([forged], grants, default_catalogue())
         assert [audit.reason for audit in batch.audits] == [Reason.BAD_SIGNATURE]
         assert batch.statuses == ()
         await storage.ingest(batch)

@@ -20,6 +20,7 @@ from collector.ingest.core import Inbound, plan_batch
 from collector.model import KeyGrant
 from collector.storage.base import Storage
 from specs.block import GENESIS, block_hash
+from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, Record, iso_time
 from tests.support.collector_client import BASE_TIME, SimGateway, sim_gateway
 
@@ -58,7 +59,7 @@ async def store_blocks(
     for sim in (NANCHANG, BEIJING):
         owner, key = sim.registration()
         grants[key.kid] = KeyGrant(key, owner)
-    batch = plan_batch(messages, grants)
+    batch = plan_batch(messages, grants, default_catalogue())
     assert not batch.audits, batch.audits
     await storage.ingest(batch)
 

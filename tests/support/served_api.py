@@ -24,6 +24,7 @@ from collector.model import KeyGrant
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from specs.block import GENESIS, block_hash
+from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, Record
 from tests.support.collector_api import BEIJING, NANCHANG, NOW, TOKENS, level, pressure
 from tests.support.collector_client import BASE_TIME, SimGateway, alarm_record, gap_record
@@ -66,7 +67,7 @@ async def seed_two_districts(storage: Storage) -> None:
         await storage.register(owner, key)
         grants[key.kid] = KeyGrant(key, owner)
     messages = [m for sim in SEEDED for m in _blocks(sim, (1, 2, 3, 5))]
-    batch = plan_batch(messages, grants)
+    batch = plan_batch(messages, grants, default_catalogue())
     assert not batch.audits, batch.audits
     await storage.ingest(batch)
 

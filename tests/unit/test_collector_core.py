@@ -48,6 +48,7 @@ from collector.storage.core import (
 )
 from specs.ack import decode_ack
 from specs.block import GENESIS, decode_block
+from specs.catalogue import default_catalogue
 from specs.records import GapReason, iso_time
 from specs.signing import signature_from_properties, signing_key_from_seed
 from specs.status import GatewayStatus
@@ -225,7 +226,7 @@ def test_classify_by_membership_within_and_across_batches() -> None:
 
 def test_a_good_block_is_accepted() -> None:
     payload = GW.block(1)
-    verdict = judge_block(_inbound(payload, GW.sign(payload)), _grants(GW))
+    verdict = judge_block(_inbound(payload, GW.sign(payload)), _grants(GW), default_catalogue())
     assert isinstance(verdict, IncomingBlock)
     assert verdict.block.payload == payload
 
@@ -274,7 +275,7 @@ def test_each_rejection_has_its_reason(case: str) -> None:
     assert isinstance(properties, list)
     assert isinstance(grants, dict)
     assert topic is None or isinstance(topic, str)
-    verdict = judge_block(_inbound(payload, properties, topic), grants)
+    verdict = judge_block(_inbound(payload, properties, topic), grants, default_catalogue())
     assert _reason(verdict) is reason
     assert not isinstance(verdict, IncomingBlock)
     assert verdict.gateway == GW.gateway
@@ -290,7 +291,7 @@ def test_each_rejection_has_its_reason(case: str) -> None:
     ],
 )
 def test_validly_signed_monsters_are_malformed_not_crashes(payload: bytes) -> None:
-    verdict = judge_block(_inbound(payload, GW.sign(payload)), _grants(GW))
+    verdict = judge_block(_inbound(payload, GW.sign(payload)), _grants(GW), default_catalogue())
     assert _reason(verdict) is Reason.MALFORMED
 
 
@@ -319,7 +320,7 @@ def test_plan_batch_sorts_messages_and_acks_are_signed_per_block() -> None:
         Inbound(f"{GW.topics.base}/up/other", b"{}", (), BASE_TIME),
         Inbound(GW.topics.status, will, tuple(GW.sign(will)), BASE_TIME),
     ]
-    batch = plan_batch(messages, _grants(GW))
+    batch = plan_batch(messages, _grants(GW), default_catalogue())
     assert len(batch.blocks) == 2
     assert [a.reason for a in batch.audits] == [
         Reason.BAD_SIGNATURE,

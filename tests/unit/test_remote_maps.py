@@ -16,6 +16,7 @@ from edge_agent.config import ConfigError, SiteConfig, parse_site_config
 from edge_agent.core.commands import Ignored, check_pushed_map, judge_command
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.commands import CommandDesk, GoodReadingQueue
+from specs.catalogue import default_catalogue
 from specs.command import (
     CommandFormatError,
     CommandResult,
@@ -229,7 +230,7 @@ def test_a_result_detail_stays_bounded_whatever_the_errors() -> None:
 def test_an_unsigned_result_is_a_rejection_not_a_row() -> None:
     result = CommandResult(GATEWAY, "n1", "v", Outcome.APPLIED, NOW)
     topic = f"gz/1/360100/91360100MA35GW001H/{GATEWAY}/up/cmd"
-    batch = plan_batch([Inbound(topic, result.encode(), (), NOW)], {})
+    batch = plan_batch([Inbound(topic, result.encode(), (), NOW)], {}, default_catalogue())
     assert not batch.actions
     (audit,) = batch.audits
     assert audit.reason.value == "bad_signature"
