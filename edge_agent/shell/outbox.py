@@ -112,8 +112,9 @@ _RESIGN_BLOCKS: Final = 500
 _ROOM_ROUNDS: Final = 64
 # SQLite page cache of the outbox connection, KiB (SQLite's default is 2,000).
 PAGE_CACHE_KIB: Final = 1024
-# Blocks just sealed kept in memory for the publisher (only while it is behind or offline).
-_HANDED_BLOCKS: Final = 8
+# Bytes of blocks just sealed kept in memory for the publisher (they pile up only while it
+# is behind or offline; then the oldest are read back from the file as before).
+HANDED_BYTES: Final = 2 * 1024 * 1024
 _T = TypeVar("_T")
 
 
@@ -190,6 +191,7 @@ class Outbox:
         # Dropped whenever stored blocks may have changed (release, new epoch, new key,
         # room made, another process's commit).
         self._handed: dict[int, StoredBlock] = {}
+        self._handed_bytes = 0
 
     @property
     def epoch(self) -> str:
@@ -314,7 +316,7 @@ class Outbox:
                     if rounds == 1:
                         records = sum(map(len, batches))
                         log.warning("outbox_full", error=str(exc), records=records)
-                    self._handed.clear()  # room is made by thinning and dropping blocks
+                    self._clear_handed()  # room is made by thinning and dropping blocks
                     if not await self._room.make_room(now=now, clock_synced=clock_synced):
                         raise
                 else:
@@ -345,8 +347,19 @@ class Outbox:
         self._handed[block.seq] = StoredBlock(
             block.epoch, block.seq, block.payload, block.signature
         )
-        while len(self._handed) > _HANDED_BLOCKS:
-            del self._handed[next(iter(self._handed))]  # the oldest
+        self._handed_bytes += len(block.payload)
+        while self._handed_bytes > HANDED_BYTES:
+            self._drop_handed(next(iter(self._handed)))  # the oldest
+
+    def _drop_handed(self, seq: int) -> StoredBlock | None:
+        block = self._handed.pop(seq, None)
+        if block is not None:
+            self._handed_bytes -= len(block.payload)
+        return block
+
+    def _clear_handed(self) -> None:
+        self._handed.clear()
+        self._handed_bytes = 0
 
     # --- epochs ---------------------------------------------------------------------------
 
@@ -360,7 +373,7 @@ class Outbox:
         block the collector did not store is ever released.
         """
         async with self._lock:
-            self._handed.clear()
+            self._clear_handed()
             epoch = secrets.token_hex(8)
             if self._journal is not None:
                 self._journal.record(epoch)
@@ -491,7 +504,7 @@ class Outbox:
 
     async def get(self, seq: int) -> StoredBlock | None:
         """The block `seq` of this epoch if it is still undelivered."""
-        handed = self._handed.pop(seq, None)
+        handed = self._drop_handed(seq)
         if handed is not None and handed.epoch == self._epoch:
             return handed
         async with self._lock:
@@ -533,7 +546,7 @@ class Outbox:
             if version == self._data_version:
                 return False
             self._data_version = version
-            self._handed.clear()
+            self._clear_handed()
             await self._chain_state()
             return True
 
@@ -547,7 +560,7 @@ class Outbox:
             if epoch != self._epoch:
                 return 0
             for seq in [s for s in self._handed if s <= through or s == also]:
-                del self._handed[seq]
+                self._drop_handed(seq)
             cursor = await self._db.execute(
                 "UPDATE blocks SET delivered_at = ?"
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
@@ -584,7 +597,7 @@ class Outbox:
         the collector retires after its overlap window. Returns the blocks signed again.
         """
         self._key = key
-        self._handed.clear()  # signed with the old key
+        self._clear_handed()  # signed with the old key
         signed = 0
         while True:
             async with self._lock:

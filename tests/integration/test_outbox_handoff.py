@@ -10,8 +10,8 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from edge_agent.core.chain import Identity
-from edge_agent.shell.outbox import StoredBlock, open_outbox
+from edge_agent.core.chain import Identity, SealedBlock
+from edge_agent.shell.outbox import HANDED_BYTES, StoredBlock, open_outbox
 from specs.records import Quality, Reading, iso_time
 from specs.signing import signing_key_from_seed
 
@@ -75,3 +75,20 @@ async def test_a_block_another_process_released_is_not_handed_over(tmp_path: Pat
             db.execute("UPDATE blocks SET delivered_at = 1 WHERE seq = ?", (sealed.seq,))
         assert await outbox.changed_elsewhere()
         assert await outbox.get(sealed.seq) is None
+
+
+async def test_blocks_the_publisher_has_not_taken_are_bounded_and_read_back(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY) as outbox:
+        sealed: list[SealedBlock] = []
+        while sum(len(block.payload) for block in sealed) < 2 * HANDED_BYTES:
+            batch = tuple(_reading(len(sealed) * 1000 + i) for i in range(1000))
+            sealed.append(await outbox.seal(batch, now=1.7e9, clock_synced=True))
+        held = outbox._handed_bytes
+        assert 0 < held <= HANDED_BYTES
+        for block in sealed:
+            stored = await outbox.get(block.seq)
+            assert stored == StoredBlock(outbox.epoch, block.seq, block.payload, block.signature)
+        assert outbox._handed_bytes == 0
