@@ -29,7 +29,7 @@ BIN = Path(sys.executable).parent
 QUOTA = {"LT": "WHP-LT", "TT": "WHP-TT", "PT": "WHP-PT", "LEL": "WHP-LEL", "TOX": "WHP-TOX"}
 
 
-def _device(device: TbDevice, sim_port: int) -> dict[str, Any]:
+def _device(device: TbDevice) -> dict[str, Any]:
     points = [
         {
             "point": point.key,
@@ -42,7 +42,7 @@ def _device(device: TbDevice, sim_port: int) -> dict[str, Any]:
         "id": device.name,
         "driver": "modbus_tcp",
         "host": "127.0.0.1",
-        "port": sim_port,
+        "port": device.port,
         "unit_id": 1,
         "poll": "1s",
         "timeout": "1s",
@@ -65,10 +65,9 @@ def _query(path: Path, sql: str) -> list[tuple[Any, ...]]:
 class OurSite:
     """A collector and an agent in `work`, on a broker and simulator the bench runs."""
 
-    def __init__(self, work: Path, broker_url: str, sim_port: int) -> None:
+    def __init__(self, work: Path, broker_url: str) -> None:
         self.work = work
         self.broker_url = broker_url
-        self.sim_port = sim_port
         self.processes: list[subprocess.Popen[bytes]] = []
         self.agent: subprocess.Popen[bytes] | None = None
 
@@ -89,10 +88,10 @@ class OurSite:
     def start(self, devices: Sequence[TbDevice]) -> int:
         """Configure and start the collector, then the agent; the agent's pid."""
         api_port = free_port()
-        write_configs(self.work, "tankfarm", self.broker_url, self.sim_port, api_port)
+        write_configs(self.work, "tankfarm", self.broker_url, devices[0].port, api_port)
         site_path = self.work / "site.yaml"
         site = yaml.safe_load(site_path.read_text(encoding="utf-8"))
-        site["devices"] = [_device(d, self.sim_port) for d in devices]
+        site["devices"] = [_device(d) for d in devices]
         site.pop("alarms", None)
         site_path.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
         self._cli("collector", "keys", "init", "-c", "collector.yaml")

@@ -47,9 +47,10 @@ class TbPoint:
 
 @dataclass(frozen=True)
 class TbDevice:
-    """One Modbus TCP device: its name and points."""
+    """One Modbus TCP device on 127.0.0.1:`port` (unit 1): its name and points."""
 
     name: str
+    port: int
     points: tuple[TbPoint, ...]
 
 
@@ -101,7 +102,7 @@ def package_config_dir(venv: Path = VENV_DIR) -> Path:
     return Path(done.stdout.strip())
 
 
-def _slave(template: dict[str, Any], device: TbDevice, sim_port: int) -> dict[str, Any]:
+def _slave(template: dict[str, Any], device: TbDevice) -> dict[str, Any]:
     timeseries = [
         {
             "tag": point.key,
@@ -114,7 +115,7 @@ def _slave(template: dict[str, Any], device: TbDevice, sim_port: int) -> dict[st
     ]
     return template | {
         "host": "127.0.0.1",
-        "port": sim_port,
+        "port": device.port,
         "unitId": 1,
         "deviceName": device.name,
         "byteOrder": "BIG",
@@ -127,9 +128,7 @@ def _slave(template: dict[str, Any], device: TbDevice, sim_port: int) -> dict[st
     }
 
 
-def write_config(
-    config_dir: Path, broker_port: int, sim_port: int, devices: Sequence[TbDevice]
-) -> dict[str, Any]:
+def write_config(config_dir: Path, broker_port: int, devices: Sequence[TbDevice]) -> dict[str, Any]:
     """Write tb_gateway.json, logs.json and modbus.json into `config_dir`; the storage used."""
     shipped = package_config_dir()
     config_dir.mkdir(parents=True, exist_ok=True)
@@ -142,7 +141,7 @@ def write_config(
     (config_dir / "logs.json").write_text(logs, encoding="utf-8")
     example = json.loads((shipped / "modbus.json").read_text(encoding="utf-8"))
     template = example["master"]["slaves"][0]
-    modbus = {"master": {"slaves": [_slave(template, d, sim_port) for d in devices]}}
+    modbus = {"master": {"slaves": [_slave(template, d) for d in devices]}}
     (config_dir / "modbus.json").write_text(json.dumps(modbus, indent=2), encoding="utf-8")
     return dict(gateway["storage"])
 

@@ -2,8 +2,9 @@
 
 ThingsBoard IoT Gateway (``thingsboard-gateway`` from PyPI, the Python peer a user would
 otherwise pick) and our `edge-agent run` + `collector serve` read the same Modbus TCP simulator
-process (drivers.sim tank farm, 20 tanks: 100 float32 registers, 5 per tank) as 10 devices
-of 100 points each, every point every second: 1,000 readings/s. Each publishes to a real
+processes (drivers.sim tank farm, two of 100 tanks, seeds 0 and 1: 5 float32 registers a
+tank) as 10 devices of 20 tanks each (100 points, registers of their own, as bench/wire.py's
+real site), every point every second: 1,000 readings/s. Each publishes to a real
 Mosquitto on a free loopback port, fresh for each run. The runs go one after the other,
 never at once (2 cores): per repeat the TB gateway, then ours.
 
@@ -61,26 +62,24 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 from bench.peers import probe
-from bench.peers.ours import OurSite
+from bench.peers.sides import OurSide, Side, TbSide
 from bench.peers.tb_gateway import (
     TB_GATEWAY_VERSION,
     TbDevice,
     TbPoint,
     ensure_venv,
-    spawn,
-    write_config,
 )
-from bench.peers.tb_platform import SESSION_LIMITS, TbBroker, TbPlatform
+from bench.peers.tb_platform import SESSION_LIMITS
 from bench.peers.tb_report import RunFigures, figures_of, side_by_side_markdown
 from bench.results import BenchResult, add_json_argument, write_result
-from demo.broker import Broker, free_port, wait_for_port
+from demo.broker import free_port, wait_for_port
 
 DEVICES, TANKS = 10, 20  # 10 devices x 20 tanks x 5 points = 1,000 points
+SIM_TANKS = 100  # tanks per simulator: two simulators, each device its own 20 tanks
 _TANK_POINTS = (("LT", "holding", 0), ("TT", "holding", 2), ("PT", "holding", 4),
                 ("LEL", "input", 0), ("TOX", "input", 2))  # fmt: skip
 MIB = 1024
@@ -88,108 +87,27 @@ CUT_S = 5.0  # blocks sealed this long before the end must be stored by then
 RECONNECT_CAP_S = 120.0  # the longest wait for a gateway to deliver again after the restart
 
 
-def site_devices() -> tuple[TbDevice, ...]:
-    """The 1,000 points both gateways read: device i reads every tank's five values."""
-    return tuple(
-        TbDevice(
-            f"plc-{i:02d}",
-            tuple(
-                TbPoint(f"T{i * TANKS + tank:03d}-{code}-01", table, 10 * (tank - 1) + offset)
-                for tank in range(1, TANKS + 1)
-                for code, table, offset in _TANK_POINTS
-            ),
+def site_devices(sim_ports: tuple[int, ...]) -> tuple[TbDevice, ...]:
+    """The 1,000 points both gateways read: device i reads tanks 20i+1..20i+20 of the site.
+
+    Distinct registers (as bench/wire.py's real site): devices reading the same registers
+    would send the same values, which our compressed blocks would squeeze away and TB's JSON
+    would not.
+    """
+    devices = []
+    for i in range(DEVICES):
+        first = i * TANKS
+        points = tuple(
+            TbPoint(
+                f"T{first + slot + 1:03d}-{code}-01",
+                table,
+                10 * (first % SIM_TANKS + slot) + offset,
+            )
+            for slot in range(TANKS)
+            for code, table, offset in _TANK_POINTS
         )
-        for i in range(DEVICES)
-    )
-
-
-class Side(Protocol):
-    """One gateway under test and the server side that counts what it delivers."""
-
-    name: str
-
-    def broker(self, work: Path) -> Broker: ...
-    def start(self, work: Path, broker_port: int, sim_port: int) -> int: ...
-    def delivered(self) -> int: ...
-    def series(self) -> list[list[float]]: ...
-    def unstored(self, sealed_by: float) -> tuple[int, int] | None: ...
-    def exited(self) -> str | None: ...
-    def stop(self) -> None: ...
-
-
-@dataclass
-class TbSide:
-    name: str = "tb"
-    storage: dict[str, object] = field(default_factory=dict)
-    platform: TbPlatform | None = None
-    gateway: subprocess.Popen[bytes] | None = None
-
-    def broker(self, work: Path) -> Broker:
-        return TbBroker(port=free_port(), workdir=work)
-
-    def start(self, work: Path, broker_port: int, sim_port: int) -> int:
-        self.storage = write_config(work / "config", broker_port, sim_port, site_devices())
-        self.platform = TbPlatform(broker_port)
-        self.platform.start()
-        self.gateway = spawn(work, work / "config")
-        return self.gateway.pid
-
-    def delivered(self) -> int:
-        assert self.platform is not None
-        return self.platform.distinct_values()
-
-    def series(self) -> list[list[float]]:
-        assert self.platform is not None
-        return list(self.platform.series().values())
-
-    def unstored(self, sealed_by: float) -> tuple[int, int] | None:  # noqa: ARG002
-        return None  # what the gateway produced is not visible from outside it
-
-    def exited(self) -> str | None:
-        return "thingsboard-gateway" if self.gateway and self.gateway.poll() is not None else None
-
-    def stop(self) -> None:
-        if self.gateway is not None and self.gateway.poll() is None:
-            self.gateway.terminate()
-            try:
-                self.gateway.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.gateway.kill()
-                self.gateway.wait()
-        if self.platform is not None:
-            self.platform.stop()
-
-
-@dataclass
-class OurSide:
-    name: str = "ours"
-    site: OurSite | None = None
-
-    def broker(self, work: Path) -> Broker:
-        return Broker(port=free_port(), workdir=work)
-
-    def start(self, work: Path, broker_port: int, sim_port: int) -> int:
-        self.site = OurSite(work, f"mqtt://127.0.0.1:{broker_port}", sim_port)
-        return self.site.start(site_devices())
-
-    def delivered(self) -> int:
-        assert self.site is not None
-        return self.site.delivered()
-
-    def series(self) -> list[list[float]]:
-        assert self.site is not None
-        return list(self.site.series().values())
-
-    def unstored(self, sealed_by: float) -> tuple[int, int] | None:
-        assert self.site is not None
-        return self.site.unstored(sealed_by)
-
-    def exited(self) -> str | None:
-        return self.site.exited() if self.site else None
-
-    def stop(self) -> None:
-        if self.site is not None:
-            self.site.stop()
+        devices.append(TbDevice(f"plc-{i:02d}", sim_ports[first // SIM_TANKS], points))
+    return tuple(devices)
 
 
 @dataclass(frozen=True)
@@ -238,14 +156,14 @@ class Watch:
             self._last = (now, count)
 
 
-def measure(side: Side, phases: Phases, sim_port: int, scratch: Path) -> RunFigures:
+def measure(side: Side, phases: Phases, devices: tuple[TbDevice, ...], scratch: Path) -> RunFigures:
     """One run of `side` on a fresh broker: steady figures, then the outage and its losses."""
     work = Path(tempfile.mkdtemp(prefix=f"peer-{side.name}-", dir=scratch))
     work.chmod(0o755)  # Mosquitto started as root reads its ACL file as its own user
     broker = side.broker(work)
     broker.start()
     try:
-        pid = side.start(work, broker.port, sim_port)
+        pid = side.start(work, broker.port, devices)
         _wait(side, lambda: side.delivered() > 0, 120, "the first delivered reading")
         time.sleep(phases.warmup)
         t0 = time.time()
@@ -302,6 +220,18 @@ def measure(side: Side, phases: Phases, sim_port: int, scratch: Path) -> RunFigu
     )
 
 
+def _print_run(repeat: int, name: str, figures: RunFigures) -> None:
+    print(
+        f"repeat {repeat + 1} {name}: cpu {figures.cpu_pct:.1f} %, rss peak "
+        f"{figures.rss_peak_mib:.1f} steady {figures.rss_steady_mib:.1f} MiB, "
+        f"{figures.readings_per_s:.0f} readings/s, {figures.bytes_per_reading:.1f} B/reading, "
+        f"lost {figures.lost} of {figures.expected_in_outage_window:.0f} (no outage: "
+        f"{figures.baseline_shortfall}), sealed/unstored {figures.unstored}, "
+        f"back {figures.reconnected_after_s:.1f} s after the restart",
+        file=sys.stderr, flush=True,
+    )  # fmt: skip
+
+
 def main() -> int:
     """Run both gateways --repeats times; write the result; exit 1 when ours lost readings."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
@@ -320,41 +250,43 @@ def main() -> int:
     add_json_argument(parser)
     args = parser.parse_args()
     phases = Phases(args.warmup, args.steady, args.outage, args.recovery, args.settle)
+    # A SIGTERM (bench.report's timeout) unwinds through the finally blocks that stop the
+    # gateways, brokers and simulators this process started.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     version = ensure_venv()
     load = os.getloadavg()
     scratch = Path(tempfile.mkdtemp(prefix="ganzhi-peers-"))
     scratch.chmod(0o755)
-    sim_port = free_port()
-    with (scratch / "sim.log").open("ab") as log:
-        sim = subprocess.Popen(
-            [sys.executable, "-m", "drivers.sim", "--port", str(sim_port), "--tanks", str(TANKS)],
-            stdout=log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
+    sim_ports = tuple(free_port() for _ in range(DEVICES * TANKS // SIM_TANKS))
+    sims = []
+    for seed, port in enumerate(sim_ports):
+        argv = ("-m", "drivers.sim", "--port", str(port), "--tanks", str(SIM_TANKS))
+        with (scratch / f"sim-{seed}.log").open("ab") as log:
+            sims.append(
+                subprocess.Popen(
+                    [sys.executable, *argv, "--seed", str(seed)],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                )
+            )
     runs: dict[str, list[RunFigures]] = {"tb": [], "ours": []}
     storage: dict[str, object] = {}
     try:
-        wait_for_port(sim_port)
+        for port in sim_ports:
+            wait_for_port(port)
         for repeat in range(args.repeats):
             for side in (TbSide(), OurSide()):
                 if args.only not in (None, side.name):
                     continue
-                figures = measure(side, phases, sim_port, scratch)
+                figures = measure(side, phases, site_devices(sim_ports), scratch)
                 if isinstance(side, TbSide):
                     storage = side.storage
                 runs[side.name].append(figures)
-                print(
-                    f"repeat {repeat + 1} {side.name}: cpu {figures.cpu_pct:.1f} %, rss peak "
-                    f"{figures.rss_peak_mib:.1f} steady {figures.rss_steady_mib:.1f} MiB, "
-                    f"{figures.readings_per_s:.0f} readings/s, "
-                    f"{figures.bytes_per_reading:.1f} B/reading, lost {figures.lost} of "
-                    f"{figures.expected_in_outage_window:.0f} (calm window "
-                    f"{figures.baseline_shortfall}), sealed/unstored {figures.unstored}, "
-                    f"back {figures.reconnected_after_s:.1f} s after the restart",
-                    file=sys.stderr, flush=True,
-                )  # fmt: skip
+                _print_run(repeat, side.name, figures)
     finally:
-        sim.terminate()
-        sim.wait(timeout=30)
+        for sim in sims:
+            sim.terminate()
+            sim.wait(timeout=30)
         if os.environ.get("GZ_PEER_KEEP"):
             print(f"kept {scratch}", file=sys.stderr)
         else:
