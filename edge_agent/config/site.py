@@ -110,8 +110,8 @@ class UplinkConfig(ConfigModel):
     """Blocks sent and not yet ACKed, at most."""
     publish_rate: Annotated[Number, Field(gt=0)] = 50.0
     """Blocks per second the publisher may send (backlog drains at this pace)."""
-    encoding: Literal["zstd-d1", "zstd", "none"] = "zstd-d1"
-    """How blocks travel (`enc`): zstd-d1 (dictionary d1; zstd past 32 KiB), zstd or none."""
+    encoding: Literal["zstd-d1v", "zstd-d1", "zstd", "none"] = "zstd-d1v"
+    """How blocks travel (`enc`, specs/encoding.py): zstd-d1v, zstd-d1, zstd or none (as sealed)."""
 
     @property
     def wire_encoding(self) -> Encoding | None:

@@ -8,6 +8,8 @@ verify` see no difference. What cannot be decoded is refused and audited `malfor
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import struct
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -33,6 +35,12 @@ from tests.support.collector_client import (
 from tests.support.postgres import sql_rows
 
 pytestmark = pytest.mark.timeout(60)
+
+
+def _float32(value: float) -> float:
+    return float(struct.unpack("<f", struct.pack("<f", value))[0])
+
+
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 
 
@@ -55,7 +63,7 @@ async def _sniff(port: int, topic: str, count: int) -> list[aiomqtt.Message]:
     return seen
 
 
-@pytest.mark.parametrize("encoding", [Encoding.ZSTD_D1, Encoding.ZSTD])
+@pytest.mark.parametrize("encoding", [Encoding.ZSTD_D1V, Encoding.ZSTD_D1, Encoding.ZSTD])
 async def test_agent_sends_compressed_blocks_the_collector_stores_the_sealed_bytes(
     tmp_path: Path, broker: Broker, storage_url: str, encoding: Encoding
 ) -> None:
@@ -69,7 +77,13 @@ async def test_agent_sends_compressed_blocks_the_collector_stores_the_sealed_byt
         await register(storage, gateway)
         sniffer = asyncio.create_task(_sniff(broker.port, gateway.topics.block, 3))
         await asyncio.sleep(0.3)  # the sniffer subscribed
-        readings = tuple(gateway.reading(1, i, point=f"T{i:03d}-LT-01") for i in range(14))
+        # A poll cycle of float32 registers: 17-digit values, which zstd-d1v moves apart.
+        readings = tuple(
+            dataclasses.replace(
+                gateway.reading(1, i, point=f"T{i:03d}-LT-01"), value=_float32(8.43 + i / 7)
+            )
+            for i in range(14)
+        )
         await agent.seal(3)
         await agent.seal(1, records=readings)
         await wait_until(agent.undelivered, lambda seqs: seqs == [])

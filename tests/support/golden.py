@@ -477,6 +477,19 @@ def vectors() -> list[Vector]:
     ]
 
 
+def float32_block(prev: bytes) -> bytes:
+    """WHP block 3: one poll cycle of two tanks read from float32 registers (17-digit values)."""
+    values = (8.430000305175781, 38.91999816894531, 0.25200000405311584, 2.299999952316284)
+    points = (("LT", "WHP-LT", "m"), ("TT", "WHP-TT", "℃"), ("PT", "WHP-PT", "MPa"))
+    records: list[Record] = [
+        _reading(f"T00{tank}-{code}-01", quota, 4, values[i] * tank, unit)
+        for tank in (1, 2)
+        for i, (code, quota, unit) in enumerate(points)
+    ]
+    records.append(_reading("T001-LEL-01", "WHP-LEL", 4, values[3], "%LEL"))
+    return _block(WHP, 3, block_hash(prev), records)
+
+
 def _json_file(data: object) -> bytes:
     return (json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
@@ -533,8 +546,12 @@ def golden_files() -> dict[str, bytes]:
                 "why": vector.why,
             }
         )
-    # Compressed payloads (`enc`): tests/support/golden_encoded.py.
+    # Compressed payloads (`enc`): tests/support/golden_encoded.py. Block 3 exists for them:
+    # the float32 values a Modbus register gives, which `zstd-d1v` moves out of the text.
     canonical = {v.name: v.payload for v in vectors()}
+    whp_3 = Vector("block-whp-3", "block", float32_block(canonical["block-whp-2"]), "gateway-test")
+    canonical[whp_3.name] = files[f"{whp_3.name}.json"] = whp_3.payload
+    files[f"{whp_3.name}.sig.json"] = _sidecar(whp_3, GATEWAY_KEY.sign(whp_3.payload))
     encoded, encoded_entries = encoded_files(canonical, EXAMPLES)
     files |= encoded
     files["manifest.json"] = _json_file(

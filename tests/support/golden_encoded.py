@@ -15,6 +15,7 @@ installed.
 from __future__ import annotations
 
 import base64
+import struct
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +31,7 @@ from specs.encoding import (
     decode_payload,
     encode_payload,
     encoding_of,
+    values_layout,
 )
 from specs.zstd_d1 import DICTIONARY_B64
 
@@ -51,6 +53,7 @@ class EncodedVector:
 ENCODED: Final = (
     EncodedVector("block-whp-1.zstd-d1", "block-whp-1.zstd-d1.bin", "zstd-d1", "block-whp-1"),
     EncodedVector("block-whp-2.zstd", "block-whp-2.zstd.bin", "zstd", "block-whp-2"),
+    EncodedVector("block-whp-3.zstd-d1v", "block-whp-3.zstd-d1v.bin", "zstd-d1v", "block-whp-3"),
     EncodedVector(
         "reject-enc-bomb",
         "reject-enc-bomb.zstd.bin",
@@ -69,6 +72,15 @@ ENCODED: Final = (
         "enc 'zstd-d9' is not a known encoding (zstd, zstd-d1): refuse, never guess",
     ),
     EncodedVector(
+        "reject-enc-d1v-places",
+        "reject-enc-d1v-places.zstd-d1v.bin",
+        "zstd-d1v",
+        "block-whp-3",
+        "reject",
+        "a zstd-d1v layout of block-whp-3 that declares one value more than its text has places"
+        " for: it does not decode",
+    ),
+    EncodedVector(
         "reject-enc-truncated",
         "reject-enc-truncated.zstd-d1.bin",
         "zstd-d1",
@@ -82,6 +94,13 @@ ENCODED: Final = (
 def _fresh(vector: EncodedVector, canonical: bytes) -> bytes:
     if vector.name == "reject-enc-bomb":
         return zstandard.ZstdCompressor(level=19).compress(b"\0" * (MAX_DECODED_BYTES + 1))
+    if vector.name == "reject-enc-d1v-places":
+        layout = bytearray(values_layout(canonical))
+        layout[:4] = (int.from_bytes(layout[:4], "big") + 1).to_bytes(4, "big")
+        layout[4:4] = struct.pack(">d", 1.5)
+        dictionary = zstandard.ZstdCompressionDict(base64.b64decode(DICTIONARY_B64))
+        compressor = zstandard.ZstdCompressor(dict_data=dictionary, write_dict_id=False)
+        return compressor.compress(bytes(layout))
     frame = encode_payload(canonical, Encoding(vector.enc))
     return frame[:-8] if vector.name == "reject-enc-truncated" else frame
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import struct
 from pathlib import Path
 from typing import Any
 
@@ -38,13 +39,24 @@ def _bytes(name: str) -> bytes:
 def _third_party_decode(vector: dict[str, Any]) -> bytes:
     """Decode with the zstd library and the published dictionary only (not specs.encoding)."""
     dictionary = None
-    if vector["enc"] == "zstd-d1":
+    if vector["enc"] in {"zstd-d1", "zstd-d1v"}:
         entry = MANIFEST["dictionaries"]["zstd-d1"]
         raw = _bytes(entry["file"])
         assert hashlib.sha256(raw).hexdigest() == entry["sha256"]
         dictionary = zstandard.ZstdCompressionDict(raw)
     decompressor = zstandard.ZstdDecompressor(dict_data=dictionary)
-    return decompressor.decompress(_bytes(vector["payload"]), allow_extra_data=False)
+    data = decompressor.decompress(_bytes(vector["payload"]), allow_extra_data=False)
+    if vector["enc"] != "zstd-d1v":
+        return data
+    # The layout as the README states it: count, doubles, text with a NUL for each.
+    count = int.from_bytes(data[:4], "big")
+    values = struct.unpack_from(f">{count}d", data, 4)
+    parts = data[4 + 8 * count :].split(b"\0")
+    assert len(parts) == count + 1
+    out = parts[0]
+    for value, part in zip(values, parts[1:], strict=True):
+        out += repr(value).encode() + part
+    return out
 
 
 @pytest.mark.parametrize("vector", ACCEPTED, ids=_name)
@@ -79,9 +91,10 @@ def test_the_bomb_declares_more_than_the_cap_in_a_small_frame() -> None:
 
 
 def test_every_encoding_and_reason_has_a_vector() -> None:
-    assert {v["enc"] for v in ACCEPTED} == {"zstd", "zstd-d1"}
+    assert {v["enc"] for v in ACCEPTED} == {"zstd", "zstd-d1", "zstd-d1v"}
     assert {v["name"] for v in REJECTED} == {
         "reject-enc-bomb",
+        "reject-enc-d1v-places",
         "reject-enc-unknown",
         "reject-enc-truncated",
     }

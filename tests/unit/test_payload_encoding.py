@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import math
+import struct
 from pathlib import Path
 
 import pytest
@@ -13,6 +15,8 @@ from hypothesis import strategies as st
 
 from collector.ingest.core import Inbound, decode_inbound, plan_batch
 from collector.model import AuditEntry, Reason
+from specs.block import BlockHeader, encode_block
+from specs.catalogue import default_catalogue
 from specs.encoding import (
     D1_SHA256,
     D1_UP_TO,
@@ -24,7 +28,9 @@ from specs.encoding import (
     decode_payload,
     encode_payload,
     encoding_of,
+    values_layout,
 )
+from specs.records import Quality, Reading, iso_time
 from specs.zstd_d1 import DICTIONARY_B64
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "specs" / "examples"
@@ -34,7 +40,41 @@ TOPIC = "gz/1/360100/91360100MA35GW001H/91360100MA35GW001H-GW01/up/block"
 
 @given(st.binary(max_size=4096), st.sampled_from(list(Encoding)))
 def test_every_payload_round_trips(payload: bytes, encoding: Encoding) -> None:
+    if encoding is Encoding.ZSTD_D1V and b"\x00" in payload:
+        with pytest.raises(EncodingError, match="NUL"):
+            encode_payload(payload, encoding)
+        assert choose_encoding(payload, encoding) is Encoding.ZSTD_D1
+        return
     assert decode_payload(encode_payload(payload, encoding), encoding) == payload
+
+
+_NUMBERS = st.one_of(
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.floats(width=32, allow_nan=False, allow_infinity=False),
+    st.integers(min_value=-(2**53), max_value=2**53),
+    st.none(),
+)
+
+
+@given(st.lists(_NUMBERS, min_size=1, max_size=40))
+def test_values_apart_gives_back_every_block_exactly(values: list[float | None]) -> None:
+    records = [
+        Reading(f"P{i}", "WHP-LT", iso_time(1.7e9 + i), value, "m", Quality.GOOD)
+        for i, value in enumerate(values)
+    ]
+    header = BlockHeader("g", "e", "360100", "WHP", "ep", 1, "0" * 64, iso_time(1.7e9), "synced")
+    payload = encode_block(header, records)
+    wire = encode_payload(payload, Encoding.ZSTD_D1V)
+    assert decode_payload(wire, Encoding.ZSTD_D1V) == payload
+
+
+def test_values_apart_moves_long_float_values_only() -> None:
+    block = (EXAMPLES / "block-whp-3.json").read_bytes()
+    layout = values_layout(block)
+    assert int.from_bytes(layout[:4], "big") == 7
+    assert layout.count(b'"value":\x00') == 7
+    short = values_layout(BLOCK)  # 8.57, 2.5, ...: cheaper as text
+    assert short == bytes(4) + BLOCK
 
 
 def test_the_dictionary_is_d1() -> None:
@@ -49,6 +89,7 @@ def test_the_dictionary_shrinks_a_small_block() -> None:
 
 def test_the_agent_picks_d1_for_small_payloads_zstd_above_and_nothing_past_the_cap() -> None:
     assert choose_encoding(BLOCK, Encoding.ZSTD_D1) is Encoding.ZSTD_D1
+    assert choose_encoding(b" " * (D1_UP_TO + 1), Encoding.ZSTD_D1V) is Encoding.ZSTD_D1V
     assert choose_encoding(b" " * (D1_UP_TO + 1), Encoding.ZSTD_D1) is Encoding.ZSTD
     assert choose_encoding(b" " * (MAX_DECODED_BYTES + 1), Encoding.ZSTD) is None
     assert choose_encoding(BLOCK, None) is None
@@ -61,6 +102,24 @@ def test_properties_name_at_most_one_known_encoding() -> None:
         encoding_of([(ENC_PROPERTY, "gzip")])
     with pytest.raises(EncodingError, match="given 2 times"):
         encoding_of([(ENC_PROPERTY, "zstd"), (ENC_PROPERTY, "zstd")])
+
+
+def _d1v_frame(layout: bytes) -> bytes:
+    return encode_payload(layout, Encoding.ZSTD_D1)  # zstd-d1v is zstd-d1 over its layout
+
+
+def test_a_d1v_layout_that_does_not_add_up_is_refused() -> None:
+    layout = values_layout((EXAMPLES / "block-whp-3.json").read_bytes())
+    count, rest = int.from_bytes(layout[:4], "big"), layout[4:]
+    cases = {
+        b"\x00\x01": "shorter than its value count",
+        (count + 10_000).to_bytes(4, "big") + rest: "too short for",
+        (count + 1).to_bytes(4, "big") + struct.pack(">d", 1.0) + rest: "places for",
+        (count + 1).to_bytes(4, "big") + struct.pack(">d", math.inf) + rest + b"\x00": "finite",
+    }
+    for bad, why in cases.items():
+        with pytest.raises(EncodingError, match=why):
+            decode_payload(_d1v_frame(bad), Encoding.ZSTD_D1V)
 
 
 def _refusal(payload: bytes, enc: str) -> AuditEntry:
@@ -110,7 +169,7 @@ def test_a_decoded_message_carries_the_canonical_bytes_and_no_enc() -> None:
 def test_plan_batch_audits_an_undecodable_message_and_judges_the_rest() -> None:
     bad = Inbound(TOPIC, b"junk", ((ENC_PROPERTY, "zstd"),), received_at=1.0)
     unsigned = Inbound(TOPIC, encode_payload(BLOCK, Encoding.ZSTD), ((ENC_PROPERTY, "zstd"),), 1.0)
-    batch = plan_batch([bad, unsigned], {})
+    batch = plan_batch([bad, unsigned], {}, default_catalogue())
     assert [a.reason for a in batch.audits] == [Reason.MALFORMED, Reason.BAD_SIGNATURE]
     # The second was decoded first: its audit row names the canonical bytes' hash.
     assert batch.audits[1].payload_hash == hashlib.sha256(BLOCK).hexdigest()
