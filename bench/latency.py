@@ -32,7 +32,11 @@ Modbus's p99, target at most that server share (publishing interval for subscrib
 interval for poll). Before the fix of a53a8fd the subscription's excess was a whole poll
 interval more (values waited in the driver for the next poll; 1.66 s over Modbus at 1 s).
 The stages (`t->sealed` per protocol, then `sealed->published` and `published->acked` per
-block) say where the time goes.
+block) say where the time goes. On this machine `published->acked` alone is about 45 ms at
+p50, nearly the whole 50 ms budget: paho (under aiomqtt) leaves Nagle on, so the collector's
+ACK, written just after its 4-byte PUBACK of the block, waits for the broker's delayed TCP ACK
+(~40 ms on Linux; seen with strace). The same run with TCP_NODELAY on every aiomqtt client
+(injected through sitecustomize, an experiment): 11 ms at p50.
 
 Bounded time: about (`--warmup` + `--seconds` + ~10 s set-up) per repeat, 3 x 40 s at the
 defaults. Run: `.venv/bin/python -m bench.latency [--repeats 3] [--seconds 20] [--json PATH]`.
