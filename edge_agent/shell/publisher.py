@@ -206,6 +206,7 @@ class Publisher:
             # On every connect: the collector may have lost it, and it is cheap.
             payload, signature = self._meta
             await client.publish(self._topics.meta, payload, qos=1, properties=_signed(signature))
+            _raise_swallowed_cancellation()
         # Everything unacked is owed again on a new session; the collector dedupes. Blocks
         # sealed while the uplink was down are backlog now, sent in order in the backlog
         # lane: kept as live, the blocks sealed from now on would queue behind them.
@@ -408,6 +409,7 @@ class Publisher:
             properties=properties,
         )
         self.published += 1
+        _raise_swallowed_cancellation()
 
     async def publish_result(self, payload: bytes, signature: Signature) -> None:
         """Publish a command result on `up/cmd` (QoS 1); aiomqtt.MqttError without a session."""
@@ -457,7 +459,22 @@ class Publisher:
                     retain=True,
                     properties=_signed(self._sign(status)),
                 )
+                _raise_swallowed_cancellation()
             await asyncio.sleep(self._settings.heartbeat)
+
+
+def _raise_swallowed_cancellation() -> None:
+    """Raise CancelledError when this task was cancelled and the cancellation got lost.
+
+    aiomqtt waits for a PUBACK with asyncio.wait_for, which on Python 3.11 returns the result
+    instead of raising when the cancellation lands in the loop iteration the PUBACK does: the
+    session task then went on publishing (and resending, its ACKs unheard) while whoever
+    cancelled it waited for it for good (bench/replay.py's stall; a stop out of budget). The
+    task still counts the cancellation (`cancelling()`), so it is raised again here.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError
 
 
 def _signed(

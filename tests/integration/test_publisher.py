@@ -18,7 +18,7 @@ import pytest
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from demo.broker import Broker
+from demo.broker import Broker, free_port
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox import Outbox, open_outbox
 from edge_agent.shell.publisher import Publisher, UplinkSettings
@@ -487,3 +487,36 @@ async def _wait_until(condition: Callable[[], bool], timeout: float = 5) -> None
     while not condition():
         assert time.monotonic() < deadline, "condition never held"
         await asyncio.sleep(0.02)
+
+
+async def test_a_cancelled_publisher_stops_even_as_pubacks_arrive(tmp_path: Path) -> None:
+    # aiomqtt's publish waits for the PUBACK with asyncio.wait_for, which on 3.11 drops a
+    # cancellation that lands in the loop iteration the PUBACK does: the send loop then went on
+    # publishing (and resending, its ACKs unheard) while its stop waited for it for good - the
+    # replay bench's stall, and an agent's stop that ran out its budget. Cancelled many times
+    # at arbitrary moments of a busy stream, the publisher must end every time.
+    broker = Broker(port=free_port(), workdir=tmp_path)
+    broker.start()
+    try:
+        async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
+            for _ in range(3000):
+                reading = Reading("T001-LT-01", "WHP-LT", iso_time(0), 0.0, "m", Quality.GOOD)
+                await outbox.seal((reading,), now=time.time(), clock_synced=True)
+            settings = UplinkSettings("127.0.0.1", broker.port, SITE.gateway, 30, 60, 0.2, 50)
+            publisher = Publisher(
+                outbox,
+                TOPICS,
+                COLLECTOR_KEY.public(),
+                settings,
+                lambda: iter([0.05] * 1000),
+                sign=GATEWAY_KEY.sign,
+            )
+            for attempt in range(40):
+                running = asyncio.create_task(publisher.run())
+                await asyncio.wait_for(publisher.connected.wait(), 10)
+                await asyncio.sleep(0.005 * (attempt % 7))
+                running.cancel()
+                done, _ = await asyncio.wait([running], timeout=5)
+                assert done, f"attempt {attempt}: the publisher went on after its cancellation"
+    finally:
+        broker.stop()
