@@ -205,6 +205,9 @@ class Ingest:
             # lanes hold as many again: `_batches` takes no more from the client past that.)
             max_queued_incoming_messages=INCOMING_QUEUE_BOUND,
         ) as client:
+            # A batch publishes its ACKs concurrently, up to one per block; aiomqtt warns for
+            # each publish past 10 pending, which at a thousand gateways is a log line per ACK.
+            client.pending_calls_threshold = self._settings.batch_max
             await client.subscribe(collector_subscription(self._settings.share_group), qos=1)
             await client.subscribe(STATUS_SUBSCRIPTION, qos=1)
             self.connected.set()
