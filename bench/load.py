@@ -441,6 +441,8 @@ def main() -> int:
         help="BACKEND/PHASE,... (sqlite/fleet too, or 'all')",
     )
     parser.add_argument("--gate-latency", action="store_true", help="fail on p99 > 2 s")
+    parser.add_argument("--backends", help="with --phases, instead of --runs: sqlite,postgresql")
+    parser.add_argument("--phases", help="with --backends, instead of --runs: fleet,blocks")
     parser.add_argument("--repeats", type=int, default=3, help="measuring windows per run")
     parser.add_argument("--window", type=float, default=12.0, help="seconds per window")
     parser.add_argument("--warmup", type=float, default=8.0)
@@ -450,6 +452,12 @@ def main() -> int:
     verify = verify_rate()
     runs: list[RunFigures] = []
     wanted = ALL_RUNS if args.runs == "all" else tuple(args.runs.split(","))
+    if args.backends or args.phases:
+        wanted = tuple(
+            f"{backend}/{phase}"
+            for backend in (args.backends or "sqlite,postgresql").split(",")
+            for phase in (args.phases or "fleet,blocks").split(",")
+        )
     for number, run in enumerate(wanted):
         backend, _, phase = run.partition("/")
         gateways, points, interval = _shape(getattr(args, phase))
