@@ -1,29 +1,24 @@
-"""Encodings measured for G9 but not shipped: what moving the values out of the JSON text buys.
+"""An encoding measured for G9 but not shipped: blocks laid out by columns.
 
 `columns(payload)` lays a block out by columns before zstd-d1: the header text, one key
 signature per record, each key's raw JSON texts one per line (points, quotas, times, units...
 each next to its kind: point codes in sequence, one time per device cycle), and the `value`
-floats as 8-byte doubles (a tag per record says float or not). `values_apart(payload)` keeps
-the records as they are and moves only the float values out into the binary column. Both
-are size measurements only (no decoder exists): a wire encoding would have to give back the
-exact canonical bytes, which a column layout can (raw JSON slices) at the cost of a format
-every verifier must implement.
+floats as 8-byte doubles (a tag per record says float or not). A size measurement only (no
+decoder exists): a wire encoding would have to give back the exact canonical bytes, which a
+column layout can (raw JSON slices) at the cost of a format every verifier must implement.
+Moving only the values out of the text is the shipped `zstd-d1v` (specs/encoding.py).
 
-Measured (bench/wire.py, 500-reading blocks of the corpus, zstd-d1 after the transform):
-plain 14.7, values apart 12.1, columns 11.7 B/reading; 14-reading blocks: 26.8, 27.1, 31.3 (the
-dictionary knows the row layout). The values' own digits are most of what is left: noisy
-float32 readings printed with up to 17 digits.
+Measured (bench/wire.py, corpus blocks, after zstd-d1): 500 readings: zstd-d1v 12.6, columns
+12.0 B/reading; 14 readings: 29.1 and 31.7. On a real 1,000-tag site's blocks (float32
+registers) columns gave 7.7 against zstd-d1v's 9.0: not worth a second layout.
 """
 
 from __future__ import annotations
 
 import json
-import re
 import struct
 
 from specs.encoding import Encoding, encode_payload
-
-_VALUE = re.compile(rb'([,{])"value":(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)')
 
 
 def _text(value: object) -> str:
@@ -53,22 +48,6 @@ def columns(payload: bytes) -> bytes:
     doubles = b"".join(struct.pack(">d", value) for value in floats)
     column_text = "\n\n".join("\n".join(column) for column in texts.values())
     return _text(body).encode() + bytes(order) + bytes(tags) + doubles + column_text.encode()
-
-
-def values_apart(payload: bytes) -> bytes:
-    """The block's text with each float `value` replaced by a NUL and moved to a binary column."""
-    floats: list[float] = []
-
-    def take(match: re.Match[bytes]) -> bytes:
-        text = match.group(2)
-        value = float(text)
-        if repr(value).encode() != text:
-            return match.group(0)
-        floats.append(value)
-        return match.group(1) + b'"value":\x00'
-
-    rest = _VALUE.sub(take, payload)
-    return b"".join(struct.pack(">d", value) for value in floats) + rest
 
 
 def compressed_size(transformed: bytes) -> int:

@@ -75,11 +75,13 @@ def _d1() -> zstandard.ZstdCompressionDict:
     return zstandard.ZstdCompressionDict(raw)
 
 
-# A `"value":` member of a record (after `{` or `,`: never inside a string, where a quote is
-# escaped) with a JSON number that ends the member.
+# A `"value":` member with a JSON number that ends the member. It is a record's member (not
+# text inside a string, where a quote is escaped) when `{` or `,` comes before it: checked
+# apart, since a pattern that starts with that class is tried at every comma (8x slower).
 _VALUE: Final = re.compile(
-    rb'([,{])"value":(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)(?=[,}])'
+    rb'"value":(-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?)(?=[,}])'
 )
+_MEMBER_START: Final = frozenset(b",{")
 _COUNT: Final = struct.Struct(">I")
 _MOVE_FROM: Final = 8  # characters: the encoder's choice, the decoder fills what it finds
 
@@ -87,19 +89,23 @@ _MOVE_FROM: Final = 8  # characters: the encoder's choice, the decoder fills wha
 def values_layout(payload: bytes) -> bytes:
     """The `zstd-d1v` layout of `payload` before compression (see the module docstring)."""
     values: list[float] = []
-
-    def take(match: re.Match[bytes]) -> bytes:
-        text = match.group(2)
+    pieces: list[bytes] = []
+    last = 0
+    for match in _VALUE.finditer(payload):
+        start, end = match.span(1)
+        # Short numbers (12.5) are cheaper as text; an integer, or a form the decoder would
+        # not give back, must stay as it is.
+        if end - start < _MOVE_FROM or payload[match.start() - 1] not in _MEMBER_START:
+            continue
+        text = match.group(1)
         value = float(text)
-        if len(text) < _MOVE_FROM or repr(value).encode("ascii") != text:
-            # Short numbers (12.5) are cheaper as text; an integer, or a form the decoder would
-            # not give back, must stay as it is.
-            return match.group(0)
+        if repr(value).encode("ascii") != text:
+            continue
         values.append(value)
-        return match.group(1) + b'"value":\x00'
-
-    text = _VALUE.sub(take, payload)
-    return _COUNT.pack(len(values)) + struct.pack(f">{len(values)}d", *values) + text
+        pieces += (payload[last:start], b"\x00")
+        last = end
+    pieces.append(payload[last:])
+    return _COUNT.pack(len(values)) + struct.pack(f">{len(values)}d", *values) + b"".join(pieces)
 
 
 def _values_back(data: bytes, limit: int) -> bytes:
