@@ -79,6 +79,7 @@ class Case:
     poll: str
     warmup: float
     window: float
+    thresholds: bool = False  # every point has four alarm thresholds (evaluated per reading)
 
     @property
     def points(self) -> int:
@@ -119,7 +120,7 @@ class Sample:
 
 
 def _device(index: int, case: Case, port: int) -> dict[str, Any]:
-    points = [
+    points: list[dict[str, Any]] = [
         {
             "point": f"D{index:02d}-R{2 * n:04d}",
             "quota": _QUOTAS[(2 * n) % 10],
@@ -127,6 +128,9 @@ def _device(index: int, case: Case, port: int) -> dict[str, Any]:
         }
         for n in range(case.points_per_device)
     ]
+    if case.thresholds:
+        for point in points:
+            point["thresholds"] = {"low_low": -50.0, "low": -40.0, "high": 35.0, "high_high": 38.0}
     return {
         "id": f"plc-{index:02d}",
         "driver": "modbus_tcp",
@@ -214,10 +218,11 @@ class BlockCounter:
 class Site:
     """Broker, simulators and agent of one case, in a scratch directory."""
 
-    def __init__(self, case: Case, *, collector: bool = False) -> None:
+    def __init__(self, case: Case, *, collector: bool = False, work: Path | None = None) -> None:
         self.case = case
         self.with_collector = collector  # a real `collector serve` ACKs the blocks
-        self.work = Path(tempfile.mkdtemp(prefix="ganzhi-acq-"))
+        self.keep = work is not None or os.environ.get("GZ_BENCH_KEEP") is not None
+        self.work = work or Path(tempfile.mkdtemp(prefix="ganzhi-acq-"))
         self.broker = Broker(port=free_port(), workdir=self.work)
         self.processes: list[subprocess.Popen[bytes]] = []
         self.agent: subprocess.Popen[bytes] | None = None
@@ -288,14 +293,34 @@ class Site:
             self._spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
             wait_for_port(api_port, timeout=30)
         self.counter.start()
+        self.start_agent()
+
+    def start_agent(self) -> None:
+        """Start `edge-agent run`; wait until it has sealed a block."""
+        before = outbox_totals(self.outbox)[1]
         self.agent = self._spawn("agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml")
         deadline = time.monotonic() + 60
-        while outbox_totals(self.outbox)[0] == 0:
+        while outbox_totals(self.outbox)[1] == before:
             if self.agent.poll() is not None:
                 raise SystemExit(f"the agent exited: see {self.work / 'agent.log'}")
             if time.monotonic() > deadline:
                 raise SystemExit(f"no block sealed within 60 s: see {self.work}")
             time.sleep(0.2)
+
+    def sigterm_agent(self) -> tuple[float, float, int]:
+        """SIGTERM the agent: (wall time of the signal, seconds to its exit, exit code).
+
+        An agent still running after 60 s is killed (exit code -9).
+        """
+        assert self.agent is not None
+        signalled_at, started = time.time(), time.monotonic()
+        self.agent.send_signal(signal.SIGTERM)
+        try:
+            code = self.agent.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.agent.kill()
+            code = self.agent.wait()
+        return signalled_at, time.monotonic() - started, code
 
     def measure(self) -> Sample:
         """Warm up, then measure one window."""
@@ -322,14 +347,7 @@ class Site:
         """Stop the agent (SIGTERM; seconds it took), then the rest; remove the scratch dir."""
         took = None
         if self.agent is not None and self.agent.poll() is None:
-            started = time.monotonic()
-            self.agent.send_signal(signal.SIGTERM)
-            try:
-                self.agent.wait(timeout=30)
-                took = time.monotonic() - started
-            except subprocess.TimeoutExpired:
-                self.agent.kill()
-                self.agent.wait()
+            _, took, _ = self.sigterm_agent()
         for process in self.processes:
             if process.poll() is None:
                 process.terminate()
@@ -340,10 +358,10 @@ class Site:
                     process.wait()
         self.counter.stop()
         self.broker.stop()
-        if os.environ.get("GZ_BENCH_KEEP") is None:
-            shutil.rmtree(self.work, ignore_errors=True)
-        else:
+        if self.keep:
             print(f"kept {self.work}", file=sys.stderr)
+        else:
+            shutil.rmtree(self.work, ignore_errors=True)
         return took
 
 
