@@ -122,6 +122,14 @@ def test_a_d1v_layout_that_does_not_add_up_is_refused() -> None:
             decode_payload(_d1v_frame(bad), Encoding.ZSTD_D1V)
 
 
+def test_a_d1v_layout_is_held_to_the_cap_as_it_expands() -> None:
+    # 904 bytes of layout, 1,800 decoded: each double prints with 18 characters.
+    layout = (100).to_bytes(4, "big") + struct.pack(">d", 0.1234567890123456) * 100 + bytes(100)
+    with pytest.raises(EncodingError, match="more than 1000 bytes"):
+        decode_payload(_d1v_frame(layout), Encoding.ZSTD_D1V, limit=1000)
+    assert decode_payload(_d1v_frame(layout), Encoding.ZSTD_D1V) == b"0.1234567890123456" * 100
+
+
 def _refusal(payload: bytes, enc: str) -> AuditEntry:
     verdict = decode_inbound(
         Inbound(TOPIC, payload, (("alg", "ed25519"), (ENC_PROPERTY, enc)), received_at=1.0)
