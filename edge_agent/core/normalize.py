@@ -3,7 +3,7 @@
 `normalize` is the rule for one sample. `normalize_read` applies it to every sample of one
 read, the way an agent polling thousands of points a second needs it: the time text is made
 once per distinct sample time (a read's samples share theirs), and the common case - a good
-value, no flags, a synced clock, inside the plausible range - is computed from constants
+value without flags of its own, inside the plausible range - is computed from constants
 prepared once per point (`PointNormalizer`), with the same arithmetic in the same order, so
 its readings are exactly `normalize`'s. Every other sample goes through `normalize`.
 """
@@ -21,6 +21,7 @@ from edge_agent.core.points import ResolvedPoint
 from specs.catalogue import Indicator
 from specs.records import Quality, Reading, iso_time
 
+_UNSYNCED = ("clock_unsynced",)
 _QUALITY = {
     DriverQuality.GOOD: Quality.GOOD,
     DriverQuality.UNCERTAIN: Quality.UNCERTAIN,
@@ -38,7 +39,7 @@ def normalize(
     """
     flags = list(sample.flags)
     if not clock_synced:
-        flags.append("clock_unsynced")
+        flags.extend(_UNSYNCED)
     quality = _QUALITY[sample.quality]
     value: float | None = None
     if sample.value is not None and quality is not Quality.BAD:
@@ -121,18 +122,13 @@ def normalize_read(
     readings: list[Reading] = []
     times: dict[float, str] = {}
     good, good_reading = DriverQuality.GOOD, Quality.GOOD
+    flags = () if clock_synced else _UNSYNCED
     for sample in samples:
         prepared = points.get(sample.key)
         if prepared is None:
             continue
         value = sample.value
-        if (
-            value is not None
-            and prepared.fast
-            and sample.quality is good
-            and clock_synced
-            and not sample.flags
-        ):
+        if value is not None and prepared.fast and sample.quality is good and not sample.flags:
             point = prepared.point
             canonical = (value * point.scale + point.offset) * prepared.factor + prepared.shift
             # Inside a finite range implies finite; NaN fails both comparisons.
@@ -148,6 +144,7 @@ def normalize_read(
                         value=canonical,
                         unit=prepared.indicator.unit,
                         quality=good_reading,
+                        flags=flags,
                     )
                 )
                 continue
