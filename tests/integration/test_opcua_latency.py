@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -19,6 +20,9 @@ import pytest
 from drivers.base import DriverConnectionError, Quality
 from drivers.opcua import FLAG_HELD, OpcUaDriver, UaPoint
 from drivers.sim.slope_opcua import SlopeServer
+from edge_agent.config import parse_site_config
+from edge_agent.core.points import resolve_points
+from edge_agent.shell.devices import build_driver
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -27,6 +31,19 @@ KEYS = ("Slope.G1.X", "Slope.G1.Y")
 PUBLISHING = 0.05
 KEEPALIVE = 1.0
 NO_UPDATES = 3600.0  # the simulator's own update interval: never, within a test
+SITE = """\
+site:
+  enterprise: 91360100MA35GW001H
+  district: "360100"
+  domain: BP
+  gateway: 91360100MA35GW001H-GW01
+uplink: {broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}
+signing: {key_file: keys/gateway.key}
+outbox: {path: state/outbox.db}
+devices:
+  - {id: slope, driver: opcua, endpoint: "ENDPOINT", poll: 4s, publishing_interval: 50ms,
+     points: [{point: S1-GX, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}]}
+"""
 
 
 @contextlib.asynccontextmanager
@@ -120,6 +137,25 @@ async def test_a_link_gone_silent_during_the_wait_is_reported_before_the_cycle_e
                     await reading
         finally:
             sim.unhang()
+
+
+async def test_the_agent_builds_subscriptions_that_wait_for_the_next_publish() -> None:
+    async with SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim:
+        config = parse_site_config(
+            SITE.replace("ENDPOINT", sim.endpoint), "site.yaml", Path("/etc/ganzhi")
+        )
+        driver = build_driver(config.devices[0], resolve_points(config))
+        await driver.connect()
+        try:
+            await driver.read()
+            reading = asyncio.create_task(driver.read())
+            await asyncio.sleep(0)
+            await sim.set_status("Slope.G1.X", "UncertainLastUsableValue")
+            async with asyncio.timeout(4.0):  # the device's poll
+                (sample,) = await reading
+        finally:
+            await driver.close()
+    assert sample.quality is Quality.UNCERTAIN  # the value that came during the read
 
 
 def test_a_cycle_must_be_positive() -> None:
