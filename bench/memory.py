@@ -225,7 +225,7 @@ class SiteRun:
             )  # fmt: skip
             wait_for_port(ua_port, timeout=30)
         self._spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
-        wait_for_port(api_port, timeout=30)
+        wait_for_port(api_port, timeout=90)  # a busy 2-core box starts it slowly
         if self.absent:
             code = (
                 f"import sys; sys.modules.update(dict.fromkeys({self.absent!r}))\n"
