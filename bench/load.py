@@ -145,17 +145,19 @@ def window_figures(a: Sample, b: Sample, latencies: Sequence[float]) -> WindowFi
 
 
 async def _drain(c: Counters) -> None:
-    """Wait until every block is acknowledged, while ACKs keep coming (at most DRAIN_LIMIT).
+    """Wait until every block is acknowledged, while any ACK keeps coming (at most DRAIN_LIMIT).
 
     A backlog left by a run that got less CPU than it offered drains at the rate the machine
     allows; a drain that makes no progress for DRAIN_STALL seconds ends the wait.
     """
     deadline = time.monotonic() + DRAIN_LIMIT
     while time.monotonic() < deadline:
-        before = c.acked_blocks
+        # Any ACK is progress: ACKs of resent duplicates queued ahead of a hole's resend
+        # do not advance acked_through, but the collector is working through them.
+        before = c.acks
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(c.drained.wait(), DRAIN_STALL)
-        if c.drained.is_set() or c.acked_blocks == before:
+        if c.drained.is_set() or c.acks == before:
             return
 
 
