@@ -5,7 +5,8 @@ G1 agent pipeline (acquisition stubbed): readings queued as the pollers queue th
 transaction per seal, several full blocks per transaction when behind) -> MQTT 5 QoS 1 ->
 collector ACK -> released. Per repeat, on a fresh outbox:
 - agent readings/s: readings / time until the broker PUBACKed the last block (the
-  prototype's G1 definition). Target >= 100,000 readings/s (on this 2-core VM).
+  prototype's G1 definition). Target >= 100,000 readings/s (on this 2-core VM); reported,
+  not gated: an absolute figure moves with the machine's load, the ratio below is the gate.
 - ratio to raw batched publish: the same readings, stdlib `json.dumps` of their wire dicts in
   batches of the same size, published QoS 1 one after the other; no signing, no database,
   no chain; run just before and just after the agent's run (geometric mean: a busy machine
@@ -280,7 +281,9 @@ def figures(  # noqa: PLR0917 - one list per measured quantity
     g3_note = "the G3 figures proper (>= 5x, >= 50,000/s) are bench/collector.py's"
     return (
         Figure("G1", "agent pipeline, sealed to PUBACK", "readings/s",
-               tuple(r.published for r in runs), 100_000),
+               tuple(r.published for r in runs), 100_000, gated=False,
+               note="absolute, so it moves with the machine and its load (performance.md"
+                    " section 5: the ratio is the pass/fail criterion)"),
         Figure("G1", "agent / raw batched publish", "x",
                tuple(r.published / b for r, b in zip(runs, raw, strict=True)), 0.5,
                baseline="stdlib json.dumps batches of 500 published QoS 1, same run"
