@@ -65,7 +65,16 @@ def figures_of(tb: list[RunFigures], ours: list[RunFigures]) -> tuple[Figure, ..
     resolution = (
         "the same estimate, no outage: the steady phase's second half at the rate of its first"
     )
+    back = "from the broker's restart to the first reading delivered again (reconnect backoff)"
     figures += [
+        Figure(
+            "", "TB gateway back after the restart", "s",
+            tuple(r.reconnected_after_s for r in tb), gated=False, note=back,
+        ),
+        Figure(
+            "", "ours back after the restart", "s",
+            tuple(r.reconnected_after_s for r in ours), gated=False, note=back,
+        ),
         Figure(
             "", "TB gateway readings lost in the outage", "readings",
             tuple(float(r.lost) for r in tb), gated=False,
@@ -126,6 +135,12 @@ _ROWS = (
         "",
     ),
     ("readings sealed and never stored (exact)", "", "ours readings sealed and never stored", ""),
+    (
+        "seconds from the broker's restart to delivering again",
+        "TB gateway back after the restart",
+        "ours back after the restart",
+        "",
+    ),
 )
 
 
@@ -135,7 +150,7 @@ def _cell(figure: Figure | None, digits: int) -> str:
     low, mid, high = min(figure.values), statistics.median(figure.values), max(figure.values)
     if len(figure.values) == 1 or low == high:
         return f"{mid:,.{digits}f}"
-    return f"{mid:,.{digits}f} ({low:,.{digits}f}-{high:,.{digits}f})"
+    return f"{mid:,.{digits}f} ({low:,.{digits}f} to {high:,.{digits}f})"
 
 
 def side_by_side_markdown(result: BenchResult) -> str:
@@ -149,7 +164,7 @@ def side_by_side_markdown(result: BenchResult) -> str:
         "|---|---:|---:|---:|",
     ]
     for label, tb, ours, ratio in _ROWS:
-        digits = 1 if "lost" not in label and "never" not in label and "loss" not in label else 0
+        digits = 0 if any(word in label for word in ("lost", "loss", "never")) else 1
         lines.append(
             f"| {label} | {_cell(by_name.get(tb), digits)} | {_cell(by_name.get(ours), digits)}"
             f" | {_cell(by_name.get(ratio), 2)} |"

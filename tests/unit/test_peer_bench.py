@@ -76,7 +76,7 @@ def test_the_table_has_both_sides_and_the_ratio_and_only_our_loss_gates() -> Non
     assert {f.name for f in result.figures if f.gated} == {"ours readings sealed and never stored"}
     assert result.failed == ()
     table = side_by_side_markdown(result)
-    assert "| CPU, % of a core | 19.0 (18.0-20.0) | 3.8 (3.6-4.0) | 0.20 |" in table
+    assert "| CPU, % of a core | 19.0 (18.0 to 20.0) | 3.8 (3.6 to 4.0) | 0.20 |" in table
     assert "| bytes per reading on the wire | 20.0 | 6.0 | 0.30 |" in table
     assert "- TB 3.8.5" in table
 
