@@ -32,6 +32,7 @@ from collector.ingest.lanes import Lanes
 from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
+from hostkit.mqtt import NO_DELAY
 from specs.catalogue import Catalogue, default_catalogue
 from specs.lanes import Lane, lane_of
 from specs.signing import SigningKey
@@ -204,6 +205,7 @@ class Ingest:
             # their ACK timeout, instead of memory growing while the database is slow. (The
             # lanes hold as many again: `_batches` takes no more from the client past that.)
             max_queued_incoming_messages=INCOMING_QUEUE_BOUND,
+            socket_options=NO_DELAY,
         ) as client:
             # A batch publishes its ACKs concurrently, up to one per block; aiomqtt warns for
             # each publish past 10 pending, which at a thousand gateways is a log line per ACK.

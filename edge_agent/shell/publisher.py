@@ -32,6 +32,7 @@ from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.first_failure import first_failure
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox, StoredBlock, declared_gap
+from hostkit.mqtt import NO_DELAY
 from specs.ack import Ack, AckFormatError, decode_ack
 from specs.encoding import Encoding, choose_encoding, encode_payload, encoding_properties
 from specs.lanes import Lane, lane_properties
@@ -196,6 +197,7 @@ class Publisher:
             properties=connect_properties,
             will=will,
             tls_context=self._settings.tls,
+            socket_options=NO_DELAY,
         )
 
     async def _session(self, client: aiomqtt.Client) -> None:
