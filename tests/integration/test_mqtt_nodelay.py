@@ -11,7 +11,7 @@ from tests.support.broker import Broker
 
 
 def _nodelay(client: aiomqtt.Client) -> int:
-    sock = client._client.socket()  # noqa: SLF001 - the socket paho opened for this client
+    sock = client._client.socket()  # the socket paho opened for this client
     assert isinstance(sock, socket.socket)
     return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
 
