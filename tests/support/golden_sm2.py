@@ -13,13 +13,10 @@ The keys' scalars come from seeds as the Ed25519 keys' do; the test keys are pub
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import sys
-from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Final
 
 from gmssl import func, sm3
@@ -28,6 +25,7 @@ from gmssl.sm2 import CryptSM2
 from specs.block import block_hash
 from specs.signing import SM2_SM3, SigningKey, signing_key_from_seed
 from specs.signing.sm2der import CURVE_ORDER, DEFAULT_USER_ID, encode_signature
+from tests.support.generated_folder import GeneratedFolder
 from tests.support.golden import EXAMPLES as ED25519_EXAMPLES
 
 EXAMPLES: Final = ED25519_EXAMPLES / "sm2"
@@ -185,43 +183,16 @@ def golden_files() -> dict[str, bytes]:
     return files
 
 
-def differences(directory: Path) -> list[str]:
-    """Names whose bytes in `directory` differ from the generated ones, or that should not be."""
-    expected = golden_files()
-    present = {p.name for p in directory.iterdir() if p.is_file()} - KEPT
-    changed = [
-        name
-        for name, data in sorted(expected.items())
-        if not (directory / name).is_file() or (directory / name).read_bytes() != data
-    ]
-    return changed + sorted(present - expected.keys())
-
-
-def write(directory: Path) -> None:
-    """Make `directory` hold exactly the generated files (besides the hand-written KEPT)."""
-    directory.mkdir(parents=True, exist_ok=True)
-    expected = golden_files()
-    for path in directory.iterdir():
-        if path.is_file() and path.name not in KEPT and path.name not in expected:
-            path.unlink()
-    for name, data in expected.items():
-        (directory / name).write_bytes(data)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Regenerate specs/examples/sm2/, or with --check report what differs."""
-    parser = argparse.ArgumentParser(prog="python -m tests.support.golden_sm2")
-    parser.add_argument("--check", action="store_true", help="only compare; exit 1 on change")
-    parser.add_argument("--dir", type=Path, default=EXAMPLES, help="target folder")
-    args = parser.parse_args(argv)
-    if args.check:
-        changed = differences(args.dir)
-        for name in changed:
-            print(f"{args.dir / name}: differs from the generator")
-        return 1 if changed else 0
-    write(args.dir)
-    print(f"wrote {len(golden_files())} files to {args.dir}")
-    return 0
+FOLDER: Final = GeneratedFolder(
+    default=EXAMPLES,
+    kept=KEPT,
+    generate=golden_files,
+    prog="python -m tests.support.golden_sm2",
+    description="Regenerate specs/examples/sm2/, or with --check report what differs.",
+)
+differences: Final = FOLDER.differences
+write: Final = FOLDER.write
+main: Final = FOLDER.main
 
 
 if __name__ == "__main__":
