@@ -13,7 +13,9 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
-OURS = frozenset({"drivers", "specs", "hostkit", "edge_agent", "collector", "tests", "bench"})
+OURS = frozenset(
+    {"drivers", "specs", "hostkit", "edge_agent", "collector", "tests", "bench", "demo", "devtools"}
+)
 MAY_IMPORT = {
     "drivers": frozenset({"drivers"}),
     "specs": frozenset({"specs"}),
