@@ -7,25 +7,30 @@ thread) and its sealed readings from its outbox, over a measured window after a 
 
 * **G2 saturation** (``g2``): 4 Modbus TCP devices of 500 float32 points each (2,000 points,
   contiguous: holding registers 0..999, 9 reads of 124 registers per device) polled every
-  10 ms, i.e. far more often than the agent can: the agent runs flat out and the figure is
-  what it seals per second. Targets: >= 50,000 readings/s sealed; agent CPU per reading
-  <= 2x G1's (G1's is <= 10 us: 20 us, the fixed target used here; bench/throughput.py
-  measures G1 itself).
+  10 ms, far more often than the agent can: it runs flat out, and the figure is what it seals
+  per second (target >= 50,000 on one core; reported, not gated: on this shared machine the
+  agent gets what the scheduler leaves it). The gate is hardware-independent: agent CPU per
+  reading <= 2x G1's, G1's measured in the same run by bench/throughput.py (one repeat,
+  acquisition stubbed; ``--no-g1`` compares with G1's 10 us target instead).
 * **G8 at 1 s** (``g8``): 10 devices of 100 points (1,000 tags) polled every second. Target:
-  <= 1.5 % of one core; hardware-independent: its CPU per reading <= 1.5x the CPU per
-  reading at saturation measured in the same run.
+  <= 1.5 % of one core (gated: a share of a core is what G8 states); hardware-independent:
+  its CPU per reading <= 1.5x the CPU per reading at saturation in the same run.
 
 No collector runs: nothing is ACKed, so every sealed block is published once and then waits
 in the publisher's window (max_inflight 1000, ack_timeout 1 h: no resend). The figures thus
-include sealing (encode, sign, SQLite FULL) and publishing each block once, as G1 does, but
-no ACK handling; a collector would need a core of its own at these rates. A subscriber in
-this process counts the blocks the broker got, to show publishing kept up.
+include sealing (encode, sign, SQLite FULL) and publishing each block once, not the ACK
+handling G1 includes; a collector would need a core of its own at these rates. A subscriber
+in this process counts the blocks the broker got, to show publishing kept up. Each repeat
+ends with SIGTERM; its exit time is reported (tests/e2e/test_shutdown_at_saturation.py gates
+it).
 
-The machine is shared (2 cores, simulators and broker beside the agent): absolute rates are
-noisy, the per-reading CPU and the G8/G2 ratio less so.
+What the report should say: the machine is shared (2 cores, simulators and broker beside the
+agent, and other benches): absolute rates are noisy, the per-reading CPU and the ratios less
+so. The flame graph of the agent at saturation is docs/perf/g2-flame.svg.
 
 Run: `.venv/bin/python -m bench.acquisition [--repeats 3] [--cases g2,g8] [--json out.json]`.
-About 100 s at the defaults (3 x (g2 ~14 s + g8 ~20 s)). Exit 1 when a gated median misses.
+About 2.5 min at the defaults (G1 ~30 s, then 3 x (g2 ~20 s + g8 ~25 s)). Exit 1 when a
+gated median misses.
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.results import BenchResult, Figure, add_json_argument, write_result
+from bench.results import BenchResult, Figure, add_json_argument, read_result, write_result
 from demo.__main__ import write_configs
 from demo.broker import Broker, free_port, wait_for_port
 
@@ -60,6 +65,7 @@ TICKS = os.sysconf("SC_CLK_TCK")
 SIM_TANKS = 100  # registers 0..999 of the holding table: 500 float32 points
 SIMULATORS = 2
 G1_TARGET_US = 10.0
+G1_FIGURE = ("G1", "agent CPU per reading")  # bench/throughput.py's
 G2_TARGET_READINGS = 50_000.0
 G2_TARGET_RATIO_TO_G1 = 2.0
 G8_TARGET_SHARE = 0.015
@@ -384,7 +390,55 @@ def run_case(case: Case) -> tuple[Sample, float | None]:
     return sample, stopped_in
 
 
-def figures(samples: dict[str, list[Sample]], stops: list[float]) -> list[Figure]:
+def g1_us_per_reading() -> float | None:
+    """G1's agent CPU per reading, measured now by bench/throughput.py (one repeat).
+
+    None when that bench gave no figure (it failed to run).
+    """
+    with tempfile.TemporaryDirectory(prefix="ganzhi-acq-g1-") as scratch:
+        out = Path(scratch) / "g1.json"
+        subprocess.run(
+            [sys.executable, "-m", "bench.throughput", "--repeats", "1", "--json", str(out)],
+            capture_output=True,
+            timeout=600,
+            check=False,  # it exits 1 when one of its own targets is missed
+        )
+        if not out.exists():
+            return None
+        result = read_result(out)
+    return next(
+        (f.median for f in result.figures if (f.goal, f.name) == G1_FIGURE),
+        None,
+    )
+
+
+def g2_cpu_figure(g2: list[Sample], g1_us: float | None) -> Figure:
+    """The G2 gate: CPU per reading at saturation over G1's, or over G1's target without it."""
+    if g1_us is None:
+        return Figure(
+            "G2",
+            "agent CPU per reading at saturation over G1's",
+            "x",
+            tuple(s.us_per_reading / G1_TARGET_US for s in g2),
+            G2_TARGET_RATIO_TO_G1,
+            "at_most",
+            baseline=f"G1's target of {G1_TARGET_US:g} us/reading (bench.throughput not run)",
+        )
+    return Figure(
+        "G2",
+        "agent CPU per reading at saturation over G1's",
+        "x",
+        tuple(s.us_per_reading / g1_us for s in g2),
+        G2_TARGET_RATIO_TO_G1,
+        "at_most",
+        baseline=f"bench.throughput's G1 agent CPU per reading, same run: {g1_us:.1f} us",
+        note="G1 stubs acquisition and includes the collector's ACKs; here nothing is ACKed",
+    )
+
+
+def figures(
+    samples: dict[str, list[Sample]], stops: list[float], g1_us: float | None
+) -> list[Figure]:
     """The bench's figures from the windows measured."""
     out: list[Figure] = []
     g2 = samples.get("g2", [])
@@ -402,14 +456,12 @@ def figures(samples: dict[str, list[Sample]], stops: list[float]) -> list[Figure
                 note="absolute rate on a shared 2-core VM (simulators and broker "
                 "beside the agent); the CPU per reading is the gate",
             ),
+            g2_cpu_figure(g2, g1_us),
             Figure(
-                "G2",
+                "",
                 "agent CPU per reading at saturation",
                 "us",
                 tuple(s.us_per_reading for s in g2),
-                G2_TARGET_RATIO_TO_G1 * G1_TARGET_US,
-                "at_most",
-                baseline=f"2x G1's target of {G1_TARGET_US:g} us/reading",
             ),
             Figure(
                 "",
@@ -469,8 +521,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--cases", default="g2,g8", help="comma-separated: g2, g8")
+    parser.add_argument(
+        "--no-g1",
+        action="store_true",
+        help="do not run bench.throughput for G1's CPU per reading (use G1's target)",
+    )
     add_json_argument(parser)
     args = parser.parse_args()
+    g1_us = None if args.no_g1 else g1_us_per_reading()
     samples: dict[str, list[Sample]] = {}
     stops: list[float] = []
     for _ in range(args.repeats):
@@ -481,7 +539,7 @@ def main() -> int:
                 stops.append(stopped_in)
     result = BenchResult(
         bench="acquisition",
-        figures=tuple(figures(samples, stops)),
+        figures=tuple(figures(samples, stops, g1_us)),
         notes=("machine shared with other engineers' runs; see the module docstring",),
     )
     write_result(args.json, result)

@@ -13,6 +13,7 @@ tests) in one process count apart.
 from __future__ import annotations
 
 import collections
+import operator
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Sequence
@@ -23,6 +24,7 @@ from edge_agent.shell.metrics_server import ScrapeFailedError
 from edge_agent.shell.outbox import Outbox
 from specs.records import Quality, Reading
 
+_QUALITY_OF = operator.attrgetter("quality")
 Sink = Callable[[Sequence[Reading]], Awaitable[None]]
 """A poller's sink: the readings of one cycle (edge_agent.shell.poller.Sink)."""
 
@@ -72,7 +74,7 @@ class AgentMetrics:
 
         async def count_then_sink(readings: Sequence[Reading]) -> None:
             # A counter takes a lock per increment: per cycle, not per reading.
-            tally = collections.Counter(reading.quality for reading in readings)
+            tally = collections.Counter(map(_QUALITY_OF, readings))  # counted in C
             for quality, count in tally.items():
                 children[quality].inc(count)
             await sink(readings)
