@@ -46,8 +46,10 @@ from tests.support.collector_client import (
     SimGateway,
     alarm_record,
     gateway_link,
-    register,
     sim_gateway,
+)
+from tests.support.collector_env import (
+    register,
     write_collector_config,
 )
 

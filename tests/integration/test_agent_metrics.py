@@ -27,11 +27,13 @@ from edge_agent.shell import runtime
 from edge_agent.shell.keyfile import write_key_pair
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import (
-    COLLECTOR_KEY,
     SimGateway,
+    sim_gateway,
+)
+from tests.support.collector_env import (
+    COLLECTOR_KEY,
     register,
     running_ingest,
-    sim_gateway,
 )
 from tests.support.metric_samples import Samples, samples_of, value_of
 

@@ -25,20 +25,22 @@ from typing import Any, Final
 import pytest
 
 from drivers.sim.rtu_bus import Fault, RtuBusSim, pattern_slave
+from edge_agent.cli.status import NOT_RUNNING_EXIT
 from edge_agent.config import SiteConfig, load_site_config
 from edge_agent.shell import runtime
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.status_server import REQUEST, status_socket_path
-from edge_agent.cli.status import NOT_RUNNING_EXIT
 from hostkit.tables import display_width
 from specs.signing import private_pem
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import (
-    COLLECTOR_KEY,
     SimGateway,
+    sim_gateway,
+)
+from tests.support.collector_env import (
+    COLLECTOR_KEY,
     register,
     running_ingest,
-    sim_gateway,
 )
 
 GATEWAY: Final = dataclasses.replace(sim_gateway(2), domain="YHBZ")

@@ -16,11 +16,13 @@ import pytest
 from collector.storage import open_storage
 from tests.support.broker import Broker
 from tests.support.collector_client import (
-    COLLECTOR_KEY,
     publish_properties,
+    sim_gateway,
+)
+from tests.support.collector_env import (
+    COLLECTOR_KEY,
     register,
     running_ingest,
-    sim_gateway,
     wait_until,
 )
 

@@ -20,8 +20,10 @@ from tests.support.collector_client import (
     SimGateway,
     alarm_record,
     catalogue_with_coal,
-    register,
     sim_gateway,
+)
+from tests.support.collector_env import (
+    register,
 )
 
 NANCHANG = sim_gateway(1, district="360100")

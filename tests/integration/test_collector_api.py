@@ -23,8 +23,10 @@ from tests.support.collector_client import (
     BASE_TIME,
     SimGateway,
     gap_record,
-    register,
     sim_gateway,
+)
+from tests.support.collector_env import (
+    register,
 )
 
 NANCHANG = sim_gateway(1, district="360100")

@@ -17,9 +17,8 @@ from pathlib import Path
 
 import httpx
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from collector.cli import main
 from collector.config import load_collector_config
 from collector.ingest.core import Inbound, plan_batch
 from collector.model import KeyGrant
@@ -36,30 +35,28 @@ from tests.support.collector_client import (
     catalogue_with_coal,
     coal_gateway,
     gateway_link,
-    register,
     sim_gateway,
+)
+from tests.support.collector_env import (
+    cli_config,
+    register,
     write_collector_config,
 )
+from tests.support.collector_env import collector_cli as run
 
 GW = sim_gateway(1)
-
-
-def _run(*args: str) -> Result:
-    return CliRunner().invoke(main, ["--log-format", "json", *args], catch_exceptions=False)
 
 
 @pytest.fixture
 def config(tmp_path: Path, storage_url: str) -> Path:
     """A collector.yaml storing into `storage_url` (each backend in turn)."""
-    return write_collector_config(
-        tmp_path, broker_port=1, api_port=free_port(), storage_url=storage_url
-    )
+    return cli_config(tmp_path, storage_url)
 
 
 @pytest.fixture
 def unopened_config(tmp_path: Path) -> Path:
     """A collector.yaml for commands that never open its storage (the default SQLite URL)."""
-    return write_collector_config(tmp_path, broker_port=1, api_port=free_port())
+    return cli_config(tmp_path)
 
 
 def _public_key_file(tmp_path: Path, gateway: SimGateway) -> Path:
@@ -71,14 +68,14 @@ def _public_key_file(tmp_path: Path, gateway: SimGateway) -> Path:
 def test_keys_init_creates_a_private_0600_key_and_refuses_to_overwrite(
     unopened_config: Path,
 ) -> None:
-    result = _run("keys", "init", "-c", str(unopened_config))
+    result = run("keys", "init", "-c", str(unopened_config))
     assert result.exit_code == 0, result.output
     key_file = unopened_config.parent / "keys" / "collector.key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
     public = load_verify_key((unopened_config.parent / "keys" / "collector.key.pub").read_bytes())
     assert result.stdout.strip() == public.kid
     before = key_file.read_bytes()
-    again = _run("keys", "init", "-c", str(unopened_config))
+    again = run("keys", "init", "-c", str(unopened_config))
     assert again.exit_code == 1
     assert "refusing to overwrite" in again.stderr
     assert key_file.read_bytes() == before
@@ -96,7 +93,7 @@ def test_config_errors_name_file_line_and_key_and_exit_2(tmp_path: Path) -> None
         encoding="utf-8",
     )
     for command in (["keys", "init"], ["serve"], ["gateways", "list"]):
-        result = _run(*command, "-c", str(path))
+        result = run(*command, "-c", str(path))
         assert result.exit_code == 2
         assert f"{path}:5: ingest.batch_max:" in result.stderr
 
@@ -104,14 +101,14 @@ def test_config_errors_name_file_line_and_key_and_exit_2(tmp_path: Path) -> None
 def test_gateways_add_list_revoke(config: Path, tmp_path: Path) -> None:
     public = _public_key_file(tmp_path, GW)
     args = ["-c", str(config), "--gateway", GW.gateway, "--public-key", str(public)]
-    added = _run("gateways", "add", *args, "--district", GW.district, "--kid", GW.key.kid)
+    added = run("gateways", "add", *args, "--district", GW.district, "--kid", GW.key.kid)
     assert added.exit_code == 0, added.output
     assert added.stdout.strip() == (
         f"registered gateway {GW.gateway} enterprise {GW.enterprise} district {GW.district}"
         f" key {GW.key.kid} (ed25519)"
     )
-    assert _run("gateways", "add", *args, "--district", GW.district).exit_code == 0  # idempotent
-    moved = _run("gateways", "add", *args, "--district", "110101")
+    assert run("gateways", "add", *args, "--district", GW.district).exit_code == 0  # idempotent
+    moved = run("gateways", "add", *args, "--district", "110101")
     assert moved.exit_code == 1
     assert "registered in district 360100" in moved.stderr
 
@@ -119,11 +116,11 @@ def test_gateways_add_list_revoke(config: Path, tmp_path: Path) -> None:
 def test_gateways_add_takes_the_district_from_the_credit_code(config: Path, tmp_path: Path) -> None:
     public = _public_key_file(tmp_path, GW)
     args = ["-c", str(config), "--gateway", GW.gateway, "--public-key", str(public)]
-    added = _run("gateways", "add", *args)  # DESIGN section 6 form: no --district
+    added = run("gateways", "add", *args)  # DESIGN section 6 form: no --district
     assert added.exit_code == 0, added.output
     assert f"district {GW.enterprise[2:8]}" in added.stdout
 
-    listed = _run("gateways", "list", "-c", str(config))
+    listed = run("gateways", "list", "-c", str(config))
     assert listed.exit_code == 0
     header, row = listed.stdout.strip().splitlines()
     assert header.split() == [
@@ -140,13 +137,13 @@ def test_gateways_add_takes_the_district_from_the_credit_code(config: Path, tmp_
     assert row.split()[:5] == [GW.gateway, GW.enterprise, GW.district, GW.key.kid, "ed25519"]
     assert row.split()[-1] == "-"
 
-    revoked = _run("gateways", "revoke", "-c", str(config), "--gateway", GW.gateway)
+    revoked = run("gateways", "revoke", "-c", str(config), "--gateway", GW.gateway)
     assert revoked.exit_code == 0
     assert revoked.stdout.strip() == f"revoked key {GW.key.kid} of gateway {GW.gateway}"
-    assert _run("gateways", "list", "-c", str(config)).stdout.splitlines()[1].split()[-1] != "-"
-    again = _run("gateways", "revoke", "-c", str(config), "--gateway", GW.gateway)
+    assert run("gateways", "list", "-c", str(config)).stdout.splitlines()[1].split()[-1] != "-"
+    again = run("gateways", "revoke", "-c", str(config), "--gateway", GW.gateway)
     assert again.exit_code == 1
-    readd = _run("gateways", "add", *args, "--district", GW.district)
+    readd = run("gateways", "add", *args, "--district", GW.district)
     assert readd.exit_code == 1
     assert "revoked" in readd.stderr
 
@@ -171,7 +168,7 @@ def test_gateways_add_refuses_bad_identifiers(
     }
     options[option] = value
     flat = [part for pair in options.items() for part in pair]
-    result = _run("gateways", "add", "-c", str(unopened_config), *flat)
+    result = run("gateways", "add", "-c", str(unopened_config), *flat)
     assert result.exit_code == 2
     assert hint in result.stderr
 
@@ -183,7 +180,7 @@ async def test_run_collector_ingests_acks_and_serves(
         tmp_path, broker_port=broker.port, api_port=free_port(), storage_url=storage_url
     )
     config = load_collector_config(path)
-    await asyncio.to_thread(_run, "keys", "init", "-c", str(path))
+    await asyncio.to_thread(run, "keys", "init", "-c", str(path))
     async with run_collector(config) as collector, gateway_link(broker.port, GW) as link:
         await register(collector.storage, GW)
         await asyncio.wait_for(collector.wait_connected(), 10)
@@ -203,10 +200,10 @@ async def test_serve_runs_until_sigterm_and_logs_json(
     path = write_collector_config(
         tmp_path, broker_port=broker.port, api_port=api_port, storage_url=storage_url
     )
-    await asyncio.to_thread(_run, "keys", "init", "-c", str(path))
+    await asyncio.to_thread(run, "keys", "init", "-c", str(path))
     public = _public_key_file(tmp_path, GW)
     await asyncio.to_thread(
-        _run, "gateways", "add", "-c", str(path), "--gateway", GW.gateway,
+        run, "gateways", "add", "-c", str(path), "--gateway", GW.gateway,
         "--public-key", str(public), "--district", GW.district,
     )  # fmt: skip
     process = await asyncio.create_subprocess_exec(
@@ -289,7 +286,7 @@ async def _fill(config: Path) -> None:
 
 def _export(config: Path, gateway: str, *extra: str) -> Result:
     window = ["--from", iso_time(BASE_TIME), "--to", iso_time(BASE_TIME + 600)]
-    return _run(
+    return run(
         "export", "-c", str(config), "--format", "aqss", "--gateway", gateway, *window, *extra
     )
 

@@ -11,10 +11,12 @@ from specs.ack import Ack
 from specs.records import GapReason
 from tests.support.broker import Broker
 from tests.support.collector_client import (
+    gap_record,
+)
+from tests.support.collector_env import (
     COLLECTOR_KEY,
     CollectorEnv,
     collector_env,
-    gap_record,
 )
 
 

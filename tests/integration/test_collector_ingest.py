@@ -16,16 +16,18 @@ from specs.signing import SigningKey
 from specs.status import GatewayStatus
 from tests.support.broker import Broker
 from tests.support.collector_client import (
-    COLLECTOR_KEY,
-    CollectorEnv,
     SignedAck,
-    collector_env,
     foreign_key,
     gap_record,
     gateway_link,
+    sim_gateway,
+)
+from tests.support.collector_env import (
+    COLLECTOR_KEY,
+    CollectorEnv,
+    collector_env,
     register,
     running_ingest,
-    sim_gateway,
     wait_until,
 )
 

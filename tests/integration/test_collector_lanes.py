@@ -21,12 +21,14 @@ from specs.lanes import Lane, lane_properties
 from specs.records import Record
 from tests.support.broker import Broker
 from tests.support.collector_client import (
-    COLLECTOR_KEY,
     GatewayLink,
     gateway_link,
+    sim_gateway,
+)
+from tests.support.collector_env import (
+    COLLECTOR_KEY,
     register,
     running_ingest,
-    sim_gateway,
 )
 
 pytestmark = pytest.mark.timeout(120)

@@ -25,8 +25,10 @@ from tests.support.collector_client import (
     BASE_TIME,
     GatewayLink,
     gateway_link,
-    register,
     sim_gateway,
+)
+from tests.support.collector_env import (
+    register,
     write_collector_config,
 )
 from tests.support.metric_samples import Samples, samples_of, value_of

@@ -49,8 +49,10 @@ from specs.status import GatewayStatus
 from tests.support.collector_client import (
     BASE_TIME,
     SimGateway,
-    register,
     sim_gateway,
+)
+from tests.support.collector_env import (
+    register,
 )
 from tests.support.postgres import sql_rows
 

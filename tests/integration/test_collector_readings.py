@@ -16,6 +16,8 @@ from specs.records import Quality, Reading, iso_time
 from tests.support.broker import Broker
 from tests.support.collector_client import (
     BASE_TIME,
+)
+from tests.support.collector_env import (
     COLLECTOR_KEY,
     CollectorEnv,
     collector_env,

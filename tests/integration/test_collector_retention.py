@@ -24,9 +24,11 @@ from collector.storage.retention import DAY, RetentionPolicy
 from specs.records import Quality, Reading, iso_time
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import (
+    gap_record,
+)
+from tests.support.collector_env import (
     CollectorEnv,
     collector_env,
-    gap_record,
     wait_until,
     write_collector_config,
 )

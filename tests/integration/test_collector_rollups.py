@@ -19,7 +19,13 @@ from collector.model import EVERYTHING, BucketGrid, BucketRow, ReadingFilter
 from collector.storage.buckets import rollups_answer
 from specs.records import Quality, Reading, iso_time
 from tests.support.broker import Broker
-from tests.support.collector_client import BASE_TIME, CollectorEnv, collector_env
+from tests.support.collector_client import (
+    BASE_TIME,
+)
+from tests.support.collector_env import (
+    CollectorEnv,
+    collector_env,
+)
 
 START = BASE_TIME - BASE_TIME % 86_400  # a UTC midnight
 HOURS = 3

@@ -20,10 +20,12 @@ from specs.records import AlarmEvent, Quality, Reading, iso_time
 from tests.support.broker import Broker
 from tests.support.collector_client import (
     BASE_TIME,
-    COLLECTOR_KEY,
-    CollectorEnv,
     SignedAck,
     alarm_record,
+)
+from tests.support.collector_env import (
+    COLLECTOR_KEY,
+    CollectorEnv,
     collector_env,
     wait_until,
 )

@@ -17,12 +17,14 @@ from collector.storage import open_storage
 from collector.storage.base import Storage
 from tests.support.broker import Broker
 from tests.support.collector_client import (
-    COLLECTOR_KEY,
     SimGateway,
     publish_properties,
+    sim_gateway,
+)
+from tests.support.collector_env import (
+    COLLECTOR_KEY,
     register,
     running_ingest,
-    sim_gateway,
     wait_until,
 )
 from tests.support.postgres import StorageUrls, sql_rows

@@ -53,8 +53,10 @@ from tests.support.collector_client import (
     alarm_record,
     gap_record,
     gateway_link,
-    register,
     sim_gateway,
+)
+from tests.support.collector_env import (
+    register,
     write_collector_config,
 )
 from tests.support.postgres import sql_execute, sql_rows

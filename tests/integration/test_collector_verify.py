@@ -33,8 +33,10 @@ from tests.support.broker import free_port
 from tests.support.collector_client import (
     BASE_TIME,
     SimGateway,
-    register,
     sim_gateway,
+)
+from tests.support.collector_env import (
+    register,
     write_collector_config,
 )
 from tests.support.postgres import sql_execute, sql_rows

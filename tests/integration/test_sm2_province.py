@@ -22,9 +22,11 @@ from tests.support.broker import Broker
 from tests.support.collector_client import (
     SimGateway,
     gateway_link,
+    sim_gateway,
+)
+from tests.support.collector_env import (
     register,
     running_ingest,
-    sim_gateway,
     wait_until,
 )
 

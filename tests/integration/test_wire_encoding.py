@@ -24,12 +24,14 @@ from specs.signing import SignatureError, signature_from_properties
 from tests.support.agent_rig import running_agent
 from tests.support.broker import Broker
 from tests.support.collector_client import (
+    sim_gateway,
+)
+from tests.support.collector_env import (
     COLLECTOR_KEY,
     CollectorEnv,
     collector_env,
     register,
     running_ingest,
-    sim_gateway,
     wait_until,
 )
 from tests.support.postgres import sql_rows

@@ -19,67 +19,62 @@ from pathlib import Path
 import httpx
 import pytest
 import uvicorn
-from click.testing import CliRunner, Result
 
 from collector.api.app import create_app
 from collector.audit.verify import verify_chain
-from collector.cli import main
 from collector.storage import open_storage
 from collector.storage.capabilities import AuditTrail, TokenStore
 from collector.tokens import PREFIX, StoredToken, new_secret, secret_hash
-from tests.support.broker import free_port
 from tests.support.collector_api import BEIJING, NANCHANG, NOW, auth, serve, store_blocks
-from tests.support.collector_client import register, write_collector_config
+from tests.support.collector_env import (
+    cli_config,
+    register,
+)
+from tests.support.collector_env import collector_cli as run
 from tests.support.postgres import sql_rows
-
-
-def _run(*args: str) -> Result:
-    return CliRunner().invoke(main, ["--log-format", "json", *args], catch_exceptions=False)
 
 
 @pytest.fixture
 def config(tmp_path: Path, storage_url: str) -> Path:
-    return write_collector_config(
-        tmp_path, broker_port=1, api_port=free_port(), storage_url=storage_url
-    )
+    return cli_config(tmp_path, storage_url)
 
 
 def test_tokens_add_prints_the_secret_once_and_stores_only_its_hash(
     config: Path, storage_url: str
 ) -> None:
-    added = _run("tokens", "add", "-c", str(config), "--name", "city", "--district", "360100")
+    added = run("tokens", "add", "-c", str(config), "--name", "city", "--district", "360100")
     assert added.exit_code == 0, added.output
     secret = added.stdout.strip()
     assert secret.startswith(PREFIX)
     assert len(secret) > 40  # 256 random bits
     rows = asyncio.run(sql_rows(storage_url, "SELECT name, hash, districts FROM api_tokens"))
     assert rows == [("city", secret_hash(secret), '["360100"]')]
-    listed = _run("tokens", "list", "-c", str(config), "--json")
+    listed = run("tokens", "list", "-c", str(config), "--json")
     assert secret not in listed.output
     [item] = json.loads(listed.stdout)["tokens"]
     assert (item["name"], item["districts"], item["active"]) == ("city", ["360100"], True)
-    again = _run("tokens", "add", "-c", str(config), "--name", "city", "--district", "*")
+    again = run("tokens", "add", "-c", str(config), "--name", "city", "--district", "*")
     assert again.exit_code == 2
     assert "exists already" in again.stderr
-    revoked = _run("tokens", "revoke", "-c", str(config), "--name", "city")
+    revoked = run("tokens", "revoke", "-c", str(config), "--name", "city")
     assert (revoked.exit_code, revoked.stdout) == (0, "revoked token city\n")
-    [item] = json.loads(_run("tokens", "list", "-c", str(config), "--json").stdout)["tokens"]
+    [item] = json.loads(run("tokens", "list", "-c", str(config), "--json").stdout)["tokens"]
     assert (item["active"], item["revoked_at"] is not None) == (False, True)
-    unknown = _run("tokens", "revoke", "-c", str(config), "--name", "nobody")
+    unknown = run("tokens", "revoke", "-c", str(config), "--name", "nobody")
     assert unknown.exit_code == 2
-    bad = _run("tokens", "add", "-c", str(config), "--name", "x", "--district", "12345")
+    bad = run("tokens", "add", "-c", str(config), "--name", "x", "--district", "12345")
     assert bad.exit_code == 2
 
 
 def test_tokens_add_refuses_a_name_the_config_uses(config: Path) -> None:
-    result = _run("tokens", "add", "-c", str(config), "--name", "province", "--district", "*")
+    result = run("tokens", "add", "-c", str(config), "--name", "province", "--district", "*")
     assert result.exit_code == 2
     assert "api.tokens already names" in result.stderr
 
 
 def test_token_admin_actions_are_audited(config: Path, storage_url: str) -> None:
-    _run("tokens", "add", "-c", str(config), "--name", "city", "--district", "360100")
-    _run("tokens", "revoke", "-c", str(config), "--name", "city")
+    run("tokens", "add", "-c", str(config), "--name", "city", "--district", "360100")
+    run("tokens", "revoke", "-c", str(config), "--name", "city")
 
     async def chained() -> list[tuple[str, str, str]]:
         async with open_storage(storage_url) as storage:

@@ -19,13 +19,15 @@ from collector.model import EVERYTHING, AuditEntry, ReadingFilter, Reason
 from specs.status import GatewayStatus
 from tests.support.broker import Broker
 from tests.support.collector_client import (
-    CollectorEnv,
     GatewayLink,
-    collector_env,
     foreign_key,
     publish_properties,
-    register,
     sim_gateway,
+)
+from tests.support.collector_env import (
+    CollectorEnv,
+    collector_env,
+    register,
     wait_until,
 )
 

@@ -13,38 +13,32 @@ import json
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 
 from collector.audit.sealing import seal_periodically
-from collector.cli import main
 from collector.model import AuditEntry, IngestBatch, Reason
 from collector.storage import open_storage
 from collector.storage.capabilities import AuditTrail
-from tests.support.broker import free_port
 from tests.support.collector_client import (
     BASE_TIME,
     sim_gateway,
-    wait_until,
-    write_collector_config,
 )
+from tests.support.collector_env import (
+    cli_config,
+    wait_until,
+)
+from tests.support.collector_env import collector_cli as run
 from tests.support.postgres import sql_execute, sql_rows
 
 GW = sim_gateway(1)
 
 
-def _run(*args: str) -> Result:
-    return CliRunner().invoke(main, ["--log-format", "json", *args], catch_exceptions=False)
-
-
 @pytest.fixture
 def config(tmp_path: Path, storage_url: str) -> Path:
-    return write_collector_config(
-        tmp_path, broker_port=1, api_port=free_port(), storage_url=storage_url
-    )
+    return cli_config(tmp_path, storage_url)
 
 
 def _verify(config: Path) -> tuple[int, dict[str, object]]:
-    result = _run("audit", "verify", "-c", str(config), "--json")
+    result = run("audit", "verify", "-c", str(config), "--json")
     return result.exit_code, json.loads(result.stdout)
 
 
@@ -53,9 +47,9 @@ def test_gateway_actions_are_audited_and_audit_verify_finds_a_deleted_newest_row
 ) -> None:
     public = tmp_path / "gw.pub"
     public.write_bytes(GW.key.public().public_pem())
-    assert _run("gateways", "add", "-c", str(config), "--gateway", GW.gateway,
+    assert run("gateways", "add", "-c", str(config), "--gateway", GW.gateway,
                 "--public-key", str(public)).exit_code == 0  # fmt: skip
-    assert _run("gateways", "revoke", "-c", str(config), "--gateway", GW.gateway).exit_code == 0
+    assert run("gateways", "revoke", "-c", str(config), "--gateway", GW.gateway).exit_code == 0
     rows = asyncio.run(sql_rows(storage_url, "SELECT kind, reason, gateway FROM audit"))
     assert rows == [
         ("admin", "gateway_add", GW.gateway),
@@ -69,7 +63,7 @@ def test_gateway_actions_are_audited_and_audit_verify_finds_a_deleted_newest_row
     assert report["broken"] == [
         {"seq": 2, "problem": "rows 2..2 are missing: the chain head says 2 rows were written"}
     ]
-    human = _run("audit", "verify", "-c", str(config))
+    human = run("audit", "verify", "-c", str(config))
     assert human.exit_code == 1
     assert "BROKEN" in human.stderr
 

@@ -24,12 +24,14 @@ from specs.block import GENESIS, block_hash
 from tests.support.broker import Broker
 from tests.support.collector_client import (
     BASE_TIME,
-    COLLECTOR_KEY,
     catalogue_with_coal,
     gateway_link,
+    sim_gateway,
+)
+from tests.support.collector_env import (
+    COLLECTOR_KEY,
     register,
     running_ingest,
-    sim_gateway,
     wait_until,
 )
 from tests.support.postgres import sql_rows

@@ -32,11 +32,9 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
-from click.testing import CliRunner
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from collector.cli import main
 from collector.pki.certificates import (
     Validity,
     create_ca,
@@ -47,6 +45,7 @@ from collector.pki.store import load_ca, write_issued
 from specs.topics import ROOT, GatewayTopics, collector_subscription
 from tests.e2e.harness import wait_until
 from tests.support.broker import free_port
+from tests.support.collector_env import collector_cli
 from tests.support.tls_broker import ConfiguredBroker
 
 DISTRICT = "360100"
@@ -61,7 +60,7 @@ DELIVERY_TIMEOUT = 10.0
 
 
 def cli(*args: str) -> str:
-    result = CliRunner().invoke(main, ["--log-format", "json", *args], catch_exceptions=False)
+    result = collector_cli(*args)
     assert result.exit_code == 0, result.output
     return result.stdout
 

@@ -8,15 +8,14 @@ import stat
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from cryptography import x509
 
-from collector.cli import main
 from collector.config import parse_collector_config
 from collector.pki.certificates import COLLECTOR_IDENTITY, common_name
 from collector.pki.store import PkiError
 from collector.pki.tls import client_context
 from specs.yamlconf import ConfigError
+from tests.support.collector_env import collector_cli as run
 
 GATEWAY = "91360100MA35GW001H-GW01"
 BASE = """\
@@ -25,10 +24,6 @@ storage: {url: "sqlite:///state/collector.db"}
 signing: {key_file: keys/collector.key}
 api: {listen: "127.0.0.1:8080"}
 """
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(main, ["--log-format", "json", *args], catch_exceptions=False)
 
 
 @pytest.fixture

@@ -36,9 +36,11 @@ from tests.support.agent_rig import running_agent
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import (
     publish_properties,
+    sim_gateway,
+)
+from tests.support.collector_env import (
     register,
     running_ingest,
-    sim_gateway,
     wait_until,
     write_collector_config,
 )

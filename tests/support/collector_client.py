@@ -12,21 +12,16 @@ import asyncio
 import contextlib
 import dataclasses
 import hashlib
-import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.ingest.service import Ingest, IngestSettings
 from collector.model import Gateway, GatewayKey
-from collector.storage import open_storage
-from collector.storage.base import Storage
 from specs.ack import Ack, decode_ack
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.catalogue import Catalogue, UnitConversion, default_catalogue
@@ -45,14 +40,12 @@ from specs.records import (
 from specs.signing import (
     Signature,
     SigningKey,
-    VerifyKey,
     generate_signing_key,
     signature_from_properties,
     signature_properties,
     signing_key_from_seed,
 )
 from specs.topics import GatewayTopics
-from tests.support.postgres import sql_rows
 
 BASE_TIME = 1_780_000_000.0  # a fixed wall-clock second (2026-05-28), so tests are repeatable
 
@@ -263,11 +256,6 @@ def gap_record(
     )
 
 
-async def register(storage: Storage, gateway: SimGateway) -> None:
-    """Register `gateway` and its key at the collector."""
-    await storage.register(*gateway.registration())
-
-
 def publish_properties(properties: Sequence[tuple[str, str]]) -> Properties:
     """paho PUBLISH properties with these user properties."""
     props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call] # paho lacks hints
@@ -383,127 +371,3 @@ async def gateway_link(port: int, gateway: SimGateway) -> AsyncIterator[GatewayL
             pump.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pump
-
-
-@contextlib.asynccontextmanager
-async def running_ingest(
-    port: int,
-    storage_url: str,
-    collector_key: SigningKey,
-    *,
-    batch_max: int = 200,
-    storage: Storage | None = None,
-    catalogue: Catalogue | None = None,
-    client_id: str | None = None,
-    session_expiry: float = 3600.0,
-    key_overlap: float = 7 * 86400.0,
-) -> AsyncIterator[tuple[Ingest, Storage]]:
-    """Run the ingest loop (no HTTP API) against the broker on `port`, subscribed on return.
-
-    It stores into `storage_url` (any backend) unless a `storage` is handed in.
-
-    Readings are normalized against `catalogue` (default: `catalogue_with_coal()`). With a
-    `client_id` the MQTT session is durable for `session_expiry` seconds, as `collector
-    serve` runs it; without one it is a random id whose session ends with the connection.
-    """
-    async with contextlib.AsyncExitStack() as stack:
-        if storage is None:
-            storage = await stack.enter_async_context(open_storage(storage_url))
-        settings = IngestSettings(
-            "127.0.0.1",
-            port,
-            batch_max=batch_max,
-            client_id=client_id,
-            session_expiry=session_expiry,
-            key_overlap=key_overlap,
-        )
-        ingest = Ingest(
-            settings,
-            storage,
-            collector_key,
-            catalogue=catalogue_with_coal() if catalogue is None else catalogue,
-        )
-        task = asyncio.create_task(ingest.run(), name="test-ingest")
-        try:
-            await asyncio.wait_for(ingest.connected.wait(), 10)
-            yield ingest, storage
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-
-
-async def wait_until(
-    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float = 10.0
-) -> T:
-    """Poll `probe` every 20 ms until `done(result)`; TimeoutError after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        result = await probe()
-        if done(result):
-            return result
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"condition not met after {timeout}s; last result {result!r}")
-        await asyncio.sleep(0.02)
-
-
-def write_collector_config(
-    folder: Path,
-    *,
-    broker_port: int,
-    api_port: int,
-    tokens: Sequence[tuple[str, str, Sequence[str]]] = (("province", "s3cret", ("*",)),),
-    storage_url: str = "sqlite:///state/collector.db",
-) -> Path:
-    """A collector.yaml in `folder` (state and keys below it); return its path.
-
-    `storage_url` defaults to a SQLite file under `folder`; pass a postgresql:// URL (or an
-    absolute sqlite:////... one) to store elsewhere.
-    """
-    token_lines = "".join(
-        f'    - {{name: {name}, token: "{token}", districts: {json.dumps(list(districts))}}}\n'
-        for name, token, districts in tokens
-    )
-    path = folder / "collector.yaml"
-    path.write_text(
-        f'broker: "mqtt://127.0.0.1:{broker_port}"\n'
-        f"storage: {{url: {json.dumps(storage_url)}}}\n"
-        "signing: {key_file: keys/collector.key}\n"
-        "api:\n"
-        f'  listen: "127.0.0.1:{api_port}"\n'
-        "  tokens:\n"
-        f"{token_lines}"
-        "ingest: {batch_max: 200, share_group: gz-collectors}\n"
-        "offline_after: 60s\n",
-        encoding="utf-8",
-    )
-    return path
-
-
-# The collector key the in-process ingest signs its ACKs with in these tests.
-COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
-
-
-@dataclass
-class CollectorEnv:
-    """A running in-process ingest on a real broker, one registered gateway linked to it."""
-
-    storage: Storage
-    link: GatewayLink
-    gateway: SimGateway
-    url: str
-    collector: VerifyKey = field(default_factory=COLLECTOR_KEY.public)
-
-    async def rows(self, query: str) -> list[tuple[Any, ...]]:
-        """The rows of a read-only SQL query on the storage's tables (SQLite or PostgreSQL)."""
-        return await sql_rows(self.url, query)
-
-
-@contextlib.asynccontextmanager
-async def collector_env(broker_port: int, storage_url: str) -> AsyncIterator[CollectorEnv]:
-    """Start the ingest on `storage_url`, register gateway 1 and link it (the `env` fixture)."""
-    gateway = sim_gateway(1)
-    async with running_ingest(broker_port, storage_url, COLLECTOR_KEY) as (_, storage):
-        await register(storage, gateway)
-        async with gateway_link(broker_port, gateway) as link:
-            yield CollectorEnv(storage, link, gateway, storage_url)

@@ -24,7 +24,12 @@ from click.testing import CliRunner, Result
 from collector.cli import main as collector_main
 from edge_agent.cli import main as agent_main
 from specs.signing import load_verify_key
-from tests.support.collector_client import sim_gateway, write_collector_config
+from tests.support.collector_client import (
+    sim_gateway,
+)
+from tests.support.collector_env import (
+    write_collector_config,
+)
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 PROGRAMS = {"edge-agent": agent_main, "collector": collector_main}

@@ -1,0 +1,184 @@
+"""The collector test environment: its config file, its command line, the in-process ingest.
+
+For the collector's tests: `write_collector_config` writes a collector.yaml (any storage URL),
+`collector_cli` runs a `collector` command as a user would (JSON logs), `running_ingest` runs the
+ingest loop on a real broker and storage, `register` registers a `SimGateway` there, and
+`collector_env` is all of that with gateway 1 linked (the `env` fixture of the ingest tests).
+The gateway side (blocks, signatures, ACKs) is tests/support/collector_client.py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+from click.testing import CliRunner, Result
+
+from collector.cli import main
+from collector.ingest.service import Ingest, IngestSettings
+from collector.storage import open_storage
+from collector.storage.base import Storage
+from specs.catalogue import Catalogue
+from specs.signing import SigningKey, VerifyKey, signing_key_from_seed
+from tests.support.broker import free_port
+from tests.support.collector_client import (
+    GatewayLink,
+    SimGateway,
+    catalogue_with_coal,
+    gateway_link,
+    sim_gateway,
+)
+from tests.support.postgres import sql_rows
+
+T = TypeVar("T")
+DEFAULT_STORAGE = "sqlite:///state/collector.db"  # relative: below the config's folder
+
+
+def cli_config(folder: Path, storage_url: str = DEFAULT_STORAGE) -> Path:
+    """A collector.yaml for commands run from the command line: no broker (port 1), any API port.
+
+    The commands that open the storage use `storage_url`; the others never touch it.
+    """
+    return write_collector_config(
+        folder, broker_port=1, api_port=free_port(), storage_url=storage_url
+    )
+
+
+def collector_cli(*args: str) -> Result:
+    """Run `collector --log-format json ARGS` in-process; errors in the command are raised."""
+    return CliRunner().invoke(main, ["--log-format", "json", *args], catch_exceptions=False)
+
+
+async def register(storage: Storage, gateway: SimGateway) -> None:
+    """Register `gateway` and its key at the collector."""
+    await storage.register(*gateway.registration())
+
+
+@contextlib.asynccontextmanager
+async def running_ingest(
+    port: int,
+    storage_url: str,
+    collector_key: SigningKey,
+    *,
+    batch_max: int = 200,
+    storage: Storage | None = None,
+    catalogue: Catalogue | None = None,
+    client_id: str | None = None,
+    session_expiry: float = 3600.0,
+    key_overlap: float = 7 * 86400.0,
+) -> AsyncIterator[tuple[Ingest, Storage]]:
+    """Run the ingest loop (no HTTP API) against the broker on `port`, subscribed on return.
+
+    It stores into `storage_url` (any backend) unless a `storage` is handed in.
+
+    Readings are normalized against `catalogue` (default: `catalogue_with_coal()`). With a
+    `client_id` the MQTT session is durable for `session_expiry` seconds, as `collector
+    serve` runs it; without one it is a random id whose session ends with the connection.
+    """
+    async with contextlib.AsyncExitStack() as stack:
+        if storage is None:
+            storage = await stack.enter_async_context(open_storage(storage_url))
+        settings = IngestSettings(
+            "127.0.0.1",
+            port,
+            batch_max=batch_max,
+            client_id=client_id,
+            session_expiry=session_expiry,
+            key_overlap=key_overlap,
+        )
+        ingest = Ingest(
+            settings,
+            storage,
+            collector_key,
+            catalogue=catalogue_with_coal() if catalogue is None else catalogue,
+        )
+        task = asyncio.create_task(ingest.run(), name="test-ingest")
+        try:
+            await asyncio.wait_for(ingest.connected.wait(), 10)
+            yield ingest, storage
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+
+async def wait_until(
+    probe: Callable[[], Awaitable[T]], done: Callable[[T], bool], timeout: float = 10.0
+) -> T:
+    """Poll `probe` every 20 ms until `done(result)`; TimeoutError after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = await probe()
+        if done(result):
+            return result
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"condition not met after {timeout}s; last result {result!r}")
+        await asyncio.sleep(0.02)
+
+
+def write_collector_config(
+    folder: Path,
+    *,
+    broker_port: int,
+    api_port: int,
+    tokens: Sequence[tuple[str, str, Sequence[str]]] = (("province", "s3cret", ("*",)),),
+    storage_url: str = DEFAULT_STORAGE,
+) -> Path:
+    """A collector.yaml in `folder` (state and keys below it); return its path.
+
+    `storage_url` defaults to a SQLite file under `folder`; pass a postgresql:// URL (or an
+    absolute sqlite:////... one) to store elsewhere.
+    """
+    token_lines = "".join(
+        f'    - {{name: {name}, token: "{token}", districts: {json.dumps(list(districts))}}}\n'
+        for name, token, districts in tokens
+    )
+    path = folder / "collector.yaml"
+    path.write_text(
+        f'broker: "mqtt://127.0.0.1:{broker_port}"\n'
+        f"storage: {{url: {json.dumps(storage_url)}}}\n"
+        "signing: {key_file: keys/collector.key}\n"
+        "api:\n"
+        f'  listen: "127.0.0.1:{api_port}"\n'
+        "  tokens:\n"
+        f"{token_lines}"
+        "ingest: {batch_max: 200, share_group: gz-collectors}\n"
+        "offline_after: 60s\n",
+        encoding="utf-8",
+    )
+    return path
+
+
+# The collector key the in-process ingest signs its ACKs with in these tests.
+COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
+
+
+@dataclass
+class CollectorEnv:
+    """A running in-process ingest on a real broker, one registered gateway linked to it."""
+
+    storage: Storage
+    link: GatewayLink
+    gateway: SimGateway
+    url: str
+    collector: VerifyKey = field(default_factory=COLLECTOR_KEY.public)
+
+    async def rows(self, query: str) -> list[tuple[Any, ...]]:
+        """The rows of a read-only SQL query on the storage's tables (SQLite or PostgreSQL)."""
+        return await sql_rows(self.url, query)
+
+
+@contextlib.asynccontextmanager
+async def collector_env(broker_port: int, storage_url: str) -> AsyncIterator[CollectorEnv]:
+    """Start the ingest on `storage_url`, register gateway 1 and link it (the `env` fixture)."""
+    gateway = sim_gateway(1)
+    async with running_ingest(broker_port, storage_url, COLLECTOR_KEY) as (_, storage):
+        await register(storage, gateway)
+        async with gateway_link(broker_port, gateway) as link:
+            yield CollectorEnv(storage, link, gateway, storage_url)
