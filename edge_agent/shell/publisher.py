@@ -116,6 +116,7 @@ class Publisher:
         self._sent: dict[int, tuple[float, int]] = {}
         self._sent_live: set[int] = set()  # those of them sent in the live lane
         self._sends = 0
+        self._backlog_acked_at = 0.0  # when an ACK last answered a backlog-lane block
         self._cursor = 0
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -258,19 +259,36 @@ class Publisher:
         # Send order of the block this ACK answers; unknown (already released): assume
         # everything in flight may still arrive and let the ACK timeout catch real losses.
         trigger = self._sent[ack.seq][1] if ack.seq in self._sent else 0
+        now = time.monotonic()
+        if ack.seq in self._sent and ack.seq not in self._sent_live:
+            self._backlog_acked_at = now
+        answered_live = ack.seq in self._sent_live
         for seq in [s for s in self._sent if s <= ack.acked_through or s == ack.seq]:
             self._landed(seq)
-        # Owed again: blocks in flight that were sent before the one this ACK answers and are
-        # still missing - lost on the way, say published while the collector had not
-        # subscribed again after a broker restart. A block sent after it may simply still be
-        # on its way; a missing block never sent (the rest of a backlog below a live block)
-        # is not lost, the backlog lane gets to it in order, behind live blocks.
-        for seq, (_, order) in list(self._sent.items()):
-            if order < trigger and any(low <= seq <= high for low, high in ack.missing):
-                self._landed(seq)
-                if seq not in self._owed:
-                    self._owed.append(seq)
+        self._owe_missing(ack, trigger, answered_live=answered_live)
         self._wake.set()
+
+    def _owe_missing(self, ack: Ack, trigger: int, *, answered_live: bool) -> None:
+        """Owe again the blocks in flight that `ack` shows lost.
+
+        Those sent before the one this ACK answers (send order `trigger`) and still missing -
+        lost on the way, say published while the collector had not subscribed again after a
+        broker restart. A block sent after it may simply still be on its way; a missing block
+        never sent (the rest of a backlog below a live block) is not lost, the backlog lane
+        gets to it in order, behind live blocks.
+        """
+        for seq, (sent_at, order) in list(self._sent.items()):
+            if order >= trigger or not any(low <= seq <= high for low, high in ack.missing):
+                continue
+            if answered_live and seq not in self._sent_live and sent_at <= self._backlog_acked_at:
+                # The collector takes live blocks before queued backlog ones
+                # (collector.ingest.lanes): a backlog block sent before this live one may
+                # still wait there. Lost only if the backlog lane has heard no ACK since it
+                # was sent (its whole window lost, as after a broker restart).
+                continue
+            self._landed(seq)
+            if seq not in self._owed:
+                self._owed.append(seq)
 
     def _landed(self, seq: int) -> None:
         """`seq` no longer waits for an ACK (answered, or owed again)."""
