@@ -75,8 +75,8 @@ lint: install
 	$(BIN)/mypy
 
 # make bench: every bench of bench/ through bench/report.py, which writes docs/performance.md
-# and docs/perf/*.png and fails when a gated median misses its target (about 35 min on a
-# 2-core box; QUICK=1: one repeat at small sizes, about 12 min; ONLY=rtu,memory: those only).
+# and docs/perf/*.png and fails when a gated median misses its target (about 40 min on a
+# 2-core box; QUICK=1: one repeat at small sizes, about 15 min; ONLY=rtu,memory: those only).
 # make bench-soak: the 30-minute G7 memory soak, added to the last suite's page.
 bench: install broker postgres
 	$(BIN)/python -m bench.report $(if $(QUICK),--quick,) $(if $(ONLY),--only $(ONLY),)

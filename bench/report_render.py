@@ -231,13 +231,17 @@ def machine_section(machine: Machine) -> list[str]:
     def load(avg: tuple[float, float, float] | None) -> str:
         return "—" if avg is None else " / ".join(f"{x:.2f}" for x in avg)
 
-    quick = " (quick mode: fewer repeats, smaller sizes)" if machine.quick else ""
+    quick = (
+        " in quick mode (one repeat, small sizes; a bench run since shows its own command below)"
+        if machine.quick
+        else ""
+    )
     software = (
         f"Python {machine.python}; SQLite {machine.sqlite}; Mosquitto {machine.mosquitto}; "
         f"PostgreSQL {machine.postgresql}"
     )
     lines = [
-        f"- Run: {machine.started} on commit `{machine.commit}`{quick}",
+        f"- Suite run: {machine.started} on commit `{machine.commit}`{quick}",
         f"- CPU: {machine.cpu}, {machine.cores} cores; memory {machine.memory_gib:.1f} GiB",
         f"- {software}",
         f"- Load average (1 / 5 / 15 min) at the start: {load(machine.load_start)}; at the end: "
