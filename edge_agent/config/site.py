@@ -23,10 +23,18 @@ from edge_agent.config.points import (
 from specs.encoding import Encoding
 from specs.identifiers import IdentifierError, check_gateway_code, check_point_code
 from specs.signing import require_available
-from configkit.network import Broker, TlsConfig
-from configkit.fields import ConfigModel, ConfigPath, Duration, Size, duration_bounds, size_at_least
-from configkit.issues import KeyPath
-from configkit.validation import raise_at
+from specs.yamlconf import (
+    Broker,
+    ConfigModel,
+    ConfigPath,
+    Duration,
+    KeyPath,
+    Size,
+    TlsConfig,
+    duration_bounds,
+    raise_at,
+    size_at_least,
+)
 
 Domain = Literal["WHP", "WKK", "YHBZ", "MK", "BP"]
 """WHP 危化 | WKK 尾矿库 | YHBZ 烟花爆竹 | MK 煤矿 | BP 边坡."""
