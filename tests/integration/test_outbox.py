@@ -3,12 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import time
 from pathlib import Path
 
 from edge_agent.config import load_site_config
@@ -19,8 +14,10 @@ from edge_agent.shell.alarm_stage import AlarmStage
 from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.sealer import Sealer
 from specs.block import GENESIS, decode_block
+from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, Record, iso_time
 from specs.signing import Signature, signing_key_from_seed
+from tests.support.sigkill_writer import kill_when_sealed
 
 KEY = signing_key_from_seed(bytes(32))
 SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
@@ -124,7 +121,7 @@ async def main() -> None:
         i = 0
         while True:
             block = await outbox.seal((_reading(i), _reading(i + 1)), now=1.7e9, clock_synced=True)
-            print(block.seq, flush=True)
+            print("sealed", block.seq, flush=True)
             i += 2
 
 asyncio.run(main())
@@ -135,25 +132,9 @@ def test_sigkill_while_sealing_leaves_a_gap_free_verifiable_chain(tmp_path: Path
     path = tmp_path / "outbox.db"
     acknowledged = 0
     for round_number in range(8):
-        writer = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(path)],
-            stdout=subprocess.PIPE,
-            cwd=Path(__file__).resolve().parents[2],
-        )
-        assert writer.stdout is not None
-        deadline = time.monotonic() + 20
         # Kill at a different depth each round, always after at least one new commit.
         wanted = acknowledged + 3 + round_number * 7
-        while time.monotonic() < deadline:
-            line = writer.stdout.readline()
-            if not line:
-                break
-            acknowledged = int(line)
-            if acknowledged >= wanted:
-                break
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait()
-        writer.stdout.close()
+        acknowledged = kill_when_sealed(_WRITER, str(path), wanted=wanted, sealed=acknowledged)
     total = _assert_valid_chain(path)
     assert total >= acknowledged, "every seal reported as committed survived SIGKILL"
     assert total <= acknowledged + 1, "at most the one in flight committed unreported"
@@ -225,7 +206,7 @@ async def test_a_reading_the_alarm_evaluator_cannot_handle_is_still_sealed(
 ) -> None:
     # A slope point has rate rules; a time the wire refuses makes their evaluation raise.
     config = load_site_config(Path(__file__).resolve().parents[2] / "configs" / "slope.yaml")
-    stage = AlarmStage(rules_for_site(config), AlarmState(namespace="test"))
+    stage = AlarmStage(rules_for_site(config, default_catalogue()), AlarmState(namespace="test"))
     point = next(p for p in resolve_points(config) if p.quota == "BP-GX")
     odd = Reading(point.point, "BP-GX", "9999-12-31T23:59:59.000+00:00", 1.0, "mm", Quality.GOOD)
     fine = Reading(point.point, "BP-GX", iso_time(1.7e9), 1.0, "mm", Quality.GOOD)

@@ -1,0 +1,50 @@
+"""Kill a writer process with SIGKILL at a chosen depth, for the crash-safety tests.
+
+A writer is a small Python program (run with `python -c` from the repository root, so that
+`tests.` and the packages import) that commits in a loop and prints `sealed <seq>` after each
+commit returns; other lines (the agent's log) are passed over. The harness kills it without
+warning once it has reported the wanted seq, so a test can check that everything reported
+survived and nothing half-written did.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Final
+
+ROOT: Final = Path(__file__).resolve().parents[2]
+SEALED: Final = b"sealed "
+TIMEOUT: Final = 20.0  # seconds one life may take to reach its seq before it is killed anyway
+
+
+def kill_when_sealed(script: str, *args: str, wanted: int, sealed: int) -> int:
+    """Run the writer `script` with `args`; SIGKILL it once it reports seq `wanted` sealed.
+
+    It is killed as well when its output ends or TIMEOUT passes. Returns the last seq it
+    reported, or `sealed` (what earlier lives reported) when it reported none.
+    """
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, cwd=ROOT
+    )
+    assert writer.stdout is not None
+    deadline = time.monotonic() + TIMEOUT
+    try:
+        while time.monotonic() < deadline:
+            line = writer.stdout.readline()
+            if not line:
+                break
+            if not line.startswith(SEALED):
+                continue  # the writer's log lines
+            sealed = int(line.split()[1])
+            if sealed >= wanted:
+                break
+    finally:
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait()
+        writer.stdout.close()
+    return sealed
