@@ -9,6 +9,9 @@ and chain-checks every block of both lanes.
 
 from __future__ import annotations
 
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,10 +19,11 @@ import pytest
 from collector.ingest.service import IngestSettings
 from collector.model import Reason
 from collector.storage import open_storage
+from demo.broker import MOSQUITTO
 from specs.block import block_hash
 from specs.lanes import Lane, lane_properties
 from specs.records import Record
-from tests.support.broker import Broker
+from tests.support.broker import Broker, free_port, wait_for_port
 from tests.support.collector_client import (
     GatewayLink,
     gateway_link,
@@ -49,26 +53,57 @@ async def _publish(link: GatewayLink, seq: int, lane: Lane | None) -> None:
     await link.publish(payload, link.gateway.sign(payload) + lanes)
 
 
+@dataclass
+class DefaultInflightBroker(Broker):
+    """Mosquitto with its default max_inflight_messages (20), as `collector broker-config`
+    leaves it: it hands a client at most 20 unacknowledged QoS 1 messages unless the client's
+    CONNECT asks for more (MQTT 5 Receive Maximum)."""
+
+    def start(self) -> None:
+        conf = self.workdir / "mosquitto-default.conf"
+        conf.write_text(
+            f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n"
+            "max_queued_messages 0\nlog_type error\nlog_type warning\n"
+        )
+        self.process = subprocess.Popen(
+            [MOSQUITTO, "-c", str(conf)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
+        wait_for_port(self.port)
+
+
 async def test_a_live_block_is_acked_before_a_queued_backlog(
     broker: Broker, storage_url: str
 ) -> None:
+    await _live_overtakes_queued_backlog(broker.port, storage_url)
+
+
+async def test_a_live_block_overtakes_a_backlog_the_broker_still_holds(
+    tmp_path: Path, storage_url: str
+) -> None:
+    # The broker hands the collector 20 blocks at a time unless told otherwise: the live block
+    # sat at the broker behind the rest of the backlog, where no lane can see it.
+    broker = DefaultInflightBroker(port=free_port(), workdir=tmp_path)
+    broker.start()
+    try:
+        await _live_overtakes_queued_backlog(broker.port, storage_url)
+    finally:
+        broker.stop()
+
+
+async def _live_overtakes_queued_backlog(port: int, storage_url: str) -> None:
     gateway = sim_gateway(1)
     async with open_storage(storage_url) as storage:
         await register(storage, gateway)
         # A durable session: what is published while the collector is away waits for it at
         # the broker, in order, as after a collector restart.
-        async with running_ingest(
-            broker.port, storage_url, COLLECTOR_KEY, **DURABLE, storage=storage
-        ):
+        async with running_ingest(port, storage_url, COLLECTOR_KEY, **DURABLE, storage=storage):
             pass
-        async with gateway_link(broker.port, gateway) as link:
+        async with gateway_link(port, gateway) as link:
             for seq in range(1, BACKLOG + 1):
                 await _publish(link, seq, Lane.BACKLOG)
             live = BACKLOG + 1
             await _publish(link, live, Lane.LIVE)
-            async with running_ingest(
-                broker.port, storage_url, COLLECTOR_KEY, **DURABLE, storage=storage
-            ):
+            async with running_ingest(port, storage_url, COLLECTOR_KEY, **DURABLE, storage=storage):
                 order = [(await link.next_ack(timeout=60)).ack for _ in range(BACKLOG + 1)]
         ahead = [ack.seq for ack in order].index(live)
         # FIFO answered it last, after all 100; with lanes it waits for the batch in progress
