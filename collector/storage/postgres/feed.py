@@ -25,7 +25,7 @@ from collector.feed.core import (
     journal_event,
 )
 from collector.model import ReadingRow, Scope
-from collector.storage.postgres import rows
+from collector.storage import records
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import FEED_LOCK
 from collector.storage.postgres.notices import announce_commit
@@ -110,12 +110,12 @@ async def _readings(
     span = f"r.id > {params.add(after)} AND r.id <= {params.add(upto)}"
     sql = _filters(where, "r", params) + scope_clause(scope, "g.district", params)
     found = await db.fetch(
-        f"SELECT {rows.READING_COLUMNS}, r.id FROM readings r"
+        f"SELECT {records.READING_COLUMNS}, r.id FROM readings r"
         f" JOIN gateways g ON g.gateway = r.gateway WHERE {span}{sql}"
         f" ORDER BY r.id LIMIT {params.add(limit + 1)}",
         *params.values,
     )
-    readings = [rows.reading(row, row[8]) for row in found]
+    readings = [records.reading(row, row[8]) for row in found]
     return tuple(readings[:limit]), len(readings) > limit
 
 

@@ -1,10 +1,9 @@
-"""One batch as one PostgreSQL transaction: SQLite's ingest, step for step, on set lookups.
+"""PostgreSQL's side of one ingest batch (`collector.storage.batch`), step for step SQLite's.
 
 The caller (`PostgresStorage.ingest`) has created the partitions the batch's readings need
 and opened the transaction; `ingest_batch` first takes the lock of every gateway the batch
-writes (`collector.storage.postgres.locks`), then makes the same lookups and the same pure
-decisions (`collector.storage.core`) as the SQLite backend. Lookups pass their keys as arrays
-(`unnest`), readings go in with COPY, the small tables with `executemany`.
+writes (`collector.storage.postgres.locks`), then runs the backend-neutral batch: lookups pass
+their keys as arrays (`unnest`), readings go in with COPY, the small tables with `executemany`.
 
 The live feed's rows come last: a batch that adds readings or journal entries takes the feed
 lock, COPYs its readings, appends its journal and notifies listening collectors, all just
@@ -13,77 +12,59 @@ before COMMIT, so that feed ids follow commit order (`collector.storage.postgres
 
 from __future__ import annotations
 
-import json
-from collections.abc import Collection, Iterable, Sequence
-from dataclasses import replace
+import functools
+import itertools
+import re
+from collections.abc import Collection, Sequence
 from typing import Final
 
+from asyncpg import Record
+
 from collector.audit.chain import ActionEntry
-from collector.feed.core import alarm_entry, gap_record_entries, hole_entries, status_entries
+from collector.feed.core import JournalEntry
 from collector.model import (
     AlarmState,
     AuditEntry,
     BatchResult,
     IncomingBlock,
-    IncomingMeta,
     IngestBatch,
-    Outcome,
-    StatusUpdate,
     StreamState,
 )
 from collector.storage.base import StorageError
-from collector.storage.core import (
-    AlarmKey,
-    BlockKey,
-    Link,
-    ReadingKey,
-    ReadingValue,
-    alarm_key,
-    block_key,
-    chain_breaks,
-    classify,
-    dedupe_audits,
-    flags_text,
-    keys_to_look_up,
-    merge_alarms,
-    neighbours,
-    newest_readings,
-    progress,
-    reading_keys,
-    stream_changes,
-    unique_readings,
+from collector.storage.batch import store_batch
+from collector.storage.core import AlarmKey, BlockKey, Link, ReadingKey, ReadingValue, Stream
+from collector.storage.ingest_rows import (
+    READING_FIELDS,
+    Params,
+    Series,
+    reading_records,
 )
-from collector.storage.postgres import audit, rows
+from collector.storage.postgres import audit, feed, presence, registry
 from collector.storage.postgres.connection import Db
-from collector.storage.postgres.feed import (
-    finish_feed_commit,
-    held_statuses,
-    take_feed_lock,
-    write_journal,
-)
 from collector.storage.postgres.locks import lock_gateways
-from collector.storage.postgres.presence import record_presence
-from collector.storage.postgres.registry import adopt_keys
 from collector.storage.postgres.schema import SCHEMA_VERSION
-from collector.storage.rollups import MinuteRollup, minute_rollups
-from specs.block import block_hash
+from collector.storage.records import ALARM_COLUMNS, alarm_state, holes, spans
+from collector.storage.rollups import MinuteRollup
 
-Stream = tuple[str, str]
-ReadingRecord = tuple[str, str, int, int, str, str, float, float | None, str, str, str]
-"""A `readings` row as COPY sends it (READING_FIELDS)."""
-
-READING_FIELDS: Final = (
-    "gateway",
-    "epoch",
-    "seq",
-    "idx",
-    "point",
-    "quota",
-    "t",
-    "value",
-    "unit",
-    "quality",
-    "flags",
+# A resent old reading must not replace a newer one.
+_UPSERT_LATEST: Final = (
+    "INSERT INTO latest (gateway, point, quota, t, value, unit, quality, flags)"
+    " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[],"
+    " $5::float8[], $6::text[], $7::text[], $8::text[])"
+    " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota,"
+    " t = excluded.t, value = excluded.value, unit = excluded.unit,"
+    " quality = excluded.quality, flags = excluded.flags WHERE excluded.t >= latest.t"
+)
+# first_seen is set by the first stored block (0 until then, as in SQLite).
+_UPSERT_STREAM: Final = (
+    "INSERT INTO ingest_state (gateway, epoch, acked_through, max_seq, missing, declared,"
+    " conflict, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
+    " ON CONFLICT (gateway, epoch) DO UPDATE SET acked_through = excluded.acked_through,"
+    " max_seq = excluded.max_seq, missing = excluded.missing, declared = excluded.declared,"
+    " conflict = ingest_state.conflict OR excluded.conflict,"
+    " first_seen = CASE WHEN ingest_state.first_seen = 0 THEN excluded.first_seen"
+    " ELSE ingest_state.first_seen END,"
+    " last_seen = greatest(ingest_state.last_seen, excluded.last_seen)"
 )
 
 
@@ -105,50 +86,49 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
     """Store blocks once, audit rejections, apply statuses and metas (inside a transaction)."""
     await _refuse_a_newer_schema(db)
     await lock_gateways(db, batch_gateways(batch))
-    # The batch's keys and their neighbours: to classify, and to check the chain.
-    links = await stored_links(db, neighbours(block_key(b) for b in batch.blocks))
-    outcomes = classify(batch.blocks, {key: link[0] for key, link in links.items()})
-    fresh = [b for b, o in zip(batch.blocks, outcomes, strict=True) if o is Outcome.STORED]
-    breaks = chain_breaks(fresh, links)
-    keys = reading_keys(fresh)
-    newest = await _newest_times(db, {key[:2] for key in keys})
-    held = await _stored_readings(db, keys_to_look_up(keys, newest))
-    new, repeated = unique_readings(fresh, held, keys)
-    await _insert_blocks(db, new)
-    await _fold_rollups(db, minute_rollups(new))
-    alarms = await _pair_alarms(db, new)
-    refused_keys = await adopt_keys(db, new, batch.key_overlap)
-    audits = [
-        *batch.audits,
-        *(rejected for b in new for rejected in b.entries.rejected),
-        *refused_keys,
-        *dedupe_audits(batch.blocks, outcomes),
-        *repeated,
-        *(found.audit for found in breaks),
-    ]
-    broken = {found.stream for found in breaks}
-    before, streams = await _advance_streams(db, batch.blocks, outcomes, broken)
-    statuses_held = await held_statuses(db, {s.gateway for s in batch.statuses})
-    await _apply_statuses(db, batch.statuses)
-    await _store_metas(db, batch.metas)
-    await record_presence(db, batch)
-    # The live feed, after everything else (see the module docstring); SQLite's journal.
-    seen = max((b.received_at for b in batch.blocks), default=0.0)
-    entries = [
-        *gap_record_entries(new),
-        *hole_entries(before, streams, seen),
-        *(alarm_entry(state, seen) for state in alarms.values()),
-        *status_entries(statuses_held, batch.statuses),
-    ]
-    # The audit chain's lock comes after the gateways' and before the feed's (locks.py).
-    await _insert_audits(db, audits, batch.actions)
-    records = reading_records(new)
-    if records or entries:
-        await take_feed_lock(db)
-        await _copy_readings(db, records)
-        await write_journal(db, entries)
-        await finish_feed_commit(db)
-    return BatchResult(outcomes, streams)
+    return await store_batch(_PostgresBatch(db), batch)
+
+
+@functools.cache
+def numbered(statement: str) -> str:
+    """`statement` with its `?` placeholders as PostgreSQL's `$1, $2, ...`."""
+    count = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(count)}", statement)
+
+
+def _columns(rows: Sequence[Params]) -> list[list[object]]:
+    """`rows` as one list per column: the arrays `unnest` takes."""
+    return [list(column) for column in zip(*rows, strict=True)]
+
+
+async def _lookup(
+    db: Db, types: str, keys: Collection[tuple[object, ...]], query: str
+) -> list[Record]:
+    """`query` joined to `k`, the keys as `unnest` of one array per column (`types`)."""
+    if not keys:
+        return []
+    casts = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types.split(), 1))
+    return await db.fetch(query.format(k=f"unnest({casts}) AS k"), *_columns(sorted(set(keys))))
+
+
+async def stream_states(db: Db, streams: Collection[Stream]) -> dict[Stream, StreamState]:
+    """The stored progress of `streams` (those with a row), with the hash at acked_through."""
+    found = await _lookup(
+        db,
+        "text text",
+        streams,
+        "SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
+        " b.hash, s.conflict FROM {k} (gateway, epoch)"
+        " JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch"
+        " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
+        " AND b.seq = s.acked_through",
+    )
+    return {
+        (row[0], row[1]): StreamState(
+            row[0], row[1], row[2], row[3], holes(row[4]), spans(row[5]), row[6], bool(row[7])
+        )
+        for row in found
+    }
 
 
 async def _refuse_a_newer_schema(db: Db) -> None:
@@ -163,216 +143,6 @@ async def _refuse_a_newer_schema(db: Db) -> None:
             f"the database schema is at version {version}, newer than this collector's"
             f" {SCHEMA_VERSION}: it must be upgraded before it may write"
         )
-
-
-async def stored_links(db: Db, keys: Collection[BlockKey]) -> dict[BlockKey, Link]:
-    """(hash, prev) of the stored blocks among `keys`."""
-    if not keys:
-        return {}
-    gateways, epochs, seqs = zip(*sorted(set(keys)), strict=True)
-    found = await db.fetch(
-        "SELECT b.gateway, b.epoch, b.seq, b.hash, b.prev"
-        " FROM unnest($1::text[], $2::text[], $3::bigint[]) AS k (gateway, epoch, seq)"
-        " JOIN blocks b ON b.gateway = k.gateway AND b.epoch = k.epoch AND b.seq = k.seq",
-        list(gateways),
-        list(epochs),
-        list(seqs),
-    )
-    return {(row[0], row[1], row[2]): (row[3], row[4]) for row in found}
-
-
-async def _newest_times(
-    db: Db, series: Collection[tuple[str, str]]
-) -> dict[tuple[str, str], float]:
-    """The newest stored t of each (gateway, point) that has readings.
-
-    Read from `latest`, which this module writes with every stored reading in the same
-    transaction, keeping the newest: a key lookup instead of one index probe per partition.
-    """
-    if not series:
-        return {}
-    gateways, points = zip(*sorted(series), strict=True)
-    found = await db.fetch(
-        "SELECT l.gateway, l.point, l.t FROM unnest($1::text[], $2::text[]) AS k (gateway, point)"
-        " JOIN latest l ON l.gateway = k.gateway AND l.point = k.point",
-        list(gateways),
-        list(points),
-    )
-    return {(row[0], row[1]): row[2] for row in found}
-
-
-async def _stored_readings(db: Db, keys: Sequence[ReadingKey]) -> dict[ReadingKey, ReadingValue]:
-    if not keys:
-        return {}
-    gateways, points, times = zip(*sorted(set(keys)), strict=True)
-    found = await db.fetch(
-        "SELECT r.gateway, r.point, r.t, r.value, r.unit, r.quality"
-        " FROM unnest($1::text[], $2::text[], $3::float8[]) AS k (gateway, point, t)"
-        " JOIN readings r ON r.gateway = k.gateway AND r.point = k.point AND r.t = k.t",
-        list(gateways),
-        list(points),
-        list(times),
-    )
-    return {(row[0], row[1], row[2]): (row[3], row[4], row[5]) for row in found}
-
-
-def reading_records(blocks: Iterable[IncomingBlock]) -> list[ReadingRecord]:
-    """The `readings` rows of `blocks`, in block and record order."""
-    return [
-        (
-            incoming.block.header.gateway,
-            incoming.block.header.epoch,
-            incoming.block.header.seq,
-            r.idx,
-            r.point,
-            r.quota,
-            r.t,
-            r.value,
-            r.unit,
-            r.quality,
-            flags_text(r.flags),
-        )
-        for incoming in blocks
-        for r in incoming.entries.readings
-    ]
-
-
-async def _insert_blocks(db: Db, blocks: Sequence[IncomingBlock]) -> None:
-    if not blocks:
-        return
-    await db.executemany(
-        "INSERT INTO blocks (gateway, epoch, seq, payload, alg, kid, sig, hash, received_at,"
-        " domain, mine_code, prev) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
-        [
-            (
-                b.block.header.gateway,
-                b.block.header.epoch,
-                b.block.header.seq,
-                b.block.payload,
-                b.signature.alg,
-                b.signature.kid,
-                b.signature.sig,
-                b.block.digest,
-                b.received_at,
-                b.block.header.domain,
-                b.block.header.mine_code,
-                b.block.header.prev,
-            )
-            for b in blocks
-        ],
-    )
-    # The readings themselves go in last, under the feed lock (`_copy_readings`).
-    newest = newest_readings(blocks)
-    if newest:
-        # One row per point (a statement may not upsert a row twice); a resent old reading
-        # must not replace a newer one.
-        columns = zip(
-            *(
-                (gateway, r.point, r.quota, r.t, r.value, r.unit, r.quality, flags_text(r.flags))
-                for gateway, r in newest
-            ),
-            strict=True,
-        )
-        await db.execute(
-            "INSERT INTO latest (gateway, point, quota, t, value, unit, quality, flags)"
-            " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[],"
-            " $5::float8[], $6::text[], $7::text[], $8::text[])"
-            " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota,"
-            " t = excluded.t, value = excluded.value, unit = excluded.unit,"
-            " quality = excluded.quality, flags = excluded.flags WHERE excluded.t >= latest.t",
-            *(list(column) for column in columns),
-        )
-    gaps = [
-        (
-            b.block.header.gateway,
-            b.block.header.epoch,
-            b.block.header.seq,
-            g.idx,
-            g.t,
-            g.reason.value,
-            g.lost,
-            g.point,
-            b.received_at,
-            g.epoch,
-            g.from_seq,
-            g.to_seq,
-            g.t_from,
-            g.t_to,
-        )
-        for b in blocks
-        for g in b.entries.gaps
-    ]
-    if gaps:
-        await db.executemany(
-            "INSERT INTO gaps (gateway, epoch, seq, idx, kind, t, reason, lost, point,"
-            " detected_at, declared_epoch, from_seq, to_seq, t_from, t_to)"
-            " VALUES ($1, $2, $3, $4, 'record', $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)",
-            gaps,
-        )
-
-
-async def _copy_readings(db: Db, records: Sequence[ReadingRecord]) -> None:
-    """COPY the batch's readings (under the feed lock: their ids are feed positions)."""
-    if records:
-        # Every writer of these gateways holds their locks, and unique_readings dropped the
-        # keys stored already: no row can conflict, so COPY (no ON CONFLICT) is safe.
-        await db.copy_records_to_table("readings", records=records, columns=READING_FIELDS)
-
-
-async def _stored_alarms(db: Db, keys: Sequence[AlarmKey]) -> dict[AlarmKey, AlarmState]:
-    gateways, ids = zip(*sorted(set(keys)), strict=True)
-    found = await db.fetch(
-        f"SELECT {rows.ALARM_COLUMNS}"
-        " FROM unnest($1::text[], $2::text[]) AS k (gateway, alarm_id)"
-        " JOIN alarms a ON a.gateway = k.gateway AND a.alarm_id = k.alarm_id",
-        list(gateways),
-        list(ids),
-    )
-    return {(row[0], row[1]): rows.alarm_state(row) for row in found}
-
-
-async def _pair_alarms(db: Db, blocks: Sequence[IncomingBlock]) -> dict[AlarmKey, AlarmState]:
-    """Merge the blocks' alarm events into the stored alarms; the states written."""
-    keys = [alarm_key(b.block.header.gateway, event) for b in blocks for event in b.entries.alarms]
-    if not keys:
-        return {}
-    merged = merge_alarms(await _stored_alarms(db, keys), blocks)
-    await db.executemany(
-        "INSERT INTO alarms (gateway, alarm_id, point, quota, level, raised_at, cleared_at,"
-        " since, value, threshold, unit, trigger_t, related, detail, raise_epoch, raise_seq,"
-        " raise_idx, clear_epoch, clear_seq, clear_idx) VALUES ($1, $2, $3, $4, $5, $6, $7,"
-        " $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-        " ON CONFLICT (gateway, alarm_id) DO UPDATE SET point = excluded.point,"
-        " quota = excluded.quota, level = excluded.level, raised_at = excluded.raised_at,"
-        " cleared_at = excluded.cleared_at, since = excluded.since, value = excluded.value,"
-        " threshold = excluded.threshold, unit = excluded.unit, trigger_t = excluded.trigger_t,"
-        " related = excluded.related, detail = excluded.detail,"
-        " raise_epoch = excluded.raise_epoch, raise_seq = excluded.raise_seq,"
-        " raise_idx = excluded.raise_idx, clear_epoch = excluded.clear_epoch,"
-        " clear_seq = excluded.clear_seq, clear_idx = excluded.clear_idx",
-        [
-            (
-                a.gateway,
-                a.alarm_id,
-                a.point,
-                a.quota,
-                a.level,
-                a.raised_at,
-                a.cleared_at,
-                a.since,
-                a.value,
-                a.threshold,
-                a.unit,
-                a.trigger_t,
-                a.related,
-                a.detail,
-                *(a.raised_in or (None, None, None)),
-                *(a.cleared_in or (None, None, None)),
-            )
-            for a in merged.values()
-        ],
-    )
-    return merged
 
 
 # The merge of collector.storage.rollups.merged, row by row in SQL.
@@ -414,171 +184,97 @@ async def _fold_rollups(db: Db, rollups: Sequence[MinuteRollup]) -> None:
     await db.execute(_FOLD_ROLLUPS, *(list(column) for column in columns))
 
 
-async def _insert_audits(
-    db: Db, audits: Sequence[AuditEntry], actions: Sequence[ActionEntry] = ()
-) -> None:
-    """Aggregate the batch's rejections into the audit chain (collector.audit.chain).
+class _PostgresBatch:
+    """`collector.storage.batch.BatchSteps` on one asyncpg connection."""
 
-    Takes AUDIT_LOCK; rows whose minute is over by the newest rejection's time are sealed.
-    """
-    if audits or actions:
-        # The batch's command results (`up/cmd`) are rows of their own, chained at once.
-        now = max([*(a.at for a in audits), *(a.at for a in actions)])
-        await audit.append(db, audits, actions, now=now)
+    def __init__(self, db: Db) -> None:
+        self._db = db
 
+    async def run(self, statement: str, rows: Sequence[Params]) -> None:
+        await self._db.executemany(numbered(statement), rows)
 
-async def _store_metas(db: Db, metas: Sequence[IncomingMeta]) -> None:
-    if not metas:
-        return
-    await db.executemany(
-        "INSERT INTO metas (gateway, hash, payload, alg, kid, sig, issued_at, received_at)"
-        " VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (gateway, hash) DO NOTHING",
-        [
-            (
-                m.meta.gateway,
-                block_hash(m.payload),
-                m.payload,
-                m.signature.alg,
-                m.signature.kid,
-                m.signature.sig,
-                m.issued_at,
-                m.received_at,
+    async def stored_links(self, keys: Collection[BlockKey]) -> dict[BlockKey, Link]:
+        found = await _lookup(
+            self._db,
+            "text text bigint",
+            keys,
+            "SELECT b.gateway, b.epoch, b.seq, b.hash, b.prev FROM {k} (gateway, epoch, seq)"
+            " JOIN blocks b ON b.gateway = k.gateway AND b.epoch = k.epoch AND b.seq = k.seq",
+        )
+        return {(row[0], row[1], row[2]): (row[3], row[4]) for row in found}
+
+    async def newest_times(self, series: Collection[Series]) -> dict[Series, float]:
+        # From `latest`, written with every stored reading in the same transaction: a key
+        # lookup instead of one index probe per partition.
+        found = await _lookup(
+            self._db,
+            "text text",
+            series,
+            "SELECT l.gateway, l.point, l.t FROM {k} (gateway, point)"
+            " JOIN latest l ON l.gateway = k.gateway AND l.point = k.point",
+        )
+        return {(row[0], row[1]): row[2] for row in found}
+
+    async def stored_readings(self, keys: Sequence[ReadingKey]) -> dict[ReadingKey, ReadingValue]:
+        found = await _lookup(
+            self._db,
+            "text text float8",
+            keys,
+            "SELECT r.gateway, r.point, r.t, r.value, r.unit, r.quality"
+            " FROM {k} (gateway, point, t)"
+            " JOIN readings r ON r.gateway = k.gateway AND r.point = k.point AND r.t = k.t",
+        )
+        return {(row[0], row[1], row[2]): (row[3], row[4], row[5]) for row in found}
+
+    async def stored_alarms(self, keys: Sequence[AlarmKey]) -> dict[AlarmKey, AlarmState]:
+        found = await _lookup(
+            self._db,
+            "text text",
+            keys,
+            f"SELECT {ALARM_COLUMNS} FROM {{k}} (gateway, alarm_id)"
+            " JOIN alarms a ON a.gateway = k.gateway AND a.alarm_id = k.alarm_id",
+        )
+        return {(row[0], row[1]): alarm_state(row) for row in found}
+
+    async def stream_states(self, streams: Collection[Stream]) -> dict[Stream, StreamState]:
+        return await stream_states(self._db, streams)
+
+    async def upsert_latest(self, rows: Sequence[Params]) -> None:
+        await self._db.execute(_UPSERT_LATEST, *_columns(rows))
+
+    async def fold_rollups(self, rollups: Sequence[MinuteRollup]) -> None:
+        await _fold_rollups(self._db, rollups)
+
+    async def upsert_streams(self, rows: Sequence[Params]) -> None:
+        await self._db.executemany(_UPSERT_STREAM, rows)
+
+    async def adopt_keys(
+        self, blocks: Sequence[IncomingBlock], overlap: float
+    ) -> Sequence[AuditEntry]:
+        return await registry.adopt_keys(self._db, blocks, overlap)
+
+    async def held_statuses(self, gateways: Collection[str]) -> dict[str, tuple[bool, float]]:
+        return await feed.held_statuses(self._db, gateways)
+
+    async def record_presence(self, batch: IngestBatch) -> None:
+        await presence.record_presence(self._db, batch)
+
+    async def append_audits(
+        self, audits: Sequence[AuditEntry], actions: Sequence[ActionEntry], now: float
+    ) -> None:
+        # The audit chain's lock comes after the gateways' and before the feed's (locks.py).
+        await audit.append(self._db, audits, actions, now=now)
+
+    async def finish(self, new: Sequence[IncomingBlock], entries: Sequence[JournalEntry]) -> None:
+        records = reading_records(new)
+        if not records and not entries:
+            return
+        await feed.take_feed_lock(self._db)
+        if records:
+            # Every writer of these gateways holds their locks, and unique_readings dropped
+            # the keys stored already: no row can conflict, so COPY (no ON CONFLICT) is safe.
+            await self._db.copy_records_to_table(
+                "readings", records=records, columns=READING_FIELDS
             )
-            for m in metas
-        ],
-    )
-    described = [
-        (
-            m.meta.gateway,
-            p.point,
-            p.quota,
-            p.unit,
-            p.name,
-            p.device,
-            json.dumps(dict(sorted(p.thresholds.items()))),
-            m.issued_at,
-            block_hash(m.payload),
-            p.poll,
-        )
-        for m in metas
-        for p in m.points
-    ]
-    if not described:
-        return
-    # The newest description wins, whatever order the messages arrive in.
-    await db.executemany(
-        "INSERT INTO point_meta (gateway, point, quota, unit, name, device, thresholds,"
-        " issued_at, meta_hash, poll) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)"
-        " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota,"
-        " unit = excluded.unit, name = excluded.name, device = excluded.device,"
-        " thresholds = excluded.thresholds, issued_at = excluded.issued_at,"
-        " meta_hash = excluded.meta_hash, poll = excluded.poll"
-        " WHERE excluded.issued_at >= point_meta.issued_at",
-        described,
-    )
-
-
-async def stream_states(db: Db, streams: Collection[Stream]) -> dict[Stream, StreamState]:
-    """The stored progress of `streams` (those with a row), with the hash at acked_through."""
-    if not streams:
-        return {}
-    gateways, epochs = zip(*sorted(set(streams)), strict=True)
-    found = await db.fetch(
-        "SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
-        " b.hash, s.conflict"
-        " FROM unnest($1::text[], $2::text[]) AS k (gateway, epoch)"
-        " JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch"
-        " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
-        " AND b.seq = s.acked_through",
-        list(gateways),
-        list(epochs),
-    )
-    return {
-        (row[0], row[1]): StreamState(
-            row[0],
-            row[1],
-            row[2],
-            row[3],
-            rows.holes(row[4]),
-            rows.spans(row[5]),
-            row[6],
-            bool(row[7]),
-        )
-        for row in found
-    }
-
-
-async def _advance_streams(
-    db: Db,
-    blocks: Sequence[IncomingBlock],
-    outcomes: Sequence[Outcome],
-    broken: Collection[Stream],
-) -> tuple[dict[Stream, StreamState], dict[Stream, StreamState]]:
-    """Advance the batch's streams; their states (of those that had one) before and after."""
-    changes = stream_changes(blocks, outcomes, broken)
-    before = await stream_states(db, list(changes))
-    after = {
-        stream: progress(before.get(stream, StreamState(*stream)), change)
-        for stream, change in changes.items()
-    }
-    # The batch's blocks are inserted already: the hash at acked_through is in the table.
-    acked = [(*stream, s.acked_through) for stream, s in after.items() if s.acked_through]
-    hashes = await stored_links(db, acked)
-    for stream, state in after.items():
-        link = hashes.get((*stream, state.acked_through))
-        after[stream] = replace(state, acked_hash=None if link is None else link[0])
-    if not after:
-        return before, after
-    # first_seen is set by the first stored block (0 until then, as in SQLite).
-    await db.executemany(
-        "INSERT INTO ingest_state (gateway, epoch, acked_through, max_seq, missing, declared,"
-        " conflict, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-        " ON CONFLICT (gateway, epoch) DO UPDATE SET acked_through = excluded.acked_through,"
-        " max_seq = excluded.max_seq, missing = excluded.missing, declared = excluded.declared,"
-        " conflict = ingest_state.conflict OR excluded.conflict,"
-        " first_seen = CASE WHEN ingest_state.first_seen = 0 THEN excluded.first_seen"
-        " ELSE ingest_state.first_seen END,"
-        " last_seen = greatest(ingest_state.last_seen, excluded.last_seen)",
-        [
-            (
-                *stream,
-                state.acked_through,
-                state.max_seq,
-                rows.json_ranges(state.missing),
-                rows.json_ranges(state.declared),
-                state.conflict,
-                changes[stream].seen,
-                changes[stream].seen,
-            )
-            for stream, state in after.items()
-        ],
-    )
-    changed = [s for s in after if s not in before or after[s].missing != before[s].missing]
-    if changed:
-        await db.executemany(
-            "DELETE FROM gaps WHERE gateway = $1 AND kind = 'sequence' AND epoch = $2", changed
-        )
-    batch_seen = max((b.received_at for b in blocks), default=0.0)
-    holes = [
-        (*stream, low, high, changes[stream].seen or batch_seen)
-        for stream in changed
-        for low, high in after[stream].missing
-    ]
-    if holes:
-        await db.executemany(
-            "INSERT INTO gaps (gateway, epoch, kind, from_seq, to_seq, reason, lost,"
-            " detected_at) VALUES ($1, $2, 'sequence', $3, $4, 'missing', NULL, $5)",
-            holes,
-        )
-    return before, after
-
-
-async def _apply_statuses(db: Db, statuses: Sequence[StatusUpdate]) -> None:
-    if not statuses:
-        return
-    await db.executemany(
-        "INSERT INTO gateway_status (gateway, online, last_seen) VALUES ($1, $2, $3)"
-        " ON CONFLICT (gateway) DO UPDATE SET online = excluded.online,"
-        " last_seen = excluded.last_seen WHERE excluded.last_seen >= gateway_status.last_seen",
-        [(s.gateway, s.online, s.at) for s in statuses],
-    )
+        await feed.write_journal(self._db, entries)
+        await feed.finish_feed_commit(self._db)

@@ -33,7 +33,7 @@ from collector.model import (
     Scope,
     SourcedReading,
 )
-from collector.storage.postgres import rows
+from collector.storage import records
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.rows import Params, scope_clause
 
@@ -154,7 +154,7 @@ async def points(
                 unit=row[3],
                 name=row[4],
                 device=row[5],
-                thresholds={} if row[6] is None else rows.thresholds(row[6]),
+                thresholds={} if row[6] is None else records.thresholds(row[6]),
             )
             for row in found
         ],
@@ -181,12 +181,12 @@ async def latest(
     if after is not None:
         sql += f" AND (l.gateway, l.point) > ({params.add(after[0])}, {params.add(after[1])})"
     found = await db.fetch(
-        f"SELECT {rows.READING_COLUMNS.replace('r.', 'l.')} FROM latest l"
+        f"SELECT {records.READING_COLUMNS.replace('r.', 'l.')} FROM latest l"
         f" JOIN gateways g ON g.gateway = l.gateway WHERE true{sql}"
         f" ORDER BY l.gateway, l.point LIMIT {params.add(limit + 1)}",
         *params.values,
     )
-    return Page.of([rows.reading(row) for row in found], limit)
+    return Page.of([records.reading(row) for row in found], limit)
 
 
 def _reading_clauses(where: ReadingFilter, after: ReadingAfter | None, params: Params) -> str:
@@ -213,12 +213,12 @@ async def readings(
     conditions = _reading_clauses(where, after, params)
     scope_sql = scope_clause(scope, "g.district", params)
     found = await db.fetch(
-        f"SELECT {rows.READING_COLUMNS}, r.id FROM readings r"
+        f"SELECT {records.READING_COLUMNS}, r.id FROM readings r"
         f" JOIN gateways g ON g.gateway = r.gateway WHERE {conditions}{scope_sql}"
         f" ORDER BY r.gateway, r.point, r.t, r.id LIMIT {params.add(limit + 1)}",
         *params.values,
     )
-    return Page.of([rows.reading(row, row[8]) for row in found], limit)
+    return Page.of([records.reading(row, row[8]) for row in found], limit)
 
 
 async def alarms(
@@ -243,12 +243,12 @@ async def alarms(
     conditions = _conditions(clauses)
     scope_sql = scope_clause(scope, "g.district", params)
     found = await db.fetch(
-        f"SELECT {rows.ALARM_COLUMNS} FROM alarms a JOIN gateways g ON g.gateway = a.gateway"
+        f"SELECT {records.ALARM_COLUMNS} FROM alarms a JOIN gateways g ON g.gateway = a.gateway"
         f" WHERE {conditions}{scope_sql} ORDER BY a.since, a.gateway, a.alarm_id"
         f" LIMIT {params.add(limit + 1)}",
         *params.values,
     )
-    return Page.of([rows.alarm_state(row) for row in found], limit)
+    return Page.of([records.alarm_state(row) for row in found], limit)
 
 
 async def gaps(
@@ -331,7 +331,7 @@ async def point_metas(db: Db, gateway: str) -> Mapping[str, PointMetaRow]:
             unit=row[3],
             name=row[4],
             device=row[5],
-            thresholds=rows.thresholds(row[6]),
+            thresholds=records.thresholds(row[6]),
             issued_at=row[7],
         )
         for row in found
@@ -345,7 +345,7 @@ async def sourced_readings(
     params = Params()
     conditions = _reading_clauses(where, after, params)
     found = await db.fetch(
-        f"SELECT {rows.READING_COLUMNS}, r.id, r.epoch, r.seq, r.idx, b.domain, b.mine_code"
+        f"SELECT {records.READING_COLUMNS}, r.id, r.epoch, r.seq, r.idx, b.domain, b.mine_code"
         " FROM readings r JOIN blocks b"
         " ON b.gateway = r.gateway AND b.epoch = r.epoch AND b.seq = r.seq"
         f" WHERE {conditions} ORDER BY r.gateway, r.point, r.t, r.id"
@@ -354,7 +354,7 @@ async def sourced_readings(
     )
     return Page.of(
         [
-            SourcedReading(rows.reading(row, row[8]), row[9], row[10], row[11], row[12], row[13])
+            SourcedReading(records.reading(row, row[8]), row[9], row[10], row[11], row[12], row[13])
             for row in found
         ],
         limit,

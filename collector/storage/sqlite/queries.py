@@ -5,9 +5,7 @@ List queries fetch one row past `limit`: `Page.of` keeps `limit` and tells wheth
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from sqlite3 import Row
 from typing import Final
 
 import aiosqlite
@@ -36,8 +34,14 @@ from collector.model import (
     SourcedReading,
     StreamState,
 )
+from collector.storage.records import (
+    ALARM_COLUMNS,
+    READING_COLUMNS,
+    alarm_state,
+    reading,
+    thresholds,
+)
 from collector.storage.sqlite.ingest import stream_states
-from collector.storage.sqlite.sql import ALARM_COLUMNS, alarm_state
 
 _GATEWAY_VIEW: Final = """
 SELECT g.gateway, g.enterprise, g.district, s.online, s.last_seen,
@@ -51,8 +55,6 @@ LEFT JOIN ingest_state cur ON cur.gateway = g.gateway AND cur.epoch = (
     ORDER BY i.first_seen DESC, i.epoch DESC LIMIT 1)
 """
 
-_READING_COLUMNS: Final = "r.gateway, r.point, r.quota, r.t, r.value, r.unit, r.quality, r.flags"
-
 
 def _scope_clause(scope: Scope, column: str) -> tuple[str, list[object]]:
     """`AND column IN (...)` for a district-limited scope (nothing for `*`)."""
@@ -62,24 +64,6 @@ def _scope_clause(scope: Scope, column: str) -> tuple[str, list[object]]:
     if not districts:
         return " AND 0", []
     return f" AND {column} IN ({', '.join('?' * len(districts))})", list(districts)
-
-
-def _reading(row: Row, rowid: int = 0) -> ReadingRow:
-    return ReadingRow(
-        gateway=row[0],
-        point=row[1],
-        quota=row[2],
-        t=row[3],
-        value=row[4],
-        unit=row[5],
-        quality=row[6],
-        flags=tuple(json.loads(row[7])),
-        rowid=rowid,
-    )
-
-
-def _thresholds(text: str) -> dict[str, float]:
-    return {str(name): float(limit) for name, limit in json.loads(text).items()}
 
 
 def _reading_clauses(
@@ -229,7 +213,7 @@ async def points(
                 unit=row[3],
                 name=row[4],
                 device=row[5],
-                thresholds={} if row[6] is None else _thresholds(row[6]),
+                thresholds={} if row[6] is None else thresholds(row[6]),
             )
             for row in rows
         ],
@@ -249,12 +233,12 @@ async def latest(
     """The newest reading of each point, ordered by (gateway, point)."""
     sql, params = _latest_where(scope, enterprise, gateway, after)
     rows = await db.execute_fetchall(
-        f"SELECT {_READING_COLUMNS.replace('r.', 'l.')} FROM latest l"
+        f"SELECT {READING_COLUMNS.replace('r.', 'l.')} FROM latest l"
         f" JOIN gateways g ON g.gateway = l.gateway WHERE 1{sql}"
         " ORDER BY l.gateway, l.point LIMIT ?",
         (*params, limit + 1),
     )
-    return Page.of([_reading(row) for row in rows], limit)
+    return Page.of([reading(row) for row in rows], limit)
 
 
 async def readings(
@@ -270,12 +254,12 @@ async def readings(
     scope_sql, scope_params = _scope_clause(scope, "g.district")
     conditions = " AND ".join(clauses) or "1"
     rows = await db.execute_fetchall(
-        f"SELECT {_READING_COLUMNS}, r.id FROM readings r"
+        f"SELECT {READING_COLUMNS}, r.id FROM readings r"
         f" JOIN gateways g ON g.gateway = r.gateway WHERE {conditions}{scope_sql}"
         " ORDER BY r.gateway, r.point, r.t, r.id LIMIT ?",
         (*params, *scope_params, limit + 1),
     )
-    return Page.of([_reading(row, row[8]) for row in rows], limit)
+    return Page.of([reading(row, row[8]) for row in rows], limit)
 
 
 async def alarms(
@@ -398,7 +382,7 @@ async def point_metas(db: aiosqlite.Connection, gateway: str) -> Mapping[str, Po
             unit=row[3],
             name=row[4],
             device=row[5],
-            thresholds=_thresholds(row[6]),
+            thresholds=thresholds(row[6]),
             issued_at=row[7],
         )
         for row in rows
@@ -411,7 +395,7 @@ async def sourced_readings(
     """Readings with their source block, ordered like `readings`."""
     clauses, params = _reading_clauses(where, after)
     rows = await db.execute_fetchall(
-        f"SELECT {_READING_COLUMNS}, r.id, r.epoch, r.seq, r.idx, b.domain, b.mine_code"
+        f"SELECT {READING_COLUMNS}, r.id, r.epoch, r.seq, r.idx, b.domain, b.mine_code"
         " FROM readings r JOIN blocks b"
         " ON b.gateway = r.gateway AND b.epoch = r.epoch AND b.seq = r.seq"
         f" WHERE {' AND '.join(clauses) or '1'}"
@@ -420,7 +404,7 @@ async def sourced_readings(
     )
     return Page.of(
         [
-            SourcedReading(_reading(row, row[8]), row[9], row[10], row[11], row[12], row[13])
+            SourcedReading(reading(row, row[8]), row[9], row[10], row[11], row[12], row[13])
             for row in rows
         ],
         limit,

@@ -1,0 +1,237 @@
+"""One ingest batch on any backend: the order of its steps, once.
+
+SQLite and PostgreSQL make the same lookups and the same pure decisions
+(`collector.storage.core`) in the same order inside one write transaction. A backend is a
+`BatchSteps`: its lookups (SQLite by chunks of `VALUES`, PostgreSQL by `unnest` arrays), the
+statements whose SQL differs (`latest`, `ingest_state`, rollups), the shared statements of
+`collector.storage.ingest_rows` run with its driver, and how the batch ends: SQLite inserts
+its readings then journals; PostgreSQL takes the feed lock, COPYs its readings, journals and
+notifies (`collector.storage.postgres.feed`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import replace
+from typing import Protocol
+
+from collector.audit.chain import ActionEntry
+from collector.feed.core import (
+    JournalEntry,
+    alarm_entry,
+    gap_record_entries,
+    hole_entries,
+    status_entries,
+)
+from collector.model import (
+    AlarmState,
+    AuditEntry,
+    BatchResult,
+    IncomingBlock,
+    IncomingMeta,
+    IngestBatch,
+    Outcome,
+    StreamState,
+)
+from collector.storage.core import (
+    AlarmKey,
+    BlockKey,
+    Link,
+    ReadingKey,
+    ReadingValue,
+    Stream,
+    alarm_key,
+    block_key,
+    chain_breaks,
+    classify,
+    dedupe_audits,
+    keys_to_look_up,
+    merge_alarms,
+    neighbours,
+    progress,
+    reading_keys,
+    stream_changes,
+    unique_readings,
+)
+from collector.storage.ingest_rows import (
+    DELETE_SEQUENCE_GAPS,
+    INSERT_BLOCK,
+    INSERT_META,
+    INSERT_RECORD_GAP,
+    INSERT_SEQUENCE_GAP,
+    UPSERT_ALARM,
+    UPSERT_POINT_META,
+    UPSERT_STATUS,
+    Params,
+    Series,
+    alarm_rows,
+    block_rows,
+    latest_rows,
+    meta_rows,
+    point_meta_rows,
+    record_gap_rows,
+    status_rows,
+    stream_rows,
+)
+from collector.storage.rollups import MinuteRollup, minute_rollups
+
+
+class BatchSteps(Protocol):
+    """What a backend does for `store_batch`, inside the transaction its caller opened."""
+
+    async def run(self, statement: str, rows: Sequence[Params]) -> None:
+        """Execute one of `ingest_rows`' statements for each of `rows` (not called empty)."""
+
+    async def stored_links(self, keys: Collection[BlockKey]) -> dict[BlockKey, Link]:
+        """(hash, prev) of the stored blocks among `keys`."""
+
+    async def newest_times(self, series: Collection[Series]) -> dict[Series, float]:
+        """The newest stored t of each (gateway, point) that has readings."""
+
+    async def stored_readings(self, keys: Sequence[ReadingKey]) -> dict[ReadingKey, ReadingValue]:
+        """(value, unit, quality) of the stored readings among `keys`."""
+
+    async def stored_alarms(self, keys: Sequence[AlarmKey]) -> dict[AlarmKey, AlarmState]:
+        """The stored alarms among `keys`."""
+
+    async def stream_states(self, streams: Collection[Stream]) -> dict[Stream, StreamState]:
+        """The stored progress of `streams` (those with a row), with the hash at acked_through."""
+
+    async def upsert_latest(self, rows: Sequence[Params]) -> None:
+        """Keep each point's newest reading (`latest_rows`; a resent old one never wins)."""
+
+    async def fold_rollups(self, rollups: Sequence[MinuteRollup]) -> None:
+        """Merge a batch's per-minute rollups into the held ones."""
+
+    async def upsert_streams(self, rows: Sequence[Params]) -> None:
+        """Write `ingest_state` rows (`stream_rows`): first_seen once, conflict sticky."""
+
+    async def adopt_keys(
+        self, blocks: Sequence[IncomingBlock], overlap: float
+    ) -> Sequence[AuditEntry]:
+        """Keep the keys the newly stored `blocks` announce; the refusals to audit."""
+
+    async def held_statuses(self, gateways: Collection[str]) -> dict[str, tuple[bool, float]]:
+        """The stored (online, last_seen) of each of `gateways` that has a status."""
+
+    async def record_presence(self, batch: IngestBatch) -> None:
+        """Extend or open each gateway's presence interval by the batch."""
+
+    async def append_audits(
+        self, audits: Sequence[AuditEntry], actions: Sequence[ActionEntry], now: float
+    ) -> None:
+        """Aggregate rejections and actions into the audit chain, sealing what `now` closes."""
+
+    async def finish(self, new: Sequence[IncomingBlock], entries: Sequence[JournalEntry]) -> None:
+        """Store the readings of `new` (`reading_records`), then journal `entries` after them."""
+
+
+async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
+    """Store blocks once, audit rejections, apply statuses and metas: the whole batch."""
+    # The batch's keys and their neighbours: to classify, and to check the chain.
+    links = await steps.stored_links(neighbours(block_key(b) for b in batch.blocks))
+    outcomes = classify(batch.blocks, {key: link[0] for key, link in links.items()})
+    fresh = [b for b, o in zip(batch.blocks, outcomes, strict=True) if o is Outcome.STORED]
+    breaks = chain_breaks(fresh, links)
+    keys = reading_keys(fresh)
+    newest = await steps.newest_times({key[:2] for key in keys})
+    held = await steps.stored_readings(keys_to_look_up(keys, newest))
+    new, repeated = unique_readings(fresh, held, keys)
+    await _insert_blocks(steps, new)
+    await steps.fold_rollups(minute_rollups(new))
+    alarms = await _pair_alarms(steps, new)
+    refused_keys = await steps.adopt_keys(new, batch.key_overlap)
+    audits = [
+        *batch.audits,
+        *(rejected for b in new for rejected in b.entries.rejected),
+        *refused_keys,
+        *dedupe_audits(batch.blocks, outcomes),
+        *repeated,
+        *(found.audit for found in breaks),
+    ]
+    broken = {found.stream for found in breaks}
+    before, streams = await _advance_streams(steps, batch.blocks, outcomes, broken)
+    statuses_held = await steps.held_statuses({s.gateway for s in batch.statuses})
+    await _run(steps, UPSERT_STATUS, status_rows(batch.statuses))
+    await _store_metas(steps, batch.metas)
+    await steps.record_presence(batch)
+    if audits or batch.actions:
+        # The batch's command results (`up/cmd`) are rows of their own, chained at once; rows
+        # whose minute is over by the newest rejection's time are sealed.
+        now = max([*(a.at for a in audits), *(a.at for a in batch.actions)])
+        await steps.append_audits(audits, batch.actions, now)
+    # The live feed, after everything else: its entries follow the readings they report.
+    seen = max((b.received_at for b in batch.blocks), default=0.0)
+    entries = [
+        *gap_record_entries(new),
+        *hole_entries(before, streams, seen),
+        *(alarm_entry(state, seen) for state in alarms.values()),
+        *status_entries(statuses_held, batch.statuses),
+    ]
+    await steps.finish(new, entries)
+    return BatchResult(outcomes, streams)
+
+
+async def _run(steps: BatchSteps, statement: str, rows: Sequence[Params]) -> None:
+    if rows:
+        await steps.run(statement, rows)
+
+
+async def _insert_blocks(steps: BatchSteps, blocks: Sequence[IncomingBlock]) -> None:
+    """The blocks, each point's newest reading and the record gaps (readings: `finish`)."""
+    await _run(steps, INSERT_BLOCK, block_rows(blocks))
+    latest = latest_rows(blocks)
+    if latest:
+        await steps.upsert_latest(latest)
+    await _run(steps, INSERT_RECORD_GAP, record_gap_rows(blocks))
+
+
+async def _pair_alarms(
+    steps: BatchSteps, blocks: Sequence[IncomingBlock]
+) -> dict[AlarmKey, AlarmState]:
+    """Merge the blocks' alarm events into the stored alarms; the states written."""
+    keys = [alarm_key(b.block.header.gateway, event) for b in blocks for event in b.entries.alarms]
+    if not keys:
+        return {}
+    merged = merge_alarms(await steps.stored_alarms(keys), blocks)
+    await _run(steps, UPSERT_ALARM, alarm_rows(merged.values()))
+    return merged
+
+
+async def _store_metas(steps: BatchSteps, metas: Sequence[IncomingMeta]) -> None:
+    await _run(steps, INSERT_META, meta_rows(metas))
+    await _run(steps, UPSERT_POINT_META, point_meta_rows(metas))
+
+
+async def _advance_streams(
+    steps: BatchSteps,
+    blocks: Sequence[IncomingBlock],
+    outcomes: Sequence[Outcome],
+    broken: Collection[Stream],
+) -> tuple[dict[Stream, StreamState], dict[Stream, StreamState]]:
+    """Advance the batch's streams; their states (of those that had one) before and after."""
+    changes = stream_changes(blocks, outcomes, broken)
+    before = await steps.stream_states(list(changes))
+    after = {
+        stream: progress(before.get(stream, StreamState(*stream)), change)
+        for stream, change in changes.items()
+    }
+    # The batch's blocks are inserted already: the hash at acked_through is in the table.
+    acked = [(*stream, s.acked_through) for stream, s in after.items() if s.acked_through]
+    hashes = await steps.stored_links(acked)
+    for stream, state in after.items():
+        link = hashes.get((*stream, state.acked_through))
+        after[stream] = replace(state, acked_hash=None if link is None else link[0])
+    if not after:
+        return before, after
+    await steps.upsert_streams(stream_rows(after, changes))
+    changed = [s for s in after if s not in before or after[s].missing != before[s].missing]
+    await _run(steps, DELETE_SEQUENCE_GAPS, changed)
+    batch_seen = max((b.received_at for b in blocks), default=0.0)
+    holes = [
+        (*stream, low, high, changes[stream].seen or batch_seen)
+        for stream in changed
+        for low, high in after[stream].missing
+    ]
+    await _run(steps, INSERT_SEQUENCE_GAP, holes)
+    return before, after

@@ -1,0 +1,89 @@
+"""Rows of the tables both backends share, as model records, and the columns that give them.
+
+One decoder per table for SQLite and PostgreSQL alike: the same JSON text columns in the same
+column order, so both backends answer with equal records. A row is anything indexable
+(`sqlite3.Row`, `asyncpg.Record`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any, Final, Protocol
+
+from collector.model import AlarmState, ReadingRow
+
+Span = tuple[int, int | None]
+
+
+class Row(Protocol):
+    """A row as either driver returns it: its columns by position."""
+
+    def __getitem__(self, index: int, /) -> Any:  # noqa: ANN401 - a column has its table's type
+        """The column at `index`."""
+
+
+ALARM_COLUMNS: Final = (
+    "a.gateway, a.alarm_id, a.point, a.quota, a.level, a.raised_at, a.cleared_at, a.value,"
+    " a.threshold, a.unit, a.trigger_t, a.related, a.detail, a.raise_epoch, a.raise_seq,"
+    " a.raise_idx, a.clear_epoch, a.clear_seq, a.clear_idx"
+)
+READING_COLUMNS: Final = "r.gateway, r.point, r.quota, r.t, r.value, r.unit, r.quality, r.flags"
+
+
+def reading(row: Row, rowid: int = 0) -> ReadingRow:
+    """A reading (READING_COLUMNS first)."""
+    return ReadingRow(
+        gateway=row[0],
+        point=row[1],
+        quota=row[2],
+        t=row[3],
+        value=row[4],
+        unit=row[5],
+        quality=row[6],
+        flags=tuple(json.loads(row[7])),
+        rowid=rowid,
+    )
+
+
+def alarm_state(row: Row) -> AlarmState:
+    """An `alarms` row (ALARM_COLUMNS)."""
+    raised_in = None if row[13] is None else (str(row[13]), int(row[14]), int(row[15]))
+    cleared_in = None if row[16] is None else (str(row[16]), int(row[17]), int(row[18]))
+    return AlarmState(
+        gateway=row[0],
+        alarm_id=row[1],
+        point=row[2],
+        quota=row[3],
+        level=row[4],
+        raised_at=row[5],
+        cleared_at=row[6],
+        value=row[7],
+        threshold=row[8],
+        unit=row[9],
+        trigger_t=row[10],
+        related=row[11],
+        detail=row[12],
+        raised_in=raised_in,
+        cleared_in=cleared_in,
+    )
+
+
+def thresholds(text: str) -> dict[str, float]:
+    """A point's thresholds from their JSON text."""
+    return {str(name): float(limit) for name, limit in json.loads(text).items()}
+
+
+def spans(text: str) -> tuple[Span, ...]:
+    """Declared seq ranges from their JSON text ([from, to], to null: open-ended)."""
+    return tuple((int(low), None if high is None else int(high)) for low, high in json.loads(text))
+
+
+def holes(text: str) -> tuple[tuple[int, int], ...]:
+    """Missing seq ranges from their JSON text."""
+    return tuple((int(low), int(high)) for low, high in json.loads(text))
+
+
+def json_ranges(ranges: Sequence[tuple[int, int | None]]) -> str:
+    """Seq ranges as the JSON text `ingest_state` keeps."""
+    return json.dumps([list(r) for r in ranges])
