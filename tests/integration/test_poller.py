@@ -19,8 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.base import Driver, DriverTimeoutError, RawSample
-from drivers.base import Quality as DriverQuality
+from drivers.base import Driver, RawSample
 from drivers.modbus.tcp import ModbusTcpDriver
 from drivers.sim.tankfarm import TankFarmServer, serve_tankfarm
 from edge_agent.config import SiteConfig, parse_site_config
@@ -29,6 +28,7 @@ from edge_agent.shell.devices import build_driver
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
+from tests.support.fake_driver import FakeDriver
 
 HOST = "127.0.0.1"
 
@@ -429,7 +429,7 @@ async def test_a_wall_clock_step_flags_one_cycle_and_keeps_the_cadence() -> None
         return time.time() - (3600.0 if stepped.is_set() else 0.0)
 
     dev = device(free_port(), poll="100ms")
-    script = ScriptedDriver(dev.points, itertools.count(), clock=wall_clock)
+    script = FakeDriver(dev.points, itertools.count(), clock=wall_clock)
     async with polling(script, dev.points, interval=dev.interval, wall_clock=wall_clock) as run:
         before = await run.cycle()
         stepped.set()
@@ -445,32 +445,9 @@ async def test_a_wall_clock_step_flags_one_cycle_and_keeps_the_cadence() -> None
     assert 7 <= cadence <= 12, cadence
 
 
-@dataclass
-class ScriptedDriver:
-    """A real Driver whose device answers a script: the same timestamp, changing values."""
-
-    points: Sequence[ResolvedPoint]
-    values: Iterator[float]
-    device_id: str = "scripted"
-    clock: Callable[[], float] = lambda: 1_763_900_000.0
-
-    async def connect(self) -> None:
-        return None
-
-    async def read(self) -> list[RawSample]:
-        value = next(self.values)
-        return [
-            RawSample(p.point, value, DriverQuality.GOOD, self.clock(), time.monotonic())
-            for p in self.points
-        ]
-
-    async def close(self) -> None:
-        return None
-
-
 async def test_only_exact_repeats_are_dropped_not_changes_under_one_timestamp() -> None:
     dev = device(free_port(), poll="50ms")
-    script = ScriptedDriver(dev.points, iter([1.0, 1.0, 2.0, *[2.0] * 1000]))
+    script = FakeDriver(dev.points, iter([1.0, 1.0, 2.0, *[2.0] * 1000]))
     async with polling(script, dev.points, interval=dev.interval) as run:
         while run.poller.cycles < 5:
             await asyncio.sleep(0.05)
@@ -481,31 +458,9 @@ async def test_only_exact_repeats_are_dropped_not_changes_under_one_timestamp() 
     assert values == [1.0] * per_point + [2.0] * per_point, values
 
 
-@dataclass
-class SwallowingDriver:
-    """A device link whose library turns a cancellation into its own I/O error (as pymodbus)."""
-
-    device_id: str = "swallowing"
-    reads: int = 0
-
-    async def connect(self) -> None:
-        return None
-
-    async def read(self) -> list[RawSample]:
-        self.reads += 1
-        try:
-            await asyncio.sleep(30)
-        except asyncio.CancelledError:
-            raise DriverTimeoutError("request cancelled") from None
-        return []
-
-    async def close(self) -> None:
-        return None
-
-
 async def test_cancelling_a_poller_stops_it_even_if_the_driver_swallows_the_cancel() -> None:
     dev = device(free_port())
-    driver = SwallowingDriver()
+    driver = FakeDriver(swallow_cancel=True)
     async with polling(driver, dev.points, interval=dev.interval) as run:
         while driver.reads == 0:
             await asyncio.sleep(0.01)
