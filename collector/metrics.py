@@ -24,7 +24,8 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from collector.api.core import is_online
-from collector.model import EVERYTHING, IngestBatch, Outcome
+from collector.model import IngestBatch, Outcome
+from collector.readmodel import EVERYTHING
 from collector.storage.base import Storage
 from specs.records import RecordFormatError, parse_iso_time
 

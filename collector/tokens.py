@@ -17,7 +17,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Final
 
-from collector.model import Scope
+from collector.readmodel import Scope
 
 WILDCARD: Final = "*"
 PREFIX: Final = "gzt_"

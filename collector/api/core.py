@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
-from collector.model import GatewayView, Scope
+from collector.readmodel import GatewayView, Scope
 from specs.wirejson import WireJsonError, load_wire_json
 
 WILDCARD = "*"

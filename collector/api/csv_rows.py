@@ -15,7 +15,7 @@ from datetime import timezone
 from typing import Final
 
 from collector.api.core import shortest_float32, shown_time
-from collector.model import BucketRow, ReadingRow
+from collector.readmodel import BucketRow, ReadingRow
 
 READING_COLUMNS: Final = ("gateway", "point", "quota", "t", "value", "unit", "quality", "flags")
 BUCKET_COLUMNS: Final = (

@@ -22,7 +22,7 @@ from collector.api.core import (
 )
 from collector.api.credentials import presented_token
 from collector.api.tokens import TokenCheck
-from collector.model import Page, PointAfter, Scope
+from collector.readmodel import Page, PointAfter, Scope
 from specs.records import RecordFormatError, iso_time, parse_iso_time
 
 T = TypeVar("T")

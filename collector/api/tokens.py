@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.api.core import ApiToken, find_token
-from collector.model import Scope
+from collector.readmodel import Scope
 from collector.storage.capabilities import TokenStore
 from collector.tokens import secret_hash
 

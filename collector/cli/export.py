@@ -32,7 +32,7 @@ from collector.export.aqss import (
     nonconforming_points,
     note_points,
 )
-from collector.model import EVERYTHING, ReadingAfter, ReadingFilter, SourcedReading
+from collector.readmodel import EVERYTHING, ReadingAfter, ReadingFilter, SourcedReading
 from collector.storage.base import Storage
 from specs.catalogue import default_catalogue
 from specs.records import RecordFormatError, parse_iso_time

@@ -10,7 +10,7 @@ from typing import Final
 import click
 
 from collector.cli.common import config_option, load_or_exit, with_storage
-from collector.model import EVERYTHING
+from collector.readmodel import EVERYTHING
 from collector.storage.base import Storage
 from collector.storage.capabilities import BlockArchive
 from collector.verify.core import VerifyReport, report_json

@@ -21,16 +21,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Final
 
-from collector.model import (
-    MISSING,
-    AlarmState,
-    GapRow,
-    GapState,
-    IncomingBlock,
-    ReadingRow,
-    StatusUpdate,
-    StreamState,
-)
+from collector.model import IncomingBlock, StatusUpdate, StreamState
+from collector.readmodel import MISSING, AlarmState, GapRow, GapState, ReadingRow
 
 
 class FeedKind(enum.StrEnum):

@@ -19,24 +19,28 @@ from collections.abc import Collection, Mapping
 from typing import Protocol
 
 from collector.model import (
+    AuditEntry,
+    BatchResult,
+    Gateway,
+    GatewayKey,
+    IngestBatch,
+    KeyGrant,
+    Reason,
+    StreamState,
+)
+from collector.readmodel import (
     AlarmAfter,
     AlarmFilter,
     AlarmState,
-    AuditEntry,
-    BatchResult,
     BucketAfter,
     BucketGrid,
     BucketRow,
     GapAfter,
     GapRow,
     GapState,
-    Gateway,
     GatewayAfter,
-    GatewayKey,
     GatewayProfile,
     GatewayView,
-    IngestBatch,
-    KeyGrant,
     Page,
     PointAfter,
     PointMetaRow,
@@ -44,10 +48,8 @@ from collector.model import (
     ReadingAfter,
     ReadingFilter,
     ReadingRow,
-    Reason,
     Scope,
     SourcedReading,
-    StreamState,
 )
 
 

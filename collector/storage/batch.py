@@ -24,7 +24,6 @@ from collector.feed.core import (
     status_entries,
 )
 from collector.model import (
-    AlarmState,
     AuditEntry,
     BatchResult,
     IncomingBlock,
@@ -33,6 +32,7 @@ from collector.model import (
     Outcome,
     StreamState,
 )
+from collector.readmodel import AlarmState
 from collector.storage.core import (
     AlarmKey,
     BlockKey,

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, Protocol
 
-from collector.model import BucketAfter, BucketGrid, BucketRow, Page, PointAfter, ReadingFilter
+from collector.readmodel import BucketAfter, BucketGrid, BucketRow, Page, PointAfter, ReadingFilter
 from collector.storage.rollups import ROLLUP_SECONDS
 
 SERIES_BATCH: Final = 200

@@ -33,8 +33,9 @@ from typing import Protocol, runtime_checkable
 from collector.audit.chain import ActionEntry, AuditRow, ChainHead
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.feed.wakeup import CommitSignal
-from collector.model import GatewayKey, Page, Scope
+from collector.model import GatewayKey
 from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
+from collector.readmodel import Page, Scope
 from collector.tokens import StoredToken
 from collector.verify.core import StoredBlock, StoredBlockAfter
 

@@ -19,7 +19,6 @@ from typing import Final
 from collector.model import (
     MAX_DETAIL,
     AlarmEntry,
-    AlarmState,
     AuditEntry,
     IncomingBlock,
     Outcome,
@@ -27,6 +26,7 @@ from collector.model import (
     Reason,
     StreamState,
 )
+from collector.readmodel import AlarmState
 from specs.block import MAX_SEQ
 from specs.records import AlarmEvent, iso_time
 

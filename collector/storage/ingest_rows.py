@@ -11,7 +11,8 @@ import json
 from collections.abc import Iterable
 from typing import Final
 
-from collector.model import AlarmState, IncomingBlock, IncomingMeta, StatusUpdate, StreamState
+from collector.model import IncomingBlock, IncomingMeta, StatusUpdate, StreamState
+from collector.readmodel import AlarmState
 from collector.storage.core import Stream, StreamChange, flags_text, newest_readings
 from collector.storage.records import json_ranges
 from specs.block import block_hash

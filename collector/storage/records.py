@@ -11,7 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
-from collector.model import AlarmState, ReadingRow
+from collector.readmodel import AlarmState, ReadingRow
 
 Span = tuple[int, int | None]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from collector.model import Scope
+from collector.readmodel import Scope
 from collector.storage.capabilities import BlockArchive
 from collector.verify.core import StoredBlockAfter, VerifyReport, key_ring, tally
 

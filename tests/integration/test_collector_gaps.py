@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from collector.model import EVERYTHING
+from collector.readmodel import EVERYTHING
 from specs.ack import Ack
 from specs.records import GapReason
 from tests.support.broker import Broker

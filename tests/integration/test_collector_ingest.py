@@ -9,7 +9,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from collector.model import EVERYTHING, AuditEntry, ReadingFilter, Reason
+from collector.model import AuditEntry, Reason
+from collector.readmodel import EVERYTHING, ReadingFilter
 from specs.block import block_hash
 from specs.records import GapReason
 from specs.signing import SigningKey

@@ -14,7 +14,8 @@ import asyncpg
 import pytest
 
 from collector.ingest.core import Inbound, plan_batch
-from collector.model import EVERYTHING, IngestBatch, KeyGrant, Outcome, ReadingFilter, Reason
+from collector.model import IngestBatch, KeyGrant, Outcome, Reason
+from collector.readmodel import EVERYTHING, ReadingFilter
 from collector.storage import open_storage
 from collector.storage.base import Storage, StorageError
 from collector.storage.postgres import SCHEMA_VERSION, PostgresStorage, upgrade

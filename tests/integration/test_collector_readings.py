@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from collector.model import EVERYTHING, AuditEntry, Reason
+from collector.model import AuditEntry, Reason
+from collector.readmodel import EVERYTHING
 from collector.storage import open_storage
 from collector.storage.sqlite import SCHEMA_VERSION
 from specs.ack import Ack

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from collector.model import EVERYTHING, BucketGrid, BucketRow, ReadingFilter
+from collector.readmodel import EVERYTHING, BucketGrid, BucketRow, ReadingFilter
 from collector.storage.buckets import rollups_answer
 from specs.records import Quality, Reading, iso_time
 from tests.support.broker import Broker

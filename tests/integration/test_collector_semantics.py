@@ -6,15 +6,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from collector.model import (
-    EVERYTHING,
-    AlarmFilter,
-    AlarmState,
-    AuditEntry,
-    ReadingFilter,
-    ReadingRow,
-    Reason,
-)
+from collector.model import AuditEntry, Reason
+from collector.readmodel import EVERYTHING, AlarmFilter, AlarmState, ReadingFilter, ReadingRow
 from specs.meta import PointMeta
 from specs.records import AlarmEvent, Quality, Reading, iso_time
 from tests.support.broker import Broker

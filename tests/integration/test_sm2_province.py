@@ -13,7 +13,8 @@ import hashlib
 
 import pytest
 
-from collector.model import EVERYTHING, ReadingFilter, Reason
+from collector.model import Reason
+from collector.readmodel import EVERYTHING, ReadingFilter
 from collector.storage.capabilities import BlockArchive
 from collector.verify.service import verify_stored
 from specs.meta import PointMeta

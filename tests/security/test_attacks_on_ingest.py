@@ -15,7 +15,8 @@ from collections.abc import AsyncIterator, Callable
 import aiomqtt
 import pytest
 
-from collector.model import EVERYTHING, AuditEntry, ReadingFilter, Reason
+from collector.model import AuditEntry, Reason
+from collector.readmodel import EVERYTHING, ReadingFilter
 from specs.status import GatewayStatus
 from tests.support.broker import Broker
 from tests.support.collector_client import (

@@ -16,7 +16,8 @@ from collections.abc import AsyncIterator, Sequence
 import pytest
 
 from collector.ingest.core import Inbound, plan_batch
-from collector.model import EVERYTHING, Outcome, Reason
+from collector.model import Outcome, Reason
+from collector.readmodel import EVERYTHING
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.verify.service import verify_stored

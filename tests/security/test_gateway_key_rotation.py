@@ -20,7 +20,8 @@ import pytest
 from click.testing import CliRunner, Result
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
-from collector.model import EVERYTHING, Reason
+from collector.model import Reason
+from collector.readmodel import EVERYTHING
 from collector.verify.service import verify_stored
 from edge_agent.cli import main as agent_main
 from edge_agent.shell.keyfile import load_private_key, write_key_pair

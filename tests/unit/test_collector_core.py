@@ -24,16 +24,15 @@ from collector.model import (
     BlockEntries,
     GapEntry,
     Gateway,
-    GatewayView,
     IncomingBlock,
     KeyGrant,
     Outcome,
     ReadingEntry,
     Reason,
-    Scope,
     StatusUpdate,
     StreamState,
 )
+from collector.readmodel import GatewayView, Scope
 from collector.storage.core import (
     Span,
     StreamChange,

@@ -13,7 +13,6 @@ from collector.ingest.core import Inbound, judge_block, judge_meta, plan_batch
 from collector.ingest.normalize import OUT_OF_RANGE, block_entries, meta_point
 from collector.model import (
     AlarmEntry,
-    AlarmState,
     AuditEntry,
     GapEntry,
     IncomingBlock,
@@ -21,6 +20,7 @@ from collector.model import (
     KeyGrant,
     Reason,
 )
+from collector.readmodel import AlarmState
 from collector.storage.core import merge_alarm
 from specs.block import decode_block
 from specs.catalogue import Catalogue, UnitConversion

@@ -22,7 +22,7 @@ from collector.api.deps import (
     parse_time,
 )
 from collector.api.models import AlarmOut, ListPage
-from collector.model import AlarmAfter, AlarmFilter, AlarmState, Scope
+from collector.readmodel import AlarmAfter, AlarmFilter, AlarmState, Scope
 from collector.storage.base import Storage
 
 

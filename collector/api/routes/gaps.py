@@ -19,7 +19,7 @@ from collector.api.deps import (
     next_cursor,
 )
 from collector.api.models import GapOut, ListPage
-from collector.model import GapAfter, GapRow, GapState, Scope
+from collector.readmodel import GapAfter, GapRow, GapState, Scope
 from collector.storage.base import Storage
 
 

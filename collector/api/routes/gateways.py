@@ -20,7 +20,7 @@ from collector.api.deps import (
     next_cursor,
 )
 from collector.api.models import GatewayOut, ListPage
-from collector.model import GatewayView, Scope
+from collector.readmodel import GatewayView, Scope
 from collector.storage.base import Storage
 
 

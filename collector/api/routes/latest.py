@@ -18,7 +18,7 @@ from collector.api.deps import (
 )
 from collector.api.models import ListPage, ReadingOut
 from collector.api.routes.readings import reading_out
-from collector.model import Scope
+from collector.readmodel import Scope
 from collector.storage.base import Storage
 
 

@@ -16,7 +16,7 @@ from fastapi import APIRouter, Depends, HTTPException, Response, status
 
 from collector.api.deps import Authenticate
 from collector.metrics import CONTENT_TYPE, CollectorMetrics
-from collector.model import Scope
+from collector.readmodel import Scope
 from collector.storage.base import Storage, StorageError
 
 

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends
 
 from collector.api.deps import DEFAULT_LIMIT, Authenticate, Cursor, Limit, next_cursor, point_after
 from collector.api.models import ListPage, PointOut
-from collector.model import Scope
+from collector.readmodel import Scope
 from collector.storage.base import Storage
 
 

@@ -22,7 +22,6 @@ from collector.api.deps import (
     parse_time,
 )
 from collector.api.models import ListPage
-from collector.model import Scope
 from collector.quality.core import (
     LATE_AFTER,
     QualityFigures,
@@ -32,6 +31,7 @@ from collector.quality.core import (
     figures,
     quality_window,
 )
+from collector.readmodel import Scope
 from collector.storage.base import Storage
 from collector.storage.capabilities import QualityStats
 

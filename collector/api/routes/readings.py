@@ -40,7 +40,7 @@ from collector.api.deps import (
     parse_time,
 )
 from collector.api.models import BucketOut, ListPage, ReadingOut
-from collector.model import (
+from collector.readmodel import (
     BucketAfter,
     BucketGrid,
     BucketRow,

@@ -43,7 +43,7 @@ from collector.feed.core import (
     parse_position,
 )
 from collector.feed.wakeup import CommitSignal
-from collector.model import AlarmState, GapRow, ReadingRow, Scope
+from collector.readmodel import AlarmState, GapRow, ReadingRow, Scope
 from collector.storage.base import Storage
 from collector.storage.capabilities import FeedJournal
 

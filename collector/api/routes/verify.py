@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from collector.api.deps import Authenticate, From, To, bad_request, parse_time
-from collector.model import Scope
+from collector.readmodel import Scope
 from collector.storage.base import Storage
 from collector.storage.capabilities import BlockArchive
 from collector.verify.core import VerifyReport

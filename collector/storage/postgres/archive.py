@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from collector.model import Page, Scope
+from collector.readmodel import Page, Scope
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.rows import Params, scope_clause
 from collector.verify.core import StoredBlock, StoredBlockAfter

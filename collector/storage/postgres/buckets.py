@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collector.model import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
+from collector.readmodel import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
 from collector.storage.buckets import bucket_rows
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.rows import Params, scope_clause

@@ -24,7 +24,7 @@ from collector.feed.core import (
     JournalRow,
     journal_event,
 )
-from collector.model import ReadingRow, Scope
+from collector.readmodel import ReadingRow, Scope
 from collector.storage import records
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import FEED_LOCK

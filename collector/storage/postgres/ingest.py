@@ -22,14 +22,8 @@ from asyncpg import Record
 
 from collector.audit.chain import ActionEntry
 from collector.feed.core import JournalEntry
-from collector.model import (
-    AlarmState,
-    AuditEntry,
-    BatchResult,
-    IncomingBlock,
-    IngestBatch,
-    StreamState,
-)
+from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch, StreamState
+from collector.readmodel import AlarmState
 from collector.storage.base import StorageError
 from collector.storage.batch import store_batch
 from collector.storage.core import AlarmKey, BlockKey, Link, ReadingKey, ReadingValue, Stream

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import Final
 
-from collector.model import Page, Scope
 from collector.quality.core import LATE_AFTER, QualityCounts, QualityFilter, QualityGroup
+from collector.readmodel import Page, Scope
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.rows import Params, scope_clause
 

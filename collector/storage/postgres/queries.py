@@ -10,12 +10,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Final
 
-from collector.model import (
+from collector.model import AuditEntry, Reason
+from collector.readmodel import (
     MISSING,
     AlarmAfter,
     AlarmFilter,
     AlarmState,
-    AuditEntry,
     GapAfter,
     GapRow,
     GapState,
@@ -29,7 +29,6 @@ from collector.model import (
     ReadingAfter,
     ReadingFilter,
     ReadingRow,
-    Reason,
     Scope,
     SourcedReading,
 )

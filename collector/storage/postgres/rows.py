@@ -9,7 +9,8 @@ from typing import Final
 
 import asyncpg
 
-from collector.model import Gateway, GatewayKey, Scope
+from collector.model import Gateway, GatewayKey
+from collector.readmodel import Scope
 
 Span = tuple[int, int | None]
 

@@ -20,24 +20,29 @@ from collector.audit.chain import ActionEntry, AuditRow, ChainHead
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.feed.wakeup import CommitSignal
 from collector.model import (
+    AuditEntry,
+    BatchResult,
+    Gateway,
+    GatewayKey,
+    IngestBatch,
+    KeyGrant,
+    Reason,
+    StreamState,
+)
+from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
+from collector.readmodel import (
     AlarmAfter,
     AlarmFilter,
     AlarmState,
-    AuditEntry,
-    BatchResult,
     BucketAfter,
     BucketGrid,
     BucketRow,
     GapAfter,
     GapRow,
     GapState,
-    Gateway,
     GatewayAfter,
-    GatewayKey,
     GatewayProfile,
     GatewayView,
-    IngestBatch,
-    KeyGrant,
     Page,
     PointAfter,
     PointMetaRow,
@@ -45,12 +50,9 @@ from collector.model import (
     ReadingAfter,
     ReadingFilter,
     ReadingRow,
-    Reason,
     Scope,
     SourcedReading,
-    StreamState,
 )
-from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.storage.base import StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.months import month_of, months_of, next_month

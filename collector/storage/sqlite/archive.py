@@ -6,7 +6,7 @@ from typing import Final
 
 import aiosqlite
 
-from collector.model import Page, Scope
+from collector.readmodel import Page, Scope
 from collector.storage.sqlite.queries import _scope_clause
 from collector.verify.core import StoredBlock, StoredBlockAfter
 from specs.signing import Signature

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from collector.model import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
+from collector.readmodel import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
 from collector.storage.buckets import bucket_rows
 from collector.storage.sqlite.queries import _scope_clause as scope_clause
 

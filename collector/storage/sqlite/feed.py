@@ -20,7 +20,7 @@ from collector.feed.core import (
     JournalRow,
     journal_event,
 )
-from collector.model import ReadingRow, Scope
+from collector.readmodel import ReadingRow, Scope
 from collector.storage.sqlite.queries import _scope_clause
 
 

@@ -14,14 +14,8 @@ import aiosqlite
 
 from collector.audit.chain import ActionEntry
 from collector.feed.core import JournalEntry
-from collector.model import (
-    AlarmState,
-    AuditEntry,
-    BatchResult,
-    IncomingBlock,
-    IngestBatch,
-    StreamState,
-)
+from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch, StreamState
+from collector.readmodel import AlarmState
 from collector.storage.batch import store_batch as store
 from collector.storage.core import AlarmKey, BlockKey, Link, ReadingKey, ReadingValue, Stream
 from collector.storage.ingest_rows import INSERT_READING, Params, Series, reading_records

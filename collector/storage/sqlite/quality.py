@@ -11,8 +11,8 @@ from typing import Final
 
 import aiosqlite
 
-from collector.model import Page, Scope
 from collector.quality.core import LATE_AFTER, QualityCounts, QualityFilter, QualityGroup
+from collector.readmodel import Page, Scope
 
 _AGGREGATES: Final = """
 keys AS (SELECT DISTINCT k FROM members ORDER BY k LIMIT :limit),

@@ -10,12 +10,12 @@ from typing import Final
 
 import aiosqlite
 
-from collector.model import (
+from collector.model import AuditEntry, Reason, StreamState
+from collector.readmodel import (
     MISSING,
     AlarmAfter,
     AlarmFilter,
     AlarmState,
-    AuditEntry,
     GapAfter,
     GapRow,
     GapState,
@@ -29,10 +29,8 @@ from collector.model import (
     ReadingAfter,
     ReadingFilter,
     ReadingRow,
-    Reason,
     Scope,
     SourcedReading,
-    StreamState,
 )
 from collector.storage.records import (
     ALARM_COLUMNS,

@@ -19,24 +19,29 @@ import aiosqlite
 from collector.audit.chain import ActionEntry, AuditRow, ChainHead
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.model import (
+    AuditEntry,
+    BatchResult,
+    Gateway,
+    GatewayKey,
+    IngestBatch,
+    KeyGrant,
+    Reason,
+    StreamState,
+)
+from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
+from collector.readmodel import (
     AlarmAfter,
     AlarmFilter,
     AlarmState,
-    AuditEntry,
-    BatchResult,
     BucketAfter,
     BucketGrid,
     BucketRow,
     GapAfter,
     GapRow,
     GapState,
-    Gateway,
     GatewayAfter,
-    GatewayKey,
     GatewayProfile,
     GatewayView,
-    IngestBatch,
-    KeyGrant,
     Page,
     PointAfter,
     PointMetaRow,
@@ -44,12 +49,9 @@ from collector.model import (
     ReadingAfter,
     ReadingFilter,
     ReadingRow,
-    Reason,
     Scope,
     SourcedReading,
-    StreamState,
 )
-from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.storage.base import RegistryError, StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.sqlite import (

@@ -1,0 +1,278 @@
+"""What the collector answers, as frozen records: scopes, rows, filters, pages, buckets.
+
+The read side of the data model (the ingest side is `collector.model`): the storage port's
+queries (`collector.storage.base`), the API and the exports speak these types; none of them
+depends on a database.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Final, Generic, TypeVar
+
+# --- queries --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Scope:
+    """Which districts a caller may see; `districts=None` means every district."""
+
+    districts: frozenset[str] | None = None
+
+    def allows(self, district: str) -> bool:
+        """Whether a gateway in `district` is visible."""
+        return self.districts is None or district in self.districts
+
+
+EVERYTHING = Scope()
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayView:
+    """A gateway's registry row and ingest progress; the API judges `online` from the times.
+
+    `status_seen` is when its last status message arrived, `block_seen` its last block.
+    """
+
+    gateway: str
+    enterprise: str
+    district: str
+    status_online: bool | None
+    status_seen: float | None
+    block_seen: float | None
+    epoch: str | None
+    acked_through: int | None
+    gaps: int
+
+
+@dataclass(frozen=True, slots=True)
+class PointRow:
+    """A point a gateway has reported or described; name, device, thresholds from its meta."""
+
+    gateway: str
+    point: str
+    quota: str
+    unit: str
+    name: str | None = None
+    device: str | None = None
+    thresholds: Mapping[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PointMetaRow:
+    """The newest meta description of one point (for exports)."""
+
+    gateway: str
+    point: str
+    quota: str
+    unit: str
+    name: str
+    device: str
+    thresholds: Mapping[str, float]
+    issued_at: float
+
+
+@dataclass(frozen=True, slots=True)
+class GatewayProfile:
+    """What a gateway's newest stored block says about its site."""
+
+    gateway: str
+    domain: str
+    mine_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingRow:
+    """A stored reading; `rowid` only orders pages."""
+
+    gateway: str
+    point: str
+    quota: str
+    t: float
+    value: float | None
+    unit: str
+    quality: str
+    flags: tuple[str, ...]
+    rowid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class ReadingFilter:
+    """Which readings to list."""
+
+    gateway: str | None = None
+    point: str | None = None
+    t_from: float | None = None
+    t_to: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourcedReading:
+    """A stored reading with the block it came from: (epoch, seq, idx), domain, mine code."""
+
+    reading: ReadingRow
+    epoch: str
+    seq: int
+    idx: int
+    domain: str | None
+    mine_code: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmState:
+    """One alarm (gateway, alarm_id) as its raise and clear events so far describe it.
+
+    Descriptive fields come from the raise once it is stored (from the clear until then).
+    `since` orders alarms: raised_at, or cleared_at while the raise is unknown. `raised_in`
+    and `cleared_in` name the records, as (epoch, seq, idx), that stated them.
+    """
+
+    gateway: str
+    alarm_id: str
+    point: str
+    quota: str
+    level: str
+    raised_at: float | None
+    cleared_at: float | None
+    value: float | None
+    threshold: float | None
+    unit: str
+    trigger_t: float
+    related: str | None = None
+    detail: str | None = None
+    raised_in: tuple[str, int, int] | None = None
+    cleared_in: tuple[str, int, int] | None = None
+
+    @property
+    def since(self) -> float:
+        """The alarm's sort time."""
+        if self.raised_at is not None:
+            return self.raised_at
+        assert self.cleared_at is not None  # noqa: S101 - every state has one of the two
+        return self.cleared_at
+
+    @property
+    def active(self) -> bool:
+        """Raised and not cleared."""
+        return self.raised_at is not None and self.cleared_at is None
+
+
+@dataclass(frozen=True, slots=True)
+class AlarmFilter:
+    """Which alarms to list.
+
+    `active`: True = raised and not cleared; False = everything else. `t_from`/`t_to` keep
+    alarms whose span [since, cleared_at) meets [t_from, t_to) (an open alarm spans to now).
+    """
+
+    gateway: str | None = None
+    active: bool | None = None
+    t_from: float | None = None
+    t_to: float | None = None
+
+
+class GapState(enum.StrEnum):
+    """Whether a gap is still expected to fill (open) or declared lost (closed)."""
+
+    OPEN = "open"
+    CLOSED = "closed"
+
+
+MISSING: Final = "missing"
+"""The reason of an open gap: blocks missing, still expected, asked for by the ACK."""
+
+
+@dataclass(frozen=True, slots=True)
+class GapRow:
+    """One gap as `GET /v1/gaps` lists it.
+
+    Open: a hole `from_seq`..`to_seq` of (gateway, epoch) still expected (reason `missing`,
+    times and `lost` unknown). Closed: a stored gap record, with its reason, `lost`, time span
+    and the seq range it declares (`epoch` None: none). `rowid` only orders pages.
+    """
+
+    gateway: str
+    epoch: str | None
+    from_seq: int | None
+    to_seq: int | None
+    t_from: float | None
+    t_to: float | None
+    lost: int | None
+    reason: str
+    state: GapState
+    rowid: int = 0
+
+
+# Keyset positions: the sort key of the last item of the previous page.
+GatewayAfter = tuple[str]
+PointAfter = tuple[str, str]
+ReadingAfter = tuple[str, str, float, int]
+AlarmAfter = tuple[float, str, str]
+GapAfter = tuple[str, int]
+
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Page(Generic[T]):
+    """One page of a list; `more` says whether another page follows the last item."""
+
+    items: tuple[T, ...]
+    more: bool
+
+    @classmethod
+    def of(cls, items: Sequence[T], limit: int) -> Page[T]:
+        """The first `limit` of `items`, fetched one past `limit` to tell whether more follow."""
+        return cls(tuple(items[:limit]), more=len(items) > limit)
+
+
+# --- buckets: readings aggregated per time bucket (GET /v1/readings?every=) -----------------
+
+
+@dataclass(frozen=True, slots=True)
+class BucketGrid:
+    """Time buckets of `width` seconds: bucket k holds k * width <= t + offset < (k+1) * width.
+
+    `offset` (seconds) moves where buckets start: 0 gives multiples of `width` since the epoch
+    in UTC; a UTC offset's seconds (28800 for +08:00) make whole days start at local midnight.
+    """
+
+    width: int
+    offset: int = 0
+
+    def start(self, index: int) -> float:
+        """The unix time where bucket `index` starts."""
+        return float(index * self.width - self.offset)
+
+    def index_at(self, start: float) -> int:
+        """The index of the bucket starting at `start` (a value `start` gave)."""
+        return round((start + self.offset) / self.width)
+
+
+@dataclass(frozen=True, slots=True)
+class BucketRow:
+    """The readings of one point in one time bucket, aggregated by the database.
+
+    `t` is where the bucket starts. `min`, `max`, `avg` and `count` cover the readings that
+    have a value and are not of quality bad; `last` is the newest of them (all None, `count`
+    0, when the bucket holds only bad or empty readings). `quota` and `unit` are the newest
+    reading's.
+    """
+
+    gateway: str
+    point: str
+    quota: str
+    unit: str
+    t: float
+    min: float | None
+    max: float | None
+    avg: float | None
+    last: float | None
+    count: int
+
+
+BucketAfter = tuple[str, str, float]
+"""Keyset position of a bucket page: (gateway, point, bucket start)."""
