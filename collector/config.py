@@ -30,27 +30,22 @@ from collector.api.core import OffsetError, parse_utc_offset
 from collector.api.ratelimit import BucketRule
 from collector.api.sizes import RequestLimits
 from collector.storage.retention import MIN_AUDIT_DAYS, RetentionPolicy
-from specs.identifiers import check_district_code
-from specs.secretfiles import SecretFile, SecretFileError, read_secret_file
-from specs.signing import require_available
-from specs.yamlconf import (
+from configkit.fields import (
     BASE_DIR,
-    Broker,
     ConfigModel,
     ConfigPath,
     Duration,
-    KeyPath,
-    ListenAddress,
-    TlsConfig,
     digits_as_text,
     duration_bounds,
-    listen_validator,
-    parse_yaml,
-    raise_at,
     resolve_path,
-    unreadable,
-    validate_document,
 )
+from configkit.issues import KeyPath, unreadable
+from configkit.network import Broker, ListenAddress, TlsConfig, listen_validator
+from configkit.secretfiles import SecretFile, SecretFileError, read_secret_file
+from configkit.validation import raise_at, validate_document
+from configkit.yamllines import parse_yaml
+from specs.identifiers import check_district_code
+from specs.signing import require_available
 
 ALL_DISTRICTS = "*"
 """A token scoped to this sees every district."""
@@ -209,7 +204,7 @@ class ApiToken(ConfigModel):
     """A bearer token of the HTTP API and the districts it may see.
 
     The secret is `token` itself or, so that the YAML holds none, the content of `token_file`
-    (a private file: specs.secretfiles). Tokens can also live in the database, hashed:
+    (a private file: configkit.secretfiles). Tokens can also live in the database, hashed:
     `collector tokens add`.
     """
 

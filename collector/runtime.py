@@ -30,9 +30,9 @@ from collector.retention import apply_retention
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail, relayed_commits
+from configkit.network import ListenAddress
 from hostkit.systemd_notify import notify, watchdog_pings
 from specs.signing import VerifyKey
-from specs.yamlconf import ListenAddress
 
 log = structlog.get_logger("collector")
 

@@ -8,7 +8,7 @@ from typing import Final, TypeVar
 
 import click
 
-from specs.yamlconf import ConfigError
+from configkit.issues import ConfigError
 
 CONFIG_ERROR_EXIT: Final = 2
 """Exit status when the config file is unusable (click uses 2 for usage errors too)."""

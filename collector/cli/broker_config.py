@@ -22,7 +22,7 @@ from collector.pki.certificates import (
 )
 from collector.pki.mosquitto import BROKER, BrokerLayout, acl_text, mosquitto_conf
 from collector.pki.store import PkiError, record_issued, write_crl, write_issued, write_text
-from specs.yamlconf import ListenAddress, parse_listen
+from configkit.network import ListenAddress, parse_listen
 
 _ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - a listen address, not a bind here
 

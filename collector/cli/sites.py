@@ -20,8 +20,8 @@ from collector.pki.tls import client_context
 from collector.sites import PushHistory, publish_command, push_command, push_detail, site_history
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
+from configkit.durations import parse_duration
 from hostkit.tables import render_row
-from specs.durations import parse_duration
 from specs.records import iso_time
 from specs.signing import SigningKey
 from specs.topics import GatewayTopics

@@ -7,7 +7,7 @@ import stat
 from pathlib import Path
 
 from collector.pki.store import PkiError
-from specs.yamlconf import TlsConfig
+from configkit.network import TlsConfig
 
 
 def _private_key_mode(key: Path) -> None:

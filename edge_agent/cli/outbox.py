@@ -14,6 +14,7 @@ from pathlib import Path
 
 import click
 
+from configkit.durations import format_size
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from edge_agent.core.outbox_view import PayloadError, export_document
 from edge_agent.shell.outbox_admin import (
@@ -23,7 +24,6 @@ from edge_agent.shell.outbox_admin import (
     mark_for_resend,
     summarize,
 )
-from specs.durations import format_size
 
 INCOMPLETE_EXIT = 1
 _SEQ = click.IntRange(1, MAX_SEQ)

@@ -3,6 +3,8 @@
 `load_site_config` reads the file; everything else is pure.
 """
 
+from configkit.issues import ConfigError, ConfigIssue
+from configkit.network import TlsConfig
 from edge_agent.config.alarms import (
     SITE_ALARM_KINDS,
     CompareAlarm,
@@ -49,7 +51,6 @@ from edge_agent.config.site import (
     SiteInfo,
     UplinkConfig,
 )
-from specs.yamlconf import ConfigError, ConfigIssue, TlsConfig
 
 __all__ = [
     "COLOURS",

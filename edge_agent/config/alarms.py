@@ -19,8 +19,10 @@ from typing import Annotated, Literal, Self, TypeAlias
 
 from pydantic import Field, field_validator, model_validator
 
+from configkit.fields import ConfigModel, Duration, duration_bounds
+from configkit.issues import KeyPath
+from configkit.validation import raise_at
 from edge_agent.config.fields import Name, Number, PointCode
-from specs.yamlconf import ConfigModel, Duration, KeyPath, duration_bounds, raise_at
 
 
 class CompareAlarm(ConfigModel):

@@ -4,7 +4,7 @@
 
 from typing import Annotated
 
-from specs.yamlconf import ConfigModel, Duration, duration_bounds
+from configkit.fields import ConfigModel, Duration, duration_bounds
 
 
 class CommandsConfig(ConfigModel):

@@ -24,18 +24,12 @@ from pydantic import (
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 from pydantic_core.core_schema import ErrorType
 
+from configkit.fields import ConfigModel, ConfigPath, Duration, duration_bounds
+from configkit.issues import KeyPath
+from configkit.secretfiles import SecretFile
+from configkit.validation import raise_at, unknown_key_hint
 from edge_agent.config.fields import Baudrate, DevicePath, Host, Name
 from edge_agent.config.points import PointConfig, point_source_problems
-from specs.secretfiles import SecretFile
-from specs.yamlconf import (
-    ConfigModel,
-    ConfigPath,
-    Duration,
-    KeyPath,
-    _suggestion,  # the loader's own "did you mean" wording (see _Device)
-    duration_bounds,
-    raise_at,
-)
 
 SUPPORTED_DRIVERS = ("modbus_tcp", "modbus_rtu", "opcua", "serial")
 """Drivers this version can run (DESIGN section 7)."""
@@ -61,7 +55,7 @@ def _rebuilt(error: ErrorDetails, model: type[BaseModel]) -> InitErrorDetails:
     """Re-raise one pydantic error unchanged, except that an unknown key gets its hint."""
     loc, value = error["loc"], error["input"]
     if error["type"] == "extra_forbidden":
-        message = "unknown key" + _suggestion(loc, model)
+        message = "unknown key" + unknown_key_hint(loc, model)
         return InitErrorDetails(
             type=PydanticCustomError("config", "{message}", {"message": message}),
             loc=loc,
@@ -300,7 +294,7 @@ class OpcUaDevice(_Device):
     """User name for a user-name identity token; absent: anonymous."""
     password: str | None = Field(default=None, repr=False)
     """The password of `username`, in the map itself (prefer `password_file`)."""
-    # Or the password in a private file of its own (specs.secretfiles), so the map holds none.
+    # Or the password in a private file of its own (configkit.secretfiles), so the map holds none.
     password_file: SecretFile | None = None
     """A private file (mode 0600 or 0400) holding the password of `username`."""
     poll: Seconds = 1.0

@@ -7,9 +7,9 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BeforeValidator, Field
 
+from configkit.fields import digits_as_text
 from drivers.serial.settings import BAUDRATES
 from specs import identifiers
-from specs.yamlconf import digits_as_text
 
 _AsText = BeforeValidator(digits_as_text)
 

@@ -4,17 +4,11 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from configkit.fields import BASE_DIR
+from configkit.issues import ConfigError, ConfigIssue, KeyPath, format_path, unreadable
+from configkit.validation import validate_document
+from configkit.yamllines import parse_yaml
 from edge_agent.config.site import SiteConfig
-from specs.yamlconf import (
-    BASE_DIR,
-    ConfigError,
-    ConfigIssue,
-    KeyPath,
-    format_path,
-    parse_yaml,
-    unreadable,
-    validate_document,
-)
 
 if TYPE_CHECKING:
     from collections.abc import Iterable

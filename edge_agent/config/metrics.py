@@ -6,7 +6,8 @@ from typing import Annotated
 
 from pydantic import PlainValidator
 
-from specs.yamlconf import ConfigModel, ListenAddress, listen_validator
+from configkit.fields import ConfigModel
+from configkit.network import ListenAddress, listen_validator
 
 _EXAMPLE = "127.0.0.1:9108"
 _listen = listen_validator(_EXAMPLE)

@@ -15,11 +15,13 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
+from configkit.durations import format_duration
+from configkit.fields import ConfigModel, Duration, duration_bounds
+from configkit.issues import KeyPath
+from configkit.validation import raise_at
 from drivers.opcua.model import check_node_id
 from edge_agent.config.fields import Number, PointCode
 from specs.catalogue import Indicator, default_catalogue
-from specs.durations import format_duration
-from specs.yamlconf import ConfigModel, Duration, KeyPath, duration_bounds, raise_at
 
 Table = Literal["holding", "input", "coil", "discrete"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64", "bool"]

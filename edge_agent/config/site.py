@@ -8,6 +8,10 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, Field, ValidationInfo, field_validator, model_validator
 
+from configkit.fields import ConfigModel, ConfigPath, Duration, Size, duration_bounds, size_at_least
+from configkit.issues import KeyPath
+from configkit.network import Broker, TlsConfig
+from configkit.validation import raise_at
 from edge_agent.config.alarms import CompareAlarm, EscalationAlarm, OvertimeAlarm, SiteAlarm
 from edge_agent.config.commands import CommandsConfig
 from edge_agent.config.devices import DeviceConfig, ModbusRtuDevice, SerialDevice
@@ -23,18 +27,6 @@ from edge_agent.config.points import (
 from specs.encoding import Encoding
 from specs.identifiers import IdentifierError, check_gateway_code, check_point_code
 from specs.signing import require_available
-from specs.yamlconf import (
-    Broker,
-    ConfigModel,
-    ConfigPath,
-    Duration,
-    KeyPath,
-    Size,
-    TlsConfig,
-    duration_bounds,
-    raise_at,
-    size_at_least,
-)
 
 Domain = Literal["WHP", "WKK", "YHBZ", "MK", "BP"]
 """WHP 危化 | WKK 尾矿库 | YHBZ 烟花爆竹 | MK 煤矿 | BP 边坡."""

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
+from configkit.issues import ConfigError, ConfigIssue, format_path
+from configkit.yamllines import parse_yaml
 from edge_agent.config import OpcUaDevice, SiteConfig, parse_site_config
 from edge_agent.core.trusted_keys import TrustedKeys
 from specs.command import (
@@ -26,7 +28,6 @@ from specs.command import (
     decode_command,
 )
 from specs.signing import SignatureError, signature_from_properties
-from specs.yamlconf import ConfigError, ConfigIssue, format_path, parse_yaml
 
 FIXED_SECTIONS: Final = ("site", "signing", "uplink", "outbox")
 """Sections a pushed map must leave as the running map has them."""

@@ -5,10 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
+from configkit.issues import KeyPath
 from edge_agent.config import SiteConfig
 from edge_agent.core.trusted_keys import TrustedKeys
 from specs.signing import SignatureError, VerifyKey, load_verify_key
-from specs.yamlconf import KeyPath
 
 
 class CollectorKeyError(Exception):

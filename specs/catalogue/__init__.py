@@ -16,6 +16,9 @@ from functools import cache
 from importlib import resources
 from typing import Any
 
+from configkit.issues import ConfigError, ConfigIssue, format_path
+from configkit.validation import validate_document
+from configkit.yamllines import ParsedYaml, parse_yaml
 from specs.catalogue.model import (
     DATA_FILE,
     DERIVED_FAMILY,
@@ -37,14 +40,6 @@ from specs.catalogue.model import (
     UnitConversion,
 )
 from specs.catalogue.schema import _CatalogueModel, _Checker
-from specs.yamlconf import (
-    ConfigError,
-    ConfigIssue,
-    ParsedYaml,
-    format_path,
-    parse_yaml,
-    validate_document,
-)
 
 __all__ = [
     "DATA_FILE",

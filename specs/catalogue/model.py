@@ -11,7 +11,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Final, Literal
 
-from specs.yamlconf import ConfigIssue
+from configkit.issues import ConfigIssue
 
 DATA_FILE: Final = "specs/catalogue/indicators.yaml"
 """How errors name the shipped data file."""

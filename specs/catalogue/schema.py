@@ -11,6 +11,8 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
+from configkit.durations import parse_duration
+from configkit.issues import KeyPath
 from specs.block import DOMAINS
 from specs.catalogue.model import (
     CLEAR_OPS,
@@ -33,8 +35,6 @@ from specs.catalogue.model import (
     UnitConversion,
     axis,
 )
-from specs.durations import parse_duration
-from specs.yamlconf import KeyPath
 
 # --- the data file's schema -------------------------------------------------------------------
 

@@ -14,7 +14,7 @@ import socket
 
 from collector.api.server import listening_socket
 from collector.runtime import _bind
-from specs.yamlconf import ListenAddress
+from configkit.network import ListenAddress
 
 
 async def _nodelay_of_accepted(sock: socket.socket) -> int:

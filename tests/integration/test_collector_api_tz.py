@@ -15,8 +15,8 @@ from collector.config import parse_collector_config
 from collector.model import IngestBatch, StatusUpdate
 from collector.storage import open_storage
 from collector.storage.base import Storage
+from configkit.issues import ConfigError
 from specs.records import AlarmEvent, GapReason, Record
-from specs.yamlconf import ConfigError
 from tests.support.collector_api import (
     BEIJING,
     NANCHANG,

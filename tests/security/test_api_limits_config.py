@@ -16,7 +16,7 @@ from collector.api.sizes import RequestLimits
 from collector.cli import main
 from collector.config import load_collector_config, parse_collector_config
 from collector.runtime import run_collector
-from specs.yamlconf import ConfigError
+from configkit.issues import ConfigError
 from tests.support.broker import Broker, free_port
 from tests.support.collector_env import (
     write_collector_config,

@@ -21,7 +21,7 @@ import pytest
 
 from collector.api.sizes import RequestLimits
 from collector.config import parse_collector_config
-from specs.yamlconf import ConfigError
+from configkit.issues import ConfigError
 from tests.support.served_api import ServedApi, served_api
 
 PARTIAL_HEAD = b"GET /v1/gateways HTTP/1.1\r\nHost: collector\r\nX-Slow: "

@@ -22,7 +22,7 @@ from collector.storage.capabilities import AuditTrail
 from collector.storage.postgres import audit as postgres_audit
 from collector.storage.retention import DAY, RetentionPolicy
 from collector.storage.sqlite import audit as sqlite_audit
-from specs.yamlconf import ConfigError
+from configkit.issues import ConfigError
 from tests.support.collector_client import BASE_TIME
 from tests.support.postgres import sql_execute
 

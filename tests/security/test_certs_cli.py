@@ -14,7 +14,7 @@ from collector.config import parse_collector_config
 from collector.pki.certificates import COLLECTOR_IDENTITY, common_name
 from collector.pki.store import PkiError
 from collector.pki.tls import client_context
-from specs.yamlconf import ConfigError
+from configkit.issues import ConfigError
 from tests.support.collector_env import collector_cli as run
 
 GATEWAY = "91360100MA35GW001H-GW01"

@@ -13,7 +13,7 @@ import os
 import threading
 from pathlib import Path
 
-from specs.secretfiles import SecretFileError, read_secret_file
+from configkit.secretfiles import SecretFileError, read_secret_file
 
 BOUND = 10.0  # a join that returns at once when the read does; never slept
 

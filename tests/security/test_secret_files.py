@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from collector.config import parse_collector_config
+from configkit.issues import ConfigError, ConfigIssue
 from edge_agent.config import OpcUaDevice, parse_site_config
-from specs.yamlconf import ConfigError, ConfigIssue
 
 FILE = "collector.yaml"
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from specs.yamlconf import ListenAddress
+from configkit.network import ListenAddress
 from tests.support.config_files import SITE, edit
 from tests.unit.test_config_site import TEXT
 

@@ -13,7 +13,7 @@ from collector.config import (
     parse_collector_config,
 )
 from collector.runtime import ingest_settings
-from specs.yamlconf import ConfigError
+from configkit.issues import ConfigError
 
 BASE = Path("/srv/collector")
 

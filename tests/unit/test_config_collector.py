@@ -12,7 +12,8 @@ from collector.config import (
     load_collector_config,
 )
 from collector.storage.retention import RetentionPolicy
-from specs.yamlconf import ConfigError, parse_broker_url, parse_listen
+from configkit.issues import ConfigError
+from configkit.network import parse_broker_url, parse_listen
 from tests.support.config_files import COLLECTOR, edit
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "collector.yaml"

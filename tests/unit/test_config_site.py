@@ -10,6 +10,9 @@ import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from configkit.durations import format_duration, format_size, parse_duration, parse_size
+from configkit.issues import format_path
+from configkit.yamllines import StrictLoader, parse_yaml
 from edge_agent.config import (
     ConfigError,
     ConfigIssue,
@@ -17,8 +20,6 @@ from edge_agent.config import (
 )
 from edge_agent.config import load_site_config as load
 from edge_agent.core.points import Limits, resolve_points
-from specs.durations import format_duration, format_size, parse_duration, parse_size
-from specs.yamlconf import StrictLoader, format_path, parse_yaml
 from tests.support.config_files import SITE, edit, line_of
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"

@@ -1,8 +1,10 @@
 """The dependency rule (docs/contract.md section 2), read from the imports themselves.
 
-drivers import nothing of ours (their simulators: drivers only); specs nothing of ours; the
-host layer `hostkit` only specs; edge_agent drivers, specs and hostkit; collector specs and
-hostkit. A module imported only for type checking counts too: it is still a dependency.
+drivers import nothing of ours (their simulators: drivers only); the config machinery
+`configkit` nothing of ours; specs only configkit (its catalogue is a YAML data file); the host
+layer `hostkit` specs and configkit; edge_agent drivers, specs, configkit and hostkit; collector
+specs, configkit and hostkit. A module imported only for type checking counts too: it is still a
+dependency.
 """
 
 from __future__ import annotations
@@ -14,14 +16,26 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 OURS = frozenset(
-    {"drivers", "specs", "hostkit", "edge_agent", "collector", "tests", "bench", "demo", "devtools"}
+    {
+        "drivers",
+        "configkit",
+        "specs",
+        "hostkit",
+        "edge_agent",
+        "collector",
+        "tests",
+        "bench",
+        "demo",
+        "devtools",
+    }
 )
 MAY_IMPORT = {
     "drivers": frozenset({"drivers"}),
-    "specs": frozenset({"specs"}),
-    "hostkit": frozenset({"hostkit", "specs"}),
-    "edge_agent": frozenset({"edge_agent", "hostkit", "drivers", "specs"}),
-    "collector": frozenset({"collector", "hostkit", "specs"}),
+    "configkit": frozenset({"configkit"}),
+    "specs": frozenset({"specs", "configkit"}),
+    "hostkit": frozenset({"hostkit", "specs", "configkit"}),
+    "edge_agent": frozenset({"edge_agent", "hostkit", "drivers", "specs", "configkit"}),
+    "collector": frozenset({"collector", "hostkit", "specs", "configkit"}),
 }
 
 

@@ -1,4 +1,4 @@
-"""specs.yamlconf parses with libyaml when PyYAML has it (a third of the peak memory on a large
+"""configkit.yamllines parses with libyaml when PyYAML has it (a third of the peak memory on a large
 site map, G7) and falls back to the pure-Python StrictLoader for the error messages; both
 must read every document alike."""
 
@@ -9,8 +9,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from specs import yamlconf
-from specs.yamlconf import ConfigError, StrictLoader, parse_yaml
+from configkit import yamllines
+from configkit.issues import ConfigError
+from configkit.yamllines import StrictLoader, parse_yaml
 
 ROOT = Path(__file__).resolve().parents[2]
 MAPS = sorted((ROOT / "configs").glob("*.yaml"))
@@ -18,14 +19,14 @@ MAPS = sorted((ROOT / "configs").glob("*.yaml"))
 
 def test_libyaml_is_used_when_pyyaml_has_it() -> None:
     assert yaml.__with_libyaml__, "this machine's PyYAML should have libyaml"
-    assert yamlconf._FastStrictLoader is not StrictLoader
+    assert yamllines._FastStrictLoader is not StrictLoader
 
 
 @pytest.mark.parametrize("path", MAPS, ids=[p.stem for p in MAPS])
 def test_both_parsers_read_the_shipped_maps_alike(path: Path) -> None:
     text = path.read_text(encoding="utf-8")
-    fast, fast_data = yamlconf._load(yamlconf._FastStrictLoader, text)
-    pure, pure_data = yamlconf._load(StrictLoader, text)
+    fast, fast_data = yamllines._load(yamllines._FastStrictLoader, text)
+    pure, pure_data = yamllines._load(StrictLoader, text)
     assert fast_data == pure_data
     assert fast.lines == pure.lines
     assert len(fast.lines) > 10
@@ -33,8 +34,8 @@ def test_both_parsers_read_the_shipped_maps_alike(path: Path) -> None:
 
 def test_duplicates_and_aliases_are_found_by_the_fast_parser_too() -> None:
     text = "a: &x {b: 1, b: 2}\nc: *x\n"
-    fast, _ = yamlconf._load(yamlconf._FastStrictLoader, text)
-    pure, _ = yamlconf._load(StrictLoader, text)
+    fast, _ = yamllines._load(yamllines._FastStrictLoader, text)
+    pure, _ = yamllines._load(StrictLoader, text)
     assert fast.duplicates == pure.duplicates == [(("a", "b"), 1, 1)]
     with pytest.raises(ConfigError, match="mapping values are not allowed here"):
         parse_yaml("a: b: c\n", "site.yaml")  # PyYAML's message, not libyaml's

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from configkit.durations import format_duration
 from edge_agent.config import (
     RATE_PERIODS,
     CompareAlarm,
@@ -29,7 +30,6 @@ from edge_agent.core.alarms.rules import (
 )
 from edge_agent.core.points import Limits, ResolvedPoint, resolve_points
 from specs.catalogue import Indicator, default_catalogue
-from specs.durations import format_duration
 
 # (Limits field, level, rising), least severe first within each family and direction.
 _LEVELS = (

@@ -26,6 +26,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from configkit.durations import format_duration
 from edge_agent.core.alarms.rules import (
     COLOURS,
     ESCALATION,
@@ -43,7 +44,6 @@ from edge_agent.core.alarms.rules import (
     item_level,
 )
 from edge_agent.core.alarms.state import ActiveAlarm, AlarmState, Sample
-from specs.durations import format_duration
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, Record, parse_iso_time
 
 WINDOW_SAMPLES = 32

@@ -16,7 +16,7 @@ from typing import Annotated
 
 from pydantic import BeforeValidator, SecretStr, ValidationInfo
 
-from specs.yamlconf import resolve_path
+from configkit.fields import resolve_path
 
 _SHARED_BITS = stat.S_IRWXG | stat.S_IRWXO
 

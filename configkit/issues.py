@@ -1,0 +1,72 @@
+"""Problems in a config file, each placed at `file:line: key.path`.
+
+Error tree::
+
+    ConfigError     carries every ConfigIssue found; str() is one issue per line
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import TypeAlias
+
+KeyPath: TypeAlias = tuple[str | int, ...]
+"""Where a value sits in a document: keys and list indexes from the top."""
+
+_SHOWN_WIDTH = 40
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigIssue:
+    """One problem in a config file, printed `file:line: key.path: message`."""
+
+    file: str
+    line: int | None
+    path: str
+    message: str
+    column: int | None = None
+
+    def __str__(self) -> str:
+        where = self.file if self.line is None else f"{self.file}:{self.line}"
+        if self.column is not None:
+            where = f"{where}:{self.column}"
+        return f"{where}: {self.path}: {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class ConfigError(Exception):
+    """A config file is unusable; `issues` lists every problem found, in file order."""
+
+    def __init__(self, issues: Iterable[ConfigIssue]) -> None:
+        self.issues = tuple(issues)
+        super().__init__("\n".join(str(issue) for issue in self.issues))
+
+
+def format_path(path: Sequence[str | int]) -> str:
+    """Render a key path the way people read it: `devices[0].points[2].address.start`."""
+    text = ""
+    for part in path:
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not part or "." in part or part != part.strip():
+            text += f"[{part!r}]"  # keys a dotted path cannot show as they are
+        else:
+            text = f"{text}.{part}" if text else part
+    return text
+
+
+def unreadable(file: str, error: OSError | UnicodeDecodeError) -> ConfigError:
+    """Return the `ConfigError` for a config file that cannot be read as UTF-8 text."""
+    if isinstance(error, UnicodeDecodeError):
+        return ConfigError([ConfigIssue(file, None, "", f"not UTF-8 text: {error.reason}")])
+    return ConfigError([ConfigIssue(file, None, "", f"cannot read: {error.strerror or error}")])
+
+
+def show_value(value: object) -> str:
+    """A value as an error message quotes it: mappings and lists by kind, long text cut."""
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, list):
+        return "a list"
+    text = repr(value)
+    return text if len(text) <= _SHOWN_WIDTH else text[: _SHOWN_WIDTH - 3] + "..."
