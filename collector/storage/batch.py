@@ -33,25 +33,18 @@ from collector.model import (
     StreamState,
 )
 from collector.readmodel import AlarmState
+from collector.storage.alarms import AlarmKey, alarm_key, merge_alarms
 from collector.storage.core import (
-    AlarmKey,
     BlockKey,
     Link,
-    ReadingKey,
-    ReadingValue,
     Stream,
-    alarm_key,
     block_key,
     chain_breaks,
     classify,
     dedupe_audits,
-    keys_to_look_up,
-    merge_alarms,
     neighbours,
     progress,
-    reading_keys,
     stream_changes,
-    unique_readings,
 )
 from collector.storage.ingest_rows import (
     DELETE_SEQUENCE_GAPS,
@@ -72,6 +65,13 @@ from collector.storage.ingest_rows import (
     record_gap_rows,
     status_rows,
     stream_rows,
+)
+from collector.storage.readings import (
+    ReadingKey,
+    ReadingValue,
+    keys_to_look_up,
+    reading_keys,
+    unique_readings,
 )
 from collector.storage.rollups import MinuteRollup, minute_rollups
 

@@ -13,7 +13,8 @@ from typing import Final
 
 from collector.model import IncomingBlock, IncomingMeta, StatusUpdate, StreamState
 from collector.readmodel import AlarmState
-from collector.storage.core import Stream, StreamChange, flags_text, newest_readings
+from collector.storage.core import Stream, StreamChange
+from collector.storage.readings import flags_text, newest_readings
 from collector.storage.records import json_ranges
 from specs.block import block_hash
 

@@ -39,12 +39,10 @@ from collector.storage.core import (
     advance,
     chain_breaks,
     classify,
-    keys_to_look_up,
-    newest_readings,
     progress,
     stream_changes,
-    unique_readings,
 )
+from collector.storage.readings import keys_to_look_up, newest_readings, unique_readings
 from specs.ack import decode_ack
 from specs.block import GENESIS, decode_block
 from specs.catalogue import default_catalogue

@@ -21,7 +21,7 @@ from collector.model import (
     Reason,
 )
 from collector.readmodel import AlarmState
-from collector.storage.core import merge_alarm
+from collector.storage.alarms import merge_alarm
 from specs.block import decode_block
 from specs.catalogue import Catalogue, UnitConversion
 from specs.meta import PointMeta

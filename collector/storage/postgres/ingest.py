@@ -24,9 +24,10 @@ from collector.audit.chain import ActionEntry
 from collector.feed.core import JournalEntry
 from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch, StreamState
 from collector.readmodel import AlarmState
+from collector.storage.alarms import AlarmKey
 from collector.storage.base import StorageError
 from collector.storage.batch import store_batch
-from collector.storage.core import AlarmKey, BlockKey, Link, ReadingKey, ReadingValue, Stream
+from collector.storage.core import BlockKey, Link, Stream
 from collector.storage.ingest_rows import (
     READING_FIELDS,
     Params,
@@ -37,6 +38,7 @@ from collector.storage.postgres import audit, feed, presence, registry
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.schema import SCHEMA_VERSION
+from collector.storage.readings import ReadingKey, ReadingValue
 from collector.storage.records import ALARM_COLUMNS, alarm_state, holes, spans
 from collector.storage.rollups import MinuteRollup
 

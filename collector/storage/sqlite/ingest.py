@@ -16,9 +16,11 @@ from collector.audit.chain import ActionEntry
 from collector.feed.core import JournalEntry
 from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch, StreamState
 from collector.readmodel import AlarmState
+from collector.storage.alarms import AlarmKey
 from collector.storage.batch import store_batch as store
-from collector.storage.core import AlarmKey, BlockKey, Link, ReadingKey, ReadingValue, Stream
+from collector.storage.core import BlockKey, Link, Stream
 from collector.storage.ingest_rows import INSERT_READING, Params, Series, reading_records
+from collector.storage.readings import ReadingKey, ReadingValue
 from collector.storage.records import ALARM_COLUMNS, alarm_state, holes, spans
 from collector.storage.rollups import MinuteRollup
 from collector.storage.sqlite import audit, journal, presence, registry, rollups

@@ -77,7 +77,7 @@ CREATE TABLE IF NOT EXISTS readings (
 -- A block's readings are stored with it, once, so (gateway, epoch, seq, idx) is unique
 -- without an index of its own (one b-tree less per reading; schema 9 dropped it).
 -- One reading per (gateway, point, t), whatever block or epoch brought it (the first wins;
--- collector.storage.core.unique_readings audits the others). rowid (= id) is the index's
+-- collector.storage.readings.unique_readings audits the others). rowid (= id) is the index's
 -- implicit last column, so (gateway, point, t, id) pages need no sort.
 CREATE UNIQUE INDEX IF NOT EXISTS readings_by_series ON readings (gateway, point, t);
 CREATE TABLE IF NOT EXISTS latest (

@@ -1,0 +1,138 @@
+"""Pure: which readings of a batch a storage keeps, and the rows they make.
+
+Readings are unique per (gateway, point, t): the first stored wins, later ones are audited,
+not stored. Live readings are newer than everything stored, so a batch of them needs one
+lookup per series, not one per reading.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import replace
+from typing import Final
+
+from collector.model import MAX_DETAIL, AuditEntry, IncomingBlock, ReadingEntry, Reason
+from specs.records import iso_time
+
+ReadingKey = tuple[str, str, float]
+"""A reading's identity: (gateway, point, t). The collector stores at most one per key."""
+ReadingValue = tuple[float | None, str, str]
+"""What makes two readings of one key the same: (value, unit, quality)."""
+AUDIT_SAMPLE: Final = 3
+"""How many (point, t) an aggregated audit row names."""
+
+
+def reading_keys(blocks: Iterable[IncomingBlock]) -> list[ReadingKey]:
+    """The (gateway, point, t) of every reading the blocks would store."""
+    return [
+        (incoming.block.header.gateway, reading.point, reading.t)
+        for incoming in blocks
+        for reading in incoming.entries.readings
+    ]
+
+
+def keys_to_look_up(
+    keys: Iterable[ReadingKey], newest: Mapping[tuple[str, str], float]
+) -> list[ReadingKey]:
+    """The keys that may be stored already: not later than their series' newest stored t.
+
+    Live readings are newer than everything stored, so a batch of them needs one lookup
+    per series (`newest`), not one per reading.
+    """
+    return [key for key in keys if (limit := newest.get(key[:2])) is not None and key[2] <= limit]
+
+
+def _reading_audit(
+    incoming: IncomingBlock, reason: Reason, repeats: Sequence[ReadingEntry]
+) -> AuditEntry:
+    header = incoming.block.header
+    what = (
+        "the same value, unit and quality"
+        if reason is Reason.DUPLICATE
+        else "another value, unit or quality"
+    )
+    first = ", ".join(f"{r.point}@{iso_time(r.t)}" for r in repeats[:AUDIT_SAMPLE])
+    more = ", ..." if len(repeats) > AUDIT_SAMPLE else ""
+    detail = (
+        f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}: {len(repeats)}"
+        f" reading(s) of a (point, t) stored already, with {what}; the first one is kept,"
+        f" these are not stored: {first}{more}"
+    )
+    return AuditEntry(
+        at=incoming.received_at,
+        gateway=header.gateway,
+        topic=incoming.topic,
+        reason=reason,
+        detail=detail[:MAX_DETAIL],
+        payload_hash=incoming.block.digest,
+    )
+
+
+def unique_readings(
+    blocks: Sequence[IncomingBlock],
+    stored: Mapping[ReadingKey, ReadingValue],
+    keys: Sequence[ReadingKey] | None = None,
+) -> tuple[tuple[IncomingBlock, ...], tuple[AuditEntry, ...]]:
+    """The blocks with only readings of a new (gateway, point, t), and what was left out.
+
+    `stored` holds the keys among the blocks' readings that the database has already, with
+    their values. The first reading of a key is kept (stored before, or earlier in `blocks`,
+    whatever their epochs); a later one is left out and audited, `duplicate` when value, unit
+    and quality are equal and `conflict` when not: one row per block and reason, with a count
+    and the first few (point, t), so that a resealed backlog cannot flood the audit table.
+    `keys` are the blocks' `reading_keys`, when the caller has them already.
+    """
+    if keys is None:
+        keys = reading_keys(blocks)
+    if not stored and len(set(keys)) == len(keys):
+        # The live case: nothing stored and no key twice in the batch, so nothing to drop.
+        return tuple(blocks), ()
+    known = dict(stored)
+    kept_blocks: list[IncomingBlock] = []
+    audits: list[AuditEntry] = []
+    for incoming in blocks:
+        gateway = incoming.block.header.gateway
+        kept: list[ReadingEntry] = []
+        repeats: dict[Reason, list[ReadingEntry]] = {Reason.DUPLICATE: [], Reason.CONFLICT: []}
+        for reading in incoming.entries.readings:
+            key = (gateway, reading.point, reading.t)
+            value = (reading.value, reading.unit, reading.quality)
+            held = known.get(key)
+            if held is None:
+                known[key] = value
+                kept.append(reading)
+            else:
+                repeats[Reason.DUPLICATE if held == value else Reason.CONFLICT].append(reading)
+        if len(kept) == len(incoming.entries.readings):
+            kept_blocks.append(incoming)
+            continue
+        entries = replace(incoming.entries, readings=tuple(kept))
+        kept_blocks.append(replace(incoming, entries=entries))
+        audits.extend(
+            _reading_audit(incoming, reason, found) for reason, found in repeats.items() if found
+        )
+    return tuple(kept_blocks), tuple(audits)
+
+
+@functools.lru_cache(maxsize=256)
+def flags_text(flags: tuple[str, ...]) -> str:
+    """A reading's flags as the stored JSON list; a handful of distinct tuples recur, so cached."""
+    return json.dumps(list(flags))
+
+
+def newest_readings(blocks: Iterable[IncomingBlock]) -> list[tuple[str, ReadingEntry]]:
+    """The newest reading of each (gateway, point) among `blocks`, for the `latest` table.
+
+    One upsert per point instead of one per reading; a later reading wins a tie, as the
+    row-by-row upsert (`excluded.t >= latest.t`) would have it.
+    """
+    newest: dict[tuple[str, str], ReadingEntry] = {}
+    for incoming in blocks:
+        gateway = incoming.block.header.gateway
+        for reading in incoming.entries.readings:
+            held = newest.get((gateway, reading.point))
+            if held is None or reading.t >= held.t:
+                newest[(gateway, reading.point)] = reading
+    return [(gateway, reading) for (gateway, _), reading in newest.items()]
