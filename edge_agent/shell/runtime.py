@@ -17,7 +17,6 @@ from pathlib import Path
 import aiomqtt
 import structlog
 
-from drivers.modbus.backoff import backoff_delays
 from edge_agent.config import DeviceConfig, OpcUaDevice, SiteConfig
 from edge_agent.core.alarms import rules_for_site
 from edge_agent.core.chain import Identity
@@ -44,6 +43,7 @@ from edge_agent.shell.publisher import Publisher, UplinkSettings
 from edge_agent.shell.rotation import CurrentKey, RotationWatcher, complete_rotation
 from edge_agent.shell.sealer import Sealer
 from edge_agent.shell.status_server import AgentStatus, status_service, status_socket_path
+from hostkit.backoff import backoff_delays
 from hostkit.systemd_notify import notify, watchdog_pings
 from specs.catalogue import default_catalogue
 from specs.records import Record
@@ -387,7 +387,7 @@ async def run_agent(
             config_hash=config_fingerprint(config),
             commands=desk,
         )
-        alarm_stage = await load_alarm_stage(outbox, rules_for_site(config))
+        alarm_stage = await load_alarm_stage(outbox, rules_for_site(config, default_catalogue()))
         sealer = Sealer(
             outbox,
             queue,

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
-import random
 import socket
 import time
 from typing import TYPE_CHECKING
@@ -13,7 +11,6 @@ from typing import TYPE_CHECKING
 import pytest
 
 from drivers.base import Driver, DriverConnectionError, DriverTimeoutError, Quality
-from drivers.modbus.backoff import backoff_delays
 from drivers.modbus.codec import DataType, Order, Table
 from drivers.modbus.plan import RegisterPoint
 from drivers.modbus.tcp import ModbusTcpDriver
@@ -259,16 +256,3 @@ async def test_late_reply_does_not_poison_the_next_read(farm: TankFarmServer) ->
 def test_driver_satisfies_the_protocol() -> None:
     driver: Driver = ModbusTcpDriver("dev-1", HOST, 502, UNIT, [])
     assert driver.device_id == "dev-1"
-
-
-def test_backoff_is_capped_exponential_with_full_jitter() -> None:
-    delays = list(itertools.islice(backoff_delays(0.5, 30.0, random.Random(1)), 40))
-    ceilings = [min(30.0, 0.5 * 2**n) for n in range(40)]
-    assert all(0.0 <= d <= c for d, c in zip(delays, ceilings, strict=True))
-    assert max(delays[10:]) > 15.0  # reaches well into the cap, not stuck low
-    again = list(itertools.islice(backoff_delays(0.5, 30.0, random.Random(1)), 40))
-    assert delays == again
-    unseeded = backoff_delays()
-    assert 0.0 <= next(unseeded) <= 0.5
-    with pytest.raises(ValueError, match="initial"):
-        next(backoff_delays(0.0))

@@ -21,6 +21,7 @@ from edge_agent.core.alarms import (
     rules_for_site,
 )
 from edge_agent.core.points import resolve_points
+from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, iso_time
 
 T0 = 1.7e9
@@ -54,7 +55,9 @@ def site_rules(domain: str, points: Sequence[str], alarms: Sequence[str] = ()) -
     if alarms:
         lines.append("alarms:\n")
         lines.extend(f"  - {{{alarm}}}\n" for alarm in alarms)
-    return rules_for_site(parse_site_config("".join(lines), "site.yaml", Path("/srv")))
+    return rules_for_site(
+        parse_site_config("".join(lines), "site.yaml", Path("/srv")), default_catalogue()
+    )
 
 
 _UNITS = {"WHP": "m", "MK": "%CH4", "BP": "mm", "WKK": "mm", "YHBZ": "persons"}
@@ -543,6 +546,7 @@ def test_points_without_alarms_have_no_rules() -> None:
             )
         ),
         (),
+        default_catalogue(),
     )
     assert rules.points == {}
     assert rules.slots == frozenset()

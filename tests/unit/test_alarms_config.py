@@ -7,6 +7,7 @@ import pytest
 from edge_agent.config import ConfigError
 from edge_agent.core.alarms import CompareRule, HeldRule, ItemRule, rules_for_site
 from edge_agent.core.points import resolve_points
+from specs.catalogue import default_catalogue
 from tests.support.config_files import SITE
 
 # One site that uses every alarm key; each test breaks one line of it.
@@ -103,7 +104,7 @@ def test_every_alarm_key_resolves() -> None:
         (3600.0, 5.0, "mm/h", 3600.0)
     ]
     assert [(r.unit, r.deadband) for r in points["S2"].rates] == [("mm/h", 0.0), ("mm/d", 1.0)]
-    rules = rules_for_site(config)
+    rules = rules_for_site(config, default_catalogue())
     assert rules.points["PR1"].tracked
     (staff,) = rules.points["PC1"].compares
     assert staff == CompareRule("PC1/over_staff", "over_staff", "persons", 0.0, None, "PR1")

@@ -1,7 +1,7 @@
 """Alarms at the edge: pure evaluation of readings against the site's alarm rules.
 
-Works offline and without an event loop: `rules_for_site(config)` compiles the rules once;
-`evaluate_batch(rules, state, records)` returns the records with raise/clear events
+Works offline and without an event loop: `rules_for_site(config, catalogue)` compiles the
+rules once; `evaluate_batch(rules, state, records)` returns the records with raise/clear events
 (`specs.records.AlarmRecord`) after their triggering readings, and the next `AlarmState`.
 `encode_state` / `decode_state` give the state's durable bytes, which the shell stores in
 the same transaction as the block holding the events.

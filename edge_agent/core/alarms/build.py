@@ -1,8 +1,9 @@
 """Compile the alarm rules of a site from its resolved points and its `alarms:` list.
 
-Pure: checked config in, `AlarmRules` out. The config layer has already refused every
-mistake (unknown points, thresholds outside the vocabulary, unordered levels), so this
-module only converts units and lays the rules out by triggering point.
+Pure: checked config and the indicator catalogue in, `AlarmRules` out. The config layer has
+already refused every mistake (unknown points, thresholds outside the vocabulary, unordered
+levels), so this module only converts units and lays the rules out by triggering point. The
+catalogue is the caller's (the runtime passes the one it loaded), never a process-wide one.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from edge_agent.core.alarms.rules import (
     RateRule,
 )
 from edge_agent.core.points import Limits, ResolvedPoint, resolve_points
-from specs.catalogue import Indicator, default_catalogue
+from specs.catalogue import Catalogue, Indicator
 
 # (Limits field, level, rising), least severe first within each family and direction.
 _LEVELS = (
@@ -44,12 +45,14 @@ _LEVELS = (
 )
 
 
-def rules_for_site(config: SiteConfig) -> AlarmRules:
-    """The alarm rules of a checked site map."""
-    return compile_rules(resolve_points(config), config.alarms)
+def rules_for_site(config: SiteConfig, catalogue: Catalogue) -> AlarmRules:
+    """The alarm rules of a checked site map, units converted with `catalogue`."""
+    return compile_rules(resolve_points(config), config.alarms, catalogue)
 
 
-def compile_rules(points: Sequence[ResolvedPoint], alarms: Sequence[SiteAlarm]) -> AlarmRules:
+def compile_rules(
+    points: Sequence[ResolvedPoint], alarms: Sequence[SiteAlarm], catalogue: Catalogue
+) -> AlarmRules:
     """Lay out every point's own alarms and the site-level ones by triggering point."""
     by_code = {p.point: p for p in points}
     levels = {p.point: level_rules(p) for p in points}
@@ -64,9 +67,11 @@ def compile_rules(points: Sequence[ResolvedPoint], alarms: Sequence[SiteAlarm]) 
             for code in alarm.points:
                 items.setdefault(code, []).append(item)
         elif isinstance(alarm, OvertimeAlarm) and alarm.when is not None:
-            held.setdefault(alarm.point, []).append(_held_rule(alarm, by_code[alarm.point]))
+            held.setdefault(alarm.point, []).append(
+                _held_rule(alarm, by_code[alarm.point], catalogue)
+            )
         else:
-            rule = _compare_rule(alarm, by_code[alarm.point])
+            rule = _compare_rule(alarm, by_code[alarm.point], catalogue)
             compares.setdefault(alarm.point, []).append(rule)
             if rule.limit_point is not None:
                 tracked.add(rule.limit_point)
@@ -139,14 +144,16 @@ def rate_rules(point: ResolvedPoint) -> tuple[RateRule, ...]:
     )
 
 
-def _indicator(point: ResolvedPoint) -> Indicator:
-    indicator = default_catalogue().get(point.quota)
+def _indicator(point: ResolvedPoint, catalogue: Catalogue) -> Indicator:
+    indicator = catalogue.get(point.quota)
     if indicator is None:  # the config loader already refused unknown quotas
         raise LookupError(f"quota {point.quota} is not in the catalogue")
     return indicator
 
 
-def _compare_rule(alarm: CompareAlarm | OvertimeAlarm, point: ResolvedPoint) -> CompareRule:
+def _compare_rule(
+    alarm: CompareAlarm | OvertimeAlarm, point: ResolvedPoint, catalogue: Catalogue
+) -> CompareRule:
     slot = f"{point.point}/{alarm.kind}"
     if isinstance(alarm, OvertimeAlarm):
         # A duration point: the limit in seconds becomes the point's canonical time unit.
@@ -154,7 +161,7 @@ def _compare_rule(alarm: CompareAlarm | OvertimeAlarm, point: ResolvedPoint) -> 
         return CompareRule(slot, alarm.kind, point.canonical_unit, point.deadband, limit=limit)
     fixed = None
     if alarm.limit is not None:
-        fixed = _indicator(point).to_canonical(alarm.limit, point.unit)
+        fixed = _indicator(point, catalogue).to_canonical(alarm.limit, point.unit)
     return CompareRule(
         slot,
         alarm.kind,
@@ -165,11 +172,11 @@ def _compare_rule(alarm: CompareAlarm | OvertimeAlarm, point: ResolvedPoint) -> 
     )
 
 
-def _held_rule(alarm: OvertimeAlarm, point: ResolvedPoint) -> HeldRule:
+def _held_rule(alarm: OvertimeAlarm, point: ResolvedPoint, catalogue: Catalogue) -> HeldRule:
     when = alarm.when
     if when is None:  # the caller routes only conditions here; kept for type narrowing
         raise ValueError("a held-condition alarm needs `when`")
-    indicator = _indicator(point)
+    indicator = _indicator(point, catalogue)
 
     def canonical(value: float | None) -> float | None:
         return None if value is None else indicator.to_canonical(value, point.unit)
