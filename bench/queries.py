@@ -42,7 +42,7 @@ from bench.results import BenchResult, Figure, add_json_argument, write_result
 from collector.model import Gateway, GatewayKey
 from collector.storage.months import months_of
 from collector.storage.postgres import PostgresStorage
-from collector.storage.postgres.schema import ROLLUP_FIRST_FILL
+from collector.storage.postgres.migration_sql import ROLLUP_FIRST_FILL
 from demo.broker import Broker, free_port, wait_for_port
 from demo.postgres import create_database, drop_database
 from specs.identifiers import credit_code_check_character
