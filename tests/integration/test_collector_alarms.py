@@ -9,30 +9,22 @@ import httpx
 import pytest
 
 from collector.api.app import create_app
-from collector.api.core import ApiToken
 from collector.ingest.core import Inbound, plan_batch
 from collector.model import KeyGrant
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from specs.records import AlarmEvent, AlarmRecord, iso_time
+from tests.support.collector_api import BEIJING, NANCHANG, TOKENS
 from tests.support.collector_client import (
     BASE_TIME,
     SimGateway,
     alarm_record,
     catalogue_with_coal,
-    sim_gateway,
 )
 from tests.support.collector_env import (
     register,
 )
 
-NANCHANG = sim_gateway(1, district="360100")
-BEIJING = sim_gateway(2, district="110101")
-TOKENS = (
-    ApiToken("province", "all-token", ("*",)),
-    ApiToken("nanchang", "nc-token", ("360100",)),
-    ApiToken("shenzhen", "sz-token", ("440300",)),
-)
 ALARM_KEYS = {
     "gateway",
     "alarm_id",

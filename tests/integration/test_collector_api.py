@@ -11,7 +11,6 @@ import httpx
 import pytest
 
 from collector.api.app import create_app
-from collector.api.core import ApiToken
 from collector.ingest.core import Inbound, plan_batch
 from collector.model import IngestBatch, KeyGrant, StatusUpdate
 from collector.storage import open_storage
@@ -19,23 +18,16 @@ from collector.storage.base import Storage
 from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.records import GapReason, Quality, Reading, Record, iso_time
+from tests.support.collector_api import BEIJING, NANCHANG, TOKENS
 from tests.support.collector_client import (
     BASE_TIME,
     SimGateway,
     gap_record,
-    sim_gateway,
 )
 from tests.support.collector_env import (
     register,
 )
 
-NANCHANG = sim_gateway(1, district="360100")
-BEIJING = sim_gateway(2, district="110101")
-TOKENS = (
-    ApiToken("province", "all-token", ("*",)),
-    ApiToken("nanchang", "nc-token", ("360100",)),
-    ApiToken("shenzhen", "sz-token", ("440300",)),
-)
 GAP_KEYS = {"gateway", "epoch", "from_seq", "to_seq", "from", "to", "lost", "reason", "state"}
 READING_KEYS = {"gateway", "point", "quota", "t", "value", "unit", "quality", "flags"}
 GATEWAY_KEYS = {

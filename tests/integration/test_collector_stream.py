@@ -29,7 +29,6 @@ import uvicorn
 from click.testing import CliRunner
 
 from collector.api.app import create_app
-from collector.api.core import ApiToken
 from collector.cli import main
 from collector.config import load_collector_config
 from collector.feed.core import FeedPosition
@@ -47,13 +46,13 @@ from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, GapReason, Quality, Reading, Record, iso_time
 from tests.support.broker import Broker, free_port
+from tests.support.collector_api import BEIJING, NANCHANG, TOKEN_ROWS, TOKENS
 from tests.support.collector_client import (
     BASE_TIME,
     SimGateway,
     alarm_record,
     gap_record,
     gateway_link,
-    sim_gateway,
 )
 from tests.support.collector_env import (
     register,
@@ -61,13 +60,6 @@ from tests.support.collector_env import (
 )
 from tests.support.postgres import sql_execute, sql_rows
 
-NANCHANG = sim_gateway(1, district="360100")
-BEIJING = sim_gateway(2, district="110101")
-TOKENS = (
-    ("province", "all-token", ("*",)),
-    ("nanchang", "nc-token", ("360100",)),
-    ("shenzhen", "sz-token", ("440300",)),
-)
 LEVEL, PRESSURE = "T001-LT-01", "T001-PT-01"
 WAIT = 10.0  # seconds an expected event may take; the heartbeat below is far longer
 
@@ -231,7 +223,6 @@ async def _served(
 
     `registered`: the gateways are registered in the database already (by another storage).
     """
-    tokens = [ApiToken(name, token, districts) for name, token, districts in TOKENS]
     commits = LocalCommitSignal()
     async with open_storage(url) as storage, relayed_commits(storage, commits):
         assert isinstance(storage, FeedJournal)
@@ -240,7 +231,7 @@ async def _served(
                 await register(storage, gateway)
         app = create_app(
             storage,
-            tokens,
+            TOKENS,
             clock=lambda: BASE_TIME + 100,
             commits=commits,
             stream_heartbeat=heartbeat,
@@ -449,8 +440,7 @@ async def test_pings_keep_an_idle_stream_open(storage_url: str) -> None:
 
 @contextlib.asynccontextmanager
 async def _asgi(storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
-    tokens = [ApiToken(name, token, districts) for name, token, districts in TOKENS]
-    app = create_app(storage, tokens, clock=lambda: BASE_TIME)
+    app = create_app(storage, TOKENS, clock=lambda: BASE_TIME)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
         yield http
@@ -486,7 +476,7 @@ async def test_a_stream_resumes_across_a_collector_restart(
         tmp_path,
         broker_port=broker.port,
         api_port=free_port(),
-        tokens=TOKENS,
+        tokens=TOKEN_ROWS,
         storage_url=storage_url,
     )
     config = load_collector_config(path)

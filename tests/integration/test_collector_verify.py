@@ -20,7 +20,6 @@ import pytest
 from click.testing import CliRunner, Result
 
 from collector.api.app import create_app
-from collector.api.core import ApiToken
 from collector.cli import main
 from collector.ingest.core import Inbound, plan_batch
 from collector.model import KeyGrant
@@ -30,6 +29,7 @@ from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.records import iso_time
 from tests.support.broker import free_port
+from tests.support.collector_api import BEIJING, NANCHANG, TOKEN_ROWS, TOKENS
 from tests.support.collector_client import (
     BASE_TIME,
     SimGateway,
@@ -41,13 +41,6 @@ from tests.support.collector_env import (
 )
 from tests.support.postgres import sql_execute, sql_rows
 
-NANCHANG = sim_gateway(1, district="360100")
-BEIJING = sim_gateway(2, district="110101")
-TOKENS = (
-    ("province", "all-token", ("*",)),
-    ("nanchang", "nc-token", ("360100",)),
-    ("shenzhen", "sz-token", ("440300",)),
-)
 NANCHANG_SEQS = 6
 BEIJING_SEQS = 3
 
@@ -94,7 +87,7 @@ class Collector:
 @pytest.fixture
 def config(tmp_path: Path, storage_url: str) -> Collector:
     path = write_collector_config(
-        tmp_path, broker_port=1, api_port=free_port(), tokens=TOKENS, storage_url=storage_url
+        tmp_path, broker_port=1, api_port=free_port(), tokens=TOKEN_ROWS, storage_url=storage_url
     )
     asyncio.run(_fill(storage_url))
     return Collector(path, storage_url)
@@ -124,10 +117,9 @@ async def _set(config: Collector, gateway: SimGateway, at_seq: int, **columns: o
 
 @contextlib.asynccontextmanager
 async def _api(config: Collector) -> AsyncIterator[httpx.AsyncClient]:
-    tokens = [ApiToken(name, token, districts) for name, token, districts in TOKENS]
     async with open_storage(config.url) as storage:
         assert isinstance(storage, BlockArchive)
-        app = create_app(storage, tokens, offline_after=60, clock=lambda: BASE_TIME + 100)
+        app = create_app(storage, TOKENS, offline_after=60, clock=lambda: BASE_TIME + 100)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
             yield http

@@ -31,6 +31,8 @@ TOKENS: Final = (
     ApiToken("nanchang", "nc-token", ("360100",)),
     ApiToken("shenzhen", "sz-token", ("440300",)),
 )
+# The same tokens as collector.yaml rows (`write_collector_config(tokens=...)`).
+TOKEN_ROWS: Final = tuple((t.name, t.token, t.districts) for t in TOKENS)
 NOW: Final = BASE_TIME + 1000
 PROBLEM_KEYS: Final = {"type", "title", "status", "detail"}
 
