@@ -50,16 +50,8 @@ def site_map(gateway: SimGateway, *, broker: int, bus: str, nobody: int, metrics
         for name, unit, code in (("slave-1", 1, "R1"), ("silent-2", 2, "R2"), ("slave-3", 3, "R3"))
     )
     return (
-        "site:\n"
-        f"  enterprise: {gateway.enterprise}\n"
-        f'  district: "{gateway.district}"\n'
-        f"  domain: {gateway.domain}\n"
-        f"  gateway: {gateway.gateway}\n"
-        f'uplink: {{broker: "mqtt://127.0.0.1:{broker}", collector_key: keys/collector.pub,'
-        " ack_timeout: 1s}\n"
-        "signing: {key_file: keys/gateway.key}\n"
-        "outbox: {path: state/outbox.db, flush_interval: 100ms}\n"
-        f'metrics: {{listen: "127.0.0.1:{metrics}"}}\n'
+        gateway.site_head(broker, uplink=", ack_timeout: 1s", outbox=", flush_interval: 100ms")
+        + f'metrics: {{listen: "127.0.0.1:{metrics}"}}\n'
         "devices:\n"
         f"{slaves}"
         f"  - {{id: nobody, driver: modbus_tcp, host: 127.0.0.1, port: {nobody}, poll: 200ms,\n"

@@ -54,16 +54,8 @@ def site_map(gateway: SimGateway, *, broker: int, bus: str, nobody: int) -> str:
     rtu = "driver: modbus_rtu, baudrate: 19200, parity: N, stopbits: 2, poll: 300ms, timeout: 150ms"
     holding = "table: holding, type: uint16, start"
     return (
-        "site:\n"
-        f"  enterprise: {gateway.enterprise}\n"
-        f'  district: "{gateway.district}"\n'
-        f"  domain: {gateway.domain}\n"
-        f"  gateway: {gateway.gateway}\n"
-        f'uplink: {{broker: "mqtt://127.0.0.1:{broker}", collector_key: keys/collector.pub,'
-        " ack_timeout: 1s}\n"
-        "signing: {key_file: keys/gateway.key}\n"
-        "outbox: {path: state/outbox.db, flush_interval: 100ms}\n"
-        "devices:\n"
+        gateway.site_head(broker, uplink=", ack_timeout: 1s", outbox=", flush_interval: 100ms")
+        + "devices:\n"
         f"  - {{id: slave-1, port: {bus}, unit_id: 1, {rtu}, points: [\n"
         f"     {{point: R1-PC, quota: YHBZ-PC, address: {{{holding}: 209}}}},\n"
         f"     {{point: R1-PR, quota: YHBZ-PR, address: {{{holding}: 202}}}}]}}\n"

@@ -26,27 +26,23 @@ from drivers.serial.framing import Delimited, FixedLength
 from drivers.sim.gas_analyzer import GasAnalyzerSim
 from drivers.sim.rtu_bus import Fault, RtuBusSim, headcount_slave, pattern_slave
 from drivers.sim.slope_opcua import SlopeServer
+from edge_agent.cli.probe import probe_site
 from edge_agent.config import SerialDevice, SiteConfig, parse_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
-from edge_agent.cli.probe import probe_site
 from edge_agent.shell.buses import RtuBuses, report_utilization
 from edge_agent.shell.devices import build_driver, framing_of
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from edge_agent.shell.runtime import _device_backoff
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
+from tests.support.config_files import site_head
 
-HEAD = """\
-site:
-  enterprise: 91360100MA35GW001H
-  district: "360100"
-  domain: YHBZ
-  gateway: 91360100MA35GW001H-GW01
-uplink: {broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}
-signing: {key_file: keys/gateway.key}
-outbox: {path: state/outbox.db}
+HEAD = (
+    site_head("YHBZ")
+    + """\
 devices:
 """
+)
 # A pty keeps no parity across reopening: the test buses run 8N2.
 RTU_LINE = "baudrate: 19200, parity: N, stopbits: 2"
 

@@ -34,6 +34,7 @@ from edge_agent.shell.devices import build_driver
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from specs.catalogue import default_catalogue
 from specs.records import Reading
+from tests.support.config_files import site_head
 
 HOST = "127.0.0.1"
 POINTS = (
@@ -115,15 +116,8 @@ async def test_a_read_cancelled_as_its_reply_arrives_raises_cancelled(
 def poller_for(port: int) -> tuple[DevicePoller, ModbusTcpDriver, asyncio.Queue[Reading]]:
     """The agent's own poller and driver for a one-device site map (as `edge-agent run`)."""
     config = parse_site_config(
-        f"""\
-site:
-  enterprise: 91360100MA35GW001H
-  district: "360100"
-  domain: WHP
-  gateway: 91360100MA35GW001H-GW01
-uplink: {{broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}}
-signing: {{key_file: keys/gateway.key}}
-outbox: {{path: state/outbox.db}}
+        site_head()
+        + f"""\
 devices:
   - id: tank-plc
     driver: modbus_tcp

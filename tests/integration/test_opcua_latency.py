@@ -23,6 +23,7 @@ from drivers.sim.slope_opcua import SlopeServer
 from edge_agent.config import parse_site_config
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.devices import build_driver
+from tests.support.config_files import site_head
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -31,19 +32,14 @@ KEYS = ("Slope.G1.X", "Slope.G1.Y")
 PUBLISHING = 0.05
 KEEPALIVE = 1.0
 NO_UPDATES = 3600.0  # the simulator's own update interval: never, within a test
-SITE = """\
-site:
-  enterprise: 91360100MA35GW001H
-  district: "360100"
-  domain: BP
-  gateway: 91360100MA35GW001H-GW01
-uplink: {broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}
-signing: {key_file: keys/gateway.key}
-outbox: {path: state/outbox.db}
+SITE = (
+    site_head("BP")
+    + """\
 devices:
   - {id: slope, driver: opcua, endpoint: "ENDPOINT", poll: 4s, publishing_interval: 50ms,
      points: [{point: S1-GX, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}]}
 """
+)
 
 
 @contextlib.asynccontextmanager

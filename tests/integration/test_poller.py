@@ -28,6 +28,7 @@ from edge_agent.shell.devices import build_driver
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
+from tests.support.config_files import site_head
 from tests.support.fake_driver import FakeDriver
 
 HOST = "127.0.0.1"
@@ -63,15 +64,9 @@ HOLE_YAML = """\
 
 
 def site(port: int, *, poll: str = "100ms", timeout: str = "1s", points: str = POINTS_YAML) -> str:
-    return f"""\
-site:
-  enterprise: 91360100MA35GW001H
-  district: "360100"
-  domain: WHP
-  gateway: 91360100MA35GW001H-GW01
-uplink: {{broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}}
-signing: {{key_file: keys/gateway.key}}
-outbox: {{path: state/outbox.db}}
+    return (
+        site_head()
+        + f"""\
 devices:
   - id: tank-plc
     driver: modbus_tcp
@@ -82,6 +77,7 @@ devices:
     timeout: {timeout}
     points:
 {points}"""
+    )
 
 
 @dataclass

@@ -17,6 +17,7 @@ from pathlib import Path
 from edge_agent.config import parse_site_config
 from edge_agent.core.commands import check_pushed_map
 from specs.command import SiteMapCommand
+from tests.support.config_files import site_head
 
 GATEWAY = "91360100MA35GW001H-GW01"
 NOW = 1_767_225_600.0
@@ -24,15 +25,9 @@ KEY_PEM = (
     "-----BEGIN PRIVATE KEY-----\n"
     "MC4CAQAwBQYDK2VwBCIEIGdhdGV3YXkta2V5LWJ5dGVzLWZvci10ZXN0aW5nLi4=\n"
 )
-SITE = f"""\
-site:
-  enterprise: 91360100MA35GW001H
-  district: "360100"
-  domain: BP
-  gateway: {GATEWAY}
-uplink: {{broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}}
-signing: {{key_file: keys/gateway.key}}
-outbox: {{path: state/outbox.db}}
+SITE = (
+    site_head("BP", gateway=GATEWAY)
+    + """\
 devices:
   - id: slope-1
     driver: opcua
@@ -40,8 +35,9 @@ devices:
     username: agent
     password_file: opcua.pass
     points:
-      - {{point: S01-GX-01, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}}
+      - {point: S01-GX-01, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}
 """
+)
 THIEF = """\
   - id: thief
     driver: opcua

@@ -46,6 +46,7 @@ from specs.signing import (
     signing_key_from_seed,
 )
 from specs.topics import GatewayTopics
+from tests.support.config_files import site_head
 
 BASE_TIME = 1_780_000_000.0  # a fixed wall-clock second (2026-05-28), so tests are repeatable
 
@@ -132,6 +133,18 @@ class SimGateway:
             issued_at=iso_time(issued_at),
             points=tuple(points),
         ).encode()
+
+    def site_head(self, broker_port: int, *, uplink: str = "", outbox: str = "") -> str:
+        """The head of an agent's site map for this gateway (`config_files.site_head`)."""
+        return site_head(
+            self.domain,
+            enterprise=self.enterprise,
+            district=self.district,
+            gateway=self.gateway,
+            broker_port=broker_port,
+            uplink=uplink,
+            outbox=outbox,
+        )
 
     def sign(self, payload: bytes, key: SigningKey | None = None) -> UserProperties:
         """The MQTT 5 user properties carrying the signature (by `key`, default our own)."""

@@ -1,7 +1,8 @@
 """Config tests share these: parse a text as one program's config file and look at its errors.
 
 `SITE` and `COLLECTOR` parse a text as the named file in a fixed folder (paths resolve against
-it), so every test states its expectations as `file:line: key: message`.
+it), so every test states its expectations as `file:line: key: message`. `site_head` is the
+part of a site map every test writes the same way (site, uplink, signing, outbox).
 """
 
 from __future__ import annotations
@@ -58,3 +59,30 @@ def line_of(text: str, fragment: str) -> int:
     """The 1-based line the only occurrence of `fragment` starts on."""
     assert text.count(fragment) == 1, f"{fragment!r} occurs {text.count(fragment)} times"
     return text.count("\n", 0, text.index(fragment)) + 1
+
+
+def site_head(
+    domain: str = "WHP",
+    *,
+    enterprise: str = "91360100MA35GW001H",
+    district: str = "360100",
+    gateway: str = "91360100MA35GW001H-GW01",
+    broker_port: int = 1883,
+    uplink: str = "",
+    outbox: str = "",
+) -> str:
+    """The first eight lines of a site map, up to where `devices:` begins.
+
+    `uplink` and `outbox` are more `, key: value` pairs for those sections' flow mappings.
+    """
+    return (
+        "site:\n"
+        f"  enterprise: {enterprise}\n"
+        f'  district: "{district}"\n'
+        f"  domain: {domain}\n"
+        f"  gateway: {gateway}\n"
+        f'uplink: {{broker: "mqtt://127.0.0.1:{broker_port}", collector_key: keys/collector.pub'
+        f"{uplink}}}\n"
+        "signing: {key_file: keys/gateway.key}\n"
+        f"outbox: {{path: state/outbox.db{outbox}}}\n"
+    )

@@ -13,19 +13,16 @@ import subprocess
 import sys
 import textwrap
 
-HEAD = """\
-site:
-  enterprise: 91360100MA35GW001H
-  district: "360100"
-  domain: WHP
-  gateway: 91360100MA35GW001H-GW01
-uplink: {broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}
-signing: {key_file: keys/gateway.key}
-outbox: {path: state/outbox.db}
+from tests.support.config_files import site_head
+
+HEAD = (
+    site_head()
+    + """\
 devices:
   - {id: plc, driver: modbus_tcp, host: 10.0.0.9, poll: 1s, points: [
      {point: T1, quota: WHP-LT, address: {table: holding, start: 0, type: float32}}]}
 """
+)
 OPCUA = """\
   - {id: slope, driver: opcua, endpoint: 'opc.tcp://10.0.0.5', mode: poll,
      points: [{point: S1, quota: BP-GX, node: 'ns=2;s=Slope.G1.X'}]}

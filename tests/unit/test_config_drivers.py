@@ -18,18 +18,9 @@ from edge_agent.config import (
 from edge_agent.core.points import NodeSource, PatternSource, RegisterSource, resolve_points
 from edge_agent.shell.buses import plan_buses
 from edge_agent.shell.devices import register_point
-from tests.support.config_files import SITE, edit, line_of
+from tests.support.config_files import SITE, edit, line_of, site_head
 
-HEAD = """\
-site:
-  enterprise: 91360100MA35GW001H
-  district: "360100"
-  domain: BP
-  gateway: 91360100MA35GW001H-GW01
-uplink: {broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}
-signing: {key_file: keys/gateway.key}
-outbox: {path: state/outbox.db}
-"""
+HEAD = site_head("BP")
 
 # The three drivers as DESIGN section 7 writes them, plus a second slave on the bus.
 DEVICES = """\

@@ -19,20 +19,15 @@ from edge_agent.core.normalize import PointNormalizer, normalize, normalize_read
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from specs.catalogue import Indicator, default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
+from tests.support.config_files import site_head
 
 T_WALL = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z
 T_MONO = 12_345.0
 
 # A small site map whose points report in non-canonical units (parsed by the real loader).
-SITE = """\
-site:
-  enterprise: 91360100MA35GW001H
-  district: "360100"
-  domain: WHP
-  gateway: 91360100MA35GW001H-GW01
-uplink: {broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}
-signing: {key_file: keys/gateway.key}
-outbox: {path: state/outbox.db}
+SITE = (
+    site_head()
+    + """\
 devices:
   - id: plc
     driver: modbus_tcp
@@ -71,6 +66,7 @@ devices:
         quota: WHP-LEL
         address: {table: input, start: 0, type: float32}
 """
+)
 
 POINTS = {p.point: p for p in resolve_points(parse_site_config(SITE, "site.yaml", Path("/x")))}
 
