@@ -20,6 +20,11 @@ reference of 10 mm/d, and settles back. The radar sees the same movement along i
 sight with sub-millimetre noise; GNSS has 1.5 mm (horizontal) and 3 mm (vertical) of noise.
 Rain falls in showers; the groundwater table rises with it and drains back over days.
 Everything random comes from one seeded RNG.
+
+This is the one slope model: the OPC UA slope station (drivers.sim.slope_opcua) serves the
+same physics over OPC UA, any number of GNSS stations, and also reads an inclinometer (its tilt
+follows the slope's mean horizontal displacement) and the rain gauge's total since start
+(``observe(rng, inclinometer=True)``).
 """
 
 from __future__ import annotations
@@ -30,10 +35,10 @@ from dataclasses import dataclass, replace
 
 from drivers.modbus.codec import DataType, Order, Table
 from drivers.modbus.plan import RegisterPoint
-from drivers.sim.profiles.base import DAY, Profile, Showers, chance, relax
+from drivers.sim.profiles.base import DAY, RAIN_TIP, Profile, Showers, chance, relax
 from drivers.sim.tankfarm import SimPoint
 
-__all__ = ["PROFILE", "SlopeState", "initial_state", "slope_map"]
+__all__ = ["PROFILE", "STATIONS", "SlopeState", "initial_state", "slope_map"]
 
 TIME_SCALE = 60.0  # simulated seconds per wall second
 STATIONS = 3
@@ -49,6 +54,9 @@ INFILTRATION = 15.0  # mm of water-table rise per mm of rain
 GROUNDWATER_TAU = 2 * DAY
 DISPLACEMENT_BOUND = 5000.0  # mm: a slope that moved 5 m has failed; the sim stops there
 LOS_FACTOR = 0.9  # the radar looks at the slope about 25 degrees off its dip direction
+TILT_BASE = 1.0  # deg: the inclinometer's reading before the slope moved
+TILT_PER_MM = 0.01  # deg of tilt per mm of mean horizontal displacement
+TILT_NOISE = 0.002  # deg
 
 
 def slope_map() -> tuple[SimPoint, ...]:
@@ -92,6 +100,7 @@ class SlopeState:
     surge_left: float  # simulated seconds of acceleration left
     rain: Showers
     groundwater: float  # m elevation
+    rain_total: float = 0.0  # mm since the simulation started (never reset)
 
     def step(self, dt: float, rng: random.Random) -> SlopeState:
         """Advance `dt` wall seconds."""
@@ -125,10 +134,17 @@ class SlopeState:
             surge_left=max(0.0, surge_left),
             rain=rain,
             groundwater=min(groundwater, GROUNDWATER_BASE + 25),
+            rain_total=self.rain_total + self.rain.intensity * sim_dt / 3600,  # as Showers counts
         )
 
-    def observe(self, rng: random.Random) -> dict[str, float]:
-        """Return the instruments' readings, noisy and at their resolution."""
+    def observe(self, rng: random.Random, *, inclinometer: bool = False) -> dict[str, float]:
+        """Return the instruments' readings, noisy and at their resolution.
+
+        With `inclinometer` also ``inclinometer.angle`` (deg) and ``rain.total`` (mm since
+        start, whole bucket tips), which the OPC UA station reads and the Modbus map has not.
+        Their noise is drawn last and only when asked, so the Modbus profile's random stream
+        stays what it was.
+        """
         values: dict[str, float] = {}
         for n, position in enumerate(self.gnss, start=1):
             for axis, true, noise in zip("xyz", position, GNSS_NOISE, strict=True):
@@ -137,12 +153,23 @@ class SlopeState:
             values[f"radar{k}.deformation"] = round(deformation + rng.gauss(0.0, RADAR_NOISE), 2)
         values["rain.today"] = self.rain.reading()
         values["groundwater.level"] = round(self.groundwater + rng.gauss(0.0, 0.005), 3)
+        if inclinometer:
+            values["inclinometer.angle"] = round(self.tilt() + rng.gauss(0.0, TILT_NOISE), 4)
+            values["rain.total"] = round(
+                math.floor(self.rain_total / RAIN_TIP + 1e-9) * RAIN_TIP, 1
+            )
         return values
+
+    def tilt(self) -> float:
+        """Return the true inclinometer tilt in degrees: it follows the mean horizontal move."""
+        moved = sum(math.hypot(x, y) for x, y, _ in self.gnss) / len(self.gnss)
+        return TILT_BASE + TILT_PER_MM * moved
 
 
 def _zone_speed(creep: tuple[tuple[float, float, float], ...], zone: int) -> float:
     """Return the horizontal creep rate a radar zone sees: its two nearest stations' mean."""
-    stations = (creep[zone], creep[min(zone + 1, len(creep) - 1)])
+    last = len(creep) - 1  # fewer stations than zones: the zones share the last station
+    stations = (creep[min(zone, last)], creep[min(zone + 1, last)])
     return sum(math.hypot(vx, vy) for vx, vy, _ in stations) / len(stations)
 
 
@@ -150,10 +177,16 @@ def _bounded(value: float) -> float:
     return min(DISPLACEMENT_BOUND, max(-DISPLACEMENT_BOUND, value))
 
 
-def initial_state(rng: random.Random) -> SlopeState:
-    """Draw a starting slope: calm, each station creeping down its own dip direction."""
+def initial_state(rng: random.Random, stations: int = STATIONS) -> SlopeState:
+    """Draw a starting slope: calm, each station creeping down its own dip direction.
+
+    Raises:
+        ValueError: fewer than one station.
+    """
+    if stations < 1:
+        raise ValueError("need at least one GNSS station")
     creep: list[tuple[float, float, float]] = []
-    for _ in range(STATIONS):
+    for _ in range(stations):
         speed, heading = rng.uniform(1.0, 4.0), rng.uniform(0.6, 1.0)  # mm/d, rad from X
         creep.append((speed * math.cos(heading), speed * math.sin(heading), -rng.uniform(0.3, 1.5)))
     gnss = tuple((rng.uniform(10, 60), rng.uniform(10, 60), -rng.uniform(5, 30)) for _ in creep)
