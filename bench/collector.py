@@ -177,7 +177,7 @@ async def _publish(broker: Broker, gateways: list[BenchGateway]) -> None:
 
 async def _all_acked(api_port: int, gateways: list[BenchGateway]) -> None:
     wanted = len(gateways[0].blocks)
-    async with httpx.AsyncClient() as http:
+    async with httpx.AsyncClient(timeout=60) as http:  # a busy collector answers late
         while True:
             response = await http.get(
                 f"http://127.0.0.1:{api_port}/v1/gateways",

@@ -151,7 +151,10 @@ def _opcua_device(port: int) -> dict[str, Any]:
 
 
 def _cli(work: Path, *argv: str) -> None:
-    subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=work, check=True, capture_output=True)
+    command = [str(BIN / argv[0]), *argv[1:]]
+    done = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
+    if done.returncode != 0:  # say why: the bench's error is all the report shows
+        raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}")
 
 
 def status_kib(pid: int) -> dict[str, int]:
