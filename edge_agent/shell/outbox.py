@@ -46,7 +46,13 @@ from edge_agent.shell.outbox_recovery import (
     quarantine,
 )
 from edge_agent.shell.outbox_room import RoomMaker
-from edge_agent.shell.outbox_seal import append_block, read_chain_state, seal_transaction
+from edge_agent.shell.outbox_seal import (
+    append_block,
+    chain_position,
+    read_chain_state,
+    release,
+    seal_transaction,
+)
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, is_full
 from specs.block import GENESIS, decode_block
 from specs.records import GapReason, GapRecord, Record, iso_time
@@ -523,12 +529,9 @@ class Outbox:
     async def chain_position(self, seq: int) -> tuple[int, str | None]:
         """The current epoch's last seq, and the hash of its block `seq` if still held."""
         async with self._lock:
-            state = await self._chain_state()
-            async with self._db.execute(
-                "SELECT digest FROM blocks WHERE epoch = ? AND seq = ?", (state.epoch, seq)
-            ) as cursor:
-                row = await cursor.fetchone()
-        return state.last_seq, None if row is None else str(row[0])
+            state, digest = await self._on_thread(chain_position, seq)
+            self._epoch = state.epoch
+        return state.last_seq, digest
 
     async def _read_data_version(self) -> int:
         async with self._db.execute("PRAGMA data_version") as cursor:
@@ -561,20 +564,10 @@ class Outbox:
                 return 0
             for seq in [s for s in self._handed if s <= through or s == also]:
                 self._drop_handed(seq)
-            cursor = await self._db.execute(
-                "UPDATE blocks SET delivered_at = ?"
-                " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
-                (now, epoch, through, -1 if also is None else also),
-            )
-            announced = await self._db.execute(
-                "UPDATE key_announcements SET delivered_at = ?"
-                " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
-                (now, epoch, through, -1 if also is None else also),
-            )
-            await self._db.commit()
-            if announced.rowcount:
+            released, announced = await self._on_thread(release, epoch, through, also, now)
+            if announced:
                 self.announcement_delivered.set()
-            return cursor.rowcount
+            return released
 
     # --- key rotation ---------------------------------------------------------------------
 
