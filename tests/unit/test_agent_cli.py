@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import re
 import shutil
 import stat
@@ -11,16 +10,16 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from click.testing import CliRunner, Result
 
 from edge_agent.cli import main
+from edge_agent.cli.status import NOT_RUNNING_EXIT
 from edge_agent.config import load_site_config
 from edge_agent.shell.outbox import open_outbox, read_outbox_stats
 from edge_agent.shell.runtime import identity_of
-from edge_agent.cli.status import NOT_RUNNING_EXIT
 from specs.records import Quality, Reading, iso_time
 from specs.signing import load_signing_key, load_verify_key, signing_key_from_seed
+from tests.support.logging_state import logging_restored
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 GATEWAY = "91360100MA35GW001H-GW01"
@@ -37,15 +36,8 @@ def site(tmp_path: Path) -> Path:
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """`run` configures logging for the process (root handler on the CLI runner's stdout)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    pymodbus_level = logging.getLogger("pymodbus").level
-    config = structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    logging.getLogger("pymodbus").setLevel(pymodbus_level)
-    structlog.configure(**config)
+    with logging_restored():
+        yield
 
 
 def invoke(*args: str) -> Result:

@@ -7,17 +7,16 @@ installs it); the refusal without the extra is tested in test_signing_without_sm
 
 from __future__ import annotations
 
-import logging
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from click.testing import CliRunner, Result
 
 from edge_agent.cli import main
 from specs.signing import SM2_SM3, generate_signing_key, load_signing_key, load_verify_key
+from tests.support.logging_state import logging_restored
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 
@@ -60,13 +59,8 @@ def test_keys_init_with_sm2_sm3_writes_an_sm2_key_pair(sm2_site: Path) -> None:
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
     """`run` configures logging for the process before it checks its keys."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    config = structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**config)
+    with logging_restored():
+        yield
 
 
 @pytest.mark.usefixtures("restore_logging")

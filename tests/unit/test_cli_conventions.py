@@ -10,7 +10,6 @@ for `--log-format`.
 from __future__ import annotations
 
 import json
-import logging
 import shutil
 from collections.abc import Iterator
 from importlib.metadata import version
@@ -24,12 +23,9 @@ from click.testing import CliRunner, Result
 from collector.cli import main as collector_main
 from edge_agent.cli import main as agent_main
 from specs.signing import load_verify_key
-from tests.support.collector_client import (
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    write_collector_config,
-)
+from tests.support.collector_client import sim_gateway
+from tests.support.collector_env import write_collector_config
+from tests.support.logging_state import logging_restored
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 PROGRAMS = {"edge-agent": agent_main, "collector": collector_main}
@@ -38,13 +34,8 @@ PROGRAMS = {"edge-agent": agent_main, "collector": collector_main}
 @pytest.fixture(autouse=True)
 def restore_logging() -> Iterator[None]:
     """The programs set logging up for the process (on the CLI runner's stdout)."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    config = structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**config)
+    with logging_restored():
+        yield
 
 
 def _invoke(program: str, *args: str, env: dict[str, str] | None = None) -> Result:

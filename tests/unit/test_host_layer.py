@@ -29,19 +29,15 @@ from hostkit.keyfiles import KeyFileError, public_key_path, write_key_pair
 from hostkit.logs import configure_logging
 from hostkit.tables import display_width, render_table
 from specs.signing import generate_signing_key, load_verify_key
+from tests.support.logging_state import logging_restored
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 
 
 @pytest.fixture
 def restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    config = structlog.get_config()
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
-    structlog.configure(**config)
+    with logging_restored():
+        yield
 
 
 # --- logging ------------------------------------------------------------------------------

@@ -1,0 +1,32 @@
+"""Put the process's logging back after a test that ran a program's command line in-process.
+
+`edge-agent` and `collector` configure logging for the whole process (the root handler on the
+CLI runner's stdout, levels, structlog), which would leak into every later test.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Iterator
+
+import structlog
+
+QUIETED = ("pymodbus",)  # loggers whose level the agent sets on its own
+
+
+@contextlib.contextmanager
+def logging_restored() -> Iterator[None]:
+    """On exit: the root handlers and level, QUIETED's levels and structlog as on entry."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    quieted = {name: logging.getLogger(name).level for name in QUIETED}
+    config = structlog.get_config()
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
+        for name, old in quieted.items():
+            logging.getLogger(name).setLevel(old)
+        structlog.configure(**config)
