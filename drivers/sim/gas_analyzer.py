@@ -26,7 +26,6 @@ import asyncio
 import enum
 import itertools
 import random
-import signal
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,11 +33,11 @@ from typing import TYPE_CHECKING
 
 from drivers.serial.checksum import Checksum, ChecksumSpec, append_checksum, checksum_value
 from drivers.serial.framing import DelimiterFramer, Frame
-from drivers.sim.lifecycle import Simulator, cancel_task
-from drivers.sim.pty import PtyEndpoint
+from drivers.sim.pty import PtySimulator, serve_pty
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Coroutine, Sequence
+    from typing import Any
 
 __all__ = ["AnalyzerFault", "Gas", "GasAnalyzerSim", "main"]
 
@@ -71,8 +70,11 @@ class Gas:
 DEFAULT_GASES = (Gas("H2S", 12.3), Gas("CO", 4.0), Gas("O2", 20.9, "%VOL", 25.0))
 
 
-class GasAnalyzerSim(Simulator):
+class GasAnalyzerSim(PtySimulator):
     """A running analyzer; use as ``async with GasAnalyzerSim() as sim`` and open `sim.path`."""
+
+    kind = "analyzer"
+    task_name = "gas-analyzer-sim"
 
     def __init__(
         self,
@@ -105,6 +107,7 @@ class GasAnalyzerSim(Simulator):
             raise ValueError("need at least one gas and 0 <= noise <= 1")
         if (free_running is not None and free_running <= 0) or response_delay < 0:
             raise ValueError("need free_running > 0 and response_delay >= 0")
+        super().__init__(link)
         self.gases = tuple(gases)
         self.values = {g.name: round(g.value, 1) for g in gases}
         self.checksum = ChecksumSpec(checksum, separator) if checksum is not None else None
@@ -116,33 +119,7 @@ class GasAnalyzerSim(Simulator):
         self.requests = 0
         self.lines_sent = 0
         self._rng = random.Random(seed)
-        self._link = link
         self._framer = DelimiterFramer(EOL, max_frame=64)
-        self._pty: PtyEndpoint | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._replies: set[asyncio.TimerHandle] = set()
-
-    @property
-    def path(self) -> str:
-        """Return the path a driver opens (the link if one was asked for).
-
-        Raises:
-            RuntimeError: the analyzer is not started.
-        """
-        if self._pty is None:
-            raise RuntimeError("the simulated analyzer is not started")
-        return self._pty.device
-
-    @property
-    def pty_path(self) -> str:
-        """Return the pty's own path (``/dev/pts/N``), whether or not there is a link.
-
-        Raises:
-            RuntimeError: the analyzer is not started.
-        """
-        if self._pty is None:
-            raise RuntimeError("the simulated analyzer is not started")
-        return self._pty.path
 
     def line(self) -> bytes:
         """Return the current measurement line, with checksum and delimiter."""
@@ -152,25 +129,9 @@ class GasAnalyzerSim(Simulator):
         framed = append_checksum(payload, self.checksum) if self.checksum else payload
         return framed + EOL
 
-    async def start(self) -> None:
-        """Open the pty and start answering (and, free-running, sending)."""
-        self._pty = PtyEndpoint(self._on_data, self._link)
-        self._pty.start()
-        if self.free_running is not None:
-            self._task = asyncio.create_task(
-                self._run_free(self.free_running), name="gas-analyzer-sim"
-            )
-
-    async def stop(self) -> None:
-        """Stop and close the pty; safe to call twice."""
-        task, self._task = self._task, None
-        await cancel_task(task)
-        for handle in self._replies:
-            handle.cancel()
-        self._replies.clear()
-        pty, self._pty = self._pty, None
-        if pty is not None:
-            pty.close()
+    def _background(self) -> Coroutine[Any, Any, None] | None:
+        """Free-running: send a line every `free_running` seconds."""
+        return None if self.free_running is None else self._run_free(self.free_running)
 
     def _step(self) -> None:
         """Let every value wander a little, unless frozen."""
@@ -226,27 +187,14 @@ class GasAnalyzerSim(Simulator):
                 continue
             self.requests += 1
             if event.data.strip() == READ_COMMAND:
-                self._answer_later(self._output())
+                self._send_after(self.response_delay, self._output())
             elif self.fault is not AnalyzerFault.SILENT:
-                self._answer_later(b"ERR=01" + EOL)
-
-    def _answer_later(self, data: bytes) -> None:
-        """Send an answer after the analyzer's response delay."""
-        loop = asyncio.get_running_loop()
-        handle: asyncio.TimerHandle | None = None
-
-        def fire() -> None:
-            if handle is not None:
-                self._replies.discard(handle)
-            self._send(data)
-
-        handle = loop.call_later(self.response_delay, fire)
-        self._replies.add(handle)
+                self._send_after(self.response_delay, b"ERR=01" + EOL)
 
     def _send(self, data: bytes) -> None:
-        """Write to the pty, if anything."""
+        """Write to the pty, if anything, and count it."""
         if data and self._pty is not None:
-            self._pty.write(data)
+            super()._send(data)
             self.lines_sent += 1
 
 
@@ -285,18 +233,6 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-async def _serve(sim: GasAnalyzerSim) -> None:
-    """Serve until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
-    async with sim:
-        sys.stdout.write(sim.pty_path + "\n")
-        sys.stdout.flush()
-        await stop.wait()
-
-
 def main(argv: list[str] | None = None) -> int:
     """Run the simulator; return the process exit code."""
     args = _parse(argv)
@@ -314,7 +250,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     sim.fault = AnalyzerFault(args.fault)
     sim.frozen = args.frozen
-    asyncio.run(_serve(sim))
+    asyncio.run(serve_pty(sim))
     return 0
 
 

@@ -7,6 +7,10 @@ turn the loop's reader callback into a busy loop while no driver is connected.
 
 A pty has no baud rate: bytes arrive at once. Simulators that care about line timing delay
 their answers by the time the frames would take on the wire.
+
+`PtySimulator` is the base of the serial simulators (the gas analyzer, the RTU bus): it opens
+and closes the pty, runs an optional background task, sends answers after a delay, and
+`serve_pty` runs one from a command line until SIGINT or SIGTERM.
 """
 
 from __future__ import annotations
@@ -14,14 +18,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import signal
+import sys
 import tty
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from collections.abc import Callable
+from drivers.sim.lifecycle import Simulator, cancel_task
 
-__all__ = ["PtyEndpoint"]
+if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+    from typing import Any
+
+__all__ = ["PtyEndpoint", "PtySimulator", "serve_pty"]
 
 _READ_CHUNK = 4096
 
@@ -98,3 +107,103 @@ class PtyEndpoint:
             return
         if chunk:
             self._on_data(chunk)
+
+
+class PtySimulator(Simulator):
+    """A serial device on a pty: use as ``async with Sub(...) as sim`` and open `sim.path`.
+
+    A subclass answers what the driver writes (`_on_data`) and may run a background task
+    (`_background`, started with the pty and cancelled before it closes).
+    """
+
+    kind = "device"  # for "the simulated <kind> is not started"
+    task_name = "pty-sim"  # of the background task
+
+    def __init__(self, link: Path | None = None) -> None:
+        self._link = link
+        self._pty: PtyEndpoint | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._replies: set[asyncio.TimerHandle] = set()
+
+    @property
+    def path(self) -> str:
+        """Return the path a driver opens (the link if one was asked for).
+
+        Raises:
+            RuntimeError: the simulator is not started.
+        """
+        return self._endpoint().device
+
+    @property
+    def pty_path(self) -> str:
+        """Return the pty's own path (``/dev/pts/N``), whether or not there is a link.
+
+        Raises:
+            RuntimeError: the simulator is not started.
+        """
+        return self._endpoint().path
+
+    async def start(self) -> None:
+        """Open the pty, start answering and start the background task, if any."""
+        self._pty = PtyEndpoint(self._on_data, self._link)
+        self._pty.start()
+        background = self._background()
+        if background is not None:
+            self._task = asyncio.create_task(background, name=self.task_name)
+
+    async def stop(self) -> None:
+        """Stop, drop pending answers and close the pty; safe to call twice."""
+        task, self._task = self._task, None
+        await cancel_task(task)
+        for handle in self._replies:
+            handle.cancel()
+        self._replies.clear()
+        pty, self._pty = self._pty, None
+        if pty is not None:
+            pty.close()
+
+    def _background(self) -> Coroutine[Any, Any, None] | None:
+        """Return the coroutine to run while started, or None (the default)."""
+        return None
+
+    def _on_data(self, chunk: bytes) -> None:
+        """Take what the driver wrote."""
+        raise NotImplementedError
+
+    def _send(self, data: bytes) -> None:
+        """Write to the pty now, if it is open."""
+        if self._pty is not None:
+            self._pty.write(data)
+
+    def _send_after(self, delay: float, data: bytes) -> None:
+        """Send `data` after `delay` seconds (at once when it is not positive)."""
+        if delay <= 0:
+            self._send(data)
+            return
+        loop = asyncio.get_running_loop()
+        handle: asyncio.TimerHandle | None = None
+
+        def fire() -> None:
+            if handle is not None:
+                self._replies.discard(handle)
+            self._send(data)
+
+        handle = loop.call_later(delay, fire)
+        self._replies.add(handle)
+
+    def _endpoint(self) -> PtyEndpoint:
+        if self._pty is None:
+            raise RuntimeError(f"the simulated {self.kind} is not started")
+        return self._pty
+
+
+async def serve_pty(sim: PtySimulator) -> None:
+    """Run `sim`, print its pty path on stdout, serve until SIGINT or SIGTERM."""
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    async with sim:
+        sys.stdout.write(sim.pty_path + "\n")
+        sys.stdout.flush()
+        await stop.wait()
