@@ -282,45 +282,26 @@ def _pattern_registers(table: Table) -> list[int]:
     return [image[a] for a in range(PATTERN_BASE, max(image) + 1)]
 
 
+def _pattern_block(values: list[bool] | list[int], datatype: SimType) -> SimData:
+    """A read-only block of the test pattern at `PATTERN_BASE`."""
+    return SimData(PATTERN_BASE, values=values, datatype=datatype, readonly=True)
+
+
 def _device(unit_id: int, states: tuple[TankState, ...]) -> SimDevice:
     """Build the pymodbus device: tank blocks at 0, the read-only test pattern at 1000."""
-    regs = SimType.REGISTERS
+    bits, regs = SimType.BITS, SimType.REGISTERS
     return SimDevice(
         id=unit_id,
         simdata=(
-            [
-                SimData(
-                    PATTERN_BASE,
-                    values=[bool(b) for b in COIL_BITS],
-                    datatype=SimType.BITS,
-                    readonly=True,
-                )
-            ],
-            [
-                SimData(
-                    PATTERN_BASE,
-                    values=[bool(b) for b in DISCRETE_BITS],
-                    datatype=SimType.BITS,
-                    readonly=True,
-                )
-            ],
+            [_pattern_block([bool(b) for b in COIL_BITS], bits)],
+            [_pattern_block([bool(b) for b in DISCRETE_BITS], bits)],
             [
                 SimData(0, values=holding_image(states), datatype=regs),
-                SimData(
-                    PATTERN_BASE,
-                    values=_pattern_registers(Table.HOLDING),
-                    datatype=regs,
-                    readonly=True,
-                ),
+                _pattern_block(_pattern_registers(Table.HOLDING), regs),
             ],
             [
                 SimData(0, values=input_image(states), datatype=regs),
-                SimData(
-                    PATTERN_BASE,
-                    values=_pattern_registers(Table.INPUT),
-                    datatype=regs,
-                    readonly=True,
-                ),
+                _pattern_block(_pattern_registers(Table.INPUT), regs),
             ],
         ),
     )
