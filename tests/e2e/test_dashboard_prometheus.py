@@ -54,14 +54,8 @@ from edge_agent.config import parse_site_config
 from edge_agent.shell import runtime
 from edge_agent.shell.keyfile import write_key_pair
 from tests.support.broker import Broker, free_port
-from tests.support.collector_client import (
-    SimGateway,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    register,
-    write_collector_config,
-)
+from tests.support.collector_client import SimGateway, sim_gateway
+from tests.support.collector_env import register, write_collector_config
 from tests.support.prometheus import (
     PROMETHEUS,
     SCRAPE_INTERVAL,

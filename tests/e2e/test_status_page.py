@@ -48,10 +48,7 @@ from tests.support.collector_client import (
     gateway_link,
     sim_gateway,
 )
-from tests.support.collector_env import (
-    register,
-    write_collector_config,
-)
+from tests.support.collector_env import register, write_collector_config
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMIUM_ARGS: Final = [

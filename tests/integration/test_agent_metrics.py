@@ -26,15 +26,8 @@ from edge_agent.config import parse_site_config
 from edge_agent.shell import runtime
 from edge_agent.shell.keyfile import write_key_pair
 from tests.support.broker import Broker, free_port
-from tests.support.collector_client import (
-    SimGateway,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    COLLECTOR_KEY,
-    register,
-    running_ingest,
-)
+from tests.support.collector_client import SimGateway, sim_gateway
+from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest
 from tests.support.metric_samples import Samples, samples_of, value_of
 
 GATEWAY: Final = dataclasses.replace(sim_gateway(1), domain="YHBZ")

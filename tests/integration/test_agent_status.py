@@ -33,15 +33,8 @@ from edge_agent.shell.status_server import REQUEST, status_socket_path
 from hostkit.tables import display_width
 from specs.signing import private_pem
 from tests.support.broker import Broker, free_port
-from tests.support.collector_client import (
-    SimGateway,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    COLLECTOR_KEY,
-    register,
-    running_ingest,
-)
+from tests.support.collector_client import SimGateway, sim_gateway
+from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest
 
 GATEWAY: Final = dataclasses.replace(sim_gateway(2), domain="YHBZ")
 EDGE_AGENT: Final = Path(sys.executable).parent / "edge-agent"

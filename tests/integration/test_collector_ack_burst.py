@@ -15,16 +15,8 @@ import pytest
 
 from collector.storage import open_storage
 from tests.support.broker import Broker
-from tests.support.collector_client import (
-    publish_properties,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    COLLECTOR_KEY,
-    register,
-    running_ingest,
-    wait_until,
-)
+from tests.support.collector_client import publish_properties, sim_gateway
+from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest, wait_until
 
 GATEWAYS = [sim_gateway(serial) for serial in range(100, 140)]
 DURABLE = "gz-collector-burst-test"

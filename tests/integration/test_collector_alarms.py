@@ -15,15 +15,8 @@ from collector.storage import open_storage
 from collector.storage.base import Storage
 from specs.records import AlarmEvent, AlarmRecord, iso_time
 from tests.support.collector_api import BEIJING, NANCHANG, TOKENS
-from tests.support.collector_client import (
-    BASE_TIME,
-    SimGateway,
-    alarm_record,
-    catalogue_with_coal,
-)
-from tests.support.collector_env import (
-    register,
-)
+from tests.support.collector_client import BASE_TIME, SimGateway, alarm_record, catalogue_with_coal
+from tests.support.collector_env import register
 
 ALARM_KEYS = {
     "gateway",

@@ -26,9 +26,7 @@ from tests.support.collector_api import (
     serve,
     store_blocks,
 )
-from tests.support.collector_env import (
-    register,
-)
+from tests.support.collector_env import register
 
 HOUR = 1_779_998_400.0  # 2026-05-28T20:00:00Z, a whole UTC hour
 BEIJING_MIDNIGHT = 1_779_984_000.0  # 2026-05-29T00:00:00+08:00

@@ -26,12 +26,8 @@ from tests.support.collector_api import (
     serve,
     store_blocks,
 )
-from tests.support.collector_client import (
-    BASE_TIME,
-)
-from tests.support.collector_env import (
-    register,
-)
+from tests.support.collector_client import BASE_TIME
+from tests.support.collector_env import register
 
 CSV_HEADERS = {**auth(), "Accept": "text/csv"}
 FLOAT32 = 2.4833621978759766

@@ -24,13 +24,8 @@ from tests.support.collector_api import (
     serve,
     store_blocks,
 )
-from tests.support.collector_client import (
-    BASE_TIME,
-)
-from tests.support.collector_env import (
-    register,
-    write_collector_config,
-)
+from tests.support.collector_client import BASE_TIME
+from tests.support.collector_env import register, write_collector_config
 
 READINGS = 3000  # per point: more rows than one page of the export and of the API stream
 FROM = iso_time(BASE_TIME + 100)

@@ -37,11 +37,7 @@ from tests.support.collector_client import (
     gateway_link,
     sim_gateway,
 )
-from tests.support.collector_env import (
-    cli_config,
-    register,
-    write_collector_config,
-)
+from tests.support.collector_env import cli_config, register, write_collector_config
 from tests.support.collector_env import collector_cli as run
 
 GW = sim_gateway(1)

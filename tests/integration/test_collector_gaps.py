@@ -2,28 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from collector.readmodel import EVERYTHING
 from specs.ack import Ack
 from specs.records import GapReason
-from tests.support.broker import Broker
-from tests.support.collector_client import (
-    gap_record,
-)
-from tests.support.collector_env import (
-    COLLECTOR_KEY,
-    CollectorEnv,
-    collector_env,
-)
-
-
-@pytest.fixture
-async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
-    async with collector_env(broker.port, storage_url) as running:
-        yield running
+from tests.support.collector_client import gap_record
+from tests.support.collector_env import COLLECTOR_KEY, CollectorEnv
 
 
 async def _ack(env: CollectorEnv) -> Ack:

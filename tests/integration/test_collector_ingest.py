@@ -5,9 +5,6 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import time
-from collections.abc import AsyncIterator
-
-import pytest
 
 from collector.model import AuditEntry, Reason
 from collector.readmodel import EVERYTHING, ReadingFilter
@@ -26,17 +23,10 @@ from tests.support.collector_client import (
 from tests.support.collector_env import (
     COLLECTOR_KEY,
     CollectorEnv,
-    collector_env,
     register,
     running_ingest,
     wait_until,
 )
-
-
-@pytest.fixture
-async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
-    async with collector_env(broker.port, storage_url) as running:
-        yield running
 
 
 async def _readings(env: CollectorEnv) -> int:

@@ -24,16 +24,8 @@ from specs.block import block_hash
 from specs.lanes import Lane, lane_properties
 from specs.records import Record
 from tests.support.broker import Broker, free_port, wait_for_port
-from tests.support.collector_client import (
-    GatewayLink,
-    gateway_link,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    COLLECTOR_KEY,
-    register,
-    running_ingest,
-)
+from tests.support.collector_client import GatewayLink, gateway_link, sim_gateway
+from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest
 
 pytestmark = pytest.mark.timeout(120)
 

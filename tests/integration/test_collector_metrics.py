@@ -21,16 +21,8 @@ from collector.cli import main
 from collector.config import load_collector_config
 from collector.runtime import RunningCollector, run_collector
 from tests.support.broker import Broker, free_port
-from tests.support.collector_client import (
-    BASE_TIME,
-    GatewayLink,
-    gateway_link,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    register,
-    write_collector_config,
-)
+from tests.support.collector_client import BASE_TIME, GatewayLink, gateway_link, sim_gateway
+from tests.support.collector_env import register, write_collector_config
 from tests.support.metric_samples import Samples, samples_of, value_of
 
 NANCHANG = sim_gateway(1, district="360100")

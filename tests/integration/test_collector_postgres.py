@@ -24,13 +24,8 @@ from collector.storage.postgres.partitions import Partitions, partition_name
 from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, iso_time
-from tests.support.collector_client import (
-    SimGateway,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    register,
-)
+from tests.support.collector_client import SimGateway, sim_gateway
+from tests.support.collector_env import register
 from tests.support.postgres import PostgresDatabases, sql_rows
 
 GATEWAY = sim_gateway(5)

@@ -46,14 +46,8 @@ from specs.catalogue import default_catalogue
 from specs.meta import MetaFormatError, PointMeta, decode_meta
 from specs.records import Quality, Reading, Record, iso_time
 from specs.status import GatewayStatus
-from tests.support.collector_client import (
-    BASE_TIME,
-    SimGateway,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    register,
-)
+from tests.support.collector_client import BASE_TIME, SimGateway, sim_gateway
+from tests.support.collector_env import register
 from tests.support.postgres import sql_rows
 
 A = sim_gateway(1, district="360100")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -14,22 +13,8 @@ from collector.storage import open_storage
 from collector.storage.sqlite import SCHEMA_VERSION
 from specs.ack import Ack
 from specs.records import Quality, Reading, iso_time
-from tests.support.broker import Broker
-from tests.support.collector_client import (
-    BASE_TIME,
-)
-from tests.support.collector_env import (
-    COLLECTOR_KEY,
-    CollectorEnv,
-    collector_env,
-    wait_until,
-)
-
-
-@pytest.fixture
-async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
-    async with collector_env(broker.port, storage_url) as running:
-        yield running
+from tests.support.collector_client import BASE_TIME
+from tests.support.collector_env import COLLECTOR_KEY, CollectorEnv, wait_until
 
 
 def _level(second: float, value: float, quality: Quality = Quality.GOOD) -> Reading:

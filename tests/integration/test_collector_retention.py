@@ -11,10 +11,7 @@ from __future__ import annotations
 
 import calendar
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
-
-import pytest
 
 from collector.config import load_collector_config
 from collector.keyfiles import create_key_pair
@@ -23,12 +20,9 @@ from collector.storage import prune_storage
 from collector.storage.retention import DAY, RetentionPolicy
 from specs.records import Quality, Reading, iso_time
 from tests.support.broker import Broker, free_port
-from tests.support.collector_client import (
-    gap_record,
-)
+from tests.support.collector_client import gap_record
 from tests.support.collector_env import (
     CollectorEnv,
-    collector_env,
     wait_until,
     write_collector_config,
 )
@@ -37,12 +31,6 @@ JAN = float(calendar.timegm((2026, 1, 10, 8, 0, 0)))
 FEB = float(calendar.timegm((2026, 2, 10, 8, 0, 0)))
 MAR = float(calendar.timegm((2026, 3, 10, 8, 0, 0)))
 MAR_END = float(calendar.timegm((2026, 4, 1, 0, 0, 0)))
-
-
-@pytest.fixture
-async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
-    async with collector_env(broker.port, storage_url) as running:
-        yield running
 
 
 def _level(t: float, value: float | None, quality: Quality = Quality.GOOD) -> Reading:

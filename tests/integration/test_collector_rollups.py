@@ -11,30 +11,17 @@ from __future__ import annotations
 import dataclasses
 import math
 import random
-from collections.abc import AsyncIterator
 
 import pytest
 
 from collector.readmodel import EVERYTHING, BucketGrid, BucketRow, ReadingFilter
 from collector.storage.buckets import rollups_answer
 from specs.records import Quality, Reading, iso_time
-from tests.support.broker import Broker
-from tests.support.collector_client import (
-    BASE_TIME,
-)
-from tests.support.collector_env import (
-    CollectorEnv,
-    collector_env,
-)
+from tests.support.collector_client import BASE_TIME
+from tests.support.collector_env import CollectorEnv
 
 START = BASE_TIME - BASE_TIME % 86_400  # a UTC midnight
 HOURS = 3
-
-
-@pytest.fixture
-async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
-    async with collector_env(broker.port, storage_url) as running:
-        yield running
 
 
 def _readings(rng: random.Random) -> list[Reading]:

@@ -2,32 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-
-import pytest
-
 from collector.model import AuditEntry, Reason
 from collector.readmodel import EVERYTHING, AlarmFilter, AlarmState, ReadingFilter, ReadingRow
 from specs.meta import PointMeta
 from specs.records import AlarmEvent, Quality, Reading, iso_time
-from tests.support.broker import Broker
-from tests.support.collector_client import (
-    BASE_TIME,
-    SignedAck,
-    alarm_record,
-)
-from tests.support.collector_env import (
-    COLLECTOR_KEY,
-    CollectorEnv,
-    collector_env,
-    wait_until,
-)
-
-
-@pytest.fixture
-async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
-    async with collector_env(broker.port, storage_url) as running:
-        yield running
+from tests.support.collector_client import BASE_TIME, SignedAck, alarm_record
+from tests.support.collector_env import COLLECTOR_KEY, CollectorEnv, wait_until
 
 
 def _level(

@@ -16,17 +16,8 @@ from collector.model import Reason
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from tests.support.broker import Broker
-from tests.support.collector_client import (
-    SimGateway,
-    publish_properties,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    COLLECTOR_KEY,
-    register,
-    running_ingest,
-    wait_until,
-)
+from tests.support.collector_client import SimGateway, publish_properties, sim_gateway
+from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest, wait_until
 from tests.support.postgres import StorageUrls, sql_rows
 
 GATEWAY = sim_gateway(7)

@@ -54,10 +54,7 @@ from tests.support.collector_client import (
     gap_record,
     gateway_link,
 )
-from tests.support.collector_env import (
-    register,
-    write_collector_config,
-)
+from tests.support.collector_env import register, write_collector_config
 from tests.support.postgres import sql_execute, sql_rows
 
 LEVEL, PRESSURE = "T001-LT-01", "T001-PT-01"

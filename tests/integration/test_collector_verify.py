@@ -30,15 +30,8 @@ from specs.catalogue import default_catalogue
 from specs.records import iso_time
 from tests.support.broker import free_port
 from tests.support.collector_api import BEIJING, NANCHANG, TOKEN_ROWS, TOKENS
-from tests.support.collector_client import (
-    BASE_TIME,
-    SimGateway,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    register,
-    write_collector_config,
-)
+from tests.support.collector_client import BASE_TIME, SimGateway, sim_gateway
+from tests.support.collector_env import register, write_collector_config
 from tests.support.postgres import sql_execute, sql_rows
 
 NANCHANG_SEQS = 6

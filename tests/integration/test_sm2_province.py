@@ -20,16 +20,8 @@ from collector.verify.service import verify_stored
 from specs.meta import PointMeta
 from specs.signing import ED25519, SM2_SM3, Signature, signature_properties, signing_key_from_seed
 from tests.support.broker import Broker
-from tests.support.collector_client import (
-    SimGateway,
-    gateway_link,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    register,
-    running_ingest,
-    wait_until,
-)
+from tests.support.collector_client import SimGateway, gateway_link, sim_gateway
+from tests.support.collector_env import register, running_ingest, wait_until
 
 
 def sm2_gateway() -> SimGateway:

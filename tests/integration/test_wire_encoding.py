@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import struct
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiomqtt
@@ -23,13 +22,10 @@ from specs.encoding import ENC_PROPERTY, MAX_DECODED_BYTES, Encoding, encode_pay
 from specs.signing import SignatureError, signature_from_properties
 from tests.support.agent_rig import running_agent
 from tests.support.broker import Broker
-from tests.support.collector_client import (
-    sim_gateway,
-)
+from tests.support.collector_client import sim_gateway
 from tests.support.collector_env import (
     COLLECTOR_KEY,
     CollectorEnv,
-    collector_env,
     register,
     running_ingest,
     wait_until,
@@ -44,12 +40,6 @@ def _float32(value: float) -> float:
 
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
-
-
-@pytest.fixture
-async def env(broker: Broker, storage_url: str) -> AsyncIterator[CollectorEnv]:
-    async with collector_env(broker.port, storage_url) as running:
-        yield running
 
 
 async def _sniff(port: int, topic: str, count: int) -> list[aiomqtt.Message]:

@@ -18,9 +18,7 @@ from collector.config import load_collector_config, parse_collector_config
 from collector.runtime import run_collector
 from configkit.issues import ConfigError
 from tests.support.broker import Broker, free_port
-from tests.support.collector_env import (
-    write_collector_config,
-)
+from tests.support.collector_env import write_collector_config
 
 FILE = "collector.yaml"
 BASE = """\

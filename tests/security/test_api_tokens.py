@@ -26,10 +26,7 @@ from collector.storage import open_storage
 from collector.storage.capabilities import AuditTrail, TokenStore
 from collector.tokens import PREFIX, StoredToken, new_secret, secret_hash
 from tests.support.collector_api import BEIJING, NANCHANG, NOW, auth, serve, store_blocks
-from tests.support.collector_env import (
-    cli_config,
-    register,
-)
+from tests.support.collector_env import cli_config, register
 from tests.support.collector_env import collector_cli as run
 from tests.support.postgres import sql_rows
 

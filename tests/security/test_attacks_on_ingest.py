@@ -19,18 +19,8 @@ from collector.model import AuditEntry, Reason
 from collector.readmodel import EVERYTHING, ReadingFilter
 from specs.status import GatewayStatus
 from tests.support.broker import Broker
-from tests.support.collector_client import (
-    GatewayLink,
-    foreign_key,
-    publish_properties,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    CollectorEnv,
-    collector_env,
-    register,
-    wait_until,
-)
+from tests.support.collector_client import GatewayLink, foreign_key, publish_properties, sim_gateway
+from tests.support.collector_env import CollectorEnv, collector_env, register, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 

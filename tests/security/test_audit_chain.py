@@ -22,13 +22,8 @@ from collector.model import AuditEntry, IngestBatch, Reason
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
-from tests.support.collector_client import (
-    BASE_TIME,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    register,
-)
+from tests.support.collector_client import BASE_TIME, sim_gateway
+from tests.support.collector_env import register
 from tests.support.postgres import sql_execute, sql_rows
 
 T0 = BASE_TIME - BASE_TIME % 60  # the start of a minute

@@ -18,14 +18,8 @@ from collector.audit.sealing import seal_periodically
 from collector.model import AuditEntry, IngestBatch, Reason
 from collector.storage import open_storage
 from collector.storage.capabilities import AuditTrail
-from tests.support.collector_client import (
-    BASE_TIME,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    cli_config,
-    wait_until,
-)
+from tests.support.collector_client import BASE_TIME, sim_gateway
+from tests.support.collector_env import cli_config, wait_until
 from tests.support.collector_env import collector_cli as run
 from tests.support.postgres import sql_execute, sql_rows
 

@@ -22,18 +22,8 @@ from collector.storage import open_storage
 from collector.storage.capabilities import AuditTrail
 from specs.block import GENESIS, block_hash
 from tests.support.broker import Broker
-from tests.support.collector_client import (
-    BASE_TIME,
-    catalogue_with_coal,
-    gateway_link,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    COLLECTOR_KEY,
-    register,
-    running_ingest,
-    wait_until,
-)
+from tests.support.collector_client import BASE_TIME, catalogue_with_coal, gateway_link, sim_gateway
+from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest, wait_until
 from tests.support.postgres import sql_rows
 
 FLOOD = 10_000

@@ -21,12 +21,8 @@ from click.testing import CliRunner
 from collector.cli import main
 from collector.cli.audited import operator_name
 from tests.support.broker import free_port
-from tests.support.collector_client import (
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    write_collector_config,
-)
+from tests.support.collector_client import sim_gateway
+from tests.support.collector_env import write_collector_config
 from tests.support.postgres import sql_rows
 
 GW = sim_gateway(1)

@@ -34,16 +34,8 @@ from specs.signing import (
 )
 from tests.support.agent_rig import running_agent
 from tests.support.broker import Broker, free_port
-from tests.support.collector_client import (
-    publish_properties,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    register,
-    running_ingest,
-    wait_until,
-    write_collector_config,
-)
+from tests.support.collector_client import publish_properties, sim_gateway
+from tests.support.collector_env import register, running_ingest, wait_until, write_collector_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 OLD = signing_key_from_seed(b"old-collector-key-for-rotation-1")

@@ -25,13 +25,8 @@ from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.records import KeyRecord, Record, iso_time
 from specs.signing import SigningKey, generate_signing_key, signing_key_from_seed
-from tests.support.collector_client import (
-    BASE_TIME,
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    register,
-)
+from tests.support.collector_client import BASE_TIME, sim_gateway
+from tests.support.collector_env import register
 
 GW = sim_gateway(41)
 OTHER = sim_gateway(42)

@@ -38,14 +38,8 @@ from specs.records import KeyRecord
 from specs.signing import ED25519, generate_signing_key, load_verify_key
 from tests.support.agent_rig import AgentRig, identity_of, running_agent
 from tests.support.broker import Broker
-from tests.support.collector_client import (
-    sim_gateway,
-)
-from tests.support.collector_env import (
-    register,
-    running_ingest,
-    wait_until,
-)
+from tests.support.collector_client import sim_gateway
+from tests.support.collector_env import register, running_ingest, wait_until
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 SCHEMAS = Path(__file__).resolve().parents[2] / "specs" / "schemas"

@@ -17,9 +17,7 @@ from collector.cli import main as collector_main
 from edge_agent.cli import main as agent_main
 from specs.signing import generate_signing_key
 from tests.support.broker import free_port
-from tests.support.collector_env import (
-    write_collector_config,
-)
+from tests.support.collector_env import write_collector_config
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 EXPOSED = (0o640, 0o604, 0o644, 0o660, 0o606)

@@ -29,12 +29,8 @@ from tests.support.collector_api import (
     serve,
     store_blocks,
 )
-from tests.support.collector_client import (
-    BASE_TIME,
-)
-from tests.support.collector_env import (
-    register,
-)
+from tests.support.collector_client import BASE_TIME
+from tests.support.collector_env import register
 
 PAGES = ("/", "/status/status.js", "/status/status.css")
 
