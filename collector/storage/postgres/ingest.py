@@ -12,9 +12,6 @@ before COMMIT, so that feed ids follow commit order (`collector.storage.postgres
 
 from __future__ import annotations
 
-import functools
-import itertools
-import re
 from collections.abc import Collection, Sequence
 from typing import Final
 
@@ -37,6 +34,7 @@ from collector.storage.ingest_rows import (
 from collector.storage.postgres import audit, feed, presence, registry
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import lock_gateways
+from collector.storage.postgres.rows import numbered
 from collector.storage.postgres.schema import SCHEMA_VERSION
 from collector.storage.readings import ReadingKey, ReadingValue
 from collector.storage.records import ALARM_COLUMNS, alarm_state, holes, spans
@@ -83,13 +81,6 @@ async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:
     await _refuse_a_newer_schema(db)
     await lock_gateways(db, batch_gateways(batch))
     return await store_batch(_PostgresBatch(db), batch)
-
-
-@functools.cache
-def numbered(statement: str) -> str:
-    """`statement` with its `?` placeholders as PostgreSQL's `$1, $2, ...`."""
-    count = itertools.count(1)
-    return re.sub(r"\?", lambda _: f"${next(count)}", statement)
 
 
 def _columns(rows: Sequence[Params]) -> list[list[object]]:

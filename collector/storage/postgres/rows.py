@@ -5,12 +5,19 @@ The decoders both backends share are in `collector.storage.records`.
 
 from __future__ import annotations
 
+import functools
+import itertools
+import re
+from collections.abc import Sequence
 from typing import Final
 
 import asyncpg
 
 from collector.model import Gateway, GatewayKey
 from collector.readmodel import Scope
+from collector.storage.postgres.connection import Db
+from collector.storage.queries import Fetch
+from collector.storage.records import Row
 
 Span = tuple[int, int | None]
 
@@ -52,3 +59,19 @@ def scope_clause(scope: Scope, column: str, params: Params) -> str:
     if not scope.districts:
         return " AND false"
     return f" AND {column} = ANY({params.add(sorted(scope.districts))}::text[])"
+
+
+@functools.lru_cache(maxsize=1024)
+def numbered(statement: str) -> str:
+    """`statement` with its `?` placeholders as PostgreSQL's `$1, $2, ...`."""
+    count = itertools.count(1)
+    return re.sub(r"\?", lambda _: f"${next(count)}", statement)
+
+
+def fetcher(db: Db) -> Fetch:
+    """Run the backend-neutral queries (`collector.storage.queries`) on `db`."""
+
+    async def fetch(sql: str, params: Sequence[object], /) -> Sequence[Row]:
+        return await db.fetch(numbered(sql), *params)
+
+    return fetch

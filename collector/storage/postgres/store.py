@@ -53,10 +53,11 @@ from collector.readmodel import (
     Scope,
     SourcedReading,
 )
+from collector.storage import queries
 from collector.storage.base import StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.months import month_of, months_of, next_month
-from collector.storage.postgres import archive, audit, feed, quality, queries, registry, tokens
+from collector.storage.postgres import archive, audit, feed, quality, registry, tokens
 from collector.storage.postgres.buckets import (
     PostgresBucketQueries,
     PostgresRollupBucketQueries,
@@ -71,6 +72,7 @@ from collector.storage.postgres.connection import (
 from collector.storage.postgres.ingest import ingest_batch, reading_times, stream_states
 from collector.storage.postgres.notices import relay_commits
 from collector.storage.postgres.partitions import Partitions
+from collector.storage.postgres.rows import fetcher
 from collector.storage.postgres.schema import migrate
 from collector.tokens import StoredToken
 from collector.verify.core import StoredBlock, StoredBlockAfter
@@ -216,7 +218,7 @@ class PostgresStorage:
     ) -> tuple[AuditEntry, ...]:
         """Audit rows, oldest first."""
         async with self._connection("reading the audit trail") as db:
-            return await queries.audit(db, gateway=gateway, reason=reason, limit=limit)
+            return await queries.audit(fetcher(db), gateway=gateway, reason=reason, limit=limit)
 
     # --- API queries ------------------------------------------------------------------------
 
@@ -225,7 +227,7 @@ class PostgresStorage:
     ) -> Page[GatewayView]:
         """Gateways with their ingest progress, ordered by id."""
         async with self._connection("reading gateways") as db:
-            return await queries.gateway_views(db, scope, after=after, limit=limit)
+            return await queries.gateway_views(fetcher(db), scope, after=after, limit=limit)
 
     async def points(
         self,
@@ -239,7 +241,7 @@ class PostgresStorage:
         """Points gateways have reported or described, ordered by (gateway, point)."""
         async with self._connection("reading points") as db:
             return await queries.points(
-                db, scope, gateway=gateway, quota=quota, after=after, limit=limit
+                fetcher(db), scope, gateway=gateway, quota=quota, after=after, limit=limit
             )
 
     async def latest(
@@ -254,7 +256,7 @@ class PostgresStorage:
         """The newest reading of each point, ordered by (gateway, point)."""
         async with self._connection("reading latest values") as db:
             return await queries.latest(
-                db, scope, enterprise=enterprise, gateway=gateway, after=after, limit=limit
+                fetcher(db), scope, enterprise=enterprise, gateway=gateway, after=after, limit=limit
             )
 
     async def readings(
@@ -262,7 +264,7 @@ class PostgresStorage:
     ) -> Page[ReadingRow]:
         """Readings ordered by (gateway, point, t, rowid)."""
         async with self._connection("reading readings") as db:
-            return await queries.readings(db, scope, where, after=after, limit=limit)
+            return await queries.readings(fetcher(db), scope, where, after=after, limit=limit)
 
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
 
@@ -292,7 +294,7 @@ class PostgresStorage:
     ) -> Page[AlarmState]:
         """Alarms ordered by (since, gateway, alarm_id)."""
         async with self._connection("reading alarms") as db:
-            return await queries.alarms(db, scope, where, after=after, limit=limit)
+            return await queries.alarms(fetcher(db), scope, where, after=after, limit=limit)
 
     async def gaps(
         self,
@@ -306,7 +308,7 @@ class PostgresStorage:
         """Open holes and stored gap records, ordered by (gateway, rowid)."""
         async with self._connection("reading gaps") as db:
             return await queries.gaps(
-                db, scope, gateway=gateway, state=state, after=after, limit=limit
+                fetcher(db), scope, gateway=gateway, state=state, after=after, limit=limit
             )
 
     # --- exports ----------------------------------------------------------------------------
@@ -314,19 +316,19 @@ class PostgresStorage:
     async def gateway_profile(self, gateway: str) -> GatewayProfile | None:
         """Domain and mine code from the gateway's newest stored block; None without blocks."""
         async with self._connection("reading a gateway profile") as db:
-            return await queries.gateway_profile(db, gateway)
+            return await queries.gateway_profile(fetcher(db), gateway)
 
     async def point_metas(self, gateway: str) -> Mapping[str, PointMetaRow]:
         """The newest meta description of each point of a gateway, by point."""
         async with self._connection("reading point metas") as db:
-            return await queries.point_metas(db, gateway)
+            return await queries.point_metas(fetcher(db), gateway)
 
     async def sourced_readings(
         self, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
     ) -> Page[SourcedReading]:
         """Readings with their source block, ordered like `readings`."""
         async with self._connection("reading readings") as db:
-            return await queries.sourced_readings(db, where, after=after, limit=limit)
+            return await queries.sourced_readings(fetcher(db), where, after=after, limit=limit)
 
     # --- capabilities (collector.storage.capabilities): verify, live feed, quality ----------
 

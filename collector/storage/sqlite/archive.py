@@ -7,7 +7,7 @@ from typing import Final
 import aiosqlite
 
 from collector.readmodel import Page, Scope
-from collector.storage.sqlite.queries import _scope_clause
+from collector.storage.queries import scope_clause
 from collector.verify.core import StoredBlock, StoredBlockAfter
 from specs.signing import Signature
 
@@ -48,7 +48,7 @@ async def stored_blocks(
     if after is not None:
         clauses.append("(b.gateway, b.epoch, b.seq) > (?, ?, ?)")
         params.extend(after)
-    scope_sql, scope_params = _scope_clause(scope, "g.district")
+    scope_sql, scope_params = scope_clause(scope, "g.district")
     rows = await db.execute_fetchall(
         f"{_STORED_BLOCKS} WHERE {' AND '.join(clauses) or '1'}{scope_sql}"
         " ORDER BY b.gateway, b.epoch, b.seq LIMIT ?",

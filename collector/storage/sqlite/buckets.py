@@ -16,7 +16,7 @@ import aiosqlite
 
 from collector.readmodel import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
 from collector.storage.buckets import bucket_rows
-from collector.storage.sqlite.queries import _scope_clause as scope_clause
+from collector.storage.queries import scope_clause
 
 _SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
 

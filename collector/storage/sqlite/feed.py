@@ -21,7 +21,7 @@ from collector.feed.core import (
     journal_event,
 )
 from collector.readmodel import ReadingRow, Scope
-from collector.storage.sqlite.queries import _scope_clause
+from collector.storage.queries import scope_clause
 
 
 async def feed_head(db: aiosqlite.Connection) -> FeedPosition:
@@ -72,7 +72,7 @@ async def _readings(
     if FeedKind.READING not in where.kinds or after >= upto:
         return (), False
     sql, params = _filters(where, "r")
-    scope_sql, scope_params = _scope_clause(scope, "g.district")
+    scope_sql, scope_params = scope_clause(scope, "g.district")
     rows = await db.execute_fetchall(
         f"{_READINGS}{sql}{scope_sql} ORDER BY r.id LIMIT ?",
         (after, upto, *params, *scope_params, limit + 1),
@@ -107,7 +107,7 @@ async def _journal(
     if not kinds or after >= upto:
         return (), False
     sql, params = _filters(where, "f")
-    scope_sql, scope_params = _scope_clause(scope, "g.district")
+    scope_sql, scope_params = scope_clause(scope, "g.district")
     rows = await db.execute_fetchall(
         f"{_JOURNAL} AND f.kind IN ({', '.join('?' * len(kinds))}){sql}{scope_sql}"
         " ORDER BY f.id LIMIT ?",

@@ -2,8 +2,8 @@
 
 Reads go through their own connection so the API never sees a half-written batch and WAL
 lets them run beside the writer. The SQL lives in `schema` (tables, upgrades, connections),
-`registry`, `ingest` and `queries`; this class owns the connections, the write lock and the
-transaction, and hands each call the connection it runs on.
+`registry`, `ingest` and the backend-neutral `collector.storage.queries`; this class owns the
+connections, the write lock and the transaction, and hands each call the connection it runs on.
 """
 
 from __future__ import annotations
@@ -52,6 +52,7 @@ from collector.readmodel import (
     Scope,
     SourcedReading,
 )
+from collector.storage import queries
 from collector.storage.base import RegistryError, StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.sqlite import (
@@ -60,12 +61,12 @@ from collector.storage.sqlite import (
     feed,
     ingest,
     quality,
-    queries,
     registry,
     tokens,
 )
 from collector.storage.sqlite.buckets import SqliteBucketQueries, SqliteRollupBucketQueries
 from collector.storage.sqlite.schema import connect, migrate, rollback
+from collector.storage.sqlite.sql import fetcher
 from collector.tokens import StoredToken
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
@@ -76,6 +77,7 @@ class SqliteStorage:
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._writer = writer
         self._reader = reader
+        self._fetch = fetcher(reader)
         # One transaction at a time on the writer connection; other processes wait on the
         # database lock (busy_timeout) instead.
         self._write_lock = asyncio.Lock()
@@ -166,13 +168,14 @@ class SqliteStorage:
 
     async def stream(self, gateway: str, epoch: str) -> StreamState | None:
         """The stored progress of one sequence."""
-        return await queries.stream(self._reader, gateway, epoch)
+        states = await ingest.stream_states(self._reader, [(gateway, epoch)])
+        return states.get((gateway, epoch))
 
     async def audit(
         self, *, gateway: str | None = None, reason: Reason | None = None, limit: int = 1000
     ) -> tuple[AuditEntry, ...]:
         """Audit rows, oldest first."""
-        return await queries.audit(self._reader, gateway=gateway, reason=reason, limit=limit)
+        return await queries.audit(self._fetch, gateway=gateway, reason=reason, limit=limit)
 
     # --- API queries ------------------------------------------------------------------------
 
@@ -180,7 +183,7 @@ class SqliteStorage:
         self, scope: Scope, *, after: GatewayAfter | None, limit: int
     ) -> Page[GatewayView]:
         """Gateways with their ingest progress, ordered by id."""
-        return await queries.gateway_views(self._reader, scope, after=after, limit=limit)
+        return await queries.gateway_views(self._fetch, scope, after=after, limit=limit)
 
     async def points(
         self,
@@ -193,7 +196,7 @@ class SqliteStorage:
     ) -> Page[PointRow]:
         """Points gateways have reported or described, ordered by (gateway, point)."""
         return await queries.points(
-            self._reader, scope, gateway=gateway, quota=quota, after=after, limit=limit
+            self._fetch, scope, gateway=gateway, quota=quota, after=after, limit=limit
         )
 
     async def latest(
@@ -207,20 +210,20 @@ class SqliteStorage:
     ) -> Page[ReadingRow]:
         """The newest reading of each point, ordered by (gateway, point)."""
         return await queries.latest(
-            self._reader, scope, enterprise=enterprise, gateway=gateway, after=after, limit=limit
+            self._fetch, scope, enterprise=enterprise, gateway=gateway, after=after, limit=limit
         )
 
     async def readings(
         self, scope: Scope, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
     ) -> Page[ReadingRow]:
         """Readings ordered by (gateway, point, t, rowid)."""
-        return await queries.readings(self._reader, scope, where, after=after, limit=limit)
+        return await queries.readings(self._fetch, scope, where, after=after, limit=limit)
 
     async def alarms(
         self, scope: Scope, where: AlarmFilter, *, after: AlarmAfter | None, limit: int
     ) -> Page[AlarmState]:
         """Alarms ordered by (since, gateway, alarm_id)."""
-        return await queries.alarms(self._reader, scope, where, after=after, limit=limit)
+        return await queries.alarms(self._fetch, scope, where, after=after, limit=limit)
 
     async def gaps(
         self,
@@ -233,7 +236,7 @@ class SqliteStorage:
     ) -> Page[GapRow]:
         """Open holes and stored gap records, ordered by (gateway, rowid)."""
         return await queries.gaps(
-            self._reader, scope, gateway=gateway, state=state, after=after, limit=limit
+            self._fetch, scope, gateway=gateway, state=state, after=after, limit=limit
         )
 
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
@@ -256,17 +259,17 @@ class SqliteStorage:
 
     async def gateway_profile(self, gateway: str) -> GatewayProfile | None:
         """Domain and mine code from the gateway's newest stored block; None without blocks."""
-        return await queries.gateway_profile(self._reader, gateway)
+        return await queries.gateway_profile(self._fetch, gateway)
 
     async def point_metas(self, gateway: str) -> Mapping[str, PointMetaRow]:
         """The newest meta description of each point of a gateway, by point."""
-        return await queries.point_metas(self._reader, gateway)
+        return await queries.point_metas(self._fetch, gateway)
 
     async def sourced_readings(
         self, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
     ) -> Page[SourcedReading]:
         """Readings with their source block, ordered like `readings`."""
-        return await queries.sourced_readings(self._reader, where, after=after, limit=limit)
+        return await queries.sourced_readings(self._fetch, where, after=after, limit=limit)
 
     # --- capabilities (collector.storage.capabilities): verify, live feed, quality ----------
 

@@ -1,16 +1,19 @@
-"""The API and export queries, each on the reader connection.
+"""The API's and the exports' reads, once for both backends.
 
-List queries fetch one row past `limit`: `Page.of` keeps `limit` and tells whether more follow.
+Each query builds its SQL with `?` placeholders and decodes the rows it gets back; a backend
+only runs it (`Fetch`: SQLite as it is, PostgreSQL with the placeholders numbered). Same
+filters, same order, same keyset pages on both: each list is fetched one row past its limit,
+and `Page.of` keeps `limit` and tells whether more follow. Text keys compare by code point on
+both (PostgreSQL's columns use the "C" collation), so `(gateway, point) > (?, ?)` agrees with
+the order Python gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Final
+from collections.abc import Mapping, Sequence
+from typing import Final, Protocol
 
-import aiosqlite
-
-from collector.model import AuditEntry, Reason, StreamState
+from collector.model import AuditEntry, Reason
 from collector.readmodel import (
     MISSING,
     AlarmAfter,
@@ -35,11 +38,11 @@ from collector.readmodel import (
 from collector.storage.records import (
     ALARM_COLUMNS,
     READING_COLUMNS,
+    Row,
     alarm_state,
     reading,
     thresholds,
 )
-from collector.storage.sqlite.ingest import stream_states
 
 _GATEWAY_VIEW: Final = """
 SELECT g.gateway, g.enterprise, g.district, s.online, s.last_seen,
@@ -54,14 +57,25 @@ LEFT JOIN ingest_state cur ON cur.gateway = g.gateway AND cur.epoch = (
 """
 
 
-def _scope_clause(scope: Scope, column: str) -> tuple[str, list[object]]:
+class Fetch(Protocol):
+    """Run one statement with `?` placeholders on a backend's connection; its rows."""
+
+    async def __call__(self, sql: str, params: Sequence[object], /) -> Sequence[Row]:
+        """The rows `sql` gives with `params`."""
+
+
+def scope_clause(scope: Scope, column: str) -> tuple[str, list[object]]:
     """`AND column IN (...)` for a district-limited scope (nothing for `*`)."""
     if scope.districts is None:
         return "", []
     districts = sorted(scope.districts)
     if not districts:
-        return " AND 0", []
+        return " AND false", []
     return f" AND {column} IN ({', '.join('?' * len(districts))})", list(districts)
+
+
+def _conditions(clauses: list[str]) -> str:
+    return " AND ".join(clauses) or "true"
 
 
 def _reading_clauses(
@@ -87,7 +101,7 @@ def _reading_clauses(
 def _latest_where(
     scope: Scope, enterprise: str | None, gateway: str | None, after: PointAfter | None
 ) -> tuple[str, list[object]]:
-    sql, params = _scope_clause(scope, "g.district")
+    sql, params = scope_clause(scope, "g.district")
     if enterprise is not None:
         sql += " AND g.enterprise = ?"
         params.append(enterprise)
@@ -100,14 +114,8 @@ def _latest_where(
     return sql, params
 
 
-async def stream(db: aiosqlite.Connection, gateway: str, epoch: str) -> StreamState | None:
-    """The stored progress of one sequence."""
-    states = await stream_states(db, [(gateway, epoch)])
-    return states.get((gateway, epoch))
-
-
 async def audit(
-    db: aiosqlite.Connection,
+    fetch: Fetch,
     *,
     gateway: str | None = None,
     reason: Reason | None = None,
@@ -124,22 +132,23 @@ async def audit(
         params.append(reason.value)
     # Rejections only: admin and command rows speak collector.audit.chain.Action.
     clauses.append("kind = 'rejection'")
-    rows = await db.execute_fetchall(
+    rows = await fetch(
         "SELECT at, gateway, topic, reason, detail, payload_hash, count FROM audit"
-        f" WHERE {' AND '.join(clauses)} ORDER BY id LIMIT ?",
+        f" WHERE {_conditions(clauses)} ORDER BY id LIMIT ?",
         (*params, limit),
     )
     return tuple(
-        AuditEntry(row[0], row[1], row[2], Reason(row[3]), row[4], row[5], row[6]) for row in rows
+        AuditEntry(row[0], row[1], row[2], Reason(row[3]), row[4], row[5], int(row[6]))
+        for row in rows
     )
 
 
 async def gateway_views(
-    db: aiosqlite.Connection, scope: Scope, *, after: GatewayAfter | None, limit: int
+    fetch: Fetch, scope: Scope, *, after: GatewayAfter | None, limit: int
 ) -> Page[GatewayView]:
     """Gateways with their ingest progress, ordered by id."""
-    scope_sql, params = _scope_clause(scope, "g.district")
-    rows = await db.execute_fetchall(
+    scope_sql, params = scope_clause(scope, "g.district")
+    rows = await fetch(
         f"{_GATEWAY_VIEW} WHERE g.gateway > ?{scope_sql} ORDER BY g.gateway LIMIT ?",
         (after[0] if after else "", *params, limit + 1),
     )
@@ -161,7 +170,7 @@ async def gateway_views(
 
 
 async def points(
-    db: aiosqlite.Connection,
+    fetch: Fetch,
     scope: Scope,
     *,
     gateway: str | None,
@@ -174,7 +183,7 @@ async def points(
     The newest meta description wins for quota, unit, name and thresholds; a point only
     read so far shows its latest reading's quota and unit.
     """
-    sql, params = _scope_clause(scope, "g.district")
+    sql, params = scope_clause(scope, "g.district")
     for clause, value in (
         ("k.gateway = ?", gateway),
         ("coalesce(m.quota, l.quota) = ?", quota),
@@ -193,13 +202,13 @@ async def points(
             " UNION SELECT gateway, point FROM point_meta WHERE gateway = ?"
         )
         params = [gateway, gateway, *params]
-    rows = await db.execute_fetchall(
+    rows = await fetch(
         "SELECT k.gateway, k.point, coalesce(m.quota, l.quota), coalesce(m.unit, l.unit),"
         f" m.name, m.device, m.thresholds FROM ({keys}) k"
         " JOIN gateways g ON g.gateway = k.gateway"
         " LEFT JOIN latest l ON l.gateway = k.gateway AND l.point = k.point"
         " LEFT JOIN point_meta m ON m.gateway = k.gateway AND m.point = k.point"
-        f" WHERE 1{sql} ORDER BY k.gateway, k.point LIMIT ?",
+        f" WHERE true{sql} ORDER BY k.gateway, k.point LIMIT ?",
         (*params, limit + 1),
     )
     return Page.of(
@@ -220,7 +229,7 @@ async def points(
 
 
 async def latest(
-    db: aiosqlite.Connection,
+    fetch: Fetch,
     scope: Scope,
     *,
     enterprise: str | None,
@@ -230,9 +239,9 @@ async def latest(
 ) -> Page[ReadingRow]:
     """The newest reading of each point, ordered by (gateway, point)."""
     sql, params = _latest_where(scope, enterprise, gateway, after)
-    rows = await db.execute_fetchall(
+    rows = await fetch(
         f"SELECT {READING_COLUMNS.replace('r.', 'l.')} FROM latest l"
-        f" JOIN gateways g ON g.gateway = l.gateway WHERE 1{sql}"
+        f" JOIN gateways g ON g.gateway = l.gateway WHERE true{sql}"
         " ORDER BY l.gateway, l.point LIMIT ?",
         (*params, limit + 1),
     )
@@ -240,7 +249,7 @@ async def latest(
 
 
 async def readings(
-    db: aiosqlite.Connection,
+    fetch: Fetch,
     scope: Scope,
     where: ReadingFilter,
     *,
@@ -249,9 +258,9 @@ async def readings(
 ) -> Page[ReadingRow]:
     """Readings ordered by (gateway, point, t, rowid)."""
     clauses, params = _reading_clauses(where, after)
-    scope_sql, scope_params = _scope_clause(scope, "g.district")
-    conditions = " AND ".join(clauses) or "1"
-    rows = await db.execute_fetchall(
+    scope_sql, scope_params = scope_clause(scope, "g.district")
+    conditions = _conditions(clauses)
+    rows = await fetch(
         f"SELECT {READING_COLUMNS}, r.id FROM readings r"
         f" JOIN gateways g ON g.gateway = r.gateway WHERE {conditions}{scope_sql}"
         " ORDER BY r.gateway, r.point, r.t, r.id LIMIT ?",
@@ -261,7 +270,7 @@ async def readings(
 
 
 async def alarms(
-    db: aiosqlite.Connection,
+    fetch: Fetch,
     scope: Scope,
     where: AlarmFilter,
     *,
@@ -287,9 +296,9 @@ async def alarms(
     if after is not None:
         clauses.append("(a.since, a.gateway, a.alarm_id) > (?, ?, ?)")
         params.extend(after)
-    scope_sql, scope_params = _scope_clause(scope, "g.district")
-    conditions = " AND ".join(clauses) or "1"
-    rows = await db.execute_fetchall(
+    scope_sql, scope_params = scope_clause(scope, "g.district")
+    conditions = _conditions(clauses)
+    rows = await fetch(
         f"SELECT {ALARM_COLUMNS} FROM alarms a JOIN gateways g ON g.gateway = a.gateway"
         f" WHERE {conditions}{scope_sql} ORDER BY a.since, a.gateway, a.alarm_id LIMIT ?",
         (*params, *scope_params, limit + 1),
@@ -298,7 +307,7 @@ async def alarms(
 
 
 async def gaps(
-    db: aiosqlite.Connection,
+    fetch: Fetch,
     scope: Scope,
     *,
     gateway: str | None,
@@ -318,10 +327,10 @@ async def gaps(
     if after is not None:
         clauses.append("(p.gateway, p.id) > (?, ?)")
         params.extend(after)
-    scope_sql, scope_params = _scope_clause(scope, "g.district")
-    conditions = " AND ".join(clauses) or "1"
+    scope_sql, scope_params = scope_clause(scope, "g.district")
+    conditions = _conditions(clauses)
     # An open hole's times and lost readings are unknown (schema 3 counted its blocks).
-    rows = await db.execute_fetchall(
+    rows = await fetch(
         "SELECT p.gateway, p.kind, CASE p.kind WHEN 'sequence' THEN p.epoch"
         " ELSE p.declared_epoch END, p.from_seq, p.to_seq, p.t_from, p.t_to,"
         " CASE p.kind WHEN 'record' THEN p.lost END, p.reason, p.id"
@@ -349,11 +358,11 @@ async def gaps(
     )
 
 
-async def gateway_profile(db: aiosqlite.Connection, gateway: str) -> GatewayProfile | None:
+async def gateway_profile(fetch: Fetch, gateway: str) -> GatewayProfile | None:
     """Domain and mine code from the gateway's newest stored block; None without blocks."""
     # The newest block is the top stored seq of the most recently active sequence (its
     # max_seq may be a declared seq that has no block): key lookups.
-    rows = await db.execute_fetchall(
+    rows = await fetch(
         "SELECT b.domain, b.mine_code FROM ingest_state i JOIN blocks b"
         " ON b.gateway = i.gateway AND b.epoch = i.epoch AND b.seq = (SELECT max(x.seq)"
         " FROM blocks x WHERE x.gateway = i.gateway AND x.epoch = i.epoch)"
@@ -365,9 +374,9 @@ async def gateway_profile(db: aiosqlite.Connection, gateway: str) -> GatewayProf
     return None
 
 
-async def point_metas(db: aiosqlite.Connection, gateway: str) -> Mapping[str, PointMetaRow]:
+async def point_metas(fetch: Fetch, gateway: str) -> Mapping[str, PointMetaRow]:
     """The newest meta description of each point of a gateway, by point."""
-    rows = await db.execute_fetchall(
+    rows = await fetch(
         "SELECT gateway, point, quota, unit, name, device, thresholds, issued_at"
         " FROM point_meta WHERE gateway = ? ORDER BY point",
         (gateway,),
@@ -388,15 +397,15 @@ async def point_metas(db: aiosqlite.Connection, gateway: str) -> Mapping[str, Po
 
 
 async def sourced_readings(
-    db: aiosqlite.Connection, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
+    fetch: Fetch, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
 ) -> Page[SourcedReading]:
     """Readings with their source block, ordered like `readings`."""
     clauses, params = _reading_clauses(where, after)
-    rows = await db.execute_fetchall(
+    rows = await fetch(
         f"SELECT {READING_COLUMNS}, r.id, r.epoch, r.seq, r.idx, b.domain, b.mine_code"
         " FROM readings r JOIN blocks b"
         " ON b.gateway = r.gateway AND b.epoch = r.epoch AND b.seq = r.seq"
-        f" WHERE {' AND '.join(clauses) or '1'}"
+        f" WHERE {_conditions(clauses)}"
         " ORDER BY r.gateway, r.point, r.t, r.id LIMIT ?",
         (*params, limit + 1),
     )
