@@ -21,7 +21,8 @@ import sys
 from bench.results import BenchResult, Figure, add_json_argument, write_result
 from drivers.modbus.codec import DataType, Table
 from drivers.modbus.plan import RegisterPoint
-from drivers.modbus.rtu import ModbusRtuDriver, RtuBus
+from drivers.modbus.rtu import ModbusRtuDriver
+from drivers.modbus.rtu_bus import RtuBus
 from drivers.modbus.timing import rtu_transaction_seconds
 from drivers.serial.settings import Parity, SerialSettings
 from drivers.sim.rtu_bus import RAMP_BASE, RtuBusSim, pattern_slave

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 import structlog
 
 from drivers.modbus.plan import plan_reads
-from drivers.modbus.rtu import BusStats, RtuBus
+from drivers.modbus.rtu_bus import BusStats, RtuBus
 from drivers.modbus.timing import bus_utilization, rtu_timeout_seconds
 from drivers.serial.settings import SerialSettings
 from edge_agent.config import ModbusRtuDevice, SiteConfig

@@ -121,7 +121,8 @@ def build_driver(
             max_gap=device.max_gap,
         )
     if isinstance(device, ModbusRtuDevice):
-        from drivers.modbus.rtu import ModbusRtuDriver, RtuBus  # noqa: PLC0415 - pyserial
+        from drivers.modbus.rtu import ModbusRtuDriver  # noqa: PLC0415 - pyserial
+        from drivers.modbus.rtu_bus import RtuBus  # noqa: PLC0415
 
         bus = buses.bus_for(device) if buses is not None else RtuBus(serial_settings(device))
         return ModbusRtuDriver(

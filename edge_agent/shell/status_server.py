@@ -26,7 +26,7 @@ from typing import Final
 
 import structlog
 
-from drivers.modbus.rtu import BusStats
+from drivers.modbus.rtu_bus import BusStats
 from edge_agent.config import SiteConfig
 from edge_agent.core.agent_status import (
     AgentSnapshot,

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import structlog
 
-from drivers.modbus.rtu import ModbusRtuDriver, RtuBus
+from drivers.modbus.rtu import ModbusRtuDriver
+from drivers.modbus.rtu_bus import RtuBus
 from drivers.modbus.tcp import ModbusTcpDriver
 from drivers.opcua import OpcUaDriver, ReadMode, SecurityMode
 from drivers.serial.ascii import SerialAsciiDriver

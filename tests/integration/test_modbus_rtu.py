@@ -20,15 +20,9 @@ from drivers.base import (
 )
 from drivers.modbus.codec import DataType, Table
 from drivers.modbus.plan import ReadRequest, RegisterPoint
-from drivers.modbus.rtu import (
-    ModbusRtuDriver,
-    RtuBus,
-    RtuReply,
-    build_read_frame,
-    find_reply,
-    reply_values,
-    rtu_frame,
-)
+from drivers.modbus.rtu import ModbusRtuDriver
+from drivers.modbus.rtu_bus import RtuBus
+from drivers.modbus.rtu_frame import RtuReply, build_read_frame, find_reply, reply_values, rtu_frame
 from drivers.modbus.timing import rtu_transaction_seconds
 from drivers.serial.settings import Parity, SerialSettings
 from drivers.sim.rtu_bus import (

@@ -24,6 +24,7 @@ CORE_MODULES = sorted(
         *ROOT.glob("collector/*/core.py"),
         *ROOT.glob("collector/ingest/normalize.py"),
         ROOT / "drivers" / "modbus" / "codec.py",
+        ROOT / "drivers" / "modbus" / "rtu_frame.py",
         ROOT / "edge_agent" / "core" / "order_guess.py",
     }
 )
