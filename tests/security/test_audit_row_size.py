@@ -11,7 +11,8 @@ gz/1 contract is under 100 characters; what is kept of one is now bounded.
 from __future__ import annotations
 
 from collector.audit.chain import MAX_SOURCES_PER_MINUTE
-from collector.ingest.core import MAX_AUDIT_NAME, MAX_AUDIT_TOPIC, Inbound, plan_batch
+from collector.ingest.core import Inbound, plan_batch
+from collector.ingest.judge import MAX_AUDIT_NAME, MAX_AUDIT_TOPIC
 from collector.model import MAX_DETAIL, KeyGrant, Reason
 from collector.storage import open_storage
 from specs.catalogue import default_catalogue

@@ -9,7 +9,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from collector.ingest.core import STATUS_TOLERANCE, Inbound, judge_status, plan_batch
+from collector.ingest.core import Inbound, plan_batch
+from collector.ingest.judge import STATUS_TOLERANCE, judge_status
 from collector.model import AuditEntry, KeyGrant, Reason, StatusUpdate
 from collector.storage import open_storage
 from specs.catalogue import default_catalogue

@@ -17,7 +17,8 @@ from collector.api.core import (
     find_token,
     is_online,
 )
-from collector.ingest.core import Inbound, build_acks, judge_block, judge_status, plan_batch
+from collector.ingest.core import Inbound, build_acks, plan_batch
+from collector.ingest.judge import judge_block, judge_status
 from collector.model import (
     AuditEntry,
     BatchResult,

@@ -9,7 +9,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from collector.ingest.core import Inbound, judge_block, judge_meta, plan_batch
+from collector.ingest.core import Inbound, plan_batch
+from collector.ingest.judge import judge_block, judge_meta
 from collector.ingest.normalize import OUT_OF_RANGE, block_entries, meta_point
 from collector.model import (
     AlarmEntry,

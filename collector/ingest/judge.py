@@ -1,0 +1,298 @@
+"""Pure: verify one inbound message and judge it by its kind (block, meta, status, command).
+
+The checks of `collector.ingest.core`'s docstring, in its order, each rejection an audit row
+(`audit_row`) with its reason; nothing here touches the network or the database.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Final
+
+from collector.audit.chain import ActionEntry
+from collector.ingest.command_results import result_entry
+from collector.ingest.keys import key_announcements
+from collector.ingest.normalize import block_entries, meta_point
+from collector.model import (
+    MAX_DETAIL,
+    AuditEntry,
+    Gateway,
+    IncomingBlock,
+    IncomingMeta,
+    KeyGrant,
+    Reason,
+    StatusUpdate,
+)
+from specs.block import DOMAINS, Block, BlockFormatError, block_hash, decode_block
+from specs.catalogue import Catalogue
+from specs.command import CommandFormatError, decode_result
+from specs.meta import MetaFormatError, decode_meta
+from specs.records import GapRecord, RecordFormatError, iso_time, parse_iso_time
+from specs.signing import (
+    Signature,
+    SignatureError,
+    UnsupportedAlgorithmError,
+    VerifyKey,
+    check_algorithm,
+    load_verify_key,
+    signature_from_properties,
+)
+from specs.status import StatusFormatError, decode_status
+from specs.topics import GatewayTopics, parse_topic
+
+if TYPE_CHECKING:  # collector.ingest.core plans batches with these judges
+    from collector.ingest.core import Inbound
+
+BLOCK_KIND: Final = "up/block"
+META_KIND: Final = "up/meta"
+STATUS_KIND: Final = "status"
+CMD_KIND: Final = "up/cmd"
+MAX_INTEGER: Final = 2**63 - 1  # SQLite INTEGER and PostgreSQL bigint
+# How far a heartbeat's own time may be from its arrival: ten default heartbeat intervals,
+# room for an agent clock a few minutes off, and the longest a recorded one can be replayed.
+STATUS_TOLERANCE: Final = 300.0
+# What an audit row keeps of a rejected message's topic and of the gateway named in it. MQTT
+# topics run to 65,535 bytes and anyone who can publish picks them: kept whole, each of the
+# (capped) rows of a flood held 180 KB. Contract topics are under 100 characters, ids 23.
+MAX_AUDIT_TOPIC: Final = 256
+MAX_AUDIT_NAME: Final = 64
+
+
+class _Rejected(Exception):  # noqa: N818 - control flow inside this module only
+    def __init__(self, reason: Reason, detail: str) -> None:
+        super().__init__(detail)
+        self.reason = reason
+        self.detail = detail
+
+
+@functools.lru_cache(maxsize=4096)
+def _verify_key(pem: bytes) -> VerifyKey:
+    """Parse a registered public key once; registered keys never change their bytes."""
+    return load_verify_key(pem)
+
+
+def audit_row(message: Inbound, reason: Reason, detail: str) -> AuditEntry:
+    """The audit row rejecting `message`: its topic and gateway cut to what a row keeps."""
+    gateway = message.gateway
+    return AuditEntry(
+        at=message.received_at,
+        gateway=None if gateway is None else gateway[:MAX_AUDIT_NAME],
+        topic=message.topic[:MAX_AUDIT_TOPIC],
+        reason=reason,
+        detail=detail[:MAX_DETAIL],
+        payload_hash=block_hash(message.payload),
+    )
+
+
+def _check_owner(topics: GatewayTopics, grant: KeyGrant | None, kid: str, at: float) -> KeyGrant:
+    if grant is None:
+        raise _Rejected(Reason.UNKNOWN_KEY, f"key {kid} is not registered")
+    if grant.key.revoked_at is not None:
+        raise _Rejected(
+            Reason.REVOKED_KEY, f"key {kid} was revoked at {iso_time(grant.key.revoked_at)}"
+        )
+    # Retired by a rotation: its successor's announcement was stored, and the overlap is over.
+    if grant.key.retired_at is not None and at >= grant.key.retired_at:
+        raise _Rejected(
+            Reason.RETIRED_KEY, f"key {kid} was retired at {iso_time(grant.key.retired_at)}"
+        )
+    if grant.key.gateway != topics.gateway:
+        raise _Rejected(
+            Reason.KEY_NOT_OWNED,
+            f"key {kid} belongs to gateway {grant.key.gateway}, not {topics.gateway}",
+        )
+    return grant
+
+
+def _check_storable(block: Block) -> None:
+    """Integers a database column can hold: a huge seq must be rejected, not crash a batch."""
+    counts = [block.header.seq]
+    for record in block.records:
+        if isinstance(record, GapRecord):
+            counts.extend((record.lost or 0, record.from_seq or 0, record.to_seq or 0))
+    if any(count > MAX_INTEGER for count in counts):
+        raise _Rejected(Reason.MALFORMED, f"an integer in the block exceeds {MAX_INTEGER}")
+
+
+def _registered(owner: Gateway) -> GatewayTopics:
+    return GatewayTopics(owner.district, owner.enterprise, owner.gateway)
+
+
+def _check_place(topics: GatewayTopics, place: GatewayTopics, what: str) -> None:
+    """Raise topic_mismatch unless `place` (payload or registry) names the topic's gateway."""
+    for field, want, got in (
+        ("gateway", topics.gateway, place.gateway),
+        ("enterprise", topics.enterprise, place.enterprise),
+        ("district", topics.district, place.district),
+    ):
+        if want != got:
+            raise _Rejected(
+                Reason.TOPIC_MISMATCH,
+                f"{what} {field} {got} is not the topic's {want}",
+            )
+
+
+def _verify(
+    message: Inbound, grants: Mapping[str, KeyGrant]
+) -> tuple[GatewayTopics, Signature, Gateway]:
+    """Check a signed message's signature and key; return its topic, signature and owner."""
+    topics, _ = parse_topic(message.topic)
+    try:
+        signature = signature_from_properties(list(message.properties))
+    except SignatureError as exc:
+        raise _Rejected(Reason.BAD_SIGNATURE, str(exc)) from None
+    try:
+        check_algorithm(signature.alg)
+    except UnsupportedAlgorithmError as exc:
+        raise _Rejected(Reason.BAD_ALGORITHM, str(exc)) from None
+    grant = _check_owner(topics, grants.get(signature.kid), signature.kid, message.received_at)
+    try:
+        _verify_key(grant.key.public_pem).verify(signature, message.payload)
+    except UnsupportedAlgorithmError as exc:
+        raise _Rejected(Reason.BAD_ALGORITHM, str(exc)) from None
+    except SignatureError as exc:
+        raise _Rejected(Reason.BAD_SIGNATURE, str(exc)) from None
+    return topics, signature, grant.owner
+
+
+def _judge_block(
+    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue
+) -> IncomingBlock:
+    topics, signature, owner = _verify(message, grants)
+    try:
+        block = decode_block(message.payload)
+    except BlockFormatError as exc:
+        raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    except RecursionError:
+        raise _Rejected(Reason.MALFORMED, "payload nests too deep") from None
+    _check_storable(block)
+    header = block.header
+    _check_place(topics, GatewayTopics(header.district, header.enterprise, header.gateway), "block")
+    _check_place(topics, _registered(owner), "registered")
+    entries = block_entries(message.topic, block, message.received_at, catalogue)
+    keys, refused = key_announcements(message.topic, block, signature, message.received_at)
+    if keys or refused:
+        entries = dataclasses.replace(entries, keys=keys, rejected=entries.rejected + refused)
+    return IncomingBlock(message.topic, block, signature, message.received_at, entries)
+
+
+def judge_block(
+    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue
+) -> IncomingBlock | AuditEntry:
+    """Verify an `up/block` message: the block to store, or the audit row saying why not.
+
+    The block's records are normalized against `catalogue`.
+    """
+    try:
+        return _judge_block(message, grants, catalogue)
+    except _Rejected as rejected:
+        return audit_row(message, rejected.reason, rejected.detail)
+
+
+def _judge_meta(
+    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue
+) -> IncomingMeta:
+    topics, signature, owner = _verify(message, grants)
+    try:
+        meta = decode_meta(message.payload)
+    except MetaFormatError as exc:
+        raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    except RecursionError:
+        raise _Rejected(Reason.MALFORMED, "payload nests too deep") from None
+    if meta.domain not in DOMAINS:
+        raise _Rejected(Reason.MALFORMED, f"meta domain {meta.domain!r} is unknown")
+    try:
+        issued_at = parse_iso_time(meta.issued_at)
+    except RecordFormatError as exc:
+        raise _Rejected(Reason.MALFORMED, f"meta issued_at: {exc}") from None
+    _check_place(topics, GatewayTopics(meta.district, meta.enterprise, meta.gateway), "meta")
+    _check_place(topics, _registered(owner), "registered")
+    return IncomingMeta(
+        topic=message.topic,
+        meta=meta,
+        payload=message.payload,
+        signature=signature,
+        issued_at=issued_at,
+        received_at=message.received_at,
+        points=tuple(meta_point(p, catalogue) for p in meta.points),
+    )
+
+
+def judge_meta(
+    message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue
+) -> IncomingMeta | AuditEntry:
+    """Verify an `up/meta` message exactly like a block: the meta to store, or the audit row."""
+    try:
+        return _judge_meta(message, grants, catalogue)
+    except _Rejected as rejected:
+        return audit_row(message, rejected.reason, rejected.detail)
+
+
+def _judge_status(
+    message: Inbound, grants: Mapping[str, KeyGrant], tolerance: float
+) -> StatusUpdate:
+    # Signed like a block: whoever can publish on the topic could otherwise keep a dead
+    # gateway online (or, replaying a recorded heartbeat, keep it online later).
+    topics, _, owner = _verify(message, grants)
+    _check_place(topics, _registered(owner), "registered")
+    try:
+        status = decode_status(message.payload)
+    except StatusFormatError as exc:
+        raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    if status.online and abs(message.received_at - status.t) > tolerance:
+        raise _Rejected(
+            Reason.STALE_STATUS,
+            f"heartbeat made at {iso_time(status.t)} is more than {tolerance:g} s from its"
+            f" arrival at {iso_time(message.received_at)}",
+        )
+    return StatusUpdate(topics.gateway, status.online, message.received_at)
+
+
+def judge_status(
+    message: Inbound, grants: Mapping[str, KeyGrant], tolerance: float = STATUS_TOLERANCE
+) -> StatusUpdate | AuditEntry | None:
+    """Verify a retained status message; None for an empty payload (a retained one cleared).
+
+    A heartbeat (`online: true`) counts only within `tolerance` seconds of its own `t`; a
+    last will counts whatever its age (it was signed when the session connected).
+    """
+    if not message.payload:
+        return None
+    try:
+        return _judge_status(message, grants, tolerance)
+    except _Rejected as rejected:
+        return audit_row(message, rejected.reason, rejected.detail)
+
+
+def _judge_command_result(message: Inbound, grants: Mapping[str, KeyGrant]) -> ActionEntry:
+    topics, _, owner = _verify(message, grants)
+    _check_place(topics, _registered(owner), "registered")
+    try:
+        result = decode_result(message.payload)
+    except CommandFormatError as exc:
+        raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    if result.gateway != topics.gateway:
+        detail = f"result of {result.gateway} on {message.topic}"
+        raise _Rejected(Reason.TOPIC_MISMATCH, detail)
+    return result_entry(result, message.topic, message.payload, message.received_at)
+
+
+def judge_command_results(
+    messages: Sequence[Inbound], grants: Mapping[str, KeyGrant]
+) -> tuple[list[ActionEntry], list[AuditEntry]]:
+    """Verify the command results (`up/cmd`) among `messages` like blocks.
+
+    Their audit rows (collector.ingest.command_results), and the rejections of the others.
+    """
+    actions: list[ActionEntry] = []
+    audits: list[AuditEntry] = []
+    for message in messages:
+        if message.kind != CMD_KIND:
+            continue
+        try:
+            actions.append(_judge_command_result(message, grants))
+        except _Rejected as rejected:
+            audits.append(audit_row(message, rejected.reason, rejected.detail))
+    return actions, audits
