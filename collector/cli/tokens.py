@@ -15,9 +15,9 @@ from typing import Final, NoReturn
 
 import click
 
+from collector.api.config import ALL_DISTRICTS
 from collector.cli.audited import operator
 from collector.cli.common import config_option, load_or_exit, with_storage
-from collector.config import ALL_DISTRICTS
 from collector.storage.base import RegistryError, Storage, StorageError
 from collector.storage.capabilities import TokenStore
 from collector.tokens import StoredToken, new_secret, secret_hash
