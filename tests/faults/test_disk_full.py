@@ -13,7 +13,6 @@ import contextlib
 import errno
 import itertools
 import json
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.e2e.harness import Site, wait_until
 from tests.faults.common import sealed_more, tune
 from tests.faults.conftest import Conclude, MakeSite
 from tests.faults.oracle import Ledger, gap_records, served_items
+from tests.support.tmpfs import mount_tmpfs, unmount
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -41,20 +41,12 @@ def tmpfs() -> Iterator[Mount]:
     mounted: list[Path] = []
 
     def mount(path: Path, size: str) -> None:
-        path.mkdir(parents=True, exist_ok=True)
-        done = subprocess.run(
-            ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(path)],
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        if done.returncode != 0:
-            pytest.fail(f"cannot mount a tmpfs (the fault matrix runs as root): {done.stderr}")
+        mount_tmpfs(path, f"size={size},mode=0700")
         mounted.append(path)
 
     yield mount
     for path in reversed(mounted):
-        subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+        unmount(path)
 
 
 def fill(path: Path) -> int:

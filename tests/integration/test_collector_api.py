@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
@@ -10,7 +9,6 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.api.app import create_app
 from collector.ingest.core import Inbound, plan_batch
 from collector.model import IngestBatch, KeyGrant, StatusUpdate
 from collector.storage import open_storage
@@ -18,15 +16,9 @@ from collector.storage.base import Storage
 from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.records import GapReason, Quality, Reading, Record, iso_time
-from tests.support.collector_api import BEIJING, NANCHANG, TOKENS
-from tests.support.collector_client import (
-    BASE_TIME,
-    SimGateway,
-    gap_record,
-)
-from tests.support.collector_env import (
-    register,
-)
+from tests.support.collector_api import BEIJING, NANCHANG, NOW, auth, get_page, serve
+from tests.support.collector_client import BASE_TIME, SimGateway, gap_record
+from tests.support.collector_env import register
 
 GAP_KEYS = {"gateway", "epoch", "from_seq", "to_seq", "from", "to", "lost", "reason", "state"}
 READING_KEYS = {"gateway", "point", "quota", "t", "value", "unit", "quality", "flags"}
@@ -40,7 +32,6 @@ GATEWAY_KEYS = {
     "acked_through",
     "gaps",
 }
-NOW = BASE_TIME + 1000
 
 
 def _readings(gateway: SimGateway, seq: int) -> list[Reading]:
@@ -80,14 +71,6 @@ async def _store(
     await storage.ingest(batch)
 
 
-@contextlib.asynccontextmanager
-async def _serve(storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(storage, TOKENS, offline_after=60, clock=lambda: NOW + 10)
-    transport = httpx.ASGITransport(app=app)
-    async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
-        yield http
-
-
 @pytest.fixture
 async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with open_storage(storage_url) as storage:
@@ -98,22 +81,8 @@ async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
         await storage.ingest(
             IngestBatch(statuses=[StatusUpdate(NANCHANG.gateway, online=True, at=NOW)])
         )
-        async with _serve(storage) as http:
+        async with serve(storage) as http:
             yield http
-
-
-def _auth(bearer: str = "all-token") -> dict[str, str]:
-    return {"Authorization": f"Bearer {bearer}"}
-
-
-async def _get(
-    client: httpx.AsyncClient, path: str, bearer: str = "all-token", **params: Any
-) -> dict[str, Any]:
-    response = await client.get(path, params=params, headers=_auth(bearer))
-    assert response.status_code == 200, response.text
-    body = response.json()
-    assert set(body) == {"items", "next"}
-    return body  # type: ignore[no-any-return]
 
 
 async def test_health_needs_no_token(client: httpx.AsyncClient) -> None:
@@ -150,8 +119,8 @@ def _assert_problem(response: httpx.Response, status: int) -> dict[str, Any]:
 
 
 async def test_openapi_docs_are_served(client: httpx.AsyncClient) -> None:
-    assert (await client.get("/docs", headers=_auth())).status_code == 200
-    spec = (await client.get("/openapi.json", headers=_auth())).json()
+    assert (await client.get("/docs", headers=auth())).status_code == 200
+    spec = (await client.get("/openapi.json", headers=auth())).json()
     assert set(V1_LISTS) <= set(spec["paths"])
     gap = spec["components"]["schemas"]["GapOut"]
     assert set(gap["properties"]) == GAP_KEYS
@@ -162,7 +131,7 @@ async def test_openapi_docs_are_served(client: httpx.AsyncClient) -> None:
 
 
 async def test_gateways_shape(client: httpx.AsyncClient) -> None:
-    body = await _get(client, "/v1/gateways")
+    body = await get_page(client, "/v1/gateways")
     assert body["next"] is None
     by_id = {item["gateway"]: item for item in body["items"]}
     assert set(by_id) == {NANCHANG.gateway, BEIJING.gateway}
@@ -183,16 +152,16 @@ async def test_gateways_shape(client: httpx.AsyncClient) -> None:
 
 
 async def test_district_scoping(client: httpx.AsyncClient) -> None:
-    nanchang = await _get(client, "/v1/gateways", "nc-token")
+    nanchang = await get_page(client, "/v1/gateways", "nc-token")
     assert [g["gateway"] for g in nanchang["items"]] == [NANCHANG.gateway]
-    foreign = await _get(client, "/v1/readings", "nc-token", gateway=BEIJING.gateway)
+    foreign = await get_page(client, "/v1/readings", "nc-token", gateway=BEIJING.gateway)
     assert foreign["items"] == []
     for path in ("/v1/gateways", "/v1/points", "/v1/latest", "/v1/readings"):
-        assert (await _get(client, path, "sz-token"))["items"] == []
+        assert (await get_page(client, path, "sz-token"))["items"] == []
 
 
 async def test_points_shape_and_quota_filter(client: httpx.AsyncClient) -> None:
-    body = await _get(client, "/v1/points", gateway=NANCHANG.gateway)
+    body = await get_page(client, "/v1/points", gateway=NANCHANG.gateway)
     # No meta message yet: nothing describes the points beyond their readings.
     described: dict[str, object] = {"name": None, "device": None, "thresholds": {}}
     assert body["items"] == [
@@ -201,12 +170,12 @@ async def test_points_shape_and_quota_filter(client: httpx.AsyncClient) -> None:
         {"gateway": NANCHANG.gateway, "point": "T001-PT-01", "quota": "WHP-PT", "unit": "MPa"}
         | described,
     ]
-    pressure = await _get(client, "/v1/points", quota="WHP-PT")
+    pressure = await get_page(client, "/v1/points", quota="WHP-PT")
     assert {p["gateway"] for p in pressure["items"]} == {NANCHANG.gateway, BEIJING.gateway}
 
 
 async def test_latest_is_the_newest_reading_per_point(client: httpx.AsyncClient) -> None:
-    body = await _get(client, "/v1/latest", enterprise=NANCHANG.enterprise)
+    body = await get_page(client, "/v1/latest", enterprise=NANCHANG.enterprise)
     assert [set(item) for item in body["items"]] == [READING_KEYS, READING_KEYS]
     level, pressure = body["items"]
     assert level == {
@@ -220,11 +189,13 @@ async def test_latest_is_the_newest_reading_per_point(client: httpx.AsyncClient)
         "flags": [],
     }
     assert pressure["point"] == "T001-PT-01"
-    assert (await _get(client, "/v1/latest", gateway=BEIJING.gateway))["items"][0]["value"] == 2.0
+    assert (await get_page(client, "/v1/latest", gateway=BEIJING.gateway))["items"][0][
+        "value"
+    ] == 2.0
 
 
 async def test_readings_shape_and_time_window(client: httpx.AsyncClient) -> None:
-    body = await _get(
+    body = await get_page(
         client,
         "/v1/readings",
         gateway=NANCHANG.gateway,
@@ -240,13 +211,15 @@ async def test_readings_shape_and_time_window(client: httpx.AsyncClient) -> None
 
 
 async def test_pagination_returns_every_reading_exactly_once(client: httpx.AsyncClient) -> None:
-    everything = await _get(client, "/v1/readings", limit=10_000)
+    everything = await get_page(client, "/v1/readings", limit=10_000)
     assert len(everything["items"]) == 12
     seen: list[tuple[str, str, str]] = []
     cursor = None
     pages = 0
     while True:
-        page = await _get(client, "/v1/readings", limit=5, **({"cursor": cursor} if cursor else {}))
+        page = await get_page(
+            client, "/v1/readings", limit=5, **({"cursor": cursor} if cursor else {})
+        )
         seen.extend((r["gateway"], r["point"], r["t"]) for r in page["items"])
         pages += 1
         cursor = page["next"]
@@ -269,13 +242,13 @@ async def test_pagination_returns_every_reading_exactly_once(client: httpx.Async
 async def test_bad_query_parameters_are_400(
     client: httpx.AsyncClient, params: dict[str, str]
 ) -> None:
-    response = await client.get("/v1/readings", params=params, headers=_auth())
+    response = await client.get("/v1/readings", params=params, headers=auth())
     _assert_problem(response, 400)
 
 
 @pytest.mark.parametrize("limit", [0, 10_001])
 async def test_limit_is_bounded(client: httpx.AsyncClient, limit: int) -> None:
-    response = await client.get("/v1/readings", params={"limit": limit}, headers=_auth())
+    response = await client.get("/v1/readings", params={"limit": limit}, headers=auth())
     assert "limit" in _assert_problem(response, 422)["detail"]
 
 
@@ -295,7 +268,7 @@ async def gaps_client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
         eighth: list[Record] = [*_readings(NANCHANG, 8), EVICTED, DISK_FULL]
         await _store(storage, NANCHANG, [1, 2, 3, 5, 8], {8: eighth})
         await _store(storage, BEIJING, [1, 4])
-        async with _serve(storage) as http:
+        async with serve(storage) as http:
             yield http
 
 
@@ -345,22 +318,22 @@ def _sorted(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 async def test_gaps_list_open_holes_and_declared_records(gaps_client: httpx.AsyncClient) -> None:
-    body = await _get(gaps_client, "/v1/gaps", gateway=NANCHANG.gateway)
+    body = await get_page(gaps_client, "/v1/gaps", gateway=NANCHANG.gateway)
     assert body["next"] is None
     assert all(set(item) == GAP_KEYS for item in body["items"])
     assert _sorted(body["items"]) == _sorted(NANCHANG_GAPS)
-    everything = await _get(gaps_client, "/v1/gaps")
+    everything = await get_page(gaps_client, "/v1/gaps")
     assert _sorted(everything["items"]) == _sorted([*NANCHANG_GAPS, _open(BEIJING, 2, 3)])
 
 
 @pytest.mark.parametrize("state", ["open", "closed"])
 async def test_gaps_filter_by_state(gaps_client: httpx.AsyncClient, state: str) -> None:
-    body = await _get(gaps_client, "/v1/gaps", gateway=NANCHANG.gateway, state=state)
+    body = await get_page(gaps_client, "/v1/gaps", gateway=NANCHANG.gateway, state=state)
     assert _sorted(body["items"]) == _sorted([g for g in NANCHANG_GAPS if g["state"] == state])
 
 
 async def test_gateways_count_open_gaps_only(gaps_client: httpx.AsyncClient) -> None:
-    body = await _get(gaps_client, "/v1/gateways")
+    body = await get_page(gaps_client, "/v1/gateways")
     by_id = {item["gateway"]: item for item in body["items"]}
     # 6..7 were declared lost: acked_through stops at the one hole still expected.
     assert (by_id[NANCHANG.gateway]["gaps"], by_id[NANCHANG.gateway]["acked_through"]) == (1, 3)
@@ -368,19 +341,19 @@ async def test_gateways_count_open_gaps_only(gaps_client: httpx.AsyncClient) -> 
 
 
 async def test_gaps_are_scoped_by_district(gaps_client: httpx.AsyncClient) -> None:
-    nanchang = await _get(gaps_client, "/v1/gaps", "nc-token")
+    nanchang = await get_page(gaps_client, "/v1/gaps", "nc-token")
     assert {item["gateway"] for item in nanchang["items"]} == {NANCHANG.gateway}
-    foreign = await _get(gaps_client, "/v1/gaps", "nc-token", gateway=BEIJING.gateway)
+    foreign = await get_page(gaps_client, "/v1/gaps", "nc-token", gateway=BEIJING.gateway)
     assert foreign["items"] == []
-    assert (await _get(gaps_client, "/v1/gaps", "sz-token"))["items"] == []
+    assert (await get_page(gaps_client, "/v1/gaps", "sz-token"))["items"] == []
 
 
 async def test_gaps_pages_return_every_gap_exactly_once(gaps_client: httpx.AsyncClient) -> None:
-    everything = (await _get(gaps_client, "/v1/gaps"))["items"]
+    everything = (await get_page(gaps_client, "/v1/gaps"))["items"]
     seen: list[dict[str, Any]] = []
     cursor = None
     while True:
-        page = await _get(
+        page = await get_page(
             gaps_client, "/v1/gaps", limit=1, **({"cursor": cursor} if cursor else {})
         )
         seen.extend(page["items"])
@@ -402,11 +375,11 @@ async def test_gaps_pages_return_every_gap_exactly_once(gaps_client: httpx.Async
 async def test_bad_gap_queries_are_problems(
     gaps_client: httpx.AsyncClient, params: dict[str, str | int], status: int
 ) -> None:
-    response = await gaps_client.get("/v1/gaps", params=params, headers=_auth())
+    response = await gaps_client.get("/v1/gaps", params=params, headers=auth())
     _assert_problem(response, status)
 
 
 async def test_a_cursor_of_another_list_is_refused(gaps_client: httpx.AsyncClient) -> None:
-    page = await _get(gaps_client, "/v1/readings", limit=1)
-    response = await gaps_client.get("/v1/gaps", params={"cursor": page["next"]}, headers=_auth())
+    page = await get_page(gaps_client, "/v1/readings", limit=1)
+    response = await gaps_client.get("/v1/gaps", params={"cursor": page["next"]}, headers=auth())
     assert "gaps" in _assert_problem(response, 400)["detail"]

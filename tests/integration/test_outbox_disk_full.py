@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import os
 import sqlite3
-import subprocess
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from edge_agent.shell.sealer import Sealer
 from specs.block import decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed
+from tests.support.tmpfs import mount_tmpfs, unmount
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -38,19 +38,11 @@ FS_BYTES = 12 * 1024 * 1024
 def small_fs(tmp_path: Path) -> Iterator[Path]:
     """A 12 MiB tmpfs (the test runs as root, as CI does here; mounting is the point)."""
     mount = tmp_path / "fs"
-    mount.mkdir()
-    done = subprocess.run(
-        ["mount", "-t", "tmpfs", "-o", f"size={FS_BYTES}", "tmpfs", str(mount)],
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    if done.returncode != 0:
-        pytest.fail(f"cannot mount a small tmpfs (needs root): {done.stderr.strip()}")
+    mount_tmpfs(mount, f"size={FS_BYTES}")
     try:
         yield mount
     finally:
-        subprocess.run(["umount", "-l", str(mount)], check=False)
+        unmount(mount)
 
 
 def _fill(directory: Path) -> Path:
