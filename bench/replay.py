@@ -40,9 +40,19 @@ Figures (min/median/max over --repeats, each repeat on a fresh broker and collec
   -> latency, for a plot).
 What the report should say: the p99 ratio is measured on a 2-core machine shared by broker,
 collector and agent (and other work): during a drain the collector takes a core, so live
-latency is also CPU contention, not only queueing.
+latency is also CPU contention, not only queueing. Where live blocks waited before the lanes
+at the collector (specs/lanes.py, collector/ingest/lanes.py): broker to ACK, behind the 50-70
+backlog blocks of the agent's window queued FIFO at the collector (ratio 21x, 3.6 M backlog).
+With the lanes a live block waits for the backlog batch in progress (at most 16 blocks) and
+its own; the collector part is still most of the drain p99 (about 85 % of it).
+Measured 2026-12-06 (--backlog 1200000, 3 repeats, machine at load 9-13 from other benches:
+absolute rates are a fraction of a quiet run's): drain 2.7k/6.9k/7.5k readings/s, p99 ratio
+2.4/3.3/4.2 (normal p99 203-307 ms, drain p99 741-869 ms), RSS ratio 1.01-1.05, SIGTERM
+during a drain 2.05-2.10 s. Before the lanes, same machine at load ~4: drain 25.8k/s,
+p99 ratio 21 (1,052 ms against 50 ms).
 A run takes about (normal 15 s + seal ~50 s + drain ~120 s + SIGTERM ~20 s) per repeat at the
-defaults: about 3.5 min a repeat, 10 min for 3; `--backlog 600000` for a quick look.
+defaults on a quiet machine: about 3.5 min a repeat, 10 min for 3 (much longer on a loaded
+one); `make bench` may pass `--backlog 1200000` (the 3.6 M time is scaled from the rate).
 
 Run: `.venv/bin/python -m bench.replay [--backlog 3600000] [--repeats 3] [--json out.json]`.
 Exit 1 when a gated median misses its target.
