@@ -12,10 +12,10 @@ import argparse
 import asyncio
 import json
 import logging
-import signal
 import sys
 
 from drivers.sim.faults import FAULT_CHOICES, Fault
+from drivers.sim.lifecycle import stop_on_signals
 from drivers.sim.profiles import PROFILE_NAMES, TANKFARM, profile_map, serve_profile
 
 _log = logging.getLogger("drivers.sim")
@@ -82,10 +82,7 @@ def _print_map(profile: str, tanks: int) -> None:
 
 async def _serve(args: argparse.Namespace) -> None:
     """Serve until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     sim = await serve_profile(
         args.profile,
         args.host,

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import enum
-import itertools
 import random
 import sys
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ from typing import TYPE_CHECKING
 
 from drivers.serial.checksum import Checksum, ChecksumSpec, append_checksum, checksum_value
 from drivers.serial.framing import DelimiterFramer, Frame
+from drivers.sim.lifecycle import ticks
 from drivers.sim.pty import PtySimulator, serve_pty
 
 if TYPE_CHECKING:
@@ -174,10 +174,7 @@ class GasAnalyzerSim(PtySimulator):
 
     async def _run_free(self, interval: float) -> None:
         """Send a line every `interval` seconds on an absolute schedule."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        for tick in itertools.count(1):
-            await asyncio.sleep(max(0.0, started + tick * interval - loop.time()))
+        async for _ in ticks(interval):
             self._send(self._output())
 
     def _on_data(self, chunk: bytes) -> None:

@@ -1,11 +1,57 @@
-"""What every simulator shares: `async with` stops it, and its update task stops cleanly."""
+"""What every simulator shares: `async with`, its update schedule, stopping cleanly.
+
+`async with` starts and stops a simulator; its update task runs on `ticks`, an absolute
+schedule, and `cancel_task` ends it; its command line stops on SIGINT or SIGTERM.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
+import signal
+from dataclasses import dataclass
 from types import TracebackType
-from typing import Self
+from typing import TYPE_CHECKING, Self
+
+if TYPE_CHECKING:
+    from collections.abc import AsyncIterator
+
+
+@dataclass(frozen=True, slots=True)
+class Tick:
+    """One beat of `ticks`: its number (from 1), seconds since the start and since the last."""
+
+    number: int
+    elapsed: float
+    dt: float
+
+
+async def ticks(interval: float) -> AsyncIterator[Tick]:
+    """Yield every `interval` seconds, forever, on an absolute schedule.
+
+    Tick k is due at start + k * interval however long the work after each tick took, so the
+    cadence does not drift; a late tick is yielded at once.
+    """
+    loop = asyncio.get_running_loop()
+    started = last = loop.time()
+    for number in itertools.count(1):
+        await asyncio.sleep(max(0.0, started + number * interval - loop.time()))
+        now = loop.time()
+        yield Tick(number, now - started, now - last)
+        last = now
+
+
+def stop_on_signals() -> asyncio.Event:
+    """Return an event that SIGINT and SIGTERM set (needs a running loop).
+
+    Called before a simulator starts, so a signal during start-up stops it cleanly too.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    return stop
 
 
 async def cancel_task(task: asyncio.Task[None] | None) -> None:

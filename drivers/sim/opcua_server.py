@@ -31,7 +31,6 @@ from __future__ import annotations
 import asyncio
 import collections
 import datetime as dt
-import itertools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, cast
@@ -42,7 +41,7 @@ from asyncua.server.server import Server
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 
-from drivers.sim.lifecycle import Simulator, cancel_task
+from drivers.sim.lifecycle import Simulator, cancel_task, ticks
 from drivers.sim.opcua_security import SimSecurity, Users, configure_security
 from drivers.sim.pki import SERVER_URI
 
@@ -327,13 +326,8 @@ class OpcUaSimulator(Simulator):
 
     async def _update_forever(self) -> None:
         """Advance the model and write every node each `interval`, on an absolute schedule."""
-        loop = asyncio.get_running_loop()
-        started = last = loop.time()
-        for tick in itertools.count(1):
-            await asyncio.sleep(max(0.0, started + tick * self._interval - loop.time()))
-            now = loop.time()
-            self._advance(now - last)
-            last = now
+        async for tick in ticks(self._interval):
+            self._advance(tick.dt)
             if self._silent:
                 continue
             self._values = self._readings()

@@ -18,13 +18,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import signal
 import sys
 import tty
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drivers.sim.lifecycle import Simulator, cancel_task
+from drivers.sim.lifecycle import Simulator, cancel_task, stop_on_signals
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
@@ -199,10 +198,7 @@ class PtySimulator(Simulator):
 
 async def serve_pty(sim: PtySimulator) -> None:
     """Run `sim`, print its pty path on stdout, serve until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     async with sim:
         sys.stdout.write(sim.pty_path + "\n")
         sys.stdout.flush()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import itertools
 import random
 import sys
 from pathlib import Path
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING
 
 from drivers.modbus.timing import silent_interval
 from drivers.serial.checksum import crc16_modbus
+from drivers.sim.lifecycle import ticks
 from drivers.sim.pty import PtySimulator, serve_pty
 from drivers.sim.rtu_slaves import (
     COIL_BITS,
@@ -132,10 +132,7 @@ class RtuBusSim(PtySimulator):
 
     async def _update_forever(self) -> None:
         """Advance every slave's values every `interval` seconds."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        for tick in itertools.count(1):
-            await asyncio.sleep(max(0.0, started + tick * self._interval - loop.time()))
+        async for _ in ticks(self._interval):
             for slave in self.slaves.values():
                 slave.step(self._rng)
 

@@ -25,11 +25,11 @@ import asyncio
 import json
 import logging
 import random
-import signal
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from drivers.sim.lifecycle import stop_on_signals
 from drivers.sim.opcua_security import SimSecurity
 from drivers.sim.opcua_server import OpcUaSimulator, SimNode
 from drivers.sim.pki import make_test_pki
@@ -148,10 +148,7 @@ def _security(pki_dir: Path) -> SimSecurity:
 
 async def _serve(args: argparse.Namespace) -> None:
     """Serve until SIGINT or SIGTERM."""
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, stop.set)
+    stop = stop_on_signals()
     security = _security(args.pki) if args.pki is not None else None
     sim = SlopeServer(
         args.host,

@@ -38,8 +38,6 @@ move on underneath; the registers catch up when the fault is cleared); `clear_fa
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import math
 import random
 from dataclasses import dataclass, replace
@@ -50,6 +48,7 @@ from pymodbus.simulator import SimData, SimDevice
 from drivers.modbus.codec import DataType, Order, Table, encode
 from drivers.modbus.plan import RegisterPoint
 from drivers.sim.faults import Fault
+from drivers.sim.lifecycle import ticks
 from drivers.sim.modbus_server import ModbusTcpSimulator
 
 __all__ = [
@@ -338,15 +337,8 @@ class TankFarmServer(ModbusTcpSimulator):
 
     async def _update_forever(self) -> None:
         """Advance the tanks and publish their registers every `interval` seconds."""
-        loop = asyncio.get_running_loop()
-        started = last = loop.time()
-        for tick in itertools.count(1):
-            # Sleep to an absolute schedule so the cadence does not drift with work time.
-            await asyncio.sleep(max(0.0, started + tick * self._interval - loop.time()))
-            now = loop.time()
-            t, dt = now - started, now - last
-            last = now
-            self.states = tuple(step_tank(s, t, dt, self._rng) for s in self.states)
+        async for tick in ticks(self._interval):
+            self.states = tuple(step_tank(s, tick.elapsed, tick.dt, self._rng) for s in self.states)
             if self._faults.frozen:
                 continue  # the tanks move on; the registers keep their last values
             await self._server.async_setValues(self.unit_id, 16, 0, holding_image(self.states))

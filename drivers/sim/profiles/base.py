@@ -17,8 +17,6 @@ and `values` run on underneath; the registers catch up when the fault is cleared
 
 from __future__ import annotations
 
-import asyncio
-import itertools
 import math
 import random
 from collections.abc import Callable, Mapping
@@ -30,6 +28,7 @@ from pymodbus.simulator import SimData, SimDevice
 
 from drivers.modbus.codec import DataType, Table, encode, is_bit_table
 from drivers.sim.faults import Fault
+from drivers.sim.lifecycle import ticks
 from drivers.sim.modbus_server import ModbusTcpSimulator
 from drivers.sim.tankfarm import SimPoint
 
@@ -280,14 +279,10 @@ class ProfileServer(ModbusTcpSimulator):
 
     async def _update_forever(self) -> None:
         """Step the model and publish its registers every `interval` seconds."""
-        loop = asyncio.get_running_loop()
-        started = loop.time()
-        for tick in itertools.count(1):
-            # An absolute schedule keeps the cadence from drifting with the work time.
-            await asyncio.sleep(max(0.0, started + tick * self._interval - loop.time()))
+        async for tick in ticks(self._interval):
             self.model = self.model.step(self._interval, self._rng)
             self.values = self.model.observe(self._rng)
-            self.ticks = tick
+            self.ticks = tick.number
             if self._faults.frozen:
                 continue  # the model runs on; the registers keep their last values
             images = register_images(self.profile.points, self.values)
