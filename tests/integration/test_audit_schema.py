@@ -12,12 +12,11 @@ from pathlib import Path
 
 import asyncpg
 
-from collector.storage.postgres.schema import MIGRATIONS
 from collector.storage.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA
 from collector.storage.postgres.schema import upgrade as postgres_upgrade
 from collector.storage.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA
 from collector.storage.sqlite.upgrade import upgrade as sqlite_upgrade
-from tests.support.postgres import PostgresDatabases, sql_rows
+from tests.support.postgres import PostgresDatabases, apply_first_migrations, sql_rows
 
 _AUDIT_9 = """
 CREATE TABLE audit (
@@ -54,13 +53,7 @@ async def test_migration_4_keeps_the_audit_rows_of_a_version_3_database(
     try:
         db = await asyncpg.connect(url)
         try:
-            await db.execute(
-                "CREATE TABLE schema_migrations (version integer PRIMARY KEY,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            for migration in MIGRATIONS[:3]:
-                await db.execute(migration.sql)
-                await db.execute("INSERT INTO schema_migrations VALUES ($1)", migration.version)
+            await apply_first_migrations(db, 3)
             await db.execute(
                 "INSERT INTO audit (at, gateway, topic, reason, detail, payload_hash)"
                 " VALUES (1.5, 'gw', 'gz/1/x', 'malformed', 'old row', 'h')"

@@ -13,13 +13,12 @@ from pathlib import Path
 import asyncpg
 
 from collector.storage import open_storage
-from collector.storage.postgres.schema import MIGRATIONS
 from collector.storage.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA
 from collector.storage.postgres.schema import upgrade as postgres_upgrade
 from collector.storage.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA
 from collector.storage.sqlite.upgrade import upgrade as sqlite_upgrade
 from tests.support.collector_client import sim_gateway
-from tests.support.postgres import PostgresDatabases
+from tests.support.postgres import PostgresDatabases, apply_first_migrations
 
 GW = sim_gateway(61)
 
@@ -75,13 +74,7 @@ async def test_migration_5_keeps_the_keys_of_a_version_4_database(
     try:
         db = await asyncpg.connect(url)
         try:
-            await db.execute(
-                "CREATE TABLE schema_migrations (version integer PRIMARY KEY,"
-                " applied_at timestamptz NOT NULL DEFAULT now())"
-            )
-            for migration in MIGRATIONS[:4]:
-                await db.execute(migration.sql)
-                await db.execute("INSERT INTO schema_migrations VALUES ($1)", migration.version)
+            await apply_first_migrations(db, 4)
             await db.execute(
                 "INSERT INTO gateways VALUES ($1, $2, $3, 1.0)",
                 GW.gateway,

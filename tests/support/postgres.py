@@ -26,6 +26,7 @@ from typing import Any, Final, TypeVar
 import asyncpg
 
 from collector.storage.postgres import upgrade
+from collector.storage.postgres.schema import MIGRATIONS
 
 SERVER: Final = os.environ.get("GZ_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432")
 """The server tests use; its `postgres` database is where databases are created from."""
@@ -207,3 +208,18 @@ async def sql_execute(url: str, query: str, *args: object) -> int:
     if url.startswith("sqlite:///"):
         return _sqlite_execute(url.removeprefix("sqlite:///"), query, args)
     return await _postgres_execute(url, query, args)
+
+
+async def apply_first_migrations(db: asyncpg.Connection, count: int) -> None:
+    """Leave an empty database as a collector of schema version `count` did.
+
+    The first `count` migrations run and are recorded, for upgrade tests that then write
+    rows the way that version did.
+    """
+    await db.execute(
+        "CREATE TABLE schema_migrations (version integer PRIMARY KEY,"
+        " applied_at timestamptz NOT NULL DEFAULT now())"
+    )
+    for migration in MIGRATIONS[:count]:
+        await db.execute(migration.sql)
+        await db.execute("INSERT INTO schema_migrations VALUES ($1)", migration.version)
