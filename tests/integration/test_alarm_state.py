@@ -10,11 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -32,11 +28,12 @@ from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.sealer import Sealer
 from hostkit.logs import configure_logging
 from specs.block import decode_block
+from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed
 from tests.support.broker import free_port
+from tests.support.sigkill_writer import kill_when_sealed
 
-ROOT = Path(__file__).resolve().parents[2]
 KEY = signing_key_from_seed(bytes(32))
 SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
 
@@ -124,7 +121,7 @@ async def seal_through_sealer(path: Path, rules: AlarmRules, readings: list[Read
 
 async def test_an_active_alarm_survives_a_restart_and_clears_with_its_id(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    rules = rules_for_site(site(tmp_path))
+    rules = rules_for_site(site(tmp_path), default_catalogue())
     await seal_through_sealer(path, rules, [lel(0, 5), lel(1, 30), lel(2, 31)])
     (raised,) = outbox_alarms(path)
     assert (raised.event, raised.level, raised.trigger_t) == (AlarmEvent.RAISE, "L1", lel(1, 0).t)
@@ -149,7 +146,7 @@ async def test_an_active_alarm_survives_a_restart_and_clears_with_its_id(tmp_pat
 
 async def test_the_state_commits_with_its_block_or_not_at_all(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    rules = rules_for_site(site(tmp_path))
+    rules = rules_for_site(site(tmp_path), default_catalogue())
     queue: asyncio.Queue[Record] = asyncio.Queue()
     async with open_outbox(path, SITE, KEY) as outbox:
         stage = await load_alarm_stage(outbox, rules)
@@ -188,7 +185,7 @@ async def test_the_state_commits_with_its_block_or_not_at_all(tmp_path: Path) ->
 
 async def test_a_block_without_alarm_changes_leaves_the_state_row_alone(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    rules = rules_for_site(site(tmp_path))
+    rules = rules_for_site(site(tmp_path), default_catalogue())
     await seal_through_sealer(path, rules, [lel(0, 30)])
     with sqlite3.connect(path) as db:
         before = db.execute("SELECT state, saved_at FROM alarm_state").fetchall()
@@ -200,7 +197,7 @@ async def test_a_block_without_alarm_changes_leaves_the_state_row_alone(tmp_path
 
 async def test_an_unreadable_state_starts_over_with_new_ids(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    rules = rules_for_site(site(tmp_path))
+    rules = rules_for_site(site(tmp_path), default_catalogue())
     await seal_through_sealer(path, rules, [lel(0, 30)])
     with sqlite3.connect(path) as db:
         db.execute("UPDATE alarm_state SET state = x'00ff'")
@@ -216,11 +213,12 @@ from pathlib import Path
 from edge_agent.core.alarms import rules_for_site
 from edge_agent.shell.alarm_stage import load_alarm_stage
 from edge_agent.shell.outbox import open_outbox
+from specs.catalogue import default_catalogue
 from tests.integration.test_alarm_state import KEY, SITE, lel, site
 
 async def main() -> None:
     path = Path(sys.argv[1])
-    rules = rules_for_site(site(path.parent))
+    rules = rules_for_site(site(path.parent), default_catalogue())
     async with open_outbox(path, SITE, KEY) as outbox:
         stage = await load_alarm_stage(outbox, rules)
         i = int(sys.argv[2])
@@ -245,26 +243,9 @@ def test_sigkill_never_splits_alarm_events_from_their_state(tmp_path: Path) -> N
     for round_number in range(6):
         # Each life starts where the pattern is in another phase, so some restarts happen
         # with L1 active and some with it clear.
-        writer = subprocess.Popen(
-            [sys.executable, "-c", _WRITER, str(path), str(round_number * 1000 + round_number)],
-            stdout=subprocess.PIPE,
-            cwd=ROOT,
-        )
-        assert writer.stdout is not None
-        deadline = time.monotonic() + 20
         wanted = sealed + 3 + round_number * 5
-        while time.monotonic() < deadline:
-            line = writer.stdout.readline()
-            if not line:
-                break
-            if not line.startswith(b"sealed "):
-                continue  # the agent's log lines
-            sealed = int(line.split()[1])
-            if sealed >= wanted:
-                break
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait()
-        writer.stdout.close()
+        start = str(round_number * 1000 + round_number)
+        sealed = kill_when_sealed(_WRITER, str(path), start, wanted=wanted, sealed=sealed)
     assert len(outbox_alarms(path)) > 6
     assert_consistent(path)
 
@@ -338,7 +319,7 @@ async def test_a_raise_logs_at_warning_with_its_alarm_level_in_the_journal_line(
 
 
 async def _raise_and_clear(tmp_path: Path) -> None:
-    rules = rules_for_site(site(tmp_path))
+    rules = rules_for_site(site(tmp_path), default_catalogue())
     async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
         stage = await load_alarm_stage(outbox, rules)
         stage.commit(stage.evaluate([lel(0, 30)]))
