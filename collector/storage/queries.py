@@ -10,7 +10,7 @@ the order Python gives.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Final, Protocol
 
 from collector.model import AuditEntry, Reason
@@ -23,17 +23,14 @@ from collector.readmodel import (
     GapRow,
     GapState,
     GatewayAfter,
-    GatewayProfile,
     GatewayView,
     Page,
     PointAfter,
-    PointMetaRow,
     PointRow,
     ReadingAfter,
     ReadingFilter,
     ReadingRow,
     Scope,
-    SourcedReading,
 )
 from collector.storage.records import (
     ALARM_COLUMNS,
@@ -74,13 +71,15 @@ def scope_clause(scope: Scope, column: str) -> tuple[str, list[object]]:
     return f" AND {column} IN ({', '.join('?' * len(districts))})", list(districts)
 
 
-def _conditions(clauses: list[str]) -> str:
+def where_all(clauses: list[str]) -> str:
+    """The clauses joined by AND (`true` for none)."""
     return " AND ".join(clauses) or "true"
 
 
-def _reading_clauses(
+def reading_clauses(
     where: ReadingFilter, after: ReadingAfter | None
 ) -> tuple[list[str], list[object]]:
+    """The conditions on readings `r` a filter and a keyset position make, and their params."""
     clauses: list[str] = []
     params: list[object] = []
     for clause, value in (
@@ -134,7 +133,7 @@ async def audit(
     clauses.append("kind = 'rejection'")
     rows = await fetch(
         "SELECT at, gateway, topic, reason, detail, payload_hash, count FROM audit"
-        f" WHERE {_conditions(clauses)} ORDER BY id LIMIT ?",
+        f" WHERE {where_all(clauses)} ORDER BY id LIMIT ?",
         (*params, limit),
     )
     return tuple(
@@ -257,9 +256,9 @@ async def readings(
     limit: int,
 ) -> Page[ReadingRow]:
     """Readings ordered by (gateway, point, t, rowid)."""
-    clauses, params = _reading_clauses(where, after)
+    clauses, params = reading_clauses(where, after)
     scope_sql, scope_params = scope_clause(scope, "g.district")
-    conditions = _conditions(clauses)
+    conditions = where_all(clauses)
     rows = await fetch(
         f"SELECT {READING_COLUMNS}, r.id FROM readings r"
         f" JOIN gateways g ON g.gateway = r.gateway WHERE {conditions}{scope_sql}"
@@ -297,7 +296,7 @@ async def alarms(
         clauses.append("(a.since, a.gateway, a.alarm_id) > (?, ?, ?)")
         params.extend(after)
     scope_sql, scope_params = scope_clause(scope, "g.district")
-    conditions = _conditions(clauses)
+    conditions = where_all(clauses)
     rows = await fetch(
         f"SELECT {ALARM_COLUMNS} FROM alarms a JOIN gateways g ON g.gateway = a.gateway"
         f" WHERE {conditions}{scope_sql} ORDER BY a.since, a.gateway, a.alarm_id LIMIT ?",
@@ -328,7 +327,7 @@ async def gaps(
         clauses.append("(p.gateway, p.id) > (?, ?)")
         params.extend(after)
     scope_sql, scope_params = scope_clause(scope, "g.district")
-    conditions = _conditions(clauses)
+    conditions = where_all(clauses)
     # An open hole's times and lost readings are unknown (schema 3 counted its blocks).
     rows = await fetch(
         "SELECT p.gateway, p.kind, CASE p.kind WHEN 'sequence' THEN p.epoch"
@@ -352,66 +351,6 @@ async def gaps(
                 state=GapState.OPEN if row[1] == "sequence" else GapState.CLOSED,
                 rowid=row[9],
             )
-            for row in rows
-        ],
-        limit,
-    )
-
-
-async def gateway_profile(fetch: Fetch, gateway: str) -> GatewayProfile | None:
-    """Domain and mine code from the gateway's newest stored block; None without blocks."""
-    # The newest block is the top stored seq of the most recently active sequence (its
-    # max_seq may be a declared seq that has no block): key lookups.
-    rows = await fetch(
-        "SELECT b.domain, b.mine_code FROM ingest_state i JOIN blocks b"
-        " ON b.gateway = i.gateway AND b.epoch = i.epoch AND b.seq = (SELECT max(x.seq)"
-        " FROM blocks x WHERE x.gateway = i.gateway AND x.epoch = i.epoch)"
-        " WHERE i.gateway = ? ORDER BY i.last_seen DESC, i.first_seen DESC LIMIT 1",
-        (gateway,),
-    )
-    for row in rows:
-        return GatewayProfile(gateway, row[0], row[1])
-    return None
-
-
-async def point_metas(fetch: Fetch, gateway: str) -> Mapping[str, PointMetaRow]:
-    """The newest meta description of each point of a gateway, by point."""
-    rows = await fetch(
-        "SELECT gateway, point, quota, unit, name, device, thresholds, issued_at"
-        " FROM point_meta WHERE gateway = ? ORDER BY point",
-        (gateway,),
-    )
-    return {
-        row[1]: PointMetaRow(
-            gateway=row[0],
-            point=row[1],
-            quota=row[2],
-            unit=row[3],
-            name=row[4],
-            device=row[5],
-            thresholds=thresholds(row[6]),
-            issued_at=row[7],
-        )
-        for row in rows
-    }
-
-
-async def sourced_readings(
-    fetch: Fetch, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
-) -> Page[SourcedReading]:
-    """Readings with their source block, ordered like `readings`."""
-    clauses, params = _reading_clauses(where, after)
-    rows = await fetch(
-        f"SELECT {READING_COLUMNS}, r.id, r.epoch, r.seq, r.idx, b.domain, b.mine_code"
-        " FROM readings r JOIN blocks b"
-        " ON b.gateway = r.gateway AND b.epoch = r.epoch AND b.seq = r.seq"
-        f" WHERE {_conditions(clauses)}"
-        " ORDER BY r.gateway, r.point, r.t, r.id LIMIT ?",
-        (*params, limit + 1),
-    )
-    return Page.of(
-        [
-            SourcedReading(reading(row, row[8]), row[9], row[10], row[11], row[12], row[13])
             for row in rows
         ],
         limit,

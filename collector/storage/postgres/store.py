@@ -20,40 +20,22 @@ from collector.audit.chain import ActionEntry, AuditRow, ChainHead
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.feed.wakeup import CommitSignal
 from collector.model import (
-    AuditEntry,
     BatchResult,
     Gateway,
     GatewayKey,
     IngestBatch,
     KeyGrant,
-    Reason,
     StreamState,
 )
 from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.readmodel import (
-    AlarmAfter,
-    AlarmFilter,
-    AlarmState,
     BucketAfter,
     BucketGrid,
     BucketRow,
-    GapAfter,
-    GapRow,
-    GapState,
-    GatewayAfter,
-    GatewayProfile,
-    GatewayView,
     Page,
-    PointAfter,
-    PointMetaRow,
-    PointRow,
-    ReadingAfter,
     ReadingFilter,
-    ReadingRow,
     Scope,
-    SourcedReading,
 )
-from collector.storage import queries
 from collector.storage.base import StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.months import month_of, months_of, next_month
@@ -74,6 +56,8 @@ from collector.storage.postgres.notices import relay_commits
 from collector.storage.postgres.partitions import Partitions
 from collector.storage.postgres.rows import fetcher
 from collector.storage.postgres.schema import migrate
+from collector.storage.queries import Fetch
+from collector.storage.reads import QueryReads
 from collector.tokens import StoredToken
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
@@ -83,7 +67,7 @@ POOL_MAX: Final = 4
 CONNECT_TIMEOUT: Final = 10.0
 
 
-class PostgresStorage:
+class PostgresStorage(QueryReads):
     """The Storage protocol on one PostgreSQL database."""
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str) -> None:
@@ -150,6 +134,12 @@ class PostgresStorage:
         async with self._connection("ping") as db:
             await db.fetchval("SELECT 1")
 
+    @asynccontextmanager
+    async def _reading(self, action: str) -> AsyncIterator[Fetch]:
+        """A pooled connection's Fetch; driver errors become StorageError naming `action`."""
+        async with self._connection(action) as db:
+            yield fetcher(db)
+
     # --- registry ---------------------------------------------------------------------------
 
     async def register(self, gateway: Gateway, key: GatewayKey) -> None:
@@ -213,58 +203,7 @@ class PostgresStorage:
             states = await stream_states(db, [(gateway, epoch)])
         return states.get((gateway, epoch))
 
-    async def audit(
-        self, *, gateway: str | None = None, reason: Reason | None = None, limit: int = 1000
-    ) -> tuple[AuditEntry, ...]:
-        """Audit rows, oldest first."""
-        async with self._connection("reading the audit trail") as db:
-            return await queries.audit(fetcher(db), gateway=gateway, reason=reason, limit=limit)
-
-    # --- API queries ------------------------------------------------------------------------
-
-    async def gateway_views(
-        self, scope: Scope, *, after: GatewayAfter | None, limit: int
-    ) -> Page[GatewayView]:
-        """Gateways with their ingest progress, ordered by id."""
-        async with self._connection("reading gateways") as db:
-            return await queries.gateway_views(fetcher(db), scope, after=after, limit=limit)
-
-    async def points(
-        self,
-        scope: Scope,
-        *,
-        gateway: str | None,
-        quota: str | None,
-        after: PointAfter | None,
-        limit: int,
-    ) -> Page[PointRow]:
-        """Points gateways have reported or described, ordered by (gateway, point)."""
-        async with self._connection("reading points") as db:
-            return await queries.points(
-                fetcher(db), scope, gateway=gateway, quota=quota, after=after, limit=limit
-            )
-
-    async def latest(
-        self,
-        scope: Scope,
-        *,
-        enterprise: str | None,
-        gateway: str | None,
-        after: PointAfter | None,
-        limit: int,
-    ) -> Page[ReadingRow]:
-        """The newest reading of each point, ordered by (gateway, point)."""
-        async with self._connection("reading latest values") as db:
-            return await queries.latest(
-                fetcher(db), scope, enterprise=enterprise, gateway=gateway, after=after, limit=limit
-            )
-
-    async def readings(
-        self, scope: Scope, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
-    ) -> Page[ReadingRow]:
-        """Readings ordered by (gateway, point, t, rowid)."""
-        async with self._connection("reading readings") as db:
-            return await queries.readings(fetcher(db), scope, where, after=after, limit=limit)
+    # --- API queries and exports: collector.storage.reads.QueryReads ---------------------
 
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
 
@@ -286,49 +225,6 @@ class PostgresStorage:
             )
             bound = chosen(db, scope, where, grid)
             return await bucket_page(bound, grid, after=after, limit=limit)
-
-    # --- end of buckets -----------------------------------------------------------------------
-
-    async def alarms(
-        self, scope: Scope, where: AlarmFilter, *, after: AlarmAfter | None, limit: int
-    ) -> Page[AlarmState]:
-        """Alarms ordered by (since, gateway, alarm_id)."""
-        async with self._connection("reading alarms") as db:
-            return await queries.alarms(fetcher(db), scope, where, after=after, limit=limit)
-
-    async def gaps(
-        self,
-        scope: Scope,
-        *,
-        gateway: str | None,
-        state: GapState | None,
-        after: GapAfter | None,
-        limit: int,
-    ) -> Page[GapRow]:
-        """Open holes and stored gap records, ordered by (gateway, rowid)."""
-        async with self._connection("reading gaps") as db:
-            return await queries.gaps(
-                fetcher(db), scope, gateway=gateway, state=state, after=after, limit=limit
-            )
-
-    # --- exports ----------------------------------------------------------------------------
-
-    async def gateway_profile(self, gateway: str) -> GatewayProfile | None:
-        """Domain and mine code from the gateway's newest stored block; None without blocks."""
-        async with self._connection("reading a gateway profile") as db:
-            return await queries.gateway_profile(fetcher(db), gateway)
-
-    async def point_metas(self, gateway: str) -> Mapping[str, PointMetaRow]:
-        """The newest meta description of each point of a gateway, by point."""
-        async with self._connection("reading point metas") as db:
-            return await queries.point_metas(fetcher(db), gateway)
-
-    async def sourced_readings(
-        self, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
-    ) -> Page[SourcedReading]:
-        """Readings with their source block, ordered like `readings`."""
-        async with self._connection("reading readings") as db:
-            return await queries.sourced_readings(fetcher(db), where, after=after, limit=limit)
 
     # --- capabilities (collector.storage.capabilities): verify, live feed, quality ----------
 

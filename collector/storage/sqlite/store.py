@@ -19,42 +19,26 @@ import aiosqlite
 from collector.audit.chain import ActionEntry, AuditRow, ChainHead
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.model import (
-    AuditEntry,
     BatchResult,
     Gateway,
     GatewayKey,
     IngestBatch,
     KeyGrant,
-    Reason,
     StreamState,
 )
 from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.readmodel import (
-    AlarmAfter,
-    AlarmFilter,
-    AlarmState,
     BucketAfter,
     BucketGrid,
     BucketRow,
-    GapAfter,
-    GapRow,
-    GapState,
-    GatewayAfter,
-    GatewayProfile,
-    GatewayView,
     Page,
-    PointAfter,
-    PointMetaRow,
-    PointRow,
-    ReadingAfter,
     ReadingFilter,
-    ReadingRow,
     Scope,
-    SourcedReading,
 )
-from collector.storage import queries
 from collector.storage.base import RegistryError, StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
+from collector.storage.queries import Fetch
+from collector.storage.reads import QueryReads
 from collector.storage.sqlite import (
     archive,
     audit,
@@ -71,7 +55,7 @@ from collector.tokens import StoredToken
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
 
-class SqliteStorage:
+class SqliteStorage(QueryReads):
     """The Storage protocol on one SQLite file."""
 
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
@@ -128,6 +112,11 @@ class SqliteStorage:
                 await rollback(db)
                 raise
 
+    @asynccontextmanager
+    async def _reading(self, action: str) -> AsyncIterator[Fetch]:  # noqa: ARG002
+        """Reads run on the reader connection; its errors are sqlite3's, whatever `action`."""
+        yield self._fetch
+
     # --- registry ---------------------------------------------------------------------------
 
     async def register(self, gateway: Gateway, key: GatewayKey) -> None:
@@ -171,73 +160,7 @@ class SqliteStorage:
         states = await ingest.stream_states(self._reader, [(gateway, epoch)])
         return states.get((gateway, epoch))
 
-    async def audit(
-        self, *, gateway: str | None = None, reason: Reason | None = None, limit: int = 1000
-    ) -> tuple[AuditEntry, ...]:
-        """Audit rows, oldest first."""
-        return await queries.audit(self._fetch, gateway=gateway, reason=reason, limit=limit)
-
-    # --- API queries ------------------------------------------------------------------------
-
-    async def gateway_views(
-        self, scope: Scope, *, after: GatewayAfter | None, limit: int
-    ) -> Page[GatewayView]:
-        """Gateways with their ingest progress, ordered by id."""
-        return await queries.gateway_views(self._fetch, scope, after=after, limit=limit)
-
-    async def points(
-        self,
-        scope: Scope,
-        *,
-        gateway: str | None,
-        quota: str | None,
-        after: PointAfter | None,
-        limit: int,
-    ) -> Page[PointRow]:
-        """Points gateways have reported or described, ordered by (gateway, point)."""
-        return await queries.points(
-            self._fetch, scope, gateway=gateway, quota=quota, after=after, limit=limit
-        )
-
-    async def latest(
-        self,
-        scope: Scope,
-        *,
-        enterprise: str | None,
-        gateway: str | None,
-        after: PointAfter | None,
-        limit: int,
-    ) -> Page[ReadingRow]:
-        """The newest reading of each point, ordered by (gateway, point)."""
-        return await queries.latest(
-            self._fetch, scope, enterprise=enterprise, gateway=gateway, after=after, limit=limit
-        )
-
-    async def readings(
-        self, scope: Scope, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
-    ) -> Page[ReadingRow]:
-        """Readings ordered by (gateway, point, t, rowid)."""
-        return await queries.readings(self._fetch, scope, where, after=after, limit=limit)
-
-    async def alarms(
-        self, scope: Scope, where: AlarmFilter, *, after: AlarmAfter | None, limit: int
-    ) -> Page[AlarmState]:
-        """Alarms ordered by (since, gateway, alarm_id)."""
-        return await queries.alarms(self._fetch, scope, where, after=after, limit=limit)
-
-    async def gaps(
-        self,
-        scope: Scope,
-        *,
-        gateway: str | None,
-        state: GapState | None,
-        after: GapAfter | None,
-        limit: int,
-    ) -> Page[GapRow]:
-        """Open holes and stored gap records, ordered by (gateway, rowid)."""
-        return await queries.gaps(
-            self._fetch, scope, gateway=gateway, state=state, after=after, limit=limit
-        )
+    # --- API queries and exports: collector.storage.reads.QueryReads ---------------------
 
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
 
@@ -254,22 +177,6 @@ class SqliteStorage:
         chosen = SqliteRollupBucketQueries if rollups_answer(grid, where) else SqliteBucketQueries
         bound = chosen(self._reader, scope, where, grid)
         return await bucket_page(bound, grid, after=after, limit=limit)
-
-    # --- exports ----------------------------------------------------------------------------
-
-    async def gateway_profile(self, gateway: str) -> GatewayProfile | None:
-        """Domain and mine code from the gateway's newest stored block; None without blocks."""
-        return await queries.gateway_profile(self._fetch, gateway)
-
-    async def point_metas(self, gateway: str) -> Mapping[str, PointMetaRow]:
-        """The newest meta description of each point of a gateway, by point."""
-        return await queries.point_metas(self._fetch, gateway)
-
-    async def sourced_readings(
-        self, where: ReadingFilter, *, after: ReadingAfter | None, limit: int
-    ) -> Page[SourcedReading]:
-        """Readings with their source block, ordered like `readings`."""
-        return await queries.sourced_readings(self._fetch, where, after=after, limit=limit)
 
     # --- capabilities (collector.storage.capabilities): verify, live feed, quality ----------
 
