@@ -10,7 +10,10 @@ import pytest
 
 from tests.e2e.harness import Site
 from tests.support.broker import Broker, free_port
+from tests.support.leaks import no_leaks, no_task_leaks
 from tests.support.postgres import SERVER, PostgresDatabases, StorageUrls, server_problem
+
+__all__ = ["no_leaks", "no_task_leaks"]  # fixtures: every test is checked for leaks
 
 
 @pytest.fixture
