@@ -16,15 +16,18 @@ from matplotlib.figure import Figure as Chart
 from bench.report_render import BenchRun
 from bench.results import LATENCY_PERCENTILES, RSS_OVER_TIME, THROUGHPUT_VS_POINTS
 
+RSS_SOAK = "rss_soak"  # rss_over_time series whose label says soak: minutes, not seconds
 KINDS = {
     THROUGHPUT_VS_POINTS: ("Throughput vs points", "configured points", "readings/s"),
     LATENCY_PERCENTILES: ("Latency percentiles (p50 and up)", "percentile", "ms (log scale)"),
     RSS_OVER_TIME: ("Agent RSS over time", "seconds", "MiB"),
+    RSS_SOAK: ("Agent RSS over the soak", "seconds", "MiB"),
 }
 FILES = {
     THROUGHPUT_VS_POINTS: "throughput-vs-points.png",
     LATENCY_PERCENTILES: "latency-percentiles.png",
     RSS_OVER_TIME: "rss-over-time.png",
+    RSS_SOAK: "rss-soak.png",
 }
 
 Lines = list[tuple[str, list[list[float]]]]  # (legend label, [[x, y], ...])
@@ -55,6 +58,8 @@ Points = list[list[float]]
 def _known(bench: str, name: str, points: Points) -> tuple[str, str, Points] | None:
     """(kind, label, points) of a series of a known kind, by its prefix or an alias."""
     kind, sep, label = name.partition(":")
+    if sep and kind == RSS_OVER_TIME and "soak" in label:
+        return RSS_SOAK, label, points
     if sep and kind in KINDS:
         return kind, label, points
     for alias_bench, pattern, alias_kind, transform in ALIASES:

@@ -238,3 +238,14 @@ def test_a_run_is_read_back_as_it_was_recorded(tmp_path: Path) -> None:
     assert load_run(job, tmp_path) == dataclasses.replace(recorded, how_to_run="now")
     assert load_run(Job("soak", "bench.rtu", how_to_run="later"), tmp_path).status == "not run"
     assert load_run(Job("x", "bench.not_a_bench"), tmp_path).status == "absent"
+
+
+def test_a_soak_gets_a_chart_of_its_own(tmp_path: Path) -> None:
+    memory = run(
+        "memory-soak",
+        figure("G7", "growth", (0.06,)),
+        series={
+            series_name(RSS_OVER_TIME, "modbus-1000, 30-minute soak"): [[0, 77.3], [1800, 77.4]]
+        },
+    )
+    assert [name for _, name in draw_all([memory], tmp_path)] == ["rss-soak.png"]
