@@ -11,6 +11,7 @@ import json
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
+from collector.audit.chain import AuditKind, AuditRow
 from collector.readmodel import AlarmState, ReadingRow
 
 Span = tuple[int, int | None]
@@ -87,3 +88,53 @@ def holes(text: str) -> tuple[tuple[int, int], ...]:
 def json_ranges(ranges: Sequence[tuple[int, int | None]]) -> str:
     """Seq ranges as the JSON text `ingest_state` keeps."""
     return json.dumps([list(r) for r in ranges])
+
+
+AUDIT_COLUMNS: Final = (
+    "kind, at, coalesce(last_at, at), minute, source, gateway, topic, reason, detail,"
+    " payload_hash, count, chain_seq, prev, hash"
+)
+"""The columns `audit_row` decodes; a row's `id`, when selected after them, is at AUDIT_ID."""
+AUDIT_ID: Final = 14
+INSERT_AUDIT: Final = (
+    "INSERT INTO audit (kind, at, last_at, minute, source, gateway, topic, reason, detail,"
+    " payload_hash, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+
+
+def audit_row(row: Row) -> AuditRow:
+    """An AuditRow from the AUDIT_COLUMNS of a row."""
+    minute, seq = row[3], row[11]
+    return AuditRow(
+        kind=AuditKind(str(row[0])),
+        at=float(row[1]),
+        last_at=float(row[2]),
+        minute=None if minute is None else float(minute),
+        source=str(row[4]),
+        gateway=None if row[5] is None else str(row[5]),
+        topic=str(row[6]),
+        reason=str(row[7]),
+        detail=str(row[8]),
+        payload_hash=str(row[9]),
+        count=int(row[10]),
+        chain_seq=None if seq is None else int(seq),
+        prev=None if row[12] is None else str(row[12]),
+        hash=None if row[13] is None else str(row[13]),
+    )
+
+
+def audit_values(row: AuditRow) -> tuple[object, ...]:
+    """The INSERT_AUDIT parameters of a row."""
+    return (
+        row.kind.value,
+        row.at,
+        row.last_at,
+        row.minute,
+        row.source,
+        row.gateway,
+        row.topic,
+        row.reason,
+        row.detail,
+        row.payload_hash,
+        row.count,
+    )

@@ -12,12 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final
 
-import asyncpg
-
 from collector.audit.chain import (
     MINUTE,
     ActionEntry,
-    AuditKind,
     AuditRow,
     BucketKey,
     ChainHead,
@@ -29,17 +26,10 @@ from collector.audit.chain import (
 from collector.model import AuditEntry
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import AUDIT_LOCK
+from collector.storage.postgres.rows import numbered
+from collector.storage.records import AUDIT_COLUMNS, AUDIT_ID, INSERT_AUDIT, audit_row, audit_values
 
-ROW_COLUMNS: Final = (
-    "kind, at, coalesce(last_at, at), minute, source, gateway, topic, reason, detail,"
-    " payload_hash, count, chain_seq, prev, hash"
-)
-_ID: Final = 14  # where `id` follows ROW_COLUMNS
 _PRUNE_PAGE: Final = 1000
-_INSERT: Final = (
-    "INSERT INTO audit (kind, at, last_at, minute, source, gateway, topic, reason, detail,"
-    " payload_hash, count) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)"
-)
 
 
 async def _first_young(db: Db, chain: ChainHead, before: float) -> int:
@@ -62,42 +52,6 @@ async def _first_young(db: Db, chain: ChainHead, before: float) -> int:
         if len(found) < _PRUNE_PAGE:
             return chain.head_seq + 1
         after = int(found[-1][0])
-
-
-def audit_row(row: asyncpg.Record) -> AuditRow:
-    """An AuditRow from the ROW_COLUMNS of a row."""
-    return AuditRow(
-        kind=AuditKind(row[0]),
-        at=row[1],
-        last_at=row[2],
-        minute=row[3],
-        source=row[4],
-        gateway=row[5],
-        topic=row[6],
-        reason=row[7],
-        detail=row[8],
-        payload_hash=row[9],
-        count=int(row[10]),
-        chain_seq=None if row[11] is None else int(row[11]),
-        prev=row[12],
-        hash=row[13],
-    )
-
-
-def _values(row: AuditRow) -> tuple[object, ...]:
-    return (
-        row.kind.value,
-        row.at,
-        row.last_at,
-        row.minute,
-        row.source,
-        row.gateway,
-        row.topic,
-        row.reason,
-        row.detail,
-        row.payload_hash,
-        row.count,
-    )
 
 
 async def lock_chain(db: Db) -> None:
@@ -127,17 +81,21 @@ async def append(
             sorted({entry.gateway for entry in rejections if entry.gateway}),
         )
         await db.executemany(
-            f"{_INSERT} ON CONFLICT (source, reason, minute)"
-            " WHERE chain_seq IS NULL AND minute IS NOT NULL"
-            " DO UPDATE SET count = audit.count + excluded.count,"
-            " last_at = greatest(coalesce(audit.last_at, audit.at), excluded.last_at)",
+            numbered(
+                f"{INSERT_AUDIT} ON CONFLICT (source, reason, minute)"
+                " WHERE chain_seq IS NULL AND minute IS NOT NULL"
+                " DO UPDATE SET count = audit.count + excluded.count,"
+                " last_at = greatest(coalesce(audit.last_at, audit.at), excluded.last_at)"
+            ),
             [
-                _values(row)
+                audit_values(row)
                 for row in rejection_rows(rejections, held, {str(r[0]) for r in registered})
             ],
         )
     if actions:
-        await db.executemany(_INSERT, [_values(action_row(entry)) for entry in actions])
+        await db.executemany(
+            numbered(INSERT_AUDIT), [audit_values(action_row(entry)) for entry in actions]
+        )
     await _seal_due(db, now)
 
 
@@ -170,7 +128,7 @@ async def seal_due(db: Db, now: float) -> int:
 
 async def _seal_due(db: Db, now: float) -> int:
     found = await db.fetch(
-        f"SELECT {ROW_COLUMNS}, id FROM audit WHERE chain_seq IS NULL"
+        f"SELECT {AUDIT_COLUMNS}, id FROM audit WHERE chain_seq IS NULL"
         " AND (minute IS NULL OR minute <= $1) ORDER BY id",
         now - MINUTE,
     )
@@ -180,7 +138,7 @@ async def _seal_due(db: Db, now: float) -> int:
     await db.executemany(
         "UPDATE audit SET chain_seq = $1, prev = $2, hash = $3, last_at = $4 WHERE id = $5",
         [
-            (row.chain_seq, row.prev, row.hash, row.last_at, record[_ID])
+            (row.chain_seq, row.prev, row.hash, row.last_at, record[AUDIT_ID])
             for row, record in zip(sealed, found, strict=True)
         ],
     )
@@ -191,7 +149,7 @@ async def _seal_due(db: Db, now: float) -> int:
 async def sealed_rows(db: Db, *, after: int | None, limit: int) -> list[AuditRow]:
     """Up to `limit` sealed rows with chain_seq above `after`, in chain order."""
     found = await db.fetch(
-        f"SELECT {ROW_COLUMNS} FROM audit WHERE chain_seq > $1 ORDER BY chain_seq LIMIT $2",
+        f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq > $1 ORDER BY chain_seq LIMIT $2",
         -1 if after is None else after,
         limit,
     )
@@ -218,6 +176,6 @@ async def prune(db: Db, before: float) -> int:
     deleted = int(status.rsplit(" ", 1)[1])
     if not deleted:
         return 0
-    kept = await db.fetchrow(f"SELECT {ROW_COLUMNS} FROM audit WHERE chain_seq = $1", limit)
+    kept = await db.fetchrow(f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq = $1", limit)
     await _save_head(db, prune_head(chain, None if kept is None else audit_row(kept)))
     return deleted

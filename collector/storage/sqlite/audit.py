@@ -14,7 +14,6 @@ import aiosqlite
 from collector.audit.chain import (
     MINUTE,
     ActionEntry,
-    AuditKind,
     AuditRow,
     BucketKey,
     ChainHead,
@@ -24,17 +23,9 @@ from collector.audit.chain import (
     seal,
 )
 from collector.model import AuditEntry
+from collector.storage.records import AUDIT_COLUMNS, AUDIT_ID, INSERT_AUDIT, audit_row, audit_values
 
-ROW_COLUMNS: Final = (
-    "kind, at, coalesce(last_at, at), minute, source, gateway, topic, reason, detail,"
-    " payload_hash, count, chain_seq, prev, hash"
-)
-_ID: Final = 14  # where `id` follows ROW_COLUMNS
 _PRUNE_PAGE: Final = 1000
-_INSERT: Final = (
-    "INSERT INTO audit (kind, at, last_at, minute, source, gateway, topic, reason, detail,"
-    " payload_hash, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-)
 
 
 async def _first_young(db: aiosqlite.Connection, chain: ChainHead, before: float) -> int:
@@ -59,43 +50,6 @@ async def _first_young(db: aiosqlite.Connection, chain: ChainHead, before: float
         after = rows[-1][0]
 
 
-def audit_row(row: Sequence[object]) -> AuditRow:
-    """An AuditRow from the ROW_COLUMNS of a row."""
-    minute, seq = row[3], row[11]
-    return AuditRow(
-        kind=AuditKind(str(row[0])),
-        at=float(row[1]),  # type: ignore[arg-type] # REAL
-        last_at=float(row[2]),  # type: ignore[arg-type] # REAL
-        minute=None if minute is None else float(minute),  # type: ignore[arg-type] # REAL
-        source=str(row[4]),
-        gateway=None if row[5] is None else str(row[5]),
-        topic=str(row[6]),
-        reason=str(row[7]),
-        detail=str(row[8]),
-        payload_hash=str(row[9]),
-        count=int(row[10]),  # type: ignore[call-overload] # INTEGER
-        chain_seq=None if seq is None else int(seq),  # type: ignore[call-overload] # INTEGER
-        prev=None if row[12] is None else str(row[12]),
-        hash=None if row[13] is None else str(row[13]),
-    )
-
-
-def _values(row: AuditRow) -> tuple[object, ...]:
-    return (
-        row.kind.value,
-        row.at,
-        row.last_at,
-        row.minute,
-        row.source,
-        row.gateway,
-        row.topic,
-        row.reason,
-        row.detail,
-        row.payload_hash,
-        row.count,
-    )
-
-
 async def append(
     db: aiosqlite.Connection,
     rejections: Sequence[AuditEntry] = (),
@@ -116,16 +70,16 @@ async def append(
             sources,
         )
         await db.executemany(
-            f"{_INSERT} ON CONFLICT (source, reason, minute)"
+            f"{INSERT_AUDIT} ON CONFLICT (source, reason, minute)"
             " WHERE chain_seq IS NULL AND minute IS NOT NULL"
             " DO UPDATE SET count = count + excluded.count,"
             " last_at = max(coalesce(last_at, at), excluded.last_at)",
             [
-                _values(row)
+                audit_values(row)
                 for row in rejection_rows(rejections, held, {str(r[0]) for r in registered})
             ],
         )
-    await db.executemany(_INSERT, [_values(action_row(entry)) for entry in actions])
+    await db.executemany(INSERT_AUDIT, [audit_values(action_row(entry)) for entry in actions])
     await seal_due(db, now)
 
 
@@ -152,11 +106,11 @@ async def _save_head(db: aiosqlite.Connection, chain: ChainHead) -> None:
 async def seal_due(db: aiosqlite.Connection, now: float) -> int:
     """Chain every open row that is due at `now`, in id order; how many were sealed."""
     found = await db.execute_fetchall(
-        f"SELECT {ROW_COLUMNS}, id FROM audit WHERE chain_seq IS NULL"
+        f"SELECT {AUDIT_COLUMNS}, id FROM audit WHERE chain_seq IS NULL"
         " AND (minute IS NULL OR minute <= ?) ORDER BY id",
         (now - MINUTE,),
     )
-    ids = [int(row[_ID]) for row in found]
+    ids = [int(row[AUDIT_ID]) for row in found]
     if not ids:
         return 0
     chain, sealed = seal(await head(db) or ChainHead(), [audit_row(row) for row in found])
@@ -171,7 +125,7 @@ async def seal_due(db: aiosqlite.Connection, now: float) -> int:
 async def sealed_rows(db: aiosqlite.Connection, *, after: int | None, limit: int) -> list[AuditRow]:
     """Up to `limit` sealed rows with chain_seq above `after`, in chain order."""
     found = await db.execute_fetchall(
-        f"SELECT {ROW_COLUMNS} FROM audit WHERE chain_seq > ? ORDER BY chain_seq LIMIT ?",
+        f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq > ? ORDER BY chain_seq LIMIT ?",
         (-1 if after is None else after, limit),
     )
     return [audit_row(row) for row in found]
@@ -197,7 +151,7 @@ async def prune(db: aiosqlite.Connection, before: float) -> int:
     if not cursor.rowcount:
         return 0
     kept = await db.execute_fetchall(
-        f"SELECT {ROW_COLUMNS} FROM audit WHERE chain_seq = ?", (limit,)
+        f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq = ?", (limit,)
     )
     first = [audit_row(row) for row in kept]
     await _save_head(db, prune_head(chain, first[0] if first else None))
