@@ -14,7 +14,8 @@ from typing import Final
 from collector.quality.core import LATE_AFTER, QualityCounts, QualityFilter, QualityGroup
 from collector.readmodel import Page, Scope
 from collector.storage.postgres.connection import Db
-from collector.storage.postgres.rows import Params, scope_clause
+from collector.storage.postgres.rows import Params
+from collector.storage.quality import quality_members, quality_page
 
 # $1 start, $2 end, $3 late_after, $4 limit + 1 (Params adds them first, in this order).
 _AGGREGATES: Final = """
@@ -67,30 +68,6 @@ async def quality_counts(
     for bound in (start, end, LATE_AFTER):
         params.add(float(bound))
     params.add(limit + 1)
-    # The group column is one of three fixed names (an enum), never request text.
-    members = f"SELECT g.gateway, g.{group.value} AS k FROM gateways g WHERE true"
-    for column, value in (
-        ("gateway", where.gateway),
-        ("enterprise", where.enterprise),
-        ("district", where.district),
-    ):
-        if value is not None:
-            members += f" AND g.{column} = {params.add(value)}"
-    if after is not None:
-        members += f" AND g.{group.value} > {params.add(after)}"
-    members += scope_clause(scope, "g.district", params)
+    members = quality_members(scope, where, group, after, params.add)
     found = await db.fetch(f"WITH members AS ({members}),{_AGGREGATES}", *params.values)
-    return Page.of(
-        [
-            QualityCounts(
-                key=row[0],
-                gateways=row[1],
-                online_seconds=float(row[2]),
-                expected=int(row[3]),
-                received=int(row[4]),
-                late=int(row[5]),
-            )
-            for row in found
-        ],
-        limit,
-    )
+    return quality_page(found, limit)

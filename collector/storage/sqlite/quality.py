@@ -13,6 +13,7 @@ import aiosqlite
 
 from collector.quality.core import LATE_AFTER, QualityCounts, QualityFilter, QualityGroup
 from collector.readmodel import Page, Scope
+from collector.storage.quality import quality_members, quality_page
 
 _AGGREGATES: Final = """
 keys AS (SELECT DISTINCT k FROM members ORDER BY k LIMIT :limit),
@@ -66,37 +67,12 @@ async def quality_counts(
         "late_after": LATE_AFTER,
         "limit": limit + 1,
     }
-    # The group column is one of three fixed names (an enum), never request text.
-    members = f"SELECT g.gateway, g.{group.value} AS k FROM gateways g WHERE 1"
-    for column, value in (
-        ("gateway", where.gateway),
-        ("enterprise", where.enterprise),
-        ("district", where.district),
-    ):
-        if value is not None:
-            members += f" AND g.{column} = :{column}"
-            params[column] = value
-    if after is not None:
-        members += f" AND g.{group.value} > :after"
-        params["after"] = after
-    if scope.districts is not None:
-        names = [f"scope{i}" for i in range(len(scope.districts))]
-        members += (
-            f" AND g.district IN ({', '.join(':' + n for n in names)})" if names else " AND 0"
-        )
-        params.update(zip(names, sorted(scope.districts), strict=True))
+
+    def bind(value: object) -> str:
+        name = f"p{len(params)}"
+        params[name] = value
+        return f":{name}"
+
+    members = quality_members(scope, where, group, after, bind)
     rows = await db.execute_fetchall(f"WITH members AS ({members}),{_AGGREGATES}", params)
-    return Page.of(
-        [
-            QualityCounts(
-                key=row[0],
-                gateways=row[1],
-                online_seconds=float(row[2]),
-                expected=int(row[3]),
-                received=int(row[4]),
-                late=int(row[5]),
-            )
-            for row in rows
-        ],
-        limit,
-    )
+    return quality_page(list(rows), limit)
