@@ -1,4 +1,4 @@
-"""The Storage protocol's API and export reads, once for both backends.
+"""The Storage protocol's API, export and re-verification reads, once for both backends.
 
 `QueryReads` answers them with `collector.storage.queries`; a store says only how a read gets
 a `Fetch` (`_reading`): SQLite on its reader connection, PostgreSQL on a pooled connection
@@ -32,8 +32,9 @@ from collector.readmodel import (
     Scope,
     SourcedReading,
 )
-from collector.storage import export_queries, queries
+from collector.storage import archive, export_queries, queries
 from collector.storage.queries import Fetch
+from collector.verify.core import StoredBlock, StoredBlockAfter
 
 
 class QueryReads(abc.ABC):
@@ -132,3 +133,19 @@ class QueryReads(abc.ABC):
         """Readings with their source block, ordered like `readings`."""
         async with self._reading("reading readings") as fetch:
             return await export_queries.sourced_readings(fetch, where, after=after, limit=limit)
+
+    async def stored_blocks(
+        self,
+        scope: Scope,
+        *,
+        gateway: str | None,
+        t_from: float | None,
+        t_to: float | None,
+        after: StoredBlockAfter | None,
+        limit: int,
+    ) -> Page[StoredBlock]:
+        """Blocks received in [t_from, t_to), each with the stored block just below it."""
+        async with self._reading("reading stored blocks") as fetch:
+            return await archive.stored_blocks(
+                fetch, scope, gateway=gateway, t_from=t_from, t_to=t_to, after=after, limit=limit
+            )

@@ -39,7 +39,7 @@ from collector.readmodel import (
 from collector.storage.base import StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.months import month_of, months_of, next_month
-from collector.storage.postgres import archive, audit, feed, quality, registry, tokens
+from collector.storage.postgres import audit, feed, quality, registry, tokens
 from collector.storage.postgres.buckets import (
     PostgresBucketQueries,
     PostgresRollupBucketQueries,
@@ -59,7 +59,6 @@ from collector.storage.postgres.schema import migrate
 from collector.storage.queries import Fetch
 from collector.storage.reads import QueryReads
 from collector.tokens import StoredToken
-from collector.verify.core import StoredBlock, StoredBlockAfter
 
 POOL_MIN: Final = 1
 # Ingest runs one batch at a time per collector; the rest serve the API beside it.
@@ -203,7 +202,7 @@ class PostgresStorage(QueryReads):
             states = await stream_states(db, [(gateway, epoch)])
         return states.get((gateway, epoch))
 
-    # --- API queries and exports: collector.storage.reads.QueryReads ---------------------
+    # --- API, export and verify reads: collector.storage.reads.QueryReads -----------------
 
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
 
@@ -226,23 +225,7 @@ class PostgresStorage(QueryReads):
             bound = chosen(db, scope, where, grid)
             return await bucket_page(bound, grid, after=after, limit=limit)
 
-    # --- capabilities (collector.storage.capabilities): verify, live feed, quality ----------
-
-    async def stored_blocks(
-        self,
-        scope: Scope,
-        *,
-        gateway: str | None,
-        t_from: float | None,
-        t_to: float | None,
-        after: StoredBlockAfter | None,
-        limit: int,
-    ) -> Page[StoredBlock]:
-        """Blocks received in [t_from, t_to), each with the stored block just below it."""
-        async with self._connection("reading stored blocks") as db:
-            return await archive.stored_blocks(
-                db, scope, gateway=gateway, t_from=t_from, t_to=t_to, after=after, limit=limit
-            )
+    # --- capabilities (collector.storage.capabilities): live feed, quality -----------------
 
     async def feed_head(self) -> FeedPosition:
         """The newest reading id and journal id, from one snapshot."""

@@ -40,7 +40,6 @@ from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.queries import Fetch
 from collector.storage.reads import QueryReads
 from collector.storage.sqlite import (
-    archive,
     audit,
     feed,
     ingest,
@@ -52,7 +51,6 @@ from collector.storage.sqlite.buckets import SqliteBucketQueries, SqliteRollupBu
 from collector.storage.sqlite.schema import connect, migrate, rollback
 from collector.storage.sqlite.sql import fetcher
 from collector.tokens import StoredToken
-from collector.verify.core import StoredBlock, StoredBlockAfter
 
 
 class SqliteStorage(QueryReads):
@@ -160,7 +158,7 @@ class SqliteStorage(QueryReads):
         states = await ingest.stream_states(self._reader, [(gateway, epoch)])
         return states.get((gateway, epoch))
 
-    # --- API queries and exports: collector.storage.reads.QueryReads ---------------------
+    # --- API, export and verify reads: collector.storage.reads.QueryReads -----------------
 
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
 
@@ -178,28 +176,7 @@ class SqliteStorage(QueryReads):
         bound = chosen(self._reader, scope, where, grid)
         return await bucket_page(bound, grid, after=after, limit=limit)
 
-    # --- capabilities (collector.storage.capabilities): verify, live feed, quality ----------
-
-    async def stored_blocks(
-        self,
-        scope: Scope,
-        *,
-        gateway: str | None,
-        t_from: float | None,
-        t_to: float | None,
-        after: StoredBlockAfter | None,
-        limit: int,
-    ) -> Page[StoredBlock]:
-        """Blocks received in [t_from, t_to), each with the stored block just below it."""
-        return await archive.stored_blocks(
-            self._reader,
-            scope,
-            gateway=gateway,
-            t_from=t_from,
-            t_to=t_to,
-            after=after,
-            limit=limit,
-        )
+    # --- capabilities (collector.storage.capabilities): live feed, quality -----------------
 
     async def feed_head(self) -> FeedPosition:
         """The newest reading id and journal id, from one snapshot."""

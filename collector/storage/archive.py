@@ -1,13 +1,11 @@
-"""Stored blocks for re-verification (the BlockArchive capability), on the reader connection."""
+"""Stored blocks for re-verification (the BlockArchive capability), once for both backends."""
 
 from __future__ import annotations
 
 from typing import Final
 
-import aiosqlite
-
 from collector.readmodel import Page, Scope
-from collector.storage.queries import scope_clause
+from collector.storage.queries import Fetch, scope_clause, where_all
 from collector.verify.core import StoredBlock, StoredBlockAfter
 from specs.signing import Signature
 
@@ -25,7 +23,7 @@ LEFT JOIN blocks p ON p.gateway = b.gateway AND p.epoch = b.epoch AND p.seq = b.
 
 
 async def stored_blocks(
-    db: aiosqlite.Connection,
+    fetch: Fetch,
     scope: Scope,
     *,
     gateway: str | None,
@@ -49,8 +47,8 @@ async def stored_blocks(
         clauses.append("(b.gateway, b.epoch, b.seq) > (?, ?, ?)")
         params.extend(after)
     scope_sql, scope_params = scope_clause(scope, "g.district")
-    rows = await db.execute_fetchall(
-        f"{_STORED_BLOCKS} WHERE {' AND '.join(clauses) or '1'}{scope_sql}"
+    rows = await fetch(
+        f"{_STORED_BLOCKS} WHERE {where_all(clauses)}{scope_sql}"
         " ORDER BY b.gateway, b.epoch, b.seq LIMIT ?",
         (*params, *scope_params, limit + 1),
     )
