@@ -34,32 +34,18 @@ from drivers.base import (
     RawSample,
 )
 from drivers.modbus.codec import DataType, register_count
-from drivers.opcua import OpcUaSecurityError, ReadMode
+from drivers.opcua import OpcUaSecurityError
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
-from edge_agent.config import (
-    DeviceConfig,
-    ModbusRtuDevice,
-    ModbusTcpDevice,
-    OpcUaDevice,
-    SerialDevice,
-    SiteConfig,
-)
+from edge_agent.config import SiteConfig
 from edge_agent.core.normalize import normalize
 from edge_agent.core.order_guess import rank_orders
-from edge_agent.core.points import (
-    NodeSource,
-    PatternSource,
-    RegisterSource,
-    ResolvedPoint,
-    resolve_points,
-)
+from edge_agent.core.points import RegisterSource, ResolvedPoint, resolve_points
+from edge_agent.kinds import KINDS, BoundDevice
 from edge_agent.shell.buses import RtuBuses
-from edge_agent.shell.devices import build_driver, build_opcua_driver
 from hostkit.tables import column_widths, render_row
 from specs.catalogue import default_catalogue
 
 _LISTEN_STEP = 0.1  # how often a free-running instrument's latest values are looked at
-_UA_STATUS_PREFIXES = ("Good", "Uncertain", "Bad")
 
 
 @dataclass(frozen=True, slots=True)
@@ -95,25 +81,6 @@ class ProbeRow:
     orders: tuple[OrderGuess, ...] = ()  # likeliest first
 
 
-def _raw_text(point: ResolvedPoint, sample: RawSample) -> str:
-    if isinstance(point.source, NodeSource):
-        status = next((f for f in sample.flags if f.startswith(_UA_STATUS_PREFIXES)), None)
-        if status is None and sample.quality is not Quality.BAD:
-            status = "Good"  # plain Good is not named in the flags
-        return status or "-"
-    if isinstance(point.source, PatternSource):
-        # repr shows CR, LF, NUL and noise bytes as escapes; [2:-1] drops the b'' around it.
-        return repr(bytes(sample.raw))[2:-1] or "-"
-    return " ".join(f"{word:04X}" for word in sample.raw) or "-"
-
-
-def _answered(point: ResolvedPoint, sample: RawSample) -> bool:
-    """Whether the device answered for this point (so a round trip means something)."""
-    if isinstance(point.source, NodeSource):
-        return _raw_text(point, sample) != "-"
-    return sample.quality is not Quality.BAD or bool(sample.raw)
-
-
 def _orders(point: ResolvedPoint, sample: RawSample) -> tuple[OrderGuess, ...]:
     if not isinstance(point.source, RegisterSource):
         return ()
@@ -146,32 +113,17 @@ def _failure_kind(error: DriverError) -> str:
     return "read_failed"
 
 
-def _probe_driver(device: DeviceConfig, points: list[ResolvedPoint], buses: RtuBuses) -> Driver:
-    if isinstance(device, OpcUaDevice):
-        return build_opcua_driver(device, points, mode=ReadMode.POLL)
-    return build_driver(device, points, buses=buses)
-
-
-async def _read_once(device: DeviceConfig, driver: Driver) -> list[RawSample]:
+async def _read_once(bound: BoundDevice, driver: Driver) -> list[RawSample]:
     """Read every point once; a free-running instrument is listened to for a while first."""
     samples = await driver.read()
-    if not (isinstance(device, SerialDevice) and device.free_running):
+    if bound.listen is None:
         return samples
     loop = asyncio.get_running_loop()
-    deadline = loop.time() + device.max_age
+    deadline = loop.time() + bound.listen
     while any(s.quality is Quality.BAD for s in samples) and loop.time() < deadline:
         await asyncio.sleep(_LISTEN_STEP)
         samples = await driver.read()
     return samples
-
-
-def _requests(device: DeviceConfig, driver: Driver) -> int | None:
-    """How many request/response exchanges one read made; None when nothing was asked."""
-    if isinstance(device, ModbusTcpDevice | ModbusRtuDevice):
-        return max(1, len(getattr(driver, "plan", ())))
-    if isinstance(device, OpcUaDevice):
-        return 1  # one Read service call for every node
-    return None if device.request is None else 1
 
 
 async def _probe_device(
@@ -182,13 +134,14 @@ async def _probe_device(
     buses: RtuBuses,
 ) -> list[ProbeRow]:
     device = next(d for d in config.devices if d.id == device_id)
-    driver = _probe_driver(device, points, buses)
+    bound = KINDS.bind(device, points)
+    driver = bound.build_probe(buses)
     by_code = {p.point: p for p in points}
     read_seconds = 0.0
     try:
         await driver.connect()
         started = time.monotonic()
-        samples = await _read_once(device, driver)
+        samples = await _read_once(bound, driver)
         read_seconds = time.monotonic() - started
     except DriverError as exc:
         # The kind first: it becomes the reading's flag (the message starts with a device id).
@@ -199,9 +152,8 @@ async def _probe_device(
         ]
     finally:
         await driver.close()
-    requests = _requests(device, driver)
     # Per-request time: what one transaction with this device costs on this link.
-    rtt_ms = None if requests is None else read_seconds * 1000 / requests
+    rtt_ms = None if bound.requests is None else read_seconds * 1000 / bound.requests
     rows = []
     for sample in samples:
         point = by_code[sample.key]
@@ -213,13 +165,15 @@ async def _probe_device(
                 device=device_id,
                 point=point.point,
                 quota=point.quota,
-                raw=_raw_text(point, sample),
+                raw=bound.view.raw_text(sample),
                 decoded=sample.value,
                 value=reading.value,
                 unit=reading.unit,
                 quality=reading.quality.value,
                 flags=reading.flags,
-                rtt_ms=None if rtt_ms is None or not _answered(point, sample) else round(rtt_ms, 2),
+                rtt_ms=None
+                if rtt_ms is None or not bound.view.answered(sample)
+                else round(rtt_ms, 2),
                 orders=_orders(point, sample) if guess else (),
             )
         )

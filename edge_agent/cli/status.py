@@ -28,7 +28,7 @@ from edge_agent.core.agent_status import (
     snapshot_from_json,
 )
 from edge_agent.core.points import resolve_points
-from edge_agent.shell.buses import plan_buses
+from edge_agent.core.rtu_plan import plan_buses
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox_admin import OutboxAccessError, OutboxSummary, summarize
 from edge_agent.shell.status_server import REQUEST, status_socket_path

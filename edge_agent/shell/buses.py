@@ -7,11 +7,10 @@ poll task, so a silent slave delays the others by at most one timeout per cycle.
 
 Utilization is reported twice:
 
-* planned, from the configuration (`plan_buses`, pure): the read plans of the slaves, their
-  poll intervals and the line's baud rate give the fraction of time the bus must be busy
-  (`timing.bus_utilization`), and the same with the worst single silent slave, which costs a
-  whole timeout instead of its cycle. The agent logs `rtu_bus_planned` at start;
-  `edge-agent check` and `edge-agent status` print it.
+* planned, from the configuration (`edge_agent.core.rtu_plan.plan_buses`, pure): the read
+  plans of the slaves, their poll intervals and the line's baud rate give the fraction of time
+  the bus must be busy, and the same with the worst single silent slave. The agent logs
+  `rtu_bus_planned` at start (`log_planned`); `edge-agent check` and `status` print it.
 * measured, from the bus's own busy-time counter (`report_utilization`): the agent logs
   `rtu_bus_utilization` every `every` seconds with the transactions, timeouts and errors of
   the period. Above `UTILIZATION_WARNING` both events are warnings: beyond about 0.7 one
@@ -23,98 +22,17 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
 
 import structlog
 
-from drivers.modbus.plan import plan_reads
 from drivers.modbus.rtu_bus import BusStats, RtuBus
-from drivers.modbus.timing import bus_utilization, rtu_timeout_seconds
 from drivers.serial.settings import SerialSettings
-from edge_agent.config import ModbusRtuDevice, SiteConfig
-from edge_agent.core.points import ResolvedPoint
-from edge_agent.shell.devices import register_point, serial_settings
+from edge_agent.core.rtu_plan import UTILIZATION_WARNING, BusPlan
 
 log = structlog.get_logger("edge_agent.buses")
 
-UTILIZATION_WARNING = 0.7
-"""Above this fraction of busy time a bus has no room left for one silent slave's timeouts."""
-
 REPORT_EVERY = 60.0
 """Seconds between two measured-utilization reports of the agent."""
-
-
-@dataclass(frozen=True, slots=True)
-class BusPlan:
-    """The computed load of one RTU bus.
-
-    `utilization` is the fraction of time polling every slave at its interval needs;
-    `one_silent` the same when the slave whose silence costs most stops answering (it then
-    costs one timeout per cycle instead of its reads). Both above 1.0 mean the configured
-    cadence cannot be kept.
-    """
-
-    port: str
-    settings: SerialSettings
-    devices: tuple[str, ...]
-    requests_per_cycle: int
-    utilization: float
-    one_silent: float
-
-    @property
-    def line(self) -> str:
-        """The line settings as technicians write them, such as ``9600 8E1``."""
-        s = self.settings
-        return f"{s.baudrate} {s.bytesize}{s.parity}{s.stopbits}"
-
-    def describe(self) -> str:
-        """One line for `edge-agent check` and `status`."""
-        return (
-            f"rtu bus {self.port} ({self.line}): {len(self.devices)} "
-            f"slave{'s' * (len(self.devices) != 1)}, {self.requests_per_cycle} "
-            f"request{'s' * (self.requests_per_cycle != 1)} per cycle, planned utilization "
-            f"{self.utilization:.1%} ({self.one_silent:.1%} with one slave silent)"
-        )
-
-
-def plan_buses(config: SiteConfig, points: Sequence[ResolvedPoint]) -> tuple[BusPlan, ...]:
-    """Compute the planned load of every RTU bus of the site, in order of first use (pure)."""
-    by_device: dict[str, list[ResolvedPoint]] = {}
-    for point in points:
-        by_device.setdefault(point.device_id, []).append(point)
-    slaves: dict[str, list[ModbusRtuDevice]] = {}
-    for device in config.devices:
-        if isinstance(device, ModbusRtuDevice):
-            slaves.setdefault(device.port, []).append(device)
-    plans: list[BusPlan] = []
-    for port, devices in slaves.items():
-        settings = serial_settings(devices[0])
-        reads = [
-            plan_reads(
-                [register_point(p) for p in by_device.get(d.id, [])],
-                max_gap=d.max_gap,
-            )
-            for d in devices
-        ]
-        polls = [d.poll for d in devices]
-        line = (settings.baudrate, str(settings.parity), settings.stopbits)
-        total = bus_utilization(reads, polls, *line, bytesize=settings.bytesize)
-        worst = 0.0
-        for index, device in enumerate(devices):
-            own = bus_utilization([reads[index]], [device.poll], *line, bytesize=settings.bytesize)
-            silent = rtu_timeout_seconds(device.timeout, *line, bytesize=settings.bytesize)
-            worst = max(worst, total - own + silent / device.poll)
-        plans.append(
-            BusPlan(
-                port=port,
-                settings=settings,
-                devices=tuple(d.id for d in devices),
-                requests_per_cycle=sum(len(r) for r in reads),
-                utilization=total,
-                one_silent=worst,
-            )
-        )
-    return tuple(plans)
 
 
 def log_planned(plans: Sequence[BusPlan]) -> None:
@@ -140,21 +58,20 @@ class RtuBuses:
     def __init__(self) -> None:
         self._buses: dict[str, RtuBus] = {}
 
-    def bus_for(self, device: ModbusRtuDevice) -> RtuBus:
-        """Return the bus of the device's port, creating it for the first slave.
+    def bus_for(self, device_id: str, line: SerialSettings) -> RtuBus:
+        """Return the bus of the line's port, creating it for the first slave.
 
         Raises:
             ValueError: the device's line settings differ from the bus's (the config loader
                 refuses such a site map, so this is a bug).
         """
-        settings = serial_settings(device)
         # /dev/serial/by-id/... and /dev/ttyUSB0 may name one adapter: one wire, one lock.
-        wire = os.path.realpath(device.port)
+        wire = os.path.realpath(line.port)
         bus = self._buses.get(wire)
         if bus is None:
-            bus = self._buses[wire] = RtuBus(settings)
-        elif bus.settings != settings:
-            raise ValueError(f"{device.id}: {settings} differs from the bus's {bus.settings}")
+            bus = self._buses[wire] = RtuBus(line)
+        elif bus.settings != line:
+            raise ValueError(f"{device_id}: {line} differs from the bus's {bus.settings}")
         return bus
 
     def __iter__(self) -> Iterator[RtuBus]:

@@ -1,4 +1,9 @@
-"""The agent's composition root: build every part from the site config and run them."""
+"""The agent's composition root: build every part from the site config and run them.
+
+Devices go one way: the site config's devices, each bound to its driver kind
+(`edge_agent.kinds`: the pure mapping to the driver's settings), built into a driver (a
+Modbus RTU slave on the shared bus of its port, `RtuBuses`) and handed to a `DevicePoller`.
+"""
 
 from __future__ import annotations
 
@@ -11,28 +16,24 @@ import signal
 import sqlite3
 import ssl
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 
-import aiomqtt
 import structlog
 
-from edge_agent.config import DeviceConfig, OpcUaDevice, SiteConfig
+from edge_agent.config import SiteConfig
 from edge_agent.core.alarms import rules_for_site
 from edge_agent.core.chain import Identity
 from edge_agent.core.meta import gateway_meta
 from edge_agent.core.points import ResolvedPoint, resolve_points
+from edge_agent.core.rtu_plan import plan_buses
+from edge_agent.kinds import KINDS
+from edge_agent.kinds.descriptor import Backoff
 from edge_agent.shell.alarm_stage import load_alarm_stage
-from edge_agent.shell.buses import (
-    REPORT_EVERY,
-    RtuBuses,
-    log_planned,
-    plan_buses,
-    report_utilization,
-)
+from edge_agent.shell.buses import REPORT_EVERY, RtuBuses, log_planned, report_utilization
 from edge_agent.shell.collector_keys import read_collector_keys
 from edge_agent.shell.commands import CommandDesk, GoodReadingQueue
-from edge_agent.shell.devices import build_driver
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.metrics import AgentMetrics
@@ -42,6 +43,7 @@ from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from edge_agent.shell.publisher import Publisher, UplinkSettings
 from edge_agent.shell.rotation import CurrentKey, RotationWatcher, complete_rotation
 from edge_agent.shell.sealer import Sealer
+from edge_agent.shell.shutdown import shut_down
 from edge_agent.shell.status_server import AgentStatus, status_service, status_socket_path
 from hostkit.backoff import backoff_delays
 from hostkit.systemd_notify import notify, watchdog_pings
@@ -58,33 +60,6 @@ log = structlog.get_logger("edge_agent.runtime")
 # four blocks' worth keeps the sealer busy through a slow fsync all the same.
 _QUEUE_BOUND = 2_000
 _PRUNE_EVERY = 3600.0
-# A graceful stop (SIGTERM) has one budget, counted from the stop: the agent must exit within
-# 5 s under any load (systemd's TimeoutStopSec=5 kills it after that). Pollers are cancelled at
-# once and get _SHUTDOWN_POLLERS s to close their links; then everything queued is sealed (at
-# most _QUEUE_BOUND readings and the sealer's batch); the last ACKs are awaited only until
-# _SHUTDOWN_DRAIN s after the stop; every other task has ended, or is abandoned and logged, by
-# _SHUTDOWN_BUDGET s after the stop. The rest is closing the outbox file and the interpreter's
-# exit, which on a starved CPU takes a second or more (hence 2 s of ACKs, not 3).
-_SHUTDOWN_POLLERS = 1.0
-_SHUTDOWN_DRAIN = 2.0
-_SHUTDOWN_BUDGET = 4.0
-# The last ACKs are awaited while they come: once none has released a block for this long, the
-# collector is gone or far behind, and waiting on only delays the stop (a healthy collector
-# ACKs within its flush interval, 0.2 s by default). What is not ACKed goes out after the start.
-_DRAIN_STALL = 0.5
-# The offline status is one QoS 1 PUBLISH on a loopback or LAN link; past this the link is
-# gone anyway, and the broker's last will says the same.
-_SAY_OFFLINE_WITHIN = 0.5
-# A task that has not ended this long after its cancellation is cancelled again, and again
-# every _RECANCEL_EVERY s: a library may swallow one cancellation (Python 3.11's wait_for does
-# when the awaited result lands in the same loop iteration), and a polite close (an OPC UA
-# CloseSession) gets this long before it is cut short.
-_RECANCEL_AFTER = 0.5
-_RECANCEL_EVERY = 0.25
-# However late a step starts, its tasks get this long to end.
-_STOP_GRACE = 0.5
-_BACKOFF_INITIAL = 0.5
-_BACKOFF_CAP = 30.0
 
 
 def _package_version() -> str | None:
@@ -106,22 +81,8 @@ def config_fingerprint(config: SiteConfig) -> str:
 
 
 def _reconnect_backoff() -> Iterator[float]:
-    return backoff_delays(initial=_BACKOFF_INITIAL, cap=_BACKOFF_CAP)
-
-
-def _device_backoff(device: DeviceConfig) -> Callable[[], Iterator[float]]:
-    """Reconnect delays of one device's poll loop.
-
-    An OPC UA server is retried at least once per keepalive: a connect attempt costs the
-    server one TCP handshake, and after a restart the subscription should be back within
-    about two keepalives, not after a 30 s pause. Other devices back off to 30 s: a silent
-    RTU slave retried sooner would cost its shared bus a timeout each time.
-    """
-    if isinstance(device, OpcUaDevice):
-        cap = device.keepalive
-        initial = min(_BACKOFF_INITIAL, cap)
-        return lambda: backoff_delays(initial=initial, cap=cap)
-    return _reconnect_backoff
+    uplink = Backoff()  # the broker link backs off as a device does by default
+    return backoff_delays(initial=uplink.initial, cap=uplink.cap)
 
 
 def identity_of(config: SiteConfig) -> Identity:
@@ -155,21 +116,19 @@ def _pollers(
             if indicator is None:  # the config loader already refused unknown quotas
                 raise LookupError(f"quota {point.quota} vanished from the catalogue")
             polled[point.point] = PolledPoint(point, indicator)
-        if (
-            isinstance(device, OpcUaDevice)
-            and device.security is not None
-            and device.security.server_cert is None
-        ):
-            # Trust on first use at every connect: fine for commissioning, not for years.
-            log.warning("opcua_server_not_pinned", device=device.id, endpoint=device.endpoint)
+        bound = KINDS.bind(device, device_points)
+        for warning in bound.warnings:
+            log.warning(warning.event, **warning.fields)
         pollers.append(
             DevicePoller(
-                build_driver(device, device_points, buses=buses),
+                bound.build(buses),
                 polled,
                 interval=device.poll,
                 sink=metrics.counting(device.id, queue_sink(queue)),
                 clock_synced=clock_synchronized,
-                backoff=_device_backoff(device),
+                backoff=partial(
+                    backoff_delays, initial=bound.backoff.initial, cap=bound.backoff.cap
+                ),
                 on_error=metrics.device_errors(device.id),
             )
         )
@@ -204,110 +163,6 @@ async def _prune_forever(outbox: Outbox, retain_seconds: float) -> None:
 async def _every_device_polled(pollers: list[DevicePoller]) -> None:
     for poller in pollers:
         await poller.first_cycle_done.wait()
-
-
-async def _stop_tasks(tasks: list[asyncio.Task[None]], until: float) -> list[asyncio.Task[None]]:
-    """Cancel `tasks` and wait for them until the loop time `until`; return what is left.
-
-    Each gets at least _STOP_GRACE s. A task still running is cancelled again after
-    _RECANCEL_AFTER s (or half its time, if less) and then every _RECANCEL_EVERY s: one
-    swallowed cancellation must not cost the whole budget.
-    """
-    loop = asyncio.get_running_loop()
-    start = loop.time()
-    until = max(until, start + _STOP_GRACE)
-    pending = {task for task in tasks if not task.done()}
-    for task in pending:
-        task.cancel()
-    recancel_at = start + min(_RECANCEL_AFTER, (until - start) / 2)
-    while pending and (now := loop.time()) < until:
-        if now >= recancel_at:
-            for task in pending:
-                task.cancel()
-            recancel_at = now + _RECANCEL_EVERY
-        _, pending = await asyncio.wait(pending, timeout=min(until, recancel_at) - now)
-    return sorted(pending, key=lambda task: task.get_name())
-
-
-async def _drain(publisher: Publisher, until: float) -> bool:
-    """Wait for the last ACKs until the loop time `until`, or until they stop coming.
-
-    True when every sealed block was ACKed.
-    """
-    loop = asyncio.get_running_loop()
-    last_ack = publisher.last_ack
-    while (left := until - loop.time()) > 0:
-        try:
-            async with asyncio.timeout(min(left, _DRAIN_STALL)):
-                await publisher.drained()
-        except TimeoutError:
-            if publisher.last_ack == last_ack:
-                return False  # no ACK released anything for _DRAIN_STALL s
-            last_ack = publisher.last_ack
-        else:
-            return True
-    return False
-
-
-async def _shut_down(
-    *,
-    gateway: str,
-    poll_tasks: list[asyncio.Task[None]],
-    service_tasks: list[asyncio.Task[None]],
-    buses: RtuBuses,
-    queue: asyncio.Queue[Record],
-    sealer: Sealer,
-    publisher: Publisher,
-) -> None:
-    """Stop every task within the shutdown budget; seal everything polled before the stop.
-
-    `service_tasks` are the sealer, then the publisher and the rest.
-    """
-    loop = asyncio.get_running_loop()
-    stopping_at = loop.time()
-    # What the stop has left to seal, besides what the pollers hand over as they end.
-    log.info("agent_stopping", gateway=gateway, unsealed=queue.qsize() + sealer.held)
-    # 1. Pollers at once: nothing is read after the stop. A driver whose close hangs is
-    #    abandoned; what its poller queued before is sealed all the same.
-    abandoned = await _stop_tasks(poll_tasks, stopping_at + _SHUTDOWN_POLLERS)
-    for port, bus in buses.by_port().items():
-        stats = bus.stats()
-        log.info(
-            "rtu_bus_closed",
-            port=port,
-            transactions=stats.transactions,
-            timeouts=stats.timeouts,
-            errors=stats.errors,
-            busy_seconds=round(stats.busy_seconds, 3),
-        )
-    await buses.close()  # every driver detached when its poll task ended
-    # 2. Seal everything polled: the sealer's batch in flight, its pending readings and the
-    #    queue. Not cut short: a reading polled before the stop is never dropped here.
-    abandoned += await _stop_tasks(service_tasks[:1], stopping_at)
-    await sealer.flush()
-    sealed_in = loop.time() - stopping_at
-    # 3. The last ACKs, only with what is left of the drain time and while they come;
-    #    whatever is not ACKed stays in the outbox and goes out after the next start.
-    drained = await _drain(publisher, stopping_at + _SHUTDOWN_DRAIN)
-    # 4. The retained offline status, sent by us: a clean DISCONNECT fires no last will.
-    said_offline = False
-    with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
-        async with asyncio.timeout(_SAY_OFFLINE_WITHIN):
-            said_offline = await publisher.say_offline()
-    # 5. The uplink and the pruner, bounded like the pollers.
-    abandoned += await _stop_tasks(service_tasks[1:], stopping_at + _SHUTDOWN_BUDGET)
-    if abandoned:
-        # Left running: asyncio.run cancels them once more at exit; systemd's stop timeout
-        # is the backstop.
-        log.error("shutdown_tasks_abandoned", tasks=[t.get_name() for t in abandoned])
-    log.info(
-        "agent_stopped",
-        gateway=gateway,
-        seconds=round(loop.time() - stopping_at, 3),
-        sealed_in=round(sealed_in, 3),
-        drained=drained,
-        said_offline=said_offline,
-    )
 
 
 async def run_agent(
@@ -479,7 +334,7 @@ async def run_agent(
             # A worker that ended on its own crashed: stop cleanly, then let its error surface.
             crashed = [t for t in workers if t.done() and not t.cancelled() and t.exception()]
             notify("STOPPING=1")
-            await _shut_down(
+            await shut_down(
                 gateway=config.site.gateway,
                 poll_tasks=poll_tasks,
                 service_tasks=service_tasks,

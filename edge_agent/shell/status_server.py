@@ -36,8 +36,9 @@ from edge_agent.core.agent_status import (
     OutboxStatus,
     UplinkStatus,
 )
+from edge_agent.core.rtu_plan import BusPlan
 from edge_agent.shell.alarm_stage import AlarmStage
-from edge_agent.shell.buses import BusPlan, RtuBuses
+from edge_agent.shell.buses import RtuBuses
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.poller import DevicePoller

@@ -51,7 +51,7 @@ from collector.config import load_collector_config
 from collector.runtime import RunningCollector, run_collector
 from drivers.sim.rtu_bus import Fault, RtuBusSim, pattern_slave
 from edge_agent.config import parse_site_config
-from edge_agent.shell import runtime
+from edge_agent.shell import runtime, shutdown
 from edge_agent.shell.keyfile import write_key_pair
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import SimGateway, sim_gateway
@@ -175,7 +175,7 @@ async def test_every_panel_of_the_dashboard_answers_from_the_real_exporters(
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(runtime, "_SHUTDOWN_DRAIN", 0.05)
+    monkeypatch.setattr(shutdown, "_SHUTDOWN_DRAIN", 0.05)
     dashboard, panels = load_panels()
     queries = [q for p in panels for q in p.queries]
     assert len(queries) >= 10, "the dashboard lost its panels"

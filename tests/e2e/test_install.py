@@ -29,7 +29,7 @@ import pytest
 
 from collector.config import parse_collector_config
 from edge_agent.config import parse_site_config
-from edge_agent.shell import runtime
+from edge_agent.shell import shutdown
 from edge_agent.shell.keyfile import create_key_pair
 
 REPO = Path(__file__).resolve().parents[2]
@@ -329,7 +329,7 @@ def test_the_readme_and_the_units_agree() -> None:
     assert ("WatchdogSec" in agent["Service"]) == agent_sends("watchdog_pings(")
     # The stop timeout is the 5 s, and the agent's own budget fits inside it.
     stop = seconds(one(agent, "Service", "TimeoutStopSec"))
-    assert runtime._SHUTDOWN_BUDGET < stop <= STOP_WITHIN
+    assert shutdown.SHUTDOWN_BUDGET < stop <= STOP_WITHIN
 
 
 def mutated(text: str, old: str, new: str) -> str:

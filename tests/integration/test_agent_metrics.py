@@ -23,7 +23,7 @@ import pytest
 
 from drivers.sim.rtu_bus import Fault, RtuBusSim, headcount_slave, pattern_slave
 from edge_agent.config import parse_site_config
-from edge_agent.shell import runtime
+from edge_agent.shell import runtime, shutdown
 from edge_agent.shell.keyfile import write_key_pair
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import SimGateway, sim_gateway
@@ -94,7 +94,7 @@ async def test_a_running_agent_serves_its_figures(
     broker: Broker, rtu_sim: RtuBusSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # The collector goes away before the agent stops: do not wait for the last ACKs.
-    monkeypatch.setattr(runtime, "_SHUTDOWN_DRAIN", 0.05)
+    monkeypatch.setattr(shutdown, "_SHUTDOWN_DRAIN", 0.05)
     (tmp_path / "keys").mkdir()
     write_key_pair(tmp_path / "keys" / "gateway.key", GATEWAY.key)
     (tmp_path / "keys" / "collector.pub").write_bytes(COLLECTOR_KEY.public().public_pem())

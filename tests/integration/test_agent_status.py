@@ -27,7 +27,7 @@ import pytest
 from drivers.sim.rtu_bus import Fault, RtuBusSim, pattern_slave
 from edge_agent.cli.status import NOT_RUNNING_EXIT
 from edge_agent.config import SiteConfig, load_site_config
-from edge_agent.shell import runtime
+from edge_agent.shell import runtime, shutdown
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.status_server import REQUEST, status_socket_path
 from hostkit.tables import display_width
@@ -128,7 +128,7 @@ def _settled(answer: Status) -> bool:
 async def test_status_asks_the_running_agent_then_says_it_stopped(
     broker: Broker, rtu_sim: RtuBusSim, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runtime, "_SHUTDOWN_DRAIN", 0.05)  # the collector leaves first
+    monkeypatch.setattr(shutdown, "_SHUTDOWN_DRAIN", 0.05)  # the collector leaves first
     (tmp_path / "keys").mkdir()
     key_file = tmp_path / "keys" / "gateway.key"
     key_file.write_bytes(private_pem(GATEWAY.key))

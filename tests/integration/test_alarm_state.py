@@ -21,7 +21,7 @@ from drivers.sim.tankfarm import serve_tankfarm
 from edge_agent.config import SiteConfig, parse_site_config
 from edge_agent.core.alarms import AlarmRules, decode_state, rules_for_site
 from edge_agent.core.chain import Identity
-from edge_agent.shell import runtime
+from edge_agent.shell import runtime, shutdown
 from edge_agent.shell.alarm_stage import load_alarm_stage
 from edge_agent.shell.keyfile import create_key_pair
 from edge_agent.shell.outbox import open_outbox
@@ -265,7 +265,7 @@ async def test_the_agent_keeps_its_alarms_across_restarts(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # No collector in this test: nothing is ever ACKed, so do not wait for ACKs at stop.
-    monkeypatch.setattr(runtime, "_SHUTDOWN_DRAIN", 0.05)
+    monkeypatch.setattr(shutdown, "_SHUTDOWN_DRAIN", 0.05)
     create_key_pair(tmp_path / "keys" / "gateway.key")
     create_key_pair(tmp_path / "keys" / "collector.key")
     outbox = tmp_path / "state" / "outbox.db"

@@ -30,10 +30,11 @@ from drivers.sim.slope_opcua import SlopeServer
 from edge_agent.cli.probe import probe_site
 from edge_agent.config import SerialDevice, SiteConfig, parse_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
+from edge_agent.kinds import KINDS, build_driver
+from edge_agent.kinds.serial import framing_of
 from edge_agent.shell.buses import RtuBuses, report_utilization
-from edge_agent.shell.devices import build_driver, framing_of
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
-from edge_agent.shell.runtime import _device_backoff
+from hostkit.backoff import backoff_delays
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
 from tests.support.config_files import site_head
@@ -134,7 +135,10 @@ def test_opcua_servers_are_retried_at_least_once_per_keepalive() -> None:
         "     points: [{point: S1, quota: BP-GX, node: 'ns=2;s=X'}]}\n"
         + rtu_devices("/dev/ttyUSB0")
     )
-    slope, rtu = (_device_backoff(d)() for d in config.devices[:2])
+    slope, rtu = (
+        backoff_delays(initial=b.initial, cap=b.cap)
+        for b in (KINDS.bind(d, []).backoff for d in config.devices[:2])
+    )
     assert max(itertools.islice(slope, 50)) <= 2.0
     assert max(itertools.islice(rtu, 50)) > 2.0, "other devices back off to 30 s"
 

@@ -30,7 +30,7 @@ from drivers.sim.faults import Fault
 from drivers.sim.tankfarm import TankFarmServer, serve_tankfarm
 from edge_agent.config import parse_site_config
 from edge_agent.core.points import resolve_points
-from edge_agent.shell.devices import build_driver
+from edge_agent.kinds import build_driver
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from specs.catalogue import default_catalogue
 from specs.records import Reading

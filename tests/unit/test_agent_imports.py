@@ -40,7 +40,7 @@ import edge_agent.cli  # the `edge-agent` entry point: all that `run` imports
 from edge_agent.config import parse_site_config
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.buses import RtuBuses
-from edge_agent.shell.devices import build_driver
+from edge_agent.kinds import build_driver
 
 config = parse_site_config(sys.stdin.read(), "site.yaml", Path("/etc/ganzhi"))
 points = resolve_points(config)

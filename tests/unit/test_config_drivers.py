@@ -16,8 +16,8 @@ from edge_agent.config import (
     SerialDevice,
 )
 from edge_agent.core.points import NodeSource, PatternSource, RegisterSource, resolve_points
-from edge_agent.shell.buses import plan_buses
-from edge_agent.shell.devices import register_point
+from edge_agent.core.rtu_plan import plan_buses
+from edge_agent.kinds.modbus import register_point
 from tests.support.config_files import SITE, edit, line_of, site_head
 
 HEAD = site_head("BP")

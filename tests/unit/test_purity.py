@@ -25,6 +25,9 @@ CORE_MODULES = sorted(
         *ROOT.glob("collector/ingest/normalize.py"),
         ROOT / "drivers" / "modbus" / "codec.py",
         ROOT / "drivers" / "modbus" / "rtu_frame.py",
+        # The driver kinds: config -> driver settings; `build` only constructs a driver (it
+        # imports the driver's module then, G7), the shells connect and poll it.
+        *ROOT.glob("edge_agent/kinds/*.py"),
         ROOT / "edge_agent" / "core" / "order_guess.py",
     }
 )

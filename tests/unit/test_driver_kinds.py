@@ -1,0 +1,135 @@
+"""Every driver kind of the site map is registered once, maps its config purely, and builds a
+`Driver` (edge_agent.kinds).
+
+A device model added to the config union without a kind fails here, not in the field; so does
+a kind whose driver lacks a part of the `Driver` protocol. mypy checks the rest: each kind's
+`build` returns a `Driver`, and takes the settings its own `settings` makes.
+"""
+
+from __future__ import annotations
+
+import inspect
+from pathlib import Path
+from typing import get_args
+
+import pytest
+
+from drivers.modbus.codec import DataType, Order, Table
+from drivers.modbus.plan import RegisterPoint
+from drivers.opcua.model import ReadMode, UaPoint
+from drivers.serial.framing import Delimited
+from drivers.serial.settings import Parity, SerialSettings
+from edge_agent.config import DeviceConfig, SiteConfig, parse_site_config
+from edge_agent.config.devices import SUPPORTED_DRIVERS
+from edge_agent.core.points import ResolvedPoint, resolve_points
+from edge_agent.kinds import KINDS, Kinds
+from edge_agent.kinds.modbus import MODBUS_TCP, TcpSettings
+from edge_agent.kinds.opcua import UaSettings
+from edge_agent.kinds.serial import AsciiSettings
+from tests.support.config_files import site_head
+
+SITE = (
+    site_head()
+    + """\
+devices:
+  - {id: plc, driver: modbus_tcp, host: 10.0.0.9, poll: 1s, points: [
+     {point: T1, quota: WHP-LT, address: {table: holding, start: 4, type: float32}}]}
+  - {id: slave, driver: modbus_rtu, port: /dev/ttyUSB7, baudrate: 19200, parity: N,
+     unit_id: 3, poll: 2s, points: [
+     {point: R1, quota: WHP-LT, address: {table: input, start: 0, type: uint16}}]}
+  - {id: slope, driver: opcua, endpoint: 'opc.tcp://10.0.0.5', keepalive: 4s,
+     points: [{point: S1, quota: BP-GX, node: 'ns=2;s=Slope.G1.X'}]}
+  - {id: gas, driver: serial, port: /dev/ttyS7, poll: 1s, request: "RD\\r\\n", points: [
+     {point: G1, quota: WHP-TOX, pattern: 'H2S=(?P<value>[0-9.]+)'}]}
+"""
+)
+
+
+def site() -> tuple[SiteConfig, list[ResolvedPoint]]:
+    config = parse_site_config(SITE, "site.yaml", Path("/etc/ganzhi"))
+    return config, resolve_points(config)
+
+
+def points_of(points: list[ResolvedPoint], device_id: str) -> list[ResolvedPoint]:
+    return [p for p in points if p.device_id == device_id]
+
+
+def test_every_device_model_of_the_config_union_has_exactly_one_kind() -> None:
+    (union, *_) = get_args(DeviceConfig)
+    models = set(get_args(union))
+    registered = [kind.config for kind in KINDS]
+    assert set(registered) == models
+    assert len(registered) == len(set(registered))
+    assert sorted(kind.name for kind in KINDS) == sorted(SUPPORTED_DRIVERS)
+
+
+def test_a_kind_registered_twice_is_refused() -> None:
+    with pytest.raises(ValueError, match="registered twice"):
+        Kinds(MODBUS_TCP, MODBUS_TCP)
+
+
+def test_each_kind_builds_a_driver_that_has_the_driver_protocol() -> None:
+    config, points = site()
+    assert {KINDS.kind_of(d).name for d in config.devices} == set(SUPPORTED_DRIVERS)
+    for device in config.devices:
+        bound = KINDS.bind(device, points_of(points, device.id))
+        for driver in (bound.build(), bound.build_probe()):
+            assert driver.device_id == device.id
+            for method in ("connect", "read", "close"):
+                assert inspect.iscoroutinefunction(getattr(driver, method)), (device.id, method)
+
+
+def test_a_kind_refuses_a_device_of_another_kind() -> None:
+    config, points = site()
+    with pytest.raises(TypeError, match="slope is a OpcUaDevice, not a ModbusTcpDevice"):
+        MODBUS_TCP.bind(config.devices[2], points)
+
+
+def test_config_maps_to_driver_settings_without_building_anything() -> None:
+    config, points = site()
+    plc, slave, slope, gas = (KINDS.kind_of(d) for d in config.devices)
+    tcp = plc.settings(config.devices[0], points_of(points, "plc"))
+    assert tcp == TcpSettings(
+        device_id="plc",
+        host="10.0.0.9",
+        port=502,
+        unit_id=1,
+        points=(
+            RegisterPoint("T1", Table.HOLDING, 4, DataType.FLOAT32, Order.BIG, Order.BIG, None),
+        ),
+        timeout=1.0,
+        max_gap=8,
+    )
+    rtu = slave.settings(config.devices[1], points_of(points, "slave"))
+    assert rtu.line == SerialSettings("/dev/ttyUSB7", 19200, Parity.NONE, 1, 8)
+    ua = slope.settings(config.devices[2], points_of(points, "slope"))
+    assert isinstance(ua, UaSettings)
+    assert (ua.points, ua.mode, ua.cycle) == (
+        (UaPoint("S1", "ns=2;s=Slope.G1.X"),),
+        ReadMode.SUBSCRIBE,
+        1.0,
+    )
+    probe = slope.probe_settings(ua)
+    assert (probe.mode, probe.cycle) == (ReadMode.POLL, None), "probe reads, never subscribes"
+    ascii_ = gas.settings(config.devices[3], points_of(points, "gas"))
+    assert isinstance(ascii_, AsciiSettings)
+    assert (ascii_.request, ascii_.framing) == (b"RD\r\n", Delimited(b"\r\n"))
+
+
+def test_what_each_kind_tells_the_agent_and_probe() -> None:
+    config, points = site()
+    bound = {d.id: KINDS.bind(d, points_of(points, d.id)) for d in config.devices}
+    assert {k: (b.kind, b.requests, b.listen) for k, b in bound.items()} == {
+        "plc": ("modbus_tcp", 1, None),
+        "slave": ("modbus_rtu", 1, None),
+        "slope": ("opcua", 1, None),
+        "gas": ("serial", 1, None),
+    }
+    assert (bound["slope"].backoff.initial, bound["slope"].backoff.cap) == (0.5, 4.0)
+    assert bound["plc"].backoff.cap == 30.0
+    assert bound["plc"].view is bound["slave"].view, "Modbus kinds share one check table"
+    assert [v.columns for v in KINDS.views()] == [
+        ("table", "start", "type", "order"),
+        ("node",),
+        ("pattern",),
+    ]
