@@ -235,25 +235,41 @@ class Site:
         assert isinstance(body, dict)
         return body
 
-    def collector_readings(self) -> Counter[ReadingKey]:
-        """Every reading the collector serves for this gateway, following cursors."""
-        found: Counter[ReadingKey] = Counter()
+    def collector_items(self) -> list[dict[str, Any]]:
+        """The collector's readings of this gateway as the API gives them, following cursors."""
+        items: list[dict[str, Any]] = []
         cursor: str | None = None
         while True:
             params: dict[str, str | int] = {"gateway": self.gateway, "limit": 5000}
             if cursor:
                 params["cursor"] = cursor
             body = self.api("/v1/readings", **params)
-            items = body["items"]
-            assert isinstance(items, list)
-            for item in items:
-                # Both sides through shown_value: equal whether or not the API shortened it.
-                value = shown_value(item["value"])
-                found[(item["point"], item["t"], value, item["quality"])] += 1
+            page = body["items"]
+            assert isinstance(page, list)
+            items.extend(page)
             next_cursor = body["next"]
             if not next_cursor:
-                return found
+                return items
             cursor = str(next_cursor)
+
+    def collector_readings(self) -> Counter[ReadingKey]:
+        """Every reading the collector serves for this gateway, following cursors."""
+        # Both sides through shown_value: equal whether or not the API shortened it.
+        return Counter(
+            (item["point"], item["t"], shown_value(item["value"]), item["quality"])
+            for item in self.collector_items()
+        )
+
+    def assert_committed_readings_served_once(self) -> int:
+        """Every reading the outbox committed is served exactly once; how many there are."""
+        committed = self.outbox_readings()
+        served = self.collector_readings()
+        assert sum(committed.values()) > 0
+        missing = committed - served
+        extra = served - committed
+        assert not missing, f"{sum(missing.values())} committed readings never arrived"
+        assert not extra, f"{sum(extra.values())} readings served more often than committed"
+        return sum(committed.values())
 
     def drain_and_stop_agent(self, timeout: float = 60) -> None:
         """Wait until the collector ACKed everything, then stop the agent gracefully."""

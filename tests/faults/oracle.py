@@ -225,19 +225,7 @@ def served(site: Site) -> Counter[ReadingKey]:
 
 def served_items(site: Site) -> list[dict[str, object]]:
     """The collector's readings of the gateway as the API gives them (flags included)."""
-    items: list[dict[str, object]] = []
-    cursor: str | None = None
-    while True:
-        params: dict[str, str | int] = {"gateway": site.gateway, "limit": 5000}
-        if cursor:
-            params["cursor"] = cursor
-        body = site.api("/v1/readings", **params)
-        page = body["items"]
-        assert isinstance(page, list)
-        items.extend(page)
-        if not body["next"]:
-            return items
-        cursor = str(body["next"])
+    return site.collector_items()
 
 
 @dataclass
