@@ -11,6 +11,7 @@ import abc
 from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 
+from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.model import AuditEntry, Reason
 from collector.readmodel import (
     AlarmAfter,
@@ -32,13 +33,17 @@ from collector.readmodel import (
     Scope,
     SourcedReading,
 )
-from collector.storage import archive, export_queries, queries
+from collector.storage import archive, export_queries, feed, queries
+from collector.storage.feed import FeedStatements
 from collector.storage.queries import Fetch
 from collector.verify.core import StoredBlock, StoredBlockAfter
 
 
 class QueryReads(abc.ABC):
     """The reads of `collector.storage.base.Storage` that `collector.storage.queries` answers."""
+
+    _feed: FeedStatements
+    """The backend's live feed statements."""
 
     @abc.abstractmethod
     def _reading(self, action: str) -> AbstractAsyncContextManager[Fetch]:
@@ -148,4 +153,24 @@ class QueryReads(abc.ABC):
         async with self._reading("reading stored blocks") as fetch:
             return await archive.stored_blocks(
                 fetch, scope, gateway=gateway, t_from=t_from, t_to=t_to, after=after, limit=limit
+            )
+
+    async def feed_head(self) -> FeedPosition:
+        """The newest reading id and journal id, from one snapshot."""
+        async with self._reading("reading the feed head") as fetch:
+            return await feed.feed_head(fetch)
+
+    async def feed_page(
+        self,
+        scope: Scope,
+        where: FeedFilter,
+        *,
+        after: FeedPosition,
+        upto: FeedPosition,
+        limit: int,
+    ) -> FeedPage:
+        """Readings and journal rows in scope and filter with ids in (after, upto], ascending."""
+        async with self._reading("reading the feed") as fetch:
+            return await feed.feed_page(
+                fetch, self._feed, scope, where, after=after, upto=upto, limit=limit
             )

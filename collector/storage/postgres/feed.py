@@ -14,22 +14,16 @@ the journal last, so that the lock covers little more than the COPY and the COMM
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
+from typing import Final
 
 from collector.feed.core import (
-    FeedFilter,
-    FeedKind,
-    FeedPage,
-    FeedPosition,
     JournalEntry,
-    JournalRow,
-    journal_event,
 )
-from collector.readmodel import ReadingRow, Scope
-from collector.storage import records
+from collector.storage.feed import FeedStatements
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import FEED_LOCK
 from collector.storage.postgres.notices import announce_commit
-from collector.storage.postgres.rows import Params, scope_clause
+from collector.storage.records import READING_COLUMNS
 
 # --- write side (inside the ingest transaction) -------------------------------------------------
 
@@ -79,90 +73,15 @@ async def finish_feed_commit(db: Db) -> None:
     await announce_commit(db)
 
 
-# --- read side ----------------------------------------------------------------------------------
+# --- read side (collector.storage.feed) -----------------------------------------------------------
 
-
-async def feed_head(db: Db) -> FeedPosition:
-    """The newest reading id and journal id, read in one statement (one snapshot)."""
-    row = await db.fetchrow(
-        "SELECT (SELECT coalesce(max(id), 0) FROM readings),"
-        " (SELECT coalesce(max(id), 0) FROM feed)"
-    )
-    assert row is not None  # noqa: S101 - a SELECT without FROM yields one row
-    return FeedPosition(int(row[0]), int(row[1]))
-
-
-def _filters(where: FeedFilter, table: str, params: Params) -> str:
-    sql = ""
-    if where.gateway is not None:
-        sql += f" AND {table}.gateway = {params.add(where.gateway)}"
-    if where.point is not None:
-        sql += f" AND {table}.point = {params.add(where.point)}"
-    return sql
-
-
-async def _readings(
-    db: Db, scope: Scope, *, where: FeedFilter, after: int, upto: int, limit: int
-) -> tuple[tuple[ReadingRow, ...], bool]:
-    if FeedKind.READING not in where.kinds or after >= upto:
-        return (), False
-    params = Params()
-    span = f"r.id > {params.add(after)} AND r.id <= {params.add(upto)}"
-    sql = _filters(where, "r", params) + scope_clause(scope, "g.district", params)
-    found = await db.fetch(
-        f"SELECT {records.READING_COLUMNS}, r.id FROM readings r"
-        f" JOIN gateways g ON g.gateway = r.gateway WHERE {span}{sql}"
-        f" ORDER BY r.id LIMIT {params.add(limit + 1)}",
-        *params.values,
-    )
-    readings = [records.reading(row, row[8]) for row in found]
-    return tuple(readings[:limit]), len(readings) > limit
-
-
-async def _journal(
-    db: Db, scope: Scope, *, where: FeedFilter, after: int, upto: int, limit: int
-) -> tuple[tuple[JournalRow, ...], bool]:
-    kinds = sorted(kind.value for kind in where.kinds if kind is not FeedKind.READING)
-    if not kinds or after >= upto:
-        return (), False
-    params = Params()
-    span = f"f.id > {params.add(after)} AND f.id <= {params.add(upto)}"
-    sql = f" AND f.kind = ANY({params.add(kinds)}::text[])"
-    sql += _filters(where, "f", params) + scope_clause(scope, "g.district", params)
-    found = await db.fetch(
-        "SELECT f.id, f.readings_through, f.kind, f.gateway, f.payload, g.enterprise,"
-        f" g.district FROM feed f JOIN gateways g ON g.gateway = f.gateway WHERE {span}{sql}"
-        f" ORDER BY f.id LIMIT {params.add(limit + 1)}",
-        *params.values,
-    )
-    journal = [
-        JournalRow(
-            id=row[0],
-            readings_through=row[1],
-            kind=FeedKind(row[2]),
-            event=journal_event(FeedKind(row[2]), row[3], row[4]),
-            enterprise=row[5],
-            district=row[6],
-        )
-        for row in found
-    ]
-    return tuple(journal[:limit]), len(journal) > limit
-
-
-async def feed_page(
-    db: Db,
-    scope: Scope,
-    where: FeedFilter,
-    *,
-    after: FeedPosition,
-    upto: FeedPosition,
-    limit: int,
-) -> FeedPage:
-    """Readings and journal rows in scope and filter with ids in (after, upto], ascending."""
-    readings, readings_more = await _readings(
-        db, scope, where=where, after=after.readings, upto=upto.readings, limit=limit
-    )
-    journal, journal_more = await _journal(
-        db, scope, where=where, after=after.journal, upto=upto.journal, limit=limit
-    )
-    return FeedPage(readings, readings_more, journal, journal_more)
+STATEMENTS: Final = FeedStatements(
+    readings=(
+        f"SELECT {READING_COLUMNS}, r.id FROM readings r JOIN gateways g ON g.gateway = r.gateway"
+        " WHERE r.id > ? AND r.id <= ?"
+    ),
+    journal=(
+        "SELECT f.id, f.readings_through, f.kind, f.gateway, f.payload, g.enterprise, g.district"
+        " FROM feed f JOIN gateways g ON g.gateway = f.gateway WHERE f.id > ? AND f.id <= ?"
+    ),
+)

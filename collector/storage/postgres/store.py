@@ -17,7 +17,6 @@ from typing import Final
 import asyncpg
 
 from collector.audit.chain import ActionEntry, AuditRow, ChainHead
-from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.feed.wakeup import CommitSignal
 from collector.model import (
     BatchResult,
@@ -68,6 +67,8 @@ CONNECT_TIMEOUT: Final = 10.0
 
 class PostgresStorage(QueryReads):
     """The Storage protocol on one PostgreSQL database."""
+
+    _feed = feed.STATEMENTS
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str) -> None:
         self._pool = pool
@@ -226,24 +227,6 @@ class PostgresStorage(QueryReads):
             return await bucket_page(bound, grid, after=after, limit=limit)
 
     # --- capabilities (collector.storage.capabilities): live feed, quality -----------------
-
-    async def feed_head(self) -> FeedPosition:
-        """The newest reading id and journal id, from one snapshot."""
-        async with self._connection("reading the feed head") as db:
-            return await feed.feed_head(db)
-
-    async def feed_page(
-        self,
-        scope: Scope,
-        where: FeedFilter,
-        *,
-        after: FeedPosition,
-        upto: FeedPosition,
-        limit: int,
-    ) -> FeedPage:
-        """Readings and journal rows in scope and filter with ids in (after, upto], ascending."""
-        async with self._connection("reading the feed") as db:
-            return await feed.feed_page(db, scope, where, after=after, upto=upto, limit=limit)
 
     def relay_commits(self, signal: CommitSignal) -> AbstractAsyncContextManager[None]:
         """Ring `signal` on every feed commit to this database, by any collector (LISTEN)."""

@@ -17,7 +17,6 @@ from pathlib import Path
 import aiosqlite
 
 from collector.audit.chain import ActionEntry, AuditRow, ChainHead
-from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.model import (
     BatchResult,
     Gateway,
@@ -55,6 +54,8 @@ from collector.tokens import StoredToken
 
 class SqliteStorage(QueryReads):
     """The Storage protocol on one SQLite file."""
+
+    _feed = feed.STATEMENTS
 
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._writer = writer
@@ -177,22 +178,6 @@ class SqliteStorage(QueryReads):
         return await bucket_page(bound, grid, after=after, limit=limit)
 
     # --- capabilities (collector.storage.capabilities): live feed, quality -----------------
-
-    async def feed_head(self) -> FeedPosition:
-        """The newest reading id and journal id, from one snapshot."""
-        return await feed.feed_head(self._reader)
-
-    async def feed_page(
-        self,
-        scope: Scope,
-        where: FeedFilter,
-        *,
-        after: FeedPosition,
-        upto: FeedPosition,
-        limit: int,
-    ) -> FeedPage:
-        """Readings and journal rows in scope and filter with ids in (after, upto], ascending."""
-        return await feed.feed_page(self._reader, scope, where, after=after, upto=upto, limit=limit)
 
     async def quality_counts(
         self,
