@@ -13,17 +13,11 @@ from edge_agent.config.alarms import (
     OvertimeAlarm,
     SiteAlarm,
 )
-from edge_agent.config.devices import (
-    MODBUS_SERIAL_PARITY,
-    SUPPORTED_DRIVERS,
-    DeviceConfig,
-    ModbusRtuDevice,
-    ModbusTcpDevice,
-    OpcUaDevice,
-    OpcUaSecurityConfig,
-    SerialDevice,
-)
+from edge_agent.config.device_base import MODBUS_SERIAL_PARITY
+from edge_agent.config.devices import SUPPORTED_DRIVERS, DeviceConfig
 from edge_agent.config.loader import load_site_config, parse_site_config
+from edge_agent.config.modbus_devices import ModbusRtuDevice, ModbusTcpDevice
+from edge_agent.config.opcua_device import OpcUaDevice, OpcUaSecurityConfig
 from edge_agent.config.points import (
     COLOURS,
     LAST_ADDRESS,
@@ -43,6 +37,7 @@ from edge_agent.config.points import (
     Thresholds,
     rate_unit_parts,
 )
+from edge_agent.config.serial_device import SerialDevice
 from edge_agent.config.site import (
     Domain,
     OutboxConfig,

@@ -14,9 +14,10 @@ from configkit.network import Broker, TlsConfig
 from configkit.validation import raise_at
 from edge_agent.config.alarms import CompareAlarm, EscalationAlarm, OvertimeAlarm, SiteAlarm
 from edge_agent.config.commands import CommandsConfig
-from edge_agent.config.devices import DeviceConfig, ModbusRtuDevice, SerialDevice
+from edge_agent.config.devices import DeviceConfig
 from edge_agent.config.fields import DistrictCode, EnterpriseCode, MineCode, Name, Number
 from edge_agent.config.metrics import MetricsConfig
+from edge_agent.config.modbus_devices import ModbusRtuDevice
 from edge_agent.config.points import (
     COLOURS,
     RATE_PERIODS,
@@ -24,6 +25,7 @@ from edge_agent.config.points import (
     TemplateConfig,
     point_source_problems,
 )
+from edge_agent.config.serial_device import SerialDevice
 from specs.encoding import Encoding
 from specs.identifiers import IdentifierError, check_gateway_code, check_point_code
 from specs.signing import require_available

@@ -4,9 +4,11 @@
 says which device model of the site map it reads, how that config maps to the driver's
 settings (pure), how the driver is built, how `check` and `probe` show its points and how
 it backs off (`descriptor.DriverKind`). Adding a driver is its folder under `drivers/`, its
-device model in the config union (`edge_agent.config.devices.DeviceConfig`), its kind module
-and one line below; `tests/unit/test_driver_kinds.py` fails while a model of the union has
-no kind.
+device model (a module in `edge_agent/config/`, named in `devices.DeviceModel`; the list of
+supported drivers follows from it), its kind module and one line below;
+`tests/unit/test_driver_kinds.py` fails while a model of the union has no kind. A driver
+that reads a new sort of source (not an address, a node or a pattern) also adds it to
+`edge_agent.config.points` and `edge_agent.core.points`.
 
 The lookup goes by the device's class, not by a string: `bind(device, points)` finds the
 kind whose `config` the device is, and that kind checks its own type once.

@@ -1,0 +1,142 @@
+"""What every device model of the site map has, and the field types the driver models share.
+
+`DeviceBase` holds the id, the template and the points, and makes a device's problems show all
+at once: each point's source key (address, node or pattern) is checked against the driver
+on the raw mapping, next to the field errors, and an unknown key gets its "did you mean" hint.
+"""
+
+# No `from __future__ import annotations`: pydantic reads these annotations at runtime.
+
+from typing import Annotated, Literal, Self, get_args
+
+from pydantic import BaseModel, ModelWrapValidatorHandler, ValidationError, model_validator
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
+from pydantic_core.core_schema import ErrorType
+
+from configkit.fields import ConfigModel, Duration, duration_bounds
+from configkit.issues import KeyPath
+from configkit.validation import raise_at, unknown_key_hint
+from edge_agent.config.fields import Name
+from edge_agent.config.points import PointConfig, point_source_problems
+
+MAX_UNIT_ID = 247
+"""Highest Modbus slave address; 0 is broadcast (no slave answers), 248..255 are reserved."""
+
+_BUILTIN_ERRORS = frozenset(get_args(ErrorType))
+
+Parity = Literal["N", "E", "O"]
+"""N none, E even, O odd."""
+
+MODBUS_SERIAL_PARITY: Parity = "E"
+"""The Modbus over Serial Line spec's default parity (8E1); by the spec 8N1 needs two stop
+bits, though many instruments ship set to 8N1 with one."""
+
+StopBits = Literal[1, 2]
+
+Seconds = Annotated[Duration, duration_bounds(above=0)]
+
+
+def _rebuilt(error: ErrorDetails, model: type[BaseModel]) -> InitErrorDetails:
+    """Re-raise one pydantic error unchanged, except that an unknown key gets its hint."""
+    loc, value = error["loc"], error["input"]
+    if error["type"] == "extra_forbidden":
+        message = "unknown key" + unknown_key_hint(loc, model)
+        return InitErrorDetails(
+            type=PydanticCustomError("config", "{message}", {"message": message}),
+            loc=loc,
+            input=value,
+        )
+    if error["type"] in _BUILTIN_ERRORS:
+        detail = InitErrorDetails(type=error["type"], loc=loc, input=value)
+        if "ctx" in error:
+            detail["ctx"] = error["ctx"]
+        return detail
+    # A custom error (raise_at's "config", a PydanticCustomError): keep its text as it is.
+    return InitErrorDetails(
+        type=PydanticCustomError(error["type"], "{message}", {"message": error["msg"]}),
+        loc=loc,
+        input=value,
+    )
+
+
+def _raw_point_problems(data: object) -> list[tuple[KeyPath, str]]:
+    """Check which source key each point of a raw device mapping has (see `points`)."""
+    if not isinstance(data, dict):
+        return []
+    driver, points = data.get("driver"), data.get("points")
+    if not isinstance(driver, str) or not isinstance(points, list):
+        return []
+    return [
+        (("points", index, *path), message)
+        for index, point in enumerate(points)
+        for path, message in point_source_problems(driver, point)
+    ]
+
+
+class DeviceBase(ConfigModel):
+    """What every device has: an id and its points, its own and a template's.
+
+    Its points are the template's points, each coded `point_prefix + point`, followed by
+    its own `points`; a device needs at least one of the two.
+    """
+
+    id: Name
+    """The device's name in this map, unique across the gateway; logs, metrics and `status` use
+    it.
+    """
+    template: Name | None = None
+    """The name of a template under `templates` whose points this device has."""
+    point_prefix: Name | None = None
+    """Prefixed to each template point's code, so codes stay unique across devices of one
+    template.
+    """
+    points: tuple[PointConfig, ...] = ()
+    """The device's own points, after the template's."""
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _all_problems_at_once(cls, data: object, handler: ModelWrapValidatorHandler[Self]) -> Self:
+        # Two things a plain model cannot do inside a union of device models:
+        # - whether each point has the right source key (address, node or pattern) depends on
+        #   the driver; checked on the raw mapping, it shows together with every field error
+        #   instead of only after they are fixed;
+        # - the loader's "did you mean" hint for an unknown key cannot see through the union,
+        #   so unknown keys get their hint here, from this very model.
+        problems = _raw_point_problems(data)
+        try:
+            device = handler(data)
+        except ValidationError as exc:
+            details = [_rebuilt(error, cls) for error in exc.errors(include_url=False)]
+            details += [
+                InitErrorDetails(
+                    type=PydanticCustomError("config", "{message}", {"message": message}),
+                    loc=path,
+                    input=None,
+                )
+                for path, message in problems
+            ]
+            raise ValidationError.from_exception_data(exc.title, details) from None
+        if problems:
+            raise_at(problems)
+        return device
+
+    @model_validator(mode="after")
+    def _template_rules(self) -> Self:
+        problems: list[tuple[KeyPath, str]] = []
+        if self.template is not None and self.point_prefix is None:
+            problems.append(
+                (
+                    ("template",),
+                    (
+                        "a device with a template also needs point_prefix, so that its point "
+                        "codes differ from other devices of the same template"
+                    ),
+                )
+            )
+        if self.point_prefix is not None and self.template is None:
+            problems.append((("point_prefix",), "point_prefix applies only with a template"))
+        if self.template is None and not self.points:
+            problems.append((("points",), "a device needs points, a template, or both"))
+        if problems:
+            raise_at(problems)
+        return self

@@ -1,0 +1,92 @@
+"""The Modbus device models: `modbus_tcp`, and `modbus_rtu` (a slave on an RS-485 bus)."""
+
+# No `from __future__ import annotations`: pydantic reads these annotations at runtime.
+
+from typing import Annotated, Literal
+
+from pydantic import AfterValidator, Field, field_validator
+
+from edge_agent.config.device_base import (
+    MAX_UNIT_ID,
+    MODBUS_SERIAL_PARITY,
+    DeviceBase,
+    Parity,
+    Seconds,
+    StopBits,
+)
+from edge_agent.config.fields import Baudrate, DevicePath, Host
+
+
+class ModbusTcpDevice(DeviceBase):
+    """An instrument or PLC reached over Modbus TCP, polled every `poll` seconds."""
+
+    driver: Literal["modbus_tcp"]
+    """Which driver reads the device: `modbus_tcp`."""
+    host: Host
+    """The device's IP address or host name."""
+    port: Annotated[int, Field(strict=True, ge=1, le=65535)] = 502
+    """Its Modbus TCP port."""
+    unit_id: Annotated[int, Field(strict=True, ge=0, le=MAX_UNIT_ID)] = 1
+    """The unit identifier in each request (a gateway in front of serial slaves routes by it)."""
+    poll: Seconds
+    """How often every point of the device is read."""
+    timeout: Seconds = 1.0
+    """How long one request may take before the read counts as failed."""
+    # Unused registers one read may span to merge neighbouring points (a read holds <= 125).
+    max_gap: Annotated[int, Field(strict=True, ge=0, le=125)] = 8
+    """Unused registers one read may span to merge neighbouring points (a read holds at most
+    125).
+    """
+
+
+def _slave_address(unit_id: int) -> int:
+    if unit_id == 0:
+        raise ValueError("unit_id 0 is the broadcast address, which no slave answers; use 1..247")
+    if not 1 <= unit_id <= MAX_UNIT_ID:
+        raise ValueError(f"unit_id {unit_id} is outside the slave addresses 1..{MAX_UNIT_ID}")
+    return unit_id
+
+
+class ModbusRtuDevice(DeviceBase):
+    """One slave on an RS-485 Modbus RTU bus.
+
+    Every device with the same `port` is a slave on one bus: they share one serial port and
+    one transaction at a time, so they must agree on `baudrate`, `parity`, `stopbits` and
+    `bytesize`, and each needs its own `unit_id`. `parity` defaults to E (even), the Modbus
+    serial-line default; many instruments ship set to N, so check the instrument's manual.
+    `timeout` is per request: a silent slave costs the bus at most one timeout per poll cycle.
+    """
+
+    driver: Literal["modbus_rtu"]
+    """Which driver reads the device: `modbus_rtu`."""
+    port: DevicePath
+    """The serial device path of the RS-485 bus, e.g. /dev/ttyUSB0; devices on one port share the
+    bus.
+    """
+    baudrate: Baudrate = 9600
+    """Line speed in bits per second; the same for every slave on the port."""
+    parity: Parity = MODBUS_SERIAL_PARITY
+    """N, E (the Modbus default) or O; the same for every slave on the port."""
+    stopbits: StopBits = 1
+    """1 or 2; the same for every slave on the port."""
+    bytesize: Literal[8] = 8
+    """Data bits: Modbus RTU uses 8."""
+    unit_id: Annotated[int, Field(strict=True), AfterValidator(_slave_address)]
+    """The slave address, 1 to 247, unique on the port."""
+    poll: Seconds
+    """How often every point of the device is read."""
+    timeout: Seconds = 1.0
+    """How long one request may wait for the slave's answer; a silent slave costs the bus this
+    once per cycle.
+    """
+    max_gap: Annotated[int, Field(strict=True, ge=0, le=125)] = 8
+    """Unused registers one read may span to merge neighbouring points (a read holds at most
+    125).
+    """
+
+    @field_validator("bytesize", mode="before")
+    @classmethod
+    def _eight_bits(cls, bytesize: object) -> object:
+        if bytesize != 8:  # noqa: PLR2004 - the one size RTU has
+            raise ValueError(f"Modbus RTU sends 8-bit bytes: bytesize must be 8, got {bytesize!r}")
+        return bytesize
