@@ -21,6 +21,7 @@ from drivers.serial.framing import Delimited
 from drivers.serial.settings import Parity, SerialSettings
 from edge_agent.config import DeviceConfig, SiteConfig, parse_site_config
 from edge_agent.config.devices import SUPPORTED_DRIVERS
+from edge_agent.config.points import POINT_SOURCE_KEYS
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import KINDS, Kinds
 from edge_agent.kinds.modbus import MODBUS_TCP, TcpSettings
@@ -61,6 +62,8 @@ def test_every_device_model_of_the_config_union_has_exactly_one_kind() -> None:
     assert set(registered) == models
     assert len(registered) == len(set(registered))
     assert sorted(kind.name for kind in KINDS) == sorted(SUPPORTED_DRIVERS)
+    # Without its source key a driver's points would go unchecked (no address, no node...).
+    assert sorted(POINT_SOURCE_KEYS) == sorted(SUPPORTED_DRIVERS)
 
 
 def test_a_kind_registered_twice_is_refused() -> None:
