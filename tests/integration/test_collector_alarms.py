@@ -10,12 +10,17 @@ import pytest
 
 from collector.api.app import create_app
 from collector.ingest.core import Inbound, plan_batch
-from collector.model import KeyGrant
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from specs.records import AlarmEvent, AlarmRecord, iso_time
 from tests.support.collector_api import BEIJING, NANCHANG, TOKENS
-from tests.support.collector_client import BASE_TIME, SimGateway, alarm_record, catalogue_with_coal
+from tests.support.collector_client import (
+    BASE_TIME,
+    SimGateway,
+    alarm_record,
+    catalogue_with_coal,
+    key_grants,
+)
 from tests.support.collector_env import register
 
 ALARM_KEYS = {
@@ -43,10 +48,7 @@ async def _store(
         messages.append(
             Inbound(gateway.topics.block, payload, tuple(gateway.sign(payload)), BASE_TIME)
         )
-    grants = {}
-    for sim in (NANCHANG, BEIJING):
-        owner, key = sim.registration()
-        grants[key.kid] = KeyGrant(key, owner)
+    grants = key_grants(NANCHANG, BEIJING)
     batch = plan_batch(messages, grants, catalogue_with_coal())
     assert not batch.audits
     await storage.ingest(batch)

@@ -21,7 +21,6 @@ from click.testing import Result
 
 from collector.config import load_collector_config
 from collector.ingest.core import Inbound, plan_batch
-from collector.model import KeyGrant
 from collector.runtime import run_collector
 from collector.storage import open_storage
 from specs.meta import PointMeta
@@ -35,6 +34,7 @@ from tests.support.collector_client import (
     catalogue_with_coal,
     coal_gateway,
     gateway_link,
+    key_grants,
     sim_gateway,
 )
 from tests.support.collector_env import cli_config, register, write_collector_config
@@ -271,10 +271,7 @@ async def _fill(config: Path) -> None:
             [PointMeta(METHANE, "MK-M0101", "%CH4", "回风甲烷", "1201回风巷", {"alarm": 0.75})]
         )
         messages.append(Inbound(MINE.topics.meta, meta, tuple(MINE.sign(meta)), 0))
-        grants = {}
-        for gateway in (MINE, GW):
-            owner, key = gateway.registration()
-            grants[key.kid] = KeyGrant(key, owner)
+        grants = key_grants(MINE, GW)
         batch = plan_batch(messages, grants, catalogue_with_coal())
         assert not batch.audits
         await storage.ingest(batch)

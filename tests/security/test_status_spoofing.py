@@ -16,18 +16,14 @@ from collector.storage import open_storage
 from specs.catalogue import default_catalogue
 from specs.status import GatewayStatus
 from tests.support.collector_api import NANCHANG, NOW, auth, serve
-from tests.support.collector_client import BASE_TIME, sim_gateway
+from tests.support.collector_client import BASE_TIME, key_grants, sim_gateway
 
 GW = NANCHANG
 OTHER = sim_gateway(7)
 
 
 def _grants() -> dict[str, KeyGrant]:
-    grants = {}
-    for sim in (GW, OTHER):
-        owner, key = sim.registration()
-        grants[key.kid] = KeyGrant(key, owner)
-    return grants
+    return key_grants(GW, OTHER)
 
 
 def _status(*, online: bool, t: float) -> bytes:

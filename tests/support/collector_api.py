@@ -17,12 +17,11 @@ import httpx
 from collector.api.app import create_app
 from collector.api.core import ApiToken
 from collector.ingest.core import Inbound, plan_batch
-from collector.model import KeyGrant
 from collector.storage.base import Storage
 from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, Record, iso_time
-from tests.support.collector_client import BASE_TIME, SimGateway, sim_gateway
+from tests.support.collector_client import BASE_TIME, SimGateway, key_grants, sim_gateway
 
 NANCHANG: Final = sim_gateway(1, district="360100")
 BEIJING: Final = sim_gateway(2, district="110101")
@@ -57,10 +56,7 @@ async def store_blocks(
         payload = gateway.block(seq, records=list(records), prev=prev)
         prev = block_hash(payload)
         messages.append(Inbound(gateway.topics.block, payload, tuple(gateway.sign(payload)), NOW))
-    grants = {}
-    for sim in (NANCHANG, BEIJING):
-        owner, key = sim.registration()
-        grants[key.kid] = KeyGrant(key, owner)
+    grants = key_grants(NANCHANG, BEIJING)
     batch = plan_batch(messages, grants, default_catalogue())
     assert not batch.audits, batch.audits
     await storage.ingest(batch)

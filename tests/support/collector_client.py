@@ -21,7 +21,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from collector.model import Gateway, GatewayKey
+from collector.model import Gateway, GatewayKey, KeyGrant
 from specs.ack import Ack, decode_ack
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.catalogue import Catalogue, UnitConversion, default_catalogue
@@ -267,6 +267,15 @@ def gap_record(
         to_seq=to_seq,
         point=point,
     )
+
+
+def key_grants(*gateways: SimGateway) -> dict[str, KeyGrant]:
+    """What the ingest looks a signature's kid up in, once these gateways are registered."""
+    grants = {}
+    for gateway in gateways:
+        owner, key = gateway.registration()
+        grants[key.kid] = KeyGrant(key, owner)
+    return grants
 
 
 def publish_properties(properties: Sequence[tuple[str, str]]) -> Properties:

@@ -33,6 +33,7 @@ from tests.support.collector_client import (
     catalogue_with_coal,
     foreign_key,
     gap_record,
+    key_grants,
     sim_gateway,
 )
 
@@ -54,11 +55,7 @@ def _reading(
 
 
 def _grants() -> dict[str, KeyGrant]:
-    grants = {}
-    for sim in (GW, OTHER):
-        gateway, key = sim.registration()
-        grants[key.kid] = KeyGrant(key, gateway)
-    return grants
+    return key_grants(GW, OTHER)
 
 
 def _entries(*records: Record, seq: int = 7) -> IncomingBlock:
