@@ -1,8 +1,9 @@
-"""Whether the registry takes a key a gateway announced (pure; both backends ask it)."""
+"""Whether the registry takes a registration or an announced key (pure; both backends ask)."""
 
 from __future__ import annotations
 
-from collector.model import GatewayKey, KeyAnnouncement
+from collector.model import Gateway, GatewayKey, KeyAnnouncement
+from collector.storage.base import RegistryError
 from specs.records import iso_time
 
 
@@ -28,3 +29,22 @@ def refusal(held: GatewayKey | None, announced: KeyAnnouncement) -> str | None:
 def retire_at(announced: KeyAnnouncement, overlap: float) -> float:
     """When the replaced key stops signing: the announcement's arrival plus the overlap."""
     return announced.key.added_at + overlap
+
+
+def check_same_gateway(held: Gateway, gateway: Gateway) -> None:
+    """Raise unless a registration names the enterprise and district `held` has."""
+    if (held.enterprise, held.district) != (gateway.enterprise, gateway.district):
+        raise RegistryError(
+            f"gateway {gateway.gateway} is registered in district {held.district}"
+            f" (enterprise {held.enterprise}), not {gateway.district}"
+        )
+
+
+def check_same_key(held: GatewayKey, key: GatewayKey) -> None:
+    """Raise unless registering `key` again finds it stored as it is (`held`)."""
+    if held.gateway != key.gateway:
+        raise RegistryError(f"key {key.kid} is registered to gateway {held.gateway}")
+    if held.revoked_at is not None:
+        raise RegistryError(f"key {key.kid} was revoked; a revoked key cannot come back")
+    if held.public_pem.strip() != key.public_pem.strip() or held.alg != key.alg:
+        raise RegistryError(f"key id {key.kid} is registered with another public key")

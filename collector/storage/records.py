@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
 from collector.audit.chain import AuditKind, AuditRow
+from collector.model import Gateway, GatewayKey
 from collector.readmodel import AlarmState, ReadingRow
 
 Span = tuple[int, int | None]
@@ -29,7 +30,24 @@ ALARM_COLUMNS: Final = (
     " a.threshold, a.unit, a.trigger_t, a.related, a.detail, a.raise_epoch, a.raise_seq,"
     " a.raise_idx, a.clear_epoch, a.clear_seq, a.clear_idx"
 )
+GATEWAY_COLUMNS: Final = "gateway, enterprise, district, registered_at"
+KEY_COLUMNS: Final = (
+    "kid, gateway, alg, public_pem, added_at, revoked_at, retired_at, announced_by,"
+    " announced_epoch, announced_seq"
+)
 READING_COLUMNS: Final = "r.gateway, r.point, r.quota, r.t, r.value, r.unit, r.quality, r.flags"
+
+
+def gateway(row: Row) -> Gateway:
+    """A `gateways` row (GATEWAY_COLUMNS)."""
+    return Gateway(row[0], row[1], row[2], row[3])
+
+
+def gateway_key(row: Row) -> GatewayKey:
+    """A `gateway_keys` row (KEY_COLUMNS)."""
+    return GatewayKey(
+        row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
+    )
 
 
 def reading(row: Row, rowid: int = 0) -> ReadingRow:

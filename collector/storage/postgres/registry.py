@@ -7,10 +7,11 @@ from dataclasses import replace
 
 from collector.model import AuditEntry, Gateway, GatewayKey, IncomingBlock, KeyGrant
 from collector.storage.base import RegistryError
-from collector.storage.keys import refusal, retire_at
-from collector.storage.postgres import rows
+from collector.storage.keys import check_same_gateway, check_same_key, refusal, retire_at
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import lock_gateways
+from collector.storage.records import GATEWAY_COLUMNS, KEY_COLUMNS, gateway_key
+from collector.storage.records import gateway as gateway_row
 
 
 async def register(db: Db, gateway: Gateway, key: GatewayKey) -> None:
@@ -23,15 +24,10 @@ async def register(db: Db, gateway: Gateway, key: GatewayKey) -> None:
         raise RegistryError(f"key {key.kid} is for {key.gateway}, not {gateway.gateway}")
     await lock_gateways(db, [gateway.gateway])
     row = await db.fetchrow(
-        f"SELECT {rows.GATEWAY_COLUMNS} FROM gateways WHERE gateway = $1", gateway.gateway
+        f"SELECT {GATEWAY_COLUMNS} FROM gateways WHERE gateway = $1", gateway.gateway
     )
     if row is not None:
-        held = rows.gateway(row)
-        if (held.enterprise, held.district) != (gateway.enterprise, gateway.district):
-            raise RegistryError(
-                f"gateway {gateway.gateway} is registered in district {held.district}"
-                f" (enterprise {held.enterprise}), not {gateway.district}"
-            )
+        check_same_gateway(gateway_row(row), gateway)
     else:
         await db.execute(
             "INSERT INTO gateways (gateway, enterprise, district, registered_at)"
@@ -54,12 +50,10 @@ async def register(db: Db, gateway: Gateway, key: GatewayKey) -> None:
         key.added_at,
     )
     if added is None:
-        found = await db.fetchrow(
-            f"SELECT {rows.KEY_COLUMNS} FROM gateway_keys WHERE kid = $1", key.kid
-        )
+        found = await db.fetchrow(f"SELECT {KEY_COLUMNS} FROM gateway_keys WHERE kid = $1", key.kid)
         if found is None:
             raise AssertionError(f"key {key.kid} conflicted on insert yet is not stored")
-        _check_same_key(rows.gateway_key(found), key)
+        check_same_key(gateway_key(found), key)
 
 
 async def revoke(db: Db, gateway: str, kid: str | None, at: float) -> tuple[str, ...]:
@@ -77,27 +71,27 @@ async def revoke(db: Db, gateway: str, kid: str | None, at: float) -> tuple[str,
 
 async def gateways(db: Db) -> tuple[Gateway, ...]:
     """Every registered gateway, ordered by id."""
-    found = await db.fetch(f"SELECT {rows.GATEWAY_COLUMNS} FROM gateways ORDER BY gateway")
-    return tuple(rows.gateway(row) for row in found)
+    found = await db.fetch(f"SELECT {GATEWAY_COLUMNS} FROM gateways ORDER BY gateway")
+    return tuple(gateway_row(row) for row in found)
 
 
 async def find_gateways(db: Db, ids: Collection[str]) -> Mapping[str, Gateway]:
     """The registered gateways among `ids`."""
     found = await db.fetch(
-        f"SELECT {rows.GATEWAY_COLUMNS} FROM gateways WHERE gateway = ANY($1::text[])",
+        f"SELECT {GATEWAY_COLUMNS} FROM gateways WHERE gateway = ANY($1::text[])",
         sorted(set(ids)),
     )
-    return {row[0]: rows.gateway(row) for row in found}
+    return {row[0]: gateway_row(row) for row in found}
 
 
 async def keys(db: Db, gateway: str | None = None) -> tuple[GatewayKey, ...]:
     """Registered keys (of one gateway, or all), revoked ones included."""
     found = await db.fetch(
-        f"SELECT {rows.KEY_COLUMNS} FROM gateway_keys WHERE $1::text IS NULL OR gateway = $1"
+        f"SELECT {KEY_COLUMNS} FROM gateway_keys WHERE $1::text IS NULL OR gateway = $1"
         " ORDER BY gateway, added_at, kid",
         gateway,
     )
-    return tuple(rows.gateway_key(row) for row in found)
+    return tuple(gateway_key(row) for row in found)
 
 
 async def grants(db: Db, kids: Collection[str]) -> Mapping[str, KeyGrant]:
@@ -111,18 +105,9 @@ async def grants(db: Db, kids: Collection[str]) -> Mapping[str, KeyGrant]:
         sorted(set(kids)),
     )
     return {
-        row[0]: KeyGrant(rows.gateway_key(row), Gateway(row[10], row[11], row[12], row[13]))
+        row[0]: KeyGrant(gateway_key(row), Gateway(row[10], row[11], row[12], row[13]))
         for row in found
     }
-
-
-def _check_same_key(held: GatewayKey, key: GatewayKey) -> None:
-    if held.gateway != key.gateway:
-        raise RegistryError(f"key {key.kid} is registered to gateway {held.gateway}")
-    if held.revoked_at is not None:
-        raise RegistryError(f"key {key.kid} was revoked; a revoked key cannot come back")
-    if held.public_pem.strip() != key.public_pem.strip() or held.alg != key.alg:
-        raise RegistryError(f"key id {key.kid} is registered with another public key")
 
 
 async def adopt_keys(db: Db, blocks: Sequence[IncomingBlock], overlap: float) -> list[AuditEntry]:
@@ -136,7 +121,7 @@ async def adopt_keys(db: Db, blocks: Sequence[IncomingBlock], overlap: float) ->
     for announced in (a for block in blocks for a in block.entries.keys):
         key = announced.key
         await db.execute(
-            f"INSERT INTO gateway_keys ({rows.KEY_COLUMNS})"
+            f"INSERT INTO gateway_keys ({KEY_COLUMNS})"
             " VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $8) ON CONFLICT (kid) DO NOTHING",
             key.kid,
             key.gateway,
@@ -147,11 +132,9 @@ async def adopt_keys(db: Db, blocks: Sequence[IncomingBlock], overlap: float) ->
             key.announced_epoch,
             key.announced_seq,
         )
-        found = await db.fetchrow(
-            f"SELECT {rows.KEY_COLUMNS} FROM gateway_keys WHERE kid = $1", key.kid
-        )
+        found = await db.fetchrow(f"SELECT {KEY_COLUMNS} FROM gateway_keys WHERE kid = $1", key.kid)
         # This announcement's own row reads back as this gateway's key: nothing refused.
-        why = refusal(None if found is None else rows.gateway_key(found), announced)
+        why = refusal(None if found is None else gateway_key(found), announced)
         if why is not None:
             refused.append(replace(announced.audit, detail=f"{announced.audit.detail}: {why}"))
             continue

@@ -9,35 +9,13 @@ import functools
 import itertools
 import re
 from collections.abc import Sequence
-from typing import Final
 
-import asyncpg
-
-from collector.model import Gateway, GatewayKey
 from collector.readmodel import Scope
 from collector.storage.postgres.connection import Db
 from collector.storage.queries import Fetch
 from collector.storage.records import Row
 
 Span = tuple[int, int | None]
-
-GATEWAY_COLUMNS: Final = "gateway, enterprise, district, registered_at"
-KEY_COLUMNS: Final = (
-    "kid, gateway, alg, public_pem, added_at, revoked_at, retired_at, announced_by,"
-    " announced_epoch, announced_seq"
-)
-
-
-def gateway(row: asyncpg.Record) -> Gateway:
-    """A `gateways` row (GATEWAY_COLUMNS)."""
-    return Gateway(row[0], row[1], row[2], row[3])
-
-
-def gateway_key(row: asyncpg.Record) -> GatewayKey:
-    """A `gateway_keys` row (KEY_COLUMNS)."""
-    return GatewayKey(
-        row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
-    )
 
 
 class Params:

@@ -9,46 +9,25 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
-from sqlite3 import Row
-from typing import Final
 
 import aiosqlite
 
 from collector.model import AuditEntry, Gateway, GatewayKey, IncomingBlock, KeyGrant
-from collector.storage.base import RegistryError, StorageError
-from collector.storage.keys import refusal, retire_at
+from collector.storage.base import StorageError
+from collector.storage.keys import check_same_gateway, check_same_key, refusal, retire_at
+from collector.storage.records import GATEWAY_COLUMNS, KEY_COLUMNS, gateway_key
+from collector.storage.records import gateway as gateway_row
 from collector.storage.sqlite.sql import chunks
-
-
-def _gateway(row: Row) -> Gateway:
-    return Gateway(row[0], row[1], row[2], row[3])
-
-
-KEY_COLUMNS: Final = (
-    "kid, gateway, alg, public_pem, added_at, revoked_at, retired_at, announced_by,"
-    " announced_epoch, announced_seq"
-)
-
-
-def _key(row: Row) -> GatewayKey:
-    return GatewayKey(
-        row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
-    )
 
 
 async def register(db: aiosqlite.Connection, gateway: Gateway, key: GatewayKey) -> None:
     """Register a gateway (or find it registered identically) and add a key to it."""
     rows = await db.execute_fetchall(
-        "SELECT gateway, enterprise, district, registered_at FROM gateways WHERE gateway = ?",
+        f"SELECT {GATEWAY_COLUMNS} FROM gateways WHERE gateway = ?",
         (gateway.gateway,),
     )
     if rows:
-        held = _gateway(next(iter(rows)))
-        if (held.enterprise, held.district) != (gateway.enterprise, gateway.district):
-            raise RegistryError(
-                f"gateway {gateway.gateway} is registered in district {held.district}"
-                f" (enterprise {held.enterprise}), not {gateway.district}"
-            )
+        check_same_gateway(gateway_row(next(iter(rows))), gateway)
     else:
         await db.execute(
             "INSERT INTO gateways (gateway, enterprise, district, registered_at)"
@@ -59,22 +38,13 @@ async def register(db: aiosqlite.Connection, gateway: Gateway, key: GatewayKey) 
         f"SELECT {KEY_COLUMNS} FROM gateway_keys WHERE kid = ?", (key.kid,)
     )
     if keys:
-        _check_same_key(_key(next(iter(keys))), key)
+        check_same_key(gateway_key(next(iter(keys))), key)
         return
     await db.execute(
         "INSERT INTO gateway_keys (kid, gateway, alg, public_pem, added_at, revoked_at)"
         " VALUES (?, ?, ?, ?, ?, NULL)",
         (key.kid, key.gateway, key.alg, key.public_pem, key.added_at),
     )
-
-
-def _check_same_key(held: GatewayKey, key: GatewayKey) -> None:
-    if held.gateway != key.gateway:
-        raise RegistryError(f"key {key.kid} is registered to gateway {held.gateway}")
-    if held.revoked_at is not None:
-        raise RegistryError(f"key {key.kid} was revoked; a revoked key cannot come back")
-    if held.public_pem.strip() != key.public_pem.strip() or held.alg != key.alg:
-        raise RegistryError(f"key id {key.kid} is registered with another public key")
 
 
 async def revoke(
@@ -95,10 +65,8 @@ async def revoke(
 
 async def gateways(db: aiosqlite.Connection) -> tuple[Gateway, ...]:
     """Every registered gateway, ordered by id."""
-    rows = await db.execute_fetchall(
-        "SELECT gateway, enterprise, district, registered_at FROM gateways ORDER BY gateway"
-    )
-    return tuple(_gateway(row) for row in rows)
+    rows = await db.execute_fetchall(f"SELECT {GATEWAY_COLUMNS} FROM gateways ORDER BY gateway")
+    return tuple(gateway_row(row) for row in rows)
 
 
 async def find_gateways(db: aiosqlite.Connection, ids: Collection[str]) -> Mapping[str, Gateway]:
@@ -107,13 +75,13 @@ async def find_gateways(db: aiosqlite.Connection, ids: Collection[str]) -> Mappi
     for chunk in chunks(sorted(set(ids))):
         try:
             rows = await db.execute_fetchall(
-                "SELECT gateway, enterprise, district, registered_at FROM gateways"
+                f"SELECT {GATEWAY_COLUMNS} FROM gateways"
                 f" WHERE gateway IN ({', '.join('?' * len(chunk))})",
                 chunk,
             )
         except sqlite3.Error as exc:  # ingest retries a StorageError; a raw one would kill it
             raise StorageError(f"cannot read gateways: {exc}") from exc
-        found.update((row[0], _gateway(row)) for row in rows)
+        found.update((row[0], gateway_row(row)) for row in rows)
     return found
 
 
@@ -125,7 +93,7 @@ async def keys(db: aiosqlite.Connection, gateway: str | None = None) -> tuple[Ga
         query += " WHERE gateway = ?"
         params = (gateway,)
     rows = await db.execute_fetchall(query + " ORDER BY gateway, added_at", params)
-    return tuple(_key(row) for row in rows)
+    return tuple(gateway_key(row) for row in rows)
 
 
 async def grants(db: aiosqlite.Connection, kids: Collection[str]) -> Mapping[str, KeyGrant]:
@@ -144,7 +112,7 @@ async def grants(db: aiosqlite.Connection, kids: Collection[str]) -> Mapping[str
         except sqlite3.Error as exc:
             raise StorageError(f"cannot read keys: {exc}") from exc
         for row in rows:
-            found[row[0]] = KeyGrant(_key(row), Gateway(row[10], row[11], row[12], row[13]))
+            found[row[0]] = KeyGrant(gateway_key(row), Gateway(row[10], row[11], row[12], row[13]))
     return found
 
 
@@ -163,7 +131,7 @@ async def adopt_keys(
                 f"SELECT {KEY_COLUMNS} FROM gateway_keys WHERE kid = ?", (key.kid,)
             )
         )
-        why = refusal(_key(rows[0]) if rows else None, announced)
+        why = refusal(gateway_key(rows[0]) if rows else None, announced)
         if why is not None:
             refused.append(replace(announced.audit, detail=f"{announced.audit.detail}: {why}"))
             continue
