@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import timezone
 from pathlib import Path
@@ -178,6 +178,34 @@ def _zone_option(text: str | None, default: timezone) -> timezone:
         raise click.BadParameter(str(exc), param_hint="--tz") from None
 
 
+@contextlib.contextmanager
+def _written(out: Path | None) -> Iterator[tuple[contextlib.ExitStack, BinaryIO]]:
+    """Where an export goes: `out` (written to a partial file, renamed once complete) or stdout.
+
+    Yields the stack the export may enter more contexts on, and the sink. A refused export or
+    a file error removes the partial file and ends the command as the CLI reports errors.
+    """
+    partial = None if out is None else out.with_name(f".{out.name}.partial")
+    try:
+        with contextlib.ExitStack() as stack:
+            sink: BinaryIO = (
+                sys.stdout.buffer if partial is None else stack.enter_context(partial.open("wb"))
+            )
+            yield stack, sink
+            sink.flush()
+        if partial is not None and out is not None:
+            partial.replace(out)
+    except ExportRefusedError as exc:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        click.echo(f"Error: {exc}", err=True)
+        raise click.exceptions.Exit(USAGE_ERROR_EXIT) from None
+    except OSError as exc:
+        if partial is not None:
+            partial.unlink(missing_ok=True)
+        raise click.ClickException(str(exc)) from None
+
+
 @click.command()
 @config_option
 @click.option(
@@ -221,30 +249,13 @@ def export(
     if export_format == "csv":
         _csv_command(config, gateway_id, (start, end), zone, out)
         return
-    partial = None if out is None else out.with_name(f".{out.name}.partial")
-    try:
-        with contextlib.ExitStack() as stack:
-            sink: BinaryIO = (
-                sys.stdout.buffer if partial is None else stack.enter_context(partial.open("wb"))
-            )
-            summary = with_storage(
-                config,
-                lambda storage: _export_aqss(
-                    storage, gateway_id, start, end, lambda text: sink.write(text.encode())
-                ),
-            )
-            sink.flush()
-        if partial is not None and out is not None:
-            partial.replace(out)
-    except ExportRefusedError as exc:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-        click.echo(f"Error: {exc}", err=True)
-        raise click.exceptions.Exit(USAGE_ERROR_EXIT) from None
-    except OSError as exc:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-        raise click.ClickException(str(exc)) from None
+    with _written(out) as (_, sink):
+        summary = with_storage(
+            config,
+            lambda storage: _export_aqss(
+                storage, gateway_id, start, end, lambda text: sink.write(text.encode())
+            ),
+        )
     # stdout may be the export itself: the summary goes to stderr.
     click.echo(
         f"exported {summary.readings} readings of {len(summary.points)} points"
@@ -269,49 +280,32 @@ def _csv_command(
     out: Path | None,
 ) -> None:
     """Run the CSV export to `out` (atomically) or stdout, with a progress bar on a terminal."""
-    partial = None if out is None else out.with_name(f".{out.name}.partial")
-    try:
-        with contextlib.ExitStack() as stack:
-            sink: BinaryIO = (
-                sys.stdout.buffer if partial is None else stack.enter_context(partial.open("wb"))
-            )
-            # Counting the window first would cost a scan as long as the export itself: the
-            # bar counts rows without a total.
-            progress: _Progress = (
-                stack.enter_context(
-                    click.progressbar(
-                        iter(int, 1),  # endless: the length is unknown
-                        label=f"exporting {gateway_id}",
-                        show_pos=True,
-                        file=sys.stderr,
-                    )
+    with _written(out) as (stack, sink):
+        # Counting the window first would cost a scan as long as the export itself: the
+        # bar counts rows without a total.
+        progress: _Progress = (
+            stack.enter_context(
+                click.progressbar(
+                    iter(int, 1),  # endless: the length is unknown
+                    label=f"exporting {gateway_id}",
+                    show_pos=True,
+                    file=sys.stderr,
                 )
-                if sys.stderr.isatty()
-                else _Unseen()
             )
-            count = with_storage(
-                config,
-                lambda storage: _export_csv(
-                    storage,
-                    gateway_id,
-                    window,
-                    zone,
-                    write=lambda text: sink.write(text.encode("utf-8")),
-                    progress=progress,
-                ),
-            )
-            sink.flush()
-        if partial is not None and out is not None:
-            partial.replace(out)
-    except ExportRefusedError as exc:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-        click.echo(f"Error: {exc}", err=True)
-        raise click.exceptions.Exit(USAGE_ERROR_EXIT) from None
-    except OSError as exc:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
-        raise click.ClickException(str(exc)) from None
+            if sys.stderr.isatty()
+            else _Unseen()
+        )
+        count = with_storage(
+            config,
+            lambda storage: _export_csv(
+                storage,
+                gateway_id,
+                window,
+                zone,
+                write=lambda text: sink.write(text.encode("utf-8")),
+                progress=progress,
+            ),
+        )
     click.echo(
         f"exported {count} readings of gateway {gateway_id} to {out or 'stdout'}"
         f" (times at {offset_text(zone)})",
