@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Final, TypeVar
 
 from collector.audit.chain import ActionEntry
 from collector.ingest.command_results import result_entry
@@ -41,6 +41,8 @@ from specs.signing import (
 )
 from specs.status import StatusFormatError, decode_status
 from specs.topics import GatewayTopics, parse_topic
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # collector.ingest.core plans batches with these judges
     from collector.ingest.core import Inbound
@@ -157,16 +159,21 @@ def _verify(
     return topics, signature, grant.owner
 
 
+def _decoded(decode: Callable[[bytes], T], payload: bytes, error: type[Exception]) -> T:
+    """`decode(payload)`, its `error` (or a nesting too deep to parse) rejected as malformed."""
+    try:
+        return decode(payload)
+    except error as exc:
+        raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    except RecursionError:
+        raise _Rejected(Reason.MALFORMED, "payload nests too deep") from None
+
+
 def _judge_block(
     message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue
 ) -> IncomingBlock:
     topics, signature, owner = _verify(message, grants)
-    try:
-        block = decode_block(message.payload)
-    except BlockFormatError as exc:
-        raise _Rejected(Reason.MALFORMED, str(exc)) from None
-    except RecursionError:
-        raise _Rejected(Reason.MALFORMED, "payload nests too deep") from None
+    block = _decoded(decode_block, message.payload, BlockFormatError)
     _check_storable(block)
     header = block.header
     _check_place(topics, GatewayTopics(header.district, header.enterprise, header.gateway), "block")
@@ -195,12 +202,7 @@ def _judge_meta(
     message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue
 ) -> IncomingMeta:
     topics, signature, owner = _verify(message, grants)
-    try:
-        meta = decode_meta(message.payload)
-    except MetaFormatError as exc:
-        raise _Rejected(Reason.MALFORMED, str(exc)) from None
-    except RecursionError:
-        raise _Rejected(Reason.MALFORMED, "payload nests too deep") from None
+    meta = _decoded(decode_meta, message.payload, MetaFormatError)
     if meta.domain not in DOMAINS:
         raise _Rejected(Reason.MALFORMED, f"meta domain {meta.domain!r} is unknown")
     try:
