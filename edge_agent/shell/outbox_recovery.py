@@ -13,6 +13,9 @@ overwritten in place after every seal) remembers the highest seq sealed; a file 
 seq is below it has lost seals, and the agent starts a new epoch declaring the lost range.
 The mark is written without fsync: it survives a killed process or a tampered file, not
 every power cut (the WAL itself is synced; the mark only sharpens what a restart can tell).
+
+What was found is owed to the collector as gap records (`recovery_gaps`), which the outbox
+seals into the first block of the file it opens.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from typing import Final
 import structlog
 
 from edge_agent.core.losses import LostReadings
+from specs.records import GapReason, GapRecord, iso_time
 
 log = structlog.get_logger("edge_agent.outbox")
 
@@ -226,3 +230,58 @@ class SeqMark:
         if self._descriptor is not None:
             os.close(self._descriptor)
             self._descriptor = None
+
+
+def declared_gap(
+    reason: GapReason, epoch: str | None, from_seq: int | None, now: float
+) -> GapRecord:
+    """A gap record for blocks of `epoch` from `from_seq` on that will never come."""
+    return GapRecord(
+        t=iso_time(now),
+        reason=reason,
+        lost=None,
+        epoch=epoch,
+        from_seq=from_seq if epoch is not None else None,
+    )
+
+
+def recovery_gaps(
+    path: Path, journal: EpochJournal, mark: SeqMark, now: float
+) -> tuple[list[GapRecord], bool]:
+    """Gap records owed for what happened to the file while the agent was away.
+
+    Returns the gaps and whether the file's own epoch must be abandoned too (it is not the
+    file last used here). A corrupt file is moved aside first.
+    """
+    known = journal.latest()
+    found = inspect_outbox(path)
+    if isinstance(found, Corrupt):
+        moved = quarantine(path, now)
+        log.error("outbox_corrupt_moved_aside", path=str(path), moved_to=str(moved), why=found.why)
+        return [declared_gap(GapReason.OUTBOX_CORRUPT, known, 1, now)], False
+    if isinstance(found, Absent):
+        if known is None:
+            return [], False  # a first start
+        log.error("outbox_lost", path=str(path), why=found.why, epoch=known)
+        return [declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now)], False
+    noted = mark.read()
+    if noted is not None and noted.epoch == found.epoch and noted.seq > found.last_seq:
+        # Healthy but older: a WAL cut (or a copy put back) lost seals after this one. The
+        # epoch's later seqs can no longer be vouched for, sent or not.
+        log.error(
+            "outbox_rolled_back",
+            path=str(path),
+            epoch=found.epoch,
+            last_seq=found.last_seq,
+            sealed_through=noted.seq,
+        )
+        return [declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, found.last_seq + 1, now)], True
+    if known is not None and known != found.epoch:
+        # Not the file last used here: an older copy, or another site's. Its seqs and those
+        # of the journal's epoch can no longer be vouched for.
+        log.error("outbox_replaced", path=str(path), epoch=found.epoch, expected=known)
+        return [
+            declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now),
+            declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, 1, now),
+        ], True
+    return [], False

@@ -31,7 +31,9 @@ from edge_agent.core.ack_check import Rollback, judge_ack
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.first_failure import first_failure
 from edge_agent.shell.host import clock_synchronized
-from edge_agent.shell.outbox import Outbox, StoredBlock, declared_gap
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_reads import StoredBlock
+from edge_agent.shell.outbox_recovery import declared_gap
 from hostkit.mqtt import NO_DELAY
 from specs.ack import Ack, AckFormatError, decode_ack
 from specs.encoding import Encoding, choose_encoding, encode_payload, encoding_properties

@@ -12,7 +12,7 @@ import time
 import pytest
 
 from demo.broker import Broker
-from edge_agent.shell.outbox import read_outbox_stats
+from edge_agent.shell.outbox_reads import read_outbox_stats
 from tests.e2e.harness import wait_until
 from tests.faults.common import sealed_more, tune
 from tests.faults.conftest import Conclude, MakeSite

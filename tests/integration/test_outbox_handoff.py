@@ -11,7 +11,8 @@ import sqlite3
 from pathlib import Path
 
 from edge_agent.core.chain import Identity, SealedBlock
-from edge_agent.shell.outbox import HANDED_BYTES, StoredBlock, open_outbox
+from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_reads import HANDED_BYTES, StoredBlock
 from specs.records import Quality, Reading, iso_time
 from specs.signing import signing_key_from_seed
 
@@ -86,9 +87,9 @@ async def test_blocks_the_publisher_has_not_taken_are_bounded_and_read_back(
         while sum(len(block.payload) for block in sealed) < 2 * HANDED_BYTES:
             batch = tuple(_reading(len(sealed) * 1000 + i) for i in range(1000))
             sealed.append(await outbox.seal(batch, now=1.7e9, clock_synced=True))
-        held = outbox._handed_bytes
+        held = outbox._handed.held_bytes
         assert 0 < held <= HANDED_BYTES
         for block in sealed:
             stored = await outbox.get(block.seq)
             assert stored == StoredBlock(outbox.epoch, block.seq, block.payload, block.signature)
-        assert outbox._handed_bytes == 0
+        assert outbox._handed.held_bytes == 0

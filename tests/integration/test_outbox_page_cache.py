@@ -6,7 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_agent.core.chain import Identity
-from edge_agent.shell.outbox import PAGE_CACHE_KIB, open_outbox
+from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_schema import PAGE_CACHE_KIB
 from specs.signing import signing_key_from_seed
 
 KEY = signing_key_from_seed(bytes(32))

@@ -1,0 +1,205 @@
+"""Reading blocks and counts back from the outbox file, and the blocks kept in memory for it.
+
+Every read runs under the outbox's lock on its one connection (`Outbox` holds the lock);
+`read_outbox_stats` alone opens the file itself, read-only, beside a running agent.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Iterable, Sequence
+from contextlib import closing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Final
+
+import aiosqlite
+
+from edge_agent.core.chain import SealedBlock
+from edge_agent.shell.outbox_schema import ALARM_STATE_ROW
+from specs.signing import Signature
+
+# Keys per lookup statement, far below SQLite's host parameter limit.
+_KEY_CHUNK: Final = 400
+# Bytes of blocks just sealed kept in memory for the publisher (they pile up only while it
+# is behind or offline; then the oldest are read back from the file as before).
+HANDED_BYTES: Final = 2 * 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class StoredBlock:
+    """A block as read back for (re)sending: the exact sealed bytes and signature."""
+
+    epoch: str
+    seq: int
+    payload: bytes
+    signature: Signature
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxStats:
+    """How much waits in the outbox."""
+
+    epoch: str
+    last_seq: int
+    undelivered: int
+    undelivered_records: int
+    oldest_undelivered_sealed_at: float | None
+    delivered: int
+
+
+class HandedBlocks:
+    """Blocks just sealed, by seq, until the publisher's `get` takes them (oldest first).
+
+    A live block is sent from memory instead of being read back from the file it was just
+    written to. The outbox clears them whenever stored blocks may have changed (release, new
+    epoch, new key, room made, another process's commit).
+    """
+
+    def __init__(self) -> None:
+        self._blocks: dict[int, StoredBlock] = {}
+        self._bytes = 0
+
+    def keep(self, block: SealedBlock) -> None:
+        """Keep a block just sealed; the oldest go once they hold over HANDED_BYTES."""
+        self._blocks[block.seq] = StoredBlock(
+            block.epoch, block.seq, block.payload, block.signature
+        )
+        self._bytes += len(block.payload)
+        while self._bytes > HANDED_BYTES:
+            self.take(next(iter(self._blocks)))  # the oldest
+
+    def take(self, seq: int) -> StoredBlock | None:
+        """The block `seq`, no longer kept, if it was."""
+        block = self._blocks.pop(seq, None)
+        if block is not None:
+            self._bytes -= len(block.payload)
+        return block
+
+    @property
+    def held_bytes(self) -> int:
+        """Payload bytes kept."""
+        return self._bytes
+
+    def seqs(self) -> list[int]:
+        """The seqs kept, oldest first."""
+        return list(self._blocks)
+
+    def clear(self) -> None:
+        """Keep nothing."""
+        self._blocks.clear()
+        self._bytes = 0
+
+
+async def read_alarm_state(db: aiosqlite.Connection) -> bytes | None:
+    """The alarm state stored by the last seal that carried one (None before any)."""
+    async with db.execute(
+        "SELECT state FROM alarm_state WHERE name = ?", (ALARM_STATE_ROW,)
+    ) as cursor:
+        row = await cursor.fetchone()
+    return None if row is None else bytes(row[0])
+
+
+async def find_backfill_keys(
+    db: aiosqlite.Connection, keys: Sequence[tuple[str, str]]
+) -> set[tuple[str, str]]:
+    """Those of `keys` ((point, t)) that an earlier import has sealed already."""
+    found: set[tuple[str, str]] = set()
+    for start in range(0, len(keys), _KEY_CHUNK):
+        chunk = keys[start : start + _KEY_CHUNK]
+        values = ", ".join("(?, ?)" for _ in chunk)
+        async with db.execute(
+            f"WITH k (point, t) AS (VALUES {values})"
+            " SELECT k.point, k.t FROM k JOIN backfill_keys b"
+            " ON b.point = k.point AND b.t = k.t",
+            [part for key in chunk for part in key],
+        ) as cursor:
+            found.update((str(p), str(t)) for p, t in await cursor.fetchall())
+    return found
+
+
+async def read_undelivered(
+    db: aiosqlite.Connection, epoch: str, *, after: int, limit: int
+) -> list[StoredBlock]:
+    """Undelivered blocks of `epoch` with seq > `after`, oldest first."""
+    async with db.execute(
+        "SELECT seq, payload, alg, kid, sig FROM blocks"
+        " WHERE epoch = ? AND delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
+        (epoch, after, limit),
+    ) as cursor:
+        rows = await cursor.fetchall()
+    return [
+        StoredBlock(epoch, int(r[0]), bytes(r[1]), Signature(r[2], r[3], bytes(r[4]))) for r in rows
+    ]
+
+
+async def read_undelivered_block(
+    db: aiosqlite.Connection, epoch: str, seq: int
+) -> StoredBlock | None:
+    """The block `seq` of `epoch` if it is still undelivered."""
+    async with db.execute(
+        "SELECT payload, alg, kid, sig FROM blocks"
+        " WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
+        (epoch, seq),
+    ) as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        return None
+    return StoredBlock(epoch, seq, bytes(row[0]), Signature(row[1], row[2], bytes(row[3])))
+
+
+async def read_data_version(db: aiosqlite.Connection) -> int:
+    """`PRAGMA data_version`: it moves only on other connections' commits."""
+    async with db.execute("PRAGMA data_version") as cursor:
+        row = await cursor.fetchone()
+    return 0 if row is None else int(row[0])
+
+
+async def announcement_stored(db: aiosqlite.Connection, kid: str) -> bool:
+    """Whether the collector has ACKed a block announcing key `kid`."""
+    async with db.execute(
+        "SELECT 1 FROM key_announcements WHERE kid = ? AND delivered_at IS NOT NULL",
+        (kid,),
+    ) as cursor:
+        return await cursor.fetchone() is not None
+
+
+_META_SQL = "SELECT key, value FROM meta"
+_UNDELIVERED_SQL = (
+    "SELECT COUNT(*), COALESCE(SUM(records), 0), MIN(sealed_at) FROM blocks"
+    " WHERE delivered_at IS NULL"
+)
+_DELIVERED_SQL = "SELECT COUNT(*) FROM blocks WHERE delivered_at IS NOT NULL"
+
+
+async def read_stats(db: aiosqlite.Connection) -> OutboxStats:
+    """Counts for `edge-agent status` and the heartbeat, on the outbox's connection."""
+    async with db.execute(_META_SQL) as cursor:
+        meta = await cursor.fetchall()
+    async with db.execute(_UNDELIVERED_SQL) as cursor:
+        undelivered = await cursor.fetchone()
+    async with db.execute(_DELIVERED_SQL) as cursor:
+        delivered = await cursor.fetchone()
+    return _stats(meta, undelivered, delivered)
+
+
+def read_outbox_stats(path: Path) -> OutboxStats:
+    """Outbox counts read without disturbing a running agent (read-only, WAL readers)."""
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        return _stats(
+            db.execute(_META_SQL).fetchall(),
+            db.execute(_UNDELIVERED_SQL).fetchone(),
+            db.execute(_DELIVERED_SQL).fetchone(),
+        )
+
+
+def _stats(meta: Iterable[Any], undelivered: Any, delivered: Any) -> OutboxStats:  # noqa: ANN401 - SQLite rows
+    values = {str(k): str(v) for k, v in meta}
+    return OutboxStats(
+        epoch=values["epoch"],
+        last_seq=int(values["last_seq"]),
+        undelivered=int(undelivered[0]),
+        undelivered_records=int(undelivered[1]),
+        oldest_undelivered_sealed_at=None if undelivered[2] is None else float(undelivered[2]),
+        delivered=int(delivered[0]),
+    )

@@ -1,0 +1,122 @@
+"""Undelivered blocks carried over: sealed again under a new epoch, or signed again.
+
+When sequence state proved lost, a new epoch starts and every undelivered block of an older
+epoch is sealed again under it (the collector drops readings it already holds), so no block
+the collector did not store is ever released. When the gateway's key changes, undelivered
+blocks are signed again with it. Each step is one transaction on the outbox's connection,
+run by `Outbox` under its lock.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Final
+
+import aiosqlite
+
+from edge_agent.core.chain import ChainState, SealedBlock
+from edge_agent.shell.outbox_room import Append
+from specs.block import GENESIS, decode_block
+from specs.records import GapRecord, Record
+from specs.signing import SigningKey
+
+# Blocks of an older epoch are sealed again in groups of at most this many records.
+_RESEAL_RECORDS: Final = 2000
+_RESEAL_BLOCKS: Final = 64
+# Undelivered blocks signed again per transaction when the gateway's key changes.
+RESIGN_BLOCKS: Final = 500
+
+
+async def begin_epoch(
+    db: aiosqlite.Connection,
+    append: Append,
+    epoch: str,
+    gaps: Sequence[GapRecord],
+    *,
+    now: float,
+    clock_synced: bool,
+) -> SealedBlock:
+    """Move the chain to `epoch` and seal its first block, carrying `gaps`: one transaction."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        await db.executemany(
+            "UPDATE meta SET value = ? WHERE key = ?",
+            [(epoch, "epoch"), ("0", "last_seq"), (GENESIS, "last_hash")],
+        )
+        first = await append(tuple(gaps), now=now, clock_synced=clock_synced)
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return first
+
+
+async def reseal_chunk(
+    db: aiosqlite.Connection,
+    append: Append,
+    chain_state: Callable[[], Awaitable[ChainState]],
+    *,
+    now: float,
+    clock_synced: bool,
+) -> tuple[int, SealedBlock | None]:
+    """Seal some undelivered blocks of older epochs again under the current one.
+
+    One transaction: the blocks moved (0 when none is left) and the last block sealed.
+    """
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        epoch = (await chain_state()).epoch
+        async with db.execute(
+            "SELECT epoch, seq, payload FROM blocks WHERE delivered_at IS NULL"
+            " AND epoch != ? ORDER BY rowid LIMIT ?",
+            (epoch, _RESEAL_BLOCKS),
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        records: list[Record] = []
+        for row in rows:
+            records.extend(decode_block(bytes(row[2])).records)
+        last: SealedBlock | None = None
+        for start in range(0, len(records), _RESEAL_RECORDS):
+            last = await append(
+                tuple(records[start : start + _RESEAL_RECORDS]),
+                now=now,
+                clock_synced=clock_synced,
+            )
+        await db.executemany(
+            "DELETE FROM blocks WHERE epoch = ? AND seq = ?",
+            [(str(row[0]), int(row[1])) for row in rows],
+        )
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return len(rows), last
+
+
+async def resign_chunk(db: aiosqlite.Connection, key: SigningKey) -> int:
+    """Sign up to RESIGN_BLOCKS undelivered blocks again with `key`; return how many.
+
+    The blocks' bytes stay as sealed (the signature is detached): only `alg`, `kid` and
+    `sig` change.
+    """
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        async with db.execute(
+            "SELECT epoch, seq, payload FROM blocks"
+            " WHERE delivered_at IS NULL AND kid != ? LIMIT ?",
+            (key.kid, RESIGN_BLOCKS),
+        ) as cursor:
+            rows = list(await cursor.fetchall())
+        updates = []
+        for epoch, seq, payload in rows:
+            signature = key.sign(bytes(payload))
+            updates.append((signature.alg, signature.kid, signature.sig, epoch, seq))
+        await db.executemany(
+            "UPDATE blocks SET alg = ?, kid = ?, sig = ? WHERE epoch = ? AND seq = ?",
+            updates,
+        )
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
+    return len(rows)

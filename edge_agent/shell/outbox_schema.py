@@ -1,0 +1,114 @@
+"""The outbox file's tables, and how a connection to it is set up before the first seal.
+
+SQLite in WAL mode with synchronous=FULL: a block committed here survives a power cut.
+A new file starts a new epoch at once, recorded in the epoch journal beside it, so the
+collector never confuses its seqs with those of a lost file.
+"""
+
+from __future__ import annotations
+
+import secrets
+from typing import Final
+
+import aiosqlite
+
+from edge_agent.core.chain import ChainState
+from edge_agent.shell.outbox_recovery import EpochJournal
+from edge_agent.shell.outbox_space import SpaceBudget
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS blocks (
+    epoch TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    payload BLOB NOT NULL,
+    digest TEXT NOT NULL,
+    alg TEXT NOT NULL,
+    kid TEXT NOT NULL,
+    sig BLOB NOT NULL,
+    records INTEGER NOT NULL,
+    sealed_at REAL NOT NULL,
+    delivered_at REAL,
+    readings INTEGER,
+    thinned INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (epoch, seq)
+);
+CREATE INDEX IF NOT EXISTS blocks_undelivered ON blocks (epoch, seq) WHERE delivered_at IS NULL;
+-- (point, t) of every backfilled reading sealed here, written by the seal that carries it:
+-- re-running an import finds them and imports nothing twice.
+CREATE TABLE IF NOT EXISTS backfill_keys (
+    point TEXT NOT NULL,
+    t TEXT NOT NULL,
+    PRIMARY KEY (point, t)
+) WITHOUT ROWID;
+-- Where each key announcement (a `key` record) was sealed, and when the collector ACKed it:
+-- the agent switches to the announced key only once the collector holds the announcement.
+CREATE TABLE IF NOT EXISTS key_announcements (
+    kid TEXT NOT NULL,
+    epoch TEXT NOT NULL,
+    seq INTEGER NOT NULL,
+    delivered_at REAL,
+    PRIMARY KEY (epoch, seq, kid)
+);
+CREATE TABLE IF NOT EXISTS alarm_state (
+    name TEXT PRIMARY KEY,
+    state BLOB NOT NULL,
+    saved_at REAL NOT NULL
+);
+"""
+# Columns added after the first release; an older file gets them at open.
+_ADDED_COLUMNS: Final = (
+    ("readings", "ALTER TABLE blocks ADD COLUMN readings INTEGER"),
+    ("thinned", "ALTER TABLE blocks ADD COLUMN thinned INTEGER NOT NULL DEFAULT 0"),
+)
+# SQLite page cache of the outbox connection, KiB (SQLite's default is 2,000).
+PAGE_CACHE_KIB: Final = 1024
+# One row of `alarm_state`: the alarm evaluator's whole state, opaque bytes to the outbox.
+ALARM_STATE_ROW: Final = "edge"
+
+
+async def prepare_file(
+    db: aiosqlite.Connection, budget: SpaceBudget | None, journal: EpochJournal | None
+) -> str:
+    """Set the connection up, create (or bring up to date) the tables; return the epoch.
+
+    A file without an epoch gets a new one (and the journal records it).
+    """
+    await db.execute("PRAGMA journal_mode=WAL")
+    await db.execute("PRAGMA synchronous=FULL")
+    # SQLite's default page cache (2 MiB) fills once a busy site has written that much and
+    # stays resident (G7: 60 MB); the pages read back are the blocks just sealed (the
+    # publisher sends them at once), a few at a time, and the OS caches the file anyway.
+    await db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
+    if budget is not None:
+        await db.execute(f"PRAGMA max_page_count={budget.max_pages}")
+        await db.execute(f"PRAGMA wal_autocheckpoint={budget.wal_pages}")
+        await db.execute(f"PRAGMA journal_size_limit={budget.wal_bytes}")
+    await db.executescript(_SCHEMA)
+    async with db.execute("PRAGMA table_info(blocks)") as cursor:
+        columns = {str(row[1]) for row in await cursor.fetchall()}
+    for column, statement in _ADDED_COLUMNS:
+        if column not in columns:
+            await db.execute(statement)
+    await db.execute("BEGIN IMMEDIATE")
+    async with db.execute("SELECT value FROM meta WHERE key = 'epoch'") as cursor:
+        row = await cursor.fetchone()
+    if row is None:
+        # A new file means any earlier sequence state is gone: start a new epoch so the
+        # collector never confuses these seqs with those of a lost file.
+        epoch = secrets.token_hex(8)
+        if journal is not None:
+            journal.record(epoch)
+        state = ChainState.genesis(epoch)
+        await db.executemany(
+            "INSERT INTO meta (key, value) VALUES (?, ?)",
+            [
+                ("epoch", state.epoch),
+                ("last_seq", str(state.last_seq)),
+                ("last_hash", state.last_hash),
+            ],
+        )
+    else:
+        epoch = str(row[0])
+    await db.commit()
+    return epoch
