@@ -21,12 +21,8 @@ import click
 
 from edge_agent.cli.options import config_option, load_or_exit
 from edge_agent.config import SiteConfig
-from edge_agent.core.agent_status import (
-    SnapshotFormatError,
-    format_age,
-    render_snapshot,
-    snapshot_from_json,
-)
+from edge_agent.core.agent_status import SnapshotFormatError, snapshot_from_json
+from edge_agent.core.agent_status_text import format_age, render_snapshot
 from edge_agent.core.points import resolve_points
 from edge_agent.core.rtu_plan import plan_buses
 from edge_agent.shell.host import clock_synchronized

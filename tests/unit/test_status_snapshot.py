@@ -17,10 +17,9 @@ from edge_agent.core.agent_status import (
     OutboxStatus,
     SnapshotFormatError,
     UplinkStatus,
-    format_age,
-    render_snapshot,
     snapshot_from_json,
 )
+from edge_agent.core.agent_status_text import format_age, render_snapshot
 from hostkit.tables import display_width
 
 T = 1_780_000_000.0  # whole milliseconds: the JSON carries times to the millisecond
