@@ -53,6 +53,7 @@ from tests.support.collector_client import (
     alarm_record,
     gap_record,
     gateway_link,
+    key_grants,
 )
 from tests.support.collector_env import register, write_collector_config
 from tests.support.postgres import sql_execute, sql_rows
@@ -193,10 +194,7 @@ class Feed:
             )
             for gateway, seq in blocks
         ]
-        grants = {}
-        for gateway in (NANCHANG, BEIJING):
-            owner, key = gateway.registration()
-            grants[key.kid] = KeyGrant(key, owner)
+        grants = key_grants(NANCHANG, BEIJING)
         batch = plan_batch(messages, grants, default_catalogue())
         assert not batch.audits
         await self.storage.ingest(IngestBatch(batch.blocks, statuses=statuses))
