@@ -29,6 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "BITS_PER_REGISTER",
+    "EXCEPTION_NAMES",
     "REGISTER_MAX",
     "DataType",
     "Order",
@@ -41,6 +42,18 @@ __all__ = [
 
 REGISTER_MAX = 0xFFFF
 BITS_PER_REGISTER = 16
+EXCEPTION_NAMES = {
+    1: "ILLEGAL FUNCTION",
+    2: "ILLEGAL DATA ADDRESS",
+    3: "ILLEGAL DATA VALUE",
+    4: "SERVER DEVICE FAILURE",
+    5: "ACKNOWLEDGE",
+    6: "SERVER DEVICE BUSY",
+    8: "MEMORY PARITY ERROR",
+    10: "GATEWAY PATH UNAVAILABLE",
+    11: "GATEWAY TARGET DEVICE FAILED TO RESPOND",
+}
+"""The Modbus exception codes a slave may answer with, by name (TCP and RTU alike)."""
 
 
 class Table(enum.StrEnum):

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from drivers.base import DecodeError, DriverProtocolError
-from drivers.modbus.codec import Table, is_bit_table
+from drivers.modbus.codec import EXCEPTION_NAMES, Table, is_bit_table
 from drivers.modbus.timing import EXCEPTION_RESPONSE_BYTES, RESPONSE_OVERHEAD_BYTES
 from drivers.serial.checksum import crc16_modbus
 
@@ -23,7 +23,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "EXCEPTION_FLAG",
-    "EXCEPTION_NAMES",
     "FUNCTION_CODES",
     "MAX_UNIT_ID",
     "GarbledReplyError",
@@ -40,17 +39,6 @@ FUNCTION_CODES: dict[Table, int] = {
     Table.DISCRETE: 2,
     Table.HOLDING: 3,
     Table.INPUT: 4,
-}
-EXCEPTION_NAMES = {
-    1: "ILLEGAL FUNCTION",
-    2: "ILLEGAL DATA ADDRESS",
-    3: "ILLEGAL DATA VALUE",
-    4: "SERVER DEVICE FAILURE",
-    5: "ACKNOWLEDGE",
-    6: "SERVER DEVICE BUSY",
-    8: "MEMORY PARITY ERROR",
-    10: "GATEWAY PATH UNAVAILABLE",
-    11: "GATEWAY TARGET DEVICE FAILED TO RESPOND",
 }
 EXCEPTION_FLAG = 0x80
 MAX_UNIT_ID = 247  # 0 is broadcast (no reply), 248..255 are reserved

@@ -23,7 +23,7 @@ from pymodbus.client import AsyncModbusTcpClient
 from pymodbus.exceptions import ConnectionException, ModbusException, ModbusIOException
 
 from drivers.base import DriverConnectionError, DriverTimeoutError, RawSample
-from drivers.modbus.codec import Table, is_bit_table
+from drivers.modbus.codec import EXCEPTION_NAMES, Table, is_bit_table
 from drivers.modbus.plan import DEFAULT_MAX_GAP, ReadRequest, RegisterPoint, plan_reads
 from drivers.modbus.reply import ReplyDecoder
 
@@ -33,18 +33,6 @@ if TYPE_CHECKING:
     from pymodbus.pdu import ModbusPDU
 
 __all__ = ["ModbusTcpDriver"]
-
-_EXCEPTION_NAMES = {
-    1: "ILLEGAL FUNCTION",
-    2: "ILLEGAL DATA ADDRESS",
-    3: "ILLEGAL DATA VALUE",
-    4: "SERVER DEVICE FAILURE",
-    5: "ACKNOWLEDGE",
-    6: "SERVER DEVICE BUSY",
-    8: "MEMORY PARITY ERROR",
-    10: "GATEWAY PATH UNAVAILABLE",
-    11: "GATEWAY TARGET DEVICE FAILED TO RESPOND",
-}
 
 
 class ModbusTcpDriver:
@@ -161,7 +149,7 @@ class ModbusTcpDriver:
         _resume_cancellation()
         if response.isError():
             code = response.exception_code
-            name = _EXCEPTION_NAMES.get(code, "UNKNOWN")
+            name = EXCEPTION_NAMES.get(code, "UNKNOWN")
             error = f"modbus exception {code} ({name})"
             return decoder.bad(error, self._wall(), self._mono())
         values = response.bits if is_bit_table(request.table) else response.registers

@@ -68,7 +68,7 @@ def plan_buses(config: SiteConfig, points: Sequence[ResolvedPoint]) -> tuple[Bus
     for port, devices in slaves.items():
         slave_settings = [rtu_settings(d, by_device.get(d.id, [])) for d in devices]
         settings = slave_settings[0].line
-        reads = [plan_reads(s.points, max_gap=s.max_gap) for s in slave_settings]
+        reads = [plan_reads(s.slave.points, max_gap=s.slave.max_gap) for s in slave_settings]
         polls = [d.poll for d in devices]
         line = (settings.baudrate, str(settings.parity), settings.stopbits)
         total = bus_utilization(reads, polls, *line, bytesize=settings.bytesize)

@@ -71,68 +71,67 @@ REGISTERS = PointView(
 
 
 @dataclass(frozen=True, slots=True)
-class TcpSettings:
-    """What a `ModbusTcpDriver` is built from."""
+class Slave:
+    """What both Modbus drivers read: one unit's points, planned with `max_gap`."""
 
     device_id: str
-    host: str
-    port: int
     unit_id: int
     points: tuple[RegisterPoint, ...]
     timeout: float
     max_gap: int
 
 
-def tcp_settings(device: ModbusTcpDevice, points: Sequence[ResolvedPoint]) -> TcpSettings:
-    """The Modbus TCP driver's settings for `device` reading `points` (pure)."""
-    return TcpSettings(
+def _slave(device: ModbusTcpDevice | ModbusRtuDevice, points: Sequence[ResolvedPoint]) -> Slave:
+    return Slave(
         device_id=device.id,
-        host=device.host,
-        port=device.port,
         unit_id=device.unit_id,
         points=tuple(register_point(p) for p in points),
         timeout=device.timeout,
         max_gap=device.max_gap,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class TcpSettings:
+    """What a `ModbusTcpDriver` is built from: the slave behind `host:port`."""
+
+    slave: Slave
+    host: str
+    port: int
+
+
+def tcp_settings(device: ModbusTcpDevice, points: Sequence[ResolvedPoint]) -> TcpSettings:
+    """The Modbus TCP driver's settings for `device` reading `points` (pure)."""
+    return TcpSettings(_slave(device, points), host=device.host, port=device.port)
 
 
 def build_tcp(settings: TcpSettings, _buses: Buses | None) -> Driver:
     """A Modbus TCP driver."""
     from drivers.modbus.tcp import ModbusTcpDriver  # noqa: PLC0415 - a driver when one is built
 
+    slave = settings.slave
     return ModbusTcpDriver(
-        settings.device_id,
+        slave.device_id,
         settings.host,
         settings.port,
-        settings.unit_id,
-        settings.points,
-        timeout=settings.timeout,
-        max_gap=settings.max_gap,
+        slave.unit_id,
+        slave.points,
+        timeout=slave.timeout,
+        max_gap=slave.max_gap,
     )
 
 
 @dataclass(frozen=True, slots=True)
 class RtuSettings:
-    """What a `ModbusRtuDriver` is built from: its slave address on the bus of `line`."""
+    """What a `ModbusRtuDriver` is built from: the slave on the bus of `line`."""
 
-    device_id: str
+    slave: Slave
     line: SerialSettings
-    unit_id: int
-    points: tuple[RegisterPoint, ...]
-    timeout: float
-    max_gap: int
 
 
 def rtu_settings(device: ModbusRtuDevice, points: Sequence[ResolvedPoint]) -> RtuSettings:
     """The Modbus RTU driver's settings for `device` reading `points` (pure)."""
-    return RtuSettings(
-        device_id=device.id,
-        line=serial_line(device),
-        unit_id=device.unit_id,
-        points=tuple(register_point(p) for p in points),
-        timeout=device.timeout,
-        max_gap=device.max_gap,
-    )
+    return RtuSettings(_slave(device, points), line=serial_line(device))
 
 
 def build_rtu(settings: RtuSettings, buses: Buses | None) -> Driver:
@@ -144,20 +143,21 @@ def build_rtu(settings: RtuSettings, buses: Buses | None) -> Driver:
     from drivers.modbus.rtu import ModbusRtuDriver  # noqa: PLC0415 - pyserial, when configured
     from drivers.modbus.rtu_bus import RtuBus  # noqa: PLC0415
 
-    line = settings.line
-    bus = RtuBus(line) if buses is None else buses.bus_for(settings.device_id, line)
+    slave, line = settings.slave, settings.line
+    bus = RtuBus(line) if buses is None else buses.bus_for(slave.device_id, line)
     return ModbusRtuDriver(
-        settings.device_id,
+        slave.device_id,
         bus,
-        settings.unit_id,
-        settings.points,
-        timeout=settings.timeout,
-        max_gap=settings.max_gap,
+        slave.unit_id,
+        slave.points,
+        timeout=slave.timeout,
+        max_gap=slave.max_gap,
     )
 
 
 def _planned_requests(settings: TcpSettings | RtuSettings) -> int | None:
-    return max(1, len(plan_reads(settings.points, max_gap=settings.max_gap)))
+    slave = settings.slave
+    return max(1, len(plan_reads(slave.points, max_gap=slave.max_gap)))
 
 
 MODBUS_TCP = DriverKind(

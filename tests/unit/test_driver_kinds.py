@@ -24,7 +24,7 @@ from edge_agent.config.devices import SUPPORTED_DRIVERS
 from edge_agent.config.points import POINT_SOURCE_KEYS
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import KINDS, Kinds
-from edge_agent.kinds.modbus import MODBUS_TCP, TcpSettings
+from edge_agent.kinds.modbus import MODBUS_TCP, Slave, TcpSettings
 from edge_agent.kinds.opcua import UaSettings
 from edge_agent.kinds.serial import AsciiSettings
 from tests.support.config_files import site_head
@@ -93,15 +93,17 @@ def test_config_maps_to_driver_settings_without_building_anything() -> None:
     plc, slave, slope, gas = (KINDS.kind_of(d) for d in config.devices)
     tcp = plc.settings(config.devices[0], points_of(points, "plc"))
     assert tcp == TcpSettings(
-        device_id="plc",
+        Slave(
+            device_id="plc",
+            unit_id=1,
+            points=(
+                RegisterPoint("T1", Table.HOLDING, 4, DataType.FLOAT32, Order.BIG, Order.BIG, None),
+            ),
+            timeout=1.0,
+            max_gap=8,
+        ),
         host="10.0.0.9",
         port=502,
-        unit_id=1,
-        points=(
-            RegisterPoint("T1", Table.HOLDING, 4, DataType.FLOAT32, Order.BIG, Order.BIG, None),
-        ),
-        timeout=1.0,
-        max_gap=8,
     )
     rtu = slave.settings(config.devices[1], points_of(points, "slave"))
     assert rtu.line == SerialSettings("/dev/ttyUSB7", 19200, Parity.NONE, 1, 8)
