@@ -81,7 +81,8 @@ from bench.results import BenchResult, Figure, add_json_argument, write_result
 from demo.__main__ import write_configs
 from demo.broker import Broker, free_port, wait_for_port
 from edge_agent.config import load_site_config
-from edge_agent.config.site import SiteConfig, UplinkConfig
+from edge_agent.config.sections import UplinkConfig
+from edge_agent.config.site import SiteConfig
 from edge_agent.shell.collector_keys import read_collector_keys
 from edge_agent.shell.outbox import Outbox, open_outbox
 from edge_agent.shell.publisher import Publisher, UplinkSettings

@@ -37,15 +37,15 @@ from edge_agent.config.points import (
     Thresholds,
     rate_unit_parts,
 )
-from edge_agent.config.serial_device import SerialDevice
-from edge_agent.config.site import (
+from edge_agent.config.sections import (
     Domain,
     OutboxConfig,
     SigningConfig,
-    SiteConfig,
     SiteInfo,
     UplinkConfig,
 )
+from edge_agent.config.serial_device import SerialDevice
+from edge_agent.config.site import SiteConfig
 
 __all__ = [
     "COLOURS",

@@ -5,7 +5,8 @@ from __future__ import annotations
 from pydantic import BaseModel
 
 from devtools.config_reference import PAGES, render, sections
-from edge_agent.config.site import SiteConfig, UplinkConfig
+from edge_agent.config.sections import UplinkConfig
+from edge_agent.config.site import SiteConfig
 
 
 def test_committed_pages_equal_a_fresh_rendering() -> None:
