@@ -1,17 +1,21 @@
-"""GET /v1/quality's statement, the parts both backends share: which gateways, and the page.
+"""GET /v1/quality's statement once for both backends, but for the dialect's aggregates.
 
 Each backend keeps its aggregates (`collector.storage.sqlite.quality`,
-`collector.storage.postgres.quality`: the dialects differ) and binds values its own way (`bind`
-returns the placeholder naming a value it keeps).
+`collector.storage.postgres.quality`: the dialects differ), naming the window's values
+`:start`, `:end`, `:late_after` and `:limit`; the members and the page are this module's.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable, Sequence
 
-from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
+from collector.quality.core import LATE_AFTER, QualityCounts, QualityFilter, QualityGroup
 from collector.readmodel import Page, Scope
+from collector.storage.queries import Fetch
 from collector.storage.records import Row
+
+_MARKER = re.compile(r"(?<!:):(start|end|late_after|limit)\b")
 
 
 def quality_members(
@@ -55,3 +59,30 @@ def quality_page(rows: Sequence[Row], limit: int) -> Page[QualityCounts]:
         ],
         limit,
     )
+
+
+async def quality_counts(
+    fetch: Fetch,
+    aggregates: str,
+    scope: Scope,
+    where: QualityFilter,
+    *,
+    group: QualityGroup,
+    start: float,
+    end: float,
+    after: str | None,
+    limit: int,
+) -> Page[QualityCounts]:
+    """Per group key (a gateway, enterprise or district id), ascending: counts in [start, end)."""
+    params: list[object] = []
+
+    def bind(value: object) -> str:
+        params.append(value)
+        return "?"
+
+    members = quality_members(scope, where, group, after, bind)
+    window = {"start": float(start), "end": float(end), "late_after": float(LATE_AFTER)}
+    window["limit"] = limit + 1
+    # Each marker becomes a `?` of its own, bound in the order the text names them.
+    sql = _MARKER.sub(lambda found: bind(window[found[1]]), aggregates)
+    return quality_page(await fetch(f"WITH members AS ({members}),{sql}", params), limit)

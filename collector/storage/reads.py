@@ -1,8 +1,8 @@
-"""The Storage protocol's API, export and re-verification reads, once for both backends.
+"""The Storage protocol's reads that do not depend on the backend, once for both.
 
-`QueryReads` answers them with `collector.storage.queries`; a store says only how a read gets
-a `Fetch` (`_reading`): SQLite on its reader connection, PostgreSQL on a pooled connection
-whose driver errors name the read.
+`QueryReads` answers them (`collector.storage.queries`, `archive`, `feed`, `quality`); a store
+gives its feed and quality statements and says how a read gets a `Fetch` (`_reading`): SQLite
+on its reader connection, PostgreSQL on a pooled connection whose driver errors name the read.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from contextlib import AbstractAsyncContextManager
 
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.model import AuditEntry, Reason
+from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.readmodel import (
     AlarmAfter,
     AlarmFilter,
@@ -33,7 +34,7 @@ from collector.readmodel import (
     Scope,
     SourcedReading,
 )
-from collector.storage import archive, export_queries, feed, queries
+from collector.storage import archive, export_queries, feed, quality, queries
 from collector.storage.feed import FeedStatements
 from collector.storage.queries import Fetch
 from collector.verify.core import StoredBlock, StoredBlockAfter
@@ -44,6 +45,8 @@ class QueryReads(abc.ABC):
 
     _feed: FeedStatements
     """The backend's live feed statements."""
+    _quality: str
+    """The backend's aggregates of GET /v1/quality (`collector.storage.quality`)."""
 
     @abc.abstractmethod
     def _reading(self, action: str) -> AbstractAsyncContextManager[Fetch]:
@@ -173,4 +176,29 @@ class QueryReads(abc.ABC):
         async with self._reading("reading the feed") as fetch:
             return await feed.feed_page(
                 fetch, self._feed, scope, where, after=after, upto=upto, limit=limit
+            )
+
+    async def quality_counts(
+        self,
+        scope: Scope,
+        where: QualityFilter,
+        *,
+        group: QualityGroup,
+        start: float,
+        end: float,
+        after: str | None,
+        limit: int,
+    ) -> Page[QualityCounts]:
+        """Per group key in scope and filter, ascending after `after`: counts over [start, end)."""
+        async with self._reading("reading quality counts") as fetch:
+            return await quality.quality_counts(
+                fetch,
+                self._quality,
+                scope,
+                where,
+                group=group,
+                start=start,
+                end=end,
+                after=after,
+                limit=limit,
             )

@@ -26,7 +26,6 @@ from collector.model import (
     KeyGrant,
     StreamState,
 )
-from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.readmodel import (
     BucketAfter,
     BucketGrid,
@@ -69,6 +68,7 @@ class PostgresStorage(QueryReads):
     """The Storage protocol on one PostgreSQL database."""
 
     _feed = feed.STATEMENTS
+    _quality = quality.AGGREGATES
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str) -> None:
         self._pool = pool
@@ -231,30 +231,6 @@ class PostgresStorage(QueryReads):
     def relay_commits(self, signal: CommitSignal) -> AbstractAsyncContextManager[None]:
         """Ring `signal` on every feed commit to this database, by any collector (LISTEN)."""
         return relay_commits(self._url, signal)
-
-    async def quality_counts(
-        self,
-        scope: Scope,
-        where: QualityFilter,
-        *,
-        group: QualityGroup,
-        start: float,
-        end: float,
-        after: str | None,
-        limit: int,
-    ) -> Page[QualityCounts]:
-        """Per group key in scope and filter, ascending after `after`: counts over [start, end)."""
-        async with self._connection("reading quality counts") as db:
-            return await quality.quality_counts(
-                db,
-                scope,
-                where,
-                group=group,
-                start=start,
-                end=end,
-                after=after,
-                limit=limit,
-            )
 
     # --- audit chain and API tokens (AuditTrail, TokenStore) -----------------------------------
 

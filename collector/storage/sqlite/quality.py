@@ -1,21 +1,16 @@
 """The aggregates of GET /v1/quality on SQLite: one statement per page of groups.
 
-Online seconds come from the presence intervals, expected readings from the poll periods in
-`point_meta`, received and late readings from a range count per point (the series index) with
-each reading's block (its primary key): the database adds up, Python only divides.
+The rest of the statement is `collector.storage.quality`'s. Online seconds come from the
+presence intervals, expected readings from the poll periods in `point_meta`, received and late
+readings from a range count per point (the series index) with each reading's block (its primary
+key): the database adds up, Python only divides.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-import aiosqlite
-
-from collector.quality.core import LATE_AFTER, QualityCounts, QualityFilter, QualityGroup
-from collector.readmodel import Page, Scope
-from collector.storage.quality import quality_members, quality_page
-
-_AGGREGATES: Final = """
+AGGREGATES: Final = """
 keys AS (SELECT DISTINCT k FROM members ORDER BY k LIMIT :limit),
 chosen AS (SELECT m.gateway, m.k FROM members m JOIN keys USING (k)),
 online AS (
@@ -47,32 +42,3 @@ LEFT JOIN expected e ON e.gateway = c.gateway
 LEFT JOIN got g ON g.gateway = c.gateway
 GROUP BY c.k ORDER BY c.k
 """
-
-
-async def quality_counts(
-    db: aiosqlite.Connection,
-    scope: Scope,
-    where: QualityFilter,
-    *,
-    group: QualityGroup,
-    start: float,
-    end: float,
-    after: str | None,
-    limit: int,
-) -> Page[QualityCounts]:
-    """Per group key (a gateway, enterprise or district id), ascending: counts in [start, end)."""
-    params: dict[str, object] = {
-        "start": start,
-        "end": end,
-        "late_after": LATE_AFTER,
-        "limit": limit + 1,
-    }
-
-    def bind(value: object) -> str:
-        name = f"p{len(params)}"
-        params[name] = value
-        return f":{name}"
-
-    members = quality_members(scope, where, group, after, bind)
-    rows = await db.execute_fetchall(f"WITH members AS ({members}),{_AGGREGATES}", params)
-    return quality_page(list(rows), limit)

@@ -25,7 +25,6 @@ from collector.model import (
     KeyGrant,
     StreamState,
 )
-from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.readmodel import (
     BucketAfter,
     BucketGrid,
@@ -56,6 +55,7 @@ class SqliteStorage(QueryReads):
     """The Storage protocol on one SQLite file."""
 
     _feed = feed.STATEMENTS
+    _quality = quality.AGGREGATES
 
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._writer = writer
@@ -178,29 +178,6 @@ class SqliteStorage(QueryReads):
         return await bucket_page(bound, grid, after=after, limit=limit)
 
     # --- capabilities (collector.storage.capabilities): live feed, quality -----------------
-
-    async def quality_counts(
-        self,
-        scope: Scope,
-        where: QualityFilter,
-        *,
-        group: QualityGroup,
-        start: float,
-        end: float,
-        after: str | None,
-        limit: int,
-    ) -> Page[QualityCounts]:
-        """Per group key in scope and filter, ascending after `after`: counts over [start, end)."""
-        return await quality.quality_counts(
-            self._reader,
-            scope,
-            where,
-            group=group,
-            start=start,
-            end=end,
-            after=after,
-            limit=limit,
-        )
 
     # --- audit chain and API tokens (AuditTrail, TokenStore) -----------------------------------
 
