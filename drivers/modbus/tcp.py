@@ -3,7 +3,8 @@
 This is the only driver module that imports the pymodbus client, so pymodbus exceptions are
 translated into the DriverError tree here, once. Timeouts and retries are pymodbus's own: an
 outer ``asyncio.wait_for`` would abandon a request whose late reply then confuses the next one.
-pymodbus's automatic reconnect is off: the caller owns reconnect policy (see `backoff`).
+pymodbus's automatic reconnect is off: the caller owns reconnect policy (the agent's poller, with
+the delays of `hostkit.backoff`).
 
 Cancellation: pymodbus waits for a reply (and for a connect) with ``asyncio.wait_for``, which
 on Python 3.11 returns the result and drops the CancelledError when the reply arrived in the
