@@ -19,12 +19,20 @@ from drivers.modbus.plan import RegisterPoint
 from drivers.opcua.model import ReadMode, UaPoint
 from drivers.serial.framing import Delimited
 from drivers.serial.settings import Parity, SerialSettings
-from edge_agent.config import DeviceConfig, SiteConfig, parse_site_config
+from edge_agent.config import DeviceConfig, ModbusTcpDevice, SiteConfig, parse_site_config
 from edge_agent.config.devices import SUPPORTED_DRIVERS
 from edge_agent.config.points import POINT_SOURCE_KEYS
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import KINDS, Kinds
-from edge_agent.kinds.modbus import MODBUS_TCP, Slave, TcpSettings
+from edge_agent.kinds.descriptor import DriverKind
+from edge_agent.kinds.modbus import (
+    MODBUS_TCP,
+    REGISTERS,
+    Slave,
+    TcpSettings,
+    build_rtu,
+    rtu_settings,
+)
 from edge_agent.kinds.opcua import UaSettings
 from edge_agent.kinds.serial import AsciiSettings
 from tests.support.config_files import site_head
@@ -138,3 +146,15 @@ def test_what_each_kind_tells_the_agent_and_probe() -> None:
         ("node",),
         ("pattern",),
     ]
+
+
+def test_a_kind_whose_parts_do_not_fit_is_a_type_error() -> None:
+    # The check is mypy's (strict, so an ignore that is no longer needed is an error itself):
+    # a kind reading ModbusTcpDevice cannot take the RTU mapping, which reads ModbusRtuDevice.
+    mismatched = DriverKind(
+        config=ModbusTcpDevice,
+        settings=rtu_settings,  # type: ignore[arg-type]
+        build=build_rtu,
+        view=REGISTERS,
+    )
+    assert mismatched.name == "modbus_tcp"
