@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Final, Protocol
 
-from collector.model import AuditEntry, Reason
+from collector.model import AuditEntry, Reason, StreamState
 from collector.readmodel import (
     MISSING,
     AlarmAfter,
@@ -38,6 +38,7 @@ from collector.storage.records import (
     Row,
     alarm_state,
     reading,
+    stream_state,
     thresholds,
 )
 
@@ -111,6 +112,18 @@ def _latest_where(
         sql += " AND (l.gateway, l.point) > (?, ?)"
         params.extend(after)
     return sql, params
+
+
+async def stream(fetch: Fetch, gateway: str, epoch: str) -> StreamState | None:
+    """The stored progress of one sequence, with the hash of the block at acked_through."""
+    rows = await fetch(
+        "SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
+        " b.hash, s.conflict FROM ingest_state s"
+        " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
+        " AND b.seq = s.acked_through WHERE s.gateway = ? AND s.epoch = ?",
+        (gateway, epoch),
+    )
+    return next((stream_state(row) for row in rows), None)
 
 
 async def audit(

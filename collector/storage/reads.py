@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from contextlib import AbstractAsyncContextManager
 
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
-from collector.model import AuditEntry, Reason
+from collector.model import AuditEntry, Reason, StreamState
 from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
 from collector.readmodel import (
     AlarmAfter,
@@ -51,6 +51,11 @@ class QueryReads(abc.ABC):
     @abc.abstractmethod
     def _reading(self, action: str) -> AbstractAsyncContextManager[Fetch]:
         """Where a read runs; `action` names it in a storage error."""
+
+    async def stream(self, gateway: str, epoch: str) -> StreamState | None:
+        """The stored progress of one sequence."""
+        async with self._reading("reading a stream") as fetch:
+            return await queries.stream(fetch, gateway, epoch)
 
     async def audit(
         self, *, gateway: str | None = None, reason: Reason | None = None, limit: int = 1000

@@ -12,7 +12,7 @@ from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
 from collector.audit.chain import AuditKind, AuditRow
-from collector.model import Gateway, GatewayKey
+from collector.model import Gateway, GatewayKey, StreamState
 from collector.readmodel import AlarmState, ReadingRow
 
 Span = tuple[int, int | None]
@@ -155,4 +155,15 @@ def audit_values(row: AuditRow) -> tuple[object, ...]:
         row.detail,
         row.payload_hash,
         row.count,
+    )
+
+
+def stream_state(row: Row) -> StreamState:
+    """A stream's progress from its `ingest_state` row.
+
+    Columns: gateway, epoch, acked_through, max_seq, missing, declared, the hash of the block
+    at acked_through, conflict.
+    """
+    return StreamState(
+        row[0], row[1], row[2], row[3], holes(row[4]), spans(row[5]), row[6], bool(row[7])
     )

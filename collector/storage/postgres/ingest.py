@@ -37,7 +37,7 @@ from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.rows import numbered
 from collector.storage.postgres.schema import SCHEMA_VERSION
 from collector.storage.readings import ReadingKey, ReadingValue
-from collector.storage.records import ALARM_COLUMNS, alarm_state, holes, spans
+from collector.storage.records import ALARM_COLUMNS, alarm_state, stream_state
 from collector.storage.rollups import MinuteRollup
 
 # A resent old reading must not replace a newer one.
@@ -96,26 +96,6 @@ async def _lookup(
         return []
     casts = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types.split(), 1))
     return await db.fetch(query.format(k=f"unnest({casts}) AS k"), *_columns(sorted(set(keys))))
-
-
-async def stream_states(db: Db, streams: Collection[Stream]) -> dict[Stream, StreamState]:
-    """The stored progress of `streams` (those with a row), with the hash at acked_through."""
-    found = await _lookup(
-        db,
-        "text text",
-        streams,
-        "SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
-        " b.hash, s.conflict FROM {k} (gateway, epoch)"
-        " JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch"
-        " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
-        " AND b.seq = s.acked_through",
-    )
-    return {
-        (row[0], row[1]): StreamState(
-            row[0], row[1], row[2], row[3], holes(row[4]), spans(row[5]), row[6], bool(row[7])
-        )
-        for row in found
-    }
 
 
 async def _refuse_a_newer_schema(db: Db) -> None:
@@ -224,7 +204,17 @@ class _PostgresBatch:
         return {(row[0], row[1]): alarm_state(row) for row in found}
 
     async def stream_states(self, streams: Collection[Stream]) -> dict[Stream, StreamState]:
-        return await stream_states(self._db, streams)
+        found = await _lookup(
+            self._db,
+            "text text",
+            streams,
+            "SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
+            " b.hash, s.conflict FROM {k} (gateway, epoch)"
+            " JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch"
+            " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
+            " AND b.seq = s.acked_through",
+        )
+        return {(row[0], row[1]): stream_state(row) for row in found}
 
     async def upsert_latest(self, rows: Sequence[Params]) -> None:
         await self._db.execute(_UPSERT_LATEST, *_columns(rows))

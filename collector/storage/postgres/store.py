@@ -24,7 +24,6 @@ from collector.model import (
     GatewayKey,
     IngestBatch,
     KeyGrant,
-    StreamState,
 )
 from collector.readmodel import (
     BucketAfter,
@@ -49,7 +48,7 @@ from collector.storage.postgres.connection import (
     redacted,
     translated,
 )
-from collector.storage.postgres.ingest import ingest_batch, reading_times, stream_states
+from collector.storage.postgres.ingest import ingest_batch, reading_times
 from collector.storage.postgres.notices import relay_commits
 from collector.storage.postgres.partitions import Partitions
 from collector.storage.postgres.rows import fetcher
@@ -196,12 +195,6 @@ class PostgresStorage(QueryReads):
             await self._partitions.ensure(db, months)
             async with db.transaction():
                 return await ingest_batch(db, batch)
-
-    async def stream(self, gateway: str, epoch: str) -> StreamState | None:
-        """The stored progress of one sequence."""
-        async with self._connection("reading a stream") as db:
-            states = await stream_states(db, [(gateway, epoch)])
-        return states.get((gateway, epoch))
 
     # --- API, export and verify reads: collector.storage.reads.QueryReads -----------------
 

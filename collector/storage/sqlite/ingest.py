@@ -21,7 +21,7 @@ from collector.storage.batch import store_batch as store
 from collector.storage.core import BlockKey, Link, Stream
 from collector.storage.ingest_rows import INSERT_READING, Params, Series, reading_records
 from collector.storage.readings import ReadingKey, ReadingValue
-from collector.storage.records import ALARM_COLUMNS, alarm_state, holes, spans
+from collector.storage.records import ALARM_COLUMNS, alarm_state, stream_state
 from collector.storage.rollups import MinuteRollup
 from collector.storage.sqlite import audit, journal, presence, registry, rollups
 from collector.storage.sqlite.sql import CHUNK, chunks, values
@@ -72,28 +72,6 @@ async def _lookup(
             )
         )
     return found
-
-
-async def stream_states(
-    db: aiosqlite.Connection, streams: Collection[Stream]
-) -> dict[Stream, StreamState]:
-    """The stored progress of each of `streams` that has any, with the hash at acked_through."""
-    found = await _lookup(
-        db,
-        "gateway, epoch",
-        streams,
-        "SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
-        " b.hash, s.conflict"
-        " FROM k CROSS JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch"
-        " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
-        " AND b.seq = s.acked_through",
-    )
-    return {
-        (row[0], row[1]): StreamState(
-            row[0], row[1], row[2], row[3], holes(row[4]), spans(row[5]), row[6], bool(row[7])
-        )
-        for row in found
-    }
 
 
 class _SqliteBatch:
@@ -148,7 +126,17 @@ class _SqliteBatch:
         return {(row[0], row[1]): alarm_state(row) for row in found}
 
     async def stream_states(self, streams: Collection[Stream]) -> dict[Stream, StreamState]:
-        return await stream_states(self._db, streams)
+        found = await _lookup(
+            self._db,
+            "gateway, epoch",
+            streams,
+            "SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
+            " b.hash, s.conflict"
+            " FROM k CROSS JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch"
+            " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
+            " AND b.seq = s.acked_through",
+        )
+        return {(row[0], row[1]): stream_state(row) for row in found}
 
     async def upsert_latest(self, rows: Sequence[Params]) -> None:
         await self._db.executemany(_UPSERT_LATEST, rows)

@@ -23,7 +23,6 @@ from collector.model import (
     GatewayKey,
     IngestBatch,
     KeyGrant,
-    StreamState,
 )
 from collector.readmodel import (
     BucketAfter,
@@ -153,11 +152,6 @@ class SqliteStorage(QueryReads):
         async with self._transaction() as db:
             # Returned once the transaction has committed (the context exits first).
             return await ingest.store_batch(db, batch)
-
-    async def stream(self, gateway: str, epoch: str) -> StreamState | None:
-        """The stored progress of one sequence."""
-        states = await ingest.stream_states(self._reader, [(gateway, epoch)])
-        return states.get((gateway, epoch))
 
     # --- API, export and verify reads: collector.storage.reads.QueryReads -----------------
 
