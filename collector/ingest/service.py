@@ -32,6 +32,7 @@ from collector.ingest.lanes import Lanes
 from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
+from hostkit.cancellation import raise_if_cancelling
 from hostkit.mqtt import NO_DELAY
 from specs.catalogue import Catalogue, default_catalogue
 from specs.lanes import Lane, lane_of
@@ -176,6 +177,7 @@ class Ingest:
             try:
                 await self._session()
             except aiomqtt.MqttError as exc:
+                raise_if_cancelling()
                 was_connected = self.connected.is_set()
                 self.connected.clear()
                 if was_connected:
@@ -232,6 +234,7 @@ class Ingest:
                 try:
                     acks = await self.process(inbound)
                 except StorageError as exc:
+                    raise_if_cancelling()  # a stop that asyncpg turned into this error
                     # Nothing committed, nothing acknowledged: the agents resend these blocks.
                     # The pause keeps a broken disk from turning into a hot loop.
                     log.exception("ingest_batch_failed", error=str(exc), messages=len(inbound))
