@@ -56,7 +56,7 @@ Sink = Callable[[Sequence[Reading]], Awaitable[None]]
 """Where a poller hands the readings of one cycle, in order (it waits while the sink is full)."""
 
 
-def queue_sink(queue: asyncio.Queue[Record]) -> Sink:
+def queue_sink(queue: asyncio.Queue[Record] | asyncio.Queue[Reading]) -> Sink:
     """A sink that puts each reading into `queue`, waiting only while the queue is full."""
 
     async def put_all(readings: Sequence[Reading]) -> None:
