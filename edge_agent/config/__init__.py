@@ -5,6 +5,7 @@
 
 from configkit.issues import ConfigError, ConfigIssue
 from configkit.network import TlsConfig
+from edge_agent.config.address import LAST_ADDRESS, REGISTER_COUNT, Address, DataType, Order, Table
 from edge_agent.config.alarms import (
     SITE_ALARM_KINDS,
     CompareAlarm,
@@ -15,28 +16,21 @@ from edge_agent.config.alarms import (
 )
 from edge_agent.config.device_base import MODBUS_SERIAL_PARITY
 from edge_agent.config.devices import SUPPORTED_DRIVERS, DeviceConfig
-from edge_agent.config.loader import load_site_config, parse_site_config
-from edge_agent.config.modbus_devices import ModbusRtuDevice, ModbusTcpDevice
-from edge_agent.config.opcua_device import OpcUaDevice, OpcUaSecurityConfig
-from edge_agent.config.points import (
+from edge_agent.config.limits import (
     COLOURS,
-    LAST_ADDRESS,
     RATE_LEVEL,
     RATE_PERIODS,
-    REGISTER_COUNT,
     THRESHOLD_FAMILIES,
     THRESHOLD_LEVELS,
-    Address,
-    DataType,
-    Order,
-    PointConfig,
     RateConfig,
-    SourceKey,
-    Table,
-    TemplateConfig,
     Thresholds,
     rate_unit_parts,
 )
+from edge_agent.config.loader import load_site_config, parse_site_config
+from edge_agent.config.modbus_devices import ModbusRtuDevice, ModbusTcpDevice
+from edge_agent.config.opcua_device import OpcUaDevice, OpcUaSecurityConfig
+from edge_agent.config.point_source import SourceKey
+from edge_agent.config.points import PointConfig, TemplateConfig
 from edge_agent.config.sections import (
     Domain,
     OutboxConfig,

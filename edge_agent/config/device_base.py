@@ -17,7 +17,8 @@ from configkit.fields import ConfigModel, Duration, duration_bounds
 from configkit.issues import KeyPath
 from configkit.validation import raise_at, unknown_key_hint
 from edge_agent.config.fields import Name
-from edge_agent.config.points import PointConfig, point_source_problems
+from edge_agent.config.point_source import point_source_problems
+from edge_agent.config.points import PointConfig
 
 MAX_UNIT_ID = 247
 """Highest Modbus slave address; 0 is broadcast (no slave answers), 248..255 are reserved."""
@@ -60,7 +61,7 @@ def _rebuilt(error: ErrorDetails, model: type[BaseModel]) -> InitErrorDetails:
 
 
 def _raw_point_problems(data: object) -> list[tuple[KeyPath, str]]:
-    """Check which source key each point of a raw device mapping has (see `points`)."""
+    """Check which source key each point of a raw device mapping has (see `point_source`)."""
     if not isinstance(data, dict):
         return []
     driver, points = data.get("driver"), data.get("points")

@@ -14,15 +14,11 @@ from edge_agent.config.alarms import CompareAlarm, EscalationAlarm, OvertimeAlar
 from edge_agent.config.commands import CommandsConfig
 from edge_agent.config.devices import DeviceConfig
 from edge_agent.config.fields import Name
+from edge_agent.config.limits import COLOURS, RATE_PERIODS
 from edge_agent.config.metrics import MetricsConfig
 from edge_agent.config.modbus_devices import ModbusRtuDevice
-from edge_agent.config.points import (
-    COLOURS,
-    RATE_PERIODS,
-    PointConfig,
-    TemplateConfig,
-    point_source_problems,
-)
+from edge_agent.config.point_source import point_source_problems
+from edge_agent.config.points import PointConfig, TemplateConfig
 from edge_agent.config.sections import OutboxConfig, SigningConfig, SiteInfo, UplinkConfig
 from edge_agent.config.serial_device import SerialDevice
 from specs.identifiers import IdentifierError, check_point_code

@@ -8,7 +8,7 @@ device model (a module in `edge_agent/config/`, named in `devices.DeviceModel`; 
 supported drivers follows from it), its kind module and one line below;
 `tests/unit/test_driver_kinds.py` fails while a model of the union has no kind. A driver
 that reads a new sort of source (not an address, a node or a pattern) also adds it to
-`edge_agent.config.points` and `edge_agent.core.points`.
+`edge_agent.config.point_source` and `edge_agent.core.points`.
 
 The lookup goes by the device's class, not by a string: `bind(device, points)` finds the
 kind whose `config` the device is, and that kind checks its own type once.

@@ -21,7 +21,7 @@ from drivers.serial.framing import Delimited
 from drivers.serial.settings import Parity, SerialSettings
 from edge_agent.config import DeviceConfig, ModbusTcpDevice, SiteConfig, parse_site_config
 from edge_agent.config.devices import SUPPORTED_DRIVERS
-from edge_agent.config.points import POINT_SOURCE_KEYS
+from edge_agent.config.point_source import POINT_SOURCE_KEYS
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import KINDS, Kinds
 from edge_agent.kinds.descriptor import DriverKind
