@@ -1,4 +1,8 @@
-"""Read a site map: the only file I/O of the config package."""
+"""Read a site map: the only file I/O of the config package, and where its catalogue is picked.
+
+The models check each point's quota against the catalogue in the validation context; this
+module passes the one its caller gives, or the one shipped with the agent.
+"""
 
 from __future__ import annotations
 
@@ -8,25 +12,42 @@ from configkit.fields import BASE_DIR
 from configkit.issues import ConfigError, ConfigIssue, KeyPath, format_path, unreadable
 from configkit.validation import validate_document
 from configkit.yamllines import parse_yaml
+from edge_agent.config.points import CATALOGUE
 from edge_agent.config.site import SiteConfig
+from specs.catalogue import default_catalogue
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
     from pathlib import Path
 
-
-def parse_site_config(text: str, file: str, base_dir: Path) -> SiteConfig:
-    """Parse and check a site map; relative paths in it are resolved against `base_dir`."""
-    return validate_document(SiteConfig, parse_yaml(text, file), context={BASE_DIR: base_dir})
+    from specs.catalogue import Catalogue
 
 
-def load_site_config(path: Path) -> SiteConfig:
-    """Read, parse and check the site map at `path`, raising `ConfigError` with every issue."""
+def parse_site_config(
+    text: str, file: str, base_dir: Path, *, catalogue: Catalogue | None = None
+) -> SiteConfig:
+    """Parse and check a site map; relative paths in it are resolved against `base_dir`.
+
+    Quotas are checked against `catalogue`, by default the one shipped with the agent: the
+    loader is where a program picks it, the config models read only the one they are given.
+    """
+    context = {
+        BASE_DIR: base_dir,
+        CATALOGUE: default_catalogue() if catalogue is None else catalogue,
+    }
+    return validate_document(SiteConfig, parse_yaml(text, file), context=context)
+
+
+def load_site_config(path: Path, *, catalogue: Catalogue | None = None) -> SiteConfig:
+    """Read, parse and check the site map at `path`, raising `ConfigError` with every issue.
+
+    Quotas are checked against `catalogue`, by default the one shipped with the agent.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise unreadable(str(path), exc) from None
-    return parse_site_config(text, str(path), path.absolute().parent)
+    return parse_site_config(text, str(path), path.absolute().parent, catalogue=catalogue)
 
 
 def problems_at(path: Path, problems: Iterable[tuple[KeyPath, str]]) -> ConfigError:

@@ -11,7 +11,15 @@ import re
 from collections.abc import Iterator
 from typing import Annotated, Self
 
-from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    Field,
+    PrivateAttr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from configkit.durations import format_duration
 from configkit.fields import ConfigModel
@@ -29,7 +37,20 @@ from edge_agent.config.limits import (
     Thresholds,
     rate_unit_parts,
 )
-from specs.catalogue import Indicator, default_catalogue
+from specs.catalogue import Catalogue, Indicator
+
+CATALOGUE = "catalogue"
+"""Validation-context key: the `Catalogue` quotas are checked against (the loader passes it)."""
+
+
+def _catalogue(info: ValidationInfo) -> Catalogue:
+    catalogue = info.context.get(CATALOGUE) if isinstance(info.context, dict) else None
+    if not isinstance(catalogue, Catalogue):
+        # A caller's mistake, not the config file's: a TypeError passes through pydantic.
+        raise TypeError(
+            f"points are validated against a catalogue: pass context={{{CATALOGUE!r}: catalogue}}"
+        )
+    return catalogue
 
 
 def _check_pattern(pattern: str) -> str:
@@ -94,6 +115,9 @@ class PointConfig(ConfigModel):
     rate: Annotated[tuple[RateConfig, ...], BeforeValidator(_one_or_many)] = ()
     """Rate-of-change alarms (one mapping or a list)."""
 
+    # The quota's entry in the catalogue this point was validated against (`_bind_indicator`).
+    _indicator: Indicator | None = PrivateAttr(default=None)
+
     def catalogue_defaults(self) -> dict[str, float]:
         """Return the catalogue's default thresholds (canonical unit) this point inherits.
 
@@ -133,16 +157,15 @@ class PointConfig(ConfigModel):
 
     @property
     def indicator(self) -> Indicator:
-        """Return the catalogue entry of this point's quota."""
-        indicator = default_catalogue().get(self.quota)
-        if indicator is None:  # validation guarantees it; kept for type narrowing
-            raise LookupError(f"quota {self.quota} is not in the catalogue")
-        return indicator
+        """Return the entry of this point's quota in the catalogue it was validated against."""
+        if self._indicator is None:  # validation binds it; kept for type narrowing
+            raise LookupError(f"point {self.point} was not validated against a catalogue")
+        return self._indicator
 
     @field_validator("quota")
     @classmethod
-    def _known_quota(cls, quota: str) -> str:
-        if default_catalogue().get(quota) is None:
+    def _known_quota(cls, quota: str, info: ValidationInfo) -> str:
+        if _catalogue(info).get(quota) is None:
             raise ValueError(
                 f"quota {quota} is not in the catalogue (`edge-agent catalogue` lists them)"
             )
@@ -154,6 +177,15 @@ class PointConfig(ConfigModel):
         if scale == 0:
             raise ValueError("scale must not be 0: every reading would be the offset")
         return scale
+
+    # Defined before the checks that read `indicator`: pydantic runs them in this order.
+    @model_validator(mode="after")
+    def _bind_indicator(self, info: ValidationInfo) -> Self:
+        indicator = _catalogue(info).get(self.quota)
+        if indicator is None:  # `_known_quota` passed, so the catalogue has it
+            raise LookupError(f"quota {self.quota} is not in the catalogue")
+        self._indicator = indicator
+        return self
 
     @model_validator(mode="after")
     def _accepted_unit(self) -> Self:
