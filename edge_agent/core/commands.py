@@ -21,6 +21,7 @@ from configkit.issues import ConfigError, ConfigIssue, format_path
 from configkit.yamllines import parse_yaml
 from edge_agent.config import OpcUaDevice, SiteConfig, parse_site_config
 from edge_agent.core.trusted_keys import TrustedKeys
+from specs.catalogue import Catalogue
 from specs.command import (
     CommandFormatError,
     IgnoredReason,
@@ -102,12 +103,15 @@ def judge_command(
 
 
 def check_pushed_map(
-    command: SiteMapCommand, running: SiteConfig, base_dir: Path
+    command: SiteMapCommand, running: SiteConfig, base_dir: Path, catalogue: Catalogue
 ) -> SiteConfig | tuple[str, ...]:
-    """The pushed map checked like a local file in `base_dir`; else its errors, file:line."""
+    """The pushed map checked like a local file in `base_dir`; else its errors, file:line.
+
+    Its quotas are checked against `catalogue`, the one the running agent uses.
+    """
     name = f"pushed:{command.version}"
     try:
-        pushed = parse_site_config(command.site_yaml, name, base_dir)
+        pushed = parse_site_config(command.site_yaml, name, base_dir, catalogue=catalogue)
     except ConfigError as exc:
         return tuple(str(issue) for issue in exc.issues)
     changed = [

@@ -35,6 +35,7 @@ import structlog
 from edge_agent.config import SiteConfig
 from edge_agent.core.commands import Ignored, check_pushed_map, judge_command
 from edge_agent.core.trusted_keys import TrustedKeys
+from specs.catalogue import Catalogue
 from specs.command import CommandResult, Outcome, SiteMapCommand, map_version
 from specs.records import Quality, Reading, Record
 from specs.signing import Signature
@@ -132,6 +133,7 @@ class CommandDesk:
         *,
         site_file: Path,
         config: SiteConfig,
+        catalogue: Catalogue,
         trusted: TrustedKeys,
         sign: Callable[[bytes], Signature],
         good: asyncio.Event,
@@ -139,6 +141,7 @@ class CommandDesk:
     ) -> None:
         self._site_file = site_file
         self._config = config
+        self._catalogue = catalogue
         self._trusted = trusted
         self._sign = sign
         self._good = good
@@ -196,7 +199,9 @@ class CommandDesk:
             waiting = self._state.probation.get("version")
             errors = (f"map {waiting} is still on probation; push again once it has a result",)
         else:
-            checked = check_pushed_map(command, self._config, self._site_file.absolute().parent)
+            checked = check_pushed_map(
+                command, self._config, self._site_file.absolute().parent, self._catalogue
+            )
             errors = checked if isinstance(checked, tuple) else ()
         if errors:
             log.warning("site_map_rejected", version=command.version, errors=list(errors))

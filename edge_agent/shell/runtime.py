@@ -198,6 +198,7 @@ async def run_agent(
         else CommandDesk(
             site_file=site_file,
             config=config,
+            catalogue=default_catalogue(),
             trusted=collector_key,
             sign=current.sign,
             good=queue.good,

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from edge_agent.config import parse_site_config
 from edge_agent.core.commands import check_pushed_map
+from specs.catalogue import default_catalogue
 from specs.command import SiteMapCommand
 from tests.support.config_files import site_head
 
@@ -61,7 +62,7 @@ def _site(folder: Path) -> Path:
 def _push(folder: Path, text: str) -> SiteMapCommand | tuple[str, ...]:
     running = parse_site_config(SITE, "site.yaml", folder)
     command = SiteMapCommand(GATEWAY, "n1", NOW, NOW + 600, "cli:ops", text)
-    checked = check_pushed_map(command, running, folder)
+    checked = check_pushed_map(command, running, folder, default_catalogue())
     return checked if isinstance(checked, tuple) else command
 
 

@@ -119,7 +119,7 @@ def test_a_pushed_map_is_checked_like_a_local_file_with_its_lines() -> None:
     text = TEXT.replace("    poll: 1s\n", "    pol: 1s\n", 1)
     line = text.splitlines().index("    pol: 1s") + 1
     command = _command(text)
-    errors = check_pushed_map(command, _running(), Path("/etc/ganzhi"))
+    errors = check_pushed_map(command, _running(), Path("/etc/ganzhi"), default_catalogue())
     assert isinstance(errors, tuple)
     assert f"pushed:{command.version}:{line}: devices[0].pol: unknown key" in [
         error.split(" (")[0].split(";")[0] for error in errors
@@ -130,7 +130,7 @@ def test_a_pushed_map_may_not_move_the_gateway_or_its_keys() -> None:
     text = TEXT.replace("key_file: keys/gateway.key", "key_file: keys/other.key")
     line = text.splitlines().index("signing:") + 1
     command = _command(text)
-    errors = check_pushed_map(command, _running(), Path("/etc/ganzhi"))
+    errors = check_pushed_map(command, _running(), Path("/etc/ganzhi"), default_catalogue())
     assert errors == (
         (
             f"pushed:{command.version}:{line}: signing: must stay as the running map has it (a"
@@ -141,7 +141,7 @@ def test_a_pushed_map_may_not_move_the_gateway_or_its_keys() -> None:
 
 def test_a_pushed_map_that_only_changes_devices_passes() -> None:
     text = TEXT.replace("    poll: 1s\n", "    poll: 2s\n", 1)
-    checked = check_pushed_map(_command(text), _running(), Path("/etc/ganzhi"))
+    checked = check_pushed_map(_command(text), _running(), Path("/etc/ganzhi"), default_catalogue())
     assert not isinstance(checked, tuple)
 
 
@@ -158,7 +158,12 @@ def _desk(tmp_path: Path, good: asyncio.Event) -> CommandDesk:
     site_file = tmp_path / "site.yaml"
     config = parse_site_config(site_file.read_text(encoding="utf-8"), str(site_file), tmp_path)
     return CommandDesk(
-        site_file=site_file, config=config, trusted=TRUSTED, sign=GATEWAY_KEY.sign, good=good
+        site_file=site_file,
+        config=config,
+        catalogue=default_catalogue(),
+        trusted=TRUSTED,
+        sign=GATEWAY_KEY.sign,
+        good=good,
     )
 
 
