@@ -1,7 +1,7 @@
 """G2 and G8: the real agent (`edge-agent run`) polling real pymodbus simulators.
 
 Every case is a whole site on loopback: Mosquitto, two tank-farm simulator processes
-(`python -m drivers.sim --tanks 100`, registers 0..999 of the holding table) and the agent,
+(`python -m simulators --tanks 100`, registers 0..999 of the holding table) and the agent,
 as separate processes. The agent's CPU is read from /proc/<pid>/stat (user + system, every
 thread) and its sealed readings from its outbox, over a measured window after a warm-up.
 
@@ -253,7 +253,7 @@ class Site:
                 f"sim{n}",
                 str(BIN / "python"),
                 "-m",
-                "drivers.sim",
+                "simulators",
                 "--port",
                 str(port),
                 "--tanks",

@@ -167,7 +167,7 @@ def one_repeat(small: Path, big: Path, small_rows: int, big_rows: int) -> dict[s
             subprocess.run(
                 [str(BIN / argv[0]), *argv[1:]], cwd=work, check=True, capture_output=True
             )
-        sim = [str(BIN / "python"), "-m", "drivers.sim", "--profile", "tankfarm"]
+        sim = [str(BIN / "python"), "-m", "simulators", "--profile", "tankfarm"]
         with (work / "sim.log").open("wb") as log:
             children.append(
                 subprocess.Popen(

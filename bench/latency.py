@@ -231,9 +231,9 @@ class Site:
             "--public-key", "keys/gateway.key.pub",
         )  # fmt: skip
         python = str(BIN / "python")
-        self._spawn("sim", python, "-m", "drivers.sim", "--port", str(sim_port), "--tanks", "2")
+        self._spawn("sim", python, "-m", "simulators", "--port", str(sim_port), "--tanks", "2")
         self._spawn(
-            "slope", python, "-m", "drivers.sim.slope_opcua", "--port", str(ua_port),
+            "slope", python, "-m", "simulators.slope_opcua", "--port", str(ua_port),
             "--stations", str(STATIONS), "--interval", str(args.ua_interval),
         )  # fmt: skip
         self._spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")

@@ -217,13 +217,13 @@ class SiteRun:
             "--public-key", "keys/gateway.key.pub",
         )  # fmt: skip
         self._spawn(
-            "sim", str(BIN / "python"), "-m", "drivers.sim", "--port", str(sim_port),
+            "sim", str(BIN / "python"), "-m", "simulators", "--port", str(sim_port),
             "--tanks", str(tanks),
         )  # fmt: skip
         wait_for_port(sim_port)
         if self.case.opcua:
             self._spawn(
-                "slope", str(BIN / "python"), "-m", "drivers.sim.slope_opcua",
+                "slope", str(BIN / "python"), "-m", "simulators.slope_opcua",
                 "--port", str(ua_port), "--stations", str(OPC_STATIONS), "--interval", "0.5",
             )  # fmt: skip
             wait_for_port(ua_port, timeout=30)

@@ -25,7 +25,8 @@ from drivers.modbus.rtu import ModbusRtuDriver
 from drivers.modbus.rtu_bus import RtuBus
 from drivers.modbus.timing import rtu_transaction_seconds
 from drivers.serial.settings import Parity, SerialSettings
-from drivers.sim.rtu_bus import RAMP_BASE, RtuBusSim, pattern_slave
+from simulators.rtu_bus import RtuBusSim
+from simulators.rtu_slaves import RAMP_BASE, pattern_slave
 
 BAUD = 19200
 SECONDS = 3.0

@@ -255,7 +255,7 @@ def site_costs(encoding: str, seconds: float) -> tuple[float, float, float]:
                 "--public-key", "keys/gateway.key.pub",
             )  # fmt: skip
             for seed, port in enumerate(sims):
-                spawn(f"sim-{seed}", str(BIN / "python"), "-m", "drivers.sim", "--port",
+                spawn(f"sim-{seed}", str(BIN / "python"), "-m", "simulators", "--port",
                       str(port), "--tanks", str(SIM_TANKS), "--seed", str(seed))  # fmt: skip
             for port in sims:
                 wait_for_port(port, timeout=30)

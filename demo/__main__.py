@@ -45,7 +45,7 @@ SITE_PROFILES: Mapping[str, str] = MappingProxyType(
 
 
 def profile_for(site: str) -> str:
-    """Return the simulator profile (`python -m drivers.sim --profile`) of a site map.
+    """Return the simulator profile (`python -m simulators --profile`) of a site map.
 
     Raises:
         SystemExit: the site has no simulator profile.
@@ -142,7 +142,7 @@ class Demo:
         self.broker.start()
         print(f"demo: mosquitto on 127.0.0.1:{self.broker.port}")
         self.spawn(
-            "sim", str(BIN / "python"), "-m", "drivers.sim",
+            "sim", str(BIN / "python"), "-m", "simulators",
             "--profile", self.profile, "--port", str(self.sim_port),
         )  # fmt: skip
         wait_for_port(self.sim_port)

@@ -2,7 +2,7 @@
 
 ThingsBoard IoT Gateway (``thingsboard-gateway`` from PyPI, the Python peer a user would
 otherwise pick) and our `edge-agent run` + `collector serve` read the same Modbus TCP simulator
-processes (drivers.sim tank farm, two of 100 tanks, seeds 0 and 1: 5 float32 registers a
+processes (simulators tank farm, two of 100 tanks, seeds 0 and 1: 5 float32 registers a
 tank) as 10 devices of 20 tanks each (100 points, registers of their own, as bench/wire.py's
 real site), every point every second: 1,000 readings/s. Each publishes to a real
 Mosquitto on a free loopback port, fresh for each run. The runs go one after the other,
@@ -271,7 +271,7 @@ def main() -> int:
     sim_ports = tuple(free_port() for _ in range(DEVICES * TANKS // SIM_TANKS))
     sims = []
     for seed, port in enumerate(sim_ports):
-        argv = ("-m", "drivers.sim", "--port", str(port), "--tanks", str(SIM_TANKS))
+        argv = ("-m", "simulators", "--port", str(port), "--tanks", str(SIM_TANKS))
         with (scratch / f"sim-{seed}.log").open("ab") as log:
             sims.append(
                 subprocess.Popen(

@@ -112,7 +112,7 @@ class Site:
     def start_sim(self) -> None:
         """Start the simulator profile of this site (the tank farm by default)."""
         self._spawn(
-            "sim", str(BIN / "python"), "-m", "drivers.sim",
+            "sim", str(BIN / "python"), "-m", "simulators",
             "--profile", profile_for(self.site_name), "--port", str(self.sim_port),
         )  # fmt: skip
         wait_for_port(self.sim_port)

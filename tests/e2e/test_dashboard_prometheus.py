@@ -49,10 +49,11 @@ from bench.dashboard_preview import (
 from collector.cli import main
 from collector.config import load_collector_config
 from collector.runtime import RunningCollector, run_collector
-from drivers.sim.rtu_bus import Fault, RtuBusSim, pattern_slave
 from edge_agent.config import parse_site_config
 from edge_agent.shell import runtime, shutdown
 from edge_agent.shell.keyfile import write_key_pair
+from simulators.rtu_bus import RtuBusSim
+from simulators.rtu_slaves import Fault, pattern_slave
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import SimGateway, sim_gateway
 from tests.support.collector_env import register, write_collector_config

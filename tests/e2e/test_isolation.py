@@ -2,10 +2,10 @@
 
 One agent process (`edge-agent run`) with a real Mosquitto and a real collector, reading:
 
-* a shared Modbus RTU bus on a pty (`drivers.sim.rtu_bus`) with three slaves, unit 2 silent;
-* an OPC UA slope server (`drivers.sim.slope_opcua`) that is stopped and started again
+* a shared Modbus RTU bus on a pty (`simulators.rtu_bus`) with three slaves, unit 2 silent;
+* an OPC UA slope server (`simulators.slope_opcua`) that is stopped and started again
   mid-run, as a new process on the same port;
-* a free-running serial gas analyzer (`drivers.sim.gas_analyzer`) that sends only garbage;
+* a free-running serial gas analyzer (`simulators.gas_analyzer`) that sends only garbage;
 * the healthy devices: RTU units 1 and 3 on that same bus and a request/response analyzer.
 
 Every simulator runs in its own process and prints its pty path; the agent is a subprocess.
@@ -176,7 +176,7 @@ def _pty_path(site: Site, name: str) -> str:
 
 def _start_slope(site: Site, port: int) -> None:
     site._spawn(
-        "slope", str(BIN / "python"), "-m", "drivers.sim.slope_opcua",
+        "slope", str(BIN / "python"), "-m", "simulators.slope_opcua",
         "--port", str(port), "--stations", "1", "--interval", "0.2",
     )  # fmt: skip
     wait_for_port(port, timeout=20)
@@ -205,12 +205,12 @@ def test_faults_on_three_links_leave_the_other_devices_alone(site: Site) -> None
     work = site.work
     ua_port = free_port()
     site._spawn(
-        "rtu", str(BIN / "python"), "-m", "drivers.sim.rtu_bus",
+        "rtu", str(BIN / "python"), "-m", "simulators.rtu_bus",
         "--units", "1,2", "--headcount", "3", "--baudrate", "19200", "--fault", "2=silent",
     )  # fmt: skip
-    site._spawn("gas_ok", str(BIN / "python"), "-m", "drivers.sim.gas_analyzer")
+    site._spawn("gas_ok", str(BIN / "python"), "-m", "simulators.gas_analyzer")
     site._spawn(
-        "gas_bad", str(BIN / "python"), "-m", "drivers.sim.gas_analyzer",
+        "gas_bad", str(BIN / "python"), "-m", "simulators.gas_analyzer",
         "--free-running", "0.2", "--fault", "garbage",
     )  # fmt: skip
     site_map = _site_map(

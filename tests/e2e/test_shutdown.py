@@ -80,7 +80,7 @@ class Plant:
             self.sims.append(
                 subprocess.Popen(
                     [
-                        str(BIN / "python"), "-m", "drivers.sim", "--port", str(port),
+                        str(BIN / "python"), "-m", "simulators", "--port", str(port),
                         "--tanks", str(TANKS), "--interval", "0.05", "--fault", fault,
                     ],
                     stdout=log,

@@ -21,10 +21,11 @@ from typing import Final
 import httpx
 import pytest
 
-from drivers.sim.rtu_bus import Fault, RtuBusSim, headcount_slave, pattern_slave
 from edge_agent.config import parse_site_config
 from edge_agent.shell import runtime, shutdown
 from edge_agent.shell.keyfile import write_key_pair
+from simulators.rtu_bus import RtuBusSim
+from simulators.rtu_slaves import Fault, headcount_slave, pattern_slave
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import SimGateway, sim_gateway
 from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest

@@ -24,13 +24,14 @@ from typing import Any, Final
 
 import pytest
 
-from drivers.sim.rtu_bus import Fault, RtuBusSim, pattern_slave
 from edge_agent.cli.status import NOT_RUNNING_EXIT
 from edge_agent.config import SiteConfig, load_site_config
 from edge_agent.shell import runtime, shutdown
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.status_server import REQUEST, status_socket_path
 from hostkit.tables import display_width
+from simulators.rtu_bus import RtuBusSim
+from simulators.rtu_slaves import Fault, pattern_slave
 from specs.signing import private_pem
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import SimGateway, sim_gateway

@@ -17,7 +17,6 @@ from pathlib import Path
 import pytest
 import structlog
 
-from drivers.sim.tankfarm import serve_tankfarm
 from edge_agent.config import SiteConfig, parse_site_config
 from edge_agent.core.alarms import AlarmRules, decode_state, rules_for_site
 from edge_agent.core.chain import Identity
@@ -27,6 +26,7 @@ from edge_agent.shell.keyfile import create_key_pair
 from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.sealer import Sealer
 from hostkit.logs import configure_logging
+from simulators.tankfarm import serve_tankfarm
 from specs.block import decode_block
 from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, Record, iso_time

@@ -24,9 +24,6 @@ from drivers.opcua import OpcUaDriver, ReadMode, SecurityMode
 from drivers.serial.ascii import SerialAsciiDriver
 from drivers.serial.checksum import Checksum
 from drivers.serial.framing import Delimited, FixedLength
-from drivers.sim.gas_analyzer import GasAnalyzerSim
-from drivers.sim.rtu_bus import Fault, RtuBusSim, headcount_slave, pattern_slave
-from drivers.sim.slope_opcua import SlopeServer
 from edge_agent.cli.probe import probe_site
 from edge_agent.config import SerialDevice, SiteConfig, parse_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
@@ -35,6 +32,10 @@ from edge_agent.kinds.serial import framing_of
 from edge_agent.shell.buses import RtuBuses, report_utilization
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from hostkit.backoff import backoff_delays
+from simulators.gas_analyzer import GasAnalyzerSim
+from simulators.rtu_bus import RtuBusSim
+from simulators.rtu_slaves import Fault, headcount_slave, pattern_slave
+from simulators.slope_opcua import SlopeServer
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
 from tests.support.config_files import site_head

@@ -26,12 +26,12 @@ from drivers.base import RawSample
 from drivers.modbus.codec import DataType, Table
 from drivers.modbus.plan import RegisterPoint
 from drivers.modbus.tcp import ModbusTcpDriver
-from drivers.sim.faults import Fault
-from drivers.sim.tankfarm import TankFarmServer, serve_tankfarm
 from edge_agent.config import parse_site_config
 from edge_agent.core.points import resolve_points
 from edge_agent.kinds import build_driver
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
+from simulators.faults import Fault
+from simulators.tankfarm import TankFarmServer, serve_tankfarm
 from specs.catalogue import default_catalogue
 from specs.records import Reading
 from tests.support.config_files import site_head

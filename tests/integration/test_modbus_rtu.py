@@ -25,13 +25,13 @@ from drivers.modbus.rtu_bus import RtuBus
 from drivers.modbus.rtu_frame import RtuReply, build_read_frame, find_reply, reply_values, rtu_frame
 from drivers.modbus.timing import rtu_transaction_seconds
 from drivers.serial.settings import Parity, SerialSettings
-from drivers.sim.rtu_bus import (
+from simulators.rtu_bus import RtuBusSim
+from simulators.rtu_slaves import (
     COIL_BITS,
     DISCRETE_BITS,
     PATTERN_BASE,
     RAMP_BASE,
     Fault,
-    RtuBusSim,
     headcount_slave,
     pattern_slave,
 )
@@ -450,7 +450,7 @@ async def test_command_line_simulator(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "drivers.sim.rtu_bus",
+        "simulators.rtu_bus",
         "--link",
         str(link),
         "--units",

@@ -14,7 +14,7 @@ from drivers.base import Driver, DriverConnectionError, DriverTimeoutError, Qual
 from drivers.modbus.codec import DataType, Order, Table
 from drivers.modbus.plan import RegisterPoint
 from drivers.modbus.tcp import ModbusTcpDriver
-from drivers.sim.tankfarm import TankFarmServer, pattern_map, serve_tankfarm, tank_map
+from simulators.tankfarm import TankFarmServer, pattern_map, serve_tankfarm, tank_map
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence

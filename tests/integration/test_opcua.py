@@ -38,9 +38,9 @@ from drivers.opcua import (
     status_name,
     to_sample,
 )
-from drivers.sim.opcua_security import SimSecurity
-from drivers.sim.pki import TestPki, make_test_pki
-from drivers.sim.slope_opcua import SlopeServer, main
+from simulators.opcua_security import SimSecurity
+from simulators.pki import TestPki, make_test_pki
+from simulators.slope_opcua import SlopeServer, main
 from tests.support.broker import free_port
 
 if TYPE_CHECKING:

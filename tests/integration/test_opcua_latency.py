@@ -19,10 +19,10 @@ import pytest
 
 from drivers.base import DriverConnectionError, Quality
 from drivers.opcua import FLAG_HELD, OpcUaDriver, UaPoint
-from drivers.sim.slope_opcua import SlopeServer
 from edge_agent.config import parse_site_config
 from edge_agent.core.points import resolve_points
 from edge_agent.kinds import build_driver
+from simulators.slope_opcua import SlopeServer
 from tests.support.config_files import site_head
 
 if TYPE_CHECKING:

@@ -21,11 +21,11 @@ import pytest
 
 from drivers.base import Driver, RawSample
 from drivers.modbus.tcp import ModbusTcpDriver
-from drivers.sim.tankfarm import TankFarmServer, serve_tankfarm
 from edge_agent.config import SiteConfig, parse_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import build_driver
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
+from simulators.tankfarm import TankFarmServer, serve_tankfarm
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
 from tests.support.config_files import site_head

@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def sim_port() -> Iterator[int]:
     port = free_port()
     process = subprocess.Popen(
-        [sys.executable, "-m", "drivers.sim", "--port", str(port)],
+        [sys.executable, "-m", "simulators", "--port", str(port)],
         cwd=ROOT,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

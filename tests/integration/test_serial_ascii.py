@@ -17,7 +17,7 @@ from drivers.serial.checksum import Checksum, ChecksumSpec
 from drivers.serial.framing import Delimited
 from drivers.serial.parse import LinePoint
 from drivers.serial.settings import SerialSettings
-from drivers.sim.gas_analyzer import AnalyzerFault, GasAnalyzerSim
+from simulators.gas_analyzer import AnalyzerFault, GasAnalyzerSim
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -307,7 +307,7 @@ async def test_command_line_simulator(tmp_path: Path) -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "drivers.sim.gas_analyzer",
+        "simulators.gas_analyzer",
         "--link",
         str(link),
         "--checksum",

@@ -17,7 +17,7 @@ from drivers.base import Quality
 from drivers.modbus.codec import DataType, Table
 from drivers.modbus.plan import plan_reads
 from drivers.modbus.tcp import ModbusTcpDriver
-from drivers.sim.tankfarm import (
+from simulators.tankfarm import (
     initial_tanks,
     pattern_map,
     register_map,
@@ -125,7 +125,7 @@ async def test_cli_serves_until_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "drivers.sim",
+        "simulators",
         "--port",
         "0",
         "--tanks",
@@ -167,7 +167,7 @@ async def test_cli_prints_the_map() -> None:
     proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
-        "drivers.sim",
+        "simulators",
         "--map",
         "--tanks",
         "2",

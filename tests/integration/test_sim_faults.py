@@ -15,15 +15,15 @@ import pytest
 
 from drivers.base import DriverError, DriverTimeoutError, Quality
 from drivers.modbus.tcp import ModbusTcpDriver
-from drivers.sim.faults import Fault, FaultInjector, FaultKind
-from drivers.sim.profiles import PROFILES, serve_profile
-from drivers.sim.tankfarm import serve_tankfarm, tank_map
+from simulators.faults import Fault, FaultInjector, FaultKind
+from simulators.profiles import PROFILES, serve_profile
+from simulators.tankfarm import serve_tankfarm, tank_map
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
 
     from drivers.base import RawSample
-    from drivers.sim.profiles import SimServer
+    from simulators.profiles import SimServer
 
 HOST = "127.0.0.1"
 ROOT = Path(__file__).resolve().parents[2]
@@ -175,7 +175,7 @@ async def test_cli_starts_with_a_fault() -> None:
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "drivers.sim", "--port", "0", "--tanks", "1",
+        sys.executable, "-m", "simulators", "--port", "0", "--tanks", "1",
         "--fault", "exception:3", env=env,
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

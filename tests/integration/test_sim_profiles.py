@@ -18,9 +18,9 @@ from drivers.base import Quality
 from drivers.modbus.codec import DataType, Table
 from drivers.modbus.plan import RegisterPoint
 from drivers.modbus.tcp import ModbusTcpDriver
-from drivers.sim.profiles import PROFILE_NAMES, PROFILES, profile_map, serve_profile
-from drivers.sim.profiles.base import SiteModel, register_images
-from drivers.sim.tankfarm import SimPoint
+from simulators.profiles import PROFILE_NAMES, PROFILES, profile_map, serve_profile
+from simulators.profiles.base import SiteModel, register_images
+from simulators.tankfarm import SimPoint
 from specs.catalogue import default_catalogue
 
 if TYPE_CHECKING:
@@ -198,7 +198,7 @@ def _env() -> dict[str, str]:
 async def test_cli_prints_each_profile_map() -> None:
     for name in PROFILE_NAMES:
         proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "drivers.sim", "--profile", name, "--map",
+            sys.executable, "-m", "simulators", "--profile", name, "--map",
             env=_env(), stdout=asyncio.subprocess.PIPE,
         )  # fmt: skip
         out, _ = await proc.communicate()
@@ -212,7 +212,7 @@ async def test_cli_prints_each_profile_map() -> None:
 
 async def test_cli_serves_a_profile_until_sigterm() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "drivers.sim", "--profile", "slope", "--port", "0",
+        sys.executable, "-m", "simulators", "--profile", "slope", "--port", "0",
         "--interval", "0.05", env=_env(),
         stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
     )  # fmt: skip

@@ -1,10 +1,10 @@
 """The dependency rule (docs/contract.md section 2), read from the imports themselves.
 
-drivers import nothing of ours (their simulators: drivers only); the config machinery
-`configkit` nothing of ours; specs only configkit (its catalogue is a YAML data file); the host
-layer `hostkit` specs and configkit; edge_agent drivers, specs, configkit and hostkit; collector
-specs, configkit and hostkit. A module imported only for type checking counts too: it is still a
-dependency.
+drivers import nothing of ours; the config machinery `configkit` nothing of ours; specs only
+configkit (its catalogue is a YAML data file); the host layer `hostkit` specs and configkit;
+edge_agent drivers, specs, configkit and hostkit; collector specs, configkit and hostkit; the
+simulators drivers and specs, and nothing but tests, benches and the demo imports them. A
+module imported only for type checking counts too: it is still a dependency.
 """
 
 from __future__ import annotations
@@ -23,6 +23,7 @@ OURS = frozenset(
         "hostkit",
         "edge_agent",
         "collector",
+        "simulators",
         "tests",
         "bench",
         "demo",
@@ -36,7 +37,9 @@ MAY_IMPORT = {
     "hostkit": frozenset({"hostkit", "specs", "configkit"}),
     "edge_agent": frozenset({"edge_agent", "hostkit", "drivers", "specs", "configkit"}),
     "collector": frozenset({"collector", "hostkit", "specs", "configkit"}),
+    "simulators": frozenset({"simulators", "drivers", "specs"}),
 }
+MAY_IMPORT_SIMULATORS = frozenset({"simulators", "tests", "bench", "demo"})
 
 
 def _imported_packages(source: Path) -> set[str]:
@@ -56,6 +59,16 @@ def test_each_package_imports_only_what_the_rule_allows(package: str) -> None:
         f"{source.relative_to(ROOT)} imports {', '.join(sorted(bad))}"
         for source in sorted((ROOT / package).rglob("*.py"))
         if (bad := _imported_packages(source) - MAY_IMPORT[package])
+    ]
+    assert offences == []
+
+
+@pytest.mark.parametrize("package", sorted(OURS - MAY_IMPORT_SIMULATORS))
+def test_only_tests_benches_and_the_demo_import_the_simulators(package: str) -> None:
+    offences = [
+        str(source.relative_to(ROOT))
+        for source in sorted((ROOT / package).rglob("*.py"))
+        if "simulators" in _imported_packages(source)
     ]
     assert offences == []
 

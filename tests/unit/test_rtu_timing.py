@@ -21,7 +21,7 @@ from drivers.modbus.timing import (
     rtu_transaction_seconds,
     silent_interval,
 )
-from drivers.sim.tankfarm import register_map
+from simulators.tankfarm import register_map
 
 H, INP = Table.HOLDING, Table.INPUT
 

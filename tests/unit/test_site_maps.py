@@ -10,10 +10,10 @@ from click.testing import CliRunner
 
 from demo.__main__ import SITE_PROFILES
 from drivers.modbus.codec import DataType, Order, Table
-from drivers.sim.profiles import profile_domain, profile_map
-from drivers.sim.tankfarm import SimPoint
 from edge_agent.cli import main
 from edge_agent.config import Address, ModbusTcpDevice, SiteConfig, load_site_config
+from simulators.profiles import profile_domain, profile_map
+from simulators.tankfarm import SimPoint
 from specs.catalogue import default_catalogue
 
 CONFIGS = Path(__file__).resolve().parents[2] / "configs"

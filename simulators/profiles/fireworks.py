@@ -31,8 +31,8 @@ from dataclasses import dataclass, replace
 
 from drivers.modbus.codec import DataType, Table
 from drivers.modbus.plan import RegisterPoint
-from drivers.sim.profiles.base import Profile, chance, relax
-from drivers.sim.tankfarm import SimPoint
+from simulators.profiles.base import Profile, chance, relax
+from simulators.tankfarm import SimPoint
 
 __all__ = ["PROFILE", "WORKSHOPS", "FireworksState", "Workshop", "fireworks_map", "initial_state"]
 

@@ -31,7 +31,7 @@ sit near 0..5 and spike now and then (about once every 90 s per tank and gas, at
 decay over a few seconds. Everything random comes from one seeded RNG.
 Addresses outside the map answer Modbus exception 2 (ILLEGAL DATA ADDRESS).
 
-Faults (drivers.sim.faults): `TankFarmServer.set_fault` makes the farm go silent, answer
+Faults (simulators.faults): `TankFarmServer.set_fault` makes the farm go silent, answer
 every request with an exception code, answer with garbage, or freeze its registers (the tanks
 move on underneath; the registers catch up when the fault is cleared); `clear_fault` ends it.
 """
@@ -47,9 +47,9 @@ from pymodbus.simulator import SimData, SimDevice
 
 from drivers.modbus.codec import DataType, Order, Table, encode
 from drivers.modbus.plan import RegisterPoint
-from drivers.sim.faults import Fault
-from drivers.sim.lifecycle import ticks
-from drivers.sim.modbus_server import ModbusTcpSimulator
+from simulators.faults import Fault
+from simulators.lifecycle import ticks
+from simulators.modbus_server import ModbusTcpSimulator
 
 __all__ = [
     "SimPoint",

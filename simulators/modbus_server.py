@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 
 from pymodbus.server import ModbusBaseServer, ModbusTcpServer
 
-from drivers.sim.faults import Fault, FaultInjector
-from drivers.sim.lifecycle import Simulator, cancel_task
+from simulators.faults import Fault, FaultInjector
+from simulators.lifecycle import Simulator, cancel_task
 
 if TYPE_CHECKING:
     from pymodbus.pdu import ModbusPDU
@@ -52,7 +52,7 @@ class ModbusTcpSimulator(Simulator):
         return self._faults.fault
 
     def set_fault(self, fault: Fault) -> None:
-        """Misbehave this way from the next reply on (see drivers.sim.faults)."""
+        """Misbehave this way from the next reply on (see simulators.faults)."""
         self._faults.fault = fault
 
     def clear_fault(self) -> None:

@@ -30,8 +30,8 @@ from dataclasses import dataclass, replace
 
 from drivers.modbus.codec import DataType, Order, Table
 from drivers.modbus.plan import RegisterPoint
-from drivers.sim.profiles.base import DAY, Profile, Showers, relax
-from drivers.sim.tankfarm import SimPoint
+from simulators.profiles.base import DAY, Profile, Showers, relax
+from simulators.tankfarm import SimPoint
 
 __all__ = ["PROFILE", "TailingsState", "initial_state", "tailings_map"]
 

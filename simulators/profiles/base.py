@@ -10,7 +10,7 @@ integer types), so the register map is the single source of both the wire layout
 The server steps the model on an absolute asyncio timer with the nominal period as `dt`:
 tick k always holds the same values for the same seed, however late the loop runs.
 
-Faults (drivers.sim.faults): `ProfileServer.set_fault` makes the server go silent, answer
+Faults (simulators.faults): `ProfileServer.set_fault` makes the server go silent, answer
 every request with an exception code, answer with garbage, or freeze its registers (the model
 and `values` run on underneath; the registers catch up when the fault is cleared).
 """
@@ -27,10 +27,10 @@ from pymodbus.simulator import DataType as SimType
 from pymodbus.simulator import SimData, SimDevice
 
 from drivers.modbus.codec import DataType, Table, encode, is_bit_table
-from drivers.sim.faults import Fault
-from drivers.sim.lifecycle import ticks
-from drivers.sim.modbus_server import ModbusTcpSimulator
-from drivers.sim.tankfarm import SimPoint
+from simulators.faults import Fault
+from simulators.lifecycle import ticks
+from simulators.modbus_server import ModbusTcpSimulator
+from simulators.tankfarm import SimPoint
 
 if TYPE_CHECKING:
     from collections.abc import Sequence

@@ -15,7 +15,7 @@ line and no delimiter), ``error`` (``ERR=03``, the sensor reports a fault). Inde
 `noise` is the probability that a line is preceded by a few random bytes without a delimiter,
 as line noise glues onto the next line.
 
-Run it: ``python -m drivers.sim.gas_analyzer --link /tmp/ttyGAS`` prints the pty path and
+Run it: ``python -m simulators.gas_analyzer --link /tmp/ttyGAS`` prints the pty path and
 serves until SIGINT or SIGTERM; see ``--help``.
 """
 
@@ -32,8 +32,8 @@ from typing import TYPE_CHECKING
 
 from drivers.serial.checksum import Checksum, ChecksumSpec, append_checksum, checksum_value
 from drivers.serial.framing import DelimiterFramer, Frame
-from drivers.sim.lifecycle import ticks
-from drivers.sim.pty import PtySimulator, serve_pty
+from simulators.lifecycle import ticks
+from simulators.pty import PtySimulator, serve_pty
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Sequence
@@ -212,7 +212,7 @@ def _gas_arg(text: str) -> Gas:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m drivers.sim.gas_analyzer",
+        prog="python -m simulators.gas_analyzer",
         description="Simulated ASCII gas analyzer on a pseudo terminal; prints the pty path.",
     )
     parser.add_argument("--link", type=Path, help="also make this symlink to the pty")

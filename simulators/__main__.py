@@ -1,9 +1,9 @@
-"""Run a site simulator: ``python -m drivers.sim [--profile NAME] --port 5020 [--seed N]``.
+"""Run a site simulator: ``python -m simulators [--profile NAME] --port 5020 [--seed N]``.
 
 Profiles: tankfarm (the default, with ``--tanks``), tailings, fireworks, slope, coalmine; see
-drivers.sim.profiles. ``--map`` prints the chosen profile's register map as JSON lines and
+simulators.profiles. ``--map`` prints the chosen profile's register map as JSON lines and
 exits. ``--fault silent|garbage|frozen|exception[:CODE]`` starts it misbehaving (see
-drivers.sim.faults). SIGINT and SIGTERM stop it cleanly.
+simulators.faults). SIGINT and SIGTERM stop it cleanly.
 """
 
 from __future__ import annotations
@@ -14,11 +14,11 @@ import json
 import logging
 import sys
 
-from drivers.sim.faults import FAULT_CHOICES, Fault
-from drivers.sim.lifecycle import stop_on_signals
-from drivers.sim.profiles import PROFILE_NAMES, TANKFARM, profile_map, serve_profile
+from simulators.faults import FAULT_CHOICES, Fault
+from simulators.lifecycle import stop_on_signals
+from simulators.profiles import PROFILE_NAMES, TANKFARM, profile_map, serve_profile
 
-_log = logging.getLogger("drivers.sim")
+_log = logging.getLogger("simulators")
 
 
 def _fault_arg(text: str) -> Fault:
@@ -31,7 +31,7 @@ def _fault_arg(text: str) -> Fault:
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
-    parser = argparse.ArgumentParser(prog="python -m drivers.sim", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m simulators", description=__doc__)
     parser.add_argument(
         "--profile", choices=PROFILE_NAMES, default=TANKFARM, help="which site to simulate"
     )

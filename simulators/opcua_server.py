@@ -3,7 +3,7 @@
 `OpcUaSimulator` serves one Double variable per `SimNode` in its own namespace (always index
 2), steps its model every `interval` on an absolute schedule and writes each node's reading
 with fresh Source and Server timestamps. A subclass says which model it serves (`_advance`,
-`_observe`); drivers.sim.slope_opcua serves the slope of drivers.sim.profiles.slope.
+`_observe`); simulators.slope_opcua serves the slope of simulators.profiles.slope.
 
 Faults, for tests and the demo:
 
@@ -22,7 +22,7 @@ Faults, for tests and the demo:
 `read_calls` records the node ids of each client Read service call, so a test can count
 service calls.
 
-Security and users: drivers.sim.opcua_security (`SimSecurity`); drivers.sim.pki makes a set of
+Security and users: simulators.opcua_security (`SimSecurity`); simulators.pki makes a set of
 test certificates.
 """
 
@@ -41,9 +41,9 @@ from asyncua.server.server import Server
 from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.status_codes import StatusCodes
 
-from drivers.sim.lifecycle import Simulator, cancel_task, ticks
-from drivers.sim.opcua_security import SimSecurity, Users, configure_security
-from drivers.sim.pki import SERVER_URI
+from simulators.lifecycle import Simulator, cancel_task, ticks
+from simulators.opcua_security import SimSecurity, Users, configure_security
+from simulators.pki import SERVER_URI
 
 if TYPE_CHECKING:
     import random
@@ -51,7 +51,7 @@ if TYPE_CHECKING:
 
 __all__ = ["NAMESPACE_INDEX", "OpcUaSimulator", "SimNode", "SimSecurity"]
 
-_log = logging.getLogger("drivers.sim.opcua_server")
+_log = logging.getLogger("simulators.opcua_server")
 
 NAMESPACE_INDEX = 2  # 0 is OPC UA's, 1 the server's own; ours is registered first
 

@@ -9,13 +9,13 @@ Address space (namespace ``urn:ganzhi:sim:slope``, always index 2)::
     ns=2;s=Slope.I1.Angle      deg   inclinometer tilt
     ns=2;s=Slope.R1.Rain       mm    rain gauge, accumulated since start (0.2 mm buckets)
 
-All are Double variables. The physics is the one slope model of drivers.sim.profiles.slope
+All are Double variables. The physics is the one slope model of simulators.profiles.slope
 (the Modbus slope profile serves it too): a compressed demo where the slope creeps a few
 millimetres per simulated day (a simulated day is 24 wall minutes), now and then surges,
 and rain falls in showers; GNSS readings carry 1.5-3 mm of noise, the inclinometer a few
 thousandths of a degree. This module is only its OPC UA address space: the transport, its
-faults and its security are drivers.sim.opcua_server's (see there), the test certificates
-drivers.sim.pki's. Everything random comes from one seeded RNG.
+faults and its security are simulators.opcua_server's (see there), the test certificates
+simulators.pki's. Everything random comes from one seeded RNG.
 """
 
 from __future__ import annotations
@@ -29,20 +29,20 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drivers.sim.lifecycle import stop_on_signals
-from drivers.sim.opcua_security import SimSecurity
-from drivers.sim.opcua_server import OpcUaSimulator, SimNode
-from drivers.sim.pki import make_test_pki
-from drivers.sim.profiles.slope import initial_state
+from simulators.lifecycle import stop_on_signals
+from simulators.opcua_security import SimSecurity
+from simulators.opcua_server import OpcUaSimulator, SimNode
+from simulators.pki import make_test_pki
+from simulators.profiles.slope import initial_state
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from drivers.sim.profiles.slope import SlopeState
+    from simulators.profiles.slope import SlopeState
 
 __all__ = ["NAMESPACE_URI", "SlopeServer", "main", "slope_nodes"]
 
-_log = logging.getLogger("drivers.sim.slope_opcua")
+_log = logging.getLogger("simulators.slope_opcua")
 
 NAMESPACE_URI = "urn:ganzhi:sim:slope"
 
@@ -114,7 +114,7 @@ class SlopeServer(OpcUaSimulator):
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m drivers.sim.slope_opcua",
+        prog="python -m simulators.slope_opcua",
         description="Serve a simulated open-pit slope over OPC UA until SIGINT/SIGTERM.",
     )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on")

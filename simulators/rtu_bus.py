@@ -2,13 +2,13 @@
 
 The simulator holds the master side of a pty and answers RTU read requests (functions 1-4)
 for every unit id it serves; requests for other units are ignored, as on a real bus. The
-slaves, their register map and their faults are drivers.sim.rtu_slaves'; one typical slave is
+slaves, their register map and their faults are simulators.rtu_slaves'; one typical slave is
 a fireworks-workshop headcount counter (烟花爆竹 在岗人数).
 
 A pty delivers bytes at once. With `baudrate` set, each reply is delayed by the time request
 and reply would take on such a line (plus t3.5 and `turnaround`), so bus timing can be tested.
 
-Run it: ``python -m drivers.sim.rtu_bus --link /tmp/ttyRTU`` prints the pty path and serves
+Run it: ``python -m simulators.rtu_bus --link /tmp/ttyRTU`` prints the pty path and serves
 until SIGINT or SIGTERM; see ``--help`` for units and faults.
 """
 
@@ -23,35 +23,15 @@ from typing import TYPE_CHECKING
 
 from drivers.modbus.timing import silent_interval
 from drivers.serial.checksum import crc16_modbus
-from drivers.sim.lifecycle import ticks
-from drivers.sim.pty import PtySimulator, serve_pty
-from drivers.sim.rtu_slaves import (
-    COIL_BITS,
-    DISCRETE_BITS,
-    PATTERN_BASE,
-    RAMP_BASE,
-    Fault,
-    SimSlave,
-    headcount_slave,
-    pattern_slave,
-)
+from simulators.lifecycle import ticks
+from simulators.pty import PtySimulator, serve_pty
+from simulators.rtu_slaves import Fault, SimSlave, headcount_slave, pattern_slave
 
 if TYPE_CHECKING:
     from collections.abc import Coroutine, Sequence
     from typing import Any
 
-__all__ = [
-    "COIL_BITS",
-    "DISCRETE_BITS",
-    "PATTERN_BASE",
-    "RAMP_BASE",
-    "Fault",
-    "RtuBusSim",
-    "SimSlave",
-    "headcount_slave",
-    "main",
-    "pattern_slave",
-]
+__all__ = ["RtuBusSim", "main"]
 
 REQUEST_BYTES = 8
 _RX_LIMIT = 256
@@ -175,7 +155,7 @@ def _fault_arg(text: str) -> tuple[int, str, int]:
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     """Parse the command line."""
     parser = argparse.ArgumentParser(
-        prog="python -m drivers.sim.rtu_bus",
+        prog="python -m simulators.rtu_bus",
         description="Simulated Modbus RTU bus on a pseudo terminal; prints the pty path.",
     )
     parser.add_argument("--link", type=Path, help="also make this symlink to the pty")

@@ -1,4 +1,4 @@
-"""The slaves of the simulated Modbus RTU bus (drivers.sim.rtu_bus): tables, faults, values.
+"""The slaves of the simulated Modbus RTU bus (simulators.rtu_bus): tables, faults, values.
 
 Register map of every unit ``u`` (0-based protocol addresses)::
 

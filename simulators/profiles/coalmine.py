@@ -34,8 +34,8 @@ from dataclasses import dataclass, replace
 
 from drivers.modbus.codec import DataType, Table
 from drivers.modbus.plan import RegisterPoint
-from drivers.sim.profiles.base import Profile, chance, ou_step, relax
-from drivers.sim.tankfarm import SimPoint
+from simulators.profiles.base import Profile, chance, ou_step, relax
+from simulators.tankfarm import SimPoint
 
 __all__ = ["PROFILE", "CoalMineState", "coalmine_map", "initial_state"]
 

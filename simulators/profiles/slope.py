@@ -21,7 +21,7 @@ sight with sub-millimetre noise; GNSS has 1.5 mm (horizontal) and 3 mm (vertical
 Rain falls in showers; the groundwater table rises with it and drains back over days.
 Everything random comes from one seeded RNG.
 
-This is the one slope model: the OPC UA slope station (drivers.sim.slope_opcua) serves the
+This is the one slope model: the OPC UA slope station (simulators.slope_opcua) serves the
 same physics over OPC UA, any number of GNSS stations, and also reads an inclinometer (its tilt
 follows the slope's mean horizontal displacement) and the rain gauge's total since start
 (``observe(rng, inclinometer=True)``).
@@ -35,8 +35,8 @@ from dataclasses import dataclass, replace
 
 from drivers.modbus.codec import DataType, Order, Table
 from drivers.modbus.plan import RegisterPoint
-from drivers.sim.profiles.base import DAY, RAIN_TIP, Profile, Showers, chance, relax
-from drivers.sim.tankfarm import SimPoint
+from simulators.profiles.base import DAY, RAIN_TIP, Profile, Showers, chance, relax
+from simulators.tankfarm import SimPoint
 
 __all__ = ["PROFILE", "STATIONS", "SlopeState", "initial_state", "slope_map"]
 

@@ -1,14 +1,14 @@
 """Modbus TCP site simulators, one profile per domain: `serve_profile(name, host, port)`.
 
     profile    domain  site
-    tankfarm   WHP     危化品储罐区 tank farm (drivers.sim.tankfarm, with its test pattern)
+    tankfarm   WHP     危化品储罐区 tank farm (simulators.tankfarm, with its test pattern)
     tailings   WKK     尾矿库 tailings pond
     fireworks  YHBZ    烟花爆竹 fireworks workshops
     slope      BP      露天矿山边坡 open-pit slope
     coalmine   MK      煤矿 coal mine safety monitoring
 
 Each module's docstring holds its register map; `profile_map(name)` returns it as data and
-``python -m drivers.sim --profile NAME --map`` prints it.
+``python -m simulators --profile NAME --map`` prints it.
 """
 
 from __future__ import annotations
@@ -17,15 +17,15 @@ import random
 from types import MappingProxyType
 from typing import TYPE_CHECKING
 
-from drivers.sim.faults import Fault
-from drivers.sim.profiles import coalmine, fireworks, slope, tailings
-from drivers.sim.profiles.base import Profile, ProfileServer, SimServer
-from drivers.sim.tankfarm import register_map, serve_tankfarm
+from simulators.faults import Fault
+from simulators.profiles import coalmine, fireworks, slope, tailings
+from simulators.profiles.base import Profile, ProfileServer, SimServer
+from simulators.tankfarm import register_map, serve_tankfarm
 
 if TYPE_CHECKING:
     from collections.abc import Mapping
 
-    from drivers.sim.tankfarm import SimPoint
+    from simulators.tankfarm import SimPoint
 
 __all__ = [
     "PROFILES",

@@ -23,7 +23,7 @@ import tty
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from drivers.sim.lifecycle import Simulator, cancel_task, stop_on_signals
+from simulators.lifecycle import Simulator, cancel_task, stop_on_signals
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine

@@ -1,1 +1,0 @@
-"""Instrument simulators for tests and the demo."""
