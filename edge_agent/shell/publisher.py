@@ -3,11 +3,9 @@
 A broker PUBACK means nothing here (mosquitto loses queued QoS 1 messages on SIGKILL): only the
 collector's signed ACK, sent after its database commit, lets the agent forget a block.
 
-Two lanes, each with its own window of `max_inflight` blocks waiting for an ACK: live blocks
-(sealed while the publisher runs, oldest first) and the backlog lane (blocks owed again -
-sent but listed missing, or unacked past the timeout - then the backlog oldest first). A live
-block waits only for the live lane, so a draining backlog and its resends cannot delay it:
-after an outage live latency stays what it was while the backlog drains beside it.
+This module is the MQTT session (connect, ACKs and commands in, blocks, heartbeats and
+results out); which block goes next, in which lane, and what is owed again is
+`edge_agent.shell.publisher_lanes`.
 """
 
 from __future__ import annotations
@@ -17,7 +15,6 @@ import contextlib
 import sqlite3
 import ssl
 import time
-from collections import deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
@@ -34,6 +31,7 @@ from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_reads import StoredBlock
 from edge_agent.shell.outbox_recovery import declared_gap
+from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.mqtt import NO_DELAY
 from specs.ack import Ack, AckFormatError, decode_ack
 from specs.encoding import Encoding, choose_encoding, encode_payload, encoding_properties
@@ -51,7 +49,6 @@ from specs.topics import GatewayTopics
 
 log = structlog.get_logger("edge_agent.publisher")
 
-_BACKLOG_CHUNK = 32
 # How often the outbox is asked whether another process (backfill, `outbox resend`) wrote to
 # it: cheap (one PRAGMA), and what it finds goes out after at most this delay.
 _RESCAN_EVERY = 2.0
@@ -112,17 +109,9 @@ class Publisher:
         self._client_now: aiomqtt.Client | None = None
         self._stopping = False
         self._backoff = backoff()
-        self._live: deque[int] = deque(maxlen=settings.max_inflight * 4)
-        self._owed: deque[int] = deque()
-        # seq -> (monotonic send time, send order) of blocks waiting for an ACK.
-        self._sent: dict[int, tuple[float, int]] = {}
-        self._sent_live: set[int] = set()  # those of them sent in the live lane
-        self._sends = 0
-        self._backlog_acked_at = 0.0  # when an ACK last answered a backlog-lane block
-        self._cursor = 0
+        self._lanes = Lanes(settings.max_inflight)
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
-        self._live_moved = asyncio.Event()  # set when a live block is answered or given up
         self.connected = asyncio.Event()
         self.published = 0
         # When the collector last released blocks with an ACK (wall clock; `edge-agent status`).
@@ -136,7 +125,7 @@ class Publisher:
 
     def notify_sealed(self, seq: int) -> None:
         """A new block is in the outbox: send it before the backlog."""
-        self._live.append(seq)
+        self._lanes.add_live(seq)
         self._idle.clear()
         self._wake.set()
 
@@ -147,7 +136,7 @@ class Publisher:
     @property
     def is_settled(self) -> bool:
         """Whether no live block waits to be sent or for its ACK."""
-        return not self._live and not self._sent_live
+        return self._lanes.is_settled
 
     async def settled(self) -> None:
         """Wait until every live block sealed so far has been ACKed (the backlog may remain).
@@ -156,8 +145,8 @@ class Publisher:
         backlog that takes minutes to drain stays in the outbox for the next start.
         """
         while not self.is_settled:
-            self._live_moved.clear()
-            await self._live_moved.wait()
+            self._lanes.live_moved.clear()
+            await self._lanes.live_moved.wait()
 
     async def run(self) -> None:
         """Keep a session up forever; cancel to stop."""
@@ -215,7 +204,7 @@ class Publisher:
         # Everything unacked is owed again on a new session; the collector dedupes. Blocks
         # sealed while the uplink was down are backlog now, sent in order in the backlog
         # lane: kept as live, the blocks sealed from now on would queue behind them.
-        self._forget_sends()
+        self._lanes.forget()
         self.connected.set()
         self._backoff = self._new_backoff()
         log.info("uplink_connected", host=self._settings.host, port=self._settings.port)
@@ -258,46 +247,8 @@ class Publisher:
         if not released:
             return
         self.last_ack = time.time()
-        # Send order of the block this ACK answers; unknown (already released): assume
-        # everything in flight may still arrive and let the ACK timeout catch real losses.
-        trigger = self._sent[ack.seq][1] if ack.seq in self._sent else 0
-        now = time.monotonic()
-        if ack.seq in self._sent and ack.seq not in self._sent_live:
-            self._backlog_acked_at = now
-        answered_live = ack.seq in self._sent_live
-        for seq in [s for s in self._sent if s <= ack.acked_through or s == ack.seq]:
-            self._landed(seq)
-        self._owe_missing(ack, trigger, answered_live=answered_live)
+        self._lanes.acked(ack)
         self._wake.set()
-
-    def _owe_missing(self, ack: Ack, trigger: int, *, answered_live: bool) -> None:
-        """Owe again the blocks in flight that `ack` shows lost.
-
-        Those sent before the one this ACK answers (send order `trigger`) and still missing -
-        lost on the way, say published while the collector had not subscribed again after a
-        broker restart. A block sent after it may simply still be on its way; a missing block
-        never sent (the rest of a backlog below a live block) is not lost, the backlog lane
-        gets to it in order, behind live blocks.
-        """
-        for seq, (sent_at, order) in list(self._sent.items()):
-            if order >= trigger or not any(low <= seq <= high for low, high in ack.missing):
-                continue
-            if answered_live and seq not in self._sent_live and sent_at <= self._backlog_acked_at:
-                # The collector takes live blocks before queued backlog ones
-                # (collector.ingest.lanes): a backlog block sent before this live one may
-                # still wait there. Lost only if the backlog lane has heard no ACK since it
-                # was sent (its whole window lost, as after a broker restart).
-                continue
-            self._landed(seq)
-            if seq not in self._owed:
-                self._owed.append(seq)
-
-    def _landed(self, seq: int) -> None:
-        """`seq` no longer waits for an ACK (answered, or owed again)."""
-        del self._sent[seq]
-        if seq in self._sent_live:
-            self._sent_live.discard(seq)
-            self._live_moved.set()
 
     async def _release(self, ack: Ack) -> bool:
         """Mark what the ACK proves stored; on a proven rollback start a new epoch instead."""
@@ -311,22 +262,13 @@ class Publisher:
                 now=now,
                 clock_synced=clock_synchronized(),
             )
-            self._forget_sends()
+            self._lanes.forget()
             self._wake.set()
             return False
         await self._outbox.mark_delivered(
             epoch=ack.epoch, through=verdict.through, also=verdict.also, now=time.time()
         )
         return True
-
-    def _forget_sends(self) -> None:
-        """Start sending from scratch (a new session, or a new epoch)."""
-        self._sent.clear()
-        self._sent_live.clear()
-        self._owed.clear()
-        self._live.clear()
-        self._live_moved.set()  # what was live is backlog now
-        self._cursor = 0
 
     async def _rescan_if_changed(self) -> None:
         """Pick up blocks another process sealed or marked for resend, and a new epoch.
@@ -341,65 +283,26 @@ class Publisher:
         if not await self._outbox.changed_elsewhere():
             return
         if self._outbox.epoch != epoch:
-            self._forget_sends()
-        self._cursor = 0
-
-    async def _next_block(self) -> tuple[StoredBlock, bool] | None:
-        """The next block to send and whether it goes in the live lane; None: both are full."""
-        window = self._settings.max_inflight
-        while self._live and len(self._sent_live) < window:
-            block = await self._outbox.get(self._live.popleft())
-            if block is not None and block.seq not in self._sent:
-                return block, True
-        if len(self._sent) - len(self._sent_live) >= window:
-            return None
-        block = await self._next_backlog_block()
-        return None if block is None else (block, False)
-
-    async def _next_backlog_block(self) -> StoredBlock | None:
-        while self._owed:
-            block = await self._outbox.get(self._owed.popleft())
-            if block is not None and block.seq not in self._sent:
-                return block
-        while True:
-            chunk = await self._outbox.undelivered(after=self._cursor, limit=_BACKLOG_CHUNK)
-            if not chunk:
-                return None
-            for block in chunk:
-                self._cursor = block.seq
-                if block.seq not in self._sent:
-                    return block
+            self._lanes.forget()
+        self._lanes.rescan()
 
     async def _send(self, client: aiomqtt.Client) -> None:
         timeout = self._settings.ack_timeout
         while True:
             self._wake.clear()
             await self._rescan_if_changed()
-            now = time.monotonic()
-            for seq, (sent_at, _) in list(self._sent.items()):
-                if now - sent_at > timeout:
-                    self._landed(seq)
-                    self._owed.append(seq)
-                    log.info("block_ack_timed_out", seq=seq)
+            self._lanes.time_out(timeout)
             # Picked one at a time: a block sealed while another is published goes next.
-            while (picked := await self._next_block()) is not None:
+            while (picked := await self._lanes.next_block(self._outbox)) is not None:
                 block, live = picked
                 await self._pace()
-                # In flight before the publish: its ACK can come back before the PUBACK does,
-                # and must find it (else it waits for the ACK timeout and is sent again).
-                self._sends += 1
-                self._sent[block.seq] = (time.monotonic(), self._sends)
-                if live:
-                    self._sent_live.add(block.seq)
+                self._lanes.sending(block.seq, live=live)
                 await self._publish(client, block, Lane.LIVE if live else Lane.BACKLOG)
-            if self._sent or self._live or self._owed:
-                self._idle.clear()
-            else:
+            if self._lanes.is_idle:
                 self._idle.set()
-            wait = _RESCAN_EVERY
-            if self._sent:
-                oldest = min(sent_at for sent_at, _ in self._sent.values())
-                wait = min(wait, max(0.05, oldest + timeout - time.monotonic()))
+            else:
+                self._idle.clear()
+            wait = self._lanes.wait_for(_RESCAN_EVERY, timeout)
             with contextlib.suppress(TimeoutError):
                 # asyncio.timeout, not wait_for (which can drop a cancellation on 3.11).
                 async with asyncio.timeout(wait):
