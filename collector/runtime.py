@@ -164,6 +164,7 @@ async def run_collector(
             finally:
                 server.should_exit = True
                 commits.close()  # live streams end, so the server can finish its responses
+                ingest.stop()
                 for task in (tasks[0], *tasks[2:]):  # all but the API, which exits by itself
                     task.cancel()
                 await asyncio.wait(tasks)

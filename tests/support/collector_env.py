@@ -103,6 +103,7 @@ async def running_ingest(
             await asyncio.wait_for(ingest.connected.wait(), 10)
             yield ingest, storage
         finally:
+            ingest.stop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
