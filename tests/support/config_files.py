@@ -2,7 +2,9 @@
 
 `SITE` and `COLLECTOR` parse a text as the named file in a fixed folder (paths resolve against
 it), so every test states its expectations as `file:line: key: message`. `site_head` is the
-part of a site map every test writes the same way (site, uplink, signing, outbox).
+part of a site map every test writes the same way (site, uplink, signing, outbox). A `Mistake`
+is one edit that breaks a config text and the one issue it must cause: tests keep tables of
+them (`pytest.mark.parametrize`) instead of one copied body per mistake.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Generic, Literal, TypeVar
 
 import pytest
 
@@ -42,6 +44,48 @@ class ConfigFile(Generic[ConfigT]):
         assert len(issues) == 1, "\n".join(map(str, issues))
         return issues[0]
 
+    def check_mistake(self, text: str, mistake: Mistake) -> None:
+        """Make `mistake` in `text`: exactly its one issue, at its file, line and key."""
+        broken, line = edit(text, mistake.old, mistake.new)
+        issue = self.only_issue(broken)
+        assert (issue.file, issue.line, issue.path) == (
+            self.file,
+            line + mistake.below,
+            mistake.path,
+        ), str(issue)
+        mistake.check_message(issue.message)
+        assert str(issue) == f"{self.file}:{line + mistake.below}: {mistake.path}: {issue.message}"
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """One edit of a config text (`old` -> `new`) and the issue it causes.
+
+    The issue stands `below` lines under the line where `old` began (a key the edit adds).
+    `message` is the whole message, how it starts or a part of it, as `match` says: a table
+    pins whole sentences where the wording is the point, a part where only the fact is.
+    """
+
+    old: str
+    new: str
+    path: str
+    message: str
+    match: Literal["whole", "start", "part"] = "whole"
+    below: int = 0
+
+    def check_message(self, message: str) -> None:
+        if self.match == "whole":
+            assert message == self.message
+        elif self.match == "start":
+            assert message.startswith(self.message), message
+        else:
+            assert self.message in message, message
+
+
+def mistake_id(mistake: Mistake) -> str:
+    """A test id that names the key and what the message says."""
+    return f"{mistake.path}:{mistake.message[:40]}"
+
 
 SITE = ConfigFile[SiteConfig](parse_site_config, "site.yaml", Path("/etc/ganzhi"))
 COLLECTOR = ConfigFile[CollectorConfig](
@@ -68,21 +112,36 @@ def site_head(
     district: str = "360100",
     gateway: str = "91360100MA35GW001H-GW01",
     broker_port: int = 1883,
+    mine_code: str = "",
     uplink: str = "",
     outbox: str = "",
 ) -> str:
     """The first eight lines of a site map, up to where `devices:` begins.
 
-    `uplink` and `outbox` are more `, key: value` pairs for those sections' flow mappings.
+    `uplink` and `outbox` are more `, key: value` pairs for those sections' flow mappings;
+    `mine_code` is a coal mine's (domain MK needs one).
     """
+    mine = f"  mine_code: '{mine_code}'\n" if mine_code else ""
     return (
         "site:\n"
         f"  enterprise: {enterprise}\n"
         f'  district: "{district}"\n'
         f"  domain: {domain}\n"
         f"  gateway: {gateway}\n"
+        f"{mine}"
         f'uplink: {{broker: "mqtt://127.0.0.1:{broker_port}", collector_key: keys/collector.pub'
         f"{uplink}}}\n"
         "signing: {key_file: keys/gateway.key}\n"
         f"outbox: {{path: state/outbox.db{outbox}}}\n"
     )
+
+
+# The device most unit tests read their points from: one Modbus TCP PLC; its points follow.
+PLC_DEVICE = """\
+devices:
+  - id: plc
+    driver: modbus_tcp
+    host: 127.0.0.1
+    poll: 1s
+    points:
+"""

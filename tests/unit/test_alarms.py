@@ -23,32 +23,19 @@ from edge_agent.core.alarms import (
 from edge_agent.core.points import resolve_points
 from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, iso_time
+from tests.support.config_files import PLC_DEVICE, site_head
 
 T0 = 1.7e9
 RAISE, CLEAR = AlarmEvent.RAISE, AlarmEvent.CLEAR
 
-_HEAD = """\
-site:
-  enterprise: 91360100MA35GW001H
-  district: "360100"
-  domain: {domain}
-  gateway: 91360100MA35GW001H-GW01
-{extra}uplink: {{broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}}
-signing: {{key_file: keys/gateway.key}}
-outbox: {{path: state/outbox.db}}
-devices:
-  - id: plc
-    driver: modbus_tcp
-    host: 127.0.0.1
-    poll: 1s
-    points:
-"""
+
+def _head(domain: str) -> str:
+    return site_head(domain, mine_code="360100001" if domain == "MK" else "") + PLC_DEVICE
 
 
 def site_rules(domain: str, points: Sequence[str], alarms: Sequence[str] = ()) -> AlarmRules:
     """Rules of a one-device site; each point is a flow mapping without its address."""
-    extra = "  mine_code: '360100001'\n" if domain == "MK" else ""
-    lines = [_HEAD.format(domain=domain, extra=extra)]
+    lines = [_head(domain)]
     for index, point in enumerate(points):
         address = f"address: {{table: input, start: {2 * index}, type: float32}}"
         lines.append(f"      - {{{point}, {address}}}\n")
@@ -180,8 +167,7 @@ def test_coal_methane_alarm_power_off_restore(case: str) -> None:
 def test_coal_methane_defaults_from_the_catalogue() -> None:
     (point,) = resolve_points(
         parse_site_config(
-            _HEAD.format(domain="MK", extra="  mine_code: '360100001'\n")
-            + "      - {point: M1, quota: MK-M0101,"
+            _head("MK") + "      - {point: M1, quota: MK-M0101,"
             " address: {table: input, start: 0, type: float32}}\n",
             "site.yaml",
             Path("/srv"),
@@ -232,7 +218,7 @@ def test_slope_rate_mm_per_day_needs_half_a_window_and_takes_either_direction() 
 def test_slope_rate_defaults_from_the_catalogue() -> None:
     (point,) = resolve_points(
         parse_site_config(
-            _HEAD.format(domain="BP", extra="") + "      - {point: S1, quota: BP-GX,"
+            _head("BP") + "      - {point: S1, quota: BP-GX,"
             " address: {table: input, start: 0, type: float32}}\n",
             "site.yaml",
             Path("/srv"),
@@ -539,7 +525,7 @@ def test_points_without_alarms_have_no_rules() -> None:
     rules = compile_rules(
         resolve_points(
             parse_site_config(
-                _HEAD.format(domain="WHP", extra="") + "      - {point: V1, quota: WHP-ESD,"
+                _head("WHP") + "      - {point: V1, quota: WHP-ESD,"
                 " address: {table: input, start: 0, type: uint16}}\n",
                 "site.yaml",
                 Path("/srv"),

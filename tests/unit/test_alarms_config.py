@@ -8,24 +8,13 @@ from edge_agent.config import ConfigError
 from edge_agent.core.alarms import CompareRule, HeldRule, ItemRule, rules_for_site
 from edge_agent.core.points import resolve_points
 from specs.catalogue import default_catalogue
-from tests.support.config_files import SITE
+from tests.support.config_files import PLC_DEVICE, SITE, Mistake, edit, mistake_id, site_head
 
 # One site that uses every alarm key; each test breaks one line of it.
-EXAMPLE = """\
-site:
-  enterprise: 91360100MA35GW001H
-  district: "360100"
-  domain: WKK
-  gateway: 91360100MA35GW001H-GW01
-uplink: {broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}
-signing: {key_file: keys/gateway.key}
-outbox: {path: state/outbox.db}
-devices:
-  - id: plc
-    driver: modbus_tcp
-    host: 127.0.0.1
-    poll: 1s
-    points:
+EXAMPLE = (
+    site_head("WKK")
+    + PLC_DEVICE
+    + """\
       - point: D1
         quota: WKK-DX
         address: {table: input, start: 0, type: float32}
@@ -82,13 +71,7 @@ alarms:
   - {kind: overtime, point: PC1, limit: 30m, when: {above: 0}}
   - {kind: escalation, item: dam-surface, points: [D1, D2]}
 """
-
-
-def edit(old: str, new: str) -> tuple[str, int]:
-    """Replace the only occurrence of `old` in EXAMPLE; return the text and its line."""
-    assert EXAMPLE.count(old) == 1, f"{old!r} occurs {EXAMPLE.count(old)} times"
-    index = EXAMPLE.index(old)
-    return EXAMPLE.replace(old, new), EXAMPLE.count("\n", 0, index) + 1
+)
 
 
 # --- what the keys resolve to ----------------------------------------------------------------
@@ -120,6 +103,7 @@ def test_every_alarm_key_resolves() -> None:
 
 def test_thresholds_and_rates_in_the_points_unit_become_canonical() -> None:
     text, _ = edit(
+        EXAMPLE,
         "        thresholds: {high: 100}\n        rate: {window: 1h, limit: 5, unit: mm/h}",
         "        unit: cm\n        thresholds: {high: 10}\n"
         "        deadband: 0.1\n        rate: {window: 1h, limit: 0.5, unit: cm/h}",
@@ -131,13 +115,13 @@ def test_thresholds_and_rates_in_the_points_unit_become_canonical() -> None:
 
 
 def test_a_family_left_empty_takes_the_catalogue_defaults() -> None:
-    text, _ = edit("        thresholds: {level1: 20, level2: 40}\n", "")
+    text, _ = edit(EXAMPLE, "        thresholds: {level1: 20, level2: 40}\n", "")
     g1 = next(p for p in resolve_points(SITE.parse(text)) if p.point == "G1")
     assert (g1.thresholds.level1, g1.thresholds.level2) == (25.0, 50.0)  # GB/T 50493-2019
 
 
 def test_a_family_the_point_sets_takes_no_defaults() -> None:
-    text, _ = edit("{level1: 20, level2: 40}", "{level1: 20}")
+    text, _ = edit(EXAMPLE, "{level1: 20, level2: 40}", "{level1: 20}")
     g1 = next(p for p in resolve_points(SITE.parse(text)) if p.point == "G1")
     assert (g1.thresholds.level1, g1.thresholds.level2) == (20.0, None)
 
@@ -145,91 +129,153 @@ def test_a_family_the_point_sets_takes_no_defaults() -> None:
 # --- each mistake names its line and key -----------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    ("old", "new", "path", "message"),
-    [
+MISTAKES = [
+    # a point's thresholds and rates
+    Mistake(
+        "{level1: 20, level2: 40}",
+        "{high: 20, level2: 40}",
+        "devices[0].points[3].thresholds.high",
+        "threshold high (alarm level H) is not in the alarm vocabulary of WHP-LEL: L1, L2",
+    ),
+    Mistake(
+        "{level1: 20, level2: 40}",
+        "{level1: 45, level2: 40}",
+        "devices[0].points[3].thresholds.level2",
+        "level2 (40) is below level1 (45); thresholds must be ordered level1 <= level2",
+    ),
+    Mistake(
+        "{alarm: 0.75, power_off: 1.0, restore: 0.9}",
+        "{alarm: 1.2, power_off: 1.0, restore: 0.9}",
+        "devices[0].points[4].thresholds.power_off",
+        "power_off (1) is below alarm (1.2); thresholds must be ordered alarm <= power_off",
+    ),
+    Mistake(
+        "{alarm: 0.75, power_off: 1.0, restore: 0.9}",
+        "{alarm: 0.75, power_off: 1.0, restore: 1.0}",
+        "devices[0].points[4].thresholds.restore",
+        "restore (1) must be below power_off (1): power comes back only below it",
+    ),
+    Mistake(
+        "{alarm: 0.75, power_off: 1.0, restore: 0.9}",
+        "{alarm: 0.75, restore: 0.9}",
+        "devices[0].points[4].thresholds.restore",
+        "restore applies only with power_off",
+    ),
+    Mistake(
+        "{blue: 80, yellow: 60, orange: 40, red: 20}",
+        "{blue: 80, yellow: 60, orange: 70, red: 20}",
+        "devices[0].points[2].thresholds.orange",
         (
-            "{level1: 20, level2: 40}",
-            "{high: 20, level2: 40}",
-            "devices[0].points[3].thresholds.high",
-            "threshold high (alarm level H) is not in the alarm vocabulary of WHP-LEL: L1, L2",
+            "orange (70) after yellow (60): colour thresholds must rise (blue < yellow < orange"
+            " < red) or fall (blue > yellow > orange > red) in step"
         ),
+    ),
+    Mistake(
+        "{window: 1h, limit: 5, unit: mm/h}\n      - point: S2",
+        "{window: 1h, limit: 5, unit: mm/week}\n      - point: S2",
+        "devices[0].points[5].rate.unit",
         (
-            "{level1: 20, level2: 40}",
-            "{level1: 45, level2: 40}",
-            "devices[0].points[3].thresholds.level2",
-            "level2 (40) is below level1 (45); thresholds must be ordered level1 <= level2",
+            "rate unit 'mm/week' must be <unit>/<period> with period s, min, h, d, such as mm/h"
+            " or mm/d"
         ),
-        (
-            "{alarm: 0.75, power_off: 1.0, restore: 0.9}",
-            "{alarm: 1.2, power_off: 1.0, restore: 0.9}",
-            "devices[0].points[4].thresholds.power_off",
-            "power_off (1) is below alarm (1.2); thresholds must be ordered alarm <= power_off",
-        ),
-        (
-            "{alarm: 0.75, power_off: 1.0, restore: 0.9}",
-            "{alarm: 0.75, power_off: 1.0, restore: 1.0}",
-            "devices[0].points[4].thresholds.restore",
-            "restore (1) must be below power_off (1): power comes back only below it",
-        ),
-        (
-            "{alarm: 0.75, power_off: 1.0, restore: 0.9}",
-            "{alarm: 0.75, restore: 0.9}",
-            "devices[0].points[4].thresholds.restore",
-            "restore applies only with power_off",
-        ),
-        (
-            "{blue: 80, yellow: 60, orange: 40, red: 20}",
-            "{blue: 80, yellow: 60, orange: 70, red: 20}",
-            "devices[0].points[2].thresholds.orange",
-            (
-                "orange (70) after yellow (60): colour thresholds must rise (blue < yellow < orange"
-                " < red) or fall (blue > yellow > orange > red) in step"
-            ),
-        ),
-        (
-            "{window: 1h, limit: 5, unit: mm/h}\n      - point: S2",
-            "{window: 1h, limit: 5, unit: mm/week}\n      - point: S2",
-            "devices[0].points[5].rate.unit",
-            (
-                "rate unit 'mm/week' must be <unit>/<period> with period s, min, h, d, such as mm/h"
-                " or mm/d"
-            ),
-        ),
-        (
-            "{window: 1h, limit: 5, unit: mm/h}\n      - point: S2",
-            "{window: 1h, limit: 5, unit: kg/h}\n      - point: S2",
-            "devices[0].points[5].rate.unit",
-            "rate unit 'kg/h': 'kg' is not accepted for BP-GX; accepted: mm, cm, m",
-        ),
-        (
-            "{window: 1h, limit: 5, unit: mm/h}\n      - point: S2",
-            "{window: 1h, limit: 5, unit: mm/h, deadband: 5}\n      - point: S2",
-            "devices[0].points[5].rate.deadband",
-            "deadband (5) must be below limit (5)",
-        ),
-    ],
-)
-def test_point_alarm_mistakes(old: str, new: str, path: str, message: str) -> None:
-    text, line = edit(old, new)
-    issue = SITE.only_issue(text)
-    assert (issue.file, issue.line, issue.path, issue.message) == (SITE.file, line, path, message)
-    assert str(issue) == f"{SITE.file}:{line}: {path}: {message}"
-
-
-def test_rate_on_an_indicator_without_rate_alarms() -> None:
-    text, line = edit(
+    ),
+    Mistake(
+        "{window: 1h, limit: 5, unit: mm/h}\n      - point: S2",
+        "{window: 1h, limit: 5, unit: kg/h}\n      - point: S2",
+        "devices[0].points[5].rate.unit",
+        "rate unit 'kg/h': 'kg' is not accepted for BP-GX; accepted: mm, cm, m",
+    ),
+    Mistake(
+        "{window: 1h, limit: 5, unit: mm/h}\n      - point: S2",
+        "{window: 1h, limit: 5, unit: mm/h, deadband: 5}\n      - point: S2",
+        "devices[0].points[5].rate.deadband",
+        "deadband (5) must be below limit (5)",
+    ),
+    Mistake(
         "{level1: 20, level2: 40}\n",
         "{level1: 20, level2: 40}\n        rate: {window: 1h, limit: 5, unit: '%LEL/h'}\n",
-    )
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line + 1, "devices[0].points[3].rate")
-    assert issue.message == "rate alarms are not in the alarm vocabulary of WHP-LEL: L1, L2"
+        "devices[0].points[3].rate",
+        "rate alarms are not in the alarm vocabulary of WHP-LEL: L1, L2",
+        below=1,
+    ),
+    Mistake(
+        "{window: 1d, limit: 10, unit: mm/d, deadband: 1}",
+        "{window: 60m, limit: 9, unit: mm/h}",
+        "devices[0].points[6].rate[1].window",
+        "a rate over 1h is already set by rate[0]",
+    ),
+    # the site's alarms
+    Mistake(
+        "{kind: over_staff, point: PC1, limit_point: PR1}",
+        "{kind: over_staff, point: PC9, limit_point: PR1}",
+        "alarms[0].point",
+        "point 'PC9' is not defined by any device (codes after template expansion)",
+    ),
+    Mistake(
+        "{kind: over_staff, point: PC1, limit_point: PR1}",
+        "{kind: over_staff, point: PC1, limit_point: QR1}",
+        "alarms[0].limit_point",
+        "QR1 (YHBZ-QR, kg) cannot be compared with PC1 (YHBZ-PC, persons)",
+    ),
+    Mistake(
+        "{kind: over_staff, point: PC1, limit_point: PR1}",
+        "{kind: over_staff, point: PC1, limit_point: PR1, limit: 5}",
+        "alarms[0].limit_point",
+        "give exactly one of limit_point and limit",
+    ),
+    Mistake(
+        "{kind: over_quantity, point: QT1, limit: 50}",
+        "{kind: over_quantity, point: PC1, limit: 50}",
+        "alarms[1].kind",
+        "over_quantity is not in the alarm vocabulary of YHBZ-PC: over_staff",
+    ),
+    Mistake(
+        "{kind: overtime, point: W1, limit: 8h}",
+        "{kind: overtime, point: W1, limit: 0s}",
+        "alarms[2].limit",
+        "must be more than 0s, got 0s",
+    ),
+    Mistake(
+        "when: {above: 0}",
+        "when: {}",
+        "alarms[3].when.above",
+        "a condition needs above, below or both",
+    ),
+    Mistake(
+        "{kind: escalation, item: dam-surface, points: [D1, D2]}",
+        "{kind: escalation, item: dam-surface, points: [D1, G1]}",
+        "alarms[4].points[1]",
+        "point 'G1' has no colour thresholds (blue, yellow, orange, red) to escalate",
+    ),
+    Mistake(
+        "{kind: escalation, item: dam-surface, points: [D1, D2]}",
+        "{kind: escalation, item: dam-surface, points: [D1, D1]}",
+        "alarms[4].points[1]",
+        "point 'D1' is already listed at points[0]",
+    ),
+    Mistake(
+        "{kind: escalation, item: dam-surface, points: [D1, D2]}",
+        "{kind: escalation, item: dam-surface, points: [D1]}",
+        "alarms[4].points",
+        "a monitoring item needs at least 2 points to escalate",
+    ),
+    Mistake(
+        "{kind: over_quantity, point: QT1, limit: 50}",
+        "{kind: over_staff, point: PC1, limit: 50}",
+        "alarms[1].kind",
+        "point 'PC1' already has a over_staff alarm (alarms[0])",
+    ),
+]
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=mistake_id)
+def test_one_mistake_is_one_issue_at_its_line_and_key(mistake: Mistake) -> None:
+    SITE.check_mistake(EXAMPLE, mistake)
 
 
 def test_overtime_of_a_point_that_is_no_duration() -> None:
     text, line = edit(
-        "{kind: overtime, point: W1, limit: 8h}", "{kind: overtime, point: QT1, limit: 8h}"
+        EXAMPLE, "{kind: overtime, point: W1, limit: 8h}", "{kind: overtime, point: QT1, limit: 8h}"
     )
     with pytest.raises(ConfigError) as caught:
         SITE.parse(text)
@@ -250,86 +296,6 @@ def test_overtime_of_a_point_that_is_no_duration() -> None:
     ]
 
 
-def test_two_rates_over_the_same_window() -> None:
-    text, line = edit(
-        "{window: 1d, limit: 10, unit: mm/d, deadband: 1}", "{window: 60m, limit: 9, unit: mm/h}"
-    )
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[0].points[6].rate[1].window")
-    assert issue.message == "a rate over 1h is already set by rate[0]"
-
-
-@pytest.mark.parametrize(
-    ("old", "new", "path", "message"),
-    [
-        (
-            "{kind: over_staff, point: PC1, limit_point: PR1}",
-            "{kind: over_staff, point: PC9, limit_point: PR1}",
-            "alarms[0].point",
-            "point 'PC9' is not defined by any device (codes after template expansion)",
-        ),
-        (
-            "{kind: over_staff, point: PC1, limit_point: PR1}",
-            "{kind: over_staff, point: PC1, limit_point: QR1}",
-            "alarms[0].limit_point",
-            "QR1 (YHBZ-QR, kg) cannot be compared with PC1 (YHBZ-PC, persons)",
-        ),
-        (
-            "{kind: over_staff, point: PC1, limit_point: PR1}",
-            "{kind: over_staff, point: PC1, limit_point: PR1, limit: 5}",
-            "alarms[0].limit_point",
-            "give exactly one of limit_point and limit",
-        ),
-        (
-            "{kind: over_quantity, point: QT1, limit: 50}",
-            "{kind: over_quantity, point: PC1, limit: 50}",
-            "alarms[1].kind",
-            "over_quantity is not in the alarm vocabulary of YHBZ-PC: over_staff",
-        ),
-        (
-            "{kind: overtime, point: W1, limit: 8h}",
-            "{kind: overtime, point: W1, limit: 0s}",
-            "alarms[2].limit",
-            "must be more than 0s, got 0s",
-        ),
-        (
-            "when: {above: 0}",
-            "when: {}",
-            "alarms[3].when.above",
-            "a condition needs above, below or both",
-        ),
-        (
-            "{kind: escalation, item: dam-surface, points: [D1, D2]}",
-            "{kind: escalation, item: dam-surface, points: [D1, G1]}",
-            "alarms[4].points[1]",
-            "point 'G1' has no colour thresholds (blue, yellow, orange, red) to escalate",
-        ),
-        (
-            "{kind: escalation, item: dam-surface, points: [D1, D2]}",
-            "{kind: escalation, item: dam-surface, points: [D1, D1]}",
-            "alarms[4].points[1]",
-            "point 'D1' is already listed at points[0]",
-        ),
-        (
-            "{kind: escalation, item: dam-surface, points: [D1, D2]}",
-            "{kind: escalation, item: dam-surface, points: [D1]}",
-            "alarms[4].points",
-            "a monitoring item needs at least 2 points to escalate",
-        ),
-        (
-            "{kind: over_quantity, point: QT1, limit: 50}",
-            "{kind: over_staff, point: PC1, limit: 50}",
-            "alarms[1].kind",
-            "point 'PC1' already has a over_staff alarm (alarms[0])",
-        ),
-    ],
-)
-def test_site_alarm_mistakes(old: str, new: str, path: str, message: str) -> None:
-    text, line = edit(old, new)
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path, issue.message) == (line, path, message)
-
-
 def test_a_second_item_of_the_same_name() -> None:
     text = EXAMPLE + "  - {kind: escalation, item: dam-surface, points: [D2, D1]}\n"
     issue = SITE.only_issue(text)
@@ -338,7 +304,7 @@ def test_a_second_item_of_the_same_name() -> None:
 
 
 def test_an_unknown_kind_names_the_kinds() -> None:
-    text, line = edit("{kind: overtime, point: W1, limit: 8h}", "{kind: late, point: W1}")
+    text, line = edit(EXAMPLE, "{kind: overtime, point: W1, limit: 8h}", "{kind: late, point: W1}")
     issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line, "alarms[2]")
     for kind in ("over_staff", "over_quantity", "overtime", "escalation"):
@@ -347,7 +313,7 @@ def test_an_unknown_kind_names_the_kinds() -> None:
 
 def test_an_unknown_alarm_key_is_an_error() -> None:
     text, line = edit(
-        "{kind: overtime, point: W1, limit: 8h}", "{kind: overtime, point: W1, limt: 8h}"
+        EXAMPLE, "{kind: overtime, point: W1, limit: 8h}", "{kind: overtime, point: W1, limt: 8h}"
     )
     with pytest.raises(ConfigError) as caught:
         SITE.parse(text)

@@ -18,7 +18,7 @@ from edge_agent.config import (
 from edge_agent.core.points import NodeSource, PatternSource, RegisterSource, resolve_points
 from edge_agent.core.rtu_plan import plan_buses
 from edge_agent.kinds.modbus import register_point
-from tests.support.config_files import SITE, edit, line_of, site_head
+from tests.support.config_files import SITE, Mistake, edit, line_of, mistake_id, site_head
 
 HEAD = site_head("BP")
 
@@ -147,35 +147,136 @@ def test_free_running_serial_with_fixed_length_frames_and_a_checksum() -> None:
     assert gas.max_age == 5.0
 
 
+# --- one mistake, one issue at its line and key -------------------------------------------------
+
+REQUEST = '    request: "RD\\r\\n"\n'
+ENDPOINT = "endpoint '{}' must look like opc.tcp://host:port or opc.tcp://host:port/path"
+MISTAKES = [
+    # the RTU line and its slaves
+    Mistake(
+        "    parity: N\n    stopbits: 1\n",
+        "    parity: X\n    stopbits: 1\n",
+        "devices[0].parity",
+        "Input should be 'N', 'E' or 'O', got 'X'",
+    ),
+    Mistake("    unit_id: 3\n", "    unit_id: 0\n", "devices[0].unit_id", "broadcast", "part"),
+    Mistake("    unit_id: 3\n", "    unit_id: 248\n", "devices[0].unit_id", "1..247", "part"),
+    Mistake(
+        "    unit_id: 3\n",
+        "    unit_id: 3\n    bytesize: 7\n",
+        "devices[0].bytesize",
+        "bytesize must be 8",
+        "part",
+        below=1,
+    ),
+    Mistake(
+        "    baudrate: 9600\n    parity: N\n    stopbits: 1\n",
+        "    baudrate: 9000\n    parity: N\n    stopbits: 1\n",
+        "devices[0].baudrate",
+        "baudrate 9000 is not a standard rate",
+        "start",
+    ),
+    Mistake(
+        "    unit_id: 4\n",
+        "    unit_id: 3\n",
+        "devices[1].unit_id",
+        "already used by devices[0] (bus-1)",
+        "part",
+    ),
+    Mistake(
+        "    port: /dev/ttyS1\n",
+        "    port: /dev/ttyUSB0\n",
+        "devices[3].port",
+        "needs its port to itself",
+        "part",
+    ),
+    Mistake(
+        "    port: /dev/ttyS1\n",
+        "    port: ttyS1\n",
+        "devices[3].port",
+        "port 'ttyS1' must be a serial device path such as /dev/ttyUSB0",
+    ),
+    # where a point is read
+    Mistake(
+        ', node: "ns=2;s=Slope.G1.X"}',
+        "}",
+        "devices[2].points[0].node",
+        "missing required key: opcua points need their OPC UA node",
+        "start",
+    ),
+    Mistake(
+        '"ns=2;s=Slope.G1.X"',
+        '"ns=2;q=Slope"',
+        "devices[2].points[0].node",
+        "invalid OPC UA node id 'ns=2;q=Slope'",
+        "start",
+    ),
+    Mistake(
+        ', node: "ns=2;s=Slope.G1.X"}',
+        ', node: "ns=2;s=Slope.G1.X", address: {table: input, start: 0, type: uint16}}',
+        "devices[2].points[0].address",
+        "address applies only to modbus_tcp and modbus_rtu points; opcua points are read by `node`",
+    ),
+    Mistake(
+        "'H2S=(?P<value>-?[0-9.]+)'",
+        "'H2S=(-?[0-9.]+)'",
+        "devices[3].points[0].pattern",
+        "has no named group `value`",
+        "part",
+    ),
+    Mistake(
+        "'H2S=(?P<value>-?[0-9.]+)'",
+        "'H2S=(?P<value>-?[0-9.]+'",
+        "devices[3].points[0].pattern",
+        "is not a valid regular expression: missing )",
+        "part",
+    ),
+    # OPC UA and serial settings
+    *(
+        Mistake(
+            '"opc.tcp://10.0.0.5:4840"',
+            f'"{endpoint}"',
+            "devices[2].endpoint",
+            ENDPOINT.format(endpoint),
+        )
+        for endpoint in ("http://10.0.0.5:4840", "opc.tcp://:4840", "opc.tcp://h:99999", "10.0.0.5")
+    ),
+    Mistake(
+        "    request:",
+        "    requets: x\n    request:",
+        "devices[3].requets",
+        "unknown key; did you mean 'request'?",
+    ),
+    Mistake(
+        REQUEST,
+        "    request: 'RD\\r\\n'\n",
+        "devices[3].request",
+        "write it in double quotes",
+        "part",
+    ),
+    Mistake(
+        REQUEST, '    request: "RD\\u00e9"\n', "devices[3].request", "must be ASCII text", "part"
+    ),
+    Mistake(REQUEST, '    request: ""\n', "devices[3].request", "must not be empty", "part"),
+    *(
+        Mistake(REQUEST, REQUEST + added, f"devices[3].{key}", message, "part", below=1)
+        for added, key, message in [
+            ('    length: 10\n    delimiter: ";"\n', "length", "not both"),
+            ('    start: "$"\n', "start", "applies only with length"),
+            ('    separator: "#"\n', "separator", "only with a checksum"),
+            ("    max_age: 5s\n", "max_age", "only to free-running"),
+            ("    checksum: md5\n", "checksum", "Input should be"),
+        ]
+    ),
+]
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=mistake_id)
+def test_one_mistake_is_one_issue_at_its_line_and_key(mistake: Mistake) -> None:
+    SITE.check_mistake(TEXT, mistake)
+
+
 # --- RTU mistakes ------------------------------------------------------------------------------
-
-
-def test_parity_x_names_the_line() -> None:
-    text, line = edit(TEXT, "    parity: N\n    stopbits: 1\n", "    parity: X\n    stopbits: 1\n")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[0].parity")
-    assert issue.message == "Input should be 'N', 'E' or 'O', got 'X'"
-
-
-def test_unit_id_0_on_rtu_is_the_broadcast_address() -> None:
-    text, line = edit(TEXT, "    unit_id: 3\n", "    unit_id: 0\n")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[0].unit_id")
-    assert "broadcast" in issue.message
-    text, _ = edit(TEXT, "    unit_id: 3\n", "    unit_id: 248\n")
-    assert "1..247" in SITE.only_issue(text).message
-
-
-def test_rtu_bytesize_and_baudrate() -> None:
-    text, line = edit(TEXT, "    unit_id: 3\n", "    unit_id: 3\n    bytesize: 7\n")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line + 1, "devices[0].bytesize")
-    assert "bytesize must be 8" in issue.message
-    bus1_line = "    baudrate: 9600\n    parity: N\n    stopbits: 1\n"
-    text, line = edit(TEXT, bus1_line, bus1_line.replace("9600", "9000"))
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[0].baudrate")
-    assert issue.message.startswith("baudrate 9000 is not a standard rate")
 
 
 def test_conflicting_line_settings_on_one_port_name_the_second_device() -> None:
@@ -201,54 +302,7 @@ def test_a_setting_left_to_its_default_conflicts_at_the_devices_line() -> None:
     assert (issue.line, issue.path) == (line_of(text, "  - id: bus-2"), "devices[1].parity")
 
 
-def test_two_slaves_with_one_unit_id_on_a_port() -> None:
-    text, line = edit(TEXT, "    unit_id: 4\n", "    unit_id: 3\n")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[1].unit_id")
-    assert "already used by devices[0] (bus-1)" in issue.message
-
-
-def test_a_serial_instrument_needs_its_port_to_itself() -> None:
-    text, line = edit(TEXT, "    port: /dev/ttyS1\n", "    port: /dev/ttyUSB0\n")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[3].port")
-    assert "needs its port to itself" in issue.message
-
-
-def test_port_must_be_a_device_path() -> None:
-    text, line = edit(TEXT, "    port: /dev/ttyS1\n", "    port: ttyS1\n")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[3].port")
-
-
 # --- where a point is read ---------------------------------------------------------------------
-
-
-def test_opcua_point_without_node() -> None:
-    text, line = edit(TEXT, ', node: "ns=2;s=Slope.G1.X"}', "}")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[2].points[0].node")
-    assert issue.message.startswith("missing required key: opcua points need their OPC UA node")
-
-
-def test_bad_node_id() -> None:
-    text, line = edit(TEXT, '"ns=2;s=Slope.G1.X"', '"ns=2;q=Slope"')
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[2].points[0].node")
-    assert issue.message.startswith("invalid OPC UA node id 'ns=2;q=Slope'")
-
-
-def test_address_on_an_opcua_point() -> None:
-    text, line = edit(
-        TEXT,
-        ', node: "ns=2;s=Slope.G1.X"}',
-        ', node: "ns=2;s=Slope.G1.X", address: {table: input, start: 0, type: uint16}}',
-    )
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[2].points[0].address")
-    assert issue.message == (
-        "address applies only to modbus_tcp and modbus_rtu points; opcua points are read by `node`"
-    )
 
 
 def test_modbus_point_without_address_and_with_a_pattern() -> None:
@@ -262,20 +316,6 @@ def test_modbus_point_without_address_and_with_a_pattern() -> None:
         (line, "devices[0].points[0].address"),
         (line, "devices[0].points[0].pattern"),
     ]
-
-
-def test_serial_pattern_without_a_value_group() -> None:
-    text, line = edit(TEXT, "'H2S=(?P<value>-?[0-9.]+)'", "'H2S=(-?[0-9.]+)'")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[3].points[0].pattern")
-    assert "has no named group `value`" in issue.message
-
-
-def test_invalid_regex() -> None:
-    text, line = edit(TEXT, "'H2S=(?P<value>-?[0-9.]+)'", "'H2S=(?P<value>-?[0-9.]+'")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[3].points[0].pattern")
-    assert "is not a valid regular expression: missing )" in issue.message
 
 
 def test_source_problems_show_with_field_problems_at_once() -> None:
@@ -316,16 +356,6 @@ def test_template_points_must_suit_every_device_that_uses_them() -> None:
 # --- OPC UA and serial settings ----------------------------------------------------------------
 
 
-@pytest.mark.parametrize(
-    "endpoint", ["http://10.0.0.5:4840", "opc.tcp://:4840", "opc.tcp://h:99999", "10.0.0.5"]
-)
-def test_opcua_endpoint_must_be_opc_tcp(endpoint: str) -> None:
-    text, line = edit(TEXT, '"opc.tcp://10.0.0.5:4840"', f'"{endpoint}"')
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[2].endpoint")
-    assert "must look like opc.tcp://host:port" in issue.message
-
-
 def test_opcua_settings_that_contradict_each_other() -> None:
     text, line = edit(
         TEXT,
@@ -340,7 +370,7 @@ def test_opcua_settings_that_contradict_each_other() -> None:
     assert issues[0].message == "a password needs a username"
 
 
-def test_security_policy_and_mode_are_checked_and_unknown_keys_get_a_hint() -> None:
+def test_security_policy_and_mode_are_checked_and_an_unknown_key_gets_a_hint() -> None:
     text, line = edit(TEXT, "      mode: SignAndEncrypt\n", "      mode: None\n      polcy: x\n")
     issues = SITE.issues_of(text)
     assert [(i.line, i.path) for i in issues] == [
@@ -348,32 +378,6 @@ def test_security_policy_and_mode_are_checked_and_unknown_keys_get_a_hint() -> N
         (line + 1, "devices[2].security.polcy"),
     ]
     assert issues[1].message == "unknown key; did you mean 'policy'?"
-    text, line = edit(TEXT, "    request:", "    requets: x\n    request:")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[3].requets")
-    assert issue.message == "unknown key; did you mean 'request'?"
-
-
-@pytest.mark.parametrize(
-    ("change", "path", "message"),
-    [
-        ("    request: 'RD\\r\\n'\n", "request", "write it in double quotes"),
-        ('    request: "RD\\u00e9"\n', "request", "must be ASCII text"),
-        ('    request: ""\n', "request", "must not be empty"),
-        ('    request: "RD\\r\\n"\n    length: 10\n    delimiter: ";"\n', "length", "not both"),
-        ('    request: "RD\\r\\n"\n    start: "$"\n', "start", "applies only with length"),
-        ('    request: "RD\\r\\n"\n    separator: "#"\n', "separator", "only with a checksum"),
-        ('    request: "RD\\r\\n"\n    max_age: 5s\n', "max_age", "only to free-running"),
-        ('    request: "RD\\r\\n"\n    checksum: md5\n', "checksum", "Input should be"),
-    ],
-)
-def test_serial_settings(change: str, path: str, message: str) -> None:
-    text, line = edit(TEXT, '    request: "RD\\r\\n"\n', change)
-    issue = SITE.only_issue(text)
-    assert issue.path == f"devices[3].{path}"
-    assert issue.line is not None
-    assert line <= issue.line <= line + change.count("\n")
-    assert message in issue.message
 
 
 # --- planned bus load and `edge-agent check` -----------------------------------------------------

@@ -20,7 +20,7 @@ from edge_agent.config import (
 )
 from edge_agent.config import load_site_config as load
 from edge_agent.core.points import Limits, resolve_points
-from tests.support.config_files import SITE, edit, line_of
+from tests.support.config_files import SITE, Mistake, edit, line_of, mistake_id
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 TEXT = EXAMPLE.read_text(encoding="utf-8")
@@ -125,78 +125,101 @@ def test_mqtts_broker_defaults_to_port_8883_with_tls_files() -> None:
 # --- each mistake names its line and key -----------------------------------------------------
 
 
-def test_unknown_key_suggests_the_close_one() -> None:
-    text, line = edit(TEXT, "    timeout: 1s\n", "    timeout: 1s\n    tiemout: 2s\n")
-    issue = SITE.only_issue(text)
-    assert (issue.file, issue.line, issue.path) == (SITE.file, line + 1, "devices[0].tiemout")
-    assert issue.message == "unknown key; did you mean 'timeout'?"
-    assert str(issue) == f"{SITE.file}:{line + 1}: devices[0].tiemout: {issue.message}"
+MODBUS_PORT = "    port: 5020\n    unit_id: 1\n    poll: 1s"
+MISTAKES = [
+    Mistake(
+        "    timeout: 1s\n",
+        "    timeout: 1s\n    tiemout: 2s\n",
+        "devices[0].tiemout",
+        "unknown key; did you mean 'timeout'?",
+        below=1,
+    ),
+    Mistake(
+        "    unit_id: 1\n    poll: 1s",
+        "    unit_id: 1\n    port: 5021\n    poll: 1s",
+        "devices[0].port",
+        f"duplicate key (first at line {line_of(TEXT, MODBUS_PORT)})",
+        below=1,
+    ),
+    Mistake(
+        MODBUS_PORT,
+        MODBUS_PORT.replace("5020", '"abc"'),
+        "devices[0].port",
+        "Input should be a valid integer, got 'abc'",
+    ),
+    Mistake(
+        "{table: holding, start: 10,",
+        "{table: holding, start: 70000,",
+        "devices[0].points[3].address.start",
+        "65535",
+        "part",
+    ),
+    Mistake(
+        "{table: holding, start: 22,",
+        "{table: holding, start: 65535,",
+        "devices[0].points[7].address.start",
+        "float32 needs 2 registers: from 65535 it ends at 65536, past the last address 65535",
+    ),
+    *(
+        Mistake(
+            "    poll: 2s\n",
+            f"    poll: {poll}\n",
+            "devices[1].poll",
+            "must be more than 0s",
+            "start",
+        )
+        for poll in ("0s", "0", "-1", "0ms")
+    ),
+    Mistake(
+        "  enterprise: 91360100MA35GW001H",
+        "  enterprise: 91360100MA35GW001J",
+        "site.enterprise",
+        "enterprise code check character is 'J', GB 32100 gives 'H'",
+    ),
+    Mistake(
+        "  gateway: 91360100MA35GW001H-GW01",
+        "  gateway: 914403001922038216-GW01",
+        "site.gateway",
+        "gateway '914403001922038216-GW01' does not start with enterprise '91360100MA35GW001H'",
+    ),
+    Mistake(
+        "        quota: WHP-TOX ",
+        "        quota: WHP-H2S ",
+        "templates.gas-detector.points[1].quota",
+        "quota WHP-H2S is not in the catalogue",
+        "start",
+    ),
+    Mistake(
+        "        quota: WHP-PT                 #",
+        "        quota: WHP-PT\n        unit: psi #",
+        "devices[0].points[2].unit",
+        "unit 'psi' is not accepted for WHP-PT; accepted: MPa, kPa, bar",
+        below=1,
+    ),
+    Mistake(
+        "      - point: T003-TT-01",
+        "      - point: T001-TT-01",
+        "devices[0].points[7].point",
+        "point code 'T001-TT-01' is already used by devices[0].points[1]",
+    ),
+    Mistake(
+        "{high: 0.6, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
+        "{high: 0.9, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
+        "devices[0].points[2].thresholds.high_high",
+        "high_high (0.8) is below high (0.9)",
+        "start",
+    ),
+]
 
 
-def test_duplicate_key_is_an_error_naming_both_lines() -> None:
-    first = line_of(TEXT, "    port: 5020\n    unit_id: 1\n    poll: 1s")
-    text, _ = edit(
-        TEXT, "    unit_id: 1\n    poll: 1s", "    unit_id: 1\n    port: 5021\n    poll: 1s"
-    )
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (first + 2, "devices[0].port")
-    assert issue.message == f"duplicate key (first at line {first})"
+@pytest.mark.parametrize("mistake", MISTAKES, ids=mistake_id)
+def test_one_mistake_is_one_issue_at_its_line_and_key(mistake: Mistake) -> None:
+    SITE.check_mistake(TEXT, mistake)
 
 
 def test_strict_loader_rejects_duplicates_through_plain_yaml_load() -> None:
     with pytest.raises(yaml.YAMLError, match="duplicate key a"):
         yaml.load("a: 1\nb: 2\na: 3\n", Loader=StrictLoader)  # noqa: S506 - a SafeLoader subclass
-
-
-def test_wrong_type_names_the_value() -> None:
-    text, line = edit(
-        TEXT,
-        "    port: 5020\n    unit_id: 1\n    poll: 1s",
-        '    port: "abc"\n    unit_id: 1\n    poll: 1s',
-    )
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[0].port")
-    assert issue.message == "Input should be a valid integer, got 'abc'"
-
-
-def test_register_start_past_65535() -> None:
-    text, line = edit(TEXT, "{table: holding, start: 10,", "{table: holding, start: 70000,")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[0].points[3].address.start")
-    assert "65535" in issue.message
-
-
-def test_float32_at_the_last_register_runs_past_the_end() -> None:
-    text, line = edit(TEXT, "{table: holding, start: 22,", "{table: holding, start: 65535,")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[0].points[7].address.start")
-    assert issue.message == (
-        "float32 needs 2 registers: from 65535 it ends at 65536, past the last address 65535"
-    )
-
-
-@pytest.mark.parametrize("poll", ["0s", "0", "-1", "0ms"])
-def test_poll_interval_must_be_positive(poll: str) -> None:
-    text, line = edit(TEXT, "    poll: 2s\n", f"    poll: {poll}\n")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[1].poll")
-    assert issue.message.startswith("must be more than 0s")
-
-
-def test_enterprise_code_with_a_wrong_check_character() -> None:
-    text, line = edit(TEXT, "  enterprise: 91360100MA35GW001H", "  enterprise: 91360100MA35GW001J")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "site.enterprise")
-    assert "check character" in issue.message
-    assert "'H'" in issue.message
-
-
-def test_gateway_of_another_enterprise() -> None:
-    text, line = edit(
-        TEXT, "  gateway: 91360100MA35GW001H-GW01", "  gateway: 914403001922038216-GW01"
-    )
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "site.gateway")
 
 
 def test_coal_mine_needs_a_mine_code() -> None:
@@ -206,24 +229,6 @@ def test_coal_mine_needs_a_mine_code() -> None:
     assert "mine_code" in issue.message
     text, _ = edit(text, "  domain: MK ", "  mine_code: '360100001'\n  domain: MK ")
     assert SITE.parse(text).site.mine_code == "360100001"
-
-
-def test_quota_missing_from_the_catalogue() -> None:
-    text, line = edit(TEXT, "        quota: WHP-TOX ", "        quota: WHP-H2S ")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "templates.gas-detector.points[1].quota")
-    assert issue.message.startswith("quota WHP-H2S is not in the catalogue")
-
-
-def test_unit_the_indicator_does_not_accept() -> None:
-    text, line = edit(
-        TEXT,
-        "        quota: WHP-PT                 #",
-        "        quota: WHP-PT\n        unit: psi #",
-    )
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line + 1, "devices[0].points[2].unit")
-    assert issue.message == "unit 'psi' is not accepted for WHP-PT; accepted: MPa, kPa, bar"
 
 
 @pytest.mark.parametrize("driver", ["bacnet", "OPCUA", "'5'"])
@@ -243,13 +248,6 @@ def test_device_without_a_driver_names_the_choices() -> None:
     issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line_of(text, "id: other"), "devices[2].driver")
     assert issue.message == "missing required key; one of modbus_tcp, modbus_rtu, opcua, serial"
-
-
-def test_duplicate_point_code_names_the_duplicates_line() -> None:
-    text, line = edit(TEXT, "      - point: T003-TT-01", "      - point: T001-TT-01")
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[0].points[7].point")
-    assert issue.message == "point code 'T001-TT-01' is already used by devices[0].points[1]"
 
 
 def test_duplicate_point_code_through_a_template() -> None:
@@ -307,17 +305,6 @@ def test_device_without_points_or_template() -> None:
     text = TEXT + "  - {id: empty, driver: modbus_tcp, host: h, poll: 2s}\n"
     issue = SITE.only_issue(text)
     assert (issue.path, issue.line) == ("devices[2].points", line_of(text, "{id: empty,"))
-
-
-def test_unordered_thresholds() -> None:
-    text, line = edit(
-        TEXT,
-        "{high: 0.6, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
-        "{high: 0.9, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
-    )
-    issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line, "devices[0].points[2].thresholds.high_high")
-    assert issue.message.startswith("high_high (0.8) is below high (0.9)")
 
 
 def test_address_rules_for_bits_and_coils() -> None:

@@ -19,7 +19,7 @@ from edge_agent.core.normalize import PointNormalizer, normalize, normalize_read
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from specs.catalogue import Indicator, default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
-from tests.support.config_files import site_head
+from tests.support.config_files import PLC_DEVICE, site_head
 
 T_WALL = 1_700_000_000.25  # 2023-11-14T22:13:20.250Z
 T_MONO = 12_345.0
@@ -27,13 +27,8 @@ T_MONO = 12_345.0
 # A small site map whose points report in non-canonical units (parsed by the real loader).
 SITE = (
     site_head()
+    + PLC_DEVICE
     + """\
-devices:
-  - id: plc
-    driver: modbus_tcp
-    host: 127.0.0.1
-    poll: 1s
-    points:
       - {point: LT-M, quota: WHP-LT, address: {table: holding, start: 0, type: float32}}
       - point: LT-MM
         quota: WHP-LT
