@@ -1,7 +1,17 @@
 """The site map: YAML in, a checked, frozen `SiteConfig` out, or a `ConfigError` naming lines.
 
 `load_site_config` reads the file; everything else is pure.
+
+The package holds the pieces every device model builds on (`device_base`, `fields`, `points`,
+`point_source`) and the sections of the map; the device models themselves live with their
+driver kinds (`edge_agent/kinds/<kind>/config.py`), and `SiteConfig` reads the union the
+registry of kinds assembles (`devices`). So the names that need the registry are loaded on
+first use (`__getattr__`): a kind's model imports `edge_agent.config.device_base`, which runs
+this file, and the registry is not complete until every model is.
 """
+
+import importlib
+from typing import TYPE_CHECKING
 
 from configkit.issues import ConfigError, ConfigIssue
 from configkit.network import TlsConfig
@@ -14,8 +24,6 @@ from edge_agent.config.alarms import (
     OvertimeAlarm,
     SiteAlarm,
 )
-from edge_agent.config.device_base import MODBUS_SERIAL_PARITY
-from edge_agent.config.devices import SUPPORTED_DRIVERS, DeviceConfig
 from edge_agent.config.limits import (
     COLOURS,
     RATE_LEVEL,
@@ -26,9 +34,6 @@ from edge_agent.config.limits import (
     Thresholds,
     rate_unit_parts,
 )
-from edge_agent.config.loader import load_site_config, parse_site_config
-from edge_agent.config.modbus_devices import ModbusRtuDevice, ModbusTcpDevice
-from edge_agent.config.opcua_device import OpcUaDevice, OpcUaSecurityConfig
 from edge_agent.config.point_source import SourceKey
 from edge_agent.config.points import PointConfig, TemplateConfig
 from edge_agent.config.sections import (
@@ -38,13 +43,15 @@ from edge_agent.config.sections import (
     SiteInfo,
     UplinkConfig,
 )
-from edge_agent.config.serial_device import SerialDevice
-from edge_agent.config.site import SiteConfig
+
+if TYPE_CHECKING:
+    from edge_agent.config.devices import SUPPORTED_DRIVERS, DeviceConfig
+    from edge_agent.config.loader import load_site_config, parse_site_config
+    from edge_agent.config.site import SiteConfig
 
 __all__ = [
     "COLOURS",
     "LAST_ADDRESS",
-    "MODBUS_SERIAL_PARITY",
     "RATE_LEVEL",
     "RATE_PERIODS",
     "REGISTER_COUNT",
@@ -61,16 +68,11 @@ __all__ = [
     "DeviceConfig",
     "Domain",
     "EscalationAlarm",
-    "ModbusRtuDevice",
-    "ModbusTcpDevice",
-    "OpcUaDevice",
-    "OpcUaSecurityConfig",
     "Order",
     "OutboxConfig",
     "OvertimeAlarm",
     "PointConfig",
     "RateConfig",
-    "SerialDevice",
     "SigningConfig",
     "SiteAlarm",
     "SiteConfig",
@@ -85,3 +87,21 @@ __all__ = [
     "parse_site_config",
     "rate_unit_parts",
 ]
+
+# The names assembled from the registry of driver kinds, by the module that defines each.
+_FROM_REGISTRY = {
+    "SUPPORTED_DRIVERS": "devices",
+    "DeviceConfig": "devices",
+    "SiteConfig": "site",
+    "load_site_config": "loader",
+    "parse_site_config": "loader",
+}
+
+
+def __getattr__(name: str) -> object:
+    module = _FROM_REGISTRY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value  # once loaded, a plain attribute
+    return value

@@ -1,13 +1,16 @@
 """What every device model of the site map has, and the field types the driver models share.
 
 `DeviceBase` holds the id, the template and the points, and makes a device's problems show all
-at once: each point's source key (address, node or pattern) is checked against the driver
-on the raw mapping, next to the field errors, and an unknown key gets its "did you mean" hint.
+at once: each point's source key (address, node or pattern, the model's `point_source`) is
+checked on the raw mapping, next to the field errors, and an unknown key gets its "did you
+mean" hint. The driver kinds' device models (`edge_agent/kinds/<kind>/config.py`) build on it
+and on `fields`; they import nothing else of the config package, which is what lets the
+registry of kinds (`edge_agent.kinds.KINDS`) assemble the union of devices `SiteConfig` reads.
 """
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
-from typing import Annotated, Literal, Self, get_args
+from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self, get_args
 
 from pydantic import BaseModel, ModelWrapValidatorHandler, ValidationError, model_validator
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
@@ -17,20 +20,13 @@ from configkit.fields import ConfigModel, Duration, duration_bounds
 from configkit.issues import KeyPath
 from configkit.validation import raise_at, unknown_key_hint
 from edge_agent.config.fields import Name
-from edge_agent.config.point_source import point_source_problems
+from edge_agent.config.point_source import SourceKey, point_source_problems
 from edge_agent.config.points import PointConfig
-
-MAX_UNIT_ID = 247
-"""Highest Modbus slave address; 0 is broadcast (no slave answers), 248..255 are reserved."""
 
 _BUILTIN_ERRORS = frozenset(get_args(ErrorType))
 
 Parity = Literal["N", "E", "O"]
 """N none, E even, O odd."""
-
-MODBUS_SERIAL_PARITY: Parity = "E"
-"""The Modbus over Serial Line spec's default parity (8E1); by the spec 8N1 needs two stop
-bits, though many instruments ship set to 8N1 with one."""
 
 StopBits = Literal[1, 2]
 
@@ -60,7 +56,7 @@ def _rebuilt(error: ErrorDetails, model: type[BaseModel]) -> InitErrorDetails:
     )
 
 
-def _raw_point_problems(data: object) -> list[tuple[KeyPath, str]]:
+def _raw_point_problems(data: object, wanted: SourceKey) -> list[tuple[KeyPath, str]]:
     """Check which source key each point of a raw device mapping has (see `point_source`)."""
     if not isinstance(data, dict):
         return []
@@ -70,7 +66,7 @@ def _raw_point_problems(data: object) -> list[tuple[KeyPath, str]]:
     return [
         (("points", index, *path), message)
         for index, point in enumerate(points)
-        for path, message in point_source_problems(driver, point)
+        for path, message in point_source_problems(driver, wanted, point)
     ]
 
 
@@ -94,6 +90,16 @@ class DeviceBase(ConfigModel):
     points: tuple[PointConfig, ...] = ()
     """The device's own points, after the template's."""
 
+    point_source: ClassVar[SourceKey]
+    """The key that says where each point of the model's driver is read (`point_source`)."""
+
+    if TYPE_CHECKING:
+        # Every device model has these, each with its own type and default (a `Literal` of its
+        # driver's name, a required or defaulted `poll`); declared here for the type checker
+        # only, so that the site map's documentation keeps each model's own order of keys.
+        driver: str
+        poll: float
+
     @model_validator(mode="wrap")
     @classmethod
     def _all_problems_at_once(cls, data: object, handler: ModelWrapValidatorHandler[Self]) -> Self:
@@ -103,7 +109,7 @@ class DeviceBase(ConfigModel):
         #   instead of only after they are fixed;
         # - the loader's "did you mean" hint for an unknown key cannot see through the union,
         #   so unknown keys get their hint here, from this very model.
-        problems = _raw_point_problems(data)
+        problems = _raw_point_problems(data, cls.point_source)
         try:
             device = handler(data)
         except ValidationError as exc:

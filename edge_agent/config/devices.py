@@ -1,24 +1,31 @@
-"""Device models of the site map: one per driver, told apart by the `driver` key.
+"""The devices of the site map: one model per registered driver kind, told apart by `driver`.
 
-`DeviceConfig` is a union discriminated by `driver`: `modbus_tcp`, `modbus_rtu`, `opcua` or
-`serial` (the models are in `modbus_devices`, `opcua_device` and `serial_device`). Every
-device has `id`, `poll` and points (its own and a template's); the rest are the driver's
-settings. Rules that span devices (one line setting per RS-485 port, one unit id per slave, a
-serial ASCII port to itself) are checked by `SiteConfig`, which sees them all.
+`DeviceConfig` is a union discriminated by `driver`, assembled from the registry of driver
+kinds (`edge_agent.kinds.KINDS`): each kind's folder holds its device model, so a new driver
+adds nothing here. Every device has `id`, `poll` and points (its own and a template's); the
+rest are the driver's settings. Rules that span devices (one line setting per RS-485 port,
+one unit id per slave, a serial ASCII port to itself) are checked by `SiteConfig`, which sees
+them all.
+
+For the type checker a device is a `DeviceBase` (id, driver, poll, points): the set of models
+is open, so code that needs a driver's own settings narrows with `isinstance`, as a kind's
+`bind` does.
 """
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
-from typing import Annotated, TypeAlias, get_args
+from typing import TYPE_CHECKING, Annotated, TypeAlias, Union
 
 from pydantic import BeforeValidator, Field
 
 from configkit.validation import raise_at
-from edge_agent.config.modbus_devices import ModbusRtuDevice, ModbusTcpDevice
-from edge_agent.config.opcua_device import OpcUaDevice
-from edge_agent.config.serial_device import SerialDevice
+from edge_agent.config.device_base import DeviceBase
+from edge_agent.kinds import KINDS
 
-__all__ = ["SUPPORTED_DRIVERS", "DeviceConfig", "DeviceModel", "SerialLineDevice"]
+__all__ = ["SUPPORTED_DRIVERS", "DeviceConfig"]
+
+SUPPORTED_DRIVERS: tuple[str, ...] = tuple(kind.name for kind in KINDS)
+"""Drivers this version can run: the `driver` value of each registered kind, in order."""
 
 
 def _known_driver(data: object) -> object:
@@ -44,22 +51,12 @@ def _known_driver(data: object) -> object:
     return data
 
 
-DeviceModel: TypeAlias = ModbusTcpDevice | ModbusRtuDevice | OpcUaDevice | SerialDevice
-"""The device models, one per driver: a new driver's model is added here."""
-
-SUPPORTED_DRIVERS: tuple[str, ...] = tuple(
-    str(value)
-    for model in get_args(DeviceModel)
-    for value in get_args(model.model_fields["driver"].annotation)
-)
-"""Drivers this version can run: the `driver` value of each device model."""
-
-DeviceConfig: TypeAlias = Annotated[
-    DeviceModel,
-    Field(discriminator="driver"),
-    BeforeValidator(_known_driver),
-]
-"""Any device of the site map, told apart by its `driver` key."""
-
-SerialLineDevice: TypeAlias = ModbusRtuDevice | SerialDevice
-"""Devices on a serial port."""
+if TYPE_CHECKING:
+    DeviceConfig: TypeAlias = DeviceBase
+else:
+    DeviceConfig = Annotated[
+        Union[tuple(kind.config for kind in KINDS)],  # noqa: UP007 - a union of a run-time tuple
+        Field(discriminator="driver"),
+        BeforeValidator(_known_driver),
+    ]
+    """Any device of the site map, told apart by its `driver` key."""

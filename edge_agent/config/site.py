@@ -16,11 +16,11 @@ from edge_agent.config.devices import DeviceConfig
 from edge_agent.config.fields import Name
 from edge_agent.config.limits import COLOURS, RATE_PERIODS
 from edge_agent.config.metrics import MetricsConfig
-from edge_agent.config.modbus_devices import ModbusRtuDevice
 from edge_agent.config.point_source import point_source_problems
 from edge_agent.config.points import PointConfig, TemplateConfig
 from edge_agent.config.sections import OutboxConfig, SigningConfig, SiteInfo, UplinkConfig
-from edge_agent.config.serial_device import SerialDevice
+from edge_agent.kinds.modbus import ModbusRtuDevice
+from edge_agent.kinds.serial import SerialDevice
 from specs.identifiers import IdentifierError, check_point_code
 
 
@@ -108,7 +108,9 @@ class SiteConfig(ConfigModel):
             if template is None:
                 continue
             for number, point in enumerate(template.points):
-                for path, message in point_source_problems(device.driver, point):
+                for path, message in point_source_problems(
+                    device.driver, device.point_source, point
+                ):
                     where: KeyPath = ("templates", str(device.template), "points", number, *path)
                     if where not in reported:
                         reported.add(where)

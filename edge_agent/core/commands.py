@@ -19,8 +19,9 @@ from typing import Final
 
 from configkit.issues import ConfigError, ConfigIssue, format_path
 from configkit.yamllines import parse_yaml
-from edge_agent.config import OpcUaDevice, SiteConfig, parse_site_config
+from edge_agent.config import SiteConfig, parse_site_config
 from edge_agent.core.trusted_keys import TrustedKeys
+from edge_agent.kinds.opcua import OpcUaDevice
 from specs.catalogue import Catalogue
 from specs.command import (
     CommandFormatError,

@@ -14,9 +14,10 @@ from dataclasses import dataclass
 from drivers.modbus.plan import plan_reads
 from drivers.modbus.timing import bus_utilization, rtu_timeout_seconds
 from drivers.serial.settings import SerialSettings
-from edge_agent.config import ModbusRtuDevice, SiteConfig
+from edge_agent.config import SiteConfig
 from edge_agent.core.points import ResolvedPoint
-from edge_agent.kinds.modbus import rtu_settings
+from edge_agent.kinds.modbus import ModbusRtuDevice
+from edge_agent.kinds.modbus.kind import rtu_settings
 
 UTILIZATION_WARNING = 0.7
 """Above this fraction of busy time a bus has no room left for one silent slave's timeouts."""

@@ -1,14 +1,17 @@
 """The driver kinds the agent runs: one typed descriptor per kind, registered here.
 
-`KINDS` is the one registration point: each kind's module (`edge_agent/kinds/<kind>.py`)
-says which device model of the site map it reads, how that config maps to the driver's
-settings (pure), how the driver is built, how `check` and `probe` show its points and how
-it backs off (`descriptor.DriverKind`). Adding a driver is its folder under `drivers/`, its
-device model (a module in `edge_agent/config/`, named in `devices.DeviceModel`; the list of
-supported drivers follows from it), its kind module and one line below;
-`tests/unit/test_driver_kinds.py` fails while a model of the union has no kind. A driver
-that reads a new sort of source (not an address, a node or a pattern) also adds it to
-`edge_agent.config.point_source` and `edge_agent.core.points`.
+`KINDS` is the one registration point. Each kind is a folder, `edge_agent/kinds/<kind>/`:
+`config.py` holds its device model of the site map (built on `edge_agent.config.device_base`
+and `fields`, nothing else of the config package), and `kind.py` its `DriverKind`: how that
+config maps to the driver's settings (pure), how the driver is built, how `check` and `probe`
+show its points, how it backs off (`descriptor.DriverKind`). Everything that lists drivers is
+read from here: the union of device models `SiteConfig` validates (`edge_agent.config.devices`),
+the supported `driver` values in its errors, the key each driver's points are read by
+(`point_source`), the site map's reference (`make docs`). So adding a driver is its protocol
+under `drivers/`, its folder here and one entry in `KINDS` below (with its import);
+`tests/unit/test_one_folder_per_kind.py` proves it with a throwaway kind. A driver that reads
+a new sort of source (not an address, a node or a pattern) also adds it to
+`edge_agent.config.point_source`, `PointConfig` and `edge_agent.core.points`.
 
 The lookup goes by the device's class, not by a string: `bind(device, points)` finds the
 kind whose `config` the device is, and that kind checks its own type once.
@@ -16,7 +19,7 @@ kind whose `config` the device is, and that kind checks its own type once.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from edge_agent.kinds.descriptor import BoundDevice, Buses, DriverKind, PointView
@@ -26,7 +29,8 @@ from edge_agent.kinds.serial import SERIAL
 
 if TYPE_CHECKING:
     from drivers.base import Driver
-    from edge_agent.config import DeviceConfig
+    from edge_agent.config.device_base import DeviceBase
+    from edge_agent.config.point_source import SourceKey
     from edge_agent.core.points import ResolvedPoint
 
 __all__ = ["KINDS", "BoundDevice", "Buses", "DriverKind", "Kinds", "PointView", "build_driver"]
@@ -42,15 +46,21 @@ class Kinds:
             ValueError: two kinds read the same device model.
         """
         self._by_config: dict[type, DriverKind[Any, Any]] = {}
+        self._source_keys: dict[str, SourceKey] = {}
         for kind in kinds:
-            if kind.config in self._by_config:
-                raise ValueError(f"{kind.config.__name__} is registered twice")
+            if kind.config in self._by_config or kind.name in self._source_keys:
+                raise ValueError(f"{kind.config.__name__} ({kind.name}) is registered twice")
             self._by_config[kind.config] = kind
+            self._source_keys[kind.name] = kind.source
 
     def __iter__(self) -> Iterator[DriverKind[Any, Any]]:
         return iter(self._by_config.values())
 
-    def kind_of(self, device: DeviceConfig) -> DriverKind[Any, Any]:
+    def source_keys(self) -> Mapping[str, SourceKey]:
+        """The key each kind's points are read by (`address`...), by the kind's name."""
+        return self._source_keys
+
+    def kind_of(self, device: DeviceBase) -> DriverKind[Any, Any]:
         """The kind of `device`.
 
         Raises:
@@ -61,7 +71,7 @@ class Kinds:
             raise LookupError(f"no driver kind registered for {type(device).__name__}")
         return kind
 
-    def bind(self, device: DeviceConfig, points: Sequence[ResolvedPoint]) -> BoundDevice:
+    def bind(self, device: DeviceBase, points: Sequence[ResolvedPoint]) -> BoundDevice:
         """`device` reading `points`, with everything its kind says about it."""
         return self.kind_of(device).bind(device, points)
 
@@ -80,7 +90,7 @@ KINDS = Kinds(
 
 
 def build_driver(
-    device: DeviceConfig, points: Sequence[ResolvedPoint], *, buses: Buses | None = None
+    device: DeviceBase, points: Sequence[ResolvedPoint], *, buses: Buses | None = None
 ) -> Driver:
     """A driver for `device` reading `points` (its resolved points, in configuration order).
 

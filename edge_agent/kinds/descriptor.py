@@ -24,13 +24,13 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, get_args
 
-from configkit.fields import ConfigModel
 from drivers.base import Driver, Quality, RawSample
+from edge_agent.config.device_base import DeviceBase
 
 if TYPE_CHECKING:
     from drivers.modbus.rtu_bus import RtuBus
     from drivers.serial.settings import SerialSettings
-    from edge_agent.config import DeviceConfig
+    from edge_agent.config.point_source import SourceKey
     from edge_agent.core.points import ResolvedPoint
 
 BACKOFF_INITIAL = 0.5
@@ -109,7 +109,7 @@ class BoundDevice:
         return self._build_probe(buses)
 
 
-C = TypeVar("C", bound=ConfigModel)
+C = TypeVar("C", bound=DeviceBase)
 S = TypeVar("S")
 
 
@@ -153,7 +153,12 @@ class DriverKind(Generic[C, S]):
         (name,) = get_args(self.config.model_fields["driver"].annotation)
         return str(name)
 
-    def bind(self, device: DeviceConfig, points: Sequence[ResolvedPoint]) -> BoundDevice:
+    @property
+    def source(self) -> SourceKey:
+        """The key its devices' points say where they are read by (`address`, `node`...)."""
+        return self.config.point_source
+
+    def bind(self, device: DeviceBase, points: Sequence[ResolvedPoint]) -> BoundDevice:
         """The device's settings and everything the agent asks of its kind.
 
         Raises:

@@ -25,10 +25,11 @@ from drivers.serial.ascii import SerialAsciiDriver
 from drivers.serial.checksum import Checksum
 from drivers.serial.framing import Delimited, FixedLength
 from edge_agent.cli.probe import probe_site
-from edge_agent.config import SerialDevice, SiteConfig, parse_site_config
+from edge_agent.config import SiteConfig, parse_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import KINDS, build_driver
-from edge_agent.kinds.serial import framing_of
+from edge_agent.kinds.serial import SerialDevice
+from edge_agent.kinds.serial.kind import framing_of
 from edge_agent.shell.buses import RtuBuses, report_utilization
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from hostkit.backoff import backoff_delays

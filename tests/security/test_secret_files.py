@@ -14,7 +14,8 @@ import pytest
 
 from collector.config import parse_collector_config
 from configkit.issues import ConfigError, ConfigIssue
-from edge_agent.config import OpcUaDevice, parse_site_config
+from edge_agent.config import parse_site_config
+from edge_agent.kinds.opcua import OpcUaDevice
 
 FILE = "collector.yaml"
 

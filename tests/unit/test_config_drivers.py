@@ -10,14 +10,12 @@ from click.testing import CliRunner
 from drivers.modbus.plan import plan_reads
 from drivers.modbus.timing import bus_utilization, rtu_timeout_seconds
 from edge_agent.cli import main
-from edge_agent.config import (
-    ModbusRtuDevice,
-    OpcUaDevice,
-    SerialDevice,
-)
 from edge_agent.core.points import NodeSource, PatternSource, RegisterSource, resolve_points
 from edge_agent.core.rtu_plan import plan_buses
-from edge_agent.kinds.modbus import register_point
+from edge_agent.kinds.modbus import ModbusRtuDevice
+from edge_agent.kinds.modbus.kind import register_point
+from edge_agent.kinds.opcua import OpcUaDevice
+from edge_agent.kinds.serial import SerialDevice
 from tests.support.config_files import SITE, Mistake, edit, line_of, mistake_id, site_head
 
 HEAD = site_head("BP")

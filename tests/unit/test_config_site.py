@@ -13,13 +13,10 @@ from hypothesis import strategies as st
 from configkit.durations import format_duration, format_size, parse_duration, parse_size
 from configkit.issues import format_path
 from configkit.yamllines import StrictLoader, parse_yaml
-from edge_agent.config import (
-    ConfigError,
-    ConfigIssue,
-    ModbusTcpDevice,
-)
+from edge_agent.config import ConfigError, ConfigIssue
 from edge_agent.config import load_site_config as load
 from edge_agent.core.points import Limits, resolve_points
+from edge_agent.kinds.modbus import ModbusTcpDevice
 from tests.support.config_files import SITE, Mistake, edit, line_of, mistake_id
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"

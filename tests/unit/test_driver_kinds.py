@@ -19,13 +19,14 @@ from drivers.modbus.plan import RegisterPoint
 from drivers.opcua.model import ReadMode, UaPoint
 from drivers.serial.framing import Delimited
 from drivers.serial.settings import Parity, SerialSettings
-from edge_agent.config import DeviceConfig, ModbusTcpDevice, SiteConfig, parse_site_config
+from edge_agent.config import DeviceConfig, SiteConfig, parse_site_config
 from edge_agent.config.devices import SUPPORTED_DRIVERS
-from edge_agent.config.point_source import POINT_SOURCE_KEYS
+from edge_agent.config.point_source import point_source_keys
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import KINDS, Kinds
 from edge_agent.kinds.descriptor import DriverKind
-from edge_agent.kinds.modbus import (
+from edge_agent.kinds.modbus import ModbusTcpDevice
+from edge_agent.kinds.modbus.kind import (
     MODBUS_TCP,
     REGISTERS,
     Slave,
@@ -33,8 +34,8 @@ from edge_agent.kinds.modbus import (
     build_rtu,
     rtu_settings,
 )
-from edge_agent.kinds.opcua import UaSettings
-from edge_agent.kinds.serial import AsciiSettings
+from edge_agent.kinds.opcua.kind import UaSettings
+from edge_agent.kinds.serial.kind import AsciiSettings
 from tests.support.config_files import site_head
 
 SITE = (
@@ -65,13 +66,19 @@ def points_of(points: list[ResolvedPoint], device_id: str) -> list[ResolvedPoint
 
 def test_every_device_model_of_the_config_union_has_exactly_one_kind() -> None:
     (union, *_) = get_args(DeviceConfig)
-    models = set(get_args(union))
+    models = list(get_args(union))
     registered = [kind.config for kind in KINDS]
-    assert set(registered) == models
+    assert registered == models, "the union is the registry's, in its order"
     assert len(registered) == len(set(registered))
-    assert sorted(kind.name for kind in KINDS) == sorted(SUPPORTED_DRIVERS)
+    assert [kind.name for kind in KINDS] == list(SUPPORTED_DRIVERS)
+    assert SiteConfig.model_fields["devices"].annotation == tuple[DeviceConfig, ...]
     # Without its source key a driver's points would go unchecked (no address, no node...).
-    assert sorted(POINT_SOURCE_KEYS) == sorted(SUPPORTED_DRIVERS)
+    assert dict(point_source_keys()) == {
+        "modbus_tcp": "address",
+        "modbus_rtu": "address",
+        "opcua": "node",
+        "serial": "pattern",
+    }
 
 
 def test_a_kind_registered_twice_is_refused() -> None:

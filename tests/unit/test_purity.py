@@ -27,7 +27,7 @@ CORE_MODULES = sorted(
         ROOT / "drivers" / "modbus" / "rtu_frame.py",
         # The driver kinds: config -> driver settings; `build` only constructs a driver (it
         # imports the driver's module then, G7), the shells connect and poll it.
-        *ROOT.glob("edge_agent/kinds/*.py"),
+        *ROOT.glob("edge_agent/kinds/**/*.py"),
         ROOT / "edge_agent" / "core" / "order_guess.py",
     }
 )

@@ -11,7 +11,8 @@ from click.testing import CliRunner
 from demo.__main__ import SITE_PROFILES
 from drivers.modbus.codec import DataType, Order, Table
 from edge_agent.cli import main
-from edge_agent.config import Address, ModbusTcpDevice, SiteConfig, load_site_config
+from edge_agent.config import Address, SiteConfig, load_site_config
+from edge_agent.kinds.modbus import ModbusTcpDevice
 from simulators.profiles import profile_domain, profile_map
 from simulators.tankfarm import SimPoint
 from specs.catalogue import default_catalogue

@@ -13,10 +13,10 @@ from drivers.base import Driver, RawSample
 from drivers.modbus.codec import DataType, Order, Table
 from drivers.modbus.plan import RegisterPoint, plan_reads
 from drivers.serial.settings import SerialSettings
-from edge_agent.config import ModbusRtuDevice, ModbusTcpDevice
 from edge_agent.core.points import ResolvedPoint
 from edge_agent.kinds.descriptor import Buses, DriverKind, PointView
 from edge_agent.kinds.line import serial_line
+from edge_agent.kinds.modbus.config import ModbusRtuDevice, ModbusTcpDevice
 
 
 def register_point(point: ResolvedPoint) -> RegisterPoint:

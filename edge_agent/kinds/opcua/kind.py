@@ -13,7 +13,6 @@ from dataclasses import dataclass
 
 from drivers.base import Driver, Quality, RawSample
 from drivers.opcua.model import ReadMode, SecurityMode, SecurityPolicy, UaPoint, UaSecurity
-from edge_agent.config import OpcUaDevice
 from edge_agent.core.points import NodeSource, ResolvedPoint
 from edge_agent.kinds.descriptor import (
     BACKOFF_INITIAL,
@@ -23,6 +22,7 @@ from edge_agent.kinds.descriptor import (
     PointView,
     StartWarning,
 )
+from edge_agent.kinds.opcua.config import OpcUaDevice
 
 _UA_STATUS_PREFIXES = ("Good", "Uncertain", "Bad")
 

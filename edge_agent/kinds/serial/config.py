@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
 
@@ -10,6 +10,7 @@ from configkit.issues import KeyPath
 from configkit.validation import raise_at
 from edge_agent.config.device_base import DeviceBase, Parity, Seconds, StopBits
 from edge_agent.config.fields import Baudrate, DevicePath
+from edge_agent.config.point_source import SourceKey
 
 
 def _line_text(value: str) -> str:
@@ -45,6 +46,8 @@ class SerialDevice(DeviceBase):
     `checksum` each frame ends with `separator` and the check value in hex. Each point finds
     its value in the frame with `pattern`.
     """
+
+    point_source: ClassVar[SourceKey] = "pattern"
 
     driver: Literal["serial"]
     """Which driver reads the device: `serial` (ASCII lines)."""

@@ -2,23 +2,26 @@
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
-from typing import Annotated, Literal
+from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
-from edge_agent.config.device_base import (
-    MAX_UNIT_ID,
-    MODBUS_SERIAL_PARITY,
-    DeviceBase,
-    Parity,
-    Seconds,
-    StopBits,
-)
+from edge_agent.config.device_base import DeviceBase, Parity, Seconds, StopBits
 from edge_agent.config.fields import Baudrate, DevicePath, Host
+from edge_agent.config.point_source import SourceKey
+
+MAX_UNIT_ID = 247
+"""Highest Modbus slave address; 0 is broadcast (no slave answers), 248..255 are reserved."""
+
+MODBUS_SERIAL_PARITY: Parity = "E"
+"""The Modbus over Serial Line spec's default parity (8E1); by the spec 8N1 needs two stop
+bits, though many instruments ship set to 8N1 with one."""
 
 
 class ModbusTcpDevice(DeviceBase):
     """An instrument or PLC reached over Modbus TCP, polled every `poll` seconds."""
+
+    point_source: ClassVar[SourceKey] = "address"
 
     driver: Literal["modbus_tcp"]
     """Which driver reads the device: `modbus_tcp`."""
@@ -56,6 +59,8 @@ class ModbusRtuDevice(DeviceBase):
     serial-line default; many instruments ship set to N, so check the instrument's manual.
     `timeout` is per request: a silent slave costs the bus at most one timeout per poll cycle.
     """
+
+    point_source: ClassVar[SourceKey] = "address"
 
     driver: Literal["modbus_rtu"]
     """Which driver reads the device: `modbus_rtu`."""

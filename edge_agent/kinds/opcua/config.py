@@ -2,7 +2,7 @@
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
-from typing import Annotated, Literal, Self
+from typing import Annotated, ClassVar, Literal, Self
 from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, model_validator
@@ -12,6 +12,7 @@ from configkit.issues import KeyPath
 from configkit.secretfiles import SecretFile
 from configkit.validation import raise_at
 from edge_agent.config.device_base import DeviceBase, Seconds
+from edge_agent.config.point_source import SourceKey
 
 
 def _check_endpoint(endpoint: str) -> str:
@@ -63,6 +64,8 @@ class OpcUaDevice(DeviceBase):
     every node with one Read call per `poll`. A link silent for 1.5 `keepalive` periods counts
     as lost. `timeout` bounds each request and the wait for first values.
     """
+
+    point_source: ClassVar[SourceKey] = "node"
 
     driver: Literal["opcua"]
     """Which driver reads the device: `opcua`."""

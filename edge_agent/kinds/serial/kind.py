@@ -15,10 +15,10 @@ from drivers.serial.checksum import Checksum, ChecksumSpec
 from drivers.serial.framing import Delimited, FixedLength, Framing
 from drivers.serial.parse import LinePoint
 from drivers.serial.settings import SerialSettings
-from edge_agent.config import SerialDevice
 from edge_agent.core.points import PatternSource, ResolvedPoint
 from edge_agent.kinds.descriptor import Buses, DriverKind, PointView
 from edge_agent.kinds.line import serial_line
+from edge_agent.kinds.serial.config import SerialDevice
 
 _LINE_ENCODING = "ascii"  # the config refuses anything else in requests and delimiters
 
