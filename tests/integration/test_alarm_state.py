@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import sqlite3
-import time
 from pathlib import Path
 
 import pytest
@@ -32,6 +31,7 @@ from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed
 from tests.support.broker import free_port
+from tests.support.sealer_rig import running_sealer
 from tests.support.sigkill_writer import kill_when_sealed
 
 KEY = signing_key_from_seed(bytes(32))
@@ -147,36 +147,21 @@ async def test_an_active_alarm_survives_a_restart_and_clears_with_its_id(tmp_pat
 async def test_the_state_commits_with_its_block_or_not_at_all(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     rules = rules_for_site(site(tmp_path), default_catalogue())
-    queue: asyncio.Queue[Record] = asyncio.Queue()
     async with open_outbox(path, SITE, KEY) as outbox:
         stage = await load_alarm_stage(outbox, rules)
-        sealer = Sealer(
-            outbox,
-            queue,
-            flush_interval=0.05,
-            flush_readings=100,
-            clock_synced=lambda: True,
-            on_sealed=lambda _: None,
-            alarms=stage,
-        )
         # Writing the state fails (a real SQLite error inside the seal transaction): the
         # block must not commit either, and the stage must keep its old state.
         await outbox._db.execute(
             "CREATE TRIGGER fail_state BEFORE INSERT ON alarm_state"
             " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
         )
-        task = asyncio.create_task(sealer.run())
-        queue.put_nowait(lel(0, 30))
-        await asyncio.sleep(0.3)  # several failed attempts, each evaluating the same reading
-        assert (await outbox.stats()).last_seq == 0
-        assert stage.state.active == {}
-        await outbox._db.execute("DROP TRIGGER fail_state")
-        deadline = time.monotonic() + 5
-        while (await outbox.stats()).last_seq == 0:
-            assert time.monotonic() < deadline
-            await asyncio.sleep(0.05)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+        async with running_sealer(outbox, alarms=stage) as run:
+            run.queue.put_nowait(lel(0, 30))
+            await asyncio.sleep(0.3)  # several failed attempts, each evaluating the same reading
+            assert (await outbox.stats()).last_seq == 0
+            assert stage.state.active == {}
+            await outbox._db.execute("DROP TRIGGER fail_state")
+            await run.until_sealed(1)
         assert list(stage.state.active) == ["G1/L1"]
     events = outbox_alarms(path)
     assert [(e.event, e.alarm_id.rpartition(".")[2]) for e in events] == [(AlarmEvent.RAISE, "1")]

@@ -31,15 +31,15 @@ from edge_agent.kinds import KINDS, build_driver
 from edge_agent.kinds.serial import SerialDevice
 from edge_agent.kinds.serial.kind import framing_of
 from edge_agent.shell.buses import RtuBuses, report_utilization
-from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
+from edge_agent.shell.poller import DevicePoller, queue_sink
 from hostkit.backoff import backoff_delays
 from simulators.gas_analyzer import GasAnalyzerSim
 from simulators.rtu_bus import RtuBusSim
 from simulators.rtu_slaves import Fault, headcount_slave, pattern_slave
 from simulators.slope_opcua import SlopeServer
-from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
 from tests.support.config_files import site_head
+from tests.support.pollers import device_poller
 
 HEAD = (
     site_head("YHBZ")
@@ -95,22 +95,16 @@ async def polling(
     requests are ahead of theirs in a bus queue on every cycle it polls in.
     """
     queue: asyncio.Queue[Reading] = asyncio.Queue()
-    catalogue = default_catalogue()
     pollers = []
     for device in config.devices:
         points = points_of(config, device.id)
-        polled = {}
-        for p in points:
-            indicator = catalogue.get(p.quota)
-            assert indicator is not None
-            polled[p.point] = PolledPoint(p, indicator)
+        driver = build_driver(device, points, buses=buses)
         pollers.append(
-            DevicePoller(
-                build_driver(device, points, buses=buses),
-                polled,
+            device_poller(
+                driver,
+                points,
                 interval=device.poll,
                 sink=queue_sink(queue),
-                clock_synced=lambda: True,
                 backoff=lambda: itertools.repeat(0.5),
             )
         )
@@ -272,7 +266,6 @@ async def test_a_silent_slave_is_retried_after_ever_longer_pauses(rtu_sim: RtuBu
     # Joining the bus always "connects"; only an answer may restart the delays, or a silent
     # slave would be retried at the shortest delay for ever.
     config = parse(rtu_devices(rtu_sim.path, poll="100ms", timeout="100ms"))
-    catalogue = default_catalogue()
     started: dict[str, int] = {}
     buses = RtuBuses()
     pollers = []
@@ -283,18 +276,13 @@ async def test_a_silent_slave_is_retried_after_ever_longer_pauses(rtu_sim: RtuBu
             started[name] = started.get(name, 0) + 1
             return itertools.repeat(0.2)
 
-        polled = {}
-        for p in points:
-            indicator = catalogue.get(p.quota)
-            assert indicator is not None
-            polled[p.point] = PolledPoint(p, indicator)
+        driver = build_driver(device, points, buses=buses)
         pollers.append(
-            DevicePoller(
-                build_driver(device, points, buses=buses),
-                polled,
+            device_poller(
+                driver,
+                points,
                 interval=device.poll,
                 sink=lambda _: asyncio.sleep(0),
-                clock_synced=lambda: True,
                 backoff=factory,
             )
         )

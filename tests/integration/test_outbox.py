@@ -12,11 +12,11 @@ from edge_agent.core.chain import Identity
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.alarm_stage import AlarmStage
 from edge_agent.shell.outbox import open_outbox
-from edge_agent.shell.sealer import Sealer
 from specs.block import GENESIS, decode_block
 from specs.catalogue import default_catalogue
-from specs.records import Quality, Reading, Record, iso_time
+from specs.records import Quality, Reading, iso_time
 from specs.signing import Signature, signing_key_from_seed
+from tests.support.sealer_rig import running_sealer
 from tests.support.sigkill_writer import kill_when_sealed
 
 KEY = signing_key_from_seed(bytes(32))
@@ -88,26 +88,14 @@ async def test_release_resend_and_prune(tmp_path: Path) -> None:
 
 
 async def test_sealer_groups_readings_and_flushes_at_shutdown(tmp_path: Path) -> None:
-    queue: asyncio.Queue[Record] = asyncio.Queue()
-    sealed: list[int] = []
-    async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
-        sealer = Sealer(
-            outbox,
-            queue,
-            flush_interval=3600.0,
-            flush_readings=10,
-            clock_synced=lambda: True,
-            on_sealed=lambda block: sealed.append(block.records),
-        )
-        task = asyncio.create_task(sealer.run())
+    async with (
+        open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox,
+        running_sealer(outbox, flush_interval=3600.0, flush_readings=10) as run,
+    ):
         for i in range(25):
-            await queue.put(_reading(i))
-        while sum(sealed) < 20:
-            await asyncio.sleep(0.01)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-        await sealer.flush()
-    assert sealed == [10, 10, 5], "full blocks at flush_readings, the rest sealed at shutdown"
+            await run.queue.put(_reading(i))
+        await run.until_sealed(20)
+    assert run.counts == [10, 10, 5], "full blocks at flush_readings, the rest sealed at shutdown"
 
 
 _WRITER = """
@@ -169,35 +157,20 @@ async def test_acks_during_a_failing_seal_never_commit_half_a_block(tmp_path: Pa
 
 
 async def test_a_failed_seal_keeps_its_readings_and_retries(tmp_path: Path) -> None:
-    queue: asyncio.Queue[Record] = asyncio.Queue()
-    sealed: list[int] = []
     async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
         await outbox._db.execute(
             "CREATE TRIGGER fail_seal BEFORE INSERT ON blocks"
             " BEGIN SELECT RAISE(ABORT, 'disk full, say'); END"
         )
-        sealer = Sealer(
-            outbox,
-            queue,
-            flush_interval=0.05,
-            flush_readings=100,
-            clock_synced=lambda: True,
-            on_sealed=lambda block: sealed.append(block.records),
-        )
-        task = asyncio.create_task(sealer.run())
-        for i in range(5):
-            await queue.put(_reading(i))
-        await asyncio.sleep(0.3)  # several failed attempts
-        assert sealed == []
-        assert not task.done(), "a failed seal must not end the sealer"
-        await outbox._db.execute("DROP TRIGGER fail_seal")
-        deadline = asyncio.get_running_loop().time() + 5
-        while sum(sealed) < 5:
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.05)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    assert sealed == [5]
+        async with running_sealer(outbox) as run:
+            for i in range(5):
+                await run.queue.put(_reading(i))
+            await asyncio.sleep(0.3)  # several failed attempts
+            assert run.counts == []
+            assert not run.task.done(), "a failed seal must not end the sealer"
+            await outbox._db.execute("DROP TRIGGER fail_seal")
+            await run.until_sealed(5)
+    assert run.counts == [5]
     assert _assert_valid_chain(tmp_path / "outbox.db") == 1
 
 
@@ -210,26 +183,11 @@ async def test_a_reading_the_alarm_evaluator_cannot_handle_is_still_sealed(
     point = next(p for p in resolve_points(config) if p.quota == "BP-GX")
     odd = Reading(point.point, "BP-GX", "9999-12-31T23:59:59.000+00:00", 1.0, "mm", Quality.GOOD)
     fine = Reading(point.point, "BP-GX", iso_time(1.7e9), 1.0, "mm", Quality.GOOD)
-    queue: asyncio.Queue[Record] = asyncio.Queue()
-    sealed: list[int] = []
-    async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
-        sealer = Sealer(
-            outbox,
-            queue,
-            flush_interval=0.05,
-            flush_readings=100,
-            clock_synced=lambda: True,
-            on_sealed=lambda block: sealed.append(block.records),
-            alarms=stage,
-        )
-        task = asyncio.create_task(sealer.run())
-        await queue.put(odd)
-        await queue.put(fine)
-        deadline = asyncio.get_running_loop().time() + 5
-        while sum(sealed) < 2:
-            assert not task.done(), "the sealer must survive an alarm evaluation error"
-            assert asyncio.get_running_loop().time() < deadline
-            await asyncio.sleep(0.05)
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
-    assert sum(sealed) == 2
+    async with (
+        open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox,
+        running_sealer(outbox, alarms=stage) as run,
+    ):
+        await run.queue.put(odd)
+        await run.queue.put(fine)
+        await run.until_sealed(2)  # fails at once if the evaluation error ended the sealer
+    assert sum(run.counts) == 2

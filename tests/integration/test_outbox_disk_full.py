@@ -24,6 +24,7 @@ from edge_agent.shell.sealer import Sealer
 from specs.block import decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed
+from tests.support.sealer_rig import running_sealer
 from tests.support.tmpfs import mount_tmpfs, unmount
 
 pytestmark = pytest.mark.timeout(120)
@@ -70,26 +71,13 @@ def _records(path: Path) -> list[Record]:
 async def _sealer(
     path: Path, ring: int, max_bytes: int | None
 ) -> AsyncIterator[tuple[Sealer, asyncio.Queue[Record]]]:
-    queue: asyncio.Queue[Record] = asyncio.Queue(maxsize=1000)
-    async with open_outbox(path, SITE, KEY, max_bytes=max_bytes) as outbox:
-        sealer = Sealer(
-            outbox,
-            queue,
-            flush_interval=0.05,
-            flush_readings=200,
-            clock_synced=lambda: True,
-            on_sealed=lambda _block: None,
-            ring_readings=ring,
-            lost=outbox.unsealed,
-        )
-        task = asyncio.create_task(sealer.run())
-        try:
-            yield sealer, queue
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-            await sealer.flush()
+    async with (
+        open_outbox(path, SITE, KEY, max_bytes=max_bytes) as outbox,
+        running_sealer(
+            outbox, flush_readings=200, ring_readings=ring, queue_size=1000, count_lost=True
+        ) as run,
+    ):
+        yield run.sealer, run.queue
 
 
 async def _produce(queue: asyncio.Queue[Record], start: int, count: int) -> None:

@@ -7,36 +7,23 @@ previous block committed, so those go one per transaction.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Sequence
 from pathlib import Path
 
 from edge_agent.core.chain import SealedBlock
 from edge_agent.shell.outbox import Outbox, open_outbox
-from edge_agent.shell.sealer import GROUP_BLOCKS, Sealer
+from edge_agent.shell.sealer import GROUP_BLOCKS
 from specs.records import Record
 from tests.integration.test_outbox import KEY, SITE, _assert_valid_chain, _reading
+from tests.support.sealer_rig import running_sealer
 
 
 async def _seal_queued(outbox: Outbox, count: int, flush_readings: int) -> list[SealedBlock]:
-    queue: asyncio.Queue[Record] = asyncio.Queue()
-    for i in range(count):
-        queue.put_nowait(_reading(i))
-    sealed: list[SealedBlock] = []
-    sealer = Sealer(
-        outbox,
-        queue,
-        flush_interval=0.05,
-        flush_readings=flush_readings,
-        clock_synced=lambda: True,
-        on_sealed=sealed.append,
-    )
-    task = asyncio.create_task(sealer.run())
-    while sum(block.records for block in sealed) < count:
-        await asyncio.sleep(0.01)
-    task.cancel()
-    await sealer.flush()
-    return sealed
+    async with running_sealer(outbox, flush_readings=flush_readings) as run:
+        for i in range(count):  # all queued before the run starts (no await in between)
+            run.queue.put_nowait(_reading(i))
+        await run.until_sealed(count)
+    return run.blocks
 
 
 async def test_queued_readings_are_sealed_as_full_blocks_in_one_transaction(
