@@ -1,8 +1,8 @@
-"""GET /v1/quality's statement once for both backends, but for the dialect's aggregates.
+"""GET /v1/quality's statement once for both backends, the dialect's words passed in.
 
-Each backend keeps its aggregates (`collector.storage.sqlite.quality`,
-`collector.storage.postgres.quality`: the dialects differ), naming the window's values
-`:start`, `:end`, `:late_after` and `:limit`; the members and the page are this module's.
+`aggregates` is the statement's tail for one dialect (`collector.storage.sqlite.quality`,
+`collector.storage.postgres.quality` name their words), naming the window's values `:start`,
+`:end`, `:late_after` and `:limit`; the members and the page are this module's too.
 """
 
 from __future__ import annotations
@@ -16,6 +16,49 @@ from collector.storage.queries import Fetch
 from collector.storage.records import Row
 
 _MARKER = re.compile(r"(?<!:):(start|end|late_after|limit)\b")
+
+
+def aggregates(*, smaller: str, larger: str, whole_polls: str, late_count: str) -> str:
+    """The aggregates after `members`, in a dialect's words.
+
+    Online seconds come from the presence intervals, expected readings from the poll periods
+    in `point_meta`, received and late readings from a range scan per point (the series index)
+    with each reading's block (its primary key): the database adds up, Python only divides.
+    `smaller`/`larger` are the two-argument min and max, `whole_polls` the truncated count of
+    poll periods in the window, `late_count` the count of readings received late.
+    """
+    return f"""
+keys AS (SELECT DISTINCT k FROM members ORDER BY k LIMIT :limit),
+chosen AS (SELECT m.gateway, m.k FROM members m JOIN keys USING (k)),
+online AS (
+    SELECT p.gateway, sum({smaller}(p.until, :end) - {larger}(p.since, :start)) AS seconds
+    FROM chosen c JOIN presence p ON p.gateway = c.gateway
+    WHERE p.until > :start AND p.since < :end
+    GROUP BY p.gateway
+),
+expected AS (
+    SELECT m.gateway, sum({whole_polls}) AS n
+    FROM chosen c JOIN point_meta m ON m.gateway = c.gateway
+    WHERE m.poll > 0
+    GROUP BY m.gateway
+),
+got AS (
+    SELECT m.gateway, count(*) AS n, {late_count} AS late
+    FROM chosen c
+    JOIN point_meta m ON m.gateway = c.gateway AND m.poll > 0
+    JOIN readings r ON r.gateway = m.gateway AND r.point = m.point
+        AND r.t >= :start AND r.t < :end
+    JOIN blocks b ON b.gateway = r.gateway AND b.epoch = r.epoch AND b.seq = r.seq
+    GROUP BY m.gateway
+)
+SELECT c.k, count(*), coalesce(sum(o.seconds), 0), coalesce(sum(e.n), 0),
+       coalesce(sum(g.n), 0), coalesce(sum(g.late), 0)
+FROM chosen c
+LEFT JOIN online o ON o.gateway = c.gateway
+LEFT JOIN expected e ON e.gateway = c.gateway
+LEFT JOIN got g ON g.gateway = c.gateway
+GROUP BY c.k ORDER BY c.k
+"""
 
 
 def quality_members(

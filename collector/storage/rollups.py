@@ -89,6 +89,42 @@ def minute_rollups(blocks: Iterable[IncomingBlock]) -> list[MinuteRollup]:
     ]
 
 
+def rollup_rows(rollups: Iterable[MinuteRollup]) -> list[tuple[object, ...]]:
+    """The rows of `rollups` in the columns `fold_statement` names."""
+    return [
+        (r.gateway, r.point, r.minute, r.quota, r.unit, r.n, r.lo, r.hi, r.total,
+         r.newest_t, r.last_t, r.last_value)
+        for r in rollups
+    ]  # fmt: skip
+
+
+def fold_statement(*, rows: str, smaller: str, larger: str) -> str:
+    """`merged`, row by row in SQL: the upsert of `rows` into `readings_1m`, in a dialect.
+
+    `rows` gives the new rollups (`rollup_rows`' columns); `smaller`/`larger` name the
+    dialect's two-argument min and max, kept from NULL by coalesce where a side may be NULL.
+    """
+    return f"""
+INSERT INTO readings_1m AS o
+    (gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value)
+{rows}
+ON CONFLICT (gateway, point, minute) DO UPDATE SET
+    n = o.n + excluded.n,
+    lo = coalesce({smaller}(o.lo, excluded.lo), o.lo, excluded.lo),
+    hi = coalesce({larger}(o.hi, excluded.hi), o.hi, excluded.hi),
+    total = CASE WHEN o.total IS NULL THEN excluded.total
+                 WHEN excluded.total IS NULL THEN o.total
+                 ELSE o.total + excluded.total END,
+    quota = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.quota ELSE o.quota END,
+    unit = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.unit ELSE o.unit END,
+    newest_t = {larger}(o.newest_t, excluded.newest_t),
+    last_value = CASE WHEN excluded.last_t IS NOT NULL
+                       AND (o.last_t IS NULL OR excluded.last_t >= o.last_t)
+                      THEN excluded.last_value ELSE o.last_value END,
+    last_t = coalesce({larger}(o.last_t, excluded.last_t), o.last_t, excluded.last_t)
+"""
+
+
 def merged(held: MinuteRollup, new: MinuteRollup) -> MinuteRollup:
     """Two rollups of one (gateway, point, minute) as one: what the storages' upsert does."""
     newer = new.newest_t >= held.newest_t

@@ -13,32 +13,27 @@ before COMMIT, so that feed ids follow commit order (`collector.storage.postgres
 from __future__ import annotations
 
 from collections.abc import Collection, Sequence
-from typing import Final
+from typing import Any, Final
 
 from asyncpg import Record
 
 from collector.audit.chain import ActionEntry
 from collector.feed.core import JournalEntry
-from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch, StreamState
-from collector.readmodel import AlarmState
-from collector.storage.alarms import AlarmKey
+from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch
 from collector.storage.base import StorageError
 from collector.storage.batch import store_batch
-from collector.storage.core import BlockKey, Link, Stream
 from collector.storage.ingest_rows import (
     READING_FIELDS,
     Params,
-    Series,
     reading_records,
 )
+from collector.storage.lookups import KeyColumns, KeyLookups
 from collector.storage.postgres import audit, feed, presence, registry
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.rows import numbered
 from collector.storage.postgres.schema import SCHEMA_VERSION
-from collector.storage.readings import ReadingKey, ReadingValue
-from collector.storage.records import ALARM_COLUMNS, alarm_state, stream_state
-from collector.storage.rollups import MinuteRollup
+from collector.storage.rollups import MinuteRollup, fold_statement, rollup_rows
 
 # A resent old reading must not replace a newer one.
 _UPSERT_LATEST: Final = (
@@ -88,16 +83,6 @@ def _columns(rows: Sequence[Params]) -> list[list[object]]:
     return [list(column) for column in zip(*rows, strict=True)]
 
 
-async def _lookup(
-    db: Db, types: str, keys: Collection[tuple[object, ...]], query: str
-) -> list[Record]:
-    """`query` joined to `k`, the keys as `unnest` of one array per column (`types`)."""
-    if not keys:
-        return []
-    casts = ", ".join(f"${n}::{kind}[]" for n, kind in enumerate(types.split(), 1))
-    return await db.fetch(query.format(k=f"unnest({casts}) AS k"), *_columns(sorted(set(keys))))
-
-
 async def _refuse_a_newer_schema(db: Db) -> None:
     """A collector still running after a newer one migrated stops writing, batch by batch.
 
@@ -112,109 +97,51 @@ async def _refuse_a_newer_schema(db: Db) -> None:
         )
 
 
-# The merge of collector.storage.rollups.merged, row by row in SQL.
-_FOLD_ROLLUPS: Final = """
-INSERT INTO readings_1m AS o
-    (gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value)
-SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[],
-                     $6::bigint[], $7::float8[], $8::float8[], $9::float8[], $10::float8[],
-                     $11::float8[], $12::float8[])
-ON CONFLICT (gateway, point, minute) DO UPDATE SET
-    n = o.n + excluded.n,
-    lo = least(o.lo, excluded.lo),
-    hi = greatest(o.hi, excluded.hi),
-    total = CASE WHEN o.total IS NULL THEN excluded.total
-                 WHEN excluded.total IS NULL THEN o.total
-                 ELSE o.total + excluded.total END,
-    quota = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.quota ELSE o.quota END,
-    unit = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.unit ELSE o.unit END,
-    newest_t = greatest(o.newest_t, excluded.newest_t),
-    last_value = CASE WHEN excluded.last_t IS NOT NULL
-                       AND (o.last_t IS NULL OR excluded.last_t >= o.last_t)
-                      THEN excluded.last_value ELSE o.last_value END,
-    last_t = greatest(o.last_t, excluded.last_t)
-"""
+_FOLD_ROLLUPS: Final = fold_statement(
+    rows="SELECT * FROM unnest($1::text[], $2::text[], $3::float8[], $4::text[], $5::text[],"
+    " $6::bigint[], $7::float8[], $8::float8[], $9::float8[], $10::float8[],"
+    " $11::float8[], $12::float8[])",
+    smaller="least",
+    larger="greatest",
+)
 
 
 async def _fold_rollups(db: Db, rollups: Sequence[MinuteRollup]) -> None:
     """Merge a batch's per-minute rollups into the held ones (partitions exist: see store)."""
     if not rollups:
         return
-    columns = zip(
-        *(
-            (r.gateway, r.point, r.minute, r.quota, r.unit, r.n, r.lo, r.hi, r.total,
-             r.newest_t, r.last_t, r.last_value)
-            for r in sorted(rollups, key=lambda r: (r.gateway, r.point, r.minute))
-        ),
-        strict=True,
-    )  # fmt: skip
-    await db.execute(_FOLD_ROLLUPS, *(list(column) for column in columns))
+    rows = rollup_rows(sorted(rollups, key=lambda r: (r.gateway, r.point, r.minute)))
+    await db.execute(_FOLD_ROLLUPS, *_columns(rows))
 
 
-class _PostgresBatch:
+class _PostgresBatch(KeyLookups):
     """`collector.storage.batch.BatchSteps` on one asyncpg connection."""
+
+    # From `latest`, written with every stored reading in the same transaction: a key lookup
+    # instead of one index probe per partition.
+    _newest_times = (
+        "SELECT l.gateway, l.point, l.t FROM {keys} latest l"
+        " ON l.gateway = k.gateway AND l.point = k.point"
+    )
 
     def __init__(self, db: Db) -> None:
         self._db = db
 
+    async def _lookup(
+        self, columns: KeyColumns, keys: Collection[tuple[Any, ...]], query: str
+    ) -> list[Record]:
+        """`query` on `k (columns)`, the keys as `unnest` of one array per column."""
+        if not keys:
+            return []
+        casts = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(columns, 1))
+        names = ", ".join(name for name, _ in columns)
+        return await self._db.fetch(
+            query.format(keys=f"unnest({casts}) AS k ({names}) JOIN"),
+            *_columns(sorted(set(keys))),
+        )
+
     async def run(self, statement: str, rows: Sequence[Params]) -> None:
         await self._db.executemany(numbered(statement), rows)
-
-    async def stored_links(self, keys: Collection[BlockKey]) -> dict[BlockKey, Link]:
-        found = await _lookup(
-            self._db,
-            "text text bigint",
-            keys,
-            "SELECT b.gateway, b.epoch, b.seq, b.hash, b.prev FROM {k} (gateway, epoch, seq)"
-            " JOIN blocks b ON b.gateway = k.gateway AND b.epoch = k.epoch AND b.seq = k.seq",
-        )
-        return {(row[0], row[1], row[2]): (row[3], row[4]) for row in found}
-
-    async def newest_times(self, series: Collection[Series]) -> dict[Series, float]:
-        # From `latest`, written with every stored reading in the same transaction: a key
-        # lookup instead of one index probe per partition.
-        found = await _lookup(
-            self._db,
-            "text text",
-            series,
-            "SELECT l.gateway, l.point, l.t FROM {k} (gateway, point)"
-            " JOIN latest l ON l.gateway = k.gateway AND l.point = k.point",
-        )
-        return {(row[0], row[1]): row[2] for row in found}
-
-    async def stored_readings(self, keys: Sequence[ReadingKey]) -> dict[ReadingKey, ReadingValue]:
-        found = await _lookup(
-            self._db,
-            "text text float8",
-            keys,
-            "SELECT r.gateway, r.point, r.t, r.value, r.unit, r.quality"
-            " FROM {k} (gateway, point, t)"
-            " JOIN readings r ON r.gateway = k.gateway AND r.point = k.point AND r.t = k.t",
-        )
-        return {(row[0], row[1], row[2]): (row[3], row[4], row[5]) for row in found}
-
-    async def stored_alarms(self, keys: Sequence[AlarmKey]) -> dict[AlarmKey, AlarmState]:
-        found = await _lookup(
-            self._db,
-            "text text",
-            keys,
-            f"SELECT {ALARM_COLUMNS} FROM {{k}} (gateway, alarm_id)"
-            " JOIN alarms a ON a.gateway = k.gateway AND a.alarm_id = k.alarm_id",
-        )
-        return {(row[0], row[1]): alarm_state(row) for row in found}
-
-    async def stream_states(self, streams: Collection[Stream]) -> dict[Stream, StreamState]:
-        found = await _lookup(
-            self._db,
-            "text text",
-            streams,
-            "SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
-            " b.hash, s.conflict FROM {k} (gateway, epoch)"
-            " JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch"
-            " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
-            " AND b.seq = s.acked_through",
-        )
-        return {(row[0], row[1]): stream_state(row) for row in found}
 
     async def upsert_latest(self, rows: Sequence[Params]) -> None:
         await self._db.execute(_UPSERT_LATEST, *_columns(rows))

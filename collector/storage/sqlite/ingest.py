@@ -14,14 +14,10 @@ import aiosqlite
 
 from collector.audit.chain import ActionEntry
 from collector.feed.core import JournalEntry
-from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch, StreamState
-from collector.readmodel import AlarmState
-from collector.storage.alarms import AlarmKey
+from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch
 from collector.storage.batch import store_batch as store
-from collector.storage.core import BlockKey, Link, Stream
-from collector.storage.ingest_rows import INSERT_READING, Params, Series, reading_records
-from collector.storage.readings import ReadingKey, ReadingValue
-from collector.storage.records import ALARM_COLUMNS, alarm_state, stream_state
+from collector.storage.ingest_rows import INSERT_READING, Params, reading_records
+from collector.storage.lookups import READING_KEY, KeyColumns, KeyLookups
 from collector.storage.rollups import MinuteRollup
 from collector.storage.sqlite import audit, journal, presence, registry, rollups
 from collector.storage.sqlite.sql import CHUNK, chunks, values
@@ -54,89 +50,37 @@ async def store_batch(db: aiosqlite.Connection, batch: IngestBatch) -> BatchResu
     return await store(_SqliteBatch(db), batch)
 
 
-async def _lookup(
-    db: aiosqlite.Connection,
-    columns: str,
-    keys: Collection[tuple[Any, ...]],
-    query: str,
-    size: int = CHUNK,
-) -> list[Row]:
-    """`query` joined to `k (columns)`, a `VALUES` list of the keys, chunk by chunk."""
-    found: list[Row] = []
-    width = len(columns.split(","))
-    for chunk in chunks(sorted(set(keys)), size):
-        found.extend(
-            await db.execute_fetchall(
-                f"WITH k ({columns}) AS (VALUES {values(width, len(chunk))}) {query}",
-                [part for key in chunk for part in key],
-            )
-        )
-    return found
-
-
-class _SqliteBatch:
+class _SqliteBatch(KeyLookups):
     """`collector.storage.batch.BatchSteps` on one aiosqlite connection."""
+
+    # An index lookup each.
+    _newest_times = (
+        "SELECT k.gateway, k.point, (SELECT max(r.t) FROM readings r"
+        " WHERE r.gateway = k.gateway AND r.point = k.point) FROM k"
+    )
 
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
 
+    async def _lookup(
+        self, columns: KeyColumns, keys: Collection[tuple[Any, ...]], query: str
+    ) -> list[Row]:
+        """`query` on `k (columns)`, a `VALUES` list of the keys, chunk by chunk."""
+        found: list[Row] = []
+        names = ", ".join(name for name, _ in columns)
+        size = _READING_CHUNK if columns == READING_KEY else CHUNK
+        for chunk in chunks(sorted(set(keys)), size):
+            found.extend(
+                await self._db.execute_fetchall(
+                    f"WITH k ({names}) AS (VALUES {values(len(columns), len(chunk))})"
+                    f" {query.format(keys='k CROSS JOIN')}",
+                    [part for key in chunk for part in key],
+                )
+            )
+        return found
+
     async def run(self, statement: str, rows: Sequence[Params]) -> None:
         await self._db.executemany(statement, rows)
-
-    async def stored_links(self, keys: Collection[BlockKey]) -> dict[BlockKey, Link]:
-        found = await _lookup(
-            self._db,
-            "gateway, epoch, seq",
-            keys,
-            "SELECT b.gateway, b.epoch, b.seq, b.hash, b.prev FROM k CROSS JOIN blocks b"
-            " ON b.gateway = k.gateway AND b.epoch = k.epoch AND b.seq = k.seq",
-        )
-        return {(row[0], row[1], row[2]): (row[3], row[4]) for row in found}
-
-    async def newest_times(self, series: Collection[Series]) -> dict[Series, float]:
-        # An index lookup each.
-        found = await _lookup(
-            self._db,
-            "gateway, point",
-            series,
-            "SELECT k.gateway, k.point, (SELECT max(r.t) FROM readings r"
-            " WHERE r.gateway = k.gateway AND r.point = k.point) FROM k",
-        )
-        return {(row[0], row[1]): row[2] for row in found if row[2] is not None}
-
-    async def stored_readings(self, keys: Sequence[ReadingKey]) -> dict[ReadingKey, ReadingValue]:
-        found = await _lookup(
-            self._db,
-            "gateway, point, t",
-            keys,
-            "SELECT r.gateway, r.point, r.t, r.value, r.unit, r.quality FROM k"
-            " CROSS JOIN readings r ON r.gateway = k.gateway AND r.point = k.point AND r.t = k.t",
-            _READING_CHUNK,
-        )
-        return {(row[0], row[1], row[2]): (row[3], row[4], row[5]) for row in found}
-
-    async def stored_alarms(self, keys: Sequence[AlarmKey]) -> dict[AlarmKey, AlarmState]:
-        found = await _lookup(
-            self._db,
-            "gateway, alarm_id",
-            keys,
-            f"SELECT {ALARM_COLUMNS} FROM k CROSS JOIN alarms a"
-            " ON a.gateway = k.gateway AND a.alarm_id = k.alarm_id",
-        )
-        return {(row[0], row[1]): alarm_state(row) for row in found}
-
-    async def stream_states(self, streams: Collection[Stream]) -> dict[Stream, StreamState]:
-        found = await _lookup(
-            self._db,
-            "gateway, epoch",
-            streams,
-            "SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
-            " b.hash, s.conflict"
-            " FROM k CROSS JOIN ingest_state s ON s.gateway = k.gateway AND s.epoch = k.epoch"
-            " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
-            " AND b.seq = s.acked_through",
-        )
-        return {(row[0], row[1]): stream_state(row) for row in found}
 
     async def upsert_latest(self, rows: Sequence[Params]) -> None:
         await self._db.executemany(_UPSERT_LATEST, rows)

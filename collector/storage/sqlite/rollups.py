@@ -10,7 +10,7 @@ from typing import Final
 
 import aiosqlite
 
-from collector.storage.rollups import MinuteRollup
+from collector.storage.rollups import MinuteRollup, fold_statement, rollup_rows
 
 ROLLUP_TABLE: Final = """
 CREATE TABLE IF NOT EXISTS readings_1m (
@@ -47,35 +47,12 @@ JOIN readings nw ON nw.gateway = a.gateway AND nw.point = a.point AND nw.t = a.n
 LEFT JOIN readings lv ON lv.gateway = a.gateway AND lv.point = a.point AND lv.t = a.last_t
 """
 
-# collector.storage.rollups.merged, row by row in SQL.
-_FOLD: Final = """
-INSERT INTO readings_1m AS o
-    (gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value)
-VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (gateway, point, minute) DO UPDATE SET
-    n = o.n + excluded.n,
-    lo = coalesce(min(o.lo, excluded.lo), o.lo, excluded.lo),
-    hi = coalesce(max(o.hi, excluded.hi), o.hi, excluded.hi),
-    total = CASE WHEN o.total IS NULL THEN excluded.total
-                 WHEN excluded.total IS NULL THEN o.total
-                 ELSE o.total + excluded.total END,
-    quota = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.quota ELSE o.quota END,
-    unit = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.unit ELSE o.unit END,
-    newest_t = max(o.newest_t, excluded.newest_t),
-    last_value = CASE WHEN excluded.last_t IS NOT NULL
-                       AND (o.last_t IS NULL OR excluded.last_t >= o.last_t)
-                      THEN excluded.last_value ELSE o.last_value END,
-    last_t = coalesce(max(o.last_t, excluded.last_t), o.last_t, excluded.last_t)
-"""
+# PostgreSQL's least/greatest skip a NULL; SQLite's min/max return it (hence the coalesce).
+_FOLD: Final = fold_statement(
+    rows="VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", smaller="min", larger="max"
+)
 
 
 async def fold_rollups(db: aiosqlite.Connection, rollups: Sequence[MinuteRollup]) -> None:
     """Merge a batch's per-minute rollups into the held ones (inside the ingest transaction)."""
-    await db.executemany(
-        _FOLD,
-        [
-            (r.gateway, r.point, r.minute, r.quota, r.unit, r.n, r.lo, r.hi, r.total,
-             r.newest_t, r.last_t, r.last_value)
-            for r in rollups
-        ],
-    )  # fmt: skip
+    await db.executemany(_FOLD, rollup_rows(rollups))
