@@ -22,6 +22,7 @@ from configkit.validation import raise_at, unknown_key_hint
 from edge_agent.config.fields import Name
 from edge_agent.config.point_source import SourceKey, point_source_problems
 from edge_agent.config.points import PointConfig
+from edge_agent.config.serial_port import SerialPortUse
 
 _BUILTIN_ERRORS = frozenset(get_args(ErrorType))
 
@@ -92,6 +93,8 @@ class DeviceBase(ConfigModel):
 
     point_source: ClassVar[SourceKey]
     """The key that says where each point of the model's driver is read (`point_source`)."""
+    serial_port: ClassVar[SerialPortUse | None] = None
+    """How a device of the model uses its serial `port`; None: it has none (`serial_port`)."""
 
     if TYPE_CHECKING:
         # Every device model has these, each with its own type and default (a `Literal` of its

@@ -19,8 +19,7 @@ from edge_agent.config.metrics import MetricsConfig
 from edge_agent.config.point_source import point_source_problems
 from edge_agent.config.points import PointConfig, TemplateConfig
 from edge_agent.config.sections import OutboxConfig, SigningConfig, SiteInfo, UplinkConfig
-from edge_agent.kinds.modbus import ModbusRtuDevice
-from edge_agent.kinds.serial import SerialDevice
+from edge_agent.config.serial_port import LINE_SETTINGS, OnSerialBus, OnSerialLine, SerialPortUse
 from specs.identifiers import IdentifierError, check_point_code
 
 
@@ -117,56 +116,44 @@ class SiteConfig(ConfigModel):
                         yield where, f"{message} (device {device.id!r} uses this template)"
 
     def _port_problems(self) -> Iterator[tuple[KeyPath, str]]:
-        """One line setting per RS-485 bus, one slave per unit id, an ASCII port to itself."""
+        """One line setting per RS-485 bus, one slave per unit id, an ASCII port to itself.
+
+        How a device uses its port is its model's `serial_port` (`edge_agent.config.serial_port`).
+        """
         first: dict[str, int] = {}
         units: dict[tuple[str, int], int] = {}
         for index, device in enumerate(self.devices):
-            if not isinstance(device, ModbusRtuDevice | SerialDevice):
+            if device.serial_port is None or not isinstance(device, OnSerialLine):
                 continue
             at: KeyPath = ("devices", index)
-            if device.port not in first:
-                first[device.port] = index
-                if isinstance(device, ModbusRtuDevice):
-                    units[(device.port, device.unit_id)] = index
-                continue
-            owner_index = first[device.port]
-            owner = self.devices[owner_index]
-            named = f"devices[{owner_index}] ({owner.id})"
-            if isinstance(owner, SerialDevice) or isinstance(device, SerialDevice):
-                ascii_device = owner if isinstance(owner, SerialDevice) else device
-                yield (
-                    (*at, "port"),
-                    (
-                        f"port {device.port} is already used by {named}; a serial ASCII "
-                        f"instrument ({ascii_device.id}) needs its port to itself"
-                    ),
-                )
-                continue
-            if not isinstance(owner, ModbusRtuDevice) or not isinstance(device, ModbusRtuDevice):
-                continue  # narrowed above; kept for the type checker
-            for key in ("baudrate", "parity", "stopbits", "bytesize"):
-                mine, theirs = getattr(device, key), getattr(owner, key)
-                if mine != theirs:
+            owner_index = first.setdefault(device.port, index)
+            if owner_index != index:
+                owner = self.devices[owner_index]
+                named = f"devices[{owner_index}] ({owner.id})"
+                alone = next((d for d in (owner, device) if _alone(d.serial_port)), None)
+                if alone is not None and alone.serial_port is not None:
                     yield (
-                        (*at, key),
+                        (*at, "port"),
                         (
-                            f"{key} {mine} differs from {theirs} of {named} on the same port "
-                            f"{device.port}: every slave of one RS-485 bus uses the same "
-                            "line settings"
+                            f"port {device.port} is already used by {named}; "
+                            f"{alone.serial_port.named} ({alone.id}) needs its port to itself"
                         ),
                     )
-            unit = (device.port, device.unit_id)
-            if unit in units:
-                other = units[unit]
+                    continue
+                yield from _line_problems(device, owner, named, at)
+            unit = _unit_of(device)
+            if unit is None:
+                continue
+            other = units.setdefault((device.port, unit), index)
+            if other != index:
                 yield (
                     (*at, "unit_id"),
                     (
-                        f"unit_id {device.unit_id} on {device.port} is already used by "
+                        f"unit_id {unit} on {device.port} is already used by "
                         f"devices[{other}] ({self.devices[other].id}); every slave on a bus "
                         "needs its own address"
                     ),
                 )
-            units.setdefault(unit, index)
 
     def _point_problems(self) -> Iterator[tuple[KeyPath, str]]:
         first: dict[str, str] = {}
@@ -223,6 +210,32 @@ class SiteConfig(ConfigModel):
                     )
                 yield from _derived_problems(alarm, points, at)
             first.setdefault(key, index)
+
+
+def _alone(use: SerialPortUse | None) -> bool:
+    return use is not None and not use.shared
+
+
+def _unit_of(device: object) -> int | None:
+    return device.unit_id if isinstance(device, OnSerialBus) else None
+
+
+def _line_problems(
+    device: OnSerialLine, owner: object, named: str, at: KeyPath
+) -> Iterator[tuple[KeyPath, str]]:
+    """The line settings in which `device` differs from the first device on its port."""
+    if not isinstance(owner, OnSerialLine):
+        return  # it has the same port, so it is on a serial line; kept for the type checker
+    for key in LINE_SETTINGS:
+        mine, theirs = getattr(device, key), getattr(owner, key)
+        if mine != theirs:
+            yield (
+                (*at, key),
+                (
+                    f"{key} {mine} differs from {theirs} of {named} on the same port "
+                    f"{device.port}: every slave of one RS-485 bus uses the same line settings"
+                ),
+            )
 
 
 def _unknown_point(code: str) -> str:

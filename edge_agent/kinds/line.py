@@ -2,34 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Protocol
-
 from drivers.serial.settings import Parity, SerialSettings
-
-
-class OnSerialLine(Protocol):
-    """A device model with a serial port and its line settings (`modbus_rtu`, `serial`)."""
-
-    # Properties, not attributes: the config models are frozen, so their fields are read-only.
-    @property
-    def port(self) -> str:
-        """The serial device path."""
-
-    @property
-    def baudrate(self) -> int:
-        """Line speed in bits per second."""
-
-    @property
-    def parity(self) -> str:
-        """N, E or O."""
-
-    @property
-    def stopbits(self) -> int:
-        """1 or 2."""
-
-    @property
-    def bytesize(self) -> int:
-        """Data bits, 7 or 8."""
+from edge_agent.config.serial_port import OnSerialLine
 
 
 def serial_line(device: OnSerialLine) -> SerialSettings:

@@ -19,9 +19,10 @@ from drivers.modbus.plan import RegisterPoint
 from drivers.opcua.model import ReadMode, UaPoint
 from drivers.serial.framing import Delimited
 from drivers.serial.settings import Parity, SerialSettings
-from edge_agent.config import DeviceConfig, SiteConfig, parse_site_config
+from edge_agent.config import ConfigError, DeviceConfig, SiteConfig, parse_site_config
 from edge_agent.config.devices import SUPPORTED_DRIVERS
 from edge_agent.config.point_source import point_source_keys
+from edge_agent.config.serial_port import SerialPortUse
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import KINDS, Kinds
 from edge_agent.kinds.descriptor import DriverKind
@@ -165,3 +166,30 @@ def test_a_kind_whose_parts_do_not_fit_is_a_type_error() -> None:
         view=REGISTERS,
     )
     assert mismatched.name == "modbus_tcp"
+
+
+def test_port_rules_follow_each_models_serial_port_use() -> None:
+    # SiteConfig names no kind: a slave of a shared bus and an instrument that needs its port
+    # to itself say so in their models (`serial_port`), and the rules read that.
+    rtu = (
+        "  - {id: r1, driver: modbus_rtu, port: /dev/ttyS7, unit_id: 1, poll: 1s, points: [\n"
+        "     {point: R1, quota: WHP-LT, address: {table: input, start: 0, type: uint16}}]}\n"
+    )
+    gas = SITE.split("devices:\n")[1].split("  - {id: gas")[1]
+    text = SITE.split("devices:\n")[0] + "devices:\n  - {id: gas" + gas + rtu
+    with pytest.raises(ConfigError) as caught:
+        parse_site_config(text, "site.yaml", Path("/etc/ganzhi"))
+    (issue,) = caught.value.issues
+    assert (issue.path, issue.message) == (
+        "devices[1].port",
+        (
+            "port /dev/ttyS7 is already used by devices[0] (gas); a serial ASCII instrument "
+            "(gas) needs its port to itself"
+        ),
+    )
+    assert [k.config.serial_port for k in KINDS] == [
+        None,
+        SerialPortUse(shared=True),
+        None,
+        SerialPortUse(shared=False, named="a serial ASCII instrument"),
+    ]

@@ -9,6 +9,7 @@ from pydantic import AfterValidator, Field, field_validator
 from edge_agent.config.device_base import DeviceBase, Parity, Seconds, StopBits
 from edge_agent.config.fields import Baudrate, DevicePath, Host
 from edge_agent.config.point_source import SourceKey
+from edge_agent.config.serial_port import SerialPortUse
 
 MAX_UNIT_ID = 247
 """Highest Modbus slave address; 0 is broadcast (no slave answers), 248..255 are reserved."""
@@ -61,6 +62,7 @@ class ModbusRtuDevice(DeviceBase):
     """
 
     point_source: ClassVar[SourceKey] = "address"
+    serial_port: ClassVar[SerialPortUse | None] = SerialPortUse(shared=True)
 
     driver: Literal["modbus_rtu"]
     """Which driver reads the device: `modbus_rtu`."""

@@ -11,6 +11,7 @@ from configkit.validation import raise_at
 from edge_agent.config.device_base import DeviceBase, Parity, Seconds, StopBits
 from edge_agent.config.fields import Baudrate, DevicePath
 from edge_agent.config.point_source import SourceKey
+from edge_agent.config.serial_port import SerialPortUse
 
 
 def _line_text(value: str) -> str:
@@ -48,6 +49,9 @@ class SerialDevice(DeviceBase):
     """
 
     point_source: ClassVar[SourceKey] = "pattern"
+    serial_port: ClassVar[SerialPortUse | None] = SerialPortUse(
+        shared=False, named="a serial ASCII instrument"
+    )
 
     driver: Literal["serial"]
     """Which driver reads the device: `serial` (ASCII lines)."""
