@@ -84,5 +84,10 @@ bench: install broker postgres
 bench-soak: install broker
 	$(BIN)/python -m bench.report --soak $(SOAK_SECONDS)
 
+# The generated reference pages: config keys from the pydantic models, the API from the app.
+docs: install
+	$(BIN)/python -m devtools.config_reference
+	$(BIN)/python -m devtools.api_reference
+
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .demo

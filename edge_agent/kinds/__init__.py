@@ -7,9 +7,10 @@ config maps to the driver's settings (pure), how the driver is built, how `check
 show its points, how it backs off (`descriptor.DriverKind`). Everything that lists drivers is
 read from here: the union of device models `SiteConfig` validates (`edge_agent.config.devices`),
 the supported `driver` values in its errors, the key each driver's points are read by
-(`point_source`), the site map's reference (`make docs`). So adding a driver is its protocol
-under `drivers/`, its folder here and one entry in `KINDS` below (with its import);
-`tests/unit/test_one_folder_per_kind.py` proves it with a throwaway kind. A driver that reads
+(`point_source`), the rules of a shared serial port (`serial_port`), the site map's reference
+(`make docs`). So adding a driver is its protocol under `drivers/`, its folder here and one
+entry in `KINDS` below (with its import); `tests/unit/test_one_folder_per_kind.py` proves it
+with a throwaway kind, and docs/contributing.md says what each part holds. A driver that reads
 a new sort of source (not an address, a node or a pattern) also adds it to
 `edge_agent.config.point_source`, `PointConfig` and `edge_agent.core.points`.
 
