@@ -7,6 +7,10 @@ and every big-endian point that does not overlap another is unpacked by one prec
 `struct.Struct` whose pad bytes skip the gaps. The other points (other byte or word orders,
 bools, overlaps) and any reply the fast path refuses go through `codec.decode` one by one, which
 also words the errors: both paths give the same samples.
+
+A reply that arrives as bytes (the TCP driver's) skips the registers altogether: `fast_values`
+unpacks the fast points straight from the bytes the device sent, the very bytes packing its
+registers back would give, for a columnar read (`drivers.base.ReadColumns`).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ if TYPE_CHECKING:
 
 __all__ = ["ReplyDecoder"]
 
+_FLOAT_FORMATS = frozenset("fd")
 _FAST_FORMATS = {
     DataType.INT16: "h",
     DataType.UINT16: "H",
@@ -74,6 +79,7 @@ class ReplyDecoder:
     fields: struct.Struct  # the fast points' values out of those bytes
     fast: tuple[tuple[str, int, int], ...]  # (key, first register, end) in `fields` order
     slow: tuple[RegisterPoint, ...]
+    floats: bool  # every fast point unpacks to a float already (float32, float64)
 
     @classmethod
     def for_request(cls, request: ReadRequest) -> ReplyDecoder:
@@ -87,7 +93,30 @@ class ReplyDecoder:
             fields=struct.Struct(_fields_format(request, fast)),
             fast=tuple((p.key, p.start - first, p.end - first) for p in fast),
             slow=tuple(p for p in request.points if p.key not in taken),
+            floats=all(_FAST_FORMATS[p.dtype] in _FLOAT_FORMATS for p in fast),
         )
+
+    def registers(self, payload: bytes) -> tuple[int, ...]:
+        """The registers of a reply's data bytes (big-endian words; an odd last byte is cut)."""
+        return struct.unpack_from(f">{len(payload) // 2}H", payload)
+
+    def fast_values(self, payload: bytes) -> tuple[float, ...] | None:
+        """The fast points' values (`fast` order) from a reply's data bytes, or None.
+
+        None when there are no fast points or the reply is not as long as the request: then
+        `decode` of its registers says what each point is. Each value is what `decode` gives
+        the point's sample (`float` of the unpacked number).
+        """
+        if not self.fast or len(payload) != 2 * self.request.count:
+            return None
+        numbers: tuple[float, ...] = self.fields.unpack(payload)
+        return numbers if self.floats else tuple(map(float, numbers))
+
+    def slow_samples(self, payload: bytes, t_wall: float, t_mono: float) -> list[RawSample]:
+        """The samples of the points `fast_values` leaves out, from a reply as long as asked."""
+        if not self.slow:
+            return []
+        return self._decode_each(self.slow, self.registers(payload), t_wall, t_mono)
 
     def decode(self, values: Sequence[int], t_wall: float, t_mono: float) -> list[RawSample]:
         """One sample per point of the request (fast points first), from a good reply.

@@ -6,6 +6,8 @@ once per distinct sample time (a read's samples share theirs), and the common ca
 value without flags of its own, inside the plausible range - is computed from constants
 prepared once per point (`PointNormalizer`), with the same arithmetic in the same order, so
 its readings are exactly `normalize`'s. Every other sample goes through `normalize`.
+`normalize_columns` is `normalize_read` of a columnar read (`drivers.base.ReadColumns`): the
+common case straight from the columns, without a sample object per point.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from drivers.base import Quality as DriverQuality
-from drivers.base import RawSample
+from drivers.base import RawSample, ReadColumns
 from edge_agent.core.points import ResolvedPoint
 from specs.catalogue import Indicator
 from specs.records import Quality, Reading, iso_time
@@ -95,6 +97,12 @@ class PointNormalizer:
     low: float
     high: float
     fast: bool
+    # The point's own fields, one attribute away (read for every reading).
+    name: str
+    quota: str
+    unit: str  # the indicator's (canonical) unit, which readings carry
+    scale: float
+    offset: float
 
     @classmethod
     def of(cls, point: ResolvedPoint, indicator: Indicator) -> PointNormalizer:
@@ -109,6 +117,11 @@ class PointNormalizer:
             low=indicator.low,
             high=indicator.high,
             fast=conversion is not None and bounded,
+            name=point.point,
+            quota=point.quota,
+            unit=indicator.unit,
+            scale=point.scale,
+            offset=point.offset,
         )
 
 
@@ -151,4 +164,44 @@ def normalize_read(
         readings.append(
             normalize(sample, prepared.point, prepared.indicator, clock_synced=clock_synced)
         )
+    return readings
+
+
+def normalize_columns(
+    columns: ReadColumns,
+    prepared: Sequence[PointNormalizer | None],
+    *,
+    clock_synced: bool,
+) -> list[Reading]:
+    """`normalize_read` of `columns.samples()`, without a sample object per columnar point.
+
+    `prepared[i]` prepares the point `columns.keys[i]`; None leaves that point out.
+    """
+    readings: list[Reading] = []
+    append = readings.append
+    times: dict[float, str] = {}
+    good, good_reading = DriverQuality.GOOD, Quality.GOOD
+    flags = () if clock_synced else _UNSYNCED
+    others = columns.others
+    for key, norm, value, t_wall, t_mono in zip(
+        columns.keys, prepared, columns.values, columns.t_wall, columns.t_mono, strict=True
+    ):
+        if norm is None:
+            continue
+        if value is None:
+            sample = others[key]
+        else:
+            if norm.fast:
+                canonical = (value * norm.scale + norm.offset) * norm.factor + norm.shift
+                # As in normalize_read: inside a finite range implies finite.
+                if norm.low <= canonical <= norm.high:
+                    t = times.get(t_wall)
+                    if t is None:
+                        t = times[t_wall] = iso_time(t_wall)
+                    append(
+                        Reading(norm.name, norm.quota, t, canonical, norm.unit, good_reading, flags)
+                    )
+                    continue
+            sample = RawSample(key, value, good, t_wall, t_mono)
+        append(normalize(sample, norm.point, norm.indicator, clock_synced=clock_synced))
     return readings

@@ -16,6 +16,7 @@ reading per point (``link_down``), so a dead device shows as BAD, never as missi
 from __future__ import annotations
 
 import asyncio
+import operator
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
@@ -23,6 +24,7 @@ from dataclasses import dataclass, replace
 import structlog
 
 from drivers.base import (
+    ColumnarDriver,
     DecodeError,
     Driver,
     DriverConnectionError,
@@ -31,17 +33,20 @@ from drivers.base import (
     DriverTimeoutError,
     Quality,
     RawSample,
+    ReadColumns,
 )
 from edge_agent.core.agent_status import DeviceFault
 from edge_agent.core.clockwatch import FLAG as CLOCK_JUMP
 from edge_agent.core.clockwatch import ClockWatch
-from edge_agent.core.normalize import PointNormalizer, normalize_read
+from edge_agent.core.normalize import PointNormalizer, normalize_columns, normalize_read
 from edge_agent.core.points import ResolvedPoint
 from specs.catalogue import Indicator
 from specs.records import Quality as ReadingQuality
-from specs.records import Reading, Record
+from specs.records import Reading, Record, iso_time
 
 log = structlog.get_logger("edge_agent.poller")
+
+_POINT = operator.attrgetter("point")
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,6 +147,17 @@ class DevicePoller:
         self._new_backoff = backoff
         # point -> its last reading emitted
         self._last_seen: dict[str, Reading] = {}
+        # No reading emitted so far has a later time text than this (None: none emitted).
+        # A read whose times all come after it cannot repeat a reading: no check per point.
+        self._latest_t: str | None = None
+        # A columnar driver's reads skip a sample object per point (ReadColumns); its
+        # normalizers are lined up with its keys at the first such read.
+        self._read_columns = driver.read_columns if isinstance(driver, ColumnarDriver) else None
+        self._lined_up: tuple[tuple[str, ...], tuple[PointNormalizer | None, ...], bool] = (
+            (),
+            (),
+            True,
+        )
         self.cycles = 0
         # Set once the first cycle is done, answered or not: the agent is ready (READY=1)
         # when every device has been tried once.
@@ -179,7 +195,11 @@ class DevicePoller:
                         log.info("device_connected", device=self._driver.device_id)
                 if connected:
                     try:
-                        samples = await self._driver.read()
+                        samples: list[RawSample] | ReadColumns = (
+                            await self._driver.read()
+                            if self._read_columns is None
+                            else await self._read_columns()
+                        )
                     except DriverError as exc:
                         _reraise_cancellation(exc)
                         self._failed(error_kind(exc), str(exc))
@@ -213,7 +233,9 @@ class DevicePoller:
         self._on_error(kind)
         self.last_error = DeviceFault(kind, message, self._wall_clock())
 
-    def _count_point_errors(self, samples: list[RawSample]) -> None:
+    def _count_point_errors(self, samples: list[RawSample] | ReadColumns) -> None:
+        if isinstance(samples, ReadColumns):
+            samples = samples.other_samples()
         for sample in samples:
             if sample.error is not None:
                 self._failed(POINT_ERROR, f"{sample.key}: {sample.error}")
@@ -241,19 +263,68 @@ class DevicePoller:
         wall, mono = self._wall_clock(), time.monotonic()
         return [RawSample(key, None, Quality.BAD, wall, mono, error=error) for key in self._points]
 
-    async def _emit(self, samples: list[RawSample]) -> None:
+    async def _emit(self, samples: list[RawSample] | ReadColumns) -> None:
         synced = self._clock_synced()
         # Our own clocks, not the samples' (an OPC UA source timestamp is the server's).
         jumped, self._clock_watch = self._clock_watch.observe(self._wall_clock(), time.monotonic())
         if jumped:
             log.warning("wall_clock_jumped", device=self._driver.device_id)
+            if isinstance(samples, ReadColumns):
+                samples = samples.samples()
             samples = [replace(s, flags=(*s.flags, CLOCK_JUMP)) for s in samples]
-        fresh: list[Reading] = []
+        if isinstance(samples, ReadColumns):
+            lined_up, distinct = self._lined_up_with(samples)
+            readings = normalize_columns(samples, lined_up, clock_synced=synced)
+            # A point's reading carries its request's time (t_wall), and ISO texts sort as
+            # their times: the read's earliest and latest reading times, without a pass.
+            span = None
+            if distinct and readings:
+                span = (iso_time(min(samples.t_wall)), iso_time(max(samples.t_wall)))
+            fresh = self._drop_repeats(readings, span)
+        else:
+            fresh = self._drop_repeats(
+                normalize_read(samples, self._normalizers, clock_synced=synced), None
+            )
+        if any(reading.quality is ReadingQuality.GOOD for reading in fresh):
+            self.last_good = self._wall_clock()
+        if fresh:
+            await self._sink(fresh)
+
+    def _lined_up_with(
+        self, columns: ReadColumns
+    ) -> tuple[tuple[PointNormalizer | None, ...], bool]:
+        """This poller's normalizers in the order of `columns.keys`, and whether those differ.
+
+        None stands for a key this poller does not poll.
+        """
+        keys, lined_up, distinct = self._lined_up
+        if columns.keys != keys:
+            keys = columns.keys
+            lined_up = tuple(self._normalizers.get(key) for key in keys)
+            distinct = len(set(keys)) == len(keys)
+            self._lined_up = (keys, lined_up, distinct)
+        return lined_up, distinct
+
+    def _drop_repeats(self, readings: list[Reading], span: tuple[str, str] | None) -> list[Reading]:
+        """`readings` without the repeats of a point's last reading (see the module docstring).
+
+        Only an exact repeat (same time, value and quality) is the same measurement read
+        twice; a changed value under an unchanged device timestamp is kept. `span`, when
+        given, bounds the readings' times (earliest, latest) and says their points are
+        distinct: if they all come after every reading so far, none can be a repeat.
+        """
+        if not readings:
+            return readings
         last_seen = self._last_seen
-        good = False
-        for reading in normalize_read(samples, self._normalizers, clock_synced=synced):
-            # Only an exact repeat (same time, value and quality) is the same measurement
-            # read twice; a changed value under an unchanged device timestamp is kept.
+        latest = self._latest_t
+        if span is None:
+            span = (min(r.t for r in readings), max(r.t for r in readings))
+        elif latest is None or span[0] > latest:
+            last_seen.update(zip(map(_POINT, readings), readings, strict=True))
+            self._latest_t = span[1]
+            return readings
+        fresh: list[Reading] = []
+        for reading in readings:
             last = last_seen.get(reading.point)
             if (
                 last is not None
@@ -261,12 +332,10 @@ class DevicePoller:
                 and last.value == reading.value
                 and last.quality is reading.quality
             ):
-                self.repeats_dropped += 1  # (see module docstring)
+                self.repeats_dropped += 1
                 continue
             last_seen[reading.point] = reading
             fresh.append(reading)
-            good = good or reading.quality is ReadingQuality.GOOD
-        if good:
-            self.last_good = self._wall_clock()
-        if fresh:
-            await self._sink(fresh)
+        if latest is None or span[1] > latest:
+            self._latest_t = span[1]
+        return fresh

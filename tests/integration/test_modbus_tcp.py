@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from drivers.base import Driver, DriverConnectionError, DriverTimeoutError, Quality
+from drivers.base import Driver, DriverConnectionError, DriverTimeoutError, Quality, RawSample
 from drivers.modbus.codec import DataType, Order, Table
 from drivers.modbus.plan import RegisterPoint
 from drivers.modbus.tcp import ModbusTcpDriver
@@ -256,3 +256,55 @@ async def test_late_reply_does_not_poison_the_next_read(farm: TankFarmServer) ->
 def test_driver_satisfies_the_protocol() -> None:
     driver: Driver = ModbusTcpDriver("dev-1", HOST, 502, UNIT, [])
     assert driver.device_id == "dev-1"
+
+
+def _without_raw(samples: Sequence[RawSample]) -> list[tuple[object, ...]]:
+    return [(s.key, s.value, s.quality, s.error, s.flags) for s in samples]
+
+
+async def test_a_columnar_read_gives_the_samples_of_a_read(farm: TankFarmServer) -> None:
+    # The pattern (every type and word order, all four tables) does not move; so do the
+    # BAD points beside it: missing addresses, and a read through a hole.
+    points = [
+        *(s.point for s in pattern_map()),
+        RegisterPoint("nope.holding", Table.HOLDING, 5000, DataType.UINT16),
+        RegisterPoint("nope.input", Table.INPUT, 4000, DataType.FLOAT32),
+        RegisterPoint("nope.coil", Table.COIL, 3000, DataType.BOOL),
+        RegisterPoint("hole.last", Table.HOLDING, 19, DataType.UINT16),
+        RegisterPoint("hole.hole", Table.HOLDING, 25, DataType.FLOAT32),
+    ]
+    async with driver_for(farm.port, points) as driver:
+        samples = await driver.read()
+        columns = await driver.read_columns()
+    assert columns.keys == tuple(p.key for p in points)
+    assert _without_raw(columns.samples()) == _without_raw(samples)
+    assert [s.key for s in columns.other_samples()] == [
+        s.key for s in samples if columns.values[columns.keys.index(s.key)] is None
+    ]
+    # Big-endian numbers come as columns (pymodbus handed over the reply's bytes), the rest
+    # as samples: other word orders, bits, and every point of a failed request.
+    big = {
+        s.point.key
+        for s in pattern_map()
+        if s.point.byte_order is Order.BIG
+        and s.point.word_order is Order.BIG
+        and s.point.dtype is not DataType.BOOL
+    }
+    assert big
+    for key, value in zip(columns.keys, columns.values, strict=True):
+        assert (value is not None) == (key in big), key
+    bad = {"nope.holding", "nope.input", "nope.coil", "hole.last", "hole.hole"}
+    assert bad <= set(columns.others)
+    assert all(columns.others[key].quality is Quality.BAD for key in bad)
+
+
+async def test_columnar_reads_of_a_moving_farm_keep_each_request_time(
+    farm: TankFarmServer,
+) -> None:
+    points = [s.point for s in tank_map(2)]
+    async with driver_for(farm.port, points) as driver:
+        columns = await driver.read_columns()
+    samples = columns.samples()
+    assert [s.key for s in samples] == [p.key for p in points]
+    assert all(s.quality is Quality.GOOD and s.value is not None for s in samples)
+    assert len(set(columns.t_wall)) <= len(driver.plan)

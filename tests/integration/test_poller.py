@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from drivers.base import Driver, RawSample
+from drivers.base import ColumnarDriver, Driver, RawSample
 from drivers.modbus.tcp import ModbusTcpDriver
 from edge_agent.config import SiteConfig, parse_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
@@ -465,3 +465,32 @@ async def test_cancelling_a_poller_stops_it_even_if_the_driver_swallows_the_canc
         assert done, "the poller kept running after cancel (shutdown would hang)"
         assert run.task.cancelled()
     assert driver.reads == 1
+
+
+async def test_a_columnar_read_drops_exact_repeats_and_only_those() -> None:
+    # The farm's registers stand still and the wall clock too: from the second cycle on,
+    # every reading repeats the point's last one (same time, value, quality) and is dropped.
+    async with await serve_tankfarm(HOST, 0, tanks=1, seed=11, interval=3600.0) as farm:
+        dev = device(farm.port, poll="50ms")
+        built = dev.driver
+        assert isinstance(built, ModbusTcpDriver)
+        frozen = time.time()
+        driver = ModbusTcpDriver(
+            built.device_id,
+            HOST,
+            farm.port,
+            1,
+            [point for request in built.plan for point in request.points],
+            wall_clock=lambda: frozen,
+        )
+        assert isinstance(driver, ColumnarDriver)
+        async with polling(
+            driver, dev.points, interval=dev.interval, wall_clock=lambda: frozen
+        ) as run:
+            first = await run.cycle()
+            while run.poller.cycles < 4:
+                await asyncio.sleep(0.05)
+            cycles = run.poller.cycles
+        assert all_good(first)
+        assert run.queue.empty()
+        assert run.poller.repeats_dropped == (cycles - 1) * len(first)

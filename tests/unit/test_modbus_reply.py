@@ -115,3 +115,31 @@ def test_word_swapped_and_overlapping_points_are_decoded_one_by_one() -> None:
     assert samples["swapped"].value == samples["big"].value
     assert samples["low-word"].value == 0xE979
     assert samples["bit3"].value == 1.0
+
+
+@given(register_points(), st.lists(st.integers(0, 0xFFFF), min_size=120, max_size=120))
+def test_values_from_the_reply_bytes_are_the_samples_values(
+    points: list[RegisterPoint], image: list[int]
+) -> None:
+    # The TCP driver's columnar read: fast points straight from the bytes the device sent,
+    # the others decoded one by one from the same bytes.
+    (request,) = plan_reads(points, max_gap=UNLIMITED_GAP)
+    decoder = ReplyDecoder.for_request(request)
+    values = image[request.start : request.start + request.count]
+    payload = b"".join(v.to_bytes(2, "big") for v in values)
+    assert decoder.registers(payload) == tuple(values)
+    want = {s.key: s for s in decoder.decode(values, T_WALL, T_MONO)}
+    fast = decoder.fast_values(payload)
+    if not decoder.fast:
+        assert fast is None
+        return
+    assert fast is not None
+    for (key, _first, _end), number in zip(decoder.fast, fast, strict=True):
+        got = RawSample(key, number, Quality.GOOD, T_WALL, T_MONO, want[key].raw)
+        assert same(got, want[key])
+        assert type(number) is float
+        assert repr(number) == repr(want[key].value) or math.isnan(number)
+    slow = {s.key: s for s in decoder.slow_samples(payload, T_WALL, T_MONO)}
+    assert set(slow) == {p.key for p in decoder.slow}
+    assert all(same(slow[key], want[key]) for key in slow)
+    assert decoder.fast_values(payload[:-2]) is None

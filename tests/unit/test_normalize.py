@@ -13,9 +13,14 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from drivers.base import Quality as DriverQuality
-from drivers.base import RawSample
+from drivers.base import RawSample, ReadColumns
 from edge_agent.config import parse_site_config
-from edge_agent.core.normalize import PointNormalizer, normalize, normalize_read
+from edge_agent.core.normalize import (
+    PointNormalizer,
+    normalize,
+    normalize_columns,
+    normalize_read,
+)
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from specs.catalogue import Indicator, default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
@@ -405,3 +410,58 @@ def test_every_common_case_reading_equals_normalize_to_the_bit() -> None:
             (got,) = normalize_read([replace(one, key=code)], prepared, clock_synced=True)
             want = run(point, one)
             assert (got, repr(got.value)) == (want, repr(want.value))
+
+
+# --- normalize_columns: a columnar read ----------------------------------------------------
+
+_COLUMN_KEYS = [*sorted(POINTS), "not-configured"]
+
+
+@st.composite
+def columnar_reads(draw: st.DrawFn) -> ReadColumns:
+    """A read of distinct points, some as columns (GOOD values), the others as samples."""
+    keys = draw(st.permutations(_COLUMN_KEYS).map(tuple))
+    keys = keys[: draw(st.integers(0, len(keys)))]
+    values: list[float | None] = []
+    walls: list[float] = []
+    others: dict[str, RawSample] = {}
+    for key in keys:
+        wall = draw(st.sampled_from([T_WALL, T_WALL + 0.0004, T_WALL + 1.0]))
+        walls.append(wall)
+        if draw(st.booleans()):
+            values.append(
+                draw(st.floats(allow_nan=True, allow_infinity=True) | st.integers(-(2**31), 2**32))
+            )
+            continue
+        values.append(None)
+        others[key] = draw(
+            st.builds(
+                RawSample,
+                key=st.just(key),
+                value=st.none() | st.floats(allow_nan=True, allow_infinity=True),
+                quality=st.sampled_from(DriverQuality),
+                t_wall=st.just(wall),
+                t_mono=st.just(T_MONO),
+                error=st.none() | st.sampled_from(["timeout: no reply", "modbus exception 2"]),
+                flags=st.sampled_from([(), ("held",)]),
+            )
+        )
+    return ReadColumns(keys, tuple(values), tuple(walls), (T_MONO,) * len(keys), others)
+
+
+def _bits(readings: list[Reading]) -> list[tuple[Reading, str]]:
+    return [(r, repr(r.value)) for r in readings]  # repr: -0.0 is not 0.0 on the wire
+
+
+@given(columns=columnar_reads(), synced=st.booleans(), scale=finite_factors)
+def test_a_columnar_read_normalizes_as_its_samples(
+    columns: ReadColumns, synced: bool, scale: float
+) -> None:
+    points = {code: replace(point, scale=scale) for code, point in POINTS.items()}
+    prepared = {
+        code: PointNormalizer.of(point, indicator(point.quota)) for code, point in points.items()
+    }
+    lined_up = [prepared.get(key) for key in columns.keys]
+    want = normalize_read(columns.samples(), prepared, clock_synced=synced)
+    got = normalize_columns(columns, lined_up, clock_synced=synced)
+    assert _bits(got) == _bits(want)
