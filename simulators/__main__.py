@@ -9,14 +9,16 @@ simulators.faults). SIGINT and SIGTERM stop it cleanly.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
 import sys
+from typing import TYPE_CHECKING
 
 from simulators.faults import FAULT_CHOICES, Fault
-from simulators.lifecycle import stop_on_signals
+from simulators.lifecycle import print_rows, run_command, stop_on_signals
 from simulators.profiles import PROFILE_NAMES, TANKFARM, profile_map, serve_profile
+
+if TYPE_CHECKING:
+    from collections.abc import Iterator
 
 _log = logging.getLogger("simulators")
 
@@ -57,11 +59,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def _print_map(profile: str, tanks: int) -> None:
-    """Write the profile's register map as one JSON object per point."""
+def _map_rows(profile: str, tanks: int) -> Iterator[dict[str, object]]:
+    """The profile's register map, one JSON object per point."""
     for sim in profile_map(profile, tanks=tanks):
         p = sim.point
-        row = {
+        row: dict[str, object] = {
             "key": p.key,
             "table": str(p.table),
             "start": p.start,
@@ -77,7 +79,7 @@ def _print_map(profile: str, tanks: int) -> None:
         }
         if profile != TANKFARM:  # the tank farm's rows keep their original fields for scripts
             row |= {"quota": sim.quota or None, "scale": sim.scale}
-        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        yield row
 
 
 async def _serve(args: argparse.Namespace) -> None:
@@ -110,15 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     """Run the simulator; return the process exit code."""
     args = _parse(argv)
     if args.map:
-        _print_map(args.profile, args.tanks)
+        print_rows(_map_rows(args.profile, args.tanks))
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    try:
-        asyncio.run(_serve(args))
-    except OSError as exc:
-        _log.error("%s", exc)
-        return 1
-    return 0
+    return run_command(_serve(args), _log)
 
 
 if __name__ == "__main__":

@@ -1,7 +1,8 @@
 """What every simulator shares: `async with`, its update schedule, stopping cleanly.
 
 `async with` starts and stops a simulator; its update task runs on `ticks`, an absolute
-schedule, and `cancel_task` ends it; its command line stops on SIGINT or SIGTERM.
+schedule, and `cancel_task` ends it; its command line stops on SIGINT or SIGTERM and runs
+with `run_command` (`print_rows` for a map printed instead of serving).
 """
 
 from __future__ import annotations
@@ -9,13 +10,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
+import json
+import logging
 import signal
+import sys
 from dataclasses import dataclass
 from types import TracebackType
 from typing import TYPE_CHECKING, Self
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator
+    from collections.abc import AsyncIterator, Coroutine, Iterable, Mapping
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +56,31 @@ def stop_on_signals() -> asyncio.Event:
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
     return stop
+
+
+def run_command(
+    serve: Coroutine[object, object, None], log: logging.Logger, *, quiet: Iterable[str] = ()
+) -> int:
+    """Serve until SIGINT or SIGTERM with timed log lines; the process exit code.
+
+    `quiet` names loggers kept to warnings (asyncua logs every request at INFO). A port that
+    cannot be listened on is one error line and exit code 1, not a traceback.
+    """
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    for name in quiet:
+        logging.getLogger(name).setLevel(logging.WARNING)
+    try:
+        asyncio.run(serve)
+    except OSError as exc:
+        log.error("%s", exc)  # noqa: TRY400 - a busy port is one line, not a traceback
+        return 1
+    return 0
+
+
+def print_rows(rows: Iterable[Mapping[str, object]]) -> None:
+    """Print a simulator's map as JSON lines (Chinese text as it is), for scripts."""
+    for row in rows:
+        sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
 
 
 async def cancel_task(task: asyncio.Task[None] | None) -> None:

@@ -21,15 +21,13 @@ simulators.pki's. Everything random comes from one seeded RNG.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import json
 import logging
 import random
 import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from simulators.lifecycle import stop_on_signals
+from simulators.lifecycle import print_rows, run_command, stop_on_signals
 from simulators.opcua_security import SimSecurity
 from simulators.opcua_server import OpcUaSimulator, SimNode
 from simulators.pki import make_test_pki
@@ -168,19 +166,13 @@ def main(argv: list[str] | None = None) -> int:
     """Run the simulator; return the process exit code."""
     args = _parse(argv)
     if args.nodes:
-        for node in slope_nodes(args.stations):
-            row = {"node": node.node_id, "unit": node.unit, "description": node.description}
-            sys.stdout.write(json.dumps(row, ensure_ascii=False) + "\n")
+        print_rows(
+            {"node": node.node_id, "unit": node.unit, "description": node.description}
+            for node in slope_nodes(args.stations)
+        )
         return 0
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     # asyncua logs every request at INFO; keep the simulator's own lines readable.
-    logging.getLogger("asyncua").setLevel(logging.WARNING)
-    try:
-        asyncio.run(_serve(args))
-    except OSError as exc:
-        _log.error("%s", exc)
-        return 1
-    return 0
+    return run_command(_serve(args), _log, quiet=("asyncua",))
 
 
 if __name__ == "__main__":

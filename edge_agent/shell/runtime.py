@@ -47,7 +47,7 @@ from edge_agent.shell.shutdown import shut_down
 from edge_agent.shell.status_server import AgentStatus, status_service, status_socket_path
 from hostkit.backoff import backoff_delays
 from hostkit.systemd_notify import notify, watchdog_pings
-from specs.catalogue import default_catalogue
+from specs.catalogue import Catalogue, default_catalogue
 from specs.records import Record
 from specs.topics import GatewayTopics
 
@@ -102,8 +102,9 @@ def _pollers(
     queue: asyncio.Queue[Record],
     buses: RtuBuses,
     metrics: AgentMetrics,
+    *,
+    catalogue: Catalogue,
 ) -> list[DevicePoller]:
-    catalogue = default_catalogue()
     by_device: dict[str, list[ResolvedPoint]] = {}
     for point in points:
         by_device.setdefault(point.device_id, []).append(point)
@@ -182,10 +183,11 @@ async def run_agent(
     poll tasks ended; each bus's measured utilization is logged every `bus_report_every` s.
     """
     stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
+    # The shipped catalogue, loaded once here and passed to everything that reads quotas.
+    catalogue = default_catalogue()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
+            asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     key = load_private_key(config.signing.key_file)
     # What signs statuses, meta and command results: moved by a key rotation.
     current = CurrentKey(key)
@@ -198,7 +200,7 @@ async def run_agent(
         else CommandDesk(
             site_file=site_file,
             config=config,
-            catalogue=default_catalogue(),
+            catalogue=catalogue,
             trusted=collector_key,
             sign=current.sign,
             good=queue.good,
@@ -243,7 +245,7 @@ async def run_agent(
             config_hash=config_fingerprint(config),
             commands=desk,
         )
-        alarm_stage = await load_alarm_stage(outbox, rules_for_site(config, default_catalogue()))
+        alarm_stage = await load_alarm_stage(outbox, rules_for_site(config, catalogue))
         sealer = Sealer(
             outbox,
             queue,
@@ -261,7 +263,7 @@ async def run_agent(
         # Bound before any task starts: a taken metrics port fails the start (OSError).
         metrics_tasks = await metrics_service(config.metrics, metrics.scraper(outbox))
         buses = RtuBuses()
-        pollers = _pollers(config, points, queue, buses, metrics)
+        pollers = _pollers(config, points, queue, buses, metrics, catalogue=catalogue)
         plans = plan_buses(config, points)
         log_planned(plans)
         status = AgentStatus(
