@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import re
-import signal
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -25,9 +20,9 @@ from simulators.tankfarm import (
     step_tank,
     tank_map,
 )
+from tests.support.sim_cli import TANK_FARM_BANNER, serving, sigterm, simulator
 
 HOST = "127.0.0.1"
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_map_keys_are_unique_and_values_do_not_overlap() -> None:
@@ -115,65 +110,21 @@ async def test_rejects_bad_arguments() -> None:
         await serve_tankfarm(HOST, 0, tanks=0)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 async def test_cli_serves_until_sigterm() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "simulators",
-        "--port",
-        "0",
-        "--tanks",
-        "1",
-        "--interval",
-        "0.05",
-        env=_env(),
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    assert proc.stderr is not None
-    try:
-        port = 0
-        async with asyncio.timeout(15):
-            while not port:
-                line = (await proc.stderr.readline()).decode()
-                assert line, "simulator exited before listening"
-                if match := re.search(r"tank farm: .* on [\d.]+:(\d+)", line):
-                    port = int(match.group(1))
-        driver = ModbusTcpDriver("cli", HOST, port, 1, [s.point for s in tank_map(1)])
+    args = ("--port", "0", "--tanks", "1", "--interval", "0.05")
+    async with serving(*args, banner=TANK_FARM_BANNER) as served:
+        driver = ModbusTcpDriver("cli", HOST, served.port, 1, [s.point for s in tank_map(1)])
         await driver.connect()
         try:
             samples = await driver.read()
         finally:
             await driver.close()
         assert all(s.quality is Quality.GOOD for s in samples)
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(10):
-            rest = (await proc.stderr.read()).decode()
-            assert await proc.wait() == 0
-        assert "tank farm stopped" in rest
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        assert "tank farm stopped" in await sigterm(served.process)
 
 
 async def test_cli_prints_the_map() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "simulators",
-        "--map",
-        "--tanks",
-        "2",
-        env=_env(),
-        stdout=asyncio.subprocess.PIPE,
-    )
+    proc = await simulator("--map", "--tanks", "2", stdout=asyncio.subprocess.PIPE)
     async with asyncio.timeout(15):
         out, _ = await proc.communicate()
     assert proc.returncode == 0

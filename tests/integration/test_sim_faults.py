@@ -3,12 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import re
-import signal
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -18,6 +14,7 @@ from drivers.modbus.tcp import ModbusTcpDriver
 from simulators.faults import Fault, FaultInjector, FaultKind
 from simulators.profiles import PROFILES, serve_profile
 from simulators.tankfarm import serve_tankfarm, tank_map
+from tests.support.sim_cli import TANK_FARM_BANNER, serving, sigterm
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -26,7 +23,6 @@ if TYPE_CHECKING:
     from simulators.profiles import SimServer
 
 HOST = "127.0.0.1"
-ROOT = Path(__file__).resolve().parents[2]
 TIMEOUT = 0.3
 TANK_POINTS = [s.point for s in tank_map(1)]  # holding and input registers
 
@@ -172,37 +168,15 @@ async def test_profiles_share_the_faults(name: str) -> None:
 
 
 async def test_cli_starts_with_a_fault() -> None:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulators", "--port", "0", "--tanks", "1",
-        "--fault", "exception:3", env=env,
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    try:
-        port, log = 0, ""
-        async with asyncio.timeout(15):
-            while not port:
-                line = (await proc.stderr.readline()).decode()
-                log += line
-                assert line, "simulator exited before listening"
-                if match := re.search(r"tank farm: .* on [\d.]+:(\d+)", line):
-                    port = int(match.group(1))
-        driver = ModbusTcpDriver("cli", HOST, port, 1, TANK_POINTS, timeout=2.0)
+    args = ("--port", "0", "--tanks", "1", "--fault", "exception:3")
+    async with serving(*args, banner=TANK_FARM_BANNER) as served:
+        driver = ModbusTcpDriver("cli", HOST, served.port, 1, TANK_POINTS, timeout=2.0)
         await driver.connect()
         try:
             samples = await driver.read()
         finally:
             await driver.close()
         assert all(s.error and "modbus exception 3" in s.error for s in samples), samples
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(10):
-            log += (await proc.stderr.read()).decode()
-            assert await proc.wait() == 0
-        assert "tank farm: fault exception:3" in log
-        assert "tank farm stopped" in log
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        log = served.log + await sigterm(served.process)
+    assert "tank farm: fault exception:3" in log
+    assert "tank farm stopped" in log

@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
-import re
-import signal
-import sys
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
@@ -22,12 +17,12 @@ from simulators.profiles import PROFILE_NAMES, PROFILES, profile_map, serve_prof
 from simulators.profiles.base import SiteModel, register_images
 from simulators.tankfarm import SimPoint
 from specs.catalogue import default_catalogue
+from tests.support.sim_cli import serving, sigterm, simulator
 
 if TYPE_CHECKING:
     from collections.abc import Mapping, Sequence
 
 HOST = "127.0.0.1"
-ROOT = Path(__file__).resolve().parents[2]
 NEW_PROFILES = sorted(PROFILES)
 
 
@@ -189,18 +184,9 @@ async def test_unknown_profile_is_refused() -> None:
         await serve_profile("sewage", HOST, 0)
 
 
-def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    return env
-
-
 async def test_cli_prints_each_profile_map() -> None:
     for name in PROFILE_NAMES:
-        proc = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "simulators", "--profile", name, "--map",
-            env=_env(), stdout=asyncio.subprocess.PIPE,
-        )  # fmt: skip
+        proc = await simulator("--profile", name, "--map", stdout=asyncio.subprocess.PIPE)
         out, _ = await proc.communicate()
         assert proc.returncode == 0
         rows = [json.loads(line) for line in out.decode().splitlines()]
@@ -211,28 +197,8 @@ async def test_cli_prints_each_profile_map() -> None:
 
 
 async def test_cli_serves_a_profile_until_sigterm() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulators", "--profile", "slope", "--port", "0",
-        "--interval", "0.05", env=_env(),
-        stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
-    assert proc.stderr is not None
-    try:
-        port = 0
-        async with asyncio.timeout(15):
-            while not port:
-                line = (await proc.stderr.readline()).decode()
-                assert line, "simulator exited before listening"
-                if match := re.search(r"slope: on [\d.]+:(\d+)", line):
-                    port = int(match.group(1))
-        values = await _read(port, profile_map("slope"))
+    args = ("--profile", "slope", "--port", "0", "--interval", "0.05")
+    async with serving(*args, banner=r"slope: on [\d.]+:(\d+)") as served:
+        values = await _read(served.port, profile_map("slope"))
         assert len(values) == len(profile_map("slope"))
-        proc.send_signal(signal.SIGTERM)
-        async with asyncio.timeout(10):
-            rest = (await proc.stderr.read()).decode()
-            assert await proc.wait() == 0
-        assert "slope stopped" in rest
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
+        assert "slope stopped" in await sigterm(served.process)
