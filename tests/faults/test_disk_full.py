@@ -108,6 +108,22 @@ def hog(filler: Path, until: Callable[[], bool], timeout: float) -> int:
     return taken
 
 
+def agent_on_a_small_disk(
+    tmpfs: Mount, make_site: MakeSite, *, poll: str | None = None, collector_up: bool = False
+) -> tuple[Site, Ledger]:
+    """A site whose outbox is on a DISK-sized tmpfs, past its first ACK round trip; unless
+    `collector_up`, the collector then stops (nothing is released while the disk fills)."""
+    site = make_site(tune(poll=poll), outbox_file="disk/outbox.db")
+    tmpfs(site.work / "disk", DISK)
+    site.start_agent()
+    ledger = Ledger()
+    sealed_more(site, 5)
+    wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
+    if not collector_up:
+        site.stop("collector")
+    return site, ledger
+
+
 @pytest.mark.parametrize(
     "collector_up",
     [
@@ -120,15 +136,9 @@ def test_full_disk_keeps_the_agent_up_and_loses_nothing_silently(
     tmpfs: Mount, make_site: MakeSite, conclude: Conclude, collector_up: bool
 ) -> None:
     started = time.monotonic()
-    site = make_site(tune(), outbox_file="disk/outbox.db")
+    site, ledger = agent_on_a_small_disk(tmpfs, make_site, collector_up=collector_up)
     disk = site.work / "disk"
-    tmpfs(disk, DISK)
-    site.start_agent()
-    ledger = Ledger()
-    sealed_more(site, 5)
-    wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
     if not collector_up:
-        site.stop("collector")
         sealed_more(site, 5)
     ledger.snapshot(site)
     filler = disk / "filler"
@@ -160,14 +170,8 @@ def test_stopped_on_a_full_disk_the_agent_declares_what_it_held(
     tmpfs: Mount, make_site: MakeSite, conclude: Conclude
 ) -> None:
     started = time.monotonic()
-    site = make_site(tune(), outbox_file="disk/outbox.db")
+    site, ledger = agent_on_a_small_disk(tmpfs, make_site)
     disk = site.work / "disk"
-    tmpfs(disk, DISK)
-    site.start_agent()
-    ledger = Ledger()
-    sealed_more(site, 5)
-    wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
-    site.stop("collector")
     ledger.snapshot(site)
     filler = disk / "filler"
     fill(filler)
@@ -207,14 +211,8 @@ def test_a_long_full_disk_overflows_the_ring_and_says_so(
     the ring until it lets the oldest go. 300 readings/s (15 points every 50 ms).
     """
     started = time.monotonic()
-    site = make_site(tune(poll="50ms"), outbox_file="disk/outbox.db")
+    site, ledger = agent_on_a_small_disk(tmpfs, make_site, poll="50ms")
     disk = site.work / "disk"
-    tmpfs(disk, DISK)
-    site.start_agent()
-    ledger = Ledger()
-    sealed_more(site, 5)
-    wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
-    site.stop("collector")
     ledger.snapshot(site)
 
     def lost() -> int:

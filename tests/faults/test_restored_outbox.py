@@ -18,6 +18,7 @@ from __future__ import annotations
 import signal
 import sqlite3
 import time
+from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -54,6 +55,19 @@ def _restore(site: Site, snapshot: Path) -> None:
         path.with_name(path.name + suffix).write_bytes(copy.read_bytes())
 
 
+def _kill_damage_restart(
+    site: Site, ledger: Ledger, damage: Callable[[Site], None], event: str, what: str
+) -> None:
+    """SIGKILL the agent, keep its lineage for the oracle, damage its outbox, start it again;
+    wait until it logs `event` (`what` that is), then for five more sealed blocks."""
+    site.stop("agent", signal.SIGKILL)
+    ledger.snapshot(site)  # the lineage about to vanish
+    damage(site)
+    site.start_agent()
+    wait_until(lambda: f'"event": "{event}"' in site.log("agent"), 60, what)
+    sealed_more(site, 5)
+
+
 def _wal_cut(site: Site) -> None:
     """Cut the WAL in the middle of a frame, as a power cut during a write can leave it."""
     wal = site.outbox_path.with_name(site.outbox_path.name + "-wal")
@@ -78,16 +92,13 @@ def test_an_outbox_restored_from_a_snapshot_starts_a_new_epoch_and_loses_nothing
     # The collector stores well past the snapshot before the disk goes back in time.
     sealed_more(site, 12)
     wait_until(lambda: site.undelivered() <= 2, 30, "the collector catching up")
-    site.stop("agent", signal.SIGKILL)
-    ledger.snapshot(site)  # the lineage about to vanish, for the oracle
-    _restore(site, snapshot)
-    site.start_agent()
-    wait_until(
-        lambda: '"event": "sequence_rollback_detected"' in site.log("agent"),
-        60,
+    _kill_damage_restart(
+        site,
+        ledger,
+        lambda s: _restore(s, snapshot),
+        "sequence_rollback_detected",
         "the rollback proven by an ACK",
     )
-    sealed_more(site, 5)
     verdict = conclude(site, ledger, "outbox_restored_from_snapshot", started)
     assert verdict.epochs == 2
     assert verdict.gap_records >= 1
@@ -102,17 +113,11 @@ def test_a_wal_cut_mid_frame_is_found_at_start_by_the_seq_mark(
     site.start_agent()
     sealed_more(site, 8)
     wait_until(lambda: site.undelivered() <= 1, 30, "the collector catching up")
-    site.stop("agent", signal.SIGKILL)  # the WAL is not checkpointed on a kill
-    ledger.snapshot(site)
-    _wal_cut(site)
-    site.start_agent()
-    # The seq mark beside the file (the highest seq sealed) finds the cut at start; were the
-    # mark lost too, the first disagreeing ACK would (the snapshot case above).
-    wait_until(
-        lambda: '"event": "outbox_rolled_back"' in site.log("agent"),
-        60,
-        "the rollback found at start",
+    # SIGKILL: the WAL is not checkpointed on a kill. The seq mark beside the file (the highest
+    # seq sealed) finds the cut at start; were the mark lost too, the first disagreeing ACK
+    # would (the snapshot case above).
+    _kill_damage_restart(
+        site, ledger, _wal_cut, "outbox_rolled_back", "the rollback found at start"
     )
-    sealed_more(site, 5)
     verdict = conclude(site, ledger, "outbox_wal_cut_mid_frame", started)
     assert verdict.epochs == 2

@@ -9,17 +9,15 @@ import httpx
 import pytest
 
 from collector.api.app import create_app
-from collector.ingest.core import Inbound, plan_batch
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from specs.records import AlarmEvent, AlarmRecord, iso_time
-from tests.support.collector_api import BEIJING, NANCHANG, TOKENS
+from tests.support.collector_api import BEIJING, NANCHANG, TOKENS, store_blocks
 from tests.support.collector_client import (
     BASE_TIME,
     SimGateway,
     alarm_record,
     catalogue_with_coal,
-    key_grants,
 )
 from tests.support.collector_env import register
 
@@ -42,16 +40,9 @@ RAISE, CLEAR = AlarmEvent.RAISE, AlarmEvent.CLEAR
 async def _store(
     storage: Storage, gateway: SimGateway, blocks: Sequence[list[AlarmRecord]]
 ) -> None:
-    messages = []
-    for seq, records in enumerate(blocks, start=1):
-        payload = gateway.block(seq, records=records)
-        messages.append(
-            Inbound(gateway.topics.block, payload, tuple(gateway.sign(payload)), BASE_TIME)
-        )
-    grants = key_grants(NANCHANG, BEIJING)
-    batch = plan_batch(messages, grants, catalogue_with_coal())
-    assert not batch.audits
-    await storage.ingest(batch)
+    await store_blocks(
+        storage, gateway, blocks, received=BASE_TIME, catalogue=catalogue_with_coal()
+    )
 
 
 @pytest.fixture

@@ -9,15 +9,12 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.ingest.core import Inbound, plan_batch
 from collector.model import IngestBatch, StatusUpdate
 from collector.storage import open_storage
 from collector.storage.base import Storage
-from specs.block import GENESIS, block_hash
-from specs.catalogue import default_catalogue
 from specs.records import GapReason, Quality, Reading, Record, iso_time
-from tests.support.collector_api import BEIJING, NANCHANG, NOW, auth, get_page, serve
-from tests.support.collector_client import BASE_TIME, SimGateway, gap_record, key_grants
+from tests.support.collector_api import BEIJING, NANCHANG, NOW, auth, get_page, serve, store_blocks
+from tests.support.collector_client import BASE_TIME, SimGateway, gap_record
 from tests.support.collector_env import register
 
 GAP_KEYS = {"gateway", "epoch", "from_seq", "to_seq", "from", "to", "lost", "reason", "state"}
@@ -55,17 +52,9 @@ async def _store(
     seqs: list[int],
     records: Mapping[int, Sequence[Record]] | None = None,
 ) -> None:
-    messages = []
-    hashes: dict[int, str] = {}
-    for seq in seqs:
-        chosen = (records or {}).get(seq, _readings(gateway, seq))
-        payload = gateway.block(seq, records=chosen, prev=hashes.get(seq - 1, GENESIS))
-        hashes[seq] = block_hash(payload)
-        messages.append(Inbound(gateway.topics.block, payload, tuple(gateway.sign(payload)), NOW))
-    grants = key_grants(NANCHANG, BEIJING)
-    batch = plan_batch(messages, grants, default_catalogue())
-    assert not batch.audits
-    await storage.ingest(batch)
+    """Blocks `seqs` of `gateway`: each one `_readings` unless `records` has it."""
+    chosen = {seq: (records or {}).get(seq, _readings(gateway, seq)) for seq in seqs}
+    await store_blocks(storage, gateway, chosen)
 
 
 @pytest.fixture

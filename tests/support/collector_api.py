@@ -8,7 +8,7 @@ through httpx's ASGI transport.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, timezone
 from typing import Any, Final
 
@@ -19,7 +19,7 @@ from collector.api.core import ApiToken
 from collector.ingest.core import Inbound, plan_batch
 from collector.storage.base import Storage
 from specs.block import GENESIS, block_hash
-from specs.catalogue import default_catalogue
+from specs.catalogue import Catalogue, default_catalogue
 from specs.records import Quality, Reading, Record, iso_time
 from tests.support.collector_client import BASE_TIME, SimGateway, key_grants, sim_gateway
 
@@ -47,17 +47,28 @@ def pressure(t: float, value: float | None, quality: Quality = Quality.GOOD) -> 
 
 
 async def store_blocks(
-    storage: Storage, gateway: SimGateway, blocks: Sequence[Sequence[Record]]
+    storage: Storage,
+    gateway: SimGateway,
+    blocks: Sequence[Sequence[Record]] | Mapping[int, Sequence[Record]],
+    *,
+    received: float = NOW,
+    catalogue: Catalogue | None = None,
 ) -> None:
-    """Store `blocks` (seq 1, 2, ...) of `gateway` through the ingest path, in one batch."""
+    """Store `blocks` of `gateway` through the ingest path, in one batch, received at `received`.
+
+    A sequence is seqs 1, 2, ...; a mapping names each block's seq, so some can be missing (a
+    gap). Each block chains to the one before it, or to GENESIS when that is not stored here.
+    """
+    by_seq = dict(blocks) if isinstance(blocks, Mapping) else dict(enumerate(blocks, start=1))
     messages = []
-    prev = GENESIS
-    for seq, records in enumerate(blocks, start=1):
-        payload = gateway.block(seq, records=list(records), prev=prev)
-        prev = block_hash(payload)
-        messages.append(Inbound(gateway.topics.block, payload, tuple(gateway.sign(payload)), NOW))
+    hashes: dict[int, str] = {}
+    for seq, records in by_seq.items():
+        payload = gateway.block(seq, records=list(records), prev=hashes.get(seq - 1, GENESIS))
+        hashes[seq] = block_hash(payload)
+        signature = tuple(gateway.sign(payload))
+        messages.append(Inbound(gateway.topics.block, payload, signature, received))
     grants = key_grants(NANCHANG, BEIJING)
-    batch = plan_batch(messages, grants, default_catalogue())
+    batch = plan_batch(messages, grants, catalogue or default_catalogue())
     assert not batch.audits, batch.audits
     await storage.ingest(batch)
 
