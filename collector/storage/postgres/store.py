@@ -33,7 +33,7 @@ from collector.readmodel import (
     ReadingFilter,
     Scope,
 )
-from collector.storage.base import StorageError
+from collector.storage.base import Storage, StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.months import month_of, months_of, next_month
 from collector.storage.postgres import audit, feed, quality, registry, tokens
@@ -54,7 +54,7 @@ from collector.storage.postgres.partitions import Partitions
 from collector.storage.postgres.rows import fetcher
 from collector.storage.postgres.schema import migrate
 from collector.storage.queries import Fetch
-from collector.storage.reads import QueryReads
+from collector.storage.reads import CapabilityReads
 from collector.tokens import StoredToken
 
 POOL_MIN: Final = 1
@@ -63,11 +63,11 @@ POOL_MAX: Final = 4
 CONNECT_TIMEOUT: Final = 10.0
 
 
-class PostgresStorage(QueryReads):
+class PostgresStorage(CapabilityReads, Storage):
     """The Storage protocol on one PostgreSQL database."""
 
-    _feed = feed.STATEMENTS
-    _quality = quality.AGGREGATES
+    feed_statements = feed.STATEMENTS
+    quality_aggregates = quality.AGGREGATES
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str) -> None:
         self._pool = pool
@@ -196,7 +196,7 @@ class PostgresStorage(QueryReads):
             async with db.transaction():
                 return await ingest_batch(db, batch)
 
-    # --- API, export and verify reads: collector.storage.reads.QueryReads -----------------
+    # --- API, export and verify reads: collector.storage.reads.CapabilityReads ------------
 
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
 

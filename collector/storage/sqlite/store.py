@@ -32,10 +32,10 @@ from collector.readmodel import (
     ReadingFilter,
     Scope,
 )
-from collector.storage.base import RegistryError, StorageError
+from collector.storage.base import RegistryError, Storage, StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.queries import Fetch
-from collector.storage.reads import QueryReads
+from collector.storage.reads import CapabilityReads
 from collector.storage.sqlite import (
     audit,
     feed,
@@ -50,11 +50,11 @@ from collector.storage.sqlite.sql import fetcher
 from collector.tokens import StoredToken
 
 
-class SqliteStorage(QueryReads):
+class SqliteStorage(CapabilityReads, Storage):
     """The Storage protocol on one SQLite file."""
 
-    _feed = feed.STATEMENTS
-    _quality = quality.AGGREGATES
+    feed_statements = feed.STATEMENTS
+    quality_aggregates = quality.AGGREGATES
 
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._writer = writer
@@ -153,7 +153,7 @@ class SqliteStorage(QueryReads):
             # Returned once the transaction has committed (the context exits first).
             return await ingest.store_batch(db, batch)
 
-    # --- API, export and verify reads: collector.storage.reads.QueryReads -----------------
+    # --- API, export and verify reads: collector.storage.reads.CapabilityReads ------------
 
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
 
