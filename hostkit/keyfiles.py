@@ -18,6 +18,7 @@ import contextlib
 import os
 import secrets
 import stat
+from collections.abc import Callable
 from pathlib import Path
 
 from specs.signing import (
@@ -50,6 +51,16 @@ class ExposedKeyError(KeyFileError):
 def public_key_path(key_file: Path) -> Path:
     """Where the public half of `key_file` lives: `<key_file>.pub`."""
     return key_file.with_name(key_file.name + ".pub")
+
+
+def next_key_path(key_file: Path) -> Path:
+    """Where the next key waits during a rotation: `<key_file>.next`."""
+    return key_file.with_name(key_file.name + ".next")
+
+
+def retired_key_path(key_file: Path, kid: str) -> Path:
+    """Where a replaced key is kept: `<key_file>.retired-<kid>`."""
+    return key_file.with_name(f"{key_file.name}.retired-{kid}")
 
 
 def check_private_mode(key_file: Path) -> None:
@@ -156,3 +167,39 @@ def read_public_key(path: Path) -> VerifyKey:
         return load_verify_key(pem)
     except SignatureError as exc:
         raise KeyFileError(f"{path}: {exc}") from None
+
+
+def _keep(source: Path, target: Path) -> None:
+    """Hard-link `source` to `target`; a target already there was kept by an earlier try."""
+    with contextlib.suppress(FileExistsError):
+        os.link(source, target)
+
+
+def switch_to_next_key(
+    key_file: Path, load: Callable[[Path], SigningKey], *, action: str
+) -> tuple[SigningKey, SigningKey]:
+    """Make `<key_file>.next` the key at `key_file`, keeping the old one; (old, new).
+
+    `load` reads a private key with the program's advice; `action` names the switch in the
+    KeyFileError of a failed file operation. The old key and its `.pub` stay as
+    `<key_file>.retired-<kid>`; the private key moves first (from then on the program starts
+    with the new key), the public file follows from the staged one (or is written whole).
+    """
+    staged = next_key_path(key_file)
+    old, new = load(key_file), load(staged)
+    retired = retired_key_path(key_file, old.kid)
+    public = public_key_path(key_file)
+    try:
+        _keep(key_file, retired)
+        if public.exists():
+            _keep(public, public_key_path(retired))
+        staged.replace(key_file)
+        staged_public = public_key_path(staged)
+        if staged_public.exists():
+            staged_public.replace(public)
+        else:
+            public.write_bytes(new.public().public_pem())
+        _sync_dir(key_file.parent)
+    except OSError as exc:
+        raise KeyFileError(f"cannot {action} {staged}: {exc.strerror or exc}") from None
+    return old, new

@@ -9,7 +9,8 @@ import click
 
 from collector.cli.common import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from collector.config import CollectorConfig
-from collector.keyfiles import KeyFileError, check_private_mode, load_key_file
+from collector.keyfiles import load_key_file
+from hostkit.keyfiles import KeyFileError, check_private_mode
 from specs.signing import SigningKey
 
 

@@ -13,9 +13,9 @@ import click
 from collector.audit.chain import Action
 from collector.cli.audited import record_action
 from collector.cli.common import config_option, load_or_exit, with_storage
-from collector.keyfiles import KeyFileError, read_public_key
 from collector.model import Gateway, GatewayKey
 from collector.storage.base import Storage
+from hostkit.keyfiles import KeyFileError, read_public_key
 from hostkit.tables import render_table
 from specs.identifiers import (
     IdentifierError,

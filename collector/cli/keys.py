@@ -7,8 +7,8 @@ from pathlib import Path
 import click
 
 from collector.cli.common import config_option, load_or_exit
-from collector.keyfiles import KeyFileError, create_key_pair, public_key_path
-from collector.keyrotation import activate_next_key, next_key_path, stage_next_key
+from collector.keyrotation import activate_next_key, stage_next_key
+from hostkit.keyfiles import KeyFileError, create_key_pair, next_key_path, public_key_path
 
 
 @click.group()

@@ -9,10 +9,10 @@ import click
 
 from collector.cli.check import private_keys_or_exit
 from collector.cli.common import config_option, load_or_exit
-from collector.keyfiles import KeyFileError
 from collector.pki.store import PkiError
 from collector.runtime import serve_until_signalled
 from collector.storage.base import StorageError
+from hostkit.keyfiles import KeyFileError
 
 
 @click.command()

@@ -15,12 +15,13 @@ from collector.audit.chain import Action, AuditRow
 from collector.cli.audited import operator, record_action
 from collector.cli.common import config_option, load_or_exit, with_storage
 from collector.config import CollectorConfig
-from collector.keyfiles import KeyFileError, load_key_file
+from collector.keyfiles import load_key_file
 from collector.pki.tls import client_context
 from collector.sites import PushHistory, publish_command, push_command, push_detail, site_history
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
 from configkit.durations import parse_duration
+from hostkit.keyfiles import KeyFileError
 from hostkit.tables import render_row
 from specs.records import iso_time
 from specs.signing import SigningKey

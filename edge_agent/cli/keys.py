@@ -8,7 +8,7 @@ import click
 
 from edge_agent.cli.options import config_option, load_or_exit
 from edge_agent.cli.rotate import rotate
-from edge_agent.shell.keyfile import KeyExistsError, create_key_pair
+from hostkit.keyfiles import KeyExistsError, create_key_pair
 
 
 @click.group()

@@ -10,8 +10,7 @@ from edge_agent.cli.options import CONFIG_ERROR_EXIT
 from edge_agent.config import SiteConfig
 from edge_agent.config.loader import problems_at
 from edge_agent.shell.collector_keys import collector_key_problems
-from edge_agent.shell.keyfile import ExposedKeyError, check_private_mode
-from edge_agent.shell.rotation import next_key_path
+from hostkit.keyfiles import ExposedKeyError, check_private_mode, next_key_path
 
 
 def refuse_exposed_keys(config: SiteConfig) -> None:

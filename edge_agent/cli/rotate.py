@@ -10,10 +10,11 @@ import click
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from edge_agent.config import SiteConfig
 from edge_agent.shell.host import clock_synchronized
-from edge_agent.shell.keyfile import KeyFileError, load_private_key
+from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.outbox import open_outbox
-from edge_agent.shell.rotation import Announced, announce_next_key, next_key_path
+from edge_agent.shell.rotation import Announced, announce_next_key
 from edge_agent.shell.runtime import identity_of
+from hostkit.keyfiles import KeyFileError, next_key_path
 
 
 async def _announce(config: SiteConfig) -> Announced:

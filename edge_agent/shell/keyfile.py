@@ -1,37 +1,17 @@
 """The gateway's key pair on disk: `hostkit.keyfiles` with the agent's own advice.
 
-The files are written and read by the host layer (private key 0600 and never replaced, public
-key at `<key_file>.pub` renamed into place); what is the agent's own is the hint for a missing
-key and the check that the key fits `signing.algorithm`.
+The files are written, read and rotated by the host layer, `hostkit.keyfiles`, which the
+collector uses too (private key 0600 and never replaced, public key at `<key_file>.pub`
+renamed into place); what is the agent's own is the hint for a missing key and the check that
+the key fits `signing.algorithm`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from hostkit.keyfiles import (
-    ExposedKeyError,
-    KeyExistsError,
-    KeyFileError,
-    check_private_mode,
-    create_key_pair,
-    public_key_path,
-    read_private_key,
-    write_key_pair,
-)
+from hostkit.keyfiles import read_private_key
 from specs.signing import SignatureError, SigningKey, load_signing_key
-
-__all__ = [
-    "ExposedKeyError",
-    "KeyExistsError",
-    "KeyFileError",
-    "check_private_mode",
-    "create_key_pair",
-    "key_algorithm_problem",
-    "load_private_key",
-    "public_key_path",
-    "write_key_pair",
-]
 
 
 def load_private_key(key_file: Path) -> SigningKey:

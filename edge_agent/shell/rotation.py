@@ -15,8 +15,6 @@ same next key once more (the first announcement may have been lost with a broken
 
 from __future__ import annotations
 
-import contextlib
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,27 +22,13 @@ from pathlib import Path
 
 import structlog
 
-from edge_agent.shell.keyfile import (
-    KeyFileError,
-    load_private_key,
-    public_key_path,
-    write_key_pair,
-)
+from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.outbox import Outbox
+from hostkit.keyfiles import KeyFileError, next_key_path, switch_to_next_key, write_key_pair
 from specs.records import KeyRecord, iso_time
 from specs.signing import Signature, SigningKey, generate_signing_key
 
 log = structlog.get_logger("edge_agent.rotation")
-
-
-def next_key_path(key_file: Path) -> Path:
-    """Where the announced, not yet active key waits: `<key_file>.next`."""
-    return key_file.with_name(key_file.name + ".next")
-
-
-def retired_key_path(key_file: Path, kid: str) -> Path:
-    """Where a replaced key is kept: `<key_file>.retired-<kid>`."""
-    return key_file.with_name(f"{key_file.name}.retired-{kid}")
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,34 +64,9 @@ async def announce_next_key(
     return Announced(key, block.epoch, block.seq, again)
 
 
-def _keep(source: Path, target: Path) -> None:
-    """Hard-link `source` to `target`; a target already there was kept by an earlier try."""
-    with contextlib.suppress(FileExistsError):
-        os.link(source, target)
-
-
 def promote_next_key(key_file: Path) -> tuple[SigningKey, SigningKey]:
     """Make `<key_file>.next` the key at `key_file`, keeping the old one; (old, new)."""
-    staged = next_key_path(key_file)
-    old, new = load_private_key(key_file), load_private_key(staged)
-    retired = retired_key_path(key_file, old.kid)
-    try:
-        _keep(key_file, retired)
-        if public_key_path(key_file).exists():
-            _keep(public_key_path(key_file), public_key_path(retired))
-        staged.replace(key_file)
-        if public_key_path(staged).exists():
-            public_key_path(staged).replace(public_key_path(key_file))
-        else:
-            public_key_path(key_file).write_bytes(new.public().public_pem())
-        fd = os.open(key_file.parent, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-    except OSError as exc:
-        raise KeyFileError(f"cannot switch to {staged}: {exc.strerror or exc}") from None
-    return old, new
+    return switch_to_next_key(key_file, load_private_key, action="switch to")
 
 
 async def complete_rotation(outbox: Outbox, key_file: Path) -> SigningKey | None:

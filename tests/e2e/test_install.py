@@ -30,7 +30,7 @@ import pytest
 from collector.config import parse_collector_config
 from edge_agent.config import parse_site_config
 from edge_agent.shell import shutdown
-from edge_agent.shell.keyfile import create_key_pair
+from hostkit.keyfiles import create_key_pair
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent

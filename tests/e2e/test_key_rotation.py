@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.shell.keyfile import load_private_key
-from edge_agent.shell.rotation import next_key_path, retired_key_path
+from hostkit.keyfiles import next_key_path, retired_key_path
 from tests.e2e.harness import BIN, Site, wait_until
 
 pytestmark = pytest.mark.timeout(180)

@@ -27,7 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from edge_agent.shell.keyfile import create_key_pair
+from hostkit.keyfiles import create_key_pair
 from specs.block import decode_block
 from specs.records import Reading, parse_iso_time
 from tests.support.broker import Broker, free_port, wait_for_port

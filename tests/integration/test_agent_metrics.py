@@ -23,7 +23,7 @@ import pytest
 
 from edge_agent.config import parse_site_config
 from edge_agent.shell import runtime, shutdown
-from edge_agent.shell.keyfile import write_key_pair
+from hostkit.keyfiles import write_key_pair
 from simulators.rtu_bus import RtuBusSim
 from simulators.rtu_slaves import Fault, headcount_slave, pattern_slave
 from tests.support.broker import Broker, free_port

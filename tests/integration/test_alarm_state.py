@@ -21,9 +21,9 @@ from edge_agent.core.alarms import AlarmRules, decode_state, rules_for_site
 from edge_agent.core.chain import Identity
 from edge_agent.shell import runtime, shutdown
 from edge_agent.shell.alarm_stage import load_alarm_stage
-from edge_agent.shell.keyfile import create_key_pair
 from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.sealer import Sealer
+from hostkit.keyfiles import create_key_pair
 from hostkit.logs import configure_logging
 from simulators.tankfarm import serve_tankfarm
 from specs.block import decode_block

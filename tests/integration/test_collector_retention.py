@@ -14,10 +14,10 @@ import time
 from pathlib import Path
 
 from collector.config import load_collector_config
-from collector.keyfiles import create_key_pair
 from collector.runtime import run_collector
 from collector.storage import prune_storage
 from collector.storage.retention import DAY, RetentionPolicy
+from hostkit.keyfiles import create_key_pair
 from specs.records import Quality, Reading, iso_time
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import gap_record

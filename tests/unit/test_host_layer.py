@@ -22,10 +22,8 @@ import structlog
 
 import collector.cli
 import edge_agent.cli
-from collector.keyfiles import create_key_pair as collector_create_key_pair
 from edge_agent.cli.probe import ProbeRow, _text
-from edge_agent.shell.keyfile import create_key_pair as agent_create_key_pair
-from hostkit.keyfiles import KeyFileError, public_key_path, write_key_pair
+from hostkit.keyfiles import KeyFileError, create_key_pair, public_key_path, write_key_pair
 from hostkit.logs import configure_logging
 from hostkit.tables import display_width, render_table
 from specs.signing import generate_signing_key, load_verify_key
@@ -115,24 +113,20 @@ def test_debug_shows_our_events_but_not_library_chatter(
 # --- key files ----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("create", [agent_create_key_pair, collector_create_key_pair])
-def test_the_public_key_is_renamed_into_place_never_rewritten(
-    tmp_path: Path, create: object
-) -> None:
+def test_the_public_key_is_renamed_into_place_never_rewritten(tmp_path: Path) -> None:
     """A reader holding the old `.pub` (a stale one left behind) never sees it change.
 
     Writing in place truncates the very file the reader has and fills it again: a reader (or
     a crash) in between meets a half-written key. Written aside and renamed, the old file
     stays whole and the path holds either the old or the new key, never a part.
     """
-    assert callable(create)
     key_file = tmp_path / "keys" / "gateway.key"
     key_file.parent.mkdir()
     stale = public_key_path(key_file)
     stale.write_text("a stale public key\n")
     witness = tmp_path / "held-open"
     os.link(stale, witness)
-    key = create(key_file, "ed25519")
+    key = create_key_pair(key_file, "ed25519")
     assert witness.read_text() == "a stale public key\n"
     assert load_verify_key(stale.read_bytes()).kid == key.kid
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
