@@ -132,3 +132,19 @@ class ColumnarDriver(Driver, Protocol):
         Raises what `read` raises.
         """
         ...
+
+
+@runtime_checkable
+class PushingDriver(Driver, Protocol):
+    """**Protocol**: a driver whose device also sends values on its own (an OPC UA subscription).
+
+    The caller takes pushed values as they arrive, between its reads, so a value is not held
+    back until the next poll; `read` then leaves out the points pushed since the previous read.
+    """
+
+    async def pushed(self) -> list[RawSample]:
+        """Wait for values the device sent since they were last handed out; never empty.
+
+        Raises DriverConnectionError when the link is gone, as `read` does.
+        """
+        ...

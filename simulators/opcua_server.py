@@ -22,6 +22,13 @@ Faults, for tests and the demo:
 `read_calls` records the node ids of each client Read service call, so a test can count
 service calls.
 
+Intervals, as a real server's: a subscription gets the publishing interval it asks for, but
+not less than `min_publishing_interval` (a real server's limit; the client is told the
+revised one), and `subscriptions` records each (asked, revised) pair in seconds. With
+`fresh_reads` a Read that asks for MaxAge 0 gets values sampled from the model at that moment
+(fresh Source and Server timestamps), as a server that reads its device on demand answers;
+without it a Read returns what the last update wrote.
+
 Security and users: simulators.opcua_security (`SimSecurity`); simulators.pki makes a set of
 test certificates.
 """
@@ -103,6 +110,8 @@ class OpcUaSimulator(Simulator):
         security: SimSecurity | None = None,
         users: Mapping[str, str] | None = None,
         allow_anonymous: bool = True,
+        min_publishing_interval: float = 0.0,
+        fresh_reads: bool = False,
     ) -> None:
         """Configure; `start` listens (port 0 picks a free port, kept across restarts).
 
@@ -111,14 +120,18 @@ class OpcUaSimulator(Simulator):
         Raises:
             ValueError: a non-positive interval.
         """
-        if interval <= 0:
-            raise ValueError("need a positive interval")
+        if interval <= 0 or min_publishing_interval < 0:
+            raise ValueError("need a positive interval and a minimum publishing interval >= 0")
         self.host = host
         self.port = port
         self.nodes = tuple(nodes)
         self.write_count = 0
         # Node ids asked for by each Read service call from a client, newest last (bounded).
         self.read_calls: collections.deque[tuple[str, ...]] = collections.deque(maxlen=256)
+        # (asked, revised) publishing interval of each subscription created, seconds.
+        self.subscriptions: list[tuple[float, float]] = []
+        self._min_publishing = min_publishing_interval
+        self._fresh_reads = fresh_reads
         self._namespace = namespace
         self._root = root
         self._name = name
@@ -210,6 +223,7 @@ class OpcUaSimulator(Simulator):
                 ua.DataValue(ua.Variant(ua.LocalizedText(node.description))),
             )
         server.subscribe_server_callback(CallbackType.PreRead, self._record_read)
+        self._revise_publishing(server)
         self._server = server
         for node in self.nodes:
             await self._write(node.key)
@@ -300,11 +314,44 @@ class OpcUaSimulator(Simulator):
             raise KeyError(f"no such node: {', '.join(unknown)}")
         return keys
 
-    def _record_read(self, event: Callback, _dispatcher: object) -> None:
-        """Remember which nodes a client's Read service call asked for (tests count calls)."""
-        if isinstance(event, ServerItemCallback) and event.is_external:
-            nodes = event.request_params.NodesToRead
-            self.read_calls.append(tuple(item.NodeId.to_string() for item in nodes))
+    def _revise_publishing(self, server: Server) -> None:
+        """Hold subscriptions to `min_publishing_interval`, and record what each asked for.
+
+        asyncua grants any publishing interval asked for; a real server revises one below its
+        limit upwards and says so in its answer, which is what this does before asyncua sees
+        the request.
+        """
+        service = server.iserver.subscription_service
+        create = service.create_subscription
+
+        async def revised(
+            params: ua.CreateSubscriptionParameters, *args: object, **kwargs: object
+        ) -> ua.CreateSubscriptionResult:
+            asked = params.RequestedPublishingInterval / 1000
+            params.RequestedPublishingInterval = max(asked, self._min_publishing) * 1000
+            result = await create(params, *args, **kwargs)  # type: ignore[arg-type]
+            self.subscriptions.append((asked, result.RevisedPublishingInterval / 1000))
+            return result
+
+        service.create_subscription = revised  # type: ignore[method-assign]
+
+    async def _record_read(self, event: Callback, _dispatcher: object) -> None:
+        """Remember which nodes a client's Read asked for; with `fresh_reads`, sample them.
+
+        Runs before asyncua answers the Read, so the values written here are the answer.
+        """
+        if not (isinstance(event, ServerItemCallback) and event.is_external):
+            return
+        params = event.request_params
+        nodes = params.NodesToRead
+        self.read_calls.append(tuple(item.NodeId.to_string() for item in nodes))
+        if self._fresh_reads and params.MaxAge == 0 and not self._silent:
+            self._values = self._readings()
+            keys = {node.key for node in self.nodes}
+            for item in nodes:
+                key = item.NodeId.Identifier
+                if item.NodeId.NamespaceIndex == NAMESPACE_INDEX and key in keys:
+                    await self._write(str(key))
 
     async def _write(self, key: str) -> None:
         """Write one node's current value, status and timestamps to the address space."""

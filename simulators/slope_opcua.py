@@ -73,8 +73,12 @@ class SlopeServer(OpcUaSimulator):
         security: SimSecurity | None = None,
         users: Mapping[str, str] | None = None,
         allow_anonymous: bool = True,
+        min_publishing_interval: float = 0.0,
+        fresh_reads: bool = False,
     ) -> None:
         """Configure; `start` listens (port 0 picks a free port, kept across restarts).
+
+        `min_publishing_interval` and `fresh_reads`: see simulators.opcua_server.
 
         Raises:
             ValueError: fewer than one station or a non-positive interval.
@@ -95,6 +99,8 @@ class SlopeServer(OpcUaSimulator):
             security=security,
             users=users,
             allow_anonymous=allow_anonymous,
+            min_publishing_interval=min_publishing_interval,
+            fresh_reads=fresh_reads,
         )
 
     def _advance(self, dt: float) -> None:
@@ -121,14 +127,25 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="random seed")
     parser.add_argument("--interval", type=float, default=0.5, help="update period, seconds")
     parser.add_argument(
+        "--min-publishing",
+        type=float,
+        default=0.0,
+        help="shortest publishing interval granted, seconds (a real server's limit)",
+    )
+    parser.add_argument(
+        "--fresh-reads",
+        action="store_true",
+        help="answer a Read with MaxAge 0 from a fresh sample (a server reading its device)",
+    )
+    parser.add_argument(
         "--pki",
         type=Path,
         help="offer Basic256Sha256 only, with test certificates in this folder (made if absent)",
     )
     parser.add_argument("--nodes", action="store_true", help="print the node map and exit")
     args = parser.parse_args(argv)
-    if args.stations < 1 or args.interval <= 0:
-        parser.error("need --stations >= 1 and --interval > 0")
+    if args.stations < 1 or args.interval <= 0 or args.min_publishing < 0:
+        parser.error("need --stations >= 1, --interval > 0 and --min-publishing >= 0")
     return args
 
 
@@ -155,6 +172,8 @@ async def _serve(args: argparse.Namespace) -> None:
         seed=args.seed,
         interval=args.interval,
         security=security,
+        min_publishing_interval=args.min_publishing,
+        fresh_reads=args.fresh_reads,
     )
     async with sim:
         _log.info("slope simulator: %d stations on %s", args.stations, sim.endpoint)

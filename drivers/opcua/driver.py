@@ -9,40 +9,43 @@ Reconnect policy belongs to the caller, as for every driver. Every `connect()` b
 asyncua `Client`: reconnecting a used one can hang for ever (opcua-asyncio #1660), and
 asyncua's own auto-reconnect is left off so that only one component decides when to retry.
 
-Subscribe mode and the agent's poll loop
+Subscribe mode: values are pushed as they arrive
     `connect()` creates one subscription (publishing interval, keepalive count from
-    `keepalive`, lifetime three keepalives) with one monitored item per distinct node, then
-    waits up to `timeout` for the initial values. A background task drains the subscription
-    (asyncua's async-iterator API) into a latest-value table, so notifications never queue
-    up behind the poll loop. `read()` makes no network call: it returns one sample per point,
-    in configuration order:
+    `keepalive`, lifetime three keepalives) with one monitored item per distinct node
+    (sampling interval `sampling_interval`, queue size 1), then waits up to `timeout` for the
+    initial values. The server may revise both intervals within its limits; the revised
+    publishing interval is logged (``opcua_subscription_created``) and is what
+    `publishing_interval` says once connected. A background task drains the subscription
+    (asyncua's async-iterator API) into a latest-value table, so notifications never queue up
+    behind the caller.
 
-    * the newest notification received since the previous `read()` (earlier ones of the same
-      interval are superseded; OPC UA queue size 1 does the same on the server);
+    `pushed()` waits for the next publish response with data changes and returns a sample
+    for each point whose value changed since it was last handed out: the caller stores it
+    when it arrives, not at its next poll (G6: a publish that landed just after a poll tick
+    used to wait a whole poll interval). `read()` makes no network call: it returns one sample
+    per point, in configuration order, except the points `pushed()` handed out since the
+    previous `read()` (their reading of this cycle is out already):
+
+    * the newest notification not handed out yet (earlier ones of the same interval are
+      superseded; OPC UA queue size 1 does the same on the server);
     * otherwise the last known value again, flagged ``held`` and stamped with this read's
       time. Data-change semantics say an unreported value is unchanged, and the live
       subscription (its keepalives) vouches that it is still current;
     * a BAD sample (``no_value: ...``) until the point's first value arrives, or
       with the server's status (``BadNodeIdUnknown``) when it refused to monitor the node.
 
-    Given the caller's read cadence (`cycle`, the agent's poll interval), `read()` returns at
-    a publish response rather than at once: at once when one with data arrived within the
-    last tenth of a cycle and has not been read, otherwise as soon as the next one arrives,
-    waiting at most nine tenths of a cycle (then with what it has: repeats are ``held``). The
-    server publishes on its own clock, so without this a value waited in the table for the
-    next read: up to a whole poll interval, and about a whole one for good, since a
-    subscription made during a poll publishes just after every later poll tick (G6: source ->
-    stored 1.6-2.2 s at 1 s poll and publishing interval, against 0.25 s for Modbus).
+    A caller that never calls `pushed()` gets every value from `read()` as before.
 
-    `read()` raises DriverConnectionError when the link is gone: the transport closed, the
-    server reported the subscription dead (a Bad StatusChangeNotification), or no publish
-    response (data or keepalive) arrived for 1.5 keepalive periods. A dead link is therefore
-    reported within 2 keepalives at most, and the next `connect()` subscribes afresh.
+    `read()` and `pushed()` raise DriverConnectionError when the link is gone: the transport
+    closed, the server reported the subscription dead (a Bad StatusChangeNotification), or no
+    publish response (data or keepalive) arrived for 1.5 keepalive periods. A dead link is
+    therefore reported within 2 keepalives at most, and the next `connect()` subscribes afresh.
 
 Poll mode
     `read()` sends one Read service call for all distinct nodes (TimestampsToReturn=Both,
-    MaxAge=0) and maps each DataValue the same way; a value whose timestamps did not move
-    since the previous read is ``held``.
+    MaxAge=0: the server is to take a fresh value from its source) and maps each DataValue
+    the same way; a value whose timestamps did not move since the previous read is ``held``.
+    Nothing is pushed: `pushed()` waits until cancelled.
 """
 
 from __future__ import annotations
@@ -65,7 +68,7 @@ from drivers.base import (
     Quality,
     RawSample,
 )
-from drivers.opcua.link import Link, abandon, link_problem, next_publish, subscribe
+from drivers.opcua.link import Link, abandon, link_problem, silent_until, subscribe
 from drivers.opcua.model import (
     OpcUaSecurityError,
     ReadMode,
@@ -83,6 +86,9 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_PORT", "OpcUaDriver", "OpcUaSecurityError"]
 
 DEFAULT_PORT = 4840
+# The config's defaults (edge_agent.config.opcua_device) are the agent's; these are for
+# direct users of the driver (tests, tools).
+DEFAULT_PUBLISHING = 0.025
 _PRODUCT_URI = "urn:ganzhi"
 
 
@@ -96,11 +102,11 @@ class OpcUaDriver:
         points: Sequence[UaPoint] = (),
         *,
         mode: ReadMode | str = ReadMode.SUBSCRIBE,
-        publishing_interval: float = 1.0,
+        publishing_interval: float = DEFAULT_PUBLISHING,
+        sampling_interval: float | None = None,
         keepalive: float = 10.0,
         timeout: float = 4.0,
         session_timeout: float = 60.0,
-        cycle: float | None = None,
         security: UaSecurity | None = None,
         username: str | None = None,
         password: str | None = None,
@@ -114,14 +120,14 @@ class OpcUaDriver:
             endpoint: ``opc.tcp://host[:port][/path]``; the port defaults to 4840.
             points: the points to read; several points may share one node.
             mode: ``subscribe`` (data-change subscription) or ``poll`` (Read each cycle).
-            publishing_interval: subscription publishing and sampling interval, seconds.
+            publishing_interval: the subscription's publishing interval, seconds: the longest
+                a sampled change waits at the server before it is sent.
+            sampling_interval: how often the server samples each node, seconds; None: the
+                publishing interval.
             keepalive: subscription keepalive period, seconds (rounded to a whole number of
                 publishing intervals); a link silent for 1.5 of these is reported dead.
             timeout: per-request timeout, seconds; also the wait for initial values.
             session_timeout: requested session timeout, seconds.
-            cycle: how often the caller reads, seconds (the poll interval); in subscribe mode
-                `read` then waits for the next publish with data (see the module docstring).
-                None: `read` returns at once.
             security: Basic256Sha256 Sign/SignAndEncrypt settings; None for no security.
             username: optional user name for the session; anonymous when None.
             password: the user's password.
@@ -131,10 +137,12 @@ class OpcUaDriver:
         Raises:
             ValueError: an impossible setting (bad endpoint, non-positive interval, ...).
         """
-        if publishing_interval <= 0 or timeout <= 0 or session_timeout <= 0:
-            raise ValueError("publishing_interval, timeout and session_timeout must be > 0")
-        if cycle is not None and cycle <= 0:
-            raise ValueError("cycle must be > 0")
+        if sampling_interval is None:
+            sampling_interval = publishing_interval
+        if min(publishing_interval, sampling_interval, timeout, session_timeout) <= 0:
+            raise ValueError(
+                "publishing_interval, sampling_interval, timeout and session_timeout must be > 0"
+            )
         if keepalive < publishing_interval:
             raise ValueError("keepalive must be at least one publishing interval")
         if password is not None and username is None:
@@ -147,10 +155,10 @@ class OpcUaDriver:
         self._points = tuple(points)
         self._mode = ReadMode(mode)
         self._publishing_interval = publishing_interval
+        self._sampling_interval = sampling_interval
         self._keepalive_count = max(1, round(keepalive / publishing_interval))
         self._timeout = timeout
         self._session_timeout = session_timeout
-        self._cycle = cycle
         self._security = security
         self._username = username
         self._password = password
@@ -159,6 +167,8 @@ class OpcUaDriver:
         self._link: Link | None = None
         # The DataValue each point's last sample came from: a repeat of it is `held`.
         self._returned: dict[str, UaValue] = {}
+        # Points `pushed` handed out since the previous `read`: that read leaves them out.
+        self._pushed: set[str] = set()
 
     @property
     def device_id(self) -> str:
@@ -179,6 +189,14 @@ class OpcUaDriver:
     def points(self) -> tuple[UaPoint, ...]:
         """The configured points, in order."""
         return self._points
+
+    @property
+    def publishing_interval(self) -> float:
+        """Publishing interval in seconds: as revised by the server once subscribed."""
+        link = self._link
+        if link is not None and link.publishing_interval > 0:
+            return link.publishing_interval
+        return self._publishing_interval
 
     @property
     def keepalive_period(self) -> float:
@@ -220,6 +238,7 @@ class OpcUaDriver:
                     link,
                     self._device_id,
                     publishing_interval=self._publishing_interval,
+                    sampling_interval=self._sampling_interval,
                     keepalive_count=self._keepalive_count,
                 )
         except asyncio.CancelledError:
@@ -234,6 +253,7 @@ class OpcUaDriver:
             await abandon(client, self._timeout)
             raise
         self._link = link
+        self._pushed.clear()
         if link.subscription is not None:
             # Initial values come with the first publish; bounded wait, an absent one reads BAD.
             with contextlib.suppress(TimeoutError):
@@ -270,16 +290,45 @@ class OpcUaDriver:
         if problem is not None:
             raise DriverConnectionError(f"{self._device_id}: {problem}")
         if self._mode is ReadMode.POLL:
-            values = await self._read_all(link)
-        else:
-            if self._cycle is not None:
-                await next_publish(link, self._cycle)
-                problem = link_problem(link)
-                if problem is not None:
-                    raise DriverConnectionError(f"{self._device_id}: {problem}")
-            values = dict(link.latest)
-            link.changed.clear()  # what arrived so far is read
-        return self._samples(link, values)
+            return self._samples(link, await self._read_all(link), self._points)
+        # What `pushed` handed out this cycle is out, unless a newer value came since.
+        skip, self._pushed = self._pushed - link.unsent, set()
+        link.unsent.clear()  # everything is taken now
+        link.changed.clear()
+        points = [p for p in self._points if p.key not in skip] if skip else self._points
+        return self._samples(link, link.latest, points)
+
+    async def pushed(self) -> list[RawSample]:
+        """Wait for data changes the server sent; a sample per point with a new value.
+
+        Returns when a publish response brought values not handed out yet (by this or by
+        `read`), in configuration order; never an empty list. In poll mode nothing is ever
+        pushed: this waits until cancelled.
+
+        Raises:
+            DriverConnectionError: the link is down, or went silent while waiting.
+        """
+        link = self._link
+        if link is None:
+            raise DriverConnectionError(f"{self._device_id}: not connected")
+        if link.subscription is None:
+            await asyncio.Event().wait()  # never set: poll mode pushes nothing
+        while True:
+            problem = link_problem(link)
+            if problem is not None:
+                raise DriverConnectionError(f"{self._device_id}: {problem}")
+            if link.unsent:
+                break
+            # Wake at the moment the silence would make the link dead, to say so then.
+            deadline = silent_until(link)
+            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(wait):
+                    await link.changed.wait()
+            link.changed.clear()
+        keys, link.unsent = link.unsent, set()
+        self._pushed |= keys
+        return self._samples(link, link.latest, [p for p in self._points if p.key in keys])
 
     # -- connection --------------------------------------------------------------------
 
@@ -345,11 +394,13 @@ class OpcUaDriver:
         by_node = {node: reduce_value(dv) for node, dv in zip(unique, results, strict=True)}
         return {key: by_node[node] for key, node in link.nodes.items()}
 
-    def _samples(self, link: Link, values: dict[str, UaValue]) -> list[RawSample]:
-        """Map this read's DataValues to samples, remembering them for `held`."""
+    def _samples(
+        self, link: Link, values: dict[str, UaValue], points: Sequence[UaPoint]
+    ) -> list[RawSample]:
+        """Map the DataValues of `points` to samples, remembering them for `held`."""
         wall, mono = self._wall(), self._mono()
         samples: list[RawSample] = []
-        for point in self._points:
+        for point in points:
             value = values.get(point.key)
             if value is None:
                 refused = link.refused.get(point.key)

@@ -1,16 +1,14 @@
 """One OPC UA connection (`Link`): its client, its subscription and the values it delivered.
 
 A link is thrown away whole on close. In subscribe mode a consumer task drains the
-subscription into `Link.latest`; `next_publish` lets a read return at a publish response
-rather than at once, and `link_problem` says when the link is dead: the transport closed, the
-subscription ended, or no publish response (data or keepalive) for `STALE_KEEPALIVES`
-keepalive periods.
+subscription into `Link.latest` (and names what is new in `Link.unsent`), and
+`link_problem` says when the link is dead: the transport closed, the subscription ended, or
+no publish response (data or keepalive) for `STALE_KEEPALIVES` keepalive periods.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -34,7 +32,6 @@ from drivers.opcua.translate import reduce_value
 _log = logging.getLogger("drivers.opcua.driver")
 
 STALE_KEEPALIVES = 1.5  # publish silence, in keepalive periods, that means the link is dead
-FRESH_SHARE = 0.1  # of the read cycle: a publish this recent is read at once, not waited for
 
 
 @dataclass(slots=True)
@@ -46,11 +43,12 @@ class Link:
     subscription: Subscription | None = None
     consumer: asyncio.Task[None] | None = None
     keepalive_period: float = 0.0
+    publishing_interval: float = 0.0  # as the server revised it, seconds (0: no subscription)
     opened_at: float = 0.0
     # Set when a publish response with data changes has been taken into `latest` (or when the
-    # consumer ended); `changed_at` is when, on the monotonic clock.
+    # consumer ended); `unsent` names the points whose newest value nobody has taken yet.
     changed: asyncio.Event = field(default_factory=asyncio.Event)
-    changed_at: float | None = None
+    unsent: set[str] = field(default_factory=set)
     keys_by_node: dict[ua.NodeId, tuple[str, ...]] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)  # key -> monitored-item status
     latest: dict[str, UaValue] = field(default_factory=dict)
@@ -58,28 +56,12 @@ class Link:
     lost: str | None = None
 
 
-async def next_publish(link: Link, cycle: float) -> None:
-    """Return when a publish with data is at hand: a fresh unread one, or the next one.
-
-    Bounded by nine tenths of `cycle`, so the caller's cadence holds, and by the moment
-    the link would count as silent, so a dead link is reported as soon as without the
-    wait. A publish response's notifications are all queued at once and the consumer
-    takes them without yielding, so when this wakes, `latest` holds the whole response.
-    """
-    now = time.monotonic()
-    fresh = cycle * FRESH_SHARE
-    changed_at = link.changed_at
-    if link.changed.is_set() and changed_at is not None:
-        if now - changed_at <= fresh:
-            return
-        link.changed.clear()  # unread but stale: wait for a newer one
-    wait = cycle - fresh
-    if link.subscription is not None:
-        last = link.subscription.last_publish_at or link.opened_at
-        wait = min(wait, last + STALE_KEEPALIVES * link.keepalive_period - now)
-    with contextlib.suppress(TimeoutError):
-        async with asyncio.timeout(max(0.0, wait)):
-            await link.changed.wait()
+def silent_until(link: Link) -> float | None:
+    """When (monotonic) the subscription's silence would make the link count as dead."""
+    if link.subscription is None:
+        return None
+    last = link.subscription.last_publish_at or link.opened_at
+    return last + STALE_KEEPALIVES * link.keepalive_period
 
 
 async def consume(link: Link, subscription: Subscription) -> None:
@@ -90,7 +72,7 @@ async def consume(link: Link, subscription: Subscription) -> None:
             reduced = reduce_value(event.data.monitored_item.Value)
             for key in link.keys_by_node.get(event.node.nodeid, ()):
                 link.latest[key] = reduced
-            link.changed_at = time.monotonic()
+                link.unsent.add(key)
             link.changed.set()
             if not link.first_values.is_set() and len(link.latest) >= expected:
                 link.first_values.set()
@@ -112,18 +94,17 @@ def link_problem(link: Link) -> str | None:
         return link.lost
     if link.consumer is not None and link.consumer.done():
         return "subscription task ended"
-    subscription = link.subscription
-    if subscription is not None:
-        last = subscription.last_publish_at or link.opened_at
-        silent = time.monotonic() - last
-        if silent > STALE_KEEPALIVES * link.keepalive_period:
-            return f"no publish response for {silent:.1f} s"
+    deadline = silent_until(link)
+    if deadline is not None and time.monotonic() > deadline:
+        subscription = link.subscription
+        last = (subscription.last_publish_at if subscription else None) or link.opened_at
+        return f"no publish response for {time.monotonic() - last:.1f} s"
     return None
 
 
 def consumer_done(link: Link, task: asyncio.Task[None]) -> None:
     """Record why the subscription consumer stopped, so `read` reports it (and nothing leaks)."""
-    link.changed.set()  # a read waiting for the next publish learns of it now
+    link.changed.set()  # a caller waiting for the next publish learns of it now
     if task.cancelled():
         return
     exc = task.exception()
@@ -147,9 +128,19 @@ async def abandon(client: Client, limit: float) -> None:
 
 
 async def subscribe(
-    link: Link, device_id: str, *, publishing_interval: float, keepalive_count: int
+    link: Link,
+    device_id: str,
+    *,
+    publishing_interval: float,
+    sampling_interval: float,
+    keepalive_count: int,
 ) -> None:
-    """Create the subscription and its monitored items, and start draining it."""
+    """Create the subscription and its monitored items, and start draining it.
+
+    The server may revise what is asked (a real one within its limits): the revised
+    intervals are kept on the link and logged, so a server that publishes slower than asked
+    (and so delays every value) is visible.
+    """
     client = link.client
     params = ua.CreateSubscriptionParameters(
         RequestedPublishingInterval=publishing_interval * 1000,
@@ -181,18 +172,30 @@ async def subscribe(
     )
     link.subscription = subscription
     revised = await subscription.init()
-    link.keepalive_period = (
-        revised.RevisedPublishingInterval / 1000 * max(1, revised.RevisedMaxKeepAliveCount)
-    )
+    link.publishing_interval = revised.RevisedPublishingInterval / 1000
+    link.keepalive_period = link.publishing_interval * max(1, revised.RevisedMaxKeepAliveCount)
     results = await subscription.subscribe_data_change(
         [client.get_node(node) for node in unique],
         queuesize=1,
-        sampling_interval=ua.Double(publishing_interval * 1000),
+        sampling_interval=ua.Double(sampling_interval * 1000),
     )
     for node, result in zip(unique, results, strict=True):
         if isinstance(result, ua.StatusCode):
             for key in link.keys_by_node[node]:
                 link.refused[key] = int(result.value)
+    # The sampling interval each item was given is not kept by asyncua's Subscription; the
+    # publishing interval is what bounds the wait of a sampled change at the server.
+    _log.info(
+        "opcua_subscription_created device=%s publishing_interval=%gs (asked %gs) "
+        "keepalive=%gs sampling_interval asked=%gs items=%d refused=%d",
+        device_id,
+        link.publishing_interval,
+        publishing_interval,
+        link.keepalive_period,
+        sampling_interval,
+        len(unique),
+        len(link.refused),
+    )
     if len(link.refused) == len(link.nodes):
         link.first_values.set()  # nothing will ever arrive; do not wait for it
     link.opened_at = time.monotonic()

@@ -7,6 +7,11 @@ poller drops every reading whose time equals the previous reading of that point;
 instrument's own cadence then shows in the readings. Drivers that re-stamp a repeat with the
 time of the read (OPC UA's ``held``) are unaffected: their readings have new times.
 
+A driver whose device pushes values (`PushingDriver`, an OPC UA subscription) is not left
+waiting for the next tick: the poller spends the time between ticks taking what it pushes and
+hands each batch on as it arrives; the read at the tick then gives the points nothing was
+pushed for (``held`` repeats, so a quiet point still yields a reading every poll).
+
 Reconnect delays grow until a read succeeds, not merely a connect: a Modbus RTU slave's
 connect only joins its bus, so a silent slave is retried after ever longer pauses instead of
 costing the shared bus a timeout every few cycles. Meanwhile every cycle still gives one BAD
@@ -31,6 +36,7 @@ from drivers.base import (
     DriverError,
     DriverProtocolError,
     DriverTimeoutError,
+    PushingDriver,
     Quality,
     RawSample,
     ReadColumns,
@@ -134,6 +140,7 @@ class DevicePoller:
         point a successful read gave BAD with an error.
         """
         self._driver = driver
+        self._pushing = driver if isinstance(driver, PushingDriver) else None
         self._on_error = on_error
         self._wall_clock = wall_clock
         self._points = points
@@ -201,15 +208,9 @@ class DevicePoller:
                             else await self._read_columns()
                         )
                     except DriverError as exc:
-                        _reraise_cancellation(exc)
-                        self._failed(error_kind(exc), str(exc))
                         connected = False
-                        await self._driver.close()
                         retry_at = time.monotonic() + next(backoff)
-                        log.warning(
-                            "device_link_lost", device=self._driver.device_id, error=str(exc)
-                        )
-                        samples = self._bad_samples(f"link_lost: {exc}")
+                        samples = await self._link_lost(exc)
                     else:
                         self._count_point_errors(samples)
                         if not proven:
@@ -225,9 +226,42 @@ class DevicePoller:
                 self.cycles += 1
                 self.first_cycle_done.set()
                 next_tick = self._next_tick(next_tick)
-                await asyncio.sleep(max(0.0, next_tick - time.monotonic()))
+                lost = await self._until_tick(next_tick, take_pushed=connected)
+                if lost is not None:
+                    connected = False
+                    retry_at = time.monotonic() + next(backoff)
+                    await self._emit(lost)
         finally:
             await self._driver.close()
+
+    async def _until_tick(self, tick: float, *, take_pushed: bool) -> list[RawSample] | None:
+        """Wait for the monotonic time `tick`, handing on what the device pushes meanwhile.
+
+        Returns the BAD samples of a link lost while waiting, None otherwise.
+        """
+        driver = self._pushing
+        if driver is None or not take_pushed:
+            await asyncio.sleep(max(0.0, tick - time.monotonic()))
+            return None
+        while (remaining := tick - time.monotonic()) > 0:
+            try:
+                async with asyncio.timeout(remaining):
+                    samples = await driver.pushed()
+            except TimeoutError:
+                return None
+            except DriverError as exc:
+                return await self._link_lost(exc)
+            self._count_point_errors(samples)
+            await self._emit(samples)
+        return None
+
+    async def _link_lost(self, exc: DriverError) -> list[RawSample]:
+        """Count and log a lost link, close the driver; the BAD samples that say so."""
+        _reraise_cancellation(exc)
+        self._failed(error_kind(exc), str(exc))
+        await self._driver.close()
+        log.warning("device_link_lost", device=self._driver.device_id, error=str(exc))
+        return self._bad_samples(f"link_lost: {exc}")
 
     def _failed(self, kind: str, message: str) -> None:
         self._on_error(kind)

@@ -1,28 +1,34 @@
 """A subscribed value reaches the agent when it arrives, not at the next poll (G6, issue 11.4).
 
-The agent's poller reads an OPC UA driver every `poll`; the server publishes on its own clock.
-Given that cadence (`cycle`), a subscription read returns at a publish response: a value that
-arrives while a read waits is returned by that read, not a poll later. Against the real asyncua
-slope simulator; its own updates are turned off (a long interval), so every change here is
-one the test makes (`set_status` writes the node again with fresh timestamps).
+The driver hands data changes out as they arrive (`pushed`); the agent's poller takes them
+between its ticks and passes them on at once, and its read at the tick leaves out what was
+pushed. The subscription asks for the configured intervals (publishing 25 ms by default) and
+reports what the server granted. Against the real asyncua slope simulator; its own updates
+are turned off (a long interval), so every change here is one the test makes (`set_status`
+writes the node again with fresh timestamps). Every wait is bounded by a deadline; none of
+these tests asserts how fast anything is.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pytest
 
-from drivers.base import DriverConnectionError, Quality
-from drivers.opcua import FLAG_HELD, OpcUaDriver, UaPoint
+from drivers.base import DriverConnectionError, PushingDriver, Quality
+from drivers.opcua import FLAG_HELD, OpcUaDriver, ReadMode, UaPoint
 from edge_agent.config import parse_site_config
 from edge_agent.core.points import resolve_points
 from edge_agent.kinds import build_driver
+from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from simulators.slope_opcua import SlopeServer
+from specs.catalogue import default_catalogue
+from specs.records import Reading
 from tests.support.config_files import site_head
 
 if TYPE_CHECKING:
@@ -36,14 +42,31 @@ SITE = (
     site_head("BP")
     + """\
 devices:
-  - {id: slope, driver: opcua, endpoint: "ENDPOINT", poll: 4s, publishing_interval: 50ms,
-     points: [{point: S1-GX, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}]}
+  - {id: slope, driver: opcua, endpoint: "ENDPOINT", poll: POLL,
+     points: [{point: S1-GX, quota: BP-GX, node: "ns=2;s=Slope.G1.X"},
+              {point: S1-GY, quota: BP-GY, node: "ns=2;s=Slope.G1.Y"}]}
 """
 )
 
 
+def agent_driver(sim: SlopeServer, poll: str) -> tuple[OpcUaDriver, dict[str, PolledPoint]]:
+    """The driver and points the agent builds from a site map without interval settings."""
+    text = SITE.replace("ENDPOINT", sim.endpoint).replace("POLL", poll)
+    config = parse_site_config(text, "site.yaml", Path("/etc/ganzhi"))
+    points = resolve_points(config)
+    driver = build_driver(config.devices[0], points)
+    assert isinstance(driver, OpcUaDriver)
+    catalogue = default_catalogue()
+    polled = {}
+    for point in points:
+        indicator = catalogue.get(point.quota)
+        assert indicator is not None
+        polled[point.point] = PolledPoint(point, indicator)
+    return driver, polled
+
+
 @contextlib.asynccontextmanager
-async def subscribed(sim: SlopeServer, cycle: float) -> AsyncIterator[OpcUaDriver]:
+async def subscribed(sim: SlopeServer) -> AsyncIterator[OpcUaDriver]:
     driver = OpcUaDriver(
         "slope-1",
         sim.endpoint,
@@ -51,7 +74,6 @@ async def subscribed(sim: SlopeServer, cycle: float) -> AsyncIterator[OpcUaDrive
         publishing_interval=PUBLISHING,
         keepalive=KEEPALIVE,
         timeout=2.0,
-        cycle=cycle,
     )
     await driver.connect()
     try:
@@ -60,100 +82,147 @@ async def subscribed(sim: SlopeServer, cycle: float) -> AsyncIterator[OpcUaDrive
         await driver.close()
 
 
-async def test_a_value_arriving_after_a_read_began_is_returned_by_that_read() -> None:
-    cycle = 4.0
+async def test_a_change_is_pushed_when_it_arrives_and_the_next_read_leaves_it_out() -> None:
     async with (
         SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim,
-        subscribed(sim, cycle) as driver,
+        subscribed(sim) as driver,
     ):
+        assert isinstance(driver, PushingDriver)
         first = {s.key: s for s in await driver.read()}  # the initial values
         assert all(s.quality is Quality.GOOD for s in first.values())
-        reading = asyncio.create_task(driver.read())
-        await asyncio.sleep(0)  # the read is under way: nothing new has arrived yet
-        assert not reading.done()
+        pushing = asyncio.create_task(driver.pushed())
+        await asyncio.sleep(0)  # waiting: nothing new has arrived yet
+        assert not pushing.done()
         written = time.time()
         await sim.set_status("Slope.G1.X", "UncertainLastUsableValue")
-        async with asyncio.timeout(cycle):
-            got = {s.key: s for s in await reading}
-    changed = got["Slope.G1.X"]
-    # The new DataValue itself, stamped with its own SourceTimestamp; before, the read
-    # returned at once with the old one again (`held`), and the new one waited a whole poll.
+        async with asyncio.timeout(10):
+            (changed,) = await pushing
+        after = await driver.read()
+        again = await driver.read()
+    # Only the point that changed, with its own SourceTimestamp.
+    assert changed.key == "Slope.G1.X"
     assert changed.quality is Quality.UNCERTAIN
     assert FLAG_HELD not in changed.flags
     assert changed.t_wall >= written - 0.01
-    assert FLAG_HELD in got["Slope.G1.Y"].flags  # unchanged: the same observation again
+    # The read of the same cycle gives the other point only (the same observation again);
+    # the next cycle's read gives both again, as repeats.
+    assert [(s.key, FLAG_HELD in s.flags) for s in after] == [("Slope.G1.Y", True)]
+    assert [(s.key, FLAG_HELD in s.flags) for s in again] == [
+        ("Slope.G1.X", True),
+        ("Slope.G1.Y", True),
+    ]
 
 
-async def test_a_fresh_unread_value_is_returned_without_waiting() -> None:
-    cycle = 10.0
+async def test_a_change_not_taken_by_pushed_is_returned_by_read() -> None:
     async with (
         SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim,
-        subscribed(sim, cycle) as driver,
+        subscribed(sim) as driver,
     ):
         await driver.read()
         link = driver._link
         assert link is not None
         await sim.set_status("Slope.G1.X", "UncertainLastUsableValue")
-        async with asyncio.timeout(cycle / 2):
-            while not link.changed.is_set():
+        async with asyncio.timeout(10):
+            while not link.unsent:
                 await asyncio.sleep(0.01)
-        started = time.monotonic()
         got = {s.key: s for s in await driver.read()}
-        took = time.monotonic() - started
     assert got["Slope.G1.X"].quality is Quality.UNCERTAIN
-    assert took < cycle / 4  # at once: waiting would take 9 s (nothing else is published)
+    assert FLAG_HELD not in got["Slope.G1.X"].flags
+    assert FLAG_HELD in got["Slope.G1.Y"].flags
 
 
-async def test_without_changes_a_read_returns_held_values_within_its_cycle() -> None:
-    cycle = 1.0
+async def test_a_link_gone_silent_while_waiting_for_pushes_is_reported() -> None:
     async with (
         SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim,
-        subscribed(sim, cycle) as driver,
+        subscribed(sim) as driver,
     ):
         await driver.read()
-        async with asyncio.timeout(cycle):
-            again = await driver.read()
-    assert all(FLAG_HELD in s.flags and s.quality is Quality.GOOD for s in again)
-
-
-async def test_a_link_gone_silent_during_the_wait_is_reported_before_the_cycle_ends() -> None:
-    cycle = 60.0
-    async with (
-        SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim,
-        subscribed(sim, cycle) as driver,
-    ):
-        await driver.read()
-        reading = asyncio.create_task(driver.read())
+        pushing = asyncio.create_task(driver.pushed())
         await asyncio.sleep(0)
         sim.hang()  # no more publish responses, not even keepalives
         try:
-            # asyncua's watchdog or the publish silence (1.5 keepalives), not 54 s later.
+            # asyncua's watchdog or the publish silence (1.5 keepalives), not never.
             with pytest.raises(DriverConnectionError):
                 async with asyncio.timeout(3 * KEEPALIVE):
-                    await reading
+                    await pushing
         finally:
             sim.unhang()
 
 
-async def test_the_agent_builds_subscriptions_that_wait_for_the_next_publish() -> None:
+async def test_poll_mode_pushes_nothing() -> None:
     async with SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim:
-        config = parse_site_config(
-            SITE.replace("ENDPOINT", sim.endpoint), "site.yaml", Path("/etc/ganzhi")
+        driver = OpcUaDriver(
+            "slope-1", sim.endpoint, [UaPoint(KEYS[0], sim.node_id(KEYS[0]))], mode=ReadMode.POLL
         )
-        driver = build_driver(config.devices[0], resolve_points(config))
         await driver.connect()
         try:
-            await driver.read()
-            reading = asyncio.create_task(driver.read())
-            await asyncio.sleep(0)
-            await sim.set_status("Slope.G1.X", "UncertainLastUsableValue")
-            async with asyncio.timeout(4.0):  # the device's poll
-                (sample,) = await reading
+            pushing = asyncio.create_task(driver.pushed())
+            await sim.set_status(KEYS[0], "UncertainLastUsableValue")
+            (sample,) = await driver.read()
+            assert not pushing.done()
+            pushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pushing
         finally:
             await driver.close()
-    assert sample.quality is Quality.UNCERTAIN  # the value that came during the read
+    assert sample.quality is Quality.UNCERTAIN
 
 
-def test_a_cycle_must_be_positive() -> None:
-    with pytest.raises(ValueError, match="cycle"):
-        OpcUaDriver("d", "opc.tcp://127.0.0.1:4840", cycle=0.0)
+async def test_the_subscription_asks_for_the_configured_intervals_and_logs_the_granted_one(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # A server whose limit is 200 ms: it grants that instead of the 25 ms asked for.
+    async with SlopeServer(
+        stations=1, seed=7, interval=NO_UPDATES, min_publishing_interval=0.2
+    ) as sim:
+        driver, _ = agent_driver(sim, "2s")
+        assert driver.publishing_interval == pytest.approx(0.025)  # asked, before connecting
+        with caplog.at_level(logging.INFO, logger="drivers.opcua.driver"):
+            await driver.connect()
+        try:
+            granted = driver.publishing_interval
+            keepalive = driver.keepalive_period
+        finally:
+            await driver.close()
+    ((asked, revised),) = sim.subscriptions
+    assert asked == pytest.approx(0.025)
+    assert revised == pytest.approx(0.2)
+    assert granted == pytest.approx(0.2)
+    assert keepalive == pytest.approx(0.2 * round(10 / 0.025))  # the count asked, at 200 ms
+    (line,) = [
+        r.getMessage() for r in caplog.records if "opcua_subscription_created" in r.getMessage()
+    ]
+    assert "publishing_interval=0.2s (asked 0.025s)" in line
+    assert "sampling_interval asked=2s" in line  # the poll, absent a sampling_interval
+
+
+async def test_the_agent_stores_a_pushed_change_before_its_next_poll() -> None:
+    async with SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim:
+        driver, polled = agent_driver(sim, "60s")
+        queue: asyncio.Queue[Reading] = asyncio.Queue()
+        poller = DevicePoller(
+            driver,
+            polled,
+            interval=60.0,
+            sink=queue_sink(queue),
+            clock_synced=lambda: True,
+            backoff=lambda: iter([1.0] * 100),
+        )
+        task = asyncio.create_task(poller.run())
+        try:
+            async with asyncio.timeout(20):
+                first = [await queue.get(), await queue.get()]  # the first cycle
+                await sim.set_status("Slope.G1.X", "UncertainLastUsableValue")
+                # Within seconds, where the next poll is a minute away.
+                pushed = await queue.get()
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert sorted(r.point for r in first) == ["S1-GX", "S1-GY"]
+    assert (pushed.point, pushed.quality.value, poller.cycles) == ("S1-GX", "uncertain", 1)
+
+
+def test_intervals_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="sampling_interval"):
+        OpcUaDriver("d", "opc.tcp://127.0.0.1:4840", sampling_interval=0.0)

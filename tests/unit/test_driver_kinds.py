@@ -125,13 +125,14 @@ def test_config_maps_to_driver_settings_without_building_anything() -> None:
     assert rtu.line == SerialSettings("/dev/ttyUSB7", 19200, Parity.NONE, 1, 8)
     ua = slope.settings(config.devices[2], points_of(points, "slope"))
     assert isinstance(ua, UaSettings)
-    assert (ua.points, ua.mode, ua.cycle) == (
+    assert (ua.points, ua.mode, ua.publishing_interval, ua.sampling_interval) == (
         (UaPoint("S1", "ns=2;s=Slope.G1.X"),),
         ReadMode.SUBSCRIBE,
-        1.0,
+        0.025,  # absent: 25 ms, so a change waits at the server well inside the flush budget
+        1.0,  # absent: the device's poll
     )
     probe = slope.probe_settings(ua)
-    assert (probe.mode, probe.cycle) == (ReadMode.POLL, None), "probe reads, never subscribes"
+    assert probe.mode is ReadMode.POLL, "probe reads, never subscribes"
     ascii_ = gas.settings(config.devices[3], points_of(points, "gas"))
     assert isinstance(ascii_, AsciiSettings)
     assert (ascii_.request, ascii_.framing) == (b"RD\r\n", Delimited(b"\r\n"))

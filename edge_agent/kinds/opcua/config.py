@@ -55,14 +55,30 @@ class OpcUaSecurityConfig(ConfigModel):
     """
 
 
+DEFAULT_PUBLISHING = 0.025
+"""Seconds: the publishing interval asked for when the map gives none (capped at `poll`).
+
+G6 allows 50 ms beyond the flush interval from a sample to its storage; the agent's own
+share (seal, sign, send, store) is about 15 ms, which leaves a change about 35 ms to wait
+at the server. A server publishes only when something changed (or a keepalive is due), so
+a short interval costs a publish per change, not a publish per interval.
+"""
+
+
 class OpcUaDevice(DeviceBase):
     """An OPC UA server (a DCS, a PLC, a data logger) and the nodes read from it.
 
-    `mode: subscribe` (default) asks the server for data changes every `publishing_interval`;
-    every `poll` the agent takes each point's newest value (or the last one again, flagged
-    `held`, while the subscription's keepalives vouch that it is unchanged). `mode: poll` reads
-    every node with one Read call per `poll`. A link silent for 1.5 `keepalive` periods counts
-    as lost. `timeout` bounds each request and the wait for first values.
+    `mode: subscribe` (default) asks the server to sample each node every `sampling_interval`
+    (default: `poll`) and to send what changed every `publishing_interval` (default: 25 ms, or
+    `poll` when shorter); the agent stores each change when it arrives, and every `poll` takes
+    the last value again (flagged `held`) for a point nothing came for while the
+    subscription's keepalives vouch that it is unchanged. A change waits at the server up to
+    one publishing interval before it is sent, so that interval adds to the time from a
+    sample to its storage: keep it well under `outbox.flush_interval`. A server may revise
+    both intervals within its limits; the agent logs what it got
+    (`opcua_subscription_created`). `mode: poll` reads every node with one Read call per
+    `poll`. A link silent for 1.5 `keepalive` periods counts as lost. `timeout` bounds each
+    request and the wait for first values.
     """
 
     point_source: ClassVar[SourceKey] = "node"
@@ -83,9 +99,14 @@ class OpcUaDevice(DeviceBase):
     password_file: SecretFile | None = None
     """A private file (mode 0600 or 0400) holding the password of `username`."""
     poll: Seconds = 1.0
-    """How often each point's newest value is taken (subscribe) or read (poll)."""
-    publishing_interval: Seconds = 1.0
-    """How often the server sends data changes of the subscription."""
+    """poll: how often every node is read; subscribe: the default `sampling_interval`, and how
+    often a point no change came for is taken again (`held`)."""
+    publishing_interval: Seconds | None = None
+    """How often the server sends the subscription's data changes; absent: 25 ms, or `poll`
+    when shorter. The longest a sampled change waits at the server before it is sent.
+    """
+    sampling_interval: Seconds | None = None
+    """How often the server samples each node for changes; absent: `poll`."""
     keepalive: Seconds = 10.0
     """The subscription's keepalive period; a link silent for 1.5 of them counts as lost."""
     timeout: Seconds = 4.0
@@ -101,19 +122,31 @@ class OpcUaDevice(DeviceBase):
                 problems.append((("password_file",), "give password or password_file, not both"))
             elif self.username is None:
                 problems.append((("password_file",), "a password needs a username"))
-        if self.keepalive < self.publishing_interval:
+        if self.keepalive < self.publishing:
             problems.append(
                 (
                     ("keepalive",),
                     (
                         f"keepalive ({self.keepalive:g}s) must be at least one "
-                        f"publishing_interval ({self.publishing_interval:g}s)"
+                        f"publishing_interval ({self.publishing:g}s)"
                     ),
                 )
             )
         if problems:
             raise_at(problems)
         return self
+
+    @property
+    def publishing(self) -> float:
+        """The publishing interval asked for, seconds: `publishing_interval` or its default."""
+        if self.publishing_interval is not None:
+            return self.publishing_interval
+        return min(self.poll, DEFAULT_PUBLISHING)
+
+    @property
+    def sampling(self) -> float:
+        """The sampling interval asked for, seconds: `sampling_interval`, else `poll`."""
+        return self.poll if self.sampling_interval is None else self.sampling_interval
 
     @property
     def login_password(self) -> str | None:

@@ -61,16 +61,16 @@ NODES = PointView(
 
 @dataclass(frozen=True, slots=True)
 class UaSettings:
-    """What an `OpcUaDriver` is built from; `cycle` is how often the caller reads."""
+    """What an `OpcUaDriver` is built from."""
 
     device_id: str
     endpoint: str
     points: tuple[UaPoint, ...]
     mode: ReadMode
     publishing_interval: float
+    sampling_interval: float
     keepalive: float
     timeout: float
-    cycle: float | None
     security: UaSecurity | None
     username: str | None
     password: str | None = dataclasses.field(repr=False)
@@ -87,11 +87,10 @@ def ua_settings(device: OpcUaDevice, points: Sequence[ResolvedPoint]) -> UaSetti
         endpoint=device.endpoint,
         points=tuple(ua_point(p) for p in points),
         mode=ReadMode(device.mode),
-        publishing_interval=device.publishing_interval,
+        publishing_interval=device.publishing,
+        sampling_interval=device.sampling,
         keepalive=device.keepalive,
         timeout=device.timeout,
-        # The poller reads every `poll`: a subscription's read waits for the next publish.
-        cycle=device.poll,
         security=None
         if security is None
         else UaSecurity(
@@ -116,9 +115,9 @@ def build_ua(settings: UaSettings, _buses: Buses | None) -> Driver:
         settings.points,
         mode=settings.mode,
         publishing_interval=settings.publishing_interval,
+        sampling_interval=settings.sampling_interval,
         keepalive=settings.keepalive,
         timeout=settings.timeout,
-        cycle=settings.cycle,
         security=settings.security,
         username=settings.username,
         password=settings.password,
@@ -126,8 +125,8 @@ def build_ua(settings: UaSettings, _buses: Buses | None) -> Driver:
 
 
 def _probe_reads(settings: UaSettings) -> UaSettings:
-    """`probe` reads with one Read call, not a subscription, and at no cycle."""
-    return dataclasses.replace(settings, mode=ReadMode.POLL, cycle=None)
+    """`probe` reads with one Read call, not a subscription."""
+    return dataclasses.replace(settings, mode=ReadMode.POLL)
 
 
 def _backoff(device: OpcUaDevice) -> Backoff:
