@@ -32,7 +32,7 @@ from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, Record, iso
 from specs.signing import signing_key_from_seed
 from tests.support.broker import free_port
 from tests.support.sealer_rig import running_sealer
-from tests.support.sigkill_writer import kill_when_sealed
+from tests.support.sigkill_writer import kill_in_rounds
 
 KEY = signing_key_from_seed(bytes(32))
 SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
@@ -224,13 +224,9 @@ asyncio.run(main())
 
 def test_sigkill_never_splits_alarm_events_from_their_state(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    sealed = 0
-    for round_number in range(6):
-        # Each life starts where the pattern is in another phase, so some restarts happen
-        # with L1 active and some with it clear.
-        wanted = sealed + 3 + round_number * 5
-        start = str(round_number * 1000 + round_number)
-        sealed = kill_when_sealed(_WRITER, str(path), start, wanted=wanted, sealed=sealed)
+    # Each life starts where the pattern is in another phase, so some restarts happen with L1
+    # active and some with it clear.
+    kill_in_rounds(_WRITER, rounds=6, step=5, args=lambda n: (str(path), str(n * 1000 + n)))
     assert len(outbox_alarms(path)) > 6
     assert_consistent(path)
 

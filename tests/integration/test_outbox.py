@@ -17,7 +17,7 @@ from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, iso_time
 from specs.signing import Signature, signing_key_from_seed
 from tests.support.sealer_rig import running_sealer
-from tests.support.sigkill_writer import kill_when_sealed
+from tests.support.sigkill_writer import kill_in_rounds
 
 KEY = signing_key_from_seed(bytes(32))
 SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
@@ -118,11 +118,7 @@ asyncio.run(main())
 
 def test_sigkill_while_sealing_leaves_a_gap_free_verifiable_chain(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    acknowledged = 0
-    for round_number in range(8):
-        # Kill at a different depth each round, always after at least one new commit.
-        wanted = acknowledged + 3 + round_number * 7
-        acknowledged = kill_when_sealed(_WRITER, str(path), wanted=wanted, sealed=acknowledged)
+    acknowledged = kill_in_rounds(_WRITER, rounds=8, step=7, args=lambda _: (str(path),))
     total = _assert_valid_chain(path)
     assert total >= acknowledged, "every seal reported as committed survived SIGKILL"
     assert total <= acknowledged + 1, "at most the one in flight committed unreported"

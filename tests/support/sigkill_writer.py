@@ -4,7 +4,8 @@ A writer is a small Python program (run with `python -c` from the repository roo
 `tests.` and the packages import) that commits in a loop and prints `sealed <seq>` after each
 commit returns; other lines (the agent's log) are passed over. The harness kills it without
 warning once it has reported the wanted seq, so a test can check that everything reported
-survived and nothing half-written did.
+survived and nothing half-written did. `kill_in_rounds` gives a writer several lives, each
+killed at a different depth.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Final
 
@@ -47,4 +49,17 @@ def kill_when_sealed(script: str, *args: str, wanted: int, sealed: int) -> int:
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait()
         writer.stdout.close()
+    return sealed
+
+
+def kill_in_rounds(
+    script: str, rounds: int, step: int, args: Callable[[int], tuple[str, ...]] = lambda _: ()
+) -> int:
+    """`rounds` lives of `script`, round n killed `3 + n * step` seqs past what the lives
+    before it reported (so always after at least one new commit); round n's writer gets
+    `args(n)`. Returns the last seq reported."""
+    sealed = 0
+    for round_number in range(rounds):
+        wanted = sealed + 3 + round_number * step
+        sealed = kill_when_sealed(script, *args(round_number), wanted=wanted, sealed=sealed)
     return sealed
