@@ -38,7 +38,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
-import shutil
 import signal
 import sqlite3
 import statistics
@@ -57,8 +56,9 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.results import BenchResult, Figure, add_json_argument, read_result, write_result
+from bench.rig import Scratch, init_keys
 from demo.__main__ import write_configs
-from demo.broker import Broker, free_port, wait_for_port
+from demo.broker import free_port, wait_for_port
 
 BIN = Path(sys.executable).parent
 TICKS = os.sysconf("SC_CLK_TCK")
@@ -228,17 +228,10 @@ class Site:
         self.case = case
         self.with_collector = collector  # a real `collector serve` ACKs the blocks
         self.keep = work is not None or os.environ.get("GZ_BENCH_KEEP") is not None
-        self.work = work or Path(tempfile.mkdtemp(prefix="ganzhi-acq-"))
-        self.broker = Broker(port=free_port(), workdir=self.work)
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.scratch = Scratch.new("ganzhi-acq-", work)
+        self.work, self.broker = self.scratch.work, self.scratch.broker
         self.agent: subprocess.Popen[bytes] | None = None
         self.counter = BlockCounter(self.broker.port)
-
-    def _spawn(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
-        with (self.work / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(argv, cwd=self.work, stdout=log, stderr=subprocess.STDOUT)
-        self.processes.append(process)
-        return process
 
     @property
     def outbox(self) -> Path:
@@ -249,7 +242,7 @@ class Site:
         self.broker.start()
         ports = [free_port() for _ in range(SIMULATORS)]
         for n, port in enumerate(ports):
-            self._spawn(
+            self.scratch.spawn(
                 f"sim{n}",
                 str(BIN / "python"),
                 "-m",
@@ -269,34 +262,9 @@ class Site:
         if self.with_collector:
             site["uplink"] |= {"ack_timeout": "15s", "max_inflight": 64, "publish_rate": 1000}
         (self.work / "site.yaml").write_text(yaml.safe_dump(site), encoding="utf-8")
-        for argv in (
-            ("collector", "keys", "init", "-c", "collector.yaml"),
-            ("edge-agent", "keys", "init", "-c", "site.yaml"),
-        ):
-            subprocess.run(
-                [str(BIN / argv[0]), *argv[1:]], cwd=self.work, check=True, capture_output=True
-            )
+        init_keys(self.work, register=self.with_collector)
         if self.with_collector:
-            gateway = site["site"]
-            subprocess.run(
-                [
-                    str(BIN / "collector"),
-                    "gateways",
-                    "add",
-                    "-c",
-                    "collector.yaml",
-                    "--gateway",
-                    gateway["gateway"],
-                    "--district",
-                    gateway["district"],
-                    "--public-key",
-                    "keys/gateway.key.pub",
-                ],
-                cwd=self.work,
-                check=True,
-                capture_output=True,
-            )
-            self._spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
+            self.scratch.spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
             wait_for_port(api_port, timeout=30)
         self.counter.start()
         self.start_agent()
@@ -304,7 +272,7 @@ class Site:
     def start_agent(self) -> None:
         """Start `edge-agent run`; wait until it has sealed a block."""
         before = outbox_totals(self.outbox)[1]
-        self.agent = self._spawn("agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml")
+        self.agent = self.scratch.spawn("agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml")
         deadline = time.monotonic() + 60
         while outbox_totals(self.outbox)[1] == before:
             if self.agent.poll() is not None:
@@ -354,20 +322,10 @@ class Site:
         took = None
         if self.agent is not None and self.agent.poll() is None:
             _, took, _ = self.sigterm_agent()
-        for process in self.processes:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
         self.counter.stop()
-        self.broker.stop()
+        self.scratch.stop(10, keep=self.keep)
         if self.keep:
             print(f"kept {self.work}", file=sys.stderr)
-        else:
-            shutil.rmtree(self.work, ignore_errors=True)
         return took
 
 

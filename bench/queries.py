@@ -26,24 +26,21 @@ import argparse
 import asyncio
 import calendar
 import os
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 import asyncpg
 import httpx
 
 from bench.collector import BIN, DISTRICT, TOKEN, _write_config
 from bench.results import BenchResult, Figure, add_json_argument, write_result
+from bench.rig import Scratch, run_command
 from collector.model import Gateway, GatewayKey
 from collector.storage.months import months_of
 from collector.storage.postgres import PostgresStorage
 from collector.storage.postgres.migration_sql import ROLLUP_FIRST_FILL
-from demo.broker import Broker, free_port, wait_for_port
+from demo.broker import free_port, wait_for_port
 from demo.postgres import create_database, drop_database
 from specs.identifiers import credit_code_check_character
 from specs.signing import generate_signing_key
@@ -167,9 +164,8 @@ def main() -> int:
     settings["repeats"] = max(1, args.repeats)
     name = f"ganzhi_bench_queries_{os.getpid()}"
     url = create_database(name)
-    work = Path(tempfile.mkdtemp(prefix="ganzhi-bench-queries-"))
-    broker = Broker(port=free_port(), workdir=work)
-    collector: subprocess.Popen[bytes] | None = None
+    scratch = Scratch.new("ganzhi-bench-queries-")
+    work, broker = scratch.work, scratch.broker
     try:
         started = time.perf_counter()
         gateway, loaded = asyncio.run(_load(url))
@@ -177,17 +173,8 @@ def main() -> int:
         broker.start()
         port = free_port()
         config = _write_config(work, "collector", url, broker, port)
-        subprocess.run(
-            [str(BIN / "collector"), "keys", "init", "-c", str(config)],
-            cwd=work, check=True, capture_output=True,
-        )  # fmt: skip
-        log = (work / "collector.log").open("wb")
-        collector = subprocess.Popen(
-            [str(BIN / "collector"), "serve", "-c", str(config)],
-            cwd=work,
-            stdout=log,
-            stderr=log,
-        )
+        run_command(work, "collector", "keys", "init", "-c", str(config))
+        scratch.spawn("collector", str(BIN / "collector"), "serve", "-c", str(config))
         wait_for_port(port, timeout=60)
         window: dict[str, str | int] = {
             "gateway": gateway,
@@ -199,11 +186,7 @@ def main() -> int:
         page, page_items = asyncio.run(_api_times(port, {**window, "limit": 1000}))
         hourly, hourly_items = asyncio.run(_api_times(port, {**window, "every": "1h"}))
     finally:
-        if collector is not None:
-            collector.terminate()
-            collector.wait(timeout=30)
-        broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        scratch.stop(30)
         drop_database(name)
     buckets = args.days * 24
     if hourly_items != buckets:

@@ -65,20 +65,16 @@ import asyncio
 import contextlib
 import json
 import logging
-import shutil
 import signal
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiomqtt
-import yaml
 
 from bench.results import BenchResult, Figure, add_json_argument, write_result
-from demo.__main__ import write_configs
+from bench.rig import Scratch
 from demo.broker import Broker, free_port, wait_for_port
 from edge_agent.config import load_site_config
 from edge_agent.config.sections import UplinkConfig
@@ -400,34 +396,12 @@ def _one_repeat(
     args: argparse.Namespace,
 ) -> tuple[dict[str, float], dict[str, list[list[float]]]]:
     """A fresh broker, site, keys and collector (SQLite) for one repeat."""
-    work = Path(tempfile.mkdtemp(prefix="ganzhi-replay-"))
+    scratch = Scratch.new("ganzhi-replay-")
+    work, broker = scratch.work, scratch.broker
     api_port = free_port()
-    collector: subprocess.Popen[bytes] | None = None
-    broker = Broker(port=free_port(), workdir=work)
     try:
         broker.start()
-        write_configs(work, "tankfarm", broker.url, free_port(), api_port)
-        for argv in (
-            ("collector", "keys", "init", "-c", "collector.yaml"),
-            ("edge-agent", "keys", "init", "-c", "site.yaml"),
-        ):
-            subprocess.run(
-                [str(BIN / argv[0]), *argv[1:]], cwd=work, check=True, capture_output=True
-            )
-        site = yaml.safe_load((work / "site.yaml").read_text(encoding="utf-8"))["site"]
-        subprocess.run(
-            [str(BIN / "collector"), "gateways", "add", "-c", "collector.yaml",
-             "--gateway", site["gateway"], "--district", site["district"],
-             "--public-key", "keys/gateway.key.pub"],
-            cwd=work, check=True, capture_output=True,
-        )  # fmt: skip
-        with (work / "collector.log").open("wb") as log:
-            collector = subprocess.Popen(
-                [str(BIN / "collector"), "serve", "-c", "collector.yaml"],
-                cwd=work,
-                stdout=log,
-                stderr=log,
-            )
+        scratch.start_collector(api_port)
         wait_for_port(api_port, timeout=30)
         figures, series = asyncio.run(_replay(work, broker, args))
         if args.sigterm_backlog > 0:
@@ -437,11 +411,7 @@ def _one_repeat(
             )
         return figures, series
     finally:
-        if collector is not None:
-            collector.terminate()
-            collector.wait(timeout=30)
-        broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        scratch.stop(30)
 
 
 def _figures(runs: list[dict[str, float]], args: argparse.Namespace) -> list[Figure]:

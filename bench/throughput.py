@@ -40,11 +40,9 @@ import logging
 import math
 import os
 import pstats
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -57,7 +55,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.results import BenchResult, Figure, add_json_argument, write_result
-from demo.__main__ import TOKEN, write_configs
+from bench.rig import Scratch
+from demo.__main__ import TOKEN
 from demo.broker import Broker, free_port, wait_for_port
 from edge_agent.config import SiteConfig, load_site_config
 from edge_agent.core.chain import SealedBlock
@@ -305,29 +304,6 @@ def figures(  # noqa: PLR0917 - one list per measured quantity
     )  # fmt: skip
 
 
-def start_collector(work: Path, broker: Broker, api_port: int) -> subprocess.Popen[bytes]:
-    """Configs, keys, the gateway registered, and a collector serving (SQLite) in `work`."""
-    write_configs(work, "tankfarm", broker.url, free_port(), api_port)
-    for argv in (
-        ("collector", "keys", "init", "-c", "collector.yaml"),
-        ("edge-agent", "keys", "init", "-c", "site.yaml"),
-    ):
-        subprocess.run(
-            [str(BIN / argv[0]), *argv[1:]], cwd=work, check=True, stdout=subprocess.DEVNULL
-        )
-    site = yaml.safe_load((work / "site.yaml").read_text(encoding="utf-8"))["site"]
-    subprocess.run(
-        [str(BIN / "collector"), "gateways", "add", "-c", "collector.yaml",
-         "--gateway", site["gateway"], "--district", site["district"],
-         "--public-key", "keys/gateway.key.pub"],
-        cwd=work, check=True, stdout=subprocess.DEVNULL,
-    )  # fmt: skip
-    log = (work / "collector.log").open("wb")
-    return subprocess.Popen(
-        [str(BIN / "collector"), "serve", "-c", "collector.yaml"], cwd=work, stdout=log, stderr=log
-    )
-
-
 def main() -> int:
     """Measure, print, write the result; exit 1 when a gated median misses its target."""
     parser = argparse.ArgumentParser()
@@ -339,10 +315,9 @@ def main() -> int:
     add_json_argument(parser)
     args = parser.parse_args()
     configure_logging(level=logging.WARNING)
-    work = Path(tempfile.mkdtemp(prefix="ganzhi-bench-"))
-    broker = Broker(port=free_port(), workdir=work)
+    scratch = Scratch.new("ganzhi-bench-")
+    work, broker = scratch.work, scratch.broker
     api_port = free_port()
-    collector: subprocess.Popen[bytes] | None = None
     raw: list[float] = []
     raw_ours: list[float] = []
     runs: list[AgentRun] = []
@@ -350,7 +325,7 @@ def main() -> int:
     ingest: list[float] = []
     try:
         broker.start()
-        collector = start_collector(work, broker, api_port)
+        scratch.start_collector(api_port)
         wait_for_port(api_port, timeout=30)
         config = load_site_config(work / "site.yaml")  # not in any measured run
         # Readings of their own per run (the collector stores each (point, t) once).
@@ -370,11 +345,7 @@ def main() -> int:
             raw_ours.append(asyncio.run(raw_publish_rate(broker, readings, canonical_batch)))
             ingest.append(asyncio.run(collector_rate(work, api_port, broker, args.blocks, repeat)))
     finally:
-        if collector is not None:
-            collector.terminate()
-            collector.wait(timeout=30)
-        broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        scratch.stop(30)
     result = BenchResult(
         bench="throughput",
         figures=figures(raw, raw_ours, runs, args.readings, verify, ingest),

@@ -54,12 +54,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import shutil
 import sqlite3
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -73,16 +70,16 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.results import BenchResult, Figure, add_json_argument, write_result
+from bench.rig import BIN, Scratch, init_keys, tank_points
 from bench.wire_variants import columns, compressed_size
 from demo.__main__ import write_configs
-from demo.broker import Broker, free_port, wait_for_port
+from demo.broker import free_port, wait_for_port
 from specs.encoding import Encoding, choose_encoding, encode_payload, encoding_properties
 from specs.signing import signature_properties, signing_key_from_seed
 from specs.topics import GatewayTopics
 from tests.support.faultproxy import FaultProxy, ProxyThread
 from tests.support.wire_corpus import blocks, make_site
 
-BIN = Path(sys.executable).parent
 BLOCK_SIZES = (14, 100, 500)
 ENCODINGS: dict[str, Encoding | None] = {
     "none": None,
@@ -97,13 +94,6 @@ TARGET_BYTES_PER_READING = 10.0
 TARGET_RATIO = 0.06
 KEY = signing_key_from_seed(b"bench-wire-gateway-key-seed-32by")
 TANKS_PER_DEVICE, DEVICES, SIM_TANKS = 20, 10, 100
-_TANK_POINTS = (
-    ("LT", "WHP-LT", "holding", 0),
-    ("TT", "WHP-TT", "holding", 2),
-    ("PT", "WHP-PT", "holding", 4),
-    ("LEL", "WHP-LEL", "input", 0),
-    ("TOX", "WHP-TOX", "input", 2),
-)
 
 
 @dataclass(frozen=True)
@@ -183,13 +173,11 @@ def _modbus_device(index: int, ports: tuple[int, ...]) -> dict[str, Any]:
     """Device `index` reads its own 20 tanks: simulators hold 100 tanks each (more overlap)."""
     first = index * TANKS_PER_DEVICE
     port = ports[first // SIM_TANKS]
-    points = []
-    for slot in range(TANKS_PER_DEVICE):
-        tank = first % SIM_TANKS + slot + 1
-        for code, quota, table, offset in _TANK_POINTS:
-            address = {"table": table, "start": 10 * (tank - 1) + offset, "type": "float32"}
-            code_of = f"T{first + slot + 1:03d}-{code}-01"
-            points.append({"point": code_of, "quota": quota, "address": address})
+    points = [
+        point
+        for slot in range(TANKS_PER_DEVICE)
+        for point in tank_points(first + slot + 1, first % SIM_TANKS + slot + 1)
+    ]
     return {
         "id": f"plc-{index:02d}",
         "driver": "modbus_tcp",
@@ -199,10 +187,6 @@ def _modbus_device(index: int, ports: tuple[int, ...]) -> dict[str, Any]:
         "timeout": "1s",
         "points": points,
     }
-
-
-def _cli(work: Path, *argv: str) -> None:
-    subprocess.run([str(BIN / argv[0]), *argv[1:]], cwd=work, check=True, capture_output=True)
 
 
 def _sealed(work: Path) -> int:
@@ -227,14 +211,8 @@ def _wait(condition: Callable[[], bool], timeout: float, what: str) -> None:
 
 def site_costs(encoding: str, seconds: float) -> tuple[float, float, float]:
     """(bytes up, bytes down, readings per block) per reading of a real 1,000-tag site."""
-    work = Path(tempfile.mkdtemp(prefix="ganzhi-wire-"))
-    broker = Broker(port=free_port(), workdir=work)
-    processes: list[subprocess.Popen[bytes]] = []
-
-    def spawn(name: str, *argv: str) -> None:
-        with (work / f"{name}.log").open("ab") as log:
-            processes.append(subprocess.Popen(argv, cwd=work, stdout=log, stderr=subprocess.STDOUT))
-
+    scratch = Scratch.new("ganzhi-wire-")
+    work, broker, spawn = scratch.work, scratch.broker, scratch.spawn
     try:
         broker.start()
         with ProxyThread(upstream_port=broker.port) as proxy:
@@ -247,13 +225,7 @@ def site_costs(encoding: str, seconds: float) -> tuple[float, float, float]:
             site["uplink"]["broker"] = f"mqtt://127.0.0.1:{proxy.port}"
             site["uplink"]["encoding"] = encoding
             site_path.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
-            _cli(work, "collector", "keys", "init", "-c", "collector.yaml")
-            _cli(work, "edge-agent", "keys", "init", "-c", "site.yaml")
-            _cli(
-                work, "collector", "gateways", "add", "-c", "collector.yaml",
-                "--gateway", site["site"]["gateway"], "--district", site["site"]["district"],
-                "--public-key", "keys/gateway.key.pub",
-            )  # fmt: skip
+            init_keys(work)
             for seed, port in enumerate(sims):
                 spawn(f"sim-{seed}", str(BIN / "python"), "-m", "simulators", "--port",
                       str(port), "--tanks", str(SIM_TANKS), "--seed", str(seed))  # fmt: skip
@@ -276,16 +248,7 @@ def site_costs(encoding: str, seconds: float) -> tuple[float, float, float]:
             float(per_block),
         )
     finally:
-        for process in reversed(processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-        broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        scratch.stop(30)
 
 
 # --- the run ------------------------------------------------------------------------------------
@@ -317,18 +280,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     costs: dict[tuple[int, str], list[Cost]] = {}
     site: dict[str, list[tuple[float, float, float]]] = {"none": [], "zstd-d1v": []}
-    work = Path(tempfile.mkdtemp(prefix="ganzhi-wire-broker-"))
-    broker = Broker(port=free_port(), workdir=work)
-    broker.start()
+    scratch = Scratch.new("ganzhi-wire-broker-")
+    scratch.broker.start()
     try:
         for repeat in range(args.repeats):
             for size in BLOCK_SIZES:
-                measured = corpus_costs(broker.port, size, BLOCK_COUNTS[size], seed=repeat + 1)
+                measured = corpus_costs(
+                    scratch.broker.port, size, BLOCK_COUNTS[size], seed=repeat + 1
+                )
                 for name, cost in measured.items():
                     costs.setdefault((size, name), []).append(cost)
     finally:
-        broker.stop()
-        shutil.rmtree(work, ignore_errors=True)
+        scratch.stop(30)
     if not args.no_site:
         for _ in range(args.site_repeats):
             for encoding, runs in site.items():

@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import subprocess
-import sys
 from collections import defaultdict
 from collections.abc import Sequence
 from contextlib import closing
@@ -22,10 +21,10 @@ from typing import Any
 import yaml
 
 from bench.peers.tb_gateway import TbDevice
+from bench.rig import BIN, init_keys, spawn, stop_processes
 from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
 
-BIN = Path(sys.executable).parent
 QUOTA = {"LT": "WHP-LT", "TT": "WHP-TT", "PT": "WHP-PT", "LEL": "WHP-LEL", "TOX": "WHP-TOX"}
 
 
@@ -71,17 +70,9 @@ class OurSite:
         self.processes: list[subprocess.Popen[bytes]] = []
         self.agent: subprocess.Popen[bytes] | None = None
 
-    def _cli(self, *argv: str) -> None:
-        subprocess.run(
-            [str(BIN / argv[0]), *argv[1:]], cwd=self.work, check=True, capture_output=True
-        )
-
     def _spawn(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
-        with (self.work / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(
-                [str(BIN / argv[0]), *argv[1:]],
-                cwd=self.work, stdout=log, stderr=subprocess.STDOUT,
-            )  # fmt: skip
+        """Start one of our commands (`BIN/argv[0]`)."""
+        process = spawn(self.work, name, str(BIN / argv[0]), *argv[1:])
         self.processes.append(process)
         return process
 
@@ -94,13 +85,7 @@ class OurSite:
         site["devices"] = [_device(d) for d in devices]
         site.pop("alarms", None)
         site_path.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
-        self._cli("collector", "keys", "init", "-c", "collector.yaml")
-        self._cli("edge-agent", "keys", "init", "-c", "site.yaml")
-        self._cli(
-            "collector", "gateways", "add", "-c", "collector.yaml",
-            "--gateway", site["site"]["gateway"], "--district", site["site"]["district"],
-            "--public-key", "keys/gateway.key.pub",
-        )  # fmt: skip
+        init_keys(self.work)
         self._spawn("collector", "collector", "serve", "-c", "collector.yaml")
         wait_for_port(api_port, timeout=30)
         self.agent = self._spawn("agent", "edge-agent", "run", "-c", "site.yaml")
@@ -152,11 +137,4 @@ class OurSite:
 
     def stop(self) -> None:
         """SIGTERM the agent, then the collector."""
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        stop_processes(reversed(self.processes), 30)
