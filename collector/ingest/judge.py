@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable, Mapping, Sequence
-from typing import TYPE_CHECKING, Final, TypeVar
+from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, TypeVar
 
 from collector.audit.chain import ActionEntry
 from collector.ingest.command_results import result_entry
@@ -43,6 +43,7 @@ from specs.status import StatusFormatError, decode_status
 from specs.topics import GatewayTopics, parse_topic
 
 T = TypeVar("T")
+P = ParamSpec("P")
 
 if TYPE_CHECKING:  # collector.ingest.core plans batches with these judges
     from collector.ingest.core import Inbound
@@ -86,6 +87,20 @@ def audit_row(message: Inbound, reason: Reason, detail: str) -> AuditEntry:
         detail=detail[:MAX_DETAIL],
         payload_hash=block_hash(message.payload),
     )
+
+
+def _or_audit_row(
+    judge: Callable[Concatenate[Inbound, P], T],
+    message: Inbound,
+    /,
+    *args: P.args,
+    **kwargs: P.kwargs,
+) -> T | AuditEntry:
+    """What `judge` makes of `message`, or the audit row of its rejection."""
+    try:
+        return judge(message, *args, **kwargs)
+    except _Rejected as rejected:
+        return audit_row(message, rejected.reason, rejected.detail)
 
 
 def _check_owner(topics: GatewayTopics, grant: KeyGrant | None, kid: str, at: float) -> KeyGrant:
@@ -192,10 +207,7 @@ def judge_block(
 
     The block's records are normalized against `catalogue`.
     """
-    try:
-        return _judge_block(message, grants, catalogue)
-    except _Rejected as rejected:
-        return audit_row(message, rejected.reason, rejected.detail)
+    return _or_audit_row(_judge_block, message, grants, catalogue)
 
 
 def _judge_meta(
@@ -226,10 +238,7 @@ def judge_meta(
     message: Inbound, grants: Mapping[str, KeyGrant], catalogue: Catalogue
 ) -> IncomingMeta | AuditEntry:
     """Verify an `up/meta` message exactly like a block: the meta to store, or the audit row."""
-    try:
-        return _judge_meta(message, grants, catalogue)
-    except _Rejected as rejected:
-        return audit_row(message, rejected.reason, rejected.detail)
+    return _or_audit_row(_judge_meta, message, grants, catalogue)
 
 
 def _judge_status(
@@ -262,10 +271,7 @@ def judge_status(
     """
     if not message.payload:
         return None
-    try:
-        return _judge_status(message, grants, tolerance)
-    except _Rejected as rejected:
-        return audit_row(message, rejected.reason, rejected.detail)
+    return _or_audit_row(_judge_status, message, grants, tolerance)
 
 
 def _judge_command_result(message: Inbound, grants: Mapping[str, KeyGrant]) -> ActionEntry:
@@ -293,8 +299,9 @@ def judge_command_results(
     for message in messages:
         if message.kind != CMD_KIND:
             continue
-        try:
-            actions.append(_judge_command_result(message, grants))
-        except _Rejected as rejected:
-            audits.append(audit_row(message, rejected.reason, rejected.detail))
+        judged = _or_audit_row(_judge_command_result, message, grants)
+        if isinstance(judged, AuditEntry):
+            audits.append(judged)
+        else:
+            actions.append(judged)
     return actions, audits
