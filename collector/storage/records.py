@@ -35,12 +35,30 @@ KEY_COLUMNS: Final = (
     "kid, gateway, alg, public_pem, added_at, revoked_at, retired_at, announced_by,"
     " announced_epoch, announced_seq"
 )
+# An announced key: never revoked or retired yet when it is added.
+INSERT_ANNOUNCED_KEY: Final = (
+    f"INSERT INTO gateway_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)"
+)
 READING_COLUMNS: Final = "r.gateway, r.point, r.quota, r.t, r.value, r.unit, r.quality, r.flags"
 
 
 def gateway(row: Row) -> Gateway:
     """A `gateways` row (GATEWAY_COLUMNS)."""
     return Gateway(row[0], row[1], row[2], row[3])
+
+
+def announced_key_values(key: GatewayKey) -> tuple[object, ...]:
+    """The parameters of INSERT_ANNOUNCED_KEY for `key`."""
+    return (
+        key.kid,
+        key.gateway,
+        key.alg,
+        key.public_pem,
+        key.added_at,
+        key.announced_by,
+        key.announced_epoch,
+        key.announced_seq,
+    )
 
 
 def gateway_key(row: Row) -> GatewayKey:

@@ -10,7 +10,14 @@ from collector.storage.base import RegistryError
 from collector.storage.keys import check_same_gateway, check_same_key, refusal, retire_at
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import lock_gateways
-from collector.storage.records import GATEWAY_COLUMNS, KEY_COLUMNS, gateway_key
+from collector.storage.postgres.rows import numbered
+from collector.storage.records import (
+    GATEWAY_COLUMNS,
+    INSERT_ANNOUNCED_KEY,
+    KEY_COLUMNS,
+    announced_key_values,
+    gateway_key,
+)
 from collector.storage.records import gateway as gateway_row
 
 
@@ -121,16 +128,8 @@ async def adopt_keys(db: Db, blocks: Sequence[IncomingBlock], overlap: float) ->
     for announced in (a for block in blocks for a in block.entries.keys):
         key = announced.key
         await db.execute(
-            f"INSERT INTO gateway_keys ({KEY_COLUMNS})"
-            " VALUES ($1, $2, $3, $4, $5, NULL, NULL, $6, $7, $8) ON CONFLICT (kid) DO NOTHING",
-            key.kid,
-            key.gateway,
-            key.alg,
-            key.public_pem,
-            key.added_at,
-            key.announced_by,
-            key.announced_epoch,
-            key.announced_seq,
+            numbered(f"{INSERT_ANNOUNCED_KEY} ON CONFLICT (kid) DO NOTHING"),
+            *announced_key_values(key),
         )
         found = await db.fetchrow(f"SELECT {KEY_COLUMNS} FROM gateway_keys WHERE kid = $1", key.kid)
         # This announcement's own row reads back as this gateway's key: nothing refused.

@@ -15,7 +15,13 @@ import aiosqlite
 from collector.model import AuditEntry, Gateway, GatewayKey, IncomingBlock, KeyGrant
 from collector.storage.base import StorageError
 from collector.storage.keys import check_same_gateway, check_same_key, refusal, retire_at
-from collector.storage.records import GATEWAY_COLUMNS, KEY_COLUMNS, gateway_key
+from collector.storage.records import (
+    GATEWAY_COLUMNS,
+    INSERT_ANNOUNCED_KEY,
+    KEY_COLUMNS,
+    announced_key_values,
+    gateway_key,
+)
 from collector.storage.records import gateway as gateway_row
 from collector.storage.sqlite.sql import chunks
 
@@ -136,20 +142,7 @@ async def adopt_keys(
             refused.append(replace(announced.audit, detail=f"{announced.audit.detail}: {why}"))
             continue
         if not rows:
-            await db.execute(
-                f"INSERT INTO gateway_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, NULL,"
-                " ?, ?, ?)",
-                (
-                    key.kid,
-                    key.gateway,
-                    key.alg,
-                    key.public_pem,
-                    key.added_at,
-                    key.announced_by,
-                    key.announced_epoch,
-                    key.announced_seq,
-                ),
-            )
+            await db.execute(INSERT_ANNOUNCED_KEY, announced_key_values(key))
         await db.execute(
             "UPDATE gateway_keys SET retired_at = ?"
             " WHERE kid = ? AND gateway = ? AND retired_at IS NULL",
