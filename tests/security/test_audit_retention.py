@@ -17,11 +17,10 @@ from collector.audit.chain import Action, ActionEntry
 from collector.audit.verify import verify_chain
 from collector.config import parse_collector_config
 from collector.model import AuditEntry, IngestBatch, Reason
+from collector.storage import audit as chain_steps
 from collector.storage import open_storage, prune_storage
 from collector.storage.capabilities import AuditTrail
-from collector.storage.postgres import audit as postgres_audit
 from collector.storage.retention import DAY, RetentionPolicy
-from collector.storage.sqlite import audit as sqlite_audit
 from configkit.issues import ConfigError
 from tests.support.collector_client import BASE_TIME
 from tests.support.postgres import sql_execute
@@ -50,8 +49,7 @@ async def test_rows_younger_than_180_days_stay_and_the_chain_still_verifies(
     storage_url: str, audit_days: float, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Pages of one row: the walk from the chain's base crosses pages as on a long trail.
-    monkeypatch.setattr(sqlite_audit, "_PRUNE_PAGE", 1)
-    monkeypatch.setattr(postgres_audit, "_PRUNE_PAGE", 1)
+    monkeypatch.setattr(chain_steps, "_PRUNE_PAGE", 1)
     await _chain(storage_url)
     # Readings' retention of one day: audit rows are kept by their own, longer rule.
     policy = RetentionPolicy(raw_days=1, rollup_days=1, audit_days=audit_days)

@@ -20,6 +20,7 @@ from asyncpg import Record
 from collector.audit.chain import ActionEntry
 from collector.feed.core import JournalEntry
 from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch
+from collector.storage import audit
 from collector.storage.base import StorageError
 from collector.storage.batch import store_batch
 from collector.storage.ingest_rows import (
@@ -28,7 +29,8 @@ from collector.storage.ingest_rows import (
     reading_records,
 )
 from collector.storage.lookups import KeyColumns, KeyLookups
-from collector.storage.postgres import audit, feed, presence, registry
+from collector.storage.postgres import feed, presence, registry
+from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.rows import numbered
@@ -167,7 +169,7 @@ class _PostgresBatch(KeyLookups):
         self, audits: Sequence[AuditEntry], actions: Sequence[ActionEntry], now: float
     ) -> None:
         # The audit chain's lock comes after the gateways' and before the feed's (locks.py).
-        await audit.append(self._db, audits, actions, now=now)
+        await audit.append(PostgresChain(self._db), audits, actions, now=now)
 
     async def finish(self, new: Sequence[IncomingBlock], entries: Sequence[JournalEntry]) -> None:
         records = reading_records(new)

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import asyncpg
 
-from collector.storage.postgres import audit
+from collector.storage import audit
+from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db, check_url, connecting, translated
 from collector.storage.postgres.locks import PARTITION_LOCK
 from collector.storage.postgres.partitions import (
@@ -55,7 +56,7 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
     status = await db.execute("DELETE FROM feed WHERE at < $1", now - policy.raw_days * DAY)
     async with db.transaction():
-        audit_gone = await audit.prune(db, policy.audit_cutoff(now))
+        audit_gone = await audit.prune(PostgresChain(db), policy.audit_cutoff(now))
     return PruneReport(
         tuple(dropped), tuple(gone), rolled, int(status.rsplit(" ", 1)[1]), audit_gone
     )

@@ -33,10 +33,12 @@ from collector.readmodel import (
     ReadingFilter,
     Scope,
 )
+from collector.storage import audit
 from collector.storage.base import Storage, StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.months import month_of, months_of, next_month
-from collector.storage.postgres import audit, feed, quality, registry, tokens
+from collector.storage.postgres import feed, quality, registry, tokens
+from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.buckets import (
     PostgresBucketQueries,
     PostgresRollupBucketQueries,
@@ -231,12 +233,14 @@ class PostgresStorage(CapabilityReads, Storage):
         """Append admin actions or command results to the chain (sealed at once)."""
         if entries:
             async with self._transaction("recording an audited action") as db:
-                await audit.append(db, actions=entries, now=max(e.at for e in entries))
+                await audit.append(
+                    PostgresChain(db), actions=entries, now=max(e.at for e in entries)
+                )
 
     async def seal_audit(self, now: float) -> int:
         """Chain the open rejection rows whose minute is over at `now`; how many."""
         async with self._transaction("sealing the audit chain") as db:
-            return await audit.seal_due(db, now)
+            return await audit.seal_due(PostgresChain(db), now)
 
     async def audit_head(self) -> tuple[ChainHead | None, int]:
         """The stored chain head and how many rows are open, from one snapshot."""
@@ -244,12 +248,12 @@ class PostgresStorage(CapabilityReads, Storage):
             self._connection("reading the audit chain") as db,
             db.transaction(isolation="repeatable_read", readonly=True),
         ):
-            return await audit.head(db), await audit.open_rows(db)
+            return await audit.head(PostgresChain(db)), await audit.open_rows(PostgresChain(db))
 
     async def audit_rows(self, *, after: int | None, limit: int) -> tuple[AuditRow, ...]:
         """Sealed rows with chain_seq above `after`, in chain order."""
         async with self._connection("reading the audit chain") as db:
-            return tuple(await audit.sealed_rows(db, after=after, limit=limit))
+            return tuple(await audit.sealed_rows(PostgresChain(db), after=after, limit=limit))
 
     async def add_token(self, token: StoredToken, digest: str, actor: str) -> None:
         """Store a token by the hash of its secret, with its audit row."""

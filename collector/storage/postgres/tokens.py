@@ -10,8 +10,9 @@ import json
 import asyncpg
 
 from collector.audit.chain import Action, ActionEntry
+from collector.storage import audit
 from collector.storage.base import RegistryError
-from collector.storage.postgres import audit
+from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db
 from collector.tokens import StoredToken
 
@@ -38,7 +39,7 @@ async def add(db: Db, token: StoredToken, digest: str, actor: str) -> None:
         raise RegistryError(f"a token named {token.name!r} exists already (revoked ones too)")
     detail = f"token {token.name} added for districts {', '.join(token.districts)}"
     entry = ActionEntry(token.created_at, Action.TOKEN_ADD, actor, detail)
-    await audit.append(db, actions=[entry], now=token.created_at)
+    await audit.append(PostgresChain(db), actions=[entry], now=token.created_at)
 
 
 async def revoke(db: Db, name: str, at: float, actor: str) -> bool:
@@ -50,7 +51,7 @@ async def revoke(db: Db, name: str, at: float, actor: str) -> bool:
         return False
     await db.execute("UPDATE api_tokens SET revoked_at = $1 WHERE name = $2", at, name)
     entry = ActionEntry(at, Action.TOKEN_REVOKE, actor, f"token {name} revoked")
-    await audit.append(db, actions=[entry], now=at)
+    await audit.append(PostgresChain(db), actions=[entry], now=at)
     return True
 
 

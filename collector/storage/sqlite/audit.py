@@ -1,158 +1,38 @@
-"""The audit chain in SQLite: aggregate, seal, read and prune (collector.audit.chain).
+"""The audit chain's connection on SQLite (its steps: `collector.storage.audit`).
 
-Every function runs inside the caller's write transaction (`BEGIN IMMEDIATE`), which already
-serializes every writer of the file: no lock of its own is needed.
+Every step runs inside the caller's write transaction (`BEGIN IMMEDIATE`), which already
+serializes every writer of the file: the chain's lock is that transaction.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Final
 
 import aiosqlite
 
-from collector.audit.chain import (
-    MINUTE,
-    ActionEntry,
-    AuditRow,
-    BucketKey,
-    ChainHead,
-    action_row,
-    prune_head,
-    rejection_rows,
-    seal,
-)
-from collector.model import AuditEntry
-from collector.storage.records import AUDIT_COLUMNS, AUDIT_ID, INSERT_AUDIT, audit_row, audit_values
-
-_PRUNE_PAGE: Final = 1000
+from collector.storage.records import Row
 
 
-async def _first_young(db: aiosqlite.Connection, chain: ChainHead, before: float) -> int:
-    """The seq of the oldest chained row with an occurrence at or after `before`.
+class SqliteChain:
+    """`collector.storage.audit.ChainDb` on one aiosqlite connection."""
 
-    Walks the chain from its base by its index, a page at a time: it reads the rows that go
-    and one more, never the whole trail. Past the head when every row is old.
-    """
-    after = chain.base_seq - 1
-    while True:
-        found = await db.execute_fetchall(
-            "SELECT chain_seq, coalesce(last_at, at) FROM audit WHERE chain_seq > ?"
-            " ORDER BY chain_seq LIMIT ?",
-            (after, _PRUNE_PAGE),
-        )
-        rows = [(int(row[0]), float(row[1])) for row in found]
-        for seq, last in rows:
-            if last >= before:
-                return seq
-        if len(rows) < _PRUNE_PAGE:
-            return chain.head_seq + 1
-        after = rows[-1][0]
+    larger = "max"
 
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
 
-async def append(
-    db: aiosqlite.Connection,
-    rejections: Sequence[AuditEntry] = (),
-    actions: Sequence[ActionEntry] = (),
-    *,
-    now: float,
-) -> None:
-    """Add rejections to their open rows and actions as rows of their own, then seal."""
-    if rejections:
-        found = await db.execute_fetchall(
-            "SELECT source, reason, minute FROM audit"
-            " WHERE chain_seq IS NULL AND minute IS NOT NULL"
-        )
-        held: list[BucketKey] = [(str(r[0]), str(r[1]), float(r[2])) for r in found]
-        sources = sorted({entry.gateway for entry in rejections if entry.gateway})
-        registered = await db.execute_fetchall(
-            f"SELECT gateway FROM gateways WHERE gateway IN ({', '.join('?' * len(sources))})",
-            sources,
-        )
-        await db.executemany(
-            f"{INSERT_AUDIT} ON CONFLICT (source, reason, minute)"
-            " WHERE chain_seq IS NULL AND minute IS NOT NULL"
-            " DO UPDATE SET count = count + excluded.count,"
-            " last_at = max(coalesce(last_at, at), excluded.last_at)",
-            [
-                audit_values(row)
-                for row in rejection_rows(rejections, held, {str(r[0]) for r in registered})
-            ],
-        )
-    await db.executemany(INSERT_AUDIT, [audit_values(action_row(entry)) for entry in actions])
-    await seal_due(db, now)
+    async def lock(self) -> None:
+        """Nothing more: the caller's write transaction holds the file's write lock."""
 
+    async def fetch(self, sql: str, params: Sequence[object], /) -> Sequence[Row]:
+        """Its rows, read on the caller's connection."""
+        return list(await self._db.execute_fetchall(sql, params))
 
-async def head(db: aiosqlite.Connection) -> ChainHead | None:
-    """The stored chain head; None before the first row is sealed."""
-    found = await db.execute_fetchall(
-        "SELECT base_seq, base_prev, head_seq, head_hash FROM audit_chain WHERE id = 1"
-    )
-    for row in found:
-        return ChainHead(int(row[0]), str(row[1]), int(row[2]), str(row[3]))
-    return None
+    async def execute(self, sql: str, params: Sequence[object], /) -> int:
+        """The cursor's rowcount."""
+        cursor = await self._db.execute(sql, params)
+        return int(cursor.rowcount)
 
-
-async def _save_head(db: aiosqlite.Connection, chain: ChainHead) -> None:
-    await db.execute(
-        "INSERT INTO audit_chain (id, base_seq, base_prev, head_seq, head_hash)"
-        " VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET base_seq = excluded.base_seq,"
-        " base_prev = excluded.base_prev, head_seq = excluded.head_seq,"
-        " head_hash = excluded.head_hash",
-        (chain.base_seq, chain.base_prev, chain.head_seq, chain.head_hash),
-    )
-
-
-async def seal_due(db: aiosqlite.Connection, now: float) -> int:
-    """Chain every open row that is due at `now`, in id order; how many were sealed."""
-    found = await db.execute_fetchall(
-        f"SELECT {AUDIT_COLUMNS}, id FROM audit WHERE chain_seq IS NULL"
-        " AND (minute IS NULL OR minute <= ?) ORDER BY id",
-        (now - MINUTE,),
-    )
-    ids = [int(row[AUDIT_ID]) for row in found]
-    if not ids:
-        return 0
-    chain, sealed = seal(await head(db) or ChainHead(), [audit_row(row) for row in found])
-    await db.executemany(
-        "UPDATE audit SET chain_seq = ?, prev = ?, hash = ?, last_at = ? WHERE id = ?",
-        [(r.chain_seq, r.prev, r.hash, r.last_at, i) for r, i in zip(sealed, ids, strict=True)],
-    )
-    await _save_head(db, chain)
-    return len(ids)
-
-
-async def sealed_rows(db: aiosqlite.Connection, *, after: int | None, limit: int) -> list[AuditRow]:
-    """Up to `limit` sealed rows with chain_seq above `after`, in chain order."""
-    found = await db.execute_fetchall(
-        f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq > ? ORDER BY chain_seq LIMIT ?",
-        (-1 if after is None else after, limit),
-    )
-    return [audit_row(row) for row in found]
-
-
-async def open_rows(db: aiosqlite.Connection) -> int:
-    """How many rows are not chained yet."""
-    found = await db.execute_fetchall("SELECT count(*) FROM audit WHERE chain_seq IS NULL")
-    return int(next(iter(found))[0])
-
-
-async def prune(db: aiosqlite.Connection, before: float) -> int:
-    """Delete the oldest sealed rows whose every occurrence is before `before`; how many.
-
-    Only a prefix of the chain goes (up to the first row still young), so the kept rows stay
-    one unbroken chain from the head's new base.
-    """
-    chain = await head(db)
-    if chain is None:
-        return 0
-    limit = await _first_young(db, chain, before)
-    cursor = await db.execute("DELETE FROM audit WHERE chain_seq < ?", (limit,))
-    if not cursor.rowcount:
-        return 0
-    kept = await db.execute_fetchall(
-        f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq = ?", (limit,)
-    )
-    first = [audit_row(row) for row in kept]
-    await _save_head(db, prune_head(chain, first[0] if first else None))
-    return int(cursor.rowcount)
+    async def execute_many(self, sql: str, rows: Sequence[Sequence[object]], /) -> None:
+        """One executemany: a single thread hop for all of `rows`."""
+        await self._db.executemany(sql, rows)

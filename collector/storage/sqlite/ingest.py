@@ -15,11 +15,13 @@ import aiosqlite
 from collector.audit.chain import ActionEntry
 from collector.feed.core import JournalEntry
 from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch
+from collector.storage import audit
 from collector.storage.batch import store_batch as store
 from collector.storage.ingest_rows import INSERT_READING, Params, reading_records
 from collector.storage.lookups import READING_KEY, KeyColumns, KeyLookups
 from collector.storage.rollups import MinuteRollup
-from collector.storage.sqlite import audit, journal, presence, registry, rollups
+from collector.storage.sqlite import journal, presence, registry, rollups
+from collector.storage.sqlite.audit import SqliteChain
 from collector.storage.sqlite.sql import CHUNK, chunks, values
 
 # Readings are looked up by the thousand (a batch holds up to batch_max blocks of them).
@@ -105,7 +107,7 @@ class _SqliteBatch(KeyLookups):
     async def append_audits(
         self, audits: Sequence[AuditEntry], actions: Sequence[ActionEntry], now: float
     ) -> None:
-        await audit.append(self._db, audits, actions, now=now)
+        await audit.append(SqliteChain(self._db), audits, actions, now=now)
 
     async def finish(self, new: Sequence[IncomingBlock], entries: Sequence[JournalEntry]) -> None:
         # The journal's rows name the newest reading id before them (readings_through).

@@ -14,10 +14,11 @@ from pathlib import Path
 
 import aiosqlite
 
+from collector.storage import audit
 from collector.storage.base import StorageError
 from collector.storage.months import Month, month_of, month_start, next_month
 from collector.storage.retention import DAY, PruneReport, RetentionPolicy, expired
-from collector.storage.sqlite import audit
+from collector.storage.sqlite.audit import SqliteChain
 from collector.storage.sqlite.schema import connect, rollback
 
 
@@ -72,7 +73,7 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
             )
     await db.execute("BEGIN IMMEDIATE")
     try:
-        audit_gone = await audit.prune(db, policy.audit_cutoff(now))
+        audit_gone = await audit.prune(SqliteChain(db), policy.audit_cutoff(now))
         await db.execute("COMMIT")
     except BaseException:
         await rollback(db)

@@ -32,18 +32,19 @@ from collector.readmodel import (
     ReadingFilter,
     Scope,
 )
+from collector.storage import audit
 from collector.storage.base import RegistryError, Storage, StorageError
 from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.queries import Fetch
 from collector.storage.reads import CapabilityReads
 from collector.storage.sqlite import (
-    audit,
     feed,
     ingest,
     quality,
     registry,
     tokens,
 )
+from collector.storage.sqlite.audit import SqliteChain
 from collector.storage.sqlite.buckets import SqliteBucketQueries, SqliteRollupBucketQueries
 from collector.storage.sqlite.schema import connect, migrate, rollback
 from collector.storage.sqlite.sql import fetcher
@@ -179,25 +180,25 @@ class SqliteStorage(CapabilityReads, Storage):
         """Append admin actions or command results to the chain (sealed at once)."""
         if entries:
             async with self._transaction() as db:
-                await audit.append(db, actions=entries, now=max(e.at for e in entries))
+                await audit.append(SqliteChain(db), actions=entries, now=max(e.at for e in entries))
 
     async def seal_audit(self, now: float) -> int:
         """Chain the open rejection rows whose minute is over at `now`; how many."""
         async with self._transaction() as db:
-            return await audit.seal_due(db, now)
+            return await audit.seal_due(SqliteChain(db), now)
 
     async def audit_head(self) -> tuple[ChainHead | None, int]:
         """The stored chain head and how many rows are open, from one snapshot."""
         db = self._reader
         await db.execute("BEGIN")
         try:
-            return await audit.head(db), await audit.open_rows(db)
+            return await audit.head(SqliteChain(db)), await audit.open_rows(SqliteChain(db))
         finally:
             await db.execute("COMMIT")
 
     async def audit_rows(self, *, after: int | None, limit: int) -> tuple[AuditRow, ...]:
         """Sealed rows with chain_seq above `after`, in chain order."""
-        return tuple(await audit.sealed_rows(self._reader, after=after, limit=limit))
+        return tuple(await audit.sealed_rows(SqliteChain(self._reader), after=after, limit=limit))
 
     async def add_token(self, token: StoredToken, digest: str, actor: str) -> None:
         """Store a token by the hash of its secret, with its audit row."""

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 import aiosqlite
 
 from collector.audit.chain import Action, ActionEntry
+from collector.storage import audit
 from collector.storage.base import RegistryError
-from collector.storage.sqlite import audit
+from collector.storage.sqlite.audit import SqliteChain
 from collector.tokens import StoredToken
 
 _COLUMNS = "name, districts, created_at, revoked_at"
@@ -39,7 +40,7 @@ async def add(db: aiosqlite.Connection, token: StoredToken, digest: str, actor: 
     )
     detail = f"token {token.name} added for districts {', '.join(token.districts)}"
     entry = ActionEntry(token.created_at, Action.TOKEN_ADD, actor, detail)
-    await audit.append(db, actions=[entry], now=token.created_at)
+    await audit.append(SqliteChain(db), actions=[entry], now=token.created_at)
 
 
 async def revoke(db: aiosqlite.Connection, name: str, at: float, actor: str) -> bool:
@@ -53,7 +54,7 @@ async def revoke(db: aiosqlite.Connection, name: str, at: float, actor: str) -> 
             raise RegistryError(f"no token is named {name!r}")
         return False
     entry = ActionEntry(at, Action.TOKEN_REVOKE, actor, f"token {name} revoked")
-    await audit.append(db, actions=[entry], now=at)
+    await audit.append(SqliteChain(db), actions=[entry], now=at)
     return True
 
 
