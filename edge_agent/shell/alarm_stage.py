@@ -2,7 +2,9 @@
 
 The sealer hands every batch of readings to `AlarmStage.evaluate` just before sealing it. The
 events go into the same block, right after the readings that triggered them, and the new
-state is stored by the same outbox transaction (`Outbox.seal(alarm_state=...)`). Only once
+state is stored by the same outbox transaction (`Outbox.seal(alarm_state=...)`). Several
+blocks sealed by one transaction are evaluated in turn, each from the state the one before it
+leaves (`after`); the transaction stores the state the last one leaves. Only once
 that transaction committed does the stage adopt the new state (`commit`); a failed seal
 re-evaluates the same readings from the same state. So the stored blocks and the stored
 state always agree, across crashes and restarts.
@@ -57,9 +59,15 @@ class AlarmStage:
         """The state as of the last sealed block."""
         return self._state
 
-    def evaluate(self, batch: Sequence[Record]) -> StagedAlarms:
-        """Evaluate a batch from the committed state; nothing changes until `commit`."""
-        outcome = evaluate_batch(self._rules, self._state, batch)
+    def evaluate(self, batch: Sequence[Record], after: StagedAlarms | None = None) -> StagedAlarms:
+        """Evaluate a batch from the committed state; nothing changes until `commit`.
+
+        `after`: the staged batch sealed just before this one in the same transaction; this
+        one is evaluated from the state that one leaves, and its snapshot is the state to
+        store with both.
+        """
+        start = self._state if after is None else after.state
+        outcome = evaluate_batch(self._rules, start, batch)
         changed = outcome.state is not self._state
         return StagedAlarms(
             records=outcome.records,

@@ -24,7 +24,7 @@ import structlog
 
 from edge_agent.core.chain import SealedBlock
 from edge_agent.core.losses import LostReadings
-from edge_agent.shell.alarm_stage import AlarmStage
+from edge_agent.shell.alarm_stage import AlarmStage, StagedAlarms
 from edge_agent.shell.outbox import Outbox
 from specs.records import Record
 
@@ -75,9 +75,9 @@ class Sealer:
         self._on_sealed = on_sealed
         self._alarms = alarms
         self._ring_readings = max(ring_readings, flush_readings)
-        # With alarms, one block per transaction: each batch is evaluated from the state the
-        # previous block committed.
-        self._group_readings = flush_readings * (1 if alarms is not None else GROUP_BLOCKS)
+        # With alarms too: each batch of a group is evaluated from the state the one before it
+        # leaves, and the transaction stores the last one's (AlarmStage.evaluate's `after`).
+        self._group_readings = flush_readings * GROUP_BLOCKS
         self._pending: deque[Record] = deque()
         # Readings let go before a restart (a stop on a full disk) are named by the first block.
         self._lost = lost if lost is not None else LostReadings()
@@ -188,15 +188,20 @@ class Sealer:
 
     async def _seal_pending(self) -> None:
         batches = self._batches()
-        staged = None
+        records = list(batches)
+        staged: list[StagedAlarms] = []
         if self._alarms is not None:
-            try:
-                staged = self._alarms.evaluate(batches[0])
-            except (ValueError, ArithmeticError) as exc:
-                # Readings outrank alarms: a reading the evaluator cannot handle must not
-                # stop sealing. The batch goes out without events; alarm state is unchanged.
-                log.exception("alarm_evaluation_failed", error=str(exc), records=len(batches[0]))
-        records = [staged.records if staged is not None else batches[0], *batches[1:]]
+            for index, batch in enumerate(batches):
+                try:
+                    evaluated = self._alarms.evaluate(batch, after=staged[-1] if staged else None)
+                except (ValueError, ArithmeticError) as exc:
+                    # Readings outrank alarms: a reading the evaluator cannot handle must not
+                    # stop sealing. The batch goes out without events; alarm state is as the
+                    # batch before it left it.
+                    log.exception("alarm_evaluation_failed", error=str(exc), records=len(batch))
+                    continue
+                staged.append(evaluated)
+                records[index] = evaluated.records
         lost = self._lost
         now = time.time()
         if lost.count:
@@ -205,7 +210,7 @@ class Sealer:
             records,
             now=now,
             clock_synced=self._clock_synced(),
-            alarm_state=staged.snapshot if staged is not None else None,
+            alarm_state=staged[-1].snapshot if staged else None,
         )
         # Only now are these readings durable; until here a failure keeps them pending (and
         # the alarm state unchanged, so a retry evaluates them again from the same state).
@@ -215,8 +220,9 @@ class Sealer:
             log.warning("disk_full_gap_sealed", lost=lost.count, seq=blocks[0].seq)
             self._lost = LostReadings()
             self._outbox.note_unsealed(self._lost)
-        if self._alarms is not None and staged is not None:
-            self._alarms.commit(staged)
+        if self._alarms is not None:
+            for evaluated in staged:
+                self._alarms.commit(evaluated)
         for block in blocks:
             log.debug("block_sealed", epoch=block.epoch, seq=block.seq, records=block.records)
             self._on_sealed(block)

@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,40 @@ async def _raise_and_clear(tmp_path: Path) -> None:
         stage = await load_alarm_stage(outbox, rules)
         stage.commit(stage.evaluate([lel(0, 30)]))
         stage.commit(stage.evaluate([lel(1, 0)]))
+
+
+async def test_blocks_sealed_by_one_transaction_evaluate_alarms_in_turn(tmp_path: Path) -> None:
+    # A sealer behind its readings seals several blocks per transaction (GROUP_BLOCKS); with
+    # alarms each block's batch is evaluated from the state the block before it leaves, and
+    # the transaction stores the last one's. Two readings a block: raise in block 1, clear in
+    # block 2, raise again in block 3, all sealed by one transaction.
+    path = tmp_path / "outbox.db"
+    rules = rules_for_site(site(tmp_path), default_catalogue())
+    async with open_outbox(path, SITE, KEY) as outbox:
+        groups: list[int] = []
+        seal_many = outbox.seal_many
+
+        async def recording(batches: Sequence[tuple[Record, ...]], **kwargs: object) -> object:
+            groups.append(len(batches))
+            return await seal_many(batches, **kwargs)  # type: ignore[arg-type]
+
+        outbox.seal_many = recording  # type: ignore[method-assign,assignment]
+        stage = await load_alarm_stage(outbox, rules)
+        readings = [lel(0, 5), lel(1, 30), lel(2, 10), lel(3, 18), lel(4, 31), lel(5, 32)]
+        async with running_sealer(outbox, alarms=stage, flush_readings=2) as run:
+            for reading in readings:  # all queued before the run starts (no await in between)
+                run.queue.put_nowait(reading)
+            await run.until_sealed(len(readings) + 3)
+        assert groups[0] == 3
+        assert list(stage.state.active) == ["G1/L1"]
+    events = outbox_alarms(path)
+    assert [(e.event, e.trigger_t) for e in events] == [
+        (AlarmEvent.RAISE, lel(1, 0).t),
+        (AlarmEvent.CLEAR, lel(2, 0).t),
+        (AlarmEvent.RAISE, lel(4, 0).t),
+    ]
+    assert [e.alarm_id.rpartition(".")[2] for e in events] == ["1", "1", "2"]
+    with sqlite3.connect(path) as db:
+        per_block = [r[0] for r in db.execute("SELECT records FROM blocks ORDER BY seq")]
+    assert per_block == [3, 3, 3]  # each block: its two readings and the event one triggered
+    assert assert_consistent(path) == {events[-1].alarm_id}

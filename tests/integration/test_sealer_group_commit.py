@@ -2,7 +2,7 @@
 
 Each block is what it would be alone (at most flush_readings records, in order, chained);
 only the fsync is shared. With alarms, each block's batch is evaluated from the state the
-previous block committed, so those go one per transaction.
+block before it leaves (tests/integration/test_alarm_state.py).
 """
 
 from __future__ import annotations

@@ -82,9 +82,12 @@ def evaluate_batch(rules: AlarmRules, state: AlarmState, records: Sequence[Recor
     work = _Work(state, rules)
     out: list[Record] = []
     events: list[AlarmRecord] = []
+    with_rules = rules.points
     for record in records:
         out.append(record)
-        if isinstance(record, Reading):
+        # A reading of a point without rules changes nothing unless an orphaned alarm waits
+        # for it (most readings of most sites: skipped without a call).
+        if isinstance(record, Reading) and (record.point in with_rules or work.has_orphans):
             found = work.reading(record)
             out.extend(found)
             events.extend(found)
@@ -105,6 +108,11 @@ class _Work:
         self._changed = False
         # Alarms whose rule left the site map; each is cleared by its point's next reading.
         self._orphans = [slot for slot in state.active if slot not in rules.slots]
+
+    @property
+    def has_orphans(self) -> bool:
+        """Whether an active alarm lost its rule and waits for its point's next reading."""
+        return bool(self._orphans)
 
     def result(self) -> AlarmState:
         if not self._changed:
