@@ -24,7 +24,7 @@ from paho.mqtt.properties import Properties
 from collector.model import Gateway, GatewayKey, KeyGrant
 from specs.ack import Ack, decode_ack
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
-from specs.catalogue import Catalogue, UnitConversion, default_catalogue
+from specs.catalogue import Catalogue, Indicator, UnitConversion, default_catalogue
 from specs.identifiers import credit_code_check_character
 from specs.meta import GatewayMeta, PointMeta
 from specs.records import (
@@ -174,37 +174,28 @@ def catalogue_with_coal() -> Catalogue:
     shipped = default_catalogue()
     level = shipped.get("WHP-LT")
     assert level is not None
-    coal = {
-        "MK-M0101": dataclasses.replace(
-            level,
-            code="MK-M0101",
-            domain="MK",
-            name_zh="甲烷",
-            name_en="methane",
-            unit="%CH4",
-            units={"%CH4": UnitConversion(1.0)},
-            low=0.0,
-            high=100.0,
-            alarms=("alarm", "power_off"),
-            thresholds={},
-            source="test data",
+
+    def indicator(
+        code: str, names: tuple[str, str], unit: str, *, high: float, alarms: tuple[str, ...]
+    ) -> Indicator:
+        zh, en = names
+        return dataclasses.replace(
+            level, code=code, domain="MK", name_zh=zh, name_en=en, unit=unit,
+            units={unit: UnitConversion(1.0)}, low=0.0, high=high, alarms=alarms,
+            thresholds={}, source="test data",
+        )  # fmt: skip
+
+    coal = (
+        indicator(
+            "MK-M0101", ("甲烷", "methane"), "%CH4", high=100.0, alarms=("alarm", "power_off")
         ),
-        "MK-M0104": dataclasses.replace(
-            level,
-            code="MK-M0104",
-            domain="MK",
-            name_zh="一氧化碳",
-            name_en="carbon monoxide",
-            unit="ppm",
-            units={"ppm": UnitConversion(1.0)},
-            low=0.0,
-            high=1000.0,
-            alarms=("alarm",),
-            thresholds={},
-            source="test data",
+        indicator(
+            "MK-M0104", ("一氧化碳", "carbon monoxide"), "ppm", high=1000.0, alarms=("alarm",)
         ),
-    }
-    return dataclasses.replace(shipped, indicators={**shipped.indicators, **coal})
+    )
+    return dataclasses.replace(
+        shipped, indicators={**shipped.indicators, **{i.code: i for i in coal}}
+    )
 
 
 def alarm_record(

@@ -171,15 +171,16 @@ def test_out_of_order_opens_and_closes_a_hole() -> None:
     assert (state.acked_through, state.max_seq, state.missing) == (3, 3, ())
 
 
-def _gap_block(seq: int, *gaps: GapEntry, epoch: str = "epoch-2") -> IncomingBlock:
+def _incoming(seq: int, epoch: str, entries: BlockEntries) -> IncomingBlock:
+    """GW's block `seq` of `epoch`, signed, received at BASE_TIME + seq, with `entries`."""
     payload = GW.block(seq, epoch=epoch)
     return IncomingBlock(
-        GW.topics.block,
-        decode_block(payload),
-        GW.key.sign(payload),
-        BASE_TIME + seq,
-        BlockEntries(gaps=gaps),
+        GW.topics.block, decode_block(payload), GW.key.sign(payload), BASE_TIME + seq, entries
     )
+
+
+def _gap_block(seq: int, *gaps: GapEntry, epoch: str = "epoch-2") -> IncomingBlock:
+    return _incoming(seq, epoch, BlockEntries(gaps=gaps))
 
 
 def test_stream_changes_route_declarations_to_the_epoch_they_name() -> None:
@@ -451,14 +452,7 @@ def _reading_entry(idx: int, point: str, t: float, value: float | None = 1.0) ->
 
 
 def _readings_block(seq: int, *readings: ReadingEntry, epoch: str = "epoch-1") -> IncomingBlock:
-    payload = GW.block(seq, epoch=epoch)
-    return IncomingBlock(
-        GW.topics.block,
-        decode_block(payload),
-        GW.key.sign(payload),
-        BASE_TIME + seq,
-        BlockEntries(readings=readings),
-    )
+    return _incoming(seq, epoch, BlockEntries(readings=readings))
 
 
 def test_a_reading_of_a_stored_key_is_left_out_and_audited_once_per_block_and_reason() -> None:
