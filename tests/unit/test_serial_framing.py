@@ -244,6 +244,18 @@ def _chunked(data: bytes, cuts: list[int]) -> list[bytes]:
     return [data[a:b] for a, b in itertools.pairwise(edges)]
 
 
+def _fed_in_chunks(framer: Framer, data: bytes, cuts: list[int]) -> list[FrameEvent]:
+    """Feed `data` cut at `cuts`; the framer never holds more than it says it may."""
+    events: list[FrameEvent] = []
+    for chunk in _chunked(data, cuts):
+        events += framer.feed(chunk)
+        assert framer.buffered <= framer.max_buffered
+    return events
+
+
+CUTS = st.lists(st.integers(0, 2000), max_size=20)
+
+
 line_bytes = st.lists(
     st.one_of(st.binary(max_size=40), st.sampled_from([b"\r\n", b"\r", b"\n", b"#", b"ST"])),
     max_size=30,
@@ -252,27 +264,22 @@ line_bytes = st.lists(
 
 @given(
     data=line_bytes,
-    cuts=st.lists(st.integers(0, 2000), max_size=20),
+    cuts=CUTS,
     max_frame=st.integers(1, 50),
     delimiter=st.sampled_from([b"\r\n", b"\n", b"END"]),
 )
 def test_delimiter_framer_never_raises_never_outgrows_and_ignores_chunking(
     data: bytes, cuts: list[int], max_frame: int, delimiter: bytes
 ) -> None:
-    whole = DelimiterFramer(delimiter, max_frame)
-    expected = frames(whole.feed(data))
-    framer = DelimiterFramer(delimiter, max_frame)
-    got: list[bytes] = []
-    for chunk in _chunked(data, cuts):
-        got += frames(framer.feed(chunk))
-        assert framer.buffered <= framer.max_buffered
+    expected = frames(DelimiterFramer(delimiter, max_frame).feed(data))
+    got = frames(_fed_in_chunks(DelimiterFramer(delimiter, max_frame), data, cuts))
     assert got == expected
     assert all(0 < len(f) <= max_frame and delimiter not in f for f in got)
 
 
 @given(
     data=line_bytes,
-    cuts=st.lists(st.integers(0, 2000), max_size=20),
+    cuts=CUTS,
     length=st.integers(1, 30),
     start=st.sampled_from([b"", b"#", b"ST"]),
 )
@@ -281,13 +288,9 @@ def test_fixed_length_framer_never_raises_and_never_outgrows(
 ) -> None:
     if len(start) > length:
         return
-    framer = FixedLengthFramer(length, start)
-    for chunk in _chunked(data, cuts):
-        for event in framer.feed(chunk):
-            if isinstance(event, Frame):
-                assert len(event.data) == length
-                assert event.data.startswith(start)
-        assert framer.buffered <= framer.max_buffered
+    for frame in frames(_fed_in_chunks(FixedLengthFramer(length, start), data, cuts)):
+        assert len(frame) == length
+        assert frame.startswith(start)
 
 
 @given(noise=st.binary(max_size=500), max_frame=st.integers(8, 64))
