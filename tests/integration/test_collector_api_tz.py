@@ -32,6 +32,7 @@ from tests.support.collector_api import (
 )
 from tests.support.collector_client import BASE_TIME, alarm_record, gap_record
 from tests.support.collector_env import register
+from tests.support.config_files import COLLECTOR_HEAD
 
 FLOAT32 = 2.4833621978759766
 THRESHOLD32 = 2.299999952316284  # float32(2.3) widened
@@ -156,14 +157,7 @@ async def test_float32_values_show_their_shortest_digits(client: httpx.AsyncClie
 
 # --- api.tz in the collector config ---------------------------------------------------------
 
-CONFIG = """\
-broker: "mqtt://127.0.0.1:1883"
-storage: {url: "sqlite:///state/collector.db"}
-signing: {key_file: keys/collector.key}
-api:
-  listen: "127.0.0.1:8080"
-TZ
-"""
+CONFIG = COLLECTOR_HEAD + "TZ\n"
 
 
 def _config(tz_line: str) -> timezone:

@@ -16,18 +16,12 @@ from collector.api.sizes import RequestLimits
 from collector.cli import main
 from collector.config import load_collector_config, parse_collector_config
 from collector.runtime import run_collector
-from configkit.issues import ConfigError
 from tests.support.broker import Broker, free_port
 from tests.support.collector_env import write_collector_config
+from tests.support.config_files import COLLECTOR, COLLECTOR_HEAD, Mistake, mistake_id
 
 FILE = "collector.yaml"
-BASE = """\
-broker: "mqtt://127.0.0.1:1883"
-storage: {url: "sqlite:///state/collector.db"}
-signing: {key_file: keys/collector.key}
-api:
-  listen: "127.0.0.1:8080"
-"""
+BASE = COLLECTOR_HEAD
 LIMITS = """\
   rate_limit:
     token: {per_second: 10, burst: 50}
@@ -61,9 +55,10 @@ def test_rate_limits_can_be_turned_off() -> None:
     assert parse_collector_config(text, FILE, Path("/srv")).api.rate_limit.settings is None
 
 
-@pytest.mark.parametrize(
-    ("old", "new", "path", "fragment"),
-    [
+# (old, new, key, a part of the message)
+LIMIT_MISTAKES = [
+    Mistake(*row, match="part")
+    for row in [
         ("per_second: 10,", "per_second: 0,", "api.rate_limit.token.per_second", "greater than 0"),
         ("per_second: 10,", "per_second: .inf,", "api.rate_limit.token.per_second", "finite"),
         ("burst: 5}", "burst: 0}", "api.rate_limit.address.burst", "greater than or equal to 1"),
@@ -74,18 +69,13 @@ def test_rate_limits_can_be_turned_off() -> None:
         ("header_bytes: 8192", "header_bytes: 100", "api.limits.header_bytes", "1024"),
         ("connections: 64", "connections: 0", "api.limits.connections", "1"),
         ("body_bytes: 0", "body_bytes: -1", "api.limits.body_bytes", "0"),
-    ],
-)
-def test_mistakes_name_line_and_key(old: str, new: str, path: str, fragment: str) -> None:
-    text = BASE + LIMITS
-    assert text.count(old) == 1, old
-    line = text[: text.index(old)].count("\n") + 1
-    with pytest.raises(ConfigError) as caught:
-        parse_collector_config(text.replace(old, new), FILE, Path("/srv"))
-    issues = caught.value.issues
-    assert len(issues) == 1, "\n".join(map(str, issues))
-    assert (issues[0].file, issues[0].line, issues[0].path) == (FILE, line, path)
-    assert fragment in issues[0].message
+    ]
+]
+
+
+@pytest.mark.parametrize("mistake", LIMIT_MISTAKES, ids=mistake_id)
+def test_mistakes_name_line_and_key(mistake: Mistake) -> None:
+    COLLECTOR.check_mistake(BASE + LIMITS, mistake)
 
 
 async def test_collector_serve_applies_them(broker: Broker, tmp_path: Path) -> None:

@@ -22,6 +22,7 @@ import pytest
 from collector.api.sizes import RequestLimits
 from collector.config import parse_collector_config
 from configkit.issues import ConfigError
+from tests.support.config_files import COLLECTOR_HEAD
 from tests.support.served_api import ServedApi, served_api
 
 PARTIAL_HEAD = b"GET /v1/gateways HTTP/1.1\r\nHost: collector\r\nX-Slow: "
@@ -91,14 +92,7 @@ def test_one_address_holds_at_most_its_share_of_connections(patient_api: ServedA
         assert share[0].recv(12) == b"HTTP/1.1 200"
 
 
-CONFIG = """\
-broker: "mqtt://127.0.0.1:1883"
-storage: {url: "sqlite:///state/collector.db"}
-signing: {key_file: keys/collector.key}
-api:
-  listen: "127.0.0.1:8080"
-  limits: {head_timeout: 2s, connections_per_address: 8}
-"""
+CONFIG = COLLECTOR_HEAD + "  limits: {head_timeout: 2s, connections_per_address: 8}\n"
 
 
 def test_the_bounds_come_from_api_limits() -> None:

@@ -136,6 +136,16 @@ def site_head(
     )
 
 
+# The smallest collector.yaml: broker, storage, signing and the API's listen address; a test
+# adds its own `api:` keys below it.
+COLLECTOR_HEAD = """\
+broker: "mqtt://127.0.0.1:1883"
+storage: {url: "sqlite:///state/collector.db"}
+signing: {key_file: keys/collector.key}
+api:
+  listen: "127.0.0.1:8080"
+"""
+
 # The device most unit tests read their points from: one Modbus TCP PLC; its points follow.
 PLC_DEVICE = """\
 devices:

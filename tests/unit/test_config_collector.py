@@ -14,7 +14,7 @@ from collector.config import (
 from collector.storage.retention import RetentionPolicy
 from configkit.issues import ConfigError
 from configkit.network import parse_broker_url, parse_listen
-from tests.support.config_files import COLLECTOR, edit
+from tests.support.config_files import COLLECTOR, Mistake, edit, mistake_id
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "collector.yaml"
 TEXT = EXAMPLE.read_text(encoding="utf-8")
@@ -72,9 +72,10 @@ def test_postgresql_url_passes_unchanged() -> None:
     assert (storage.backend, storage.url, storage.sqlite_path) == ("postgresql", url, None)
 
 
-@pytest.mark.parametrize(
-    ("old", "new", "path", "fragment"),
-    [
+# (old, new, key, a part of the message)
+MISTAKES = [
+    Mistake(*row, match="part")
+    for row in [
         ('"sqlite:///state/collector.db"', '"mysql://x/y"', "storage.url", "must start with"),
         ('"sqlite:///state/collector.db"', '"sqlite:///"', "storage.url", "needs a file path"),
         ('"127.0.0.1:8080"', '"127.0.0.1"', "api.listen", "host:port"),
@@ -86,13 +87,13 @@ def test_postgresql_url_passes_unchanged() -> None:
         ('districts: ["360100"]', 'districts: ["36010"]', "api.tokens[1].districts[0]", "6-digit"),
         ('districts: ["360100"]', "districts: []", "api.tokens[1].districts", "district codes"),
         ('token: "dev-only-change-me",', 'token: "",', "api.tokens[0].token", "at least 1"),
-    ],
-)
-def test_mistakes_name_line_and_key(old: str, new: str, path: str, fragment: str) -> None:
-    text, line = edit(TEXT, old, new)
-    issue = COLLECTOR.only_issue(text)
-    assert (issue.file, issue.line, issue.path) == (COLLECTOR.file, line, path)
-    assert fragment in issue.message
+    ]
+]
+
+
+@pytest.mark.parametrize("mistake", MISTAKES, ids=mistake_id)
+def test_mistakes_name_line_and_key(mistake: Mistake) -> None:
+    COLLECTOR.check_mistake(TEXT, mistake)
 
 
 def test_renamed_key_reports_the_unknown_and_the_missing_key() -> None:
