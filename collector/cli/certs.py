@@ -10,7 +10,7 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from collector.cli.common import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from collector.cli.common import CONFIG_ERROR_EXIT, config_option, gateway_enterprise, load_or_exit
 from collector.config import CollectorConfig
 from collector.pki.certificates import (
     Issued,
@@ -35,7 +35,6 @@ from collector.pki.store import (
     write_crl,
     write_issued,
 )
-from specs.identifiers import IdentifierError, check_enterprise_code, check_gateway_code
 
 CA_DAYS: Final = 3650
 CLIENT_DAYS: Final = 825
@@ -108,12 +107,7 @@ def ca_init(config_path: Path, name: str, days: float) -> None:
 
 
 def _gateway_id(gateway: str) -> str:
-    enterprise = gateway.partition("-GW")[0]
-    try:
-        check_gateway_code(gateway, enterprise)
-        check_enterprise_code(enterprise)
-    except IdentifierError as exc:
-        raise click.BadParameter(str(exc), param_hint="--gateway") from None
+    gateway_enterprise(gateway)  # checks the code
     return gateway
 
 

@@ -17,6 +17,8 @@ from collector.storage import open_storage
 from collector.storage.base import Storage, StorageError
 from hostkit import configfile
 from hostkit.configfile import CONFIG_ERROR_EXIT
+from specs.identifiers import IdentifierError, check_enterprise_code, check_gateway_code
+from specs.records import RecordFormatError, parse_iso_time
 
 __all__ = [
     "CONFIG_ENV",
@@ -50,3 +52,24 @@ def with_storage(config: CollectorConfig, work: Callable[[Storage], Awaitable[T]
         return asyncio.run(run())
     except StorageError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+def gateway_enterprise(gateway: str) -> str:
+    """The enterprise of a `--gateway` `{enterprise}-GW{NN}`, both codes checked (else usage)."""
+    enterprise = gateway.partition("-GW")[0]
+    try:
+        check_gateway_code(gateway, enterprise)
+        check_enterprise_code(enterprise)
+    except IdentifierError as exc:
+        raise click.BadParameter(str(exc), param_hint="--gateway") from None
+    return enterprise
+
+
+def time_option(name: str, text: str) -> float:
+    """The unix time of an ISO 8601 option `name` (else a usage error with an example)."""
+    try:
+        return parse_iso_time(text)
+    except RecordFormatError as exc:
+        raise click.BadParameter(
+            f"{exc}; e.g. 2026-05-28T08:00:00+08:00", param_hint=name
+        ) from None

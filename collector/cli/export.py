@@ -19,7 +19,7 @@ import click
 
 from collector.api.core import OffsetError, offset_text, parse_utc_offset
 from collector.api.csv_rows import READING_COLUMNS, csv_text, reading_cells
-from collector.cli.common import config_option, load_or_exit, with_storage
+from collector.cli.common import config_option, load_or_exit, time_option, with_storage
 from collector.config import CollectorConfig
 from collector.export.aqss import (
     BATCH_END,
@@ -35,7 +35,6 @@ from collector.export.aqss import (
 from collector.readmodel import EVERYTHING, ReadingAfter, ReadingFilter, SourcedReading
 from collector.storage.base import Storage
 from specs.catalogue import default_catalogue
-from specs.records import RecordFormatError, parse_iso_time
 
 USAGE_ERROR_EXIT: Final = 2
 EXPORT_PAGE: Final = 5000
@@ -44,15 +43,6 @@ COAL_DOMAIN: Final = "MK"
 
 class ExportRefusedError(Exception):
     """The export cannot be made for this gateway (unknown, no blocks, not a coal mine)."""
-
-
-def _iso_option(name: str, text: str) -> float:
-    try:
-        return parse_iso_time(text)
-    except RecordFormatError as exc:
-        raise click.BadParameter(
-            f"{exc}; e.g. 2026-05-28T08:00:00+08:00", param_hint=name
-        ) from None
 
 
 def _coal(row: SourcedReading) -> CoalReading | None:
@@ -242,7 +232,7 @@ def export(
 ) -> None:
     """Export a gateway's stored readings in [--from, --to): CSV, or coal MT/T 1201 text."""
     config = load_or_exit(config_path)
-    start, end = _iso_option("--from", t_from), _iso_option("--to", t_to)
+    start, end = time_option("--from", t_from), time_option("--to", t_to)
     if start >= end:
         raise click.BadParameter("must be later than --from", param_hint="--to")
     zone = _zone_option(tz, config.api.tz)

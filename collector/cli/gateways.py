@@ -12,7 +12,7 @@ import click
 
 from collector.audit.chain import Action
 from collector.cli.audited import record_action
-from collector.cli.common import config_option, load_or_exit, with_storage
+from collector.cli.common import config_option, gateway_enterprise, load_or_exit, with_storage
 from collector.model import Gateway, GatewayKey
 from collector.storage.base import Storage
 from hostkit.keyfiles import KeyFileError, read_public_key
@@ -20,8 +20,6 @@ from hostkit.tables import render_table
 from specs.identifiers import (
     IdentifierError,
     check_district_code,
-    check_enterprise_code,
-    check_gateway_code,
 )
 from specs.records import iso_time
 
@@ -32,12 +30,7 @@ def gateways() -> None:
 
 
 def _gateway_identity(gateway: str, district: str | None) -> Gateway:
-    enterprise = gateway.partition("-GW")[0]
-    try:
-        check_gateway_code(gateway, enterprise)
-        check_enterprise_code(enterprise)
-    except IdentifierError as exc:
-        raise click.BadParameter(str(exc), param_hint="--gateway") from None
+    enterprise = gateway_enterprise(gateway)
     if district is None:
         # GB 32100: characters 3-8 of the credit code are the registering authority's
         # GB/T 2260 district, the usual (not guaranteed) place of the site.

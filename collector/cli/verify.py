@@ -9,14 +9,13 @@ from typing import Final
 
 import click
 
-from collector.cli.common import config_option, load_or_exit, with_storage
+from collector.cli.common import config_option, load_or_exit, time_option, with_storage
 from collector.readmodel import EVERYTHING
 from collector.storage.base import Storage
 from collector.storage.capabilities import BlockArchive
 from collector.verify.core import VerifyReport, report_json
 from collector.verify.service import verify_stored
 from hostkit.tables import render_table
-from specs.records import RecordFormatError, parse_iso_time
 
 BROKEN_EXIT: Final = 1
 USAGE_ERROR_EXIT: Final = 2
@@ -30,14 +29,7 @@ class _Refused:
 
 
 def _time_option(name: str, text: str | None) -> float | None:
-    if text is None:
-        return None
-    try:
-        return parse_iso_time(text)
-    except RecordFormatError as exc:
-        raise click.BadParameter(
-            f"{exc}; e.g. 2026-05-28T08:00:00+08:00", param_hint=name
-        ) from None
+    return None if text is None else time_option(name, text)
 
 
 def _print_report(gateway: str, report: VerifyReport) -> None:
