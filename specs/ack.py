@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from specs.block import SPEC
-from specs.wirejson import WireJsonError, load_wire_json
+from specs.wirejson import load_message_json
 
 
 class AckFormatError(ValueError):
@@ -63,10 +63,7 @@ def _count(value: object, name: str) -> int:
 
 def decode_ack(payload: bytes) -> Ack:
     """Parse an ACK payload; raise AckFormatError with the reason."""
-    try:
-        body = load_wire_json(payload)
-    except WireJsonError as exc:
-        raise AckFormatError(f"ack: {exc}") from None
+    body = load_message_json(payload, AckFormatError, "ack: ")
     if not isinstance(body, dict) or body.get("spec") != SPEC:
         raise AckFormatError("ack is not a gz/1 object")
     missing_raw = body.get("missing")

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from specs.records import Record, RecordFormatError, parse_iso_time, record_from_wire, record_json
-from specs.wirejson import WireJsonError, canonical_json, load_wire_json
+from specs.wirejson import canonical_json, load_message_json
 
 SPEC: Final = "gz/1"
 GENESIS: Final = "0" * 64
@@ -129,10 +129,7 @@ def _mine_code(body: dict[str, object], domain: str) -> str | None:
 
 def decode_block(payload: bytes) -> Block:
     """Parse and check a block's payload; raise BlockFormatError with the reason."""
-    try:
-        body = load_wire_json(payload)
-    except WireJsonError as exc:
-        raise BlockFormatError(str(exc)) from None
+    body = load_message_json(payload, BlockFormatError, "")
     if not isinstance(body, dict):
         raise BlockFormatError("block must be a JSON object")
     if body.get("spec") != SPEC:

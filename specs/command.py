@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from specs.block import SPEC
-from specs.wirejson import WireJsonError, load_wire_json
+from specs.wirejson import load_message_json
 
 SITE_MAP: Final = "site_map"
 MAX_ERRORS: Final = 20
@@ -71,7 +71,9 @@ def map_version(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()[:16]
 
 
-def _canonical(body: dict[str, object]) -> bytes:
+def _encode(gateway: str, nonce: str, fields: dict[str, object]) -> bytes:
+    """Canonical bytes of a command or a result: the fields both carry, then `fields`."""
+    body = {"spec": SPEC, "type": SITE_MAP, "gateway": gateway, "nonce": nonce, **fields}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
@@ -93,18 +95,16 @@ class SiteMapCommand:
 
     def encode(self) -> bytes:
         """Canonical bytes (the exact bytes the signature covers)."""
-        return _canonical(
+        return _encode(
+            self.gateway,
+            self.nonce,
             {
-                "spec": SPEC,
-                "type": SITE_MAP,
-                "gateway": self.gateway,
-                "nonce": self.nonce,
                 "issued_at": self.issued_at,
                 "not_after": self.not_after,
                 "issued_by": self.issued_by,
                 "version": self.version,
                 "site_yaml": self.site_yaml,
-            }
+            },
         )
 
 
@@ -122,26 +122,21 @@ class CommandResult:
 
     def encode(self) -> bytes:
         """Canonical bytes (the exact bytes the signature covers)."""
-        return _canonical(
+        return _encode(
+            self.gateway,
+            self.nonce,
             {
-                "spec": SPEC,
-                "type": SITE_MAP,
-                "gateway": self.gateway,
-                "nonce": self.nonce,
                 "version": self.version,
                 "result": self.result.value,
                 "at": self.at,
                 "reason": self.reason,
                 "errors": [e[:MAX_ERROR_CHARS] for e in self.errors[:MAX_ERRORS]],
-            }
+            },
         )
 
 
 def _object(payload: bytes, what: str) -> dict[str, object]:
-    try:
-        body = load_wire_json(payload)
-    except WireJsonError as exc:
-        raise CommandFormatError(f"{what}: {exc}") from None
+    body = load_message_json(payload, CommandFormatError, f"{what}: ")
     if not isinstance(body, dict) or body.get("spec") != SPEC:
         raise CommandFormatError(f"{what} is not a gz/1 object")
     if body.get("type") != SITE_MAP:

@@ -6,12 +6,11 @@ bytes. The collector uses it for point names, units and thresholds (e.g. coal AQ
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 
 from specs.block import SPEC
-from specs.wirejson import WireJsonError, load_wire_json
+from specs.wirejson import canonical_json, load_message_json
 
 
 class MetaFormatError(ValueError):
@@ -61,9 +60,7 @@ class GatewayMeta:
             "issued_at": self.issued_at,
             "points": [_point_body(p) for p in self.points],
         }
-        return json.dumps(
-            body, ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
-        ).encode("utf-8")
+        return canonical_json(body).encode("utf-8")
 
 
 def _point_body(point: PointMeta) -> dict[str, object]:
@@ -123,10 +120,7 @@ def _point(raw: object) -> PointMeta:
 
 def decode_meta(payload: bytes) -> GatewayMeta:
     """Parse a meta payload; raise MetaFormatError with the reason."""
-    try:
-        body = load_wire_json(payload)
-    except WireJsonError as exc:
-        raise MetaFormatError(f"meta: {exc}") from None
+    body = load_message_json(payload, MetaFormatError, "meta: ")
     if not isinstance(body, dict) or body.get("spec") != SPEC or body.get("kind") != "meta":
         raise MetaFormatError("not a gz/1 meta object")
     points = body.get("points")

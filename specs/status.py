@@ -23,7 +23,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from specs.wirejson import WireJsonError, load_wire_json
+from specs.wirejson import load_message_json
 
 
 class StatusFormatError(ValueError):
@@ -76,10 +76,7 @@ def _optional_text(body: dict[str, object], name: str) -> str | None:
 
 def decode_status(payload: bytes) -> GatewayStatus:
     """Parse a status payload strictly; raise StatusFormatError on anything else."""
-    try:
-        body = load_wire_json(payload)
-    except WireJsonError as exc:
-        raise StatusFormatError(f"status: {exc}") from None
+    body = load_message_json(payload, StatusFormatError, "status: ")
     if not isinstance(body, dict):
         raise StatusFormatError("status must be a JSON object")
     online = body.get("online")

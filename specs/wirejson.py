@@ -90,3 +90,15 @@ def load_wire_json(payload: bytes) -> object:
         raise WireJsonError("payload nests too deeply") from None
     except json.JSONDecodeError as exc:
         raise WireJsonError(f"payload is not JSON: {exc}") from None
+
+
+def load_message_json(payload: bytes, error: Callable[[str], Exception], prefix: str) -> object:
+    """`load_wire_json` for one message kind: its reason raised as `error`, after `prefix`.
+
+    Each gz/1 message has its own format error (AckFormatError, MetaFormatError...), and its
+    decoder reports wire JSON it cannot take in those terms.
+    """
+    try:
+        return load_wire_json(payload)
+    except WireJsonError as exc:
+        raise error(f"{prefix}{exc}") from None
