@@ -20,6 +20,7 @@ import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 from specs.signing import (
     ED25519,
@@ -31,6 +32,8 @@ from specs.signing import (
     load_verify_key,
     private_pem,
 )
+
+_Key = TypeVar("_Key", SigningKey, VerifyKey)
 
 _PUBLIC_MODE = 0o644
 _PRIVATE_MODE = 0o600
@@ -139,34 +142,43 @@ def create_key_pair(key_file: Path, algorithm: str = ED25519) -> SigningKey:
     return key
 
 
+def read_key_file(
+    path: Path,
+    load: Callable[[bytes], _Key],
+    *,
+    missing_advice: str | None = None,
+    cannot_read: str = "cannot read",
+) -> _Key:
+    """Read the key PEM at `path` with `load`; every failure a KeyFileError naming the file.
+
+    `missing_advice` is the program's own hint when there is no file (which command makes it,
+    where to copy it from); without one a missing file is unreadable like any other, and the
+    OS's reason follows `cannot_read`.
+    """
+    try:
+        pem = path.read_bytes()
+    except OSError as exc:
+        if missing_advice is not None and isinstance(exc, FileNotFoundError):
+            raise KeyFileError(f"{path}: key file is missing ({missing_advice})") from None
+        raise KeyFileError(f"{path}: {cannot_read}: {exc.strerror or exc}") from None
+    try:
+        return load(pem)
+    except SignatureError as exc:
+        raise KeyFileError(f"{path}: {exc}") from None
+
+
 def read_private_key(key_file: Path, *, missing_advice: str) -> SigningKey:
     """Read the private key at `key_file`, refusing one that others may read.
 
     `missing_advice` is the program's own hint when there is no file (which command makes one).
     """
     check_private_mode(key_file)
-    try:
-        pem = key_file.read_bytes()
-    except FileNotFoundError:
-        raise KeyFileError(f"{key_file}: key file is missing ({missing_advice})") from None
-    except OSError as exc:
-        raise KeyFileError(f"{key_file}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return load_signing_key(pem)
-    except SignatureError as exc:
-        raise KeyFileError(f"{key_file}: {exc}") from None
+    return read_key_file(key_file, load_signing_key, missing_advice=missing_advice)
 
 
 def read_public_key(path: Path) -> VerifyKey:
     """Read a public key PEM (a gateway's, to register it; the collector's, to trust it)."""
-    try:
-        pem = path.read_bytes()
-    except OSError as exc:
-        raise KeyFileError(f"{path}: cannot read the public key: {exc.strerror or exc}") from None
-    try:
-        return load_verify_key(pem)
-    except SignatureError as exc:
-        raise KeyFileError(f"{path}: {exc}") from None
+    return read_key_file(path, load_verify_key, cannot_read="cannot read the public key")
 
 
 def _keep(source: Path, target: Path) -> None:

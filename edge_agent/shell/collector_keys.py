@@ -8,7 +8,8 @@ from pathlib import Path
 from configkit.issues import KeyPath
 from edge_agent.config import SiteConfig
 from edge_agent.core.trusted_keys import TrustedKeys
-from specs.signing import SignatureError, VerifyKey, load_verify_key
+from hostkit.keyfiles import KeyFileError, read_key_file
+from specs.signing import VerifyKey, load_verify_key
 
 
 class CollectorKeyError(Exception):
@@ -17,18 +18,13 @@ class CollectorKeyError(Exception):
 
 def _read(path: Path) -> VerifyKey:
     try:
-        pem = path.read_bytes()
-    except FileNotFoundError:
-        raise CollectorKeyError(
-            f"{path}: key file is missing (copy the collector's public key, its"
-            " <key_file>.pub, here)"
-        ) from None
-    except OSError as exc:
-        raise CollectorKeyError(f"{path}: cannot read: {exc.strerror or exc}") from None
-    try:
-        return load_verify_key(pem)
-    except SignatureError as exc:
-        raise CollectorKeyError(f"{path}: {exc}") from None
+        return read_key_file(
+            path,
+            load_verify_key,
+            missing_advice="copy the collector's public key, its <key_file>.pub, here",
+        )
+    except KeyFileError as exc:
+        raise CollectorKeyError(str(exc)) from None
 
 
 def _where(config: SiteConfig, index: int) -> KeyPath:
