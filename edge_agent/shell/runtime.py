@@ -16,9 +16,10 @@ import signal
 import sqlite3
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
@@ -36,7 +37,6 @@ from edge_agent.shell.collector_keys import read_collector_keys
 from edge_agent.shell.commands import CommandDesk, GoodReadingQueue
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_private_key
-from edge_agent.shell.metrics import AgentMetrics
 from edge_agent.shell.metrics_server import metrics_service
 from edge_agent.shell.outbox import Outbox, open_outbox
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
@@ -50,6 +50,9 @@ from hostkit.systemd_notify import notify, watchdog_pings
 from specs.catalogue import Catalogue, default_catalogue
 from specs.records import Record
 from specs.topics import GatewayTopics
+
+if TYPE_CHECKING:
+    from edge_agent.shell.metrics import AgentMetrics
 
 log = structlog.get_logger("edge_agent.runtime")
 
@@ -96,12 +99,29 @@ def identity_of(config: SiteConfig) -> Identity:
     )
 
 
+def _agent_metrics(config: SiteConfig) -> AgentMetrics | None:
+    """The agent's counters when `metrics.listen` is set; None when nobody could read them.
+
+    prometheus_client, and the http, urllib and email modules it imports (3.5 MiB resident),
+    is imported only then (G7).
+    """
+    if config.metrics is None:
+        return None
+    from edge_agent.shell.metrics import AgentMetrics  # noqa: PLC0415 - only when served
+
+    return AgentMetrics([device.id for device in config.devices])
+
+
+def _not_counted(_kind: str) -> None:
+    """A device error without metrics: the poller logs it, nothing counts it."""
+
+
 def _pollers(
     config: SiteConfig,
     points: list[ResolvedPoint],
     queue: asyncio.Queue[Record],
     buses: RtuBuses,
-    metrics: AgentMetrics,
+    metrics: AgentMetrics | None,
     *,
     catalogue: Catalogue,
 ) -> list[DevicePoller]:
@@ -120,17 +140,21 @@ def _pollers(
         bound = KINDS.bind(device, device_points)
         for warning in bound.warnings:
             log.warning(warning.event, **warning.fields)
+        sink = queue_sink(queue)
+        on_error: Callable[[str], None] = _not_counted
+        if metrics is not None:
+            sink, on_error = metrics.counting(device.id, sink), metrics.device_errors(device.id)
         pollers.append(
             DevicePoller(
                 bound.build(buses),
                 polled,
                 interval=device.poll,
-                sink=metrics.counting(device.id, queue_sink(queue)),
+                sink=sink,
                 clock_synced=clock_synchronized,
                 backoff=partial(
                     backoff_delays, initial=bound.backoff.initial, cap=bound.backoff.cap
                 ),
-                on_error=metrics.device_errors(device.id),
+                on_error=on_error,
             )
         )
     return pollers
@@ -145,6 +169,13 @@ def tls_context(config: SiteConfig) -> ssl.SSLContext | None:
     if tls is not None and tls.cert is not None and tls.key is not None:
         context.load_cert_chain(tls.cert, tls.key)
     return context
+
+
+async def _report_buses(buses: RtuBuses, every: float, metrics: AgentMetrics | None) -> None:
+    if metrics is None:
+        await report_utilization(buses, every)
+    else:
+        await report_utilization(buses, every, metrics.bus_utilization)
 
 
 async def _prune_forever(outbox: Outbox, retain_seconds: float) -> None:
@@ -259,9 +290,13 @@ async def run_agent(
             # Readings a stop on a full disk let go: named by the first block sealed now.
             lost=outbox.unsealed,
         )
-        metrics = AgentMetrics([device.id for device in config.devices])
+        metrics = _agent_metrics(config)
         # Bound before any task starts: a taken metrics port fails the start (OSError).
-        metrics_tasks = await metrics_service(config.metrics, metrics.scraper(outbox))
+        metrics_tasks = (
+            ()
+            if metrics is None
+            else await metrics_service(config.metrics, metrics.scraper(outbox))
+        )
         buses = RtuBuses()
         pollers = _pollers(config, points, queue, buses, metrics, catalogue=catalogue)
         plans = plan_buses(config, points)
@@ -286,8 +321,7 @@ async def run_agent(
         if len(buses):  # cancelled with the poll tasks, before the buses close
             poll_tasks.append(
                 asyncio.create_task(
-                    report_utilization(buses, bus_report_every, metrics.bus_utilization),
-                    name="rtu-bus-report",
+                    _report_buses(buses, bus_report_every, metrics), name="rtu-bus-report"
                 )
             )
         service_tasks = [

@@ -84,7 +84,9 @@ def check_algorithm(alg: str) -> None:
     """Raise UnsupportedAlgorithmError unless `alg` is allowed and available."""
     if alg not in ALLOWED_ALGORITHMS:
         raise UnsupportedAlgorithmError(f"algorithm {alg!r} is not allowed")
-    if alg not in available_algorithms():
+    # Only SM2 needs its backend: asking for Ed25519 must not import tongsuopy (G7: an
+    # Ed25519 agent verifies every ACK and would hold the SM2 library for nothing).
+    if alg == SM2_SM3 and _sm2() is None:
         raise UnsupportedAlgorithmError(f"algorithm {alg!r} is not available: {SM_EXTRA_HINT}")
 
 

@@ -9,10 +9,14 @@ Memory is measured by bench/memory.py; this guards the cause without timing anyt
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
+from specs.signing import generate_signing_key, private_pem
+from tests.support.broker import free_port
 from tests.support.config_files import site_head
 
 HEAD = (
@@ -97,5 +101,83 @@ def test_checking_an_opcua_site_map_needs_no_asyncua() -> None:
         capture_output=True,
         text=True,
         check=True,
+    )
+    assert done.stdout.strip() == "False"
+
+
+# A real `edge-agent run` (the command line's `main`, in its own process) on a Modbus TCP map:
+# the device and the broker are free ports nobody listens on, so the agent starts, tries
+# both, and stops on SIGTERM; the modules it held are written at its exit.
+RUN_AND_LIST = """\
+import atexit, json, sys
+from pathlib import Path
+
+atexit.register(lambda: Path("modules.json").write_text(json.dumps(sorted(sys.modules))))
+from edge_agent.cli import main
+
+main(["--log-format", "json", "run", "-c", "site.yaml"])
+"""
+# What a Modbus-only agent without `metrics:` and with an Ed25519 key never needs.
+NOT_FOR_MODBUS_ONLY = (
+    *OPCUA_MODULES,
+    "drivers.serial.port",
+    "drivers.modbus.rtu",
+    "prometheus_client",  # only with metrics.listen
+    "tongsuopy",  # the SM2 backend, only for an sm2-sm3 key
+    *NEVER,
+)
+
+
+def _write_site(folder: Path) -> None:
+    (folder / "keys").mkdir()
+    key_file = folder / "keys" / "gateway.key"
+    key_file.write_bytes(private_pem(generate_signing_key()))
+    key_file.chmod(0o600)
+    collector = generate_signing_key().public().public_pem()
+    (folder / "keys" / "collector.pub").write_bytes(collector)
+    device = f"""\
+  - {{id: plc, driver: modbus_tcp, host: 127.0.0.1, port: {free_port()}, poll: 1s, points: [
+     {{point: T1, quota: WHP-LT, address: {{table: holding, start: 0, type: float32}}}}]}}
+"""
+    site = site_head(broker_port=free_port()) + "devices:\n" + device
+    (folder / "site.yaml").write_text(site, encoding="utf-8")
+
+
+def test_a_running_modbus_only_agent_holds_no_opcua_serial_port_sm2_or_prometheus(
+    tmp_path: Path,
+) -> None:
+    _write_site(tmp_path)
+    agent = subprocess.Popen(
+        [sys.executable, "-c", RUN_AND_LIST],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert agent.stdout is not None
+        # The log's lines until the agent says it started (or the log ends: it exited).
+        started = any('"agent_started"' in line for line in agent.stdout)
+        assert started, f"the agent did not start (exit status {agent.poll()})"
+    finally:
+        agent.send_signal(signal.SIGTERM)
+        agent.communicate(timeout=60)
+    assert agent.returncode == 0
+    modules = set(json.loads((tmp_path / "modules.json").read_text(encoding="utf-8")))
+    assert {"drivers.modbus.tcp", "pymodbus", "aiomqtt"} <= modules, "the agent ran"
+    held = sorted(name for name in NOT_FOR_MODBUS_ONLY if name in modules)
+    assert held == [], f"a Modbus-only agent imported {held}"
+
+
+def test_verifying_an_ed25519_signature_leaves_the_sm2_library_unimported() -> None:
+    # The agent verifies every ACK the collector signs; tongsuopy is for sm2-sm3 keys only.
+    program = textwrap.dedent("""\
+        import sys
+        from specs.signing import generate_signing_key
+        key = generate_signing_key()
+        key.public().verify(key.sign(b"ack"), b"ack")
+        print("tongsuopy" in sys.modules)
+    """)
+    done = subprocess.run(
+        [sys.executable, "-c", program], capture_output=True, text=True, check=True
     )
     assert done.stdout.strip() == "False"
