@@ -3,10 +3,11 @@
 A broker PUBACK means nothing here; only the ACK published after the database commit lets an
 agent forget a block. So the loop is: take a batch of what the client has queued, live
 messages ahead of blocks marked `lane: backlog` (collector.ingest.lanes; up to `batch_max`
-live ones, or `backlog_batch_max` backlog ones), look up the keys and gateways the batch
-names, let the pure core plan the batch, commit it, and only then publish one ACK per stored
-or duplicate block. A lost connection is retried with backoff; whatever was in flight is
-resent by the agents, and deduplication absorbs it.
+live ones, or backlog ones for about `backlog_batch_seconds`), look up the keys and gateways
+the batch names, let the pure core plan the batch, commit it, and only then publish one ACK
+per stored or duplicate block (collector.ingest.ack_out: their PUBACKs are awaited beside the
+next batch). A lost connection is retried with backoff; whatever was in flight is resent by
+the agents, and deduplication absorbs it.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from paho.mqtt.properties import Properties
 
 from collector.config import MAX_SESSION_EXPIRY
 from collector.feed.wakeup import CommitSignal
+from collector.ingest.ack_out import AckOut
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
-from collector.ingest.lanes import Lanes
+from collector.ingest.lanes import BacklogBudget, Lanes
 from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
@@ -62,8 +64,10 @@ class IngestSettings:
     tls: ssl.SSLContext | None = None
     share_group: str = "gz-collectors"
     batch_max: int = 200
-    # Messages per batch from the backlog lane (collector.ingest.lanes): a live block that
-    # arrives while one is stored waits for it, so it stays short.
+    # How long a batch from the backlog lane should take, and how many messages it takes at
+    # most (collector.ingest.lanes.BacklogBudget): a live block that arrives while one is
+    # stored waits for it, so it stays short.
+    backlog_batch_seconds: float = 0.02
     backlog_batch_max: int = 16
     client_id: str | None = None
     session_expiry: float = 86400.0
@@ -93,7 +97,7 @@ def _lane(message: aiomqtt.Message) -> Lane:
 
 
 async def _batches(
-    messages: aiomqtt.MessagesIterator, settings: IngestSettings
+    messages: aiomqtt.MessagesIterator, settings: IngestSettings, backlog: BacklogBudget
 ) -> AsyncIterator[list[aiomqtt.Message]]:
     """Batches of what the client has queued, live messages ahead of backlog blocks.
 
@@ -107,13 +111,7 @@ async def _batches(
             lanes.put(await anext(messages))
         while len(messages) > 0 and not lanes.full:
             lanes.put(await anext(messages))
-        yield lanes.take(settings.batch_max, settings.backlog_batch_max)
-
-
-def _publish_properties(properties: Sequence[tuple[str, str]]) -> Properties:
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call] # paho lacks hints here
-    props.UserProperty = list(properties)
-    return props
+        yield lanes.take(settings.batch_max, backlog.size())
 
 
 class Ingest:
@@ -168,6 +166,7 @@ class Ingest:
         self._client_id = settings.client_id or f"gz-collector-{uuid.uuid4().hex[:12]}"
         self.connected = asyncio.Event()
         self._stopping = False
+        self._backlog = BacklogBudget(settings.backlog_batch_seconds, settings.backlog_batch_max)
 
     def stop(self) -> None:
         """Say that the coming cancellation of `run` is a stop: no retry path may outlive it.
@@ -225,9 +224,10 @@ class Ingest:
             max_queued_incoming_messages=INCOMING_QUEUE_BOUND,
             socket_options=NO_DELAY,
         ) as client:
-            # A batch publishes its ACKs concurrently, up to one per block; aiomqtt warns for
+            # A batch publishes its ACKs concurrently, up to one per block, while up to a
+            # batch's worth of earlier ones wait for their PUBACK (AckOut); aiomqtt warns for
             # each publish past 10 pending, which at a thousand gateways is a log line per ACK.
-            client.pending_calls_threshold = self._settings.batch_max
+            client.pending_calls_threshold = 2 * self._settings.batch_max
             await client.subscribe(collector_subscription(self._settings.share_group), qos=1)
             await client.subscribe(STATUS_SUBSCRIPTION, qos=1)
             self.connected.set()
@@ -237,27 +237,38 @@ class Ingest:
                 client_id=self._client_id,
                 durable=self._settings.durable,
             )
-            async for batch in _batches(client.messages, self._settings):
-                self._raise_if_stopping()
-                inbound = [
-                    Inbound(
-                        topic=m.topic.value,
-                        payload=bytes(m.payload),
-                        properties=_user_properties(m),
-                        received_at=self._clock(),
-                    )
-                    for m in batch
-                ]
-                try:
-                    acks = await self.process(inbound)
-                except StorageError as exc:
-                    self._raise_if_stopping()  # a stop that asyncpg turned into this error
-                    # Nothing committed, nothing acknowledged: the agents resend these blocks.
-                    # The pause keeps a broken disk from turning into a hot loop.
-                    log.exception("ingest_batch_failed", error=str(exc), messages=len(inbound))
-                    await asyncio.sleep(STORAGE_RETRY_DELAY)
-                    continue
-                await _publish(client, acks)
+            acks_out = AckOut(client, bound=self._settings.batch_max)
+            try:
+                await self._ingest(client.messages, acks_out)
+            finally:
+                acks_out.abandon()
+
+    async def _ingest(self, messages: aiomqtt.MessagesIterator, acks_out: AckOut) -> None:
+        async for batch in _batches(messages, self._settings, self._backlog):
+            self._raise_if_stopping()
+            acks_out.raise_failure()
+            taken = time.monotonic()
+            inbound = [
+                Inbound(
+                    topic=m.topic.value,
+                    payload=bytes(m.payload),
+                    properties=_user_properties(m),
+                    received_at=self._clock(),
+                )
+                for m in batch
+            ]
+            try:
+                acks = await self.process(inbound)
+            except StorageError as exc:
+                self._raise_if_stopping()  # a stop that asyncpg turned into this error
+                # Nothing committed, nothing acknowledged: the agents resend these blocks.
+                # The pause keeps a broken disk from turning into a hot loop.
+                log.exception("ingest_batch_failed", error=str(exc), messages=len(inbound))
+                await asyncio.sleep(STORAGE_RETRY_DELAY)
+                continue
+            if _lane(batch[0]) is Lane.BACKLOG:  # a batch is of one lane (Lanes.take)
+                self._backlog.took(len(batch), time.monotonic() - taken)
+            await acks_out.send(acks)
 
     async def process(self, messages: Sequence[Inbound]) -> tuple[Outgoing, ...]:
         """Verify, store and decide the ACKs for one batch (committed when this returns)."""
@@ -317,24 +328,3 @@ def _log_batch(batch: IngestBatch, outcomes: Sequence[Outcome]) -> None:
         )
     for status in batch.statuses:
         log.debug("gateway_status_seen", gateway=status.gateway, online=status.online)
-
-
-async def _publish(client: aiomqtt.Client, acks: Sequence[Outgoing]) -> None:
-    """Publish the ACKs at QoS 1, concurrently (paho keeps the inflight window)."""
-    if not acks:
-        return
-    try:
-        async with asyncio.TaskGroup() as group:
-            for ack in acks:
-                group.create_task(
-                    client.publish(
-                        ack.topic,
-                        ack.payload,
-                        qos=1,
-                        properties=_publish_properties(ack.properties),
-                    )
-                )
-    except* aiomqtt.MqttError as failures:
-        raise aiomqtt.MqttError(f"ACK publish failed: {failures.exceptions[0]}") from None
-    for ack in acks:
-        log.debug("ack_published", topic=ack.topic, size=len(ack.payload))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.ingest.lanes import Lanes
+from collector.ingest.lanes import BacklogBudget, Lanes
 from specs.lanes import LANE_PROPERTY, Lane, lane_of, lane_properties
 
 
@@ -33,3 +33,22 @@ def test_the_bound_counts_both_lanes() -> None:
     assert not lanes.full
     lanes.put("backlog")
     assert lanes.full
+
+
+def test_a_backlog_batch_is_sized_to_last_its_budget() -> None:
+    budget = BacklogBudget(seconds=0.02, most=16)
+    assert budget.size() == 1, "nothing known yet: one block"
+    for _ in range(30):  # 2 ms a block plus 6 ms a transaction, as on the bench machine
+        size = budget.size()
+        budget.took(size, 0.006 + 0.002 * size)
+    assert budget.size() in (6, 7), "settles where a batch lasts about 20 ms"
+    for _ in range(30):  # blocks of a small site: a few are cheap
+        budget.took(budget.size(), 0.0001 * budget.size())
+    assert budget.size() == 16, "never past `most`"
+
+
+def test_a_backlog_batch_dearer_than_its_budget_takes_one_block() -> None:
+    budget = BacklogBudget(seconds=0.02, most=16)
+    for _ in range(10):
+        budget.took(budget.size(), 0.05)
+    assert budget.size() == 1
