@@ -298,6 +298,7 @@ async def _replay(
                     f"no live block ACKed: {publisher.published} published, {uplink!r}"
                 )
             # 2. outage: the publisher stops, sealing goes on
+            publisher.stop()
             uplink.cancel()
             await asyncio.gather(uplink, return_exceptions=True)
             started = time.perf_counter()
@@ -318,6 +319,7 @@ async def _replay(
             await asyncio.sleep(1.0)
             during = Latencies.of(live, blocks, acks, range(first_live, last_drain + 1))
         finally:
+            publisher.stop()
             for task in (living, uplink, *watching):
                 task.cancel()
             await asyncio.gather(living, uplink, *watching, return_exceptions=True)

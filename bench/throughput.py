@@ -192,6 +192,7 @@ async def agent_rates(
             await asyncio.sleep(0.001)
         delivered = time.perf_counter() - started
         cpu = time.process_time() - cpu_started
+        publisher.stop()
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)

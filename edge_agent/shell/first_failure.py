@@ -10,20 +10,26 @@ awaited, and the CancelledError goes on.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 
-async def first_failure(*work: tuple[str, Coroutine[Any, Any, None]]) -> None:
+async def first_failure(
+    *work: tuple[str, Coroutine[Any, Any, None]], ending: Callable[[], None] | None = None
+) -> None:
     """Run each (name, coroutine) as a task until one ends; re-raise its error, if any.
 
     When one ends (failing or not), the others are cancelled and awaited before this returns
     or raises. Cancelling the caller cancels every child and raises CancelledError.
+    `ending`, when given, is called before the children are cancelled: a child whose
+    cancellation a library swallowed (aiomqtt's wait_for on 3.11) can tell it was meant.
     """
     tasks = [asyncio.create_task(coroutine, name=name) for name, coroutine in work]
     try:
         done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
     finally:
+        if ending is not None:
+            ending()
         for task in tasks:
             task.cancel()
         # Shielded: a second cancellation of the caller must not leave children running.

@@ -107,7 +107,8 @@ class Publisher:
         self._version = version
         self._config_hash = config_hash
         self._client_now: aiomqtt.Client | None = None
-        self._stopping = False
+        self._stopping = False  # said offline: no heartbeat after this
+        self._stop_said = False
         self._backoff = backoff()
         self._lanes = Lanes(settings.max_inflight)
         self._wake = asyncio.Event()
@@ -148,9 +149,30 @@ class Publisher:
             self._lanes.live_moved.clear()
             await self._lanes.live_moved.wait()
 
+    def stop(self) -> None:
+        """Say that the coming cancellation of `run` is a stop: no session may outlive it.
+
+        aiomqtt waits for a PUBACK (and a SUBACK, a CONNACK) with asyncio.wait_for, which on
+        Python 3.11 returns the result instead of raising when the cancellation lands in the
+        loop iteration the answer does: the publisher then went on (publishing, resending, its
+        ACKs unheard) while whoever cancelled it waited for good (bench/replay.py's stall; a
+        stop out of budget). Task.cancelling() cannot tell a stop: on 3.11 a TaskGroup whose
+        child failed leaves the waiting task's count raised for good (the collector exited
+        after a mere broker loss that way, c58099c). So the stop is said, and `run` checks it
+        after each such wait. A `run` started again afterwards runs (bench/replay.py's outage).
+        """
+        self._stop_said = True
+
+    def _raise_if_stopped(self, session_ending: asyncio.Event | None = None) -> None:
+        """Raise CancelledError when a stop was said or this session is being ended."""
+        if self._stop_said or (session_ending is not None and session_ending.is_set()):
+            raise asyncio.CancelledError
+
     async def run(self) -> None:
-        """Keep a session up forever; cancel to stop."""
+        """Keep a session up forever; say `stop` and cancel to stop."""
+        self._stop_said = False
         while True:
+            self._raise_if_stopped()
             try:
                 async with self._client() as client:
                     self._client_now = client
@@ -162,6 +184,7 @@ class Publisher:
                         # one's callers wait for the new session, bench/replay.py).
                         self.connected.clear()
             except* aiomqtt.MqttError as group:
+                self._raise_if_stopped()
                 self.connected.clear()
                 delay = next(self._backoff)
                 log.warning("uplink_lost", error=str(group.exceptions[0]), retry_in=delay)
@@ -200,7 +223,7 @@ class Publisher:
             # On every connect: the collector may have lost it, and it is cheap.
             payload, signature = self._meta
             await client.publish(self._topics.meta, payload, qos=1, properties=_signed(signature))
-            _raise_swallowed_cancellation()
+        self._raise_if_stopped()  # a stop that the waits above swallowed
         # Everything unacked is owed again on a new session; the collector dedupes. Blocks
         # sealed while the uplink was down are backlog now, sent in order in the backlog
         # lane: kept as live, the blocks sealed from now on would queue behind them.
@@ -210,10 +233,14 @@ class Publisher:
         log.info("uplink_connected", host=self._settings.host, port=self._settings.port)
         # Not a TaskGroup: on 3.11 it can swallow the cancellation that stops the publisher
         # when a session task fails in the same turn (edge_agent.shell.first_failure).
+        # `ending` is set before the session's tasks are cancelled, for those that find their
+        # cancellation swallowed by a PUBACK wait.
+        ending = asyncio.Event()
         await first_failure(
             ("publisher-receive", self._receive(client)),
-            ("publisher-send", self._send(client)),
-            ("publisher-heartbeat", self._heartbeat(client)),
+            ("publisher-send", self._send(client, ending)),
+            ("publisher-heartbeat", self._heartbeat(client, ending)),
+            ending=ending.set,
         )
 
     async def _receive(self, client: aiomqtt.Client) -> None:
@@ -286,7 +313,7 @@ class Publisher:
             self._lanes.forget()
         self._lanes.rescan()
 
-    async def _send(self, client: aiomqtt.Client) -> None:
+    async def _send(self, client: aiomqtt.Client, ending: asyncio.Event) -> None:
         timeout = self._settings.ack_timeout
         while True:
             self._wake.clear()
@@ -298,6 +325,7 @@ class Publisher:
                 await self._pace()
                 self._lanes.sending(block.seq, live=live)
                 await self._publish(client, block, Lane.LIVE if live else Lane.BACKLOG)
+                self._raise_if_stopped(ending)
             if self._lanes.is_idle:
                 self._idle.set()
             else:
@@ -334,7 +362,6 @@ class Publisher:
             properties=properties,
         )
         self.published += 1
-        _raise_swallowed_cancellation()
 
     async def publish_result(self, payload: bytes, signature: Signature) -> None:
         """Publish a command result on `up/cmd` (QoS 1); aiomqtt.MqttError without a session."""
@@ -364,7 +391,7 @@ class Publisher:
         )
         return True
 
-    async def _heartbeat(self, client: aiomqtt.Client) -> None:
+    async def _heartbeat(self, client: aiomqtt.Client, ending: asyncio.Event) -> None:
         while True:
             stats = await self._outbox.stats()
             status = GatewayStatus(
@@ -384,22 +411,8 @@ class Publisher:
                     retain=True,
                     properties=_signed(self._sign(status)),
                 )
-                _raise_swallowed_cancellation()
+                self._raise_if_stopped(ending)
             await asyncio.sleep(self._settings.heartbeat)
-
-
-def _raise_swallowed_cancellation() -> None:
-    """Raise CancelledError when this task was cancelled and the cancellation got lost.
-
-    aiomqtt waits for a PUBACK with asyncio.wait_for, which on Python 3.11 returns the result
-    instead of raising when the cancellation lands in the loop iteration the PUBACK does: the
-    session task then went on publishing (and resending, its ACKs unheard) while whoever
-    cancelled it waited for it for good (bench/replay.py's stall; a stop out of budget). The
-    task still counts the cancellation (`cancelling()`), so it is raised again here.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 def _signed(

@@ -135,7 +135,9 @@ async def shut_down(
     with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
         async with asyncio.timeout(_SAY_OFFLINE_WITHIN):
             said_offline = await publisher.say_offline()
-    # 5. The uplink and the pruner, bounded like the pollers.
+    # 5. The uplink and the pruner, bounded like the pollers. The publisher is told first:
+    #    a cancellation alone can be swallowed by its PUBACK waits (Publisher.stop).
+    publisher.stop()
     abandoned += await _stop_tasks(service_tasks[1:], stopping_at + SHUTDOWN_BUDGET)
     if abandoned:
         # Left running: asyncio.run cancels them once more at exit; systemd's stop timeout

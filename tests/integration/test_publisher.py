@@ -140,6 +140,7 @@ async def rig(
                 await asyncio.wait_for(publisher.connected.wait(), 10)
                 yield test_rig
             finally:
+                publisher.stop()
                 for task in tasks:
                     task.cancel()
                 await asyncio.gather(*tasks, return_exceptions=True)
@@ -536,8 +537,65 @@ async def test_a_cancelled_publisher_stops_even_as_pubacks_arrive(tmp_path: Path
                 running = asyncio.create_task(publisher.run())
                 await asyncio.wait_for(publisher.connected.wait(), 10)
                 await asyncio.sleep(0.005 * (attempt % 7))
+                publisher.stop()
                 running.cancel()
                 done, _ = await asyncio.wait([running], timeout=5)
                 assert done, f"attempt {attempt}: the publisher went on after its cancellation"
     finally:
         broker.stop()
+
+
+async def test_a_task_left_cancelling_by_a_taskgroup_keeps_its_publisher(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # On Python 3.11 a TaskGroup whose child fails after the group's body has ended cancels the
+    # waiting task and never uncancels it: the task's cancelling() stays 1, no stop meant. The
+    # collector's ingest loop took that count for its stop after a failed ACK publish and
+    # exited (c58099c); the publisher took it for its stop right after sending its meta on
+    # connect. A stop is said (Publisher.stop), not inferred.
+    async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
+        settings = UplinkSettings("127.0.0.1", broker.port, SITE.gateway, 30, 60, 30, 4)
+        meta = b'{"kind":"meta"}'
+        publisher = Publisher(
+            outbox,
+            TOPICS,
+            COLLECTOR_KEY.public(),
+            settings,
+            lambda: iter([0.2] * 100),
+            sign=GATEWAY_KEY.sign,
+            meta=(meta, GATEWAY_KEY.sign(meta)),
+        )
+
+        async def fails() -> None:
+            await asyncio.sleep(0)
+            raise RuntimeError("a child of a TaskGroup fails")
+
+        async def supervised() -> None:
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(fails())
+            except* RuntimeError:
+                pass  # handled; on 3.11 this task's cancelling() is 1 from here on
+            await publisher.run()
+
+        async with aiomqtt.Client(
+            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+        ) as client:
+            await client.subscribe(TOPICS.block, qos=1)
+            link = FakeCollectorLink(client, outbox.epoch)
+            listening = asyncio.create_task(link.listen())
+            running = asyncio.create_task(supervised())
+            connected = asyncio.create_task(publisher.connected.wait())
+            try:
+                await asyncio.wait(
+                    [connected, running], timeout=10, return_when=asyncio.FIRST_COMPLETED
+                )
+                assert not running.done(), "the publisher ended without being stopped"
+                await Rig(outbox, publisher, link).seal(1)
+                await link.wait_for(1)
+                assert not running.done(), "the publisher ended without being stopped"
+            finally:
+                publisher.stop()
+                for task in (listening, running, connected):
+                    task.cancel()
+                await asyncio.gather(listening, running, connected, return_exceptions=True)

@@ -119,6 +119,7 @@ async def _agent(tmp_path: Path, broker: Broker) -> AsyncIterator[Outbox]:
             await asyncio.wait_for(publisher.connected.wait(), 10)
             yield outbox
         finally:
+            publisher.stop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task

@@ -88,6 +88,7 @@ async def running_agent(
             await asyncio.wait_for(publisher.connected.wait(), 10)
             yield AgentRig(gateway, outbox, publisher)
         finally:
+            publisher.stop()
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
