@@ -19,7 +19,6 @@ import abc
 from collections.abc import Collection, Mapping
 
 from collector.model import BatchResult, Gateway, GatewayKey, IngestBatch, KeyGrant
-from collector.readmodel import BucketAfter, BucketGrid, BucketRow, Page, ReadingFilter, Scope
 from collector.storage.reads import QueryReads
 
 
@@ -42,7 +41,8 @@ class Storage(QueryReads):
     transaction for the whole batch and returns only after the commit is durable, because the
     caller acknowledges on its result. The reads that are one query on every backend (stream,
     audit, gateway_views, points, latest, readings, alarms, gaps, gateway_profile, point_metas,
-    sourced_readings) are `collector.storage.reads.QueryReads`', a backend implements the rest.
+    sourced_readings, buckets) are `collector.storage.reads.QueryReads`', a backend implements
+    the rest.
     """
 
     @abc.abstractmethod
@@ -82,20 +82,3 @@ class Storage(QueryReads):
     @abc.abstractmethod
     async def ingest(self, batch: IngestBatch) -> BatchResult:
         """Store blocks once, audit rejections, apply statuses: one durable transaction."""
-
-    # API queries
-    @abc.abstractmethod
-    async def buckets(
-        self,
-        scope: Scope,
-        where: ReadingFilter,
-        grid: BucketGrid,
-        *,
-        after: BucketAfter | None,
-        limit: int,
-    ) -> Page[BucketRow]:
-        """Readings aggregated in the database per point and bucket of `grid`.
-
-        Ordered by (gateway, point, bucket start); `where` picks the readings, so the first and
-        last buckets of a time window may be partial.
-        """

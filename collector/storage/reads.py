@@ -15,7 +15,9 @@ from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
 from typing import Concatenate, ParamSpec, TypeVar
 
+from collector.readmodel import BucketAfter, BucketGrid, BucketRow, Page, ReadingFilter, Scope
 from collector.storage import archive, export_queries, feed, quality, queries
+from collector.storage.buckets import BucketQueries, bucket_page, rollups_answer
 from collector.storage.feed import FeedStatements
 from collector.storage.queries import Fetch
 
@@ -58,6 +60,31 @@ class QueryReads(abc.ABC):
     @abc.abstractmethod
     def _reading(self, action: str) -> AbstractAsyncContextManager[Fetch]:
         """Where a read runs; `action` names it in a storage error."""
+
+    @abc.abstractmethod
+    def _bucket_queries(
+        self, rollups: bool, scope: Scope, where: ReadingFilter, grid: BucketGrid
+    ) -> AbstractAsyncContextManager[BucketQueries]:
+        """A bucket page's queries where the store reads: on the rollups, or the readings."""
+
+    async def buckets(
+        self,
+        scope: Scope,
+        where: ReadingFilter,
+        grid: BucketGrid,
+        *,
+        after: BucketAfter | None,
+        limit: int,
+    ) -> Page[BucketRow]:
+        """Readings aggregated in the database per point and bucket of `grid`.
+
+        Ordered by (gateway, point, bucket start); `where` picks the readings, so the first and
+        last buckets of a time window may be partial. The per-minute rollups answer when they
+        give exactly the buckets the readings would (`rollups_answer`).
+        """
+        rollups = rollups_answer(grid, where)
+        async with self._bucket_queries(rollups, scope, where, grid) as queries:
+            return await bucket_page(queries, grid, after=after, limit=limit)
 
     stream = _read(queries.stream, "reading a stream")
     audit = _read(queries.audit, "reading the audit trail")

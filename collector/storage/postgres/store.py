@@ -26,16 +26,12 @@ from collector.model import (
     KeyGrant,
 )
 from collector.readmodel import (
-    BucketAfter,
     BucketGrid,
-    BucketRow,
-    Page,
     ReadingFilter,
     Scope,
 )
 from collector.storage import audit
 from collector.storage.base import Storage, StorageError
-from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.months import month_of, months_of, next_month
 from collector.storage.postgres import feed, quality, registry, tokens
 from collector.storage.postgres.audit import PostgresChain
@@ -202,24 +198,14 @@ class PostgresStorage(CapabilityReads, Storage):
 
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
 
-    async def buckets(
-        self,
-        scope: Scope,
-        where: ReadingFilter,
-        grid: BucketGrid,
-        *,
-        after: BucketAfter | None,
-        limit: int,
-    ) -> Page[BucketRow]:
-        """Readings aggregated per point and bucket of `grid`, ordered by (gateway, point, t)."""
+    @asynccontextmanager
+    async def _bucket_queries(
+        self, rollups: bool, scope: Scope, where: ReadingFilter, grid: BucketGrid
+    ) -> AsyncIterator[PostgresBucketQueries]:
+        """On a pooled connection held for the page; driver errors name the read."""
         async with self._connection("reading buckets") as db:
-            chosen = (
-                PostgresRollupBucketQueries
-                if rollups_answer(grid, where)
-                else PostgresBucketQueries
-            )
-            bound = chosen(db, scope, where, grid)
-            return await bucket_page(bound, grid, after=after, limit=limit)
+            chosen = PostgresRollupBucketQueries if rollups else PostgresBucketQueries
+            yield chosen(db, scope, where, grid)
 
     # --- capabilities (collector.storage.capabilities): live feed, quality -----------------
 

@@ -25,16 +25,12 @@ from collector.model import (
     KeyGrant,
 )
 from collector.readmodel import (
-    BucketAfter,
     BucketGrid,
-    BucketRow,
-    Page,
     ReadingFilter,
     Scope,
 )
 from collector.storage import audit
 from collector.storage.base import RegistryError, Storage, StorageError
-from collector.storage.buckets import bucket_page, rollups_answer
 from collector.storage.queries import Fetch
 from collector.storage.reads import CapabilityReads
 from collector.storage.sqlite import (
@@ -158,19 +154,13 @@ class SqliteStorage(CapabilityReads, Storage):
 
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
 
-    async def buckets(
-        self,
-        scope: Scope,
-        where: ReadingFilter,
-        grid: BucketGrid,
-        *,
-        after: BucketAfter | None,
-        limit: int,
-    ) -> Page[BucketRow]:
-        """Readings aggregated per point and bucket of `grid`, ordered by (gateway, point, t)."""
-        chosen = SqliteRollupBucketQueries if rollups_answer(grid, where) else SqliteBucketQueries
-        bound = chosen(self._reader, scope, where, grid)
-        return await bucket_page(bound, grid, after=after, limit=limit)
+    @asynccontextmanager
+    async def _bucket_queries(
+        self, rollups: bool, scope: Scope, where: ReadingFilter, grid: BucketGrid
+    ) -> AsyncIterator[SqliteBucketQueries]:
+        """On the reader connection, like every read."""
+        chosen = SqliteRollupBucketQueries if rollups else SqliteBucketQueries
+        yield chosen(self._reader, scope, where, grid)
 
     # --- capabilities (collector.storage.capabilities): live feed, quality -----------------
 
