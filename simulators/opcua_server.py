@@ -40,7 +40,7 @@ import collections
 import datetime as dt
 import logging
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING, TypedDict, cast
 
 from asyncua import ua
 from asyncua.common.callback import Callback, CallbackType, ServerItemCallback
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     import random
     from collections.abc import Mapping, Sequence
 
-__all__ = ["NAMESPACE_INDEX", "OpcUaSimulator", "SimNode", "SimSecurity"]
+__all__ = ["NAMESPACE_INDEX", "OpcUaSimulator", "Serving", "SimNode", "SimSecurity"]
 
 _log = logging.getLogger("simulators.opcua_server")
 
@@ -76,6 +76,20 @@ class SimNode:
     def node_id(self) -> str:
         """The node id a client configures, e.g. ``ns=2;s=Slope.G1.X``."""
         return f"ns={NAMESPACE_INDEX};s={self.key}"
+
+
+class Serving(TypedDict, total=False):
+    """How an `OpcUaSimulator` serves, whatever its model: security, users, its limits.
+
+    A model's simulator takes these as keywords and hands them on, so their defaults and
+    meaning stay those of `OpcUaSimulator.__init__` (and the module docstring).
+    """
+
+    security: SimSecurity | None
+    users: Mapping[str, str] | None
+    allow_anonymous: bool
+    min_publishing_interval: float
+    fresh_reads: bool
 
 
 def _node(key: str) -> ua.NodeId:

@@ -25,11 +25,11 @@ import logging
 import random
 import sys
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Unpack
 
 from simulators.lifecycle import print_rows, run_command, stop_on_signals
 from simulators.opcua_security import SimSecurity
-from simulators.opcua_server import OpcUaSimulator, SimNode
+from simulators.opcua_server import OpcUaSimulator, Serving, SimNode
 from simulators.pki import make_test_pki
 from simulators.profiles.slope import initial_state
 
@@ -70,15 +70,12 @@ class SlopeServer(OpcUaSimulator):
         stations: int = 3,
         seed: int = 0,
         interval: float = 0.5,
-        security: SimSecurity | None = None,
-        users: Mapping[str, str] | None = None,
-        allow_anonymous: bool = True,
-        min_publishing_interval: float = 0.0,
-        fresh_reads: bool = False,
+        **serving: Unpack[Serving],
     ) -> None:
         """Configure; `start` listens (port 0 picks a free port, kept across restarts).
 
-        `min_publishing_interval` and `fresh_reads`: see simulators.opcua_server.
+        `serving` (security, users, allow_anonymous, min_publishing_interval, fresh_reads):
+        see simulators.opcua_server.
 
         Raises:
             ValueError: fewer than one station or a non-positive interval.
@@ -96,11 +93,7 @@ class SlopeServer(OpcUaSimulator):
             name="slope",
             rng=rng,
             interval=interval,
-            security=security,
-            users=users,
-            allow_anonymous=allow_anonymous,
-            min_publishing_interval=min_publishing_interval,
-            fresh_reads=fresh_reads,
+            **serving,
         )
 
     def _advance(self, dt: float) -> None:
