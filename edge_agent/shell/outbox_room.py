@@ -229,10 +229,7 @@ class RoomMaker:
                 await self._replace(full, replacement, now=now, clock_synced=clock_synced)
                 log.warning(
                     "outbox_thinned",
-                    blocks=len(full),
-                    from_seq=full[0].seq,
-                    to_seq=full[-1].seq,
-                    readings_dropped=replacement.dropped,
+                    **_replaced(full, replacement),
                     readings_kept=replacement.kept_readings,
                 )
                 return True
@@ -243,11 +240,15 @@ class RoomMaker:
         if replacement.dropped == 0:
             return False  # only alarm events and gap records left: they never give way
         await self._replace(chosen, replacement, now=now, clock_synced=clock_synced)
-        log.error(
-            "outbox_readings_dropped",
-            blocks=len(chosen),
-            from_seq=chosen[0].seq,
-            to_seq=chosen[-1].seq,
-            readings_dropped=replacement.dropped,
-        )
+        log.error("outbox_readings_dropped", **_replaced(chosen, replacement))
         return True
+
+
+def _replaced(blocks: Sequence[EvictedBlock], replacement: Replacement) -> dict[str, int]:
+    """What the log says of a replacement: the blocks it took the place of, readings lost."""
+    return {
+        "blocks": len(blocks),
+        "from_seq": blocks[0].seq,
+        "to_seq": blocks[-1].seq,
+        "readings_dropped": replacement.dropped,
+    }
