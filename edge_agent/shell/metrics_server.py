@@ -12,7 +12,6 @@ stuck or hostile client cannot hold a connection or memory.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Final
@@ -20,6 +19,7 @@ from typing import Final
 import structlog
 
 from edge_agent.config.metrics import MetricsConfig
+from edge_agent.shell.one_request import Handler, one_request_handler
 
 log = structlog.get_logger("edge_agent.metrics")
 
@@ -73,32 +73,16 @@ async def _answer(head: bytes, scrape: Scrape) -> bytes:
     return _response(HTTPStatus.OK, body, _CONTENT_TYPE, head_only=method == "HEAD")
 
 
-def _handler(
-    scrape: Scrape,
-) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            try:
-                async with asyncio.timeout(HEAD_TIMEOUT):
-                    head = await reader.readuntil(b"\r\n\r\n")
-            except asyncio.LimitOverrunError:
-                response = _text(
-                    HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too long"
-                )
-            except (asyncio.IncompleteReadError, TimeoutError):
-                return  # the client went away or never finished asking: nothing to answer
-            else:
-                response = await _answer(head, scrape)
-            writer.write(response)
-            await writer.drain()
-        except ConnectionError:
-            pass  # the scraper hung up first; the next scrape starts afresh
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+def _handler(scrape: Scrape) -> Handler:
+    async def reply(head: bytes) -> bytes:
+        return await _answer(head, scrape)
 
-    return handle
+    return one_request_handler(
+        reply,
+        ends_with=b"\r\n\r\n",
+        timeout=HEAD_TIMEOUT,
+        too_long=_text(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too long"),
+    )
 
 
 async def serve_metrics(host: str, port: int, scrape: Scrape) -> asyncio.Server:

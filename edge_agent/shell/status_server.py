@@ -40,6 +40,7 @@ from edge_agent.core.rtu_plan import BusPlan
 from edge_agent.shell.alarm_stage import AlarmStage
 from edge_agent.shell.buses import RtuBuses
 from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.one_request import Handler, one_request_handler
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.poller import DevicePoller
 from edge_agent.shell.publisher import Publisher
@@ -155,27 +156,13 @@ async def _answer(request: bytes, snapshot: Snapshot) -> dict[str, object]:
         return {"error": f"the outbox cannot be read: {exc}"}
 
 
-def _handler(
-    snapshot: Snapshot,
-) -> Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]:
-    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            try:
-                async with asyncio.timeout(REQUEST_TIMEOUT):
-                    request = await reader.readuntil(b"\n")
-            except (asyncio.LimitOverrunError, asyncio.IncompleteReadError, TimeoutError):
-                return  # too long, cut short or never sent: nothing worth answering
-            document = await _answer(request, snapshot)
-            writer.write(json.dumps(document, ensure_ascii=False).encode() + b"\n")
-            await writer.drain()
-        except ConnectionError:
-            pass  # the asker hung up first
-        finally:
-            writer.close()
-            with contextlib.suppress(ConnectionError):
-                await writer.wait_closed()
+def _handler(snapshot: Snapshot) -> Handler:
+    async def reply(request: bytes) -> bytes:
+        document = await _answer(request, snapshot)
+        return json.dumps(document, ensure_ascii=False).encode() + b"\n"
 
-    return handle
+    # A request line too long is not worth answering, as one cut short or never sent.
+    return one_request_handler(reply, ends_with=b"\n", timeout=REQUEST_TIMEOUT, too_long=None)
 
 
 class _SocketTakenError(OSError):
