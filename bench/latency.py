@@ -41,13 +41,17 @@ agent's request:
   subscription's figure is sample -> stored, at most one publishing interval more than
   poll -> stored. The agent hands each change on when it arrives, not at its next poll.
 
-A same-run figure per OPC UA protocol: its p99 over Modbus's p99 (subscribe: target the
-granted publishing interval). The stages (`t->sealed` per protocol, then
-`sealed->published` and `published->acked` per block) say where the time goes.
+A same-run figure per OPC UA protocol, for the record: its p99 over Modbus's p99 (not gated:
+the devices' readings share blocks, so each protocol's wait in the sealer depends on the
+phase of the others' polls). The stages (`t->sealed` per protocol, then `sealed->published`
+and `published->acked` per block) say where the time goes.
 
-History: at 1 s publishing and 0.5 s simulator updates (before 2026-12-06) the subscription
-p99 was 0.38-0.83 s and the poll p99 0.34-0.38 s: a change waited at the server up to a
-second for the publish, and a Read returned the simulator's last update, 0.1-0.5 s old. Before
+History (3 repeats, this 2-core machine under load 4-5): at 1 s publishing and 0.5 s
+simulator updates (before 2026-12-06) the subscription and poll p99 were 0.36-0.64 s (median
+0.449): a change waited at the server up to a second for the publish, and a Read returned the
+simulator's last update, up to 0.5 s old. With the 20 ms default publishing interval, pushed
+changes and fresh Reads: subscribe p99 0.223-0.236 s, poll 0.227-0.247 s, Modbus
+0.227-0.242 s (25 ms publishing gave a subscribe median of 0.253 s, 10 ms 0.226 s). Before
 a53a8fd a subscribed value also waited in the driver for the next poll (1.66 s over Modbus at
 1 s). `published->acked` was about 45 ms at p50 while paho left Nagle on for the collector's
 ACK; 5 ms since.
@@ -403,33 +407,26 @@ def main() -> int:
         )
     modbus_p99 = [_percentile(run["modbus"], 0.99) for run in runs]
     publishing = max(granted)
-    shares: tuple[tuple[str, float | None, str, str], ...] = (
-        (
-            "opcua-subscribe",
-            publishing,
-            "Modbus p99 of the same repeat; target the granted publishing interval",
-            "a sampled change waits at the server up to one publishing interval",
-        ),
+    # Not gated: the devices' readings share blocks, so a reading waits the whole flush
+    # interval only when it opens a block; Modbus's own p99 moves with the phase of the
+    # other devices' polls (0.07-0.23 s in one run), and the difference is no server share.
+    for protocol, note in (
+        ("opcua-subscribe", "includes a change's wait at the server, up to a publishing interval"),
         (
             "opcua-poll",
-            None,
-            "Modbus p99 of the same repeat",
             "t is sampled during the agent's Read (simulator --fresh-reads), as Modbus's",
         ),
-    )
-    for protocol, server_share, baseline, note in shares:
+    ):
         figures.append(
             Figure(
-                goal="G6" if server_share is not None else "",
+                goal="",
                 name=f"{protocol} p99 over modbus p99",
                 unit="s",
                 values=tuple(
                     _percentile(run[protocol], 0.99) - base
                     for run, base in zip(runs, modbus_p99, strict=True)
                 ),
-                target=server_share,
-                direction="at_most",
-                baseline=baseline,
+                baseline="Modbus p99 of the same repeat",
                 note=note,
             )
         )

@@ -88,7 +88,7 @@ __all__ = ["DEFAULT_PORT", "OpcUaDriver", "OpcUaSecurityError"]
 DEFAULT_PORT = 4840
 # The config's defaults (edge_agent.config.opcua_device) are the agent's; these are for
 # direct users of the driver (tests, tools).
-DEFAULT_PUBLISHING = 0.025
+DEFAULT_PUBLISHING = 0.02
 _PRODUCT_URI = "urn:ganzhi"
 
 

@@ -2,7 +2,7 @@
 
 The driver hands data changes out as they arrive (`pushed`); the agent's poller takes them
 between its ticks and passes them on at once, and its read at the tick leaves out what was
-pushed. The subscription asks for the configured intervals (publishing 25 ms by default) and
+pushed. The subscription asks for the configured intervals (publishing 20 ms by default) and
 reports what the server granted. Against the real asyncua slope simulator; its own updates
 are turned off (a long interval), so every change here is one the test makes (`set_status`
 writes the node again with fresh timestamps). Every wait is bounded by a deadline; none of
@@ -171,12 +171,12 @@ async def test_poll_mode_pushes_nothing() -> None:
 async def test_the_subscription_asks_for_the_configured_intervals_and_logs_the_granted_one(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    # A server whose limit is 200 ms: it grants that instead of the 25 ms asked for.
+    # A server whose limit is 200 ms: it grants that instead of the 20 ms asked for.
     async with SlopeServer(
         stations=1, seed=7, interval=NO_UPDATES, min_publishing_interval=0.2
     ) as sim:
         driver, _ = agent_driver(sim, "2s")
-        assert driver.publishing_interval == pytest.approx(0.025)  # asked, before connecting
+        assert driver.publishing_interval == pytest.approx(0.02)  # asked, before connecting
         with caplog.at_level(logging.INFO, logger="drivers.opcua.driver"):
             await driver.connect()
         try:
@@ -185,14 +185,14 @@ async def test_the_subscription_asks_for_the_configured_intervals_and_logs_the_g
         finally:
             await driver.close()
     ((asked, revised),) = sim.subscriptions
-    assert asked == pytest.approx(0.025)
+    assert asked == pytest.approx(0.02)
     assert revised == pytest.approx(0.2)
     assert granted == pytest.approx(0.2)
-    assert keepalive == pytest.approx(0.2 * round(10 / 0.025))  # the count asked, at 200 ms
+    assert keepalive == pytest.approx(0.2 * round(10 / 0.02))  # the count asked, at 200 ms
     (line,) = [
         r.getMessage() for r in caplog.records if "opcua_subscription_created" in r.getMessage()
     ]
-    assert "publishing_interval=0.2s (asked 0.025s)" in line
+    assert "publishing_interval=0.2s (asked 0.02s)" in line
     assert "sampling_interval asked=2s" in line  # the poll, absent a sampling_interval
 
 

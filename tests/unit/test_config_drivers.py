@@ -96,9 +96,9 @@ def test_the_three_drivers_load_with_their_defaults() -> None:
         None,
         10.0,
     )
-    # Absent intervals: changes are sent every 25 ms (well inside the flush interval's
+    # Absent intervals: changes are sent every 20 ms (well inside the flush interval's
     # budget, G6) and each node is sampled every poll.
-    assert (slope.publishing, slope.sampling) == (0.025, 1.0)
+    assert (slope.publishing, slope.sampling) == (0.02, 1.0)
     assert slope.security is not None
     assert slope.security.cert == SITE.base / "pki" / "agent-cert.pem", "relative to the file"
     assert slope.security.server_cert == Path("/etc/pki/slope-server.der")

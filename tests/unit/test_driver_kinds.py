@@ -128,7 +128,7 @@ def test_config_maps_to_driver_settings_without_building_anything() -> None:
     assert (ua.points, ua.mode, ua.publishing_interval, ua.sampling_interval) == (
         (UaPoint("S1", "ns=2;s=Slope.G1.X"),),
         ReadMode.SUBSCRIBE,
-        0.025,  # absent: 25 ms, so a change waits at the server well inside the flush budget
+        0.02,  # absent: 20 ms, so a change waits at the server well inside the flush budget
         1.0,  # absent: the device's poll
     )
     probe = slope.probe_settings(ua)
