@@ -37,7 +37,6 @@ from edge_agent.core.commands import Ignored, check_pushed_map, judge_command
 from edge_agent.core.trusted_keys import TrustedKeys
 from specs.catalogue import Catalogue
 from specs.command import CommandResult, Outcome, SiteMapCommand, map_version
-from specs.records import Quality, Reading, Record
 from specs.signing import Signature
 
 log = structlog.get_logger("edge_agent.commands")
@@ -54,20 +53,6 @@ class ResultLink(Protocol):
 
     async def publish_result(self, payload: bytes, signature: Signature) -> None:
         """Publish on `up/cmd` at QoS 1; aiomqtt.MqttError when there is no session."""
-
-
-class GoodReadingQueue(asyncio.Queue[Record]):
-    """The pollers' queue, noting the first good reading (the end of a map's probation)."""
-
-    def __init__(self, maxsize: int = 0) -> None:
-        super().__init__(maxsize)
-        self.good = asyncio.Event()
-
-    def put_nowait(self, item: Record) -> None:
-        """Queue a record (asyncio.Queue.put ends here too)."""
-        super().put_nowait(item)
-        if isinstance(item, Reading) and item.quality is Quality.GOOD:
-            self.good.set()
 
 
 def state_path_for(config: SiteConfig) -> Path:

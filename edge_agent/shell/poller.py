@@ -67,8 +67,14 @@ Sink = Callable[[Sequence[Reading]], Awaitable[None]]
 """Where a poller hands the readings of one cycle, in order (it waits while the sink is full)."""
 
 
-def queue_sink(queue: asyncio.Queue[Record] | asyncio.Queue[Reading]) -> Sink:
-    """A sink that puts each reading into `queue`, waiting only while the queue is full."""
+def queue_sink(
+    queue: asyncio.Queue[Record] | asyncio.Queue[Reading], good: asyncio.Event | None = None
+) -> Sink:
+    """A sink that puts each reading into `queue`, waiting only while the queue is full.
+
+    `good`, when given, is set once a GOOD reading has been queued (the end of a pushed
+    map's probation, `CommandDesk`): checked per batch, and no more once set.
+    """
 
     async def put_all(readings: Sequence[Reading]) -> None:
         for reading in readings:
@@ -76,6 +82,12 @@ def queue_sink(queue: asyncio.Queue[Record] | asyncio.Queue[Reading]) -> Sink:
                 queue.put_nowait(reading)
             except asyncio.QueueFull:
                 await queue.put(reading)
+        if (
+            good is not None
+            and not good.is_set()
+            and any(reading.quality is ReadingQuality.GOOD for reading in readings)
+        ):
+            good.set()
 
     return put_all
 

@@ -34,7 +34,7 @@ from edge_agent.kinds.descriptor import Backoff
 from edge_agent.shell.alarm_stage import load_alarm_stage
 from edge_agent.shell.buses import REPORT_EVERY, RtuBuses, log_planned, report_utilization
 from edge_agent.shell.collector_keys import read_collector_keys
-from edge_agent.shell.commands import CommandDesk, GoodReadingQueue
+from edge_agent.shell.commands import CommandDesk
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.metrics_server import metrics_service
@@ -124,6 +124,7 @@ def _pollers(
     metrics: AgentMetrics | None,
     *,
     catalogue: Catalogue,
+    good: asyncio.Event,
 ) -> list[DevicePoller]:
     by_device: dict[str, list[ResolvedPoint]] = {}
     for point in points:
@@ -140,7 +141,7 @@ def _pollers(
         bound = KINDS.bind(device, device_points)
         for warning in bound.warnings:
             log.warning(warning.event, **warning.fields)
-        sink = queue_sink(queue)
+        sink = queue_sink(queue, good)
         on_error: Callable[[str], None] = _not_counted
         if metrics is not None:
             sink, on_error = metrics.counting(device.id, sink), metrics.device_errors(device.id)
@@ -224,7 +225,8 @@ async def run_agent(
     current = CurrentKey(key)
     collector_key = read_collector_keys(config.uplink.collector_key_files)
     topics = GatewayTopics(config.site.district, config.site.enterprise, config.site.gateway)
-    queue = GoodReadingQueue(maxsize=_QUEUE_BOUND)
+    # `good`: set by the pollers' sink once a good reading is queued (a map's probation ends).
+    queue, good = asyncio.Queue[Record](maxsize=_QUEUE_BOUND), asyncio.Event()
     desk = (
         None
         if site_file is None
@@ -234,7 +236,7 @@ async def run_agent(
             catalogue=catalogue,
             trusted=collector_key,
             sign=current.sign,
-            good=queue.good,
+            good=good,
         )
     )
     points = resolve_points(config)
@@ -298,7 +300,7 @@ async def run_agent(
             else await metrics_service(config.metrics, metrics.scraper(outbox))
         )
         buses = RtuBuses()
-        pollers = _pollers(config, points, queue, buses, metrics, catalogue=catalogue)
+        pollers = _pollers(config, points, queue, buses, metrics, catalogue=catalogue, good=good)
         plans = plan_buses(config, points)
         log_planned(plans)
         status = AgentStatus(

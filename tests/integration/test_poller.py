@@ -494,3 +494,20 @@ async def test_a_columnar_read_drops_exact_repeats_and_only_those() -> None:
         assert all_good(first)
         assert run.queue.empty()
         assert run.poller.repeats_dropped == (cycles - 1) * len(first)
+
+
+async def test_the_sink_says_good_once_a_good_reading_is_queued() -> None:
+    queue: asyncio.Queue[Reading] = asyncio.Queue(maxsize=2)
+    good = asyncio.Event()
+    sink = queue_sink(queue, good)
+    bad = Reading("T1", "WHP-LT", "t", None, "m", Quality.BAD)
+    fine = Reading("T1", "WHP-LT", "t", 1.0, "m", Quality.GOOD)
+    await sink([bad, bad])
+    assert not good.is_set()
+    waiting = asyncio.ensure_future(sink([bad, fine]))  # the queue is full: the sink waits
+    await asyncio.sleep(0)
+    assert not good.is_set()
+    assert [queue.get_nowait(), queue.get_nowait()] == [bad, bad]
+    await waiting
+    assert good.is_set()
+    assert [queue.get_nowait(), queue.get_nowait()] == [bad, fine]

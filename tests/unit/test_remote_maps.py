@@ -15,7 +15,8 @@ from collector.sites import push_detail, site_history
 from edge_agent.config import ConfigError, SiteConfig, parse_site_config
 from edge_agent.core.commands import Ignored, check_pushed_map, judge_command
 from edge_agent.core.trusted_keys import TrustedKeys
-from edge_agent.shell.commands import CommandDesk, GoodReadingQueue
+from edge_agent.shell.commands import CommandDesk
+from edge_agent.shell.poller import queue_sink
 from specs.catalogue import default_catalogue
 from specs.command import (
     CommandFormatError,
@@ -26,7 +27,7 @@ from specs.command import (
     decode_command,
     decode_result,
 )
-from specs.records import Quality, Reading
+from specs.records import Quality, Reading, Record
 from specs.signing import Signature, signature_properties, signing_key_from_seed
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
@@ -197,10 +198,14 @@ def test_the_desk_applies_once_across_restarts_and_keeps_the_old_map(tmp_path: P
         assert first.restart_requested
         await first.run(link)  # returns at once: a restart is due
         # The agent starts again on the new map; a good reading ends the probation.
-        queue = GoodReadingQueue()
-        second = _desk(tmp_path, queue.good)
+        queue: asyncio.Queue[Record] = asyncio.Queue()
+        good = asyncio.Event()
+        second = _desk(tmp_path, good)
         runner = asyncio.create_task(second.run(link))
-        queue.put_nowait(Reading("T001-LT-01", "WHP-LT", "t", 1.0, "m", Quality.GOOD))
+        # The pollers' sink, as the runtime builds it.
+        await queue_sink(queue, good)(
+            [Reading("T001-LT-01", "WHP-LT", "t", 1.0, "m", Quality.GOOD)]
+        )
         await second.on_command(payload, properties)  # the same command again
         async with asyncio.timeout(5):
             await link.all_sent.wait()
