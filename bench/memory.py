@@ -14,7 +14,7 @@ The agent's VmRSS is sampled from /proc every half second once it has sealed its
 a case's figure is its VmHWM (peak) at the end (the steady figure, the median sample, is shown
 too). Baselines in the same run: the resident set of an interpreter that imported asyncio
 (what any asyncio agent pays before its own code), of one that imported the agent's command
-line (its floor before reading a map), and of the same without the dev-only packages this
+line's `run` (its floor before reading a map), and of the same without the dev-only packages this
 venv has and a `pip install ganzhi` does not (DEV_ONLY: structlog imports them when present).
 
 Targets (G7, docs/performance.md): median peak <= 60 MiB Modbus only and <= 80 MiB with
@@ -323,10 +323,10 @@ def baselines() -> tuple[Figure, ...]:
     return (
         Figure("", "interpreter that imported asyncio (baseline)", "MiB",
                (round(imported_mib("asyncio"), 1),)),
-        Figure("", "agent's imports (edge_agent.cli), this venv", "MiB",
-               (round(imported_mib("edge_agent.cli"), 1),)),
+        Figure("", "agent's imports (edge_agent.cli.run), this venv", "MiB",
+               (round(imported_mib("edge_agent.cli.run"), 1),)),
         Figure("", "agent's imports without the dev-only packages", "MiB",
-               (round(imported_mib("edge_agent.cli", absent=DEV_ONLY), 1),),
+               (round(imported_mib("edge_agent.cli.run", absent=DEV_ONLY), 1),),
                note=f"{', '.join(DEV_ONLY)}: structlog imports them when present"),
     )  # fmt: skip
 

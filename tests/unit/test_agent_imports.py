@@ -40,7 +40,7 @@ PROGRAM = """\
 import json, sys
 from pathlib import Path
 
-import edge_agent.cli  # the `edge-agent` entry point: all that `run` imports
+import edge_agent.cli.run  # what `edge-agent run` imports
 from edge_agent.config import parse_site_config
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.buses import RtuBuses
@@ -124,6 +124,8 @@ NOT_FOR_MODBUS_ONLY = (
     "drivers.modbus.rtu",
     "prometheus_client",  # only with metrics.listen
     "tongsuopy",  # the SM2 backend, only for an sm2-sm3 key
+    "edge_agent.cli.probe",  # the other commands' modules: imported when they run
+    "edge_agent.backfill",
     *NEVER,
 )
 

@@ -45,7 +45,10 @@ def _invoke(program: str, *args: str, env: dict[str, str] | None = None) -> Resu
 def _command_paths(command: click.Command, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     yield path
     if isinstance(command, click.Group):
-        for name, sub in sorted(command.commands.items()):
+        context = click.Context(command)
+        for name in command.list_commands(context):  # imports a lazy group's commands too
+            sub = command.get_command(context, name)
+            assert sub is not None, f"{name} is listed but cannot be loaded"
             yield from _command_paths(sub, (*path, name))
 
 
