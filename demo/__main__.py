@@ -90,6 +90,18 @@ def write_configs(
     return work / "site.yaml"
 
 
+def api_get(port: int, path: str, **params: str | int) -> Any:  # noqa: ANN401 - a JSON body
+    """GET `path` of the collector API on loopback `port` with the demo token: its JSON body."""
+    response = httpx.get(
+        f"http://127.0.0.1:{port}{path}",
+        params=params,
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=10,
+    )
+    response.raise_for_status()
+    return response.json()
+
+
 def _run(*args: str, cwd: Path) -> str:
     done = subprocess.run(args, cwd=cwd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -169,14 +181,7 @@ class Demo:
 
     def get(self, path: str, **params: str | int) -> list[dict[str, Any]]:
         """The items of an API list endpoint."""
-        response = httpx.get(
-            f"http://127.0.0.1:{self.api_port}{path}",
-            params=params,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=10,
-        )
-        response.raise_for_status()
-        items: list[dict[str, Any]] = response.json()["items"]
+        items: list[dict[str, Any]] = api_get(self.api_port, path, **params)["items"]
         return items
 
     def watch(self, duration: float | None) -> None:

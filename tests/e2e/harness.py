@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import httpx
 import yaml
 
 from collector.api.core import shown_value
-from demo.__main__ import TOKEN, profile_for, write_configs
+from demo.__main__ import api_get, profile_for, write_configs
 from demo.broker import Broker, free_port, wait_for_port
 from specs.block import decode_block
 from specs.records import Reading
@@ -224,14 +223,7 @@ class Site:
 
     def api(self, path: str, **params: str | int) -> dict[str, object]:
         """GET an API path with the demo token."""
-        response = httpx.get(
-            f"http://127.0.0.1:{self.api_port}{path}",
-            params=params,
-            headers={"Authorization": f"Bearer {TOKEN}"},
-            timeout=10,
-        )
-        response.raise_for_status()
-        body = response.json()
+        body = api_get(self.api_port, path, **params)
         assert isinstance(body, dict)
         return body
 
