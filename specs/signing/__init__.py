@@ -22,9 +22,10 @@ import binascii
 import functools
 import hashlib
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import ModuleType
-from typing import Final
+from typing import Final, TypeVar
 
 from cryptography.exceptions import UnsupportedAlgorithm
 from cryptography.hazmat.primitives import serialization
@@ -193,36 +194,39 @@ def _pem_body(pem: bytes) -> bytes:
         return b""
 
 
+_Ed25519 = TypeVar("_Ed25519", ed25519.Ed25519Private, ed25519.Ed25519Public)
+
+
+def _ed25519_key(
+    pem: bytes, side: str, load: Callable[[bytes], object], want: type[_Ed25519]
+) -> _Ed25519:
+    """The Ed25519 `side` key ("private", "public") that pyca/cryptography's `load` reads."""
+    try:
+        loaded = load(pem)
+    except (ValueError, TypeError) as exc:  # TypeError: a private key that wants a password
+        raise SignatureError(f"not a {side} key PEM: {exc}") from None
+    except UnsupportedAlgorithm as exc:
+        raise UnsupportedAlgorithmError(f"unsupported {side} key: {exc}") from None
+    key = ed25519.from_loaded(loaded)
+    if not isinstance(key, want):
+        raise UnsupportedAlgorithmError(f"only Ed25519 and SM2 {side} keys are supported")
+    return key
+
+
 def load_signing_key(pem: bytes) -> SigningKey:
     """Parse a private key PEM (Ed25519 or SM2); UnsupportedAlgorithmError for other keys."""
     if is_sm2_key_der(_pem_body(pem)):
         return _signing_key(SM2_SM3, _sm2_backend().load_private(pem))
-    try:
-        loaded = serialization.load_pem_private_key(pem, password=None)
-    except (ValueError, TypeError) as exc:
-        raise SignatureError(f"not a private key PEM: {exc}") from None
-    except UnsupportedAlgorithm as exc:
-        raise UnsupportedAlgorithmError(f"unsupported private key: {exc}") from None
-    private = ed25519.from_loaded(loaded)
-    if not isinstance(private, ed25519.Ed25519Private):
-        raise UnsupportedAlgorithmError("only Ed25519 and SM2 private keys are supported")
-    return _signing_key(ED25519, private)
+    load = functools.partial(serialization.load_pem_private_key, password=None)
+    return _signing_key(ED25519, _ed25519_key(pem, "private", load, ed25519.Ed25519Private))
 
 
 def load_verify_key(pem: bytes) -> VerifyKey:
     """Parse a public key PEM (Ed25519 or SM2); UnsupportedAlgorithmError for other keys."""
     if is_sm2_key_der(_pem_body(pem)):
         return _verify_key(SM2_SM3, _sm2_backend().load_public(pem))
-    try:
-        loaded = serialization.load_pem_public_key(pem)
-    except ValueError as exc:
-        raise SignatureError(f"not a public key PEM: {exc}") from None
-    except UnsupportedAlgorithm as exc:
-        raise UnsupportedAlgorithmError(f"unsupported public key: {exc}") from None
-    public = ed25519.from_loaded(loaded)
-    if not isinstance(public, ed25519.Ed25519Public):
-        raise UnsupportedAlgorithmError("only Ed25519 and SM2 public keys are supported")
-    return _verify_key(ED25519, public)
+    load = serialization.load_pem_public_key
+    return _verify_key(ED25519, _ed25519_key(pem, "public", load, ed25519.Ed25519Public))
 
 
 def signature_properties(signature: Signature) -> list[tuple[str, str]]:
