@@ -56,3 +56,13 @@ def sealed_more(site: Site, blocks: int, timeout: float = 30) -> int:
     target = site.sealed_blocks() + blocks
     wait_until(lambda: site.sealed_blocks() >= target, timeout, f"{blocks} more sealed blocks")
     return target
+
+
+def agent_sealing(site: Site, blocks: int, *, acked: bool = False) -> Site:
+    """Start `site`'s agent and wait for `blocks` sealed blocks; with `acked`, also for the
+    collector's ACK of every one (a first round trip, before a fault begins)."""
+    site.start_agent()
+    sealed_more(site, blocks)
+    if acked:
+        wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
+    return site

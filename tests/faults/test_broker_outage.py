@@ -13,8 +13,7 @@ import pytest
 
 from demo.broker import Broker
 from edge_agent.shell.outbox_reads import read_outbox_stats
-from tests.e2e.harness import wait_until
-from tests.faults.common import sealed_more, tune
+from tests.faults.common import agent_sealing, tune
 from tests.faults.conftest import Conclude, MakeSite
 from tests.faults.oracle import Ledger
 
@@ -34,10 +33,7 @@ def test_broker_down_while_polling_five_readings_a_second(
     make_site: MakeSite, conclude: Conclude, broker: Broker, outage: float
 ) -> None:
     started = time.monotonic()
-    site = make_site(tune(points=READINGS_PER_SECOND, poll="1s"))
-    site.start_agent()
-    sealed_more(site, 3)
-    wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
+    site = agent_sealing(make_site(tune(points=READINGS_PER_SECOND, poll="1s")), 3, acked=True)
     broker.stop()
     time.sleep(outage)  # the outage itself: the agent keeps polling and sealing meanwhile
     assert site.alive("agent")

@@ -33,7 +33,7 @@ import pytest
 
 from demo.broker import Broker
 from tests.e2e.harness import Site, wait_until
-from tests.faults.common import sealed_more, tune
+from tests.faults.common import agent_sealing, tune
 from tests.faults.conftest import Conclude, MakeSite
 from tests.faults.oracle import Ledger, gap_records
 
@@ -153,11 +153,8 @@ def test_damaged_outbox_starts_a_new_epoch_and_declares_the_old_one(
 ) -> None:
     damage, backlog, reason = variant.damage, variant.backlog, variant.reason
     started = time.monotonic()
-    site = make_site(tune())
+    site = agent_sealing(make_site(tune()), 6, acked=True)
     rng = random.Random(9)
-    site.start_agent()
-    sealed_more(site, 6)
-    wait_until(lambda: site.undelivered() == 0, 30, "the first blocks ACKed")
     if backlog:
         # A backlog that exists nowhere but in the file (the broker is down, so no copy waits
         # in a broker queue either): the damage takes it, declared lost, never silently.

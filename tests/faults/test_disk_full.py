@@ -21,7 +21,7 @@ import pytest
 
 from specs.records import parse_iso_time
 from tests.e2e.harness import Site, wait_until
-from tests.faults.common import sealed_more, tune
+from tests.faults.common import agent_sealing, sealed_more, tune
 from tests.faults.conftest import Conclude, MakeSite
 from tests.faults.oracle import Ledger, gap_records, served_items
 from tests.support.tmpfs import mount_tmpfs, unmount
@@ -115,10 +115,8 @@ def agent_on_a_small_disk(
     `collector_up`, the collector then stops (nothing is released while the disk fills)."""
     site = make_site(tune(poll=poll), outbox_file="disk/outbox.db")
     tmpfs(site.work / "disk", DISK)
-    site.start_agent()
     ledger = Ledger()
-    sealed_more(site, 5)
-    wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
+    agent_sealing(site, 5, acked=True)
     if not collector_up:
         site.stop("collector")
     return site, ledger

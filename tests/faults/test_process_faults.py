@@ -16,7 +16,7 @@ import pytest
 
 from demo.broker import Broker
 from tests.e2e.harness import Site, wait_until
-from tests.faults.common import delivered, sealed_more, tune
+from tests.faults.common import agent_sealing, delivered, sealed_more, tune
 from tests.faults.conftest import Conclude, MakeSite
 from tests.faults.oracle import Ledger
 
@@ -28,10 +28,8 @@ COLLECTOR_KILLS = 2
 
 def test_agent_sigkilled_twenty_times_in_a_row(make_site: MakeSite, conclude: Conclude) -> None:
     started = time.monotonic()
-    site = make_site(tune())
+    site = agent_sealing(make_site(tune()), 3)
     rng = random.Random(20)
-    site.start_agent()
-    sealed_more(site, 3)
     for _ in range(AGENT_KILLS):
         if rng.random() < 0.3:
             # Early: importing, opening the outbox, connecting, the first polls and seals.
@@ -53,10 +51,8 @@ def test_collector_sigkilled_while_ingesting_a_backlog(
 ) -> None:
     started = time.monotonic()
     # A slower drain (5 blocks/s) so that each kill lands while the backlog is going in.
-    site = make_site(tune(publish_rate=5))
+    site = agent_sealing(make_site(tune(publish_rate=5)), 3)
     rng = random.Random(2)
-    site.start_agent()
-    sealed_more(site, 3)
     for _ in range(COLLECTOR_KILLS):
         site.stop("collector", signal.SIGKILL)
         wait_until(lambda: site.undelivered() >= 10, 60, "a backlog of 10 blocks")
@@ -74,10 +70,7 @@ def test_broker_sigkilled_with_blocks_queued(
     make_site: MakeSite, conclude: Conclude, broker: Broker
 ) -> None:
     started = time.monotonic()
-    site = make_site(tune())
-    site.start_agent()
-    sealed_more(site, 3)
-    wait_until(lambda: site.undelivered() == 0, 30, "a first ACK round trip")
+    site = agent_sealing(make_site(tune()), 3, acked=True)
     # A frozen collector reads nothing: the broker takes the blocks (PUBACK) and queues them.
     site.send_signal("collector", signal.SIGSTOP)
     sealed_more(site, 10)
@@ -103,9 +96,7 @@ def test_collector_frozen_then_continued(
     make_site: MakeSite, conclude: Conclude, frozen: float
 ) -> None:
     started = time.monotonic()
-    site = make_site(tune())
-    site.start_agent()
-    sealed_more(site, 3)
+    site = agent_sealing(make_site(tune()), 3)
     site.send_signal("collector", signal.SIGSTOP)
     time.sleep(frozen)  # the fault itself; the agent seals and resends (ACK timeout 2 s)
     assert site.alive("agent")

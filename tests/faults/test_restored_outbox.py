@@ -25,7 +25,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.harness import Site, wait_until
-from tests.faults.common import sealed_more, tune
+from tests.faults.common import agent_sealing, sealed_more, tune
 from tests.faults.conftest import Conclude, MakeSite
 from tests.faults.oracle import Ledger
 
@@ -83,10 +83,7 @@ def test_an_outbox_restored_from_a_snapshot_starts_a_new_epoch_and_loses_nothing
     make_site: MakeSite, conclude: Conclude
 ) -> None:
     started = time.monotonic()
-    site = make_site(tune())
-    ledger = Ledger()
-    site.start_agent()
-    sealed_more(site, 3)
+    site, ledger = agent_sealing(make_site(tune()), 3), Ledger()
     snapshot = site.work / "snapshot.db"
     _snapshot(site, snapshot)
     # The collector stores well past the snapshot before the disk goes back in time.
@@ -108,10 +105,7 @@ def test_a_wal_cut_mid_frame_is_found_at_start_by_the_seq_mark(
     make_site: MakeSite, conclude: Conclude
 ) -> None:
     started = time.monotonic()
-    site = make_site(tune())
-    ledger = Ledger()
-    site.start_agent()
-    sealed_more(site, 8)
+    site, ledger = agent_sealing(make_site(tune()), 8), Ledger()
     wait_until(lambda: site.undelivered() <= 1, 30, "the collector catching up")
     # SIGKILL: the WAL is not checkpointed on a kill. The seq mark beside the file (the highest
     # seq sealed) finds the cut at start; were the mark lost too, the first disagreeing ACK
