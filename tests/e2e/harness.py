@@ -7,12 +7,17 @@ the collector exactly once (DESIGN invariant 1). Records are compared as a multi
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import hashlib
+import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
 import sys
+import tempfile
 import time
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -47,6 +52,35 @@ def _cli(*argv: str, cwd: Path) -> None:
     subprocess.run(argv, cwd=cwd, check=True, capture_output=True)
 
 
+# Both programs' `keys init` cost two interpreter start-ups per site (about 1 s each on an idle
+# 2-core box, 2-3 s under load), and a session sets up some 60 sites. What they write depends
+# only on the `signing` sections of the two configs, so each distinct pair is made once by the
+# real commands and its files (modes kept) copied into every later site with the same pair.
+_KEYS = Path(tempfile.mkdtemp(prefix="ganzhi-test-keys-"))
+atexit.register(shutil.rmtree, _KEYS, ignore_errors=True)
+
+
+def _init_keys(work: Path) -> None:
+    """`keys init` of the collector and the agent in `work`, or the files they made before."""
+    signing = [
+        yaml.safe_load((work / name).read_text(encoding="utf-8"))["signing"]
+        for name in ("collector.yaml", "site.yaml")
+    ]
+    made = _KEYS / hashlib.sha256(json.dumps(signing, sort_keys=True).encode()).hexdigest()
+    if not made.exists():
+        scratch = made.with_suffix(".making")
+        shutil.rmtree(scratch, ignore_errors=True)
+        scratch.mkdir()
+        for name in ("collector.yaml", "site.yaml"):
+            shutil.copy2(work / name, scratch / name)
+        _cli(str(BIN / "collector"), "keys", "init", "-c", "collector.yaml", cwd=scratch)
+        _cli(str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml", cwd=scratch)
+        for name in ("collector.yaml", "site.yaml"):
+            (scratch / name).unlink()
+        scratch.rename(made)
+    shutil.copytree(made, work, dirs_exist_ok=True)
+
+
 @dataclass
 class Site:
     """One agent, one collector and one simulator around a test's broker.
@@ -71,7 +105,8 @@ class Site:
     def setup(
         self, poll: str = "200ms", configure: Callable[[dict[str, Any]], None] | None = None
     ) -> None:
-        """Write configs and register keys with the real commands.
+        """Write configs and register keys with the real commands (`keys init` made once per
+        session and signing settings, see `_init_keys`).
 
         `configure`, when given, edits the site map (as loaded from site.yaml) before the keys
         are made: fault tests shorten timeouts, drop devices or point the uplink at a proxy.
@@ -91,8 +126,7 @@ class Site:
             site_map = yaml.safe_load(path.read_text(encoding="utf-8"))
             configure(site_map)
             path.write_text(yaml.safe_dump(site_map, allow_unicode=True), encoding="utf-8")
-        _cli(str(BIN / "collector"), "keys", "init", "-c", "collector.yaml", cwd=self.work)
-        _cli(str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml", cwd=self.work)
+        _init_keys(self.work)
         site = yaml.safe_load((self.work / "site.yaml").read_text(encoding="utf-8"))["site"]
         self.gateway = site["gateway"]
         _cli(
