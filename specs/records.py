@@ -29,7 +29,7 @@ class RecordFormatError(ValueError):
     """A record does not follow the wire contract."""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(frozen=True, slots=True, init=False)
 class Reading:
     """One normalized reading of one point."""
 
@@ -40,6 +40,28 @@ class Reading:
     unit: str
     quality: Quality
     flags: tuple[str, ...] = ()
+
+    def __init__(  # noqa: PLR0917 - the fields, as dataclass's own __init__ takes them
+        self,
+        point: str,
+        quota: str,
+        t: str,
+        value: float | None,
+        unit: str,
+        quality: Quality,
+        flags: tuple[str, ...] = (),
+    ) -> None:
+        # dataclass's __init__ of a frozen class looks object.__setattr__ up again for every
+        # field; an agent builds a reading per point per poll (and a collector one per
+        # reading stored), so this one calls the slots' own setters, taken once: half the
+        # cost, the same object (frozen, compared, hashed and replaced as before).
+        _set_point(self, point)
+        _set_quota(self, quota)
+        _set_t(self, t)
+        _set_value(self, value)
+        _set_unit(self, unit)
+        _set_quality(self, quality)
+        _set_flags(self, flags)
 
     def to_wire(self) -> dict[str, object]:
         """The record as a JSON-ready dict."""
@@ -53,6 +75,12 @@ class Reading:
             "quality": self.quality.value,
             "flags": list(self.flags),
         }
+
+
+_set_point, _set_quota, _set_t, _set_value, _set_unit, _set_quality, _set_flags = (
+    Reading.__dict__[name].__set__
+    for name in ("point", "quota", "t", "value", "unit", "quality", "flags")
+)
 
 
 class GapReason(enum.StrEnum):
