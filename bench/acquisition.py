@@ -29,6 +29,8 @@ agent, and other benches): absolute rates are noisy, the per-reading CPU and the
 so. The flame graph of the agent at saturation is docs/perf/g2-flame.svg.
 
 Run: `.venv/bin/python -m bench.acquisition [--repeats 3] [--cases g2,g8] [--json out.json]`.
+`--flame docs/perf/g2-flame.svg` first records one extra, unmeasured g2 window with py-spy
+attached to the agent (`--gil`: where its Python spends CPU, waits left out; threads apart).
 About 2.5 min at the defaults (G1 ~30 s, then 3 x (g2 ~20 s + g8 ~25 s)). Exit 1 when a
 gated median misses.
 """
@@ -348,6 +350,28 @@ def run_case(case: Case) -> tuple[Sample, float | None]:
     return sample, stopped_in
 
 
+def flame_graph(svg: Path) -> None:
+    """One unmeasured g2 window with py-spy attached to the agent, written to `svg`."""
+    svg.parent.mkdir(parents=True, exist_ok=True)
+    case = CASES["g2"]
+    site = Site(case)
+    try:
+        site.start()
+        assert site.agent is not None
+        time.sleep(case.warmup)
+        subprocess.run(
+            [str(BIN / "py-spy"), "record", "--pid", str(site.agent.pid), "--threads", "--gil",
+             "--rate", "200", "--duration", str(int(case.window)), "--format", "flamegraph",
+             "--output", str(svg)],
+            stdout=subprocess.DEVNULL,
+            check=True,
+            timeout=case.window + 60,
+        )  # fmt: skip
+    finally:
+        site.stop()
+    print(f"flame graph: {svg}", file=sys.stderr)
+
+
 def g1_us_per_reading() -> float | None:
     """G1's agent CPU per reading, measured now by bench/throughput.py (one repeat).
 
@@ -484,8 +508,11 @@ def main() -> int:
         action="store_true",
         help="do not run bench.throughput for G1's CPU per reading (use G1's target)",
     )
+    parser.add_argument("--flame", type=Path, help="also write a py-spy flame graph (SVG)")
     add_json_argument(parser)
     args = parser.parse_args()
+    if args.flame is not None:
+        flame_graph(args.flame)
     g1_us = None if args.no_g1 else g1_us_per_reading()
     samples: dict[str, list[Sample]] = {}
     stops: list[float] = []
