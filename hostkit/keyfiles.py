@@ -142,6 +142,11 @@ def create_key_pair(key_file: Path, algorithm: str = ED25519) -> SigningKey:
     return key
 
 
+def missing_key_message(path: Path, advice: str) -> str:
+    """What a program says of a key file that is not there; `advice`: how to make or get one."""
+    return f"{path}: key file is missing ({advice})"
+
+
 def read_key_file(
     path: Path,
     load: Callable[[bytes], _Key],
@@ -159,7 +164,7 @@ def read_key_file(
         pem = path.read_bytes()
     except OSError as exc:
         if missing_advice is not None and isinstance(exc, FileNotFoundError):
-            raise KeyFileError(f"{path}: key file is missing ({missing_advice})") from None
+            raise KeyFileError(missing_key_message(path, missing_advice)) from None
         raise KeyFileError(f"{path}: {cannot_read}: {exc.strerror or exc}") from None
     try:
         return load(pem)

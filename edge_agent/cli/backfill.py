@@ -24,8 +24,10 @@ from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exi
 from edge_agent.config import SiteConfig
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.keyfile import MAKE_KEY_ADVICE
 from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.runtime import identity_of
+from hostkit.keyfiles import missing_key_message
 from specs.catalogue import default_catalogue
 from specs.signing import SignatureError, SigningKey, load_signing_key
 
@@ -84,7 +86,7 @@ def _signing_key(config: SiteConfig) -> SigningKey:
     try:
         return load_signing_key(path.read_bytes())
     except FileNotFoundError:
-        click.echo(f"{path}: key file is missing (see `edge-agent keys init`)", err=True)
+        click.echo(missing_key_message(path, MAKE_KEY_ADVICE), err=True)
     except OSError as exc:
         click.echo(f"{path}: {exc.strerror or exc}", err=True)
     except SignatureError as exc:

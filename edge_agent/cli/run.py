@@ -9,8 +9,9 @@ import click
 
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, LOG_FORMAT, config_option, load_or_exit
 from edge_agent.cli.refusals import refuse_bad_collector_keys, refuse_exposed_keys
-from edge_agent.shell.keyfile import key_algorithm_problem
+from edge_agent.shell.keyfile import MAKE_KEY_ADVICE, key_algorithm_problem
 from edge_agent.shell.site_runner import run_site
+from hostkit.keyfiles import missing_key_message
 from hostkit.logs import configure_logging
 
 
@@ -24,7 +25,7 @@ def run(config_path: Path) -> None:
     gateway_key_missing = not config.signing.key_file.exists()
     if gateway_key_missing:
         key_file = config.signing.key_file
-        click.echo(f"{key_file}: key file is missing (see `edge-agent keys init`)", err=True)
+        click.echo(missing_key_message(key_file, MAKE_KEY_ADVICE), err=True)
     refuse_bad_collector_keys(config_path, config)
     if gateway_key_missing:
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)

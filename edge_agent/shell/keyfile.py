@@ -9,14 +9,18 @@ the key fits `signing.algorithm`.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 from hostkit.keyfiles import read_private_key
 from specs.signing import SignatureError, SigningKey, load_signing_key
 
+MAKE_KEY_ADVICE: Final = "see `edge-agent keys init`"
+"""What the agent advises when the gateway key file is missing."""
+
 
 def load_private_key(key_file: Path) -> SigningKey:
     """Read the gateway's private key at `key_file`, refusing one that others may read."""
-    return read_private_key(key_file, missing_advice="see `edge-agent keys init`")
+    return read_private_key(key_file, missing_advice=MAKE_KEY_ADVICE)
 
 
 def key_algorithm_problem(key_file: Path, algorithm: str) -> str | None:
