@@ -84,6 +84,16 @@ async def connect(proxy: FaultProxy) -> tuple[asyncio.StreamReader, asyncio.Stre
     return await asyncio.open_connection("127.0.0.1", proxy.port)
 
 
+async def echo(proxy: FaultProxy, payload: bytes) -> bytes:
+    """Send `payload` through the proxy to the echoing upstream; what comes back."""
+    reader, writer = await connect(proxy)
+    writer.write(payload)
+    await writer.drain()
+    echoed = await reader.readexactly(len(payload))
+    writer.close()
+    return echoed
+
+
 async def until(condition: object, what: str, timeout: float = 10.0) -> None:
     assert callable(condition)
     async with asyncio.timeout(timeout):
@@ -101,11 +111,7 @@ async def nothing_arrives(reader: asyncio.StreamReader) -> None:
 async def test_pass_through_forwards_bytes_intact_both_ways() -> None:
     payload = os.urandom(256 * 1024)
     async with proxied() as (proxy, upstream):
-        reader, writer = await connect(proxy)
-        writer.write(payload)
-        await writer.drain()
-        echoed = await reader.readexactly(len(payload))
-        writer.close()
+        echoed = await echo(proxy, payload)
     assert echoed == payload
     assert upstream.received == payload
     assert proxy.stats.bytes_up == proxy.stats.bytes_down == len(payload)
@@ -191,11 +197,7 @@ async def test_slicing_writes_one_byte_at_a_time() -> None:
     payload = bytes(range(200))
     async with proxied() as (proxy, upstream):
         proxy.set(slice_bytes=1, slice_delay=0.001)
-        reader, writer = await connect(proxy)
-        writer.write(payload)
-        await writer.drain()
-        echoed = await reader.readexactly(len(payload))
-        writer.close()
+        echoed = await echo(proxy, payload)
     assert echoed == payload
     assert upstream.received == payload
     assert proxy.stats.writes_up == proxy.stats.writes_down == len(payload)

@@ -335,18 +335,10 @@ class FaultProxy:
 class ProxyThread:
     """A `FaultProxy` on its own event loop in a daemon thread, driven synchronously."""
 
-    def __init__(
-        self,
-        upstream_port: int,
-        *,
-        upstream_host: str = "127.0.0.1",
-        listen_port: int = 0,
-        seed: int | None = None,
-    ) -> None:
+    def __init__(self, upstream_port: int, *, seed: int | None = None) -> None:
+        """A proxy on a free port to `upstream_port` on 127.0.0.1 (what its users need)."""
         self._loop = asyncio.new_event_loop()
-        self._proxy = FaultProxy(
-            upstream_port, upstream_host=upstream_host, listen_port=listen_port, seed=seed
-        )
+        self._proxy = FaultProxy(upstream_port, seed=seed)
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self.port = 0
 
