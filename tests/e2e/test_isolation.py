@@ -67,6 +67,13 @@ def _site_map(rtu: str, gas_ok: str, gas_bad: str, ua_port: int, broker: str) ->
     # A pty keeps no parity across reopening, so the bus runs 8N2 (11-bit characters, as 8E1).
     rtu_line = {"port": rtu, "baudrate": 19200, "parity": "N", "stopbits": 2}
     rtu_timing = {"poll": f"{POLL}s", "timeout": f"{RTU_TIMEOUT}s"}
+
+    def slave(name: str, unit_id: int, *points: dict[str, object]) -> dict[str, object]:
+        return {
+            "id": name, "driver": "modbus_rtu", **rtu_line, "unit_id": unit_id, **rtu_timing,
+            "points": list(points),
+        }  # fmt: skip
+
     return {
         "site": {
             "enterprise": "91360100MA35GW001H",
@@ -80,36 +87,19 @@ def _site_map(rtu: str, gas_ok: str, gas_bad: str, ua_port: int, broker: str) ->
         "devices": [
             # The silent slave first: its poll task starts first, so on every try its request
             # is ahead of the others' in the bus queue and they wait out its whole timeout.
-            {
-                "id": "counter-2",
-                "driver": "modbus_rtu",
-                **rtu_line,
-                "unit_id": 2,
-                **rtu_timing,
-                "points": [_register("R2-PC", "YHBZ-PC", "holding", 210)],
-            },
-            {
-                "id": "headcount-3",
-                "driver": "modbus_rtu",
-                **rtu_line,
-                "unit_id": 3,
-                **rtu_timing,
-                "points": [
-                    _register("H3-PC", "YHBZ-PC", "input", 0),
-                    _register("H3-PR", "YHBZ-PR", "input", 1),
-                ],
-            },
-            {
-                "id": "counter-1",
-                "driver": "modbus_rtu",
-                **rtu_line,
-                "unit_id": 1,
-                **rtu_timing,
-                "points": [
-                    _register("R1-PC", "YHBZ-PC", "holding", 210),
-                    _register("R1-PR", "YHBZ-PR", "holding", 205),
-                ],
-            },
+            slave("counter-2", 2, _register("R2-PC", "YHBZ-PC", "holding", 210)),
+            slave(
+                "headcount-3",
+                3,
+                _register("H3-PC", "YHBZ-PC", "input", 0),
+                _register("H3-PR", "YHBZ-PR", "input", 1),
+            ),
+            slave(
+                "counter-1",
+                1,
+                _register("R1-PC", "YHBZ-PC", "holding", 210),
+                _register("R1-PR", "YHBZ-PR", "holding", 205),
+            ),
             {
                 "id": "gas-ok",
                 "driver": "serial",

@@ -25,7 +25,6 @@ from edge_agent.config import parse_site_config
 from edge_agent.shell import runtime, shutdown
 from hostkit.keyfiles import write_key_pair
 from simulators.rtu_bus import RtuBusSim
-from simulators.rtu_slaves import Fault, headcount_slave, pattern_slave
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import SimGateway, sim_gateway
 from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest
@@ -69,14 +68,6 @@ async def _scrape_until(url: str, done: Callable[[Samples], bool], what: str) ->
     except TimeoutError:
         raise AssertionError(f"no {what} after {WAIT}s: {samples}") from None
     return samples
-
-
-@pytest.fixture
-async def rtu_sim() -> AsyncIterator[RtuBusSim]:
-    slaves = [pattern_slave(1), pattern_slave(2), headcount_slave(3)]
-    async with RtuBusSim(slaves, baudrate=19200, bits_per_char=11, interval=0.05) as sim:
-        sim.slave(2).fault = Fault.SILENT
-        yield sim
 
 
 @contextlib.asynccontextmanager

@@ -35,7 +35,6 @@ from edge_agent.shell.poller import DevicePoller, queue_sink
 from hostkit.backoff import backoff_delays
 from simulators.gas_analyzer import GasAnalyzerSim
 from simulators.rtu_bus import RtuBusSim
-from simulators.rtu_slaves import Fault, headcount_slave, pattern_slave
 from simulators.slope_opcua import SlopeServer
 from specs.records import Quality, Reading, parse_iso_time
 from tests.support.config_files import site_head
@@ -197,14 +196,6 @@ def test_build_driver_makes_the_driver_of_each_device(tmp_path: Path) -> None:
 
 
 # --- shared RTU bus ----------------------------------------------------------------------------
-
-
-@pytest.fixture
-async def rtu_sim() -> AsyncIterator[RtuBusSim]:
-    slaves = [pattern_slave(1), pattern_slave(2), headcount_slave(3)]
-    async with RtuBusSim(slaves, baudrate=19200, bits_per_char=11, interval=0.05) as sim:
-        sim.slave(2).fault = Fault.SILENT
-        yield sim
 
 
 async def test_slaves_share_one_bus_and_a_silent_one_is_bad_without_stalling_them(
