@@ -185,9 +185,13 @@ async def subscribe(
                 link.refused[key] = int(result.value)
     # The sampling interval each item was given is not kept by asyncua's Subscription; the
     # publishing interval is what bounds the wait of a sampled change at the server.
-    _log.info(
+    # A server that publishes slower than asked delays every change by up to the difference
+    # (G6): worth a warning, as it is the server's limit and only its configuration helps.
+    slower = link.publishing_interval > publishing_interval * 1.01
+    _log.log(
+        logging.WARNING if slower else logging.INFO,
         "opcua_subscription_created device=%s publishing_interval=%gs (asked %gs) "
-        "keepalive=%gs sampling_interval asked=%gs items=%d refused=%d",
+        "keepalive=%gs sampling_interval asked=%gs nodes=%d refused_points=%d",
         device_id,
         link.publishing_interval,
         publishing_interval,

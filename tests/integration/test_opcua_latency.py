@@ -189,9 +189,9 @@ async def test_the_subscription_asks_for_the_configured_intervals_and_logs_the_g
     assert revised == pytest.approx(0.2)
     assert granted == pytest.approx(0.2)
     assert keepalive == pytest.approx(0.2 * round(10 / 0.02))  # the count asked, at 200 ms
-    (line,) = [
-        r.getMessage() for r in caplog.records if "opcua_subscription_created" in r.getMessage()
-    ]
+    (record,) = [r for r in caplog.records if "opcua_subscription_created" in r.getMessage()]
+    line = record.getMessage()
+    assert record.levelno == logging.WARNING  # slower than asked: every change waits longer
     assert "publishing_interval=0.2s (asked 0.02s)" in line
     assert "sampling_interval asked=2s" in line  # the poll, absent a sampling_interval
 

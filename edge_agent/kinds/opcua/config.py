@@ -80,9 +80,10 @@ class OpcUaDevice(DeviceBase):
     one publishing interval before it is sent, so that interval adds to the time from a
     sample to its storage: keep it well under `outbox.flush_interval`. A server may revise
     both intervals within its limits; the agent logs what it got
-    (`opcua_subscription_created`). `mode: poll` reads every node with one Read call per
-    `poll`. A link silent for 1.5 `keepalive` periods counts as lost. `timeout` bounds each
-    request and the wait for first values.
+    (`opcua_subscription_created`, a warning when it publishes slower than asked).
+    `mode: poll` reads every node with one Read call per `poll`. A link silent for 1.5
+    `keepalive` periods counts as lost. `timeout` bounds each request and the wait for first
+    values.
     """
 
     point_source: ClassVar[SourceKey] = "node"
