@@ -223,6 +223,31 @@ async def test_the_agent_stores_a_pushed_change_before_its_next_poll() -> None:
     assert (pushed.point, pushed.quality.value, poller.cycles) == ("S1-GX", "uncertain", 1)
 
 
+async def test_a_read_of_a_server_sampling_on_demand_is_stamped_during_the_read() -> None:
+    # MaxAge 0 asks the server for a fresh value; a server that reads its device then (the
+    # simulator with fresh_reads) stamps it during the Read: the reading's t is the poll, as
+    # a Modbus reading's is (bench.latency relies on it).
+    async with SlopeServer(stations=1, seed=7, interval=NO_UPDATES, fresh_reads=True) as sim:
+        driver = OpcUaDriver(
+            "slope-1",
+            sim.endpoint,
+            [UaPoint(key, sim.node_id(key)) for key in KEYS],
+            mode=ReadMode.POLL,
+        )
+        await driver.connect()
+        try:
+            before = time.time()
+            first = await driver.read()
+            between = time.time()
+            second = await driver.read()
+            after = time.time()
+        finally:
+            await driver.close()
+    assert all(before <= s.t_wall <= between and FLAG_HELD not in s.flags for s in first)
+    assert all(between <= s.t_wall <= after and FLAG_HELD not in s.flags for s in second)
+    assert len(sim.read_calls) == 2  # one Read service call per read
+
+
 def test_intervals_must_be_positive() -> None:
     with pytest.raises(ValueError, match="sampling_interval"):
         OpcUaDriver("d", "opc.tcp://127.0.0.1:4840", sampling_interval=0.0)
