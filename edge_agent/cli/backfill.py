@@ -24,12 +24,12 @@ from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exi
 from edge_agent.config import SiteConfig
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.host import clock_synchronized
-from edge_agent.shell.keyfile import MAKE_KEY_ADVICE
+from edge_agent.shell.keyfile import load_gateway_key
 from edge_agent.shell.outbox import open_outbox
 from edge_agent.shell.runtime import identity_of
-from hostkit.keyfiles import missing_key_message
+from hostkit.keyfiles import KeyFileError
 from specs.catalogue import default_catalogue
-from specs.signing import SignatureError, SigningKey, load_signing_key
+from specs.signing import SigningKey
 
 if TYPE_CHECKING:
     from types import TracebackType
@@ -82,15 +82,10 @@ class _Report:
 
 
 def _signing_key(config: SiteConfig) -> SigningKey:
-    path = config.signing.key_file
     try:
-        return load_signing_key(path.read_bytes())
-    except FileNotFoundError:
-        click.echo(missing_key_message(path, MAKE_KEY_ADVICE), err=True)
-    except OSError as exc:
-        click.echo(f"{path}: {exc.strerror or exc}", err=True)
-    except SignatureError as exc:
-        click.echo(f"{path}: {exc}", err=True)
+        return load_gateway_key(config.signing.key_file, config.signing.algorithm)
+    except KeyFileError as exc:
+        click.echo(str(exc), err=True)
     raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from hostkit.keyfiles import read_private_key
+from hostkit.keyfiles import KeyFileError, read_private_key
 from specs.signing import SignatureError, SigningKey, load_signing_key
 
 MAKE_KEY_ADVICE: Final = "see `edge-agent keys init`"
@@ -21,6 +21,19 @@ MAKE_KEY_ADVICE: Final = "see `edge-agent keys init`"
 def load_private_key(key_file: Path) -> SigningKey:
     """Read the gateway's private key at `key_file`, refusing one that others may read."""
     return read_private_key(key_file, missing_advice=MAKE_KEY_ADVICE)
+
+
+def load_gateway_key(key_file: Path, algorithm: str) -> SigningKey:
+    """The gateway's private key, refused (KeyFileError) as `run` refuses it.
+
+    Open to group or others, missing, unreadable, not a key, or of another algorithm than
+    `signing.algorithm` says: each is a KeyFileError naming the file and the fix.
+    """
+    key = load_private_key(key_file)
+    problem = _algorithm_problem(key_file, key, algorithm)
+    if problem is not None:
+        raise KeyFileError(problem)
+    return key
 
 
 def key_algorithm_problem(key_file: Path, algorithm: str) -> str | None:
@@ -35,6 +48,10 @@ def key_algorithm_problem(key_file: Path, algorithm: str) -> str | None:
         return f"{key_file}: cannot read the gateway key: {exc.strerror or exc}"
     except SignatureError as exc:
         return f"{key_file}: {exc}"
+    return _algorithm_problem(key_file, key, algorithm)
+
+
+def _algorithm_problem(key_file: Path, key: SigningKey, algorithm: str) -> str | None:
     if key.alg != algorithm:
         return (
             f"{key_file}: the key is {key.alg} but signing.algorithm is {algorithm};"

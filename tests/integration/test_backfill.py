@@ -267,6 +267,31 @@ def test_file_level_problems_exit_2_and_import_nothing(site: Path, tmp_path: Pat
     assert not outbox_path(site).exists()
 
 
+def test_a_key_run_would_refuse_is_refused_before_anything_is_imported(
+    site: Path, tmp_path: Path
+) -> None:
+    """Backfill signs as the gateway, so it guards the key exactly as `edge-agent run` does."""
+    csv = write(tmp_path / "log.csv", "point,t,value\nT001-LT-01,2024-03-01 08:00:00,1\n")
+    key_file = site.parent / "keys" / "gateway.key"
+    key_file.chmod(0o640)
+    exposed = backfill(site, csv)
+    assert exposed.exit_code == 2
+    assert exposed.stderr == (
+        f"{key_file}: private key has mode 0640, open to group or others;"
+        f" run `chmod 600 {key_file}`\n"
+    )
+    key_file.chmod(0o600)
+    yaml = site.read_text(encoding="utf-8")
+    site.write_text(yaml.replace("algorithm: ed25519", "algorithm: sm2-sm3", 1), encoding="utf-8")
+    other_algorithm = backfill(site, csv)
+    assert other_algorithm.exit_code == 2
+    assert other_algorithm.stderr == (
+        f"{key_file}: the key is ed25519 but signing.algorithm is sm2-sm3;"
+        " make a new key with `edge-agent keys init` or fix signing.algorithm\n"
+    )
+    assert not outbox_path(site).exists()
+
+
 def test_the_installed_command_exit_codes(site: Path, tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
