@@ -11,7 +11,6 @@ import asyncio
 import json
 import logging
 import sqlite3
-from collections.abc import Sequence
 from pathlib import Path
 
 import pytest
@@ -32,7 +31,7 @@ from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed
 from tests.support.broker import free_port
-from tests.support.sealer_rig import running_sealer
+from tests.support.sealer_rig import count_transactions, running_sealer
 from tests.support.sigkill_writer import kill_in_rounds
 
 KEY = signing_key_from_seed(bytes(32))
@@ -316,14 +315,7 @@ async def test_blocks_sealed_by_one_transaction_evaluate_alarms_in_turn(tmp_path
     path = tmp_path / "outbox.db"
     rules = rules_for_site(site(tmp_path), default_catalogue())
     async with open_outbox(path, SITE, KEY) as outbox:
-        groups: list[int] = []
-        seal_many = outbox.seal_many
-
-        async def recording(batches: Sequence[tuple[Record, ...]], **kwargs: object) -> object:
-            groups.append(len(batches))
-            return await seal_many(batches, **kwargs)  # type: ignore[arg-type]
-
-        outbox.seal_many = recording  # type: ignore[method-assign,assignment]
+        groups = count_transactions(outbox)
         stage = await load_alarm_stage(outbox, rules)
         readings = [lel(0, 5), lel(1, 30), lel(2, 10), lel(3, 18), lel(4, 31), lel(5, 32)]
         async with running_sealer(outbox, alarms=stage, flush_readings=2) as run:

@@ -7,15 +7,13 @@ block before it leaves (tests/integration/test_alarm_state.py).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from edge_agent.core.chain import SealedBlock
 from edge_agent.shell.outbox import Outbox, open_outbox
 from edge_agent.shell.sealer import GROUP_BLOCKS
-from specs.records import Record
 from tests.integration.test_outbox import KEY, SITE, _assert_valid_chain, _reading
-from tests.support.sealer_rig import running_sealer
+from tests.support.sealer_rig import count_transactions, running_sealer
 
 
 async def _seal_queued(outbox: Outbox, count: int, flush_readings: int) -> list[SealedBlock]:
@@ -31,14 +29,7 @@ async def test_queued_readings_are_sealed_as_full_blocks_in_one_transaction(
 ) -> None:
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY) as outbox:
-        groups: list[int] = []
-        seal_many = outbox.seal_many
-
-        async def recording(batches: Sequence[tuple[Record, ...]], **kwargs: object) -> object:
-            groups.append(len(batches))
-            return await seal_many(batches, **kwargs)  # type: ignore[arg-type]
-
-        outbox.seal_many = recording  # type: ignore[method-assign,assignment]
+        groups = count_transactions(outbox)
         sealed = await _seal_queued(outbox, 50 * (GROUP_BLOCKS + 2) + 7, flush_readings=50)
     assert [block.records for block in sealed] == [50] * (GROUP_BLOCKS + 2) + [7]
     assert groups[0] == GROUP_BLOCKS
