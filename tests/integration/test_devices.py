@@ -11,7 +11,7 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -25,13 +25,13 @@ from drivers.serial.ascii import SerialAsciiDriver
 from drivers.serial.checksum import Checksum
 from drivers.serial.framing import Delimited, FixedLength
 from edge_agent.cli.probe import probe_site
-from edge_agent.config import SiteConfig, parse_site_config
+from edge_agent.config import DeviceConfig, SiteConfig, parse_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import KINDS, build_driver
 from edge_agent.kinds.serial import SerialDevice
 from edge_agent.kinds.serial.kind import framing_of
 from edge_agent.shell.buses import RtuBuses, report_utilization
-from edge_agent.shell.poller import DevicePoller, queue_sink
+from edge_agent.shell.poller import DevicePoller, Sink, queue_sink
 from hostkit.backoff import backoff_delays
 from simulators.gas_analyzer import GasAnalyzerSim
 from simulators.rtu_bus import RtuBusSim
@@ -79,6 +79,20 @@ def points_of(config: SiteConfig, device_id: str) -> list[ResolvedPoint]:
     return [p for p in resolve_points(config) if p.device_id == device_id]
 
 
+def poller_of(
+    config: SiteConfig,
+    device: DeviceConfig,
+    buses: RtuBuses,
+    *,
+    sink: Sink,
+    backoff: Callable[[], Iterator[float]],
+) -> DevicePoller:
+    """`device`'s poller as the runtime builds it, its driver on `buses`."""
+    points = points_of(config, device.id)
+    driver = build_driver(device, points, buses=buses)
+    return device_poller(driver, points, interval=device.poll, sink=sink, backoff=backoff)
+
+
 async def run_later(delay: float, poller: DevicePoller) -> None:
     await asyncio.sleep(delay)
     await poller.run()
@@ -94,19 +108,12 @@ async def polling(
     requests are ahead of theirs in a bus queue on every cycle it polls in.
     """
     queue: asyncio.Queue[Reading] = asyncio.Queue()
-    pollers = []
-    for device in config.devices:
-        points = points_of(config, device.id)
-        driver = build_driver(device, points, buses=buses)
-        pollers.append(
-            device_poller(
-                driver,
-                points,
-                interval=device.poll,
-                sink=queue_sink(queue),
-                backoff=lambda: itertools.repeat(0.5),
-            )
+    pollers = [
+        poller_of(
+            config, device, buses, sink=queue_sink(queue), backoff=lambda: itertools.repeat(0.5)
         )
+        for device in config.devices
+    ]
     tasks = [asyncio.create_task(pollers[0].run())]
     tasks += [asyncio.create_task(run_later(head_start, p)) for p in pollers[1:]]
     try:
@@ -261,22 +268,13 @@ async def test_a_silent_slave_is_retried_after_ever_longer_pauses(rtu_sim: RtuBu
     buses = RtuBuses()
     pollers = []
     for device in config.devices[:2]:  # silent-2 and slave-1
-        points = points_of(config, device.id)
 
         def factory(name: str = device.id) -> itertools.repeat[float]:
             started[name] = started.get(name, 0) + 1
             return itertools.repeat(0.2)
 
-        driver = build_driver(device, points, buses=buses)
-        pollers.append(
-            device_poller(
-                driver,
-                points,
-                interval=device.poll,
-                sink=lambda _: asyncio.sleep(0),
-                backoff=factory,
-            )
-        )
+        sink = lambda _: asyncio.sleep(0)  # noqa: E731 - what is read does not matter here
+        pollers.append(poller_of(config, device, buses, sink=sink, backoff=factory))
     tasks = [asyncio.create_task(p.run()) for p in pollers]
     await asyncio.sleep(1.5)
     for task in tasks:
