@@ -9,6 +9,7 @@ import click
 
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, LOG_FORMAT, config_option, load_or_exit
 from edge_agent.cli.refusals import refuse_bad_collector_keys, refuse_exposed_keys
+from edge_agent.shell.host import keep_large_allocations_mapped
 from edge_agent.shell.keyfile import MAKE_KEY_ADVICE, key_algorithm_problem
 from edge_agent.shell.site_runner import run_site
 from hostkit.keyfiles import missing_key_message
@@ -19,6 +20,7 @@ from hostkit.logs import configure_logging
 @config_option
 def run(config_path: Path) -> None:
     """Run until stopped (SIGTERM/SIGINT); systemd Type=notify is supported."""
+    keep_large_allocations_mapped()  # from the start: reading the map frees large buffers too
     config = load_or_exit(config_path)
     refuse_exposed_keys(config)
     configure_logging(click.get_current_context().meta.get(LOG_FORMAT, "auto"))
