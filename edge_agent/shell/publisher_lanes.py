@@ -6,6 +6,13 @@ sent but listed missing, or unacked past the timeout - then the backlog oldest f
 block waits only for the live lane, so a draining backlog and its resends cannot delay it:
 after an outage live latency stays what it was while the backlog drains beside it.
 
+The sealer says a block is live once its transaction has committed; the backlog lane reads the
+outbox and may find it in between. So a block newer than every live one waits a moment
+(`_LIVE_NOTICE_GRACE`) for that notice before the backlog lane takes it: sent as backlog, it
+queued at the collector behind the whole backlog (bench/replay.py: a live block at the end of a
+drain answered after 256 ms, the run's p99). One sealed by another process (backfill, `outbox
+resend`) goes out as backlog after that moment, or once a newer block is said live.
+
 The publisher (edge_agent.shell.publisher) owns the session and calls these on its one event
 loop; nothing here touches MQTT.
 """
@@ -26,6 +33,9 @@ from specs.ack import Ack
 log = structlog.get_logger("edge_agent.publisher")
 
 _BACKLOG_CHUNK: Final = 32
+# How long a block newer than every live one waits for the sealer's notice: the notice comes
+# right after the commit, so this only needs to outlast a busy event loop.
+_LIVE_NOTICE_GRACE: Final = 1.0
 
 
 class Lanes:
@@ -41,11 +51,16 @@ class Lanes:
         self._sends = 0
         self._backlog_acked_at = 0.0  # when an ACK last answered a backlog-lane block
         self._cursor = 0
+        self._newest_live = 0  # the newest seq said live this session
+        # A block newer than every live one that the backlog lane leaves for its live notice,
+        # and since when (monotonic).
+        self._held: tuple[int, float] | None = None
         self.live_moved = asyncio.Event()  # set when a live block is answered or given up
 
     def add_live(self, seq: int) -> None:
         """A new block is in the outbox: it goes before the backlog."""
         self._live.append(seq)
+        self._newest_live = max(self._newest_live, seq)
 
     @property
     def is_settled(self) -> bool:
@@ -55,7 +70,7 @@ class Lanes:
     @property
     def is_idle(self) -> bool:
         """Whether nothing waits to be sent, to be sent again, or for its ACK."""
-        return not (self._sent or self._live or self._owed)
+        return not (self._sent or self._live or self._owed or self._held)
 
     async def next_block(self, outbox: Outbox) -> tuple[StoredBlock, bool] | None:
         """The next block to send and whether it goes in the live lane; None: both are full."""
@@ -76,11 +91,32 @@ class Lanes:
         while True:
             chunk = await outbox.undelivered(after=self._cursor, limit=_BACKLOG_CHUNK)
             if not chunk:
+                self._held = None
                 return None
             for block in chunk:
+                if block.seq in self._sent:
+                    self._cursor = block.seq
+                    continue
+                if self._awaits_live_notice(block.seq):
+                    return None  # the cursor stays before it
                 self._cursor = block.seq
-                if block.seq not in self._sent:
-                    return block
+                return block
+
+    def _awaits_live_notice(self, seq: int) -> bool:
+        """Whether the backlog lane should leave `seq` for the live notice on its way."""
+        if not self._newest_live or seq <= self._newest_live:
+            self._held = None
+            return False
+        now = time.monotonic()
+        if self._held is None or self._held[0] != seq:
+            self._held = (seq, now)
+        if now - self._held[1] < _LIVE_NOTICE_GRACE:
+            return True
+        # Not this process's block, or its notice was lost: backlog it is, and so is what
+        # follows it now (a backfill goes at once after this one moment), until a live notice.
+        self._held = None
+        self._newest_live = 0
+        return False
 
     def sending(self, seq: int, *, live: bool) -> None:
         """`seq` is about to be published: in flight from now on.
@@ -104,6 +140,8 @@ class Lanes:
 
     def wait_for(self, longest: float, timeout: float) -> float:
         """How long the send loop may sleep: `longest`, or less when an ACK times out first."""
+        if self._held is not None:
+            longest = min(longest, max(0.05, self._held[1] + _LIVE_NOTICE_GRACE - time.monotonic()))
         if not self._sent:
             return longest
         oldest = min(sent_at for sent_at, _ in self._sent.values())
@@ -159,6 +197,8 @@ class Lanes:
         self._live.clear()
         self.live_moved.set()  # what was live is backlog now
         self._cursor = 0
+        self._newest_live = 0
+        self._held = None
 
     def rescan(self) -> None:
         """Read the backlog again from its start (another process wrote to the outbox)."""

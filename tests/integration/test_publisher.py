@@ -599,3 +599,29 @@ async def test_a_task_left_cancelling_by_a_taskgroup_keeps_its_publisher(
                 for task in (listening, running, connected):
                     task.cancel()
                 await asyncio.gather(listening, running, connected, return_exceptions=True)
+
+
+async def test_a_block_sealed_while_live_blocks_flow_is_not_taken_for_backlog(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # The sealer tells the publisher about a block once its transaction has committed. In
+    # between, the backlog lane reading the outbox found it and sent it as backlog: behind the
+    # whole backlog queued at the collector (bench/replay.py: a live block at the end of a
+    # drain answered after 256 ms, the run's p99). A block newer than every live one waits a
+    # moment for its own notice instead.
+    async with rig(tmp_path, broker, backlog=20, max_inflight=2) as r:
+        async with InOrderCollector(r.link).answering():
+            await r.seal(1)  # 21: live blocks flow
+            reading = Reading("T001-LT-01", "WHP-LT", iso_time(time.time()), 1.0, "m", Quality.GOOD)
+            block = await r.outbox.seal((reading,), now=time.time(), clock_synced=True)  # 22
+            # The backlog's ACKs come back, each waking the send loop to read the outbox on.
+            await _wait_until(lambda: r.publisher.published >= 21)
+            async with asyncio.timeout(5):  # all but 22 ACKed
+                while set(await r.undelivered()) - {block.seq}:
+                    await asyncio.sleep(0.02)
+            await asyncio.sleep(0.2)
+            r.publisher.notify_sealed(block.seq)  # the sealer's notice, late
+            await r.link.wait_for(22)
+        assert r.link.lanes[r.link.received.index(22)] is Lane.LIVE, list(
+            zip(r.link.received, r.link.lanes, strict=True)
+        )
