@@ -66,54 +66,33 @@ import argparse
 import asyncio
 import contextlib
 import re
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiomqtt
 import yaml
 
 from bench.results import BenchResult, Figure, add_json_argument, write_result
+from bench.rig import BIN, Scratch, init_keys, tank_points
 from demo.__main__ import write_configs
-from demo.broker import Broker, free_port, wait_for_port
+from demo.broker import free_port, wait_for_port
 from specs.ack import decode_ack
 from specs.block import decode_block
 from specs.encoding import decode_payload, encoding_of
 from specs.records import Reading, parse_iso_time
 
-BIN = Path(sys.executable).parent
 MARGIN_S = 0.050  # G6: p99 <= flush interval + 50 ms
 STATIONS = 3  # slope simulator: 3 GNSS stations x 3 axes, and the rain gauge: 10 nodes
 PROTOCOLS = ("modbus", "opcua-subscribe", "opcua-poll")
 _PREFIX = {"T": "modbus", "S": "opcua-subscribe", "P": "opcua-poll"}
 
-# Per simulated tank: (code, quota, table, start offset); tank n's registers start at 10*(n-1).
-_TANK_POINTS = (
-    ("LT", "WHP-LT", "holding", 0),
-    ("TT", "WHP-TT", "holding", 2),
-    ("PT", "WHP-PT", "holding", 4),
-    ("LEL", "WHP-LEL", "input", 0),
-    ("TOX", "WHP-TOX", "input", 2),
-)
-
 
 def _modbus_device(port: int, poll: float) -> dict[str, Any]:
-    points = [
-        {
-            "point": f"T{tank:03d}-{code}-01",
-            "quota": quota,
-            "address": {"table": table, "start": 10 * (tank - 1) + offset, "type": "float32"},
-        }
-        for tank in (1, 2)
-        for code, quota, table, offset in _TANK_POINTS
-    ]
+    points = [point for tank in (1, 2) for point in tank_points(tank, tank)]
     return {
         "id": "plc",
         "driver": "modbus_tcp",
@@ -218,22 +197,11 @@ class Site:
 
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
-        self.work = Path(tempfile.mkdtemp(prefix="ganzhi-latency-"))
-        self.broker = Broker(port=free_port(), workdir=self.work)
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.scratch = Scratch.new("ganzhi-latency-")
+        self.work, self.broker = self.scratch.work, self.scratch.broker
         self.gateway = ""
         self.flush_interval = 0.0
         self.granted: float | None = None  # the subscription's publishing interval, seconds
-
-    def _spawn(self, name: str, *argv: str) -> None:
-        with (self.work / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(argv, cwd=self.work, stdout=log, stderr=subprocess.STDOUT)
-        self.processes.append(process)
-
-    def _cli(self, *argv: str) -> None:
-        subprocess.run(
-            [str(BIN / argv[0]), *argv[1:]], cwd=self.work, check=True, capture_output=True
-        )
 
     def start(self) -> None:
         """Write the maps and keys, start everything but the agent (`start_agent`)."""
@@ -252,27 +220,23 @@ class Site:
         site_path.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
         self.gateway = site["site"]["gateway"]
         self.flush_interval = _seconds(site["outbox"]["flush_interval"])
-        self._cli("collector", "keys", "init", "-c", "collector.yaml")
-        self._cli("edge-agent", "keys", "init", "-c", "site.yaml")
-        self._cli(
-            "collector", "gateways", "add", "-c", "collector.yaml",
-            "--gateway", self.gateway, "--district", site["site"]["district"],
-            "--public-key", "keys/gateway.key.pub",
-        )  # fmt: skip
+        init_keys(self.work)
         python = str(BIN / "python")
-        self._spawn("sim", python, "-m", "simulators", "--port", str(sim_port), "--tanks", "2")
-        self._spawn(
+        self.scratch.spawn(
+            "sim", python, "-m", "simulators", "--port", str(sim_port), "--tanks", "2"
+        )
+        self.scratch.spawn(
             "slope", python, "-m", "simulators.slope_opcua", "--port", str(ua_port),
             "--stations", str(2 * STATIONS), "--interval", str(args.ua_interval or args.poll),
             "--fresh-reads",
         )  # fmt: skip
-        self._spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
+        self.scratch.spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
         wait_for_port(sim_port, timeout=120)
         wait_for_port(ua_port, timeout=120)
         wait_for_port(api_port, timeout=120)
 
     def start_agent(self) -> None:
-        self._spawn("agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml")
+        self.scratch.spawn("agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml")
 
     def granted_publishing(self) -> float | None:
         """The publishing interval the server granted, as the agent logged it (seconds)."""
@@ -280,17 +244,8 @@ class Site:
         found = re.search(r"opcua_subscription_created .*?publishing_interval=([0-9.e-]+)s", log)
         return None if found is None else float(found.group(1))
 
-    def stop(self) -> None:
-        for process in reversed(self.processes):
-            process.terminate()
-        for process in reversed(self.processes):
-            try:
-                process.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-        self.broker.stop()
-        shutil.rmtree(self.work, ignore_errors=True)
+    def stop(self, *, keep: bool = False) -> None:
+        self.scratch.stop(15, keep=keep)
 
 
 def _seconds(value: object) -> float:
@@ -369,8 +324,7 @@ def main() -> int:
         finally:
             if args.keep:
                 print(f"scratch: {site.work}")
-                site.work = Path(tempfile.mkdtemp())  # stop() removes this one instead
-            site.stop()
+            site.stop(keep=args.keep)
     target = flush + MARGIN_S
     figures: list[Figure] = []
     for protocol in PROTOCOLS:

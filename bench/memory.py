@@ -41,12 +41,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import shutil
 import sqlite3
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import closing
@@ -64,10 +62,10 @@ from bench.results import (
     series_name,
     write_result,
 )
+from bench.rig import BIN, TANK_POINTS, Scratch, init_keys, tank_points
 from demo.__main__ import write_configs
-from demo.broker import Broker, free_port, wait_for_port
+from demo.broker import free_port, wait_for_port
 
-BIN = Path(sys.executable).parent
 MIB = 1024 * 1024
 TARGET_MODBUS_MIB = 60.0
 TARGET_OPCUA_MIB = 80.0
@@ -77,15 +75,6 @@ TARGET_SOAK_GROWTH = 0.02
 # structlog imports them when present: the agent's figures in this venv include them.
 DEV_ONLY = ("rich", "greenlet")
 OPC_STATIONS = 10  # the slope simulator's GNSS stations: X, Y and Z nodes each
-
-# Per simulated tank: (code, quota, table, start offset); tank n's registers start at 10*(n-1).
-_TANK_POINTS = (
-    ("LT", "WHP-LT", "holding", 0),
-    ("TT", "WHP-TT", "holding", 2),
-    ("PT", "WHP-PT", "holding", 4),
-    ("LEL", "WHP-LEL", "input", 0),
-    ("TOX", "WHP-TOX", "input", 2),
-)
 
 
 @dataclass(frozen=True)
@@ -100,7 +89,7 @@ class Case:
     @property
     def modbus_tags(self) -> int:
         """Modbus points in the site map."""
-        return self.devices * self.tanks_per_device * len(_TANK_POINTS)
+        return self.devices * self.tanks_per_device * len(TANK_POINTS)
 
 
 CASES = {
@@ -114,15 +103,7 @@ CASES = {
 
 
 def _modbus_device(index: int, tanks: int, port: int) -> dict[str, Any]:
-    points = [
-        {
-            "point": f"T{index * tanks + tank:03d}-{code}-01",
-            "quota": quota,
-            "address": {"table": table, "start": 10 * (tank - 1) + offset, "type": "float32"},
-        }
-        for tank in range(1, tanks + 1)
-        for code, quota, table, offset in _TANK_POINTS
-    ]
+    points = [p for tank in range(1, tanks + 1) for p in tank_points(index * tanks + tank, tank)]
     return {
         "id": f"plc-{index:02d}",
         "driver": "modbus_tcp",
@@ -148,13 +129,6 @@ def _opcua_device(port: int) -> dict[str, Any]:
         "poll": "1s",
         "points": [{"point": p, "quota": q, "node": n} for p, q, n in nodes],
     }
-
-
-def _cli(work: Path, *argv: str) -> None:
-    command = [str(BIN / argv[0]), *argv[1:]]
-    done = subprocess.run(command, cwd=work, capture_output=True, text=True, check=False)
-    if done.returncode != 0:  # say why: the bench's error is all the report shows
-        raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}")
 
 
 def status_kib(pid: int) -> dict[str, int]:
@@ -186,16 +160,9 @@ class SiteRun:
     def __init__(self, case: Case, *, absent: tuple[str, ...] = ()) -> None:
         self.case = case
         self.absent = absent  # packages the agent runs as if they were not installed
-        self.work = Path(tempfile.mkdtemp(prefix="ganzhi-memory-"))
-        self.broker = Broker(port=free_port(), workdir=self.work)
-        self.processes: list[subprocess.Popen[bytes]] = []
+        self.scratch = Scratch.new("ganzhi-memory-")
+        self.work, self.broker = self.scratch.work, self.scratch.broker
         self.agent: subprocess.Popen[bytes] | None = None
-
-    def _spawn(self, name: str, *argv: str) -> subprocess.Popen[bytes]:
-        with (self.work / f"{name}.log").open("ab") as log:
-            process = subprocess.Popen(argv, cwd=self.work, stdout=log, stderr=subprocess.STDOUT)
-        self.processes.append(process)
-        return process
 
     def start(self) -> None:
         """Configure, start everything, and wait for the agent's first sealed block."""
@@ -209,34 +176,30 @@ class SiteRun:
         if self.case.opcua:
             site["devices"].append(_opcua_device(ua_port))
         site_path.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
-        _cli(self.work, "collector", "keys", "init", "-c", "collector.yaml")
-        _cli(self.work, "edge-agent", "keys", "init", "-c", "site.yaml")
-        _cli(
-            self.work, "collector", "gateways", "add", "-c", "collector.yaml",
-            "--gateway", site["site"]["gateway"], "--district", site["site"]["district"],
-            "--public-key", "keys/gateway.key.pub",
-        )  # fmt: skip
-        self._spawn(
+        init_keys(self.work)
+        self.scratch.spawn(
             "sim", str(BIN / "python"), "-m", "simulators", "--port", str(sim_port),
             "--tanks", str(tanks),
         )  # fmt: skip
         wait_for_port(sim_port)
         if self.case.opcua:
-            self._spawn(
+            self.scratch.spawn(
                 "slope", str(BIN / "python"), "-m", "simulators.slope_opcua",
                 "--port", str(ua_port), "--stations", str(OPC_STATIONS), "--interval", "0.5",
             )  # fmt: skip
             wait_for_port(ua_port, timeout=30)
-        self._spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
+        self.scratch.spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
         wait_for_port(api_port, timeout=90)  # a busy 2-core box starts it slowly
         if self.absent:
             code = (
                 f"import sys; sys.modules.update(dict.fromkeys({self.absent!r}))\n"
                 "from edge_agent.cli import main; main(['run', '-c', 'site.yaml'])"
             )
-            self.agent = self._spawn("agent", str(BIN / "python"), "-c", code)
+            self.agent = self.scratch.spawn("agent", str(BIN / "python"), "-c", code)
         else:
-            self.agent = self._spawn("agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml")
+            self.agent = self.scratch.spawn(
+                "agent", str(BIN / "edge-agent"), "run", "-c", "site.yaml"
+            )
         self._wait(lambda: self.sealed_readings() > 0, 60, "the agent's first sealed block")
 
     def _wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
@@ -277,16 +240,7 @@ class SiteRun:
 
     def stop(self) -> None:
         """Stop every process (the agent first), then the broker; remove the scratch dir."""
-        for process in reversed(self.processes):
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
-        self.broker.stop()
-        shutil.rmtree(self.work, ignore_errors=True)
+        self.scratch.stop(30)
 
 
 @dataclass(frozen=True)
