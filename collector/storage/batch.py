@@ -3,7 +3,7 @@
 SQLite and PostgreSQL make the same lookups and the same pure decisions
 (`collector.storage.core`) in the same order inside one write transaction. A backend is a
 `BatchSteps`: its lookups (SQLite by chunks of `VALUES`, PostgreSQL by `unnest` arrays), the
-statements whose SQL differs (`latest`, `ingest_state`, rollups), the shared statements of
+statements whose SQL differs (`latest`, rollups), the shared statements of
 `collector.storage.ingest_rows` run with its driver, and how the batch ends: SQLite inserts
 its readings then journals; PostgreSQL takes the feed lock, COPYs its readings, journals and
 notifies (`collector.storage.postgres.feed`).
@@ -55,6 +55,7 @@ from collector.storage.ingest_rows import (
     UPSERT_ALARM,
     UPSERT_POINT_META,
     UPSERT_STATUS,
+    UPSERT_STREAM,
     Params,
     Series,
     alarm_rows,
@@ -102,9 +103,6 @@ class BatchSteps(Protocol):
 
     async def fold_rollups(self, rollups: Sequence[MinuteRollup]) -> None:
         """Merge a batch's per-minute rollups into the held ones."""
-
-    async def upsert_streams(self, rows: Sequence[Params]) -> None:
-        """Write `ingest_state` rows (`stream_rows`): first_seen once, conflict sticky."""
 
     async def adopt_keys(
         self, blocks: Sequence[IncomingBlock], overlap: float
@@ -224,7 +222,7 @@ async def _advance_streams(
         after[stream] = replace(state, acked_hash=None if link is None else link[0])
     if not after:
         return before, after
-    await steps.upsert_streams(stream_rows(after, changes))
+    await _run(steps, UPSERT_STREAM, stream_rows(after, changes))
     changed = [s for s in after if s not in before or after[s].missing != before[s].missing]
     await _run(steps, DELETE_SEQUENCE_GAPS, changed)
     batch_seen = max((b.received_at for b in blocks), default=0.0)

@@ -86,6 +86,19 @@ INSERT_SEQUENCE_GAP: Final = (
     "INSERT INTO gaps (gateway, epoch, kind, from_seq, to_seq, reason, lost, detected_at)"
     " VALUES (?, ?, 'sequence', ?, ?, 'missing', NULL, ?)"
 )
+# first_seen is set by the stream's first stored block (0 until then); conflict stays once set
+# (SQLite's 0/1 integer, PostgreSQL's boolean: OR is both's); last_seen only grows.
+UPSERT_STREAM: Final = (
+    "INSERT INTO ingest_state (gateway, epoch, acked_through, max_seq, missing, declared,"
+    " conflict, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (gateway, epoch) DO UPDATE SET acked_through = excluded.acked_through,"
+    " max_seq = excluded.max_seq, missing = excluded.missing, declared = excluded.declared,"
+    " conflict = ingest_state.conflict OR excluded.conflict,"
+    " first_seen = CASE WHEN ingest_state.first_seen = 0 THEN excluded.first_seen"
+    " ELSE ingest_state.first_seen END,"
+    " last_seen = CASE WHEN excluded.last_seen > ingest_state.last_seen"
+    " THEN excluded.last_seen ELSE ingest_state.last_seen END"
+)
 UPSERT_STATUS: Final = (
     "INSERT INTO gateway_status (gateway, online, last_seen) VALUES (?, ?, ?)"
     " ON CONFLICT (gateway) DO UPDATE SET online = excluded.online,"
@@ -236,7 +249,7 @@ def point_meta_rows(metas: Iterable[IncomingMeta]) -> list[Params]:
 def stream_rows(
     after: dict[Stream, StreamState], changes: dict[Stream, StreamChange]
 ) -> list[Params]:
-    """The `ingest_state` rows of the advanced streams.
+    """The `ingest_state` rows of the advanced streams (UPSERT_STREAM).
 
     Columns (gateway, epoch, acked_through, max_seq, missing, declared, conflict, first_seen,
     last_seen); first_seen counts only for a stream's first row.

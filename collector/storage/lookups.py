@@ -1,10 +1,12 @@
 """The ingest batch's lookups by key, once for both backends: the key table is the dialect's.
 
-`collector.storage.batch.BatchSteps` looks up the stored links, readings, alarms and streams a
-batch touches. The statements are the same but for how the keys become a table `k`: SQLite
-joins a `VALUES` list chunk by chunk (`CROSS JOIN`, so that `k` stays the outer loop),
-PostgreSQL `unnest`s one array per column. A backend's `KeyLookups._lookup` renders `{keys}`,
-the keys as `k` and the join to the table after it.
+`collector.storage.batch.BatchSteps` looks up the stored links, readings, alarms, streams,
+statuses and presence intervals a batch touches. The statements are the same but for how the
+keys become a table `k`: SQLite joins a `VALUES` list chunk by chunk (`CROSS JOIN`, so that
+`k` stays the outer loop), PostgreSQL `unnest`s one array per column. A backend's
+`KeyLookups._lookup` renders `{keys}`, the keys as `k` and the join to the table after it.
+The steps built on a lookup (presence) and the audit append (`collector.storage.audit`, on
+the backend's `_chain`) are here too.
 """
 
 from __future__ import annotations
@@ -13,11 +15,15 @@ import abc
 from collections.abc import Collection, Sequence
 from typing import Any, Final
 
-from collector.model import StreamState
+from collector.audit.chain import ActionEntry
+from collector.model import AuditEntry, IngestBatch, StreamState
+from collector.quality.core import Presence, advance_presence, signs
 from collector.readmodel import AlarmState
+from collector.storage import audit
 from collector.storage.alarms import AlarmKey
+from collector.storage.audit import ChainDb
 from collector.storage.core import BlockKey, Link, Stream
-from collector.storage.ingest_rows import Series
+from collector.storage.ingest_rows import Params, Series
 from collector.storage.readings import ReadingKey, ReadingValue
 from collector.storage.records import ALARM_COLUMNS, Row, alarm_state, stream_state
 
@@ -29,6 +35,7 @@ SERIES_KEY: Final[KeyColumns] = (("gateway", "text"), ("point", "text"))
 READING_KEY: Final[KeyColumns] = (*SERIES_KEY, ("t", "float8"))
 ALARM_KEY: Final[KeyColumns] = (("gateway", "text"), ("alarm_id", "text"))
 STREAM_KEY: Final[KeyColumns] = (("gateway", "text"), ("epoch", "text"))
+GATEWAY_KEY: Final[KeyColumns] = (("gateway", "text"),)
 
 
 class KeyLookups(abc.ABC):
@@ -36,12 +43,23 @@ class KeyLookups(abc.ABC):
 
     _newest_times: str
     """The backend's query of each series' newest t: (gateway, point, t or NULL) rows."""
+    _newest_presence: str
+    """The backend's query of each gateway's latest presence interval: (id, gateway, since,
+    until) rows, ties on `until` to the newest row."""
 
     @abc.abstractmethod
     async def _lookup(
         self, columns: KeyColumns, keys: Collection[tuple[Any, ...]], query: str
     ) -> Sequence[Row]:
         """`query` with `{keys}` rendered: `k (columns)` holding each key once, and a join."""
+
+    @abc.abstractmethod
+    async def run(self, statement: str, rows: Sequence[Params]) -> None:
+        """Execute a statement with `?` placeholders for each of `rows` (not called empty)."""
+
+    @abc.abstractmethod
+    def _chain(self) -> ChainDb:
+        """The audit chain's steps on this batch's connection."""
 
     async def stored_links(self, keys: Collection[BlockKey]) -> dict[BlockKey, Link]:
         """(hash, prev) of the stored blocks among `keys`."""
@@ -90,3 +108,39 @@ class KeyLookups(abc.ABC):
             " AND b.seq = s.acked_through",
         )
         return {(row[0], row[1]): stream_state(row) for row in found}
+
+    async def held_statuses(self, gateways: Collection[str]) -> dict[str, tuple[bool, float]]:
+        """The stored (online, last_seen) of each of `gateways` that has a status."""
+        found = await self._lookup(
+            GATEWAY_KEY,
+            [(gateway,) for gateway in gateways],
+            "SELECT s.gateway, s.online, s.last_seen FROM {keys} gateway_status s"
+            " ON s.gateway = k.gateway",
+        )
+        return {row[0]: (bool(row[1]), float(row[2])) for row in found}
+
+    async def record_presence(self, batch: IngestBatch) -> None:
+        """Extend or open each gateway's presence interval by the batch's signs and statuses.
+
+        The batch's transaction holds its gateways (SQLite's write lock, PostgreSQL's
+        advisory locks), so the newest interval read here is still the newest at COMMIT.
+        """
+        found = signs(batch)
+        if not found:
+            return
+        gateways = {(sign.gateway,) for sign in found}
+        rows = await self._lookup(GATEWAY_KEY, gateways, self._newest_presence)
+        newest = {row[1]: Presence(row[1], row[2], row[3], row[0]) for row in rows}
+        written = advance_presence(newest, found, batch.presence_window)
+        changed = [(p.since, p.until, p.id) for p in written if p.id]
+        if changed:
+            await self.run("UPDATE presence SET since = ?, until = ? WHERE id = ?", changed)
+        opened = [(p.gateway, p.since, p.until) for p in written if not p.id]
+        if opened:
+            await self.run("INSERT INTO presence (gateway, since, until) VALUES (?, ?, ?)", opened)
+
+    async def append_audits(
+        self, audits: Sequence[AuditEntry], actions: Sequence[ActionEntry], now: float
+    ) -> None:
+        """Aggregate rejections and actions into the audit chain, sealing what `now` closes."""
+        await audit.append(self._chain(), audits, actions, now=now)

@@ -13,7 +13,7 @@ the journal last, so that the lock covers little more than the COPY and the COMM
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from typing import Final
 
 from collector.feed.core import (
@@ -26,17 +26,6 @@ from collector.storage.postgres.notices import announce_commit
 from collector.storage.records import READING_COLUMNS
 
 # --- write side (inside the ingest transaction) -------------------------------------------------
-
-
-async def held_statuses(db: Db, gateways: Collection[str]) -> dict[str, tuple[bool, float]]:
-    """The stored (online, last_seen) of each of `gateways` that has a status."""
-    if not gateways:
-        return {}
-    found = await db.fetch(
-        "SELECT gateway, online, last_seen FROM gateway_status WHERE gateway = ANY($1::text[])",
-        sorted(set(gateways)),
-    )
-    return {row[0]: (bool(row[1]), float(row[2])) for row in found}
 
 
 async def take_feed_lock(db: Db) -> None:

@@ -17,10 +17,8 @@ from typing import Any, Final
 
 from asyncpg import Record
 
-from collector.audit.chain import ActionEntry
 from collector.feed.core import JournalEntry
 from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch
-from collector.storage import audit
 from collector.storage.base import StorageError
 from collector.storage.batch import store_batch
 from collector.storage.ingest_rows import (
@@ -29,7 +27,7 @@ from collector.storage.ingest_rows import (
     reading_records,
 )
 from collector.storage.lookups import KeyColumns, KeyLookups
-from collector.storage.postgres import feed, presence, registry
+from collector.storage.postgres import feed, registry
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import lock_gateways
@@ -45,17 +43,6 @@ _UPSERT_LATEST: Final = (
     " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota,"
     " t = excluded.t, value = excluded.value, unit = excluded.unit,"
     " quality = excluded.quality, flags = excluded.flags WHERE excluded.t >= latest.t"
-)
-# first_seen is set by the first stored block (0 until then, as in SQLite).
-_UPSERT_STREAM: Final = (
-    "INSERT INTO ingest_state (gateway, epoch, acked_through, max_seq, missing, declared,"
-    " conflict, first_seen, last_seen) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)"
-    " ON CONFLICT (gateway, epoch) DO UPDATE SET acked_through = excluded.acked_through,"
-    " max_seq = excluded.max_seq, missing = excluded.missing, declared = excluded.declared,"
-    " conflict = ingest_state.conflict OR excluded.conflict,"
-    " first_seen = CASE WHEN ingest_state.first_seen = 0 THEN excluded.first_seen"
-    " ELSE ingest_state.first_seen END,"
-    " last_seen = greatest(ingest_state.last_seen, excluded.last_seen)"
 )
 
 
@@ -126,8 +113,19 @@ class _PostgresBatch(KeyLookups):
         " ON l.gateway = k.gateway AND l.point = k.point"
     )
 
+    # Ties on `until` go to the newest row, as SQLite's backward walk of its index gives.
+    _newest_presence = (
+        "SELECT p.id, p.gateway, p.since, p.until FROM {keys} LATERAL"
+        " (SELECT x.id, x.gateway, x.since, x.until FROM presence x"
+        " WHERE x.gateway = k.gateway ORDER BY x.until DESC, x.id DESC LIMIT 1) p ON true"
+    )
+
     def __init__(self, db: Db) -> None:
         self._db = db
+
+    def _chain(self) -> PostgresChain:
+        # The chain's lock comes after the gateways' and before the feed's (locks.py).
+        return PostgresChain(self._db)
 
     async def _lookup(
         self, columns: KeyColumns, keys: Collection[tuple[Any, ...]], query: str
@@ -151,25 +149,10 @@ class _PostgresBatch(KeyLookups):
     async def fold_rollups(self, rollups: Sequence[MinuteRollup]) -> None:
         await _fold_rollups(self._db, rollups)
 
-    async def upsert_streams(self, rows: Sequence[Params]) -> None:
-        await self._db.executemany(_UPSERT_STREAM, rows)
-
     async def adopt_keys(
         self, blocks: Sequence[IncomingBlock], overlap: float
     ) -> Sequence[AuditEntry]:
         return await registry.adopt_keys(self._db, blocks, overlap)
-
-    async def held_statuses(self, gateways: Collection[str]) -> dict[str, tuple[bool, float]]:
-        return await feed.held_statuses(self._db, gateways)
-
-    async def record_presence(self, batch: IngestBatch) -> None:
-        await presence.record_presence(self._db, batch)
-
-    async def append_audits(
-        self, audits: Sequence[AuditEntry], actions: Sequence[ActionEntry], now: float
-    ) -> None:
-        # The audit chain's lock comes after the gateways' and before the feed's (locks.py).
-        await audit.append(PostgresChain(self._db), audits, actions, now=now)
 
     async def finish(self, new: Sequence[IncomingBlock], entries: Sequence[JournalEntry]) -> None:
         records = reading_records(new)

@@ -12,15 +12,13 @@ from typing import Any, Final
 
 import aiosqlite
 
-from collector.audit.chain import ActionEntry
 from collector.feed.core import JournalEntry
 from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch
-from collector.storage import audit
 from collector.storage.batch import store_batch as store
 from collector.storage.ingest_rows import INSERT_READING, Params, reading_records
 from collector.storage.lookups import READING_KEY, KeyColumns, KeyLookups
 from collector.storage.rollups import MinuteRollup
-from collector.storage.sqlite import journal, presence, registry, rollups
+from collector.storage.sqlite import journal, registry, rollups
 from collector.storage.sqlite.audit import SqliteChain
 from collector.storage.sqlite.sql import CHUNK, chunks, values
 
@@ -33,17 +31,6 @@ _UPSERT_LATEST: Final = (
     " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota, t = excluded.t,"
     " value = excluded.value, unit = excluded.unit, quality = excluded.quality,"
     " flags = excluded.flags WHERE excluded.t >= latest.t"
-)
-# first_seen is set by the first stored block (0 until then: see the schema).
-_UPSERT_STREAM: Final = (
-    "INSERT INTO ingest_state (gateway, epoch, acked_through, max_seq, missing, declared,"
-    " conflict, first_seen, last_seen) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
-    " ON CONFLICT (gateway, epoch) DO UPDATE SET acked_through = excluded.acked_through,"
-    " max_seq = excluded.max_seq, missing = excluded.missing, declared = excluded.declared,"
-    " conflict = max(ingest_state.conflict, excluded.conflict),"
-    " first_seen = CASE WHEN ingest_state.first_seen = 0 THEN excluded.first_seen"
-    " ELSE ingest_state.first_seen END,"
-    " last_seen = max(ingest_state.last_seen, excluded.last_seen)"
 )
 
 
@@ -61,8 +48,18 @@ class _SqliteBatch(KeyLookups):
         " WHERE r.gateway = k.gateway AND r.point = k.point) FROM k"
     )
 
+    # The latest interval by an index seek on (gateway, until) each.
+    _newest_presence = (
+        "SELECT p.id, p.gateway, p.since, p.until FROM {keys} presence p"
+        " ON p.id = (SELECT x.id FROM presence x WHERE x.gateway = k.gateway"
+        " ORDER BY x.until DESC LIMIT 1)"
+    )
+
     def __init__(self, db: aiosqlite.Connection) -> None:
         self._db = db
+
+    def _chain(self) -> SqliteChain:
+        return SqliteChain(self._db)
 
     async def _lookup(
         self, columns: KeyColumns, keys: Collection[tuple[Any, ...]], query: str
@@ -90,24 +87,10 @@ class _SqliteBatch(KeyLookups):
     async def fold_rollups(self, rollups_: Sequence[MinuteRollup]) -> None:
         await rollups.fold_rollups(self._db, rollups_)
 
-    async def upsert_streams(self, rows: Sequence[Params]) -> None:
-        await self._db.executemany(_UPSERT_STREAM, rows)
-
     async def adopt_keys(
         self, blocks: Sequence[IncomingBlock], overlap: float
     ) -> Sequence[AuditEntry]:
         return await registry.adopt_keys(self._db, blocks, overlap)
-
-    async def held_statuses(self, gateways: Collection[str]) -> dict[str, tuple[bool, float]]:
-        return await journal.held_statuses(self._db, gateways)
-
-    async def record_presence(self, batch: IngestBatch) -> None:
-        await presence.record_presence(self._db, batch)
-
-    async def append_audits(
-        self, audits: Sequence[AuditEntry], actions: Sequence[ActionEntry], now: float
-    ) -> None:
-        await audit.append(SqliteChain(self._db), audits, actions, now=now)
 
     async def finish(self, new: Sequence[IncomingBlock], entries: Sequence[JournalEntry]) -> None:
         # The journal's rows name the newest reading id before them (readings_through).

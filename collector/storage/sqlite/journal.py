@@ -2,27 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 
 import aiosqlite
 
 from collector.feed.core import JournalEntry
-from collector.storage.sqlite.sql import chunks
-
-
-async def held_statuses(
-    db: aiosqlite.Connection, gateways: Collection[str]
-) -> dict[str, tuple[bool, float]]:
-    """The stored (online, last_seen) of each of `gateways` that has a status."""
-    found: dict[str, tuple[bool, float]] = {}
-    for chunk in chunks(sorted(set(gateways))):
-        rows = await db.execute_fetchall(
-            "SELECT gateway, online, last_seen FROM gateway_status"
-            f" WHERE gateway IN ({', '.join('?' * len(chunk))})",
-            chunk,
-        )
-        found.update((row[0], (bool(row[1]), float(row[2]))) for row in rows)
-    return found
 
 
 async def write_journal(db: aiosqlite.Connection, entries: Sequence[JournalEntry]) -> None:
