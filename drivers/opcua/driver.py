@@ -22,9 +22,12 @@ Subscribe mode: values are pushed as they arrive
     `pushed()` waits for the next publish response with data changes and returns a sample
     for each point whose value changed since it was last handed out: the caller stores it
     when it arrives, not at its next poll (G6: a publish that landed just after a poll tick
-    used to wait a whole poll interval). `read()` makes no network call: it returns one sample
-    per point, in configuration order, except the points `pushed()` handed out since the
-    previous `read()` (their reading of this cycle is out already):
+    used to wait a whole poll interval). A point hands out at most one new value per sampling
+    interval, so a server that samples faster than asked does not multiply the readings.
+
+    `read()` makes no network call: it returns one sample per point, in configuration order,
+    except the points `pushed()` handed out since the previous `read()` (their reading of
+    this cycle is out already):
 
     * the newest notification not handed out yet (earlier ones of the same interval are
       superseded; OPC UA queue size 1 does the same on the server);
@@ -76,7 +79,7 @@ from drivers.opcua.model import (
     UaSecurity,
     UaValue,
 )
-from drivers.opcua.samples import to_sample
+from drivers.opcua.samples import FLAG_HELD, to_sample
 from drivers.opcua.security import APPLICATION_URI, load_material, open_session
 from drivers.opcua.translate import reduce_value, translate
 
@@ -156,6 +159,7 @@ class OpcUaDriver:
         self._mode = ReadMode(mode)
         self._publishing_interval = publishing_interval
         self._sampling_interval = sampling_interval
+        self._spacing = sampling_interval * 0.9  # between a point's pushed values: jitter room
         self._keepalive_count = max(1, round(keepalive / publishing_interval))
         self._timeout = timeout
         self._session_timeout = session_timeout
@@ -169,6 +173,8 @@ class OpcUaDriver:
         self._returned: dict[str, UaValue] = {}
         # Points `pushed` handed out since the previous `read`: that read leaves them out.
         self._pushed: set[str] = set()
+        # When (monotonic) each point may next hand out a new value: one per sampling interval.
+        self._due: dict[str, float] = {}
 
     @property
     def device_id(self) -> str:
@@ -254,6 +260,7 @@ class OpcUaDriver:
             raise
         self._link = link
         self._pushed.clear()
+        self._due.clear()
         if link.subscription is not None:
             # Initial values come with the first publish; bounded wait, an absent one reads BAD.
             with contextlib.suppress(TimeoutError):
@@ -291,19 +298,22 @@ class OpcUaDriver:
             raise DriverConnectionError(f"{self._device_id}: {problem}")
         if self._mode is ReadMode.POLL:
             return self._samples(link, await self._read_all(link), self._points)
-        # What `pushed` handed out this cycle is out, unless a newer value came since.
-        skip, self._pushed = self._pushed - link.unsent, set()
-        link.unsent.clear()  # everything is taken now
-        link.changed.clear()
+        # What `pushed` handed out this cycle is out; a newer value of such a point waits
+        # for `pushed` when its sampling interval is up (or for the next read).
+        skip, self._pushed = self._pushed, set()
         points = [p for p in self._points if p.key not in skip] if skip else self._points
+        link.unsent.difference_update(p.key for p in points)
         return self._samples(link, link.latest, points)
 
     async def pushed(self) -> list[RawSample]:
         """Wait for data changes the server sent; a sample per point with a new value.
 
         Returns when a publish response brought values not handed out yet (by this or by
-        `read`), in configuration order; never an empty list. In poll mode nothing is ever
-        pushed: this waits until cancelled.
+        `read`), in configuration order; never an empty list. A point hands out at most one
+        new value per sampling interval (less a tenth, for jitter): a server that samples
+        faster than asked (asyncua's does on every write) does not multiply the readings; the
+        newest value waits until the interval is up. In poll mode nothing is ever pushed:
+        this waits until cancelled.
 
         Raises:
             DriverConnectionError: the link is down, or went silent while waiting.
@@ -317,18 +327,24 @@ class OpcUaDriver:
             problem = link_problem(link)
             if problem is not None:
                 raise DriverConnectionError(f"{self._device_id}: {problem}")
-            if link.unsent:
+            now = time.monotonic()
+            due = {key for key in link.unsent if self._due.get(key, now) <= now}
+            if due:
                 break
-            # Wake at the moment the silence would make the link dead, to say so then.
+            # Wake for the next change, when a waiting value is due, or when the silence
+            # would make the link dead (to say so then).
+            wakes = [self._due[key] for key in link.unsent]
             deadline = silent_until(link)
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if deadline is not None:
+                wakes.append(deadline)
+            wait = max(0.0, min(wakes) - now) if wakes else None
+            link.changed.clear()
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(wait):
                     await link.changed.wait()
-            link.changed.clear()
-        keys, link.unsent = link.unsent, set()
-        self._pushed |= keys
-        return self._samples(link, link.latest, [p for p in self._points if p.key in keys])
+        link.unsent -= due
+        self._pushed |= due
+        return self._samples(link, link.latest, [p for p in self._points if p.key in due])
 
     # -- connection --------------------------------------------------------------------
 
@@ -417,12 +433,13 @@ class OpcUaDriver:
                     )
                     continue
                 value = UaValue(None, refused)
-            samples.append(
-                to_sample(
-                    point.key, value, wall=wall, mono=mono, previous=self._returned.get(point.key)
-                )
+            sample = to_sample(
+                point.key, value, wall=wall, mono=mono, previous=self._returned.get(point.key)
             )
+            samples.append(sample)
             self._returned[point.key] = value
+            if FLAG_HELD not in sample.flags:  # a new value: the next one a sampling later
+                self._due[point.key] = time.monotonic() + self._spacing
         return samples
 
 

@@ -42,16 +42,18 @@ SITE = (
     site_head("BP")
     + """\
 devices:
-  - {id: slope, driver: opcua, endpoint: "ENDPOINT", poll: POLL,
+  - {id: slope, driver: opcua, endpoint: "ENDPOINT", poll: POLLEXTRA,
      points: [{point: S1-GX, quota: BP-GX, node: "ns=2;s=Slope.G1.X"},
               {point: S1-GY, quota: BP-GY, node: "ns=2;s=Slope.G1.Y"}]}
 """
 )
 
 
-def agent_driver(sim: SlopeServer, poll: str) -> tuple[OpcUaDriver, dict[str, PolledPoint]]:
-    """The driver and points the agent builds from a site map without interval settings."""
-    text = SITE.replace("ENDPOINT", sim.endpoint).replace("POLL", poll)
+def agent_driver(
+    sim: SlopeServer, poll: str, extra: str = ""
+) -> tuple[OpcUaDriver, dict[str, PolledPoint]]:
+    """The driver and points the agent builds from a site map (more device keys: `extra`)."""
+    text = SITE.replace("ENDPOINT", sim.endpoint).replace("POLLEXTRA", poll + extra)
     config = parse_site_config(text, "site.yaml", Path("/etc/ganzhi"))
     points = resolve_points(config)
     driver = build_driver(config.devices[0], points)
@@ -131,6 +133,42 @@ async def test_a_change_not_taken_by_pushed_is_returned_by_read() -> None:
     assert FLAG_HELD in got["Slope.G1.Y"].flags
 
 
+async def test_a_point_pushes_at_most_one_new_value_per_sampling_interval() -> None:
+    # asyncua's server reports every write, whatever sampling interval was asked; the agent
+    # still stores one value per point per sampling interval (here the 30 s asked).
+    async with SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim:
+        driver = OpcUaDriver(
+            "slope-1",
+            sim.endpoint,
+            [UaPoint(key, sim.node_id(key)) for key in KEYS],
+            publishing_interval=PUBLISHING,
+            sampling_interval=30.0,
+            keepalive=KEEPALIVE,
+        )
+        await driver.connect()
+        try:
+            await driver.read()  # the initial values: the next ones are due in 27 s
+            link = driver._link
+            assert link is not None
+            await sim.set_status("Slope.G1.X", "UncertainLastUsableValue")
+            async with asyncio.timeout(10):
+                while "Slope.G1.X" not in link.unsent:
+                    await asyncio.sleep(0.01)
+            pushing = asyncio.create_task(driver.pushed())
+            for _ in range(3):
+                await asyncio.sleep(0)
+            held_back = not pushing.done()
+            pushing.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pushing
+            # The poll's read takes it: nothing was pushed this cycle.
+            got = {s.key: s for s in await driver.read()}
+        finally:
+            await driver.close()
+    assert held_back
+    assert got["Slope.G1.X"].quality is Quality.UNCERTAIN
+
+
 async def test_a_link_gone_silent_while_waiting_for_pushes_is_reported() -> None:
     async with (
         SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim,
@@ -198,7 +236,8 @@ async def test_the_subscription_asks_for_the_configured_intervals_and_logs_the_g
 
 async def test_the_agent_stores_a_pushed_change_before_its_next_poll() -> None:
     async with SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim:
-        driver, polled = agent_driver(sim, "60s")
+        # Sampled every 100 ms (a change may come any time), read every minute.
+        driver, polled = agent_driver(sim, "60s", ", sampling_interval: 100ms")
         queue: asyncio.Queue[Reading] = asyncio.Queue()
         poller = DevicePoller(
             driver,
