@@ -9,7 +9,7 @@ and when it alarms (`limits`).
 
 import re
 from collections.abc import Iterator
-from typing import Annotated, Self
+from typing import Annotated, Final, Self
 
 from pydantic import (
     AfterValidator,
@@ -78,6 +78,11 @@ def _one_or_many(value: object) -> object:
     return [value] if isinstance(value, dict) else value
 
 
+_NO_THRESHOLDS: Final = Thresholds()
+"""The limits of every point that sets none: frozen, so one instance serves them all (a fresh
+one per point held 760 bytes each, 0.75 MB at 1,000 tags in a running agent, G7)."""
+
+
 class PointConfig(ConfigModel):
     """One value an instrument reports.
 
@@ -108,7 +113,7 @@ class PointConfig(ConfigModel):
     """`value = raw * scale + offset`."""
     offset: Number = 0.0
     """`value = raw * scale + offset`."""
-    thresholds: Thresholds = Field(default_factory=Thresholds)
+    thresholds: Thresholds = Field(default_factory=lambda: _NO_THRESHOLDS)
     """Alarm limits in `unit`; families left empty take the catalogue's defaults."""
     deadband: Annotated[Number, Field(ge=0)] = 0.0
     """An alarm clears only when the value is back past its limit by this much (in `unit`)."""
