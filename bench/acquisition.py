@@ -58,7 +58,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.results import BenchResult, Figure, add_json_argument, read_result, write_result
-from bench.rig import Scratch, init_keys
+from bench.rig import Scratch, init_keys, modbus_tcp_device
 from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
 
@@ -139,16 +139,7 @@ def _device(index: int, case: Case, port: int) -> dict[str, Any]:
     if case.thresholds:
         for point in points:
             point["thresholds"] = {"low_low": -50.0, "low": -40.0, "high": 35.0, "high_high": 38.0}
-    return {
-        "id": f"plc-{index:02d}",
-        "driver": "modbus_tcp",
-        "host": "127.0.0.1",
-        "port": port,
-        "unit_id": 1,
-        "poll": case.poll,
-        "timeout": "2s",
-        "points": points,
-    }
+    return modbus_tcp_device(f"plc-{index:02d}", port, points, poll=case.poll, timeout="2s")
 
 
 def site_map(case: Case, broker_url: str, sim_ports: list[int]) -> dict[str, Any]:

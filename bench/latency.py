@@ -77,7 +77,7 @@ import aiomqtt
 import yaml
 
 from bench.results import BenchResult, Figure, add_json_argument, write_result
-from bench.rig import BIN, Scratch, init_keys, tank_points
+from bench.rig import BIN, Scratch, init_keys, modbus_tcp_device, tank_points
 from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
 from specs.ack import decode_ack
@@ -93,16 +93,7 @@ _PREFIX = {"T": "modbus", "S": "opcua-subscribe", "P": "opcua-poll"}
 
 def _modbus_device(port: int, poll: float) -> dict[str, Any]:
     points = [point for tank in (1, 2) for point in tank_points(tank, tank)]
-    return {
-        "id": "plc",
-        "driver": "modbus_tcp",
-        "host": "127.0.0.1",
-        "port": port,
-        "unit_id": 1,
-        "poll": poll,
-        "timeout": "1s",
-        "points": points,
-    }
+    return modbus_tcp_device("plc", port, points, poll=poll)
 
 
 def _opcua_device(

@@ -62,7 +62,15 @@ from bench.results import (
     series_name,
     write_result,
 )
-from bench.rig import BIN, TANK_POINTS, Scratch, init_keys, tank_points
+from bench.rig import (
+    BIN,
+    TANK_POINTS,
+    Scratch,
+    init_keys,
+    memory_kib,
+    modbus_tcp_device,
+    tank_points,
+)
 from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
 
@@ -104,16 +112,7 @@ CASES = {
 
 def _modbus_device(index: int, tanks: int, port: int) -> dict[str, Any]:
     points = [p for tank in range(1, tanks + 1) for p in tank_points(index * tanks + tank, tank)]
-    return {
-        "id": f"plc-{index:02d}",
-        "driver": "modbus_tcp",
-        "host": "127.0.0.1",
-        "port": port,
-        "unit_id": 1,
-        "poll": "1s",
-        "timeout": "1s",
-        "points": points,
-    }
+    return modbus_tcp_device(f"plc-{index:02d}", port, points, poll="1s")
 
 
 def _opcua_device(port: int) -> dict[str, Any]:
@@ -129,16 +128,6 @@ def _opcua_device(port: int) -> dict[str, Any]:
         "poll": "1s",
         "points": [{"point": p, "quota": q, "node": n} for p, q, n in nodes],
     }
-
-
-def status_kib(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM of a process, in KiB."""
-    fields: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-        key, _, value = line.partition(":")
-        if key in {"VmRSS", "VmHWM"}:
-            fields[key] = int(value.split()[0])
-    return fields
 
 
 def imported_mib(module: str, *, absent: tuple[str, ...] = ()) -> float:
@@ -230,13 +219,13 @@ class SiteRun:
         while (elapsed := time.monotonic() - started) < seconds:
             if self.agent.poll() is not None:
                 raise SystemExit(f"the agent exited: see {self.work / 'agent.log'}")
-            yield elapsed, status_kib(self.agent.pid)["VmRSS"]
+            yield elapsed, memory_kib(self.agent.pid)[0]
             time.sleep(every)
 
     def peak_kib(self) -> int:
         """The agent's VmHWM so far."""
         assert self.agent is not None
-        return status_kib(self.agent.pid)["VmHWM"]
+        return memory_kib(self.agent.pid)[1]
 
     def stop(self) -> None:
         """Stop every process (the agent first), then the broker; remove the scratch dir."""

@@ -62,6 +62,26 @@ def run_command(work: Path, *argv: str) -> None:
         raise SystemExit(f"{' '.join(argv)} exited {done.returncode}: {done.stderr[-2000:]}")
 
 
+def modbus_tcp_device(
+    name: str, port: int, points: list[dict[str, Any]], *, poll: str | float, timeout: str = "1s"
+) -> dict[str, Any]:
+    """A site-map Modbus TCP device reading unit 1 of the simulator on loopback `port`."""
+    return {
+        "id": name, "driver": "modbus_tcp", "host": "127.0.0.1", "port": port, "unit_id": 1,
+        "poll": poll, "timeout": timeout, "points": points,
+    }  # fmt: skip
+
+
+def memory_kib(pid: int) -> tuple[int, int]:
+    """(VmRSS, VmHWM) of a process, in KiB."""
+    fields: dict[str, int] = {}
+    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
+        key, _, value = line.partition(":")
+        if key in {"VmRSS", "VmHWM"}:
+            fields[key] = int(value.split()[0])
+    return fields["VmRSS"], fields["VmHWM"]
+
+
 def init_keys(work: Path, *, register: bool = True) -> None:
     """Keys for the collector and the agent of `work`'s collector.yaml and site.yaml; with
     `register`, the agent's gateway added to the collector (as an operator does)."""

@@ -70,7 +70,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.results import BenchResult, Figure, add_json_argument, write_result
-from bench.rig import BIN, Scratch, init_keys, tank_points
+from bench.rig import BIN, Scratch, init_keys, modbus_tcp_device, tank_points
 from bench.wire_variants import columns, compressed_size
 from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
@@ -178,15 +178,7 @@ def _modbus_device(index: int, ports: tuple[int, ...]) -> dict[str, Any]:
         for slot in range(TANKS_PER_DEVICE)
         for point in tank_points(first + slot + 1, first % SIM_TANKS + slot + 1)
     ]
-    return {
-        "id": f"plc-{index:02d}",
-        "driver": "modbus_tcp",
-        "host": "127.0.0.1",
-        "port": port,
-        "poll": "1s",
-        "timeout": "1s",
-        "points": points,
-    }
+    return modbus_tcp_device(f"plc-{index:02d}", port, points, poll="1s")
 
 
 def _sealed(work: Path) -> int:

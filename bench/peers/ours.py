@@ -21,7 +21,7 @@ from typing import Any
 import yaml
 
 from bench.peers.tb_gateway import TbDevice
-from bench.rig import BIN, init_keys, spawn, stop_processes
+from bench.rig import BIN, init_keys, modbus_tcp_device, spawn, stop_processes
 from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
 
@@ -37,16 +37,7 @@ def _device(device: TbDevice) -> dict[str, Any]:
         }
         for point in device.points
     ]
-    return {
-        "id": device.name,
-        "driver": "modbus_tcp",
-        "host": "127.0.0.1",
-        "port": device.port,
-        "unit_id": 1,
-        "poll": "1s",
-        "timeout": "1s",
-        "points": points,
-    }
+    return modbus_tcp_device(device.name, device.port, points, poll="1s")
 
 
 def _query(path: Path, sql: str) -> list[tuple[Any, ...]]:

@@ -26,16 +26,6 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
-def memory_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of the process, in KiB."""
-    fields: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-        key, _, value = line.partition(":")
-        if key in {"VmRSS", "VmHWM"}:
-            fields[key] = int(value.split()[0])
-    return fields["VmRSS"], fields["VmHWM"]
-
-
 def uplink_bytes(pid: int, broker_port: int) -> dict[int, int]:
     """Bytes the broker has acknowledged on each TCP connection of `pid` to the broker.
 

@@ -87,6 +87,7 @@ from bench.peers.tb_gateway import (
 from bench.peers.tb_platform import SESSION_LIMITS
 from bench.peers.tb_report import RunFigures, figures_of, side_by_side_markdown
 from bench.results import BenchResult, add_json_argument, write_result
+from bench.rig import memory_kib
 from demo.broker import free_port, wait_for_port
 
 DEVICES, TANKS = 10, 20  # 10 devices x 20 tanks x 5 points = 1,000 points
@@ -158,7 +159,7 @@ class Watch:
             time.sleep(min(1.0, left))
             if (name := self.side.exited()) is not None:
                 raise SystemExit(f"{self.side.name}: {name} exited")
-            rss, _ = probe.memory_kib(self.pid)
+            rss, _ = memory_kib(self.pid)
             if keep_rss:
                 self.rss_kib.append(rss)
             now, count = time.time(), self.side.delivered()
@@ -200,7 +201,7 @@ def measure(side: Side, phases: Phases, devices: tuple[TbDevice, ...], scratch: 
         watch.run_for(RECONNECT_CAP_S, until=lambda: side.delivered() > before)
         reconnected = time.time() - restarted if side.delivered() > before else float("nan")
         watch.run_for(phases.recovery)
-        _, peak_kib = probe.memory_kib(pid)
+        _, peak_kib = memory_kib(pid)
         unstored = side.unstored(time.time() - CUT_S)
         series = side.series()
         window = (killed, restarted + phases.settle)
