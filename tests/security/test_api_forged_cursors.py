@@ -15,9 +15,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from collector.storage import open_storage
-from tests.support.collector_api import assert_problem, auth, serve
-from tests.support.served_api import seed_two_districts
+from tests.support.collector_api import assert_problem, auth
+from tests.support.served_api import seeded_client
 
 # (path, extra query, cursor kind, a valid-looking key of the right shape)
 PAGED = [
@@ -58,10 +57,8 @@ def _forgeries(kind: str, key: list[object]) -> list[str]:
 
 @pytest.fixture
 async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_storage(storage_url) as storage:
-        await seed_two_districts(storage)
-        async with serve(storage) as http:
-            yield http
+    async with seeded_client(storage_url) as http:
+        yield http
 
 
 @pytest.mark.parametrize(("path", "query", "kind", "key"), PAGED, ids=str)

@@ -13,9 +13,8 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from collector.storage import open_storage
-from tests.support.collector_api import assert_problem, auth, serve
-from tests.support.served_api import seed_two_districts
+from tests.support.collector_api import assert_problem, auth
+from tests.support.served_api import seeded_client
 
 TEXT_FILTERS = [
     ("/v1/points", "gateway"),
@@ -37,10 +36,8 @@ TEXT_FILTERS = [
 
 @pytest.fixture
 async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    async with open_storage(storage_url) as storage:
-        await seed_two_districts(storage)
-        async with serve(storage) as http:
-            yield http
+    async with seeded_client(storage_url) as http:
+        yield http
 
 
 async def test_a_nul_in_a_text_filter_is_400(client: httpx.AsyncClient) -> None:

@@ -10,9 +10,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import threading
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Final
+
+import httpx
 
 from collector.api.admission import RateLimits
 from collector.api.app import create_app
@@ -26,7 +28,7 @@ from collector.storage.base import Storage
 from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, Record
-from tests.support.collector_api import BEIJING, NANCHANG, NOW, TOKENS, level, pressure
+from tests.support.collector_api import BEIJING, NANCHANG, NOW, TOKENS, level, pressure, serve
 from tests.support.collector_client import BASE_TIME, SimGateway, alarm_record, gap_record
 
 SEEDED: Final = (NANCHANG, BEIJING)
@@ -70,6 +72,15 @@ async def seed_two_districts(storage: Storage) -> None:
     batch = plan_batch(messages, grants, default_catalogue())
     assert not batch.audits, batch.audits
     await storage.ingest(batch)
+
+
+@contextlib.asynccontextmanager
+async def seeded_client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    """The API in-process over a fresh store at `storage_url` that `seed_two_districts` filled."""
+    async with open_storage(storage_url) as storage:
+        await seed_two_districts(storage)
+        async with serve(storage) as http:
+            yield http
 
 
 @dataclass(frozen=True)
