@@ -288,6 +288,15 @@ async def connect(path: Path) -> aiosqlite.Connection:
     return db
 
 
+async def open_database(path: Path) -> aiosqlite.Connection:
+    """`connect` to the file at `path`, creating its folder; StorageError naming the file."""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        return await connect(path)
+    except (OSError, sqlite3.Error) as exc:
+        raise StorageError(f"cannot open database {path}: {exc}") from exc
+
+
 async def rollback(db: aiosqlite.Connection) -> None:
     """Roll back the open transaction, if any, even when the caller is cancelled."""
     # Shielded: a cancelled caller must still leave the connection usable. A failed COMMIT

@@ -42,7 +42,7 @@ from collector.storage.sqlite import (
 )
 from collector.storage.sqlite.audit import SqliteChain
 from collector.storage.sqlite.buckets import SqliteBucketQueries, SqliteRollupBucketQueries
-from collector.storage.sqlite.schema import connect, migrate, rollback
+from collector.storage.sqlite.schema import connect, migrate, open_database, rollback
 from collector.storage.sqlite.sql import fetcher
 from collector.tokens import StoredToken
 
@@ -64,11 +64,7 @@ class SqliteStorage(CapabilityReads, Storage):
     @classmethod
     async def open(cls, path: Path) -> SqliteStorage:
         """Open (creating if needed) the database at `path` and bring its schema up to date."""
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            writer = await connect(path)
-        except (OSError, sqlite3.Error) as exc:
-            raise StorageError(f"cannot open database {path}: {exc}") from exc
+        writer = await open_database(path)
         try:
             await migrate(writer)
             reader = await connect(path)

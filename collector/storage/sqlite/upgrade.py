@@ -8,7 +8,7 @@ from pathlib import Path
 import aiosqlite
 
 from collector.storage.base import StorageError
-from collector.storage.sqlite.schema import connect, migrate
+from collector.storage.sqlite.schema import migrate, open_database
 
 
 async def upgrade(path: Path) -> tuple[int, int]:
@@ -16,11 +16,7 @@ async def upgrade(path: Path) -> tuple[int, int]:
 
     A missing file is created with the whole schema (before = 0).
     """
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        db = await connect(path)
-    except (OSError, sqlite3.Error) as exc:
-        raise StorageError(f"cannot open database {path}: {exc}") from exc
+    db = await open_database(path)
     try:
         before = await _version(db)
         await migrate(db)
