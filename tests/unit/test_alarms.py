@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.config import parse_site_config
+from edge_agent.config import SiteConfig, parse_site_config
 from edge_agent.core.alarms import (
     AlarmRules,
     AlarmState,
@@ -33,18 +33,23 @@ def _head(domain: str) -> str:
     return site_head(domain, mine_code="360100001" if domain == "MK" else "") + PLC_DEVICE
 
 
-def site_rules(domain: str, points: Sequence[str], alarms: Sequence[str] = ()) -> AlarmRules:
-    """Rules of a one-device site; each point is a flow mapping without its address."""
+def one_device_site(
+    domain: str, points: Sequence[str], alarms: Sequence[str] = (), type_: str = "float32"
+) -> SiteConfig:
+    """A one-device site; each point is a flow mapping without its address."""
     lines = [_head(domain)]
     for index, point in enumerate(points):
-        address = f"address: {{table: input, start: {2 * index}, type: float32}}"
+        address = f"address: {{table: input, start: {2 * index}, type: {type_}}}"
         lines.append(f"      - {{{point}, {address}}}\n")
     if alarms:
         lines.append("alarms:\n")
         lines.extend(f"  - {{{alarm}}}\n" for alarm in alarms)
-    return rules_for_site(
-        parse_site_config("".join(lines), "site.yaml", Path("/srv")), default_catalogue()
-    )
+    return parse_site_config("".join(lines), "site.yaml", Path("/srv"))
+
+
+def site_rules(domain: str, points: Sequence[str], alarms: Sequence[str] = ()) -> AlarmRules:
+    """Rules of a one-device site; each point is a flow mapping without its address."""
+    return rules_for_site(one_device_site(domain, points, alarms), default_catalogue())
 
 
 _UNITS = {"WHP": "m", "MK": "%CH4", "BP": "mm", "WKK": "mm", "YHBZ": "persons"}
@@ -165,14 +170,7 @@ def test_coal_methane_alarm_power_off_restore(case: str) -> None:
 
 
 def test_coal_methane_defaults_from_the_catalogue() -> None:
-    (point,) = resolve_points(
-        parse_site_config(
-            _head("MK") + "      - {point: M1, quota: MK-M0101,"
-            " address: {table: input, start: 0, type: float32}}\n",
-            "site.yaml",
-            Path("/srv"),
-        )
-    )
+    (point,) = resolve_points(one_device_site("MK", ["point: M1, quota: MK-M0101"]))
     limits = point.thresholds
     assert (limits.alarm, limits.power_off, limits.restore) == (1.0, 1.5, 1.0)
 
@@ -216,14 +214,7 @@ def test_slope_rate_mm_per_day_needs_half_a_window_and_takes_either_direction() 
 
 
 def test_slope_rate_defaults_from_the_catalogue() -> None:
-    (point,) = resolve_points(
-        parse_site_config(
-            _head("BP") + "      - {point: S1, quota: BP-GX,"
-            " address: {table: input, start: 0, type: float32}}\n",
-            "site.yaml",
-            Path("/srv"),
-        )
-    )
+    (point,) = resolve_points(one_device_site("BP", ["point: S1, quota: BP-GX"]))
     assert sorted((r.window, r.limit, r.unit) for r in point.rates) == [
         (3600.0, 5.0, "mm/h"),
         (86400.0, 10.0, "mm/d"),
@@ -523,14 +514,7 @@ def test_alarms_of_a_point_gone_from_the_site_map_are_cleared_by_any_reading() -
 
 def test_points_without_alarms_have_no_rules() -> None:
     rules = compile_rules(
-        resolve_points(
-            parse_site_config(
-                _head("WHP") + "      - {point: V1, quota: WHP-ESD,"
-                " address: {table: input, start: 0, type: uint16}}\n",
-                "site.yaml",
-                Path("/srv"),
-            )
-        ),
+        resolve_points(one_device_site("WHP", ["point: V1, quota: WHP-ESD"], type_="uint16")),
         (),
         default_catalogue(),
     )
