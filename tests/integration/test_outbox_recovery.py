@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import shutil
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -88,23 +89,37 @@ async def test_garbage_pages_move_the_file_aside_and_start_a_new_epoch(tmp_path:
     assert len(_gaps(path)) == 1
 
 
-async def test_a_truncated_file_is_moved_aside_too(tmp_path: Path) -> None:
-    path = tmp_path / "outbox.db"
-    old_epoch = await _filled(path)
+def _truncate(path: Path) -> None:
     with path.open("r+b") as handle:
         handle.truncate(path.stat().st_size // 3)
-    await _reopen(path)
-    [gap] = _gaps(path)
-    assert (gap.reason, gap.epoch) == (GapReason.OUTBOX_CORRUPT, old_epoch)
 
 
-async def test_a_file_that_is_not_a_database_is_moved_aside(tmp_path: Path) -> None:
+def _not_a_database(path: Path) -> None:
+    path.write_bytes(os.urandom(64 * 1024))
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (_truncate, GapReason.OUTBOX_CORRUPT),  # moved aside too
+        (_not_a_database, GapReason.OUTBOX_CORRUPT),  # moved aside
+        (Path.unlink, GapReason.OUTBOX_RESTORED),
+    ],
+    ids=[
+        "a_truncated_file_is_moved_aside_too",
+        "a_file_that_is_not_a_database_is_moved_aside",
+        "a_deleted_file_is_a_restored_gap",
+    ],
+)
+async def test_a_damaged_or_missing_file_declares_the_old_epoch(
+    tmp_path: Path, damage: Callable[[Path], None], reason: GapReason
+) -> None:
     path = tmp_path / "outbox.db"
     old_epoch = await _filled(path)
-    path.write_bytes(os.urandom(64 * 1024))
+    damage(path)
     await _reopen(path)
     [gap] = _gaps(path)
-    assert (gap.reason, gap.epoch) == (GapReason.OUTBOX_CORRUPT, old_epoch)
+    assert (gap.reason, gap.epoch) == (reason, old_epoch)
 
 
 async def test_an_emptied_file_is_a_restored_gap_not_silence(tmp_path: Path) -> None:
@@ -120,15 +135,6 @@ async def test_an_emptied_file_is_a_restored_gap_not_silence(tmp_path: Path) -> 
         1,
         None,
     )
-
-
-async def test_a_deleted_file_is_a_restored_gap(tmp_path: Path) -> None:
-    path = tmp_path / "outbox.db"
-    old_epoch = await _filled(path)
-    path.unlink()
-    await _reopen(path)
-    [gap] = _gaps(path)
-    assert (gap.reason, gap.epoch) == (GapReason.OUTBOX_RESTORED, old_epoch)
 
 
 async def test_a_first_start_has_no_gap_and_journals_its_epoch(tmp_path: Path) -> None:
