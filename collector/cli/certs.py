@@ -10,7 +10,13 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from collector.cli.common import CONFIG_ERROR_EXIT, config_option, gateway_enterprise, load_or_exit
+from collector.cli.common import (
+    CONFIG_ERROR_EXIT,
+    config_option,
+    gateway_enterprise,
+    gateway_option,
+    load_or_exit,
+)
 from collector.config import CollectorConfig
 from collector.pki.certificates import (
     Issued,
@@ -113,7 +119,7 @@ def _gateway_id(gateway: str) -> str:
 
 @certs.command("issue")
 @config_option
-@click.option("--gateway", "gateway_id", required=True, help="{enterprise}-GW{NN}")
+@gateway_option
 @click.option(
     "--out",
     "out_dir",
@@ -152,7 +158,7 @@ def current_crl(ca_dir: Path, authority: Issued, now: datetime) -> x509.Certific
 
 @certs.command("revoke")
 @config_option
-@click.option("--gateway", "gateway_id", required=True, help="{enterprise}-GW{NN}")
+@gateway_option
 @click.option(
     "--broker-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),

@@ -39,6 +39,8 @@ def load_or_exit(path: Path) -> CollectorConfig:
 
 
 config_option = configfile.config_option("The collector config", CONFIG_ENV)
+gateway_option = click.option("--gateway", "gateway_id", required=True, help="{enterprise}-GW{NN}")
+"""`--gateway {enterprise}-GW{NN}`, the commands' `gateway_id`."""
 
 
 def with_storage(config: CollectorConfig, work: Callable[[Storage], Awaitable[T]]) -> T:

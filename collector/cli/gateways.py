@@ -12,7 +12,13 @@ import click
 
 from collector.audit.chain import Action
 from collector.cli.audited import record_action
-from collector.cli.common import config_option, gateway_enterprise, load_or_exit, with_storage
+from collector.cli.common import (
+    config_option,
+    gateway_enterprise,
+    gateway_option,
+    load_or_exit,
+    with_storage,
+)
 from collector.model import Gateway, GatewayKey
 from collector.storage.base import Storage
 from hostkit.keyfiles import KeyFileError, read_public_key
@@ -44,7 +50,7 @@ def _gateway_identity(gateway: str, district: str | None) -> Gateway:
 
 @gateways.command("add")
 @config_option
-@click.option("--gateway", "gateway_id", required=True, help="{enterprise}-GW{NN}")
+@gateway_option
 @click.option(
     "--public-key",
     required=True,

@@ -13,7 +13,7 @@ import click
 
 from collector.audit.chain import Action, AuditRow
 from collector.cli.audited import operator, record_action
-from collector.cli.common import config_option, load_or_exit, with_storage
+from collector.cli.common import config_option, gateway_option, load_or_exit, with_storage
 from collector.config import CollectorConfig
 from collector.keyfiles import load_key_file
 from collector.pki.tls import client_context
@@ -59,7 +59,7 @@ def _push_inputs(
 
 @sites.command("push")
 @config_option
-@click.option("--gateway", "gateway_id", required=True, help="{enterprise}-GW{NN}")
+@gateway_option
 @click.option(
     "--valid-for",
     default="10m",
@@ -146,7 +146,7 @@ def _line(entry: PushHistory) -> str:
 
 @sites.command("history")
 @config_option
-@click.option("--gateway", "gateway_id", required=True, help="{enterprise}-GW{NN}")
+@gateway_option
 @click.option("--json", "as_json", is_flag=True, help="One JSON object: the pushes and results.")
 def sites_history(config_path: Path, gateway_id: str, as_json: bool) -> None:
     """The maps pushed to a gateway, oldest first, with the result the gateway reported."""
