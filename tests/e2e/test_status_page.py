@@ -28,19 +28,17 @@ from typing import Final
 
 import paho.mqtt.client as paho
 import pytest
-from click.testing import CliRunner
 from paho.mqtt.enums import CallbackAPIVersion
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from playwright.async_api import Browser, Page, async_playwright, expect
 
-from collector.cli import main
 from collector.config import load_collector_config
 from collector.runtime import run_collector
 from specs.block import GENESIS, block_hash
 from specs.records import AlarmEvent, Quality, Reading, Record, iso_time
 from specs.status import GatewayStatus
-from tests.support.broker import Broker, free_port
+from tests.support.broker import Broker
 from tests.support.collector_client import (
     GatewayLink,
     SimGateway,
@@ -48,7 +46,7 @@ from tests.support.collector_client import (
     gateway_link,
     sim_gateway,
 )
-from tests.support.collector_env import register, write_collector_config
+from tests.support.collector_env import keyed_collector_config, register
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMIUM_ARGS: Final = [
@@ -196,14 +194,8 @@ def alarm_row(gateway: SimGateway, alarm_id: str) -> str:
 async def test_the_page_shows_an_alarm_and_a_gateway_going_offline_within_5_s(
     broker: Broker, tmp_path: Path
 ) -> None:
-    path = write_collector_config(
-        tmp_path, broker_port=broker.port, api_port=free_port(), tokens=TOKENS
-    )
+    path = await keyed_collector_config(tmp_path, broker_port=broker.port, tokens=TOKENS)
     config = load_collector_config(path)
-    keys = await asyncio.to_thread(
-        CliRunner().invoke, main, ["keys", "init", "-c", str(path)], catch_exceptions=False
-    )
-    assert keys.exit_code == 0
     now = time.time()
     requested: list[str] = []
     async with (

@@ -15,14 +15,12 @@ from typing import Final
 
 import httpx
 import pytest
-from click.testing import CliRunner
 
-from collector.cli import main
 from collector.config import load_collector_config
 from collector.runtime import RunningCollector, run_collector
-from tests.support.broker import Broker, free_port
+from tests.support.broker import Broker
 from tests.support.collector_client import BASE_TIME, GatewayLink, gateway_link, sim_gateway
-from tests.support.collector_env import register, write_collector_config
+from tests.support.collector_env import keyed_collector_config, register
 from tests.support.metric_samples import Samples, samples_of, value_of
 
 NANCHANG = sim_gateway(1, district="360100")
@@ -37,17 +35,9 @@ WAIT: Final = 10.0
 async def collector(
     broker: Broker, tmp_path: Path, storage_url: str
 ) -> AsyncIterator[RunningCollector]:
-    path = write_collector_config(
-        tmp_path,
-        broker_port=broker.port,
-        api_port=free_port(),
-        tokens=TOKENS,
-        storage_url=storage_url,
+    path = await keyed_collector_config(
+        tmp_path, broker_port=broker.port, tokens=TOKENS, storage_url=storage_url
     )
-    keys = await asyncio.to_thread(
-        CliRunner().invoke, main, ["keys", "init", "-c", str(path)], catch_exceptions=False
-    )
-    assert keys.exit_code == 0, keys.output
     async with run_collector(load_collector_config(path), clock=lambda: NOW) as running:
         await asyncio.wait_for(running.wait_connected(), WAIT)
         await register(running.storage, NANCHANG)

@@ -26,10 +26,8 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
-from click.testing import CliRunner
 
 from collector.api.app import create_app
-from collector.cli import main
 from collector.config import load_collector_config
 from collector.feed.core import FeedPosition
 from collector.feed.wakeup import LocalCommitSignal
@@ -45,7 +43,7 @@ from collector.storage.sqlite import SCHEMA_VERSION
 from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, GapReason, Quality, Reading, Record, iso_time
-from tests.support.broker import Broker, free_port
+from tests.support.broker import Broker
 from tests.support.collector_api import BEIJING, NANCHANG, TOKEN_ROWS, TOKENS
 from tests.support.collector_client import (
     BASE_TIME,
@@ -55,7 +53,7 @@ from tests.support.collector_client import (
     gateway_link,
     key_grants,
 )
-from tests.support.collector_env import register, write_collector_config
+from tests.support.collector_env import keyed_collector_config, register
 from tests.support.postgres import sql_execute, sql_rows
 
 LEVEL, PRESSURE = "T001-LT-01", "T001-PT-01"
@@ -467,18 +465,10 @@ async def test_bad_stream_requests_are_problems(
 async def test_a_stream_resumes_across_a_collector_restart(
     broker: Broker, tmp_path: Path, storage_url: str
 ) -> None:
-    path = write_collector_config(
-        tmp_path,
-        broker_port=broker.port,
-        api_port=free_port(),
-        tokens=TOKEN_ROWS,
-        storage_url=storage_url,
+    path = await keyed_collector_config(
+        tmp_path, broker_port=broker.port, tokens=TOKEN_ROWS, storage_url=storage_url
     )
     config = load_collector_config(path)
-    keys = await asyncio.to_thread(
-        CliRunner().invoke, main, ["keys", "init", "-c", str(path)], catch_exceptions=False
-    )
-    assert keys.exit_code == 0
     async with contextlib.AsyncExitStack() as outlives:
         async with run_collector(config) as collector, gateway_link(broker.port, NANCHANG) as link:
             await register(collector.storage, NANCHANG)

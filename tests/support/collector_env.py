@@ -156,6 +156,29 @@ def write_collector_config(
     return path
 
 
+async def keyed_collector_config(
+    folder: Path,
+    *,
+    broker_port: int,
+    tokens: Sequence[tuple[str, str, Sequence[str]]],
+    storage_url: str = DEFAULT_STORAGE,
+) -> Path:
+    """`write_collector_config` (API on a free port) and its key made by `collector keys init`
+    (in-process, off the event loop); return the config's path."""
+    path = write_collector_config(
+        folder,
+        broker_port=broker_port,
+        api_port=free_port(),
+        tokens=tokens,
+        storage_url=storage_url,
+    )
+    keys = await asyncio.to_thread(
+        CliRunner().invoke, main, ["keys", "init", "-c", str(path)], catch_exceptions=False
+    )
+    assert keys.exit_code == 0, keys.output
+    return path
+
+
 # The collector key the in-process ingest signs its ACKs with in these tests.
 COLLECTOR_KEY = signing_key_from_seed(b"collector-test-key-seed-32-bytes")
 
