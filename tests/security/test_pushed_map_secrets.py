@@ -18,7 +18,7 @@ from edge_agent.config import parse_site_config
 from edge_agent.core.commands import check_pushed_map
 from specs.catalogue import default_catalogue
 from specs.command import SiteMapCommand
-from tests.support.config_files import site_head
+from tests.support.config_files import OPCUA_LOGIN_DEVICE, site_head
 
 GATEWAY = "91360100MA35GW001H-GW01"
 NOW = 1_767_225_600.0
@@ -26,19 +26,7 @@ KEY_PEM = (
     "-----BEGIN PRIVATE KEY-----\n"
     "MC4CAQAwBQYDK2VwBCIEIGdhdGV3YXkta2V5LWJ5dGVzLWZvci10ZXN0aW5nLi4=\n"
 )
-SITE = (
-    site_head("BP", gateway=GATEWAY)
-    + """\
-devices:
-  - id: slope-1
-    driver: opcua
-    endpoint: "opc.tcp://10.0.0.5:4840"
-    username: agent
-    password_file: opcua.pass
-    points:
-      - {point: S01-GX-01, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}
-"""
-)
+SITE = site_head("BP", gateway=GATEWAY) + OPCUA_LOGIN_DEVICE
 THIEF = """\
   - id: thief
     driver: opcua

@@ -16,6 +16,7 @@ from collector.config import parse_collector_config
 from configkit.issues import ConfigError, ConfigIssue
 from edge_agent.config import parse_site_config
 from edge_agent.kinds.opcua import OpcUaDevice
+from tests.support.config_files import OPCUA_LOGIN_DEVICE, site_head
 
 FILE = "collector.yaml"
 
@@ -139,24 +140,7 @@ def test_a_bad_password_file_is_a_config_error_with_file_line_and_key(
     assert fragment in issue.message
 
 
-_SITE = """\
-site:
-  enterprise: 91360100MA35GW001H
-  district: "360100"
-  domain: BP
-  gateway: 91360100MA35GW001H-GW01
-uplink: {broker: "mqtt://127.0.0.1:1883", collector_key: keys/collector.pub}
-signing: {key_file: keys/gateway.key}
-outbox: {path: state/outbox.db}
-devices:
-  - id: slope-1
-    driver: opcua
-    endpoint: "opc.tcp://10.0.0.5:4840"
-    username: agent
-    password_file: opcua.pass
-    points:
-      - {point: S01-GX-01, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}
-"""
+_SITE = site_head("BP") + OPCUA_LOGIN_DEVICE
 
 
 def test_the_agent_reads_an_opc_ua_password_from_a_private_file(tmp_path: Path) -> None:

@@ -155,3 +155,15 @@ devices:
     poll: 1s
     points:
 """
+
+# One OPC UA device that logs in with a password kept in a file of its own (opcua.pass).
+OPCUA_LOGIN_DEVICE = """\
+devices:
+  - id: slope-1
+    driver: opcua
+    endpoint: "opc.tcp://10.0.0.5:4840"
+    username: agent
+    password_file: opcua.pass
+    points:
+      - {point: S01-GX-01, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}
+"""
