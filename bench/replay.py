@@ -45,6 +45,17 @@ at the collector (specs/lanes.py, collector/ingest/lanes.py): broker to ACK, beh
 backlog blocks of the agent's window queued FIFO at the collector (ratio 21x, 3.6 M backlog).
 With the lanes a live block waits for the backlog batch in progress (at most 16 blocks) and
 its own; the collector part is still most of the drain p99 (about 85 % of it).
+Profiled per stage (timestamps at the broker hand-out, the collector's receive, batch taken,
+planned, committed, ACK out; 2026-12-06, load 2-5): a 16-block batch took 25-150 ms (plan
+1.4 ms a block in the event loop, store 1.3 ms a block + 5-9 ms a transaction, 3 ms more
+waiting for the ACKs' PUBACKs), and in 2 of 7 runs the live block sealed at the drain's end
+went out in the backlog lane (the outbox read found it before the sealer's notice). Since:
+backlog batches sized to ~20 ms (collector.ingest.lanes.BacklogBudget), ACK PUBACKs awaited
+beside the next batch (collector.ingest.ack_out), the notice waited for
+(edge_agent.shell.publisher_lanes). Same run, before/after alternated, --backlog 400000, load
+4-7: live p99 248/335/266 -> 83/109/168 ms (ratio 6.7/5.9/6.0 -> 2.2/2.9/4.7), p50 56-80 ->
+27-42 ms, drain 25.4k/23.7k/25.7k -> 36.3k/20.6k/20.7k readings/s. What is left is CPU: on
+2 cores at that load a 1-block transaction alone takes 8-50 ms.
 Measured 2026-12-06 (--backlog 1200000, 3 repeats, machine at load 9-13 from other benches:
 absolute rates are a fraction of a quiet run's): drain 2.7k/6.9k/7.5k readings/s, p99 ratio
 2.4/3.3/4.2 (normal p99 203-307 ms, drain p99 741-869 ms), RSS ratio 1.01-1.05, SIGTERM
