@@ -74,8 +74,9 @@ class AckOut:
         self._pending.discard(task)
         if task.cancelled():
             return
-        if self._failure is None:
-            self._failure = task.exception()
+        failure = task.exception()  # retrieved from each: asyncio logs those never retrieved
+        if failure is not None and self._failure is None:
+            self._failure = failure
 
     def abandon(self) -> None:
         """The session ends: what has not been published is the agents' to resend."""
