@@ -212,14 +212,18 @@ def test_help_names_the_config_variable(program: str) -> None:
     assert "env var: GANZHI_LOG_FORMAT" in program_help
 
 
+# Each --log-format and the structlog renderer it ends in.
+LOG_FORMATS = [
+    ("json", structlog.processors.JSONRenderer),
+    ("console", structlog.dev.ConsoleRenderer),
+]
+
+
 def _renderer() -> object:
     return structlog.get_config()["processors"][-1]
 
 
-@pytest.mark.parametrize(
-    ("log_format", "renderer"),
-    [("json", structlog.processors.JSONRenderer), ("console", structlog.dev.ConsoleRenderer)],
-)
+@pytest.mark.parametrize(("log_format", "renderer"), LOG_FORMATS)
 def test_ganzhi_log_format_chooses_the_collector_log_format(
     collector_config: Path, log_format: str, renderer: type
 ) -> None:
@@ -228,10 +232,7 @@ def test_ganzhi_log_format_chooses_the_collector_log_format(
     assert isinstance(_renderer(), renderer)
 
 
-@pytest.mark.parametrize(
-    ("log_format", "renderer"),
-    [("json", structlog.processors.JSONRenderer), ("console", structlog.dev.ConsoleRenderer)],
-)
+@pytest.mark.parametrize(("log_format", "renderer"), LOG_FORMATS)
 def test_edge_agent_run_logs_as_log_format_or_ganzhi_log_format_say(
     tmp_path: Path, log_format: str, renderer: type
 ) -> None:
