@@ -191,14 +191,7 @@ def test_a_map_that_reads_nothing_good_is_rolled_back(site: Site) -> None:
     assert "rollback_after" in entry["results"][-1]["reason"]
     assert (site.work / "site.yaml").read_text(encoding="utf-8") == before
     # The previous map runs again: fresh readings arrive after the rollback.
-    since = time.time()
-    wait_until(
-        lambda: (
-            site.api("/v1/readings", gateway=site.gateway, **{"from": _iso(since)})["items"] != []
-        ),
-        30,
-        "readings after the rollback",
-    )
+    _readings_arrive_from_now(site, "readings after the rollback")
     log = site.log("agent")
     assert "site_map_rolled_back" in log
     assert log.count("agent_restarting_on_new_map") == 2  # onto the dead map, and back
@@ -218,13 +211,18 @@ def test_a_map_the_agent_cannot_start_on_is_rolled_back(site: Site) -> None:
     assert "failed to start on it" in entry["results"][-1]["reason"]
     assert (site.work / "site.yaml").read_text(encoding="utf-8") == before
     assert site.alive("agent")
+    _readings_arrive_from_now(site, "readings on the previous map")
+
+
+def _readings_arrive_from_now(site: Site, what: str) -> None:
+    """Wait (30 s at most) for the collector to serve a reading taken from now on."""
     since = time.time()
     wait_until(
         lambda: (
             site.api("/v1/readings", gateway=site.gateway, **{"from": _iso(since)})["items"] != []
         ),
         30,
-        "readings on the previous map",
+        what,
     )
 
 
