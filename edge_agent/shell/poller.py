@@ -238,34 +238,35 @@ class DevicePoller:
                 self.cycles += 1
                 self.first_cycle_done.set()
                 next_tick = self._next_tick(next_tick)
-                lost = await self._until_tick(next_tick, take_pushed=connected)
-                if lost is not None:
+                lost_at = await self._until_tick(next_tick, take_pushed=connected)
+                if lost_at is not None:
                     connected = False
-                    retry_at = time.monotonic() + next(backoff)
-                    await self._emit(lost)
+                    retry_at = lost_at + next(backoff)
         finally:
             await self._driver.close()
 
-    async def _until_tick(self, tick: float, *, take_pushed: bool) -> list[RawSample] | None:
+    async def _until_tick(self, tick: float, *, take_pushed: bool) -> float | None:
         """Wait for the monotonic time `tick`, handing on what the device pushes meanwhile.
 
-        Returns the BAD samples of a link lost while waiting, None otherwise.
+        A link lost while waiting is said at once (its BAD samples), then the wait goes on
+        to the tick, as after a failed read. Returns when (monotonic) it was lost, or None.
         """
         driver = self._pushing
-        if driver is None or not take_pushed:
-            await asyncio.sleep(max(0.0, tick - time.monotonic()))
-            return None
-        while (remaining := tick - time.monotonic()) > 0:
+        lost_at = None
+        while take_pushed and driver is not None and (remaining := tick - time.monotonic()) > 0:
             try:
                 async with asyncio.timeout(remaining):
                     samples = await driver.pushed()
             except TimeoutError:
                 return None
             except DriverError as exc:
-                return await self._link_lost(exc)
+                lost_at = time.monotonic()
+                await self._emit(await self._link_lost(exc))
+                break
             self._count_point_errors(samples)
             await self._emit(samples)
-        return None
+        await asyncio.sleep(max(0.0, tick - time.monotonic()))
+        return lost_at
 
     async def _link_lost(self, exc: DriverError) -> list[RawSample]:
         """Count and log a lost link, close the driver; the BAD samples that say so."""

@@ -287,6 +287,41 @@ async def test_a_read_of_a_server_sampling_on_demand_is_stamped_during_the_read(
     assert len(sim.read_calls) == 2  # one Read service call per read
 
 
+async def test_a_link_lost_between_polls_is_said_once_and_the_poll_keeps_its_cadence() -> None:
+    # The subscription goes silent while the poller waits for pushes: its BAD `link_lost`
+    # readings come then, once, and the next cycle waits for its tick as after a failed read
+    # (not an immediate second set of `link_down` readings).
+    async with SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim:
+        driver, polled = agent_driver(sim, "30s", ", keepalive: 1s")
+        queue: asyncio.Queue[Reading] = asyncio.Queue()
+        poller = DevicePoller(
+            driver,
+            polled,
+            interval=30.0,
+            sink=queue_sink(queue),
+            clock_synced=lambda: True,
+            backoff=lambda: iter([1.0] * 100),
+        )
+        task = asyncio.create_task(poller.run())
+        try:
+            async with asyncio.timeout(20):
+                first = [await queue.get(), await queue.get()]
+                sim.hang()
+                lost = [await queue.get(), await queue.get()]
+            for _ in range(5):
+                await asyncio.sleep(0)
+            more = queue.qsize()
+            cycles = poller.cycles
+        finally:
+            sim.unhang()
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+    assert all(r.quality.value == "good" for r in first)
+    assert [(r.quality.value, "link_lost" in r.flags) for r in lost] == [("bad", True)] * 2
+    assert (more, cycles) == (0, 1)  # nothing else until the next tick, 30 s on
+
+
 def test_intervals_must_be_positive() -> None:
     with pytest.raises(ValueError, match="sampling_interval"):
         OpcUaDriver("d", "opc.tcp://127.0.0.1:4840", sampling_interval=0.0)
