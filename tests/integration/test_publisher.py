@@ -19,23 +19,18 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from demo.broker import Broker, free_port
-from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox import Outbox, open_outbox
-from edge_agent.shell.publisher import Publisher, UplinkSettings
+from edge_agent.shell.publisher import Publisher
 from specs.ack import Ack
 from specs.block import block_hash, decode_block
 from specs.lanes import Lane, lane_of
 from specs.records import GapReason, GapRecord, Quality, Reading, iso_time
 from specs.signing import SigningKey, signature_properties, signing_key_from_seed
-from specs.topics import GatewayTopics
+from tests.support.publisher_rig import COLLECTOR_KEY, GATEWAY_KEY, SITE, TOPICS, gateway_publisher
 
 pytestmark = pytest.mark.timeout(60)
 
-GATEWAY_KEY = signing_key_from_seed(b"g" * 32)
-COLLECTOR_KEY = signing_key_from_seed(b"c" * 32)
 FORGER_KEY = signing_key_from_seed(b"f" * 32)
-SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
-TOPICS = GatewayTopics(SITE.district, SITE.enterprise, SITE.gateway)
 
 
 @dataclass
@@ -114,16 +109,8 @@ async def rig(
     tmp_path: Path, broker: Broker, *, backlog: int, max_inflight: int, ack_timeout: float = 30
 ) -> AsyncIterator[Rig]:
     async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
-        settings = UplinkSettings(
-            "127.0.0.1", broker.port, SITE.gateway, 30, 60, ack_timeout, max_inflight
-        )
-        publisher = Publisher(
-            outbox,
-            TOPICS,
-            COLLECTOR_KEY.public(),
-            settings,
-            lambda: iter([0.2] * 100),
-            sign=GATEWAY_KEY.sign,
+        publisher = gateway_publisher(
+            outbox, broker.port, ack_timeout=ack_timeout, max_inflight=max_inflight
         )
         async with aiomqtt.Client(
             "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
@@ -229,37 +216,38 @@ async def _assert_rolled_over(r: Rig, old: str, readings: int) -> None:
         await asyncio.sleep(0.05)
 
 
-async def test_an_ack_beyond_the_local_chain_releases_nothing_and_starts_a_new_epoch(
-    tmp_path: Path, broker: Broker
-) -> None:
+async def _ack_beyond_the_local_chain(r: Rig) -> None:
     # The outbox was restored from a snapshot: the collector holds seqs this file never had.
-    async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
-        await r.link.wait_for(5)
-        old = r.outbox.epoch
-        await r.link.ack(8, seq=5)
-        await _assert_rolled_over(r, old, readings=5)
+    await r.link.ack(8, seq=5)
 
 
-async def test_a_conflict_releases_nothing_and_starts_a_new_epoch(
-    tmp_path: Path, broker: Broker
-) -> None:
-    async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
-        await r.link.wait_for(5)
-        old = r.outbox.epoch
-        stored = await r.outbox.get(3)
-        assert stored is not None
-        await r.link.ack(3, seq=3, acked_hash=block_hash(stored.payload), conflict=True)
-        await _assert_rolled_over(r, old, readings=5)
+async def _ack_a_conflict(r: Rig) -> None:
+    stored = await r.outbox.get(3)
+    assert stored is not None
+    await r.link.ack(3, seq=3, acked_hash=block_hash(stored.payload), conflict=True)
 
 
-async def test_another_hash_at_the_acked_seq_releases_nothing_and_starts_a_new_epoch(
-    tmp_path: Path, broker: Broker
-) -> None:
+async def _ack_another_hash_at_the_acked_seq(r: Rig) -> None:
     # The collector's block 3 is another lineage's: releasing 1..3 would lose this one's.
+    await r.link.ack(3, seq=4, acked_hash="0" * 64)
+
+
+@pytest.mark.parametrize(
+    "disagreeing_ack",
+    [_ack_beyond_the_local_chain, _ack_a_conflict, _ack_another_hash_at_the_acked_seq],
+    ids=[
+        "an_ack_beyond_the_local_chain",
+        "a_conflict",
+        "another_hash_at_the_acked_seq",
+    ],
+)
+async def test_an_ack_that_disagrees_releases_nothing_and_starts_a_new_epoch(
+    tmp_path: Path, broker: Broker, disagreeing_ack: Callable[[Rig], Awaitable[None]]
+) -> None:
     async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
         await r.link.wait_for(5)
         old = r.outbox.epoch
-        await r.link.ack(3, seq=4, acked_hash="0" * 64)
+        await disagreeing_ack(r)
         await _assert_rolled_over(r, old, readings=5)
 
 
@@ -450,23 +438,14 @@ async def test_blocks_lost_across_a_broker_restart_are_resent_before_the_ack_tim
         await asyncio.wait_for(r.publisher.connected.wait(), 10)
         published = r.publisher.published
         await _wait_until(lambda: r.publisher.published >= published + 4)  # into the void
-        async with aiomqtt.Client(
-            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
-        ) as client:
-            await client.subscribe(TOPICS.block, qos=1)
-            link = FakeCollectorLink(client, r.outbox.epoch)
-            listening = asyncio.create_task(link.listen())
-            try:
-                await r.seal(1)  # 51
-                await link.wait_for(1, timeout=5)
-                assert link.received[0] == 51, "a live block is never stuck behind lost ones"
-                async with InOrderCollector(link).answering():
-                    await link.wait_for(5, timeout=5)  # well before the 30 s ACK timeout
-                    await _wait_until(lambda: r.publisher.last_ack is not None)
-                assert sorted(link.received[1:5]) == [1, 2, 3, 4], link.received
-            finally:
-                listening.cancel()
-                await asyncio.gather(listening, return_exceptions=True)
+        async with collector_link(broker, r.outbox.epoch) as link:
+            await r.seal(1)  # 51
+            await link.wait_for(1, timeout=5)
+            assert link.received[0] == 51, "a live block is never stuck behind lost ones"
+            async with InOrderCollector(link).answering():
+                await link.wait_for(5, timeout=5)  # well before the 30 s ACK timeout
+                await _wait_until(lambda: r.publisher.last_ack is not None)
+            assert sorted(link.received[1:5]) == [1, 2, 3, 4], link.received
 
 
 async def test_blocks_sealed_during_an_outage_do_not_delay_live_ones_after_it(
@@ -480,23 +459,30 @@ async def test_blocks_sealed_during_an_outage_do_not_delay_live_ones_after_it(
         await asyncio.wait_for(_disconnected(r.publisher), 10)
         await r.seal(10)
         broker.start()
-        async with aiomqtt.Client(
-            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
-        ) as client:
-            await client.subscribe(TOPICS.block, qos=1)
-            link = FakeCollectorLink(client, r.outbox.epoch)
-            listening = asyncio.create_task(link.listen())
-            try:
-                async with InOrderCollector(link).answering():
-                    await asyncio.wait_for(r.publisher.connected.wait(), 10)
-                    await r.seal(1)  # 11
-                    await _wait_until(lambda: 11 in link.received)
-                    await asyncio.wait_for(r.publisher.drained(), 10)
-                ahead = link.received.index(11)
-                assert ahead <= 2 * window, f"live 11 went after {ahead} blocks: {link.received}"
-            finally:
-                listening.cancel()
-                await asyncio.gather(listening, return_exceptions=True)
+        async with collector_link(broker, r.outbox.epoch) as link:
+            async with InOrderCollector(link).answering():
+                await asyncio.wait_for(r.publisher.connected.wait(), 10)
+                await r.seal(1)  # 11
+                await _wait_until(lambda: 11 in link.received)
+                await asyncio.wait_for(r.publisher.drained(), 10)
+            ahead = link.received.index(11)
+            assert ahead <= 2 * window, f"live 11 went after {ahead} blocks: {link.received}"
+
+
+@contextlib.asynccontextmanager
+async def collector_link(broker: Broker, epoch: str) -> AsyncIterator[FakeCollectorLink]:
+    """A new MQTT session listening on the gateway's block topic, as a collector does."""
+    async with aiomqtt.Client(
+        "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
+        await client.subscribe(TOPICS.block, qos=1)
+        link = FakeCollectorLink(client, epoch)
+        listening = asyncio.create_task(link.listen())
+        try:
+            yield link
+        finally:
+            listening.cancel()
+            await asyncio.gather(listening, return_exceptions=True)
 
 
 async def _disconnected(publisher: Publisher) -> None:
@@ -524,14 +510,8 @@ async def test_a_cancelled_publisher_stops_even_as_pubacks_arrive(tmp_path: Path
             for _ in range(3000):
                 reading = Reading("T001-LT-01", "WHP-LT", iso_time(0), 0.0, "m", Quality.GOOD)
                 await outbox.seal((reading,), now=time.time(), clock_synced=True)
-            settings = UplinkSettings("127.0.0.1", broker.port, SITE.gateway, 30, 60, 0.2, 50)
-            publisher = Publisher(
-                outbox,
-                TOPICS,
-                COLLECTOR_KEY.public(),
-                settings,
-                lambda: iter([0.05] * 1000),
-                sign=GATEWAY_KEY.sign,
+            publisher = gateway_publisher(
+                outbox, broker.port, ack_timeout=0.2, max_inflight=50, reconnect_after=0.05
             )
             for attempt in range(40):
                 running = asyncio.create_task(publisher.run())
@@ -554,16 +534,8 @@ async def test_a_task_left_cancelling_by_a_taskgroup_keeps_its_publisher(
     # exited (c58099c); the publisher took it for its stop right after sending its meta on
     # connect. A stop is said (Publisher.stop), not inferred.
     async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
-        settings = UplinkSettings("127.0.0.1", broker.port, SITE.gateway, 30, 60, 30, 4)
-        meta = b'{"kind":"meta"}'
-        publisher = Publisher(
-            outbox,
-            TOPICS,
-            COLLECTOR_KEY.public(),
-            settings,
-            lambda: iter([0.2] * 100),
-            sign=GATEWAY_KEY.sign,
-            meta=(meta, GATEWAY_KEY.sign(meta)),
+        publisher = gateway_publisher(
+            outbox, broker.port, ack_timeout=30, max_inflight=4, meta=b'{"kind":"meta"}'
         )
 
         async def fails() -> None:

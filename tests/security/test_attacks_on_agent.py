@@ -20,22 +20,17 @@ import pytest
 import structlog
 
 from demo.broker import Broker
-from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox import Outbox, open_outbox
-from edge_agent.shell.publisher import Publisher, UplinkSettings
 from specs.ack import Ack
 from specs.records import Quality, Reading, iso_time
 from specs.signing import SigningKey, signature_properties, signing_key_from_seed
 from specs.topics import GatewayTopics
 from tests.support.collector_client import publish_properties
+from tests.support.publisher_rig import COLLECTOR_KEY, GATEWAY_KEY, SITE, TOPICS, gateway_publisher
 
 pytestmark = pytest.mark.timeout(60)
 
-GATEWAY_KEY = signing_key_from_seed(b"g" * 32)
-COLLECTOR_KEY = signing_key_from_seed(b"c" * 32)
 INTRUDER_KEY = signing_key_from_seed(b"i" * 32)
-SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
-TOPICS = GatewayTopics(SITE.district, SITE.enterprise, SITE.gateway)
 NEIGHBOUR = GatewayTopics(SITE.district, SITE.enterprise, "91360100MA35GW001H-GW02")
 SEALED = 3
 
@@ -105,15 +100,7 @@ async def _agent(tmp_path: Path, broker: Broker) -> AsyncIterator[Outbox]:
         for _ in range(SEALED):
             reading = Reading("T001-LT-01", "WHP-LT", iso_time(time.time()), 1.0, "m", Quality.GOOD)
             await outbox.seal((reading,), now=time.time(), clock_synced=True)
-        settings = UplinkSettings("127.0.0.1", broker.port, SITE.gateway, 30, 60, 30, 10)
-        publisher = Publisher(
-            outbox,
-            TOPICS,
-            COLLECTOR_KEY.public(),
-            settings,
-            lambda: iter([0.2] * 100),
-            sign=GATEWAY_KEY.sign,
-        )
+        publisher = gateway_publisher(outbox, broker.port, ack_timeout=30, max_inflight=10)
         task = asyncio.create_task(publisher.run())
         try:
             await asyncio.wait_for(publisher.connected.wait(), 10)

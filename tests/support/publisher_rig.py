@@ -1,0 +1,48 @@
+"""The agent's uplink `Publisher` on a real outbox, as the publisher tests and the attacks on
+the agent build it: one fixed gateway (SITE, its keys and topics) and a trusted collector key.
+
+The keys come from fixed seeds, so a test can sign as the collector (COLLECTOR_KEY) or forge
+with another key and know which the publisher trusts.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Final
+
+from edge_agent.core.chain import Identity
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.publisher import Publisher, UplinkSettings
+from specs.signing import signing_key_from_seed
+from specs.topics import GatewayTopics
+
+GATEWAY_KEY: Final = signing_key_from_seed(b"g" * 32)
+COLLECTOR_KEY: Final = signing_key_from_seed(b"c" * 32)
+SITE: Final = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
+TOPICS: Final = GatewayTopics(SITE.district, SITE.enterprise, SITE.gateway)
+
+
+def gateway_publisher(
+    outbox: Outbox,
+    broker_port: int,
+    *,
+    ack_timeout: float,
+    max_inflight: int,
+    reconnect_after: float = 0.2,
+    meta: bytes | None = None,
+) -> Publisher:
+    """SITE's publisher of `outbox` to the broker on loopback `broker_port` (keepalive 30 s,
+    heartbeat 60 s), reconnecting every `reconnect_after` s; `meta`, when given, is sent
+    signed on each connect."""
+    settings = UplinkSettings(
+        "127.0.0.1", broker_port, SITE.gateway, 30, 60, ack_timeout, max_inflight
+    )
+    return Publisher(
+        outbox,
+        TOPICS,
+        COLLECTOR_KEY.public(),
+        settings,
+        lambda: itertools.repeat(reconnect_after),
+        sign=GATEWAY_KEY.sign,
+        meta=None if meta is None else (meta, GATEWAY_KEY.sign(meta)),
+    )
