@@ -29,12 +29,12 @@ from drivers.modbus.tcp import ModbusTcpDriver
 from edge_agent.config import parse_site_config
 from edge_agent.core.points import resolve_points
 from edge_agent.kinds import build_driver
-from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
+from edge_agent.shell.poller import DevicePoller, queue_sink
 from simulators.faults import Fault
 from simulators.tankfarm import TankFarmServer, serve_tankfarm
-from specs.catalogue import default_catalogue
 from specs.records import Reading
 from tests.support.config_files import site_head
+from tests.support.pollers import device_poller
 
 HOST = "127.0.0.1"
 POINTS = (
@@ -135,19 +135,12 @@ devices:
     points = resolve_points(config)
     driver = build_driver(config.devices[0], points)
     assert isinstance(driver, ModbusTcpDriver)
-    catalogue = default_catalogue()
-    polled = {}
-    for point in points:
-        indicator = catalogue.get(point.quota)
-        assert indicator is not None
-        polled[point.point] = PolledPoint(point, indicator)
     queue: asyncio.Queue[Reading] = asyncio.Queue()
-    poller = DevicePoller(
+    poller = device_poller(
         driver,
-        polled,
+        points,
         interval=config.devices[0].poll,
         sink=queue_sink(queue),
-        clock_synced=lambda: True,
         backoff=lambda: iter([0.05] * 10_000),
     )
     return poller, driver, queue
