@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 import re
 from typing import TYPE_CHECKING
@@ -27,11 +28,16 @@ TIMEOUT = 0.3
 TANK_POINTS = [s.point for s in tank_map(1)]  # holding and input registers
 
 
-async def _driver(sim: SimServer, profile: str = "tankfarm") -> ModbusTcpDriver:
+@contextlib.asynccontextmanager
+async def _connected(sim: SimServer, profile: str = "tankfarm") -> AsyncIterator[ModbusTcpDriver]:
+    """A Modbus TCP driver of `profile`'s points, connected to `sim`; closed on leaving."""
     points = TANK_POINTS if profile == "tankfarm" else [s.point for s in PROFILES[profile].points]
     driver = ModbusTcpDriver("sim", HOST, sim.port, sim.unit_id, points, timeout=TIMEOUT)
     await driver.connect()
-    return driver
+    try:
+        yield driver
+    finally:
+        await driver.close()
 
 
 @pytest.fixture
@@ -70,8 +76,7 @@ def test_garbage_is_never_a_modbus_tcp_frame() -> None:
 
 
 async def test_silent_server_times_out_then_recovers(farm: SimServer) -> None:
-    driver = await _driver(farm)
-    try:
+    async with _connected(farm) as driver:
         assert _values(await driver.read())
         farm.set_fault(Fault.silent())
         assert farm.fault == Fault.silent()
@@ -82,14 +87,11 @@ async def test_silent_server_times_out_then_recovers(farm: SimServer) -> None:
         farm.clear_fault()
         await driver.connect()
         assert _values(await driver.read())
-    finally:
-        await driver.close()
 
 
 async def test_exception_fault_makes_bad_samples_naming_the_code(farm: SimServer) -> None:
     farm.set_fault(Fault.exception())
-    driver = await _driver(farm)
-    try:
+    async with _connected(farm) as driver:
         samples = await driver.read()
         assert samples
         for sample in samples:
@@ -99,14 +101,11 @@ async def test_exception_fault_makes_bad_samples_naming_the_code(farm: SimServer
             assert "SERVER DEVICE FAILURE" in sample.error
         farm.clear_fault()  # live: the same connection reads good values again
         assert _values(await driver.read())
-    finally:
-        await driver.close()
 
 
 async def test_garbage_is_a_driver_error_and_recovers_after_reconnect(farm: SimServer) -> None:
     farm.set_fault(Fault.garbage())
-    driver = await _driver(farm)
-    try:
+    async with _connected(farm) as driver:
         for _ in range(3):
             try:
                 samples = await driver.read()
@@ -117,13 +116,10 @@ async def test_garbage_is_a_driver_error_and_recovers_after_reconnect(farm: SimS
         farm.clear_fault()
         await driver.connect()
         assert _values(await driver.read())
-    finally:
-        await driver.close()
 
 
 async def test_frozen_values_stop_while_normal_ones_move(farm: SimServer) -> None:
-    driver = await _driver(farm)
-    try:
+    async with _connected(farm) as driver:
         first = _values(await driver.read())
         await asyncio.sleep(0.15)
         assert _values(await driver.read()) != first  # normal: the tanks move
@@ -138,33 +134,28 @@ async def test_frozen_values_stop_while_normal_ones_move(farm: SimServer) -> Non
         farm.clear_fault()
         await asyncio.sleep(0.15)
         assert _values(await driver.read()) != frozen
-    finally:
-        await driver.close()
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
 async def test_profiles_share_the_faults(name: str) -> None:
-    async with await serve_profile(
-        name, HOST, 0, seed=1, interval=0.02, fault=Fault.exception(6)
-    ) as sim:
-        driver = await _driver(sim, name)
-        try:
-            samples = await driver.read()
-            assert all(
-                s.error and "modbus exception 6 (SERVER DEVICE BUSY)" in s.error for s in samples
-            )
+    async with (
+        await serve_profile(name, HOST, 0, seed=1, interval=0.02, fault=Fault.exception(6)) as sim,
+        _connected(sim, name) as driver,
+    ):
+        samples = await driver.read()
+        assert all(
+            s.error and "modbus exception 6 (SERVER DEVICE BUSY)" in s.error for s in samples
+        )
 
-            sim.set_fault(Fault.frozen())
-            await asyncio.sleep(0.05)
-            frozen = _values(await driver.read())
-            await asyncio.sleep(0.1)
-            assert _values(await driver.read()) == frozen
+        sim.set_fault(Fault.frozen())
+        await asyncio.sleep(0.05)
+        frozen = _values(await driver.read())
+        await asyncio.sleep(0.1)
+        assert _values(await driver.read()) == frozen
 
-            sim.set_fault(Fault.silent())
-            with pytest.raises(DriverTimeoutError):
-                await driver.read()
-        finally:
-            await driver.close()
+        sim.set_fault(Fault.silent())
+        with pytest.raises(DriverTimeoutError):
+            await driver.read()
 
 
 async def test_cli_starts_with_a_fault() -> None:
