@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Final
 
 from collector.readmodel import Page, Scope
-from collector.storage.queries import Fetch, scope_clause, where_all
+from collector.storage.queries import Fetch, given, scope_clause, where_all
 from collector.verify.core import StoredBlock, StoredBlockAfter
 from specs.signing import Signature
 
@@ -33,19 +33,12 @@ async def stored_blocks(
     limit: int,
 ) -> Page[StoredBlock]:
     """Blocks received in [t_from, t_to), ordered by (gateway, epoch, seq), one page."""
-    clauses: list[str] = []
-    params: list[object] = []
-    for clause, value in (
+    clauses, params = given(
         ("b.gateway = ?", gateway),
         ("b.received_at >= ?", t_from),
         ("b.received_at < ?", t_to),
-    ):
-        if value is not None:
-            clauses.append(clause)
-            params.append(value)
-    if after is not None:
-        clauses.append("(b.gateway, b.epoch, b.seq) > (?, ?, ?)")
-        params.extend(after)
+        ("(b.gateway, b.epoch, b.seq) > (?, ?, ?)", after),
+    )
     scope_sql, scope_params = scope_clause(scope, "g.district")
     rows = await fetch(
         f"{_STORED_BLOCKS} WHERE {where_all(clauses)}{scope_sql}"

@@ -77,25 +77,35 @@ def where_all(clauses: list[str]) -> str:
     return " AND ".join(clauses) or "true"
 
 
+def given(*conditions: tuple[str, object]) -> tuple[list[str], list[object]]:
+    """The conditions whose value is given (not None), and their values in order.
+
+    A tuple value fills a row comparison's `(?, ...)` (a keyset position), any other one `?`.
+    """
+    clauses: list[str] = []
+    params: list[object] = []
+    for clause, value in conditions:
+        if value is None:
+            continue
+        clauses.append(clause)
+        if isinstance(value, tuple):
+            params.extend(value)
+        else:
+            params.append(value)
+    return clauses, params
+
+
 def reading_clauses(
     where: ReadingFilter, after: ReadingAfter | None
 ) -> tuple[list[str], list[object]]:
     """The conditions on readings `r` a filter and a keyset position make, and their params."""
-    clauses: list[str] = []
-    params: list[object] = []
-    for clause, value in (
+    return given(
         ("r.gateway = ?", where.gateway),
         ("r.point = ?", where.point),
         ("r.t >= ?", where.t_from),
         ("r.t < ?", where.t_to),
-    ):
-        if value is not None:
-            clauses.append(clause)
-            params.append(value)
-    if after is not None:
-        clauses.append("(r.gateway, r.point, r.t, r.id) > (?, ?, ?, ?)")
-        params.extend(after)
-    return clauses, params
+        ("(r.gateway, r.point, r.t, r.id) > (?, ?, ?, ?)", after),
+    )
 
 
 def _latest_where(
@@ -134,14 +144,9 @@ async def audit(
     limit: int = 1000,
 ) -> tuple[AuditEntry, ...]:
     """Audit rows, oldest first."""
-    clauses: list[str] = []
-    params: list[object] = []
-    if gateway is not None:
-        clauses.append("gateway = ?")
-        params.append(gateway)
-    if reason is not None:
-        clauses.append("reason = ?")
-        params.append(reason.value)
+    clauses, params = given(
+        ("gateway = ?", gateway), ("reason = ?", None if reason is None else reason.value)
+    )
     # Rejections only: admin and command rows speak collector.audit.chain.Action.
     clauses.append("kind = 'rejection'")
     rows = await fetch(
@@ -328,17 +333,10 @@ async def gaps(
     limit: int,
 ) -> Page[GapRow]:
     """Open holes and stored gap records, ordered by (gateway, rowid)."""
-    clauses: list[str] = []
-    params: list[object] = []
-    if gateway is not None:
-        clauses.append("p.gateway = ?")
-        params.append(gateway)
-    if state is not None:
-        clauses.append("p.kind = ?")
-        params.append("sequence" if state is GapState.OPEN else "record")
-    if after is not None:
-        clauses.append("(p.gateway, p.id) > (?, ?)")
-        params.extend(after)
+    kind = None if state is None else ("sequence" if state is GapState.OPEN else "record")
+    clauses, params = given(
+        ("p.gateway = ?", gateway), ("p.kind = ?", kind), ("(p.gateway, p.id) > (?, ?)", after)
+    )
     scope_sql, scope_params = scope_clause(scope, "g.district")
     conditions = where_all(clauses)
     # An open hole's times and lost readings are unknown (schema 3 counted its blocks).
