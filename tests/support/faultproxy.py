@@ -34,13 +34,24 @@ import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from types import TracebackType
-from typing import Self, TypeVar
+from typing import Self, TypedDict, TypeVar, Unpack
 
 _T = TypeVar("_T")
 _CHUNK = 65536
 # Chunks read ahead of a slow (delayed or sliced) writer; past this the reader waits, so a
 # proxy's memory stays bounded whatever the latency.
 _QUEUE_CHUNKS = 64
+
+
+class FaultChanges(TypedDict, total=False):
+    """The faults a `set` may change (the fields of `Faults`)."""
+
+    latency: float
+    jitter: float
+    slice_bytes: int
+    slice_delay: float
+    half_open: bool
+    refuse: bool
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,26 +136,10 @@ class FaultProxy:
         """The faults in force."""
         return self._faults
 
-    def set(
-        self,
-        *,
-        latency: float | None = None,
-        jitter: float | None = None,
-        slice_bytes: int | None = None,
-        slice_delay: float | None = None,
-        half_open: bool | None = None,
-        refuse: bool | None = None,
-    ) -> Faults:
+    def set(self, **changes: Unpack[FaultChanges]) -> Faults:
         """Change some faults (the others stay); return the faults now in force."""
         was = self._faults
-        self._faults = Faults(
-            latency=was.latency if latency is None else latency,
-            jitter=was.jitter if jitter is None else jitter,
-            slice_bytes=was.slice_bytes if slice_bytes is None else slice_bytes,
-            slice_delay=was.slice_delay if slice_delay is None else slice_delay,
-            half_open=was.half_open if half_open is None else half_open,
-            refuse=was.refuse if refuse is None else refuse,
-        )
+        self._faults = replace(was, **changes)
         if self._faults.half_open:
             for connection in self._connections:
                 connection.dark = True
@@ -373,27 +368,9 @@ class ProxyThread:
             self._thread.join(timeout=30)
             self._loop.close()
 
-    def set(
-        self,
-        *,
-        latency: float | None = None,
-        jitter: float | None = None,
-        slice_bytes: int | None = None,
-        slice_delay: float | None = None,
-        half_open: bool | None = None,
-        refuse: bool | None = None,
-    ) -> Faults:
+    def set(self, **changes: Unpack[FaultChanges]) -> Faults:
         """`FaultProxy.set`, run on the proxy's loop."""
-        return self._call(
-            lambda: self._proxy.set(
-                latency=latency,
-                jitter=jitter,
-                slice_bytes=slice_bytes,
-                slice_delay=slice_delay,
-                half_open=half_open,
-                refuse=refuse,
-            )
-        )
+        return self._call(lambda: self._proxy.set(**changes))
 
     def clear(self) -> Faults:
         """`FaultProxy.clear`, run on the proxy's loop."""
