@@ -61,6 +61,13 @@ async def _reopen(path: Path) -> str:
         return outbox.epoch
 
 
+async def _reopened_in_a_new_epoch(path: Path, old_epoch: str) -> GapRecord:
+    """Open the outbox again: it must start a new epoch; return its only gap record."""
+    assert await _reopen(path) != old_epoch
+    [gap] = _gaps(path)
+    return gap
+
+
 def _corrupt_pages(path: Path) -> None:
     size = path.stat().st_size
     with path.open("r+b") as handle:
@@ -126,9 +133,7 @@ async def test_an_emptied_file_is_a_restored_gap_not_silence(tmp_path: Path) -> 
     path = tmp_path / "outbox.db"
     old_epoch = await _filled(path)
     path.write_bytes(b"")
-    new_epoch = await _reopen(path)
-    assert new_epoch != old_epoch
-    [gap] = _gaps(path)
+    gap = await _reopened_in_a_new_epoch(path, old_epoch)
     assert (gap.reason, gap.epoch, gap.from_seq, gap.lost) == (
         GapReason.OUTBOX_RESTORED,
         old_epoch,
@@ -191,9 +196,7 @@ async def test_a_wal_cut_mid_frame_that_lost_seals_declares_them_and_starts_a_ne
     with sqlite3.connect(f"file:{path}?mode=ro", uri=True) as db:
         (left,) = db.execute("SELECT value FROM meta WHERE key = 'last_seq'").fetchone()
     assert 0 < int(left) < 20, "the cut must lose some seals, not all"
-    new_epoch = await _reopen(path)
-    assert new_epoch != old_epoch
-    [gap] = _gaps(path)
+    gap = await _reopened_in_a_new_epoch(path, old_epoch)
     assert (gap.reason, gap.epoch, gap.from_seq, gap.to_seq) == (
         GapReason.OUTBOX_RESTORED,
         old_epoch,
