@@ -14,7 +14,7 @@ import pytest
 from drivers.base import Driver, DriverConnectionError, Quality, RawSample
 from drivers.serial.ascii import HELD, SerialAsciiDriver
 from drivers.serial.checksum import Checksum, ChecksumSpec
-from drivers.serial.framing import Delimited
+from drivers.serial.framing import Delimited, Framing
 from drivers.serial.parse import LinePoint
 from drivers.serial.settings import SerialSettings
 from simulators.gas_analyzer import AnalyzerFault, GasAnalyzerSim
@@ -43,7 +43,9 @@ async def connected(driver: SerialAsciiDriver) -> AsyncIterator[SerialAsciiDrive
 def driver_for(
     sim: GasAnalyzerSim,
     *,
+    points: Sequence[LinePoint] = POINTS,
     request: bytes | None = REQUEST,
+    framing: Framing | None = None,
     checksum: Checksum | None = Checksum.XOR,
     timeout: float = 0.3,
     max_age: float = 10.0,
@@ -52,8 +54,9 @@ def driver_for(
     return SerialAsciiDriver(
         "gas-7",
         SerialSettings(sim.path, 9600),
-        POINTS,
+        points,
         request=request,
+        framing=framing,
         checksum=ChecksumSpec(checksum) if checksum else None,
         timeout=timeout,
         max_age=max_age,
@@ -175,14 +178,7 @@ async def test_instrument_error_reply_misses_every_pattern() -> None:
 async def test_one_pattern_miss_fails_only_its_point() -> None:
     points = [*POINTS, LinePoint("nh3", r"NH3=(?P<value>[0-9.]+)")]
     async with GasAnalyzerSim() as sim:
-        driver = SerialAsciiDriver(
-            "gas-7",
-            SerialSettings(sim.path),
-            points,
-            request=REQUEST,
-            checksum=ChecksumSpec(Checksum.XOR),
-            timeout=0.3,
-        )
+        driver = driver_for(sim, points=points)
         async with connected(driver):
             samples = await driver.read()
     assert [s.quality for s in samples] == [Quality.GOOD] * 3 + [Quality.BAD]
@@ -191,15 +187,8 @@ async def test_one_pattern_miss_fails_only_its_point() -> None:
 
 async def test_overlong_line_is_dropped_by_the_max_frame() -> None:
     async with GasAnalyzerSim() as sim:
-        driver = SerialAsciiDriver(
-            "gas-7",
-            SerialSettings(sim.path),
-            POINTS,
-            request=REQUEST,
-            framing=Delimited(b"\r\n", max_frame=16),  # shorter than the analyzer's line
-            checksum=ChecksumSpec(Checksum.XOR),
-            timeout=0.15,
-        )
+        # max_frame shorter than the analyzer's line
+        driver = driver_for(sim, framing=Delimited(b"\r\n", max_frame=16), timeout=0.15)
         async with connected(driver):
             samples = await driver.read()
     assert all("frame longer than 16 bytes" in e for e in errors(samples))
