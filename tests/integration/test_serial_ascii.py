@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import sys
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,6 +17,7 @@ from drivers.serial.framing import Delimited, Framing
 from drivers.serial.parse import LinePoint
 from drivers.serial.settings import SerialSettings
 from simulators.gas_analyzer import AnalyzerFault, GasAnalyzerSim
+from tests.support.sim_cli import simulator
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Callable, Sequence
@@ -293,18 +293,9 @@ def test_driver_satisfies_the_protocol() -> None:
 
 async def test_command_line_simulator(tmp_path: Path) -> None:
     link = tmp_path / "ttyGAS"
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "simulators.gas_analyzer",
-        "--link",
-        str(link),
-        "--checksum",
-        "lrc",
-        "--gas",
-        "H2S=7.5:ppm",
-        "--frozen",
-        stdout=asyncio.subprocess.PIPE,
+    args = ("--link", str(link), "--checksum", "lrc", "--gas", "H2S=7.5:ppm", "--frozen")
+    proc = await simulator(
+        *args, module="simulators.gas_analyzer", stdout=asyncio.subprocess.PIPE, stderr=None
     )
     assert proc.stdout is not None
     try:

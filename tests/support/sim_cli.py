@@ -30,13 +30,15 @@ def simulator_env() -> dict[str, str]:
 
 
 async def simulator(
-    *argv: str, stdout: int = asyncio.subprocess.DEVNULL
+    *argv: str,
+    module: str = "simulators",
+    stdout: int = asyncio.subprocess.DEVNULL,
+    stderr: int | None = asyncio.subprocess.PIPE,
 ) -> asyncio.subprocess.Process:
-    """Start `python -m simulators *argv` (stderr piped)."""
+    """Start `python -m <module> *argv` (stderr piped unless `stderr` says otherwise)."""
     return await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "simulators", *argv, env=simulator_env(),
-        stdout=stdout, stderr=asyncio.subprocess.PIPE,
-    )  # fmt: skip
+        sys.executable, "-m", module, *argv, env=simulator_env(), stdout=stdout, stderr=stderr
+    )
 
 
 @dataclass(frozen=True)
