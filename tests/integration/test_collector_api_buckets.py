@@ -81,10 +81,17 @@ def _strip(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
     return [{k: item[k] for k in ("t", "min", "max", "avg", "last", "count")} for item in items]
 
 
-async def test_one_minute_buckets_aggregate_usable_readings(client: httpx.AsyncClient) -> None:
-    body = await get_page(
-        client, "/v1/readings", gateway=NANCHANG.gateway, point="T001-LT-01", every="1m"
+async def _nanchang_series(
+    client: httpx.AsyncClient, point: str, every: str, **params: str
+) -> dict[str, Any]:
+    """The first page of Nanchang's `point` in `every` buckets (more query `params`)."""
+    return await get_page(
+        client, "/v1/readings", gateway=NANCHANG.gateway, point=point, every=every, **params
     )
+
+
+async def test_one_minute_buckets_aggregate_usable_readings(client: httpx.AsyncClient) -> None:
+    body = await _nanchang_series(client, "T001-LT-01", "1m")
     assert body["next"] is None
     items = body["items"]
     assert all(set(item) == BUCKET_KEYS for item in items)
@@ -99,14 +106,7 @@ async def test_one_minute_buckets_aggregate_usable_readings(client: httpx.AsyncC
 
 
 async def test_hours_are_utc_hours_whatever_the_offset(client: httpx.AsyncClient) -> None:
-    body = await get_page(
-        client,
-        "/v1/readings",
-        gateway=NANCHANG.gateway,
-        point="T001-LT-01",
-        every="1h",
-        tz="+08:00",
-    )
+    body = await _nanchang_series(client, "T001-LT-01", "1h", tz="+08:00")
     [hour] = body["items"]
     assert hour["t"] == "2026-05-29T04:00:00.000+08:00"  # 20:00 UTC
     assert (hour["min"], hour["max"], hour["last"], hour["count"]) == (1.0, 3.0, 2.4833622, 4)
@@ -127,9 +127,7 @@ async def test_hours_are_utc_hours_whatever_the_offset(client: httpx.AsyncClient
 async def test_days_are_days_at_the_shown_offset(
     client: httpx.AsyncClient, tz: str, expected: list[tuple[str, int]]
 ) -> None:
-    body = await get_page(
-        client, "/v1/readings", gateway=NANCHANG.gateway, point="T001-PT-01", every="1d", tz=tz
-    )
+    body = await _nanchang_series(client, "T001-PT-01", "1d", tz=tz)
     assert [(item["t"], item["count"]) for item in body["items"]] == expected
 
 
@@ -148,14 +146,8 @@ async def test_pages_return_every_bucket_once_in_order(
 
 
 async def test_from_and_to_pick_readings(client: httpx.AsyncClient) -> None:
-    body = await get_page(
-        client,
-        "/v1/readings",
-        gateway=NANCHANG.gateway,
-        point="T001-LT-01",
-        every="1m",
-        **{"from": iso_time(HOUR + 10), "to": iso_time(HOUR + 70)},
-    )
+    window = {"from": iso_time(HOUR + 10), "to": iso_time(HOUR + 70)}
+    body = await _nanchang_series(client, "T001-LT-01", "1m", **window)
     assert _strip(body["items"]) == [
         _bucket(HOUR, (2.0, 3.0, 2.5, 2.0, 2)),  # a partial first bucket: 3.0 and 2.0
         _bucket(HOUR + 60, (None, None, None, None, 0)),  # the float32 is at `to`: left out
