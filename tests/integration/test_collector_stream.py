@@ -16,7 +16,7 @@ import json
 import socket
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -154,6 +154,21 @@ async def _stream(
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
                 await task
+
+
+async def _resume(
+    base_url: str, last_event_id: str | None, missed: int, *, then: Callable[[], Awaitable[None]]
+) -> list[Message]:
+    """Reconnect after `last_event_id`: the hello names it, `missed` messages follow, then
+    the two of the block `then()` delivers, and nothing more. Those messages, in order."""
+    async with _stream(base_url, last_event_id=last_event_id) as resumed:
+        (hello,) = await resumed.take(1)
+        assert hello.id == last_event_id
+        again = await resumed.take(missed)
+        await then()
+        again += await resumed.take(2)
+        assert not await resumed.quiet()
+    return again
 
 
 class _Server(uvicorn.Server):
@@ -364,13 +379,9 @@ async def test_a_reconnect_resumes_exactly_after_its_last_event_id(storage_url: 
             await feed.deliver((NANCHANG, 1), (NANCHANG, 2))
             before = await stream.take(4)
         await feed.deliver((NANCHANG, 3))  # while nobody listens
-        async with _stream(feed.base_url, last_event_id=before[1].id) as resumed:
-            (hello,) = await resumed.take(1)
-            assert hello.id == before[1].id
-            again = await resumed.take(4)
-            await feed.deliver((NANCHANG, 4))
-            again += await resumed.take(2)
-            assert not await resumed.quiet()
+        again = await _resume(
+            feed.base_url, before[1].id, 4, then=lambda: feed.deliver((NANCHANG, 4))
+        )
         assert [m.data for m in again[:2]] == [m.data for m in before[2:]]
         values = [(m.body["point"], m.body["value"]) for m in again]
         assert values == [
@@ -573,13 +584,7 @@ async def test_a_stream_on_one_collector_wakes_for_what_another_commits(postgres
             await b.deliver((NANCHANG, 2))
             second = await stream.take(2)
         await b.deliver((NANCHANG, 3))  # while nobody listens
-        async with _stream(a.base_url, last_event_id=second[0].id) as resumed:
-            (hello,) = await resumed.take(1)
-            assert hello.id == second[0].id
-            again = await resumed.take(3)
-            await b.deliver((NANCHANG, 4))
-            again += await resumed.take(2)
-            assert not await resumed.quiet()
+        again = await _resume(a.base_url, second[0].id, 3, then=lambda: b.deliver((NANCHANG, 4)))
     assert [m.body["value"] for m in [*first, *second]] == [1.0, 10.0, 2.0, 20.0]
     assert again[0].data == second[1].data
     assert [m.body["value"] for m in again] == [20.0, 3.0, 30.0, 4.0, 40.0]
