@@ -148,6 +148,13 @@ async def _cli(config: Collector, *args: str) -> Result:
     return await asyncio.to_thread(_invoke, config, *args)
 
 
+async def _cli_json(config: Collector, *args: str, exit_code: int = 0) -> object:
+    """The command with --json: it exits `exit_code`; what it printed, parsed."""
+    result = await _cli(config, *args, "--json")
+    assert result.exit_code == exit_code, result.output
+    return json.loads(result.stdout)
+
+
 def _found(body: dict[str, Any]) -> set[tuple[str, int, str]]:
     return {(b["gateway"], b["seq"], b["reason"]) for b in body["broken"]}
 
@@ -167,9 +174,7 @@ async def test_a_clean_store_verifies_over_the_api_and_the_cli(config: Collector
     assert result.exit_code == 0, result.output
     assert result.stdout == ""
     assert f"{NANCHANG_SEQS} of {NANCHANG_SEQS} stored blocks verified, 0 broken" in result.stderr
-    as_json = await _cli(config, "--gateway", NANCHANG.gateway, "--json")
-    assert as_json.exit_code == 0
-    assert json.loads(as_json.stdout) == one
+    assert await _cli_json(config, "--gateway", NANCHANG.gateway) == one
 
 
 async def test_a_tampered_byte_signature_and_prev_are_each_reported_exactly(
@@ -216,9 +221,7 @@ async def test_a_tampered_byte_signature_and_prev_are_each_reported_exactly(
         [str(NANCHANG_SEQS), "chain_break"],
     ]
     assert "3 of 6 stored blocks verified, 3 broken, 0 holes" in result.stderr
-    as_json = await _cli(config, "--gateway", NANCHANG.gateway, "--json")
-    assert as_json.exit_code == 1
-    assert json.loads(as_json.stdout) == body
+    assert await _cli_json(config, "--gateway", NANCHANG.gateway, exit_code=1) == body
 
 
 async def test_bytes_rewritten_with_their_hash_break_the_signature_and_the_next_link(
@@ -283,9 +286,7 @@ async def test_from_and_to_pick_blocks_by_arrival(config: Collector) -> None:
     everywhere = await _verify(config, from_=start, to=end)
     assert everywhere["blocks"] == 3 + 2  # and Beijing's seqs 2 and 3
     window = ("--from", start, "--to", end)
-    result = await _cli(config, "--gateway", NANCHANG.gateway, *window, "--json")
-    assert result.exit_code == 0, result.output
-    assert json.loads(result.stdout) == body
+    assert await _cli_json(config, "--gateway", NANCHANG.gateway, *window) == body
 
 
 async def test_a_token_verifies_only_its_districts(config: Collector) -> None:
