@@ -320,20 +320,20 @@ class Site:
         assert self.agent is not None
         time.sleep(self.case.warmup)
         pid = self.agent.pid
-        cpu0, threads0, (records0, blocks0), pub0 = (
-            cpu_seconds(pid),
-            thread_cpu_ns(pid),
-            outbox_totals(self.outbox),
-            self.counter.count,
-        )
+
+        def counts() -> tuple[float, dict[int, int], tuple[int, int], int]:
+            """Process CPU, per-thread CPU, outbox (records, blocks), blocks published."""
+            return (
+                cpu_seconds(pid),
+                thread_cpu_ns(pid),
+                outbox_totals(self.outbox),
+                self.counter.count,
+            )
+
+        cpu0, threads0, (records0, blocks0), pub0 = counts()
         t0 = time.monotonic()
         time.sleep(self.case.window)
-        cpu1, threads1, (records1, blocks1), pub1 = (
-            cpu_seconds(pid),
-            thread_cpu_ns(pid),
-            outbox_totals(self.outbox),
-            self.counter.count,
-        )
+        cpu1, threads1, (records1, blocks1), pub1 = counts()
         t1 = time.monotonic()
         if self.agent.poll() is not None:
             raise SystemExit(f"the agent exited: see {self.work / 'agent.log'}")
@@ -418,24 +418,21 @@ def g1_us_per_reading() -> float | None:
 def g2_cpu_figure(g2: list[Sample], g1_us: float | None) -> Figure:
     """The G2 gate: CPU per reading at saturation over G1's, or over G1's target without it."""
     if g1_us is None:
-        return Figure(
-            "G2",
-            "agent CPU per reading at saturation over G1's",
-            "x",
-            tuple(s.us_per_reading / G1_TARGET_US for s in g2),
-            G2_TARGET_RATIO_TO_G1,
-            "at_most",
-            baseline=f"G1's target of {G1_TARGET_US:g} us/reading (bench.throughput not run)",
-        )
+        per_reading, note = G1_TARGET_US, ""
+        baseline = f"G1's target of {G1_TARGET_US:g} us/reading (bench.throughput not run)"
+    else:
+        per_reading = g1_us
+        baseline = f"bench.throughput's G1 agent CPU per reading, same run: {g1_us:.1f} us"
+        note = "G1 stubs acquisition and includes the collector's ACKs; here nothing is ACKed"
     return Figure(
         "G2",
         "agent CPU per reading at saturation over G1's",
         "x",
-        tuple(s.us_per_reading / g1_us for s in g2),
+        tuple(s.us_per_reading / per_reading for s in g2),
         G2_TARGET_RATIO_TO_G1,
         "at_most",
-        baseline=f"bench.throughput's G1 agent CPU per reading, same run: {g1_us:.1f} us",
-        note="G1 stubs acquisition and includes the collector's ACKs; here nothing is ACKed",
+        baseline=baseline,
+        note=note,
     )
 
 
