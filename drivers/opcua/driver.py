@@ -3,7 +3,8 @@
 asyncua stays inside this package: its exceptions are translated into the DriverError tree
 once (`translate`), and its objects are reduced to `UaValue` before they leave
 (`reduce_value`). The connection's state is a `Link` (`link.py`); the security files and the
-session's secure channel are `security.py`'s.
+session's secure channel are `security.py`'s; the endpoint URL, the node ids and
+the poll-mode Read call are `addressing.py`'s.
 
 Reconnect policy belongs to the caller, as for every driver. Every `connect()` builds a NEW
 asyncua `Client`: reconnecting a used one can hang for ever (opcua-asyncio #1660), and
@@ -57,20 +58,17 @@ import asyncio
 import contextlib
 import time
 from typing import TYPE_CHECKING
-from urllib.parse import urlsplit, urlunsplit
 
-from asyncua import ua
 from asyncua.client.client import Client
-from asyncua.ua.attribute_ids import AttributeIds
 from asyncua.ua.uaerrors import UaError
 
 from drivers.base import (
     DriverConnectionError,
     DriverError,
-    DriverProtocolError,
     Quality,
     RawSample,
 )
+from drivers.opcua.addressing import DEFAULT_PORT, normalize_endpoint, read_values, resolve_nodes
 from drivers.opcua.link import Link, abandon, link_problem, silent_until, subscribe
 from drivers.opcua.model import (
     OpcUaSecurityError,
@@ -81,14 +79,13 @@ from drivers.opcua.model import (
 )
 from drivers.opcua.samples import FLAG_HELD, to_sample
 from drivers.opcua.security import APPLICATION_URI, load_material, open_session
-from drivers.opcua.translate import reduce_value, translate
+from drivers.opcua.translate import translate
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
 
 __all__ = ["DEFAULT_PORT", "OpcUaDriver", "OpcUaSecurityError"]
 
-DEFAULT_PORT = 4840
 # The config's defaults (edge_agent.config.opcua_device) are the agent's; these are for
 # direct users of the driver (tests, tools).
 DEFAULT_PUBLISHING = 0.02
@@ -154,7 +151,7 @@ class OpcUaDriver:
         if len(set(keys)) != len(keys):
             raise ValueError("point keys must be unique")
         self._device_id = device_id
-        self._endpoint = _normalize_endpoint(endpoint)
+        self._endpoint = normalize_endpoint(endpoint)
         self._points = tuple(points)
         self._mode = ReadMode(mode)
         self._publishing_interval = publishing_interval
@@ -238,7 +235,7 @@ class OpcUaDriver:
                 username=self._username,
                 password=self._password,
             )
-            link.nodes = await self._resolve_nodes(client)
+            link.nodes = await resolve_nodes(client, self._points, self._device_id)
             if self._mode is ReadMode.SUBSCRIBE:
                 await subscribe(
                     link,
@@ -297,7 +294,7 @@ class OpcUaDriver:
         if problem is not None:
             raise DriverConnectionError(f"{self._device_id}: {problem}")
         if self._mode is ReadMode.POLL:
-            return self._samples(link, await self._read_all(link), self._points)
+            return self._samples(link, await read_values(link, self._device_id), self._points)
         # What `pushed` handed out this cycle is out; a newer value of such a point waits
         # for `pushed` when its sampling interval is up (or for the next read).
         skip, self._pushed = self._pushed, set()
@@ -364,51 +361,7 @@ class OpcUaDriver:
         client.session_timeout = int(self._session_timeout * 1000)
         return client
 
-    async def _resolve_nodes(self, client: Client) -> dict[str, ua.NodeId]:
-        """Parse each point's node id; ``nsu=`` namespace URIs are looked up on the server."""
-        namespaces: list[str] | None = None
-        nodes: dict[str, ua.NodeId] = {}
-        for point in self._points:
-            parsed = ua.NodeId.from_string(point.node_id)
-            uri = getattr(parsed, "NamespaceUri", None)
-            if uri:
-                if namespaces is None:
-                    namespaces = list(await client.get_namespace_array())
-                if uri not in namespaces:
-                    raise DriverProtocolError(
-                        f"{self._device_id}: server has no namespace {uri!r} ({point.key})"
-                    )
-                parsed = ua.NodeId(
-                    parsed.Identifier, ua.Int16(namespaces.index(uri)), parsed.NodeIdType
-                )
-            nodes[point.key] = ua.NodeId(
-                parsed.Identifier, parsed.NamespaceIndex, parsed.NodeIdType
-            )
-        return nodes
-
     # -- reading -----------------------------------------------------------------------
-
-    async def _read_all(self, link: Link) -> dict[str, UaValue]:
-        """One Read service call for every distinct node."""
-        unique = list(dict.fromkeys(link.nodes.values()))
-        if not unique:  # a Read of nothing is a service fault (BadNothingToDo)
-            return {}
-        params = ua.ReadParameters(
-            MaxAge=0,
-            TimestampsToReturn=ua.TimestampsToReturn.Both,
-            NodesToRead=[ua.ReadValueId(NodeId=n, AttributeId=AttributeIds.Value) for n in unique],
-        )
-        try:
-            results = await link.client.uaclient.read(params)
-        except (OSError, UaError) as exc:
-            # OSError covers the dropped socket and TimeoutError; UaError the service faults.
-            raise translate(exc, self._device_id, connecting=False) from exc
-        if len(results) != len(unique):
-            raise DriverProtocolError(
-                f"{self._device_id}: Read returned {len(results)} results for {len(unique)} nodes"
-            )
-        by_node = {node: reduce_value(dv) for node, dv in zip(unique, results, strict=True)}
-        return {key: by_node[node] for key, node in link.nodes.items()}
 
     def _samples(
         self, link: Link, values: dict[str, UaValue], points: Sequence[UaPoint]
@@ -441,17 +394,3 @@ class OpcUaDriver:
             if FLAG_HELD not in sample.flags:  # a new value: the next one a sampling later
                 self._due[point.key] = time.monotonic() + self._spacing
         return samples
-
-
-def _normalize_endpoint(endpoint: str) -> str:
-    """Check an ``opc.tcp://`` URL and fill in the default port."""
-    parts = urlsplit(endpoint)
-    if parts.scheme != "opc.tcp" or not parts.hostname:
-        raise ValueError(f"endpoint must be opc.tcp://host[:port][/path], got {endpoint!r}")
-    try:
-        port = parts.port
-    except ValueError as exc:
-        raise ValueError(f"endpoint {endpoint!r}: {exc}") from None
-    if port is None:
-        return urlunsplit(parts._replace(netloc=f"{parts.netloc}:{DEFAULT_PORT}"))
-    return endpoint
