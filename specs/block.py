@@ -11,7 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
-from specs.records import Record, RecordFormatError, parse_iso_time, record_from_wire, record_json
+from specs.record_wire import record_from_wire
+from specs.records import Record, RecordFormatError, parse_iso_time, record_json
 from specs.wirejson import canonical_json, load_message_json
 
 SPEC: Final = "gz/1"
