@@ -180,8 +180,20 @@ class SiteRun:
         self.scratch.spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
         wait_for_port(api_port, timeout=90)  # a busy 2-core box starts it slowly
         if self.absent:
+            # `run` execs the runner in the same process: the packages are kept out of both
+            # interpreters by stand-ins first on PYTHONPATH (which the exec keeps) whose
+            # import raises ImportError, as a missing package's does.
+            stubs = self.work / "not-installed"
+            for name in self.absent:
+                (stubs / name).mkdir(parents=True, exist_ok=True)
+                (stubs / name / "__init__.py").write_text(
+                    f"raise ImportError('{name} is not installed')\n", encoding="utf-8"
+                )
             code = (
-                f"import sys; sys.modules.update(dict.fromkeys({self.absent!r}))\n"
+                "import os, sys\n"
+                f"os.environ['PYTHONPATH'] = os.pathsep.join(filter(None, [{str(stubs)!r}, "
+                "os.environ.get('PYTHONPATH')]))\n"
+                f"sys.path.insert(0, {str(stubs)!r})\n"
                 "from edge_agent.cli import main; main(['run', '-c', 'site.yaml'])"
             )
             self.agent = self.scratch.spawn("agent", str(BIN / "python"), "-c", code)

@@ -90,10 +90,10 @@ from demo.broker import Broker, free_port, wait_for_port
 from edge_agent.config import load_site_config
 from edge_agent.config.sections import UplinkConfig
 from edge_agent.config.site import SiteConfig
+from edge_agent.core.plan_compile import identity_of
 from edge_agent.shell.collector_keys import read_collector_keys
 from edge_agent.shell.outbox import Outbox, open_outbox
 from edge_agent.shell.publisher import Publisher, UplinkSettings
-from edge_agent.shell.runtime import identity_of
 from hostkit.logs import configure_logging
 from specs.records import Quality, Reading, iso_time
 from specs.signing import load_signing_key

@@ -14,7 +14,11 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from drivers.modbus.rtu_bus import RtuBus
+    from drivers.serial.settings import SerialSettings
 
 
 class Quality(enum.StrEnum):
@@ -147,4 +151,12 @@ class PushingDriver(Driver, Protocol):
 
         Raises DriverConnectionError when the link is gone, as `read` does.
         """
+        ...
+
+
+class Buses(Protocol):
+    """Where a device on a shared serial line finds its bus (the agent's `RtuBuses`)."""
+
+    def bus_for(self, device_id: str, line: SerialSettings) -> RtuBus:
+        """Return the bus of the line's port, shared with the other devices on it."""
         ...

@@ -22,11 +22,11 @@ from edge_agent.backfill.importer import (
 from edge_agent.backfill.rows import DEFAULT_TZ, OffsetError, RowParser, parse_offset, targets_of
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from edge_agent.config import SiteConfig
+from edge_agent.core.plan_compile import identity_of
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_gateway_key
 from edge_agent.shell.outbox import open_outbox
-from edge_agent.shell.runtime import identity_of
 from hostkit.keyfiles import KeyFileError
 from specs.catalogue import default_catalogue
 from specs.signing import SigningKey

@@ -1,29 +1,51 @@
-"""`edge-agent run`: poll, seal and forward until stopped."""
+"""`edge-agent run`: check the site map, then poll, seal and forward until stopped."""
 
 from __future__ import annotations
 
-import asyncio
+import os
+import sys
 from pathlib import Path
 
 import click
+import structlog
 
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, LOG_FORMAT, config_option, load_or_exit
 from edge_agent.cli.refusals import refuse_bad_collector_keys, refuse_exposed_keys
+from edge_agent.core.plan_codec import encode_plan
+from edge_agent.core.plan_compile import compile_plan
 from edge_agent.shell.host import keep_large_allocations_mapped
 from edge_agent.shell.keyfile import MAKE_KEY_ADVICE, key_algorithm_problem
-from edge_agent.shell.site_runner import run_site
 from hostkit.keyfiles import missing_key_message
 from hostkit.logs import configure_logging
+from specs.catalogue import default_catalogue
+
+log = structlog.get_logger("edge_agent.run")
+
+
+def _plan_fd(plan: bytes) -> int:
+    """An anonymous in-memory file holding `plan`, inherited across the exec.
+
+    Nothing on disk to clean up or to be read by another user; the runner reads it from the
+    start and closes it.
+    """
+    fd = os.memfd_create("ganzhi-run-plan", 0)  # no MFD_CLOEXEC: the runner inherits it
+    os.set_inheritable(fd, True)  # noqa: FBT003 - positional only
+    view = memoryview(plan)
+    while view:
+        view = view[os.write(fd, view) :]
+    return fd
 
 
 @click.command()
 @config_option
-def run(config_path: Path) -> None:
+@click.option("--restarted", is_flag=True, hidden=True, help="Started again on a pushed map.")
+def run(config_path: Path, *, restarted: bool) -> None:
     """Run until stopped (SIGTERM/SIGINT); systemd Type=notify is supported."""
     keep_large_allocations_mapped()  # from the start: reading the map frees large buffers too
     config = load_or_exit(config_path)
     refuse_exposed_keys(config)
-    configure_logging(click.get_current_context().meta.get(LOG_FORMAT, "auto"))
+    log_format = click.get_current_context().meta.get(LOG_FORMAT, "auto")
+    configure_logging(log_format)
     gateway_key_missing = not config.signing.key_file.exists()
     if gateway_key_missing:
         key_file = config.signing.key_file
@@ -35,4 +57,18 @@ def run(config_path: Path) -> None:
     if problem:
         click.echo(problem, err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
-    asyncio.run(run_site(config_path, config))
+    # The text the map was parsed from: a pushed map is checked against the running one.
+    site_text = config_path.read_text(encoding="utf-8")
+    plan = compile_plan(config, default_catalogue(), site_file=config_path, site_text=site_text)
+    if restarted:
+        log.info(
+            "agent_restarting_on_new_map",
+            gateway=plan.identity.gateway,
+            config=plan.config_hash,
+        )
+    fd = _plan_fd(encode_plan(plan))
+    sys.stdout.flush()
+    sys.stderr.flush()
+    # The same process goes on as the runner, without what only checking the map needed.
+    argv = [sys.executable, "-m", "edge_agent.runner", "--plan-fd", str(fd)]
+    os.execv(sys.executable, [*argv, "--log-format", log_format])  # noqa: S606 - our interpreter

@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from edge_agent.config import RATE_PERIODS, REGISTER_COUNT, rate_unit_parts
+from drivers.modbus.codec import DataType as WordLayout
+from drivers.modbus.codec import register_count
 
 if TYPE_CHECKING:
     from edge_agent.config import DataType, Order, PointConfig, RateConfig, SiteConfig, Table
@@ -67,7 +68,7 @@ class RegisterSource:
     @property
     def register_count(self) -> int:
         """Return how many registers (or coils) the value occupies."""
-        return REGISTER_COUNT[self.dtype]
+        return register_count(WordLayout(self.dtype))
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,6 +216,10 @@ def _source(point: PointConfig) -> PointSource:
 
 
 def _rate(indicator: Indicator, rate: RateConfig) -> RateLimit:
+    # Here, not at the top: the running agent holds resolved points but never the config
+    # package (pydantic: G7), which only resolving them reads.
+    from edge_agent.config import RATE_PERIODS, rate_unit_parts  # noqa: PLC0415
+
     parts = rate_unit_parts(rate.unit)
     if parts is None:  # validation guarantees it; kept for type narrowing
         raise ValueError(f"rate unit {rate.unit!r} has no period")

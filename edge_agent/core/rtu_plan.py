@@ -10,14 +10,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from drivers.modbus.plan import plan_reads
 from drivers.modbus.timing import bus_utilization, rtu_timeout_seconds
 from drivers.serial.settings import SerialSettings
-from edge_agent.config import SiteConfig
 from edge_agent.core.points import ResolvedPoint
-from edge_agent.kinds.modbus import ModbusRtuDevice
-from edge_agent.kinds.modbus.kind import rtu_settings
+
+if TYPE_CHECKING:
+    from edge_agent.config import SiteConfig
 
 UTILIZATION_WARNING = 0.7
 """Above this fraction of busy time a bus has no room left for one silent slave's timeouts."""
@@ -58,6 +59,11 @@ class BusPlan:
 
 def plan_buses(config: SiteConfig, points: Sequence[ResolvedPoint]) -> tuple[BusPlan, ...]:
     """Compute the planned load of every RTU bus of the site, in order of first use (pure)."""
+    # Here, not at the top: the running agent holds `BusPlan`s, computed before it started,
+    # and never the site map's models (pydantic: G7).
+    from edge_agent.kinds.modbus.config import ModbusRtuDevice  # noqa: PLC0415
+    from edge_agent.kinds.modbus.kind import rtu_settings  # noqa: PLC0415
+
     by_device: dict[str, list[ResolvedPoint]] = {}
     for point in points:
         by_device.setdefault(point.device_id, []).append(point)

@@ -23,7 +23,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from edge_agent.kinds.descriptor import BoundDevice, Buses, DriverKind, PointView
+from drivers.base import Buses
+from edge_agent.kinds.descriptor import BoundDevice, DriverKind, PointView
 from edge_agent.kinds.modbus import MODBUS_RTU, MODBUS_TCP
 from edge_agent.kinds.opcua import OPCUA
 from edge_agent.kinds.serial import SERIAL

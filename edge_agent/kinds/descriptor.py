@@ -19,49 +19,18 @@ callers work with a plain `BoundDevice` and never with strings.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
-from typing import TYPE_CHECKING, Generic, Protocol, TypeVar, get_args
+from typing import TYPE_CHECKING, Generic, TypeVar, get_args
 
-from drivers.base import Driver, Quality, RawSample
+from drivers.base import Buses, Driver, Quality, RawSample
 from edge_agent.config.device_base import DeviceBase
+from edge_agent.core.plan import Backoff, DevicePlan, StartWarning
 
 if TYPE_CHECKING:
-    from drivers.modbus.rtu_bus import RtuBus
-    from drivers.serial.settings import SerialSettings
     from edge_agent.config.point_source import SourceKey
     from edge_agent.core.points import ResolvedPoint
-
-BACKOFF_INITIAL = 0.5
-"""Seconds before the first reconnect attempt of a device."""
-BACKOFF_CAP = 30.0
-"""Longest pause between reconnect attempts: a silent RTU slave retried sooner would cost its
-shared bus a timeout each time."""
-
-
-class Buses(Protocol):
-    """Where a device on a shared serial line finds its bus (`edge_agent.shell.buses`)."""
-
-    def bus_for(self, device_id: str, line: SerialSettings) -> RtuBus:
-        """Return the bus of the line's port, shared with the other devices on it."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class Backoff:
-    """Reconnect delays of a device's poll loop: doubling from `initial` up to `cap` seconds."""
-
-    initial: float = BACKOFF_INITIAL
-    cap: float = BACKOFF_CAP
-
-
-@dataclass(frozen=True, slots=True)
-class StartWarning:
-    """Something about a device's configuration the agent warns about when it starts."""
-
-    event: str
-    fields: Mapping[str, object]
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,4 +150,24 @@ class DriverKind(Generic[C, S]):
             listen=self.listen(probe),
             _build=partial(self.build, settings),
             _build_probe=partial(self.build, probe),
+        )
+
+    def plan(self, device: DeviceBase, points: Sequence[ResolvedPoint]) -> DevicePlan:
+        """What the running agent needs of `device` reading `points` (`edge_agent.core.plan`).
+
+        Raises:
+            TypeError: the device is not of this kind.
+        """
+        if not isinstance(device, self.config):
+            raise TypeError(
+                f"{device.id} is a {type(device).__name__}, not a {self.config.__name__}"
+            )
+        return DevicePlan(
+            id=device.id,
+            driver=self.name,
+            poll=device.poll,
+            backoff=self.backoff(device),
+            warnings=self.warnings(device),
+            settings=self.settings(device, points),
+            build=f"{self.build.__module__}:{self.build.__qualname__}",
         )

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from configkit.issues import KeyPath
-from edge_agent.config import SiteConfig
 from edge_agent.core.trusted_keys import TrustedKeys
 from hostkit.keyfiles import KeyFileError, read_key_file
 from specs.signing import VerifyKey, load_verify_key
+
+if TYPE_CHECKING:
+    from edge_agent.config import SiteConfig
 
 
 class CollectorKeyError(Exception):

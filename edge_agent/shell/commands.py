@@ -4,8 +4,8 @@ A pushed device map that passes the checks (edge_agent.core.commands) replaces t
 in one step: the running file is copied to `<site>.prev`, the new text written to
 `<site>.new`, flushed, and renamed over the site file (os.replace). The desk then asks the
 runtime to restart: `run_agent` stops the way a SIGTERM stops it (everything polled is
-sealed) and returns True, and `run_site` starts it again from the file. This restarts the
-whole agent in-process rather than swapping pollers: alarm rules, the point catalogue
+sealed) and returns True, and `edge_agent.runner` execs `edge-agent run` on the file again.
+This restarts the whole agent rather than swapping pollers: alarm rules, the point catalogue
 (`up/meta`), the sealer and the bus plan all follow from the map, and a fresh start is the
 one path that is tested every day.
 
@@ -27,17 +27,17 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 import aiomqtt
 import structlog
 
-from edge_agent.config import SiteConfig
-from edge_agent.core.commands import Ignored, check_pushed_map, judge_command
 from edge_agent.core.trusted_keys import TrustedKeys
-from specs.catalogue import Catalogue
 from specs.command import CommandResult, Outcome, SiteMapCommand, map_version
 from specs.signing import Signature
+
+if TYPE_CHECKING:
+    from edge_agent.core.plan import AgentPlan, Outboxed
 
 log = structlog.get_logger("edge_agent.commands")
 
@@ -55,7 +55,7 @@ class ResultLink(Protocol):
         """Publish on `up/cmd` at QoS 1; aiomqtt.MqttError when there is no session."""
 
 
-def state_path_for(config: SiteConfig) -> Path:
+def state_path_for(config: Outboxed) -> Path:
     """Where the desk keeps its state: beside the outbox (the agent's state directory)."""
     return config.outbox.path.with_name(config.outbox.path.name + ".commands.json")
 
@@ -117,21 +117,19 @@ class CommandDesk:
         self,
         *,
         site_file: Path,
-        config: SiteConfig,
-        catalogue: Catalogue,
+        plan: AgentPlan,
         trusted: TrustedKeys,
         sign: Callable[[bytes], Signature],
         good: asyncio.Event,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self._site_file = site_file
-        self._config = config
-        self._catalogue = catalogue
+        self._plan = plan
         self._trusted = trusted
         self._sign = sign
         self._good = good
         self._clock = clock
-        self._state_path = state_path_for(config)
+        self._state_path = state_path_for(plan)
         self._state = _State.load(self._state_path)
         self._wake = asyncio.Event()
         self._restart = asyncio.Event()
@@ -140,11 +138,15 @@ class CommandDesk:
     @property
     def gateway(self) -> str:
         """This gateway's id."""
-        return self._config.site.gateway
+        return self._plan.identity.gateway
 
     async def on_command(self, payload: bytes, properties: list[tuple[str, str]] | None) -> None:
         """A message on `down/cmd`: judge it, apply it or say why not."""
         now = self._clock()
+        # Here, not at the top: the running agent imports the config models (pydantic) only
+        # when a command comes (G7).
+        from edge_agent.core.commands import Ignored, judge_command  # noqa: PLC0415
+
         verdict = judge_command(
             payload,
             properties,
@@ -184,10 +186,7 @@ class CommandDesk:
             waiting = self._state.probation.get("version")
             errors = (f"map {waiting} is still on probation; push again once it has a result",)
         else:
-            checked = check_pushed_map(
-                command, self._config, self._site_file.absolute().parent, self._catalogue
-            )
-            errors = checked if isinstance(checked, tuple) else ()
+            errors = self._check(command)
         if errors:
             log.warning("site_map_rejected", version=command.version, errors=list(errors))
             self._report(
@@ -207,7 +206,7 @@ class CommandDesk:
             "nonce": command.nonce,
             "version": command.version,
             "previous": map_version(previous.decode("utf-8", errors="replace")),
-            "deadline": now + self._config.commands.rollback_after,
+            "deadline": now + self._plan.rollback_after,
         }
         self._state.save(self._state_path, now)
         _write_atomically(self._site_file, command.site_yaml.encode("utf-8"))
@@ -215,9 +214,26 @@ class CommandDesk:
             "site_map_replaced",
             version=command.version,
             by=command.issued_by,
-            rollback_after=self._config.commands.rollback_after,
+            rollback_after=self._plan.rollback_after,
         )
         self._ask_restart()
+
+    def _check(self, command: SiteMapCommand) -> tuple[str, ...]:
+        """Why the pushed map may not replace the running one; () when it may."""
+        # The config models (pydantic, YAML) only now that a map came (G7): the running map
+        # is parsed again from the text the agent started with, against the same catalogue.
+        from edge_agent.config import parse_site_config  # noqa: PLC0415
+        from edge_agent.core.commands import check_pushed_map  # noqa: PLC0415
+        from specs.catalogue import default_catalogue  # noqa: PLC0415
+
+        base_dir = self._site_file.absolute().parent
+        catalogue = default_catalogue()
+        text = self._plan.site_text
+        if text is None:
+            text = self._site_file.read_text(encoding="utf-8")
+        running = parse_site_config(text, str(self._site_file), base_dir, catalogue=catalogue)
+        checked = check_pushed_map(command, running, base_dir, catalogue)
+        return checked if isinstance(checked, tuple) else ()
 
     def _ask_restart(self) -> None:
         self.restart_requested = True
@@ -312,7 +328,7 @@ class CommandDesk:
             log.info("command_result_sent", result=json.loads(payload)["result"])
 
 
-def roll_back_failed_start(config: SiteConfig, site_file: Path, error: BaseException) -> bool:
+def roll_back_failed_start(plan: AgentPlan, site_file: Path, error: BaseException) -> bool:
     """Put the previous map back when the agent failed to start on a map on probation.
 
     A pushed map can pass every check and still stop the start (a metrics port already
@@ -320,7 +336,7 @@ def roll_back_failed_start(config: SiteConfig, site_file: Path, error: BaseExcep
     end. Returns whether the map was rolled back (the result is queued in the state file,
     sent after the next start); False when no pushed map was on probation.
     """
-    path = state_path_for(config)
+    path = state_path_for(plan)
     state = _State.load(path)
     probation = state.probation
     if probation is None:
@@ -333,7 +349,7 @@ def roll_back_failed_start(config: SiteConfig, site_file: Path, error: BaseExcep
     state.probation = None
     reason = f"the agent failed to start on it: {type(error).__name__}: {error}"
     result = CommandResult(
-        config.site.gateway, str(probation["nonce"]), version, Outcome.ROLLED_BACK, now, reason
+        plan.identity.gateway, str(probation["nonce"]), version, Outcome.ROLLED_BACK, now, reason
     )
     state.results.append(result.encode().decode("utf-8"))
     state.save(path, now)

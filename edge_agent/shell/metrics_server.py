@@ -18,7 +18,7 @@ from typing import Final
 
 import structlog
 
-from edge_agent.config.metrics import MetricsConfig
+from edge_agent.core.plan import MetricsPlan
 from edge_agent.shell.one_request import Handler, one_request_handler
 
 log = structlog.get_logger("edge_agent.metrics")
@@ -97,7 +97,7 @@ async def serve_metrics(host: str, port: int, scrape: Scrape) -> asyncio.Server:
 
 
 async def metrics_service(
-    config: MetricsConfig | None, scrape: Scrape
+    config: MetricsPlan | None, scrape: Scrape
 ) -> tuple[asyncio.Task[None], ...]:
     """The agent's metrics task when `metrics.listen` is set (none otherwise).
 
@@ -106,5 +106,5 @@ async def metrics_service(
     """
     if config is None:
         return ()
-    server = await serve_metrics(config.listen.host, config.listen.port, scrape)
+    server = await serve_metrics(config.host, config.port, scrape)
     return (asyncio.create_task(server.serve_forever(), name="metrics"),)

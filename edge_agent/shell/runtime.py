@@ -1,8 +1,10 @@
-"""The agent's composition root: build every part from the site config and run them.
+"""The agent's composition root: build every part from the run plan and run them.
 
-Devices go one way: the site config's devices, each bound to its driver kind
-(`edge_agent.kinds`: the pure mapping to the driver's settings), built into a driver (a
-Modbus RTU slave on the shared bus of its port, `RtuBuses`) and handed to a `DevicePoller`.
+The plan (`edge_agent.core.plan`) is the checked site map compiled into plain values; this
+module never imports the config package (pydantic, YAML: G7), `run_agent` compiles a config
+in-process for tests and tools. Devices go one way: each device's driver settings (its kind's
+pure mapping, made when the plan was compiled) built into a driver (a Modbus RTU slave on the
+shared bus of its port, `RtuBuses`) and handed to a `DevicePoller`.
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import hashlib
+import importlib
 import importlib.metadata
 import signal
 import sqlite3
@@ -23,14 +25,9 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from edge_agent.config import SiteConfig
-from edge_agent.core.alarms import rules_for_site
-from edge_agent.core.chain import Identity
 from edge_agent.core.meta import gateway_meta
-from edge_agent.core.points import ResolvedPoint, resolve_points
-from edge_agent.core.rtu_plan import plan_buses
-from edge_agent.kinds import KINDS
-from edge_agent.kinds.descriptor import Backoff
+from edge_agent.core.plan import AgentPlan, Backoff, DevicePlan
+from edge_agent.core.points import ResolvedPoint
 from edge_agent.shell.alarm_stage import load_alarm_stage
 from edge_agent.shell.buses import REPORT_EVERY, RtuBuses, log_planned, report_utilization
 from edge_agent.shell.collector_keys import read_collector_keys
@@ -47,12 +44,14 @@ from edge_agent.shell.shutdown import shut_down
 from edge_agent.shell.status_server import AgentStatus, status_service, status_socket_path
 from hostkit.backoff import backoff_delays
 from hostkit.systemd_notify import notify, watchdog_pings
-from specs.catalogue import Catalogue, default_catalogue
 from specs.records import Record
 from specs.topics import GatewayTopics
 
 if TYPE_CHECKING:
+    from drivers.base import Driver
+    from edge_agent.config import SiteConfig
     from edge_agent.shell.metrics import AgentMetrics
+
 
 log = structlog.get_logger("edge_agent.runtime")
 
@@ -72,74 +71,67 @@ def _package_version() -> str | None:
         return None
 
 
-def config_fingerprint(config: SiteConfig) -> str:
-    """Which device map the agent runs: SHA-256 of its effective configuration, 16 hex digits.
-
-    The effective (parsed) configuration, not the file's bytes: a comment or a reordered key
-    changes nothing that runs, and so does not change the fingerprint.
-    """
-    # warnings off: BrokerUrl has no serializer and dumps as its parts, which is still exact.
-    canonical = config.model_dump_json(warnings=False).encode()
-    return hashlib.sha256(canonical).hexdigest()[:16]
-
-
 def _reconnect_backoff() -> Iterator[float]:
     uplink = Backoff()  # the broker link backs off as a device does by default
     return backoff_delays(initial=uplink.initial, cap=uplink.cap)
 
 
-def identity_of(config: SiteConfig) -> Identity:
-    """The identifiers every block of this site carries."""
-    return Identity(
-        gateway=config.site.gateway,
-        enterprise=config.site.enterprise,
-        district=config.site.district,
-        domain=config.site.domain,
-        mine_code=config.site.mine_code,
-    )
-
-
-def _agent_metrics(config: SiteConfig) -> AgentMetrics | None:
+def _agent_metrics(plan: AgentPlan) -> AgentMetrics | None:
     """The agent's counters when `metrics.listen` is set; None when nobody could read them.
 
     prometheus_client, and the http, urllib and email modules it imports (3.5 MiB resident),
     is imported only then (G7).
     """
-    if config.metrics is None:
+    if plan.metrics is None:
         return None
     from edge_agent.shell.metrics import AgentMetrics  # noqa: PLC0415 - only when served
 
-    return AgentMetrics([device.id for device in config.devices])
+    return AgentMetrics([device.id for device in plan.devices])
 
 
 def _not_counted(_kind: str) -> None:
     """A device error without metrics: the poller logs it, nothing counts it."""
 
 
+_BUILDERS = ("drivers.", "edge_agent.")
+"""Packages a plan's `build` may name: this project's own."""
+
+
+def build_driver(device: DevicePlan, buses: RtuBuses | None = None) -> Driver:
+    """The driver of `device`, built by its kind's `build` from its settings.
+
+    Raises:
+        LookupError: `build` names nothing of this project.
+        TypeError: `build` names no function (a plan of another version).
+    """
+    module, _, name = device.build.partition(":")
+    if not module.startswith(_BUILDERS):
+        raise LookupError(f"{device.id}: {device.build} is not a driver kind's build")
+    builder = getattr(importlib.import_module(module), name, None)
+    if not callable(builder):
+        raise TypeError(f"{device.id}: {device.build} builds no driver")
+    driver: Driver = builder(device.settings, buses)
+    return driver
+
+
 def _pollers(
-    config: SiteConfig,
-    points: list[ResolvedPoint],
+    plan: AgentPlan,
     queue: asyncio.Queue[Record],
     buses: RtuBuses,
     metrics: AgentMetrics | None,
     *,
-    catalogue: Catalogue,
     good: asyncio.Event,
 ) -> list[DevicePoller]:
     by_device: dict[str, list[ResolvedPoint]] = {}
-    for point in points:
+    for point in plan.points:
         by_device.setdefault(point.device_id, []).append(point)
     pollers = []
-    for device in config.devices:
-        device_points = by_device.get(device.id, [])
-        polled = {}
-        for point in device_points:
-            indicator = catalogue.get(point.quota)
-            if indicator is None:  # the config loader already refused unknown quotas
-                raise LookupError(f"quota {point.quota} vanished from the catalogue")
-            polled[point.point] = PolledPoint(point, indicator)
-        bound = KINDS.bind(device, device_points)
-        for warning in bound.warnings:
+    for device in plan.devices:
+        polled = {
+            point.point: PolledPoint(point, plan.indicators[point.quota])
+            for point in by_device.get(device.id, [])
+        }
+        for warning in device.warnings:
             log.warning(warning.event, **warning.fields)
         sink = queue_sink(queue, good)
         on_error: Callable[[str], None] = _not_counted
@@ -147,13 +139,13 @@ def _pollers(
             sink, on_error = metrics.counting(device.id, sink), metrics.device_errors(device.id)
         pollers.append(
             DevicePoller(
-                bound.build(buses),
+                build_driver(device, buses),
                 polled,
                 interval=device.poll,
                 sink=sink,
                 clock_synced=clock_synchronized,
                 backoff=partial(
-                    backoff_delays, initial=bound.backoff.initial, cap=bound.backoff.cap
+                    backoff_delays, initial=device.backoff.initial, cap=device.backoff.cap
                 ),
                 on_error=on_error,
             )
@@ -161,14 +153,14 @@ def _pollers(
     return pollers
 
 
-def tls_context(config: SiteConfig) -> ssl.SSLContext | None:
+def tls_context(plan: AgentPlan) -> ssl.SSLContext | None:
     """The TLS settings for an `mqtts://` broker: CA (else system trust), optional client cert."""
-    if not config.uplink.broker.tls:
+    uplink = plan.uplink
+    if not uplink.tls:
         return None
-    tls = config.uplink.tls
-    context = ssl.create_default_context(cafile=None if tls is None else tls.ca)
-    if tls is not None and tls.cert is not None and tls.key is not None:
-        context.load_cert_chain(tls.cert, tls.key)
+    context = ssl.create_default_context(cafile=uplink.ca)
+    if uplink.cert is not None and uplink.key is not None:
+        context.load_cert_chain(uplink.cert, uplink.key)
     return context
 
 
@@ -205,85 +197,102 @@ async def run_agent(
     bus_report_every: float = REPORT_EVERY,
     site_file: Path | None = None,
 ) -> bool:
+    """`run_plan` on `config` compiled here (tests and tools that hold a checked config).
+
+    With `site_file` (the map `config` was read from) the agent takes signed commands.
+    """
+    # Here, not at the top: `edge-agent run` hands the runtime a compiled plan and its
+    # process never imports the config models (G7).
+    from edge_agent.core.plan_compile import compile_plan  # noqa: PLC0415
+    from specs.catalogue import default_catalogue  # noqa: PLC0415
+
+    # Without the map's text the desk reads the file when a pushed map is checked.
+    plan = compile_plan(config, default_catalogue(), site_file=site_file)
+    return await run_plan(plan, stop, bus_report_every=bus_report_every)
+
+
+async def run_plan(
+    plan: AgentPlan,
+    stop: asyncio.Event | None = None,
+    *,
+    bus_report_every: float = REPORT_EVERY,
+) -> bool:
     """Run until `stop` is set (or SIGTERM/SIGINT), then seal what is queued and exit.
 
-    With `site_file` (the map `config` was read from) the agent takes signed commands on
-    `down/cmd` (edge_agent.shell.commands); it returns True when one replaced that file and
-    the agent must start again from it (edge_agent.shell.site_runner), False otherwise.
+    With `plan.site_file` (the map the plan was compiled from) the agent takes signed commands
+    on `down/cmd` (edge_agent.shell.commands); it returns True when one replaced that file and
+    the agent must start again from it (`edge_agent.runner`), False otherwise.
 
     Modbus RTU devices on one serial port share one bus, created here and closed after the
     poll tasks ended; each bus's measured utilization is logged every `bus_report_every` s.
     """
     stop = stop or asyncio.Event()
-    # The shipped catalogue, loaded once here and passed to everything that reads quotas.
-    catalogue = default_catalogue()
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
-    key = load_private_key(config.signing.key_file)
+    key = load_private_key(plan.key_file)
     # What signs statuses, meta and command results: moved by a key rotation.
     current = CurrentKey(key)
-    collector_key = read_collector_keys(config.uplink.collector_key_files)
-    topics = GatewayTopics(config.site.district, config.site.enterprise, config.site.gateway)
+    collector_key = read_collector_keys(plan.uplink.collector_key_files)
+    identity = plan.identity
+    topics = GatewayTopics(identity.district, identity.enterprise, identity.gateway)
     # `good`: set by the pollers' sink once a good reading is queued (a map's probation ends).
     queue, good = asyncio.Queue[Record](maxsize=_QUEUE_BOUND), asyncio.Event()
     desk = (
         None
-        if site_file is None
+        if plan.site_file is None
         else CommandDesk(
-            site_file=site_file,
-            config=config,
-            catalogue=catalogue,
+            plan=plan,
+            site_file=plan.site_file,
             trusted=collector_key,
             sign=current.sign,
             good=good,
         )
     )
-    points = resolve_points(config)
     meta = gateway_meta(
-        identity_of(config),
-        points,
+        identity,
+        plan.points,
         issued_at=time.time(),
-        polls={device.id: device.poll for device in config.devices},
+        polls={device.id: device.poll for device in plan.devices},
     ).encode()
     async with open_outbox(
-        config.outbox.path,
-        identity_of(config),
+        plan.outbox.path,
+        identity,
         key,
-        max_bytes=config.outbox.max_bytes,
+        max_bytes=plan.outbox.max_bytes,
         clock_synced=clock_synchronized(),
     ) as outbox:
         # A rotation whose announcement the collector ACKed while the agent was stopped.
-        current.key = await complete_rotation(outbox, config.signing.key_file) or key
+        current.key = await complete_rotation(outbox, plan.key_file) or key
         publisher = Publisher(
             outbox,
             topics,
             collector_key,
             UplinkSettings(
-                host=config.uplink.host,
-                port=config.uplink.port,
-                client_id=config.site.gateway,
-                keepalive=config.uplink.keepalive,
-                session_expiry=config.uplink.session_expiry,
-                ack_timeout=config.uplink.ack_timeout,
-                max_inflight=config.uplink.max_inflight,
-                publish_rate=config.uplink.publish_rate,
-                tls=tls_context(config),
-                encoding=config.uplink.wire_encoding,
+                host=plan.uplink.host,
+                port=plan.uplink.port,
+                client_id=identity.gateway,
+                keepalive=plan.uplink.keepalive,
+                session_expiry=plan.uplink.session_expiry,
+                ack_timeout=plan.uplink.ack_timeout,
+                max_inflight=plan.uplink.max_inflight,
+                publish_rate=plan.uplink.publish_rate,
+                tls=tls_context(plan),
+                encoding=plan.uplink.encoding,
             ),
             _reconnect_backoff,
             sign=current.sign,
             meta=(meta, current.sign(meta)),
             version=_package_version(),
-            config_hash=config_fingerprint(config),
+            config_hash=plan.config_hash,
             commands=desk,
         )
-        alarm_stage = await load_alarm_stage(outbox, rules_for_site(config, catalogue))
+        alarm_stage = await load_alarm_stage(outbox, plan.rules)
         sealer = Sealer(
             outbox,
             queue,
-            flush_interval=config.outbox.flush_interval,
-            flush_readings=config.outbox.flush_readings,
+            flush_interval=plan.outbox.flush_interval,
+            flush_readings=plan.outbox.flush_readings,
             clock_synced=clock_synchronized,
             on_sealed=lambda block: publisher.notify_sealed(block.seq),
             # Alarm state lives in the outbox file: an alarm active before a restart stays
@@ -292,33 +301,30 @@ async def run_agent(
             # Readings a stop on a full disk let go: named by the first block sealed now.
             lost=outbox.unsealed,
         )
-        metrics = _agent_metrics(config)
+        metrics = _agent_metrics(plan)
         # Bound before any task starts: a taken metrics port fails the start (OSError).
         metrics_tasks = (
-            ()
-            if metrics is None
-            else await metrics_service(config.metrics, metrics.scraper(outbox))
+            () if metrics is None else await metrics_service(plan.metrics, metrics.scraper(outbox))
         )
         buses = RtuBuses()
-        pollers = _pollers(config, points, queue, buses, metrics, catalogue=catalogue, good=good)
-        plans = plan_buses(config, points)
-        log_planned(plans)
+        pollers = _pollers(plan, queue, buses, metrics, good=good)
+        log_planned(plan.buses)
         status = AgentStatus(
-            config,
+            plan,
             pollers,
             publisher=publisher,
             outbox=outbox,
             buses=buses,
-            plans=plans,
+            plans=plan.buses,
             alarms=alarm_stage,
             version=_package_version(),
-            config_hash=config_fingerprint(config),
+            config_hash=plan.config_hash,
         )
         # `edge-agent status` asks here; an agent whose socket cannot be bound runs without.
-        status_tasks = await status_service(status_socket_path(config), status.snapshot)
+        status_tasks = await status_service(status_socket_path(plan), status.snapshot)
         poll_tasks = [
             asyncio.create_task(p.run(), name=f"poll-{d.id}")
-            for p, d in zip(pollers, config.devices, strict=True)
+            for p, d in zip(pollers, plan.devices, strict=True)
         ]
         if len(buses):  # cancelled with the poll tasks, before the buses close
             poll_tasks.append(
@@ -330,13 +336,13 @@ async def run_agent(
             asyncio.create_task(sealer.run(), name="sealer"),
             asyncio.create_task(publisher.run(), name="publisher"),
             asyncio.create_task(
-                _prune_forever(outbox, config.outbox.retain_days * 86400), name="pruner"
+                _prune_forever(outbox, plan.outbox.retain_days * 86400), name="pruner"
             ),
             *([] if desk is None else [asyncio.create_task(desk.run(publisher), name="commands")]),
             asyncio.create_task(
                 RotationWatcher(
                     outbox,
-                    config.signing.key_file,
+                    plan.key_file,
                     current,
                     on_switched=lambda new: publisher.replace_meta((meta, new.sign(meta))),
                 ).run(),
@@ -347,7 +353,7 @@ async def run_agent(
         ]
         log.info(
             "agent_started",
-            gateway=config.site.gateway,
+            gateway=identity.gateway,
             epoch=outbox.epoch,
             devices=len(pollers),
         )
@@ -366,7 +372,7 @@ async def run_agent(
         polled.cancel()
         if polled.done() and not polled.cancelled():
             notify("READY=1")
-            log.info("agent_ready", gateway=config.site.gateway)
+            log.info("agent_ready", gateway=identity.gateway)
         # WATCHDOG=1 from this loop until the agent has stopped: a hung loop is restarted.
         async with watchdog_pings():
             await asyncio.wait([stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
@@ -374,7 +380,7 @@ async def run_agent(
             crashed = [t for t in workers if t.done() and not t.cancelled() and t.exception()]
             notify("STOPPING=1")
             await shut_down(
-                gateway=config.site.gateway,
+                gateway=identity.gateway,
                 poll_tasks=poll_tasks,
                 service_tasks=service_tasks,
                 buses=buses,

@@ -22,12 +22,11 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
 import structlog
 
 from drivers.modbus.rtu_bus import BusStats
-from edge_agent.config import SiteConfig
 from edge_agent.core.agent_status import (
     AgentSnapshot,
     AlarmStatus,
@@ -45,6 +44,9 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.poller import DevicePoller
 from edge_agent.shell.publisher import Publisher
 
+if TYPE_CHECKING:
+    from edge_agent.core.plan import AgentPlan, Outboxed
+
 log = structlog.get_logger("edge_agent.status")
 
 SOCKET_NAME: Final = "agent.sock"
@@ -56,8 +58,8 @@ REQUEST_TIMEOUT: Final = 2.0
 Snapshot = Callable[[], Awaitable[AgentSnapshot]]
 
 
-def status_socket_path(config: SiteConfig) -> Path:
-    """Where the agent of `config` answers: `agent.sock` next to its outbox file."""
+def status_socket_path(config: Outboxed) -> Path:
+    """Where the agent of `config` (a site map or its plan) answers: beside its outbox file."""
     return config.outbox.path.parent / SOCKET_NAME
 
 
@@ -66,7 +68,7 @@ class AgentStatus:
 
     def __init__(
         self,
-        config: SiteConfig,
+        plan: AgentPlan,
         pollers: Sequence[DevicePoller],
         *,
         publisher: Publisher,
@@ -77,9 +79,9 @@ class AgentStatus:
         version: str | None,
         config_hash: str,
     ) -> None:
-        """Report on these parts; `pollers` in the order of `config.devices`."""
-        self._config = config
-        self._pollers = tuple(zip(config.devices, pollers, strict=True))
+        """Report on these parts; `pollers` in the order of `plan.devices`."""
+        self._plan = plan
+        self._pollers = tuple(zip(plan.devices, pollers, strict=True))
         self._publisher = publisher
         self._outbox = outbox
         self._buses = buses
@@ -96,10 +98,10 @@ class AgentStatus:
     async def snapshot(self) -> AgentSnapshot:
         """The agent now (sqlite3.Error when the outbox cannot be read)."""
         stats = await self._outbox.stats()
-        uplink = self._config.uplink
-        scheme = "mqtts" if uplink.broker.tls else "mqtt"
+        uplink = self._plan.uplink
+        scheme = "mqtts" if uplink.tls else "mqtt"
         return AgentSnapshot(
-            gateway=self._config.site.gateway,
+            gateway=self._plan.identity.gateway,
             version=self._version,
             config=self._config_hash,
             pid=os.getpid(),

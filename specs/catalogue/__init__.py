@@ -14,11 +14,9 @@ from __future__ import annotations
 
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from configkit.issues import ConfigError, ConfigIssue, format_path
-from configkit.validation import validate_document
-from configkit.yamllines import ParsedYaml, parse_yaml
 from specs.catalogue.model import (
     DATA_FILE,
     DERIVED_FAMILY,
@@ -39,7 +37,9 @@ from specs.catalogue.model import (
     Threshold,
     UnitConversion,
 )
-from specs.catalogue.schema import _CatalogueModel, _Checker
+
+if TYPE_CHECKING:
+    from configkit.yamllines import ParsedYaml
 
 __all__ = [
     "DATA_FILE",
@@ -69,7 +69,15 @@ __all__ = [
 # --- loading ----------------------------------------------------------------------------------
 
 
+# The loaders import the YAML parser and the pydantic schema when they run, not with the
+# package: the running agent holds the indicators of its points (`specs.catalogue.model`)
+# and never parses the catalogue (G7).
+
+
 def _checked(parsed: ParsedYaml) -> Catalogue:
+    from configkit.validation import validate_document  # noqa: PLC0415
+    from specs.catalogue.schema import _CatalogueModel, _Checker  # noqa: PLC0415
+
     try:
         model = validate_document(_CatalogueModel, parsed)
     except ConfigError as exc:
@@ -86,6 +94,8 @@ def _checked(parsed: ParsedYaml) -> Catalogue:
 
 def load_catalogue(text: str, file: str = DATA_FILE) -> Catalogue:
     """Parse and check catalogue YAML text; `CatalogueError` names file:line of each problem."""
+    from configkit.yamllines import parse_yaml  # noqa: PLC0415
+
     try:
         parsed = parse_yaml(text, file)
     except ConfigError as exc:
@@ -97,6 +107,8 @@ def load_catalogue(text: str, file: str = DATA_FILE) -> Catalogue:
 
 def parse_catalogue(data: Any) -> Catalogue:  # noqa: ANN401 - untyped YAML tree in
     """Build a checked catalogue from an already parsed YAML tree (no line numbers)."""
+    from configkit.yamllines import ParsedYaml  # noqa: PLC0415
+
     return _checked(ParsedYaml("<catalogue>", data, {}))
 
 

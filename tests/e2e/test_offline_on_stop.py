@@ -15,7 +15,7 @@ import aiomqtt
 import pytest
 
 from edge_agent.config import load_site_config
-from edge_agent.shell.runtime import config_fingerprint
+from edge_agent.core.plan_compile import config_fingerprint
 from specs.signing import load_verify_key, signature_from_properties
 from specs.status import GatewayStatus, decode_status
 from specs.topics import GatewayTopics

@@ -26,6 +26,7 @@ import pytest
 
 from edge_agent.cli.status import NOT_RUNNING_EXIT
 from edge_agent.config import SiteConfig, load_site_config
+from edge_agent.core.plan_compile import config_fingerprint
 from edge_agent.shell import runtime, shutdown
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.status_server import REQUEST, status_socket_path
@@ -225,7 +226,7 @@ def _check_running(answer: Status, config: SiteConfig, *, broker: int, bus: str)
     assert answer["running"] is True
     assert answer["gateway"] == GATEWAY.gateway
     assert answer["pid"] == os.getpid()
-    assert answer["config"] == runtime.config_fingerprint(config)
+    assert answer["config"] == config_fingerprint(config)
     assert answer["clock"] == {"synchronized": clock_synchronized()}
     assert answer["uplink"]["broker"] == f"mqtt://127.0.0.1:{broker}"
     assert answer["uplink"]["published"] >= 1

@@ -17,7 +17,8 @@ import pytest
 import structlog
 
 from edge_agent.config import SiteConfig, parse_site_config
-from edge_agent.core.alarms import AlarmRules, decode_state, rules_for_site
+from edge_agent.core.alarms import AlarmRules, decode_state
+from edge_agent.core.alarms.build import rules_for_site
 from edge_agent.core.chain import Identity
 from edge_agent.shell import runtime, shutdown
 from edge_agent.shell.alarm_stage import load_alarm_stage
@@ -195,7 +196,7 @@ async def test_an_unreadable_state_starts_over_with_new_ids(tmp_path: Path) -> N
 _WRITER = """
 import asyncio, sys, time
 from pathlib import Path
-from edge_agent.core.alarms import rules_for_site
+from edge_agent.core.alarms.build import rules_for_site
 from edge_agent.shell.alarm_stage import load_alarm_stage
 from edge_agent.shell.outbox import open_outbox
 from specs.catalogue import default_catalogue

@@ -39,8 +39,8 @@ from collector.storage.base import Storage
 from collector.storage.capabilities import QualityStats
 from edge_agent.config import load_site_config
 from edge_agent.core.meta import gateway_meta
+from edge_agent.core.plan_compile import identity_of
 from edge_agent.core.points import resolve_points
-from edge_agent.shell.runtime import identity_of
 from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.meta import MetaFormatError, PointMeta, decode_meta

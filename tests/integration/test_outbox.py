@@ -7,7 +7,8 @@ import sqlite3
 from pathlib import Path
 
 from edge_agent.config import load_site_config
-from edge_agent.core.alarms import AlarmState, rules_for_site
+from edge_agent.core.alarms import AlarmState
+from edge_agent.core.alarms.build import rules_for_site
 from edge_agent.core.chain import Identity
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.alarm_stage import AlarmStage

@@ -24,8 +24,8 @@ from demo.__main__ import write_configs
 from edge_agent.cli import main
 from edge_agent.config import load_site_config
 from edge_agent.core.outbox_view import ExportedBlock, count_readings, export_document
+from edge_agent.core.plan_compile import identity_of
 from edge_agent.shell.outbox import open_outbox
-from edge_agent.shell.runtime import identity_of
 from specs.block import decode_block
 from specs.records import (
     AlarmEvent,

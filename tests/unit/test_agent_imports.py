@@ -9,6 +9,7 @@ Memory is measured by bench/memory.py; this guards the cause without timing anyt
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -107,15 +108,19 @@ def test_checking_an_opcua_site_map_needs_no_asyncua() -> None:
 
 # A real `edge-agent run` (the command line's `main`, in its own process) on a Modbus TCP map:
 # the device and the broker are free ports nobody listens on, so the agent starts, tries
-# both, and stops on SIGTERM; the modules it held are written at its exit.
-RUN_AND_LIST = """\
+# both, and stops on SIGTERM. `run` checks the map and execs the runner in the same process;
+# a `sitecustomize` on PYTHONPATH (which the exec keeps) writes the modules the long-running
+# interpreter held at its exit (an exec runs no atexit hook, so only the last one writes).
+RUN = """\
+from edge_agent.cli import main
+
+main(["--log-format", "json", "run", "-c", "site.yaml"])
+"""
+LIST_AT_EXIT = """\
 import atexit, json, sys
 from pathlib import Path
 
 atexit.register(lambda: Path("modules.json").write_text(json.dumps(sorted(sys.modules))))
-from edge_agent.cli import main
-
-main(["--log-format", "json", "run", "-c", "site.yaml"])
 """
 # What a Modbus-only agent without `metrics:` and with an Ed25519 key never needs.
 NOT_FOR_MODBUS_ONLY = (
@@ -127,6 +132,16 @@ NOT_FOR_MODBUS_ONLY = (
     "edge_agent.cli.probe",  # the other commands' modules: imported when they run
     "edge_agent.backfill",
     *NEVER,
+)
+# What only checking the site map needs (G7: 11-13 MiB): the running agent has its plan.
+NOT_FOR_RUNNING = (
+    "pydantic",
+    "pydantic_core",
+    "yaml",
+    "click",
+    "edge_agent.config",
+    "edge_agent.kinds",
+    "specs.catalogue.schema",
 )
 
 
@@ -149,11 +164,16 @@ def test_a_running_modbus_only_agent_holds_no_opcua_serial_port_sm2_or_prometheu
     tmp_path: Path,
 ) -> None:
     _write_site(tmp_path)
+    hook = tmp_path / "hook"
+    hook.mkdir()
+    (hook / "sitecustomize.py").write_text(LIST_AT_EXIT, encoding="utf-8")
+    path = os.pathsep.join(filter(None, [str(hook), os.environ.get("PYTHONPATH")]))
     agent = subprocess.Popen(
-        [sys.executable, "-c", RUN_AND_LIST],
+        [sys.executable, "-c", RUN],
         cwd=tmp_path,
         stdout=subprocess.PIPE,
         text=True,
+        env={**os.environ, "PYTHONPATH": path},
     )
     try:
         assert agent.stdout is not None
@@ -168,6 +188,8 @@ def test_a_running_modbus_only_agent_holds_no_opcua_serial_port_sm2_or_prometheu
     assert {"drivers.modbus.tcp", "pymodbus", "aiomqtt"} <= modules, "the agent ran"
     held = sorted(name for name in NOT_FOR_MODBUS_ONLY if name in modules)
     assert held == [], f"a Modbus-only agent imported {held}"
+    checking = sorted(name for name in NOT_FOR_RUNNING if name in modules)
+    assert checking == [], f"the running agent holds what checking its map needed: {checking}"
 
 
 def test_verifying_an_ed25519_signature_leaves_the_sm2_library_unimported() -> None:

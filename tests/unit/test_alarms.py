@@ -15,11 +15,10 @@ from edge_agent.config import SiteConfig, parse_site_config
 from edge_agent.core.alarms import (
     AlarmRules,
     AlarmState,
-    compile_rules,
     evaluate,
     evaluate_batch,
-    rules_for_site,
 )
+from edge_agent.core.alarms.build import compile_rules, rules_for_site
 from edge_agent.core.points import resolve_points
 from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, iso_time

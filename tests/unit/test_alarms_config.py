@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.core.alarms import CompareRule, HeldRule, ItemRule, rules_for_site
+from edge_agent.core.alarms import CompareRule, HeldRule, ItemRule
+from edge_agent.core.alarms.build import rules_for_site
 from edge_agent.core.points import resolve_points
 from specs.catalogue import default_catalogue
 from tests.support.config_files import PLC_DEVICE, SITE, Mistake, edit, mistake_id, site_head

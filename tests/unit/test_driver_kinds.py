@@ -14,9 +14,12 @@ from typing import get_args
 
 import pytest
 
+from drivers.modbus.build import Slave, TcpSettings, build_rtu
 from drivers.modbus.codec import DataType, Order, Table
 from drivers.modbus.plan import RegisterPoint
+from drivers.opcua.build import UaSettings
 from drivers.opcua.model import ReadMode, UaPoint
+from drivers.serial.build import AsciiSettings
 from drivers.serial.framing import Delimited
 from drivers.serial.settings import Parity, SerialSettings
 from edge_agent.config import ConfigError, DeviceConfig, SiteConfig, parse_site_config
@@ -27,16 +30,7 @@ from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import KINDS, Kinds
 from edge_agent.kinds.descriptor import DriverKind
 from edge_agent.kinds.modbus import ModbusTcpDevice
-from edge_agent.kinds.modbus.kind import (
-    MODBUS_TCP,
-    REGISTERS,
-    Slave,
-    TcpSettings,
-    build_rtu,
-    rtu_settings,
-)
-from edge_agent.kinds.opcua.kind import UaSettings
-from edge_agent.kinds.serial.kind import AsciiSettings
+from edge_agent.kinds.modbus.kind import MODBUS_TCP, REGISTERS, rtu_settings
 from tests.support.config_files import site_head
 
 SITE = (

@@ -64,9 +64,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from drivers.base import Driver, Quality, RawSample
+from drivers.base import Buses, Driver, Quality, RawSample
 from edge_agent.core.points import ResolvedPoint
-from edge_agent.kinds.descriptor import Buses, DriverKind, PointView
+from edge_agent.kinds.descriptor import DriverKind, PointView
 from edge_agent.kinds.gauge.config import GaugeDevice
 
 

@@ -14,6 +14,7 @@ from collector.ingest.core import Inbound, plan_batch
 from collector.sites import push_detail, site_history
 from edge_agent.config import ConfigError, SiteConfig, parse_site_config
 from edge_agent.core.commands import Ignored, check_pushed_map, judge_command
+from edge_agent.core.plan_compile import compile_plan
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.commands import CommandDesk
 from edge_agent.shell.poller import queue_sink
@@ -158,10 +159,10 @@ def test_rollback_after_is_bounded_with_file_line_and_key(window: str) -> None:
 def _desk(tmp_path: Path, good: asyncio.Event) -> CommandDesk:
     site_file = tmp_path / "site.yaml"
     config = parse_site_config(site_file.read_text(encoding="utf-8"), str(site_file), tmp_path)
+    text = site_file.read_text(encoding="utf-8")
     return CommandDesk(
         site_file=site_file,
-        config=config,
-        catalogue=default_catalogue(),
+        plan=compile_plan(config, default_catalogue(), site_file=site_file, site_text=text),
         trusted=TRUSTED,
         sign=GATEWAY_KEY.sign,
         good=good,

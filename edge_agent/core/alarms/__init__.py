@@ -1,13 +1,12 @@
 """Alarms at the edge: pure evaluation of readings against the site's alarm rules.
 
-Works offline and without an event loop: `rules_for_site(config, catalogue)` compiles the
+Works offline and without an event loop: `build.rules_for_site(config, catalogue)` compiles the
 rules once; `evaluate_batch(rules, state, records)` returns the records with raise/clear events
 (`specs.records.AlarmRecord`) after their triggering readings, and the next `AlarmState`.
 `encode_state` / `decode_state` give the state's durable bytes, which the shell stores in
 the same transaction as the block holding the events.
 """
 
-from edge_agent.core.alarms.build import compile_rules, level_rules, rate_rules, rules_for_site
 from edge_agent.core.alarms.evaluate import (
     MIN_SPAN,
     WINDOW_SAMPLES,
@@ -52,14 +51,10 @@ __all__ = [
     "LevelRule",
     "PointRules",
     "RateRule",
-    "compile_rules",
     "decode_state",
     "encode_state",
     "evaluate",
     "evaluate_batch",
     "fit_state",
     "item_level",
-    "level_rules",
-    "rate_rules",
-    "rules_for_site",
 ]

@@ -9,19 +9,13 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from drivers.base import Driver, Quality, RawSample
+from drivers.base import Quality, RawSample
+from drivers.opcua.build import UaSettings, build_ua
 from drivers.opcua.model import ReadMode, SecurityMode, SecurityPolicy, UaPoint, UaSecurity
+from edge_agent.core.plan import BACKOFF_INITIAL, Backoff, StartWarning
 from edge_agent.core.points import NodeSource, ResolvedPoint
-from edge_agent.kinds.descriptor import (
-    BACKOFF_INITIAL,
-    Backoff,
-    Buses,
-    DriverKind,
-    PointView,
-    StartWarning,
-)
+from edge_agent.kinds.descriptor import DriverKind, PointView
 from edge_agent.kinds.opcua.config import OpcUaDevice
 
 _UA_STATUS_PREFIXES = ("Good", "Uncertain", "Bad")
@@ -59,23 +53,6 @@ NODES = PointView(
 """OPC UA points: their node id; raw is the StatusCode's name."""
 
 
-@dataclass(frozen=True, slots=True)
-class UaSettings:
-    """What an `OpcUaDriver` is built from."""
-
-    device_id: str
-    endpoint: str
-    points: tuple[UaPoint, ...]
-    mode: ReadMode
-    publishing_interval: float
-    sampling_interval: float
-    keepalive: float
-    timeout: float
-    security: UaSecurity | None
-    username: str | None
-    password: str | None = dataclasses.field(repr=False)
-
-
 def ua_settings(device: OpcUaDevice, points: Sequence[ResolvedPoint]) -> UaSettings:
     """The OPC UA driver's settings for `device` reading `points`.
 
@@ -102,25 +79,6 @@ def ua_settings(device: OpcUaDevice, points: Sequence[ResolvedPoint]) -> UaSetti
         ),
         username=device.username,
         password=device.login_password,
-    )
-
-
-def build_ua(settings: UaSettings, _buses: Buses | None) -> Driver:
-    """An OPC UA driver; asyncua is imported here, only when a device needs it."""
-    from drivers.opcua.driver import OpcUaDriver  # noqa: PLC0415 - asyncua, only when configured
-
-    return OpcUaDriver(
-        settings.device_id,
-        settings.endpoint,
-        settings.points,
-        mode=settings.mode,
-        publishing_interval=settings.publishing_interval,
-        sampling_interval=settings.sampling_interval,
-        keepalive=settings.keepalive,
-        timeout=settings.timeout,
-        security=settings.security,
-        username=settings.username,
-        password=settings.password,
     )
 
 

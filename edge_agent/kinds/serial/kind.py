@@ -8,15 +8,14 @@ point has a value or `max_age` passes (nothing was asked, so no round trip).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from drivers.base import Driver, RawSample
+from drivers.base import RawSample
+from drivers.serial.build import AsciiSettings, build_ascii
 from drivers.serial.checksum import Checksum, ChecksumSpec
 from drivers.serial.framing import Delimited, FixedLength, Framing
 from drivers.serial.parse import LinePoint
-from drivers.serial.settings import SerialSettings
 from edge_agent.core.points import PatternSource, ResolvedPoint
-from edge_agent.kinds.descriptor import Buses, DriverKind, PointView
+from edge_agent.kinds.descriptor import DriverKind, PointView
 from edge_agent.kinds.line import serial_line
 from edge_agent.kinds.serial.config import SerialDevice
 
@@ -60,20 +59,6 @@ PATTERNS = PointView(
 """Serial ASCII points: their pattern; raw is the frame as text."""
 
 
-@dataclass(frozen=True, slots=True)
-class AsciiSettings:
-    """What a `SerialAsciiDriver` is built from; `max_age` matters when `request` is None."""
-
-    device_id: str
-    line: SerialSettings
-    points: tuple[LinePoint, ...]
-    request: bytes | None
-    framing: Framing
-    checksum: ChecksumSpec | None
-    timeout: float
-    max_age: float
-
-
 def ascii_settings(device: SerialDevice, points: Sequence[ResolvedPoint]) -> AsciiSettings:
     """The serial ASCII driver's settings for `device` reading `points` (pure)."""
     checksum = (
@@ -90,22 +75,6 @@ def ascii_settings(device: SerialDevice, points: Sequence[ResolvedPoint]) -> Asc
         checksum=checksum,
         timeout=device.timeout,
         max_age=device.max_age,
-    )
-
-
-def build_ascii(settings: AsciiSettings, _buses: Buses | None) -> Driver:
-    """A serial ASCII driver; it has its port to itself, so `buses` does not matter."""
-    from drivers.serial.ascii import SerialAsciiDriver  # noqa: PLC0415 - pyserial
-
-    return SerialAsciiDriver(
-        settings.device_id,
-        settings.line,
-        settings.points,
-        request=settings.request,
-        framing=settings.framing,
-        checksum=settings.checksum,
-        timeout=settings.timeout,
-        max_age=settings.max_age,
     )
 
 

@@ -1,0 +1,125 @@
+"""The run plan's JSON: frozen dataclasses, enums, tuples, bytes and paths, and back (pure).
+
+`edge-agent run` checks the site map (pydantic, YAML), compiles what the runtime needs into
+frozen dataclasses and hands them to `edge_agent.runner` in a fresh interpreter that never
+imports the config package (G7). The plan crosses that exec as this JSON.
+
+Each value says what it is, so decoding needs no type hints: a dataclass is
+`{"$": "module:Class", field: value...}`, an enum `{"$e": "module:Class", "v": value}`, bytes
+`{"$b": hex}`, a path `{"$p": text}`, a mapping `{"$m": [[key, value]...]}`, a frozenset
+`{"$s": [...]}`; lists decode as tuples (a frozen dataclass holds tuples). Only classes of
+this project's own packages are looked up, so a plan names nothing else to import.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import importlib
+import json
+from pathlib import Path
+from typing import Any, TypeVar
+
+T = TypeVar("T")
+
+_OWN_PACKAGES = ("drivers.", "edge_agent.", "specs.")
+
+
+class PlanCodecError(ValueError):
+    """The plan's JSON names something that is not one of this project's types."""
+
+
+def _name(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
+
+
+def _encode(value: object) -> object:
+    # Enums first: a StrEnum is a str too, and must come back as its enum.
+    if isinstance(value, enum.Enum):
+        return {"$e": _name(type(value)), "v": value.value}
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, bytes | Path | dict):
+        return _encode_tagged(value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        # What the constructor takes: a field it derives (init=False) is derived again.
+        fields = {
+            f.name: _encode(getattr(value, f.name)) for f in dataclasses.fields(value) if f.init
+        }
+        return {"$": _name(type(value)), **fields}
+    if isinstance(value, tuple | list):
+        return [_encode(item) for item in value]
+    if isinstance(value, frozenset):
+        return {"$s": [_encode(item) for item in value]}
+    raise TypeError(f"a plan holds no {type(value).__name__}")
+
+
+def _encode_tagged(value: bytes | Path | dict[object, object]) -> dict[str, object]:
+    if isinstance(value, bytes):
+        return {"$b": value.hex()}
+    if isinstance(value, Path):
+        return {"$p": str(value)}
+    return {"$m": [[_encode(k), _encode(v)] for k, v in value.items()]}
+
+
+def _class(name: str) -> type:
+    module, _, qualname = name.partition(":")
+    if not module.startswith(_OWN_PACKAGES):
+        raise PlanCodecError(f"{name} is not a type of this project")
+    target: Any = importlib.import_module(module)
+    for part in qualname.split("."):
+        target = getattr(target, part)
+    if not isinstance(target, type):
+        raise PlanCodecError(f"{name} is not a class")
+    return target
+
+
+def _decode(value: object) -> object:
+    if isinstance(value, list):
+        return tuple(_decode(item) for item in value)
+    if not isinstance(value, dict):
+        return value
+    return _decode_tagged(value)
+
+
+def _decode_tagged(value: dict[str, Any]) -> object:
+    if "$" in value:
+        cls = _class(value["$"])
+        if not dataclasses.is_dataclass(cls):
+            raise PlanCodecError(f"{value['$']} is not a dataclass")
+        return cls(**{k: _decode(v) for k, v in value.items() if k != "$"})
+    if "$e" in value:
+        cls = _class(value["$e"])
+        if not issubclass(cls, enum.Enum):
+            raise PlanCodecError(f"{value['$e']} is not an enum")
+        return cls(value["v"])
+    if "$b" in value:
+        return bytes.fromhex(value["$b"])
+    if "$p" in value:
+        return Path(value["$p"])
+    if "$s" in value:
+        return frozenset(_decode(item) for item in value["$s"])
+    if "$m" in value:
+        return {_decode(k): _decode(v) for k, v in value["$m"]}
+    raise PlanCodecError(f"unknown plan value {sorted(value)}")
+
+
+def encode_plan(plan: object) -> bytes:
+    """The JSON of `plan`, a frozen dataclass.
+
+    Raises:
+        TypeError: it holds a value of a type the codec does not carry.
+    """
+    return json.dumps(_encode(plan), separators=(",", ":")).encode()
+
+
+def decode_plan(data: bytes, expected: type[T]) -> T:
+    """The plan `encode_plan` wrote, checked to be an `expected`.
+
+    Raises:
+        PlanCodecError: the JSON is not a plan of `expected` of this version.
+    """
+    plan = _decode(json.loads(data))
+    if not isinstance(plan, expected):
+        raise PlanCodecError(f"the plan is a {type(plan).__name__}, not a {expected.__name__}")
+    return plan

@@ -1,0 +1,96 @@
+"""The running agent: `edge-agent run` checks the site map, then execs this on its plan.
+
+`python -m edge_agent.runner --plan-fd N --log-format F` reads the run plan
+(`edge_agent.core.plan`, as `plan_codec` JSON) from the inherited file descriptor N and runs
+it. The exec keeps the process (its PID, systemd's NOTIFY_SOCKET and watchdog, signals), so
+the unit files and Type=notify see one agent; what the exec drops is everything only checking
+the map needed: pydantic, the config models, YAML, click and the catalogue's parser, 11-13 MiB
+of the 60 MiB an agent may hold (G7). Nothing here imports them.
+
+When a pushed map replaced the site file (or was rolled back), the agent execs
+`edge-agent run` on the file again: the new map is checked exactly as at a start.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import structlog
+
+from edge_agent.core.plan import AgentPlan
+from edge_agent.core.plan_codec import decode_plan
+from edge_agent.shell.commands import roll_back_failed_start
+from edge_agent.shell.host import keep_large_allocations_mapped
+from edge_agent.shell.runtime import run_plan
+from hostkit.logs import LOG_FORMATS, configure_logging
+
+if TYPE_CHECKING:
+    from hostkit.logs import LogFormat
+
+log = structlog.get_logger("edge_agent.runner")
+
+
+def read_plan(fd: int) -> AgentPlan:
+    """The plan in the file `fd` (read from its start, then closed)."""
+    with os.fdopen(fd, "rb") as file:
+        file.seek(0)
+        return decode_plan(file.read(), AgentPlan)
+
+
+async def run_until_replaced(plan: AgentPlan) -> bool:
+    """Run `plan` until it is stopped (False) or its map was replaced (True).
+
+    A pushed map (or its rollback) ends `run_plan` with True once the file holds the map to
+    run. Any failure to start a pushed map on probation undoes it, and the previous map runs.
+    """
+    site_file = plan.site_file
+    try:
+        return await run_plan(plan)
+    except Exception as exc:
+        # A pushed map on probation that failed to start is undone; anything else ends the
+        # agent as before (systemd restarts it, `check` says why).
+        if site_file is None or not roll_back_failed_start(plan, site_file, exc):
+            raise
+        return True
+
+
+def restart_argv(site_file: Path, log_format: str) -> list[str]:
+    """`edge-agent run` on `site_file` again, with the same interpreter and log format."""
+    return [
+        sys.executable,
+        "-m",
+        "edge_agent.cli",
+        "--log-format",
+        log_format,
+        "run",
+        "--restarted",
+        "-c",
+        str(site_file),
+    ]
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the plan on the inherited descriptor `--plan-fd`."""
+    keep_large_allocations_mapped()  # per process: the exec reset it
+    parser = argparse.ArgumentParser(prog="edge_agent.runner")
+    parser.add_argument("--plan-fd", type=int, required=True)
+    parser.add_argument("--log-format", choices=LOG_FORMATS, default="auto")
+    args = parser.parse_args(argv)
+    log_format: LogFormat = args.log_format
+    configure_logging(log_format)
+    plan = read_plan(args.plan_fd)
+    if not asyncio.run(run_until_replaced(plan)) or plan.site_file is None:
+        return
+    sys.stdout.flush()
+    sys.stderr.flush()
+    argv = restart_argv(plan.site_file, log_format)
+    os.execv(argv[0], argv)  # noqa: S606 - our own interpreter and command
+
+
+if __name__ == "__main__":
+    main()
