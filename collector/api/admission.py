@@ -23,7 +23,6 @@ answers 429 with `Retry-After`.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Final
 
 from starlette.datastructures import Headers
@@ -31,8 +30,9 @@ from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collector.api.credentials import Scheme, is_same_origin, presented_token
+from collector.api.limits import RateLimits
 from collector.api.problems import problem
-from collector.api.ratelimit import BucketRule, RateLimiter, client_key
+from collector.api.ratelimit import RateLimiter, client_key
 
 OPEN_PATHS: Final = frozenset({"/healthz"})
 BEARER_CHALLENGE: Final = "Bearer"
@@ -46,16 +46,6 @@ MAX_TOKEN_BUCKETS: Final = 100_000
 Identify = Callable[[str], Awaitable[str | None]]
 """The name of the token whose secret is given, or None when no token has it (async: a
 token store may have to ask the database)."""
-
-
-@dataclass(frozen=True, slots=True)
-class RateLimits:
-    """Buckets per token and per client address (for requests without a valid token)."""
-
-    token: BucketRule
-    address: BucketRule
-    max_addresses: int
-    """At most this many address buckets are kept (the least recently used go first)."""
 
 
 class Admission:

@@ -16,10 +16,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from collector.api.admission import Admission, RateLimits
+from collector.api.admission import Admission
 from collector.api.core import ApiToken
 from collector.api.deps import bearer_authenticator
 from collector.api.docs import add_offline_docs, is_docs_path
+from collector.api.limits import RateLimits, RequestLimits
 from collector.api.models import Problem
 from collector.api.problems import PROBLEM_JSON, document_problem_media_type, problem
 from collector.api.query_text import refuse_nul_in_query
@@ -36,7 +37,7 @@ from collector.api.routes import (
     stream,
     verify,
 )
-from collector.api.sizes import RequestLimits, RequestSizeLimit
+from collector.api.sizes import RequestSizeLimit
 from collector.api.status_page import add_status_page, is_status_page_path
 from collector.api.tokens import TokenCheck
 from collector.feed.wakeup import CommitSignal, LocalCommitSignal

@@ -20,10 +20,9 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
-from collector.api.admission import RateLimits
 from collector.api.core import OffsetError, parse_utc_offset
+from collector.api.limits import RateLimits, RequestLimits
 from collector.api.ratelimit import BucketRule
-from collector.api.sizes import RequestLimits
 from configkit.fields import (
     ConfigModel,
     Duration,

@@ -29,8 +29,8 @@ from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
 from uvicorn.server import ServerState
 
+from collector.api.limits import RequestLimits
 from collector.api.ratelimit import client_key
-from collector.api.sizes import RequestLimits
 
 
 class ApiServer(uvicorn.Server):

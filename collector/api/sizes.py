@@ -13,34 +13,15 @@ answers 431 past `header_bytes` or `header_count`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Final
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from collector.api.limits import RequestLimits
 from collector.api.problems import problem
 
 _MAX_LENGTH_DIGITS: Final = 18  # past this a Content-Length is over any bound (and int() slow)
-
-
-@dataclass(frozen=True, slots=True)
-class RequestLimits:
-    """The largest request the API takes (`api.limits` in the config)."""
-
-    url_bytes: int = 8192
-    """Path and query string together, as sent (percent-encoded)."""
-    body_bytes: int = 4096
-    header_bytes: int = 16_384
-    """All header names and values (and, at the server, the request line) together."""
-    header_count: int = 100
-    connections: int = 512
-    """Open connections and tasks at once; uvicorn answers 503 beyond (enforced by uvicorn)."""
-    head_timeout: float = 10.0
-    """Seconds for a request line and its headers to arrive whole, from the connection's start
-    or the previous answer; past it the server closes the connection (collector.api.server)."""
-    connections_per_address: int = 64
-    """Connections one client address (IPv6: its /64) holds at once; more are closed at once."""
 
 
 def header_size(scope: Scope) -> tuple[int, int]:

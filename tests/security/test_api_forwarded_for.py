@@ -13,7 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from collector.api.admission import RateLimits
+from collector.api.limits import RateLimits
 from collector.api.ratelimit import BucketRule
 from tests.support.served_api import served_api
 

@@ -10,9 +10,8 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from collector.api.admission import RateLimits
+from collector.api.limits import RateLimits, RequestLimits
 from collector.api.ratelimit import BucketRule
-from collector.api.sizes import RequestLimits
 from collector.cli import main
 from collector.config import load_collector_config, parse_collector_config
 from collector.runtime import run_collector

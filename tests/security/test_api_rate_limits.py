@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector.api.admission import RateLimits
 from collector.api.app import create_app
+from collector.api.limits import RateLimits
 from collector.api.ratelimit import BucketRule
 from collector.storage import open_storage
 from tests.support.collector_api import NOW, TOKENS, assert_problem, auth

@@ -16,7 +16,8 @@ import httpx
 import pytest
 from starlette.types import Message, Receive, Scope, Send
 
-from collector.api.sizes import RequestLimits, RequestSizeLimit
+from collector.api.limits import RequestLimits
+from collector.api.sizes import RequestSizeLimit
 from collector.storage import open_storage
 from tests.support.collector_api import assert_problem, auth, serve
 from tests.support.served_api import ServedApi, served_api

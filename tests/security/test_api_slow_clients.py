@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from collector.api.sizes import RequestLimits
+from collector.api.limits import RequestLimits
 from collector.config import parse_collector_config
 from configkit.issues import ConfigError
 from tests.support.config_files import COLLECTOR_HEAD

@@ -16,10 +16,9 @@ from typing import Final
 
 import httpx
 
-from collector.api.admission import RateLimits
 from collector.api.app import create_app
+from collector.api.limits import RateLimits, RequestLimits
 from collector.api.server import ApiServer, listening_socket, server_config
-from collector.api.sizes import RequestLimits
 from collector.feed.wakeup import LocalCommitSignal
 from collector.ingest.core import Inbound, plan_batch
 from collector.model import KeyGrant
