@@ -1,50 +1,43 @@
 """`collector`: keys, gateway registry, `serve` (ingest + HTTP API in one loop), and `export`.
 
-One module per command (group); each is added to `main` below with one line.
+One module per command (group); each is named in `COMMANDS` below with one line, and imported
+only when it runs (or `--help` lists it): `collector gateways list` loads no web server, and
+the tests that run such commands as subprocesses do not wait for fastapi and uvicorn to load.
 """
 
 from __future__ import annotations
 
 import logging
+from typing import Final
 
 import click
 
-from collector.cli import (
-    audit,
-    broker_config,
-    certs,
-    check,
-    db,
-    export,
-    gateways,
-    keys,
-    serve,
-    sites,
-    tokens,
-    verify,
-)
-from hostkit.commandline import CONTEXT_SETTINGS, log_format_option, version_option
+from hostkit.commandline import CONTEXT_SETTINGS, LazyGroup, log_format_option, version_option
 from hostkit.logs import LogFormat, configure_logging
 
+__all__ = ["COMMANDS", "main"]
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+COMMANDS: Final = {
+    "audit": "collector.cli.audit:audit",
+    "broker-config": "collector.cli.broker_config:broker_config",
+    "certs": "collector.cli.certs:certs",
+    "check": "collector.cli.check:check",
+    "db": "collector.cli.db:db",
+    "export": "collector.cli.export:export",
+    "gateways": "collector.cli.gateways:gateways",
+    "keys": "collector.cli.keys:keys",
+    "serve": "collector.cli.serve:serve",
+    "sites": "collector.cli.sites:sites",
+    "tokens": "collector.cli.tokens:tokens",
+    "verify": "collector.cli.verify:verify",
+}
+"""Each command of `collector`: its name and where it is defined."""
+
+
+@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT_SETTINGS)
 @version_option("collector")
 @log_format_option
 @click.option("--debug", is_flag=True, help="Log every stored block and published ACK.")
 def main(log_format: LogFormat, debug: bool) -> None:
     """Province collector: verifies, stores and serves what the edge agents send."""
     configure_logging(log_format, logging.DEBUG if debug else logging.INFO)
-
-
-main.add_command(keys.keys)
-main.add_command(serve.serve)
-main.add_command(check.check)
-main.add_command(gateways.gateways)
-main.add_command(export.export)
-main.add_command(verify.verify)
-main.add_command(db.db)
-main.add_command(certs.certs)
-main.add_command(broker_config.broker_config)
-main.add_command(audit.audit)
-main.add_command(tokens.tokens)
-main.add_command(sites.sites)
