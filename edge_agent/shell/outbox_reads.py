@@ -23,7 +23,7 @@ from specs.signing import Signature
 _KEY_CHUNK: Final = 400
 # Bytes of blocks just sealed kept in memory for the publisher (they pile up only while it
 # is behind or offline; then the oldest are read back from the file as before).
-HANDED_BYTES: Final = 2 * 1024 * 1024
+HANDED_BYTES: Final = 512 * 1024
 
 
 @dataclass(frozen=True, slots=True)

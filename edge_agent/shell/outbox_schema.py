@@ -62,7 +62,7 @@ _ADDED_COLUMNS: Final = (
     ("thinned", "ALTER TABLE blocks ADD COLUMN thinned INTEGER NOT NULL DEFAULT 0"),
 )
 # SQLite page cache of the outbox connection, KiB (SQLite's default is 2,000).
-PAGE_CACHE_KIB: Final = 1024
+PAGE_CACHE_KIB: Final = 256
 # One row of `alarm_state`: the alarm evaluator's whole state, opaque bytes to the outbox.
 ALARM_STATE_ROW: Final = "edge"
 
