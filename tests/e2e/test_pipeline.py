@@ -36,7 +36,16 @@ def _assert_oracle(site: Site) -> int:
 
 
 def _sealed_more_than(site: Site, blocks: int, timeout: float = 30) -> None:
-    wait_until(lambda: site.sealed_blocks() > blocks, timeout, f"more than {blocks} blocks")
+    def sealed() -> bool:
+        # An agent that died seals nothing more: say so at once, with its log, rather than
+        # wait out the timeout and report a slow machine.
+        agent = site.processes.get("agent")
+        if agent is not None and agent.poll() is not None:
+            log = (site.work / "agent.log").read_text(errors="replace")[-2000:]
+            raise AssertionError(f"the agent exited with {agent.returncode}:\n{log}")
+        return site.sealed_blocks() > blocks
+
+    wait_until(sealed, timeout, f"more than {blocks} blocks")
 
 
 def test_every_committed_reading_is_stored_and_served_once(site: Site) -> None:
