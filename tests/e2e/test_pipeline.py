@@ -45,7 +45,17 @@ def _sealed_more_than(site: Site, blocks: int, timeout: float = 30) -> None:
             raise AssertionError(f"the agent exited with {agent.returncode}:\n{log}")
         return site.sealed_blocks() > blocks
 
-    wait_until(sealed, timeout, f"more than {blocks} blocks")
+    try:
+        wait_until(sealed, timeout, f"more than {blocks} blocks")
+    except AssertionError as timed_out:
+        if not site.alive("agent"):
+            raise  # the agent exited: `sealed` said so, with its log
+        # With the count and what the agent said, a slow start, a stalled sealer and devices
+        # in backoff can be told apart when this happens again.
+        log = (site.work / "agent.log").read_text(errors="replace")[-2000:]
+        raise AssertionError(
+            f"{timed_out} ({site.sealed_blocks()} sealed); agent log:\n{log}"
+        ) from None
 
 
 def test_every_committed_reading_is_stored_and_served_once(site: Site) -> None:
