@@ -1,4 +1,8 @@
-"""Where the collector keeps gateways, blocks, readings, ingest state and the audit trail."""
+"""Where the collector keeps gateways, blocks, readings, ingest state and the audit trail.
+
+The PostgreSQL back end (and asyncpg) is imported only for a `postgresql://` URL: a command
+on SQLite, or on no database, does not wait for it to load.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +11,6 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 from collector.storage.base import Storage, UnsupportedStorageError
-from collector.storage.postgres import SCHEMES as POSTGRES_SCHEMES
-from collector.storage.postgres import PostgresStorage
-from collector.storage.postgres.retention import prune_database as postgres_prune
-from collector.storage.postgres.schema import upgrade as postgres_upgrade
 from collector.storage.retention import PruneReport, RetentionPolicy
 from collector.storage.sqlite import SqliteStorage, sqlite_path
 from collector.storage.sqlite.retention import prune as sqlite_prune
@@ -26,10 +26,12 @@ async def open_storage(url: str, base_dir: Path | None = None) -> AsyncIterator[
     scheme = url.partition(":")[0]
     if scheme == "sqlite":
         storage: Storage = await SqliteStorage.open(sqlite_path(url, base_dir))
-    elif scheme in POSTGRES_SCHEMES:
-        storage = await PostgresStorage.open(url)
     else:
-        raise UnsupportedStorageError(f"storage url {url!r} names no known backend")
+        from collector.storage.postgres import SCHEMES, PostgresStorage  # noqa: PLC0415
+
+        if scheme not in SCHEMES:
+            raise UnsupportedStorageError(f"storage url {url!r} names no known backend")
+        storage = await PostgresStorage.open(url)
     try:
         yield storage
     finally:
@@ -41,8 +43,10 @@ async def upgrade_storage(url: str, base_dir: Path | None = None) -> tuple[int, 
     scheme = url.partition(":")[0]
     if scheme == "sqlite":
         return await sqlite_upgrade(sqlite_path(url, base_dir))
-    if scheme in POSTGRES_SCHEMES:
-        return await postgres_upgrade(url)
+    from collector.storage.postgres import SCHEMES, upgrade  # noqa: PLC0415 - see open_storage
+
+    if scheme in SCHEMES:
+        return await upgrade(url)
     raise UnsupportedStorageError(f"storage url {url!r} names no known backend")
 
 
@@ -51,8 +55,11 @@ async def prune_storage(url: str, policy: RetentionPolicy, now: float) -> PruneR
     scheme = url.partition(":")[0]
     if scheme == "sqlite":
         return await sqlite_prune(sqlite_path(url), policy, now)
-    if scheme in POSTGRES_SCHEMES:
-        return await postgres_prune(url, policy, now)
+    from collector.storage.postgres import SCHEMES  # noqa: PLC0415 - see open_storage
+    from collector.storage.postgres.retention import prune_database  # noqa: PLC0415
+
+    if scheme in SCHEMES:
+        return await prune_database(url, policy, now)
     raise UnsupportedStorageError(f"storage url {url!r} names no known backend")
 
 

@@ -28,6 +28,8 @@ from collector.cli import main
 main(sys.argv[1:], prog_name="collector")
 """
 WEB = ("fastapi", "uvicorn", "starlette", "collector.api.app", "collector.api.server")
+# The PostgreSQL back end: loaded for a postgresql:// URL only (these configs are SQLite).
+POSTGRES = ("asyncpg", "collector.storage.postgres")
 
 
 def _held_after(folder: Path, *args: str) -> set[str]:
@@ -50,12 +52,12 @@ def test_creating_the_collector_key_loads_no_web_server_and_no_other_command(
     assert (tmp_path / "keys" / "collector.key").exists(), "the command ran"
     assert {"collector.cli.keys", "collector.config"} <= modules
     others = {path.partition(":")[0] for name, path in COMMANDS.items() if name != "keys"}
-    held = sorted(name for name in (*WEB, *others) if name in modules)
+    held = sorted(name for name in (*WEB, *POSTGRES, *others) if name in modules)
     assert held == [], f"`collector keys init` imported {held}"
 
 
 def test_help_on_a_light_command_loads_no_web_server(tmp_path: Path) -> None:
     modules = _held_after(tmp_path, "gateways", "list", "--help")
     assert "collector.cli.gateways" in modules
-    held = sorted(name for name in WEB if name in modules)
+    held = sorted(name for name in (*WEB, *POSTGRES) if name in modules)
     assert held == [], f"`collector gateways list --help` imported {held}"
