@@ -81,7 +81,12 @@ def xy_hex(key: VerifyKey) -> str:
 
 def oracle(key: VerifyKey, private_scalar: int | None = None) -> CryptSM2:
     private = "" if private_scalar is None else f"{private_scalar:064x}"
-    return CryptSM2(private_key=private, public_key=xy_hex(key))
+    checker = CryptSM2(private_key=private, public_key="")
+    # Set after construction: gmssl's constructor takes a key that starts with "04" for a
+    # prefixed one and strips it with lstrip("04"), eating x's own leading 0 and 4 digits
+    # (x begins with "04" once in 256 keys; the oracle then failed on a good signature).
+    checker.public_key = xy_hex(key)
+    return checker
 
 
 def raw_rs(der: bytes) -> str:
