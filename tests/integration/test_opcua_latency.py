@@ -234,30 +234,38 @@ async def test_the_subscription_asks_for_the_configured_intervals_and_logs_the_g
     assert "sampling_interval asked=2s" in line  # the poll, absent a sampling_interval
 
 
+@contextlib.asynccontextmanager
+async def polling(
+    driver: OpcUaDriver, polled: dict[str, PolledPoint], *, interval: float
+) -> AsyncIterator[tuple[DevicePoller, asyncio.Queue[Reading]]]:
+    """`driver` polled every `interval` s into a queue, until the block ends."""
+    queue: asyncio.Queue[Reading] = asyncio.Queue()
+    poller = DevicePoller(
+        driver,
+        polled,
+        interval=interval,
+        sink=queue_sink(queue),
+        clock_synced=lambda: True,
+        backoff=lambda: iter([1.0] * 100),
+    )
+    task = asyncio.create_task(poller.run())
+    try:
+        yield poller, queue
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 async def test_the_agent_stores_a_pushed_change_before_its_next_poll() -> None:
     async with SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim:
         # Sampled every 100 ms (a change may come any time), read every minute.
         driver, polled = agent_driver(sim, "60s", ", sampling_interval: 100ms")
-        queue: asyncio.Queue[Reading] = asyncio.Queue()
-        poller = DevicePoller(
-            driver,
-            polled,
-            interval=60.0,
-            sink=queue_sink(queue),
-            clock_synced=lambda: True,
-            backoff=lambda: iter([1.0] * 100),
-        )
-        task = asyncio.create_task(poller.run())
-        try:
-            async with asyncio.timeout(20):
-                first = [await queue.get(), await queue.get()]  # the first cycle
-                await sim.set_status("Slope.G1.X", "UncertainLastUsableValue")
-                # Within seconds, where the next poll is a minute away.
-                pushed = await queue.get()
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        async with polling(driver, polled, interval=60.0) as (poller, queue), asyncio.timeout(20):
+            first = [await queue.get(), await queue.get()]  # the first cycle
+            await sim.set_status("Slope.G1.X", "UncertainLastUsableValue")
+            # Within seconds, where the next poll is a minute away.
+            pushed = await queue.get()
     assert sorted(r.point for r in first) == ["S1-GX", "S1-GY"]
     assert (pushed.point, pushed.quality.value, poller.cycles) == ("S1-GX", "uncertain", 1)
 
@@ -293,30 +301,18 @@ async def test_a_link_lost_between_polls_is_said_once_and_the_poll_keeps_its_cad
     # (not an immediate second set of `link_down` readings).
     async with SlopeServer(stations=1, seed=7, interval=NO_UPDATES) as sim:
         driver, polled = agent_driver(sim, "30s", ", keepalive: 1s")
-        queue: asyncio.Queue[Reading] = asyncio.Queue()
-        poller = DevicePoller(
-            driver,
-            polled,
-            interval=30.0,
-            sink=queue_sink(queue),
-            clock_synced=lambda: True,
-            backoff=lambda: iter([1.0] * 100),
-        )
-        task = asyncio.create_task(poller.run())
-        try:
-            async with asyncio.timeout(20):
-                first = [await queue.get(), await queue.get()]
-                sim.hang()
-                lost = [await queue.get(), await queue.get()]
-            for _ in range(5):
-                await asyncio.sleep(0)
-            more = queue.qsize()
-            cycles = poller.cycles
-        finally:
-            sim.unhang()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        async with polling(driver, polled, interval=30.0) as (poller, queue):
+            try:
+                async with asyncio.timeout(20):
+                    first = [await queue.get(), await queue.get()]
+                    sim.hang()
+                    lost = [await queue.get(), await queue.get()]
+                for _ in range(5):
+                    await asyncio.sleep(0)
+                more = queue.qsize()
+                cycles = poller.cycles
+            finally:
+                sim.unhang()
     assert all(r.quality.value == "good" for r in first)
     assert [(r.quality.value, "link_lost" in r.flags) for r in lost] == [("bad", True)] * 2
     assert (more, cycles) == (0, 1)  # nothing else until the next tick, 30 s on
