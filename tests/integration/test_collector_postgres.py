@@ -18,8 +18,8 @@ from collector.model import IngestBatch, KeyGrant, Outcome, Reason
 from collector.readmodel import EVERYTHING, ReadingFilter
 from collector.storage import open_storage
 from collector.storage.base import Storage, StorageError
-from collector.storage.postgres import SCHEMA_VERSION, PostgresStorage, upgrade
-from collector.storage.postgres.locks import DATABASE_LOCKS, FEED_LOCK
+from collector.storage.postgres import SCHEMA_VERSION, PostgresStorage, store, upgrade
+from collector.storage.postgres.locks import DATABASE_LOCKS, FEED_LOCK, gateway_lock_key
 from collector.storage.postgres.partitions import Partitions, partition_name
 from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
@@ -329,3 +329,42 @@ async def test_ingesting_the_same_batch_again_changes_nothing(postgres_url: str)
     assert second.streams == first.streams
     assert len(times) == 10
     assert gaps.items == ()
+
+
+async def test_closing_ends_a_connection_that_does_not_come_back(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stopping collector whose ingest waits on another collector's gateway lock: asyncpg's
+    pool close would wait for that ingest's connection for ever; the storage ends it."""
+    monkeypatch.setattr(store, "CLOSE_TIMEOUT", 0.5)
+    (block,) = _chain(GATEWAY, 1).values()
+    holder = await asyncpg.connect(postgres_url)
+    try:
+        storage = await PostgresStorage.open(postgres_url)
+        await register(storage, GATEWAY)
+        async with holder.transaction():
+            await holder.execute(
+                "SELECT pg_advisory_xact_lock($1)", gateway_lock_key(GATEWAY.gateway)
+            )
+            ingesting = asyncio.create_task(storage.ingest(_batch(GATEWAY, [block])))
+            await _until_waiting_on_a_lock(holder, application="ganzhi-collector")
+            async with asyncio.timeout(10):
+                await storage.close()
+            with pytest.raises(StorageError, match="ingest failed"):
+                await ingesting
+    finally:
+        await holder.close()
+    assert await sql_rows(postgres_url, "SELECT count(*) FROM blocks") == [(0,)]
+
+
+async def _until_waiting_on_a_lock(
+    watcher: asyncpg.Connection[asyncpg.Record], application: str
+) -> None:
+    """Poll pg_stat_activity: PostgreSQL tells nobody when a backend starts to wait."""
+    query = (
+        "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1"
+        " AND wait_event_type = 'Lock' AND datname = current_database()"
+    )
+    async with asyncio.timeout(10):
+        while not await watcher.fetchval(query, application):
+            await asyncio.sleep(0.02)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from collector.storage.postgres.connection import Db
+from collector.storage.postgres.connection import Db, execute_many
 from collector.storage.postgres.locks import AUDIT_LOCK
 from collector.storage.postgres.rows import numbered
 from collector.storage.records import Row
@@ -39,5 +39,5 @@ class PostgresChain:
         return int(status.rsplit(" ", 1)[1])
 
     async def execute_many(self, sql: str, rows: Sequence[Sequence[object]], /) -> None:
-        """One executemany, the `?` numbered as `$n`."""
-        await self._db.executemany(numbered(sql), rows)
+        """One executemany (`execute_many`: a cancellation ends it), `?` numbered as `$n`."""
+        await execute_many(self._db, numbered(sql), rows)

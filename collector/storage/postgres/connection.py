@@ -6,8 +6,9 @@ names the server by its URL with the password left out (URLs end up in logs and 
 
 from __future__ import annotations
 
+import asyncio
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final, TypeAlias
 
@@ -78,3 +79,24 @@ def describe(exc: BaseException) -> str:
     text = str(exc).strip() or type(exc).__name__
     state = getattr(exc, "sqlstate", None)
     return f"{text} (SQLSTATE {state})" if isinstance(state, str) else text
+
+
+async def execute_many(db: Db, statement: str, rows: Sequence[Sequence[object]]) -> None:
+    """`db.executemany(statement, rows)`, which a cancellation ends (the connection with it).
+
+    asyncpg 0.32's executemany swallows a cancellation that lands while it waits for the
+    socket to drain (a `return` in the `finally` of its `bind_execute_many`), then waits for
+    a reply the server never sends: the server still expects the rest of the rows. So it
+    runs as a task of its own; a cancellation of the caller closes the connection (the
+    server rolls the transaction back), which ends the task, and then goes on.
+    """
+    sending = asyncio.ensure_future(db.executemany(statement, rows))
+    try:
+        await asyncio.shield(sending)
+    except asyncio.CancelledError:
+        db.terminate()
+        sending.cancel()
+        await asyncio.wait({sending})
+        if not sending.cancelled():
+            sending.exception()  # retrieved: it is the closed connection's, not news
+        raise

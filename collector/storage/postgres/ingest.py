@@ -29,7 +29,7 @@ from collector.storage.ingest_rows import (
 from collector.storage.lookups import KeyColumns, KeyLookups
 from collector.storage.postgres import feed, registry
 from collector.storage.postgres.audit import PostgresChain
-from collector.storage.postgres.connection import Db
+from collector.storage.postgres.connection import Db, execute_many
 from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.rows import numbered
 from collector.storage.postgres.schema import SCHEMA_VERSION
@@ -141,7 +141,7 @@ class _PostgresBatch(KeyLookups):
         )
 
     async def run(self, statement: str, rows: Sequence[Params]) -> None:
-        await self._db.executemany(numbered(statement), rows)
+        await execute_many(self._db, numbered(statement), rows)
 
     async def upsert_latest(self, rows: Sequence[Params]) -> None:
         await self._db.execute(_UPSERT_LATEST, *_columns(rows))

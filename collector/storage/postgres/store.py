@@ -9,12 +9,14 @@ state lives in the process, so any collector can take any gateway's next batch.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final
 
 import asyncpg
+import structlog
 
 from collector.audit.chain import ActionEntry, AuditRow, ChainHead
 from collector.feed.wakeup import CommitSignal
@@ -59,6 +61,10 @@ POOL_MIN: Final = 1
 # Ingest runs one batch at a time per collector; the rest serve the API beside it.
 POOL_MAX: Final = 4
 CONNECT_TIMEOUT: Final = 10.0
+# How long `close` waits for borrowed connections to come back before it ends them.
+CLOSE_TIMEOUT: Final = 10.0
+
+log = structlog.get_logger("collector.storage.postgres")
 
 
 class PostgresStorage(CapabilityReads, Storage):
@@ -109,9 +115,21 @@ class PostgresStorage(CapabilityReads, Storage):
         return self._partitions
 
     async def close(self) -> None:
-        """Close the pool once borrowed connections are back."""
+        """Close the pool once borrowed connections are back, or end them after CLOSE_TIMEOUT.
+
+        A connection still borrowed that long belongs to a task that will not give it back
+        (asyncpg's own close would wait for it for ever): a stopping collector ends it.
+        """
         with translated("closing", self._url):
-            await self._pool.close()
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT):
+                    await self._pool.close()  # terminates the pool when cancelled
+            except TimeoutError:
+                log.warning(
+                    "storage_connections_ended_at_close",
+                    url=self.url,
+                    waited_seconds=CLOSE_TIMEOUT,
+                )
 
     @asynccontextmanager
     async def _connection(self, action: str) -> AsyncIterator[Db]:
