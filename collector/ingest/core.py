@@ -35,6 +35,7 @@ from collector.ingest.judge import (
     judge_command_results,
     judge_meta,
     judge_status,
+    keep_or_audit,
 )
 from collector.model import (
     AuditEntry,
@@ -118,11 +119,7 @@ def _decode_all(messages: Sequence[Inbound]) -> tuple[list[Inbound], list[AuditE
     decoded: list[Inbound] = []
     undecodable: list[AuditEntry] = []
     for message in messages:
-        verdict = decode_inbound(message)
-        if isinstance(verdict, Inbound):
-            decoded.append(verdict)
-        else:
-            undecodable.append(verdict)
+        keep_or_audit(decode_inbound(message), decoded, undecodable)
     return decoded, undecodable
 
 
@@ -141,23 +138,11 @@ def plan_batch(
     for message in decoded:
         kind = message.kind
         if kind == BLOCK_KIND:
-            verdict = judge_block(message, grants, catalogue)
-            if isinstance(verdict, IncomingBlock):
-                blocks.append(verdict)
-            else:
-                audits.append(verdict)
+            keep_or_audit(judge_block(message, grants, catalogue), blocks, audits)
         elif kind == META_KIND:
-            described = judge_meta(message, grants, catalogue)
-            if isinstance(described, IncomingMeta):
-                metas.append(described)
-            else:
-                audits.append(described)
+            keep_or_audit(judge_meta(message, grants, catalogue), metas, audits)
         elif kind == STATUS_KIND:
-            status = judge_status(message, grants)
-            if isinstance(status, StatusUpdate):
-                statuses.append(status)
-            elif status is not None:
-                audits.append(status)
+            keep_or_audit(judge_status(message, grants), statuses, audits)
         elif kind != CMD_KIND:  # command results are judged above
             audits.append(
                 audit_row(message, Reason.UNSUPPORTED_TOPIC, f"topic kind {kind!r} is not ingested")

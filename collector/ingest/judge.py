@@ -174,6 +174,17 @@ def _verify(
     return topics, signature, grant.owner
 
 
+def _verify_registered(message: Inbound, grants: Mapping[str, KeyGrant]) -> GatewayTopics:
+    """Check a status or command result's signature and key; return its topic.
+
+    These payloads name no place of their own: the topic must be where the key's gateway is
+    registered.
+    """
+    topics, _, owner = _verify(message, grants)
+    _check_place(topics, _registered(owner), "registered")
+    return topics
+
+
 def _decoded(decode: Callable[[bytes], T], payload: bytes, error: type[Exception]) -> T:
     """`decode(payload)`, its `error` (or a nesting too deep to parse) rejected as malformed."""
     try:
@@ -246,12 +257,8 @@ def _judge_status(
 ) -> StatusUpdate:
     # Signed like a block: whoever can publish on the topic could otherwise keep a dead
     # gateway online (or, replaying a recorded heartbeat, keep it online later).
-    topics, _, owner = _verify(message, grants)
-    _check_place(topics, _registered(owner), "registered")
-    try:
-        status = decode_status(message.payload)
-    except StatusFormatError as exc:
-        raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    topics = _verify_registered(message, grants)
+    status = _decoded(decode_status, message.payload, StatusFormatError)
     if status.online and abs(message.received_at - status.t) > tolerance:
         raise _Rejected(
             Reason.STALE_STATUS,
@@ -275,12 +282,8 @@ def judge_status(
 
 
 def _judge_command_result(message: Inbound, grants: Mapping[str, KeyGrant]) -> ActionEntry:
-    topics, _, owner = _verify(message, grants)
-    _check_place(topics, _registered(owner), "registered")
-    try:
-        result = decode_result(message.payload)
-    except CommandFormatError as exc:
-        raise _Rejected(Reason.MALFORMED, str(exc)) from None
+    topics = _verify_registered(message, grants)
+    result = _decoded(decode_result, message.payload, CommandFormatError)
     if result.gateway != topics.gateway:
         detail = f"result of {result.gateway} on {message.topic}"
         raise _Rejected(Reason.TOPIC_MISMATCH, detail)
@@ -299,9 +302,16 @@ def judge_command_results(
     for message in messages:
         if message.kind != CMD_KIND:
             continue
-        judged = _or_audit_row(_judge_command_result, message, grants)
-        if isinstance(judged, AuditEntry):
-            audits.append(judged)
-        else:
-            actions.append(judged)
+        keep_or_audit(_or_audit_row(_judge_command_result, message, grants), actions, audits)
     return actions, audits
+
+
+def keep_or_audit(verdict: T | AuditEntry | None, kept: list[T], audits: list[AuditEntry]) -> None:
+    """File a judge's verdict: a rejection's audit row in `audits`, anything else in `kept`.
+
+    None (nothing to store, as for a cleared retained status) goes nowhere.
+    """
+    if isinstance(verdict, AuditEntry):
+        audits.append(verdict)
+    elif verdict is not None:
+        kept.append(verdict)

@@ -10,7 +10,8 @@ is decided by the storage in the block's transaction.
 
 from __future__ import annotations
 
-from collector.model import MAX_DETAIL, AuditEntry, GatewayKey, KeyAnnouncement, Reason
+from collector.ingest.normalize import record_audit
+from collector.model import AuditEntry, GatewayKey, KeyAnnouncement, Reason
 from specs.block import Block
 from specs.records import KeyRecord
 from specs.signing import Signature, SignatureError, check_algorithm, load_verify_key
@@ -41,16 +42,8 @@ def _announced_key(record: KeyRecord, signature: Signature) -> bytes:
 
 
 def _refusal(topic: str, block: Block, at: float, idx: int, *, kid: str, why: str) -> AuditEntry:
-    header = block.header
-    where = f"gateway {header.gateway} epoch {header.epoch} seq {header.seq} record {idx}"
-    return AuditEntry(
-        at=at,
-        gateway=header.gateway,
-        topic=topic,
-        reason=Reason.BAD_KEY_ANNOUNCEMENT,
-        detail=f"{where}: key {kid} not taken: {why}"[:MAX_DETAIL],
-        payload_hash=block.digest,
-    )
+    detail = f": key {kid} not taken: {why}"
+    return record_audit(topic, block, at, idx, reason=Reason.BAD_KEY_ANNOUNCEMENT, detail=detail)
 
 
 def key_announcements(

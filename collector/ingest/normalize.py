@@ -179,7 +179,6 @@ def block_entries(
     topic: str, block: Block, received_at: float, catalogue: Catalogue
 ) -> BlockEntries:
     """What a verified block puts in the normalized tables, and an audit row per record left out."""
-    header = block.header
     readings: list[ReadingEntry] = []
     alarms: list[AlarmEntry] = []
     gaps: list[GapEntry] = []
@@ -201,21 +200,33 @@ def block_entries(
                     pass  # judged against the block's signature (collector.ingest.keys)
         except RecordRejectedError as rejection:
             point = getattr(record, "point", None)
-            where = (
-                f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}"
-                f" record {idx} point {point}"
-            )
             rejected.append(
-                AuditEntry(
-                    at=received_at,
-                    gateway=header.gateway,
-                    topic=topic,
+                record_audit(
+                    topic,
+                    block,
+                    received_at,
+                    idx,
                     reason=rejection.reason,
-                    detail=f"{where}: {rejection.detail}"[:MAX_DETAIL],
-                    payload_hash=block.digest,
+                    detail=f" point {point}: {rejection.detail}",
                 )
             )
     return BlockEntries(tuple(readings), tuple(alarms), tuple(gaps), tuple(rejected))
+
+
+def record_audit(
+    topic: str, block: Block, at: float, idx: int, *, reason: Reason, detail: str
+) -> AuditEntry:
+    """The audit row of record `idx` of `block`, left out: where it stands, then `detail`."""
+    header = block.header
+    where = f"gateway {header.gateway} epoch {header.epoch} seq {header.seq} record {idx}"
+    return AuditEntry(
+        at=at,
+        gateway=header.gateway,
+        topic=topic,
+        reason=reason,
+        detail=f"{where}{detail}"[:MAX_DETAIL],
+        payload_hash=block.digest,
+    )
 
 
 def meta_point(point: PointMeta, catalogue: Catalogue) -> MetaPoint:
