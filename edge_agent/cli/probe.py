@@ -84,7 +84,7 @@ class ProbeRow:
 def _orders(point: ResolvedPoint, sample: RawSample) -> tuple[OrderGuess, ...]:
     if not isinstance(point.source, RegisterSource):
         return ()
-    dtype = DataType(point.dtype)
+    dtype = DataType(point.source.dtype)
     indicator = default_catalogue().get(point.quota)
     if indicator is None or register_count(dtype) < 2 or len(sample.raw) != register_count(dtype):  # noqa: PLR2004
         return ()

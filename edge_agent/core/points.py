@@ -7,7 +7,7 @@ evaluation and `edge-agent check` all work from this list.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 from drivers.modbus.codec import DataType as WordLayout
 from drivers.modbus.codec import register_count
@@ -87,6 +87,7 @@ class PatternSource:
 
 PointSource = RegisterSource | NodeSource | PatternSource
 """Where a point's value is read, by driver family."""
+_Source = TypeVar("_Source", RegisterSource, NodeSource, PatternSource)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,8 +98,7 @@ class ResolvedPoint:
     ASCII line). `value = raw * scale + offset` is in `unit` (what the instrument reports); the
     catalogue converts it to `canonical_unit`. `thresholds` and `deadband` are canonical.
 
-    `table`, `start`, `dtype`, `byte_order`, `word_order`, `bit` and `register_count` read
-    through to a Modbus point's `RegisterSource`; on other points they raise TypeError, as
+    `register` is a Modbus point's `RegisterSource`; on other points it raises TypeError, as
     asking an OPC UA point for its register is a bug.
     """
 
@@ -115,6 +115,17 @@ class ResolvedPoint:
     deadband: float
     rates: tuple[RateLimit, ...] = ()
 
+    def source_as(self, kind: type[_Source], what: str) -> _Source:
+        """Return the point's source, which a driver kind expects to be a `kind`.
+
+        Raises:
+            TypeError: the point is read another way; `what` names the kind of point asked
+                for ("a Modbus", "an OPC UA").
+        """
+        if not isinstance(self.source, kind):
+            raise TypeError(f"{self.point} is not {what} point: it is read by {self.source}")
+        return self.source
+
     @property
     def register(self) -> RegisterSource:
         """Return the Modbus address of a register point.
@@ -122,44 +133,7 @@ class ResolvedPoint:
         Raises:
             TypeError: the point is not read from Modbus registers.
         """
-        if not isinstance(self.source, RegisterSource):
-            raise TypeError(f"{self.point} is not a Modbus point: it is read by {self.source}")
-        return self.source
-
-    @property
-    def table(self) -> Table:
-        """Return the Modbus table (see `register`)."""
-        return self.register.table
-
-    @property
-    def start(self) -> int:
-        """Return the first register (see `register`)."""
-        return self.register.start
-
-    @property
-    def dtype(self) -> DataType:
-        """Return the data type (see `register`)."""
-        return self.register.dtype
-
-    @property
-    def byte_order(self) -> Order:
-        """Return the byte order (see `register`)."""
-        return self.register.byte_order
-
-    @property
-    def word_order(self) -> Order:
-        """Return the word order (see `register`)."""
-        return self.register.word_order
-
-    @property
-    def bit(self) -> int | None:
-        """Return the bit of a bool in a register, if any (see `register`)."""
-        return self.register.bit
-
-    @property
-    def register_count(self) -> int:
-        """Return how many registers (or coils) the value occupies (see `register`)."""
-        return self.register.register_count
+        return self.source_as(RegisterSource, "a Modbus")
 
 
 def resolve_points(config: SiteConfig) -> list[ResolvedPoint]:

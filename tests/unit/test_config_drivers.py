@@ -123,11 +123,12 @@ def test_modbus_rtu_parity_defaults_to_even() -> None:
 def test_points_resolve_to_their_source() -> None:
     points = {p.point: p for p in resolve_points(SITE.parse(TEXT))}
     assert isinstance(points["F01-PC-01"].source, RegisterSource)
-    assert (points["F01-PC-01"].table, points["F01-PC-01"].register_count) == ("input", 1)
+    register = points["F01-PC-01"].register
+    assert (register.table, register.register_count) == ("input", 1)
     assert points["S01-GX-01"].source == NodeSource("ns=2;s=Slope.G1.X")
     assert points["W01-TOX-01"].source == PatternSource("H2S=(?P<value>-?[0-9.]+)")
     with pytest.raises(TypeError, match="not a Modbus point"):
-        _ = points["S01-GX-01"].table
+        _ = points["S01-GX-01"].register
 
 
 def test_free_running_serial_with_fixed_length_frames_and_a_checksum() -> None:

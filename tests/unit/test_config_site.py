@@ -50,18 +50,19 @@ def test_example_points_expand_the_template_with_the_prefix() -> None:
     codes = [point.point for point in points]
     assert len(codes) == len(set(codes)) == 15
     gas = [point for point in points if point.device_id == "gas-t1"]
-    assert [(p.point, p.quota, p.table, p.start) for p in gas] == [
+    assert [(p.point, p.quota, p.register.table, p.register.start) for p in gas] == [
         ("T001-LEL-01", "WHP-LEL", "input", 0),
         ("T001-TOX-01", "WHP-TOX", "input", 2),
     ]
     level = points[3]
-    assert (level.point, level.table, level.start, level.dtype) == (
+    register = level.register
+    assert (level.point, register.table, register.start, register.dtype) == (
         "T002-LT-01",
         "holding",
         10,
         "float32",
     )
-    assert (level.byte_order, level.word_order, level.register_count) == ("big", "big", 2)
+    assert (register.byte_order, register.word_order, register.register_count) == ("big", "big", 2)
     assert level.unit == level.canonical_unit == "m"
     assert level.thresholds == Limits(low_low=0.5, low=1.0, high=8.5, high_high=9.0)
 
@@ -320,7 +321,7 @@ def test_address_rules_for_bits_and_coils() -> None:
         "{table: input, start: 2, type: float32}",
         "{table: input, start: 2, type: bool, bit: 15}",
     )
-    assert resolve_points(SITE.parse(text))[-1].bit == 15
+    assert resolve_points(SITE.parse(text))[-1].register.bit == 15
 
 
 def test_yaml_syntax_error_names_line_and_column() -> None:

@@ -31,9 +31,7 @@ def ua_point(point: ResolvedPoint) -> UaPoint:
 
 
 def _node(point: ResolvedPoint) -> str:
-    if not isinstance(point.source, NodeSource):
-        raise TypeError(f"{point.point} is not an OPC UA point")
-    return point.source.node
+    return point.source_as(NodeSource, "an OPC UA").node
 
 
 def _status_name(sample: RawSample) -> str:

@@ -32,9 +32,7 @@ def line_point(point: ResolvedPoint) -> LinePoint:
 
 
 def _pattern(point: ResolvedPoint) -> str:
-    if not isinstance(point.source, PatternSource):
-        raise TypeError(f"{point.point} is not a serial ASCII point")
-    return point.source.pattern
+    return point.source_as(PatternSource, "a serial ASCII").pattern
 
 
 def framing_of(device: SerialDevice) -> Framing:
