@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 import re
-from typing import Final
+from typing import Final, TypeVar
 
 from specs.records import (
     AlarmEvent,
@@ -25,6 +25,7 @@ from specs.records import (
 )
 
 _QUALITIES: Final = {quality.value: quality for quality in Quality}
+_Choice = TypeVar("_Choice", AlarmEvent, GapReason)
 
 
 def _text(raw: dict[str, object], key: str) -> str:
@@ -50,21 +51,30 @@ def _optional_text(raw: dict[str, object], key: str) -> str | None:
     return value
 
 
-def _alarm_from_wire(raw: dict[str, object]) -> AlarmRecord:
-    event = _text(raw, "event")
+def _time(raw: dict[str, object], key: str) -> str:
+    value = _text(raw, key)
+    parse_iso_time(value)
+    return value
+
+
+def _choice(raw: dict[str, object], key: str, kind: type[_Choice], what: str) -> _Choice:
+    value = _text(raw, key)
     try:
-        parsed_event = AlarmEvent(event)
+        return kind(value)
     except ValueError:
-        raise RecordFormatError(f"alarm event {event!r} is not raise|clear") from None
-    t, trigger_t = _text(raw, "t"), _text(raw, "trigger_t")
-    parse_iso_time(t)
-    parse_iso_time(trigger_t)
+        choices = "|".join(member.value for member in kind)
+        raise RecordFormatError(f"{what} {value!r} is not {choices}") from None
+
+
+def _alarm_from_wire(raw: dict[str, object]) -> AlarmRecord:
+    event = _choice(raw, "event", AlarmEvent, "alarm event")
+    t, trigger_t = _time(raw, "t"), _time(raw, "trigger_t")
     return AlarmRecord(
         alarm_id=_text(raw, "alarm_id"),
         point=_text(raw, "point"),
         quota=_text(raw, "quota"),
         t=t,
-        event=parsed_event,
+        event=event,
         level=_text(raw, "level"),
         value=_number(raw, "value"),
         threshold=_number(raw, "threshold"),
@@ -95,14 +105,8 @@ def _optional_time(raw: dict[str, object], key: str) -> str | None:
 
 
 def _gap_from_wire(raw: dict[str, object]) -> GapRecord:
-    reason = _text(raw, "reason")
-    try:
-        parsed_reason = GapReason(reason)
-    except ValueError:
-        choices = "|".join(r.value for r in GapReason)
-        raise RecordFormatError(f"gap reason {reason!r} is not {choices}") from None
-    t = _text(raw, "t")
-    parse_iso_time(t)
+    reason = _choice(raw, "reason", GapReason, "gap reason")
+    t = _time(raw, "t")
     epoch = _optional_text(raw, "epoch")
     from_seq, to_seq = _optional_count(raw, "from_seq"), _optional_count(raw, "to_seq")
     if epoch is None and (from_seq is not None or to_seq is not None):
@@ -113,7 +117,7 @@ def _gap_from_wire(raw: dict[str, object]) -> GapRecord:
         raise RecordFormatError("gap seq range is reversed")
     return GapRecord(
         t=t,
-        reason=parsed_reason,
+        reason=reason,
         lost=_optional_count(raw, "lost"),
         t_from=_optional_time(raw, "from"),
         t_to=_optional_time(raw, "to"),
@@ -136,8 +140,7 @@ def _kid(raw: dict[str, object], key: str) -> str:
 
 
 def _key_from_wire(raw: dict[str, object]) -> KeyRecord:
-    t = _text(raw, "t")
-    parse_iso_time(t)
+    t = _time(raw, "t")
     public_key = _text(raw, "public_key")
     if len(public_key) > _MAX_PUBLIC_KEY:
         raise RecordFormatError(f"key record 'public_key' exceeds {_MAX_PUBLIC_KEY} characters")
