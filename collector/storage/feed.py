@@ -8,6 +8,7 @@ PostgreSQL: the feed lock, `collector.storage.postgres.feed`).
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.feed.core import (
@@ -20,7 +21,7 @@ from collector.feed.core import (
 )
 from collector.readmodel import ReadingRow, Scope
 from collector.storage.queries import Fetch, scope_clause
-from collector.storage.records import reading
+from collector.storage.records import Row, reading
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,60 +59,57 @@ def _filters(where: FeedFilter, column: str) -> tuple[str, list[object]]:
     return sql, params
 
 
-async def _readings(
-    fetch: Fetch,
-    statements: FeedStatements,
-    scope: Scope,
-    *,
-    where: FeedFilter,
-    after: int,
-    upto: int,
-    limit: int,
-) -> tuple[tuple[ReadingRow, ...], bool]:
-    if FeedKind.READING not in where.kinds or after >= upto:
-        return (), False
-    sql, params = _filters(where, f"{statements.unindexed}r.")
-    scope_sql, scope_params = scope_clause(scope, "g.district")
-    rows = await fetch(
-        f"{statements.readings}{sql}{scope_sql} ORDER BY r.id LIMIT ?",
-        (after, upto, *params, *scope_params, limit + 1),
-    )
-    found = [reading(row, row[8]) for row in rows]
-    return tuple(found[:limit]), len(found) > limit
+@dataclass(frozen=True, slots=True)
+class _FeedRead:
+    """One page's reads: readings and journal rows by id, in scope and filter."""
 
+    fetch: Fetch
+    statements: FeedStatements
+    scope: Scope
+    where: FeedFilter
+    limit: int
 
-async def _journal(
-    fetch: Fetch,
-    statements: FeedStatements,
-    scope: Scope,
-    *,
-    where: FeedFilter,
-    after: int,
-    upto: int,
-    limit: int,
-) -> tuple[tuple[JournalRow, ...], bool]:
-    kinds = sorted(kind.value for kind in where.kinds if kind is not FeedKind.READING)
-    if not kinds or after >= upto:
-        return (), False
-    sql, params = _filters(where, f"{statements.unindexed}f.")
-    scope_sql, scope_params = scope_clause(scope, "g.district")
-    rows = await fetch(
-        f"{statements.journal} AND f.kind IN ({', '.join('?' * len(kinds))}){sql}{scope_sql}"
-        " ORDER BY f.id LIMIT ?",
-        (after, upto, *kinds, *params, *scope_params, limit + 1),
-    )
-    found = [
-        JournalRow(
-            id=row[0],
-            readings_through=row[1],
-            kind=FeedKind(row[2]),
-            event=journal_event(FeedKind(row[2]), row[3], row[4]),
-            enterprise=row[5],
-            district=row[6],
+    async def _rows(
+        self, select: str, alias: str, bounds: tuple[object, ...]
+    ) -> tuple[Sequence[Row], bool]:
+        """Rows of `select` (bound by `bounds`) in filter and scope, by `alias`.id; more?"""
+        sql, params = _filters(self.where, f"{self.statements.unindexed}{alias}.")
+        scope_sql, scope_params = scope_clause(self.scope, "g.district")
+        rows = await self.fetch(
+            f"{select}{sql}{scope_sql} ORDER BY {alias}.id LIMIT ?",
+            (*bounds, *params, *scope_params, self.limit + 1),
         )
-        for row in rows
-    ]
-    return tuple(found[:limit]), len(found) > limit
+        return rows[: self.limit], len(rows) > self.limit
+
+    async def readings(self, after: int, upto: int) -> tuple[tuple[ReadingRow, ...], bool]:
+        """Readings with ids in (after, upto], when the filter takes readings; more?"""
+        if FeedKind.READING not in self.where.kinds or after >= upto:
+            return (), False
+        rows, more = await self._rows(self.statements.readings, "r", (after, upto))
+        return tuple(reading(row, row[8]) for row in rows), more
+
+    async def journal(self, after: int, upto: int) -> tuple[tuple[JournalRow, ...], bool]:
+        """Journal rows of the filter's other kinds with ids in (after, upto]; more?"""
+        kinds = sorted(kind.value for kind in self.where.kinds if kind is not FeedKind.READING)
+        if not kinds or after >= upto:
+            return (), False
+        rows, more = await self._rows(
+            f"{self.statements.journal} AND f.kind IN ({', '.join('?' * len(kinds))})",
+            "f",
+            (after, upto, *kinds),
+        )
+        found = (
+            JournalRow(
+                id=row[0],
+                readings_through=row[1],
+                kind=FeedKind(row[2]),
+                event=journal_event(FeedKind(row[2]), row[3], row[4]),
+                enterprise=row[5],
+                district=row[6],
+            )
+            for row in rows
+        )
+        return tuple(found), more
 
 
 async def feed_page(
@@ -125,22 +123,7 @@ async def feed_page(
     limit: int,
 ) -> FeedPage:
     """Readings and journal rows in scope and filter with ids in (after, upto], ascending."""
-    readings, readings_more = await _readings(
-        fetch,
-        statements,
-        scope,
-        where=where,
-        after=after.readings,
-        upto=upto.readings,
-        limit=limit,
-    )
-    journal, journal_more = await _journal(
-        fetch,
-        statements,
-        scope,
-        where=where,
-        after=after.journal,
-        upto=upto.journal,
-        limit=limit,
-    )
+    read = _FeedRead(fetch, statements, scope, where, limit)
+    readings, readings_more = await read.readings(after.readings, upto.readings)
+    journal, journal_more = await read.journal(after.journal, upto.journal)
     return FeedPage(readings, readings_more, journal, journal_more)

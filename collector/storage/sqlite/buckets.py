@@ -80,12 +80,15 @@ class SqliteBucketQueries:
         if from_index is not None:
             bounds += f" AND {index} >= ?"
             params.append(from_index)
-        rows = await self.db.execute_fetchall(
+        return await self._first_index(
             f"SELECT {index} FROM readings r WHERE r.gateway = ? AND r.point = ?{bounds}"
             " ORDER BY r.t LIMIT 1",
             (*series, *params),
         )
-        for row in rows:
+
+    async def _first_index(self, query: str, params: Sequence[object]) -> int | None:
+        """The bucket index in the one row `query` selects; None when it selects none."""
+        for row in await self.db.execute_fetchall(query, params):
             return int(row[0])
         return None
 
@@ -135,14 +138,11 @@ class SqliteRollupBucketQueries(SqliteBucketQueries):
         index = bucket_index_sql(self.grid, "m.minute")
         low = None if from_index is None else self.grid.start(from_index)
         bounds, params = self._minute_bounds(low, None)
-        rows = await self.db.execute_fetchall(
+        return await self._first_index(
             f"SELECT {index} FROM readings_1m m WHERE m.gateway = ? AND m.point = ?{bounds}"
             " ORDER BY m.minute LIMIT 1",
             (*series, *params),
         )
-        for row in rows:
-            return int(row[0])
-        return None
 
     async def aggregate(self, series: PointAfter, first: int, end: int) -> Sequence[BucketRow]:
         """Buckets first..end-1 of one series, merged from its minutes' rollups.

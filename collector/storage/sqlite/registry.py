@@ -75,20 +75,27 @@ async def gateways(db: aiosqlite.Connection) -> tuple[Gateway, ...]:
     return tuple(gateway_row(row) for row in rows)
 
 
-async def find_gateways(db: aiosqlite.Connection, ids: Collection[str]) -> Mapping[str, Gateway]:
-    """The registered gateways among `ids`."""
-    found: dict[str, Gateway] = {}
+async def _rows_among(
+    db: aiosqlite.Connection, query: str, ids: Collection[str], what: str
+) -> list[sqlite3.Row]:
+    """The rows of `query` (ending in `IN`) for each of `ids`, asked for a chunk at a time."""
+    found: list[sqlite3.Row] = []
     for chunk in chunks(sorted(set(ids))):
         try:
-            rows = await db.execute_fetchall(
-                f"SELECT {GATEWAY_COLUMNS} FROM gateways"
-                f" WHERE gateway IN ({', '.join('?' * len(chunk))})",
-                chunk,
+            found.extend(
+                await db.execute_fetchall(f"{query} ({', '.join('?' * len(chunk))})", chunk)
             )
         except sqlite3.Error as exc:  # ingest retries a StorageError; a raw one would kill it
-            raise StorageError(f"cannot read gateways: {exc}") from exc
-        found.update((row[0], gateway_row(row)) for row in rows)
+            raise StorageError(f"cannot read {what}: {exc}") from exc
     return found
+
+
+async def find_gateways(db: aiosqlite.Connection, ids: Collection[str]) -> Mapping[str, Gateway]:
+    """The registered gateways among `ids`."""
+    rows = await _rows_among(
+        db, f"SELECT {GATEWAY_COLUMNS} FROM gateways WHERE gateway IN", ids, "gateways"
+    )
+    return {row[0]: gateway_row(row) for row in rows}
 
 
 async def keys(db: aiosqlite.Connection, gateway: str | None = None) -> tuple[GatewayKey, ...]:
@@ -104,22 +111,19 @@ async def keys(db: aiosqlite.Connection, gateway: str | None = None) -> tuple[Ga
 
 async def grants(db: aiosqlite.Connection, kids: Collection[str]) -> Mapping[str, KeyGrant]:
     """The registered keys among `kids`, each with its owning gateway."""
-    found: dict[str, KeyGrant] = {}
-    for chunk in chunks(sorted(set(kids))):
-        try:
-            rows = await db.execute_fetchall(
-                "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
-                " k.retired_at, k.announced_by, k.announced_epoch, k.announced_seq,"
-                " g.gateway, g.enterprise, g.district, g.registered_at"
-                " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway"
-                f" WHERE k.kid IN ({', '.join('?' * len(chunk))})",
-                chunk,
-            )
-        except sqlite3.Error as exc:
-            raise StorageError(f"cannot read keys: {exc}") from exc
-        for row in rows:
-            found[row[0]] = KeyGrant(gateway_key(row), Gateway(row[10], row[11], row[12], row[13]))
-    return found
+    rows = await _rows_among(
+        db,
+        "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
+        " k.retired_at, k.announced_by, k.announced_epoch, k.announced_seq,"
+        " g.gateway, g.enterprise, g.district, g.registered_at"
+        " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway WHERE k.kid IN",
+        kids,
+        "keys",
+    )
+    return {
+        row[0]: KeyGrant(gateway_key(row), Gateway(row[10], row[11], row[12], row[13]))
+        for row in rows
+    }
 
 
 async def adopt_keys(
