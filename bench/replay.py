@@ -92,8 +92,10 @@ from edge_agent.config.sections import UplinkConfig
 from edge_agent.config.site import SiteConfig
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.shell.collector_keys import read_collector_keys
-from edge_agent.shell.outbox import Outbox, open_outbox
-from edge_agent.shell.publisher import Publisher, UplinkSettings
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.publisher import Publisher
+from edge_agent.shell.uplink import UplinkSettings
 from hostkit.logs import configure_logging
 from specs.records import Quality, Reading, iso_time
 from specs.signing import load_signing_key

@@ -62,9 +62,10 @@ from edge_agent.config import SiteConfig, load_site_config
 from edge_agent.core.chain import SealedBlock
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.shell.collector_keys import read_collector_keys
-from edge_agent.shell.outbox import open_outbox
-from edge_agent.shell.publisher import Publisher, UplinkSettings
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.publisher import Publisher
 from edge_agent.shell.sealer import Sealer
+from edge_agent.shell.uplink import UplinkSettings
 from hostkit.logs import configure_logging
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.records import Quality, Reading, Record, iso_time, record_json

@@ -26,7 +26,7 @@ from edge_agent.core.plan_compile import identity_of
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_gateway_key
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from hostkit.keyfiles import KeyFileError
 from specs.catalogue import default_catalogue
 from specs.signing import SigningKey

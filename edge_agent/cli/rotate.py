@@ -12,7 +12,7 @@ from edge_agent.config import SiteConfig
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_private_key
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.rotation import Announced, announce_next_key
 from hostkit.keyfiles import KeyFileError, next_key_path
 

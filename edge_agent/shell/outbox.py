@@ -19,10 +19,10 @@ and every loss is named by a gap record sealed in the block that replaces them
 the file was lost, a new epoch starts and every undelivered block of an older epoch is sealed
 again under it.
 
-This module is the `Outbox` and its opening; its parts live beside it: the tables
-(`outbox_schema`), the seal's statements (`outbox_seal`), reading back (`outbox_reads`),
-new epochs and new keys (`outbox_rewrite`), making room (`outbox_room`, `outbox_space`) and
-what a restart finds (`outbox_recovery`).
+This module is the `Outbox`; its parts live beside it: opening the file (`outbox_open`), the
+tables (`outbox_schema`), the seal's statements (`outbox_seal`), reading back
+(`outbox_reads`), new epochs and new keys (`outbox_rewrite`), making room (`outbox_room`,
+`outbox_space`) and what a restart finds (`outbox_recovery`).
 """
 
 from __future__ import annotations
@@ -30,9 +30,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sqlite3
-import time
-from collections.abc import AsyncIterator, Callable, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -53,7 +51,7 @@ from edge_agent.shell.outbox_reads import (
     read_undelivered,
     read_undelivered_block,
 )
-from edge_agent.shell.outbox_recovery import EpochJournal, SeqMark, recovery_gaps
+from edge_agent.shell.outbox_recovery import EpochJournal, SeqMark
 from edge_agent.shell.outbox_rewrite import RESIGN_BLOCKS, begin_epoch, reseal_chunk, resign_chunk
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
@@ -391,58 +389,3 @@ class Outbox:
             signed += rows
             if rows < RESIGN_BLOCKS:
                 return signed
-
-
-@asynccontextmanager
-async def open_outbox(
-    path: Path,
-    identity: Identity,
-    key: SigningKey,
-    *,
-    max_bytes: int | None = None,
-    clock_synced: bool = False,
-) -> AsyncIterator[Outbox]:
-    """Open (or create) the outbox at `path`, after checking what happened to it.
-
-    A corrupt file is moved aside and a lost one is named: either way a gap record is sealed
-    into the first block of the file opened. `max_bytes` enforces a space budget.
-    """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    journal = EpochJournal.beside(path)
-    mark = SeqMark.beside(path)
-    now = time.time()
-    noted = mark.read()
-    gaps, abandon = recovery_gaps(path, journal, mark, now)
-    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
-    # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
-    db = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
-    try:
-        budget = None if max_bytes is None else SpaceBudget(max_bytes)
-        reserve = None if budget is None else Reserve.beside(path, budget.reserve_bytes)
-        if reserve is not None and not reserve.claim():
-            log.warning("outbox_reserve_not_claimed", reason="the disk has no room")
-        outbox = Outbox(
-            db,
-            identity,
-            key,
-            budget=budget,
-            path=path,
-            journal=journal,
-            reserve=reserve,
-            mark=mark,
-            unsealed=None if noted is None else noted.unsealed,
-        )
-        await outbox._init()  # noqa: SLF001 - the factory finishes construction
-        if abandon:
-            await outbox.start_new_epoch(gaps, now=now, clock_synced=clock_synced)
-        elif gaps:
-            await outbox.seal(tuple(gaps), now=now, clock_synced=clock_synced)
-        if journal.latest() != outbox.epoch:
-            journal.record(outbox.epoch)
-        await outbox.reseal_older_epochs(now=now, clock_synced=clock_synced)
-        # Written now, while the disk may have room: later it is only overwritten in place.
-        outbox.note_unsealed(outbox.unsealed)
-        yield outbox
-    finally:
-        mark.close()
-        await db.close()

@@ -3,9 +3,10 @@
 A broker PUBACK means nothing here (mosquitto loses queued QoS 1 messages on SIGKILL): only the
 collector's signed ACK, sent after its database commit, lets the agent forget a block.
 
-This module is the MQTT session (connect, ACKs and commands in, blocks, heartbeats and
-results out); which block goes next, in which lane, and what is owed again is
-`edge_agent.shell.publisher_lanes`.
+This module is the MQTT session (ACKs and commands in, blocks, heartbeats and results out);
+which block goes next, in which lane, and what is owed again is
+`edge_agent.shell.publisher_lanes`; the client, its settings and its will are
+`edge_agent.shell.uplink`.
 """
 
 from __future__ import annotations
@@ -13,15 +14,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import sqlite3
-import ssl
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Protocol
 
 import aiomqtt
 import structlog
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from edge_agent.core.ack_check import Rollback, judge_ack
@@ -32,9 +30,9 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_reads import StoredBlock
 from edge_agent.shell.outbox_recovery import declared_gap
 from edge_agent.shell.publisher_lanes import Lanes
-from hostkit.mqtt import NO_DELAY
+from edge_agent.shell.uplink import UplinkSettings, signed_properties, uplink_client
 from specs.ack import Ack, AckFormatError, decode_ack
-from specs.encoding import Encoding, choose_encoding, encode_payload, encoding_properties
+from specs.encoding import choose_encoding, encode_payload
 from specs.lanes import Lane, lane_properties
 from specs.records import GapReason
 from specs.signing import (
@@ -42,7 +40,6 @@ from specs.signing import (
     SignatureError,
     VerifyKey,
     signature_from_properties,
-    signature_properties,
 )
 from specs.status import GatewayStatus
 from specs.topics import GatewayTopics
@@ -59,24 +56,6 @@ class CommandInbox(Protocol):
 
     async def on_command(self, payload: bytes, properties: list[tuple[str, str]] | None) -> None:
         """Judge and apply one command; never raises for a bad one."""
-
-
-@dataclass(frozen=True, slots=True)
-class UplinkSettings:
-    """What the publisher needs to know about the link."""
-
-    host: str
-    port: int
-    client_id: str
-    keepalive: float
-    session_expiry: float
-    ack_timeout: float
-    max_inflight: int
-    heartbeat: float = 30.0
-    publish_rate: float | None = None  # blocks per second; None = as fast as ACKs allow
-    tls: ssl.SSLContext | None = None
-    # How blocks travel (specs.encoding, the `enc` user property); None: as sealed.
-    encoding: Encoding | None = None
 
 
 class Publisher:
@@ -174,7 +153,7 @@ class Publisher:
         while True:
             self._raise_if_stopped()
             try:
-                async with self._client() as client:
+                async with uplink_client(self._settings, self._topics, self._sign) as client:
                     self._client_now = client
                     try:
                         await self._session(client)
@@ -190,31 +169,6 @@ class Publisher:
                 log.warning("uplink_lost", error=str(group.exceptions[0]), retry_in=delay)
                 await asyncio.sleep(delay)
 
-    def _client(self) -> aiomqtt.Client:
-        connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
-        connect_properties.SessionExpiryInterval = int(self._settings.session_expiry)
-        # Signed now, fired by the broker later: its `t` is this connect time.
-        will_payload = GatewayStatus(online=False, t=time.time()).encode()
-        will = aiomqtt.Will(
-            self._topics.status,
-            will_payload,
-            qos=1,
-            retain=True,
-            properties=_signed(self._sign(will_payload), PacketTypes.WILLMESSAGE),
-        )
-        return aiomqtt.Client(
-            self._settings.host,
-            self._settings.port,
-            identifier=self._settings.client_id,
-            protocol=aiomqtt.ProtocolVersion.V5,
-            clean_start=False,
-            keepalive=int(self._settings.keepalive),
-            properties=connect_properties,
-            will=will,
-            tls_context=self._settings.tls,
-            socket_options=NO_DELAY,
-        )
-
     async def _session(self, client: aiomqtt.Client) -> None:
         await client.subscribe(self._topics.ack, qos=1)
         if self._commands is not None:
@@ -222,7 +176,9 @@ class Publisher:
         if self._meta is not None:
             # On every connect: the collector may have lost it, and it is cheap.
             payload, signature = self._meta
-            await client.publish(self._topics.meta, payload, qos=1, properties=_signed(signature))
+            await client.publish(
+                self._topics.meta, payload, qos=1, properties=signed_properties(signature)
+            )
         self._raise_if_stopped()  # a stop that the waits above swallowed
         # Everything unacked is owed again on a new session; the collector dedupes. Blocks
         # sealed while the uplink was down are backlog now, sent in order in the backlog
@@ -351,7 +307,7 @@ class Publisher:
         # Compressed for the wire only: the outbox, the hash chain and the signature keep the
         # canonical bytes, which the collector gets back by decoding per `enc`.
         encoding = choose_encoding(block.payload, self._settings.encoding)
-        properties = _signed(block.signature, encoding=encoding)
+        properties = signed_properties(block.signature, encoding=encoding)
         # The lane it was sent in (specs.lanes): the collector ingests backlog blocks only
         # when nothing else waits, so a live block overtakes a queued backlog there too.
         properties.UserProperty = lane_properties(lane)  # paho appends to the list
@@ -368,7 +324,9 @@ class Publisher:
         client = self._client_now
         if client is None or not self.connected.is_set():
             raise aiomqtt.MqttError("no session")
-        await client.publish(self._topics.cmd_result, payload, qos=1, properties=_signed(signature))
+        await client.publish(
+            self._topics.cmd_result, payload, qos=1, properties=signed_properties(signature)
+        )
 
     async def say_offline(self) -> bool:
         """Publish the retained offline status now; whether a session was up to carry it.
@@ -387,7 +345,7 @@ class Publisher:
             payload,
             qos=1,
             retain=True,
-            properties=_signed(self._sign(payload)),
+            properties=signed_properties(self._sign(payload)),
         )
         return True
 
@@ -409,16 +367,7 @@ class Publisher:
                     status,
                     qos=1,
                     retain=True,
-                    properties=_signed(self._sign(status)),
+                    properties=signed_properties(self._sign(status)),
                 )
                 self._raise_if_stopped(ending)
             await asyncio.sleep(self._settings.heartbeat)
-
-
-def _signed(
-    signature: Signature, packet: int = PacketTypes.PUBLISH, *, encoding: Encoding | None = None
-) -> Properties:
-    """PUBLISH (or will) properties carrying a detached signature (and the payload's `enc`)."""
-    properties = Properties(packet)  # type: ignore[no-untyped-call]
-    properties.UserProperty = signature_properties(signature) + encoding_properties(encoding)
-    return properties

@@ -35,13 +35,15 @@ from edge_agent.shell.commands import CommandDesk
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.metrics_server import metrics_service
-from edge_agent.shell.outbox import Outbox, open_outbox
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
-from edge_agent.shell.publisher import Publisher, UplinkSettings
+from edge_agent.shell.publisher import Publisher
 from edge_agent.shell.rotation import CurrentKey, RotationWatcher, complete_rotation
 from edge_agent.shell.sealer import Sealer
 from edge_agent.shell.shutdown import shut_down
 from edge_agent.shell.status_server import AgentStatus, status_service, status_socket_path
+from edge_agent.shell.uplink import UplinkSettings
 from hostkit.backoff import backoff_delays
 from hostkit.systemd_notify import notify, watchdog_pings
 from specs.records import Record

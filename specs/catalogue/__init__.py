@@ -76,13 +76,14 @@ __all__ = [
 
 def _checked(parsed: ParsedYaml) -> Catalogue:
     from configkit.validation import validate_document  # noqa: PLC0415
-    from specs.catalogue.schema import _CatalogueModel, _Checker  # noqa: PLC0415
+    from specs.catalogue.checks import Checker  # noqa: PLC0415
+    from specs.catalogue.schema import CatalogueModel  # noqa: PLC0415
 
     try:
-        model = validate_document(_CatalogueModel, parsed)
+        model = validate_document(CatalogueModel, parsed)
     except ConfigError as exc:
         raise CatalogueError(exc.issues) from None
-    checker = _Checker(model)
+    checker = Checker(model)
     catalogue = checker.run()
     if checker.problems:
         raise CatalogueError(

@@ -22,7 +22,7 @@ from edge_agent.core.alarms.build import rules_for_site
 from edge_agent.core.chain import Identity
 from edge_agent.shell import runtime, shutdown
 from edge_agent.shell.alarm_stage import load_alarm_stage
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.sealer import Sealer
 from hostkit.keyfiles import create_key_pair
 from hostkit.logs import configure_logging
@@ -198,7 +198,7 @@ import asyncio, sys, time
 from pathlib import Path
 from edge_agent.core.alarms.build import rules_for_site
 from edge_agent.shell.alarm_stage import load_alarm_stage
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from specs.catalogue import default_catalogue
 from tests.integration.test_alarm_state import KEY, SITE, lel, site
 

@@ -27,7 +27,7 @@ from edge_agent.cli import main
 from edge_agent.config import load_site_config
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.core.points import resolve_points
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from specs.block import GENESIS, Block, decode_block
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading

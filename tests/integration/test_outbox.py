@@ -12,7 +12,7 @@ from edge_agent.core.alarms.build import rules_for_site
 from edge_agent.core.chain import Identity
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.alarm_stage import AlarmStage
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from specs.block import GENESIS, decode_block
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, iso_time
@@ -103,7 +103,7 @@ _WRITER = """
 import asyncio, sys
 from pathlib import Path
 from tests.integration.test_outbox import KEY, SITE, _reading
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 
 async def main() -> None:
     async with open_outbox(Path(sys.argv[1]), SITE, KEY) as outbox:

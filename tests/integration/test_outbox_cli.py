@@ -25,7 +25,7 @@ from edge_agent.cli import main
 from edge_agent.config import load_site_config
 from edge_agent.core.outbox_view import ExportedBlock, count_readings, export_document
 from edge_agent.core.plan_compile import identity_of
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
 from specs.records import (
     AlarmEvent,

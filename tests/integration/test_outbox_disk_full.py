@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.core.chain import Identity
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.sealer import Sealer
 from specs.block import decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time

@@ -11,7 +11,7 @@ import sqlite3
 from pathlib import Path
 
 from edge_agent.core.chain import Identity, SealedBlock
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_reads import HANDED_BYTES, StoredBlock
 from specs.records import Quality, Reading, iso_time
 from specs.signing import signing_key_from_seed

@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_agent.core.chain import Identity
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_schema import PAGE_CACHE_KIB
 from specs.signing import signing_key_from_seed
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from tests.integration.test_outbox import KEY, SITE, _reading
 
 FULL = 2

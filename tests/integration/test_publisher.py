@@ -19,7 +19,8 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from demo.broker import Broker, free_port
-from edge_agent.shell.outbox import Outbox, open_outbox
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.publisher import Publisher
 from specs.ack import Ack
 from specs.block import block_hash, decode_block

@@ -10,7 +10,8 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_agent.core.chain import SealedBlock
-from edge_agent.shell.outbox import Outbox, open_outbox
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.sealer import GROUP_BLOCKS
 from tests.integration.test_outbox import KEY, SITE, _assert_valid_chain, _reading
 from tests.support.sealer_rig import count_transactions, running_sealer

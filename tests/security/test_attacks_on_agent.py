@@ -20,7 +20,8 @@ import pytest
 import structlog
 
 from demo.broker import Broker
-from edge_agent.shell.outbox import Outbox, open_outbox
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_open import open_outbox
 from specs.ack import Ack
 from specs.records import Quality, Reading, iso_time
 from specs.signing import SigningKey, signature_properties, signing_key_from_seed

@@ -25,7 +25,7 @@ from collector.readmodel import EVERYTHING
 from collector.verify.service import verify_stored
 from edge_agent.cli import main as agent_main
 from edge_agent.shell.keyfile import load_private_key
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.rotation import CurrentKey, RotationWatcher, announce_next_key
 from hostkit.keyfiles import next_key_path, retired_key_path, write_key_pair
 from specs.block import decode_block

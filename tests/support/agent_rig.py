@@ -11,8 +11,10 @@ from pathlib import Path
 
 from edge_agent.core.chain import Identity
 from edge_agent.core.trusted_keys import TrustedKeys
-from edge_agent.shell.outbox import Outbox, open_outbox
-from edge_agent.shell.publisher import Publisher, UplinkSettings
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.publisher import Publisher
+from edge_agent.shell.uplink import UplinkSettings
 from specs.encoding import Encoding
 from specs.records import Record
 from specs.signing import SigningKey, VerifyKey

@@ -12,7 +12,8 @@ from typing import Final
 
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox import Outbox
-from edge_agent.shell.publisher import Publisher, UplinkSettings
+from edge_agent.shell.publisher import Publisher
+from edge_agent.shell.uplink import UplinkSettings
 from specs.signing import signing_key_from_seed
 from specs.topics import GatewayTopics
 

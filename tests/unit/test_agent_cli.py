@@ -16,7 +16,7 @@ from edge_agent.cli import main
 from edge_agent.cli.status import NOT_RUNNING_EXIT
 from edge_agent.config import load_site_config
 from edge_agent.core.plan_compile import identity_of
-from edge_agent.shell.outbox import open_outbox
+from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_reads import read_outbox_stats
 from specs.records import Quality, Reading, iso_time
 from specs.signing import load_signing_key, load_verify_key, signing_key_from_seed

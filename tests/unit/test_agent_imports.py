@@ -142,6 +142,7 @@ NOT_FOR_RUNNING = (
     "edge_agent.config",
     "edge_agent.kinds",
     "specs.catalogue.schema",
+    "specs.catalogue.checks",
 )
 
 

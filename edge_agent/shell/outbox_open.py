@@ -1,0 +1,80 @@
+"""Opening the outbox file: what a restart finds there, the space budget, then the `Outbox`.
+
+Before the first seal the file is checked against the epoch journal and the seq mark beside
+it (`edge_agent.shell.outbox_recovery`): a corrupt file is moved aside, a lost or rolled-back
+one is named, and the gap records that say so are sealed into the first block of the file
+opened. Undelivered blocks of older epochs are sealed again under the current one.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import aiosqlite
+import structlog
+
+from edge_agent.core.chain import Identity
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_recovery import EpochJournal, SeqMark, recovery_gaps
+from edge_agent.shell.outbox_space import Reserve, SpaceBudget
+from specs.signing import SigningKey
+
+log = structlog.get_logger("edge_agent.outbox")
+
+
+@asynccontextmanager
+async def open_outbox(
+    path: Path,
+    identity: Identity,
+    key: SigningKey,
+    *,
+    max_bytes: int | None = None,
+    clock_synced: bool = False,
+) -> AsyncIterator[Outbox]:
+    """Open (or create) the outbox at `path`, after checking what happened to it.
+
+    A corrupt file is moved aside and a lost one is named: either way a gap record is sealed
+    into the first block of the file opened. `max_bytes` enforces a space budget.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    journal = EpochJournal.beside(path)
+    mark = SeqMark.beside(path)
+    now = time.time()
+    noted = mark.read()
+    gaps, abandon = recovery_gaps(path, journal, mark, now)
+    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
+    # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
+    db = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
+    try:
+        budget = None if max_bytes is None else SpaceBudget(max_bytes)
+        reserve = None if budget is None else Reserve.beside(path, budget.reserve_bytes)
+        if reserve is not None and not reserve.claim():
+            log.warning("outbox_reserve_not_claimed", reason="the disk has no room")
+        outbox = Outbox(
+            db,
+            identity,
+            key,
+            budget=budget,
+            path=path,
+            journal=journal,
+            reserve=reserve,
+            mark=mark,
+            unsealed=None if noted is None else noted.unsealed,
+        )
+        await outbox._init()  # noqa: SLF001 - the factory finishes construction
+        if abandon:
+            await outbox.start_new_epoch(gaps, now=now, clock_synced=clock_synced)
+        elif gaps:
+            await outbox.seal(tuple(gaps), now=now, clock_synced=clock_synced)
+        if journal.latest() != outbox.epoch:
+            journal.record(outbox.epoch)
+        await outbox.reseal_older_epochs(now=now, clock_synced=clock_synced)
+        # Written now, while the disk may have room: later it is only overwritten in place.
+        outbox.note_unsealed(outbox.unsealed)
+        yield outbox
+    finally:
+        mark.close()
+        await db.close()
