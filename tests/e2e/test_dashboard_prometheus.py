@@ -57,6 +57,7 @@ from simulators.rtu_slaves import Fault, pattern_slave
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import SimGateway, sim_gateway
 from tests.support.collector_env import register, write_collector_config
+from tests.support.metrics_site import metrics_site_map
 from tests.support.prometheus import (
     PROMETHEUS,
     SCRAPE_INTERVAL,
@@ -71,21 +72,13 @@ WAIT: Final = 25.0  # seconds for every panel to have data: rates need two scrap
 
 
 def site_map(gateway: SimGateway, *, broker: int, bus: str, nobody: int, metrics: int) -> str:
-    slaves = "".join(
-        f"  - {{id: {name}, driver: modbus_rtu, port: {bus}, baudrate: 19200, parity: N,"
-        f" stopbits: 2, unit_id: {unit}, poll: 300ms, timeout: 150ms, points: [\n"
-        f"     {{point: {code}-A, quota: YHBZ-PC, address: {{table: holding, start: 210,"
-        " type: uint16}}]}\n"
-        for name, unit, code in (("slave-1", 1, "R1"), ("silent-2", 2, "R2"))
-    )
-    return (
-        gateway.site_head(broker, outbox=", flush_interval: 100ms")
-        + f'metrics: {{listen: "127.0.0.1:{metrics}"}}\n'
-        "devices:\n"
-        f"{slaves}"
-        f"  - {{id: nobody, driver: modbus_tcp, host: 127.0.0.1, port: {nobody}, poll: 300ms,\n"
-        "     points: [{point: R9-A, quota: YHBZ-PC, address: {table: holding, start: 0,"
-        " type: uint16}}]}\n"
+    return metrics_site_map(
+        gateway,
+        broker=broker,
+        bus=bus,
+        slaves=(("slave-1", 1), ("silent-2", 2)),
+        nobody=nobody,
+        metrics=metrics,
     )
 
 

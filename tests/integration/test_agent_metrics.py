@@ -29,27 +29,22 @@ from tests.support.broker import Broker, free_port
 from tests.support.collector_client import SimGateway, sim_gateway
 from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest
 from tests.support.metric_samples import Samples, samples_of, value_of
+from tests.support.metrics_site import metrics_site_map
 
 GATEWAY: Final = dataclasses.replace(sim_gateway(1), domain="YHBZ")
 WAIT: Final = 15.0
 
 
 def site_map(gateway: SimGateway, *, broker: int, bus: str, nobody: int, metrics: int) -> str:
-    slaves = "".join(
-        f"  - {{id: {name}, driver: modbus_rtu, port: {bus}, baudrate: 19200, parity: N,"
-        f" stopbits: 2, unit_id: {unit}, poll: 300ms, timeout: 150ms, points: [\n"
-        f"     {{point: {code}-A, quota: YHBZ-PC, address: {{table: holding, start: 210,"
-        " type: uint16}}]}\n"
-        for name, unit, code in (("slave-1", 1, "R1"), ("silent-2", 2, "R2"), ("slave-3", 3, "R3"))
-    )
-    return (
-        gateway.site_head(broker, uplink=", ack_timeout: 1s", outbox=", flush_interval: 100ms")
-        + f'metrics: {{listen: "127.0.0.1:{metrics}"}}\n'
-        "devices:\n"
-        f"{slaves}"
-        f"  - {{id: nobody, driver: modbus_tcp, host: 127.0.0.1, port: {nobody}, poll: 200ms,\n"
-        "     points: [{point: R9-A, quota: YHBZ-PC, address: {table: holding, start: 0,"
-        " type: uint16}}]}\n"
+    return metrics_site_map(
+        gateway,
+        broker=broker,
+        bus=bus,
+        slaves=(("slave-1", 1), ("silent-2", 2), ("slave-3", 3)),
+        nobody=nobody,
+        metrics=metrics,
+        uplink=", ack_timeout: 1s",
+        nobody_poll="200ms",
     )
 
 

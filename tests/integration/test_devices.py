@@ -38,7 +38,7 @@ from simulators.rtu_bus import RtuBusSim
 from simulators.slope_opcua import SlopeServer
 from specs.records import Quality, Reading, parse_iso_time
 from tests.support.config_files import site_head
-from tests.support.pollers import device_poller
+from tests.support.pollers import device_poller, polled_points
 
 HEAD = (
     site_head("YHBZ")
@@ -90,7 +90,9 @@ def poller_of(
     """`device`'s poller as the runtime builds it, its driver on `buses`."""
     points = points_of(config, device.id)
     driver = build_driver(device, points, buses=buses)
-    return device_poller(driver, points, interval=device.poll, sink=sink, backoff=backoff)
+    return device_poller(
+        driver, polled_points(points), interval=device.poll, sink=sink, backoff=backoff
+    )
 
 
 async def run_later(delay: float, poller: DevicePoller) -> None:

@@ -33,8 +33,8 @@ from edge_agent.shell.poller import DevicePoller, queue_sink
 from simulators.faults import Fault
 from simulators.tankfarm import TankFarmServer, serve_tankfarm
 from specs.records import Reading
-from tests.support.config_files import site_head
-from tests.support.pollers import device_poller
+from tests.support.config_files import tcp_device_site
+from tests.support.pollers import device_poller, polled_points
 
 HOST = "127.0.0.1"
 POINTS = (
@@ -115,20 +115,12 @@ async def test_a_read_cancelled_as_its_reply_arrives_raises_cancelled(
 
 def poller_for(port: int) -> tuple[DevicePoller, ModbusTcpDriver, asyncio.Queue[Reading]]:
     """The agent's own poller and driver for a one-device site map (as `edge-agent run`)."""
+    points_yaml = """\
+      - {point: T1-LT, quota: WHP-LT, address: {table: holding, start: 0, type: float32}}
+      - {point: T1-LEL, quota: WHP-LEL, address: {table: input, start: 0, type: float32}}
+"""
     config = parse_site_config(
-        site_head()
-        + f"""\
-devices:
-  - id: tank-plc
-    driver: modbus_tcp
-    host: {HOST}
-    port: {port}
-    poll: 20ms
-    timeout: 1s
-    points:
-      - {{point: T1-LT, quota: WHP-LT, address: {{table: holding, start: 0, type: float32}}}}
-      - {{point: T1-LEL, quota: WHP-LEL, address: {{table: input, start: 0, type: float32}}}}
-""",
+        tcp_device_site(HOST, port, points_yaml, poll="20ms"),
         "site.yaml",
         Path(__file__).parent,
     )
@@ -138,7 +130,7 @@ devices:
     queue: asyncio.Queue[Reading] = asyncio.Queue()
     poller = device_poller(
         driver,
-        points,
+        polled_points(points),
         interval=config.devices[0].poll,
         sink=queue_sink(queue),
         backoff=lambda: iter([0.05] * 10_000),

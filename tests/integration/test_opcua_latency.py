@@ -30,6 +30,7 @@ from simulators.slope_opcua import SlopeServer
 from specs.catalogue import default_catalogue
 from specs.records import Reading
 from tests.support.config_files import site_head
+from tests.support.pollers import device_poller, running
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator
@@ -240,21 +241,11 @@ async def polling(
 ) -> AsyncIterator[tuple[DevicePoller, asyncio.Queue[Reading]]]:
     """`driver` polled every `interval` s into a queue, until the block ends."""
     queue: asyncio.Queue[Reading] = asyncio.Queue()
-    poller = DevicePoller(
-        driver,
-        polled,
-        interval=interval,
-        sink=queue_sink(queue),
-        clock_synced=lambda: True,
-        backoff=lambda: iter([1.0] * 100),
+    poller = device_poller(
+        driver, polled, interval=interval, sink=queue_sink(queue), backoff=lambda: iter([1.0] * 100)
     )
-    task = asyncio.create_task(poller.run())
-    try:
+    async with running(poller):
         yield poller, queue
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 async def test_the_agent_stores_a_pushed_change_before_its_next_poll() -> None:

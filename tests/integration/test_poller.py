@@ -24,12 +24,12 @@ from drivers.modbus.tcp import ModbusTcpDriver
 from edge_agent.config import SiteConfig, parse_site_config
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import build_driver
-from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
+from edge_agent.shell.poller import DevicePoller, queue_sink
 from simulators.tankfarm import TankFarmServer, serve_tankfarm
-from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, parse_iso_time
-from tests.support.config_files import site_head
+from tests.support.config_files import tcp_device_site
 from tests.support.fake_driver import FakeDriver
+from tests.support.pollers import device_poller, polled_points, running
 
 HOST = "127.0.0.1"
 
@@ -64,20 +64,7 @@ HOLE_YAML = """\
 
 
 def site(port: int, *, poll: str = "100ms", timeout: str = "1s", points: str = POINTS_YAML) -> str:
-    return (
-        site_head()
-        + f"""\
-devices:
-  - id: tank-plc
-    driver: modbus_tcp
-    host: {HOST}
-    port: {port}
-    unit_id: 1
-    poll: {poll}
-    timeout: {timeout}
-    points:
-{points}"""
-    )
+    return tcp_device_site(HOST, port, points, poll=poll, timeout=timeout)
 
 
 @dataclass
@@ -197,29 +184,18 @@ async def polling(
     backoff: Callable[[], Iterator[float]] | None = None,
     wall_clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Polling]:
-    catalogue = default_catalogue()
-    polled: dict[str, PolledPoint] = {}
-    for point in points:
-        indicator = catalogue.get(point.quota)
-        assert indicator is not None
-        polled[point.point] = PolledPoint(point, indicator)
+    polled = polled_points(points)
     queue: asyncio.Queue[Reading] = asyncio.Queue()
-    poller = DevicePoller(
+    poller = device_poller(
         driver,
         polled,
         interval=interval,
         sink=queue_sink(queue),
-        clock_synced=lambda: True,
         backoff=backoff if backoff is not None else constant_backoff(0.2),
         wall_clock=wall_clock,
     )
-    task = asyncio.create_task(poller.run(), name="poller-under-test")
-    try:
+    async with running(poller) as task:
         yield Polling(poller, task, queue, len(polled))
-    finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
 
 
 @pytest.fixture

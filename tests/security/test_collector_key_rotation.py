@@ -16,11 +16,8 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from click.testing import CliRunner, Result
 
-from collector.cli import main as collector_main
 from collector.keyfiles import load_key_file
-from edge_agent.cli import main as agent_main
 from edge_agent.config import ConfigError, load_site_config
 from edge_agent.core.trusted_keys import TrustedKeys
 from specs.ack import Ack
@@ -34,22 +31,14 @@ from specs.signing import (
 )
 from tests.support.agent_rig import running_agent
 from tests.support.broker import Broker, free_port
+from tests.support.cli_runs import agent_cli, collector_cli, example_site
 from tests.support.collector_client import publish_properties, sim_gateway
 from tests.support.collector_env import register, running_ingest, wait_until, write_collector_config
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 OLD = signing_key_from_seed(b"old-collector-key-for-rotation-1")
 NEW = signing_key_from_seed(b"new-collector-key-for-rotation-2")
 GW = sim_gateway(31)
 REQUIRED = "the collector's public key is required"
-
-
-def _agent(*args: str) -> Result:
-    return CliRunner().invoke(agent_main, list(args))
-
-
-def _collector(*args: str) -> Result:
-    return CliRunner().invoke(collector_main, ["--log-format", "json", *args])
 
 
 # --- the agent's config -------------------------------------------------------------------
@@ -57,8 +46,7 @@ def _collector(*args: str) -> Result:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    copy = tmp_path / "tankfarm.yaml"
-    shutil.copyfile(EXAMPLE, copy)
+    copy = example_site(tmp_path)
     keys = tmp_path / "keys"
     keys.mkdir()
     (keys / "old.pub").write_bytes(OLD.public().public_pem())
@@ -85,7 +73,7 @@ def test_collector_keys_lists_every_key_the_agent_trusts(site: Path) -> None:
         site.parent / "keys" / "old.pub",
         site.parent / "keys" / "new.pub",
     )
-    assert _agent("check", "-c", str(site)).exit_code == 0
+    assert agent_cli("check", "-c", str(site)).exit_code == 0
 
 
 @pytest.mark.parametrize(
@@ -118,7 +106,7 @@ def test_a_wrong_collector_keys_shape_is_named_by_line_and_key(
     [issue] = [i for i in raised.value.issues if i.path == key]
     assert message in issue.message
     assert issue.line is not None
-    result = _agent("check", "-c", str(site))
+    result = agent_cli("check", "-c", str(site))
     assert result.exit_code == 2
     assert f"{site}:{issue.line}: {key}: " in result.stderr
 
@@ -128,7 +116,7 @@ def test_an_unusable_collector_key_file_is_named_by_line_and_key(site: Path) -> 
     _uplink(site, "  collector_keys:\n    - keys/old.pub\n    - keys/broken.pub\n")
     line = _line_of(site, "keys/broken.pub")
     for command in ("check", "run"):
-        result = _agent(command, "-c", str(site))
+        result = agent_cli(command, "-c", str(site))
         assert result.exit_code == 2, result.output
         broken = site.parent / "keys" / "broken.pub"
         assert f"{site}:{line}: uplink.collector_keys[1]: {broken}: " in result.stderr
@@ -137,7 +125,7 @@ def test_an_unusable_collector_key_file_is_named_by_line_and_key(site: Path) -> 
 def test_two_files_of_one_key_are_refused(site: Path) -> None:
     shutil.copyfile(site.parent / "keys" / "old.pub", site.parent / "keys" / "copy.pub")
     _uplink(site, "  collector_keys:\n    - keys/old.pub\n    - keys/copy.pub\n")
-    result = _agent("check", "-c", str(site))
+    result = agent_cli("check", "-c", str(site))
     assert result.exit_code == 2
     line = _line_of(site, "keys/copy.pub")
     assert f"{site}:{line}: uplink.collector_keys[1]: " in result.stderr
@@ -161,11 +149,11 @@ def test_trusted_keys_verify_by_kid_and_refuse_any_other_key() -> None:
 
 def test_collector_keys_rotate_stages_then_activates_keeping_the_old_key(tmp_path: Path) -> None:
     config = write_collector_config(tmp_path, broker_port=1, api_port=free_port())
-    assert _collector("keys", "init", "-c", str(config)).exit_code == 0
+    assert collector_cli("keys", "init", "-c", str(config)).exit_code == 0
     key_file = tmp_path / "keys" / "collector.key"
     old = load_key_file(key_file)
 
-    staged = _collector("keys", "rotate", "-c", str(config))
+    staged = collector_cli("keys", "rotate", "-c", str(config))
     assert staged.exit_code == 0, staged.output
     next_file = tmp_path / "keys" / "collector.key.next"
     new = load_key_file(next_file)
@@ -174,11 +162,11 @@ def test_collector_keys_rotate_stages_then_activates_keeping_the_old_key(tmp_pat
     assert f"{next_file}.pub" in staged.stderr
     # Staged only: the collector still signs with the old key.
     assert load_key_file(key_file).kid == old.kid
-    again = _collector("keys", "rotate", "-c", str(config))
+    again = collector_cli("keys", "rotate", "-c", str(config))
     assert again.exit_code == 1
     assert "staged already" in again.stderr
 
-    activated = _collector("keys", "rotate", "--activate", "-c", str(config))
+    activated = collector_cli("keys", "rotate", "--activate", "-c", str(config))
     assert activated.exit_code == 0, activated.output
     assert activated.stdout.strip() == new.kid
     assert load_key_file(key_file).kid == new.kid
@@ -188,9 +176,9 @@ def test_collector_keys_rotate_stages_then_activates_keeping_the_old_key(tmp_pat
     assert load_key_file(retired).kid == old.kid
     assert stat.S_IMODE(retired.stat().st_mode) == 0o600
     assert not next_file.exists()
-    assert _collector("check", "-c", str(config)).exit_code == 0
+    assert collector_cli("check", "-c", str(config)).exit_code == 0
 
-    nothing = _collector("keys", "rotate", "--activate", "-c", str(config))
+    nothing = collector_cli("keys", "rotate", "--activate", "-c", str(config))
     assert nothing.exit_code == 1
     assert "no key is staged" in nothing.stderr
 

@@ -11,19 +11,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import shutil
 import stat
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
 
 from collector.model import Reason
 from collector.readmodel import EVERYTHING
 from collector.verify.service import verify_stored
-from edge_agent.cli import main as agent_main
 from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.rotation import CurrentKey, RotationWatcher, announce_next_key
@@ -33,16 +30,12 @@ from specs.records import KeyRecord
 from specs.signing import ED25519, generate_signing_key, load_verify_key
 from tests.support.agent_rig import AgentRig, identity_of, running_agent
 from tests.support.broker import Broker
+from tests.support.cli_runs import agent_cli, example_site
 from tests.support.collector_client import sim_gateway
 from tests.support.collector_env import register, running_ingest, wait_until
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 SCHEMAS = Path(__file__).resolve().parents[2] / "specs" / "schemas"
 GW = sim_gateway(51)
-
-
-def _agent(*args: str) -> Result:
-    return CliRunner().invoke(agent_main, list(args))
 
 
 # --- the command --------------------------------------------------------------------------
@@ -50,14 +43,13 @@ def _agent(*args: str) -> Result:
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
-    copy = tmp_path / "tankfarm.yaml"
-    shutil.copyfile(EXAMPLE, copy)
-    assert _agent("keys", "init", "-c", str(copy)).exit_code == 0
+    copy = example_site(tmp_path)
+    assert agent_cli("keys", "init", "-c", str(copy)).exit_code == 0
     return copy
 
 
 def _exported(site: Path) -> list[dict[str, object]]:
-    result = _agent("outbox", "export", "-c", str(site), "--json")
+    result = agent_cli("outbox", "export", "-c", str(site), "--json")
     assert result.exit_code == 0, result.output
     blocks = json.loads(result.stdout)["blocks"]
     assert isinstance(blocks, list)
@@ -70,7 +62,7 @@ def test_keys_rotate_stages_the_next_key_and_announces_it_under_the_current_one(
     key_file = site.parent / "keys" / "gateway.key"
     old = load_private_key(key_file)
 
-    result = _agent("keys", "rotate", "-c", str(site))
+    result = agent_cli("keys", "rotate", "-c", str(site))
 
     assert result.exit_code == 0, result.output
     staged = next_key_path(key_file)
@@ -96,7 +88,7 @@ def test_keys_rotate_stages_the_next_key_and_announces_it_under_the_current_one(
     schema = json.loads((SCHEMAS / "block.schema.json").read_text(encoding="utf-8"))
     assert list(Draft202012Validator(schema).iter_errors(json.loads(payload))) == []
 
-    again = _agent("keys", "rotate", "-c", str(site))
+    again = agent_cli("keys", "rotate", "-c", str(site))
     assert again.exit_code == 0, again.output
     assert "staged already" in again.stdout
     assert load_private_key(staged).kid == new.kid
@@ -104,13 +96,13 @@ def test_keys_rotate_stages_the_next_key_and_announces_it_under_the_current_one(
 
 
 def test_a_staged_next_key_others_may_read_is_refused(site: Path) -> None:
-    assert _agent("keys", "rotate", "-c", str(site)).exit_code == 0
+    assert agent_cli("keys", "rotate", "-c", str(site)).exit_code == 0
     staged = next_key_path(site.parent / "keys" / "gateway.key")
     staged.chmod(0o644)
-    result = _agent("check", "-c", str(site))
+    result = agent_cli("check", "-c", str(site))
     assert result.exit_code == 2
     assert f"chmod 600 {staged}" in result.stderr
-    assert _agent("keys", "rotate", "-c", str(site)).exit_code == 2
+    assert agent_cli("keys", "rotate", "-c", str(site)).exit_code == 2
 
 
 # --- the switch, against a real collector -------------------------------------------------

@@ -7,36 +7,24 @@ and `check` refuse it, naming the file and the fix.
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner, Result
+from click.testing import Result
 
-from collector.cli import main as collector_main
-from edge_agent.cli import main as agent_main
 from specs.signing import generate_signing_key
 from tests.support.broker import free_port
+from tests.support.cli_runs import agent_cli, collector_cli, example_site
 from tests.support.collector_env import write_collector_config
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 EXPOSED = (0o640, 0o604, 0o644, 0o660, 0o606)
-
-
-def _agent(*args: str) -> Result:
-    return CliRunner().invoke(agent_main, list(args))
-
-
-def _collector(*args: str) -> Result:
-    return CliRunner().invoke(collector_main, ["--log-format", "json", *args])
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """The example site map in tmp, with its gateway key made (0600) and a collector key."""
-    copy = tmp_path / "tankfarm.yaml"
-    shutil.copyfile(EXAMPLE, copy)
-    assert _agent("keys", "init", "-c", str(copy)).exit_code == 0
+    copy = example_site(tmp_path)
+    assert agent_cli("keys", "init", "-c", str(copy)).exit_code == 0
     collector_key = generate_signing_key().public().public_pem()
     (tmp_path / "keys" / "collector.pub").write_bytes(collector_key)
     return copy
@@ -46,7 +34,7 @@ def site(tmp_path: Path) -> Path:
 def collector_config(tmp_path: Path) -> Path:
     """A collector.yaml with its key made (0600); its broker and storage are never reached."""
     config = write_collector_config(tmp_path, broker_port=1, api_port=free_port())
-    assert _collector("keys", "init", "-c", str(config)).exit_code == 0
+    assert collector_cli("keys", "init", "-c", str(config)).exit_code == 0
     return config
 
 
@@ -65,14 +53,14 @@ def test_the_agent_refuses_a_gateway_key_others_may_read(
 ) -> None:
     key_file = site.parent / "keys" / "gateway.key"
     key_file.chmod(mode)
-    _refused(_agent(command, "-c", str(site)), key_file, mode)
+    _refused(agent_cli(command, "-c", str(site)), key_file, mode)
 
 
 def test_the_agent_checks_a_0600_or_0400_key_happily(site: Path) -> None:
     key_file = site.parent / "keys" / "gateway.key"
-    assert _agent("check", "-c", str(site)).exit_code == 0
+    assert agent_cli("check", "-c", str(site)).exit_code == 0
     key_file.chmod(0o400)
-    assert _agent("check", "-c", str(site)).exit_code == 0
+    assert agent_cli("check", "-c", str(site)).exit_code == 0
 
 
 def test_the_agent_refuses_a_tls_client_key_others_may_read(site: Path) -> None:
@@ -84,7 +72,7 @@ def test_the_agent_refuses_a_tls_client_key_others_may_read(site: Path) -> None:
         "  collector_key:", "  tls: {cert: keys/client.crt, key: keys/client.key}\n  collector_key:"
     )
     site.write_text(text, encoding="utf-8")
-    _refused(_agent("check", "-c", str(site)), tls_key, 0o644)
+    _refused(agent_cli("check", "-c", str(site)), tls_key, 0o644)
 
 
 @pytest.mark.timeout(30)  # without the refusal `serve` would run on: fail, never hang
@@ -95,17 +83,17 @@ def test_the_collector_refuses_its_key_when_others_may_read_it(
 ) -> None:
     key_file = collector_config.parent / "keys" / "collector.key"
     key_file.chmod(mode)
-    _refused(_collector(command, "-c", str(collector_config)), key_file, mode)
+    _refused(collector_cli(command, "-c", str(collector_config)), key_file, mode)
 
 
 def test_collector_check_passes_a_sound_config_and_names_its_key(collector_config: Path) -> None:
-    result = _collector("check", "-c", str(collector_config))
+    result = collector_cli("check", "-c", str(collector_config))
     assert result.exit_code == 0, result.output
     assert str(collector_config.parent / "keys" / "collector.key") in result.stdout
 
 
 def test_collector_check_names_a_missing_key(tmp_path: Path) -> None:
     config = write_collector_config(tmp_path, broker_port=1, api_port=free_port())
-    result = _collector("check", "-c", str(config))
+    result = collector_cli("check", "-c", str(config))
     assert result.exit_code == 2
     assert "collector keys init" in result.stderr

@@ -167,3 +167,26 @@ devices:
     points:
       - {point: S01-GX-01, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}
 """
+
+
+def tcp_device_site(
+    host: str, port: int, points: str, *, poll: str = "100ms", timeout: str = "1s"
+) -> str:
+    """A site map with one Modbus TCP device, `tank-plc` (unit 1); `points` are its YAML items.
+
+    `points` is indented for the device's `points:` list (six spaces, one item a line).
+    """
+    return (
+        site_head()
+        + f"""\
+devices:
+  - id: tank-plc
+    driver: modbus_tcp
+    host: {host}
+    port: {port}
+    unit_id: 1
+    poll: {poll}
+    timeout: {timeout}
+    points:
+{points}"""
+    )

@@ -7,8 +7,10 @@ interval, sink and backoff, without writing that out again.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 
 from drivers.base import Driver
 from edge_agent.core.points import ResolvedPoint
@@ -29,20 +31,32 @@ def polled_points(points: Sequence[ResolvedPoint]) -> dict[str, PolledPoint]:
 
 def device_poller(
     driver: Driver,
-    points: Sequence[ResolvedPoint],
+    polled: dict[str, PolledPoint],
     *,
     interval: float,
     sink: Sink,
     backoff: Callable[[], Iterator[float]],
     wall_clock: Callable[[], float] = time.time,
 ) -> DevicePoller:
-    """A poller of `driver` for `points` whose clock is synced."""
+    """A poller of `driver` for `polled` (see `polled_points`) whose clock is synced."""
     return DevicePoller(
         driver,
-        polled_points(points),
+        polled,
         interval=interval,
         sink=sink,
         clock_synced=lambda: True,
         backoff=backoff,
         wall_clock=wall_clock,
     )
+
+
+@contextlib.asynccontextmanager
+async def running(poller: DevicePoller) -> AsyncIterator[asyncio.Task[None]]:
+    """`poller.run()` as a task until the block ends; then it is cancelled and awaited."""
+    task = asyncio.create_task(poller.run(), name="poller-under-test")
+    try:
+        yield task
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task

@@ -1,0 +1,35 @@
+"""The agent's and the collector's commands run in-process (click's runner), and the example site.
+
+The security tests call `edge-agent` and `collector` as an operator would, but without a
+process each: `agent_cli(...)` and `collector_cli(...)` return click's `Result` (exit code, stdout,
+stderr). The collector logs JSON here, as it does under systemd.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner, Result
+
+from collector.cli import main as collector_main
+from edge_agent.cli import main as agent_main
+
+EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
+
+
+def agent_cli(*args: str) -> Result:
+    """`edge-agent ARGS...`."""
+    return CliRunner().invoke(agent_main, list(args))
+
+
+def collector_cli(*args: str) -> Result:
+    """`collector --log-format json ARGS...`."""
+    return CliRunner().invoke(collector_main, ["--log-format", "json", *args])
+
+
+def example_site(folder: Path) -> Path:
+    """A copy of configs/tankfarm.yaml in `folder` (its key paths are relative to it)."""
+    copy = folder / "tankfarm.yaml"
+    shutil.copyfile(EXAMPLE_SITE, copy)
+    return copy
