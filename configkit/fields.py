@@ -8,8 +8,9 @@ context).
 
 from __future__ import annotations
 
+from collections.abc import Sized
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, TypeVar
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, ValidationInfo
 
@@ -90,6 +91,24 @@ def size_at_least(low: int) -> AfterValidator:
         if size < low:
             raise ValueError(f"must be at least {format_size(low)}, got {format_size(size)}")
         return size
+
+    return AfterValidator(check)
+
+
+_Items = TypeVar("_Items", bound=Sized)
+
+
+def at_least_items(count: int, message: str) -> AfterValidator:
+    """Return a check that a list has at least `count` items, else the error `message`.
+
+    Run once every item is valid: a length constraint (`Field(min_length=...)`) would also
+    fire when items fail, adding a bogus second error.
+    """
+
+    def check(items: _Items) -> _Items:
+        if len(items) < count:
+            raise ValueError(message)
+        return items
 
     return AfterValidator(check)
 

@@ -15,7 +15,6 @@ from pydantic import (
     Field,
     PlainValidator,
     SecretStr,
-    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -26,6 +25,7 @@ from collector.api.ratelimit import BucketRule
 from configkit.fields import (
     ConfigModel,
     Duration,
+    at_least_items,
     digits_as_text,
     duration_bounds,
 )
@@ -62,7 +62,10 @@ class ApiToken(ConfigModel):
     """The secret itself, in the file (prefer `token_file`)."""
     token_file: SecretFile | None = None
     """A private file (0600/0400) holding the secret."""
-    districts: tuple[DistrictScope, ...]
+    districts: Annotated[
+        tuple[DistrictScope, ...],
+        at_least_items(1, 'districts must list district codes, or "*" for every district'),
+    ]
     """The GB/T 2260 district codes whose data the token may read, or `*` for all."""
 
     @model_validator(mode="after")
@@ -83,14 +86,6 @@ class ApiToken(ConfigModel):
     def secret_key(self) -> str:
         """The key the secret came from (for errors about it)."""
         return "token" if self.token is not None else "token_file"
-
-    @field_validator("districts")
-    @classmethod
-    def _some_districts(cls, districts: tuple[str, ...]) -> tuple[str, ...]:
-        # A length constraint would also fire when items fail, adding a bogus second error.
-        if not districts:
-            raise ValueError('districts must list district codes, or "*" for every district')
-        return districts
 
 
 def _utc_offset(value: object) -> timezone:

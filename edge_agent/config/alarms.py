@@ -17,9 +17,9 @@ Which points exist is checked by the site map (`SiteConfig`), which sees every d
 
 from typing import Annotated, Literal, Self, TypeAlias
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from configkit.fields import ConfigModel, Duration, duration_bounds
+from configkit.fields import ConfigModel, Duration, at_least_items, duration_bounds
 from configkit.issues import KeyPath
 from configkit.validation import raise_at
 from edge_agent.config.fields import Name, Number, PointCode
@@ -92,16 +92,12 @@ class EscalationAlarm(ConfigModel):
     """`escalation`: a tailings item's colour from its points'."""
     item: Name
     """The monitoring item's name (e.g. a dam section)."""
-    points: tuple[PointCode, ...]
+    # Escalation counts points: one point is no group.
+    points: Annotated[
+        tuple[PointCode, ...],
+        at_least_items(2, "a monitoring item needs at least 2 points to escalate"),
+    ]
     """The item's points; their colours escalate the item's colour."""
-
-    @field_validator("points")
-    @classmethod
-    def _some_points(cls, points: tuple[str, ...]) -> tuple[str, ...]:
-        # A length constraint would also fire when items fail, adding a bogus second error.
-        if len(points) < 2:  # noqa: PLR2004 - escalation counts points; one point is no group
-            raise ValueError("a monitoring item needs at least 2 points to escalate")
-        return points
 
     @model_validator(mode="after")
     def _distinct_points(self) -> Self:

@@ -22,7 +22,7 @@ from pydantic import (
 )
 
 from configkit.durations import format_duration
-from configkit.fields import ConfigModel
+from configkit.fields import ConfigModel, at_least_items
 from configkit.issues import KeyPath
 from configkit.validation import raise_at
 from drivers.opcua.model import check_node_id
@@ -274,16 +274,10 @@ class TemplateConfig(ConfigModel):
     `point_prefix + point` on that device, so two devices of one model get distinct codes.
     """
 
-    points: tuple[PointConfig, ...]
+    points: Annotated[
+        tuple[PointConfig, ...], at_least_items(1, "a template needs at least one point")
+    ]
     """The points of every device of this model, coded `point_prefix + point` on each device."""
-
-    @field_validator("points")
-    @classmethod
-    def _some_points(cls, points: tuple[PointConfig, ...]) -> tuple[PointConfig, ...]:
-        # A length constraint would also fire when items fail, adding a bogus second error.
-        if not points:
-            raise ValueError("a template needs at least one point")
-        return points
 
     @model_validator(mode="after")
     def _unique_codes(self) -> Self:

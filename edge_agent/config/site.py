@@ -3,11 +3,11 @@
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
 from collections.abc import Iterator
-from typing import Self
+from typing import Annotated, Self
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
-from configkit.fields import ConfigModel
+from configkit.fields import ConfigModel, at_least_items
 from configkit.issues import KeyPath
 from configkit.validation import raise_at
 from edge_agent.config.alarms import CompareAlarm, EscalationAlarm, OvertimeAlarm, SiteAlarm
@@ -46,7 +46,9 @@ class SiteConfig(ConfigModel):
     """The durable on-disk buffer of sealed blocks."""
     templates: dict[Name, TemplateConfig] = Field(default_factory=dict)
     """Instrument models by name: point lists devices can share."""
-    devices: tuple[DeviceConfig, ...]
+    devices: Annotated[
+        tuple[DeviceConfig, ...], at_least_items(1, "a site needs at least one device")
+    ]
     """The instruments read, each with its driver (`driver:` picks the kind)."""
     alarms: tuple[SiteAlarm, ...] = ()
     """Site-level alarms over points or durations (超员, 超量, 超时, tailings escalation)."""
@@ -61,14 +63,6 @@ class SiteConfig(ConfigModel):
         prefix = device.point_prefix or ""
         inherited = [(prefix + p.point, p) for p in template.points] if template else []
         return (*inherited, *((p.point, p) for p in device.points))
-
-    @field_validator("devices")
-    @classmethod
-    def _some_devices(cls, devices: tuple[DeviceConfig, ...]) -> tuple[DeviceConfig, ...]:
-        # A length constraint would also fire when items fail, adding a bogus second error.
-        if not devices:
-            raise ValueError("a site needs at least one device")
-        return devices
 
     @model_validator(mode="after")
     def _cross_references(self) -> Self:
