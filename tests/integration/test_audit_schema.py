@@ -6,8 +6,6 @@ first seal after it.
 
 from __future__ import annotations
 
-import sqlite3
-from contextlib import closing
 from pathlib import Path
 
 import asyncpg
@@ -16,7 +14,7 @@ from collector.storage.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA
 from collector.storage.postgres.schema import upgrade as postgres_upgrade
 from collector.storage.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA
 from collector.storage.sqlite.upgrade import upgrade as sqlite_upgrade
-from tests.support.postgres import PostgresDatabases, apply_first_migrations, sql_rows
+from tests.support.postgres import PostgresDatabases, apply_first_migrations, sql_rows, sqlite_file
 
 _AUDIT_9 = """
 CREATE TABLE audit (
@@ -35,10 +33,8 @@ async def test_a_schema_9_file_keeps_its_audit_rows_open_for_the_first_seal(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "c.db"
-    with closing(sqlite3.connect(path)) as db:
-        db.executescript(_AUDIT_9)
+    url = sqlite_file(path, _AUDIT_9)
     assert await sqlite_upgrade(path) == (9, SQLITE_SCHEMA)
-    url = f"sqlite:///{path}"
     assert await sql_rows(url, f"SELECT detail, {_NEW_COLUMNS} FROM audit") == [
         ("old row", "rejection", "", None, 1, None, None, None, None)
     ]

@@ -26,7 +26,7 @@ from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, iso_time
 from tests.support.collector_client import SimGateway, sim_gateway
 from tests.support.collector_env import register
-from tests.support.postgres import PostgresDatabases, sql_rows
+from tests.support.postgres import PostgresDatabases, sql_execute, sql_rows
 
 GATEWAY = sim_gateway(5)
 MARCH_2024 = float(calendar.timegm((2024, 3, 1, 0, 0, 0)))
@@ -110,11 +110,9 @@ async def test_collectors_starting_at_once_apply_each_migration_once(empty_url: 
 
 
 async def test_a_database_newer_than_the_code_is_refused(postgres_url: str) -> None:
-    db = await asyncpg.connect(postgres_url)
-    try:
-        await db.execute("INSERT INTO schema_migrations (version) VALUES ($1)", SCHEMA_VERSION + 1)
-    finally:
-        await db.close()
+    await sql_execute(
+        postgres_url, "INSERT INTO schema_migrations (version) VALUES (?)", SCHEMA_VERSION + 1
+    )
     with pytest.raises(StorageError, match=f"version {SCHEMA_VERSION + 1}, newer than"):
         async with open_storage(postgres_url):
             pass
@@ -180,11 +178,7 @@ async def test_a_partition_dropped_behind_the_collectors_back_is_made_again(
     async with open_storage(postgres_url) as storage:
         await register(storage, GATEWAY)
         await storage.ingest(_batch(GATEWAY, [first]))
-        db = await asyncpg.connect(postgres_url)
-        try:
-            await db.execute("DROP TABLE readings_y2024m03")
-        finally:
-            await db.close()
+        await sql_execute(postgres_url, "DROP TABLE readings_y2024m03")
         (outcome,) = (await storage.ingest(_batch(GATEWAY, [second]))).outcomes
         assert outcome is Outcome.STORED
         page = await storage.readings(EVERYTHING, ReadingFilter(), after=None, limit=10)
@@ -200,11 +194,7 @@ async def test_a_rollup_partition_missing_beside_its_month_is_made_again(
     async with open_storage(postgres_url) as storage:
         await register(storage, GATEWAY)
         await storage.ingest(_batch(GATEWAY, [first]))
-    db = await asyncpg.connect(postgres_url)
-    try:
-        await db.execute("DROP TABLE readings_1m_y2024m03")
-    finally:
-        await db.close()
+    await sql_execute(postgres_url, "DROP TABLE readings_1m_y2024m03")
     async with open_storage(postgres_url) as storage:  # a fresh collector: an empty cache
         (outcome,) = (await storage.ingest(_batch(GATEWAY, [second]))).outcomes
     assert outcome is Outcome.STORED
@@ -240,13 +230,9 @@ async def test_an_older_collector_stops_writing_once_the_schema_is_newer(
     async with open_storage(postgres_url) as storage:
         await register(storage, GATEWAY)
         await storage.ingest(_batch(GATEWAY, [first]))
-        db = await asyncpg.connect(postgres_url)
-        try:
-            await db.execute(
-                "INSERT INTO schema_migrations (version) VALUES ($1)", SCHEMA_VERSION + 1
-            )
-        finally:
-            await db.close()
+        await sql_execute(
+            postgres_url, "INSERT INTO schema_migrations (version) VALUES (?)", SCHEMA_VERSION + 1
+        )
         with pytest.raises(StorageError, match="newer"):
             await storage.ingest(_batch(GATEWAY, [second]))
     stored = await sql_rows(postgres_url, "SELECT seq FROM blocks ORDER BY seq")

@@ -15,6 +15,7 @@ from specs.ack import Ack
 from specs.records import Quality, Reading, iso_time
 from tests.support.collector_client import BASE_TIME
 from tests.support.collector_env import COLLECTOR_KEY, CollectorEnv, wait_until
+from tests.support.postgres import sqlite_file
 
 
 def _level(second: float, value: float, quality: Quality = Quality.GOOD) -> Reading:
@@ -128,10 +129,7 @@ async def test_an_old_file_with_repeated_readings_keeps_the_first_and_becomes_un
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "v4.db"
-    with sqlite3.connect(path) as db:
-        db.executescript(_SCHEMA_4_READINGS)
-    db.close()
-    async with open_storage(f"sqlite:///{path}") as storage:
+    async with open_storage(sqlite_file(path, _SCHEMA_4_READINGS)) as storage:
         (row,) = await storage.audit(reason=Reason.DUPLICATE)
         assert "2 reading(s) of gateway gw" in row.detail
     assert _db(path, "PRAGMA user_version") == [(SCHEMA_VERSION,)]

@@ -12,6 +12,7 @@ from collector.storage.base import StorageError
 from collector.storage.sqlite import SCHEMA_VERSION
 from specs.block import GENESIS
 from tests.support.collector_client import coal_gateway
+from tests.support.postgres import sqlite_file
 
 MINE = coal_gateway()
 
@@ -86,10 +87,7 @@ async def test_a_schema_2_file_keeps_its_gap_records_and_learns_declared_ranges(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "v2.db"
-    with sqlite3.connect(path) as db:
-        db.executescript(_SCHEMA_2_GAPS)
-    db.close()
-    async with open_storage(f"sqlite:///{path}"):
+    async with open_storage(sqlite_file(path, _SCHEMA_2_GAPS)):
         pass
     with sqlite3.connect(path) as db:
         assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)

@@ -151,6 +151,14 @@ async def attached(*drivers: ModbusRtuDriver) -> AsyncIterator[None]:
             await driver.close()
 
 
+def ramp_reader(
+    name: str, bus: RtuBus, unit: int, offset: int, *, timeout: float
+) -> ModbusRtuDriver:
+    """A driver of point `r`: the ramp register at `offset`, which holds the value `offset`."""
+    point = RegisterPoint("r", H, RAMP_BASE + offset, DataType.UINT16)
+    return ModbusRtuDriver(name, bus, unit, [point], timeout=timeout)
+
+
 def port_open(bus: RtuBus) -> bool:
     return bus.is_open  # a call, so the type checker does not pin the property's value
 
@@ -343,12 +351,8 @@ async def test_garbage_is_bad_for_the_cycle_then_the_next_read_is_exact(sim: Rtu
 async def test_late_reply_is_not_taken_for_another_units_answer(sim: RtuBusSim) -> None:
     sim.slave(1).delay = 0.12  # answers 20 ms after the master gave up
     bus = RtuBus(settings(sim.path))
-    slow = ModbusRtuDriver(
-        "slow", bus, 1, [RegisterPoint("r", H, RAMP_BASE + 5, DataType.UINT16)], timeout=0.1
-    )
-    other = ModbusRtuDriver(
-        "other", bus, 2, [RegisterPoint("r", H, RAMP_BASE + 7, DataType.UINT16)], timeout=0.3
-    )
+    slow = ramp_reader("slow", bus, 1, 5, timeout=0.1)
+    other = ramp_reader("other", bus, 2, 7, timeout=0.3)
     async with attached(slow, other):
         with pytest.raises(DriverTimeoutError):
             await slow.read()
@@ -359,12 +363,8 @@ async def test_late_reply_is_not_taken_for_another_units_answer(sim: RtuBusSim) 
 async def test_late_reply_is_not_taken_for_the_same_units_next_answer(sim: RtuBusSim) -> None:
     sim.slave(1).delay = 0.12
     bus = RtuBus(settings(sim.path))
-    five = ModbusRtuDriver(
-        "five", bus, 1, [RegisterPoint("r", H, RAMP_BASE + 5, DataType.UINT16)], timeout=0.1
-    )
-    seven = ModbusRtuDriver(
-        "seven", bus, 1, [RegisterPoint("r", H, RAMP_BASE + 7, DataType.UINT16)], timeout=0.5
-    )
+    five = ramp_reader("five", bus, 1, 5, timeout=0.1)
+    seven = ramp_reader("seven", bus, 1, 7, timeout=0.5)
     async with attached(five, seven):
         with pytest.raises(DriverTimeoutError):
             await five.read()

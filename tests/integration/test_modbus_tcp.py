@@ -15,6 +15,7 @@ from drivers.modbus.codec import DataType, Order, Table
 from drivers.modbus.plan import RegisterPoint
 from drivers.modbus.tcp import ModbusTcpDriver
 from simulators.tankfarm import TankFarmServer, pattern_map, serve_tankfarm, tank_map
+from tests.support.connected import connected
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -29,20 +30,24 @@ async def farm() -> AsyncIterator[TankFarmServer]:
         yield running
 
 
-@contextlib.asynccontextmanager
-async def driver_for(
+def driver_for(
     port: int,
     points: Sequence[RegisterPoint],
     *,
     timeout: float = 1.0,
     max_gap: int = 10,
-) -> AsyncIterator[ModbusTcpDriver]:
-    driver = ModbusTcpDriver("dev-1", HOST, port, UNIT, points, timeout=timeout, max_gap=max_gap)
-    await driver.connect()
-    try:
-        yield driver
-    finally:
-        await driver.close()
+) -> contextlib.AbstractAsyncContextManager[ModbusTcpDriver]:
+    return connected(
+        ModbusTcpDriver("dev-1", HOST, port, UNIT, points, timeout=timeout, max_gap=max_gap)
+    )
+
+
+# Addresses the tank farm does not have: every one reads BAD (exception 2).
+MISSING = (
+    RegisterPoint("nope.holding", Table.HOLDING, 5000, DataType.UINT16),
+    RegisterPoint("nope.input", Table.INPUT, 4000, DataType.FLOAT32),
+    RegisterPoint("nope.coil", Table.COIL, 3000, DataType.BOOL),
+)
 
 
 async def test_test_pattern_decodes_exactly(farm: TankFarmServer) -> None:
@@ -102,9 +107,7 @@ async def test_one_request_per_planned_read(farm: TankFarmServer) -> None:
 async def test_nonexistent_addresses_are_bad_samples(farm: TankFarmServer) -> None:
     points = [
         RegisterPoint("level", Table.HOLDING, 0, DataType.FLOAT32),
-        RegisterPoint("nope.holding", Table.HOLDING, 5000, DataType.UINT16),
-        RegisterPoint("nope.input", Table.INPUT, 4000, DataType.FLOAT32),
-        RegisterPoint("nope.coil", Table.COIL, 3000, DataType.BOOL),
+        *MISSING,
         RegisterPoint("nope.discrete", Table.DISCRETE, 3000, DataType.BOOL),
     ]
     async with driver_for(farm.port, points) as driver:
@@ -267,9 +270,7 @@ async def test_a_columnar_read_gives_the_samples_of_a_read(farm: TankFarmServer)
     # BAD points beside it: missing addresses, and a read through a hole.
     points = [
         *(s.point for s in pattern_map()),
-        RegisterPoint("nope.holding", Table.HOLDING, 5000, DataType.UINT16),
-        RegisterPoint("nope.input", Table.INPUT, 4000, DataType.FLOAT32),
-        RegisterPoint("nope.coil", Table.COIL, 3000, DataType.BOOL),
+        *MISSING,
         RegisterPoint("hole.last", Table.HOLDING, 19, DataType.UINT16),
         RegisterPoint("hole.hole", Table.HOLDING, 25, DataType.FLOAT32),
     ]

@@ -8,7 +8,6 @@ bounded by a deadline, never a bare sleep-and-hope.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from typing import TYPE_CHECKING
 
@@ -42,6 +41,7 @@ from simulators.opcua_security import SimSecurity
 from simulators.pki import TestPki, make_test_pki
 from simulators.slope_opcua import SlopeServer, main
 from tests.support.broker import free_port
+from tests.support.connected import connected
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
@@ -89,15 +89,6 @@ def make_driver(
         username=username,
         password=password,
     )
-
-
-@contextlib.asynccontextmanager
-async def connected(driver: OpcUaDriver) -> AsyncIterator[OpcUaDriver]:
-    await driver.connect()
-    try:
-        yield driver
-    finally:
-        await driver.close()
 
 
 async def eventually(
@@ -329,6 +320,15 @@ async def test_poll_namespace_uri_node_ids_resolve(sim: SlopeServer) -> None:
 # -- link loss and recovery ------------------------------------------------------------
 
 
+async def link_lost(driver: OpcUaDriver) -> bool:
+    """A read fails as a lost link (the driver found the server gone)."""
+    try:
+        await driver.read()
+    except DriverConnectionError:
+        return True
+    return False
+
+
 @module_loop
 async def test_hung_server_is_detected_within_two_keepalives(sim: SlopeServer) -> None:
     driver = make_driver(sim.endpoint, points_for(sim), timeout=1.0)
@@ -337,14 +337,7 @@ async def test_hung_server_is_detected_within_two_keepalives(sim: SlopeServer) -
         await driver.read()
         sim.hang()
 
-        async def link_lost() -> bool:
-            try:
-                await driver.read()
-            except DriverConnectionError:
-                return True
-            return False
-
-        await eventually(link_lost, within=2 * KEEPALIVE)
+        await eventually(lambda: link_lost(driver), within=2 * KEEPALIVE)
         started = time.monotonic()
         await driver.close()
         assert time.monotonic() - started < 3.0  # a hung server cannot stall close()
@@ -363,14 +356,7 @@ async def test_server_restart_resubscribes_within_two_keepalives() -> None:
             assert all(s.quality is Quality.GOOD for s in await driver.read())
             await sim.stop_server()
 
-            async def link_lost() -> bool:
-                try:
-                    await driver.read()
-                except DriverConnectionError:
-                    return True
-                return False
-
-            await eventually(link_lost, within=2 * KEEPALIVE)
+            await eventually(lambda: link_lost(driver), within=2 * KEEPALIVE)
             await driver.close()
             with pytest.raises(DriverConnectionError):
                 await driver.connect()  # nobody listening: refused, quickly

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,10 +16,11 @@ from drivers.serial.framing import Delimited, Framing
 from drivers.serial.parse import LinePoint
 from drivers.serial.settings import SerialSettings
 from simulators.gas_analyzer import AnalyzerFault, GasAnalyzerSim
+from tests.support.connected import connected
 from tests.support.sim_cli import simulator
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Callable, Sequence
+    from collections.abc import Callable, Sequence
 
 REQUEST = b"RD\r\n"
 POINTS = [
@@ -29,15 +29,6 @@ POINTS = [
     LinePoint("o2", r"O2=(?P<value>-?[0-9.]+) %VOL"),
 ]
 KEYS = {"h2s": "H2S", "co": "CO", "o2": "O2"}
-
-
-@contextlib.asynccontextmanager
-async def connected(driver: SerialAsciiDriver) -> AsyncIterator[SerialAsciiDriver]:
-    await driver.connect()
-    try:
-        yield driver
-    finally:
-        await driver.close()
 
 
 def driver_for(

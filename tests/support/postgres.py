@@ -198,6 +198,13 @@ async def _postgres_execute(url: str, query: str, args: tuple[object, ...]) -> i
     return int(last) if last.isdigit() else 0
 
 
+def sqlite_file(path: Path, script: str) -> str:
+    """A SQLite file made by `script` (an older collector's schema and rows); its storage URL."""
+    with closing(sqlite3.connect(path)) as file:
+        file.executescript(script)
+    return f"sqlite:///{path}"
+
+
 async def sql_execute(url: str, query: str, *args: object) -> int:
     """Run one writing statement (`?` placeholders) directly on either backend; rows changed.
 
