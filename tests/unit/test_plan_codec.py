@@ -94,3 +94,15 @@ def test_any_value_a_plan_may_hold_comes_back_equal_and_of_its_type(
     assert back == plan
     assert type(back.fields["value"]) is type(value)
     assert math.isinf(cap) == math.isinf(back.fields["backoff"].cap)  # type: ignore[attr-defined]
+
+
+def test_equal_strings_of_a_decoded_plan_are_kept_once() -> None:
+    # G7: a point's device id, quota and units repeat per point; the runner holds them once.
+    plan = decode_plan(encode_plan(_plan(BP_HEAD + DEVICES)), AgentPlan)
+    by_device: dict[str, list[str]] = {}
+    for point in plan.points:
+        by_device.setdefault(point.device_id, []).append(point.device_id)
+    shared = [ids for ids in by_device.values() if len(ids) > 1]
+    assert shared, "the map has a device with several points"
+    for ids in shared:
+        assert all(device_id is ids[0] for device_id in ids)
