@@ -30,7 +30,7 @@ from configkit.fields import (
     duration_bounds,
     resolve_path,
 )
-from configkit.issues import unreadable
+from configkit.issues import read_config_text
 from configkit.network import Broker, TlsConfig
 from configkit.secretfiles import SecretFileError, read_secret_file
 from configkit.validation import raise_at, validate_document
@@ -275,8 +275,5 @@ def parse_collector_config(text: str, file: str, base_dir: Path) -> CollectorCon
 
 def load_collector_config(path: Path) -> CollectorConfig:
     """Read, parse and check the collector config at `path`, raising `ConfigError`."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise unreadable(str(path), exc) from None
+    text = read_config_text(path)
     return parse_collector_config(text, str(path), path.absolute().parent)

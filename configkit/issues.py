@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeAlias
 
 KeyPath: TypeAlias = tuple[str | int, ...]
@@ -60,6 +61,14 @@ def unreadable(file: str, error: OSError | UnicodeDecodeError) -> ConfigError:
     if isinstance(error, UnicodeDecodeError):
         return ConfigError([ConfigIssue(file, None, "", f"not UTF-8 text: {error.reason}")])
     return ConfigError([ConfigIssue(file, None, "", f"cannot read: {error.strerror or error}")])
+
+
+def read_config_text(path: Path) -> str:
+    """The config file at `path` as text; `ConfigError` when it cannot be read as UTF-8."""
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise unreadable(str(path), exc) from None
 
 
 def show_value(value: object) -> str:

@@ -9,7 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from configkit.fields import BASE_DIR
-from configkit.issues import ConfigError, ConfigIssue, KeyPath, format_path, unreadable
+from configkit.issues import (
+    ConfigError,
+    ConfigIssue,
+    KeyPath,
+    format_path,
+    read_config_text,
+    unreadable,
+)
 from configkit.validation import validate_document
 from configkit.yamllines import parse_yaml
 from edge_agent.config.points import CATALOGUE
@@ -43,10 +50,7 @@ def load_site_config(path: Path, *, catalogue: Catalogue | None = None) -> SiteC
 
     Quotas are checked against `catalogue`, by default the one shipped with the agent.
     """
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise unreadable(str(path), exc) from None
+    text = read_config_text(path)
     return parse_site_config(text, str(path), path.absolute().parent, catalogue=catalogue)
 
 
