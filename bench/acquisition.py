@@ -57,7 +57,7 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
-from bench.results import BenchResult, Figure, add_json_argument, read_result, write_result
+from bench.results import BenchResult, Figure, add_json_argument, finished, read_result
 from bench.rig import Scratch, init_keys, modbus_tcp_device
 from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
@@ -545,8 +545,7 @@ def main() -> int:
         figures=tuple(figures(samples, stops, g1_us)),
         notes=("machine shared with other engineers' runs; see the module docstring",),
     )
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 if __name__ == "__main__":

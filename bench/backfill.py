@@ -40,7 +40,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from bench.results import BenchResult, Figure, add_json_argument, write_result
+from bench.results import BenchResult, Figure, add_json_argument, finished
 from demo.__main__ import write_configs
 from demo.broker import Broker, free_port, wait_for_port
 from edge_agent.backfill.importer import BLOCK_READINGS
@@ -281,8 +281,7 @@ def main() -> int:
         notes=(("`edge-agent backfill` and `outbox export` run as real processes beside a live "
                "`edge-agent run` polling the tank-farm simulator."),),
     )  # fmt: skip
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 if __name__ == "__main__":

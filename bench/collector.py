@@ -47,7 +47,8 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.results import BenchResult, Figure, add_json_argument, write_result
+from bench.rates import ed25519_verify_rate
+from bench.results import BenchResult, Figure, add_json_argument, finished
 from demo.broker import Broker, free_port, wait_for_port
 from demo.postgres import create_database, drop_database
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
@@ -126,15 +127,8 @@ def verify_rate(seconds: float = 1.0) -> float:
     Per CPU-second, like the collector's figure it is the baseline of: on a shared machine a
     wall-clock rate measures the neighbours as much as the verify.
     """
-    key = generate_signing_key()
     message = b'{"point":"T001-LT-01","quota":"WHP-LT","t":"2026-05-28T08:00:00.000Z","value":8.57}'
-    signature, public = key.sign(message), key.public()
-    count, started = 0, time.process_time()
-    while time.process_time() - started < seconds:
-        for _ in range(200):
-            public.verify(signature, message)
-        count += 200
-    return count / (time.process_time() - started)
+    return ed25519_verify_rate(message, seconds, clock=time.process_time, batch=200)
 
 
 def _machine_ticks() -> tuple[int, int]:
@@ -426,8 +420,7 @@ def main() -> int:
             ),
         ),
     )
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 if __name__ == "__main__":

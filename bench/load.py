@@ -78,10 +78,10 @@ from bench.load_probes import (
     sqlite_bytes,
 )
 from bench.load_report import RunFigures, WindowFigures, build_result
-from bench.results import add_json_argument, write_result
+from bench.rates import ed25519_verify_rate
+from bench.results import add_json_argument, finished
 from demo.broker import Broker, free_port
 from demo.postgres import create_database, drop_database
-from specs.signing import generate_signing_key
 
 DRAIN_LIMIT = 180.0
 DRAIN_STALL = 30.0  # > ACK_TIMEOUT (15 s): a resend round fits in it
@@ -236,16 +236,8 @@ def verify_per_cpu_s(cpu_seconds: float = 1.0) -> float:
     busy machine falls with the machine's load (1,543/s against 6,509/s an hour earlier) and
     would make the ratios to it meaningless.
     """
-    key = generate_signing_key()
     message = sim_gateway(0).seal(time.time(), 10)[1]
-    signature = key.sign(message)
-    public = key.public()
-    count, started = 0, time.process_time()
-    while time.process_time() - started < cpu_seconds:
-        for _ in range(100):
-            public.verify(signature, message)
-        count += 100
-    return count / (time.process_time() - started)
+    return ed25519_verify_rate(message, cpu_seconds, clock=time.process_time, batch=100)
 
 
 def _stored_bytes(url: str, work: Path) -> StoredBytes:
@@ -346,8 +338,7 @@ def main() -> int:
         )  # fmt: skip
         runs.append(run_plan(plan, phase, 1 + 100_000 * number))
     result = build_result(runs, verify, os.cpu_count() or 1, gate_latency=args.gate_latency)
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 if __name__ == "__main__":

@@ -59,8 +59,8 @@ from bench.results import (
     BenchResult,
     Figure,
     add_json_argument,
+    finished,
     series_name,
-    write_result,
 )
 from bench.rig import (
     BIN,
@@ -357,8 +357,7 @@ def main() -> int:
             series=series,
             notes=(f"Agent without the dev-only packages {DEV_ONLY}: {args.installed}",),
         )  # fmt: skip
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 if __name__ == "__main__":

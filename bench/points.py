@@ -31,8 +31,8 @@ from bench.results import (
     BenchResult,
     Figure,
     add_json_argument,
+    finished,
     series_name,
-    write_result,
 )
 
 SCALING_TARGET = 1.2
@@ -90,8 +90,7 @@ def main() -> int:
         notes=((f"Each device: {base.points_per_device} float32 points polled every {base.poll}; "
                "no collector (bench/acquisition.py's G2 site)."),),
     )  # fmt: skip
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 if __name__ == "__main__":

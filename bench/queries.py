@@ -34,7 +34,7 @@ import asyncpg
 import httpx
 
 from bench.collector import BIN, DISTRICT, TOKEN, _write_config
-from bench.results import BenchResult, Figure, add_json_argument, write_result
+from bench.results import BenchResult, Figure, add_json_argument, finished
 from bench.rig import Scratch, run_command
 from collector.model import Gateway, GatewayKey
 from collector.storage.months import months_of
@@ -211,8 +211,7 @@ def main() -> int:
         notes=((f"{loaded:,} rows loaded by COPY in {load_s:.0f} s (setup, not measured); "
                f"{page_items} items on the first page."),),
     )  # fmt: skip
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 if __name__ == "__main__":

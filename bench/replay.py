@@ -84,7 +84,7 @@ from pathlib import Path
 
 import aiomqtt
 
-from bench.results import BenchResult, Figure, add_json_argument, write_result
+from bench.results import BenchResult, Figure, add_json_argument, finished
 from bench.rig import Scratch
 from demo.broker import Broker, free_port, wait_for_port
 from edge_agent.config import load_site_config
@@ -520,8 +520,7 @@ def main() -> int:
             ),
         ),
     )
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 if __name__ == "__main__":

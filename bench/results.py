@@ -112,6 +112,12 @@ def write_result(path: Path | None, result: BenchResult) -> None:
         path.write_text(json.dumps(asdict(result), ensure_ascii=False, indent=1) + "\n")
 
 
+def finished(path: Path | None, result: BenchResult) -> int:
+    """`write_result`, then the bench's exit status: 1 when a gated figure missed its target."""
+    write_result(path, result)
+    return 1 if result.failed else 0
+
+
 def read_result(path: Path) -> BenchResult:
     """The result `write_result` wrote; keys a later version added are ignored."""
     raw = json.loads(path.read_text())

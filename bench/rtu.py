@@ -18,7 +18,7 @@ import argparse
 import asyncio
 import sys
 
-from bench.results import BenchResult, Figure, add_json_argument, write_result
+from bench.results import BenchResult, Figure, add_json_argument, finished
 from drivers.modbus.codec import DataType, Table
 from drivers.modbus.plan import RegisterPoint
 from drivers.modbus.rtu import ModbusRtuDriver
@@ -85,8 +85,7 @@ def main() -> int:
         ),
         notes=("A pseudo-terminal throttled to the character time stands in for the RS-485 line.",),
     )  # fmt: skip
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 if __name__ == "__main__":

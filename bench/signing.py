@@ -24,9 +24,9 @@ import os
 import statistics
 import sys
 import time
-from collections.abc import Callable
 
 from bench.collector import POINTS, BenchGateway, _gateway, run
+from bench.rates import rate
 from bench.results import BenchResult, Figure, add_json_argument, write_result
 from specs.signing import (
     ED25519,
@@ -38,16 +38,6 @@ from specs.signing import (
 from specs.signing.sm2der import decode_signature
 
 SHORT = b'{"point":"T001-LT-01","quota":"WHP-LT","t":"2026-05-28T08:00:00.000Z","value":8.57}'
-
-
-def rate(action: Callable[[], object], seconds: float) -> float:
-    """Calls of `action` per second over about `seconds`."""
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        for _ in range(20):
-            action()
-        count += 20
-    return count / (time.perf_counter() - started)
 
 
 def signature_rates(alg: str, payload: bytes, seconds: float) -> dict[str, float]:

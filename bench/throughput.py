@@ -54,7 +54,8 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.results import BenchResult, Figure, add_json_argument, write_result
+from bench.rates import ed25519_verify_rate
+from bench.results import BenchResult, Figure, add_json_argument, finished
 from bench.rig import Scratch
 from demo.__main__ import TOKEN
 from demo.broker import Broker, free_port, wait_for_port
@@ -70,7 +71,6 @@ from hostkit.logs import configure_logging
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.records import Quality, Reading, Record, iso_time, record_json
 from specs.signing import (
-    generate_signing_key,
     load_signing_key,
     signature_properties,
 )
@@ -96,16 +96,8 @@ def _readings(count: int, start: float) -> list[Reading]:
 
 def verify_rate(seconds: float = 1.0) -> float:
     """Ed25519 verifications per second of a ~97-byte message, one core."""
-    key = generate_signing_key()
     message = json.dumps(_readings(1, time.time())[0].to_wire()).encode()
-    signature = key.sign(message)
-    public = key.public()
-    count, started = 0, time.perf_counter()
-    while time.perf_counter() - started < seconds:
-        for _ in range(200):
-            public.verify(signature, message)
-        count += 200
-    return count / (time.perf_counter() - started)
+    return ed25519_verify_rate(message, seconds, clock=time.perf_counter, batch=200)
 
 
 async def raw_publish_rate(
@@ -358,8 +350,7 @@ def main() -> int:
             ),
         ),
     )
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 if __name__ == "__main__":

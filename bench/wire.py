@@ -69,7 +69,7 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from bench.results import BenchResult, Figure, add_json_argument, write_result
+from bench.results import BenchResult, Figure, add_json_argument, finished
 from bench.rig import BIN, Scratch, init_keys, modbus_tcp_device, tank_points
 from bench.wire_variants import columns, compressed_size
 from demo.__main__ import write_configs
@@ -351,8 +351,7 @@ def main(argv: list[str] | None = None) -> int:
             ),
         ),
     )
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 if __name__ == "__main__":

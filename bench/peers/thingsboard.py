@@ -86,7 +86,7 @@ from bench.peers.tb_gateway import (
 )
 from bench.peers.tb_platform import SESSION_LIMITS
 from bench.peers.tb_report import RunFigures, figures_of, side_by_side_markdown
-from bench.results import BenchResult, add_json_argument, write_result
+from bench.results import BenchResult, add_json_argument, finished
 from bench.rig import memory_kib
 from demo.broker import free_port, wait_for_port
 
@@ -350,8 +350,7 @@ def main() -> int:
         series=series,
         notes=notes,
     )
-    write_result(args.json, result)
-    return 1 if result.failed else 0
+    return finished(args.json, result)
 
 
 __all__ = ["main", "side_by_side_markdown"]  # the report's hook lives in tb_report
