@@ -58,7 +58,7 @@ import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.results import BenchResult, Figure, add_json_argument, finished, read_result
-from bench.rig import Scratch, init_keys, modbus_tcp_device
+from bench.rig import Scratch, agent_site_map, init_keys, modbus_tcp_device
 from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
 
@@ -144,24 +144,15 @@ def _device(index: int, case: Case, port: int) -> dict[str, Any]:
 
 def site_map(case: Case, broker_url: str, sim_ports: list[int]) -> dict[str, Any]:
     """The agent's site map for `case`."""
-    return {
-        "site": {
-            "enterprise": "91360100MA35GW001H",
-            "district": "360100",
-            "domain": "WHP",
-            "gateway": "91360100MA35GW001H-GW01",
-        },
-        "uplink": {
-            "broker": broker_url,
-            "collector_key": "keys/collector.key.pub",
+    return agent_site_map(
+        broker_url,
+        [_device(n, case, sim_ports[n % len(sim_ports)]) for n in range(case.devices)],
+        uplink={
             "ack_timeout": "1h",  # no collector: publish each block once, never resend
             "max_inflight": 1000,
             "publish_rate": 1000,
         },
-        "signing": {"key_file": "keys/gateway.key"},
-        "outbox": {"path": "state/outbox.db"},
-        "devices": [_device(n, case, sim_ports[n % len(sim_ports)]) for n in range(case.devices)],
-    }
+    )
 
 
 def cpu_seconds(pid: int) -> float:

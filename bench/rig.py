@@ -72,6 +72,31 @@ def modbus_tcp_device(
     }  # fmt: skip
 
 
+def agent_site_map(
+    broker_url: str,
+    devices: list[dict[str, Any]],
+    *,
+    uplink: dict[str, Any],
+    outbox: dict[str, Any] | None = None,
+) -> dict[str, Any]:
+    """The demo gateway's site map: its keys in keys/ (`init_keys`), its outbox in state/.
+
+    `uplink` and `outbox` add settings to those sections (ack_timeout, flush_interval, ...).
+    """
+    return {
+        "site": {
+            "enterprise": "91360100MA35GW001H",
+            "district": "360100",
+            "domain": "WHP",
+            "gateway": "91360100MA35GW001H-GW01",
+        },
+        "uplink": {"broker": broker_url, "collector_key": "keys/collector.key.pub", **uplink},
+        "signing": {"key_file": "keys/gateway.key"},
+        "outbox": {"path": "state/outbox.db", **(outbox or {})},
+        "devices": devices,
+    }
+
+
 def memory_kib(pid: int) -> tuple[int, int]:
     """(VmRSS, VmHWM) of a process, in KiB."""
     fields: dict[str, int] = {}

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from bench.rig import agent_site_map, modbus_tcp_device
 from hostkit.keyfiles import create_key_pair
 from specs.block import decode_block
 from specs.records import Reading, parse_iso_time
@@ -91,55 +92,32 @@ class Plant:
         return port
 
     def write_site(self, *, flush_interval: str, flush_readings: int) -> Path:
-        devices: list[dict[str, object]] = [
-            {
-                "id": f"plc-{n:02d}",
-                "driver": "modbus_tcp",
-                "host": "127.0.0.1",
-                "port": self.sim_ports[n % len(self.sim_ports)],
-                "unit_id": 1,
-                "poll": f"{int(POLL * 1000)}ms",
-                "timeout": "1s",
-                "points": point_rows(f"D{n:02d}-"),
-            }
+        devices = [
+            modbus_tcp_device(
+                f"plc-{n:02d}",
+                self.sim_ports[n % len(self.sim_ports)],
+                point_rows(f"D{n:02d}-"),
+                poll=f"{int(POLL * 1000)}ms",
+            )
             for n in range(DEVICES)
         ]
         if self.silent_port is not None:
             # Never answers: a read is always in flight, waiting for a 20 s timeout.
             devices.append(
-                {
-                    "id": "silent-plc",
-                    "driver": "modbus_tcp",
-                    "host": "127.0.0.1",
-                    "port": self.silent_port,
-                    "unit_id": 1,
-                    "poll": "1s",
-                    "timeout": "20s",
-                    "points": point_rows("S-"),
-                }
+                modbus_tcp_device(
+                    "silent-plc", self.silent_port, point_rows("S-"), poll="1s", timeout="20s"
+                )
             )
-        site = {
-            "site": {
-                "enterprise": "91360100MA35GW001H",
-                "district": "360100",
-                "domain": "WHP",
-                "gateway": "91360100MA35GW001H-GW01",
-            },
-            "uplink": {
-                "broker": self.broker.url,
-                "collector_key": "keys/collector.key.pub",
+        site = agent_site_map(
+            self.broker.url,
+            devices,
+            uplink={
                 "ack_timeout": "1s",  # nothing is ever ACKed: resend the backlog over and over
                 "max_inflight": 500,
                 "publish_rate": 1000,
             },
-            "signing": {"key_file": "keys/gateway.key"},
-            "outbox": {
-                "path": "state/outbox.db",
-                "flush_interval": flush_interval,
-                "flush_readings": flush_readings,
-            },
-            "devices": devices,
-        }
+            outbox={"flush_interval": flush_interval, "flush_readings": flush_readings},
+        )
         path = self.work / "site.yaml"
         path.write_text(yaml.safe_dump(site, sort_keys=False), encoding="utf-8")
         return path

@@ -14,6 +14,7 @@ them (tests.support.zstd_dict) can be made again and checked.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import string
 import struct
@@ -134,17 +135,11 @@ class Site:
         """The canonical block of `records`, chained onto the previous one."""
         header = self.header
         payload = encode_block(header, records)
-        self.header = BlockHeader(
-            gateway=header.gateway,
-            enterprise=header.enterprise,
-            district=header.district,
-            domain=header.domain,
-            epoch=header.epoch,
+        self.header = dataclasses.replace(
+            header,
             seq=header.seq + 1,
             prev=block_hash(payload),
             sealed_at=iso_time(self.now + 0.21),
-            clock=header.clock,
-            mine_code=header.mine_code,
         )
         return payload
 
