@@ -11,7 +11,6 @@ Each test bounds its wait for the cancelled task, so a regression fails instead 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import random
 import time
@@ -31,6 +30,7 @@ from edge_agent.core.points import resolve_points
 from edge_agent.kinds import build_driver
 from edge_agent.shell.poller import DevicePoller, queue_sink
 from simulators.faults import Fault
+from simulators.lifecycle import cancel_task
 from simulators.tankfarm import TankFarmServer, serve_tankfarm
 from specs.records import Reading
 from tests.support.config_files import tcp_device_site
@@ -211,9 +211,7 @@ async def test_random_cancellation_of_connect_read_and_close_always_ends(
                 outcomes.hung[at] += 1
             assert not driver.connected
     finally:
-        staller.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await staller
+        await cancel_task(staller)
     assert not outcomes.hung, outcomes
     assert outcomes.ended == Counter(cancelled=300), outcomes
     # The cancellations landed in every step, or the test proves less than it claims.

@@ -22,6 +22,7 @@ import structlog
 from demo.broker import Broker
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
+from simulators.lifecycle import cancel_task
 from specs.ack import Ack
 from specs.records import Quality, Reading, iso_time
 from specs.signing import SigningKey, signature_properties, signing_key_from_seed
@@ -108,9 +109,7 @@ async def _agent(tmp_path: Path, broker: Broker) -> AsyncIterator[Outbox]:
             yield outbox
         finally:
             publisher.stop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_task(task)
 
 
 async def _undelivered(outbox: Outbox) -> list[int]:

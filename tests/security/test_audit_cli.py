@@ -8,7 +8,6 @@ serving collector's sealing task chains a finished minute without any other writ
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 from pathlib import Path
 
@@ -18,6 +17,7 @@ from collector.audit.sealing import seal_periodically
 from collector.model import AuditEntry, IngestBatch, Reason
 from collector.storage import open_storage
 from collector.storage.capabilities import AuditTrail
+from simulators.lifecycle import cancel_task
 from tests.support.collector_client import BASE_TIME, sim_gateway
 from tests.support.collector_env import cli_config, wait_until
 from tests.support.collector_env import collector_cli as run
@@ -75,8 +75,6 @@ async def test_the_sealing_task_chains_a_finished_minute_by_itself(storage_url: 
                 storage.audit_head, lambda state: state[0] is not None
             )
         finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_task(task)
     assert head is not None
     assert (head.head_seq, open_rows) == (1, 0)

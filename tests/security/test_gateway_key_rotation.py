@@ -25,6 +25,7 @@ from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.rotation import CurrentKey, RotationWatcher, announce_next_key
 from hostkit.keyfiles import next_key_path, retired_key_path, write_key_pair
+from simulators.lifecycle import cancel_task
 from specs.block import decode_block
 from specs.records import KeyRecord
 from specs.signing import ED25519, generate_signing_key, load_verify_key
@@ -115,9 +116,7 @@ async def watching(agent: AgentRig, key_file: Path) -> AsyncIterator[CurrentKey]
     try:
         yield current
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_task(task)
 
 
 async def test_the_agent_switches_once_the_collector_holds_the_announcement(

@@ -15,6 +15,7 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.publisher import Publisher
 from edge_agent.shell.uplink import UplinkSettings
+from simulators.lifecycle import cancel_task
 from specs.encoding import Encoding
 from specs.records import Record
 from specs.signing import SigningKey, VerifyKey
@@ -91,6 +92,4 @@ async def running_agent(
             yield AgentRig(gateway, outbox, publisher)
         finally:
             publisher.stop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_task(task)

@@ -22,6 +22,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.model import Gateway, GatewayKey, KeyGrant
+from simulators.lifecycle import cancel_task
 from specs.ack import Ack, decode_ack
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.catalogue import Catalogue, Indicator, UnitConversion, default_catalogue
@@ -381,6 +382,4 @@ async def gateway_link(port: int, gateway: SimGateway) -> AsyncIterator[GatewayL
         try:
             yield link
         finally:
-            pump.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await pump
+            await cancel_task(pump)

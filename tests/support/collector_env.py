@@ -24,6 +24,7 @@ from collector.cli import main
 from collector.ingest.service import Ingest, IngestSettings
 from collector.storage import open_storage
 from collector.storage.base import Storage
+from simulators.lifecycle import cancel_task
 from specs.catalogue import Catalogue
 from specs.signing import SigningKey, VerifyKey, signing_key_from_seed
 from tests.support.broker import free_port
@@ -104,9 +105,7 @@ async def running_ingest(
             yield ingest, storage
         finally:
             ingest.stop()
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await cancel_task(task)
 
 
 async def wait_until(

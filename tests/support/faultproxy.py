@@ -36,6 +36,8 @@ from dataclasses import dataclass, field, replace
 from types import TracebackType
 from typing import Self, TypedDict, TypeVar, Unpack
 
+from simulators.lifecycle import cancel_task
+
 _T = TypeVar("_T")
 _CHUNK = 65536
 # Chunks read ahead of a slow (delayed or sliced) writer; past this the reader waits, so a
@@ -278,9 +280,7 @@ class FaultProxy:
             await queue.put(None)
             await deliver
         finally:
-            deliver.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await deliver
+            await cancel_task(deliver)
 
     async def _deliver(
         self,

@@ -15,6 +15,7 @@ from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from drivers.base import Driver
 from edge_agent.core.points import ResolvedPoint
 from edge_agent.shell.poller import DevicePoller, PolledPoint, Sink
+from simulators.lifecycle import cancel_task
 from specs.catalogue import default_catalogue
 
 
@@ -57,6 +58,4 @@ async def running(poller: DevicePoller) -> AsyncIterator[asyncio.Task[None]]:
     try:
         yield task
     finally:
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+        await cancel_task(task)
