@@ -81,25 +81,63 @@ def _tuples(value: object) -> object:
     return value
 
 
+def _scalar_key(value: object) -> tuple[type, object] | None:
+    """A key equal only for scalars that are the same value; None when `value` is no scalar.
+
+    With the type, as 1 == 1.0 == True; a float by its hex, as 0.0 == -0.0.
+    """
+    kind = type(value)
+    if isinstance(value, float) and kind is float:
+        return kind, value.hex()
+    if value is None or kind in {str, int, bool} or isinstance(value, enum.Enum):
+        return kind, value
+    return None
+
+
 class _Decoder:
     """Decodes each JSON object as the parser finishes it (`json.loads`' `object_hook`).
 
     The JSON is never held as a tree of dicts and lists beside what it decodes to: at 1,000
     points that tree was some 5 MiB, and the heap it grew stayed resident after it was freed
-    (G7). Equal strings of field values (a point's device id, quota and units, repeated per
-    point) are kept once: strings are immutable, so sharing them changes no value.
+    (G7). Equal strings and floats of field values (a point's device id, quota, units, scale,
+    repeated per point) are kept once, and so are equal frozen dataclasses of scalars: they
+    are immutable, so sharing them changes no value.
     """
 
     def __init__(self) -> None:
         self._classes: dict[str, type] = {}
         self._strings: dict[str, str] = {}
+        self._floats: dict[str, float] = {}
+        self._shared: dict[tuple[object, ...], object] = {}
 
     def _value(self, value: object) -> object:
         if isinstance(value, list):
             return _tuples(value)
         if type(value) is str:
             return self._strings.setdefault(value, value)
+        if isinstance(value, float) and type(value) is float:
+            return self._floats.setdefault(value.hex(), value)
         return value
+
+    def _instance(self, cls: type, fields: dict[str, object]) -> object:
+        """`cls(**fields)`, or the equal instance made before (frozen, fields all scalars).
+
+        1,000 points' all-None `Limits` are one object.
+        """
+        params = cls.__dataclass_params__  # type: ignore[attr-defined]
+        if not (params.frozen and params.eq):
+            return cls(**fields)
+        key: list[object] = [cls]
+        for name, value in fields.items():
+            scalar = _scalar_key(value)
+            if scalar is None:
+                return cls(**fields)
+            key += (name, scalar)
+        whole = tuple(key)
+        shared = self._shared.get(whole)
+        if shared is None:
+            shared = self._shared[whole] = cls(**fields)
+        return shared
 
     def _class(self, name: str) -> type:
         cls = self._classes.get(name)
@@ -112,7 +150,7 @@ class _Decoder:
             cls = self._class(value["$"])
             if not dataclasses.is_dataclass(cls):
                 raise PlanCodecError(f"{value['$']} is not a dataclass")
-            return cls(**{k: self._value(v) for k, v in value.items() if k != "$"})
+            return self._instance(cls, {k: self._value(v) for k, v in value.items() if k != "$"})
         if "$e" in value:
             cls = self._class(value["$e"])
             if not issubclass(cls, enum.Enum):

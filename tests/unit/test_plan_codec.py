@@ -106,3 +106,22 @@ def test_equal_strings_of_a_decoded_plan_are_kept_once() -> None:
     assert shared, "the map has a device with several points"
     for ids in shared:
         assert all(device_id is ids[0] for device_id in ids)
+
+
+def test_equal_frozen_scalar_values_are_shared_and_unequal_ones_kept_apart() -> None:
+    # G7: 1,000 points' all-None Limits decode as one object. Sharing must never merge values
+    # that only compare equal: -0.0 and 0.0, or 1, 1.0 and True.
+    values = (
+        Backoff(initial=0.0, cap=1.0),
+        Backoff(initial=-0.0, cap=1.0),
+        Backoff(initial=0.0, cap=1.0),
+        Backoff(initial=1, cap=True),
+        Backoff(initial=1.0, cap=1.0),
+    )
+    back = decode_plan(encode_plan(StartWarning("probe", {"values": values})), StartWarning)
+    decoded = back.fields["values"]
+    assert isinstance(decoded, tuple)
+    assert decoded == values
+    assert decoded[0] is decoded[2]
+    assert math.copysign(1.0, decoded[1].initial) == -1.0
+    assert [(type(b.initial), type(b.cap)) for b in decoded[3:]] == [(int, bool), (float, float)]
