@@ -8,9 +8,7 @@ running the same file again imports nothing.
 
 from __future__ import annotations
 
-import json
 import sqlite3
-import subprocess
 from collections import Counter
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from specs.block import GENESIS, decode_block
 from specs.records import Reading
 from specs.signing import Signature, load_verify_key
 from tests.e2e.harness import BIN, Site, wait_until
+from tests.support.cli_runs import json_output
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -38,16 +37,11 @@ def _write_log(path: Path, day: int, rows: int) -> Path:
 
 
 def _backfill(site: Site, csv: Path) -> dict[str, object]:
-    done = subprocess.run(
+    body = json_output(
         [str(BIN / "edge-agent"), "backfill", "-c", "site.yaml", "--csv", str(csv), "--json"],
         cwd=site.work,
-        capture_output=True,
-        text=True,
-        check=False,
         timeout=240,
     )
-    assert done.returncode == 0, done.stderr
-    body = json.loads(done.stdout)
     assert isinstance(body, dict)
     return body
 

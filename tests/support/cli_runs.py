@@ -2,12 +2,16 @@
 
 The security tests call `edge-agent` and `collector` as an operator would, but without a
 process each: `agent_cli(...)` and `collector_cli(...)` return click's `Result` (exit code, stdout,
-stderr). The collector logs JSON here, as it does under systemd.
+stderr). The collector logs JSON here, as it does under systemd. `json_output` runs a command
+as a process instead and reads the JSON it prints.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
+import subprocess
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -33,3 +37,14 @@ def example_site(folder: Path) -> Path:
     copy = folder / "tankfarm.yaml"
     shutil.copyfile(EXAMPLE_SITE, copy)
     return copy
+
+
+def json_output(
+    argv: Sequence[str], *, cwd: Path, timeout: float, env: Mapping[str, str] | None = None
+) -> object:
+    """What `argv`, run in `cwd` to its end, printed as JSON; the test fails unless it exits 0."""
+    done = subprocess.run(
+        argv, cwd=cwd, env=env, capture_output=True, text=True, check=False, timeout=timeout
+    )
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)

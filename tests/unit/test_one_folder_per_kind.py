@@ -12,13 +12,12 @@ table of its own and the site map's reference (`make docs`) documents its model.
 from __future__ import annotations
 
 import filecmp
-import json
 import os
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from tests.support.cli_runs import json_output
 from tests.support.config_files import site_head
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -242,17 +241,10 @@ def test_a_new_kind_is_one_folder_and_one_registry_entry(tmp_path: Path) -> None
     good.write_text(_site(GOOD), encoding="utf-8")
     bad.write_text(_site(BAD), encoding="utf-8")
     environment = {**os.environ, "PYTHONPATH": str(tree)}
-    done = subprocess.run(
-        [sys.executable, "-c", PROBE, str(good), str(bad)],
-        cwd=tree,
-        env=environment,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=120,
+    seen = json_output(
+        [sys.executable, "-c", PROBE, str(good), str(bad)], cwd=tree, env=environment, timeout=120
     )
-    assert done.returncode == 0, done.stderr
-    seen = json.loads(done.stdout)
+    assert isinstance(seen, dict)
 
     assert seen["package"] == str(tree / "edge_agent" / "__init__.py"), "ran the copy"
     assert seen["drivers"] == ["modbus_tcp", "modbus_rtu", "opcua", "serial", "gauge"]
