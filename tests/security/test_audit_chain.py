@@ -111,23 +111,22 @@ async def test_a_changed_row_with_a_recomputed_hash_is_found_at_the_next_link(
     assert [seq for seq, _ in problems] == [2, 3]
 
 
-async def test_a_deleted_row_in_the_middle_is_found(trail: AuditTrail, storage_url: str) -> None:
-    await sql_execute(storage_url, "DELETE FROM audit WHERE chain_seq = 4")
+@pytest.mark.parametrize(
+    ("deleted", "found_at", "message"),
+    [
+        (4, 5, "rows 4..4 are missing"),
+        (6, 6, "rows 6..6 are missing: the chain head says 6"),
+        (1, 2, "rows 1..1 are missing"),
+    ],
+    ids=["in-the-middle", "newest", "oldest"],
+)
+async def test_a_deleted_row_is_found(
+    trail: AuditTrail, storage_url: str, deleted: int, found_at: int, message: str
+) -> None:
+    await sql_execute(storage_url, "DELETE FROM audit WHERE chain_seq = ?", deleted)
     [(seq, problem)] = await _problems(trail)
-    assert (seq, "rows 4..4 are missing" in problem) == (5, True)
-
-
-async def test_a_deleted_newest_row_is_found(trail: AuditTrail, storage_url: str) -> None:
-    await sql_execute(storage_url, "DELETE FROM audit WHERE chain_seq = 6")
-    [(seq, problem)] = await _problems(trail)
-    assert seq == 6
-    assert "rows 6..6 are missing: the chain head says 6" in problem
-
-
-async def test_a_deleted_oldest_row_is_found(trail: AuditTrail, storage_url: str) -> None:
-    await sql_execute(storage_url, "DELETE FROM audit WHERE chain_seq = 1")
-    [(seq, problem)] = await _problems(trail)
-    assert (seq, "rows 1..1 are missing" in problem) == (2, True)
+    assert seq == found_at
+    assert message in problem
 
 
 async def test_deleting_the_head_record_is_found(trail: AuditTrail, storage_url: str) -> None:
