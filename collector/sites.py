@@ -21,6 +21,7 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from collector.audit.chain import Action, AuditRow
+from hostkit.mqtt import CancelSafeClient
 from specs.command import Outcome, SiteMapCommand
 from specs.signing import SigningKey, signature_properties
 from specs.topics import GatewayTopics
@@ -77,7 +78,7 @@ async def publish_command(
     payload = command.encode()
     properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
     properties.UserProperty = signature_properties(key.sign(payload))
-    async with aiomqtt.Client(
+    async with CancelSafeClient(
         host,
         port,
         identifier=f"gz-collector-push-{secrets.token_hex(4)}",

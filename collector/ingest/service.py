@@ -34,7 +34,7 @@ from collector.ingest.lanes import BacklogBudget, Lanes
 from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
-from hostkit.mqtt import NO_DELAY
+from hostkit.mqtt import NO_DELAY, CancelSafeClient
 from specs.catalogue import Catalogue, default_catalogue
 from specs.lanes import Lane, lane_of
 from specs.signing import SigningKey
@@ -210,7 +210,7 @@ class Ingest:
     async def _session(self) -> None:
         # Durable with a stable client id (the broker queues for us while we are down), clean
         # and gone at disconnect with a random one: see the class docstring.
-        async with aiomqtt.Client(
+        async with CancelSafeClient(
             self._settings.host,
             self._settings.port,
             identifier=self._client_id,
@@ -230,6 +230,9 @@ class Ingest:
             client.pending_calls_threshold = 2 * self._settings.batch_max
             await client.subscribe(collector_subscription(self._settings.share_group), qos=1)
             await client.subscribe(STATUS_SUBSCRIPTION, qos=1)
+            # A stop that the CONNACK wait swallowed (aiomqtt's wait_for on 3.11): past here
+            # the loop waits for a message, which on an idle site may never come.
+            self._raise_if_stopping()
             self.connected.set()
             log.info(
                 "broker_subscribed",

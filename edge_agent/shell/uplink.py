@@ -16,7 +16,7 @@ import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
-from hostkit.mqtt import NO_DELAY
+from hostkit.mqtt import NO_DELAY, CancelSafeClient
 from specs.encoding import Encoding, encoding_properties
 from specs.signing import Signature, signature_properties
 from specs.status import GatewayStatus
@@ -56,7 +56,7 @@ def uplink_client(
         retain=True,
         properties=signed_properties(sign(will_payload), PacketTypes.WILLMESSAGE),
     )
-    return aiomqtt.Client(
+    return CancelSafeClient(
         settings.host,
         settings.port,
         identifier=settings.client_id,
