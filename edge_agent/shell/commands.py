@@ -9,9 +9,10 @@ This restarts the whole agent rather than swapping pollers: alarm rules, the poi
 (`up/meta`), the sealer and the bus plan all follow from the map, and a fresh start is the
 one path that is tested every day.
 
-The new map is then on probation for the previous map's `commands.rollback_after`: the first
-good reading ends it (`applied`); none by then puts `<site>.prev` back the same way and
-restarts (`rolled_back`). Probation, the nonces taken and the results not yet delivered live
+The new map is then on probation for the previous map's `commands.rollback_after`, counted
+from the agent's first start on it (the restart does not eat the window): the first good
+reading ends it (`applied`); none by then puts `<site>.prev` back the same way and restarts
+(`rolled_back`). Probation, the nonces taken and the results not yet delivered live
 in a small JSON state file beside the outbox, replaced atomically on every change, so a
 restart (ours or a crash) neither applies a command twice nor loses its result. A result is
 sent at QoS 1 and forgotten on the broker's PUBACK; the collector stores what it gets.
@@ -206,7 +207,8 @@ class CommandDesk:
             "nonce": command.nonce,
             "version": command.version,
             "previous": map_version(previous.decode("utf-8", errors="replace")),
-            "deadline": now + self._plan.rollback_after,
+            # The deadline is set by the first start on the new map (`_watch_probation`).
+            "window": self._plan.rollback_after,
         }
         self._state.save(self._state_path, now)
         _write_atomically(self._site_file, command.site_yaml.encode("utf-8"))
@@ -273,7 +275,6 @@ class CommandDesk:
         if probation is None:
             return
         nonce, version = str(probation["nonce"]), str(probation["version"])
-        deadline = float(probation["deadline"])  # type: ignore[arg-type] # JSON number
         running = map_version(self._site_file.read_bytes().decode("utf-8", errors="replace"))
         if running != version:
             # Stopped between taking the command and renaming the file: the old map runs.
@@ -286,6 +287,7 @@ class CommandDesk:
                 )
             )
             return
+        deadline = self._probation_deadline(probation)
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(max(0.0, deadline - self._clock())):
                 await self._good.wait()
@@ -306,6 +308,25 @@ class CommandDesk:
             )
         )
         self._ask_restart()
+
+    def _probation_deadline(self, probation: dict[str, object]) -> float:
+        """When probation ends: `window` after the first start on the new map.
+
+        Counted from the start, not from the push: the restart itself (stopping, sealing,
+        exec, imports: seconds on a loaded box) must not eat the window, or a good map is
+        rolled back before it read anything. Kept in the state file at once, so that a crash
+        and restart on the new map does not start the window again.
+        """
+        deadline = probation.get("deadline")
+        if isinstance(deadline, int | float):  # set by an earlier start, or by an older agent
+            return float(deadline)
+        window = probation["window"]
+        if not isinstance(window, int | float):
+            raise TypeError(f"probation window is {window!r}, not a number of seconds")
+        now = self._clock()
+        probation["deadline"] = now + window
+        self._state.save(self._state_path, now)
+        return now + window
 
     async def _deliver_forever(self, link: ResultLink) -> None:
         while True:

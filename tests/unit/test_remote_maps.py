@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -156,7 +158,9 @@ def test_rollback_after_is_bounded_with_file_line_and_key(window: str) -> None:
     assert (issue.line, issue.path) == (len(text.splitlines()), "commands.rollback_after")
 
 
-def _desk(tmp_path: Path, good: asyncio.Event) -> CommandDesk:
+def _desk(
+    tmp_path: Path, good: asyncio.Event, clock: Callable[[], float] = time.time
+) -> CommandDesk:
     site_file = tmp_path / "site.yaml"
     config = parse_site_config(site_file.read_text(encoding="utf-8"), str(site_file), tmp_path)
     text = site_file.read_text(encoding="utf-8")
@@ -166,6 +170,7 @@ def _desk(tmp_path: Path, good: asyncio.Event) -> CommandDesk:
         trusted=TRUSTED,
         sign=GATEWAY_KEY.sign,
         good=good,
+        clock=clock,
     )
 
 
@@ -217,6 +222,42 @@ def test_the_desk_applies_once_across_restarts_and_keeps_the_old_map(tmp_path: P
     assert sorted(str(r["result"]) for r in sent) == ["applied", "ignored"]
     assert (tmp_path / "site.yaml").read_text(encoding="utf-8") == new_text
     assert (tmp_path / "site.yaml.prev").read_text(encoding="utf-8") == TEXT
+
+
+def test_probation_counts_from_the_start_on_the_new_map_not_from_the_push(
+    tmp_path: Path,
+) -> None:
+    """A restart that outlasts commands.rollback_after (a slow box, a loaded CI machine) must
+    not roll a good map back before the agent has read anything with it."""
+    (tmp_path / "site.yaml").write_text(TEXT, encoding="utf-8")
+    new_text = TEXT.replace("    poll: 1s\n", "    poll: 2s\n", 1)
+    payload = _command(new_text, not_after=9e9).encode()
+    properties = signature_properties(COLLECTOR.sign(payload))
+
+    async def scenario() -> list[dict[str, object]]:
+        link = _Link(expect=1)
+        first = _desk(tmp_path, asyncio.Event(), clock=lambda: NOW)
+        await first.on_command(payload, properties)
+        await first.run(link)  # returns at once: a restart is due
+        # The agent runs on the new map 100 s later, past the 60 s window (the default).
+        queue: asyncio.Queue[Record] = asyncio.Queue()
+        good = asyncio.Event()
+        second = _desk(tmp_path, good, clock=lambda: NOW + 100)
+        runner = asyncio.create_task(second.run(link))
+        # Counted from the push, the window was over: the desk would roll back and restart.
+        done, _ = await asyncio.wait({runner}, timeout=0.5)
+        assert not done, "rolled back before the new map read anything"
+        await queue_sink(queue, good)(
+            [Reading("T001-LT-01", "WHP-LT", "t", 1.0, "m", Quality.GOOD)]
+        )
+        async with asyncio.timeout(5):
+            await link.all_sent.wait()
+        runner.cancel()
+        return link.sent
+
+    sent = asyncio.run(scenario())
+    assert [str(r["result"]) for r in sent] == ["applied"]
+    assert (tmp_path / "site.yaml").read_text(encoding="utf-8") == new_text
 
 
 def test_a_result_becomes_an_audit_row_that_history_pairs_with_its_push() -> None:
