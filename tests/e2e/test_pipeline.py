@@ -89,13 +89,16 @@ def test_agent_sigkill_mid_run_loses_and_duplicates_nothing(site: Site) -> None:
     assert len(site.outbox_seqs()) == 1, "a restart must keep the epoch: the outbox survived"
 
 
-def test_broker_down_for_ten_seconds_loses_nothing(site: Site, broker: Broker) -> None:
+def test_broker_down_for_ten_blocks_loses_nothing(site: Site, broker: Broker) -> None:
     site.start_agent()
     _sealed_more_than(site, 5)
     broker.stop()
     before = site.sealed_blocks()
-    time.sleep(10)  # the outage itself: the agent keeps polling and sealing meanwhile
-    assert site.sealed_blocks() > before + 10, "the agent must keep sealing while offline"
+    # The outage lasts until the agent, polling and sealing meanwhile, has sealed more than ten
+    # blocks offline (2-3 s at a 200 ms flush): a backlog, and several failed reconnects, as a
+    # fixed 10 s did, without then waiting out a reconnect delay grown towards 16 s. The long
+    # outage is tests/faults/test_broker_outage.py's (15 s; 10 min under -m soak).
+    _sealed_more_than(site, before + 10)
     assert site.undelivered() > 0
     broker.start()
     site.drain_and_stop_agent(timeout=90)
