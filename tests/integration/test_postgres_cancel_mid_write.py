@@ -20,7 +20,7 @@ from typing import Final
 import asyncpg
 import pytest
 
-from collector.storage.postgres.connection import execute_many
+from collector.storage.postgres.connection import execute_many, translated
 
 # Far more than loopback's socket buffers hold (a few MiB each way): the writer must pause.
 ROWS: Final = 400
@@ -70,4 +70,32 @@ async def test_a_cancelled_execute_many_ends_while_the_server_is_not_reading(
         with pytest.raises(asyncio.CancelledError):
             await inserting
         assert writer.is_closed()  # closed: the server rolls its transaction back
+        assert await holder.fetchval("SELECT count(*) FROM wide") == 1
+
+
+async def test_a_cancelled_write_inside_a_transaction_stays_a_cancellation(
+    postgres_url: str,
+) -> None:
+    """The closed connection makes the transaction's exit raise InterfaceError in place of the
+    CancelledError; translated as a driver error it became a StorageError, which the audit
+    sealing and retention loops log and retry: a stopping collector never ended."""
+    async with _connected(postgres_url) as holder, _connected(postgres_url) as writer:
+        await holder.execute("CREATE TABLE wide (id integer, body bytea)")
+        await writer.executemany(INSERT, [(-1, b"")])
+        rows = [(n, bytes([n % 251]) * ROW_BYTES) for n in range(ROWS)]
+
+        async def write() -> None:
+            with translated("writing", postgres_url):
+                async with writer.transaction():
+                    await execute_many(writer, INSERT, rows)
+
+        async with holder.transaction():
+            await holder.execute("LOCK TABLE wide IN ACCESS EXCLUSIVE MODE")
+            writing = asyncio.create_task(write())
+            await _until_waiting_on_a_lock(holder, writer.get_server_pid())
+            writing.cancel()
+            done, _ = await asyncio.wait({writing}, timeout=ENDS_WITHIN)
+            assert done, "the cancelled write still waits for the server"
+        with pytest.raises(asyncio.CancelledError):
+            await writing
         assert await holder.fetchval("SELECT count(*) FROM wide") == 1

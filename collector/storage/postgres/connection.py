@@ -61,6 +61,11 @@ def translated(action: str, url: str) -> Iterator[None]:
     try:
         yield
     except DRIVER_ERRORS as exc:
+        if isinstance(exc.__context__, asyncio.CancelledError):
+            # A cancellation that closed the connection (`execute_many`) makes the
+            # transaction's exit raise InterfaceError in its place: it stays a cancellation,
+            # or a stopping collector's sealing and retention loops would retry it for ever.
+            raise asyncio.CancelledError from exc
         raise StorageError(f"{action} failed ({redacted(url)}): {describe(exc)}") from exc
 
 
