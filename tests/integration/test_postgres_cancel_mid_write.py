@@ -13,7 +13,7 @@ rows pile up in the socket buffers until the writer is paused. Then the writer i
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Coroutine
 from contextlib import asynccontextmanager
 from typing import Final
 
@@ -50,25 +50,37 @@ async def _until_waiting_on_a_lock(watcher: asyncpg.Connection[asyncpg.Record], 
             await asyncio.sleep(0.02)
 
 
+async def _cancel_behind_a_lock(
+    holder: asyncpg.Connection[asyncpg.Record],
+    writer: asyncpg.Connection[asyncpg.Record],
+    write: Callable[[list[tuple[int, bytes]]], Coroutine[object, object, None]],
+) -> asyncio.Task[None]:
+    """Run `write(rows)` on `writer` while `holder` locks the table, cancel it, and return its
+    task once it ended; fails when it does not end within ENDS_WITHIN."""
+    await holder.execute("CREATE TABLE wide (id integer, body bytea)")
+    # Prepared (and cached) now: the Parse would otherwise be what waits for the lock.
+    await writer.executemany(INSERT, [(-1, b"")])
+    rows = [(n, bytes([n % 251]) * ROW_BYTES) for n in range(ROWS)]
+    async with holder.transaction():
+        await holder.execute("LOCK TABLE wide IN ACCESS EXCLUSIVE MODE")
+        writing = asyncio.create_task(write(rows))
+        await _until_waiting_on_a_lock(holder, writer.get_server_pid())
+        writing.cancel()
+        done, _ = await asyncio.wait({writing}, timeout=ENDS_WITHIN)
+        assert done, "the cancelled write still waits for the server"
+    return writing
+
+
 async def test_a_cancelled_execute_many_ends_while_the_server_is_not_reading(
     postgres_url: str,
 ) -> None:
     async with _connected(postgres_url) as holder, _connected(postgres_url) as writer:
-        await holder.execute("CREATE TABLE wide (id integer, body bytea)")
-        # Prepared (and cached) now: the Parse would otherwise be what waits for the lock.
-        await writer.executemany(INSERT, [(-1, b"")])
-        rows = [(n, bytes([n % 251]) * ROW_BYTES) for n in range(ROWS)]
-        async with holder.transaction():
-            await holder.execute("LOCK TABLE wide IN ACCESS EXCLUSIVE MODE")
-
-            # One executemany is one implicit transaction: its rows commit together or not.
-            inserting = asyncio.create_task(execute_many(writer, INSERT, rows))
-            await _until_waiting_on_a_lock(holder, writer.get_server_pid())
-            inserting.cancel()
-            done, _ = await asyncio.wait({inserting}, timeout=ENDS_WITHIN)
-            assert done, "the cancelled executemany still waits for the server"
+        # One executemany is one implicit transaction: its rows commit together or not.
+        writing = await _cancel_behind_a_lock(
+            holder, writer, lambda rows: execute_many(writer, INSERT, rows)
+        )
         with pytest.raises(asyncio.CancelledError):
-            await inserting
+            await writing
         assert writer.is_closed()  # closed: the server rolls its transaction back
         assert await holder.fetchval("SELECT count(*) FROM wide") == 1
 
@@ -80,22 +92,13 @@ async def test_a_cancelled_write_inside_a_transaction_stays_a_cancellation(
     CancelledError; translated as a driver error it became a StorageError, which the audit
     sealing and retention loops log and retry: a stopping collector never ended."""
     async with _connected(postgres_url) as holder, _connected(postgres_url) as writer:
-        await holder.execute("CREATE TABLE wide (id integer, body bytea)")
-        await writer.executemany(INSERT, [(-1, b"")])
-        rows = [(n, bytes([n % 251]) * ROW_BYTES) for n in range(ROWS)]
 
-        async def write() -> None:
+        async def write(rows: list[tuple[int, bytes]]) -> None:
             with translated("writing", postgres_url):
                 async with writer.transaction():
                     await execute_many(writer, INSERT, rows)
 
-        async with holder.transaction():
-            await holder.execute("LOCK TABLE wide IN ACCESS EXCLUSIVE MODE")
-            writing = asyncio.create_task(write())
-            await _until_waiting_on_a_lock(holder, writer.get_server_pid())
-            writing.cancel()
-            done, _ = await asyncio.wait({writing}, timeout=ENDS_WITHIN)
-            assert done, "the cancelled write still waits for the server"
+        writing = await _cancel_behind_a_lock(holder, writer, write)
         with pytest.raises(asyncio.CancelledError):
             await writing
         assert await holder.fetchval("SELECT count(*) FROM wide") == 1

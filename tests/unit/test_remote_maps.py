@@ -191,11 +191,16 @@ class _Link:
             self.all_sent.set()
 
 
-def test_the_desk_applies_once_across_restarts_and_keeps_the_old_map(tmp_path: Path) -> None:
+def _pushed_map(tmp_path: Path) -> tuple[str, bytes, list[tuple[str, str]]]:
+    """The example map running in `tmp_path`, and a signed push of it polled every 2 s."""
     (tmp_path / "site.yaml").write_text(TEXT, encoding="utf-8")
     new_text = TEXT.replace("    poll: 1s\n", "    poll: 2s\n", 1)
     payload = _command(new_text, not_after=9e9).encode()
-    properties = signature_properties(COLLECTOR.sign(payload))
+    return new_text, payload, signature_properties(COLLECTOR.sign(payload))
+
+
+def test_the_desk_applies_once_across_restarts_and_keeps_the_old_map(tmp_path: Path) -> None:
+    new_text, payload, properties = _pushed_map(tmp_path)
 
     async def scenario() -> list[dict[str, object]]:
         link = _Link(expect=2)
@@ -229,10 +234,7 @@ def test_probation_counts_from_the_start_on_the_new_map_not_from_the_push(
 ) -> None:
     """A restart that outlasts commands.rollback_after (a slow box, a loaded CI machine) must
     not roll a good map back before the agent has read anything with it."""
-    (tmp_path / "site.yaml").write_text(TEXT, encoding="utf-8")
-    new_text = TEXT.replace("    poll: 1s\n", "    poll: 2s\n", 1)
-    payload = _command(new_text, not_after=9e9).encode()
-    properties = signature_properties(COLLECTOR.sign(payload))
+    new_text, payload, properties = _pushed_map(tmp_path)
 
     async def scenario() -> list[dict[str, object]]:
         link = _Link(expect=1)
