@@ -260,7 +260,8 @@ def check_peak_mib(work: Path, absent: tuple[str, ...] = ()) -> float:
 
     `run` reads and checks the map (YAML, pydantic), compiles the plan and encodes it, then
     execs the runner, whose VmHWM starts afresh: the runner's peak, the G7 figure, does not
-    include this phase. It is measured here in a process of its own doing the same steps.
+    include this phase. It is measured here in a process of its own doing the same steps
+    (edge_agent/cli/run.py's `run` up to the exec).
     """
     code = (
         "import sys, pathlib\n"
@@ -268,13 +269,15 @@ def check_peak_mib(work: Path, absent: tuple[str, ...] = ()) -> float:
         "from edge_agent.shell.host import keep_large_allocations_mapped\n"
         "keep_large_allocations_mapped()\n"
         "from edge_agent.cli.options import load_or_exit\n"
-        "from edge_agent.core.plan_codec import encode_plan\n"
+        "from edge_agent.cli.run import plan_memfd\n"
         "from edge_agent.core.plan_compile import compile_plan\n"
         "from specs.catalogue import default_catalogue\n"
         "site = pathlib.Path('site.yaml')\n"
         "config = load_or_exit(site)\n"
-        "encode_plan(compile_plan(config, default_catalogue(), site_file=site,"
-        " site_text=site.read_text(encoding='utf-8')))\n"
+        "plan = compile_plan(config, default_catalogue(), site_file=site,"
+        " site_text=site.read_text(encoding='utf-8'))\n"
+        "del config\n"  # as run does
+        "plan_memfd(plan)\n"
         "print(next(l for l in pathlib.Path('/proc/self/status').read_text().splitlines()"
         " if l.startswith('VmHWM')).split()[1])"
     )

@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 import structlog
 
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, LOG_FORMAT, config_option, load_or_exit
 from edge_agent.cli.refusals import refuse_bad_collector_keys, refuse_exposed_keys
-from edge_agent.core.plan_codec import encode_plan
+from edge_agent.core.plan_codec import write_plan
 from edge_agent.core.plan_compile import compile_plan
 from edge_agent.shell.host import keep_large_allocations_mapped
 from edge_agent.shell.keyfile import MAKE_KEY_ADVICE, key_algorithm_problem
@@ -19,20 +20,22 @@ from hostkit.keyfiles import missing_key_message
 from hostkit.logs import configure_logging
 from specs.catalogue import default_catalogue
 
+if TYPE_CHECKING:
+    from edge_agent.core.plan import AgentPlan
+
 log = structlog.get_logger("edge_agent.run")
 
 
-def _plan_fd(plan: bytes) -> int:
-    """An anonymous in-memory file holding `plan`, inherited across the exec.
+def plan_memfd(plan: AgentPlan) -> int:
+    """An anonymous in-memory file holding the plan's JSON, inherited across the exec.
 
     Nothing on disk to clean up or to be read by another user; the runner reads it from the
     start and closes it.
     """
     fd = os.memfd_create("ganzhi-run-plan", 0)  # no MFD_CLOEXEC: the runner inherits it
     os.set_inheritable(fd, True)  # noqa: FBT003 - positional only
-    view = memoryview(plan)
-    while view:
-        view = view[os.write(fd, view) :]
+    with open(fd, "w", encoding="ascii", closefd=False) as out:  # json.dump writes ASCII
+        write_plan(plan, out)
     return fd
 
 
@@ -60,13 +63,16 @@ def run(config_path: Path, *, restarted: bool) -> None:
     # The text the map was parsed from: a pushed map is checked against the running one.
     site_text = config_path.read_text(encoding="utf-8")
     plan = compile_plan(config, default_catalogue(), site_file=config_path, site_text=site_text)
+    # The map's models go before the plan is encoded, or the encoding stacks on them: the
+    # start-up peak at 1,000 points was 61.8 MiB with them, 58.7 without (G7).
+    del config
     if restarted:
         log.info(
             "agent_restarting_on_new_map",
             gateway=plan.identity.gateway,
             config=plan.config_hash,
         )
-    fd = _plan_fd(encode_plan(plan))
+    fd = plan_memfd(plan)
     sys.stdout.flush()
     sys.stderr.flush()
     # The same process goes on as the runner, without what only checking the map needed.

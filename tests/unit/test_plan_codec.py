@@ -8,6 +8,7 @@ alarms) and, with hypothesis, on arbitrary nestings of what a plan may hold.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 from pathlib import Path
@@ -18,7 +19,7 @@ from hypothesis import strategies as st
 
 from edge_agent.config import parse_site_config
 from edge_agent.core.plan import AgentPlan, Backoff, StartWarning
-from edge_agent.core.plan_codec import PlanCodecError, decode_plan, encode_plan
+from edge_agent.core.plan_codec import PlanCodecError, decode_plan, encode_plan, write_plan
 from edge_agent.core.plan_compile import compile_plan
 from specs.catalogue import default_catalogue
 from specs.encoding import Encoding
@@ -41,6 +42,13 @@ def test_the_plan_of_a_site_map_comes_back_equal(text: str) -> None:
     assert back == plan
     assert isinstance(back.uplink.encoding, Encoding), "a StrEnum comes back as its enum"
     assert {d.driver for d in back.devices} == {d.driver for d in plan.devices}
+
+
+def test_a_plan_written_in_pieces_is_the_encoded_plan_byte_for_byte() -> None:
+    plan = _plan(HEAD + OPCUA + SERIAL)
+    out = io.StringIO()
+    write_plan(plan, out)
+    assert out.getvalue().encode("ascii") == encode_plan(plan)
 
 
 def test_the_rtu_bus_plan_and_each_kinds_settings_survive() -> None:
