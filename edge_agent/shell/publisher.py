@@ -339,7 +339,12 @@ class Publisher:
         client = self._client_now
         if client is None or not self.connected.is_set():
             return False
-        payload = GatewayStatus(online=False, t=time.time()).encode()
+        await self._publish_status(client, GatewayStatus(online=False, t=time.time()))
+        return True
+
+    async def _publish_status(self, client: aiomqtt.Client, status: GatewayStatus) -> None:
+        """Publish `status` retained on the status topic, signed like a block."""
+        payload = status.encode()
         await client.publish(
             self._topics.status,
             payload,
@@ -347,7 +352,6 @@ class Publisher:
             retain=True,
             properties=signed_properties(self._sign(payload)),
         )
-        return True
 
     async def _heartbeat(self, client: aiomqtt.Client, ending: asyncio.Event) -> None:
         while True:
@@ -360,14 +364,8 @@ class Publisher:
                 undelivered=stats.undelivered,
                 version=self._version,
                 config=self._config_hash,
-            ).encode()
+            )
             if not self._stopping:  # checked last: an offline status is never overtaken
-                await client.publish(
-                    self._topics.status,
-                    status,
-                    qos=1,
-                    retain=True,
-                    properties=signed_properties(self._sign(status)),
-                )
+                await self._publish_status(client, status)
                 self._raise_if_stopped(ending)
             await asyncio.sleep(self._settings.heartbeat)
