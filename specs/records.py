@@ -237,6 +237,11 @@ def iso_time(unix_seconds: float) -> str:
     return datetime.fromtimestamp(unix_seconds, UTC).isoformat(timespec="milliseconds")
 
 
+def optional_iso_time(unix_seconds: float | None) -> str | None:
+    """`iso_time` of a time that may be unknown: None stays None (JSON null)."""
+    return None if unix_seconds is None else iso_time(unix_seconds)
+
+
 # Every reading of one poll cycle carries the same time text, and a collector parses each
 # time twice (checking the record, then normalizing it): a small cache halves the work.
 # Failures raise and are never cached.

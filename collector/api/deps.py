@@ -23,7 +23,7 @@ from collector.api.core import (
 from collector.api.credentials import presented_token
 from collector.api.tokens import TokenCheck
 from collector.readmodel import Page, PointAfter, Scope
-from specs.records import RecordFormatError, iso_time, parse_iso_time
+from specs.records import RecordFormatError, parse_iso_time
 
 T = TypeVar("T")
 
@@ -84,11 +84,6 @@ def parse_time(name: str, text: str | None) -> float | None:
         return parse_iso_time(text)
     except RecordFormatError as exc:
         raise bad_request(f"{name}: {exc}") from None
-
-
-def optional_time(t: float | None) -> str | None:
-    """ISO 8601 for a time that may be unknown."""
-    return None if t is None else iso_time(t)
 
 
 def cursor_position(

@@ -27,7 +27,7 @@ from specs.identifiers import (
     IdentifierError,
     check_district_code,
 )
-from specs.records import iso_time
+from specs.records import iso_time, optional_iso_time
 
 
 @click.group()
@@ -110,10 +110,6 @@ _LIST_COLUMNS: Final = (
 )
 
 
-def _time_or_none(t: float | None) -> str | None:
-    return None if t is None else iso_time(t)
-
-
 def _gateways_json(
     registered: Sequence[Gateway], by_gateway: dict[str, list[GatewayKey]]
 ) -> dict[str, object]:
@@ -131,8 +127,8 @@ def _gateways_json(
                         "alg": key.alg,
                         "added_at": iso_time(key.added_at),
                         "announced_by": key.announced_by,
-                        "retired_at": _time_or_none(key.retired_at),
-                        "revoked_at": _time_or_none(key.revoked_at),
+                        "retired_at": optional_iso_time(key.retired_at),
+                        "revoked_at": optional_iso_time(key.revoked_at),
                     }
                     for key in by_gateway.get(gateway.gateway, [])
                 ],

@@ -23,7 +23,7 @@ from collector.storage.capabilities import TokenStore
 from collector.tokens import StoredToken, new_secret, secret_hash
 from hostkit.tables import render_table
 from specs.identifiers import IdentifierError, check_district_code
-from specs.records import iso_time
+from specs.records import iso_time, optional_iso_time
 
 USAGE_ERROR_EXIT: Final = 2
 _LIST_COLUMNS: Final = ("NAME", "DISTRICTS", "CREATED", "REVOKED")
@@ -111,7 +111,7 @@ def tokens_list(config_path: Path, as_json: bool) -> None:
                 "name": t.name,
                 "districts": list(t.districts),
                 "created_at": iso_time(t.created_at),
-                "revoked_at": None if t.revoked_at is None else iso_time(t.revoked_at),
+                "revoked_at": optional_iso_time(t.revoked_at),
                 "active": t.active,
             }
             for t in stored

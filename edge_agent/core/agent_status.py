@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
-from specs.records import iso_time, parse_iso_time
+from specs.records import iso_time, optional_iso_time, parse_iso_time
 
 DeviceState = Literal["ok", "failing", "waiting"]
 
@@ -133,7 +133,7 @@ class AgentSnapshot:
             "uplink": {
                 "broker": self.uplink.broker,
                 "connected": self.uplink.connected,
-                "last_ack": _time_or_none(self.uplink.last_ack),
+                "last_ack": optional_iso_time(self.uplink.last_ack),
                 "published": self.uplink.published,
             },
             "outbox": {
@@ -141,7 +141,7 @@ class AgentSnapshot:
                 "last_seq": self.outbox.last_seq,
                 "undelivered_blocks": self.outbox.undelivered_blocks,
                 "undelivered_records": self.outbox.undelivered_records,
-                "oldest_undelivered": _time_or_none(oldest),
+                "oldest_undelivered": optional_iso_time(oldest),
                 "oldest_undelivered_age_s": (
                     None if oldest is None else round(max(0.0, self.t - oldest), 3)
                 ),
@@ -171,17 +171,13 @@ class AgentSnapshot:
         }
 
 
-def _time_or_none(moment: float | None) -> str | None:
-    return None if moment is None else iso_time(moment)
-
-
 def _device_json(device: DeviceStatus) -> dict[str, object]:
     error = device.last_error
     return {
         "device": device.device,
         "driver": device.driver,
         "state": device.state,
-        "last_good": _time_or_none(device.last_good),
+        "last_good": optional_iso_time(device.last_good),
         "last_error": (
             None
             if error is None

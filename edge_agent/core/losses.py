@@ -11,7 +11,15 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from specs.records import GapReason, GapRecord, Reading, Record, iso_time, parse_iso_time
+from specs.records import (
+    GapReason,
+    GapRecord,
+    Reading,
+    Record,
+    iso_time,
+    optional_iso_time,
+    parse_iso_time,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,8 +58,8 @@ class LostReadings:
             t=iso_time(now),
             reason=GapReason.DISK_FULL,
             lost=self.count,
-            t_from=None if self.t_from is None else iso_time(self.t_from),
-            t_to=None if self.t_to is None else iso_time(self.t_to),
+            t_from=optional_iso_time(self.t_from),
+            t_to=optional_iso_time(self.t_to),
         )
 
 
