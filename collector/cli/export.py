@@ -24,7 +24,6 @@ from collector.config import CollectorConfig
 from collector.export.aqss import (
     BATCH_END,
     CoalReading,
-    PointInfo,
     PointSeen,
     aqmc_batch,
     aqss_record,
@@ -48,16 +47,7 @@ class ExportRefusedError(Exception):
 def _coal(row: SourcedReading) -> CoalReading | None:
     if row.domain != COAL_DOMAIN or row.mine_code is None:
         return None  # a block sent before the gateway became a coal mine's
-    reading = row.reading
-    return CoalReading(
-        mine_code=row.mine_code,
-        point=reading.point,
-        quota=reading.quota,
-        t=reading.t,
-        value=reading.value,
-        unit=reading.unit,
-        quality=reading.quality,
-    )
+    return CoalReading(row.mine_code, row.reading)
 
 
 @dataclass(frozen=True, slots=True)
@@ -98,10 +88,7 @@ async def _export_aqss(
             f"gateway {gateway} is not a coal mine (domain {profile.domain}); the AQSS export"
             f" covers coal mines (domain {COAL_DOMAIN}) only"
         )
-    infos = {
-        point: PointInfo(meta.name, meta.device, meta.thresholds, meta.issued_at)
-        for point, meta in (await storage.point_metas(gateway)).items()
-    }
+    infos = await storage.point_metas(gateway)
     where = ReadingFilter(gateway=gateway, t_from=t_from, t_to=t_to)
     seen: dict[tuple[str, str], PointSeen] = {}
     last_row = 0

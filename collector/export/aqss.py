@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Final
 
+from collector.readmodel import PointMetaRow, ReadingRow
 from specs.catalogue import Catalogue
 
 DATABASE: Final = "KJ"
@@ -110,22 +111,7 @@ class CoalReading:
     """A stored reading of a coal gateway with the mine code of the block it came in."""
 
     mine_code: str
-    point: str
-    quota: str
-    t: float
-    value: float | None
-    unit: str
-    quality: str
-
-
-@dataclass(frozen=True, slots=True)
-class PointInfo:
-    """What the gateway's newest meta message says about a point."""
-
-    name: str
-    device: str
-    thresholds: Mapping[str, float]
-    issued_at: float
+    reading: ReadingRow
 
 
 @dataclass(frozen=True, slots=True)
@@ -201,17 +187,18 @@ def note_points(
 ) -> dict[tuple[str, str], PointSeen]:
     """`seen` extended by the (mine, point) pairs of `readings` (first reading wins)."""
     noted = dict(seen)
-    for reading in readings:
-        key = (reading.mine_code, reading.point)
+    for coal in readings:
+        reading = coal.reading
+        key = (coal.mine_code, reading.point)
         held = noted.get(key)
         if held is None or reading.t < held.first_t:
             noted[key] = PointSeen(
-                reading.mine_code, reading.point, reading.quota, reading.unit, reading.t
+                coal.mine_code, reading.point, reading.quota, reading.unit, reading.t
             )
     return noted
 
 
-def _threshold(info: PointInfo | None, column: str) -> str:
+def _threshold(info: PointMetaRow | None, column: str) -> str:
     if info is None:
         return NOT_SET
     for name in THRESHOLD_NAMES[column]:
@@ -220,7 +207,7 @@ def _threshold(info: PointInfo | None, column: str) -> str:
     return NOT_SET
 
 
-def aqmc_record(seen: PointSeen, info: PointInfo | None, catalogue: Catalogue) -> str:
+def aqmc_record(seen: PointSeen, info: PointMetaRow | None, catalogue: Catalogue) -> str:
     """The AQMC definition record of one point."""
     code = sensor_code(seen.point)
     indicator = catalogue.get(seen.quota)
@@ -248,11 +235,12 @@ def aqmc_record(seen: PointSeen, info: PointInfo | None, catalogue: Catalogue) -
     return record([fields[name] for name in AQMC_FIELDS])
 
 
-def aqss_record(reading: CoalReading) -> str:
+def aqss_record(coal: CoalReading) -> str:
     """The AQSS realtime record of one reading (analog: the switching value stays empty)."""
+    reading = coal.reading
     code = sensor_code(reading.point)
     fields = {
-        "cs_mine_code": _text(reading.mine_code),
+        "cs_mine_code": _text(coal.mine_code),
         "cs_data_time": data_time(reading.t),
         "ss_station_code": code.station,
         "ss_transducer_code": code.transducer,
@@ -270,7 +258,7 @@ def _definition_order(seen: PointSeen) -> tuple[str, str, str, str]:
 
 def aqmc_batch(
     seen: Mapping[tuple[str, str], PointSeen],
-    infos: Mapping[str, PointInfo],
+    infos: Mapping[str, PointMetaRow],
     catalogue: Catalogue,
 ) -> str:
     """The whole AQMC batch, definitions ordered by (mine, station, transducer)."""
@@ -284,7 +272,7 @@ def nonconforming_points(seen: Iterable[PointSeen]) -> tuple[str, ...]:
 
 
 def export_text(
-    readings: Sequence[CoalReading], infos: Mapping[str, PointInfo], catalogue: Catalogue
+    readings: Sequence[CoalReading], infos: Mapping[str, PointMetaRow], catalogue: Catalogue
 ) -> str:
     """AQMC then AQSS for `readings` (kept in their order), one batch per line."""
     aqmc = aqmc_batch(note_points({}, readings), infos, catalogue)

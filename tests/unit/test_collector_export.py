@@ -8,7 +8,6 @@ from collector.export.aqss import (
     AQMC_FIELDS,
     AQSS_FIELDS,
     CoalReading,
-    PointInfo,
     aqss_record,
     data_time,
     export_text,
@@ -18,17 +17,20 @@ from collector.export.aqss import (
     sensor_code,
     transducer_type,
 )
+from collector.readmodel import PointMetaRow, ReadingRow
 from tests.support.collector_client import BASE_TIME, MINE_CODE, catalogue_with_coal
 
 METHANE = f"{MINE_CODE}-1-1046"
 CO = f"{MINE_CODE}-000002-005827"
+GATEWAY = "gw-coal"  # of the stored rows; the exported records name the mine code only
 
 
 def _reading(
     point: str, quota: str, dt: float, value: float | None, quality: str = "good"
 ) -> CoalReading:
     unit = {"MK-M0101": "%CH4", "MK-M0104": "ppm"}.get(quota, "℃")
-    return CoalReading(MINE_CODE, point, quota, BASE_TIME + dt, value, unit, quality)
+    reading = ReadingRow(GATEWAY, point, quota, BASE_TIME + dt, value, unit, quality, ())
+    return CoalReading(MINE_CODE, reading)
 
 
 # In storage order: by point, then time.
@@ -39,14 +41,18 @@ READINGS = [
     _reading(METHANE, "MK-M0101", 60.0, 1.2, "uncertain"),
     _reading("TEMP-7", "XX-TEMP", 0.0, -0.001),  # a quota no catalogue lists
 ]
+
+
+def _meta(point: str, quota: str, name: str, device: str, **thresholds: float) -> PointMetaRow:
+    unit = {"MK-M0101": "%CH4"}.get(quota, "℃")
+    return PointMetaRow(GATEWAY, point, quota, unit, name, device, thresholds, BASE_TIME - 3600)
+
+
 INFOS = {
-    METHANE: PointInfo(
-        name="回风巷甲烷",
-        device="1201回风巷",
-        thresholds={"alarm": 0.75, "power_off": 1.0, "restore": 0.9},
-        issued_at=BASE_TIME - 3600,
+    METHANE: _meta(
+        METHANE, "MK-M0101", "回风巷甲烷", "1201回风巷", alarm=0.75, power_off=1.0, restore=0.9
     ),
-    "TEMP-7": PointInfo("变电所;温度", "substation~1", {"high": 34.0}, BASE_TIME - 3600),
+    "TEMP-7": _meta("TEMP-7", "XX-TEMP", "变电所;温度", "substation~1", high=34.0),
 }
 
 GOLDEN = (
