@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import signal
 import time
+from collections.abc import Callable
 
 import pytest
 
@@ -89,10 +90,13 @@ def test_agent_sigkill_mid_run_loses_and_duplicates_nothing(site: Site) -> None:
     assert len(site.outbox_seqs()) == 1, "a restart must keep the epoch: the outbox survived"
 
 
-def test_broker_down_for_ten_blocks_loses_nothing(site: Site, broker: Broker) -> None:
+def _outage_loses_nothing(
+    site: Site, stop: Callable[[], None], restart: Callable[[], None]
+) -> None:
+    """Between `stop` and `restart` the agent seals more than ten blocks; none is lost."""
     site.start_agent()
     _sealed_more_than(site, 5)
-    broker.stop()
+    stop()
     before = site.sealed_blocks()
     # The outage lasts until the agent, polling and sealing meanwhile, has sealed more than ten
     # blocks offline (2-3 s at a 200 ms flush): a backlog, and several failed reconnects, as a
@@ -100,18 +104,14 @@ def test_broker_down_for_ten_blocks_loses_nothing(site: Site, broker: Broker) ->
     # outage is tests/faults/test_broker_outage.py's (15 s; 10 min under -m soak).
     _sealed_more_than(site, before + 10)
     assert site.undelivered() > 0
-    broker.start()
+    restart()
     site.drain_and_stop_agent(timeout=90)
     _assert_oracle(site)
+
+
+def test_broker_down_for_ten_blocks_loses_nothing(site: Site, broker: Broker) -> None:
+    _outage_loses_nothing(site, broker.stop, broker.start)
 
 
 def test_collector_stopped_and_restarted_loses_nothing(site: Site) -> None:
-    site.start_agent()
-    _sealed_more_than(site, 5)
-    site.stop("collector")
-    before = site.sealed_blocks()
-    _sealed_more_than(site, before + 10)
-    assert site.undelivered() > 0
-    site.start_collector()
-    site.drain_and_stop_agent(timeout=90)
-    _assert_oracle(site)
+    _outage_loses_nothing(site, lambda: site.stop("collector"), site.start_collector)

@@ -145,45 +145,55 @@ def _alarm(
     )
 
 
+Sample = tuple[float, float]
+"""(seconds after T0, value) of one reading."""
+
+
 def _raise_and_clear(
-    before: Reading,
-    high: Reading,
-    low: Reading,
+    point: str,
+    quota: str,
+    unit: str,
+    samples: tuple[Sample, Sample, Sample],
+    *,
     level: str,
     threshold: float,
-    *,
-    unit: str | None = None,
+    alarm_unit: str | None = None,
     related: str | None = None,
     detail: str | None = None,
     values: tuple[float | None, float | None] = (None, None),
 ) -> list[Record]:
     """Three readings of one point, the second raising `level` and the third clearing it."""
-    alarm_id = f"{high.point}/{level}/{high.t}"
-    common = {"unit": unit, "related": related, "detail": detail}
+    before, high, low = (_reading(point, quota, at, value, unit) for at, value in samples)
+    alarm_id = f"{point}/{level}/{high.t}"
+
+    def alarm(trigger: Reading, event: AlarmEvent, value: float | None) -> AlarmRecord:
+        return _alarm(
+            trigger,
+            event,
+            level,
+            threshold,
+            alarm_id=alarm_id,
+            value=value,
+            unit=alarm_unit,
+            related=related,
+            detail=detail,
+        )
+
     return [
         before,
         high,
-        _alarm(
-            high, AlarmEvent.RAISE, level, threshold, alarm_id=alarm_id, value=values[0], **common
-        ),
+        alarm(high, AlarmEvent.RAISE, values[0]),
         low,
-        _alarm(
-            low, AlarmEvent.CLEAR, level, threshold, alarm_id=alarm_id, value=values[1], **common
-        ),
+        alarm(low, AlarmEvent.CLEAR, values[1]),
     ]
 
 
 def whp_records() -> tuple[list[Record], list[Record]]:
     """Tank farm: tank 1 level crosses H (8.5 m) and falls back; the old outbox was corrupt."""
-    lt = "T001-LT-01"
     first: list[Record] = [
         _reading("T001-LEL-01", "WHP-LEL", 0, 2.5, "%LEL"),
         *_raise_and_clear(
-            _reading(lt, "WHP-LT", 0, 8.43, "m"),
-            _reading(lt, "WHP-LT", 1, 8.57, "m"),
-            _reading(lt, "WHP-LT", 2, 8.44, "m"),
-            "H",
-            8.5,
+            "T001-LT-01", "WHP-LT", "m", ((0, 8.43), (1, 8.57), (2, 8.44)), level="H", threshold=8.5
         ),
         # The agent found its outbox file corrupt at start: it moved the file aside, began
         # this epoch, and declares every seq of the previous epoch from 4812 on lost. How
@@ -215,16 +225,16 @@ def whp_records() -> tuple[list[Record], list[Record]]:
 
 def wkk_records() -> list[Record]:
     """Tailings pond: the water level reaches its yellow threshold, then recedes; a full outbox."""
-    wl = "K01-WL-01"
     return [
         _reading("K01-DX-01", "WKK-DX", 0, 12.75, "mm"),
         _reading("K01-RF-01", "WKK-RF", 0, 3.5, "mm"),
         *_raise_and_clear(
-            _reading(wl, "WKK-WL", 0, 1523.42, "m"),
-            _reading(wl, "WKK-WL", 60, 1523.61, "m"),
-            _reading(wl, "WKK-WL", 120, 1523.55, "m"),
-            "yellow",
-            1523.6,
+            "K01-WL-01",
+            "WKK-WL",
+            "m",
+            ((0, 1523.42), (60, 1523.61), (120, 1523.55)),
+            level="yellow",
+            threshold=1523.6,
         ),
         # A week-long uplink outage filled the outbox: the oldest undelivered blocks, sealed
         # in the epoch before a restart, gave way (240 readings over 20 minutes).
@@ -249,11 +259,12 @@ def yhbz_records() -> list[Record]:
         _reading("F001-QT-01", "YHBZ-QT", 0, 18.5, "kg"),
         _reading("F001-QR-01", "YHBZ-QR", 0, 20, "kg"),
         *_raise_and_clear(
-            _reading(pc, "YHBZ-PC", 0, 6, "persons"),
-            _reading(pc, "YHBZ-PC", 30, 7, "persons"),
-            _reading(pc, "YHBZ-PC", 90, 6, "persons"),
-            "over_staff",
-            6,
+            pc,
+            "YHBZ-PC",
+            "persons",
+            ((0, 6), (30, 7), (90, 6)),
+            level="over_staff",
+            threshold=6,
             related=pr,
             detail="headcount compared with the rated staffing of the same workshop",
         ),
@@ -278,11 +289,12 @@ def mk_records() -> list[Record]:
     return [
         _reading("610632007-000001-001047", "MK-M0104", 0, 6, "ppm"),
         *_raise_and_clear(
-            _reading(ch4, "MK-M0101", 0, 0.42, "%CH4"),
-            _reading(ch4, "MK-M0101", 30, 1.05, "%CH4"),
-            _reading(ch4, "MK-M0101", 60, 0.86, "%CH4"),
-            "alarm",
-            1.0,
+            ch4,
+            "MK-M0101",
+            "%CH4",
+            ((0, 0.42), (30, 1.05), (60, 0.86)),
+            level="alarm",
+            threshold=1.0,
         ),
         # The box was restored from a snapshot: the outbox is older than what was sent, so
         # the old epoch is abandoned from the first seq the snapshot does not hold.
@@ -300,16 +312,16 @@ def mk_records() -> list[Record]:
 
 def bp_records() -> list[Record]:
     """Slope: GNSS X moves 6.3 mm in an hour (rate >= 5 mm/h), then 2.4 mm/h; a full disk."""
-    gx = "S01-GX-01"
     return [
         _reading("S01-GZ-01", "BP-GZ", 0, -12.4, "mm"),
         *_raise_and_clear(
-            _reading(gx, "BP-GX", 0, 35.2, "mm"),
-            _reading(gx, "BP-GX", 3600, 41.5, "mm"),
-            _reading(gx, "BP-GX", 7200, 43.9, "mm"),
-            "rate",
-            5.0,
-            unit="mm/h",
+            "S01-GX-01",
+            "BP-GX",
+            "mm",
+            ((0, 35.2), (3600, 41.5), (7200, 43.9)),
+            level="rate",
+            threshold=5.0,
+            alarm_unit="mm/h",
             values=(6.3, 2.4),  # the alarm carries the hourly rate, not the displacement
             detail="displacement rate over a 1h window (GB 51214-2017 reference 5 mm/h)",
         ),
