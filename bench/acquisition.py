@@ -57,13 +57,13 @@ import paho.mqtt.client as mqtt
 import yaml
 from paho.mqtt.enums import CallbackAPIVersion
 
+from bench.procfs import cpu_seconds
 from bench.results import BenchResult, Figure, add_json_argument, finished, read_result
 from bench.rig import Scratch, agent_site_map, init_keys, modbus_tcp_device
 from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
 
 BIN = Path(sys.executable).parent
-TICKS = os.sysconf("SC_CLK_TCK")
 SIM_TANKS = 100  # registers 0..999 of the holding table: 500 float32 points
 SIMULATORS = 2
 G1_TARGET_US = 10.0
@@ -153,13 +153,6 @@ def site_map(case: Case, broker_url: str, sim_ports: list[int]) -> dict[str, Any
             "publish_rate": 1000,
         },
     )
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU of a process (all its threads), seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / TICKS
 
 
 def thread_cpu_ns(pid: int) -> dict[int, int]:

@@ -47,6 +47,7 @@ import yaml
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
+from bench.procfs import cpu_seconds, machine_ticks
 from bench.rates import ed25519_verify_rate
 from bench.results import BenchResult, Figure, add_json_argument, finished
 from demo.broker import Broker, free_port, wait_for_port
@@ -62,7 +63,6 @@ TOKEN = "bench-token"  # noqa: S105 - a loopback-only bench
 POINTS = 50
 CYCLES = 10
 DISTRICT = "360100"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
 class Identity(Protocol):
@@ -129,18 +129,6 @@ def verify_rate(seconds: float = 1.0) -> float:
     """
     message = b'{"point":"T001-LT-01","quota":"WHP-LT","t":"2026-05-28T08:00:00.000Z","value":8.57}'
     return ed25519_verify_rate(message, seconds, clock=time.process_time, batch=200)
-
-
-def _machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text(encoding="ascii").split()[1:9]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
-
-
-def _cpu_seconds(pid: int) -> float:
-    fields = Path(f"/proc/{pid}/stat").read_text(encoding="ascii").rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
 
 
 async def _register(url: str, work: Path, gateways: Sequence[Identity]) -> None:
@@ -284,14 +272,14 @@ def run(url: str, processes: int, gateways: list[BenchGateway]) -> dict[str, flo
     try:
         broker.start()
         ports = start_collectors(work, url, broker, gateways, procs, count=processes)
-        cpu_before = sum(_cpu_seconds(p.pid) for p in procs)
-        machine_before = _machine_ticks()
+        cpu_before = sum(cpu_seconds(p.pid) for p in procs)
+        machine_before = machine_ticks()
         started = time.perf_counter()
         asyncio.run(_publish(broker, gateways))
         asyncio.run(_all_acked(ports[0], gateways))
         elapsed = time.perf_counter() - started
-        cpu = sum(_cpu_seconds(p.pid) for p in procs) - cpu_before
-        busy, total = (a - b for a, b in zip(_machine_ticks(), machine_before, strict=True))
+        cpu = sum(cpu_seconds(p.pid) for p in procs) - cpu_before
+        busy, total = (a - b for a, b in zip(machine_ticks(), machine_before, strict=True))
         stored = asyncio.run(_count_readings(url, work))
     finally:
         try:

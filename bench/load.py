@@ -70,14 +70,13 @@ from bench.load_gateways import Counters, SimGateway, gateway_loop, sim_gateway,
 from bench.load_probes import (
     Backends,
     StoredBytes,
-    backends_delta,
     count_stored,
-    cpu_seconds,
-    machine_ticks,
+    cpu_seconds_or_zero,
     postgres_bytes,
     sqlite_bytes,
 )
 from bench.load_report import RunFigures, WindowFigures, build_result
+from bench.procfs import growth, machine_ticks
 from bench.rates import ed25519_verify_rate
 from bench.results import add_json_argument, finished
 from demo.broker import Broker, free_port
@@ -110,8 +109,8 @@ async def _sample(c: Counters, pids: Sequence[int], broker_pid: int, pg: Backend
         acked_blocks=c.acked_blocks,
         acked_readings=c.acked_readings,
         messages=c.published + c.acks,
-        collectors_cpu=sum(cpu_seconds(p) for p in pids),
-        broker_cpu=cpu_seconds(broker_pid),
+        collectors_cpu=sum(cpu_seconds_or_zero(p) for p in pids),
+        broker_cpu=cpu_seconds_or_zero(broker_pid),
         backends=await pg.cpu_by_pid(),
         loadgen_cpu=time.process_time(),
         sealed_blocks=c.sealed_blocks,
@@ -135,7 +134,7 @@ def window_figures(a: Sample, b: Sample, latencies: Sequence[float]) -> WindowFi
         messages=b.messages - a.messages,
         collectors_cpu=b.collectors_cpu - a.collectors_cpu,
         broker_cpu=b.broker_cpu - a.broker_cpu,
-        postgres_cpu=backends_delta(a.backends, b.backends),
+        postgres_cpu=growth(a.backends, b.backends),
         loadgen_cpu_per_block=(b.loadgen_cpu - a.loadgen_cpu)
         / max(1, b.sealed_blocks - a.sealed_blocks),
         latency_p50=_percentile(latencies, 0.5),

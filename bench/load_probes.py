@@ -3,33 +3,22 @@ PostgreSQL's backends (from /proc), and the bytes a stored reading takes in each
 
 from __future__ import annotations
 
-import os
 import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 
+from bench.procfs import cpu_seconds
 from demo.postgres import ADMIN_URL
 
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of process `pid` so far (0 when it has exited)."""
+def cpu_seconds_or_zero(pid: int) -> float:
+    """User + system CPU seconds of process `pid` so far; 0 when it has exited."""
     try:
-        text = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+        return cpu_seconds(pid)
     except FileNotFoundError:
         return 0.0
-    fields = text.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def machine_ticks() -> tuple[int, int]:
-    """(busy, total) jiffies of all cores since boot, from /proc/stat."""
-    fields = [int(x) for x in Path("/proc/stat").read_text(encoding="ascii").split()[1:9]]
-    idle = fields[3] + fields[4]  # idle + iowait
-    return sum(fields) - idle, sum(fields)
 
 
 @dataclass(frozen=True)
@@ -54,12 +43,7 @@ class Backends:
             )
         finally:
             await connection.close()
-        return {int(r["pid"]): cpu_seconds(int(r["pid"])) for r in rows}
-
-
-def backends_delta(before: dict[int, float], after: dict[int, float]) -> float:
-    """CPU the backends spent between two samples (a backend new since `before` from 0)."""
-    return sum(cpu - before.get(pid, 0.0) for pid, cpu in after.items())
+        return {int(r["pid"]): cpu_seconds_or_zero(int(r["pid"])) for r in rows}
 
 
 @dataclass(frozen=True)

@@ -54,6 +54,7 @@ from typing import Any
 
 import yaml
 
+from bench.procfs import memory_kib
 from bench.results import (
     RSS_OVER_TIME,
     BenchResult,
@@ -67,7 +68,6 @@ from bench.rig import (
     TANK_POINTS,
     Scratch,
     init_keys,
-    memory_kib,
     modbus_tcp_device,
     tank_points,
 )

@@ -76,6 +76,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import signal
 import sys
 import time
@@ -84,6 +85,7 @@ from pathlib import Path
 
 import aiomqtt
 
+from bench.procfs import memory_kib
 from bench.results import BenchResult, Figure, add_json_argument, finished
 from bench.rig import Scratch
 from demo.broker import Broker, free_port, wait_for_port
@@ -130,10 +132,7 @@ def _readings(count: int, start: float) -> tuple[Reading, ...]:
 
 
 def _rss_mb() -> float:
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    return memory_kib(os.getpid())[0] / 1024
 
 
 def _percentile(values: list[float], q: float) -> float:

@@ -97,16 +97,6 @@ def agent_site_map(
     }
 
 
-def memory_kib(pid: int) -> tuple[int, int]:
-    """(VmRSS, VmHWM) of a process, in KiB."""
-    fields: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text(encoding="ascii").splitlines():
-        key, _, value = line.partition(":")
-        if key in {"VmRSS", "VmHWM"}:
-            fields[key] = int(value.split()[0])
-    return fields["VmRSS"], fields["VmHWM"]
-
-
 def init_keys(work: Path, *, register: bool = True) -> None:
     """Keys for the collector and the agent of `work`'s collector.yaml and site.yaml; with
     `register`, the agent's gateway added to the collector (as an operator does)."""

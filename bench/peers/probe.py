@@ -1,5 +1,5 @@
-"""What the peer bench reads from outside a gateway process: CPU time, memory, uplink bytes,
-and the readings missing from each point's series.
+"""What the peer bench reads from outside a gateway process: uplink bytes and the readings
+missing from each point's series (its CPU time and memory: bench/procfs.py).
 
 Everything here looks at a process the way `top` and `ss` do, so both gateways are measured
 by the same code whatever they run on.
@@ -7,23 +7,13 @@ by the same code whatever they run on.
 
 from __future__ import annotations
 
-import os
 import re
 import subprocess
 from collections.abc import Iterable
 from dataclasses import dataclass
-from pathlib import Path
 
-CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 _SOCKET = re.compile(r"^ESTAB\s.*?127\.0\.0\.1:(\d+)\s+127\.0\.0\.1:(\d+)\s.*?pid=(\d+),")
 _ACKED = re.compile(r"\bbytes_acked:(\d+)")
-
-
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of the process (all its threads) so far."""
-    stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
-    fields = stat[stat.rindex(")") + 2 :].split()  # after "pid (comm) "
-    return (int(fields[11]) + int(fields[12])) / CLOCK_TICKS  # utime, stime
 
 
 def uplink_bytes(pid: int, broker_port: int) -> dict[int, int]:
@@ -45,11 +35,6 @@ def uplink_bytes(pid: int, broker_port: int) -> dict[int, int]:
         if match and acked and int(match.group(3)) == pid:
             sockets[int(match.group(1))] = int(acked.group(1))
     return sockets
-
-
-def bytes_between(before: dict[int, int], after: dict[int, int]) -> int:
-    """Bytes sent between two `uplink_bytes` snapshots (a new connection counts from 0)."""
-    return sum(n - before.get(port, 0) for port, n in after.items())
 
 
 @dataclass(frozen=True)

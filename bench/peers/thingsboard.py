@@ -86,8 +86,8 @@ from bench.peers.tb_gateway import (
 )
 from bench.peers.tb_platform import SESSION_LIMITS
 from bench.peers.tb_report import RunFigures, figures_of, side_by_side_markdown
+from bench.procfs import cpu_seconds, growth, memory_kib
 from bench.results import BenchResult, add_json_argument, finished
-from bench.rig import memory_kib
 from demo.broker import free_port, wait_for_port
 
 DEVICES, TANKS = 10, 20  # 10 devices x 20 tanks x 5 points = 1,000 points
@@ -181,14 +181,14 @@ def measure(side: Side, phases: Phases, devices: tuple[TbDevice, ...], scratch: 
         t0 = time.time()
         watch = Watch(side, pid, t0)
         cpu0, wire0, count0 = (
-            probe.cpu_seconds(pid),
+            cpu_seconds(pid),
             probe.uplink_bytes(pid, broker.port),
             side.delivered(),
         )
         watch.run_for(phases.steady, keep_rss=True)
         t1 = time.time()
         cpu1, wire1, count1 = (
-            probe.cpu_seconds(pid),
+            cpu_seconds(pid),
             probe.uplink_bytes(pid, broker.port),
             side.delivered(),
         )
@@ -222,7 +222,7 @@ def measure(side: Side, phases: Phases, devices: tuple[TbDevice, ...], scratch: 
         rss_peak_mib=peak_kib / MIB,
         rss_steady_mib=statistics.median(watch.rss_kib) / MIB,
         readings_per_s=readings / (t1 - t0),
-        bytes_per_reading=probe.bytes_between(wire0, wire1) / max(1, readings),
+        bytes_per_reading=growth(wire0, wire1) / max(1, readings),
         lost=lost.missing,
         expected_in_outage_window=lost.expected,
         baseline_shortfall=baseline.missing,
