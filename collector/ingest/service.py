@@ -13,11 +13,10 @@ the agents, and deduplication absorbs it.
 from __future__ import annotations
 
 import asyncio
-import random
 import ssl
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -34,6 +33,7 @@ from collector.ingest.lanes import BacklogBudget, Lanes
 from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
+from hostkit.backoff import backoff_delays
 from hostkit.mqtt import NO_DELAY, CancelSafeClient
 from specs.catalogue import Catalogue, default_catalogue
 from specs.lanes import Lane, lane_of
@@ -185,21 +185,23 @@ class Ingest:
             raise asyncio.CancelledError
 
     async def run(self) -> None:
-        """Stay connected and ingest; reconnect with jittered exponential backoff."""
-        delay = self._settings.reconnect_min
-        jitter = random.SystemRandom()
+        """Stay connected and ingest; reconnect after capped, fully jittered delays (hostkit)."""
+        delays = self._reconnect_delays()
         while True:
             try:
                 await self._session()
             except aiomqtt.MqttError as exc:
                 self._raise_if_stopping()
-                was_connected = self.connected.is_set()
+                if self.connected.is_set():  # a session that came up starts the delays afresh
+                    delays = self._reconnect_delays()
                 self.connected.clear()
-                if was_connected:
-                    delay = self._settings.reconnect_min
+                delay = next(delays)
                 log.warning("broker_connection_lost", error=str(exc), retry_in=round(delay, 3))
-                await asyncio.sleep(delay * jitter.uniform(0.5, 1.0))
-                delay = min(delay * 2, self._settings.reconnect_max)
+                await asyncio.sleep(delay)
+
+    def _reconnect_delays(self) -> Iterator[float]:
+        settings = self._settings
+        return backoff_delays(initial=settings.reconnect_min, cap=settings.reconnect_max)
 
     def _connect_properties(self) -> Properties:
         props = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call] # paho lacks hints here
