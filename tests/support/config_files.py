@@ -44,6 +44,18 @@ class ConfigFile(Generic[ConfigT]):
         assert len(issues) == 1, "\n".join(map(str, issues))
         return issues[0]
 
+    def issues_of_edit(
+        self, text: str, old: str, new: str, *expected: tuple[int, str]
+    ) -> tuple[ConfigIssue, ...]:
+        """Edit `old` -> `new` in `text`: exactly the `expected` issues, in order, each as
+        (lines below where `old` began, key). They are returned for their messages."""
+        broken, line = edit(text, old, new)
+        issues = self.issues_of(broken)
+        assert [(i.line, i.path) for i in issues] == [
+            (line + below, path) for below, path in expected
+        ], "\n".join(map(str, issues))
+        return issues
+
     def check_mistake(self, text: str, mistake: Mistake) -> None:
         """Make `mistake` in `text`: exactly its one issue, at its file, line and key."""
         broken, line = edit(text, mistake.old, mistake.new)

@@ -282,16 +282,13 @@ def test_one_mistake_is_one_issue_at_its_line_and_key(mistake: Mistake) -> None:
 
 
 def test_conflicting_line_settings_on_one_port_name_the_second_device() -> None:
-    text, line = edit(
+    issues = SITE.issues_of_edit(
         TEXT,
         "    baudrate: 9600\n    parity: N\n    unit_id: 4",
         "    baudrate: 19200\n    parity: E\n    unit_id: 4",
+        (0, "devices[1].baudrate"),
+        (1, "devices[1].parity"),
     )
-    issues = SITE.issues_of(text)
-    assert [(i.line, i.path) for i in issues] == [
-        (line, "devices[1].baudrate"),
-        (line + 1, "devices[1].parity"),
-    ]
     assert issues[0].message == (
         "baudrate 19200 differs from 9600 of devices[0] (bus-1) on the same port /dev/ttyUSB0: "
         "every slave of one RS-485 bus uses the same line settings"
@@ -308,16 +305,13 @@ def test_a_setting_left_to_its_default_conflicts_at_the_devices_line() -> None:
 
 
 def test_modbus_point_without_address_and_with_a_pattern() -> None:
-    text, line = edit(
+    SITE.issues_of_edit(
         TEXT,
         "{point: F01-PC-01, quota: YHBZ-PC, address: {table: input, start: 0, type: uint16}}",
         "{point: F01-PC-01, quota: YHBZ-PC, pattern: 'x(?P<value>1)'}",
+        (0, "devices[0].points[0].address"),
+        (0, "devices[0].points[0].pattern"),
     )
-    issues = SITE.issues_of(text)
-    assert [(i.line, i.path) for i in issues] == [
-        (line, "devices[0].points[0].address"),
-        (line, "devices[0].points[0].pattern"),
-    ]
 
 
 def test_source_problems_show_with_field_problems_at_once() -> None:
@@ -359,26 +353,24 @@ def test_template_points_must_suit_every_device_that_uses_them() -> None:
 
 
 def test_opcua_settings_that_contradict_each_other() -> None:
-    text, line = edit(
+    issues = SITE.issues_of_edit(
         TEXT,
         "    mode: subscribe\n",
         "    mode: subscribe\n    password: x\n    publishing_interval: 5s\n    keepalive: 2s\n",
+        (1, "devices[2].password"),
+        (3, "devices[2].keepalive"),
     )
-    issues = SITE.issues_of(text)
-    assert [(i.line, i.path) for i in issues] == [
-        (line + 1, "devices[2].password"),
-        (line + 3, "devices[2].keepalive"),
-    ]
     assert issues[0].message == "a password needs a username"
 
 
 def test_security_policy_and_mode_are_checked_and_an_unknown_key_gets_a_hint() -> None:
-    text, line = edit(TEXT, "      mode: SignAndEncrypt\n", "      mode: None\n      polcy: x\n")
-    issues = SITE.issues_of(text)
-    assert [(i.line, i.path) for i in issues] == [
-        (line, "devices[2].security.mode"),
-        (line + 1, "devices[2].security.polcy"),
-    ]
+    issues = SITE.issues_of_edit(
+        TEXT,
+        "      mode: SignAndEncrypt\n",
+        "      mode: None\n      polcy: x\n",
+        (0, "devices[2].security.mode"),
+        (1, "devices[2].security.polcy"),
+    )
     assert issues[1].message == "unknown key; did you mean 'policy'?"
 
 

@@ -282,9 +282,13 @@ def test_template_needs_a_prefix_and_must_exist() -> None:
 
 def test_prefix_that_makes_template_codes_too_long() -> None:
     prefix = "P" * 60
-    text, line = edit(TEXT, "    point_prefix: T001-  ", f"    point_prefix: {prefix}  ")
-    issues = SITE.issues_of(text)
-    assert [(i.line, i.path) for i in issues] == [(line, "devices[1].point_prefix")] * 2
+    issues = SITE.issues_of_edit(
+        TEXT,
+        "    point_prefix: T001-  ",
+        f"    point_prefix: {prefix}  ",
+        (0, "devices[1].point_prefix"),
+        (0, "devices[1].point_prefix"),
+    )
     assert issues[0].message.endswith("(point_prefix + template point)")
 
 
@@ -306,16 +310,13 @@ def test_device_without_points_or_template() -> None:
 
 
 def test_address_rules_for_bits_and_coils() -> None:
-    text, line = edit(
+    SITE.issues_of_edit(
         TEXT,
         "{table: input, start: 2, type: float32}",
         "{table: coil, start: 2, type: float32, bit: 3}",
+        (0, "templates.gas-detector.points[1].address.bit"),
+        (0, "templates.gas-detector.points[1].address.type"),
     )
-    issues = SITE.issues_of(text)
-    assert [(i.line, i.path) for i in issues] == [
-        (line, "templates.gas-detector.points[1].address.bit"),
-        (line, "templates.gas-detector.points[1].address.type"),
-    ]
     text, _ = edit(
         TEXT,
         "{table: input, start: 2, type: float32}",
