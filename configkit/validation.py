@@ -189,12 +189,18 @@ def raise_at(problems: Iterable[tuple[KeyPath, str]]) -> NoReturn:
     Pydantic prefixes each path with the location of the model being validated, so a
     cross-field check can point at the exact key (and line) it complains about.
     """
-    details = [
-        InitErrorDetails(
-            type=PydanticCustomError("config", "{message}", {"message": message}),
-            loc=path,
-            input=None,
-        )
-        for path, message in problems
-    ]
+    details = [config_error(path, message) for path, message in problems]
     raise ValidationError.from_exception_data("config", details)
+
+
+def config_error(path: KeyPath, message: str, value: object = None) -> InitErrorDetails:
+    """One problem as pydantic error data: `message` at `path`, as `raise_at` raises it.
+
+    For a validator that raises its own errors together with pydantic's, and so cannot call
+    `raise_at`.
+    """
+    return InitErrorDetails(
+        type=PydanticCustomError("config", "{message}", {"message": message}),
+        loc=path,
+        input=value,
+    )

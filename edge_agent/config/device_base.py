@@ -18,7 +18,7 @@ from pydantic_core.core_schema import ErrorType
 
 from configkit.fields import ConfigModel, Duration, duration_bounds
 from configkit.issues import KeyPath
-from configkit.validation import raise_at, unknown_key_hint
+from configkit.validation import config_error, raise_at, unknown_key_hint
 from edge_agent.config.fields import Name
 from edge_agent.config.point_source import SourceKey, point_source_problems
 from edge_agent.config.points import PointConfig
@@ -38,12 +38,7 @@ def _rebuilt(error: ErrorDetails, model: type[BaseModel]) -> InitErrorDetails:
     """Re-raise one pydantic error unchanged, except that an unknown key gets its hint."""
     loc, value = error["loc"], error["input"]
     if error["type"] == "extra_forbidden":
-        message = "unknown key" + unknown_key_hint(loc, model)
-        return InitErrorDetails(
-            type=PydanticCustomError("config", "{message}", {"message": message}),
-            loc=loc,
-            input=value,
-        )
+        return config_error(loc, "unknown key" + unknown_key_hint(loc, model), value)
     if error["type"] in _BUILTIN_ERRORS:
         detail = InitErrorDetails(type=error["type"], loc=loc, input=value)
         if "ctx" in error:
@@ -117,14 +112,7 @@ class DeviceBase(ConfigModel):
             device = handler(data)
         except ValidationError as exc:
             details = [_rebuilt(error, cls) for error in exc.errors(include_url=False)]
-            details += [
-                InitErrorDetails(
-                    type=PydanticCustomError("config", "{message}", {"message": message}),
-                    loc=path,
-                    input=None,
-                )
-                for path, message in problems
-            ]
+            details += [config_error(path, message) for path, message in problems]
             raise ValidationError.from_exception_data(exc.title, details) from None
         if problems:
             raise_at(problems)
