@@ -42,7 +42,7 @@ async def measure(seconds: float = SECONDS) -> dict[str, float]:
             RegisterPoint(f"r{i}", Table.HOLDING, RAMP_BASE + i, DataType.UINT16) for i in range(10)
         ]
         driver = ModbusRtuDriver("bench", bus, 1, points, timeout=0.5)
-        theoretical = 1 / rtu_transaction_seconds(driver.plan[0], BAUD, "N", 2, turnaround=0.0)
+        theoretical = 1 / rtu_transaction_seconds(driver.plan[0], bus.settings, turnaround=0.0)
         loop = asyncio.get_running_loop()
         await driver.connect()
         try:

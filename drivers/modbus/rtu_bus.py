@@ -166,16 +166,7 @@ class RtuBus:
         turnaround: float = DEFAULT_TURNAROUND,
     ) -> float:
         """Return the utilization the timing model predicts for these plans on this bus."""
-        s = self.settings
-        return bus_utilization(
-            plans,
-            poll_intervals,
-            s.baudrate,
-            str(s.parity),
-            s.stopbits,
-            bytesize=s.bytesize,
-            turnaround=turnaround,
-        )
+        return bus_utilization(plans, poll_intervals, self.settings, turnaround=turnaround)
 
     async def read(
         self, unit: int, request: ReadRequest, *, reply_timeout: float

@@ -5,8 +5,9 @@ turnaround, the response frame and the silent interval that ends that::
 
     t = (request bytes + response bytes) * char time + 2 * t3.5 + turnaround
 
-A character takes start + data + parity + stop bits (11 for the 8E1 or 8N2 lines the Modbus
-serial-line spec prescribes, 10 for the common 8N1). The silent interval t3.5 is 3.5 spec
+A character takes start + data + parity + stop bits (`SerialSettings.char_seconds` of the
+line: 11 for the 8E1 or 8N2 lines the Modbus serial-line spec prescribes, 10 for the common
+8N1). The silent interval t3.5 is 3.5 spec
 characters of 11 bits up to 19,200 baud and a fixed 1.75 ms above it. The model uses 11 bits
 for t3.5 even on an 8N1 line: a silence longer than needed costs a fraction of a millisecond,
 one shorter than a slave expects merges two frames into garbage.
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from collections.abc import Sequence
 
     from drivers.modbus.plan import ReadRequest
+    from drivers.serial.settings import SerialSettings
 
 __all__ = [
     "DEFAULT_TURNAROUND",
@@ -36,7 +38,6 @@ __all__ = [
     "READ_REQUEST_BYTES",
     "RESPONSE_OVERHEAD_BYTES",
     "bus_utilization",
-    "char_seconds",
     "response_frame_bytes",
     "rtu_timeout_seconds",
     "rtu_transaction_seconds",
@@ -51,18 +52,6 @@ SILENT_CHARS = 3.5
 FAST_BAUDRATE = 19200  # above this rate t3.5 is fixed
 FIXED_SILENCE = 0.00175
 DEFAULT_TURNAROUND = 0.005  # an assumption: instruments typically answer within 1-20 ms
-
-
-def char_seconds(baudrate: int, parity: str = "E", stopbits: int = 1, bytesize: int = 8) -> float:
-    """Return the time one character takes: start, data, parity (unless ``N``) and stop bits.
-
-    Raises:
-        ValueError: a baud rate that is not positive.
-    """
-    if baudrate <= 0:
-        raise ValueError(f"baudrate must be > 0, not {baudrate}")
-    bits = 1 + bytesize + (0 if parity == "N" else 1) + stopbits
-    return bits / baudrate
 
 
 def silent_interval(baudrate: int) -> float:
@@ -85,56 +74,38 @@ def response_frame_bytes(request: ReadRequest) -> int:
 
 
 def rtu_transaction_seconds(
-    request: ReadRequest,
-    baudrate: int,
-    parity: str = "E",
-    stopbits: int = 1,
-    *,
-    bytesize: int = 8,
-    turnaround: float = DEFAULT_TURNAROUND,
+    request: ReadRequest, line: SerialSettings, *, turnaround: float = DEFAULT_TURNAROUND
 ) -> float:
-    """Return the bus time one read transaction takes when the slave answers normally.
+    """Return the bus time one read transaction takes on `line` when the slave answers normally.
 
     Raises:
-        ValueError: a baud rate that is not positive or a negative turnaround.
+        ValueError: a negative turnaround.
     """
     if turnaround < 0:
         raise ValueError(f"turnaround must be >= 0, not {turnaround}")
     frames = READ_REQUEST_BYTES + response_frame_bytes(request)
-    char = char_seconds(baudrate, parity, stopbits, bytesize)
-    return frames * char + 2 * silent_interval(baudrate) + turnaround
+    return frames * line.char_seconds + 2 * silent_interval(line.baudrate) + turnaround
 
 
-def rtu_timeout_seconds(
-    timeout: float,
-    baudrate: int,
-    parity: str = "E",
-    stopbits: int = 1,
-    *,
-    bytesize: int = 8,
-) -> float:
+def rtu_timeout_seconds(timeout: float, line: SerialSettings) -> float:
     """Return the bus time a request costs when the slave stays silent until `timeout`.
 
     The timeout runs from the moment the request is queued, so the request's own time on the
     wire is inside it; the silent interval after it is not.
 
     Raises:
-        ValueError: a baud rate or timeout that is not positive.
+        ValueError: a timeout that is not positive.
     """
     if timeout <= 0:
         raise ValueError(f"timeout must be > 0, not {timeout}")
-    char_seconds(baudrate, parity, stopbits, bytesize)  # validates the line settings
-    return timeout + silent_interval(baudrate)
+    return timeout + silent_interval(line.baudrate)
 
 
 def bus_utilization(
     plans: Sequence[Sequence[ReadRequest]],
     poll_intervals: Sequence[float],
-    baudrate: int,
-    parity: str = "E",
-    stopbits: int = 1,
+    line: SerialSettings,
     *,
-    bytesize: int = 8,
     turnaround: float = DEFAULT_TURNAROUND,
 ) -> float:
     """Return the fraction of a bus's time that polling these devices needs.
@@ -153,10 +124,7 @@ def bus_utilization(
         if interval <= 0:
             raise ValueError(f"poll interval must be > 0, not {interval}")
         cycle = sum(
-            rtu_transaction_seconds(
-                request, baudrate, parity, stopbits, bytesize=bytesize, turnaround=turnaround
-            )
-            for request in plan
+            rtu_transaction_seconds(request, line, turnaround=turnaround) for request in plan
         )
         total += cycle / interval
     return total

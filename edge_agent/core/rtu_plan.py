@@ -77,12 +77,11 @@ def plan_buses(config: SiteConfig, points: Sequence[ResolvedPoint]) -> tuple[Bus
         settings = slave_settings[0].line
         reads = [plan_reads(s.slave.points, max_gap=s.slave.max_gap) for s in slave_settings]
         polls = [d.poll for d in devices]
-        line = (settings.baudrate, str(settings.parity), settings.stopbits)
-        total = bus_utilization(reads, polls, *line, bytesize=settings.bytesize)
+        total = bus_utilization(reads, polls, settings)
         worst = 0.0
         for index, device in enumerate(devices):
-            own = bus_utilization([reads[index]], [device.poll], *line, bytesize=settings.bytesize)
-            silent = rtu_timeout_seconds(device.timeout, *line, bytesize=settings.bytesize)
+            own = bus_utilization([reads[index]], [device.poll], settings)
+            silent = rtu_timeout_seconds(device.timeout, settings)
             worst = max(worst, total - own + silent / device.poll)
         plans.append(
             BusPlan(

@@ -418,7 +418,7 @@ async def test_measured_utilization_matches_the_timing_model_on_a_throttled_line
         bus = RtuBus(settings(line.path, 19200))
         ten = [RegisterPoint(f"r{i}", H, RAMP_BASE + i, DataType.UINT16) for i in range(10)]
         busy = ModbusRtuDriver("busy", bus, 1, ten, timeout=0.5)
-        theoretical = 1 / rtu_transaction_seconds(busy.plan[0], 19200, "N", 2, turnaround=0.0)
+        theoretical = 1 / rtu_transaction_seconds(busy.plan[0], bus.settings, turnaround=0.0)
         assert theoretical == pytest.approx(43.6, abs=0.1)  # performance.md, 19,200 baud
         loop = asyncio.get_running_loop()
         async with attached(busy):

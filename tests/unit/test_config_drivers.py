@@ -9,6 +9,7 @@ from click.testing import CliRunner
 
 from drivers.modbus.plan import plan_reads
 from drivers.modbus.timing import bus_utilization, rtu_timeout_seconds
+from drivers.serial.settings import Parity, SerialSettings
 from edge_agent.cli import main
 from edge_agent.core.points import NodeSource, PatternSource, RegisterSource, resolve_points
 from edge_agent.core.rtu_plan import plan_buses
@@ -387,13 +388,14 @@ def test_plan_buses_matches_the_timing_model() -> None:
         for d in ("bus-1", "bus-2")
     ]
     assert plan.requests_per_cycle == 3, "bus-2's two points are 40 registers apart"
-    assert plan.utilization == pytest.approx(bus_utilization(reads, [5.0, 1.0], 9600, "N", 1))
+    line = SerialSettings("/dev/ttyUSB0", 9600, Parity.NONE, 1)
+    assert plan.utilization == pytest.approx(bus_utilization(reads, [5.0, 1.0], line))
     # A silent slave costs one timeout per cycle instead of its reads; the worst one counts:
     # bus-1 (1 s every 5 s) beats bus-2 (200 ms every second).
-    bus1_only = bus_utilization(reads[:1], [5.0], 9600, "N", 1)
-    bus2_only = bus_utilization(reads[1:], [1.0], 9600, "N", 1)
-    bus1_silent = bus2_only + rtu_timeout_seconds(1.0, 9600, "N", 1) / 5.0
-    bus2_silent = bus1_only + rtu_timeout_seconds(0.2, 9600, "N", 1) / 1.0
+    bus1_only = bus_utilization(reads[:1], [5.0], line)
+    bus2_only = bus_utilization(reads[1:], [1.0], line)
+    bus1_silent = bus2_only + rtu_timeout_seconds(1.0, line) / 5.0
+    bus2_silent = bus1_only + rtu_timeout_seconds(0.2, line) / 1.0
     assert bus1_silent > bus2_silent
     assert plan.one_silent == pytest.approx(bus1_silent)
 

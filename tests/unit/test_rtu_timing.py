@@ -15,15 +15,21 @@ from drivers.modbus.plan import (
 from drivers.modbus.timing import (
     DEFAULT_TURNAROUND,
     bus_utilization,
-    char_seconds,
     response_frame_bytes,
     rtu_timeout_seconds,
     rtu_transaction_seconds,
     silent_interval,
 )
+from drivers.serial.settings import Parity, SerialSettings
 from simulators.tankfarm import register_map
 
 H, INP = Table.HOLDING, Table.INPUT
+PORT = "/dev/ttyUSB0"  # the model reads a line's framing, never its port
+
+
+def line(baudrate: int, parity: Parity = Parity.EVEN, stopbits: int = 1) -> SerialSettings:
+    """A line of `baudrate`, 8E1 (what the Modbus serial-line spec prescribes) unless told."""
+    return SerialSettings(PORT, baudrate, parity, stopbits)
 
 
 def registers(count: int, table: Table = H) -> ReadRequest:
@@ -31,13 +37,12 @@ def registers(count: int, table: Table = H) -> ReadRequest:
 
 
 def test_character_time_counts_start_data_parity_and_stop_bits() -> None:
-    assert char_seconds(9600, "E", 1) == pytest.approx(11 / 9600)  # 1.146 ms, the table's char
-    assert char_seconds(19200, "E", 1) == pytest.approx(0.573e-3, rel=1e-3)
-    assert char_seconds(9600, "N", 2) == pytest.approx(11 / 9600)
-    assert char_seconds(9600, "N", 1) == pytest.approx(10 / 9600)
-    assert char_seconds(9600, "O", 1, 7) == pytest.approx(10 / 9600)
-    with pytest.raises(ValueError, match="baudrate"):
-        char_seconds(0)
+    assert line(9600).char_seconds == pytest.approx(11 / 9600)  # 1.146 ms, the table's char
+    assert line(19200).char_seconds == pytest.approx(0.573e-3, rel=1e-3)
+    assert line(9600, Parity.NONE, 2).char_seconds == pytest.approx(11 / 9600)
+    assert line(9600, Parity.NONE).char_seconds == pytest.approx(10 / 9600)
+    seven_odd = SerialSettings(PORT, 9600, Parity.ODD, 1, bytesize=7)
+    assert seven_odd.char_seconds == pytest.approx(10 / 9600)
 
 
 @pytest.mark.parametrize(
@@ -83,46 +88,46 @@ def test_transaction_time_matches_the_reference_table(
     baud, n, ms, rate, regs, rate_5ms = row
     request = registers(n)
     # The table uses 11-bit characters: the spec's 8E1 (or 8N2).
-    seconds = rtu_transaction_seconds(request, baud, "E", 1, turnaround=0.0)
+    seconds = rtu_transaction_seconds(request, line(baud), turnaround=0.0)
     assert seconds * 1e3 == pytest.approx(ms, rel=0.01, abs=0.05)
     assert 1 / seconds == pytest.approx(rate, rel=0.01, abs=0.05)
     assert n / seconds == pytest.approx(regs, rel=0.01)
-    slow = rtu_transaction_seconds(request, baud, "N", 2, turnaround=0.005)
+    slow = rtu_transaction_seconds(request, line(baud, Parity.NONE, 2), turnaround=0.005)
     assert 1 / slow == pytest.approx(rate_5ms, rel=0.01, abs=0.05)
 
 
 def test_default_turnaround_is_the_conservative_five_ms() -> None:
     request = registers(10)
     assert DEFAULT_TURNAROUND == 0.005
-    assert rtu_transaction_seconds(request, 9600) == pytest.approx(
-        rtu_transaction_seconds(request, 9600, turnaround=0.0) + 0.005
+    assert rtu_transaction_seconds(request, line(9600)) == pytest.approx(
+        rtu_transaction_seconds(request, line(9600), turnaround=0.0) + 0.005
     )
     with pytest.raises(ValueError, match="turnaround"):
-        rtu_transaction_seconds(request, 9600, turnaround=-1.0)
+        rtu_transaction_seconds(request, line(9600), turnaround=-1.0)
 
 
 def test_a_timeout_costs_the_timeout_plus_the_silence() -> None:
-    assert rtu_timeout_seconds(0.5, 9600) == pytest.approx(0.5 + 3.5 * 11 / 9600)
-    assert rtu_timeout_seconds(0.5, 115200) == pytest.approx(0.50175)
+    assert rtu_timeout_seconds(0.5, line(9600)) == pytest.approx(0.5 + 3.5 * 11 / 9600)
+    assert rtu_timeout_seconds(0.5, line(115200)) == pytest.approx(0.50175)
     with pytest.raises(ValueError, match="timeout"):
-        rtu_timeout_seconds(0.0, 9600)
+        rtu_timeout_seconds(0.0, line(9600))
 
 
 def test_bus_utilization_adds_each_devices_cycle_over_its_interval() -> None:
     ten, full = registers(10), registers(125)
     # Two devices on 9600 baud 8E1: a 10-register read every 0.5 s, and two reads every 2 s.
-    u = bus_utilization([[ten], [full, ten]], [0.5, 2.0], 9600, "E", 1, turnaround=0.0)
-    t_ten = rtu_transaction_seconds(ten, 9600, turnaround=0.0)
-    t_full = rtu_transaction_seconds(full, 9600, turnaround=0.0)
+    u = bus_utilization([[ten], [full, ten]], [0.5, 2.0], line(9600), turnaround=0.0)
+    t_ten = rtu_transaction_seconds(ten, line(9600), turnaround=0.0)
+    t_full = rtu_transaction_seconds(full, line(9600), turnaround=0.0)
     assert u == pytest.approx(t_ten / 0.5 + (t_full + t_ten) / 2.0)
     assert u == pytest.approx(0.0917 + 0.1776, rel=0.01)
     # 30 devices with one 10-register read every second overload a 9600-baud bus.
-    assert bus_utilization([[ten]] * 30, [1.0] * 30, 9600, turnaround=0.0) > 1.0
-    assert bus_utilization([], [], 9600) == 0.0
+    assert bus_utilization([[ten]] * 30, [1.0] * 30, line(9600), turnaround=0.0) > 1.0
+    assert bus_utilization([], [], line(9600)) == 0.0
     with pytest.raises(ValueError, match="poll intervals"):
-        bus_utilization([[ten]], [], 9600)
+        bus_utilization([[ten]], [], line(9600))
     with pytest.raises(ValueError, match="interval"):
-        bus_utilization([[ten]], [0.0], 9600)
+        bus_utilization([[ten]], [0.0], line(9600))
 
 
 # --- the lower bound on transactions ----------------------------------------------------------
