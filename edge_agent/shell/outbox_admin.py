@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Final
 
 from edge_agent.core.outbox_view import ExportedBlock, PayloadError, count_readings
+from edge_agent.shell.outbox_transaction import write_transaction
 
 BUSY_TIMEOUT: Final = 30.0
 MAX_SEQ: Final = 2**63 - 1
@@ -187,8 +188,7 @@ def mark_for_resend(path: Path, *, from_seq: int) -> ResendResult:
     with closing(_connect(path, "rw")) as db:
         try:
             db.execute("PRAGMA synchronous=FULL")
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            with write_transaction(db):
                 epoch, last_seq = _chain(db, path)
                 present, waiting = db.execute(
                     "SELECT COUNT(*), COUNT(*) FILTER (WHERE delivered_at IS NULL) FROM blocks"
@@ -200,10 +200,6 @@ def mark_for_resend(path: Path, *, from_seq: int) -> ResendResult:
                     " WHERE epoch = ? AND seq >= ? AND delivered_at IS NOT NULL",
                     (epoch, from_seq),
                 ).rowcount
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         except sqlite3.Error as exc:
             raise OutboxAccessError(f"{path}: {exc}") from None
     expected = max(0, last_seq - from_seq + 1)

@@ -16,6 +16,7 @@ import aiosqlite
 
 from edge_agent.core.chain import ChainState, SealedBlock
 from edge_agent.shell.outbox_room import Append
+from edge_agent.shell.outbox_transaction import async_write_transaction
 from specs.block import GENESIS, decode_block
 from specs.records import GapRecord, Record
 from specs.signing import SigningKey
@@ -37,18 +38,12 @@ async def begin_epoch(
     clock_synced: bool,
 ) -> SealedBlock:
     """Move the chain to `epoch` and seal its first block, carrying `gaps`: one transaction."""
-    await db.execute("BEGIN IMMEDIATE")
-    try:
+    async with async_write_transaction(db):
         await db.executemany(
             "UPDATE meta SET value = ? WHERE key = ?",
             [(epoch, "epoch"), ("0", "last_seq"), (GENESIS, "last_hash")],
         )
-        first = await append(tuple(gaps), now=now, clock_synced=clock_synced)
-        await db.commit()
-    except BaseException:
-        await db.rollback()
-        raise
-    return first
+        return await append(tuple(gaps), now=now, clock_synced=clock_synced)
 
 
 async def reseal_chunk(
@@ -63,8 +58,7 @@ async def reseal_chunk(
 
     One transaction: the blocks moved (0 when none is left) and the last block sealed.
     """
-    await db.execute("BEGIN IMMEDIATE")
-    try:
+    async with async_write_transaction(db):
         epoch = (await chain_state()).epoch
         async with db.execute(
             "SELECT epoch, seq, payload FROM blocks WHERE delivered_at IS NULL"
@@ -86,10 +80,6 @@ async def reseal_chunk(
             "DELETE FROM blocks WHERE epoch = ? AND seq = ?",
             [(str(row[0]), int(row[1])) for row in rows],
         )
-        await db.commit()
-    except BaseException:
-        await db.rollback()
-        raise
     return len(rows), last
 
 
@@ -99,8 +89,7 @@ async def resign_chunk(db: aiosqlite.Connection, key: SigningKey) -> int:
     The blocks' bytes stay as sealed (the signature is detached): only `alg`, `kid` and
     `sig` change.
     """
-    await db.execute("BEGIN IMMEDIATE")
-    try:
+    async with async_write_transaction(db):
         async with db.execute(
             "SELECT epoch, seq, payload FROM blocks"
             " WHERE delivered_at IS NULL AND kid != ? LIMIT ?",
@@ -115,8 +104,4 @@ async def resign_chunk(db: aiosqlite.Connection, key: SigningKey) -> int:
             "UPDATE blocks SET alg = ?, kid = ?, sig = ? WHERE epoch = ? AND seq = ?",
             updates,
         )
-        await db.commit()
-    except BaseException:
-        await db.rollback()
-        raise
     return len(rows)

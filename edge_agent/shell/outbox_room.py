@@ -19,6 +19,7 @@ import structlog
 from edge_agent.core.chain import SealedBlock
 from edge_agent.core.thinning import EvictedBlock, Replacement, drop, thin
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, free_bytes, is_full
+from edge_agent.shell.outbox_transaction import async_write_transaction
 from specs.block import decode_block
 from specs.records import Record
 
@@ -160,13 +161,8 @@ class RoomMaker:
 
     async def _drop_delivered(self, *, now: float, clock_synced: bool) -> bool:  # noqa: ARG002 - one signature for every step
         """Retention gives way first: delivered blocks are at the collector already."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
+        async with async_write_transaction(self._db):
             cursor = await self._db.execute("DELETE FROM blocks WHERE delivered_at IS NOT NULL")
-            await self._db.commit()
-        except BaseException:
-            await self._db.rollback()
-            raise
         if cursor.rowcount:
             log.info("delivered_blocks_pruned_for_room", blocks=cursor.rowcount)
         return cursor.rowcount > 0
@@ -200,8 +196,7 @@ class RoomMaker:
         clock_synced: bool,
     ) -> None:
         """Delete `chosen` and seal `replacement` at the head, in one transaction."""
-        await self._db.execute("BEGIN IMMEDIATE")
-        try:
+        async with async_write_transaction(self._db):
             await self._db.executemany(
                 "DELETE FROM blocks WHERE epoch = ? AND seq = ?",
                 [(block.epoch, block.seq) for block in chosen],
@@ -209,10 +204,6 @@ class RoomMaker:
             await self._append(
                 replacement.records, now=now, clock_synced=clock_synced, thinned=True
             )
-            await self._db.commit()
-        except BaseException:
-            await self._db.rollback()
-            raise
 
     async def _evict_oldest(self, *, now: float, clock_synced: bool) -> bool:
         """The oldest undelivered blocks give way: thinned first, dropped once thinned.

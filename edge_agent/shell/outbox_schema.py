@@ -15,6 +15,7 @@ import aiosqlite
 from edge_agent.core.chain import ChainState
 from edge_agent.shell.outbox_recovery import EpochJournal
 from edge_agent.shell.outbox_space import SpaceBudget
+from edge_agent.shell.outbox_transaction import async_write_transaction
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -90,25 +91,24 @@ async def prepare_file(
     for column, statement in _ADDED_COLUMNS:
         if column not in columns:
             await db.execute(statement)
-    await db.execute("BEGIN IMMEDIATE")
-    async with db.execute("SELECT value FROM meta WHERE key = 'epoch'") as cursor:
-        row = await cursor.fetchone()
-    if row is None:
-        # A new file means any earlier sequence state is gone: start a new epoch so the
-        # collector never confuses these seqs with those of a lost file.
-        epoch = secrets.token_hex(8)
-        if journal is not None:
-            journal.record(epoch)
-        state = ChainState.genesis(epoch)
-        await db.executemany(
-            "INSERT INTO meta (key, value) VALUES (?, ?)",
-            [
-                ("epoch", state.epoch),
-                ("last_seq", str(state.last_seq)),
-                ("last_hash", state.last_hash),
-            ],
-        )
-    else:
-        epoch = str(row[0])
-    await db.commit()
+    async with async_write_transaction(db):
+        async with db.execute("SELECT value FROM meta WHERE key = 'epoch'") as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            # A new file means any earlier sequence state is gone: start a new epoch so the
+            # collector never confuses these seqs with those of a lost file.
+            epoch = secrets.token_hex(8)
+            if journal is not None:
+                journal.record(epoch)
+            state = ChainState.genesis(epoch)
+            await db.executemany(
+                "INSERT INTO meta (key, value) VALUES (?, ?)",
+                [
+                    ("epoch", state.epoch),
+                    ("last_seq", str(state.last_seq)),
+                    ("last_hash", state.last_hash),
+                ],
+            )
+        else:
+            epoch = str(row[0])
     return epoch

@@ -15,6 +15,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
+from edge_agent.shell.outbox_transaction import write_transaction
 from specs.records import KeyRecord, Reading, Record
 from specs.signing import SigningKey
 
@@ -91,8 +92,7 @@ def seal_transaction(  # noqa: PLR0917 - one call on the connection's thread
     backfill_keys: Sequence[tuple[str, str]],
 ) -> tuple[list[SealedBlock], ChainState]:
     """One `BEGIN IMMEDIATE` transaction: a block per batch, backfill keys, alarm state."""
-    db.execute("BEGIN IMMEDIATE")
-    try:
+    with write_transaction(db):
         blocks = []
         for records in batches:
             block, state = append_block(db, identity, key, records, now, clock_synced, False)  # noqa: FBT003
@@ -103,10 +103,6 @@ def seal_transaction(  # noqa: PLR0917 - one call on the connection's thread
             )
         if alarm_state is not None:
             db.execute(_ALARM_STATE_SQL, (*alarm_state, now))
-        db.commit()
-    except BaseException:
-        db.rollback()
-        raise
     return blocks, state
 
 
@@ -133,8 +129,7 @@ def release(
     bounds = (now, epoch, through, -1 if also is None else also)
     db.execute("PRAGMA synchronous=NORMAL")
     try:
-        db.execute("BEGIN IMMEDIATE")
-        try:
+        with write_transaction(db):
             blocks = db.execute(
                 "UPDATE blocks SET delivered_at = ?"
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
@@ -145,10 +140,6 @@ def release(
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
                 bounds,
             ).rowcount
-            db.commit()
-        except BaseException:
-            db.rollback()
-            raise
     finally:
         db.execute("PRAGMA synchronous=FULL")
     return blocks, announcements

@@ -1,0 +1,40 @@
+"""The outbox's write transactions: `BEGIN IMMEDIATE`, then committed whole or rolled back.
+
+Every connection to the outbox runs with `isolation_level=None` (`outbox_open`,
+`outbox_admin`): a writer takes the write lock at BEGIN, never by upgrading a read lock
+(SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout). Whatever raises
+inside, a cancellation too, rolls the transaction back before it goes on, so the connection
+is never left inside a half-written transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
+
+import aiosqlite
+
+
+@contextmanager
+def write_transaction(db: sqlite3.Connection) -> Iterator[None]:
+    """One immediate transaction on a plain sqlite3 connection (or aiosqlite's thread)."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        db.commit()
+    except BaseException:
+        db.rollback()
+        raise
+
+
+@asynccontextmanager
+async def async_write_transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
+    """One immediate transaction on the outbox's aiosqlite connection."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        await db.commit()
+    except BaseException:
+        await db.rollback()
+        raise
