@@ -25,7 +25,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, gene
 
 from collector.api.core import is_online
 from collector.model import IngestBatch, Outcome
-from collector.readmodel import EVERYTHING
+from collector.readmodel import EVERYTHING, pages
 from collector.storage.base import Storage
 from specs.records import RecordFormatError, parse_iso_time
 
@@ -133,15 +133,13 @@ class CollectorMetrics:
         One pass over the gateway list, a page at a time: the same query as GET /v1/gateways.
         """
         online = gaps = 0
-        after: tuple[str] | None = None
-        while True:
-            page = await storage.gateway_views(EVERYTHING, after=after, limit=_PAGE)
+        async for page in pages(
+            lambda after: storage.gateway_views(EVERYTHING, after=after, limit=_PAGE),
+            lambda view: (view.gateway,),
+        ):
             for view in page.items:
                 online += is_online(view, now, self._offline_after)
                 gaps += view.gaps
-            if not page.more or not page.items:
-                break
-            after = (page.items[-1].gateway,)
         self._online.set(online)
         self._gaps.set(gaps)
 

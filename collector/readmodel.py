@@ -8,7 +8,7 @@ depends on a database.
 from __future__ import annotations
 
 import enum
-from collections.abc import Mapping, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
@@ -96,6 +96,11 @@ class ReadingRow:
     quality: str
     flags: tuple[str, ...]
     rowid: int = 0
+
+    @property
+    def position(self) -> ReadingAfter:
+        """Its place in the readings' order: where the next page of readings starts after it."""
+        return (self.gateway, self.point, self.t, self.rowid)
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +219,7 @@ GapAfter = tuple[str, int]
 
 
 T = TypeVar("T")
+AfterT = TypeVar("AfterT")
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,6 +233,24 @@ class Page(Generic[T]):
     def of(cls, items: Sequence[T], limit: int) -> Page[T]:
         """The first `limit` of `items`, fetched one past `limit` to tell whether more follow."""
         return cls(tuple(items[:limit]), more=len(items) > limit)
+
+
+async def pages(
+    fetch: Callable[[AfterT | None], Awaitable[Page[T]]],
+    position: Callable[[T], AfterT],
+    after: AfterT | None = None,
+) -> AsyncIterator[Page[T]]:
+    """Every page of a list from `after` on (None: the start), one `fetch` at a time.
+
+    Each page is fetched after the `position` of the previous page's last item, so memory
+    stays one page; the pages end with one that says no more follow, or comes back empty.
+    """
+    while True:
+        page = await fetch(after)
+        yield page
+        if not page.more or not page.items:
+            return
+        after = position(page.items[-1])
 
 
 # --- buckets: readings aggregated per time bucket (GET /v1/readings?every=) -----------------

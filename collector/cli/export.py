@@ -31,7 +31,7 @@ from collector.export.aqss import (
     nonconforming_points,
     note_points,
 )
-from collector.readmodel import EVERYTHING, ReadingAfter, ReadingFilter, SourcedReading
+from collector.readmodel import EVERYTHING, ReadingFilter, SourcedReading, pages
 from collector.storage.base import Storage
 from specs.catalogue import default_catalogue
 
@@ -60,18 +60,15 @@ async def _coal_pages(
     storage: Storage, where: ReadingFilter, *, up_to_row: int | None = None
 ) -> AsyncIterator[tuple[list[CoalReading], int]]:
     """Pages of coal readings (rows after `up_to_row` left out) with the page's last row id."""
-    after: ReadingAfter | None = None
-    while True:
-        page = await storage.sourced_readings(where, after=after, limit=EXPORT_PAGE)
+    async for page in pages(
+        lambda after: storage.sourced_readings(where, after=after, limit=EXPORT_PAGE),
+        lambda row: row.reading.position,
+    ):
         rows = [r for r in page.items if up_to_row is None or r.reading.rowid <= up_to_row]
         yield (
             [coal for row in rows if (coal := _coal(row)) is not None],
             max((r.reading.rowid for r in page.items), default=0),
         )
-        if not page.more or not page.items:
-            return
-        last = page.items[-1].reading
-        after = (last.gateway, last.point, last.t, last.rowid)
 
 
 async def _export_aqss(
@@ -132,18 +129,16 @@ async def _export_csv(
         raise ExportRefusedError(f"gateway {gateway} is not registered")
     where = ReadingFilter(gateway=gateway, t_from=window[0], t_to=window[1])
     write(csv_text([READING_COLUMNS]))
-    after: ReadingAfter | None = None
     count = 0
-    while True:
+    async for page in pages(
         # An operator command: every district (no token scope).
-        page = await storage.readings(EVERYTHING, where, after=after, limit=EXPORT_PAGE)
+        lambda after: storage.readings(EVERYTHING, where, after=after, limit=EXPORT_PAGE),
+        lambda row: row.position,
+    ):
         write(csv_text(reading_cells(row, zone) for row in page.items))
         count += len(page.items)
         progress.update(len(page.items))
-        if not page.more or not page.items:
-            return count
-        last = page.items[-1]
-        after = (last.gateway, last.point, last.t, last.rowid)
+    return count
 
 
 def _zone_option(text: str | None, default: timezone) -> timezone:

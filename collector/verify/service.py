@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import Final
 
-from collector.readmodel import Scope
+from collector.readmodel import Scope, pages
 from collector.storage.capabilities import BlockArchive
-from collector.verify.core import StoredBlockAfter, VerifyReport, key_ring, tally
+from collector.verify.core import VerifyReport, key_ring, tally
 
 PAGE: Final = 256
 """Blocks per storage call: a page's signatures take milliseconds, so the loop stays live."""
@@ -28,14 +28,12 @@ async def verify_stored(
     # Every key, so that a block under another gateway's key is named as such.
     ring = key_ring(await archive.keys())
     report = VerifyReport()
-    after: StoredBlockAfter | None = None
-    while True:
-        page = await archive.stored_blocks(
+    async for page in pages(
+        lambda after: archive.stored_blocks(
             scope, gateway=gateway, t_from=t_from, t_to=t_to, after=after, limit=PAGE
-        )
+        ),
+        lambda block: (block.gateway, block.epoch, block.seq),
+    ):
         for block in page.items:
             report = tally(report, block, ring)
-        if not page.more or not page.items:
-            return report
-        last = page.items[-1]
-        after = (last.gateway, last.epoch, last.seq)
+    return report

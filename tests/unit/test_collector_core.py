@@ -33,7 +33,7 @@ from collector.model import (
     StatusUpdate,
     StreamState,
 )
-from collector.readmodel import GatewayView, Scope
+from collector.readmodel import GatewayView, Page, Scope, pages
 from collector.storage.core import (
     Span,
     StreamChange,
@@ -379,6 +379,29 @@ def test_forged_cursors_that_would_break_a_query_are_refused(body: str) -> None:
     """Found by review: these reached the database and answered 500."""
     with pytest.raises(CursorError):
         decode_cursor("readings", _forged(body), (str, str, float, int))
+
+
+@pytest.mark.parametrize(
+    ("start", "stored", "expected"),
+    [
+        # from the start, until a page says no more follow
+        (None, {None: (1, 2), 2: (3, 4), 4: (5,)}, [None, 2, 4]),
+        # from a cursor's position, until a page that says more comes back empty
+        (2, {2: (3, 4), 4: ()}, [2, 4]),
+    ],
+)
+async def test_pages_fetch_each_after_the_last_item_of_the_one_before(
+    start: int | None, stored: dict[int | None, tuple[int, ...]], expected: list[int | None]
+) -> None:
+    asked: list[int | None] = []
+
+    async def fetch(after: int | None) -> Page[int]:
+        asked.append(after)
+        return Page(stored[after], more=after != expected[-1] or not stored[after])
+
+    got = [page.items async for page in pages(fetch, lambda n: n, start)]
+    assert asked == expected
+    assert got == [stored[after] for after in expected]
 
 
 def test_tokens_and_scopes() -> None:

@@ -49,10 +49,12 @@ from collector.readmodel import (
     ReadingFilter,
     ReadingRow,
     Scope,
+    pages,
 )
 from collector.storage.base import Storage
 
 RowT = TypeVar("RowT")
+AfterT = TypeVar("AfterT")
 
 CSV_PAGE: Final = 5000
 """Rows read from storage per step while a CSV streams: memory stays one page."""
@@ -140,28 +142,20 @@ def _grid(every: str, zone: timezone) -> BucketGrid:
 
 async def _csv_stream(
     columns: Sequence[str],
-    fetch: Callable[[Any], Awaitable[Page[RowT]]],
-    after: object,
-    position: Callable[[RowT], object],
+    fetch: Callable[[AfterT | None], Awaitable[Page[RowT]]],
+    after: AfterT | None,
+    position: Callable[[RowT], AfterT],
     cells: Callable[[RowT], list[str]],
 ) -> AsyncIterator[str]:
     """The header, then one chunk of rows per storage page until the filter is exhausted."""
     yield csv_text([columns])
-    while True:
-        page = await fetch(after)
+    async for page in pages(fetch, position, after):
         if page.items:
             yield csv_text(cells(row) for row in page.items)
-        if not page.more or not page.items:
-            return
-        after = position(page.items[-1])
 
 
 def _csv_response(chunks: AsyncIterator[str]) -> StreamingResponse:
     return StreamingResponse(chunks, media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8")
-
-
-def _reading_key(row: ReadingRow) -> tuple[str, str, float, int]:
-    return (row.gateway, row.point, row.t, row.rowid)
 
 
 def _bucket_key(row: BucketRow) -> tuple[str, str, float]:
@@ -215,14 +209,14 @@ def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
                         READING_COLUMNS,
                         lambda at: storage.readings(scope, where, after=at, limit=CSV_PAGE),
                         after,
-                        _reading_key,
+                        lambda row: row.position,
                         lambda row: reading_cells(row, zone),
                     )
                 )
             found = await storage.readings(scope, where, after=after, limit=limit)
             return ListPage[ReadingOut](
                 items=[reading_out(row, zone) for row in found.items],
-                next=next_cursor("readings", found, _reading_key),
+                next=next_cursor("readings", found, lambda row: row.position),
             )
         grid = _grid(every, zone)
         since = _bucket_after(cursor, grid)
