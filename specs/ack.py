@@ -6,7 +6,7 @@ import json
 from dataclasses import dataclass
 
 from specs.block import SPEC
-from specs.wirejson import load_message_json
+from specs.wirejson import is_count, load_message_json
 
 
 class AckFormatError(ValueError):
@@ -56,7 +56,7 @@ class Ack:
 
 
 def _count(value: object, name: str) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+    if not is_count(value):
         raise AckFormatError(f"ack field {name!r} must be an integer >= 0")
     return value
 

@@ -6,11 +6,10 @@ bytes. The collector uses it for point names, units and thresholds (e.g. coal AQ
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 from specs.block import SPEC
-from specs.wirejson import canonical_json, load_message_json
+from specs.wirejson import canonical_json, is_number, load_message_json
 
 
 class MetaFormatError(ValueError):
@@ -81,7 +80,7 @@ def _poll(raw: dict[str, object]) -> float | None:
     poll = raw.get("poll")
     if poll is None:
         return None
-    if not isinstance(poll, int | float) or isinstance(poll, bool) or not math.isfinite(poll):
+    if not is_number(poll):
         raise MetaFormatError("meta point poll must be a number of seconds")
     if poll <= 0:
         raise MetaFormatError("meta point poll must be above 0 seconds")
@@ -100,11 +99,7 @@ def _point(raw: object) -> PointMeta:
         raise MetaFormatError("meta points must be objects")
     thresholds = raw.get("thresholds", {})
     if not isinstance(thresholds, dict) or not all(
-        isinstance(k, str)
-        and isinstance(v, int | float)
-        and not isinstance(v, bool)
-        and math.isfinite(v)
-        for k, v in thresholds.items()
+        isinstance(k, str) and is_number(v) for k, v in thresholds.items()
     ):
         raise MetaFormatError("meta point thresholds must map names to finite numbers")
     return PointMeta(

@@ -7,7 +7,6 @@ outside 1970..2999, a count too large to store, a malformed kid).
 
 from __future__ import annotations
 
-import math
 import re
 from typing import Final, TypeVar
 
@@ -23,6 +22,7 @@ from specs.records import (
     RecordFormatError,
     parse_iso_time,
 )
+from specs.wirejson import is_count, is_number
 
 _QUALITIES: Final = {quality.value: quality for quality in Quality}
 _Choice = TypeVar("_Choice", AlarmEvent, GapReason)
@@ -39,7 +39,7 @@ def _number(raw: dict[str, object], key: str) -> float | None:
     value = raw.get(key)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_number(value):
         raise RecordFormatError(f"record field {key!r} must be a finite number or null")
     return float(value)
 
@@ -92,7 +92,7 @@ def _optional_count(raw: dict[str, object], key: str) -> int | None:
     value = raw.get(key)
     if value is None:
         return None
-    if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value < _MAX_COUNT:
+    if not is_count(value) or value >= _MAX_COUNT:
         raise RecordFormatError(f"gap {key!r} must be a count in 0..2**63-1 or null")
     return value
 
@@ -160,11 +160,7 @@ def record_from_wire(raw: object) -> Record:
     kind = raw.get("type")
     if kind == "reading":
         value = raw.get("value")
-        if value is not None and (
-            isinstance(value, bool)
-            or not isinstance(value, int | float)
-            or not math.isfinite(value)
-        ):
+        if value is not None and not is_number(value):
             raise RecordFormatError("reading value must be a finite number or null")
         flags = raw.get("flags", [])
         if not isinstance(flags, list) or (flags and not all(isinstance(f, str) for f in flags)):

@@ -19,11 +19,10 @@ when a session ends without a DISCONNECT).
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from typing import Any
 
-from specs.wirejson import load_message_json
+from specs.wirejson import is_count, is_number, load_message_json
 
 
 class StatusFormatError(ValueError):
@@ -62,7 +61,7 @@ def _optional_count(body: dict[str, object], name: str) -> int | None:
     value = body.get(name)
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+    if not is_count(value):
         raise StatusFormatError(f"status {name!r} must be a non-negative integer")
     return value
 
@@ -83,7 +82,7 @@ def decode_status(payload: bytes) -> GatewayStatus:
     if not isinstance(online, bool):
         raise StatusFormatError("status must have a boolean 'online'")
     t = body.get("t")
-    if isinstance(t, bool) or not isinstance(t, int | float) or not math.isfinite(t):
+    if not is_number(t):
         raise StatusFormatError("status must have a numeric 't' (unix seconds)")
     return GatewayStatus(
         online=online,

@@ -13,7 +13,7 @@ import math
 import re
 from collections.abc import Callable
 from json.encoder import encode_basestring
-from typing import Final
+from typing import Final, TypeGuard
 
 _MAX_INT_DIGITS: Final = 19  # anything longer cannot be a signed 64-bit value
 _SURROGATE_ESCAPE: Final = re.compile(rb"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
@@ -90,6 +90,16 @@ def load_wire_json(payload: bytes) -> object:
         raise WireJsonError("payload nests too deeply") from None
     except json.JSONDecodeError as exc:
         raise WireJsonError(f"payload is not JSON: {exc}") from None
+
+
+def is_number(value: object) -> TypeGuard[int | float]:
+    """Whether a parsed value is a finite JSON number: `true` parses to a bool, an int too."""
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def is_count(value: object) -> TypeGuard[int]:
+    """Whether a parsed value is a JSON integer >= 0 (not `true`, which parses to an int)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
 def load_message_json(payload: bytes, error: Callable[[str], Exception], prefix: str) -> object:
