@@ -19,7 +19,7 @@ from collector.storage.base import StorageError
 from collector.storage.months import Month, month_of, month_start, next_month
 from collector.storage.retention import DAY, PruneReport, RetentionPolicy, expired
 from collector.storage.sqlite.audit import SqliteChain
-from collector.storage.sqlite.schema import connect, rollback
+from collector.storage.sqlite.schema import connect, immediate_transaction
 
 
 async def _oldest_per_series(db: aiosqlite.Connection) -> list[tuple[str, str, float]]:
@@ -46,17 +46,12 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
         gone = expired(_months_between(month_of(oldest), month_of(now)), now, policy.raw_days)
         if not gone:
             continue
-        await db.execute("BEGIN IMMEDIATE")
-        try:
+        async with immediate_transaction(db):
             cursor = await db.execute(
                 "DELETE FROM readings WHERE gateway = ? AND point = ? AND t < ?",
                 (gateway, point, month_start(next_month(gone[-1]))),
             )
             deleted += cursor.rowcount
-            await db.execute("COMMIT")
-        except BaseException:
-            await rollback(db)
-            raise
         dropped.update(gone)
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
     journal = await db.execute("DELETE FROM feed WHERE at < ?", (now - policy.raw_days * DAY,))
@@ -71,13 +66,8 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
                 "DELETE FROM readings_1m WHERE minute < ?",
                 (month_start(next_month(rollup_gone[-1])),),
             )
-    await db.execute("BEGIN IMMEDIATE")
-    try:
+    async with immediate_transaction(db):
         audit_gone = await audit.prune(SqliteChain(db), policy.audit_cutoff(now))
-        await db.execute("COMMIT")
-    except BaseException:
-        await rollback(db)
-        raise
     return PruneReport(
         tuple(_name("readings", m) for m in sorted(dropped)),
         tuple(_name("readings_1m", m) for m in rollup_gone),

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Final
 
@@ -305,6 +307,18 @@ async def rollback(db: aiosqlite.Connection) -> None:
         await asyncio.shield(db.execute("ROLLBACK"))
 
 
+@asynccontextmanager
+async def immediate_transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
+    """A `BEGIN IMMEDIATE` transaction: committed when the block ends, rolled back if it raises."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+        await db.execute("COMMIT")
+    except BaseException:
+        await rollback(db)
+        raise
+
+
 def _statements(script: str) -> list[str]:
     """Split a script into statements (comments may hold semicolons)."""
     statements: list[str] = []
@@ -328,8 +342,7 @@ async def migrate(db: aiosqlite.Connection) -> None:
     """Bring the file to SCHEMA_VERSION: upgrade steps first, then any missing tables."""
     # The version is read inside the write transaction: two collectors opening one old file
     # at once must not both run the upgrade.
-    await db.execute("BEGIN IMMEDIATE")
-    try:
+    async with immediate_transaction(db):
         rows = await db.execute_fetchall("PRAGMA user_version")
         # A fresh file (version 0) gets the whole schema; an older one its upgrades first.
         for step in _upgrade_steps(int(next(iter(rows))[0])):
@@ -338,7 +351,3 @@ async def migrate(db: aiosqlite.Connection) -> None:
             await db.execute(statement)
         await db.execute(ROLLUP_TABLE)
         await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
-        await db.execute("COMMIT")
-    except BaseException:
-        await rollback(db)
-        raise
