@@ -14,12 +14,20 @@ from typing import Final, Generic, TypeVar
 
 # --- queries --------------------------------------------------------------------------------
 
+EVERY_DISTRICT: Final = "*"
+"""A token's district that stands for every district."""
+
 
 @dataclass(frozen=True, slots=True)
 class Scope:
     """Which districts a caller may see; `districts=None` means every district."""
 
     districts: frozenset[str] | None = None
+
+    @classmethod
+    def of(cls, districts: Sequence[str]) -> Scope:
+        """The scope of a token's districts: every district when they name `*`."""
+        return cls() if EVERY_DISTRICT in districts else cls(frozenset(districts))
 
     def allows(self, district: str) -> bool:
         """Whether a gateway in `district` is visible."""

@@ -19,7 +19,6 @@ from typing import Final
 
 from collector.readmodel import Scope
 
-WILDCARD: Final = "*"
 PREFIX: Final = "gzt_"
 """Made tokens start with this, so that a leaked one is easy to recognise (secret scanners)."""
 _RANDOM_BYTES: Final = 32
@@ -42,9 +41,7 @@ class StoredToken:
     @property
     def scope(self) -> Scope:
         """What this token may see."""
-        if WILDCARD in self.districts:
-            return Scope()
-        return Scope(frozenset(self.districts))
+        return Scope.of(self.districts)
 
 
 def new_secret() -> str:

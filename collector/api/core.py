@@ -28,9 +28,6 @@ from typing import Final
 from collector.readmodel import GatewayView, Scope
 from specs.wirejson import WireJsonError, load_wire_json
 
-WILDCARD = "*"
-
-
 MAX_CURSOR_TIME: Final = 1e12
 """Beyond any time the API stores (1970..2999) and any bucket index derived from one."""
 
@@ -50,9 +47,7 @@ class ApiToken:
     @property
     def scope(self) -> Scope:
         """What this token may see."""
-        if WILDCARD in self.districts:
-            return Scope()
-        return Scope(frozenset(self.districts))
+        return Scope.of(self.districts)
 
 
 def find_token(tokens: Sequence[ApiToken], presented: str) -> ApiToken | None:
