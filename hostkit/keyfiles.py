@@ -16,12 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import os
-import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
+from hostkit.atomicfile import replace_file, sync_directory, write_aside
 from specs.signing import (
     ED25519,
     SignatureError,
@@ -84,49 +84,19 @@ def check_private_mode(key_file: Path) -> None:
         )
 
 
-def _write_aside(path: Path, data: bytes, mode: int) -> Path:
-    """Write `data` to a fresh temporary file beside `path` (created with `mode`), synced."""
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-    except OSError:
-        temporary.unlink(missing_ok=True)
-        raise
-    return temporary
-
-
-def _sync_dir(folder: Path) -> None:
-    fd = os.open(folder, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def write_key_pair(key_file: Path, key: SigningKey) -> None:
     """Write `key` to `key_file` (0600, never over an existing file) and its `.pub` (0644)."""
     try:
         key_file.parent.mkdir(parents=True, exist_ok=True)
-        temporary = _write_aside(key_file, private_pem(key), _PRIVATE_MODE)
+        temporary = write_aside(key_file, private_pem(key), _PRIVATE_MODE)
         try:
             os.link(temporary, key_file)
         except FileExistsError:
             raise KeyExistsError(f"{key_file} exists; refusing to overwrite a key") from None
         finally:
             temporary.unlink()
-        public = public_key_path(key_file)
-        temporary = _write_aside(public, key.public().public_pem(), _PUBLIC_MODE)
-        try:
-            temporary.replace(public)
-        except OSError:
-            with contextlib.suppress(FileNotFoundError):
-                temporary.unlink()
-            raise
-        _sync_dir(key_file.parent)
+        # Renamed over a stale `.pub` (and the link synced with it, one folder).
+        replace_file(public_key_path(key_file), key.public().public_pem(), _PUBLIC_MODE)
     except OSError as exc:
         if isinstance(exc, KeyExistsError):
             raise
@@ -214,9 +184,9 @@ def switch_to_next_key(
         staged_public = public_key_path(staged)
         if staged_public.exists():
             staged_public.replace(public)
-        else:
-            public.write_bytes(new.public().public_pem())
-        _sync_dir(key_file.parent)
+            sync_directory(key_file.parent)
+        else:  # not in place: `public` is one inode with the retired key's `.pub`
+            replace_file(public, new.public().public_pem(), _PUBLIC_MODE)
     except OSError as exc:
         raise KeyFileError(f"cannot {action} {staged}: {exc.strerror or exc}") from None
     return old, new

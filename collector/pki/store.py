@@ -16,7 +16,6 @@ Error tree::
 from __future__ import annotations
 
 import os
-import secrets
 import stat
 from pathlib import Path
 from typing import Final
@@ -26,6 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from collector.pki.certificates import Issued
+from hostkit.atomicfile import write_aside
 
 CA_CERT: Final = "ca.crt"
 CA_KEY: Final = "ca.key"
@@ -64,14 +64,8 @@ def _write(path: Path, data: bytes, mode: int, *, replace: bool = True) -> None:
 
     With `replace` false an existing file is kept and `FileExistsError` raised.
     """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    temporary = write_aside(path, data, mode)
     try:
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
         temporary.chmod(mode)  # the umask may have narrowed a public file's mode
         if replace:
             temporary.replace(path)

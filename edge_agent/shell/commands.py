@@ -1,8 +1,8 @@
 """The agent's command desk: takes signed commands from `down/cmd`, reports on `up/cmd`.
 
 A pushed device map that passes the checks (edge_agent.core.commands) replaces the site file
-in one step: the running file is copied to `<site>.prev`, the new text written to
-`<site>.new`, flushed, and renamed over the site file (os.replace). The desk then asks the
+in one step: the running file is copied to `<site>.prev`, the new text written beside it,
+synced, and renamed over the site file (hostkit.atomicfile). The desk then asks the
 runtime to restart: `run_agent` stops the way a SIGTERM stops it (everything polled is
 sealed) and returns True, and `edge_agent.runner` execs `edge-agent run` on the file again.
 This restarts the whole agent rather than swapping pollers: alarm rules, the point catalogue
@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,6 +33,7 @@ import aiomqtt
 import structlog
 
 from edge_agent.core.trusted_keys import TrustedKeys
+from hostkit.atomicfile import replace_file
 from specs.command import CommandResult, Outcome, SiteMapCommand, map_version
 from specs.signing import Signature
 
@@ -59,20 +59,6 @@ class ResultLink(Protocol):
 def state_path_for(config: Outboxed) -> Path:
     """Where the desk keeps its state: beside the outbox (the agent's state directory)."""
     return config.outbox.path.with_name(config.outbox.path.name + ".commands.json")
-
-
-def _write_atomically(path: Path, data: bytes) -> None:
-    temporary = path.with_name(path.name + ".new")
-    with temporary.open("wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    temporary.replace(path)  # atomic: readers see the old file or the new one
-    directory = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(directory)
-    finally:
-        os.close(directory)
 
 
 @dataclass
@@ -108,7 +94,7 @@ class _State:
         self.nonces = {n: t for n, t in self.nonces.items() if t >= now}
         body = {"nonces": self.nonces, "probation": self.probation, "results": self.results}
         path.parent.mkdir(parents=True, exist_ok=True)  # the outbox's folder, made by now
-        _write_atomically(path, json.dumps(body, sort_keys=True).encode())
+        replace_file(path, json.dumps(body, sort_keys=True).encode())
 
 
 class CommandDesk:
@@ -202,7 +188,7 @@ class CommandDesk:
             )
             return
         previous = self._site_file.read_bytes()
-        _write_atomically(self._site_file.with_name(self._site_file.name + ".prev"), previous)
+        replace_file(self._site_file.with_name(self._site_file.name + ".prev"), previous)
         self._state.probation = {
             "nonce": command.nonce,
             "version": command.version,
@@ -211,7 +197,7 @@ class CommandDesk:
             "window": self._plan.rollback_after,
         }
         self._state.save(self._state_path, now)
-        _write_atomically(self._site_file, command.site_yaml.encode("utf-8"))
+        replace_file(self._site_file, command.site_yaml.encode("utf-8"))
         log.info(
             "site_map_replaced",
             version=command.version,
@@ -299,7 +285,7 @@ class CommandDesk:
             )
             return
         previous = self._site_file.with_name(self._site_file.name + ".prev")
-        _write_atomically(self._site_file, previous.read_bytes())
+        replace_file(self._site_file, previous.read_bytes())
         reason = "no good reading within commands.rollback_after"
         log.error("site_map_rolled_back", version=version, reason=reason)
         self._report(
@@ -366,7 +352,7 @@ def roll_back_failed_start(plan: AgentPlan, site_file: Path, error: BaseExceptio
     if map_version(site_file.read_bytes().decode("utf-8", errors="replace")) != version:
         return False
     now = time.time()
-    _write_atomically(site_file, site_file.with_name(site_file.name + ".prev").read_bytes())
+    replace_file(site_file, site_file.with_name(site_file.name + ".prev").read_bytes())
     state.probation = None
     reason = f"the agent failed to start on it: {type(error).__name__}: {error}"
     result = CommandResult(

@@ -33,6 +33,7 @@ from typing import Final
 import structlog
 
 from edge_agent.core.losses import LostReadings
+from hostkit.atomicfile import replace_file
 from specs.records import GapReason, GapRecord, iso_time
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -144,18 +145,8 @@ class EpochJournal:
         if epochs and epochs[-1] == epoch:
             return
         body = {"epochs": [*[e for e in epochs if e != epoch], epoch][-_JOURNAL_KEEP:]}
-        temporary = self._path.with_name(self._path.name + ".tmp")
         try:
-            with temporary.open("w", encoding="utf-8") as handle:
-                json.dump(body, handle)
-                handle.flush()
-                os.fsync(handle.fileno())
-            temporary.replace(self._path)
-            directory = os.open(self._path.parent, os.O_RDONLY)
-            try:
-                os.fsync(directory)
-            finally:
-                os.close(directory)
+            replace_file(self._path, json.dumps(body).encode("utf-8"))
         except OSError as exc:
             # A full disk must not stop the agent; the journal only sharpens gap records.
             log.warning("epoch_journal_not_written", path=str(self._path), error=str(exc))

@@ -23,10 +23,18 @@ import structlog
 import collector.cli
 import edge_agent.cli
 from edge_agent.cli.probe import ProbeRow, _text
-from hostkit.keyfiles import KeyFileError, create_key_pair, public_key_path, write_key_pair
+from hostkit.keyfiles import (
+    KeyFileError,
+    create_key_pair,
+    next_key_path,
+    public_key_path,
+    retired_key_path,
+    switch_to_next_key,
+    write_key_pair,
+)
 from hostkit.logs import configure_logging
 from hostkit.tables import display_width, render_table
-from specs.signing import generate_signing_key, load_verify_key
+from specs.signing import SigningKey, generate_signing_key, load_signing_key, load_verify_key
 from tests.support.logging_state import logging_restored
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
@@ -149,6 +157,28 @@ def test_an_existing_private_key_is_never_replaced(tmp_path: Path) -> None:
         write_key_pair(key_file, generate_signing_key("ed25519"))
     assert key_file.read_text() == "the key in use\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["gateway.key"]
+
+
+def test_a_switch_without_a_staged_public_key_keeps_the_retired_one(tmp_path: Path) -> None:
+    """The retired `.pub` is a hard link to the old public file: the new one goes beside it.
+
+    With no `<key_file>.next.pub` the switch writes the new public key itself; written in
+    place over `<key_file>.pub`, it would land in the retired key's `.pub` too (one inode).
+    """
+    key_file = tmp_path / "collector.key"
+    old = create_key_pair(key_file, "ed25519")
+    new = create_key_pair(next_key_path(key_file), "ed25519")
+    public_key_path(next_key_path(key_file)).unlink()
+    switched = switch_to_next_key(key_file, _private_key, action="activate")
+    assert [key.kid for key in switched] == [old.kid, new.kid]
+    retired = retired_key_path(key_file, old.kid)
+    assert load_verify_key(public_key_path(retired).read_bytes()).kid == old.kid
+    assert load_verify_key(public_key_path(key_file).read_bytes()).kid == new.kid
+    assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+def _private_key(path: Path) -> SigningKey:
+    return load_signing_key(path.read_bytes())
 
 
 # --- tables -------------------------------------------------------------------------------

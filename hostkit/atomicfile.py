@@ -1,0 +1,58 @@
+"""Files written whole or not at all: aside, synced, then moved into place.
+
+A file written in place is truncated and filled again: a reader, a crash or a full disk in
+between meets half of it, and every other name of the same inode (a hard link kept as a
+backup) changes with it. Written to a fresh file beside it, synced and renamed over it, the
+path holds the old content or the new, never a part, and the rename itself is synced.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+__all__ = ["replace_file", "sync_directory", "write_aside"]
+
+
+def write_aside(path: Path, data: bytes, mode: int = 0o666) -> Path:
+    """Write `data` to a fresh temporary file beside `path` (created with `mode`), synced.
+
+    The temporary name is new each time (`.<name>.<random>.tmp`, opened with O_EXCL), so
+    nothing already there, a link planted in its place included, is ever written through.
+    As with open(), the umask narrows `mode`.
+    """
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+    return temporary
+
+
+def sync_directory(folder: Path) -> None:
+    """Make the renames and links done in `folder` durable (fsync of the directory)."""
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def replace_file(path: Path, data: bytes, mode: int = 0o666) -> None:
+    """Put `data` at `path` whole: written aside, synced, renamed over it, the rename synced.
+
+    OSError when it cannot; `path` then still holds what it held, and no temporary is left.
+    """
+    temporary = write_aside(path, data, mode)
+    try:
+        temporary.replace(path)
+    except OSError:
+        temporary.unlink(missing_ok=True)
+        raise
+    sync_directory(path.parent)
