@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import click
 from cryptography import x509
@@ -45,13 +46,20 @@ from collector.pki.store import (
 CA_DAYS: Final = 3650
 CLIENT_DAYS: Final = 825
 
-days_option = click.option(
-    "--days",
-    type=click.FloatRange(min=0, min_open=True),
-    default=CLIENT_DAYS,
-    show_default=True,
-    help="How long the certificate is valid.",
-)
+FC = TypeVar("FC", bound=Callable[..., object])
+
+
+def _days_option(default: float, what: str) -> Callable[[FC], FC]:
+    return click.option(
+        "--days",
+        type=click.FloatRange(min=0, min_open=True),
+        default=default,
+        show_default=True,
+        help=f"How long the {what} is valid.",
+    )
+
+
+days_option = _days_option(CLIENT_DAYS, "certificate")
 
 
 def ca_dir_or_exit(config: CollectorConfig, config_path: Path) -> Path:
@@ -92,13 +100,7 @@ def ca() -> None:
 @ca.command("init")
 @config_option
 @click.option("--name", default="Ganzhi province CA", show_default=True, help="CA common name.")
-@click.option(
-    "--days",
-    type=click.FloatRange(min=0, min_open=True),
-    default=CA_DAYS,
-    show_default=True,
-    help="How long the CA is valid.",
-)
+@_days_option(CA_DAYS, "CA")
 def ca_init(config_path: Path, name: str, days: float) -> None:
     """Create the CA: certs.ca_dir/ca.crt and ca.key (0600); an existing CA is kept."""
     config = load_or_exit(config_path)
