@@ -265,12 +265,10 @@ class CommandDesk:
         if running != version:
             # Stopped between taking the command and renaming the file: the old map runs.
             self._state.probation = None
-            reason = f"the agent stopped before the map was in place (map {running} runs)"
-            log.error("site_map_rolled_back", version=version, reason=reason)
-            self._report(
-                CommandResult(
-                    self.gateway, nonce, version, Outcome.ROLLED_BACK, self._clock(), reason=reason
-                )
+            self._rolled_back(
+                nonce,
+                version,
+                f"the agent stopped before the map was in place (map {running} runs)",
             )
             return
         deadline = self._probation_deadline(probation)
@@ -286,14 +284,17 @@ class CommandDesk:
             return
         previous = self._site_file.with_name(self._site_file.name + ".prev")
         replace_file(self._site_file, previous.read_bytes())
-        reason = "no good reading within commands.rollback_after"
+        self._rolled_back(nonce, version, "no good reading within commands.rollback_after")
+        self._ask_restart()
+
+    def _rolled_back(self, nonce: str, version: str, reason: str) -> None:
+        """Log and report that the map `version` of command `nonce` did not stay, and why."""
         log.error("site_map_rolled_back", version=version, reason=reason)
         self._report(
             CommandResult(
                 self.gateway, nonce, version, Outcome.ROLLED_BACK, self._clock(), reason=reason
             )
         )
-        self._ask_restart()
 
     def _probation_deadline(self, probation: dict[str, object]) -> float:
         """When probation ends: `window` after the first start on the new map.
