@@ -8,6 +8,8 @@ from pathlib import Path
 
 from collector.pki.store import PkiError
 from configkit.network import TlsConfig
+from hostkit import tls as hostkit_tls
+from hostkit.tls import TlsFileError
 
 
 def _private_key_mode(key: Path) -> None:
@@ -24,17 +26,10 @@ def client_context(tls: TlsConfig | None) -> ssl.SSLContext:
 
     Raises PkiError naming the file that is missing, unreadable or not what it should be.
     """
-    ca = None if tls is None else tls.ca
+    ca, cert, key = (None, None, None) if tls is None else (tls.ca, tls.cert, tls.key)
+    if cert is not None and key is not None:
+        _private_key_mode(key)
     try:
-        context = ssl.create_default_context(cafile=ca)
-    except (OSError, ssl.SSLError) as exc:
-        raise PkiError(f"cannot load broker_tls ca {ca}: {exc.strerror or exc}") from None
-    if tls is not None and tls.cert is not None and tls.key is not None:
-        _private_key_mode(tls.key)
-        try:
-            context.load_cert_chain(tls.cert, tls.key)
-        except (OSError, ssl.SSLError) as exc:
-            raise PkiError(
-                f"cannot load broker_tls cert {tls.cert} with key {tls.key}: {exc.strerror or exc}"
-            ) from None
-    return context
+        return hostkit_tls.client_context(ca, cert, key, setting="broker_tls")
+    except TlsFileError as exc:
+        raise PkiError(str(exc)) from None

@@ -9,7 +9,11 @@ import click
 
 from edge_agent.cli.check_report import check_json
 from edge_agent.cli.options import config_option, load_or_exit
-from edge_agent.cli.refusals import refuse_bad_collector_keys, refuse_exposed_keys
+from edge_agent.cli.refusals import (
+    refuse_bad_collector_keys,
+    refuse_bad_tls_files,
+    refuse_exposed_keys,
+)
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.core.rtu_plan import plan_buses
 from edge_agent.kinds import KINDS, PointView
@@ -28,6 +32,7 @@ def check(config_path: Path, as_json: bool) -> None:
     config = load_or_exit(config_path)
     refuse_exposed_keys(config)
     refuse_bad_collector_keys(config_path, config, missing_ok=True)
+    refuse_bad_tls_files(config_path, config, missing_ok=True)
     points = resolve_points(config)
     if as_json:
         report = check_json(config, points, plan_buses(config, points))

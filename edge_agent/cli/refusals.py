@@ -1,4 +1,4 @@
-"""Checks `check` and `run` share before anything starts: private keys and collector keys."""
+"""Checks `check` and `run` share before anything starts: private keys, collector keys, TLS."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from edge_agent.config import SiteConfig
 from edge_agent.config.loader import problems_at
 from edge_agent.shell.collector_keys import collector_key_problems
 from hostkit.keyfiles import ExposedKeyError, check_private_mode, next_key_path
+from hostkit.tls import TlsFileError, client_context
 
 
 def refuse_exposed_keys(config: SiteConfig) -> None:
@@ -39,3 +40,26 @@ def refuse_bad_collector_keys(
         for issue in problems_at(config_path, problems).issues:
             click.echo(str(issue), err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+
+
+def refuse_bad_tls_files(
+    config_path: Path, config: SiteConfig, *, missing_ok: bool = False
+) -> None:
+    """Exit 2 (file:line: uplink.tls.<key>: ...) when the uplink's TLS files cannot be loaded.
+
+    They are loaded as the publisher will load them, so a CA that is no certificate or a key
+    that does not match its certificate stops the agent here, not after the outbox is open.
+    `missing_ok`: files not there yet are no problem (`check` before the certificates exist).
+    """
+    tls = config.uplink.tls
+    if tls is None:
+        return
+    files = [path for path in (tls.ca, tls.cert, tls.key) if path is not None]
+    if missing_ok and not all(path.exists() for path in files):
+        return
+    try:
+        client_context(tls.ca, tls.cert, tls.key, setting="uplink.tls")
+    except TlsFileError as exc:
+        for issue in problems_at(config_path, [(("uplink", "tls", exc.field), str(exc))]).issues:
+            click.echo(str(issue), err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None

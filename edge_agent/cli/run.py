@@ -11,7 +11,11 @@ import click
 import structlog
 
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, LOG_FORMAT, config_option, load_or_exit
-from edge_agent.cli.refusals import refuse_bad_collector_keys, refuse_exposed_keys
+from edge_agent.cli.refusals import (
+    refuse_bad_collector_keys,
+    refuse_bad_tls_files,
+    refuse_exposed_keys,
+)
 from edge_agent.core.plan_codec import write_plan
 from edge_agent.core.plan_compile import compile_plan
 from edge_agent.shell.host import keep_large_allocations_mapped
@@ -54,6 +58,7 @@ def run(config_path: Path, *, restarted: bool) -> None:
         key_file = config.signing.key_file
         click.echo(missing_key_message(key_file, MAKE_KEY_ADVICE), err=True)
     refuse_bad_collector_keys(config_path, config)
+    refuse_bad_tls_files(config_path, config)
     if gateway_key_missing:
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
     problem = key_algorithm_problem(config.signing.key_file, config.signing.algorithm)

@@ -46,6 +46,7 @@ from edge_agent.shell.status_server import AgentStatus, status_service, status_s
 from edge_agent.shell.uplink import UplinkSettings
 from hostkit.backoff import backoff_delays
 from hostkit.systemd_notify import notify, watchdog_pings
+from hostkit.tls import client_context
 from specs.records import Record
 from specs.topics import GatewayTopics
 
@@ -160,10 +161,9 @@ def tls_context(plan: AgentPlan) -> ssl.SSLContext | None:
     uplink = plan.uplink
     if not uplink.tls:
         return None
-    context = ssl.create_default_context(cafile=uplink.ca)
-    if uplink.cert is not None and uplink.key is not None:
-        context.load_cert_chain(uplink.cert, uplink.key)
-    return context
+    # `refuse_bad_tls_files` loaded the same files before the exec; TlsFileError here means one
+    # changed since.
+    return client_context(uplink.ca, uplink.cert, uplink.key, setting="uplink.tls")
 
 
 async def _report_buses(buses: RtuBuses, every: float, metrics: AgentMetrics | None) -> None:
