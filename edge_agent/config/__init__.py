@@ -26,7 +26,6 @@ from edge_agent.config.alarms import (
 )
 from edge_agent.config.limits import (
     COLOURS,
-    RATE_LEVEL,
     RATE_PERIODS,
     THRESHOLD_FAMILIES,
     THRESHOLD_LEVELS,
@@ -52,7 +51,6 @@ if TYPE_CHECKING:
 __all__ = [
     "COLOURS",
     "LAST_ADDRESS",
-    "RATE_LEVEL",
     "RATE_PERIODS",
     "REGISTER_COUNT",
     "SITE_ALARM_KINDS",

@@ -58,9 +58,6 @@ CATALOGUE_THRESHOLD_NAMES: Mapping[str, str] = {
 COLOURS = ("blue", "yellow", "orange", "red")
 """Tailings alarm colours, least severe first."""
 
-RATE_LEVEL = "rate"
-"""The vocabulary level of a rate-of-change alarm."""
-
 RATE_PERIODS: Mapping[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 """Time units a rate may be expressed in (`mm/h`, `mm/d`), in seconds."""
 

@@ -30,14 +30,13 @@ from edge_agent.config.address import Address
 from edge_agent.config.fields import Number, PointCode
 from edge_agent.config.limits import (
     CATALOGUE_THRESHOLD_NAMES,
-    RATE_LEVEL,
     THRESHOLD_FAMILIES,
     THRESHOLD_LEVELS,
     RateConfig,
     Thresholds,
     rate_unit_parts,
 )
-from specs.catalogue import Catalogue, Indicator
+from specs.catalogue import RATE_LEVEL, Catalogue, Indicator
 
 CATALOGUE = "catalogue"
 """Validation-context key: the `Catalogue` quotas are checked against (the loader passes it)."""

@@ -33,7 +33,6 @@ from edge_agent.core.alarms.rules import (
     HELD_UNIT,
     ITEM_PREFIX,
     ITEM_UNIT,
-    RATE_LEVEL,
     AlarmRules,
     CompareRule,
     HeldRule,
@@ -44,6 +43,7 @@ from edge_agent.core.alarms.rules import (
     item_level,
 )
 from edge_agent.core.alarms.state import ActiveAlarm, AlarmState, Sample
+from specs.catalogue import RATE_LEVEL
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, Record, parse_iso_time
 
 WINDOW_SAMPLES = 32

@@ -32,9 +32,6 @@ ITEM_PREFIX = "item:"
 ITEM_UNIT = "points"
 """The unit of an escalation event's value and threshold: a number of points."""
 
-RATE_LEVEL = "rate"
-"""The level of every rate-of-change alarm (the window tells them apart in the slot)."""
-
 HELD_UNIT = "s"
 """The unit of a held-condition overtime event's value and threshold: seconds held."""
 

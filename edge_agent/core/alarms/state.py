@@ -14,11 +14,11 @@ Error tree::
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from edge_agent.core.alarms.rules import AlarmRules
+from specs.wirejson import is_count, is_number
 
 STATE_VERSION = 1
 """Version of the encoding written by `encode_state`."""
@@ -101,7 +101,7 @@ def decode_state(data: bytes) -> AlarmState:
     if not isinstance(document, dict) or document.get("version") != STATE_VERSION:
         raise AlarmStateError(f"alarm state is not version {STATE_VERSION}")
     serial = document.get("serial")
-    if not isinstance(serial, int) or isinstance(serial, bool) or serial < 0:
+    if not is_count(serial):
         raise AlarmStateError("alarm state serial must be a count")
     return AlarmState(
         namespace=_text(document.get("namespace"), "namespace"),
@@ -153,7 +153,7 @@ def _list(value: object, what: str) -> list[object]:
 
 
 def _finite(value: object, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_number(value):
         raise AlarmStateError(f"alarm state {what} must hold finite numbers")
     return float(value)
 
