@@ -29,7 +29,8 @@ def write_aside(path: Path, data: bytes, mode: int = 0o666) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-    except OSError:
+    except BaseException:
+        # Ctrl-C or a SystemExit too: a stray copy of a private key must not stay behind.
         temporary.unlink(missing_ok=True)
         raise
     return temporary
@@ -47,12 +48,13 @@ def sync_directory(folder: Path) -> None:
 def replace_file(path: Path, data: bytes, mode: int = 0o666) -> None:
     """Put `data` at `path` whole: written aside, synced, renamed over it, the rename synced.
 
-    OSError when it cannot; `path` then still holds what it held, and no temporary is left.
+    OSError when it cannot; no temporary is left, and `path` still holds what it held unless
+    only the final sync of the folder failed (the rename is then done but maybe not durable).
     """
     temporary = write_aside(path, data, mode)
     try:
         temporary.replace(path)
-    except OSError:
+    except BaseException:
         temporary.unlink(missing_ok=True)
         raise
     sync_directory(path.parent)

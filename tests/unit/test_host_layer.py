@@ -23,6 +23,7 @@ import structlog
 import collector.cli
 import edge_agent.cli
 from edge_agent.cli.probe import ProbeRow, _text
+from hostkit.atomicfile import replace_file
 from hostkit.keyfiles import (
     KeyFileError,
     create_key_pair,
@@ -175,6 +176,29 @@ def test_a_switch_without_a_staged_public_key_keeps_the_retired_one(tmp_path: Pa
     assert load_verify_key(public_key_path(retired).read_bytes()).kid == old.kid
     assert load_verify_key(public_key_path(key_file).read_bytes()).kid == new.kid
     assert not any(p.name.endswith(".tmp") for p in tmp_path.iterdir())
+
+
+class _Interrupted(BaseException):
+    """What Ctrl-C (KeyboardInterrupt) or a SystemExit raises: not an OSError."""
+
+
+@pytest.mark.parametrize("step", ["fsync", "replace"])
+def test_a_file_replace_interrupted_leaves_the_old_file_and_no_temporary(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
+) -> None:
+    def interrupted(*_: object) -> None:
+        raise _Interrupted
+
+    target = tmp_path / "site.yaml"
+    target.write_bytes(b"old\n")
+    if step == "fsync":
+        monkeypatch.setattr(os, "fsync", interrupted)
+    else:
+        monkeypatch.setattr(Path, "replace", interrupted)
+    with pytest.raises(_Interrupted):
+        replace_file(target, b"new\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["site.yaml"]
+    assert target.read_bytes() == b"old\n"
 
 
 def _private_key(path: Path) -> SigningKey:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import stat
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -87,6 +88,26 @@ def test_the_ca_is_kept_0600_and_never_replaced(tmp_path: Path) -> None:
     (ca_dir / "ca.key").chmod(0o640)
     with pytest.raises(PkiError, match="must be 0600"):
         load_ca(ca_dir)
+
+
+class _Interrupted(BaseException):
+    """What Ctrl-C (KeyboardInterrupt) or a SystemExit raises: not an OSError."""
+
+
+def test_a_ca_interrupted_while_its_key_is_synced_leaves_no_copy_of_the_key(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A `certs ca init` stopped mid-write leaves no stray `.ca.key.<random>.tmp` behind."""
+
+    def interrupted(fd: int) -> None:
+        raise _Interrupted
+
+    ca_dir = tmp_path / "ca"
+    ca_dir.mkdir()
+    monkeypatch.setattr(os, "fsync", interrupted)
+    with pytest.raises(_Interrupted):
+        init_ca(ca_dir, create_ca("CA", validity_from(NOW, 10)))
+    assert list(ca_dir.iterdir()) == []
 
 
 def test_a_ca_whose_key_is_another_ones_is_refused(tmp_path: Path) -> None:
