@@ -12,9 +12,8 @@ from pathlib import Path
 import pytest
 from click.testing import Result
 
-from specs.signing import generate_signing_key
 from tests.support.broker import free_port
-from tests.support.cli_runs import agent_cli, collector_cli, example_site
+from tests.support.cli_runs import agent_cli, collector_cli, keyed_example_site
 from tests.support.collector_env import write_collector_config
 
 EXPOSED = (0o640, 0o604, 0o644, 0o660, 0o606)
@@ -23,11 +22,7 @@ EXPOSED = (0o640, 0o604, 0o644, 0o660, 0o606)
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """The example site map in tmp, with its gateway key made (0600) and a collector key."""
-    copy = example_site(tmp_path)
-    assert agent_cli("keys", "init", "-c", str(copy)).exit_code == 0
-    collector_key = generate_signing_key().public().public_pem()
-    (tmp_path / "keys" / "collector.pub").write_bytes(collector_key)
-    return copy
+    return keyed_example_site(tmp_path)
 
 
 @pytest.fixture

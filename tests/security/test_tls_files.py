@@ -15,8 +15,7 @@ from pathlib import Path
 import pytest
 
 from simulators.pki import TestPki, make_test_pki
-from specs.signing import generate_signing_key
-from tests.support.cli_runs import agent_cli, example_site
+from tests.support.cli_runs import agent_cli, keyed_example_site
 
 
 @pytest.fixture
@@ -27,10 +26,7 @@ def pki(tmp_path: Path) -> TestPki:
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """The example site map in tmp, with its keys, switched to an `mqtts://` broker."""
-    copy = example_site(tmp_path)
-    assert agent_cli("keys", "init", "-c", str(copy)).exit_code == 0
-    collector_key = generate_signing_key().public().public_pem()
-    (tmp_path / "keys" / "collector.pub").write_bytes(collector_key)
+    copy = keyed_example_site(tmp_path)
     text = copy.read_text(encoding="utf-8")
     copy.write_text(text.replace("mqtt://127.0.0.1:1883", "mqtts://127.0.0.1:1"), encoding="utf-8")
     return copy

@@ -18,6 +18,7 @@ from click.testing import CliRunner, Result
 
 from collector.cli import main as collector_main
 from edge_agent.cli import main as agent_main
+from specs.signing import generate_signing_key
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 
@@ -36,6 +37,15 @@ def example_site(folder: Path) -> Path:
     """A copy of configs/tankfarm.yaml in `folder` (its key paths are relative to it)."""
     copy = folder / "tankfarm.yaml"
     shutil.copyfile(EXAMPLE_SITE, copy)
+    return copy
+
+
+def keyed_example_site(folder: Path) -> Path:
+    """`example_site` with its gateway key made (0600) and a collector public key beside it."""
+    copy = example_site(folder)
+    assert agent_cli("keys", "init", "-c", str(copy)).exit_code == 0
+    collector_key = generate_signing_key().public().public_pem()
+    (folder / "keys" / "collector.pub").write_bytes(collector_key)
     return copy
 
 
