@@ -3,8 +3,8 @@
 Every connection to the outbox runs with `isolation_level=None` (`outbox_open`,
 `outbox_admin`): a writer takes the write lock at BEGIN, never by upgrading a read lock
 (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout). Whatever raises
-inside, a cancellation too, rolls the transaction back before it goes on, so the connection
-is never left inside a half-written transaction.
+inside, a cancellation too (one during the wait at BEGIN included), rolls the transaction
+back before it goes on, so the connection is never left inside a half-written transaction.
 """
 
 from __future__ import annotations
@@ -31,8 +31,11 @@ def write_transaction(db: sqlite3.Connection) -> Iterator[None]:
 @asynccontextmanager
 async def async_write_transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
     """One immediate transaction on the outbox's aiosqlite connection."""
-    await db.execute("BEGIN IMMEDIATE")
     try:
+        # Inside the try: a task cancelled while BEGIN waits for the lock has not stopped it
+        # (aiosqlite runs it on its thread all the same); the rollback, queued behind it on
+        # that thread, ends what it began. A rollback with no transaction does nothing.
+        await db.execute("BEGIN IMMEDIATE")
         yield
         await db.commit()
     except BaseException:
