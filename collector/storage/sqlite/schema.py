@@ -301,17 +301,19 @@ async def open_database(path: Path) -> aiosqlite.Connection:
 
 async def rollback(db: aiosqlite.Connection) -> None:
     """Roll back the open transaction, if any, even when the caller is cancelled."""
-    # Shielded: a cancelled caller must still leave the connection usable. A failed COMMIT
-    # may have ended the transaction already, so there may be nothing to roll back.
-    if db.in_transaction:
-        await asyncio.shield(db.execute("ROLLBACK"))
+    # Shielded: a cancelled caller must still leave the connection usable. Asked of the
+    # connection's thread, not judged by `in_transaction` now: a BEGIN whose caller was
+    # cancelled while it waited for the lock runs there all the same, and this rollback,
+    # queued behind it, ends it. With no transaction open (a failed COMMIT may have ended
+    # it already) sqlite3's rollback does nothing.
+    await asyncio.shield(db.rollback())
 
 
 @asynccontextmanager
 async def immediate_transaction(db: aiosqlite.Connection) -> AsyncIterator[None]:
     """A `BEGIN IMMEDIATE` transaction: committed when the block ends, rolled back if it raises."""
-    await db.execute("BEGIN IMMEDIATE")
     try:
+        await db.execute("BEGIN IMMEDIATE")  # in the try: see `rollback`
         yield
         await db.execute("COMMIT")
     except BaseException:

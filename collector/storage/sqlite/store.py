@@ -90,10 +90,12 @@ class SqliteStorage(CapabilityReads, Storage):
         async with self._write_lock:
             db = self._writer
             try:
-                await db.execute("BEGIN IMMEDIATE")
-            except sqlite3.Error as exc:
-                raise StorageError(f"cannot start a transaction: {exc}") from exc
-            try:
+                # In the try: a cancellation while BEGIN waits for the lock rolls back what
+                # it begins (schema.rollback).
+                try:
+                    await db.execute("BEGIN IMMEDIATE")
+                except sqlite3.Error as exc:
+                    raise StorageError(f"cannot start a transaction: {exc}") from exc
                 yield db
                 await db.execute("COMMIT")
             except sqlite3.Error as exc:
