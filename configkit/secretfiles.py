@@ -37,10 +37,13 @@ def read_secret_file(path: Path) -> SecretStr:
         raise SecretFileError(f"secret file {path} does not exist") from None
     except OSError as exc:
         raise SecretFileError(f"cannot read secret file {path}: {exc.strerror}") from None
+    # Asked before the descriptor becomes a file object: os.fdopen refuses a directory with
+    # an IsADirectoryError of its own, which is no SecretFileError.
+    mode = os.fstat(descriptor).st_mode
+    if not stat.S_ISREG(mode):
+        os.close(descriptor)
+        raise SecretFileError(f"secret file {path} is not a regular file")
     with os.fdopen(descriptor, "rb") as file:
-        mode = os.fstat(file.fileno()).st_mode
-        if not stat.S_ISREG(mode):
-            raise SecretFileError(f"secret file {path} is not a regular file")
         if mode & _SHARED_BITS:
             raise SecretFileError(
                 f"secret file {path} is open to group or others (mode"

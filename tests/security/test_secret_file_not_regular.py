@@ -13,6 +13,10 @@ import os
 import threading
 from pathlib import Path
 
+import pytest
+
+from collector.config import parse_collector_config
+from configkit.issues import ConfigError
 from configkit.secretfiles import SecretFileError, read_secret_file
 
 BOUND = 10.0  # a join that returns at once when the read does; never slept
@@ -41,3 +45,23 @@ def test_a_fifo_is_refused_at_once(tmp_path: Path) -> None:
     [result] = outcome
     assert isinstance(result, SecretFileError), result
     assert "not a regular file" in str(result)
+
+
+def test_a_directory_is_a_config_error_at_its_key(tmp_path: Path) -> None:
+    """A `token_file` naming a folder: `collector check` ended with an IsADirectoryError
+    traceback (the descriptor was wrapped in a file object before it was asked what it is)."""
+    (tmp_path / "secrets").mkdir(mode=0o700)
+    text = (
+        'broker: "mqtt://127.0.0.1:1883"\n'
+        'storage: {url: "sqlite:///state/c.db"}\n'
+        "signing: {key_file: keys/c.key}\n"
+        "api:\n"
+        '  listen: "127.0.0.1:8080"\n'
+        "  tokens:\n"
+        "    - {name: city, token_file: secrets, districts: ['360100']}\n"
+    )
+    with pytest.raises(ConfigError) as caught:
+        parse_collector_config(text, "collector.yaml", tmp_path)
+    [issue] = caught.value.issues
+    assert (issue.line, issue.path) == (7, "api.tokens[0].token_file")
+    assert issue.message == f"secret file {tmp_path / 'secrets'} is not a regular file"
