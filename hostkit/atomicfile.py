@@ -9,10 +9,13 @@ path holds the old content or the new, never a part, and the rename itself is sy
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from pathlib import Path
 
 __all__ = ["replace_file", "sync_directory", "write_aside"]
+
+_RANDOM_BYTES = 6
 
 
 def write_aside(path: Path, data: bytes, mode: int = 0o666) -> Path:
@@ -22,7 +25,7 @@ def write_aside(path: Path, data: bytes, mode: int = 0o666) -> Path:
     nothing already there, a link planted in its place included, is ever written through.
     As with open(), the umask narrows `mode`.
     """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(6)}.tmp")
+    temporary = path.with_name(f".{path.name}.{secrets.token_hex(_RANDOM_BYTES)}.tmp")
     fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -58,3 +61,16 @@ def replace_file(path: Path, data: bytes, mode: int = 0o666) -> None:
         temporary.unlink(missing_ok=True)
         raise
     sync_directory(path.parent)
+    _remove_leftovers(path)
+
+
+def _remove_leftovers(path: Path) -> None:
+    """Remove the temporaries a crash left of `path`'s earlier writes (each has a new name).
+
+    `replace_file`'s callers are the only writers of their files, so once the rename is done
+    any other `.<name>.<random>.tmp` beside it is an abandoned write, never one in progress.
+    """
+    leftover = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{{2 * _RANDOM_BYTES}}}\.tmp")
+    for sibling in path.parent.iterdir():
+        if leftover.fullmatch(sibling.name):
+            sibling.unlink(missing_ok=True)

@@ -201,6 +201,28 @@ def test_a_file_replace_interrupted_leaves_the_old_file_and_no_temporary(
     assert target.read_bytes() == b"old\n"
 
 
+def test_a_file_replaced_takes_away_what_a_crash_left_of_its_earlier_writes(
+    tmp_path: Path,
+) -> None:
+    # A power cut between writing aside and renaming leaves `.<name>.<random>.tmp`; with a
+    # new name each write, nothing would ever take them away (a pushed map, the command
+    # desk's state, the epoch journal are replaced for years).
+    target = tmp_path / "site.yaml"
+    stray = [tmp_path / ".site.yaml.0123456789ab.tmp", tmp_path / ".site.yaml.ffffffffffff.tmp"]
+    kept = [
+        tmp_path / ".site.yaml.notes.tmp",  # not a name write_aside gives
+        tmp_path / ".other.yaml.0123456789ab.tmp",  # another file's
+        tmp_path / "site.yaml.prev",
+    ]
+    for path in [*stray, *kept]:
+        path.write_bytes(b"left\n")
+    replace_file(target, b"new\n")
+    assert target.read_bytes() == b"new\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["site.yaml", *(p.name for p in kept)]
+    )
+
+
 def _private_key(path: Path) -> SigningKey:
     return load_signing_key(path.read_bytes())
 
