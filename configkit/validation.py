@@ -4,6 +4,7 @@
   `ConfigIssue` `file:line: key.path: message` at the nearest recorded line, in YAML terms
   (a mapping, a list), with a suggestion for a misspelt key.
 - `raise_at` lets a model's cross-field check point at the exact key it complains about.
+- `problems_at` places problems found after loading (in files a config names) at their lines.
 """
 
 from __future__ import annotations
@@ -12,13 +13,21 @@ import difflib
 import types
 import typing
 from collections.abc import Iterable, Mapping
+from pathlib import Path
 from typing import Annotated, Any, NoReturn, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from configkit.issues import ConfigError, ConfigIssue, KeyPath, format_path, show_value
-from configkit.yamllines import ParsedYaml
+from configkit.issues import (
+    ConfigError,
+    ConfigIssue,
+    KeyPath,
+    format_path,
+    show_value,
+    unreadable,
+)
+from configkit.yamllines import ParsedYaml, parse_yaml
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -203,4 +212,16 @@ def config_error(path: KeyPath, message: str, value: object = None) -> InitError
         type=PydanticCustomError("config", "{message}", {"message": message}),
         loc=path,
         input=value,
+    )
+
+
+def problems_at(path: Path, problems: Iterable[tuple[KeyPath, str]]) -> ConfigError:
+    """Place problems found after loading (in files the config names) at their keys' lines."""
+    try:
+        parsed = parse_yaml(path.read_text(encoding="utf-8"), str(path))
+    except (OSError, UnicodeDecodeError) as exc:
+        return unreadable(str(path), exc)
+    return ConfigError(
+        ConfigIssue(str(path), parsed.line_of(key_path), format_path(key_path), message)
+        for key_path, message in problems
     )

@@ -10,7 +10,9 @@ import click
 from collector.cli.common import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from collector.config import CollectorConfig
 from collector.keyfiles import load_key_file
+from configkit.validation import problems_at
 from hostkit.keyfiles import KeyFileError, check_private_mode
+from hostkit.tls import TlsFileError, client_context
 from specs.signing import SigningKey
 
 
@@ -38,6 +40,29 @@ def private_keys_or_exit(config: CollectorConfig) -> SigningKey:
     return key
 
 
+def refuse_bad_broker_tls(
+    config_path: Path, config: CollectorConfig, *, missing_ok: bool = False
+) -> None:
+    """Exit 2 (file:line: broker_tls.<key>: ...) when the broker's TLS files cannot be loaded.
+
+    They are loaded as ingest will load them, so a CA that is no certificate or a key that
+    does not match its certificate stops the collector here, not after its database is open.
+    `missing_ok`: files not there yet are no problem (`check` before `broker-config` ran).
+    """
+    tls = config.broker_tls
+    if tls is None or not config.broker.tls:
+        return
+    files = [path for path in (tls.ca, tls.cert, tls.key) if path is not None]
+    if missing_ok and not all(path.exists() for path in files):
+        return
+    try:
+        client_context(tls.ca, tls.cert, tls.key, setting="broker_tls")
+    except TlsFileError as exc:
+        for issue in problems_at(config_path, [(("broker_tls", exc.field), str(exc))]).issues:
+            click.echo(str(issue), err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
+
+
 @click.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the result as JSON.")
@@ -45,6 +70,7 @@ def check(config_path: Path, as_json: bool) -> None:
     """Check the config and the collector's key files; start nothing."""
     config = load_or_exit(config_path)
     key = private_keys_or_exit(config)
+    refuse_bad_broker_tls(config_path, config, missing_ok=True)
     if as_json:
         signing = {"file": str(config.signing.key_file), "alg": key.alg, "kid": key.kid}
         click.echo(json.dumps({"config": str(config_path), "signing_key": signing}))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from collector.cli.check import private_keys_or_exit
+from collector.cli.check import private_keys_or_exit, refuse_bad_broker_tls
 from collector.cli.common import config_option, load_or_exit
 from collector.pki.store import PkiError
 from collector.runtime import serve_until_signalled
@@ -21,6 +21,7 @@ def serve(config_path: Path) -> None:
     """Run ingest and the HTTP API until SIGINT or SIGTERM."""
     config = load_or_exit(config_path)
     private_keys_or_exit(config)
+    refuse_bad_broker_tls(config_path, config)
     try:
         asyncio.run(serve_until_signalled(config))
     except (KeyFileError, PkiError, StorageError, OSError) as exc:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import click
 
+from configkit.validation import problems_at
 from edge_agent.cli.options import CONFIG_ERROR_EXIT
 from edge_agent.config import SiteConfig
-from edge_agent.config.loader import problems_at
 from edge_agent.shell.collector_keys import collector_key_problems
 from hostkit.keyfiles import ExposedKeyError, check_private_mode, next_key_path
 from hostkit.tls import TlsFileError, client_context

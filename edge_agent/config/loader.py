@@ -9,14 +9,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from configkit.fields import BASE_DIR
-from configkit.issues import (
-    ConfigError,
-    ConfigIssue,
-    KeyPath,
-    format_path,
-    read_config_text,
-    unreadable,
-)
+from configkit.issues import read_config_text
 from configkit.validation import validate_document
 from configkit.yamllines import parse_yaml
 from edge_agent.config.points import CATALOGUE
@@ -24,7 +17,6 @@ from edge_agent.config.site import SiteConfig
 from specs.catalogue import default_catalogue
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
     from pathlib import Path
 
     from specs.catalogue import Catalogue
@@ -52,15 +44,3 @@ def load_site_config(path: Path, *, catalogue: Catalogue | None = None) -> SiteC
     """
     text = read_config_text(path)
     return parse_site_config(text, str(path), path.absolute().parent, catalogue=catalogue)
-
-
-def problems_at(path: Path, problems: Iterable[tuple[KeyPath, str]]) -> ConfigError:
-    """Place problems found after loading (in files the map names) at their keys' lines."""
-    try:
-        parsed = parse_yaml(path.read_text(encoding="utf-8"), str(path))
-    except (OSError, UnicodeDecodeError) as exc:
-        return unreadable(str(path), exc)
-    return ConfigError(
-        ConfigIssue(str(path), parsed.line_of(key_path), format_path(key_path), message)
-        for key_path, message in problems
-    )

@@ -1,0 +1,102 @@
+"""The collector refuses broker_tls files it cannot load, at the key's line, before starting.
+
+A CA file that holds no certificate, a folder, or a client certificate given with another
+certificate's key passed `collector check`; `serve` then opened (and created) its database and
+only then stopped, exit 1, with a message naming no line: under systemd a crash loop.
+Now `check` and `serve` load the files as ingest does and name `broker_tls`'s line (exit 2),
+as the agent does for `uplink.tls` (tests/security/test_tls_files.py).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from simulators.pki import TestPki, make_test_pki
+from tests.support.cli_runs import collector_cli
+
+CONFIG = """\
+broker: "mqtts://127.0.0.1:1"
+storage: {url: "sqlite:///state/collector.db"}
+signing: {key_file: keys/collector.key}
+api:
+  listen: "127.0.0.1:1"
+  tokens: [{name: p, token: "t", districts: ["*"]}]
+"""
+TLS_LINE = 7
+
+
+@pytest.fixture
+def pki(tmp_path: Path) -> TestPki:
+    return make_test_pki(tmp_path / "pki")
+
+
+def _config(folder: Path, ca: Path, cert: Path | None = None, key: Path | None = None) -> Path:
+    """A collector config with its key made, broker_tls at line TLS_LINE."""
+    files = [f"ca: {ca}"] + ([f"cert: {cert}", f"key: {key}"] if cert and key else [])
+    config = folder / "collector.yaml"
+    config.write_text(CONFIG + f"broker_tls: {{{', '.join(files)}}}\n", encoding="utf-8")
+    assert collector_cli("keys", "init", "-c", str(config)).exit_code == 0
+    return config
+
+
+def _not_a_certificate(folder: Path) -> Path:
+    ca = folder / "ca.pem"
+    ca.write_text("this is no certificate\n", encoding="utf-8")
+    return ca
+
+
+@pytest.mark.parametrize("problem", ["no certificate", "a folder"])
+def test_check_refuses_a_ca_it_cannot_load(tmp_path: Path, problem: str) -> None:
+    ca = _not_a_certificate(tmp_path) if problem == "no certificate" else tmp_path
+    config = _config(tmp_path, ca)
+    result = collector_cli("check", "-c", str(config))
+    assert result.exit_code == 2, result.output
+    assert f"{config}:{TLS_LINE}: broker_tls.ca: cannot load broker_tls ca {ca}:" in result.stderr
+
+
+def test_check_refuses_a_certificate_with_another_certificates_key(
+    tmp_path: Path, pki: TestPki
+) -> None:
+    config = _config(tmp_path, pki.server_cert, pki.client_cert, pki.rogue_key)
+    result = collector_cli("check", "-c", str(config))
+    assert result.exit_code == 2, result.output
+    assert (
+        f"{config}:{TLS_LINE}: broker_tls.cert: cannot load broker_tls cert {pki.client_cert}"
+        f" with key {pki.rogue_key}:" in result.stderr
+    )
+
+
+def test_check_takes_matching_files_and_files_not_issued_yet(tmp_path: Path, pki: TestPki) -> None:
+    config = _config(tmp_path, pki.server_cert, pki.client_cert, pki.client_key)
+    assert collector_cli("check", "-c", str(config)).exit_code == 0
+    # `check` before `collector broker-config` wrote them: a missing file is for serve to refuse.
+    missing = tmp_path / "not-issued-yet.pem"
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(str(pki.server_cert), str(missing)),
+        encoding="utf-8",
+    )
+    assert collector_cli("check", "-c", str(config)).exit_code == 0
+
+
+@pytest.mark.timeout(60)  # without the refusal the collector would serve on: fail, never hang
+@pytest.mark.parametrize("problem", ["no certificate", "missing"])
+def test_serve_refuses_before_the_database_is_opened(tmp_path: Path, problem: str) -> None:
+    ca = _not_a_certificate(tmp_path) if problem == "no certificate" else tmp_path / "absent.pem"
+    config = _config(tmp_path, ca)
+    serve = ["serve", "-c", str(config)]
+    done = subprocess.run(
+        [sys.executable, "-c", "from collector.cli import main; main()", *serve],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=45,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"{config}:{TLS_LINE}: broker_tls.ca: cannot load broker_tls ca {ca}:" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not (tmp_path / "state").exists(), "refused only after the database was opened"
