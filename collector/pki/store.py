@@ -25,7 +25,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from collector.pki.certificates import Issued
-from hostkit.atomicfile import write_aside
+from hostkit.atomicfile import sync_directory, write_aside
 
 CA_CERT: Final = "ca.crt"
 CA_KEY: Final = "ca.key"
@@ -62,6 +62,8 @@ def _cert_pem(certificate: x509.Certificate) -> bytes:
 def _write(path: Path, data: bytes, mode: int, *, replace: bool = True) -> None:
     """Write `data` to `path` whole or not at all, created with `mode` (never wider, even briefly).
 
+    Durably: the folder is synced once the file is in place.
+
     With `replace` false an existing file is kept and `FileExistsError` raised.
     """
     temporary = write_aside(path, data, mode)
@@ -73,6 +75,7 @@ def _write(path: Path, data: bytes, mode: int, *, replace: bool = True) -> None:
             os.link(temporary, path)
     finally:
         temporary.unlink(missing_ok=True)
+    sync_directory(path.parent)  # the rename or link, and the temporary's removal, durable
 
 
 def init_ca(ca_dir: Path, ca: Issued) -> None:

@@ -120,6 +120,26 @@ def test_a_ca_whose_key_is_another_ones_is_refused(tmp_path: Path) -> None:
         load_ca(ca_dir)
 
 
+def test_the_ca_files_are_durable_once_init_returns(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A power cut right after `certs ca init` must not lose the CA: its folder is synced."""
+    real_fsync = os.fsync
+    ca_dir = tmp_path / "ca"
+    present_when_synced: list[set[str]] = []
+
+    def recording_fsync(fd: int) -> None:
+        if stat.S_ISDIR(os.fstat(fd).st_mode) and os.path.samestat(os.fstat(fd), ca_dir.stat()):
+            present_when_synced.append({p.name for p in ca_dir.iterdir()})
+        real_fsync(fd)
+
+    ca_dir.mkdir()
+    monkeypatch.setattr(os, "fsync", recording_fsync)
+    init_ca(ca_dir, create_ca("CA", validity_from(NOW, 10)))
+    assert present_when_synced, "the CA's folder was never synced"
+    assert {"ca.key", "ca.crt"} <= present_when_synced[-1]
+
+
 def test_issued_keys_are_0600_and_a_reissue_replaces_them(tmp_path: Path) -> None:
     ca = create_ca("CA", validity_from(NOW, 10))
     first = issue_client(ca, GATEWAY, validity_from(NOW, 1))
