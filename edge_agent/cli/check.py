@@ -13,6 +13,7 @@ from edge_agent.cli.refusals import (
     refuse_bad_collector_keys,
     refuse_bad_tls_files,
     refuse_exposed_keys,
+    refuse_unusable_outbox_path,
 )
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.core.rtu_plan import plan_buses
@@ -33,6 +34,7 @@ def check(config_path: Path, as_json: bool) -> None:
     refuse_exposed_keys(config)
     refuse_bad_collector_keys(config_path, config, missing_ok=True)
     refuse_bad_tls_files(config_path, config, missing_ok=True)
+    refuse_unusable_outbox_path(config_path, config, try_writing=False)
     points = resolve_points(config)
     if as_json:
         report = check_json(config, points, plan_buses(config, points))

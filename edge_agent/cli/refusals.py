@@ -1,4 +1,4 @@
-"""Checks `check` and `run` share before anything starts: private keys, collector keys, TLS."""
+"""Checks `check` and `run` share before anything starts: keys, TLS files, the outbox path."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from configkit.validation import problems_at
 from edge_agent.cli.options import CONFIG_ERROR_EXIT
 from edge_agent.config import SiteConfig
 from edge_agent.shell.collector_keys import collector_key_problems
+from edge_agent.shell.outbox_open import outbox_path_problem
 from hostkit.keyfiles import ExposedKeyError, check_private_mode, next_key_path
 from hostkit.tls import TlsFileError, client_context
 
@@ -63,3 +64,19 @@ def refuse_bad_tls_files(
         for issue in problems_at(config_path, [(("uplink", "tls", exc.field), str(exc))]).issues:
             click.echo(str(issue), err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
+
+
+def refuse_unusable_outbox_path(
+    config_path: Path, config: SiteConfig, *, try_writing: bool
+) -> None:
+    """Exit 2 (file:line: outbox.path: ...) when the outbox cannot be at `outbox.path`.
+
+    A folder or a device there, or a file where its folder should be, would otherwise end `run`
+    with a traceback from inside the start-up. `try_writing`: also refuse a folder no file can
+    be created in (`run`; `check` may run as another user than the agent).
+    """
+    problem = outbox_path_problem(config.outbox.path, try_writing=try_writing)
+    if problem is not None:
+        for issue in problems_at(config_path, [(("outbox", "path"), problem)]).issues:
+            click.echo(str(issue), err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)

@@ -8,6 +8,8 @@ opened. Undelivered blocks of older epochs are sealed again under the current on
 
 from __future__ import annotations
 
+import os
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -23,6 +25,32 @@ from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
+
+
+def outbox_path_problem(path: Path, *, try_writing: bool) -> str | None:
+    """Why the outbox cannot be at `path` (None when it can), without creating anything.
+
+    The file may be missing (it is created) but not be a folder or a device, and the nearest
+    folder above it that exists must be a folder. `try_writing`: also create and remove a
+    temporary file there, the one sure test (root may write where modes forbid, and not in
+    /proc); the program that will open the outbox does it, a mere check of the map does not.
+    """
+    if path.exists():
+        if path.is_dir():
+            return f"{path} is a folder, not a file"
+        if not path.is_file():
+            return f"{path} is not a regular file"
+    folder = next(above for above in path.parents if above.exists())
+    if not folder.is_dir():
+        return f"{folder} is not a folder"
+    if try_writing:
+        try:
+            descriptor, probe = tempfile.mkstemp(prefix=".outbox-probe-", dir=folder)
+            os.close(descriptor)
+            Path(probe).unlink()
+        except OSError as exc:
+            return f"cannot create files in {folder}: {exc.strerror or exc}"
+    return None
 
 
 @asynccontextmanager

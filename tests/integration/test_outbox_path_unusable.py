@@ -1,0 +1,96 @@
+"""An `outbox.path` the agent cannot use is refused at its line, before anything starts.
+
+A folder where the outbox file should be, a file where its folder should be, a device, or a
+folder no file can be created in used to pass `check`; `run` then died with a Python traceback
+from inside the start-up (NotADirectoryError, sqlite3's 'disk I/O error', 'unable to open
+database file') or, for a folder, moved the folder aside as a "corrupt outbox": under systemd, a
+crash loop with no line to fix. Now `check` and `run` name the setting's line, as for any map
+mistake (`check` leaves permissions to `run`, which may run as another user).
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.support.cli_runs import agent_cli, keyed_example_site
+
+
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    return keyed_example_site(tmp_path)
+
+
+def _with_outbox_at(site: Path, path: Path) -> int:
+    """Set `outbox.path` to `path`; the line number of its `path:` key."""
+    text = site.read_text(encoding="utf-8").replace("path: state/outbox.db", f"path: {path}")
+    site.write_text(text, encoding="utf-8")
+    lines = text.splitlines()
+    return 1 + next(number for number, line in enumerate(lines) if line == f"  path: {path}")
+
+
+def _unusable(tmp_path: Path, problem: str) -> tuple[Path, str]:
+    """An outbox path with `problem`, and what the refusal says of it."""
+    if problem == "a folder":
+        path = tmp_path / "state" / "outbox.db"
+        path.mkdir(parents=True)
+        return path, f"{path} is a folder, not a file"
+    if problem == "a file as its folder":
+        (tmp_path / "state").write_text("not a folder\n", encoding="utf-8")
+        return tmp_path / "state" / "outbox.db", f"{tmp_path / 'state'} is not a folder"
+    if problem == "a device":
+        return Path("/dev/null"), "/dev/null is not a regular file"
+    raise AssertionError(problem)
+
+
+@pytest.mark.parametrize("problem", ["a folder", "a file as its folder", "a device"])
+def test_check_refuses_an_outbox_path_that_is_no_file(
+    site: Path, tmp_path: Path, problem: str
+) -> None:
+    path, says = _unusable(tmp_path, problem)
+    line = _with_outbox_at(site, path)
+    result = agent_cli("check", "-c", str(site))
+    assert result.exit_code == 2, result.output
+    assert f"{site}:{line}: outbox.path: {says}" in result.stderr
+
+
+def test_check_takes_an_outbox_folder_not_made_yet(site: Path, tmp_path: Path) -> None:
+    _with_outbox_at(site, tmp_path / "var" / "lib" / "ganzhi" / "outbox.db")
+    assert agent_cli("check", "-c", str(site)).exit_code == 0
+    assert not (tmp_path / "var").exists(), "check made the folder"
+
+
+def _run(site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from edge_agent.cli import main; main()", "run", "-c", str(site)],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=45,
+    )
+
+
+@pytest.mark.timeout(60)  # without the refusal the agent would run on: fail, never hang
+@pytest.mark.parametrize("problem", ["a folder", "a file as its folder", "a device"])
+def test_run_refuses_before_anything_starts(site: Path, tmp_path: Path, problem: str) -> None:
+    path, says = _unusable(tmp_path, problem)
+    line = _with_outbox_at(site, path)
+    done = _run(site, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"{site}:{line}: outbox.path: {says}" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not list(path.parent.glob("outbox.db.*")), "refused only after the outbox was opened"
+
+
+@pytest.mark.timeout(60)
+def test_run_refuses_a_folder_no_file_can_be_created_in(site: Path, tmp_path: Path) -> None:
+    # /proc takes no new files, even from root (who may write anywhere chmod can forbid).
+    line = _with_outbox_at(site, Path("/proc/outbox.db"))
+    done = _run(site, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"{site}:{line}: outbox.path: cannot create files in /proc:" in done.stderr
+    assert "Traceback" not in done.stderr
