@@ -113,9 +113,13 @@ def at_least_items(count: int, message: str) -> AfterValidator:
     return AfterValidator(check)
 
 
-def _non_empty_path(value: object) -> object:
+def _usable_path_text(value: object) -> object:
     if isinstance(value, str) and not value.strip():
         raise ValueError("path must not be empty")
+    # No file can have one (the OS takes a path up to the first NUL); refused here, or it
+    # passes `check` and ends a program with 'embedded null byte' when it opens the file.
+    if isinstance(value, str) and "\0" in value:
+        raise ValueError("path must not contain a NUL character")
     return value
 
 
@@ -127,5 +131,5 @@ def resolve_path(value: Path, info: ValidationInfo) -> Path:
     return value
 
 
-ConfigPath = Annotated[Path, BeforeValidator(_non_empty_path), AfterValidator(resolve_path)]
+ConfigPath = Annotated[Path, BeforeValidator(_usable_path_text), AfterValidator(resolve_path)]
 """A file path; relative paths are resolved against the config file's folder."""
