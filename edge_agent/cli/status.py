@@ -53,12 +53,15 @@ def _ask(path: Path) -> dict[str, object]:
         sock.settimeout(ANSWER_TIMEOUT)
         try:
             sock.connect(str(path))
-        except (FileNotFoundError, ConnectionRefusedError):
+        except (FileNotFoundError, NotADirectoryError, ConnectionRefusedError):
+            # NotADirectoryError: a file where the outbox folder should be; no agent is there.
             raise _NotRunningError(f"nobody answers on {path}") from None
         except PermissionError:
             raise _AskFailedError(
                 f"{path}: permission denied (run this as the agent's user, or root)"
             ) from None
+        except OSError as exc:  # e.g. 'AF_UNIX path too long' (the address holds 107 bytes)
+            raise _AskFailedError(f"{path}: cannot connect: {exc.strerror or exc}") from None
         try:
             sock.sendall(REQUEST)
             answer = _read_all(sock)

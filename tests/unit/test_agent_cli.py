@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from edge_agent.cli import main
-from edge_agent.cli.status import NOT_RUNNING_EXIT
+from edge_agent.cli.status import FAILED_EXIT, NOT_RUNNING_EXIT
 from edge_agent.config import load_site_config
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.shell.outbox_open import open_outbox
@@ -194,3 +194,25 @@ def test_status_reports_the_outbox_after_one_sealed_block(site: Path) -> None:
     # status reads without writing: the outbox is as it was.
     stats = read_outbox_stats(config.outbox.path)
     assert (stats.epoch, stats.last_seq, stats.undelivered) == (epoch, 1, 1)
+
+
+def test_status_with_a_file_where_the_outbox_folder_should_be_says_not_running(
+    site: Path,
+) -> None:
+    (site.parent / "state").write_text("not a folder\n", encoding="utf-8")
+    result = invoke("status", "-c", str(site))
+    assert result.exit_code == NOT_RUNNING_EXIT, result.output
+    assert "the agent is not running (nobody answers on" in result.stderr
+    assert not isinstance(result.exception, OSError), result.exception
+
+
+def test_status_on_a_socket_path_too_long_for_the_os_names_it(site: Path) -> None:
+    # An AF_UNIX address holds 107 bytes: an outbox deep in the tree leaves its socket
+    # beyond reach (the agent logs status_socket_failed and runs on); status says so.
+    deep = site.parent / ("d" * 60) / ("e" * 60) / "outbox.db"
+    text = site.read_text(encoding="utf-8").replace("path: state/outbox.db", f"path: {deep}")
+    site.write_text(text, encoding="utf-8")
+    result = invoke("status", "-c", str(site))
+    assert result.exit_code == FAILED_EXIT, result.output
+    assert f"{deep.parent / 'agent.sock'}: cannot connect: AF_UNIX path too long" in result.stderr
+    assert not isinstance(result.exception, OSError), result.exception
