@@ -87,7 +87,12 @@ def check_private_mode(key_file: Path) -> None:
 def write_key_pair(key_file: Path, key: SigningKey) -> None:
     """Write `key` to `key_file` (0600, never over an existing file) and its `.pub` (0644)."""
     try:
-        key_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            key_file.parent.mkdir(parents=True, exist_ok=True)
+        except FileExistsError:  # not a folder (mkdir's own word, "File exists", misleads)
+            raise KeyFileError(
+                f"{key_file}: cannot write the key: {key_file.parent} is not a folder"
+            ) from None
         temporary = write_aside(key_file, private_pem(key), _PRIVATE_MODE)
         try:
             os.link(temporary, key_file)

@@ -8,7 +8,7 @@ import click
 
 from edge_agent.cli.options import config_option, load_or_exit
 from edge_agent.cli.rotate import rotate
-from hostkit.keyfiles import KeyExistsError, create_key_pair
+from hostkit.keyfiles import KeyFileError, create_key_pair
 
 
 @click.group()
@@ -23,7 +23,7 @@ def keys_init(config_path: Path) -> None:
     config = load_or_exit(config_path)
     try:
         key = create_key_pair(config.signing.key_file, config.signing.algorithm)
-    except KeyExistsError as exc:
+    except KeyFileError as exc:  # one there already, or it cannot be written
         click.echo(str(exc), err=True)
         raise click.exceptions.Exit(1) from None
     click.echo(

@@ -100,6 +100,18 @@ def test_keys_init_refuses_even_when_only_the_private_key_is_there(site: Path) -
     assert not (site.parent / "keys" / "gateway.key.pub").exists()
 
 
+def test_keys_init_that_cannot_write_the_key_exits_1_naming_why(site: Path) -> None:
+    # A file where the key's folder should be: a mistake to name, not a traceback.
+    (site.parent / "keys").write_text("not a folder\n", encoding="utf-8")
+    result = invoke("keys", "init", "-c", str(site))
+    assert result.exit_code == 1, result.output
+    key_file = site.parent / "keys" / "gateway.key"
+    assert f"{key_file}: cannot write the key: {site.parent / 'keys'} is not a folder" in (
+        result.stderr
+    )
+    assert isinstance(result.exception, SystemExit), result.exception
+
+
 def test_keys_init_on_a_bad_config_exits_2_and_creates_nothing(site: Path) -> None:
     site.write_text(site.read_text(encoding="utf-8").replace("poll: 2s", "poll: 0s"), "utf-8")
     result = invoke("keys", "init", "-c", str(site))
