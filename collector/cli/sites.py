@@ -13,15 +13,14 @@ import click
 
 from collector.audit.chain import Action, AuditRow
 from collector.cli.audited import operator, record_action
+from collector.cli.check import private_keys_or_exit, refuse_bad_broker_tls
 from collector.cli.common import config_option, gateway_option, load_or_exit, with_storage
 from collector.config import CollectorConfig
-from collector.keyfiles import load_key_file
 from collector.pki.tls import client_context
 from collector.sites import PushHistory, publish_command, push_command, push_detail, site_history
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
 from configkit.durations import parse_duration
-from hostkit.keyfiles import KeyFileError
 from hostkit.tables import render_row
 from specs.records import iso_time
 from specs.signing import SigningKey
@@ -30,7 +29,6 @@ from specs.topics import GatewayTopics
 _PAGE: Final = 1000
 _WIDTHS: Final = (16, 24, 16, 11, 0)
 _DONE_WITH_REJECTIONS: Final = 1
-_USAGE: Final = 2
 
 
 @click.group()
@@ -39,17 +37,15 @@ def sites() -> None:
 
 
 def _push_inputs(
-    config: CollectorConfig, valid_for: str, site_file: Path
+    config_path: Path, config: CollectorConfig, valid_for: str, site_file: Path
 ) -> tuple[float, SigningKey, str]:
     try:
         seconds = parse_duration(valid_for)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--valid-for") from None
-    try:
-        key = load_key_file(config.signing.key_file)
-    except KeyFileError as exc:
-        click.echo(str(exc), err=True)
-        raise click.exceptions.Exit(_USAGE) from None
+    # The key files and broker_tls as `serve` checks them: a push reaches the broker as it does.
+    key = private_keys_or_exit(config)
+    refuse_bad_broker_tls(config_path, config)
     try:
         text = site_file.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -77,7 +73,7 @@ def sites_push(
     and shows in `collector sites history`.
     """
     config = load_or_exit(config_path)
-    seconds, key, text = _push_inputs(config, valid_for, site_file)
+    seconds, key, text = _push_inputs(config_path, config, valid_for, site_file)
 
     async def place(storage: Storage) -> GatewayTopics | None:
         for gateway in await storage.gateways():

@@ -16,7 +16,8 @@ from pathlib import Path
 import pytest
 
 from simulators.pki import TestPki, make_test_pki
-from tests.support.cli_runs import collector_cli
+from specs.signing import generate_signing_key
+from tests.support.cli_runs import collector_cli, example_site
 
 CONFIG = """\
 broker: "mqtts://127.0.0.1:1"
@@ -100,3 +101,34 @@ def test_serve_refuses_before_the_database_is_opened(tmp_path: Path, problem: st
     assert f"{config}:{TLS_LINE}: broker_tls.ca: cannot load broker_tls ca {ca}:" in done.stderr
     assert "Traceback" not in done.stderr
     assert not (tmp_path / "state").exists(), "refused only after the database was opened"
+
+
+def test_sites_push_refuses_a_ca_it_cannot_load(tmp_path: Path) -> None:
+    """`sites push` connects to the broker too: it ended with a PkiError traceback."""
+    ca = _not_a_certificate(tmp_path)
+    config = _config(tmp_path, ca)
+    gateway = "91360100MA35GW001H-GW01"
+    public_key = tmp_path / "gw.pub"
+    public_key.write_bytes(generate_signing_key().public().public_pem())
+    added = collector_cli(
+        "gateways", "add", "-c", str(config), "--gateway", gateway, "--public-key", str(public_key)
+    )
+    assert added.exit_code == 0, added.output
+    site = example_site(tmp_path)
+    result = collector_cli("sites", "push", "-c", str(config), "--gateway", gateway, str(site))
+    assert result.exit_code == 2, result.output
+    assert f"{config}:{TLS_LINE}: broker_tls.ca: cannot load broker_tls ca {ca}:" in result.stderr
+    history = collector_cli("sites", "history", "-c", str(config), "--gateway", gateway)
+    assert history.exit_code == 0, history.output
+    assert history.output.splitlines()[1:] == [], "a push that was not sent was recorded"
+
+
+def test_sites_push_refuses_a_broker_key_others_may_read(tmp_path: Path, pki: TestPki) -> None:
+    """As `serve` does; `sites push` ended with a PkiError traceback."""
+    config = _config(tmp_path, pki.server_cert, pki.client_cert, pki.client_key)
+    pki.client_key.chmod(0o644)
+    site = example_site(tmp_path)
+    gateway = "91360100MA35GW001H-GW01"
+    result = collector_cli("sites", "push", "-c", str(config), "--gateway", gateway, str(site))
+    assert result.exit_code == 2, result.output
+    assert f"{pki.client_key}: private key has mode 0644" in result.stderr
