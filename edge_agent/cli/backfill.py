@@ -21,6 +21,7 @@ from edge_agent.backfill.importer import (
 )
 from edge_agent.backfill.rows import DEFAULT_TZ, OffsetError, RowParser, parse_offset, targets_of
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from edge_agent.cli.refusals import refuse_unusable_outbox_path
 from edge_agent.config import SiteConfig
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.core.points import resolve_points
@@ -135,6 +136,7 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
     """
     config = load_or_exit(config_path)
     key = _signing_key(config)
+    refuse_unusable_outbox_path(config_path, config, try_writing=True)
     targets = targets_of(resolve_points(config), default_catalogue())
 
     def waiting() -> None:

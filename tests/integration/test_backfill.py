@@ -292,6 +292,17 @@ def test_a_key_run_would_refuse_is_refused_before_anything_is_imported(
     assert not outbox_path(site).exists()
 
 
+def test_an_outbox_path_run_would_refuse_is_refused_at_its_line(site: Path, tmp_path: Path) -> None:
+    """A file where the outbox folder should be is a map mistake: not 'run it again'."""
+    csv = write(tmp_path / "log.csv", "point,t,value\nT001-LT-01,2024-03-01 08:00:00,1\n")
+    state = outbox_path(site).parent
+    state.write_text("not a folder\n", encoding="utf-8")
+    line = 1 + site.read_text(encoding="utf-8").splitlines().index("  path: state/outbox.db")
+    result = backfill(site, csv)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"{site}:{line}: outbox.path: {state} is not a folder\n"
+
+
 def test_the_installed_command_exit_codes(site: Path, tmp_path: Path) -> None:
     def run(*args: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(
