@@ -42,11 +42,11 @@ from tests.support.broker import Broker
 from tests.support.collector_client import (
     GatewayLink,
     SimGateway,
-    alarm_record,
     gateway_link,
     sim_gateway,
 )
 from tests.support.collector_env import keyed_collector_config, register
+from tests.support.records import alarm_record
 
 CHROMIUM: Final = Path("/usr/bin/chromium")
 CHROMIUM_ARGS: Final = [

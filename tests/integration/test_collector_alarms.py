@@ -16,10 +16,10 @@ from tests.support.collector_api import BEIJING, NANCHANG, TOKENS, store_blocks
 from tests.support.collector_client import (
     BASE_TIME,
     SimGateway,
-    alarm_record,
     catalogue_with_coal,
 )
 from tests.support.collector_env import register
+from tests.support.records import alarm_record
 
 ALARM_KEYS = {
     "gateway",

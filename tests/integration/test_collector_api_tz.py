@@ -30,9 +30,10 @@ from tests.support.collector_api import (
     serve,
     store_blocks,
 )
-from tests.support.collector_client import BASE_TIME, alarm_record, gap_record
+from tests.support.collector_client import BASE_TIME, gap_record
 from tests.support.collector_env import register
 from tests.support.config_files import COLLECTOR_HEAD
+from tests.support.records import alarm_record
 
 FLOAT32 = 2.4833621978759766
 THRESHOLD32 = 2.299999952316284  # float32(2.3) widened

@@ -6,8 +6,9 @@ from collector.model import AuditEntry, Reason
 from collector.readmodel import EVERYTHING, AlarmFilter, AlarmState, ReadingFilter, ReadingRow
 from specs.meta import PointMeta
 from specs.records import AlarmEvent, Quality, Reading, iso_time
-from tests.support.collector_client import BASE_TIME, SignedAck, alarm_record
+from tests.support.collector_client import BASE_TIME, SignedAck
 from tests.support.collector_env import COLLECTOR_KEY, CollectorEnv, wait_until
+from tests.support.records import alarm_record
 
 
 def _level(

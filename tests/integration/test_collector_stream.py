@@ -48,13 +48,13 @@ from tests.support.collector_api import BEIJING, NANCHANG, TOKEN_ROWS, TOKENS
 from tests.support.collector_client import (
     BASE_TIME,
     SimGateway,
-    alarm_record,
     gap_record,
     gateway_link,
     key_grants,
 )
 from tests.support.collector_env import keyed_collector_config, register
 from tests.support.postgres import sql_execute, sql_rows
+from tests.support.records import alarm_record
 
 LEVEL, PRESSURE = "T001-LT-01", "T001-PT-01"
 WAIT = 10.0  # seconds an expected event may take; the heartbeat below is far longer

@@ -27,18 +27,10 @@ from edge_agent.core.outbox_view import ExportedBlock, count_readings, export_do
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
-from specs.records import (
-    AlarmEvent,
-    AlarmRecord,
-    GapReason,
-    GapRecord,
-    Quality,
-    Reading,
-    Record,
-    iso_time,
-)
+from specs.records import AlarmEvent, GapReason, GapRecord, Reading, Record, iso_time
 from specs.signing import Signature, load_signing_key, load_verify_key
 from tests.e2e.harness import BIN, Site, wait_until
+from tests.support.records import alarm_record, reading_at
 
 T0 = 1.7e9
 
@@ -190,21 +182,6 @@ def invoke(*args: str) -> Result:
     return CliRunner().invoke(main, list(args), catch_exceptions=False)
 
 
-def _reading(i: int) -> Reading:
-    return Reading("T001-LT-01", "WHP-LT", iso_time(T0 + i), float(i), "m", Quality.GOOD)
-
-
-def _alarm(i: int) -> AlarmRecord:
-    return AlarmRecord(
-        f"a{i}", "T001-LT-01", "WHP-LT", iso_time(T0 + i), AlarmEvent.RAISE, "H", 9.0, 8.0, "m",
-        iso_time(T0 + i),
-    )  # fmt: skip
-
-
-def _gap(i: int) -> GapRecord:
-    return GapRecord(iso_time(T0 + i), GapReason.THINNED, 3)
-
-
 def _seal(site_yaml: Path, blocks: list[tuple[Record, ...]], *, deliver: int, prune: bool) -> None:
     """Seal `blocks` with the agent's own outbox, ACK the first `deliver`, maybe prune them."""
     config = load_site_config(site_yaml)
@@ -223,10 +200,17 @@ def _seal(site_yaml: Path, blocks: list[tuple[Record, ...]], *, deliver: int, pr
 
 
 def test_stats_count_readings_not_alarm_or_gap_records(site_yaml: Path) -> None:
+    alarm_1 = alarm_record("a1", AlarmEvent.RAISE, T0 + 1, value=9.0, threshold=8.0)
+    alarm_3 = alarm_record("a3", AlarmEvent.RAISE, T0 + 3, value=9.0, threshold=8.0)
     blocks: list[tuple[Record, ...]] = [
-        (_reading(0), _reading(1), _alarm(1)),
-        (_gap(2),),
-        (_reading(3), _alarm(3), _gap(3), _reading(4)),
+        (reading_at(T0, 0.0), reading_at(T0 + 1, 1.0), alarm_1),
+        (GapRecord(iso_time(T0 + 2), GapReason.THINNED, 3),),
+        (
+            reading_at(T0 + 3, 3.0),
+            alarm_3,
+            GapRecord(iso_time(T0 + 3), GapReason.THINNED, 3),
+            reading_at(T0 + 4, 4.0),
+        ),
     ]
     _seal(site_yaml, blocks, deliver=1, prune=False)
     result = invoke("outbox", "stats", "-c", str(site_yaml), "--json")
@@ -248,7 +232,7 @@ def test_stats_count_readings_not_alarm_or_gap_records(site_yaml: Path) -> None:
 
 
 def test_resend_says_which_blocks_are_gone_for_good(site_yaml: Path) -> None:
-    _seal(site_yaml, [(_reading(i),) for i in range(6)], deliver=4, prune=True)
+    _seal(site_yaml, [(reading_at(T0 + i, float(i)),) for i in range(6)], deliver=4, prune=True)
     gone = invoke("outbox", "resend", "-c", str(site_yaml), "--from-seq", "2", "--json")
     assert gone.exit_code == 1
     assert json.loads(gone.stdout) | {"epoch": "-"} == {
@@ -261,7 +245,7 @@ def test_resend_says_which_blocks_are_gone_for_good(site_yaml: Path) -> None:
 
 
 def test_resend_marks_delivered_blocks_from_the_seq_on(site_yaml: Path) -> None:
-    _seal(site_yaml, [(_reading(i),) for i in range(6)], deliver=5, prune=False)
+    _seal(site_yaml, [(reading_at(T0 + i, float(i)),) for i in range(6)], deliver=5, prune=False)
     done = invoke("outbox", "resend", "-c", str(site_yaml), "--from-seq", "3")
     assert done.exit_code == 0, done.output
     assert done.stdout.endswith("seq 3..6: 3 blocks marked for resending, 1 were waiting already\n")
@@ -274,7 +258,7 @@ def test_usage_and_missing_outbox(site_yaml: Path) -> None:
         result = invoke("outbox", command[0], "-c", str(site_yaml), *command[1:])
         assert result.exit_code == 1
         assert "no outbox yet" in result.stderr
-    _seal(site_yaml, [(_reading(0),)], deliver=0, prune=False)
+    _seal(site_yaml, [(reading_at(T0, 0.0),)], deliver=0, prune=False)
     assert invoke("outbox", "resend", "-c", str(site_yaml)).exit_code == 2
     assert invoke("outbox", "resend", "-c", str(site_yaml), "--from-seq", "0").exit_code == 2
     backwards = invoke("outbox", "export", "-c", str(site_yaml), "--from-seq", "3", "--to-seq", "2")

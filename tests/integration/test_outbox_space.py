@@ -17,17 +17,9 @@ import pytest
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
-from specs.records import (
-    AlarmEvent,
-    AlarmRecord,
-    GapReason,
-    GapRecord,
-    Quality,
-    Reading,
-    Record,
-    iso_time,
-)
+from specs.records import AlarmEvent, AlarmRecord, GapReason, GapRecord, Reading, Record
 from specs.signing import signing_key_from_seed
+from tests.support.records import alarm_record, reading_at
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -41,20 +33,14 @@ POINTS = ("T001-LT-01", "T001-TT-01", "T001-PT-01", "T002-LT-01", "T002-TT-01")
 def _block_records(index: int, per_block: int) -> tuple[Record, ...]:
     base = T0 + index * per_block
     records: list[Record] = [
-        Reading(
-            POINTS[i % len(POINTS)],
-            "WHP-LT",
-            iso_time(base + i),
-            float((index * per_block + i) % 97),
-            "m",
-            Quality.GOOD,
-        )
+        reading_at(base + i, float((index * per_block + i) % 97), point=POINTS[i % len(POINTS)])
         for i in range(per_block)
     ]
     if index % 25 == 0:
-        t = iso_time(base)
         records.append(
-            AlarmRecord(f"a-{index}", POINTS[0], "WHP-LT", t, AlarmEvent.RAISE, "H", 9, 8, "m", t)
+            alarm_record(
+                f"a-{index}", AlarmEvent.RAISE, base, point=POINTS[0], value=9, threshold=8
+            )
         )
     return tuple(records)
 

@@ -28,16 +28,7 @@ from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.catalogue import Catalogue, Indicator, UnitConversion, default_catalogue
 from specs.identifiers import credit_code_check_character
 from specs.meta import GatewayMeta, PointMeta
-from specs.records import (
-    AlarmEvent,
-    AlarmRecord,
-    GapReason,
-    GapRecord,
-    Quality,
-    Reading,
-    Record,
-    iso_time,
-)
+from specs.records import GapReason, GapRecord, Reading, Record, iso_time
 from specs.signing import (
     Signature,
     SigningKey,
@@ -48,6 +39,7 @@ from specs.signing import (
 )
 from specs.topics import GatewayTopics
 from tests.support.config_files import site_head
+from tests.support.records import reading_at
 
 BASE_TIME = 1_780_000_000.0  # a fixed wall-clock second (2026-05-28), so tests are repeatable
 
@@ -87,14 +79,7 @@ class SimGateway:
 
     def reading(self, seq: int, index: int = 0, point: str = "T001-LT-01") -> Reading:
         """A deterministic reading: value = seq + index / 10, one second per seq."""
-        return Reading(
-            point=point,
-            quota="WHP-LT",
-            t=iso_time(BASE_TIME + seq % 1_000_000 + index / 100),
-            value=seq + index / 10,
-            unit="m",
-            quality=Quality.GOOD,
-        )
+        return reading_at(BASE_TIME + seq % 1_000_000 + index / 100, seq + index / 10, point=point)
 
     def block(
         self,
@@ -196,34 +181,6 @@ def catalogue_with_coal() -> Catalogue:
     )
     return dataclasses.replace(
         shipped, indicators={**shipped.indicators, **{i.code: i for i in coal}}
-    )
-
-
-def alarm_record(
-    alarm_id: str,
-    event: AlarmEvent,
-    t: float,
-    *,
-    point: str = "T001-LT-01",
-    quota: str = "WHP-LT",
-    level: str = "H",
-    value: float | None = 8.7,
-    threshold: float | None = 8.5,
-    unit: str = "m",
-    trigger_t: float | None = None,
-) -> AlarmRecord:
-    """An alarm event as the edge writes it (trigger reading at `trigger_t`, default `t`)."""
-    return AlarmRecord(
-        alarm_id=alarm_id,
-        point=point,
-        quota=quota,
-        t=iso_time(t),
-        event=event,
-        level=level,
-        value=value,
-        threshold=threshold,
-        unit=unit,
-        trigger_t=iso_time(t if trigger_t is None else trigger_t),
     )
 
 

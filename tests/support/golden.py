@@ -38,6 +38,7 @@ from specs.signing import Signature, SigningKey, signing_key_from_seed
 from specs.status import GatewayStatus
 from tests.support.generated_folder import GeneratedFolder
 from tests.support.golden_encoded import dictionaries, encoded_files
+from tests.support.records import reading_at
 
 EXAMPLES: Final = Path(specs.__file__).resolve().parent / "examples"
 KEPT: Final = frozenset({"README.md", ".gitattributes", "sm2"})
@@ -103,19 +104,6 @@ def _t(seconds: float) -> str:
     return iso_time(T0 + seconds)
 
 
-def _reading(
-    point: str,
-    quota: str,
-    at: float,
-    value: float | None,
-    unit: str,
-    *,
-    quality: Quality = Quality.GOOD,
-    flags: tuple[str, ...] = (),
-) -> Reading:
-    return Reading(point, quota, _t(at), value, unit, quality, flags)
-
-
 def _alarm(
     trigger: Reading,
     event: AlarmEvent,
@@ -163,7 +151,9 @@ def _raise_and_clear(
     values: tuple[float | None, float | None] = (None, None),
 ) -> list[Record]:
     """Three readings of one point, the second raising `level` and the third clearing it."""
-    before, high, low = (_reading(point, quota, at, value, unit) for at, value in samples)
+    before, high, low = (
+        reading_at(T0 + at, value, point=point, quota=quota, unit=unit) for at, value in samples
+    )
     alarm_id = f"{point}/{level}/{high.t}"
 
     def alarm(trigger: Reading, event: AlarmEvent, value: float | None) -> AlarmRecord:
@@ -191,7 +181,7 @@ def _raise_and_clear(
 def whp_records() -> tuple[list[Record], list[Record]]:
     """Tank farm: tank 1 level crosses H (8.5 m) and falls back; the old outbox was corrupt."""
     first: list[Record] = [
-        _reading("T001-LEL-01", "WHP-LEL", 0, 2.5, "%LEL"),
+        reading_at(T0, 2.5, point="T001-LEL-01", quota="WHP-LEL", unit="%LEL"),
         *_raise_and_clear(
             "T001-LT-01", "WHP-LT", "m", ((0, 8.43), (1, 8.57), (2, 8.44)), level="H", threshold=8.5
         ),
@@ -208,17 +198,25 @@ def whp_records() -> tuple[list[Record], list[Record]]:
         ),
     ]
     second: list[Record] = [
-        _reading("T001-TT-01", "WHP-TT", 3, None, "℃", quality=Quality.BAD, flags=("timeout",)),
-        _reading(
-            "T001-PT-01",
-            "WHP-PT",
-            3,
+        reading_at(
+            T0 + 3,
+            None,
+            point="T001-TT-01",
+            quota="WHP-TT",
+            unit="℃",
+            quality=Quality.BAD,
+            flags=("timeout",),
+        ),
+        reading_at(
+            T0 + 3,
             41.25,
-            "MPa",
+            point="T001-PT-01",
+            quota="WHP-PT",
+            unit="MPa",
             quality=Quality.UNCERTAIN,
             flags=("out_of_range",),
         ),
-        _reading("T001-LEL-01", "WHP-LEL", 3, 2.25, "%LEL"),
+        reading_at(T0 + 3, 2.25, point="T001-LEL-01", quota="WHP-LEL", unit="%LEL"),
     ]
     return first, second
 
@@ -226,8 +224,8 @@ def whp_records() -> tuple[list[Record], list[Record]]:
 def wkk_records() -> list[Record]:
     """Tailings pond: the water level reaches its yellow threshold, then recedes; a full outbox."""
     return [
-        _reading("K01-DX-01", "WKK-DX", 0, 12.75, "mm"),
-        _reading("K01-RF-01", "WKK-RF", 0, 3.5, "mm"),
+        reading_at(T0, 12.75, point="K01-DX-01", quota="WKK-DX", unit="mm"),
+        reading_at(T0, 3.5, point="K01-RF-01", quota="WKK-RF", unit="mm"),
         *_raise_and_clear(
             "K01-WL-01",
             "WKK-WL",
@@ -255,9 +253,9 @@ def yhbz_records() -> list[Record]:
     """Fireworks workshop: 7 people in a workshop rated for 6 (超员), then 6 again; thinning."""
     pc, pr = "F001-PC-01", "F001-PR-01"
     return [
-        _reading(pr, "YHBZ-PR", 0, 6, "persons"),
-        _reading("F001-QT-01", "YHBZ-QT", 0, 18.5, "kg"),
-        _reading("F001-QR-01", "YHBZ-QR", 0, 20, "kg"),
+        reading_at(T0, 6, point=pr, quota="YHBZ-PR", unit="persons"),
+        reading_at(T0, 18.5, point="F001-QT-01", quota="YHBZ-QT", unit="kg"),
+        reading_at(T0, 20, point="F001-QR-01", quota="YHBZ-QR", unit="kg"),
         *_raise_and_clear(
             pc,
             "YHBZ-PC",
@@ -287,7 +285,7 @@ def mk_records() -> list[Record]:
     """Coal mine: methane passes the 1.0 %CH4 alarm and falls back; a restored outbox."""
     ch4 = "610632007-000001-001046"  # {mine code}-{substation}-{sensor}, spec-facts 6.1
     return [
-        _reading("610632007-000001-001047", "MK-M0104", 0, 6, "ppm"),
+        reading_at(T0, 6, point="610632007-000001-001047", quota="MK-M0104", unit="ppm"),
         *_raise_and_clear(
             ch4,
             "MK-M0101",
@@ -313,7 +311,7 @@ def mk_records() -> list[Record]:
 def bp_records() -> list[Record]:
     """Slope: GNSS X moves 6.3 mm in an hour (rate >= 5 mm/h), then 2.4 mm/h; a full disk."""
     return [
-        _reading("S01-GZ-01", "BP-GZ", 0, -12.4, "mm"),
+        reading_at(T0, -12.4, point="S01-GZ-01", quota="BP-GZ", unit="mm"),
         *_raise_and_clear(
             "S01-GX-01",
             "BP-GX",
@@ -494,11 +492,11 @@ def float32_block(prev: bytes) -> bytes:
     values = (8.430000305175781, 38.91999816894531, 0.25200000405311584, 2.299999952316284)
     points = (("LT", "WHP-LT", "m"), ("TT", "WHP-TT", "℃"), ("PT", "WHP-PT", "MPa"))
     records: list[Record] = [
-        _reading(f"T00{tank}-{code}-01", quota, 4, values[i] * tank, unit)
+        reading_at(T0 + 4, values[i] * tank, point=f"T00{tank}-{code}-01", quota=quota, unit=unit)
         for tank in (1, 2)
         for i, (code, quota, unit) in enumerate(points)
     ]
-    records.append(_reading("T001-LEL-01", "WHP-LEL", 4, values[3], "%LEL"))
+    records.append(reading_at(T0 + 4, values[3], point="T001-LEL-01", quota="WHP-LEL", unit="%LEL"))
     return _block(WHP, 3, block_hash(prev), records)
 
 

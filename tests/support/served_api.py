@@ -28,7 +28,8 @@ from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, Record
 from tests.support.collector_api import BEIJING, NANCHANG, NOW, TOKENS, level, pressure, serve
-from tests.support.collector_client import BASE_TIME, SimGateway, alarm_record, gap_record
+from tests.support.collector_client import BASE_TIME, SimGateway, gap_record
+from tests.support.records import alarm_record
 
 SEEDED: Final = (NANCHANG, BEIJING)
 DISTRICT_OF: Final = {gw.gateway: gw.district for gw in SEEDED}

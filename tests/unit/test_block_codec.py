@@ -11,15 +11,7 @@ from hypothesis import strategies as st
 from edge_agent.core.chain import ChainState, Identity, seal
 from specs.ack import Ack, AckFormatError, decode_ack
 from specs.block import GENESIS, BlockFormatError, block_hash, decode_block
-from specs.records import (
-    AlarmEvent,
-    AlarmRecord,
-    GapReason,
-    GapRecord,
-    Quality,
-    Reading,
-    iso_time,
-)
+from specs.records import AlarmEvent, GapReason, GapRecord, Quality, Reading, iso_time
 from specs.signing import (
     BadSignatureError,
     Signature,
@@ -31,6 +23,7 @@ from specs.signing import (
     signature_properties,
     signing_key_from_seed,
 )
+from tests.support.records import alarm_record
 
 KEY = signing_key_from_seed(bytes(range(32)))
 OTHER = signing_key_from_seed(bytes(range(1, 33)))
@@ -234,17 +227,14 @@ def test_ack_round_trip_and_rejections() -> None:
 
 
 def test_alarm_records_round_trip_and_name_their_trigger() -> None:
-    raise_event = AlarmRecord(
-        alarm_id="T001-LT-01/HH/1",
-        point="T001-LT-01",
-        quota="WHP-LT",
-        t=iso_time(1.7e9 + 1),
-        event=AlarmEvent.RAISE,
+    raise_event = alarm_record(
+        "T001-LT-01/HH/1",
+        AlarmEvent.RAISE,
+        1.7e9 + 1,
         level="HH",
         value=9.2,
         threshold=9.0,
-        unit="m",
-        trigger_t=iso_time(1.7e9),
+        trigger_t=1.7e9,
     )
     block, _ = seal(
         ChainState.genesis("e"), SITE, (raise_event,), now=1.7e9, clock_synced=True, key=KEY

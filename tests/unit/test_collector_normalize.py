@@ -29,13 +29,13 @@ from specs.meta import PointMeta
 from specs.records import AlarmEvent, GapReason, Quality, Reading, Record, iso_time
 from tests.support.collector_client import (
     BASE_TIME,
-    alarm_record,
     catalogue_with_coal,
     foreign_key,
     gap_record,
     key_grants,
     sim_gateway,
 )
+from tests.support.records import alarm_record
 
 GW = sim_gateway(1)
 OTHER = sim_gateway(2)

@@ -10,40 +10,29 @@ from hypothesis import strategies as st
 from edge_agent.core.thinning import EvictedBlock, drop, readings_of, thin, thin_readings
 from specs.records import (
     AlarmEvent,
-    AlarmRecord,
     GapReason,
     GapRecord,
-    Quality,
     Reading,
     Record,
     iso_time,
     parse_iso_time,
 )
+from tests.support.records import alarm_record, reading_at
 
 T0 = 1_700_000_040.0  # a minute boundary
 NOW = T0 + 3600
 
 
-def _reading(point: str, offset: float, value: float | None) -> Reading:
-    quality = Quality.GOOD if value is not None else Quality.BAD
-    return Reading(point, "WHP-LT", iso_time(T0 + offset), value, "m", quality)
-
-
-def _alarm(offset: float) -> AlarmRecord:
-    t = iso_time(T0 + offset)
-    return AlarmRecord("a-1", "P1", "WHP-LT", t, AlarmEvent.RAISE, "H", 9.0, 8.5, "m", t)
-
-
 def test_a_minute_of_one_point_keeps_its_min_max_and_last() -> None:
     values = [5.0, 1.0, 9.0, 4.0, 7.0, 3.0]
-    readings = [_reading("P1", i * 10, v) for i, v in enumerate(values)]
+    readings = [reading_at(T0 + i * 10, v, point="P1") for i, v in enumerate(values)]
     kept = sorted(thin_readings(readings))
     assert [readings[i].value for i in kept] == [1.0, 9.0, 3.0]
 
 
 def test_each_point_and_each_minute_is_thinned_on_its_own() -> None:
     readings = [
-        _reading(point, minute * 60 + second, float(second + minute))
+        reading_at(T0 + minute * 60 + second, float(second + minute), point=point)
         for point in ("P1", "P2")
         for minute in range(2)
         for second in range(0, 60, 5)
@@ -54,19 +43,26 @@ def test_each_point_and_each_minute_is_thinned_on_its_own() -> None:
 
 
 def test_bad_readings_without_value_survive_only_as_the_last_of_their_minute() -> None:
-    readings = [_reading("P1", 0, None), _reading("P1", 10, 2.0), _reading("P1", 20, None)]
+    readings = [
+        reading_at(T0, None, point="P1"),
+        reading_at(T0 + 10, 2.0, point="P1"),
+        reading_at(T0 + 20, None, point="P1"),
+    ]
     kept = sorted(thin_readings(readings))
     assert kept == [1, 2]
 
 
 def test_thin_keeps_alarm_events_and_gap_records_and_names_the_loss() -> None:
     earlier_gap = GapRecord(iso_time(T0), GapReason.DISK_FULL, 3)
+    alarm = alarm_record("a-1", AlarmEvent.RAISE, T0 + 30, point="P1", value=9.0)
     first = EvictedBlock(
         "e1",
         4,
-        (*(_reading("P1", s, float(s)) for s in range(0, 60, 6)), _alarm(30), earlier_gap),
+        (*(reading_at(T0 + s, float(s), point="P1") for s in range(0, 60, 6)), alarm, earlier_gap),
     )
-    second = EvictedBlock("e1", 5, tuple(_reading("P1", 60 + s, 1.0) for s in range(0, 60, 6)))
+    second = EvictedBlock(
+        "e1", 5, tuple(reading_at(T0 + 60 + s, 1.0, point="P1") for s in range(0, 60, 6))
+    )
     replacement = thin([first, second], now=NOW)
     gap = replacement.records[0]
     assert isinstance(gap, GapRecord)
@@ -77,13 +73,15 @@ def test_thin_keeps_alarm_events_and_gap_records_and_names_the_loss() -> None:
     assert gap.t_to is not None
     assert parse_iso_time(gap.t_from) >= T0
     assert parse_iso_time(gap.t_to) < T0 + 120
-    assert _alarm(30) in replacement.records
+    assert alarm in replacement.records
     assert earlier_gap in replacement.records
 
 
 def test_a_gap_record_never_spans_a_block_that_did_not_give_way() -> None:
     blocks = [
-        EvictedBlock("e1", seq, tuple(_reading("P1", seq * 60 + s, float(s)) for s in range(9)))
+        EvictedBlock(
+            "e1", seq, tuple(reading_at(T0 + seq * 60 + s, float(s), point="P1") for s in range(9))
+        )
         for seq in (3, 4, 7)
     ]
     replacement = thin(blocks, now=NOW)
@@ -93,9 +91,12 @@ def test_a_gap_record_never_spans_a_block_that_did_not_give_way() -> None:
 
 
 def test_drop_keeps_only_alarms_and_gaps_with_an_outbox_full_gap_per_epoch() -> None:
+    alarm = alarm_record("a-1", AlarmEvent.RAISE, T0 + 1, point="P1", value=9.0)
     blocks = [
-        EvictedBlock("e1", 9, (_reading("P1", 0, 1.0), _alarm(1))),
-        EvictedBlock("e2", 1, (_reading("P1", 70, 2.0), _reading("P2", 75, 3.0))),
+        EvictedBlock("e1", 9, (reading_at(T0, 1.0, point="P1"), alarm)),
+        EvictedBlock(
+            "e2", 1, (reading_at(T0 + 70, 2.0, point="P1"), reading_at(T0 + 75, 3.0, point="P2"))
+        ),
     ]
     replacement = drop(blocks, now=NOW)
     gaps = [r for r in replacement.records if isinstance(r, GapRecord)]
@@ -103,7 +104,7 @@ def test_drop_keeps_only_alarms_and_gaps_with_an_outbox_full_gap_per_epoch() -> 
         (GapReason.OUTBOX_FULL, "e1", 9, 9, 1),
         (GapReason.OUTBOX_FULL, "e2", 1, 1, 2),
     ]
-    assert [r for r in replacement.records if not isinstance(r, GapRecord)] == [_alarm(1)]
+    assert [r for r in replacement.records if not isinstance(r, GapRecord)] == [alarm]
     assert replacement.dropped == 3
 
 
@@ -121,7 +122,7 @@ readings_strategy = st.lists(
 def test_every_bucket_keeps_its_extremes_and_its_last(
     raw: list[tuple[str, int, float | None]],
 ) -> None:
-    readings = [_reading(p, s, v) for p, s, v in raw]
+    readings = [reading_at(T0 + s, v, point=p) for p, s, v in raw]
     kept = thin_readings(readings)
     buckets: dict[tuple[str, int], list[int]] = defaultdict(list)
     for i, r in enumerate(readings):
@@ -140,7 +141,7 @@ def test_every_bucket_keeps_its_extremes_and_its_last(
 
 @given(readings_strategy)
 def test_nothing_is_lost_without_being_counted(raw: list[tuple[str, int, float | None]]) -> None:
-    records: list[Record] = [_reading(p, s, v) for p, s, v in raw]
+    records: list[Record] = [reading_at(T0 + s, v, point=p) for p, s, v in raw]
     blocks = [EvictedBlock("e", i + 1, tuple(records[i::4])) for i in range(4)]
     replacement = thin(blocks, now=NOW)
     kept = [r for r in replacement.records if isinstance(r, Reading)]
