@@ -22,6 +22,7 @@ from pydantic import (
 
 from collector.api.config import ApiConfig
 from collector.storage.retention import MIN_AUDIT_DAYS, RetentionPolicy
+from collector.storage.urls import redacted
 from configkit.fields import (
     BASE_DIR,
     ConfigModel,
@@ -55,9 +56,11 @@ def default_client_id(host: str, config: "CollectorConfig") -> str:
 
     `gz-collector-<host>-<8 hex>`, the hex from the broker, the storage and the share group,
     so that a restart finds its session again and two configs on one host do not collide.
+    The storage's password is left out: a new one must not orphan the old session, which the
+    broker would go on handing its share of the group's blocks until it expires.
     """
     name = re.sub(r"[^A-Za-z0-9-]+", "-", host).strip("-")[:_HOST_PART] or "host"
-    seed = f"{config.broker}|{config.storage.url}|{config.ingest.share_group}"
+    seed = f"{config.broker}|{redacted(config.storage.url)}|{config.ingest.share_group}"
     return f"gz-collector-{name}-{hashlib.sha256(seed.encode()).hexdigest()[:8]}"
 
 

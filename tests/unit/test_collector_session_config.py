@@ -76,3 +76,37 @@ def test_bad_session_settings_name_their_key(ingest: str, path: str, fragment: s
     (issue,) = caught.value.issues
     assert (issue.line, issue.path) == (5, path)
     assert fragment in issue.message
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        (
+            "postgresql://ganzhi:old-secret@db.example/gz",
+            "postgresql://ganzhi:new-secret@db.example/gz",
+        ),
+        (
+            "postgresql://ganzhi@db.example/gz?password=old",
+            "postgresql://ganzhi@db.example/gz?password=new",
+        ),
+    ],
+)
+def test_a_new_database_password_keeps_the_session(before: str, after: str) -> None:
+    """The default id once hashed the url with its password (password_file puts it there).
+
+    Rotating the password then gave the collector another durable session, and the broker
+    went on handing the old one, never taken again, its share of the shared subscription's
+    blocks until `session_expiry`: with one collector, half of them.
+    """
+    ids = {
+        default_client_id(
+            "collector-1", _parse(_config().replace('"sqlite:///state/collector.db"', f'"{url}"'))
+        )
+        for url in (before, after)
+    }
+    assert len(ids) == 1
+    other_db = before.replace("/gz", "/gz2")
+    moved = default_client_id(
+        "collector-1", _parse(_config().replace('"sqlite:///state/collector.db"', f'"{other_db}"'))
+    )
+    assert moved not in ids

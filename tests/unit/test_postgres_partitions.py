@@ -11,9 +11,10 @@ from hypothesis import strategies as st
 
 from collector.storage.base import StorageError
 from collector.storage.months import month_of, month_start, next_month, previous_month
-from collector.storage.postgres.connection import check_url, redacted
+from collector.storage.postgres.connection import check_url
 from collector.storage.postgres.locks import gateway_lock_key, lock_order
 from collector.storage.postgres.partitions import month_of_partition, partition_name
+from collector.storage.urls import redacted
 
 # From 1900 to 2200: what instruments and clocks can plausibly claim.
 TIMES = st.floats(min_value=-2_208_988_800.0, max_value=7_258_118_400.0, allow_nan=False)

@@ -7,7 +7,6 @@ names the server by its URL with the password left out (URLs end up in logs and 
 from __future__ import annotations
 
 import asyncio
-import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Final, TypeAlias
@@ -16,36 +15,17 @@ import asyncpg
 from asyncpg.pool import PoolConnectionProxy
 
 from collector.storage.base import StorageError
+from collector.storage.urls import redacted
 
 Db: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncpg.Record]"
 """A connection: a pooled one while serving, a direct one for `upgrade`."""
 
 SCHEMES: Final = frozenset({"postgresql", "postgres"})
-_PASSWORD_OPTION: Final = re.compile(r"([?&]password=)[^&#]*")
 
 # Why asyncpg can fail: the server said no (PostgresError), the client side broke or was
 # misconfigured (InterfaceError: closed connection, bad DSN option), or the socket failed
 # (OSError, which includes TimeoutError and DNS errors).
 DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
-
-
-def redacted(url: str) -> str:
-    """The URL with any password replaced by `***` (user, hosts, database and options stay).
-
-    Read without a URL parser: libpq URLs may list several `host:port` pairs, which
-    `urllib` refuses, and a password may also come as a `password=` query option.
-    """
-    scheme, separator, rest = url.partition("://")
-    if not separator:
-        return url
-    cut = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-    netloc, tail = rest[:cut], rest[cut:]
-    if "@" in netloc:
-        userinfo, hosts = netloc.rsplit("@", 1)
-        if ":" in userinfo:
-            netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
-    tail = _PASSWORD_OPTION.sub(r"\1***", tail)
-    return f"{scheme}://{netloc}{tail}"
 
 
 def check_url(url: str) -> None:

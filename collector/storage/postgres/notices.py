@@ -23,7 +23,8 @@ import asyncpg
 import structlog
 
 from collector.feed.wakeup import CommitSignal
-from collector.storage.postgres.connection import DRIVER_ERRORS, Db, describe, redacted
+from collector.storage.postgres.connection import DRIVER_ERRORS, Db, describe
+from collector.storage.urls import redacted
 
 FEED_CHANNEL: Final = "ganzhi_feed"
 """The channel every collector of a database notifies and listens on."""

@@ -45,7 +45,6 @@ from collector.storage.postgres.connection import (
     Db,
     check_url,
     connecting,
-    redacted,
     translated,
 )
 from collector.storage.postgres.ingest import ingest_batch, reading_times
@@ -55,6 +54,7 @@ from collector.storage.postgres.rows import fetcher
 from collector.storage.postgres.schema import migrate
 from collector.storage.queries import Fetch
 from collector.storage.reads import CapabilityReads
+from collector.storage.urls import redacted
 from collector.tokens import StoredToken
 
 POOL_MIN: Final = 1
