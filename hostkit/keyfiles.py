@@ -69,14 +69,20 @@ def retired_key_path(key_file: Path, kid: str) -> Path:
 def check_private_mode(key_file: Path) -> None:
     """Raise ExposedKeyError when anyone but the owner may read or write `key_file`.
 
-    A missing file passes: whoever needs the key reports that with its own advice.
+    A missing file passes: whoever needs the key reports that with its own advice. Anything
+    else that is no key file (a folder, a device: their modes are no advice) is a KeyFileError.
     """
     try:
-        mode = stat.S_IMODE(key_file.stat().st_mode)
+        status = key_file.stat()
     except FileNotFoundError:
         return
     except OSError as exc:
         raise KeyFileError(f"{key_file}: cannot read: {exc.strerror or exc}") from None
+    if stat.S_ISDIR(status.st_mode):
+        raise KeyFileError(f"{key_file}: a folder, not a key file")
+    if not stat.S_ISREG(status.st_mode):
+        raise KeyFileError(f"{key_file}: not a regular file, not a key file")
+    mode = stat.S_IMODE(status.st_mode)
     if mode & 0o077:
         raise ExposedKeyError(
             f"{key_file}: private key has mode {mode:04o}, open to group or others;"

@@ -11,12 +11,15 @@ from edge_agent.cli.options import CONFIG_ERROR_EXIT
 from edge_agent.config import SiteConfig
 from edge_agent.shell.collector_keys import collector_key_problems
 from edge_agent.shell.outbox_open import outbox_path_problem
-from hostkit.keyfiles import ExposedKeyError, check_private_mode, next_key_path
+from hostkit.keyfiles import KeyFileError, check_private_mode, next_key_path
 from hostkit.tls import TlsFileError, client_context
 
 
 def refuse_exposed_keys(config: SiteConfig) -> None:
-    """Exit 2 naming every private key file the group or others may read (and the fix)."""
+    """Exit 2 naming every private key file the group or others may read (and the fix).
+
+    A key path that is no file (a folder; a file where its folder should be) is named too.
+    """
     private = [config.signing.key_file, next_key_path(config.signing.key_file)]
     if config.uplink.tls is not None and config.uplink.tls.key is not None:
         private.append(config.uplink.tls.key)
@@ -24,7 +27,7 @@ def refuse_exposed_keys(config: SiteConfig) -> None:
     for path in private:
         try:
             check_private_mode(path)
-        except ExposedKeyError as exc:
+        except KeyFileError as exc:  # ExposedKeyError, or no file that could be a key
             exposed.append(str(exc))
     if exposed:
         for problem in exposed:

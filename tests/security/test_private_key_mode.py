@@ -7,6 +7,7 @@ and `check` refuse it, naming the file and the fix.
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -56,6 +57,28 @@ def test_the_agent_checks_a_0600_or_0400_key_happily(site: Path) -> None:
     assert agent_cli("check", "-c", str(site)).exit_code == 0
     key_file.chmod(0o400)
     assert agent_cli("check", "-c", str(site)).exit_code == 0
+
+
+@pytest.mark.timeout(30)
+@pytest.mark.parametrize("problem", ["a folder", "a file as its folder"])
+@pytest.mark.parametrize("command", ["run", "check"])
+def test_the_agent_refuses_a_gateway_key_that_is_no_file(
+    site: Path, command: str, problem: str
+) -> None:
+    """Not a mode to chmod, nor a traceback: what is wrong with the path, exit 2."""
+    key_file = site.parent / "keys" / "gateway.key"
+    shutil.rmtree(key_file.parent)
+    if problem == "a folder":
+        key_file.mkdir(parents=True)
+        says = f"{key_file}: a folder, not a key file"
+    else:
+        key_file.parent.write_text("not a folder\n", encoding="utf-8")
+        says = f"{key_file}: cannot read: Not a directory"
+    result = agent_cli(command, "-c", str(site))
+    assert result.exit_code == 2, result.output
+    assert says in result.stderr
+    assert "chmod" not in result.stderr
+    assert isinstance(result.exception, SystemExit), result.exception
 
 
 def test_the_agent_refuses_a_tls_client_key_others_may_read(site: Path) -> None:
