@@ -8,6 +8,7 @@ streams for the same gateway and window. Both formats read storage a page at a t
 from __future__ import annotations
 
 import contextlib
+import stat
 import sys
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
@@ -178,6 +179,30 @@ def _written(out: Path | None) -> Iterator[tuple[contextlib.ExitStack, BinaryIO]
         raise click.ClickException(str(exc)) from None
 
 
+def _replaceable_out(
+    _context: click.Context, _param: click.Parameter, out: Path | None
+) -> Path | None:
+    """`--out` as given, unless something other than a regular file is there.
+
+    The export is renamed over `out` when complete: a device, FIFO or symbolic link there
+    (`/dev/stdout`, `/dev/full`) would be replaced by a file, not written to.
+    """
+    if out is None:
+        return None
+    try:
+        mode = out.lstat().st_mode
+    except FileNotFoundError:
+        return out
+    except OSError as exc:
+        raise click.BadParameter(f"{out}: {exc.strerror}") from None
+    if not stat.S_ISREG(mode):
+        raise click.BadParameter(
+            f"{out} is not a regular file (the export would replace it);"
+            " leave --out out to write to stdout"
+        )
+    return out
+
+
 @click.command()
 @config_option
 @click.option(
@@ -194,6 +219,7 @@ def _written(out: Path | None) -> Iterator[tuple[contextlib.ExitStack, BinaryIO]
 @click.option(
     "--out",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    callback=_replaceable_out,
     help="Write here (replaced atomically when done) instead of stdout.",
 )
 @click.option(

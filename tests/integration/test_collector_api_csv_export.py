@@ -4,6 +4,8 @@ SQLite and PostgreSQL; bad options are usage errors (exit 2)."""
 from __future__ import annotations
 
 import asyncio
+import os
+import stat
 from pathlib import Path
 
 import pytest
@@ -133,3 +135,25 @@ def test_an_unknown_gateway_exits_2(config: Path, tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "is not registered" in result.stderr
     assert not out.exists()
+
+
+@pytest.mark.parametrize("kind", ["fifo", "symlink"])
+def test_an_out_that_is_no_regular_file_is_refused_and_left_alone(
+    config: Path, tmp_path: Path, kind: str
+) -> None:
+    """`--out` is replaced by a rename: a device, FIFO or link there would be replaced too.
+
+    Found by a hostile tester: `--out /dev/full` (as root) turned the device into a file
+    of CSV and said "exported"; `--out /dev/stdout` would replace the link the same way.
+    """
+    out = tmp_path / "readings.csv"
+    if kind == "fifo":
+        os.mkfifo(out)
+    else:
+        (tmp_path / "elsewhere.csv").write_text("kept\n", encoding="utf-8")
+        out.symlink_to(tmp_path / "elsewhere.csv")
+    result = _export(config, "--out", str(out))
+    assert result.exit_code == 2, result.output
+    assert f"{out} is not a regular file" in result.stderr
+    assert stat.S_ISFIFO(out.lstat().st_mode) if kind == "fifo" else out.is_symlink()
+    assert not list(tmp_path.glob(".*.partial"))
