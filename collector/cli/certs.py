@@ -49,10 +49,21 @@ CLIENT_DAYS: Final = 825
 FC = TypeVar("FC", bound=Callable[..., object])
 
 
+def _days_a_certificate_holds(
+    _context: click.Context, _param: click.Parameter, days: float
+) -> float:
+    try:
+        validity_from(datetime.now(UTC), days)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return days
+
+
 def _days_option(default: float, what: str) -> Callable[[FC], FC]:
     return click.option(
         "--days",
         type=click.FloatRange(min=0, min_open=True),
+        callback=_days_a_certificate_holds,
         default=default,
         show_default=True,
         help=f"How long the {what} is valid.",

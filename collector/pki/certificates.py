@@ -70,6 +70,13 @@ def validity_from(now: datetime, days: float) -> Validity:
     """Valid from a little before `now` for `days` days."""
     if days <= 0:
         raise ValueError("a certificate must be valid for more than 0 days")
+    # datetime ends where X.509 time does, at 9999-12-31; NaN and infinity end nowhere.
+    last_day = (datetime.max.replace(tzinfo=now.tzinfo) - now).days
+    if not days <= last_day:
+        raise ValueError(
+            f"a certificate can be valid until 9999-12-31 at the latest: {last_day} days"
+            f" from now, not {days:g}"
+        )
     return Validity(now - BACKDATE, now + timedelta(days=days))
 
 

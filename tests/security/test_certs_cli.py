@@ -212,3 +212,26 @@ def test_revoking_a_gateway_lists_each_of_its_certificates_once(
     assert {entry.serial_number for entry in crl} == serials
     again = run("certs", "revoke", "-c", str(config), "--gateway", GATEWAY)
     assert again.exit_code == 1
+
+
+@pytest.mark.parametrize("days", ["nan", "inf", "1e9", "3650000"])
+@pytest.mark.parametrize("command", ["certs ca init", "certs issue", "broker-config"])
+def test_days_past_what_a_certificate_can_hold_are_a_usage_error(
+    tmp_path: Path, config: Path, command: str, days: str
+) -> None:
+    """Found by a hostile tester: these ended with an OverflowError or ValueError traceback."""
+    out = tmp_path / "out"
+    extra = {
+        "certs ca init": [],
+        "certs issue": ["--gateway", GATEWAY, "--out", str(out)],
+        "broker-config": ["--out", str(out)],
+    }[command]
+    if command != "certs ca init":
+        run("certs", "ca", "init", "-c", str(config))
+    result = run(*command.split(), "-c", str(config), *extra, "--days", days)
+    assert result.exit_code == 2, result.output
+    assert "--days" in result.output
+    assert "9999-12-31" in result.output
+    assert not out.exists()
+    if command == "certs ca init":
+        assert not (tmp_path / "pki").exists()
