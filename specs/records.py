@@ -20,7 +20,8 @@ class Quality(enum.StrEnum):
 
 
 _EARLIEST = 0.0
-_LATEST = datetime(2999, 12, 31, tzinfo=UTC).timestamp()
+LATEST_TIME = datetime(2999, 12, 31, tzinfo=UTC).timestamp()
+"""The last unix time gz/1 carries (2999-12-31): every time is rendered again by `iso_time`."""
 
 
 class RecordFormatError(ValueError):
@@ -256,6 +257,6 @@ def parse_iso_time(text: str) -> float:
         raise RecordFormatError(f"time {text!r} has no offset")
     seconds = moment.timestamp()
     # Bounded so every stored time can be rendered again (iso_time) by the API.
-    if not _EARLIEST <= seconds <= _LATEST:
+    if not _EARLIEST <= seconds <= LATEST_TIME:
         raise RecordFormatError(f"time {text!r} is outside 1970..2999")
     return seconds

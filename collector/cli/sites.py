@@ -22,7 +22,7 @@ from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
 from configkit.durations import parse_duration
 from hostkit.tables import render_row
-from specs.records import iso_time
+from specs.records import LATEST_TIME, iso_time
 from specs.signing import SigningKey
 from specs.topics import GatewayTopics
 
@@ -43,6 +43,12 @@ def _push_inputs(
         seconds = parse_duration(valid_for)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--valid-for") from None
+    # A command expired on arrival is ignored by the gateway; one past gz/1's last time
+    # cannot be shown (nor audited) as a time.
+    if seconds <= 0:
+        raise click.BadParameter("must be longer than 0 s", param_hint="--valid-for")
+    if time.time() + seconds > LATEST_TIME:
+        raise click.BadParameter("must end by 2999-12-31", param_hint="--valid-for")
     # The key files and broker_tls as `serve` checks them: a push reaches the broker as it does.
     key = private_keys_or_exit(config)
     refuse_bad_broker_tls(config_path, config)
