@@ -10,7 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeAlias
+from typing import Final, TypeAlias
+
+from configkit.durations import format_size
 
 KeyPath: TypeAlias = tuple[str | int, ...]
 """Where a value sits in a document: keys and list indexes from the top."""
@@ -63,10 +65,33 @@ def unreadable(file: str, error: OSError | UnicodeDecodeError) -> ConfigError:
     return ConfigError([ConfigIssue(file, None, "", f"cannot read: {error.strerror or error}")])
 
 
+MAX_CONFIG_BYTES: Final = 64 * 1024 * 1024
+"""A config file larger than this is refused unread: `-c /dev/zero` (or a disk) would take
+every byte of memory; a site map of 100,000 points is a few MiB."""
+
+
 def read_config_text(path: Path) -> str:
-    """The config file at `path` as text; `ConfigError` when it cannot be read as UTF-8."""
+    """The config file at `path` as text; `ConfigError` when it cannot be read as UTF-8.
+
+    At most MAX_CONFIG_BYTES are read: past them the file is refused as no config file.
+    """
     try:
-        return path.read_text(encoding="utf-8")
+        with path.open("rb") as file:
+            data = file.read(MAX_CONFIG_BYTES + 1)
+        if len(data) > MAX_CONFIG_BYTES:
+            raise ConfigError(
+                [
+                    ConfigIssue(
+                        str(path),
+                        None,
+                        "",
+                        f"larger than {format_size(MAX_CONFIG_BYTES)};"
+                        " a config file is text a person wrote",
+                    )
+                ]
+            )
+        # Newlines as text mode reads them (CRLF and CR become LF), as read_text gave them.
+        return data.decode("utf-8").replace("\r\n", "\n").replace("\r", "\n")
     except (OSError, UnicodeDecodeError) as exc:
         raise unreadable(str(path), exc) from None
 

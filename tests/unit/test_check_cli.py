@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import resource
+import subprocess
+import sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -77,6 +80,33 @@ def test_check_on_a_missing_file_exits_2(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["check", "-c", str(tmp_path / "nope.yaml")])
     assert result.exit_code == 2
     assert "cannot read" in result.stderr
+
+
+def _at_most_2_gib_of_memory() -> None:
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+
+
+def test_check_on_an_endless_file_exits_2_without_reading_it_all() -> None:
+    # `-c /dev/zero` (or a disk device): read whole, it took every byte of memory there was.
+    # The limit only makes a failing run fail fast instead of starving the machine.
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from edge_agent.cli import main; main()",
+            "check",
+            "-c",
+            "/dev/zero",
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        preexec_fn=_at_most_2_gib_of_memory,
+    )
+    assert done.returncode == 2, done.stderr
+    assert "/dev/zero: larger than 64MiB; a config file is text a person wrote" in done.stderr
+    assert "Traceback" not in done.stderr
 
 
 def _cells(text: str) -> int:
