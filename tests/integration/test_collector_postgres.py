@@ -131,6 +131,33 @@ async def test_a_server_that_does_not_answer_is_a_storage_error_without_the_pass
     assert message.startswith("connecting failed (")
 
 
+async def test_a_server_that_accepts_and_never_answers_is_a_storage_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A hung server (or a box that takes the connection and says nothing) times out.
+
+    Found by a hostile tester: the connect timeout's own cancellation was taken for the
+    caller's, so every command and `serve` ended with a bare CancelledError traceback.
+    """
+    held: list[asyncio.StreamWriter] = []
+
+    async def say_nothing(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+
+    server = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    monkeypatch.setattr(store, "CONNECT_TIMEOUT", 0.5)
+    try:
+        with pytest.raises(StorageError) as raised:
+            async with asyncio.timeout(30), open_storage(f"postgresql://u@127.0.0.1:{port}/db"):
+                pass
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
+    assert str(raised.value).startswith(f"connecting failed (postgresql://u@127.0.0.1:{port}/db)")
+
+
 # --- partitions ------------------------------------------------------------------------------
 
 

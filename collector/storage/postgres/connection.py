@@ -41,12 +41,20 @@ def translated(action: str, url: str) -> Iterator[None]:
     try:
         yield
     except DRIVER_ERRORS as exc:
-        if isinstance(exc.__context__, asyncio.CancelledError):
+        if isinstance(exc.__context__, asyncio.CancelledError) and _being_cancelled():
             # A cancellation that closed the connection (`execute_many`) makes the
             # transaction's exit raise InterfaceError in its place: it stays a cancellation,
             # or a stopping collector's sealing and retention loops would retry it for ever.
+            # A timeout's own cancellation (asyncpg's connect timeout) is no such thing: the
+            # TimeoutError it became is the error to report.
             raise asyncio.CancelledError from exc
         raise StorageError(f"{action} failed ({redacted(url)}): {describe(exc)}") from exc
+
+
+def _being_cancelled() -> bool:
+    """Whether the running task has a cancellation requested (and not taken back)."""
+    task = asyncio.current_task()
+    return task is not None and task.cancelling() > 0
 
 
 @contextmanager
