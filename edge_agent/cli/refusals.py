@@ -1,4 +1,4 @@
-"""Checks `check` and `run` share before anything starts: keys, TLS files, the outbox path."""
+"""What `check`, `run` and `backfill` refuse before anything starts, each at its line or file."""
 
 from __future__ import annotations
 
@@ -10,6 +10,8 @@ from configkit.validation import problems_at
 from edge_agent.cli.options import CONFIG_ERROR_EXIT
 from edge_agent.config import SiteConfig
 from edge_agent.shell.collector_keys import collector_key_problems
+from edge_agent.shell.commands import map_on_probation
+from edge_agent.shell.metrics_server import listen_problem
 from edge_agent.shell.outbox_open import outbox_path_problem
 from hostkit.keyfiles import KeyFileError, check_private_mode, next_key_path
 from hostkit.tls import TlsFileError, client_context
@@ -81,5 +83,23 @@ def refuse_unusable_outbox_path(
     problem = outbox_path_problem(config.outbox.path, try_writing=try_writing)
     if problem is not None:
         for issue in problems_at(config_path, [(("outbox", "path"), problem)]).issues:
+            click.echo(str(issue), err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+
+
+def refuse_unusable_metrics_listen(config_path: Path, config: SiteConfig) -> None:
+    """Exit 2 (file:line: metrics.listen: ...) when `run` could not listen on `metrics.listen`.
+
+    For `run` only: while the agent runs, the address is its own, so `check` would find it taken.
+    A pushed map on probation is let through: its failed start puts the previous map back.
+    """
+    if config.metrics is None:
+        return
+    site_text = config_path.read_bytes().decode("utf-8", errors="replace")
+    if map_on_probation(config, site_text):
+        return
+    problem = listen_problem(config.metrics.listen.host, config.metrics.listen.port)
+    if problem is not None:
+        for issue in problems_at(config_path, [(("metrics", "listen"), problem)]).issues:
             click.echo(str(issue), err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)

@@ -61,6 +61,20 @@ def state_path_for(config: Outboxed) -> Path:
     return config.outbox.path.with_name(config.outbox.path.name + ".commands.json")
 
 
+def map_on_probation(config: Outboxed, site_text: str) -> bool:
+    """Whether `site_text` is a pushed map on probation, whose failed start is rolled back.
+
+    Read only (an unreadable state file is the desk's to move aside): False when there is
+    no state, no probation, or the probation is another map's.
+    """
+    try:
+        body = json.loads(state_path_for(config).read_text(encoding="utf-8"))
+        version = body["probation"]["version"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+    return map_version(site_text) == str(version)
+
+
 @dataclass
 class _State:
     """What survives a restart: nonces taken (until their not_after), probation, results."""

@@ -12,6 +12,7 @@ stuck or hostile client cannot hold a connection or memory.
 from __future__ import annotations
 
 import asyncio
+import socket
 from collections.abc import Awaitable, Callable
 from http import HTTPStatus
 from typing import Final
@@ -83,6 +84,25 @@ def _handler(scrape: Scrape) -> Handler:
         timeout=HEAD_TIMEOUT,
         too_long=_text(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE, "request head too long"),
     )
+
+
+def listen_problem(host: str, port: int) -> str | None:
+    """Why `serve_metrics` could not listen on (host, port) now; None when it could.
+
+    Each address the host resolves to is bound as `asyncio.start_server` binds it (with
+    SO_REUSEADDR) and let go at once, so `run` refuses a taken port or an address of another
+    host before anything starts instead of failing after the outbox is open.
+    """
+    try:
+        for family, kind, proto, _, address in socket.getaddrinfo(
+            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        ):
+            with socket.socket(family, kind, proto) as trial:
+                trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                trial.bind(address)
+    except OSError as exc:  # socket.gaierror too: a name that does not resolve
+        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
+    return None
 
 
 async def serve_metrics(host: str, port: int, scrape: Scrape) -> asyncio.Server:
