@@ -13,6 +13,7 @@ from edge_agent.cli.refusals import (
     refuse_bad_collector_keys,
     refuse_bad_tls_files,
     refuse_exposed_keys,
+    refuse_unusable_gateway_key,
     refuse_unusable_outbox_path,
 )
 from edge_agent.core.points import ResolvedPoint, resolve_points
@@ -32,6 +33,7 @@ def check(config_path: Path, as_json: bool) -> None:
     """Validate the site map and print the resolved point table."""
     config = load_or_exit(config_path)
     refuse_exposed_keys(config)
+    refuse_unusable_gateway_key(config)
     refuse_bad_collector_keys(config_path, config, missing_ok=True)
     refuse_bad_tls_files(config_path, config, missing_ok=True)
     refuse_unusable_outbox_path(config_path, config, try_writing=False)

@@ -11,6 +11,7 @@ from edge_agent.cli.options import CONFIG_ERROR_EXIT
 from edge_agent.config import SiteConfig
 from edge_agent.shell.collector_keys import collector_key_problems
 from edge_agent.shell.commands import map_on_probation
+from edge_agent.shell.keyfile import key_algorithm_problem
 from edge_agent.shell.metrics_server import listen_problem
 from edge_agent.shell.outbox_open import outbox_path_problem
 from hostkit.keyfiles import KeyFileError, check_private_mode, next_key_path
@@ -34,6 +35,21 @@ def refuse_exposed_keys(config: SiteConfig) -> None:
     if exposed:
         for problem in exposed:
             click.echo(problem, err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+
+
+def refuse_unusable_gateway_key(config: SiteConfig) -> None:
+    """Exit 2 when the gateway key is there but `run` could not sign with it.
+
+    Not a key, or a key of another algorithm than `signing.algorithm`: the messages `run`
+    gives. A key not made yet is no problem here (`check` before `keys init`).
+    """
+    key_file = config.signing.key_file
+    if not key_file.exists():
+        return
+    problem = key_algorithm_problem(key_file, config.signing.algorithm)
+    if problem is not None:
+        click.echo(problem, err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
 
 

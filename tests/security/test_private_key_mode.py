@@ -81,6 +81,22 @@ def test_the_agent_refuses_a_gateway_key_that_is_no_file(
     assert isinstance(result.exception, SystemExit), result.exception
 
 
+@pytest.mark.parametrize("problem", ["not a key", "another algorithm"])
+def test_check_refuses_a_gateway_key_run_would_refuse(site: Path, problem: str) -> None:
+    """`check` passed these and `run` then refused them: check says it first, as run does."""
+    key_file = site.parent / "keys" / "gateway.key"
+    if problem == "not a key":
+        key_file.write_bytes(b"garbage\n")  # still 0600
+        says = f"{key_file}: not a private key PEM"
+    else:
+        text = site.read_text(encoding="utf-8")
+        site.write_text(text.replace("algorithm: ed25519", "algorithm: sm2-sm3", 1), "utf-8")
+        says = f"{key_file}: the key is ed25519 but signing.algorithm is sm2-sm3"
+    result = agent_cli("check", "-c", str(site))
+    assert result.exit_code == 2, result.output
+    assert says in result.stderr
+
+
 def test_the_agent_refuses_a_tls_client_key_others_may_read(site: Path) -> None:
     tls_key = site.parent / "keys" / "client.key"
     tls_key.write_bytes(b"-----BEGIN PRIVATE KEY-----\n")
