@@ -15,7 +15,9 @@ from collector.cli.common import config_option, load_or_exit
 from collector.config import CollectorConfig
 from collector.pki.certificates import (
     COLLECTOR_IDENTITY,
+    COMMON_NAME_MAX,
     check_collector_identity,
+    check_server_name,
     issue_client,
     issue_server,
     validity_from,
@@ -46,11 +48,25 @@ def _collectors(
 def _server_names(
     given: Sequence[str], listen: ListenAddress, config: CollectorConfig
 ) -> tuple[str, ...]:
-    """What the broker's certificate must be valid for: the names clients reach it by."""
-    if given:
-        return tuple(dict.fromkeys(given))
+    """What the broker's certificate must be valid for: the names clients reach it by.
+
+    Each must be a name a certificate can hold, and the first, its common name, at most
+    64 characters (a usage error, before anything is written).
+    """
     found = [] if listen.host in _ANY_ADDRESS else [listen.host]
-    return tuple(dict.fromkeys([*found, config.broker.host]))
+    names = tuple(dict.fromkeys(given or [*found, config.broker.host]))
+    try:
+        for name in names:
+            check_server_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--server-name") from None
+    if len(names[0]) > COMMON_NAME_MAX:
+        raise click.BadParameter(
+            f"{names[0]!r} is the certificate's common name: at most {COMMON_NAME_MAX}"
+            " characters (give a shorter name first)",
+            param_hint="--server-name",
+        )
+    return names
 
 
 def _account(name: str) -> pwd.struct_passwd:

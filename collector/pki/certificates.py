@@ -177,6 +177,29 @@ def issue_client(
     return _end_entity(ca, identity, validity, ExtendedKeyUsageOID.CLIENT_AUTH, key=key)
 
 
+_HOST_LABEL: Final = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
+COMMON_NAME_MAX: Final = 64
+"""X.509's upper bound on a common name (RFC 5280 ub-common-name)."""
+_HOST_NAME_MAX: Final = 253
+
+
+def check_server_name(name: str) -> str:
+    """`name` if a certificate can be valid for it: an IP address or a DNS host name.
+
+    Raises ValueError saying why not (a space, an empty label, a label starting with '-').
+    """
+    try:
+        ipaddress.ip_address(name)
+    except ValueError:
+        labels = name.removesuffix(".").split(".")
+        if len(name) > _HOST_NAME_MAX or not all(_HOST_LABEL.fullmatch(label) for label in labels):
+            raise ValueError(
+                f"{name!r} is no host name or address: labels of letters, digits and '-'"
+                " joined by dots (broker.example), or an IP address"
+            ) from None
+    return name
+
+
 def server_alt_name(name: str) -> x509.GeneralName:
     """An IP address or a DNS name clients reach the broker by, as a subject alternative name."""
     try:

@@ -235,3 +235,37 @@ def test_days_past_what_a_certificate_can_hold_are_a_usage_error(
     assert not out.exists()
     if command == "certs ca init":
         assert not (tmp_path / "pki").exists()
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "'' is no host name or address"),
+        ("broker province", "'broker province' is no host name or address"),
+        ("-broker.example", "'-broker.example' is no host name or address"),
+        ("a" * 40 + "." + "b" * 40, "at most 64 characters"),
+    ],
+)
+def test_a_server_name_no_certificate_can_hold_is_a_usage_error(
+    tmp_path: Path, config: Path, name: str, message: str
+) -> None:
+    """Found by a hostile tester: '' and 81 characters ended with a ValueError traceback from
+    the certificate builder, and 'broker province' was written into the certificate."""
+    run("certs", "ca", "init", "-c", str(config))
+    out = tmp_path / "broker"
+    result = run("broker-config", "-c", str(config), "--out", str(out), "--server-name", name)
+    assert result.exit_code == 2, result.output
+    assert "--server-name" in result.output
+    assert message in result.output
+    assert not out.exists()
+
+
+def test_server_names_may_be_addresses_and_host_names(tmp_path: Path, config: Path) -> None:
+    run("certs", "ca", "init", "-c", str(config))
+    out = tmp_path / "broker"
+    names = ["broker.province.example", "10.0.0.7", "::1", "localhost", "gz-broker-1"]
+    args = [part for name in names for part in ("--server-name", name)]
+    result = run("broker-config", "-c", str(config), "--out", str(out), *args)
+    assert result.exit_code == 0, result.output
+    broker = x509.load_pem_x509_certificate((out / "broker.crt").read_bytes())
+    assert common_name(broker) == "broker.province.example"
