@@ -94,7 +94,8 @@ class _State:
             )
         except FileNotFoundError:
             return cls()
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        # IsADirectoryError: a folder in its place is as unreadable as a corrupt file.
+        except (ValueError, KeyError, TypeError, AttributeError, IsADirectoryError) as exc:
             problem = str(exc)
         # Moved aside, not fatal: a replayed command is still refused once its not_after has
         # passed, and an agent that cannot start reads nothing at all.

@@ -322,6 +322,24 @@ def test_an_unreadable_state_file_is_moved_aside_and_the_desk_starts_afresh(
     assert "n1" in json.loads(state.read_text(encoding="utf-8"))["nonces"]
 
 
+def test_a_folder_where_the_state_file_should_be_is_moved_aside_too(tmp_path: Path) -> None:
+    # It ended the agent's start with an IsADirectoryError traceback: a crash loop.
+    (tmp_path / "site.yaml").write_text(TEXT, encoding="utf-8")
+    state = tmp_path / "state" / "outbox.db.commands.json"
+    state.mkdir(parents=True)
+    payload = _command(not_after=9e9).encode()
+
+    async def scenario() -> bool:
+        desk = _desk(tmp_path, asyncio.Event())
+        await desk.on_command(payload, signature_properties(COLLECTOR.sign(payload)))
+        return desk.restart_requested
+
+    assert asyncio.run(scenario())
+    (aside,) = state.parent.glob("outbox.db.commands.json.corrupt-*")
+    assert aside.is_dir()
+    assert "n1" in json.loads(state.read_text(encoding="utf-8"))["nonces"]
+
+
 def test_unsent_reports_of_ignored_commands_give_way_past_the_cap(tmp_path: Path) -> None:
     (tmp_path / "site.yaml").write_text(TEXT, encoding="utf-8")
 
