@@ -7,12 +7,31 @@ from pathlib import Path
 
 import click
 
+from collector.api.server import listening_socket
 from collector.cli.check import private_keys_or_exit, refuse_bad_broker_tls
-from collector.cli.common import config_option, load_or_exit
+from collector.cli.common import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from collector.config import CollectorConfig
 from collector.pki.store import PkiError
 from collector.runtime import serve_until_signalled
 from collector.storage.base import StorageError
+from configkit.validation import problems_at
 from hostkit.keyfiles import KeyFileError
+
+
+def refuse_unusable_api_listen(config_path: Path, config: CollectorConfig) -> None:
+    """Exit 2 (file:line: api.listen: ...) when the API cannot listen on its address now.
+
+    The address is bound as the API binds it and let go at once, so a port another program
+    holds, or an address of another host, stops `serve` before its database is opened.
+    """
+    listen = config.api.listen
+    try:
+        listening_socket(listen.host, listen.port).close()
+    except OSError as exc:  # socket.gaierror too: a name that does not resolve
+        problem = f"cannot listen on {listen}: {exc.strerror or exc}"
+        for issue in problems_at(config_path, [(("api", "listen"), problem)]).issues:
+            click.echo(str(issue), err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
 
 
 @click.command()
@@ -22,6 +41,7 @@ def serve(config_path: Path) -> None:
     config = load_or_exit(config_path)
     private_keys_or_exit(config)
     refuse_bad_broker_tls(config_path, config)
+    refuse_unusable_api_listen(config_path, config)
     try:
         asyncio.run(serve_until_signalled(config))
     except (KeyFileError, PkiError, StorageError, OSError) as exc:
