@@ -72,6 +72,15 @@ class ApiToken(ConfigModel):
     def _one_secret(self) -> Self:
         if (self.token is None) == (self.token_file is None):
             raise_at([(("token",), "give token or token_file (one of them)")])
+        secret = self.secret.get_secret_value()
+        # A header value loses the spaces at its ends, holds no line break, and reaches the
+        # API as Latin-1: any other secret could never be presented as `Bearer <token>`.
+        if not (secret.isascii() and secret.isprintable() and secret == secret.strip()):
+            problem = (
+                "a token must be printable ASCII without spaces at its ends:"
+                " it travels in an HTTP Authorization header"
+            )
+            raise_at([((self.secret_key,), problem)])
         return self
 
     @property

@@ -174,3 +174,29 @@ def test_a_bad_opc_ua_password_file_names_file_line_and_key(
     line = text.splitlines().index("    password_file: opcua.pass") + 1
     assert (issue.file, issue.line, issue.path) == ("site.yaml", line, "devices[0].password_file")
     assert fragment in issue.message
+
+
+@pytest.mark.parametrize(
+    ("keys", "key", "secret"),
+    [
+        ('token: " padded ", ', "token", None),
+        ('token: "令牌", ', "token", None),
+        ('token: "tab\\tin", ', "token", None),
+        ("token_file: city.token, ", "token_file", "two\nlines"),
+    ],
+)
+def test_a_token_no_bearer_header_can_carry_is_a_config_error(
+    tmp_path: Path, keys: str, key: str, secret: str | None
+) -> None:
+    """Found by a hostile tester: these passed `check`, then no request could present them.
+
+    A header's value loses the spaces at its ends, carries no line break, and reaches the
+    API as Latin-1, so `Authorization: Bearer 令牌` is never the token 令牌.
+    """
+    if secret is not None:
+        _secret(tmp_path, "city.token", secret)
+    issue = _issue(_config(keys=keys), tmp_path)
+    assert (issue.file, issue.line, issue.path) == (FILE, 8, f"api.tokens[0].{key}")
+    assert "printable ASCII" in issue.message
+    assert "令牌" not in issue.message
+    assert "padded" not in issue.message
