@@ -14,7 +14,7 @@ from edge_agent.shell.commands import map_on_probation
 from edge_agent.shell.keyfile import key_algorithm_problem
 from edge_agent.shell.metrics_server import listen_problem
 from edge_agent.shell.outbox_open import outbox_path_problem
-from hostkit.keyfiles import KeyFileError, check_private_mode, next_key_path
+from hostkit.keyfiles import KeyFileError, check_private_mode, next_key_path, public_key_path
 from hostkit.tls import TlsFileError, client_context
 
 
@@ -96,11 +96,45 @@ def refuse_unusable_outbox_path(
     with a traceback from inside the start-up. `try_writing`: also refuse a folder no file can
     be created in (`run`; `check` may run as another user than the agent).
     """
-    problem = outbox_path_problem(config.outbox.path, try_writing=try_writing)
+    problem = _named_elsewhere(config_path, config) or outbox_path_problem(
+        config.outbox.path, try_writing=try_writing
+    )
     if problem is not None:
         for issue in problems_at(config_path, [(("outbox", "path"), problem)]).issues:
             click.echo(str(issue), err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+
+
+def _named_elsewhere(config_path: Path, config: SiteConfig) -> str | None:
+    """Why `outbox.path` may not be where it is: another file of the map is there.
+
+    The agent takes a file at `outbox.path` that is no database for a corrupt outbox and moves
+    it aside: a slip of the pen would put the database in the gateway key's place.
+    """
+    others: list[tuple[str, Path]] = [
+        ("the site map itself", config_path),
+        ("signing.key_file", config.signing.key_file),
+        ("signing.key_file's public key", public_key_path(config.signing.key_file)),
+        ("signing.key_file's next key", next_key_path(config.signing.key_file)),
+    ]
+    uplink = config.uplink
+    others += [("uplink.collector_key", path) for path in uplink.collector_key_files]
+    if uplink.tls is not None:
+        tls = [("ca", uplink.tls.ca), ("cert", uplink.tls.cert), ("key", uplink.tls.key)]
+        others += [(f"uplink.tls.{name}", path) for name, path in tls if path is not None]
+    outbox = config.outbox.path
+    for setting, path in others:
+        if _same_file(outbox, path):
+            return f"{outbox} is also {setting}; the outbox would take its place"
+    return None
+
+
+def _same_file(one: Path, other: Path) -> bool:
+    """Whether two paths name one file (links followed; paths not there yet compared)."""
+    try:
+        return one.samefile(other)
+    except OSError:  # either is not there (yet): the paths decide
+        return one.resolve() == other.resolve()
 
 
 def refuse_unusable_metrics_listen(config_path: Path, config: SiteConfig) -> None:

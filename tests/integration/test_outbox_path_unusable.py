@@ -94,3 +94,41 @@ def test_run_refuses_a_folder_no_file_can_be_created_in(site: Path, tmp_path: Pa
     assert done.returncode == 2, done.stderr
     assert f"{site}:{line}: outbox.path: cannot create files in /proc:" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def _named_file(site: Path, which: str) -> tuple[Path, str]:
+    """A file the site map names, and the setting that names it."""
+    if which == "the gateway key":
+        return site.parent / "keys" / "gateway.key", "signing.key_file"
+    if which == "the collector key":
+        return site.parent / "keys" / "collector.pub", "uplink.collector_key"
+    return site, "the site map itself"
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("which", ["the gateway key", "the collector key", "the site map"])
+@pytest.mark.parametrize("command", ["check", "run"])
+def test_an_outbox_path_naming_another_file_of_the_map_is_refused(
+    site: Path, tmp_path: Path, which: str, command: str
+) -> None:
+    """A slip of the pen once made the agent move the gateway key aside as a 'corrupt outbox'
+    and create its database in the key's place (or the site map's): the next start failed."""
+    named, setting = _named_file(site, which)
+    line = _with_outbox_at(site, named)
+    before = named.read_bytes()
+    argv = [sys.executable, "-c", "from edge_agent.cli import main; main()", command]
+    done = subprocess.run(
+        [*argv, "-c", str(site)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=45,
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        f"{site}:{line}: outbox.path: {named} is also {setting}; the outbox would take its place"
+        in done.stderr
+    )
+    assert named.read_bytes() == before
+    assert not list(named.parent.glob(f"{named.name}.*corrupt*"))
