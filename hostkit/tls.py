@@ -26,6 +26,16 @@ def _reason(exc: OSError | ssl.SSLError) -> str:
     return str(exc.strerror or exc)
 
 
+class _EncryptedKeyError(Exception):
+    """The key file asks for a pass phrase."""
+
+
+def _no_pass_phrase() -> bytes:
+    # Asked only for an encrypted key. Without this, OpenSSL asks on the terminal, and a
+    # program started from a shell waits there for good; a service has no one to answer.
+    raise _EncryptedKeyError
+
+
 def client_context(
     ca: Path | None, cert: Path | None = None, key: Path | None = None, *, setting: str
 ) -> ssl.SSLContext:
@@ -39,10 +49,13 @@ def client_context(
     except (OSError, ssl.SSLError) as exc:
         raise TlsFileError("ca", f"cannot load {setting} ca {ca}: {_reason(exc)}") from None
     if cert is not None and key is not None:
+        problem = f"cannot load {setting} cert {cert} with key {key}"
         try:
-            context.load_cert_chain(cert, key)
-        except (OSError, ssl.SSLError) as exc:
+            context.load_cert_chain(cert, key, password=_no_pass_phrase)
+        except _EncryptedKeyError:
             raise TlsFileError(
-                "cert", f"cannot load {setting} cert {cert} with key {key}: {_reason(exc)}"
+                "cert", f"{problem}: the key is encrypted; give it unencrypted (mode 0600)"
             ) from None
+        except (OSError, ssl.SSLError) as exc:
+            raise TlsFileError("cert", f"{problem}: {_reason(exc)}") from None
     return context

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import serialization
 
 from simulators.pki import TestPki, make_test_pki
 from specs.signing import generate_signing_key
@@ -132,3 +133,43 @@ def test_sites_push_refuses_a_broker_key_others_may_read(tmp_path: Path, pki: Te
     result = collector_cli("sites", "push", "-c", str(config), "--gateway", gateway, str(site))
     assert result.exit_code == 2, result.output
     assert f"{pki.client_key}: private key has mode 0644" in result.stderr
+
+
+@pytest.mark.timeout(60)
+def test_check_refuses_an_encrypted_key_without_asking_for_its_pass_phrase(
+    tmp_path: Path, pki: TestPki
+) -> None:
+    """Found by a hostile tester: OpenSSL asked 'Enter PEM pass phrase:' on the terminal, so
+    `check` (and `serve`, and the agent) run from a shell waited there for ever."""
+    encrypted = tmp_path / "client-key-encrypted.pem"
+    key = serialization.load_pem_private_key(pki.client_key.read_bytes(), password=None)
+    encrypted.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.BestAvailableEncryption(b"pass phrase"),
+        )
+    )
+    encrypted.chmod(0o600)
+    config = _config(tmp_path, pki.server_cert, pki.client_cert, encrypted)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from collector.cli import main; main()",
+            "check",
+            "-c",
+            str(config),
+        ],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=45,
+    )
+    assert done.returncode == 2, done.stderr
+    assert (
+        f"{config}:{TLS_LINE}: broker_tls.cert: cannot load broker_tls cert {pki.client_cert}"
+        f" with key {encrypted}: the key is encrypted; give it unencrypted (mode 0600)"
+    ) in done.stderr
+    assert "pass phrase:" not in done.stderr
