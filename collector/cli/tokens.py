@@ -70,6 +70,13 @@ def tokens_add(config_path: Path, name: str, districts: tuple[str, ...]) -> None
     config = load_or_exit(config_path)
     if not name.strip():
         raise click.BadParameter("must not be empty", param_hint="--name")
+    # Shown in `tokens list` and the audit trail: a line break would forge a row there, a
+    # control sequence would act on the terminal of whoever lists them.
+    if not name.isprintable():
+        raise click.BadParameter(
+            "must be printable text on one line (no tabs, line breaks or control characters)",
+            param_hint="--name",
+        )
     if name in {token.name for token in config.api.tokens}:
         _refuse(f"{config_path}: api.tokens already names a token {name!r}")
     scope = _districts(districts)

@@ -69,6 +69,19 @@ def test_tokens_add_refuses_a_name_the_config_uses(config: Path) -> None:
     assert "api.tokens already names" in result.stderr
 
 
+@pytest.mark.parametrize("name", ["city\nforged row", "city\x1b[2J", "city\ttab"])
+def test_tokens_add_refuses_a_name_that_is_not_one_line_of_text(config: Path, name: str) -> None:
+    """Found by a hostile tester: a name with a line break was stored, and `tokens list` then
+    showed a row of its own making (and a terminal control sequence would run on the admin's
+    screen)."""
+    result = run("tokens", "add", "-c", str(config), "--name", name, "--district", "*")
+    assert result.exit_code == 2, result.output
+    assert "--name" in result.stderr
+    assert "printable" in result.stderr
+    listed = json.loads(run("tokens", "list", "-c", str(config), "--json").stdout)
+    assert listed["tokens"] == []
+
+
 def test_token_admin_actions_are_audited(config: Path, storage_url: str) -> None:
     run("tokens", "add", "-c", str(config), "--name", "city", "--district", "360100")
     run("tokens", "revoke", "-c", str(config), "--name", "city")
