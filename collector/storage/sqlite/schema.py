@@ -278,6 +278,11 @@ def sqlite_path(url: str, base_dir: Path | None = None) -> Path:
 
 async def connect(path: Path) -> aiosqlite.Connection:
     """Open a connection in autocommit mode (transactions are explicit), WAL, synchronous=FULL."""
+    # Opened once by sqlite3 first, so that a file that cannot be opened fails here, before
+    # aiosqlite starts a thread: aiosqlite 0.22 leaves the thread of a failed connect with its
+    # stop queued on a future nobody awaits, and a command ending at once then printed that
+    # thread's "Event loop is closed" traceback after its own error.
+    sqlite3.connect(path).close()
     db = await aiosqlite.connect(path, isolation_level=None)
     try:
         await db.execute("PRAGMA busy_timeout = 10000")
