@@ -158,6 +158,17 @@ async def test_a_server_that_accepts_and_never_answers_is_a_storage_error(
     assert str(raised.value).startswith(f"connecting failed (postgresql://u@127.0.0.1:{port}/db)")
 
 
+async def test_a_port_past_65535_is_a_malformed_url() -> None:
+    """Found by a hostile tester: asyncpg's URL parser takes it and the socket raised
+    OverflowError, a traceback from every command."""
+    with pytest.raises(StorageError) as raised:
+        async with open_storage("postgresql://u@127.0.0.1:99999/db"):
+            pass
+    assert str(raised.value).startswith(
+        "storage url postgresql://u@127.0.0.1:99999/db is malformed:"
+    )
+
+
 # --- partitions ------------------------------------------------------------------------------
 
 

@@ -63,7 +63,9 @@ def connecting(url: str) -> Iterator[None]:
     with translated("connecting", url):
         try:
             yield
-        except ValueError as exc:  # asyncpg's URL parser: a port that is not a number, ...
+        # asyncpg's URL parser: a port that is not a number, ...; the socket: a port it takes
+        # but no socket can (99999), OverflowError.
+        except (ValueError, OverflowError) as exc:
             raise StorageError(f"storage url {redacted(url)} is malformed: {exc}") from exc
 
 
