@@ -157,8 +157,16 @@ class StorageConfig(ConfigModel):
                 raise ValueError(
                     "sqlite:/// needs a file path, such as sqlite:///state/collector.db"
                 )
+            path, question, options = rest.partition("?")
+            if question:
+                # SQLAlchemy-style `?mode=ro`: read as part of the file name, it would open a
+                # new, empty, writable database beside the one meant.
+                raise ValueError(
+                    f"sqlite:/// takes a file path only, not '?{options}': options are not read"
+                    f" (the file would be named {rest})"
+                )
             # sqlite:///state/db is relative; sqlite:////abs/db is absolute (SQLAlchemy's rule).
-            return f"{_SQLITE}{resolve_path(Path(rest), info)}"
+            return f"{_SQLITE}{resolve_path(Path(path), info)}"
         if url.startswith(_POSTGRES) and len(url.split("://", 1)[1]) > 0:
             return url
         raise ValueError(
