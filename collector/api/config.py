@@ -15,6 +15,7 @@ from pydantic import (
     Field,
     PlainValidator,
     SecretStr,
+    field_validator,
     model_validator,
 )
 from pydantic_core import PydanticCustomError
@@ -67,6 +68,17 @@ class ApiToken(ConfigModel):
         at_least_items(1, 'districts must list district codes, or "*" for every district'),
     ]
     """The GB/T 2260 district codes whose data the token may read, or `*` for all."""
+
+    @field_validator("name")
+    @classmethod
+    def _one_line_name(cls, name: str) -> str:
+        # Shown in logs and the audit trail, as `collector tokens add --name` is.
+        if not name.isprintable():
+            raise ValueError(
+                "a token name must be printable text on one line"
+                " (no tabs, line breaks or control characters)"
+            )
+        return name
 
     @model_validator(mode="after")
     def _one_secret(self) -> Self:

@@ -200,3 +200,11 @@ def test_a_token_no_bearer_header_can_carry_is_a_config_error(
     assert "printable ASCII" in issue.message
     assert "令牌" not in issue.message
     assert "padded" not in issue.message
+
+
+def test_a_token_name_that_is_not_one_line_of_text_is_a_config_error(tmp_path: Path) -> None:
+    """As `collector tokens add --name` refuses it: the name is shown in logs and the audit."""
+    text = _config(keys='token: "t", ').replace("name: city,", 'name: "city\\nforged row",')
+    issue = _issue(text, tmp_path)
+    assert (issue.line, issue.path) == (8, "api.tokens[0].name")
+    assert "printable text on one line" in issue.message
