@@ -24,6 +24,7 @@ import structlog
 
 from edge_agent.core.plan import AgentPlan
 from edge_agent.core.plan_codec import decode_plan
+from edge_agent.shell.agent_lock import AgentRunningError, sole_agent
 from edge_agent.shell.commands import roll_back_failed_start
 from edge_agent.shell.host import keep_large_allocations_mapped
 from edge_agent.shell.runtime import run_plan
@@ -49,14 +50,16 @@ async def run_until_replaced(plan: AgentPlan) -> bool:
     run. Any failure to start a pushed map on probation undoes it, and the previous map runs.
     """
     site_file = plan.site_file
-    try:
-        return await run_plan(plan)
-    except Exception as exc:
-        # A pushed map on probation that failed to start is undone; anything else ends the
-        # agent as before (systemd restarts it, `check` says why).
-        if site_file is None or not roll_back_failed_start(plan, site_file, exc):
-            raise
-        return True
+    # Outside the rollback: another agent on the outbox says nothing about the map.
+    with sole_agent(plan.outbox.path):
+        try:
+            return await run_plan(plan)
+        except Exception as exc:
+            # A pushed map on probation that failed to start is undone; anything else ends
+            # the agent as before (systemd restarts it, `check` says why).
+            if site_file is None or not roll_back_failed_start(plan, site_file, exc):
+                raise
+            return True
 
 
 def restart_argv(site_file: Path, log_format: str) -> list[str]:
@@ -84,7 +87,13 @@ def main(argv: list[str] | None = None) -> None:
     log_format: LogFormat = args.log_format
     configure_logging(log_format)
     plan = read_plan(args.plan_fd)
-    if not asyncio.run(run_until_replaced(plan)) or plan.site_file is None:
+    try:
+        replaced = asyncio.run(run_until_replaced(plan))
+    except AgentRunningError as exc:
+        # Its message on stderr and exit 1, not 2: under systemd the unit starts again once
+        # the other agent stops.
+        raise SystemExit(str(exc)) from None
+    if not replaced or plan.site_file is None:
         return
     sys.stdout.flush()
     sys.stderr.flush()
