@@ -30,17 +30,30 @@ log = structlog.get_logger("edge_agent.outbox")
 def outbox_path_problem(path: Path, *, try_writing: bool) -> str | None:
     """Why the outbox cannot be at `path` (None when it can), without creating anything.
 
-    The file may be missing (it is created) but not be a folder or a device, and the nearest
-    folder above it that exists must be a folder. `try_writing`: also create and remove a
-    temporary file there, the one sure test (root may write where modes forbid, and not in
-    /proc); the program that will open the outbox does it, a mere check of the map does not.
+    The file may be missing (it is created) but not be a folder, a device or a link to
+    nothing, and the nearest folder above it that exists must be a folder (not a link to
+    nothing). `try_writing`: also create and remove a temporary file there, the one sure
+    test (root may write where modes forbid, and not in /proc); the program that will open
+    the outbox does it, a mere check of the map does not.
     """
+    return _file_problem(path) or _folder_problem(path, try_writing=try_writing)
+
+
+def _file_problem(path: Path) -> str | None:
     if path.exists():
         if path.is_dir():
             return f"{path} is a folder, not a file"
         if not path.is_file():
             return f"{path} is not a regular file"
-    folder = next(above for above in path.parents if above.exists())
+    elif path.is_symlink():
+        return _link_to_nowhere(path)
+    return None
+
+
+def _folder_problem(path: Path, *, try_writing: bool) -> str | None:
+    folder = next(above for above in path.parents if above.exists() or above.is_symlink())
+    if not folder.exists():  # a link to a folder not there: a data partition not mounted
+        return _link_to_nowhere(folder)
     if not folder.is_dir():
         return f"{folder} is not a folder"
     if try_writing:
@@ -51,6 +64,10 @@ def outbox_path_problem(path: Path, *, try_writing: bool) -> str | None:
         except OSError as exc:
             return f"cannot create files in {folder}: {exc.strerror or exc}"
     return None
+
+
+def _link_to_nowhere(link: Path) -> str:
+    return f"{link} links to {link.readlink()}, which is not there"
 
 
 @asynccontextmanager

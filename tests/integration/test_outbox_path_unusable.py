@@ -43,10 +43,27 @@ def _unusable(tmp_path: Path, problem: str) -> tuple[Path, str]:
         return tmp_path / "state" / "outbox.db", f"{tmp_path / 'state'} is not a folder"
     if problem == "a device":
         return Path("/dev/null"), "/dev/null is not a regular file"
+    absent = tmp_path / "unmounted" / "ganzhi"  # a data partition not mounted, say
+    if problem == "a link to nowhere as its folder":
+        (tmp_path / "state").symlink_to(absent)
+        return tmp_path / "state" / "outbox.db", f"{tmp_path / 'state'} links to {absent},"
+    if problem == "a link to nowhere":
+        (tmp_path / "state").mkdir()
+        (tmp_path / "state" / "outbox.db").symlink_to(absent)
+        return tmp_path / "state" / "outbox.db", f"{tmp_path / 'state' / 'outbox.db'} links to"
     raise AssertionError(problem)
 
 
-@pytest.mark.parametrize("problem", ["a folder", "a file as its folder", "a device"])
+PROBLEMS = [
+    "a folder",
+    "a file as its folder",
+    "a device",
+    "a link to nowhere as its folder",
+    "a link to nowhere",
+]
+
+
+@pytest.mark.parametrize("problem", PROBLEMS)
 def test_check_refuses_an_outbox_path_that_is_no_file(
     site: Path, tmp_path: Path, problem: str
 ) -> None:
@@ -75,7 +92,7 @@ def _run(site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 @pytest.mark.timeout(60)  # without the refusal the agent would run on: fail, never hang
-@pytest.mark.parametrize("problem", ["a folder", "a file as its folder", "a device"])
+@pytest.mark.parametrize("problem", PROBLEMS)
 def test_run_refuses_before_anything_starts(site: Path, tmp_path: Path, problem: str) -> None:
     path, says = _unusable(tmp_path, problem)
     line = _with_outbox_at(site, path)
