@@ -10,14 +10,17 @@ does not try it: the agent it checks for may be the one listening there.
 from __future__ import annotations
 
 import socket
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli_runs import agent_cli, keyed_example_site
+from tests.support.cli_runs import (
+    agent_cli,
+    in_a_process,
+    keyed_example_site,
+    refused_before_start,
+)
 
 # TEST-NET-1 (RFC 5737): no interface of this host has it; binding to it sends nothing.
 NOT_THIS_HOST = "192.0.2.1"
@@ -43,40 +46,23 @@ def _with_metrics_on(site: Path, listen: str) -> int:
     return len(text.splitlines())
 
 
-def _run(site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from edge_agent.cli import main; main()", "run", "-c", str(site)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=45,
-    )
-
-
 @pytest.mark.timeout(60)  # without the refusal the agent would run on: fail, never hang
 def test_run_refuses_a_port_another_program_holds(
     site: Path, tmp_path: Path, taken_port: int
 ) -> None:
     line = _with_metrics_on(site, f"127.0.0.1:{taken_port}")
-    done = _run(site, tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert (
-        f"{site}:{line}: metrics.listen: cannot listen on 127.0.0.1:{taken_port}:"
-        " address already in use" in done.stderr.lower()
-    )
-    assert "Traceback" not in done.stderr
-    assert not (tmp_path / "state").exists(), "refused only after the outbox was opened"
+    done = in_a_process("edge-agent", "run", "-c", str(site), cwd=tmp_path)
+    says = f"{site}:{line}: metrics.listen: cannot listen on 127.0.0.1:{taken_port}:"
+    refused_before_start(done, says, tmp_path / "state", "outbox")
+    assert "address already in use" in done.stderr.lower()
 
 
 @pytest.mark.timeout(60)
 def test_run_refuses_an_address_not_of_this_host(site: Path, tmp_path: Path) -> None:
     line = _with_metrics_on(site, f"{NOT_THIS_HOST}:9109")
-    done = _run(site, tmp_path)
-    assert done.returncode == 2, done.stderr
-    assert f"{site}:{line}: metrics.listen: cannot listen on {NOT_THIS_HOST}:9109:" in done.stderr
-    assert "Traceback" not in done.stderr
-    assert not (tmp_path / "state").exists(), "refused only after the outbox was opened"
+    done = in_a_process("edge-agent", "run", "-c", str(site), cwd=tmp_path)
+    says = f"{site}:{line}: metrics.listen: cannot listen on {NOT_THIS_HOST}:9109:"
+    refused_before_start(done, says, tmp_path / "state", "outbox")
 
 
 def test_check_leaves_the_port_to_run(site: Path, taken_port: int) -> None:

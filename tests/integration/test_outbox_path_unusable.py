@@ -10,13 +10,11 @@ mistake (`check` leaves permissions to `run`, which may run as another user).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli_runs import agent_cli, keyed_example_site
+from tests.support.cli_runs import agent_cli, in_a_process, keyed_example_site
 
 
 @pytest.fixture
@@ -80,23 +78,12 @@ def test_check_takes_an_outbox_folder_not_made_yet(site: Path, tmp_path: Path) -
     assert not (tmp_path / "var").exists(), "check made the folder"
 
 
-def _run(site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from edge_agent.cli import main; main()", "run", "-c", str(site)],
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=45,
-    )
-
-
 @pytest.mark.timeout(60)  # without the refusal the agent would run on: fail, never hang
 @pytest.mark.parametrize("problem", PROBLEMS)
 def test_run_refuses_before_anything_starts(site: Path, tmp_path: Path, problem: str) -> None:
     path, says = _unusable(tmp_path, problem)
     line = _with_outbox_at(site, path)
-    done = _run(site, tmp_path)
+    done = in_a_process("edge-agent", "run", "-c", str(site), cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert f"{site}:{line}: outbox.path: {says}" in done.stderr
     assert "Traceback" not in done.stderr
@@ -107,7 +94,7 @@ def test_run_refuses_before_anything_starts(site: Path, tmp_path: Path, problem:
 def test_run_refuses_a_folder_no_file_can_be_created_in(site: Path, tmp_path: Path) -> None:
     # /proc takes no new files, even from root (who may write anywhere chmod can forbid).
     line = _with_outbox_at(site, Path("/proc/outbox.db"))
-    done = _run(site, tmp_path)
+    done = in_a_process("edge-agent", "run", "-c", str(site), cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert f"{site}:{line}: outbox.path: cannot create files in /proc:" in done.stderr
     assert "Traceback" not in done.stderr
@@ -133,15 +120,7 @@ def test_an_outbox_path_naming_another_file_of_the_map_is_refused(
     named, setting = _named_file(site, which)
     line = _with_outbox_at(site, named)
     before = named.read_bytes()
-    argv = [sys.executable, "-c", "from edge_agent.cli import main; main()", command]
-    done = subprocess.run(
-        [*argv, "-c", str(site)],
-        cwd=tmp_path,
-        capture_output=True,
-        text=True,
-        check=False,
-        timeout=45,
-    )
+    done = in_a_process("edge-agent", command, "-c", str(site), cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert (
         f"{site}:{line}: outbox.path: {named} is also {setting}; the outbox would take its place"

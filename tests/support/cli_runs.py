@@ -3,7 +3,9 @@
 The security tests call `edge-agent` and `collector` as an operator would, but without a
 process each: `agent_cli(...)` and `collector_cli(...)` return click's `Result` (exit code, stdout,
 stderr). The collector logs JSON here, as it does under systemd. `json_output` runs a command
-as a process instead and reads the JSON it prints.
+as a process instead and reads the JSON it prints; `in_a_process` runs one to its end (`run` and
+`serve`, which exec or serve on, never run in the test's own process), and
+`refused_before_start` checks what such a start that must be refused did.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Final, Literal
 
 from click.testing import CliRunner, Result
 
@@ -21,6 +25,11 @@ from edge_agent.cli import main as agent_main
 from specs.signing import generate_signing_key
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
+
+_MAINS: Final = {
+    "edge-agent": "from edge_agent.cli import main; main()",
+    "collector": "from collector.cli import main; main()",
+}
 
 
 def agent_cli(*args: str) -> Result:
@@ -47,6 +56,30 @@ def keyed_example_site(folder: Path) -> Path:
     collector_key = generate_signing_key().public().public_pem()
     (folder / "keys" / "collector.pub").write_bytes(collector_key)
     return copy
+
+
+def in_a_process(
+    program: Literal["edge-agent", "collector"], *args: str, cwd: Path, timeout: float = 45
+) -> subprocess.CompletedProcess[str]:
+    """`program ARGS...` in a process of its own, to its end; its exit code and output."""
+    return subprocess.run(
+        [sys.executable, "-c", _MAINS[program], *args],
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=timeout,
+    )
+
+
+def refused_before_start(
+    done: subprocess.CompletedProcess[str], says: str, never_made: Path, what: str
+) -> None:
+    """`done` ended with exit 2 saying `says`, no traceback, before `never_made` was made."""
+    assert done.returncode == 2, done.stderr
+    assert says in done.stderr
+    assert "Traceback" not in done.stderr
+    assert not never_made.exists(), f"refused only after the {what} was opened"
 
 
 def json_output(
