@@ -1,14 +1,15 @@
-"""The `-c/--config` option and loading a config file or exiting 2, for both programs."""
+"""The `-c/--config` option, loading a config file or exiting 2, and later refusals at a line."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
 import click
 
-from configkit.issues import ConfigError
+from configkit.issues import ConfigError, KeyPath
+from configkit.validation import problems_at
 
 CONFIG_ERROR_EXIT: Final = 2
 """Exit status when the config file is unusable (click uses 2 for usage errors too)."""
@@ -41,3 +42,16 @@ def load_or_exit(path: Path, load: Callable[[Path], T]) -> T:
         count = len(exc.issues)
         click.echo(f"{path}: {count} problem{'s' * (count != 1)}; nothing started", err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
+
+
+def exit_at_lines(path: Path, problems: Sequence[tuple[KeyPath, str]]) -> None:
+    """Print each problem found after loading at its key's line in `path`, then exit with 2.
+
+    For what the config's own checks cannot see (a file it names that will not load, an
+    address taken): `file:line: key: message`, like a config error. Nothing without problems.
+    """
+    if not problems:
+        return
+    for issue in problems_at(path, problems).issues:
+        click.echo(str(issue), err=True)
+    raise click.exceptions.Exit(CONFIG_ERROR_EXIT)

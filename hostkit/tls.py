@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import ssl
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
+
+if TYPE_CHECKING:  # the running agent reads no config models (pydantic stays unloaded)
+    from configkit.issues import KeyPath
+    from configkit.network import TlsConfig
 
 TlsField = Literal["ca", "cert", "key"]
 
@@ -59,3 +63,24 @@ def client_context(
         except (OSError, ssl.SSLError) as exc:
             raise TlsFileError("cert", f"{problem}: {_reason(exc)}") from None
     return context
+
+
+def tls_file_problems(
+    tls: TlsConfig | None, at: KeyPath, *, missing_ok: bool = False
+) -> list[tuple[KeyPath, str]]:
+    """What stops the TLS files given at config key `at` from loading (nothing when they load).
+
+    Loaded as the program will load them at start, so that a CA that is no certificate or a
+    key not its certificate's is refused at its line before anything is opened. `missing_ok`:
+    files not there yet are no problem (`check` before the certificates are issued).
+    """
+    if tls is None:
+        return []
+    files = [path for path in (tls.ca, tls.cert, tls.key) if path is not None]
+    if missing_ok and not all(path.exists() for path in files):
+        return []
+    try:
+        client_context(tls.ca, tls.cert, tls.key, setting=".".join(map(str, at)))
+    except TlsFileError as exc:
+        return [((*at, exc.field), str(exc))]
+    return []

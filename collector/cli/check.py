@@ -10,9 +10,9 @@ import click
 from collector.cli.common import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from collector.config import CollectorConfig
 from collector.keyfiles import load_key_file
-from configkit.validation import problems_at
+from hostkit.configfile import exit_at_lines
 from hostkit.keyfiles import KeyFileError, check_private_mode
-from hostkit.tls import TlsFileError, client_context
+from hostkit.tls import tls_file_problems
 from specs.signing import SigningKey
 
 
@@ -49,18 +49,9 @@ def refuse_bad_broker_tls(
     does not match its certificate stops the collector here, not after its database is open.
     `missing_ok`: files not there yet are no problem (`check` before `broker-config` ran).
     """
-    tls = config.broker_tls
-    if tls is None or not config.broker.tls:
-        return
-    files = [path for path in (tls.ca, tls.cert, tls.key) if path is not None]
-    if missing_ok and not all(path.exists() for path in files):
-        return
-    try:
-        client_context(tls.ca, tls.cert, tls.key, setting="broker_tls")
-    except TlsFileError as exc:
-        for issue in problems_at(config_path, [(("broker_tls", exc.field), str(exc))]).issues:
-            click.echo(str(issue), err=True)
-        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
+    if config.broker.tls:
+        problems = tls_file_problems(config.broker_tls, ("broker_tls",), missing_ok=missing_ok)
+        exit_at_lines(config_path, problems)
 
 
 @click.command()

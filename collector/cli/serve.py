@@ -9,12 +9,12 @@ import click
 
 from collector.api.server import listening_socket
 from collector.cli.check import private_keys_or_exit, refuse_bad_broker_tls
-from collector.cli.common import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from collector.cli.common import config_option, load_or_exit
 from collector.config import CollectorConfig
 from collector.pki.store import PkiError
 from collector.runtime import serve_until_signalled
 from collector.storage.base import StorageError
-from configkit.validation import problems_at
+from hostkit.configfile import exit_at_lines
 from hostkit.keyfiles import KeyFileError
 
 
@@ -29,9 +29,7 @@ def refuse_unusable_api_listen(config_path: Path, config: CollectorConfig) -> No
         listening_socket(listen.host, listen.port).close()
     except OSError as exc:  # socket.gaierror too: a name that does not resolve
         problem = f"cannot listen on {listen}: {exc.strerror or exc}"
-        for issue in problems_at(config_path, [(("api", "listen"), problem)]).issues:
-            click.echo(str(issue), err=True)
-        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
+        exit_at_lines(config_path, [(("api", "listen"), problem)])
 
 
 @click.command()

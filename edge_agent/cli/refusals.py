@@ -6,7 +6,6 @@ from pathlib import Path
 
 import click
 
-from configkit.validation import problems_at
 from edge_agent.cli.options import CONFIG_ERROR_EXIT
 from edge_agent.config import SiteConfig
 from edge_agent.shell.collector_keys import collector_key_problems
@@ -14,8 +13,9 @@ from edge_agent.shell.commands import map_on_probation
 from edge_agent.shell.keyfile import key_algorithm_problem
 from edge_agent.shell.metrics_server import listen_problem
 from edge_agent.shell.outbox_open import outbox_path_problem
+from hostkit.configfile import exit_at_lines
 from hostkit.keyfiles import KeyFileError, check_private_mode, next_key_path, public_key_path
-from hostkit.tls import TlsFileError, client_context
+from hostkit.tls import tls_file_problems
 
 
 def refuse_exposed_keys(config: SiteConfig) -> None:
@@ -57,11 +57,7 @@ def refuse_bad_collector_keys(
     config_path: Path, config: SiteConfig, *, missing_ok: bool = False
 ) -> None:
     """Exit 2 naming (file:line: key: ...) each collector public key that cannot be used."""
-    problems = collector_key_problems(config, missing_ok=missing_ok)
-    if problems:
-        for issue in problems_at(config_path, problems).issues:
-            click.echo(str(issue), err=True)
-        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+    exit_at_lines(config_path, collector_key_problems(config, missing_ok=missing_ok))
 
 
 def refuse_bad_tls_files(
@@ -73,18 +69,8 @@ def refuse_bad_tls_files(
     that does not match its certificate stops the agent here, not after the outbox is open.
     `missing_ok`: files not there yet are no problem (`check` before the certificates exist).
     """
-    tls = config.uplink.tls
-    if tls is None:
-        return
-    files = [path for path in (tls.ca, tls.cert, tls.key) if path is not None]
-    if missing_ok and not all(path.exists() for path in files):
-        return
-    try:
-        client_context(tls.ca, tls.cert, tls.key, setting="uplink.tls")
-    except TlsFileError as exc:
-        for issue in problems_at(config_path, [(("uplink", "tls", exc.field), str(exc))]).issues:
-            click.echo(str(issue), err=True)
-        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
+    problems = tls_file_problems(config.uplink.tls, ("uplink", "tls"), missing_ok=missing_ok)
+    exit_at_lines(config_path, problems)
 
 
 def refuse_unusable_outbox_path(
@@ -100,9 +86,7 @@ def refuse_unusable_outbox_path(
         config.outbox.path, try_writing=try_writing
     )
     if problem is not None:
-        for issue in problems_at(config_path, [(("outbox", "path"), problem)]).issues:
-            click.echo(str(issue), err=True)
-        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+        exit_at_lines(config_path, [(("outbox", "path"), problem)])
 
 
 def _named_elsewhere(config_path: Path, config: SiteConfig) -> str | None:
@@ -150,6 +134,4 @@ def refuse_unusable_metrics_listen(config_path: Path, config: SiteConfig) -> Non
         return
     problem = listen_problem(config.metrics.listen.host, config.metrics.listen.port)
     if problem is not None:
-        for issue in problems_at(config_path, [(("metrics", "listen"), problem)]).issues:
-            click.echo(str(issue), err=True)
-        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+        exit_at_lines(config_path, [(("metrics", "listen"), problem)])
