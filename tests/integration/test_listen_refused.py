@@ -1,0 +1,119 @@
+"""An address either program cannot listen on is refused at its line before anything starts.
+
+A port another program holds, or an address that is not this host's, used to pass `check`. The
+agent's `run` (`metrics.listen`) then opened the outbox and died with an OSError traceback and
+exit 1: under systemd (Restart=on-failure), a crash loop every 2 s with no line to fix. The
+collector's `serve` (`api.listen`) opened (and created) its database, then stopped with a bare
+"[Errno 98] Address already in use" naming neither the address nor the key. Now both try the
+address before anything starts and exit 2 (which the units do not restart) naming the line.
+`check` does not try it: the program it checks for may be the one listening there.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+import pytest
+from click.testing import Result
+
+from tests.support.cli_runs import (
+    agent_cli,
+    collector_cli,
+    in_a_process,
+    keyed_example_site,
+    refused_before_start,
+)
+
+# TEST-NET-1 (RFC 5737): no interface of this host has it; binding to it sends nothing.
+NOT_THIS_HOST = "192.0.2.1"
+
+
+def _site_listening(folder: Path, listen: str) -> tuple[Path, int]:
+    """The example site map with `metrics.listen`; the line of its `listen:` key."""
+    site = keyed_example_site(folder)
+    text = site.read_text(encoding="utf-8") + f'metrics:\n  listen: "{listen}"\n'
+    site.write_text(text, encoding="utf-8")
+    return site, len(text.splitlines())
+
+
+def _collector_listening(folder: Path, listen: str) -> tuple[Path, int]:
+    """A collector config with its key made and `api.listen`; the line of its `listen:` key."""
+    config = folder / "collector.yaml"
+    config.write_text(
+        'broker: "mqtt://127.0.0.1:1"\n'
+        'storage: {url: "sqlite:///state/collector.db"}\n'
+        "signing: {key_file: keys/collector.key}\n"
+        "api:\n"
+        f'  listen: "{listen}"\n'
+        '  tokens: [{name: p, token: "t", districts: ["*"]}]\n',
+        encoding="utf-8",
+    )
+    assert collector_cli("keys", "init", "-c", str(config)).exit_code == 0
+    return config, 5
+
+
+@dataclass(frozen=True)
+class Program:
+    """One program's side: its listen setting, how it starts, what a late refusal opened."""
+
+    name: Literal["edge-agent", "collector"]
+    setting: str
+    start: str
+    opens: str
+    port: int
+    listening: Callable[[Path, str], tuple[Path, int]]
+    cli: Callable[..., Result]
+
+
+PROGRAMS = {
+    "edge-agent": Program(
+        "edge-agent", "metrics.listen", "run", "outbox", 9109, _site_listening, agent_cli
+    ),
+    "collector": Program(
+        "collector", "api.listen", "serve", "database", 8080, _collector_listening, collector_cli
+    ),
+}
+
+
+@pytest.fixture(params=sorted(PROGRAMS))
+def program(request: pytest.FixtureRequest) -> Program:
+    return PROGRAMS[request.param]
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        yield holder.getsockname()[1]
+
+
+@pytest.mark.timeout(60)  # without the refusal the program would run on: fail, never hang
+def test_the_start_refuses_a_port_another_program_holds(
+    program: Program, tmp_path: Path, taken_port: int
+) -> None:
+    config, line = program.listening(tmp_path, f"127.0.0.1:{taken_port}")
+    done = in_a_process(program.name, program.start, "-c", str(config), cwd=tmp_path)
+    says = f"{config}:{line}: {program.setting}: cannot listen on 127.0.0.1:{taken_port}:"
+    refused_before_start(done, says, tmp_path / "state", program.opens)
+    assert "address already in use" in done.stderr.lower()
+
+
+@pytest.mark.timeout(60)
+def test_the_start_refuses_an_address_not_of_this_host(program: Program, tmp_path: Path) -> None:
+    address = f"{NOT_THIS_HOST}:{program.port}"
+    config, line = program.listening(tmp_path, address)
+    done = in_a_process(program.name, program.start, "-c", str(config), cwd=tmp_path)
+    says = f"{config}:{line}: {program.setting}: cannot listen on {address}:"
+    refused_before_start(done, says, tmp_path / "state", program.opens)
+
+
+def test_check_leaves_the_address_to_the_start(
+    program: Program, tmp_path: Path, taken_port: int
+) -> None:
+    config, _ = program.listening(tmp_path, f"127.0.0.1:{taken_port}")
+    assert program.cli("check", "-c", str(config)).exit_code == 0
