@@ -8,6 +8,7 @@ import click
 
 from edge_agent.cli.options import CONFIG_ERROR_EXIT
 from edge_agent.config import SiteConfig
+from edge_agent.shell.agent_lock import another_agent_message, another_agent_runs
 from edge_agent.shell.collector_keys import collector_key_problems
 from edge_agent.shell.commands import map_on_probation
 from edge_agent.shell.keyfile import key_algorithm_problem
@@ -119,6 +120,18 @@ def _same_file(one: Path, other: Path) -> bool:
         return one.samefile(other)
     except OSError:  # either is not there (yet): the paths decide
         return one.resolve() == other.resolve()
+
+
+def refuse_second_agent(config: SiteConfig) -> None:
+    """Exit 1 (`<outbox>: another edge-agent runs on this outbox ...`) while another agent runs.
+
+    Before the address checks: the running agent holds `metrics.listen`, and a refusal of the
+    address would be exit 2, which the unit does not restart once the other agent stops. The
+    runner takes the lock for good; this only looks, so the message names the real cause.
+    """
+    if another_agent_runs(config.outbox.path):
+        click.echo(another_agent_message(config.outbox.path), err=True)
+        raise click.exceptions.Exit(1)
 
 
 def refuse_unusable_metrics_listen(config_path: Path, config: SiteConfig) -> None:

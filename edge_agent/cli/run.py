@@ -15,6 +15,7 @@ from edge_agent.cli.refusals import (
     refuse_bad_collector_keys,
     refuse_bad_tls_files,
     refuse_exposed_keys,
+    refuse_second_agent,
     refuse_unusable_metrics_listen,
     refuse_unusable_outbox_path,
 )
@@ -62,6 +63,7 @@ def run(config_path: Path, *, restarted: bool) -> None:
     refuse_bad_collector_keys(config_path, config)
     refuse_bad_tls_files(config_path, config)
     refuse_unusable_outbox_path(config_path, config, try_writing=True)
+    refuse_second_agent(config)
     refuse_unusable_metrics_listen(config_path, config)
     if gateway_key_missing:
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)

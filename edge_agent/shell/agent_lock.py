@@ -36,7 +36,28 @@ def sole_agent(outbox_path: Path) -> Iterator[None]:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            raise AgentRunningError(
-                f"{outbox_path}: another edge-agent runs on this outbox; stop it first"
-            ) from None
+            raise AgentRunningError(another_agent_message(outbox_path)) from None
         yield
+
+
+def another_agent_message(outbox_path: Path) -> str:
+    """What a second agent on the outbox is told."""
+    return f"{outbox_path}: another edge-agent runs on this outbox; stop it first"
+
+
+def another_agent_runs(outbox_path: Path) -> bool:
+    """Whether an agent holds the outbox's lock now; creates nothing, takes nothing for good.
+
+    For `run`'s checks before the runner takes the lock: no lock file, or one that cannot be
+    opened, is False here, and `sole_agent` decides (and says why) when the runner starts.
+    """
+    try:
+        handle = agent_lock_path(outbox_path).open("rb")
+    except OSError:
+        return False
+    with handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            return True
+    return False

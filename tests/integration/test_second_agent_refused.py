@@ -16,14 +16,19 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.broker import free_port
 from tests.support.cli_runs import keyed_example_site
 
 RUN = [sys.executable, "-c", "from edge_agent.cli import main; main()", "run", "-c"]
 
 
 @pytest.mark.timeout(90)
-def test_a_second_agent_on_the_same_outbox_is_refused(tmp_path: Path) -> None:
+@pytest.mark.parametrize("metrics", [False, True], ids=["no metrics", "metrics on"])
+def test_a_second_agent_on_the_same_outbox_is_refused(tmp_path: Path, *, metrics: bool) -> None:
     site = keyed_example_site(tmp_path)
+    if metrics:  # the first agent holds metrics.listen: still the other agent, exit 1, not 2
+        listen = f'metrics:\n  listen: "127.0.0.1:{free_port()}"\n'
+        site.write_text(site.read_text(encoding="utf-8") + listen, encoding="utf-8")
     outbox = site.parent / "state" / "outbox.db"
     first = subprocess.Popen(
         [*RUN, str(site)],
