@@ -99,6 +99,8 @@ def listen_problem(host: str, port: int) -> str | None:
         ):
             with socket.socket(family, kind, proto) as trial:
                 trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                if family == socket.AF_INET6:  # as asyncio does: IPv6 only, not dual-stack
+                    trial.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
                 trial.bind(address)
     except OSError as exc:  # socket.gaierror too: a name that does not resolve
         return f"cannot listen on {host}:{port}: {exc.strerror or exc}"

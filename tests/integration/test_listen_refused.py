@@ -20,6 +20,7 @@ from typing import Literal
 import pytest
 from click.testing import Result
 
+from edge_agent.shell.metrics_server import listen_problem
 from tests.support.cli_runs import (
     agent_cli,
     collector_cli,
@@ -117,3 +118,10 @@ def test_check_leaves_the_address_to_the_start(
 ) -> None:
     config, _ = program.listening(tmp_path, f"127.0.0.1:{taken_port}")
     assert program.cli("check", "-c", str(config)).exit_code == 0
+
+
+def test_the_agent_tries_an_ipv6_address_as_it_binds_it(taken_port: int) -> None:
+    # asyncio.start_server binds an IPv6 address IPV6_V6ONLY: the agent can listen on [::]:P
+    # while another program holds 127.0.0.1:P, so the trial must not refuse it (it did, as a
+    # dual-stack socket, and `run` exited 2 on a map the agent could have run).
+    assert listen_problem("::", taken_port) is None
