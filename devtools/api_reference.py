@@ -23,7 +23,7 @@ from collector.storage import open_storage
 DOCS = Path(__file__).resolve().parents[1] / "docs"
 OPENAPI = DOCS / "api" / "openapi.json"
 SUMMARY = DOCS / "api.md"
-_METHODS = ("get", "post", "put", "patch", "delete")
+_METHODS = ("get", "head", "options", "post", "put", "patch", "delete")
 
 
 async def _schema() -> dict[str, Any]:

@@ -1,6 +1,13 @@
-"""`/healthz` says 503 (a problem document), not 500, when the database stops answering."""
+"""`/healthz` says 503 (a problem document), not 500, when the database stops answering.
+
+Load balancers ask it with other methods than GET: HAProxy's `option httpchk` sends OPTIONS by
+default, many monitors send HEAD. Both used to get 405, which takes every collector out of
+rotation; they get the same status as GET (HEAD without the body).
+"""
 
 from __future__ import annotations
+
+import pytest
 
 from collector.storage import open_storage
 from tests.support.collector_api import serve
@@ -18,3 +25,18 @@ async def test_healthz_is_ok_then_503_when_the_database_is_gone(
         assert answer.status_code == 503
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.json()["status"] == 503
+
+
+@pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])
+async def test_a_load_balancers_check_method_gets_what_get_gets(
+    postgres_databases: PostgresDatabases, method: str
+) -> None:
+    url = postgres_databases.create()
+    async with open_storage(url) as storage, serve(storage) as http:
+        answer = await http.request(method, "/healthz")
+        assert answer.status_code == 200
+        assert answer.content == (b"" if method == "HEAD" else b'{"status":"ok"}')
+        postgres_databases.drop(url)
+        assert (await http.request(method, "/healthz")).status_code == 503
+        # Every other path keeps answering GET only.
+        assert (await http.request(method, "/v1/gateways")).status_code in (401, 405)

@@ -1,4 +1,4 @@
-"""`GET /healthz`: liveness, the one route without a token.
+"""`GET /healthz` (HEAD, OPTIONS): liveness, the one route without a token.
 
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
@@ -16,10 +16,11 @@ def create_router(storage: Storage) -> APIRouter:
     """The health route over `storage` (it answers once the storage does)."""
     router = APIRouter()
 
-    @router.get(
-        "/healthz",
-        responses={503: {"description": "the database does not answer (RFC 9457 problem)"}},
-    )
+    unavailable: dict[int | str, dict[str, object]] = {
+        503: {"description": "the database does not answer (RFC 9457 problem)"}
+    }
+
+    @router.get("/healthz", responses=unavailable)
     async def healthz() -> Health:
         """Whether this collector and its database answer; needs no token (for load balancers)."""
         try:
@@ -34,4 +35,15 @@ def create_router(storage: Storage) -> APIRouter:
             ) from None
         return Health(status="ok")
 
+    # HEAD and OPTIONS answer as GET does: load balancers check with them (HAProxy's `option
+    # httpchk` sends OPTIONS unless told otherwise), and a 405 takes every collector out of
+    # rotation. Each is its own operation, so the OpenAPI document names them apart.
+    for method in ("HEAD", "OPTIONS"):
+        router.add_api_route(
+            "/healthz",
+            healthz,
+            methods=[method],
+            responses=unavailable,
+            operation_id=f"healthz_{method.lower()}",
+        )
     return router
