@@ -10,6 +10,7 @@ mistake (`check` leaves permissions to `run`, which may run as another user).
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -39,8 +40,13 @@ def _unusable(tmp_path: Path, problem: str) -> tuple[Path, str]:
     if problem == "a file as its folder":
         (tmp_path / "state").write_text("not a folder\n", encoding="utf-8")
         return tmp_path / "state" / "outbox.db", f"{tmp_path / 'state'} is not a folder"
-    if problem == "a device":
-        return Path("/dev/null"), "/dev/null is not a regular file"
+    if problem == "no regular file":
+        # A FIFO in the test's own folder, not /dev/null: a run that failed to refuse it would
+        # leave its side files (journal, reserve, locks) in /dev, shared by the whole machine.
+        path = tmp_path / "state" / "outbox.db"
+        path.parent.mkdir()
+        os.mkfifo(path)
+        return path, f"{path} is not a regular file"
     absent = tmp_path / "unmounted" / "ganzhi"  # a data partition not mounted, say
     if problem == "a link to nowhere as its folder":
         (tmp_path / "state").symlink_to(absent)
@@ -55,7 +61,7 @@ def _unusable(tmp_path: Path, problem: str) -> tuple[Path, str]:
 PROBLEMS = [
     "a folder",
     "a file as its folder",
-    "a device",
+    "no regular file",
     "a link to nowhere as its folder",
     "a link to nowhere",
 ]
