@@ -44,8 +44,10 @@ def load_or_exit(path: Path, load: Callable[[Path], T]) -> T:
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
 
 
-def exit_at_lines(path: Path, problems: Sequence[tuple[KeyPath, str]]) -> None:
-    """Print each problem found after loading at its key's line in `path`, then exit with 2.
+def exit_at_lines(
+    path: Path, problems: Sequence[tuple[KeyPath, str]], *, status: int = CONFIG_ERROR_EXIT
+) -> None:
+    """Print each problem found after loading at its key's line in `path`, then exit `status`.
 
     For what the config's own checks cannot see (a file it names that will not load, an
     address taken): `file:line: key: message`, like a config error. Nothing without problems.
@@ -54,4 +56,4 @@ def exit_at_lines(path: Path, problems: Sequence[tuple[KeyPath, str]]) -> None:
         return
     for issue in problems_at(path, problems).issues:
         click.echo(str(issue), err=True)
-    raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+    raise click.exceptions.Exit(status)

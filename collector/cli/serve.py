@@ -16,10 +16,14 @@ from collector.runtime import serve_until_signalled
 from collector.storage.base import StorageError
 from hostkit.configfile import exit_at_lines
 from hostkit.keyfiles import KeyFileError
+from hostkit.listen_failure import listen_failure_exit
 
 
 def refuse_unusable_api_listen(config_path: Path, config: CollectorConfig) -> None:
-    """Exit 2 (file:line: api.listen: ...) when the API cannot listen on its address now.
+    """Exit (file:line: api.listen: ...) when the API cannot listen on its address now.
+
+    With 1 when the failure may clear by itself (a port held, an address not assigned yet), so
+    systemd starts the collector again; with 2 when it is a mistake in the config.
 
     The address is bound as the API binds it and let go at once, so a port another program
     holds, or an address of another host, stops `serve` before its database is opened.
@@ -29,7 +33,8 @@ def refuse_unusable_api_listen(config_path: Path, config: CollectorConfig) -> No
         listening_socket(listen.host, listen.port).close()
     except OSError as exc:  # socket.gaierror too: a name that does not resolve
         problem = f"cannot listen on {listen}: {exc.strerror or exc}"
-        exit_at_lines(config_path, [(("api", "listen"), problem)])
+        status = listen_failure_exit(exc)
+        exit_at_lines(config_path, [(("api", "listen"), problem)], status=status)
 
 
 @click.command()

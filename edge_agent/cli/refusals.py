@@ -12,10 +12,11 @@ from edge_agent.shell.agent_lock import another_agent_message, another_agent_run
 from edge_agent.shell.collector_keys import collector_key_problems
 from edge_agent.shell.commands import map_on_probation
 from edge_agent.shell.keyfile import key_algorithm_problem
-from edge_agent.shell.metrics_server import listen_problem
+from edge_agent.shell.metrics_server import try_listening
 from edge_agent.shell.outbox_open import outbox_path_problem
 from hostkit.configfile import exit_at_lines
 from hostkit.keyfiles import KeyFileError, check_private_mode, next_key_path, public_key_path
+from hostkit.listen_failure import listen_failure_exit
 from hostkit.tls import tls_file_problems
 
 
@@ -135,7 +136,10 @@ def refuse_second_agent(config: SiteConfig) -> None:
 
 
 def refuse_unusable_metrics_listen(config_path: Path, config: SiteConfig) -> None:
-    """Exit 2 (file:line: metrics.listen: ...) when `run` could not listen on `metrics.listen`.
+    """Exit (file:line: metrics.listen: ...) when `run` could not listen on `metrics.listen`.
+
+    With 1 when the failure may clear by itself (a port held, an address not assigned yet), so
+    systemd starts the agent again; with 2 when it is a mistake in the map (hostkit.listen_failure).
 
     For `run` only: while the agent runs, the address is its own, so `check` would find it taken.
     A pushed map on probation is let through: its failed start puts the previous map back.
@@ -145,6 +149,10 @@ def refuse_unusable_metrics_listen(config_path: Path, config: SiteConfig) -> Non
     site_text = config_path.read_bytes().decode("utf-8", errors="replace")
     if map_on_probation(config, site_text):
         return
-    problem = listen_problem(config.metrics.listen.host, config.metrics.listen.port)
-    if problem is not None:
-        exit_at_lines(config_path, [(("metrics", "listen"), problem)])
+    listen = config.metrics.listen
+    try:
+        try_listening(listen.host, listen.port)
+    except OSError as exc:
+        problem = f"cannot listen on {listen.host}:{listen.port}: {exc.strerror or exc}"
+        status = listen_failure_exit(exc)
+        exit_at_lines(config_path, [(("metrics", "listen"), problem)], status=status)

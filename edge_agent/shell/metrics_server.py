@@ -86,25 +86,22 @@ def _handler(scrape: Scrape) -> Handler:
     )
 
 
-def listen_problem(host: str, port: int) -> str | None:
-    """Why `serve_metrics` could not listen on (host, port) now; None when it could.
+def try_listening(host: str, port: int) -> None:
+    """Raise the OSError `serve_metrics` would meet listening on (host, port) now.
 
     Each address the host resolves to is bound as `asyncio.start_server` binds it (with
     SO_REUSEADDR) and let go at once, so `run` refuses a taken port or an address of another
-    host before anything starts instead of failing after the outbox is open.
+    host before anything starts instead of failing after the outbox is open. A name that
+    does not resolve raises socket.gaierror, an OSError too.
     """
-    try:
-        for family, kind, proto, _, address in socket.getaddrinfo(
-            host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        ):
-            with socket.socket(family, kind, proto) as trial:
-                trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                if family == socket.AF_INET6:  # as asyncio does: IPv6 only, not dual-stack
-                    trial.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
-                trial.bind(address)
-    except OSError as exc:  # socket.gaierror too: a name that does not resolve
-        return f"cannot listen on {host}:{port}: {exc.strerror or exc}"
-    return None
+    for family, kind, proto, _, address in socket.getaddrinfo(
+        host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    ):
+        with socket.socket(family, kind, proto) as trial:
+            trial.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if family == socket.AF_INET6:  # as asyncio does: IPv6 only, not dual-stack
+                trial.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            trial.bind(address)
 
 
 async def serve_metrics(host: str, port: int, scrape: Scrape) -> asyncio.Server:

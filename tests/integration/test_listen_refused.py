@@ -5,12 +5,16 @@ agent's `run` (`metrics.listen`) then opened the outbox and died with an OSError
 exit 1: under systemd (Restart=on-failure), a crash loop every 2 s with no line to fix. The
 collector's `serve` (`api.listen`) opened (and created) its database, then stopped with a bare
 "[Errno 98] Address already in use" naming neither the address nor the key. Now both try the
-address before anything starts and exit 2 (which the units do not restart) naming the line.
-`check` does not try it: the program it checks for may be the one listening there.
+address before anything starts and name the line, with exit 1: such a failure may clear by
+itself (the other program stops, the address is assigned a moment after boot), and systemd
+starts a unit again after 1, not after 2, which is kept for mistakes no restart mends (a name
+that does not exist, a port the service may not bind). `check` does not try the address: the
+program it checks for may be the one listening there.
 """
 
 from __future__ import annotations
 
+import errno
 import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -20,7 +24,8 @@ from typing import Literal
 import pytest
 from click.testing import Result
 
-from edge_agent.shell.metrics_server import listen_problem
+from edge_agent.shell.metrics_server import try_listening
+from hostkit.listen_failure import listen_failure_exit
 from tests.support.cli_runs import (
     agent_cli,
     collector_cli,
@@ -100,7 +105,7 @@ def test_the_start_refuses_a_port_another_program_holds(
     config, line = program.listening(tmp_path, f"127.0.0.1:{taken_port}")
     done = in_a_process(program.name, program.start, "-c", str(config), cwd=tmp_path)
     says = f"{config}:{line}: {program.setting}: cannot listen on 127.0.0.1:{taken_port}:"
-    refused_before_start(done, says, tmp_path / "state", program.opens)
+    refused_before_start(done, says, tmp_path / "state", program.opens, status=1)
     assert "address already in use" in done.stderr.lower()
 
 
@@ -110,7 +115,7 @@ def test_the_start_refuses_an_address_not_of_this_host(program: Program, tmp_pat
     config, line = program.listening(tmp_path, address)
     done = in_a_process(program.name, program.start, "-c", str(config), cwd=tmp_path)
     says = f"{config}:{line}: {program.setting}: cannot listen on {address}:"
-    refused_before_start(done, says, tmp_path / "state", program.opens)
+    refused_before_start(done, says, tmp_path / "state", program.opens, status=1)
 
 
 def test_check_leaves_the_address_to_the_start(
@@ -124,4 +129,21 @@ def test_the_agent_tries_an_ipv6_address_as_it_binds_it(taken_port: int) -> None
     # asyncio.start_server binds an IPv6 address IPV6_V6ONLY: the agent can listen on [::]:P
     # while another program holds 127.0.0.1:P, so the trial must not refuse it (it did, as a
     # dual-stack socket, and `run` exited 2 on a map the agent could have run).
-    assert listen_problem("::", taken_port) is None
+    try_listening("::", taken_port)  # raises what the agent would meet
+
+
+@pytest.mark.parametrize(
+    ("failure", "status"),
+    [
+        (OSError(errno.EADDRINUSE, "Address already in use"), 1),
+        (OSError(errno.EADDRNOTAVAIL, "Cannot assign requested address"), 1),
+        (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), 1),
+        (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), 2),
+        (OSError(errno.EACCES, "Permission denied"), 2),
+    ],
+    ids=["port held", "address not assigned yet", "resolver not up", "no such name", "denied"],
+)
+def test_only_a_failure_no_restart_mends_stops_the_unit_for_good(
+    failure: OSError, status: int
+) -> None:
+    assert listen_failure_exit(failure) == status

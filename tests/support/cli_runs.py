@@ -73,10 +73,15 @@ def in_a_process(
 
 
 def refused_before_start(
-    done: subprocess.CompletedProcess[str], says: str, never_made: Path, what: str
+    done: subprocess.CompletedProcess[str],
+    says: str,
+    never_made: Path,
+    what: str,
+    *,
+    status: int = 2,
 ) -> None:
-    """`done` ended with exit 2 saying `says`, no traceback, before `never_made` was made."""
-    assert done.returncode == 2, done.stderr
+    """`done` ended with `status` saying `says`, no traceback, before `never_made` was made."""
+    assert done.returncode == status, done.stderr
     assert says in done.stderr
     assert "Traceback" not in done.stderr
     assert not never_made.exists(), f"refused only after the {what} was opened"
