@@ -9,6 +9,7 @@ when its holder ends, however it ends, so a killed agent never leaves a stale lo
 from __future__ import annotations
 
 import fcntl
+import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -32,7 +33,9 @@ def sole_agent(outbox_path: Path) -> Iterator[None]:
     """
     lock_path = agent_lock_path(outbox_path)
     lock_path.parent.mkdir(parents=True, exist_ok=True)
-    with lock_path.open("a") as handle:
+    # Read-only: an flock needs no write access, and a lock file left by an agent run once by
+    # hand as root (0644) stays usable by the service's user.
+    with os.fdopen(os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644), "rb") as handle:
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
