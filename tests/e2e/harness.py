@@ -33,6 +33,8 @@ from demo.__main__ import api_get, profile_for, write_configs
 from demo.broker import Broker, free_port, wait_for_port
 from specs.block import decode_block
 from specs.records import Reading
+from tests.support.cli_runs import collector_cli
+from tests.support.logging_state import logging_restored
 
 BIN = Path(sys.executable).parent
 ReadingKey = tuple[str, str, float | None, str]
@@ -129,11 +131,15 @@ class Site:
         _init_keys(self.work)
         site = yaml.safe_load((self.work / "site.yaml").read_text(encoding="utf-8"))["site"]
         self.gateway = site["gateway"]
-        _cli(
-            str(BIN / "collector"), "gateways", "add", "-c", "collector.yaml",
-            "--gateway", self.gateway, "--district", site["district"],
-            "--public-key", "keys/gateway.key.pub", cwd=self.work,
-        )  # fmt: skip
+        # In-process (click's runner), not a process: the command is the same, without the
+        # second of interpreter start-up each of some 100 sites a session would spend on it.
+        with logging_restored():
+            added = collector_cli(
+                "gateways", "add", "-c", str(self.work / "collector.yaml"),
+                "--gateway", self.gateway, "--district", site["district"],
+                "--public-key", str(self.work / "keys" / "gateway.key.pub"),
+            )  # fmt: skip
+        assert added.exit_code == 0, added.output
 
     def _spawn(self, name: str, *argv: str) -> None:
         self.stop(name)  # never drop a running (or unreaped) process of the same name
