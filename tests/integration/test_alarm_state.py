@@ -11,6 +11,9 @@ import asyncio
 import json
 import logging
 import sqlite3
+import time
+from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -235,12 +238,45 @@ def test_sigkill_never_splits_alarm_events_from_their_state(tmp_path: Path) -> N
 # --- the whole agent: poll a simulator, seal, stop, start again ------------------------------
 
 
-async def _run_agent_for(config: SiteConfig, seconds: float) -> None:
+def t1_records(path: Path) -> list[Record]:
+    """T1's records of every sealed block, in seal order (none before the outbox has its table).
+
+    Read-only: the running agent owns the file, and a plain connect would create it.
+    """
+    try:
+        with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            rows = db.execute("SELECT payload FROM blocks ORDER BY seq").fetchall()
+    except sqlite3.OperationalError:  # not made yet, or its tables not yet
+        return []
+    records = (r for row in rows for r in decode_block(bytes(row[0])).records)
+    return [r for r in records if isinstance(r, Reading | AlarmRecord) and r.point == "T1"]
+
+
+def t1_readings(path: Path) -> int:
+    return sum(isinstance(r, Reading) for r in t1_records(path))
+
+
+def t1_alarms(path: Path) -> list[AlarmRecord]:
+    return [r for r in t1_records(path) if isinstance(r, AlarmRecord)]
+
+
+async def _run_agent_until(config: SiteConfig, done: Callable[[], bool], what: str) -> None:
+    """Run the agent in-process until `done()` holds, then stop it.
+
+    Until a condition, not for a fixed time: on a loaded machine the agent's start-up alone can
+    take longer than a second, and a run that never read T1 proves nothing.
+    """
     stop = asyncio.Event()
     agent = asyncio.create_task(runtime.run_agent(config, stop), name="agent")
-    await asyncio.sleep(seconds)
-    stop.set()
-    await asyncio.wait_for(agent, 30)
+    deadline = time.monotonic() + 30
+    try:
+        while not done() and not agent.done():
+            assert time.monotonic() < deadline, f"timed out after 30 s waiting for {what}"
+            await asyncio.sleep(0.05)
+    finally:
+        stop.set()
+        await asyncio.wait_for(agent, 30)
+    assert done(), f"the agent stopped before {what}"
 
 
 async def test_the_agent_keeps_its_alarms_across_restarts(
@@ -255,15 +291,28 @@ async def test_the_agent_keeps_its_alarms_across_restarts(
     async with await serve_tankfarm("127.0.0.1", 0, tanks=1, seed=5, interval=0.05) as farm:
         # Tank temperatures stay far above 5 degC: T1 raises H at its first reading.
         hot = site(tmp_path, high=5.0, modbus_port=farm.port, broker_port=broker_port)
-        await _run_agent_for(hot, 1.0)
-        raised = [e for e in outbox_alarms(outbox) if e.point == "T1"]
+        await _run_agent_until(
+            hot,
+            lambda: bool(t1_alarms(outbox)) and t1_readings(outbox) >= 5,
+            "T1's alarm and five of its readings sealed",
+        )
+        raised = t1_alarms(outbox)
         assert [(e.event, e.level) for e in raised] == [(AlarmEvent.RAISE, "H")]
-        await _run_agent_for(hot, 0.6)
-        assert [e for e in outbox_alarms(outbox) if e.point == "T1"] == raised
+        # Restarted on the same map, the agent reads T1 (still hot) again and raises nothing.
+        seen = t1_readings(outbox)
+        await _run_agent_until(
+            hot, lambda: t1_readings(outbox) >= seen + 3, "three more readings of T1 sealed"
+        )
+        assert t1_alarms(outbox) == raised
         # The limit moves up (a new site map): the next reading clears the same alarm.
         cool = site(tmp_path, high=200.0, modbus_port=farm.port, broker_port=broker_port)
-        await _run_agent_for(cool, 0.6)
-    events = [(e.event, e.alarm_id) for e in outbox_alarms(outbox) if e.point == "T1"]
+        seen = t1_readings(outbox)
+        await _run_agent_until(
+            cool,
+            lambda: len(t1_alarms(outbox)) > 1 and t1_readings(outbox) >= seen + 3,
+            "T1's clear and three more of its readings sealed",
+        )
+    events = [(e.event, e.alarm_id) for e in t1_alarms(outbox)]
     assert events == [
         (AlarmEvent.RAISE, raised[0].alarm_id),
         (AlarmEvent.CLEAR, raised[0].alarm_id),
