@@ -12,7 +12,7 @@ from collections.abc import Iterator
 
 import structlog
 
-QUIETED = ("pymodbus",)  # loggers whose level the agent sets on its own
+QUIETED = ("pymodbus", "asyncua")  # loggers whose level the programs set (hostkit.logs)
 
 
 @contextlib.contextmanager
