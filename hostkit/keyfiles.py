@@ -66,15 +66,34 @@ def retired_key_path(key_file: Path, kid: str) -> Path:
     return key_file.with_name(f"{key_file.name}.retired-{kid}")
 
 
+def dangling_link_message(path: Path) -> str | None:
+    """What to say of a key path that is a link to nothing, or None when it is not one.
+
+    Such a path is neither missing (the link is there: nothing can be created in its place)
+    nor a key; advice for either case would contradict the other.
+    """
+    if not path.is_symlink() or path.exists():
+        return None
+    try:
+        target = path.readlink()
+    except OSError:  # gone or replaced since: say what is known
+        return None
+    return f"{path}: key file is a link to {target}, which is not there; remove the link first"
+
+
 def check_private_mode(key_file: Path) -> None:
     """Raise ExposedKeyError when anyone but the owner may read or write `key_file`.
 
     A missing file passes: whoever needs the key reports that with its own advice. Anything
-    else that is no key file (a folder, a device: their modes are no advice) is a KeyFileError.
+    else that is no key file (a folder, a device, a link to nothing: their modes are no
+    advice) is a KeyFileError.
     """
     try:
         status = key_file.stat()
     except FileNotFoundError:
+        dangling = dangling_link_message(key_file)
+        if dangling is not None:
+            raise KeyFileError(dangling) from None
         return
     except OSError as exc:
         raise KeyFileError(f"{key_file}: cannot read: {exc.strerror or exc}") from None
@@ -103,7 +122,7 @@ def write_key_pair(key_file: Path, key: SigningKey) -> None:
         try:
             os.link(temporary, key_file)
         except FileExistsError:
-            raise KeyExistsError(f"{key_file} exists; refusing to overwrite a key") from None
+            raise KeyExistsError(_exists_message(key_file)) from None
         finally:
             temporary.unlink()
         # Renamed over a stale `.pub` (and the link synced with it, one folder).
@@ -116,8 +135,8 @@ def write_key_pair(key_file: Path, key: SigningKey) -> None:
 
 def create_key_pair(key_file: Path, algorithm: str = ED25519) -> SigningKey:
     """Create a new `algorithm` key at `key_file` (0600, never overwritten) and `<key_file>.pub`."""
-    if key_file.exists():
-        raise KeyExistsError(f"{key_file} exists; refusing to overwrite a key")
+    if key_file.exists() or key_file.is_symlink():
+        raise KeyExistsError(_exists_message(key_file))
     key = generate_signing_key(algorithm)
     write_key_pair(key_file, key)
     return key
@@ -125,7 +144,12 @@ def create_key_pair(key_file: Path, algorithm: str = ED25519) -> SigningKey:
 
 def missing_key_message(path: Path, advice: str) -> str:
     """What a program says of a key file that is not there; `advice`: how to make or get one."""
-    return f"{path}: key file is missing ({advice})"
+    return dangling_link_message(path) or f"{path}: key file is missing ({advice})"
+
+
+def _exists_message(key_file: Path) -> str:
+    """Why no key is made at `key_file`: one is there, or a link to nothing is."""
+    return dangling_link_message(key_file) or f"{key_file} exists; refusing to overwrite a key"
 
 
 def read_key_file(

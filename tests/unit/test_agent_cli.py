@@ -100,6 +100,31 @@ def test_keys_init_refuses_even_when_only_the_private_key_is_there(site: Path) -
     assert not (site.parent / "keys" / "gateway.key.pub").exists()
 
 
+@pytest.mark.usefixtures("restore_logging")
+def test_a_dangling_link_at_the_gateway_key_is_named_alike_by_keys_init_run_and_check(
+    site: Path,
+) -> None:
+    # `run` said "missing (see keys init)" and `keys init` then said "exists": each now names
+    # the link and its target, which is not there.
+    key_file = site.parent / "keys" / "gateway.key"
+    key_file.parent.mkdir()
+    target = site.parent / "nowhere"
+    key_file.symlink_to(target)
+    says = f"{key_file}: key file is a link to {target}, which is not there; remove the link first"
+
+    made = invoke("keys", "init", "-c", str(site))
+    assert made.exit_code == 1, made.output
+    assert says in made.stderr
+    assert "exists;" not in made.stderr
+    assert key_file.is_symlink()
+    assert not target.exists()
+    for command, status in (("run", 2), ("check", 2)):
+        result = invoke(command, "-c", str(site))
+        assert result.exit_code == status, (command, result.output)
+        assert says in result.stderr, command
+        assert "key file is missing" not in result.stderr, command
+
+
 def test_keys_init_that_cannot_write_the_key_exits_1_naming_why(site: Path) -> None:
     # A file where the key's folder should be: a mistake to name, not a traceback.
     (site.parent / "keys").write_text("not a folder\n", encoding="utf-8")
