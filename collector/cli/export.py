@@ -173,6 +173,8 @@ def _written(out: Path | None) -> Iterator[tuple[contextlib.ExitStack, BinaryIO]
             partial.unlink(missing_ok=True)
         click.echo(f"Error: {exc}", err=True)
         raise click.exceptions.Exit(USAGE_ERROR_EXIT) from None
+    except BrokenPipeError:
+        raise  # stdout's reader went away: the collector's group ends the command quietly
     except OSError as exc:
         if partial is not None:
             partial.unlink(missing_ok=True)

@@ -11,6 +11,7 @@ import json
 import os
 import signal
 import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -330,3 +331,54 @@ def test_export_refuses_what_it_cannot_export_with_status_2(
     assert message in result.stderr
     assert not out.exists()
     assert not list(tmp_path.glob(".*.partial"))
+
+
+# --- a reader that goes away ------------------------------------------------------------------
+
+SIGPIPE_EXIT = 128 + signal.SIGPIPE  # what a shell reports for `seq 1 100000 | head -1`
+
+
+def _first_line_then_close(*args: str) -> tuple[int, str]:
+    """Run `collector ARGS` with stdout piped to a reader that closes after the first line.
+
+    The output is larger than a pipe holds (64 KiB) and written in pieces, so the command is
+    still writing when the reader closes. Returns the exit status and stderr.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-c", "from collector.cli import main; main()", *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    with process:
+        assert process.stdout.readline()
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+    return process.wait(timeout=60), stderr
+
+
+def _many_methane_readings(count: int) -> list[Reading]:
+    return [_methane(index * 0.25, 0.5) for index in range(count)]
+
+
+async def _fill_many(config: Path, count: int) -> None:
+    async with open_storage(load_collector_config(config).storage.url) as storage:
+        await register(storage, MINE)
+        payload = MINE.block(1, records=_many_methane_readings(count))
+        inbound = Inbound(MINE.topics.block, payload, tuple(MINE.sign(payload)), 0)
+        batch = plan_batch([inbound], key_grants(MINE), catalogue_with_coal())
+        assert not batch.audits
+        await storage.ingest(batch)
+
+
+def test_export_to_a_reader_that_goes_away_stops_quietly(config: Path) -> None:
+    asyncio.run(_fill_many(config, 2000))
+    window = ["--from", iso_time(BASE_TIME), "--to", iso_time(BASE_TIME + 600)]
+    status, stderr = _first_line_then_close(
+        "export", "-c", str(config), "--format", "csv", "--gateway", MINE.gateway, *window
+    )
+    assert "Broken pipe" not in stderr
+    assert "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
+    assert status == SIGPIPE_EXIT, stderr

@@ -17,6 +17,7 @@ import stat
 from collections.abc import Iterator
 from pathlib import Path
 
+import click
 import pytest
 import structlog
 
@@ -52,6 +53,7 @@ def restore_logging() -> Iterator[None]:
 
 def _set_up_by_the_cli(program: str, tmp_path: Path) -> None:
     """Let the program's own command line set logging up (`--log-format json`), in-process."""
+    command: click.Group
     if program == "collector":
         args = ["--log-format", "json", "check", "-h"]  # the group sets logging up first
         command = collector.cli.main
