@@ -54,6 +54,14 @@ def exit_at_lines(
     """
     if not problems:
         return
+    echo_at_lines(path, problems)
+    raise click.exceptions.Exit(status)
+
+
+def echo_at_lines(path: Path, problems: Sequence[tuple[KeyPath, str]]) -> None:
+    """Print each problem at its key's line in `path` (as `exit_at_lines`), and go on.
+
+    For a refusal that waits until the other checks have named their problems too.
+    """
     for issue in problems_at(path, problems).issues:
         click.echo(str(issue), err=True)
-    raise click.exceptions.Exit(status)

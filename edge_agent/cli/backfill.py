@@ -21,13 +21,14 @@ from edge_agent.backfill.importer import (
 )
 from edge_agent.backfill.rows import DEFAULT_TZ, OffsetError, RowParser, parse_offset, targets_of
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
-from edge_agent.cli.refusals import refuse_unusable_outbox_path
+from edge_agent.cli.refusals import GATEWAY_KEY, refuse_unusable_outbox_path
 from edge_agent.config import SiteConfig
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_gateway_key
 from edge_agent.shell.outbox_open import open_outbox
+from hostkit.configfile import exit_at_lines
 from hostkit.keyfiles import KeyFileError
 from specs.catalogue import default_catalogue
 from specs.signing import SigningKey
@@ -82,12 +83,12 @@ class _Report:
             self._shown = position
 
 
-def _signing_key(config: SiteConfig) -> SigningKey:
+def _signing_key(config_path: Path, config: SiteConfig) -> SigningKey:
     try:
         return load_gateway_key(config.signing.key_file, config.signing.algorithm)
     except KeyFileError as exc:
-        click.echo(str(exc), err=True)
-    raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+        exit_at_lines(config_path, [(GATEWAY_KEY, str(exc))])
+    raise click.exceptions.Exit(CONFIG_ERROR_EXIT)  # exit_at_lines has exited with it
 
 
 async def _import(
@@ -135,7 +136,7 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
     was rejected.
     """
     config = load_or_exit(config_path)
-    key = _signing_key(config)
+    key = _signing_key(config_path, config)
     refuse_unusable_outbox_path(config_path, config, try_writing=True)
     targets = targets_of(resolve_points(config), default_catalogue())
 

@@ -32,8 +32,8 @@ _TAIL = ("scale", "offset", "unit")
 def check(config_path: Path, as_json: bool) -> None:
     """Validate the site map and print the resolved point table."""
     config = load_or_exit(config_path)
-    refuse_exposed_keys(config)
-    refuse_unusable_gateway_key(config)
+    refuse_exposed_keys(config_path, config)
+    refuse_unusable_gateway_key(config_path, config)
     refuse_bad_collector_keys(config_path, config, missing_ok=True)
     refuse_bad_tls_files(config_path, config, missing_ok=True)
     refuse_unusable_outbox_path(config_path, config, try_writing=False)

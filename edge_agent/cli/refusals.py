@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 
-from edge_agent.cli.options import CONFIG_ERROR_EXIT
+from configkit.issues import KeyPath
 from edge_agent.config import SiteConfig
 from edge_agent.shell.agent_lock import another_agent_message, another_agent_runs
 from edge_agent.shell.collector_keys import collector_key_problems
@@ -19,29 +19,31 @@ from hostkit.keyfiles import KeyFileError, check_private_mode, next_key_path, pu
 from hostkit.listen_failure import listen_failure_exit
 from hostkit.tls import tls_file_problems
 
+GATEWAY_KEY: KeyPath = ("signing", "key_file")
+"""Where the gateway key's problems are named: `file:line: signing.key_file: ...`."""
 
-def refuse_exposed_keys(config: SiteConfig) -> None:
-    """Exit 2 naming every private key file the group or others may read (and the fix).
+
+def refuse_exposed_keys(config_path: Path, config: SiteConfig) -> None:
+    """Exit 2 naming (file:line: key: ...) every private key file others may read, and the fix.
 
     A key path that is no file (a folder; a file where its folder should be) is named too.
+    The next key of a rotation is named at `signing.key_file`, which it derives from.
     """
-    private = [config.signing.key_file, next_key_path(config.signing.key_file)]
+    private = [(GATEWAY_KEY, config.signing.key_file)]
+    private.append((GATEWAY_KEY, next_key_path(config.signing.key_file)))
     if config.uplink.tls is not None and config.uplink.tls.key is not None:
-        private.append(config.uplink.tls.key)
-    exposed = []
-    for path in private:
+        private.append((("uplink", "tls", "key"), config.uplink.tls.key))
+    exposed: list[tuple[KeyPath, str]] = []
+    for setting, path in private:
         try:
             check_private_mode(path)
         except KeyFileError as exc:  # ExposedKeyError, or no file that could be a key
-            exposed.append(str(exc))
-    if exposed:
-        for problem in exposed:
-            click.echo(problem, err=True)
-        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+            exposed.append((setting, str(exc)))
+    exit_at_lines(config_path, exposed)
 
 
-def refuse_unusable_gateway_key(config: SiteConfig) -> None:
-    """Exit 2 when the gateway key is there but `run` could not sign with it.
+def refuse_unusable_gateway_key(config_path: Path, config: SiteConfig) -> None:
+    """Exit 2 (file:line: signing.key_file: ...) when `run` could not sign with the key there.
 
     Not a key, or a key of another algorithm than `signing.algorithm`: the messages `run`
     gives. A key not made yet is no problem here (`check` before `keys init`).
@@ -51,8 +53,7 @@ def refuse_unusable_gateway_key(config: SiteConfig) -> None:
         return
     problem = key_algorithm_problem(key_file, config.signing.algorithm)
     if problem is not None:
-        click.echo(problem, err=True)
-        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+        exit_at_lines(config_path, [(GATEWAY_KEY, problem)])
 
 
 def refuse_bad_collector_keys(

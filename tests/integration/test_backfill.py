@@ -32,6 +32,7 @@ from specs.block import GENESIS, Block, decode_block
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading
 from specs.signing import Signature, load_signing_key, load_verify_key
+from tests.support.config_files import at_gateway_key_line
 
 BIN = Path(sys.executable).parent
 HEADER = "point,t,value,quality,unit\n"
@@ -277,7 +278,8 @@ def test_a_key_run_would_refuse_is_refused_before_anything_is_imported(
     exposed = backfill(site, csv)
     assert exposed.exit_code == 2
     assert exposed.stderr == (
-        f"{key_file}: private key has mode 0640, open to group or others;"
+        f"{at_gateway_key_line(site)}{key_file}:"
+        " private key has mode 0640, open to group or others;"
         f" run `chmod 600 {key_file}`\n"
     )
     key_file.chmod(0o600)
@@ -286,7 +288,8 @@ def test_a_key_run_would_refuse_is_refused_before_anything_is_imported(
     other_algorithm = backfill(site, csv)
     assert other_algorithm.exit_code == 2
     assert other_algorithm.stderr == (
-        f"{key_file}: the key is ed25519 but signing.algorithm is sm2-sm3;"
+        f"{at_gateway_key_line(site)}{key_file}:"
+        " the key is ed25519 but signing.algorithm is sm2-sm3;"
         " make a new key with `edge-agent keys init` or fix signing.algorithm\n"
     )
     assert not outbox_path(site).exists()

@@ -16,6 +16,7 @@ from click.testing import Result
 from tests.support.broker import free_port
 from tests.support.cli_runs import agent_cli, collector_cli, keyed_example_site
 from tests.support.collector_env import write_collector_config
+from tests.support.config_files import at_gateway_key_line
 
 EXPOSED = (0o640, 0o604, 0o644, 0o660, 0o606)
 
@@ -49,7 +50,11 @@ def test_the_agent_refuses_a_gateway_key_others_may_read(
 ) -> None:
     key_file = site.parent / "keys" / "gateway.key"
     key_file.chmod(mode)
-    _refused(agent_cli(command, "-c", str(site)), key_file, mode)
+    result = agent_cli(command, "-c", str(site))
+    _refused(result, key_file, mode)
+    assert f"{at_gateway_key_line(site)}{key_file}: private key has mode {mode:04o}" in (
+        result.stderr
+    )
 
 
 def test_the_agent_checks_a_0600_or_0400_key_happily(site: Path) -> None:
@@ -70,10 +75,10 @@ def test_the_agent_refuses_a_gateway_key_that_is_no_file(
     shutil.rmtree(key_file.parent)
     if problem == "a folder":
         key_file.mkdir(parents=True)
-        says = f"{key_file}: a folder, not a key file"
+        says = f"{at_gateway_key_line(site)}{key_file}: a folder, not a key file"
     else:
         key_file.parent.write_text("not a folder\n", encoding="utf-8")
-        says = f"{key_file}: cannot read: Not a directory"
+        says = f"{at_gateway_key_line(site)}{key_file}: cannot read: Not a directory"
     result = agent_cli(command, "-c", str(site))
     assert result.exit_code == 2, result.output
     assert says in result.stderr
@@ -87,11 +92,14 @@ def test_check_refuses_a_gateway_key_run_would_refuse(site: Path, problem: str) 
     key_file = site.parent / "keys" / "gateway.key"
     if problem == "not a key":
         key_file.write_bytes(b"garbage\n")  # still 0600
-        says = f"{key_file}: not a private key PEM"
+        says = f"{at_gateway_key_line(site)}{key_file}: not a private key PEM"
     else:
         text = site.read_text(encoding="utf-8")
         site.write_text(text.replace("algorithm: ed25519", "algorithm: sm2-sm3", 1), "utf-8")
-        says = f"{key_file}: the key is ed25519 but signing.algorithm is sm2-sm3"
+        says = (
+            f"{at_gateway_key_line(site)}{key_file}:"
+            " the key is ed25519 but signing.algorithm is sm2-sm3"
+        )
     result = agent_cli("check", "-c", str(site))
     assert result.exit_code == 2, result.output
     assert says in result.stderr

@@ -202,3 +202,9 @@ devices:
     points:
 {points}"""
     )
+
+
+def at_gateway_key_line(site: Path) -> str:
+    """How a refusal of the gateway key begins: `<site>:<line>: signing.key_file: `."""
+    line = line_of(site.read_text(encoding="utf-8"), "  key_file:")
+    return f"{site}:{line}: signing.key_file: "

@@ -20,6 +20,7 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_reads import read_outbox_stats
 from specs.records import Quality, Reading, iso_time
 from specs.signing import load_signing_key, load_verify_key, signing_key_from_seed
+from tests.support.config_files import at_gateway_key_line
 from tests.support.logging_state import logging_restored
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
@@ -121,7 +122,7 @@ def test_a_dangling_link_at_the_gateway_key_is_named_alike_by_keys_init_run_and_
     for command, status in (("run", 2), ("check", 2)):
         result = invoke(command, "-c", str(site))
         assert result.exit_code == status, (command, result.output)
-        assert says in result.stderr, command
+        assert f"{at_gateway_key_line(site)}{says}" in result.stderr, command
         assert "key file is missing" not in result.stderr, command
 
 
@@ -170,7 +171,7 @@ def test_run_without_the_gateway_key_exits_2_naming_it(site: Path) -> None:
 
     assert result.exit_code == 2
     key_file = site.parent / "keys" / "gateway.key"
-    assert f"{key_file}: key file is missing" in result.stderr
+    assert f"{at_gateway_key_line(site)}{key_file}: key file is missing" in result.stderr
     assert "keys init" in result.stderr
     assert str(collector_key) not in result.stderr
     assert not (site.parent / "state").exists(), "nothing started"

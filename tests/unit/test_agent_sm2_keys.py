@@ -16,6 +16,7 @@ from click.testing import CliRunner, Result
 
 from edge_agent.cli import main
 from specs.signing import SM2_SM3, generate_signing_key, load_signing_key, load_verify_key
+from tests.support.config_files import at_gateway_key_line
 from tests.support.logging_state import logging_restored
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
@@ -78,6 +79,7 @@ def test_run_refuses_a_key_of_another_algorithm_than_configured(sm2_site: Path) 
     result = invoke("run", "-c", str(sm2_site))
 
     assert result.exit_code == 2
-    assert f"{keys / 'gateway.key'}: the key is ed25519 but signing.algorithm is sm2-sm3" in (
-        result.stderr
-    )
+    assert (
+        f"{at_gateway_key_line(sm2_site)}{keys / 'gateway.key'}:"
+        " the key is ed25519 but signing.algorithm is sm2-sm3"
+    ) in result.stderr
