@@ -43,6 +43,17 @@ gateway_option = click.option("--gateway", "gateway_id", required=True, help="{e
 """`--gateway {enterprise}-GW{NN}`, the commands' `gateway_id`."""
 
 
+def not_empty(_context: click.Context, _param: click.Parameter, value: str | None) -> str | None:
+    """An option's text as given, unless empty or blank (a usage error naming the option).
+
+    `--kid ''` would otherwise reach the storage as a key id no key has, and the command would
+    report a state ("no active key to revoke") instead of the mistake.
+    """
+    if value is not None and not value.strip():
+        raise click.BadParameter("must not be empty")
+    return value
+
+
 def with_storage(config: CollectorConfig, work: Callable[[Storage], Awaitable[T]]) -> T:
     """Run `work` on the configured storage; a storage error ends the command with status 1."""
 

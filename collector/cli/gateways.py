@@ -17,6 +17,7 @@ from collector.cli.common import (
     gateway_enterprise,
     gateway_option,
     load_or_exit,
+    not_empty,
     with_storage,
 )
 from collector.model import Gateway, GatewayKey
@@ -176,8 +177,18 @@ def gateways_list(config_path: Path, as_json: bool) -> None:
 
 @gateways.command("revoke")
 @config_option
-@click.option("--gateway", "gateway_id", required=True, help="The gateway whose key to revoke.")
-@click.option("--kid", help="The key to revoke; without it, every active key of the gateway.")
+@click.option(
+    "--gateway",
+    "gateway_id",
+    required=True,
+    callback=not_empty,
+    help="The gateway whose key to revoke.",
+)
+@click.option(
+    "--kid",
+    callback=not_empty,
+    help="The key to revoke; without it, every active key of the gateway.",
+)
 def gateways_revoke(config_path: Path, gateway_id: str, kid: str | None) -> None:
     """Revoke a gateway's key: blocks signed with it are rejected from now on."""
     config = load_or_exit(config_path)

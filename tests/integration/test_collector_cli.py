@@ -382,3 +382,17 @@ def test_export_to_a_reader_that_goes_away_stops_quietly(config: Path) -> None:
     assert "Traceback" not in stderr
     assert "Exception ignored" not in stderr
     assert status == SIGPIPE_EXIT, stderr
+
+
+@pytest.mark.parametrize("option", ["--gateway", "--kid"])
+@pytest.mark.parametrize("value", ["", " "])
+def test_gateways_revoke_refuses_an_empty_option_as_usage(
+    unopened_config: Path, option: str, value: str
+) -> None:
+    options = {"--gateway": GW.gateway, "--kid": GW.key.kid, option: value}
+    args = [item for pair in options.items() for item in pair]
+    result = run("gateways", "revoke", "-c", str(unopened_config), *args)
+    assert result.exit_code == 2, result.output
+    assert f"'{option}'" in result.stderr
+    assert "must not be empty" in result.stderr
+    assert not (unopened_config.parent / "state").exists()  # refused before the storage opened
