@@ -1,12 +1,15 @@
 """What every Ganzhi command line has: `-h`, `--version`, `--log-format`, `GANZHI_` variables.
 
-A program's top group takes `CONTEXT_SETTINGS` (its subcommands inherit `-h`) and the
-`version_option`; `log_format_option` is the one `--log-format` both programs take.
+A program's top group is a `ProgramGroup` and takes `CONTEXT_SETTINGS` (its subcommands inherit
+`-h`) and the `version_option`; `log_format_option` is the one `--log-format` both programs take.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import signal
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any, Final, TypeVar
 
@@ -64,3 +67,42 @@ class LazyGroup(click.Group):
                 raise TypeError(f"{self._lazy[cmd_name]} is not a click command")
             self.add_command(command, cmd_name)
         return super().get_command(ctx, cmd_name)
+
+
+READER_GONE_EXIT: Final = 128 + signal.SIGPIPE
+"""141: what a shell reports for `seq 100000 | head -1`, whose writer SIGPIPE ended."""
+
+
+class ProgramGroup(LazyGroup):
+    """A program's top group: lazy subcommands; a command whose stdout reader left stops quietly.
+
+    `collector export ... | head -1` or `edge-agent check --json | head` closes the pipe while
+    the command writes. Unix tools die of SIGPIPE there (the shell shows 141, a pipeline under
+    `pipefail` fails: the output is incomplete), without a message. Python ignores SIGPIPE (a
+    closed socket in `serve` or `run` must not kill the process), so the write raises
+    BrokenPipeError; it ends the command here, for every command, with that status and nothing
+    on stderr. Not 0: whoever reads the status must not take a cut-off export for a complete one.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:  # noqa: ANN401 - click's own signature
+        """Run the subcommand; a broken stdout pipe ends it with `READER_GONE_EXIT`."""
+        try:
+            return super().invoke(ctx)
+        except BrokenPipeError:
+            _discard_stdout()
+            ctx.exit(READER_GONE_EXIT)
+
+
+def _discard_stdout() -> None:
+    """Point stdout at /dev/null, where the interpreter's last flush goes.
+
+    Flushing what is still buffered for the closed pipe would fail again and print
+    "Exception ignored ... BrokenPipeError" at exit.
+    """
+    try:
+        stdout_fd = sys.stdout.fileno()
+    except (OSError, ValueError):  # not a file (an in-process runner's): nothing to flush
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, stdout_fd)
+    os.close(devnull)

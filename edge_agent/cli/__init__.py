@@ -11,7 +11,7 @@ from typing import Final
 import click
 
 from edge_agent.cli.options import LOG_FORMAT
-from hostkit.commandline import CONTEXT_SETTINGS, LazyGroup, log_format_option, version_option
+from hostkit.commandline import CONTEXT_SETTINGS, ProgramGroup, log_format_option, version_option
 from hostkit.logs import LogFormat
 
 __all__ = ["COMMANDS", "main"]
@@ -29,7 +29,7 @@ COMMANDS: Final = {
 """Each command of `edge-agent`: its name and where it is defined."""
 
 
-@click.group(cls=LazyGroup, lazy=COMMANDS, context_settings=CONTEXT_SETTINGS)
+@click.group(cls=ProgramGroup, lazy=COMMANDS, context_settings=CONTEXT_SETTINGS)
 @version_option("edge-agent")
 @log_format_option
 @click.pass_context
