@@ -136,7 +136,7 @@ def refuse_second_agent(config: SiteConfig) -> None:
         raise click.exceptions.Exit(1)
 
 
-def refuse_unusable_metrics_listen(config_path: Path, config: SiteConfig) -> None:
+def refuse_unusable_metrics_listen(config_path: Path, config: SiteConfig, site_text: str) -> None:
     """Exit (file:line: metrics.listen: ...) when `run` could not listen on `metrics.listen`.
 
     With 1 when the failure may clear by itself (a port held, an address not assigned yet), so
@@ -147,7 +147,6 @@ def refuse_unusable_metrics_listen(config_path: Path, config: SiteConfig) -> Non
     """
     if config.metrics is None:
         return
-    site_text = config_path.read_bytes().decode("utf-8", errors="replace")
     if map_on_probation(config, site_text):
         return
     listen = config.metrics.listen

@@ -67,12 +67,13 @@ def run(config_path: Path, *, restarted: bool) -> None:
     refuse_bad_tls_files(config_path, config)
     refuse_unusable_outbox_path(config_path, config, try_writing=True)
     refuse_second_agent(config)
-    refuse_unusable_metrics_listen(config_path, config)
+    # The text the map was parsed from: a pushed map is checked against the running one, and
+    # one on probation may start where its address is taken (its failed start rolls back).
+    site_text = config_path.read_text(encoding="utf-8")
+    refuse_unusable_metrics_listen(config_path, config, site_text)
     if gateway_key_missing:
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
     refuse_unusable_gateway_key(config_path, config)
-    # The text the map was parsed from: a pushed map is checked against the running one.
-    site_text = config_path.read_text(encoding="utf-8")
     plan = compile_plan(config, default_catalogue(), site_file=config_path, site_text=site_text)
     # The map's models go before the plan is encoded, or the encoding stacks on them: the
     # start-up peak at 1,000 points was 61.8 MiB with them, 58.7 without (G7).
