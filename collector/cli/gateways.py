@@ -192,6 +192,8 @@ def gateways_list(config_path: Path, as_json: bool) -> None:
 def gateways_revoke(config_path: Path, gateway_id: str, kid: str | None) -> None:
     """Revoke a gateway's key: blocks signed with it are rejected from now on."""
     config = load_or_exit(config_path)
+    # Checked as add checks it: a mistyped id is a usage error, not "no active key to revoke".
+    gateway_enterprise(gateway_id)
 
     async def revoke(storage: Storage) -> tuple[str, ...]:
         kids = await storage.revoke(gateway_id, kid, time.time())

@@ -396,3 +396,32 @@ def test_gateways_revoke_refuses_an_empty_option_as_usage(
     assert f"'{option}'" in result.stderr
     assert "must not be empty" in result.stderr
     assert not (unopened_config.parent / "state").exists()  # refused before the storage opened
+
+
+@pytest.mark.parametrize(
+    "gateway",
+    [
+        "91360100MA0000001X-GW01",  # wrong check character
+        "not-a-gateway",
+        f"{GW.enterprise}-GW1",  # one digit
+    ],
+)
+def test_gateways_revoke_refuses_a_malformed_gateway_as_add_does(
+    unopened_config: Path, gateway: str
+) -> None:
+    result = run("gateways", "revoke", "-c", str(unopened_config), "--gateway", gateway)
+    assert result.exit_code == 2, result.output
+    assert "Error: Invalid value for --gateway: " in result.stderr
+    added = run(
+        "gateways",
+        "add",
+        "-c",
+        str(unopened_config),
+        "--gateway",
+        gateway,
+        "--public-key",
+        str(unopened_config),
+    )
+    # The same reason as add gives (the line after "Usage" and "Try").
+    assert result.stderr.splitlines()[-1] == added.stderr.splitlines()[-1]
+    assert not (unopened_config.parent / "state").exists()  # refused before the storage opened
