@@ -158,11 +158,6 @@ def minute_of(t: float) -> float:
     return math.floor(t / MINUTE) * MINUTE
 
 
-def is_due(minute: float | None, now: float) -> bool:
-    """Whether a row of `minute` (None: not aggregated) may be sealed at `now`."""
-    return minute is None or minute + MINUTE <= now
-
-
 BucketKey = tuple[str, str, float]
 """(source, reason, minute): the identity of an open rejection row."""
 

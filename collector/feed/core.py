@@ -35,7 +35,6 @@ class FeedKind(enum.StrEnum):
 
 
 ALL_KINDS: Final = frozenset(FeedKind)
-JOURNAL_KINDS: Final = frozenset({FeedKind.ALARM, FeedKind.GAP, FeedKind.STATUS})
 
 
 class PositionError(ValueError):

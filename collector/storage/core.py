@@ -77,11 +77,6 @@ def _union(spans: Iterable[Span]) -> list[Span]:
     return merged
 
 
-def merge_declared(spans: Iterable[Span]) -> tuple[Span, ...]:
-    """Declared ranges as a stream keeps them: sorted, disjoint and merged."""
-    return tuple(_union(spans))
-
-
 def _minus(holes: Sequence[tuple[int, int]], closed: Sequence[Span]) -> list[tuple[int, int]]:
     """`holes` without the seqs of `closed`; both sorted and disjoint (one sweep)."""
     result: list[tuple[int, int]] = []

@@ -35,14 +35,6 @@ class RetentionPolicy:
         """Audit rows whose every occurrence is before this may go (never younger than 180 d)."""
         return now - max(self.audit_days, MIN_AUDIT_DAYS) * DAY
 
-    def raw_expired(self, month: Month, now: float) -> bool:
-        """Whether every raw reading of `month` is older than `raw_days`."""
-        return _expired(month, now, self.raw_days)
-
-    def rollup_expired(self, month: Month, now: float) -> bool:
-        """Whether every rollup of `month` is older than `rollup_days`."""
-        return _expired(month, now, self.rollup_days)
-
 
 def _expired(month: Month, now: float, days: float | None) -> bool:
     return days is not None and month_start(next_month(month)) <= now - days * DAY
