@@ -20,6 +20,7 @@ from edge_agent.core.outbox_view import PayloadError, export_document
 from edge_agent.shell.outbox_admin import (
     MAX_SEQ,
     OutboxAccessError,
+    ResendPastEndError,
     export_blocks,
     mark_for_resend,
     summarize,
@@ -103,13 +104,17 @@ def export(config_path: Path, as_json: bool, from_seq: int, to_seq: int | None) 
 def resend(config_path: Path, from_seq: int, as_json: bool) -> None:
     """Mark delivered blocks of the current epoch from --from-seq on for sending again.
 
-    Exit 1 when some of those blocks were already pruned (after retention) and cannot be sent.
+    Exit 1 when some of those blocks were already pruned (after retention) and cannot be sent;
+    2 when --from-seq is past the last sealed seq (it names that seq).
     """
     config = load_or_exit(config_path)
     try:
         result = mark_for_resend(config.outbox.path, from_seq=from_seq)
     except OutboxAccessError as exc:
         raise _fail(exc) from None
+    except ResendPastEndError as exc:
+        click.echo(str(exc), err=True)
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
     if as_json:
         click.echo(
             json.dumps(

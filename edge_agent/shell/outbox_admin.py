@@ -26,6 +26,19 @@ class OutboxAccessError(Exception):
     """The outbox file is missing, not an outbox, or could not be read or written."""
 
 
+class ResendPastEndError(Exception):
+    """`outbox resend --from-seq` names a seq after the last one sealed: nothing to resend."""
+
+    def __init__(self, *, epoch: str, from_seq: int, last_seq: int) -> None:
+        super().__init__(
+            f"--from-seq {from_seq} is past the last sealed seq {last_seq} of epoch {epoch}:"
+            " no block to resend"
+        )
+        self.epoch = epoch
+        self.from_seq = from_seq
+        self.last_seq = last_seq
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxSummary:
     """`outbox stats`: what waits in the outbox and how big the file is."""
@@ -184,12 +197,15 @@ def mark_for_resend(path: Path, *, from_seq: int) -> ResendResult:
 
     Raises:
         OutboxAccessError: the file is missing, not an outbox, or could not be written.
+        ResendPastEndError: `from_seq` is after the current epoch's last seq (nothing written).
     """
     with closing(_connect(path, "rw")) as db:
         try:
             db.execute("PRAGMA synchronous=FULL")
             with write_transaction(db):
                 epoch, last_seq = _chain(db, path)
+                if from_seq > last_seq:
+                    raise ResendPastEndError(epoch=epoch, from_seq=from_seq, last_seq=last_seq)
                 present, waiting = db.execute(
                     "SELECT COUNT(*), COUNT(*) FILTER (WHERE delivered_at IS NULL) FROM blocks"
                     " WHERE epoch = ? AND seq >= ?",

@@ -258,6 +258,25 @@ def test_resend_marks_delivered_blocks_from_the_seq_on(site_yaml: Path) -> None:
     assert [b["delivered"] for b in exported["blocks"]] == [True, True, False, False, False, False]
 
 
+def test_resend_past_the_last_seq_is_refused_naming_it(site_yaml: Path) -> None:
+    """--from-seq past the last sealed seq marks nothing: a usage error naming the last seq
+    (it exited 0 with "seq 9..6: 0 blocks marked", as if it had done what was asked)."""
+    _seal(site_yaml, [(reading_at(T0 + i, float(i)),) for i in range(6)], deliver=6, prune=False)
+    for extra in ([], ["--json"]):
+        past = invoke("outbox", "resend", "-c", str(site_yaml), "--from-seq", "9", *extra)
+        assert past.exit_code == 2, past.output
+        assert past.stdout == ""
+        assert "--from-seq 9 is past the last sealed seq 6 of epoch " in past.stderr
+    just_past = invoke("outbox", "resend", "-c", str(site_yaml), "--from-seq", "7")
+    assert just_past.exit_code == 2
+    assert "the last sealed seq 6 " in just_past.stderr
+    exported = json.loads(invoke("outbox", "export", "-c", str(site_yaml), "--json").stdout)
+    assert all(b["delivered"] for b in exported["blocks"])
+    last = invoke("outbox", "resend", "-c", str(site_yaml), "--from-seq", "6")
+    assert last.exit_code == 0, last.output
+    assert last.stdout.endswith("seq 6..6: 1 blocks marked for resending, 0 were waiting already\n")
+
+
 def test_usage_and_missing_outbox(site_yaml: Path) -> None:
     for command in (["stats"], ["export", "--json"], ["resend", "--from-seq", "1"]):
         result = invoke("outbox", command[0], "-c", str(site_yaml), *command[1:])
