@@ -27,6 +27,7 @@ from drivers.modbus.timing import rtu_transaction_seconds
 from drivers.serial.settings import Parity, SerialSettings
 from simulators.rtu_bus import RtuBusSim
 from simulators.rtu_slaves import RAMP_BASE, pattern_slave
+from tests.support.connected import connected
 
 BAUD = 19200
 SECONDS = 3.0
@@ -44,15 +45,12 @@ async def measure(seconds: float = SECONDS) -> dict[str, float]:
         driver = ModbusRtuDriver("bench", bus, 1, points, timeout=0.5)
         theoretical = 1 / rtu_transaction_seconds(driver.plan[0], bus.settings, turnaround=0.0)
         loop = asyncio.get_running_loop()
-        await driver.connect()
-        try:
+        async with connected(driver):
             started, count = loop.time(), 0
             while loop.time() - started < seconds:
                 await driver.read()
                 count += 1
             rate = count / (loop.time() - started)
-        finally:
-            await driver.close()
     return {
         "rtu_baud": BAUD,
         "rtu_txn_per_s": round(rate, 1),

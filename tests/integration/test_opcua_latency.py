@@ -30,6 +30,7 @@ from simulators.slope_opcua import SlopeServer
 from specs.catalogue import default_catalogue
 from specs.records import Reading
 from tests.support.config_files import site_head
+from tests.support.connected import connected
 from tests.support.pollers import device_poller, running
 
 if TYPE_CHECKING:
@@ -68,21 +69,17 @@ def agent_driver(
     return driver, polled
 
 
-@contextlib.asynccontextmanager
-async def subscribed(sim: SlopeServer) -> AsyncIterator[OpcUaDriver]:
-    driver = OpcUaDriver(
-        "slope-1",
-        sim.endpoint,
-        [UaPoint(key, sim.node_id(key)) for key in KEYS],
-        publishing_interval=PUBLISHING,
-        keepalive=KEEPALIVE,
-        timeout=2.0,
+def subscribed(sim: SlopeServer) -> contextlib.AbstractAsyncContextManager[OpcUaDriver]:
+    return connected(
+        OpcUaDriver(
+            "slope-1",
+            sim.endpoint,
+            [UaPoint(key, sim.node_id(key)) for key in KEYS],
+            publishing_interval=PUBLISHING,
+            keepalive=KEEPALIVE,
+            timeout=2.0,
+        )
     )
-    await driver.connect()
-    try:
-        yield driver
-    finally:
-        await driver.close()
 
 
 async def test_a_change_is_pushed_when_it_arrives_and_the_next_read_leaves_it_out() -> None:
@@ -146,8 +143,7 @@ async def test_a_point_pushes_at_most_one_new_value_per_sampling_interval() -> N
             sampling_interval=30.0,
             keepalive=KEEPALIVE,
         )
-        await driver.connect()
-        try:
+        async with connected(driver):
             await driver.read()  # the initial values: the next ones are due in 27 s
             link = driver._link
             assert link is not None
@@ -164,8 +160,6 @@ async def test_a_point_pushes_at_most_one_new_value_per_sampling_interval() -> N
                 await pushing
             # The poll's read takes it: nothing was pushed this cycle.
             got = {s.key: s for s in await driver.read()}
-        finally:
-            await driver.close()
     assert held_back
     assert got["Slope.G1.X"].quality is Quality.UNCERTAIN
 
@@ -193,8 +187,7 @@ async def test_poll_mode_pushes_nothing() -> None:
         driver = OpcUaDriver(
             "slope-1", sim.endpoint, [UaPoint(KEYS[0], sim.node_id(KEYS[0]))], mode=ReadMode.POLL
         )
-        await driver.connect()
-        try:
+        async with connected(driver):
             pushing = asyncio.create_task(driver.pushed())
             await sim.set_status(KEYS[0], "UncertainLastUsableValue")
             (sample,) = await driver.read()
@@ -202,8 +195,6 @@ async def test_poll_mode_pushes_nothing() -> None:
             pushing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await pushing
-        finally:
-            await driver.close()
     assert sample.quality is Quality.UNCERTAIN
 
 
@@ -272,15 +263,12 @@ async def test_a_read_of_a_server_sampling_on_demand_is_stamped_during_the_read(
             [UaPoint(key, sim.node_id(key)) for key in KEYS],
             mode=ReadMode.POLL,
         )
-        await driver.connect()
-        try:
+        async with connected(driver):
             before = time.time()
             first = await driver.read()
             between = time.time()
             second = await driver.read()
             after = time.time()
-        finally:
-            await driver.close()
     assert all(before <= s.t_wall <= between and FLAG_HELD not in s.flags for s in first)
     assert all(between <= s.t_wall <= after and FLAG_HELD not in s.flags for s in second)
     assert len(sim.read_calls) == 2  # one Read service call per read

@@ -20,6 +20,7 @@ from simulators.tankfarm import (
     step_tank,
     tank_map,
 )
+from tests.support.connected import connected
 from tests.support.sim_cli import TANK_FARM_BANNER, serving, sigterm, simulator
 
 HOST = "127.0.0.1"
@@ -82,13 +83,10 @@ async def test_served_tanks_read_in_range_and_move() -> None:
     async with await serve_tankfarm(HOST, 0, tanks=2, seed=3, interval=0.05) as farm:
         bounds = {s.point.key: (s.low, s.high) for s in tank_map(2)}
         driver = ModbusTcpDriver("farm", HOST, farm.port, 1, [s.point for s in tank_map(2)])
-        await driver.connect()
-        try:
+        async with connected(driver):
             first = await driver.read()
             await asyncio.sleep(0.3)
             second = await driver.read()
-        finally:
-            await driver.close()
     for sample in first + second:
         low, high = bounds[sample.key]
         assert sample.quality is Quality.GOOD
@@ -114,11 +112,8 @@ async def test_cli_serves_until_sigterm() -> None:
     args = ("--port", "0", "--tanks", "1", "--interval", "0.05")
     async with serving(*args, banner=TANK_FARM_BANNER) as served:
         driver = ModbusTcpDriver("cli", HOST, served.port, 1, [s.point for s in tank_map(1)])
-        await driver.connect()
-        try:
+        async with connected(driver):
             samples = await driver.read()
-        finally:
-            await driver.close()
         assert all(s.quality is Quality.GOOD for s in samples)
         assert "tank farm stopped" in await sigterm(served.process)
 

@@ -15,6 +15,7 @@ from drivers.modbus.tcp import ModbusTcpDriver
 from simulators.faults import Fault, FaultInjector, FaultKind
 from simulators.profiles import PROFILES, serve_profile
 from simulators.tankfarm import serve_tankfarm, tank_map
+from tests.support.connected import connected
 from tests.support.sim_cli import TANK_FARM_BANNER, serving, sigterm
 
 if TYPE_CHECKING:
@@ -28,16 +29,12 @@ TIMEOUT = 0.3
 TANK_POINTS = [s.point for s in tank_map(1)]  # holding and input registers
 
 
-@contextlib.asynccontextmanager
-async def _connected(sim: SimServer, profile: str = "tankfarm") -> AsyncIterator[ModbusTcpDriver]:
+def _connected(
+    sim: SimServer, profile: str = "tankfarm"
+) -> contextlib.AbstractAsyncContextManager[ModbusTcpDriver]:
     """A Modbus TCP driver of `profile`'s points, connected to `sim`; closed on leaving."""
     points = TANK_POINTS if profile == "tankfarm" else [s.point for s in PROFILES[profile].points]
-    driver = ModbusTcpDriver("sim", HOST, sim.port, sim.unit_id, points, timeout=TIMEOUT)
-    await driver.connect()
-    try:
-        yield driver
-    finally:
-        await driver.close()
+    return connected(ModbusTcpDriver("sim", HOST, sim.port, sim.unit_id, points, timeout=TIMEOUT))
 
 
 @pytest.fixture
@@ -161,12 +158,10 @@ async def test_profiles_share_the_faults(name: str) -> None:
 async def test_cli_starts_with_a_fault() -> None:
     args = ("--port", "0", "--tanks", "1", "--fault", "exception:3")
     async with serving(*args, banner=TANK_FARM_BANNER) as served:
-        driver = ModbusTcpDriver("cli", HOST, served.port, 1, TANK_POINTS, timeout=2.0)
-        await driver.connect()
-        try:
+        async with connected(
+            ModbusTcpDriver("cli", HOST, served.port, 1, TANK_POINTS, timeout=2.0)
+        ) as driver:
             samples = await driver.read()
-        finally:
-            await driver.close()
         assert all(s.error and "modbus exception 3" in s.error for s in samples), samples
         log = served.log + await sigterm(served.process)
     assert "tank farm: fault exception:3" in log

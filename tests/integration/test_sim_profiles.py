@@ -17,6 +17,7 @@ from simulators.profiles import PROFILE_NAMES, PROFILES, profile_map, serve_prof
 from simulators.profiles.base import SiteModel, register_images
 from simulators.tankfarm import SimPoint
 from specs.catalogue import default_catalogue
+from tests.support.connected import connected
 from tests.support.sim_cli import serving, sigterm, simulator
 
 if TYPE_CHECKING:
@@ -29,11 +30,8 @@ NEW_PROFILES = sorted(PROFILES)
 async def _read(port: int, points: Sequence[SimPoint]) -> dict[str, float]:
     """Read every point once; return engineering values (raw * scale) by key."""
     driver = ModbusTcpDriver("sim", HOST, port, 1, [s.point for s in points], timeout=2.0)
-    await driver.connect()
-    try:
+    async with connected(driver):
         samples = await driver.read()
-    finally:
-        await driver.close()
     by_key = {s.point.key: s for s in points}
     values: dict[str, float] = {}
     for sample in samples:
@@ -169,11 +167,8 @@ async def test_addresses_past_the_map_are_refused() -> None:
     beyond = RegisterPoint("beyond", Table.HOLDING, end + 100, DataType.UINT16)
     async with await serve_profile("coalmine", HOST, 0, seed=1) as sim:
         driver = ModbusTcpDriver("sim", HOST, sim.port, 1, [beyond], timeout=2.0)
-        await driver.connect()
-        try:
+        async with connected(driver):
             (sample,) = await driver.read()
-        finally:
-            await driver.close()
     assert sample.quality is Quality.BAD
     assert sample.error is not None
     assert "ILLEGAL DATA ADDRESS" in sample.error
