@@ -25,7 +25,14 @@ from collector.storage.audit import ChainDb
 from collector.storage.core import BlockKey, Link, Stream
 from collector.storage.ingest_rows import Params, Series
 from collector.storage.readings import ReadingKey, ReadingValue
-from collector.storage.records import ALARM_COLUMNS, Row, alarm_state, stream_state
+from collector.storage.records import (
+    ACKED_BLOCK,
+    ALARM_COLUMNS,
+    STREAM_COLUMNS,
+    Row,
+    alarm_state,
+    stream_state,
+)
 
 KeyColumns = tuple[tuple[str, str], ...]
 """The key's columns, each with its PostgreSQL type (what `unnest` casts the array to)."""
@@ -101,11 +108,8 @@ class KeyLookups(abc.ABC):
         found = await self._lookup(
             STREAM_KEY,
             streams,
-            "SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
-            " b.hash, s.conflict FROM {keys} ingest_state s"
-            " ON s.gateway = k.gateway AND s.epoch = k.epoch"
-            " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
-            " AND b.seq = s.acked_through",
+            f"SELECT {STREAM_COLUMNS} FROM {{keys}} ingest_state s"
+            f" ON s.gateway = k.gateway AND s.epoch = k.epoch {ACKED_BLOCK}",
         )
         return {(row[0], row[1]): stream_state(row) for row in found}
 

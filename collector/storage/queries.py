@@ -33,8 +33,10 @@ from collector.readmodel import (
     Scope,
 )
 from collector.storage.records import (
+    ACKED_BLOCK,
     ALARM_COLUMNS,
     READING_COLUMNS,
+    STREAM_COLUMNS,
     Row,
     alarm_state,
     reading,
@@ -127,10 +129,8 @@ def _latest_where(
 async def stream(fetch: Fetch, gateway: str, epoch: str) -> StreamState | None:
     """The stored progress of one sequence, with the hash of the block at acked_through."""
     rows = await fetch(
-        "SELECT s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared,"
-        " b.hash, s.conflict FROM ingest_state s"
-        " LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch"
-        " AND b.seq = s.acked_through WHERE s.gateway = ? AND s.epoch = ?",
+        f"SELECT {STREAM_COLUMNS} FROM ingest_state s {ACKED_BLOCK}"
+        " WHERE s.gateway = ? AND s.epoch = ?",
         (gateway, epoch),
     )
     return next((stream_state(row) for row in rows), None)

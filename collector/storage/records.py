@@ -176,12 +176,18 @@ def audit_values(row: AuditRow) -> tuple[object, ...]:
     )
 
 
-def stream_state(row: Row) -> StreamState:
-    """A stream's progress from its `ingest_state` row.
+STREAM_COLUMNS: Final = (
+    "s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared, b.hash, s.conflict"
+)
+"""The columns `stream_state` decodes: `ingest_state s`, and `b` joined by ACKED_BLOCK."""
+ACKED_BLOCK: Final = (
+    "LEFT JOIN blocks b ON b.gateway = s.gateway AND b.epoch = s.epoch AND b.seq = s.acked_through"
+)
+"""The stored block at a stream's acked_through, whose hash STREAM_COLUMNS names."""
 
-    Columns: gateway, epoch, acked_through, max_seq, missing, declared, the hash of the block
-    at acked_through, conflict.
-    """
+
+def stream_state(row: Row) -> StreamState:
+    """A stream's progress from its `ingest_state` row and acked block (STREAM_COLUMNS)."""
     return StreamState(
         row[0], row[1], row[2], row[3], holes(row[4]), spans(row[5]), row[6], bool(row[7])
     )
