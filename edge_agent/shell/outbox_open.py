@@ -34,9 +34,13 @@ def outbox_path_problem(path: Path, *, try_writing: bool) -> str | None:
     nothing, and the nearest folder above it that exists must be a folder (not a link to
     nothing). `try_writing`: also create and remove a temporary file there, the one sure
     test (root may write where modes forbid, and not in /proc); the program that will open
-    the outbox does it, a mere check of the map does not.
+    the outbox does it, a mere check of the map does not. A folder on the way that this user
+    may not look into is named too (`check` run as another user than the agent's, say).
     """
-    return _file_problem(path) or _folder_problem(path, try_writing=try_writing)
+    try:
+        return _file_problem(path) or _folder_problem(path, try_writing=try_writing)
+    except PermissionError as exc:  # stat refused on the way, before any question was answered
+        return _closed_folder_problem(path, exc)
 
 
 def _file_problem(path: Path) -> str | None:
@@ -64,6 +68,14 @@ def _folder_problem(path: Path, *, try_writing: bool) -> str | None:
         except OSError as exc:
             return f"cannot create files in {folder}: {exc.strerror or exc}"
     return None
+
+
+def _closed_folder_problem(path: Path, error: PermissionError) -> str:
+    """Which folder above `path` this user may not look into (search permission), if one."""
+    for folder in reversed(path.parents):  # from / down: the first one closed is the cause
+        if not os.access(folder, os.X_OK):
+            return f"cannot look into {folder}: {error.strerror}"
+    return f"cannot look at {path}: {error.strerror}"
 
 
 def _link_to_nowhere(link: Path) -> str:
