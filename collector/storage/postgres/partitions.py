@@ -14,7 +14,8 @@ collector serves, except by retention, which must `forget` them.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection
+from collections.abc import AsyncIterator, Collection
+from contextlib import asynccontextmanager
 from typing import Final
 
 import asyncpg
@@ -46,6 +47,19 @@ def month_of_partition(name: str) -> Month | None:
     """The month a partition name stands for (None for a table not named by `partition_name`)."""
     found = _NAME.fullmatch(name)
     return None if found is None else (int(found[1]), int(found[2]))
+
+
+@asynccontextmanager
+async def partition_change(db: Db) -> AsyncIterator[None]:
+    """A transaction that creates or drops partitions: PARTITION_LOCK held, lock waits bounded.
+
+    Creators and droppers take turns on the advisory lock before any of them asks for the
+    ACCESS EXCLUSIVE lock on a parent, and every lock waits at most LOCK_TIMEOUT.
+    """
+    async with db.transaction():
+        await db.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
+        await db.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
+        yield
 
 
 async def _months_of(db: Db, parent: str, names: re.Pattern[str]) -> set[Month]:
@@ -94,9 +108,7 @@ class Partitions:
         wanted = set(months) - self._known
         if not wanted:
             return
-        async with db.transaction():
-            await db.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            await db.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
+        async with partition_change(db):
             # A month is ready when both its readings and its rollups have a partition.
             present = await existing_months(db) & await rollup_months(db)
             for month in sorted(wanted - present):

@@ -14,10 +14,9 @@ import asyncpg
 from collector.storage import audit
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db, check_url, connecting, translated
-from collector.storage.postgres.locks import PARTITION_LOCK
 from collector.storage.postgres.partitions import (
-    LOCK_TIMEOUT,
     existing_months,
+    partition_change,
     partition_name,
     rollup_months,
     rollup_partition_name,
@@ -33,9 +32,7 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
     dropped: list[str] = []
     rolled = 0
     for month in expired(await existing_months(db), now, policy.raw_days):
-        async with db.transaction():
-            await db.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            await db.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
+        async with partition_change(db):
             if month not in await existing_months(db):
                 continue  # another collector dropped it meanwhile
             # Its rollups were folded in as each reading was stored: the raw month can go.
@@ -44,9 +41,7 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
         dropped.append(partition_name(month))
     gone: list[str] = []
     for month in expired(await rollup_months(db), now, policy.rollup_days):
-        async with db.transaction():
-            await db.execute(f"SET LOCAL lock_timeout = '{LOCK_TIMEOUT}'")
-            await db.execute("SELECT pg_advisory_xact_lock($1)", PARTITION_LOCK)
+        async with partition_change(db):
             if month in await existing_months(db):
                 # Readings of the month arrived again (late) after its raw partition went:
                 # they fold into these rollups, which go only after the readings do.
