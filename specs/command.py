@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from specs.block import SPEC
-from specs.wirejson import load_message_json
+from specs.wirejson import is_number, load_message_json
 
 SITE_MAP: Final = "site_map"
 MAX_ERRORS: Final = 20
@@ -153,7 +153,7 @@ def _text(body: dict[str, object], key: str, what: str) -> str:
 
 def _time(body: dict[str, object], key: str, what: str) -> float:
     value = body.get(key)
-    if not isinstance(value, int | float) or isinstance(value, bool):
+    if not is_number(value):
         raise CommandFormatError(f"{what} {key!r} must be a number (unix seconds)")
     return float(value)
 

@@ -72,6 +72,15 @@ def test_a_command_whose_version_is_not_its_maps_hash_is_malformed() -> None:
         decode_command(json.dumps(body).encode())
 
 
+@pytest.mark.parametrize("not_after", [True, "1767226200", None])
+def test_a_command_whose_time_is_not_a_number_is_malformed(not_after: object) -> None:
+    # JSON true parses to a bool, which Python would take as the number 1.
+    body = json.loads(_command().encode())
+    body["not_after"] = not_after
+    with pytest.raises(CommandFormatError, match="'not_after' must be a number"):
+        decode_command(json.dumps(body).encode())
+
+
 def test_a_good_command_is_taken() -> None:
     assert _judge(_command().encode()) == _command()
 
