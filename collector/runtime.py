@@ -177,14 +177,32 @@ async def serve_until_signalled(config: CollectorConfig) -> None:
     Under systemd (Type=notify): READY=1 once the database is open and ingest is subscribed
     at the broker, WATCHDOG=1 from this event loop from then on, STOPPING=1 at the stop.
     Raises KeyFileError, PkiError, StorageError or OSError when the collector cannot start.
+
+    A signal while the collector starts (opening its database, which a server that takes the
+    connection and never answers holds for the 10 s connect timeout) cancels the start: it
+    returns at once, as a stop after the start does.
     """
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
+    starting = asyncio.current_task()
+    assert starting is not None  # noqa: S101 - a coroutine run by asyncio.run has its task
+    start_abandoned = False
+
+    def abandon_start() -> None:
+        nonlocal start_abandoned
+        if not start_abandoned:  # a second signal is the same stop, not a second cancellation
+            start_abandoned = True
+            starting.cancel()
+
     for sig in signals:
-        loop.add_signal_handler(sig, stop.set)
+        loop.add_signal_handler(sig, abandon_start)
     try:
         async with run_collector(config) as running:
+            # Started: a signal from here on sets `stop`, and the services stop in order
+            # (run_collector's exit). One during the start cancelled it at one of its awaits.
+            for sig in signals:
+                loop.add_signal_handler(sig, stop.set)
             stopping = asyncio.create_task(stop.wait(), name="collector-signal")
             failing = asyncio.create_task(running.wait(), name="collector-services")
             connected = asyncio.create_task(running.wait_connected(), name="collector-ready")
@@ -201,6 +219,11 @@ async def serve_until_signalled(config: CollectorConfig) -> None:
             failing.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await failing  # re-raises a service's failure
+    except asyncio.CancelledError:
+        if not start_abandoned or starting.uncancel() > 0:
+            raise  # not (only) the signal's cancellation
+        notify("STOPPING=1")
+        log.info("collector_stopped", while_starting=True)
     finally:
         for sig in signals:
             loop.remove_signal_handler(sig)

@@ -246,6 +246,55 @@ async def test_serve_runs_until_sigterm_and_logs_json(
     assert events[-1] == "collector_stopped"
 
 
+@pytest.mark.parametrize("stop_signal", [signal.SIGTERM, signal.SIGINT], ids=["TERM", "INT"])
+async def test_serve_stops_at_once_while_its_database_server_says_nothing(
+    tmp_path: Path, stop_signal: signal.Signals
+) -> None:
+    """A PostgreSQL server that takes the connection and never answers (a hung box) held
+    a stop for the whole connect timeout (10 s), then ended it as a storage error (exit 1)."""
+    took_connection = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def say_nothing(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        took_connection.set()
+
+    silent = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
+    db_port = silent.sockets[0].getsockname()[1]
+    path = write_collector_config(
+        tmp_path,
+        broker_port=free_port(),
+        api_port=free_port(),
+        storage_url=f"postgresql://u@127.0.0.1:{db_port}/db",
+    )
+    assert (await asyncio.to_thread(run, "keys", "init", "-c", str(path))).exit_code == 0
+    process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from collector.cli import main; main()",
+        "serve",
+        "-c",
+        str(path),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+    )
+    try:
+        async with asyncio.timeout(20):
+            await took_connection.wait()  # serve is opening its storage now
+        process.send_signal(stop_signal)
+        # Well under the 10 s connect timeout: the stop does not wait for the server.
+        output, _ = await asyncio.wait_for(process.communicate(), 5)
+    finally:
+        if process.returncode is None:
+            process.kill()
+            await process.wait()
+        for writer in held:
+            writer.close()
+        silent.close()
+    assert process.returncode == 0, output.decode()  # as any stop by a signal
+    assert "Traceback" not in output.decode()
+
+
 # --- export --------------------------------------------------------------------------------
 
 MINE = coal_gateway()
