@@ -44,8 +44,6 @@ import aiomqtt
 import asyncpg
 import httpx
 import yaml
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from bench.procfs import cpu_seconds, machine_ticks
 from bench.rates import ed25519_verify_rate
@@ -57,6 +55,7 @@ from specs.identifiers import credit_code_check_character
 from specs.records import Quality, Reading, iso_time
 from specs.signing import SigningKey, generate_signing_key, signature_properties
 from specs.topics import GatewayTopics
+from tests.support.collector_client import publish_properties
 
 BIN = Path(sys.executable).parent
 TOKEN = "bench-token"  # noqa: S105 - a loopback-only bench
@@ -152,9 +151,9 @@ async def _publish(broker: Broker, gateways: list[BenchGateway]) -> None:
         for seq in range(len(gateways[0].blocks)):
             for gw in gateways:
                 payload, properties = gw.blocks[seq]
-                props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-                props.UserProperty = properties
-                await client.publish(gw.topics.block, payload, qos=1, properties=props)
+                await client.publish(
+                    gw.topics.block, payload, qos=1, properties=publish_properties(properties)
+                )
 
 
 async def _all_acked(api_port: int, gateways: list[BenchGateway]) -> None:

@@ -13,7 +13,6 @@ import zlib
 from dataclasses import dataclass, field
 
 import aiomqtt
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.collector import DISTRICT
@@ -23,6 +22,7 @@ from specs.identifiers import credit_code_check_character
 from specs.records import Quality, Reading, iso_time
 from specs.signing import SigningKey, generate_signing_key, signature_properties
 from specs.topics import GatewayTopics
+from tests.support.collector_client import publish_properties
 
 ACK_TIMEOUT = 15.0  # an agent's default uplink.ack_timeout
 ZLIB_SAMPLE = 16  # compress every 16th block to measure zlib-6 bytes, not all of them
@@ -86,12 +86,6 @@ def sim_gateway(serial: int) -> SimGateway:
     return SimGateway(enterprise, f"{enterprise}-GW01", generate_signing_key())
 
 
-def _properties(user: list[tuple[str, str]]) -> Properties:
-    props = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    props.UserProperty = user
-    return props
-
-
 @dataclass
 class Counters:
     """Monotonic counts the windows difference; latencies as (ACK arrival, latency)."""
@@ -149,7 +143,7 @@ async def _seal_and_publish(
     gw: SimGateway, client: aiomqtt.Client, points: int, due: float, c: Counters
 ) -> None:
     seq, payload, user = gw.seal(due, points)
-    props = _properties(user)
+    props = publish_properties(user)
     gw.pending[seq] = Pending(due, time.time(), payload, props, points)
     c.sealed_blocks += 1
     c.sealed_readings += points

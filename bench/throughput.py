@@ -51,8 +51,6 @@ from pathlib import Path
 import aiomqtt
 import httpx
 import yaml
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from bench.rates import ed25519_verify_rate
 from bench.results import BenchResult, Figure, add_json_argument, finished
@@ -66,14 +64,11 @@ from edge_agent.shell.collector_keys import read_collector_keys
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.publisher import Publisher
 from edge_agent.shell.sealer import Sealer
-from edge_agent.shell.uplink import UplinkSettings
+from edge_agent.shell.uplink import UplinkSettings, signed_properties
 from hostkit.logs import configure_logging
 from specs.block import GENESIS, BlockHeader, block_hash, encode_block
 from specs.records import Quality, Reading, Record, iso_time, record_json
-from specs.signing import (
-    load_signing_key,
-    signature_properties,
-)
+from specs.signing import load_signing_key
 from specs.topics import GatewayTopics
 
 BIN = Path(sys.executable).parent
@@ -218,8 +213,7 @@ async def collector_rate(
     ) as client:
         started = time.perf_counter()
         for payload, signature in payloads:
-            properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-            properties.UserProperty = signature_properties(signature)
+            properties = signed_properties(signature)
             await client.publish(topics.block, payload, qos=1, properties=properties)
         async with httpx.AsyncClient() as http:
             while True:

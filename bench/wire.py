@@ -66,7 +66,6 @@ from typing import Any
 
 import aiomqtt
 import yaml
-from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from bench.results import BenchResult, Figure, add_json_argument, finished
@@ -74,8 +73,9 @@ from bench.rig import BIN, Scratch, init_keys, modbus_tcp_device, tank_points
 from bench.wire_variants import columns, compressed_size
 from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
-from specs.encoding import Encoding, choose_encoding, encode_payload, encoding_properties
-from specs.signing import signature_properties, signing_key_from_seed
+from edge_agent.shell.uplink import signed_properties
+from specs.encoding import Encoding, choose_encoding, encode_payload
+from specs.signing import signing_key_from_seed
 from specs.topics import GatewayTopics
 from tests.support.faultproxy import FaultProxy, ProxyThread
 from tests.support.wire_corpus import blocks, make_site
@@ -103,12 +103,6 @@ class Cost:
     payload: float
     wire: float
     overhead_per_message: float
-
-
-def _properties(signature_props: list[tuple[str, str]], enc: Encoding | None) -> Properties:
-    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    properties.UserProperty = signature_props + encoding_properties(enc)
-    return properties
 
 
 async def _publish_through_proxy(
@@ -139,7 +133,7 @@ def corpus_costs(broker_port: int, size: int, count: int, seed: int) -> dict[str
             enc = choose_encoding(canonical, preferred)
             wire = encode_payload(canonical, enc)
             payload_bytes += len(wire)
-            messages.append((wire, _properties(signature_properties(KEY.sign(canonical)), enc)))
+            messages.append((wire, signed_properties(KEY.sign(canonical), encoding=enc)))
         sent = asyncio.run(_publish_through_proxy(broker_port, topics.block, messages))
         costs[name] = Cost(
             payload=payload_bytes / readings,

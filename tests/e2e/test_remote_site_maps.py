@@ -18,14 +18,13 @@ from typing import Any
 import aiomqtt
 import pytest
 import yaml
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from demo.broker import free_port
 from specs.command import SiteMapCommand, map_version
 from specs.signing import generate_signing_key, load_signing_key, signature_properties
 from specs.topics import GatewayTopics
 from tests.e2e.harness import BIN, Site, wait_until
+from tests.support.collector_client import publish_properties
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -238,13 +237,11 @@ def _iso(t: float) -> str:
 async def _publish(site: Site, payload: bytes, properties: list[tuple[str, str]]) -> None:
     site_map = _site_map(site)["site"]
     topics = GatewayTopics(str(site_map["district"]), site_map["enterprise"], site.gateway)
-    mqtt_properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-    mqtt_properties.UserProperty = properties
     async with aiomqtt.Client(
         "127.0.0.1", site.broker.port, identifier=f"attacker-{time.monotonic_ns()}",
         protocol=aiomqtt.ProtocolVersion.V5,
     ) as client:  # fmt: skip
-        await client.publish(topics.cmd, payload, qos=1, properties=mqtt_properties)
+        await client.publish(topics.cmd, payload, qos=1, properties=publish_properties(properties))
 
 
 @_BOTH_STORAGES

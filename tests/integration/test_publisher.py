@@ -15,8 +15,6 @@ from pathlib import Path
 
 import aiomqtt
 import pytest
-from paho.mqtt.packettypes import PacketTypes
-from paho.mqtt.properties import Properties
 
 from demo.broker import Broker, free_port
 from edge_agent.shell.outbox import Outbox
@@ -27,6 +25,7 @@ from specs.block import block_hash, decode_block
 from specs.lanes import Lane, lane_of
 from specs.records import GapReason, GapRecord, Quality, Reading, iso_time
 from specs.signing import SigningKey, signature_properties, signing_key_from_seed
+from tests.support.collector_client import publish_properties
 from tests.support.publisher_rig import COLLECTOR_KEY, GATEWAY_KEY, SITE, TOPICS, gateway_publisher
 
 pytestmark = pytest.mark.timeout(60)
@@ -84,8 +83,7 @@ class FakeCollectorLink:
             conflict,
         )
         body = payload.encode()
-        properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
-        properties.UserProperty = signature_properties(key.sign(body))
+        properties = publish_properties(signature_properties(key.sign(body)))
         await self.client.publish(TOPICS.ack, body, qos=1, properties=properties)
 
 
