@@ -227,6 +227,20 @@ class IncomingBlock:
         """The (gateway, epoch) sequence this block belongs to."""
         return (self.block.header.gateway, self.block.header.epoch)
 
+    def audit(self, reason: Reason, detail: str) -> AuditEntry:
+        """An audit row about this block: its arrival, gateway, topic and digest, and `detail`.
+
+        The detail is cut to MAX_DETAIL: it quotes the header, which may be of any length.
+        """
+        return AuditEntry(
+            at=self.received_at,
+            gateway=self.block.header.gateway,
+            topic=self.topic,
+            reason=reason,
+            detail=detail[:MAX_DETAIL],
+            payload_hash=self.block.digest,
+        )
+
 
 @dataclass(frozen=True, slots=True)
 class MetaPoint:

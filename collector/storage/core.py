@@ -15,7 +15,6 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from collector.model import (
-    MAX_DETAIL,
     AuditEntry,
     IncomingBlock,
     Outcome,
@@ -245,15 +244,7 @@ def _chain_break(
         f"gateway {header.gateway} epoch {header.epoch}: seq {high} has prev {high_prev},"
         f" not the hash {low_hash} of the stored seq {low} (found storing seq {header.seq})"
     )
-    audit = AuditEntry(
-        at=incoming.received_at,
-        gateway=header.gateway,
-        topic=incoming.topic,
-        reason=Reason.CHAIN_BREAK,
-        detail=detail[:MAX_DETAIL],
-        payload_hash=incoming.block.digest,
-    )
-    return ChainBreak(incoming.stream, audit)
+    return ChainBreak(incoming.stream, incoming.audit(Reason.CHAIN_BREAK, detail))
 
 
 def neighbours(keys: Iterable[BlockKey]) -> set[BlockKey]:
@@ -278,14 +269,5 @@ def dedupe_audits(blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome]) 
             reason, detail = Reason.SEQ_CONFLICT, f"{where} is stored already with other bytes"
         else:
             continue
-        entries.append(
-            AuditEntry(
-                at=incoming.received_at,
-                gateway=header.gateway,
-                topic=incoming.topic,
-                reason=reason,
-                detail=detail,
-                payload_hash=incoming.block.digest,
-            )
-        )
+        entries.append(incoming.audit(reason, detail))
     return entries

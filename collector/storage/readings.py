@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import replace
 from typing import Final
 
-from collector.model import MAX_DETAIL, AuditEntry, IncomingBlock, ReadingEntry, Reason
+from collector.model import AuditEntry, IncomingBlock, ReadingEntry, Reason
 from specs.records import iso_time
 
 ReadingKey = tuple[str, str, float]
@@ -60,14 +60,7 @@ def _reading_audit(
         f" reading(s) of a (point, t) stored already, with {what}; the first one is kept,"
         f" these are not stored: {first}{more}"
     )
-    return AuditEntry(
-        at=incoming.received_at,
-        gateway=header.gateway,
-        topic=incoming.topic,
-        reason=reason,
-        detail=detail[:MAX_DETAIL],
-        payload_hash=incoming.block.digest,
-    )
+    return incoming.audit(reason, detail)
 
 
 def unique_readings(

@@ -20,6 +20,7 @@ from collector.api.core import (
 from collector.ingest.core import Inbound, build_acks, plan_batch
 from collector.ingest.judge import judge_block, judge_status
 from collector.model import (
+    MAX_DETAIL,
     AuditEntry,
     BatchResult,
     BlockEntries,
@@ -40,6 +41,7 @@ from collector.storage.core import (
     advance,
     chain_breaks,
     classify,
+    dedupe_audits,
     progress,
     stream_changes,
 )
@@ -218,6 +220,15 @@ def test_classify_by_membership_within_and_across_batches() -> None:
     )
     stored = {(GW.gateway, "epoch-1", 2): "not-the-hash"}
     assert classify(blocks[3:], stored) == (Outcome.SEQ_CONFLICT,)
+
+
+def test_a_dedupe_audit_row_keeps_its_detail_short_whatever_the_epoch() -> None:
+    """The detail quotes the block's epoch, which the block may make as long as it likes."""
+    blocks = [_incoming(1, "e" * 2 * MAX_DETAIL, BlockEntries())] * 2
+    rows = dedupe_audits(blocks, (Outcome.DUPLICATE, Outcome.SEQ_CONFLICT))
+    assert [row.reason for row in rows] == [Reason.DUPLICATE, Reason.SEQ_CONFLICT]
+    assert [len(row.detail) for row in rows] == [MAX_DETAIL, MAX_DETAIL]
+    assert rows[0].detail.startswith(f"gateway {GW.gateway} epoch eee")
 
 
 # --- verification -------------------------------------------------------------------------
