@@ -11,7 +11,6 @@ import json
 import os
 import signal
 import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -28,6 +27,7 @@ from specs.meta import PointMeta
 from specs.records import Quality, Reading, iso_time
 from specs.signing import load_verify_key
 from tests.support.broker import Broker, free_port
+from tests.support.cli_runs import stops_quietly_when_the_reader_goes_away
 from tests.support.collector_client import (
     BASE_TIME,
     MINE_CODE,
@@ -384,28 +384,6 @@ def test_export_refuses_what_it_cannot_export_with_status_2(
 
 # --- a reader that goes away ------------------------------------------------------------------
 
-SIGPIPE_EXIT = 128 + signal.SIGPIPE  # what a shell reports for `seq 1 100000 | head -1`
-
-
-def _first_line_then_close(*args: str) -> tuple[int, str]:
-    """Run `collector ARGS` with stdout piped to a reader that closes after the first line.
-
-    The output is larger than a pipe holds (64 KiB) and written in pieces, so the command is
-    still writing when the reader closes. Returns the exit status and stderr.
-    """
-    process = subprocess.Popen(
-        [sys.executable, "-c", "from collector.cli import main; main()", *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    assert process.stdout is not None
-    assert process.stderr is not None
-    with process:
-        assert process.stdout.readline()
-        process.stdout.close()
-        stderr = process.stderr.read().decode()
-    return process.wait(timeout=60), stderr
-
 
 def _many_methane_readings(count: int) -> list[Reading]:
     return [_methane(index * 0.25, 0.5) for index in range(count)]
@@ -424,13 +402,8 @@ async def _fill_many(config: Path, count: int) -> None:
 def test_export_to_a_reader_that_goes_away_stops_quietly(config: Path) -> None:
     asyncio.run(_fill_many(config, 2000))
     window = ["--from", iso_time(BASE_TIME), "--to", iso_time(BASE_TIME + 600)]
-    status, stderr = _first_line_then_close(
-        "export", "-c", str(config), "--format", "csv", "--gateway", MINE.gateway, *window
-    )
-    assert "Broken pipe" not in stderr
-    assert "Traceback" not in stderr
-    assert "Exception ignored" not in stderr
-    assert status == SIGPIPE_EXIT, stderr
+    csv = ["--format", "csv", "--gateway", MINE.gateway, *window]
+    stops_quietly_when_the_reader_goes_away("collector", "export", "-c", str(config), *csv)
 
 
 @pytest.mark.parametrize("option", ["--gateway", "--kid"])

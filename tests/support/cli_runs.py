@@ -6,12 +6,14 @@ stderr). The collector logs JSON here, as it does under systemd. `json_output` r
 as a process instead and reads the JSON it prints; `in_a_process` runs one to its end (`run` and
 `serve`, which exec or serve on, never run in the test's own process), and
 `refused_before_start` checks what such a start that must be refused did.
+`stops_quietly_when_the_reader_goes_away` pipes a command's output to `head -1`, in effect.
 """
 
 from __future__ import annotations
 
 import json
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Mapping, Sequence
@@ -25,6 +27,7 @@ from edge_agent.cli import main as agent_main
 from specs.signing import generate_signing_key
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
+SIGPIPE_EXIT: Final = 128 + signal.SIGPIPE  # what a shell reports for `seq 1 100000 | head -1`
 
 _MAINS: Final = {
     "edge-agent": "from edge_agent.cli import main; main()",
@@ -96,3 +99,28 @@ def json_output(
     )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
+
+
+def stops_quietly_when_the_reader_goes_away(
+    program: Literal["edge-agent", "collector"], *args: str
+) -> None:
+    """`program ARGS... | head -1` ends with SIGPIPE_EXIT and says nothing about it on stderr.
+
+    The command's output must be larger than a pipe holds (64 KiB) and written in pieces, so
+    that it is still writing when the reader closes after the first line.
+    """
+    process = subprocess.Popen(
+        [sys.executable, "-c", _MAINS[program], *args],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert process.stdout is not None
+    assert process.stderr is not None
+    with process:
+        assert process.stdout.readline()
+        process.stdout.close()
+        stderr = process.stderr.read().decode()
+    assert process.wait(timeout=60) == SIGPIPE_EXIT, stderr
+    assert "Broken pipe" not in stderr
+    assert "Traceback" not in stderr
+    assert "Exception ignored" not in stderr
