@@ -2,7 +2,7 @@
 
 Every request but `GET /healthz` needs a valid token (DESIGN section 8), whatever its path:
 the docs, `/openapi.json`, unknown paths and any route added later included, so that nothing
-is open by an omission. The routes still take their scope from `deps.bearer_authenticator`;
+is open by an omission. The routes still take their scope from `deps.caller_scope`;
 this gate only decides whether the request goes on. On the browser pages (the docs,
 `docs.is_docs_path`, and the status page at `/`, `status_page.is_status_page_path`) a token is
 also read as an HTTP Basic password, and a refusal asks for one: that is how a browser, which

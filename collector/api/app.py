@@ -18,7 +18,6 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector.api.admission import Admission
 from collector.api.core import ApiToken
-from collector.api.deps import bearer_authenticator
 from collector.api.docs import add_offline_docs, is_docs_path
 from collector.api.limits import RateLimits, RequestLimits
 from collector.api.models import Problem
@@ -128,9 +127,10 @@ def create_app(
     add_status_page(app)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
-    # Config tokens, then the database's (`collector tokens`), looked up on every request.
+    # Config tokens, then the database's (`collector tokens`), looked up on every request;
+    # the routes find them here (`deps.caller_scope`).
     check = TokenCheck(tokens, storage)
-    authenticate = bearer_authenticator(check)
+    app.state.token_check = check
 
     async def identify(secret: str) -> str | None:
         caller = await check.caller(secret)
@@ -146,20 +146,17 @@ def create_app(
     )
     app.add_middleware(RequestSizeLimit, limits=request_limits)
     app.include_router(health.create_router(storage))
-    app.include_router(
-        gateways.create_router(storage, authenticate, offline_after=offline_after, clock=clock)
-    )
-    app.include_router(points.create_router(storage, authenticate))
-    app.include_router(latest.create_router(storage, authenticate))
-    app.include_router(readings.create_router(storage, authenticate))
-    app.include_router(alarms.create_router(storage, authenticate))
-    app.include_router(gaps.create_router(storage, authenticate))
-    app.include_router(verify.create_router(storage, authenticate))
-    app.include_router(quality.create_router(storage, authenticate, clock=clock))
+    app.include_router(gateways.create_router(storage, offline_after=offline_after, clock=clock))
+    app.include_router(points.create_router(storage))
+    app.include_router(latest.create_router(storage))
+    app.include_router(readings.create_router(storage))
+    app.include_router(alarms.create_router(storage))
+    app.include_router(gaps.create_router(storage))
+    app.include_router(verify.create_router(storage))
+    app.include_router(quality.create_router(storage, clock=clock))
     app.include_router(
         metrics.create_router(
             storage,
-            authenticate,
             CollectorMetrics(offline_after=offline_after)
             if collector_metrics is None
             else collector_metrics,
@@ -169,10 +166,8 @@ def create_app(
     app.include_router(
         stream.create_router(
             storage,
-            authenticate,
             commits=LocalCommitSignal() if commits is None else commits,
             heartbeat=stream_heartbeat,
-            tokens=check,
         )
     )
     return app

@@ -1,12 +1,13 @@
 """What every API route shares: the bearer-token scope, paging by cursor, and time parameters.
 
 Times are shown at the offset `?tz=` names, else at the app's default (`api.tz` in the
-collector config), which `create_app` keeps in `app.state.display_zone`.
+collector config), which `create_app` keeps in `app.state.display_zone`; the tokens a route
+admits (`Auth`) are the app's `TokenCheck`, kept in `app.state.token_check`.
 
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, timezone
 from typing import Annotated, Final, TypeVar
 
@@ -35,40 +36,47 @@ Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
 From = Annotated[str | None, Query(alias="from", description="ISO 8601 with offset, inclusive")]
 To = Annotated[str | None, Query(description="ISO 8601 with offset, exclusive")]
 
-Authenticate = Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Scope]]
-"""A dependency giving the caller's scope; a router's routes take `Depends(authenticate)`."""
+
+def token_check(request: Request) -> TokenCheck:
+    """The tokens the app admits: `create_app` keeps them in `app.state.token_check`."""
+    check = getattr(request.app.state, "token_check", None)
+    if not isinstance(check, TokenCheck):
+        raise TypeError("app.state.token_check is not a TokenCheck: build the app with create_app")
+    return check
 
 
-def bearer_authenticator(check: TokenCheck) -> Authenticate:
-    """The dependency that admits a valid token (`check`) and gives what it may see.
+_bearer = HTTPBearer(
+    auto_error=False,
+    description="a token from the collector config or from `collector tokens add`",
+)
+
+
+async def caller_scope(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> Scope:
+    """What the caller may see: a valid token's scope, else a 401.
 
     A bearer token, or one the admission middleware let through as a Basic password (the
     status page's own requests, `collector.api.admission`): it has decided who may ask how.
     """
-    bearer = HTTPBearer(
-        auto_error=False,
-        description="a token from the collector config or from `collector tokens add`",
-    )
+    if credentials is not None:
+        secret: str | None = credentials.credentials
+    else:  # `_bearer` documents the scheme in OpenAPI; Basic is read from the header here
+        presented = presented_token(request.headers.get("authorization"))
+        secret = None if presented is None else presented.secret
+    caller = None if secret is None else await token_check(request).caller(secret)
+    if caller is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "a valid bearer token is required",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    return caller.scope
 
-    async def authenticate(
-        request: Request,
-        credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    ) -> Scope:
-        if credentials is not None:
-            secret: str | None = credentials.credentials
-        else:  # `bearer` documents the scheme in OpenAPI; Basic is read from the header here
-            presented = presented_token(request.headers.get("authorization"))
-            secret = None if presented is None else presented.secret
-        caller = None if secret is None else await check.caller(secret)
-        if caller is None:
-            raise HTTPException(
-                status.HTTP_401_UNAUTHORIZED,
-                "a valid bearer token is required",
-                headers={"WWW-Authenticate": "Bearer"},
-            )
-        return caller.scope
 
-    return authenticate
+Auth = Annotated[Scope, Depends(caller_scope)]
+"""A route parameter: the scope of the caller's token (a 401 without a valid one)."""
 
 
 def bad_request(detail: str) -> HTTPException:

@@ -6,12 +6,12 @@
 from datetime import timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from collector.api.core import shown_optional_time, shown_time, shown_value
 from collector.api.deps import (
     DEFAULT_LIMIT,
-    Authenticate,
+    Auth,
     Cursor,
     From,
     Limit,
@@ -22,7 +22,7 @@ from collector.api.deps import (
     parse_time,
 )
 from collector.api.models import AlarmOut, ListPage
-from collector.readmodel import AlarmAfter, AlarmFilter, AlarmState, Scope
+from collector.readmodel import AlarmAfter, AlarmFilter, AlarmState
 from collector.storage.base import Storage
 
 
@@ -48,10 +48,9 @@ def _alarm_after(cursor: str | None) -> AlarmAfter | None:
     return None if position is None else (float(position[0]), str(position[1]), str(position[2]))
 
 
-def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
+def create_router(storage: Storage) -> APIRouter:
     """The alarms route over `storage`."""
     router = APIRouter()
-    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
     @router.get("/v1/alarms")
     async def alarms(

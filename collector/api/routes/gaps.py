@@ -6,12 +6,12 @@
 from datetime import timezone
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Query
 
 from collector.api.core import shown_optional_time
 from collector.api.deps import (
     DEFAULT_LIMIT,
-    Authenticate,
+    Auth,
     Cursor,
     Limit,
     Zone,
@@ -19,7 +19,7 @@ from collector.api.deps import (
     next_cursor,
 )
 from collector.api.models import GapOut, ListPage
-from collector.readmodel import GapAfter, GapRow, GapState, Scope
+from collector.readmodel import GapAfter, GapRow, GapState
 from collector.storage.base import Storage
 
 
@@ -43,10 +43,9 @@ def _gap_after(cursor: str | None) -> GapAfter | None:
     return None if position is None else (str(position[0]), int(position[1]))
 
 
-def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
+def create_router(storage: Storage) -> APIRouter:
     """The gaps route over `storage`."""
     router = APIRouter()
-    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
     @router.get("/v1/gaps")
     async def gaps(

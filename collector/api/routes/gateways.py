@@ -5,14 +5,13 @@
 
 from collections.abc import Callable
 from datetime import timezone
-from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from collector.api.core import is_online, last_seen, shown_optional_time
 from collector.api.deps import (
     DEFAULT_LIMIT,
-    Authenticate,
+    Auth,
     Cursor,
     Limit,
     Zone,
@@ -20,7 +19,7 @@ from collector.api.deps import (
     next_cursor,
 )
 from collector.api.models import GatewayOut, ListPage
-from collector.readmodel import GatewayView, Scope
+from collector.readmodel import GatewayView
 from collector.storage.base import Storage
 
 
@@ -40,14 +39,12 @@ def _gateway(view: GatewayView, now: float, offline_after: float, zone: timezone
 
 def create_router(
     storage: Storage,
-    authenticate: Authenticate,
     *,
     offline_after: float,
     clock: Callable[[], float],
 ) -> APIRouter:
     """The gateways route over `storage`; `online` is judged against `clock`."""
     router = APIRouter()
-    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
     @router.get("/v1/gateways")
     async def gateways(

@@ -3,13 +3,11 @@
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
-from typing import Annotated
-
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter
 
 from collector.api.deps import (
     DEFAULT_LIMIT,
-    Authenticate,
+    Auth,
     Cursor,
     Limit,
     Zone,
@@ -18,14 +16,12 @@ from collector.api.deps import (
 )
 from collector.api.models import ListPage, ReadingOut
 from collector.api.routes.readings import reading_out
-from collector.readmodel import Scope
 from collector.storage.base import Storage
 
 
-def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
+def create_router(storage: Storage) -> APIRouter:
     """The latest-readings route over `storage`."""
     router = APIRouter()
-    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
     @router.get("/v1/latest")
     async def latest(

@@ -10,26 +10,22 @@ of the JSON API the schema describes.
 """
 
 from collections.abc import Callable
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Response, status
+from fastapi import APIRouter, HTTPException, Response, status
 
-from collector.api.deps import Authenticate
+from collector.api.deps import Auth
 from collector.metrics import CONTENT_TYPE, CollectorMetrics
-from collector.readmodel import Scope
 from collector.storage.base import Storage, StorageError
 
 
 def create_router(
     storage: Storage,
-    authenticate: Authenticate,
     metrics: CollectorMetrics,
     *,
     clock: Callable[[], float],
 ) -> APIRouter:
     """The metrics route: `metrics` with its database gauges read from `storage` when asked."""
     router = APIRouter()
-    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
     @router.get("/metrics", include_in_schema=False)
     async def scrape(scope: Auth) -> Response:

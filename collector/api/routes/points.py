@@ -3,20 +3,16 @@
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
-from typing import Annotated
+from fastapi import APIRouter
 
-from fastapi import APIRouter, Depends
-
-from collector.api.deps import DEFAULT_LIMIT, Authenticate, Cursor, Limit, next_cursor, point_after
+from collector.api.deps import DEFAULT_LIMIT, Auth, Cursor, Limit, next_cursor, point_after
 from collector.api.models import ListPage, PointOut
-from collector.readmodel import Scope
 from collector.storage.base import Storage
 
 
-def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
+def create_router(storage: Storage) -> APIRouter:
     """The points route over `storage`."""
     router = APIRouter()
-    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
     @router.get("/v1/points")
     async def points(

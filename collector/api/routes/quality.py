@@ -6,12 +6,12 @@
 from collections.abc import Callable
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
 from collector.api.deps import (
     DEFAULT_LIMIT,
-    Authenticate,
+    Auth,
     Cursor,
     From,
     Limit,
@@ -31,7 +31,6 @@ from collector.quality.core import (
     figures,
     quality_window,
 )
-from collector.readmodel import Scope
 from collector.storage.base import Storage
 from collector.storage.capabilities import QualityStats
 
@@ -112,12 +111,9 @@ def _page(group: QualityGroup, items: list[QualityFigures], after: str | None) -
     )
 
 
-def create_router(
-    storage: Storage, authenticate: Authenticate, *, clock: Callable[[], float]
-) -> APIRouter:
+def create_router(storage: Storage, *, clock: Callable[[], float]) -> APIRouter:
     """The quality route over `storage`; `now` (the default `to`) comes from `clock`."""
     router = APIRouter()
-    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
     @router.get(
         "/v1/quality",

@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import timezone
 from typing import Annotated, Any, Final, TypeVar
 
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Header, Query
 from fastapi.responses import StreamingResponse
 
 from collector.api.core import (
@@ -28,7 +28,7 @@ from collector.api.csv_rows import (
 )
 from collector.api.deps import (
     DEFAULT_LIMIT,
-    Authenticate,
+    Auth,
     Cursor,
     From,
     Limit,
@@ -48,7 +48,6 @@ from collector.readmodel import (
     ReadingAfter,
     ReadingFilter,
     ReadingRow,
-    Scope,
     pages,
 )
 from collector.storage.base import Storage
@@ -162,10 +161,9 @@ def _bucket_key(row: BucketRow) -> tuple[str, str, float]:
     return (row.gateway, row.point, row.t)
 
 
-def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
+def create_router(storage: Storage) -> APIRouter:
     """The readings route over `storage`."""
     router = APIRouter()
-    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
     @router.get(
         "/v1/readings",

@@ -20,17 +20,16 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timezone
 from typing import Annotated, Final
 
-from fastapi import APIRouter, Depends, Header, HTTPException, Query, Request, status
+from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
 
 from collector.api.core import shown_time
 from collector.api.credentials import presented_token
-from collector.api.deps import Authenticate, Zone, bad_request
+from collector.api.deps import Auth, Zone, bad_request, token_check
 from collector.api.routes.alarms import alarm_out
 from collector.api.routes.gaps import gap_out
 from collector.api.routes.readings import reading_out
-from collector.api.tokens import TokenCheck
 from collector.feed.core import (
     FeedEvent,
     FeedFilter,
@@ -115,18 +114,15 @@ async def _events(
 
 def create_router(
     storage: Storage,
-    authenticate: Authenticate,
     *,
     commits: CommitSignal,
     heartbeat: float,
-    tokens: TokenCheck | None = None,
 ) -> APIRouter:
     """The stream route over `storage`, woken by `commits` (501 without a feed journal).
 
-    With `tokens`, a stream ends once its token no longer admits it (revoked).
+    A stream ends once its token no longer admits it (revoked).
     """
     router = APIRouter()
-    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
     @router.get(
         "/v1/stream",
@@ -183,11 +179,10 @@ def create_router(
                 )
         where = FeedFilter(gateway=gateway, point=point, kinds=kinds)
         presented = presented_token(request.headers.get("authorization"))
+        tokens = token_check(request)
 
         async def admitted() -> bool:
-            if tokens is None or presented is None:
-                return tokens is None
-            return await tokens.caller(presented.secret) is not None
+            return presented is not None and await tokens.caller(presented.secret) is not None
 
         return EventSourceResponse(
             _events(

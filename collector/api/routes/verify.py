@@ -5,11 +5,10 @@
 
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from collector.api.deps import Authenticate, From, To, bad_request, parse_time
-from collector.readmodel import Scope
+from collector.api.deps import Auth, From, To, bad_request, parse_time
 from collector.storage.base import Storage
 from collector.storage.capabilities import BlockArchive
 from collector.verify.core import VerifyReport
@@ -64,10 +63,9 @@ def verify_out(report: VerifyReport) -> VerifyOut:
     )
 
 
-def create_router(storage: Storage, authenticate: Authenticate) -> APIRouter:
+def create_router(storage: Storage) -> APIRouter:
     """The verify route over `storage` (501 when the backend cannot list stored blocks)."""
     router = APIRouter()
-    Auth = Annotated[Scope, Depends(authenticate)]  # noqa: N806 - a type alias, not a value
 
     @router.get(
         "/v1/audit/verify",
