@@ -110,22 +110,6 @@ def reading_clauses(
     )
 
 
-def _latest_where(
-    scope: Scope, enterprise: str | None, gateway: str | None, after: PointAfter | None
-) -> tuple[str, list[object]]:
-    sql, params = scope_clause(scope, "g.district")
-    if enterprise is not None:
-        sql += " AND g.enterprise = ?"
-        params.append(enterprise)
-    if gateway is not None:
-        sql += " AND l.gateway = ?"
-        params.append(gateway)
-    if after is not None:
-        sql += " AND (l.gateway, l.point) > (?, ?)"
-        params.extend(after)
-    return sql, params
-
-
 async def stream(fetch: Fetch, gateway: str, epoch: str) -> StreamState | None:
     """The stored progress of one sequence, with the hash of the block at acked_through."""
     rows = await fetch(
@@ -200,33 +184,29 @@ async def points(
     The newest meta description wins for quota, unit, name and thresholds; a point only
     read so far shows its latest reading's quota and unit.
     """
-    sql, params = scope_clause(scope, "g.district")
-    for clause, value in (
+    clauses, params = given(
         ("k.gateway = ?", gateway),
         ("coalesce(m.quota, l.quota) = ?", quota),
-    ):
-        if value is not None:
-            sql += f" AND {clause}"
-            params.append(value)
-    if after is not None:
-        sql += " AND (k.gateway, k.point) > (?, ?)"
-        params.extend(after)
+        ("(k.gateway, k.point) > (?, ?)", after),
+    )
+    scope_sql, scope_params = scope_clause(scope, "g.district")
     keys = "SELECT gateway, point FROM latest UNION SELECT gateway, point FROM point_meta"
+    narrowed: tuple[object, ...] = ()
     if gateway is not None:
         # Narrow both sides before the union; the outer filter stays for clarity.
         keys = (
             "SELECT gateway, point FROM latest WHERE gateway = ?"
             " UNION SELECT gateway, point FROM point_meta WHERE gateway = ?"
         )
-        params = [gateway, gateway, *params]
+        narrowed = (gateway, gateway)
     rows = await fetch(
         "SELECT k.gateway, k.point, coalesce(m.quota, l.quota), coalesce(m.unit, l.unit),"
         f" m.name, m.device, m.thresholds FROM ({keys}) k"
         " JOIN gateways g ON g.gateway = k.gateway"
         " LEFT JOIN latest l ON l.gateway = k.gateway AND l.point = k.point"
         " LEFT JOIN point_meta m ON m.gateway = k.gateway AND m.point = k.point"
-        f" WHERE true{sql} ORDER BY k.gateway, k.point LIMIT ?",
-        (*params, limit + 1),
+        f" WHERE {where_all(clauses)}{scope_sql} ORDER BY k.gateway, k.point LIMIT ?",
+        (*narrowed, *params, *scope_params, limit + 1),
     )
     return Page.of(
         [
@@ -255,12 +235,17 @@ async def latest(
     limit: int,
 ) -> Page[ReadingRow]:
     """The newest reading of each point, ordered by (gateway, point)."""
-    sql, params = _latest_where(scope, enterprise, gateway, after)
+    clauses, params = given(
+        ("g.enterprise = ?", enterprise),
+        ("l.gateway = ?", gateway),
+        ("(l.gateway, l.point) > (?, ?)", after),
+    )
+    scope_sql, scope_params = scope_clause(scope, "g.district")
     rows = await fetch(
         f"SELECT {READING_COLUMNS.replace('r.', 'l.')} FROM latest l"
-        f" JOIN gateways g ON g.gateway = l.gateway WHERE true{sql}"
+        f" JOIN gateways g ON g.gateway = l.gateway WHERE {where_all(clauses)}{scope_sql}"
         " ORDER BY l.gateway, l.point LIMIT ?",
-        (*params, limit + 1),
+        (*params, *scope_params, limit + 1),
     )
     return Page.of([reading(row) for row in rows], limit)
 
