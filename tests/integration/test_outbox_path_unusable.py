@@ -201,3 +201,48 @@ def test_an_outbox_folder_the_user_cannot_look_into_is_named_at_its_line(
     assert (
         f"{site}:{line}: outbox.path: cannot look into {state}: Permission denied\n" in done.stderr
     )
+
+
+def _in_users_folder(open_to_all: Path) -> tuple[Path, int]:
+    """A site whose state folder belongs to `nobody`, as /var/lib/ganzhi belongs to the
+    service's user; its `outbox.path` line."""
+    site = keyed_example_site(open_to_all)
+    state = open_to_all / "state"
+    state.mkdir()
+    nobody = pwd.getpwnam("nobody")
+    os.chown(state, nobody.pw_uid, nobody.pw_gid)
+    return site, 1 + site.read_text(encoding="utf-8").splitlines().index("  path: state/outbox.db")
+
+
+AS_ROOT = pytest.mark.skipif(os.geteuid() != 0, reason="only root may write in others' folders")
+
+
+@AS_ROOT
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("command", ["run", "backfill"])
+def test_root_is_refused_in_the_service_users_folder(open_to_all: Path, command: str) -> None:
+    """An agent run by hand as root in the service's state folder left `outbox.db` (and its
+    journal, seq and epoch files) root's: the service, started next as its user, then failed in
+    SQLite ('attempt to write a readonly database'). Now refused at `outbox.path`'s line."""
+    site, line = _in_users_folder(open_to_all)
+    state = open_to_all / "state"
+    log = open_to_all / "log.csv"
+    log.write_text("point,t,value\n", encoding="utf-8")
+    args = ["run"] if command == "run" else ["backfill", "--csv", str(log)]
+    done = in_a_process("edge-agent", *args, "-c", str(site), cwd=open_to_all)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    assert (
+        f"{site}:{line}: outbox.path: {state} belongs to nobody, not root: run this as nobody"
+        in done.stderr
+    )
+    assert list(state.iterdir()) == [], "root made files in the service user's folder"
+
+
+@AS_ROOT
+@pytest.mark.timeout(60)
+def test_root_may_check_a_map_whose_state_folder_is_the_services(open_to_all: Path) -> None:
+    """`check` creates nothing there, so root checking before `systemctl start` is fine."""
+    site, _ = _in_users_folder(open_to_all)
+    done = in_a_process("edge-agent", "check", "-c", str(site), cwd=open_to_all)
+    assert done.returncode == 0, done.stderr
