@@ -9,13 +9,7 @@ import click
 
 from edge_agent.cli.check_report import check_json
 from edge_agent.cli.options import config_option, load_or_exit
-from edge_agent.cli.refusals import (
-    refuse_bad_collector_keys,
-    refuse_bad_tls_files,
-    refuse_exposed_keys,
-    refuse_unusable_gateway_key,
-    refuse_unusable_outbox_path,
-)
+from edge_agent.cli.refusals import refuse_unusable_files
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.core.rtu_plan import plan_buses
 from edge_agent.kinds import KINDS, PointView
@@ -32,11 +26,7 @@ _TAIL = ("scale", "offset", "unit")
 def check(config_path: Path, as_json: bool) -> None:
     """Validate the site map and print the resolved point table."""
     config = load_or_exit(config_path)
-    refuse_exposed_keys(config_path, config)
-    refuse_unusable_gateway_key(config_path, config)
-    refuse_bad_collector_keys(config_path, config, missing_ok=True)
-    refuse_bad_tls_files(config_path, config, missing_ok=True)
-    refuse_unusable_outbox_path(config_path, config, try_writing=False)
+    refuse_unusable_files(config_path, config)
     points = resolve_points(config)
     if as_json:
         report = check_json(config, points, plan_buses(config, points))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Final
 
 import click
 
@@ -11,20 +12,83 @@ from edge_agent.config import SiteConfig
 from edge_agent.shell.agent_lock import another_agent_message, another_agent_runs
 from edge_agent.shell.collector_keys import collector_key_problems
 from edge_agent.shell.commands import map_on_probation
-from edge_agent.shell.keyfile import key_algorithm_problem
+from edge_agent.shell.keyfile import MAKE_KEY_ADVICE, key_algorithm_problem
 from edge_agent.shell.metrics_server import try_listening
 from edge_agent.shell.outbox_open import outbox_path_problem
-from hostkit.configfile import exit_at_lines
-from hostkit.keyfiles import KeyFileError, check_private_mode, next_key_path, public_key_path
+from hostkit.configfile import CONFIG_ERROR_EXIT, echo_at_lines, exit_at_lines
+from hostkit.keyfiles import (
+    KeyFileError,
+    check_private_mode,
+    missing_key_message,
+    next_key_path,
+    public_key_path,
+)
 from hostkit.listen_failure import listen_failure_exit
 from hostkit.tls import tls_file_problems
+
+ANOTHER_AGENT_EXIT: Final = 1
+"""`run` while another agent runs on the outbox: 1, so a unit waiting on that agent restarts."""
 
 GATEWAY_KEY: KeyPath = ("signing", "key_file")
 """Where the gateway key's problems are named: `file:line: signing.key_file: ...`."""
 
 
-def refuse_exposed_keys(config_path: Path, config: SiteConfig) -> None:
-    """Exit 2 naming (file:line: key: ...) every private key file others may read, and the fix.
+Problem = tuple[KeyPath, str]
+"""A refusal found after loading: the setting it is named at, and what is wrong."""
+
+
+def refuse_unusable_files(config_path: Path, config: SiteConfig) -> None:
+    """`check`: exit 2 naming every file problem of `file_problems(starting=False)` at once."""
+    exit_at_lines(config_path, file_problems(config_path, config, starting=False))
+
+
+def refuse_to_start(config_path: Path, config: SiteConfig, site_text: str) -> None:
+    """`run`: name every reason not to start, each at its line (or file), then exit.
+
+    The files the map names (`file_problems`), another agent on the outbox and
+    `metrics.listen` are all named at once, so whoever fixes one does not meet the next only
+    at the next start. Exit 2 when a file problem is among them: it needs a fix, whatever
+    else is wrong. Otherwise 1 for another agent (under systemd, the unit starts once the
+    hand-started agent stops; before the address check, as that agent holds the address)
+    and the address's own status for `metrics.listen` (`hostkit.listen_failure`).
+    """
+    problems = file_problems(config_path, config, starting=True)
+    other_agent = another_agent_runs(config.outbox.path)
+    listen = None if other_agent else _metrics_listen_problem(config, site_text)
+    echo_at_lines(config_path, [*problems, *([] if listen is None else [listen[0]])])
+    if other_agent:
+        click.echo(another_agent_message(config.outbox.path), err=True)
+    if problems:
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
+    if other_agent:
+        raise click.exceptions.Exit(ANOTHER_AGENT_EXIT)
+    if listen is not None:
+        raise click.exceptions.Exit(listen[1])
+
+
+def file_problems(config_path: Path, config: SiteConfig, *, starting: bool) -> list[Problem]:
+    """Every problem with the files the map names, each at its setting.
+
+    Private keys others may read (or no file that could be a key), a gateway key `run` could
+    not sign with, collector keys and TLS files that will not load, an unusable `outbox.path`.
+    `starting` (`run`): a key or certificate not there yet is a problem too, and the outbox's
+    folder must take new files; `check` leaves both to the start (it may run before `keys
+    init`, and as another user than the agent).
+    """
+    exposed = _exposed_key_problems(config)
+    problems = [problem for _, problem in exposed]
+    if config.signing.key_file not in {path for path, _ in exposed}:  # named once is enough
+        problems += _gateway_key_problems(config, missing_ok=not starting)
+    problems += collector_key_problems(config, missing_ok=not starting)
+    problems += tls_file_problems(config.uplink.tls, ("uplink", "tls"), missing_ok=not starting)
+    outbox = _outbox_path_problem(config_path, config, try_writing=starting)
+    if outbox is not None:
+        problems.append((("outbox", "path"), outbox))
+    return problems
+
+
+def _exposed_key_problems(config: SiteConfig) -> list[tuple[Path, Problem]]:
+    """Each private key file others may read, with the fix (and the path it is about).
 
     A key path that is no file (a folder; a file where its folder should be) is named too.
     The next key of a rotation is named at `signing.key_file`, which it derives from.
@@ -33,63 +97,48 @@ def refuse_exposed_keys(config_path: Path, config: SiteConfig) -> None:
     private.append((GATEWAY_KEY, next_key_path(config.signing.key_file)))
     if config.uplink.tls is not None and config.uplink.tls.key is not None:
         private.append((("uplink", "tls", "key"), config.uplink.tls.key))
-    exposed: list[tuple[KeyPath, str]] = []
+    exposed: list[tuple[Path, Problem]] = []
     for setting, path in private:
         try:
             check_private_mode(path)
         except KeyFileError as exc:  # ExposedKeyError, or no file that could be a key
-            exposed.append((setting, str(exc)))
-    exit_at_lines(config_path, exposed)
+            exposed.append((path, (setting, str(exc))))
+    return exposed
 
 
-def refuse_unusable_gateway_key(config_path: Path, config: SiteConfig) -> None:
-    """Exit 2 (file:line: signing.key_file: ...) when `run` could not sign with the key there.
+def _gateway_key_problems(config: SiteConfig, *, missing_ok: bool) -> list[Problem]:
+    """Why `run` could not sign with the gateway key: missing, not a key, another algorithm.
 
-    Not a key, or a key of another algorithm than `signing.algorithm`: the messages `run`
-    gives. A key not made yet is no problem here (`check` before `keys init`).
+    Only for a key whose mode passed (`_exposed_key_problems`), so its path could be looked at.
     """
     key_file = config.signing.key_file
     if not key_file.exists():
-        return
+        if missing_ok:  # `check` before `keys init`
+            return []
+        return [(GATEWAY_KEY, missing_key_message(key_file, MAKE_KEY_ADVICE))]
     problem = key_algorithm_problem(key_file, config.signing.algorithm)
-    if problem is not None:
-        exit_at_lines(config_path, [(GATEWAY_KEY, problem)])
-
-
-def refuse_bad_collector_keys(
-    config_path: Path, config: SiteConfig, *, missing_ok: bool = False
-) -> None:
-    """Exit 2 naming (file:line: key: ...) each collector public key that cannot be used."""
-    exit_at_lines(config_path, collector_key_problems(config, missing_ok=missing_ok))
-
-
-def refuse_bad_tls_files(
-    config_path: Path, config: SiteConfig, *, missing_ok: bool = False
-) -> None:
-    """Exit 2 (file:line: uplink.tls.<key>: ...) when the uplink's TLS files cannot be loaded.
-
-    They are loaded as the publisher will load them, so a CA that is no certificate or a key
-    that does not match its certificate stops the agent here, not after the outbox is open.
-    `missing_ok`: files not there yet are no problem (`check` before the certificates exist).
-    """
-    problems = tls_file_problems(config.uplink.tls, ("uplink", "tls"), missing_ok=missing_ok)
-    exit_at_lines(config_path, problems)
+    return [] if problem is None else [(GATEWAY_KEY, problem)]
 
 
 def refuse_unusable_outbox_path(
     config_path: Path, config: SiteConfig, *, try_writing: bool
 ) -> None:
-    """Exit 2 (file:line: outbox.path: ...) when the outbox cannot be at `outbox.path`.
+    """Exit 2 (file:line: outbox.path: ...) when the outbox cannot be at `outbox.path`."""
+    problem = _outbox_path_problem(config_path, config, try_writing=try_writing)
+    if problem is not None:
+        exit_at_lines(config_path, [(("outbox", "path"), problem)])
+
+
+def _outbox_path_problem(config_path: Path, config: SiteConfig, *, try_writing: bool) -> str | None:
+    """Why the outbox cannot be at `outbox.path`, or None.
 
     A folder or a device there, or a file where its folder should be, would otherwise end `run`
     with a traceback from inside the start-up. `try_writing`: also refuse a folder no file can
     be created in (`run`; `check` may run as another user than the agent).
     """
-    problem = _named_elsewhere(config_path, config) or outbox_path_problem(
+    return _named_elsewhere(config_path, config) or outbox_path_problem(
         config.outbox.path, try_writing=try_writing
     )
-    if problem is not None:
-        exit_at_lines(config_path, [(("outbox", "path"), problem)])
 
 
 def _named_elsewhere(config_path: Path, config: SiteConfig) -> str | None:
@@ -124,35 +173,23 @@ def _same_file(one: Path, other: Path) -> bool:
         return one.resolve() == other.resolve()
 
 
-def refuse_second_agent(config: SiteConfig) -> None:
-    """Exit 1 (`<outbox>: another edge-agent runs on this outbox ...`) while another agent runs.
+def _metrics_listen_problem(config: SiteConfig, site_text: str) -> tuple[Problem, int] | None:
+    """Why `run` could not listen on `metrics.listen`, and the exit status it calls for.
 
-    Before the address checks: the running agent holds `metrics.listen`, and a refusal of the
-    address would be exit 2, which the unit does not restart once the other agent stops. The
-    runner takes the lock for good; this only looks, so the message names the real cause.
-    """
-    if another_agent_runs(config.outbox.path):
-        click.echo(another_agent_message(config.outbox.path), err=True)
-        raise click.exceptions.Exit(1)
-
-
-def refuse_unusable_metrics_listen(config_path: Path, config: SiteConfig, site_text: str) -> None:
-    """Exit (file:line: metrics.listen: ...) when `run` could not listen on `metrics.listen`.
-
-    With 1 when the failure may clear by itself (a port held, an address not assigned yet), so
-    systemd starts the agent again; with 2 when it is a mistake in the map (hostkit.listen_failure).
+    1 when the failure may clear by itself (a port held, an address not assigned yet), so
+    systemd starts the agent again; 2 when it is a mistake in the map (hostkit.listen_failure).
 
     For `run` only: while the agent runs, the address is its own, so `check` would find it taken.
     A pushed map on probation is let through: its failed start puts the previous map back.
     """
     if config.metrics is None:
-        return
+        return None
     if map_on_probation(config, site_text):
-        return
+        return None
     listen = config.metrics.listen
     try:
         try_listening(listen.host, listen.port)
     except OSError as exc:
         problem = f"cannot listen on {listen.host}:{listen.port}: {exc.strerror or exc}"
-        status = listen_failure_exit(exc)
-        exit_at_lines(config_path, [(("metrics", "listen"), problem)], status=status)
+        return (("metrics", "listen"), problem), listen_failure_exit(exc)
+    return None

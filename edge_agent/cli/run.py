@@ -10,23 +10,11 @@ from typing import TYPE_CHECKING
 import click
 import structlog
 
-from edge_agent.cli.options import CONFIG_ERROR_EXIT, LOG_FORMAT, config_option, load_or_exit
-from edge_agent.cli.refusals import (
-    GATEWAY_KEY,
-    refuse_bad_collector_keys,
-    refuse_bad_tls_files,
-    refuse_exposed_keys,
-    refuse_second_agent,
-    refuse_unusable_gateway_key,
-    refuse_unusable_metrics_listen,
-    refuse_unusable_outbox_path,
-)
+from edge_agent.cli.options import LOG_FORMAT, config_option, load_or_exit
+from edge_agent.cli.refusals import refuse_to_start
 from edge_agent.core.plan_codec import write_plan
 from edge_agent.core.plan_compile import compile_plan
 from edge_agent.shell.host import keep_large_allocations_mapped
-from edge_agent.shell.keyfile import MAKE_KEY_ADVICE
-from hostkit.configfile import echo_at_lines
-from hostkit.keyfiles import missing_key_message
 from hostkit.logs import configure_logging
 from specs.catalogue import default_catalogue
 
@@ -56,24 +44,12 @@ def run(config_path: Path, *, restarted: bool) -> None:
     """Run until stopped (SIGTERM/SIGINT); systemd Type=notify is supported."""
     keep_large_allocations_mapped()  # from the start: reading the map frees large buffers too
     config = load_or_exit(config_path)
-    refuse_exposed_keys(config_path, config)
     log_format = click.get_current_context().meta.get(LOG_FORMAT, "auto")
     configure_logging(log_format)
-    gateway_key_missing = not config.signing.key_file.exists()
-    if gateway_key_missing:
-        key_file = config.signing.key_file
-        echo_at_lines(config_path, [(GATEWAY_KEY, missing_key_message(key_file, MAKE_KEY_ADVICE))])
-    refuse_bad_collector_keys(config_path, config)
-    refuse_bad_tls_files(config_path, config)
-    refuse_unusable_outbox_path(config_path, config, try_writing=True)
-    refuse_second_agent(config)
     # The text the map was parsed from: a pushed map is checked against the running one, and
     # one on probation may start where its address is taken (its failed start rolls back).
     site_text = config_path.read_text(encoding="utf-8")
-    refuse_unusable_metrics_listen(config_path, config, site_text)
-    if gateway_key_missing:
-        raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
-    refuse_unusable_gateway_key(config_path, config)
+    refuse_to_start(config_path, config, site_text)
     plan = compile_plan(config, default_catalogue(), site_file=config_path, site_text=site_text)
     # The map's models go before the plan is encoded, or the encoding stacks on them: the
     # start-up peak at 1,000 points was 61.8 MiB with them, 58.7 without (G7).

@@ -161,7 +161,7 @@ def tls_context(plan: AgentPlan) -> ssl.SSLContext | None:
     uplink = plan.uplink
     if not uplink.tls:
         return None
-    # `refuse_bad_tls_files` loaded the same files before the exec; TlsFileError here means one
+    # `run`'s `file_problems` loaded the same files before the exec; TlsFileError here means one
     # changed since.
     return client_context(uplink.ca, uplink.cert, uplink.key, setting="uplink.tls")
 

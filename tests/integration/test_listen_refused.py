@@ -147,3 +147,18 @@ def test_only_a_failure_no_restart_mends_stops_the_unit_for_good(
     failure: OSError, status: int
 ) -> None:
     assert listen_failure_exit(failure) == status
+
+
+@pytest.mark.timeout(60)
+def test_the_agent_names_the_address_with_the_other_start_up_problems(
+    tmp_path: Path, taken_port: int
+) -> None:
+    """A held port beside a key others may read: both named, then 2, as the key needs a fix
+    whether or not the port is let go (the port alone is 1, above)."""
+    site, line = _site_listening(tmp_path, f"127.0.0.1:{taken_port}")
+    key_file = tmp_path / "keys" / "gateway.key"
+    key_file.chmod(0o644)
+    done = in_a_process("edge-agent", "run", "-c", str(site), cwd=tmp_path)
+    says = f"{site}:{line}: metrics.listen: cannot listen on 127.0.0.1:{taken_port}:"
+    refused_before_start(done, says, tmp_path / "state", "outbox", status=2)
+    assert f"signing.key_file: {key_file}: private key has mode 0644" in done.stderr

@@ -8,6 +8,7 @@ and `check` refuse it, naming the file and the fix.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -16,7 +17,8 @@ from click.testing import Result
 from tests.support.broker import free_port
 from tests.support.cli_runs import agent_cli, collector_cli, keyed_example_site
 from tests.support.collector_env import write_collector_config
-from tests.support.config_files import at_gateway_key_line
+from tests.support.config_files import at_gateway_key_line, line_of
+from tests.support.logging_state import logging_restored
 
 EXPOSED = (0o640, 0o604, 0o644, 0o660, 0o606)
 
@@ -25,6 +27,13 @@ EXPOSED = (0o640, 0o604, 0o644, 0o660, 0o606)
 def site(tmp_path: Path) -> Path:
     """The example site map in tmp, with its gateway key made (0600) and a collector key."""
     return keyed_example_site(tmp_path)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """`run` configures logging for the process before its checks refuse anything."""
+    with logging_restored():
+        yield
 
 
 @pytest.fixture
@@ -45,6 +54,7 @@ def _refused(result: Result, key_file: Path, mode: int) -> None:
 @pytest.mark.timeout(30)  # without the refusal `run` would run on: fail, never hang
 @pytest.mark.parametrize("mode", EXPOSED)
 @pytest.mark.parametrize("command", ["run", "check"])
+@pytest.mark.usefixtures("restore_logging")
 def test_the_agent_refuses_a_gateway_key_others_may_read(
     site: Path, command: str, mode: int
 ) -> None:
@@ -67,6 +77,7 @@ def test_the_agent_checks_a_0600_or_0400_key_happily(site: Path) -> None:
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("problem", ["a folder", "a file as its folder"])
 @pytest.mark.parametrize("command", ["run", "check"])
+@pytest.mark.usefixtures("restore_logging")
 def test_the_agent_refuses_a_gateway_key_that_is_no_file(
     site: Path, command: str, problem: str
 ) -> None:
@@ -103,6 +114,56 @@ def test_check_refuses_a_gateway_key_run_would_refuse(site: Path, problem: str) 
     result = agent_cli("check", "-c", str(site))
     assert result.exit_code == 2, result.output
     assert says in result.stderr
+
+
+def _second_problem(site: Path, problem: str) -> str:
+    """Make `problem` beside the gateway key's; how its refusal line begins and goes on."""
+    text = site.read_text(encoding="utf-8")
+    collector_key = site.parent / "keys" / "collector.pub"
+    at_collector_key = f"{site}:{line_of(text, '  collector_key:')}: uplink.collector_key: "
+    if problem == "no collector key":
+        collector_key.unlink()
+        return f"{at_collector_key}{collector_key}: key file is missing"
+    if problem == "a collector key that is no key":
+        collector_key.write_bytes(b"garbage\n")
+        return f"{at_collector_key}{collector_key}: "
+    outbox = site.parent / "state" / "outbox.db"
+    outbox.mkdir(parents=True)
+    return f"{site}:{line_of(text, '  path:')}: outbox.path: {outbox} is a folder, not a file"
+
+
+@pytest.mark.timeout(30)  # without the refusal `run` would run on: fail, never hang
+@pytest.mark.parametrize("gateway_key", ["exposed", "not a key"])
+@pytest.mark.parametrize(
+    ("command", "problem"),
+    [
+        ("run", "no collector key"),
+        ("run", "a collector key that is no key"),
+        ("run", "an outbox path that is a folder"),
+        ("check", "a collector key that is no key"),
+        ("check", "an outbox path that is a folder"),
+    ],
+)
+@pytest.mark.usefixtures("restore_logging")
+def test_every_start_up_problem_is_named_at_once_with_the_gateway_keys(
+    site: Path, command: str, problem: str, gateway_key: str
+) -> None:
+    """`run` stopped at a refused gateway key and named nothing else: fixing it, the user met
+    the next problem only at the next start. Now each problem is named at its line, then 2."""
+    key_file = site.parent / "keys" / "gateway.key"
+    if gateway_key == "exposed":
+        key_file.chmod(0o644)
+        key_says = f"{at_gateway_key_line(site)}{key_file}: private key has mode 0644"
+    else:
+        key_file.write_bytes(b"garbage\n")  # still 0600
+        key_says = f"{at_gateway_key_line(site)}{key_file}: not a private key PEM"
+    other_says = _second_problem(site, problem)
+    result = agent_cli(command, "-c", str(site))
+    assert result.exit_code == 2, result.output
+    assert key_says in result.stderr
+    assert other_says in result.stderr
+    assert isinstance(result.exception, SystemExit), result.exception
+    assert not (site.parent / "state" / "outbox.db.agent-lock").exists(), "nothing started"
 
 
 def test_the_agent_refuses_a_tls_client_key_others_may_read(site: Path) -> None:

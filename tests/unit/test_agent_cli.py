@@ -123,7 +123,7 @@ def test_a_dangling_link_at_the_gateway_key_is_named_alike_by_keys_init_run_and_
         result = invoke(command, "-c", str(site))
         assert result.exit_code == status, (command, result.output)
         assert f"{at_gateway_key_line(site)}{says}" in result.stderr, command
-        assert "key file is missing" not in result.stderr, command
+        assert f"{key_file}: key file is missing" not in result.stderr, command
 
 
 def test_keys_init_that_cannot_write_the_key_exits_1_naming_why(site: Path) -> None:
