@@ -34,6 +34,7 @@ from collector.export.aqss import (
 )
 from collector.readmodel import EVERYTHING, ReadingFilter, SourcedReading, pages
 from collector.storage.base import Storage
+from hostkit.atomicfile import replacing
 from specs.catalogue import default_catalogue
 
 USAGE_ERROR_EXIT: Final = 2
@@ -153,31 +154,26 @@ def _zone_option(text: str | None, default: timezone) -> timezone:
 
 @contextlib.contextmanager
 def _written(out: Path | None) -> Iterator[tuple[contextlib.ExitStack, BinaryIO]]:
-    """Where an export goes: `out` (written to a partial file, renamed once complete) or stdout.
+    """Where an export goes: `out` (written aside, renamed over it once complete) or stdout.
 
-    Yields the stack the export may enter more contexts on, and the sink. A refused export or
-    a file error removes the partial file and ends the command as the CLI reports errors.
+    Yields the stack the export may enter more contexts on, and the sink. An export that ends
+    any other way (refused, a file or storage error, Ctrl-C) removes its partial file, and a
+    complete one the partial files killed exports left beside `out` (hostkit.atomicfile).
+    A refused export or a file error ends the command as the CLI reports errors.
     """
-    partial = None if out is None else out.with_name(f".{out.name}.partial")
     try:
         with contextlib.ExitStack() as stack:
             sink: BinaryIO = (
-                sys.stdout.buffer if partial is None else stack.enter_context(partial.open("wb"))
+                sys.stdout.buffer if out is None else stack.enter_context(replacing(out))
             )
             yield stack, sink
             sink.flush()
-        if partial is not None and out is not None:
-            partial.replace(out)
     except ExportRefusedError as exc:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
         click.echo(f"Error: {exc}", err=True)
         raise click.exceptions.Exit(USAGE_ERROR_EXIT) from None
     except BrokenPipeError:
         raise  # stdout's reader went away: the collector's group ends the command quietly
     except OSError as exc:
-        if partial is not None:
-            partial.unlink(missing_ok=True)
         raise click.ClickException(str(exc)) from None
 
 

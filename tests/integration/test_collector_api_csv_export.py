@@ -93,7 +93,7 @@ def test_export_equals_the_api_csv(config: Path, storage_url: str, tmp_path: Pat
     assert all(line.split(",")[3].endswith(tz) for line in lines[1:-1])
     assert ",2.4833622,m," in exported.decode("utf-8")
     assert f"exported {rows} readings of gateway {NANCHANG.gateway}" in result.stderr
-    assert not list(tmp_path.glob(".*.partial"))
+    assert not list(tmp_path.glob(f".{out.name}.*"))  # no partial file left
 
 
 def test_export_to_stdout_shows_the_config_offset_and_no_bar(config: Path) -> None:
@@ -126,7 +126,7 @@ def test_bad_options_exit_2_with_a_clear_message(
     assert result.exit_code == 2, result.output
     assert message in result.stderr
     assert not out.exists()
-    assert not list(tmp_path.glob(".*.partial"))
+    assert not list(tmp_path.glob(f".{out.name}.*"))  # no partial file left
 
 
 def test_an_unknown_gateway_exits_2(config: Path, tmp_path: Path) -> None:
@@ -156,4 +156,4 @@ def test_an_out_that_is_no_regular_file_is_refused_and_left_alone(
     assert result.exit_code == 2, result.output
     assert f"{out} is not a regular file" in result.stderr
     assert stat.S_ISFIFO(out.lstat().st_mode) if kind == "fifo" else out.is_symlink()
-    assert not list(tmp_path.glob(".*.partial"))
+    assert not list(tmp_path.glob(f".{out.name}.*"))  # no partial file left

@@ -334,6 +334,11 @@ def _export(config: Path, gateway: str, *extra: str) -> Result:
     )
 
 
+def _left_beside(out: Path) -> list[str]:
+    """What an export's writes to `out` left beside it (its partial files)."""
+    return sorted(p.name for p in out.parent.iterdir() if p.name.startswith(f".{out.name}."))
+
+
 EXPECTED_AQSS = (
     "KJ;AQSS|"
     "610631015;2026-05-29 04:26:40;000001;001046;0.52;;0~"
@@ -355,7 +360,7 @@ def test_export_aqss_writes_the_window_as_coal_text(config: Path, tmp_path: Path
     assert fields[7] == "%CH4"
     assert fields[12:] == ["-0.01", "0.75", "-0.01", "-0.01", "-0.01", "-0.01"]
     assert "exported 3 readings of 1 points" in result.stderr
-    assert not list(tmp_path.glob(".*.partial"))
+    assert _left_beside(out) == []
     to_stdout = _export(config, MINE.gateway)
     assert to_stdout.exit_code == 0
     assert to_stdout.stdout == out.read_text(encoding="utf-8")
@@ -379,7 +384,66 @@ def test_export_refuses_what_it_cannot_export_with_status_2(
     assert result.exit_code == 2
     assert message in result.stderr
     assert not out.exists()
-    assert not list(tmp_path.glob(".*.partial"))
+    assert _left_beside(out) == []
+
+
+async def _kill_an_export_to(out: Path, folder: Path) -> None:
+    """Start `export --out OUT` on a database server that never answers, and SIGKILL it there.
+
+    The export has made its partial file by then (it waits on the connect timeout, 10 s).
+    """
+    took_connection = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def say_nothing(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        took_connection.set()
+
+    silent = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
+    db_port = silent.sockets[0].getsockname()[1]
+    folder.mkdir()
+    hung = cli_config(folder, f"postgresql://u@127.0.0.1:{db_port}/db")
+    window = ["--from", iso_time(BASE_TIME), "--to", iso_time(BASE_TIME + 600)]
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", "from collector.cli import main; main()",
+        "export", "-c", str(hung), "--format", "aqss", "--gateway", MINE.gateway, *window,
+        "--out", str(out),
+    )  # fmt: skip
+    try:
+        async with asyncio.timeout(20):
+            await took_connection.wait()
+    finally:
+        process.kill()
+        await process.wait()
+        for writer in held:
+            writer.close()
+        silent.close()
+
+
+async def test_an_export_after_a_killed_one_replaces_what_it_left(
+    config: Path, tmp_path: Path
+) -> None:
+    await asyncio.to_thread(asyncio.run, _fill(config))
+    out = tmp_path / "mine.txt"
+    await _kill_an_export_to(out, tmp_path / "hung")
+    assert _left_beside(out)  # a killed export leaves its partial file
+    assert not out.exists()
+    result = await asyncio.to_thread(_export, config, MINE.gateway, "--out", str(out))
+    assert result.exit_code == 0, result.output
+    assert out.read_text(encoding="utf-8").splitlines()[1] == EXPECTED_AQSS
+    assert _left_beside(out) == []
+
+
+async def test_an_export_that_fails_leaves_no_partial_file(tmp_path: Path) -> None:
+    out = tmp_path / "mine.txt"
+    await _kill_an_export_to(out, tmp_path / "hung")
+    assert _left_beside(out)
+    refused = cli_config(tmp_path, "postgresql://u@127.0.0.1:1/db")  # nothing listens there
+    result = await asyncio.to_thread(_export, refused, MINE.gateway, "--out", str(out))
+    assert result.exit_code == 1, result.output
+    assert "connecting failed" in result.stderr
+    assert not out.exists()
+    assert _left_beside(out) == []  # its own partial file, and the killed export's
 
 
 # --- a reader that goes away ------------------------------------------------------------------

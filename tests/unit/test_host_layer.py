@@ -24,7 +24,7 @@ import structlog
 import collector.cli
 import edge_agent.cli
 from edge_agent.cli.probe import ProbeRow, _text
-from hostkit.atomicfile import replace_file
+from hostkit.atomicfile import replace_file, replacing
 from hostkit.keyfiles import (
     KeyFileError,
     create_key_pair,
@@ -223,6 +223,30 @@ def test_a_file_replaced_takes_away_what_a_crash_left_of_its_earlier_writes(
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
         ["site.yaml", *(p.name for p in kept)]
     )
+
+
+def test_a_file_replaced_piece_by_piece_is_whole_or_untouched(tmp_path: Path) -> None:
+    # `collector export --out`: a write killed before the end leaves its temporary; the next
+    # write of the file removes it, even one that fails itself, and a failure keeps the old.
+    target = tmp_path / "export.csv"
+    target.write_bytes(b"old\n")
+    killed = tmp_path / ".export.csv.0123456789ab.tmp"
+    killed.write_bytes(b"half of an earlier wr")
+
+    def write_half() -> None:
+        with replacing(target) as handle:
+            handle.write(b"new, ")
+            raise _Interrupted
+
+    with pytest.raises(_Interrupted):
+        write_half()
+    assert [p.name for p in tmp_path.iterdir()] == ["export.csv"]
+    assert target.read_bytes() == b"old\n"
+    with replacing(target) as handle:
+        handle.write(b"new, ")
+        handle.write(b"whole\n")
+    assert [p.name for p in tmp_path.iterdir()] == ["export.csv"]
+    assert target.read_bytes() == b"new, whole\n"
 
 
 def _private_key(path: Path) -> SigningKey:
