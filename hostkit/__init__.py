@@ -7,5 +7,6 @@ YAML config or exiting 2 (`configfile`), logging set-up (`logs`), files replaced
 (`atomicfile`) and key files on disk (`keyfiles`), tables for a terminal (`tables`), systemd's
 READY/WATCHDOG/STOPPING notifications (`systemd_notify`), the conventions every command line
 follows (`commandline`: `-h`, `--version`, `--log-format`, `GANZHI_` environment variables), and
-how long to wait before connecting again (`backoff`: capped exponential delays with full jitter).
+how long to wait before connecting again (`backoff`: capped exponential delays with full jitter),
+and root's files in the service user's folder (`ownership`: refused).
 """

@@ -9,7 +9,6 @@ opened. Undelivered blocks of older epochs are sealed again under the current on
 from __future__ import annotations
 
 import os
-import pwd
 import tempfile
 import time
 from collections.abc import AsyncIterator
@@ -23,6 +22,7 @@ from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_recovery import EpochJournal, SeqMark, recovery_gaps
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
+from hostkit.ownership import root_among_others_files
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -62,7 +62,7 @@ def _folder_problem(path: Path, *, try_writing: bool) -> str | None:
     if not folder.is_dir():
         return f"{folder} is not a folder"
     if try_writing:
-        return _root_among_others_files(path, folder) or _uncreatable(folder)
+        return root_among_others_files(path, folder) or _uncreatable(folder)
     return None
 
 
@@ -74,30 +74,6 @@ def _uncreatable(folder: Path) -> str | None:
     except OSError as exc:
         return f"cannot create files in {folder}: {exc.strerror or exc}"
     return None
-
-
-def _root_among_others_files(path: Path, folder: Path) -> str | None:
-    """Why root may not open the outbox here: the file, or its folder, is another user's.
-
-    What root makes beside the outbox (the file itself, its seq mark and epoch journal, the
-    reserve, the command desk's state) would be root's, and the service that runs as that user
-    (the unit's `User=`) could not write them: its next start would fail inside SQLite.
-    """
-    if os.geteuid() != 0:
-        return None
-    for owned in (path, folder):
-        if owned.exists() and (owner := owned.stat().st_uid) != 0:
-            user = _user_name(owner)
-            hint = f"runuser -u {user} -- ..."
-            return f"{owned} belongs to {user}, not root: run this as {user} ({hint})"
-    return None
-
-
-def _user_name(uid: int) -> str:
-    try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:  # no such user in the password file: the number is all there is
-        return str(uid)
 
 
 def _closed_folder_problem(path: Path, error: PermissionError) -> str:

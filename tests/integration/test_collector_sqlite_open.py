@@ -9,9 +9,13 @@ on a future nobody awaits, and the command's event loop was closed by the time i
 
 from __future__ import annotations
 
+import os
+import pwd
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from tests.support.collector_env import write_collector_config
 
@@ -33,3 +37,28 @@ def test_a_folder_as_the_database_is_one_line_of_error(tmp_path: Path) -> None:
         assert done.stderr == (
             f"Error: cannot open database {tmp_path / 'state'}: unable to open database file\n"
         )
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root may write in others' folders")
+def test_root_makes_no_database_in_the_service_users_folder(tmp_path: Path) -> None:
+    """`collector gateways add` (or any command) run as root before the service's first start
+    made `collector.db` root's in the service's state folder: the service, as its user, then
+    failed in SQLite ('attempt to write a readonly database'). Now refused, nothing made."""
+    config = write_collector_config(
+        tmp_path, broker_port=1, api_port=1, storage_url="sqlite:///state/collector.db"
+    )
+    state = tmp_path / "state"
+    state.mkdir()
+    nobody = pwd.getpwnam("nobody")
+    os.chown(state, nobody.pw_uid, nobody.pw_gid)
+    done = subprocess.run(
+        [sys.executable, "-c", "from collector.cli import main; main()", "gateways", "list",
+         "-c", str(config)],
+        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60,
+    )  # fmt: skip
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == (
+        f"Error: cannot open database {state / 'collector.db'}: {state} belongs to nobody, not"
+        " root: run this as nobody (runuser -u nobody -- ...)\n"
+    )
+    assert list(state.iterdir()) == []

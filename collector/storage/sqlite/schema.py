@@ -20,6 +20,7 @@ import aiosqlite
 from collector.storage.base import StorageError
 from collector.storage.sqlite.rollups import ROLLUP_TABLE
 from collector.storage.sqlite.upgrade_steps import UPGRADES
+from hostkit.ownership import root_among_others_files
 
 SCHEMA_VERSION: Final = 11
 
@@ -298,10 +299,24 @@ async def connect(path: Path) -> aiosqlite.Connection:
 async def open_database(path: Path) -> aiosqlite.Connection:
     """`connect` to the file at `path`, creating its folder; StorageError naming the file."""
     try:
+        if (problem := _root_would_make(path)) is not None:
+            raise StorageError(f"cannot open database {path}: {problem}")
         path.parent.mkdir(parents=True, exist_ok=True)
         return await connect(path)
     except (OSError, sqlite3.Error) as exc:
         raise StorageError(f"cannot open database {path}: {exc}") from exc
+
+
+def _root_would_make(path: Path) -> str | None:
+    """Why root may not make the database at `path`: its folder is another user's.
+
+    A database already there is no problem: SQLite gives the `-wal` and `-shm` it makes the
+    database's owner, and nothing else is made beside it.
+    """
+    if path.exists():
+        return None
+    folder = next(above for above in path.parents if above.exists())
+    return root_among_others_files(folder)
 
 
 async def rollback(db: aiosqlite.Connection) -> None:
