@@ -203,8 +203,7 @@ async def test_the_page_shows_an_alarm_and_a_gateway_going_offline_within_5_s(
         gateway_link(broker.port, NANCHANG) as nanchang_link,
         gateway_link(broker.port, BEIJING) as beijing_link,
     ):
-        for gateway in (NANCHANG, BEIJING):
-            await register(collector.storage, gateway)
+        await register(collector.storage, NANCHANG, BEIJING)
         await asyncio.wait_for(collector.wait_connected(), 10)
         nanchang, beijing = Uplink(nanchang_link), Uplink(beijing_link)
         presence = await asyncio.to_thread(Presence, broker.port, NANCHANG)

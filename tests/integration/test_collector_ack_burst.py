@@ -26,8 +26,7 @@ async def test_acks_of_one_batch_for_many_gateways_log_no_warning_each(
     broker: Broker, storage_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     async with open_storage(storage_url) as storage:
-        for gateway in GATEWAYS:
-            await register(storage, gateway)
+        await register(storage, *GATEWAYS)
     async with running_ingest(broker.port, storage_url, COLLECTOR_KEY, client_id=DURABLE):
         pass  # the broker now keeps the session: what follows waits for it in one queue
     async with aiomqtt.Client(

@@ -48,8 +48,7 @@ async def _store(
 @pytest.fixture
 async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with open_storage(storage_url) as storage:
-        for gateway in (NANCHANG, BEIJING):
-            await register(storage, gateway)
+        await register(storage, NANCHANG, BEIJING)
         # Nanchang: a1 raised and cleared, a2 active, a3 only cleared so far (its raise is
         # in a block not yet arrived); blocks stored in one batch, the clear of a1 first.
         await _store(

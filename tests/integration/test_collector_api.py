@@ -60,8 +60,7 @@ async def _store(
 @pytest.fixture
 async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with open_storage(storage_url) as storage:
-        for gateway in (NANCHANG, BEIJING):
-            await register(storage, gateway)
+        await register(storage, NANCHANG, BEIJING)
         await _store(storage, NANCHANG, [1, 2, 3, 5])  # seq 4 missing: one open gap
         await _store(storage, BEIJING, [1, 2])
         await storage.ingest(
@@ -249,8 +248,7 @@ DISK_FULL = gap_record(8, 12, GapReason.DISK_FULL, point="T001-PT-01")
 @pytest.fixture
 async def gaps_client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with open_storage(storage_url) as storage:
-        for gateway in (NANCHANG, BEIJING):
-            await register(storage, gateway)
+        await register(storage, NANCHANG, BEIJING)
         eighth: list[Record] = [*_readings(NANCHANG, 8), EVICTED, DISK_FULL]
         await _store(storage, NANCHANG, [1, 2, 3, 5, 8], {8: eighth})
         await _store(storage, BEIJING, [1, 4])

@@ -55,8 +55,7 @@ AROUND_MIDNIGHT = [
 @pytest.fixture
 async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with open_storage(storage_url) as storage:
-        for gateway in (NANCHANG, BEIJING):
-            await register(storage, gateway)
+        await register(storage, NANCHANG, BEIJING)
         await store_blocks(storage, NANCHANG, [FIRST_MINUTES, AROUND_MIDNIGHT])
         await store_blocks(
             storage,

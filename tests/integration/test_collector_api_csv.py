@@ -58,8 +58,7 @@ def _nanchang_readings() -> list[Reading]:
 @pytest.fixture
 async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with open_storage(storage_url) as storage:
-        for gateway in (NANCHANG, BEIJING):
-            await register(storage, gateway)
+        await register(storage, NANCHANG, BEIJING)
         readings = _nanchang_readings()
         await store_blocks(
             storage, NANCHANG, [readings[i : i + BLOCK] for i in range(0, len(readings), BLOCK)]

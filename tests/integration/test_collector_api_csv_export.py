@@ -46,8 +46,7 @@ def _readings() -> list[Reading]:
 
 async def _fill(storage_url: str) -> None:
     async with open_storage(storage_url) as storage:
-        for gateway in (NANCHANG, BEIJING):
-            await register(storage, gateway)
+        await register(storage, NANCHANG, BEIJING)
         readings = _readings()
         await store_blocks(
             storage, NANCHANG, [readings[i : i + 500] for i in range(0, len(readings), 500)]

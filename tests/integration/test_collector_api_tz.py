@@ -48,8 +48,7 @@ TIMED_LISTS: dict[str, tuple[str, ...]] = {
 
 
 async def _fill(storage: Storage) -> None:
-    for gateway in (NANCHANG, BEIJING):
-        await register(storage, gateway)
+    await register(storage, NANCHANG, BEIJING)
     nanchang: list[Record] = [
         level(BASE_TIME + 1, 1.5),
         level(BASE_TIME + 2, FLOAT32),

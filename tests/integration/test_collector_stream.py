@@ -235,8 +235,7 @@ async def _served(
     async with open_storage(url) as storage, relayed_commits(storage, commits):
         assert isinstance(storage, FeedJournal)
         if not registered:
-            for gateway in (NANCHANG, BEIJING):
-                await register(storage, gateway)
+            await register(storage, NANCHANG, BEIJING)
         app = create_app(
             storage,
             TOKENS,

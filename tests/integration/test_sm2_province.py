@@ -40,8 +40,7 @@ async def test_sm2_and_ed25519_gateways_are_stored_and_acked_by_one_collector(
     assert (sm2.key.alg, ed.key.alg) == (SM2_SM3, ED25519)
 
     async with running_ingest(broker.port, storage_url, collector_key) as (_, storage):
-        for gateway in (sm2, ed):
-            await register(storage, gateway)
+        await register(storage, sm2, ed)
         async with (
             gateway_link(broker.port, sm2) as sm2_link,
             gateway_link(broker.port, ed) as ed_link,

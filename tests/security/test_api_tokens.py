@@ -104,8 +104,7 @@ async def test_a_stored_token_sees_its_districts_and_a_revoked_one_nothing(
 ) -> None:
     async with open_storage(storage_url) as storage, serve(storage) as http:
         assert isinstance(storage, TokenStore)
-        for gateway in (NANCHANG, BEIJING):
-            await register(storage, gateway)
+        await register(storage, NANCHANG, BEIJING)
         await store_blocks(storage, NANCHANG, [[]])
         secret = new_secret()
         token = StoredToken("city", (NANCHANG.district,), created_at=NOW)

@@ -56,9 +56,10 @@ def collector_cli(*args: str) -> Result:
     return CliRunner().invoke(main, ["--log-format", "json", *args], catch_exceptions=False)
 
 
-async def register(storage: Storage, gateway: SimGateway) -> None:
-    """Register `gateway` and its key at the collector."""
-    await storage.register(*gateway.registration())
+async def register(storage: Storage, *gateways: SimGateway) -> None:
+    """Register each of `gateways` and its key at the collector."""
+    for gateway in gateways:
+        await storage.register(*gateway.registration())
 
 
 @contextlib.asynccontextmanager
