@@ -14,7 +14,16 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from typing import Any, Final, Protocol
 
-from collector.readmodel import BucketAfter, BucketGrid, BucketRow, Page, PointAfter, ReadingFilter
+from collector.readmodel import (
+    BucketAfter,
+    BucketGrid,
+    BucketRow,
+    Page,
+    PointAfter,
+    ReadingFilter,
+    Scope,
+)
+from collector.storage.queries import Fetch, given, scope_clause, where_all
 from collector.storage.rollups import ROLLUP_SECONDS
 
 SERIES_BATCH: Final = 200
@@ -40,6 +49,30 @@ class BucketQueries(Protocol):
     async def aggregate(self, series: PointAfter, first: int, end: int) -> Sequence[BucketRow]:
         """The buckets `first <= index < end` of `series` that hold filtered readings, in order."""
         ...
+
+
+async def latest_series(
+    fetch: Fetch,
+    scope: Scope,
+    where: ReadingFilter,
+    after: PointAfter | None,
+    *,
+    inclusive: bool,
+    limit: int,
+) -> list[PointAfter]:
+    """`BucketQueries.series` on every backend: from `latest`, one row for every series."""
+    clauses, params = given(
+        ("l.gateway = ?", where.gateway),
+        ("l.point = ?", where.point),
+        (f"(l.gateway, l.point) {'>=' if inclusive else '>'} (?, ?)", after),
+    )
+    scope_sql, scope_params = scope_clause(scope, "g.district")
+    rows = await fetch(
+        "SELECT l.gateway, l.point FROM latest l JOIN gateways g ON g.gateway = l.gateway"
+        f" WHERE {where_all(clauses)}{scope_sql} ORDER BY l.gateway, l.point LIMIT ?",
+        (*params, *scope_params, limit),
+    )
+    return [(str(row[0]), str(row[1])) for row in rows]
 
 
 async def _fill(

@@ -15,9 +15,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.readmodel import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
-from collector.storage.buckets import bucket_rows
+from collector.storage.buckets import bucket_rows, latest_series
 from collector.storage.postgres.connection import Db
-from collector.storage.postgres.rows import Params, scope_clause
+from collector.storage.postgres.rows import Params, fetcher
 
 _SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
 
@@ -53,21 +53,9 @@ class PostgresBucketQueries:
         self, after: PointAfter | None, *, inclusive: bool, limit: int
     ) -> Sequence[PointAfter]:
         """Series in scope from `latest`, which holds one row for every series with readings."""
-        params = Params()
-        sql = scope_clause(self.scope, "g.district", params)
-        if self.where.gateway is not None:
-            sql += f" AND l.gateway = {params.add(self.where.gateway)}"
-        if self.where.point is not None:
-            sql += f" AND l.point = {params.add(self.where.point)}"
-        if after is not None:
-            after_sql = f"({params.add(after[0])}, {params.add(after[1])})"
-            sql += f" AND (l.gateway, l.point) {'>=' if inclusive else '>'} {after_sql}"
-        found = await self.db.fetch(
-            "SELECT l.gateway, l.point FROM latest l JOIN gateways g ON g.gateway = l.gateway"
-            f" WHERE true{sql} ORDER BY l.gateway, l.point LIMIT {params.add(limit)}",
-            *params.values,
+        return await latest_series(
+            fetcher(self.db), self.scope, self.where, after, inclusive=inclusive, limit=limit
         )
-        return [(str(row[0]), str(row[1])) for row in found]
 
     async def first_bucket(self, series: PointAfter, from_index: int | None) -> int | None:
         """The first bucket at or after `from_index` holding a reading: one index seek."""

@@ -10,7 +10,6 @@ import itertools
 import re
 from collections.abc import Sequence
 
-from collector.readmodel import Scope
 from collector.storage.postgres.connection import Db
 from collector.storage.queries import Fetch
 from collector.storage.records import Row
@@ -28,15 +27,6 @@ class Params:
         """Append `value`; its placeholder."""
         self.values.append(value)
         return f"${len(self.values)}"
-
-
-def scope_clause(scope: Scope, column: str, params: Params) -> str:
-    """`AND column = ANY(...)` for a district-limited scope (nothing for `*`)."""
-    if scope.districts is None:
-        return ""
-    if not scope.districts:
-        return " AND false"
-    return f" AND {column} = ANY({params.add(sorted(scope.districts))}::text[])"
 
 
 @functools.lru_cache(maxsize=1024)

@@ -15,8 +15,8 @@ from dataclasses import dataclass
 import aiosqlite
 
 from collector.readmodel import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
-from collector.storage.buckets import bucket_rows
-from collector.storage.queries import scope_clause
+from collector.storage.buckets import bucket_rows, latest_series
+from collector.storage.sqlite.sql import fetcher
 
 _SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
 
@@ -54,23 +54,9 @@ class SqliteBucketQueries:
         self, after: PointAfter | None, *, inclusive: bool, limit: int
     ) -> Sequence[PointAfter]:
         """Series in scope from `latest`, which holds one row for every series with readings."""
-        sql, params = scope_clause(self.scope, "g.district")
-        for clause, value in (
-            ("l.gateway = ?", self.where.gateway),
-            ("l.point = ?", self.where.point),
-        ):
-            if value is not None:
-                sql += f" AND {clause}"
-                params.append(value)
-        if after is not None:
-            sql += f" AND (l.gateway, l.point) {'>=' if inclusive else '>'} (?, ?)"
-            params.extend(after)
-        rows = await self.db.execute_fetchall(
-            "SELECT l.gateway, l.point FROM latest l JOIN gateways g ON g.gateway = l.gateway"
-            f" WHERE 1{sql} ORDER BY l.gateway, l.point LIMIT ?",
-            (*params, limit),
+        return await latest_series(
+            fetcher(self.db), self.scope, self.where, after, inclusive=inclusive, limit=limit
         )
-        return [(str(row[0]), str(row[1])) for row in rows]
 
     async def first_bucket(self, series: PointAfter, from_index: int | None) -> int | None:
         """The first bucket at or after `from_index` holding a reading: one index seek."""
