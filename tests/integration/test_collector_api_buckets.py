@@ -16,6 +16,7 @@ from collector.storage import open_storage
 from specs.records import Quality, Reading, iso_time
 from tests.support.collector_api import (
     BEIJING,
+    FLOAT32,
     NANCHANG,
     assert_problem,
     auth,
@@ -30,7 +31,6 @@ from tests.support.collector_env import register
 
 HOUR = 1_779_998_400.0  # 2026-05-28T20:00:00Z, a whole UTC hour
 BEIJING_MIDNIGHT = 1_779_984_000.0  # 2026-05-29T00:00:00+08:00
-FLOAT32 = 2.4833621978759766  # a float32 widened to float64
 BUCKET_KEYS = {"gateway", "point", "quota", "unit", "t", "min", "max", "avg", "last", "count"}
 
 # Nanchang's level: three usable readings in the first minute (a bad one with a value is left

@@ -17,6 +17,7 @@ from collector.storage import open_storage
 from specs.records import Quality, Reading, iso_time
 from tests.support.collector_api import (
     BEIJING,
+    FLOAT32,
     NANCHANG,
     assert_problem,
     auth,
@@ -30,7 +31,6 @@ from tests.support.collector_client import BASE_TIME
 from tests.support.collector_env import register
 
 CSV_HEADERS = {**auth(), "Accept": "text/csv"}
-FLOAT32 = 2.4833621978759766
 PER_POINT = 3100  # two points: more rows than one CSV page, so the stream pages inside
 BLOCK = 500
 

@@ -19,6 +19,7 @@ from specs.records import Quality, Reading, iso_time
 from tests.support.broker import free_port
 from tests.support.collector_api import (
     BEIJING,
+    FLOAT32,
     NANCHANG,
     auth,
     level,
@@ -38,7 +39,7 @@ def _readings() -> list[Reading]:
     found: list[Reading] = []
     for i in range(READINGS):
         t = BASE_TIME + 2 * i
-        found.append(level(t, 2.4833621978759766 if i % 10 == 0 else i / 8))
+        found.append(level(t, FLOAT32 if i % 10 == 0 else i / 8))
         quality = Quality.BAD if i % 50 == 0 else Quality.GOOD
         found.append(pressure(t, None if quality is Quality.BAD else i / 1000, quality))
     return found

@@ -19,6 +19,7 @@ from configkit.issues import ConfigError
 from specs.records import AlarmEvent, GapReason, Record
 from tests.support.collector_api import (
     BEIJING,
+    FLOAT32,
     NANCHANG,
     NOW,
     assert_problem,
@@ -35,7 +36,6 @@ from tests.support.collector_env import register
 from tests.support.config_files import COLLECTOR_HEAD
 from tests.support.records import alarm_record
 
-FLOAT32 = 2.4833621978759766
 THRESHOLD32 = 2.299999952316284  # float32(2.3) widened
 BEIJING_TZ = timezone(timedelta(hours=8))
 TIMED_LISTS: dict[str, tuple[str, ...]] = {

@@ -34,6 +34,8 @@ TOKENS: Final = (
 TOKEN_ROWS: Final = tuple((t.name, t.token, t.districts) for t in TOKENS)
 NOW: Final = BASE_TIME + 1000
 PROBLEM_KEYS: Final = {"type", "title", "status", "detail"}
+# float32(2.4833622) widened to float64, as a Modbus register gives it: the API shows 2.4833622.
+FLOAT32: Final = 2.4833621978759766
 
 
 def level(t: float, value: float | None, quality: Quality = Quality.GOOD) -> Reading:
