@@ -280,24 +280,16 @@ async def alarms(
     limit: int,
 ) -> Page[AlarmState]:
     """Alarms ordered by (since, gateway, alarm_id)."""
-    clauses: list[str] = []
-    params: list[object] = []
-    if where.gateway is not None:
-        clauses.append("a.gateway = ?")
-        params.append(where.gateway)
+    clauses, params = given(
+        ("a.gateway = ?", where.gateway),
+        ("(a.cleared_at IS NULL OR a.cleared_at >= ?)", where.t_from),
+        ("a.since < ?", where.t_to),
+        ("(a.since, a.gateway, a.alarm_id) > (?, ?, ?)", after),
+    )
     if where.active is True:
         clauses.append("a.raised_at IS NOT NULL AND a.cleared_at IS NULL")
     elif where.active is False:
         clauses.append("(a.raised_at IS NULL OR a.cleared_at IS NOT NULL)")
-    if where.t_from is not None:
-        clauses.append("(a.cleared_at IS NULL OR a.cleared_at >= ?)")
-        params.append(where.t_from)
-    if where.t_to is not None:
-        clauses.append("a.since < ?")
-        params.append(where.t_to)
-    if after is not None:
-        clauses.append("(a.since, a.gateway, a.alarm_id) > (?, ?, ?)")
-        params.extend(after)
     scope_sql, scope_params = scope_clause(scope, "g.district")
     conditions = where_all(clauses)
     rows = await fetch(
