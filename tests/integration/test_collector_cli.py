@@ -40,6 +40,7 @@ from tests.support.collector_client import (
 )
 from tests.support.collector_env import cli_config, register, write_collector_config
 from tests.support.collector_env import collector_cli as run
+from tests.support.postgres import hung_server
 
 GW = sim_gateway(1)
 
@@ -252,45 +253,31 @@ async def test_serve_stops_at_once_while_its_database_server_says_nothing(
 ) -> None:
     """A PostgreSQL server that takes the connection and never answers (a hung box) held
     a stop for the whole connect timeout (10 s), then ended it as a storage error (exit 1)."""
-    took_connection = asyncio.Event()
-    held: list[asyncio.StreamWriter] = []
-
-    async def say_nothing(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-        took_connection.set()
-
-    silent = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
-    db_port = silent.sockets[0].getsockname()[1]
-    path = write_collector_config(
-        tmp_path,
-        broker_port=free_port(),
-        api_port=free_port(),
-        storage_url=f"postgresql://u@127.0.0.1:{db_port}/db",
-    )
-    assert (await asyncio.to_thread(run, "keys", "init", "-c", str(path))).exit_code == 0
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from collector.cli import main; main()",
-        "serve",
-        "-c",
-        str(path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-    )
-    try:
-        async with asyncio.timeout(20):
-            await took_connection.wait()  # serve is opening its storage now
-        process.send_signal(stop_signal)
-        # Well under the 10 s connect timeout: the stop does not wait for the server.
-        output, _ = await asyncio.wait_for(process.communicate(), 5)
-    finally:
-        if process.returncode is None:
-            process.kill()
-            await process.wait()
-        for writer in held:
-            writer.close()
-        silent.close()
+    async with hung_server() as hung:
+        path = write_collector_config(
+            tmp_path, broker_port=free_port(), api_port=free_port(), storage_url=hung.url
+        )
+        assert (await asyncio.to_thread(run, "keys", "init", "-c", str(path))).exit_code == 0
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-c",
+            "from collector.cli import main; main()",
+            "serve",
+            "-c",
+            str(path),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+        try:
+            async with asyncio.timeout(20):
+                await hung.took_connection.wait()  # serve is opening its storage now
+            process.send_signal(stop_signal)
+            # Well under the 10 s connect timeout: the stop does not wait for the server.
+            output, _ = await asyncio.wait_for(process.communicate(), 5)
+        finally:
+            if process.returncode is None:
+                process.kill()
+                await process.wait()
     assert process.returncode == 0, output.decode()  # as any stop by a signal
     assert "Traceback" not in output.decode()
 
@@ -392,32 +379,21 @@ async def _kill_an_export_to(out: Path, folder: Path) -> None:
 
     The export has made its partial file by then (it waits on the connect timeout, 10 s).
     """
-    took_connection = asyncio.Event()
-    held: list[asyncio.StreamWriter] = []
-
-    async def say_nothing(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-        took_connection.set()
-
-    silent = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
-    db_port = silent.sockets[0].getsockname()[1]
     folder.mkdir()
-    hung = cli_config(folder, f"postgresql://u@127.0.0.1:{db_port}/db")
     window = ["--from", iso_time(BASE_TIME), "--to", iso_time(BASE_TIME + 600)]
-    process = await asyncio.create_subprocess_exec(
-        sys.executable, "-c", "from collector.cli import main; main()",
-        "export", "-c", str(hung), "--format", "aqss", "--gateway", MINE.gateway, *window,
-        "--out", str(out),
-    )  # fmt: skip
-    try:
-        async with asyncio.timeout(20):
-            await took_connection.wait()
-    finally:
-        process.kill()
-        await process.wait()
-        for writer in held:
-            writer.close()
-        silent.close()
+    async with hung_server() as hung:
+        config = cli_config(folder, hung.url)
+        process = await asyncio.create_subprocess_exec(
+            sys.executable, "-c", "from collector.cli import main; main()",
+            "export", "-c", str(config), "--format", "aqss", "--gateway", MINE.gateway, *window,
+            "--out", str(out),
+        )  # fmt: skip
+        try:
+            async with asyncio.timeout(20):
+                await hung.took_connection.wait()
+        finally:
+            process.kill()
+            await process.wait()
 
 
 async def test_an_export_after_a_killed_one_replaces_what_it_left(

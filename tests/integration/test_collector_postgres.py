@@ -26,7 +26,7 @@ from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, iso_time
 from tests.support.collector_client import SimGateway, sim_gateway
 from tests.support.collector_env import register
-from tests.support.postgres import PostgresDatabases, sql_execute, sql_rows
+from tests.support.postgres import PostgresDatabases, hung_server, sql_execute, sql_rows
 
 GATEWAY = sim_gateway(5)
 MARCH_2024 = float(calendar.timegm((2024, 3, 1, 0, 0, 0)))
@@ -139,23 +139,12 @@ async def test_a_server_that_accepts_and_never_answers_is_a_storage_error(
     Found by a hostile tester: the connect timeout's own cancellation was taken for the
     caller's, so every command and `serve` ended with a bare CancelledError traceback.
     """
-    held: list[asyncio.StreamWriter] = []
-
-    async def say_nothing(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        held.append(writer)
-
-    server = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
-    port = server.sockets[0].getsockname()[1]
     monkeypatch.setattr(store, "CONNECT_TIMEOUT", 0.5)
-    try:
+    async with hung_server() as hung:
         with pytest.raises(StorageError) as raised:
-            async with asyncio.timeout(30), open_storage(f"postgresql://u@127.0.0.1:{port}/db"):
+            async with asyncio.timeout(30), open_storage(hung.url):
                 pass
-    finally:
-        for writer in held:
-            writer.close()
-        server.close()
-    assert str(raised.value).startswith(f"connecting failed (postgresql://u@127.0.0.1:{port}/db)")
+    assert str(raised.value).startswith(f"connecting failed ({hung.url})")
 
 
 async def test_a_port_past_65535_is_a_malformed_url() -> None:

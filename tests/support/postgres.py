@@ -6,20 +6,23 @@ Names carry the test process's pid, so a later run can drop what a killed run le
 
 The helpers are synchronous: each runs its asyncpg calls in a worker thread with a loop of
 its own, so that sync fixtures, async fixtures and async tests (whose loop is running) can
-all call them.
+all call them. `hung_server` is the other end: a "server" that takes a connection and says
+nothing, as a hung box does.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import os
 import re
 import secrets
 import sqlite3
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
@@ -230,3 +233,35 @@ async def apply_first_migrations(db: asyncpg.Connection, count: int) -> None:
     for migration in MIGRATIONS[:count]:
         await db.execute(migration.sql)
         await db.execute("INSERT INTO schema_migrations VALUES ($1)", migration.version)
+
+
+@dataclass(frozen=True)
+class HungServer:
+    """A PostgreSQL URL whose server takes the connection and never answers."""
+
+    url: str
+    took_connection: asyncio.Event
+    """Set once a client has connected (and is now waiting for an answer)."""
+
+
+@contextlib.asynccontextmanager
+async def hung_server() -> AsyncIterator[HungServer]:
+    """A loopback server that accepts and says nothing, until the block ends.
+
+    Its connections are held open (a closed one would be an answer) and closed on leaving.
+    """
+    took_connection = asyncio.Event()
+    held: list[asyncio.StreamWriter] = []
+
+    async def say_nothing(_reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        held.append(writer)
+        took_connection.set()
+
+    server = await asyncio.start_server(say_nothing, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield HungServer(f"postgresql://u@127.0.0.1:{port}/db", took_connection)
+    finally:
+        for writer in held:
+            writer.close()
+        server.close()
