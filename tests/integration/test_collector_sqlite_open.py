@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import os
 import pwd
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.support.cli_runs import in_a_process
 from tests.support.collector_env import write_collector_config
 
 RUNS = 6  # the thread lost the race in 3 of 5 runs: 6 runs catch it all but always
@@ -28,11 +27,7 @@ def test_a_folder_as_the_database_is_one_line_of_error(tmp_path: Path) -> None:
     )
     (tmp_path / "state").mkdir()
     for _ in range(RUNS):
-        done = subprocess.run(
-            [sys.executable, "-c", "from collector.cli import main; main()", "gateways", "list",
-             "-c", str(config)],
-            cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60,
-        )  # fmt: skip
+        done = in_a_process("collector", "gateways", "list", "-c", str(config), cwd=tmp_path)
         assert done.returncode == 1, done.stderr
         assert done.stderr == (
             f"Error: cannot open database {tmp_path / 'state'}: unable to open database file\n"
@@ -51,11 +46,7 @@ def test_root_makes_no_database_in_the_service_users_folder(tmp_path: Path) -> N
     state.mkdir()
     nobody = pwd.getpwnam("nobody")
     os.chown(state, nobody.pw_uid, nobody.pw_gid)
-    done = subprocess.run(
-        [sys.executable, "-c", "from collector.cli import main; main()", "gateways", "list",
-         "-c", str(config)],
-        cwd=tmp_path, capture_output=True, text=True, check=False, timeout=60,
-    )  # fmt: skip
+    done = in_a_process("collector", "gateways", "list", "-c", str(config), cwd=tmp_path)
     assert done.returncode == 1, done.stderr
     assert done.stderr == (
         f"Error: cannot open database {state / 'collector.db'}: {state} belongs to nobody, not"
