@@ -30,9 +30,9 @@ import yaml
 
 from collector.api.core import shown_value
 from demo.__main__ import api_get, profile_for, write_configs
-from demo.broker import Broker, free_port, wait_for_port
 from specs.block import decode_block
 from specs.records import Reading
+from tests.support.broker import Broker, free_port, wait_for_port
 from tests.support.cli_runs import collector_cli
 from tests.support.logging_state import logging_restored
 

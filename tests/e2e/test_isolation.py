@@ -30,9 +30,9 @@ import pytest
 import yaml
 
 from demo.__main__ import TOKEN
-from demo.broker import Broker, free_port, wait_for_port
 from specs.records import parse_iso_time
 from tests.e2e.harness import ReadingKey, Site, wait_until
+from tests.support.broker import Broker, free_port, wait_for_port
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -19,11 +19,11 @@ import aiomqtt
 import pytest
 import yaml
 
-from demo.broker import free_port
 from specs.command import SiteMapCommand, map_version
 from specs.signing import generate_signing_key, load_signing_key, signature_properties
 from specs.topics import GatewayTopics
 from tests.e2e.harness import BIN, Site, wait_until
+from tests.support.broker import free_port
 from tests.support.collector_client import publish_properties
 
 pytestmark = pytest.mark.timeout(120)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import socket
 import time
 from typing import TYPE_CHECKING
 
@@ -15,6 +14,7 @@ from drivers.modbus.codec import DataType, Order, Table
 from drivers.modbus.plan import RegisterPoint
 from drivers.modbus.tcp import ModbusTcpDriver
 from simulators.tankfarm import TankFarmServer, pattern_map, serve_tankfarm, tank_map
+from tests.support.broker import free_port
 from tests.support.connected import connected
 
 if TYPE_CHECKING:
@@ -162,10 +162,7 @@ async def test_read_before_connect_raises_and_close_is_idempotent() -> None:
 
 
 async def test_refused_connection_raises() -> None:
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        port = sock.getsockname()[1]
-    driver = ModbusTcpDriver("dev-1", HOST, port, UNIT, [], timeout=0.5)
+    driver = ModbusTcpDriver("dev-1", HOST, free_port(), UNIT, [], timeout=0.5)
     with pytest.raises(DriverConnectionError):
         await driver.connect()
 

@@ -11,7 +11,6 @@ import asyncio
 import contextlib
 import itertools
 import math
-import socket
 import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -27,6 +26,7 @@ from edge_agent.kinds import build_driver
 from edge_agent.shell.poller import DevicePoller, queue_sink
 from simulators.tankfarm import TankFarmServer, serve_tankfarm
 from specs.records import Quality, Reading, parse_iso_time
+from tests.support.broker import free_port
 from tests.support.config_files import tcp_device_site
 from tests.support.fake_driver import FakeDriver
 from tests.support.pollers import device_poller, polled_points, running
@@ -88,13 +88,6 @@ def device(port: int, **kwargs: str) -> Device:
     config = parse_site_config(site(port, **kwargs), "site.yaml", Path(__file__).parent)
     points = resolve_points(config)
     return Device(config, points, build_driver(config.devices[0], points))
-
-
-def free_port() -> int:
-    """A loopback port nothing listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind((HOST, 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass

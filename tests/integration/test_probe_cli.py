@@ -12,8 +12,8 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
-from demo.broker import free_port, wait_for_port
 from edge_agent.cli import main
+from tests.support.broker import free_port, wait_for_port
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -16,7 +16,6 @@ from pathlib import Path
 import aiomqtt
 import pytest
 
-from demo.broker import Broker, free_port
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.publisher import Publisher
@@ -25,6 +24,7 @@ from specs.block import block_hash, decode_block
 from specs.lanes import Lane, lane_of
 from specs.records import GapReason, GapRecord, Quality, Reading, iso_time
 from specs.signing import SigningKey, signature_properties, signing_key_from_seed
+from tests.support.broker import Broker, free_port
 from tests.support.collector_client import publish_properties
 from tests.support.publisher_rig import COLLECTOR_KEY, GATEWAY_KEY, SITE, TOPICS, gateway_publisher
 
