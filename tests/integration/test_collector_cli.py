@@ -191,6 +191,21 @@ async def test_run_collector_ingests_acks_and_serves(
         assert [r["value"] for r in response.json()["items"]] == [1.0]
 
 
+async def _serve(config: Path) -> asyncio.subprocess.Process:
+    """`collector serve -c CONFIG` in a process of its own; its stdout and stderr in one pipe."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        "from collector.cli import main; main()",
+        "serve",
+        "-c",
+        str(config),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
 async def test_serve_runs_until_sigterm_and_logs_json(
     broker: Broker, tmp_path: Path, storage_url: str
 ) -> None:
@@ -204,17 +219,7 @@ async def test_serve_runs_until_sigterm_and_logs_json(
         run, "gateways", "add", "-c", str(path), "--gateway", GW.gateway,
         "--public-key", str(public), "--district", GW.district,
     )  # fmt: skip
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-c",
-        "from collector.cli import main; main()",
-        "serve",
-        "-c",
-        str(path),
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
+    process = await _serve(path)
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{api_port}") as http:
             deadline = time.monotonic() + 20
@@ -258,16 +263,7 @@ async def test_serve_stops_at_once_while_its_database_server_says_nothing(
             tmp_path, broker_port=free_port(), api_port=free_port(), storage_url=hung.url
         )
         assert (await asyncio.to_thread(run, "keys", "init", "-c", str(path))).exit_code == 0
-        process = await asyncio.create_subprocess_exec(
-            sys.executable,
-            "-c",
-            "from collector.cli import main; main()",
-            "serve",
-            "-c",
-            str(path),
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.STDOUT,
-        )
+        process = await _serve(path)
         try:
             async with asyncio.timeout(20):
                 await hung.took_connection.wait()  # serve is opening its storage now
