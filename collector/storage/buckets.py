@@ -11,7 +11,9 @@ about its own readings, wherever in the range it starts.
 
 from __future__ import annotations
 
+import abc
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any, Final, Protocol
 
 from collector.readmodel import (
@@ -51,28 +53,33 @@ class BucketQueries(Protocol):
         ...
 
 
-async def latest_series(
-    fetch: Fetch,
-    scope: Scope,
-    where: ReadingFilter,
-    after: PointAfter | None,
-    *,
-    inclusive: bool,
-    limit: int,
-) -> list[PointAfter]:
-    """`BucketQueries.series` on every backend: from `latest`, one row for every series."""
-    clauses, params = given(
-        ("l.gateway = ?", where.gateway),
-        ("l.point = ?", where.point),
-        (f"(l.gateway, l.point) {'>=' if inclusive else '>'} (?, ?)", after),
-    )
-    scope_sql, scope_params = scope_clause(scope, "g.district")
-    rows = await fetch(
-        "SELECT l.gateway, l.point FROM latest l JOIN gateways g ON g.gateway = l.gateway"
-        f" WHERE {where_all(clauses)}{scope_sql} ORDER BY l.gateway, l.point LIMIT ?",
-        (*params, *scope_params, limit),
-    )
-    return [(str(row[0]), str(row[1])) for row in rows]
+@dataclass(frozen=True, slots=True)
+class LatestSeries(abc.ABC):
+    """`BucketQueries.series` once for every backend; a backend's queries say where it runs."""
+
+    scope: Scope
+    where: ReadingFilter
+
+    @abc.abstractmethod
+    def _fetch(self) -> Fetch:
+        """Run a statement with `?` placeholders where the page's other queries run."""
+
+    async def series(
+        self, after: PointAfter | None, *, inclusive: bool, limit: int
+    ) -> Sequence[PointAfter]:
+        """Series in scope from `latest`, which holds one row for every series with readings."""
+        clauses, params = given(
+            ("l.gateway = ?", self.where.gateway),
+            ("l.point = ?", self.where.point),
+            (f"(l.gateway, l.point) {'>=' if inclusive else '>'} (?, ?)", after),
+        )
+        scope_sql, scope_params = scope_clause(self.scope, "g.district")
+        rows = await self._fetch()(
+            "SELECT l.gateway, l.point FROM latest l JOIN gateways g ON g.gateway = l.gateway"
+            f" WHERE {where_all(clauses)}{scope_sql} ORDER BY l.gateway, l.point LIMIT ?",
+            (*params, *scope_params, limit),
+        )
+        return [(str(row[0]), str(row[1])) for row in rows]
 
 
 async def _fill(

@@ -14,10 +14,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from collector.readmodel import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
-from collector.storage.buckets import bucket_rows, latest_series
+from collector.readmodel import BucketGrid, BucketRow, PointAfter
+from collector.storage.buckets import LatestSeries, bucket_rows
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.rows import Params, fetcher
+from collector.storage.queries import Fetch
 
 _SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
 
@@ -28,13 +29,14 @@ def bucket_index_sql(grid: BucketGrid, t: str = "r.t") -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class PostgresBucketQueries:
+class PostgresBucketQueries(LatestSeries):
     """The bucket queries of one page, on one pooled connection."""
 
     db: Db
-    scope: Scope
-    where: ReadingFilter
     grid: BucketGrid
+
+    def _fetch(self) -> Fetch:
+        return fetcher(self.db)
 
     def _time_bounds(
         self, params: Params, low: float | None, high: float | None, column: str = "r.t"
@@ -48,14 +50,6 @@ class PostgresBucketQueries:
         if highs:
             sql += f" AND {column} < {params.add(min(highs))}"
         return sql
-
-    async def series(
-        self, after: PointAfter | None, *, inclusive: bool, limit: int
-    ) -> Sequence[PointAfter]:
-        """Series in scope from `latest`, which holds one row for every series with readings."""
-        return await latest_series(
-            fetcher(self.db), self.scope, self.where, after, inclusive=inclusive, limit=limit
-        )
 
     async def first_bucket(self, series: PointAfter, from_index: int | None) -> int | None:
         """The first bucket at or after `from_index` holding a reading: one index seek."""

@@ -223,7 +223,7 @@ class PostgresStorage(CapabilityReads, Storage):
         """On a pooled connection held for the page; driver errors name the read."""
         async with self._connection("reading buckets") as db:
             chosen = PostgresRollupBucketQueries if rollups else PostgresBucketQueries
-            yield chosen(db, scope, where, grid)
+            yield chosen(scope, where, db=db, grid=grid)
 
     # --- capabilities (collector.storage.capabilities): live feed, quality -----------------
 

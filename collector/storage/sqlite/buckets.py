@@ -14,8 +14,9 @@ from dataclasses import dataclass
 
 import aiosqlite
 
-from collector.readmodel import BucketGrid, BucketRow, PointAfter, ReadingFilter, Scope
-from collector.storage.buckets import bucket_rows, latest_series
+from collector.readmodel import BucketGrid, BucketRow, PointAfter
+from collector.storage.buckets import LatestSeries, bucket_rows
+from collector.storage.queries import Fetch
 from collector.storage.sqlite.sql import fetcher
 
 _SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
@@ -28,13 +29,14 @@ def bucket_index_sql(grid: BucketGrid, t: str = "r.t") -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class SqliteBucketQueries:
+class SqliteBucketQueries(LatestSeries):
     """The bucket queries of one page, on the reader connection."""
 
     db: aiosqlite.Connection
-    scope: Scope
-    where: ReadingFilter
     grid: BucketGrid
+
+    def _fetch(self) -> Fetch:
+        return fetcher(self.db)
 
     def _time_bounds(self, low: float | None, high: float | None) -> tuple[str, list[object]]:
         """`AND r.t >= ? AND r.t < ?` for the filter narrowed to [low, high)."""
@@ -49,14 +51,6 @@ class SqliteBucketQueries:
             sql += " AND r.t < ?"
             params.append(min(highs))
         return sql, params
-
-    async def series(
-        self, after: PointAfter | None, *, inclusive: bool, limit: int
-    ) -> Sequence[PointAfter]:
-        """Series in scope from `latest`, which holds one row for every series with readings."""
-        return await latest_series(
-            fetcher(self.db), self.scope, self.where, after, inclusive=inclusive, limit=limit
-        )
 
     async def first_bucket(self, series: PointAfter, from_index: int | None) -> int | None:
         """The first bucket at or after `from_index` holding a reading: one index seek."""

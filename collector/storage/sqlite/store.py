@@ -158,7 +158,7 @@ class SqliteStorage(CapabilityReads, Storage):
     ) -> AsyncIterator[SqliteBucketQueries]:
         """On the reader connection, like every read."""
         chosen = SqliteRollupBucketQueries if rollups else SqliteBucketQueries
-        yield chosen(self._reader, scope, where, grid)
+        yield chosen(scope, where, db=self._reader, grid=grid)
 
     # --- capabilities (collector.storage.capabilities): live feed, quality -----------------
 
