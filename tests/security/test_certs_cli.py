@@ -269,3 +269,30 @@ def test_server_names_may_be_addresses_and_host_names(tmp_path: Path, config: Pa
     assert result.exit_code == 0, result.output
     broker = x509.load_pem_x509_certificate((out / "broker.crt").read_bytes())
     assert common_name(broker) == "broker.province.example"
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "1 to 64 characters"),
+        ("P" * 65, "1 to 64 characters"),
+        ("Province\nCA", "no control characters"),
+    ],
+)
+def test_a_ca_name_no_certificate_can_hold_is_a_usage_error(
+    tmp_path: Path, config: Path, name: str, message: str
+) -> None:
+    """Found by a hostile tester: '' and 65 characters ended with a ValueError traceback from
+    the certificate builder (exit 1), and a line break was written into the CA's name."""
+    result = run("certs", "ca", "init", "-c", str(config), "--name", name)
+    assert result.exit_code == 2, result.output
+    assert "--name" in result.output
+    assert message in result.output
+    assert not (tmp_path / "pki").exists()
+
+
+def test_a_ca_name_of_64_characters_of_any_script_is_taken(tmp_path: Path, config: Path) -> None:
+    name = "江西省应急管理厅" + "P" * 56
+    assert run("certs", "ca", "init", "-c", str(config), "--name", name).exit_code == 0
+    ca = x509.load_pem_x509_certificate((tmp_path / "pki" / "ca" / "ca.crt").read_bytes())
+    assert common_name(ca) == name
