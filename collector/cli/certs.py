@@ -22,6 +22,7 @@ from collector.config import CollectorConfig
 from collector.pki.certificates import (
     Issued,
     Revoked,
+    check_ca_name,
     common_name,
     create_ca,
     crl_number,
@@ -57,6 +58,13 @@ def _days_a_certificate_holds(
     except ValueError as exc:
         raise click.BadParameter(str(exc)) from None
     return days
+
+
+def _a_ca_name(_context: click.Context, _param: click.Parameter, name: str) -> str:
+    try:
+        return check_ca_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
 
 
 def _days_option(default: float, what: str) -> Callable[[FC], FC]:
@@ -110,7 +118,13 @@ def ca() -> None:
 
 @ca.command("init")
 @config_option
-@click.option("--name", default="Ganzhi province CA", show_default=True, help="CA common name.")
+@click.option(
+    "--name",
+    default="Ganzhi province CA",
+    show_default=True,
+    callback=_a_ca_name,
+    help="CA common name (1 to 64 characters).",
+)
 @_days_option(CA_DAYS, "CA")
 def ca_init(config_path: Path, name: str, days: float) -> None:
     """Create the CA: certs.ca_dir/ca.crt and ca.key (0600); an existing CA is kept."""

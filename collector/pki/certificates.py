@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -197,6 +198,23 @@ def check_server_name(name: str) -> str:
                 f"{name!r} is no host name or address: labels of letters, digits and '-'"
                 " joined by dots (broker.example), or an IP address"
             ) from None
+    return name
+
+
+def check_ca_name(name: str) -> str:
+    """`name` if it can be a CA's common name: 1 to 64 bytes of UTF-8, no control characters.
+
+    Raises ValueError saying why not (the certificate builder's own error is a traceback). The
+    builder counts UTF-8 bytes: a Chinese character is three.
+    """
+    size = len(name.encode("utf-8"))
+    if not 1 <= size <= COMMON_NAME_MAX:
+        raise ValueError(
+            f"a CA name is its certificate's common name: 1 to {COMMON_NAME_MAX} bytes of UTF-8"
+            f" (a Chinese character is 3), not {size}"
+        )
+    if any(unicodedata.category(char) == "Cc" for char in name):
+        raise ValueError(f"{name!r}: a CA name has no control characters (line breaks, tabs)")
     return name
 
 
