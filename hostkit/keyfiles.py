@@ -81,6 +81,19 @@ def dangling_link_message(path: Path) -> str | None:
     return f"{path}: key file is a link to {target}, which is not there; remove the link first"
 
 
+def not_there(path: Path) -> bool:
+    """Whether nothing is at `path`, as `Path.exists` says, but never a PermissionError.
+
+    A path this user may not look at counts as there, so whoever reads it names why it cannot
+    (instead of a traceback). For checks that let files not made yet pass (`check` before
+    `keys init`), which may run as another user than the program whose files they are.
+    """
+    try:
+        return not path.exists()
+    except PermissionError:
+        return False
+
+
 def check_private_mode(key_file: Path) -> None:
     """Raise ExposedKeyError when anyone but the owner may read or write `key_file`.
 

@@ -11,6 +11,8 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from hostkit.keyfiles import not_there
+
 if TYPE_CHECKING:  # the running agent reads no config models (pydantic stays unloaded)
     from configkit.issues import KeyPath
     from configkit.network import TlsConfig
@@ -77,7 +79,7 @@ def tls_file_problems(
     if tls is None:
         return []
     files = [path for path in (tls.ca, tls.cert, tls.key) if path is not None]
-    if missing_ok and not all(path.exists() for path in files):
+    if missing_ok and any(not_there(path) for path in files):
         return []
     try:
         client_context(tls.ca, tls.cert, tls.key, setting=".".join(map(str, at)))

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 from configkit.issues import KeyPath
 from edge_agent.core.trusted_keys import TrustedKeys
-from hostkit.keyfiles import KeyFileError, read_key_file
+from hostkit.keyfiles import KeyFileError, not_there, read_key_file
 from specs.signing import VerifyKey, load_verify_key
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ def collector_key_problems(
     problems: list[tuple[KeyPath, str]] = []
     seen: dict[str, int] = {}
     for index, path in enumerate(config.uplink.collector_key_files):
-        if missing_ok and not path.exists():
+        if missing_ok and not_there(path):
             continue
         try:
             key = _read(path)

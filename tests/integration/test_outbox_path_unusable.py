@@ -12,16 +12,20 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from tests.support.cli_runs import agent_cli, in_a_process, keyed_example_site
+from tests.support.cli_runs import (
+    agent_cli,
+    as_a_user_kept_out_of,
+    folder_open_to_all,
+    in_a_process,
+    keyed_example_site,
+)
 
 
 @pytest.fixture
@@ -144,34 +148,8 @@ def test_an_outbox_path_naming_another_file_of_the_map_is_refused(
 
 @pytest.fixture
 def open_to_all() -> Iterator[Path]:
-    """A folder another user may look into (pytest's own tmp_path base is 0700 to its user)."""
-    folder = Path(tempfile.mkdtemp(prefix="ganzhi-outbox-"))
-    folder.chmod(0o755)
-    try:
+    with folder_open_to_all() as folder:
         yield folder
-    finally:
-        for inside in folder.rglob("*"):  # a folder made unreadable is made readable to go
-            if inside.is_dir() and not inside.is_symlink():
-                inside.chmod(0o700)
-        shutil.rmtree(folder)
-
-
-def _as_a_user_kept_out_of(folder: Path, site_folder: Path) -> list[str]:
-    """Make `folder` closed to the user the command will run as; that command's prefix.
-
-    As root (CI), the command runs as `nobody`, who owns everything of the site but `folder`
-    (root's, 0700), as an operator who runs `check` as himself beside the agent's user. As any
-    other user, `folder` is made 0000 to that user himself.
-    """
-    if os.geteuid() != 0:
-        folder.chmod(0)
-        return []
-    nobody = pwd.getpwnam("nobody")
-    for inside in [site_folder, *site_folder.rglob("*")]:
-        if inside != folder and folder not in inside.parents:
-            os.chown(inside, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
-    folder.chmod(0o700)
-    return ["setpriv", "--reuid=nobody", f"--regid={nobody.pw_gid}", "--clear-groups"]
 
 
 @pytest.mark.timeout(60)
@@ -186,7 +164,7 @@ def test_an_outbox_folder_the_user_cannot_look_into_is_named_at_its_line(
     state = open_to_all / "state"
     state.mkdir()
     line = 1 + site.read_text(encoding="utf-8").splitlines().index("  path: state/outbox.db")
-    prefix = _as_a_user_kept_out_of(state, open_to_all)
+    prefix = as_a_user_kept_out_of(state, open_to_all)
     main = "from edge_agent.cli import main; main()"
     done = subprocess.run(
         [*prefix, sys.executable, "-c", main, command, "-c", str(site)],

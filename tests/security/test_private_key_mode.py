@@ -8,6 +8,8 @@ and `check` refuse it, naming the file and the fix.
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -15,11 +17,18 @@ import pytest
 from click.testing import Result
 
 from tests.support.broker import free_port
-from tests.support.cli_runs import agent_cli, collector_cli, keyed_example_site
+from tests.support.cli_runs import (
+    agent_cli,
+    as_a_user_kept_out_of,
+    collector_cli,
+    folder_open_to_all,
+    keyed_example_site,
+)
 from tests.support.collector_env import write_collector_config
 from tests.support.config_files import at_gateway_key_line, line_of
 from tests.support.logging_state import logging_restored
 
+AGENT_MAIN = "from edge_agent.cli import main; main()"
 EXPOSED = (0o640, 0o604, 0o644, 0o660, 0o606)
 
 
@@ -164,6 +173,41 @@ def test_every_start_up_problem_is_named_at_once_with_the_gateway_keys(
     assert other_says in result.stderr
     assert isinstance(result.exception, SystemExit), result.exception
     assert not (site.parent / "state" / "outbox.db.agent-lock").exists(), "nothing started"
+
+
+@pytest.mark.timeout(60)
+def test_check_by_a_user_kept_out_of_the_keys_folder_names_each_key() -> None:
+    """As README installs it, /etc/ganzhi/keys (0700, the service's) holds the gateway key and
+    the collector's public key. `check` run by another user named the gateway key and stopped
+    (exit 2); once it named every problem, the collector key's existence check raised a
+    PermissionError traceback, as the TLS files' did. Each is named at its line, exit 2."""
+    with folder_open_to_all() as folder:
+        site = keyed_example_site(folder)
+        text = site.read_text(encoding="utf-8").replace("mqtt://", "mqtts://")
+        site.write_text(
+            text.replace("  collector_key:", "  tls: {ca: keys/ca.crt}\n  collector_key:")
+        )
+        keys = folder / "keys"
+        prefix = as_a_user_kept_out_of(keys, folder)
+        done = subprocess.run(
+            [*prefix, sys.executable, "-c", AGENT_MAIN, "check", "-c", str(site)],
+            cwd=folder,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=45,
+        )
+        at_gateway_key = at_gateway_key_line(site)
+        text = site.read_text(encoding="utf-8")
+        at_collector_key = f"{site}:{line_of(text, '  collector_key:')}: uplink.collector_key: "
+        at_ca = f"{site}:{line_of(text, '  tls:')}: uplink.tls.ca: "
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    gateway_key, collector_key = keys / "gateway.key", keys / "collector.pub"
+    assert f"{at_gateway_key}{gateway_key}: cannot read: Permission denied" in done.stderr
+    assert f"{at_collector_key}{collector_key}: cannot read: Permission denied" in done.stderr
+    assert at_ca in done.stderr
+    assert "Permission denied" in done.stderr.split(at_ca)[1].splitlines()[0]
 
 
 def test_the_agent_refuses_a_tls_client_key_others_may_read(site: Path) -> None:

@@ -7,16 +7,21 @@ as a process instead and reads the JSON it prints; `in_a_process` runs one to it
 `serve`, which exec or serve on, never run in the test's own process), and
 `refused_before_start` checks what such a start that must be refused did.
 `stops_quietly_when_the_reader_goes_away` pipes a command's output to `head -1`, in effect.
+`as_a_user_kept_out_of` runs a command as a user who may not look into one folder of the site.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import pwd
 import shutil
 import signal
 import subprocess
 import sys
-from collections.abc import Mapping, Sequence
+import tempfile
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Final, Literal
 
@@ -124,3 +129,35 @@ def stops_quietly_when_the_reader_goes_away(
     assert "Broken pipe" not in stderr
     assert "Traceback" not in stderr
     assert "Exception ignored" not in stderr
+
+
+@contextlib.contextmanager
+def folder_open_to_all() -> Iterator[Path]:
+    """A folder another user may look into (pytest's own tmp_path base is 0700 to its user)."""
+    folder = Path(tempfile.mkdtemp(prefix="ganzhi-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        for inside in folder.rglob("*"):  # a folder closed by the test is opened to go
+            if inside.is_dir() and not inside.is_symlink():
+                inside.chmod(0o700)
+        shutil.rmtree(folder)
+
+
+def as_a_user_kept_out_of(folder: Path, site_folder: Path) -> list[str]:
+    """Close `folder` to the user a command will run as; the prefix that runs it as that user.
+
+    As root (CI), the command runs as `nobody`, who owns everything in `site_folder` but
+    `folder` (root's, 0700): an operator who runs `check` as himself beside the agent's user.
+    As any other user, `folder` is made 0000 to that user himself.
+    """
+    if os.geteuid() != 0:
+        folder.chmod(0)
+        return []
+    nobody = pwd.getpwnam("nobody")
+    for inside in [site_folder, *site_folder.rglob("*")]:
+        if inside != folder and folder not in inside.parents:
+            os.chown(inside, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+    folder.chmod(0o700)
+    return ["setpriv", "--reuid=nobody", f"--regid={nobody.pw_gid}", "--clear-groups"]
