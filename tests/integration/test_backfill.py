@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import pty
+import resource
 import sqlite3
 import subprocess
 import sys
@@ -383,3 +384,53 @@ def test_a_progress_bar_on_a_terminal_only(site: Path, tmp_path: Path) -> None:
     # Each rejected row still stands on a line of its own, the bar's line cleared first.
     assert f"\r\x1b[K{csv}:32: unknown point 'T009-LT-01'\r\n" in text
     assert stdout.decode().startswith(f"{csv}: imported 30, duplicate 0, rejected 1")
+
+
+def _run_limited(site: Path, csv: Path) -> tuple[subprocess.CompletedProcess[str], int]:
+    """The installed `backfill` in a process held to 1 GiB of address space: (result, peak KiB).
+
+    The limit keeps a process that reads without bound from taking the test machine with it.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+
+    def limit_memory() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (1 << 30, 1 << 30))
+
+    done = subprocess.run(
+        [str(BIN / "edge-agent"), "backfill", "-c", str(site), "--csv", str(csv)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        preexec_fn=limit_memory,
+    )
+    peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    return done, peak if peak > before else 0
+
+
+def test_a_device_that_never_ends_is_refused_not_read(site: Path) -> None:
+    """`--csv /dev/zero` (a slip of the hand) read NUL bytes with no line end until memory
+    ran out, then exited 1 with a MemoryError traceback."""
+    done, _ = _run_limited(site, Path("/dev/zero"))
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == "/dev/zero: not a file but a character device; give a CSV file\n"
+    assert not outbox_path(site).exists()
+
+
+def test_an_endless_line_is_rejected_at_its_line_and_the_rows_after_it_imported(
+    site: Path, tmp_path: Path
+) -> None:
+    """A line of 300 MB with no line end (a binary file's worth of NUL bytes in the log) was
+    held in memory whole before the CSV reader looked at it; now it is skipped in pieces."""
+    csv = tmp_path / "log.csv"
+    with csv.open("wb") as out:
+        out.write(b"point,t,value\nT001-LT-01,2024-03-01 08:00:00,1\n")
+        out.truncate(out.tell() + 300_000_000)  # a hole: reads as NUL bytes, takes no disk
+        out.seek(0, os.SEEK_END)
+        out.write(b"\nT001-LT-01,2024-03-01 08:00:01,2\n")
+    done, peak_kib = _run_limited(site, csv)
+    assert done.returncode == 1, done.stderr
+    assert done.stderr == f"{csv}:3: a line longer than 1048576 characters\n"
+    assert done.stdout.startswith(f"{csv}: imported 2, duplicate 0, rejected 1 in ")
+    assert [r.value for r in readings(site)] == [1.0, 2.0]
+    assert peak_kib < 200_000
