@@ -13,14 +13,16 @@ from __future__ import annotations
 import csv
 import fcntl
 import io
+import os
 import re
 import sqlite3
+import stat
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, Protocol, Self
 
 from edge_agent.backfill.rows import Columns, HeaderError, Rejection, RowParser, parse_header
 from edge_agent.shell.outbox import Outbox
@@ -29,6 +31,12 @@ from specs.records import Reading
 BLOCK_READINGS: Final = 4000
 """Readings per sealed block: large blocks keep the per-block cost (hash, signature, fsync)
 small against the per-reading cost; about 600 KB of JSON each."""
+
+MAX_LINE: Final = 1 << 20
+"""Characters of one line the reader holds: a longer one (a binary file's worth of bytes with
+no line end) is rejected and skipped a piece at a time. A data row is far shorter; the CSV
+reader refuses a field of more than 131072 characters anyway."""
+_LINE_ENDS: Final = ("\n", "\r")
 
 # The surrogateescape decoder turns each byte that is not UTF-8 into one of these.
 _UNDECODABLE: Final = re.compile("[\udc80-\udcff]")
@@ -67,6 +75,49 @@ class Progress(Protocol):
         """`position` bytes of the file have been read and their rows handled."""
 
 
+class _LineTooLongError(Exception):
+    """The line being read is longer than MAX_LINE; the reader has skipped to its end."""
+
+
+class _BoundedLines:
+    """The lines of a text stream for the CSV reader, none longer than MAX_LINE, counted.
+
+    An iterator, not a generator: after `_LineTooLongError` it goes on with the next line.
+    """
+
+    def __init__(self, text: io.TextIOWrapper) -> None:
+        self._text = text
+        self.count = 0
+        """Lines taken from the stream so far, the skipped ones included."""
+
+    def __iter__(self) -> Self:
+        return self
+
+    def __next__(self) -> str:
+        line = self._text.readline(MAX_LINE)
+        if not line:
+            raise StopIteration
+        self.count += 1
+        if len(line) == MAX_LINE and not line.endswith(_LINE_ENDS):
+            self._skip_rest_of_line()
+            raise _LineTooLongError
+        return line
+
+    def _skip_rest_of_line(self) -> None:
+        while piece := self._text.readline(MAX_LINE):
+            if piece.endswith(_LINE_ENDS):
+                return
+
+
+def _not_a_file(mode: int) -> str | None:
+    """What a path to be read as a CSV file is instead, if not a file or a pipe."""
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return None
+
+
 class CsvSource:
     """A CSV file read as a stream: its header, then (line, cells) per data row.
 
@@ -80,10 +131,16 @@ class CsvSource:
             self._binary = path.open("rb")
         except OSError as exc:
             raise CsvFileError(f"{path}: {exc.strerror or exc}") from None
+        # /dev/zero and the like never end a line nor the file: refused, not read.
+        instead = _not_a_file(os.fstat(self._binary.fileno()).st_mode)
+        if instead is not None:
+            self._binary.close()
+            raise CsvFileError(f"{path}: not a file but {instead}; give a CSV file")
         self._text = io.TextIOWrapper(
             self._binary, encoding="utf-8-sig", errors="surrogateescape", newline=""
         )
-        self._reader = csv.reader(self._text)
+        self._lines = _BoundedLines(self._text)
+        self._reader = csv.reader(self._lines)
         self.size = path.stat().st_size
         self.header_line, header = self._header()
         try:
@@ -107,11 +164,14 @@ class CsvSource:
     def _records(self) -> Iterator[tuple[int, list[str] | Rejection]]:
         reader = self._reader
         while True:
-            start = reader.line_num + 1
+            start = self._lines.count + 1
             try:
                 cells = next(reader)
             except StopIteration:
                 return
+            except _LineTooLongError:
+                yield start, Rejection(f"a line longer than {MAX_LINE} characters")
+                continue
             except csv.Error as exc:
                 # The reader starts afresh with the next record after an error.
                 yield start, Rejection(f"not CSV: {exc}")
