@@ -24,7 +24,7 @@ from tests.support.collector_env import CollectorEnv, collector_env, register, w
 
 pytestmark = pytest.mark.timeout(120)
 
-LIVE_BLOCKS = 12
+LIVE_BLOCKS = 13
 NEIGHBOUR = sim_gateway(2)
 RETIRED = sim_gateway(3)
 
@@ -73,6 +73,13 @@ def _wrong_place(_: GatewayLink) -> Message:
     return VICTIM.topics.block, payload, list(VICTIM.sign(payload))
 
 
+def _duplicate_keys(_: GatewayLink) -> Message:
+    # Validly signed bytes that say two things: a parser taking the first "value" reads 900.0,
+    # one taking the last (Python's json) reads 0.5. Canonical JSON never repeats a key.
+    payload = ELSEWHERE.replace(b'"value":900.0', b'"value":900.0,"value":0.5')
+    return VICTIM.topics.block, payload, list(VICTIM.sign(payload))
+
+
 def _wrong_alg(_: GatewayLink) -> Message:
     properties = _with(list(VICTIM.sign(ELSEWHERE)), "alg", "rsa-sha256")
     return VICTIM.topics.block, ELSEWHERE, properties
@@ -104,6 +111,7 @@ ATTACKS: tuple[tuple[Callable[[GatewayLink], Message], Reason], ...] = (
     (_replayed, Reason.DUPLICATE),
     (_wrong_topic, Reason.KEY_NOT_OWNED),
     (_wrong_place, Reason.TOPIC_MISMATCH),
+    (_duplicate_keys, Reason.MALFORMED),
     (_wrong_alg, Reason.BAD_ALGORITHM),
     (_alg_mismatch, Reason.BAD_ALGORITHM),
     (_revoked_key, Reason.REVOKED_KEY),
