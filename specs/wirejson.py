@@ -3,7 +3,9 @@
 `json.loads` alone lets through what later code chokes on: integers too large for a 64-bit
 column (or for Python's int-parsing limit), 1e400 (becomes inf), lone UTF-16 surrogates that
 no database can store, and nesting deep enough to hit the recursion limit. This loader turns
-all of those into one error type at the boundary.
+all of those into one error type at the boundary. It also refuses a key given twice in one
+object: `json.loads` keeps the last, other parsers the first, so signed bytes with a repeated
+key would say two things (canonical JSON never repeats one).
 """
 
 from __future__ import annotations
@@ -75,6 +77,17 @@ def _constant(text: str) -> float:
     raise WireJsonError(f"{text} is not allowed in wire JSON")
 
 
+def _object(pairs: list[tuple[str, object]]) -> dict[str, object]:
+    body = dict(pairs)
+    if len(body) != len(pairs):  # rare: find which key, for the audit row
+        seen: set[str] = set()
+        for key, _ in pairs:
+            if key in seen:
+                raise WireJsonError(f"key {key[:40]!r} is given twice in one object")
+            seen.add(key)
+    return body
+
+
 def load_wire_json(payload: bytes) -> object:
     """Parse UTF-8 JSON strictly; raise WireJsonError with the reason."""
     # The gz/1 encoder never escapes non-ASCII, so a surrogate escape can only be a lone
@@ -83,7 +96,13 @@ def load_wire_json(payload: bytes) -> object:
         raise WireJsonError("payload escapes a UTF-16 surrogate")
     try:
         text = payload.decode("utf-8")
-        return json.loads(text, parse_int=_int, parse_float=_float, parse_constant=_constant)
+        return json.loads(
+            text,
+            parse_int=_int,
+            parse_float=_float,
+            parse_constant=_constant,
+            object_pairs_hook=_object,
+        )
     except UnicodeDecodeError as exc:
         raise WireJsonError(f"payload is not UTF-8: {exc}") from None
     except RecursionError:
