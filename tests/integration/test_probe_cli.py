@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from pymodbus.client import ModbusTcpClient
 
 from edge_agent.cli import main
 from tests.support.broker import free_port, wait_for_port
@@ -96,3 +97,47 @@ def test_probe_of_an_unreachable_device_reports_bad_and_exits_1(tmp_path: Path) 
     result = CliRunner().invoke(main, ["probe", "-c", str(_site(tmp_path, free_port()))])
     assert result.exit_code == 1
     assert "bad" in result.output
+
+
+def _refuse_non_json(constant: str) -> object:
+    raise ValueError(f"{constant} is not JSON")
+
+
+def test_json_stays_json_when_a_device_sends_nan_and_infinity(tmp_path: Path) -> None:
+    """A float32 of 7FC0 0000 (NaN) or 7F80 0000 (infinity) came out of `probe --json` as the
+    bare words NaN and Infinity, which no JSON parser but Python's takes."""
+    port = free_port()
+    # A day between updates: the registers keep what is written to them here.
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulators", "--port", str(port), "--interval", "86400"],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for_port(port)
+        client = ModbusTcpClient("127.0.0.1", port=port)
+        assert client.connect()
+        try:
+            for start, registers in ((0, [0x7FC0, 0x0000]), (2, [0x7F80, 0x0000])):
+                assert not client.write_registers(start, registers).isError()
+        finally:
+            client.close()
+        site = str(_site(tmp_path, port))
+        result = CliRunner().invoke(
+            main, ["probe", "-c", site, "--device", "tank-plc", "--guess-order", "--json"]
+        )
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+    assert result.exit_code == 1, result.output
+    rows = {r["point"]: r for r in json.loads(result.stdout, parse_constant=_refuse_non_json)}
+    for point, raw in (("T001-LT-01", "7FC0 0000"), ("T001-TT-01", "7F80 0000")):
+        row = rows[point]
+        assert (row["raw"], row["decoded"], row["value"]) == (raw, None, None), row
+        assert row["quality"] == "bad"
+        big_big = next(
+            o for o in row["orders"] if (o["byte_order"], o["word_order"]) == ("big",) * 2
+        )
+        assert (big_big["value"], big_big["plausible"]) == (None, False)
+    assert rows["T002-TT-01"]["quality"] == "good"
