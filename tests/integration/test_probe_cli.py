@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from pymodbus.client import ModbusTcpClient
+from pymodbus.client import AsyncModbusTcpClient
 
 from edge_agent.cli import main
 from tests.support.broker import free_port, wait_for_port
@@ -99,6 +100,12 @@ def test_probe_of_an_unreachable_device_reports_bad_and_exits_1(tmp_path: Path) 
     assert "bad" in result.output
 
 
+async def _write_registers(port: int, registers: dict[int, list[int]]) -> None:
+    async with AsyncModbusTcpClient("127.0.0.1", port=port) as client:
+        for start, values in registers.items():
+            assert not (await client.write_registers(start, values)).isError()
+
+
 def _refuse_non_json(constant: str) -> object:
     raise ValueError(f"{constant} is not JSON")
 
@@ -116,13 +123,7 @@ def test_json_stays_json_when_a_device_sends_nan_and_infinity(tmp_path: Path) ->
     )
     try:
         wait_for_port(port)
-        client = ModbusTcpClient("127.0.0.1", port=port)
-        assert client.connect()
-        try:
-            for start, registers in ((0, [0x7FC0, 0x0000]), (2, [0x7F80, 0x0000])):
-                assert not client.write_registers(start, registers).isError()
-        finally:
-            client.close()
+        asyncio.run(_write_registers(port, {0: [0x7FC0, 0x0000], 2: [0x7F80, 0x0000]}))
         site = str(_site(tmp_path, port))
         result = CliRunner().invoke(
             main, ["probe", "-c", site, "--device", "tank-plc", "--guess-order", "--json"]
