@@ -17,7 +17,9 @@ passes (no round trip: nothing was asked).
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
+import math
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -196,6 +198,25 @@ async def probe_site(config: SiteConfig, device: str | None, guess: bool) -> lis
     return rows
 
 
+def _finite(value: float | None) -> float | None:
+    return value if value is None or math.isfinite(value) else None
+
+
+def _json_row(row: ProbeRow) -> dict[str, object]:
+    """A row for `--json`: a NaN or infinity the device sent is null.
+
+    JSON has no such numbers; `raw` shows the registers and `quality` says not_finite.
+    """
+    return asdict(
+        dataclasses.replace(
+            row,
+            decoded=_finite(row.decoded),
+            value=_finite(row.value),
+            orders=tuple(dataclasses.replace(o, value=_finite(o.value)) for o in row.orders),
+        )
+    )
+
+
 def _text(rows: list[ProbeRow]) -> str:
     header = ("device", "point", "quota", "raw", "decoded", "value", "unit", "quality", "rtt ms")
     table = [header]
@@ -241,7 +262,9 @@ def probe(config_path: Path, device: str | None, guess_order: bool, as_json: boo
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
     rows = asyncio.run(probe_site(config, device, guess_order))
     if as_json:
-        click.echo(json.dumps([asdict(r) for r in rows], ensure_ascii=False, indent=2))
+        click.echo(
+            json.dumps([_json_row(r) for r in rows], ensure_ascii=False, indent=2, allow_nan=False)
+        )
     else:
         click.echo(_text(rows))
     if any(r.quality == "bad" for r in rows):
