@@ -9,6 +9,9 @@ and a token scoped to Nanchang (360100) never sees anything of Beijing (110101):
 naming a Beijing gateway, enterprise or district, nor those names anywhere in the body unless
 the request itself named them. Derandomized with a bounded number of examples, so a run is
 repeatable and takes seconds. `/v1/stream` never ends, so it is read by its own test here.
+Besides each GET, the documented HEAD and OPTIONS of `/healthz` are fuzzed so, and HEAD and
+OPTIONS on every other path (monitors and browsers send them anywhere) with the GET's fuzzed
+queries and headers: a 405 naming GET, never a server error.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pytest
 import requests
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -51,6 +55,19 @@ FUZZED: Final = (
     "/v1/quality",
 )
 NOT_FUZZED: Final = {"/v1/stream": "never ends: test_the_stream_keeps_to_its_scope"}
+# The operations documented besides each path's GET (load balancers' health checks).
+OTHER_METHODS: Final = {"/healthz": ("HEAD", "OPTIONS")}
+# HEAD and OPTIONS where they are not documented: the methods a monitor or a browser's
+# preflight sends to any path. Every path answers them (test_undocumented_methods_...).
+PROBE_METHODS: Final = ("HEAD", "OPTIONS")
+UNDOCUMENTED: Final = [
+    (path, method)
+    for path in (*FUZZED, *NOT_FUZZED)
+    for method in PROBE_METHODS
+    if method not in OTHER_METHODS.get(path, ())
+]
+# Per path and method: each answer is the router's, before any parameter is looked at.
+UNDOCUMENTED_EXAMPLES: Final = 6
 # Per operation and mode; PostgreSQL answers slower, and shares most code with SQLite.
 EXAMPLES: Final = {"sqlite": 40, "postgresql": 20}
 CHECKS: Final = [
@@ -60,6 +77,7 @@ CHECKS: Final = [
     response_headers_conformance,
     response_schema_conformance,
 ]
+BODY_CHECK: Final = response_schema_conformance
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])
@@ -89,14 +107,27 @@ def schema(api: ServedApi) -> schemathesis.BaseSchema:
 
 def test_every_endpoint_is_fuzzed_or_says_why_not(schema: schemathesis.BaseSchema) -> None:
     assert set(schema.raw_schema["paths"]) == set(FUZZED) | set(NOT_FUZZED)
+    documented = {
+        (path, method.upper())
+        for path, item in schema.raw_schema["paths"].items()
+        for method in item
+    }
+    assert documented == {(path, "GET") for path in (*FUZZED, *NOT_FUZZED)} | {
+        (path, method) for path, methods in OTHER_METHODS.items() for method in methods
+    }
 
 
 def test_errors_are_documented_as_problem_documents(schema: schemathesis.BaseSchema) -> None:
     """The fuzzer's first find: errors were documented as application/json."""
     for path, item in schema.raw_schema["paths"].items():
-        for code, response in item["get"]["responses"].items():
-            if code.startswith(("4", "5")) and "content" in response:
-                assert set(response["content"]) == {"application/problem+json"}, (path, code)
+        for method, operation in item.items():
+            for code, response in operation["responses"].items():
+                if code.startswith(("4", "5")) and "content" in response:
+                    assert set(response["content"]) == {"application/problem+json"}, (
+                        path,
+                        method,
+                        code,
+                    )
 
 
 @pytest.mark.parametrize("path", [p for p in FUZZED if p.startswith("/v1/") and "audit" not in p])
@@ -178,7 +209,8 @@ def _leaks(value: Any) -> list[str]:
 
 def assert_in_scope(request_url: str, content_type: str, text: str) -> None:
     """Nothing of Beijing in an answer to the Nanchang token (an echo of the request aside)."""
-    if content_type.startswith(("application/json", "application/problem+json")):
+    json_body = content_type.startswith(("application/json", "application/problem+json"))
+    if json_body and text:  # a HEAD answer's is empty
         assert _leaks(json.loads(text)) == [], text[:500]
     if not any(hidden in request_url for hidden in HIDDEN):
         for hidden in HIDDEN:
@@ -186,15 +218,23 @@ def assert_in_scope(request_url: str, content_type: str, text: str) -> None:
 
 
 @pytest.mark.parametrize(
-    ("path", "mode"),
-    [(path, GenerationMode.POSITIVE) for path in FUZZED]
+    ("path", "method", "mode"),
+    [(path, "GET", GenerationMode.POSITIVE) for path in FUZZED]
+    + [
+        (path, method, GenerationMode.POSITIVE)
+        for path, methods in OTHER_METHODS.items()
+        for method in methods
+    ]
     # /healthz takes no parameter, so it has no invalid request to make.
-    + [(path, GenerationMode.NEGATIVE) for path in FUZZED if path != "/healthz"],
+    + [(path, "GET", GenerationMode.NEGATIVE) for path in FUZZED if path != "/healthz"],
 )
 def test_fuzzed_requests_answer_as_documented_and_in_scope(
-    schema: schemathesis.BaseSchema, api: ServedApi, path: str, mode: GenerationMode
+    schema: schemathesis.BaseSchema, api: ServedApi, path: str, method: str, mode: GenerationMode
 ) -> None:
-    operation = schema[path]["GET"]
+    operation = schema[path][method]
+    # A HEAD answer carries no content (RFC 9110 9.3.2): there is no body to hold to the
+    # schema, which documents the GET's (schemathesis would parse the empty body as JSON).
+    checks = [check for check in CHECKS if method != "HEAD" or check is not BODY_CHECK]
     session = requests.Session()
 
     @settings(
@@ -208,12 +248,62 @@ def test_fuzzed_requests_answer_as_documented_and_in_scope(
     def fuzz(case: schemathesis.Case[Any]) -> None:
         headers = {**dict(case.headers or {}), **auth(SCOPED_TOKEN)}
         response = case.call(base_url=api.url, session=session, headers=headers, timeout=30)
-        case.validate_response(response, checks=CHECKS, headers=headers)
+        case.validate_response(response, checks=checks, headers=headers)
         content_type = (response.headers.get("content-type") or [""])[0]
         assert_in_scope(response.request.url or "", content_type, response.text or "")
 
     try:
         fuzz()
+    finally:
+        session.close()
+
+
+@pytest.mark.parametrize(("path", "method"), UNDOCUMENTED)
+def test_undocumented_methods_are_refused_as_such(
+    schema: schemathesis.BaseSchema, api: ServedApi, path: str, method: str
+) -> None:
+    """HEAD or OPTIONS where only GET is documented: 405 naming GET, whatever the query.
+
+    The GET's fuzzed requests (valid and invalid), sent with the other method: the answer is
+    a problem document (OPTIONS; HEAD's carries none) refusing the method and listing the
+    one allowed (RFC 9110 15.5.6), never a server error nor a parameter's 422. A request the
+    fuzzer sends without the token (it does so to test the security scheme) is refused
+    first, with 401 and the challenge, as every request without one.
+    """
+    operation = schema[path]["GET"]
+    modes = (GenerationMode.POSITIVE, GenerationMode.NEGATIVE)
+    cases = st.one_of(*(operation.as_strategy(generation_mode=mode) for mode in modes))
+    session = requests.Session()
+
+    @settings(
+        max_examples=UNDOCUMENTED_EXAMPLES,
+        derandomize=True,
+        database=None,
+        deadline=None,
+        suppress_health_check=list(HealthCheck),
+    )
+    @given(case=cases)
+    def probe(case: schemathesis.Case[Any]) -> None:
+        headers = {**dict(case.headers or {}), **auth(SCOPED_TOKEN)}
+        request = case.as_transport_kwargs(base_url=api.url, headers=headers)
+        response = session.request(**{**request, "method": method, "timeout": 30})
+        seen = (method, response.url, response.status_code, response.text[:500])
+        if "authorization" in response.request.headers:
+            assert response.status_code == 405, seen
+            assert response.headers["allow"] == "GET", seen
+        else:
+            assert response.status_code == 401, seen
+            assert response.headers["www-authenticate"].startswith("Bearer"), seen
+        assert response.headers["content-type"] == "application/problem+json"
+        if method == "HEAD":
+            assert response.content == b""
+        else:
+            problem = response.json()
+            assert problem["status"] == response.status_code, problem
+        assert_in_scope(response.url, response.headers["content-type"], response.text)
+
+    try:
+        probe()
     finally:
         session.close()
 
