@@ -184,6 +184,41 @@ class _Interrupted(BaseException):
     """What Ctrl-C (KeyboardInterrupt) or a SystemExit raises: not an OSError."""
 
 
+def test_a_switch_killed_between_its_renames_is_finished_by_the_next_try(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A kill after the switch's first rename: the next start (or `--activate`) completes it.
+
+    The private key moved first: a kill before its `.pub` followed left `<key_file>` the new
+    key, `<key_file>.pub` the old one's, and no `.next` to say a switch was unfinished, so
+    nothing ever put the right `.pub` in place (the one an operator registers or hands out).
+    """
+    key_file = tmp_path / "gateway.key"
+    old = create_key_pair(key_file, "ed25519")
+    new = create_key_pair(next_key_path(key_file), "ed25519")
+    renamed: list[Path] = []
+    rename = Path.replace
+
+    def killed_after_one_rename(source: Path, target: Path) -> Path:
+        if renamed:
+            raise _Interrupted
+        renamed.append(source)
+        return rename(source, target)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(Path, "replace", killed_after_one_rename)
+        with pytest.raises(_Interrupted):
+            switch_to_next_key(key_file, _private_key, action="switch to")
+    # What the agent's next start does: switch while a staged key is there.
+    if next_key_path(key_file).exists():
+        switch_to_next_key(key_file, _private_key, action="switch to")
+    assert _private_key(key_file).kid == new.kid
+    assert load_verify_key(public_key_path(key_file).read_bytes()).kid == new.kid
+    retired = retired_key_path(key_file, old.kid)
+    assert _private_key(retired).kid == old.kid
+    assert load_verify_key(public_key_path(retired).read_bytes()).kid == old.kid
+
+
 @pytest.mark.parametrize("step", ["fsync", "replace"])
 def test_a_file_replace_interrupted_leaves_the_old_file_and_no_temporary(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, step: str
