@@ -217,8 +217,11 @@ def switch_to_next_key(
 
     `load` reads a private key with the program's advice; `action` names the switch in the
     KeyFileError of a failed file operation. The old key and its `.pub` stay as
-    `<key_file>.retired-<kid>`; the private key moves first (from then on the program starts
-    with the new key), the public file follows from the staged one (or is written whole).
+    `<key_file>.retired-<kid>`; the public file moves first (from the staged one, or written
+    whole), the private key last: until then `<key_file>.next` is there, so a switch killed
+    half way is done again whole by the next one (the next start, or `--activate` again).
+    Private first, a kill in between left the new key under the old key's `.pub` and nothing
+    to say the switch was unfinished.
     """
     staged = next_key_path(key_file)
     old, new = load(key_file), load(staged)
@@ -228,13 +231,13 @@ def switch_to_next_key(
         _keep(key_file, retired)
         if public.exists():
             _keep(public, public_key_path(retired))
-        staged.replace(key_file)
         staged_public = public_key_path(staged)
         if staged_public.exists():
             staged_public.replace(public)
-            sync_directory(key_file.parent)
         else:  # not in place: `public` is one inode with the retired key's `.pub`
             replace_file(public, new.public().public_pem(), _PUBLIC_MODE)
+        staged.replace(key_file)
+        sync_directory(key_file.parent)
     except OSError as exc:
         raise KeyFileError(f"cannot {action} {staged}: {exc.strerror or exc}") from None
     return old, new
