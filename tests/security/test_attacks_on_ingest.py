@@ -17,14 +17,23 @@ import pytest
 
 from collector.model import AuditEntry, Reason
 from collector.readmodel import EVERYTHING, ReadingFilter
+from specs.meta import PointMeta
+from specs.records import AlarmEvent
 from specs.status import GatewayStatus
 from tests.support.broker import Broker
-from tests.support.collector_client import GatewayLink, foreign_key, publish_properties, sim_gateway
+from tests.support.collector_client import (
+    BASE_TIME,
+    GatewayLink,
+    foreign_key,
+    publish_properties,
+    sim_gateway,
+)
 from tests.support.collector_env import CollectorEnv, collector_env, register, wait_until
+from tests.support.records import alarm_record
 
 pytestmark = pytest.mark.timeout(120)
 
-LIVE_BLOCKS = 13
+LIVE_BLOCKS = 15
 NEIGHBOUR = sim_gateway(2)
 RETIRED = sim_gateway(3)
 
@@ -80,6 +89,20 @@ def _duplicate_keys(_: GatewayLink) -> Message:
     return VICTIM.topics.block, payload, list(VICTIM.sign(payload))
 
 
+def _nul_in_a_block(_: GatewayLink) -> Message:
+    # PostgreSQL's text holds no NUL: such a block failed every batch it was in, audited
+    # nowhere and resent by its agent until someone noticed.
+    alarm = alarm_record("a\x00", AlarmEvent.RAISE, BASE_TIME + 902)
+    payload = VICTIM.block(902, records=[alarm])
+    return VICTIM.topics.block, payload, list(VICTIM.sign(payload))
+
+
+def _nul_in_a_meta(_: GatewayLink) -> Message:
+    point = PointMeta("T001-LT-01", "WHP-LT", "m", "tank 1\x00", "plc", {})
+    payload = VICTIM.meta([point])
+    return VICTIM.topics.meta, payload, list(VICTIM.sign(payload))
+
+
 def _wrong_alg(_: GatewayLink) -> Message:
     properties = _with(list(VICTIM.sign(ELSEWHERE)), "alg", "rsa-sha256")
     return VICTIM.topics.block, ELSEWHERE, properties
@@ -112,6 +135,8 @@ ATTACKS: tuple[tuple[Callable[[GatewayLink], Message], Reason], ...] = (
     (_wrong_topic, Reason.KEY_NOT_OWNED),
     (_wrong_place, Reason.TOPIC_MISMATCH),
     (_duplicate_keys, Reason.MALFORMED),
+    (_nul_in_a_block, Reason.MALFORMED),
+    (_nul_in_a_meta, Reason.MALFORMED),
     (_wrong_alg, Reason.BAD_ALGORITHM),
     (_alg_mismatch, Reason.BAD_ALGORITHM),
     (_revoked_key, Reason.REVOKED_KEY),
