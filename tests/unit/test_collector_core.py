@@ -49,7 +49,7 @@ from collector.storage.readings import keys_to_look_up, newest_readings, unique_
 from specs.ack import decode_ack
 from specs.block import GENESIS, decode_block
 from specs.catalogue import default_catalogue
-from specs.records import GapReason, iso_time
+from specs.records import AlarmEvent, AlarmRecord, GapReason, iso_time
 from specs.signing import signature_from_properties, signing_key_from_seed
 from specs.status import GatewayStatus
 from tests.support.collector_client import BASE_TIME, foreign_key, gap_record, sim_gateway
@@ -303,6 +303,19 @@ def test_each_rejection_has_its_reason(case: str) -> None:
 def test_validly_signed_monsters_are_malformed_not_crashes(payload: bytes) -> None:
     verdict = judge_block(_inbound(payload, GW.sign(payload)), _grants(GW), default_catalogue())
     assert _reason(verdict) is Reason.MALFORMED
+
+
+def test_a_backslash_before_u0000_in_text_is_no_nul() -> None:
+    """Only the escape \\u0000 is a NUL (refused: test_attacks_on_ingest); an escaped backslash
+    followed by the letters u0000 is text like any other."""
+    text = "C:\\u0000 log"
+    alarm = AlarmRecord("a1", "T001-LT-01", "WHP-LT", iso_time(BASE_TIME), AlarmEvent.RAISE,
+                        "H", 8.7, 8.5, "m", iso_time(BASE_TIME), None, text)  # fmt: skip
+    payload = GW.block(1, records=[alarm])
+    assert b"\\\\u0000" in payload
+    verdict = judge_block(_inbound(payload, GW.sign(payload)), _grants(GW), default_catalogue())
+    assert isinstance(verdict, IncomingBlock)
+    assert verdict.block.records[0] == alarm
 
 
 def test_status_messages() -> None:
