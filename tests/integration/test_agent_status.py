@@ -35,6 +35,7 @@ from simulators.rtu_bus import RtuBusSim
 from simulators.rtu_slaves import Fault, pattern_slave
 from specs.signing import private_pem
 from tests.support.broker import Broker, free_port
+from tests.support.cli_runs import example_site, in_a_process
 from tests.support.collector_client import SimGateway, sim_gateway
 from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest
 
@@ -250,3 +251,16 @@ def _check_running(answer: Status, config: SiteConfig, *, broker: int, bus: str)
     outbox = answer["outbox"]
     assert outbox["last_seq"] >= 1
     assert outbox["undelivered_blocks"] >= 0
+
+
+@pytest.mark.parametrize("seconds", ["nan", "inf", "1e300"])
+def test_a_watch_period_no_clock_can_wait_is_a_usage_error(tmp_path: Path, seconds: str) -> None:
+    """`--watch nan` (or inf, or 1e300) passed the option's check (at least 0.2) and, after
+    the first look, ended in a ValueError or OverflowError traceback from time.sleep, exit 1."""
+    site = example_site(tmp_path)
+    done = in_a_process(
+        "edge-agent", "status", "-c", str(site), "--watch", seconds, "--count", "2", cwd=tmp_path
+    )
+    assert (done.returncode, done.stdout) == (2, ""), done.stderr
+    assert "Invalid value for '--watch'" in done.stderr
+    assert "Traceback" not in done.stderr
