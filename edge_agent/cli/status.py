@@ -10,6 +10,7 @@ load) and exits with NOT_RUNNING_EXIT, so a script can tell the two apart.
 from __future__ import annotations
 
 import json
+import math
 import socket
 import sys
 import time
@@ -163,12 +164,26 @@ def _look(config: SiteConfig, path: Path, *, as_json: bool) -> _View:
     return _running_view(document, as_json=as_json)
 
 
+WATCH_LONGEST: Final = 86_400.0
+"""The longest --watch period: a day (time.sleep refuses NaN and periods past time_t)."""
+
+
+def _watch_period(
+    _ctx: click.Context, _param: click.Parameter, value: float | None
+) -> float | None:
+    # FloatRange lets NaN through: no comparison with it is ever true.
+    if value is not None and math.isnan(value):
+        raise click.BadParameter(f"{value} is not a number of seconds")
+    return value
+
+
 @click.command()
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print the agent's status document.")
 @click.option(
     "--watch",
-    type=click.FloatRange(min=0.2),
+    type=click.FloatRange(min=0.2, max=WATCH_LONGEST),
+    callback=_watch_period,
     is_flag=False,
     flag_value=2.0,
     default=None,
