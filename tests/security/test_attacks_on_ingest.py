@@ -9,6 +9,7 @@ change what the real gateway's blocks store.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import time
 from collections.abc import AsyncIterator, Callable
 
@@ -33,7 +34,7 @@ from tests.support.records import alarm_record
 
 pytestmark = pytest.mark.timeout(120)
 
-LIVE_BLOCKS = 15
+LIVE_BLOCKS = 17
 NEIGHBOUR = sim_gateway(2)
 RETIRED = sim_gateway(3)
 
@@ -103,6 +104,23 @@ def _nul_in_a_meta(_: GatewayLink) -> Message:
     return VICTIM.topics.meta, payload, list(VICTIM.sign(payload))
 
 
+# 3,200 characters no compression shortens: a PostgreSQL index entry holds at most 2,704 bytes.
+LONG_ID = "".join(hashlib.sha256(b"%d" % n).hexdigest() for n in range(50))
+
+
+def _long_epoch(_: GatewayLink) -> Message:
+    # Failed every batch it was in on PostgreSQL ('index row size 3248 exceeds btree version 4
+    # maximum 2704 for index "blocks_pkey"'), audited nowhere, resent by its agent for good.
+    payload = VICTIM.block(1, epoch=LONG_ID)
+    return VICTIM.topics.block, payload, list(VICTIM.sign(payload))
+
+
+def _long_point_in_a_meta(_: GatewayLink) -> Message:
+    point = PointMeta(LONG_ID, "WHP-LT", "m", "tank 1", "plc", {})
+    payload = VICTIM.meta([point])
+    return VICTIM.topics.meta, payload, list(VICTIM.sign(payload))
+
+
 def _wrong_alg(_: GatewayLink) -> Message:
     properties = _with(list(VICTIM.sign(ELSEWHERE)), "alg", "rsa-sha256")
     return VICTIM.topics.block, ELSEWHERE, properties
@@ -137,6 +155,8 @@ ATTACKS: tuple[tuple[Callable[[GatewayLink], Message], Reason], ...] = (
     (_duplicate_keys, Reason.MALFORMED),
     (_nul_in_a_block, Reason.MALFORMED),
     (_nul_in_a_meta, Reason.MALFORMED),
+    (_long_epoch, Reason.MALFORMED),
+    (_long_point_in_a_meta, Reason.MALFORMED),
     (_wrong_alg, Reason.BAD_ALGORITHM),
     (_alg_mismatch, Reason.BAD_ALGORITHM),
     (_revoked_key, Reason.REVOKED_KEY),

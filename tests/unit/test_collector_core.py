@@ -18,7 +18,7 @@ from collector.api.core import (
     is_online,
 )
 from collector.ingest.core import Inbound, build_acks, plan_batch
-from collector.ingest.judge import judge_block, judge_status
+from collector.ingest.judge import MAX_ID, judge_block, judge_status
 from collector.model import (
     MAX_DETAIL,
     AuditEntry,
@@ -49,7 +49,7 @@ from collector.storage.readings import keys_to_look_up, newest_readings, unique_
 from specs.ack import decode_ack
 from specs.block import GENESIS, decode_block
 from specs.catalogue import default_catalogue
-from specs.records import AlarmEvent, AlarmRecord, GapReason, iso_time
+from specs.records import AlarmEvent, AlarmRecord, GapReason, Quality, Reading, iso_time
 from specs.signing import signature_from_properties, signing_key_from_seed
 from specs.status import GatewayStatus
 from tests.support.collector_client import BASE_TIME, foreign_key, gap_record, sim_gateway
@@ -303,6 +303,39 @@ def test_each_rejection_has_its_reason(case: str) -> None:
 def test_validly_signed_monsters_are_malformed_not_crashes(payload: bytes) -> None:
     verdict = judge_block(_inbound(payload, GW.sign(payload)), _grants(GW), default_catalogue())
     assert _reason(verdict) is Reason.MALFORMED
+
+
+def _block_with_ids(length: int) -> dict[str, bytes]:
+    """Blocks naming one id of `length` characters each: epoch, point, alarm id, gap's."""
+    name = ("P" * length)[:length]
+    t = iso_time(BASE_TIME)
+    reading = Reading(name, "WHP-LT", t, 1.0, "m", Quality.GOOD)
+    alarm = AlarmRecord(name, "T001-LT-01", "WHP-LT", t, AlarmEvent.RAISE, "H", 8.7, 8.5, "m", t)
+    return {
+        "epoch": GW.block(1, epoch=name),
+        "point": GW.block(1, records=[reading]),
+        "alarm id": GW.block(1, records=[alarm]),
+        "gap epoch": GW.block(1, records=[gap_record(1, epoch=name, from_seq=1, to_seq=1)]),
+        "gap point": GW.block(1, records=[gap_record(1, point=name)]),
+    }
+
+
+@pytest.mark.parametrize("field", list(_block_with_ids(1)))
+def test_an_id_past_what_an_index_holds_is_malformed(field: str) -> None:
+    """Found by a hostile tester: on PostgreSQL a 3,000-character epoch, point or alarm id
+    failed the batch ('index row size ... exceeds btree version 4 maximum 2704')."""
+    payload = _block_with_ids(MAX_ID + 1)[field]
+    verdict = judge_block(_inbound(payload, GW.sign(payload)), _grants(GW), default_catalogue())
+    assert _reason(verdict) is Reason.MALFORMED
+    assert isinstance(verdict, AuditEntry)
+    assert f"{field} of {MAX_ID + 1} characters" in verdict.detail
+
+
+@pytest.mark.parametrize("field", list(_block_with_ids(1)))
+def test_ids_up_to_the_bound_are_taken(field: str) -> None:
+    payload = _block_with_ids(MAX_ID)[field]
+    verdict = judge_block(_inbound(payload, GW.sign(payload)), _grants(GW), default_catalogue())
+    assert isinstance(verdict, IncomingBlock)
 
 
 def test_a_backslash_before_u0000_in_text_is_no_nul() -> None:
