@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Concatenate, Final, ParamSpec, TypeVar
 
 from collector.audit.chain import ActionEntry
@@ -30,7 +30,14 @@ from specs.block import DOMAINS, Block, BlockFormatError, block_hash, decode_blo
 from specs.catalogue import Catalogue
 from specs.command import CommandFormatError, decode_result
 from specs.meta import MetaFormatError, decode_meta
-from specs.records import GapRecord, RecordFormatError, iso_time, parse_iso_time
+from specs.records import (
+    AlarmRecord,
+    GapRecord,
+    Reading,
+    RecordFormatError,
+    iso_time,
+    parse_iso_time,
+)
 from specs.signing import (
     Signature,
     SignatureError,
@@ -62,6 +69,10 @@ STATUS_TOLERANCE: Final = 300.0
 # (capped) rows of a flood held 180 KB. Contract topics are under 100 characters, ids 23.
 MAX_AUDIT_TOPIC: Final = 256
 MAX_AUDIT_NAME: Final = 64
+MAX_ID: Final = 256
+"""The longest epoch, point or alarm id taken, in characters (at most 1 KiB of UTF-8): a
+PostgreSQL index entry holds at most 2,704 bytes, and a longer one failed the whole batch. The
+agent's ids are far shorter (points at most 64 characters, epochs 16 hex digits)."""
 # A NUL character in a JSON string, which arrives only as the escape \u0000 (strict JSON has no
 # raw control characters in strings): a backslash not itself escaped, then u0000.
 _NUL_ESCAPE: Final = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000")
@@ -127,14 +138,40 @@ def _check_owner(topics: GatewayTopics, grant: KeyGrant | None, kid: str, at: fl
     return grant
 
 
+def _block_ids(block: Block) -> Iterator[tuple[str, str | None]]:
+    """The texts of a block that database indexes hold, each with its name."""
+    yield "epoch", block.header.epoch
+    for record in block.records:
+        if isinstance(record, Reading):
+            yield "point", record.point
+        elif isinstance(record, AlarmRecord):
+            yield "point", record.point
+            yield "alarm id", record.alarm_id
+        elif isinstance(record, GapRecord):
+            yield "gap epoch", record.epoch
+            yield "gap point", record.point
+
+
+def _check_id(what: str, text: str | None) -> None:
+    if text is not None and len(text) > MAX_ID:
+        raise _Rejected(
+            Reason.MALFORMED, f"{what} of {len(text)} characters: ids are at most {MAX_ID}"
+        )
+
+
 def _check_storable(block: Block) -> None:
-    """Integers a database column can hold: a huge seq must be rejected, not crash a batch."""
+    """Only what database columns and indexes hold: a huge seq or a long id is refused here.
+
+    Either failed the whole batch in the database.
+    """
     counts = [block.header.seq]
     for record in block.records:
         if isinstance(record, GapRecord):
             counts.extend((record.lost or 0, record.from_seq or 0, record.to_seq or 0))
     if any(count > MAX_INTEGER for count in counts):
         raise _Rejected(Reason.MALFORMED, f"an integer in the block exceeds {MAX_INTEGER}")
+    for what, text in _block_ids(block):
+        _check_id(what, text)
 
 
 def _registered(owner: Gateway) -> GatewayTopics:
@@ -245,6 +282,8 @@ def _judge_meta(
         issued_at = parse_iso_time(meta.issued_at)
     except RecordFormatError as exc:
         raise _Rejected(Reason.MALFORMED, f"meta issued_at: {exc}") from None
+    for point in meta.points:
+        _check_id("meta point", point.point)
     _check_place(topics, GatewayTopics(meta.district, meta.enterprise, meta.gateway), "meta")
     _check_place(topics, _registered(owner), "registered")
     return IncomingMeta(
