@@ -10,6 +10,8 @@
 from __future__ import annotations
 
 import difflib
+import math
+import re
 import types
 import typing
 from collections.abc import Iterable, Mapping
@@ -137,8 +139,26 @@ def _message(kind: str, message: str, ctx: dict[str, Any] | None, value: object)
     if kind in {"value_error", "assertion_error"} and ctx and "error" in ctx:
         return str(ctx["error"])
     if kind in _SHOW_INPUT:
-        return f"{message}, got {show_value(value)}"
+        return f"{message}, got {show_value(value)}{_exponent_hint(kind, value)}"
     return message
+
+
+# YAML 1.1 (PyYAML) takes 1.0e-3 for a number but 1e-3 for text: its float needs the dot.
+_EXPONENT_WITHOUT_DOT = re.compile(r"([-+]?[0-9]+)([eE][-+]?[0-9]+)")
+
+
+def _exponent_hint(kind: str, value: object) -> str:
+    """Why a number written as 1e-3 is refused where a number is expected, and what to write."""
+    if kind not in {"float_type", "float_parsing"} or not isinstance(value, str):
+        return ""
+    written = _EXPONENT_WITHOUT_DOT.fullmatch(value)
+    if written is None or not math.isfinite(number := float(value)):
+        return ""
+    mantissa, exponent = written.groups()
+    plain = repr(number)
+    # 1e-20 has no shorter plain spelling: only the dotted one is offered.
+    instead = f"{mantissa}.0{exponent}" + ("" if "e" in plain else f" or {plain}")
+    return f" (YAML reads a number with an exponent but no dot as text: write {instead})"
 
 
 def unknown_key_hint(path: KeyPath, model: type[BaseModel]) -> str:
