@@ -16,6 +16,7 @@ import contextlib
 import json
 import os
 import pwd
+import resource
 import shutil
 import signal
 import subprocess
@@ -67,9 +68,22 @@ def keyed_example_site(folder: Path) -> Path:
 
 
 def in_a_process(
-    program: Literal["edge-agent", "collector"], *args: str, cwd: Path, timeout: float = 45
+    program: Literal["edge-agent", "collector"],
+    *args: str,
+    cwd: Path,
+    timeout: float = 45,
+    address_space: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
-    """`program ARGS...` in a process of its own, to its end; its exit code and output."""
+    """`program ARGS...` in a process of its own, to its end; its exit code and output.
+
+    `address_space` (bytes) holds the process to that much memory: a command that reads
+    without bound then fails fast (MemoryError) instead of starving the test machine.
+    """
+
+    def limit_memory() -> None:
+        if address_space is not None:
+            resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+
     return subprocess.run(
         [sys.executable, "-c", _MAINS[program], *args],
         cwd=cwd,
@@ -77,6 +91,7 @@ def in_a_process(
         text=True,
         check=False,
         timeout=timeout,
+        preexec_fn=limit_memory,
     )
 
 
