@@ -19,8 +19,9 @@ import os
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import Final, TypeVar
 
+from configkit.durations import format_size
 from hostkit.atomicfile import replace_file, sync_directory, write_aside
 from specs.signing import (
     ED25519,
@@ -34,6 +35,10 @@ from specs.signing import (
 )
 
 _Key = TypeVar("_Key", SigningKey, VerifyKey)
+
+MAX_KEY_FILE: Final = 64 * 1024
+"""Read no further: a key PEM is a few hundred bytes, and `/dev/zero` given as one (a slip of
+the hand) was read until the kernel killed the command."""
 
 _PUBLIC_MODE = 0o644
 _PRIVATE_MODE = 0o600
@@ -179,11 +184,14 @@ def read_key_file(
     OS's reason follows `cannot_read`.
     """
     try:
-        pem = path.read_bytes()
+        with path.open("rb") as file:
+            pem = file.read(MAX_KEY_FILE + 1)
     except OSError as exc:
         if missing_advice is not None and isinstance(exc, FileNotFoundError):
             raise KeyFileError(missing_key_message(path, missing_advice)) from None
         raise KeyFileError(f"{path}: {cannot_read}: {exc.strerror or exc}") from None
+    if len(pem) > MAX_KEY_FILE:
+        raise KeyFileError(f"{path}: larger than {format_size(MAX_KEY_FILE)}; not a key PEM")
     try:
         return load(pem)
     except SignatureError as exc:

@@ -21,6 +21,7 @@ from collector.sites import PushHistory, publish_command, push_command, push_det
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
 from configkit.durations import parse_duration
+from configkit.issues import ConfigError, read_config_text
 from hostkit.tables import render_row
 from specs.records import LATEST_TIME, iso_time
 from specs.signing import SigningKey
@@ -53,9 +54,9 @@ def _push_inputs(
     key = private_keys_or_exit(config)
     refuse_bad_broker_tls(config_path, config)
     try:
-        text = site_file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise click.BadParameter(f"{site_file}: {exc}", param_hint="SITE_FILE") from None
+        text = read_config_text(site_file)  # at most a config file's size: not /dev/zero whole
+    except ConfigError as exc:
+        raise click.BadParameter(str(exc), param_hint="SITE_FILE") from None
     return seconds, key, text
 
 
