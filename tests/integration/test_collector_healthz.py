@@ -41,3 +41,14 @@ async def test_a_load_balancers_check_method_gets_what_get_gets(
         # Every other path keeps answering GET only.
         other = await http.request(method, "/v1/gateways", headers=auth())
         assert other.status_code == 405
+
+
+async def test_options_says_which_methods_healthz_takes(
+    postgres_databases: PostgresDatabases,
+) -> None:
+    """RFC 9110 (9.3.7): a successful OPTIONS names the methods of the resource in `Allow`."""
+    url = postgres_databases.create()
+    async with open_storage(url) as storage, serve(storage) as http:
+        answer = await http.options("/healthz")
+        assert answer.status_code == 200
+        assert answer.headers["allow"] == "GET, HEAD, OPTIONS"

@@ -4,12 +4,15 @@
 """
 
 import structlog
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from collector.api.models import Health
 from collector.storage.base import Storage, StorageError
 
 log = structlog.get_logger("collector.api")
+
+METHODS = ("GET", "HEAD", "OPTIONS")
+"""What `/healthz` answers to; a successful OPTIONS names them in `Allow` (RFC 9110 9.3.7)."""
 
 
 def create_router(storage: Storage) -> APIRouter:
@@ -21,8 +24,10 @@ def create_router(storage: Storage) -> APIRouter:
     }
 
     @router.get("/healthz", responses=unavailable)
-    async def healthz() -> Health:
+    async def healthz(request: Request, response: Response) -> Health:
         """Whether this collector and its database answer; needs no token (for load balancers)."""
+        if request.method == "OPTIONS":
+            response.headers["Allow"] = ", ".join(METHODS)
         try:
             await storage.ping()
         except StorageError as exc:
@@ -38,7 +43,7 @@ def create_router(storage: Storage) -> APIRouter:
     # HEAD and OPTIONS answer as GET does: load balancers check with them (HAProxy's `option
     # httpchk` sends OPTIONS unless told otherwise), and a 405 takes every collector out of
     # rotation. Each is its own operation, so the OpenAPI document names them apart.
-    for method in ("HEAD", "OPTIONS"):
+    for method in METHODS[1:]:
         router.add_api_route(
             "/healthz",
             healthz,
