@@ -26,6 +26,8 @@ from specs.identifiers import IdentifierError, check_district_code
 from specs.records import iso_time, optional_iso_time
 
 USAGE_ERROR_EXIT: Final = 2
+MAX_NAME: Final = 256
+"""The longest token name `tokens add` takes (characters; at most 1 KiB of UTF-8)."""
 _LIST_COLUMNS: Final = ("NAME", "DISTRICTS", "CREATED", "REVOKED")
 
 
@@ -57,7 +59,11 @@ def _refuse(message: str) -> NoReturn:
 
 @tokens.command("add")
 @config_option
-@click.option("--name", required=True, help="Who the token is for (shown in lists and audit).")
+@click.option(
+    "--name",
+    required=True,
+    help="Who the token is for (shown in lists and audit; at most 256 characters).",
+)
 @click.option(
     "--district",
     "districts",
@@ -76,6 +82,11 @@ def tokens_add(config_path: Path, name: str, districts: tuple[str, ...]) -> None
         raise click.BadParameter(
             "must be printable text on one line (no tabs, line breaks or control characters)",
             param_hint="--name",
+        )
+    # PostgreSQL's index of names holds at most 2,704 bytes: a longer name failed there only.
+    if len(name) > MAX_NAME:
+        raise click.BadParameter(
+            f"must be at most {MAX_NAME} characters, not {len(name)}", param_hint="--name"
         )
     if name in {token.name for token in config.api.tokens}:
         _refuse(f"{config_path}: api.tokens already names a token {name!r}")
