@@ -108,6 +108,18 @@ async def test_a_newer_file_is_refused(tmp_path: Path) -> None:
             pass
 
 
+async def test_a_file_at_a_version_below_0_is_refused(tmp_path: Path) -> None:
+    """Found by a hostile tester: user_version -1 (no collector writes one) ended in a KeyError
+    traceback from the upgrade steps, in `db upgrade` and every other command."""
+    path = tmp_path / "odd.db"
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA user_version = -1")
+    db.close()
+    with pytest.raises(StorageError, match="database schema -1 is no collector's"):
+        async with open_storage(f"sqlite:///{path}"):
+            pass
+
+
 async def test_schema_9_drops_the_block_index_of_readings_and_keeps_every_row(
     tmp_path: Path,
 ) -> None:
