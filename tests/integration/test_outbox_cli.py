@@ -302,3 +302,23 @@ def test_export_to_a_reader_that_goes_away_stops_quietly(site_yaml: Path) -> Non
     stops_quietly_when_the_reader_goes_away(
         "edge-agent", "outbox", "export", "-c", str(site_yaml), "--json"
     )
+
+
+def test_an_outbox_export_cannot_read_prints_nothing_on_stdout(site_yaml: Path) -> None:
+    """With no outbox, an empty file or another SQLite database at outbox.path, `export --json`
+    printed '{"blocks": [' (half a document) before it found out, and an empty file or a
+    database without the outbox's tables was 'no such table: meta'."""
+    outbox = load_site_config(site_yaml).outbox.path
+    outbox.parent.mkdir(parents=True, exist_ok=True)
+    for made in ("none", "empty", "other database"):
+        if made == "empty":
+            outbox.write_bytes(b"")
+        elif made == "other database":
+            outbox.unlink()
+            with closing(sqlite3.connect(outbox)) as other:
+                other.execute("CREATE TABLE readings (point TEXT)")
+        for command in (["export", "--json"], ["export"], ["stats"]):
+            result = invoke("outbox", command[0], "-c", str(site_yaml), *command[1:])
+            assert (result.exit_code, result.stdout) == (1, ""), (made, command)
+            if made != "none":
+                assert result.stderr == f"{outbox}: not an outbox (no chain state)\n", made
