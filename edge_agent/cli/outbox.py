@@ -6,6 +6,7 @@ read-only connection; resend is one short write transaction.
 
 from __future__ import annotations
 
+import itertools
 import json
 import sys
 import time
@@ -83,11 +84,15 @@ def export(config_path: Path, as_json: bool, from_seq: int, to_seq: int | None) 
     out = sys.stdout.buffer
     try:
         with closing(blocks):
+            # The first block opens the file: one that is no outbox fails before a byte is
+            # written, not after half a JSON document.
+            first = next(blocks, None)
+            every = () if first is None else itertools.chain((first,), blocks)
             if as_json:
-                for piece in export_document(blocks):
+                for piece in export_document(every):
                     out.write(piece.encode("utf-8"))
             else:
-                for block in blocks:
+                for block in every:
                     state = "delivered" if block.delivered else "undelivered"
                     line = f"{block.epoch} {block.seq} {len(block.payload)} {block.kid} {state}\n"
                     out.write(line.encode("utf-8"))

@@ -92,7 +92,13 @@ def _connect(path: Path, mode: str) -> sqlite3.Connection:
 
 
 def _chain(db: sqlite3.Connection, path: Path) -> tuple[str, int]:
-    values = {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta")}
+    # An empty file or another program's database has no `meta` table: not "no such table".
+    has_meta = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'")
+    values = (
+        {str(k): str(v) for k, v in db.execute("SELECT key, value FROM meta")}
+        if has_meta.fetchone()
+        else {}
+    )
     if "epoch" not in values or "last_seq" not in values:
         raise OutboxAccessError(f"{path}: not an outbox (no chain state)")
     return values["epoch"], int(values["last_seq"])
