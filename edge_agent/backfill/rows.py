@@ -16,10 +16,10 @@ from functools import lru_cache
 from typing import Final
 
 from edge_agent.core.points import ResolvedPoint
+from edge_agent.core.thinning import BACKFILL_FLAG
 from specs.catalogue import Catalogue, UnitConversion
 from specs.records import Quality, Reading
 
-BACKFILL_FLAG: Final = "backfill"
 OUT_OF_RANGE_FLAG: Final = "out_of_range"
 REQUIRED_COLUMNS: Final = ("point", "t", "value")
 OPTIONAL_COLUMNS: Final = ("quality", "unit")

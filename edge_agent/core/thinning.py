@@ -18,10 +18,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from specs.records import GapReason, GapRecord, Reading, Record, iso_time, parse_iso_time
 
 _MINUTE = 60.0
+BACKFILL_FLAG: Final = "backfill"
+"""The flag of readings imported from an instrument's log (`edge-agent backfill`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +150,23 @@ def readings_of(blocks: Sequence[EvictedBlock]) -> list[Reading]:
 def thin(blocks: Sequence[EvictedBlock], *, now: float) -> Replacement:
     """Step 1: keep min/max/last per point per minute, every alarm and gap record."""
     return _replacement(blocks, thin_readings(readings_of(blocks)), GapReason.THINNED, now)
+
+
+def let_go_backfill_keys(
+    blocks: Sequence[EvictedBlock], replacement: Replacement
+) -> set[tuple[str, str]]:
+    """(point, t) of the imported readings (flag `backfill`) that `replacement` lets go.
+
+    An import remembers these keys so that a file imported twice adds nothing; readings a
+    full outbox let go never reach the collector, so their keys go with them and the same
+    file imported again brings them back. Kept readings are the originals: their keys stay.
+    """
+    kept = {(r.point, r.t) for r in replacement.records if isinstance(r, Reading)}
+    return {
+        (r.point, r.t)
+        for r in readings_of(blocks)
+        if BACKFILL_FLAG in r.flags and (r.point, r.t) not in kept
+    }
 
 
 def drop(blocks: Sequence[EvictedBlock], *, now: float) -> Replacement:

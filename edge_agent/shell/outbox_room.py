@@ -17,7 +17,13 @@ import aiosqlite
 import structlog
 
 from edge_agent.core.chain import SealedBlock
-from edge_agent.core.thinning import EvictedBlock, Replacement, drop, thin
+from edge_agent.core.thinning import (
+    EvictedBlock,
+    Replacement,
+    drop,
+    let_go_backfill_keys,
+    thin,
+)
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, free_bytes, is_full
 from edge_agent.shell.outbox_transaction import async_write_transaction
 from specs.block import decode_block
@@ -195,11 +201,19 @@ class RoomMaker:
         now: float,
         clock_synced: bool,
     ) -> None:
-        """Delete `chosen` and seal `replacement` at the head, in one transaction."""
+        """Delete `chosen` and seal `replacement` at the head, in one transaction.
+
+        Imported readings let go are forgotten by the import too (`backfill_keys`): the same
+        file imported again, once there is room, brings them back.
+        """
         async with async_write_transaction(self._db):
             await self._db.executemany(
                 "DELETE FROM blocks WHERE epoch = ? AND seq = ?",
                 [(block.epoch, block.seq) for block in chosen],
+            )
+            await self._db.executemany(
+                "DELETE FROM backfill_keys WHERE point = ? AND t = ?",
+                sorted(let_go_backfill_keys(chosen, replacement)),
             )
             await self._append(
                 replacement.records, now=now, clock_synced=clock_synced, thinned=True

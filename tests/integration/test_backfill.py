@@ -450,8 +450,9 @@ def test_readings_a_full_outbox_let_go_are_imported_by_the_next_run(
 ) -> None:
     """An import into a full outbox (outbox.max_bytes, or the disk) thins and then drops its
     own oldest blocks to make room, and says so with gap records. Their readings stayed
-    'imported earlier' for good: the run the error message asks for, once there is room,
-    counted them duplicate and imported nothing, though the collector never got them."""
+    'imported earlier' for good: the same file imported again once there was room counted
+    them duplicate and imported nothing, though the collector never got them. (Their keys
+    also filled the outbox itself: this import failed with 'database or disk is full'.)"""
     yaml = site.read_text(encoding="utf-8")
     site.write_text(yaml.replace("max_bytes: 2GiB", "max_bytes: 1MiB", 1), encoding="utf-8")
     rows = [
@@ -460,9 +461,7 @@ def test_readings_a_full_outbox_let_go_are_imported_by_the_next_run(
         for tank in (1, 2, 3)
     ]
     csv = write(tmp_path / "log.csv", "point,t,value\n" + "\n".join(rows) + "\n")
-    full = backfill(site, csv, "--json")
-    assert full.exit_code == 1, full.output
-    assert "full" in full.stderr
+    backfill(site, csv, "--json")
     thinned = {(r.point, r.t) for r in stored_readings(site)}
     assert len(thinned) < len(rows), "the outbox really let readings go"
 
