@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import AsyncIterator
 from typing import cast
 
+import asyncpg
 import pytest
 
 from collector.audit.chain import MAX_SOURCES_PER_MINUTE, Action, ActionEntry, AuditRow
@@ -127,6 +128,31 @@ async def test_a_deleted_row_is_found(
     [(seq, problem)] = await _problems(trail)
     assert seq == found_at
     assert message in problem
+
+
+@pytest.mark.parametrize("column", ["hash", "prev"])
+async def test_a_removed_hash_or_prev_is_found(
+    trail: AuditTrail, storage_url: str, column: str
+) -> None:
+    """Found by a hostile tester: a sealed row with its hash (or prev) set to NULL ended
+    `audit verify` with a ValueError traceback ('only sealed rows are verified'), naming no row:
+    the tampering the check is there to find took the check down."""
+    await sql_execute(storage_url, f"UPDATE audit SET {column} = NULL WHERE chain_seq = 3")
+    problems = await _problems(trail)
+    assert problems[0] == (3, f"the row was changed: its {column} was removed")
+    assert [seq for seq, _ in problems] == [3]
+
+
+async def test_a_number_column_holding_text_is_found(trail: AuditTrail, storage_url: str) -> None:
+    """SQLite keeps text in a REAL column: `at = 'yesterday'` ended `audit verify` (and `sites
+    history`) with a ValueError traceback. PostgreSQL refuses the change itself."""
+    if not storage_url.startswith("sqlite"):
+        with pytest.raises(asyncpg.InvalidTextRepresentationError):
+            await sql_execute(storage_url, "UPDATE audit SET at = 'yesterday' WHERE chain_seq = 2")
+        return
+    await sql_execute(storage_url, "UPDATE audit SET at = 'yesterday' WHERE chain_seq = 2")
+    problems = await _problems(trail)
+    assert problems == [(2, "the row was changed: at 'yesterday' is not a number")]
 
 
 async def test_deleting_the_head_record_is_found(trail: AuditTrail, storage_url: str) -> None:
