@@ -134,6 +134,19 @@ class AuditRow:
         ).encode("utf-8")
 
 
+@dataclass(frozen=True, slots=True)
+class UnreadableRow:
+    """A sealed row whose stored columns no AuditRow can hold: one changed by hand.
+
+    SQLite keeps text in a number column, either database Infinity. Verification reports such
+    a row as changed; nothing else reads it.
+    """
+
+    chain_seq: int
+    hash: str | None
+    why: str
+
+
 def link_hash(prev: str, row: AuditRow, seq: int) -> str:
     """The hash of `row` as link `seq` chained onto `prev`."""
     return hashlib.sha256(prev.encode("ascii") + b"\n" + row.content(seq)).hexdigest()
@@ -300,27 +313,32 @@ class ChainVerifier:
     verified: int = 0
     problems: list[ChainProblem] = field(default_factory=list)
     _next_seq: int = 0
-    _prev: str = GENESIS
+    _prev: str | None = GENESIS  # None: the row before lost its hash (reported there)
 
     def __post_init__(self) -> None:
         start = self.head if self.head is not None else ChainHead()
         self._next_seq, self._prev = start.base_seq, start.base_prev
 
-    def feed(self, rows: Iterable[AuditRow]) -> None:
+    def feed(self, rows: Iterable[AuditRow | UnreadableRow]) -> None:
         """Check the next rows of the chain."""
         for row in rows:
             self._check(row)
 
-    def _check(self, row: AuditRow) -> None:
+    def _check(self, row: AuditRow | UnreadableRow) -> None:
         seq = row.chain_seq
-        if seq is None or row.hash is None or row.prev is None:
+        if seq is None:
             raise ValueError("only sealed rows are verified")
         self.rows += 1
         if seq > self._next_seq:
             self._problem(
                 seq, f"rows {self._next_seq}..{seq - 1} are missing (deleted or never written)"
             )
-        elif row.prev != self._prev:
+        elif isinstance(row, UnreadableRow):
+            self._problem(seq, f"the row was changed: {row.why}")
+        elif row.hash is None or row.prev is None:
+            removed = "hash" if row.hash is None else "prev"
+            self._problem(seq, f"the row was changed: its {removed} was removed")
+        elif self._prev is not None and row.prev != self._prev:
             self._problem(seq, f"prev {row.prev} is not the hash {self._prev} of the row before")
         elif link_hash(row.prev, row, seq) != row.hash:
             self._problem(seq, "the row was changed: its content does not hash to its hash")
@@ -348,7 +366,7 @@ class ChainVerifier:
             )
         elif head.head_seq < last:
             self._problem(last, f"rows past the chain head {head.head_seq} were added")
-        elif head.head_hash != self._prev:
+        elif self._prev is not None and head.head_hash != self._prev:
             self._problem(last, "the newest row's hash is not the chain head's")
         return self._report(open_rows, head.head_seq)
 

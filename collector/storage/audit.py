@@ -18,6 +18,7 @@ from collector.audit.chain import (
     AuditRow,
     BucketKey,
     ChainHead,
+    UnreadableRow,
     action_row,
     prune_head,
     rejection_rows,
@@ -26,7 +27,9 @@ from collector.audit.chain import (
 from collector.model import AuditEntry
 from collector.storage.records import (
     AUDIT_COLUMNS,
+    AUDIT_HASH,
     AUDIT_ID,
+    AUDIT_SEQ,
     INSERT_AUDIT,
     Row,
     audit_row,
@@ -163,13 +166,27 @@ async def _seal_due(db: ChainDb, now: float) -> int:
     return len(ids)
 
 
-async def sealed_rows(db: ChainDb, *, after: int | None, limit: int) -> list[AuditRow]:
-    """Up to `limit` sealed rows with chain_seq above `after`, in chain order."""
+async def sealed_rows(
+    db: ChainDb, *, after: int | None, limit: int
+) -> list[AuditRow | UnreadableRow]:
+    """Up to `limit` sealed rows with chain_seq above `after`, in chain order.
+
+    A row whose columns no AuditRow can hold (changed by hand) comes as an UnreadableRow, for
+    the verifier to report: it must not stop the check that is there to find it.
+    """
     found = await db.fetch(
         f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq > ? ORDER BY chain_seq LIMIT ?",
         (-1 if after is None else after, limit),
     )
-    return [audit_row(row) for row in found]
+    return [_sealed_row(row) for row in found]
+
+
+def _sealed_row(row: Row) -> AuditRow | UnreadableRow:
+    try:
+        return audit_row(row)
+    except ValueError as exc:
+        hash_ = row[AUDIT_HASH]
+        return UnreadableRow(int(row[AUDIT_SEQ]), None if hash_ is None else str(hash_), str(exc))
 
 
 async def open_rows(db: ChainDb) -> int:

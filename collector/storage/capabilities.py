@@ -30,7 +30,7 @@ from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager, nullcontext
 from typing import Protocol, runtime_checkable
 
-from collector.audit.chain import ActionEntry, AuditRow, ChainHead
+from collector.audit.chain import ActionEntry, AuditRow, ChainHead, UnreadableRow
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
 from collector.feed.wakeup import CommitSignal
 from collector.model import GatewayKey
@@ -164,8 +164,13 @@ class AuditTrail(Protocol):
         """The stored chain head (None before the first seal) and how many rows are open."""
         ...
 
-    async def audit_rows(self, *, after: int | None, limit: int) -> tuple[AuditRow, ...]:
-        """Sealed rows with chain_seq above `after`, in chain order."""
+    async def audit_rows(
+        self, *, after: int | None, limit: int
+    ) -> tuple[AuditRow | UnreadableRow, ...]:
+        """Sealed rows with chain_seq above `after`, in chain order.
+
+        An UnreadableRow is one changed by hand into what no AuditRow holds.
+        """
         ...
 
 

@@ -8,6 +8,7 @@ column order, so both backends answer with equal records. A row is anything inde
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
@@ -132,30 +133,53 @@ AUDIT_COLUMNS: Final = (
 )
 """The columns `audit_row` decodes; a row's `id`, when selected after them, is at AUDIT_ID."""
 AUDIT_ID: Final = 14
+AUDIT_SEQ: Final = 11
+AUDIT_HASH: Final = 13
 INSERT_AUDIT: Final = (
     "INSERT INTO audit (kind, at, last_at, minute, source, gateway, topic, reason, detail,"
     " payload_hash, count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 
 
+def _finite(value: object, column: str) -> float:
+    """A number column's value; ValueError naming the column when it holds no finite number.
+
+    Only a row changed by hand does: SQLite keeps text there, either database Infinity.
+    """
+    try:
+        number = float(value)  # type: ignore[arg-type] # checked right here
+    except (TypeError, ValueError):
+        raise ValueError(f"{column} {value!r} is not a number") from None
+    if not math.isfinite(number):
+        raise ValueError(f"{column} {value!r} is not a finite number")
+    return number
+
+
+def _whole(value: object, column: str) -> int:
+    """A count column's value; ValueError naming the column when it holds no whole number."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    raise ValueError(f"{column} {value!r} is not a whole number")
+
+
 def audit_row(row: Row) -> AuditRow:
-    """An AuditRow from the AUDIT_COLUMNS of a row."""
-    minute, seq = row[3], row[11]
+    """An AuditRow from the AUDIT_COLUMNS of a row; ValueError naming a column it cannot hold."""
+    minute, seq = row[3], row[AUDIT_SEQ]
     return AuditRow(
         kind=AuditKind(str(row[0])),
-        at=float(row[1]),
-        last_at=float(row[2]),
-        minute=None if minute is None else float(minute),
+        at=_finite(row[1], "at"),
+        last_at=_finite(row[2], "last_at"),
+        minute=None if minute is None else _finite(minute, "minute"),
         source=str(row[4]),
         gateway=None if row[5] is None else str(row[5]),
         topic=str(row[6]),
         reason=str(row[7]),
         detail=str(row[8]),
         payload_hash=str(row[9]),
-        count=int(row[10]),
+        count=_whole(row[10], "count"),
         chain_seq=None if seq is None else int(seq),
         prev=None if row[12] is None else str(row[12]),
-        hash=None if row[13] is None else str(row[13]),
+        hash=None if row[AUDIT_HASH] is None else str(row[AUDIT_HASH]),
     )
 
 

@@ -18,7 +18,7 @@ from typing import Final
 import asyncpg
 import structlog
 
-from collector.audit.chain import ActionEntry, AuditRow, ChainHead
+from collector.audit.chain import ActionEntry, AuditRow, ChainHead, UnreadableRow
 from collector.feed.wakeup import CommitSignal
 from collector.model import (
     BatchResult,
@@ -254,8 +254,13 @@ class PostgresStorage(CapabilityReads, Storage):
         ):
             return await audit.head(PostgresChain(db)), await audit.open_rows(PostgresChain(db))
 
-    async def audit_rows(self, *, after: int | None, limit: int) -> tuple[AuditRow, ...]:
-        """Sealed rows with chain_seq above `after`, in chain order."""
+    async def audit_rows(
+        self, *, after: int | None, limit: int
+    ) -> tuple[AuditRow | UnreadableRow, ...]:
+        """Sealed rows with chain_seq above `after`, in chain order.
+
+        An UnreadableRow is one changed by hand into what no AuditRow holds.
+        """
         async with self._connection("reading the audit chain") as db:
             return tuple(await audit.sealed_rows(PostgresChain(db), after=after, limit=limit))
 

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from collector.audit.chain import ActionEntry, AuditRow, ChainHead
+from collector.audit.chain import ActionEntry, AuditRow, ChainHead, UnreadableRow
 from collector.model import (
     BatchResult,
     Gateway,
@@ -184,8 +184,13 @@ class SqliteStorage(CapabilityReads, Storage):
         finally:
             await db.execute("COMMIT")
 
-    async def audit_rows(self, *, after: int | None, limit: int) -> tuple[AuditRow, ...]:
-        """Sealed rows with chain_seq above `after`, in chain order."""
+    async def audit_rows(
+        self, *, after: int | None, limit: int
+    ) -> tuple[AuditRow | UnreadableRow, ...]:
+        """Sealed rows with chain_seq above `after`, in chain order.
+
+        An UnreadableRow is one changed by hand into what no AuditRow holds.
+        """
         return tuple(await audit.sealed_rows(SqliteChain(self._reader), after=after, limit=limit))
 
     async def add_token(self, token: StoredToken, digest: str, actor: str) -> None:
