@@ -13,6 +13,7 @@ import sqlite3
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox_open import open_outbox
@@ -140,3 +141,22 @@ async def test_the_budget_holds_after_reopening_a_file_sealed_without_one(tmp_pa
         for index in range(30, 300):
             await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
     assert _file_bytes(path)[0] <= max(before, MIB)
+
+
+async def test_a_full_budget_on_a_roomy_disk_is_not_taken_for_a_full_disk(
+    tmp_path: Path,
+) -> None:
+    """A block too large for what is left of max_bytes fails with SQLITE_FULL while the file
+    is still below its page cap; the outbox took that for a full disk: it logged
+    outbox_capped_by_full_disk, gave its reserve file back, capped the file and then
+    'outbox_cap_lifted: the disk has room again' (sending an operator to look for a disk
+    that was never full)."""
+    path = tmp_path / "outbox.db"
+    with capture_logs() as logs:
+        async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+            for index in range(12):
+                await outbox.seal(_block_records(index, 1500), now=T0 + index, clock_synced=True)
+    events = [entry["event"] for entry in logs]
+    assert "outbox_thinned" in events, "the budget was reached"
+    assert "outbox_capped_by_full_disk" not in events
+    assert "outbox_cap_lifted" not in events
