@@ -106,9 +106,18 @@ class RoomMaker:
         return 0 if row is None else int(row[0])
 
     async def _disk_is_full(self) -> bool:
-        """Whether the last SQLITE_FULL came from the disk rather than the page cap."""
+        """Whether the last SQLITE_FULL came from the disk rather than the page cap.
+
+        Below the cap is not enough: a block larger than what is left under the cap fails
+        with the file still below it. The disk must also lack the room that lifts the cap.
+        """
         cap = await self._pragma("PRAGMA max_page_count")
-        return await self._pragma("PRAGMA page_count") < cap
+        return await self._pragma("PRAGMA page_count") < cap and not self._disk_has_room()
+
+    def _disk_has_room(self) -> bool:
+        """Room for the WAL and the reserve: what lifts a cap a full disk put on the file."""
+        wanted = _WAL_ROOM * 2 + (self._reserve.size if self._reserve is not None else 0)
+        return free_bytes(self._path.parent) >= wanted
 
     async def _cap_at_current_size(self) -> None:
         """Meet a full disk like a full budget: see `edge_agent.shell.outbox_space`."""
@@ -155,10 +164,7 @@ class RoomMaker:
         Checked after every seal and before making room (one statvfs call); returns whether
         the cap was lifted.
         """
-        if not self._capped:
-            return False
-        wanted = _WAL_ROOM * 2 + (self._reserve.size if self._reserve is not None else 0)
-        if free_bytes(self._path.parent) < wanted:
+        if not self._capped or not self._disk_has_room():
             return False
         if self._reserve is not None and not self._reserve.claim():
             return False
