@@ -17,21 +17,27 @@ from pathlib import Path
 def root_among_others_files(*owned: Path) -> str | None:
     """Why root may not make files at these places (None when it may, or when not root).
 
-    The first of `owned` that exists and belongs to another user than root is named with that
-    user. Pass the file (if it may exist already) and the folder it is in or would be made in.
+    Pass the file (if it may exist already) and the folder it is in or would be made in. A
+    place not there yet stands for the nearest folder above it that is: root would make the
+    missing folders, its own, in that one. The first place so found that belongs to another
+    user than root is named with that user.
     """
     if os.geteuid() != 0:
         return None
     for place in owned:
-        if place.exists() and (owner := place.stat().st_uid) != 0:
-            user = _user_name(owner)
-            hint = f"runuser -u {user} -- ..."
-            return f"{place} belongs to {user}, not root: run this as {user} ({hint})"
+        there = next(above for above in (place, *place.parents) if above.exists())
+        status = there.stat()
+        if status.st_uid != 0:
+            user, hint = _run_as(status.st_uid, status.st_gid)
+            return f"{there} belongs to {user}, not root: run this as {user} ({hint} -- ...)"
     return None
 
 
-def _user_name(uid: int) -> str:
+def _run_as(uid: int, gid: int) -> tuple[str, str]:
+    """The owner's name, and a command that runs a program as the owner."""
     try:
-        return pwd.getpwuid(uid).pw_name
-    except KeyError:  # no such user in the password file: the number is all there is
-        return str(uid)
+        name = pwd.getpwuid(uid).pw_name
+    except KeyError:  # no such user in the password file (a volume of the host, say)
+        # runuser takes only names; setpriv takes the numbers, and the file's group with them.
+        return f"user id {uid}", f"setpriv --reuid={uid} --regid={gid} --clear-groups"
+    return name, f"runuser -u {name}"

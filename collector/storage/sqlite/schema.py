@@ -315,8 +315,7 @@ def _root_would_make(path: Path) -> str | None:
     """
     if path.exists():
         return None
-    folder = next(above for above in path.parents if above.exists())
-    return root_among_others_files(folder)
+    return root_among_others_files(path.parent)
 
 
 async def rollback(db: aiosqlite.Connection) -> None:
