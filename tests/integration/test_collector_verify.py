@@ -255,6 +255,43 @@ async def test_keys_must_be_the_gateways_own_and_revoked_ones_still_verify(
     assert BEIJING.gateway in details[5]
 
 
+def _as_text(config: Collector) -> str:
+    """A parameter written as text into a bytes column: SQLite keeps the text (as someone's
+    hand-typed `UPDATE ... SET payload = '...'` does); PostgreSQL stores its UTF-8."""
+    return "?" if config.url.startswith("sqlite") else "convert_to(?, 'UTF8')"
+
+
+async def test_bytes_rewritten_as_text_are_reported_not_a_crash(config: Collector) -> None:
+    """Found by a hostile tester: on SQLite a payload, signature or registered key typed in
+    as text ended `collector verify` and the API's verify with a TypeError traceback ('string
+    argument without an encoding'); a key typed in as text made the grants lookup every ingest
+    batch starts with raise the same."""
+    payload, _ = await _stored(config, NANCHANG, 2)
+    forged = payload.replace(b'"value":2', b'"value":9').decode()
+    as_text = _as_text(config)
+    await sql_execute(
+        config.url,
+        f"UPDATE blocks SET payload = {as_text} WHERE gateway = ? AND seq = 2",
+        forged,
+        NANCHANG.gateway,
+    )
+    await sql_execute(
+        config.url,
+        f"UPDATE gateway_keys SET public_pem = {as_text} WHERE gateway = ?",
+        BEIJING.key.public().public_pem().decode(),
+        BEIJING.gateway,
+    )
+    body = await _verify(config)
+    # Beijing's key, typed back in as its own PEM text, still verifies its blocks.
+    assert _found(body) == {
+        (NANCHANG.gateway, 2, "hash_mismatch"),
+        (NANCHANG.gateway, 2, "bad_signature"),
+    }
+    assert (body["blocks"], body["verified"]) == (NANCHANG_SEQS + BEIJING_SEQS, 8)
+    result = await _cli(config, "--gateway", NANCHANG.gateway)
+    assert result.exit_code == 1, result.output
+
+
 async def test_missing_seqs_are_holes_not_breaks(config: Collector) -> None:
     deleted = await sql_execute(
         config.url, "DELETE FROM blocks WHERE gateway = ? AND seq = 3", NANCHANG.gateway
