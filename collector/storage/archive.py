@@ -6,6 +6,7 @@ from typing import Final
 
 from collector.readmodel import Page, Scope
 from collector.storage.queries import Fetch, given, scope_clause, where_all
+from collector.storage.records import stored_bytes
 from collector.verify.core import StoredBlock, StoredBlockAfter
 from specs.signing import Signature
 
@@ -51,8 +52,8 @@ async def stored_blocks(
                 gateway=row[0],
                 epoch=row[1],
                 seq=row[2],
-                payload=bytes(row[3]),
-                signature=Signature(row[4], row[5], bytes(row[6])),
+                payload=stored_bytes(row[3]),
+                signature=Signature(row[4], row[5], stored_bytes(row[6])),
                 stored_hash=row[7],
                 received_at=row[8],
                 below_seq=row[9],

@@ -62,10 +62,20 @@ def announced_key_values(key: GatewayKey) -> tuple[object, ...]:
     )
 
 
+def stored_bytes(value: bytes | memoryview | str) -> bytes:
+    """A bytes column's value; text kept there (SQLite) as its UTF-8.
+
+    SQLite keeps text in a bytes column when someone typed it in by hand (`UPDATE blocks SET
+    payload = '...'`): its UTF-8 is what they meant, and whatever checks those bytes (a
+    signature) then names the row instead of a TypeError stopping the check.
+    """
+    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+
+
 def gateway_key(row: Row) -> GatewayKey:
     """A `gateway_keys` row (KEY_COLUMNS)."""
     return GatewayKey(
-        row[0], row[1], row[2], bytes(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
+        row[0], row[1], row[2], stored_bytes(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
     )
 
 
