@@ -142,3 +142,29 @@ def test_json_stays_json_when_a_device_sends_nan_and_infinity(tmp_path: Path) ->
         )
         assert (big_big["value"], big_big["plausible"]) == (None, False)
     assert rows["T002-TT-01"]["quality"] == "good"
+
+
+def test_a_failed_read_says_why_not_only_its_kind(tmp_path: Path) -> None:
+    """A serial port that is not there, or not a serial port, was 'bad (link_down)' and
+    nothing more: the driver's message (no such file, not a tty, permission denied) was
+    dropped, and it is what a technician needs to put the port right."""
+    site_map = yaml.safe_load((ROOT / "configs" / "tankfarm.yaml").read_text(encoding="utf-8"))
+    gas = next(d for d in site_map["devices"] if d["id"] == "gas-t1")
+    for key in ("host", "port"):
+        gas.pop(key, None)
+    not_there = tmp_path / "ttyUSB9"
+    gas.update(driver="modbus_rtu", port=str(not_there), unit_id=3)
+    site = tmp_path / "site.yaml"
+    site.write_text(yaml.safe_dump(site_map, allow_unicode=True), encoding="utf-8")
+    probe = ["probe", "-c", str(site), "--device", "gas-t1"]
+    text = CliRunner().invoke(main, probe)
+    assert text.exit_code == 1, text.output
+    errors = [line for line in text.stdout.splitlines() if line.startswith("    error: ")]
+    assert len(errors) == 1, text.stdout  # once for the device's rows, not once a row
+    assert str(not_there) in errors[0]
+    assert "No such file or directory" in errors[0]
+    rows = json.loads(CliRunner().invoke(main, [*probe, "--json"]).stdout)
+    assert rows
+    for row in rows:
+        assert (row["quality"], row["flags"]) == ("bad", ["link_down"])
+        assert "No such file or directory" in row["error"]
