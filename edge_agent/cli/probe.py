@@ -81,6 +81,7 @@ class ProbeRow:
     flags: tuple[str, ...]
     rtt_ms: float | None
     orders: tuple[OrderGuess, ...] = ()  # likeliest first
+    error: str | None = None  # why the read failed: the driver's message, after its kind
 
 
 def _orders(point: ResolvedPoint, sample: RawSample) -> tuple[OrderGuess, ...]:
@@ -177,6 +178,7 @@ async def _probe_device(
                 if rtt_ms is None or not bound.view.answered(sample)
                 else round(rtt_ms, 2),
                 orders=_orders(point, sample) if guess else (),
+                error=sample.error,
             )
         )
     return rows
@@ -238,8 +240,13 @@ def _text(rows: list[ProbeRow]) -> str:
     lines = []
     for index, cells in enumerate(table):
         lines.append(render_row(cells, widths))
-        if index and rows[index - 1].orders:
-            lines.extend(f"    order {order}" for order in rows[index - 1].orders)
+        row = rows[index - 1] if index else None
+        if row is None:
+            continue
+        # A device that cannot be reached fails every point alike: its reason is said once.
+        if row.error and (index == 1 or rows[index - 2].error != row.error):
+            lines.append(f"    error: {row.error}")
+        lines.extend(f"    order {order}" for order in row.orders)
     return "\n".join(lines)
 
 
