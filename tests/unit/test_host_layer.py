@@ -260,6 +260,22 @@ def test_a_file_replaced_takes_away_what_a_crash_left_of_its_earlier_writes(
     )
 
 
+def test_a_write_in_progress_is_no_leftover_of_a_crash(tmp_path: Path) -> None:
+    # Two `collector export --out F` at once (two cron jobs): the second to start took the
+    # first one's temporary for a crash's and removed it, and the first, its rows all
+    # written, then failed on the rename ('No such file or directory'). A writer holds a
+    # lock on its temporary until its rename; only files nobody holds are a crash's.
+    target = tmp_path / "export.csv"
+    with replacing(target) as first:
+        first.write(b"first, ")
+        with replacing(target) as second:
+            second.write(b"second\n")
+        assert target.read_bytes() == b"second\n"
+        first.write(b"whole\n")
+    assert target.read_bytes() == b"first, whole\n"
+    assert [p.name for p in tmp_path.iterdir()] == ["export.csv"]
+
+
 def test_a_file_replaced_piece_by_piece_is_whole_or_untouched(tmp_path: Path) -> None:
     # `collector export --out`: a write killed before the end leaves its temporary; the next
     # write of the file removes it, even one that fails itself, and a failure keeps the old.
