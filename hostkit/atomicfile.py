@@ -9,6 +9,7 @@ path holds the old content or the new, never a part, and the rename itself is sy
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import secrets
@@ -22,22 +23,45 @@ _RANDOM_BYTES = 6
 
 
 @contextlib.contextmanager
-def _written_aside(path: Path, mode: int) -> Iterator[tuple[Path, BinaryIO]]:
-    """A fresh temporary file beside `path` and its handle, synced when the block ends.
+def _aside(path: Path, mode: int) -> Iterator[tuple[Path, BinaryIO]]:
+    """A fresh temporary file beside `path` and its handle, locked while the block runs.
 
-    An exception in the block (Ctrl-C or a SystemExit too) removes the file: a stray copy of
-    a private key must not stay behind.
+    The lock (flock) tells another writer of `path` that this file is a write in progress,
+    not what a crash left (`_remove_leftovers`). An exception in the block (Ctrl-C or a
+    SystemExit too) removes the file: a stray copy of a private key must not stay behind.
     """
-    temporary = path.with_name(f".{path.name}.{secrets.token_hex(_RANDOM_BYTES)}.tmp")
-    fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    temporary, fd = _created_locked(path, mode)
     try:
         with os.fdopen(fd, "wb") as handle:
             yield temporary, handle
-            handle.flush()
-            os.fsync(handle.fileno())
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _created_locked(path: Path, mode: int) -> tuple[Path, int]:
+    """A new temporary file beside `path`, created and locked: its path and descriptor.
+
+    Another writer's `_remove_leftovers` may lock and remove it between the two; then it is
+    linked nowhere, and another is made.
+    """
+    while True:
+        temporary = path.with_name(f".{path.name}.{secrets.token_hex(_RANDOM_BYTES)}.tmp")
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if os.fstat(fd).st_nlink > 0:
+                return temporary, fd
+        except BaseException:
+            os.close(fd)
+            temporary.unlink(missing_ok=True)
+            raise
+        os.close(fd)
+
+
+def _synced(handle: BinaryIO) -> None:
+    handle.flush()
+    os.fsync(handle.fileno())
 
 
 def write_aside(path: Path, data: bytes, mode: int = 0o666) -> Path:
@@ -47,8 +71,9 @@ def write_aside(path: Path, data: bytes, mode: int = 0o666) -> Path:
     nothing already there, a link planted in its place included, is ever written through; it
     is removed again when writing fails. As with open(), the umask narrows `mode`.
     """
-    with _written_aside(path, mode) as (temporary, handle):
+    with _aside(path, mode) as (temporary, handle):
         handle.write(data)
+        _synced(handle)
     return temporary
 
 
@@ -83,25 +108,39 @@ def replacing(path: Path, mode: int = 0o666) -> Iterator[BinaryIO]:
     file and leaves `path` as it was.
     """
     _remove_leftovers(path)
-    with _written_aside(path, mode) as (temporary, handle):
+    with _aside(path, mode) as (temporary, handle):
         yield handle
-    try:
-        temporary.replace(path)
-    except BaseException:
-        temporary.unlink(missing_ok=True)
-        raise
+        _synced(handle)
+        temporary.replace(path)  # still locked: no other writer takes it for a leftover
     sync_directory(path.parent)
 
 
 def _remove_leftovers(path: Path) -> None:
     """Remove the temporaries a crash left of `path`'s earlier writes (each has a new name).
 
-    The callers of `replacing` are meant to be their files' only writers, so before one
-    writes, any `.<name>.<random>.tmp` beside it is an abandoned write. (Two writers at once
-    of one path: the second to start removes the first one's file, whose rename then fails,
-    loudly; neither's content is mixed into the other's.)
+    A write in progress holds a lock on its temporary until it is renamed into place (two
+    exports to one file at once, say), so only a temporary nobody holds is a crash's.
     """
     leftover = re.compile(rf"\.{re.escape(path.name)}\.[0-9a-f]{{{2 * _RANDOM_BYTES}}}\.tmp")
     for sibling in path.parent.iterdir():
         if leftover.fullmatch(sibling.name):
-            sibling.unlink(missing_ok=True)
+            _remove_unless_held(sibling)
+
+
+def _remove_unless_held(temporary: Path) -> None:
+    """Remove `temporary` unless a writer holds its lock."""
+    try:
+        fd = os.open(temporary, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return  # renamed into place or removed meanwhile
+    except OSError:  # a link planted at that name, or a file this user may not read
+        temporary.unlink(missing_ok=True)  # no writer's: writers make files of their own
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pass  # a write in progress
+    else:
+        temporary.unlink(missing_ok=True)
+    finally:
+        os.close(fd)
