@@ -9,11 +9,17 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Sequence
+from typing import Final
 
 from collector.quality.core import LATE_AFTER, QualityCounts, QualityFilter, QualityGroup
 from collector.readmodel import Page, Scope
 from collector.storage.queries import Fetch
 from collector.storage.records import Row
+
+MAX_EXPECTED: Final = 10**12
+"""The most readings one point owes in a window, whatever its poll: a signed meta may say
+`poll: 1e-300` (above 0), and the window over it would count past any integer column. 10^12
+is a 10 ms poll for 300 years."""
 
 _MARKER = re.compile(r"(?<!:):(start|end|late_after|limit)\b")
 

@@ -37,6 +37,7 @@ from collector.model import IngestBatch, KeyGrant, StatusUpdate
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import QualityStats
+from collector.storage.quality import MAX_EXPECTED
 from edge_agent.config import load_site_config
 from edge_agent.core.meta import gateway_meta
 from edge_agent.core.plan_compile import identity_of
@@ -211,6 +212,37 @@ async def test_per_gateway_figures_match_the_hand_computed_ones(
         ],
         "next": None,
     }
+
+
+async def test_a_poll_period_near_zero_counts_a_bounded_number_of_readings(
+    storage_url: str,
+) -> None:
+    """Found by a hostile tester: a signed meta with `poll: 1e-300` (above 0, so taken) made
+    every /v1/quality over its gateway fail: 'bigint out of range' on PostgreSQL, 'integer
+    overflow' on SQLite (a 500). A point owes at most MAX_EXPECTED readings per window."""
+    async with open_storage(storage_url) as storage:
+        await _fill(storage)
+        meta = C.meta(
+            [
+                PointMeta(LEVEL, "WHP-LT", "m", LEVEL, "dev-1", {}, poll=1e-300),
+                PointMeta(PRESSURE, "WHP-PT", "MPa", PRESSURE, "dev-1", {}, poll=1e-300),
+            ],
+            issued_at=BASE_TIME - 500,
+        )
+        owner, key = C.registration()
+        message = Inbound(C.topics.meta, meta, tuple(C.sign(meta)), BASE_TIME - 500)
+        batch = plan_batch([message], {key.kid: KeyGrant(key, owner)}, default_catalogue())
+        assert not batch.audits
+        await storage.ingest(batch)
+        async with _api(storage) as http:
+            body = await _quality(http, **WINDOW)
+            [c_item] = [item for item in body["items"] if item["gateway"] == C.gateway]
+            assert c_item["expected"] == 2 * MAX_EXPECTED
+            grouped = await _quality(http, group="district", **WINDOW)
+            assert {item["district"]: item["expected"] for item in grouped["items"]} == {
+                C.district: 2 * MAX_EXPECTED,
+                A.district: 130,
+            }
 
 
 async def test_groups_add_up_their_gateways(client: httpx.AsyncClient) -> None:
