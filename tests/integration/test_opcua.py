@@ -317,6 +317,28 @@ async def test_poll_namespace_uri_node_ids_resolve(sim: SlopeServer) -> None:
     assert sample.quality is Quality.GOOD
 
 
+@module_loop
+@pytest.mark.parametrize("mode", [ReadMode.POLL, ReadMode.SUBSCRIBE])
+async def test_a_namespace_uri_the_server_lacks_fails_its_point_not_the_device(
+    sim: SlopeServer, mode: ReadMode
+) -> None:
+    """One point's namespace URI mistyped failed `connect` for the whole device ('server has
+    no namespace'), so none of its points was ever read; a wrong namespace index (ns=9) was
+    the one point's BadNodeIdUnknown."""
+    points = [
+        UaPoint("x", "nsu=urn:ganzhi:sim:slope;s=Slope.G1.X"),
+        UaPoint("typo", "nsu=urn:ganzhi:sim:slop;s=Slope.G1.Y"),
+        UaPoint("y", sim.node_id("Slope.G1.Y")),
+    ]
+    async with connected(make_driver(sim.endpoint, points, mode=mode)) as driver:
+        samples = {s.key: s for s in await driver.read()}
+    assert (samples["x"].quality, samples["y"].quality) == (Quality.GOOD, Quality.GOOD)
+    typo = samples["typo"]
+    assert typo.quality is Quality.BAD
+    assert typo.error is not None
+    assert "'urn:ganzhi:sim:slop'" in typo.error
+
+
 # -- link loss and recovery ------------------------------------------------------------
 
 
