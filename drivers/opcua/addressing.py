@@ -43,11 +43,17 @@ def normalize_endpoint(endpoint: str) -> str:
 
 
 async def resolve_nodes(
-    client: Client, points: Sequence[UaPoint], device_id: str
-) -> dict[str, ua.NodeId]:
-    """Parse each point's node id; ``nsu=`` namespace URIs are looked up on the server."""
+    client: Client, points: Sequence[UaPoint]
+) -> tuple[dict[str, ua.NodeId], dict[str, str]]:
+    """Parse each point's node id; ``nsu=`` namespace URIs are looked up on the server.
+
+    Returns the node of each point, and why not for each point whose namespace URI the
+    server does not have: that point reads BAD with the reason, the others are read (a
+    mistyped URI is one point's mistake, as a wrong ``ns=`` index is).
+    """
     namespaces: list[str] | None = None
     nodes: dict[str, ua.NodeId] = {}
+    unresolved: dict[str, str] = {}
     for point in points:
         parsed = ua.NodeId.from_string(point.node_id)
         uri = getattr(parsed, "NamespaceUri", None)
@@ -55,14 +61,13 @@ async def resolve_nodes(
             if namespaces is None:
                 namespaces = list(await client.get_namespace_array())
             if uri not in namespaces:
-                raise DriverProtocolError(
-                    f"{device_id}: server has no namespace {uri!r} ({point.key})"
-                )
+                unresolved[point.key] = f"unknown_namespace: the server has no namespace {uri!r}"
+                continue
             parsed = ua.NodeId(
                 parsed.Identifier, ua.Int16(namespaces.index(uri)), parsed.NodeIdType
             )
         nodes[point.key] = ua.NodeId(parsed.Identifier, parsed.NamespaceIndex, parsed.NodeIdType)
-    return nodes
+    return nodes, unresolved
 
 
 async def read_values(link: Link, device_id: str) -> dict[str, UaValue]:

@@ -235,7 +235,7 @@ class OpcUaDriver:
                 username=self._username,
                 password=self._password,
             )
-            link.nodes = await resolve_nodes(client, self._points, self._device_id)
+            link.nodes, link.unresolved = await resolve_nodes(client, self._points)
             if self._mode is ReadMode.SUBSCRIBE:
                 await subscribe(
                     link,
@@ -370,6 +370,12 @@ class OpcUaDriver:
         wall, mono = self._wall(), self._mono()
         samples: list[RawSample] = []
         for point in points:
+            unresolved = link.unresolved.get(point.key)
+            if unresolved is not None:
+                samples.append(
+                    RawSample(point.key, None, Quality.BAD, wall, mono, error=unresolved)
+                )
+                continue
             value = values.get(point.key)
             if value is None:
                 refused = link.refused.get(point.key)

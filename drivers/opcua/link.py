@@ -51,6 +51,7 @@ class Link:
     unsent: set[str] = field(default_factory=set)
     keys_by_node: dict[ua.NodeId, tuple[str, ...]] = field(default_factory=dict)
     refused: dict[str, int] = field(default_factory=dict)  # key -> monitored-item status
+    unresolved: dict[str, str] = field(default_factory=dict)  # key -> why it has no node here
     latest: dict[str, UaValue] = field(default_factory=dict)
     first_values: asyncio.Event = field(default_factory=asyncio.Event)
     lost: str | None = None
