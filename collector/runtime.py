@@ -187,22 +187,23 @@ async def serve_until_signalled(config: CollectorConfig) -> None:
     signals = (signal.SIGINT, signal.SIGTERM)
     starting = asyncio.current_task()
     assert starting is not None  # noqa: S101 - a coroutine run by asyncio.run has its task
-    start_abandoned = False
+    started = start_abandoned = False
 
-    def abandon_start() -> None:
+    def on_signal() -> None:
+        # One handler that asks which phase it is in, rather than a second handler installed
+        # once started: a signal asyncio has already queued would still run the first one.
         nonlocal start_abandoned
-        if not start_abandoned:  # a second signal is the same stop, not a second cancellation
+        if started:  # the services stop in order (run_collector's exit)
+            stop.set()
+        elif not start_abandoned:  # a second signal is the same stop, not a second cancellation
             start_abandoned = True
-            starting.cancel()
+            starting.cancel()  # at one of the start's awaits
 
     for sig in signals:
-        loop.add_signal_handler(sig, abandon_start)
+        loop.add_signal_handler(sig, on_signal)
     try:
         async with run_collector(config) as running:
-            # Started: a signal from here on sets `stop`, and the services stop in order
-            # (run_collector's exit). One during the start cancelled it at one of its awaits.
-            for sig in signals:
-                loop.add_signal_handler(sig, stop.set)
+            started = True
             stopping = asyncio.create_task(stop.wait(), name="collector-signal")
             failing = asyncio.create_task(running.wait(), name="collector-services")
             connected = asyncio.create_task(running.wait_connected(), name="collector-ready")
