@@ -79,3 +79,38 @@ async def test_rollup_buckets_equal_raw_buckets(env: CollectorEnv, width: int, o
     assert len(from_rollups) == len(from_readings) > 0
     for rolled, raw in zip(from_rollups, from_readings, strict=True):
         assert _same(rolled, raw), (rolled, raw)
+
+
+HUGE = 1.7e308  # near the largest double: an instrument's garbage, stored out_of_range
+
+
+async def test_sums_past_the_largest_double_neither_stop_ingest_nor_the_buckets(
+    env: CollectorEnv,
+) -> None:
+    """Found by a hostile tester: on PostgreSQL, float8 addition raises on overflow where
+    SQLite and Python give infinity. A second reading of 1.7e308 in one minute, sent in a
+    later block, failed its batch for good ('value out of range: overflow' folding the
+    minute's total: never ACKed, resent and failing again); two such minutes in one hour made
+    every=1h fail the same way, from the rollups and from the raw readings."""
+    minute = START + 600
+    blocks = [[_huge(minute + 1)], [_huge(minute + 2)], [_huge(minute + 61)]]
+    for seq, records in enumerate(blocks, start=1):
+        await env.link.send(seq, records=records)
+        signed = await env.link.next_ack()
+        assert signed.ack.acked_through == seq
+    where = ReadingFilter(gateway=env.gateway.gateway, t_from=START, t_to=START + 7200)
+    # The sum of the first minute is past any double: its average is not a number there.
+    minutes = await _all(env, where, BucketGrid(60, 0))
+    assert [(row.count, row.min, row.max, row.last) for row in minutes] == [
+        (2, HUGE, HUGE, HUGE),
+        (1, HUGE, HUGE, HUGE),
+    ]
+    assert [row.avg for row in minutes][1] == HUGE
+    for start in (START, START - 0.5):  # from the rollups, then from the raw readings
+        unaligned = dataclasses.replace(where, t_from=start)
+        [hour] = await _all(env, unaligned, BucketGrid(3600, 0))
+        assert (hour.count, hour.min, hour.max, hour.last) == (3, HUGE, HUGE, HUGE)
+
+
+def _huge(t: float) -> Reading:
+    return Reading("T001-LT-01", "WHP-LT", iso_time(t), HUGE, "m", Quality.GOOD)
