@@ -98,11 +98,14 @@ def rollup_rows(rollups: Iterable[MinuteRollup]) -> list[tuple[object, ...]]:
     ]  # fmt: skip
 
 
-def fold_statement(*, rows: str, smaller: str, larger: str) -> str:
+def fold_statement(
+    *, rows: str, smaller: str, larger: str, total_sum: str = "o.total + excluded.total"
+) -> str:
     """`merged`, row by row in SQL: the upsert of `rows` into `readings_1m`, in a dialect.
 
     `rows` gives the new rollups (`rollup_rows`' columns); `smaller`/`larger` name the
-    dialect's two-argument min and max, kept from NULL by coalesce where a side may be NULL.
+    dialect's two-argument min and max, kept from NULL by coalesce where a side may be NULL;
+    `total_sum` adds the two totals (both known) as IEEE does, infinite past the largest double.
     """
     return f"""
 INSERT INTO readings_1m AS o
@@ -114,7 +117,7 @@ ON CONFLICT (gateway, point, minute) DO UPDATE SET
     hi = coalesce({larger}(o.hi, excluded.hi), o.hi, excluded.hi),
     total = CASE WHEN o.total IS NULL THEN excluded.total
                  WHEN excluded.total IS NULL THEN o.total
-                 ELSE o.total + excluded.total END,
+                 ELSE {total_sum} END,
     quota = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.quota ELSE o.quota END,
     unit = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.unit ELSE o.unit END,
     newest_t = {larger}(o.newest_t, excluded.newest_t),
