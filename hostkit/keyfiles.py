@@ -23,6 +23,7 @@ from typing import Final, TypeVar
 
 from configkit.durations import format_size
 from hostkit.atomicfile import replace_file, sync_directory, write_aside
+from hostkit.ownership import root_among_others_files
 from specs.signing import (
     ED25519,
     SignatureError,
@@ -128,7 +129,13 @@ def check_private_mode(key_file: Path) -> None:
 
 
 def write_key_pair(key_file: Path, key: SigningKey) -> None:
-    """Write `key` to `key_file` (0600, never over an existing file) and its `.pub` (0644)."""
+    """Write `key` to `key_file` (0600, never over an existing file) and its `.pub` (0644).
+
+    Not as root in a folder another user owns (the service's): the key would be root's, 0600,
+    and the service could not read it (hostkit.ownership).
+    """
+    if (problem := root_among_others_files(key_file.parent)) is not None:
+        raise KeyFileError(f"{key_file}: cannot write the key: {problem}")
     try:
         try:
             key_file.parent.mkdir(parents=True, exist_ok=True)

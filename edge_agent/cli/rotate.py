@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from edge_agent.cli.refusals import refuse_unusable_outbox_path
 from edge_agent.config import SiteConfig
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.shell.host import clock_synchronized
@@ -43,6 +44,7 @@ def rotate(config_path: Path) -> None:
     <key_file>.retired-<kid>. Safe while `edge-agent run` runs.
     """
     config = load_or_exit(config_path)
+    refuse_unusable_outbox_path(config_path, config, try_writing=True)  # it seals a block
     try:
         announced = asyncio.run(_announce(config))
     except KeyFileError as exc:
