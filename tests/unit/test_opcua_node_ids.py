@@ -46,6 +46,7 @@ BAD = (
     "ns=1;g=not-a-guid",
     "ns=1;b=###",
     "ns=1;b=0xzz",
+    "ns=1;b=0x",  # no bytes, as "b=" (it passed: the text was not empty)
     "ns=1;q=5",
 )
 
