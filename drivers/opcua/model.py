@@ -92,12 +92,13 @@ def _check_byte_string(value: str) -> None:
     """Raise ValueError unless `value` is base64 (or asyncua's 0x-prefixed hex)."""
     try:
         if value.startswith(_BYTE_STRING_HEX):
-            bytes.fromhex(value[len(_BYTE_STRING_HEX) :])
+            identifier = bytes.fromhex(value[len(_BYTE_STRING_HEX) :])
         else:
-            base64.b64decode(value.encode("ascii"), validate=True)
+            identifier = base64.b64decode(value.encode("ascii"), validate=True)
     except (binascii.Error, ValueError):  # UnicodeEncodeError is a ValueError too
         raise ValueError(f"a ByteString identifier (b=) must be base64, not {value!r}") from None
-    if not value:
+    # The bytes, not the text: `0x` and `====` are text that decodes to nothing.
+    if not identifier:
         raise ValueError("a ByteString identifier (b=) must not be empty")
 
 
