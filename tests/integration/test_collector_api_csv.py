@@ -126,6 +126,23 @@ async def test_csv_buckets_equal_the_json_buckets(client: httpx.AsyncClient) -> 
         assert all(r["t"].endswith("+08:00") for r in rows)
 
 
+async def test_an_average_past_the_largest_double_is_empty_in_csv_as_null_in_json(
+    storage_url: str,
+) -> None:
+    """Found by a hostile tester: two readings of 1.7e308 in one minute sum past the largest
+    double; JSON showed the average as null and CSV as 'inf', a cell no reader takes."""
+    async with open_storage(storage_url) as storage:
+        await register(storage, BEIJING)
+        huge = [level(BASE_TIME + 1, 1.7e308), level(BASE_TIME + 2, 1.7e308)]
+        await store_blocks(storage, BEIJING, [huge])
+        async with serve(storage) as http:
+            rows = await _csv(http, every="1m")
+            [item] = await _json_items(http, every="1m")
+            assert item["avg"] is None
+            assert rows == [_cells(item)]
+            assert rows[0]["max"] == "1.7e+308"
+
+
 async def test_csv_times_follow_tz(client: httpx.AsyncClient) -> None:
     rows = await _csv(client, gateway=BEIJING.gateway, tz="-05:30")
     assert [r["t"] for r in rows] == ["2026-05-28T14:56:40.000-05:30"] * 2
