@@ -144,8 +144,11 @@ def shortest_float32(value: float) -> float:
 
 
 def shown_value(value: float | None) -> float | None:
-    """A stored value as the API shows it (None stays None)."""
-    return None if value is None else shortest_float32(value)
+    """A stored value as the API shows it: None when unknown or not finite.
+
+    Only an aggregate is ever not finite: an average whose sum went past the largest double.
+    """
+    return None if value is None or not math.isfinite(value) else shortest_float32(value)
 
 
 # --- times --------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ from collections.abc import Iterable, Sequence
 from datetime import timezone
 from typing import Final
 
-from collector.api.core import shortest_float32, shown_time
+from collector.api.core import shown_time, shown_value
 from collector.readmodel import BucketRow, ReadingRow
 
 READING_COLUMNS: Final = ("gateway", "point", "quota", "t", "value", "unit", "quality", "flags")
@@ -34,8 +34,9 @@ FLAG_SEPARATOR: Final = ";"
 
 
 def number_cell(value: float | None) -> str:
-    """A value as its cell: shortest float32 digits when it is one, empty when unknown."""
-    return "" if value is None else repr(shortest_float32(value))
+    """A value as its cell: shortest float32 digits when it is one, empty as JSON's null."""
+    shown = shown_value(value)
+    return "" if shown is None else repr(shown)
 
 
 def reading_cells(row: ReadingRow, zone: timezone) -> list[str]:
