@@ -471,3 +471,21 @@ def test_readings_a_full_outbox_let_go_are_imported_by_the_next_run(
     assert counts(again)["duplicate"] == len(thinned)
     every = [(r.point, r.t) for r in stored_readings(site)]
     assert (len(every), len(set(every))) == (len(rows), len(rows)), "each row once, none lost"
+
+
+def test_a_quote_left_open_rejects_its_row_not_the_rows_after_it(
+    site: Path, tmp_path: Path
+) -> None:
+    """No cell of the import can hold a line break, but a quote left open at the end of a
+    line made the CSV reader take the lines after it into that cell, up to its 131,072
+    characters: about 4,000 good rows went with it, reported as one rejected row."""
+    rows = [
+        f"T001-LT-01,2024-03-01 {8 + s // 3600:02d}:{s // 60 % 60:02d}:{s % 60:02d},{s % 9}"
+        for s in range(1, 5001)
+    ]
+    stray = 'T001-LT-01,2024-03-01 08:00:00,"1'
+    csv = write(tmp_path / "log.csv", "\n".join(["point,t,value", stray, *rows]) + "\n")
+    result = backfill(site, csv, "--json")
+    assert result.exit_code == 1
+    assert result.stderr == f"{csv}:2: a quote opened on this line is not closed on it\n"
+    assert (counts(result)["imported"], counts(result)["rejected"]) == (5000, 1)
