@@ -79,21 +79,39 @@ class _LineTooLongError(Exception):
     """The line being read is longer than MAX_LINE; the reader has skipped to its end."""
 
 
-class _BoundedLines:
-    """The lines of a text stream for the CSV reader, none longer than MAX_LINE, counted.
+class _QuoteLeftOpenError(Exception):
+    """The CSV reader asked for a second line for one row: a quote was left open."""
 
-    An iterator, not a generator: after `_LineTooLongError` it goes on with the next line.
+
+class _BoundedLines:
+    """The lines of a text stream for the CSV reader, one per row, none longer than MAX_LINE.
+
+    No cell of the import (point, time, value, quality, unit) can hold a line break, so a row
+    is one line: when the reader asks for another line before its row is done (a quote left
+    open), `_QuoteLeftOpenError` ends that row and the line stays for the next one. Else the
+    reader would take the following lines into the open cell, up to its field limit of
+    131,072 characters: thousands of good rows gone as one rejected row.
+
+    An iterator, not a generator: after an error it goes on with the next line.
     """
 
     def __init__(self, text: io.TextIOWrapper) -> None:
         self._text = text
         self.count = 0
         """Lines taken from the stream so far, the skipped ones included."""
+        self._row_has_its_line = False
 
     def __iter__(self) -> Self:
         return self
 
+    def next_row(self) -> None:
+        """The reader starts a row: it may take one line."""
+        self._row_has_its_line = False
+
     def __next__(self) -> str:
+        if self._row_has_its_line:
+            raise _QuoteLeftOpenError
+        self._row_has_its_line = True
         line = self._text.readline(MAX_LINE)
         if not line:
             raise StopIteration
@@ -165,12 +183,16 @@ class CsvSource:
         reader = self._reader
         while True:
             start = self._lines.count + 1
+            self._lines.next_row()
             try:
                 cells = next(reader)
             except StopIteration:
                 return
             except _LineTooLongError:
                 yield start, Rejection(f"a line longer than {MAX_LINE} characters")
+                continue
+            except _QuoteLeftOpenError:
+                yield start, Rejection("a quote opened on this line is not closed on it")
                 continue
             except csv.Error as exc:
                 # The reader starts afresh with the next record after an error.

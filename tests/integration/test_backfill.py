@@ -144,8 +144,8 @@ def test_every_rejected_row_is_reported_as_file_line_reason(site: Path, tmp_path
         "T001-LT-01,2024-03-01 08:00:02,1.0,,ft",  # 7 unit not convertible
         "T001-LT-01,2024-03-01 08:00:03,1.0",  # 8 wrong column count
         "T001-LT-01,2024-03-01 08:00:04,1.0,fine,",  # 9 bad quality
-        '"T001-LT-01","2024-03-01 08:00:05","1.0',  # 10..11: a quoted newline
-        '2","good","m"',
+        '"T001-LT-01","2024-03-01 08:00:05","1.0',  # 10 a quote left open: a row is a line
+        '2","good","m"',  # 11 wrong column count (not the rest of row 10)
         "T001-LT-01,2024-03-01 08:00:06,1.0,good,m",  # 12 imported
         "T001-LT-01,2024-03-01 08:00:07,1.0,good,m",  # 13 latin-1 bytes below
         "T001-LT-01,2024-03-01 08:00:08,,good,",  # 14 empty value on a good reading
@@ -164,11 +164,12 @@ def test_every_rejected_row_is_reported_as_file_line_reason(site: Path, tmp_path
         f"{csv}:7: unit 'ft' is not convertible to m for T001-LT-01 (WHP-LT accepts cm, m, mm)",
         f"{csv}:8: expected 5 columns, found 3",
         f"{csv}:9: quality 'fine' is not good|uncertain|bad",
-        f"{csv}:10: value '1.0\\n2' is not a number",
+        f"{csv}:10: a quote opened on this line is not closed on it",
+        f"{csv}:11: expected 5 columns, found 3",
         f"{csv}:13: not UTF-8 text",
         f"{csv}:14: value '' is not a number",
     ]
-    assert (counts(result)["imported"], counts(result)["rejected"]) == (3, 10)
+    assert (counts(result)["imported"], counts(result)["rejected"]) == (3, 11)
     assert [(r.t, r.value, r.quality) for r in readings(site)] == [
         ("2024-03-01T00:00:00.000+00:00", 1.0, Quality.GOOD),
         ("2024-03-01T00:00:06.000+00:00", 1.0, Quality.GOOD),
