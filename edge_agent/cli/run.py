@@ -41,7 +41,7 @@ def plan_memfd(plan: AgentPlan) -> int:
 @config_option
 @click.option("--restarted", is_flag=True, hidden=True, help="Started again on a pushed map.")
 def run(config_path: Path, *, restarted: bool) -> None:
-    """Run until stopped (SIGTERM/SIGINT); systemd Type=notify is supported."""
+    """Run until stopped (SIGTERM, SIGINT or SIGHUP); systemd Type=notify is supported."""
     keep_large_allocations_mapped()  # from the start: reading the map frees large buffers too
     config = load_or_exit(config_path)
     log_format = click.get_current_context().meta.get(LOG_FORMAT, "auto")

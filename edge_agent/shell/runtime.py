@@ -219,7 +219,7 @@ async def run_plan(
     *,
     bus_report_every: float = REPORT_EVERY,
 ) -> bool:
-    """Run until `stop` is set (or SIGTERM/SIGINT), then seal what is queued and exit.
+    """Run until `stop` is set (or SIGTERM/SIGINT/SIGHUP), then seal what is queued and exit.
 
     With `plan.site_file` (the map the plan was compiled from) the agent takes signed commands
     on `down/cmd` (edge_agent.shell.commands); it returns True when one replaced that file and
@@ -229,7 +229,8 @@ async def run_plan(
     poll tasks ended; each bus's measured utilization is logged every `bus_report_every` s.
     """
     stop = stop or asyncio.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
+    # SIGHUP: a run by hand whose terminal goes away (SSH dropped) seals what it polled too.
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
     key = load_private_key(plan.key_file)

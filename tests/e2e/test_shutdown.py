@@ -187,22 +187,24 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
-def sigterm(agent: subprocess.Popen[bytes], work: Path) -> tuple[float, float]:
-    """SIGTERM the agent; return (wall time of the signal, seconds until it exited)."""
+def sigterm(
+    agent: subprocess.Popen[bytes], work: Path, sig: signal.Signals = signal.SIGTERM
+) -> tuple[float, float]:
+    """SIGTERM (or `sig`) the agent; return (wall time of the signal, seconds until it exited)."""
     signalled_at = time.time()
     started = time.monotonic()
-    os.kill(agent.pid, signal.SIGTERM)
+    os.kill(agent.pid, sig)
     try:
         code = agent.wait(timeout=60)
     except subprocess.TimeoutExpired:
         agent.kill()
         agent.wait()
         log = (work / "agent.log").read_text(encoding="utf-8", errors="replace")
-        pytest.fail(f"the agent ignored SIGTERM for 60 s; log tail:\n{log[-3000:]}")
+        pytest.fail(f"the agent ignored {sig.name} for 60 s; log tail:\n{log[-3000:]}")
     took = time.monotonic() - started
     log = (work / "agent.log").read_text(encoding="utf-8", errors="replace")
     assert code == 0, f"exit code {code}; log tail:\n{log[-3000:]}"
-    print(f"SIGTERM to exit: {took:.3f} s")  # the measured figure, for -s runs
+    print(f"{sig.name} to exit: {took:.3f} s")  # the measured figure, for -s runs
     return signalled_at, took
 
 
@@ -260,3 +262,25 @@ def test_sigterm_under_full_load_exits_0_within_5s_and_seals_every_reading(
     log = (plant.work / "agent.log").read_text(encoding="utf-8", errors="replace")
     assert "shutdown_tasks_abandoned" not in log
     assert '"drained": false' in log or "drained=False" in log, "nothing can be ACKed here"
+
+
+def test_a_hangup_stops_the_agent_as_sigterm_does(plant: Plant) -> None:
+    """`edge-agent run` started by hand in an SSH session that drops gets SIGHUP. It died at
+    once (the signal's default), losing every reading polled since the last seal; now it stops
+    as on SIGTERM: exit 0, everything polled sealed."""
+    plant.write_site(flush_interval="1h", flush_readings=1_000_000)  # only the stop seals
+    subprocess.run(
+        [str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml"],
+        cwd=plant.work,
+        check=True,
+        capture_output=True,
+    )
+    started_at = time.time()
+    agent = start_agent(plant.work)
+    wait_for((plant.work / "state" / "outbox.db").exists, 60, "the outbox")
+    time.sleep(3.0)
+    assert agent.poll() is None, "the agent died"
+    signalled_at, took = sigterm(agent, plant.work, signal.SIGHUP)
+    assert took < STOP_WITHIN, f"{took:.2f} s to stop"
+    assert sealed_blocks(plant.work) > 0, "the final seal did not happen"
+    assert_sealed_up_to(outbox_readings(plant.work), signalled_at, since=started_at + 1.5)
