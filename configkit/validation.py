@@ -143,22 +143,33 @@ def _message(kind: str, message: str, ctx: dict[str, Any] | None, value: object)
     return message
 
 
-# YAML 1.1 (PyYAML) takes 1.0e-3 for a number but 1e-3 for text: its float needs the dot.
-_EXPONENT_WITHOUT_DOT = re.compile(r"([-+]?[0-9]+)([eE][-+]?[0-9]+)")
+# YAML 1.1 (PyYAML) takes 1.0e-3 and 1.0e+3 for numbers but 1e-3 and 1.0e3 for text: its float
+# needs a dot before the exponent and a sign on it.
+_EXPONENT_AS_TEXT = re.compile(r"([-+]?[0-9]+)(\.[0-9]*)?[eE]([-+]?)([0-9]+)")
 
 
 def _exponent_hint(kind: str, value: object) -> str:
-    """Why a number written as 1e-3 is refused where a number is expected, and what to write."""
+    """Why a number written as 1e-3 or 1.0e3 is refused where one is expected; what to write."""
     if kind not in {"float_type", "float_parsing"} or not isinstance(value, str):
         return ""
-    written = _EXPONENT_WITHOUT_DOT.fullmatch(value)
+    written = _EXPONENT_AS_TEXT.fullmatch(value)
     if written is None or not math.isfinite(number := float(value)):
         return ""
-    mantissa, exponent = written.groups()
+    whole, fraction, sign, digits = written.groups()
+    missing = [what for what, there in (("no dot", fraction), ("no sign", sign)) if not there]
+    if not missing:  # '1.0e+3' in quotes: YAML's number, made text by the quotes
+        return ""
+    why = {
+        ("no dot",): "with an exponent but no dot",
+        ("no sign",): "whose exponent has no sign",
+        ("no dot", "no sign"): "with an exponent but no dot and no sign",
+    }[tuple(missing)]
+    letter = value[len(whole) + len(fraction or "")]
+    dotted = f"{whole}{fraction or '.0'}{letter}{sign or '+'}{digits}"
     plain = repr(number)
     # 1e-20 has no shorter plain spelling: only the dotted one is offered.
-    instead = f"{mantissa}.0{exponent}" + ("" if "e" in plain else f" or {plain}")
-    return f" (YAML reads a number with an exponent but no dot as text: write {instead})"
+    instead = dotted + ("" if "e" in plain else f" or {plain}")
+    return f" (YAML reads a number {why} as text: write {instead})"
 
 
 def unknown_key_hint(path: KeyPath, model: type[BaseModel]) -> str:
