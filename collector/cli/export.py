@@ -180,13 +180,17 @@ def _written(out: Path | None) -> Iterator[tuple[contextlib.ExitStack, BinaryIO]
 def _replaceable_out(
     _context: click.Context, _param: click.Parameter, out: Path | None
 ) -> Path | None:
-    """`--out` as given, unless something other than a regular file is there.
+    """`--out` as given, unless its folder is not there or no regular file is at it.
 
     The export is renamed over `out` when complete: a device, FIFO or symbolic link there
     (`/dev/stdout`, `/dev/full`) would be replaced by a file, not written to.
     """
     if out is None:
         return None
+    folder = out.parent
+    if not folder.is_dir():  # the partial file goes beside `out`: say so before the export runs
+        says = "is not a folder" if folder.exists() else "does not exist"
+        raise click.BadParameter(f"{folder} {says} (the export is written beside --out)")
     try:
         mode = out.lstat().st_mode
     except FileNotFoundError:

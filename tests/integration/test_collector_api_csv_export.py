@@ -157,3 +157,19 @@ def test_an_out_that_is_no_regular_file_is_refused_and_left_alone(
     assert f"{out} is not a regular file" in result.stderr
     assert stat.S_ISFIFO(out.lstat().st_mode) if kind == "fifo" else out.is_symlink()
     assert not list(tmp_path.glob(f".{out.name}.*"))  # no partial file left
+
+
+@pytest.mark.parametrize("kind", ["missing folder", "file as folder"])
+def test_an_out_whose_folder_is_not_there_is_a_usage_error(
+    config: Path, tmp_path: Path, kind: str
+) -> None:
+    """`--out nosuch/x.csv` ended with exit 1 and a bare "[Errno 2] No such file or directory:
+    'nosuch'" (after reading the database); the folder is named, exit 2, before anything runs."""
+    folder = tmp_path / "nosuch"
+    if kind == "file as folder":
+        folder.write_text("a file\n", encoding="utf-8")
+    out = folder / "readings.csv"
+    result = _export(config, "--out", str(out))
+    assert result.exit_code == 2, result.output
+    says = "does not exist" if kind == "missing folder" else "is not a folder"
+    assert f"{folder} {says} (the export is written beside --out)" in result.stderr
