@@ -80,6 +80,14 @@ class FeedJournal(Protocol):
         """The newest reading id and journal id, from one snapshot."""
         ...
 
+    async def feed_issued(self) -> FeedPosition:
+        """The highest reading id and journal id ever handed out, pruned rows included.
+
+        Every position this database made is at most this; the head may be lower once
+        retention deleted the rows with the highest ids.
+        """
+        ...
+
     async def feed_page(
         self,
         scope: Scope,

@@ -36,6 +36,8 @@ class FeedStatements:
 
     readings: str
     journal: str
+    issued: str
+    """Selects the highest reading id and journal id ever handed out, pruned rows included."""
     unindexed: str = ""
 
 
@@ -46,6 +48,18 @@ async def feed_head(fetch: Fetch) -> FeedPosition:
         " (SELECT coalesce(max(id), 0) FROM feed)",
         (),
     )
+    return FeedPosition(int(rows[0][0]), int(rows[0][1]))
+
+
+async def feed_issued(fetch: Fetch, statements: FeedStatements) -> FeedPosition:
+    """The highest reading id and journal id this database has handed out.
+
+    Not a head to read up to (PostgreSQL hands out ids before their commit), but the bound of
+    the positions this database made: retention deletes the oldest journal rows (and, once a
+    whole month expires, the newest readings), so a position a client holds may be past the
+    head while it is still this database's.
+    """
+    rows = await fetch(statements.issued, ())
     return FeedPosition(int(rows[0][0]), int(rows[0][1]))
 
 

@@ -118,6 +118,7 @@ class CapabilityReads(QueryReads):
     stored_blocks = _read(archive.stored_blocks, "reading stored blocks")
     feed_head = _read(feed.feed_head, "reading the feed head")
     feed_page = _dialect_read(feed.feed_page, "reading the feed", _feed_statements)
+    feed_issued = _dialect_read(feed.feed_issued, "reading the feed's ids", _feed_statements)
     quality_counts = _dialect_read(
         quality.quality_counts, "reading quality counts", _quality_aggregates
     )

@@ -34,11 +34,12 @@ from collector.feed.wakeup import LocalCommitSignal
 from collector.ingest.core import Inbound, plan_batch
 from collector.model import IngestBatch, KeyGrant, StatusUpdate
 from collector.runtime import run_collector
-from collector.storage import open_storage
+from collector.storage import open_storage, prune_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import CommitRelay, FeedJournal, relayed_commits
 from collector.storage.postgres.locks import FEED_LOCK
 from collector.storage.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA
+from collector.storage.retention import DAY, RetentionPolicy
 from collector.storage.sqlite import SCHEMA_VERSION
 from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
@@ -721,3 +722,29 @@ async def test_postgresql_migration_3_gives_the_journal_presence_and_poll(
         BASE_TIME,
         BASE_TIME,
     ) == [(NANCHANG.gateway, 0.0, 80.0), (NANCHANG.gateway, 200.0, 260.0)]
+
+
+async def test_a_stream_resumes_after_retention_pruned_the_journal_it_read(
+    storage_url: str,
+) -> None:
+    """Retention deletes old journal rows, so the journal's newest id can fall below the id a
+    client holds. That id was still made by this database: the client (a browser's
+    EventSource reconnecting on its own) resumes from it and gets what comes next."""
+    async with _served(storage_url) as feed:
+        async with _stream(feed.base_url, types="status") as stream:
+            await stream.take(1)
+            await feed.deliver(statuses=[StatusUpdate(NANCHANG.gateway, online=True, at=BASE_TIME)])
+            (online,) = await stream.take(1)
+        pruned = await prune_storage(
+            storage_url, RetentionPolicy(raw_days=45), BASE_TIME + 46 * DAY
+        )
+        assert pruned.feed_events_dropped == 1
+        async with _stream(feed.base_url, last_event_id=online.id, types="status") as resumed:
+            (hello,) = await resumed.take(1)
+            assert hello.id == online.id
+            await feed.deliver(
+                statuses=[StatusUpdate(NANCHANG.gateway, online=False, at=BASE_TIME + 1)]
+            )
+            (offline,) = await resumed.take(1)
+        assert offline.body["online"] is False
+        assert _position(offline) > _position(online)

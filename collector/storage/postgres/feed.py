@@ -73,4 +73,9 @@ STATEMENTS: Final = FeedStatements(
         "SELECT f.id, f.readings_through, f.kind, f.gateway, f.payload, g.enterprise, g.district"
         " FROM feed f JOIN gateways g ON g.gateway = f.gateway WHERE f.id > ? AND f.id <= ?"
     ),
+    # The identity sequences' last values (null until a first id is handed out).
+    issued=(
+        "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('readings', 'id')), 0),"
+        " coalesce(pg_sequence_last_value(pg_get_serial_sequence('feed', 'id')), 0)"
+    ),
 )

@@ -24,5 +24,10 @@ STATEMENTS: Final = FeedStatements(
         " FROM feed f CROSS JOIN gateways g ON g.gateway = f.gateway"
         " WHERE f.id > ? AND f.id <= ?"
     ),
+    # AUTOINCREMENT keeps each table's highest id ever handed out in sqlite_sequence.
+    issued=(
+        "SELECT (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'readings'),"
+        " (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'feed')"
+    ),
     unindexed="+",
 )
