@@ -28,9 +28,16 @@ def scaled_mean(value: str, count: str) -> str:
 
     PostgreSQL's float8 sum raises on overflow (SQLite's gives infinity): two minutes of
     1.7e308 made a bucket fail. Scaling by a power of two is exact for every double above
-    2^-958, so the mean is bit for bit avg()'s wherever that did not overflow.
+    2^-958, so the mean is bit for bit avg()'s wherever that did not overflow; where the sum
+    is past the largest double, the mean is infinite, as SQLite's avg() and the rollups'
+    infinite totals give (the scaled sum alone gave 1.7e308 for three readings of 1.7e308).
     """
-    return f"sum({value} * 5.421010862427522e-20::float8) / {count} * 18446744073709551616::float8"
+    scaled = f"sum({value} * 5.421010862427522e-20::float8)"
+    return (
+        f"CASE WHEN abs({scaled}) > 9.745314011399998e288"  # the largest double at 2^-64
+        f" THEN sign({scaled}) * 'Infinity'::float8"
+        f" ELSE {scaled} / {count} * 18446744073709551616::float8 END"
+    )
 
 
 def bucket_index_sql(grid: BucketGrid, t: str = "r.t") -> str:
