@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import sys
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -371,6 +374,43 @@ async def test_late_reply_is_not_taken_for_the_same_units_next_answer(sim: RtuBu
         # Nothing but timing tells these replies apart: the bus lets the late one pass first.
         assert values(await seven.read()) == {"r": 7}
         assert bus.stats().stray_bytes == 7  # the late reply, dropped
+
+
+async def test_a_reply_in_time_counts_though_the_master_looked_after_its_deadline() -> None:
+    # On a loaded machine the agent's process may not run for longer than a timeout. The
+    # slave (its own thread here, its own process in the field) answered at once; when the
+    # agent runs again its reply is whole in the receive buffer and the deadline has passed.
+    # The reply is the answer: nothing else was sent meanwhile, and it matches the request.
+    master, slave = os.openpty()
+    answered = threading.Event()
+
+    def answer_at_once() -> None:
+        request = os.read(master, 8)
+        assert request == build_read_frame(1, ReadRequest(H, PATTERN_BASE, 1, ()))
+        os.write(master, rtu_frame(1, bytes([3, 2]) + (4201).to_bytes(2, "big")))
+        answered.set()
+
+    responder = threading.Thread(target=answer_at_once, name="rtu-slave")
+    bus = RtuBus(settings(os.ttyname(slave)))
+    timeout = 0.1
+    driver = ModbusRtuDriver(
+        "dev-1", bus, 1, [RegisterPoint("u", H, PATTERN_BASE, DataType.UINT16)], timeout=timeout
+    )
+    try:
+        async with attached(driver):
+            responder.start()
+            reading = asyncio.create_task(driver.read())
+            await asyncio.sleep(0)  # the task sends its request and waits for the reply
+            # The agent's process is not scheduled: the loop does not run until the slave has
+            # answered and the deadline has passed.
+            assert answered.wait(5), "the request never came"
+            time.sleep(timeout)  # noqa: ASYNC251 - the stall is the point
+            assert values(await reading) == {"u": 4201}
+            assert bus.stats().timeouts == 0
+    finally:
+        responder.join(5)
+        os.close(master)
+        os.close(slave)
 
 
 async def test_lost_port_raises_and_the_bus_reopens_on_connect(tmp_path: Path) -> None:
