@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import threading
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -110,6 +112,40 @@ async def test_silence_is_a_timeout_bad_sample() -> None:
             samples = await driver.read()
             assert 0.15 <= time.monotonic() - started < 0.4
     assert errors(samples) == ["timeout: no reply in 0.15 s"] * 3
+
+
+async def test_an_answer_in_time_counts_though_the_driver_looked_after_its_deadline() -> None:
+    # On a loaded machine the agent's process may not run for longer than a timeout. The
+    # instrument (its own thread here) answered at once; when the agent runs again the line
+    # is whole in the receive buffer and the deadline has passed: it is the answer.
+    master, slave = os.openpty()
+    answered = threading.Event()
+
+    def answer_at_once() -> None:
+        assert os.read(master, len(REQUEST)) == REQUEST
+        os.write(master, b"H2S=1.5 CO=2.25 O2=20.9 %VOL\r\n")
+        answered.set()
+
+    responder = threading.Thread(target=answer_at_once, name="instrument")
+    timeout = 0.1
+    driver = SerialAsciiDriver(
+        "gas-7", SerialSettings(os.ttyname(slave), 9600), POINTS, request=REQUEST, timeout=timeout
+    )
+    try:
+        await driver.connect()
+        responder.start()
+        reading = asyncio.create_task(driver.read())
+        await asyncio.sleep(0)  # the task sends its request and waits for the answer
+        # The agent's process is not scheduled: the loop does not run until the instrument
+        # has answered and the deadline has passed.
+        assert answered.wait(5), "the request never came"
+        time.sleep(timeout)  # noqa: ASYNC251 - the stall is the point
+        assert values(await reading) == {"h2s": 1.5, "co": 2.25, "o2": 20.9}
+    finally:
+        await driver.close()
+        responder.join(5)
+        os.close(master)
+        os.close(slave)
 
 
 async def test_bad_checksum_is_bad_and_the_next_good_line_reads() -> None:
