@@ -20,7 +20,9 @@ for the answer to the next request. Here a reply must match the unit, the functi
 count and the CRC (`drivers.modbus.rtu_frame`); bytes that do not are skipped (hunting), and a
 request ends at the first complete valid reply or at its own deadline. Each request has
 exactly one deadline and no retries, so a silent slave costs the bus one timeout per request
-it is sent.
+it is sent. What has arrived when the deadline is judged counts, however late the loop got
+round to it: on a busy machine the agent may not run for longer than a timeout, and a slave
+that answered in time must not be reported as silent (or its reply as noise) for that.
 
 The bus adds up the time it is busy (request sent to reply received, plus the silent
 interval; a whole timeout when a slave is silent), so the agent can compare measured
@@ -218,20 +220,13 @@ class RtuBus:
         self._transactions += 1
         try:
             await port.write(frame, stall_timeout=reply_timeout)
-            async with asyncio.timeout_at(t_sent + reply_timeout):
-                reply = await pending.reply
-        except TimeoutError:
-            t_end = loop.time()
-            self._account(t_sent, t_end, len(frame))
-            self._timeouts += 1
-            self._late_until[unit] = t_end + reply_timeout
-            if self._rx:
-                self._errors += 1
-                raise GarbledReplyError(
-                    f"unit {unit}: no valid reply in {reply_timeout} s, {len(self._rx)} byte(s) of "
-                    f"noise starting {bytes(self._rx[:16]).hex(' ')}"
-                ) from None
-            raise DriverTimeoutError(f"unit {unit}: no reply in {reply_timeout} s") from None
+            # Wait without cancelling the reply's future at the deadline: when the loop ran
+            # late (a busy machine), the reply and the deadline are handled in one pass,
+            # the reply first, and a reply that had arrived must not be cancelled by it.
+            await asyncio.wait((pending.reply,), timeout=t_sent + reply_timeout - loop.time())
+            if not pending.reply.done():
+                port.take_arrived()  # bytes already in the buffer when the deadline is judged
+            reply = pending.reply.result() if pending.reply.done() else None
         finally:
             self._pending = None
             # A port failure during the write may have failed the future nobody awaits.
@@ -239,8 +234,26 @@ class RtuBus:
                 pending.reply.cancel()
             elif not pending.reply.cancelled():
                 pending.reply.exception()
+        if reply is None:
+            raise self._timed_out(unit, t_sent, len(frame), reply_timeout)
         self._account(t_sent, pending.t_reply, len(frame))
         return reply
+
+    def _timed_out(
+        self, unit: int, t_sent: float, sent_bytes: int, reply_timeout: float
+    ) -> DriverTimeoutError | GarbledReplyError:
+        """Account a transaction that ended at its deadline; the error that says how."""
+        t_end = asyncio.get_running_loop().time()
+        self._account(t_sent, t_end, sent_bytes)
+        self._timeouts += 1
+        self._late_until[unit] = t_end + reply_timeout
+        if self._rx:
+            self._errors += 1
+            return GarbledReplyError(
+                f"unit {unit}: no valid reply in {reply_timeout} s, {len(self._rx)} byte(s) of "
+                f"noise starting {bytes(self._rx[:16]).hex(' ')}"
+            )
+        return DriverTimeoutError(f"unit {unit}: no reply in {reply_timeout} s")
 
     def _account(self, t_sent: float, t_end: float, sent_bytes: int) -> None:
         """Add one transaction's bus time and mark when the line was last busy."""

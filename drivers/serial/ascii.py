@@ -196,15 +196,20 @@ class SerialAsciiDriver:
         self._waiter = waiter
         try:
             await port.write(request, stall_timeout=self._timeout)
-            async with asyncio.timeout(self._timeout):
-                received = await waiter
-        except TimeoutError:
-            return self._bad_all(self._timeout_error())
+            # Wait without cancelling the waiter at the deadline: when the loop ran late (a
+            # busy machine), the answer and the deadline are handled in one pass, the answer
+            # first, and an answer that had arrived must not be cancelled by it.
+            await asyncio.wait((waiter,), timeout=self._timeout)
+            if not waiter.done():
+                port.take_arrived()  # bytes already in the buffer when the deadline is judged
+            received = waiter.result() if waiter.done() else None
         except DriverTimeoutError as exc:  # the port took no bytes (flow control stuck)
             return self._bad_all(str(exc))
         finally:
             self._waiter = None
             _settle(waiter)
+        if received is None:
+            return self._bad_all(self._timeout_error())
         return self._parse(received)
 
     def _timeout_error(self) -> str:

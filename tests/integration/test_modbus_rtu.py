@@ -404,7 +404,7 @@ async def test_a_reply_in_time_counts_though_the_master_looked_after_its_deadlin
             # The agent's process is not scheduled: the loop does not run until the slave has
             # answered and the deadline has passed.
             assert answered.wait(5), "the request never came"
-            time.sleep(timeout)  # noqa: ASYNC251 - the stall is the point
+            time.sleep(timeout)  # the stall is the point
             assert values(await reading) == {"u": 4201}
             assert bus.stats().timeouts == 0
     finally:

@@ -139,7 +139,7 @@ async def test_an_answer_in_time_counts_though_the_driver_looked_after_its_deadl
         # The agent's process is not scheduled: the loop does not run until the instrument
         # has answered and the deadline has passed.
         assert answered.wait(5), "the request never came"
-        time.sleep(timeout)  # noqa: ASYNC251 - the stall is the point
+        time.sleep(timeout)  # the stall is the point
         assert values(await reading) == {"h2s": 1.5, "co": 2.25, "o2": 20.9}
     finally:
         await driver.close()
