@@ -62,14 +62,17 @@ def announced_key_values(key: GatewayKey) -> tuple[object, ...]:
     )
 
 
-def stored_bytes(value: bytes | memoryview | str) -> bytes:
-    """A bytes column's value; text kept there (SQLite) as its UTF-8.
+def stored_bytes(value: bytes | memoryview | str | float) -> bytes:
+    """A bytes column's value; text or a number kept there (SQLite) as its text's UTF-8.
 
-    SQLite keeps text in a bytes column when someone typed it in by hand (`UPDATE blocks SET
-    payload = '...'`): its UTF-8 is what they meant, and whatever checks those bytes (a
-    signature) then names the row instead of a TypeError stopping the check.
+    SQLite keeps text or a number in a bytes column when someone typed it in by hand
+    (`UPDATE blocks SET payload = '...'`, `... = 2.5`): its text is what they meant, and
+    whatever checks those bytes (a signature) then names the row instead of a TypeError
+    stopping the check (or `bytes(n)` reading an integer as n zero bytes).
     """
-    return value.encode("utf-8") if isinstance(value, str) else bytes(value)
+    if isinstance(value, bytes | memoryview):
+        return bytes(value)
+    return str(value).encode("utf-8")
 
 
 def gateway_key(row: Row) -> GatewayKey:

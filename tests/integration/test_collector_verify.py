@@ -292,6 +292,28 @@ async def test_bytes_rewritten_as_text_are_reported_not_a_crash(config: Collecto
     assert result.exit_code == 1, result.output
 
 
+@pytest.mark.parametrize("storage_urls", ["sqlite"], indirect=True)  # bytea refuses numbers
+async def test_a_number_typed_into_a_bytes_column_is_reported_not_a_crash(
+    config: Collector,
+) -> None:
+    """SQLite keeps a number typed into a bytes column as a number (PostgreSQL's bytea refuses
+    it): a payload set to 2.5 ended the check with a TypeError ('cannot convert 'float'
+    object to bytes'), and an integer n was read as n zero bytes (10^12 of them for 1e12)."""
+    await sql_execute(
+        config.url,
+        "UPDATE blocks SET payload = 2.5 WHERE gateway = ? AND seq = 2",
+        NANCHANG.gateway,
+    )
+    await sql_execute(
+        config.url, "UPDATE blocks SET sig = 7 WHERE gateway = ? AND seq = 3", NANCHANG.gateway
+    )
+    body = await _verify(config, gateway=NANCHANG.gateway)
+    assert (NANCHANG.gateway, 2, "hash_mismatch") in _found(body)
+    assert (NANCHANG.gateway, 3, "bad_signature") in _found(body)
+    result = await _cli(config, "--gateway", NANCHANG.gateway)
+    assert result.exit_code == 1, result.output
+
+
 async def test_missing_seqs_are_holes_not_breaks(config: Collector) -> None:
     deleted = await sql_execute(
         config.url, "DELETE FROM blocks WHERE gateway = ? AND seq = 3", NANCHANG.gateway
