@@ -174,8 +174,12 @@ async def sealed_rows(
     A row whose columns no AuditRow can hold (changed by hand) comes as an UnreadableRow, for
     the verifier to report: it must not stop the check that is there to find it.
     """
+    # SQLite keeps text or a fraction put by hand in the INTEGER chain_seq (and sorts text after
+    # every number): such a row has no place in the chain, so it is left out here and the
+    # verifier reports its seq missing, instead of int() failing on it.
     found = await db.fetch(
-        f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq > ? ORDER BY chain_seq LIMIT ?",
+        f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq > ?"
+        " AND chain_seq = CAST(chain_seq AS BIGINT) ORDER BY chain_seq LIMIT ?",
         (-1 if after is None else after, limit),
     )
     return [_sealed_row(row) for row in found]

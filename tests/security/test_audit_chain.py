@@ -155,6 +155,19 @@ async def test_a_number_column_holding_text_is_found(trail: AuditTrail, storage_
     assert problems == [(2, "the row was changed: at 'yesterday' is not a number")]
 
 
+@pytest.mark.parametrize("storage_urls", ["sqlite"], indirect=True)  # bigint refuses or rounds
+@pytest.mark.parametrize("seq", ["'third'", "2.5"])
+async def test_a_chain_seq_that_is_no_whole_number_is_found(
+    trail: AuditTrail, storage_url: str, seq: str
+) -> None:
+    """SQLite keeps text or a fraction in the INTEGER chain_seq: `chain_seq = 'third'` ended
+    `audit verify` with a ValueError traceback ('invalid literal for int()') naming no row.
+    The row is not in the chain at its place any more: seq 3 is reported missing."""
+    await sql_execute(storage_url, f"UPDATE audit SET chain_seq = {seq} WHERE chain_seq = 3")
+    problems = await _problems(trail)
+    assert problems == [(4, "rows 3..3 are missing (deleted or never written)")]
+
+
 async def test_deleting_the_head_record_is_found(trail: AuditTrail, storage_url: str) -> None:
     await sql_execute(storage_url, "DELETE FROM audit_chain")
     [(_, problem)] = await _problems(trail)
