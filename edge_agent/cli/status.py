@@ -33,7 +33,8 @@ from edge_agent.shell.status_server import REQUEST, status_socket_path
 NOT_RUNNING_EXIT: Final = 3
 """Exit status when no agent answers on the status socket (the file view is printed)."""
 FAILED_EXIT: Final = 1
-"""Exit status when the agent answered with an error, or the socket may not be opened."""
+"""Exit status when the agent answered with an error, the socket may not be opened, or the
+agent answering on it is another gateway's."""
 ANSWER_TIMEOUT: Final = 5.0
 """Seconds the agent has to answer; a busy loop still answers in milliseconds."""
 _MAX_ANSWER_BYTES: Final = 16 * 1024 * 1024
@@ -79,6 +80,21 @@ def _ask(path: Path) -> dict[str, object]:
     if "error" in document:
         raise _AskFailedError(f"the agent says: {document['error']}")
     return document
+
+
+def _check_gateway(document: dict[str, object], config: SiteConfig, path: Path) -> None:
+    """_AskFailedError unless the agent answering is this site map's gateway's.
+
+    Site maps whose outboxes share a folder share its socket: the agent started first
+    answers there, the others run without one (`status_socket_failed`).
+    """
+    answered = document.get("gateway")
+    if answered != config.site.gateway:
+        raise _AskFailedError(
+            f"{path}: the agent answering there is another gateway's ({answered},"
+            f" not {config.site.gateway}): site maps whose outboxes share a folder share its"
+            " status socket; give this map's outbox a folder of its own"
+        )
 
 
 def _read_all(sock: socket.socket) -> bytes:
@@ -155,6 +171,7 @@ def _file_view(config: SiteConfig, why: str, *, as_json: bool) -> _View:
 def _look(config: SiteConfig, path: Path, *, as_json: bool) -> _View:
     try:
         document = _ask(path)
+        _check_gateway(document, config, path)
     except _AskFailedError as exc:
         return _View(str(exc), FAILED_EXIT)
     except _NotRunningError as exc:
@@ -200,8 +217,9 @@ def status(config_path: Path, as_json: bool, watch: float | None, count: int | N
     """Ask the running agent: uplink, devices, RTU buses, outbox, clock, active alarms.
 
     Exit 0 when the agent answered, 3 when it is not running (the outbox file, the clock
-    and the planned RTU load are shown instead), 1 when it answered with an error or its
-    socket may not be opened. --watch ends with the status of its last look.
+    and the planned RTU load are shown instead), 1 when it answered with an error, its
+    socket may not be opened, or another gateway's agent answers there. --watch ends with
+    the status of its last look.
     """
     config = load_or_exit(config_path)
     path = status_socket_path(config)

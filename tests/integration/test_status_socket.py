@@ -11,6 +11,7 @@ import contextlib
 import json
 import socket
 import stat
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -18,9 +19,12 @@ import pytest
 
 from edge_agent.core.agent_status import AgentSnapshot, snapshot_from_json
 from edge_agent.shell.status_server import MAX_REQUEST_BYTES, REQUEST, status_service
+from tests.support.collector_client import sim_gateway
 from tests.unit.test_status_snapshot import snapshot
 
 pytestmark = pytest.mark.timeout(30)
+
+EDGE_AGENT = Path(sys.executable).parent / "edge-agent"
 
 
 async def _fixed() -> AgentSnapshot:
@@ -111,3 +115,30 @@ async def test_a_new_agents_socket_survives_the_old_ones_stop(tmp_path: Path) ->
         assert stat.S_ISSOCK(path.lstat().st_mode), "the old agent removed only its own file"
     finally:
         newer.close()
+
+
+async def test_status_of_another_site_map_in_the_same_folder_is_not_this_agents(
+    tmp_path: Path,
+) -> None:
+    """Two site maps whose outboxes share a folder share its agent.sock: the first agent
+    binds it, the second runs without (status_socket_failed). `edge-agent status` of the
+    second map must not show the first agent's status as its own."""
+    other = sim_gateway(3)
+    assert other.gateway != snapshot().gateway
+    (tmp_path / "state").mkdir()
+    site = tmp_path / "second.yaml"
+    site.write_text(
+        other.site_head(1883).replace("state/outbox.db", "state/second.db") + "devices:\n"
+        "  - {id: plc, driver: modbus_tcp, host: 127.0.0.1, port: 1502, poll: 1s, points: [\n"
+        "     {point: T001-LT-01, quota: WHP-LT, address: {table: holding, start: 0,"
+        " type: uint16}}]}\n"
+    )
+    async with serving(tmp_path / "state" / "agent.sock"):
+        process = await asyncio.create_subprocess_exec(
+            EDGE_AGENT, "status", "-c", str(site),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        out, err = await asyncio.wait_for(process.communicate(), 20)
+    assert process.returncode == 1, out.decode()
+    assert snapshot().gateway not in out.decode()
+    assert f"{snapshot().gateway}, not {other.gateway}" in err.decode()
