@@ -12,13 +12,19 @@ import dataclasses
 import math
 import random
 
+import asyncpg
 import pytest
 
 from collector.readmodel import EVERYTHING, BucketGrid, BucketRow, ReadingFilter
 from collector.storage.buckets import rollups_answer
+from collector.storage.months import month_of, month_start, next_month
+from collector.storage.postgres.partitions import partition_name
+from collector.storage.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA
+from collector.storage.postgres.schema import upgrade as postgres_upgrade
 from specs.records import Quality, Reading, iso_time
 from tests.support.collector_client import BASE_TIME
 from tests.support.collector_env import CollectorEnv
+from tests.support.postgres import PostgresDatabases, apply_first_migrations, sql_rows
 
 START = BASE_TIME - BASE_TIME % 86_400  # a UTC midnight
 HOURS = 3
@@ -117,3 +123,42 @@ async def test_sums_past_the_largest_double_neither_stop_ingest_nor_the_buckets(
 
 def _huge(t: float) -> Reading:
     return Reading("T001-LT-01", "WHP-LT", iso_time(t), HUGE, "m", Quality.GOOD)
+
+
+async def test_migration_2_rolls_up_sums_past_the_largest_double(
+    postgres_databases: PostgresDatabases,
+) -> None:
+    """A schema 1 database holding two readings of 1.7e308 in one minute upgrades, their
+    minute's total infinite as the live fold makes it: the first fill's sum(v) raised 'value
+    out of range: overflow', and the collector could not upgrade that database at all."""
+    url = postgres_databases.create(migrated=False)
+    try:
+        db = await asyncpg.connect(url)
+        try:
+            await apply_first_migrations(db, 1)
+            month = month_of(START)  # the partition a collector of schema 1 made for START
+            await db.execute(
+                f"CREATE TABLE {partition_name(month)} PARTITION OF readings FOR VALUES"
+                f" FROM ({month_start(month)!r}) TO ({month_start(next_month(month))!r})"
+            )
+            await db.executemany(
+                "INSERT INTO readings (gateway, epoch, seq, idx, point, quota, t, value, unit,"
+                " quality, flags)"
+                " VALUES ('gw', 'e', 1, $1, 'P', 'WHP-LT', $2, $3, 'm', 'good', '')",
+                [
+                    (0, START + 1, HUGE),
+                    (1, START + 2, HUGE),
+                    (2, START + 61, HUGE),
+                    (3, START + 62, 1.5),
+                ],
+            )
+        finally:
+            await db.close()
+        assert await postgres_upgrade(url) == (1, POSTGRES_SCHEMA)
+        rollups = await sql_rows(url, "SELECT minute, n, total FROM readings_1m ORDER BY minute")
+        assert [tuple(row) for row in rollups] == [
+            (START, 2, math.inf),
+            (START + 60, 2, HUGE + 1.5),
+        ]
+    finally:
+        postgres_databases.drop(url)

@@ -17,27 +17,11 @@ from dataclasses import dataclass
 from collector.readmodel import BucketGrid, BucketRow, PointAfter
 from collector.storage.buckets import LatestSeries, bucket_rows
 from collector.storage.postgres.connection import Db
+from collector.storage.postgres.float_sums import mean_or_infinity
 from collector.storage.postgres.rows import Params, fetcher
 from collector.storage.queries import Fetch
 
 _SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
-
-
-def scaled_mean(value: str, count: str) -> str:
-    """The mean of `value` over `count` in SQL, as sum / count, computed at 2^-64 scale.
-
-    PostgreSQL's float8 sum raises on overflow (SQLite's gives infinity): two minutes of
-    1.7e308 made a bucket fail. Scaling by a power of two is exact for every double above
-    2^-958, so the mean is bit for bit avg()'s wherever that did not overflow; where the sum
-    is past the largest double, the mean is infinite, as SQLite's avg() and the rollups'
-    infinite totals give (the scaled sum alone gave 1.7e308 for three readings of 1.7e308).
-    """
-    scaled = f"sum({value} * 5.421010862427522e-20::float8)"
-    return (
-        f"CASE WHEN abs({scaled}) > 9.745314011399998e288"  # the largest double at 2^-64
-        f" THEN sign({scaled}) * 'Infinity'::float8"
-        f" ELSE {scaled} / {count} * 18446744073709551616::float8 END"
-    )
 
 
 def bucket_index_sql(grid: BucketGrid, t: str = "r.t") -> str:
@@ -100,7 +84,7 @@ class PostgresBucketQueries(LatestSeries):
         found = await self.db.fetch(
             "SELECT b.k, newest.quota, newest.unit, b.lo, b.hi, b.mean, last.value, b.n"
             " FROM (SELECT k, count(v) AS n, min(v) AS lo, max(v) AS hi,"
-            f" {scaled_mean('v', 'nullif(count(v), 0)')} AS mean,"
+            f" {mean_or_infinity('v', 'nullif(count(v), 0)')} AS mean,"
             " max(t) FILTER (WHERE v IS NOT NULL) AS last_t, max(t) AS newest_t"
             f" FROM (SELECT {index} AS k, r.t AS t,"
             " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"
@@ -149,7 +133,7 @@ class PostgresRollupBucketQueries(PostgresBucketQueries):
             f"SELECT {index} AS k,"
             " (array_agg(m.quota ORDER BY m.newest_t DESC))[1],"
             " (array_agg(m.unit ORDER BY m.newest_t DESC))[1],"
-            f" min(m.lo), max(m.hi), {scaled_mean('m.total', 'nullif(sum(m.n), 0)')},"
+            f" min(m.lo), max(m.hi), {mean_or_infinity('m.total', 'nullif(sum(m.n), 0)')},"
             " (array_agg(m.last_value ORDER BY m.last_t DESC)"
             " FILTER (WHERE m.last_t IS NOT NULL))[1],"
             " sum(m.n)"

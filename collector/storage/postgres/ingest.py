@@ -30,6 +30,7 @@ from collector.storage.lookups import KeyColumns, KeyLookups
 from collector.storage.postgres import feed, registry
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db, execute_many
+from collector.storage.postgres.float_sums import plus_or_infinity
 from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.rows import numbered
 from collector.storage.postgres.schema import SCHEMA_VERSION
@@ -93,11 +94,8 @@ _FOLD_ROLLUPS: Final = fold_statement(
     smaller="least",
     larger="greatest",
     # PostgreSQL's float8 addition raises on overflow, where SQLite and Python give infinity:
-    # a second reading of 1.7e308 in a minute failed its batch for good. Halves cannot
-    # overflow, and tell whether the sum would.
-    total_sum="CASE WHEN abs(o.total / 2 + excluded.total / 2) > 8.988465674311579e307"
-    " THEN sign(o.total / 2 + excluded.total / 2) * 'Infinity'::float8"
-    " ELSE o.total + excluded.total END",
+    # a second reading of 1.7e308 in a minute failed its batch for good.
+    total_sum=plus_or_infinity("o.total", "excluded.total"),
 )
 
 

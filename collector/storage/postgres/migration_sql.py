@@ -22,6 +22,8 @@ from __future__ import annotations
 
 from typing import Final
 
+from collector.storage.postgres.float_sums import sum_or_infinity
+
 VERSION_1: Final = """
 CREATE TABLE gateways (
     gateway       text COLLATE "C" PRIMARY KEY,
@@ -189,12 +191,12 @@ CREATE TABLE point_meta (
 # of the minute's newest reading (at newest_t). Partitioned by month like readings (each
 # readings partition has its rollup twin, see partitions.py); the readings already stored
 # are rolled up here once.
-ROLLUP_FIRST_FILL: Final = """
+ROLLUP_FIRST_FILL: Final = f"""
 INSERT INTO readings_1m
     (gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value)
 SELECT gateway, point, minute,
        (array_agg(quota ORDER BY t DESC))[1], (array_agg(unit ORDER BY t DESC))[1],
-       count(v), min(v), max(v), sum(v), max(t),
+       count(v), min(v), max(v), {sum_or_infinity("v")}, max(t),
        max(t) FILTER (WHERE v IS NOT NULL),
        (array_agg(v ORDER BY t DESC) FILTER (WHERE v IS NOT NULL))[1]
 FROM (SELECT gateway, point, floor(t / 60) * 60 AS minute, quota, unit, t,
