@@ -144,6 +144,7 @@ class UnreadableRow:
 
     chain_seq: int
     hash: str | None
+    prev: str | None
     why: str
 
 
@@ -256,7 +257,7 @@ def seal(head: ChainHead, rows: Sequence[AuditRow]) -> tuple[ChainHead, list[Aud
     return replace(head, head_seq=seq, head_hash=prev), sealed
 
 
-def prune_head(head: ChainHead, first_kept: AuditRow | None) -> ChainHead:
+def prune_head(head: ChainHead, first_kept: AuditRow | UnreadableRow | None) -> ChainHead:
     """The head once every row before `first_kept` is deleted (None: every row is)."""
     if first_kept is None or first_kept.chain_seq is None or first_kept.prev is None:
         return replace(head, base_seq=head.head_seq + 1, base_prev=head.head_hash)

@@ -29,14 +29,20 @@ from collector.storage.records import (
     AUDIT_COLUMNS,
     AUDIT_HASH,
     AUDIT_ID,
+    AUDIT_PREV,
     AUDIT_SEQ,
     INSERT_AUDIT,
     Row,
     audit_row,
     audit_values,
+    finite_number,
 )
 
 _PRUNE_PAGE: Final = 1000
+# SQLite keeps text or a fraction put by hand in the INTEGER chain_seq (and sorts text after
+# every number): such a row has no place in the chain, so it is left out of the chain's reads
+# (the verifier reports its seq missing) instead of int() failing on it.
+_WHOLE_SEQ: Final = "chain_seq = CAST(chain_seq AS BIGINT)"
 
 
 class ChainDb(Protocol):
@@ -68,16 +74,20 @@ async def _first_young(db: ChainDb, chain: ChainHead, before: float) -> int:
     while True:
         found = await db.fetch(
             "SELECT chain_seq, coalesce(last_at, at) FROM audit WHERE chain_seq > ?"
-            " ORDER BY chain_seq LIMIT ?",
+            f" AND {_WHOLE_SEQ} ORDER BY chain_seq LIMIT ?",
             (after, _PRUNE_PAGE),
         )
-        rows = [(int(row[0]), float(row[1])) for row in found]
-        for seq, last in rows:
+        for row in found:
+            seq = int(row[0])
+            try:
+                last = finite_number(row[1], "at")
+            except ValueError:  # changed by hand: not judged old, kept for verify to report
+                return seq
             if last >= before:
                 return seq
-        if len(rows) < _PRUNE_PAGE:
+        if len(found) < _PRUNE_PAGE:
             return chain.head_seq + 1
-        after = rows[-1][0]
+        after = int(found[-1][0])
 
 
 async def append(
@@ -174,12 +184,9 @@ async def sealed_rows(
     A row whose columns no AuditRow can hold (changed by hand) comes as an UnreadableRow, for
     the verifier to report: it must not stop the check that is there to find it.
     """
-    # SQLite keeps text or a fraction put by hand in the INTEGER chain_seq (and sorts text after
-    # every number): such a row has no place in the chain, so it is left out here and the
-    # verifier reports its seq missing, instead of int() failing on it.
     found = await db.fetch(
-        f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq > ?"
-        " AND chain_seq = CAST(chain_seq AS BIGINT) ORDER BY chain_seq LIMIT ?",
+        f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq > ? AND {_WHOLE_SEQ}"
+        " ORDER BY chain_seq LIMIT ?",
         (-1 if after is None else after, limit),
     )
     return [_sealed_row(row) for row in found]
@@ -190,7 +197,13 @@ def _sealed_row(row: Row) -> AuditRow | UnreadableRow:
         return audit_row(row)
     except ValueError as exc:
         hash_ = row[AUDIT_HASH]
-        return UnreadableRow(int(row[AUDIT_SEQ]), None if hash_ is None else str(hash_), str(exc))
+        prev = row[AUDIT_PREV]
+        return UnreadableRow(
+            int(row[AUDIT_SEQ]),
+            None if hash_ is None else str(hash_),
+            None if prev is None else str(prev),
+            str(exc),
+        )
 
 
 async def open_rows(db: ChainDb) -> int:
@@ -214,6 +227,6 @@ async def prune(db: ChainDb, before: float) -> int:
     if not deleted:
         return 0
     kept = await db.fetch(f"SELECT {AUDIT_COLUMNS} FROM audit WHERE chain_seq = ?", (limit,))
-    first = [audit_row(row) for row in kept]
+    first = [_sealed_row(row) for row in kept]
     await _save_head(db, prune_head(chain, first[0] if first else None))
     return deleted

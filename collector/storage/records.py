@@ -147,6 +147,7 @@ AUDIT_COLUMNS: Final = (
 """The columns `audit_row` decodes; a row's `id`, when selected after them, is at AUDIT_ID."""
 AUDIT_ID: Final = 14
 AUDIT_SEQ: Final = 11
+AUDIT_PREV: Final = 12
 AUDIT_HASH: Final = 13
 INSERT_AUDIT: Final = (
     "INSERT INTO audit (kind, at, last_at, minute, source, gateway, topic, reason, detail,"
@@ -154,7 +155,7 @@ INSERT_AUDIT: Final = (
 )
 
 
-def _finite(value: object, column: str) -> float:
+def finite_number(value: object, column: str) -> float:
     """A number column's value; ValueError naming the column when it holds no finite number.
 
     Only a row changed by hand does: SQLite keeps text there, either database Infinity.
@@ -180,9 +181,9 @@ def audit_row(row: Row) -> AuditRow:
     minute, seq = row[3], row[AUDIT_SEQ]
     return AuditRow(
         kind=AuditKind(str(row[0])),
-        at=_finite(row[1], "at"),
-        last_at=_finite(row[2], "last_at"),
-        minute=None if minute is None else _finite(minute, "minute"),
+        at=finite_number(row[1], "at"),
+        last_at=finite_number(row[2], "last_at"),
+        minute=None if minute is None else finite_number(minute, "minute"),
         source=str(row[4]),
         gateway=None if row[5] is None else str(row[5]),
         topic=str(row[6]),

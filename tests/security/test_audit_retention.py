@@ -99,3 +99,27 @@ def test_config_refuses_an_audit_retention_below_180_days_with_file_line_and_key
     assert fine.storage.retention.audit_days == 200
     default = parse_collector_config(text.replace("  audit_days: 90\n", ""), "c.yaml", tmp_path)
     assert default.storage.retention.audit_days == 180
+
+
+@pytest.mark.parametrize("storage_urls", ["sqlite"], indirect=True)  # PostgreSQL refuses text
+async def test_a_row_changed_by_hand_stops_pruning_and_is_kept_for_verify(
+    storage_url: str,
+) -> None:
+    """SQLite keeps text in a time column: a sealed row with `at = 'yesterday'` made every
+    retention run fail with a ValueError ('could not convert string to float'), which is no
+    StorageError, so collector serve's retention task ended. Pruning stops at such a row: it
+    and every later row stay (what cannot be read is not judged old), the rows before go, and
+    verify still names it."""
+    await _chain(storage_url)
+    await sql_execute(
+        storage_url, "UPDATE audit SET at = 'yesterday', last_at = NULL WHERE chain_seq = 2"
+    )
+    policy = RetentionPolicy(raw_days=1, audit_days=180)
+    report = await prune_storage(storage_url, policy, NOW)
+    assert report.audit_rows_dropped == 1
+    async with open_storage(storage_url) as storage:
+        assert isinstance(storage, AuditTrail)
+        verified = await verify_chain(storage)
+        assert [(p.seq, p.problem) for p in verified.broken] == [
+            (2, "the row was changed: at 'yesterday' is not a number")
+        ]
