@@ -224,18 +224,23 @@ class Site:
     def _outbox(self) -> sqlite3.Connection:
         return sqlite3.connect(f"file:{self.outbox_path}?mode=ro", uri=True)
 
-    def outbox_readings(self) -> Counter[ReadingKey]:
-        """Every reading the agent ever committed to its outbox."""
+    def outbox_records(self) -> list[Reading]:
+        """Every reading the agent ever committed to its outbox, whole (flags included)."""
         with closing(self._outbox()) as db:
             payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
-        found: Counter[ReadingKey] = Counter()
-        for payload in payloads:
-            for record in decode_block(payload).records:
-                if isinstance(record, Reading):
-                    found[
-                        (record.point, record.t, shown_value(record.value), record.quality.value)
-                    ] += 1
-        return found
+        return [
+            record
+            for payload in payloads
+            for record in decode_block(payload).records
+            if isinstance(record, Reading)
+        ]
+
+    def outbox_readings(self) -> Counter[ReadingKey]:
+        """Every reading the agent ever committed to its outbox."""
+        return Counter(
+            (record.point, record.t, shown_value(record.value), record.quality.value)
+            for record in self.outbox_records()
+        )
 
     def outbox_seqs(self) -> dict[str, list[int]]:
         """Sealed seqs per epoch."""

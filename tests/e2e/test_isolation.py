@@ -34,12 +34,19 @@ from specs.records import parse_iso_time
 from tests.e2e.harness import ReadingKey, Site, wait_until
 from tests.support.broker import Broker, free_port, wait_for_port
 
-pytestmark = pytest.mark.timeout(120)
+# Under load the run takes 60-90 s, of which restarting the OPC UA server up to 25 s.
+pytestmark = pytest.mark.timeout(240)
 
 BIN = Path(sys.executable).parent
 POLL = 0.5
-RTU_TIMEOUT = 0.3
-SERIAL_TIMEOUT = 0.3
+RTU_TIMEOUT = 0.3  # the silent slave's: what a healthy slave on its bus may queue behind
+# The healthy devices' own timeout. It is not what this test is about, and every simulator is
+# a process of its own on a busy 2-core machine: with 0.3 s, one the scheduler leaves waiting
+# that long answers after its master gave up, and its healthy points are BAD for a reason
+# that says nothing about isolation. A second is beyond the stalls measured under load (the
+# simulator at most 75 ms late, 18 runs at load 8-10), and what isolation must prove, that
+# the healthy readings come on time, the gap limit below checks whatever the timeout.
+OWN_TIMEOUT = 1.0
 # A healthy device's reading may come late by one timeout of the silent slave it queued
 # behind on the bus, plus the bus transactions queued with it (a few ms each at 19,200 baud)
 # and the scheduling noise of seven processes on a small CI machine. The slack covers the
@@ -52,26 +59,37 @@ HEALTHY = ("H3-PC", "H3-PR", "R1-PC", "R1-PR", "G1-TOX", "G1-CO")
 SILENT = ("R2-PC",)
 GARBAGE = ("G2-TOX",)
 SLOPE = ("S1-GX", "S1-GY")
-HEALTHY_TIMEOUT = {
+HEALTHY_DEVICE = {
+    "H3-PC": "headcount-3",
+    "H3-PR": "headcount-3",
+    "R1-PC": "counter-1",
+    "R1-PR": "counter-1",
+    "G1-TOX": "gas-ok",
+    "G1-CO": "gas-ok",
+}
+# How long past its poll slot a healthy reading may come, before the slack.
+HEALTHY_WAIT = {
     "H3-PC": RTU_TIMEOUT,
     "H3-PR": RTU_TIMEOUT,
     "R1-PC": RTU_TIMEOUT,
     "R1-PR": RTU_TIMEOUT,
-    # The analyzer has its own port: nothing on it waits for another device.
-    "G1-TOX": SERIAL_TIMEOUT,
-    "G1-CO": SERIAL_TIMEOUT,
+    # The analyzer has its own port: nothing on it waits for another device (the allowance
+    # it had as its own timeout before OWN_TIMEOUT, kept).
+    "G1-TOX": 0.3,
+    "G1-CO": 0.3,
 }
 
 
 def _site_map(rtu: str, gas_ok: str, gas_bad: str, ua_port: int, broker: str) -> dict[str, object]:
     # A pty keeps no parity across reopening, so the bus runs 8N2 (11-bit characters, as 8E1).
     rtu_line = {"port": rtu, "baudrate": 19200, "parity": "N", "stopbits": 2}
-    rtu_timing = {"poll": f"{POLL}s", "timeout": f"{RTU_TIMEOUT}s"}
 
-    def slave(name: str, unit_id: int, *points: dict[str, object]) -> dict[str, object]:
+    def slave(
+        name: str, unit_id: int, *points: dict[str, object], timeout: float = OWN_TIMEOUT
+    ) -> dict[str, object]:
         return {
-            "id": name, "driver": "modbus_rtu", **rtu_line, "unit_id": unit_id, **rtu_timing,
-            "points": list(points),
+            "id": name, "driver": "modbus_rtu", **rtu_line, "unit_id": unit_id,
+            "poll": f"{POLL}s", "timeout": f"{timeout}s", "points": list(points),
         }  # fmt: skip
 
     return {
@@ -87,7 +105,9 @@ def _site_map(rtu: str, gas_ok: str, gas_bad: str, ua_port: int, broker: str) ->
         "devices": [
             # The silent slave first: its poll task starts first, so on every try its request
             # is ahead of the others' in the bus queue and they wait out its whole timeout.
-            slave("counter-2", 2, _register("R2-PC", "YHBZ-PC", "holding", 210)),
+            slave(
+                "counter-2", 2, _register("R2-PC", "YHBZ-PC", "holding", 210), timeout=RTU_TIMEOUT
+            ),
             slave(
                 "headcount-3",
                 3,
@@ -107,7 +127,7 @@ def _site_map(rtu: str, gas_ok: str, gas_bad: str, ua_port: int, broker: str) ->
                 "request": "RD\r\n",
                 "checksum": "xor",
                 "poll": f"{POLL}s",
-                "timeout": f"{SERIAL_TIMEOUT}s",
+                "timeout": f"{OWN_TIMEOUT}s",
                 "points": [
                     {"point": "G1-TOX", "quota": "WHP-TOX", "pattern": r"H2S=(?P<value>[0-9.]+)"},
                     {"point": "G1-CO", "quota": "WHP-TOX", "pattern": r"CO=(?P<value>[0-9.]+)"},
@@ -169,7 +189,9 @@ def _start_slope(site: Site, port: int) -> None:
         "slope", str(BIN / "python"), "-m", "simulators.slope_opcua",
         "--port", str(port), "--stations", "1", "--interval", "0.2",
     )  # fmt: skip
-    wait_for_port(port, timeout=20)
+    # An asyncua server builds its whole address space at start: 2-3 s on an idle machine,
+    # 6-25 s measured at load 8-10, when 20 s here failed 2 runs of 18.
+    wait_for_port(port, timeout=60)
 
 
 def _times(readings: Counter[ReadingKey], point: str) -> list[tuple[float, str]]:
@@ -179,6 +201,19 @@ def _times(readings: Counter[ReadingKey], point: str) -> list[tuple[float, str]]
         for (code, t, _, quality), count in readings.items()
         for _ in range(count)
         if code == point
+    )
+
+
+def _why_bad(site: Site, point: str) -> str:
+    """What a failure of a healthy point says: its qualities, the stored flags of its BAD
+    readings (the driver's error, as the outbox keeps it) and what its device logged."""
+    records = [r for r in site.outbox_records() if r.point == point]
+    bad = Counter((r.quality.value, r.flags) for r in records if r.quality.value != "good")
+    device = HEALTHY_DEVICE[point]
+    said = [line for line in site.log("agent").splitlines() if f'"device": "{device}"' in line]
+    return (
+        f"{point}: {Counter(r.quality.value for r in records)}, not good: {dict(bad)}; "
+        f"{device} logged: {said}"
     )
 
 
@@ -271,11 +306,12 @@ def test_faults_on_three_links_leave_the_other_devices_alone(site: Site) -> None
     report = []
     for point in HEALTHY:
         series = _times(committed, point)
-        assert {q for _, q in series} == {"good"}, (point, Counter(q for _, q in series))
+        assert {q for _, q in series} == {"good"}, _why_bad(site, point)
         gaps = [b - a for (a, _), (b, _) in itertools.pairwise(t for t in series)]
-        limit = POLL + HEALTHY_TIMEOUT[point] + SLACK
+        limit = POLL + HEALTHY_WAIT[point] + SLACK
         # Whether a try of the silent slave lands ahead of a healthy one in the bus queue is
-        # up to the scheduler; when it does, the healthy reading is late by its timeout.
+        # up to the scheduler; when it does, the healthy reading is late by the silent one's
+        # timeout.
         late = sum(gap > POLL + RTU_TIMEOUT / 2 for gap in gaps)
         report.append(
             f"{point}: {len(series)} readings, gap mean {statistics.mean(gaps) * 1000:.0f} ms,"
