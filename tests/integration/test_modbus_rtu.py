@@ -261,7 +261,10 @@ async def test_a_driver_that_closes_does_not_close_the_port_under_others(sim: Rt
 async def test_silent_slave_costs_one_timeout_per_cycle_and_others_keep_cadence(
     sim: RtuBusSim,
 ) -> None:
-    timeout, interval, cycles = 0.1, 0.15, 8
+    # A timeout long beside the scheduling delays of a loaded CI box (a healthy read took
+    # 0.205 s with timeout 0.1 at load 9.5 on 2 cores), so that "never two timeouts" below
+    # can be told apart from noise.
+    timeout, interval, cycles = 0.25, 0.4, 8
     sim.slave(2).fault = Fault.SILENT
     bus = RtuBus(settings(sim.path))
     drivers = {
@@ -301,8 +304,9 @@ async def test_silent_slave_costs_one_timeout_per_cycle_and_others_keep_cadence(
     assert all(timeout <= d < 1.0 for d in durations[2]), durations[2]
     for unit in (1, HEADCOUNT):
         assert outcomes[unit] == ["good"] * cycles
-        # A healthy device waits at most one silent timeout for the bus, never more.
-        assert max(durations[unit]) < timeout + 0.08, durations[unit]
+        # A healthy device waits at most one silent timeout for the bus, never two: the
+        # bound is that, not a latency goal (those live in bench/rtu.py).
+        assert max(durations[unit]) < 2 * timeout, durations[unit]
     assert bus.stats().timeouts == cycles
 
 
