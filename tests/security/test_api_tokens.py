@@ -27,7 +27,7 @@ from collector.storage import open_storage
 from collector.storage.capabilities import AuditTrail, TokenStore
 from collector.tokens import PREFIX, StoredToken, new_secret, secret_hash
 from tests.support.collector_api import BEIJING, NANCHANG, NOW, auth, serve, store_blocks
-from tests.support.collector_env import cli_config, register
+from tests.support.collector_env import cli_config, intact_audit_rows, register
 from tests.support.collector_env import collector_cli as run
 from tests.support.postgres import sql_rows
 
@@ -107,7 +107,7 @@ def test_token_admin_actions_are_audited(config: Path, storage_url: str) -> None
             assert isinstance(storage, AuditTrail)
             report = await verify_chain(storage)
             assert report.intact
-            rows = await storage.audit_rows(after=None, limit=10)
+            rows = await intact_audit_rows(storage, limit=10)
         return [(r.kind, r.reason, r.detail) for r in rows]
 
     rows = asyncio.run(chained())

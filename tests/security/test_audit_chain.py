@@ -24,7 +24,7 @@ from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
 from tests.support.collector_client import BASE_TIME, sim_gateway
-from tests.support.collector_env import register
+from tests.support.collector_env import intact_audit_rows, register
 from tests.support.postgres import sql_execute, sql_rows
 
 T0 = BASE_TIME - BASE_TIME % 60  # the start of a minute
@@ -60,7 +60,7 @@ async def trail(storage_url: str) -> AsyncIterator[AuditTrail]:
 
 
 async def _rows(trail: AuditTrail) -> tuple[AuditRow, ...]:
-    return await trail.audit_rows(after=None, limit=100)
+    return await intact_audit_rows(trail)
 
 
 async def test_rejections_actions_and_command_results_make_one_intact_chain(

@@ -23,6 +23,7 @@ from collector.storage.capabilities import AuditTrail
 from collector.storage.retention import DAY, RetentionPolicy
 from configkit.issues import ConfigError
 from tests.support.collector_client import BASE_TIME
+from tests.support.collector_env import intact_audit_rows
 from tests.support.postgres import sql_execute
 
 NOW = BASE_TIME
@@ -30,7 +31,7 @@ AGES = (400, 181, 179, 10)  # days before NOW of the four actions, oldest first
 
 
 async def _details(trail: AuditTrail) -> list[str]:
-    return [row.detail for row in await trail.audit_rows(after=None, limit=100)]
+    return [row.detail for row in await intact_audit_rows(trail)]
 
 
 async def _chain(storage_url: str) -> None:

@@ -20,10 +20,12 @@ from typing import Any, TypeVar
 
 from click.testing import CliRunner, Result
 
+from collector.audit.chain import AuditRow
 from collector.cli import main
 from collector.ingest.service import Ingest, IngestSettings
 from collector.storage import open_storage
 from collector.storage.base import Storage
+from collector.storage.capabilities import AuditTrail
 from simulators.lifecycle import cancel_task
 from specs.catalogue import Catalogue
 from specs.signing import SigningKey, VerifyKey, signing_key_from_seed
@@ -206,3 +208,11 @@ async def collector_env(broker_port: int, storage_url: str) -> AsyncIterator[Col
         await register(storage, gateway)
         async with gateway_link(broker_port, gateway) as link:
             yield CollectorEnv(storage, link, gateway, storage_url)
+
+
+async def intact_audit_rows(trail: AuditTrail, limit: int = 100) -> tuple[AuditRow, ...]:
+    """The first `limit` sealed audit rows of a chain nobody changed by hand (none unreadable)."""
+    rows = await trail.audit_rows(after=None, limit=limit)
+    intact = tuple(row for row in rows if isinstance(row, AuditRow))
+    assert len(intact) == len(rows), f"rows changed by hand: {set(rows) - set(intact)}"
+    return intact
