@@ -21,7 +21,7 @@ from edge_agent.backfill.importer import (
 )
 from edge_agent.backfill.rows import DEFAULT_TZ, OffsetError, RowParser, parse_offset, targets_of
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
-from edge_agent.cli.refusals import GATEWAY_KEY, refuse_unusable_outbox_path
+from edge_agent.cli.refusals import GATEWAY_KEY, outbox_path_problems
 from edge_agent.config import SiteConfig
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.core.points import resolve_points
@@ -83,12 +83,19 @@ class _Report:
             self._shown = position
 
 
-def _signing_key(config_path: Path, config: SiteConfig) -> SigningKey:
+def _usable_signing_key(config_path: Path, config: SiteConfig) -> SigningKey:
+    """The gateway key, once it and the outbox's place are usable; else exit 2.
+
+    Each problem is named at its line, both at once: fixing one does not only show the next.
+    """
+    problems = outbox_path_problems(config_path, config, try_writing=True)
     try:
-        return load_gateway_key(config.signing.key_file, config.signing.algorithm)
+        key = load_gateway_key(config.signing.key_file, config.signing.algorithm)
     except KeyFileError as exc:
-        exit_at_lines(config_path, [(GATEWAY_KEY, str(exc))])
-    raise click.exceptions.Exit(CONFIG_ERROR_EXIT)  # exit_at_lines has exited with it
+        exit_at_lines(config_path, [(GATEWAY_KEY, str(exc)), *problems])
+        raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None  # exit_at_lines has exited
+    exit_at_lines(config_path, problems)
+    return key
 
 
 async def _import(
@@ -136,8 +143,7 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
     was rejected.
     """
     config = load_or_exit(config_path)
-    key = _signing_key(config_path, config)
-    refuse_unusable_outbox_path(config_path, config, try_writing=True)
+    key = _usable_signing_key(config_path, config)
     targets = targets_of(resolve_points(config), default_catalogue())
 
     def waiting() -> None:

@@ -81,9 +81,7 @@ def file_problems(config_path: Path, config: SiteConfig, *, starting: bool) -> l
         problems += _gateway_key_problems(config, missing_ok=not starting)
     problems += collector_key_problems(config, missing_ok=not starting)
     problems += tls_file_problems(config.uplink.tls, ("uplink", "tls"), missing_ok=not starting)
-    outbox = _outbox_path_problem(config_path, config, try_writing=starting)
-    if outbox is not None:
-        problems.append((("outbox", "path"), outbox))
+    problems += outbox_path_problems(config_path, config, try_writing=starting)
     return problems
 
 
@@ -124,9 +122,15 @@ def refuse_unusable_outbox_path(
     config_path: Path, config: SiteConfig, *, try_writing: bool
 ) -> None:
     """Exit 2 (file:line: outbox.path: ...) when the outbox cannot be at `outbox.path`."""
+    exit_at_lines(config_path, outbox_path_problems(config_path, config, try_writing=try_writing))
+
+
+def outbox_path_problems(
+    config_path: Path, config: SiteConfig, *, try_writing: bool
+) -> list[Problem]:
+    """Why the outbox cannot be at `outbox.path`, at that setting: none or one."""
     problem = _outbox_path_problem(config_path, config, try_writing=try_writing)
-    if problem is not None:
-        exit_at_lines(config_path, [(("outbox", "path"), problem)])
+    return [] if problem is None else [(("outbox", "path"), problem)]
 
 
 def _outbox_path_problem(config_path: Path, config: SiteConfig, *, try_writing: bool) -> str | None:

@@ -151,14 +151,16 @@ def _second_problem(site: Path, problem: str) -> str:
         ("run", "an outbox path that is a folder"),
         ("check", "a collector key that is no key"),
         ("check", "an outbox path that is a folder"),
+        ("backfill", "an outbox path that is a folder"),
     ],
 )
 @pytest.mark.usefixtures("restore_logging")
 def test_every_start_up_problem_is_named_at_once_with_the_gateway_keys(
     site: Path, command: str, problem: str, gateway_key: str
 ) -> None:
-    """`run` stopped at a refused gateway key and named nothing else: fixing it, the user met
-    the next problem only at the next start. Now each problem is named at its line, then 2."""
+    """`run` (and `backfill`) stopped at a refused gateway key and named nothing else: fixing
+    it, the user met the next problem only at the next start. Now each is named at its line,
+    then 2."""
     key_file = site.parent / "keys" / "gateway.key"
     if gateway_key == "exposed":
         key_file.chmod(0o644)
@@ -167,7 +169,12 @@ def test_every_start_up_problem_is_named_at_once_with_the_gateway_keys(
         key_file.write_bytes(b"garbage\n")  # still 0600
         key_says = f"{at_gateway_key_line(site)}{key_file}: not a private key PEM"
     other_says = _second_problem(site, problem)
-    result = agent_cli(command, "-c", str(site))
+    args = [command]
+    if command == "backfill":  # an instrument's log to import: never read, as nothing starts
+        log = site.parent / "log.csv"
+        log.write_text("point,t,value\n", encoding="utf-8")
+        args += ["--csv", str(log)]
+    result = agent_cli(*args, "-c", str(site))
     assert result.exit_code == 2, result.output
     assert key_says in result.stderr
     assert other_says in result.stderr
