@@ -163,16 +163,19 @@ def folder_open_to_all() -> Iterator[Path]:
 def as_a_user_kept_out_of(folder: Path, site_folder: Path) -> list[str]:
     """Close `folder` to the user a command will run as; the prefix that runs it as that user.
 
-    As root (CI), the command runs as `nobody`, who owns everything in `site_folder` but
-    `folder` (root's, 0700): an operator who runs `check` as himself beside the agent's user.
-    As any other user, `folder` is made 0000 to that user himself.
+    As root (CI), `folder` is given to `nobody` (0700), as /etc/ganzhi/keys or the state folder
+    belong to the service's user, and the command runs as root without the capabilities that
+    let root ignore file modes (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH): kept out of that folder
+    like any other user, yet still able to read the project's code and the rest of the site
+    wherever the clone is (`mktemp -d` makes a folder only its owner may enter: a command run
+    as `nobody` could not even import the program). As any other user, `folder` is made 0000
+    to that user himself.
     """
     if os.geteuid() != 0:
         folder.chmod(0)
         return []
     nobody = pwd.getpwnam("nobody")
-    for inside in [site_folder, *site_folder.rglob("*")]:
-        if inside != folder and folder not in inside.parents:
-            os.chown(inside, nobody.pw_uid, nobody.pw_gid, follow_symlinks=False)
+    assert site_folder in folder.parents, (folder, site_folder)
+    os.chown(folder, nobody.pw_uid, nobody.pw_gid)
     folder.chmod(0o700)
-    return ["setpriv", "--reuid=nobody", f"--regid={nobody.pw_gid}", "--clear-groups"]
+    return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
