@@ -23,6 +23,7 @@ from collector.pki.certificates import (
     Issued,
     Revoked,
     check_ca_name,
+    check_collector_identity,
     common_name,
     create_ca,
     crl_number,
@@ -183,22 +184,45 @@ def current_crl(ca_dir: Path, authority: Issued, now: datetime) -> x509.Certific
     return crl
 
 
+def _collector_identity(
+    _context: click.Context, _param: click.Parameter, name: str | None
+) -> str | None:
+    try:
+        return None if name is None else check_collector_identity(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc)) from None
+
+
+def _holder(gateway_id: str | None, collector: str | None) -> str:
+    """The one common name `certs revoke` was given, or a usage error."""
+    if (gateway_id is None) == (collector is None):
+        raise click.UsageError("name one certificate holder: --gateway G or --collector NAME")
+    return _gateway_id(gateway_id) if gateway_id is not None else str(collector)
+
+
 @certs.command("revoke")
 @config_option
-@gateway_option
+@click.option("--gateway", "gateway_id", help="{enterprise}-GW{NN}")
+@click.option(
+    "--collector",
+    callback=_collector_identity,
+    help="A collector identity of `broker-config` (gz-collector or gz-collector-<name>).",
+)
 @click.option(
     "--broker-dir",
     type=click.Path(file_okay=False, exists=True, path_type=Path),
     help="A broker-config folder to update the revocation list of as well.",
 )
-def revoke(config_path: Path, gateway_id: str, broker_dir: Path | None) -> None:
-    """Revoke every certificate issued to a gateway; restart the broker to apply it.
+def revoke(
+    config_path: Path, gateway_id: str | None, collector: str | None, broker_dir: Path | None
+) -> None:
+    """Revoke every certificate issued to a gateway or a collector identity; restart the broker.
 
     The CA's list is certs.ca_dir/ca.crl; `broker-config` copies it next to the broker's
-    config (or give --broker-dir). Exit 1 when the gateway has no certificate to revoke.
+    config (or give --broker-dir). Exit 1 when there is no certificate to revoke.
     """
+    holder = _holder(gateway_id, collector)
     config = load_or_exit(config_path)
-    gateway = _gateway_id(gateway_id)
     authority = load_ca_or_fail(config, config_path)
     ca_dir = ca_dir_or_exit(config, config_path)
     now = datetime.now(UTC)
@@ -209,10 +233,10 @@ def revoke(config_path: Path, gateway_id: str, broker_dir: Path | None) -> None:
         taken = [
             Revoked(c.serial_number, now)
             for c in issued_certificates(ca_dir)
-            if common_name(c) == gateway and c.serial_number not in known
+            if common_name(c) == holder and c.serial_number not in known
         ]
         if not taken:
-            raise click.ClickException(f"{gateway} has no certificate left to revoke")
+            raise click.ClickException(f"{holder} has no certificate left to revoke")
         crl = revocation_list(authority, [*listed, *taken], now, number=crl_number(crl) + 1)
         write_crl(ca_dir / CA_CRL, crl)
         if broker_dir is not None:
@@ -220,7 +244,7 @@ def revoke(config_path: Path, gateway_id: str, broker_dir: Path | None) -> None:
     except PkiError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo(
-        f"revoked {len(taken)} certificate(s) of {gateway}; restart mosquitto to apply", err=True
+        f"revoked {len(taken)} certificate(s) of {holder}; restart mosquitto to apply", err=True
     )
     for entry in taken:
         click.echo(f"{entry.serial:x}")

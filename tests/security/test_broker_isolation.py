@@ -398,22 +398,38 @@ async def test_a_gateway_cannot_leave_a_last_will_on_another_gateways_status(pki
     assert seen == [(A.status, b'{"online": false}')]
 
 
-def test_a_revoked_certificate_is_refused_once_the_broker_rereads_its_list(pki: Pki) -> None:
-    assert probe(pki, pki.context(GATEWAY_A)) == ""
+@pytest.mark.parametrize(
+    ("option", "revoked", "others"),
+    [
+        ("--gateway", GATEWAY_A, (GATEWAY_B, COLLECTORS[0])),
+        # A collector host's certificate reads every gateway's data: a stolen one must be
+        # revocable too, not only replaceable once it expires.
+        ("--collector", COLLECTORS[1], (COLLECTORS[0], GATEWAY_A)),
+    ],
+    ids=["gateway", "collector"],
+)
+def test_a_revoked_certificate_is_refused_once_the_broker_rereads_its_list(
+    pki: Pki, option: str, revoked: str, others: tuple[str, ...]
+) -> None:
+    def context(name: str) -> ssl.SSLContext:
+        return pki.collector_context(name) if name in COLLECTORS else pki.context(name)
+
+    assert probe(pki, context(revoked)) == ""
     cli(
-        "certs", "revoke", "-c", str(pki.config), "--gateway", GATEWAY_A,
+        "certs", "revoke", "-c", str(pki.config), option, revoked,
         "--broker-dir", str(pki.broker.workdir),
     )  # fmt: skip
     assert pki.broker.process is not None
     pki.broker.process.send_signal(signal.SIGHUP)  # Mosquitto 2.0 rereads certificates and CRL
     wait_until(
-        lambda: probe(pki, pki.context(GATEWAY_A)) == "SSLV3_ALERT_CERTIFICATE_REVOKED",
+        lambda: probe(pki, context(revoked)) == "SSLV3_ALERT_CERTIFICATE_REVOKED",
         10,
         "the broker to refuse the revoked certificate",
     )
-    assert connack(pki, pki.context(GATEWAY_A)) == b""
-    # Another gateway's certificate from the same CA is not affected.
-    assert connack(pki, pki.context(GATEWAY_B)) == CONNACK_ACCEPTED
+    assert connack(pki, context(revoked)) == b""
+    # The other certificates from the same CA are not affected.
+    for other in others:
+        assert connack(pki, context(other)) == CONNACK_ACCEPTED, other
 
 
 async def test_a_gateway_cannot_take_another_clients_id(pki: Pki) -> None:

@@ -214,6 +214,44 @@ def test_revoking_a_gateway_lists_each_of_its_certificates_once(
     assert again.exit_code == 1
 
 
+def test_revoking_a_collector_identity_lists_the_certificates_broker_config_gave_it(
+    config: Path, tmp_path: Path
+) -> None:
+    run("certs", "ca", "init", "-c", str(config))
+    serials = set()
+    for out in ("first", "second"):  # broker-config rerun: a renewal, or a stolen key replaced
+        folder = tmp_path / out
+        made = run(
+            "broker-config", "-c", str(config), "--listen", "127.0.0.1:18883", "--out",
+            str(folder), "--collector", "gz-collector-2",
+        )  # fmt: skip
+        assert made.exit_code == 0, made.output
+        cert = x509.load_pem_x509_certificate((folder / "gz-collector-2.crt").read_bytes())
+        serials.add(cert.serial_number)
+    result = run("certs", "revoke", "-c", str(config), "--collector", "gz-collector-2")
+    assert result.exit_code == 0, result.output
+    assert {int(line, 16) for line in result.stdout.split()} == serials
+    crl = x509.load_pem_x509_crl((tmp_path / "pki" / "ca" / "ca.crl").read_bytes())
+    assert {entry.serial_number for entry in crl} == serials
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [],
+        ["--gateway", GATEWAY, "--collector", COLLECTOR_IDENTITY],
+        ["--collector", GATEWAY],
+        ["--gateway", COLLECTOR_IDENTITY],
+    ],
+    ids=["neither", "both", "a-gateway-as-collector", "a-collector-as-gateway"],
+)
+def test_revoke_names_one_gateway_or_one_collector_identity(config: Path, args: list[str]) -> None:
+    run("certs", "ca", "init", "-c", str(config))
+    result = run("certs", "revoke", "-c", str(config), *args)
+    assert result.exit_code == 2, result.output
+    assert "--gateway" in result.output or "--collector" in result.output
+
+
 @pytest.mark.parametrize("days", ["nan", "inf", "1e9", "3650000"])
 @pytest.mark.parametrize("command", ["certs ca init", "certs issue", "broker-config"])
 def test_days_past_what_a_certificate_can_hold_are_a_usage_error(
