@@ -6,6 +6,7 @@ module passes the one its caller gives, or the one shipped with the agent.
 
 from __future__ import annotations
 
+import os
 from typing import TYPE_CHECKING
 
 from configkit.fields import BASE_DIR
@@ -13,6 +14,7 @@ from configkit.issues import read_config_text
 from configkit.validation import validate_document
 from configkit.yamllines import parse_yaml
 from edge_agent.config.points import CATALOGUE
+from edge_agent.config.serial_port import SERIAL_WIRE
 from edge_agent.config.site import SiteConfig
 from specs.catalogue import default_catalogue
 
@@ -33,6 +35,8 @@ def parse_site_config(
     context = {
         BASE_DIR: base_dir,
         CATALOGUE: default_catalogue() if catalogue is None else catalogue,
+        # The agent opens a port by where its path leads (`RtuBuses`): judge ports so too.
+        SERIAL_WIRE: os.path.realpath,
     }
     return validate_document(SiteConfig, parse_yaml(text, file), context=context)
 

@@ -14,6 +14,11 @@ from typing import Protocol, runtime_checkable
 LINE_SETTINGS = ("baudrate", "parity", "stopbits", "bytesize")
 """What every device on one port must agree on."""
 
+SERIAL_WIRE = "serial_wire"
+"""Validation-context key: a function from a `port` path to the port it is (the loader passes
+`os.path.realpath`), so a /dev/serial/by-id link and its /dev/ttyUSB0 are one port, as the
+agent opens them; without it a port is its path."""
+
 
 @dataclass(frozen=True, slots=True)
 class SerialPortUse:

@@ -2,10 +2,10 @@
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Annotated, Self
 
-from pydantic import Field, model_validator
+from pydantic import Field, ValidationInfo, model_validator
 
 from configkit.fields import ConfigModel, at_least_items
 from configkit.issues import KeyPath
@@ -19,7 +19,13 @@ from edge_agent.config.metrics import MetricsConfig
 from edge_agent.config.point_source import point_source_problems
 from edge_agent.config.points import PointConfig, TemplateConfig
 from edge_agent.config.sections import OutboxConfig, SigningConfig, SiteInfo, UplinkConfig
-from edge_agent.config.serial_port import LINE_SETTINGS, OnSerialBus, OnSerialLine, SerialPortUse
+from edge_agent.config.serial_port import (
+    LINE_SETTINGS,
+    SERIAL_WIRE,
+    OnSerialBus,
+    OnSerialLine,
+    SerialPortUse,
+)
 from specs.identifiers import IdentifierError, check_point_code
 
 
@@ -65,11 +71,11 @@ class SiteConfig(ConfigModel):
         return (*inherited, *((p.point, p) for p in device.points))
 
     @model_validator(mode="after")
-    def _cross_references(self) -> Self:
+    def _cross_references(self, info: ValidationInfo) -> Self:
         problems = [
             *self._device_problems(),
             *self._template_source_problems(),
-            *self._port_problems(),
+            *self._port_problems(_wire_of(info)),
             *self._point_problems(),
             *self._alarm_problems(),
         ]
@@ -109,10 +115,11 @@ class SiteConfig(ConfigModel):
                         reported.add(where)
                         yield where, f"{message} (device {device.id!r} uses this template)"
 
-    def _port_problems(self) -> Iterator[tuple[KeyPath, str]]:
+    def _port_problems(self, wire_of: Callable[[str], str]) -> Iterator[tuple[KeyPath, str]]:
         """One line setting per RS-485 bus, one slave per unit id, an ASCII port to itself.
 
         How a device uses its port is its model's `serial_port` (`edge_agent.config.serial_port`).
+        Ports are told apart by `wire_of` their path: two paths of one adapter are one port.
         """
         first: dict[str, int] = {}
         units: dict[tuple[str, int], int] = {}
@@ -120,7 +127,9 @@ class SiteConfig(ConfigModel):
             if device.serial_port is None or not isinstance(device, OnSerialLine):
                 continue
             at: KeyPath = ("devices", index)
-            owner_index = first.setdefault(device.port, index)
+            wire = wire_of(device.port)
+            port = device.port if wire == device.port else f"{device.port} (which is {wire})"
+            owner_index = first.setdefault(wire, index)
             if owner_index != index:
                 owner = self.devices[owner_index]
                 named = f"devices[{owner_index}] ({owner.id})"
@@ -129,21 +138,21 @@ class SiteConfig(ConfigModel):
                     yield (
                         (*at, "port"),
                         (
-                            f"port {device.port} is already used by {named}; "
+                            f"port {port} is already used by {named}; "
                             f"{alone.serial_port.named} ({alone.id}) needs its port to itself"
                         ),
                     )
                     continue
-                yield from _line_problems(device, owner, named, at)
+                yield from _line_problems(device, owner, named, at, port)
             unit = _unit_of(device)
             if unit is None:
                 continue
-            other = units.setdefault((device.port, unit), index)
+            other = units.setdefault((wire, unit), index)
             if other != index:
                 yield (
                     (*at, "unit_id"),
                     (
-                        f"unit_id {unit} on {device.port} is already used by "
+                        f"unit_id {unit} on {port} is already used by "
                         f"devices[{other}] ({self.devices[other].id}); every slave on a bus "
                         "needs its own address"
                     ),
@@ -214,8 +223,14 @@ def _unit_of(device: object) -> int | None:
     return device.unit_id if isinstance(device, OnSerialBus) else None
 
 
+def _wire_of(info: ValidationInfo) -> Callable[[str], str]:
+    """The context's port resolver (`SERIAL_WIRE`), or a port's path as it is."""
+    wire_of = info.context.get(SERIAL_WIRE) if isinstance(info.context, dict) else None
+    return wire_of if callable(wire_of) else str
+
+
 def _line_problems(
-    device: OnSerialLine, owner: object, named: str, at: KeyPath
+    device: OnSerialLine, owner: object, named: str, at: KeyPath, port: str
 ) -> Iterator[tuple[KeyPath, str]]:
     """The line settings in which `device` differs from the first device on its port."""
     if not isinstance(owner, OnSerialLine):
@@ -227,7 +242,7 @@ def _line_problems(
                 (*at, key),
                 (
                     f"{key} {mine} differs from {theirs} of {named} on the same port "
-                    f"{device.port}: every slave of one RS-485 bus uses the same line settings"
+                    f"{port}: every slave of one RS-485 bus uses the same line settings"
                 ),
             )
 

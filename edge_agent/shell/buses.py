@@ -20,6 +20,7 @@ Utilization is reported twice:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 
@@ -63,14 +64,15 @@ class RtuBuses:
 
         Raises:
             ValueError: the device's line settings differ from the bus's (the config loader
-                refuses such a site map, so this is a bug).
+                refuses such a site map, so this is a bug); its path may be another of the
+                bus's port.
         """
         # /dev/serial/by-id/... and /dev/ttyUSB0 may name one adapter: one wire, one lock.
         wire = os.path.realpath(line.port)
         bus = self._buses.get(wire)
         if bus is None:
             bus = self._buses[wire] = RtuBus(line)
-        elif bus.settings != line:
+        elif dataclasses.replace(bus.settings, port=line.port) != line:
             raise ValueError(f"{device_id}: {line} differs from the bus's {bus.settings}")
         return bus
 

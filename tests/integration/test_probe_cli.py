@@ -16,6 +16,7 @@ from pymodbus.client import AsyncModbusTcpClient
 
 from edge_agent.cli import main
 from tests.support.broker import free_port, wait_for_port
+from tests.support.config_files import site_head
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,7 +131,7 @@ def test_json_stays_json_when_a_device_sends_nan_and_infinity(tmp_path: Path) ->
         )
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.communicate(timeout=10)
     assert result.exit_code == 1, result.output
     rows = {r["point"]: r for r in json.loads(result.stdout, parse_constant=_refuse_non_json)}
     for point, raw in (("T001-LT-01", "7FC0 0000"), ("T001-TT-01", "7F80 0000")):
@@ -168,3 +169,50 @@ def test_a_failed_read_says_why_not_only_its_kind(tmp_path: Path) -> None:
     for row in rows:
         assert (row["quality"], row["flags"]) == ("bad", ["link_down"])
         assert "No such file or directory" in row["error"]
+
+
+def test_slaves_naming_one_bus_by_two_paths_share_it(tmp_path: Path) -> None:
+    """Two slaves of one RS-485 adapter, one named by its device path and one by a link to
+    it (as /dev/serial/by-id gives), are two slaves of one bus: probe stopped with a
+    ValueError traceback ('SerialSettings(port=...) differs from the bus's ...') before
+    reading either. (Parity N: Linux refuses a pty's second open with parity E, EINVAL
+    from tcsetattr, and probe opens the bus again for each slave.)"""
+    link = tmp_path / "usb-FTDI-if00-port0"
+    process = subprocess.Popen(
+        [sys.executable, "-m", "simulators.rtu_bus", "--units", "1,2", "--link", str(link)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        assert process.stdout is not None
+        pty = process.stdout.readline().strip()
+        slaves = "".join(
+            f"""\
+  - id: rtu-{unit}
+    driver: modbus_rtu
+    port: {port}
+    parity: N
+    unit_id: {unit}
+    poll: 1s
+    timeout: 500ms
+    points:
+      - point: R{unit}
+        quota: WHP-LT
+        address: {{table: holding, start: {200 + unit}, type: uint16}}
+"""
+            for unit, port in ((1, pty), (2, link))
+        )
+        site = tmp_path / "site.yaml"
+        site.write_text(site_head() + "devices:\n" + slaves, encoding="utf-8")
+        result = CliRunner().invoke(main, ["probe", "-c", str(site), "--json"])
+        assert result.exit_code == 0, result.output
+        rows = {row["point"]: row for row in json.loads(result.stdout)}
+        assert {point: (row["quality"], row["value"]) for point, row in rows.items()} == {
+            "R1": ("good", 1.0),
+            "R2": ("good", 2.0),
+        }
+    finally:
+        process.terminate()
+        process.communicate(timeout=10)

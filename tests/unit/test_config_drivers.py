@@ -302,6 +302,39 @@ def test_a_setting_left_to_its_default_conflicts_at_the_devices_line() -> None:
     assert (issue.line, issue.path) == (line_of(text, "  - id: bus-2"), "devices[1].parity")
 
 
+def test_two_spellings_of_one_port_are_one_bus(tmp_path: Path) -> None:
+    """A /dev/serial/by-id link and the device it names are one RS-485 wire (the agent opens
+    one bus for both), so the rules of one port hold across them: check passed a map whose
+    second slave named the bus's adapter by its link with another baud rate and the first
+    slave's unit id, and the agent then stopped at start with a ValueError."""
+    adapter = tmp_path / "ttyUSB0"
+    adapter.touch()
+    link = tmp_path / "usb-FTDI-if00-port0"
+    link.symlink_to(adapter)
+    text = TEXT.replace("/dev/ttyUSB0", str(adapter), 1).replace("/dev/ttyUSB0", str(link), 1)
+    issues = SITE.issues_of_edit(
+        text,
+        "    baudrate: 9600\n    parity: N\n    unit_id: 4",
+        "    baudrate: 19200\n    parity: N\n    unit_id: 3",
+        (0, "devices[1].baudrate"),
+        (2, "devices[1].unit_id"),
+    )
+    wire = f"the same port {link} (which is {adapter})"
+    assert issues[0].message == (
+        f"baudrate 19200 differs from 9600 of devices[0] (bus-1) on {wire}: "
+        "every slave of one RS-485 bus uses the same line settings"
+    )
+    assert issues[1].message == (
+        f"unit_id 3 on {link} (which is {adapter}) is already used by devices[0] (bus-1); "
+        "every slave on a bus needs its own address"
+    )
+    serial, _ = edit(text, "    port: /dev/ttyS1", f"    port: {link}")
+    issue = SITE.only_issue(serial)
+    gas = line_of(serial, "  - id: gas-7")
+    assert (issue.line, issue.path) == (gas + 2, "devices[3].port")
+    assert issue.message.startswith(f"port {link} (which is {adapter}) is already used by")
+
+
 # --- where a point is read ---------------------------------------------------------------------
 
 

@@ -68,7 +68,7 @@ class ModbusRtuDevice(DeviceBase):
     """Which driver reads the device: `modbus_rtu`."""
     port: DevicePath
     """The serial device path of the RS-485 bus, e.g. /dev/ttyUSB0; devices on one port share the
-    bus.
+    bus, whatever path names it (a /dev/serial/by-id link to /dev/ttyUSB0 is that port).
     """
     baudrate: Baudrate = 9600
     """Line speed in bits per second; the same for every slave on the port."""

@@ -56,7 +56,8 @@ class SerialDevice(DeviceBase):
     driver: Literal["serial"]
     """Which driver reads the device: `serial` (ASCII lines)."""
     port: DevicePath
-    """The serial device path, e.g. /dev/ttyS1; an ASCII instrument needs its port to itself."""
+    """The serial device path, e.g. /dev/ttyS1; an ASCII instrument needs its port to itself (by
+    any path to it)."""
     baudrate: Baudrate = 9600
     """Line speed in bits per second."""
     parity: Parity = "N"
