@@ -35,7 +35,7 @@ from hostkit.keyfiles import (
     write_key_pair,
 )
 from hostkit.logs import configure_logging
-from hostkit.tables import display_width, render_table
+from hostkit.tables import display_width, printable, render_table
 from specs.signing import SigningKey, generate_signing_key, load_signing_key, load_verify_key
 from tests.support.logging_state import logging_restored
 
@@ -322,6 +322,16 @@ def test_table_columns_line_up_by_display_width() -> None:
     for column_text in ("液位", "level", "名称"):
         line = next(line for line in lines if column_text in line)
         assert display_width(line[: line.index(column_text)]) == len("罐区一号") * 2 + 2
+
+
+def test_control_characters_in_a_cell_are_shown_escaped_and_counted_as_shown() -> None:
+    text = render_table([("a\nb\x1b[2K", "x"), ("罐区\u202e", "y")], ("who", "what"))
+    assert text.splitlines() == [
+        "who" + " " * 10 + "what",
+        "a\\nb\\x1b[2K  x",  # 11 cells
+        "罐区\\u202e   y",  # 10 cells, padded to 11
+    ]
+    assert printable("尾矿库 ℃\tend\x9b\u2028") == "尾矿库 ℃\\tend\\x9b\\u2028"
 
 
 def test_probe_table_lines_up_chinese_device_names() -> None:
