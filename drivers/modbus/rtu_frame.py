@@ -29,6 +29,7 @@ __all__ = [
     "ModbusExceptionError",
     "RtuReply",
     "build_read_frame",
+    "data_bytes",
     "find_reply",
     "reply_values",
     "rtu_frame",
@@ -63,8 +64,8 @@ def build_read_frame(unit: int, request: ReadRequest) -> bytes:
     return rtu_frame(unit, pdu)
 
 
-def _data_bytes(request: ReadRequest) -> int:
-    """Return how many data bytes a normal reply to `request` carries."""
+def data_bytes(request: ReadRequest) -> int:
+    """Return how many data bytes a normal reply to `request` carries (TCP and RTU alike)."""
     return (request.count + 7) // 8 if is_bit_table(request.table) else 2 * request.count
 
 
@@ -91,7 +92,7 @@ def find_reply(buffer: bytes, unit: int, request: ReadRequest) -> RtuReply | Non
     exception frame (function | 0x80) with a valid CRC. Returns None until one is complete.
     """
     function = FUNCTION_CODES[request.table]
-    count = _data_bytes(request)
+    count = data_bytes(request)
     normal_size = RESPONSE_OVERHEAD_BYTES + count
     for offset in range(len(buffer) - EXCEPTION_RESPONSE_BYTES + 1):
         if buffer[offset] != unit:
@@ -114,8 +115,8 @@ def reply_values(reply: RtuReply, request: ReadRequest) -> tuple[int, ...]:
     Raises:
         DecodeError: the reply has the wrong number of data bytes.
     """
-    if len(reply.data) != _data_bytes(request):
-        raise DecodeError(f"expected {_data_bytes(request)} data bytes, got {len(reply.data)}")
+    if len(reply.data) != data_bytes(request):
+        raise DecodeError(f"expected {data_bytes(request)} data bytes, got {len(reply.data)}")
     if is_bit_table(request.table):
         return tuple((reply.data[i // 8] >> (i % 8)) & 1 for i in range(request.count))
     return tuple(int.from_bytes(reply.data[i : i + 2], "big") for i in range(0, len(reply.data), 2))

@@ -32,6 +32,7 @@ from drivers.base import DriverConnectionError, DriverTimeoutError, RawSample, R
 from drivers.modbus.codec import EXCEPTION_NAMES, Table, is_bit_table
 from drivers.modbus.plan import DEFAULT_MAX_GAP, ReadRequest, RegisterPoint, plan_reads
 from drivers.modbus.reply import ReplyDecoder
+from drivers.modbus.rtu_frame import EXCEPTION_FLAG, FUNCTION_CODES, data_bytes
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -55,6 +56,7 @@ class _RegistersReply:
     """
 
     payload: bytes = b""
+    byte_count: int = 0  # as the reply says: an odd one is no whole number of registers
 
     def decode(self, data: bytes) -> None:
         """Keep the data bytes: pymodbus's checks, the registers it would read (n // 2)."""
@@ -64,6 +66,7 @@ class _RegistersReply:
                 f"byte_count {count} > length of packet {len(data)}",
                 function_code=getattr(self, "function_code", 0),
             )
+        self.byte_count = count
         self.payload = bytes(data[1 : 1 + 2 * (count // 2)])
 
     def __str__(self) -> str:
@@ -269,7 +272,7 @@ class ModbusTcpDriver:
                 raise DriverConnectionError(f"{self._device_id}: {exc}") from exc
             return f"request failed: {exc}"
         _resume_cancellation()
-        return response
+        return _misshapen(decoder.request, response) or response
 
     @staticmethod
     def _samples(
@@ -297,6 +300,31 @@ class ModbusTcpDriver:
         if request.table is Table.COIL:
             return await client.read_coils(address, count=count, device_id=unit)
         return await client.read_discrete_inputs(address, count=count, device_id=unit)
+
+
+def _misshapen(request: ReadRequest, reply: ModbusPDU) -> str | None:
+    """Why `reply` cannot answer `request`, or None: another function, another size.
+
+    pymodbus pairs a reply with its request by transaction id alone, and takes any function's
+    reply and any byte count the frame holds; the RTU master's checks (`find_reply`) are
+    these.
+    """
+    function = FUNCTION_CODES[request.table]
+    if reply.function_code & ~EXCEPTION_FLAG != function:
+        return f"misshapen reply: function {reply.function_code} to a function {function} read"
+    if reply.isError():
+        return None
+    expected = data_bytes(request)
+    if isinstance(reply, _RegistersReply):
+        got = reply.byte_count
+    else:  # a bit reply: pymodbus keeps 8 bits per data byte
+        got = len(getattr(reply, "bits", ())) // 8
+    if got != expected:
+        return (
+            f"misshapen reply: {got} data bytes to a read of {request.count} at "
+            f"{request.table} {request.start} ({expected} expected)"
+        )
+    return None
 
 
 def _resume_cancellation(cause: BaseException | None = None) -> None:

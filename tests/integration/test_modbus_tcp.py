@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import struct
 import time
 from typing import TYPE_CHECKING
 
@@ -18,7 +19,7 @@ from tests.support.broker import free_port
 from tests.support.connected import connected
 
 if TYPE_CHECKING:
-    from collections.abc import AsyncIterator, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
 HOST = "127.0.0.1"
 UNIT = 1
@@ -251,6 +252,70 @@ async def test_late_reply_does_not_poison_the_next_read(farm: TankFarmServer) ->
             assert {s.key: s.value for s in samples} == {p.key: expected[p.key] for p in points}
     finally:
         await proxy.close(server)
+
+
+class MisshapenReplies(Streams):
+    """A device whose every reply is the right one, data 1, 2, 3..., bent by `bend`:
+    (function code, byte count, data) of a good reply -> what is sent instead."""
+
+    def __init__(self, bend: Callable[[int, int, bytes], tuple[int, int, bytes]]) -> None:
+        super().__init__()
+        self.bend = bend
+
+    async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.writers.append(writer)
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError):
+            while True:
+                tid, _protocol, length, unit = struct.unpack(">HHHB", await reader.readexactly(7))
+                function, _start, count = struct.unpack(
+                    ">BHH", await reader.readexactly(length - 1)
+                )
+                if function in {1, 2}:
+                    data = bytes((count + 7) // 8)
+                else:
+                    data = b"".join(struct.pack(">H", n) for n in range(1, count + 1))
+                function, byte_count, data = self.bend(function, len(data), data)
+                pdu = bytes([function, byte_count]) + data
+                writer.write(struct.pack(">HHHB", tid, 0, len(pdu) + 1, unit) + pdu)
+                await writer.drain()
+
+
+MISSHAPEN = {
+    # A gateway that answers a holding-register read with input registers (or the reverse):
+    # another table's numbers.
+    "another function": lambda function, size, data: (7 - function, size, data),
+    "more registers than asked": lambda function, size, data: (function, size + 4, data + bytes(4)),
+    "a byte count that is no whole register": lambda f, size, data: (f, size + 1, data + b"\0"),
+    "more coil bytes than asked": lambda function, size, data: (function, size + 1, data + b"\0"),
+}
+
+
+@pytest.mark.parametrize("bend", MISSHAPEN, ids=list(MISSHAPEN))
+async def test_a_reply_not_shaped_like_the_request_is_bad(bend: str) -> None:
+    """The reply's function code and byte count must be the request's, as the RTU master
+    checks (`rtu_frame.find_reply`): a reply of function 4 to a function 3 read, 5 registers
+    to a read of 3, or a byte count of 7 were decoded as GOOD readings (pymodbus matches a
+    reply by transaction id alone)."""
+    device = MisshapenReplies(MISSHAPEN[bend])
+    server = await asyncio.start_server(device.handle, HOST, 0)
+    port = server.sockets[0].getsockname()[1]
+    if bend == "more coil bytes than asked":
+        points = [RegisterPoint(f"c{i}", Table.COIL, i, DataType.BOOL) for i in range(3)]
+    else:
+        points = [
+            RegisterPoint("f", Table.HOLDING, 0, DataType.FLOAT32),
+            RegisterPoint("u", Table.HOLDING, 2, DataType.UINT16),
+            RegisterPoint("i", Table.INPUT, 0, DataType.UINT16),
+        ]
+    try:
+        async with driver_for(port, points, timeout=0.5) as driver:
+            for samples in (await driver.read(), (await driver.read_columns()).samples()):
+                assert [(s.key, s.quality, s.value) for s in samples] == [
+                    (p.key, Quality.BAD, None) for p in points
+                ]
+                assert all("reply" in str(s.error) for s in samples), samples
+    finally:
+        await device.close(server)
 
 
 def test_driver_satisfies_the_protocol() -> None:
