@@ -381,3 +381,39 @@ async def _until_waiting_on_a_lock(
     async with asyncio.timeout(10):
         while not await watcher.fetchval(query, application):
             await asyncio.sleep(0.02)
+
+
+async def test_connections_the_server_ends_are_storage_errors_and_ingest_goes_on(
+    postgres_url: str,
+) -> None:
+    """pg_terminate_backend (a server restart, a failover, an admin) ends the collector's
+    connections while they are idle in the pool. asyncpg reads the server's FATAL message
+    before the end of the stream: a connection taken from the pool in between fails its next
+    statement with InternalClientError ('another operation is in progress'), which is not
+    one of asyncpg's InterfaceError or PostgresError. Every such failure must be the
+    StorageError that `collector serve` logs and retries, never an error that ends it."""
+    blocks = _chain(GATEWAY, 40)
+    storage = await PostgresStorage.open(postgres_url)
+    admin = await asyncpg.connect(postgres_url)
+    failures = 0
+    try:
+        await register(storage, GATEWAY)
+        for seq, payload in blocks.items():
+            await admin.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                " WHERE application_name = 'ganzhi-collector' AND datname = current_database()"
+            )
+            await asyncio.sleep((seq % 4) / 1000)  # between the FATAL message and the EOF
+            while True:
+                try:
+                    result = await storage.ingest(_batch(GATEWAY, [payload]))
+                except StorageError:
+                    failures += 1  # what `collector serve` retries (the agent resends)
+                    continue
+                assert result.outcomes == (Outcome.STORED,)
+                break
+    finally:
+        await admin.close()
+        await storage.close()
+    assert failures > 0, "no connection was ended under an ingest: nothing was tested"
+    assert await sql_rows(postgres_url, "SELECT count(*) FROM blocks") == [(len(blocks),)]

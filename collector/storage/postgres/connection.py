@@ -23,9 +23,17 @@ Db: TypeAlias = "asyncpg.Connection[asyncpg.Record] | PoolConnectionProxy[asyncp
 SCHEMES: Final = frozenset({"postgresql", "postgres"})
 
 # Why asyncpg can fail: the server said no (PostgresError), the client side broke or was
-# misconfigured (InterfaceError: closed connection, bad DSN option), or the socket failed
-# (OSError, which includes TimeoutError and DNS errors).
-DRIVER_ERRORS: Final = (asyncpg.PostgresError, asyncpg.InterfaceError, OSError)
+# misconfigured (InterfaceError: closed connection, bad DSN option), the protocol is in a state
+# the statement cannot start from (InternalClientError: a connection the server ended while
+# idle, whose FATAL message was read before the end of its stream, fails its next statement
+# with 'another operation is in progress'), or the socket failed (OSError, which includes
+# TimeoutError and DNS errors).
+DRIVER_ERRORS: Final = (
+    asyncpg.PostgresError,
+    asyncpg.InterfaceError,
+    asyncpg.InternalClientError,
+    OSError,
+)
 
 
 def check_url(url: str) -> None:
