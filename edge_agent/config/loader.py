@@ -6,6 +6,7 @@ module passes the one its caller gives, or the one shipped with the agent.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import TYPE_CHECKING
 
@@ -13,6 +14,7 @@ from configkit.fields import BASE_DIR
 from configkit.issues import read_config_text
 from configkit.validation import validate_document
 from configkit.yamllines import parse_yaml
+from edge_agent.config.misread_numbers import misread_numbers
 from edge_agent.config.points import CATALOGUE
 from edge_agent.config.serial_port import SERIAL_WIRE
 from edge_agent.config.site import SiteConfig
@@ -38,7 +40,11 @@ def parse_site_config(
         # The agent opens a port by where its path leads (`RtuBuses`): judge ports so too.
         SERIAL_WIRE: os.path.realpath,
     }
-    return validate_document(SiteConfig, parse_yaml(text, file), context=context)
+    parsed = parse_yaml(text, file)
+    misread = misread_numbers(text, file)
+    if misread:  # 0010 read as 8 and 1:30 as 90 are not what the map says
+        parsed = dataclasses.replace(parsed, issues=(*parsed.issues, *misread))
+    return validate_document(SiteConfig, parsed, context=context)
 
 
 def load_site_config(path: Path, *, catalogue: Catalogue | None = None) -> SiteConfig:
