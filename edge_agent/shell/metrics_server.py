@@ -20,7 +20,7 @@ from typing import Final
 import structlog
 
 from edge_agent.core.plan import MetricsPlan
-from edge_agent.shell.one_request import Handler, one_request_handler
+from edge_agent.shell.one_request import ACCEPT_BACKLOG, Handler, one_request_handler
 
 log = structlog.get_logger("edge_agent.metrics")
 
@@ -28,7 +28,7 @@ METRICS_PATH: Final = "/metrics"
 MAX_HEAD_BYTES: Final = 8192
 """A request line and headers longer than this get 431: a scraper sends a few hundred."""
 HEAD_TIMEOUT: Final = 5.0
-"""Seconds a client has to send its request head."""
+"""Seconds a client has to send its request head, and again to take the answer."""
 _CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 
 Scrape = Callable[[], Awaitable[bytes]]
@@ -107,7 +107,9 @@ def try_listening(host: str, port: int) -> None:
 async def serve_metrics(host: str, port: int, scrape: Scrape) -> asyncio.Server:
     """Listen on (host, port) and answer `GET /metrics` with `scrape()` (OSError if taken)."""
     try:
-        server = await asyncio.start_server(_handler(scrape), host, port, limit=MAX_HEAD_BYTES)
+        server = await asyncio.start_server(
+            _handler(scrape), host, port, limit=MAX_HEAD_BYTES, backlog=ACCEPT_BACKLOG
+        )
     except OSError as exc:  # a taken port, an address not on this host: the journal says which
         log.exception("metrics_listen_failed", listen=f"{host}:{port}", error=str(exc))
         raise

@@ -39,7 +39,7 @@ from edge_agent.core.rtu_plan import BusPlan
 from edge_agent.shell.alarm_stage import AlarmStage
 from edge_agent.shell.buses import RtuBuses
 from edge_agent.shell.host import clock_synchronized
-from edge_agent.shell.one_request import Handler, one_request_handler
+from edge_agent.shell.one_request import ACCEPT_BACKLOG, Handler, one_request_handler
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.poller import DevicePoller
 from edge_agent.shell.publisher import Publisher
@@ -220,7 +220,9 @@ async def _listen(path: Path, snapshot: Snapshot) -> tuple[asyncio.Server, int]:
     if stale and await _someone_answers(path):
         raise _SocketTakenError(f"{path}: another process answers on it")
     sock, inode = _bound_socket(path, replace=stale)
-    server = await asyncio.start_unix_server(_handler(snapshot), sock=sock, limit=MAX_REQUEST_BYTES)
+    server = await asyncio.start_unix_server(
+        _handler(snapshot), sock=sock, limit=MAX_REQUEST_BYTES, backlog=ACCEPT_BACKLOG
+    )
     return server, inode
 
 
