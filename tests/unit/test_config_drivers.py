@@ -250,12 +250,22 @@ MISTAKES = [
         "devices[3].requets",
         "unknown key; did you mean 'request'?",
     ),
-    Mistake(
-        REQUEST,
-        "    request: 'RD\\r\\n'\n",
-        "devices[3].request",
-        "write it in double quotes",
-        "part",
+    # STX/ETX framing as a gas analyzer's manual writes it: single quotes sent the four
+    # characters backslash, x, 0, 2 and the instrument never answered.
+    *(
+        Mistake(
+            REQUEST,
+            f"    request: {request}\n",
+            "devices[3].request",
+            f"{shown} holds a backslash escape: write it in double quotes, as in "
+            '"RD\\r\\n", so that YAML turns \\r, \\n, \\t, \\x02 and the like into those '
+            "characters",
+        )
+        for request, shown in [
+            ("'\\x02RD\\x03'", "'\\\\x02RD\\\\x03'"),
+            ("'RD\\t1'", "'RD\\\\t1'"),
+            ("'RD\\r\\n'", "'RD\\\\r\\\\n'"),
+        ]
     ),
     Mistake(
         REQUEST, '    request: "RD\\u00e9"\n', "devices[3].request", "must be ASCII text", "part"

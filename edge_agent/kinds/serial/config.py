@@ -2,6 +2,7 @@
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
+import re
 from typing import Annotated, ClassVar, Literal, Self
 
 from pydantic import AfterValidator, Field, model_validator
@@ -13,6 +14,9 @@ from edge_agent.config.fields import Baudrate, DevicePath
 from edge_agent.config.point_source import SourceKey
 from edge_agent.config.serial_port import SerialPortUse
 
+# The escapes of a double-quoted YAML string that name a control character or a code.
+_ESCAPE = re.compile(r"\\[0abtnvfreNLP_]|\\x[0-9A-Fa-f]{2}|\\u[0-9A-Fa-f]{4}|\\U[0-9A-Fa-f]{8}")
+
 
 def _line_text(value: str) -> str:
     """Check a request, delimiter or marker: non-empty ASCII, escapes really escaped."""
@@ -20,11 +24,12 @@ def _line_text(value: str) -> str:
         raise ValueError("must not be empty")
     if not value.isascii():
         raise ValueError(f"{value!r} must be ASCII text")
-    if any(f"\\{letter}" in value for letter in "rn"):
-        # Single quotes in YAML keep `\r` as two characters; the instrument wants CR.
+    if _ESCAPE.search(value):
+        # Single quotes in YAML keep `\r` or `\x02` (STX) as text; the instrument wants CR, STX.
         raise ValueError(
-            f"{value!r} holds a backslash and a letter: write it in double quotes, as in "
-            '"RD\\r\\n", so that YAML turns \\r and \\n into CR and LF'
+            f"{value!r} holds a backslash escape: write it in double quotes, as in "
+            '"RD\\r\\n", so that YAML turns \\r, \\n, \\t, \\x02 and the like into those '
+            "characters"
         )
     return value
 
@@ -67,8 +72,8 @@ class SerialDevice(DeviceBase):
     bytesize: Literal[7, 8] = 8
     """Data bits, 7 or 8."""
     request: LineText | None = None
-    """What to send every `poll` (escapes such as \r\n allowed); absent: the instrument is free-
-    running.
+    r"""What to send every `poll`; escapes such as `\r\n` or `\x02` (STX) in double quotes
+    (`"\x02RD\x03"`); absent: the instrument is free-running.
     """
     delimiter: LineText | None = None
     """What ends a frame (default CR LF); or give `length`."""
