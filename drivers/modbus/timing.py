@@ -41,6 +41,7 @@ __all__ = [
     "response_frame_bytes",
     "rtu_timeout_seconds",
     "rtu_transaction_seconds",
+    "rtu_wire_bytes",
     "silent_interval",
 ]
 
@@ -73,6 +74,11 @@ def response_frame_bytes(request: ReadRequest) -> int:
     return RESPONSE_OVERHEAD_BYTES + data
 
 
+def rtu_wire_bytes(request: ReadRequest) -> int:
+    """Return the bytes one normal read transaction puts on the line: request and reply."""
+    return READ_REQUEST_BYTES + response_frame_bytes(request)
+
+
 def rtu_transaction_seconds(
     request: ReadRequest, line: SerialSettings, *, turnaround: float = DEFAULT_TURNAROUND
 ) -> float:
@@ -83,8 +89,11 @@ def rtu_transaction_seconds(
     """
     if turnaround < 0:
         raise ValueError(f"turnaround must be >= 0, not {turnaround}")
-    frames = READ_REQUEST_BYTES + response_frame_bytes(request)
-    return frames * line.char_seconds + 2 * silent_interval(line.baudrate) + turnaround
+    return (
+        rtu_wire_bytes(request) * line.char_seconds
+        + 2 * silent_interval(line.baudrate)
+        + turnaround
+    )
 
 
 def rtu_timeout_seconds(timeout: float, line: SerialSettings) -> float:

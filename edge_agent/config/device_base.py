@@ -10,6 +10,7 @@ registry of kinds (`edge_agent.kinds.KINDS`) assemble the union of devices `Site
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self, get_args
 
 from pydantic import BaseModel, ModelWrapValidatorHandler, ValidationError, model_validator
@@ -97,6 +98,15 @@ class DeviceBase(ConfigModel):
         # only, so that the site map's documentation keeps each model's own order of keys.
         driver: str
         poll: float
+
+    def points_problems(self, points: Sequence[PointConfig]) -> Iterator[tuple[KeyPath, str]]:
+        """Problems of the device with all its points, its template's included.
+
+        Each is at a key of the device. The site map asks once the templates are known; a
+        model without such rules has none.
+        """
+        del points
+        return iter(())
 
     @model_validator(mode="wrap")
     @classmethod

@@ -92,6 +92,9 @@ class SiteConfig(ConfigModel):
                     f"device id {device.id!r} is already used by devices[{first[device.id]}]",
                 )
             first.setdefault(device.id, index)
+            own_points = [point for _, point in self.points_of(device)]
+            for path, message in device.points_problems(own_points):
+                yield ("devices", index, *path), message
             if device.template is not None and device.template not in self.templates:
                 defined = ", ".join(self.templates) or "none"
                 yield (

@@ -306,6 +306,25 @@ def test_conflicting_line_settings_on_one_port_name_the_second_device() -> None:
     )
 
 
+def test_a_timeout_shorter_than_the_longest_read_on_the_wire_is_refused() -> None:
+    """At 9600 baud 8N1 a read of 120 registers is 8 bytes out and 245 back, 264 ms on the
+    wire: with `timeout: 200ms` every such read timed out (the slave's answer cannot arrive
+    in time), the points were BAD for ever and check passed. Measured on the simulated
+    9600-baud bus: 3 reads of 120 registers, 3 timeouts."""
+    text, _ = edit(TEXT, "start: 40, type: uint16}}", "start: 118, type: float32}}")
+    text, _ = edit(text, "    timeout: 200ms\n", "    timeout: 200ms\n    max_gap: 125\n")
+    issue = SITE.only_issue(text)
+    assert (issue.line, issue.path) == (line_of(text, "    timeout: 200ms"), "devices[1].timeout")
+    assert issue.message == (
+        "timeout 200ms is shorter than the longest read of this slave takes on the wire at "
+        "9600 8N1: 120 registers from input 0, 253 bytes, 264 ms; every such read would "
+        "time out: give a timeout of at least 264 ms and the slave's own answer time, or a "
+        "smaller max_gap"
+    )
+    # Left to its default (1 s), the same read fits: no problem.
+    SITE.parse(text.replace("    timeout: 200ms\n", ""))
+
+
 def test_a_setting_left_to_its_default_conflicts_at_the_devices_line() -> None:
     text, _ = edit(TEXT, "    parity: N\n    unit_id: 4", "    unit_id: 4")  # bus-2: default E
     issue = SITE.only_issue(text)

@@ -2,13 +2,22 @@
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
+from collections.abc import Iterator, Sequence
 from typing import Annotated, ClassVar, Literal
 
 from pydantic import AfterValidator, Field, field_validator
 
+from configkit.durations import format_duration
+from configkit.issues import KeyPath
+from drivers.modbus.codec import DataType, Table
+from drivers.modbus.plan import RegisterPoint, plan_reads
+from drivers.modbus.timing import rtu_wire_bytes
+from drivers.serial.settings import Parity as LineParity
+from drivers.serial.settings import SerialSettings
 from edge_agent.config.device_base import DeviceBase, Parity, Seconds, StopBits
 from edge_agent.config.fields import Baudrate, DevicePath, Host
 from edge_agent.config.point_source import SourceKey
+from edge_agent.config.points import PointConfig
 from edge_agent.config.serial_port import SerialPortUse
 
 MAX_UNIT_ID = 247
@@ -84,12 +93,47 @@ class ModbusRtuDevice(DeviceBase):
     """How often every point of the device is read."""
     timeout: Seconds = 1.0
     """How long one request may wait for the slave's answer; a silent slave costs the bus this
-    once per cycle.
+    once per cycle. It must exceed the time the longest read takes on the wire at `baudrate`.
     """
     max_gap: Annotated[int, Field(strict=True, ge=0, le=125)] = 8
     """Unused registers one read may span to merge neighbouring points (a read holds at most
     125).
     """
+
+    def points_problems(self, points: Sequence[PointConfig]) -> Iterator[tuple[KeyPath, str]]:
+        """A `timeout` shorter than the longest planned read takes on the wire.
+
+        The slave's whole answer could never arrive in time, so every such read would time out.
+        """
+        registers = []
+        for number, point in enumerate(points):
+            address = point.address
+            if address is None:
+                continue  # named at the point (point_source)
+            registers.append(
+                RegisterPoint(
+                    f"{number}", Table(address.table), address.start, DataType(address.type)
+                )
+            )
+        line = SerialSettings(
+            self.port, self.baudrate, LineParity(self.parity), self.stopbits, self.bytesize
+        )
+        reads = plan_reads(registers, max_gap=self.max_gap)
+        longest = max(reads, key=rtu_wire_bytes, default=None)
+        if longest is None:
+            return
+        wire = rtu_wire_bytes(longest) * line.char_seconds
+        if self.timeout < wire:
+            unit = "bits" if longest.table in {Table.COIL, Table.DISCRETE} else "registers"
+            message = (
+                f"timeout {format_duration(self.timeout)} is shorter than the longest read of "
+                f"this slave takes on the wire at {self.baudrate} {self.bytesize}{self.parity}"
+                f"{self.stopbits}: {longest.count} {unit} from {longest.table} {longest.start}, "
+                f"{rtu_wire_bytes(longest)} bytes, {wire * 1000:.0f} ms; every such read would "
+                f"time out: give a timeout of at least {wire * 1000:.0f} ms and the slave's own "
+                "answer time, or a smaller max_gap"
+            )
+            yield ("timeout",), message
 
     @field_validator("bytesize", mode="before")
     @classmethod
