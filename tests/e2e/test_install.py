@@ -554,7 +554,18 @@ def test_systemd_analyze_verify_finds_nothing(tmp_path: Path, name: str) -> None
 
 
 @NO_SYSTEMD_ANALYZE
-def test_systemd_analyze_verify_reports_a_mistake(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("old", "new", "said"),
+    [
+        ("Type=notify", "Type=notfy", "Failed to parse service type"),
+        # A start limit misspelled, or in [Service], would leave systemd's default in force.
+        ("StartLimitIntervalSec=0", "StartLimitIntervalSecs=0", "Unknown key"),
+        ("Restart=on-failure", "Restart=on-failure\nStartLimitIntervalSec=0", "Unknown key"),
+    ],
+)
+def test_systemd_analyze_verify_reports_a_mistake(
+    tmp_path: Path, old: str, new: str, said: str
+) -> None:
     text = (REPO / "systemd" / f"{AGENT_UNIT}.service").read_text(encoding="utf-8")
-    _, output = systemd_verify(tmp_path, AGENT_UNIT, mutated(text, "Type=notify", "Type=notfy"))
-    assert "Failed to parse service type" in output, output
+    _, output = systemd_verify(tmp_path, AGENT_UNIT, mutated(text, old, new))
+    assert said in output, output

@@ -74,6 +74,23 @@ def test_each_unit_is_a_notify_service_with_a_watchdog(name: str) -> None:
     assert service["User"] == "ganzhi"
 
 
+@pytest.mark.parametrize("name", [AGENT, COLLECTOR])
+def test_each_unit_is_started_again_however_often_it_failed(name: str) -> None:
+    # systemd's default start limit (5 starts within 10 s) leaves a unit that failed fast a
+    # few times `failed` for good, even once the cause is gone: a program missing for a moment
+    # during an upgrade, a port held at boot. No limit, and 5 s between starts instead.
+    unit = parse_unit((UNITS / name).read_text(encoding="utf-8"))
+    assert unit["Unit"]["StartLimitIntervalSec"] == ["0"]  # 0: no start limit at all
+    # Only [Unit] sets it (systemd 252 ignores StartLimitIntervalSec= in [Service] and would
+    # let a StartLimitInterval= or StartLimitBurst= there override it).
+    assert not {key for key in unit["Service"] if key.startswith("StartLimit")}
+    assert "StartLimitBurst" not in unit["Unit"]  # meaningless without an interval
+    service = unit["Service"]
+    assert service["Restart"] == ["on-failure"]
+    assert service["RestartSec"] == ["5"]
+    assert service["RestartPreventExitStatus"] == ["2"]  # a config error waits for a fix
+
+
 def test_the_agent_reaches_serial_ports_the_collector_no_device() -> None:
     agent = parse_unit((UNITS / AGENT).read_text(encoding="utf-8"))["Service"]
     collector = parse_unit((UNITS / COLLECTOR).read_text(encoding="utf-8"))["Service"]
