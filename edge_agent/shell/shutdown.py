@@ -1,8 +1,8 @@
 """A graceful stop of the agent within its budget: every reading polled before it is sealed.
 
 The order: pollers first (nothing is read after the stop), then the RTU buses, then everything
-queued is sealed, the last ACKs are awaited while they come, the offline status is sent, and
-the other tasks end or are abandoned and logged.
+queued is sealed, the live blocks' ACKs are awaited while they come (not a backlog's), the
+offline status is sent, and the other tasks end or are abandoned and logged.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ log = structlog.get_logger("edge_agent.runtime")
 # A graceful stop (SIGTERM) has one budget, counted from the stop: the agent must exit within
 # 5 s under any load (systemd's TimeoutStopSec=5 kills it after that). Pollers are cancelled at
 # once and get _SHUTDOWN_POLLERS s to close their links; then everything queued is sealed (at
-# most the runtime's queue bound and the sealer's batch); the last ACKs are awaited only until
+# most the runtime's queue bound and the sealer's batch); the live blocks' ACKs are awaited until
 # _SHUTDOWN_DRAIN s after the stop; every other task has ended, or is abandoned and logged, by
 # SHUTDOWN_BUDGET s after the stop. The rest is closing the outbox file and the interpreter's
 # exit, which on a starved CPU takes a second or more (hence 2 s of ACKs, not 3).
@@ -70,17 +70,19 @@ async def _stop_tasks(tasks: list[asyncio.Task[None]], until: float) -> list[asy
     return sorted(pending, key=lambda task: task.get_name())
 
 
-async def _drain(publisher: Publisher, until: float) -> bool:
-    """Wait for the last ACKs until the loop time `until`, or until they stop coming.
+async def await_last_acks(publisher: Publisher, until: float) -> bool:
+    """Wait for the ACKs of the live blocks until the loop time `until`, or until none come.
 
-    True when every sealed block was ACKed.
+    True when every live block was ACKed. A backlog is not waited for: it takes minutes to
+    drain, its ACKs keep coming all the while (so the wait would take all its time), and it is
+    in the outbox for the next start anyway.
     """
     loop = asyncio.get_running_loop()
     last_ack = publisher.last_ack
     while (left := until - loop.time()) > 0:
         try:
             async with asyncio.timeout(min(left, _DRAIN_STALL)):
-                await publisher.drained()
+                await publisher.settled()
         except TimeoutError:
             if publisher.last_ack == last_ack:
                 return False  # no ACK released anything for _DRAIN_STALL s
@@ -127,9 +129,9 @@ async def shut_down(
     abandoned += await _stop_tasks(service_tasks[:1], stopping_at)
     await sealer.flush()
     sealed_in = loop.time() - stopping_at
-    # 3. The last ACKs, only with what is left of the drain time and while they come;
+    # 3. The live blocks' ACKs, only with what is left of the drain time and while they come;
     #    whatever is not ACKed stays in the outbox and goes out after the next start.
-    drained = await _drain(publisher, stopping_at + _SHUTDOWN_DRAIN)
+    live_acked = await await_last_acks(publisher, stopping_at + _SHUTDOWN_DRAIN)
     # 4. The retained offline status, sent by us: a clean DISCONNECT fires no last will.
     said_offline = False
     with contextlib.suppress(TimeoutError, aiomqtt.MqttError):
@@ -148,6 +150,6 @@ async def shut_down(
         gateway=gateway,
         seconds=round(loop.time() - stopping_at, 3),
         sealed_in=round(sealed_in, 3),
-        drained=drained,
+        live_acked=live_acked,
         said_offline=said_offline,
     )

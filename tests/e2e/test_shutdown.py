@@ -261,7 +261,7 @@ def test_sigterm_under_full_load_exits_0_within_5s_and_seals_every_reading(
     assert_sealed_up_to(outbox_readings(plant.work), signalled_at, since=started_at + 1.5)
     log = (plant.work / "agent.log").read_text(encoding="utf-8", errors="replace")
     assert "shutdown_tasks_abandoned" not in log
-    assert '"drained": false' in log or "drained=False" in log, "nothing can be ACKed here"
+    assert '"live_acked": false' in log or "live_acked=False" in log, "nothing is ACKed here"
 
 
 def test_a_hangup_stops_the_agent_as_sigterm_does(plant: Plant) -> None:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ import pytest
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.publisher import Publisher
+from edge_agent.shell.shutdown import await_last_acks
 from specs.ack import Ack
 from specs.block import block_hash, decode_block
 from specs.lanes import Lane, lane_of
@@ -101,6 +103,13 @@ class Rig:
 
     async def undelivered(self) -> list[int]:
         return [b.seq for b in await self.outbox.undelivered(after=0, limit=1000)]
+
+    async def live_past_a_full_window(self, backlog: int, window: int) -> int:
+        """Seal a live block once the backlog fills the window, unanswered; its seq, once sent."""
+        await self.link.wait_for(window)
+        await self.seal(1)
+        await self.link.wait_for(window + 1)
+        return backlog + 1
 
 
 @contextlib.asynccontextmanager
@@ -367,20 +376,45 @@ async def test_each_block_says_its_lane_so_the_collector_can_put_live_first(
 async def test_settled_waits_for_the_live_lane_not_for_the_backlog(
     tmp_path: Path, broker: Broker
 ) -> None:
-    # What a stop waits for (edge_agent.shell.runtime): the live blocks sealed before it
+    # What a stop waits for (edge_agent.shell.shutdown): the live blocks sealed before it
     # answered, not a backlog that takes minutes to drain (the stop has 5 s in all).
     async with rig(tmp_path, broker, backlog=200, max_inflight=4) as r:
-        await r.link.wait_for(4)  # the backlog's window, never answered here
-        await r.seal(1)  # 201, live
-        await r.link.wait_for(5)
+        live = await r.live_past_a_full_window(200, 4)  # the backlog's is never answered here
         settling = asyncio.create_task(r.publisher.settled())
         await asyncio.sleep(0.3)
-        assert not settling.done(), "201 is not answered yet"
-        await r.link.ack(0, missing=((1, 200),), seq=201)
+        assert not settling.done(), f"{live} is not answered yet"
+        await r.link.ack(0, missing=((1, 200),), seq=live)
         await asyncio.wait_for(settling, 5)
         assert (await r.outbox.stats()).undelivered == 200
         await r.seal(1)  # 202: unsettled again until answered
         assert not r.publisher.is_settled
+
+
+async def test_a_stop_awaits_the_live_blocks_acks_not_the_backlogs(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # The stop's wait for the last ACKs (edge_agent.shell.shutdown, 2 s of its 5): while the
+    # collector drains a backlog its ACKs keep coming, and waiting for the whole outbox spent
+    # all 2 s on blocks that take minutes (bench/replay.py: SIGTERM to exit 3.8-3.9 s).
+    async with rig(tmp_path, broker, backlog=200, max_inflight=4) as r:
+        live = await r.live_past_a_full_window(200, 4)
+        await r.link.ack(0, missing=((1, 200),), seq=live)
+
+        async def answer_the_backlog() -> None:
+            for through in itertools.count(1):
+                await asyncio.sleep(0.2)
+                await r.link.ack(through, missing=((through + 1, 200),), seq=live)
+
+        answering = asyncio.create_task(answer_the_backlog())
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        live_acked = await await_last_acks(r.publisher, began + 2.0)
+        took = loop.time() - began
+        answering.cancel()
+        backlog_left = (await r.outbox.stats()).undelivered
+    assert live_acked, "the live block was answered"
+    assert took < 1.0, f"the stop waited {took:.2f} s for the backlog's ACKs"
+    assert backlog_left > 190, "the backlog stays for the next start"
 
 
 async def test_backlog_queued_behind_a_live_block_at_the_collector_is_not_resent(
