@@ -159,18 +159,6 @@ class Threshold:
     binding: Binding
     source: str
 
-    def met(self, value: float) -> bool:
-        """Whether `value` (canonical unit or canonical rate unit) satisfies the comparison."""
-        match self.op:
-            case ">":
-                return value > self.canonical
-            case ">=":
-                return value >= self.canonical
-            case "<":
-                return value < self.canonical
-            case "<=":
-                return value <= self.canonical
-
 
 @dataclass(frozen=True, slots=True)
 class Indicator:

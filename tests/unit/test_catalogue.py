@@ -155,22 +155,20 @@ def test_slope_displacement_rates_over_an_hour_and_a_day(code: str) -> None:
 
 
 def test_threshold_comparisons_follow_the_standards_wording() -> None:
+    # The comparison and the number as the standard words them, as `edge-agent catalogue`
+    # shows them (op, canonical): each pair fixes which side of the number meets the threshold.
     methane = _indicator("MK-M0101")
     alarm, restore = methane.threshold("alarm"), methane.threshold("restore")
     assert alarm is not None
     assert restore is not None
-    assert alarm.met(1.0)  # ">= 1.0"
-    assert not alarm.met(0.99)
-    assert restore.met(0.99)  # "below 1.0"
-    assert not restore.met(1.0)
+    assert (alarm.edge, alarm.op, alarm.canonical) == (Edge.RAISE, ">=", 1.0)  # ">= 1.0"
+    assert (restore.edge, restore.op, restore.canonical) == (Edge.CLEAR, "<", 1.0)  # "below 1.0"
     day = _indicator("BP-GZ").threshold("rate_1d")
     assert day is not None
-    assert not day.met(10.0)  # "> 10 mm/d"
-    assert day.met(10.01)
+    assert (day.op, day.canonical, day.unit) == (">", 10.0, "mm/d")  # "> 10 mm/d"
     oxygen = _indicator("GAS-O2").threshold("L")
     assert oxygen is not None
-    assert oxygen.met(19.4)
-    assert not oxygen.met(19.5)
+    assert (oxygen.op, oxygen.canonical) == ("<", 19.5)  # "below 19.5 %"
 
 
 def test_gas_levels_and_coal_vocabulary() -> None:
