@@ -100,7 +100,6 @@ class RtuBusSim(PtySimulator):
         self._interval = interval
         self._rng = random.Random(seed)
         self._rx = bytearray()
-        self.ignored = 0
 
     def slave(self, unit_id: int) -> SimSlave:
         """Return the slave with this unit id (KeyError if there is none)."""
@@ -122,8 +121,7 @@ class RtuBusSim(PtySimulator):
         del self._rx[:-_RX_LIMIT]
         for unit, function, start, count in _requests(self._rx):
             slave = self.slaves.get(unit)
-            if slave is None:
-                self.ignored += 1
+            if slave is None:  # no slave on this bus has that unit id: silence, as on a real bus
                 continue
             reply = slave.answer(function, start, count, self._rng)
             if reply is not None:
