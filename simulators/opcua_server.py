@@ -139,7 +139,6 @@ class OpcUaSimulator(Simulator):
         self.host = host
         self.port = port
         self.nodes = tuple(nodes)
-        self.write_count = 0
         # Node ids asked for by each Read service call from a client, newest last (bounded).
         self.read_calls: collections.deque[tuple[str, ...]] = collections.deque(maxlen=256)
         # (asked, revised) publishing interval of each subscription created, seconds.
@@ -383,7 +382,6 @@ class OpcUaSimulator(Simulator):
             ServerTimestamp=cast("ua.DateTime", now),
         )
         await server.write_attribute_value(_node(key), data_value)
-        self.write_count += 1
 
     async def _update_forever(self) -> None:
         """Advance the model and write every node each `interval`, on an absolute schedule."""
