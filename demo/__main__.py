@@ -25,7 +25,8 @@ from typing import Any
 import httpx
 import yaml
 
-from demo.broker import Broker, free_port, wait_for_port
+from demo.broker import Broker, wait_for_port
+from demo.ports import reserve_port
 from demo.postgres import PostgresUnavailableError, create_database
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -240,15 +241,26 @@ def main() -> int:
     shutil.rmtree(work, ignore_errors=True)
     (work / "broker").mkdir(parents=True)
     (work / "logs").mkdir()
-    demo = Demo(
-        work,
-        Broker(port=free_port(), workdir=work / "broker"),
-        free_port(),
-        free_port(),
-        profile=profile_for(args.site),
-    )
+    # The broker's, the simulator's and the API's ports, held for the whole run: no other run
+    # (another demo, a test session) can be given them while these servers come up (demo.ports).
+    with contextlib.ExitStack() as held:
+        broker_port, sim_port, api_port = (
+            held.enter_context(reserve_port()).getsockname()[1] for _ in range(3)
+        )
+        demo = Demo(
+            work,
+            Broker(port=broker_port, workdir=work / "broker"),
+            sim_port,
+            api_port,
+            profile=profile_for(args.site),
+        )
+        return _run_demo(demo, args.site, storage_url, args.duration)
+
+
+def _run_demo(demo: Demo, site: str, storage_url: str, duration: float | None) -> int:
+    """Write the configs, start everything, show the table, stop everything."""
     site_yaml = write_configs(
-        work, args.site, demo.broker.url, demo.sim_port, demo.api_port, storage_url=storage_url
+        demo.work, site, demo.broker.url, demo.sim_port, demo.api_port, storage_url=storage_url
     )
 
     def interrupt(*_: object) -> None:
@@ -258,8 +270,8 @@ def main() -> int:
     signal.signal(signal.SIGTERM, interrupt)
     try:
         gateway = demo.start(site_yaml)
-        demo.watch(args.duration)
-        if args.duration is None:
+        demo.watch(duration)
+        if duration is None:
             return 0
         readings = demo.get("/v1/readings", gateway=gateway, limit=10000)
         print(json.dumps({"readings_at_collector": len(readings)}))

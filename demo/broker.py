@@ -12,14 +12,11 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from demo.ports import free_port
+
+__all__ = ["MOSQUITTO", "Broker", "free_port", "wait_for_port"]  # free_port: the benchmarks'
+
 MOSQUITTO = shutil.which("mosquitto") or "/usr/sbin/mosquitto"
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that nothing listens on right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for_port(port: int, timeout: float = 10.0) -> None:
