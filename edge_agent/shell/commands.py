@@ -135,6 +135,7 @@ class CommandDesk:
         self._state = _State.load(self._state_path)
         self._wake = asyncio.Event()
         self._restart = asyncio.Event()
+        self._ignored_in: dict[str, int] = {}  # reason: the minute it was last reported in
         self.restart_requested = False
 
     @property
@@ -158,13 +159,21 @@ class CommandDesk:
             taken=self._state.nonces,
         )
         if isinstance(verdict, Ignored):
+            # Anyone who can publish here can send these: one report per reason and minute,
+            # as the collector keeps one audit row per rejection reason and minute.
+            minute = int(now // 60)
+            reported = self._ignored_in.get(verdict.reason) != minute
             log.warning(
                 "command_ignored",
                 reason=verdict.reason.value,
                 detail=verdict.detail,
                 nonce=verdict.nonce,
                 version=verdict.version,
+                reported=reported,
             )
+            if not reported:
+                return
+            self._ignored_in[verdict.reason] = minute
             self._report(
                 CommandResult(
                     self.gateway,

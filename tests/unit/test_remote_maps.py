@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import time
 from collections.abc import Callable
@@ -352,8 +353,10 @@ def test_a_folder_where_the_state_file_should_be_is_moved_aside_too(tmp_path: Pa
 def test_unsent_reports_of_ignored_commands_give_way_past_the_cap(tmp_path: Path) -> None:
     (tmp_path / "site.yaml").write_text(TEXT, encoding="utf-8")
 
+    minutes = itertools.count(NOW, 60.0)  # one forgery a minute: each is reported
+
     async def scenario() -> list[str]:
-        desk = _desk(tmp_path, asyncio.Event())
+        desk = _desk(tmp_path, asyncio.Event(), clock=lambda: next(minutes))
         for n in range(150):  # forged: no session to send the reports on
             payload = _command(nonce=f"f{n}").encode()
             await desk.on_command(payload, signature_properties(OTHER.sign(payload)))
@@ -362,3 +365,35 @@ def test_unsent_reports_of_ignored_commands_give_way_past_the_cap(tmp_path: Path
 
     kept = asyncio.run(scenario())
     assert len(kept) == 100  # the cap
+
+
+def test_a_flood_of_ignored_commands_is_reported_once_per_reason_and_minute(
+    tmp_path: Path,
+) -> None:
+    """Found by the security hostile test: each ignored command was a signed report.
+
+    Anyone who can publish on `down/cmd` (a broker without the isolation of security.md) had
+    the gateway sign one report per message, and the collector keeps each as an audit row of
+    its chain: 500 garbage messages made 283 rows (the rest fell to the unsent cap), where a
+    flood of rejected messages makes one row per gateway, reason and minute.
+    """
+    (tmp_path / "site.yaml").write_text(TEXT, encoding="utf-8")
+    clock = [NOW]
+
+    async def scenario() -> list[dict[str, object]]:
+        desk = _desk(tmp_path, asyncio.Event(), clock=lambda: clock[0])
+        for n in range(50):
+            payload = _command(nonce=f"f{n}").encode()
+            await desk.on_command(payload, signature_properties(OTHER.sign(payload)))
+            await desk.on_command(b"garbage", None)
+            clock[0] += 0.5  # 25 s: all in one minute
+        expired = _command(nonce="late", not_after=NOW - 1).encode()
+        await desk.on_command(expired, signature_properties(COLLECTOR.sign(expired)))
+        clock[0] = NOW + 61  # the next minute
+        await desk.on_command(b"garbage again", None)
+        state = tmp_path / "state" / "outbox.db.commands.json"
+        return [json.loads(r) for r in json.loads(state.read_text(encoding="utf-8"))["results"]]
+
+    reported = [(r["reason"], r["nonce"]) for r in asyncio.run(scenario())]
+    assert reported == [("unknown_key", ""), ("bad_signature", ""), ("expired", "late"),
+                        ("bad_signature", "")]  # fmt: skip
