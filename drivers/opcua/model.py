@@ -120,7 +120,11 @@ def _check_prefix(key: str, value: str, seen: set[str]) -> None:
 
 
 def _check_node_id(text: str) -> None:
-    """Raise ValueError unless `text` is `[svr=N;][ns=N;|nsu=URI;]<i|s|g|b>=<identifier>`."""
+    """Raise ValueError unless `text` is `[svr=N;][ns=N;|nsu=URI;]<i|s|g|b>=<identifier>`.
+
+    The grammar's whole form, svr= included: `check_node_id` then refuses a node of another
+    server with its own reason.
+    """
     rest = text
     seen: set[str] = set()
     while True:
@@ -146,11 +150,22 @@ def check_node_id(text: str) -> str:
     Accepts the standard forms ``ns=2;s=Slope.G1.X``, ``i=2258``, ``ns=3;g=<guid>``,
     ``ns=1;b=<base64>`` and ``nsu=<namespace uri>;s=...`` (resolved at connect, so a server
     that renumbers its namespaces after a restart is still read right).
+
+    ``svr=N;...`` (an ExpandedNodeId: the node of the server at index N of the server's own
+    server array) is well formed but refused: the driver reads only the server it connects to,
+    and asyncua's Read would take the same node id on that server instead, silently.
     """
     try:
         _check_node_id(text)
     except ValueError as exc:
         raise ValueError(f"invalid OPC UA node id {text!r}: {exc}") from None
+    if text.startswith("svr="):
+        index = text.partition(";")[0]
+        raise ValueError(
+            f"OPC UA node id {text!r} names a node of another server ({index}, an"
+            " ExpandedNodeId); the agent reads only the server at `endpoint`: give the node id"
+            " without svr="
+        )
     return text
 
 

@@ -69,7 +69,7 @@ LinePattern = Annotated[str, AfterValidator(_check_pattern)]
 """A regular expression (Python `re` syntax) with a named group `value`, checked at load."""
 
 NodeId = Annotated[str, AfterValidator(check_node_id)]
-"""An OPC UA node id string: `ns=2;s=Name`, `i=2258`, `nsu=<uri>;s=Name`, ..."""
+"""An OPC UA node id string: `ns=2;s=Name`, `i=2258`, `nsu=<uri>;s=Name`, ...; not `svr=`."""
 
 
 def _one_or_many(value: object) -> object:
@@ -105,7 +105,9 @@ class PointConfig(ConfigModel):
     address: Address | None = None
     """Modbus: where the value is (for modbus_tcp and modbus_rtu devices)."""
     node: NodeId | None = None
-    """OPC UA: the node id, such as `ns=2;s=Tank1.Level`."""
+    """OPC UA: the node id, such as `ns=2;s=Tank1.Level`; a node of another server (`svr=`) is
+    refused.
+    """
     pattern: LinePattern | None = None
     """Serial ASCII: a regular expression with a `value` group that finds the value in a frame."""
     scale: Number = 1.0

@@ -42,3 +42,14 @@ def test_check_reports_the_mistake_with_file_line_and_key(
     assert result.exit_code == CONFIG_ERROR_EXIT, result.output
     assert result.stderr == (case / "expected.txt").read_text(encoding="utf-8")
     assert result.stdout == "", "nothing is shown as checked when the file is wrong"
+
+
+@pytest.mark.parametrize("case", sorted((CASES / "site").iterdir()), ids=lambda p: p.name)
+def test_run_refuses_the_mistake_before_anything_starts_as_check_does(
+    case: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(case)
+    result = CliRunner().invoke(agent_main, ["run", "-c", "site.yaml"])
+    assert result.exit_code == CONFIG_ERROR_EXIT, result.output
+    assert result.stderr == (case / "expected.txt").read_text(encoding="utf-8")
+    assert not (case / "state").exists(), "run started something"
