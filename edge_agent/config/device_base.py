@@ -11,7 +11,7 @@ registry of kinds (`edge_agent.kinds.KINDS`) assemble the union of devices `Site
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Annotated, ClassVar, Literal, Self, get_args
+from typing import TYPE_CHECKING, Annotated, ClassVar, Final, Literal, Self, get_args
 
 from pydantic import BaseModel, ModelWrapValidatorHandler, ValidationError, model_validator
 from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
@@ -32,7 +32,14 @@ Parity = Literal["N", "E", "O"]
 
 StopBits = Literal[1, 2]
 
-Seconds = Annotated[Duration, duration_bounds(above=0)]
+SHORTEST: Final = 0.001
+"""A device's durations (poll, timeout, ...) are at least 1 ms, the finest unit a duration is
+written in: `poll: 1e-310` (a subnormal, above 0) made the planned RTU load infinite."""
+LONGEST: Final = 86400.0
+"""... and at most a day, so that one over another (a timeout over a poll) stays finite."""
+
+Seconds = Annotated[Duration, duration_bounds(at_least=SHORTEST, at_most=LONGEST)]
+"""A device's duration: 1 ms to 1 day."""
 
 
 def _rebuilt(error: ErrorDetails, model: type[BaseModel]) -> InitErrorDetails:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import math
 from pathlib import Path
 
 import pytest
@@ -479,3 +481,39 @@ def test_check_prints_node_and_pattern_columns_and_the_bus_load(tmp_path: Path) 
     assert "H2S=(?P<value>-?[0-9.]+)" in pattern_table[1]
     assert pattern_table[-2].startswith("rtu bus /dev/ttyUSB0 (9600 8N1): 2 slaves, 3 requests")
     assert pattern_table[-1] == "4 devices, 5 points, gateway 91360100MA35GW001H-GW01"
+
+
+@pytest.mark.parametrize(
+    ("old", "new"), [("poll: 1s", "poll: 0.0009"), ("poll: 5s", "poll: 5s\n    timeout: 2d")]
+)
+def test_device_durations_are_a_millisecond_to_a_day(old: str, new: str) -> None:
+    """A hostile tester's `poll: 1e-310` (a subnormal, above 0 so taken) made `check` print
+    `planned utilization inf%` and `check --json` print `Infinity` (not JSON); a poll of 1 ms
+    with a timeout of 1e308 s overflows alike. Device durations are 1 ms (the finest unit a
+    duration is written in) to one day."""
+    issue = SITE.only_issue(TEXT.replace(old, new, 1))
+    key = new.rpartition("\n")[2].strip().partition(":")[0]
+    assert issue.path.endswith(f".{key}")
+    bound = "at least 1ms" if key == "poll" else "at most 1d"
+    assert issue.message.startswith(f"must be {bound}, got "), issue.message
+
+
+def test_check_shows_finite_bus_figures_at_the_duration_bounds(tmp_path: Path) -> None:
+    site = tmp_path / "site.yaml"
+    text = TEXT.replace("    poll: 1s\n    timeout: 200ms\n", "    poll: 1ms\n    timeout: 1d\n")
+    site.write_text(text, encoding="utf-8")
+    shown = CliRunner().invoke(main, ["check", "-c", str(site)])
+    assert shown.exit_code == 0, shown.output
+    [bus] = [line for line in shown.stdout.splitlines() if line.startswith("rtu bus ")]
+    assert "inf" not in bus, bus
+    assert "nan" not in bus, bus
+    as_json = CliRunner().invoke(main, ["check", "--json", "-c", str(site)])
+    assert as_json.exit_code == 0, as_json.output
+    [plan] = json.loads(as_json.stdout, parse_constant=_no_constant)["rtu_buses"]
+    assert math.isfinite(plan["utilization"])
+    assert math.isfinite(plan["one_silent"])
+    assert plan["one_silent"] > plan["utilization"] > 1  # 1 ms cannot be kept; it says so
+
+
+def _no_constant(name: str) -> float:
+    raise AssertionError(f"check --json printed {name}, which is not JSON")

@@ -163,7 +163,7 @@ MISTAKES = [
             "    poll: 2s\n",
             f"    poll: {poll}\n",
             "devices[1].poll",
-            "must be more than 0s",
+            "must be at least 1ms",
             "start",
         )
         for poll in ("0s", "0", "-1", "0ms")
