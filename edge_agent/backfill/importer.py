@@ -33,10 +33,14 @@ BLOCK_READINGS: Final = 4000
 small against the per-reading cost; about 600 KB of JSON each."""
 
 MAX_LINE: Final = 1 << 20
-"""Characters of one line the reader holds: a longer one (a binary file's worth of bytes with
-no line end) is rejected and skipped a piece at a time. A data row is far shorter; the CSV
-reader refuses a field of more than 131072 characters anyway."""
+"""Characters of one line the reader holds, its line end not counted: a longer one (a binary
+file's worth of bytes with no line end) is rejected and skipped a piece at a time. A data row
+is far shorter; the CSV reader refuses a field of more than 131072 characters anyway."""
 _LINE_ENDS: Final = ("\n", "\r")
+_PIECE: Final = MAX_LINE + len("\r\n")
+"""What one read takes: a line of MAX_LINE characters with its CR LF, whole. A read cut at
+MAX_LINE split such a CR LF: its LF came back as a line of its own, and every later row was
+reported a line too far."""
 
 # The surrogateescape decoder turns each byte that is not UTF-8 into one of these.
 _UNDECODABLE: Final = re.compile("[\udc80-\udcff]")
@@ -100,6 +104,7 @@ class _BoundedLines:
         self.count = 0
         """Lines taken from the stream so far, the skipped ones included."""
         self._row_has_its_line = False
+        self._cut_after_cr = False  # the last piece ended at a CR where a read was cut
 
     def __iter__(self) -> Self:
         return self
@@ -112,17 +117,27 @@ class _BoundedLines:
         if self._row_has_its_line:
             raise _QuoteLeftOpenError
         self._row_has_its_line = True
-        line = self._text.readline(MAX_LINE)
+        line = self._piece()
         if not line:
             raise StopIteration
         self.count += 1
-        if len(line) == MAX_LINE and not line.endswith(_LINE_ENDS):
-            self._skip_rest_of_line()
+        if len(line.rstrip("\r\n")) > MAX_LINE:  # a line holds no CR or LF but its end
+            if not line.endswith(_LINE_ENDS):
+                self._skip_rest_of_line()
             raise _LineTooLongError
         return line
 
+    def _piece(self) -> str:
+        """Up to _PIECE characters of the stream, to the end of a line at most."""
+        piece = self._text.readline(_PIECE)
+        if self._cut_after_cr and piece == "\n":
+            # The LF of a CR LF the last read was cut between: the end of that line.
+            piece = self._text.readline(_PIECE)
+        self._cut_after_cr = len(piece) == _PIECE and piece.endswith("\r")
+        return piece
+
     def _skip_rest_of_line(self) -> None:
-        while piece := self._text.readline(MAX_LINE):
+        while piece := self._piece():
             if piece.endswith(_LINE_ENDS):
                 return
 

@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from demo.__main__ import write_configs
-from edge_agent.backfill.importer import CsvSource, exclusive_import, import_rows
+from edge_agent.backfill.importer import MAX_LINE, CsvSource, exclusive_import, import_rows
 from edge_agent.backfill.rows import RowParser, parse_offset, targets_of
 from edge_agent.cli import main
 from edge_agent.config import load_site_config
@@ -490,3 +490,42 @@ def test_a_quote_left_open_rejects_its_row_not_the_rows_after_it(
     assert result.exit_code == 1
     assert result.stderr == f"{csv}:2: a quote opened on this line is not closed on it\n"
     assert (counts(result)["imported"], counts(result)["rejected"]) == (5000, 1)
+
+
+@pytest.mark.parametrize("ending", ["\n", "\r\n", "\r"], ids=["LF", "CRLF", "CR"])
+@pytest.mark.parametrize("length", [MAX_LINE - 1, MAX_LINE, MAX_LINE + 1])
+def test_the_line_limit_is_inclusive_and_keeps_the_line_numbers(
+    site: Path, tmp_path: Path, length: int, ending: str
+) -> None:
+    """docs/contract.md: a line of more than 1,048,576 characters is rejected. One of exactly
+    that many was rejected as 'longer than 1048576 characters' (the limit counted its line
+    end), and one a character shorter ended by CR LF had its LF read as a line of its own:
+    every later row was reported a line too far."""
+    long_line = ("a," * (length // 2 + 1))[:length]
+    rows = [
+        "point,t,value",
+        long_line,
+        "T001-LT-01,2024-03-01 08:00:00,1",
+        "T009-LT-01,2024-03-01 08:00:00,1",
+        "T001-LT-01,2024-03-01 08:00:01,2",
+    ]
+    csv = write(tmp_path / "log.csv", ending.join(rows) + ending)
+    result = backfill(site, csv, "--json")
+    assert result.exit_code == 1, result.output
+    if length > MAX_LINE:
+        why = f"a line longer than {MAX_LINE} characters"
+    else:
+        why = f"expected 3 columns, found {long_line.count(',') + 1}"
+    assert result.stderr == f"{csv}:2: {why}\n{csv}:4: unknown point 'T009-LT-01'\n"
+    assert counts(result)["imported"] == 2
+    assert [r.value for r in readings(site)] == [1.0, 2.0]
+
+
+def test_a_last_line_of_exactly_the_limit_without_a_line_end_is_read(
+    site: Path, tmp_path: Path
+) -> None:
+    last = ("a," * (MAX_LINE // 2 + 1))[:MAX_LINE]
+    csv = write(tmp_path / "log.csv", f"point,t,value\nT001-LT-01,2024-03-01 08:00:00,1\n{last}")
+    result = backfill(site, csv)
+    assert result.exit_code == 1, result.output
+    assert result.stderr == f"{csv}:3: expected 3 columns, found {last.count(',') + 1}\n"
