@@ -61,12 +61,18 @@ class OutboxWriteError(Exception):
 
 @dataclass(frozen=True, slots=True)
 class ImportCounts:
-    """What one import did: `--json` prints these."""
+    """What one import did: `--json` prints these.
+
+    `interrupted_after` is the last line handled when the import was asked to stop before the
+    end of the file (every row up to it was imported, counted duplicate or rejected); None
+    when it read the whole file.
+    """
 
     imported: int
     duplicate: int
     rejected: int
     seconds: float
+    interrupted_after: int | None = None
 
 
 class Progress(Protocol):
@@ -247,8 +253,12 @@ async def import_rows(
     progress: Progress,
     clock_synced: Callable[[], bool],
     block_readings: int = BLOCK_READINGS,
+    stopped: Callable[[], bool] = lambda: False,
 ) -> ImportCounts:
-    """Import every row of `source`; return the counts.
+    """Import every row of `source`, or those before `stopped()` says so; return the counts.
+
+    A stop is looked for before each row; the readings of the rows read before it are sealed,
+    so that importing the file again takes up at the next row.
 
     Raises:
         OutboxWriteError: the outbox failed; what was sealed before stays (and counts as
@@ -256,8 +266,14 @@ async def import_rows(
     """
     started = time.monotonic()
     imported = duplicate = rejected = 0
+    interrupted_after: int | None = None
+    handled = source.header_line
     pending: dict[_Key, Reading] = {}
     for line, cells in source.rows():
+        if stopped():
+            interrupted_after = handled
+            break
+        handled = line
         result = cells if isinstance(cells, Rejection) else parser.parse(cells)
         if isinstance(result, Rejection):
             rejected += 1
@@ -276,8 +292,10 @@ async def import_rows(
     if pending:
         sealed, known = await _seal(outbox, pending, clock_synced, imported)
         imported, duplicate = imported + sealed, duplicate + known
-    progress.advanced(source.size)
-    return ImportCounts(imported, duplicate, rejected, time.monotonic() - started)
+    progress.advanced(source.size if interrupted_after is None else source.position)
+    return ImportCounts(
+        imported, duplicate, rejected, time.monotonic() - started, interrupted_after
+    )
 
 
 async def _seal(

@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import sqlite3
 import sys
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Self
 
@@ -37,6 +41,9 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 REJECTED_EXIT = 1
+INTERRUPTED_EXIT = 130
+"""128 + SIGINT, as a shell reports a command Ctrl-C ended."""
+_RERUN = "run the same command again to import the rest: nothing is imported twice"
 
 
 def _offset(_ctx: click.Context, _param: click.Parameter, value: str) -> int:
@@ -98,8 +105,30 @@ def _usable_signing_key(config_path: Path, config: SiteConfig) -> SigningKey:
     return key
 
 
+@contextmanager
+def _ctrl_c_stops() -> Iterator[threading.Event]:
+    """While inside, SIGINT sets the event the import looks at before each row.
+
+    Instead of KeyboardInterrupt wherever the main thread is (asyncio's own handler would
+    cancel the import inside a seal): the import stops between two rows and seals what it
+    read. Set before `asyncio.run`, which then leaves SIGINT alone.
+    """
+    asked = threading.Event()
+    previous = signal.signal(signal.SIGINT, lambda _signum, _frame: asked.set())
+    try:
+        yield asked
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 async def _import(
-    config: SiteConfig, key: SigningKey, source: CsvSource, parser: RowParser, report: _Report
+    config: SiteConfig,
+    key: SigningKey,
+    source: CsvSource,
+    parser: RowParser,
+    report: _Report,
+    *,
+    stop: threading.Event,
 ) -> ImportCounts:
     try:
         async with open_outbox(
@@ -110,7 +139,12 @@ async def _import(
             clock_synced=clock_synchronized(),
         ) as outbox:
             return await import_rows(
-                source, parser, outbox, progress=report, clock_synced=clock_synchronized
+                source,
+                parser,
+                outbox,
+                progress=report,
+                clock_synced=clock_synchronized,
+                stopped=stop.is_set,
             )
     except sqlite3.Error as exc:  # opening: not an outbox file, unreadable, locked too long
         raise OutboxWriteError(f"{config.outbox.path}: {exc}", 0) from None
@@ -140,7 +174,7 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
     Each row that cannot be imported is reported as FILE:LINE: reason on stderr and skipped.
     Rows already imported (by this file or an earlier run) count as duplicate: running the
     same file again imports nothing. Safe while `edge-agent run` runs. Exit 1 when any row
-    was rejected.
+    was rejected; 130 when Ctrl-C stopped it (the counts say how far it got).
     """
     config = load_or_exit(config_path)
     key = _usable_signing_key(config_path, config)
@@ -159,8 +193,12 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
         with (
             exclusive_import(config.outbox.path, waiting),
             _Report(csv_path, source.size) as report,
+            _ctrl_c_stops() as stop,
         ):
-            counts = asyncio.run(_import(config, key, source, parser, report))
+            counts = asyncio.run(_import(config, key, source, parser, report, stop=stop))
+    except KeyboardInterrupt:  # before the import began (waiting for another one)
+        click.echo(f"{csv_path}: interrupted before importing anything", err=True)
+        raise click.exceptions.Exit(INTERRUPTED_EXIT) from None
     except CsvFileError as exc:
         click.echo(str(exc), err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
@@ -173,21 +211,30 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
         raise click.exceptions.Exit(REJECTED_EXIT) from None
     finally:
         source.close()
-    if as_json:
+    _show(csv_path, counts, as_json=as_json)
+    if counts.interrupted_after is not None:
         click.echo(
-            json.dumps(
-                {
-                    "imported": counts.imported,
-                    "duplicate": counts.duplicate,
-                    "rejected": counts.rejected,
-                    "seconds": round(counts.seconds, 3),
-                }
-            )
+            f"{csv_path}: interrupted after line {counts.interrupted_after}; {_RERUN}", err=True
         )
+        raise click.exceptions.Exit(INTERRUPTED_EXIT)
+    if counts.rejected:
+        raise click.exceptions.Exit(REJECTED_EXIT)
+
+
+def _show(csv_path: Path, counts: ImportCounts, *, as_json: bool) -> None:
+    """The counts on stdout, whether the whole file was read or Ctrl-C stopped it."""
+    if as_json:
+        body: dict[str, object] = {
+            "imported": counts.imported,
+            "duplicate": counts.duplicate,
+            "rejected": counts.rejected,
+            "seconds": round(counts.seconds, 3),
+        }
+        if counts.interrupted_after is not None:
+            body["interrupted"] = True
+        click.echo(json.dumps(body))
     else:
         click.echo(
             f"{csv_path}: imported {counts.imported}, duplicate {counts.duplicate},"
             f" rejected {counts.rejected} in {counts.seconds:.1f} s"
         )
-    if counts.rejected:
-        raise click.exceptions.Exit(REJECTED_EXIT)

@@ -12,11 +12,13 @@ import json
 import os
 import pty
 import resource
+import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from contextlib import closing
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -529,3 +531,74 @@ def test_a_last_line_of_exactly_the_limit_without_a_line_end_is_read(
     result = backfill(site, csv)
     assert result.exit_code == 1, result.output
     assert result.stderr == f"{csv}:3: expected 3 columns, found {last.count(',') + 1}\n"
+
+
+def _sealed_blocks(site: Path) -> int:
+    try:
+        with closing(sqlite3.connect(f"file:{outbox_path(site)}?mode=ro", uri=True)) as db:
+            return int(db.execute("SELECT count(*) FROM blocks").fetchone()[0])
+    except sqlite3.Error:  # not made yet, or its schema not yet written
+        return 0
+
+
+def test_ctrl_c_stops_an_import_that_the_same_command_then_finishes(
+    site: Path, tmp_path: Path
+) -> None:
+    """Ctrl-C printed click's 'Aborted!' and exited 1, saying nothing of what was imported.
+    Now the import stops at a row, seals what it read, says how far it got as a finished one
+    does, and exits 130; running the command again imports the rest, nothing twice."""
+    total = 100_000  # the first block seals at 4,000 rows; the import takes seconds
+    csv = tmp_path / "log.csv"
+    with csv.open("w", encoding="utf-8") as out:
+        out.write("point,t,value\n")
+        start = datetime(2024, 3, 1, 8, tzinfo=UTC)
+        for n in range(total):
+            out.write(f"T001-LT-01,{(start + timedelta(seconds=n)).isoformat()},{n % 1000}\n")
+    command = [str(BIN / "edge-agent"), "backfill", "-c", str(site), "--csv", str(csv)]
+    process = subprocess.Popen(
+        [*command, "--json"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    deadline = time.monotonic() + 60
+    while _sealed_blocks(site) == 0 and process.poll() is None:
+        assert time.monotonic() < deadline, "no block sealed in 60 s"
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    shown, err = process.communicate(timeout=60)
+    assert process.returncode == 130, (shown, err)
+    first = json.loads(shown)
+    assert first["interrupted"] is True
+    assert 0 < first["imported"] < total
+    assert (first["duplicate"], first["rejected"]) == (0, 0)
+    assert err == (
+        f"{csv}: interrupted after line {first['imported'] + 1}; run the same command again to"
+        " import the rest: nothing is imported twice\n"
+    )
+    again = subprocess.run(command, capture_output=True, text=True, check=False, timeout=300)
+    assert (again.returncode, again.stderr) == (0, "")
+    rest = total - first["imported"]
+    assert again.stdout.startswith(
+        f"{csv}: imported {rest}, duplicate {first['imported']}, rejected 0 in "
+    )
+    stored = stored_readings(site)
+    assert len(stored) == total
+    assert len({r.t for r in stored}) == total
+
+
+def test_ctrl_c_while_waiting_for_another_import_exits_130_having_imported_nothing(
+    site: Path, tmp_path: Path
+) -> None:
+    csv = write(tmp_path / "log.csv", "point,t,value\nT001-LT-01,2024-03-01 08:00:00,1\n")
+    with exclusive_import(outbox_path(site), lambda: None):
+        process = subprocess.Popen(
+            [str(BIN / "edge-agent"), "backfill", "-c", str(site), "--csv", str(csv)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        assert process.stderr is not None
+        assert "another backfill is running; waiting for it" in process.stderr.readline()
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=60)
+    assert (process.returncode, out) == (130, "")
+    assert err == f"{csv}: interrupted before importing anything\n"
+    assert not outbox_path(site).exists()
