@@ -8,6 +8,7 @@ place each problem (`configkit.validation`).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -19,6 +20,24 @@ from configkit.issues import ConfigError, ConfigIssue, KeyPath, format_path, sho
 # Aliases let one node stand for many; a small file must not expand into gigabytes of data.
 _MAX_EXPANDED_NODES = 1_000_000
 _MERGE_TAG = "tag:yaml.org,2002:merge"
+_STR_TAG = "tag:yaml.org,2002:str"
+# What a double-quoted YAML text can hold ("\0", "\uD800") and no program can use: a NUL
+# (PostgreSQL's text, file names, host names and the collector's check of a signed meta all
+# refuse it) and a lone UTF-16 surrogate (no character: it cannot even be written as UTF-8,
+# and pydantic's messages about such a text failed with UnicodeEncodeError at no line).
+_UNUSABLE = re.compile("[\x00\ud800-\udfff]")
+_ANY_CONFIG = "no text in a config file may hold one"
+
+
+def text_problem(text: str) -> str | None:
+    """Why a config text can hold no value a program may use, or None when it can."""
+    found = _UNUSABLE.search(text)
+    if found is None:
+        return None
+    if found[0] == "\x00":
+        return f"holds a NUL character (U+0000); {_ANY_CONFIG}"
+    code = f"U+{ord(found[0]):04X}"
+    return f"holds {code}, a lone surrogate: no character, and not UTF-8 text; {_ANY_CONFIG}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -51,6 +70,7 @@ class _StrictLoading(_LoaderBase):
         super().__init__(text)
         self.lines: dict[KeyPath, int] = {}
         self.duplicates: list[tuple[KeyPath, int, int]] = []  # path, line, line of the first
+        self.bad_text: list[tuple[KeyPath, int, str]] = []  # path, line, `text_problem`
         self._expanded: dict[int, int] = {}
 
     def get_single_node(self) -> yaml.Node | None:
@@ -96,6 +116,10 @@ class _StrictLoading(_LoaderBase):
             return self._expanded[id(node)]
         open_nodes.add(id(node))
         size = 1
+        if isinstance(node, yaml.ScalarNode) and node.tag == _STR_TAG:
+            problem = text_problem(node.value)
+            if problem is not None:
+                self.bad_text.append((path, node.start_mark.line + 1, problem))
         if isinstance(node, yaml.MappingNode):
             size += self._index_mapping(node, path, open_nodes)
         elif isinstance(node, yaml.SequenceNode):
@@ -124,6 +148,11 @@ class _StrictLoading(_LoaderBase):
                 continue
             key = self.construct_object(key_node)
             line = key_node.start_mark.line + 1
+            problem = text_problem(key) if isinstance(key, str) else None
+            if problem is not None:
+                # Placed at the mapping that holds the key: a path cannot show the key itself.
+                self.bad_text.append((path, line, f"key {key!r} {problem}"))
+                continue
             if key in first_line:
                 self.duplicates.append(((*path, _path_part(key)), line, first_line[key]))
             else:
@@ -174,6 +203,13 @@ def parse_yaml(text: str, file: str) -> ParsedYaml:
         ConfigIssue(file, line, format_path(path), f"duplicate key (first at line {first})")
         for path, line, first in loader.duplicates
     )
+    if loader.bad_text:
+        # Before validation: the models would meet these texts, and pydantic cannot report a
+        # lone surrogate; the document's other problems show once these are fixed.
+        bad = [
+            ConfigIssue(file, line, format_path(path), why) for path, line, why in loader.bad_text
+        ]
+        raise ConfigError(sorted([*duplicates, *bad], key=lambda issue: issue.line or 0))
     return ParsedYaml(file, data, dict(loader.lines), duplicates)
 
 

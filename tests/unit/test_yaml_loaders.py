@@ -39,3 +39,26 @@ def test_duplicates_and_aliases_are_found_by_the_fast_parser_too() -> None:
     assert fast.duplicates == pure.duplicates == [(("a", "b"), 1, 1)]
     with pytest.raises(ConfigError, match="mapping values are not allowed here"):
         parse_yaml("a: b: c\n", "site.yaml")  # PyYAML's message, not libyaml's
+
+
+@pytest.mark.parametrize(
+    ("text", "where", "says"),
+    [
+        ('a:\n  b: "x\\0y"\n', "site.yaml:2: a.b", "holds a NUL character (U+0000)"),
+        ('a:\n  - ok\n  - "\\uDC80"\n', "site.yaml:3: a[1]", "holds U+DC80, a lone surrogate"),
+        ('a:\n  "k\\0": 1\n', "site.yaml:2: a", "key 'k\\x00' holds a NUL character"),
+        ('"\\uD800": 1\n', "site.yaml:1", "key '\\ud800' holds U+D800, a lone surrogate"),
+    ],
+)
+def test_text_no_program_can_use_is_refused_at_its_line(text: str, where: str, says: str) -> None:
+    """A NUL or a lone surrogate in a config text: a NUL reached what the collector refuses or
+    what cannot name a host; a lone surrogate crashed `check` (UnicodeEncodeError from pydantic)
+    instead of naming its line. Any program's config: refused while loading (libyaml refuses
+    a surrogate escape itself; the pure-Python parser, which then gives the message, takes it)."""
+    loaded, _ = yamllines._load(StrictLoader, text)
+    assert len(loaded.bad_text) == 1
+    with pytest.raises(ConfigError) as caught:
+        parse_yaml(text, "site.yaml")
+    [issue] = caught.value.issues
+    assert str(issue).startswith(f"{where}: {says}"), str(issue)
+    str(issue).encode("utf-8")  # printable: no lone surrogate in the message itself
