@@ -25,11 +25,13 @@ MineCode = Annotated[str, _AsText, AfterValidator(identifiers.check_mine_code)]
 PointCode = Annotated[str, _AsText, AfterValidator(identifiers.check_point_code)]
 """Point code: letters, digits, `-`, `_`, `.`; unique per gateway."""
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$")
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}")
 
 
 def _check_name(value: str) -> str:
-    if not _NAME.match(value):
+    # fullmatch: `$` after `match` also matches before a last line break, and a device id
+    # "tank-plc\n" went into the signed meta, logs and check's table.
+    if not _NAME.fullmatch(value):
         raise ValueError(
             f"{value!r} must be 1-64 letters, digits, '-', '_' or '.', "
             "starting with a letter or digit"
