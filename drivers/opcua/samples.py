@@ -9,7 +9,9 @@ for Read results alike, so both modes follow one rule set:
   Every status other than plain ``Good`` is named in `flags` (``"UncertainLastUsableValue"``)
   and, for UNCERTAIN and BAD, also in `error` (``"BadSensorFailure: <doc>"``).
 * **Time**: `t_wall` is the SourceTimestamp; without one the ServerTimestamp (flag
-  ``server_time``); without either the local clock at the read (flag ``local_time``).
+  ``server_time``); without either the local clock at the read (flag ``local_time``). A
+  timestamp more than a day behind our clock or 15 min ahead is no reading time (flag
+  ``device_time_rejected``): the next one in that order stands in.
 * **Repeats**: when a point's DataValue is the same observation the previous read returned
   (same value, status and timestamps), the sample is flagged ``held`` and stamped with the
   time of this read instead, so the agent never stores two readings of one point with one
@@ -101,12 +103,17 @@ def _number(value: object) -> float | None:
 # A device clock further off than this is wrong, not early or late data: PLCs send
 # 9999-12-31 (DateTime max) or 1601-01-01, and a dead RTC battery sends 2000-01-01.
 MAX_CLOCK_SKEW = 86_400.0
+# Ahead of our clock, less: a value is not read before it is taken. Past this a device clock
+# kept on local time and sent as UTC (Beijing time: 8 h ahead) would date every reading hours
+# into the future; 15 min is less than any time zone's offset and more than an unsynced
+# real-time clock drifts in a year.
+MAX_CLOCK_AHEAD = 900.0
 FLAG_TIME_REJECTED = "device_time_rejected"
 
 
 def _believable(moment: float | None, wall: float) -> float | None:
-    """`moment` if it lies within a day of our wall clock, else None (use another time)."""
-    if moment is None or abs(moment - wall) > MAX_CLOCK_SKEW:
+    """`moment` if it is at most a day behind our wall clock and 15 min ahead, else None."""
+    if moment is None or not -MAX_CLOCK_SKEW <= moment - wall <= MAX_CLOCK_AHEAD:
         return None
     return moment
 
