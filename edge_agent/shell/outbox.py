@@ -30,6 +30,7 @@ from __future__ import annotations
 import asyncio
 import secrets
 import sqlite3
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
@@ -39,6 +40,7 @@ import structlog
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
+from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox_reads import (
     HandedBlocks,
     OutboxStats,
@@ -63,7 +65,8 @@ from edge_agent.shell.outbox_seal import (
     seal_transaction,
 )
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, is_full
-from specs.records import GapRecord, Record
+from edge_agent.shell.outbox_transaction import async_write_transaction
+from specs.records import GapReason, GapRecord, Record, iso_time
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -301,17 +304,57 @@ class Outbox:
             return await find_backfill_keys(self._db, keys)
 
     async def undelivered(self, *, after: int, limit: int) -> list[StoredBlock]:
-        """Undelivered blocks of the current epoch with seq > `after`, oldest first."""
+        """Undelivered blocks of the current epoch with seq > `after`, oldest first.
+
+        A block changed on disk is left out (and declared lost: `_sendable`).
+        """
         async with self._lock:
-            return await read_undelivered(self._db, self._epoch, after=after, limit=limit)
+            blocks = await read_undelivered(self._db, self._epoch, after=after, limit=limit)
+        return [block for block in blocks if await self._sendable(block)]
 
     async def get(self, seq: int) -> StoredBlock | None:
-        """The block `seq` of this epoch if it is still undelivered."""
+        """The block `seq` of this epoch if it is still undelivered (and as sealed)."""
         handed = self._handed.take(seq)
         if handed is not None and handed.epoch == self._epoch:
             return handed
         async with self._lock:
-            return await read_undelivered_block(self._db, self._epoch, seq)
+            block = await read_undelivered_block(self._db, self._epoch, seq)
+        return block if block is None or await self._sendable(block) else None
+
+    async def _sendable(self, block: StoredBlock) -> bool:
+        """Whether `block` is as sealed; if not, it gives way to a gap record declaring it.
+
+        Its bytes changed on disk (a bad flash sector, a torn write: quick_check reads no
+        blob), so the collector would reject it at every resend and keep its seq an open
+        hole. One transaction deletes it and seals an `outbox_corrupt` gap record for that
+        seq at the head. A full disk leaves it for the next read.
+        """
+        if block.intact:
+            return True
+        now = time.time()
+        gap = GapRecord(
+            t=iso_time(now),
+            reason=GapReason.OUTBOX_CORRUPT,
+            lost=block.readings,
+            epoch=block.epoch,
+            from_seq=block.seq,
+            to_seq=block.seq,
+        )
+        try:
+            async with self._lock, async_write_transaction(self._db):
+                cursor = await self._db.execute(
+                    "DELETE FROM blocks WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
+                    (block.epoch, block.seq),
+                )
+                if cursor.rowcount == 1:  # not released or declared meanwhile
+                    sealed = await self._append((gap,), now=now, clock_synced=clock_synchronized())
+                    self._note_sealed(sealed)
+                    self._handed.keep(sealed)
+        except sqlite3.Error as exc:
+            log.exception("outbox_block_damaged_not_declared", seq=block.seq, error=str(exc))
+            return False
+        log.error("outbox_block_damaged", epoch=block.epoch, seq=block.seq, lost=block.readings)
+        return False
 
     async def chain_position(self, seq: int) -> tuple[int, str | None]:
         """The current epoch's last seq, and the hash of its block `seq` if still held."""

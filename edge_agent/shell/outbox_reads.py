@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import closing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Final
 
@@ -17,6 +17,7 @@ import aiosqlite
 
 from edge_agent.core.chain import SealedBlock
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW
+from specs.block import block_hash
 from specs.signing import Signature
 
 # Keys per lookup statement, far below SQLite's host parameter limit.
@@ -28,12 +29,34 @@ HANDED_BYTES: Final = 512 * 1024
 
 @dataclass(frozen=True, slots=True)
 class StoredBlock:
-    """A block as read back for (re)sending: the exact sealed bytes and signature."""
+    """A block as read back for (re)sending: the exact sealed bytes and signature.
+
+    `intact` is False when the bytes read back no longer hash to the digest sealed with them
+    (changed on disk: the collector would reject the block every time it is sent);
+    `readings` is how many readings it was sealed with (None for blocks kept in memory).
+    """
 
     epoch: str
     seq: int
     payload: bytes
     signature: Signature
+    # What the file said of the block, not the block: a block handed over from memory and
+    # the same block read back compare equal.
+    intact: bool = field(default=True, compare=False)
+    readings: int | None = field(default=None, compare=False)
+
+
+def _stored(epoch: str, seq: int, row: Sequence[Any]) -> StoredBlock:
+    """A block from a row (payload, alg, kid, sig, digest, readings)."""
+    payload = bytes(row[0])
+    return StoredBlock(
+        epoch,
+        seq,
+        payload,
+        Signature(row[1], row[2], bytes(row[3])),
+        intact=block_hash(payload) == row[4],
+        readings=None if row[5] is None else int(row[5]),
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -123,14 +146,12 @@ async def read_undelivered(
 ) -> list[StoredBlock]:
     """Undelivered blocks of `epoch` with seq > `after`, oldest first."""
     async with db.execute(
-        "SELECT seq, payload, alg, kid, sig FROM blocks"
+        "SELECT seq, payload, alg, kid, sig, digest, readings FROM blocks"
         " WHERE epoch = ? AND delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
         (epoch, after, limit),
     ) as cursor:
         rows = await cursor.fetchall()
-    return [
-        StoredBlock(epoch, int(r[0]), bytes(r[1]), Signature(r[2], r[3], bytes(r[4]))) for r in rows
-    ]
+    return [_stored(epoch, int(r[0]), r[1:]) for r in rows]
 
 
 async def read_undelivered_block(
@@ -138,14 +159,12 @@ async def read_undelivered_block(
 ) -> StoredBlock | None:
     """The block `seq` of `epoch` if it is still undelivered."""
     async with db.execute(
-        "SELECT payload, alg, kid, sig FROM blocks"
+        "SELECT payload, alg, kid, sig, digest, readings FROM blocks"
         " WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
         (epoch, seq),
     ) as cursor:
         row = await cursor.fetchone()
-    if row is None:
-        return None
-    return StoredBlock(epoch, seq, bytes(row[0]), Signature(row[1], row[2], bytes(row[3])))
+    return None if row is None else _stored(epoch, seq, row)
 
 
 async def read_data_version(db: aiosqlite.Connection) -> int:

@@ -206,3 +206,37 @@ async def test_a_wal_cut_mid_frame_that_lost_seals_declares_them_and_starts_a_ne
     # The seals that survived are undelivered, so they travel again under the new epoch.
     readings = [r for _, _, records in _blocks(path) for r in records if isinstance(r, Reading)]
     assert len(readings) == int(left) * 50 + 3
+
+
+async def test_a_block_whose_bytes_changed_on_disk_is_declared_lost_not_sent_for_ever(
+    tmp_path: Path,
+) -> None:
+    """A run of zeros inside one block's payload (a flash sector gone bad, a torn write): the
+    file passes quick_check, yet the collector rejects the block (its signature no longer
+    verifies) every time it is sent, and its seq stays an open hole there. Read back for
+    sending, the block is found changed (its bytes no longer hash to the digest sealed with
+    it), left out, and declared lost by an `outbox_corrupt` gap record for that one seq."""
+    path = tmp_path / "outbox.db"
+    epoch = await _filled(path, blocks=6)
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (payload,) = db.execute("SELECT payload FROM blocks WHERE seq = 3").fetchone()
+    middle = bytes(payload)[len(payload) // 2 :][:256]  # within one page of the file
+    data = path.read_bytes()
+    assert data.count(middle) == 1
+    with path.open("r+b") as handle:
+        handle.seek(data.find(middle) + 64)
+        handle.write(bytes(64))
+    with sqlite3.connect(path) as db:
+        assert db.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+    async with open_outbox(path, SITE, KEY) as outbox:
+        assert outbox.epoch == epoch
+        sent = [block.seq for block in await outbox.undelivered(after=0, limit=100)]
+        assert await outbox.get(3) is None
+        head = [block.seq for block in await outbox.undelivered(after=6, limit=100)]
+    assert sent == [1, 2, 4, 5, 6]
+    assert head == [7]  # the gap record's block, sealed at the head
+    [gap] = _gaps(path)
+    assert gap.reason is GapReason.OUTBOX_CORRUPT
+    assert (gap.epoch, gap.from_seq, gap.to_seq, gap.lost) == (epoch, 3, 3, 50)
+    assert [seq for _, seq, _ in _blocks(path)] == [1, 2, 4, 5, 6, 7]
