@@ -43,9 +43,9 @@ from specs.signing import require_available
 _SQLITE = "sqlite:///"
 _POSTGRES = ("postgresql://", "postgres://")
 # MQTT shared-subscription group names are one topic level without wildcards.
-_SHARE_GROUP = re.compile(r"^[^/+#\s]+$")
+_SHARE_GROUP = re.compile(r"[^/+#\s]+")
 # Client ids any broker takes and any ACL pattern can name.
-_CLIENT_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$")
+_CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_SESSION_EXPIRY = 2**32 - 1
 """MQTT 5 Session Expiry Interval (seconds) at most; this value means "never expires"."""
 _HOST_PART = 32
@@ -222,14 +222,14 @@ class IngestConfig(ConfigModel):
     @field_validator("share_group")
     @classmethod
     def _one_topic_level(cls, group: str) -> str:
-        if not _SHARE_GROUP.match(group):
+        if not _SHARE_GROUP.fullmatch(group):
             raise ValueError(f"share_group {group!r} must be one word without '/', '+' or '#'")
         return group
 
     @field_validator("client_id")
     @classmethod
     def _plain_client_id(cls, client_id: str | None) -> str | None:
-        if client_id is not None and not _CLIENT_ID.match(client_id):
+        if client_id is not None and not _CLIENT_ID.fullmatch(client_id):
             raise ValueError(
                 f"client_id {client_id!r} must be 1 to 128 letters, digits, '.', '_', ':' or"
                 " '-', starting with a letter or digit"

@@ -84,6 +84,20 @@ MISTAKES = [
         ("offline_after: 60s", "offline_after: 0s", "offline_after", "more than 0s"),
         ("batch_max: 200", "batch_max: 0", "ingest.batch_max", "greater than or equal to 1"),
         ("share_group: gz-collectors", "share_group: a/b", "ingest.share_group", "one word"),
+        # A line end after the name: `$` alone would take it (re.match), and the group or the
+        # client id would reach the broker with the line end in it.
+        (
+            "share_group: gz-collectors",
+            'share_group: "gz-collectors\\n"',
+            "ingest.share_group",
+            "one word",
+        ),
+        (
+            "# client_id: gz-collector-province-1",
+            'client_id: "gz-collector-1\\n"',
+            "ingest.client_id",
+            "1 to 128 letters",
+        ),
         ('districts: ["360100"]', 'districts: ["36010"]', "api.tokens[1].districts[0]", "6-digit"),
         ('districts: ["360100"]', "districts: []", "api.tokens[1].districts", "district codes"),
         ('token: "dev-only-change-me",', 'token: "",', "api.tokens[0].token", "at least 1"),
