@@ -12,12 +12,12 @@ reading's. Retention drops raw months and keeps the rollups (`storage.rollup_day
 from __future__ import annotations
 
 import math
-import operator
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any, Final
 
 from collector.model import IncomingBlock
+from collector.storage.float_sums import FloatSql
 
 ROLLUP_SECONDS: Final = 60.0
 """The width of one rollup row."""
@@ -35,6 +35,9 @@ class MinuteRollup:
 
     `newest_t` is the newest reading's time (its quota and unit are the row's); `last_t` and
     `last_value` the newest counted value's (None when the minute holds no counted value).
+    `total` is None when n is 0, and also once sums of the minute went past the largest
+    double both ways (+inf and -inf: not a number, which SQLite cannot store): nothing
+    added later makes it a number again.
     """
 
     gateway: str
@@ -105,7 +108,8 @@ def fold_statement(
 
     `rows` gives the new rollups (`rollup_rows`' columns); `smaller`/`larger` name the
     dialect's two-argument min and max, kept from NULL by coalesce where a side may be NULL;
-    `total_sum` adds the two totals (both known) as IEEE does, infinite past the largest double.
+    `total_sum` adds the two totals (both counted) as IEEE does, infinite past the largest
+    double, NULL for NaN and for a NULL side (a total that is not a number stays so).
     """
     return f"""
 INSERT INTO readings_1m AS o
@@ -115,8 +119,8 @@ ON CONFLICT (gateway, point, minute) DO UPDATE SET
     n = o.n + excluded.n,
     lo = coalesce({smaller}(o.lo, excluded.lo), o.lo, excluded.lo),
     hi = coalesce({larger}(o.hi, excluded.hi), o.hi, excluded.hi),
-    total = CASE WHEN o.total IS NULL THEN excluded.total
-                 WHEN excluded.total IS NULL THEN o.total
+    total = CASE WHEN o.n = 0 THEN excluded.total
+                 WHEN excluded.n = 0 THEN o.total
                  ELSE {total_sum} END,
     quota = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.quota ELSE o.quota END,
     unit = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.unit ELSE o.unit END,
@@ -141,10 +145,30 @@ def merged(held: MinuteRollup, new: MinuteRollup) -> MinuteRollup:
         held.n + new.n,
         _pick(min, held.lo, new.lo),
         _pick(max, held.hi, new.hi),
-        _pick(operator.add, held.total, new.total),
+        new.total if held.n == 0 else held.total if new.n == 0 else _plus(held.total, new.total),
         max(held.newest_t, new.newest_t),
         new.last_t if later and new.last_t is not None else held.last_t,
         new.last_value if later and new.last_t is not None else held.last_value,
+    )
+
+
+def _plus(one: float | None, other: float | None) -> float | None:
+    """Two counted totals added as the storages' upsert adds them: NaN and unknown are None."""
+    if one is None or other is None:
+        return None
+    total = one + other
+    return None if math.isnan(total) else total
+
+
+def rollup_mean(sums: FloatSql) -> str:
+    """SQL for the mean of the rollups `m` grouped into one bucket, in a dialect.
+
+    NULL when a minute's total is not a number (counted values, no total: see MinuteRollup),
+    and when the totals sum to NaN; infinite past the largest double.
+    """
+    return (
+        "CASE WHEN count(CASE WHEN m.n > 0 AND m.total IS NULL THEN 1 END) > 0 THEN NULL"
+        f" ELSE {sums.mean_or_infinity('m.total', 'nullif(sum(m.n), 0)')} END"
     )
 
 

@@ -96,3 +96,24 @@ def test_batches_folded_and_merged_equal_one_aggregate(
             (r for r in rows if (r.point, minute_of(r.t)) == (point, minute)), key=lambda r: r.t
         )
         assert (rollup.quota, rollup.unit) == (newest.quota, newest.unit)
+
+
+def test_a_total_past_the_largest_double_both_ways_stays_not_a_number() -> None:
+    """+inf and -inf totals of one minute merge to None (NaN, which SQLite cannot store), and
+    a later total leaves it None: the storages' fold does the same on both backends."""
+    huge = 1.7e308
+
+    def rollup(t: float, *values: float) -> MinuteRollup:
+        entries = [
+            ReadingEntry(i, "P-1", "WHP-LT", BASE_TIME + t + i, v, "m", "uncertain", ())
+            for i, v in enumerate(values)
+        ]
+        [found] = minute_rollups([_block(entries)])
+        return found
+
+    up, down, later = rollup(0, huge, huge), rollup(2, -huge, -huge), rollup(4, 1.0)
+    assert (up.total, down.total) == (math.inf, -math.inf)
+    poisoned = merged(up, down)
+    assert (poisoned.n, poisoned.total) == (4, None)
+    assert (merged(poisoned, later).n, merged(poisoned, later).total) == (5, None)
+    assert merged(later, poisoned).total is None

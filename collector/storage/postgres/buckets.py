@@ -16,10 +16,11 @@ from dataclasses import dataclass
 
 from collector.readmodel import BucketGrid, BucketRow, PointAfter
 from collector.storage.buckets import LatestSeries, bucket_rows
+from collector.storage.float_sums import POSTGRES_FLOATS
 from collector.storage.postgres.connection import Db
-from collector.storage.postgres.float_sums import mean_or_infinity
 from collector.storage.postgres.rows import Params, fetcher
 from collector.storage.queries import Fetch
+from collector.storage.rollups import rollup_mean
 
 _SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
 
@@ -84,7 +85,7 @@ class PostgresBucketQueries(LatestSeries):
         found = await self.db.fetch(
             "SELECT b.k, newest.quota, newest.unit, b.lo, b.hi, b.mean, last.value, b.n"
             " FROM (SELECT k, count(v) AS n, min(v) AS lo, max(v) AS hi,"
-            f" {mean_or_infinity('v', 'nullif(count(v), 0)')} AS mean,"
+            f" {POSTGRES_FLOATS.mean_or_infinity('v', 'nullif(count(v), 0)')} AS mean,"
             " max(t) FILTER (WHERE v IS NOT NULL) AS last_t, max(t) AS newest_t"
             f" FROM (SELECT {index} AS k, r.t AS t,"
             " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"
@@ -133,7 +134,7 @@ class PostgresRollupBucketQueries(PostgresBucketQueries):
             f"SELECT {index} AS k,"
             " (array_agg(m.quota ORDER BY m.newest_t DESC))[1],"
             " (array_agg(m.unit ORDER BY m.newest_t DESC))[1],"
-            f" min(m.lo), max(m.hi), {mean_or_infinity('m.total', 'nullif(sum(m.n), 0)')},"
+            f" min(m.lo), max(m.hi), {rollup_mean(POSTGRES_FLOATS)},"
             " (array_agg(m.last_value ORDER BY m.last_t DESC)"
             " FILTER (WHERE m.last_t IS NOT NULL))[1],"
             " sum(m.n)"

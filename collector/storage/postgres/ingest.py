@@ -21,6 +21,7 @@ from collector.feed.core import JournalEntry
 from collector.model import AuditEntry, BatchResult, IncomingBlock, IngestBatch
 from collector.storage.base import StorageError
 from collector.storage.batch import store_batch
+from collector.storage.float_sums import POSTGRES_FLOATS
 from collector.storage.ingest_rows import (
     READING_FIELDS,
     Params,
@@ -30,7 +31,6 @@ from collector.storage.lookups import KeyColumns, KeyLookups
 from collector.storage.postgres import feed, registry
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db, execute_many
-from collector.storage.postgres.float_sums import plus_or_infinity
 from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.rows import numbered
 from collector.storage.postgres.schema import SCHEMA_VERSION
@@ -95,7 +95,7 @@ _FOLD_ROLLUPS: Final = fold_statement(
     larger="greatest",
     # PostgreSQL's float8 addition raises on overflow, where SQLite and Python give infinity:
     # a second reading of 1.7e308 in a minute failed its batch for good.
-    total_sum=plus_or_infinity("o.total", "excluded.total"),
+    total_sum=POSTGRES_FLOATS.plus_or_infinity("o.total", "excluded.total"),
 )
 
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 from typing import Final
 
-from collector.storage.postgres.float_sums import sum_or_infinity
+from collector.storage.float_sums import POSTGRES_FLOATS
 
 VERSION_1: Final = """
 CREATE TABLE gateways (
@@ -196,7 +196,7 @@ INSERT INTO readings_1m
     (gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value)
 SELECT gateway, point, minute,
        (array_agg(quota ORDER BY t DESC))[1], (array_agg(unit ORDER BY t DESC))[1],
-       count(v), min(v), max(v), {sum_or_infinity("v")}, max(t),
+       count(v), min(v), max(v), {POSTGRES_FLOATS.sum_or_infinity("v")}, max(t),
        max(t) FILTER (WHERE v IS NOT NULL),
        (array_agg(v ORDER BY t DESC) FILTER (WHERE v IS NOT NULL))[1]
 FROM (SELECT gateway, point, floor(t / 60) * 60 AS minute, quota, unit, t,

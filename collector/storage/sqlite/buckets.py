@@ -16,7 +16,9 @@ import aiosqlite
 
 from collector.readmodel import BucketGrid, BucketRow, PointAfter
 from collector.storage.buckets import LatestSeries, bucket_rows
+from collector.storage.float_sums import SQLITE_FLOATS
 from collector.storage.queries import Fetch
+from collector.storage.rollups import rollup_mean
 from collector.storage.sqlite.sql import fetcher
 
 _SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
@@ -84,7 +86,8 @@ class SqliteBucketQueries(LatestSeries):
         )
         rows = await self.db.execute_fetchall(
             "SELECT b.k, newest.quota, newest.unit, b.lo, b.hi, b.mean, last.value, b.n"
-            " FROM (SELECT k, count(v) AS n, min(v) AS lo, max(v) AS hi, avg(v) AS mean,"
+            " FROM (SELECT k, count(v) AS n, min(v) AS lo, max(v) AS hi,"
+            f" {SQLITE_FLOATS.mean_or_infinity('v', 'nullif(count(v), 0)')} AS mean,"
             " max(CASE WHEN v IS NOT NULL THEN t END) AS last_t, max(t) AS newest_t"
             f" FROM (SELECT {index} AS k, r.t AS t,"
             " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"
@@ -132,9 +135,9 @@ class SqliteRollupBucketQueries(SqliteBucketQueries):
         index = bucket_index_sql(self.grid, "m.minute")
         bounds, params = self._minute_bounds(self.grid.start(first), self.grid.start(end))
         rows = await self.db.execute_fetchall(
-            "SELECT b.k, nw.quota, nw.unit, b.lo, b.hi, b.total / nullif(b.n, 0), lv.last_value,"
-            " b.n FROM (SELECT"
-            f" {index} AS k, min(m.lo) AS lo, max(m.hi) AS hi, sum(m.total) AS total,"
+            "SELECT b.k, nw.quota, nw.unit, b.lo, b.hi, b.mean, lv.last_value, b.n FROM (SELECT"
+            f" {index} AS k, min(m.lo) AS lo, max(m.hi) AS hi,"
+            f" {rollup_mean(SQLITE_FLOATS)} AS mean,"
             " sum(m.n) AS n, max(m.minute) AS newest,"
             " max(CASE WHEN m.last_t IS NOT NULL THEN m.minute END) AS last"
             f" FROM readings_1m m WHERE m.gateway = ? AND m.point = ?{bounds}"
