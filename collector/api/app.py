@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from collector.api.admission import Admission
 from collector.api.core import ApiToken
-from collector.api.docs import add_offline_docs, is_docs_path
+from collector.api.docs import add_offline_docs, document_head_without_content, is_docs_path
 from collector.api.limits import RateLimits, RequestLimits
 from collector.api.models import Problem
 from collector.api.problems import PROBLEM_JSON, document_problem_media_type, problem
@@ -120,6 +120,7 @@ def create_app(
     def openapi() -> dict[str, Any]:
         schema = FastAPI.openapi(app)  # built once, then cached by FastAPI
         document_problem_media_type(schema)
+        document_head_without_content(schema)
         return schema
 
     app.openapi = openapi  # type: ignore[method-assign]

@@ -12,8 +12,9 @@ token is typed as the password of the browser's own login prompt (`is_docs_path`
 from __future__ import annotations
 
 import importlib.resources
+import re
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 from fastapi import FastAPI, HTTPException, status
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -29,11 +30,25 @@ _ASSETS: Final = {
 
 
 OPENAPI_PATH: Final = "/openapi.json"
+_PROBLEM_NOTE: Final = re.compile(r" \(RFC 9457[^)]*\)")  # what a GET's error carries
 
 
 def is_docs_path(path: str) -> bool:
     """Whether `path` is one of the docs pages (where a browser may log in with HTTP Basic)."""
     return path in (DOCS_PATH, OPENAPI_PATH) or path.startswith(f"{ASSETS_PATH}/")
+
+
+def document_head_without_content(openapi: dict[str, Any]) -> None:
+    """Say in an OpenAPI document that HEAD answers carry no content (RFC 9110 9.3.2).
+
+    FastAPI documents a HEAD route's answers as its GET's, JSON body and problem documents
+    included; the server sends the headers alone. Changes `openapi` in place.
+    """
+    for path_item in openapi.get("paths", {}).values():
+        for response in path_item.get("head", {}).get("responses", {}).values():
+            response.pop("content", None)
+            description = _PROBLEM_NOTE.sub("", response.get("description", ""))
+            response["description"] = f"{description} (headers only)"
 
 
 def swagger_ui_folder() -> Path:

@@ -7,11 +7,15 @@ rotation; they get the same status as GET (HEAD without the body).
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import httpx
 import pytest
 
 from collector.storage import open_storage
 from tests.support.collector_api import auth, serve
 from tests.support.postgres import PostgresDatabases
+from tests.support.served_api import served_api
 
 
 async def test_healthz_is_ok_then_503_when_the_database_is_gone(
@@ -52,3 +56,24 @@ async def test_options_says_which_methods_healthz_takes(
         answer = await http.options("/healthz")
         assert answer.status_code == 200
         assert answer.headers["allow"] == "GET, HEAD, OPTIONS"
+
+
+def test_the_openapi_document_gives_head_no_content(tmp_path: Path) -> None:
+    """A HEAD answer carries no content (RFC 9110 9.3.2), and the served document says so.
+
+    It gave `HEAD /healthz` the GET's JSON body (and the errors' problem documents), which
+    clients and schema checks then expect in an answer that has none.
+    """
+    with served_api(f"sqlite:///{tmp_path / 'collector.db'}") as api:
+        document = httpx.get(f"{api.url}/openapi.json", headers=auth()).json()
+        head = httpx.head(f"{api.url}/healthz")
+    assert (head.status_code, head.content) == (200, b"")
+    heads = {path: item["head"] for path, item in document["paths"].items() if "head" in item}
+    assert list(heads) == ["/healthz"]
+    for code, response in heads["/healthz"]["responses"].items():
+        assert "content" not in response, code
+        assert response["description"], code
+    assert set(heads["/healthz"]["responses"]) >= {"200", "503"}
+    # GET keeps its body: the Health document.
+    got = document["paths"]["/healthz"]["get"]["responses"]["200"]["content"]
+    assert got == {"application/json": {"schema": {"$ref": "#/components/schemas/Health"}}}
