@@ -24,6 +24,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from collector.ingest.judge import (
     BLOCK_KIND,
@@ -56,6 +57,9 @@ from specs.signing import (
     signature_properties,
 )
 from specs.topics import GatewayTopics, TopicError, parse_topic
+
+MAX_ACK_RANGES: Final = 64
+"""How many of a stream's holes an ACK lists at most: the lowest (docs/contract.md, ACK)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -158,10 +162,11 @@ def build_acks(
     """One signed ACK per distinct (gateway, epoch, seq) of the committed batch.
 
     Every block is answered, a SEQ_CONFLICT too, so that the agent learns at once. Each ACK
-    carries its stream's state: `acked_hash` (the stored block at acked_through, for the
-    agent to compare with its own) and `conflict`. A conflicting block's ACK names its seq
-    but its bytes are not stored: `conflict` is true in it (and in every later ACK of the
-    stream), which tells the agent to release nothing and start a new epoch.
+    carries its stream's state: the lowest MAX_ACK_RANGES of its holes, `acked_hash` (the
+    stored block at acked_through, for the agent to compare with its own) and `conflict`.
+    A conflicting block's ACK names its seq but its bytes are not stored: `conflict` is true
+    in it (and in every later ACK of the stream), which tells the agent to release nothing
+    and start a new epoch.
     """
     acks: list[Outgoing] = []
     seen: set[tuple[str, str, int]] = set()
@@ -176,7 +181,10 @@ def build_acks(
             gateway=header.gateway,
             epoch=header.epoch,
             acked_through=state.acked_through,
-            missing=state.missing,
+            # The lowest holes only: the agent resends what is listed and leaves the rest to
+            # its ACK timeout, never taking an unlisted seq for stored; unbounded, a gateway
+            # sending every other seq made every ACK grow (5,000 holes: 58 KiB).
+            missing=state.missing[:MAX_ACK_RANGES],
             seq=header.seq,
             issued_at=issued_at,
             acked_hash=state.acked_hash,

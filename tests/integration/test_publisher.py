@@ -175,6 +175,23 @@ async def test_missing_ranges_are_resent_at_once(tmp_path: Path, broker: Broker)
         assert await r.undelivered() == [2, 3, 4], "the ACK released 1 and 5"
 
 
+async def test_a_hole_an_ack_leaves_unlisted_is_kept_and_resent_after_the_timeout(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """The collector lists only its lowest holes (collector.ingest.core.MAX_ACK_RANGES): a
+    seq above acked_through that an ACK leaves out is neither released nor taken for stored,
+    and the ACK timeout sends it again, so capping the list loses nothing."""
+    async with rig(tmp_path, broker, backlog=6, max_inflight=10, ack_timeout=3) as r:
+        await r.link.wait_for(6)
+        # The collector holds 1, 3 and 5; this ACK (for 5) lists only the lowest hole, 2.
+        await r.link.ack(1, missing=((2, 2),), seq=5)
+        await r.link.wait_for(7, timeout=2)  # before the ACK timeout
+        assert r.link.received[6] == 2
+        assert await r.undelivered() == [2, 3, 4, 6], "the ACK released 1 and 5 only"
+        await r.link.wait_for(10, timeout=8)
+        assert {3, 4, 6} <= set(r.link.received[7:]), "unlisted, then resent at the timeout"
+
+
 async def test_unacked_blocks_are_resent_after_the_timeout(tmp_path: Path, broker: Broker) -> None:
     async with rig(tmp_path, broker, backlog=2, max_inflight=10, ack_timeout=0.5) as r:
         await r.link.wait_for(2)
