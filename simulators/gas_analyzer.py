@@ -87,6 +87,7 @@ class GasAnalyzerSim(PtySimulator):
         noise: float = 0.0,
         seed: int = 0,
         link: Path | None = None,
+        echo: bool = False,
     ) -> None:
         """Configure the analyzer; `start` (or ``async with``) opens the pty.
 
@@ -99,6 +100,8 @@ class GasAnalyzerSim(PtySimulator):
             noise: probability (0..1) that a line is preceded by random bytes.
             seed: seed of every random choice.
             link: a symlink to create to the pty path.
+            echo: send each request straight back before answering it, as a two-wire RS-485
+                adapter that hears its own transmitter does.
 
         Raises:
             ValueError: no gases, a bad probability or a non-positive period.
@@ -114,6 +117,7 @@ class GasAnalyzerSim(PtySimulator):
         self.free_running = free_running
         self.response_delay = response_delay
         self.noise = noise
+        self.echo = echo
         self.fault = AnalyzerFault.NONE
         self.frozen = False
         self.requests = 0
@@ -183,6 +187,8 @@ class GasAnalyzerSim(PtySimulator):
             if not isinstance(event, Frame):
                 continue
             self.requests += 1
+            if self.echo and self._pty is not None:
+                super()._send(event.data + EOL)  # the line's own echo, not a line sent
             if event.data.strip() == READ_COMMAND:
                 self._send_after(self.response_delay, self._output())
             elif self.fault is not AnalyzerFault.SILENT:

@@ -4,7 +4,8 @@ Two modes, chosen by whether a `request` is configured:
 
 * **request/response** — `read()` drops any partial frame left on the line, sends the request
   and takes the first complete frame that arrives within `timeout`. Every point is parsed
-  from that one frame.
+  from that one frame. A frame that is the request itself (a two-wire RS-485 adapter echoes
+  what it sends) is not the answer.
 * **free-running** — the instrument sends lines on its own. Every frame is parsed as it
   arrives and the latest valid value of each point is kept with its arrival time; `read()`
   reports it while it is younger than `max_age` (flagged ``held`` once it was reported
@@ -72,6 +73,14 @@ def _settle(future: asyncio.Future[_Received]) -> None:
         future.exception()
 
 
+def _echo_of(request: bytes | None, framing: Framing) -> bytes | None:
+    """The frame our own request makes when the line echoes it (delimited lines only)."""
+    if request is None or not isinstance(framing, Delimited):
+        return None
+    body = request.removesuffix(framing.delimiter)
+    return body if body and body != request else None
+
+
 class SerialAsciiDriver:
     """Read the points of one ASCII instrument on a serial port."""
 
@@ -122,7 +131,9 @@ class SerialAsciiDriver:
         self._settings = settings
         self._points = tuple(points)
         self._request = request
-        self._framer = (framing or Delimited()).framer()
+        framing = framing or Delimited()
+        self._framer = framing.framer()
+        self._echo = _echo_of(request, framing)
         self._checksum = checksum
         self._encoding = encoding
         self._timeout = timeout
@@ -320,6 +331,8 @@ class SerialAsciiDriver:
     def _on_frame(self, received: _Received) -> None:
         """Hand a frame to the waiting read, or (free-running) keep its values."""
         if self._request is not None:
+            if received.data == self._echo:
+                return  # our own request, heard back: a two-wire RS-485 adapter's echo
             waiter = self._waiter
             if waiter is not None and not waiter.done():
                 waiter.set_result(received)

@@ -94,6 +94,19 @@ async def test_request_response_reads_exact_values(checksum: Checksum | None) ->
     assert sim.requests == 2
 
 
+async def test_the_echo_of_the_request_is_not_the_answer() -> None:
+    """A two-wire RS-485 adapter hears its own transmitter: the request comes back as a line
+    before the instrument's answer. That echo ("RD") was taken for the answer, every point
+    BAD ('pattern ... does not match 'RD''), and the real answer dropped as unasked for:
+    a healthy instrument read BAD on every poll."""
+    async with GasAnalyzerSim(seed=3, echo=True) as sim:
+        sim.frozen = True
+        async with connected(driver_for(sim)) as driver:
+            samples = [s for _ in range(3) for s in await driver.read()]
+    assert all(s.quality is Quality.GOOD for s in samples), errors(samples)
+    assert values(samples) == expected(sim)
+
+
 async def test_values_follow_the_instrument() -> None:
     async with GasAnalyzerSim(seed=5) as sim, connected(driver_for(sim)) as driver:
         seen = []

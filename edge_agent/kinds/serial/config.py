@@ -46,7 +46,8 @@ class SerialDevice(DeviceBase):
     r"""An RS-232/485 instrument that speaks ASCII lines.
 
     With `request` (such as ``"RD\r\n"``) the agent asks every `poll` and parses the answer
-    that arrives within `timeout`; without it the instrument is free-running and each `poll`
+    that arrives within `timeout` (the request's own echo on a two-wire RS-485 line is no
+    answer); without it the instrument is free-running and each `poll`
     takes the newest line that is younger than `max_age`. Frames end with `delimiter`
     (default CR LF) or are `length` bytes long (optionally starting with `start`). With a
     `checksum` each frame ends with `separator` and the check value in hex. Each point finds
