@@ -29,6 +29,7 @@ from collector.config import MAX_SESSION_EXPIRY
 from collector.feed.wakeup import CommitSignal
 from collector.ingest.ack_out import AckOut
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
+from collector.ingest.held import HeldBytes
 from collector.ingest.lanes import BacklogBudget, Lanes
 from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
@@ -43,6 +44,9 @@ from specs.topics import ROOT, collector_subscription
 STATUS_SUBSCRIPTION: Final = f"{ROOT}/+/+/+/status"
 STORAGE_RETRY_DELAY: Final = 1.0
 INCOMING_QUEUE_BOUND: Final = 10_000
+INCOMING_BYTES_BOUND: Final = 128 * 1024 * 1024
+"""Bytes of received messages not yet ingested (collector.ingest.held); a backlog of 10,000
+blocks of a few KB each stays far below it."""
 
 log = structlog.get_logger("collector.ingest")
 
@@ -75,6 +79,7 @@ class IngestSettings:
     reconnect_max: float = 30.0
     offline_after: float = 60.0  # how long a sign of life keeps a gateway live (presence)
     key_overlap: float = 7 * 86400.0  # a rotated gateway key's old key signs this long still
+    incoming_bytes: int = INCOMING_BYTES_BOUND  # held of messages not yet ingested (HeldBytes)
 
     @property
     def durable(self) -> bool:
@@ -212,6 +217,7 @@ class Ingest:
     async def _session(self) -> None:
         # Durable with a stable client id (the broker queues for us while we are down), clean
         # and gone at disconnect with a random one: see the class docstring.
+        held = HeldBytes(self._settings.incoming_bytes)
         async with CancelSafeClient(
             self._settings.host,
             self._settings.port,
@@ -223,7 +229,9 @@ class Ingest:
             # Bounded: past this, messages are dropped here and the agents resend them on
             # their ACK timeout, instead of memory growing while the database is slow. (The
             # lanes hold as many again: `_batches` takes no more from the client past that.)
+            # And bounded in bytes, queue, lanes and the batch together (HeldBytes).
             max_queued_incoming_messages=INCOMING_QUEUE_BOUND,
+            queue_type=held.queue_type(),
             socket_options=NO_DELAY,
         ) as client:
             # A batch publishes its ACKs concurrently, up to one per block, while up to a
@@ -244,11 +252,13 @@ class Ingest:
             )
             acks_out = AckOut(client, bound=self._settings.batch_max)
             try:
-                await self._ingest(client.messages, acks_out)
+                await self._ingest(client.messages, acks_out, held)
             finally:
                 acks_out.abandon()
 
-    async def _ingest(self, messages: aiomqtt.MessagesIterator, acks_out: AckOut) -> None:
+    async def _ingest(
+        self, messages: aiomqtt.MessagesIterator, acks_out: AckOut, held: HeldBytes
+    ) -> None:
         async for batch in _batches(messages, self._settings, self._backlog):
             self._raise_if_stopping()
             acks_out.raise_failure()
@@ -271,6 +281,8 @@ class Ingest:
                 log.exception("ingest_batch_failed", error=str(exc), messages=len(inbound))
                 await asyncio.sleep(STORAGE_RETRY_DELAY)
                 continue
+            finally:
+                held.release(batch)
             if _lane(batch[0]) is Lane.BACKLOG:  # a batch is of one lane (Lanes.take)
                 self._backlog.took(len(batch), time.monotonic() - taken)
             await acks_out.send(acks)
