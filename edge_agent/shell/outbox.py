@@ -55,7 +55,7 @@ from edge_agent.shell.outbox_reads import (
 )
 from edge_agent.shell.outbox_recovery import EpochJournal, SeqMark
 from edge_agent.shell.outbox_rewrite import RESIGN_BLOCKS, begin_epoch, reseal_chunk, resign_chunk
-from edge_agent.shell.outbox_room import RoomMaker
+from edge_agent.shell.outbox_room import RoomMaker, declare_damaged
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
 from edge_agent.shell.outbox_seal import (
     append_block,
@@ -66,7 +66,7 @@ from edge_agent.shell.outbox_seal import (
 )
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, is_full
 from edge_agent.shell.outbox_transaction import async_write_transaction
-from specs.records import GapReason, GapRecord, Record, iso_time
+from specs.records import GapRecord, Record
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -324,36 +324,26 @@ class Outbox:
     async def _sendable(self, block: StoredBlock) -> bool:
         """Whether `block` is as sealed; if not, it gives way to a gap record declaring it.
 
-        Its bytes changed on disk (a bad flash sector, a torn write: quick_check reads no
-        blob), so the collector would reject it at every resend and keep its seq an open
-        hole. One transaction deletes it and seals an `outbox_corrupt` gap record for that
-        seq at the head. A full disk leaves it for the next read.
+        See `outbox_room.declare_damaged`. A full disk leaves it for the next read.
         """
         if block.intact:
             return True
-        now = time.time()
-        gap = GapRecord(
-            t=iso_time(now),
-            reason=GapReason.OUTBOX_CORRUPT,
-            lost=block.readings,
-            epoch=block.epoch,
-            from_seq=block.seq,
-            to_seq=block.seq,
-        )
+        damaged = (block.epoch, block.seq, block.readings)
         try:
             async with self._lock, async_write_transaction(self._db):
-                cursor = await self._db.execute(
-                    "DELETE FROM blocks WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
-                    (block.epoch, block.seq),
+                sealed = await declare_damaged(
+                    self._db,
+                    self._append,
+                    damaged,
+                    now=time.time(),
+                    clock_synced=clock_synchronized(),
                 )
-                if cursor.rowcount == 1:  # not released or declared meanwhile
-                    sealed = await self._append((gap,), now=now, clock_synced=clock_synchronized())
-                    self._note_sealed(sealed)
-                    self._handed.keep(sealed)
         except sqlite3.Error as exc:
             log.exception("outbox_block_damaged_not_declared", seq=block.seq, error=str(exc))
             return False
-        log.error("outbox_block_damaged", epoch=block.epoch, seq=block.seq, lost=block.readings)
+        if sealed is not None:
+            self._note_sealed(sealed)
+            self._handed.keep(sealed)
         return False
 
     async def chain_position(self, seq: int) -> tuple[int, str | None]:

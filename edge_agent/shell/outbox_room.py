@@ -26,8 +26,8 @@ from edge_agent.core.thinning import (
 )
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, free_bytes, is_full
 from edge_agent.shell.outbox_transaction import async_write_transaction
-from specs.block import decode_block
-from specs.records import Record
+from specs.block import block_hash, decode_block
+from specs.records import GapReason, GapRecord, Record, iso_time
 
 log = structlog.get_logger("edge_agent.outbox")
 
@@ -49,6 +49,41 @@ class Append(Protocol):
     ) -> Awaitable[SealedBlock]:
         """Seal `records` as the next block; `thinned` marks a replacement."""
         ...
+
+
+async def declare_damaged(
+    db: aiosqlite.Connection,
+    append: Append,
+    block: tuple[str, int, int | None],
+    *,
+    now: float,
+    clock_synced: bool,
+) -> SealedBlock | None:
+    """Declare a block whose bytes changed on disk lost, inside the caller's transaction.
+
+    `block` (epoch, seq, readings), whose bytes no longer hash to its digest, gives way to an
+    `outbox_corrupt` gap record naming its seq. A bad flash sector or a torn write changed
+    them (quick_check reads no blob): the collector would reject it at every resend, and it
+    cannot be decoded to be thinned. Returns the gap record's block, or None when the block
+    was released or declared already.
+    """
+    epoch, seq, readings = block
+    cursor = await db.execute(
+        "DELETE FROM blocks WHERE epoch = ? AND seq = ? AND delivered_at IS NULL", (epoch, seq)
+    )
+    if cursor.rowcount != 1:
+        return None
+    gap = GapRecord(
+        t=iso_time(now),
+        reason=GapReason.OUTBOX_CORRUPT,
+        lost=readings,
+        epoch=epoch,
+        from_seq=seq,
+        to_seq=seq,
+    )
+    sealed = await append((gap,), now=now, clock_synced=clock_synced)
+    log.error("outbox_block_damaged", epoch=epoch, seq=seq, lost=readings)
+    return sealed
 
 
 class RoomMaker:
@@ -179,25 +214,30 @@ class RoomMaker:
             log.info("delivered_blocks_pruned_for_room", blocks=cursor.rowcount)
         return cursor.rowcount > 0
 
-    async def _oldest_undelivered(self) -> list[tuple[EvictedBlock, bool]]:
+    async def _oldest_undelivered(
+        self,
+    ) -> tuple[list[tuple[EvictedBlock, bool]], tuple[str, int, int | None] | None]:
         """The oldest undelivered blocks (decoded, and whether thinned), up to the eviction size.
 
+        And the first damaged one met on the way (epoch, seq, readings), where the list stops.
         Oldest by rowid, i.e. by insertion: a wall clock stepped back cannot reorder it.
         """
         chosen: list[tuple[EvictedBlock, bool]] = []
         total = 0
         async with self._db.execute(
-            "SELECT epoch, seq, payload, thinned FROM blocks"
+            "SELECT epoch, seq, payload, thinned, digest, readings FROM blocks"
             " WHERE delivered_at IS NULL ORDER BY rowid"
         ) as cursor:
             async for row in cursor:
                 payload = bytes(row[2])
+                if block_hash(payload) != row[4]:
+                    return chosen, (str(row[0]), int(row[1]), row[5])
                 records = decode_block(payload).records
                 chosen.append((EvictedBlock(str(row[0]), int(row[1]), records), bool(row[3])))
                 total += len(payload)
                 if total >= self._evict_limit:
                     break
-        return chosen
+        return chosen, None
 
     async def _replace(
         self,
@@ -232,7 +272,13 @@ class RoomMaker:
         sealed before it: every reading is thinned once, oldest first, before any thinned
         reading is dropped.
         """
-        oldest = await self._oldest_undelivered()
+        oldest, damaged = await self._oldest_undelivered()
+        if damaged is not None:
+            async with async_write_transaction(self._db):
+                await declare_damaged(
+                    self._db, self._append, damaged, now=now, clock_synced=clock_synced
+                )
+            return True
         full = [block for block, thinned in oldest if not thinned]
         if full:
             replacement = thin(full, now=now)

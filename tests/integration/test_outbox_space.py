@@ -160,3 +160,34 @@ async def test_a_full_budget_on_a_roomy_disk_is_not_taken_for_a_full_disk(
     assert "outbox_thinned" in events, "the budget was reached"
     assert "outbox_capped_by_full_disk" not in events
     assert "outbox_cap_lifted" not in events
+
+
+async def test_a_block_changed_on_disk_gives_way_declared_when_the_outbox_is_full(
+    tmp_path: Path,
+) -> None:
+    """Weeks offline with a full outbox, and one block's bytes changed on disk (a bad flash
+    sector): when making room reaches it, it cannot be decoded to be thinned. It gives way
+    whole, declared by an `outbox_corrupt` gap record for its seq, and sealing goes on."""
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        for index in range(40):
+            await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
+        epoch = outbox.epoch
+    with sqlite3.connect(path) as db:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        (payload,) = db.execute("SELECT payload FROM blocks WHERE seq = 2").fetchone()
+    middle = bytes(payload)[len(payload) // 2 :][:256]
+    data = path.read_bytes()
+    assert data.count(middle) == 1
+    with path.open("r+b") as handle:
+        handle.seek(data.find(middle) + 64)
+        handle.write(bytes(64))
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        for index in range(40, 400):
+            await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
+    positions, in_file = _contents(path)
+    declared = [
+        g for g in in_file if isinstance(g, GapRecord) and g.reason is GapReason.OUTBOX_CORRUPT
+    ]
+    assert [(g.epoch, g.from_seq, g.to_seq, g.lost) for g in declared] == [(epoch, 2, 2, 60)]
+    assert (epoch, 2) not in positions
