@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -29,7 +30,7 @@ def check(config_path: Path, as_json: bool) -> None:
     refuse_unusable_files(config_path, config)
     points = resolve_points(config)
     if as_json:
-        report = check_json(config, points, plan_buses(config, points))
+        report = check_json(config, points, plan_buses(config, points, wire_of=os.path.realpath))
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
     # One table per kind of source (Modbus registers, OPC UA nodes, line patterns), each with
@@ -43,7 +44,7 @@ def check(config_path: Path, as_json: bool) -> None:
         for view in KINDS.views()
     ]
     click.echo("\n\n".join(render_table(rows, header) for header, rows in tables if rows))
-    for plan in plan_buses(config, points):
+    for plan in plan_buses(config, points, wire_of=os.path.realpath):
         click.echo(plan.describe())
     click.echo(
         f"{len(config.devices)} devices, {len(points)} points, gateway {config.site.gateway}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import socket
 import sys
 import time
@@ -127,7 +128,7 @@ def _running_view(document: dict[str, object], *, as_json: bool) -> _View:
 
 def _file_view(config: SiteConfig, why: str, *, as_json: bool) -> _View:
     """What can be told without the agent: the outbox file, the clock, the planned RTU load."""
-    plans = plan_buses(config, resolve_points(config))
+    plans = plan_buses(config, resolve_points(config), wire_of=os.path.realpath)
     synchronized = clock_synchronized()
     summary: OutboxSummary | None = None
     outbox_problem: str | None = None

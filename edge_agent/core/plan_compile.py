@@ -18,6 +18,8 @@ from edge_agent.core.rtu_plan import plan_buses
 from edge_agent.kinds import KINDS
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from edge_agent.config import SiteConfig
     from specs.catalogue import Catalogue
 
@@ -69,10 +71,12 @@ def compile_plan(
     *,
     site_file: Path | None = None,
     site_text: str | None = None,
+    wire_of: Callable[[str], str] = str,
 ) -> AgentPlan:
     """The plan of `config` (checked against `catalogue`), read from `site_file` if given.
 
     `site_text` is the text `config` was parsed from: a pushed map is checked against it.
+    `wire_of` tells which serial ports are one (`plan_buses`).
 
     Raises:
         LookupError: a point's quota is not in the catalogue (the loader refused it already).
@@ -111,7 +115,7 @@ def compile_plan(
         points=tuple(points),
         indicators=indicators,
         rules=compile_rules(points, config.alarms, catalogue),
-        buses=plan_buses(config, points),
+        buses=plan_buses(config, points, wire_of=wire_of),
         config_hash=config_fingerprint(config),
         site_file=site_file,
         site_text=site_text,

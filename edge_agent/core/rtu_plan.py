@@ -8,7 +8,7 @@ it at start (`edge_agent.shell.buses.log_planned`); `edge-agent check` and `stat
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -57,8 +57,18 @@ class BusPlan:
         )
 
 
-def plan_buses(config: SiteConfig, points: Sequence[ResolvedPoint]) -> tuple[BusPlan, ...]:
-    """Compute the planned load of every RTU bus of the site, in order of first use (pure)."""
+def plan_buses(
+    config: SiteConfig,
+    points: Sequence[ResolvedPoint],
+    *,
+    wire_of: Callable[[str], str] = str,
+) -> tuple[BusPlan, ...]:
+    """Compute the planned load of every RTU bus of the site, in order of first use (pure).
+
+    The slaves of one bus are those whose `port` is one port by `wire_of` (the callers pass
+    `os.path.realpath`, as the agent opens one bus per real port); a bus is named by the
+    path its first slave gives.
+    """
     # Here, not at the top: the running agent holds `BusPlan`s, computed before it started,
     # and never the site map's models (pydantic: G7).
     from edge_agent.kinds.modbus.config import ModbusRtuDevice  # noqa: PLC0415
@@ -70,9 +80,9 @@ def plan_buses(config: SiteConfig, points: Sequence[ResolvedPoint]) -> tuple[Bus
     slaves: dict[str, list[ModbusRtuDevice]] = {}
     for device in config.devices:
         if isinstance(device, ModbusRtuDevice):
-            slaves.setdefault(device.port, []).append(device)
+            slaves.setdefault(wire_of(device.port), []).append(device)
     plans: list[BusPlan] = []
-    for port, devices in slaves.items():
+    for devices in slaves.values():
         slave_settings = [rtu_settings(d, by_device.get(d.id, [])) for d in devices]
         settings = slave_settings[0].line
         reads = [plan_reads(s.slave.points, max_gap=s.slave.max_gap) for s in slave_settings]
@@ -85,7 +95,7 @@ def plan_buses(config: SiteConfig, points: Sequence[ResolvedPoint]) -> tuple[Bus
             worst = max(worst, total - own + silent / device.poll)
         plans.append(
             BusPlan(
-                port=port,
+                port=devices[0].port,
                 settings=settings,
                 devices=tuple(d.id for d in devices),
                 requests_per_cycle=sum(len(r) for r in reads),

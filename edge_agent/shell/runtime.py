@@ -14,6 +14,7 @@ import contextlib
 import gc
 import importlib
 import importlib.metadata
+import os
 import signal
 import sqlite3
 import ssl
@@ -209,7 +210,7 @@ async def run_agent(
     from specs.catalogue import default_catalogue  # noqa: PLC0415
 
     # Without the map's text the desk reads the file when a pushed map is checked.
-    plan = compile_plan(config, default_catalogue(), site_file=site_file)
+    plan = compile_plan(config, default_catalogue(), site_file=site_file, wire_of=os.path.realpath)
     return await run_plan(plan, stop, bus_report_every=bus_report_every)
 
 

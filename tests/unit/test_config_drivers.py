@@ -517,3 +517,21 @@ def test_check_shows_finite_bus_figures_at_the_duration_bounds(tmp_path: Path) -
 
 def _no_constant(name: str) -> float:
     raise AssertionError(f"check --json printed {name}, which is not JSON")
+
+
+def test_check_plans_one_bus_for_two_paths_of_one_port(tmp_path: Path) -> None:
+    """The planned load of a bus whose slaves name its port by two paths (a by-id link and
+    the device) is one bus's: check showed two buses of one slave each, each at its own
+    part of the load, so an overloaded bus looked fine."""
+    adapter = tmp_path / "ttyUSB0"
+    adapter.touch()
+    link = tmp_path / "usb-FTDI-if00-port0"
+    link.symlink_to(adapter)
+    site = tmp_path / "site.yaml"
+    text = TEXT.replace("/dev/ttyUSB0", str(link), 1).replace("/dev/ttyUSB0", str(adapter), 1)
+    site.write_text(text, encoding="utf-8")
+    result = CliRunner().invoke(main, ["check", "-c", str(site)])
+    assert result.exit_code == 0, result.output
+    buses = [line for line in result.stdout.splitlines() if line.startswith("rtu bus ")]
+    assert len(buses) == 1, buses
+    assert buses[0].startswith(f"rtu bus {link} (9600 8N1): 2 slaves, 3 requests")
