@@ -384,14 +384,24 @@ def another_ca(pki: Pki) -> ssl.SSLContext:
     return pki.context(GATEWAY_A, folder)
 
 
-def expired(pki: Pki) -> ssl.SSLContext:
-    """Gateway A's name from the province CA, valid from 10 days ago until yesterday."""
-    now = datetime.now(UTC)
+def province_issued(pki: Pki, folder: str, validity: Validity) -> ssl.SSLContext:
+    """Gateway A's name from the province CA, with `validity`, kept in `folder`."""
     ca = load_ca(pki.ca_dir)
-    past = Validity(now - timedelta(days=10), now - timedelta(days=1))
-    folder = pki.work / "expired"
-    write_issued(folder, GATEWAY_A, issue_client(ca, GATEWAY_A, past), ca.certificate)
-    return pki.context(GATEWAY_A, folder)
+    issued = issue_client(ca, GATEWAY_A, validity)
+    write_issued(pki.work / folder, GATEWAY_A, issued, ca.certificate)
+    return pki.context(GATEWAY_A, pki.work / folder)
+
+
+def expired(pki: Pki) -> ssl.SSLContext:
+    """Valid from 10 days ago until yesterday."""
+    now = datetime.now(UTC)
+    return province_issued(pki, "expired", Validity(now - timedelta(days=10), now - timedelta(1)))
+
+
+def not_yet_valid(pki: Pki) -> ssl.SSLContext:
+    """Valid from tomorrow on."""
+    now = datetime.now(UTC)
+    return province_issued(pki, "future", Validity(now + timedelta(days=1), now + timedelta(10)))
 
 
 @pytest.mark.parametrize(
@@ -400,8 +410,9 @@ def expired(pki: Pki) -> ssl.SSLContext:
         (no_certificate, "SSLV3_ALERT_HANDSHAKE_FAILURE"),
         (another_ca, "TLSV1_ALERT_UNKNOWN_CA"),
         (expired, "SSLV3_ALERT_CERTIFICATE_EXPIRED"),
+        (not_yet_valid, "SSLV3_ALERT_BAD_CERTIFICATE"),
     ],
-    ids=["no-certificate", "another-ca", "expired"],
+    ids=["no-certificate", "another-ca", "expired", "not-yet-valid"],
 )
 def test_the_broker_refuses_clients_without_a_valid_certificate(
     pki: Pki, make_context: Callable[[Pki], ssl.SSLContext], alert: str
