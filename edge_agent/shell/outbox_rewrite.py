@@ -15,9 +15,9 @@ from typing import Final
 import aiosqlite
 
 from edge_agent.core.chain import ChainState, SealedBlock
-from edge_agent.shell.outbox_room import Append
+from edge_agent.shell.outbox_room import Append, declare_damaged
 from edge_agent.shell.outbox_transaction import async_write_transaction
-from specs.block import GENESIS, decode_block
+from specs.block import GENESIS, block_hash, decode_block
 from specs.records import GapRecord, Record
 from specs.signing import SigningKey
 
@@ -61,15 +61,23 @@ async def reseal_chunk(
     async with async_write_transaction(db):
         epoch = (await chain_state()).epoch
         async with db.execute(
-            "SELECT epoch, seq, payload FROM blocks WHERE delivered_at IS NULL"
+            "SELECT epoch, seq, payload, digest, readings FROM blocks WHERE delivered_at IS NULL"
             " AND epoch != ? ORDER BY rowid LIMIT ?",
             (epoch, _RESEAL_BLOCKS),
         ) as cursor:
             rows = list(await cursor.fetchall())
         records: list[Record] = []
-        for row in rows:
-            records.extend(decode_block(bytes(row[2])).records)
         last: SealedBlock | None = None
+        for row in rows:
+            payload = bytes(row[2])
+            if block_hash(payload) == row[3]:
+                records.extend(decode_block(payload).records)
+            else:  # changed on disk: cannot be decoded, declared lost in its own epoch
+                damaged = (str(row[0]), int(row[1]), row[4])
+                sealed = await declare_damaged(
+                    db, append, damaged, now=now, clock_synced=clock_synced
+                )
+                last = sealed or last
         for start in range(0, len(records), _RESEAL_RECORDS):
             last = await append(
                 tuple(records[start : start + _RESEAL_RECORDS]),

@@ -22,6 +22,7 @@ from edge_agent.shell.outbox_recovery import EpochJournal
 from specs.block import decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed
+from tests.support.damage import zero_inside_payload
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -218,17 +219,7 @@ async def test_a_block_whose_bytes_changed_on_disk_is_declared_lost_not_sent_for
     it), left out, and declared lost by an `outbox_corrupt` gap record for that one seq."""
     path = tmp_path / "outbox.db"
     epoch = await _filled(path, blocks=6)
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        (payload,) = db.execute("SELECT payload FROM blocks WHERE seq = 3").fetchone()
-    middle = bytes(payload)[len(payload) // 2 :][:256]  # within one page of the file
-    data = path.read_bytes()
-    assert data.count(middle) == 1
-    with path.open("r+b") as handle:
-        handle.seek(data.find(middle) + 64)
-        handle.write(bytes(64))
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+    zero_inside_payload(path, 3)
     async with open_outbox(path, SITE, KEY) as outbox:
         assert outbox.epoch == epoch
         sent = [block.seq for block in await outbox.undelivered(after=0, limit=100)]
@@ -240,3 +231,21 @@ async def test_a_block_whose_bytes_changed_on_disk_is_declared_lost_not_sent_for
     assert gap.reason is GapReason.OUTBOX_CORRUPT
     assert (gap.epoch, gap.from_seq, gap.to_seq, gap.lost) == (epoch, 3, 3, 50)
     assert [seq for _, seq, _ in _blocks(path)] == [1, 2, 4, 5, 6, 7]
+
+
+async def test_a_damaged_block_of_an_abandoned_epoch_is_declared_when_the_rest_is_sealed_again(
+    tmp_path: Path,
+) -> None:
+    """A new epoch seals the undelivered blocks of the old one again, decoding them; a block
+    whose bytes changed on disk cannot be decoded. It is declared lost (its seq in the old
+    epoch) and the others move on: the open must not fail, or every restart fails again."""
+    path = tmp_path / "outbox.db"
+    old_epoch = await _filled(path, blocks=5)
+    zero_inside_payload(path, 3)
+    EpochJournal.beside(path).record("0123456789abcdef")  # the file is not the one last used
+    new_epoch = await _reopen(path)
+    assert new_epoch != old_epoch
+    readings = [r for _, _, records in _blocks(path) for r in records if isinstance(r, Reading)]
+    assert len(readings) == 4 * 50 + 3
+    damaged = [g for g in _gaps(path) if g.reason is GapReason.OUTBOX_CORRUPT]
+    assert [(g.epoch, g.from_seq, g.to_seq, g.lost) for g in damaged] == [(old_epoch, 3, 3, 50)]

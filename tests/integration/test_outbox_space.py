@@ -20,6 +20,7 @@ from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
 from specs.records import AlarmEvent, AlarmRecord, GapReason, GapRecord, Reading, Record
 from specs.signing import signing_key_from_seed
+from tests.support.damage import zero_inside_payload
 from tests.support.records import alarm_record, reading_at
 
 pytestmark = pytest.mark.timeout(120)
@@ -173,15 +174,7 @@ async def test_a_block_changed_on_disk_gives_way_declared_when_the_outbox_is_ful
         for index in range(40):
             await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
         epoch = outbox.epoch
-    with sqlite3.connect(path) as db:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-        (payload,) = db.execute("SELECT payload FROM blocks WHERE seq = 2").fetchone()
-    middle = bytes(payload)[len(payload) // 2 :][:256]
-    data = path.read_bytes()
-    assert data.count(middle) == 1
-    with path.open("r+b") as handle:
-        handle.seek(data.find(middle) + 64)
-        handle.write(bytes(64))
+    zero_inside_payload(path, 2)
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         for index in range(40, 400):
             await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
