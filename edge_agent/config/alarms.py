@@ -80,7 +80,7 @@ class OvertimeAlarm(ConfigModel):
     point: PointCode
     """A duration point, or with `when` the point whose condition is timed."""
     limit: Annotated[Duration, duration_bounds(above=0)]
-    """The longest allowed duration."""
+    """The longest allowed duration: held or lasting exactly `limit` raises nothing."""
     when: Condition | None = None
     """The condition whose holding is timed; absent: the point's value is itself a duration."""
 

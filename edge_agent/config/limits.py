@@ -65,6 +65,9 @@ RATE_PERIODS: Mapping[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86
 class Thresholds(ConfigModel):
     """Alarm limits in the point's unit; any may be left out, those given must be ordered.
 
+    At its exact value a limit compares as the catalogue words that level's threshold (see
+    `PointConfig.thresholds`).
+
     Families: `low_low/low/high/high_high` (H/HH/L/LL), `level1/level2` (gas, GB/T 50493),
     `alarm/power_off/restore` (coal methane: `power_off` clears only below `restore`) and
     `blue/yellow/orange/red` (tailings colours, rising or falling in step).
@@ -87,7 +90,8 @@ class Thresholds(ConfigModel):
     power_off: Number | None = None
     """Coal-mine methane power-off limit."""
     restore: Number | None = None
-    """Coal-mine methane power restore limit (below `power_off`)."""
+    """Coal-mine methane power restore limit (below `power_off`); compared as the catalogue's
+    restore is worded (methane `<1`: power comes back below it, not at it)."""
     blue: Number | None = None
     """Tailings blue (fourth-level) limit."""
     yellow: Number | None = None
@@ -183,18 +187,22 @@ def rate_unit_parts(unit: str) -> tuple[str, str] | None:
 class RateConfig(ConfigModel):
     """A rate-of-change alarm: the value's change over `window`, in `unit` (such as `mm/h`).
 
-    The alarm raises when the change's magnitude per period reaches `limit` and clears when
-    it falls below `limit - deadband`.
+    The alarm raises when the change's magnitude per period passes `limit` (`>=`, or `>` where
+    the catalogue words the rate over this window so) and clears once it is back past
+    `limit - deadband` (below it; at it too when the comparison is `>`).
     """
 
     window: Annotated[Duration, duration_bounds(above=0)]
     """The period the change is measured over."""
     limit: Annotated[Number, Field(gt=0)]
-    """The change per `unit` period at which the alarm raises."""
+    """The change per `unit` period at (`>=`) or beyond (`>`) which the alarm raises: over a
+    window the catalogue gives a rate for, as that rate is worded whatever the number (slopes,
+    GB 51214: `1d` `> 10 mm/d` does not raise at the number, `1h` `>= 5 mm/h` does); over
+    another window at the number (`>=`)."""
     unit: str
     """The rate's unit, a value unit per time such as `mm/h` or `mm/d`."""
     deadband: Annotated[Number, Field(ge=0)] = 0.0
-    """The alarm clears below `limit - deadband`."""
+    """The alarm clears below `limit - deadband` (at it too when the limit compares `>`)."""
 
     @field_validator("unit")
     @classmethod

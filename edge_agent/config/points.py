@@ -115,9 +115,15 @@ class PointConfig(ConfigModel):
     offset: Number = 0.0
     """`value = raw * scale + offset`."""
     thresholds: Thresholds = Field(default_factory=lambda: _NO_THRESHOLDS)
-    """Alarm limits in `unit`; families left empty take the catalogue's defaults."""
+    """Alarm limits in `unit`; families left empty take the catalogue's defaults. At its exact
+    value a limit compares as the catalogue words that level's threshold (`edge-agent
+    catalogue`), whether the number is the default or the site's own: oxygen `L <19.5` raises
+    below the number, not at it (and so does a site's `low: 18` below 18); methane `alarm >=1`
+    raises at it. A level the catalogue words no comparison for raises at its number (`>=`
+    rising, `<=` falling)."""
     deadband: Annotated[Number, Field(ge=0)] = 0.0
-    """An alarm clears only when the value is back past its limit by this much (in `unit`)."""
+    """An alarm clears only when the value is back past its limit by this much (in `unit`): at
+    the clear point itself iff the limit's comparison is strict (`>`, `<`)."""
     rate: Annotated[tuple[RateConfig, ...], BeforeValidator(_one_or_many)] = ()
     """Rate-of-change alarms (one mapping or a list)."""
 

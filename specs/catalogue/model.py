@@ -209,6 +209,19 @@ class Indicator:
         """The default threshold called `name`, or None."""
         return next((t for t in self.defaults if t.name == name), None)
 
+    def comparison(
+        self, level: str, edge: Edge = Edge.RAISE, window: float | None = None
+    ) -> Op | None:
+        """The comparison of the default threshold that raises (or clears) `level`, or None.
+
+        A rate's is the one over the same `window`. The alarms compare a site's own value for
+        that threshold the same way: the standard words the comparison, the site the number.
+        """
+        return next(
+            (t.op for t in self.defaults if (t.level, t.edge, t.window) == (level, edge, window)),
+            None,
+        )
+
     def _conversion(self, unit: str) -> UnitConversion:
         conversion = self.units.get(unit)
         if conversion is None:

@@ -51,7 +51,7 @@ def site_rules(domain: str, points: Sequence[str], alarms: Sequence[str] = ()) -
     return rules_for_site(one_device_site(domain, points, alarms), default_catalogue())
 
 
-_UNITS = {"WHP": "m", "MK": "%CH4", "BP": "mm", "WKK": "mm", "YHBZ": "persons"}
+_UNITS = {"WHP": "m", "MK": "%CH4", "BP": "mm", "WKK": "mm", "YHBZ": "persons", "GAS": "%VOL"}
 
 
 def reading(
@@ -210,6 +210,41 @@ def test_slope_rate_mm_per_day_needs_half_a_window_and_takes_either_direction() 
     assert [i for i, found in enumerate(per_reading) if found] == [12]
     assert events[0].value == pytest.approx(10.8)
     assert events[0].detail == "change over 12h"
+
+
+# The standards' own words at their numbers: "> 10 mm/d" and "> 50 mm" do not raise at the
+# number, ">= 5 mm/h" does; oxygen alarms below 19.5 % and above 23.5 %, not at them.
+BOUNDARIES = [
+    ("BP", "BP-GX", [0.0, 10.0], 86400, []),  # exactly 10 mm/d
+    ("BP", "BP-GX", [0.0, 10.25], 86400, [(RAISE, "rate")]),
+    ("BP", "BP-GX", [0.0, 5.0], 3600, [(RAISE, "rate")]),  # exactly 5 mm/h
+    ("BP", "BP-CW", [0.0, 50.0], 1, []),
+    ("BP", "BP-CW", [0.0, 50.5], 1, [(RAISE, "H")]),
+    ("WHP", "GAS-O2", [20.9, 19.5], 1, []),
+    ("WHP", "GAS-O2", [20.9, 19.4], 1, [(RAISE, "L")]),
+    ("WHP", "GAS-O2", [20.9, 23.5], 1, []),
+    ("WHP", "GAS-O2", [20.9, 23.6], 1, [(RAISE, "H")]),
+    ("MK", "MK-M0101", [0.5, 1.0], 1, [(RAISE, "alarm")]),  # ">= 1.0 %CH4"
+    ("MK", "MK-M0104", [0.0, 24.0], 1, [(RAISE, "alarm")]),  # CO alarm 24 ppm
+]
+
+
+@pytest.mark.parametrize(("domain", "quota", "values", "step", "expected"), BOUNDARIES)
+def test_catalogue_thresholds_compare_as_the_standard_words_them(
+    domain: str, quota: str, values: list[float], step: float, expected: list[object]
+) -> None:
+    rules = site_rules(domain, [f"point: P1, quota: {quota}"])
+    per_reading, _, _ = run(rules, "P1", quota, values, step=step)
+    assert per_reading == [[], expected]
+
+
+def test_a_sites_own_value_takes_the_catalogues_comparison() -> None:
+    # The site sets the number; the comparison stays the standard's for that threshold.
+    oxygen = site_rules("WHP", ["point: P1, quota: GAS-O2, thresholds: {low: 18}"])
+    assert run(oxygen, "P1", "GAS-O2", [20.9, 18.0, 17.9])[0] == [[], [], [(RAISE, "L")]]
+    dump = site_rules("BP", ["point: P1, quota: BP-GX, rate: {window: 1d, limit: 25, unit: cm/d}"])
+    per_reading, _, _ = run(dump, "P1", "BP-GX", [0.0, 250.0, 500.5], step=86400)
+    assert per_reading == [[], [], [(RAISE, "rate")]]  # > 25 cm/d, as the 1d default
 
 
 def test_slope_rate_defaults_from_the_catalogue() -> None:
@@ -386,19 +421,20 @@ def test_overtime_of_a_condition_held_too_long() -> None:
         ["point: PC1, quota: YHBZ-PC"],
         ["kind: overtime, point: PC1, limit: 8h, when: {above: 0}"],
     )
-    # Hourly headcounts: the workshop is occupied from hour 1 to hour 9, empty at hour 10.
-    values = [0, 3, 4, None, 2, 2, 5, 5, 1, 2, 0]
+    # Hourly headcounts: the workshop is occupied from hour 1 to hour 10, empty at hour 11.
+    # Held exactly the 8 h limit (hour 9) is allowed, as for a duration point: 超时 is beyond it.
+    values = [0, 3, 4, None, 2, 2, 5, 5, 1, 2, 2, 0]
     per_reading, events, state = run(rules, "PC1", "YHBZ-PC", values, step=3600)
-    assert [i for i, found in enumerate(per_reading) if found] == [9, 10]
+    assert [i for i, found in enumerate(per_reading) if found] == [10, 11]
     raised, cleared = events
     assert (raised.event, raised.value, raised.threshold, raised.unit) == (
         RAISE,
-        8 * 3600.0,
+        9 * 3600.0,
         8 * 3600.0,
         "s",
     )
-    assert raised.detail == "held 8h"
-    assert (cleared.event, cleared.detail) == (CLEAR, "ended after 9h")
+    assert raised.detail == "held 9h"
+    assert (cleared.event, cleared.detail) == (CLEAR, "ended after 10h")
     assert state.since == {}
 
 

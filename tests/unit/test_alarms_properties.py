@@ -1,17 +1,23 @@
 """Properties of alarm evaluation that hold for any readings (hypothesis).
 
-The rules here are built directly, without the catalogue, so the properties test the
+Most rules here are built directly, without the catalogue, so the properties test the
 evaluator alone: no flapping inside the deadband, raises and clears pair up by alarm_id,
 escalation never skips a colour, BAD readings change nothing, state survives a restart.
+The last ones compile every threshold of the shipped catalogue from a site map: at its exact
+value an alarm raises iff the catalogue's comparison includes it (`>=`, `<=`), whether the
+value is the catalogue's default or the site's own.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
+from configkit.durations import format_duration
+from edge_agent.config import THRESHOLD_LEVELS
 from edge_agent.core.alarms import (
     COLOURS,
     WINDOW_SAMPLES,
@@ -28,7 +34,9 @@ from edge_agent.core.alarms import (
     evaluate,
     item_level,
 )
+from specs.catalogue import RATE_LEVEL, Direction, Edge, Indicator, Threshold, default_catalogue
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, iso_time
+from tests.unit.test_alarms import site_rules
 
 T0 = 1.7e9
 ITEM_POINTS = tuple(f"D{i}" for i in range(1, 7))
@@ -259,3 +267,106 @@ def test_rate_windows_stay_bounded(sequence: list[Step], dt: float) -> None:
     dense = [("P", value, dt) for _, value, _ in sequence * 5]
     _, state, _ = _replay(SITE, AlarmState("ns"), dense)
     assert all(len(window) <= WINDOW_SAMPLES + 1 for window in state.windows.values())
+
+
+# --- every catalogue threshold, at its exact value -------------------------------------------
+
+CATALOGUE = default_catalogue()
+DEFAULTS = [(i, t) for i in CATALOGUE.in_domain(None) for t in i.defaults]
+LEVEL_RAISES = [(i, t) for i, t in DEFAULTS if t.edge is Edge.RAISE and t.level != RATE_LEVEL]
+RATE_RAISES = [(i, t) for i, t in DEFAULTS if t.edge is Edge.RAISE and t.level == RATE_LEVEL]
+SITE_KEY = {level: key for key, level in THRESHOLD_LEVELS.items() if key != "restore"}
+INCLUSIVE = frozenset({">=", "<="})
+
+
+def _catalogue_site(indicator: Indicator, point: str) -> AlarmRules:
+    # A generic indicator (GAS) goes on a site of any domain.
+    domain = indicator.domain if CATALOGUE.domains[indicator.domain].site else "WHP"
+    return site_rules(domain, [f"point: P1, quota: {indicator.code}{point}"])
+
+
+def _at(
+    rules: AlarmRules, indicator: Indicator, moves: Sequence[tuple[float, float]]
+) -> list[list[tuple[AlarmEvent, str]]]:
+    """(seconds after T0, canonical value) readings from a fresh state: events per reading."""
+    state, found = AlarmState("ns"), []
+    for at, value in moves:
+        reading = Reading(
+            "P1", indicator.code, iso_time(T0 + at), value, indicator.unit, Quality.GOOD
+        )
+        events, state = evaluate(rules, state, reading)
+        found.append([(e.event, e.alarm_id.split("/")[1]) for e in events])
+    return found
+
+
+def _eighths(indicator: Indicator) -> st.SearchStrategy[float]:
+    """Values inside the indicator's range that YAML and the unit conversion keep exact."""
+    low, high = math.ceil(indicator.low * 8), math.floor(indicator.high * 8)
+    return st.integers(max(low, -8000), min(high, 8000)).map(lambda k: k / 8)
+
+
+@given(st.sampled_from(LEVEL_RAISES), st.data())
+def test_at_a_catalogue_threshold_a_level_raises_iff_its_comparison_includes_it(
+    case: tuple[Indicator, Threshold], data: st.DataObject
+) -> None:
+    indicator, threshold = case
+    level, inclusive = threshold.level, threshold.op in INCLUSIVE
+    outward = math.inf if CATALOGUE.alarm_levels[level].direction is Direction.ABOVE else -math.inf
+    restore = next(
+        (t for t in indicator.defaults if t.edge is Edge.CLEAR and t.level == level), None
+    )
+    limit, clear_at, clears_at_it = threshold.canonical, threshold.canonical, not inclusive
+    own = data.draw(st.booleans(), "the site's own value")
+    deadband = data.draw(st.integers(0, 16), "deadband") / 8
+    if own:  # the site's value for the same threshold compares the same way
+        limit = data.draw(_eighths(indicator), "own limit")
+        clear_at = limit - deadband if outward > 0 else limit + deadband
+        point = f", thresholds: {{{SITE_KEY[level]}: {limit!r}}}, deadband: {deadband!r}"
+    elif restore is not None:  # coal power-off: back on only past the restore limit
+        clear_at, clears_at_it, point = restore.canonical, restore.op in INCLUSIVE, ""
+    else:
+        clear_at = limit - deadband if outward > 0 else limit + deadband
+        point = f", deadband: {deadband!r}"
+    assume(indicator.plausible(clear_at))
+    rules = _catalogue_site(indicator, point)
+    beyond, inside = math.nextafter(limit, outward), math.nextafter(clear_at, -outward)
+
+    def found(value: float) -> bool:
+        return (AlarmEvent.RAISE, level) in _at(rules, indicator, [(0, value)])[0]
+
+    assert found(limit) is inclusive, f"{indicator.code} {threshold.op} {limit:g}"
+    assert found(beyond)
+    # Raised, it clears at its clear point iff the clear comparison includes that point; the
+    # clear point is then no longer in alarm (deadband 0: the limit itself).
+    after = _at(rules, indicator, [(0, beyond), (1, clear_at), (2, inside)])
+    assert ((AlarmEvent.CLEAR, level) in after[1]) is clears_at_it
+    assert ((AlarmEvent.CLEAR, level) in after[1] + after[2]) is True
+
+
+@given(st.sampled_from(RATE_RAISES), st.data())
+def test_at_a_catalogue_rate_the_alarm_raises_iff_its_comparison_includes_it(
+    case: tuple[Indicator, Threshold], data: st.DataObject
+) -> None:
+    indicator, threshold = case
+    inclusive, window = threshold.op in INCLUSIVE, threshold.window
+    assert window is not None
+    limit = threshold.value
+    if data.draw(st.booleans(), "the site's own limit"):  # same window: same comparison
+        limit = data.draw(st.integers(1, 800), "own limit") / 8
+        point = f", rate: {{window: {window!r}, limit: {limit!r}, unit: {threshold.unit}}}"
+    else:
+        point = ""
+    rules = _catalogue_site(indicator, point)
+    slot = f"rate.{format_duration(window)}"
+    (rule,) = (r for r in rules.points["P1"].rates if r.slot == f"P1/{slot}")
+    change = limit * window / rule.per_second  # the change over one window at exactly `limit`
+    assume(change * rule.per_second / window == limit and 4 * change - 3 * change == change)
+    at_limit = _at(rules, indicator, [(0, 0.0), (window, change)])
+    assert ((AlarmEvent.RAISE, slot) in at_limit[1]) is inclusive, f"{threshold.op} {limit:g}"
+    above = _at(rules, indicator, [(0, 0.0), (window, math.nextafter(change, math.inf))])
+    assert (AlarmEvent.RAISE, slot) in above[1]
+    # Raised at three times the limit, it clears at exactly the limit iff that is not in alarm.
+    moves = [(0, 0.0), (window, 3 * change), (2 * window, 4 * change)]
+    after = _at(rules, indicator, moves)
+    assert (AlarmEvent.RAISE, slot) in after[1]
+    assert ((AlarmEvent.CLEAR, slot) in after[2]) is not inclusive

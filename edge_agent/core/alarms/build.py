@@ -30,7 +30,7 @@ from edge_agent.core.alarms.rules import (
     RateRule,
 )
 from edge_agent.core.points import Limits, ResolvedPoint, resolve_points
-from specs.catalogue import Catalogue, Indicator
+from specs.catalogue import RATE_LEVEL, Catalogue, Edge, Indicator, Op
 
 # (Limits field, level, rising), least severe first within each family and direction.
 _LEVELS = (
@@ -55,8 +55,9 @@ def compile_rules(
 ) -> AlarmRules:
     """Lay out every point's own alarms and the site-level ones by triggering point."""
     by_code = {p.point: p for p in points}
-    levels = {p.point: level_rules(p) for p in points}
-    rates = {p.point: rate_rules(p) for p in points}
+    indicators = {p.point: _indicator(p, catalogue) for p in points}
+    levels = {p.point: level_rules(p, indicators[p.point]) for p in points}
+    rates = {p.point: rate_rules(p, indicators[p.point]) for p in points}
     compares: dict[str, list[CompareRule]] = {}
     held: dict[str, list[HeldRule]] = {}
     items: dict[str, list[ItemRule]] = {}
@@ -101,25 +102,45 @@ def compile_rules(
     )
 
 
-def level_rules(point: ResolvedPoint) -> tuple[LevelRule, ...]:
-    """The setpoint alarms of one point: H/HH/L/LL, gas L1/L2, coal, tailings colours."""
+def level_rules(point: ResolvedPoint, indicator: Indicator) -> tuple[LevelRule, ...]:
+    """The setpoint alarms of one point: H/HH/L/LL, gas L1/L2, coal, tailings colours.
+
+    Each compares at its setpoint as the catalogue words that level's threshold, whether the
+    setpoint is the catalogue's default or the point's own (`inclusive`); a clear point is on
+    the other side of that comparison, except a restore limit the catalogue words itself.
+    """
     limits, deadband = point.thresholds, point.deadband
+    colours_rise = _colours_rise(limits)
+    levels = [*_LEVELS, *((colour, colour, colours_rise) for colour in COLOURS)]
     rules = []
-    for name, level, rising in _LEVELS:
+    for name, level, rising in levels:
         setpoint = getattr(limits, name)
         if setpoint is None:
             continue
+        inclusive = _inclusive(indicator.comparison(level))
         clear_at = setpoint - deadband if rising else setpoint + deadband
+        clear_inclusive = not inclusive
         if name == "power_off" and limits.restore is not None:
-            clear_at = limits.restore  # coal: power comes back only below the restore limit
-        rules.append(LevelRule(f"{point.point}/{level}", level, setpoint, clear_at, rising))
-    rising = _colours_rise(limits)
-    for colour in COLOURS:
-        setpoint = getattr(limits, colour)
-        if setpoint is not None:
-            clear_at = setpoint - deadband if rising else setpoint + deadband
-            rules.append(LevelRule(f"{point.point}/{colour}", colour, setpoint, clear_at, rising))
+            # Coal: power comes back only below the restore limit, compared as worded.
+            clear_at = limits.restore
+            clear_inclusive = _inclusive(indicator.comparison(level, Edge.CLEAR), not inclusive)
+        rules.append(
+            LevelRule(
+                f"{point.point}/{level}",
+                level,
+                setpoint,
+                clear_at,
+                rising,
+                inclusive=inclusive,
+                clear_inclusive=clear_inclusive,
+            )
+        )
     return tuple(rules)
+
+
+def _inclusive(op: Op | None, default: bool = True) -> bool:
+    """Whether a comparison includes its limit; `default` where the catalogue words none."""
+    return default if op is None else op in (">=", "<=")
 
 
 def _colours_rise(limits: Limits) -> bool:
@@ -129,8 +150,13 @@ def _colours_rise(limits: Limits) -> bool:
     return len(given) < 2 or given[1] > given[0]  # noqa: PLR2004 - a step needs two values
 
 
-def rate_rules(point: ResolvedPoint) -> tuple[RateRule, ...]:
-    """The rate-of-change alarms of one point."""
+def rate_rules(point: ResolvedPoint, indicator: Indicator) -> tuple[RateRule, ...]:
+    """The rate-of-change alarms of one point.
+
+    A rate over a window the catalogue gives a default for compares as that default is worded
+    (GB 51214: `> 10 mm/d` over 1 d, `>= 5 mm/h` over 1 h), whatever its limit; over another
+    window it includes its limit (`>=`).
+    """
     return tuple(
         RateRule(
             slot=f"{point.point}/rate.{format_duration(rate.window)}",
@@ -139,6 +165,7 @@ def rate_rules(point: ResolvedPoint) -> tuple[RateRule, ...]:
             clear_at=rate.limit - rate.deadband,
             unit=rate.unit,
             per_second=rate.per_second,
+            inclusive=_inclusive(indicator.comparison(RATE_LEVEL, window=rate.window)),
         )
         for rate in point.rates
     )

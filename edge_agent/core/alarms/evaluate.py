@@ -19,6 +19,10 @@ Rules of the game, for every kind of alarm:
   first): an alarm stream never shows HH without H, or an item orange before yellow.
 - `threshold` is the limit the value crossed: the setpoint on a raise, the clear point
   (setpoint minus deadband, or the restore limit) on a clear.
+- At a limit's exact value, setpoint and rate alarms compare as the catalogue words that
+  threshold (`> 10 mm/d` does not raise at 10, `>= 1.0 %CH4` does; `inclusive` in the rules);
+  a clear point is then on the other side. Derived and overtime alarms raise beyond their
+  limit (`>`) and clear at or within it.
 """
 
 from __future__ import annotations
@@ -189,7 +193,9 @@ class _Work:
         rate: float | None = None
         span = t - kept[0][0] if kept else 0.0
         if kept and span >= rule.window * MIN_SPAN:
-            rate = abs(value - kept[0][1]) / span * rule.per_second
+            # Multiplied first: a change of exactly the limit over the window gives exactly
+            # the limit (10 mm over 1 d is 10.0 mm/d), so the boundary compares as worded.
+            rate = abs(value - kept[0][1]) * rule.per_second / span
         if not kept or t - kept[-1][0] >= rule.window / WINDOW_SAMPLES:
             kept.append((t, value))
         if tuple(kept) != self._windows.get(rule.slot, ()):
@@ -198,10 +204,10 @@ class _Work:
         if rate is None:
             return []
         detail = f"change over {_span(span)}"
-        if rule.slot not in self._active and rate >= rule.limit:
+        if rule.slot not in self._active and rule.reached(rate):
             figures = _Figures(rate, rule.limit, rule.unit, detail)
             return [self._raise(rule.slot, RATE_LEVEL, reading, figures)]
-        if rule.slot in self._active and rate < rule.clear_at:
+        if rule.slot in self._active and rule.released(rate):
             return [
                 self._clear(rule.slot, reading, _Figures(rate, rule.clear_at, rule.unit, detail))
             ]
@@ -229,7 +235,7 @@ class _Work:
                 self._since[rule.slot] = t
                 self._changed = True
             held = t - start
-            if rule.slot not in self._active and held >= rule.limit:
+            if rule.slot not in self._active and held > rule.limit:
                 figures = _Figures(held, rule.limit, HELD_UNIT, f"held {_span(held)}")
                 return [self._raise(rule.slot, rule.level, reading, figures)]
             return []

@@ -36,13 +36,23 @@ HELD_UNIT = "s"
 """The unit of a held-condition overtime event's value and threshold: seconds held."""
 
 
+def past(value: float, limit: float, *, upward: bool, inclusive: bool) -> bool:
+    """Whether `value` lies past `limit` (above it if `upward`), `limit` itself iff `inclusive`."""
+    if value == limit:
+        return inclusive
+    return value > limit if upward else value < limit
+
+
 @dataclass(frozen=True, slots=True)
 class LevelRule:
-    """A setpoint alarm: raise once the value reaches `setpoint`, clear once past `clear_at`.
+    """A setpoint alarm: raise once the value is past `setpoint`, clear once back past `clear_at`.
 
-    Rising rules raise at `value >= setpoint` and clear at `value < clear_at`; falling rules
-    raise at `value <= setpoint` and clear at `value > clear_at`. Between the two the alarm
-    holds, which is the deadband (or, for coal power-off, the restore limit).
+    Rising rules raise above `setpoint` and clear below `clear_at`; falling rules the other way.
+    `inclusive` says whether the setpoint itself raises (`>=`/`<=`, else `>`/`<`), as the
+    catalogue words the threshold; `clear_inclusive` whether `clear_at` itself clears, which
+    the builder makes the opposite of `inclusive` unless the catalogue words the clear (coal
+    restore `< 1.0`). Between the two the alarm holds, which is the deadband (or, for coal
+    power-off, the restore limit); with no deadband every value is on exactly one side.
     """
 
     slot: str
@@ -50,22 +60,25 @@ class LevelRule:
     setpoint: float
     clear_at: float
     rising: bool
+    inclusive: bool = True
+    clear_inclusive: bool = False
 
     def reached(self, value: float) -> bool:
         """Whether `value` raises this alarm."""
-        return value >= self.setpoint if self.rising else value <= self.setpoint
+        return past(value, self.setpoint, upward=self.rising, inclusive=self.inclusive)
 
     def released(self, value: float) -> bool:
         """Whether `value` clears this alarm."""
-        return value < self.clear_at if self.rising else value > self.clear_at
+        return past(value, self.clear_at, upward=not self.rising, inclusive=self.clear_inclusive)
 
 
 @dataclass(frozen=True, slots=True)
 class RateRule:
     """A rate-of-change alarm: the value's change over `window` seconds, in `unit`.
 
-    `per_second` turns canonical units per second into `unit`. Raises at `rate >= limit`,
-    clears at `rate < clear_at`; the rate is the magnitude of the change, either way.
+    `per_second` turns canonical units per second into `unit`. Raises at `rate >= limit`
+    (`rate > limit` unless `inclusive`) and clears once the rate no longer passes `clear_at`
+    that way (`<` resp. `<=`); the rate is the magnitude of the change, either way.
     """
 
     slot: str
@@ -74,6 +87,15 @@ class RateRule:
     clear_at: float
     unit: str
     per_second: float
+    inclusive: bool = True
+
+    def reached(self, rate: float) -> bool:
+        """Whether `rate` raises this alarm."""
+        return past(rate, self.limit, upward=True, inclusive=self.inclusive)
+
+    def released(self, rate: float) -> bool:
+        """Whether `rate` clears this alarm."""
+        return past(rate, self.clear_at, upward=False, inclusive=not self.inclusive)
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,7 +116,9 @@ class CompareRule:
 
 @dataclass(frozen=True, slots=True)
 class HeldRule:
-    """Overtime of a condition: raise once it has held `limit` seconds, clear when it ends.
+    """Overtime of a condition: raise once it has held beyond `limit` seconds, clear at its end.
+
+    Held exactly `limit` is allowed, as a duration point at its limit is.
 
     The condition is `value > above` and/or `value < below` (canonical unit).
     """
