@@ -27,6 +27,8 @@ __all__ = ["misread_numbers"]
 
 _LEADING_ZERO = re.compile(r"[-+]?0[0-7_]+")  # YAML 1.1 octal: 0 then octal digits
 _BASE_60 = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
+# Keys whose values are codes: text, though digits (`PointCode`, the site's codes).
+_CODE_KEYS = frozenset({"point", "limit_point", "enterprise", "district", "mine_code"})
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -48,7 +50,7 @@ def misread_numbers(text: str, file: str) -> list[ConfigIssue]:
     """
     issues = []
     for path, event in _scalars(text):
-        problem = _misread(event.value)
+        problem = _misread(event.value) or (_code_misread(event.value) if _is_code(path) else None)
         if problem is not None:
             mark = event.start_mark
             line = None if mark is None else mark.line + 1
@@ -72,6 +74,24 @@ def _misread(value: str) -> str | None:
     return (
         f"YAML reads {value} as the base-60 number {number}: write the number meant, "
         f"or '{value}' in quotes for text"
+    )
+
+
+def _is_code(path: KeyPath) -> bool:
+    """Whether the value at `path` is a code (text, though it may be all digits)."""
+    if not path:
+        return False
+    escalation_point = len(path) > 2 and path[0] == "alarms" and path[-2] == "points"  # noqa: PLR2004
+    return path[-1] in _CODE_KEYS or escalation_point
+
+
+def _code_misread(value: str) -> str | None:
+    """Why a code written `value` is not the text YAML makes of it (0x1F is 31), or None."""
+    number = yaml.load(value, Loader=_Loader)  # noqa: S506 - the safe loader
+    if not isinstance(number, int) or isinstance(number, bool) or str(number) == value:
+        return None
+    return (
+        f"YAML reads {value} as the number {number}, but a code is text: write '{value}' in quotes"
     )
 
 

@@ -28,6 +28,19 @@ def found(text: str) -> list[tuple[int | None, str]]:
         # A complex key is walked but the value after it keeps its place.
         ("? [010]\n: 010\nz: 010\n", [(1, "?[0]"), (2, "?"), (3, "z")]),
         ("a: |\n  010\nb: >\n  1:30\n", []),  # block text is text
+        # Codes are text: any number YAML makes of one that is not its own digits is named.
+        (
+            (
+                "site: {district: +360100, enterprise: 0b1}\nalarms: [{points: [0x1F, P2, 12]}]\n"
+                "devices: [{unit_id: 0x10, points: [{point: 1_0, limit_point: 12}]}]\n"
+            ),
+            [
+                (1, "site.district"),
+                (1, "site.enterprise"),
+                (2, "alarms[0].points[0]"),
+                (3, "devices[0].points[0].point"),
+            ],
+        ),
     ],
 )
 def test_misread_numbers_are_found_at_their_key(text: str, expected: list[tuple[int, str]]) -> None:
