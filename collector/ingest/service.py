@@ -31,6 +31,7 @@ from collector.ingest.ack_out import AckOut
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
 from collector.ingest.held import HeldBytes
 from collector.ingest.lanes import BacklogBudget, Lanes
+from collector.ingest.rejection_log import RejectionLog
 from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
@@ -38,6 +39,7 @@ from hostkit.backoff import backoff_delays
 from hostkit.mqtt import NO_DELAY, CancelSafeClient
 from specs.catalogue import Catalogue, default_catalogue
 from specs.lanes import Lane, lane_of
+from specs.records import iso_time
 from specs.signing import SigningKey
 from specs.topics import ROOT, collector_subscription
 
@@ -172,6 +174,7 @@ class Ingest:
         self.connected = asyncio.Event()
         self._stopping = False
         self._backlog = BacklogBudget(settings.backlog_batch_seconds, settings.backlog_batch_max)
+        self._rejections = RejectionLog()
 
     def stop(self) -> None:
         """Say that the coming cancellation of `run` is a stop: no retry path may outlive it.
@@ -299,14 +302,19 @@ class Ingest:
         result = await self._storage.ingest(batch)
         if self._commits is not None:
             self._commits.notify()  # live streams read what this batch committed
-        _log_batch(batch, result.outcomes)
+        _log_batch(batch, result.outcomes, self._rejections)
         if self._metrics is not None:
             self._metrics.batch_committed(batch, result.outcomes, self._clock())
         return build_acks(batch.blocks, result, self._key, self._clock())
 
 
-def _log_batch(batch: IngestBatch, outcomes: Sequence[Outcome]) -> None:
-    for audit in batch.audits:
+def _log_batch(batch: IngestBatch, outcomes: Sequence[Outcome], rejections: RejectionLog) -> None:
+    said, unsaid = rejections.judge(batch.audits)
+    for earlier in unsaid:
+        log.warning(
+            "message_rejections_unlogged", minute=iso_time(earlier.minute), count=earlier.count
+        )
+    for audit in said:
         log.warning(
             "message_rejected",
             reason=audit.reason.value,

@@ -1,4 +1,4 @@
-"""A flood of garbage cannot fill the collector's disk through the audit trail.
+"""A flood of garbage cannot fill the collector's disk through the audit trail, nor its log.
 
 Found by a hostile tester: 10,000 garbage messages wrote 10,000 audit rows in 6 s, with no
 bound. Rejections are now aggregated per (source, reason, minute) with a count
@@ -12,7 +12,11 @@ the 10,000 arrives (the loop's bounded queue would drop some, and the count must
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
+from pathlib import Path
+
+from structlog.testing import capture_logs
 
 from collector.audit.chain import MAX_SOURCES_PER_MINUTE
 from collector.audit.verify import verify_chain
@@ -31,6 +35,9 @@ BATCH = 200  # the ingest's default batch_max: 199 garbage messages and one real
 STEP = 5.0  # seconds of clock per batch: the flood spans about four minutes
 ROW_BOUND = 600
 """At most this many rows: 5 minutes x 3 reasons x (32 sources + 1 overflow) is 495."""
+MINUTES = math.ceil(FLOOD / (BATCH - 1) * STEP / 60) + 1  # the minutes the flood touches
+LINE_BOUND = MINUTES * (64 + 1)
+"""Log lines: at most 64 rejections a minute, and one count of those left unlogged."""
 
 GATEWAY = sim_gateway(1)
 
@@ -148,3 +155,19 @@ async def test_a_garbage_flood_through_the_broker_leaves_bounded_rows_and_real_b
     assert max(acked) == blocks
     assert await sql_rows(storage_url, "SELECT count(*) FROM readings") == [(blocks,)]
     assert len(counted) <= 2 * 2 * (MAX_SOURCES_PER_MINUTE + 1)  # the flood may span 2 minutes
+
+
+async def test_a_garbage_flood_writes_a_bounded_number_of_log_lines(tmp_path: Path) -> None:
+    """Found by the long-run hostile test: each rejected message was one warning line (10,000
+    here; 20,000 bogus messages to a real `collector serve` wrote 20,000), so a flood filled
+    the log the audit kept small. A minute logs each source and reason once, 64 lines at most,
+    and the next minute says how many it left out: together they still add up to the flood."""
+    with capture_logs() as events:
+        await _flood(f"sqlite:///{tmp_path / 'flood.db'}")
+    rejected = [e for e in events if e["event"] == "message_rejected"]
+    unlogged = [e for e in events if e["event"] == "message_rejections_unlogged"]
+    lines = len(rejected) + len(unlogged)
+    assert lines <= LINE_BOUND, f"{lines} log lines for {FLOOD} garbage messages"
+    said_later = sum(e["count"] for e in unlogged)
+    assert said_later > 0
+    assert len(rejected) + said_later < FLOOD  # the last minute's count waits for the next

@@ -20,6 +20,8 @@ import sqlite3
 from pathlib import Path
 
 import aiomqtt
+import pytest
+from structlog.testing import capture_logs
 
 from collector.ingest.service import Ingest, IngestSettings
 from collector.storage import open_storage
@@ -42,9 +44,8 @@ async def _audited(url: str) -> int:
     return int(rows[0][0])
 
 
-async def test_messages_waiting_for_a_busy_database_are_bounded_in_bytes(
-    broker: Broker, tmp_path: Path
-) -> None:
+async def _stalled_flood(broker: Broker, tmp_path: Path) -> int:
+    """SENT messages of 1 MiB while the database is write-locked; how many were audited."""
     url = f"sqlite:///{tmp_path / 'collector.db'}"
     async with open_storage(url) as storage:
         settings = IngestSettings("127.0.0.1", broker.port, incoming_bytes=HELD)
@@ -65,8 +66,28 @@ async def test_messages_waiting_for_a_busy_database_are_bounded_in_bytes(
                 busy.close()
             await wait_until(lambda: _audited(url), lambda n: n > 0)
             await asyncio.sleep(1.0)  # whatever was held is audited by now
-            audited = await _audited(url)
+            return await _audited(url)
         finally:
             ingest.stop()
             await cancel_task(task)
+
+
+async def test_messages_waiting_for_a_busy_database_are_bounded_in_bytes(
+    broker: Broker, tmp_path: Path
+) -> None:
+    audited = await _stalled_flood(broker, tmp_path)
     assert 0 < audited <= AT_MOST, f"{audited} of {SENT} 1 MiB messages were held"
+
+
+async def test_dropped_messages_are_counted_in_one_log_line_a_minute(
+    broker: Broker, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """aiomqtt logged 'Message queue is full. Discarding message.' for each message dropped:
+    20,000 junk messages to a real `collector serve` wrote 3,349 such lines. The drops of a
+    minute are one `incoming_messages_dropped` line now (the first drop says so at once)."""
+    with capture_logs() as events:
+        audited = await _stalled_flood(broker, tmp_path)
+    per_message = [r for r in caplog.records if "queue is full" in r.getMessage()]
+    dropped = [e for e in events if e["event"] == "incoming_messages_dropped"]
+    assert audited < SENT  # some were dropped
+    assert (len(per_message), len(dropped)) == (0, 1)
