@@ -31,11 +31,11 @@ from configkit.fields import (
     duration_bounds,
     resolve_path,
 )
-from configkit.issues import read_config_text
+from configkit.issues import KeyPath, read_config_text
+from configkit.misread_numbers import parse_yaml_as_written
 from configkit.network import Broker, TlsConfig
 from configkit.secretfiles import SecretFileError, read_secret_file
 from configkit.validation import raise_at, validate_document
-from configkit.yamllines import parse_yaml
 from specs.signing import require_available
 
 """A token scoped to this sees every district."""
@@ -281,7 +281,13 @@ class CollectorConfig(ConfigModel):
 
 def parse_collector_config(text: str, file: str, base_dir: Path) -> CollectorConfig:
     """Parse and check a collector config; relative paths resolve against `base_dir`."""
-    return validate_document(CollectorConfig, parse_yaml(text, file), context={BASE_DIR: base_dir})
+    parsed = parse_yaml_as_written(text, file, is_code=_is_district_code)
+    return validate_document(CollectorConfig, parsed, context={BASE_DIR: base_dir})
+
+
+def _is_district_code(path: KeyPath) -> bool:
+    """Whether the value at `path` is a district code of a token (text, though digits)."""
+    return len(path) > 1 and path[-2] == "districts"
 
 
 def load_collector_config(path: Path) -> CollectorConfig:

@@ -6,15 +6,13 @@ module passes the one its caller gives, or the one shipped with the agent.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from typing import TYPE_CHECKING
 
 from configkit.fields import BASE_DIR
-from configkit.issues import read_config_text
+from configkit.issues import KeyPath, read_config_text
+from configkit.misread_numbers import parse_yaml_as_written
 from configkit.validation import validate_document
-from configkit.yamllines import parse_yaml
-from edge_agent.config.misread_numbers import misread_numbers
 from edge_agent.config.points import CATALOGUE
 from edge_agent.config.serial_port import SERIAL_WIRE
 from edge_agent.config.site import SiteConfig
@@ -40,11 +38,21 @@ def parse_site_config(
         # The agent opens a port by where its path leads (`RtuBuses`): judge ports so too.
         SERIAL_WIRE: os.path.realpath,
     }
-    parsed = parse_yaml(text, file)
-    misread = misread_numbers(text, file)
-    if misread:  # 0010 read as 8 and 1:30 as 90 are not what the map says
-        parsed = dataclasses.replace(parsed, issues=(*parsed.issues, *misread))
+    # 0010 read as 8 and 1:30 as 90 are not what the map says
+    parsed = parse_yaml_as_written(text, file, is_code=is_site_code)
     return validate_document(SiteConfig, parsed, context=context)
+
+
+# Keys whose values are codes: text, though digits (`PointCode`, the site's codes).
+_CODE_KEYS = frozenset({"point", "limit_point", "enterprise", "district", "mine_code"})
+
+
+def is_site_code(path: KeyPath) -> bool:
+    """Whether the value at `path` of a site map is a code (text, though it may be all digits)."""
+    if not path:
+        return False
+    escalation_point = len(path) > 2 and path[0] == "alarms" and path[-2] == "points"  # noqa: PLR2004
+    return path[-1] in _CODE_KEYS or escalation_point
 
 
 def load_site_config(path: Path, *, catalogue: Catalogue | None = None) -> SiteConfig:

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import pytest
 
-from edge_agent.config.misread_numbers import misread_numbers
+from configkit.misread_numbers import misread_numbers
+from edge_agent.config.loader import is_site_code
 
 
 def found(text: str) -> list[tuple[int | None, str]]:
-    return [(issue.line, issue.path) for issue in misread_numbers(text, "site.yaml")]
+    return [
+        (issue.line, issue.path)
+        for issue in misread_numbers(text, "site.yaml", is_code=is_site_code)
+    ]
 
 
 @pytest.mark.parametrize(

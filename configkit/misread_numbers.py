@@ -2,9 +2,11 @@
 
 PyYAML follows YAML 1.1, where a leading 0 makes an integer octal and colons make it base 60:
 `start: 0010` (a vendor's register sheet) is register 8, `point: 0101` (a numeric point code)
-is the code '65', `poll: 1:30` is 90 s. None of these is an error to YAML, so each becomes a
-problem here, at its file, line and key, before the model is checked. A number written with
-`0x`, `0o` or `0b` says what it is and passes, as does any quoted text.
+is the code '65', `poll: 1:30` is 90 s, a collector's `batch_max: 0200` is 128. None of these
+is an error to YAML, so each becomes a problem here, at its file, line and key, before the
+model is checked. A number written with `0x`, `0o` or `0b` says what it is and passes, as does
+any quoted text. Both programs' configs are read through `parse_yaml_as_written`; each names
+which of its keys hold codes (text, though digits).
 
 Pure: YAML text in, issues out. It reads the parser's events (no document is built), keeping
 the key path of each scalar.
@@ -12,6 +14,7 @@ the key path of each scalar.
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -19,16 +22,15 @@ from typing import TYPE_CHECKING
 import yaml
 
 from configkit.issues import ConfigIssue, KeyPath, format_path
+from configkit.yamllines import ParsedYaml, parse_yaml
 
 if TYPE_CHECKING:
-    from collections.abc import Iterator
+    from collections.abc import Callable, Iterator
 
-__all__ = ["misread_numbers"]
+__all__ = ["misread_numbers", "parse_yaml_as_written"]
 
 _LEADING_ZERO = re.compile(r"[-+]?0[0-7_]+")  # YAML 1.1 octal: 0 then octal digits
 _BASE_60 = re.compile(r"[-+]?[0-9][0-9_]*(?::[0-5]?[0-9])+(?:\.[0-9_]*)?")
-# Keys whose values are codes: text, though digits (`PointCode`, the site's codes).
-_CODE_KEYS = frozenset({"point", "limit_point", "enterprise", "district", "mine_code"})
 _Loader: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
@@ -42,15 +44,37 @@ class _Node:
     key: str | int | None = field(default=None)  # a mapping's pending key; None: a key is next
 
 
-def misread_numbers(text: str, file: str) -> list[ConfigIssue]:
+def no_codes(path: KeyPath) -> bool:  # noqa: ARG001 - the `is_code` of a document without codes
+    """No key of the document holds a code."""
+    return False
+
+
+def parse_yaml_as_written(
+    text: str, file: str, *, is_code: Callable[[KeyPath], bool] = no_codes
+) -> ParsedYaml:
+    """`parse_yaml`, with a problem for each number YAML reads other than as written.
+
+    `is_code`: whether the value at a key path is a code (text, though it may be all digits).
+    """
+    parsed = parse_yaml(text, file)
+    misread = misread_numbers(text, file, is_code=is_code)
+    if not misread:
+        return parsed
+    return dataclasses.replace(parsed, issues=(*parsed.issues, *misread))
+
+
+def misread_numbers(
+    text: str, file: str, *, is_code: Callable[[KeyPath], bool] = no_codes
+) -> list[ConfigIssue]:
     """The plain scalars of `text` that YAML 1.1 reads as octal or base-60 numbers.
 
+    And those at a path `is_code` names that YAML reads as a number other than their digits.
     `text` must already have parsed (`configkit.yamllines.parse_yaml`): a YAML error stops
     the walk without an issue of its own.
     """
     issues = []
     for path, event in _scalars(text):
-        problem = _misread(event.value) or (_code_misread(event.value) if _is_code(path) else None)
+        problem = _misread(event.value) or (_code_misread(event.value) if is_code(path) else None)
         if problem is not None:
             mark = event.start_mark
             line = None if mark is None else mark.line + 1
@@ -75,14 +99,6 @@ def _misread(value: str) -> str | None:
         f"YAML reads {value} as the base-60 number {number}: write the number meant, "
         f"or '{value}' in quotes for text"
     )
-
-
-def _is_code(path: KeyPath) -> bool:
-    """Whether the value at `path` is a code (text, though it may be all digits)."""
-    if not path:
-        return False
-    escalation_point = len(path) > 2 and path[0] == "alarms" and path[-2] == "points"  # noqa: PLR2004
-    return path[-1] in _CODE_KEYS or escalation_point
 
 
 def _code_misread(value: str) -> str | None:
