@@ -5,8 +5,9 @@ last value per (gateway, point, minute), folded in by every ingest: collector.st
 are kept `rollup_days`. Only whole months of readings go, and only once every instant of the
 month is older than the limit: a month is never thinned row by row (PostgreSQL drops its
 partition), and a month that is partly young stays whole. The live feed's journal (alarm,
-gap and status events of GET /v1/stream) is small and goes row by row after `raw_days`.
-`None` keeps everything for ever. The audit chain (collector.audit.chain) keeps its rows
+gap and status events of GET /v1/stream) is small and goes row by row after `raw_days`, and so
+do the gateways' presence intervals (GET /v1/quality), which qualify the readings. `None`
+keeps everything for ever. The audit chain (collector.audit.chain) keeps its rows
 `audit_days`, never fewer than MIN_AUDIT_DAYS (GB/T 22239 level 3 asks for 180 days of
 audit records): its oldest rows go once every occurrence they count is that old.
 """

@@ -173,6 +173,21 @@ async def test_the_feed_journal_goes_after_raw_days(env: CollectorEnv) -> None:
     assert await env.rows("SELECT count(*) FROM feed") == [(0,)]
 
 
+async def test_presence_intervals_go_after_raw_days(env: CollectorEnv) -> None:
+    """Found by the long-run hostile test: a gateway's live intervals (GET /v1/quality, one
+    row per time it came back after offline_after) were never pruned, so the table grew with
+    every outage for as long as the collector ran, while the readings they qualify went."""
+    await env.link.send(1, records=[_level(MAR, 6.0)])
+    await env.link.next_ack()
+    (held,) = await env.rows("SELECT count(*) FROM presence")
+    assert held[0] >= 1
+    policy = RetentionPolicy(raw_days=45)
+    await prune_storage(env.url, policy, time.time() + 44 * DAY)
+    assert await env.rows("SELECT count(*) FROM presence") == [held]
+    await prune_storage(env.url, policy, time.time() + 46 * DAY)
+    assert await env.rows("SELECT count(*) FROM presence") == [(0,)]
+
+
 async def test_reading_ids_never_go_back_after_retention(env: CollectorEnv) -> None:
     """Stream positions are reading ids: deleting the highest ones must not hand them out again
     (SQLite reuses max(id) + 1 without AUTOINCREMENT)."""

@@ -25,7 +25,7 @@ from collector.storage.retention import DAY, PruneReport, RetentionPolicy, expir
 
 
 async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
-    """Drop every expired month of readings and of rollups, and the expired feed journal.
+    """Drop every expired month of readings and rollups, the old feed journal and presence.
 
     `db` must not be inside a transaction: each month commits on its own.
     """
@@ -49,7 +49,11 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
             await db.execute(f"DROP TABLE IF EXISTS {rollup_partition_name(month)}")
         gone.append(rollup_partition_name(month))
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
-    status = await db.execute("DELETE FROM feed WHERE at < $1", now - policy.raw_days * DAY)
+    cutoff = now - policy.raw_days * DAY
+    status = await db.execute("DELETE FROM feed WHERE at < $1", cutoff)
+    # Live intervals qualify readings (GET /v1/quality): they go with them. The newest of a
+    # live gateway ends within offline_after of now, so ingest never extends a pruned one.
+    await db.execute("DELETE FROM presence WHERE until < $1", cutoff)
     async with db.transaction():
         audit_gone = await audit.prune(PostgresChain(db), policy.audit_cutoff(now))
     return PruneReport(

@@ -54,7 +54,11 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
             deleted += cursor.rowcount
         dropped.update(gone)
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
-    journal = await db.execute("DELETE FROM feed WHERE at < ?", (now - policy.raw_days * DAY,))
+    cutoff = now - policy.raw_days * DAY
+    journal = await db.execute("DELETE FROM feed WHERE at < ?", (cutoff,))
+    # Live intervals qualify readings (GET /v1/quality): they go with them. The newest of a
+    # live gateway ends within offline_after of now, so ingest never extends a pruned one.
+    await db.execute("DELETE FROM presence WHERE until < ?", (cutoff,))
     rollup_gone: list[Month] = []
     found = await db.execute_fetchall("SELECT min(minute) FROM readings_1m")
     oldest_rollup = next(iter(found))[0]
