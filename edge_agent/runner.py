@@ -27,6 +27,7 @@ from edge_agent.core.plan_codec import decode_plan
 from edge_agent.shell.agent_lock import AgentRunningError, sole_agent
 from edge_agent.shell.commands import roll_back_failed_start
 from edge_agent.shell.host import keep_large_allocations_mapped
+from edge_agent.shell.outbox_recovery import OutboxUncheckableError
 from edge_agent.shell.runtime import run_plan
 from hostkit.logs import LOG_FORMATS, configure_logging
 
@@ -89,9 +90,9 @@ def main(argv: list[str] | None = None) -> None:
     plan = read_plan(args.plan_fd)
     try:
         replaced = asyncio.run(run_until_replaced(plan))
-    except AgentRunningError as exc:
+    except (AgentRunningError, OutboxUncheckableError) as exc:
         # Its message on stderr and exit 1, not 2: under systemd the unit starts again once
-        # the other agent stops.
+        # the other agent stops, or once the outbox's disk has room again.
         raise SystemExit(str(exc)) from None
     if not replaced or plan.site_file is None:
         return

@@ -33,12 +33,17 @@ from typing import Final
 import structlog
 
 from edge_agent.core.losses import LostReadings
+from edge_agent.shell.outbox_space import free_bytes
 from hostkit.atomicfile import replace_file
 from specs.records import GapReason, GapRecord, iso_time
 
 log = structlog.get_logger("edge_agent.outbox")
 
 _JOURNAL_KEEP: Final = 16
+# What SQLite says of a file that is not a sound database, whatever the disk's state.
+_CORRUPTION: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+# Free space below which a failed read is put down to the disk, not to the file.
+_ROOM_TO_CHECK: Final = 1024 * 1024
 _MARK_BYTES: Final = 160
 
 
@@ -67,6 +72,10 @@ class Corrupt:
 FileState = Healthy | Absent | Corrupt
 
 
+class OutboxUncheckableError(Exception):
+    """The file could not be read to be checked, for a reason that is not the file's own."""
+
+
 def inspect_outbox(path: Path) -> FileState:
     """Look at the file without changing what it holds (a WAL is recovered, as any open does)."""
     if not path.exists():
@@ -76,13 +85,29 @@ def inspect_outbox(path: Path) -> FileState:
     try:
         found = _read_state(path)
     except sqlite3.DatabaseError as exc:
-        return Corrupt(f"{type(exc).__name__}: {exc}")
+        return _unreadable(path, exc)
     if not isinstance(found, dict):
         return found
     epoch, last_seq = found.get("epoch"), found.get("last_seq")
     if not isinstance(epoch, str) or not str(last_seq).isdigit():
         return Corrupt("the outbox state (epoch, last_seq) is incomplete")
     return Healthy(epoch, int(str(last_seq)))
+
+
+def _unreadable(path: Path, error: sqlite3.DatabaseError) -> Corrupt:
+    """A file SQLite could not read: Corrupt, unless the disk's lack of room is to blame.
+
+    Reading a WAL-mode file makes its -shm (and -wal): on a full disk that fails with 'disk
+    I/O error', which says nothing of the file. Moved aside, its undelivered blocks would be
+    abandoned for want of free space: OutboxUncheckableError instead, and the file stays.
+    """
+    primary = int(getattr(error, "sqlite_errorcode", 0)) & 0xFF  # extended code's low byte
+    if primary not in _CORRUPTION and free_bytes(path.parent) < _ROOM_TO_CHECK:
+        raise OutboxUncheckableError(
+            f"{path}: cannot check the outbox: its disk has no room ({error});"
+            " free some space, the agent then starts on it as it was"
+        ) from error
+    return Corrupt(f"{type(error).__name__}: {error}")
 
 
 def _read_state(path: Path) -> dict[object, object] | Corrupt | Absent:

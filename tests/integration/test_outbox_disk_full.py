@@ -20,6 +20,7 @@ import pytest
 
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_recovery import OutboxUncheckableError
 from edge_agent.shell.sealer import Sealer
 from specs.block import decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
@@ -167,3 +168,27 @@ async def test_a_stop_on_a_full_disk_names_what_it_held_after_the_restart(
         await _produce(queue, 510, 1)
         await _until(lambda: queue.empty() and sealer.held == 0)
     assert len([r for r in _records(path) if isinstance(r, GapRecord)]) == 1
+
+
+async def test_a_healthy_outbox_met_on_a_full_disk_at_start_is_left_alone(small_fs: Path) -> None:
+    """The agent (re)starts while the disk is full: SQLite cannot even make the -shm file it
+    needs to read the file, and the check fails with 'disk I/O error'. That says nothing of
+    the file: it must not be moved aside as corrupt (its undelivered blocks abandoned). The
+    open fails, naming the full disk, and once there is room the file opens as it was."""
+    path = small_fs / "outbox.db"
+    async with open_outbox(path, SITE, KEY) as outbox:
+        for i in range(20):
+            await outbox.seal(
+                tuple(_reading(i * 50 + j) for j in range(50)), now=T0 + i, clock_synced=True
+            )
+        epoch = outbox.epoch
+    filler = _fill(small_fs)
+    with pytest.raises(OutboxUncheckableError, match="no room"):
+        async with open_outbox(path, SITE, KEY):
+            pass
+    assert not list(small_fs.glob("outbox.db.corrupt-*"))
+    filler.unlink()
+    async with open_outbox(path, SITE, KEY) as outbox:
+        assert outbox.epoch == epoch
+        stats = await outbox.stats()
+    assert (stats.last_seq, stats.undelivered, stats.undelivered_records) == (20, 20, 1000)
