@@ -62,7 +62,22 @@ def _folder_problem(path: Path, *, try_writing: bool) -> str | None:
     if not folder.is_dir():
         return f"{folder} is not a folder"
     if try_writing:
-        return root_among_others_files(path, folder) or _uncreatable(folder)
+        return root_among_others_files(path, folder) or _uncreatable(folder) or _unwritable(path)
+    return None
+
+
+def _unwritable(path: Path) -> str | None:
+    """The outbox file or its -wal or -shm that is there and this user may not write.
+
+    SQLite opens such a file read-only without a word: every seal would then fail.
+    """
+    for name in (path.name, f"{path.name}-wal", f"{path.name}-shm"):
+        try:
+            os.close(os.open(path.with_name(name), os.O_WRONLY | os.O_NONBLOCK))
+        except FileNotFoundError:
+            continue
+        except OSError as exc:
+            return f"cannot write {path.with_name(name)}: {exc.strerror or exc}"
     return None
 
 

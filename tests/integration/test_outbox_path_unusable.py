@@ -22,6 +22,7 @@ import pytest
 from tests.support.cli_runs import (
     agent_cli,
     as_a_user_kept_out_of,
+    bound_by_file_modes,
     folder_open_to_all,
     in_a_process,
     keyed_example_site,
@@ -224,3 +225,31 @@ def test_root_may_check_a_map_whose_state_folder_is_the_services(open_to_all: Pa
     site, _ = _in_users_folder(open_to_all)
     done = in_a_process("edge-agent", "check", "-c", str(site), cwd=open_to_all)
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.timeout(60)
+@pytest.mark.parametrize("which", ["outbox.db", "outbox.db-wal"])
+def test_run_refuses_an_outbox_file_it_cannot_write(site: Path, tmp_path: Path, which: str) -> None:
+    """An outbox file (or its -wal) the agent's user may read but not write: a copy put back
+    by root, a backup restored 0444. `run` started, then failed every seal ('attempt to write
+    a readonly database') with the readings piling up in memory until the ring let them go.
+    Now it is refused at `outbox.path`'s line before anything starts, as an unusable folder."""
+    state = tmp_path / "state"
+    state.mkdir()
+    for name in ("outbox.db", "outbox.db-wal"):
+        (state / name).write_bytes(b"")
+    (state / which).chmod(0o444)
+    line = 1 + site.read_text(encoding="utf-8").splitlines().index("  path: state/outbox.db")
+    main = "from edge_agent.cli import main; main()"
+    done = subprocess.run(
+        [*bound_by_file_modes(), sys.executable, "-c", main, "run", "-c", str(site)],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=45,
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 2, done.stderr
+    says = f"{site}:{line}: outbox.path: cannot write {state / which}: Permission denied\n"
+    assert says in done.stderr, done.stderr

@@ -178,4 +178,12 @@ def as_a_user_kept_out_of(folder: Path, site_folder: Path) -> list[str]:
     assert site_folder in folder.parents, (folder, site_folder)
     os.chown(folder, nobody.pw_uid, nobody.pw_gid)
     folder.chmod(0o700)
+    return bound_by_file_modes()
+
+
+def bound_by_file_modes() -> list[str]:
+    """The prefix that runs a command bound by file modes as any user is: as root, without
+    the capabilities that let root ignore them (CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH)."""
+    if os.geteuid() != 0:
+        return []
     return ["setpriv", "--bounding-set=-dac_override,-dac_read_search", "--inh-caps=-all"]
