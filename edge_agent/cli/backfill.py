@@ -32,6 +32,7 @@ from edge_agent.core.points import resolve_points
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_gateway_key
 from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_recovery import OutboxUncheckableError
 from hostkit.configfile import exit_at_lines
 from hostkit.keyfiles import KeyFileError
 from specs.catalogue import default_catalogue
@@ -148,6 +149,8 @@ async def _import(
             )
     except sqlite3.Error as exc:  # opening: not an outbox file, unreadable, locked too long
         raise OutboxWriteError(f"{config.outbox.path}: {exc}", 0) from None
+    except OutboxUncheckableError as exc:  # its disk is full: it names the file itself
+        raise OutboxWriteError(str(exc), 0) from None
 
 
 @click.command()

@@ -25,6 +25,7 @@ from edge_agent.shell.sealer import Sealer
 from specs.block import decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed
+from tests.support.cli_runs import in_a_process, keyed_example_site
 from tests.support.sealer_rig import running_sealer
 from tests.support.tmpfs import mount_tmpfs, unmount
 
@@ -192,3 +193,28 @@ async def test_a_healthy_outbox_met_on_a_full_disk_at_start_is_left_alone(small_
         assert outbox.epoch == epoch
         stats = await outbox.stats()
     assert (stats.last_seq, stats.undelivered, stats.undelivered_records) == (20, 20, 1000)
+
+
+@pytest.mark.parametrize("command", ["backfill", "keys rotate"])
+async def test_commands_that_seal_name_a_full_disk_at_the_outbox_check(
+    small_fs: Path, tmp_path: Path, command: str
+) -> None:
+    """`edge-agent backfill` and `keys rotate` open the outbox as `run` does: on a full disk
+    they say so, the file left as it was, instead of ending in a traceback."""
+    path = small_fs / "outbox.db"
+    async with open_outbox(path, SITE, KEY) as outbox:
+        await outbox.seal(tuple(_reading(i) for i in range(50)), now=T0, clock_synced=True)
+    site = keyed_example_site(tmp_path)
+    text = site.read_text(encoding="utf-8")
+    site.write_text(text.replace("path: state/outbox.db", f"path: {path}"), encoding="utf-8")
+    log = tmp_path / "log.csv"
+    log.write_text("point,t,value\nT001-LT-01,2024-03-01 00:00:00,1.5\n", encoding="utf-8")
+    extra = ["--csv", str(log)] if command == "backfill" else []
+    _fill(small_fs)
+    done = await asyncio.to_thread(
+        in_a_process, "edge-agent", *command.split(), "-c", str(site), *extra, cwd=tmp_path
+    )
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1, done.stderr
+    assert f"{path}: cannot check the outbox: its disk has no room" in done.stderr
+    assert not list(small_fs.glob("outbox.db.corrupt-*"))
