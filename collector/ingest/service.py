@@ -29,7 +29,6 @@ from collector.config import MAX_SESSION_EXPIRY
 from collector.feed.wakeup import CommitSignal
 from collector.ingest.ack_out import AckOut
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
-from collector.ingest.held import HeldBytes
 from collector.ingest.lanes import BacklogBudget, Lanes
 from collector.ingest.rejection_log import RejectionLog
 from collector.metrics import CollectorMetrics
@@ -37,6 +36,7 @@ from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
 from hostkit.backoff import backoff_delays
 from hostkit.mqtt import NO_DELAY, CancelSafeClient
+from hostkit.mqtt_held import HeldBytes
 from specs.catalogue import Catalogue, default_catalogue
 from specs.lanes import Lane, lane_of
 from specs.records import iso_time
@@ -47,7 +47,7 @@ STATUS_SUBSCRIPTION: Final = f"{ROOT}/+/+/+/status"
 STORAGE_RETRY_DELAY: Final = 1.0
 INCOMING_QUEUE_BOUND: Final = 10_000
 INCOMING_BYTES_BOUND: Final = 128 * 1024 * 1024
-"""Bytes of received messages not yet ingested (collector.ingest.held); a backlog of 10,000
+"""Bytes of received messages not yet ingested (hostkit.mqtt_held); a backlog of 10,000
 blocks of a few KB each stays far below it."""
 
 log = structlog.get_logger("collector.ingest")

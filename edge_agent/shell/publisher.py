@@ -31,6 +31,7 @@ from edge_agent.shell.outbox_reads import StoredBlock
 from edge_agent.shell.outbox_recovery import declared_gap
 from edge_agent.shell.publisher_lanes import Lanes
 from edge_agent.shell.uplink import UplinkSettings, signed_properties, uplink_client
+from hostkit.mqtt_held import HeldBytes
 from specs.ack import Ack, AckFormatError, decode_ack
 from specs.encoding import choose_encoding, encode_payload
 from specs.lanes import Lane, lane_properties
@@ -153,10 +154,12 @@ class Publisher:
         while True:
             self._raise_if_stopped()
             try:
-                async with uplink_client(self._settings, self._topics, self._sign) as client:
+                held = HeldBytes(self._settings.incoming_bytes)
+                uplink = uplink_client(self._settings, self._topics, self._sign, held)
+                async with uplink as client:
                     self._client_now = client
                     try:
-                        await self._session(client)
+                        await self._session(client, held)
                     finally:
                         self._client_now = None
                         # Cancelled too: a stopped publisher is not connected (a restarted
@@ -169,7 +172,7 @@ class Publisher:
                 log.warning("uplink_lost", error=str(group.exceptions[0]), retry_in=delay)
                 await asyncio.sleep(delay)
 
-    async def _session(self, client: aiomqtt.Client) -> None:
+    async def _session(self, client: aiomqtt.Client, held: HeldBytes) -> None:
         await client.subscribe(self._topics.ack, qos=1)
         if self._commands is not None:
             await client.subscribe(self._topics.cmd, qos=1)
@@ -193,20 +196,24 @@ class Publisher:
         # cancellation swallowed by a PUBACK wait.
         ending = asyncio.Event()
         await first_failure(
-            ("publisher-receive", self._receive(client)),
+            ("publisher-receive", self._receive(client, held)),
             ("publisher-send", self._send(client, ending)),
             ("publisher-heartbeat", self._heartbeat(client, ending)),
             ending=ending.set,
         )
 
-    async def _receive(self, client: aiomqtt.Client) -> None:
+    async def _receive(self, client: aiomqtt.Client, held: HeldBytes) -> None:
         async for message in client.messages:
-            if self._commands is not None and message.topic.matches(self._topics.cmd):
-                user = getattr(message.properties, "UserProperty", None)
-                await self._commands.on_command(bytes(message.payload), user)
-                continue
-            if not message.topic.matches(self._topics.ack):
-                continue
+            try:
+                await self._handle(message)
+            finally:
+                held.release([message])
+
+    async def _handle(self, message: aiomqtt.Message) -> None:
+        if self._commands is not None and message.topic.matches(self._topics.cmd):
+            user = getattr(message.properties, "UserProperty", None)
+            await self._commands.on_command(bytes(message.payload), user)
+        elif message.topic.matches(self._topics.ack):
             await self._on_ack(bytes(message.payload), message.properties)
 
     async def _on_ack(self, payload: bytes, properties: Properties | None) -> None:

@@ -11,16 +11,23 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Final
 
 import aiomqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 
 from hostkit.mqtt import NO_DELAY, CancelSafeClient
+from hostkit.mqtt_held import HeldBytes
 from specs.encoding import Encoding, encoding_properties
 from specs.signing import Signature, signature_properties
 from specs.status import GatewayStatus
 from specs.topics import GatewayTopics
+
+INCOMING_MESSAGES: Final = 1_000
+"""Received messages (ACKs, commands) waiting to be handled; past it they are dropped."""
+INCOMING_BYTES: Final = 64 * 1024 * 1024
+"""Their bytes (hostkit.mqtt_held); one larger message, a pushed map, still gets through."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,12 +46,21 @@ class UplinkSettings:
     tls: ssl.SSLContext | None = None
     # How blocks travel (specs.encoding, the `enc` user property); None: as sealed.
     encoding: Encoding | None = None
+    incoming_bytes: int = INCOMING_BYTES
 
 
 def uplink_client(
-    settings: UplinkSettings, topics: GatewayTopics, sign: Callable[[bytes], Signature]
+    settings: UplinkSettings,
+    topics: GatewayTopics,
+    sign: Callable[[bytes], Signature],
+    held: HeldBytes,
 ) -> aiomqtt.Client:
-    """A client for one session, its will the offline status signed at this connect."""
+    """A client for one session, its will the offline status signed at this connect.
+
+    What it receives and the publisher has not handled is bounded by `held` and
+    INCOMING_MESSAGES: anyone who may publish on the gateway's down/ topics (a broker without
+    the isolation of docs/security.md) could otherwise fill the agent's memory.
+    """
     connect_properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
     connect_properties.SessionExpiryInterval = int(settings.session_expiry)
     # Signed now, fired by the broker later: its `t` is this connect time.
@@ -67,6 +83,8 @@ def uplink_client(
         will=will,
         tls_context=settings.tls,
         socket_options=NO_DELAY,
+        max_queued_incoming_messages=INCOMING_MESSAGES,
+        queue_type=held.queue_type(),
     )
 
 

@@ -1,16 +1,16 @@
-"""The bytes of messages received and not yet ingested, kept under a budget.
+"""The bytes of MQTT messages received and not yet handled, kept under a budget.
 
-The MQTT client's queue and the lanes (collector.ingest.lanes) are bounded in messages, but a
-message may be as large as MQTT allows (256 MiB): 400 unsigned 4 MB messages sent faster than
-a busy collector refused them took it from 79 MiB to 1.6 GiB. So the client's queue also
-refuses a message while the bytes held (received, in the queue or the lanes, and not yet
-through a batch) are at the budget, and drops it, as past the message bound: the agents
-resend what was not acknowledged. A drop is not a log line each (aiomqtt's own 'Message queue
-is full' was: 3,349 lines for 20,000 junk messages): the first says so at once, the rest of a
-minute are counted into the next `incoming_messages_dropped`. Bytes are given
-back once the batch that took them is done, so the budget covers the queue, the lanes and the
-batch being stored together. The message that reaches the budget is still taken: one message
-larger than the whole budget can always get through.
+aiomqtt's queue of received messages is bounded in messages at most, and a message may be as
+large as MQTT allows (256 MiB): 400 unsigned 4 MB messages sent faster than a busy collector
+refused them took it from 79 MiB to 1.6 GiB; 400 of 2 MB on an agent's down/ topics took
+`edge-agent run` from 55 MiB to 620 MiB, still growing. So the client's queue (aiomqtt's
+`queue_type`) also refuses a message while the bytes held (received and not yet through the
+program's handling) are at the budget, and drops it, as past a message bound: what the sender
+was not answered for it sends again. A drop is not a log line each (aiomqtt's own 'Message
+queue is full' was: 3,349 lines for 20,000 junk messages to a collector): the first says so at
+once, the rest of a minute are counted into the next `incoming_messages_dropped`. Bytes are
+given back once the program has handled the message (`release`). The message that reaches
+the budget is still taken: one message larger than the whole budget can always get through.
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ import structlog
 DROPS_LOGGED_EVERY: Final = 60.0
 """Seconds between two `incoming_messages_dropped` lines."""
 
-log = structlog.get_logger("collector.ingest")
+log = structlog.get_logger("hostkit.mqtt")
 
 
 def message_bytes(message: aiomqtt.Message) -> int:
@@ -35,7 +35,7 @@ def message_bytes(message: aiomqtt.Message) -> int:
 
 
 class HeldBytes:
-    """Bytes of the messages one MQTT session has received and not yet ingested."""
+    """Bytes of the messages one MQTT session has received and not yet handled."""
 
     def __init__(self, budget: int, clock: Callable[[], float] = time.monotonic) -> None:
         if budget < 1:
@@ -52,7 +52,7 @@ class HeldBytes:
         return self.held >= self._budget
 
     def release(self, messages: list[aiomqtt.Message]) -> None:
-        """`messages` went through a batch: their bytes are free again."""
+        """`messages` were handled: their bytes are free again."""
         self.held -= sum(map(message_bytes, messages))
 
     def drop(self, message: aiomqtt.Message) -> None:
@@ -75,7 +75,7 @@ class HeldBytes:
 
         class _Queue(asyncio.Queue[aiomqtt.Message]):
             def put_nowait(self, item: aiomqtt.Message) -> None:
-                if held.full or self.full():  # bytes, or INCOMING_QUEUE_BOUND messages
+                if held.full or self.full():  # bytes, or the client's bound in messages
                     held.drop(item)
                     return
                 super().put_nowait(item)
