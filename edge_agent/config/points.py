@@ -27,6 +27,7 @@ from configkit.issues import KeyPath
 from configkit.validation import raise_at
 from drivers.opcua.model import check_node_id
 from edge_agent.config.address import Address
+from edge_agent.config.catalogue_limits import PointLimits, deadband_problems, limit_problems
 from edge_agent.config.fields import Number, PointCode
 from edge_agent.config.limits import (
     CATALOGUE_THRESHOLD_NAMES,
@@ -120,10 +121,17 @@ class PointConfig(ConfigModel):
     catalogue`), whether the number is the default or the site's own: oxygen `L <19.5` raises
     below the number, not at it (and so does a site's `low: 18` below 18); methane `alarm >=1`
     raises at it. A level the catalogue words no comparison for raises at its number (`>=`
-    rising, `<=` falling)."""
+    rising, `<=` falling). A default the catalogue binds as a limit (`edge-agent catalogue
+    --json`: `binding: limit`; methane alarm 1.0, power-off 1.5, restore 1.0 %CH4, CO 24 ppm,
+    combustible gas L1 25 / L2 50 %LEL) may be set stricter, never laxer, nor left out of a
+    family the point sets: a rising raise no higher, a falling one no lower, a restore (clear
+    below) no higher, and `power_off` without `restore` clears at `power_off - deadband`, which
+    must then be no higher than the restore limit."""
     deadband: Annotated[Number, Field(ge=0)] = 0.0
     """An alarm clears only when the value is back past its limit by this much (in `unit`): at
-    the clear point itself iff the limit's comparison is strict (`>`, `<`)."""
+    the clear point itself iff the limit's comparison is strict (`>`, `<`). A deadband that puts
+    a clear point where no value of the indicator's plausible range reaches it (methane alarm 1
+    with deadband 1: clear below 0) is refused: the alarm would never clear."""
     rate: Annotated[tuple[RateConfig, ...], BeforeValidator(_one_or_many)] = ()
     """Rate-of-change alarms (one mapping or a list)."""
 
@@ -219,6 +227,20 @@ class PointConfig(ConfigModel):
     @model_validator(mode="after")
     def _alarm_vocabulary(self) -> Self:
         problems = [*self._threshold_problems(), *self._rate_problems()]
+        if problems:
+            raise_at(problems)
+        return self
+
+    @model_validator(mode="after")
+    def _within_catalogue_limits(self) -> Self:
+        limits = PointLimits(
+            own=self.thresholds.as_dict(),
+            defaults=self.catalogue_defaults(),
+            deadband=self.deadband,
+            unit=self.unit or self.indicator.unit,
+            indicator=self.indicator,
+        )
+        problems = [*limit_problems(limits), *deadband_problems(limits)]
         if problems:
             raise_at(problems)
         return self

@@ -111,9 +111,11 @@ def test_a_family_left_empty_takes_the_catalogue_defaults() -> None:
 
 
 def test_a_family_the_point_sets_takes_no_defaults() -> None:
-    text, _ = edit(EXAMPLE, "{level1: 20, level2: 40}", "{level1: 20}")
+    # Oxygen's L 19.5 and H 23.5 are references (a catalogue limit may not be left out).
+    text, _ = edit(EXAMPLE, "quota: WHP-LEL", "quota: GAS-O2")
+    text, _ = edit(text, "{level1: 20, level2: 40}", "{low: 18}")
     g1 = next(p for p in resolve_points(SITE.parse(text)) if p.point == "G1")
-    assert (g1.thresholds.level1, g1.thresholds.level2) == (20.0, None)
+    assert (g1.thresholds.low, g1.thresholds.high) == (18.0, None)
 
 
 # --- each mistake names its line and key -----------------------------------------------------
@@ -126,6 +128,21 @@ MISTAKES = [
         "{high: 20, level2: 40}",
         "devices[0].points[3].thresholds.high",
         "threshold high (alarm level H) is not in the alarm vocabulary of WHP-LEL: L1, L2",
+    ),
+    Mistake(
+        "{level1: 20, level2: 40}",
+        "{level1: 20}",
+        "devices[0].points[3].thresholds",
+        "level2 is left out of the level1/level2 keys this point sets, but the catalogue's L2 "
+        ">=50 %LEL for WHP-LEL is a limit (GB/T 50493-2019",
+        match="start",
+    ),
+    Mistake(
+        "{level1: 20, level2: 40}",
+        "{level1: 20, level2: 55}",
+        "devices[0].points[3].thresholds.level2",
+        "level2 55 %LEL is laxer than the catalogue's limit L2 >=50 %LEL for WHP-LEL (GB/T",
+        match="start",
     ),
     Mistake(
         "{level1: 20, level2: 40}",

@@ -34,8 +34,17 @@ from edge_agent.core.alarms import (
     evaluate,
     item_level,
 )
-from specs.catalogue import RATE_LEVEL, Direction, Edge, Indicator, Threshold, default_catalogue
+from specs.catalogue import (
+    RATE_LEVEL,
+    Catalogue,
+    Direction,
+    Edge,
+    Indicator,
+    Threshold,
+    default_catalogue,
+)
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, iso_time
+from tests.support.catalogues import unbound_catalogue
 from tests.unit.test_alarms import site_rules
 
 T0 = 1.7e9
@@ -279,10 +288,12 @@ SITE_KEY = {level: key for key, level in THRESHOLD_LEVELS.items() if key != "res
 INCLUSIVE = frozenset({">=", "<="})
 
 
-def _catalogue_site(indicator: Indicator, point: str) -> AlarmRules:
+def _catalogue_site(
+    indicator: Indicator, point: str, catalogue: Catalogue | None = None
+) -> AlarmRules:
     # A generic indicator (GAS) goes on a site of any domain.
     domain = indicator.domain if CATALOGUE.domains[indicator.domain].site else "WHP"
-    return site_rules(domain, [f"point: P1, quota: {indicator.code}{point}"])
+    return site_rules(domain, [f"point: P1, quota: {indicator.code}{point}"], catalogue=catalogue)
 
 
 def _at(
@@ -327,8 +338,12 @@ def test_at_a_catalogue_threshold_a_level_raises_iff_its_comparison_includes_it(
     else:
         clear_at = limit - deadband if outward > 0 else limit + deadband
         point = f", deadband: {deadband!r}"
+    # A clear point no plausible value gets past is refused by the config (the alarm would
+    # never clear); a site's own number may be laxer than a catalogue limit in a copy that
+    # binds none, as the comparison is what this checks.
     assume(indicator.plausible(clear_at))
-    rules = _catalogue_site(indicator, point)
+    assume(clears_at_it or clear_at != (indicator.low if outward > 0 else indicator.high))
+    rules = _catalogue_site(indicator, point, unbound_catalogue() if own else None)
     beyond, inside = math.nextafter(limit, outward), math.nextafter(clear_at, -outward)
 
     def found(value: float) -> bool:

@@ -272,6 +272,45 @@ def test_probation_counts_from_the_start_on_the_new_map_not_from_the_push(
     assert (tmp_path / "site.yaml").read_text(encoding="utf-8") == new_text
 
 
+def test_a_pushed_map_laxer_than_a_catalogue_limit_is_rejected_not_applied(
+    tmp_path: Path,
+) -> None:
+    """A push is checked as a local file is: level 2 of combustible gas above GB/T 50493's
+    50 %LEL is refused with a signed `rejected` result, and the running map stays."""
+    (tmp_path / "site.yaml").write_text(TEXT, encoding="utf-8")
+    lax = "thresholds: {level1: 20.0, level2: 60.0}"
+    new_text = TEXT.replace("thresholds: {level1: 20.0, level2: 50.0}", lax, 1)
+    line = new_text.splitlines().index(f"        {lax}") + 1
+    command = _command(new_text, not_after=9e9)
+    payload = command.encode()
+    properties = signature_properties(COLLECTOR.sign(payload))
+
+    async def scenario() -> tuple[list[dict[str, object]], bool]:
+        link = _Link(expect=1)
+        desk = _desk(tmp_path, asyncio.Event())
+        await desk.on_command(payload, properties)
+        runner = asyncio.create_task(desk.run(link))
+        async with asyncio.timeout(5):
+            await link.all_sent.wait()  # `_Link` checks the gateway's signature
+        runner.cancel()
+        return link.sent, desk.restart_requested
+
+    sent, restart = asyncio.run(scenario())
+    (result,) = sent
+    assert result["result"] == "rejected"
+    errors = result["errors"]
+    assert isinstance(errors, list)
+    (error,) = errors
+    assert error.startswith(
+        f"pushed:{command.version}:{line}: templates.gas-detector.points[0].thresholds.level2: "
+        "level2 60 %LEL is laxer than the catalogue's limit L2 >=50 %LEL for WHP-LEL (GB/T "
+        "50493-2019"
+    ), error
+    assert not restart
+    assert (tmp_path / "site.yaml").read_text(encoding="utf-8") == TEXT
+    assert not (tmp_path / "site.yaml.prev").exists()
+
+
 def test_a_result_becomes_an_audit_row_that_history_pairs_with_its_push() -> None:
     command = _command()
     push = ActionEntry(NOW, Action.MAP_PUSH, "cli:ops", push_detail(command, "a.yaml"), GATEWAY)
