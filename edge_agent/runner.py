@@ -29,6 +29,7 @@ from edge_agent.shell.commands import roll_back_failed_start
 from edge_agent.shell.host import keep_large_allocations_mapped
 from edge_agent.shell.outbox_recovery import OutboxUncheckableError
 from edge_agent.shell.runtime import run_plan
+from edge_agent.shell.stop_signals import hold_stop_signals, stop_signal_held
 from hostkit.logs import LOG_FORMATS, configure_logging
 
 if TYPE_CHECKING:
@@ -54,7 +55,12 @@ async def run_until_replaced(plan: AgentPlan) -> bool:
     # Outside the rollback: another agent on the outbox says nothing about the map.
     with sole_agent(plan.outbox.path):
         try:
-            return await run_plan(plan)
+            try:
+                return await run_plan(plan)
+            finally:
+                # Blocked until the exit (or across the restart's exec): the loop's close gives
+                # the signals back their default, which would kill a stopped agent with -15.
+                hold_stop_signals()
         except Exception as exc:
             # A pushed map on probation that failed to start is undone; anything else ends
             # the agent as before (systemd restarts it, `check` says why).
@@ -88,6 +94,9 @@ def main(argv: list[str] | None = None) -> None:
     log_format: LogFormat = args.log_format
     configure_logging(log_format)
     plan = read_plan(args.plan_fd)
+    if stop_signal_held():  # a stop since `edge-agent run` execed this: nothing to start
+        log.info("agent_stopped", gateway=plan.identity.gateway, while_starting=True)
+        return
     try:
         replaced = asyncio.run(run_until_replaced(plan))
     except (AgentRunningError, OutboxUncheckableError) as exc:

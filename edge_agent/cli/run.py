@@ -15,6 +15,7 @@ from edge_agent.cli.refusals import refuse_to_start
 from edge_agent.core.plan_codec import write_plan
 from edge_agent.core.plan_compile import compile_plan
 from edge_agent.shell.host import keep_large_allocations_mapped
+from edge_agent.shell.stop_signals import exit_on_stop_signals, hold_stop_signals
 from hostkit.logs import configure_logging
 from specs.catalogue import default_catalogue
 
@@ -42,6 +43,7 @@ def plan_memfd(plan: AgentPlan) -> int:
 @click.option("--restarted", is_flag=True, hidden=True, help="Started again on a pushed map.")
 def run(config_path: Path, *, restarted: bool) -> None:
     """Run until stopped (SIGTERM, SIGINT or SIGHUP); systemd Type=notify is supported."""
+    exit_on_stop_signals()  # a stop while the map is checked: nothing polled yet, exit 0
     keep_large_allocations_mapped()  # from the start: reading the map frees large buffers too
     config = load_or_exit(config_path)
     log_format = click.get_current_context().meta.get(LOG_FORMAT, "auto")
@@ -69,6 +71,8 @@ def run(config_path: Path, *, restarted: bool) -> None:
     fd = plan_memfd(plan)
     sys.stdout.flush()
     sys.stderr.flush()
+    # Held across the exec until the runner's loop handles them (edge_agent.shell.stop_signals).
+    hold_stop_signals()
     # The same process goes on as the runner, without what only checking the map needed.
     argv = [sys.executable, "-m", "edge_agent.runner", "--plan-fd", str(fd)]
     os.execv(sys.executable, [*argv, "--log-format", log_format])  # noqa: S606 - our interpreter

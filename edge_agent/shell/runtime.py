@@ -15,7 +15,6 @@ import gc
 import importlib
 import importlib.metadata
 import os
-import signal
 import sqlite3
 import ssl
 import time
@@ -44,6 +43,7 @@ from edge_agent.shell.rotation import CurrentKey, RotationWatcher, complete_rota
 from edge_agent.shell.sealer import Sealer
 from edge_agent.shell.shutdown import shut_down
 from edge_agent.shell.status_server import AgentStatus, status_service, status_socket_path
+from edge_agent.shell.stop_signals import STOP_SIGNALS, release_stop_signals
 from edge_agent.shell.uplink import UplinkSettings
 from hostkit.backoff import backoff_delays
 from hostkit.systemd_notify import notify, watchdog_pings
@@ -231,9 +231,11 @@ async def run_plan(
     """
     stop = stop or asyncio.Event()
     # SIGHUP: a run by hand whose terminal goes away (SSH dropped) seals what it polled too.
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
+    for sig in STOP_SIGNALS:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             asyncio.get_running_loop().add_signal_handler(sig, stop.set)
+    # Held since `edge-agent run` execed the runner: one that came meanwhile stops it now.
+    release_stop_signals()
     key = load_private_key(plan.key_file)
     # What signs statuses, meta and command results: moved by a key rotation.
     current = CurrentKey(key)

@@ -144,6 +144,15 @@ def plant(tmp_path: Path, broker: Broker) -> Iterator[Plant]:
         made.stop_sims()
 
 
+def keys_init(work: Path) -> None:
+    subprocess.run(
+        [str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml"],
+        cwd=work,
+        check=True,
+        capture_output=True,
+    )
+
+
 def start_agent(work: Path) -> subprocess.Popen[bytes]:
     log = (work / "agent.log").open("ab")
     with log:
@@ -187,6 +196,22 @@ def wait_for(condition: object, timeout: float, what: str) -> None:
         time.sleep(0.1)
 
 
+def agent_log(work: Path) -> str:
+    return (work / "agent.log").read_text(encoding="utf-8", errors="replace")
+
+
+def catches(pid: int, sig: signal.Signals) -> bool:
+    """Whether process `pid` has a handler for `sig` now (SigCgt of /proc/PID/status)."""
+    status = Path(f"/proc/{pid}/status").read_text(encoding="ascii")
+    caught = next(line for line in status.splitlines() if line.startswith("SigCgt:"))
+    return bool(int(caught.split()[1], 16) >> (sig - 1) & 1)
+
+
+def is_runner(pid: int) -> bool:
+    """Whether `edge-agent run` (process `pid`) has execed the runner yet."""
+    return b"edge_agent.runner" in Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
 def sigterm(
     agent: subprocess.Popen[bytes], work: Path, sig: signal.Signals = signal.SIGTERM
 ) -> tuple[float, float]:
@@ -199,10 +224,10 @@ def sigterm(
     except subprocess.TimeoutExpired:
         agent.kill()
         agent.wait()
-        log = (work / "agent.log").read_text(encoding="utf-8", errors="replace")
+        log = agent_log(work)
         pytest.fail(f"the agent ignored {sig.name} for 60 s; log tail:\n{log[-3000:]}")
     took = time.monotonic() - started
-    log = (work / "agent.log").read_text(encoding="utf-8", errors="replace")
+    log = agent_log(work)
     assert code == 0, f"exit code {code}; log tail:\n{log[-3000:]}"
     print(f"{sig.name} to exit: {took:.3f} s")  # the measured figure, for -s runs
     return signalled_at, took
@@ -233,12 +258,7 @@ def test_sigterm_under_full_load_exits_0_within_5s_and_seals_every_reading(
         plant.silent_port = plant.start_sim(fault="silent")
     # Run 1 builds a backlog of many small blocks that nobody ACKs.
     plant.write_site(flush_interval="100ms", flush_readings=200)
-    subprocess.run(
-        [str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml"],
-        cwd=plant.work,
-        check=True,
-        capture_output=True,
-    )
+    keys_init(plant.work)
     agent = start_agent(plant.work)
     wait_for(lambda: sealed_blocks(plant.work) >= 50, 60, "a backlog of 50 blocks")
     time.sleep(1.0)
@@ -250,8 +270,11 @@ def test_sigterm_under_full_load_exits_0_within_5s_and_seals_every_reading(
     # Run 2 seals nothing on its own (one block per hour): its readings wait in memory, and
     # only the shutdown's final seal can save them. Meanwhile the backlog is resent.
     plant.write_site(flush_interval="1h", flush_readings=1_000_000)
-    started_at = time.time()
     agent = start_agent(plant.work)
+    # Polling from its start on: checking the map and the runner's imports alone take 6-8 s
+    # at load 12 on 2 cores, and a fixed sleep signalled a run that had polled nothing.
+    wait_for(lambda: agent_log(plant.work).count("agent_started") == 2, 60, "run 2's start")
+    started_at = time.time()
     time.sleep(4.0)
     assert agent.poll() is None, "the agent died"
     assert sealed_blocks(plant.work) == backlog, "run 2 sealed before its stop"
@@ -259,7 +282,7 @@ def test_sigterm_under_full_load_exits_0_within_5s_and_seals_every_reading(
     assert second < STOP_WITHIN, f"run 2 took {second:.2f} s to stop"
     assert sealed_blocks(plant.work) > backlog, "the final seal did not happen"
     assert_sealed_up_to(outbox_readings(plant.work), signalled_at, since=started_at + 1.5)
-    log = (plant.work / "agent.log").read_text(encoding="utf-8", errors="replace")
+    log = agent_log(plant.work)
     assert "shutdown_tasks_abandoned" not in log
     assert '"live_acked": false' in log or "live_acked=False" in log, "nothing is ACKed here"
 
@@ -269,12 +292,7 @@ def test_a_hangup_stops_the_agent_as_sigterm_does(plant: Plant) -> None:
     once (the signal's default), losing every reading polled since the last seal; now it stops
     as on SIGTERM: exit 0, everything polled sealed."""
     plant.write_site(flush_interval="1h", flush_readings=1_000_000)  # only the stop seals
-    subprocess.run(
-        [str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml"],
-        cwd=plant.work,
-        check=True,
-        capture_output=True,
-    )
+    keys_init(plant.work)
     started_at = time.time()
     agent = start_agent(plant.work)
     wait_for((plant.work / "state" / "outbox.db").exists, 60, "the outbox")
@@ -284,3 +302,62 @@ def test_a_hangup_stops_the_agent_as_sigterm_does(plant: Plant) -> None:
     assert took < STOP_WITHIN, f"{took:.2f} s to stop"
     assert sealed_blocks(plant.work) > 0, "the final seal did not happen"
     assert_sealed_up_to(outbox_readings(plant.work), signalled_at, since=started_at + 1.5)
+
+
+def test_a_sigterm_while_the_map_is_checked_ends_the_command_at_once(plant: Plant) -> None:
+    """systemd stops a unit that is still starting with SIGTERM, and checking the map alone
+    takes seconds on a busy machine: the signal's default killed it (exit -15). Here the map is
+    a FIFO nobody writes, so `edge-agent run` stays in its check for as long as the test likes."""
+    site = plant.write_site(flush_interval="100ms", flush_readings=200)
+    keys_init(plant.work)
+    site.unlink()
+    os.mkfifo(site)
+    agent = start_agent(plant.work)
+    try:
+        # Without the fix the command never takes SIGTERM in hand: this wait times out.
+        wait_for(lambda: catches(agent.pid, signal.SIGTERM), 30, "edge-agent run to take SIGTERM")
+        assert not is_runner(agent.pid)
+        _, took = sigterm(agent, plant.work)
+    finally:
+        if agent.poll() is None:  # held by the FIFO for ever
+            agent.kill()
+            agent.wait()
+    assert took < STOP_WITHIN, f"{took:.2f} s to stop"
+    assert "agent_stopped" not in agent_log(plant.work)  # it ended before the runner
+
+
+def test_a_sigterm_right_after_the_exec_into_the_runner_is_a_clean_stop(plant: Plant) -> None:
+    """Between `edge-agent run`'s exec and the runner's event loop (its imports: 0.6 s of CPU)
+    the signal had its default again: exit -15. Now it is held across the exec and the runner
+    stops without starting."""
+    plant.write_site(flush_interval="100ms", flush_readings=200)
+    keys_init(plant.work)
+    agent = start_agent(plant.work)
+    wait_for(lambda: is_runner(agent.pid), 60, "the exec into the runner")
+    _, took = sigterm(agent, plant.work)
+    assert took < STOP_WITHIN, f"{took:.2f} s to stop"
+
+
+def test_sigterms_until_the_agent_exits_are_one_clean_stop(plant: Plant) -> None:
+    """A second SIGTERM (an operator's kill after systemctl stop) is the same stop: the one
+    that came after the event loop had closed, while the interpreter exits, met the signal's
+    default again and turned a finished stop into exit -15 (3 of 3 with SIGTERM every 5 ms)."""
+    plant.write_site(flush_interval="1h", flush_readings=1_000_000)  # only the stop seals
+    keys_init(plant.work)
+    agent = start_agent(plant.work)
+    wait_for(lambda: "agent_started" in agent_log(plant.work), 60, "the start")
+    time.sleep(2.0)
+    started = time.monotonic()
+    signals = 0
+    while agent.poll() is None and time.monotonic() - started < 60:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(agent.pid, signal.SIGTERM)
+            signals += 1
+        time.sleep(0.005)
+    took = time.monotonic() - started
+    assert agent.returncode == 0, (
+        f"exit {agent.returncode}; log tail:\n{agent_log(plant.work)[-3000:]}"
+    )
+    assert took < STOP_WITHIN, f"{took:.2f} s to stop"
+    assert signals > 1
+    assert sealed_blocks(plant.work) > 0, "the final seal did not happen"
