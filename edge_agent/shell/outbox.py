@@ -31,9 +31,9 @@ import asyncio
 import secrets
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Final, TypeVar
+from typing import Final
 
 import aiosqlite
 import structlog
@@ -53,19 +53,20 @@ from edge_agent.shell.outbox_reads import (
     read_undelivered,
     read_undelivered_block,
 )
-from edge_agent.shell.outbox_recovery import EpochJournal, SeqMark
+from edge_agent.shell.outbox_recovery import EpochJournal, MarkKeeper, SeqMark
 from edge_agent.shell.outbox_rewrite import RESIGN_BLOCKS, begin_epoch, reseal_chunk, resign_chunk
 from edge_agent.shell.outbox_room import RoomMaker, declare_damaged
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
 from edge_agent.shell.outbox_seal import (
     append_block,
     chain_position,
+    prune_delivered,
     read_chain_state,
     release,
     seal_transaction,
 )
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, is_full
-from edge_agent.shell.outbox_transaction import async_write_transaction
+from edge_agent.shell.outbox_transaction import async_write_transaction, on_thread
 from specs.records import GapRecord, Record
 from specs.signing import SigningKey
 
@@ -73,7 +74,6 @@ log = structlog.get_logger("edge_agent.outbox")
 
 # Attempts to make room for one seal before the seal fails (and the sealer holds its readings).
 _ROOM_ROUNDS: Final = 64
-_T = TypeVar("_T")
 
 
 class Outbox:
@@ -92,9 +92,7 @@ class Outbox:
         mark: SeqMark | None = None,
         unsealed: LostReadings | None = None,
     ) -> None:
-        self._mark = mark
-        self._unsealed = unsealed if unsealed is not None else LostReadings()
-        self._noted: tuple[str, int] = ("", 0)
+        self._marks = MarkKeeper(mark, unsealed)
         self._db = db
         self._path = path
         self._room = RoomMaker(db, self._append, budget=budget, path=path, reserve=reserve)
@@ -121,19 +119,10 @@ class Outbox:
         self._epoch = await prepare_file(self._db, self._budget, self._journal)
         self._data_version = await read_data_version(self._db)
         state = await self._chain_state()
-        self._noted = (state.epoch, state.last_seq)
-
-    async def _on_thread(self, function: Callable[..., _T], *args: object) -> _T:
-        """`function(connection, *args)` on the connection's thread: one round trip.
-
-        aiosqlite's own way to run a call on that thread (`_execute`, in every release since
-        0.17; pinned below 1.0): `execute` does exactly this with `sqlite3.Connection.execute`.
-        """
-        db = self._db
-        return await db._execute(lambda: function(db._conn, *args))  # type: ignore[no-untyped-call,no-any-return]  # noqa: SLF001
+        self._marks.found(state.epoch, state.last_seq)
 
     async def _chain_state(self) -> ChainState:
-        state = await self._on_thread(read_chain_state)
+        state = await on_thread(self._db, read_chain_state)
         # Another process may have started a new epoch: the file, not memory, is the truth.
         self._epoch = state.epoch
         return state
@@ -182,7 +171,8 @@ class Outbox:
             rounds = 0
             while True:
                 try:
-                    blocks, state = await self._on_thread(
+                    blocks, state = await on_thread(
+                        self._db,
                         seal_transaction,
                         self._identity,
                         self._key,
@@ -204,7 +194,7 @@ class Outbox:
                         raise
                 else:
                     self._epoch = state.epoch
-                    self._note_sealed(blocks[-1])
+                    self._marks.sealed(blocks[-1].epoch, blocks[-1].seq)
                     for block in blocks:
                         self._handed.keep(block)
                     await self._room.reclaim_reserve()
@@ -219,8 +209,8 @@ class Outbox:
         thinned: bool = False,
     ) -> SealedBlock:
         """Seal one block inside the caller's open transaction."""
-        block, state = await self._on_thread(
-            append_block, self._identity, self._key, records, now, clock_synced, thinned
+        block, state = await on_thread(
+            self._db, append_block, self._identity, self._key, records, now, clock_synced, thinned
         )
         self._epoch = state.epoch
         return block
@@ -244,7 +234,7 @@ class Outbox:
             first = await begin_epoch(
                 self._db, self._append, epoch, gaps, now=now, clock_synced=clock_synced
             )
-            self._note_sealed(first)
+            self._marks.sealed(first.epoch, first.seq)
             log.warning("epoch_started", epoch=epoch, gaps=[g.reason.value for g in gaps])
         await self.reseal_older_epochs(now=now, clock_synced=clock_synced)
         return epoch
@@ -266,7 +256,7 @@ class Outbox:
                     clock_synced=clock_synced,
                 )
                 if last is not None:
-                    self._note_sealed(last)
+                    self._marks.sealed(last.epoch, last.seq)
             if chunk == 0:
                 break
             moved += chunk
@@ -274,22 +264,14 @@ class Outbox:
             log.warning("older_epoch_blocks_resealed", blocks=moved, epoch=self._epoch)
         return moved
 
-    def _note_sealed(self, block: SealedBlock) -> None:
-        """Keep the seq mark beside the file up to date (after the commit, never before)."""
-        self._noted = (block.epoch, block.seq)
-        if self._mark is not None:
-            self._mark.write(block.epoch, block.seq, self._unsealed)
-
     @property
     def unsealed(self) -> LostReadings:
         """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap."""
-        return self._unsealed
+        return self._marks.unsealed
 
     def note_unsealed(self, unsealed: LostReadings) -> None:
         """Remember (beside the file) readings let go unsealed; an empty tally clears it."""
-        self._unsealed = unsealed
-        if self._mark is not None:
-            self._mark.write(*self._noted, unsealed)
+        self._marks.let_go(unsealed)
 
     # --- reading back ---------------------------------------------------------------------
 
@@ -342,14 +324,14 @@ class Outbox:
             log.exception("outbox_block_damaged_not_declared", seq=block.seq, error=str(exc))
             return False
         if sealed is not None:
-            self._note_sealed(sealed)
+            self._marks.sealed(sealed.epoch, sealed.seq)
             self._handed.keep(sealed)
         return False
 
     async def chain_position(self, seq: int) -> tuple[int, str | None]:
         """The current epoch's last seq, and the hash of its block `seq` if still held."""
         async with self._lock:
-            state, digest = await self._on_thread(chain_position, seq)
+            state, digest = await on_thread(self._db, chain_position, seq)
             self._epoch = state.epoch
         return state.last_seq, digest
 
@@ -384,7 +366,7 @@ class Outbox:
                 return 0
             for seq in [s for s in self._handed.seqs() if s <= through or s == also]:
                 self._handed.take(seq)
-            released, announced = await self._on_thread(release, epoch, through, also, now)
+            released, announced = await on_thread(self._db, release, epoch, through, also, now)
             if announced:
                 self.announcement_delivered.set()
             return released
@@ -392,12 +374,7 @@ class Outbox:
     async def prune(self, *, delivered_before: float) -> int:
         """Delete delivered blocks released before the given time (retention)."""
         async with self._lock:
-            cursor = await self._db.execute(
-                "DELETE FROM blocks WHERE delivered_at IS NOT NULL AND delivered_at < ?",
-                (delivered_before,),
-            )
-            await self._db.commit()
-            return cursor.rowcount
+            return await on_thread(self._db, prune_delivered, delivered_before)
 
     # --- key rotation ---------------------------------------------------------------------
 

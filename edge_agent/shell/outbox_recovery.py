@@ -248,6 +248,42 @@ class SeqMark:
             self._descriptor = None
 
 
+class MarkKeeper:
+    """What the seq mark says as the outbox moves.
+
+    The last block sealed, and the readings let go unsealed: written beside the file (when
+    there is a mark) after each commit, never before.
+    """
+
+    def __init__(self, mark: SeqMark | None, unsealed: LostReadings | None) -> None:
+        self._mark = mark
+        self._unsealed = unsealed if unsealed is not None else LostReadings()
+        self._last: tuple[str, int] = ("", 0)
+
+    @property
+    def unsealed(self) -> LostReadings:
+        """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap."""
+        return self._unsealed
+
+    def found(self, epoch: str, seq: int) -> None:
+        """The file's last block at opening: noted, not written (the mark may say more)."""
+        self._last = (epoch, seq)
+
+    def sealed(self, epoch: str, seq: int) -> None:
+        """Block `seq` of `epoch` is committed."""
+        self._last = (epoch, seq)
+        self._write()
+
+    def let_go(self, unsealed: LostReadings) -> None:
+        """Readings let go unsealed so far (an empty tally: all named by gaps now)."""
+        self._unsealed = unsealed
+        self._write()
+
+    def _write(self) -> None:
+        if self._mark is not None:
+            self._mark.write(*self._last, self._unsealed)
+
+
 def declared_gap(
     reason: GapReason, epoch: str | None, from_seq: int | None, now: float
 ) -> GapRecord:

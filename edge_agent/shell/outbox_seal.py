@@ -143,3 +143,11 @@ def release(
     finally:
         db.execute("PRAGMA synchronous=FULL")
     return blocks, announcements
+
+
+def prune_delivered(db: sqlite3.Connection, before: float) -> int:
+    """Delete the blocks delivered before `before` (retention); how many went."""
+    cursor = db.execute(
+        "DELETE FROM blocks WHERE delivered_at IS NOT NULL AND delivered_at < ?", (before,)
+    )
+    return cursor.rowcount
