@@ -1,12 +1,12 @@
 """A point's alarm limits against the catalogue's regulatory limits, and its deadband's reach.
 
-A default threshold the catalogue marks `binding: limit` (coal methane alarm `>=1 %CH4`,
-power-off `>=1.5`, restore `<1`; CO alarm `>=24 ppm`; combustible gas L1 `>=25`, L2 `>=50
-%LEL`) is the laxest setting its standard allows: a site may raise sooner or clear later, never
-raise later, clear sooner or leave the limit out. The comparison says which way is laxer: a
-raise above a number (`>=`) is laxer with a larger number, a raise below one (`<=`) with a
-smaller one, and a clear below a number (methane restore `<1`: power comes back below it) with
-a larger one, since power would come back at a higher concentration.
+A default threshold the catalogue marks `binding: limit` (CO alarm `>=24 ppm`; combustible
+gas L1 `>=25`, L2 `>=50 %LEL`; not coal methane's, the working face's values where other
+locations lawfully differ) is the laxest setting its standard allows: a site may raise sooner or
+clear later, never raise later, clear sooner or leave the limit out. The comparison says which
+way is laxer: a raise above a number (`>=`) is laxer with a larger number, a raise below one
+(`<=`) with a smaller one, and a clear below a number (a restore such as `<1`: power comes back
+below it) with a larger one, since power would come back at a higher concentration.
 
 A deadband moves a clear point away from its setpoint; moved out of the plausible range, the
 alarm never clears, and so never raises again for the next event.

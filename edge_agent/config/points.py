@@ -122,11 +122,13 @@ class PointConfig(ConfigModel):
     below the number, not at it (and so does a site's `low: 18` below 18); methane `alarm >=1`
     raises at it. A level the catalogue words no comparison for raises at its number (`>=`
     rising, `<=` falling). A default the catalogue binds as a limit (`edge-agent catalogue
-    --json`: `binding: limit`; methane alarm 1.0, power-off 1.5, restore 1.0 %CH4, CO 24 ppm,
-    combustible gas L1 25 / L2 50 %LEL) may be set stricter, never laxer, nor left out of a
-    family the point sets: a rising raise no higher, a falling one no lower, a restore (clear
-    below) no higher, and `power_off` without `restore` clears at `power_off - deadband`, which
-    must then be no higher than the restore limit."""
+    --json`: `binding: limit`; CO 24 ppm, combustible gas L1 25 / L2 50 %LEL) may be set
+    stricter, never laxer, nor left out of a family the point sets: a rising raise no higher, a
+    falling one no lower, a restore (clear below) no higher, and `power_off` without `restore`
+    clears at `power_off - deadband`, which must then be no higher than a restore limit.
+    Methane's defaults (alarm 1.0, power-off 1.5, restore 1.0 %CH4) are references, not limits:
+    they are the working face's, and other locations of a mine lawfully differ (above a coal
+    bunker 1.50 / 1.50 / 1.49), which a site map has no key to tell."""
     deadband: Annotated[Number, Field(ge=0)] = 0.0
     """An alarm clears only when the value is back past its limit by this much (in `unit`): at
     the clear point itself iff the limit's comparison is strict (`>`, `<`). A deadband that puts

@@ -17,3 +17,18 @@ def unbound_catalogue() -> Catalogue:
     text = (ROOT / DATA_FILE).read_text(encoding="utf-8")
     assert "binding: limit" in text
     return load_catalogue(text.replace("binding: limit", "binding: reference"))
+
+
+@cache
+def methane_bound_catalogue() -> Catalogue:
+    """The shipped catalogue with coal methane's working-face defaults (MK-M0101 alarm 1.0,
+    power-off 1.5, restore <1.0) made limits: the only indicator with a restore and with a unit
+    to convert, so the tests of those rules bind it in a copy (the shipped ones are references:
+    other locations of a mine lawfully set other numbers)."""
+    text = (ROOT / DATA_FILE).read_text(encoding="utf-8")
+    start = text.index("  - code: MK-M0101\n")
+    end = text.index("  - code: MK-M0102\n")
+    methane = text[start:end]
+    assert methane.count("binding: reference") == len(("alarm", "power_off", "restore"))
+    bound = methane.replace("binding: reference", "binding: limit")
+    return load_catalogue(text[:start] + bound + text[end:])

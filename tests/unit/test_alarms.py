@@ -22,7 +22,6 @@ from edge_agent.core.alarms.build import compile_rules, rules_for_site
 from edge_agent.core.points import resolve_points
 from specs.catalogue import Catalogue, default_catalogue
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, iso_time
-from tests.support.catalogues import unbound_catalogue
 from tests.support.config_files import PLC_DEVICE, site_head
 
 T0 = 1.7e9
@@ -156,8 +155,7 @@ COAL_CASES = {
         ],
     ),
     # Above the coal bunker (AQMC row): alarm and power-off 1.50, restore 1.49. Laxer than the
-    # working face's limits the catalogue binds on every MK-M0101 point, so the shipped
-    # catalogue refuses them (test_catalogue_limits); here a copy that binds none.
+    # working face's, whose values the catalogue gives MK-M0101 as references, not limits.
     "coal bunker": (
         "alarm: 1.5, power_off: 1.5, restore: 1.49",
         [
@@ -174,9 +172,7 @@ COAL_CASES = {
 def test_coal_methane_alarm_power_off_restore(case: str) -> None:
     thresholds, table = COAL_CASES[case]
     rules = site_rules(
-        "MK",
-        [f"point: M1, quota: MK-M0101, thresholds: {{{thresholds}}}, deadband: 0.05"],
-        catalogue=unbound_catalogue() if case == "coal bunker" else None,
+        "MK", [f"point: M1, quota: MK-M0101, thresholds: {{{thresholds}}}, deadband: 0.05"]
     )
     per_reading, events, _ = run(rules, "M1", "MK-M0101", [v for v, _ in table])
     assert per_reading == [expected for _, expected in table]

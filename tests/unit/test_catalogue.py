@@ -115,10 +115,21 @@ def test_unknown_unit_is_a_value_error_naming_the_indicator() -> None:
         ("WHP-LEL", "L2", ("L2", Edge.RAISE, ">=", 50.0, "%LEL", Binding.LIMIT), "GB/T 50493"),
         ("GAS-LEL", "L1", ("L1", Edge.RAISE, ">=", 25.0, "%LEL", Binding.LIMIT), "GB/T 50493"),
         ("GAS-LEL", "L2", ("L2", Edge.RAISE, ">=", 50.0, "%LEL", Binding.LIMIT), "GB/T 50493"),
-        # 煤矿安全规程 / AQ 1029, working face: alarm 1.0, power-off 1.5, restore below 1.0.
-        ("MK-M0101", "alarm", ("alarm", Edge.RAISE, ">=", 1.0, "%CH4", Binding.LIMIT), "AQ 1029"),
-        ("MK-M0101", "power_off", ("power_off", Edge.RAISE, ">=", 1.5, "%CH4", Binding.LIMIT), ""),
-        ("MK-M0101", "restore", ("power_off", Edge.CLEAR, "<", 1.0, "%CH4", Binding.LIMIT), ""),
+        # 煤矿安全规程 / AQ 1029, working face: alarm 1.0, power-off 1.5, restore below 1.0; a
+        # reference, as other locations lawfully differ (coal bunker 1.50 / 1.50 / 1.49).
+        ("MK-M0101", "alarm", ("alarm", Edge.RAISE, ">=", 1.0, "%CH4", Binding.REFERENCE), "1.50"),
+        (
+            "MK-M0101",
+            "power_off",
+            ("power_off", Edge.RAISE, ">=", 1.5, "%CH4", Binding.REFERENCE),
+            "1.50",
+        ),
+        (
+            "MK-M0101",
+            "restore",
+            ("power_off", Edge.CLEAR, "<", 1.0, "%CH4", Binding.REFERENCE),
+            "1.49",
+        ),
         ("MK-M0104", "alarm", ("alarm", Edge.RAISE, ">=", 24.0, "ppm", Binding.LIMIT), "24"),
         # GB 51214-2017 §12.3.3 reference values.
         ("BP-GX", "rate_1d", ("rate", Edge.RAISE, ">", 10.0, "mm/d", Binding.REFERENCE), "51214"),

@@ -116,3 +116,15 @@ def test_json_of_one_domain_carries_the_slope_rates() -> None:
     assert by_name["rate_1d"]["binding"] == "reference"
     assert "GNSS表面位移X" in out  # Chinese prints as itself, not as \u escapes
     assert "GB 51214-2017" in out
+
+
+def test_json_says_which_coal_defaults_bind() -> None:
+    # Methane's are the working face's values, used on every location's MK-M0101 point, so
+    # references; CO's 24 ppm binds everywhere.
+    code, out, _ = _invoke("--domain", "MK", "--json")
+    assert code == 0
+    items = {i["code"]: i for i in json.loads(out)}
+    methane = {t["name"]: t["binding"] for t in items["MK-M0101"]["thresholds"]}
+    assert methane == {"alarm": "reference", "power_off": "reference", "restore": "reference"}
+    assert "working-face" in items["MK-M0101"]["thresholds"][0]["source"]
+    assert [t["binding"] for t in items["MK-M0104"]["thresholds"]] == ["limit"]

@@ -1,9 +1,11 @@
 """A site's thresholds against the catalogue's limits: stricter or equal passes, laxer is refused.
 
 The refusals themselves, as a user reads them, are config cases (tests/config_cases/site/
-methane-*, carbon-monoxide-*, combustible-gas-*, deadband-*); here: which way is laxer for
-each comparison, the limits a site may meet exactly, and a falling limit (no limit of the
-shipped catalogue falls, so a copy marks oxygen's L 19.5 one).
+carbon-monoxide-*, combustible-gas-*, deadband-*); here: which way is laxer for each
+comparison, the limits a site may meet exactly, a falling limit (no limit of the shipped
+catalogue falls, so a copy marks oxygen's L 19.5 one), and a restore limit, power-off without
+restore and a limit in another unit (only methane has them, and its working-face defaults are
+references, so a copy binds them: tests/support/catalogues.methane_bound_catalogue).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from configkit.issues import ConfigError
 from edge_agent.config import parse_site_config
 from edge_agent.config.catalogue_limits import HalfLine
 from specs.catalogue import DATA_FILE, Catalogue, Op, load_catalogue
+from tests.support.catalogues import methane_bound_catalogue
 
 ROOT = Path(__file__).resolve().parents[2]
 CATALOGUE_TEXT = (ROOT / DATA_FILE).read_text(encoding="utf-8")
@@ -111,6 +114,7 @@ def test_a_site_clear_lies_within_the_limits_or_is_laxer(
 @pytest.mark.parametrize(
     ("quota", "thresholds", "unit", "deadband"),
     [
+        # Methane's in a copy that binds its working-face values, as limits.
         ("MK-M0101", "{alarm: 1.0, power_off: 1.5, restore: 1.0}", "null", 0.0),  # the limits
         ("MK-M0101", "{alarm: 0.75, power_off: 1.0, restore: 0.9}", "null", 0.02),  # return air
         ("MK-M0101", "{alarm: 10000, power_off: 15000, restore: 10000}", "ppm", 0.0),
@@ -124,7 +128,39 @@ def test_a_site_clear_lies_within_the_limits_or_is_laxer(
 def test_stricter_or_equal_settings_pass(
     quota: str, thresholds: str, unit: str, deadband: float
 ) -> None:
-    _parse(quota, thresholds, unit, deadband)
+    _parse(quota, thresholds, unit, deadband, methane_bound_catalogue())
+
+
+@pytest.mark.parametrize(
+    ("point", "start", "end"),
+    [
+        # A clear below its number (restore <1): power back at a higher value is laxer.
+        (
+            ("{alarm: 1.0, power_off: 1.5, restore: 1.2}", "null", 0.0),
+            "thresholds.restore: restore 1.2 %CH4 is laxer than the catalogue's limit restore <1",
+            "at most 1 %CH4",
+        ),
+        # Power-off without restore clears at power_off - deadband: <1.48, above the limit.
+        (
+            ("{alarm: 1.0, power_off: 1.5}", "null", 0.02),
+            "thresholds.power_off: power_off without restore clears <1.48 %CH4 (power_off - ",
+            "set restore too, at most 1 %CH4",
+        ),
+        # In the point's unit, converted: 15001 ppm is 1.5001 %CH4.
+        (
+            ("{alarm: 10000, power_off: 15001, restore: 9000}", "ppm", 0.0),
+            "thresholds.power_off: power_off 15001 ppm (1.5001 %CH4) is laxer than the catalogue",
+            "at most 15000 ppm (1.5 %CH4)",
+        ),
+    ],
+)
+def test_methane_bound_in_a_copy_refuses_a_later_restore_and_converts_units(
+    point: tuple[str, str, float], start: str, end: str
+) -> None:
+    (problem,) = _refused("MK-M0101", *point, methane_bound_catalogue())
+    assert problem.startswith(f"devices[0].points[0].{start}"), problem
+    assert " for MK-M0101" in problem, problem
+    assert problem.endswith(end), problem
 
 
 def test_a_falling_limit_refuses_a_smaller_number() -> None:
@@ -153,12 +189,10 @@ def test_a_falling_alarms_deadband_may_not_push_its_clear_point_past_the_range()
     _parse("GAS-O2", "{low: 19.5, high: 99}", deadband=80.5)
 
 
-def test_the_coal_bunkers_aqmc_settings_are_laxer_than_the_working_face_limits() -> None:
-    """The catalogue binds the working face's methane limits on every MK-M0101 point, so the
-    settings AQMC rows show above a coal bunker (alarm and power-off 1.5, restore 1.49) are
-    refused: a bunker point needs a catalogue entry of its own for its limits."""
-    problems = _refused("MK-M0101", "{alarm: 1.5, power_off: 1.5, restore: 1.49}")
-    assert [p.split(":")[0] for p in problems] == [
-        "devices[0].points[0].thresholds.alarm",
-        "devices[0].points[0].thresholds.restore",
-    ]
+def test_the_coal_bunkers_aqmc_settings_pass_on_the_shipped_catalogue() -> None:
+    """MK-M0101's defaults are the working face's (alarm 1.0, power-off 1.5, restore <1.0); the
+    same code is used at every location of a mine and a site map has no location key, so they
+    are references: the settings AQMC rows show above a coal bunker (alarm and power-off 1.5,
+    restore 1.49) and in return air (0.75 / 1.0 / 0.9) are a site's own and pass."""
+    _parse("MK-M0101", "{alarm: 1.5, power_off: 1.5, restore: 1.49}")
+    _parse("MK-M0101", "{alarm: 0.75, power_off: 1.0, restore: 0.9}", deadband=0.02)
