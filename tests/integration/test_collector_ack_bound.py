@@ -15,9 +15,10 @@ from collector.ingest.core import MAX_ACK_RANGES
 from tests.support.collector_client import SignedAck
 from tests.support.collector_env import CollectorEnv
 
-HOLES = 2000
+# Enough for several ACKs of MAX_ACK_RANGES each: the bound, then the rounds that fill them.
+HOLES = 200
 TOP = 2 * HOLES + 1  # seqs 1, 3, ..., TOP sent: every even seq below TOP is a hole
-ACK_BYTES = 2048  # 64 ranges of four-digit seqs and the rest of an ACK fit well within
+ACK_BYTES = 2048  # 64 ranges of three-digit seqs and the rest of an ACK fit well within
 
 
 def _bounded(signed: SignedAck) -> None:
