@@ -49,7 +49,8 @@ async def run_until_replaced(plan: AgentPlan) -> bool:
     """Run `plan` until it is stopped (False) or its map was replaced (True).
 
     A pushed map (or its rollback) ends `run_plan` with True once the file holds the map to
-    run. Any failure to start a pushed map on probation undoes it, and the previous map runs.
+    run. Any failure to start a pushed map on probation undoes it, and the previous map runs;
+    not another agent on the outbox or a full disk under it, which say nothing of the map.
     """
     site_file = plan.site_file
     # Outside the rollback: another agent on the outbox says nothing about the map.
@@ -61,6 +62,10 @@ async def run_until_replaced(plan: AgentPlan) -> bool:
                 # Blocked until the exit (or across the restart's exec): the loop's close gives
                 # the signals back their default, which would kill a stopped agent with -15.
                 hold_stop_signals()
+        except OutboxUncheckableError:
+            # A full disk under the outbox says nothing about the map either: it stays on
+            # probation for the next start, and main() names the disk (exit 1).
+            raise
         except Exception as exc:
             # A pushed map on probation that failed to start is undone; anything else ends
             # the agent as before (systemd restarts it, `check` says why).

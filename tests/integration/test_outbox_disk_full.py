@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import sqlite3
 from collections.abc import AsyncIterator, Iterator
@@ -23,6 +24,7 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import OutboxUncheckableError
 from edge_agent.shell.sealer import Sealer
 from specs.block import decode_block
+from specs.command import map_version
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed
 from tests.support.cli_runs import in_a_process, keyed_example_site
@@ -195,18 +197,24 @@ async def test_a_healthy_outbox_met_on_a_full_disk_at_start_is_left_alone(small_
     assert (stats.last_seq, stats.undelivered, stats.undelivered_records) == (20, 20, 1000)
 
 
+async def _site_with_its_outbox_on(fs: Path, folder: Path) -> tuple[Path, Path]:
+    """A healthy outbox (one block) on `fs`, and a keyed example site in `folder` naming it."""
+    path = fs / "outbox.db"
+    async with open_outbox(path, SITE, KEY) as outbox:
+        await outbox.seal(tuple(_reading(i) for i in range(50)), now=T0, clock_synced=True)
+    site = keyed_example_site(folder)
+    text = site.read_text(encoding="utf-8")
+    site.write_text(text.replace("path: state/outbox.db", f"path: {path}"), encoding="utf-8")
+    return path, site
+
+
 @pytest.mark.parametrize("command", ["backfill", "keys rotate"])
 async def test_commands_that_seal_name_a_full_disk_at_the_outbox_check(
     small_fs: Path, tmp_path: Path, command: str
 ) -> None:
     """`edge-agent backfill` and `keys rotate` open the outbox as `run` does: on a full disk
     they say so, the file left as it was, instead of ending in a traceback."""
-    path = small_fs / "outbox.db"
-    async with open_outbox(path, SITE, KEY) as outbox:
-        await outbox.seal(tuple(_reading(i) for i in range(50)), now=T0, clock_synced=True)
-    site = keyed_example_site(tmp_path)
-    text = site.read_text(encoding="utf-8")
-    site.write_text(text.replace("path: state/outbox.db", f"path: {path}"), encoding="utf-8")
+    path, site = await _site_with_its_outbox_on(small_fs, tmp_path)
     log = tmp_path / "log.csv"
     log.write_text("point,t,value\nT001-LT-01,2024-03-01 00:00:00,1.5\n", encoding="utf-8")
     extra = ["--csv", str(log)] if command == "backfill" else []
@@ -218,3 +226,38 @@ async def test_commands_that_seal_name_a_full_disk_at_the_outbox_check(
     assert done.returncode == 1, done.stderr
     assert f"{path}: cannot check the outbox: its disk has no room" in done.stderr
     assert not list(small_fs.glob("outbox.db.corrupt-*"))
+
+
+async def test_a_pushed_map_on_probation_is_not_rolled_back_for_a_full_disk(
+    small_fs: Path, tmp_path: Path
+) -> None:
+    """A full disk at the outbox check says nothing about the map being started: `run` on a
+    pushed map on probation names the full disk and exits 1 as on any map, the map still on
+    probation for the next start. Not rolled back (a good map reported `rolled_back` because
+    the disk was full), nor a traceback from the rollback meeting the full disk itself."""
+    path, site = await _site_with_its_outbox_on(small_fs, tmp_path)
+    previous = site.read_text(encoding="utf-8")
+    pushed = previous.replace("    poll: 1s\n", "    poll: 2s\n", 1)
+    assert pushed != previous
+    site.with_name(site.name + ".prev").write_text(previous, encoding="utf-8")
+    site.write_text(pushed, encoding="utf-8")
+    # The desk's state as a push leaves it (edge_agent.shell.commands), beside the outbox.
+    state = path.with_name(path.name + ".commands.json")
+    probation = {
+        "nonce": "n1",
+        "version": map_version(pushed),
+        "previous": map_version(previous),
+        "window": 60.0,
+    }
+    state.write_text(
+        json.dumps({"nonces": {"n1": 9e9}, "probation": probation, "results": []}),
+        encoding="utf-8",
+    )
+    files = {p: p.read_bytes() for p in (site, site.with_name(site.name + ".prev"), state)}
+    _fill(small_fs)
+    done = await asyncio.to_thread(in_a_process, "edge-agent", "run", "-c", str(site), cwd=tmp_path)
+    assert "Traceback" not in done.stderr, done.stderr
+    assert done.returncode == 1, done.stderr
+    assert f"{path}: cannot check the outbox: its disk has no room" in done.stderr
+    assert "site_map_rolled_back" not in done.stdout + done.stderr
+    assert {p: p.read_bytes() for p in files} == files
