@@ -1,7 +1,7 @@
 """What the outbox file looks like before the agent trusts it, and the epoch journal beside it.
 
 A file that cannot be opened or fails `PRAGMA quick_check` must not become a crash loop under
-`Restart=always`: it is moved aside (`<path>.corrupt-<time>`, with its -wal and -shm) and a new
+`Restart=on-failure`: it is moved aside (`<path>.corrupt-<time>`, with its -wal and -shm) and a new
 file with a new epoch starts, carrying an `outbox_corrupt` gap record. A missing or emptied
 file is no fresh start if the agent has run here before: the epoch journal (`<path>.epochs`, a
 small JSON file rewritten atomically whenever an epoch starts) names the epoch whose

@@ -1,7 +1,7 @@
 """Lost state, tried as a hostile tester would: corrupt, truncated, emptied, missing, replaced.
 
 Each case opens the damaged outbox the way the agent does at start. The open must succeed
-(no crash loop under Restart=always), a corrupt file must be moved aside, a new epoch must
+(no crash loop under Restart=on-failure), a corrupt file must be moved aside, a new epoch must
 start, and the first block of the file opened must carry a gap record that names what was
 lost: `outbox_corrupt` or `outbox_restored`, with the epoch whose blocks will never come.
 """
