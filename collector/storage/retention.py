@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from collector.storage.months import Month, month_start, next_month
+from collector.storage.months import Month, month_of, month_start, next_month
 
 DAY = 86_400.0
 MIN_AUDIT_DAYS = 180.0
@@ -37,8 +37,13 @@ class RetentionPolicy:
         return now - max(self.audit_days, MIN_AUDIT_DAYS) * DAY
 
 
+def first_kept(now: float, days: float) -> float:
+    """The start of the oldest month kept at `now`: every month before it is older than `days`."""
+    return month_start(month_of(now - days * DAY))
+
+
 def _expired(month: Month, now: float, days: float | None) -> bool:
-    return days is not None and month_start(next_month(month)) <= now - days * DAY
+    return days is not None and month_start(next_month(month)) <= first_kept(now, days)
 
 
 def expired(months: Iterable[Month], now: float, days: float | None) -> list[Month]:

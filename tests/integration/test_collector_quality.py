@@ -34,10 +34,12 @@ from collector.api.app import create_app
 from collector.api.core import ApiToken
 from collector.ingest.core import Inbound, plan_batch
 from collector.model import IngestBatch, KeyGrant, StatusUpdate
-from collector.storage import open_storage
+from collector.storage import open_storage, prune_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import QualityStats
+from collector.storage.months import month_of, month_start, next_month
 from collector.storage.quality import MAX_EXPECTED
+from collector.storage.retention import DAY, RetentionPolicy
 from edge_agent.config import load_site_config
 from edge_agent.core.meta import gateway_meta
 from edge_agent.core.plan_compile import identity_of
@@ -158,8 +160,8 @@ async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
 
 
 @contextlib.asynccontextmanager
-async def _api(storage: Storage) -> AsyncIterator[httpx.AsyncClient]:
-    app = create_app(storage, TOKENS, offline_after=60, clock=lambda: NOW)
+async def _api(storage: Storage, now: float = NOW) -> AsyncIterator[httpx.AsyncClient]:
+    app = create_app(storage, TOKENS, offline_after=60, clock=lambda: now)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
         yield http
@@ -377,6 +379,50 @@ async def test_two_collectors_keep_one_presence_per_gateway(postgres_url: str) -
                 answers.append(await _quality(http, gateway=A.gateway, **window))
     assert answers[0] == answers[1]
     assert answers[0]["items"][0]["online_rate"] == round((110 + 60 + 155) / 600, 6)
+
+
+async def test_presence_stays_as_long_as_the_readings_it_qualifies(storage_url: str) -> None:
+    """Found in review of f96423a: presence went row by row at raw_days while readings go by
+    whole month, so up to a month of stored readings had no presence: with the cutoff at
+    BASE + 300 (inside the window, May still kept) A's first interval [0, 300) went and its
+    online rate fell from 0.8 to 0.4 with all 96 readings still counted."""
+    policy = RetentionPolicy(raw_days=45)
+    async with open_storage(storage_url) as storage:
+        await _fill(storage)
+        await prune_storage(storage_url, policy, BASE_TIME + 300 + 45 * DAY)
+        async with _api(storage) as http:
+            body = await _quality(http, **WINDOW)
+    assert body["items"] == [
+        {"gateway": A.gateway, **A_FIGURES},
+        {"gateway": B.gateway, **B_FIGURES},
+        {"gateway": C.gateway, **C_FIGURES},
+    ]
+
+
+async def test_an_interval_across_the_kept_months_start_keeps_its_young_part(
+    storage_url: str,
+) -> None:
+    june = month_start(next_month(month_of(BASE_TIME)))
+
+    def heartbeat(at: float) -> IngestBatch:
+        return IngestBatch(
+            statuses=[StatusUpdate(A.gateway, online=True, at=june + at)], presence_window=60.0
+        )
+
+    async with open_storage(storage_url) as storage:
+        await register(storage, A)
+        for at in (-1000, *range(-90, 120, 30)):
+            await storage.ingest(heartbeat(at))
+        held = "SELECT since - ?, until - ? FROM presence ORDER BY since"
+        assert await sql_rows(storage_url, held, june, june) == [(-1000, -940), (-90, 150)]
+        # June is the oldest month kept: May's interval goes, the one across June 1 is cut there.
+        await prune_storage(storage_url, RetentionPolicy(raw_days=45), june + 50 * DAY)
+        assert await sql_rows(storage_url, held, june, june) == [(0, 150)]
+        async with _api(storage, june + 1000) as http:
+            body = await _quality(
+                http, gateway=A.gateway, **{"from": iso_time(june), "to": iso_time(june + 300)}
+            )
+    assert body["items"][0]["online_rate"] == 0.5
 
 
 def test_the_meta_carries_each_points_poll_period() -> None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from collector.config import load_collector_config
 from collector.runtime import run_collector
 from collector.storage import prune_storage
+from collector.storage.months import month_of, month_start, next_month
 from collector.storage.retention import DAY, RetentionPolicy
 from hostkit.keyfiles import create_key_pair
 from specs.records import Quality, Reading, iso_time
@@ -173,18 +174,20 @@ async def test_the_feed_journal_goes_after_raw_days(env: CollectorEnv) -> None:
     assert await env.rows("SELECT count(*) FROM feed") == [(0,)]
 
 
-async def test_presence_intervals_go_after_raw_days(env: CollectorEnv) -> None:
+async def test_presence_intervals_go_with_the_readings_month(env: CollectorEnv) -> None:
     """Found by the long-run hostile test: a gateway's live intervals (GET /v1/quality, one
     row per time it came back after offline_after) were never pruned, so the table grew with
-    every outage for as long as the collector ran, while the readings they qualify went."""
+    every outage for as long as the collector ran, while the readings they qualify went.
+    They go as the readings do: once their whole month is older than raw_days."""
     await env.link.send(1, records=[_level(MAR, 6.0)])
     await env.link.next_ack()
     (held,) = await env.rows("SELECT count(*) FROM presence")
     assert held[0] >= 1
     policy = RetentionPolicy(raw_days=45)
-    await prune_storage(env.url, policy, time.time() + 44 * DAY)
+    month_end = month_start(next_month(month_of(time.time())))
+    await prune_storage(env.url, policy, month_end + 44 * DAY)
     assert await env.rows("SELECT count(*) FROM presence") == [held]
-    await prune_storage(env.url, policy, time.time() + 46 * DAY)
+    await prune_storage(env.url, policy, month_end + 46 * DAY)
     assert await env.rows("SELECT count(*) FROM presence") == [(0,)]
 
 

@@ -21,7 +21,13 @@ from collector.storage.postgres.partitions import (
     rollup_months,
     rollup_partition_name,
 )
-from collector.storage.retention import DAY, PruneReport, RetentionPolicy, expired
+from collector.storage.retention import (
+    DAY,
+    PruneReport,
+    RetentionPolicy,
+    expired,
+    first_kept,
+)
 
 
 async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
@@ -51,9 +57,12 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
     cutoff = now - policy.raw_days * DAY
     status = await db.execute("DELETE FROM feed WHERE at < $1", cutoff)
-    # Live intervals qualify readings (GET /v1/quality): they go with them. The newest of a
-    # live gateway ends within offline_after of now, so ingest never extends a pruned one.
-    await db.execute("DELETE FROM presence WHERE until < $1", cutoff)
+    # Live intervals qualify readings (GET /v1/quality): they are kept from the month the
+    # readings are, one across its start cut there. The newest of a live gateway ends within
+    # offline_after of now, long after that start, so ingest never extends a pruned one.
+    kept = first_kept(now, policy.raw_days)
+    await db.execute("DELETE FROM presence WHERE until <= $1", kept)
+    await db.execute("UPDATE presence SET since = $1 WHERE since < $1", kept)
     async with db.transaction():
         audit_gone = await audit.prune(PostgresChain(db), policy.audit_cutoff(now))
     return PruneReport(

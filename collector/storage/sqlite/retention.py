@@ -17,7 +17,13 @@ import aiosqlite
 from collector.storage import audit
 from collector.storage.base import StorageError
 from collector.storage.months import Month, month_of, month_start, next_month
-from collector.storage.retention import DAY, PruneReport, RetentionPolicy, expired
+from collector.storage.retention import (
+    DAY,
+    PruneReport,
+    RetentionPolicy,
+    expired,
+    first_kept,
+)
 from collector.storage.sqlite.audit import SqliteChain
 from collector.storage.sqlite.schema import connect, immediate_transaction
 
@@ -56,9 +62,12 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
     cutoff = now - policy.raw_days * DAY
     journal = await db.execute("DELETE FROM feed WHERE at < ?", (cutoff,))
-    # Live intervals qualify readings (GET /v1/quality): they go with them. The newest of a
-    # live gateway ends within offline_after of now, so ingest never extends a pruned one.
-    await db.execute("DELETE FROM presence WHERE until < ?", (cutoff,))
+    # Live intervals qualify readings (GET /v1/quality): they are kept from the month the
+    # readings are, one across its start cut there. The newest of a live gateway ends within
+    # offline_after of now, long after that start, so ingest never extends a pruned one.
+    kept = first_kept(now, policy.raw_days)
+    await db.execute("DELETE FROM presence WHERE until <= ?", (kept,))
+    await db.execute("UPDATE presence SET since = ? WHERE since < ?", (kept, kept))
     rollup_gone: list[Month] = []
     found = await db.execute_fetchall("SELECT min(minute) FROM readings_1m")
     oldest_rollup = next(iter(found))[0]
