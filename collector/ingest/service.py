@@ -30,16 +30,15 @@ from collector.feed.wakeup import CommitSignal
 from collector.ingest.ack_out import AckOut
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
 from collector.ingest.lanes import BacklogBudget, Lanes
-from collector.ingest.rejection_log import RejectionLog
 from collector.metrics import CollectorMetrics
 from collector.model import IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
 from hostkit.backoff import backoff_delays
+from hostkit.log_limit import LineLimit, warn_limited
 from hostkit.mqtt import NO_DELAY, CancelSafeClient
 from hostkit.mqtt_held import HeldBytes
 from specs.catalogue import Catalogue, default_catalogue
 from specs.lanes import Lane, lane_of
-from specs.records import iso_time
 from specs.signing import SigningKey
 from specs.topics import ROOT, collector_subscription
 
@@ -162,6 +161,7 @@ class Ingest:
         *,
         commits: CommitSignal | None = None,
         metrics: CollectorMetrics | None = None,
+        rejection_lines: LineLimit | None = None,
     ) -> None:
         self._settings = settings
         self._commits = commits
@@ -174,7 +174,8 @@ class Ingest:
         self.connected = asyncio.Event()
         self._stopping = False
         self._backlog = BacklogBudget(settings.backlog_batch_seconds, settings.backlog_batch_max)
-        self._rejections = RejectionLog()
+        # Anything that may publish on up/ can make rejections: a bounded number are logged.
+        self._rejections = rejection_lines if rejection_lines is not None else LineLimit()
 
     def stop(self) -> None:
         """Say that the coming cancellation of `run` is a stop: no retry path may outlive it.
@@ -308,15 +309,14 @@ class Ingest:
         return build_acks(batch.blocks, result, self._key, self._clock())
 
 
-def _log_batch(batch: IngestBatch, outcomes: Sequence[Outcome], rejections: RejectionLog) -> None:
-    said, unsaid = rejections.judge(batch.audits)
-    for earlier in unsaid:
-        log.warning(
-            "message_rejections_unlogged", minute=iso_time(earlier.minute), count=earlier.count
-        )
-    for audit in said:
-        log.warning(
+def _log_batch(batch: IngestBatch, outcomes: Sequence[Outcome], rejections: LineLimit) -> None:
+    for audit in batch.audits:
+        warn_limited(
+            log,
+            rejections,
+            (audit.gateway or "", audit.reason),
             "message_rejected",
+            "message_rejections_unlogged",
             reason=audit.reason.value,
             detail=audit.detail,
             topic=audit.topic,

@@ -34,6 +34,7 @@ import structlog
 
 from edge_agent.core.trusted_keys import TrustedKeys
 from hostkit.atomicfile import replace_file
+from hostkit.log_limit import LineLimit, warn_limited
 from specs.command import CommandResult, Outcome, SiteMapCommand, map_version
 from specs.signing import Signature
 
@@ -124,6 +125,7 @@ class CommandDesk:
         sign: Callable[[bytes], Signature],
         good: asyncio.Event,
         clock: Callable[[], float] = time.time,
+        lines: LineLimit | None = None,
     ) -> None:
         self._site_file = site_file
         self._plan = plan
@@ -136,6 +138,7 @@ class CommandDesk:
         self._wake = asyncio.Event()
         self._restart = asyncio.Event()
         self._ignored_in: dict[str, int] = {}  # reason: the minute it was last reported in
+        self._lines = lines if lines is not None else LineLimit()  # command_ignored's
         self.restart_requested = False
 
     @property
@@ -163,8 +166,13 @@ class CommandDesk:
             # as the collector keeps one audit row per rejection reason and minute.
             minute = int(now // 60)
             reported = self._ignored_in.get(verdict.reason) != minute
-            log.warning(
+            # Its log line likewise: each reason once a minute, then a count of the rest.
+            warn_limited(
+                log,
+                self._lines,
+                verdict.reason,
                 "command_ignored",
+                "commands_ignored_unlogged",
                 reason=verdict.reason.value,
                 detail=verdict.detail,
                 nonce=verdict.nonce,

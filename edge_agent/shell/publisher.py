@@ -31,6 +31,7 @@ from edge_agent.shell.outbox_reads import StoredBlock
 from edge_agent.shell.outbox_recovery import declared_gap
 from edge_agent.shell.publisher_lanes import Lanes
 from edge_agent.shell.uplink import UplinkSettings, signed_properties, uplink_client
+from hostkit.log_limit import LineLimit, warn_limited
 from hostkit.mqtt_held import HeldBytes
 from specs.ack import Ack, AckFormatError, decode_ack
 from specs.encoding import choose_encoding, encode_payload
@@ -75,6 +76,7 @@ class Publisher:
         version: str | None = None,
         config_hash: str | None = None,
         commands: CommandInbox | None = None,
+        rejected_lines: LineLimit | None = None,
     ) -> None:
         self._outbox = outbox
         self._commands = commands  # None: down/cmd is not subscribed
@@ -91,6 +93,7 @@ class Publisher:
         self._stop_said = False
         self._backoff = backoff()
         self._lanes = Lanes(settings.max_inflight)
+        self._rejected_lines = rejected_lines if rejected_lines is not None else LineLimit()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
         self.connected = asyncio.Event()
@@ -216,16 +219,23 @@ class Publisher:
         elif message.topic.matches(self._topics.ack):
             await self._on_ack(bytes(message.payload), message.properties)
 
+    def _ack_rejected(self, reason: str, **fields: object) -> None:
+        # Anyone who can publish on down/ack can forge these: a bounded number of lines.
+        lines = self._rejected_lines
+        warn_limited(
+            log, lines, reason, "ack_rejected", "acks_rejected_unlogged", reason=reason, **fields
+        )
+
     async def _on_ack(self, payload: bytes, properties: Properties | None) -> None:
         user = getattr(properties, "UserProperty", None)
         try:
             self._collector_key.verify(signature_from_properties(user), payload)
             ack = decode_ack(payload)
         except (SignatureError, AckFormatError) as exc:
-            log.warning("ack_rejected", reason=str(exc))
+            self._ack_rejected(str(exc))
             return
         if ack.gateway != self._topics.gateway or ack.epoch != self._outbox.epoch:
-            log.warning("ack_rejected", reason="not for this gateway or epoch", epoch=ack.epoch)
+            self._ack_rejected("not for this gateway or epoch", epoch=ack.epoch)
             return
         try:
             released = await self._release(ack)

@@ -93,6 +93,8 @@ ATTACKS: tuple[tuple[Callable[[str], AckMessage], str], ...] = (
     (_unsigned, "is missing"),
     (_malformed, "out of range"),
 )
+REASONS = tuple(dict.fromkeys(reason for _, reason in ATTACKS))
+"""What the log says: each reason once a minute (hostkit.log_limit)."""
 
 
 @contextlib.asynccontextmanager
@@ -151,9 +153,9 @@ async def test_no_intruders_ack_releases_a_block_and_the_collectors_does(
                 qos=1,
                 properties=publish_properties(_signed(valid_elsewhere)),
             )
-            rejected = await _logged_until(logs, "ack_rejected", len(ATTACKS))
+            rejected = await _logged_until(logs, "ack_rejected", len(REASONS))
             assert await _undelivered(outbox) == list(range(1, SEALED + 1))
-            for entry, (_, reason) in zip(rejected, ATTACKS, strict=True):
+            for entry, reason in zip(rejected, REASONS, strict=True):
                 assert reason in entry["reason"], entry
             # The collector's own ACK (here signed with its key by the test) releases them.
             genuine = _ack(outbox.epoch)
@@ -164,4 +166,4 @@ async def test_no_intruders_ack_releases_a_block_and_the_collectors_does(
             while await _undelivered(outbox):
                 assert time.monotonic() < deadline, await _undelivered(outbox)
                 await asyncio.sleep(0.02)
-    assert len([entry for entry in logs if entry["event"] == "ack_rejected"]) == len(ATTACKS)
+    assert len([entry for entry in logs if entry["event"] == "ack_rejected"]) == len(REASONS)

@@ -24,6 +24,7 @@ from collector.ingest.core import Inbound
 from collector.ingest.service import Ingest, IngestSettings
 from collector.storage import open_storage
 from collector.storage.capabilities import AuditTrail
+from hostkit.log_limit import LineLimit
 from specs.block import GENESIS, block_hash
 from tests.support.broker import Broker
 from tests.support.collector_client import BASE_TIME, catalogue_with_coal, gateway_link, sim_gateway
@@ -92,6 +93,7 @@ async def _flood(storage_url: str) -> int:
             COLLECTOR_KEY,
             clock=lambda: now,
             catalogue=catalogue_with_coal(),
+            rejection_lines=LineLimit(clock=lambda: now),  # the flood's minutes, not the run's
         )
         blocks = 0
         for now, batch in _batches():  # noqa: B007 - the clock reads `now`

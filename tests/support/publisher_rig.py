@@ -12,8 +12,9 @@ from typing import Final
 
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox import Outbox
-from edge_agent.shell.publisher import Publisher
+from edge_agent.shell.publisher import CommandInbox, Publisher
 from edge_agent.shell.uplink import UplinkSettings
+from hostkit.log_limit import LineLimit
 from specs.signing import signing_key_from_seed
 from specs.topics import GatewayTopics
 
@@ -31,10 +32,12 @@ def gateway_publisher(
     max_inflight: int,
     reconnect_after: float = 0.2,
     meta: bytes | None = None,
+    commands: CommandInbox | None = None,
+    rejected_lines: LineLimit | None = None,
 ) -> Publisher:
     """SITE's publisher of `outbox` to the broker on loopback `broker_port` (keepalive 30 s,
     heartbeat 60 s), reconnecting every `reconnect_after` s; `meta`, when given, is sent
-    signed on each connect."""
+    signed on each connect; `commands` takes down/cmd, `rejected_lines` bounds `ack_rejected`."""
     settings = UplinkSettings(
         "127.0.0.1", broker_port, SITE.gateway, 30, 60, ack_timeout, max_inflight
     )
@@ -46,4 +49,6 @@ def gateway_publisher(
         lambda: itertools.repeat(reconnect_after),
         sign=GATEWAY_KEY.sign,
         meta=None if meta is None else (meta, GATEWAY_KEY.sign(meta)),
+        commands=commands,
+        rejected_lines=rejected_lines,
     )

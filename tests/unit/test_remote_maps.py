@@ -17,7 +17,6 @@ from collector.ingest.core import Inbound, plan_batch
 from collector.sites import push_detail, site_history
 from edge_agent.config import ConfigError, SiteConfig, parse_site_config
 from edge_agent.core.commands import Ignored, check_pushed_map, judge_command
-from edge_agent.core.plan_compile import compile_plan
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.commands import CommandDesk
 from edge_agent.shell.poller import queue_sink
@@ -33,6 +32,7 @@ from specs.command import (
 )
 from specs.records import Quality, Reading, Record
 from specs.signing import Signature, signature_properties, signing_key_from_seed
+from tests.support.command_desk import command_desk
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 TEXT = EXAMPLE.read_text(encoding="utf-8")
@@ -171,17 +171,7 @@ def test_rollback_after_is_bounded_with_file_line_and_key(window: str) -> None:
 def _desk(
     tmp_path: Path, good: asyncio.Event, clock: Callable[[], float] = time.time
 ) -> CommandDesk:
-    site_file = tmp_path / "site.yaml"
-    config = parse_site_config(site_file.read_text(encoding="utf-8"), str(site_file), tmp_path)
-    text = site_file.read_text(encoding="utf-8")
-    return CommandDesk(
-        site_file=site_file,
-        plan=compile_plan(config, default_catalogue(), site_file=site_file, site_text=text),
-        trusted=TRUSTED,
-        sign=GATEWAY_KEY.sign,
-        good=good,
-        clock=clock,
-    )
+    return command_desk(tmp_path, good, TRUSTED, GATEWAY_KEY.sign, clock=clock)
 
 
 class _Link:
