@@ -22,6 +22,7 @@ import structlog
 from demo.broker import Broker
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
+from hostkit.log_limit import LineLimit
 from simulators.lifecycle import cancel_task
 from specs.ack import Ack
 from specs.records import Quality, Reading, iso_time
@@ -104,7 +105,12 @@ async def _agent(tmp_path: Path, broker: Broker) -> AsyncIterator[Outbox]:
         for _ in range(SEALED):
             reading = Reading("T001-LT-01", "WHP-LT", iso_time(time.time()), 1.0, "m", Quality.GOOD)
             await outbox.seal((reading,), now=time.time(), clock_synced=True)
-        publisher = gateway_publisher(outbox, broker.port, ack_timeout=30, max_inflight=10)
+        # One minute of the line limit for the whole test: a minute boundary between two
+        # attacks of one reason would log that reason twice.
+        one_minute = LineLimit(clock=lambda: 0.0)
+        publisher = gateway_publisher(
+            outbox, broker.port, ack_timeout=30, max_inflight=10, rejected_lines=one_minute
+        )
         task = asyncio.create_task(publisher.run())
         try:
             await asyncio.wait_for(publisher.connected.wait(), 10)
