@@ -44,6 +44,12 @@ def outbox_path_problem(path: Path, *, try_writing: bool) -> str | None:
         return _closed_folder_problem(path, exc)
 
 
+# Files kept beside the outbox: SQLite's, the agent's lock (agent_lock) and its disk reserve
+# (outbox_space). A folder in the place of one would make the outbox look corrupt (moved aside
+# with its backlog) or end the start in a traceback.
+_BESIDE = ("-wal", "-shm", ".agent-lock", ".reserve")
+
+
 def _file_problem(path: Path) -> str | None:
     if path.exists():
         if path.is_dir():
@@ -52,6 +58,9 @@ def _file_problem(path: Path) -> str | None:
             return f"{path} is not a regular file"
     elif path.is_symlink():
         return _link_to_nowhere(path)
+    for beside in (path.with_name(path.name + suffix) for suffix in _BESIDE):
+        if beside.is_dir():
+            return f"{beside} is a folder, not a file"
     return None
 
 
