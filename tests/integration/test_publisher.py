@@ -223,9 +223,17 @@ async def _new_epoch(r: Rig, old: str) -> str:
 async def _assert_rolled_over(r: Rig, old: str, readings: int) -> None:
     """A new epoch started; its blocks carry every reading again and name the old epoch."""
     new = await _new_epoch(r, old)
-    blocks = await r.outbox.undelivered(after=0, limit=1000)
+    # The epoch is switched first and the old blocks are sealed again after it, a chunk a
+    # transaction (Outbox.start_new_epoch): wait for the reseal, then look at what it made.
+    deadline = time.monotonic() + 10
+    while True:
+        blocks = await r.outbox.undelivered(after=0, limit=1000)
+        records = [rec for b in blocks for rec in decode_block(b.payload).records]
+        if len([rec for rec in records if isinstance(rec, Reading)]) >= readings:
+            break
+        assert time.monotonic() < deadline, f"{len(blocks)} blocks resealed so far"
+        await asyncio.sleep(0.05)
     assert {b.epoch for b in blocks} == {new}
-    records = [rec for b in blocks for rec in decode_block(b.payload).records]
     [gap] = [rec for rec in records if isinstance(rec, GapRecord)]
     assert (gap.reason, gap.epoch, gap.from_seq, gap.to_seq) == (
         GapReason.OUTBOX_RESTORED,
