@@ -347,8 +347,25 @@ class StreamState:
 
 
 @dataclass(frozen=True, slots=True)
+class LiveKey:
+    """A gateway key not revoked, as an ACK's `keys` is made of it.
+
+    Valid from `added_at` on, until `retired_at` when a rotation retires it.
+    """
+
+    kid: str
+    added_at: float
+    retired_at: float | None
+
+
+@dataclass(frozen=True, slots=True)
 class BatchResult:
-    """The committed outcome of one batch: one Outcome per block, and each touched stream."""
+    """The committed outcome of one batch: one Outcome per block, and each touched stream.
+
+    `keys` holds, for each gateway of the batch's blocks, its keys not revoked, read after
+    the batch's announcements were taken or refused.
+    """
 
     outcomes: tuple[Outcome, ...]
     streams: Mapping[tuple[str, str], StreamState] = field(default_factory=dict)
+    keys: Mapping[str, tuple[LiveKey, ...]] = field(default_factory=dict)

@@ -28,6 +28,11 @@ class Ack:
     block at that seq; `conflict` is true once the collector has seen, in this epoch, a seq
     with other bytes than it holds or a block whose `prev` does not chain onto its stored
     neighbour. An agent seeing either mismatch releases nothing and starts a new epoch.
+
+    `keys` names the kids the collector takes this gateway's blocks under as it issues the
+    ACK (registered to the gateway, not revoked, not retired; at most 16, the newest),
+    so that an agent switches to an announced key only once the collector holds it. None:
+    the field is absent, as collectors before it send (encoded only when given).
     """
 
     gateway: str
@@ -38,10 +43,11 @@ class Ack:
     issued_at: str
     acked_hash: str | None = None
     conflict: bool = False
+    keys: tuple[str, ...] | None = None
 
     def encode(self) -> bytes:
         """Canonical bytes of the ACK."""
-        body = {
+        body: dict[str, object] = {
             "spec": SPEC,
             "gateway": self.gateway,
             "epoch": self.epoch,
@@ -52,6 +58,8 @@ class Ack:
             "acked_hash": self.acked_hash,
             "conflict": self.conflict,
         }
+        if self.keys is not None:
+            body["keys"] = list(self.keys)
         return json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
@@ -61,8 +69,20 @@ def _count(value: object, name: str) -> int:
     return value
 
 
+def _kids(value: object) -> tuple[str, ...] | None:
+    if value is None:
+        return None
+    if not isinstance(value, list) or not all(isinstance(kid, str) for kid in value):
+        raise AckFormatError("ack 'keys' must be a list of key ids")
+    return tuple(value)
+
+
 def decode_ack(payload: bytes) -> Ack:
-    """Parse an ACK payload; raise AckFormatError with the reason."""
+    """Parse an ACK payload; raise AckFormatError with the reason.
+
+    Fields it does not know are ignored, so that a collector may extend the ACK (as `seq`,
+    `acked_hash`, `conflict` and `keys` did) without cutting older agents off.
+    """
     body = load_message_json(payload, AckFormatError, "ack: ")
     if not isinstance(body, dict) or body.get("spec") != SPEC:
         raise AckFormatError("ack is not a gz/1 object")
@@ -95,4 +115,5 @@ def decode_ack(payload: bytes) -> Ack:
         issued_at=issued_at,
         acked_hash=acked_hash,
         conflict=conflict,
+        keys=_kids(body.get("keys")),
     )

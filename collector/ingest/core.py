@@ -45,6 +45,7 @@ from collector.model import (
     IncomingMeta,
     IngestBatch,
     KeyGrant,
+    LiveKey,
     Reason,
     StatusUpdate,
 )
@@ -60,6 +61,8 @@ from specs.topics import GatewayTopics, TopicError, parse_topic
 
 MAX_ACK_RANGES: Final = 64
 """How many of a stream's holes an ACK lists at most: the lowest (docs/contract.md, ACK)."""
+MAX_ACK_KEYS: Final = 16
+"""How many of a gateway's live keys an ACK's `keys` names at most: the newest."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -156,6 +159,17 @@ def plan_batch(
     )
 
 
+def ack_keys(keys: Sequence[LiveKey], now: float) -> tuple[str, ...]:
+    """The kids an ACK issued at `now` names: not retired by then, the newest MAX_ACK_KEYS.
+
+    A gateway rotating often could otherwise make every ACK grow; the key it announced last
+    is among the newest (its `added_at` is the announcement's arrival).
+    """
+    live = [key for key in keys if key.retired_at is None or key.retired_at > now]
+    live.sort(key=lambda key: (key.added_at, key.kid), reverse=True)
+    return tuple(key.kid for key in live[:MAX_ACK_KEYS])
+
+
 def build_acks(
     blocks: Sequence[IncomingBlock], result: BatchResult, key: SigningKey, now: float
 ) -> tuple[Outgoing, ...]:
@@ -166,7 +180,8 @@ def build_acks(
     stored block at acked_through, for the agent to compare with its own) and `conflict`.
     A conflicting block's ACK names its seq but its bytes are not stored: `conflict` is true
     in it (and in every later ACK of the stream), which tells the agent to release nothing
-    and start a new epoch.
+    and start a new epoch. And the gateway's `keys` (`ack_keys`): an agent switches to a key
+    it announced only once an ACK names it, never on a refused announcement.
     """
     acks: list[Outgoing] = []
     seen: set[tuple[str, str, int]] = set()
@@ -189,6 +204,7 @@ def build_acks(
             issued_at=issued_at,
             acked_hash=state.acked_hash,
             conflict=state.conflict,
+            keys=ack_keys(result.keys.get(header.gateway, ()), now),
         ).encode()
         topic = GatewayTopics(header.district, header.enterprise, header.gateway).ack
         acks.append(Outgoing(topic, payload, tuple(signature_properties(key.sign(payload)))))

@@ -29,6 +29,7 @@ from collector.model import (
     IncomingBlock,
     IncomingMeta,
     IngestBatch,
+    LiveKey,
     Outcome,
     StreamState,
 )
@@ -109,6 +110,9 @@ class BatchSteps(Protocol):
     ) -> Sequence[AuditEntry]:
         """Keep the keys the newly stored `blocks` announce; the refusals to audit."""
 
+    async def live_keys(self, gateways: Collection[str]) -> dict[str, tuple[LiveKey, ...]]:
+        """The keys of each of `gateways` that are not revoked."""
+
     async def held_statuses(self, gateways: Collection[str]) -> dict[str, tuple[bool, float]]:
         """The stored (online, last_seen) of each of `gateways` that has a status."""
 
@@ -149,6 +153,9 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
     ]
     broken = {found.stream for found in breaks}
     before, streams = await _advance_streams(steps, batch.blocks, outcomes, broken)
+    # After adopt_keys and the streams: an ACK that covers an announcement names its key
+    # exactly when the registry took it (several collectors: the gateway's lock is held).
+    live = await steps.live_keys({b.block.header.gateway for b in batch.blocks})
     statuses_held = await steps.held_statuses({s.gateway for s in batch.statuses})
     await _run(steps, UPSERT_STATUS, status_rows(batch.statuses))
     await _store_metas(steps, batch.metas)
@@ -167,7 +174,7 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
         *status_entries(statuses_held, batch.statuses),
     ]
     await steps.finish(new, entries)
-    return BatchResult(outcomes, streams)
+    return BatchResult(outcomes, streams, live)
 
 
 async def _run(steps: BatchSteps, statement: str, rows: Sequence[Params]) -> None:

@@ -16,7 +16,7 @@ from collections.abc import Collection, Sequence
 from typing import Any, Final
 
 from collector.audit.chain import ActionEntry
-from collector.model import AuditEntry, IngestBatch, StreamState
+from collector.model import AuditEntry, IngestBatch, LiveKey, StreamState
 from collector.quality.core import Presence, advance_presence, signs
 from collector.readmodel import AlarmState
 from collector.storage import audit
@@ -122,6 +122,19 @@ class KeyLookups(abc.ABC):
             " ON s.gateway = k.gateway",
         )
         return {row[0]: (bool(row[1]), float(row[2])) for row in found}
+
+    async def live_keys(self, gateways: Collection[str]) -> dict[str, tuple[LiveKey, ...]]:
+        """The keys of each of `gateways` that are not revoked (for the ACKs' `keys`)."""
+        found = await self._lookup(
+            GATEWAY_KEY,
+            [(gateway,) for gateway in gateways],
+            "SELECT g.gateway, g.kid, g.added_at, g.retired_at FROM {keys} gateway_keys g"
+            " ON g.gateway = k.gateway WHERE g.revoked_at IS NULL",
+        )
+        keys: dict[str, tuple[LiveKey, ...]] = {}
+        for row in found:
+            keys[row[0]] = (*keys.get(row[0], ()), LiveKey(row[1], row[2], row[3]))
+        return keys
 
     async def record_presence(self, batch: IngestBatch) -> None:
         """Extend or open each gateway's presence interval by the batch's signs and statuses.

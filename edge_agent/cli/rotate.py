@@ -40,9 +40,10 @@ async def _announce(config: SiteConfig) -> Announced:
 def rotate(config_path: Path) -> None:
     """Make the next gateway key and announce it in a block signed by the current key.
 
-    The agent switches to the new key once the collector has ACKed that block (the running
-    agent at once, a stopped one at its next start); the old key is kept as
-    <key_file>.retired-<kid>. Safe while `edge-agent run` runs.
+    The agent switches to the new key once the collector has ACKed that block and said it
+    takes the key (the running agent at once, a stopped one at its next start); the old key
+    is kept as <key_file>.retired-<kid>. A staged key the collector refused is kept as
+    <key_file>.refused-<kid> and a new one is made. Safe while `edge-agent run` runs.
     """
     config = load_or_exit(config_path)
     refuse_unusable_outbox_path(config_path, config, try_writing=True)  # it seals a block
@@ -57,11 +58,13 @@ def rotate(config_path: Path) -> None:
     key = announced.key
     staged = next_key_path(config.signing.key_file)
     where = f"epoch {announced.epoch} seq {announced.seq}"
+    if announced.refused is not None:
+        click.echo(f"the collector refused the key staged before: kept at {announced.refused}")
     if announced.again:
         click.echo(f"key {key.kid} ({staged}) was staged already: announced again in {where}")
     else:
         click.echo(f"new {key.alg} key {key.kid} at {staged}, announced in {where}")
     click.echo(
-        "the agent signs with it once the collector has stored that block; until then, and"
-        " the collector's overlap window after, the current key still counts"
+        "the agent signs with it once the collector has stored that block and taken the key;"
+        " until then, and the collector's overlap window after, the current key still counts"
     )

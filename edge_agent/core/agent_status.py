@@ -102,8 +102,23 @@ class AlarmStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyStatus:
+    """The gateway key the agent signs with, and the next one while a rotation is under way.
+
+    `next_state`: `announced` (the collector has not answered yet), `taken` (the switch is
+    due), `refused` (the collector stored the announcement but not the key: the agent stays
+    on `kid`; `keys rotate` again announces a new one), or None (no announcement of it in
+    the outbox: run `keys rotate` again).
+    """
+
+    kid: str
+    next: str | None = None
+    next_state: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AgentSnapshot:
-    """The running agent at time `t` (unix seconds)."""
+    """The running agent at time `t` (unix seconds); `key` None from an agent before it."""
 
     gateway: str
     version: str | None
@@ -117,6 +132,7 @@ class AgentSnapshot:
     devices: tuple[DeviceStatus, ...]
     buses: tuple[BusStatus, ...]
     alarms: tuple[AlarmStatus, ...]
+    key: KeyStatus | None = None
 
     def to_json(self) -> dict[str, object]:
         """The document the status socket sends and `edge-agent status --json` prints."""
@@ -168,6 +184,9 @@ class AgentSnapshot:
                 }
                 for alarm in self.alarms
             ],
+            "key": None
+            if self.key is None
+            else {"kid": self.key.kid, "next": self.key.next, "next_state": self.key.next_state},
         }
 
 
@@ -246,6 +265,10 @@ class _Reader:
     def optional_child(self, key: str) -> _Reader | None:
         return None if self._get(key) is None else self.child(key)
 
+    def later_child(self, key: str) -> _Reader | None:
+        """`optional_child` of a key an older agent leaves out (absent reads as null)."""
+        return None if self._document.get(key) is None else self.child(key)
+
     def children(self, key: str) -> list[_Reader]:
         items = self._get(key)
         if not isinstance(items, list):
@@ -256,7 +279,7 @@ class _Reader:
 def snapshot_from_json(document: object) -> AgentSnapshot:
     """Read back what `AgentSnapshot.to_json` wrote (SnapshotFormatError when it is not)."""
     top = _Reader(document, "status")
-    uplink, outbox = top.child("uplink"), top.child("outbox")
+    uplink, outbox, key = top.child("uplink"), top.child("outbox"), top.later_child("key")
     devices = []
     for item in top.children("devices"):
         error = item.optional_child("last_error")
@@ -313,4 +336,7 @@ def snapshot_from_json(document: object) -> AgentSnapshot:
             )
             for alarm in top.children("alarms")
         ),
+        key=None
+        if key is None
+        else KeyStatus(key.text("kid"), key.optional_text("next"), key.optional_text("next_state")),
     )

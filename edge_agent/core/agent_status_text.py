@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge_agent.core.agent_status import AgentSnapshot, BusStatus, DeviceStatus
+from edge_agent.core.agent_status import AgentSnapshot, BusStatus, DeviceStatus, KeyStatus
 from hostkit.tables import render_table
 
 _ERROR_SHOWN = 60
@@ -65,6 +65,7 @@ def render_snapshot(snapshot: AgentSnapshot) -> str:
         f"uplink    {link} {uplink.broker}, last ACK {_ago(snapshot, uplink.last_ack)}",
         f"clock     {'synchronized' if snapshot.clock_synchronized else 'NOT synchronized'}",
         f"outbox    {waiting}",
+        *([] if snapshot.key is None else [f"key       {_key_line(snapshot.key)}"]),
         "",
         render_table(
             [_device_row(snapshot, device) for device in snapshot.devices],
@@ -80,6 +81,20 @@ def render_snapshot(snapshot: AgentSnapshot) -> str:
     else:
         lines.append("no active alarms")
     return "\n".join(lines)
+
+
+_NEXT_STATES = {
+    "announced": "announced, waiting for the collector",
+    "taken": "taken by the collector, switching",
+    "refused": "REFUSED by the collector (audit: bad_key_announcement): `keys rotate` again",
+    None: "staged, not announced in this outbox: `keys rotate` again",
+}
+
+
+def _key_line(key: KeyStatus) -> str:
+    if key.next is None:
+        return key.kid
+    return f"{key.kid}, next {key.next} {_NEXT_STATES.get(key.next_state, key.next_state)}"
 
 
 _BUS_HEADER: Sequence[str] = (

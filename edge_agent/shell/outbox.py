@@ -42,10 +42,11 @@ from edge_agent.core.chain import ChainState, Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox_reads import (
+    AnnouncementState,
     HandedBlocks,
     OutboxStats,
     StoredBlock,
-    announcement_stored,
+    announcement_state,
     find_backfill_keys,
     read_alarm_state,
     read_data_version,
@@ -58,6 +59,7 @@ from edge_agent.shell.outbox_rewrite import RESIGN_BLOCKS, begin_epoch, reseal_c
 from edge_agent.shell.outbox_room import RoomMaker, declare_damaged
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
 from edge_agent.shell.outbox_seal import (
+    AckKeys,
     append_block,
     chain_position,
     prune_delivered,
@@ -358,15 +360,17 @@ class Outbox:
     # --- releasing ------------------------------------------------------------------------
 
     async def mark_delivered(
-        self, *, epoch: str, through: int, also: int | None, now: float
+        self, *, epoch: str, through: int, also: int | None, now: float, keys: AckKeys = None
     ) -> int:
-        """Release blocks the collector has stored: every seq <= `through`, plus `also`."""
+        """Release what the collector stored: seq <= `through`, + `also`; `keys`: the ACK's."""
         async with self._lock:
             if epoch != self._epoch:
                 return 0
             for seq in [s for s in self._handed.seqs() if s <= through or s == also]:
                 self._handed.take(seq)
-            released, announced = await on_thread(self._db, release, epoch, through, also, now)
+            released, announced = await on_thread(
+                self._db, release, epoch, through, also, now, keys
+            )
             if announced:
                 self.announcement_delivered.set()
             return released
@@ -378,10 +382,10 @@ class Outbox:
 
     # --- key rotation ---------------------------------------------------------------------
 
-    async def announcement_stored(self, kid: str) -> bool:
-        """Whether the collector has ACKed a block announcing key `kid`."""
+    async def announcement_state(self, kid: str) -> AnnouncementState | None:
+        """How the collector answered the announcements of key `kid` (None: none sealed)."""
         async with self._lock:
-            return await announcement_stored(self._db, kid)
+            return await announcement_state(self._db, kid)
 
     async def use_key(self, key: SigningKey) -> int:
         """Sign from now on with `key`, and sign every undelivered block again with it.

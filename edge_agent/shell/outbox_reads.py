@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from contextlib import closing
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal
 
 import aiosqlite
 
@@ -174,13 +174,34 @@ async def read_data_version(db: aiosqlite.Connection) -> int:
     return 0 if row is None else int(row[0])
 
 
-async def announcement_stored(db: aiosqlite.Connection, kid: str) -> bool:
-    """Whether the collector has ACKed a block announcing key `kid`."""
-    async with db.execute(
-        "SELECT 1 FROM key_announcements WHERE kid = ? AND delivered_at IS NOT NULL",
-        (kid,),
-    ) as cursor:
-        return await cursor.fetchone() is not None
+AnnouncementState = Literal["announced", "taken", "refused"]
+"""Where the announcements of one key stand: one ACKed by an ACK naming the key (or by one
+without `keys`, from a collector before them) is `taken`; else one still waiting in the
+outbox is `announced`; else one ACKed by an ACK that does not name the key (the collector
+stored the block and refused the key) is `refused`."""
+
+# Per announcement of a kid: ACKed, refused by its ACK, and its block still held (a block
+# sealed again under a new epoch, or given way to a full outbox, leaves its row behind: the
+# records it carried are in a block of their own, with a row of its own).
+_ANNOUNCEMENTS_SQL = (
+    "SELECT a.delivered_at IS NOT NULL, a.refused_at IS NOT NULL, EXISTS (SELECT 1 FROM"
+    " blocks b WHERE b.epoch = a.epoch AND b.seq = a.seq) FROM key_announcements a"
+    " WHERE a.kid = ?"
+)
+
+
+async def announcement_state(db: aiosqlite.Connection, kid: str) -> AnnouncementState | None:
+    """How the collector answered the announcements of key `kid`; None: none stands."""
+    async with db.execute(_ANNOUNCEMENTS_SQL, (kid,)) as cursor:
+        rows = [
+            (bool(acked), bool(refused), bool(held))
+            for acked, refused, held in await cursor.fetchall()
+        ]
+    if any(acked and not refused for acked, refused, _ in rows):
+        return "taken"
+    if any(held and not acked for acked, _, held in rows):
+        return "announced"
+    return "refused" if any(acked for acked, _, _ in rows) else None
 
 
 _META_SQL = "SELECT key, value FROM meta"

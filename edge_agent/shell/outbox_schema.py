@@ -42,13 +42,16 @@ CREATE TABLE IF NOT EXISTS backfill_keys (
     t TEXT NOT NULL,
     PRIMARY KEY (point, t)
 ) WITHOUT ROWID;
--- Where each key announcement (a `key` record) was sealed, and when the collector ACKed it:
--- the agent switches to the announced key only once the collector holds the announcement.
+-- Where each key announcement (a `key` record) was sealed, when the collector ACKed it, and
+-- when that ACK said the collector does not take the key (`refused_at`; NULL: taken, or an
+-- ACK without `keys`, as collectors before it send): the agent switches to the announced
+-- key only once the collector holds the announcement and takes its key.
 CREATE TABLE IF NOT EXISTS key_announcements (
     kid TEXT NOT NULL,
     epoch TEXT NOT NULL,
     seq INTEGER NOT NULL,
     delivered_at REAL,
+    refused_at REAL,
     PRIMARY KEY (epoch, seq, kid)
 );
 CREATE TABLE IF NOT EXISTS alarm_state (
@@ -57,10 +60,11 @@ CREATE TABLE IF NOT EXISTS alarm_state (
     saved_at REAL NOT NULL
 );
 """
-# Columns added after the first release; an older file gets them at open.
+# Columns added after the first release, by table; an older file gets them at open.
 _ADDED_COLUMNS: Final = (
-    ("readings", "ALTER TABLE blocks ADD COLUMN readings INTEGER"),
-    ("thinned", "ALTER TABLE blocks ADD COLUMN thinned INTEGER NOT NULL DEFAULT 0"),
+    ("blocks", "readings", "INTEGER"),
+    ("blocks", "thinned", "INTEGER NOT NULL DEFAULT 0"),
+    ("key_announcements", "refused_at", "REAL"),
 )
 # SQLite page cache of the outbox connection, KiB (SQLite's default is 2,000).
 PAGE_CACHE_KIB: Final = 256
@@ -86,11 +90,11 @@ async def prepare_file(
         await db.execute(f"PRAGMA wal_autocheckpoint={budget.wal_pages}")
         await db.execute(f"PRAGMA journal_size_limit={budget.wal_bytes}")
     await db.executescript(_SCHEMA)
-    async with db.execute("PRAGMA table_info(blocks)") as cursor:
-        columns = {str(row[1]) for row in await cursor.fetchall()}
-    for column, statement in _ADDED_COLUMNS:
+    for table, column, kind in _ADDED_COLUMNS:
+        async with db.execute(f"PRAGMA table_info({table})") as cursor:
+            columns = {str(row[1]) for row in await cursor.fetchall()}
         if column not in columns:
-            await db.execute(statement)
+            await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
     async with async_write_transaction(db):
         async with db.execute("SELECT value FROM meta WHERE key = 'epoch'") as cursor:
             row = await cursor.fetchone()

@@ -11,6 +11,7 @@ state read inside them and the statements are the same as before.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Sequence
 
@@ -115,10 +116,23 @@ def chain_position(db: sqlite3.Connection, seq: int) -> tuple[ChainState, str | 
     return state, None if row is None else str(row[0])
 
 
-def release(
-    db: sqlite3.Connection, epoch: str, through: int, also: int | None, now: float
+AckKeys = Sequence[str] | None
+"""An ACK's `keys`: the kids the collector takes the gateway's blocks under (None: an ACK
+from a collector before the field)."""
+
+
+def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's thread
+    db: sqlite3.Connection,
+    epoch: str,
+    through: int,
+    also: int | None,
+    now: float,
+    keys: AckKeys = None,
 ) -> tuple[int, int]:
     """Mark blocks (and the key announcements they carry) delivered: seq <= through, + also.
+
+    `keys` is the ACK's: an announcement it releases whose kid it does not name is refused
+    (`refused_at`); None (an ACK from a collector before `keys`) refuses nothing.
 
     One transaction, committed without an fsync of its own (synchronous=NORMAL for it): a
     release lost to a power cut only sends those blocks again, which the collector stores
@@ -127,6 +141,7 @@ def release(
     Returns (blocks released, announcements released).
     """
     bounds = (now, epoch, through, -1 if also is None else also)
+    verdict = (json.dumps(list(keys or ())), None if keys is None else now)
     db.execute("PRAGMA synchronous=NORMAL")
     try:
         with write_transaction(db):
@@ -136,9 +151,10 @@ def release(
                 bounds,
             ).rowcount
             announcements = db.execute(
-                "UPDATE key_announcements SET delivered_at = ?"
+                "UPDATE key_announcements SET refused_at = CASE WHEN kid IN"
+                " (SELECT value FROM json_each(?)) THEN NULL ELSE ? END, delivered_at = ?"
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
-                bounds,
+                (*verdict, *bounds),
             ).rowcount
     finally:
         db.execute("PRAGMA synchronous=FULL")

@@ -266,7 +266,11 @@ class Publisher:
             self._wake.set()
             return False
         await self._outbox.mark_delivered(
-            epoch=ack.epoch, through=verdict.through, also=verdict.also, now=time.time()
+            epoch=ack.epoch,
+            through=verdict.through,
+            also=verdict.also,
+            now=time.time(),
+            keys=ack.keys,
         )
         return True
 

@@ -268,7 +268,8 @@ async def run_plan(
         max_bytes=plan.outbox.max_bytes,
         clock_synced=clock_synchronized(),
     ) as outbox:
-        # A rotation whose announcement the collector ACKed while the agent was stopped.
+        # A rotation whose announcement the collector ACKed, and whose key it took, while the
+        # agent was stopped (a refused one is logged and switches nothing).
         current.key = await complete_rotation(outbox, plan.key_file) or key
         publisher = Publisher(
             outbox,
@@ -325,6 +326,7 @@ async def run_plan(
             alarms=alarm_stage,
             version=_package_version(),
             config_hash=plan.config_hash,
+            current=current,
         )
         # `edge-agent status` asks here; an agent whose socket cannot be bound runs without.
         status_tasks = await status_service(status_socket_path(plan), status.snapshot)

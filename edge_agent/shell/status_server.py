@@ -43,6 +43,7 @@ from edge_agent.shell.one_request import ACCEPT_BACKLOG, Handler, one_request_ha
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.poller import DevicePoller
 from edge_agent.shell.publisher import Publisher
+from edge_agent.shell.rotation import CurrentKey, key_status
 
 if TYPE_CHECKING:
     from edge_agent.core.plan import AgentPlan, Outboxed
@@ -78,6 +79,7 @@ class AgentStatus:
         alarms: AlarmStage,
         version: str | None,
         config_hash: str,
+        current: CurrentKey,
     ) -> None:
         """Report on these parts; `pollers` in the order of `plan.devices`."""
         self._plan = plan
@@ -89,6 +91,7 @@ class AgentStatus:
         self._alarms = alarms
         self._version = version
         self._config_hash = config_hash
+        self._current = current
         self._started = time.time()
         # Measured load is counted from here: the buses' counters as the agent starts.
         self._bus_marks: Mapping[str, BusStats] = {
@@ -130,6 +133,7 @@ class AgentStatus:
                 AlarmStatus(slot, alarm.alarm_id, alarm.level, alarm.raised_t)
                 for slot, alarm in sorted(self._alarms.state.active.items())
             ),
+            key=await key_status(self._outbox, self._plan.key_file, self._current.key),
         )
 
     def _bus_stats(self) -> list[tuple[str, BusStats]]:

@@ -15,12 +15,13 @@ from collections.abc import AsyncIterator, Sequence
 
 import pytest
 
-from collector.ingest.core import Inbound, plan_batch
-from collector.model import Outcome, Reason
+from collector.ingest.core import Inbound, build_acks, plan_batch
+from collector.model import BatchResult, IngestBatch, Outcome, Reason
 from collector.readmodel import EVERYTHING
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.verify.service import verify_stored
+from specs.ack import decode_ack
 from specs.block import GENESIS, block_hash
 from specs.catalogue import default_catalogue
 from specs.records import KeyRecord, Record, iso_time
@@ -32,6 +33,7 @@ GW = sim_gateway(41)
 OTHER = sim_gateway(42)
 OLD = GW.key
 NEW = signing_key_from_seed(b"gateway-41-next-key-for-rotation")
+COLLECTOR = signing_key_from_seed(b"collector-41-key-for-the-acks---")
 HOUR = 3600.0
 
 
@@ -61,20 +63,33 @@ class Chain:
         return payload
 
 
-async def deliver(
+async def _ingest(
     storage: Storage, payload: bytes, key: SigningKey, at: float, overlap: float = HOUR
-) -> Outcome | Reason:
-    """Judge and store one block as the ingest would; its outcome, or the audit reason."""
+) -> tuple[IngestBatch, BatchResult]:
+    """Judge and store one block as the ingest would: the batch planned, what it stored."""
     message = Inbound(GW.topics.block, payload, tuple(GW.sign(payload, key)), at)
     grants = await storage.grants({key.kid})
     batch = dataclasses.replace(
         plan_batch([message], grants, default_catalogue()), key_overlap=overlap
     )
-    if batch.audits:
-        await storage.ingest(batch)
-        return batch.audits[0].reason
-    result = await storage.ingest(batch)
-    return result.outcomes[0]
+    return batch, await storage.ingest(batch)
+
+
+async def deliver(
+    storage: Storage, payload: bytes, key: SigningKey, at: float, overlap: float = HOUR
+) -> Outcome | Reason:
+    """Judge and store one block as the ingest would; its outcome, or the audit reason."""
+    batch, result = await _ingest(storage, payload, key, at, overlap)
+    return batch.audits[0].reason if batch.audits else result.outcomes[0]
+
+
+async def acked_keys(
+    storage: Storage, payload: bytes, key: SigningKey, at: float
+) -> tuple[str, ...] | None:
+    """Store one block as the ingest would; the `keys` of the ACK it gets."""
+    batch, result = await _ingest(storage, payload, key, at)
+    (sent,) = build_acks(batch.blocks, result, COLLECTOR, at)
+    return decode_ack(sent.payload).keys
 
 
 @pytest.fixture
@@ -120,6 +135,20 @@ async def test_the_same_announcement_twice_changes_nothing(storage: Storage) -> 
     assert keys[OLD.kid].retired_at == t + HOUR
     assert keys[NEW.kid].announced_seq == 1
     assert await _reasons(storage, Reason.BAD_KEY_ANNOUNCEMENT) == []
+
+
+async def test_any_collector_on_the_database_acks_with_the_keys_it_holds(
+    storage: Storage, storage_url: str
+) -> None:
+    chain, t = Chain(), BASE_TIME + 60
+    # Taken: every ACK names it from the block that carried it on (OLD for the overlap).
+    assert await acked_keys(storage, chain.next([announcement()]), OLD, t) == (NEW.kid, OLD.kid)
+    refused = announcement(new=OTHER.key)  # another gateway's key: stored, not taken
+    assert await acked_keys(storage, chain.next([refused]), OLD, t + 1) == (NEW.kid, OLD.kid)
+    async with open_storage(storage_url) as second:  # another collector, the same database
+        assert await acked_keys(second, chain.next(), OLD, t + 2) == (NEW.kid, OLD.kid)
+        await second.revoke(GW.gateway, NEW.kid, t + 3)
+        assert await acked_keys(storage, chain.next(), OLD, t + 4) == (OLD.kid,)
 
 
 async def test_revocation_refuses_new_blocks_and_replays_but_keeps_stored_ones_verifiable(

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import stat
 from collections.abc import AsyncIterator
@@ -17,13 +18,25 @@ from pathlib import Path
 
 import pytest
 from jsonschema import Draft202012Validator  # type: ignore[import-untyped]
+from structlog.testing import capture_logs
 
 from collector.model import Reason
 from collector.readmodel import EVERYTHING
+from collector.storage.base import Storage
 from collector.verify.service import verify_stored
+from edge_agent.config.loader import load_site_config
+from edge_agent.core.agent_status import KeyStatus
+from edge_agent.core.plan_compile import identity_of as plan_identity
 from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.rotation import CurrentKey, RotationWatcher, announce_next_key
+from edge_agent.shell.rotation import (
+    CurrentKey,
+    RotationWatcher,
+    announce_next_key,
+    complete_rotation,
+    key_status,
+    refused_key_path,
+)
 from hostkit.keyfiles import next_key_path, retired_key_path, write_key_pair
 from simulators.lifecycle import cancel_task
 from specs.block import decode_block
@@ -32,8 +45,9 @@ from specs.signing import ED25519, generate_signing_key, load_verify_key
 from tests.support.agent_rig import AgentRig, identity_of, running_agent
 from tests.support.broker import Broker
 from tests.support.cli_runs import agent_cli, example_site
-from tests.support.collector_client import sim_gateway
+from tests.support.collector_client import SimGateway, sim_gateway
 from tests.support.collector_env import register, running_ingest, wait_until
+from tests.support.postgres import sql_rows
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "specs" / "schemas"
 GW = sim_gateway(51)
@@ -94,6 +108,42 @@ def test_keys_rotate_stages_the_next_key_and_announces_it_under_the_current_one(
     assert "staged already" in again.stdout
     assert load_private_key(staged).kid == new.kid
     assert [b["kid"] for b in _exported(site)] == [old.kid, old.kid]
+
+
+async def _acked(site: Path, keys: tuple[str, ...]) -> None:
+    """Release every block of the outbox as an ACK naming `keys` would."""
+    config = load_site_config(site)
+    key = load_private_key(config.signing.key_file)
+    async with open_outbox(config.outbox.path, plan_identity(config), key) as outbox:
+        last = (await outbox.stats()).last_seq
+        await outbox.mark_delivered(epoch=outbox.epoch, through=last, also=None, now=1.0, keys=keys)
+
+
+def test_keys_rotate_after_a_refusal_sets_the_refused_key_aside_and_announces_a_new_one(
+    site: Path,
+) -> None:
+    key_file = site.parent / "keys" / "gateway.key"
+    current = load_private_key(key_file)
+    assert agent_cli("keys", "rotate", "-c", str(site)).exit_code == 0
+    refused = load_private_key(next_key_path(key_file))
+    asyncio.run(_acked(site, keys=(current.kid,)))  # stored, but the new key not taken
+
+    result = agent_cli("keys", "rotate", "-c", str(site))
+
+    assert result.exit_code == 0, result.output
+    kept = refused_key_path(key_file, refused.kid)
+    assert f"refused the key staged before: kept at {kept}" in result.stdout
+    assert load_private_key(kept).kid == refused.kid
+    assert stat.S_IMODE(kept.stat().st_mode) == 0o600
+    assert load_verify_key(Path(f"{kept}.pub").read_bytes()).kid == refused.kid
+    new = load_private_key(next_key_path(key_file))
+    assert new.kid != refused.kid
+    assert f"new ed25519 key {new.kid}" in result.stdout
+    assert load_private_key(key_file).kid == current.kid
+    announced = decode_block(str(_exported(site)[-1]["payload"]).encode()).records
+    assert [(r.kid, r.replaces) for r in announced if isinstance(r, KeyRecord)] == [
+        (new.kid, current.kid)
+    ]
 
 
 def test_a_staged_next_key_others_may_read_is_refused(site: Path) -> None:
@@ -157,6 +207,77 @@ async def test_the_agent_switches_once_the_collector_holds_the_announcement(
 
 async def _kid(current: CurrentKey) -> str:
     return current.key.kid
+
+
+WINDOW = 10  # blocks sealed after the announcement's ACK
+
+
+async def test_a_refused_announcement_never_makes_the_agent_switch(
+    tmp_path: Path, broker: Broker, storage_url: str
+) -> None:
+    """The collector stores the announcement but refuses its key (here: the kid is another
+    gateway's already). Its ACK must not make the agent switch: signed with a key the
+    collector does not take for this gateway, every later block would be refused for good."""
+    key_file = tmp_path / "keys" / "gateway.key"
+    write_key_pair(key_file, GW.key)
+    taken = generate_signing_key()
+    write_key_pair(next_key_path(key_file), taken)  # staged: `keys rotate` announces it
+    holder = dataclasses.replace(sim_gateway(52), key=taken)
+    collector_key = generate_signing_key()
+    async with (
+        running_ingest(broker.port, storage_url, collector_key) as (_, storage),
+        _registered(storage, GW, holder),
+        running_agent(tmp_path / "agent", broker.port, GW, collector_key.public()) as agent,
+    ):
+        current = CurrentKey(load_private_key(key_file))
+        await agent.seal(2)
+        await wait_until(agent.undelivered, lambda seqs: seqs == [])
+
+        announced = await announce_next_key(
+            agent.outbox, key_file, GW.key, ED25519, clock_synced=True
+        )
+        assert announced.key.kid == taken.kid
+        agent.publisher.notify_sealed(announced.seq)
+        await wait_until(agent.undelivered, lambda seqs: seqs == [])  # stored and ACKed...
+        [refusal] = await storage.audit(gateway=GW.gateway, reason=Reason.BAD_KEY_ANNOUNCEMENT)
+        assert f"registered to gateway {holder.gateway}" in refusal.detail  # ...key refused
+        with capture_logs() as logs:
+            await RotationWatcher(agent.outbox, key_file, current).check()  # what that ACK starts
+
+        await agent.seal(WINDOW)
+        fate = await wait_until(
+            lambda: _fate(storage, storage_url, after=announced.seq),
+            lambda seen: sum(seen) >= WINDOW,
+        )
+        assert fate == (WINDOW, 0), "(blocks stored, messages refused) after the ACK"
+        assert current.key.kid == GW.key.kid
+        status = await key_status(agent.outbox, key_file, current.key)
+        assert status == KeyStatus(GW.key.kid, taken.kid, "refused")  # `edge-agent status`
+        assert [e["event"] for e in logs] == ["gateway_key_refused"]
+        assert (logs[0]["kid"], logs[0]["current"]) == (taken.kid, GW.key.kid)
+
+    # Stopped and started again: the refusal is remembered, nothing switches at the start.
+    async with open_outbox(tmp_path / "agent" / "outbox.db", identity_of(GW), GW.key) as outbox:
+        assert await complete_rotation(outbox, key_file) is None
+    assert load_private_key(key_file).kid == GW.key.kid
+    assert load_private_key(next_key_path(key_file)).kid == taken.kid
+
+
+@contextlib.asynccontextmanager
+async def _registered(storage: Storage, *gateways: SimGateway) -> AsyncIterator[None]:
+    await register(storage, *gateways)
+    yield
+
+
+async def _fate(storage: Storage, url: str, *, after: int) -> tuple[int, int]:
+    """(blocks of GW stored above seq `after`, GW's messages refused for their key)."""
+    [(stored,)] = await sql_rows(
+        url, "SELECT count(*) FROM blocks WHERE gateway = ? AND seq > ?", GW.gateway, after
+    )
+    refused = 0
+    for reason in (Reason.KEY_NOT_OWNED, Reason.UNKNOWN_KEY):
+        refused += sum(row.count for row in await storage.audit(gateway=GW.gateway, reason=reason))
+    return int(stored), refused
 
 
 async def test_a_backlog_is_signed_again_with_the_new_key(tmp_path: Path) -> None:

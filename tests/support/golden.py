@@ -375,9 +375,17 @@ def vectors() -> list[Vector]:
     whp_1 = _block(WHP, 1, GENESIS, whp_1_records)
     whp_2 = _block(WHP, 2, block_hash(whp_1), whp_2_records)
     mk_1 = _block(MK, 1, GENESIS, mk_records())
-    # Blocks 1, 2 and 5 are stored: the ACK names block 2's hash, for the agent to compare.
+    # Blocks 1, 2 and 5 are stored: the ACK names block 2's hash, for the agent to compare,
+    # and the one key the collector takes the gateway's blocks under.
     ack = Ack(
-        WHP.gateway, WHP.epoch, 2, ((3, 4),), 5, _t(10), acked_hash=block_hash(whp_2)
+        WHP.gateway,
+        WHP.epoch,
+        2,
+        ((3, 4),),
+        5,
+        _t(10),
+        acked_hash=block_hash(whp_2),
+        keys=(GATEWAY_KEY.kid,),
     ).encode()
     # The decoder must refuse a coal block without its mine code even though it is signed.
     mk_body = json.loads(mk_1)

@@ -226,6 +226,24 @@ def test_ack_round_trip_and_rejections() -> None:
         decode_ack(b"not json")
 
 
+def test_ack_keys_are_optional_and_unknown_fields_are_ignored() -> None:
+    old = Ack("gw", "e1", 7, (), 7, iso_time(1.7e9))
+    assert "keys" not in json.loads(old.encode())  # as a collector before `keys` sends it
+    assert decode_ack(old.encode()).keys is None
+    keyed = Ack("gw", "e1", 7, (), 7, iso_time(1.7e9), keys=("0123456789abcdef",))
+    assert json.loads(keyed.encode())["keys"] == ["0123456789abcdef"]
+    assert decode_ack(keyed.encode()) == keyed
+    assert decode_ack(Ack("gw", "e1", 7, (), 7, iso_time(1.7e9), keys=()).encode()).keys == ()
+    for bad in ("0123456789abcdef", [7], {"kid": "x"}):
+        body = json.loads(keyed.encode())
+        body["keys"] = bad
+        with pytest.raises(AckFormatError, match="keys"):
+            decode_ack(json.dumps(body).encode())
+    # A field a later collector adds does not cut this agent off (as `keys` did not before).
+    body = {**json.loads(keyed.encode()), "later": {"any": [1]}}
+    assert decode_ack(json.dumps(body).encode()) == keyed
+
+
 def test_alarm_records_round_trip_and_name_their_trigger() -> None:
     raise_event = alarm_record(
         "T001-LT-01/HH/1",

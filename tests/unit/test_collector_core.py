@@ -17,7 +17,7 @@ from collector.api.core import (
     find_token,
     is_online,
 )
-from collector.ingest.core import Inbound, build_acks, plan_batch
+from collector.ingest.core import MAX_ACK_KEYS, Inbound, ack_keys, build_acks, plan_batch
 from collector.ingest.judge import MAX_ID, judge_block, judge_status
 from collector.model import (
     MAX_DETAIL,
@@ -28,6 +28,7 @@ from collector.model import (
     Gateway,
     IncomingBlock,
     KeyGrant,
+    LiveKey,
     Outcome,
     ReadingEntry,
     Reason,
@@ -645,6 +646,26 @@ def test_progress_keeps_conflict_for_good_and_drops_a_stale_acked_hash() -> None
     assert (flagged.conflict, flagged.acked_hash, flagged.acked_through) == (True, "h1", 1)
     later = progress(flagged, StreamChange(seqs=(2,)))
     assert (later.conflict, later.acked_hash, later.acked_through) == (True, None, 2)
+
+
+def test_an_ack_names_the_gateways_live_keys_newest_first() -> None:
+    collector = signing_key_from_seed(bytes(range(32)))
+    block = _chained(1, GENESIS)
+    retiring = LiveKey("00000000000000aa", 10.0, BASE_TIME + 1)
+    retired = LiveKey("00000000000000bb", 5.0, BASE_TIME)
+    announced = LiveKey("00000000000000cc", 20.0, None)
+    state = StreamState(GW.gateway, "epoch-1", 1, 1)
+    result = BatchResult(
+        (Outcome.STORED,),
+        {(GW.gateway, "epoch-1"): state},
+        {GW.gateway: (retiring, retired, announced)},
+    )
+    (sent,) = build_acks([block], result, collector, BASE_TIME)
+    assert decode_ack(sent.payload).keys == (announced.kid, retiring.kid)
+    # Bounded: a gateway rotating over and over cannot make every ACK grow.
+    many = [LiveKey(f"{n:016x}", float(n), None) for n in range(MAX_ACK_KEYS + 5)]
+    assert ack_keys(many, BASE_TIME) == tuple(f"{n:016x}" for n in reversed(range(5, 21)))
+    assert ack_keys((), BASE_TIME) == ()  # every key revoked: an empty list, not no word
 
 
 def test_a_seq_conflict_gets_an_ack_that_says_so() -> None:

@@ -217,6 +217,7 @@ def test_ack_and_meta_decode() -> None:
     assert (ack.acked_through, ack.missing, ack.seq) == (2, ((3, 4),), 5)
     assert ack.acked_hash == block_hash((EXAMPLES / "block-whp-2.json").read_bytes())
     assert ack.conflict is False
+    assert ack.keys == (MANIFEST["keys"]["gateway-test"]["kid"],)
     assert ack.gateway == golden.WHP.gateway
     meta = decode_meta((EXAMPLES / "meta-mk.json").read_bytes())
     assert meta.mine_code == "610632007"
@@ -307,8 +308,13 @@ def test_broken_ack_meta_and_status_do_not_validate() -> None:
         {**ack, "acked_hash": "a39d"},
         {**ack, "conflict": "false"},
         {k: v for k, v in ack.items() if k != "conflict"},
+        {**ack, "keys": ack["keys"][0]},
+        {**ack, "keys": ["C8E6DABAF38C25A3"]},
+        {**ack, "keys": ack["keys"] * 2},
     ):
         assert _errors("ack", broken)
+    # `keys` is optional: an ACK of a collector before it is still one.
+    assert _errors("ack", {k: v for k, v in ack.items() if k != "keys"}) == []
     meta = json.loads((EXAMPLES / "meta-mk.json").read_bytes())
     point = meta["points"][0]
     for broken in (

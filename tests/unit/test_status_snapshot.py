@@ -14,6 +14,7 @@ from edge_agent.core.agent_status import (
     BusStatus,
     DeviceFault,
     DeviceStatus,
+    KeyStatus,
     OutboxStatus,
     SnapshotFormatError,
     UplinkStatus,
@@ -110,6 +111,28 @@ def test_a_broken_document_is_refused_naming_where(
     breakage(part)
     with pytest.raises(SnapshotFormatError, match=message.replace("[", r"\[").replace("]", r"\]")):
         snapshot_from_json(document)
+
+
+def test_the_gateway_key_and_a_refused_rotation_show() -> None:
+    refused = snapshot(key=KeyStatus("00000000000000aa", "00000000000000bb", "refused"))
+    document = json.loads(json.dumps(refused.to_json()))
+    assert document["key"] == {
+        "kid": "00000000000000aa",
+        "next": "00000000000000bb",
+        "next_state": "refused",
+    }
+    assert snapshot_from_json(document) == refused
+    [line] = [line for line in render_snapshot(refused).splitlines() if line.startswith("key")]
+    assert line == (
+        "key       00000000000000aa, next 00000000000000bb REFUSED by the collector"
+        " (audit: bad_key_announcement): `keys rotate` again"
+    )
+    plain = snapshot(key=KeyStatus("00000000000000aa"))
+    assert "key       00000000000000aa\n" in render_snapshot(plain)
+    # An agent started before `key` answers without it: read as None, no line.
+    del document["key"]
+    assert snapshot_from_json(document).key is None
+    assert "\nkey " not in render_snapshot(snapshot())
 
 
 def test_not_an_object_is_refused() -> None:
