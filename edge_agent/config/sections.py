@@ -86,7 +86,9 @@ class UplinkConfig(ConfigModel):
     offline.
     """
     ack_timeout: Annotated[Duration, duration_bounds(above=0)] = 15.0
-    """A block without the collector's ACK this long after sending is sent again."""
+    """A block without the collector's ACK this long after sending is sent again; each further
+    resend of it waits twice as long, up to 8x this, plus up to a quarter at random.
+    """
     max_inflight: Annotated[int, Field(strict=True, ge=1, le=1000)] = 64
     """Blocks sent and not yet ACKed, at most."""
     # 250: at 200 readings a block (1,000 tags, 0.2 s flush) 50,000 readings/s, 2.5x what G5

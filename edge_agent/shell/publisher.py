@@ -31,6 +31,7 @@ from edge_agent.shell.outbox_reads import StoredBlock
 from edge_agent.shell.outbox_recovery import declared_gap
 from edge_agent.shell.publisher_lanes import Lanes
 from edge_agent.shell.uplink import UplinkSettings, signed_properties, uplink_client
+from hostkit.backoff import ResendBackoff
 from hostkit.log_limit import LineLimit, warn_limited
 from hostkit.mqtt_held import HeldBytes
 from specs.ack import Ack, AckFormatError, decode_ack
@@ -92,7 +93,7 @@ class Publisher:
         self._stopping = False  # said offline: no heartbeat after this
         self._stop_said = False
         self._backoff = backoff()
-        self._lanes = Lanes(settings.max_inflight)
+        self._lanes = Lanes(settings.max_inflight, ResendBackoff(settings.ack_timeout))
         self._rejected_lines = rejected_lines if rejected_lines is not None else LineLimit()
         self._wake = asyncio.Event()
         self._idle = asyncio.Event()
@@ -241,7 +242,7 @@ class Publisher:
             released = await self._release(ack)
         except sqlite3.Error as exc:
             # A full disk must not stop the uplink: the block stays undelivered, is sent
-            # again after the ACK timeout, and the collector answers the duplicate again.
+            # again when its wait for an ACK is over, and the collector answers it again.
             log.warning("ack_not_recorded", error=str(exc), seq=ack.seq)
             return
         if not released:
@@ -291,11 +292,10 @@ class Publisher:
         self._lanes.rescan()
 
     async def _send(self, client: aiomqtt.Client, ending: asyncio.Event) -> None:
-        timeout = self._settings.ack_timeout
         while True:
             self._wake.clear()
             await self._rescan_if_changed()
-            self._lanes.time_out(timeout)
+            self._lanes.time_out()
             # Picked one at a time: a block sealed while another is published goes next.
             while (picked := await self._lanes.next_block(self._outbox)) is not None:
                 block, live = picked
@@ -307,7 +307,7 @@ class Publisher:
                 self._idle.set()
             else:
                 self._idle.clear()
-            wait = self._lanes.wait_for(_RESCAN_EVERY, timeout)
+            wait = self._lanes.wait_for(_RESCAN_EVERY)
             with contextlib.suppress(TimeoutError):
                 # asyncio.timeout, not wait_for (which can drop a cancellation on 3.11).
                 async with asyncio.timeout(wait):

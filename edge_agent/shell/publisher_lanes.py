@@ -2,7 +2,7 @@
 
 Two lanes, each with its own window of `max_inflight` blocks waiting for an ACK: live blocks
 (sealed while the publisher runs, oldest first) and the backlog lane (blocks owed again -
-sent but listed missing, or unacked past the timeout - then the backlog oldest first). A live
+sent but listed missing, or unacked past their time - then the backlog oldest first). A live
 block waits only for the live lane, so a draining backlog and its resends cannot delay it:
 after an outage live latency stays what it was while the backlog drains beside it.
 
@@ -13,6 +13,15 @@ queued at the collector behind the whole backlog (bench/replay.py: a live block 
 drain answered after 256 ms, the run's p99). One sealed by another process (backfill, `outbox
 resend`) goes out as backlog after that moment, or once a newer block is said live.
 
+A block unanswered is owed again after `uplink.ack_timeout`, and each time it goes again
+unanswered it waits longer (hostkit.backoff.ResendBackoff: doubling up to 8x, jittered): a
+collector that lags behind the timeout got every block it had not answered yet once per
+timeout for as long as it lagged, which slowed it further (the hostile tester's loaded
+collector got each block 20-25 times at a 2 s timeout). An ACK that answers a backlog-lane
+block sent once, in time, proves the collector keeps up (it takes the backlog after live
+blocks) and puts every block back to the first step; an answer in the live lane proves only
+that live blocks get through. Resends are paced, never dropped.
+
 The publisher (edge_agent.shell.publisher) owns the session and calls these on its one event
 loop; nothing here touches MQTT.
 """
@@ -20,14 +29,18 @@ loop; nothing here touches MQTT.
 from __future__ import annotations
 
 import asyncio
+import random
 import time
 from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Final
 
 import structlog
 
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_reads import StoredBlock
+from hostkit.backoff import ResendBackoff
 from specs.ack import Ack
 
 log = structlog.get_logger("edge_agent.publisher")
@@ -38,16 +51,31 @@ _BACKLOG_CHUNK: Final = 32
 _LIVE_NOTICE_GRACE: Final = 1.0
 
 
+@dataclass(frozen=True, slots=True)
+class _Flight:
+    """A block sent and waiting for an ACK."""
+
+    sent_at: float  # monotonic
+    order: int  # send order
+    due: float  # when it is owed again unanswered (monotonic)
+
+
 class Lanes:
     """The live and backlog lanes: blocks to send, blocks in flight, blocks owed again."""
 
-    def __init__(self, window: int) -> None:
+    def __init__(
+        self, window: int, pace: ResendBackoff, spread: Callable[[], float] = random.random
+    ) -> None:
         self._window = window
+        self._pace = pace
+        self._spread = spread  # draws the jitter of each resend's wait, in [0, 1)
         self._live: deque[int] = deque(maxlen=window * 4)
         self._owed: deque[int] = deque()
-        # seq -> (monotonic send time, send order) of blocks waiting for an ACK.
-        self._sent: dict[int, tuple[float, int]] = {}
+        self._sent: dict[int, _Flight] = {}  # by seq
         self._sent_live: set[int] = set()  # those of them sent in the live lane
+        # Sends of each block in flight or owed again since the collector last proved it keeps
+        # up: its step in the resend pace. Bounded as they are.
+        self._unanswered: dict[int, int] = {}
         self._sends = 0
         self._backlog_acked_at = 0.0  # when an ACK last answered a backlog-lane block
         self._cursor = 0
@@ -85,8 +113,13 @@ class Lanes:
 
     async def _next_backlog_block(self, outbox: Outbox) -> StoredBlock | None:
         while self._owed:
-            block = await outbox.get(self._owed.popleft())
-            if block is not None and block.seq not in self._sent:
+            seq = self._owed.popleft()
+            block = await outbox.get(seq)
+            if seq in self._sent:
+                continue  # in flight already
+            if block is None:  # delivered (or given way to a gap record) meanwhile
+                self._unanswered.pop(seq, None)
+            else:
                 return block
         while True:
             chunk = await outbox.undelivered(after=self._cursor, limit=_BACKLOG_CHUNK)
@@ -125,39 +158,51 @@ class Lanes:
         (else it waits for the ACK timeout and is sent again).
         """
         self._sends += 1
-        self._sent[seq] = (time.monotonic(), self._sends)
+        sends = self._unanswered.get(seq, 0) + 1
+        self._unanswered[seq] = sends
+        now = time.monotonic()
+        due = now + self._pace.wait(sends, self._spread())
+        self._sent[seq] = _Flight(now, self._sends, due)
         if live:
             self._sent_live.add(seq)
 
-    def time_out(self, timeout: float) -> None:
-        """Owe again every block that has waited longer than `timeout` for its ACK."""
+    def time_out(self) -> None:
+        """Owe again every block whose wait for its ACK is over (`ResendBackoff`)."""
         now = time.monotonic()
-        for seq, (sent_at, _) in list(self._sent.items()):
-            if now - sent_at > timeout:
+        for seq, flight in list(self._sent.items()):
+            if now >= flight.due:
                 self._landed(seq)
                 self._owed.append(seq)
-                log.info("block_ack_timed_out", seq=seq)
+                log.info("block_ack_timed_out", seq=seq, sends=self._unanswered.get(seq, 0))
 
-    def wait_for(self, longest: float, timeout: float) -> float:
+    def wait_for(self, longest: float) -> float:
         """How long the send loop may sleep: `longest`, or less when an ACK times out first."""
         if self._held is not None:
             longest = min(longest, max(0.05, self._held[1] + _LIVE_NOTICE_GRACE - time.monotonic()))
         if not self._sent:
             return longest
-        oldest = min(sent_at for sent_at, _ in self._sent.values())
-        return min(longest, max(0.05, oldest + timeout - time.monotonic()))
+        soonest = min(flight.due for flight in self._sent.values())
+        return min(longest, max(0.05, soonest - time.monotonic()))
 
     def acked(self, ack: Ack) -> None:
         """`ack` released blocks: they land, and those it shows lost are owed again."""
         # Send order of the block this ACK answers; unknown (already released): assume
         # everything in flight may still arrive and let the ACK timeout catch real losses.
-        trigger = self._sent[ack.seq][1] if ack.seq in self._sent else 0
+        trigger = self._sent[ack.seq].order if ack.seq in self._sent else 0
         now = time.monotonic()
-        if ack.seq in self._sent and ack.seq not in self._sent_live:
+        answered_backlog = ack.seq in self._sent and ack.seq not in self._sent_live
+        if answered_backlog:
             self._backlog_acked_at = now
         answered_live = ack.seq in self._sent_live
+        keeping_up = answered_backlog and ack.seq is not None and self._unanswered.get(ack.seq) == 1
         for seq in [s for s in self._sent if s <= ack.acked_through or s == ack.seq]:
             self._landed(seq)
+        for seq in [s for s in self._unanswered if s <= ack.acked_through or s == ack.seq]:
+            del self._unanswered[seq]
+        if keeping_up:
+            # Sent once and answered before its time was up, behind the live lane: the next
+            # send of every block waits `uplink.ack_timeout` again.
+            self._unanswered = dict.fromkeys(self._unanswered, 0)
         self._owe_missing(ack, trigger, answered_live=answered_live)
 
     def _owe_missing(self, ack: Ack, trigger: int, *, answered_live: bool) -> None:
@@ -169,10 +214,14 @@ class Lanes:
         never sent (the rest of a backlog below a live block) is not lost, the backlog lane
         gets to it in order, behind live blocks.
         """
-        for seq, (sent_at, order) in list(self._sent.items()):
-            if order >= trigger or not any(low <= seq <= high for low, high in ack.missing):
+        for seq, flight in list(self._sent.items()):
+            if flight.order >= trigger or not any(low <= seq <= high for low, high in ack.missing):
                 continue
-            if answered_live and seq not in self._sent_live and sent_at <= self._backlog_acked_at:
+            if (
+                answered_live
+                and seq not in self._sent_live
+                and flight.sent_at <= self._backlog_acked_at
+            ):
                 # The collector takes live blocks before queued backlog ones
                 # (collector.ingest.lanes): a backlog block sent before this live one may
                 # still wait there. Lost only if the backlog lane has heard no ACK since it
@@ -194,6 +243,7 @@ class Lanes:
         self._sent.clear()
         self._sent_live.clear()
         self._owed.clear()
+        self._unanswered.clear()
         self._live.clear()
         self.live_moved.set()  # what was live is backlog now
         self._cursor = 0

@@ -103,9 +103,10 @@ def _resends(site: Site) -> Counter[int]:
 @pytest.mark.parametrize(
     "frozen",
     [
-        # Frozen until a block has timed out twice (sent, resent, resent again: 4-5 s at the
-        # 2 s ACK timeout), rather than a fixed 10 s that had several blocks resent up to four
-        # times: the collector still continues into duplicates it must store once.
+        # Frozen until a block has timed out twice (sent, resent, resent again: 6-7 s at the
+        # 2 s ACK timeout, the second wait doubled), rather than a fixed 10 s that had several
+        # blocks resent up to four times: the collector still continues into duplicates it
+        # must store once.
         pytest.param(None, id="until-resent-twice"),
         pytest.param(30.0, id="30s", marks=pytest.mark.soak),
     ],

@@ -44,6 +44,7 @@ class FakeCollectorLink:
     received: list[int] = field(default_factory=list)
     payloads: list[bytes] = field(default_factory=list)
     lanes: list[Lane] = field(default_factory=list)  # the `lane` each block came with
+    times: list[float] = field(default_factory=list)  # when each block came (monotonic)
     arrived: asyncio.Event = field(default_factory=asyncio.Event)
 
     async def listen(self) -> None:
@@ -53,6 +54,7 @@ class FakeCollectorLink:
             user = getattr(message.properties, "UserProperty", None) or []
             self.lanes.append(lane_of((str(k), str(v)) for k, v in user))
             self.received.append(block.header.seq)
+            self.times.append(time.monotonic())
             self.arrived.set()
 
     async def wait_for(self, count: int, timeout: float = 10) -> None:
@@ -63,6 +65,16 @@ class FakeCollectorLink:
             assert remaining > 0, f"only {self.received} arrived, wanted {count}"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), remaining)
+
+    def sends_of(self, seq: int, within: tuple[float, float]) -> int:
+        """How many times `seq` came between these two monotonic moments (both included)."""
+        low, high = within
+        came = zip(self.received, self.times, strict=True)
+        return sum(1 for s, t in came if s == seq and low <= t <= high)
+
+    def when(self, seq: int, nth: int) -> float:
+        """When `seq` came for the `nth` time (1: the first)."""
+        return [t for s, t in zip(self.received, self.times, strict=True) if s == seq][nth - 1]
 
     async def ack(
         self,
@@ -210,6 +222,60 @@ async def test_resent_blocks_carry_the_sealed_bytes(tmp_path: Path, broker: Brok
         assert stored is not None
         assert r.link.received[:3] == [1, 1, 1]
         assert r.link.payloads[:3] == [stored.payload] * 3
+
+
+async def test_a_block_left_unacked_is_resent_ever_more_slowly(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # A collector that never answers (overloaded, stopped): every unacked block went again
+    # every ack_timeout for as long as it lasted - 20 sends of a block in 10 s at 0.5 s, and
+    # the hostile tester's loaded collector got each block 20-25 times at 2 s. Each resend now
+    # waits twice as long as the one before, up to 8x ack_timeout: at the earliest the block
+    # goes at 0, 0.5, 1.5, 3.5 and 7.5 s, so 5 times in 10 s. It still goes: nothing is dropped.
+    async with rig(tmp_path, broker, backlog=1, max_inflight=4, ack_timeout=0.5) as r:
+        await r.link.wait_for(1)
+        first = r.link.when(1, 1)
+        await asyncio.sleep(first + 10.5 - time.monotonic())
+        sends = r.link.sends_of(1, within=(first, first + 10))
+        assert 3 <= sends <= 5, f"block 1 went {sends} times in 10 s"
+        assert await r.undelivered() == [1]
+
+
+@pytest.mark.parametrize("lane", [Lane.BACKLOG, Lane.LIVE])
+async def test_an_answer_in_time_in_the_backlog_lane_resets_the_resend_pace(
+    tmp_path: Path, broker: Broker, lane: Lane
+) -> None:
+    # Block 1 goes unanswered at 0, 1 and 3 s; its next wait is 4-5 s, the one after 8-10 s.
+    # Then block 2 goes and is answered before its ACK timeout. In the backlog lane that
+    # proves the collector keeps up (it takes the backlog after live blocks,
+    # collector.ingest.lanes): block 1 goes at its due time, then again 1 s later. A live
+    # block answered in time proves only that live blocks get through: block 1 keeps its pace.
+    async with rig(tmp_path, broker, backlog=0, max_inflight=4, ack_timeout=1) as r:
+        await r.seal(1)  # live: a block sealed after it waits a moment for its own notice
+        await r.link.wait_for(3, timeout=15)
+        assert r.link.received == [1, 1, 1]
+        # Let the send loop finish that resend: a block sealed while the backlog lane reads
+        # the outbox can go as backlog before its live notice is heard.
+        await asyncio.sleep(0.5)
+        if lane is Lane.LIVE:
+            await r.seal(1)
+        else:  # sealed without the sealer's notice: the backlog lane takes it after a moment
+            reading = Reading("T001-LT-01", "WHP-LT", iso_time(0), 0.0, "m", Quality.GOOD)
+            await r.outbox.seal((reading,), now=time.time(), clock_synced=True)
+        await r.link.wait_for(4, timeout=5)
+        assert r.link.received[3] == 2
+        assert r.link.lanes[3] is lane
+        await r.link.ack(0, seq=2)
+        await _wait_until(lambda: r.publisher.last_ack is not None)
+        await r.link.wait_for(5, timeout=15)  # block 1, at its due time
+        fourth = r.link.when(1, 4)
+        await asyncio.sleep(fourth + 3.5 - time.monotonic())
+        sends = r.link.sends_of(1, within=(fourth, fourth + 3))
+        if lane is Lane.LIVE:
+            assert sends == 1, f"the next is 8-10 s away: {r.link.received}"
+        else:
+            assert sends >= 2, f"the next is 1 s away: {r.link.received}"
+        assert await r.undelivered() == [1]
 
 
 async def _new_epoch(r: Rig, old: str) -> str:
