@@ -43,12 +43,13 @@ from collector.storage.core import (
     chain_breaks,
     classify,
     dedupe_audits,
+    hole_changes,
     neighbours,
     progress,
     stream_changes,
 )
 from collector.storage.ingest_rows import (
-    DELETE_SEQUENCE_GAPS,
+    DELETE_SEQUENCE_GAP,
     INSERT_BLOCK,
     INSERT_META,
     INSERT_RECORD_GAP,
@@ -230,13 +231,11 @@ async def _advance_streams(
     if not after:
         return before, after
     await _run(steps, UPSERT_STREAM, stream_rows(after, changes))
-    changed = [s for s in after if s not in before or after[s].missing != before[s].missing]
-    await _run(steps, DELETE_SEQUENCE_GAPS, changed)
+    # Only the holes that changed are rewritten: the others keep their rows, and so their
+    # place in the pages of GET /v1/gaps, and a batch that fills one of 5,000 holes writes one.
+    gone, opened = hole_changes(before, after)
+    await _run(steps, DELETE_SEQUENCE_GAP, gone)
     batch_seen = max((b.received_at for b in blocks), default=0.0)
-    holes = [
-        (*stream, low, high, changes[stream].seen or batch_seen)
-        for stream in changed
-        for low, high in after[stream].missing
-    ]
+    holes = [(*hole, changes[hole[:2]].seen or batch_seen) for hole in opened]
     await _run(steps, INSERT_SEQUENCE_GAP, holes)
     return before, after

@@ -198,6 +198,29 @@ def progress(state: StreamState, change: StreamChange) -> StreamState:
     return replace(advanced, conflict=state.conflict or change.conflict)
 
 
+Hole = tuple[str, str, int, int]
+"""An open hole's `gaps` row: (gateway, epoch, from_seq, to_seq)."""
+
+
+def hole_changes(
+    before: Mapping[Stream, StreamState], after: Mapping[Stream, StreamState]
+) -> tuple[list[Hole], list[Hole]]:
+    """The holes whose rows a batch deletes, and those whose rows it writes, ascending.
+
+    A hole the batch closed or shrank goes; one it opened, or the smaller hole left behind,
+    comes; a hole it did not touch is in neither, so its row and place in the pages stay.
+    """
+    gone: list[Hole] = []
+    opened: list[Hole] = []
+    for stream, state in after.items():
+        was = before.get(stream)
+        old = set(() if was is None else was.missing)
+        new = set(state.missing)
+        gone.extend((*stream, low, high) for low, high in sorted(old - new))
+        opened.extend((*stream, low, high) for low, high in sorted(new - old))
+    return gone, opened
+
+
 Link = tuple[str, str]
 """What chains a stored block: (its hash, its prev)."""
 

@@ -79,8 +79,9 @@ UPSERT_POINT_META: Final = (
     " meta_hash = excluded.meta_hash, poll = excluded.poll"
     " WHERE excluded.issued_at >= point_meta.issued_at"
 )
-DELETE_SEQUENCE_GAPS: Final = (
+DELETE_SEQUENCE_GAP: Final = (
     "DELETE FROM gaps WHERE gateway = ? AND kind = 'sequence' AND epoch = ?"
+    " AND from_seq = ? AND to_seq = ?"
 )
 INSERT_SEQUENCE_GAP: Final = (
     "INSERT INTO gaps (gateway, epoch, kind, from_seq, to_seq, reason, lost, detected_at)"

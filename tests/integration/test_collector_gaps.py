@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collector.readmodel import EVERYTHING
+from collector.readmodel import EVERYTHING, GapState
 from specs.ack import Ack
 from specs.records import GapReason
 from tests.support.collector_client import gap_record
@@ -94,3 +94,28 @@ async def test_acked_through_may_rest_on_a_declared_seq(env: CollectorEnv) -> No
     assert (ack.acked_through, ack.missing) == (6, ())
     profile = await env.storage.gateway_profile(env.gateway.gateway)
     assert profile is not None  # the newest stored block, although max_seq 6 has none
+
+
+async def test_holes_left_as_they_were_keep_their_place_in_the_gap_pages(
+    env: CollectorEnv,
+) -> None:
+    """A batch that fills or shrinks one hole leaves the stream's other holes' rows alone, so
+    a client paging `GET /v1/gaps` while holes change sees each unchanged hole once."""
+    for seq in (1, 3, 5, 7):
+        await env.link.send(seq)
+    assert [(await _ack(env)).missing for _ in range(4)][-1] == ((2, 2), (4, 4), (6, 6))
+    gateway, state = env.gateway.gateway, GapState.OPEN
+    first = await env.storage.gaps(EVERYTHING, gateway=gateway, state=state, after=None, limit=1)
+    assert [(g.from_seq, g.to_seq) for g in first.items] == [(2, 2)]
+    before = await env.rows("SELECT id, from_seq FROM gaps WHERE kind = 'sequence' ORDER BY 2")
+    # Block 6 fills the last hole; the readings it says a full disk cost are a gap row too.
+    lost = gap_record(6, 3, GapReason.DISK_FULL)
+    await env.link.send(6, records=[env.gateway.reading(6), lost])
+    assert (await _ack(env)).missing == ((2, 2), (4, 4))
+    after = (first.items[0].gateway, first.items[0].rowid)
+    rest = await env.storage.gaps(EVERYTHING, gateway=gateway, state=state, after=after, limit=10)
+    assert [(g.from_seq, g.to_seq) for g in rest.items] == [(4, 4)]
+    assert (
+        await env.rows("SELECT id, from_seq FROM gaps WHERE kind = 'sequence' ORDER BY 2")
+        == before[:2]
+    )

@@ -43,6 +43,7 @@ from collector.storage.core import (
     chain_breaks,
     classify,
     dedupe_audits,
+    hole_changes,
     progress,
     stream_changes,
 )
@@ -112,6 +113,24 @@ def test_advance_matches_recomputing_from_the_set(batches: list[list[int]]) -> N
         stored |= set(batch)
         acked, top, missing = _brute(stored)
         assert state == StreamState("g", "e", acked, top, tuple(missing))
+
+
+@given(st.lists(st.lists(st.integers(1, 60), max_size=8), max_size=12))
+def test_hole_rows_follow_the_stream_and_untouched_holes_stay(batches: list[list[int]]) -> None:
+    """Deleting `gone` and writing `opened` keeps the rows equal to the stream's holes."""
+    stream = ("g", "e")
+    state = StreamState(*stream)
+    rows: set[tuple[str, str, int, int]] = set()
+    for batch in batches:
+        after = advance(state, batch)
+        gone, opened = hole_changes({stream: state} if state.max_seq else {}, {stream: after})
+        assert set(gone) <= rows
+        assert not set(opened) & (rows - set(gone))
+        kept = rows - set(gone)
+        rows = kept | set(opened)
+        assert rows == {(*stream, low, high) for low, high in after.missing}
+        assert kept == {(*stream, *hole) for hole in set(state.missing) & set(after.missing)}
+        state = after
 
 
 spans = st.tuples(st.integers(1, 60), st.none() | st.integers(0, 15)).map(

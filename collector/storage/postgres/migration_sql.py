@@ -326,3 +326,9 @@ ALTER TABLE gateway_keys
     ADD COLUMN announced_epoch text COLLATE "C",
     ADD COLUMN announced_seq bigint;
 """
+
+# SQLite creates the same index on open (collector.storage.sqlite.schema): an open hole's row,
+# found to delete it when a batch closes or shrinks that hole alone.
+VERSION_6: Final = """
+CREATE INDEX gaps_by_hole ON gaps (gateway, epoch, from_seq) WHERE kind = 'sequence';
+"""

@@ -118,6 +118,10 @@ CREATE TABLE IF NOT EXISTS gaps (
     t_to           REAL
 );
 CREATE INDEX IF NOT EXISTS gaps_by_stream ON gaps (gateway, kind, epoch);
+-- An open hole's row, found to delete it when a batch closes or shrinks that hole alone
+-- (created on open in files of any schema version: it only speeds the search).
+CREATE INDEX IF NOT EXISTS gaps_by_hole ON gaps (gateway, epoch, from_seq)
+    WHERE kind = 'sequence';
 -- rowid (= id) is the implicit last column: (gateway, id) pages of GET /v1/gaps need no sort.
 CREATE INDEX IF NOT EXISTS gaps_by_gateway ON gaps (gateway);
 -- One row per (gateway, epoch) stream (collector.storage.base.StreamState). missing and
