@@ -27,7 +27,7 @@ from edge_agent.core.plan_codec import decode_plan
 from edge_agent.shell.agent_lock import AgentRunningError, sole_agent
 from edge_agent.shell.commands import roll_back_failed_start
 from edge_agent.shell.host import keep_large_allocations_mapped
-from edge_agent.shell.outbox_recovery import OutboxUncheckableError
+from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from edge_agent.shell.runtime import run_plan
 from edge_agent.shell.stop_signals import hold_stop_signals, stop_signal_held
 from hostkit.logs import LOG_FORMATS, configure_logging
@@ -50,7 +50,8 @@ async def run_until_replaced(plan: AgentPlan) -> bool:
 
     A pushed map (or its rollback) ends `run_plan` with True once the file holds the map to
     run. Any failure to start a pushed map on probation undoes it, and the previous map runs;
-    not another agent on the outbox or a full disk under it, which say nothing of the map.
+    not another agent on the outbox or an outbox that could not be opened (a full disk under
+    it, another process's lock), which say nothing of the map.
     """
     site_file = plan.site_file
     # Outside the rollback: another agent on the outbox says nothing about the map.
@@ -62,9 +63,10 @@ async def run_until_replaced(plan: AgentPlan) -> bool:
                 # Blocked until the exit (or across the restart's exec): the loop's close gives
                 # the signals back their default, which would kill a stopped agent with -15.
                 hold_stop_signals()
-        except OutboxUncheckableError:
-            # A full disk under the outbox says nothing about the map either: it stays on
-            # probation for the next start, and main() names the disk (exit 1).
+        except OutboxUnavailableError:
+            # An outbox that could not be checked or opened (a full disk, another process's
+            # lock) says nothing about the map either: it stays on probation for the next
+            # start, and main() names the cause (exit 1).
             raise
         except Exception as exc:
             # A pushed map on probation that failed to start is undone; anything else ends
@@ -104,9 +106,9 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         replaced = asyncio.run(run_until_replaced(plan))
-    except (AgentRunningError, OutboxUncheckableError) as exc:
+    except (AgentRunningError, OutboxUnavailableError) as exc:
         # Its message on stderr and exit 1, not 2: under systemd the unit starts again once
-        # the other agent stops, or once the outbox's disk has room again.
+        # the other agent stops, or on the same outbox once what kept it from it is gone.
         raise SystemExit(str(exc)) from None
     if not replaced or plan.site_file is None:
         return

@@ -32,7 +32,7 @@ from edge_agent.core.points import resolve_points
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_gateway_key
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_recovery import OutboxUncheckableError
+from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from hostkit.configfile import exit_at_lines
 from hostkit.keyfiles import KeyFileError
 from specs.catalogue import default_catalogue
@@ -149,7 +149,7 @@ async def _import(
             )
     except sqlite3.Error as exc:  # opening: not an outbox file, unreadable, locked too long
         raise OutboxWriteError(f"{config.outbox.path}: {exc}", 0) from None
-    except OutboxUncheckableError as exc:  # its disk is full: it names the file itself
+    except OutboxUnavailableError as exc:  # full disk, lock, I/O: it names the file itself
         raise OutboxWriteError(str(exc), 0) from None
 
 

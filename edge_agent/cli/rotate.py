@@ -14,7 +14,7 @@ from edge_agent.core.plan_compile import identity_of
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_recovery import OutboxUncheckableError
+from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from edge_agent.shell.rotation import Announced, announce_next_key
 from hostkit.keyfiles import KeyFileError, next_key_path
 
@@ -52,7 +52,7 @@ def rotate(config_path: Path) -> None:
     except KeyFileError as exc:
         click.echo(str(exc), err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None
-    except OutboxUncheckableError as exc:  # its disk is full: nothing staged, nothing sealed
+    except OutboxUnavailableError as exc:  # full disk, lock, I/O: nothing staged nor sealed
         click.echo(str(exc), err=True)
         raise click.exceptions.Exit(1) from None
     key = announced.key

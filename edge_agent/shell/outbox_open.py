@@ -3,16 +3,19 @@
 Before the first seal the file is checked against the epoch journal and the seq mark beside
 it (`edge_agent.shell.outbox_recovery`): a corrupt file is moved aside, a lost or rolled-back
 one is named, and the gap records that say so are sealed into the first block of the file
-opened. Undelivered blocks of older epochs are sealed again under the current one.
+opened. Undelivered blocks of older epochs are sealed again under the current one. A file
+that cannot be checked or opened for another cause (a lock, a full disk) is left as it is:
+`OutboxUnavailableError`.
 """
 
 from __future__ import annotations
 
 import os
+import sqlite3
 import tempfile
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiosqlite
@@ -20,7 +23,12 @@ import structlog
 
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox import Outbox
-from edge_agent.shell.outbox_recovery import EpochJournal, SeqMark, recovery_gaps
+from edge_agent.shell.outbox_recovery import (
+    EpochJournal,
+    SeqMark,
+    outbox_unavailable,
+    recovery_gaps,
+)
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from hostkit.ownership import root_among_others_files
 from specs.signing import SigningKey
@@ -112,6 +120,18 @@ def _link_to_nowhere(link: Path) -> str:
     return f"{link} links to {link.readlink()}, which is not there"
 
 
+@contextmanager
+def _opening(path: Path) -> Iterator[None]:
+    """SQLite's errors while the checked file is opened: OutboxUnavailableError.
+
+    A lock held past the busy timeout or a full disk says nothing of the file: it stays.
+    """
+    try:
+        yield
+    except sqlite3.Error as exc:
+        raise outbox_unavailable(path, exc, "open") from exc
+
+
 @asynccontextmanager
 async def open_outbox(
     path: Path,
@@ -124,7 +144,8 @@ async def open_outbox(
     """Open (or create) the outbox at `path`, after checking what happened to it.
 
     A corrupt file is moved aside and a lost one is named: either way a gap record is sealed
-    into the first block of the file opened. `max_bytes` enforces a space budget.
+    into the first block of the file opened. `max_bytes` enforces a space budget. A file that
+    cannot be checked or opened for another cause raises OutboxUnavailableError, and stays.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     journal = EpochJournal.beside(path)
@@ -134,33 +155,35 @@ async def open_outbox(
     gaps, abandon = recovery_gaps(path, journal, mark, now)
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
     # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
-    db = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
+    with _opening(path):
+        db = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
     try:
-        budget = None if max_bytes is None else SpaceBudget(max_bytes)
-        reserve = None if budget is None else Reserve.beside(path, budget.reserve_bytes)
-        if reserve is not None and not reserve.claim():
-            log.warning("outbox_reserve_not_claimed", reason="the disk has no room")
-        outbox = Outbox(
-            db,
-            identity,
-            key,
-            budget=budget,
-            path=path,
-            journal=journal,
-            reserve=reserve,
-            mark=mark,
-            unsealed=None if noted is None else noted.unsealed,
-        )
-        await outbox._init()  # noqa: SLF001 - the factory finishes construction
-        if abandon:
-            await outbox.start_new_epoch(gaps, now=now, clock_synced=clock_synced)
-        elif gaps:
-            await outbox.seal(tuple(gaps), now=now, clock_synced=clock_synced)
-        if journal.latest() != outbox.epoch:
-            journal.record(outbox.epoch)
-        await outbox.reseal_older_epochs(now=now, clock_synced=clock_synced)
-        # Written now, while the disk may have room: later it is only overwritten in place.
-        outbox.note_unsealed(outbox.unsealed)
+        with _opening(path):
+            budget = None if max_bytes is None else SpaceBudget(max_bytes)
+            reserve = None if budget is None else Reserve.beside(path, budget.reserve_bytes)
+            if reserve is not None and not reserve.claim():
+                log.warning("outbox_reserve_not_claimed", reason="the disk has no room")
+            outbox = Outbox(
+                db,
+                identity,
+                key,
+                budget=budget,
+                path=path,
+                journal=journal,
+                reserve=reserve,
+                mark=mark,
+                unsealed=None if noted is None else noted.unsealed,
+            )
+            await outbox._init()  # noqa: SLF001 - the factory finishes construction
+            if abandon:
+                await outbox.start_new_epoch(gaps, now=now, clock_synced=clock_synced)
+            elif gaps:
+                await outbox.seal(tuple(gaps), now=now, clock_synced=clock_synced)
+            if journal.latest() != outbox.epoch:
+                journal.record(outbox.epoch)
+            await outbox.reseal_older_epochs(now=now, clock_synced=clock_synced)
+            # Written now, while the disk may have room: later it is only overwritten in place.
+            outbox.note_unsealed(outbox.unsealed)
         yield outbox
     finally:
         mark.close()

@@ -1,8 +1,11 @@
 """What the outbox file looks like before the agent trusts it, and the epoch journal beside it.
 
-A file that cannot be opened or fails `PRAGMA quick_check` must not become a crash loop under
-`Restart=on-failure`: it is moved aside (`<path>.corrupt-<time>`, with its -wal and -shm) and a new
-file with a new epoch starts, carrying an `outbox_corrupt` gap record. A missing or emptied
+A file SQLite finds damaged (SQLITE_CORRUPT, SQLITE_NOTADB, a failed `PRAGMA quick_check`, a
+state table that is not the outbox's) must not become a crash loop under `Restart=on-failure`:
+it is moved aside (`<path>.corrupt-<time>`, with its -wal and -shm) and a new file with a new
+epoch starts, carrying an `outbox_corrupt` gap record. Any other failure to read it (another
+process's lock, too many open files, an I/O error, a full disk) says nothing of the file:
+`OutboxUnavailableError`, the file left as it is for the next start. A missing or emptied
 file is no fresh start if the agent has run here before: the epoch journal (`<path>.epochs`, a
 small JSON file rewritten atomically whenever an epoch starts) names the epoch whose
 undelivered blocks vanished, and an `outbox_restored` gap record says so.
@@ -72,8 +75,47 @@ class Corrupt:
 FileState = Healthy | Absent | Corrupt
 
 
-class OutboxUncheckableError(Exception):
-    """The file could not be read to be checked, for a reason that is not the file's own."""
+class OutboxUnavailableError(Exception):
+    """The file could not be checked or opened, for a reason that is not the file's own.
+
+    It is left as it is: the message names the path and SQLite's error, and the commands
+    exit 1 (under systemd the agent is started again, on the same file, epoch and backlog).
+    """
+
+
+# What an operator is told of SQLite's other errors, by primary result code.
+_CAUSES: Final = {
+    sqlite3.SQLITE_BUSY: ": another process holds it locked (a sqlite3 shell, say)",
+    sqlite3.SQLITE_LOCKED: ": another process holds it locked (a sqlite3 shell, say)",
+    sqlite3.SQLITE_CANTOPEN: (
+        ": it or its -wal or -shm cannot be opened (too many open files, a link to nowhere"
+        " or a device in their place)"
+    ),
+    sqlite3.SQLITE_IOERR: ": reading or writing it or its -wal or -shm failed",
+}
+
+
+def _primary(error: sqlite3.Error) -> int:
+    """SQLite's primary result code of `error` (the low byte of the extended one)."""
+    return int(getattr(error, "sqlite_errorcode", 0)) & 0xFF
+
+
+def outbox_unavailable(path: Path, error: sqlite3.Error, doing: str) -> OutboxUnavailableError:
+    """What to raise when SQLite failed to `doing` ("check", "open") the outbox at `path`.
+
+    Reading a WAL-mode file makes its -shm (and -wal): on a full disk that fails with 'disk
+    I/O error', which says nothing of the file either, and the message says so.
+    """
+    if free_bytes(path.parent) < _ROOM_TO_CHECK:
+        return OutboxUnavailableError(
+            f"{path}: cannot {doing} the outbox: its disk has no room ({error});"
+            " free some space, the agent then starts on it as it was"
+        )
+    name = getattr(error, "sqlite_errorname", None) or type(error).__name__
+    return OutboxUnavailableError(
+        f"{path}: cannot {doing} the outbox: {error} ({name}){_CAUSES.get(_primary(error), '')};"
+        " it is left as it is, and the agent starts on it as it was once that is mended"
+    )
 
 
 def inspect_outbox(path: Path) -> FileState:
@@ -95,19 +137,16 @@ def inspect_outbox(path: Path) -> FileState:
 
 
 def _unreadable(path: Path, error: sqlite3.DatabaseError) -> Corrupt:
-    """A file SQLite could not read: Corrupt, unless the disk's lack of room is to blame.
+    """A file SQLite could not read: Corrupt only when SQLite says the file is damaged.
 
-    Reading a WAL-mode file makes its -shm (and -wal): on a full disk that fails with 'disk
-    I/O error', which says nothing of the file. Moved aside, its undelivered blocks would be
-    abandoned for want of free space: OutboxUncheckableError instead, and the file stays.
+    A lock, too many open files, an I/O error or a full disk says nothing of the file: moved
+    aside, its undelivered blocks would be abandoned for a cause that passes. Raised as
+    OutboxUnavailableError instead, and the file stays (whatever the disk's room, SQLite's
+    verdict of damage stands).
     """
-    primary = int(getattr(error, "sqlite_errorcode", 0)) & 0xFF  # extended code's low byte
-    if primary not in _CORRUPTION and free_bytes(path.parent) < _ROOM_TO_CHECK:
-        raise OutboxUncheckableError(
-            f"{path}: cannot check the outbox: its disk has no room ({error});"
-            " free some space, the agent then starts on it as it was"
-        ) from error
-    return Corrupt(f"{type(error).__name__}: {error}")
+    if _primary(error) in _CORRUPTION:
+        return Corrupt(f"{type(error).__name__}: {error}")
+    raise outbox_unavailable(path, error, "check") from error
 
 
 def _read_state(path: Path) -> dict[object, object] | Corrupt | Absent:
@@ -120,7 +159,12 @@ def _read_state(path: Path) -> dict[object, object] | Corrupt | Absent:
         }
         if "meta" not in tables:
             return Absent("the file holds no outbox state")
-        return dict(db.execute("SELECT key, value FROM meta").fetchall())
+        try:
+            return dict(db.execute("SELECT key, value FROM meta").fetchall())
+        except sqlite3.OperationalError as exc:
+            if _primary(exc) != sqlite3.SQLITE_ERROR:
+                raise
+            return Corrupt(f"its meta table is not the outbox's: {exc}")
 
 
 def quarantine(path: Path, now: float) -> Path:

@@ -21,13 +21,14 @@ import pytest
 
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_recovery import OutboxUncheckableError
+from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from edge_agent.shell.sealer import Sealer
 from specs.block import decode_block
 from specs.command import map_version
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed
-from tests.support.cli_runs import in_a_process, keyed_example_site
+from tests.support.cli_runs import in_a_process
+from tests.support.outbox_site import site_with_its_outbox
 from tests.support.sealer_rig import running_sealer
 from tests.support.tmpfs import mount_tmpfs, unmount
 
@@ -186,7 +187,7 @@ async def test_a_healthy_outbox_met_on_a_full_disk_at_start_is_left_alone(small_
             )
         epoch = outbox.epoch
     filler = _fill(small_fs)
-    with pytest.raises(OutboxUncheckableError, match="no room"):
+    with pytest.raises(OutboxUnavailableError, match="no room"):
         async with open_outbox(path, SITE, KEY):
             pass
     assert not list(small_fs.glob("outbox.db.corrupt-*"))
@@ -197,24 +198,14 @@ async def test_a_healthy_outbox_met_on_a_full_disk_at_start_is_left_alone(small_
     assert (stats.last_seq, stats.undelivered, stats.undelivered_records) == (20, 20, 1000)
 
 
-async def _site_with_its_outbox_on(fs: Path, folder: Path) -> tuple[Path, Path]:
-    """A healthy outbox (one block) on `fs`, and a keyed example site in `folder` naming it."""
-    path = fs / "outbox.db"
-    async with open_outbox(path, SITE, KEY) as outbox:
-        await outbox.seal(tuple(_reading(i) for i in range(50)), now=T0, clock_synced=True)
-    site = keyed_example_site(folder)
-    text = site.read_text(encoding="utf-8")
-    site.write_text(text.replace("path: state/outbox.db", f"path: {path}"), encoding="utf-8")
-    return path, site
-
-
 @pytest.mark.parametrize("command", ["backfill", "keys rotate"])
 async def test_commands_that_seal_name_a_full_disk_at_the_outbox_check(
     small_fs: Path, tmp_path: Path, command: str
 ) -> None:
     """`edge-agent backfill` and `keys rotate` open the outbox as `run` does: on a full disk
     they say so, the file left as it was, instead of ending in a traceback."""
-    path, site = await _site_with_its_outbox_on(small_fs, tmp_path)
+    path = small_fs / "outbox.db"
+    site = await site_with_its_outbox(path, tmp_path)
     log = tmp_path / "log.csv"
     log.write_text("point,t,value\nT001-LT-01,2024-03-01 00:00:00,1.5\n", encoding="utf-8")
     extra = ["--csv", str(log)] if command == "backfill" else []
@@ -235,7 +226,8 @@ async def test_a_pushed_map_on_probation_is_not_rolled_back_for_a_full_disk(
     pushed map on probation names the full disk and exits 1 as on any map, the map still on
     probation for the next start. Not rolled back (a good map reported `rolled_back` because
     the disk was full), nor a traceback from the rollback meeting the full disk itself."""
-    path, site = await _site_with_its_outbox_on(small_fs, tmp_path)
+    path = small_fs / "outbox.db"
+    site = await site_with_its_outbox(path, tmp_path)
     previous = site.read_text(encoding="utf-8")
     pushed = previous.replace("    poll: 1s\n", "    poll: 2s\n", 1)
     assert pushed != previous

@@ -12,6 +12,7 @@ import os
 import shutil
 import sqlite3
 from collections.abc import Callable
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -106,16 +107,24 @@ def _not_a_database(path: Path) -> None:
     path.write_bytes(os.urandom(64 * 1024))
 
 
+def _state_table_not_the_outboxs(path: Path) -> None:
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("DROP TABLE meta")
+        db.execute("CREATE TABLE meta (name TEXT, data BLOB)")
+
+
 @pytest.mark.parametrize(
     ("damage", "reason"),
     [
         (_truncate, GapReason.OUTBOX_CORRUPT),  # moved aside too
         (_not_a_database, GapReason.OUTBOX_CORRUPT),  # moved aside
+        (_state_table_not_the_outboxs, GapReason.OUTBOX_CORRUPT),  # moved aside
         (Path.unlink, GapReason.OUTBOX_RESTORED),
     ],
     ids=[
         "a_truncated_file_is_moved_aside_too",
         "a_file_that_is_not_a_database_is_moved_aside",
+        "a_state_table_not_the_outboxs_is_moved_aside",
         "a_deleted_file_is_a_restored_gap",
     ],
 )

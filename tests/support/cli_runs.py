@@ -73,16 +73,20 @@ def in_a_process(
     cwd: Path,
     timeout: float = 45,
     address_space: int | None = None,
+    open_files: int | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """`program ARGS...` in a process of its own, to its end; its exit code and output.
 
     `address_space` (bytes) holds the process to that much memory: a command that reads
     without bound then fails fast (MemoryError) instead of starving the test machine.
+    `open_files` holds it to that many file descriptors (RLIMIT_NOFILE, root bound too).
     """
 
-    def limit_memory() -> None:
+    def limit_resources() -> None:
         if address_space is not None:
             resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
+        if open_files is not None:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (open_files, open_files))
 
     return subprocess.run(
         [sys.executable, "-c", _MAINS[program], *args],
@@ -91,7 +95,7 @@ def in_a_process(
         text=True,
         check=False,
         timeout=timeout,
-        preexec_fn=limit_memory,
+        preexec_fn=limit_resources,
     )
 
 
