@@ -1,11 +1,13 @@
 """The collector's Prometheus metrics (DESIGN section 11), served on `GET /metrics`.
 
-Two kinds of figures:
+Three kinds of figures:
 
 * counted by the ingest loop after each committed batch (`batch_committed`): blocks by
   result, readings stored, and the ingest lag of each stored block (commit time minus the
   block's `sealed_at`: how old data is when it becomes readable here, so a backlog or a
   gateway sending after an outage shows as lag);
+* counted by the API server: connections ended because their client took nothing of what
+  it was sent for `api.limits.send_timeout` (`connection_stalled`);
 * read from the database when scraped (`refresh`): gateways online and open gaps. They are
   the database's, not this process's: N collectors sharing one PostgreSQL each report the
   same values (a dashboard takes `max`, not `sum`, of them), while the counters are per
@@ -106,6 +108,12 @@ class CollectorMetrics:
             buckets=LAG_BUCKETS,
             registry=self.registry,
         )
+        self._stalled = Counter(
+            "gz_collector_api_stalled_connections_total",
+            "API connections ended because the client took no byte of what it was sent (the"
+            " live stream, say) for api.limits.send_timeout.",
+            registry=self.registry,
+        )
         self._online = Gauge(
             "gz_collector_gateways_online",
             "Registered gateways with a recent sign of life (as GET /v1/gateways says online).",
@@ -126,6 +134,10 @@ class CollectorMetrics:
         self._readings.inc(stored_readings(batch, outcomes))
         for lag in lags(batch, outcomes, committed_at):
             self._lag.observe(lag)
+
+    def connection_stalled(self) -> None:
+        """Count one API connection ended past `api.limits.send_timeout`."""
+        self._stalled.inc()
 
     async def refresh(self, storage: Storage, now: float) -> None:
         """Read the gauges that live in the database (StorageError when it does not answer).

@@ -142,7 +142,9 @@ async def run_collector(
             collector_metrics=metrics,
         )
         # serve_until_signalled owns SIGINT/SIGTERM, not uvicorn.
-        server = ApiServer(server_config(app, config.api.limits.settings))
+        server = ApiServer(
+            server_config(app, config.api.limits.settings, stalled=metrics.connection_stalled)
+        )
         with _bind(config.api.listen) as sock:
             tasks = (
                 asyncio.create_task(ingest.run(), name="collector-ingest"),

@@ -12,6 +12,15 @@ request line and then a header line now and then are held open for ever (uvicorn
 deadline for a request's head), and the rate limits only see whole requests. `BoundedH11`
 adds the two bounds every HTTP server has for this: `head_timeout` for a head to arrive whole,
 and `connections_per_address` for one client (by `ratelimit.client_key`).
+
+The third is for the answer: a client that stopped reading a response (above all the endless
+`/v1/stream`) kept its connection for ever, the events it did not take queued in the kernel
+and the transport. Each connection now has `send_timeout` as its TCP_USER_TIMEOUT: once the
+client has taken no byte of what was sent for that long (data unacknowledged, or held back by
+its zero window), the kernel ends the connection, and the server logs and counts it. Any byte
+it takes starts the time afresh, so a slow reader is not cut off; a stream's client resumes
+with Last-Event-ID. A client that stopped reading but whose window is still open (a quiet
+stream) costs nothing yet and is not told apart from one that reads.
 """
 
 from __future__ import annotations
@@ -20,10 +29,11 @@ import asyncio
 import contextlib
 import functools
 import socket
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import h11
+import structlog
 import uvicorn
 from starlette.types import ASGIApp
 from uvicorn.protocols.http.h11_impl import H11Protocol
@@ -31,6 +41,8 @@ from uvicorn.server import ServerState
 
 from collector.api.limits import RequestLimits
 from collector.api.ratelimit import client_key
+
+log = structlog.get_logger("collector.api")
 
 
 class ApiServer(uvicorn.Server):
@@ -43,7 +55,7 @@ class ApiServer(uvicorn.Server):
 
 
 class BoundedH11(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's head and a per-address cap."""
+    """uvicorn's h11 protocol with deadlines for a request's head and a stalled answer."""
 
     def __init__(
         self,
@@ -54,11 +66,15 @@ class BoundedH11(H11Protocol):
         *,
         head_timeout: float,
         per_address: int,
+        send_timeout: float,
+        stalled: Callable[[], None],
     ) -> None:
         super().__init__(config, server_state, app_state, _loop)
         self._head_timeout = head_timeout
         self._per_address = per_address
         self._head_deadline: asyncio.TimerHandle | None = None
+        self._send_timeout = send_timeout
+        self._stalled = stalled  # counts a connection the kernel ended for it
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         """Admit the connection within its address's share, and wait for a head."""
@@ -66,6 +82,9 @@ class BoundedH11(H11Protocol):
         if self.client is not None and self._held_by_address() > self._per_address:
             transport.close()
             return
+        transport.get_extra_info("socket").setsockopt(
+            socket.IPPROTO_TCP, socket.TCP_USER_TIMEOUT, round(self._send_timeout * 1000)
+        )
         self._await_head()
 
     def data_received(self, data: bytes) -> None:
@@ -81,8 +100,17 @@ class BoundedH11(H11Protocol):
             self._await_head()
 
     def connection_lost(self, exc: Exception | None) -> None:
-        """As uvicorn does, with no deadline left behind."""
+        """As uvicorn does, with no deadline left behind; a stalled client is logged."""
         self._stop_waiting()
+        if isinstance(exc, TimeoutError):  # TCP_USER_TIMEOUT: it took nothing for send_timeout
+            scope: Mapping[str, Any] | None = self.scope  # None before a first request
+            log.warning(
+                "stalled_connection_closed",
+                client=None if self.client is None else str(self.client[0]),
+                path=None if scope is None else scope["path"],
+                took_nothing_for=self._send_timeout,
+            )
+            self._stalled()
         super().connection_lost(exc)
 
     def _held_by_address(self) -> int:
@@ -131,14 +159,21 @@ def listening_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
-def server_config(app: ASGIApp, limits: RequestLimits) -> uvicorn.Config:
-    """The uvicorn settings of the API: quiet (structlog logs what matters) and bounded."""
+def server_config(
+    app: ASGIApp, limits: RequestLimits, *, stalled: Callable[[], None]
+) -> uvicorn.Config:
+    """The uvicorn settings of the API: quiet (structlog logs what matters) and bounded.
+
+    `stalled` is called for each connection ended past `limits.send_timeout` (the metric).
+    """
     return uvicorn.Config(
         app,
         http=functools.partial(  # type: ignore[arg-type] # uvicorn calls it like a class
             BoundedH11,
             head_timeout=limits.head_timeout,
             per_address=limits.connections_per_address,
+            send_timeout=limits.send_timeout,
+            stalled=stalled,
         ),
         h11_max_incomplete_event_size=limits.header_bytes,
         limit_concurrency=limits.connections,

@@ -21,6 +21,7 @@ from collector.api.limits import RateLimits, RequestLimits
 from collector.api.server import ApiServer, listening_socket, server_config
 from collector.feed.wakeup import LocalCommitSignal
 from collector.ingest.core import Inbound, plan_batch
+from collector.metrics import CollectorMetrics
 from collector.model import KeyGrant
 from collector.storage import open_storage
 from collector.storage.base import Storage
@@ -115,6 +116,7 @@ def served_api(
 
     async def run() -> None:
         commits = LocalCommitSignal()
+        metrics = CollectorMetrics(offline_after=60)
         async with open_storage(storage_url) as storage:
             await seed(storage)
             app = create_app(
@@ -126,8 +128,9 @@ def served_api(
                 stream_heartbeat=0.5,
                 request_limits=chosen,
                 rate_limits=rate_limits,
+                collector_metrics=metrics,
             )
-            server = ApiServer(server_config(app, chosen))
+            server = ApiServer(server_config(app, chosen, stalled=metrics.connection_stalled))
             holder["server"] = server
             holder["loop"] = asyncio.get_running_loop()
             holder["commits"] = commits

@@ -11,11 +11,14 @@ The stream sleeps on the runtime's commit signal (woken after every ingest commi
 the database from its position when woken; it also re-reads every `heartbeat` seconds (commits
 of other processes), and keeps proxies open with SSE comment pings at the same pace. Each time
 it wakes it asks whether its token is still valid: a stream whose token was revoked
-(`collector tokens revoke`) ends there.
+(`collector tokens revoke`) ends there. A client that takes nothing of what it was sent for
+`api.limits.send_timeout` loses its connection (collector.api.server) and, reconnecting with
+Last-Event-ID, gets everything it missed.
 
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timezone
 from typing import Annotated, Final
@@ -109,6 +112,11 @@ async def _events(
                 yield ServerSentEvent(
                     data=_data(event, zone), event=event.kind.value, id=event.position.token
                 )
+                # Sending does not wait while the socket takes it: without a turn of the loop
+                # here a page went out in one go, and once the connection was lost (the client
+                # gone, or stalled past api.limits.send_timeout) its transport logged a
+                # warning for each event left in the page before uvicorn learnt of the loss.
+                await asyncio.sleep(0)
         await commits.wait_beyond(generation, heartbeat)
 
 
@@ -132,7 +140,8 @@ def create_router(
                 "content": {"text/event-stream": {}},
                 "description": "server-sent events: `event:` reading|alarm|gap|status, `data:`"
                 " the item as its list endpoint shows it (status: StatusOut), `id:` the"
-                " position to resume after with Last-Event-ID",
+                " position to resume after with Last-Event-ID (also once a client that took"
+                " nothing for `api.limits.send_timeout`, 30 s, was disconnected)",
             },
             501: {"description": "this storage backend has no live feed yet"},
         },
@@ -156,7 +165,10 @@ def create_router(
             Header(alias="Last-Event-ID", description="resume after this event's `id:`"),
         ] = None,
     ) -> EventSourceResponse:
-        """Live events in scope, resumable with Last-Event-ID."""
+        """Live events in scope, resumable with Last-Event-ID (also after a stall cut it off).
+
+        A client that takes nothing for `api.limits.send_timeout` is disconnected.
+        """
         try:
             kinds = parse_kinds(types)
         except ValueError as exc:
