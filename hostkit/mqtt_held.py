@@ -8,9 +8,12 @@ refused them took it from 79 MiB to 1.6 GiB; 400 of 2 MB on an agent's down/ top
 program's handling) are at the budget, and drops it, as past a message bound: what the sender
 was not answered for it sends again. A drop is not a log line each (aiomqtt's own 'Message
 queue is full' was: 3,349 lines for 20,000 junk messages to a collector): the first says so at
-once, the rest of a minute are counted into the next `incoming_messages_dropped`. Bytes are
-given back once the program has handled the message (`release`). The message that reaches
-the budget is still taken: one message larger than the whole budget can always get through.
+once, and the drops after it are counted into one `incoming_messages_dropped` line when the
+minute is over (a timer: the count used to wait for the next drop, and a burst was logged as
+`messages=1` with the rest never said when no drop came later), or when the session ends
+(`close`). So the lines' `messages` add up to every message dropped. Bytes are given back once
+the program has handled the message (`release`). The message that reaches the budget is still
+taken: one message larger than the whole budget can always get through.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ import aiomqtt
 import structlog
 
 DROPS_LOGGED_EVERY: Final = 60.0
-"""Seconds between two `incoming_messages_dropped` lines."""
+"""Seconds between two `incoming_messages_dropped` lines, at least."""
 
 log = structlog.get_logger("hostkit.mqtt")
 
@@ -37,14 +40,22 @@ def message_bytes(message: aiomqtt.Message) -> int:
 class HeldBytes:
     """Bytes of the messages one MQTT session has received and not yet handled."""
 
-    def __init__(self, budget: int, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self,
+        budget: int,
+        clock: Callable[[], float] = time.monotonic,
+        *,
+        every: float = DROPS_LOGGED_EVERY,
+    ) -> None:
         if budget < 1:
             raise ValueError("a byte budget holds at least one byte")
         self._budget = budget
         self._clock = clock
+        self._every = every
         self.held = 0
         self._dropped = self._dropped_bytes = 0
-        self._said_at = -DROPS_LOGGED_EVERY
+        self._said_at = -every
+        self._later: asyncio.TimerHandle | None = None  # says the count once the minute is over
 
     @property
     def full(self) -> bool:
@@ -56,18 +67,40 @@ class HeldBytes:
         self.held -= sum(map(message_bytes, messages))
 
     def drop(self, message: aiomqtt.Message) -> None:
-        """Count a message left out; log the count at most every DROPS_LOGGED_EVERY s."""
+        """Count a message left out; log the count at most once every `every` seconds.
+
+        Called on the client's event loop (aiomqtt's message callback).
+        """
         self._dropped += 1
         self._dropped_bytes += message_bytes(message)
         now = self._clock()
-        if now - self._said_at >= DROPS_LOGGED_EVERY:
-            log.warning(
-                "incoming_messages_dropped",
-                messages=self._dropped,
-                bytes=self._dropped_bytes,
-                held_bytes=self.held,
-            )
-            self._said_at, self._dropped, self._dropped_bytes = now, 0, 0
+        if now - self._said_at >= self._every:
+            self._say(now)
+        elif self._later is None:
+            wait = self._said_at + self._every - now
+            self._later = asyncio.get_running_loop().call_later(wait, self._minute_over)
+
+    def close(self) -> None:
+        """The session ends: say the drops not said yet."""
+        self._say(self._clock())
+
+    def _minute_over(self) -> None:
+        self._later = None
+        self._say(self._clock())
+
+    def _say(self, now: float) -> None:
+        if self._later is not None:  # said before the minute's timer: it has nothing to say
+            self._later.cancel()
+            self._later = None
+        if not self._dropped:
+            return
+        log.warning(
+            "incoming_messages_dropped",
+            messages=self._dropped,
+            bytes=self._dropped_bytes,
+            held_bytes=self.held,
+        )
+        self._said_at, self._dropped, self._dropped_bytes = now, 0, 0
 
     def queue_type(self) -> type[asyncio.Queue[aiomqtt.Message]]:
         """The client's queue class (aiomqtt's `queue_type`), counting into this budget."""

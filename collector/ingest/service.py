@@ -259,6 +259,7 @@ class Ingest:
                 await self._ingest(client.messages, acks_out, held)
             finally:
                 acks_out.abandon()
+                held.close()  # the drops not logged yet
 
     async def _ingest(
         self, messages: aiomqtt.MessagesIterator, acks_out: AckOut, held: HeldBytes

@@ -165,6 +165,7 @@ class Publisher:
                     try:
                         await self._session(client, held)
                     finally:
+                        held.close()  # the drops not logged yet
                         self._client_now = None
                         # Cancelled too: a stopped publisher is not connected (a restarted
                         # one's callers wait for the new session, bench/replay.py).

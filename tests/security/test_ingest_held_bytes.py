@@ -25,6 +25,7 @@ from structlog.testing import capture_logs
 
 from collector.ingest.service import Ingest, IngestSettings
 from collector.storage import open_storage
+from hostkit.mqtt_held import HeldBytes
 from simulators.lifecycle import cancel_task
 from tests.support.broker import Broker
 from tests.support.collector_client import sim_gateway
@@ -84,10 +85,46 @@ async def test_dropped_messages_are_counted_in_one_log_line_a_minute(
 ) -> None:
     """aiomqtt logged 'Message queue is full. Discarding message.' for each message dropped:
     20,000 junk messages to a real `collector serve` wrote 3,349 such lines. The drops of a
-    minute are one `incoming_messages_dropped` line now (the first drop says so at once)."""
+    minute are one `incoming_messages_dropped` line now: the first drop says so at once, and
+    the count of the rest is said when the minute is over, or here, when the session ends.
+
+    The count used to wait for the next drop: a burst in one minute was logged as
+    `messages=1`, and the rest of it were never said if no message was dropped later."""
     with capture_logs() as events:
         audited = await _stalled_flood(broker, tmp_path)
     per_message = [r for r in caplog.records if "queue is full" in r.getMessage()]
     dropped = [e for e in events if e["event"] == "incoming_messages_dropped"]
     assert audited < SENT  # some were dropped
-    assert (len(per_message), len(dropped)) == (0, 1)
+    assert len(per_message) == 0
+    assert [e["messages"] for e in dropped] == [1, SENT - audited - 1]
+    assert sum(e["bytes"] for e in dropped) == (SENT - audited) * MIB + _topic_bytes(SENT - audited)
+
+
+def _topic_bytes(messages: int) -> int:
+    return messages * len(FORGED.topics.block)
+
+
+def _message(topic: str, payload: bytes) -> aiomqtt.Message:
+    return aiomqtt.Message(topic, payload, qos=1, retain=False, mid=1, properties=None)
+
+
+async def test_a_burst_of_drops_is_counted_in_full_when_its_minute_is_over(broker: Broker) -> None:
+    """Through a real broker to a client that does not read: 3 messages of 403 bytes fill a
+    budget of 1000, and the 17 after them are dropped in a burst. The first drop is logged at
+    once, the other 16 in one line when the minute (here 1 s) is over, with no drop after."""
+    held = HeldBytes(1000, every=1.0)
+    with capture_logs() as events:
+        async with (
+            aiomqtt.Client("127.0.0.1", broker.port, queue_type=held.queue_type()) as receiver,
+            aiomqtt.Client("127.0.0.1", broker.port) as sender,
+        ):
+            await receiver.subscribe("t/x", qos=1)
+            for _ in range(20):
+                await sender.publish("t/x", bytes(400), qos=1)
+
+            async def lines() -> list[int]:
+                return [e["messages"] for e in events if e["event"] == "incoming_messages_dropped"]
+
+            counts = await wait_until(lines, lambda counts: sum(counts) >= 17, timeout=30)
+    assert counts == [1, 16]
+    assert held.held == 3 * 403
