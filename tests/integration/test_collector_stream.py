@@ -684,6 +684,7 @@ _UNDO: dict[int, tuple[str, ...]] = {
             for column in ("retired_at", "announced_by", "announced_epoch", "announced_seq")
         ),
     ),
+    6: ("DROP INDEX gaps_by_hole",),
 }
 """What each migration after 3 adds, undone: the database must look as version 2 left it."""
 
