@@ -334,6 +334,8 @@ class StreamState:
     `acked_hash` is the hash of the stored block at acked_through (None when acked_through
     is 0 or declared, not stored). `conflict` is set for good once the stream saw a seq with
     other bytes than stored, or a stored block whose `prev` is not its stored neighbour's hash.
+    `pruned_through` is the highest seq whose stored block retention deleted (always below
+    acked_through; `collector.storage.block_retention`).
     """
 
     gateway: str
@@ -344,6 +346,7 @@ class StreamState:
     declared: tuple[tuple[int, int | None], ...] = ()
     acked_hash: str | None = None
     conflict: bool = False
+    pruned_through: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,4 +71,8 @@ def db_prune(config_path: Path, as_json: bool) -> None:
         f" ({report.readings_dropped} raw readings; their per-minute rollups stay)"
     )
     click.echo(f"rollup months dropped: {', '.join(report.rollup_months_dropped) or 'none'}")
+    click.echo(
+        f"blocks dropped: {report.blocks_dropped} (their readings' month gone; each epoch keeps"
+        " its acked block and those above it)"
+    )
     click.echo(f"audit rows dropped: {report.audit_rows_dropped} (older than storage.audit_days)")

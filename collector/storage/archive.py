@@ -11,15 +11,17 @@ from collector.verify.core import StoredBlock, StoredBlockAfter
 from specs.signing import Signature
 
 # The stored block below each one: seq - 1 when stored (a primary-key lookup), otherwise the
-# highest stored seq under it (one more index lookup, only where a hole is).
+# highest stored seq under it (one more index lookup, only where a hole is); and how far
+# retention deleted the epoch's blocks.
 _STORED_BLOCKS: Final = """
 SELECT b.gateway, b.epoch, b.seq, b.payload, b.alg, b.kid, b.sig, b.hash, b.received_at,
        coalesce(p.seq, (SELECT max(x.seq) FROM blocks x
                         WHERE x.gateway = b.gateway AND x.epoch = b.epoch AND x.seq < b.seq)),
-       p.hash
+       p.hash, coalesce(s.pruned_through, 0)
 FROM blocks b
 JOIN gateways g ON g.gateway = b.gateway
 LEFT JOIN blocks p ON p.gateway = b.gateway AND p.epoch = b.epoch AND p.seq = b.seq - 1
+LEFT JOIN ingest_state s ON s.gateway = b.gateway AND s.epoch = b.epoch
 """
 
 
@@ -58,6 +60,7 @@ async def stored_blocks(
                 received_at=row[8],
                 below_seq=row[9],
                 below_hash=row[10],
+                pruned_through=row[11],
             )
             for row in rows
         ],

@@ -11,7 +11,7 @@ notifies (`collector.storage.postgres.feed`).
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 from typing import Protocol
 
@@ -46,6 +46,7 @@ from collector.storage.core import (
     hole_changes,
     neighbours,
     progress,
+    pruned_keys,
     stream_changes,
 )
 from collector.storage.ingest_rows import (
@@ -133,7 +134,11 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
     """Store blocks once, audit rejections, apply statuses and metas: the whole batch."""
     # The batch's keys and their neighbours: to classify, and to check the chain.
     links = await steps.stored_links(neighbours(block_key(b) for b in batch.blocks))
-    outcomes = classify(batch.blocks, {key: link[0] for key, link in links.items()})
+    # Their streams: a seq whose block retention deleted is a duplicate all the same.
+    read = {b.stream for b in batch.blocks}
+    known = await steps.stream_states(read)
+    pruned = pruned_keys(batch.blocks, links, known)
+    outcomes = classify(batch.blocks, {key: link[0] for key, link in links.items()}, pruned)
     fresh = [b for b, o in zip(batch.blocks, outcomes, strict=True) if o is Outcome.STORED]
     breaks = chain_breaks(fresh, links)
     keys = reading_keys(fresh)
@@ -148,12 +153,14 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
         *batch.audits,
         *(rejected for b in new for rejected in b.entries.rejected),
         *refused_keys,
-        *dedupe_audits(batch.blocks, outcomes),
+        *dedupe_audits(batch.blocks, outcomes, pruned),
         *repeated,
         *(found.audit for found in breaks),
     ]
     broken = {found.stream for found in breaks}
-    before, streams = await _advance_streams(steps, batch.blocks, outcomes, broken)
+    before, streams = await _advance_streams(
+        steps, batch.blocks, outcomes, broken, read=read, known=known
+    )
     # After adopt_keys and the streams: an ACK that covers an announcement names its key
     # exactly when the registry took it (several collectors: the gateway's lock is held).
     live = await steps.live_keys({b.block.header.gateway for b in batch.blocks})
@@ -214,10 +221,19 @@ async def _advance_streams(
     blocks: Sequence[IncomingBlock],
     outcomes: Sequence[Outcome],
     broken: Collection[Stream],
+    *,
+    read: Collection[Stream],
+    known: Mapping[Stream, StreamState],
 ) -> tuple[dict[Stream, StreamState], dict[Stream, StreamState]]:
-    """Advance the batch's streams; their states (of those that had one) before and after."""
+    """Advance the batch's streams; their states (of those that had one) before and after.
+
+    The states of the streams in `read` were read already: `known` (those that have one).
+    """
     changes = stream_changes(blocks, outcomes, broken)
-    before = await steps.stream_states(list(changes))
+    before = {stream: known[stream] for stream in changes if stream in known}
+    unread = [stream for stream in changes if stream not in read]
+    if unread:
+        before |= await steps.stream_states(unread)
     after = {
         stream: progress(before.get(stream, StreamState(*stream)), change)
         for stream, change in changes.items()

@@ -33,12 +33,16 @@ def block_key(incoming: IncomingBlock) -> BlockKey:
 
 
 def classify(
-    blocks: Sequence[IncomingBlock], stored: Mapping[BlockKey, str]
+    blocks: Sequence[IncomingBlock],
+    stored: Mapping[BlockKey, str],
+    pruned: Collection[BlockKey] = frozenset(),
 ) -> tuple[Outcome, ...]:
     """Decide per block: new, an exact duplicate, or the same key with other bytes.
 
-    `stored` maps keys already in the database to their payload hashes. Blocks earlier in the
-    same batch count as stored for the blocks after them.
+    `stored` maps keys already in the database to their payload hashes; `pruned` holds keys
+    whose stored block retention deleted (`pruned_keys`): a duplicate, whose bytes can no
+    longer be compared. Blocks earlier in the same batch count as stored for the blocks after
+    them.
     """
     known = dict(stored)
     outcomes: list[Outcome] = []
@@ -48,7 +52,7 @@ def classify(
         held = known.get(key)
         if held is None:
             known[key] = digest
-            outcomes.append(Outcome.STORED)
+            outcomes.append(Outcome.DUPLICATE if key in pruned else Outcome.STORED)
         elif held == digest:
             outcomes.append(Outcome.DUPLICATE)
         else:
@@ -58,6 +62,35 @@ def classify(
 
 Span = tuple[int, int | None]
 """A declared seq range (from_seq, to_seq); to_seq None: every seq from from_seq on."""
+Stream = tuple[str, str]
+
+
+def pruned_keys(
+    blocks: Iterable[IncomingBlock],
+    stored: Collection[BlockKey],
+    streams: Mapping[Stream, StreamState],
+) -> frozenset[BlockKey]:
+    """The keys of `blocks` whose stored block retention deleted.
+
+    Retention deletes blocks below acked_through only, where every seq is stored or declared
+    lost, and moves the stream's `pruned_through` to the highest it deleted: a seq at or below
+    it that is neither in `stored` nor declared was stored. A declared seq that arrives after
+    all is new (`advance`).
+    """
+    found: set[BlockKey] = set()
+    for incoming in blocks:
+        key = block_key(incoming)
+        state = streams.get(incoming.stream)
+        if key in stored or state is None or key[2] > state.pruned_through:
+            continue
+        if not _declared(state.declared, key[2]):
+            found.add(key)
+    return frozenset(found)
+
+
+def _declared(spans: Iterable[Span], seq: int) -> bool:
+    """Whether one of the declared ranges holds `seq`."""
+    return any(low <= seq and (high is None or seq <= high) for low, high in spans)
 
 
 def _union(spans: Iterable[Span]) -> list[Span]:
@@ -153,9 +186,6 @@ class StreamChange:
     declared: tuple[Span, ...] = ()
     seen: float = 0.0
     conflict: bool = False
-
-
-Stream = tuple[str, str]
 
 
 def stream_changes(
@@ -280,13 +310,20 @@ def neighbours(keys: Iterable[BlockKey]) -> set[BlockKey]:
     }
 
 
-def dedupe_audits(blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome]) -> list[AuditEntry]:
+def dedupe_audits(
+    blocks: Sequence[IncomingBlock],
+    outcomes: Sequence[Outcome],
+    pruned: Collection[BlockKey] = frozenset(),
+) -> list[AuditEntry]:
     """One DUPLICATE or SEQ_CONFLICT audit row per block the batch did not store."""
     entries: list[AuditEntry] = []
     for incoming, outcome in zip(blocks, outcomes, strict=True):
         header = incoming.block.header
         where = f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}"
-        if outcome is Outcome.DUPLICATE:
+        if outcome is Outcome.DUPLICATE and block_key(incoming) in pruned:
+            reason = Reason.DUPLICATE
+            detail = f"{where} was stored, then deleted by retention (storage.raw_days)"
+        elif outcome is Outcome.DUPLICATE:
             reason, detail = Reason.DUPLICATE, f"{where} is stored already with the same bytes"
         elif outcome is Outcome.SEQ_CONFLICT:
             reason, detail = Reason.SEQ_CONFLICT, f"{where} is stored already with other bytes"

@@ -40,7 +40,7 @@ READING_FIELDS: Final = (
 # The statements both backends run as they are, with `?` placeholders.
 INSERT_BLOCK: Final = (
     "INSERT INTO blocks (gateway, epoch, seq, payload, alg, kid, sig, hash, received_at,"
-    " domain, mine_code, prev) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " domain, mine_code, prev, newest_t) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 INSERT_READING: Final = (
     f"INSERT INTO readings ({', '.join(READING_FIELDS)})"
@@ -108,7 +108,11 @@ UPSERT_STATUS: Final = (
 
 
 def block_rows(blocks: Iterable[IncomingBlock]) -> list[Params]:
-    """The `blocks` rows of `blocks` (INSERT_BLOCK)."""
+    """The `blocks` rows of `blocks` (INSERT_BLOCK).
+
+    `newest_t` is the later of the block's arrival and its newest reading's t: retention keeps
+    the block as long as the month of either (`collector.storage.block_retention`).
+    """
     return [
         (
             b.block.header.gateway,
@@ -123,6 +127,7 @@ def block_rows(blocks: Iterable[IncomingBlock]) -> list[Params]:
             b.block.header.domain,
             b.block.header.mine_code,
             b.block.header.prev,
+            max([b.received_at, *(r.t for r in b.entries.readings)]),
         )
         for b in blocks
     ]

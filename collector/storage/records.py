@@ -215,7 +215,8 @@ def audit_values(row: AuditRow) -> tuple[object, ...]:
 
 
 STREAM_COLUMNS: Final = (
-    "s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared, b.hash, s.conflict"
+    "s.gateway, s.epoch, s.acked_through, s.max_seq, s.missing, s.declared, b.hash, s.conflict,"
+    " s.pruned_through"
 )
 """The columns `stream_state` decodes: `ingest_state s`, and `b` joined by ACKED_BLOCK."""
 ACKED_BLOCK: Final = (
@@ -227,5 +228,5 @@ ACKED_BLOCK: Final = (
 def stream_state(row: Row) -> StreamState:
     """A stream's progress from its `ingest_state` row and acked block (STREAM_COLUMNS)."""
     return StreamState(
-        row[0], row[1], row[2], row[3], holes(row[4]), spans(row[5]), row[6], bool(row[7])
+        row[0], row[1], row[2], row[3], holes(row[4]), spans(row[5]), row[6], bool(row[7]), row[8]
     )

@@ -15,7 +15,9 @@ A block is *broken* for one or more of these reasons:
   for seq 1).
 
 A seq with no stored block below a stored one is a *hole*: reported as such, never as a break
-(the chain across it cannot be checked).
+(the chain across it cannot be checked). Seqs at or below the epoch's `pruned_through` are no
+hole: retention deleted their blocks with their readings' month
+(`collector.storage.block_retention`).
 """
 
 from __future__ import annotations
@@ -49,7 +51,8 @@ class StoredBlock:
     """A stored block as re-verification needs it.
 
     `below_seq` is the highest stored seq under `seq` in the same epoch (None: none stored),
-    `below_hash` that block's stored hash.
+    `below_hash` that block's stored hash; `pruned_through` the highest seq of the epoch
+    whose block retention deleted (0: none).
     """
 
     gateway: str
@@ -61,6 +64,7 @@ class StoredBlock:
     received_at: float
     below_seq: int | None = None
     below_hash: str | None = None
+    pruned_through: int = 0
 
 
 StoredBlockAfter = tuple[str, str, int]
@@ -205,10 +209,10 @@ def check_block(block: StoredBlock, keys: KeyRing) -> tuple[BrokenBlock, ...]:
 
 
 def hole_below(block: StoredBlock) -> Hole | None:
-    """The seqs missing right under `block` in its epoch, if any."""
-    if block.seq == 1 or block.below_seq == block.seq - 1:
+    """The seqs missing right under `block` in its epoch, if any (none that retention pruned)."""
+    low = max(1 if block.below_seq is None else block.below_seq + 1, block.pruned_through + 1)
+    if low > block.seq - 1:
         return None
-    low = 1 if block.below_seq is None else block.below_seq + 1
     return Hole(block.gateway, block.epoch, low, block.seq - 1)
 
 

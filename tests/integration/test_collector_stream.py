@@ -685,6 +685,10 @@ _UNDO: dict[int, tuple[str, ...]] = {
         ),
     ),
     6: ("DROP INDEX gaps_by_hole",),
+    7: (
+        "ALTER TABLE blocks DROP COLUMN newest_t",
+        "ALTER TABLE ingest_state DROP COLUMN pruned_through",
+    ),
 }
 """What each migration after 3 adds, undone: the database must look as version 2 left it."""
 

@@ -76,6 +76,7 @@ async def running_ingest(
     client_id: str | None = None,
     session_expiry: float = 3600.0,
     key_overlap: float = 7 * 86400.0,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[tuple[Ingest, Storage]]:
     """Run the ingest loop (no HTTP API) against the broker on `port`, subscribed on return.
 
@@ -84,6 +85,7 @@ async def running_ingest(
     Readings are normalized against `catalogue` (default: `catalogue_with_coal()`). With a
     `client_id` the MQTT session is durable for `session_expiry` seconds, as `collector
     serve` runs it; without one it is a random id whose session ends with the connection.
+    `clock` is when each message arrives (`received_at`).
     """
     async with contextlib.AsyncExitStack() as stack:
         if storage is None:
@@ -100,6 +102,7 @@ async def running_ingest(
             settings,
             storage,
             collector_key,
+            clock,
             catalogue=catalogue_with_coal() if catalogue is None else catalogue,
         )
         task = asyncio.create_task(ingest.run(), name="test-ingest")
@@ -201,10 +204,15 @@ class CollectorEnv:
 
 
 @contextlib.asynccontextmanager
-async def collector_env(broker_port: int, storage_url: str) -> AsyncIterator[CollectorEnv]:
+async def collector_env(
+    broker_port: int, storage_url: str, clock: Callable[[], float] = time.time
+) -> AsyncIterator[CollectorEnv]:
     """Start the ingest on `storage_url`, register gateway 1 and link it (the `env` fixture)."""
     gateway = sim_gateway(1)
-    async with running_ingest(broker_port, storage_url, COLLECTOR_KEY) as (_, storage):
+    async with running_ingest(broker_port, storage_url, COLLECTOR_KEY, clock=clock) as (
+        _,
+        storage,
+    ):
         await register(storage, gateway)
         async with gateway_link(broker_port, gateway) as link:
             yield CollectorEnv(storage, link, gateway, storage_url)

@@ -45,6 +45,7 @@ from collector.storage.core import (
     dedupe_audits,
     hole_changes,
     progress,
+    pruned_keys,
     stream_changes,
 )
 from collector.storage.readings import keys_to_look_up, newest_readings, unique_readings
@@ -240,6 +241,31 @@ def test_classify_by_membership_within_and_across_batches() -> None:
     )
     stored = {(GW.gateway, "epoch-1", 2): "not-the-hash"}
     assert classify(blocks[3:], stored) == (Outcome.SEQ_CONFLICT,)
+
+
+def test_a_seq_retention_pruned_is_a_duplicate_unless_it_was_declared_lost() -> None:
+    """Below pruned_through every seq was stored or declared lost: one not in the table and not
+    declared was stored, and its block went with retention; a declared one may still come."""
+    blocks = [
+        IncomingBlock(GW.topics.block, decode_block(p), GW.key.sign(p), BASE_TIME, BlockEntries())
+        for p in (GW.block(3), GW.block(5), GW.block(8), GW.block(9))
+    ]
+    state = StreamState(GW.gateway, "epoch-1", 9, 9, declared=((5, 6),), pruned_through=8)
+    stored = {(GW.gateway, "epoch-1", 8): blocks[2].block.digest}
+    pruned = pruned_keys(blocks, stored, {(GW.gateway, "epoch-1"): state})
+    assert pruned == {(GW.gateway, "epoch-1", 3)}
+    assert classify(blocks, stored, pruned) == (
+        Outcome.DUPLICATE,
+        Outcome.STORED,
+        Outcome.DUPLICATE,
+        Outcome.STORED,
+    )
+    assert pruned_keys(blocks, {}, {}) == frozenset()  # a stream not stored yet
+    rows = dedupe_audits(blocks, classify(blocks, stored, pruned), pruned)
+    assert [row.detail.split(" seq ")[1] for row in rows] == [
+        "3 was stored, then deleted by retention (storage.raw_days)",
+        "8 is stored already with the same bytes",
+    ]
 
 
 def test_a_dedupe_audit_row_keeps_its_detail_short_whatever_the_epoch() -> None:

@@ -332,3 +332,13 @@ ALTER TABLE gateway_keys
 VERSION_6: Final = """
 CREATE INDEX gaps_by_hole ON gaps (gateway, epoch, from_seq) WHERE kind = 'sequence';
 """
+
+# SQLite's schema 12: blocks go with their readings' month (collector.storage.block_retention).
+# newest_t is the later of a block's arrival and its newest reading's t; a block stored before
+# knows only its arrival. pruned_through is the highest seq of the epoch retention deleted.
+VERSION_7: Final = """
+ALTER TABLE blocks ADD COLUMN newest_t double precision;
+UPDATE blocks SET newest_t = received_at;
+CREATE INDEX blocks_by_age ON blocks (gateway, epoch, newest_t);
+ALTER TABLE ingest_state ADD COLUMN pruned_through bigint NOT NULL DEFAULT 0;
+"""

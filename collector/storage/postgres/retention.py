@@ -9,11 +9,17 @@ turn, and a month another collector dropped meanwhile is simply not there any mo
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import AsyncIterator
+
 import asyncpg
 
 from collector.storage import audit
+from collector.storage.block_retention import prune_blocks
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db, check_url, connecting, translated
+from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.partitions import (
     existing_months,
     partition_change,
@@ -31,7 +37,7 @@ from collector.storage.retention import (
 
 
 async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
-    """Drop every expired month of readings and rollups, the old feed journal and presence.
+    """Drop every expired month of readings and rollups, the old feed journal, presence, blocks.
 
     `db` must not be inside a transaction: each month commits on its own.
     """
@@ -63,11 +69,20 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
     kept = first_kept(now, policy.raw_days)
     await db.execute("DELETE FROM presence WHERE until <= $1", kept)
     await db.execute("UPDATE presence SET since = $1 WHERE since < $1", kept)
+    blocks = await prune_blocks(PostgresChain(db), functools.partial(_epoch_transaction, db), kept)
     async with db.transaction():
         audit_gone = await audit.prune(PostgresChain(db), policy.audit_cutoff(now))
     return PruneReport(
-        tuple(dropped), tuple(gone), rolled, int(status.rsplit(" ", 1)[1]), audit_gone
+        tuple(dropped), tuple(gone), rolled, int(status.rsplit(" ", 1)[1]), audit_gone, blocks
     )
+
+
+@contextlib.asynccontextmanager
+async def _epoch_transaction(db: Db, gateway: str) -> AsyncIterator[None]:
+    """A transaction holding `gateway`'s lock: its ingest reads blocks and stream as one."""
+    async with db.transaction():
+        await lock_gateways(db, (gateway,))
+        yield
 
 
 async def prune_database(url: str, policy: RetentionPolicy, now: float) -> PruneReport:

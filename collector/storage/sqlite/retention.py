@@ -4,7 +4,8 @@ SQLite has no partitions, so the expired readings of each series (gateway, point
 transaction of their own, by a range of the (gateway, point, t) index. Their per-minute
 rollups were folded in as they were stored (collector.storage.rollups) and stay until
 `rollup_days`. The cut is always a month boundary, as on PostgreSQL: a month is kept whole
-until all of it has expired.
+until all of it has expired. The blocks of each epoch go in a transaction of their own too
+(`collector.storage.block_retention`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ import aiosqlite
 
 from collector.storage import audit
 from collector.storage.base import StorageError
+from collector.storage.block_retention import prune_blocks
 from collector.storage.months import Month, month_of, month_start, next_month
 from collector.storage.retention import (
     DAY,
@@ -68,6 +70,7 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
     kept = first_kept(now, policy.raw_days)
     await db.execute("DELETE FROM presence WHERE until <= ?", (kept,))
     await db.execute("UPDATE presence SET since = ? WHERE since < ?", (kept, kept))
+    blocks = await prune_blocks(SqliteChain(db), lambda _: immediate_transaction(db), kept)
     rollup_gone: list[Month] = []
     found = await db.execute_fetchall("SELECT min(minute) FROM readings_1m")
     oldest_rollup = next(iter(found))[0]
@@ -87,6 +90,7 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
         deleted,
         journal.rowcount,
         audit_gone,
+        blocks,
     )
 
 

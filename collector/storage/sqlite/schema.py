@@ -22,7 +22,7 @@ from collector.storage.sqlite.rollups import ROLLUP_TABLE
 from collector.storage.sqlite.upgrade_steps import UPGRADES
 from hostkit.ownership import root_among_others_files
 
-SCHEMA_VERSION: Final = 11
+SCHEMA_VERSION: Final = 12
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -60,8 +60,12 @@ CREATE TABLE IF NOT EXISTS blocks (
     domain      TEXT,            -- from the header, so exports need not parse payloads
     mine_code   TEXT,            -- coal mines (domain MK) only
     prev        TEXT,            -- from the header: the chain is checked as blocks arrive
+    -- Schema 12: the later of its arrival and its newest reading's t; retention deletes the
+    -- block once that is before the oldest kept month (collector.storage.block_retention).
+    newest_t    REAL,
     PRIMARY KEY (gateway, epoch, seq)
 );
+CREATE INDEX IF NOT EXISTS blocks_by_age ON blocks (gateway, epoch, newest_t);
 -- AUTOINCREMENT: an id is never handed out twice, even after retention deleted the rows
 -- with the highest ones (stream positions are reading ids).
 CREATE TABLE IF NOT EXISTS readings (
@@ -128,7 +132,8 @@ CREATE INDEX IF NOT EXISTS gaps_by_gateway ON gaps (gateway);
 -- declared are JSON lists of [from, to] (declared: to null = open-ended); conflict is 1 for
 -- good once a seq conflict or a chain break was seen in the stream. first_seen and
 -- last_seen are 0 while no block of the stream is stored (it is known only from another
--- epoch's gap record).
+-- epoch's gap record). pruned_through (schema 12): the highest seq whose block retention
+-- deleted, always below acked_through (0: none).
 CREATE TABLE IF NOT EXISTS ingest_state (
     gateway       TEXT NOT NULL,
     epoch         TEXT NOT NULL,
@@ -139,6 +144,7 @@ CREATE TABLE IF NOT EXISTS ingest_state (
     last_seen     REAL NOT NULL,
     declared      TEXT NOT NULL DEFAULT '[]',
     conflict      INTEGER NOT NULL DEFAULT 0,
+    pruned_through INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (gateway, epoch)
 );
 CREATE TABLE IF NOT EXISTS gateway_status (

@@ -190,6 +190,18 @@ async def _upgrade_to_11(db: aiosqlite.Connection) -> None:
     )
 
 
+async def _upgrade_to_12(db: aiosqlite.Connection) -> None:
+    """Blocks go with their readings' month: each keeps its age, each epoch what went.
+
+    A block stored before knows only its arrival (`newest_t` = received_at; its readings'
+    times are in its payload): a gateway's clock ahead of the collector's at the time then
+    leaves readings of a kept month whose block retention deleted.
+    """
+    if await _add_columns(db, "blocks", ("newest_t REAL",)):
+        await db.execute("UPDATE blocks SET newest_t = received_at WHERE newest_t IS NULL")
+    await _add_columns(db, "ingest_state", ("pruned_through INTEGER NOT NULL DEFAULT 0",))
+
+
 UPGRADES: Final = {
     1: _upgrade_to_2,
     2: _upgrade_to_3,
@@ -201,6 +213,7 @@ UPGRADES: Final = {
     8: _upgrade_to_9,
     9: _upgrade_to_10,
     10: _upgrade_to_11,
+    11: _upgrade_to_12,
 }
 
 

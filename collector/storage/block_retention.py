@@ -1,0 +1,58 @@
+"""Retention of the signed blocks, once for both backends: they go with their readings' month.
+
+A block's row keeps its signed bytes (what `collector verify` re-checks, what exports and
+GET /v1/quality join each reading to). It goes once `newest_t` (the later of its arrival and
+its newest reading's t) is before `collector.storage.retention.first_kept`, the start of the
+oldest month whose readings are kept: its readings went with their month then. Kept whatever
+their age are what the collector still works from:
+
+- each epoch's block at `acked_through` and every block above it: every ACK names the hash at
+  acked_through, the next block chains onto the newest, and a block filling an open hole
+  chains onto its stored neighbours on both sides;
+- a block that announced a gateway key (`gateway_keys.announced_epoch`, `announced_seq`): the
+  signed evidence of the rotation, one block per rotation.
+
+Every seq up to acked_through is stored or declared lost, so a seq at or below the epoch's
+`pruned_through` (the highest seq retention deleted) that has no block and no declaration was
+stored and pruned: a resend of it is a duplicate (`collector.storage.core.pruned_keys`) and
+`collector verify` lists no hole there. Each epoch's blocks go in a transaction of their own,
+together with the move of its pruned_through, so an ingest sees both or neither.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Final
+
+from collector.storage.audit import ChainDb
+
+_EPOCHS: Final = "SELECT gateway, epoch, acked_through FROM ingest_state WHERE acked_through > 1"
+_PAST: Final = (
+    " FROM blocks WHERE gateway = ? AND epoch = ? AND newest_t < ? AND seq < ?"
+    " AND NOT EXISTS (SELECT 1 FROM gateway_keys k WHERE k.gateway = blocks.gateway"
+    " AND k.announced_epoch = blocks.epoch AND k.announced_seq = blocks.seq)"
+)
+_MOVE_MARK: Final = (
+    "UPDATE ingest_state SET pruned_through = ?"
+    " WHERE gateway = ? AND epoch = ? AND pruned_through < ?"
+)
+
+EpochTransaction = Callable[[str], AbstractAsyncContextManager[None]]
+"""A backend's write transaction for one gateway's epoch (PostgreSQL: its gateway lock held)."""
+
+
+async def prune_blocks(db: ChainDb, transaction: EpochTransaction, kept: float) -> int:
+    """Delete the blocks past retention at `kept` (first_kept); how many went."""
+    dropped = 0
+    for row in await db.fetch(_EPOCHS, ()):
+        gateway, epoch = str(row[0]), str(row[1])
+        where = (gateway, epoch, kept, int(row[2]))
+        async with transaction(gateway):
+            (found,) = await db.fetch(f"SELECT count(*), max(seq){_PAST}", where)
+            count = int(found[0])
+            if count:
+                await db.execute(f"DELETE{_PAST}", where)
+                await db.execute(_MOVE_MARK, (found[1], gateway, epoch, found[1]))
+        dropped += count
+    return dropped
