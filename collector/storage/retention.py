@@ -5,13 +5,13 @@ last value per (gateway, point, minute), folded in by every ingest: collector.st
 are kept `rollup_days`. Only whole months of readings go, and only once every instant of the
 month is older than the limit: a month is never thinned row by row (PostgreSQL drops its
 partition), and a month that is partly young stays whole. The live feed's journal (alarm,
-gap and status events of GET /v1/stream) is small and goes row by row after `raw_days`. The
-gateways' presence intervals (GET /v1/quality), which qualify the readings, and the signed
-blocks the readings came in (but those ingest still works from:
-`collector.storage.block_retention`) go with the readings' month: from `first_kept` on they
-stay. `None` keeps everything for ever. The audit chain (collector.audit.chain) keeps its
-rows `audit_days`, never fewer than MIN_AUDIT_DAYS (GB/T 22239 level 3 asks for 180 days of
-audit records): its oldest rows go once every occurrence they count is that old.
+gap and status events GET /v1/stream sends between the readings), the gateways' presence
+intervals (GET /v1/quality), which qualify the readings, and the signed blocks the readings
+came in (but those ingest still works from: `collector.storage.block_retention`) go with the
+readings' month, row by row: from `first_kept` on they stay. `None` keeps everything for
+ever. The audit chain (collector.audit.chain) keeps its rows `audit_days`, never fewer than
+MIN_AUDIT_DAYS (GB/T 22239 level 3 asks for 180 days of audit records): its oldest rows go
+once every occurrence they count is that old.
 """
 
 from __future__ import annotations

@@ -161,15 +161,19 @@ async def test_a_serving_collector_applies_retention_itself(
     assert await _rollups(env) == ROLLUPS
 
 
-async def test_the_feed_journal_goes_after_raw_days(env: CollectorEnv) -> None:
+async def test_the_feed_journal_goes_with_the_readings_month(env: CollectorEnv) -> None:
+    """The journal's events (alarms, gaps, statuses) are streamed between the readings of
+    GET /v1/stream: deleted at exactly raw_days, up to a month of kept readings was streamed
+    from an old position without them. They go as the readings do: with their whole month."""
     await env.link.send(1, records=[_level(MAR, 6.0), gap_record(1)])
     await env.link.next_ack()
     (held,) = await env.rows("SELECT count(*) FROM feed")
     assert held[0] >= 1
     policy = RetentionPolicy(raw_days=45)
-    kept = await prune_storage(env.url, policy, time.time() + 44 * DAY)
+    month_end = month_start(next_month(month_of(time.time())))
+    kept = await prune_storage(env.url, policy, month_end + 44 * DAY)
     assert kept.feed_events_dropped == 0
-    gone = await prune_storage(env.url, policy, time.time() + 46 * DAY)
+    gone = await prune_storage(env.url, policy, month_end + 46 * DAY)
     assert gone.feed_events_dropped == held[0]
     assert await env.rows("SELECT count(*) FROM feed") == [(0,)]
 

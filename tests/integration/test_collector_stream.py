@@ -37,6 +37,7 @@ from collector.runtime import run_collector
 from collector.storage import open_storage, prune_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import CommitRelay, FeedJournal, relayed_commits
+from collector.storage.months import month_of, month_start, next_month
 from collector.storage.postgres.locks import FEED_LOCK
 from collector.storage.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA
 from collector.storage.retention import DAY, RetentionPolicy
@@ -740,8 +741,9 @@ async def test_a_stream_resumes_after_retention_pruned_the_journal_it_read(
             await stream.take(1)
             await feed.deliver(statuses=[StatusUpdate(NANCHANG.gateway, online=True, at=BASE_TIME)])
             (online,) = await stream.take(1)
+        month_end = month_start(next_month(month_of(BASE_TIME)))
         pruned = await prune_storage(
-            storage_url, RetentionPolicy(raw_days=45), BASE_TIME + 46 * DAY
+            storage_url, RetentionPolicy(raw_days=45), month_end + 46 * DAY
         )
         assert pruned.feed_events_dropped == 1
         async with _stream(feed.base_url, last_event_id=online.id, types="status") as resumed:

@@ -28,7 +28,6 @@ from collector.storage.postgres.partitions import (
     rollup_partition_name,
 )
 from collector.storage.retention import (
-    DAY,
     PruneReport,
     RetentionPolicy,
     expired,
@@ -61,12 +60,12 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
             await db.execute(f"DROP TABLE IF EXISTS {rollup_partition_name(month)}")
         gone.append(rollup_partition_name(month))
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
-    cutoff = now - policy.raw_days * DAY
-    status = await db.execute("DELETE FROM feed WHERE at < $1", cutoff)
+    kept = first_kept(now, policy.raw_days)
+    # The journal's events are streamed between the readings (GET /v1/stream): kept as long.
+    status = await db.execute("DELETE FROM feed WHERE at < $1", kept)
     # Live intervals qualify readings (GET /v1/quality): they are kept from the month the
     # readings are, one across its start cut there. The newest of a live gateway ends within
     # offline_after of now, long after that start, so ingest never extends a pruned one.
-    kept = first_kept(now, policy.raw_days)
     await db.execute("DELETE FROM presence WHERE until <= $1", kept)
     await db.execute("UPDATE presence SET since = $1 WHERE since < $1", kept)
     blocks = await prune_blocks(PostgresChain(db), functools.partial(_epoch_transaction, db), kept)

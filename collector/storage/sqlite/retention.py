@@ -20,7 +20,6 @@ from collector.storage.base import StorageError
 from collector.storage.block_retention import prune_blocks
 from collector.storage.months import Month, month_of, month_start, next_month
 from collector.storage.retention import (
-    DAY,
     PruneReport,
     RetentionPolicy,
     expired,
@@ -62,12 +61,12 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
             deleted += cursor.rowcount
         dropped.update(gone)
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
-    cutoff = now - policy.raw_days * DAY
-    journal = await db.execute("DELETE FROM feed WHERE at < ?", (cutoff,))
+    kept = first_kept(now, policy.raw_days)
+    # The journal's events are streamed between the readings (GET /v1/stream): kept as long.
+    journal = await db.execute("DELETE FROM feed WHERE at < ?", (kept,))
     # Live intervals qualify readings (GET /v1/quality): they are kept from the month the
     # readings are, one across its start cut there. The newest of a live gateway ends within
     # offline_after of now, long after that start, so ingest never extends a pruned one.
-    kept = first_kept(now, policy.raw_days)
     await db.execute("DELETE FROM presence WHERE until <= ?", (kept,))
     await db.execute("UPDATE presence SET since = ? WHERE since < ?", (kept, kept))
     blocks = await prune_blocks(SqliteChain(db), lambda _: immediate_transaction(db), kept)
