@@ -128,7 +128,7 @@ def ca() -> None:
 )
 @_days_option(CA_DAYS, "CA")
 def ca_init(config_path: Path, name: str, days: float) -> None:
-    """Create the CA: certs.ca_dir/ca.crt and ca.key (0600); an existing CA is kept."""
+    """Create the CA: certs.ca_dir (0700)/ca.crt and ca.key (0600); an existing CA is kept."""
     config = load_or_exit(config_path)
     ca_dir = ca_dir_or_exit(config, config_path)
     authority = create_ca(name, validity_from(datetime.now(UTC), days))

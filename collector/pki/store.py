@@ -33,6 +33,7 @@ CA_CRL: Final = "ca.crl"
 ISSUED: Final = "issued"
 _PRIVATE: Final = 0o600
 _PUBLIC: Final = 0o644
+_PRIVATE_FOLDER: Final = 0o700
 
 
 class PkiError(Exception):
@@ -78,13 +79,31 @@ def _write(path: Path, data: bytes, mode: int, *, replace: bool = True) -> None:
     sync_directory(path.parent)  # the rename or link, and the temporary's removal, durable
 
 
+def _private_folder(folder: Path) -> None:
+    """Make `folder` 0700, or refuse one already there that the group or others may look into.
+
+    Refused, not tightened, as an exposed private key is: the folder may be one others need
+    (the config's own folder, say), and a chmod would lock them out unseen.
+    """
+    try:
+        folder.mkdir(mode=_PRIVATE_FOLDER, parents=True)
+    except FileExistsError:
+        status = folder.stat()
+        mode = stat.S_IMODE(status.st_mode)
+        if stat.S_ISDIR(status.st_mode) and mode & 0o077:
+            raise PkiError(
+                f"{folder} has mode {mode:04o}, open to group or others, and would hold the CA's"
+                f" private key; run `chmod 700 {folder}` (or name a new folder in certs.ca_dir)"
+            ) from None
+
+
 def init_ca(ca_dir: Path, ca: Issued) -> None:
-    """Store a new CA in `ca_dir` (made 0700); an existing CA is never replaced."""
+    """Store a new CA in `ca_dir` (made 0700; an existing folder must be); never replace a CA."""
     key_path, cert_path = ca_dir / CA_KEY, ca_dir / CA_CERT
     if key_path.exists() or cert_path.exists():
         raise CaExistsError(f"{ca_dir} holds a CA already; refusing to replace it")
     try:
-        ca_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _private_folder(ca_dir)
         _write(key_path, _key_pem(ca), _PRIVATE, replace=False)
         _write(cert_path, _cert_pem(ca.certificate), _PUBLIC, replace=False)
     except FileExistsError:
@@ -150,7 +169,7 @@ def record_issued(ca_dir: Path, certificate: x509.Certificate) -> None:
     """Keep a copy of an issued certificate in the CA's folder, so it can be revoked by name."""
     folder = ca_dir / ISSUED
     try:
-        folder.mkdir(mode=0o700, exist_ok=True)
+        folder.mkdir(mode=_PRIVATE_FOLDER, exist_ok=True)
         _write(folder / f"{certificate.serial_number:x}.crt", _cert_pem(certificate), _PUBLIC)
     except OSError as exc:
         raise PkiError(

@@ -61,6 +61,38 @@ def test_a_gateway_certificate_from_the_config_ca(tmp_path: Path, config: Path) 
     assert x509.load_pem_x509_certificate((tmp_path / "pki" / "ca" / "ca.crt").read_bytes()) == ca
 
 
+@pytest.mark.parametrize("folder_mode", [0o755, 0o750, 0o701], ids=oct)
+def test_ca_init_refuses_a_folder_others_may_look_into(
+    tmp_path: Path, config: Path, folder_mode: int
+) -> None:
+    """Found in a closing note: an existing certs.ca_dir stayed 0755 (its key 0600 inside).
+
+    Refused as an exposed key is, naming the fix: a chmod here could lock others out of a
+    folder they share (certs.ca_dir may be the config's own folder).
+    """
+    ca_dir = tmp_path / "pki" / "ca"
+    ca_dir.mkdir(parents=True)
+    ca_dir.chmod(folder_mode)
+    result = run("certs", "ca", "init", "-c", str(config))
+    assert result.exit_code == 1, result.output
+    assert f"{ca_dir} has mode {folder_mode:04o}" in result.output
+    assert f"chmod 700 {ca_dir}" in result.output
+    assert list(ca_dir.iterdir()) == []
+    assert mode(ca_dir) == folder_mode
+
+
+def test_ca_init_makes_its_folder_0700_or_takes_one_already_0700(
+    tmp_path: Path, config: Path
+) -> None:
+    assert run("certs", "ca", "init", "-c", str(config)).exit_code == 0
+    assert mode(tmp_path / "pki" / "ca") == 0o700
+    other = tmp_path / "other.yaml"
+    other.write_text(BASE + "certs: {ca_dir: own}\n", encoding="utf-8")
+    (tmp_path / "own").mkdir(mode=0o700)
+    assert run("certs", "ca", "init", "-c", str(other)).exit_code == 0
+    assert mode(tmp_path / "own" / "ca.key") == 0o600
+
+
 def test_issuing_needs_a_ca_and_a_real_gateway_id(config: Path, tmp_path: Path) -> None:
     no_ca = run("certs", "issue", "-c", str(config), "--gateway", GATEWAY, "--out", "x")
     assert no_ca.exit_code == 1

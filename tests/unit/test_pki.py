@@ -103,7 +103,7 @@ def test_a_ca_interrupted_while_its_key_is_synced_leaves_no_copy_of_the_key(
         raise _Interrupted
 
     ca_dir = tmp_path / "ca"
-    ca_dir.mkdir()
+    ca_dir.mkdir(mode=0o700)  # as init_ca makes it, and takes it
     monkeypatch.setattr(os, "fsync", interrupted)
     with pytest.raises(_Interrupted):
         init_ca(ca_dir, create_ca("CA", validity_from(NOW, 10)))
@@ -133,7 +133,7 @@ def test_the_ca_files_are_durable_once_init_returns(
             present_when_synced.append({p.name for p in ca_dir.iterdir()})
         real_fsync(fd)
 
-    ca_dir.mkdir()
+    ca_dir.mkdir(mode=0o700)
     monkeypatch.setattr(os, "fsync", recording_fsync)
     init_ca(ca_dir, create_ca("CA", validity_from(NOW, 10)))
     assert present_when_synced, "the CA's folder was never synced"
