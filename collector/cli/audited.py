@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import pwd
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
@@ -56,6 +57,17 @@ async def record_action(
 
     A backend without the chain (none ships without one) records nothing.
     """
-    if isinstance(storage, AuditTrail):
-        entry = ActionEntry(time.time(), action, operator(), detail, gateway=gateway)
-        await storage.record_actions([entry])
+    await record_each(storage, action, [(detail, gateway)])
+
+
+async def record_each(
+    storage: Storage, action: Action, rows: Sequence[tuple[str, str | None]]
+) -> None:
+    """Append one `action` row per (detail, gateway), by this command's operator, at once.
+
+    One transaction: every row is chained, or none (a StorageError).
+    """
+    if isinstance(storage, AuditTrail) and rows:
+        at, actor = time.time(), operator()
+        entries = [ActionEntry(at, action, actor, detail, gateway=gw) for detail, gw in rows]
+        await storage.record_actions(entries)

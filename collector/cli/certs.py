@@ -11,12 +11,15 @@ import click
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
+from collector.audit.chain import Action
+from collector.cli.audited import record_each
 from collector.cli.common import (
     CONFIG_ERROR_EXIT,
     config_option,
     gateway_enterprise,
     gateway_option,
     load_or_exit,
+    with_storage,
 )
 from collector.config import CollectorConfig
 from collector.pki.certificates import (
@@ -44,6 +47,8 @@ from collector.pki.store import (
     write_crl,
     write_issued,
 )
+from collector.storage.base import Storage, StorageError
+from specs.records import iso_time
 
 CA_DAYS: Final = 3650
 CLIENT_DAYS: Final = 825
@@ -107,6 +112,32 @@ def fingerprint(certificate: x509.Certificate) -> str:
     return certificate.fingerprint(hashes.SHA256()).hex(":").upper()
 
 
+def certificate_detail(holder: str, certificate: x509.Certificate, done: str) -> str:
+    """An audit row's detail: whose certificate, its serial, fingerprint and end, what was done."""
+    not_after = iso_time(certificate.not_valid_after_utc.timestamp())
+    return (
+        f"{holder} certificate serial {certificate.serial_number:x}"
+        f" (SHA-256 {fingerprint(certificate)}, not after {not_after}) {done}"
+    )
+
+
+async def _audited(
+    storage: Storage, action: Action, rows: list[tuple[str, str | None]], done: str
+) -> None:
+    """Chain `rows`; if the database fails now, say what was `done` all the same (exit 1).
+
+    The files are written by then, as `gateways revoke` has revoked when it audits; the
+    storage was opened before anything was written, so a database that is down stops the
+    command first.
+    """
+    try:
+        await record_each(storage, action, rows)
+    except StorageError as exc:
+        raise click.ClickException(
+            f"{done}, but no audit row records it: {exc}; tell the auditors who did it and when"
+        ) from None
+
+
 @click.group()
 def certs() -> None:
     """The province CA and the client certificates the broker requires."""
@@ -157,16 +188,28 @@ def _gateway_id(gateway: str) -> str:
 )
 @days_option
 def issue(config_path: Path, gateway_id: str, out_dir: Path, days: float) -> None:
-    """Issue a client certificate for a gateway; its common name is the gateway id."""
+    """Issue a client certificate for a gateway; its common name is the gateway id.
+
+    An admin action of the audit chain (`cert_issue`), in the database of storage.url.
+    """
     config = load_or_exit(config_path)
     gateway = _gateway_id(gateway_id)
     authority = load_ca_or_fail(config, config_path)
+    ca_dir = ca_dir_or_exit(config, config_path)
     issued = issue_client(authority, gateway, validity_from(datetime.now(UTC), days))
-    try:
-        record_issued(ca_dir_or_exit(config, config_path), issued.certificate)
-        cert_path = write_issued(out_dir, gateway, issued, authority.certificate)
-    except PkiError as exc:
-        raise click.ClickException(str(exc)) from None
+
+    async def write(storage: Storage) -> Path:
+        try:
+            record_issued(ca_dir, issued.certificate)
+            cert_path = write_issued(out_dir, gateway, issued, authority.certificate)
+        except PkiError as exc:
+            raise click.ClickException(str(exc)) from None
+        detail = certificate_detail(f"gateway {gateway}", issued.certificate, "issued")
+        done = f"issued {cert_path} (serial {issued.certificate.serial_number:x})"
+        await _audited(storage, Action.CERT_ISSUE, [(detail, gateway)], done)
+        return cert_path
+
+    cert_path = with_storage(config, write)
     click.echo(
         f"issued {cert_path}, valid until {issued.certificate.not_valid_after_utc:%Y-%m-%d};"
         f" the site map's uplink.tls names it, {gateway}.key and {CA_CERT}",
@@ -219,32 +262,47 @@ def revoke(
     """Revoke every certificate issued to a gateway or a collector identity; restart the broker.
 
     The CA's list is certs.ca_dir/ca.crl; `broker-config` copies it next to the broker's
-    config (or give --broker-dir). Exit 1 when there is no certificate to revoke.
+    config (or give --broker-dir). Exit 1 when there is no certificate to revoke. An admin
+    action of the audit chain (`cert_revoke`, a row per certificate).
     """
     holder = _holder(gateway_id, collector)
     config = load_or_exit(config_path)
     authority = load_ca_or_fail(config, config_path)
     ca_dir = ca_dir_or_exit(config, config_path)
     now = datetime.now(UTC)
-    try:
-        crl = current_crl(ca_dir, authority, now)
-        listed = revoked_in(crl)
-        known = {entry.serial for entry in listed}
-        taken = [
-            Revoked(c.serial_number, now)
-            for c in issued_certificates(ca_dir)
-            if common_name(c) == holder and c.serial_number not in known
-        ]
-        if not taken:
-            raise click.ClickException(f"{holder} has no certificate left to revoke")
-        crl = revocation_list(authority, [*listed, *taken], now, number=crl_number(crl) + 1)
-        write_crl(ca_dir / CA_CRL, crl)
-        if broker_dir is not None:
-            write_crl(broker_dir / CA_CRL, crl)
-    except PkiError as exc:
-        raise click.ClickException(str(exc)) from None
+
+    async def put_on_the_list(storage: Storage) -> list[x509.Certificate]:
+        try:
+            crl = current_crl(ca_dir, authority, now)
+            listed = revoked_in(crl)
+            known = {entry.serial for entry in listed}
+            taken = sorted(
+                (
+                    c
+                    for c in issued_certificates(ca_dir)
+                    if common_name(c) == holder and c.serial_number not in known
+                ),
+                key=lambda c: c.serial_number,
+            )
+            if not taken:
+                raise click.ClickException(f"{holder} has no certificate left to revoke")
+            entries = [Revoked(c.serial_number, now) for c in taken]
+            crl = revocation_list(authority, [*listed, *entries], now, number=crl_number(crl) + 1)
+            write_crl(ca_dir / CA_CRL, crl)
+            if broker_dir is not None:
+                write_crl(broker_dir / CA_CRL, crl)
+        except PkiError as exc:
+            raise click.ClickException(str(exc)) from None
+        whose = f"gateway {holder}" if gateway_id is not None else f"collector {holder}"
+        rows = [(certificate_detail(whose, c, "revoked"), gateway_id) for c in taken]
+        serials = ", ".join(f"{c.serial_number:x}" for c in taken)
+        done = f"revoked {serials} of {holder} in {ca_dir / CA_CRL} (restart mosquitto to apply)"
+        await _audited(storage, Action.CERT_REVOKE, rows, done)
+        return taken
+
+    taken = with_storage(config, put_on_the_list)
     click.echo(
         f"revoked {len(taken)} certificate(s) of {holder}; restart mosquitto to apply", err=True
     )
-    for entry in taken:
-        click.echo(f"{entry.serial:x}")
+    for certificate in taken:
+        click.echo(f"{certificate.serial_number:x}")
