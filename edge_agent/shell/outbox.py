@@ -53,10 +53,11 @@ from edge_agent.shell.outbox_reads import (
     read_stats,
     read_undelivered,
     read_undelivered_block,
+    signed_by,
 )
 from edge_agent.shell.outbox_recovery import EpochJournal, MarkKeeper, SeqMark
 from edge_agent.shell.outbox_rewrite import RESIGN_BLOCKS, begin_epoch, reseal_chunk, resign_chunk
-from edge_agent.shell.outbox_room import RoomMaker, declare_damaged
+from edge_agent.shell.outbox_room import RoomMaker, mend_or_declare
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
 from edge_agent.shell.outbox_seal import (
     AckKeys,
@@ -97,7 +98,9 @@ class Outbox:
         self._marks = MarkKeeper(mark, unsealed)
         self._db = db
         self._path = path
-        self._room = RoomMaker(db, self._append, budget=budget, path=path, reserve=reserve)
+        self._room = RoomMaker(
+            db, self._append, budget=budget, path=path, reserve=reserve, key=lambda: self._key
+        )
         self._identity = identity
         self._key = key
         self._budget = budget
@@ -254,6 +257,7 @@ class Outbox:
                     self._db,
                     self._append,
                     self._chain_state,
+                    self._key,
                     now=now,
                     clock_synced=clock_synced,
                 )
@@ -290,11 +294,11 @@ class Outbox:
     async def undelivered(self, *, after: int, limit: int) -> list[StoredBlock]:
         """Undelivered blocks of the current epoch with seq > `after`, oldest first.
 
-        A block changed on disk is left out (and declared lost: `_sendable`).
+        A block changed on disk is mended, or left out and declared lost (`_sendable`).
         """
         async with self._lock:
             blocks = await read_undelivered(self._db, self._epoch, after=after, limit=limit)
-        return [block for block in blocks if await self._sendable(block)]
+        return [sent for block in blocks if (sent := await self._sendable(block)) is not None]
 
     async def get(self, seq: int) -> StoredBlock | None:
         """The block `seq` of this epoch if it is still undelivered (and as sealed)."""
@@ -303,32 +307,28 @@ class Outbox:
             return handed
         async with self._lock:
             block = await read_undelivered_block(self._db, self._epoch, seq)
-        return block if block is None or await self._sendable(block) else None
+        return None if block is None else await self._sendable(block)
 
-    async def _sendable(self, block: StoredBlock) -> bool:
-        """Whether `block` is as sealed; if not, it gives way to a gap record declaring it.
+    async def _sendable(self, block: StoredBlock) -> StoredBlock | None:
+        """`block` as sealed and signed with the current key, mended if need be; or None.
 
-        See `outbox_room.declare_damaged`. A full disk leaves it for the next read.
+        See `outbox_room.mend_or_declare`. A full disk leaves it for the next read.
         """
-        if block.intact:
-            return True
-        damaged = (block.epoch, block.seq, block.readings)
+        if block.intact and signed_by(self._key, block.signature, block.payload):
+            return block
+        now, synced = time.time(), clock_synchronized()
         try:
             async with self._lock, async_write_transaction(self._db):
-                sealed = await declare_damaged(
-                    self._db,
-                    self._append,
-                    damaged,
-                    now=time.time(),
-                    clock_synced=clock_synchronized(),
+                mended, sealed = await mend_or_declare(
+                    self._db, self._append, block, self._key, now=now, clock_synced=synced
                 )
         except sqlite3.Error as exc:
-            log.exception("outbox_block_damaged_not_declared", seq=block.seq, error=str(exc))
-            return False
+            log.exception("outbox_block_damaged_not_mended", seq=block.seq, error=str(exc))
+            return None
         if sealed is not None:
             self._marks.sealed(sealed.epoch, sealed.seq)
             self._handed.keep(sealed)
-        return False
+        return mended
 
     async def chain_position(self, seq: int) -> tuple[int, str | None]:
         """The current epoch's last seq, and the hash of its block `seq` if still held."""

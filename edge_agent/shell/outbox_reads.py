@@ -18,7 +18,7 @@ import aiosqlite
 from edge_agent.core.chain import SealedBlock
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW
 from specs.block import block_hash
-from specs.signing import Signature
+from specs.signing import Signature, SignatureError, SigningKey
 
 # Keys per lookup statement, far below SQLite's host parameter limit.
 _KEY_CHUNK: Final = 400
@@ -27,12 +27,43 @@ _KEY_CHUNK: Final = 400
 HANDED_BYTES: Final = 512 * 1024
 
 
+# The columns that vouch for a block's payload (`as_sealed`), read as bytes: a text column
+# whose bytes changed on disk may be no UTF-8 any more (erased flash reads 0xFF), and must
+# not fail the read of every block with it.
+WITNESS_COLUMNS: Final = "CAST(digest AS BLOB), CAST(alg AS BLOB), CAST(kid AS BLOB), sig"
+
+
+def witnesses(values: Sequence[Any]) -> tuple[bytes, Signature]:
+    """The digest and the signature stored with a block, from WITNESS_COLUMNS' values."""
+    digest, alg, kid, sig = (bytes(value) for value in values)
+    return digest, Signature(alg.decode(errors="replace"), kid.decode(errors="replace"), sig)
+
+
+def signed_by(key: SigningKey, signature: Signature, payload: bytes) -> bool:
+    """Whether `signature` over `payload` is `key`'s (not when its sig, alg or kid changed)."""
+    try:
+        key.public().verify(signature, payload)
+    except SignatureError:
+        return False
+    return True
+
+
+def as_sealed(payload: bytes, digest: bytes, signature: Signature, key: SigningKey) -> bool:
+    """Whether a block's row vouches for `payload` being its bytes as sealed.
+
+    The row holds two witnesses, both made at the seal: the digest (SHA-256 of the payload)
+    and the gateway's signature over it. Either one still matching proves the bytes (damage
+    cannot forge a hash or a signature); neither does, and the payload is not guessed at.
+    """
+    return block_hash(payload).encode() == digest or signed_by(key, signature, payload)
+
+
 @dataclass(frozen=True, slots=True)
 class StoredBlock:
     """A block as read back for (re)sending: the exact sealed bytes and signature.
 
-    `intact` is False when the bytes read back no longer hash to the digest sealed with them
-    (changed on disk: the collector would reject the block every time it is sent);
+    `intact` is False when the bytes read back no longer hash to the digest stored with them
+    (the payload or the digest changed on disk: `as_sealed` tells which);
     `readings` is how many readings it was sealed with (None for blocks kept in memory).
     """
 
@@ -47,15 +78,16 @@ class StoredBlock:
 
 
 def _stored(epoch: str, seq: int, row: Sequence[Any]) -> StoredBlock:
-    """A block from a row (payload, alg, kid, sig, digest, readings)."""
+    """A block from a row (payload, readings, *WITNESS_COLUMNS)."""
     payload = bytes(row[0])
+    digest, signature = witnesses(row[2:])
     return StoredBlock(
         epoch,
         seq,
         payload,
-        Signature(row[1], row[2], bytes(row[3])),
-        intact=block_hash(payload) == row[4],
-        readings=None if row[5] is None else int(row[5]),
+        signature,
+        intact=block_hash(payload).encode() == digest,
+        readings=None if row[1] is None else int(row[1]),
     )
 
 
@@ -146,7 +178,7 @@ async def read_undelivered(
 ) -> list[StoredBlock]:
     """Undelivered blocks of `epoch` with seq > `after`, oldest first."""
     async with db.execute(
-        "SELECT seq, payload, alg, kid, sig, digest, readings FROM blocks"
+        f"SELECT seq, payload, readings, {WITNESS_COLUMNS} FROM blocks"
         " WHERE epoch = ? AND delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
         (epoch, after, limit),
     ) as cursor:
@@ -159,7 +191,7 @@ async def read_undelivered_block(
 ) -> StoredBlock | None:
     """The block `seq` of `epoch` if it is still undelivered."""
     async with db.execute(
-        "SELECT payload, alg, kid, sig, digest, readings FROM blocks"
+        f"SELECT payload, readings, {WITNESS_COLUMNS} FROM blocks"
         " WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
         (epoch, seq),
     ) as cursor:

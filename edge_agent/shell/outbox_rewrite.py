@@ -15,9 +15,10 @@ from typing import Final
 import aiosqlite
 
 from edge_agent.core.chain import ChainState, SealedBlock
+from edge_agent.shell.outbox_reads import WITNESS_COLUMNS, as_sealed, witnesses
 from edge_agent.shell.outbox_room import Append, declare_damaged
 from edge_agent.shell.outbox_transaction import async_write_transaction
-from specs.block import GENESIS, block_hash, decode_block
+from specs.block import GENESIS, decode_block
 from specs.records import GapRecord, Record
 from specs.signing import SigningKey
 
@@ -50,19 +51,21 @@ async def reseal_chunk(
     db: aiosqlite.Connection,
     append: Append,
     chain_state: Callable[[], Awaitable[ChainState]],
+    key: SigningKey,
     *,
     now: float,
     clock_synced: bool,
 ) -> tuple[int, SealedBlock | None]:
     """Seal some undelivered blocks of older epochs again under the current one.
 
-    One transaction: the blocks moved (0 when none is left) and the last block sealed.
+    One transaction: the blocks moved (0 when none is left) and the last block sealed. `key`
+    (the gateway's) is a witness of each block's payload (`as_sealed`).
     """
     async with async_write_transaction(db):
         epoch = (await chain_state()).epoch
         async with db.execute(
-            "SELECT epoch, seq, payload, digest, readings FROM blocks WHERE delivered_at IS NULL"
-            " AND epoch != ? ORDER BY rowid LIMIT ?",
+            f"SELECT epoch, seq, payload, readings, {WITNESS_COLUMNS} FROM blocks"
+            " WHERE delivered_at IS NULL AND epoch != ? ORDER BY rowid LIMIT ?",
             (epoch, _RESEAL_BLOCKS),
         ) as cursor:
             rows = list(await cursor.fetchall())
@@ -70,10 +73,10 @@ async def reseal_chunk(
         last: SealedBlock | None = None
         for row in rows:
             payload = bytes(row[2])
-            if block_hash(payload) == row[3]:
+            if as_sealed(payload, *witnesses(row[4:]), key):
                 records.extend(decode_block(payload).records)
             else:  # changed on disk: cannot be decoded, declared lost in its own epoch
-                damaged = (str(row[0]), int(row[1]), row[4])
+                damaged = (str(row[0]), int(row[1]), row[3])
                 sealed = await declare_damaged(
                     db, append, damaged, now=now, clock_synced=clock_synced
                 )

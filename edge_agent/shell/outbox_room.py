@@ -3,13 +3,16 @@
 The decisions about what gives way are the pure core's (`edge_agent.core.thinning`); this
 module runs them as transactions on the outbox file, and turns a full disk into a full
 budget (see `edge_agent.shell.outbox_space`). The outbox calls `make_room` from inside its
-lock, when a seal met SQLITE_FULL, and `reclaim_reserve` after each seal.
+lock, when a seal met SQLITE_FULL, and `reclaim_reserve` after each seal. A block whose row
+changed on disk is mended or declared lost here too (`mend_or_declare`, `declare_damaged`),
+for the send path, making room and sealing an abandoned epoch again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
-from collections.abc import Awaitable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Final, Protocol
 
@@ -24,10 +27,18 @@ from edge_agent.core.thinning import (
     let_go_backfill_keys,
     thin,
 )
+from edge_agent.shell.outbox_reads import (
+    WITNESS_COLUMNS,
+    StoredBlock,
+    as_sealed,
+    signed_by,
+    witnesses,
+)
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, free_bytes, is_full
 from edge_agent.shell.outbox_transaction import async_write_transaction
 from specs.block import block_hash, decode_block
 from specs.records import GapReason, GapRecord, Record, iso_time
+from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
 
@@ -61,11 +72,11 @@ async def declare_damaged(
 ) -> SealedBlock | None:
     """Declare a block whose bytes changed on disk lost, inside the caller's transaction.
 
-    `block` (epoch, seq, readings), whose bytes no longer hash to its digest, gives way to an
-    `outbox_corrupt` gap record naming its seq. A bad flash sector or a torn write changed
-    them (quick_check reads no blob): the collector would reject it at every resend, and it
-    cannot be decoded to be thinned. Returns the gap record's block, or None when the block
-    was released or declared already.
+    `block` (epoch, seq, readings), whose row no longer vouches for its payload (`as_sealed`),
+    gives way to an `outbox_corrupt` gap record naming its seq. A bad flash sector or a torn
+    write changed them (quick_check reads no blob): the collector would reject it at every
+    resend, and it cannot be decoded to be thinned. Returns the gap record's block, or None
+    when the block was released or declared already.
     """
     epoch, seq, readings = block
     cursor = await db.execute(
@@ -86,6 +97,52 @@ async def declare_damaged(
     return sealed
 
 
+async def mend_or_declare(
+    db: aiosqlite.Connection,
+    append: Append,
+    block: StoredBlock,
+    key: SigningKey,
+    *,
+    now: float,
+    clock_synced: bool,
+) -> tuple[StoredBlock | None, SealedBlock | None]:
+    """A block read back to be sent whose digest or signature (by `key`) does not match it.
+
+    Inside the caller's transaction. While its payload is as sealed (`as_sealed`), its digest
+    is written back and, unless `key` verifies its signature, a signature made again with
+    `key` (the signature is detached, as after a key rotation): the block as it now stands is
+    returned, to be sent. Else it is declared lost (`declare_damaged`) and the gap record's
+    block returned. (None, None): it was released or declared meanwhile.
+    """
+    signed = signed_by(key, block.signature, block.payload)
+    if not (block.intact or signed):
+        damaged = (block.epoch, block.seq, block.readings)
+        return None, await declare_damaged(db, append, damaged, now=now, clock_synced=clock_synced)
+    signature = block.signature if signed else key.sign(block.payload)
+    cursor = await db.execute(
+        "UPDATE blocks SET digest = ?, alg = ?, kid = ?, sig = ?"
+        " WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
+        (
+            block_hash(block.payload),
+            signature.alg,
+            signature.kid,
+            signature.sig,
+            block.epoch,
+            block.seq,
+        ),
+    )
+    if cursor.rowcount != 1:
+        return None, None
+    log.warning(
+        "outbox_block_mended",
+        epoch=block.epoch,
+        seq=block.seq,
+        digest_restored=not block.intact,
+        signed_again=not signed,
+    )
+    return dataclasses.replace(block, signature=signature, intact=True), None
+
+
 class RoomMaker:
     """Frees space in the outbox file: retention first, then the oldest undelivered blocks."""
 
@@ -97,9 +154,11 @@ class RoomMaker:
         budget: SpaceBudget | None,
         path: Path,
         reserve: Reserve | None,
+        key: Callable[[], SigningKey],
     ) -> None:
         self._db = db
         self._append = append
+        self._key = key  # the gateway's current key: a witness of each block's payload
         self._budget = budget
         self._path = path
         self._reserve = reserve
@@ -225,13 +284,13 @@ class RoomMaker:
         chosen: list[tuple[EvictedBlock, bool]] = []
         total = 0
         async with self._db.execute(
-            "SELECT epoch, seq, payload, thinned, digest, readings FROM blocks"
+            f"SELECT epoch, seq, payload, thinned, readings, {WITNESS_COLUMNS} FROM blocks"
             " WHERE delivered_at IS NULL ORDER BY rowid"
         ) as cursor:
             async for row in cursor:
                 payload = bytes(row[2])
-                if block_hash(payload) != row[4]:
-                    return chosen, (str(row[0]), int(row[1]), row[5])
+                if not as_sealed(payload, *witnesses(row[5:]), self._key()):
+                    return chosen, (str(row[0]), int(row[1]), row[4])
                 records = decode_block(payload).records
                 chosen.append((EvictedBlock(str(row[0]), int(row[1]), records), bool(row[3])))
                 total += len(payload)

@@ -20,10 +20,10 @@ import pytest
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import EpochJournal
-from specs.block import decode_block
+from specs.block import block_hash, decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
-from specs.signing import signing_key_from_seed
-from tests.support.damage import zero_inside_payload
+from specs.signing import Signature, signing_key_from_seed
+from tests.support.damage import Column, erase_inside_column, zero_inside_payload
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -242,19 +242,88 @@ async def test_a_block_whose_bytes_changed_on_disk_is_declared_lost_not_sent_for
     assert [seq for _, seq, _ in _blocks(path)] == [1, 2, 4, 5, 6, 7]
 
 
+def _stored(path: Path, seq: int) -> tuple[bytes, bytes, Signature]:
+    """Block `seq`'s payload, digest and signature as the file holds them now."""
+    with closing(sqlite3.connect(path)) as db:
+        payload, digest, alg, kid, sig = db.execute(
+            "SELECT payload, CAST(digest AS BLOB), alg, kid, sig FROM blocks WHERE seq = ?",
+            (seq,),
+        ).fetchone()
+    return bytes(payload), bytes(digest), Signature(alg, kid, bytes(sig))
+
+
+@pytest.mark.parametrize("column", ["digest", "sig", "kid"])
+async def test_a_block_whose_digest_or_signature_changed_on_disk_is_mended_and_sent(
+    tmp_path: Path, column: Column
+) -> None:
+    """Erased bytes (0xFF) inside one block's digest, signature or key id. The digest and the
+    signature are two witnesses of the payload: while one still vouches for it, the payload
+    is as sealed. The block is not lost, nor sent for the collector to refuse for ever: the
+    agent signs it again with its key (as after a key rotation) or computes its digest again
+    from the payload its signature vouches for, writes that back, and sends it as sealed."""
+    path = tmp_path / "outbox.db"
+    await _filled(path, blocks=6)
+    sealed = [(seq, payload) for seq in range(1, 7) for payload, _, _ in [_stored(path, seq)]]
+    erase_inside_column(path, 3, column)
+    async with open_outbox(path, SITE, KEY) as outbox:
+        sent = await outbox.undelivered(after=0, limit=100)
+    assert [(block.seq, block.payload) for block in sent] == sealed
+    for block in sent:
+        KEY.public().verify(block.signature, block.payload)
+    assert _gaps(path) == []
+    payload, digest, signature = _stored(path, 3)
+    assert digest == block_hash(payload).encode()
+    KEY.public().verify(signature, payload)
+
+
+async def test_a_block_whose_digest_and_signature_both_changed_is_declared_lost(
+    tmp_path: Path,
+) -> None:
+    """Neither witness vouches for the payload any more: it is never guessed at, the block
+    is declared lost by an `outbox_corrupt` gap record for its seq, as a changed payload is."""
+    path = tmp_path / "outbox.db"
+    epoch = await _filled(path, blocks=6)
+    erase_inside_column(path, 3, "digest")
+    erase_inside_column(path, 3, "sig")
+    async with open_outbox(path, SITE, KEY) as outbox:
+        sent = [block.seq for block in await outbox.undelivered(after=0, limit=100)]
+    assert sent == [1, 2, 4, 5, 6]
+    [gap] = _gaps(path)
+    assert (gap.reason, gap.epoch, gap.from_seq, gap.to_seq, gap.lost) == (
+        GapReason.OUTBOX_CORRUPT,
+        epoch,
+        3,
+        3,
+        50,
+    )
+
+
+def _erase_digest(path: Path, seq: int) -> None:
+    erase_inside_column(path, seq, "digest")
+
+
+@pytest.mark.parametrize(
+    ("damage", "declared"),
+    [(zero_inside_payload, [(3, 3, 50)]), (_erase_digest, [])],
+    ids=["payload_changed_is_declared", "digest_changed_is_carried_over"],
+)
 async def test_a_damaged_block_of_an_abandoned_epoch_is_declared_when_the_rest_is_sealed_again(
     tmp_path: Path,
+    damage: Callable[[Path, int], None],
+    declared: list[tuple[int, int, int]],
 ) -> None:
     """A new epoch seals the undelivered blocks of the old one again, decoding them; a block
     whose bytes changed on disk cannot be decoded. It is declared lost (its seq in the old
-    epoch) and the others move on: the open must not fail, or every restart fails again."""
+    epoch) and the others move on: the open must not fail, or every restart fails again. A
+    block whose digest alone changed is as sealed (its signature vouches for it): carried."""
     path = tmp_path / "outbox.db"
     old_epoch = await _filled(path, blocks=5)
-    zero_inside_payload(path, 3)
+    damage(path, 3)
     EpochJournal.beside(path).record("0123456789abcdef")  # the file is not the one last used
     new_epoch = await _reopen(path)
     assert new_epoch != old_epoch
     readings = [r for _, _, records in _blocks(path) for r in records if isinstance(r, Reading)]
-    assert len(readings) == 4 * 50 + 3
+    assert len(readings) == (5 - len(declared)) * 50 + 3
     damaged = [g for g in _gaps(path) if g.reason is GapReason.OUTBOX_CORRUPT]
-    assert [(g.epoch, g.from_seq, g.to_seq, g.lost) for g in damaged] == [(old_epoch, 3, 3, 50)]
+    assert [(g.from_seq, g.to_seq, g.lost) for g in damaged] == declared
+    assert {g.epoch for g in damaged} <= {old_epoch}

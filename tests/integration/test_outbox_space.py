@@ -10,6 +10,7 @@ declared by a gap record.
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -20,7 +21,7 @@ from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
 from specs.records import AlarmEvent, AlarmRecord, GapReason, GapRecord, Reading, Record
 from specs.signing import signing_key_from_seed
-from tests.support.damage import zero_inside_payload
+from tests.support.damage import erase_inside_column, zero_inside_payload
 from tests.support.records import alarm_record, reading_at
 
 pytestmark = pytest.mark.timeout(120)
@@ -163,18 +164,29 @@ async def test_a_full_budget_on_a_roomy_disk_is_not_taken_for_a_full_disk(
     assert "outbox_cap_lifted" not in events
 
 
+def _erase_digest(path: Path, seq: int) -> None:
+    erase_inside_column(path, seq, "digest")
+
+
+@pytest.mark.parametrize(
+    ("damage", "gives_way"),
+    [(zero_inside_payload, True), (_erase_digest, False)],
+    ids=["payload_changed_is_declared", "digest_changed_is_thinned_as_any"],
+)
 async def test_a_block_changed_on_disk_gives_way_declared_when_the_outbox_is_full(
-    tmp_path: Path,
+    tmp_path: Path, damage: Callable[[Path, int], None], gives_way: bool
 ) -> None:
     """Weeks offline with a full outbox, and one block's bytes changed on disk (a bad flash
     sector): when making room reaches it, it cannot be decoded to be thinned. It gives way
-    whole, declared by an `outbox_corrupt` gap record for its seq, and sealing goes on."""
+    whole, declared by an `outbox_corrupt` gap record for its seq, and sealing goes on. A
+    block whose digest alone changed is as sealed (its signature vouches for it): it is
+    thinned as any other, nothing declared."""
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         for index in range(40):
             await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
         epoch = outbox.epoch
-    zero_inside_payload(path, 2)
+    damage(path, 2)
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         for index in range(40, 400):
             await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
@@ -182,5 +194,6 @@ async def test_a_block_changed_on_disk_gives_way_declared_when_the_outbox_is_ful
     declared = [
         g for g in in_file if isinstance(g, GapRecord) and g.reason is GapReason.OUTBOX_CORRUPT
     ]
-    assert [(g.epoch, g.from_seq, g.to_seq, g.lost) for g in declared] == [(epoch, 2, 2, 60)]
+    expected = [(epoch, 2, 2, 60)] if gives_way else []
+    assert [(g.epoch, g.from_seq, g.to_seq, g.lost) for g in declared] == expected
     assert (epoch, 2) not in positions
