@@ -3,7 +3,8 @@
 Memory stays flat whatever the file size: rows are read one at a time and at most one block's
 readings are held. Duplicates are found without remembering the file: within the block being
 built by a dict, and against everything sealed before (earlier blocks of this run, earlier
-runs) by the outbox's `backfill_keys`, which each seal writes in its own transaction. One
+runs) by the outbox's `backfill_keys`, which each seal writes in its own transaction (and
+retention deletes with the delivered blocks that carry their readings: `outbox_prune`). One
 import at a time per outbox (a lock file beside it), so the look-up and the seal that follows
 it cannot race another import of the same rows; the running agent never writes those keys.
 """

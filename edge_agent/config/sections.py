@@ -188,7 +188,9 @@ class OutboxConfig(ConfigModel):
     ones are thinned or dropped, each loss declared in a gap record.
     """
     retain_days: Annotated[int, Field(strict=True, gt=0)] = 7
-    """Days a delivered block is kept (for `outbox` inspection and replay requests)."""
+    """Days a delivered block is kept (for `outbox` inspection and replay requests); the
+    keys by which `edge-agent backfill` knows the readings it carries go with it.
+    """
     flush_interval: Annotated[Duration, duration_bounds(above=0)] = 0.2
     """Seal the readings gathered so far at least this often (latency bound)."""
     flush_readings: Annotated[int, Field(strict=True, ge=1)] = 500

@@ -162,11 +162,16 @@ def let_go_backfill_keys(
     file imported again brings them back. Kept readings are the originals: their keys stay.
     """
     kept = {(r.point, r.t) for r in replacement.records if isinstance(r, Reading)}
-    return {
-        (r.point, r.t)
-        for r in readings_of(blocks)
-        if BACKFILL_FLAG in r.flags and (r.point, r.t) not in kept
-    }
+    return set(imported_keys(readings_of(blocks))) - kept
+
+
+def imported_keys(records: Iterable[Record]) -> list[tuple[str, str]]:
+    """(point, t) of the imported readings (flag `backfill`) among `records`, in order.
+
+    The keys an import remembers in the outbox (`backfill_keys`): a block carrying these
+    readings takes their keys with it when retention deletes it after delivery.
+    """
+    return [(r.point, r.t) for r in records if isinstance(r, Reading) and BACKFILL_FLAG in r.flags]
 
 
 def drop(blocks: Sequence[EvictedBlock], *, now: float) -> Replacement:

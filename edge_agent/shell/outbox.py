@@ -22,7 +22,7 @@ again under it.
 This module is the `Outbox`; its parts live beside it: opening the file (`outbox_open`), the
 tables (`outbox_schema`), the seal's statements (`outbox_seal`), reading back
 (`outbox_reads`), new epochs and new keys (`outbox_rewrite`), making room (`outbox_room`,
-`outbox_space`) and what a restart finds (`outbox_recovery`).
+`outbox_space`), retention (`outbox_prune`) and what a restart finds (`outbox_recovery`).
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ import structlog
 from edge_agent.core.chain import ChainState, Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
     AnnouncementState,
     HandedBlocks,
@@ -63,7 +64,6 @@ from edge_agent.shell.outbox_seal import (
     AckKeys,
     append_block,
     chain_position,
-    prune_delivered,
     read_chain_state,
     release,
     seal_transaction,
@@ -376,9 +376,13 @@ class Outbox:
             return released
 
     async def prune(self, *, delivered_before: float) -> int:
-        """Delete delivered blocks released before the given time (retention)."""
-        async with self._lock:
-            return await on_thread(self._db, prune_delivered, delivered_before)
+        """Delete delivered blocks released before the given time (retention); how many.
+
+        The keys of the readings they imported go with them (`outbox_prune`), and every key
+        once no block held carries an imported reading. A chunk a transaction, the lock
+        taken for each: seals go on between them.
+        """
+        return await prune_delivered(self._db, delivered_before, self._lock)
 
     # --- key rotation ---------------------------------------------------------------------
 

@@ -10,7 +10,9 @@ for the send path, making room and sealing an abandoned epoch again.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import math
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
@@ -27,6 +29,7 @@ from edge_agent.core.thinning import (
     let_go_backfill_keys,
     thin,
 )
+from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
     WITNESS_COLUMNS,
     StoredBlock,
@@ -246,7 +249,9 @@ class RoomMaker:
         The next writer then reuses the WAL file from its start instead of growing it.
         """
         try:
-            await self._db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            # Its row read and its cursor closed: a checkpoint statement left open counts as a
+            # write in progress, and the next transaction on the thread could not commit.
+            await self._pragma("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.OperationalError as exc:
             if not is_full(exc):
                 raise
@@ -266,12 +271,15 @@ class RoomMaker:
         return True
 
     async def _drop_delivered(self, *, now: float, clock_synced: bool) -> bool:  # noqa: ARG002 - one signature for every step
-        """Retention gives way first: delivered blocks are at the collector already."""
-        async with async_write_transaction(self._db):
-            cursor = await self._db.execute("DELETE FROM blocks WHERE delivered_at IS NOT NULL")
-        if cursor.rowcount:
-            log.info("delivered_blocks_pruned_for_room", blocks=cursor.rowcount)
-        return cursor.rowcount > 0
+        """Retention gives way first: delivered blocks are at the collector already.
+
+        With the keys of the readings they imported (`outbox_prune`), a chunk a transaction;
+        the caller holds the outbox's lock.
+        """
+        pruned = await prune_delivered(self._db, math.inf, contextlib.nullcontext())
+        if pruned:
+            log.info("delivered_blocks_pruned_for_room", blocks=pruned)
+        return pruned > 0
 
     async def _oldest_undelivered(
         self,

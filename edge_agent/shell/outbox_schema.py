@@ -32,11 +32,14 @@ CREATE TABLE IF NOT EXISTS blocks (
     delivered_at REAL,
     readings INTEGER,
     thinned INTEGER NOT NULL DEFAULT 0,
+    backfilled INTEGER,
     PRIMARY KEY (epoch, seq)
 );
 CREATE INDEX IF NOT EXISTS blocks_undelivered ON blocks (epoch, seq) WHERE delivered_at IS NULL;
 -- (point, t) of every backfilled reading sealed here, written by the seal that carries it:
--- re-running an import finds them and imports nothing twice.
+-- re-running an import finds them and imports nothing twice. A key goes with the block that
+-- carries its reading (`blocks.backfilled`: how many it carries; NULL: sealed before that
+-- column, unknown) when retention deletes it after delivery (`outbox_prune`).
 CREATE TABLE IF NOT EXISTS backfill_keys (
     point TEXT NOT NULL,
     t TEXT NOT NULL,
@@ -65,6 +68,13 @@ _ADDED_COLUMNS: Final = (
     ("blocks", "readings", "INTEGER"),
     ("blocks", "thinned", "INTEGER NOT NULL DEFAULT 0"),
     ("key_announcements", "refused_at", "REAL"),
+    ("blocks", "backfilled", "INTEGER"),
+)
+# On a column added above, so made once it is there: the blocks that carry (or may carry,
+# NULL) imported readings, which retention decodes to find their keys.
+_BACKFILLED_INDEX: Final = (
+    "CREATE INDEX IF NOT EXISTS blocks_backfilled ON blocks (epoch, seq)"
+    " WHERE backfilled IS NULL OR backfilled > 0"
 )
 # SQLite page cache of the outbox connection, KiB (SQLite's default is 2,000).
 PAGE_CACHE_KIB: Final = 256
@@ -95,6 +105,7 @@ async def prepare_file(
             columns = {str(row[1]) for row in await cursor.fetchall()}
         if column not in columns:
             await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
+    await db.execute(_BACKFILLED_INDEX)
     async with async_write_transaction(db):
         async with db.execute("SELECT value FROM meta WHERE key = 'epoch'") as cursor:
             row = await cursor.fetchone()

@@ -16,6 +16,7 @@ import sqlite3
 from collections.abc import Sequence
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
+from edge_agent.core.thinning import imported_keys
 from edge_agent.shell.outbox_transaction import write_transaction
 from specs.records import KeyRecord, Reading, Record
 from specs.signing import SigningKey
@@ -23,7 +24,7 @@ from specs.signing import SigningKey
 _CHAIN_STATE_SQL = "SELECT key, value FROM meta WHERE key IN ('epoch', 'last_seq', 'last_hash')"
 _INSERT_BLOCK_SQL = (
     "INSERT INTO blocks (epoch, seq, payload, digest, alg, kid, sig, records,"
-    " sealed_at, readings, thinned) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " sealed_at, readings, thinned, backfilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _ALARM_STATE_SQL = (
     "INSERT INTO alarm_state (name, state, saved_at) VALUES (?, ?, ?)"
@@ -67,6 +68,7 @@ def append_block(  # noqa: PLR0917 - the seal's inputs, passed to the thread as 
             now,
             _reading_count(records),
             int(thinned),
+            len(imported_keys(records)),
         ),
     )
     db.executemany(
@@ -159,11 +161,3 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
     finally:
         db.execute("PRAGMA synchronous=FULL")
     return blocks, announcements
-
-
-def prune_delivered(db: sqlite3.Connection, before: float) -> int:
-    """Delete the blocks delivered before `before` (retention); how many went."""
-    cursor = db.execute(
-        "DELETE FROM blocks WHERE delivered_at IS NOT NULL AND delivered_at < ?", (before,)
-    )
-    return cursor.rowcount

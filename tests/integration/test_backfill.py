@@ -31,12 +31,14 @@ from edge_agent.cli import main
 from edge_agent.config import load_site_config
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.core.points import resolve_points
+from edge_agent.shell import outbox_prune
 from edge_agent.shell.outbox_open import open_outbox
 from specs.block import GENESIS, Block, decode_block
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading
 from specs.signing import Signature, load_signing_key, load_verify_key
 from tests.support.config_files import at_gateway_key_line
+from tests.support.damage import erase_inside_column
 
 BIN = Path(sys.executable).parent
 HEADER = "point,t,value,quality,unit\n"
@@ -602,3 +604,97 @@ def test_ctrl_c_while_waiting_for_another_import_exits_130_having_imported_nothi
     assert (process.returncode, out) == (130, "")
     assert err == f"{csv}: interrupted before importing anything\n"
     assert not outbox_path(site).exists()
+
+
+def _key_count(site: Path) -> int:
+    with closing(sqlite3.connect(outbox_path(site))) as db:
+        return int(db.execute("SELECT count(*) FROM backfill_keys").fetchone()[0])
+
+
+def _deliver_and_prune(site: Path, *, through: int, delivered_at: float, before: float) -> int:
+    """ACK blocks 1..`through` at `delivered_at`, then apply retention with cutoff `before`."""
+    config = load_site_config(site)
+    key = load_signing_key(config.signing.key_file.read_bytes())
+
+    async def run() -> int:
+        async with open_outbox(config.outbox.path, identity_of(config), key) as outbox:
+            epoch = outbox.epoch
+            await outbox.mark_delivered(epoch=epoch, through=through, also=None, now=delivered_at)
+            return await outbox.prune(delivered_before=before)
+
+    return asyncio.run(run())
+
+
+@pytest.mark.parametrize("sealed_by", ["this version", "a version before the count"])
+def test_keys_of_imported_readings_go_with_their_delivered_blocks(
+    site: Path, tmp_path: Path, sealed_by: str
+) -> None:
+    """`backfill_keys` kept one row per imported reading for ever: retention deleted the
+    delivered blocks but never their keys, so an outbox importing a log every day grew by a
+    row per reading for good. Now a key goes with the block that carried its reading, once
+    that block is delivered and past retention; keys of undelivered blocks stay."""
+    rows = [
+        f"T00{1 + n % 3}-LT-01,{(datetime(2024, 3, 1, tzinfo=UTC) + timedelta(seconds=n // 3))}"
+        f",{n % 50}"
+        for n in range(10_000)
+    ]
+    csv = write(tmp_path / "log.csv", "point,t,value\n" + "\n".join(rows) + "\n")
+    first = backfill(site, csv, "--json")
+    assert (counts(first)["imported"], counts(first)["duplicate"]) == (10_000, 0)
+    assert [len(b.records) for b in chain(site)] == [4000, 4000, 2000]
+    assert _key_count(site) == 10_000
+    if sealed_by != "this version":  # blocks an older agent sealed: their count is unknown
+        with closing(sqlite3.connect(outbox_path(site))) as db, db:
+            db.execute("UPDATE blocks SET backfilled = NULL")
+
+    # Blocks 1 and 2 delivered at 1000: not yet past retention at cutoff 1000, then past it.
+    assert _deliver_and_prune(site, through=2, delivered_at=1000.0, before=1000.0) == 0
+    assert _key_count(site) == 10_000
+    assert _deliver_and_prune(site, through=2, delivered_at=1000.0, before=1000.5) == 2
+    assert _key_count(site) == 2000, "only the keys of the undelivered block 3 stay"
+    with closing(sqlite3.connect(outbox_path(site))) as db:
+        held = {(str(p), str(t)) for p, t in db.execute("SELECT point, t FROM backfill_keys")}
+    assert held == {(r.point, r.t) for r in stored_readings(site)}
+
+    # The same file again: the readings of block 3 are still waiting (duplicate); those of
+    # the pruned blocks are at the collector, which refuses them (tests/e2e: test_backfill_live).
+    again = backfill(site, csv, "--json")
+    assert (counts(again)["imported"], counts(again)["duplicate"]) == (8000, 2000)
+    assert _key_count(site) == 10_000
+    assert _deliver_and_prune(site, through=5, delivered_at=2000.0, before=2000.5) == 3
+    assert _key_count(site) == 0
+
+
+def test_keys_an_older_version_left_behind_go_once_no_block_holds_an_imported_reading(
+    site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An outbox an older version pruned keeps the keys of blocks deleted long ago. They go,
+    a chunk a transaction, once no block left carries an imported reading, not before."""
+    monkeypatch.setattr(outbox_prune, "PRUNE_KEYS", 3000)  # several chunks of each kind
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    body = "".join(f"T002-LT-01,{start + timedelta(seconds=n)},{n % 9}\n" for n in range(10_000))
+    csv = write(tmp_path / "log.csv", "point,t,value\n" + body)
+    assert counts(backfill(site, csv, "--json"))["imported"] == 10_000
+    assert _deliver_and_prune(site, through=3, delivered_at=1000.0, before=0.0) == 0
+    with closing(sqlite3.connect(outbox_path(site))) as db, db:  # the old retention
+        db.execute("DELETE FROM blocks WHERE delivered_at IS NOT NULL")
+    one = write(tmp_path / "one.csv", "point,t,value\nT003-LT-01,2024-03-05 08:00:00,1\n")
+    assert counts(backfill(site, one, "--json"))["imported"] == 1
+    assert _deliver_and_prune(site, through=0, delivered_at=1500.0, before=1500.5) == 0
+    assert _key_count(site) == 10_001, "block 4 carries an imported reading: no sweep"
+    assert _deliver_and_prune(site, through=4, delivered_at=2000.0, before=2000.5) == 1
+    assert _key_count(site) == 0
+
+
+def test_a_delivered_block_whose_digest_was_erased_is_pruned_and_its_keys_swept(
+    site: Path, tmp_path: Path
+) -> None:
+    """Erased flash inside a delivered block's digest (0xFF, no UTF-8 text) must not stop
+    retention: the block goes unread, and its keys once no block carries an imported one."""
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    body = "".join(f"T001-LT-01,{start + timedelta(seconds=n)},{n % 9}\n" for n in range(10_000))
+    csv = write(tmp_path / "log.csv", "point,t,value\n" + body)
+    assert counts(backfill(site, csv, "--json"))["imported"] == 10_000
+    erase_inside_column(outbox_path(site), 1, "digest")
+    assert _deliver_and_prune(site, through=3, delivered_at=1000.0, before=1000.5) == 3
+    assert _key_count(site) == 0

@@ -1,0 +1,113 @@
+"""Retention: delivered blocks go, and with them the keys of the readings they imported.
+
+An import remembers the (point, t) of each reading it seals (`backfill_keys`), so that the
+same file imported again adds nothing. Those keys are kept as long as the block that carries
+the reading: when retention (`outbox.retain_days`) or a full outbox deletes a delivered
+block, the keys of its imported readings go in the same transaction. The collector holds
+those readings by then, and refuses a second copy of a (gateway, point, t) it holds. A key
+whose block is not delivered stays; a reading that moves (sealed again under a new epoch,
+kept by thinning) keeps its key, as the block it moves to carries it.
+
+Each step is one transaction on the outbox's connection thread, of a bounded size: a prune
+of millions of keys neither holds them in memory nor writes them in one transaction.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final
+
+import aiosqlite
+
+from edge_agent.core.thinning import imported_keys
+from edge_agent.shell.outbox_transaction import on_thread, write_transaction
+from specs.block import BlockFormatError, block_hash, decode_block
+
+PRUNE_BLOCKS: Final = 256
+"""Delivered blocks deleted per transaction at most."""
+PRUNE_KEYS: Final = 16_000
+"""Keys deleted per transaction: a chunk stops at the block that reaches this many."""
+
+
+def _forget_keys(db: sqlite3.Connection, rowid: int) -> int:
+    """Delete the keys of the imported readings of block `rowid`; how many it carries.
+
+    A block whose payload no longer hashes to its digest is not read: its keys are left to
+    the sweep. The digest is read as bytes, so one changed on disk cannot fail the read.
+    """
+    payload, digest = db.execute(
+        "SELECT payload, CAST(digest AS BLOB) FROM blocks WHERE rowid = ?", (rowid,)
+    ).fetchone()
+    if block_hash(bytes(payload)).encode() != bytes(digest):
+        return 0
+    try:
+        keys = imported_keys(decode_block(bytes(payload)).records)
+    except BlockFormatError:
+        return 0
+    db.executemany("DELETE FROM backfill_keys WHERE point = ? AND t = ?", keys)
+    return len(keys)
+
+
+def prune_chunk(db: sqlite3.Connection, before: float) -> int:
+    """One transaction: delete some blocks delivered before `before`, with their keys.
+
+    Oldest first, up to PRUNE_BLOCKS blocks or PRUNE_KEYS keys; returns the blocks deleted
+    (0: none left). Blocks that carry no imported reading are not read.
+    """
+    with write_transaction(db):
+        rows = db.execute(
+            "SELECT rowid, backfilled FROM blocks"
+            " WHERE delivered_at IS NOT NULL AND delivered_at < ? ORDER BY rowid LIMIT ?",
+            (before, PRUNE_BLOCKS),
+        ).fetchall()
+        gone: list[tuple[int]] = []
+        keys = 0
+        for rowid, backfilled in rows:
+            if keys >= PRUNE_KEYS:
+                break
+            if backfilled is None or backfilled > 0:  # NULL: sealed before the count
+                keys += _forget_keys(db, int(rowid))
+            gone.append((int(rowid),))
+        db.executemany("DELETE FROM blocks WHERE rowid = ?", gone)
+    return len(gone)
+
+
+def sweep_chunk(db: sqlite3.Connection) -> int:
+    """One transaction: when no block held carries an imported reading, delete some keys.
+
+    Every key left then belongs to no reading the outbox holds: kept by a version that never
+    pruned them, or carried by a block declared damaged. An import seals its keys with its
+    blocks, so a chunk that sees a key of it sees its block too and deletes nothing.
+    Returns the keys deleted, at most PRUNE_KEYS (0: none left, or a block still needs them).
+    """
+    with write_transaction(db):
+        if db.execute(
+            "SELECT 1 FROM blocks WHERE backfilled IS NULL OR backfilled > 0 LIMIT 1"
+        ).fetchone():
+            return 0
+        return db.execute(
+            "DELETE FROM backfill_keys WHERE (point, t) IN"
+            " (SELECT point, t FROM backfill_keys LIMIT ?)",
+            (PRUNE_KEYS,),
+        ).rowcount
+
+
+async def prune_delivered(
+    db: aiosqlite.Connection, before: float, lock: AbstractAsyncContextManager[Any]
+) -> int:
+    """Delete the blocks delivered before `before` and their keys; return how many blocks.
+
+    Then the keys no block needs (`sweep_chunk`). A chunk a transaction, `lock` held for each.
+    """
+    pruned = 0
+    while True:
+        async with lock:
+            blocks = await on_thread(db, prune_chunk, before)
+        if blocks == 0:
+            break
+        pruned += blocks
+    while True:
+        async with lock:
+            if await on_thread(db, sweep_chunk) == 0:
+                return pruned
