@@ -74,8 +74,8 @@ class StorageConfig(ConfigModel):
     # Retention (collector.storage.retention): raw readings are kept raw_days, their
     # per-minute rollups rollup_days; whole months go, never single rows. Unset: for ever.
     raw_days: Annotated[float, Field(gt=0)] | None = None
-    """Keep raw readings this many days (whole months go once all of them are older); absent:
-    keep everything.
+    """Keep raw readings this many days (whole months go once all of them are older; the signed
+    blocks they came in go with them, see operations.md, Retention); absent: keep everything.
     """
     rollup_days: Annotated[float, Field(gt=0)] | None = None
     """Keep the per-minute rollups this many days; at least `raw_days`, and needs it."""
