@@ -396,14 +396,15 @@ class Outbox:
 
         The blocks' bytes stay as sealed (the signature is detached): only `alg`, `kid` and
         `sig` change, so a backlog sealed before a rotation is not left to the old key, which
-        the collector retires after its overlap window. Returns the blocks signed again.
+        the collector retires after its overlap window. A block whose payload changed on disk
+        is not (`resign_chunk`). Returns the blocks signed again.
         """
-        self._key = key
+        previous, self._key = self._key, key
         self._handed.clear()  # signed with the old key
-        signed = 0
+        signed = after = 0
         while True:
             async with self._lock:
-                rows = await resign_chunk(self._db, key)
-            signed += rows
+                rows, resigned, after = await resign_chunk(self._db, key, previous, after=after)
+            signed += resigned
             if rows < RESIGN_BLOCKS:
                 return signed

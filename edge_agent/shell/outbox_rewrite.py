@@ -94,25 +94,33 @@ async def reseal_chunk(
     return len(rows), last
 
 
-async def resign_chunk(db: aiosqlite.Connection, key: SigningKey) -> int:
-    """Sign up to RESIGN_BLOCKS undelivered blocks again with `key`; return how many.
+async def resign_chunk(
+    db: aiosqlite.Connection, key: SigningKey, previous: SigningKey, *, after: int
+) -> tuple[int, int, int]:
+    """Sign again with `key` up to RESIGN_BLOCKS undelivered blocks past rowid `after`.
 
     The blocks' bytes stay as sealed (the signature is detached): only `alg`, `kid` and
-    `sig` change.
+    `sig` change. Only a payload its row still vouches for (`as_sealed`: its digest, or its
+    signature by `previous`, the key being replaced) is signed: a signature over bytes that
+    changed on disk would vouch for them, and the block would be sent altered. One that is not
+    is left as it is, for the send path to declare lost. Returns (blocks read, blocks signed,
+    the last one's rowid): fewer than RESIGN_BLOCKS read means none is left.
     """
     async with async_write_transaction(db):
         async with db.execute(
-            "SELECT epoch, seq, payload FROM blocks"
-            " WHERE delivered_at IS NULL AND kid != ? LIMIT ?",
-            (key.kid, RESIGN_BLOCKS),
+            f"SELECT rowid, epoch, seq, payload, {WITNESS_COLUMNS} FROM blocks"
+            " WHERE delivered_at IS NULL AND kid != ? AND rowid > ? ORDER BY rowid LIMIT ?",
+            (key.kid, after, RESIGN_BLOCKS),
         ) as cursor:
             rows = list(await cursor.fetchall())
         updates = []
-        for epoch, seq, payload in rows:
+        for _, epoch, seq, payload, *witnessed in rows:
+            if not as_sealed(bytes(payload), *witnesses(witnessed), previous):
+                continue
             signature = key.sign(bytes(payload))
             updates.append((signature.alg, signature.kid, signature.sig, epoch, seq))
         await db.executemany(
             "UPDATE blocks SET alg = ?, kid = ?, sig = ? WHERE epoch = ? AND seq = ?",
             updates,
         )
-    return len(rows)
+    return len(rows), len(updates), int(rows[-1][0]) if rows else after

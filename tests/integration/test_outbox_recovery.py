@@ -327,3 +327,51 @@ async def test_a_damaged_block_of_an_abandoned_epoch_is_declared_when_the_rest_i
     damaged = [g for g in _gaps(path) if g.reason is GapReason.OUTBOX_CORRUPT]
     assert [(g.from_seq, g.to_seq, g.lost) for g in damaged] == declared
     assert {g.epoch for g in damaged} <= {old_epoch}
+
+
+NEW_KEY = signing_key_from_seed(bytes([1]) * 32)
+
+
+async def test_a_key_rotation_never_signs_a_payload_changed_on_disk(tmp_path: Path) -> None:
+    """Block 3's payload changed on disk, then the gateway's key changed (`use_key`). Signing
+    the backlog again signed whatever bytes the file held: the new signature then vouched for
+    the changed payload (`as_sealed`), the send path 'restored' its digest and sent block 3
+    with altered readings, as if sealed so. A payload neither its digest nor its signature
+    vouches for is never signed again: it is declared lost, as without a rotation."""
+    path = tmp_path / "outbox.db"
+    epoch = await _filled(path, blocks=6)
+    sealed = {seq: payload for seq in range(1, 7) for payload, _, _ in [_stored(path, seq)]}
+    zero_inside_payload(path, 3)
+    async with open_outbox(path, SITE, KEY) as outbox:
+        assert await outbox.use_key(NEW_KEY) == 5
+        sent = await outbox.undelivered(after=0, limit=6)
+    assert [(block.seq, block.payload) for block in sent] == [
+        (seq, sealed[seq]) for seq in (1, 2, 4, 5, 6)
+    ]
+    for block in sent:
+        NEW_KEY.public().verify(block.signature, block.payload)
+    [gap] = _gaps(path)
+    assert (gap.reason, gap.epoch, gap.from_seq, gap.to_seq) == (
+        GapReason.OUTBOX_CORRUPT,
+        epoch,
+        3,
+        3,
+    )
+
+
+async def test_a_key_rotation_signs_again_a_block_whose_digest_alone_changed(
+    tmp_path: Path,
+) -> None:
+    """Block 3's digest changed on disk, then the key changed: its old signature still
+    vouches for its payload, so it is signed again with the new key and sent as sealed."""
+    path = tmp_path / "outbox.db"
+    await _filled(path, blocks=6)
+    sealed = [(seq, payload) for seq in range(1, 7) for payload, _, _ in [_stored(path, seq)]]
+    erase_inside_column(path, 3, "digest")
+    async with open_outbox(path, SITE, KEY) as outbox:
+        assert await outbox.use_key(NEW_KEY) == 6
+        sent = await outbox.undelivered(after=0, limit=100)
+    assert [(block.seq, block.payload) for block in sent] == sealed
+    for block in sent:
+        NEW_KEY.public().verify(block.signature, block.payload)
+    assert _gaps(path) == []
