@@ -32,6 +32,7 @@ from hostkit.keyfiles import create_key_pair
 from specs.block import decode_block
 from specs.records import Reading, parse_iso_time
 from tests.support.broker import Broker, free_port, wait_for_port
+from tests.support.cli_runs import agent_cli
 
 BIN = Path(sys.executable).parent
 STOP_WITHIN = 5.0  # the issue's requirement, SIGTERM to exit
@@ -145,12 +146,10 @@ def plant(tmp_path: Path, broker: Broker) -> Iterator[Plant]:
 
 
 def keys_init(work: Path) -> None:
-    subprocess.run(
-        [str(BIN / "edge-agent"), "keys", "init", "-c", "site.yaml"],
-        cwd=work,
-        check=True,
-        capture_output=True,
-    )
+    """`edge-agent keys init` in-process: the key is what these tests need, not a process
+    (one would cost each test 1-3 s of interpreter start-up; `run` is the process here)."""
+    made = agent_cli("keys", "init", "-c", str(work / "site.yaml"))
+    assert made.exit_code == 0, made.output
 
 
 def start_agent(work: Path) -> subprocess.Popen[bytes]:
