@@ -45,6 +45,11 @@ log = structlog.get_logger("edge_agent.outbox")
 _JOURNAL_KEEP: Final = 16
 # What SQLite says of a file that is not a sound database, whatever the disk's state.
 _CORRUPTION: Final = frozenset({sqlite3.SQLITE_CORRUPT, sqlite3.SQLITE_NOTADB})
+# Reads of the file the disk itself failed (a bad sector, erased flash, a damaged file
+# system): the file is damaged where it lies, and each start would fail on it the same way.
+_FAILED_READS: Final = frozenset(
+    {sqlite3.SQLITE_IOERR_READ, sqlite3.SQLITE_IOERR_SHORT_READ, sqlite3.SQLITE_IOERR_CORRUPTFS}
+)
 # Free space below which a failed read is put down to the disk, not to the file.
 _ROOM_TO_CHECK: Final = 1024 * 1024
 _MARK_BYTES: Final = 160
@@ -100,6 +105,15 @@ def _primary(error: sqlite3.Error) -> int:
     return int(getattr(error, "sqlite_errorcode", 0)) & 0xFF
 
 
+def file_is_damaged(error: sqlite3.Error) -> bool:
+    """Whether SQLite's `error` says the outbox file itself is damaged.
+
+    A lock, a file it cannot open or a failed write say nothing of what the file holds.
+    """
+    extended = int(getattr(error, "sqlite_errorcode", 0))
+    return _primary(error) in _CORRUPTION or extended in _FAILED_READS
+
+
 def outbox_unavailable(path: Path, error: sqlite3.Error, doing: str) -> OutboxUnavailableError:
     """What to raise when SQLite failed to `doing` ("check", "open") the outbox at `path`.
 
@@ -139,12 +153,13 @@ def inspect_outbox(path: Path) -> FileState:
 def _unreadable(path: Path, error: sqlite3.DatabaseError) -> Corrupt:
     """A file SQLite could not read: Corrupt only when SQLite says the file is damaged.
 
-    A lock, too many open files, an I/O error or a full disk says nothing of the file: moved
+    A lock, too many open files, a failed write or a full disk says nothing of the file: moved
     aside, its undelivered blocks would be abandoned for a cause that passes. Raised as
     OutboxUnavailableError instead, and the file stays (whatever the disk's room, SQLite's
-    verdict of damage stands).
+    verdict of damage stands). A read the disk failed is the file's own: left, it would keep
+    the agent restarting on it for ever, polling nothing.
     """
-    if _primary(error) in _CORRUPTION:
+    if file_is_damaged(error):
         return Corrupt(f"{type(error).__name__}: {error}")
     raise outbox_unavailable(path, error, "check") from error
 

@@ -4,7 +4,8 @@ Only SQLite's verdict that the file itself is damaged (SQLITE_CORRUPT, SQLITE_NO
 quick_check, a state table that is not the outbox's) moves it aside with its backlog. With room
 on the disk, a lock another process holds (SQLITE_BUSY), a file SQLite cannot open
 (SQLITE_CANTOPEN: too many open files, a link to nowhere in the place of its -wal) or an I/O
-error (SQLITE_IOERR: a device in the place of its -shm) says nothing of the file: a real
+error (SQLITE_IOERR: a device in the place of its -shm; a failed read of the file itself is its
+own damage: tests/unit/test_outbox_damage_verdict.py) says nothing of the file: a real
 `edge-agent run` (and `backfill`, `keys rotate`) names the path and the error, exits 1 and
 leaves the file byte for byte as it was, so that systemd's restart tries again; once the cause
 is gone the outbox opens on the same epoch and backlog (20 undelivered blocks, 1,000 readings).
