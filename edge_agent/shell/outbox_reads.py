@@ -39,6 +39,17 @@ def witnesses(values: Sequence[Any]) -> tuple[bytes, Signature]:
     return digest, Signature(alg.decode(errors="replace"), kid.decode(errors="replace"), sig)
 
 
+def sealed_count(value: object) -> int | None:
+    """A row's `readings` column as a count, or None when it is none (NULL, or changed on disk).
+
+    It only sizes a declared loss (a gap record's `lost`): a value bytes changed on disk made
+    negative, a REAL or a text is no count, and must neither fail the read nor be declared.
+    """
+    if isinstance(value, int) and value >= 0:
+        return value
+    return None
+
+
 def signed_by(key: SigningKey, signature: Signature, payload: bytes) -> bool:
     """Whether `signature` over `payload` is `key`'s (not when its sig, alg or kid changed)."""
     try:
@@ -87,7 +98,7 @@ def _stored(epoch: str, seq: int, row: Sequence[Any]) -> StoredBlock:
         payload,
         signature,
         intact=block_hash(payload).encode() == digest,
-        readings=None if row[1] is None else int(row[1]),
+        readings=sealed_count(row[1]),
     )
 
 

@@ -15,7 +15,7 @@ from typing import Final
 import aiosqlite
 
 from edge_agent.core.chain import ChainState, SealedBlock
-from edge_agent.shell.outbox_reads import WITNESS_COLUMNS, as_sealed, witnesses
+from edge_agent.shell.outbox_reads import WITNESS_COLUMNS, as_sealed, sealed_count, witnesses
 from edge_agent.shell.outbox_room import Append, declare_damaged
 from edge_agent.shell.outbox_transaction import async_write_transaction
 from specs.block import GENESIS, decode_block
@@ -76,7 +76,7 @@ async def reseal_chunk(
             if as_sealed(payload, *witnesses(row[4:]), key):
                 records.extend(decode_block(payload).records)
             else:  # changed on disk: cannot be decoded, declared lost in its own epoch
-                damaged = (str(row[0]), int(row[1]), row[3])
+                damaged = (str(row[0]), int(row[1]), sealed_count(row[3]))
                 sealed = await declare_damaged(
                     db, append, damaged, now=now, clock_synced=clock_synced
                 )

@@ -34,6 +34,7 @@ from edge_agent.shell.outbox_reads import (
     WITNESS_COLUMNS,
     StoredBlock,
     as_sealed,
+    sealed_count,
     signed_by,
     witnesses,
 )
@@ -298,7 +299,7 @@ class RoomMaker:
             async for row in cursor:
                 payload = bytes(row[2])
                 if not as_sealed(payload, *witnesses(row[5:]), self._key()):
-                    return chosen, (str(row[0]), int(row[1]), row[4])
+                    return chosen, (str(row[0]), int(row[1]), sealed_count(row[4]))
                 records = decode_block(payload).records
                 chosen.append((EvictedBlock(str(row[0]), int(row[1]), records), bool(row[3])))
                 total += len(payload)

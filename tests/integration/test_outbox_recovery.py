@@ -375,3 +375,31 @@ async def test_a_key_rotation_signs_again_a_block_whose_digest_alone_changed(
     for block in sent:
         NEW_KEY.public().verify(block.signature, block.payload)
     assert _gaps(path) == []
+
+
+@pytest.mark.parametrize("count", [-1, 2.5e300, "fifty"], ids=["int8_0xff", "real", "text"])
+async def test_a_damaged_block_whose_count_changed_too_is_declared_with_no_count(
+    tmp_path: Path, count: object
+) -> None:
+    """The row's `readings` column changed on disk too (one 0xFF byte makes the 50 stored as
+    an int8 read -1; a changed type byte, a REAL or a text). The gap record must still be one
+    the collector takes: `lost` a count or null, never the column's value as it stands (a
+    gap record with lost -1 is refused at every resend, its seq an open hole for ever)."""
+    path = tmp_path / "outbox.db"
+    epoch = await _filled(path, blocks=6)
+    zero_inside_payload(path, 3)
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE blocks SET readings = ? WHERE seq = 3", (count,))
+    async with open_outbox(path, SITE, KEY) as outbox:
+        sent = [block.seq for block in await outbox.undelivered(after=0, limit=100)]
+        head = await outbox.undelivered(after=6, limit=100)
+    assert sent == [1, 2, 4, 5, 6]
+    assert [decode_block(block.payload).header.seq for block in head] == [7]
+    [gap] = _gaps(path)
+    assert (gap.reason, gap.epoch, gap.from_seq, gap.to_seq, gap.lost) == (
+        GapReason.OUTBOX_CORRUPT,
+        epoch,
+        3,
+        3,
+        None,
+    )
