@@ -54,7 +54,7 @@ from edge_agent.shell.outbox_reads import (
     read_stats,
     read_undelivered,
     read_undelivered_block,
-    signed_by,
+    signed_as_read,
 )
 from edge_agent.shell.outbox_recovery import EpochJournal, MarkKeeper, SeqMark
 from edge_agent.shell.outbox_rewrite import RESIGN_BLOCKS, begin_epoch, reseal_chunk, resign_chunk
@@ -103,6 +103,9 @@ class Outbox:
         )
         self._identity = identity
         self._key = key
+        # The key `use_key` replaced: blocks read back before its new signature still carry
+        # the old one, which vouches for their bytes as well.
+        self._replaced: SigningKey | None = None
         self._budget = budget
         self._journal = journal
         self._epoch = ""
@@ -314,13 +317,20 @@ class Outbox:
 
         See `outbox_room.mend_or_declare`. A full disk leaves it for the next read.
         """
-        if block.intact and signed_by(self._key, block.signature, block.payload):
-            return block
+        replaced = self._replaced
+        ready = signed_as_read(block, self._key, replaced)
+        if ready is not None:
+            return ready
         now, synced = time.time(), clock_synchronized()
         try:
             async with self._lock, async_write_transaction(self._db):
                 mended, sealed = await mend_or_declare(
-                    self._db, self._append, block, self._key, now=now, clock_synced=synced
+                    self._db,
+                    self._append,
+                    block,
+                    (self._key, replaced),
+                    now=now,
+                    clock_synced=synced,
                 )
         except sqlite3.Error as exc:
             log.exception("outbox_block_damaged_not_mended", seq=block.seq, error=str(exc))
@@ -399,7 +409,7 @@ class Outbox:
         the collector retires after its overlap window. A block whose payload changed on disk
         is not (`resign_chunk`). Returns the blocks signed again.
         """
-        previous, self._key = self._key, key
+        previous, self._key, self._replaced = self._key, key, self._key
         self._handed.clear()  # signed with the old key
         signed = after = 0
         while True:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import closing
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Final, Literal
 
@@ -86,6 +86,24 @@ class StoredBlock:
     # the same block read back compare equal.
     intact: bool = field(default=True, compare=False)
     readings: int | None = field(default=None, compare=False)
+
+
+def signed_as_read(
+    block: StoredBlock, key: SigningKey, replaced: SigningKey | None
+) -> StoredBlock | None:
+    """`block` signed with `key`, when its row vouches for it as sealed; None: to be mended.
+
+    A block read back before a rotation signed it again (`Outbox.use_key`) carries the
+    signature of the key the rotation `replaced`: that vouches for its bytes as well, and a
+    new one is made (the signature is detached), with no write and nothing to report.
+    """
+    if not block.intact:
+        return None
+    if signed_by(key, block.signature, block.payload):
+        return block
+    if replaced is not None and signed_by(replaced, block.signature, block.payload):
+        return replace(block, signature=key.sign(block.payload))
+    return None
 
 
 def _stored(epoch: str, seq: int, row: Sequence[Any]) -> StoredBlock:

@@ -105,21 +105,27 @@ async def mend_or_declare(
     db: aiosqlite.Connection,
     append: Append,
     block: StoredBlock,
-    key: SigningKey,
+    keys: tuple[SigningKey, SigningKey | None],
     *,
     now: float,
     clock_synced: bool,
 ) -> tuple[StoredBlock | None, SealedBlock | None]:
     """A block read back to be sent whose digest or signature (by `key`) does not match it.
 
-    Inside the caller's transaction. While its payload is as sealed (`as_sealed`), its digest
-    is written back and, unless `key` verifies its signature, a signature made again with
-    `key` (the signature is detached, as after a key rotation): the block as it now stands is
-    returned, to be sent. Else it is declared lost (`declare_damaged`) and the gap record's
-    block returned. (None, None): it was released or declared meanwhile.
+    `keys`: the key that signs now, and the one the last rotation replaced (its signature
+    vouches for the bytes as well). Inside the caller's transaction. While its payload is as
+    sealed (`as_sealed`), its digest is written back and, unless `key` verifies its signature,
+    a signature made again with `key` (the signature is detached, as after a key rotation): the
+    block as it now stands is returned, to be sent. Else it is declared lost
+    (`declare_damaged`) and the gap record's block returned. (None, None): it was released or
+    declared meanwhile.
     """
+    key, replaced = keys
     signed = signed_by(key, block.signature, block.payload)
-    if not (block.intact or signed):
+    vouched = signed or (
+        replaced is not None and signed_by(replaced, block.signature, block.payload)
+    )
+    if not (block.intact or vouched):
         damaged = (block.epoch, block.seq, block.readings)
         return None, await declare_damaged(db, append, damaged, now=now, clock_synced=clock_synced)
     signature = block.signature if signed else key.sign(block.payload)

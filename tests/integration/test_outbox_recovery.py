@@ -8,6 +8,7 @@ lost: `outbox_corrupt` or `outbox_restored`, with the epoch whose blocks will ne
 
 from __future__ import annotations
 
+import asyncio
 import os
 import shutil
 import sqlite3
@@ -16,10 +17,12 @@ from contextlib import closing
 from pathlib import Path
 
 import pytest
+import structlog
 
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import EpochJournal
+from edge_agent.shell.outbox_rewrite import RESIGN_BLOCKS
 from specs.block import block_hash, decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import Signature, signing_key_from_seed
@@ -375,6 +378,39 @@ async def test_a_key_rotation_signs_again_a_block_whose_digest_alone_changed(
     for block in sent:
         NEW_KEY.public().verify(block.signature, block.payload)
     assert _gaps(path) == []
+
+
+async def test_blocks_read_while_a_rotation_signs_the_backlog_are_sent_as_sealed(
+    tmp_path: Path,
+) -> None:
+    """`use_key` signs the backlog again a chunk at a time, releasing the outbox between
+    chunks; the send path reading a later chunk meanwhile meets blocks still signed by the key
+    being replaced. That signature vouches for them as well as before the rotation: they are
+    sent signed with the new key, and none is reported damaged (9 outbox_block_mended lines
+    in a normal rotation before) nor, with its digest erased, declared lost (block 505 was)."""
+    path = tmp_path / "outbox.db"
+    blocks = RESIGN_BLOCKS + 10
+    await _filled(path, blocks=blocks)
+    sealed = {
+        seq: payload for seq in range(1, blocks + 1) for payload, _, _ in [_stored(path, seq)]
+    }
+    erase_inside_column(path, RESIGN_BLOCKS + 5, "digest")
+    async with open_outbox(path, SITE, KEY) as outbox:
+        with structlog.testing.capture_logs() as logs:
+            rotation = asyncio.create_task(outbox.use_key(NEW_KEY))
+            await asyncio.sleep(0)  # the rotation holds the outbox for its first chunk
+            sent = await outbox.undelivered(after=RESIGN_BLOCKS, limit=100)
+            assert await rotation == blocks
+    assert [(block.seq, block.payload) for block in sent] == [
+        (seq, sealed[seq]) for seq in range(RESIGN_BLOCKS + 1, blocks + 1)
+    ]
+    for block in sent:
+        NEW_KEY.public().verify(block.signature, block.payload)
+    assert _gaps(path) == []
+    mended = [line for line in logs if line["event"] == "outbox_block_mended"]
+    assert [(line["seq"], line["digest_restored"]) for line in mended] == [
+        (RESIGN_BLOCKS + 5, True)
+    ]
 
 
 @pytest.mark.parametrize("count", [-1, 2.5e300, "fifty"], ids=["int8_0xff", "real", "text"])
