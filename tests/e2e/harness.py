@@ -83,6 +83,24 @@ def _init_keys(work: Path) -> None:
     shutil.copytree(made, work, dirs_exist_ok=True)
 
 
+def register_gateway(work: Path) -> str:
+    """`collector gateways add` of the gateway of `work`'s site.yaml, its key
+    keys/gateway.key.pub, into the storage of `work`'s collector.yaml; the gateway's id.
+
+    In-process (click's runner), not a process: the command is the same, without the second
+    of interpreter start-up each of some 100 sites a session would spend on it.
+    """
+    site = yaml.safe_load((work / "site.yaml").read_text(encoding="utf-8"))["site"]
+    with logging_restored():
+        added = collector_cli(
+            "gateways", "add", "-c", str(work / "collector.yaml"),
+            "--gateway", site["gateway"], "--district", site["district"],
+            "--public-key", str(work / "keys" / "gateway.key.pub"),
+        )  # fmt: skip
+    assert added.exit_code == 0, added.output
+    return str(site["gateway"])
+
+
 @dataclass
 class Site:
     """One agent, one collector and one simulator around a test's broker.
@@ -129,17 +147,12 @@ class Site:
             configure(site_map)
             path.write_text(yaml.safe_dump(site_map, allow_unicode=True), encoding="utf-8")
         _init_keys(self.work)
-        site = yaml.safe_load((self.work / "site.yaml").read_text(encoding="utf-8"))["site"]
-        self.gateway = site["gateway"]
-        # In-process (click's runner), not a process: the command is the same, without the
-        # second of interpreter start-up each of some 100 sites a session would spend on it.
-        with logging_restored():
-            added = collector_cli(
-                "gateways", "add", "-c", str(self.work / "collector.yaml"),
-                "--gateway", self.gateway, "--district", site["district"],
-                "--public-key", str(self.work / "keys" / "gateway.key.pub"),
-            )  # fmt: skip
-        assert added.exit_code == 0, added.output
+        self.register_gateway()
+
+    def register_gateway(self) -> None:
+        """`collector gateways add` of the site's gateway and its public key (again, after the
+        collector lost its database)."""
+        self.gateway = register_gateway(self.work)
 
     def _spawn(self, name: str, *argv: str) -> None:
         self.stop(name)  # never drop a running (or unreaped) process of the same name
