@@ -59,7 +59,7 @@ from paho.mqtt.enums import CallbackAPIVersion
 
 from bench.procfs import cpu_seconds
 from bench.results import BenchResult, Figure, add_json_argument, finished, read_result
-from bench.rig import Scratch, agent_site_map, init_keys, modbus_tcp_device
+from bench.rig import KeyMaker, Scratch, agent_site_map, init_keys, modbus_tcp_device
 from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
 
@@ -227,8 +227,16 @@ class BlockCounter:
 class Site:
     """Broker, simulators and agent of one case, in a scratch directory."""
 
-    def __init__(self, case: Case, *, collector: bool = False, work: Path | None = None) -> None:
+    def __init__(
+        self,
+        case: Case,
+        *,
+        collector: bool = False,
+        work: Path | None = None,
+        make_keys: KeyMaker = init_keys,
+    ) -> None:
         self.case = case
+        self.make_keys = make_keys  # a test makes them with the same commands, in-process
         self.with_collector = collector  # a real `collector serve` ACKs the blocks
         self.keep = work is not None or os.environ.get("GZ_BENCH_KEEP") is not None
         self.scratch = Scratch.new("ganzhi-acq-", work)
@@ -265,7 +273,7 @@ class Site:
         if self.with_collector:
             site["uplink"] |= {"ack_timeout": "15s", "max_inflight": 64, "publish_rate": 1000}
         (self.work / "site.yaml").write_text(yaml.safe_dump(site), encoding="utf-8")
-        init_keys(self.work, register=self.with_collector)
+        self.make_keys(self.work, register=self.with_collector)
         if self.with_collector:
             self.scratch.spawn("collector", str(BIN / "collector"), "serve", "-c", "collector.yaml")
             wait_for_port(api_port, timeout=30)

@@ -17,7 +17,7 @@ import tempfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -95,6 +95,12 @@ def agent_site_map(
         "outbox": {"path": "state/outbox.db", **(outbox or {})},
         "devices": devices,
     }
+
+
+class KeyMaker(Protocol):
+    """What `init_keys` does, however it is done."""
+
+    def __call__(self, work: Path, *, register: bool = True) -> None: ...
 
 
 def init_keys(work: Path, *, register: bool = True) -> None:
