@@ -9,10 +9,12 @@ run by `Outbox` under its lock.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Final
 
 import aiosqlite
+import structlog
 
 from edge_agent.core.chain import ChainState, SealedBlock
 from edge_agent.shell.outbox_reads import WITNESS_COLUMNS, as_sealed, sealed_count, witnesses
@@ -25,8 +27,12 @@ from specs.signing import SigningKey
 # Blocks of an older epoch are sealed again in groups of at most this many records.
 _RESEAL_RECORDS: Final = 2000
 _RESEAL_BLOCKS: Final = 64
+# A row missing from an index of its table (sqlite3.SQLITE_CORRUPT_INDEX, Python 3.11 on).
+_CORRUPT_INDEX: Final = 779
 # Undelivered blocks signed again per transaction when the gateway's key changes.
 RESIGN_BLOCKS: Final = 500
+
+log = structlog.get_logger("edge_agent.outbox")
 
 
 async def begin_epoch(
@@ -56,6 +62,31 @@ async def reseal_chunk(
     now: float,
     clock_synced: bool,
 ) -> tuple[int, SealedBlock | None]:
+    """Seal some undelivered blocks of older epochs again under the current one (see below).
+
+    A row whose epoch or seq changed on disk is no longer where the table's indexes say
+    (quick_check does not compare them), and SQLite refuses to move or delete it: the indexes
+    are made again from the rows as the table holds them (REINDEX), and the chunk tried again.
+    """
+    try:
+        return await _reseal_chunk(db, append, chain_state, key, now=now, clock_synced=clock_synced)
+    except sqlite3.DatabaseError as exc:
+        if getattr(exc, "sqlite_errorcode", 0) != _CORRUPT_INDEX:
+            raise
+        await db.execute("REINDEX blocks")
+        log.warning("outbox_indexes_rebuilt", error=str(exc))
+    return await _reseal_chunk(db, append, chain_state, key, now=now, clock_synced=clock_synced)
+
+
+async def _reseal_chunk(
+    db: aiosqlite.Connection,
+    append: Append,
+    chain_state: Callable[[], Awaitable[ChainState]],
+    key: SigningKey,
+    *,
+    now: float,
+    clock_synced: bool,
+) -> tuple[int, SealedBlock | None]:
     """Seal some undelivered blocks of older epochs again under the current one.
 
     One transaction: the blocks moved (0 when none is left) and the last block sealed. `key`
@@ -64,19 +95,27 @@ async def reseal_chunk(
     async with async_write_transaction(db):
         epoch = (await chain_state()).epoch
         async with db.execute(
-            f"SELECT epoch, seq, payload, readings, {WITNESS_COLUMNS} FROM blocks"
-            " WHERE delivered_at IS NULL AND epoch != ? ORDER BY rowid LIMIT ?",
+            f"SELECT rowid, CAST(epoch AS BLOB), seq, payload, readings, {WITNESS_COLUMNS}"
+            " FROM blocks WHERE delivered_at IS NULL AND epoch != ? ORDER BY rowid LIMIT ?",
             (epoch, _RESEAL_BLOCKS),
         ) as cursor:
             rows = list(await cursor.fetchall())
         records: list[Record] = []
+        restored: list[tuple[str, int, int]] = []
         last: SealedBlock | None = None
-        for row in rows:
-            payload = bytes(row[2])
-            if as_sealed(payload, *witnesses(row[4:]), key):
-                records.extend(decode_block(payload).records)
+        for rowid, held_epoch, seq, held, readings, *witnessed in rows:
+            payload = bytes(held)
+            if as_sealed(payload, *witnesses(witnessed), key):
+                block = decode_block(payload)
+                if block.header.epoch == epoch:
+                    # This epoch's block whose epoch column changed on disk: its payload,
+                    # vouched for, names its place; it goes back there, to be sent as sealed.
+                    restored.append((epoch, block.header.seq, int(rowid)))
+                    continue
+                records.extend(block.records)
             else:  # changed on disk: cannot be decoded, declared lost in its own epoch
-                damaged = (str(row[0]), int(row[1]), sealed_count(row[3]))
+                named = bytes(held_epoch).decode(errors="replace")
+                damaged = (named, int(seq), sealed_count(readings))
                 sealed = await declare_damaged(
                     db, append, damaged, now=now, clock_synced=clock_synced
                 )
@@ -87,9 +126,12 @@ async def reseal_chunk(
                 now=now,
                 clock_synced=clock_synced,
             )
+        # By rowid: the row as the table holds it, whatever its epoch column reads now.
+        await db.executemany("UPDATE blocks SET epoch = ?, seq = ? WHERE rowid = ?", restored)
+        moved = {rowid for _, _, rowid in restored}
         await db.executemany(
-            "DELETE FROM blocks WHERE epoch = ? AND seq = ?",
-            [(str(row[0]), int(row[1])) for row in rows],
+            "DELETE FROM blocks WHERE rowid = ?",
+            [(row[0],) for row in rows if int(row[0]) not in moved],
         )
     return len(rows), last
 

@@ -26,7 +26,12 @@ from edge_agent.shell.outbox_rewrite import RESIGN_BLOCKS
 from specs.block import block_hash, decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import Signature, signing_key_from_seed
-from tests.support.damage import Column, erase_inside_column, zero_inside_payload
+from tests.support.damage import (
+    Column,
+    change_inside_epoch,
+    erase_inside_column,
+    zero_inside_payload,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -439,3 +444,25 @@ async def test_a_damaged_block_whose_count_changed_too_is_declared_with_no_count
         3,
         None,
     )
+
+
+@pytest.mark.parametrize("byte", [b"\xff", b"g"], ids=["erased_no_utf8", "other_letter"])
+async def test_a_block_whose_epoch_column_changed_on_disk_is_sent_in_its_own_epoch(
+    tmp_path: Path, byte: bytes
+) -> None:
+    """A byte inside one row's epoch column changed: the row looks like a block of another
+    epoch. Erased (0xFF, no UTF-8), it failed every open ('Could not decode to UTF-8 column
+    epoch', exit 1 at every restart: a crash loop holding the whole backlog); another letter
+    had its readings sealed again in a new block while its seq stayed an open hole at the
+    collector, never declared. The payload its digest and signature vouch for names its epoch
+    and seq: the row is given them back and the block sent as sealed, nothing declared."""
+    path = tmp_path / "outbox.db"
+    epoch = await _filled(path, blocks=6)
+    sealed = [(seq, payload) for seq in range(1, 7) for payload, _, _ in [_stored(path, seq)]]
+    change_inside_epoch(path, 3, byte)
+    async with open_outbox(path, SITE, KEY) as outbox:
+        assert outbox.epoch == epoch
+        sent = await outbox.undelivered(after=0, limit=100)
+    assert [(block.seq, block.payload) for block in sent] == sealed
+    assert _gaps(path) == []
+    assert [(e, seq) for e, seq, _ in _blocks(path)] == [(epoch, seq) for seq in range(1, 7)]

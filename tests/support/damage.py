@@ -59,3 +59,15 @@ def _overwrite(path: Path, around: bytes, at: int, data: bytes) -> None:
         handle.write(data)
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA quick_check").fetchall() == [("ok",)]
+
+
+def change_inside_epoch(path: Path, seq: int, byte: bytes) -> None:
+    """Write `byte` inside block `seq`'s epoch column (its 5th character), in the file itself.
+
+    Every row holds the same epoch, so the row's own is found as the bytes just before its
+    payload: its epoch (16 hex characters) and its seq (one byte below 128), then the payload.
+    """
+    epoch, payload = _row(path, seq, "epoch", "payload")
+    assert seq < 128
+    assert len(epoch) == 16
+    _overwrite(path, epoch + bytes([seq]) + payload[:64], 4, byte)
