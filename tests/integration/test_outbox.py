@@ -119,10 +119,10 @@ asyncio.run(main())
 
 def test_sigkill_while_sealing_leaves_a_gap_free_verifiable_chain(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    acknowledged = kill_in_rounds(_WRITER, rounds=8, step=7, args=lambda _: (str(path),))
+    reported = kill_in_rounds(_WRITER, rounds=8, step=7, args=lambda _: (str(path),))
     total = _assert_valid_chain(path)
-    assert total >= acknowledged, "every seal reported as committed survived SIGKILL"
-    assert total <= acknowledged + 1, "at most the one in flight committed unreported"
+    assert total >= reported, "every seal reported as committed survived SIGKILL"
+    assert total <= reported + 1, "at most the one in flight committed unreported"
 
 
 async def test_acks_during_a_failing_seal_never_commit_half_a_block(tmp_path: Path) -> None:

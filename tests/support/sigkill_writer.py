@@ -6,6 +6,11 @@ commit returns; other lines (the agent's log) are passed over. The harness kills
 warning once it has reported the wanted seq, so a test can check that everything reported
 survived and nothing half-written did. `kill_in_rounds` gives a writer several lives, each
 killed at a different depth.
+
+The writer does not wait for the harness: between the line that says the wanted seq and the
+kill it goes on sealing (under load, dozens of blocks were measured), so "reported" is every
+`sealed` line it wrote before it died, the ones still in the pipe at the kill included. Those
+lines are read after the kill; what the harness read before it only decides when to kill.
 """
 
 from __future__ import annotations
@@ -28,7 +33,8 @@ def kill_when_sealed(script: str, *args: str, wanted: int, sealed: int) -> int:
     """Run the writer `script` with `args`; SIGKILL it once it reports seq `wanted` sealed.
 
     It is killed as well when its output ends or TIMEOUT passes. Returns the last seq it
-    reported, or `sealed` (what earlier lives reported) when it reported none.
+    reported before it died (the lines left unread at the kill included), or `sealed` (what
+    earlier lives reported) when it reported none.
     """
     writer = subprocess.Popen(
         [sys.executable, "-c", script, *args], stdout=subprocess.PIPE, cwd=ROOT
@@ -40,15 +46,23 @@ def kill_when_sealed(script: str, *args: str, wanted: int, sealed: int) -> int:
             line = writer.stdout.readline()
             if not line:
                 break
-            if not line.startswith(SEALED):
-                continue  # the writer's log lines
-            sealed = int(line.split()[1])
+            sealed = _last_sealed([line], sealed)
             if sealed >= wanted:
                 break
     finally:
         os.kill(writer.pid, signal.SIGKILL)
         writer.wait()
+        unread = writer.stdout.read().splitlines(keepends=True)
         writer.stdout.close()
+    return _last_sealed(unread, sealed)
+
+
+def _last_sealed(lines: list[bytes], sealed: int) -> int:
+    """The seq of the last whole `sealed <seq>` line in `lines`, else `sealed`; the writer's
+    log lines are passed over."""
+    for line in lines:
+        if line.startswith(SEALED) and line.endswith(b"\n"):
+            sealed = int(line.split()[1])
     return sealed
 
 
