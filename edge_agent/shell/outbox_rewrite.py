@@ -62,78 +62,69 @@ async def reseal_chunk(
     now: float,
     clock_synced: bool,
 ) -> tuple[int, SealedBlock | None]:
-    """Seal some undelivered blocks of older epochs again under the current one (see below).
-
-    A row whose epoch or seq changed on disk is no longer where the table's indexes say
-    (quick_check does not compare them), and SQLite refuses to move or delete it: the indexes
-    are made again from the rows as the table holds them (REINDEX), and the chunk tried again.
-    """
-    try:
-        return await _reseal_chunk(db, append, chain_state, key, now=now, clock_synced=clock_synced)
-    except sqlite3.DatabaseError as exc:
-        if getattr(exc, "sqlite_errorcode", 0) != _CORRUPT_INDEX:
-            raise
-        await db.execute("REINDEX blocks")
-        log.warning("outbox_indexes_rebuilt", error=str(exc))
-    return await _reseal_chunk(db, append, chain_state, key, now=now, clock_synced=clock_synced)
-
-
-async def _reseal_chunk(
-    db: aiosqlite.Connection,
-    append: Append,
-    chain_state: Callable[[], Awaitable[ChainState]],
-    key: SigningKey,
-    *,
-    now: float,
-    clock_synced: bool,
-) -> tuple[int, SealedBlock | None]:
     """Seal some undelivered blocks of older epochs again under the current one.
 
     One transaction: the blocks moved (0 when none is left) and the last block sealed. `key`
-    (the gateway's) is a witness of each block's payload (`as_sealed`).
+    (the gateway's) is a witness of each block's payload (`as_sealed`). A row whose payload
+    names the current epoch (its epoch column changed on disk) gets its epoch and seq back.
     """
-    async with async_write_transaction(db):
-        epoch = (await chain_state()).epoch
-        async with db.execute(
-            f"SELECT rowid, CAST(epoch AS BLOB), seq, payload, readings, {WITNESS_COLUMNS}"
-            " FROM blocks WHERE delivered_at IS NULL AND epoch != ? ORDER BY rowid LIMIT ?",
-            (epoch, _RESEAL_BLOCKS),
-        ) as cursor:
-            rows = list(await cursor.fetchall())
-        records: list[Record] = []
-        restored: list[tuple[str, int, int]] = []
-        last: SealedBlock | None = None
-        for rowid, held_epoch, seq, held, readings, *witnessed in rows:
-            payload = bytes(held)
-            if as_sealed(payload, *witnesses(witnessed), key):
-                block = decode_block(payload)
-                if block.header.epoch == epoch:
-                    # This epoch's block whose epoch column changed on disk: its payload,
-                    # vouched for, names its place; it goes back there, to be sent as sealed.
-                    restored.append((epoch, block.header.seq, int(rowid)))
-                    continue
-                records.extend(block.records)
-            else:  # changed on disk: cannot be decoded, declared lost in its own epoch
-                named = bytes(held_epoch).decode(errors="replace")
-                damaged = (named, int(seq), sealed_count(readings))
-                sealed = await declare_damaged(
-                    db, append, damaged, now=now, clock_synced=clock_synced
+    rebuilt = False
+    while True:
+        try:
+            async with async_write_transaction(db):
+                epoch = (await chain_state()).epoch
+                async with db.execute(
+                    "SELECT rowid, CAST(epoch AS BLOB), seq, payload, readings,"
+                    f" {WITNESS_COLUMNS} FROM blocks WHERE delivered_at IS NULL"
+                    " AND epoch != ? ORDER BY rowid LIMIT ?",
+                    (epoch, _RESEAL_BLOCKS),
+                ) as cursor:
+                    rows = list(await cursor.fetchall())
+                records: list[Record] = []
+                restored: list[tuple[str, int, int]] = []
+                last: SealedBlock | None = None
+                for rowid, held_epoch, seq, held, readings, *witnessed in rows:
+                    payload = bytes(held)
+                    if as_sealed(payload, *witnesses(witnessed), key):
+                        block = decode_block(payload)
+                        if block.header.epoch == epoch:
+                            # This epoch's block, its epoch column changed on disk: its
+                            # payload, vouched for, names its place; it goes back there.
+                            restored.append((epoch, block.header.seq, int(rowid)))
+                            continue
+                        records.extend(block.records)
+                    else:  # changed on disk: cannot be decoded, declared lost in its own epoch
+                        named = bytes(held_epoch).decode(errors="replace")
+                        damaged = (named, int(seq), sealed_count(readings))
+                        sealed = await declare_damaged(
+                            db, append, damaged, now=now, clock_synced=clock_synced
+                        )
+                        last = sealed or last
+                for start in range(0, len(records), _RESEAL_RECORDS):
+                    last = await append(
+                        tuple(records[start : start + _RESEAL_RECORDS]),
+                        now=now,
+                        clock_synced=clock_synced,
+                    )
+                # By rowid: the row as the table holds it, whatever its epoch reads now.
+                await db.executemany(
+                    "UPDATE blocks SET epoch = ?, seq = ? WHERE rowid = ?", restored
                 )
-                last = sealed or last
-        for start in range(0, len(records), _RESEAL_RECORDS):
-            last = await append(
-                tuple(records[start : start + _RESEAL_RECORDS]),
-                now=now,
-                clock_synced=clock_synced,
-            )
-        # By rowid: the row as the table holds it, whatever its epoch column reads now.
-        await db.executemany("UPDATE blocks SET epoch = ?, seq = ? WHERE rowid = ?", restored)
-        moved = {rowid for _, _, rowid in restored}
-        await db.executemany(
-            "DELETE FROM blocks WHERE rowid = ?",
-            [(row[0],) for row in rows if int(row[0]) not in moved],
-        )
-    return len(rows), last
+                moved = {rowid for _, _, rowid in restored}
+                await db.executemany(
+                    "DELETE FROM blocks WHERE rowid = ?",
+                    [(row[0],) for row in rows if int(row[0]) not in moved],
+                )
+            return len(rows), last
+        except sqlite3.DatabaseError as exc:
+            if rebuilt or getattr(exc, "sqlite_errorcode", 0) != _CORRUPT_INDEX:
+                raise
+            # A row whose epoch or seq changed on disk is no longer where the table's indexes
+            # say (quick_check does not compare them), and SQLite refuses to move or delete
+            # it: the indexes are made again from the rows as the table holds them, once.
+            await db.execute("REINDEX blocks")
+            log.warning("outbox_indexes_rebuilt", error=str(exc))
+            rebuilt = True
 
 
 async def resign_chunk(
