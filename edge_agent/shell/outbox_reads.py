@@ -30,7 +30,12 @@ HANDED_BYTES: Final = 512 * 1024
 # The columns that vouch for a block's payload (`as_sealed`), read as bytes: a text column
 # whose bytes changed on disk may be no UTF-8 any more (erased flash reads 0xFF), and must
 # not fail the read of every block with it.
-WITNESS_COLUMNS: Final = "CAST(digest AS BLOB), CAST(alg AS BLOB), CAST(kid AS BLOB), sig"
+WITNESS_COLUMNS: Final = (
+    "CAST(digest AS BLOB), CAST(alg AS BLOB), CAST(kid AS BLOB), CAST(sig AS BLOB)"
+)
+# A block's payload, read as bytes whatever type its row now says it holds (one bit of the
+# row's header turns a BLOB into TEXT of the same bytes).
+PAYLOAD: Final = "CAST(payload AS BLOB)"
 
 
 def witnesses(values: Sequence[Any]) -> tuple[bytes, Signature]:
@@ -207,7 +212,7 @@ async def read_undelivered(
 ) -> list[StoredBlock]:
     """Undelivered blocks of `epoch` with seq > `after`, oldest first."""
     async with db.execute(
-        f"SELECT seq, payload, readings, {WITNESS_COLUMNS} FROM blocks"
+        f"SELECT seq, {PAYLOAD}, readings, {WITNESS_COLUMNS} FROM blocks"
         " WHERE epoch = ? AND delivered_at IS NULL AND seq > ? ORDER BY seq LIMIT ?",
         (epoch, after, limit),
     ) as cursor:
@@ -220,7 +225,7 @@ async def read_undelivered_block(
 ) -> StoredBlock | None:
     """The block `seq` of `epoch` if it is still undelivered."""
     async with db.execute(
-        f"SELECT payload, readings, {WITNESS_COLUMNS} FROM blocks"
+        f"SELECT {PAYLOAD}, readings, {WITNESS_COLUMNS} FROM blocks"
         " WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
         (epoch, seq),
     ) as cursor:

@@ -17,7 +17,13 @@ import aiosqlite
 import structlog
 
 from edge_agent.core.chain import ChainState, SealedBlock
-from edge_agent.shell.outbox_reads import WITNESS_COLUMNS, as_sealed, sealed_count, witnesses
+from edge_agent.shell.outbox_reads import (
+    PAYLOAD,
+    WITNESS_COLUMNS,
+    as_sealed,
+    sealed_count,
+    witnesses,
+)
 from edge_agent.shell.outbox_room import Append, declare_damaged
 from edge_agent.shell.outbox_transaction import async_write_transaction
 from specs.block import GENESIS, decode_block
@@ -74,7 +80,7 @@ async def reseal_chunk(
             async with async_write_transaction(db):
                 epoch = (await chain_state()).epoch
                 async with db.execute(
-                    "SELECT rowid, CAST(epoch AS BLOB), seq, payload, readings,"
+                    f"SELECT rowid, CAST(epoch AS BLOB), seq, {PAYLOAD}, readings,"
                     f" {WITNESS_COLUMNS} FROM blocks WHERE delivered_at IS NULL"
                     " AND epoch != ? ORDER BY rowid LIMIT ?",
                     (epoch, _RESEAL_BLOCKS),
@@ -141,7 +147,7 @@ async def resign_chunk(
     """
     async with async_write_transaction(db):
         async with db.execute(
-            f"SELECT rowid, epoch, seq, payload, {WITNESS_COLUMNS} FROM blocks"
+            f"SELECT rowid, epoch, seq, {PAYLOAD}, {WITNESS_COLUMNS} FROM blocks"
             " WHERE delivered_at IS NULL AND kid != ? AND rowid > ? ORDER BY rowid LIMIT ?",
             (key.kid, after, RESIGN_BLOCKS),
         ) as cursor:

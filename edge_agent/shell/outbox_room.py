@@ -31,6 +31,7 @@ from edge_agent.core.thinning import (
 )
 from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
+    PAYLOAD,
     WITNESS_COLUMNS,
     StoredBlock,
     as_sealed,
@@ -299,7 +300,7 @@ class RoomMaker:
         chosen: list[tuple[EvictedBlock, bool]] = []
         total = 0
         async with self._db.execute(
-            f"SELECT epoch, seq, payload, thinned, readings, {WITNESS_COLUMNS} FROM blocks"
+            f"SELECT epoch, seq, {PAYLOAD}, thinned, readings, {WITNESS_COLUMNS} FROM blocks"
             " WHERE delivered_at IS NULL ORDER BY rowid"
         ) as cursor:
             async for row in cursor:

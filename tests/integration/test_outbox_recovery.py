@@ -57,7 +57,7 @@ async def _filled(path: Path, blocks: int = 40) -> str:
 
 def _blocks(path: Path) -> list[tuple[str, int, tuple[Record, ...]]]:
     with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT epoch, seq, payload FROM blocks ORDER BY seq")
+        rows = db.execute("SELECT epoch, seq, CAST(payload AS BLOB) FROM blocks ORDER BY seq")
         return [(str(e), int(s), decode_block(bytes(p)).records) for e, s, p in rows]
 
 
@@ -466,3 +466,23 @@ async def test_a_block_whose_epoch_column_changed_on_disk_is_sent_in_its_own_epo
     assert [(block.seq, block.payload) for block in sent] == sealed
     assert _gaps(path) == []
     assert [(e, seq) for e, seq, _ in _blocks(path)] == [(epoch, seq) for seq in range(1, 7)]
+
+
+@pytest.mark.parametrize("column", ["sig", "payload"])
+async def test_a_blob_column_read_as_text_after_one_bit_changed_is_sent_as_sealed(
+    tmp_path: Path, column: str
+) -> None:
+    """One bit of the row's header changed turns a BLOB column's type into TEXT of the same
+    bytes (serial types 2n+12 and 2n+13). The bytes are as sealed, yet reading them as text
+    failed every read of the backlog: the signature (no UTF-8) with 'Could not decode to UTF-8
+    column sig', the payload (JSON, so UTF-8) with a TypeError; the publisher died, and the
+    agent at every restart. Read as bytes, the block is what was sealed, and it is sent."""
+    path = tmp_path / "outbox.db"
+    await _filled(path, blocks=6)
+    sealed = [(seq, payload) for seq in range(1, 7) for payload, _, _ in [_stored(path, seq)]]
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute(f"UPDATE blocks SET {column} = CAST({column} AS TEXT) WHERE seq = 3")
+    async with open_outbox(path, SITE, KEY) as outbox:
+        sent = await outbox.undelivered(after=0, limit=100)
+    assert [(block.seq, block.payload) for block in sent] == sealed
+    assert _gaps(path) == []
