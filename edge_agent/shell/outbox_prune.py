@@ -30,21 +30,30 @@ PRUNE_KEYS: Final = 16_000
 """Keys deleted per transaction: a chunk stops at the block that reaches this many."""
 
 
+def _vouched_keys(db: sqlite3.Connection, rowid: int) -> list[tuple[str, str]] | None:
+    """The keys of block `rowid`'s imported readings; None when its payload cannot vouch.
+
+    A payload that no longer hashes to its digest (read as bytes, so one changed on disk
+    cannot fail the read) or does not decode is not read.
+    """
+    found, digest = db.execute(
+        "SELECT payload, CAST(digest AS BLOB) FROM blocks WHERE rowid = ?", (rowid,)
+    ).fetchone()
+    payload = bytes(found)
+    if block_hash(payload).encode() != bytes(digest):
+        return None
+    try:
+        return imported_keys(decode_block(payload).records)
+    except BlockFormatError:
+        return None
+
+
 def _forget_keys(db: sqlite3.Connection, rowid: int) -> int:
     """Delete the keys of the imported readings of block `rowid`; how many it carries.
 
-    A block whose payload no longer hashes to its digest is not read: its keys are left to
-    the sweep. The digest is read as bytes, so one changed on disk cannot fail the read.
+    A block whose payload cannot vouch for them (`_vouched_keys`) leaves them to the sweep.
     """
-    payload, digest = db.execute(
-        "SELECT payload, CAST(digest AS BLOB) FROM blocks WHERE rowid = ?", (rowid,)
-    ).fetchone()
-    if block_hash(bytes(payload)).encode() != bytes(digest):
-        return 0
-    try:
-        keys = imported_keys(decode_block(bytes(payload)).records)
-    except BlockFormatError:
-        return 0
+    keys = _vouched_keys(db, rowid) or []
     db.executemany("DELETE FROM backfill_keys WHERE point = ? AND t = ?", keys)
     return len(keys)
 
@@ -73,24 +82,63 @@ def prune_chunk(db: sqlite3.Connection, before: float) -> int:
     return len(gone)
 
 
-def sweep_chunk(db: sqlite3.Connection) -> int:
-    """One transaction: when no block held carries an imported reading, delete some keys.
+def _carried_keys(db: sqlite3.Connection) -> bool:
+    """Fill `temp.carried` with the keys of the imported readings of every block held.
 
-    Every key left then belongs to no reading the outbox holds: kept by a version that never
+    False when one of those blocks cannot vouch for them (sealed before the count, its payload
+    no longer hashing to its digest, or unreadable): nothing can be said to be no block's.
+    """
+    db.execute("CREATE TEMP TABLE IF NOT EXISTS carried (point TEXT, t TEXT)")
+    db.execute("DELETE FROM temp.carried")
+    held = db.execute(
+        "SELECT rowid, backfilled FROM blocks WHERE backfilled IS NULL OR backfilled > 0"
+    ).fetchall()
+    for rowid, backfilled in held:
+        keys = None if backfilled is None else _vouched_keys(db, int(rowid))
+        if keys is None:
+            return False
+        db.executemany("INSERT INTO temp.carried (point, t) VALUES (?, ?)", keys)
+    return True
+
+
+def _delete_keys(db: sqlite3.Connection, where: str) -> int:
+    """Delete up to PRUNE_KEYS keys `k` matching `where` (empty: any); how many went."""
+    return db.execute(
+        "DELETE FROM backfill_keys WHERE (point, t) IN"
+        f" (SELECT k.point, k.t FROM backfill_keys k{where} LIMIT ?)",
+        (PRUNE_KEYS,),
+    ).rowcount
+
+
+def sweep_chunk(db: sqlite3.Connection) -> int:
+    """One transaction: delete some keys that no block held carries.
+
+    Every such key belongs to no reading the outbox holds: kept by a version that never
     pruned them, or carried by a block declared damaged. An import seals its keys with its
-    blocks, so a chunk that sees a key of it sees its block too and deletes nothing.
-    Returns the keys deleted, at most PRUNE_KEYS (0: none left, or a block still needs them).
+    blocks, so a chunk that sees a key of it sees its block too. The blocks held are read only
+    when the keys outnumber the imported readings they carry (`blocks.backfilled`).
+    Returns the keys deleted, at most PRUNE_KEYS (0: none left that no block carries).
     """
     with write_transaction(db):
-        if db.execute(
-            "SELECT 1 FROM blocks WHERE backfilled IS NULL OR backfilled > 0 LIMIT 1"
-        ).fetchone():
+        (keys,) = db.execute("SELECT count(*) FROM backfill_keys").fetchone()
+        (nulls, carried) = db.execute(
+            "SELECT count(*) - count(backfilled), coalesce(sum(backfilled), 0) FROM blocks"
+            " WHERE backfilled IS NULL OR backfilled > 0"
+        ).fetchone()
+        if int(keys) <= int(carried) or nulls:
             return 0
-        return db.execute(
-            "DELETE FROM backfill_keys WHERE (point, t) IN"
-            " (SELECT point, t FROM backfill_keys LIMIT ?)",
-            (PRUNE_KEYS,),
-        ).rowcount
+        if int(carried) == 0:
+            return _delete_keys(db, "")
+        if not _carried_keys(db):
+            return 0
+        try:
+            return _delete_keys(
+                db,
+                " WHERE NOT EXISTS (SELECT 1 FROM temp.carried c"
+                " WHERE c.point = k.point AND c.t = k.t)",
+            )
+        finally:
+            db.execute("DELETE FROM temp.carried")
 
 
 async def prune_delivered(

@@ -42,6 +42,7 @@ from tests.support.damage import erase_inside_column
 
 BIN = Path(sys.executable).parent
 HEADER = "point,t,value,quality,unit\n"
+HEADER_PTV = "point,t,value\n"
 
 
 @pytest.fixture
@@ -665,11 +666,11 @@ def test_keys_of_imported_readings_go_with_their_delivered_blocks(
     assert _key_count(site) == 0
 
 
-def test_keys_an_older_version_left_behind_go_once_no_block_holds_an_imported_reading(
+def test_keys_an_older_version_left_behind_go_a_chunk_at_a_time_but_held_ones_stay(
     site: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """An outbox an older version pruned keeps the keys of blocks deleted long ago. They go,
-    a chunk a transaction, once no block left carries an imported reading, not before."""
+    a chunk a transaction; the key of a reading a block still carries stays."""
     monkeypatch.setattr(outbox_prune, "PRUNE_KEYS", 3000)  # several chunks of each kind
     start = datetime(2024, 3, 1, tzinfo=UTC)
     body = "".join(f"T002-LT-01,{start + timedelta(seconds=n)},{n % 9}\n" for n in range(10_000))
@@ -681,7 +682,7 @@ def test_keys_an_older_version_left_behind_go_once_no_block_holds_an_imported_re
     one = write(tmp_path / "one.csv", "point,t,value\nT003-LT-01,2024-03-05 08:00:00,1\n")
     assert counts(backfill(site, one, "--json"))["imported"] == 1
     assert _deliver_and_prune(site, through=0, delivered_at=1500.0, before=1500.5) == 0
-    assert _key_count(site) == 10_001, "block 4 carries an imported reading: no sweep"
+    assert _key_count(site) == 1, "block 4 carries an imported reading: its key alone stays"
     assert _deliver_and_prune(site, through=4, delivered_at=2000.0, before=2000.5) == 1
     assert _key_count(site) == 0
 
@@ -698,3 +699,32 @@ def test_a_delivered_block_whose_digest_was_erased_is_pruned_and_its_keys_swept(
     erase_inside_column(outbox_path(site), 1, "digest")
     assert _deliver_and_prune(site, through=3, delivered_at=1000.0, before=1000.5) == 3
     assert _key_count(site) == 0
+
+
+def test_keys_an_older_version_left_behind_go_while_a_daily_import_holds_its_blocks(
+    site: Path, tmp_path: Path
+) -> None:
+    """The sweep waited for a moment when no block held carried an imported reading. A site
+    importing a log every day holds one always (its last delivered blocks stay
+    `retain_days`), so the keys an older version left never went: 10,000 stayed for good.
+    Now a key no block held carries goes whenever the keys outnumber the readings held."""
+    start = datetime(2024, 3, 1, tzinfo=UTC)
+    body = "".join(f"T002-LT-01,{start + timedelta(seconds=n)},{n % 9}\n" for n in range(10_000))
+    assert (
+        counts(backfill(site, write(tmp_path / "old.csv", HEADER_PTV + body), "--json"))["imported"]
+        == 10_000
+    )
+    with closing(sqlite3.connect(outbox_path(site))) as db, db:  # the old retention
+        db.execute("DELETE FROM blocks")
+    for day in (2, 3, 4):  # the blocks of each day's import are kept one more day
+        t0 = datetime(2024, 4, day, tzinfo=UTC)
+        rows = "".join(f"T003-LT-01,{t0 + timedelta(seconds=n)},{n % 9}\n" for n in range(500))
+        csv = write(tmp_path / f"day{day}.csv", HEADER_PTV + rows)
+        assert counts(backfill(site, csv, "--json"))["imported"] == 500
+        with closing(sqlite3.connect(outbox_path(site))) as db:
+            (last,) = db.execute("SELECT max(seq) FROM blocks").fetchone()
+        _deliver_and_prune(site, through=last, delivered_at=1000.0 * day, before=1000.0 * day)
+        assert _key_count(site) == 500, f"day {day}: only the keys of the block held stay"
+    with closing(sqlite3.connect(outbox_path(site))) as db:
+        held = {(str(p), str(t)) for p, t in db.execute("SELECT point, t FROM backfill_keys")}
+    assert held == {(r.point, r.t) for r in stored_readings(site)}
