@@ -88,7 +88,10 @@ def _carried_keys(db: sqlite3.Connection) -> bool:
     False when one of those blocks cannot vouch for them (sealed before the count, its payload
     no longer hashing to its digest, or unreadable): nothing can be said to be no block's.
     """
-    db.execute("CREATE TEMP TABLE IF NOT EXISTS carried (point TEXT, t TEXT)")
+    db.execute(
+        "CREATE TEMP TABLE IF NOT EXISTS carried (point TEXT, t TEXT, PRIMARY KEY (point, t))"
+        " WITHOUT ROWID"
+    )
     db.execute("DELETE FROM temp.carried")
     held = db.execute(
         "SELECT rowid, backfilled FROM blocks WHERE backfilled IS NULL OR backfilled > 0"
@@ -97,7 +100,7 @@ def _carried_keys(db: sqlite3.Connection) -> bool:
         keys = None if backfilled is None else _vouched_keys(db, int(rowid))
         if keys is None:
             return False
-        db.executemany("INSERT INTO temp.carried (point, t) VALUES (?, ?)", keys)
+        db.executemany("INSERT OR IGNORE INTO temp.carried (point, t) VALUES (?, ?)", keys)
     return True
 
 
