@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import socket
 import time
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Iterator, MutableMapping
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,7 @@ from collector.api.limits import RequestLimits
 from collector.config import parse_collector_config
 from collector.storage.base import Storage
 from configkit.issues import ConfigError
+from tests.e2e.harness import wait_until
 from tests.support.collector_api import BEIJING, NANCHANG, level, store_blocks
 from tests.support.collector_client import BASE_TIME
 from tests.support.config_files import COLLECTOR_HEAD
@@ -147,16 +148,6 @@ def test_one_address_holds_at_most_its_share_of_connections(patient_api: ServedA
         assert share[0].recv(12) == b"HTTP/1.1 200"
 
 
-def _within_wait(done: Callable[[], bool]) -> bool:
-    """Whether `done()` comes true within WAIT (asked every 0.1 s)."""
-    give_up = time.monotonic() + WAIT
-    while not done():
-        if time.monotonic() > give_up:
-            return False
-        time.sleep(0.1)
-    return True
-
-
 def test_a_stream_whose_client_stops_reading_gives_its_slot_back(feed_api: ServedApi) -> None:
     api = feed_api
     with ExitStack() as stack, capture_logs() as logs:
@@ -167,7 +158,7 @@ def test_a_stream_whose_client_stops_reading_gives_its_slot_back(feed_api: Serve
         def closed() -> list[MutableMapping[str, Any]]:
             return [entry for entry in logs if entry["event"] == "stalled_connection_closed"]
 
-        assert _within_wait(lambda: len(closed()) == STALLED), closed()
+        wait_until(lambda: len(closed()) == STALLED, WAIT, f"{STALLED} stalled streams closed")
         assert {entry["path"] for entry in closed()} == {"/v1/stream"}
         # Their connections are gone: what a client reads now ends (its taking is answered
         # with a reset), where before it would wait for more events.
