@@ -186,6 +186,7 @@ def build_acks(
     acks: list[Outgoing] = []
     seen: set[tuple[str, str, int]] = set()
     issued_at = iso_time(now)
+    kids = {gateway: ack_keys(keys, now) for gateway, keys in result.keys.items()}
     for incoming in blocks:
         header = incoming.block.header
         if (header.gateway, header.epoch, header.seq) in seen:
@@ -204,7 +205,7 @@ def build_acks(
             issued_at=issued_at,
             acked_hash=state.acked_hash,
             conflict=state.conflict,
-            keys=ack_keys(result.keys.get(header.gateway, ()), now),
+            keys=kids.get(header.gateway, ()),
         ).encode()
         topic = GatewayTopics(header.district, header.enterprise, header.gateway).ack
         acks.append(Outgoing(topic, payload, tuple(signature_properties(key.sign(payload)))))

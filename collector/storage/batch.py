@@ -158,9 +158,7 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
         *(found.audit for found in breaks),
     ]
     broken = {found.stream for found in breaks}
-    before, streams = await _advance_streams(
-        steps, batch.blocks, outcomes, broken, read=read, known=known
-    )
+    before, streams = await _advance_streams(steps, batch.blocks, outcomes, broken, known=known)
     # After adopt_keys and the streams: an ACK that covers an announcement names its key
     # exactly when the registry took it (several collectors: the gateway's lock is held).
     live = await steps.live_keys({b.block.header.gateway for b in batch.blocks})
@@ -222,15 +220,15 @@ async def _advance_streams(
     outcomes: Sequence[Outcome],
     broken: Collection[Stream],
     *,
-    read: Collection[Stream],
     known: Mapping[Stream, StreamState],
 ) -> tuple[dict[Stream, StreamState], dict[Stream, StreamState]]:
     """Advance the batch's streams; their states (of those that had one) before and after.
 
-    The states of the streams in `read` were read already: `known` (those that have one).
+    The states of the blocks' own streams were read already: `known` (those that have one).
     """
     changes = stream_changes(blocks, outcomes, broken)
     before = {stream: known[stream] for stream in changes if stream in known}
+    read = {b.stream for b in blocks}
     unread = [stream for stream in changes if stream not in read]
     if unread:
         before |= await steps.stream_states(unread)

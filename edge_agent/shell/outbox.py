@@ -409,12 +409,14 @@ class Outbox:
         the collector retires after its overlap window. A block whose payload changed on disk
         is not (`resign_chunk`). Returns the blocks signed again.
         """
-        previous, self._key, self._replaced = self._key, key, self._key
+        self._replaced, self._key = self._key, key
         self._handed.clear()  # signed with the old key
         signed = after = 0
         while True:
             async with self._lock:
-                rows, resigned, after = await resign_chunk(self._db, key, previous, after=after)
+                rows, resigned, after = await resign_chunk(
+                    self._db, key, self._replaced, after=after
+                )
             signed += resigned
             if rows < RESIGN_BLOCKS:
                 return signed

@@ -85,19 +85,18 @@ def prune_chunk(db: sqlite3.Connection, before: float) -> int:
 def _carried_keys(db: sqlite3.Connection) -> bool:
     """Fill `temp.carried` with the keys of the imported readings of every block held.
 
-    False when one of those blocks cannot vouch for them (sealed before the count, its payload
-    no longer hashing to its digest, or unreadable): nothing can be said to be no block's.
+    False when one of those blocks cannot vouch for them (its payload no longer hashing to its
+    digest, or unreadable): nothing can be said to be no block's.
     """
     db.execute(
         "CREATE TEMP TABLE IF NOT EXISTS carried (point TEXT, t TEXT, PRIMARY KEY (point, t))"
         " WITHOUT ROWID"
     )
     db.execute("DELETE FROM temp.carried")
-    held = db.execute(
-        "SELECT rowid, backfilled FROM blocks WHERE backfilled IS NULL OR backfilled > 0"
-    ).fetchall()
-    for rowid, backfilled in held:
-        keys = None if backfilled is None else _vouched_keys(db, int(rowid))
+    # sweep_chunk calls this only once no block held is without its count (backfilled NULL).
+    held = db.execute("SELECT rowid FROM blocks WHERE backfilled > 0").fetchall()
+    for (rowid,) in held:
+        keys = _vouched_keys(db, int(rowid))
         if keys is None:
             return False
         db.executemany("INSERT OR IGNORE INTO temp.carried (point, t) VALUES (?, ?)", keys)

@@ -33,8 +33,6 @@ from specs.signing import SigningKey
 # Blocks of an older epoch are sealed again in groups of at most this many records.
 _RESEAL_RECORDS: Final = 2000
 _RESEAL_BLOCKS: Final = 64
-# A row missing from an index of its table (sqlite3.SQLITE_CORRUPT_INDEX, Python 3.11 on).
-_CORRUPT_INDEX: Final = 779
 # Undelivered blocks signed again per transaction when the gateway's key changes.
 RESIGN_BLOCKS: Final = 500
 
@@ -123,7 +121,7 @@ async def reseal_chunk(
                 )
             return len(rows), last
         except sqlite3.DatabaseError as exc:
-            if rebuilt or getattr(exc, "sqlite_errorcode", 0) != _CORRUPT_INDEX:
+            if rebuilt or getattr(exc, "sqlite_errorcode", 0) != sqlite3.SQLITE_CORRUPT_INDEX:
                 raise
             # A row whose epoch or seq changed on disk is no longer where the table's indexes
             # say (quick_check does not compare them), and SQLite refuses to move or delete
