@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from collector.storage import audit
-from collector.storage.block_retention import prune_blocks
+from collector.storage.block_retention import prune_with_readings
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db, check_url, connecting, translated
 from collector.storage.postgres.locks import lock_gateways
@@ -60,20 +60,13 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
             await db.execute(f"DROP TABLE IF EXISTS {rollup_partition_name(month)}")
         gone.append(rollup_partition_name(month))
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
-    kept = first_kept(now, policy.raw_days)
-    # The journal's events are streamed between the readings (GET /v1/stream): kept as long.
-    status = await db.execute("DELETE FROM feed WHERE at < $1", kept)
-    # Live intervals qualify readings (GET /v1/quality): they are kept from the month the
-    # readings are, one across its start cut there. The newest of a live gateway ends within
-    # offline_after of now, long after that start, so ingest never extends a pruned one.
-    await db.execute("DELETE FROM presence WHERE until <= $1", kept)
-    await db.execute("UPDATE presence SET since = $1 WHERE since < $1", kept)
-    blocks = await prune_blocks(PostgresChain(db), functools.partial(_epoch_transaction, db), kept)
-    async with db.transaction():
-        audit_gone = await audit.prune(PostgresChain(db), policy.audit_cutoff(now))
-    return PruneReport(
-        tuple(dropped), tuple(gone), rolled, int(status.rsplit(" ", 1)[1]), audit_gone, blocks
+    chain = PostgresChain(db)
+    journal, blocks = await prune_with_readings(
+        chain, functools.partial(_epoch_transaction, db), first_kept(now, policy.raw_days)
     )
+    async with db.transaction():
+        audit_gone = await audit.prune(chain, policy.audit_cutoff(now))
+    return PruneReport(tuple(dropped), tuple(gone), rolled, journal, audit_gone, blocks)
 
 
 @contextlib.asynccontextmanager

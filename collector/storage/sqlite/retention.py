@@ -17,7 +17,7 @@ import aiosqlite
 
 from collector.storage import audit
 from collector.storage.base import StorageError
-from collector.storage.block_retention import prune_blocks
+from collector.storage.block_retention import prune_with_readings
 from collector.storage.months import Month, month_of, month_start, next_month
 from collector.storage.retention import (
     PruneReport,
@@ -61,15 +61,9 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
             deleted += cursor.rowcount
         dropped.update(gone)
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
-    kept = first_kept(now, policy.raw_days)
-    # The journal's events are streamed between the readings (GET /v1/stream): kept as long.
-    journal = await db.execute("DELETE FROM feed WHERE at < ?", (kept,))
-    # Live intervals qualify readings (GET /v1/quality): they are kept from the month the
-    # readings are, one across its start cut there. The newest of a live gateway ends within
-    # offline_after of now, long after that start, so ingest never extends a pruned one.
-    await db.execute("DELETE FROM presence WHERE until <= ?", (kept,))
-    await db.execute("UPDATE presence SET since = ? WHERE since < ?", (kept, kept))
-    blocks = await prune_blocks(SqliteChain(db), lambda _: immediate_transaction(db), kept)
+    journal, blocks = await prune_with_readings(
+        SqliteChain(db), lambda _: immediate_transaction(db), first_kept(now, policy.raw_days)
+    )
     rollup_gone: list[Month] = []
     found = await db.execute_fetchall("SELECT min(minute) FROM readings_1m")
     oldest_rollup = next(iter(found))[0]
@@ -87,7 +81,7 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
         tuple(_name("readings", m) for m in sorted(dropped)),
         tuple(_name("readings_1m", m) for m in rollup_gone),
         deleted,
-        journal.rowcount,
+        journal,
         audit_gone,
         blocks,
     )
