@@ -23,6 +23,7 @@ from edge_agent.config.limits import (
     COLOURS,
     THRESHOLD_FAMILIES,
     THRESHOLD_LEVELS,
+    colours_rise,
 )
 from specs.catalogue import RATE_LEVEL, Binding, Edge, Indicator, Op, Threshold
 
@@ -105,8 +106,8 @@ class PointLimits:
     def rising(self, name: str) -> bool:
         """Whether the alarm of threshold `name` raises on a rising value."""
         if name in COLOURS:
-            given = [v for c in COLOURS if (v := self.effective().get(c)) is not None]
-            return len(given) < 2 or given[1] > given[0]  # noqa: PLR2004 - a step needs two
+            effective = self.effective()
+            return colours_rise(effective.get(colour) for colour in COLOURS)
         return name not in _FALLING
 
     def raise_line(self, name: str, setpoint: float) -> HalfLine:

@@ -9,7 +9,7 @@ per period such as `mm/h`.
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
 import itertools
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Annotated, Self
 
 from pydantic import Field, field_validator, model_validator
@@ -57,6 +57,17 @@ CATALOGUE_THRESHOLD_NAMES: Mapping[str, str] = {
 
 COLOURS = ("blue", "yellow", "orange", "red")
 """Tailings alarm colours, least severe first."""
+
+
+def colours_rise(setpoints: Iterable[float | None]) -> bool:
+    """Whether the colour alarms raise on a rising value (falling when the setpoints descend).
+
+    `setpoints`: the colours' setpoints in COLOURS order, None where not set. Config
+    validation refuses unordered colours, so the first step gives the direction.
+    """
+    given = [value for value in setpoints if value is not None]
+    return len(given) < 2 or given[1] > given[0]  # noqa: PLR2004 - a step needs two values
+
 
 RATE_PERIODS: Mapping[str, float] = {"s": 1.0, "min": 60.0, "h": 3600.0, "d": 86400.0}
 """Time units a rate may be expressed in (`mm/h`, `mm/d`), in seconds."""

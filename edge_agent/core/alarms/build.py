@@ -19,6 +19,7 @@ from edge_agent.config import (
     SiteAlarm,
     SiteConfig,
 )
+from edge_agent.config.limits import colours_rise
 from edge_agent.core.alarms.rules import (
     COLOURS,
     AlarmRules,
@@ -29,7 +30,7 @@ from edge_agent.core.alarms.rules import (
     PointRules,
     RateRule,
 )
-from edge_agent.core.points import Limits, ResolvedPoint, resolve_points
+from edge_agent.core.points import ResolvedPoint, resolve_points
 from specs.catalogue import RATE_LEVEL, Catalogue, Edge, Indicator, Op
 
 # (Limits field, level, rising), least severe first within each family and direction.
@@ -110,8 +111,8 @@ def level_rules(point: ResolvedPoint, indicator: Indicator) -> tuple[LevelRule, 
     the other side of that comparison, except a restore limit the catalogue words itself.
     """
     limits, deadband = point.thresholds, point.deadband
-    colours_rise = _colours_rise(limits)
-    levels = [*_LEVELS, *((colour, colour, colours_rise) for colour in COLOURS)]
+    rise = colours_rise(getattr(limits, colour) for colour in COLOURS)
+    levels = [*_LEVELS, *((colour, colour, rise) for colour in COLOURS)]
     rules = []
     for name, level, rising in levels:
         setpoint = getattr(limits, name)
@@ -141,13 +142,6 @@ def level_rules(point: ResolvedPoint, indicator: Indicator) -> tuple[LevelRule, 
 def _inclusive(op: Op | None, default: bool = True) -> bool:
     """Whether a comparison includes its limit; `default` where the catalogue words none."""
     return default if op is None else op in (">=", "<=")
-
-
-def _colours_rise(limits: Limits) -> bool:
-    """Whether the colours alarm on rising values (falling when the thresholds descend)."""
-    given = [v for v in (getattr(limits, c) for c in COLOURS) if v is not None]
-    # Config validation refuses unordered colours, so the first step gives the direction.
-    return len(given) < 2 or given[1] > given[0]  # noqa: PLR2004 - a step needs two values
 
 
 def rate_rules(point: ResolvedPoint, indicator: Indicator) -> tuple[RateRule, ...]:
