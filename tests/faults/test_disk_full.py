@@ -84,9 +84,23 @@ def holes(site: Site, spans: list[tuple[float, float]]) -> dict[str, list[tuple[
     for point, series in times.items():
         series.sort()
         for a, b in itertools.pairwise(series):
-            if b - a > HOLE and not any(lo <= a and b <= hi for lo, hi in spans):
+            if _longest_outside(a, b, spans) > HOLE:
                 found.setdefault(point, []).append((a, b))
     return found
+
+
+def _longest_outside(a: float, b: float, spans: list[tuple[float, float]]) -> float:
+    """The longest part of (a, b) that no span covers: spans count together, so a stretch
+    a declared gap and the downtime after it cover between them is explained by both."""
+    longest, start = 0.0, a
+    for lo, hi in sorted(spans):
+        if hi <= start or lo >= b:
+            continue
+        longest = max(longest, lo - start)
+        start = max(start, hi)
+        if start >= b:
+            return longest
+    return max(longest, b - start)
 
 
 EVENTS = ("outbox_full", "seal_failed", "outbox_capped_by_full_disk", "disk_full_gap_sealed")
