@@ -2,9 +2,8 @@
 
 The plan (`edge_agent.core.plan`) is the checked site map compiled into plain values; this
 module never imports the config package (pydantic, YAML: G7), `run_agent` compiles a config
-in-process for tests and tools. Devices go one way: each device's driver settings (its kind's
-pure mapping, made when the plan was compiled) built into a driver (a Modbus RTU slave on the
-shared bus of its port, `RtuBuses`) and handed to a `DevicePoller`.
+in-process for tests and tools. Devices go one way, from each device's driver settings to its
+driver and its `DevicePoller` (`device_pollers`); the RTU buses they share are made here.
 """
 
 from __future__ import annotations
@@ -12,32 +11,29 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
-import importlib
 import importlib.metadata
 import os
 import sqlite3
 import ssl
 import time
-from collections.abc import Callable, Iterator
-from functools import partial
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import structlog
 
 from edge_agent.core.meta import gateway_meta
-from edge_agent.core.plan import AgentPlan, Backoff, DevicePlan
-from edge_agent.core.points import ResolvedPoint
+from edge_agent.core.plan import AgentPlan, Backoff
 from edge_agent.shell.alarm_stage import load_alarm_stage
 from edge_agent.shell.buses import REPORT_EVERY, RtuBuses, log_planned, report_utilization
 from edge_agent.shell.collector_keys import read_collector_keys
 from edge_agent.shell.commands import CommandDesk
+from edge_agent.shell.device_pollers import device_pollers, every_device_polled
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.keyfile import load_private_key
 from edge_agent.shell.metrics_server import metrics_service
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.poller import DevicePoller, PolledPoint, queue_sink
 from edge_agent.shell.publisher import Publisher
 from edge_agent.shell.rotation import CurrentKey, RotationWatcher, complete_rotation
 from edge_agent.shell.sealer import Sealer
@@ -52,7 +48,6 @@ from specs.records import Record
 from specs.topics import GatewayTopics
 
 if TYPE_CHECKING:
-    from drivers.base import Driver
     from edge_agent.config import SiteConfig
     from edge_agent.shell.metrics import AgentMetrics
 
@@ -93,70 +88,6 @@ def _agent_metrics(plan: AgentPlan) -> AgentMetrics | None:
     return AgentMetrics([device.id for device in plan.devices])
 
 
-def _not_counted(_kind: str) -> None:
-    """A device error without metrics: the poller logs it, nothing counts it."""
-
-
-_BUILDERS = ("drivers.", "edge_agent.")
-"""Packages a plan's `build` may name: this project's own."""
-
-
-def build_driver(device: DevicePlan, buses: RtuBuses | None = None) -> Driver:
-    """The driver of `device`, built by its kind's `build` from its settings.
-
-    Raises:
-        LookupError: `build` names nothing of this project.
-        TypeError: `build` names no function (a plan of another version).
-    """
-    module, _, name = device.build.partition(":")
-    if not module.startswith(_BUILDERS):
-        raise LookupError(f"{device.id}: {device.build} is not a driver kind's build")
-    builder = getattr(importlib.import_module(module), name, None)
-    if not callable(builder):
-        raise TypeError(f"{device.id}: {device.build} builds no driver")
-    driver: Driver = builder(device.settings, buses)
-    return driver
-
-
-def _pollers(
-    plan: AgentPlan,
-    queue: asyncio.Queue[Record],
-    buses: RtuBuses,
-    metrics: AgentMetrics | None,
-    *,
-    good: asyncio.Event,
-) -> list[DevicePoller]:
-    by_device: dict[str, list[ResolvedPoint]] = {}
-    for point in plan.points:
-        by_device.setdefault(point.device_id, []).append(point)
-    pollers = []
-    for device in plan.devices:
-        polled = {
-            point.point: PolledPoint(point, plan.indicators[point.quota])
-            for point in by_device.get(device.id, [])
-        }
-        for warning in device.warnings:
-            log.warning(warning.event, **warning.fields)
-        sink = queue_sink(queue, good)
-        on_error: Callable[[str], None] = _not_counted
-        if metrics is not None:
-            sink, on_error = metrics.counting(device.id, sink), metrics.device_errors(device.id)
-        pollers.append(
-            DevicePoller(
-                build_driver(device, buses),
-                polled,
-                interval=device.poll,
-                sink=sink,
-                clock_synced=clock_synchronized,
-                backoff=partial(
-                    backoff_delays, initial=device.backoff.initial, cap=device.backoff.cap
-                ),
-                on_error=on_error,
-            )
-        )
-    return pollers
-
-
 def tls_context(plan: AgentPlan) -> ssl.SSLContext | None:
     """The TLS settings for an `mqtts://` broker: CA (else system trust), optional client cert."""
     uplink = plan.uplink
@@ -186,11 +117,6 @@ async def _prune_forever(outbox: Outbox, retain_seconds: float) -> None:
             if removed:
                 log.info("delivered_blocks_pruned", blocks=removed)
         await asyncio.sleep(_PRUNE_EVERY)
-
-
-async def _every_device_polled(pollers: list[DevicePoller]) -> None:
-    for poller in pollers:
-        await poller.first_cycle_done.wait()
 
 
 async def run_agent(
@@ -314,7 +240,7 @@ async def run_plan(
             () if metrics is None else await metrics_service(plan.metrics, metrics.scraper(outbox))
         )
         buses = RtuBuses()
-        pollers = _pollers(plan, queue, buses, metrics, good=good)
+        pollers = device_pollers(plan, queue, buses, metrics, good=good)
         log_planned(plan.buses)
         status = AgentStatus(
             plan,
@@ -375,7 +301,7 @@ async def run_plan(
         stopped = asyncio.create_task(stop.wait(), name="stop")
         # Ready for systemd (READY=1) once the outbox is open and every device has been tried
         # once, answered or not; a stop or a crash before that skips it.
-        polled = asyncio.create_task(_every_device_polled(pollers), name="first-poll")
+        polled = asyncio.create_task(every_device_polled(pollers), name="first-poll")
         await asyncio.wait([polled, stopped, *workers], return_when=asyncio.FIRST_COMPLETED)
         polled.cancel()
         if polled.done() and not polled.cancelled():
