@@ -60,7 +60,8 @@ class Action(enum.StrEnum):
     TOKEN_ADD = "token_add"  # noqa: S105 - an action's name, not a secret
     TOKEN_REVOKE = "token_revoke"  # noqa: S105 - an action's name, not a secret
     MAP_PUSH = "map_push"
-    CERT_ISSUE = "cert_issue"  # a client certificate of the province CA (`certs issue`)
+    CA_INIT = "ca_init"  # the province CA every client certificate rests on (`certs ca init`)
+    CERT_ISSUE = "cert_issue"  # a certificate of the province CA (`certs issue`, `broker-config`)
     CERT_REVOKE = "cert_revoke"  # one put on the CA's revocation list (`certs revoke`)
     COMMAND_APPLIED = "command_applied"
     COMMAND_REJECTED = "command_rejected"

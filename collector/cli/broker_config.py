@@ -10,8 +10,16 @@ from pathlib import Path
 
 import click
 
-from collector.cli.certs import ca_dir_or_exit, current_crl, days_option, load_ca_or_fail
-from collector.cli.common import config_option, load_or_exit
+from collector.audit.chain import Action
+from collector.cli.certs import (
+    audited,
+    ca_dir_or_exit,
+    certificate_detail,
+    current_crl,
+    days_option,
+    load_ca_or_fail,
+)
+from collector.cli.common import config_option, load_or_exit, with_storage
 from collector.config import CollectorConfig
 from collector.pki.certificates import (
     COLLECTOR_IDENTITY,
@@ -24,6 +32,7 @@ from collector.pki.certificates import (
 )
 from collector.pki.mosquitto import BROKER, BrokerLayout, acl_text, mosquitto_conf
 from collector.pki.store import PkiError, record_issued, write_crl, write_issued, write_text
+from collector.storage.base import Storage
 from configkit.network import ListenAddress, parse_listen
 
 _ANY_ADDRESS = frozenset({"0.0.0.0", "::"})  # noqa: S104 - a listen address, not a bind here
@@ -67,6 +76,11 @@ def _server_names(
             param_hint="--server-name",
         )
     return names
+
+
+def _holder(stem: str, server_names: Sequence[str]) -> str:
+    """Whose certificate an audit row names: the broker by its common name, or a collector."""
+    return f"broker {server_names[0]}" if stem == BROKER else f"collector {stem}"
 
 
 def _account(name: str) -> pwd.struct_passwd:
@@ -160,16 +174,26 @@ def broker_config(  # click passes every option by keyword
     issued = {BROKER: issue_server(authority, names, validity)} | {
         name: issue_client(authority, name, validity) for name in collectors
     }
-    try:
-        for stem, certificate in issued.items():
-            record_issued(ca_dir, certificate.certificate)
-            write_issued(folder, stem, certificate, authority.certificate)
-        write_crl(layout.crl, current_crl(ca_dir, authority, now))
-        write_text(layout.acl, acl_text(collectors))
-        write_text(layout.conf, mosquitto_conf(layout, listen.host, listen.port, run_as))
-        layout.data.mkdir(mode=0o700, exist_ok=True)
-    except (PkiError, OSError) as exc:
-        raise click.ClickException(str(exc)) from None
+
+    async def write(storage: Storage) -> None:
+        try:
+            for stem, certificate in issued.items():
+                record_issued(ca_dir, certificate.certificate)
+                write_issued(folder, stem, certificate, authority.certificate)
+            write_crl(layout.crl, current_crl(ca_dir, authority, now))
+            write_text(layout.acl, acl_text(collectors))
+            write_text(layout.conf, mosquitto_conf(layout, listen.host, listen.port, run_as))
+            layout.data.mkdir(mode=0o700, exist_ok=True)
+        except (PkiError, OSError) as exc:
+            raise click.ClickException(str(exc)) from None
+        rows = [
+            (certificate_detail(_holder(stem, names), c.certificate, "issued"), None)
+            for stem, c in issued.items()
+        ]
+        serials = ", ".join(f"{c.certificate.serial_number:x}" for c in issued.values())
+        await audited(storage, Action.CERT_ISSUE, rows, f"wrote {folder} (serials {serials})")
+
+    with_storage(config, write)
     _hand_over(layout, account)
     click.echo(
         f"wrote {layout.conf} for mqtts://{names[0]}:{listen.port} ({', '.join(names)})",

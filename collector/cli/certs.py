@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final, TypeVar
@@ -121,8 +121,8 @@ def certificate_detail(holder: str, certificate: x509.Certificate, done: str) ->
     )
 
 
-async def _audited(
-    storage: Storage, action: Action, rows: list[tuple[str, str | None]], done: str
+async def audited(
+    storage: Storage, action: Action, rows: Sequence[tuple[str, str | None]], done: str
 ) -> None:
     """Chain `rows`; if the database fails now, say what was `done` all the same (exit 1).
 
@@ -159,14 +159,24 @@ def ca() -> None:
 )
 @_days_option(CA_DAYS, "CA")
 def ca_init(config_path: Path, name: str, days: float) -> None:
-    """Create the CA: certs.ca_dir (0700)/ca.crt and ca.key (0600); an existing CA is kept."""
+    """Create the CA: certs.ca_dir (0700)/ca.crt and ca.key (0600); an existing CA is kept.
+
+    An admin action of the audit chain (`ca_init`), in the database of storage.url.
+    """
     config = load_or_exit(config_path)
     ca_dir = ca_dir_or_exit(config, config_path)
     authority = create_ca(name, validity_from(datetime.now(UTC), days))
-    try:
-        init_ca(ca_dir, authority)
-    except PkiError as exc:
-        raise click.ClickException(str(exc)) from None
+
+    async def create(storage: Storage) -> None:
+        try:
+            init_ca(ca_dir, authority)
+        except PkiError as exc:
+            raise click.ClickException(str(exc)) from None
+        detail = certificate_detail(f"province CA {name}", authority.certificate, "created")
+        done = f"created the CA in {ca_dir} (serial {authority.certificate.serial_number:x})"
+        await audited(storage, Action.CA_INIT, [(detail, None)], done)
+
+    with_storage(config, create)
     click.echo(f"created {ca_dir / CA_CERT} and its key", err=True)
     click.echo(fingerprint(authority.certificate))
 
@@ -206,7 +216,7 @@ def issue(config_path: Path, gateway_id: str, out_dir: Path, days: float) -> Non
             raise click.ClickException(str(exc)) from None
         detail = certificate_detail(f"gateway {gateway}", issued.certificate, "issued")
         done = f"issued {cert_path} (serial {issued.certificate.serial_number:x})"
-        await _audited(storage, Action.CERT_ISSUE, [(detail, gateway)], done)
+        await audited(storage, Action.CERT_ISSUE, [(detail, gateway)], done)
         return cert_path
 
     cert_path = with_storage(config, write)
@@ -297,7 +307,7 @@ def revoke(
         rows = [(certificate_detail(whose, c, "revoked"), gateway_id) for c in taken]
         serials = ", ".join(f"{c.serial_number:x}" for c in taken)
         done = f"revoked {serials} of {holder} in {ca_dir / CA_CRL} (restart mosquitto to apply)"
-        await _audited(storage, Action.CERT_REVOKE, rows, done)
+        await audited(storage, Action.CERT_REVOKE, rows, done)
         return taken
 
     taken = with_storage(config, put_on_the_list)

@@ -1,4 +1,4 @@
-"""`collector certs issue` and `certs revoke` are admin actions of the audit chain.
+"""`collector certs ca init|issue|revoke` and `broker-config` are admin actions of the audit chain.
 
 Found in a closing note: both wrote certificates and revocation lists and no audit row, while
 `gateways add|revoke`, `tokens add|revoke` and `sites push` are rows (GB/T 22239 level 3: who
@@ -6,6 +6,11 @@ let a client onto the broker, or shut one out, and when). Each certificate issue
 now a `cert_issue` or `cert_revoke` row by `cli:<user>`, on SQLite and PostgreSQL; a database
 that cannot be opened stops the command before anything is written, and one that fails the
 append after the files are written is named, with what was written, exit 1.
+
+Found in the next closing note: `certs ca init` (the CA every client certificate rests on) and
+`broker-config` (the broker's server certificate and each collector's client certificate) wrote
+certificates and no row. The CA is a `ca_init` row; broker-config's certificates are
+`cert_issue` rows (`broker <name>`, `collector <identity>`).
 """
 
 from __future__ import annotations
@@ -93,9 +98,24 @@ def test_issuing_and_revoking_are_admin_rows_of_the_chain(
         (_certificate(first), _certificate(second)), key=lambda c: c.serial_number
     )
     by = operator()
+    authority = x509.load_pem_x509_certificate((tmp_path / "pki" / "ca" / "ca.crt").read_bytes())
+    broker = tmp_path / "broker"
     assert _admin_rows(storage_url) == [
+        ("ca_init", by, None, _detail("province CA Ganzhi province CA", authority, "created")),
         ("cert_issue", by, GATEWAY, _detail(f"gateway {GATEWAY}", _certificate(first), "issued")),
         ("cert_issue", by, GATEWAY, _detail(f"gateway {GATEWAY}", _certificate(second), "issued")),
+        (
+            "cert_issue",
+            by,
+            None,
+            _detail("broker 127.0.0.1", _certificate(broker, "broker"), "issued"),
+        ),
+        (
+            "cert_issue",
+            by,
+            None,
+            _detail(f"collector {COLLECTOR}", _certificate(broker, COLLECTOR), "issued"),
+        ),
         *[
             ("cert_revoke", by, GATEWAY, _detail(f"gateway {GATEWAY}", c, "revoked"))
             for c in certificates
@@ -106,7 +126,7 @@ def test_issuing_and_revoking_are_admin_rows_of_the_chain(
             None,
             _detail(
                 f"collector {COLLECTOR}",
-                _certificate(tmp_path / "broker", COLLECTOR),
+                _certificate(broker, COLLECTOR),
                 "revoked",
             ),
         ),
@@ -131,6 +151,16 @@ def test_a_database_that_cannot_be_opened_stops_issue_and_revoke_first(
     revoked = run("certs", "revoke", "-c", str(config), "--gateway", GATEWAY)
     assert revoked.exit_code == 1, revoked.output
     assert not (tmp_path / "pki" / "ca" / "ca.crl").exists()
+    made = run(
+        "broker-config", "-c", str(config), "--listen", "127.0.0.1:18883",
+        "--out", str(tmp_path / "broker"),
+    )  # fmt: skip
+    assert made.exit_code == 1, made.output
+    assert not (tmp_path / "broker").exists()
+    config.write_text(config.read_text(encoding="utf-8").replace("pki/ca", "pki/other"))
+    created = run("certs", "ca", "init", "-c", str(config))
+    assert created.exit_code == 1, created.output
+    assert not (tmp_path / "pki" / "other").exists()
 
 
 def test_an_append_that_fails_names_what_was_written_and_exits_1(
@@ -153,4 +183,11 @@ def test_an_append_that_fails_names_what_was_written_and_exits_1(
     assert "no audit row records it" in revoked.stderr
     crl = x509.load_pem_x509_crl((tmp_path / "pki" / "ca" / "ca.crl").read_bytes())
     assert [entry.serial_number for entry in crl] == [int(serial, 16)]
-    assert _admin_rows(storage_url) == []
+    made = run(
+        "broker-config", "-c", str(config), "--listen", "127.0.0.1:18883",
+        "--out", str(tmp_path / "broker"),
+    )  # fmt: skip
+    assert made.exit_code == 1, made.output
+    assert f"wrote {tmp_path / 'broker'}" in made.stderr
+    assert "no audit row records it" in made.stderr
+    assert [row[0] for row in _admin_rows(storage_url)] == ["ca_init"]
