@@ -4,7 +4,8 @@ asyncua stays inside this package: its exceptions are translated into the Driver
 once (`translate`), and its objects are reduced to `UaValue` before they leave
 (`reduce_value`). The connection's state is a `Link` (`link.py`); the security files and the
 session's secure channel are `security.py`'s; the endpoint URL, the node ids and
-the poll-mode Read call are `addressing.py`'s.
+the poll-mode Read call are `addressing.py`'s; which value each point hands out, and when, is
+`handout.py`'s.
 
 Reconnect policy belongs to the caller, as for every driver. Every `connect()` builds a NEW
 asyncua `Client`: reconnecting a used one can hang for ever (opcua-asyncio #1660), and
@@ -65,19 +66,17 @@ from asyncua.ua.uaerrors import UaError
 from drivers.base import (
     DriverConnectionError,
     DriverError,
-    Quality,
     RawSample,
 )
 from drivers.opcua.addressing import DEFAULT_PORT, normalize_endpoint, read_values, resolve_nodes
+from drivers.opcua.handout import Handout
 from drivers.opcua.link import Link, abandon, link_problem, silent_until, subscribe
 from drivers.opcua.model import (
     OpcUaSecurityError,
     ReadMode,
     UaPoint,
     UaSecurity,
-    UaValue,
 )
-from drivers.opcua.samples import FLAG_HELD, to_sample
 from drivers.opcua.security import APPLICATION_URI, load_material, open_session
 from drivers.opcua.translate import translate
 
@@ -156,22 +155,15 @@ class OpcUaDriver:
         self._mode = ReadMode(mode)
         self._publishing_interval = publishing_interval
         self._sampling_interval = sampling_interval
-        self._spacing = sampling_interval * 0.9  # between a point's pushed values: jitter room
         self._keepalive_count = max(1, round(keepalive / publishing_interval))
         self._timeout = timeout
         self._session_timeout = session_timeout
         self._security = security
         self._username = username
         self._password = password
-        self._wall = wall_clock
-        self._mono = mono_clock
         self._link: Link | None = None
-        # The DataValue each point's last sample came from: a repeat of it is `held`.
-        self._returned: dict[str, UaValue] = {}
-        # Points `pushed` handed out since the previous `read`: that read leaves them out.
-        self._pushed: set[str] = set()
-        # When (monotonic) each point may next hand out a new value: one per sampling interval.
-        self._due: dict[str, float] = {}
+        # Between a point's pushed values: a sampling interval, less a tenth for jitter.
+        self._handout = Handout(sampling_interval * 0.9, wall=wall_clock, mono=mono_clock)
 
     @property
     def device_id(self) -> str:
@@ -256,8 +248,7 @@ class OpcUaDriver:
             await abandon(client, self._timeout)
             raise
         self._link = link
-        self._pushed.clear()
-        self._due.clear()
+        self._handout.reconnected()
         if link.subscription is not None:
             # Initial values come with the first publish; bounded wait, an absent one reads BAD.
             with contextlib.suppress(TimeoutError):
@@ -294,13 +285,13 @@ class OpcUaDriver:
         if problem is not None:
             raise DriverConnectionError(f"{self._device_id}: {problem}")
         if self._mode is ReadMode.POLL:
-            return self._samples(link, await read_values(link, self._device_id), self._points)
+            values = await read_values(link, self._device_id)
+            return self._handout.samples(link, values, self._points)
         # What `pushed` handed out this cycle is out; a newer value of such a point waits
         # for `pushed` when its sampling interval is up (or for the next read).
-        skip, self._pushed = self._pushed, set()
-        points = [p for p in self._points if p.key not in skip] if skip else self._points
+        points = self._handout.to_read(self._points)
         link.unsent.difference_update(p.key for p in points)
-        return self._samples(link, link.latest, points)
+        return self._handout.samples(link, link.latest, points)
 
     async def pushed(self) -> list[RawSample]:
         """Wait for data changes the server sent; a sample per point with a new value.
@@ -325,12 +316,12 @@ class OpcUaDriver:
             if problem is not None:
                 raise DriverConnectionError(f"{self._device_id}: {problem}")
             now = time.monotonic()
-            due = {key for key in link.unsent if self._due.get(key, now) <= now}
+            due = self._handout.due(link.unsent, now)
             if due:
                 break
             # Wake for the next change, when a waiting value is due, or when the silence
             # would make the link dead (to say so then).
-            wakes = [self._due[key] for key in link.unsent]
+            wakes = self._handout.next_due(link.unsent)
             deadline = silent_until(link)
             if deadline is not None:
                 wakes.append(deadline)
@@ -340,8 +331,8 @@ class OpcUaDriver:
                 async with asyncio.timeout(wait):
                     await link.changed.wait()
         link.unsent -= due
-        self._pushed |= due
-        return self._samples(link, link.latest, [p for p in self._points if p.key in due])
+        self._handout.pushed(due)
+        return self._handout.samples(link, link.latest, [p for p in self._points if p.key in due])
 
     # -- connection --------------------------------------------------------------------
 
@@ -360,43 +351,3 @@ class OpcUaDriver:
         client.product_uri = _PRODUCT_URI
         client.session_timeout = int(self._session_timeout * 1000)
         return client
-
-    # -- reading -----------------------------------------------------------------------
-
-    def _samples(
-        self, link: Link, values: dict[str, UaValue], points: Sequence[UaPoint]
-    ) -> list[RawSample]:
-        """Map the DataValues of `points` to samples, remembering them for `held`."""
-        wall, mono = self._wall(), self._mono()
-        samples: list[RawSample] = []
-        for point in points:
-            unresolved = link.unresolved.get(point.key)
-            if unresolved is not None:
-                samples.append(
-                    RawSample(point.key, None, Quality.BAD, wall, mono, error=unresolved)
-                )
-                continue
-            value = values.get(point.key)
-            if value is None:
-                refused = link.refused.get(point.key)
-                if refused is None:
-                    samples.append(
-                        RawSample(
-                            point.key,
-                            None,
-                            Quality.BAD,
-                            wall,
-                            mono,
-                            error="no_value: no notification received yet",
-                        )
-                    )
-                    continue
-                value = UaValue(None, refused)
-            sample = to_sample(
-                point.key, value, wall=wall, mono=mono, previous=self._returned.get(point.key)
-            )
-            samples.append(sample)
-            self._returned[point.key] = value
-            if FLAG_HELD not in sample.flags:  # a new value: the next one a sampling later
-                self._due[point.key] = time.monotonic() + self._spacing
-        return samples
