@@ -27,7 +27,7 @@ from edge_agent.core.plan_codec import decode_plan
 from edge_agent.shell.agent_lock import AgentRunningError, sole_agent
 from edge_agent.shell.commands import roll_back_failed_start
 from edge_agent.shell.host import keep_large_allocations_mapped
-from edge_agent.shell.outbox_recovery import OutboxUnavailableError
+from edge_agent.shell.outbox_recovery import NotAnOutboxError, OutboxUnavailableError
 from edge_agent.shell.runtime import run_plan
 from edge_agent.shell.stop_signals import hold_stop_signals, stop_signal_held
 from hostkit.logs import LOG_FORMATS, configure_logging
@@ -36,6 +36,10 @@ if TYPE_CHECKING:
     from hostkit.logs import LogFormat
 
 log = structlog.get_logger("edge_agent.runner")
+
+NOT_AN_OUTBOX_EXIT = 2
+"""Another program's database at `outbox.path`: a mistake in the map (hostkit's
+CONFIG_ERROR_EXIT, not imported: it comes with click), which no restart mends."""
 
 
 def read_plan(fd: int) -> AgentPlan:
@@ -110,6 +114,9 @@ def main(argv: list[str] | None = None) -> None:
         # Its message on stderr and exit 1, not 2: under systemd the unit starts again once
         # the other agent stops, or on the same outbox once what kept it from it is gone.
         raise SystemExit(str(exc)) from None
+    except NotAnOutboxError as exc:  # `edge-agent run` refuses it before the exec, as a rule
+        sys.stderr.write(f"{exc}\n")
+        raise SystemExit(NOT_AN_OUTBOX_EXIT) from None
     if not replaced or plan.site_file is None:
         return
     sys.stdout.flush()

@@ -26,6 +26,7 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_recovery import (
     EpochJournal,
     SeqMark,
+    foreign_database,
     outbox_unavailable,
     recovery_gaps,
 )
@@ -39,15 +40,20 @@ log = structlog.get_logger("edge_agent.outbox")
 def outbox_path_problem(path: Path, *, try_writing: bool) -> str | None:
     """Why the outbox cannot be at `path` (None when it can), without creating anything.
 
-    The file may be missing (it is created) but not be a folder, a device or a link to
-    nothing, and the nearest folder above it that exists must be a folder (not a link to
-    nothing). `try_writing`: also create and remove a temporary file there, the one sure
-    test (root may write where modes forbid, and not in /proc); the program that will open
-    the outbox does it, a mere check of the map does not. A folder on the way that this user
-    may not look into is named too (`check` run as another user than the agent's, say).
+    The file may be missing (it is created) but not be a folder, a device, a link to
+    nothing or another program's database, and the nearest folder above it that exists must
+    be a folder (not a link to nothing). `try_writing`: also create and remove a temporary
+    file there, the one sure test (root may write where modes forbid, and not in /proc); the
+    program that will open the outbox does it, a mere check of the map does not. A folder on
+    the way that this user may not look into is named too (`check` run as another user than
+    the agent's, say).
     """
     try:
-        return _file_problem(path) or _folder_problem(path, try_writing=try_writing)
+        return (
+            _file_problem(path)
+            or _folder_problem(path, try_writing=try_writing)
+            or foreign_database(path)
+        )
     except PermissionError as exc:  # stat refused on the way, before any question was answered
         return _closed_folder_problem(path, exc)
 
@@ -145,7 +151,8 @@ async def open_outbox(
 
     A corrupt file is moved aside and a lost one is named: either way a gap record is sealed
     into the first block of the file opened. `max_bytes` enforces a space budget. A file that
-    cannot be checked or opened for another cause raises OutboxUnavailableError, and stays.
+    cannot be checked or opened for another cause raises OutboxUnavailableError, and stays;
+    another program's database raises NotAnOutboxError, and stays as it was.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     journal = EpochJournal.beside(path)

@@ -8,7 +8,9 @@ process's lock, too many open files, an I/O error, a full disk) says nothing of 
 `OutboxUnavailableError`, the file left as it is for the next start. A missing or emptied
 file is no fresh start if the agent has run here before: the epoch journal (`<path>.epochs`, a
 small JSON file rewritten atomically whenever an epoch starts) names the epoch whose
-undelivered blocks vanished, and an `outbox_restored` gap record says so.
+undelivered blocks vanished, and an `outbox_restored` gap record says so. A file holding
+tables but no outbox state is another program's database (`outbox.path` pointed at the wrong
+file): refused, `NotAnOutboxError`, and nothing is written in it.
 
 A file can also come back healthy but older: a WAL cut mid-frame drops the last commits and
 SQLite opens the consistent state before them. The seq mark (`<path>.seq`, one small record
@@ -38,6 +40,7 @@ import structlog
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell.outbox_space import free_bytes
 from hostkit.atomicfile import replace_file
+from hostkit.sqlite_file import holding, named_tables, table_names
 from specs.records import GapReason, GapRecord, iso_time
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -65,7 +68,14 @@ class Healthy:
 
 @dataclass(frozen=True, slots=True)
 class Absent:
-    """No file, a 0-byte file, or a database without the outbox's state."""
+    """No file, a 0-byte file, or a database without tables."""
+
+    why: str
+
+
+@dataclass(frozen=True, slots=True)
+class Foreign:
+    """Another program's database: it holds tables, and no outbox state among them."""
 
     why: str
 
@@ -77,7 +87,15 @@ class Corrupt:
     why: str
 
 
-FileState = Healthy | Absent | Corrupt
+FileState = Healthy | Absent | Foreign | Corrupt
+
+
+class NotAnOutboxError(Exception):
+    """The file at the outbox's path is another program's SQLite database.
+
+    Nothing is written in it or beside it: the message names the file, and the commands exit 2
+    (a mistake in `outbox.path`, which no restart mends).
+    """
 
 
 class OutboxUnavailableError(Exception):
@@ -132,6 +150,31 @@ def outbox_unavailable(path: Path, error: sqlite3.Error, doing: str) -> OutboxUn
     )
 
 
+def _foreign(path: Path, tables: frozenset[str]) -> Foreign | None:
+    """A database holding `tables` without the outbox's `meta`: another program's (None: not).
+
+    The outbox's tables are made with `meta` first, so a start cut short leaves `meta` or none.
+    """
+    if not tables or "meta" in tables:
+        return None
+    return Foreign(
+        f"{path} is not a Ganzhi outbox: an SQLite database with other tables"
+        f" ({named_tables(tables)}) and no outbox state; it is left as it is: give outbox.path"
+        " a new file (or an empty one)"
+    )
+
+
+def foreign_database(path: Path) -> str | None:
+    """Why the file at `path` is another program's database, read-only (None: it is not one).
+
+    None too when SQLite cannot tell (not a database, locked, unreadable to this user): the
+    start looks again (`inspect_outbox`) and says what it finds.
+    """
+    found = holding(path)
+    foreign = None if found is None else _foreign(path, found.tables)
+    return None if foreign is None else foreign.why
+
+
 def inspect_outbox(path: Path) -> FileState:
     """Look at the file without changing what it holds (a WAL is recovered, as any open does)."""
     if not path.exists():
@@ -164,16 +207,14 @@ def _unreadable(path: Path, error: sqlite3.DatabaseError) -> Corrupt:
     raise outbox_unavailable(path, error, "check") from error
 
 
-def _read_state(path: Path) -> dict[object, object] | Corrupt | Absent:
+def _read_state(path: Path) -> dict[object, object] | Corrupt | Foreign | Absent:
     with contextlib.closing(sqlite3.connect(path, timeout=30.0)) as db:
         problems = [str(row[0]) for row in db.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
             return Corrupt("quick_check: " + "; ".join(problems[:3]))
-        tables = {
-            str(row[0]) for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
+        tables = table_names(db)
         if "meta" not in tables:
-            return Absent("the file holds no outbox state")
+            return _foreign(path, tables) or Absent("the file holds no tables")
         try:
             return dict(db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.OperationalError as exc:
@@ -362,10 +403,13 @@ def recovery_gaps(
     """Gap records owed for what happened to the file while the agent was away.
 
     Returns the gaps and whether the file's own epoch must be abandoned too (it is not the
-    file last used here). A corrupt file is moved aside first.
+    file last used here). A corrupt file is moved aside first; another program's database
+    raises NotAnOutboxError, left as it is.
     """
     known = journal.latest()
     found = inspect_outbox(path)
+    if isinstance(found, Foreign):
+        raise NotAnOutboxError(found.why)
     if isinstance(found, Corrupt):
         moved = quarantine(path, now)
         log.error("outbox_corrupt_moved_aside", path=str(path), moved_to=str(moved), why=found.why)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -118,6 +119,33 @@ async def test_a_file_at_a_version_below_0_is_refused(tmp_path: Path) -> None:
     with pytest.raises(StorageError, match="database schema -1 is no collector's"):
         async with open_storage(f"sqlite:///{path}"):
             pass
+
+
+async def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """`storage.url` pointed at another program's SQLite file (tables, user_version 0): the
+    collector took it for a new file, set WAL and created its whole schema among the other
+    tables. Refused now, naming the file, before anything is written in it."""
+    path = tmp_path / "historian.db"
+    url = sqlite_file(path, "CREATE TABLE tags (name TEXT PRIMARY KEY, value REAL);")
+    before = path.read_bytes()
+    with pytest.raises(StorageError, match=f"^cannot open database {path}: .*tags"):
+        async with open_storage(url):
+            pass
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["historian.db"]
+
+
+async def test_an_empty_file_or_a_database_without_tables_is_a_new_one(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.db"
+    empty.write_bytes(b"")
+    bare = tmp_path / "bare.db"
+    sqlite_file(bare, "CREATE TABLE gone (x); DROP TABLE gone;")
+    assert bare.stat().st_size > 0
+    for path in (empty, bare):
+        async with open_storage(f"sqlite:///{path}"):
+            pass
+        with closing(sqlite3.connect(path)) as db:
+            assert db.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
 
 
 async def test_schema_9_drops_the_block_index_of_readings_and_keeps_every_row(

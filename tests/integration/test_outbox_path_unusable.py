@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import os
 import pwd
+import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -44,6 +46,16 @@ def _with_outbox_at(site: Path, path: Path) -> int:
 
 def _unusable(tmp_path: Path, problem: str) -> tuple[Path, str]:
     """An outbox path with `problem`, and what the refusal says of it."""
+    if problem == "another program's database":
+        path = tmp_path / "state" / "outbox.db"
+        path.parent.mkdir()
+        _another_programs_database(path)
+        return path, f"{path} is not a Ganzhi outbox: an SQLite database with other tables (tags)"
+    return _no_file(tmp_path, problem)
+
+
+def _no_file(tmp_path: Path, problem: str) -> tuple[Path, str]:
+    """An outbox path where no outbox file can be, and what the refusal says of it."""
     if problem == "a folder":
         path = tmp_path / "state" / "outbox.db"
         path.mkdir(parents=True)
@@ -76,7 +88,15 @@ def _unusable(tmp_path: Path, problem: str) -> tuple[Path, str]:
     raise AssertionError(problem)
 
 
+def _another_programs_database(path: Path) -> None:
+    """An SQLite file of some other program (a historian's, say): tables, no outbox state."""
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE tags (name TEXT PRIMARY KEY, value REAL)")
+        db.execute("INSERT INTO tags VALUES ('T001', 1.5)")
+
+
 PROBLEMS = [
+    "another program's database",
     "a folder",
     "a file as its folder",
     "no regular file",
@@ -259,3 +279,19 @@ def test_run_refuses_an_outbox_file_it_cannot_write(site: Path, tmp_path: Path, 
     line = 1 + site.read_text(encoding="utf-8").splitlines().index("  path: state/outbox.db")
     says = f"{site}:{line}: outbox.path: cannot write {state / which}: Permission denied\n"
     _refused(bound_by_file_modes(), "run", site, says)
+
+
+@pytest.mark.timeout(60)
+def test_run_leaves_another_programs_database_as_it_was(site: Path, tmp_path: Path) -> None:
+    """`outbox.path` pointed at another program's SQLite database: the agent created its own
+    tables in it (the file held no `meta` table, so it passed for a new outbox) and went on.
+    Now `run` refuses at the line, exit 2, and writes nothing there."""
+    path = tmp_path / "state" / "outbox.db"
+    path.parent.mkdir()
+    _another_programs_database(path)
+    before = path.read_bytes()
+    _with_outbox_at(site, path)
+    done = in_a_process("edge-agent", "run", "-c", str(site), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in path.parent.iterdir()) == ["outbox.db"]

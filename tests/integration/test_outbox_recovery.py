@@ -21,7 +21,7 @@ import structlog
 
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_recovery import EpochJournal
+from edge_agent.shell.outbox_recovery import EpochJournal, NotAnOutboxError
 from edge_agent.shell.outbox_rewrite import RESIGN_BLOCKS
 from specs.block import block_hash, decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
@@ -158,6 +158,33 @@ async def test_an_emptied_file_is_a_restored_gap_not_silence(tmp_path: Path) -> 
         1,
         None,
     )
+
+
+async def test_another_programs_database_is_refused_and_left_as_it_was(tmp_path: Path) -> None:
+    """A database with tables but no outbox state passed for a new outbox: the agent created
+    its tables in it. Refused now, naming the file; nothing written there or beside it."""
+    path = tmp_path / "historian.db"
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("CREATE TABLE tags (name TEXT PRIMARY KEY, value REAL)")
+    before = path.read_bytes()
+    with pytest.raises(NotAnOutboxError, match=f"^{path} is not a Ganzhi outbox: .*tags"):
+        await _reopen(path)
+    assert path.read_bytes() == before
+    assert [p.name for p in tmp_path.iterdir()] == ["historian.db"]
+
+
+@pytest.mark.parametrize("made", ["0 bytes", "a database without tables"])
+async def test_a_first_start_takes_an_empty_file(tmp_path: Path, made: str) -> None:
+    path = tmp_path / "outbox.db"
+    if made == "0 bytes":
+        path.write_bytes(b"")
+    else:
+        with closing(sqlite3.connect(path)) as db:
+            db.executescript("CREATE TABLE gone (x); DROP TABLE gone;")
+        assert path.stat().st_size > 0
+    epoch = await _reopen(path)
+    assert _gaps(path) == []
+    assert EpochJournal.beside(path).latest() == epoch
 
 
 async def test_a_first_start_has_no_gap_and_journals_its_epoch(tmp_path: Path) -> None:

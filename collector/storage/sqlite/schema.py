@@ -21,6 +21,7 @@ from collector.storage.base import StorageError
 from collector.storage.sqlite.rollups import ROLLUP_TABLE
 from collector.storage.sqlite.upgrade_steps import UPGRADES
 from hostkit.ownership import root_among_others_files
+from hostkit.sqlite_file import holding, named_tables
 
 SCHEMA_VERSION: Final = 12
 
@@ -309,12 +310,28 @@ async def connect(path: Path) -> aiosqlite.Connection:
 async def open_database(path: Path) -> aiosqlite.Connection:
     """`connect` to the file at `path`, creating its folder; StorageError naming the file."""
     try:
-        if (problem := _root_would_make(path)) is not None:
+        if (problem := _root_would_make(path) or _another_programs(path)) is not None:
             raise StorageError(f"cannot open database {path}: {problem}")
         path.parent.mkdir(parents=True, exist_ok=True)
         return await connect(path)
     except (OSError, sqlite3.Error) as exc:
         raise StorageError(f"cannot open database {path}: {exc}") from exc
+
+
+def _another_programs(path: Path) -> str | None:
+    """Why the file at `path` is another program's database: tables, and no schema version.
+
+    Every collector sets `user_version` in the transaction that makes its tables, so a file at
+    version 0 holding tables is not one: taken for a new file, it would be switched to WAL and
+    given the collector's tables among its own. Read-only; nothing is written in it.
+    """
+    found = holding(path)
+    if found is None or found.user_version != 0 or not found.tables:
+        return None
+    return (
+        f"it is not a collector database: it holds other tables ({named_tables(found.tables)})"
+        " and no collector schema; it is left as it is: give storage.url a new file"
+    )
 
 
 def _root_would_make(path: Path) -> str | None:
