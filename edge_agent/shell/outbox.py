@@ -22,25 +22,23 @@ again under it.
 This module is the `Outbox`; its parts live beside it: opening the file (`outbox_open`), the
 tables (`outbox_schema`), the seal's statements (`outbox_seal`), reading back
 (`outbox_reads`), new epochs and new keys (`outbox_rewrite`), making room (`outbox_room`,
-`outbox_space`), retention (`outbox_prune`) and what a restart finds (`outbox_recovery`).
+`outbox_space`), blocks changed on disk (`outbox_damage`), retention (`outbox_prune`) and what
+a restart finds (`outbox_recovery`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import secrets
-import sqlite3
-import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Final
 
 import aiosqlite
 import structlog
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
-from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.outbox_damage import ready_to_send
 from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
     AnnouncementState,
@@ -54,11 +52,10 @@ from edge_agent.shell.outbox_reads import (
     read_stats,
     read_undelivered,
     read_undelivered_block,
-    signed_as_read,
 )
 from edge_agent.shell.outbox_recovery import EpochJournal, MarkKeeper, SeqMark
-from edge_agent.shell.outbox_rewrite import RESIGN_BLOCKS, begin_epoch, reseal_chunk, resign_chunk
-from edge_agent.shell.outbox_room import RoomMaker, mend_or_declare
+from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_undelivered
+from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
 from edge_agent.shell.outbox_seal import (
     AckKeys,
@@ -68,15 +65,12 @@ from edge_agent.shell.outbox_seal import (
     release,
     seal_transaction,
 )
-from edge_agent.shell.outbox_space import Reserve, SpaceBudget, is_full
-from edge_agent.shell.outbox_transaction import async_write_transaction, on_thread
+from edge_agent.shell.outbox_space import Reserve, SpaceBudget
+from edge_agent.shell.outbox_transaction import on_thread
 from specs.records import GapRecord, Record
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
-
-# Attempts to make room for one seal before the seal fails (and the sealer holds its readings).
-_ROOM_ROUNDS: Final = 64
 
 
 class Outbox:
@@ -175,38 +169,23 @@ class Outbox:
         A group commit: one fsync for every block of the group, for a sealer that fell
         behind its readings (each block is as it would be sealed alone).
         """
+        state_row = None if alarm_state is None else (ALARM_STATE_ROW, alarm_state)
+        args = (batches, now, clock_synced, state_row, backfill_keys)
         async with self._lock:
-            rounds = 0
-            while True:
-                try:
-                    blocks, state = await on_thread(
-                        self._db,
-                        seal_transaction,
-                        self._identity,
-                        self._key,
-                        batches,
-                        now,
-                        clock_synced,
-                        None if alarm_state is None else (ALARM_STATE_ROW, alarm_state),
-                        backfill_keys,
-                    )
-                except sqlite3.OperationalError as exc:
-                    rounds += 1
-                    if not is_full(exc) or rounds > _ROOM_ROUNDS:
-                        raise
-                    if rounds == 1:
-                        records = sum(map(len, batches))
-                        log.warning("outbox_full", error=str(exc), records=records)
-                    self._handed.clear()  # room is made by thinning and dropping blocks
-                    if not await self._room.make_room(now=now, clock_synced=clock_synced):
-                        raise
-                else:
-                    self._epoch = state.epoch
-                    self._marks.sealed(blocks[-1].epoch, blocks[-1].seq)
-                    for block in blocks:
-                        self._handed.keep(block)
-                    await self._room.reclaim_reserve()
-                    return blocks
+            blocks, state = await self._room.sealing(
+                # The key as it is at each attempt: a rotation may come while room is made.
+                lambda: on_thread(self._db, seal_transaction, self._identity, self._key, *args),
+                records=sum(map(len, batches)),
+                now=now,
+                clock_synced=clock_synced,
+                evicting=self._handed.clear,  # room is made by thinning and dropping blocks
+            )
+            self._epoch = state.epoch
+            self._marks.sealed(blocks[-1].epoch, blocks[-1].seq)
+            for block in blocks:
+                self._handed.keep(block)
+            await self._room.reclaim_reserve()
+            return blocks
 
     async def _append(
         self,
@@ -315,26 +294,16 @@ class Outbox:
     async def _sendable(self, block: StoredBlock) -> StoredBlock | None:
         """`block` as sealed and signed with the current key, mended if need be; or None.
 
-        See `outbox_room.mend_or_declare`. A full disk leaves it for the next read.
+        See `outbox_damage.ready_to_send`. A full disk leaves it for the next read.
         """
-        replaced = self._replaced
-        ready = signed_as_read(block, self._key, replaced)
-        if ready is not None:
-            return ready
-        now, synced = time.time(), clock_synchronized()
-        try:
-            async with self._lock, async_write_transaction(self._db):
-                mended, sealed = await mend_or_declare(
-                    self._db,
-                    self._append,
-                    block,
-                    (self._key, replaced),
-                    now=now,
-                    clock_synced=synced,
-                )
-        except sqlite3.Error as exc:
-            log.exception("outbox_block_damaged_not_mended", seq=block.seq, error=str(exc))
-            return None
+        mended, sealed = await ready_to_send(
+            self._db,
+            self._append,
+            block,
+            key=lambda: self._key,
+            replaced=self._replaced,
+            lock=self._lock,
+        )
         if sealed is not None:
             self._marks.sealed(sealed.epoch, sealed.seq)
             self._handed.keep(sealed)
@@ -407,16 +376,8 @@ class Outbox:
         The blocks' bytes stay as sealed (the signature is detached): only `alg`, `kid` and
         `sig` change, so a backlog sealed before a rotation is not left to the old key, which
         the collector retires after its overlap window. A block whose payload changed on disk
-        is not (`resign_chunk`). Returns the blocks signed again.
+        is not (`outbox_rewrite.resign_chunk`). Returns the blocks signed again.
         """
         self._replaced, self._key = self._key, key
         self._handed.clear()  # signed with the old key
-        signed = after = 0
-        while True:
-            async with self._lock:
-                rows, resigned, after = await resign_chunk(
-                    self._db, key, self._replaced, after=after
-                )
-            signed += resigned
-            if rows < RESIGN_BLOCKS:
-                return signed
+        return await resign_undelivered(self._db, key, self._replaced, self._lock)

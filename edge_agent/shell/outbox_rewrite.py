@@ -4,19 +4,21 @@ When sequence state proved lost, a new epoch starts and every undelivered block 
 epoch is sealed again under it (the collector drops readings it already holds), so no block
 the collector did not store is ever released. When the gateway's key changes, undelivered
 blocks are signed again with it. Each step is one transaction on the outbox's connection,
-run by `Outbox` under its lock.
+run by `Outbox` under its lock; a block changed on disk is declared lost (`outbox_damage`).
 """
 
 from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Final
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Final
 
 import aiosqlite
 import structlog
 
 from edge_agent.core.chain import ChainState, SealedBlock
+from edge_agent.shell.outbox_damage import Append, declare_damaged
 from edge_agent.shell.outbox_reads import (
     PAYLOAD,
     WITNESS_COLUMNS,
@@ -24,7 +26,6 @@ from edge_agent.shell.outbox_reads import (
     sealed_count,
     witnesses,
 )
-from edge_agent.shell.outbox_room import Append, declare_damaged
 from edge_agent.shell.outbox_transaction import async_write_transaction
 from specs.block import GENESIS, decode_block
 from specs.records import GapRecord, Record
@@ -161,3 +162,22 @@ async def resign_chunk(
             updates,
         )
     return len(rows), len(updates), int(rows[-1][0]) if rows else after
+
+
+async def resign_undelivered(
+    db: aiosqlite.Connection,
+    key: SigningKey,
+    previous: SigningKey,
+    lock: AbstractAsyncContextManager[Any],
+) -> int:
+    """Sign every undelivered block again with `key` (`resign_chunk`), a chunk a transaction.
+
+    `lock` is taken for each chunk: seals go on between them. Returns the blocks signed again.
+    """
+    signed = after = 0
+    while True:
+        async with lock:
+            rows, resigned, after = await resign_chunk(db, key, previous, after=after)
+        signed += resigned
+        if rows < RESIGN_BLOCKS:
+            return signed

@@ -2,26 +2,23 @@
 
 The decisions about what gives way are the pure core's (`edge_agent.core.thinning`); this
 module runs them as transactions on the outbox file, and turns a full disk into a full
-budget (see `edge_agent.shell.outbox_space`). The outbox calls `make_room` from inside its
-lock, when a seal met SQLITE_FULL, and `reclaim_reserve` after each seal. A block whose row
-changed on disk is mended or declared lost here too (`mend_or_declare`, `declare_damaged`),
-for the send path, making room and sealing an abandoned epoch again.
+budget (see `edge_agent.shell.outbox_space`). The outbox seals through `sealing` from inside
+its lock, which makes room when a seal meets SQLITE_FULL, and calls `reclaim_reserve` after
+each seal. A damaged block met on the way gives way as `outbox_damage` says.
 """
 
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import math
 import sqlite3
 from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
-from typing import Final, Protocol
+from typing import Final, TypeVar
 
 import aiosqlite
 import structlog
 
-from edge_agent.core.chain import SealedBlock
 from edge_agent.core.thinning import (
     EvictedBlock,
     Replacement,
@@ -29,24 +26,26 @@ from edge_agent.core.thinning import (
     let_go_backfill_keys,
     thin,
 )
+from edge_agent.shell.outbox_damage import Append, declare_damaged
 from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
     PAYLOAD,
     WITNESS_COLUMNS,
-    StoredBlock,
     as_sealed,
     sealed_count,
-    signed_by,
     witnesses,
 )
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, free_bytes, is_full
 from edge_agent.shell.outbox_transaction import async_write_transaction
-from specs.block import block_hash, decode_block
-from specs.records import GapReason, GapRecord, Record, iso_time
+from specs.block import decode_block
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
 
+_Sealed = TypeVar("_Sealed")
+
+# Attempts to make room for one seal before the seal fails (and the sealer holds its readings).
+_ROOM_ROUNDS: Final = 64
 # Rounds of making room per seal attempt: each halves the blocks evicted at once.
 _ROOM_ATTEMPTS: Final = 16
 _EVICT_DEFAULT: Final = 1024 * 1024
@@ -55,103 +54,6 @@ _WAL_ROOM: Final = 1024 * 1024
 # SQLite's own defaults, restored when a file without a budget has room again.
 _SQLITE_MAX_PAGES: Final = 4294967294
 _SQLITE_WAL_PAGES: Final = 1000
-
-
-class Append(Protocol):
-    """Seal one block inside the caller's open transaction (the outbox's `_append`)."""
-
-    def __call__(
-        self, records: tuple[Record, ...], *, now: float, clock_synced: bool, thinned: bool = ...
-    ) -> Awaitable[SealedBlock]:
-        """Seal `records` as the next block; `thinned` marks a replacement."""
-        ...
-
-
-async def declare_damaged(
-    db: aiosqlite.Connection,
-    append: Append,
-    block: tuple[str, int, int | None],
-    *,
-    now: float,
-    clock_synced: bool,
-) -> SealedBlock | None:
-    """Declare a block whose bytes changed on disk lost, inside the caller's transaction.
-
-    `block` (epoch, seq, readings), whose row no longer vouches for its payload (`as_sealed`),
-    gives way to an `outbox_corrupt` gap record naming its seq. A bad flash sector or a torn
-    write changed them (quick_check reads no blob): the collector would reject it at every
-    resend, and it cannot be decoded to be thinned. Returns the gap record's block, or None
-    when the block was released or declared already.
-    """
-    epoch, seq, readings = block
-    cursor = await db.execute(
-        "DELETE FROM blocks WHERE epoch = ? AND seq = ? AND delivered_at IS NULL", (epoch, seq)
-    )
-    if cursor.rowcount != 1:
-        return None
-    gap = GapRecord(
-        t=iso_time(now),
-        reason=GapReason.OUTBOX_CORRUPT,
-        lost=readings,
-        epoch=epoch,
-        from_seq=seq,
-        to_seq=seq,
-    )
-    sealed = await append((gap,), now=now, clock_synced=clock_synced)
-    log.error("outbox_block_damaged", epoch=epoch, seq=seq, lost=readings)
-    return sealed
-
-
-async def mend_or_declare(
-    db: aiosqlite.Connection,
-    append: Append,
-    block: StoredBlock,
-    keys: tuple[SigningKey, SigningKey | None],
-    *,
-    now: float,
-    clock_synced: bool,
-) -> tuple[StoredBlock | None, SealedBlock | None]:
-    """A block read back to be sent whose digest or signature (by `key`) does not match it.
-
-    `keys`: the key that signs now, and the one the last rotation replaced (its signature
-    vouches for the bytes as well). Inside the caller's transaction. While its payload is as
-    sealed (`as_sealed`), its digest is written back and, unless `key` verifies its signature,
-    a signature made again with `key` (the signature is detached, as after a key rotation): the
-    block as it now stands is returned, to be sent. Else it is declared lost
-    (`declare_damaged`) and the gap record's block returned. (None, None): it was released or
-    declared meanwhile.
-    """
-    key, replaced = keys
-    signed = signed_by(key, block.signature, block.payload)
-    vouched = signed or (
-        replaced is not None and signed_by(replaced, block.signature, block.payload)
-    )
-    if not (block.intact or vouched):
-        damaged = (block.epoch, block.seq, block.readings)
-        return None, await declare_damaged(db, append, damaged, now=now, clock_synced=clock_synced)
-    signature = block.signature if signed else key.sign(block.payload)
-    cursor = await db.execute(
-        "UPDATE blocks SET digest = ?, alg = ?, kid = ?, sig = ?"
-        " WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
-        (
-            block_hash(block.payload),
-            signature.alg,
-            signature.kid,
-            signature.sig,
-            block.epoch,
-            block.seq,
-        ),
-    )
-    if cursor.rowcount != 1:
-        return None, None
-    log.warning(
-        "outbox_block_mended",
-        epoch=block.epoch,
-        seq=block.seq,
-        digest_restored=not block.intact,
-        signed_again=not signed,
-    )
-    return dataclasses.replace(block, signature=signature, intact=True), None
 
 
 class RoomMaker:
@@ -175,6 +77,34 @@ class RoomMaker:
         self._reserve = reserve
         self._capped = False
         self._evict_limit = budget.evict_bytes if budget is not None else _EVICT_DEFAULT
+
+    async def sealing(
+        self,
+        seal: Callable[[], Awaitable[_Sealed]],
+        *,
+        records: int,
+        now: float,
+        clock_synced: bool,
+        evicting: Callable[[], None],
+    ) -> _Sealed:
+        """`seal()`; while it meets a full outbox (or disk), room made and `seal()` again.
+
+        `records`: how many the seal holds (for the log); `evicting` is called before room is
+        made (blocks may be thinned or dropped). sqlite3.Error when no room can be made.
+        """
+        rounds = 0
+        while True:
+            try:
+                return await seal()
+            except sqlite3.OperationalError as exc:
+                rounds += 1
+                if not is_full(exc) or rounds > _ROOM_ROUNDS:
+                    raise
+                if rounds == 1:
+                    log.warning("outbox_full", error=str(exc), records=records)
+                evicting()
+                if not await self.make_room(now=now, clock_synced=clock_synced):
+                    raise
 
     async def make_room(self, *, now: float, clock_synced: bool) -> bool:
         """Free space: delivered blocks first, then the oldest undelivered (thinned, dropped).

@@ -1,0 +1,157 @@
+"""A block whose row changed on disk: mended while its payload is as sealed, else declared lost.
+
+A bad flash sector or a torn write can change a block's row (quick_check reads no blob). The
+row's witnesses (its digest, its signature: `as_sealed`) say whether its payload is still the
+one sealed: then its digest and signature are made again (`mend_or_declare`); else the block
+gives way to an `outbox_corrupt` gap record naming its seq (`declare_damaged`). The send path
+(`ready_to_send`), making room (`outbox_room`) and sealing an abandoned epoch again
+(`outbox_rewrite`) meet such blocks, and all three go this way.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
+from typing import Any, Protocol
+
+import aiosqlite
+import structlog
+
+from edge_agent.core.chain import SealedBlock
+from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.outbox_reads import StoredBlock, signed_as_read, signed_by
+from edge_agent.shell.outbox_transaction import async_write_transaction
+from specs.block import block_hash
+from specs.records import GapReason, GapRecord, Record, iso_time
+from specs.signing import SigningKey
+
+log = structlog.get_logger("edge_agent.outbox")
+
+
+class Append(Protocol):
+    """Seal one block inside the caller's open transaction (the outbox's `_append`)."""
+
+    def __call__(
+        self, records: tuple[Record, ...], *, now: float, clock_synced: bool, thinned: bool = ...
+    ) -> Awaitable[SealedBlock]:
+        """Seal `records` as the next block; `thinned` marks a replacement."""
+        ...
+
+
+async def declare_damaged(
+    db: aiosqlite.Connection,
+    append: Append,
+    block: tuple[str, int, int | None],
+    *,
+    now: float,
+    clock_synced: bool,
+) -> SealedBlock | None:
+    """Declare a block whose bytes changed on disk lost, inside the caller's transaction.
+
+    `block` (epoch, seq, readings), whose row no longer vouches for its payload (`as_sealed`),
+    gives way to an `outbox_corrupt` gap record naming its seq. A bad flash sector or a torn
+    write changed them (quick_check reads no blob): the collector would reject it at every
+    resend, and it cannot be decoded to be thinned. Returns the gap record's block, or None
+    when the block was released or declared already.
+    """
+    epoch, seq, readings = block
+    cursor = await db.execute(
+        "DELETE FROM blocks WHERE epoch = ? AND seq = ? AND delivered_at IS NULL", (epoch, seq)
+    )
+    if cursor.rowcount != 1:
+        return None
+    gap = GapRecord(
+        t=iso_time(now),
+        reason=GapReason.OUTBOX_CORRUPT,
+        lost=readings,
+        epoch=epoch,
+        from_seq=seq,
+        to_seq=seq,
+    )
+    sealed = await append((gap,), now=now, clock_synced=clock_synced)
+    log.error("outbox_block_damaged", epoch=epoch, seq=seq, lost=readings)
+    return sealed
+
+
+async def mend_or_declare(
+    db: aiosqlite.Connection,
+    append: Append,
+    block: StoredBlock,
+    keys: tuple[SigningKey, SigningKey | None],
+    *,
+    now: float,
+    clock_synced: bool,
+) -> tuple[StoredBlock | None, SealedBlock | None]:
+    """A block read back to be sent whose digest or signature (by `key`) does not match it.
+
+    `keys`: the key that signs now, and the one the last rotation replaced (its signature
+    vouches for the bytes as well). Inside the caller's transaction. While its payload is as
+    sealed (`as_sealed`), its digest is written back and, unless `key` verifies its signature,
+    a signature made again with `key` (the signature is detached, as after a key rotation): the
+    block as it now stands is returned, to be sent. Else it is declared lost
+    (`declare_damaged`) and the gap record's block returned. (None, None): it was released or
+    declared meanwhile.
+    """
+    key, replaced = keys
+    signed = signed_by(key, block.signature, block.payload)
+    vouched = signed or (
+        replaced is not None and signed_by(replaced, block.signature, block.payload)
+    )
+    if not (block.intact or vouched):
+        damaged = (block.epoch, block.seq, block.readings)
+        return None, await declare_damaged(db, append, damaged, now=now, clock_synced=clock_synced)
+    signature = block.signature if signed else key.sign(block.payload)
+    cursor = await db.execute(
+        "UPDATE blocks SET digest = ?, alg = ?, kid = ?, sig = ?"
+        " WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
+        (
+            block_hash(block.payload),
+            signature.alg,
+            signature.kid,
+            signature.sig,
+            block.epoch,
+            block.seq,
+        ),
+    )
+    if cursor.rowcount != 1:
+        return None, None
+    log.warning(
+        "outbox_block_mended",
+        epoch=block.epoch,
+        seq=block.seq,
+        digest_restored=not block.intact,
+        signed_again=not signed,
+    )
+    return dataclasses.replace(block, signature=signature, intact=True), None
+
+
+async def ready_to_send(
+    db: aiosqlite.Connection,
+    append: Append,
+    block: StoredBlock,
+    *,
+    key: Callable[[], SigningKey],
+    replaced: SigningKey | None,
+    lock: AbstractAsyncContextManager[Any],
+) -> tuple[StoredBlock | None, SealedBlock | None]:
+    """`block` as sealed and signed with `key()`, mended if need be; or None, and a gap's block.
+
+    `replaced`: the key the last rotation replaced. A block that needs mending is mended or
+    declared lost in one transaction under `lock` (`mend_or_declare`): the block to send, or
+    None and the block that declared it. A full disk leaves it for the next read (None, None).
+    """
+    ready = signed_as_read(block, key(), replaced)
+    if ready is not None:
+        return ready, None
+    now, synced = time.time(), clock_synchronized()
+    try:
+        async with lock, async_write_transaction(db):
+            return await mend_or_declare(
+                db, append, block, (key(), replaced), now=now, clock_synced=synced
+            )
+    except sqlite3.Error as exc:
+        log.exception("outbox_block_damaged_not_mended", seq=block.seq, error=str(exc))
+        return None, None
