@@ -83,6 +83,10 @@ class Reason(enum.StrEnum):
     # Readings of a stored (gateway, point, t) with another value, unit or quality: the first
     # stays, these are not stored (one row per block, naming the first few).
     CONFLICT = "conflict"
+    # Readings of a period whose raw readings retention deleted (before the oldest month kept,
+    # storage.raw_days): they may have been stored and pruned, so they are not stored nor
+    # folded into the rollups again (one row per block, naming the first few; block stored).
+    PAST_RETENTION = "past_retention"
     # A stored block's `prev` is not the hash of the stored block before it (the block stays
     # stored; its stream is flagged so that every ACK of it says `conflict`).
     CHAIN_BREAK = "chain_break"

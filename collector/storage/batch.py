@@ -76,6 +76,7 @@ from collector.storage.readings import (
     keys_to_look_up,
     reading_keys,
     unique_readings,
+    within_retention,
 )
 from collector.storage.rollups import MinuteRollup, minute_rollups
 
@@ -94,6 +95,9 @@ class BatchSteps(Protocol):
 
     async def stored_readings(self, keys: Sequence[ReadingKey]) -> dict[ReadingKey, ReadingValue]:
         """(value, unit, quality) of the stored readings among `keys`."""
+
+    async def raw_kept_from(self) -> float | None:
+        """Where retention's deletion of raw readings ended (None: it deleted none)."""
 
     async def stored_alarms(self, keys: Sequence[AlarmKey]) -> dict[AlarmKey, AlarmState]:
         """The stored alarms among `keys`."""
@@ -145,6 +149,9 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
     newest = await steps.newest_times({key[:2] for key in keys})
     held = await steps.stored_readings(keys_to_look_up(keys, newest))
     new, repeated = unique_readings(fresh, held, keys)
+    # Read after the readings: retention moves the mark before it deletes, so a reading it
+    # deleted since the lookup above is before the mark read here (PostgreSQL's READ COMMITTED).
+    new, expired = within_retention(new, await steps.raw_kept_from())
     await _insert_blocks(steps, new)
     await steps.fold_rollups(minute_rollups(new))
     alarms = await _pair_alarms(steps, new)
@@ -155,6 +162,7 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
         *refused_keys,
         *dedupe_audits(batch.blocks, outcomes, pruned),
         *repeated,
+        *expired,
         *(found.audit for found in breaks),
     ]
     broken = {found.stream for found in breaks}

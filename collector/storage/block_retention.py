@@ -17,6 +17,12 @@ Every seq up to acked_through is stored or declared lost, so a seq at or below t
 stored and pruned: a resend of it is a duplicate (`collector.storage.core.pruned_keys`) and
 `collector verify` lists no hole there. Each epoch's blocks go in a transaction of their own,
 together with the move of its pruned_through, so an ingest sees both or neither.
+
+The readings themselves have a mark of the same kind: `retention_state.raw_kept_from`, the
+start of the oldest month whose raw readings retention keeps, moved (forward only) and
+committed before any reading is deleted. A reading before it cannot be told from one that was
+stored and deleted, and its minutes' rollups hold what was: ingest leaves it out
+(`collector.storage.readings.within_retention`).
 """
 
 from __future__ import annotations
@@ -37,6 +43,30 @@ _MOVE_MARK: Final = (
     "UPDATE ingest_state SET pruned_through = ?"
     " WHERE gateway = ? AND epoch = ? AND pruned_through < ?"
 )
+
+_KEPT_FROM: Final = "SELECT raw_kept_from FROM retention_state WHERE id = 1"
+_MOVE_KEPT_FROM: Final = (
+    "INSERT INTO retention_state (id, raw_kept_from) VALUES (1, ?)"
+    " ON CONFLICT (id) DO UPDATE SET raw_kept_from = excluded.raw_kept_from"
+    " WHERE excluded.raw_kept_from > retention_state.raw_kept_from"
+)
+
+
+async def raw_kept_from(db: ChainDb) -> float | None:
+    """The start of the oldest month of raw readings retention keeps (None: it deleted none)."""
+    found = await db.fetch(_KEPT_FROM, ())
+    return float(found[0][0]) if found else None
+
+
+async def mark_raw_kept_from(db: ChainDb, kept: float) -> None:
+    """Before deleting the readings before `kept`: from now on, ingest leaves such out.
+
+    In a transaction of the caller's, committed before the deletion starts: an ingest that
+    finds a reading deleted finds the mark too. The mark never moves back (a larger raw_days
+    later does not bring deleted readings back).
+    """
+    await db.execute(_MOVE_KEPT_FROM, (kept,))
+
 
 EpochTransaction = Callable[[str], AbstractAsyncContextManager[None]]
 """A backend's write transaction for one gateway's epoch (PostgreSQL: its gateway lock held)."""

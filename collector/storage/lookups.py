@@ -22,6 +22,7 @@ from collector.readmodel import AlarmState
 from collector.storage import audit
 from collector.storage.alarms import AlarmKey
 from collector.storage.audit import ChainDb
+from collector.storage.block_retention import raw_kept_from
 from collector.storage.core import BlockKey, Link, Stream
 from collector.storage.ingest_rows import Params, Series
 from collector.storage.readings import ReadingKey, ReadingValue
@@ -92,6 +93,10 @@ class KeyLookups(abc.ABC):
             " ON r.gateway = k.gateway AND r.point = k.point AND r.t = k.t",
         )
         return {(row[0], row[1], row[2]): (row[3], row[4], row[5]) for row in found}
+
+    async def raw_kept_from(self) -> float | None:
+        """Where retention's deletion of raw readings ended (None: it deleted none)."""
+        return await raw_kept_from(self._chain())
 
     async def stored_alarms(self, keys: Sequence[AlarmKey]) -> dict[AlarmKey, AlarmState]:
         """The stored alarms among `keys`."""

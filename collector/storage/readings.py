@@ -44,6 +44,12 @@ def keys_to_look_up(
     return [key for key in keys if (limit := newest.get(key[:2])) is not None and key[2] <= limit]
 
 
+def _named(readings: Sequence[ReadingEntry]) -> str:
+    """The first few (point, t) of `readings`, as an audit row names them."""
+    first = ", ".join(f"{r.point}@{iso_time(r.t)}" for r in readings[:AUDIT_SAMPLE])
+    return first + (", ..." if len(readings) > AUDIT_SAMPLE else "")
+
+
 def _reading_audit(
     incoming: IncomingBlock, reason: Reason, repeats: Sequence[ReadingEntry]
 ) -> AuditEntry:
@@ -53,14 +59,46 @@ def _reading_audit(
         if reason is Reason.DUPLICATE
         else "another value, unit or quality"
     )
-    first = ", ".join(f"{r.point}@{iso_time(r.t)}" for r in repeats[:AUDIT_SAMPLE])
-    more = ", ..." if len(repeats) > AUDIT_SAMPLE else ""
     detail = (
         f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}: {len(repeats)}"
         f" reading(s) of a (point, t) stored already, with {what}; the first one is kept,"
-        f" these are not stored: {first}{more}"
+        f" these are not stored: {_named(repeats)}"
     )
     return incoming.audit(reason, detail)
+
+
+def within_retention(
+    blocks: Sequence[IncomingBlock], kept_from: float | None
+) -> tuple[tuple[IncomingBlock, ...], tuple[AuditEntry, ...]]:
+    """The blocks without readings from before `kept_from`, and one audit row per block cut.
+
+    `kept_from` is the start of the oldest month whose raw readings retention keeps (None:
+    it never deleted any). Before it the collector holds no (point, t) to recognise a
+    reading by, so one arriving again (an offline log imported again, a backlog sealed again)
+    would be stored and folded into the rollups a second time: such readings are left out,
+    audited `past_retention`, whether or not they came before. The blocks stay stored.
+    """
+    if kept_from is None:
+        return tuple(blocks), ()
+    kept_blocks: list[IncomingBlock] = []
+    audits: list[AuditEntry] = []
+    for incoming in blocks:
+        readings = incoming.entries.readings
+        past = [r for r in readings if r.t < kept_from]
+        if not past:
+            kept_blocks.append(incoming)
+            continue
+        entries = replace(incoming.entries, readings=tuple(r for r in readings if r.t >= kept_from))
+        kept_blocks.append(replace(incoming, entries=entries))
+        header = incoming.block.header
+        detail = (
+            f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}: {len(past)}"
+            f" reading(s) from before {iso_time(kept_from)}, whose raw readings retention"
+            " deleted (storage.raw_days): not stored nor counted in the rollups, which may"
+            f" hold them already: {_named(past)}"
+        )
+        audits.append(incoming.audit(Reason.PAST_RETENTION, detail))
+    return tuple(kept_blocks), tuple(audits)
 
 
 def unique_readings(

@@ -32,10 +32,13 @@ JAN = float(calendar.timegm((2026, 1, 10, 8, 0, 0)))
 FEB = float(calendar.timegm((2026, 2, 10, 8, 0, 0)))
 MAR = float(calendar.timegm((2026, 3, 10, 8, 0, 0)))
 MAR_END = float(calendar.timegm((2026, 4, 1, 0, 0, 0)))
+FEBRUARY_1 = float(calendar.timegm((2026, 2, 1, 0, 0, 0)))
 
 
-def _level(t: float, value: float | None, quality: Quality = Quality.GOOD) -> Reading:
-    return Reading("T001-LT-01", "WHP-LT", iso_time(t), value, "m", quality)
+def _level(
+    t: float, value: float | None, quality: Quality = Quality.GOOD, flags: tuple[str, ...] = ()
+) -> Reading:
+    return Reading("T001-LT-01", "WHP-LT", iso_time(t), value, "m", quality, flags)
 
 
 async def _store(env: CollectorEnv) -> None:
@@ -110,23 +113,78 @@ async def test_ingest_keeps_minute_rollups_and_an_expired_month_goes_whole(
     assert again.readings_dropped == 0
 
 
-async def test_a_late_reading_of_a_dropped_month_is_folded_into_its_rollup(
+async def _audited(env: CollectorEnv, reason: str) -> int:
+    (found,) = await env.rows(
+        f"SELECT COALESCE(SUM(count), 0) FROM audit WHERE reason = '{reason}'"
+    )
+    return int(found[0])
+
+
+async def test_a_backfill_rerun_past_raw_days_is_not_counted_twice(env: CollectorEnv) -> None:
+    """The defect: an operator imports an instrument's January log again (edge-agent backfill)
+    once the collector has pruned January's raw readings. The agent's outbox has let go of its
+    keys with the blocks, so the readings come back in new backfilled blocks; their (point, t)
+    rows and blocks are gone at the collector, so they were taken as new and folded into the
+    minute rollups a second time (counts doubled, hourly means shifted). The collector refuses
+    readings of a pruned period, audited, and ACKs their blocks so the agent moves on."""
+    await _store(env)
+    policy = RetentionPolicy(raw_days=45, rollup_days=400)
+    await prune_storage(env.url, policy, MAR_END)
+    backfill = ("backfill",)
+    again = [
+        [
+            _level(JAN, 2.0, flags=backfill),
+            _level(JAN + 10, 5.0, flags=backfill),
+            _level(JAN + 20, 99.0, Quality.BAD, backfill),
+            _level(JAN + 30, None, Quality.BAD, backfill),
+            _level(JAN + 40, 3.0, Quality.UNCERTAIN, backfill),
+        ],
+        [_level(JAN + 60, 7.0, flags=backfill), _level(JAN + 86_400, 1.5, flags=backfill)],
+    ]
+    for seq, records in enumerate(again, start=5):
+        await env.link.send(seq, records=records)
+        ack = await env.link.next_ack()
+        assert ack.ack.acked_through == seq  # nothing for the agent to send again
+    assert await _rollups(env) == ROLLUPS
+    assert await env.rows(f"SELECT count(*) FROM readings WHERE t < {FEB!r}") == [(0,)]
+    assert await _audited(env, "past_retention") == 2  # one row per block, aggregated
+    if env.url.startswith("postgresql"):
+        # Nothing to store: January's partition is not made again.
+        assert "readings_y2026m01" not in await _months_of_partitions(env, "readings")
+    report = await prune_storage(env.url, policy, MAR_END)
+    assert (report.raw_months_dropped, report.readings_dropped) == ((), 0)
+
+
+async def test_a_late_reading_of_a_pruned_month_is_refused_whatever_its_flags(
     env: CollectorEnv,
 ) -> None:
+    """A reading of a month whose raw readings retention deleted may have been stored and
+    pruned: its rollups are final. A live one (an agent's backlog) is refused like a
+    backfilled one; a reading of a kept month is stored as usual, in the same block."""
     await _store(env)
-    now = MAR_END
-    policy = RetentionPolicy(raw_days=45, rollup_days=400)
-    await prune_storage(env.url, policy, now)
-    # A late block (say, an instrument's backfill) brings January back for one reading.
-    await env.link.send(5, records=[_level(JAN + 50, 1.0)])
-    await env.link.next_ack()
-    report = await prune_storage(env.url, policy, now)
-    assert report.readings_dropped == 1
-    (minute,) = await env.rows(
-        f"SELECT n, lo, hi, total, last_t, last_value FROM readings_1m WHERE minute = {JAN!r}"
-    )
-    # Merged: one more value, a new minimum, and the newest value still the one at +50 s.
-    assert tuple(minute) == (4, 1.0, 5.0, 11.0, JAN + 50, 1.0)
+    await prune_storage(env.url, RetentionPolicy(raw_days=45, rollup_days=400), MAR_END)
+    await env.link.send(5, records=[_level(JAN + 50, 1.0), _level(FEB + 2, 4.2)])
+    assert (await env.link.next_ack()).ack.acked_through == 5
+    february = (FEB, "WHP-LT", "m", 3, 4.0, 4.5, 12.7, FEB + 2, FEB + 2, 4.2)
+    assert await _rollups(env) == [*ROLLUPS[:3], february, ROLLUPS[4]]
+    assert await env.rows(f"SELECT t FROM readings WHERE t < {MAR!r} ORDER BY t") == [
+        (FEB,),
+        (FEB + 1,),
+        (FEB + 2,),
+    ]
+    assert await _audited(env, "past_retention") == 1
+
+
+async def test_a_larger_raw_days_later_does_not_reopen_a_pruned_month(env: CollectorEnv) -> None:
+    """Each pass marks the first month it keeps before deleting; the mark never moves back."""
+    await _store(env)
+    await prune_storage(env.url, RetentionPolicy(raw_days=45), MAR_END)
+    assert await env.rows("SELECT raw_kept_from FROM retention_state") == [(FEBRUARY_1,)]
+    await prune_storage(env.url, RetentionPolicy(raw_days=400), MAR_END)
+    assert await env.rows("SELECT raw_kept_from FROM retention_state") == [(FEBRUARY_1,)]
+    await env.link.send(5, records=[_level(JAN + 10, 5.0, flags=("backfill",))])
+    assert (await env.link.next_ack()).ack.acked_through == 5
+    assert await _rollups(env) == ROLLUPS
 
 
 async def test_expired_rollup_months_go_whole(env: CollectorEnv) -> None:

@@ -690,6 +690,7 @@ _UNDO: dict[int, tuple[str, ...]] = {
         "ALTER TABLE blocks DROP COLUMN newest_t",
         "ALTER TABLE ingest_state DROP COLUMN pruned_through",
     ),
+    8: ("DROP TABLE retention_state",),
 }
 """What each migration after 3 adds, undone: the database must look as version 2 left it."""
 

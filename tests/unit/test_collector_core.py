@@ -48,7 +48,12 @@ from collector.storage.core import (
     pruned_keys,
     stream_changes,
 )
-from collector.storage.readings import keys_to_look_up, newest_readings, unique_readings
+from collector.storage.readings import (
+    keys_to_look_up,
+    newest_readings,
+    unique_readings,
+    within_retention,
+)
 from specs.ack import decode_ack
 from specs.block import GENESIS, decode_block
 from specs.catalogue import default_catalogue
@@ -606,6 +611,28 @@ def test_a_reading_of_a_stored_key_is_left_out_and_audited_once_per_block_and_re
     assert conflict.count("P-1@") == 3  # the first few, not all six
     assert conflict.endswith(", ...")
     assert iso_time(11.0) in conflict
+
+
+def test_readings_before_retentions_mark_are_left_out_and_audited_once_per_block() -> None:
+    """Before the mark the collector holds no (point, t) to tell a repeat from a first."""
+    mixed = _readings_block(
+        1,
+        *(_reading_entry(i, "P-1", 10.0 + i) for i in range(5)),  # before the mark
+        _reading_entry(5, "P-1", 100.0),  # at it: kept
+    )
+    young = _readings_block(2, _reading_entry(0, "P-1", 101.0))
+    assert within_retention([mixed, young], None) == ((mixed, young), ())
+    blocks, audits = within_retention([mixed, young], 100.0)
+    assert [r.t for r in blocks[0].entries.readings] == [100.0]
+    assert blocks[1] is young  # untouched when nothing is before the mark
+    assert [(a.reason, a.payload_hash) for a in audits] == [
+        (Reason.PAST_RETENTION, mixed.block.digest)
+    ]
+    detail = audits[0].detail
+    assert f"gateway {GW.gateway} epoch epoch-1 seq 1: 5 reading(s) from before" in detail
+    assert iso_time(100.0) in detail
+    assert detail.count("P-1@") == 3  # the first few, not all five
+    assert detail.endswith(", ...")
 
 
 @given(

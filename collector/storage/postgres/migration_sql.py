@@ -342,3 +342,12 @@ UPDATE blocks SET newest_t = received_at;
 CREATE INDEX blocks_by_age ON blocks (gateway, epoch, newest_t);
 ALTER TABLE ingest_state ADD COLUMN pruned_through bigint NOT NULL DEFAULT 0;
 """
+
+# SQLite's schema 13: where retention's deletion of raw readings ended (one row once it ran);
+# ingest leaves out readings before it (collector.storage.block_retention).
+VERSION_8: Final = """
+CREATE TABLE retention_state (
+    id            integer PRIMARY KEY CHECK (id = 1),
+    raw_kept_from double precision NOT NULL
+);
+"""

@@ -8,7 +8,8 @@ one that holds a lower lock on `readings` and asks for the same month). Creators
 an advisory lock, and a table someone else made meanwhile counts as made.
 
 The months known to exist are cached in the process: partitions are never dropped while a
-collector serves, except by retention, which must `forget` them.
+collector serves, except by retention, which must `forget` them. A month before retention's
+mark (`retention_state.raw_kept_from`) gets no partition: ingest stores none of its readings.
 """
 
 from __future__ import annotations
@@ -20,11 +21,13 @@ from typing import Final
 
 import asyncpg
 
+from collector.storage.block_retention import raw_kept_from
 from collector.storage.months import (
     Month,
     month_start,
     next_month,
 )
+from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import PARTITION_LOCK
 
@@ -90,6 +93,8 @@ class Partitions:
 
     def __init__(self) -> None:
         self._known: set[Month] = set()
+        # Retention's mark as last read: it only moves forward, so a month before it stays so.
+        self._kept_from = float("-inf")
 
     @property
     def known(self) -> frozenset[Month]:
@@ -105,15 +110,23 @@ class Partitions:
 
         `db` must not be inside a transaction: the creation commits on its own.
         """
-        wanted = set(months) - self._known
+        wanted = set(self._after_mark(months)) - self._known
         if not wanted:
             return
         async with partition_change(db):
+            mark = await raw_kept_from(PostgresChain(db))
+            if mark is not None:
+                self._kept_from = max(self._kept_from, mark)
+                wanted = set(self._after_mark(wanted))
             # A month is ready when both its readings and its rollups have a partition.
             present = await existing_months(db) & await rollup_months(db)
             for month in sorted(wanted - present):
                 await _create(db, month)
         self._known |= wanted | present
+
+    def _after_mark(self, months: Collection[Month]) -> list[Month]:
+        """The months not wholly before retention's mark as last read."""
+        return [m for m in months if month_start(next_month(m)) > self._kept_from]
 
 
 def rollup_partition_name(month: Month) -> str:

@@ -1,8 +1,9 @@
 """Retention on PostgreSQL: an expired month of readings, or of rollups, is dropped whole.
 
 The rollups of a month (`readings_1m`, collector.storage.rollups) were folded in as each of
-its readings was stored, so dropping the raw partition loses no aggregate; a late reading of
-a dropped month makes its partition again and is folded into the month's rollups as usual.
+its readings was stored, so dropping the raw partition loses no aggregate; a reading of a
+dropped month that arrives later is left out, audited (`retention_state.raw_kept_from`,
+collector.storage.block_retention): it could be one the month held, counted again.
 Collectors serving the same database may all run retention: they take the partition lock in
 turn, and a month another collector dropped meanwhile is simply not there any more.
 """
@@ -16,7 +17,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from collector.storage import audit
-from collector.storage.block_retention import prune_with_readings
+from collector.storage.block_retention import mark_raw_kept_from, prune_with_readings
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db, check_url, connecting, translated
 from collector.storage.postgres.locks import lock_gateways
@@ -40,6 +41,11 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
 
     `db` must not be inside a transaction: each month commits on its own.
     """
+    assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
+    kept = first_kept(now, policy.raw_days)
+    chain = PostgresChain(db)
+    async with db.transaction():
+        await mark_raw_kept_from(chain, kept)
     dropped: list[str] = []
     rolled = 0
     for month in expired(await existing_months(db), now, policy.raw_days):
@@ -54,15 +60,13 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
     for month in expired(await rollup_months(db), now, policy.rollup_days):
         async with partition_change(db):
             if month in await existing_months(db):
-                # Readings of the month arrived again (late) after its raw partition went:
-                # they fold into these rollups, which go only after the readings do.
+                # Readings of the month arrived again (late, before the month was marked
+                # pruned) after its raw partition went: the rollups go after the readings.
                 continue
             await db.execute(f"DROP TABLE IF EXISTS {rollup_partition_name(month)}")
         gone.append(rollup_partition_name(month))
-    assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
-    chain = PostgresChain(db)
     journal, blocks = await prune_with_readings(
-        chain, functools.partial(_epoch_transaction, db), first_kept(now, policy.raw_days)
+        chain, functools.partial(_epoch_transaction, db), kept
     )
     async with db.transaction():
         audit_gone = await audit.prune(chain, policy.audit_cutoff(now))

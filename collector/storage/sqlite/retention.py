@@ -17,7 +17,7 @@ import aiosqlite
 
 from collector.storage import audit
 from collector.storage.base import StorageError
-from collector.storage.block_retention import prune_with_readings
+from collector.storage.block_retention import mark_raw_kept_from, prune_with_readings
 from collector.storage.months import Month, month_of, month_start, next_month
 from collector.storage.retention import (
     PruneReport,
@@ -47,6 +47,10 @@ def _months_between(first: Month, last: Month) -> list[Month]:
 
 
 async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) -> PruneReport:
+    assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
+    kept = first_kept(now, policy.raw_days)
+    async with immediate_transaction(db):
+        await mark_raw_kept_from(SqliteChain(db), kept)
     dropped: set[Month] = set()
     deleted = 0
     for gateway, point, oldest in await _oldest_per_series(db):
@@ -60,9 +64,8 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
             )
             deleted += cursor.rowcount
         dropped.update(gone)
-    assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
     journal, blocks = await prune_with_readings(
-        SqliteChain(db), lambda _: immediate_transaction(db), first_kept(now, policy.raw_days)
+        SqliteChain(db), lambda _: immediate_transaction(db), kept
     )
     rollup_gone: list[Month] = []
     found = await db.execute_fetchall("SELECT min(minute) FROM readings_1m")

@@ -23,7 +23,7 @@ from collector.storage.sqlite.upgrade_steps import UPGRADES
 from hostkit.ownership import root_among_others_files
 from hostkit.sqlite_file import holding, named_tables
 
-SCHEMA_VERSION: Final = 12
+SCHEMA_VERSION: Final = 13
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -274,6 +274,13 @@ CREATE TABLE IF NOT EXISTS presence (
     until   REAL NOT NULL
 );
 CREATE INDEX IF NOT EXISTS presence_by_gateway ON presence (gateway, until);
+-- Schema 13: where retention's deletion of raw readings ended, one row once it ran. Ingest
+-- leaves out readings before raw_kept_from (collector.storage.block_retention): the first of
+-- the oldest month kept; it moves forward only.
+CREATE TABLE IF NOT EXISTS retention_state (
+    id            INTEGER PRIMARY KEY CHECK (id = 1),
+    raw_kept_from REAL NOT NULL
+);
 """
 
 

@@ -202,6 +202,16 @@ async def _upgrade_to_12(db: aiosqlite.Connection) -> None:
     await _add_columns(db, "ingest_state", ("pruned_through INTEGER NOT NULL DEFAULT 0",))
 
 
+async def _upgrade_to_13(db: aiosqlite.Connection) -> None:
+    """Retention marks where it deleted raw readings (`retention_state`, from the schema).
+
+    Nothing to fill: a file pruned before does not say where, and the next retention pass
+    (`serve` runs one at start) sets the mark. A collector of schema 12 must not open the
+    file afterwards: it would store readings of a pruned month again.
+    """
+    del db
+
+
 UPGRADES: Final = {
     1: _upgrade_to_2,
     2: _upgrade_to_3,
@@ -214,6 +224,7 @@ UPGRADES: Final = {
     9: _upgrade_to_10,
     10: _upgrade_to_11,
     11: _upgrade_to_12,
+    12: _upgrade_to_13,
 }
 
 
