@@ -14,7 +14,6 @@ import json
 import os
 import shutil
 import signal
-import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -30,11 +29,11 @@ import yaml
 
 from collector.api.core import shown_value
 from demo.__main__ import api_get, profile_for, write_configs
-from specs.block import decode_block
 from specs.records import Reading
 from tests.support.broker import Broker, free_port, wait_for_port
 from tests.support.cli_runs import collector_cli
 from tests.support.logging_state import logging_restored
+from tests.support.outbox_file import committed_readings, read_only, sealed_blocks
 
 BIN = Path(sys.executable).parent
 ReadingKey = tuple[str, str, float | None, str]
@@ -234,19 +233,9 @@ class Site:
         """The agent's outbox file."""
         return self.work / self.outbox_file
 
-    def _outbox(self) -> sqlite3.Connection:
-        return sqlite3.connect(f"file:{self.outbox_path}?mode=ro", uri=True)
-
     def outbox_records(self) -> list[Reading]:
         """Every reading the agent ever committed to its outbox, whole (flags included)."""
-        with closing(self._outbox()) as db:
-            payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
-        return [
-            record
-            for payload in payloads
-            for record in decode_block(payload).records
-            if isinstance(record, Reading)
-        ]
+        return committed_readings(self.outbox_path)
 
     def outbox_readings(self) -> Counter[ReadingKey]:
         """Every reading the agent ever committed to its outbox."""
@@ -258,26 +247,20 @@ class Site:
     def outbox_seqs(self) -> dict[str, list[int]]:
         """Sealed seqs per epoch."""
         seqs: dict[str, list[int]] = {}
-        with closing(self._outbox()) as db:
+        with closing(read_only(self.outbox_path)) as db:
             for epoch, seq in db.execute("SELECT epoch, seq FROM blocks ORDER BY epoch, seq"):
                 seqs.setdefault(str(epoch), []).append(int(seq))
         return seqs
 
     def undelivered(self) -> int:
         """Blocks still waiting for a collector ACK."""
-        with closing(self._outbox()) as db:
+        with closing(read_only(self.outbox_path)) as db:
             row = db.execute("SELECT COUNT(*) FROM blocks WHERE delivered_at IS NULL").fetchone()
         return int(row[0])
 
     def sealed_blocks(self) -> int:
         """Blocks sealed so far (0 before the outbox exists)."""
-        if not self.outbox_path.exists():
-            return 0
-        try:
-            with closing(self._outbox()) as db:
-                return int(db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0])
-        except sqlite3.OperationalError:  # the file exists, its tables not yet
-            return 0
+        return sealed_blocks(self.outbox_path)
 
     def api(self, path: str, **params: str | int) -> dict[str, object]:
         """GET an API path with the demo token."""

@@ -16,7 +16,6 @@ import contextlib
 import itertools
 import os
 import signal
-import sqlite3
 import subprocess
 import sys
 import time
@@ -29,16 +28,17 @@ import yaml
 
 from bench.rig import agent_site_map, modbus_tcp_device
 from hostkit.keyfiles import create_key_pair
-from specs.block import decode_block
 from specs.records import Reading, parse_iso_time
 from tests.support.broker import Broker, free_port, wait_for_port
 from tests.support.cli_runs import agent_cli
+from tests.support.outbox_file import committed_readings, sealed_blocks
 
 BIN = Path(sys.executable).parent
 STOP_WITHIN = 5.0  # the requirement, SIGTERM to exit
 TANKS = 3  # per simulator: holding/input float32 at 10*i: LT, TT, PT / LEL, TOX
 DEVICES = 12
 POLL = 0.1
+OUTBOX = Path("state") / "outbox.db"  # in the plant's folder
 
 
 def point_rows(prefix: str) -> list[dict[str, object]]:
@@ -163,30 +163,6 @@ def start_agent(work: Path) -> subprocess.Popen[bytes]:
         )
 
 
-def outbox_readings(work: Path) -> list[Reading]:
-    with contextlib.closing(
-        sqlite3.connect(f"file:{work / 'state' / 'outbox.db'}?mode=ro", uri=True)
-    ) as db:
-        payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
-    return [
-        record
-        for payload in payloads
-        for record in decode_block(payload).records
-        if isinstance(record, Reading)
-    ]
-
-
-def sealed_blocks(work: Path) -> int:
-    path = work / "state" / "outbox.db"
-    if not path.exists():
-        return 0
-    try:
-        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-            return int(db.execute("SELECT COUNT(*) FROM blocks").fetchone()[0])
-    except sqlite3.OperationalError:  # the tables are not there yet
-        return 0
-
-
 def wait_for(condition: object, timeout: float, what: str) -> None:
     assert callable(condition)
     deadline = time.monotonic() + timeout
@@ -259,12 +235,14 @@ def test_sigterm_under_full_load_exits_0_within_5s_and_seals_every_reading(
     plant.write_site(flush_interval="100ms", flush_readings=200)
     keys_init(plant.work)
     agent = start_agent(plant.work)
-    wait_for(lambda: sealed_blocks(plant.work) >= 50, 60, "a backlog of 50 blocks")
+    wait_for(lambda: sealed_blocks(plant.work / OUTBOX) >= 50, 60, "a backlog of 50 blocks")
     time.sleep(1.0)
     signalled_at, first = sigterm(agent, plant.work)
     assert first < STOP_WITHIN, f"run 1 took {first:.2f} s to stop"
-    backlog = sealed_blocks(plant.work)
-    assert_sealed_up_to(outbox_readings(plant.work), signalled_at, since=signalled_at - 3.0)
+    backlog = sealed_blocks(plant.work / OUTBOX)
+    assert_sealed_up_to(
+        committed_readings(plant.work / OUTBOX), signalled_at, since=signalled_at - 3.0
+    )
 
     # Run 2 seals nothing on its own (one block per hour): its readings wait in memory, and
     # only the shutdown's final seal can save them. Meanwhile the backlog is resent.
@@ -276,11 +254,13 @@ def test_sigterm_under_full_load_exits_0_within_5s_and_seals_every_reading(
     started_at = time.time()
     time.sleep(4.0)
     assert agent.poll() is None, "the agent died"
-    assert sealed_blocks(plant.work) == backlog, "run 2 sealed before its stop"
+    assert sealed_blocks(plant.work / OUTBOX) == backlog, "run 2 sealed before its stop"
     signalled_at, second = sigterm(agent, plant.work)
     assert second < STOP_WITHIN, f"run 2 took {second:.2f} s to stop"
-    assert sealed_blocks(plant.work) > backlog, "the final seal did not happen"
-    assert_sealed_up_to(outbox_readings(plant.work), signalled_at, since=started_at + 1.5)
+    assert sealed_blocks(plant.work / OUTBOX) > backlog, "the final seal did not happen"
+    assert_sealed_up_to(
+        committed_readings(plant.work / OUTBOX), signalled_at, since=started_at + 1.5
+    )
     log = agent_log(plant.work)
     assert "shutdown_tasks_abandoned" not in log
     assert '"live_acked": false' in log or "live_acked=False" in log, "nothing is ACKed here"
@@ -294,13 +274,15 @@ def test_a_hangup_stops_the_agent_as_sigterm_does(plant: Plant) -> None:
     keys_init(plant.work)
     started_at = time.time()
     agent = start_agent(plant.work)
-    wait_for((plant.work / "state" / "outbox.db").exists, 60, "the outbox")
+    wait_for((plant.work / OUTBOX).exists, 60, "the outbox")
     time.sleep(3.0)
     assert agent.poll() is None, "the agent died"
     signalled_at, took = sigterm(agent, plant.work, signal.SIGHUP)
     assert took < STOP_WITHIN, f"{took:.2f} s to stop"
-    assert sealed_blocks(plant.work) > 0, "the final seal did not happen"
-    assert_sealed_up_to(outbox_readings(plant.work), signalled_at, since=started_at + 1.5)
+    assert sealed_blocks(plant.work / OUTBOX) > 0, "the final seal did not happen"
+    assert_sealed_up_to(
+        committed_readings(plant.work / OUTBOX), signalled_at, since=started_at + 1.5
+    )
 
 
 def test_a_sigterm_while_the_map_is_checked_ends_the_command_at_once(plant: Plant) -> None:
@@ -359,4 +341,4 @@ def test_sigterms_until_the_agent_exits_are_one_clean_stop(plant: Plant) -> None
     )
     assert took < STOP_WITHIN, f"{took:.2f} s to stop"
     assert signals > 1
-    assert sealed_blocks(plant.work) > 0, "the final seal did not happen"
+    assert sealed_blocks(plant.work / OUTBOX) > 0, "the final seal did not happen"
