@@ -10,7 +10,7 @@ import hashlib
 import re
 import urllib.parse
 from pathlib import Path
-from typing import Annotated, Literal, Self
+from typing import Annotated, Final, Literal, Self
 
 from pydantic import (
     AfterValidator,
@@ -21,6 +21,8 @@ from pydantic import (
 )
 
 from collector.api.config import ApiConfig
+from collector.model import MESSAGE_BYTES
+from collector.pki.mosquitto import PACKET_HEADROOM
 from collector.storage.retention import MIN_AUDIT_DAYS, RetentionPolicy
 from collector.storage.urls import redacted
 from configkit.fields import (
@@ -28,8 +30,10 @@ from configkit.fields import (
     ConfigModel,
     ConfigPath,
     Duration,
+    Size,
     duration_bounds,
     resolve_path,
+    size_at_least,
 )
 from configkit.issues import KeyPath, read_config_text
 from configkit.misread_numbers import parse_yaml_as_written
@@ -49,6 +53,11 @@ _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_SESSION_EXPIRY = 2**32 - 1
 """MQTT 5 Session Expiry Interval (seconds) at most; this value means "never expires"."""
 _HOST_PART = 32
+MIN_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+"""`ingest.max_message_bytes` at least: above the largest block an agent seals, an alarm event
+for every reading included (4.0 MB at the longest fields)."""
+MQTT_MAX_PAYLOAD: Final = 268_435_455 - PACKET_HEADROOM
+"""What MQTT's largest packet (256 MiB - 1) leaves for a payload beside a topic and properties."""
 
 
 def default_client_id(host: str, config: "CollectorConfig") -> str:
@@ -219,6 +228,17 @@ class IngestConfig(ConfigModel):
     # long: what was sealed and sent under it before the switch still arrives.
     key_overlap: Annotated[Duration, duration_bounds(at_least=0)] = 7 * 86400.0
     """How long a gateway's old key still verifies after its successor's announcement is stored."""
+    # Anyone who may publish on up/ or status (one gateway's certificate, on its own topics)
+    # may send as much as MQTT carries: past this, a message is audited `too_large` unread.
+    # `collector broker-config` gives the broker the same bound (max_packet_size).
+    max_message_bytes: Annotated[
+        Size, size_at_least(MIN_MESSAGE_BYTES), Field(le=MQTT_MAX_PAYLOAD)
+    ] = MESSAGE_BYTES
+    """The largest MQTT payload taken; a larger one is audited `too_large` unread. The default is
+    over 12 times the largest block an agent seals (1.3 MB); at least 4MiB. `collector
+    broker-config` writes it, and 64 KiB for topic and properties, as the broker's
+    `max_packet_size`.
+    """
 
     @field_validator("share_group")
     @classmethod

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Final, NamedTuple
 
 from specs.block import Block
+from specs.encoding import MAX_DECODED_BYTES
 from specs.meta import GatewayMeta
 from specs.records import AlarmEvent, GapReason
 from specs.signing import Signature
@@ -101,8 +102,14 @@ class Reason(enum.StrEnum):
     # A key record of a stored block that is not taken (the block is stored): a key that does
     # not parse or match its kid, names another signer, or is another gateway's or revoked.
     BAD_KEY_ANNOUNCEMENT = "bad_key_announcement"
+    # A message over `ingest.max_message_bytes`: audited unread (never decoded nor parsed).
+    TOO_LARGE = "too_large"
 
 
+MESSAGE_BYTES: Final = MAX_DECODED_BYTES
+"""`ingest.max_message_bytes` by default: 16 MiB, what a payload may decode to at most, over 12
+times the largest block an agent seals (specs.block.MAX_BLOCK_READINGS: 1.3 MB at the longest
+names and flags, ~640 KB as sites name points)."""
 MAX_DETAIL: Final = 500  # audit details quote inputs; keep rows small whatever arrives
 
 

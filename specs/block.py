@@ -19,6 +19,13 @@ SPEC: Final = "gz/1"
 GENESIS: Final = "0" * 64
 MAX_SEQ: Final = 2**63 - 1  # fits a signed 64-bit column on every storage backend
 DOMAINS: Final = frozenset({"WHP", "WKK", "YHBZ", "MK", "BP"})
+MAX_BLOCK_READINGS: Final = 4000
+"""The most records an agent seals into one block of readings: `outbox.flush_readings` at most,
+a backfill block, each block of a thinned replacement (its alarm events may come on top).
+4,000 readings are ~640 KB of JSON, 1.3 MB at the longest names and flags; a collector takes
+messages up to `ingest.max_message_bytes` (16 MiB by default), and a broker from
+`collector broker-config` drops any larger.
+"""
 
 
 class BlockFormatError(ValueError):

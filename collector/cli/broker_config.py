@@ -182,7 +182,14 @@ def broker_config(  # click passes every option by keyword
                 write_issued(folder, stem, certificate, authority.certificate)
             write_crl(layout.crl, current_crl(ca_dir, authority, now))
             write_text(layout.acl, acl_text(collectors))
-            write_text(layout.conf, mosquitto_conf(layout, listen.host, listen.port, run_as))
+            conf = mosquitto_conf(
+                layout,
+                listen.host,
+                listen.port,
+                run_as,
+                max_message_bytes=config.ingest.max_message_bytes,
+            )
+            write_text(layout.conf, conf)
             layout.data.mkdir(mode=0o700, exist_ok=True)
         except (PkiError, OSError) as exc:
             raise click.ClickException(str(exc)) from None

@@ -6,7 +6,9 @@ Nothing here touches the network or the database. The shell (`collector.ingest.s
 in messages plus the registry rows they name, commits the `IngestBatch` this module plans, and
 publishes the ACKs this module derives from the committed `BatchResult`.
 
-Every message is first decoded as its `enc` user property says (specs.encoding): an unknown
+A message whose payload is over `max_message_bytes` (the config's `ingest.max_message_bytes`)
+is audited `too_large` and goes no further: it is neither decoded nor parsed. Every other
+message is first decoded as its `enc` user property says (specs.encoding): an unknown
 encoding, a zip bomb or a corrupt frame is audited `malformed`; what follows sees only the
 canonical bytes the signature covers. Checks on an `up/block` and an `up/meta`, in order, each
 with its audit reason: signature properties present (`bad_signature`), algorithm allowed and
@@ -39,6 +41,7 @@ from collector.ingest.judge import (
     keep_or_audit,
 )
 from collector.model import (
+    MESSAGE_BYTES,
     AuditEntry,
     BatchResult,
     IncomingBlock,
@@ -122,11 +125,21 @@ def decode_inbound(message: Inbound) -> Inbound | AuditEntry:
     return dataclasses.replace(message, payload=payload, properties=properties)
 
 
-def _decode_all(messages: Sequence[Inbound]) -> tuple[list[Inbound], list[AuditEntry]]:
+def _sized_and_decoded(message: Inbound, max_bytes: int) -> Inbound | AuditEntry:
+    """`decode_inbound`, unless the payload is too large to be read at all."""
+    if (size := len(message.payload)) > max_bytes:
+        detail = f"payload of {size:,} bytes; at most {max_bytes:,} are taken"
+        return audit_row(message, Reason.TOO_LARGE, f"{detail} (ingest.max_message_bytes)")
+    return decode_inbound(message)
+
+
+def _decode_all(
+    messages: Sequence[Inbound], max_bytes: int
+) -> tuple[list[Inbound], list[AuditEntry]]:
     decoded: list[Inbound] = []
     undecodable: list[AuditEntry] = []
     for message in messages:
-        keep_or_audit(decode_inbound(message), decoded, undecodable)
+        keep_or_audit(_sized_and_decoded(message, max_bytes), decoded, undecodable)
     return decoded, undecodable
 
 
@@ -134,12 +147,14 @@ def plan_batch(
     messages: Sequence[Inbound],
     grants: Mapping[str, KeyGrant],
     catalogue: Catalogue,
+    *,
+    max_message_bytes: int = MESSAGE_BYTES,
 ) -> IngestBatch:
     """Sort one batch of messages into blocks and metas to store, statuses, and audit rows."""
     blocks: list[IncomingBlock] = []
     metas: list[IncomingMeta] = []
     statuses: list[StatusUpdate] = []
-    decoded, undecodable = _decode_all(messages)
+    decoded, undecodable = _decode_all(messages, max_message_bytes)
     actions, audits = judge_command_results(decoded, grants)
     audits = undecodable + audits
     for message in decoded:

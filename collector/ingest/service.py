@@ -31,7 +31,7 @@ from collector.ingest.ack_out import AckOut
 from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
 from collector.ingest.lanes import BacklogBudget, Lanes
 from collector.metrics import CollectorMetrics
-from collector.model import IngestBatch, Outcome
+from collector.model import MESSAGE_BYTES, IngestBatch, Outcome
 from collector.storage.base import Storage, StorageError
 from hostkit.backoff import backoff_delays
 from hostkit.log_limit import LineLimit, warn_limited
@@ -81,6 +81,7 @@ class IngestSettings:
     offline_after: float = 60.0  # how long a sign of life keeps a gateway live (presence)
     key_overlap: float = 7 * 86400.0  # a rotated gateway key's old key signs this long still
     incoming_bytes: int = INCOMING_BYTES_BOUND  # held of messages not yet ingested (HeldBytes)
+    max_message_bytes: int = MESSAGE_BYTES  # a larger payload is audited `too_large` unread
 
     @property
     def durable(self) -> bool:
@@ -297,7 +298,12 @@ class Ingest:
         kids = {kid for m in messages if (kid := m.kid) is not None}
         grants = await self._storage.grants(kids) if kids else {}
         batch = replace(
-            plan_batch(messages, grants, self._catalogue),
+            plan_batch(
+                messages,
+                grants,
+                self._catalogue,
+                max_message_bytes=self._settings.max_message_bytes,
+            ),
             presence_window=self._settings.offline_after,
             key_overlap=self._settings.key_overlap,
         )

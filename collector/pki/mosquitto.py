@@ -16,6 +16,10 @@ Pure: paths and names in, file texts out. What the texts make Mosquitto 2.0 do:
   another's client id, which would disconnect that client ("already connected, closing old
   connection") and take over its session. So every collector process has an identity of its
   own (`gz-collector`, `gz-collector-2`, ...), each a `user` section of the ACL.
+- `max_packet_size` is the collectors' `ingest.max_message_bytes` and room for a topic and
+  properties (PACKET_HEADROOM): a client that sends a larger packet is disconnected and its
+  message dropped, before any collector is handed it. No agent sends one (specs.block,
+  MAX_BLOCK_READINGS).
 - Each collector identity reads every gateway's `up/#` (through the shared subscription:
   the check is on each message's topic, not on `$share/...`) and `status`, and writes
   `down/#`; the `pattern` lines give it nothing, since no gateway is called that.
@@ -48,6 +52,11 @@ QUEUED_MESSAGES_PER_CLIENT: Final = 1_000_000
 `max_queued_messages 0` drops the connection of a client whose QoS 1 PUBLISH the ACL denies,
 instead of answering PUBACK 0x87 (seen writing tests/security/test_broker_isolation.py).
 """
+
+
+PACKET_HEADROOM: Final = 64 * 1024
+"""Bytes of a PUBLISH beside its payload that `max_packet_size` leaves room for: the fixed
+header, a topic (~100 bytes for gz/1) and the user properties (signature, kid, alg, enc, lane)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,8 +123,13 @@ def acl_text(collectors: Sequence[str]) -> str:
     )
 
 
-def mosquitto_conf(layout: BrokerLayout, host: str, port: int, run_as: str) -> str:
-    """The broker config: one TLS listener on `host:port` that requires a client certificate."""
+def mosquitto_conf(
+    layout: BrokerLayout, host: str, port: int, run_as: str, *, max_message_bytes: int
+) -> str:
+    """The broker config: one TLS listener on `host:port` that requires a client certificate.
+
+    A packet over `max_message_bytes` and PACKET_HEADROOM closes its sender's connection.
+    """
     return (
         "# Written by `collector broker-config` (DESIGN section 11). Run: mosquitto -c"
         f" {layout.conf}\n"
@@ -133,6 +147,9 @@ def mosquitto_conf(layout: BrokerLayout, host: str, port: int, run_as: str) -> s
         f"persistence_location {layout.data}/\n"
         f"max_queued_messages {QUEUED_MESSAGES_PER_CLIENT}\n"
         f"max_queued_bytes {QUEUED_BYTES_PER_CLIENT}\n"
+        "# The collectors' ingest.max_message_bytes, and room for a topic and properties: a\n"
+        "# client sending a larger packet is disconnected, its message dropped.\n"
+        f"max_packet_size {max_message_bytes + PACKET_HEADROOM}\n"
         "\n"
         "connection_messages true\n"
         "log_type error\n"

@@ -27,11 +27,12 @@ from typing import Final, Protocol, Self
 
 from edge_agent.backfill.rows import Columns, HeaderError, Rejection, RowParser, parse_header
 from edge_agent.shell.outbox import Outbox
+from specs.block import MAX_BLOCK_READINGS
 from specs.records import Reading
 
-BLOCK_READINGS: Final = 4000
+BLOCK_READINGS: Final = MAX_BLOCK_READINGS
 """Readings per sealed block: large blocks keep the per-block cost (hash, signature, fsync)
-small against the per-reading cost; about 600 KB of JSON each."""
+small against the per-reading cost; about 600 KB of JSON each, the largest an agent seals."""
 
 MAX_LINE: Final = 1 << 20
 """Characters of one line the reader holds, its line end not counted: a longer one (a binary

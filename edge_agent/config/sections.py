@@ -13,6 +13,7 @@ from configkit.issues import KeyPath
 from configkit.network import Broker, TlsConfig
 from configkit.validation import raise_at
 from edge_agent.config.fields import DistrictCode, EnterpriseCode, MineCode, Number
+from specs.block import MAX_BLOCK_READINGS
 from specs.encoding import Encoding
 from specs.identifiers import check_gateway_code
 from specs.signing import require_available
@@ -193,5 +194,18 @@ class OutboxConfig(ConfigModel):
     """
     flush_interval: Annotated[Duration, duration_bounds(above=0)] = 0.2
     """Seal the readings gathered so far at least this often (latency bound)."""
+    # At most MAX_BLOCK_READINGS: no block an agent seals is larger than a collector or a
+    # broker from `collector broker-config` takes (ingest.max_message_bytes).
     flush_readings: Annotated[int, Field(strict=True, ge=1)] = 500
-    """Or as soon as this many readings are gathered (block size bound)."""
+    """Or as soon as this many readings are gathered (block size bound; at most 4000, so that
+    a block stays well under what a collector takes: `ingest.max_message_bytes`)."""
+
+    @field_validator("flush_readings")
+    @classmethod
+    def _one_block_at_most(cls, readings: int) -> int:
+        if readings > MAX_BLOCK_READINGS:
+            raise ValueError(
+                f"must be at most {MAX_BLOCK_READINGS}, got {readings}: a larger block could"
+                " be more than a collector takes (its ingest.max_message_bytes)"
+            )
+        return readings

@@ -20,6 +20,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
+from specs.block import MAX_BLOCK_READINGS
 from specs.records import GapReason, GapRecord, Reading, Record, iso_time, parse_iso_time
 
 _MINUTE = 60.0
@@ -38,7 +39,7 @@ class EvictedBlock:
 
 @dataclass(frozen=True, slots=True)
 class Replacement:
-    """What survives the blocks that gave way, ready to be sealed as one block.
+    """What survives the blocks that gave way, ready to be sealed (`blocks`).
 
     `records` starts with one gap record per epoch touched, then the kept records in their
     original order. `dropped` counts the readings that are gone for good.
@@ -47,6 +48,16 @@ class Replacement:
     records: tuple[Record, ...]
     dropped: int
     kept_readings: int
+
+    @property
+    def blocks(self) -> list[tuple[Record, ...]]:
+        """`records` in order, MAX_BLOCK_READINGS to a block: no larger than any other block.
+
+        Up to `outbox.max_bytes / 20` (8 MiB at most) of blocks give way at once, and
+        thinning may keep nearly all of it (a point read once a minute loses nothing).
+        """
+        size = MAX_BLOCK_READINGS
+        return [self.records[start : start + size] for start in range(0, len(self.records), size)]
 
 
 def _minute_of(reading: Reading) -> tuple[str, int]:

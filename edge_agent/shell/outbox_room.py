@@ -254,8 +254,9 @@ class RoomMaker:
     ) -> None:
         """Delete `chosen` and seal `replacement` at the head, in one transaction.
 
-        Imported readings let go are forgotten by the import too (`backfill_keys`): the same
-        file imported again, once there is room, brings them back.
+        As `replacement.blocks`: MAX_BLOCK_READINGS records a block at most. Imported
+        readings let go are forgotten by the import too (`backfill_keys`): the same file
+        imported again, once there is room, brings them back.
         """
         async with async_write_transaction(self._db):
             await self._db.executemany(
@@ -266,9 +267,8 @@ class RoomMaker:
                 "DELETE FROM backfill_keys WHERE point = ? AND t = ?",
                 sorted(let_go_backfill_keys(chosen, replacement)),
             )
-            await self._append(
-                replacement.records, now=now, clock_synced=clock_synced, thinned=True
-            )
+            for records in replacement.blocks:
+                await self._append(records, now=now, clock_synced=clock_synced, thinned=True)
 
     async def _evict_oldest(self, *, now: float, clock_synced: bool) -> bool:
         """The oldest undelivered blocks give way: thinned first, dropped once thinned.

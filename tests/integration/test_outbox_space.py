@@ -18,7 +18,7 @@ from structlog.testing import capture_logs
 
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox_open import open_outbox
-from specs.block import decode_block
+from specs.block import MAX_BLOCK_READINGS, decode_block
 from specs.records import AlarmEvent, AlarmRecord, GapReason, GapRecord, Reading, Record
 from specs.signing import signing_key_from_seed
 from tests.support.damage import erase_inside_column, zero_inside_payload
@@ -111,6 +111,38 @@ async def test_a_full_outbox_stays_within_max_bytes_and_every_loss_is_declared(
         f"max_bytes={max_bytes} largest db+wal={largest_file} largest block={largest_block}"
         f" readings sealed={len(sealed_readings)} kept={len(kept)} gaps={len(gaps)}"
     )
+
+
+def _a_minute_of_every_point(index: int) -> tuple[Record, ...]:
+    """MAX_BLOCK_READINGS readings, each point's one of its minute but P0000's four."""
+    minute = T0 + 60 * index
+    points = MAX_BLOCK_READINGS - 3
+    readings = [reading_at(minute, 1.0, point=f"P{n:04d}") for n in range(points)]
+    readings += [reading_at(minute + n, value, point="P0000") for n, value in enumerate((2, 9))]
+    readings.append(reading_at(minute + 2, 3.0, point="P0000"))
+    return tuple(readings)
+
+
+async def test_a_replacement_is_sealed_in_blocks_no_larger_than_the_agent_seals(
+    tmp_path: Path,
+) -> None:
+    """Found checking what the agent may send against the collector's ingest.max_message_bytes:
+    thinning kept all but two readings of each minute here, and sealed all it kept of the
+    blocks that gave way (up to 8 MiB of them) as one block: 7,999 records, 1.1 MB, where no
+    block had more than 4,000 (640 KB). Now a replacement is sealed in blocks of
+    MAX_BLOCK_READINGS records at most, in order, in the same transaction."""
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY, max_bytes=16 * MIB) as outbox:
+        for index in range(40):
+            records = _a_minute_of_every_point(index)
+            await outbox.seal(records, now=T0 + index, clock_synced=True)
+    with sqlite3.connect(path) as db:
+        rows = db.execute("SELECT payload FROM blocks ORDER BY seq").fetchall()
+    blocks = [decode_block(bytes(payload)).records for (payload,) in rows]
+    gaps = [r for records in blocks for r in records if isinstance(r, GapRecord)]
+    assert GapReason.THINNED in {gap.reason for gap in gaps}
+    assert max(len(records) for records in blocks) <= MAX_BLOCK_READINGS
+    assert max(len(payload) for (payload,) in rows) < 800 * 1024
 
 
 async def test_delivered_blocks_give_way_before_any_undelivered_reading(tmp_path: Path) -> None:

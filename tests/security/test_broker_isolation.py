@@ -32,15 +32,18 @@ import aiomqtt
 import paho.mqtt.client as mqtt
 import pytest
 import yaml
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
+from collector.config import IngestConfig
 from collector.pki.certificates import (
     Validity,
     create_ca,
     issue_client,
     validity_from,
 )
+from collector.pki.mosquitto import PACKET_HEADROOM
 from collector.pki.store import load_ca, write_issued
 from specs.topics import ROOT, GatewayTopics, collector_subscription
 from tests.e2e.harness import wait_until
@@ -506,3 +509,44 @@ async def test_a_gateway_cannot_take_another_clients_id(pki: Pki) -> None:
             assert await received_until(collector, B.status) == [(B.status, borrowed.encode())]
     log = (pki.broker.workdir / "mosquitto.log").read_text(encoding="utf-8", errors="replace")
     assert "already connected" not in log
+
+
+async def test_the_broker_drops_a_message_over_the_collectors_limit(pki: Pki) -> None:
+    """`max_packet_size` from the collector's `ingest.max_message_bytes` (the default here).
+
+    Before, the broker took a message as large as MQTT allows (256 MiB) on a gateway's own
+    topics and handed it to the collectors. A message at the limit, with a block's user
+    properties beside it, still goes through; a packet past the headroom left for them, and
+    the broker closes the sender's connection, and no collector is handed it. (One in
+    between is audited `too_large` by the collector: tests/security/test_mqtt_message_size.)
+    """
+    limit = IngestConfig().max_message_bytes
+    properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]
+    properties.UserProperty = [(name, "s" * 200) for name in ("alg", "kid", "sig", "enc", "lane")]
+    async with (
+        connect(pki, pki.collector_context(), COLLECTORS[0]) as collector,
+        connect(pki, pki.context(GATEWAY_B), GATEWAY_B) as gateway_b,
+    ):
+        await collector.subscribe(collector_subscription("gz-collectors"), qos=1)
+        await collector.subscribe(f"{ROOT}/+/+/+/status", qos=1)
+        async with connect(pki, pki.context(GATEWAY_A), GATEWAY_A) as gateway_a:
+            await gateway_a.publish(A.block, bytes(limit), qos=1, properties=properties)
+        for topic in (A.block, A.status):
+            with pytest.raises(aiomqtt.MqttError):  # no PUBACK: the connection is closed
+                async with aiomqtt.Client(
+                    "127.0.0.1",
+                    pki.broker.port,
+                    identifier=GATEWAY_A,
+                    tls_context=pki.context(GATEWAY_A),
+                    protocol=aiomqtt.ProtocolVersion.V5,
+                    timeout=1.0,
+                ) as gateway_a:
+                    await gateway_a.publish(topic, bytes(limit + PACKET_HEADROOM), qos=1)
+        await gateway_b.publish(B.block, b"control", qos=1)
+        received = await received_until(collector, B.block)
+    assert [(topic, len(payload)) for topic, payload in received] == [
+        (A.block, limit),
+        (B.block, len(b"control")),
+    ]
+    log = (pki.broker.workdir / "mosquitto.log").read_text(encoding="utf-8", errors="replace")
+    assert log.count(f"Client {GATEWAY_A} disconnected due to oversize packet.") == 2

@@ -190,7 +190,13 @@ def test_anything_else_is_not_a_collector_identity(name: str) -> None:
 
 def test_the_broker_config_names_absolute_files_and_requires_certificates() -> None:
     layout = BrokerLayout(Path("/etc/ganzhi/broker"))
-    conf = mosquitto_conf(layout, "0.0.0.0", 8883, "mosquitto").splitlines()  # noqa: S104
+    conf = mosquitto_conf(
+        layout,
+        "0.0.0.0",  # noqa: S104
+        8883,
+        "mosquitto",
+        max_message_bytes=16 * 1024 * 1024,
+    ).splitlines()
     for line in (
         "user mosquitto",
         "allow_anonymous false",
@@ -205,6 +211,8 @@ def test_the_broker_config_names_absolute_files_and_requires_certificates() -> N
         "max_queued_messages 1000000",
         "max_queued_bytes 268435456",
         "persistence_location /etc/ganzhi/broker/data/",
+        # The collectors' ingest.max_message_bytes, and 64 KiB for a topic and properties.
+        "max_packet_size 16842752",
     ):
         assert line in conf
 
