@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Final
 
 from specs.block import SPEC
 from specs.wirejson import is_count, load_message_json
+
+MAX_ACK_KEYS: Final = 16
+"""At most this many kids in an ACK's `keys`, the newest: a full list may leave out a key
+the collector still takes."""
 
 
 class AckFormatError(ValueError):
@@ -30,7 +35,7 @@ class Ack:
     neighbour. An agent seeing either mismatch releases nothing and starts a new epoch.
 
     `keys` names the kids the collector takes this gateway's blocks under as it issues the
-    ACK (registered to the gateway, not revoked, not retired; at most 16, the newest),
+    ACK (registered to the gateway, not revoked, not retired; MAX_ACK_KEYS, the newest),
     so that an agent switches to an announced key only once the collector holds it. None:
     the field is absent, as collectors before it send (encoded only when given).
     """

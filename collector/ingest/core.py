@@ -52,7 +52,7 @@ from collector.model import (
     Reason,
     StatusUpdate,
 )
-from specs.ack import Ack
+from specs.ack import MAX_ACK_KEYS, Ack
 from specs.catalogue import Catalogue
 from specs.encoding import ENC_PROPERTY, EncodingError, decode_payload, encoding_of
 from specs.records import iso_time
@@ -64,8 +64,6 @@ from specs.topics import GatewayTopics, TopicError, parse_topic
 
 MAX_ACK_RANGES: Final = 64
 """How many of a stream's holes an ACK lists at most: the lowest (docs/contract.md, ACK)."""
-MAX_ACK_KEYS: Final = 16
-"""How many of a gateway's live keys an ACK's `keys` names at most: the newest."""
 
 
 @dataclass(frozen=True, slots=True)

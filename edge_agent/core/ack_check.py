@@ -12,13 +12,17 @@ its own chain:
 
 and any of these means: release nothing, start a new epoch (with an `outbox_restored` gap
 record) and send every undelivered reading again under it.
+
+The ACK's `keys` also tells whether the collector still takes the key the agent signs with
+(`signing_key_left_out`).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
-from specs.ack import Ack
+from specs.ack import MAX_ACK_KEYS, Ack
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,3 +56,22 @@ def judge_ack(ack: Ack, *, last_seq: int, local_hash: str | None) -> Release | R
     if ack.acked_hash is not None and local_hash is not None and ack.acked_hash != local_hash:
         return Rollback(f"the collector's block {ack.acked_through} differs from the local one")
     return Release(through=ack.acked_through, also=ack.seq)
+
+
+def signing_key_left_out(
+    keys: Sequence[str] | None, kid: str, *, successor_named: bool
+) -> bool | None:
+    """Whether an ACK's `keys` says the collector no longer takes (or never took) key `kid`.
+
+    `keys` names the kids the collector takes the gateway's blocks under as it issues the ACK;
+    one without `kid` says the key was revoked, retired or never registered there, and every
+    block signed with it is refused. None when the ACK cannot tell: no `keys` (a collector
+    before the field), a full list (only the newest MAX_ACK_KEYS: `kid` may be older and
+    still taken), or one naming a key this outbox announced (`successor_named`: a rotation
+    under way, the agent switching to that key; the old one may be retired at once).
+    """
+    if keys is None or len(keys) >= MAX_ACK_KEYS:
+        return None
+    if kid in keys:
+        return False
+    return None if successor_named else True

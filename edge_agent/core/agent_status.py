@@ -108,12 +108,15 @@ class KeyStatus:
     `next_state`: `announced` (the collector has not answered yet), `taken` (the switch is
     due), `refused` (the collector stored the announcement but not the key: the agent stays
     on `kid`; `keys rotate` again announces a new one), or None (no announcement of it in
-    the outbox: run `keys rotate` again).
+    the outbox: run `keys rotate` again). `left_out`: since when the collector's ACKs leave
+    `kid` out of their `keys` (revoked, retired or never registered there: it refuses every
+    block signed with it), None while they name it or have not said.
     """
 
     kid: str
     next: str | None = None
     next_state: str | None = None
+    left_out: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,10 +187,17 @@ class AgentSnapshot:
                 }
                 for alarm in self.alarms
             ],
-            "key": None
-            if self.key is None
-            else {"kid": self.key.kid, "next": self.key.next, "next_state": self.key.next_state},
+            "key": None if self.key is None else _key_json(self.key),
         }
+
+
+def _key_json(key: KeyStatus) -> dict[str, object]:
+    return {
+        "kid": key.kid,
+        "next": key.next,
+        "next_state": key.next_state,
+        "left_out": optional_iso_time(key.left_out),
+    }
 
 
 def _device_json(device: DeviceStatus) -> dict[str, object]:
@@ -258,6 +268,10 @@ class _Reader:
 
     def optional_time(self, key: str) -> float | None:
         return None if self._get(key) is None else self.time(key)
+
+    def later_time(self, key: str) -> float | None:
+        """`optional_time` of a key an older agent leaves out (absent reads as null)."""
+        return None if self._document.get(key) is None else self.time(key)
 
     def child(self, key: str) -> _Reader:
         return _Reader(self._get(key), f"{self._where}.{key}")
@@ -338,5 +352,10 @@ def snapshot_from_json(document: object) -> AgentSnapshot:
         ),
         key=None
         if key is None
-        else KeyStatus(key.text("kid"), key.optional_text("next"), key.optional_text("next_state")),
+        else KeyStatus(
+            key.text("kid"),
+            key.optional_text("next"),
+            key.optional_text("next_state"),
+            key.later_time("left_out"),
+        ),
     )

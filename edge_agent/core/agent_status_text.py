@@ -65,7 +65,7 @@ def render_snapshot(snapshot: AgentSnapshot) -> str:
         f"uplink    {link} {uplink.broker}, last ACK {_ago(snapshot, uplink.last_ack)}",
         f"clock     {'synchronized' if snapshot.clock_synchronized else 'NOT synchronized'}",
         f"outbox    {waiting}",
-        *([] if snapshot.key is None else [f"key       {_key_line(snapshot.key)}"]),
+        *([] if snapshot.key is None else [f"key       {_key_line(snapshot.key, snapshot.t)}"]),
         "",
         render_table(
             [_device_row(snapshot, device) for device in snapshot.devices],
@@ -91,10 +91,16 @@ _NEXT_STATES = {
 }
 
 
-def _key_line(key: KeyStatus) -> str:
+def _key_line(key: KeyStatus, now: float) -> str:
+    line = key.kid
+    if key.left_out is not None:
+        line += (
+            f" LEFT OUT of the collector's ACKs {format_age(now - key.left_out)} ago (revoked,"
+            " retired or not registered there): every block signed with it is refused"
+        )
     if key.next is None:
-        return key.kid
-    return f"{key.kid}, next {key.next} {_NEXT_STATES.get(key.next_state, key.next_state)}"
+        return line
+    return f"{line}, next {key.next} {_NEXT_STATES.get(key.next_state, key.next_state)}"
 
 
 _BUS_HEADER: Sequence[str] = (

@@ -3,8 +3,8 @@
 Counted as things happen: readings per device and quality (each poller's sink is wrapped),
 device errors per device and kind (the poller's `on_error`), and each RTU bus's measured
 utilization over the last report period (`buses.report_utilization`'s `on_report`). Read
-when scraped: the outbox's undelivered blocks and the age of the oldest, the same figures
-`edge-agent status` prints.
+when scraped: the outbox's undelivered blocks and the age of the oldest, and whether the
+collector's ACKs leave out the signing key, the same figures `edge-agent status` prints.
 
 The registry is the agent's own, not prometheus_client's global one, so that agents (and
 tests) in one process count apart.
@@ -58,6 +58,13 @@ class AgentMetrics:
             "Age of the oldest unacknowledged block (0 when every block is acknowledged).",
             registry=self.registry,
         )
+        self._key_left_out = Gauge(
+            "gz_agent_gateway_key_left_out",
+            "1 while the collector's ACKs leave the key the agent signs with out of their"
+            " `keys` (revoked, retired or never registered there: every block it signs is"
+            " refused), else 0.",
+            registry=self.registry,
+        )
         self._bus = Gauge(
             "gz_agent_rtu_bus_utilization",
             "Fraction of time each Modbus RTU port was busy over the last report period.",
@@ -99,6 +106,7 @@ class AgentMetrics:
         oldest = stats.oldest_undelivered_sealed_at
         self._undelivered.set(stats.undelivered)
         self._oldest.set(0.0 if oldest is None else max(0.0, self._clock() - oldest))
+        self._key_left_out.set(0.0 if outbox.key_left_out is None else 1.0)
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""

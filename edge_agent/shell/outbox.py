@@ -59,18 +59,34 @@ from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
 from edge_agent.shell.outbox_seal import (
     AckKeys,
+    KeyLeftOut,
     append_block,
     chain_position,
     read_chain_state,
+    read_key_left_out,
     release,
     seal_transaction,
 )
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from edge_agent.shell.outbox_transaction import on_thread
-from specs.records import GapRecord, Record
+from specs.records import GapRecord, Record, iso_time
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
+
+
+def _log_left_out(left_out: KeyLeftOut, *, keys: AckKeys) -> None:
+    """`gateway_key_left_out`: the ACK's `keys` (None: logged again at a start) and the key."""
+    log.error(
+        "gateway_key_left_out",
+        kid=left_out.kid,
+        since=iso_time(left_out.since),
+        keys=None if keys is None else list(keys),
+        why="the collector's ACK names the keys it takes this gateway's blocks under, and not"
+        " this one (revoked, retired or never registered there): it refuses every block signed"
+        " with it; see its audit (revoked_key, retired_key, unknown_key) and `collector"
+        " gateways list`",
+    )
 
 
 class Outbox:
@@ -111,6 +127,8 @@ class Outbox:
         self.announcement_delivered = asyncio.Event()
         # Blocks just sealed, sent from memory by the publisher's `get`.
         self._handed = HandedBlocks()
+        # The signing key an ACK's `keys` left out, as the file keeps it (`key_left_out`).
+        self._left_out: KeyLeftOut | None = None
 
     @property
     def epoch(self) -> str:
@@ -122,6 +140,7 @@ class Outbox:
         self._data_version = await read_data_version(self._db)
         state = await self._chain_state()
         self._marks.found(state.epoch, state.last_seq)
+        self._left_out = await on_thread(self._db, read_key_left_out)
 
     async def _chain_state(self) -> ChainState:
         state = await on_thread(self._db, read_chain_state)
@@ -347,12 +366,37 @@ class Outbox:
                 return 0
             for seq in [s for s in self._handed.seqs() if s <= through or s == also]:
                 self._handed.take(seq)
-            released, announced = await on_thread(
-                self._db, release, epoch, through, also, now, keys
+            released = await on_thread(
+                self._db, release, epoch, through, also, now, keys, self._key.kid
             )
-            if announced:
+            self._note_left_out(released.left_out, keys)
+            if released.announcements:
                 self.announcement_delivered.set()
-            return released
+            return released.blocks
+
+    @property
+    def key_left_out(self) -> float | None:
+        """Since when the collector's ACKs leave out the key this outbox signs with.
+
+        It was revoked, retired or never registered there. None: they name it, or have not said.
+        """
+        left_out = self._left_out
+        return left_out.since if left_out is not None and left_out.kid == self._key.kid else None
+
+    def report_key_left_out(self) -> None:
+        """Log `gateway_key_left_out` again while it stands (at each start: no ACK comes)."""
+        if self._left_out is not None and self.key_left_out is not None:
+            _log_left_out(self._left_out, keys=None)
+
+    def _note_left_out(self, now_kept: KeyLeftOut | None, keys: AckKeys) -> None:
+        """Log what an ACK changed of `key_left_out`: left out, or named again."""
+        before = self.key_left_out
+        self._left_out = now_kept
+        after = self.key_left_out
+        if after is not None and before is None and now_kept is not None:
+            _log_left_out(now_kept, keys=keys)
+        elif before is not None and after is None:
+            log.info("gateway_key_listed_again", kid=self._key.kid)
 
     async def prune(self, *, delivered_before: float) -> int:
         """Delete delivered blocks released before the given time (retention); how many.

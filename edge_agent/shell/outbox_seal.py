@@ -14,7 +14,10 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Final
 
+from edge_agent.core.ack_check import signing_key_left_out
 from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
 from edge_agent.core.thinning import imported_keys
 from edge_agent.shell.outbox_transaction import write_transaction
@@ -122,6 +125,18 @@ AckKeys = Sequence[str] | None
 """An ACK's `keys`: the kids the collector takes the gateway's blocks under (None: an ACK
 from a collector before the field)."""
 
+_KEY_LEFT_OUT: Final = "key_left_out"
+"""The `meta` row naming the signing key an ACK's `keys` left out, and since when (JSON)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Released:
+    """What an ACK released, and the signing key left out of `keys` as it stands after it."""
+
+    blocks: int
+    announcements: int
+    left_out: KeyLeftOut | None
+
 
 def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's thread
     db: sqlite3.Connection,
@@ -130,17 +145,19 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
     also: int | None,
     now: float,
     keys: AckKeys = None,
-) -> tuple[int, int]:
+    signing_kid: str | None = None,
+) -> Released:
     """Mark blocks (and the key announcements they carry) delivered: seq <= through, + also.
 
     `keys` is the ACK's: an announcement it releases whose kid it does not name is refused
-    (`refused_at`); None (an ACK from a collector before `keys`) refuses nothing.
+    (`refused_at`); None (an ACK from a collector before `keys`) refuses nothing. Whether it
+    leaves out `signing_kid`, the key the outbox signs with, is kept in `meta`
+    (`note_key_listing`).
 
     One transaction, committed without an fsync of its own (synchronous=NORMAL for it): a
     release lost to a power cut only sends those blocks again, which the collector stores
     once, and the next seal's commit (FULL) syncs the log with it anyway. Before, each ACK
     cost two fsyncs (the two UPDATEs committed one by one), as many as the seals themselves.
-    Returns (blocks released, announcements released).
     """
     bounds = (now, epoch, through, -1 if also is None else also)
     verdict = (json.dumps(list(keys or ())), None if keys is None else now)
@@ -158,6 +175,53 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
                 (*verdict, *bounds),
             ).rowcount
+            if signing_kid is not None:
+                note_key_listing(db, keys, signing_kid, now)
+            left_out = read_key_left_out(db)
     finally:
         db.execute("PRAGMA synchronous=FULL")
-    return blocks, announcements
+    return Released(blocks, announcements, left_out)
+
+
+def note_key_listing(db: sqlite3.Connection, keys: AckKeys, signing_kid: str, now: float) -> None:
+    """Keep in `meta` whether the ACK's `keys` leaves out `signing_kid` (ack_check's verdict).
+
+    Left out: noted with `now`, unless it was already (the first ACK's time stays). Named:
+    the note goes. An ACK that cannot tell changes nothing. Written only when it changes.
+    A successor is a key announced here after `signing_kid` was (rows in the order sealed;
+    any announced key when `signing_kid` never was, the key of `keys init`).
+    """
+    named = json.dumps(list(keys or ()))
+    successor = db.execute(
+        "SELECT EXISTS (SELECT 1 FROM key_announcements WHERE kid IN"
+        " (SELECT value FROM json_each(?)) AND kid != ? AND rowid >"
+        " (SELECT coalesce(max(rowid), 0) FROM key_announcements WHERE kid = ?))",
+        (named, signing_kid, signing_kid),
+    ).fetchone()
+    verdict = signing_key_left_out(keys, signing_kid, successor_named=bool(successor[0]))
+    if verdict is False:
+        db.execute("DELETE FROM meta WHERE key = ?", (_KEY_LEFT_OUT,))
+    elif verdict:
+        note = json.dumps({"kid": signing_kid, "since": now})
+        db.execute(
+            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
+            " value = excluded.value WHERE json_extract(meta.value, '$.kid') IS NOT ?",
+            (_KEY_LEFT_OUT, note, signing_kid),
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class KeyLeftOut:
+    """The key an ACK's `keys` left out (`kid`), since the first such ACK (`since`)."""
+
+    kid: str
+    since: float
+
+
+def read_key_left_out(db: sqlite3.Connection) -> KeyLeftOut | None:
+    """The signing key an ACK left out of `keys`, as `note_key_listing` kept it (or None)."""
+    row = db.execute("SELECT value FROM meta WHERE key = ?", (_KEY_LEFT_OUT,)).fetchone()
+    if row is None:
+        return None
+    note = json.loads(str(row[0]))
+    return KeyLeftOut(str(note["kid"]), float(note["since"]))

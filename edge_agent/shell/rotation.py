@@ -24,6 +24,7 @@ unless the collector refused it: then the refused key is set aside as
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -141,17 +142,20 @@ async def complete_rotation(outbox: Outbox, key_file: Path) -> SigningKey | None
 async def key_status(outbox: Outbox, key_file: Path, current: SigningKey) -> KeyStatus:
     """The key signing now, and the staged next one with the collector's answer to it.
 
-    The staged key is read as `complete_rotation` reads it; one that cannot be read (a
-    rotation's files being moved this instant, a mode gone wrong) shows as none.
+    `left_out`: whether the collector's ACKs leave the signing key out. The staged key is
+    read as `complete_rotation` reads it; one that cannot be read (a rotation's files being
+    moved this instant, a mode gone wrong) shows as none.
     """
+    signing = KeyStatus(current.kid, left_out=outbox.key_left_out)
     staged = next_key_path(key_file)
     if not staged.exists():
-        return KeyStatus(current.kid)
+        return signing
     try:
         pending = load_private_key(staged)
     except KeyFileError:
-        return KeyStatus(current.kid)
-    return KeyStatus(current.kid, pending.kid, await outbox.announcement_state(pending.kid))
+        return signing
+    state = await outbox.announcement_state(pending.kid)
+    return dataclasses.replace(signing, next=pending.kid, next_state=state)
 
 
 class CurrentKey:

@@ -187,9 +187,13 @@ async def test_the_agent_switches_once_the_collector_holds_the_announcement(
         announced = await announce_next_key(
             agent.outbox, key_file, GW.key, ED25519, clock_synced=True
         )
-        agent.publisher.notify_sealed(announced.seq)
-        new = announced.key
-        await wait_until(lambda: _kid(current), lambda kid: kid == new.kid)
+        with capture_logs() as logs:
+            agent.publisher.notify_sealed(announced.seq)
+            new = announced.key
+            await wait_until(lambda: _kid(current), lambda kid: kid == new.kid)
+        # Overlap 0: the ACK of the announcement names the new key alone, and that is no
+        # sign of the collector refusing the old one (gateway_key_left_out): it switches.
+        assert "gateway_key_left_out" not in [e["event"] for e in logs]
         assert load_private_key(key_file).kid == new.kid
         assert load_private_key(retired_key_path(key_file, GW.key.kid)).kid == GW.key.kid
         assert not next_key_path(key_file).exists()
@@ -203,6 +207,7 @@ async def test_the_agent_switches_once_the_collector_holds_the_announcement(
         assert await storage.audit(gateway=GW.gateway, reason=Reason.RETIRED_KEY) == ()
         report = await verify_stored(storage, EVERYTHING, gateway=GW.gateway)  # type: ignore[arg-type]
         assert (report.blocks, report.verified, report.broken) == (5, 5, ())
+        assert agent.outbox.key_left_out is None
 
 
 async def _kid(current: CurrentKey) -> str:

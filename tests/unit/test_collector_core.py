@@ -17,7 +17,7 @@ from collector.api.core import (
     find_token,
     is_online,
 )
-from collector.ingest.core import MAX_ACK_KEYS, Inbound, ack_keys, build_acks, plan_batch
+from collector.ingest.core import Inbound, ack_keys, build_acks, plan_batch
 from collector.ingest.judge import MAX_ID, judge_block, judge_status
 from collector.model import (
     MAX_DETAIL,
@@ -54,7 +54,7 @@ from collector.storage.readings import (
     unique_readings,
     within_retention,
 )
-from specs.ack import decode_ack
+from specs.ack import MAX_ACK_KEYS, decode_ack
 from specs.block import GENESIS, decode_block
 from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, AlarmRecord, GapReason, Quality, Reading, iso_time

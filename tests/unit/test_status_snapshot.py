@@ -120,6 +120,7 @@ def test_the_gateway_key_and_a_refused_rotation_show() -> None:
         "kid": "00000000000000aa",
         "next": "00000000000000bb",
         "next_state": "refused",
+        "left_out": None,
     }
     assert snapshot_from_json(document) == refused
     [line] = [line for line in render_snapshot(refused).splitlines() if line.startswith("key")]
@@ -133,6 +134,22 @@ def test_the_gateway_key_and_a_refused_rotation_show() -> None:
     del document["key"]
     assert snapshot_from_json(document).key is None
     assert "\nkey " not in render_snapshot(snapshot())
+
+
+def test_a_signing_key_the_collector_left_out_shows() -> None:
+    """`left_out`: when an ACK first left the key the agent signs with out of its `keys`."""
+    left_out = snapshot(key=KeyStatus("00000000000000aa", left_out=T - 60))
+    document = json.loads(json.dumps(left_out.to_json()))
+    assert document["key"]["left_out"] == "2026-05-28T20:25:40.000+00:00"
+    assert snapshot_from_json(document) == left_out
+    [line] = [line for line in render_snapshot(left_out).splitlines() if line.startswith("key")]
+    assert line == (
+        "key       00000000000000aa LEFT OUT of the collector's ACKs 60 s ago (revoked, retired"
+        " or not registered there): every block signed with it is refused"
+    )
+    # An agent before `left_out` answers without it: read as None.
+    del document["key"]["left_out"]
+    assert snapshot_from_json(document).key == KeyStatus("00000000000000aa")
 
 
 def test_not_an_object_is_refused() -> None:
