@@ -199,6 +199,19 @@ async def test_expired_rollup_months_go_whole(env: CollectorEnv) -> None:
     assert await env.rows("SELECT count(*) FROM readings") == [(0,)]
 
 
+async def test_only_months_that_held_readings_are_named_dropped(env: CollectorEnv) -> None:
+    """Found in a session's review: SQLite named every month from a series' oldest reading on
+    as dropped, February too, which held none, and so every month from the oldest rollup on
+    (PostgreSQL names the partitions it drops)."""
+    await env.link.send(1, records=[_level(JAN, 2.0), _level(MAR, 6.0)])
+    await env.link.next_ack()
+    policy = RetentionPolicy(raw_days=45, rollup_days=45)
+    report = await prune_storage(env.url, policy, MAR_END + 45 * DAY)
+    assert report.raw_months_dropped == ("readings_y2026m01", "readings_y2026m03")
+    assert report.readings_dropped == 2
+    assert report.rollup_months_dropped == ("readings_1m_y2026m01", "readings_1m_y2026m03")
+
+
 async def test_a_serving_collector_applies_retention_itself(
     env: CollectorEnv, broker: Broker, tmp_path: Path
 ) -> None:

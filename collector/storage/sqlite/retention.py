@@ -1,11 +1,12 @@
 """Retention on SQLite: expired months of readings and of rollups are deleted.
 
 SQLite has no partitions, so the expired readings of each series (gateway, point) go in a
-transaction of their own, by a range of the (gateway, point, t) index. Their per-minute
-rollups were folded in as they were stored (collector.storage.rollups) and stay until
-`rollup_days`. The cut is always a month boundary, as on PostgreSQL: a month is kept whole
-until all of it has expired. The blocks of each epoch go in a transaction of their own too
-(`collector.storage.block_retention`).
+transaction of their own, a month at a time by a range of the (gateway, point, t) index.
+Their per-minute rollups were folded in as they were stored (collector.storage.rollups) and
+stay until `rollup_days`. The cut is always a month boundary, as on PostgreSQL: a month is
+kept whole until all of it has expired, and a month is named dropped only when it held rows,
+as PostgreSQL names the partitions it drops. The blocks of each epoch go in a transaction of
+their own too (`collector.storage.block_retention`).
 """
 
 from __future__ import annotations
@@ -58,12 +59,18 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
         if not gone:
             continue
         async with immediate_transaction(db):
-            cursor = await db.execute(
-                "DELETE FROM readings WHERE gateway = ? AND point = ? AND t < ?",
-                (gateway, point, month_start(next_month(gone[-1]))),
-            )
-            deleted += cursor.rowcount
-        dropped.update(gone)
+            # Month by month: a month is named dropped only when it held readings (a series
+            # with none in some month between its oldest and the cut names no such month).
+            held: list[Month] = []
+            for month in gone:
+                cursor = await db.execute(
+                    "DELETE FROM readings WHERE gateway = ? AND point = ? AND t >= ? AND t < ?",
+                    (gateway, point, month_start(month), month_start(next_month(month))),
+                )
+                deleted += cursor.rowcount
+                if cursor.rowcount:
+                    held.append(month)
+        dropped.update(held)
     journal, blocks = await prune_with_readings(
         SqliteChain(db), lambda _: immediate_transaction(db), kept
     )
@@ -72,11 +79,14 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
     oldest_rollup = next(iter(found))[0]
     if oldest_rollup is not None:
         months = _months_between(month_of(float(oldest_rollup)), month_of(now))
-        rollup_gone = expired(months, now, policy.rollup_days)
-        if rollup_gone:
+        expiring = expired(months, now, policy.rollup_days)
+        # Named are the months that held rollups (no index on minute alone: the search for a
+        # month's first row ends early, in one scan for a month that held none).
+        rollup_gone = [month for month in expiring if await _has_rollups(db, month)]
+        if expiring:
             await db.execute(
                 "DELETE FROM readings_1m WHERE minute < ?",
-                (month_start(next_month(rollup_gone[-1])),),
+                (month_start(next_month(expiring[-1])),),
             )
     async with immediate_transaction(db):
         audit_gone = await audit.prune(SqliteChain(db), policy.audit_cutoff(now))
@@ -88,6 +98,14 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
         audit_gone,
         blocks,
     )
+
+
+async def _has_rollups(db: aiosqlite.Connection, month: Month) -> bool:
+    found = await db.execute_fetchall(
+        "SELECT EXISTS (SELECT 1 FROM readings_1m WHERE minute >= ? AND minute < ?)",
+        (month_start(month), month_start(next_month(month))),
+    )
+    return bool(next(iter(found))[0])
 
 
 def _name(table: str, month: Month) -> str:
