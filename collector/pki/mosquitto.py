@@ -6,8 +6,10 @@ Pure: paths and names in, file texts out. What the texts make Mosquitto 2.0 do:
   of the province CA, or with an expired or revoked one (`crlfile`);
   `use_identity_as_username` makes the certificate's common name the client's username,
   which no client can choose otherwise (no password file, `allow_anonymous false`).
-- The ACL's `pattern` lines name that username as `%u`: a gateway publishes only under its
-  own `up/` and `status` topics and receives only its own `down/` topics. One file serves
+- The ACL's `pattern` lines name that username as `%u`: a gateway publishes only on its own
+  `up/block`, `up/meta`, `up/cmd` and `status` topics, each exactly (no level added below
+  them, where a retained message would stay for good), and receives only its own `down/`
+  topics. One file serves
   every gateway, present and future, so issuing a certificate is all adding a gateway takes.
 - Mosquitto 2.0 grants every SUBSCRIBE and checks read access per message as it delivers
   it: a gateway subscribed to another's `down/#` is sent nothing. A PUBLISH it may not make
@@ -22,7 +24,11 @@ Pure: paths and names in, file texts out. What the texts make Mosquitto 2.0 do:
   MAX_BLOCK_READINGS).
 - Each collector identity reads every gateway's `up/#` (through the shared subscription:
   the check is on each message's topic, not on `$share/...`) and `status`, and writes
-  `down/#`; the `pattern` lines give it nothing, since no gateway is called that.
+  `down/ack` and `down/cmd`; the `pattern` lines give it nothing, since no gateway is called
+  that.
+- The district and enterprise levels stay `+`: the certificate names the gateway only. A
+  gateway may publish, and leave retained, under made-up ones with its own id (the collector
+  refuses what arrives there: `topic_mismatch`).
 """
 
 from __future__ import annotations
@@ -57,6 +63,12 @@ instead of answering PUBACK 0x87 (seen writing tests/security/test_broker_isolat
 PACKET_HEADROOM: Final = 64 * 1024
 """Bytes of a PUBLISH beside its payload that `max_packet_size` leaves room for: the fixed
 header, a topic (~100 bytes for gz/1) and the user properties (signature, kid, alg, enc, lane)."""
+
+
+GATEWAY_WRITES: Final = ("up/block", "up/meta", "up/cmd", "status")
+"""The topics under its own id a gateway may publish on (specs.topics.GatewayTopics)."""
+COLLECTOR_WRITES: Final = ("down/ack", "down/cmd")
+"""The topics under any gateway's id a collector identity may publish on."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,21 +113,29 @@ class BrokerLayout:
         return self.folder / DATA
 
 
+def _topics(access: str, gateway: str, kinds: Sequence[str]) -> str:
+    """One ACL line per topic kind, each exact: no level more, none made up."""
+    return "".join(f"{access} {ROOT}/+/+/{gateway}/{kind}\n" for kind in kinds)
+
+
 def acl_text(collectors: Sequence[str]) -> str:
-    """The ACL: each gateway its own topics, each collector identity every gateway's."""
+    """The ACL: each gateway its own topics, each collector identity every gateway's.
+
+    What is written is named topic by topic (GATEWAY_WRITES, COLLECTOR_WRITES): a `#` there
+    let a client publish under levels it made up, and a retained message there stays with
+    the broker for good. Reads may keep `#`: they give nothing that cannot be written.
+    """
     sections = "\n".join(
         f"user {name}\n"
         f"topic read {ROOT}/+/+/+/up/#\n"
-        f"topic read {ROOT}/+/+/+/status\n"
-        f"topic write {ROOT}/+/+/+/down/#\n"
+        f"topic read {ROOT}/+/+/+/status\n" + _topics("topic write", "+", COLLECTOR_WRITES)
         for name in collectors
     )
     return (
         "# Written by `collector broker-config` (DESIGN section 11). %u is the common name of\n"
         "# the client certificate: the gateway id for a gateway.\n"
-        f"pattern write {ROOT}/+/+/%u/up/#\n"
-        f"pattern write {ROOT}/+/+/%u/status\n"
-        f"pattern read {ROOT}/+/+/%u/down/#\n"
+        + _topics("pattern write", "%u", GATEWAY_WRITES)
+        + f"pattern read {ROOT}/+/+/%u/down/#\n"
         "\n"
         "# The collectors, one identity per process (they share the subscription"
         f" $share/<group>/{ROOT}/+/+/+/up/#).\n"

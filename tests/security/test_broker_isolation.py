@@ -550,3 +550,44 @@ async def test_the_broker_drops_a_message_over_the_collectors_limit(pki: Pki) ->
     ]
     log = (pki.broker.workdir / "mosquitto.log").read_text(encoding="utf-8", errors="replace")
     assert log.count(f"Client {GATEWAY_A} disconnected due to oversize packet.") == 2
+
+
+async def test_a_gateway_writes_its_exact_topics_only_and_leaves_nothing_retained_elsewhere(
+    pki: Pki,
+) -> None:
+    """The ACL let a gateway write `up/#`: any topic under its `up/`, at any depth.
+
+    A retained message there (a status under a level made up, say) was kept by the broker for
+    good, persisted across restarts, and handed to every client that subscribed later; one
+    topic a level, as many as the gateway cared to invent. Now a gateway writes `up/block`,
+    `up/meta`, `up/cmd` and `status`, each exactly, and a collector `down/ack` and
+    `down/cmd`.
+    """
+    made_up = (
+        f"{A.base}/up/status",
+        f"{A.base}/up/block/extra",
+        f"{A.base}/up/x/y/z",
+        f"{A.base}/up/",
+    )
+    async with (
+        connect(pki, pki.context(GATEWAY_A), "gateway-a") as gateway_a,
+        connect(pki, pki.collector_context(), "collector-1") as collector,
+    ):
+        pubacks = PubackReasons(gateway_a)
+        for topic in made_up:
+            await gateway_a.publish(topic, b"kept for ever", qos=1, retain=True)
+            assert pubacks.codes[-1] == NOT_AUTHORIZED, topic
+        for topic in (A.meta, A.cmd_result, A.status):  # taken (0x10: nobody subscribed)
+            assert await pubacks.publish(gateway_a, topic, b"own") < NOT_AUTHORIZED, topic
+        collector_pubacks = PubackReasons(collector)
+        for topic in (f"{A.base}/down/x", f"{A.ack}/extra", f"{A.base}/down/ack/y/z"):
+            await collector.publish(topic, b"kept for ever", qos=1, retain=True)
+            assert collector_pubacks.codes[-1] == NOT_AUTHORIZED, topic
+        for topic in (A.ack, A.cmd):
+            assert await collector_pubacks.publish(collector, topic, b"own") < NOT_AUTHORIZED, topic
+        # What a client subscribing now is handed of what was retained: nothing before the
+        # control (the collector's identity reads every gateway's up/ and status).
+        await collector.subscribe(f"{ROOT}/#", qos=1)
+        assert await pubacks.publish(gateway_a, A.block, b"control") == 0
+        received = await received_until(collector, A.block)
+    assert received == [(A.block, b"control")]

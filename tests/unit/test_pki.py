@@ -162,10 +162,14 @@ def test_the_acl_confines_gateways_to_their_own_name() -> None:
     collector_rules = [
         "topic read gz/1/+/+/+/up/#",
         "topic read gz/1/+/+/+/status",
-        "topic write gz/1/+/+/+/down/#",
+        "topic write gz/1/+/+/+/down/ack",
+        "topic write gz/1/+/+/+/down/cmd",
     ]
     assert rules == [
-        "pattern write gz/1/+/+/%u/up/#",
+        # Each exactly: no `#` to publish (and leave retained messages) under made-up levels.
+        "pattern write gz/1/+/+/%u/up/block",
+        "pattern write gz/1/+/+/%u/up/meta",
+        "pattern write gz/1/+/+/%u/up/cmd",
         "pattern write gz/1/+/+/%u/status",
         "pattern read gz/1/+/+/%u/down/#",
         "user gz-collector",
