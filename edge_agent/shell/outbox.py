@@ -38,7 +38,9 @@ import structlog
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
+from edge_agent.core.missing_blocks import Span
 from edge_agent.shell.outbox_damage import ready_to_send
+from edge_agent.shell.outbox_missing import Declarations, answer_missing
 from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
     AnnouncementState,
@@ -127,6 +129,8 @@ class Outbox:
         self.announcement_delivered = asyncio.Event()
         # Blocks just sealed, sent from memory by the publisher's `get`.
         self._handed = HandedBlocks()
+        # Seq ranges the current epoch's gap records declare (`answer_missing`).
+        self._declared = Declarations()
         # The signing key an ACK's `keys` left out, as the file keeps it (`key_left_out`).
         self._left_out: KeyLeftOut | None = None
 
@@ -252,6 +256,7 @@ class Outbox:
         (every open calls this), and memory stays bounded whatever the backlog.
         """
         moved = 0
+        known = frozenset(self._journal.epochs() if self._journal is not None else ())
         while True:
             async with self._lock:
                 chunk, last = await reseal_chunk(
@@ -259,6 +264,7 @@ class Outbox:
                     self._append,
                     self._chain_state,
                     self._key,
+                    known,
                     now=now,
                     clock_synced=clock_synced,
                 )
@@ -327,6 +333,32 @@ class Outbox:
             self._marks.sealed(sealed.epoch, sealed.seq)
             self._handed.keep(sealed)
         return mended
+
+    async def answer_missing(
+        self, epoch: str, missing: Sequence[Span], *, now: float, clock_synced: bool
+    ) -> tuple[int, ...]:
+        """Answer the seqs an ACK of `epoch` lists missing that this outbox cannot send.
+
+        See `edge_agent.core.missing_blocks`: those it does not hold (and no gap record in it
+        declares) are declared lost, one `outbox_corrupt` gap record a run; those it holds as
+        delivered are made undelivered again and returned, to be sent again.
+        """
+        async with self._lock:
+            if epoch != self._epoch:
+                return ()
+            sealed, resend = await answer_missing(
+                self._db,
+                self._append,
+                self._declared,
+                self._key,
+                epoch=epoch,
+                missing=missing,
+                now=now,
+                clock_synced=clock_synced,
+            )
+        if sealed is not None:
+            self._marks.sealed(sealed.epoch, sealed.seq)
+        return resend
 
     async def chain_position(self, seq: int) -> tuple[int, str | None]:
         """The current epoch's last seq, and the hash of its block `seq` if still held."""

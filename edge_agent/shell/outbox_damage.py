@@ -63,17 +63,52 @@ async def declare_damaged(
     )
     if cursor.rowcount != 1:
         return None
-    gap = GapRecord(
-        t=iso_time(now),
-        reason=GapReason.OUTBOX_CORRUPT,
-        lost=readings,
-        epoch=epoch,
-        from_seq=seq,
-        to_seq=seq,
+    sealed = await append(
+        (corrupt_gap(epoch, (seq, seq), readings, now),), now=now, clock_synced=clock_synced
     )
-    sealed = await append((gap,), now=now, clock_synced=clock_synced)
     log.error("outbox_block_damaged", epoch=epoch, seq=seq, lost=readings)
     return sealed
+
+
+async def declare_unplaced(
+    append: Append, damaged: tuple[str, int, int | None], *, now: float, clock_synced: bool
+) -> SealedBlock:
+    """A damaged row whose epoch column names no epoch used here: its epoch changed on disk too.
+
+    `damaged` (epoch, seq, readings) as the row reads. It was a block of the file's current
+    epoch most likely (an older epoch's undelivered blocks are sealed again at every open), at
+    a seq its row may no longer tell. Declared under the epoch its damage wrote, the gap
+    record named seqs of an epoch that never was (the collector then waited for that epoch's
+    lower seqs for ever, or refused the record for its bytes) and left the block's own seq an
+    open hole, never declared. So its readings are declared lost with no seqs, inside the
+    caller's transaction; the collector's ACK names the seq it misses, and the agent declares
+    that one (`edge_agent.core.missing_blocks`).
+    """
+    named, seq, readings = damaged
+    sealed = await append(
+        (corrupt_gap(None, None, readings, now),), now=now, clock_synced=clock_synced
+    )
+    log.error("outbox_block_damaged", epoch=None, seq=None, named=[named, seq], lost=readings)
+    return sealed
+
+
+def corrupt_gap(
+    epoch: str | None, seqs: tuple[int, int] | None, lost: int | None, now: float
+) -> GapRecord:
+    """An `outbox_corrupt` gap record: `lost` readings, seqs `seqs` (from, to) of `epoch`.
+
+    `seqs` None names no seqs (and no epoch): a row whose epoch column changed on disk with
+    both its witnesses tells neither where it was nor what it held.
+    """
+    low, high = (None, None) if seqs is None else seqs
+    return GapRecord(
+        t=iso_time(now),
+        reason=GapReason.OUTBOX_CORRUPT,
+        lost=lost,
+        epoch=None if seqs is None else epoch,
+        from_seq=low,
+        to_seq=high,
+    )
 
 
 async def mend_or_declare(

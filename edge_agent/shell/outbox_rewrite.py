@@ -10,7 +10,7 @@ run by `Outbox` under its lock; a block changed on disk is declared lost (`outbo
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
@@ -18,7 +18,7 @@ import aiosqlite
 import structlog
 
 from edge_agent.core.chain import ChainState, SealedBlock
-from edge_agent.shell.outbox_damage import Append, declare_damaged
+from edge_agent.shell.outbox_damage import Append, declare_damaged, declare_unplaced
 from edge_agent.shell.outbox_reads import (
     PAYLOAD,
     WITNESS_COLUMNS,
@@ -63,6 +63,7 @@ async def reseal_chunk(
     append: Append,
     chain_state: Callable[[], Awaitable[ChainState]],
     key: SigningKey,
+    known: Collection[str],
     *,
     now: float,
     clock_synced: bool,
@@ -72,6 +73,9 @@ async def reseal_chunk(
     One transaction: the blocks moved (0 when none is left) and the last block sealed. `key`
     (the gateway's) is a witness of each block's payload (`as_sealed`). A row whose payload
     names the current epoch (its epoch column changed on disk) gets its epoch and seq back.
+    A row whose payload nothing vouches for is declared lost in the epoch its row names when
+    that is one of the `known` epochs (the epoch journal's), else with no seqs
+    (`declare_unplaced`).
     """
     rebuilt = False
     while True:
@@ -101,8 +105,12 @@ async def reseal_chunk(
                     else:  # changed on disk: cannot be decoded, declared lost in its own epoch
                         named = bytes(held_epoch).decode(errors="replace")
                         damaged = (named, int(seq), sealed_count(readings))
-                        sealed = await declare_damaged(
-                            db, append, damaged, now=now, clock_synced=clock_synced
+                        sealed = await (
+                            declare_damaged(db, append, damaged, now=now, clock_synced=clock_synced)
+                            if named in known
+                            else declare_unplaced(
+                                append, damaged, now=now, clock_synced=clock_synced
+                            )
                         )
                         last = sealed or last
                 for start in range(0, len(records), _RESEAL_RECORDS):

@@ -23,6 +23,7 @@ import structlog
 from paho.mqtt.properties import Properties
 
 from edge_agent.core.ack_check import Rollback, judge_ack
+from edge_agent.core.missing_blocks import out_of_date
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.first_failure import first_failure
 from edge_agent.shell.host import clock_synchronized
@@ -102,6 +103,8 @@ class Publisher:
         # When the collector last released blocks with an ACK (wall clock; `edge-agent status`).
         self.last_ack: float | None = None
         self._next_send = 0.0
+        # The highest `acked_through` an ACK said, and its epoch (`_answer_missing`).
+        self._highest_acked = ("", 0)
         self._last_rescan = 0.0
 
     def replace_meta(self, meta: tuple[bytes, Signature]) -> None:
@@ -250,7 +253,30 @@ class Publisher:
             return
         self.last_ack = time.time()
         self._lanes.acked(ack)
+        await self._answer_missing(ack)
         self._wake.set()
+
+    async def _answer_missing(self, ack: Ack) -> None:
+        """Declare what `ack` lists missing that the outbox cannot send; owe again what it can.
+
+        `edge_agent.core.missing_blocks`: a seq the outbox does not hold would otherwise stay
+        an open hole at the collector for ever, its readings neither stored nor declared.
+        """
+        epoch, through = self._highest_acked
+        if epoch == ack.epoch and out_of_date(ack.acked_through, through):
+            return
+        self._highest_acked = (ack.epoch, ack.acked_through)
+        if not ack.missing:
+            return
+        try:
+            resend = await self._outbox.answer_missing(
+                ack.epoch, ack.missing, now=time.time(), clock_synced=clock_synchronized()
+            )
+        except sqlite3.Error as exc:
+            # As a release that cannot be recorded: the next ACK that lists them asks again.
+            log.warning("ack_not_recorded", error=str(exc), seq=ack.seq)
+            return
+        self._lanes.owe(resend)
 
     async def _release(self, ack: Ack) -> bool:
         """Mark what the ACK proves stored; on a proven rollback start a new epoch instead."""

@@ -32,7 +32,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -229,6 +229,15 @@ class Lanes:
                 continue
             self._landed(seq)
             if seq not in self._owed:
+                self._owed.append(seq)
+
+    def owe(self, seqs: Iterable[int]) -> None:
+        """Owe `seqs` again at once: blocks the collector misses that read as delivered.
+
+        `Outbox.answer_missing` made them undelivered again; nothing else would send them.
+        """
+        for seq in seqs:
+            if seq not in self._sent and seq not in self._owed:
                 self._owed.append(seq)
 
     def _landed(self, seq: int) -> None:

@@ -1,0 +1,57 @@
+"""What the agent makes of seqs an ACK lists missing (edge_agent.core.missing_blocks)."""
+
+from __future__ import annotations
+
+from edge_agent.core.missing_blocks import (
+    EXAMINED,
+    MissingVerdict,
+    examined,
+    judge_missing,
+    out_of_date,
+)
+
+
+def test_the_window_is_the_lowest_missing_seqs_up_to_the_last_sealed() -> None:
+    assert examined([(3, 4), (9, 20)], last_seq=12) == ((3, 4), (9, 12))
+    # Seqs above the local last seq are not sealed yet: nothing to say of them.
+    assert examined([(13, 20)], last_seq=12) == ()
+    assert examined([(1, 10_000)], last_seq=50_000) == ((1, EXAMINED),)
+    assert examined([(5, 5), (7, 100)], last_seq=500, limit=4) == ((5, 5), (7, 9))
+
+
+def test_a_seq_held_undelivered_is_left_to_the_send_path() -> None:
+    """A block not sent yet, or waiting in the backlog, is not lost: it goes in its turn."""
+    verdict = judge_missing([(3, 6)], {3: False, 4: False, 5: False, 6: False})
+    assert verdict == MissingVerdict()
+    assert not verdict
+
+
+def test_a_seq_the_outbox_does_not_hold_is_declared_lost_one_range_a_run() -> None:
+    held = {3: False, 6: False, 9: False}
+    verdict = judge_missing([(3, 9)], held)
+    assert verdict.lost == ((4, 5), (7, 8))
+    assert verdict.resend == ()
+
+
+def test_a_seq_a_gap_record_in_the_outbox_declares_already_is_not_declared_again() -> None:
+    """A thinned or dropped block's replacement travels at the head: its gap record closes
+    the seqs once the collector stores it. Declaring them again would count them twice."""
+    verdict = judge_missing([(4, 12)], {}, declared=[(4, 6), (10, None)])
+    assert verdict.lost == ((7, 9),)
+
+
+def test_a_seq_held_as_delivered_that_the_collector_misses_is_sent_again() -> None:
+    """One bit of a row's header turns its `delivered_at` NULL into 0 or 1: the row reads as
+    delivered, so nothing sent it again, and the collector waited for it for ever."""
+    verdict = judge_missing([(2, 4)], {2: True, 3: False, 4: True})
+    assert verdict == MissingVerdict(lost=(), resend=(2, 4))
+    assert verdict
+
+
+def test_an_ack_below_the_highest_acked_through_heard_is_out_of_date() -> None:
+    """Two collectors of a shared subscription answer in any order: one that stored less when
+    it answered may list a block the other has stored since, and the agent released (and
+    perhaps deleted to make room). Nothing is declared on its word."""
+    assert out_of_date(4, highest_heard=5)
+    assert not out_of_date(5, highest_heard=5)
+    assert not out_of_date(6, highest_heard=5)
