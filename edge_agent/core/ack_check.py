@@ -59,7 +59,7 @@ def judge_ack(ack: Ack, *, last_seq: int, local_hash: str | None) -> Release | R
 
 
 def signing_key_left_out(
-    keys: Sequence[str] | None, kid: str, *, successor_named: bool
+    keys: Sequence[str] | None, kid: str, *, successor_named: bool, before_switch: bool = False
 ) -> bool | None:
     """Whether an ACK's `keys` says the collector no longer takes (or never took) key `kid`.
 
@@ -67,10 +67,13 @@ def signing_key_left_out(
     one without `kid` says the key was revoked, retired or never registered there, and every
     block signed with it is refused. None when the ACK cannot tell: no `keys` (a collector
     before the field), a full list (only the newest MAX_ACK_KEYS: `kid` may be older and
-    still taken), or one naming a key this outbox announced (`successor_named`: a rotation
-    under way, the agent switching to that key; the old one may be retired at once).
+    still taken), one naming a key this outbox announced (`successor_named`: a rotation
+    under way, the agent switching to that key; the old one may be retired at once), or one
+    answering a block sealed before the ACK that named `kid` and made the agent switch to it
+    (`before_switch`): several collectors ACK in any order, and such an ACK may have been
+    issued before the collector stored `kid`'s announcement.
     """
-    if keys is None or len(keys) >= MAX_ACK_KEYS:
+    if keys is None or len(keys) >= MAX_ACK_KEYS or before_switch:
         return None
     if kid in keys:
         return False

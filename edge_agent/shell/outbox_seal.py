@@ -176,20 +176,29 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
                 (*verdict, *bounds),
             ).rowcount
             if signing_kid is not None:
-                note_key_listing(db, keys, signing_kid, now)
+                note_key_listing(db, keys, signing_kid, now, answered=(epoch, also))
             left_out = read_key_left_out(db)
     finally:
         db.execute("PRAGMA synchronous=FULL")
     return Released(blocks, announcements, left_out)
 
 
-def note_key_listing(db: sqlite3.Connection, keys: AckKeys, signing_kid: str, now: float) -> None:
+def note_key_listing(
+    db: sqlite3.Connection,
+    keys: AckKeys,
+    signing_kid: str,
+    now: float,
+    *,
+    answered: tuple[str, int | None] | None = None,
+) -> None:
     """Keep in `meta` whether the ACK's `keys` leaves out `signing_kid` (ack_check's verdict).
 
     Left out: noted with `now`, unless it was already (the first ACK's time stays). Named:
     the note goes. An ACK that cannot tell changes nothing. Written only when it changes.
     A successor is a key announced here after `signing_kid` was (rows in the order sealed;
-    any announced key when `signing_kid` never was, the key of `keys init`).
+    any announced key when `signing_kid` never was, the key of `keys init`). `answered`: the
+    (epoch, seq) of the block the ACK answers; one sealed before the ACK of `signing_kid`'s
+    announcement (the switch to it) may have been answered before the collector took it.
     """
     named = json.dumps(list(keys or ()))
     successor = db.execute(
@@ -198,7 +207,12 @@ def note_key_listing(db: sqlite3.Connection, keys: AckKeys, signing_kid: str, no
         " (SELECT coalesce(max(rowid), 0) FROM key_announcements WHERE kid = ?))",
         (named, signing_kid, signing_kid),
     ).fetchone()
-    verdict = signing_key_left_out(keys, signing_kid, successor_named=bool(successor[0]))
+    verdict = signing_key_left_out(
+        keys,
+        signing_kid,
+        successor_named=bool(successor[0]),
+        before_switch=answered is not None and _sealed_before_switch(db, answered, signing_kid),
+    )
     if verdict is False:
         db.execute("DELETE FROM meta WHERE key = ?", (_KEY_LEFT_OUT,))
     elif verdict:
@@ -208,6 +222,27 @@ def note_key_listing(db: sqlite3.Connection, keys: AckKeys, signing_kid: str, no
             " value = excluded.value WHERE json_extract(meta.value, '$.kid') IS NOT ?",
             (_KEY_LEFT_OUT, note, signing_kid),
         )
+
+
+def _sealed_before_switch(
+    db: sqlite3.Connection, answered: tuple[str, int | None], signing_kid: str
+) -> bool:
+    """Whether block `answered` was sealed before the ACK of `signing_kid`'s announcement.
+
+    False when `signing_kid` was never announced here (the key of `keys init`) or its
+    announcement is not ACKed; a block no longer held counts as sealed before.
+    """
+    epoch, seq = answered
+    found = db.execute(
+        "SELECT (SELECT sealed_at FROM blocks WHERE epoch = ? AND seq = ?),"
+        " (SELECT delivered_at FROM key_announcements WHERE kid = ?"
+        " ORDER BY rowid DESC LIMIT 1)",
+        (epoch, -1 if seq is None else seq, signing_kid),
+    ).fetchone()
+    sealed_at, switched_at = found
+    if switched_at is None:
+        return False
+    return sealed_at is None or float(sealed_at) <= float(switched_at)
 
 
 @dataclass(frozen=True, slots=True)

@@ -56,11 +56,16 @@ class Link:
         await self.ack((await self.agent.undelivered())[-1], keys)
 
     async def ack(self, seq: int, keys: tuple[str, ...] | None) -> None:
+        await self.publish_ack(seq, seq, keys)
+        await wait_until(self.agent.undelivered, lambda seqs: seqs == [])
+
+    async def publish_ack(self, through: int, seq: int, keys: tuple[str, ...] | None) -> None:
+        """The collector's ACK of block `seq`, all through `through` stored, naming `keys`."""
         epoch = self.agent.outbox.epoch
-        body = Ack(GW.gateway, epoch, seq, (), seq, iso_time(time.time()), keys=keys).encode()
+        issued = iso_time(time.time())
+        body = Ack(GW.gateway, epoch, through, (), seq, issued, keys=keys).encode()
         properties = publish_properties(signature_properties(COLLECTOR_KEY.sign(body)))
         await self.client.publish(GW.topics.ack, body, qos=1, properties=properties)
-        await wait_until(self.agent.undelivered, lambda seqs: seqs == [])
 
     def left_out(self) -> float | None:
         """Read anew at each call (an ACK changes it between two reads)."""
@@ -177,3 +182,35 @@ async def test_an_ack_that_cannot_tell_raises_nothing(
             await link.seal_and_ack(keys)
         assert [e for e in logs if e["event"] == "gateway_key_left_out"] == []
         assert link.left_out() is None
+
+
+async def test_an_ack_older_than_the_switch_to_the_signing_key_raises_nothing(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """Several collectors ACK in any order: the ACK of a block sealed before the rotation,
+    issued before the collector stored the new key's announcement, may arrive after the ACK
+    that named the new key and the switch to it. Its `keys` (the old key alone) says nothing
+    of the new key; the next block's ACK, issued after the switch, still tells."""
+    successor = generate_signing_key()
+    public_key = successor.public().public_pem().decode("ascii")
+    async with linked(tmp_path, broker) as link:
+        outbox = link.agent.outbox
+        await link.agent.seal(1)
+        [older] = await link.agent.undelivered()
+        record = KeyRecord(
+            iso_time(time.time()), successor.kid, successor.alg, public_key, GW.key.kid
+        )
+        announced = await outbox.seal((record,), now=time.time(), clock_synced=True)
+        both = (GW.key.kid, successor.kid)
+        await link.publish_ack(older - 1, announced.seq, both)  # collector B: stored it
+        await wait_until(link.agent.undelivered, lambda seqs: seqs == [older])
+        await outbox.use_key(successor)  # the rotation completes
+        with capture_logs() as logs:
+            await link.publish_ack(older, older, (GW.key.kid,))  # collector A, issued earlier
+            await wait_until(link.agent.undelivered, lambda seqs: seqs == [])
+        assert [e for e in logs if e["event"] == "gateway_key_left_out"] == []
+        assert link.left_out() is None
+
+        with capture_logs() as logs:  # issued after the switch: the new key is left out
+            await link.seal_and_ack((GW.key.kid,))
+        assert [e["kid"] for e in logs if e["event"] == "gateway_key_left_out"] == [successor.kid]
