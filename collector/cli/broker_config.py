@@ -193,6 +193,7 @@ def broker_config(  # click passes every option by keyword
             layout.data.mkdir(mode=0o700, exist_ok=True)
         except (PkiError, OSError) as exc:
             raise click.ClickException(str(exc)) from None
+        _hand_over(layout, account)  # before the audit: should it fail, the files are the broker's
         rows = [
             (certificate_detail(_holder(stem, names), c.certificate, "issued"), None)
             for stem, c in issued.items()
@@ -201,7 +202,6 @@ def broker_config(  # click passes every option by keyword
         await audited(storage, Action.CERT_ISSUE, rows, f"wrote {folder} (serials {serials})")
 
     with_storage(config, write)
-    _hand_over(layout, account)
     click.echo(
         f"wrote {layout.conf} for mqtts://{names[0]}:{listen.port} ({', '.join(names)})",
         err=True,

@@ -16,6 +16,8 @@ certificates and no row. The CA is a `ca_init` row; broker-config's certificates
 from __future__ import annotations
 
 import asyncio
+import os
+import pwd
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +33,8 @@ from tests.support.collector_env import collector_cli as run
 from tests.support.postgres import sql_execute, sql_rows
 
 GATEWAY = "91360100MA35GW001H-GW01"
+# Only root can give the broker's key to another user; others run broker-config as themselves.
+_RUN_AS_NOBODY = ("--run-as", "nobody") if os.geteuid() == 0 else ()
 COLLECTOR = "gz-collector-2"
 _REFUSE_SQLITE = (
     "CREATE TRIGGER audit_down BEFORE INSERT ON audit BEGIN SELECT RAISE(ABORT, 'audit down'); END"
@@ -185,9 +189,11 @@ def test_an_append_that_fails_names_what_was_written_and_exits_1(
     assert [entry.serial_number for entry in crl] == [int(serial, 16)]
     made = run(
         "broker-config", "-c", str(config), "--listen", "127.0.0.1:18883",
-        "--out", str(tmp_path / "broker"),
+        "--out", str(tmp_path / "broker"), *_RUN_AS_NOBODY,
     )  # fmt: skip
     assert made.exit_code == 1, made.output
     assert f"wrote {tmp_path / 'broker'}" in made.stderr
     assert "no audit row records it" in made.stderr
+    if _RUN_AS_NOBODY:  # the files written are the broker's all the same
+        assert (tmp_path / "broker" / "broker.key").stat().st_uid == pwd.getpwnam("nobody").pw_uid
     assert [row[0] for row in _admin_rows(storage_url)] == ["ca_init"]
