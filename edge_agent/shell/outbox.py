@@ -55,7 +55,6 @@ from edge_agent.shell.outbox_reads import (
     read_undelivered,
     read_undelivered_block,
 )
-from edge_agent.shell.outbox_recovery import EpochJournal, MarkKeeper, SeqMark
 from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_undelivered
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
@@ -69,6 +68,7 @@ from edge_agent.shell.outbox_seal import (
     release,
     seal_transaction,
 )
+from edge_agent.shell.outbox_sidecars import EpochJournal, MarkKeeper, SeqMark
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from edge_agent.shell.outbox_transaction import on_thread
 from specs.records import GapRecord, Record, iso_time

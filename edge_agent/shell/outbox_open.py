@@ -23,13 +23,8 @@ import structlog
 
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox import Outbox
-from edge_agent.shell.outbox_recovery import (
-    EpochJournal,
-    SeqMark,
-    foreign_database,
-    outbox_unavailable,
-    recovery_gaps,
-)
+from edge_agent.shell.outbox_recovery import foreign_database, outbox_unavailable, recovery_gaps
+from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from hostkit.ownership import root_among_others_files
 from specs.signing import SigningKey

@@ -13,7 +13,7 @@ from typing import Final
 import aiosqlite
 
 from edge_agent.core.chain import ChainState
-from edge_agent.shell.outbox_recovery import EpochJournal
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.outbox_space import SpaceBudget
 from edge_agent.shell.outbox_transaction import async_write_transaction
 

@@ -21,8 +21,9 @@ import structlog
 
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_recovery import EpochJournal, NotAnOutboxError
+from edge_agent.shell.outbox_recovery import NotAnOutboxError
 from edge_agent.shell.outbox_rewrite import RESIGN_BLOCKS
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.block import block_hash, decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import Signature, signing_key_from_seed

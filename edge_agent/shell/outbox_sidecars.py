@@ -1,0 +1,180 @@
+"""The two small files kept beside the outbox, which remember what the file itself may lose.
+
+The epoch journal (`<path>.epochs`, a small JSON file rewritten atomically whenever an epoch
+starts) names the epochs this path has used, so a missing or emptied file is told from a first
+start. The seq mark (`<path>.seq`, one small record overwritten in place after every seal)
+remembers the highest seq sealed and the readings a stop on a full disk let go unsealed, so a
+file that comes back older (a WAL cut mid-frame) is told from a healthy one. The mark is
+written without fsync: it survives a killed process or a tampered file, not every power cut
+(the WAL itself is synced). Neither holds data: losing one only blunts what a restart can
+tell (`edge_agent.shell.outbox_recovery`).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Final
+
+import structlog
+
+from edge_agent.core.losses import LostReadings
+from hostkit.atomicfile import replace_file
+
+log = structlog.get_logger("edge_agent.outbox")
+
+_JOURNAL_KEEP: Final = 16
+_MARK_BYTES: Final = 160
+
+
+class EpochJournal:
+    """The epochs this outbox path has used, newest last (advisory: losing it loses no data)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+
+    @classmethod
+    def beside(cls, outbox: Path) -> EpochJournal:
+        """The journal of an outbox file."""
+        return cls(outbox.with_name(outbox.name + ".epochs"))
+
+    def epochs(self) -> tuple[str, ...]:
+        """Epochs recorded so far (empty when the journal is missing or unreadable)."""
+        try:
+            body = json.loads(self._path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            return ()
+        except (OSError, ValueError) as exc:
+            log.warning("epoch_journal_unreadable", path=str(self._path), error=str(exc))
+            return ()
+        found = body.get("epochs") if isinstance(body, dict) else None
+        if not isinstance(found, list):
+            return ()
+        return tuple(e for e in found if isinstance(e, str))
+
+    def latest(self) -> str | None:
+        """The epoch most recently started here."""
+        epochs = self.epochs()
+        return epochs[-1] if epochs else None
+
+    def record(self, epoch: str) -> None:
+        """Note `epoch` as the current one: written to a temporary file, synced, renamed."""
+        epochs: Sequence[str] = self.epochs()
+        if epochs and epochs[-1] == epoch:
+            return
+        body = {"epochs": [*[e for e in epochs if e != epoch], epoch][-_JOURNAL_KEEP:]}
+        try:
+            replace_file(self._path, json.dumps(body).encode("utf-8"))
+        except OSError as exc:
+            # A full disk must not stop the agent; the journal only sharpens gap records.
+            log.warning("epoch_journal_not_written", path=str(self._path), error=str(exc))
+
+
+@dataclass(frozen=True, slots=True)
+class Mark:
+    """The highest seq sealed in an epoch, as last noted beside the file.
+
+    `unsealed` counts the readings a stop on a full disk had to let go (the next start names
+    them in a gap record).
+    """
+
+    epoch: str
+    seq: int
+    unsealed: LostReadings
+
+
+def _time_field(value: float | None) -> str:
+    return "-" if value is None else repr(value)
+
+
+def _parse_time(text: str) -> float | None:
+    return None if text == "-" else float(text)
+
+
+class SeqMark:
+    """One fixed-size record, overwritten in place after each seal (one pwrite, no rename)."""
+
+    def __init__(self, path: Path) -> None:
+        self._path = path
+        self._descriptor: int | None = None
+        self._warned = False
+
+    @classmethod
+    def beside(cls, outbox: Path) -> SeqMark:
+        """The seq mark of an outbox file."""
+        return cls(outbox.with_name(outbox.name + ".seq"))
+
+    def read(self) -> Mark | None:
+        """The mark, or None when there is none (or it cannot be read)."""
+        try:
+            fields = self._path.read_bytes()[:_MARK_BYTES].decode("ascii").split()
+            epoch, seq, count, t_from, t_to = fields
+            return Mark(
+                epoch, int(seq), LostReadings(int(count), _parse_time(t_from), _parse_time(t_to))
+            )
+        except (OSError, UnicodeDecodeError, ValueError):
+            return None
+
+    def write(self, epoch: str, seq: int, unsealed: LostReadings) -> None:
+        """Note `seq` as the highest sealed in `epoch`, and what was let go unsealed.
+
+        Overwritten in place: once the file exists, a full disk does not stop this.
+        """
+        text = (
+            f"{epoch} {seq} {unsealed.count} {_time_field(unsealed.t_from)}"
+            f" {_time_field(unsealed.t_to)}"
+        )
+        record = text.encode("ascii").ljust(_MARK_BYTES)
+        try:
+            if self._descriptor is None:
+                self._descriptor = os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o600)
+            os.pwrite(self._descriptor, record, 0)
+        except OSError as exc:
+            if not self._warned:
+                self._warned = True
+                log.warning("seq_mark_not_written", path=str(self._path), error=str(exc))
+
+    def close(self) -> None:
+        """Release the file descriptor."""
+        if self._descriptor is not None:
+            os.close(self._descriptor)
+            self._descriptor = None
+
+
+class MarkKeeper:
+    """What the seq mark says as the outbox moves.
+
+    The last block sealed, and the readings let go unsealed: written beside the file (when
+    there is a mark) after each commit, never before.
+    """
+
+    def __init__(self, mark: SeqMark | None, unsealed: LostReadings | None) -> None:
+        self._mark = mark
+        self._unsealed = unsealed if unsealed is not None else LostReadings()
+        self._last: tuple[str, int] = ("", 0)
+
+    @property
+    def unsealed(self) -> LostReadings:
+        """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap."""
+        return self._unsealed
+
+    def found(self, epoch: str, seq: int) -> None:
+        """The file's last block at opening: noted, not written (the mark may say more)."""
+        self._last = (epoch, seq)
+
+    def sealed(self, epoch: str, seq: int) -> None:
+        """Block `seq` of `epoch` is committed."""
+        self._last = (epoch, seq)
+        self._write()
+
+    def let_go(self, unsealed: LostReadings) -> None:
+        """Readings let go unsealed so far (an empty tally: all named by gaps now)."""
+        self._unsealed = unsealed
+        self._write()
+
+    def _write(self) -> None:
+        if self._mark is not None:
+            self._mark.write(*self._last, self._unsealed)
