@@ -17,7 +17,7 @@ from pathlib import Path
 
 from collector.storage import open_storage
 from collector.storage.capabilities import TokenStore
-from collector.storage.sqlite.schema import connect, immediate_transaction
+from collector.storage.sqlite.connection import connect, immediate_transaction
 from collector.tokens import StoredToken, new_secret, secret_hash
 
 NOW = 1_767_225_600.0

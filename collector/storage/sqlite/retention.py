@@ -27,7 +27,7 @@ from collector.storage.retention import (
     first_kept,
 )
 from collector.storage.sqlite.audit import SqliteChain
-from collector.storage.sqlite.schema import connect, immediate_transaction
+from collector.storage.sqlite.connection import connect, immediate_transaction
 
 
 async def _oldest_per_series(db: aiosqlite.Connection) -> list[tuple[str, str, float]]:

@@ -42,7 +42,8 @@ from collector.storage.sqlite import (
 )
 from collector.storage.sqlite.audit import SqliteChain
 from collector.storage.sqlite.buckets import SqliteBucketQueries, SqliteRollupBucketQueries
-from collector.storage.sqlite.schema import connect, migrate, open_database, rollback
+from collector.storage.sqlite.connection import connect, open_database, rollback
+from collector.storage.sqlite.schema import migrate
 from collector.storage.sqlite.sql import fetcher
 from collector.tokens import StoredToken
 

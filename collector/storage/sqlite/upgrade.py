@@ -8,7 +8,8 @@ from pathlib import Path
 import aiosqlite
 
 from collector.storage.base import StorageError
-from collector.storage.sqlite.schema import migrate, open_database
+from collector.storage.sqlite.connection import open_database
+from collector.storage.sqlite.schema import migrate
 
 
 async def upgrade(path: Path) -> tuple[int, int]:
