@@ -20,10 +20,10 @@ the file was lost, a new epoch starts and every undelivered block of an older ep
 again under it.
 
 This module is the `Outbox`; its parts live beside it: opening the file (`outbox_open`), the
-tables (`outbox_schema`), the seal's statements (`outbox_seal`), reading back
-(`outbox_reads`), new epochs and new keys (`outbox_rewrite`), making room (`outbox_room`,
-`outbox_space`), blocks changed on disk (`outbox_damage`), retention (`outbox_prune`) and what
-a restart finds (`outbox_recovery`).
+tables (`outbox_schema`), the seal's statements (`outbox_seal`), reading back (`outbox_reads`),
+new epochs and keys (`outbox_rewrite`), making room (`outbox_room`, `outbox_space`), blocks
+changed on disk (`outbox_damage`), retention (`outbox_prune`), the ACKs' word on the signing
+key (`outbox_key_listing`), what a restart finds (`outbox_recovery`, `outbox_sidecars`).
 """
 
 from __future__ import annotations
@@ -40,6 +40,7 @@ from edge_agent.core.chain import ChainState, Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
 from edge_agent.core.missing_blocks import Span
 from edge_agent.shell.outbox_damage import ready_to_send
+from edge_agent.shell.outbox_key_listing import AckKeys, KeyListing, read_key_left_out
 from edge_agent.shell.outbox_missing import Declarations, answer_missing
 from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
@@ -59,36 +60,19 @@ from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_un
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
 from edge_agent.shell.outbox_seal import (
-    AckKeys,
-    KeyLeftOut,
     append_block,
     chain_position,
     read_chain_state,
-    read_key_left_out,
     release,
     seal_transaction,
 )
 from edge_agent.shell.outbox_sidecars import EpochJournal, MarkKeeper, SeqMark
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from edge_agent.shell.outbox_transaction import on_thread
-from specs.records import GapRecord, Record, iso_time
+from specs.records import GapRecord, Record
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
-
-
-def _log_left_out(left_out: KeyLeftOut, *, keys: AckKeys) -> None:
-    """`gateway_key_left_out`: the ACK's `keys` (None: logged again at a start) and the key."""
-    log.error(
-        "gateway_key_left_out",
-        kid=left_out.kid,
-        since=iso_time(left_out.since),
-        keys=None if keys is None else list(keys),
-        why="the collector's ACK names the keys it takes this gateway's blocks under, and not"
-        " this one (revoked, retired or never registered there): it refuses every block signed"
-        " with it; see its audit (revoked_key, retired_key, unknown_key) and `collector"
-        " gateways list`",
-    )
 
 
 class Outbox:
@@ -132,7 +116,7 @@ class Outbox:
         # Seq ranges the current epoch's gap records declare (`answer_missing`).
         self._declared = Declarations()
         # The signing key an ACK's `keys` left out, as the file keeps it (`key_left_out`).
-        self._left_out: KeyLeftOut | None = None
+        self._left_out = KeyListing()
 
     @property
     def epoch(self) -> str:
@@ -144,7 +128,7 @@ class Outbox:
         self._data_version = await read_data_version(self._db)
         state = await self._chain_state()
         self._marks.found(state.epoch, state.last_seq)
-        self._left_out = await on_thread(self._db, read_key_left_out)
+        self._left_out.found(await on_thread(self._db, read_key_left_out))
 
     async def _chain_state(self) -> ChainState:
         state = await on_thread(self._db, read_chain_state)
@@ -401,7 +385,7 @@ class Outbox:
             released = await on_thread(
                 self._db, release, epoch, through, also, now, keys, self._key.kid
             )
-            self._note_left_out(released.left_out, keys)
+            self._left_out.acked(released.left_out, keys, self._key.kid)
             if released.announcements:
                 self.announcement_delivered.set()
             return released.blocks
@@ -412,23 +396,11 @@ class Outbox:
 
         It was revoked, retired or never registered there. None: they name it, or have not said.
         """
-        left_out = self._left_out
-        return left_out.since if left_out is not None and left_out.kid == self._key.kid else None
+        return self._left_out.since(self._key.kid)
 
     def report_key_left_out(self) -> None:
         """Log `gateway_key_left_out` again while it stands (at each start: no ACK comes)."""
-        if self._left_out is not None and self.key_left_out is not None:
-            _log_left_out(self._left_out, keys=None)
-
-    def _note_left_out(self, now_kept: KeyLeftOut | None, keys: AckKeys) -> None:
-        """Log what an ACK changed of `key_left_out`: left out, or named again."""
-        before = self.key_left_out
-        self._left_out = now_kept
-        after = self.key_left_out
-        if after is not None and before is None and now_kept is not None:
-            _log_left_out(now_kept, keys=keys)
-        elif before is not None and after is None:
-            log.info("gateway_key_listed_again", kid=self._key.kid)
+        self._left_out.report(self._key.kid)
 
     async def prune(self, *, delivered_before: float) -> int:
         """Delete delivered blocks released before the given time (retention); how many.

@@ -15,11 +15,15 @@ import json
 import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Final
 
-from edge_agent.core.ack_check import signing_key_left_out
 from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
 from edge_agent.core.thinning import imported_keys
+from edge_agent.shell.outbox_key_listing import (
+    AckKeys,
+    KeyLeftOut,
+    note_key_listing,
+    read_key_left_out,
+)
 from edge_agent.shell.outbox_transaction import write_transaction
 from specs.records import KeyRecord, Reading, Record
 from specs.signing import SigningKey
@@ -121,14 +125,6 @@ def chain_position(db: sqlite3.Connection, seq: int) -> tuple[ChainState, str | 
     return state, None if row is None else str(row[0])
 
 
-AckKeys = Sequence[str] | None
-"""An ACK's `keys`: the kids the collector takes the gateway's blocks under (None: an ACK
-from a collector before the field)."""
-
-_KEY_LEFT_OUT: Final = "key_left_out"
-"""The `meta` row naming the signing key an ACK's `keys` left out, and since when (JSON)."""
-
-
 @dataclass(frozen=True, slots=True)
 class Released:
     """What an ACK released, and the signing key left out of `keys` as it stands after it."""
@@ -181,82 +177,3 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
     finally:
         db.execute("PRAGMA synchronous=FULL")
     return Released(blocks, announcements, left_out)
-
-
-def note_key_listing(
-    db: sqlite3.Connection,
-    keys: AckKeys,
-    signing_kid: str,
-    now: float,
-    *,
-    answered: tuple[str, int | None] | None = None,
-) -> None:
-    """Keep in `meta` whether the ACK's `keys` leaves out `signing_kid` (ack_check's verdict).
-
-    Left out: noted with `now`, unless it was already (the first ACK's time stays). Named:
-    the note goes. An ACK that cannot tell changes nothing. Written only when it changes.
-    A successor is a key announced here after `signing_kid` was (rows in the order sealed;
-    any announced key when `signing_kid` never was, the key of `keys init`). `answered`: the
-    (epoch, seq) of the block the ACK answers; one sealed before the ACK of `signing_kid`'s
-    announcement (the switch to it) may have been answered before the collector took it.
-    """
-    named = json.dumps(list(keys or ()))
-    successor = db.execute(
-        "SELECT EXISTS (SELECT 1 FROM key_announcements WHERE kid IN"
-        " (SELECT value FROM json_each(?)) AND kid != ? AND rowid >"
-        " (SELECT coalesce(max(rowid), 0) FROM key_announcements WHERE kid = ?))",
-        (named, signing_kid, signing_kid),
-    ).fetchone()
-    verdict = signing_key_left_out(
-        keys,
-        signing_kid,
-        successor_named=bool(successor[0]),
-        before_switch=answered is not None and _sealed_before_switch(db, answered, signing_kid),
-    )
-    if verdict is False:
-        db.execute("DELETE FROM meta WHERE key = ?", (_KEY_LEFT_OUT,))
-    elif verdict:
-        note = json.dumps({"kid": signing_kid, "since": now})
-        db.execute(
-            "INSERT INTO meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET"
-            " value = excluded.value WHERE json_extract(meta.value, '$.kid') IS NOT ?",
-            (_KEY_LEFT_OUT, note, signing_kid),
-        )
-
-
-def _sealed_before_switch(
-    db: sqlite3.Connection, answered: tuple[str, int | None], signing_kid: str
-) -> bool:
-    """Whether block `answered` was sealed before the ACK of `signing_kid`'s announcement.
-
-    False when `signing_kid` was never announced here (the key of `keys init`) or its
-    announcement is not ACKed; a block no longer held counts as sealed before.
-    """
-    epoch, seq = answered
-    found = db.execute(
-        "SELECT (SELECT sealed_at FROM blocks WHERE epoch = ? AND seq = ?),"
-        " (SELECT delivered_at FROM key_announcements WHERE kid = ?"
-        " ORDER BY rowid DESC LIMIT 1)",
-        (epoch, -1 if seq is None else seq, signing_kid),
-    ).fetchone()
-    sealed_at, switched_at = found
-    if switched_at is None:
-        return False
-    return sealed_at is None or float(sealed_at) <= float(switched_at)
-
-
-@dataclass(frozen=True, slots=True)
-class KeyLeftOut:
-    """The key an ACK's `keys` left out (`kid`), since the first such ACK (`since`)."""
-
-    kid: str
-    since: float
-
-
-def read_key_left_out(db: sqlite3.Connection) -> KeyLeftOut | None:
-    """The signing key an ACK left out of `keys`, as `note_key_listing` kept it (or None)."""
-    row = db.execute("SELECT value FROM meta WHERE key = ?", (_KEY_LEFT_OUT,)).fetchone()
-    if row is None:
-        return None
-    note = json.loads(str(row[0]))
-    return KeyLeftOut(str(note["kid"]), float(note["since"]))
