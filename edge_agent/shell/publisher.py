@@ -4,47 +4,35 @@ A broker PUBACK means nothing here (mosquitto loses queued QoS 1 messages on SIG
 collector's signed ACK, sent after its database commit, lets the agent forget a block.
 
 This module is the MQTT session (ACKs and commands in, blocks, heartbeats and results out);
-which block goes next, in which lane, and what is owed again is
-`edge_agent.shell.publisher_lanes`; the client, its settings and its will are
-`edge_agent.shell.uplink`.
+what an ACK does is `edge_agent.shell.publisher_acks`; which block goes next, in which lane,
+and what is owed again is `edge_agent.shell.publisher_lanes`; the client, its settings and its
+will are `edge_agent.shell.uplink`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
 
 import aiomqtt
 import structlog
-from paho.mqtt.properties import Properties
 
-from edge_agent.core.ack_check import Rollback, judge_ack
-from edge_agent.core.missing_blocks import out_of_date
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.first_failure import first_failure
-from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_reads import StoredBlock
-from edge_agent.shell.outbox_recovery import declared_gap
+from edge_agent.shell.publisher_acks import AckTaker
 from edge_agent.shell.publisher_lanes import Lanes
 from edge_agent.shell.uplink import UplinkSettings, signed_properties, uplink_client
 from hostkit.backoff import ResendBackoff
-from hostkit.log_limit import LineLimit, warn_limited
+from hostkit.log_limit import LineLimit
 from hostkit.mqtt_held import HeldBytes
-from specs.ack import Ack, AckFormatError, decode_ack
 from specs.encoding import choose_encoding, encode_payload
 from specs.lanes import Lane, lane_properties
-from specs.records import GapReason
-from specs.signing import (
-    Signature,
-    SignatureError,
-    VerifyKey,
-    signature_from_properties,
-)
+from specs.signing import Signature, VerifyKey
 from specs.status import GatewayStatus
 from specs.topics import GatewayTopics
 
@@ -83,7 +71,6 @@ class Publisher:
         self._outbox = outbox
         self._commands = commands  # None: down/cmd is not subscribed
         self._topics = topics
-        self._collector_key = collector_key
         self._settings = settings
         self._new_backoff = backoff
         self._meta = meta
@@ -95,17 +82,25 @@ class Publisher:
         self._stop_said = False
         self._backoff = backoff()
         self._lanes = Lanes(settings.max_inflight, ResendBackoff(settings.ack_timeout))
-        self._rejected_lines = rejected_lines if rejected_lines is not None else LineLimit()
         self._wake = asyncio.Event()
+        self._acks = AckTaker(
+            outbox,
+            topics,
+            collector_key,
+            lanes=self._lanes,
+            wake=self._wake,
+            rejected_lines=rejected_lines if rejected_lines is not None else LineLimit(),
+        )
         self._idle = asyncio.Event()
         self.connected = asyncio.Event()
         self.published = 0
-        # When the collector last released blocks with an ACK (wall clock; `edge-agent status`).
-        self.last_ack: float | None = None
         self._next_send = 0.0
-        # The highest `acked_through` an ACK said, and its epoch (`_answer_missing`).
-        self._highest_acked = ("", 0)
         self._last_rescan = 0.0
+
+    @property
+    def last_ack(self) -> float | None:
+        """When the collector last released blocks with an ACK (wall clock; `edge-agent status`)."""
+        return self._acks.last_ack
 
     def replace_meta(self, meta: tuple[bytes, Signature]) -> None:
         """Send this signed meta from the next connect on (the gateway's key changed)."""
@@ -222,85 +217,7 @@ class Publisher:
             user = getattr(message.properties, "UserProperty", None)
             await self._commands.on_command(bytes(message.payload), user)
         elif message.topic.matches(self._topics.ack):
-            await self._on_ack(bytes(message.payload), message.properties)
-
-    def _ack_rejected(self, reason: str, **fields: object) -> None:
-        # Anyone who can publish on down/ack can forge these: a bounded number of lines.
-        lines = self._rejected_lines
-        warn_limited(
-            log, lines, reason, "ack_rejected", "acks_rejected_unlogged", reason=reason, **fields
-        )
-
-    async def _on_ack(self, payload: bytes, properties: Properties | None) -> None:
-        user = getattr(properties, "UserProperty", None)
-        try:
-            self._collector_key.verify(signature_from_properties(user), payload)
-            ack = decode_ack(payload)
-        except (SignatureError, AckFormatError) as exc:
-            self._ack_rejected(str(exc))
-            return
-        if ack.gateway != self._topics.gateway or ack.epoch != self._outbox.epoch:
-            self._ack_rejected("not for this gateway or epoch", epoch=ack.epoch)
-            return
-        try:
-            released = await self._release(ack)
-        except sqlite3.Error as exc:
-            # A full disk must not stop the uplink: the block stays undelivered, is sent
-            # again when its wait for an ACK is over, and the collector answers it again.
-            log.warning("ack_not_recorded", error=str(exc), seq=ack.seq)
-            return
-        if not released:
-            return
-        self.last_ack = time.time()
-        self._lanes.acked(ack)
-        await self._answer_missing(ack)
-        self._wake.set()
-
-    async def _answer_missing(self, ack: Ack) -> None:
-        """Declare what `ack` lists missing that the outbox cannot send; owe again what it can.
-
-        `edge_agent.core.missing_blocks`: a seq the outbox does not hold would otherwise stay
-        an open hole at the collector for ever, its readings neither stored nor declared.
-        """
-        epoch, through = self._highest_acked
-        if epoch == ack.epoch and out_of_date(ack.acked_through, through):
-            return
-        self._highest_acked = (ack.epoch, ack.acked_through)
-        if not ack.missing:
-            return
-        try:
-            resend = await self._outbox.answer_missing(
-                ack.epoch, ack.missing, now=time.time(), clock_synced=clock_synchronized()
-            )
-        except sqlite3.Error as exc:
-            # As a release that cannot be recorded: the next ACK that lists them asks again.
-            log.warning("ack_not_recorded", error=str(exc), seq=ack.seq)
-            return
-        self._lanes.owe(resend)
-
-    async def _release(self, ack: Ack) -> bool:
-        """Mark what the ACK proves stored; on a proven rollback start a new epoch instead."""
-        last_seq, local_hash = await self._outbox.chain_position(ack.acked_through)
-        verdict = judge_ack(ack, last_seq=last_seq, local_hash=local_hash)
-        if isinstance(verdict, Rollback):
-            log.error("sequence_rollback_detected", epoch=ack.epoch, why=verdict.why)
-            now = time.time()
-            await self._outbox.start_new_epoch(
-                (declared_gap(GapReason.OUTBOX_RESTORED, ack.epoch, 1, now),),
-                now=now,
-                clock_synced=clock_synchronized(),
-            )
-            self._lanes.forget()
-            self._wake.set()
-            return False
-        await self._outbox.mark_delivered(
-            epoch=ack.epoch,
-            through=verdict.through,
-            also=verdict.also,
-            now=time.time(),
-            keys=ack.keys,
-        )
-        return True
+            await self._acks.on_ack(bytes(message.payload), message.properties)
 
     async def _rescan_if_changed(self) -> None:
         """Pick up blocks another process sealed or marked for resend, and a new epoch.

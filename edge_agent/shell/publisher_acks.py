@@ -1,0 +1,138 @@
+"""What a collector ACK on `down/ack` does: judged, then released, rolled back or answered.
+
+An ACK is taken only when the collector's signature holds and it names this gateway and the
+outbox's epoch; anyone who can publish there can forge the rest, so a rejected one costs a
+bounded number of log lines. A valid ACK releases what it proves stored (`Outbox.mark_delivered`)
+or, when it proves the agent's sequence state rolled back, starts a new epoch; then what it
+lists missing that the outbox cannot send is declared lost, or owed again
+(`edge_agent.core.missing_blocks`). The publisher (edge_agent.shell.publisher) owns the session
+and hands each ACK here; the lanes (edge_agent.shell.publisher_lanes) learn what it answered.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import time
+
+import structlog
+from paho.mqtt.properties import Properties
+
+from edge_agent.core.ack_check import Rollback, judge_ack
+from edge_agent.core.missing_blocks import out_of_date
+from edge_agent.core.trusted_keys import TrustedKeys
+from edge_agent.shell.host import clock_synchronized
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_recovery import declared_gap
+from edge_agent.shell.publisher_lanes import Lanes
+from hostkit.log_limit import LineLimit, warn_limited
+from specs.ack import Ack, AckFormatError, decode_ack
+from specs.records import GapReason
+from specs.signing import SignatureError, VerifyKey, signature_from_properties
+from specs.topics import GatewayTopics
+
+log = structlog.get_logger("edge_agent.publisher")
+
+
+class AckTaker:
+    """Takes each ACK the session receives; `wake` is set when there is something to send."""
+
+    def __init__(
+        self,
+        outbox: Outbox,
+        topics: GatewayTopics,
+        collector_key: VerifyKey | TrustedKeys,
+        *,
+        lanes: Lanes,
+        wake: asyncio.Event,
+        rejected_lines: LineLimit,
+    ) -> None:
+        self._outbox = outbox
+        self._topics = topics
+        self._collector_key = collector_key
+        self._lanes = lanes
+        self._wake = wake
+        self._rejected_lines = rejected_lines
+        # When the collector last released blocks with an ACK (wall clock; `edge-agent status`).
+        self.last_ack: float | None = None
+        # The highest `acked_through` an ACK said, and its epoch (`_answer_missing`).
+        self._highest_acked = ("", 0)
+
+    def _ack_rejected(self, reason: str, **fields: object) -> None:
+        # Anyone who can publish on down/ack can forge these: a bounded number of lines.
+        lines = self._rejected_lines
+        warn_limited(
+            log, lines, reason, "ack_rejected", "acks_rejected_unlogged", reason=reason, **fields
+        )
+
+    async def on_ack(self, payload: bytes, properties: Properties | None) -> None:
+        """Judge one ACK and apply it (never raises for a bad one; a full disk is logged)."""
+        user = getattr(properties, "UserProperty", None)
+        try:
+            self._collector_key.verify(signature_from_properties(user), payload)
+            ack = decode_ack(payload)
+        except (SignatureError, AckFormatError) as exc:
+            self._ack_rejected(str(exc))
+            return
+        if ack.gateway != self._topics.gateway or ack.epoch != self._outbox.epoch:
+            self._ack_rejected("not for this gateway or epoch", epoch=ack.epoch)
+            return
+        try:
+            released = await self._release(ack)
+        except sqlite3.Error as exc:
+            # A full disk must not stop the uplink: the block stays undelivered, is sent
+            # again when its wait for an ACK is over, and the collector answers it again.
+            log.warning("ack_not_recorded", error=str(exc), seq=ack.seq)
+            return
+        if not released:
+            return
+        self.last_ack = time.time()
+        self._lanes.acked(ack)
+        await self._answer_missing(ack)
+        self._wake.set()
+
+    async def _answer_missing(self, ack: Ack) -> None:
+        """Declare what `ack` lists missing that the outbox cannot send; owe again what it can.
+
+        `edge_agent.core.missing_blocks`: a seq the outbox does not hold would otherwise stay
+        an open hole at the collector for ever, its readings neither stored nor declared.
+        """
+        epoch, through = self._highest_acked
+        if epoch == ack.epoch and out_of_date(ack.acked_through, through):
+            return
+        self._highest_acked = (ack.epoch, ack.acked_through)
+        if not ack.missing:
+            return
+        try:
+            resend = await self._outbox.answer_missing(
+                ack.epoch, ack.missing, now=time.time(), clock_synced=clock_synchronized()
+            )
+        except sqlite3.Error as exc:
+            # As a release that cannot be recorded: the next ACK that lists them asks again.
+            log.warning("ack_not_recorded", error=str(exc), seq=ack.seq)
+            return
+        self._lanes.owe(resend)
+
+    async def _release(self, ack: Ack) -> bool:
+        """Mark what the ACK proves stored; on a proven rollback start a new epoch instead."""
+        last_seq, local_hash = await self._outbox.chain_position(ack.acked_through)
+        verdict = judge_ack(ack, last_seq=last_seq, local_hash=local_hash)
+        if isinstance(verdict, Rollback):
+            log.error("sequence_rollback_detected", epoch=ack.epoch, why=verdict.why)
+            now = time.time()
+            await self._outbox.start_new_epoch(
+                (declared_gap(GapReason.OUTBOX_RESTORED, ack.epoch, 1, now),),
+                now=now,
+                clock_synced=clock_synchronized(),
+            )
+            self._lanes.forget()
+            self._wake.set()
+            return False
+        await self._outbox.mark_delivered(
+            epoch=ack.epoch,
+            through=verdict.through,
+            also=verdict.also,
+            now=time.time(),
+            keys=ack.keys,
+        )
+        return True
