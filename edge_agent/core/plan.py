@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import Final, Protocol
 
 from edge_agent.core.alarms.rules import AlarmRules
 from edge_agent.core.chain import Identity
@@ -65,6 +65,12 @@ class UplinkPlan:
     collector_key_files: tuple[Path, ...]
 
 
+# How long a connection to the outbox waits for another process's lock before SQLite answers
+# SQLITE_BUSY (a seal or `outbox resend` in progress is over long before). Not a config key:
+# every plan `edge-agent run` compiles has it; tests that wait out a lock make it short.
+OUTBOX_BUSY_TIMEOUT: Final = 30.0
+
+
 @dataclass(frozen=True, slots=True)
 class OutboxPlan:
     """Where blocks wait for their ACK, how large the file may grow, how blocks are sealed."""
@@ -74,6 +80,7 @@ class OutboxPlan:
     retain_days: int
     flush_interval: float
     flush_readings: int
+    busy_timeout: float = OUTBOX_BUSY_TIMEOUT
 
 
 @dataclass(frozen=True, slots=True)

@@ -16,9 +16,9 @@ from pathlib import Path
 from typing import Final
 
 from edge_agent.core.outbox_view import ExportedBlock, PayloadError, count_readings
+from edge_agent.core.plan import OUTBOX_BUSY_TIMEOUT
 from edge_agent.shell.outbox_transaction import write_transaction
 
-BUSY_TIMEOUT: Final = 30.0
 MAX_SEQ: Final = 2**63 - 1
 
 
@@ -86,7 +86,7 @@ def _connect(path: Path, mode: str) -> sqlite3.Connection:
         raise OutboxAccessError(f"{path}: no outbox yet (the agent has not run)")
     uri = f"{path.resolve().as_uri()}?mode={mode}"
     try:
-        return sqlite3.connect(uri, uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+        return sqlite3.connect(uri, uri=True, timeout=OUTBOX_BUSY_TIMEOUT, isolation_level=None)
     except sqlite3.Error as exc:
         raise OutboxAccessError(f"{path}: {exc}") from None
 
@@ -199,7 +199,7 @@ def export_blocks(
 def mark_for_resend(path: Path, *, from_seq: int) -> ResendResult:
     """Mark delivered blocks of the current epoch with seq >= `from_seq` undelivered again.
 
-    One immediate transaction, waiting up to BUSY_TIMEOUT for a seal in progress.
+    One immediate transaction, waiting up to OUTBOX_BUSY_TIMEOUT for a seal in progress.
 
     Raises:
         OutboxAccessError: the file is missing, not an outbox, or could not be written.

@@ -22,6 +22,7 @@ import aiosqlite
 import structlog
 
 from edge_agent.core.chain import Identity
+from edge_agent.core.plan import OUTBOX_BUSY_TIMEOUT
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_recovery import foreign_database, outbox_unavailable, recovery_gaps
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
@@ -141,12 +142,14 @@ async def open_outbox(
     *,
     max_bytes: int | None = None,
     clock_synced: bool = False,
+    busy_timeout: float = OUTBOX_BUSY_TIMEOUT,
 ) -> AsyncIterator[Outbox]:
     """Open (or create) the outbox at `path`, after checking what happened to it.
 
     A corrupt file is moved aside and a lost one is named: either way a gap record is sealed
     into the first block of the file opened. `max_bytes` enforces a space budget. A file that
-    cannot be checked or opened for another cause raises OutboxUnavailableError, and stays;
+    cannot be checked or opened for another cause raises OutboxUnavailableError, and stays
+    (another process's lock, once it has held for `busy_timeout` seconds);
     another program's database raises NotAnOutboxError, and stays as it was.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -154,11 +157,11 @@ async def open_outbox(
     mark = SeqMark.beside(path)
     now = time.time()
     noted = mark.read()
-    gaps, abandon = recovery_gaps(path, journal, mark, now)
+    gaps, abandon = recovery_gaps(path, journal, mark, now, busy_timeout=busy_timeout)
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
     # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
     with _opening(path):
-        db = await aiosqlite.connect(path, isolation_level=None, timeout=30.0)
+        db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
     try:
         with _opening(path):
             budget = None if max_bytes is None else SpaceBudget(max_bytes)

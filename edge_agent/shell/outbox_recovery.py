@@ -33,6 +33,7 @@ from typing import Final
 
 import structlog
 
+from edge_agent.core.plan import OUTBOX_BUSY_TIMEOUT
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from edge_agent.shell.outbox_space import free_bytes
 from hostkit.sqlite_file import holding, named_tables, table_names
@@ -168,14 +169,17 @@ def foreign_database(path: Path) -> str | None:
     return None if foreign is None else foreign.why
 
 
-def inspect_outbox(path: Path) -> FileState:
-    """Look at the file without changing what it holds (a WAL is recovered, as any open does)."""
+def inspect_outbox(path: Path, busy_timeout: float = OUTBOX_BUSY_TIMEOUT) -> FileState:
+    """Look at the file without changing what it holds (a WAL is recovered, as any open does).
+
+    Another process's lock is waited for `busy_timeout` seconds, then SQLITE_BUSY.
+    """
     if not path.exists():
         return Absent("no outbox file")
     if path.stat().st_size == 0:
         return Absent("the outbox file is empty (0 bytes)")
     try:
-        found = _read_state(path)
+        found = _read_state(path, busy_timeout)
     except sqlite3.DatabaseError as exc:
         return _unreadable(path, exc)
     if not isinstance(found, dict):
@@ -200,8 +204,10 @@ def _unreadable(path: Path, error: sqlite3.DatabaseError) -> Corrupt:
     raise outbox_unavailable(path, error, "check") from error
 
 
-def _read_state(path: Path) -> dict[object, object] | Corrupt | Foreign | Absent:
-    with contextlib.closing(sqlite3.connect(path, timeout=30.0)) as db:
+def _read_state(
+    path: Path, busy_timeout: float
+) -> dict[object, object] | Corrupt | Foreign | Absent:
+    with contextlib.closing(sqlite3.connect(path, timeout=busy_timeout)) as db:
         problems = [str(row[0]) for row in db.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
             return Corrupt("quick_check: " + "; ".join(problems[:3]))
@@ -241,16 +247,22 @@ def declared_gap(
 
 
 def recovery_gaps(
-    path: Path, journal: EpochJournal, mark: SeqMark, now: float
+    path: Path,
+    journal: EpochJournal,
+    mark: SeqMark,
+    now: float,
+    *,
+    busy_timeout: float = OUTBOX_BUSY_TIMEOUT,
 ) -> tuple[list[GapRecord], bool]:
     """Gap records owed for what happened to the file while the agent was away.
 
     Returns the gaps and whether the file's own epoch must be abandoned too (it is not the
     file last used here). A corrupt file is moved aside first; another program's database
-    raises NotAnOutboxError, left as it is.
+    raises NotAnOutboxError, left as it is. Another process's lock is waited for `busy_timeout`
+    seconds (then OutboxUnavailableError).
     """
     known = journal.latest()
-    found = inspect_outbox(path)
+    found = inspect_outbox(path, busy_timeout)
     if isinstance(found, Foreign):
         raise NotAnOutboxError(found.why)
     if isinstance(found, Corrupt):

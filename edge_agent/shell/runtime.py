@@ -193,6 +193,7 @@ async def run_plan(
         key,
         max_bytes=plan.outbox.max_bytes,
         clock_synced=clock_synchronized(),
+        busy_timeout=plan.outbox.busy_timeout,
     ) as outbox:
         # A rotation whose announcement the collector ACKed, and whose key it took, while the
         # agent was stopped (a refused one is logged and switches nothing).

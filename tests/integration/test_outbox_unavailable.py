@@ -10,6 +10,11 @@ own damage: tests/unit/test_outbox_damage_verdict.py) says nothing of the file: 
 leaves the file byte for byte as it was, so that systemd's restart tries again; once the cause
 is gone the outbox opens on the same epoch and backlog (20 undelivered blocks, 1,000 readings).
 Every cause here works as root, as CI runs.
+
+A lock is waited for before SQLITE_BUSY (the outbox's busy timeout: 30 s in every plan `edge-agent
+run` compiles). The lock cases start what `run` execs, `edge_agent.runner`, on the plan `run`
+compiles from the site map with that wait cut to 1 s: the same agent, exit and message, without
+waiting out 30 s twice.
 """
 
 from __future__ import annotations
@@ -20,13 +25,20 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
+from edge_agent.config import parse_site_config
+from edge_agent.core.plan import OUTBOX_BUSY_TIMEOUT
+from edge_agent.core.plan_codec import write_plan
+from edge_agent.core.plan_compile import compile_plan
 from edge_agent.shell.outbox_open import open_outbox
+from specs.catalogue import default_catalogue
 from tests.support.cli_runs import in_a_process
 from tests.support.outbox_site import KEY, SITE, site_with_its_outbox
 
@@ -98,6 +110,36 @@ def _device_at_shm(path: Path) -> Iterator[None]:
 
 
 Cause = Callable[[Path], AbstractContextManager[None]]
+Start = Callable[[Path, Path], subprocess.CompletedProcess[str]]
+SHORT_BUSY_TIMEOUT = 1.0
+
+
+def _edge_agent_run(site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    return in_a_process("edge-agent", "run", "-c", str(site), cwd=cwd)
+
+
+def _runner_waiting_briefly_for_locks(site: Path, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """What `edge-agent run -c site` execs, on the plan it compiles, with a 1 s busy timeout."""
+    text = site.read_text(encoding="utf-8")
+    config = parse_site_config(text, str(site), site.parent)
+    plan = compile_plan(
+        config, default_catalogue(), site_file=site, site_text=text, wire_of=os.path.realpath
+    )
+    assert plan.outbox.busy_timeout == OUTBOX_BUSY_TIMEOUT == 30.0  # what a site gets
+    brief = replace(plan, outbox=replace(plan.outbox, busy_timeout=SHORT_BUSY_TIMEOUT))
+    with tempfile.TemporaryFile("w+", encoding="ascii") as file:
+        write_plan(brief, file)
+        file.flush()
+        fd = file.fileno()
+        return subprocess.run(
+            [sys.executable, "-m", "edge_agent.runner", "--plan-fd", str(fd)],
+            pass_fds=(fd,),
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=45,
+        )
 
 
 async def _backlog(path: Path) -> tuple[str, int, int, int]:
@@ -123,30 +165,35 @@ def _left_alone(done: subprocess.CompletedProcess[str], path: Path, says: str) -
     assert says in done.stderr, done.stderr
 
 
-# The agent's connections wait 30 s for a lock (their busy timeout) before SQLITE_BUSY.
 @pytest.mark.parametrize(
-    ("cause", "says", "timeout"),
+    ("cause", "says", "start"),
     [
-        (_locked_exclusively, "check the outbox: database is locked (SQLITE_BUSY): another", 120),
-        (_write_locked, "open the outbox: database is locked (SQLITE_BUSY): another", 120),
+        (
+            _locked_exclusively,
+            "check the outbox: database is locked (SQLITE_BUSY): another",
+            _runner_waiting_briefly_for_locks,
+        ),
+        (
+            _write_locked,
+            "open the outbox: database is locked (SQLITE_BUSY): another",
+            _runner_waiting_briefly_for_locks,
+        ),
         (
             _wal_linked_to_nowhere,
             "check the outbox: unable to open database file (SQLITE_CANTOPEN)",
-            45,
+            _edge_agent_run,
         ),
-        (_device_at_shm, "check the outbox: disk I/O error (SQLITE_IOERR", 45),
+        (_device_at_shm, "check the outbox: disk I/O error (SQLITE_IOERR", _edge_agent_run),
     ],
     ids=["locked_exclusively", "write_locked", "wal_linked_to_nowhere", "device_at_shm"],
 )
 async def test_run_leaves_an_outbox_it_cannot_read_alone(
-    tmp_path: Path, cause: Cause, says: str, timeout: float
+    tmp_path: Path, cause: Cause, says: str, start: Start
 ) -> None:
     path, site, backlog = await _outbox_and_site(tmp_path)
     sealed = path.read_bytes()
     with cause(path):
-        done = await asyncio.to_thread(
-            in_a_process, "edge-agent", "run", "-c", str(site), cwd=tmp_path, timeout=timeout
-        )
+        done = await asyncio.to_thread(start, site, tmp_path)
     _left_alone(done, path, f"{path}: cannot {says}")
     assert path.read_bytes() == sealed
     assert await _backlog(path) == backlog
