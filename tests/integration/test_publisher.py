@@ -58,11 +58,19 @@ class FakeCollectorLink:
             self.arrived.set()
 
     async def wait_for(self, count: int, timeout: float = 10) -> None:
+        await self._wait(lambda: len(self.received) >= count, f"{count} blocks", timeout)
+
+    async def wait_for_send(self, seq: int, nth: int, timeout: float = 10) -> float:
+        """Wait until `seq` has come `nth` times; when it came the `nth` time (monotonic)."""
+        await self._wait(lambda: self.received.count(seq) >= nth, f"{seq} x{nth}", timeout)
+        return self.when(seq, nth)
+
+    async def _wait(self, done: Callable[[], bool], wanted: str, timeout: float) -> None:
         deadline = time.monotonic() + timeout
-        while len(self.received) < count:
+        while not done():
             self.arrived.clear()
             remaining = deadline - time.monotonic()
-            assert remaining > 0, f"only {self.received} arrived, wanted {count}"
+            assert remaining > 0, f"only {self.received} arrived, wanted {wanted}"
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self.arrived.wait(), remaining)
 
@@ -245,36 +253,40 @@ async def test_a_block_left_unacked_is_resent_ever_more_slowly(
 async def test_an_answer_in_time_in_the_backlog_lane_resets_the_resend_pace(
     tmp_path: Path, broker: Broker, lane: Lane
 ) -> None:
-    # Block 1 goes unanswered at 0, 1 and 3 s; its next wait is 4-5 s, the one after 8-10 s.
-    # Then block 2 goes and is answered before its ACK timeout. In the backlog lane that
-    # proves the collector keeps up (it takes the backlog after live blocks,
-    # collector.ingest.lanes): block 1 goes at its due time, then again 1 s later. A live
-    # block answered in time proves only that live blocks get through: block 1 keeps its pace.
-    async with rig(tmp_path, broker, backlog=0, max_inflight=4, ack_timeout=1) as r:
-        await r.seal(1)  # live: a block sealed after it waits a moment for its own notice
-        await r.link.wait_for(3, timeout=15)
-        assert r.link.received == [1, 1, 1]
-        # Let the send loop finish that resend: a block sealed while the backlog lane reads
-        # the outbox can go as backlog before its live notice is heard.
-        await asyncio.sleep(0.5)
+    # Block 1 goes unanswered 4 times: the ACKs of live blocks 2, 3 and 4, each sent after it,
+    # list it missing, and it goes again at once each time; its next wait is 8-10 ack_timeouts.
+    # Then block 5 goes in `lane`, and an ACK answers it in time and lists block 1 missing once
+    # more. In the backlog lane that proves the collector keeps up (it takes the backlog after
+    # live blocks, collector.ingest.lanes): block 1 goes at once as if sent the first time,
+    # then again one ack_timeout later. A live block answered in time proves only that live
+    # blocks get through: block 1 goes at once, then not for 8-10 ack_timeouts.
+    # The steps are ACKs, not timeouts, so no step waits for one: the ack_timeout can be far
+    # longer than an answer takes on a loaded machine, and the test still takes seconds.
+    ack_timeout = 4.0
+    async with rig(tmp_path, broker, backlog=0, max_inflight=4, ack_timeout=ack_timeout) as r:
+        await r.seal(1)
+        await r.link.wait_for_send(1, 1)
+        for live in (2, 3, 4):
+            await r.seal(1)
+            await r.link.wait_for_send(live, 1)
+            await r.link.ack(0, missing=((1, 1),), seq=live)
+            await r.link.wait_for_send(1, live)
         if lane is Lane.LIVE:
             await r.seal(1)
         else:  # sealed without the sealer's notice: the backlog lane takes it after a moment
             reading = Reading("T001-LT-01", "WHP-LT", iso_time(0), 0.0, "m", Quality.GOOD)
             await r.outbox.seal((reading,), now=time.time(), clock_synced=True)
-        await r.link.wait_for(4, timeout=5)
-        assert r.link.received[3] == 2
-        assert r.link.lanes[3] is lane
-        await r.link.ack(0, seq=2)
-        await _wait_until(lambda: r.publisher.last_ack is not None)
-        await r.link.wait_for(5, timeout=15)  # block 1, at its due time
-        fourth = r.link.when(1, 4)
-        await asyncio.sleep(fourth + 3.5 - time.monotonic())
-        sends = r.link.sends_of(1, within=(fourth, fourth + 3))
+        await r.link.wait_for_send(5, 1)
+        assert r.link.lanes[r.link.received.index(5)] is lane
+        await r.link.ack(0, missing=((1, 1),), seq=5)
+        fifth = await r.link.wait_for_send(1, 5)  # at once, not at its due time
         if lane is Lane.LIVE:
-            assert sends == 1, f"the next is 8-10 s away: {r.link.received}"
-        else:
-            assert sends >= 2, f"the next is 1 s away: {r.link.received}"
+            await asyncio.sleep(fifth + 3 * ack_timeout - time.monotonic())
+            assert r.link.received.count(1) == 5, (
+                f"the next is 8-10 timeouts away: {r.link.received}"
+            )
+        else:  # one timeout away, where without the reset it is 8-10
+            await r.link.wait_for_send(1, 6, timeout=6 * ack_timeout)
         assert await r.undelivered() == [1]
 
 
