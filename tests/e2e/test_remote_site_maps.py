@@ -117,6 +117,31 @@ def _result_of(site: Site, nonce: str, timeout: float = 30) -> dict[str, Any]:
     return found
 
 
+# A map that is rolled back takes the agent through two restarts before its result goes: it
+# stops, `edge-agent run` starts on the pushed map and execs the runner, which fails to start
+# or reads nothing good; both start again on the previous map; the result is sent within 2 s
+# of the connect. Each step is an interpreter start or two, up to 9 s each at load 7-14: from
+# the map replaced to the result sent took 6.5-18.5 s at load 7-9 and up to 29.3 s at load
+# 10-14, and one 30 s bound on the push's whole trip failed at load 14. Each step is waited
+# for in the agent's log with a bound of its own, so a step that never comes names itself.
+_ROLLBACK_STEPS = (
+    ("agent_restarting_on_new_map", 1, "the restart onto the pushed map"),
+    ("site_map_rolled_back", 1, "the rollback"),
+    ("agent_restarting_on_new_map", 2, "the restart onto the previous map"),
+    ("command_result_sent", 1, "the rollback's result sent"),
+)
+
+
+def _rolled_back_step_by_step(site: Site) -> None:
+    for event, times, what in _ROLLBACK_STEPS:
+        _logged(site, event, times, what)
+
+
+def _logged(site: Site, event: str, times: int, what: str) -> None:
+    """Wait (30 s at most) until the agent has logged `event` `times` times."""
+    wait_until(lambda: site.log("agent").count(f'"event": "{event}"') >= times, 30, what)
+
+
 def _points(site: Site) -> set[str]:
     return {point for point, *_ in site.collector_readings()}
 
@@ -190,6 +215,7 @@ def test_a_map_that_reads_nothing_good_is_rolled_back(site: Site) -> None:
         device["port"] = nowhere
     pushed = _push(site, _write(site, "dead.yaml", dead))
 
+    _rolled_back_step_by_step(site)
     entry = _result_of(site, pushed["nonce"])
     assert entry["result"] == "rolled_back"
     assert "rollback_after" in entry["results"][-1]["reason"]
@@ -215,6 +241,7 @@ def test_a_map_the_agent_cannot_start_on_is_rolled_back(site: Site) -> None:
         unstartable = _site_map(site)
         unstartable["metrics"] = {"listen": f"127.0.0.1:{port}"}
         pushed = _push(site, _write(site, "unstartable.yaml", unstartable))
+        _rolled_back_step_by_step(site)
         entry = _result_of(site, pushed["nonce"])
     assert entry["result"] == "rolled_back"
     assert "failed to start on it" in entry["results"][-1]["reason"]
