@@ -85,7 +85,8 @@ class StorageConfig(ConfigModel):
     raw_days: Annotated[float, Field(gt=0)] | None = None
     """Keep raw readings this many days (whole months go once all of them are older; the signed
     blocks they came in go with them, and readings of a month gone are refused when they come
-    again, see operations.md, Retention); absent: keep everything.
+    again; days before the newest reading stored when the clock is past it, see operations.md,
+    Retention); absent: keep everything.
     """
     rollup_days: Annotated[float, Field(gt=0)] | None = None
     """Keep the per-minute rollups this many days; at least `raw_days`, and needs it."""

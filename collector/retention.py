@@ -11,7 +11,8 @@ import structlog
 
 from collector.storage import prune_storage
 from collector.storage.base import StorageError
-from collector.storage.retention import RetentionPolicy
+from collector.storage.retention import PruneReport, RetentionPolicy, first_kept
+from specs.records import iso_time
 
 RETENTION_EVERY: Final = 6 * 3600.0
 """Seconds between retention runs: months expire daily at most, once a month at least."""
@@ -31,11 +32,27 @@ async def apply_retention(
     readings it would drop are still stored.
     """
     while True:
+        now = clock()
         try:
-            report = await prune_storage(url, policy, clock())
+            report = await prune_storage(url, policy, now)
         except StorageError as exc:
             log.warning("retention_failed", error=str(exc), retry_in=every)
         else:
             if report.raw_months_dropped or report.rollup_months_dropped:
                 log.info("retention_applied", **dataclasses.asdict(report))
+            _log_held_back(report, policy, now)
         await asyncio.sleep(every)
+
+
+def _log_held_back(report: PruneReport, policy: RetentionPolicy, now: float) -> None:
+    """A pass that kept months the clock alone would have let go says so, once per pass."""
+    newest = report.held_back_to
+    if newest is None or policy.raw_days is None:
+        return
+    log.warning(
+        "retention_held_back",
+        clock=iso_time(now),
+        newest_reading=iso_time(newest),
+        kept_from=iso_time(first_kept(newest, policy.raw_days)),
+        clock_would_keep_from=iso_time(first_kept(now, policy.raw_days)),
+    )

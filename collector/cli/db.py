@@ -13,6 +13,7 @@ import click
 from collector.cli.common import CONFIG_ERROR_EXIT, config_option, load_or_exit
 from collector.storage import prune_storage, upgrade_storage
 from collector.storage.base import StorageError
+from specs.records import iso_time
 
 
 @click.group()
@@ -76,3 +77,9 @@ def db_prune(config_path: Path, as_json: bool) -> None:
         " its acked block and those above it)"
     )
     click.echo(f"audit rows dropped: {report.audit_rows_dropped} (older than storage.audit_days)")
+    if report.held_back_to is not None:
+        click.echo(
+            f"held back: ages measured from the newest reading stored"
+            f" ({iso_time(report.held_back_to)}), not from the clock, which is ahead of it: the"
+            " months the clock alone would let go are kept (operations.md, Retention)"
+        )

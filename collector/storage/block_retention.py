@@ -29,9 +29,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Final
 
 from collector.storage.audit import ChainDb
+from collector.storage.retention import first_kept, held_back, measured_from
 
 _EPOCHS: Final = "SELECT gateway, epoch, acked_through FROM ingest_state WHERE acked_through > 1"
 _PAST: Final = (
@@ -44,12 +46,19 @@ _MOVE_MARK: Final = (
     " WHERE gateway = ? AND epoch = ? AND pruned_through < ?"
 )
 
+_NEWEST: Final = "SELECT max(t) FROM latest"
 _KEPT_FROM: Final = "SELECT raw_kept_from FROM retention_state WHERE id = 1"
 _MOVE_KEPT_FROM: Final = (
     "INSERT INTO retention_state (id, raw_kept_from) VALUES (1, ?)"
     " ON CONFLICT (id) DO UPDATE SET raw_kept_from = excluded.raw_kept_from"
     " WHERE excluded.raw_kept_from > retention_state.raw_kept_from"
 )
+
+
+async def newest_reading(db: ChainDb) -> float | None:
+    """The t of the newest reading ever stored (`latest` is never pruned); None: none yet."""
+    found = await db.fetch(_NEWEST, ())
+    return None if not found or found[0][0] is None else float(found[0][0])
 
 
 async def raw_kept_from(db: ChainDb) -> float | None:
@@ -66,6 +75,37 @@ async def mark_raw_kept_from(db: ChainDb, kept: float) -> None:
     later does not bring deleted readings back).
     """
     await db.execute(_MOVE_KEPT_FROM, (kept,))
+
+
+@dataclass(frozen=True, slots=True)
+class Cut:
+    """Where one retention pass cuts the readings' months."""
+
+    at: float
+    """The instant ages are measured from (collector.storage.retention.measured_from)."""
+    kept: float
+    """The start of the oldest month of raw readings kept (first_kept at `at`)."""
+    held_back_to: float | None
+    """The newest reading's t when it kept a month the clock alone would let go."""
+
+
+async def mark_cut(
+    db: ChainDb, transaction: AbstractAsyncContextManager[None], now: float, raw_days: float
+) -> Cut:
+    """Decide the pass's cut and, when readings are stored, mark it (`transaction` commits it).
+
+    Measured from the newest reading when the clock is past it: a clock ahead neither deletes
+    current readings nor closes their months. With no reading ever stored the mark is not
+    moved (nothing was deleted that could come again), so a clock wrong at a new collector's
+    first start closes nothing either.
+    """
+    newest = await newest_reading(db)
+    at = measured_from(now, newest)
+    kept = first_kept(at, raw_days)
+    if newest is not None:
+        async with transaction:
+            await mark_raw_kept_from(db, kept)
+    return Cut(at, kept, held_back(now, newest, raw_days))
 
 
 EpochTransaction = Callable[[str], AbstractAsyncContextManager[None]]

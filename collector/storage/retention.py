@@ -12,6 +12,14 @@ readings' month, row by row: from `first_kept` on they stay. `None` keeps everyt
 ever. The audit chain (collector.audit.chain) keeps its rows `audit_days`, never fewer than
 MIN_AUDIT_DAYS (GB/T 22239 level 3 asks for 180 days of audit records): its oldest rows go
 once every occurrence they count is that old.
+
+Ages are measured from the collector's clock, but never from later than the newest reading
+stored (`measured_from`): the readings' t come from the gateways' clocks, which a jump of the
+collector's clock does not move. A collector clock ahead (set wrong, an NTP step) would
+otherwise delete current readings and close their months for good (their readings are
+refused from then on, collector.storage.block_retention); held back, it deletes nothing a
+right clock would keep. A province with no reading for a while keeps the `raw_days` before its
+newest one; its older months still go. With no reading stored at all, the clock is used.
 """
 
 from __future__ import annotations
@@ -44,6 +52,18 @@ def first_kept(now: float, days: float) -> float:
     return month_start(month_of(now - days * DAY))
 
 
+def measured_from(now: float, newest: float | None) -> float:
+    """The instant ages are measured from: `now`, but no later than the newest reading's t."""
+    return now if newest is None else min(now, newest)
+
+
+def held_back(now: float, newest: float | None, days: float) -> float | None:
+    """`newest` when it keeps a month of readings that `now` alone would let go, else None."""
+    if newest is None or first_kept(newest, days) >= first_kept(now, days):
+        return None
+    return newest
+
+
 def _expired(month: Month, now: float, days: float | None) -> bool:
     return days is not None and month_start(next_month(month)) <= first_kept(now, days)
 
@@ -63,3 +83,6 @@ class PruneReport:
     feed_events_dropped: int = 0
     audit_rows_dropped: int = 0
     blocks_dropped: int = 0
+    held_back_to: float | None = None
+    """The newest reading's t when ages were measured from it, not from the clock, and that
+    kept a month the clock would have let go (a clock ahead, or no reading since); else None."""

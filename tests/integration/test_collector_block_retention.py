@@ -25,7 +25,7 @@ from collector.verify.service import verify_stored
 from specs.block import block_hash
 from specs.records import Reading
 from tests.support.broker import Broker
-from tests.support.collector_env import CollectorEnv, collector_env, wait_until
+from tests.support.collector_env import CollectorEnv, collector_env, heard_at, wait_until
 from tests.support.postgres import sql_execute, sql_rows
 from tests.support.records import reading_at
 
@@ -97,6 +97,7 @@ async def _audit_of(env: CollectorEnv, reason: Reason) -> tuple[AuditEntry, ...]
 async def test_pruned_blocks_go_and_the_epoch_still_dedupes_chains_and_verifies(
     env: CollectorEnv, clock: Clock
 ) -> None:
+    await heard_at(env.url, env.gateway.gateway, JUNE + 46 * DAY)
     sent = await _store_may(env)
     held = await _held(env)
     assert held[0] == BLOCKS
@@ -146,6 +147,7 @@ async def test_pruned_blocks_go_and_the_epoch_still_dedupes_chains_and_verifies(
 async def test_an_open_hole_keeps_the_blocks_above_it(env: CollectorEnv, clock: Clock) -> None:
     """Blocks from acked_through up stay while a hole is open: the hole's block, when it comes,
     chains onto both its neighbours, and every seq above it is still answered from the table."""
+    await heard_at(env.url, env.gateway.gateway, JUNE + 46 * DAY)
     for seq in (1, 2, 3, 5, 6):  # one reading each, in May (block 5 chains onto the 4 sent below)
         await env.link.send(seq)
         await env.link.next_ack()
@@ -161,6 +163,7 @@ async def test_an_open_hole_keeps_the_blocks_above_it(env: CollectorEnv, clock: 
 
 
 async def test_a_hole_above_the_pruned_seqs_is_still_a_hole(env: CollectorEnv) -> None:
+    await heard_at(env.url, env.gateway.gateway, JUNE + 46 * DAY)
     for seq in (1, 2, 3, 5):
         await env.link.send(seq)
         await env.link.next_ack()
@@ -194,6 +197,7 @@ async def test_blocks_stored_before_the_upgrade_go_by_their_arrival(
         await sql_execute(storage_url, statement)
     before, _ = await upgrade_storage(storage_url)
     assert before == (11 if sqlite else 6)
+    await heard_at(storage_url, env.gateway.gateway, JUNE + 46 * DAY)
     assert await sql_rows(
         storage_url,
         "SELECT DISTINCT newest_t, pruned_through FROM blocks"

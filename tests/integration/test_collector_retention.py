@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import calendar
 import time
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from collector.config import load_collector_config
+from structlog.testing import capture_logs
+
+from collector.config import CollectorConfig, load_collector_config
 from collector.runtime import run_collector
 from collector.storage import prune_storage
 from collector.storage.months import month_of, month_start, next_month
@@ -24,6 +27,7 @@ from tests.support.broker import Broker, free_port
 from tests.support.collector_client import gap_record
 from tests.support.collector_env import (
     CollectorEnv,
+    heard_at,
     wait_until,
     write_collector_config,
 )
@@ -89,6 +93,7 @@ async def _rollups(env: CollectorEnv) -> list[tuple[object, ...]]:
 async def test_ingest_keeps_minute_rollups_and_an_expired_month_goes_whole(
     env: CollectorEnv,
 ) -> None:
+    await heard_at(env.url, env.gateway.gateway, MAR_END)
     await _store(env)
     assert await _rollups(env) == ROLLUPS
     # Now = 1 April with raw_days 45: only January ended more than 45 days ago.
@@ -127,6 +132,7 @@ async def test_a_backfill_rerun_past_raw_days_is_not_counted_twice(env: Collecto
     rows and blocks are gone at the collector, so they were taken as new and folded into the
     minute rollups a second time (counts doubled, hourly means shifted). The collector refuses
     readings of a pruned period, audited, and ACKs their blocks so the agent moves on."""
+    await heard_at(env.url, env.gateway.gateway, MAR_END)
     await _store(env)
     policy = RetentionPolicy(raw_days=45, rollup_days=400)
     await prune_storage(env.url, policy, MAR_END)
@@ -161,6 +167,7 @@ async def test_a_late_reading_of_a_pruned_month_is_refused_whatever_its_flags(
     """A reading of a month whose raw readings retention deleted may have been stored and
     pruned: its rollups are final. A live one (an agent's backlog) is refused like a
     backfilled one; a reading of a kept month is stored as usual, in the same block."""
+    await heard_at(env.url, env.gateway.gateway, MAR_END)
     await _store(env)
     await prune_storage(env.url, RetentionPolicy(raw_days=45, rollup_days=400), MAR_END)
     await env.link.send(5, records=[_level(JAN + 50, 1.0), _level(FEB + 2, 4.2)])
@@ -177,6 +184,7 @@ async def test_a_late_reading_of_a_pruned_month_is_refused_whatever_its_flags(
 
 async def test_a_larger_raw_days_later_does_not_reopen_a_pruned_month(env: CollectorEnv) -> None:
     """Each pass marks the first month it keeps before deleting; the mark never moves back."""
+    await heard_at(env.url, env.gateway.gateway, MAR_END)
     await _store(env)
     await prune_storage(env.url, RetentionPolicy(raw_days=45), MAR_END)
     assert await env.rows("SELECT raw_kept_from FROM retention_state") == [(FEBRUARY_1,)]
@@ -188,6 +196,7 @@ async def test_a_larger_raw_days_later_does_not_reopen_a_pruned_month(env: Colle
 
 
 async def test_expired_rollup_months_go_whole(env: CollectorEnv) -> None:
+    await heard_at(env.url, env.gateway.gateway, MAR_END + 45 * DAY)
     await _store(env)
     policy = RetentionPolicy(raw_days=45, rollup_days=100)
     await prune_storage(env.url, policy, MAR_END)  # January rolled up
@@ -203,6 +212,7 @@ async def test_only_months_that_held_readings_are_named_dropped(env: CollectorEn
     """Found in a session's review: SQLite named every month from a series' oldest reading on
     as dropped, February too, which held none, and so every month from the oldest rollup on
     (PostgreSQL names the partitions it drops)."""
+    await heard_at(env.url, env.gateway.gateway, MAR_END + 45 * DAY)
     await env.link.send(1, records=[_level(JAN, 2.0), _level(MAR, 6.0)])
     await env.link.next_ack()
     policy = RetentionPolicy(raw_days=45, rollup_days=45)
@@ -212,17 +222,25 @@ async def test_only_months_that_held_readings_are_named_dropped(env: CollectorEn
     assert report.rollup_months_dropped == ("readings_1m_y2026m01", "readings_1m_y2026m03")
 
 
-async def test_a_serving_collector_applies_retention_itself(
-    env: CollectorEnv, broker: Broker, tmp_path: Path
-) -> None:
-    await _store(env)
+def _serving_config(
+    env: CollectorEnv, broker: Broker, tmp_path: Path, raw_days: int
+) -> CollectorConfig:
+    """A `serve` configuration on the test's database and broker, with `raw_days`."""
     path = write_collector_config(
         tmp_path, broker_port=broker.port, api_port=free_port(), storage_url=env.url
     )
-    text = path.read_text(encoding="utf-8").replace("}\nsigning:", ", raw_days: 45}\nsigning:")
-    path.write_text(text, encoding="utf-8")
+    text = path.read_text(encoding="utf-8")
+    path.write_text(text.replace("}\nsigning:", f", raw_days: {raw_days}}}\nsigning:"), "utf-8")
     create_key_pair(tmp_path / "keys" / "collector.key")
-    config = load_collector_config(path)
+    return load_collector_config(path)
+
+
+async def test_a_serving_collector_applies_retention_itself(
+    env: CollectorEnv, broker: Broker, tmp_path: Path
+) -> None:
+    await heard_at(env.url, env.gateway.gateway, MAR_END)
+    await _store(env)
+    config = _serving_config(env, broker, tmp_path, raw_days=45)
 
     async def january_gone() -> bool:
         return await env.rows(f"SELECT count(*) FROM readings WHERE t < {FEB!r}") == [(0,)]
@@ -242,6 +260,7 @@ async def test_the_feed_journal_goes_with_the_readings_month(env: CollectorEnv) 
     assert held[0] >= 1
     policy = RetentionPolicy(raw_days=45)
     month_end = month_start(next_month(month_of(time.time())))
+    await heard_at(env.url, env.gateway.gateway, month_end + 46 * DAY)
     kept = await prune_storage(env.url, policy, month_end + 44 * DAY)
     assert kept.feed_events_dropped == 0
     gone = await prune_storage(env.url, policy, month_end + 46 * DAY)
@@ -260,6 +279,7 @@ async def test_presence_intervals_go_with_the_readings_month(env: CollectorEnv) 
     assert held[0] >= 1
     policy = RetentionPolicy(raw_days=45)
     month_end = month_start(next_month(month_of(time.time())))
+    await heard_at(env.url, env.gateway.gateway, month_end + 46 * DAY)
     await prune_storage(env.url, policy, month_end + 44 * DAY)
     assert await env.rows("SELECT count(*) FROM presence") == [held]
     await prune_storage(env.url, policy, month_end + 46 * DAY)
@@ -279,3 +299,102 @@ async def test_reading_ids_never_go_back_after_retention(env: CollectorEnv) -> N
     await env.link.next_ack()
     (newest,) = await env.rows(f"SELECT id FROM readings WHERE t = {MAR + 5!r}")
     assert newest[0] > highest[0]
+
+
+DEC_7 = float(calendar.timegm((2026, 12, 7, 8, 0, 0)))
+NOV_20 = float(calendar.timegm((2026, 11, 20, 8, 0, 0)))
+FEB_7_2027 = float(calendar.timegm((2027, 2, 7, 8, 0, 0)))
+NOVEMBER_1 = float(calendar.timegm((2026, 11, 1, 0, 0, 0)))
+
+
+async def test_a_collector_clock_ahead_deletes_no_current_reading_nor_closes_its_month(
+    env: CollectorEnv,
+) -> None:
+    """The defect (review of the raw_kept_from mark): real date 7 December, the collector's
+    clock a month and more ahead (7 February), raw_days 30. Its start-up pass measured from
+    the clock: it marked 2027-01-01 and deleted December's readings, and every reading before
+    the mark, current ones too, was refused as past_retention even after the clock was put
+    right. Ages are now measured from the newest reading stored (the gateways' clocks) when the
+    clock is past it: the pass deletes what a right clock would, here nothing."""
+    await env.link.send(1, records=[_level(NOV_20, 1.0), _level(DEC_7, 2.0)])
+    await env.link.next_ack()
+    policy = RetentionPolicy(raw_days=30, rollup_days=400)
+    report = await prune_storage(env.url, policy, FEB_7_2027)
+    assert (report.raw_months_dropped, report.readings_dropped) == ((), 0)
+    assert report.held_back_to == DEC_7
+    assert await env.rows("SELECT raw_kept_from FROM retention_state") == [(NOVEMBER_1,)]
+    # The clock put right, the gateway goes on: its readings are stored, none refused.
+    await env.link.send(2, records=[_level(DEC_7 + 60, 3.0), _level(NOV_20 + 60, 1.5)])
+    assert (await env.link.next_ack()).ack.acked_through == 2
+    assert await env.rows("SELECT count(*) FROM readings") == [(4,)]
+    assert await _audited(env, "past_retention") == 0
+    right = await prune_storage(env.url, policy, DEC_7 + 120)
+    assert (right.raw_months_dropped, right.held_back_to) == ((), None)
+
+
+async def test_serve_with_its_clock_ahead_keeps_december_and_says_so(
+    env: CollectorEnv, broker: Broker, tmp_path: Path
+) -> None:
+    """The start-up pass of `serve` as the review found it: clock 7 February, raw_days 30."""
+    await env.link.send(1, records=[_level(NOV_20, 1.0), _level(DEC_7, 2.0)])
+    await env.link.next_ack()
+    config = _serving_config(env, broker, tmp_path, raw_days=30)
+
+    async def marked() -> list[tuple[object, ...]]:
+        return await env.rows("SELECT raw_kept_from FROM retention_state")
+
+    async def held_back() -> list[dict[str, object]]:
+        return _events(logs, "retention_held_back")  # logged once the pass is over
+
+    with capture_logs() as logs:
+        async with run_collector(config, clock=lambda: FEB_7_2027):
+            assert await wait_until(marked, bool) == [(NOVEMBER_1,)]
+            held = await wait_until(held_back, bool)
+    assert held == [
+        {
+            "clock": "2027-02-07T08:00:00.000+00:00",
+            "newest_reading": "2026-12-07T08:00:00.000+00:00",
+            "kept_from": "2026-11-01T00:00:00.000+00:00",
+            "clock_would_keep_from": "2027-01-01T00:00:00.000+00:00",
+        }
+    ]
+    assert await env.rows("SELECT count(*) FROM readings") == [(2,)]
+
+
+def _events(logs: Sequence[Mapping[str, object]], event: str) -> list[dict[str, object]]:
+    return [
+        {k: v for k, v in entry.items() if k not in ("event", "log_level")}
+        for entry in logs
+        if entry["event"] == event
+    ]
+
+
+async def test_a_collector_with_no_reading_marks_nothing_whatever_its_clock(
+    env: CollectorEnv,
+) -> None:
+    """A new collector whose clock is ahead at its first start: nothing to delete, and no mark
+    that would refuse the readings of the months the clock skipped."""
+    report = await prune_storage(env.url, RetentionPolicy(raw_days=30), FEB_7_2027)
+    assert (report.readings_dropped, report.held_back_to) == (0, None)
+    assert await env.rows("SELECT count(*) FROM retention_state") == [(0,)]
+    await env.link.send(1, records=[_level(DEC_7, 2.0)])
+    assert (await env.link.next_ack()).ack.acked_through == 1
+    assert await env.rows("SELECT count(*) FROM readings") == [(1,)]
+
+
+async def test_a_quiet_province_keeps_the_days_before_its_newest_reading(
+    env: CollectorEnv,
+) -> None:
+    """No reading since 10 March, the clock at 1 September: the months older than raw_days
+    before that reading go (January), the ones within them stay (February, March)."""
+    await _store(env)
+    september = float(calendar.timegm((2026, 9, 1, 0, 0, 0)))
+    report = await prune_storage(env.url, RetentionPolicy(raw_days=30), september)
+    assert report.raw_months_dropped == ("readings_y2026m01",)
+    assert report.held_back_to == MAR
+    assert await env.rows("SELECT raw_kept_from FROM retention_state") == [(FEBRUARY_1,)]
+    assert [row[0] for row in await env.rows("SELECT t FROM readings ORDER BY t")] == [
+        FEB,
+        FEB + 1,
+        MAR,
+    ]

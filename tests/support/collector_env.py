@@ -37,7 +37,7 @@ from tests.support.collector_client import (
     gateway_link,
     sim_gateway,
 )
-from tests.support.postgres import sql_rows
+from tests.support.postgres import sql_execute, sql_rows
 
 T = TypeVar("T")
 DEFAULT_STORAGE = "sqlite:///state/collector.db"  # relative: below the config's folder
@@ -224,3 +224,22 @@ async def intact_audit_rows(trail: AuditTrail, limit: int = 100) -> tuple[AuditR
     intact = tuple(row for row in rows if isinstance(row, AuditRow))
     assert len(intact) == len(rows), f"rows changed by hand: {set(rows) - set(intact)}"
     return intact
+
+
+async def heard_at(url: str, gateway: str, t: float) -> None:
+    """The province's newest reading is of `t`: a point of `gateway` last heard then.
+
+    Retention measures ages from the newest reading stored, never from a clock past it (a
+    clock ahead, or a province quiet since): a test that moves the clock on to expire months
+    has the province heard up to then. Written in `latest` (kept whatever retention deletes)
+    for a point of its own, so that the test's readings, rollups and blocks stay as it made
+    them.
+    """
+    await sql_execute(
+        url,
+        "INSERT INTO latest (gateway, point, quota, t, value, unit, quality, flags)"
+        " VALUES (?, 'T001-LT-99', 'WHP-LT', ?, 1.0, 'm', 'good', '[]')"
+        " ON CONFLICT (gateway, point) DO UPDATE SET t = excluded.t",
+        gateway,
+        t,
+    )

@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 import asyncpg
 
 from collector.storage import audit
-from collector.storage.block_retention import mark_raw_kept_from, prune_with_readings
+from collector.storage.block_retention import mark_cut, prune_with_readings
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db, check_url, connecting, translated
 from collector.storage.postgres.locks import lock_gateways
@@ -28,12 +28,7 @@ from collector.storage.postgres.partitions import (
     rollup_months,
     rollup_partition_name,
 )
-from collector.storage.retention import (
-    PruneReport,
-    RetentionPolicy,
-    expired,
-    first_kept,
-)
+from collector.storage.retention import PruneReport, RetentionPolicy, expired
 
 
 async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
@@ -42,13 +37,12 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
     `db` must not be inside a transaction: each month commits on its own.
     """
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
-    kept = first_kept(now, policy.raw_days)
     chain = PostgresChain(db)
-    async with db.transaction():
-        await mark_raw_kept_from(chain, kept)
+    cut = await mark_cut(chain, db.transaction(), now, policy.raw_days)
+    at, kept = cut.at, cut.kept
     dropped: list[str] = []
     rolled = 0
-    for month in expired(await existing_months(db), now, policy.raw_days):
+    for month in expired(await existing_months(db), at, policy.raw_days):
         async with partition_change(db):
             if month not in await existing_months(db):
                 continue  # another collector dropped it meanwhile
@@ -57,7 +51,7 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
             await db.execute(f"DROP TABLE {partition_name(month)}")
         dropped.append(partition_name(month))
     gone: list[str] = []
-    for month in expired(await rollup_months(db), now, policy.rollup_days):
+    for month in expired(await rollup_months(db), at, policy.rollup_days):
         async with partition_change(db):
             if month in await existing_months(db):
                 # Readings of the month arrived again (late, before the month was marked
@@ -70,7 +64,9 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
     )
     async with db.transaction():
         audit_gone = await audit.prune(chain, policy.audit_cutoff(now))
-    return PruneReport(tuple(dropped), tuple(gone), rolled, journal, audit_gone, blocks)
+    return PruneReport(
+        tuple(dropped), tuple(gone), rolled, journal, audit_gone, blocks, cut.held_back_to
+    )
 
 
 @contextlib.asynccontextmanager

@@ -18,14 +18,9 @@ import aiosqlite
 
 from collector.storage import audit
 from collector.storage.base import StorageError
-from collector.storage.block_retention import mark_raw_kept_from, prune_with_readings
+from collector.storage.block_retention import mark_cut, prune_with_readings
 from collector.storage.months import Month, month_of, month_start, next_month
-from collector.storage.retention import (
-    PruneReport,
-    RetentionPolicy,
-    expired,
-    first_kept,
-)
+from collector.storage.retention import PruneReport, RetentionPolicy, expired
 from collector.storage.sqlite.audit import SqliteChain
 from collector.storage.sqlite.connection import connect, immediate_transaction
 
@@ -49,13 +44,12 @@ def _months_between(first: Month, last: Month) -> list[Month]:
 
 async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) -> PruneReport:
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
-    kept = first_kept(now, policy.raw_days)
-    async with immediate_transaction(db):
-        await mark_raw_kept_from(SqliteChain(db), kept)
+    cut = await mark_cut(SqliteChain(db), immediate_transaction(db), now, policy.raw_days)
+    at, kept = cut.at, cut.kept
     dropped: set[Month] = set()
     deleted = 0
     for gateway, point, oldest in await _oldest_per_series(db):
-        gone = expired(_months_between(month_of(oldest), month_of(now)), now, policy.raw_days)
+        gone = expired(_months_between(month_of(oldest), month_of(at)), at, policy.raw_days)
         if not gone:
             continue
         async with immediate_transaction(db):
@@ -78,8 +72,8 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
     found = await db.execute_fetchall("SELECT min(minute) FROM readings_1m")
     oldest_rollup = next(iter(found))[0]
     if oldest_rollup is not None:
-        months = _months_between(month_of(float(oldest_rollup)), month_of(now))
-        expiring = expired(months, now, policy.rollup_days)
+        months = _months_between(month_of(float(oldest_rollup)), month_of(at))
+        expiring = expired(months, at, policy.rollup_days)
         # Named are the months that held rollups (no index on minute alone: the search for a
         # month's first row ends early, in one scan for a month that held none).
         rollup_gone = [month for month in expiring if await _has_rollups(db, month)]
@@ -97,6 +91,7 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
         journal,
         audit_gone,
         blocks,
+        cut.held_back_to,
     )
 
 
