@@ -16,6 +16,7 @@ from specs.encoding import MAX_DECODED_BYTES
 from specs.meta import GatewayMeta
 from specs.records import AlarmEvent, GapReason
 from specs.signing import Signature
+from specs.topics import GatewayTopics
 
 if TYPE_CHECKING:  # collector.audit.chain imports this module
     from collector.audit.chain import ActionEntry
@@ -293,6 +294,14 @@ class StatusUpdate:
 
 
 @dataclass(frozen=True, slots=True)
+class KeyRefusal:
+    """A block refused for its key: its topic's place (its header agrees), its header's epoch."""
+
+    topics: GatewayTopics
+    epoch: str
+
+
+@dataclass(frozen=True, slots=True)
 class IngestBatch:
     """Everything one batch of MQTT messages asks the storage to commit, in one transaction.
 
@@ -310,6 +319,7 @@ class IngestBatch:
     actions: Sequence[ActionEntry] = ()
     presence_window: float = 60.0
     key_overlap: float = 7 * 86400.0
+    key_refusals: Sequence[KeyRefusal] = ()  # for collector.ingest.key_notice; never stored
 
 
 class Outcome(enum.StrEnum):

@@ -40,6 +40,7 @@ from collector.ingest.judge import (
     judge_status,
     keep_or_audit,
 )
+from collector.ingest.key_notice import key_refusal
 from collector.model import (
     MESSAGE_BYTES,
     AuditEntry,
@@ -48,9 +49,11 @@ from collector.model import (
     IncomingMeta,
     IngestBatch,
     KeyGrant,
+    KeyRefusal,
     LiveKey,
     Reason,
     StatusUpdate,
+    StreamState,
 )
 from specs.ack import MAX_ACK_KEYS, Ack
 from specs.catalogue import Catalogue
@@ -155,10 +158,15 @@ def plan_batch(
     decoded, undecodable = _decode_all(messages, max_message_bytes)
     actions, audits = judge_command_results(decoded, grants)
     audits = undecodable + audits
+    refusals: list[KeyRefusal] = []
     for message in decoded:
         kind = message.kind
         if kind == BLOCK_KIND:
-            keep_or_audit(judge_block(message, grants, catalogue), blocks, audits)
+            verdict = judge_block(message, grants, catalogue)
+            keep_or_audit(verdict, blocks, audits)
+            if isinstance(verdict, AuditEntry):
+                refusal = key_refusal(message.topic, message.payload, verdict.reason)
+                refusals.extend(() if refusal is None else (refusal,))
         elif kind == META_KIND:
             keep_or_audit(judge_meta(message, grants, catalogue), metas, audits)
         elif kind == STATUS_KIND:
@@ -168,7 +176,12 @@ def plan_batch(
                 audit_row(message, Reason.UNSUPPORTED_TOPIC, f"topic kind {kind!r} is not ingested")
             )
     return IngestBatch(
-        tuple(blocks), tuple(audits), tuple(statuses), tuple(metas), actions=tuple(actions)
+        tuple(blocks),
+        tuple(audits),
+        tuple(statuses),
+        tuple(metas),
+        actions=tuple(actions),
+        key_refusals=tuple(refusals),
     )
 
 
@@ -205,21 +218,48 @@ def build_acks(
         if (header.gateway, header.epoch, header.seq) in seen:
             continue
         seen.add((header.gateway, header.epoch, header.seq))
+        topics = GatewayTopics(header.district, header.enterprise, header.gateway)
         state = result.streams[incoming.stream]
-        payload = Ack(
-            gateway=header.gateway,
-            epoch=header.epoch,
-            acked_through=state.acked_through,
-            # The lowest holes only: the agent resends what is listed and leaves the rest to
-            # its ACK timeout, never taking an unlisted seq for stored; unbounded, a gateway
-            # sending every other seq made every ACK grow (5,000 holes: 58 KiB).
-            missing=state.missing[:MAX_ACK_RANGES],
-            seq=header.seq,
-            issued_at=issued_at,
-            acked_hash=state.acked_hash,
-            conflict=state.conflict,
-            keys=kids.get(header.gateway, ()),
-        ).encode()
-        topic = GatewayTopics(header.district, header.enterprise, header.gateway).ack
-        acks.append(Outgoing(topic, payload, tuple(signature_properties(key.sign(payload)))))
+        ack = _stream_ack(state, header.seq, issued_at, kids.get(header.gateway, ()))
+        acks.append(_signed(topics, ack, key))
     return tuple(acks)
+
+
+def notice_ack(
+    refusal: KeyRefusal,
+    state: StreamState | None,
+    keys: Sequence[LiveKey],
+    key: SigningKey,
+    now: float,
+) -> Outgoing:
+    """The key notice to a registered gateway whose block was refused for its key.
+
+    An ACK of the refused block's epoch as stored (`state`; None: nothing of it is), with
+    `seq` null: it answers no block, so an agent releases nothing it had not been told was
+    stored (collector.ingest.key_notice). Its `keys` leaves the refused key out.
+    """
+    topics = refusal.topics
+    stored = StreamState(topics.gateway, refusal.epoch) if state is None else state
+    return _signed(topics, _stream_ack(stored, None, iso_time(now), ack_keys(keys, now)), key)
+
+
+def _stream_ack(state: StreamState, seq: int | None, issued_at: str, keys: tuple[str, ...]) -> Ack:
+    return Ack(
+        gateway=state.gateway,
+        epoch=state.epoch,
+        acked_through=state.acked_through,
+        # The lowest holes only: the agent resends what is listed and leaves the rest to
+        # its ACK timeout, never taking an unlisted seq for stored; unbounded, a gateway
+        # sending every other seq made every ACK grow (5,000 holes: 58 KiB).
+        missing=state.missing[:MAX_ACK_RANGES],
+        seq=seq,
+        issued_at=issued_at,
+        acked_hash=state.acked_hash,
+        conflict=state.conflict,
+        keys=keys,
+    )
+
+
+def _signed(topics: GatewayTopics, ack: Ack, key: SigningKey) -> Outgoing:
+    payload = ack.encode()
+    return Outgoing(topics.ack, payload, tuple(signature_properties(key.sign(payload))))

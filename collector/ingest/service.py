@@ -6,8 +6,9 @@ messages ahead of blocks marked `lane: backlog` (collector.ingest.lanes; up to `
 live ones, or backlog ones for about `backlog_batch_seconds`), look up the keys and gateways
 the batch names, let the pure core plan the batch, commit it, and only then publish one ACK
 per stored or duplicate block (collector.ingest.ack_out: their PUBACKs are awaited beside the
-next batch). A lost connection is retried with backoff; whatever was in flight is resent by
-the agents, and deduplication absorbs it.
+next batch), and the key notice to a registered gateway whose block was refused for its key
+(collector.ingest.key_notice). A lost connection is retried with backoff; whatever was in
+flight is resent by the agents, and deduplication absorbs it.
 """
 
 from __future__ import annotations
@@ -28,10 +29,11 @@ from paho.mqtt.properties import Properties
 from collector.config import MAX_SESSION_EXPIRY
 from collector.feed.wakeup import CommitSignal
 from collector.ingest.ack_out import AckOut
-from collector.ingest.core import Inbound, Outgoing, build_acks, plan_batch
+from collector.ingest.core import Inbound, Outgoing, build_acks, notice_ack, plan_batch
+from collector.ingest.key_notice import KeyNotices, registered_at_their_place
 from collector.ingest.lanes import BacklogBudget, Lanes
 from collector.metrics import CollectorMetrics
-from collector.model import MESSAGE_BYTES, IngestBatch, Outcome
+from collector.model import MESSAGE_BYTES, IngestBatch, KeyRefusal, LiveKey, Outcome
 from collector.storage.base import Storage, StorageError
 from hostkit.backoff import backoff_delays
 from hostkit.log_limit import LineLimit, warn_limited
@@ -177,6 +179,7 @@ class Ingest:
         self._backlog = BacklogBudget(settings.backlog_batch_seconds, settings.backlog_batch_max)
         # Anything that may publish on up/ can make rejections: a bounded number are logged.
         self._rejections = rejection_lines if rejection_lines is not None else LineLimit()
+        self._notices = KeyNotices()  # when each gateway was last told its key is refused
 
     def stop(self) -> None:
         """Say that the coming cancellation of `run` is a stop: no retry path may outlive it.
@@ -313,7 +316,41 @@ class Ingest:
         _log_batch(batch, result.outcomes, self._rejections)
         if self._metrics is not None:
             self._metrics.batch_committed(batch, result.outcomes, self._clock())
-        return build_acks(batch.blocks, result, self._key, self._clock())
+        acks = build_acks(batch.blocks, result, self._key, self._clock())
+        return acks + await self._key_notices(batch.key_refusals)
+
+    async def _key_notices(self, refusals: Sequence[KeyRefusal]) -> tuple[Outgoing, ...]:
+        """The notices (collector.ingest.key_notice) for the batch's blocks refused for their key.
+
+        A read that fails costs these notices only (the next refusal tells), not the ACKs.
+        """
+        moment = time.monotonic()
+        due = self._notices.due(refusals, moment)
+        if not due:
+            return ()
+        notices: list[tuple[KeyRefusal, Outgoing]] = []
+        try:
+            registered = await self._storage.find_gateways({r.topics.gateway for r in due})
+            for refusal in registered_at_their_place(due, registered):
+                gateway = refusal.topics.gateway
+                state = await self._storage.stream(gateway, refusal.epoch)
+                keys = await self._storage.keys(gateway)
+                live = [
+                    LiveKey(k.kid, k.added_at, k.retired_at) for k in keys if k.revoked_at is None
+                ]
+                notice = notice_ack(refusal, state, live, self._key, self._clock())
+                notices.append((refusal, notice))
+        except StorageError as exc:
+            log.warning("gateway_key_refusal_unanswered", error=str(exc))
+            return ()
+        for refusal, _ in notices:
+            self._notices.told(refusal.topics.gateway, moment)
+            log.info(
+                "gateway_key_refusal_answered",
+                gateway=refusal.topics.gateway,
+                epoch=refusal.epoch,
+            )
+        return tuple(notice for _, notice in notices)
 
 
 def _log_batch(batch: IngestBatch, outcomes: Sequence[Outcome], rejections: LineLimit) -> None:

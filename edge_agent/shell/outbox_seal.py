@@ -172,7 +172,10 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
                 (*verdict, *bounds),
             ).rowcount
             if signing_kid is not None:
-                note_key_listing(db, keys, signing_kid, now, answered=(epoch, also))
+                # An ACK with no `seq` answers no block: the collector's key notice, sent
+                # when it refused a block for its key, is no older than the switch.
+                answered = None if also is None else (epoch, also)
+                note_key_listing(db, keys, signing_kid, now, answered=answered)
             left_out = read_key_left_out(db)
     finally:
         db.execute("PRAGMA synchronous=FULL")

@@ -59,8 +59,13 @@ class Link:
         await self.publish_ack(seq, seq, keys)
         await wait_until(self.agent.undelivered, lambda seqs: seqs == [])
 
-    async def publish_ack(self, through: int, seq: int, keys: tuple[str, ...] | None) -> None:
-        """The collector's ACK of block `seq`, all through `through` stored, naming `keys`."""
+    async def publish_ack(
+        self, through: int, seq: int | None, keys: tuple[str, ...] | None
+    ) -> None:
+        """The collector's ACK of block `seq`, all through `through` stored, naming `keys`.
+
+        `seq` None: an ACK answering no block (the collector's key notice).
+        """
         epoch = self.agent.outbox.epoch
         issued = iso_time(time.time())
         body = Ack(GW.gateway, epoch, through, (), seq, issued, keys=keys).encode()
@@ -214,3 +219,32 @@ async def test_an_ack_older_than_the_switch_to_the_signing_key_raises_nothing(
         with capture_logs() as logs:  # issued after the switch: the new key is left out
             await link.seal_and_ack((GW.key.kid,))
         assert [e["kid"] for e in logs if e["event"] == "gateway_key_left_out"] == [successor.kid]
+
+
+async def _left_out(link: Link) -> float | None:
+    return link.left_out()
+
+
+async def test_the_collectors_key_notice_tells_after_a_switch(
+    tmp_path: Path, broker: Broker
+) -> None:
+    """The collector answers a block refused for its key with an ACK of what it stored, `seq`
+    null (it answers no block): issued after the refusal, it is no older than the switch to
+    the refused key, and tells even when that key came by a rotation."""
+    successor = generate_signing_key()
+    public_key = successor.public().public_pem().decode("ascii")
+    async with linked(tmp_path, broker) as link:
+        outbox = link.agent.outbox
+        record = KeyRecord(
+            iso_time(time.time()), successor.kid, successor.alg, public_key, GW.key.kid
+        )
+        announced = await outbox.seal((record,), now=time.time(), clock_synced=True)
+        await link.ack(announced.seq, (GW.key.kid, successor.kid))
+        await outbox.use_key(successor)  # the rotation completes
+        await link.agent.seal(1)  # refused: the admin revoked the new key meanwhile
+        with capture_logs() as logs:
+            await link.publish_ack(announced.seq, None, (GW.key.kid,))
+            since = await wait_until(lambda: _left_out(link), lambda seen: seen is not None)
+        assert [e["kid"] for e in logs if e["event"] == "gateway_key_left_out"] == [successor.kid]
+        assert (await link.status()).left_out == since
+        assert await link.agent.undelivered() == [announced.seq + 1]  # nothing released
