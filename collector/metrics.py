@@ -3,9 +3,9 @@
 Three kinds of figures:
 
 * counted by the ingest loop after each committed batch (`batch_committed`): blocks by
-  result, readings stored, and the ingest lag of each stored block (commit time minus the
-  block's `sealed_at`: how old data is when it becomes readable here, so a backlog or a
-  gateway sending after an outage shows as lag);
+  result, readings stored, readings left out as past retention, and the ingest lag of each
+  stored block (commit time minus the block's `sealed_at`: how old data is when it becomes
+  readable here, so a backlog or a gateway sending after an outage shows as lag);
 * counted by the API server: connections ended because their client took nothing of what
   it was sent for `api.limits.send_timeout` (`connection_stalled`);
 * read from the database when scraped (`refresh`): gateways online and open gaps. They are
@@ -26,7 +26,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from collector.api.core import is_online
-from collector.model import IngestBatch, Outcome
+from collector.model import BatchResult, IngestBatch, Outcome, Reason
 from collector.readmodel import EVERYTHING, pages
 from collector.storage.base import Storage
 from specs.records import RecordFormatError, parse_iso_time
@@ -37,7 +37,10 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 REJECTED: Final = "rejected"
 """The `result` of a block message refused before storage (its reason is in the audit)."""
 
-BLOCK_RESULTS: Final = (*(outcome.value for outcome in Outcome), REJECTED)
+PAST_RETENTION: Final = Reason.PAST_RETENTION.value
+"""The `result` of a block stored with readings left out: before retention's mark (audited)."""
+
+BLOCK_RESULTS: Final = (*(outcome.value for outcome in Outcome), PAST_RETENTION, REJECTED)
 
 LAG_BUCKETS: Final = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
 """Seconds: a live site's blocks land in the first few, a day's backlog in the last."""
@@ -46,24 +49,38 @@ _BLOCK_TOPIC_KIND: Final = "/up/block"
 _PAGE: Final = 1000
 
 
-def block_results(batch: IngestBatch, outcomes: Sequence[Outcome]) -> Tally[str]:
-    """How many blocks of a committed batch ended with each `result` (pure)."""
-    results = Tally(outcome.value for outcome in outcomes)
+def _left_out(result: BatchResult) -> Sequence[int]:
+    """Per block, its readings left out as past_retention (zeros when none was)."""
+    return result.past_retention or (0,) * len(result.outcomes)
+
+
+def block_results(batch: IngestBatch, result: BatchResult) -> Tally[str]:
+    """How many blocks of a committed batch ended with each `result` (pure).
+
+    A stored block with readings left out as before retention's mark counts `past_retention`.
+    """
+    results = Tally(
+        PAST_RETENTION if left_out else outcome.value
+        for outcome, left_out in zip(result.outcomes, _left_out(result), strict=True)
+    )
     rejected = sum(1 for audit in batch.audits if audit.topic.endswith(_BLOCK_TOPIC_KIND))
     if rejected:
         results[REJECTED] = rejected
     return results
 
 
-def stored_readings(batch: IngestBatch, outcomes: Sequence[Outcome]) -> int:
+def stored_readings(batch: IngestBatch, result: BatchResult) -> int:
     """Readings of the blocks this batch stored, as normalized for the readings table (pure).
 
     A reading whose (gateway, point, t) was stored already by another block is counted here
-    although the table keeps the first (the audit names it as a duplicate or conflict).
+    although the table keeps the first (the audit names it as a duplicate or conflict). One
+    left out as before retention's mark (audited past_retention) is not: it is counted apart.
     """
     return sum(
-        len(incoming.entries.readings)
-        for incoming, outcome in zip(batch.blocks, outcomes, strict=True)
+        len(incoming.entries.readings) - left_out
+        for incoming, outcome, left_out in zip(
+            batch.blocks, result.outcomes, _left_out(result), strict=True
+        )
         if outcome.acknowledged and outcome is not Outcome.DUPLICATE
     )
 
@@ -91,7 +108,7 @@ class CollectorMetrics:
         self._blocks = Counter(
             "gz_collector_blocks_total",
             "Block messages handled, by result: stored (and its variants unknown_quota,"
-            " unknown_unit), duplicate, seq_conflict, or rejected before storage.",
+            " unknown_unit, past_retention), duplicate, seq_conflict, or rejected before storage.",
             ["result"],
             registry=self.registry,
         )
@@ -100,6 +117,12 @@ class CollectorMetrics:
         self._readings = Counter(
             "gz_collector_readings_stored_total",
             "Readings of the blocks stored by this collector process.",
+            registry=self.registry,
+        )
+        self._past_retention = Counter(
+            "gz_collector_readings_past_retention_total",
+            "Readings left out of the blocks stored: of a month whose raw readings retention"
+            " deleted (audited past_retention; not stored, not in the rollups).",
             registry=self.registry,
         )
         self._lag = Histogram(
@@ -125,14 +148,13 @@ class CollectorMetrics:
             registry=self.registry,
         )
 
-    def batch_committed(
-        self, batch: IngestBatch, outcomes: Sequence[Outcome], committed_at: float
-    ) -> None:
+    def batch_committed(self, batch: IngestBatch, result: BatchResult, committed_at: float) -> None:
         """Count one batch the storage has committed."""
-        for result, count in block_results(batch, outcomes).items():
-            self._blocks.labels(result).inc(count)
-        self._readings.inc(stored_readings(batch, outcomes))
-        for lag in lags(batch, outcomes, committed_at):
+        for name, count in block_results(batch, result).items():
+            self._blocks.labels(name).inc(count)
+        self._readings.inc(stored_readings(batch, result))
+        self._past_retention.inc(sum(result.past_retention))
+        for lag in lags(batch, result.outcomes, committed_at):
             self._lag.observe(lag)
 
     def connection_stalled(self) -> None:

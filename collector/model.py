@@ -387,9 +387,12 @@ class BatchResult:
     """The committed outcome of one batch: one Outcome per block, and each touched stream.
 
     `keys` holds, for each gateway of the batch's blocks, its keys not revoked, read after
-    the batch's announcements were taken or refused.
+    the batch's announcements were taken or refused. `past_retention` holds, per block, how
+    many of its readings were left out as before retention's mark (Reason.PAST_RETENTION;
+    empty: none of any block).
     """
 
     outcomes: tuple[Outcome, ...]
     streams: Mapping[tuple[str, str], StreamState] = field(default_factory=dict)
     keys: Mapping[str, tuple[LiveKey, ...]] = field(default_factory=dict)
+    past_retention: tuple[int, ...] = ()

@@ -315,7 +315,7 @@ class Ingest:
             self._commits.notify()  # live streams read what this batch committed
         _log_batch(batch, result.outcomes, self._rejections)
         if self._metrics is not None:
-            self._metrics.batch_committed(batch, result.outcomes, self._clock())
+            self._metrics.batch_committed(batch, result, self._clock())
         acks = build_acks(batch.blocks, result, self._key, self._clock())
         return acks + await self._key_notices(batch.key_refusals)
 

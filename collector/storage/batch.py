@@ -149,9 +149,11 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
     newest = await steps.newest_times({key[:2] for key in keys})
     held = await steps.stored_readings(keys_to_look_up(keys, newest))
     new, repeated = unique_readings(fresh, held, keys)
+    counted = {block_key(b): len(b.entries.readings) for b in new}
     # Read after the readings: retention moves the mark before it deletes, so a reading it
     # deleted since the lookup above is before the mark read here (PostgreSQL's READ COMMITTED).
     new, expired = within_retention(new, await steps.raw_kept_from())
+    left_out = _left_out(batch.blocks, outcomes, counted, new) if expired else ()
     await _insert_blocks(steps, new)
     await steps.fold_rollups(minute_rollups(new))
     alarms = await _pair_alarms(steps, new)
@@ -188,7 +190,21 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
         *status_entries(statuses_held, batch.statuses),
     ]
     await steps.finish(new, entries)
-    return BatchResult(outcomes, streams, live)
+    return BatchResult(outcomes, streams, live, left_out)
+
+
+def _left_out(
+    blocks: Sequence[IncomingBlock],
+    outcomes: Sequence[Outcome],
+    counted: Mapping[BlockKey, int],
+    kept: Sequence[IncomingBlock],
+) -> tuple[int, ...]:
+    """Per block of the batch, its readings `within_retention` left out (`counted` before)."""
+    after = {block_key(b): len(b.entries.readings) for b in kept}
+    return tuple(
+        counted.get(key, 0) - after.get(key, 0) if outcome is Outcome.STORED else 0
+        for key, outcome in zip(map(block_key, blocks), outcomes, strict=True)
+    )
 
 
 async def _run(steps: BatchSteps, statement: str, rows: Sequence[Params]) -> None:

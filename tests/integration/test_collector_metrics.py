@@ -18,10 +18,13 @@ import pytest
 
 from collector.config import load_collector_config
 from collector.runtime import RunningCollector, run_collector
+from collector.storage import prune_storage
+from collector.storage.retention import DAY, RetentionPolicy
 from tests.support.broker import Broker
 from tests.support.collector_client import BASE_TIME, GatewayLink, gateway_link, sim_gateway
 from tests.support.collector_env import keyed_collector_config, register
 from tests.support.metric_samples import Samples, samples_of, value_of
+from tests.support.records import reading_at
 
 NANCHANG = sim_gateway(1, district="360100")
 BEIJING = sim_gateway(2, district="110101")  # registered, never heard from: offline
@@ -73,9 +76,10 @@ async def _send_acked(link: GatewayLink, *seqs: int) -> None:
 
 async def test_a_fresh_collector_shows_every_figure_at_zero(collector: RunningCollector) -> None:
     samples = await _scrape(collector)
-    for result in ("stored", "duplicate", "seq_conflict", "rejected"):
+    for result in ("stored", "past_retention", "duplicate", "seq_conflict", "rejected"):
         assert value_of(samples, "gz_collector_blocks_total", result=result) == 0
     assert value_of(samples, "gz_collector_readings_stored_total") == 0
+    assert value_of(samples, "gz_collector_readings_past_retention_total") == 0
     assert value_of(samples, "gz_collector_ingest_lag_seconds_count") == 0
     assert value_of(samples, "gz_collector_gateways_online") == 0
     assert value_of(samples, "gz_collector_gaps_open") == 0
@@ -125,3 +129,29 @@ async def test_metrics_need_a_token_of_every_district(collector: RunningCollecto
     assert scoped.headers["content-type"] == "application/problem+json"
     assert "districts" in scoped.json()["detail"]
     assert "gz_collector" not in anonymous.text + scoped.text + wrong.text
+
+
+async def test_readings_refused_as_past_retention_are_not_counted_stored(
+    broker: Broker, collector: RunningCollector, storage_url: str
+) -> None:
+    """The defect (found by the lead's review of d668b43): a block whose readings of a pruned
+    month ingest left out (audited past_retention) was counted result="stored" and all its
+    readings in gz_collector_readings_stored_total, though none of them was stored. It is
+    counted result="past_retention" (stored, readings left out, as unknown_quota is), and
+    the readings left out apart from those stored."""
+    later = BASE_TIME + 100 * DAY
+    async with gateway_link(broker.port, NANCHANG) as link:
+        await link.send(1, records=[reading_at(BASE_TIME, 1.0)])
+        await link.next_ack()
+        await link.send(2, records=[reading_at(later, 2.0)])
+        await link.next_ack()
+        # May's readings go; from now on a reading of May is refused.
+        await prune_storage(storage_url, RetentionPolicy(raw_days=30), later)
+        old = [reading_at(BASE_TIME + 1, 1.5), reading_at(BASE_TIME + 2, 1.6)]
+        await link.send(3, records=[*old, reading_at(later + 1, 2.5)])
+        await link.next_ack()
+        samples = await _scrape(collector)
+    assert value_of(samples, "gz_collector_blocks_total", result="stored") == 2
+    assert value_of(samples, "gz_collector_blocks_total", result="past_retention") == 1
+    assert value_of(samples, "gz_collector_readings_stored_total") == 3
+    assert value_of(samples, "gz_collector_readings_past_retention_total") == 2
