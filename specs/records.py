@@ -90,6 +90,9 @@ class GapReason(enum.StrEnum):
     OUTBOX_CORRUPT = "outbox_corrupt"
     OUTBOX_RESTORED = "outbox_restored"
     THINNED = "thinned"
+    # Blocks the collector ACKed (the agent released them, and retention deleted them) that
+    # it lacks again: its database was put back to a backup taken before it stored them.
+    RELEASED = "released"
 
 
 @dataclass(frozen=True, slots=True)

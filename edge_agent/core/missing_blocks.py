@@ -16,7 +16,15 @@ So, for the lowest `EXAMINED` seqs an ACK lists missing, up to the local chain's
   and the row (mended, or declared if it does not vouch for its bytes) is in the outbox still;
 - a seq the outbox does not hold, and that no gap record in the outbox declares already (a
   thinned or dropped block's replacement on its way, say), cannot be produced: it is declared
-  lost, each run of such seqs by one `outbox_corrupt` gap record.
+  lost, each run of such seqs by one gap record: `released` when retention (or room-making)
+  deleted it after the collector had ACKed it (at or below the highest seq of the epoch the
+  outbox pruned: the collector lost it, its database restored from a backup, say), else
+  `outbox_corrupt` (the outbox lost it).
+
+Which ACKs are answered at all (`heard`): a collector's `acked_through` for an epoch goes down
+only when its database went back (restored from a backup); an ACK below the highest heard is
+otherwise one issued before it (by another collector of a shared subscription) and delivered
+late, whose `missing` may list blocks stored since.
 """
 
 from __future__ import annotations
@@ -33,15 +41,42 @@ EXAMINED: Final = 64
 Span = tuple[int, int]
 
 
-def out_of_date(acked_through: int, highest_heard: int) -> bool:
-    """Whether an ACK's `missing` is older than what an ACK heard before it said.
+# How much later (by the collectors' clocks) an ACK with a lower `acked_through` must be
+# issued than the latest ACK that said the highest, to be the collector's word rather than a
+# stale ACK: more than the clocks of two collectors of one province differ (NTP keeps them
+# within milliseconds). A restored collector is stopped and started again for longer.
+CLOCK_ALLOWANCE: Final = 10.0
 
-    A collector's `acked_through` for an epoch never goes down: an ACK below the highest
-    heard was issued before it (by another collector of a shared subscription, say). Its
-    `missing` may list blocks stored since and released, even deleted to make room: nothing
-    is declared on its word.
+
+@dataclass(frozen=True, slots=True)
+class AckMark:
+    """The highest `acked_through` heard for `epoch`, and the latest `issued_at` saying it."""
+
+    epoch: str
+    acked_through: int
+    issued_at: float
+
+
+def heard(
+    mark: AckMark | None, epoch: str, acked_through: int, issued_at: float
+) -> tuple[AckMark, bool]:
+    """The mark after an ACK of `epoch`, and whether its `missing` is the collector's word.
+
+    An ACK at or above the mark is. One below it was issued before the mark's (by another
+    collector of a shared subscription, say, delivered late): its `missing` may list blocks
+    stored since and released, even deleted to make room, so it is not answered, unless it
+    was issued more than CLOCK_ALLOWANCE after the latest ACK at the mark: then the collector
+    went back (its database restored from a backup), it will not say the higher mark again,
+    and its ACK is the new mark. The mark keeps the latest `issued_at` of the epoch's ACKs
+    answered: a collector's clock that ran ahead, or one behind now, only delays this.
     """
-    return acked_through < highest_heard
+    if mark is None or mark.epoch != epoch:
+        return AckMark(epoch, acked_through, issued_at), True
+    if acked_through >= mark.acked_through:
+        return AckMark(epoch, acked_through, max(mark.issued_at, issued_at)), True
+    if issued_at > mark.issued_at + CLOCK_ALLOWANCE:
+        return AckMark(epoch, acked_through, issued_at), True
+    return mark, False
 
 
 def examined(missing: Sequence[Span], last_seq: int, limit: int = EXAMINED) -> tuple[Span, ...]:
@@ -64,27 +99,43 @@ def examined(missing: Sequence[Span], last_seq: int, limit: int = EXAMINED) -> t
 
 @dataclass(frozen=True, slots=True)
 class MissingVerdict:
-    """What to do about the seqs looked at: declare `lost` ranges, send `resend` again."""
+    """What to do about the seqs looked at: declare `lost` and `released` ranges, send `resend`.
+
+    `lost`: seqs the outbox lost (`outbox_corrupt`); `released`: seqs it deleted after the
+    collector ACKed them, which the collector lost since (`released`).
+    """
 
     lost: tuple[Span, ...] = ()
     resend: tuple[int, ...] = ()
+    released: tuple[Span, ...] = ()
 
     def __bool__(self) -> bool:
         """Whether there is anything to do."""
-        return bool(self.lost or self.resend)
+        return bool(self.lost or self.resend or self.released)
+
+
+def _add(runs: list[Span], seq: int) -> None:
+    """`seq` into `runs` (ascending): the last run grows when `seq` follows it."""
+    if runs and runs[-1][1] == seq - 1:
+        runs[-1] = (runs[-1][0], seq)
+    else:
+        runs.append((seq, seq))
 
 
 def judge_missing(
     window: Sequence[Span],
     held: Mapping[int, bool],
     declared: Sequence[tuple[int, int | None]] = (),
+    pruned_through: int = 0,
 ) -> MissingVerdict:
     """Decide on the seqs of `window` (missing at the collector).
 
     `held`: the outbox's rows among them, seq -> whether the row says delivered; `declared`:
-    the seq ranges (`to_seq` None: open-ended) gap records in the outbox declare already.
+    the seq ranges (`to_seq` None: open-ended) gap records in the outbox declare already;
+    `pruned_through`: the highest seq of the epoch the outbox deleted after delivery (0: none).
     """
     lost: list[Span] = []
+    released: list[Span] = []
     resend: list[int] = []
     for low, high in window:
         for seq in range(low, high + 1):
@@ -94,8 +145,5 @@ def judge_missing(
                 continue
             if any(lo <= seq and (hi is None or seq <= hi) for lo, hi in declared):
                 continue
-            if lost and lost[-1][1] == seq - 1:
-                lost[-1] = (lost[-1][0], seq)
-            else:
-                lost.append((seq, seq))
-    return MissingVerdict(tuple(lost), tuple(resend))
+            _add(released if seq <= pruned_through else lost, seq)
+    return MissingVerdict(tuple(lost), tuple(resend), tuple(released))

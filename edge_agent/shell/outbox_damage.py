@@ -93,17 +93,22 @@ async def declare_unplaced(
 
 
 def corrupt_gap(
-    epoch: str | None, seqs: tuple[int, int] | None, lost: int | None, now: float
+    epoch: str | None,
+    seqs: tuple[int, int] | None,
+    lost: int | None,
+    now: float,
+    reason: GapReason = GapReason.OUTBOX_CORRUPT,
 ) -> GapRecord:
-    """An `outbox_corrupt` gap record: `lost` readings, seqs `seqs` (from, to) of `epoch`.
+    """An `outbox_corrupt` gap record (or `reason`): `lost` readings, seqs `seqs` of `epoch`.
 
     `seqs` None names no seqs (and no epoch): a row whose epoch column changed on disk with
-    both its witnesses tells neither where it was nor what it held.
+    both its witnesses tells neither where it was nor what it held. `reason` `released`:
+    seqs the outbox deleted after the collector ACKed them (`outbox_missing`).
     """
     low, high = (None, None) if seqs is None else seqs
     return GapRecord(
         t=iso_time(now),
-        reason=GapReason.OUTBOX_CORRUPT,
+        reason=reason,
         lost=lost,
         epoch=None if seqs is None else epoch,
         from_seq=low,

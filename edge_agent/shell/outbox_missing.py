@@ -2,8 +2,9 @@
 
 The decision is the pure core's (`edge_agent.core.missing_blocks`); this module reads what it
 needs from the outbox file and carries it out, inside the outbox's lock and one transaction:
-a run of seqs the outbox cannot produce is declared lost by an `outbox_corrupt` gap record
-sealed at the head, and a row that says delivered while the collector says it is not stored is
+a run of seqs the outbox cannot produce is declared lost by a gap record sealed at the head
+(`released` when retention deleted them after the collector's ACK, else `outbox_corrupt`),
+and a row that says delivered while the collector says it is not stored is
 made undelivered again, so the send path reads it (and sends it, mended, or declares it).
 """
 
@@ -21,7 +22,7 @@ from edge_agent.shell.outbox_reads import PAYLOAD, WITNESS_COLUMNS, as_sealed, w
 from edge_agent.shell.outbox_seal import read_chain_state
 from edge_agent.shell.outbox_transaction import async_write_transaction, on_thread
 from specs.block import BlockFormatError, decode_block
-from specs.records import GapRecord, RecordFormatError
+from specs.records import GapReason, GapRecord, RecordFormatError
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -139,7 +140,9 @@ async def _verdict(
     if not verdict.lost:
         return verdict
     declared = await declarations.read(db, epoch, last_seq, key)
-    return judge_missing(window, held, declared)
+    async with db.execute("SELECT through FROM pruned WHERE epoch = ?", (epoch,)) as cursor:
+        row = await cursor.fetchone()
+    return judge_missing(window, held, declared, 0 if row is None else int(row[0]))
 
 
 async def _carry_out(
@@ -156,11 +159,16 @@ async def _carry_out(
     The gap records (one a run of seqs) go in one block; returns it (None: nothing declared).
     """
     sealed = None
-    if verdict.lost:
-        gaps = tuple(corrupt_gap(epoch, seqs, None, now) for seqs in verdict.lost)
+    if verdict.lost or verdict.released:
+        gaps = (
+            *(corrupt_gap(epoch, seqs, None, now) for seqs in verdict.lost),
+            *(corrupt_gap(epoch, seqs, None, now, GapReason.RELEASED) for seqs in verdict.released),
+        )
         sealed = await append(gaps, now=now, clock_synced=clock_synced)
         for low, high in verdict.lost:
             log.error("outbox_missing_blocks_declared", epoch=epoch, from_seq=low, to_seq=high)
+        for low, high in verdict.released:
+            log.error("released_blocks_declared", epoch=epoch, from_seq=low, to_seq=high)
     if verdict.resend:
         await _undeliver(db, epoch, verdict.resend)
         log.warning("outbox_delivered_blocks_missing", epoch=epoch, seqs=list(verdict.resend))

@@ -9,7 +9,10 @@ whose block is not delivered stays; a reading that moves (sealed again under a n
 kept by thinning) keeps its key, as the block it moves to carries it.
 
 Each step is one transaction on the outbox's connection thread, of a bounded size: a prune
-of millions of keys neither holds them in memory nor writes them in one transaction.
+of millions of keys neither holds them in memory nor writes them in one transaction. The same
+transaction keeps, per epoch, the highest seq it deleted (table `pruned`): a seq a collector
+later lists missing at or below it was delivered and ACKed, then lost by the collector
+(`edge_agent.core.missing_blocks`), not lost by the outbox.
 """
 
 from __future__ import annotations
@@ -28,6 +31,11 @@ PRUNE_BLOCKS: Final = 256
 """Delivered blocks deleted per transaction at most."""
 PRUNE_KEYS: Final = 16_000
 """Keys deleted per transaction: a chunk stops at the block that reaches this many."""
+# The highest seq of each epoch deleted after delivery (`pruned`, read by `outbox_missing`).
+_PRUNED_SQL: Final = (
+    "INSERT INTO pruned (epoch, through) VALUES (?, ?)"
+    " ON CONFLICT (epoch) DO UPDATE SET through = max(through, excluded.through)"
+)
 
 
 def _vouched_keys(db: sqlite3.Connection, rowid: int) -> list[tuple[str, str]] | None:
@@ -66,19 +74,22 @@ def prune_chunk(db: sqlite3.Connection, before: float) -> int:
     """
     with write_transaction(db):
         rows = db.execute(
-            "SELECT rowid, backfilled FROM blocks"
+            "SELECT rowid, backfilled, epoch, seq FROM blocks"
             " WHERE delivered_at IS NOT NULL AND delivered_at < ? ORDER BY rowid LIMIT ?",
             (before, PRUNE_BLOCKS),
         ).fetchall()
         gone: list[tuple[int]] = []
+        through: dict[str, int] = {}
         keys = 0
-        for rowid, backfilled in rows:
+        for rowid, backfilled, epoch, seq in rows:
             if keys >= PRUNE_KEYS:
                 break
             if backfilled is None or backfilled > 0:  # NULL: sealed before the count
                 keys += _forget_keys(db, int(rowid))
             gone.append((int(rowid),))
+            through[str(epoch)] = max(through.get(str(epoch), 0), int(seq))
         db.executemany("DELETE FROM blocks WHERE rowid = ?", gone)
+        db.executemany(_PRUNED_SQL, through.items())
     return len(gone)
 
 

@@ -57,6 +57,14 @@ CREATE TABLE IF NOT EXISTS key_announcements (
     refused_at REAL,
     PRIMARY KEY (epoch, seq, kid)
 );
+-- Per epoch, the highest seq retention (or room-making) deleted after the collector ACKed
+-- it (`outbox_prune`): a seq at or below it that a collector's ACK lists missing was
+-- delivered and released, then lost by the collector; above it, the outbox lost it
+-- (`outbox_missing`). A file before this table has none: its pruned seqs read as lost.
+CREATE TABLE IF NOT EXISTS pruned (
+    epoch TEXT PRIMARY KEY,
+    through INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alarm_state (
     name TEXT PRIMARY KEY,
     state BLOB NOT NULL,

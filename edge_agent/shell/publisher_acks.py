@@ -5,13 +5,16 @@ outbox's epoch; anyone who can publish there can forge the rest, so a rejected o
 bounded number of log lines. A valid ACK releases what it proves stored (`Outbox.mark_delivered`)
 or, when it proves the agent's sequence state rolled back, starts a new epoch; then what it
 lists missing that the outbox cannot send is declared lost, or owed again
-(`edge_agent.core.missing_blocks`). The publisher (edge_agent.shell.publisher) owns the session
-and hands each ACK here; the lanes (edge_agent.shell.publisher_lanes) learn what it answered.
+(`edge_agent.core.missing_blocks`; a lower `acked_through` than heard before is answered only
+from a collector gone back, its database restored from a backup). The publisher
+(edge_agent.shell.publisher) owns the session and hands each ACK here; the lanes
+(edge_agent.shell.publisher_lanes) learn what it answered.
 """
 
 from __future__ import annotations
 
 import asyncio
+import math
 import sqlite3
 import time
 
@@ -19,7 +22,7 @@ import structlog
 from paho.mqtt.properties import Properties
 
 from edge_agent.core.ack_check import Rollback, judge_ack
-from edge_agent.core.missing_blocks import out_of_date
+from edge_agent.core.missing_blocks import AckMark, heard
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox
@@ -27,7 +30,7 @@ from edge_agent.shell.outbox_recovery import declared_gap
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.log_limit import LineLimit, warn_limited
 from specs.ack import Ack, AckFormatError, decode_ack
-from specs.records import GapReason
+from specs.records import GapReason, RecordFormatError, parse_iso_time
 from specs.signing import SignatureError, VerifyKey, signature_from_properties
 from specs.topics import GatewayTopics
 
@@ -55,8 +58,8 @@ class AckTaker:
         self._rejected_lines = rejected_lines
         # When the collector last released blocks with an ACK (wall clock; `edge-agent status`).
         self.last_ack: float | None = None
-        # The highest `acked_through` an ACK said, and its epoch (`_answer_missing`).
-        self._highest_acked = ("", 0)
+        # The highest `acked_through` an ACK said, its epoch and time (`_answer_missing`).
+        self._ack_mark: AckMark | None = None
 
     def _ack_rejected(self, reason: str, **fields: object) -> None:
         # Anyone who can publish on down/ack can forge these: a bounded number of lines.
@@ -97,11 +100,21 @@ class AckTaker:
         `edge_agent.core.missing_blocks`: a seq the outbox does not hold would otherwise stay
         an open hole at the collector for ever, its readings neither stored nor declared.
         """
-        epoch, through = self._highest_acked
-        if epoch == ack.epoch and out_of_date(ack.acked_through, through):
-            return
-        self._highest_acked = (ack.epoch, ack.acked_through)
-        if not ack.missing:
+        try:
+            issued_at = parse_iso_time(ack.issued_at)
+        except RecordFormatError:
+            issued_at = -math.inf  # never taken for a collector gone back
+        before = self._ack_mark
+        self._ack_mark, answered = heard(before, ack.epoch, ack.acked_through, issued_at)
+        if answered and before is not None and self._ack_mark.acked_through < before.acked_through:
+            log.warning(
+                "collector_acked_through_went_back",
+                epoch=ack.epoch,
+                acked_through=ack.acked_through,
+                heard=before.acked_through,
+                missing=[list(span) for span in ack.missing[:4]],
+            )
+        if not answered or not ack.missing:
             return
         try:
             resend = await self._outbox.answer_missing(

@@ -41,6 +41,7 @@ class MakeSite(Protocol):
         *,
         collector: bool = True,
         outbox_file: str = ...,
+        storage_url: str | None = ...,
     ) -> Site: ...
 
 
@@ -54,11 +55,15 @@ def make_site(tmp_path: Path, broker: Broker) -> Iterator[MakeSite]:
         *,
         collector: bool = True,
         outbox_file: str = "state/outbox.db",
+        storage_url: str | None = None,
     ) -> Site:
-        """`outbox_file` (relative to the site's folder) moves the agent's outbox."""
+        """`outbox_file` (relative to the site's folder) moves the agent's outbox;
+        `storage_url` the collector's database (SQLite in the site's folder when None)."""
         work = tmp_path / f"site{len(sites)}"
         work.mkdir()
         site = Site(work=work, broker=broker, outbox_file=outbox_file)
+        if storage_url is not None:
+            site.storage_url = storage_url
         sites.append(site)
 
         def edit(site_map: SiteMap) -> None:

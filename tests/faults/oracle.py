@@ -29,10 +29,13 @@ from contextlib import closing
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import asyncpg
+
 from collector.api.core import shown_value
 from specs.block import block_hash, decode_block
 from specs.records import GapRecord, Reading
 from tests.e2e.harness import Site
+from tests.support.postgres import run_sync
 
 BIN = Path(sys.executable).parent
 READER_ENV = "GZ_FAULTS_OUTBOX_READER"
@@ -96,17 +99,28 @@ def _export_command(site: Site) -> list[OutboxBlock]:
 
 
 def collector_blocks(site: Site) -> list[OutboxBlock]:
-    """Every block the collector stored, read from its database.
+    """Every block the collector stored, read from its database (SQLite or PostgreSQL).
 
     Each verified under the gateway's registered key, so each was sealed by the agent: a
     block that came and went between two outbox snapshots (sealed, delivered, then dropped
     to make room) is still held to account through this.
     """
+    if site.storage_url.startswith("postgresql"):
+        return run_sync(lambda: _postgres_blocks(site.storage_url, site.gateway))
     path = site.work / "state" / "collector.db"
     with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=30)) as db:
         rows = db.execute(
             "SELECT epoch, seq, payload FROM blocks WHERE gateway = ?", (site.gateway,)
         ).fetchall()
+    return [OutboxBlock(str(e), int(s), bytes(p), delivered=True) for e, s, p in rows]
+
+
+async def _postgres_blocks(url: str, gateway: str) -> list[OutboxBlock]:
+    db = await asyncpg.connect(url, timeout=10)
+    try:
+        rows = await db.fetch("SELECT epoch, seq, payload FROM blocks WHERE gateway = $1", gateway)
+    finally:
+        await db.close()
     return [OutboxBlock(str(e), int(s), bytes(p), delivered=True) for e, s, p in rows]
 
 

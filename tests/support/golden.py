@@ -85,6 +85,7 @@ WHP_PREVIOUS_EPOCH: Final = "3f6b9e2a0c5d7148"
 WKK_PREVIOUS_EPOCH: Final = "91d4c07a2e6b5f38"
 YHBZ_PREVIOUS_EPOCH: Final = "5c0e8a3d7f2b1946"
 MK_PREVIOUS_EPOCH: Final = "a83f1d6c4e0b9275"
+BP_PREVIOUS_EPOCH: Final = "d2e7b05a9c13f864"
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,7 +310,8 @@ def mk_records() -> list[Record]:
 
 
 def bp_records() -> list[Record]:
-    """Slope: GNSS X moves 6.3 mm in an hour (rate >= 5 mm/h), then 2.4 mm/h; a full disk."""
+    """Slope: GNSS X moves 6.3 mm in an hour (rate >= 5 mm/h), then 2.4 mm/h; a full disk;
+    blocks a restored collector lost after their release."""
     return [
         reading_at(T0, -12.4, point="S01-GZ-01", quota="BP-GZ", unit="mm"),
         *_raise_and_clear(
@@ -332,6 +334,17 @@ def bp_records() -> list[Record]:
             t_from=_t(5280),
             t_to=_t(5390),
             point="S01-GZ-01",
+        ),
+        # Blocks the collector had ACKed, which the agent's retention then deleted, and which
+        # the collector lacks again (its database restored from a backup): how many readings
+        # they held the agent no longer knows.
+        GapRecord(
+            t=_t(7200),
+            reason=GapReason.RELEASED,
+            lost=None,
+            epoch=BP_PREVIOUS_EPOCH,
+            from_seq=3120,
+            to_seq=3166,
         ),
     ]
 

@@ -50,7 +50,8 @@ def run_sync(work: Callable[[], Coroutine[Any, Any, T]]) -> T:
         return pool.submit(asyncio.run, work()).result()
 
 
-async def _admin(statements: list[str]) -> None:
+async def admin(statements: list[str]) -> None:
+    """Run `statements` on the server's `postgres` database (CREATE, DROP DATABASE)."""
     db = await asyncpg.connect(url_of("postgres"), timeout=10)
     try:
         for statement in statements:
@@ -63,7 +64,7 @@ def server_problem() -> str | None:
     """Why the test server cannot be used (None when it answers)."""
 
     async def probe() -> None:
-        await _admin(["SELECT 1"])
+        await admin(["SELECT 1"])
 
     try:
         run_sync(probe)
@@ -111,7 +112,7 @@ class PostgresDatabases:
         source = f' TEMPLATE "{self.template}"' if migrated else ""
 
         async def work() -> None:
-            await _admin([f'CREATE DATABASE "{name}"{source}'])
+            await admin([f'CREATE DATABASE "{name}"{source}'])
 
         run_sync(work)
         self._created.append(name)
@@ -122,7 +123,7 @@ class PostgresDatabases:
         name = url.rsplit("/", 1)[1]
 
         async def work() -> None:
-            await _admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'])
+            await admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'])
 
         run_sync(work)
         if name in self._created:
@@ -133,7 +134,7 @@ class PostgresDatabases:
         names = [*self._created, self.template]
 
         async def work() -> None:
-            await _admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names])
+            await admin([f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)' for name in names])
 
         run_sync(work)
         self._created.clear()

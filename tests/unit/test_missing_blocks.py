@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 from edge_agent.core.missing_blocks import (
+    CLOCK_ALLOWANCE,
     EXAMINED,
+    AckMark,
     MissingVerdict,
     examined,
+    heard,
     judge_missing,
-    out_of_date,
 )
 
 
@@ -48,10 +50,40 @@ def test_a_seq_held_as_delivered_that_the_collector_misses_is_sent_again() -> No
     assert verdict
 
 
+def test_a_seq_retention_deleted_after_delivery_is_declared_released_not_corrupt() -> None:
+    """The collector ACKed it, the outbox deleted it (retention), the collector lost it since
+    (its database put back to a backup): the outbox's disk is not to blame."""
+    held = {9: True}
+    verdict = judge_missing([(4, 12)], held, declared=[(6, 6)], pruned_through=8)
+    assert verdict.released == ((4, 5), (7, 8))
+    assert verdict.lost == ((10, 12),)
+    assert verdict.resend == (9,)
+    assert MissingVerdict(released=((4, 4),))
+
+
 def test_an_ack_below_the_highest_acked_through_heard_is_out_of_date() -> None:
     """Two collectors of a shared subscription answer in any order: one that stored less when
     it answered may list a block the other has stored since, and the agent released (and
     perhaps deleted to make room). Nothing is declared on its word."""
-    assert out_of_date(4, highest_heard=5)
-    assert not out_of_date(5, highest_heard=5)
-    assert not out_of_date(6, highest_heard=5)
+    mark = AckMark("e", 5, 100.0)
+    assert heard(None, "e", 5, 100.0) == (mark, True)
+    # Issued before the mark's, or later by less than two collectors' clocks may differ.
+    assert heard(mark, "e", 4, 99.0) == (mark, False)
+    assert heard(mark, "e", 4, 100.0 + CLOCK_ALLOWANCE) == (mark, False)
+    assert heard(mark, "e", 5, 98.0) == (mark, True)
+    assert heard(mark, "e", 6, 101.0) == (AckMark("e", 6, 101.0), True)
+    # Another epoch starts afresh.
+    assert heard(mark, "f", 1, 50.0) == (AckMark("f", 1, 50.0), True)
+
+
+def test_a_lower_acked_through_issued_well_after_the_mark_is_a_collector_gone_back() -> None:
+    """A collector whose database was restored from a backup says the lower mark for good:
+    once an ACK of it is issued more than CLOCK_ALLOWANCE after the latest ACK that said the
+    higher one, it is the collector's word, and the new mark."""
+    mark = AckMark("e", 40, 100.0)
+    later = 100.0 + CLOCK_ALLOWANCE + 0.001
+    assert heard(mark, "e", 12, later) == (AckMark("e", 12, later), True)
+    # The mark keeps the latest time said: an ACK at the mark issued later pushes it on.
+    pushed = AckMark("e", 40, 130.0)
+    assert heard(mark, "e", 40, 130.0) == (pushed, True)
+    assert heard(pushed, "e", 12, later) == (pushed, False)
