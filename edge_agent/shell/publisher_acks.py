@@ -56,7 +56,7 @@ class AckTaker:
         self._lanes = lanes
         self._wake = wake
         self._rejected_lines = rejected_lines
-        # When the collector last released blocks with an ACK (wall clock; `edge-agent status`).
+        # When the collector last answered a block with an ACK (wall clock; `edge-agent status`).
         self.last_ack: float | None = None
         # The highest `acked_through` an ACK said, its epoch and time (`_answer_missing`).
         self._ack_mark: AckMark | None = None
@@ -89,7 +89,8 @@ class AckTaker:
             return
         if not released:
             return
-        self.last_ack = time.time()
+        if ack.seq is not None:  # not a key notice, which answers no block (contract.md §ACK)
+            self.last_ack = time.time()
         self._lanes.acked(ack)
         await self._answer_missing(ack)
         self._wake.set()

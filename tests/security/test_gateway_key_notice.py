@@ -125,6 +125,7 @@ async def test_a_gateway_whose_key_is_revoked_while_idle_sees_it_left_out(
         assert revoked.exit_code == 0, revoked.output
         await wait_until(lambda: _heard(acks), lambda n: n >= 2)  # the two ACKs of 1 and 2
         answered = len(acks)
+        last_stored = agent.publisher.last_ack
 
         await agent.seal(3)  # idle until now: the first block after the revocation
 
@@ -135,6 +136,8 @@ async def test_a_gateway_whose_key_is_revoked_while_idle_sees_it_left_out(
         assert (notice.epoch, notice.acked_through, notice.seq) == (agent.outbox.epoch, 2, None)
         assert notice.keys == ()
         assert await agent.undelivered() == [3, 4, 5]  # nothing released
+        # `edge-agent status`'s "last ACK" is the collector's last release: not the notice.
+        assert agent.publisher.last_ack == last_stored
 
 
 async def _heard(heard: list[tuple[str, bytes]]) -> int:
@@ -192,6 +195,7 @@ async def test_a_gateway_signing_with_a_key_never_registered_sees_it_left_out(
         assert (notice.epoch, notice.acked_through, notice.seq) == (agent.outbox.epoch, 0, None)
         assert notice.keys == (registered.key.kid,)
         assert await agent.undelivered() == [1, 2]
+        assert agent.publisher.last_ack is None  # nothing was ever released
         await wait_until(
             lambda: _refused(storage, GW.gateway, Reason.UNKNOWN_KEY), lambda n: n >= 2
         )
