@@ -19,11 +19,12 @@ and every loss is named by a gap record sealed in the block that replaces them
 the file was lost, a new epoch starts and every undelivered block of an older epoch is sealed
 again under it.
 
-This module is the `Outbox`; its parts live beside it: opening the file (`outbox_open`), the
-tables (`outbox_schema`), the seal's statements (`outbox_seal`), reading back (`outbox_reads`),
-new epochs and keys (`outbox_rewrite`), making room (`outbox_room`, `outbox_space`), blocks
-changed on disk (`outbox_damage`), retention (`outbox_prune`), the ACKs' word on the signing
-key (`outbox_key_listing`), what a restart finds (`outbox_recovery`, `outbox_sidecars`).
+This module is the `Outbox`, its sealing side; its parts live beside it: the send and ACK side
+(`outbox_delivery`), opening the file (`outbox_open`), the tables (`outbox_schema`), the seal's
+statements (`outbox_seal`), reading back (`outbox_reads`), new epochs and keys
+(`outbox_rewrite`), making room (`outbox_room`, `outbox_space`), blocks changed on disk
+(`outbox_damage`), retention (`outbox_prune`), the ACKs' word on the signing key
+(`outbox_key_listing`), what a restart finds (`outbox_recovery`, `outbox_sidecars`).
 """
 
 from __future__ import annotations
@@ -38,34 +39,23 @@ import structlog
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
-from edge_agent.core.missing_blocks import Span
-from edge_agent.shell.outbox_damage import ready_to_send
-from edge_agent.shell.outbox_key_listing import AckKeys, KeyListing, read_key_left_out
-from edge_agent.shell.outbox_missing import Declarations, answer_missing
+from edge_agent.shell.outbox_delivery import Delivery
+from edge_agent.shell.outbox_key_listing import read_key_left_out
 from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
     AnnouncementState,
     HandedBlocks,
     OutboxStats,
-    StoredBlock,
     announcement_state,
     find_backfill_keys,
     read_alarm_state,
     read_data_version,
     read_stats,
-    read_undelivered,
-    read_undelivered_block,
 )
 from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_undelivered
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
-from edge_agent.shell.outbox_seal import (
-    append_block,
-    chain_position,
-    read_chain_state,
-    release,
-    seal_transaction,
-)
+from edge_agent.shell.outbox_seal import append_block, read_chain_state, seal_transaction
 from edge_agent.shell.outbox_sidecars import EpochJournal, MarkKeeper, SeqMark
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from edge_agent.shell.outbox_transaction import on_thread
@@ -75,7 +65,7 @@ from specs.signing import SigningKey
 log = structlog.get_logger("edge_agent.outbox")
 
 
-class Outbox:
+class Outbox(Delivery):
     """Sealing, reading back and releasing blocks in one SQLite file."""
 
     def __init__(
@@ -91,6 +81,7 @@ class Outbox:
         mark: SeqMark | None = None,
         unsealed: LostReadings | None = None,
     ) -> None:
+        super().__init__(self._append)
         self._marks = MarkKeeper(mark, unsealed)
         self._db = db
         self._path = path
@@ -109,14 +100,8 @@ class Outbox:
         # One connection serves the sealer, the publisher's reads and the ACK handler:
         # without this lock an ACK's commit would land inside an open seal transaction.
         self._lock = asyncio.Lock()
-        # Set when an ACK releases a block that announced a key (edge_agent.shell.rotation).
-        self.announcement_delivered = asyncio.Event()
         # Blocks just sealed, sent from memory by the publisher's `get`.
         self._handed = HandedBlocks()
-        # Seq ranges the current epoch's gap records declare (`answer_missing`).
-        self._declared = Declarations()
-        # The signing key an ACK's `keys` left out, as the file keeps it (`key_left_out`).
-        self._left_out = KeyListing()
 
     @property
     def epoch(self) -> str:
@@ -282,75 +267,6 @@ class Outbox:
         async with self._lock:
             return await find_backfill_keys(self._db, keys)
 
-    async def undelivered(self, *, after: int, limit: int) -> list[StoredBlock]:
-        """Undelivered blocks of the current epoch with seq > `after`, oldest first.
-
-        A block changed on disk is mended, or left out and declared lost (`_sendable`).
-        """
-        async with self._lock:
-            blocks = await read_undelivered(self._db, self._epoch, after=after, limit=limit)
-        return [sent for block in blocks if (sent := await self._sendable(block)) is not None]
-
-    async def get(self, seq: int) -> StoredBlock | None:
-        """The block `seq` of this epoch if it is still undelivered (and as sealed)."""
-        handed = self._handed.take(seq)
-        if handed is not None and handed.epoch == self._epoch:
-            return handed
-        async with self._lock:
-            block = await read_undelivered_block(self._db, self._epoch, seq)
-        return None if block is None else await self._sendable(block)
-
-    async def _sendable(self, block: StoredBlock) -> StoredBlock | None:
-        """`block` as sealed and signed with the current key, mended if need be; or None.
-
-        See `outbox_damage.ready_to_send`. A full disk leaves it for the next read.
-        """
-        mended, sealed = await ready_to_send(
-            self._db,
-            self._append,
-            block,
-            key=lambda: self._key,
-            replaced=self._replaced,
-            lock=self._lock,
-        )
-        if sealed is not None:
-            self._marks.sealed(sealed.epoch, sealed.seq)
-            self._handed.keep(sealed)
-        return mended
-
-    async def answer_missing(
-        self, epoch: str, missing: Sequence[Span], *, now: float, clock_synced: bool
-    ) -> tuple[int, ...]:
-        """Answer the seqs an ACK of `epoch` lists missing that this outbox cannot send.
-
-        See `edge_agent.core.missing_blocks`: those it does not hold (and no gap record in it
-        declares) are declared lost, one `outbox_corrupt` gap record a run; those it holds as
-        delivered are made undelivered again and returned, to be sent again.
-        """
-        async with self._lock:
-            if epoch != self._epoch:
-                return ()
-            sealed, resend = await answer_missing(
-                self._db,
-                self._append,
-                self._declared,
-                self._key,
-                epoch=epoch,
-                missing=missing,
-                now=now,
-                clock_synced=clock_synced,
-            )
-        if sealed is not None:
-            self._marks.sealed(sealed.epoch, sealed.seq)
-        return resend
-
-    async def chain_position(self, seq: int) -> tuple[int, str | None]:
-        """The current epoch's last seq, and the hash of its block `seq` if still held."""
-        async with self._lock:
-            state, digest = await on_thread(self._db, chain_position, seq)
-            self._epoch = state.epoch
-        return state.last_seq, digest
-
     async def changed_elsewhere(self) -> bool:
         """Whether another process committed to the file since the last call.
 
@@ -371,36 +287,7 @@ class Outbox:
         async with self._lock:
             return await read_stats(self._db)
 
-    # --- releasing ------------------------------------------------------------------------
-
-    async def mark_delivered(
-        self, *, epoch: str, through: int, also: int | None, now: float, keys: AckKeys = None
-    ) -> int:
-        """Release what the collector stored: seq <= `through`, + `also`; `keys`: the ACK's."""
-        async with self._lock:
-            if epoch != self._epoch:
-                return 0
-            for seq in [s for s in self._handed.seqs() if s <= through or s == also]:
-                self._handed.take(seq)
-            released = await on_thread(
-                self._db, release, epoch, through, also, now, keys, self._key.kid
-            )
-            self._left_out.acked(released.left_out, keys, self._key.kid)
-            if released.announcements:
-                self.announcement_delivered.set()
-            return released.blocks
-
-    @property
-    def key_left_out(self) -> float | None:
-        """Since when the collector's ACKs leave out the key this outbox signs with.
-
-        It was revoked, retired or never registered there. None: they name it, or have not said.
-        """
-        return self._left_out.since(self._key.kid)
-
-    def report_key_left_out(self) -> None:
-        """Log `gateway_key_left_out` again while it stands (at each start: no ACK comes)."""
-        self._left_out.report(self._key.kid)
+    # --- retention ------------------------------------------------------------------------
 
     async def prune(self, *, delivered_before: float) -> int:
         """Delete delivered blocks released before the given time (retention); how many.

@@ -1,0 +1,155 @@
+"""The outbox's send and ACK side: blocks read back to be sent, and released by the ACKs.
+
+`Outbox` is a `Delivery`: the publisher reads undelivered blocks (`undelivered`, `get`:
+a block changed on disk is mended or declared lost on the way, `outbox_damage`), and the ACK
+handler releases what the collector stored (`mark_delivered`), compares the chain with it
+(`chain_position`), answers the seqs it lists missing (`answer_missing`, `outbox_missing`) and
+keeps its word on the signing key (`key_left_out`, `outbox_key_listing`). The sealing side
+(`outbox`) sets the state both share: the connection, its lock (taken by every read and write
+of the file here), the epoch, the signing keys and the blocks handed from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import aiosqlite
+
+from edge_agent.core.missing_blocks import Span
+from edge_agent.shell.outbox_damage import Append, ready_to_send
+from edge_agent.shell.outbox_key_listing import AckKeys, KeyListing
+from edge_agent.shell.outbox_missing import Declarations, answer_missing
+from edge_agent.shell.outbox_reads import (
+    HandedBlocks,
+    StoredBlock,
+    read_undelivered,
+    read_undelivered_block,
+)
+from edge_agent.shell.outbox_seal import chain_position, release
+from edge_agent.shell.outbox_sidecars import MarkKeeper
+from edge_agent.shell.outbox_transaction import on_thread
+from specs.signing import SigningKey
+
+
+class Delivery:
+    """Reading blocks back to send them, and releasing them on a collector's ACK."""
+
+    # Set by `Outbox` (the sealing side moves them too): one connection, and the lock that
+    # keeps an ACK's commit out of an open seal transaction.
+    _db: aiosqlite.Connection
+    _lock: asyncio.Lock
+    _epoch: str
+    _key: SigningKey
+    _replaced: SigningKey | None
+    _marks: MarkKeeper
+    _handed: HandedBlocks
+
+    def __init__(self, append: Append) -> None:
+        # Seals one block in the caller's open transaction (the outbox's `_append`): a gap
+        # record declaring blocks this side cannot send, a damaged block's.
+        self._seal_block = append
+        # Set when an ACK releases a block that announced a key (edge_agent.shell.rotation).
+        self.announcement_delivered = asyncio.Event()
+        # Seq ranges the current epoch's gap records declare (`answer_missing`).
+        self._declared = Declarations()
+        # The signing key an ACK's `keys` left out, as the file keeps it (`key_left_out`).
+        self._left_out = KeyListing()
+
+    async def undelivered(self, *, after: int, limit: int) -> list[StoredBlock]:
+        """Undelivered blocks of the current epoch with seq > `after`, oldest first.
+
+        A block changed on disk is mended, or left out and declared lost (`_sendable`).
+        """
+        async with self._lock:
+            blocks = await read_undelivered(self._db, self._epoch, after=after, limit=limit)
+        return [sent for block in blocks if (sent := await self._sendable(block)) is not None]
+
+    async def get(self, seq: int) -> StoredBlock | None:
+        """The block `seq` of this epoch if it is still undelivered (and as sealed)."""
+        handed = self._handed.take(seq)
+        if handed is not None and handed.epoch == self._epoch:
+            return handed
+        async with self._lock:
+            block = await read_undelivered_block(self._db, self._epoch, seq)
+        return None if block is None else await self._sendable(block)
+
+    async def _sendable(self, block: StoredBlock) -> StoredBlock | None:
+        """`block` as sealed and signed with the current key, mended if need be; or None.
+
+        See `outbox_damage.ready_to_send`. A full disk leaves it for the next read.
+        """
+        mended, sealed = await ready_to_send(
+            self._db,
+            self._seal_block,
+            block,
+            key=lambda: self._key,
+            replaced=self._replaced,
+            lock=self._lock,
+        )
+        if sealed is not None:
+            self._marks.sealed(sealed.epoch, sealed.seq)
+            self._handed.keep(sealed)
+        return mended
+
+    async def answer_missing(
+        self, epoch: str, missing: Sequence[Span], *, now: float, clock_synced: bool
+    ) -> tuple[int, ...]:
+        """Answer the seqs an ACK of `epoch` lists missing that this outbox cannot send.
+
+        See `edge_agent.core.missing_blocks`: those it does not hold (and no gap record in it
+        declares) are declared lost, one `outbox_corrupt` gap record a run; those it holds as
+        delivered are made undelivered again and returned, to be sent again.
+        """
+        async with self._lock:
+            if epoch != self._epoch:
+                return ()
+            sealed, resend = await answer_missing(
+                self._db,
+                self._seal_block,
+                self._declared,
+                self._key,
+                epoch=epoch,
+                missing=missing,
+                now=now,
+                clock_synced=clock_synced,
+            )
+        if sealed is not None:
+            self._marks.sealed(sealed.epoch, sealed.seq)
+        return resend
+
+    async def chain_position(self, seq: int) -> tuple[int, str | None]:
+        """The current epoch's last seq, and the hash of its block `seq` if still held."""
+        async with self._lock:
+            state, digest = await on_thread(self._db, chain_position, seq)
+            self._epoch = state.epoch
+        return state.last_seq, digest
+
+    async def mark_delivered(
+        self, *, epoch: str, through: int, also: int | None, now: float, keys: AckKeys = None
+    ) -> int:
+        """Release what the collector stored: seq <= `through`, + `also`; `keys`: the ACK's."""
+        async with self._lock:
+            if epoch != self._epoch:
+                return 0
+            for seq in [s for s in self._handed.seqs() if s <= through or s == also]:
+                self._handed.take(seq)
+            released = await on_thread(
+                self._db, release, epoch, through, also, now, keys, self._key.kid
+            )
+            self._left_out.acked(released.left_out, keys, self._key.kid)
+            if released.announcements:
+                self.announcement_delivered.set()
+            return released.blocks
+
+    @property
+    def key_left_out(self) -> float | None:
+        """Since when the collector's ACKs leave out the key this outbox signs with.
+
+        It was revoked, retired or never registered there. None: they name it, or have not said.
+        """
+        return self._left_out.since(self._key.kid)
+
+    def report_key_left_out(self) -> None:
+        """Log `gateway_key_left_out` again while it stands (at each start: no ACK comes)."""
+        self._left_out.report(self._key.kid)
