@@ -26,7 +26,7 @@ from typing import Final
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 from collector.api.core import is_online
-from collector.model import BatchResult, IngestBatch, Outcome, Reason
+from collector.model import BatchResult, IncomingBlock, IngestBatch, Outcome, Reason
 from collector.readmodel import EVERYTHING, pages
 from collector.storage.base import Storage
 from specs.records import RecordFormatError, parse_iso_time
@@ -37,10 +37,13 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 REJECTED: Final = "rejected"
 """The `result` of a block message refused before storage (its reason is in the audit)."""
 
-PAST_RETENTION: Final = Reason.PAST_RETENTION.value
-"""The `result` of a block stored with readings left out: before retention's mark (audited)."""
+LEFT_OUT: Final = (Reason.UNKNOWN_QUOTA, Reason.UNKNOWN_UNIT, Reason.PAST_RETENTION)
+"""The `result`s of a block stored with something left out (audited with that reason): a
+reading or alarm event of a quota the catalogue lacks, a reading of a unit its indicator does
+not take, readings before retention's mark. A block counts once, under the first it has: a
+catalogue out of step goes on until someone acts, a backlog older than retention passes."""
 
-BLOCK_RESULTS: Final = (*(outcome.value for outcome in Outcome), PAST_RETENTION, REJECTED)
+BLOCK_RESULTS: Final = (*(o.value for o in Outcome), *(r.value for r in LEFT_OUT), REJECTED)
 
 LAG_BUCKETS: Final = (0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0, 21600.0, 86400.0)
 """Seconds: a live site's blocks land in the first few, a day's backlog in the last."""
@@ -54,14 +57,23 @@ def _left_out(result: BatchResult) -> Sequence[int]:
     return result.past_retention or (0,) * len(result.outcomes)
 
 
-def block_results(batch: IngestBatch, result: BatchResult) -> Tally[str]:
-    """How many blocks of a committed batch ended with each `result` (pure).
+def _block_result(incoming: IncomingBlock, outcome: Outcome, past_retention: int) -> str:
+    """A stored block with something left out counts under the first LEFT_OUT reason it has."""
+    if outcome is not Outcome.STORED:
+        return outcome.value
+    reasons = {audit.reason for audit in incoming.entries.rejected}
+    if past_retention:
+        reasons.add(Reason.PAST_RETENTION)
+    return next((reason.value for reason in LEFT_OUT if reason in reasons), outcome.value)
 
-    A stored block with readings left out as before retention's mark counts `past_retention`.
-    """
+
+def block_results(batch: IngestBatch, result: BatchResult) -> Tally[str]:
+    """How many blocks of a committed batch ended with each `result` (pure)."""
     results = Tally(
-        PAST_RETENTION if left_out else outcome.value
-        for outcome, left_out in zip(result.outcomes, _left_out(result), strict=True)
+        _block_result(incoming, outcome, left_out)
+        for incoming, outcome, left_out in zip(
+            batch.blocks, result.outcomes, _left_out(result), strict=True
+        )
     )
     rejected = sum(1 for audit in batch.audits if audit.topic.endswith(_BLOCK_TOPIC_KIND))
     if rejected:
@@ -75,6 +87,7 @@ def stored_readings(batch: IngestBatch, result: BatchResult) -> int:
     A reading whose (gateway, point, t) was stored already by another block is counted here
     although the table keeps the first (the audit names it as a duplicate or conflict). One
     left out as before retention's mark (audited past_retention) is not: it is counted apart.
+    Nor is one left out for its quota or unit (normalization never put it in the entries).
     """
     return sum(
         len(incoming.entries.readings) - left_out
@@ -108,7 +121,8 @@ class CollectorMetrics:
         self._blocks = Counter(
             "gz_collector_blocks_total",
             "Block messages handled, by result: stored (and its variants unknown_quota,"
-            " unknown_unit, past_retention), duplicate, seq_conflict, or rejected before storage.",
+            " unknown_unit, past_retention: stored with something left out, counted under the"
+            " first of them it has), duplicate, seq_conflict, or rejected before storage.",
             ["result"],
             registry=self.registry,
         )

@@ -328,9 +328,7 @@ class Outcome(enum.StrEnum):
     STORED = "stored"
     DUPLICATE = "duplicate"
     SEQ_CONFLICT = "seq_conflict"
-    # One record of a stored block was left out of the normalized tables (the block is stored).
-    UNKNOWN_QUOTA = "unknown_quota"
-    UNKNOWN_UNIT = "unknown_unit"
+    # A STORED block may have records left out (its `entries.rejected`, audited when stored).
 
     @property
     def acknowledged(self) -> bool:

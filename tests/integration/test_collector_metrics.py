@@ -20,11 +20,12 @@ from collector.config import load_collector_config
 from collector.runtime import RunningCollector, run_collector
 from collector.storage import prune_storage
 from collector.storage.retention import DAY, RetentionPolicy
+from specs.records import AlarmEvent, Record
 from tests.support.broker import Broker
 from tests.support.collector_client import BASE_TIME, GatewayLink, gateway_link, sim_gateway
 from tests.support.collector_env import keyed_collector_config, register
 from tests.support.metric_samples import Samples, samples_of, value_of
-from tests.support.records import reading_at
+from tests.support.records import alarm_record, reading_at
 
 NANCHANG = sim_gateway(1, district="360100")
 BEIJING = sim_gateway(2, district="110101")  # registered, never heard from: offline
@@ -32,6 +33,7 @@ TOKENS = (("province", "all-token", ("*",)), ("nanchang", "nc-token", ("360100",
 PROVINCE: Final = {"Authorization": "Bearer all-token"}
 NOW: Final = BASE_TIME + 100.0  # the collector's clock; block `seq` is sealed at BASE_TIME + seq
 WAIT: Final = 10.0
+STORED_RESULTS: Final = ("stored", "unknown_quota", "unknown_unit", "past_retention")
 
 
 @pytest.fixture
@@ -76,7 +78,7 @@ async def _send_acked(link: GatewayLink, *seqs: int) -> None:
 
 async def test_a_fresh_collector_shows_every_figure_at_zero(collector: RunningCollector) -> None:
     samples = await _scrape(collector)
-    for result in ("stored", "past_retention", "duplicate", "seq_conflict", "rejected"):
+    for result in (*STORED_RESULTS, "duplicate", "seq_conflict", "rejected"):
         assert value_of(samples, "gz_collector_blocks_total", result=result) == 0
     assert value_of(samples, "gz_collector_readings_stored_total") == 0
     assert value_of(samples, "gz_collector_readings_past_retention_total") == 0
@@ -155,3 +157,41 @@ async def test_readings_refused_as_past_retention_are_not_counted_stored(
     assert value_of(samples, "gz_collector_blocks_total", result="past_retention") == 1
     assert value_of(samples, "gz_collector_readings_stored_total") == 3
     assert value_of(samples, "gz_collector_readings_past_retention_total") == 2
+
+
+async def test_blocks_with_a_record_left_out_for_its_quota_or_unit_are_not_counted_stored(
+    broker: Broker, collector: RunningCollector, storage_url: str
+) -> None:
+    """The defect (found by the lead's review of de0985d): a stored block whose reading or
+    alarm event ingest left out for an unknown quota or unit (audited unknown_quota,
+    unknown_unit) was counted result="stored", though metrics.md promised the results
+    unknown_quota and unknown_unit; nothing ever counted them. A block counts once, under
+    the first of unknown_quota, unknown_unit, past_retention it has (metrics.md)."""
+    later = BASE_TIME + 100 * DAY
+    nope = reading_at(later + 1, 1.0, point="X-1", quota="WHP-NOPE")
+    furlong = reading_at(later + 2, 2.0, point="X-2", unit="furlong")
+    nope_alarm = alarm_record("x-1", AlarmEvent.RAISE, later + 3, quota="WHP-NOPE")
+    may = reading_at(BASE_TIME + 1, 1.5)
+    blocks: list[list[Record]] = [
+        [reading_at(BASE_TIME, 1.0)],  # stored
+        [reading_at(later, 2.0)],  # stored
+        # Retention runs here: from now on a reading of May is left out as past_retention.
+        [nope, reading_at(later + 10, 3.0)],  # unknown_quota
+        [furlong, reading_at(later + 11, 3.0)],  # unknown_unit
+        [nope_alarm, reading_at(later + 12, 3.0)],  # unknown_quota (an alarm event)
+        [furlong, nope, may, reading_at(later + 13, 3.0)],  # all three: unknown_quota
+        [may, furlong],  # unknown_unit before past_retention
+        [may, reading_at(later + 14, 3.0)],  # past_retention
+    ]
+    async with gateway_link(broker.port, NANCHANG) as link:
+        for seq, records in enumerate(blocks, start=1):
+            if seq == 3:
+                await prune_storage(storage_url, RetentionPolicy(raw_days=30), later)
+            await link.send(seq, records=records)
+            await link.next_ack()
+        samples = await _scrape(collector)
+    counted = {r: value_of(samples, "gz_collector_blocks_total", result=r) for r in STORED_RESULTS}
+    assert counted == {"stored": 2, "unknown_quota": 3, "unknown_unit": 2, "past_retention": 1}
+    # Readings left out for their quota or unit were never counted stored; May's apart.
+    assert value_of(samples, "gz_collector_readings_stored_total") == 7
+    assert value_of(samples, "gz_collector_readings_past_retention_total") == 3
