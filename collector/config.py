@@ -92,7 +92,8 @@ class StorageConfig(ConfigModel):
     """Keep the per-minute rollups this many days; at least `raw_days`, and needs it."""
     # The audit chain's rows are kept audit_days, at least MIN_AUDIT_DAYS (GB/T 22239).
     audit_days: float = MIN_AUDIT_DAYS
-    """Keep audit rows this many days; at least 180 (GB/T 22239 level 3)."""
+    """Keep audit rows this many days; at least 180 (GB/T 22239 level 3); days before the newest
+    reading stored when the clock is past it, as `raw_days` (operations.md, Retention)."""
     # PostgreSQL: the password of the url's user, read from this private file into the url,
     # so that the YAML holds none.
     password_file: ConfigPath | None = None

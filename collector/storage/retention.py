@@ -19,7 +19,9 @@ collector's clock does not move. A collector clock ahead (set wrong, an NTP step
 otherwise delete current readings and close their months for good (their readings are
 refused from then on, collector.storage.block_retention); held back, it deletes nothing a
 right clock would keep. A province with no reading for a while keeps the `raw_days` before its
-newest one; its older months still go. With no reading stored at all, the clock is used.
+newest one; its older months still go. With no reading stored at all, the clock is used. The
+audit rows are aged from the same instant (`audit_cutoff` of it): on the clock alone, one a
+month ahead deleted them at ~150 days, under the 180 GB/T 22239 asks for.
 """
 
 from __future__ import annotations
@@ -42,9 +44,12 @@ class RetentionPolicy:
     rollup_days: float | None = None
     audit_days: float = MIN_AUDIT_DAYS
 
-    def audit_cutoff(self, now: float) -> float:
-        """Audit rows whose every occurrence is before this may go (never younger than 180 d)."""
-        return now - max(self.audit_days, MIN_AUDIT_DAYS) * DAY
+    def audit_cutoff(self, at: float) -> float:
+        """Audit rows whose every occurrence is before this may go (never younger than 180 d).
+
+        `at` is the instant ages are measured from (`measured_from`), as for the readings.
+        """
+        return at - max(self.audit_days, MIN_AUDIT_DAYS) * DAY
 
 
 def first_kept(now: float, days: float) -> float:

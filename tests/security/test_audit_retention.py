@@ -23,7 +23,7 @@ from collector.storage.capabilities import AuditTrail
 from collector.storage.retention import DAY, RetentionPolicy
 from configkit.issues import ConfigError
 from tests.support.collector_client import BASE_TIME
-from tests.support.collector_env import intact_audit_rows
+from tests.support.collector_env import heard_at, intact_audit_rows
 from tests.support.postgres import sql_execute
 
 NOW = BASE_TIME
@@ -77,6 +77,25 @@ async def test_a_longer_audit_retention_keeps_more(storage_url: str) -> None:
     async with open_storage(storage_url) as storage:
         assert isinstance(storage, AuditTrail)
         assert await _details(storage) == ["181 d", "179 d", "10 d"]
+
+
+async def test_a_clock_ahead_deletes_no_audit_row_younger_than_180_days(storage_url: str) -> None:
+    """The defect (found by the lead's review of 9a33a61, which measured every other
+    retention pass from min(clock, newest reading stored) and left the audit on the clock):
+    with the collector's clock a month ahead, the row 179 days old was deleted, at 149 days
+    of age by the province's readings and the real date. Ages are measured like the others'."""
+    await _chain(storage_url)
+    await heard_at(storage_url, "gw", NOW)  # the province's newest reading: now, really
+    policy = RetentionPolicy(raw_days=1, audit_days=180)
+    report = await prune_storage(storage_url, policy, NOW + 30 * DAY)
+    assert (report.audit_rows_dropped, report.held_back_to) == (2, NOW)
+    async with open_storage(storage_url) as storage:
+        assert isinstance(storage, AuditTrail)
+        assert await _details(storage) == ["179 d", "10 d"]
+        assert (await verify_chain(storage)).intact
+    # Quiet since NOW (no reading for 200 days): aged from its newest reading, as readings are.
+    later = await prune_storage(storage_url, policy, NOW + 200 * DAY)
+    assert later.audit_rows_dropped == 0
 
 
 def test_config_refuses_an_audit_retention_below_180_days_with_file_line_and_key(

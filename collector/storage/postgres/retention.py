@@ -63,7 +63,7 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
         chain, functools.partial(_epoch_transaction, db), kept
     )
     async with db.transaction():
-        audit_gone = await audit.prune(chain, policy.audit_cutoff(now))
+        audit_gone = await audit.prune(chain, policy.audit_cutoff(at))
     return PruneReport(
         tuple(dropped), tuple(gone), rolled, journal, audit_gone, blocks, cut.held_back_to
     )

@@ -83,7 +83,7 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
                 (month_start(next_month(expiring[-1])),),
             )
     async with immediate_transaction(db):
-        audit_gone = await audit.prune(SqliteChain(db), policy.audit_cutoff(now))
+        audit_gone = await audit.prune(SqliteChain(db), policy.audit_cutoff(at))
     return PruneReport(
         tuple(_name("readings", m) for m in sorted(dropped)),
         tuple(_name("readings_1m", m) for m in rollup_gone),
