@@ -179,10 +179,10 @@ class LimitsConfig(ConfigModel):
     """Time for a request line and its headers to arrive whole; the connection is closed past it."""
     connections_per_address: Annotated[int, Field(strict=True, ge=1)] = 64
     """Connections one client address may hold (IPv6: its /64); more are closed at once."""
-    # TCP_USER_TIMEOUT takes milliseconds in a C int; a day is far past any use.
+    # A day is far past any use.
     send_timeout: Annotated[Duration, duration_bounds(at_least=1, at_most=86400)] = 30.0
-    """Time a client may take nothing of what it is sent (a stalled `/v1/stream`); its
-    connection is closed past it. Any byte taken starts it afresh."""
+    """Time a client may take nothing of what it is sent while more waits for it (a stalled
+    `/v1/stream`); its connection is closed past it. Any byte taken starts it afresh."""
 
     @model_validator(mode="after")
     def _url_within_headers(self) -> Self:

@@ -40,5 +40,5 @@ class RequestLimits:
     connections_per_address: int = 64
     """Connections one client address (IPv6: its /64) holds at once; more are closed at once."""
     send_timeout: float = 30.0
-    """Seconds a client may take no byte of what it was sent; past it the kernel ends the
-    connection (TCP_USER_TIMEOUT, collector.api.server). Counted afresh when it takes some."""
+    """Seconds a client may take no byte of what it was sent while more waits for it; past it
+    the server closes the connection (collector.api.server). Counted afresh when it takes some."""
