@@ -46,7 +46,7 @@ _MOVE_MARK: Final = (
     " WHERE gateway = ? AND epoch = ? AND pruned_through < ?"
 )
 
-_NEWEST: Final = "SELECT max(t) FROM latest"
+_NEWEST: Final = "SELECT max(CASE WHEN t <= ? THEN t END), count(*) FROM latest"
 _KEPT_FROM: Final = "SELECT raw_kept_from FROM retention_state WHERE id = 1"
 _MOVE_KEPT_FROM: Final = (
     "INSERT INTO retention_state (id, raw_kept_from) VALUES (1, ?)"
@@ -55,10 +55,17 @@ _MOVE_KEPT_FROM: Final = (
 )
 
 
-async def newest_reading(db: ChainDb) -> float | None:
-    """The t of the newest reading ever stored (`latest` is never pruned); None: none yet."""
-    found = await db.fetch(_NEWEST, ())
-    return None if not found or found[0][0] is None else float(found[0][0])
+async def newest_reading(db: ChainDb, now: float) -> tuple[float | None, bool]:
+    """The t of the newest reading stored at or before `now`, and whether any is stored.
+
+    `latest` is never pruned and its t only moves forward: a reading stamped past the clock (a
+    gateway clock ahead, a forged t) would stay its newest for good, so it is no measure.
+    """
+    found = await db.fetch(_NEWEST, (now,))
+    if not found:
+        return None, False
+    row = found[0]
+    return (None if row[0] is None else float(row[0])), bool(row[1])
 
 
 async def raw_kept_from(db: ChainDb) -> float | None:
@@ -95,14 +102,15 @@ async def mark_cut(
     """Decide the pass's cut and, when readings are stored, mark it (`transaction` commits it).
 
     Measured from the newest reading when the clock is past it: a clock ahead neither deletes
-    current readings nor closes their months. With no reading ever stored the mark is not
-    moved (nothing was deleted that could come again), so a clock wrong at a new collector's
-    first start closes nothing either.
+    current readings nor closes their months. Readings stamped past the clock are left out of
+    that newest (one from a gateway clock ahead would otherwise lift the hold-back for good).
+    With no reading ever stored the mark is not moved (nothing was deleted that could come
+    again), so a clock wrong at a new collector's first start closes nothing either.
     """
-    newest = await newest_reading(db)
+    newest, stored = await newest_reading(db, now)
     at = measured_from(now, newest)
     kept = first_kept(at, raw_days)
-    if newest is not None:
+    if stored:
         async with transaction:
             await mark_raw_kept_from(db, kept)
     return Cut(at, kept, held_back(now, newest, raw_days))

@@ -19,7 +19,8 @@ collector's clock does not move. A collector clock ahead (set wrong, an NTP step
 otherwise delete current readings and close their months for good (their readings are
 refused from then on, collector.storage.block_retention); held back, it deletes nothing a
 right clock would keep. A province with no reading for a while keeps the `raw_days` before its
-newest one; its older months still go. With no reading stored at all, the clock is used. The
+newest one; its older months still go. With no reading stored at or before the clock, the
+clock is used (a reading stamped past it, from a gateway clock ahead, is no measure). The
 audit rows are aged from the same instant (`audit_cutoff` of it): on the clock alone, one a
 month ahead deleted them at ~150 days, under the 180 GB/T 22239 asks for.
 """

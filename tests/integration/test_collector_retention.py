@@ -196,10 +196,12 @@ async def test_a_larger_raw_days_later_does_not_reopen_a_pruned_month(env: Colle
 
 
 async def test_expired_rollup_months_go_whole(env: CollectorEnv) -> None:
-    await heard_at(env.url, env.gateway.gateway, MAR_END + 45 * DAY)
+    # The province heard up to each pass's clock (a t past it is no measure of it).
+    await heard_at(env.url, env.gateway.gateway, MAR_END)
     await _store(env)
     policy = RetentionPolicy(raw_days=45, rollup_days=100)
     await prune_storage(env.url, policy, MAR_END)  # January rolled up
+    await heard_at(env.url, env.gateway.gateway, MAR_END + 45 * DAY)
     # 1 April + 45 days: February and March expire; January's rollups end > 100 days ago.
     report = await prune_storage(env.url, policy, MAR_END + 45 * DAY)
     assert report.raw_months_dropped == ("readings_y2026m02", "readings_y2026m03")
@@ -305,6 +307,20 @@ DEC_7 = float(calendar.timegm((2026, 12, 7, 8, 0, 0)))
 NOV_20 = float(calendar.timegm((2026, 11, 20, 8, 0, 0)))
 FEB_7_2027 = float(calendar.timegm((2027, 2, 7, 8, 0, 0)))
 NOVEMBER_1 = float(calendar.timegm((2026, 11, 1, 0, 0, 0)))
+YEAR_2099 = float(calendar.timegm((2099, 1, 1, 0, 0, 0)))
+
+
+async def _a_clock_ahead_keeps_december(env: CollectorEnv, *more: Reading) -> RetentionPolicy:
+    """Readings of 20 November and 7 December (and `more`) stored, a pass with the clock at
+    7 February 2027 and raw_days 30: held back to 7 December, nothing deleted, November kept."""
+    await env.link.send(1, records=[_level(NOV_20, 1.0), _level(DEC_7, 2.0), *more])
+    await env.link.next_ack()
+    policy = RetentionPolicy(raw_days=30, rollup_days=400)
+    report = await prune_storage(env.url, policy, FEB_7_2027)
+    assert (report.raw_months_dropped, report.readings_dropped) == ((), 0)
+    assert report.held_back_to == DEC_7
+    assert await env.rows("SELECT raw_kept_from FROM retention_state") == [(NOVEMBER_1,)]
+    return policy
 
 
 async def test_a_collector_clock_ahead_deletes_no_current_reading_nor_closes_its_month(
@@ -316,13 +332,7 @@ async def test_a_collector_clock_ahead_deletes_no_current_reading_nor_closes_its
     the mark, current ones too, was refused as past_retention even after the clock was put
     right. Ages are now measured from the newest reading stored (the gateways' clocks) when the
     clock is past it: the pass deletes what a right clock would, here nothing."""
-    await env.link.send(1, records=[_level(NOV_20, 1.0), _level(DEC_7, 2.0)])
-    await env.link.next_ack()
-    policy = RetentionPolicy(raw_days=30, rollup_days=400)
-    report = await prune_storage(env.url, policy, FEB_7_2027)
-    assert (report.raw_months_dropped, report.readings_dropped) == ((), 0)
-    assert report.held_back_to == DEC_7
-    assert await env.rows("SELECT raw_kept_from FROM retention_state") == [(NOVEMBER_1,)]
+    policy = await _a_clock_ahead_keeps_december(env)
     # The clock put right, the gateway goes on: its readings are stored, none refused.
     await env.link.send(2, records=[_level(DEC_7 + 60, 3.0), _level(NOV_20 + 60, 1.5)])
     assert (await env.link.next_ack()).ack.acked_through == 2
@@ -330,6 +340,29 @@ async def test_a_collector_clock_ahead_deletes_no_current_reading_nor_closes_its
     assert await _audited(env, "past_retention") == 0
     right = await prune_storage(env.url, policy, DEC_7 + 120)
     assert (right.raw_months_dropped, right.held_back_to) == ((), None)
+
+
+async def test_a_reading_from_a_gateway_clock_ahead_does_not_undo_the_hold_back(
+    env: CollectorEnv,
+) -> None:
+    """Found by the second review of 9a33a61: the hold-back measured from max(t) of `latest`,
+    which moves forward only, so one reading stamped ahead of real time (a gateway whose clock
+    jumped to 2099, or one forged by a gateway's own key) lifted it for the whole province for
+    good, and the collector clock ahead deleted December's readings and closed their months
+    again. A reading past the collector's clock is no measure of it: it is left out."""
+    future = Reading("T001-LT-02", "WHP-LT", iso_time(YEAR_2099), 1.0, "m", Quality.GOOD, ())
+    await _a_clock_ahead_keeps_december(env, future)
+
+
+async def test_readings_all_ahead_of_the_clock_still_mark_the_cut(env: CollectorEnv) -> None:
+    """Every reading stored past the clock: ages go from the clock, and the mark is made, so a
+    month it deletes stays closed."""
+    await env.link.send(1, records=[_level(JAN, 1.0), _level(FEB_7_2027, 2.0)])
+    await env.link.next_ack()
+    report = await prune_storage(env.url, RetentionPolicy(raw_days=30), MAR)
+    assert report.raw_months_dropped != ()
+    assert report.held_back_to is None
+    assert await env.rows("SELECT raw_kept_from FROM retention_state") == [(FEBRUARY_1,)]
 
 
 async def test_serve_with_its_clock_ahead_keeps_december_and_says_so(
