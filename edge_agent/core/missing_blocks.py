@@ -127,12 +127,19 @@ def judge_missing(
     held: Mapping[int, bool],
     declared: Sequence[tuple[int, int | None]] = (),
     pruned_through: int = 0,
+    acked_through: int = 0,
 ) -> MissingVerdict:
     """Decide on the seqs of `window` (missing at the collector).
 
     `held`: the outbox's rows among them, seq -> whether the row says delivered; `declared`:
     the seq ranges (`to_seq` None: open-ended) gap records in the outbox declare already;
-    `pruned_through`: the highest seq of the epoch the outbox deleted after delivery (0: none).
+    `pruned_through`: the highest seq of the epoch the outbox deleted after delivery (0: none);
+    `acked_through`: the highest `acked_through` an ACK of the epoch said (0: none).
+
+    A deleted seq is declared `released` only when an `acked_through` once covered it: one
+    released on its own ACK (`seq`, above a hole) may be at the collector still, listed by an
+    ACK another collector issued before it stored it. It is left alone: a collector that holds
+    it covers it in time, and one that lost it lists it once that is known (above).
     """
     lost: list[Span] = []
     released: list[Span] = []
@@ -145,5 +152,8 @@ def judge_missing(
                 continue
             if any(lo <= seq and (hi is None or seq <= hi) for lo, hi in declared):
                 continue
-            _add(released if seq <= pruned_through else lost, seq)
+            if seq > pruned_through:
+                _add(lost, seq)
+            elif seq <= acked_through:
+                _add(released, seq)
     return MissingVerdict(tuple(lost), tuple(resend), tuple(released))

@@ -30,6 +30,9 @@ log = structlog.get_logger("edge_agent.outbox")
 _HELD_SQL = (
     "SELECT seq, delivered_at IS NOT NULL FROM blocks WHERE epoch = ? AND seq BETWEEN ? AND ?"
 )
+# The highest seq the outbox deleted after delivery, and the highest acked_through heard.
+_PRUNED_THROUGH_SQL = "SELECT through FROM pruned WHERE epoch = ?"
+_ACKED_THROUGH_SQL = "SELECT through FROM acked WHERE epoch = ?"
 # Blocks that may carry gap records: thinned or dropped blocks' replacements, and blocks
 # without readings (a damaged block's gap record, a new epoch's first block, this module's).
 _GAP_BLOCKS_SQL = (
@@ -140,9 +143,16 @@ async def _verdict(
     if not verdict.lost:
         return verdict
     declared = await declarations.read(db, epoch, last_seq, key)
-    async with db.execute("SELECT through FROM pruned WHERE epoch = ?", (epoch,)) as cursor:
+    pruned = await _through(db, _PRUNED_THROUGH_SQL, epoch)
+    acked = await _through(db, _ACKED_THROUGH_SQL, epoch)
+    return judge_missing(window, held, declared, pruned, acked)
+
+
+async def _through(db: aiosqlite.Connection, sql: str, epoch: str) -> int:
+    """The epoch's seq mark `sql` reads (0: none)."""
+    async with db.execute(sql, (epoch,)) as cursor:
         row = await cursor.fetchone()
-    return judge_missing(window, held, declared, 0 if row is None else int(row[0]))
+    return 0 if row is None else int(row[0])
 
 
 async def _carry_out(

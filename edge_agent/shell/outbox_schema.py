@@ -65,6 +65,13 @@ CREATE TABLE IF NOT EXISTS pruned (
     epoch TEXT PRIMARY KEY,
     through INTEGER NOT NULL
 );
+-- Per epoch, the highest `acked_through` a verified ACK said (`outbox_seal.release`): what a
+-- collector stored without a hole below. Only a pruned seq at or below it is `released` when
+-- a collector later lists it missing (`outbox_missing`).
+CREATE TABLE IF NOT EXISTS acked (
+    epoch TEXT PRIMARY KEY,
+    through INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS alarm_state (
     name TEXT PRIMARY KEY,
     state BLOB NOT NULL,

@@ -165,6 +165,11 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
                 bounds,
             ).rowcount
+            db.execute(
+                "INSERT INTO acked (epoch, through) VALUES (?, ?) ON CONFLICT (epoch)"
+                " DO UPDATE SET through = max(through, excluded.through)",
+                (epoch, through),
+            )
             announcements = db.execute(
                 "UPDATE key_announcements SET refused_at = CASE WHEN kid IN"
                 " (SELECT value FROM json_each(?)) THEN NULL ELSE ? END, delivered_at = ?"

@@ -54,11 +54,25 @@ def test_a_seq_retention_deleted_after_delivery_is_declared_released_not_corrupt
     """The collector ACKed it, the outbox deleted it (retention), the collector lost it since
     (its database put back to a backup): the outbox's disk is not to blame."""
     held = {9: True}
-    verdict = judge_missing([(4, 12)], held, declared=[(6, 6)], pruned_through=8)
+    verdict = judge_missing([(4, 12)], held, declared=[(6, 6)], pruned_through=8, acked_through=9)
     assert verdict.released == ((4, 5), (7, 8))
     assert verdict.lost == ((10, 12),)
     assert verdict.resend == (9,)
     assert MissingVerdict(released=((4, 4),))
+
+
+def test_a_seq_released_on_its_own_ack_and_deleted_is_not_declared_on_an_older_word() -> None:
+    """Found by the session's second read: two collectors, a hole at 11 below live blocks 12
+    and 14. A stores 14 and its ACK (acked_through 10, seq 14) releases 14; a full outbox
+    deletes it; B's ACK, issued before A stored 14, arrives last and lists 14 missing. 14 is
+    at the collector: declaring it `released` would put a loss over stored readings. Only
+    what an ACK's `acked_through` once covered is known stored, so only that is declared; a
+    seq released on its own ACK is left until an ACK covers it or lists it no more."""
+    verdict = judge_missing([(11, 11), (14, 14)], {11: False}, pruned_through=14, acked_through=10)
+    assert verdict == MissingVerdict()
+    # Once an ACK's acked_through covered it, a collector listing it missing lost it.
+    later = judge_missing([(11, 11), (14, 14)], {11: False}, pruned_through=14, acked_through=14)
+    assert later == MissingVerdict(released=((14, 14),))
 
 
 def test_an_ack_below_the_highest_acked_through_heard_is_out_of_date() -> None:
