@@ -174,7 +174,8 @@ def _check_storable(block: Block) -> None:
         _check_id(what, text)
 
 
-def _registered(owner: Gateway) -> GatewayTopics:
+def registered_topics(owner: Gateway) -> GatewayTopics:
+    """The topics of a gateway at the place the registry holds it."""
     return GatewayTopics(owner.district, owner.enterprise, owner.gateway)
 
 
@@ -222,7 +223,7 @@ def _verify_registered(message: Inbound, grants: Mapping[str, KeyGrant]) -> Gate
     registered.
     """
     topics, _, owner = _verify(message, grants)
-    _check_place(topics, _registered(owner), "registered")
+    _check_place(topics, registered_topics(owner), "registered")
     return topics
 
 
@@ -253,7 +254,7 @@ def _judge_block(
     _check_storable(block)
     header = block.header
     _check_place(topics, GatewayTopics(header.district, header.enterprise, header.gateway), "block")
-    _check_place(topics, _registered(owner), "registered")
+    _check_place(topics, registered_topics(owner), "registered")
     entries = block_entries(message.topic, block, message.received_at, catalogue)
     keys, refused = key_announcements(message.topic, block, signature, message.received_at)
     if keys or refused:
@@ -285,7 +286,7 @@ def _judge_meta(
     for point in meta.points:
         _check_id("meta point", point.point)
     _check_place(topics, GatewayTopics(meta.district, meta.enterprise, meta.gateway), "meta")
-    _check_place(topics, _registered(owner), "registered")
+    _check_place(topics, registered_topics(owner), "registered")
     return IncomingMeta(
         topic=message.topic,
         meta=meta,

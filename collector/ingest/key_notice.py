@@ -21,7 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Final
 
-from collector.ingest.judge import MAX_ID
+from collector.ingest.judge import MAX_ID, registered_topics
 from collector.model import Gateway, KeyRefusal, Reason
 from specs.block import BlockFormatError, decode_block
 from specs.topics import GatewayTopics, TopicError, parse_topic
@@ -59,9 +59,7 @@ def registered_at_their_place(
     found: list[KeyRefusal] = []
     for refusal in refusals:
         owner = registered.get(refusal.topics.gateway)
-        if owner is None:
-            continue
-        if GatewayTopics(owner.district, owner.enterprise, owner.gateway) == refusal.topics:
+        if owner is not None and registered_topics(owner) == refusal.topics:
             found.append(refusal)
     return tuple(found)
 
@@ -79,8 +77,10 @@ class KeyNotices:
 
     def due(self, refusals: Iterable[KeyRefusal], now: float) -> tuple[KeyRefusal, ...]:
         """One refusal per gateway not told within the interval: the last of the batch."""
-        self._told = {gw: at for gw, at in self._told.items() if now - at < self._interval}
         last = {refusal.topics.gateway: refusal for refusal in refusals}
+        if not last:  # nearly every batch: nothing to sweep for
+            return ()
+        self._told = {gw: at for gw, at in self._told.items() if now - at < self._interval}
         return tuple(refusal for gw, refusal in last.items() if gw not in self._told)
 
     def told(self, gateway: str, now: float) -> None:

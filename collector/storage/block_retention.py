@@ -74,16 +74,6 @@ async def raw_kept_from(db: ChainDb) -> float | None:
     return float(found[0][0]) if found else None
 
 
-async def mark_raw_kept_from(db: ChainDb, kept: float) -> None:
-    """Before deleting the readings before `kept`: from now on, ingest leaves such out.
-
-    In a transaction of the caller's, committed before the deletion starts: an ingest that
-    finds a reading deleted finds the mark too. The mark never moves back (a larger raw_days
-    later does not bring deleted readings back).
-    """
-    await db.execute(_MOVE_KEPT_FROM, (kept,))
-
-
 @dataclass(frozen=True, slots=True)
 class Cut:
     """Where one retention pass cuts the readings' months."""
@@ -111,8 +101,11 @@ async def mark_cut(
     at = measured_from(now, newest)
     kept = first_kept(at, raw_days)
     if stored:
+        # Committed before any deletion starts: an ingest that finds a reading deleted finds
+        # the mark too, and leaves such readings out from then on. The mark never moves back
+        # (a larger raw_days later does not bring deleted readings back).
         async with transaction:
-            await mark_raw_kept_from(db, kept)
+            await db.execute(_MOVE_KEPT_FROM, (kept,))
     return Cut(at, kept, held_back(now, newest, raw_days))
 
 

@@ -44,7 +44,8 @@ def _months_between(first: Month, last: Month) -> list[Month]:
 
 async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) -> PruneReport:
     assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
-    cut = await mark_cut(SqliteChain(db), immediate_transaction(db), now, policy.raw_days)
+    chain = SqliteChain(db)
+    cut = await mark_cut(chain, immediate_transaction(db), now, policy.raw_days)
     at, kept = cut.at, cut.kept
     dropped: set[Month] = set()
     deleted = 0
@@ -65,9 +66,7 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
                 if cursor.rowcount:
                     held.append(month)
         dropped.update(held)
-    journal, blocks = await prune_with_readings(
-        SqliteChain(db), lambda _: immediate_transaction(db), kept
-    )
+    journal, blocks = await prune_with_readings(chain, lambda _: immediate_transaction(db), kept)
     rollup_gone: list[Month] = []
     found = await db.execute_fetchall("SELECT min(minute) FROM readings_1m")
     oldest_rollup = next(iter(found))[0]
@@ -83,7 +82,7 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
                 (month_start(next_month(expiring[-1])),),
             )
     async with immediate_transaction(db):
-        audit_gone = await audit.prune(SqliteChain(db), policy.audit_cutoff(at))
+        audit_gone = await audit.prune(chain, policy.audit_cutoff(at))
     return PruneReport(
         tuple(_name("readings", m) for m in sorted(dropped)),
         tuple(_name("readings_1m", m) for m in rollup_gone),
