@@ -19,6 +19,7 @@ from edge_agent.core.chain import SealedBlock
 from edge_agent.core.missing_blocks import MissingVerdict, Span, examined, judge_missing
 from edge_agent.shell.outbox_damage import Append, corrupt_gap
 from edge_agent.shell.outbox_reads import PAYLOAD, WITNESS_COLUMNS, as_sealed, witnesses
+from edge_agent.shell.outbox_schema import SEQ_MARKS_SQL
 from edge_agent.shell.outbox_seal import read_chain_state
 from edge_agent.shell.outbox_transaction import async_write_transaction, on_thread
 from specs.block import BlockFormatError, decode_block
@@ -30,9 +31,6 @@ log = structlog.get_logger("edge_agent.outbox")
 _HELD_SQL = (
     "SELECT seq, delivered_at IS NOT NULL FROM blocks WHERE epoch = ? AND seq BETWEEN ? AND ?"
 )
-# The highest seq the outbox deleted after delivery, and the highest acked_through heard.
-_PRUNED_THROUGH_SQL = "SELECT through FROM pruned WHERE epoch = ?"
-_ACKED_THROUGH_SQL = "SELECT through FROM acked WHERE epoch = ?"
 # Blocks that may carry gap records: thinned or dropped blocks' replacements, and blocks
 # without readings (a damaged block's gap record, a new epoch's first block, this module's).
 _GAP_BLOCKS_SQL = (
@@ -143,16 +141,10 @@ async def _verdict(
     if not verdict.lost:
         return verdict
     declared = await declarations.read(db, epoch, last_seq, key)
-    pruned = await _through(db, _PRUNED_THROUGH_SQL, epoch)
-    acked = await _through(db, _ACKED_THROUGH_SQL, epoch)
+    async with db.execute(SEQ_MARKS_SQL, (epoch, epoch)) as cursor:
+        marks = await cursor.fetchone()  # one row, NULL for a mark not set
+    pruned, acked = (0, 0) if marks is None else (int(marks[0] or 0), int(marks[1] or 0))
     return judge_missing(window, held, declared, pruned, acked)
-
-
-async def _through(db: aiosqlite.Connection, sql: str, epoch: str) -> int:
-    """The epoch's seq mark `sql` reads (0: none)."""
-    async with db.execute(sql, (epoch,)) as cursor:
-        row = await cursor.fetchone()
-    return 0 if row is None else int(row[0])
 
 
 async def _carry_out(

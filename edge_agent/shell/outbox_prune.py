@@ -24,6 +24,7 @@ from typing import Any, Final
 import aiosqlite
 
 from edge_agent.core.thinning import imported_keys
+from edge_agent.shell.outbox_schema import PRUNED, raise_seq_mark
 from edge_agent.shell.outbox_transaction import on_thread, write_transaction
 from specs.block import BlockFormatError, block_hash, decode_block
 
@@ -31,11 +32,6 @@ PRUNE_BLOCKS: Final = 256
 """Delivered blocks deleted per transaction at most."""
 PRUNE_KEYS: Final = 16_000
 """Keys deleted per transaction: a chunk stops at the block that reaches this many."""
-# The highest seq of each epoch deleted after delivery (`pruned`, read by `outbox_missing`).
-_PRUNED_SQL: Final = (
-    "INSERT INTO pruned (epoch, through) VALUES (?, ?)"
-    " ON CONFLICT (epoch) DO UPDATE SET through = max(through, excluded.through)"
-)
 
 
 def _vouched_keys(db: sqlite3.Connection, rowid: int) -> list[tuple[str, str]] | None:
@@ -89,7 +85,8 @@ def prune_chunk(db: sqlite3.Connection, before: float) -> int:
             gone.append((int(rowid),))
             through[str(epoch)] = max(through.get(str(epoch), 0), int(seq))
         db.executemany("DELETE FROM blocks WHERE rowid = ?", gone)
-        db.executemany(_PRUNED_SQL, through.items())
+        for epoch, seq in through.items():  # read by `outbox_missing`
+            raise_seq_mark(db, PRUNED, epoch, seq)
     return len(gone)
 
 

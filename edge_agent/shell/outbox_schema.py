@@ -8,7 +8,8 @@ collector never confuses its seqs with those of a lost file.
 from __future__ import annotations
 
 import secrets
-from typing import Final
+import sqlite3
+from typing import Final, Literal
 
 import aiosqlite
 
@@ -78,6 +79,26 @@ CREATE TABLE IF NOT EXISTS alarm_state (
     saved_at REAL NOT NULL
 );
 """
+SeqMark = Literal["pruned", "acked"]
+PRUNED: Final[SeqMark] = "pruned"
+ACKED: Final[SeqMark] = "acked"
+_RAISE_SQL: Final = {
+    table: f"INSERT INTO {table} (epoch, through) VALUES (?, ?) ON CONFLICT (epoch)"
+    " DO UPDATE SET through = excluded.through WHERE excluded.through > through"
+    for table in (PRUNED, ACKED)
+}
+# Both marks of an epoch, pruned then acked (NULL: none), in one read.
+SEQ_MARKS_SQL: Final = (
+    "SELECT (SELECT through FROM pruned WHERE epoch = ?),"
+    " (SELECT through FROM acked WHERE epoch = ?)"
+)
+
+
+def raise_seq_mark(db: sqlite3.Connection, table: SeqMark, epoch: str, seq: int) -> None:
+    """Raise the epoch's mark in `table` to `seq`; a lower seq leaves it (and writes nothing)."""
+    db.execute(_RAISE_SQL[table], (epoch, seq))
+
+
 # Columns added after the first release, by table; an older file gets them at open.
 _ADDED_COLUMNS: Final = (
     ("blocks", "readings", "INTEGER"),

@@ -24,6 +24,7 @@ from edge_agent.shell.outbox_key_listing import (
     note_key_listing,
     read_key_left_out,
 )
+from edge_agent.shell.outbox_schema import ACKED, raise_seq_mark
 from edge_agent.shell.outbox_transaction import write_transaction
 from specs.records import KeyRecord, Reading, Record
 from specs.signing import SigningKey
@@ -140,8 +141,8 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
     through: int,
     also: int | None,
     now: float,
-    keys: AckKeys = None,
-    signing_kid: str | None = None,
+    keys: AckKeys,
+    signing_kid: str,
 ) -> Released:
     """Mark blocks (and the key announcements they carry) delivered: seq <= through, + also.
 
@@ -165,22 +166,17 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
                 bounds,
             ).rowcount
-            db.execute(
-                "INSERT INTO acked (epoch, through) VALUES (?, ?) ON CONFLICT (epoch)"
-                " DO UPDATE SET through = max(through, excluded.through)",
-                (epoch, through),
-            )
+            raise_seq_mark(db, ACKED, epoch, through)
             announcements = db.execute(
                 "UPDATE key_announcements SET refused_at = CASE WHEN kid IN"
                 " (SELECT value FROM json_each(?)) THEN NULL ELSE ? END, delivered_at = ?"
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
                 (*verdict, *bounds),
             ).rowcount
-            if signing_kid is not None:
-                # An ACK with no `seq` answers no block: the collector's key notice, sent
-                # when it refused a block for its key, is no older than the switch.
-                answered = None if also is None else (epoch, also)
-                note_key_listing(db, keys, signing_kid, now, answered=answered)
+            # An ACK with no `seq` answers no block: the collector's key notice, sent when it
+            # refused a block for its key, is no older than the switch.
+            answered = None if also is None else (epoch, also)
+            note_key_listing(db, keys, signing_kid, now, answered=answered)
             left_out = read_key_left_out(db)
     finally:
         db.execute("PRAGMA synchronous=FULL")

@@ -16,40 +16,41 @@ import pytest
 from edge_agent.shell.outbox_recovery import file_is_damaged
 
 
-def _error(code: int, name: str) -> sqlite3.DatabaseError:
+def _error(name: str) -> sqlite3.DatabaseError:
+    """The error SQLite raises with the result code of the sqlite3 constant `name`."""
     error = sqlite3.OperationalError(name)
-    error.sqlite_errorcode = code
+    error.sqlite_errorcode = getattr(sqlite3, name)
     error.sqlite_errorname = name
     return error
 
 
 @pytest.mark.parametrize(
-    ("code", "name"),
+    "name",
     [
-        (sqlite3.SQLITE_CORRUPT, "SQLITE_CORRUPT"),
-        (sqlite3.SQLITE_NOTADB, "SQLITE_NOTADB"),
-        (sqlite3.SQLITE_IOERR_READ, "SQLITE_IOERR_READ"),
-        (sqlite3.SQLITE_IOERR_SHORT_READ, "SQLITE_IOERR_SHORT_READ"),
-        (sqlite3.SQLITE_IOERR_CORRUPTFS, "SQLITE_IOERR_CORRUPTFS"),
+        "SQLITE_CORRUPT",
+        "SQLITE_NOTADB",
+        "SQLITE_IOERR_READ",
+        "SQLITE_IOERR_SHORT_READ",
+        "SQLITE_IOERR_CORRUPTFS",
     ],
 )
-def test_a_damaged_file_or_a_failed_read_of_it_is_the_files_own(code: int, name: str) -> None:
-    assert file_is_damaged(_error(code, name))
+def test_a_damaged_file_or_a_failed_read_of_it_is_the_files_own(name: str) -> None:
+    assert file_is_damaged(_error(name))
 
 
 @pytest.mark.parametrize(
-    ("code", "name"),
+    "name",
     [
-        (sqlite3.SQLITE_BUSY, "SQLITE_BUSY"),
-        (sqlite3.SQLITE_LOCKED, "SQLITE_LOCKED"),
-        (sqlite3.SQLITE_CANTOPEN, "SQLITE_CANTOPEN"),
-        (sqlite3.SQLITE_IOERR, "SQLITE_IOERR"),
-        (sqlite3.SQLITE_IOERR_SHMOPEN, "SQLITE_IOERR_SHMOPEN"),
-        (sqlite3.SQLITE_IOERR_WRITE, "SQLITE_IOERR_WRITE"),
-        (sqlite3.SQLITE_FULL, "SQLITE_FULL"),
+        "SQLITE_BUSY",
+        "SQLITE_LOCKED",
+        "SQLITE_CANTOPEN",
+        "SQLITE_IOERR",
+        "SQLITE_IOERR_SHMOPEN",
+        "SQLITE_IOERR_WRITE",
+        "SQLITE_FULL",
     ],
 )
 def test_a_lock_a_file_that_cannot_open_or_a_failed_write_says_nothing_of_it(
-    code: int, name: str
+    name: str,
 ) -> None:
-    assert not file_is_damaged(_error(code, name))
+    assert not file_is_damaged(_error(name))
