@@ -16,6 +16,7 @@ from typing import Protocol
 from bench.peers.ours import OurSite
 from bench.peers.tb_gateway import TbDevice, spawn, write_config
 from bench.peers.tb_platform import TbBroker, TbPlatform
+from bench.rig import stop_processes
 from demo.broker import Broker, free_port
 
 
@@ -65,13 +66,8 @@ class TbSide:
         return "thingsboard-gateway" if self.gateway and self.gateway.poll() is not None else None
 
     def stop(self) -> None:
-        if self.gateway is not None and self.gateway.poll() is None:
-            self.gateway.terminate()
-            try:
-                self.gateway.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.gateway.kill()
-                self.gateway.wait()
+        if self.gateway is not None:
+            stop_processes([self.gateway], 30)
         if self.platform is not None:
             self.platform.stop()
 
