@@ -31,6 +31,12 @@ def retire_at(announced: KeyAnnouncement, overlap: float) -> float:
     return announced.key.added_at + overlap
 
 
+def check_owner(gateway: Gateway, key: GatewayKey) -> None:
+    """Raise unless `key`, registered with `gateway`, names that gateway as its owner."""
+    if key.gateway != gateway.gateway:
+        raise RegistryError(f"key {key.kid} is for {key.gateway}, not {gateway.gateway}")
+
+
 def check_same_gateway(held: Gateway, gateway: Gateway) -> None:
     """Raise unless a registration names the enterprise and district `held` has."""
     if (held.enterprise, held.district) != (gateway.enterprise, gateway.district):

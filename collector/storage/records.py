@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from typing import Any, Final, Protocol
 
 from collector.audit.chain import AuditKind, AuditRow
-from collector.model import Gateway, GatewayKey, StreamState
+from collector.model import Gateway, GatewayKey, KeyGrant, StreamState
 from collector.readmodel import AlarmState, ReadingRow
 
 Span = tuple[int, int | None]
@@ -41,6 +41,13 @@ INSERT_ANNOUNCED_KEY: Final = (
     f"INSERT INTO gateway_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)"
 )
 READING_COLUMNS: Final = "r.gateway, r.point, r.quota, r.t, r.value, r.unit, r.quality, r.flags"
+# Keys with their owning gateways: KEY_COLUMNS of `k`, then GATEWAY_COLUMNS of `g` (`grant`).
+GRANT_SELECT: Final = (
+    "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
+    " k.retired_at, k.announced_by, k.announced_epoch, k.announced_seq,"
+    " g.gateway, g.enterprise, g.district, g.registered_at"
+    " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway"
+)
 
 
 def gateway(row: Row) -> Gateway:
@@ -80,6 +87,11 @@ def gateway_key(row: Row) -> GatewayKey:
     return GatewayKey(
         row[0], row[1], row[2], stored_bytes(row[3]), row[4], row[5], row[6], row[7], row[8], row[9]
     )
+
+
+def grant(row: Row) -> KeyGrant:
+    """A key and its owning gateway (GRANT_SELECT)."""
+    return KeyGrant(gateway_key(row), Gateway(row[10], row[11], row[12], row[13]))
 
 
 def reading(row: Row, rowid: int = 0) -> ReadingRow:

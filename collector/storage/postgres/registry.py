@@ -6,17 +6,24 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 from collector.model import AuditEntry, Gateway, GatewayKey, IncomingBlock, KeyGrant
-from collector.storage.base import RegistryError
-from collector.storage.keys import check_same_gateway, check_same_key, refusal, retire_at
+from collector.storage.keys import (
+    check_owner,
+    check_same_gateway,
+    check_same_key,
+    refusal,
+    retire_at,
+)
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.rows import numbered
 from collector.storage.records import (
     GATEWAY_COLUMNS,
+    GRANT_SELECT,
     INSERT_ANNOUNCED_KEY,
     KEY_COLUMNS,
     announced_key_values,
     gateway_key,
+    grant,
 )
 from collector.storage.records import gateway as gateway_row
 
@@ -27,8 +34,7 @@ async def register(db: Db, gateway: Gateway, key: GatewayKey) -> None:
     Runs inside the caller's transaction; the gateway's lock makes a concurrent registration
     of the same gateway wait and then see this one.
     """
-    if key.gateway != gateway.gateway:
-        raise RegistryError(f"key {key.kid} is for {key.gateway}, not {gateway.gateway}")
+    check_owner(gateway, key)
     await lock_gateways(db, [gateway.gateway])
     row = await db.fetchrow(
         f"SELECT {GATEWAY_COLUMNS} FROM gateways WHERE gateway = $1", gateway.gateway
@@ -103,18 +109,8 @@ async def keys(db: Db, gateway: str | None = None) -> tuple[GatewayKey, ...]:
 
 async def grants(db: Db, kids: Collection[str]) -> Mapping[str, KeyGrant]:
     """The registered keys among `kids`, each with its owning gateway."""
-    found = await db.fetch(
-        "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
-        " k.retired_at, k.announced_by, k.announced_epoch, k.announced_seq,"
-        " g.gateway, g.enterprise, g.district, g.registered_at"
-        " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway"
-        " WHERE k.kid = ANY($1::text[])",
-        sorted(set(kids)),
-    )
-    return {
-        row[0]: KeyGrant(gateway_key(row), Gateway(row[10], row[11], row[12], row[13]))
-        for row in found
-    }
+    found = await db.fetch(f"{GRANT_SELECT} WHERE k.kid = ANY($1::text[])", sorted(set(kids)))
+    return {row[0]: grant(row) for row in found}
 
 
 async def adopt_keys(db: Db, blocks: Sequence[IncomingBlock], overlap: float) -> list[AuditEntry]:

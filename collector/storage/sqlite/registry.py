@@ -17,10 +17,12 @@ from collector.storage.base import StorageError
 from collector.storage.keys import check_same_gateway, check_same_key, refusal, retire_at
 from collector.storage.records import (
     GATEWAY_COLUMNS,
+    GRANT_SELECT,
     INSERT_ANNOUNCED_KEY,
     KEY_COLUMNS,
     announced_key_values,
     gateway_key,
+    grant,
 )
 from collector.storage.records import gateway as gateway_row
 from collector.storage.sqlite.sql import chunks
@@ -111,19 +113,8 @@ async def keys(db: aiosqlite.Connection, gateway: str | None = None) -> tuple[Ga
 
 async def grants(db: aiosqlite.Connection, kids: Collection[str]) -> Mapping[str, KeyGrant]:
     """The registered keys among `kids`, each with its owning gateway."""
-    rows = await _rows_among(
-        db,
-        "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
-        " k.retired_at, k.announced_by, k.announced_epoch, k.announced_seq,"
-        " g.gateway, g.enterprise, g.district, g.registered_at"
-        " FROM gateway_keys k JOIN gateways g ON g.gateway = k.gateway WHERE k.kid IN",
-        kids,
-        "keys",
-    )
-    return {
-        row[0]: KeyGrant(gateway_key(row), Gateway(row[10], row[11], row[12], row[13]))
-        for row in rows
-    }
+    rows = await _rows_among(db, f"{GRANT_SELECT} WHERE k.kid IN", kids, "keys")
+    return {row[0]: grant(row) for row in rows}
 
 
 async def adopt_keys(

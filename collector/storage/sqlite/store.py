@@ -30,7 +30,8 @@ from collector.readmodel import (
     Scope,
 )
 from collector.storage import audit
-from collector.storage.base import RegistryError, Storage, StorageError
+from collector.storage.base import Storage, StorageError
+from collector.storage.keys import check_owner
 from collector.storage.queries import Fetch
 from collector.storage.reads import CapabilityReads
 from collector.storage.sqlite import (
@@ -115,8 +116,7 @@ class SqliteStorage(CapabilityReads, Storage):
 
     async def register(self, gateway: Gateway, key: GatewayKey) -> None:
         """Register a gateway (or find it registered identically) and add a key to it."""
-        if key.gateway != gateway.gateway:
-            raise RegistryError(f"key {key.kid} is for {key.gateway}, not {gateway.gateway}")
+        check_owner(gateway, key)
         async with self._transaction() as db:
             await registry.register(db, gateway, key)
 
