@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Final
 
 from specs.block import SPEC
+from specs.records import RecordFormatError, parse_iso_time
 from specs.wirejson import is_count, load_message_json
 
 MAX_ACK_KEYS: Final = 16
@@ -106,6 +107,12 @@ def decode_ack(payload: bytes) -> Ack:
     gateway, epoch, issued_at = body.get("gateway"), body.get("epoch"), body.get("issued_at")
     if not isinstance(gateway, str) or not isinstance(epoch, str) or not isinstance(issued_at, str):
         raise AckFormatError("ack 'gateway', 'epoch' and 'issued_at' must be strings")
+    try:
+        # The agent weighs ACKs by when they were issued (a lower acked_through is a restored
+        # collector's only when issued well after the mark's): a made-up time would decide.
+        parse_iso_time(issued_at)
+    except RecordFormatError as exc:
+        raise AckFormatError(f"ack 'issued_at': {exc}") from None
     acked_hash, conflict = body.get("acked_hash"), body.get("conflict", False)
     if acked_hash is not None and not isinstance(acked_hash, str):
         raise AckFormatError("ack 'acked_hash' must be a string or null")

@@ -14,7 +14,6 @@ from a collector gone back, its database restored from a backup). The publisher
 from __future__ import annotations
 
 import asyncio
-import math
 import sqlite3
 import time
 
@@ -30,7 +29,7 @@ from edge_agent.shell.outbox_recovery import declared_gap
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.log_limit import LineLimit, warn_limited
 from specs.ack import Ack, AckFormatError, decode_ack
-from specs.records import GapReason, RecordFormatError, parse_iso_time
+from specs.records import GapReason, parse_iso_time
 from specs.signing import SignatureError, VerifyKey, signature_from_properties
 from specs.topics import GatewayTopics
 
@@ -101,10 +100,7 @@ class AckTaker:
         `edge_agent.core.missing_blocks`: a seq the outbox does not hold would otherwise stay
         an open hole at the collector for ever, its readings neither stored nor declared.
         """
-        try:
-            issued_at = parse_iso_time(ack.issued_at)
-        except RecordFormatError:
-            issued_at = -math.inf  # never taken for a collector gone back
+        issued_at = parse_iso_time(ack.issued_at)  # decode_ack refused one that is no time
         before = self._ack_mark
         self._ack_mark, answered = heard(before, ack.epoch, ack.acked_through, issued_at)
         if answered and before is not None and self._ack_mark.acked_through < before.acked_through:

@@ -10,12 +10,14 @@ import asyncio
 import contextlib
 import itertools
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiomqtt
 import pytest
+from structlog.testing import capture_logs
 
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
@@ -93,6 +95,7 @@ class FakeCollectorLink:
         key: SigningKey = COLLECTOR_KEY,
         acked_hash: str | None = None,
         conflict: bool = False,
+        issued_at: str | None = None,
     ) -> None:
         payload = Ack(
             SITE.gateway,
@@ -100,7 +103,7 @@ class FakeCollectorLink:
             through,
             missing,
             seq,
-            iso_time(time.time()),
+            iso_time(time.time()) if issued_at is None else issued_at,
             acked_hash,
             conflict,
         )
@@ -733,3 +736,48 @@ async def test_a_block_sealed_while_live_blocks_flow_is_not_taken_for_backlog(
         assert r.link.lanes[r.link.received.index(22)] is Lane.LIVE, list(
             zip(r.link.received, r.link.lanes, strict=True)
         )
+
+
+async def test_a_signed_ack_whose_issued_at_is_no_time_is_rejected_and_changes_nothing(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # The agent took such an ACK with issued_at -inf: it released blocks 1-5, and the mark it
+    # set (acked_through 5 at -inf) was earlier than any time, so the next ACK below it, a stale
+    # one another collector issued before it, counted as issued more than CLOCK_ALLOWANCE after
+    # it: a collector gone back. Blocks 3-5, deleted by retention meanwhile, were declared lost
+    # ('released') though the collector holds them. The collector's signature does not make a
+    # field that is no time one: the ACK is refused with its reason and nothing moves.
+    with capture_logs() as logs:
+        async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
+            await r.link.wait_for(5)
+            await r.link.ack(5, seq=5, issued_at="yesterday")
+
+            def events(name: str) -> list[MutableMapping[str, Any]]:
+                return [entry for entry in logs if entry["event"] == name]
+
+            async def undelivered_is(seqs: list[int]) -> bool:
+                return await r.undelivered() == seqs
+
+            deadline = time.monotonic() + 10
+            while not events("ack_rejected") and not await undelivered_is([]):
+                assert time.monotonic() < deadline, "the ACK was never handled"
+                await asyncio.sleep(0.02)
+            await r.outbox.prune(delivered_before=time.time() + 1)
+            stale = iso_time(time.time() - 5)
+            await r.link.ack(2, seq=2, missing=((3, 5),), issued_at=stale)
+            deadline = time.monotonic() + 10
+            while not await undelivered_is([3, 4, 5]) and (await r.outbox.stats()).last_seq == 5:
+                assert time.monotonic() < deadline, await r.undelivered()
+                await asyncio.sleep(0.02)
+            stats = await r.outbox.stats()
+            sealed = [
+                record
+                for block in await r.outbox.undelivered(after=5, limit=100)
+                for record in decode_block(block.payload).records
+            ]
+            assert stats.last_seq == 5, f"sealed after the ACKs: {sealed}"
+            assert await r.undelivered() == [3, 4, 5]
+    rejected = events("ack_rejected")
+    assert len(rejected) == 1, rejected
+    assert "issued_at" in rejected[0]["reason"], rejected[0]
+    assert not events("collector_acked_through_went_back")

@@ -215,7 +215,12 @@ def test_ack_round_trip_and_rejections() -> None:
     assert decode_ack(ack.encode()) == ack
     extended = Ack("gw", "e1", 7, (), 7, iso_time(1.7e9), acked_hash="ab" * 32, conflict=True)
     assert decode_ack(extended.encode()) == extended
-    for field, bad in (("acked_hash", 7), ("conflict", "yes")):
+    for field, bad in (
+        ("acked_hash", 7),
+        ("conflict", "yes"),
+        ("issued_at", "yesterday"),
+        ("issued_at", "2026-12-07T08:00:00"),  # no offset: whose clock?
+    ):
         body = json.loads(extended.encode())
         body[field] = bad
         with pytest.raises(AckFormatError, match=field):
