@@ -15,6 +15,7 @@ from typing import Any, Final, Protocol
 from collector.audit.chain import AuditKind, AuditRow
 from collector.model import Gateway, GatewayKey, KeyGrant, StreamState
 from collector.readmodel import AlarmState, ReadingRow
+from collector.tokens import StoredToken
 
 Span = tuple[int, int | None]
 
@@ -41,6 +42,7 @@ INSERT_ANNOUNCED_KEY: Final = (
     f"INSERT INTO gateway_keys ({KEY_COLUMNS}) VALUES (?, ?, ?, ?, ?, NULL, NULL, ?, ?, ?)"
 )
 READING_COLUMNS: Final = "r.gateway, r.point, r.quota, r.t, r.value, r.unit, r.quality, r.flags"
+TOKEN_COLUMNS: Final = "name, districts, created_at, revoked_at"  # noqa: S105 - columns, not a secret
 # Keys with their owning gateways: KEY_COLUMNS of `k`, then GATEWAY_COLUMNS of `g` (`grant`).
 GRANT_SELECT: Final = (
     "SELECT k.kid, k.gateway, k.alg, k.public_pem, k.added_at, k.revoked_at,"
@@ -92,6 +94,17 @@ def gateway_key(row: Row) -> GatewayKey:
 def grant(row: Row) -> KeyGrant:
     """A key and its owning gateway (GRANT_SELECT)."""
     return KeyGrant(gateway_key(row), Gateway(row[10], row[11], row[12], row[13]))
+
+
+def stored_token(row: Row) -> StoredToken:
+    """An `api_tokens` row (TOKEN_COLUMNS); the casts are for what SQLite holds (REAL, TEXT)."""
+    revoked = row[3]
+    return StoredToken(
+        name=str(row[0]),
+        districts=tuple(json.loads(str(row[1]))),
+        created_at=float(row[2]),
+        revoked_at=None if revoked is None else float(revoked),
+    )
 
 
 def reading(row: Row, rowid: int = 0) -> ReadingRow:

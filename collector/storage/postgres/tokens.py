@@ -7,22 +7,13 @@ from __future__ import annotations
 
 import json
 
-import asyncpg
-
 from collector.audit.chain import Action, ActionEntry
 from collector.storage import audit
 from collector.storage.base import RegistryError
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db
+from collector.storage.records import TOKEN_COLUMNS, stored_token
 from collector.tokens import StoredToken
-
-_COLUMNS = "name, districts, created_at, revoked_at"
-
-
-def _token(row: asyncpg.Record) -> StoredToken:
-    return StoredToken(
-        name=row[0], districts=tuple(json.loads(row[1])), created_at=row[2], revoked_at=row[3]
-    )
 
 
 async def add(db: Db, token: StoredToken, digest: str, actor: str) -> None:
@@ -57,11 +48,11 @@ async def revoke(db: Db, name: str, at: float, actor: str) -> bool:
 
 async def every(db: Db) -> tuple[StoredToken, ...]:
     """Every token, revoked ones too, by name."""
-    found = await db.fetch(f"SELECT {_COLUMNS} FROM api_tokens ORDER BY name")
-    return tuple(_token(row) for row in found)
+    found = await db.fetch(f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY name")
+    return tuple(stored_token(row) for row in found)
 
 
 async def by_hash(db: Db, digest: str) -> StoredToken | None:
     """The token whose secret hashes to `digest`, revoked or not."""
-    row = await db.fetchrow(f"SELECT {_COLUMNS} FROM api_tokens WHERE hash = $1", digest)
-    return None if row is None else _token(row)
+    row = await db.fetchrow(f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = $1", digest)
+    return None if row is None else stored_token(row)

@@ -6,27 +6,15 @@ Writes run inside the caller's write transaction, with their audit row.
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
 
 import aiosqlite
 
 from collector.audit.chain import Action, ActionEntry
 from collector.storage import audit
 from collector.storage.base import RegistryError
+from collector.storage.records import TOKEN_COLUMNS, stored_token
 from collector.storage.sqlite.audit import SqliteChain
 from collector.tokens import StoredToken
-
-_COLUMNS = "name, districts, created_at, revoked_at"
-
-
-def _token(row: Sequence[object]) -> StoredToken:
-    revoked = row[3]
-    return StoredToken(
-        name=str(row[0]),
-        districts=tuple(json.loads(str(row[1]))),
-        created_at=float(row[2]),  # type: ignore[arg-type] # REAL
-        revoked_at=None if revoked is None else float(revoked),  # type: ignore[arg-type] # REAL
-    )
 
 
 async def add(db: aiosqlite.Connection, token: StoredToken, digest: str, actor: str) -> None:
@@ -60,15 +48,15 @@ async def revoke(db: aiosqlite.Connection, name: str, at: float, actor: str) -> 
 
 async def every(db: aiosqlite.Connection) -> tuple[StoredToken, ...]:
     """Every token, revoked ones too, by name."""
-    found = await db.execute_fetchall(f"SELECT {_COLUMNS} FROM api_tokens ORDER BY name")
-    return tuple(_token(row) for row in found)
+    found = await db.execute_fetchall(f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY name")
+    return tuple(stored_token(row) for row in found)
 
 
 async def by_hash(db: aiosqlite.Connection, digest: str) -> StoredToken | None:
     """The token whose secret hashes to `digest`, revoked or not."""
     found = await db.execute_fetchall(
-        f"SELECT {_COLUMNS} FROM api_tokens WHERE hash = ?", (digest,)
+        f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?", (digest,)
     )
     for row in found:
-        return _token(row)
+        return stored_token(row)
     return None
