@@ -355,29 +355,30 @@ async def test_garbage_is_bad_for_the_cycle_then_the_next_read_is_exact(sim: Rtu
     assert bus.stats().errors == 1
 
 
-async def test_late_reply_is_not_taken_for_another_units_answer(sim: RtuBusSim) -> None:
+async def _late_reply_then_a_read(sim: RtuBusSim, unit: int, *, timeout: float) -> RtuBus:
+    """Unit 1 answers a read of 5 after the master gave up on it; then `unit` is read for 7,
+    with `timeout`, and its own answer is taken. Returns the bus (its counters outlive the
+    drivers' close)."""
     sim.slave(1).delay = 0.12  # answers 20 ms after the master gave up
     bus = RtuBus(settings(sim.path))
-    slow = ramp_reader("slow", bus, 1, 5, timeout=0.1)
-    other = ramp_reader("other", bus, 2, 7, timeout=0.3)
-    async with attached(slow, other):
-        with pytest.raises(DriverTimeoutError):
-            await slow.read()
-        # Same function, same size: only the unit address tells the late reply apart.
-        assert values(await other.read()) == {"r": 7}
-
-
-async def test_late_reply_is_not_taken_for_the_same_units_next_answer(sim: RtuBusSim) -> None:
-    sim.slave(1).delay = 0.12
-    bus = RtuBus(settings(sim.path))
     five = ramp_reader("five", bus, 1, 5, timeout=0.1)
-    seven = ramp_reader("seven", bus, 1, 7, timeout=0.5)
+    seven = ramp_reader("seven", bus, unit, 7, timeout=timeout)
     async with attached(five, seven):
         with pytest.raises(DriverTimeoutError):
             await five.read()
-        # Nothing but timing tells these replies apart: the bus lets the late one pass first.
         assert values(await seven.read()) == {"r": 7}
-        assert bus.stats().stray_bytes == 7  # the late reply, dropped
+    return bus
+
+
+async def test_late_reply_is_not_taken_for_another_units_answer(sim: RtuBusSim) -> None:
+    # Same function, same size: only the unit address tells the late reply apart.
+    await _late_reply_then_a_read(sim, 2, timeout=0.3)
+
+
+async def test_late_reply_is_not_taken_for_the_same_units_next_answer(sim: RtuBusSim) -> None:
+    # Nothing but timing tells these replies apart: the bus lets the late one pass first.
+    bus = await _late_reply_then_a_read(sim, 1, timeout=0.5)
+    assert bus.stats().stray_bytes == 7  # the late reply, dropped
 
 
 async def test_a_reply_in_time_counts_though_the_master_looked_after_its_deadline() -> None:
