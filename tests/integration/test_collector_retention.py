@@ -20,9 +20,9 @@ from collector.config import CollectorConfig, load_collector_config
 from collector.runtime import run_collector
 from collector.storage import prune_storage
 from collector.storage.months import month_of, month_start, next_month
-from collector.storage.retention import DAY, RetentionPolicy
+from collector.storage.retention import DAY, PruneReport, RetentionPolicy
 from hostkit.keyfiles import create_key_pair
-from specs.records import Quality, Reading, iso_time
+from specs.records import Quality, Reading, Record, iso_time
 from tests.support.broker import Broker, free_port
 from tests.support.collector_client import gap_record
 from tests.support.collector_env import (
@@ -252,22 +252,34 @@ async def test_a_serving_collector_applies_retention_itself(
     assert await _rollups(env) == ROLLUPS
 
 
-async def test_the_feed_journal_goes_with_the_readings_month(env: CollectorEnv) -> None:
-    """The journal's events (alarms, gaps, statuses) are streamed between the readings of
-    GET /v1/stream: deleted at exactly raw_days, up to a month of kept readings was streamed
-    from an old position without them. They go as the readings do: with their whole month."""
-    await env.link.send(1, records=[_level(MAR, 6.0), gap_record(1)])
+async def _kept_then_gone(
+    env: CollectorEnv, table: str, records: Sequence[Record]
+) -> tuple[int, PruneReport, PruneReport]:
+    """Send `records`, which leave rows stamped this month in `table`; prune with raw_days 45
+    at 44 days past the month's end (the rows stay), then at 46 (they go). Returns how many
+    rows `table` held and the two passes' reports."""
+    await env.link.send(1, records=records)
     await env.link.next_ack()
-    (held,) = await env.rows("SELECT count(*) FROM feed")
+    count = f"SELECT count(*) FROM {table}"
+    (held,) = await env.rows(count)
     assert held[0] >= 1
     policy = RetentionPolicy(raw_days=45)
     month_end = month_start(next_month(month_of(time.time())))
     await heard_at(env.url, env.gateway.gateway, month_end + 46 * DAY)
     kept = await prune_storage(env.url, policy, month_end + 44 * DAY)
-    assert kept.feed_events_dropped == 0
+    assert await env.rows(count) == [held]
     gone = await prune_storage(env.url, policy, month_end + 46 * DAY)
-    assert gone.feed_events_dropped == held[0]
-    assert await env.rows("SELECT count(*) FROM feed") == [(0,)]
+    assert await env.rows(count) == [(0,)]
+    return held[0], kept, gone
+
+
+async def test_the_feed_journal_goes_with_the_readings_month(env: CollectorEnv) -> None:
+    """The journal's events (alarms, gaps, statuses) are streamed between the readings of
+    GET /v1/stream: deleted at exactly raw_days, up to a month of kept readings was streamed
+    from an old position without them. They go as the readings do: with their whole month."""
+    held, kept, gone = await _kept_then_gone(env, "feed", [_level(MAR, 6.0), gap_record(1)])
+    assert kept.feed_events_dropped == 0
+    assert gone.feed_events_dropped == held
 
 
 async def test_presence_intervals_go_with_the_readings_month(env: CollectorEnv) -> None:
@@ -275,17 +287,7 @@ async def test_presence_intervals_go_with_the_readings_month(env: CollectorEnv) 
     row per time it came back after offline_after) were never pruned, so the table grew with
     every outage for as long as the collector ran, while the readings they qualify went.
     They go as the readings do: once their whole month is older than raw_days."""
-    await env.link.send(1, records=[_level(MAR, 6.0)])
-    await env.link.next_ack()
-    (held,) = await env.rows("SELECT count(*) FROM presence")
-    assert held[0] >= 1
-    policy = RetentionPolicy(raw_days=45)
-    month_end = month_start(next_month(month_of(time.time())))
-    await heard_at(env.url, env.gateway.gateway, month_end + 46 * DAY)
-    await prune_storage(env.url, policy, month_end + 44 * DAY)
-    assert await env.rows("SELECT count(*) FROM presence") == [held]
-    await prune_storage(env.url, policy, month_end + 46 * DAY)
-    assert await env.rows("SELECT count(*) FROM presence") == [(0,)]
+    await _kept_then_gone(env, "presence", [_level(MAR, 6.0)])
 
 
 async def test_reading_ids_never_go_back_after_retention(env: CollectorEnv) -> None:
