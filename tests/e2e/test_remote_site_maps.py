@@ -206,20 +206,25 @@ def test_a_broken_map_is_rejected_with_its_file_line_errors(site: Site) -> None:
     assert "site_map_rejected" in site.log("agent")
 
 
+def _pushed_and_rolled_back(site: Site, name: str, site_map: dict[str, Any], why: str) -> None:
+    """Push `site_map` (written as `name`): the agent rolls it back step by step and reports
+    `why` in the result's reason; its site.yaml is as before."""
+    before = (site.work / "site.yaml").read_text(encoding="utf-8")
+    pushed = _push(site, _write(site, name, site_map))
+    _rolled_back_step_by_step(site)
+    entry = _result_of(site, pushed["nonce"])
+    assert entry["result"] == "rolled_back"
+    assert why in entry["results"][-1]["reason"]
+    assert (site.work / "site.yaml").read_text(encoding="utf-8") == before
+
+
 def test_a_map_that_reads_nothing_good_is_rolled_back(site: Site) -> None:
     _start(site)
-    before = (site.work / "site.yaml").read_text(encoding="utf-8")
     dead = _site_map(site)
     nowhere = free_port()
     for device in dead["devices"]:
         device["port"] = nowhere
-    pushed = _push(site, _write(site, "dead.yaml", dead))
-
-    _rolled_back_step_by_step(site)
-    entry = _result_of(site, pushed["nonce"])
-    assert entry["result"] == "rolled_back"
-    assert "rollback_after" in entry["results"][-1]["reason"]
-    assert (site.work / "site.yaml").read_text(encoding="utf-8") == before
+    _pushed_and_rolled_back(site, "dead.yaml", dead, "rollback_after")
     # The previous map runs again: fresh readings arrive after the rollback.
     _readings_arrive_from_now(site, "readings after the rollback")
     # Onto the dead map, and back: `edge-agent run` logs each restart once it checked the map
@@ -234,18 +239,12 @@ def test_a_map_that_reads_nothing_good_is_rolled_back(site: Site) -> None:
 
 def test_a_map_the_agent_cannot_start_on_is_rolled_back(site: Site) -> None:
     _start(site)
-    before = (site.work / "site.yaml").read_text(encoding="utf-8")
     taken = socket.create_server(("127.0.0.1", 0))  # the port the pushed map wants
     with taken:
         port = taken.getsockname()[1]
         unstartable = _site_map(site)
         unstartable["metrics"] = {"listen": f"127.0.0.1:{port}"}
-        pushed = _push(site, _write(site, "unstartable.yaml", unstartable))
-        _rolled_back_step_by_step(site)
-        entry = _result_of(site, pushed["nonce"])
-    assert entry["result"] == "rolled_back"
-    assert "failed to start on it" in entry["results"][-1]["reason"]
-    assert (site.work / "site.yaml").read_text(encoding="utf-8") == before
+        _pushed_and_rolled_back(site, "unstartable.yaml", unstartable, "failed to start on it")
     assert site.alive("agent")
     _readings_arrive_from_now(site, "readings on the previous map")
 
