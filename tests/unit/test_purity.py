@@ -12,6 +12,7 @@ it takes a `Catalogue` the composition root loaded.
 from __future__ import annotations
 
 import ast
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -62,7 +63,7 @@ PROCESS_WIDE = {
 
 
 def impure_imports(source: str) -> list[tuple[int, str]]:
-    """(line, module) of each import of an impure module, at any depth of the tree."""
+    """(line, what is wrong) of each import of an impure module, at any depth of the tree."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
@@ -71,12 +72,16 @@ def impure_imports(source: str) -> list[tuple[int, str]]:
             names = [node.module]
         else:
             continue
-        found += [(node.lineno, n) for n in names if n.partition(".")[0] in IMPURE]
+        found += [
+            (node.lineno, f"imports {n}: {IMPURE[n.partition('.')[0]]}")
+            for n in names
+            if n.partition(".")[0] in IMPURE
+        ]
     return found
 
 
 def process_wide_reads(source: str) -> list[tuple[int, str]]:
-    """(line, name) of each import, call or mention of a process-wide cache."""
+    """(line, what is wrong) of each import, call or mention of a process-wide cache."""
     found = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.ImportFrom):
@@ -87,8 +92,11 @@ def process_wide_reads(source: str) -> list[tuple[int, str]]:
             names = [node.attr]
         else:
             continue
-        found += [(node.lineno, n) for n in names if n in PROCESS_WIDE]
+        found += [(node.lineno, f"{n}: {PROCESS_WIDE[n]}") for n in names if n in PROCESS_WIDE]
     return found
+
+
+Check = Callable[[str], list[tuple[int, str]]]
 
 
 def test_the_core_is_not_empty() -> None:
@@ -96,57 +104,60 @@ def test_the_core_is_not_empty() -> None:
     assert ROOT / "edge_agent" / "config" / "points.py" in CONFIG_MODELS
 
 
-@pytest.mark.parametrize("path", CORE_MODULES, ids=lambda p: str(p.relative_to(ROOT)))
-def test_core_module_imports_nothing_impure(path: Path) -> None:
+# Each check with the modules it holds to it: the site map's models read no process-wide cache.
+CHECKED = [
+    *((impure_imports, path) for path in CORE_MODULES),
+    *((process_wide_reads, path) for path in [*CORE_MODULES, *CONFIG_MODELS]),
+]
+
+
+@pytest.mark.parametrize(
+    ("check", "path"),
+    [pytest.param(*c, id=f"{c[0].__name__}:{c[1].relative_to(ROOT)}") for c in CHECKED],
+)
+def test_core_module_passes_the_check(check: Check, path: Path) -> None:
     problems = [
-        f"{path.relative_to(ROOT)}:{line}: imports {module}: {IMPURE[module.partition('.')[0]]}"
-        for line, module in impure_imports(path.read_text(encoding="utf-8"))
+        f"{path.relative_to(ROOT)}:{line}: {problem}"
+        for line, problem in check(path.read_text(encoding="utf-8"))
     ]
     assert not problems, "\n".join(problems)
 
 
 @pytest.mark.parametrize(
-    "path", [*CORE_MODULES, *CONFIG_MODELS], ids=lambda p: str(p.relative_to(ROOT))
+    ("check", "source"),
+    [
+        (process_wide_reads, "from specs.catalogue import default_catalogue\n"),
+        (
+            process_wide_reads,
+            "import specs.catalogue\ndef f():\n    return specs.catalogue.default_catalogue()\n",
+        ),
+        (process_wide_reads, "def f(point):\n    return default_catalogue().get(point.quota)\n"),
+        (impure_imports, "import time\n"),
+        (impure_imports, "from asyncio import sleep\n"),
+        (impure_imports, "import logging.handlers\n"),
+        (impure_imports, "def f():\n    import sqlite3\n"),
+        (impure_imports, "import os, socket\n"),
+        (impure_imports, "from structlog import get_logger\n"),
+    ],
 )
-def test_core_module_reads_no_process_wide_cache(path: Path) -> None:
-    problems = [
-        f"{path.relative_to(ROOT)}:{line}: {name}: {PROCESS_WIDE[name]}"
-        for line, name in process_wide_reads(path.read_text(encoding="utf-8"))
-    ]
-    assert not problems, "\n".join(problems)
+def test_the_check_finds(check: Check, source: str) -> None:
+    assert check(source), source
 
 
 @pytest.mark.parametrize(
-    "source",
+    ("check", "source"),
     [
-        "from specs.catalogue import default_catalogue\n",
-        "import specs.catalogue\ndef f():\n    return specs.catalogue.default_catalogue()\n",
-        "def f(point):\n    return default_catalogue().get(point.quota)\n",
+        pytest.param(
+            process_wide_reads,
+            "from specs.catalogue import Catalogue\ndef f(catalogue: Catalogue):\n    return 1\n",
+            id="a catalogue argument",
+        ),
+        pytest.param(
+            impure_imports,
+            "import math\nfrom dataclasses import dataclass\nfrom . import x\n",
+            id="pure imports",
+        ),
     ],
 )
-def test_the_check_finds_a_process_wide_read(source: str) -> None:
-    assert process_wide_reads(source), source
-
-
-def test_the_check_leaves_a_catalogue_argument_alone() -> None:
-    source = "from specs.catalogue import Catalogue\ndef f(catalogue: Catalogue):\n    return 1\n"
-    assert process_wide_reads(source) == []
-
-
-@pytest.mark.parametrize(
-    "source",
-    [
-        "import time\n",
-        "from asyncio import sleep\n",
-        "import logging.handlers\n",
-        "def f():\n    import sqlite3\n",
-        "import os, socket\n",
-        "from structlog import get_logger\n",
-    ],
-)
-def test_the_check_finds_an_impure_import(source: str) -> None:
-    assert impure_imports(source), source
-
-
-def test_the_check_leaves_pure_imports_alone() -> None:
-    assert impure_imports("import math\nfrom dataclasses import dataclass\nfrom . import x\n") == []
+def test_the_check_leaves_alone(check: Check, source: str) -> None:
+    assert check(source) == []
