@@ -37,33 +37,46 @@ _GAP_BLOCKS_SQL = (
     f"SELECT seq, {PAYLOAD}, {WITNESS_COLUMNS} FROM blocks WHERE epoch = ? AND seq > ?"
     " AND (thinned = 1 OR readings = 0 OR readings IS NULL) ORDER BY seq"
 )
+# Declaring blocks looked up per statement: under SQLite's least bound-parameter limit (999).
+_LOOKUP_CHUNK = 500
 
 
 class Declarations:
-    """The seq ranges of the current epoch that gap records sealed in the outbox declare.
+    """The seq ranges of the current epoch that gap records held in the outbox declare.
 
     Read once, then only from blocks sealed since (a gap record is always sealed at the head,
     after the seqs it declares, and travels on whole when its block gives way): the file is
-    read again only for a new epoch, or past the last seq read.
+    read again only for a new epoch, or past the last seq read. A declaration lasts as long
+    as its block: once retention prunes the block (delivered, then lost again by a collector
+    put back to a backup), the seqs it declared are answered as a restart reading the file
+    answers them (`released`), not left an open hole at the collector until that restart.
     """
 
     def __init__(self) -> None:
         self._epoch = ""
         self._through = 0
-        self._spans: list[tuple[int, int | None]] = []
+        # The declaring block's seq -> the ranges its gap records declare.
+        self._by_block: dict[int, list[tuple[int, int | None]]] = {}
 
     async def read(
         self, db: aiosqlite.Connection, epoch: str, last_seq: int, key: SigningKey
     ) -> list[tuple[int, int | None]]:
-        """The ranges declared in `epoch`, reading blocks sealed up to `last_seq`.
+        """The ranges declared in `epoch` by blocks still held, reading up to `last_seq`.
 
         Only blocks whose row vouches for their payload (`as_sealed`) count: a damaged one is
         declared itself by the send path, and what it declared must not be taken as said.
         """
         if epoch != self._epoch:
-            self._epoch, self._through, self._spans = epoch, 0, []
-        if last_seq <= self._through:
-            return self._spans
+            self._epoch, self._through, self._by_block = epoch, 0, {}
+        if last_seq > self._through:
+            await self._read_sealed(db, epoch, last_seq, key)
+        await self._forget_gone(db, epoch)
+        return [span for spans in self._by_block.values() for span in spans]
+
+    async def _read_sealed(
+        self, db: aiosqlite.Connection, epoch: str, last_seq: int, key: SigningKey
+    ) -> None:
+        """Take the declarations of the blocks sealed after the last read, up to `last_seq`."""
         async with db.execute(_GAP_BLOCKS_SQL, (epoch, self._through)) as cursor:
             rows = await cursor.fetchall()
         for seq, held, *witnessed in rows:
@@ -76,15 +89,34 @@ class Declarations:
                 records = decode_block(payload).records
             except (BlockFormatError, RecordFormatError):
                 continue
-            self._spans.extend(
+            spans = [
                 (record.from_seq, record.to_seq)
                 for record in records
                 if isinstance(record, GapRecord)
                 and record.epoch == epoch
                 and record.from_seq is not None
-            )
+            ]
+            if spans:
+                self._by_block[int(seq)] = spans
         self._through = last_seq
-        return self._spans
+
+    async def _forget_gone(self, db: aiosqlite.Connection, epoch: str) -> None:
+        """Drop the declarations of blocks the outbox no longer holds.
+
+        Pruned, or given way (a thinned or dropped block's gap records are sealed again at the
+        head, and read there). Few blocks declare anything; each is looked up by its key.
+        """
+        seqs = sorted(self._by_block)
+        held: set[int] = set()
+        for start in range(0, len(seqs), _LOOKUP_CHUNK):
+            chunk = seqs[start : start + _LOOKUP_CHUNK]
+            marks = ",".join("?" * len(chunk))
+            sql = f"SELECT seq FROM blocks WHERE epoch = ? AND seq IN ({marks})"
+            async with db.execute(sql, (epoch, *chunk)) as cursor:
+                held.update(int(row[0]) for row in await cursor.fetchall())
+        for seq in seqs:
+            if seq not in held:
+                del self._by_block[seq]
 
 
 async def _held(db: aiosqlite.Connection, epoch: str, window: Sequence[Span]) -> dict[int, bool]:

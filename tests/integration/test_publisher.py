@@ -781,3 +781,46 @@ async def test_a_signed_ack_whose_issued_at_is_no_time_is_rejected_and_changes_n
     assert len(rejected) == 1, rejected
     assert "issued_at" in rejected[0]["reason"], rejected[0]
     assert not events("collector_acked_through_went_back")
+
+
+async def _sealed_gaps(r: Rig, seq: int) -> list[tuple[str, int | None, int | None]]:
+    """The gap records of block `seq` (undelivered): (reason, from_seq, to_seq) each."""
+    async with asyncio.timeout(10):
+        while (await r.outbox.stats()).last_seq < seq:
+            await asyncio.sleep(0.02)
+    block = await r.outbox.get(seq)
+    assert block is not None, f"block {seq} is not waiting to be sent"
+    return [
+        (record.reason.value, record.from_seq, record.to_seq)
+        for record in decode_block(block.payload).records
+        if isinstance(record, GapRecord)
+    ]
+
+
+async def test_a_seq_whose_declaration_was_pruned_is_declared_again_for_a_restored_collector(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # Block 2 is lost on disk; the collector lists it, and block 4 declares it (outbox_corrupt);
+    # the collector lists 2 once more before 4 reaches it, so the agent reads that declaration.
+    # The collector stores 4 and ACKs through it, retention prunes 1-4, then the collector's
+    # database is put back to a backup that held block 1 only: it lists 2-4 missing again.
+    # The running agent still counted 2 as declared by block 4, which it no longer holds, and
+    # declared only 3-4 ('released'): the collector kept 2 an open hole until the agent
+    # restarted, when 2-4 were declared. A declaration goes with its block.
+    async with rig(tmp_path, broker, backlog=3, max_inflight=10) as r:
+        await r.link.wait_for(3)
+        await r.outbox._db.execute("DELETE FROM blocks WHERE seq = 2")  # damage: the row gone
+        await r.link.ack(1, seq=3, missing=((2, 2),))
+        assert await _sealed_gaps(r, 4) == [("outbox_corrupt", 2, 2)]
+        await r.link.wait_for(4)
+        # A second answer of the collector before it got 4 (to 3 sent again, say) lists 2
+        # again: the agent reads block 4's declaration, and seals nothing more.
+        await r.link.ack(1, seq=3, missing=((2, 2),))
+        await r.link.ack(4, seq=4)
+        async with asyncio.timeout(10):
+            while await r.undelivered():
+                await asyncio.sleep(0.02)
+        assert await r.outbox.prune(delivered_before=time.time() + 1) == 3
+        # The restored collector, well after the ACK through 4 (CLOCK_ALLOWANCE).
+        await r.link.ack(1, seq=1, missing=((2, 4),), issued_at=iso_time(time.time() + 60))
+        assert await _sealed_gaps(r, 5) == [("released", 2, 4)]
