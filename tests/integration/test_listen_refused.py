@@ -19,20 +19,12 @@ import socket
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pytest
-from click.testing import Result
 
 from edge_agent.shell.metrics_server import try_listening
 from hostkit.listen_failure import listen_failure_exit
-from tests.support.cli_runs import (
-    agent_cli,
-    collector_cli,
-    in_a_process,
-    keyed_example_site,
-    refused_before_start,
-)
+from tests.support.cli_runs import AGENT, COLLECTOR, Program, collector_cli, keyed_example_site
 
 # TEST-NET-1 (RFC 5737): no interface of this host has it; binding to it sends nothing.
 NOT_THIS_HOST = "192.0.2.1"
@@ -63,31 +55,24 @@ def _collector_listening(folder: Path, listen: str) -> tuple[Path, int]:
 
 
 @dataclass(frozen=True)
-class Program:
-    """One program's side: its listen setting, how it starts, what a late refusal opened."""
+class ListenSetting:
+    """One program's listen setting: its key, a port, a config of it listening on an address."""
 
-    name: Literal["edge-agent", "collector"]
+    program: Program
     setting: str
-    start: str
-    opens: str
     port: int
     listening: Callable[[Path, str], tuple[Path, int]]
-    cli: Callable[..., Result]
 
 
-PROGRAMS = {
-    "edge-agent": Program(
-        "edge-agent", "metrics.listen", "run", "outbox", 9109, _site_listening, agent_cli
-    ),
-    "collector": Program(
-        "collector", "api.listen", "serve", "database", 8080, _collector_listening, collector_cli
-    ),
+LISTEN_SETTINGS = {
+    "edge-agent": ListenSetting(AGENT, "metrics.listen", 9109, _site_listening),
+    "collector": ListenSetting(COLLECTOR, "api.listen", 8080, _collector_listening),
 }
 
 
-@pytest.fixture(params=sorted(PROGRAMS))
-def program(request: pytest.FixtureRequest) -> Program:
-    return PROGRAMS[request.param]
+@pytest.fixture(params=sorted(LISTEN_SETTINGS))
+def listen(request: pytest.FixtureRequest) -> ListenSetting:
+    return LISTEN_SETTINGS[request.param]
 
 
 @pytest.fixture
@@ -100,29 +85,29 @@ def taken_port() -> Iterator[int]:
 
 @pytest.mark.timeout(60)  # without the refusal the program would run on: fail, never hang
 def test_the_start_refuses_a_port_another_program_holds(
-    program: Program, tmp_path: Path, taken_port: int
+    listen: ListenSetting, tmp_path: Path, taken_port: int
 ) -> None:
-    config, line = program.listening(tmp_path, f"127.0.0.1:{taken_port}")
-    done = in_a_process(program.name, program.start, "-c", str(config), cwd=tmp_path)
-    says = f"{config}:{line}: {program.setting}: cannot listen on 127.0.0.1:{taken_port}:"
-    refused_before_start(done, says, tmp_path / "state", program.opens, status=1)
+    config, line = listen.listening(tmp_path, f"127.0.0.1:{taken_port}")
+    says = f"{config}:{line}: {listen.setting}: cannot listen on 127.0.0.1:{taken_port}:"
+    done = listen.program.refused_at_start(config, says, status=1)
     assert "address already in use" in done.stderr.lower()
 
 
 @pytest.mark.timeout(60)
-def test_the_start_refuses_an_address_not_of_this_host(program: Program, tmp_path: Path) -> None:
-    address = f"{NOT_THIS_HOST}:{program.port}"
-    config, line = program.listening(tmp_path, address)
-    done = in_a_process(program.name, program.start, "-c", str(config), cwd=tmp_path)
-    says = f"{config}:{line}: {program.setting}: cannot listen on {address}:"
-    refused_before_start(done, says, tmp_path / "state", program.opens, status=1)
+def test_the_start_refuses_an_address_not_of_this_host(
+    listen: ListenSetting, tmp_path: Path
+) -> None:
+    address = f"{NOT_THIS_HOST}:{listen.port}"
+    config, line = listen.listening(tmp_path, address)
+    says = f"{config}:{line}: {listen.setting}: cannot listen on {address}:"
+    listen.program.refused_at_start(config, says, status=1)
 
 
 def test_check_leaves_the_address_to_the_start(
-    program: Program, tmp_path: Path, taken_port: int
+    listen: ListenSetting, tmp_path: Path, taken_port: int
 ) -> None:
-    config, _ = program.listening(tmp_path, f"127.0.0.1:{taken_port}")
-    assert program.cli("check", "-c", str(config)).exit_code == 0
+    config, _ = listen.listening(tmp_path, f"127.0.0.1:{taken_port}")
+    assert listen.program.cli("check", "-c", str(config)).exit_code == 0
 
 
 def test_the_agent_tries_an_ipv6_address_as_it_binds_it(taken_port: int) -> None:
@@ -158,7 +143,6 @@ def test_the_agent_names_the_address_with_the_other_start_up_problems(
     site, line = _site_listening(tmp_path, f"127.0.0.1:{taken_port}")
     key_file = tmp_path / "keys" / "gateway.key"
     key_file.chmod(0o644)
-    done = in_a_process("edge-agent", "run", "-c", str(site), cwd=tmp_path)
     says = f"{site}:{line}: metrics.listen: cannot listen on 127.0.0.1:{taken_port}:"
-    refused_before_start(done, says, tmp_path / "state", "outbox", status=2)
+    done = AGENT.refused_at_start(site, says, status=2)
     assert f"signing.key_file: {key_file}: private key has mode 0644" in done.stderr

@@ -13,21 +13,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 import pytest
-from click.testing import Result
 from cryptography.hazmat.primitives import serialization
 
 from simulators.pki import TestPki, make_test_pki
 from specs.signing import generate_signing_key
 from tests.support.cli_runs import (
-    agent_cli,
+    AGENT,
+    COLLECTOR,
+    Program,
     collector_cli,
     example_site,
     in_a_process,
     keyed_example_site,
-    refused_before_start,
 )
 
 COLLECTOR_CONFIG = """\
@@ -73,28 +72,23 @@ def _line_of_tls(config: Path) -> int:
 
 
 @dataclass(frozen=True)
-class Program:
-    """One program's side of the test: its CLI, how its config names TLS files, how it starts."""
+class TlsSetting:
+    """One program's TLS setting: its key and a config of it naming TLS files."""
 
-    name: Literal["edge-agent", "collector"]
+    program: Program
     setting: str
-    start: str
-    opens: str
     write_config: Callable[..., Path]
-    cli: Callable[..., Result]
 
 
-PROGRAMS = {
-    "edge-agent": Program("edge-agent", "uplink.tls", "run", "outbox", _agent_site, agent_cli),
-    "collector": Program(
-        "collector", "broker_tls", "serve", "database", _collector_config, collector_cli
-    ),
+TLS_SETTINGS = {
+    "edge-agent": TlsSetting(AGENT, "uplink.tls", _agent_site),
+    "collector": TlsSetting(COLLECTOR, "broker_tls", _collector_config),
 }
 
 
-@pytest.fixture(params=sorted(PROGRAMS))
-def program(request: pytest.FixtureRequest) -> Program:
-    return PROGRAMS[request.param]
+@pytest.fixture(params=sorted(TLS_SETTINGS))
+def tls(request: pytest.FixtureRequest) -> TlsSetting:
+    return TLS_SETTINGS[request.param]
 
 
 @pytest.fixture
@@ -109,52 +103,50 @@ def _not_a_certificate(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("problem", ["no certificate", "a folder"])
-def test_check_refuses_a_ca_it_cannot_load(program: Program, tmp_path: Path, problem: str) -> None:
+def test_check_refuses_a_ca_it_cannot_load(tls: TlsSetting, tmp_path: Path, problem: str) -> None:
     ca = _not_a_certificate(tmp_path) if problem == "no certificate" else tmp_path
-    config = program.write_config(tmp_path, ca)
-    result = program.cli("check", "-c", str(config))
+    config = tls.write_config(tmp_path, ca)
+    result = tls.program.cli("check", "-c", str(config))
     assert result.exit_code == 2, result.output
-    where = f"{config}:{_line_of_tls(config)}: {program.setting}.ca"
-    assert f"{where}: cannot load {program.setting} ca {ca}:" in result.stderr
+    where = f"{config}:{_line_of_tls(config)}: {tls.setting}.ca"
+    assert f"{where}: cannot load {tls.setting} ca {ca}:" in result.stderr
 
 
 def test_check_refuses_a_certificate_with_another_certificates_key(
-    program: Program, tmp_path: Path, pki: TestPki
+    tls: TlsSetting, tmp_path: Path, pki: TestPki
 ) -> None:
-    config = program.write_config(tmp_path, pki.server_cert, pki.client_cert, pki.rogue_key)
-    result = program.cli("check", "-c", str(config))
+    config = tls.write_config(tmp_path, pki.server_cert, pki.client_cert, pki.rogue_key)
+    result = tls.program.cli("check", "-c", str(config))
     assert result.exit_code == 2, result.output
     assert (
-        f"{config}:{_line_of_tls(config)}: {program.setting}.cert: cannot load {program.setting}"
+        f"{config}:{_line_of_tls(config)}: {tls.setting}.cert: cannot load {tls.setting}"
         f" cert {pki.client_cert} with key {pki.rogue_key}:" in result.stderr
     )
 
 
 def test_check_takes_matching_files_and_files_not_issued_yet(
-    program: Program, tmp_path: Path, pki: TestPki
+    tls: TlsSetting, tmp_path: Path, pki: TestPki
 ) -> None:
-    config = program.write_config(tmp_path, pki.server_cert, pki.client_cert, pki.client_key)
-    assert program.cli("check", "-c", str(config)).exit_code == 0
+    config = tls.write_config(tmp_path, pki.server_cert, pki.client_cert, pki.client_key)
+    assert tls.program.cli("check", "-c", str(config)).exit_code == 0
     # `check` before the certificates are issued: a missing file is for run/serve to refuse.
     missing = tmp_path / "not-issued-yet.pem"
     config.write_text(
         config.read_text(encoding="utf-8").replace(str(pki.server_cert), str(missing)),
         encoding="utf-8",
     )
-    assert program.cli("check", "-c", str(config)).exit_code == 0
+    assert tls.program.cli("check", "-c", str(config)).exit_code == 0
 
 
 @pytest.mark.timeout(60)  # without the refusal the program would run on: fail, never hang
 @pytest.mark.parametrize("problem", ["no certificate", "missing"])
 def test_the_start_refuses_before_anything_is_opened(
-    program: Program, tmp_path: Path, problem: str
+    tls: TlsSetting, tmp_path: Path, problem: str
 ) -> None:
     ca = _not_a_certificate(tmp_path) if problem == "no certificate" else tmp_path / "absent.pem"
-    config = program.write_config(tmp_path, ca)
-    done = in_a_process(program.name, program.start, "-c", str(config), cwd=tmp_path)
-    where = f"{config}:{_line_of_tls(config)}: {program.setting}.ca"
-    says = f"{where}: cannot load {program.setting} ca {ca}:"
-    refused_before_start(done, says, tmp_path / "state", program.opens)
+    config = tls.write_config(tmp_path, ca)
+    where = f"{config}:{_line_of_tls(config)}: {tls.setting}.ca"
+    tls.program.refused_at_start(config, f"{where}: cannot load {tls.setting} ca {ca}:")
 
 
 def test_sites_push_refuses_a_ca_it_cannot_load(tmp_path: Path) -> None:
@@ -193,7 +185,7 @@ def test_sites_push_refuses_a_broker_key_others_may_read(tmp_path: Path, pki: Te
 
 @pytest.mark.timeout(60)
 def test_check_refuses_an_encrypted_key_without_asking_for_its_pass_phrase(
-    program: Program, tmp_path: Path, pki: TestPki
+    tls: TlsSetting, tmp_path: Path, pki: TestPki
 ) -> None:
     """Found by a hostile tester: OpenSSL asked 'Enter PEM pass phrase:' on the terminal, so
     `check` (and `serve`, `run`) started from a shell waited there for ever."""
@@ -207,11 +199,11 @@ def test_check_refuses_an_encrypted_key_without_asking_for_its_pass_phrase(
         )
     )
     encrypted.chmod(0o600)
-    config = program.write_config(tmp_path, pki.server_cert, pki.client_cert, encrypted)
-    done = in_a_process(program.name, "check", "-c", str(config), cwd=tmp_path)
+    config = tls.write_config(tmp_path, pki.server_cert, pki.client_cert, encrypted)
+    done = in_a_process(tls.program.name, "check", "-c", str(config), cwd=tmp_path)
     assert done.returncode == 2, done.stderr
     assert (
-        f"{config}:{_line_of_tls(config)}: {program.setting}.cert: cannot load {program.setting}"
+        f"{config}:{_line_of_tls(config)}: {tls.setting}.cert: cannot load {tls.setting}"
         f" cert {pki.client_cert} with key {encrypted}: the key is encrypted; give it unencrypted"
         " (mode 0600)"
     ) in done.stderr

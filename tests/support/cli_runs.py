@@ -4,8 +4,9 @@ The security tests call `edge-agent` and `collector` as an operator would, but w
 process each: `agent_cli(...)` and `collector_cli(...)` return click's `Result` (exit code, stdout,
 stderr). The collector logs JSON here, as it does under systemd. `json_output` runs a command
 as a process instead and reads the JSON it prints; `in_a_process` runs one to its end (`run` and
-`serve`, which exec or serve on, never run in the test's own process), and
-`refused_before_start` checks what such a start that must be refused did.
+`serve`, which exec or serve on, never run in the test's own process). `AGENT` and `COLLECTOR`
+name each program's CLI and start command, and check that a start which must be refused was
+refused before it opened anything.
 `stops_quietly_when_the_reader_goes_away` pipes a command's output to `head -1`, in effect.
 `as_a_user_kept_out_of` runs a command as a user who may not look into one folder of the site.
 """
@@ -22,7 +23,8 @@ import signal
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Literal
 
@@ -99,19 +101,32 @@ def in_a_process(
     )
 
 
-def refused_before_start(
-    done: subprocess.CompletedProcess[str],
-    says: str,
-    never_made: Path,
-    what: str,
-    *,
-    status: int = 2,
-) -> None:
-    """`done` ended with `status` saying `says`, no traceback, before `never_made` was made."""
-    assert done.returncode == status, done.stderr
-    assert says in done.stderr
-    assert "Traceback" not in done.stderr
-    assert not never_made.exists(), f"refused only after the {what} was opened"
+@dataclass(frozen=True)
+class Program:
+    """One program as the start-up tests run it: its name, its CLI (in-process), the command
+    that starts it and what that command opens in `state/` first."""
+
+    name: Literal["edge-agent", "collector"]
+    cli: Callable[..., Result]
+    start: str
+    opens: str
+
+    def refused_at_start(
+        self, config: Path, says: str, *, status: int = 2
+    ) -> subprocess.CompletedProcess[str]:
+        """The start command on `config`, in a process in the config's folder: it ended with
+        `status` saying `says`, no traceback, before `state/` (where it `opens`) was made."""
+        folder = config.parent
+        done = in_a_process(self.name, self.start, "-c", str(config), cwd=folder)
+        assert done.returncode == status, done.stderr
+        assert says in done.stderr
+        assert "Traceback" not in done.stderr
+        assert not (folder / "state").exists(), f"refused only after the {self.opens} was opened"
+        return done
+
+
+AGENT: Final = Program("edge-agent", agent_cli, "run", "outbox")
+COLLECTOR: Final = Program("collector", collector_cli, "serve", "database")
 
 
 def json_output(
