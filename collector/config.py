@@ -90,10 +90,14 @@ class StorageConfig(ConfigModel):
     """
     rollup_days: Annotated[float, Field(gt=0)] | None = None
     """Keep the per-minute rollups this many days; at least `raw_days`, and needs it."""
-    # The audit chain's rows are kept audit_days, at least MIN_AUDIT_DAYS (GB/T 22239).
-    audit_days: float = MIN_AUDIT_DAYS
+    # The audit chain's rows are kept audit_days, at least MIN_AUDIT_DAYS (GB/T 22239). Unset,
+    # they go at MIN_AUDIT_DAYS when raw_days is set (as before audit_days alone started a
+    # pass), and are kept for ever when it is not: no deployment starts deleting on upgrade.
+    audit_days: float | None = None
     """Keep audit rows this many days; at least 180 (GB/T 22239 level 3); days before the newest
-    reading stored when the clock is past it, as `raw_days` (operations.md, Retention)."""
+    reading stored when the clock is past it, as `raw_days` (operations.md, Retention). It
+    starts the retention pass by itself, which then prunes only audit rows; absent: 180 when
+    `raw_days` is set, else keep everything."""
     # PostgreSQL: the password of the url's user, read from this private file into the url,
     # so that the YAML holds none.
     password_file: ConfigPath | None = None
@@ -127,8 +131,8 @@ class StorageConfig(ConfigModel):
 
     @field_validator("audit_days")
     @classmethod
-    def _audit_kept_long_enough(cls, days: float) -> float:
-        if not days >= MIN_AUDIT_DAYS:  # also refuses NaN
+    def _audit_kept_long_enough(cls, days: float | None) -> float | None:
+        if days is not None and not days >= MIN_AUDIT_DAYS:  # also refuses NaN
             raise ValueError(
                 f"audit_days must be at least {MIN_AUDIT_DAYS:g}: audit records are kept"
                 f" {MIN_AUDIT_DAYS:g} days or more (GB/T 22239 level 3), got {days:g}"
@@ -147,8 +151,11 @@ class StorageConfig(ConfigModel):
 
     @property
     def retention(self) -> RetentionPolicy:
-        """How long raw readings and rollups are kept."""
-        return RetentionPolicy(self.raw_days, self.rollup_days, self.audit_days)
+        """How long raw readings, rollups and audit rows are kept."""
+        audit_days = self.audit_days
+        if audit_days is None and self.raw_days is not None:
+            audit_days = MIN_AUDIT_DAYS
+        return RetentionPolicy(self.raw_days, self.rollup_days, audit_days)
 
     @property
     def backend(self) -> Literal["sqlite", "postgresql"]:

@@ -105,9 +105,9 @@ def _audit_sealing(storage: Storage, clock: Callable[[], float]) -> tuple[asynci
 def _retention(
     config: CollectorConfig, clock: Callable[[], float]
 ) -> tuple[asyncio.Task[None], ...]:
-    """The retention task, when `storage.raw_days` asks for one."""
+    """The retention task, when `storage.raw_days` or `storage.audit_days` asks for one."""
     policy = config.storage.retention
-    if policy.raw_days is None:
+    if not policy.prunes:
         return ()
     work = apply_retention(config.storage.url, policy, clock)
     return (asyncio.create_task(work, name="collector-retention"),)

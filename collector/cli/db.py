@@ -49,15 +49,20 @@ def db_upgrade(config_path: Path, as_json: bool) -> None:
 @config_option
 @click.option("--json", "as_json", is_flag=True, help="Print what was dropped as JSON.")
 def db_prune(config_path: Path, as_json: bool) -> None:
-    """Apply retention now: drop the months of readings older than storage.raw_days.
+    """Apply retention now: storage.raw_days to the readings, storage.audit_days to audit rows.
 
     `collector serve` does this by itself every few hours; this runs it once (from cron, or
     after changing the limits). Whole months only: a month stays until all of it expired.
+    With audit_days alone only audit rows go.
     """
     config = load_or_exit(config_path)
     policy = config.storage.retention
-    if policy.raw_days is None:
-        click.echo("collector db prune: storage.raw_days is not set: everything is kept", err=True)
+    if not policy.prunes:
+        click.echo(
+            "collector db prune: neither storage.raw_days nor storage.audit_days is set:"
+            " everything is kept",
+            err=True,
+        )
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
     try:
         report = asyncio.run(prune_storage(config.storage.url, policy, time.time()))

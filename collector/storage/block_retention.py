@@ -27,13 +27,20 @@ stored and deleted, and its minutes' rollups hold what was: ingest leaves it out
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final
 
+from collector.storage import audit
 from collector.storage.audit import ChainDb
-from collector.storage.retention import first_kept, held_back, measured_from
+from collector.storage.retention import (
+    PruneReport,
+    RetentionPolicy,
+    first_kept,
+    held_back,
+    measured_from,
+)
 
 _EPOCHS: Final = "SELECT gateway, epoch, acked_through FROM ingest_state WHERE acked_through > 1"
 _PAST: Final = (
@@ -107,6 +114,37 @@ async def mark_cut(
         async with transaction:
             await db.execute(_MOVE_KEPT_FROM, (kept,))
     return Cut(at, kept, held_back(now, newest, raw_days))
+
+
+ReadingsPass = Callable[["Cut", float], Awaitable[PruneReport]]
+"""A backend's pruning of the readings' months at a marked cut, given raw_days: its report."""
+
+
+async def retention_pass(
+    db: ChainDb,
+    transaction: Callable[[], AbstractAsyncContextManager[None]],
+    policy: RetentionPolicy,
+    now: float,
+    readings: ReadingsPass,
+) -> PruneReport:
+    """One pass on either backend: what raw_days governs, then the audit rows (audit_days).
+
+    Each setting prunes only what it governs: with audit_days alone no cut of the readings is
+    marked (none is refused later) and nothing but audit rows goes, aged from the same instant
+    as the readings would be (a clock ahead of the newest reading is held back alike).
+    """
+    if policy.raw_days is None:
+        newest, _ = await newest_reading(db, now)
+        at, report = measured_from(now, newest), PruneReport()
+    else:
+        cut = await mark_cut(db, transaction(), now, policy.raw_days)
+        at, report = cut.at, await readings(cut, policy.raw_days)
+    cutoff = policy.audit_cutoff(at)
+    if cutoff is None:
+        return report
+    async with transaction():
+        gone = await audit.prune(db, cutoff)
+    return replace(report, audit_rows_dropped=gone)
 
 
 EpochTransaction = Callable[[str], AbstractAsyncContextManager[None]]

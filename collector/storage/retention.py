@@ -11,7 +11,9 @@ came in (but those ingest still works from: `collector.storage.block_retention`)
 readings' month, row by row: from `first_kept` on they stay. `None` keeps everything for
 ever. The audit chain (collector.audit.chain) keeps its rows `audit_days`, never fewer than
 MIN_AUDIT_DAYS (GB/T 22239 level 3 asks for 180 days of audit records): its oldest rows go
-once every occurrence they count is that old.
+once every occurrence they count is that old. A pass runs when either `raw_days` or
+`audit_days` is set (`prunes`) and prunes only what each governs: with `audit_days` alone,
+the audit rows, and no cut of the readings is marked.
 
 Ages are measured from the collector's clock, but never from later than the newest reading
 stored (`measured_from`): the readings' t come from the gateways' clocks, which a jump of the
@@ -39,17 +41,25 @@ MIN_AUDIT_DAYS = 180.0
 
 @dataclass(frozen=True, slots=True)
 class RetentionPolicy:
-    """How long raw readings and their per-minute rollups are kept (days; None: for ever)."""
+    """How long raw readings, their rollups and audit rows are kept (days; None: for ever)."""
 
     raw_days: float | None = None
     rollup_days: float | None = None
-    audit_days: float = MIN_AUDIT_DAYS
+    audit_days: float | None = MIN_AUDIT_DAYS
 
-    def audit_cutoff(self, at: float) -> float:
+    @property
+    def prunes(self) -> bool:
+        """Whether a retention pass has anything to do: raw_days or audit_days is set."""
+        return self.raw_days is not None or self.audit_days is not None
+
+    def audit_cutoff(self, at: float) -> float | None:
         """Audit rows whose every occurrence is before this may go (never younger than 180 d).
 
         `at` is the instant ages are measured from (`measured_from`), as for the readings.
+        None: audit_days is not set, every row is kept.
         """
+        if self.audit_days is None:
+            return None
         return at - max(self.audit_days, MIN_AUDIT_DAYS) * DAY
 
 

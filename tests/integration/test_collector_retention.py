@@ -16,9 +16,11 @@ from pathlib import Path
 
 from structlog.testing import capture_logs
 
+from collector.audit.chain import Action, ActionEntry
 from collector.config import CollectorConfig, load_collector_config
 from collector.runtime import run_collector
 from collector.storage import prune_storage
+from collector.storage.capabilities import AuditTrail
 from collector.storage.months import month_of, month_start, next_month
 from collector.storage.retention import DAY, PruneReport, RetentionPolicy
 from hostkit.keyfiles import create_key_pair
@@ -28,6 +30,7 @@ from tests.support.collector_client import gap_record
 from tests.support.collector_env import (
     CollectorEnv,
     heard_at,
+    intact_audit_rows,
     wait_until,
     write_collector_config,
 )
@@ -225,14 +228,14 @@ async def test_only_months_that_held_readings_are_named_dropped(env: CollectorEn
 
 
 def _serving_config(
-    env: CollectorEnv, broker: Broker, tmp_path: Path, raw_days: int
+    env: CollectorEnv, broker: Broker, tmp_path: Path, retention: str
 ) -> CollectorConfig:
-    """A `serve` configuration on the test's database and broker, with `raw_days`."""
+    """A `serve` configuration on the test's database and broker, with `retention` (keys)."""
     path = write_collector_config(
         tmp_path, broker_port=broker.port, api_port=free_port(), storage_url=env.url
     )
     text = path.read_text(encoding="utf-8")
-    path.write_text(text.replace("}\nsigning:", f", raw_days: {raw_days}}}\nsigning:"), "utf-8")
+    path.write_text(text.replace("}\nsigning:", f", {retention}}}\nsigning:"), "utf-8")
     create_key_pair(tmp_path / "keys" / "collector.key")
     return load_collector_config(path)
 
@@ -242,7 +245,7 @@ async def test_a_serving_collector_applies_retention_itself(
 ) -> None:
     await heard_at(env.url, env.gateway.gateway, MAR_END)
     await _store(env)
-    config = _serving_config(env, broker, tmp_path, raw_days=45)
+    config = _serving_config(env, broker, tmp_path, "raw_days: 45")
 
     async def january_gone() -> bool:
         return await env.rows(f"SELECT count(*) FROM readings WHERE t < {FEB!r}") == [(0,)]
@@ -250,6 +253,36 @@ async def test_a_serving_collector_applies_retention_itself(
     async with run_collector(config, clock=lambda: MAR_END):
         assert await wait_until(january_gone, bool)
     assert await _rollups(env) == ROLLUPS
+
+
+async def test_a_serving_collector_with_audit_days_alone_prunes_the_audit_rows_only(
+    env: CollectorEnv, broker: Broker, tmp_path: Path
+) -> None:
+    """The defect (left open by the last session): `serve` started its retention pass only
+    when storage.raw_days was set, so with audit_days alone the audit chain grew for ever
+    (and `db prune` refused to run). audit_days starts the pass too, which then prunes what it
+    governs, the audit rows, and leaves readings, rollups and blocks, which raw_days governs."""
+    await heard_at(env.url, env.gateway.gateway, MAR_END)
+    await _store(env)
+    assert isinstance(env.storage, AuditTrail)
+    for age in (400, 181, 179):
+        at = MAR_END - age * DAY
+        await env.storage.record_actions([ActionEntry(at, Action.MAP_PUSH, "cli:t", f"{age} d")])
+    readings = await env.rows("SELECT count(*) FROM readings")
+    config = _serving_config(env, broker, tmp_path, "audit_days: 180")
+    assert config.storage.retention.raw_days is None
+
+    async def pushes() -> list[str]:
+        assert isinstance(env.storage, AuditTrail)
+        rows = await intact_audit_rows(env.storage)
+        return [row.detail for row in rows if row.reason == Action.MAP_PUSH]
+
+    async with run_collector(config, clock=lambda: MAR_END):
+        assert await wait_until(pushes, lambda kept: len(kept) == 1) == ["179 d"]
+    assert await env.rows("SELECT count(*) FROM readings") == readings == [(10,)]
+    assert await env.rows("SELECT count(*) FROM blocks") == [(4,)]
+    assert await _rollups(env) == ROLLUPS
+    assert await env.rows("SELECT count(*) FROM retention_state") == [(0,)]
 
 
 async def _kept_then_gone(
@@ -373,7 +406,7 @@ async def test_serve_with_its_clock_ahead_keeps_december_and_says_so(
     """The start-up pass of `serve` as the review found it: clock 7 February, raw_days 30."""
     await env.link.send(1, records=[_level(NOV_20, 1.0), _level(DEC_7, 2.0)])
     await env.link.next_ack()
-    config = _serving_config(env, broker, tmp_path, raw_days=30)
+    config = _serving_config(env, broker, tmp_path, "raw_days: 30")
 
     async def marked() -> list[tuple[object, ...]]:
         return await env.rows("SELECT raw_kept_from FROM retention_state")

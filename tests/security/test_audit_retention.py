@@ -9,22 +9,26 @@ check. Pruning drops a prefix of the chain and moves the recorded base with it, 
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 
 from collector.audit.chain import Action, ActionEntry
 from collector.audit.verify import verify_chain
+from collector.cli import main
 from collector.config import parse_collector_config
 from collector.model import AuditEntry, IngestBatch, Reason
 from collector.storage import audit as chain_steps
 from collector.storage import open_storage, prune_storage
 from collector.storage.capabilities import AuditTrail
-from collector.storage.retention import DAY, RetentionPolicy
+from collector.storage.retention import DAY, PruneReport, RetentionPolicy
 from configkit.issues import ConfigError
 from tests.support.collector_client import BASE_TIME
 from tests.support.collector_env import heard_at, intact_audit_rows
-from tests.support.postgres import sql_execute
+from tests.support.postgres import sql_execute, sql_rows
 
 NOW = BASE_TIME
 AGES = (400, 181, 179, 10)  # days before NOW of the four actions, oldest first
@@ -98,6 +102,46 @@ async def test_a_clock_ahead_deletes_no_audit_row_younger_than_180_days(storage_
     assert later.audit_rows_dropped == 0
 
 
+async def test_audit_days_alone_prunes_the_audit_rows_and_nothing_else(storage_url: str) -> None:
+    """The defect (left open by the last session): with storage.audit_days set and raw_days
+    not, no retention pass ran (`serve` started none, `db prune` refused, the storage asserted
+    raw_days), so the audit chain grew for ever. The pass prunes the audit rows, aged from the
+    newest reading as with raw_days, and marks no cut of the readings (none is refused later)."""
+    await _chain(storage_url)
+    await heard_at(storage_url, "gw", NOW)
+    policy = RetentionPolicy(audit_days=180)
+    report = await prune_storage(storage_url, policy, NOW + 30 * DAY)  # a clock a month ahead
+    assert report == PruneReport(audit_rows_dropped=2)
+    async with open_storage(storage_url) as storage:
+        assert isinstance(storage, AuditTrail)
+        assert await _details(storage) == ["179 d", "10 d"]
+        assert (await verify_chain(storage)).intact
+    assert await sql_rows(storage_url, "SELECT count(*) FROM retention_state") == [(0,)]
+    # Neither set: nothing is pruned at all.
+    everything = RetentionPolicy(audit_days=None)
+    assert not everything.prunes
+    assert (await prune_storage(storage_url, everything, NOW + 400 * DAY)) == PruneReport()
+
+
+def test_db_prune_runs_with_audit_days_alone(tmp_path: Path, storage_url: str) -> None:
+    config = tmp_path / "collector.yaml"
+    storage = f'storage: {{url: "{storage_url}", audit_days: 180}}\n'
+    config.write_text(
+        f'broker: "mqtt://127.0.0.1:1883"\n{storage}signing: {{key_file: keys/c.key}}\n'
+        'api: {listen: "127.0.0.1:8080"}\n',
+        encoding="utf-8",
+    )
+    asyncio.run(_chain(storage_url))
+    asyncio.run(heard_at(storage_url, "gw", NOW))  # ages from NOW: the real clock is past it
+    done = CliRunner().invoke(main, ["db", "prune", "-c", str(config), "--json"])
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.output)["audit_rows_dropped"] == 2
+    config.write_text(config.read_text().replace(", audit_days: 180", ""), encoding="utf-8")
+    refused = CliRunner().invoke(main, ["db", "prune", "-c", str(config)])
+    assert refused.exit_code == 2
+    assert "storage.raw_days nor storage.audit_days is set" in refused.output
+
+
 def test_config_refuses_an_audit_retention_below_180_days_with_file_line_and_key(
     tmp_path: Path,
 ) -> None:
@@ -118,7 +162,11 @@ def test_config_refuses_an_audit_retention_below_180_days_with_file_line_and_key
     fine = parse_collector_config(text.replace("90", "200"), "collector.yaml", tmp_path)
     assert fine.storage.retention.audit_days == 200
     default = parse_collector_config(text.replace("  audit_days: 90\n", ""), "c.yaml", tmp_path)
-    assert default.storage.retention.audit_days == 180
+    assert default.storage.retention.audit_days == 180  # with raw_days: as before
+    alone = text.replace("  raw_days: 30\n", "").replace("90", "200")
+    assert parse_collector_config(alone, "c.yaml", tmp_path).storage.retention.prunes
+    neither = alone.replace("  audit_days: 200\n", "")
+    assert not parse_collector_config(neither, "c.yaml", tmp_path).storage.retention.prunes
 
 
 @pytest.mark.parametrize("storage_urls", ["sqlite"], indirect=True)  # PostgreSQL refuses text

@@ -194,6 +194,7 @@ def test_retention_mistakes_name_line_and_key(
 
 
 def test_retention_keeps_everything_unless_told() -> None:
-    assert COLLECTOR.parse(TEXT).storage.retention == RetentionPolicy(None, None)
+    # Nothing set: no pass at all, the audit rows too are kept for ever.
+    assert COLLECTOR.parse(TEXT).storage.retention == RetentionPolicy(None, None, None)
     text, _ = edit(TEXT, RETENTION_AT, "  raw_days: 400\n  rollup_days: 3650")
     assert COLLECTOR.parse(text).storage.retention == RetentionPolicy(400, 3650)

@@ -16,8 +16,7 @@ from collections.abc import AsyncIterator
 
 import asyncpg
 
-from collector.storage import audit
-from collector.storage.block_retention import mark_cut, prune_with_readings
+from collector.storage.block_retention import Cut, prune_with_readings, retention_pass
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db, check_url, connecting, translated
 from collector.storage.postgres.locks import lock_gateways
@@ -36,13 +35,18 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
 
     `db` must not be inside a transaction: each month commits on its own.
     """
-    assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
     chain = PostgresChain(db)
-    cut = await mark_cut(chain, db.transaction(), now, policy.raw_days)
+    readings = functools.partial(_prune_readings, db, chain, policy.rollup_days)
+    return await retention_pass(chain, db.transaction, policy, now, readings)
+
+
+async def _prune_readings(
+    db: Db, chain: PostgresChain, rollup_days: float | None, cut: Cut, raw_days: float
+) -> PruneReport:
     at, kept = cut.at, cut.kept
     dropped: list[str] = []
     rolled = 0
-    for month in expired(await existing_months(db), at, policy.raw_days):
+    for month in expired(await existing_months(db), at, raw_days):
         async with partition_change(db):
             if month not in await existing_months(db):
                 continue  # another collector dropped it meanwhile
@@ -51,7 +55,7 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
             await db.execute(f"DROP TABLE {partition_name(month)}")
         dropped.append(partition_name(month))
     gone: list[str] = []
-    for month in expired(await rollup_months(db), at, policy.rollup_days):
+    for month in expired(await rollup_months(db), at, rollup_days):
         async with partition_change(db):
             if month in await existing_months(db):
                 # Readings of the month arrived again (late, before the month was marked
@@ -62,10 +66,13 @@ async def prune(db: Db, policy: RetentionPolicy, now: float) -> PruneReport:
     journal, blocks = await prune_with_readings(
         chain, functools.partial(_epoch_transaction, db), kept
     )
-    async with db.transaction():
-        audit_gone = await audit.prune(chain, policy.audit_cutoff(at))
     return PruneReport(
-        tuple(dropped), tuple(gone), rolled, journal, audit_gone, blocks, cut.held_back_to
+        tuple(dropped),
+        tuple(gone),
+        rolled,
+        journal,
+        blocks_dropped=blocks,
+        held_back_to=cut.held_back_to,
     )
 
 

@@ -11,14 +11,14 @@ their own too (`collector.storage.block_retention`).
 
 from __future__ import annotations
 
+import functools
 import sqlite3
 from pathlib import Path
 
 import aiosqlite
 
-from collector.storage import audit
 from collector.storage.base import StorageError
-from collector.storage.block_retention import mark_cut, prune_with_readings
+from collector.storage.block_retention import Cut, prune_with_readings, retention_pass
 from collector.storage.months import Month, month_of, month_start, next_month
 from collector.storage.retention import PruneReport, RetentionPolicy, expired
 from collector.storage.sqlite.audit import SqliteChain
@@ -43,14 +43,28 @@ def _months_between(first: Month, last: Month) -> list[Month]:
 
 
 async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) -> PruneReport:
-    assert policy.raw_days is not None  # noqa: S101 - prune runs only with raw_days set
     chain = SqliteChain(db)
-    cut = await mark_cut(chain, immediate_transaction(db), now, policy.raw_days)
+    return await retention_pass(
+        chain,
+        lambda: immediate_transaction(db),
+        policy,
+        now,
+        functools.partial(_prune_readings, db, chain, policy.rollup_days),
+    )
+
+
+async def _prune_readings(
+    db: aiosqlite.Connection,
+    chain: SqliteChain,
+    rollup_days: float | None,
+    cut: Cut,
+    raw_days: float,
+) -> PruneReport:
     at, kept = cut.at, cut.kept
     dropped: set[Month] = set()
     deleted = 0
     for gateway, point, oldest in await _oldest_per_series(db):
-        gone = expired(_months_between(month_of(oldest), month_of(at)), at, policy.raw_days)
+        gone = expired(_months_between(month_of(oldest), month_of(at)), at, raw_days)
         if not gone:
             continue
         async with immediate_transaction(db):
@@ -72,7 +86,7 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
     oldest_rollup = next(iter(found))[0]
     if oldest_rollup is not None:
         months = _months_between(month_of(float(oldest_rollup)), month_of(at))
-        expiring = expired(months, at, policy.rollup_days)
+        expiring = expired(months, at, rollup_days)
         # Named are the months that held rollups (no index on minute alone: the search for a
         # month's first row ends early, in one scan for a month that held none).
         rollup_gone = [month for month in expiring if await _has_rollups(db, month)]
@@ -81,16 +95,13 @@ async def _prune(db: aiosqlite.Connection, policy: RetentionPolicy, now: float) 
                 "DELETE FROM readings_1m WHERE minute < ?",
                 (month_start(next_month(expiring[-1])),),
             )
-    async with immediate_transaction(db):
-        audit_gone = await audit.prune(chain, policy.audit_cutoff(at))
     return PruneReport(
         tuple(_name("readings", m) for m in sorted(dropped)),
         tuple(_name("readings_1m", m) for m in rollup_gone),
         deleted,
         journal,
-        audit_gone,
-        blocks,
-        cut.held_back_to,
+        blocks_dropped=blocks,
+        held_back_to=cut.held_back_to,
     )
 
 
