@@ -25,9 +25,9 @@ from collector.storage import audit as chain_steps
 from collector.storage import open_storage, prune_storage
 from collector.storage.capabilities import AuditTrail
 from collector.storage.retention import DAY, PruneReport, RetentionPolicy
-from configkit.issues import ConfigError
 from tests.support.collector_client import BASE_TIME
 from tests.support.collector_env import heard_at, intact_audit_rows
+from tests.support.config_files import COLLECTOR
 from tests.support.postgres import sql_execute, sql_rows
 
 NOW = BASE_TIME
@@ -154,9 +154,7 @@ def test_config_refuses_an_audit_retention_below_180_days_with_file_line_and_key
         "signing: {key_file: keys/c.key}\n"
         'api: {listen: "127.0.0.1:8080"}\n'
     )
-    with pytest.raises(ConfigError) as caught:
-        parse_collector_config(text, "collector.yaml", tmp_path)
-    [issue] = caught.value.issues
+    issue = COLLECTOR.at(tmp_path).only_issue(text)
     assert (issue.file, issue.line, issue.path) == ("collector.yaml", 5, "storage.audit_days")
     assert "at least 180" in issue.message
     fine = parse_collector_config(text.replace("90", "200"), "collector.yaml", tmp_path)

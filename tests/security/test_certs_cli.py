@@ -14,8 +14,8 @@ from collector.config import parse_collector_config
 from collector.pki.certificates import COLLECTOR_IDENTITY, common_name
 from collector.pki.store import PkiError
 from collector.pki.tls import client_context
-from configkit.issues import ConfigError
 from tests.support.collector_env import collector_cli as run
+from tests.support.config_files import COLLECTOR
 
 GATEWAY = "91360100MA35GW001H-GW01"
 BASE = """\
@@ -174,9 +174,7 @@ def test_tls_settings_mistakes_name_their_line_and_key(
     tmp_path: Path, extra: str, issue: str
 ) -> None:
     text = BASE.replace("mqtts://", "mqtt://") + extra
-    with pytest.raises(ConfigError) as caught:
-        parse_collector_config(text, "collector.yaml", tmp_path)
-    assert [str(found) for found in caught.value.issues] == [issue]
+    assert [str(found) for found in COLLECTOR.at(tmp_path).issues_of(text)] == [issue]
 
 
 def test_relative_tls_paths_resolve_against_the_config_folder(tmp_path: Path) -> None:

@@ -13,11 +13,8 @@ import os
 import threading
 from pathlib import Path
 
-import pytest
-
-from collector.config import parse_collector_config
-from configkit.issues import ConfigError
 from configkit.secretfiles import SecretFileError, read_secret_file
+from tests.support.config_files import COLLECTOR
 
 BOUND = 10.0  # a join that returns at once when the read does; never slept
 
@@ -60,8 +57,6 @@ def test_a_directory_is_a_config_error_at_its_key(tmp_path: Path) -> None:
         "  tokens:\n"
         "    - {name: city, token_file: secrets, districts: ['360100']}\n"
     )
-    with pytest.raises(ConfigError) as caught:
-        parse_collector_config(text, "collector.yaml", tmp_path)
-    [issue] = caught.value.issues
+    issue = COLLECTOR.at(tmp_path).only_issue(text)
     assert (issue.line, issue.path) == (7, "api.tokens[0].token_file")
     assert issue.message == f"secret file {tmp_path / 'secrets'} is not a regular file"

@@ -13,10 +13,9 @@ from pathlib import Path
 import pytest
 
 from collector.config import parse_collector_config
-from configkit.issues import ConfigError, ConfigIssue
 from edge_agent.config import parse_site_config
 from edge_agent.kinds.opcua import OpcUaDevice
-from tests.support.config_files import OPCUA_LOGIN_DEVICE, site_head
+from tests.support.config_files import COLLECTOR, OPCUA_LOGIN_DEVICE, SITE, site_head
 
 FILE = "collector.yaml"
 
@@ -39,13 +38,6 @@ def _secret(folder: Path, name: str, text: str, mode: int = 0o600) -> Path:
     path.write_text(text, encoding="utf-8")
     path.chmod(mode)
     return path
-
-
-def _issue(text: str, folder: Path) -> ConfigIssue:
-    with pytest.raises(ConfigError) as caught:
-        parse_collector_config(text, FILE, folder)
-    [issue] = caught.value.issues
-    return issue
 
 
 def test_a_token_file_gives_the_token(tmp_path: Path) -> None:
@@ -73,15 +65,15 @@ def test_a_bad_token_file_is_a_config_error_with_file_line_and_key(
         _secret(tmp_path, "city.token", content, mode)
     if mode == 0o000 and os.geteuid() == 0:
         pytest.skip("root reads any file")
-    issue = _issue(_config(keys="token_file: city.token, "), tmp_path)
+    issue = COLLECTOR.at(tmp_path).only_issue(_config(keys="token_file: city.token, "))
     assert (issue.file, issue.line, issue.path) == (FILE, 8, "api.tokens[0].token_file")
     assert fragment in issue.message
 
 
 def test_a_token_needs_exactly_one_of_token_and_token_file(tmp_path: Path) -> None:
     _secret(tmp_path, "city.token", "abc")
-    both = _issue(_config(keys='token: "abc", token_file: city.token, '), tmp_path)
-    neither = _issue(_config(), tmp_path)
+    both = COLLECTOR.at(tmp_path).only_issue(_config(keys='token: "abc", token_file: city.token, '))
+    neither = COLLECTOR.at(tmp_path).only_issue(_config())
     for issue in (both, neither):
         assert (issue.line, issue.path) == (8, "api.tokens[0].token")
         assert "token or token_file" in issue.message
@@ -135,7 +127,7 @@ def test_a_bad_password_file_is_a_config_error_with_file_line_and_key(
 ) -> None:
     _secret(tmp_path, "db.pass", "pw", 0o644)
     _secret(tmp_path, "ok.pass", "pw")
-    issue = _issue(_config(storage, 'token: "t", '), tmp_path)
+    issue = COLLECTOR.at(tmp_path).only_issue(_config(storage, 'token: "t", '))
     assert (issue.file, issue.line, issue.path) == (FILE, line, key)
     assert fragment in issue.message
 
@@ -168,9 +160,7 @@ def test_a_bad_opc_ua_password_file_names_file_line_and_key(
     tmp_path: Path, text: str, mode: int, fragment: str
 ) -> None:
     _secret(tmp_path, "opcua.pass", "opc-secret", mode)
-    with pytest.raises(ConfigError) as caught:
-        parse_site_config(text, "site.yaml", tmp_path)
-    [issue] = caught.value.issues
+    issue = SITE.at(tmp_path).only_issue(text)
     line = text.splitlines().index("    password_file: opcua.pass") + 1
     assert (issue.file, issue.line, issue.path) == ("site.yaml", line, "devices[0].password_file")
     assert fragment in issue.message
@@ -195,7 +185,7 @@ def test_a_token_no_bearer_header_can_carry_is_a_config_error(
     """
     if secret is not None:
         _secret(tmp_path, "city.token", secret)
-    issue = _issue(_config(keys=keys), tmp_path)
+    issue = COLLECTOR.at(tmp_path).only_issue(_config(keys=keys))
     assert (issue.file, issue.line, issue.path) == (FILE, 8, f"api.tokens[0].{key}")
     assert "printable ASCII" in issue.message
     assert "令牌" not in issue.message
@@ -205,6 +195,6 @@ def test_a_token_no_bearer_header_can_carry_is_a_config_error(
 def test_a_token_name_that_is_not_one_line_of_text_is_a_config_error(tmp_path: Path) -> None:
     """As `collector tokens add --name` refuses it: the name is shown in logs and the audit."""
     text = _config(keys='token: "t", ').replace("name: city,", 'name: "city\\nforged row",')
-    issue = _issue(text, tmp_path)
+    issue = COLLECTOR.at(tmp_path).only_issue(text)
     assert (issue.line, issue.path) == (8, "api.tokens[0].name")
     assert "printable text on one line" in issue.message

@@ -10,7 +10,7 @@ them (`pytest.mark.parametrize`) instead of one copied body per mistake.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Generic, Literal, TypeVar
 
@@ -29,6 +29,10 @@ class ConfigFile(Generic[ConfigT]):
     parser: Callable[[str, str, Path], ConfigT]
     file: str
     base: Path
+
+    def at(self, base: Path) -> ConfigFile[ConfigT]:
+        """The same file in `base`: a test's own folder, where the files it names must exist."""
+        return replace(self, base=base)
 
     def parse(self, text: str) -> ConfigT:
         return self.parser(text, self.file, self.base)
