@@ -11,8 +11,8 @@ import click
 from edge_agent.cli.check_report import check_json
 from edge_agent.cli.options import config_option, load_or_exit
 from edge_agent.cli.refusals import refuse_unusable_files
+from edge_agent.core.plan_compile import bus_plans
 from edge_agent.core.points import ResolvedPoint, resolve_points
-from edge_agent.core.rtu_plan import plan_buses
 from edge_agent.kinds import KINDS, PointView
 from hostkit.tables import render_table
 
@@ -30,7 +30,7 @@ def check(config_path: Path, as_json: bool) -> None:
     refuse_unusable_files(config_path, config)
     points = resolve_points(config)
     if as_json:
-        report = check_json(config, points, plan_buses(config, points, wire_of=os.path.realpath))
+        report = check_json(config, points, bus_plans(config, points, wire_of=os.path.realpath))
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))
         return
     # One table per kind of source (Modbus registers, OPC UA nodes, line patterns), each with
@@ -44,7 +44,7 @@ def check(config_path: Path, as_json: bool) -> None:
         for view in KINDS.views()
     ]
     click.echo("\n\n".join(render_table(rows, header) for header, rows in tables if rows))
-    for plan in plan_buses(config, points, wire_of=os.path.realpath):
+    for plan in bus_plans(config, points, wire_of=os.path.realpath):
         click.echo(plan.describe())
     click.echo(
         f"{len(config.devices)} devices, {len(points)} points, gateway {config.site.gateway}"

@@ -25,8 +25,8 @@ from edge_agent.cli.options import config_option, load_or_exit
 from edge_agent.config import SiteConfig
 from edge_agent.core.agent_status import SnapshotFormatError, snapshot_from_json
 from edge_agent.core.agent_status_text import format_age, render_snapshot
+from edge_agent.core.plan_compile import bus_plans
 from edge_agent.core.points import resolve_points
-from edge_agent.core.rtu_plan import plan_buses
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox_admin import OutboxAccessError, OutboxSummary, summarize
 from edge_agent.shell.status_server import REQUEST, status_socket_path
@@ -128,7 +128,7 @@ def _running_view(document: dict[str, object], *, as_json: bool) -> _View:
 
 def _file_view(config: SiteConfig, why: str, *, as_json: bool) -> _View:
     """What can be told without the agent: the outbox file, the clock, the planned RTU load."""
-    plans = plan_buses(config, resolve_points(config), wire_of=os.path.realpath)
+    plans = bus_plans(config, resolve_points(config), wire_of=os.path.realpath)
     synchronized = clock_synchronized()
     summary: OutboxSummary | None = None
     outbox_problem: str | None = None

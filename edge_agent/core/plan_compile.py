@@ -12,13 +12,13 @@ from typing import TYPE_CHECKING
 
 from edge_agent.core.alarms.build import compile_rules
 from edge_agent.core.chain import Identity
-from edge_agent.core.plan import AgentPlan, MetricsPlan, OutboxPlan, UplinkPlan
+from edge_agent.core.plan import AgentPlan, DevicePlan, MetricsPlan, OutboxPlan, UplinkPlan
 from edge_agent.core.points import ResolvedPoint, resolve_points
-from edge_agent.core.rtu_plan import plan_buses
+from edge_agent.core.rtu_plan import BusPlan, plan_buses
 from edge_agent.kinds import KINDS
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Sequence
 
     from edge_agent.config import SiteConfig
     from specs.catalogue import Catalogue
@@ -65,6 +65,24 @@ def _uplink(config: SiteConfig) -> UplinkPlan:
     )
 
 
+def device_plans(config: SiteConfig, points: Sequence[ResolvedPoint]) -> tuple[DevicePlan, ...]:
+    """Each device of `config` as its kind plans it, reading its share of `points`."""
+    by_device: dict[str, list[ResolvedPoint]] = {}
+    for point in points:
+        by_device.setdefault(point.device_id, []).append(point)
+    return tuple(
+        KINDS.kind_of(device).plan(device, by_device.get(device.id, []))
+        for device in config.devices
+    )
+
+
+def bus_plans(
+    config: SiteConfig, points: Sequence[ResolvedPoint], *, wire_of: Callable[[str], str] = str
+) -> tuple[BusPlan, ...]:
+    """The planned load of each RTU bus of `config` (`plan_buses` of its device plans)."""
+    return plan_buses(device_plans(config, points), wire_of=wire_of)
+
+
 def compile_plan(
     config: SiteConfig,
     catalogue: Catalogue,
@@ -82,9 +100,7 @@ def compile_plan(
         LookupError: a point's quota is not in the catalogue (the loader refused it already).
     """
     points = resolve_points(config)
-    by_device: dict[str, list[ResolvedPoint]] = {}
-    for point in points:
-        by_device.setdefault(point.device_id, []).append(point)
+    devices = device_plans(config, points)
     indicators = {}
     for point in points:
         indicator = catalogue.get(point.quota)
@@ -108,14 +124,11 @@ def compile_plan(
         if metrics is None
         else MetricsPlan(host=metrics.listen.host, port=metrics.listen.port),
         rollback_after=config.commands.rollback_after,
-        devices=tuple(
-            KINDS.kind_of(device).plan(device, by_device.get(device.id, []))
-            for device in config.devices
-        ),
+        devices=devices,
         points=tuple(points),
         indicators=indicators,
         rules=compile_rules(points, config.alarms, catalogue),
-        buses=plan_buses(config, points, wire_of=wire_of),
+        buses=plan_buses(devices, wire_of=wire_of),
         config_hash=config_fingerprint(config),
         site_file=site_file,
         site_text=site_text,

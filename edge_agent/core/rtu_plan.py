@@ -1,24 +1,25 @@
-"""The planned load of each Modbus RTU bus of a site, from its configuration alone (pure).
+"""The planned load of each Modbus RTU bus of a site, from its devices' plans alone (pure).
 
 The read plans of a port's slaves, their poll intervals and the line's baud rate give the
 fraction of time the bus must be busy (`timing.bus_utilization`), and the same with the
 worst single silent slave, which costs a whole timeout instead of its cycle. The agent logs
 it at start (`edge_agent.shell.buses.log_planned`); `edge-agent check` and `status` print it.
+
+It reads what the Modbus RTU kind already made of each device (`RtuSettings`, carried in its
+`DevicePlan`), never the site map or the kinds: the plan's types sit below the kinds that
+fill them, so the path from the map to the drivers reads one way.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import Protocol
 
+from drivers.modbus.build import RtuSettings
 from drivers.modbus.plan import plan_reads
 from drivers.modbus.timing import bus_utilization, rtu_timeout_seconds
 from drivers.serial.settings import SerialSettings
-from edge_agent.core.points import ResolvedPoint
-
-if TYPE_CHECKING:
-    from edge_agent.config import SiteConfig
 
 UTILIZATION_WARNING = 0.7
 """Above this fraction of busy time a bus has no room left for one silent slave's timeouts."""
@@ -57,47 +58,54 @@ class BusPlan:
         )
 
 
+class PolledDevice(Protocol):
+    """What a bus plan reads of a device: its poll interval and its driver's settings."""
+
+    @property
+    def poll(self) -> float:
+        """Seconds between reads."""
+        ...
+
+    @property
+    def settings(self) -> object:
+        """Its kind's settings: `RtuSettings` for a slave of an RTU bus."""
+        ...
+
+
 def plan_buses(
-    config: SiteConfig,
-    points: Sequence[ResolvedPoint],
+    devices: Sequence[PolledDevice],
     *,
     wire_of: Callable[[str], str] = str,
 ) -> tuple[BusPlan, ...]:
     """Compute the planned load of every RTU bus of the site, in order of first use (pure).
 
-    The slaves of one bus are those whose `port` is one port by `wire_of` (the callers pass
+    `devices` are the site's device plans (`DevicePlan`), in the map's order; the slaves of
+    one bus are those whose port is one port by `wire_of` (the callers pass
     `os.path.realpath`, as the agent opens one bus per real port); a bus is named by the
     path its first slave gives.
     """
-    # Here, not at the top: the running agent holds `BusPlan`s, computed before it started,
-    # and never the site map's models (pydantic: G7).
-    from edge_agent.kinds.modbus.config import ModbusRtuDevice  # noqa: PLC0415
-    from edge_agent.kinds.modbus.kind import rtu_settings  # noqa: PLC0415
-
-    by_device: dict[str, list[ResolvedPoint]] = {}
-    for point in points:
-        by_device.setdefault(point.device_id, []).append(point)
-    slaves: dict[str, list[ModbusRtuDevice]] = {}
-    for device in config.devices:
-        if isinstance(device, ModbusRtuDevice):
-            slaves.setdefault(wire_of(device.port), []).append(device)
+    slaves: dict[str, list[tuple[RtuSettings, float]]] = {}
+    for device in devices:
+        if isinstance(device.settings, RtuSettings):
+            slaves.setdefault(wire_of(device.settings.line.port), []).append(
+                (device.settings, device.poll)
+            )
     plans: list[BusPlan] = []
-    for devices in slaves.values():
-        slave_settings = [rtu_settings(d, by_device.get(d.id, [])) for d in devices]
-        settings = slave_settings[0].line
-        reads = [plan_reads(s.slave.points, max_gap=s.slave.max_gap) for s in slave_settings]
-        polls = [d.poll for d in devices]
+    for bus in slaves.values():
+        settings = bus[0][0].line
+        reads = [plan_reads(s.slave.points, max_gap=s.slave.max_gap) for s, _ in bus]
+        polls = [poll for _, poll in bus]
         total = bus_utilization(reads, polls, settings)
         worst = 0.0
-        for index, device in enumerate(devices):
-            own = bus_utilization([reads[index]], [device.poll], settings)
-            silent = rtu_timeout_seconds(device.timeout, settings)
-            worst = max(worst, total - own + silent / device.poll)
+        for index, (slave_settings, poll) in enumerate(bus):
+            own = bus_utilization([reads[index]], [poll], settings)
+            silent = rtu_timeout_seconds(slave_settings.slave.timeout, settings)
+            worst = max(worst, total - own + silent / poll)
         plans.append(
             BusPlan(
-                port=devices[0].port,
+                port=settings.port,
                 settings=settings,
-                devices=tuple(d.id for d in devices),
+                devices=tuple(s.slave.device_id for s, _ in bus),
                 requests_per_cycle=sum(len(r) for r in reads),
                 utilization=total,
                 one_silent=worst,

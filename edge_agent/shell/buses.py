@@ -7,7 +7,7 @@ poll task, so a silent slave delays the others by at most one timeout per cycle.
 
 Utilization is reported twice:
 
-* planned, from the configuration (`edge_agent.core.rtu_plan.plan_buses`, pure): the read
+* planned, from the devices' plans (`edge_agent.core.rtu_plan.plan_buses`, pure): the read
   plans of the slaves, their poll intervals and the line's baud rate give the fraction of time
   the bus must be busy, and the same with the worst single silent slave. The agent logs
   `rtu_bus_planned` at start (`log_planned`); `edge-agent check` and `status` print it.

@@ -13,8 +13,8 @@ from drivers.modbus.plan import plan_reads
 from drivers.modbus.timing import bus_utilization, rtu_timeout_seconds
 from drivers.serial.settings import Parity, SerialSettings
 from edge_agent.cli import main
+from edge_agent.core.plan_compile import bus_plans
 from edge_agent.core.points import NodeSource, PatternSource, RegisterSource, resolve_points
-from edge_agent.core.rtu_plan import plan_buses
 from edge_agent.kinds.modbus import ModbusRtuDevice
 from edge_agent.kinds.modbus.kind import register_point
 from edge_agent.kinds.opcua import OpcUaDevice
@@ -442,10 +442,10 @@ def test_security_policy_and_mode_are_checked_and_an_unknown_key_gets_a_hint() -
 # --- planned bus load and `edge-agent check` -----------------------------------------------------
 
 
-def test_plan_buses_matches_the_timing_model() -> None:
+def test_bus_plans_match_the_timing_model() -> None:
     config = SITE.parse(TEXT)
     points = resolve_points(config)
-    (plan,) = plan_buses(config, points)
+    (plan,) = bus_plans(config, points)
     assert (plan.port, plan.devices, plan.line) == ("/dev/ttyUSB0", ("bus-1", "bus-2"), "9600 8N1")
     reads = [
         plan_reads([register_point(p) for p in points if p.device_id == d], max_gap=8)
