@@ -7,6 +7,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from tests.e2e.harness import Site
 from tests.support.broker import Broker, free_port
@@ -14,6 +15,11 @@ from tests.support.leaks import no_leaks, no_task_leaks
 from tests.support.postgres import SERVER, PostgresDatabases, StorageUrls, server_problem
 
 __all__ = ["no_leaks", "no_task_leaks"]  # fixtures: every test is checked for leaks
+
+# No time limit per property-test example, nor for generating one: on a busy two-core CI
+# machine either fails a test by load alone, and timing goals belong in bench/.
+settings.register_profile("ganzhi", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("ganzhi")
 
 
 @pytest.fixture
