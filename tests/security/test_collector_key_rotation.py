@@ -34,6 +34,7 @@ from tests.support.broker import Broker, free_port
 from tests.support.cli_runs import agent_cli, collector_cli, example_site
 from tests.support.collector_client import publish_properties, sim_gateway
 from tests.support.collector_env import register, running_ingest, wait_until, write_collector_config
+from tests.support.config_files import line_of
 
 OLD = signing_key_from_seed(b"old-collector-key-for-rotation-1")
 NEW = signing_key_from_seed(b"new-collector-key-for-rotation-2")
@@ -59,11 +60,6 @@ def _uplink(site: Path, line: str) -> None:
     old = "  collector_key: keys/collector.pub   # verifies the collector's ACKs and commands\n"
     assert old in text
     site.write_text(text.replace(old, line), encoding="utf-8")
-
-
-def _line_of(site: Path, needle: str) -> int:
-    lines = site.read_text(encoding="utf-8").splitlines()
-    return next(number for number, text in enumerate(lines, 1) if needle in text)
 
 
 def test_collector_keys_lists_every_key_the_agent_trusts(site: Path) -> None:
@@ -114,7 +110,7 @@ def test_a_wrong_collector_keys_shape_is_named_by_line_and_key(
 def test_an_unusable_collector_key_file_is_named_by_line_and_key(site: Path) -> None:
     (site.parent / "keys" / "broken.pub").write_text("not a key\n", encoding="utf-8")
     _uplink(site, "  collector_keys:\n    - keys/old.pub\n    - keys/broken.pub\n")
-    line = _line_of(site, "keys/broken.pub")
+    line = line_of(site.read_text(encoding="utf-8"), "keys/broken.pub")
     for command in ("check", "run"):
         result = agent_cli(command, "-c", str(site))
         assert result.exit_code == 2, result.output
@@ -127,7 +123,7 @@ def test_two_files_of_one_key_are_refused(site: Path) -> None:
     _uplink(site, "  collector_keys:\n    - keys/old.pub\n    - keys/copy.pub\n")
     result = agent_cli("check", "-c", str(site))
     assert result.exit_code == 2
-    line = _line_of(site, "keys/copy.pub")
+    line = line_of(site.read_text(encoding="utf-8"), "keys/copy.pub")
     assert f"{site}:{line}: uplink.collector_keys[1]: " in result.stderr
     assert f"key {OLD.kid} is listed already" in result.stderr
 

@@ -13,6 +13,7 @@ import textwrap
 from pathlib import Path
 
 from specs.signing import SM2_SM3, generate_signing_key
+from tests.support.config_files import line_of
 
 ROOT = Path(__file__).resolve().parents[2]
 HINT = "pip install 'ganzhi[sm]'"
@@ -27,10 +28,6 @@ def run_without_extra(code: str, *args: str) -> subprocess.CompletedProcess[str]
         check=False,
         cwd=ROOT,
     )
-
-
-def line_of(path: Path, text: str) -> int:
-    return next(n for n, line in enumerate(path.read_text("utf-8").splitlines(), 1) if text in line)
 
 
 def sm2_copy(example: str, folder: Path, replace: tuple[str, str]) -> Path:
@@ -50,7 +47,8 @@ def test_agent_check_refuses_sm2_sm3_at_its_file_and_line(tmp_path: Path) -> Non
 
     assert refused.returncode == 2, refused.stdout + refused.stderr
     first = refused.stderr.splitlines()[0]
-    assert first.startswith(f"{site}:{line_of(site, 'algorithm: sm2-sm3')}: signing.algorithm: ")
+    line = line_of(site.read_text("utf-8"), "algorithm: sm2-sm3")
+    assert first.startswith(f"{site}:{line}: signing.algorithm: ")
     assert HINT in first
     assert not (tmp_path / "keys").exists()
     # The same file with ed25519 passes in the same kind of interpreter: only SM2 is missing.
@@ -75,7 +73,7 @@ def test_collector_keys_init_refuses_sm2_sm3_at_its_file_and_line(tmp_path: Path
     refused = run_without_extra(cli, "keys", "init", "-c", str(config))
 
     assert refused.returncode == 2, refused.stdout + refused.stderr
-    where = f"{config}:{line_of(config, 'algorithm: sm2-sm3')}"
+    where = f"{config}:{line_of(config.read_text('utf-8'), 'algorithm: sm2-sm3')}"
     assert any(line.startswith(where) and HINT in line for line in refused.stderr.splitlines())
     assert not (tmp_path / "keys").exists()
 
