@@ -36,6 +36,7 @@ class Broker:
     port: int
     workdir: Path
     process: subprocess.Popen[bytes] | None = None
+    extra_config: str = ""  # lines appended to the config (`max_packet_size 16384`, say)
 
     @property
     def url(self) -> str:
@@ -54,7 +55,7 @@ class Broker:
             "max_queued_messages 0\n"
             "max_inflight_messages 0\n"
             "log_type error\n"
-            "log_type warning\n"
+            "log_type warning\n" + self.extra_config
         )
         # The child keeps its own copy of the descriptor; ours closes at once.
         with (self.workdir / "mosquitto.log").open("ab") as log:

@@ -93,6 +93,10 @@ class GapReason(enum.StrEnum):
     # Blocks the collector ACKed (the agent released them, and retention deleted them) that
     # it lacks again: its database was put back to a backup taken before it stored them.
     RELEASED = "released"
+    # A block larger than the broker takes (the Maximum Packet Size of its CONNACK): its seq
+    # never comes. Its records were sealed again in smaller blocks (`lost` 0), or, one record
+    # alone too large, are lost (`lost` its readings).
+    TOO_LARGE = "too_large"
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,7 @@ class GapOut(BaseModel):
     lost: int | None = Field(description="readings lost; null when unknown (always for open gaps)")
     reason: str = Field(
         description="`missing` for an open gap; the gap record's reason otherwise: outbox_full,"
-        " disk_full, outbox_corrupt, outbox_restored, thinned or released"
+        " disk_full, outbox_corrupt, outbox_restored, thinned, released or too_large"
     )
     state: Literal["open", "closed"] = Field(
         description="open: blocks missing, still expected (the ACK asks for them);"

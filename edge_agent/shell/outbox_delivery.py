@@ -20,6 +20,7 @@ from edge_agent.core.missing_blocks import Span
 from edge_agent.shell.outbox_damage import Append, ready_to_send
 from edge_agent.shell.outbox_key_listing import AckKeys, KeyListing
 from edge_agent.shell.outbox_missing import Declarations, answer_missing
+from edge_agent.shell.outbox_oversize import seal_smaller
 from edge_agent.shell.outbox_reads import (
     HandedBlocks,
     StoredBlock,
@@ -117,6 +118,20 @@ class Delivery:
         if sealed is not None:
             self._marks.sealed(sealed.epoch, sealed.seq)
         return resend
+
+    async def seal_smaller(self, seq: int, parts: int, *, now: float, clock_synced: bool) -> bool:
+        """Seal block `seq`'s records again in `parts` blocks (`outbox_oversize`).
+
+        It is too large for the broker; whether it was done (not when released or damaged).
+        """
+        async with self._lock:
+            block = (self._epoch, seq)
+            sealed = await seal_smaller(
+                self._db, self._seal_block, self._key, block, parts, now, clock_synced
+            )
+        if sealed is not None:
+            self._marks.sealed(sealed.epoch, sealed.seq)
+        return sealed is not None
 
     async def chain_position(self, seq: int) -> tuple[int, str | None]:
         """The current epoch's last seq, and the hash of its block `seq` if still held."""

@@ -19,14 +19,22 @@ from typing import Protocol
 
 import aiomqtt
 import structlog
+from paho.mqtt.properties import Properties
 
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.first_failure import first_failure
+from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_reads import StoredBlock
 from edge_agent.shell.publisher_acks import AckTaker
 from edge_agent.shell.publisher_lanes import Lanes
-from edge_agent.shell.uplink import UplinkSettings, signed_properties, uplink_client
+from edge_agent.shell.uplink import (
+    UplinkClient,
+    UplinkSettings,
+    publish_packet_size,
+    signed_properties,
+    uplink_client,
+)
 from hostkit.backoff import ResendBackoff
 from hostkit.log_limit import LineLimit
 from hostkit.mqtt_held import HeldBytes
@@ -77,7 +85,7 @@ class Publisher:
         self._sign = sign  # status messages are signed like blocks (specs.status)
         self._version = version
         self._config_hash = config_hash
-        self._client_now: aiomqtt.Client | None = None
+        self._client_now: UplinkClient | None = None
         self._stopping = False  # said offline: no heartbeat after this
         self._stop_said = False
         self._backoff = backoff()
@@ -175,7 +183,7 @@ class Publisher:
                 log.warning("uplink_lost", error=str(group.exceptions[0]), retry_in=delay)
                 await asyncio.sleep(delay)
 
-    async def _session(self, client: aiomqtt.Client, held: HeldBytes) -> None:
+    async def _session(self, client: UplinkClient, held: HeldBytes) -> None:
         await client.subscribe(self._topics.ack, qos=1)
         if self._commands is not None:
             await client.subscribe(self._topics.cmd, qos=1)
@@ -235,7 +243,7 @@ class Publisher:
             self._lanes.forget()
         self._lanes.rescan()
 
-    async def _send(self, client: aiomqtt.Client, ending: asyncio.Event) -> None:
+    async def _send(self, client: UplinkClient, ending: asyncio.Event) -> None:
         while True:
             self._wake.clear()
             await self._rescan_if_changed()
@@ -243,9 +251,13 @@ class Publisher:
             # Picked one at a time: a block sealed while another is published goes next.
             while (picked := await self._lanes.next_block(self._outbox)) is not None:
                 block, live = picked
+                payload, properties = self._wire(block, Lane.LIVE if live else Lane.BACKLOG)
+                if await self._too_large(client, block, payload, properties):
+                    continue
                 await self._pace()
                 self._lanes.sending(block.seq, live=live)
-                await self._publish(client, block, Lane.LIVE if live else Lane.BACKLOG)
+                await client.publish(self._topics.block, payload, qos=1, properties=properties)
+                self.published += 1
                 self._raise_if_stopped(ending)
             if self._lanes.is_idle:
                 self._idle.set()
@@ -268,7 +280,8 @@ class Publisher:
             await asyncio.sleep(self._next_send - now)
         self._next_send += 1.0 / rate
 
-    async def _publish(self, client: aiomqtt.Client, block: StoredBlock, lane: Lane) -> None:
+    def _wire(self, block: StoredBlock, lane: Lane) -> tuple[bytes, Properties]:
+        """The bytes and properties `block` travels with in `lane`."""
         # Compressed for the wire only: the outbox, the hash chain and the signature keep the
         # canonical bytes, which the collector gets back by decoding per `enc`.
         encoding = choose_encoding(block.payload, self._settings.encoding)
@@ -276,13 +289,36 @@ class Publisher:
         # The lane it was sent in (specs.lanes): the collector ingests backlog blocks only
         # when nothing else waits, so a live block overtakes a queued backlog there too.
         properties.UserProperty = lane_properties(lane)  # paho appends to the list
-        await client.publish(
-            self._topics.block,
-            encode_payload(block.payload, encoding),
-            qos=1,
-            properties=properties,
+        return encode_payload(block.payload, encoding), properties
+
+    async def _too_large(
+        self, client: UplinkClient, block: StoredBlock, payload: bytes, properties: Properties
+    ) -> bool:
+        """Whether `block` is over the broker's packet limit.
+
+        Then it is not sent, and its records are sealed again in smaller blocks
+        (`outbox_oversize`).
+        """
+        limit = client.maximum_packet_size
+        if limit is None:
+            return False
+        size = publish_packet_size(self._topics.block, payload, properties)
+        if size <= limit:
+            return False
+        # Sent, it would end the session, and be sent first again on the next, for ever.
+        parts = -(-size // limit) + 1  # one more than it takes at this ratio: parts vary
+        log.warning(
+            "block_too_large_for_broker",
+            seq=block.seq,
+            bytes=size,
+            limit=limit,
+            parts=parts,
+            readings=block.readings,
         )
-        self.published += 1
+        await self._outbox.seal_smaller(
+            block.seq, parts, now=time.time(), clock_synced=clock_synchronized()
+        )
+        return True
 
     async def publish_result(self, payload: bytes, signature: Signature) -> None:
         """Publish a command result on `up/cmd` (QoS 1); aiomqtt.MqttError without a session."""

@@ -11,11 +11,13 @@ import ssl
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Final
+from typing import Any, Final
 
 import aiomqtt
+import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
 
 from hostkit.mqtt import NO_DELAY, CancelSafeClient
 from hostkit.mqtt_held import HeldBytes
@@ -49,12 +51,42 @@ class UplinkSettings:
     incoming_bytes: int = INCOMING_BYTES
 
 
+class UplinkClient(CancelSafeClient):
+    """The session's client; keeps what the broker's CONNACK says of the largest packet."""
+
+    # MQTT 5 Maximum Packet Size: the broker ends the session of a client that sends a larger
+    # packet (Mosquitto's `max_packet_size`). None: the broker set none (MQTT's own 256 MiB).
+    maximum_packet_size: int | None = None
+
+    def _on_connect(  # aiomqtt's CONNACK callback, which paho calls
+        self,
+        client: mqtt.Client,
+        userdata: Any,  # noqa: ANN401 - paho's signature
+        flags: mqtt.ConnectFlags,
+        reason_code: ReasonCode,
+        properties: Properties | None = None,
+    ) -> None:
+        size = getattr(properties, "MaximumPacketSize", None)
+        self.maximum_packet_size = size if isinstance(size, int) else None
+        super()._on_connect(client, userdata, flags, reason_code, properties)
+
+
+def publish_packet_size(topic: str, payload: bytes, properties: Properties) -> int:
+    """Bytes of a QoS 1 PUBLISH packet whole, as MQTT 5 measures it against that maximum."""
+    # Topic (length-prefixed), packet identifier, properties (with their length), payload.
+    remaining = 2 + len(topic.encode()) + 2 + len(properties.pack()) + len(payload)  # type: ignore[no-untyped-call]
+    length_bytes = 1
+    while remaining >= 128**length_bytes:
+        length_bytes += 1
+    return 1 + length_bytes + remaining
+
+
 def uplink_client(
     settings: UplinkSettings,
     topics: GatewayTopics,
     sign: Callable[[bytes], Signature],
     held: HeldBytes,
-) -> aiomqtt.Client:
+) -> UplinkClient:
     """A client for one session, its will the offline status signed at this connect.
 
     What it receives and the publisher has not handled is bounded by `held` and
@@ -72,7 +104,7 @@ def uplink_client(
         retain=True,
         properties=signed_properties(sign(will_payload), PacketTypes.WILLMESSAGE),
     )
-    return CancelSafeClient(
+    return UplinkClient(
         settings.host,
         settings.port,
         identifier=settings.client_id,

@@ -119,3 +119,25 @@ async def test_holes_left_as_they_were_keep_their_place_in_the_gap_pages(
         await env.rows("SELECT id, from_seq FROM gaps WHERE kind = 'sequence' ORDER BY 2")
         == before[:2]
     )
+
+
+async def test_a_block_too_large_for_the_broker_closes_as_declared_with_nothing_lost(
+    env: CollectorEnv,
+) -> None:
+    """The agent seals a block larger than the broker's packets again in smaller blocks and
+    declares its seq `too_large`, `lost` 0 (edge_agent.shell.outbox_oversize): the hole closes
+    and `GET /v1/gaps` lists it closed with that reason."""
+    for seq in (1, 3):
+        await env.link.send(seq)
+    assert [(await _ack(env)).missing for _ in range(2)][-1] == ((2, 2),)
+    declared = gap_record(
+        4, 0, GapReason.TOO_LARGE, epoch="epoch-1", from_seq=2, to_seq=2, point=None
+    )
+    await env.link.send(4, records=[declared])
+    after = await _ack(env)
+    assert (after.acked_through, after.missing) == (4, ())
+    gateway, state = env.gateway.gateway, GapState.CLOSED
+    closed = await env.storage.gaps(EVERYTHING, gateway=gateway, state=state, after=None, limit=9)
+    assert [(g.reason, g.lost, g.epoch, g.from_seq, g.to_seq) for g in closed.items] == [
+        ("too_large", 0, "epoch-1", 2, 2)
+    ]

@@ -346,6 +346,16 @@ def bp_records() -> list[Record]:
             from_seq=3120,
             to_seq=3166,
         ),
+        # A block larger than the broker's packets: its records went again in smaller
+        # blocks, and its seq never comes; nothing was lost.
+        GapRecord(
+            t=_t(7200),
+            reason=GapReason.TOO_LARGE,
+            lost=0,
+            epoch=BP_PREVIOUS_EPOCH,
+            from_seq=3167,
+            to_seq=3167,
+        ),
     ]
 
 

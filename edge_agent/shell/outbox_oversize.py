@@ -1,0 +1,96 @@
+"""A block larger than the broker takes: its records sealed again in smaller blocks.
+
+A broker closes the connection of a client that sends a packet over its Maximum Packet Size
+(Mosquitto's `max_packet_size`, which `collector broker-config` sets from the collector's
+`ingest.max_message_bytes`; EMQX has one by default), so such a block, sent first again on
+every new session, kept the agent reconnecting for ever and nothing behind it was delivered.
+One sealed before `outbox.flush_readings` was capped can be that large, and so can any block
+on a broker set lower than the collectors' own limit.
+
+The publisher sends no such block (`edge_agent.shell.publisher`). Its records go again, in
+order, in `parts` blocks sealed at the head, and a gap record of reason `too_large` declares
+its seq, which will never come (`lost` 0: nothing is lost); a block still too large is split
+again when its turn comes. A block of one record cannot be split: that record is declared lost
+(`lost` its readings). One transaction, under the outbox's lock (`Outbox`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aiosqlite
+import structlog
+
+from edge_agent.core.chain import SealedBlock
+from edge_agent.shell.outbox_damage import Append
+from edge_agent.shell.outbox_reads import PAYLOAD, WITNESS_COLUMNS, as_sealed, witnesses
+from edge_agent.shell.outbox_transaction import async_write_transaction
+from specs.block import decode_block
+from specs.records import GapReason, GapRecord, Reading, Record, iso_time
+from specs.signing import SigningKey
+
+log = structlog.get_logger("edge_agent.outbox")
+
+
+def split_records(records: Sequence[Record], parts: int) -> list[tuple[Record, ...]]:
+    """`records` in order, in `parts` runs as even as can be (fewer when there are fewer)."""
+    parts = max(1, min(parts, len(records)))
+    size, extra = divmod(len(records), parts)
+    runs: list[tuple[Record, ...]] = []
+    start = 0
+    for part in range(parts):
+        end = start + size + (1 if part < extra else 0)
+        runs.append(tuple(records[start:end]))
+        start = end
+    return runs
+
+
+async def seal_smaller(  # noqa: PLR0917 - one call, from the outbox
+    db: aiosqlite.Connection,
+    append: Append,
+    key: SigningKey,
+    block: tuple[str, int],
+    parts: int,
+    now: float,
+    clock_synced: bool,
+) -> SealedBlock | None:
+    """Put the undelivered `block` (epoch, seq) in `parts` blocks at the head (see above).
+
+    Returns the last block sealed; None when there was nothing to do: the block was released
+    meanwhile, or its row no longer vouches for its payload (the send path declares it).
+    """
+    epoch, seq = block
+    async with async_write_transaction(db):
+        async with db.execute(
+            f"SELECT thinned, {PAYLOAD}, {WITNESS_COLUMNS} FROM blocks"
+            " WHERE epoch = ? AND seq = ? AND delivered_at IS NULL",
+            (epoch, seq),
+        ) as cursor:
+            row = await cursor.fetchone()
+        if row is None:
+            return None
+        thinned, payload = bool(row[0]), bytes(row[1])
+        if not as_sealed(payload, *witnesses(row[2:]), key):
+            return None
+        records = decode_block(payload).records
+        await db.execute("DELETE FROM blocks WHERE epoch = ? AND seq = ?", (epoch, seq))
+        runs = split_records(records, parts) if len(records) > 1 else []
+        # One record alone too large: it goes, declared (a reading's time is its span).
+        lone = None if runs or not records else records[0]
+        t = lone.t if isinstance(lone, Reading) else None
+        gap = GapRecord(
+            t=iso_time(now),
+            reason=GapReason.TOO_LARGE,
+            lost=int(isinstance(lone, Reading)),
+            t_from=t,
+            t_to=t,
+            epoch=epoch,
+            from_seq=seq,
+            to_seq=seq,
+        )
+        sealed = await append((gap,), now=now, clock_synced=clock_synced)
+        for run in runs:  # a thinned replacement's runs stay thinned: dropped, not thinned again
+            sealed = await append(run, now=now, clock_synced=clock_synced, thinned=thinned)
+    if not runs:
+        log.error("too_large_record_declared", epoch=epoch, seq=seq, record=type(lone).__name__)
+    return sealed

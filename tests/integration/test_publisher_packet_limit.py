@@ -1,0 +1,108 @@
+"""A block larger than the broker takes, on a real Mosquitto set with `max_packet_size`.
+
+Mosquitto closes the connection of a client that sends a packet over its `max_packet_size`
+(a broker from `collector broker-config` sets it from `ingest.max_message_bytes`; EMQX has one
+by default), and says the size in its CONNACK (MQTT 5 Maximum Packet Size). The agent did not
+look: it sent such a block (one sealed before `outbox.flush_readings` was capped, say), lost
+the session, connected again and sent it first again, for ever, and nothing sealed behind it
+was delivered. The test plays the collector: it ACKs what it receives, as the collector does.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from structlog.testing import capture_logs
+
+from edge_agent.shell.outbox_open import open_outbox
+from specs.block import decode_block
+from specs.records import GapReason, GapRecord, Quality, Reading, iso_time
+from tests.integration.test_publisher import FakeCollectorLink, InOrderCollector
+from tests.support.broker import Broker, free_port
+from tests.support.publisher_rig import GATEWAY_KEY, SITE, TOPICS, gateway_publisher
+
+pytestmark = pytest.mark.timeout(60)
+
+LIMIT = 16 * 1024
+
+
+@pytest.fixture
+def small_broker(tmp_path: Path) -> Iterator[Broker]:
+    """A real Mosquitto that takes packets of LIMIT bytes at most."""
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    instance = Broker(free_port(), workdir, extra_config=f"max_packet_size {LIMIT}\n")
+    instance.start()
+    yield instance
+    instance.stop()
+
+
+def _reading(i: int) -> Reading:
+    return Reading(f"T{i:03d}-LT-01", "WHP-LT", iso_time(1.7e9 + i), 1.0 + i / 7, "m", Quality.GOOD)
+
+
+async def test_a_block_larger_than_the_broker_takes_is_sealed_again_smaller_and_the_rest_flows(
+    tmp_path: Path, small_broker: Broker
+) -> None:
+    big = tuple(_reading(i) for i in range(400))  # ~60 KB as one block
+    small = tuple(_reading(1000 + i) for i in range(3))
+    with capture_logs() as logs:
+        async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
+            await outbox.seal(big, now=time.time(), clock_synced=True)  # seq 1
+            for reading in small:  # 2-4, behind it
+                await outbox.seal((reading,), now=time.time(), clock_synced=True)
+            publisher = gateway_publisher(
+                outbox, small_broker.port, ack_timeout=30, max_inflight=10, reconnect_after=0.2
+            )
+            async with aiomqtt.Client(
+                "127.0.0.1", small_broker.port, protocol=aiomqtt.ProtocolVersion.V5
+            ) as client:
+                await client.subscribe(TOPICS.block, qos=1)
+                link = FakeCollectorLink(client, outbox.epoch)
+                tasks = [asyncio.create_task(link.listen()), asyncio.create_task(publisher.run())]
+                try:
+                    async with InOrderCollector(link).answering():
+                        deadline = time.monotonic() + 15
+                        while (await outbox.stats()).undelivered:
+                            lost = sum(entry["event"] == "uplink_lost" for entry in logs)
+                            assert time.monotonic() < deadline, (
+                                f"received {sorted(set(link.received))}, sessions lost {lost}"
+                            )
+                            await asyncio.sleep(0.05)
+                finally:
+                    publisher.stop()
+                    for task in tasks:
+                        task.cancel()
+                    await asyncio.gather(*tasks, return_exceptions=True)
+    records = [record for payload in link.payloads for record in decode_block(payload).records]
+    arrived = [record for record in records if isinstance(record, Reading)]
+    assert sorted(arrived, key=lambda r: r.t) == [*big, *small]  # every reading, once
+    gaps = [record for record in records if isinstance(record, GapRecord)]
+    assert [(g.reason, g.epoch, g.from_seq, g.to_seq, g.lost) for g in gaps] == [
+        (GapReason.TOO_LARGE, outbox.epoch, 1, 1, 0)
+    ]
+    assert max(len(payload) for payload in link.payloads) < LIMIT
+    assert not [entry for entry in logs if entry["event"] == "uplink_lost"]
+    (split,) = [entry for entry in logs if entry["event"] == "block_too_large_for_broker"]
+    assert (split["seq"], split["limit"], split["readings"]) == (1, LIMIT, 400), split
+
+
+async def test_a_lone_record_too_large_is_declared_lost_with_its_time(tmp_path: Path) -> None:
+    # The one case that loses: a block of one record cannot be split (a record is far smaller
+    # than any broker's limit, so this is the floor, not a case seen).
+    async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
+        await outbox.seal((_reading(7),), now=time.time(), clock_synced=True)
+        with capture_logs() as logs:
+            assert await outbox.seal_smaller(1, 3, now=time.time(), clock_synced=True)
+        assert not await outbox.seal_smaller(1, 3, now=time.time(), clock_synced=True)  # gone
+        (block,) = await outbox.undelivered(after=0, limit=10)
+    (gap,) = decode_block(block.payload).records
+    assert isinstance(gap, GapRecord)
+    assert (gap.reason, gap.from_seq, gap.to_seq, gap.lost) == (GapReason.TOO_LARGE, 1, 1, 1)
+    assert gap.t_from == gap.t_to == _reading(7).t
+    assert [entry["event"] for entry in logs] == ["too_large_record_declared"]
