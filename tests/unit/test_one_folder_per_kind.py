@@ -5,8 +5,9 @@ The test copies the packages to a temporary tree, adds a throwaway kind there as
 `edge_agent/kinds/__init__.py` (the entry and its import), and checks that nothing else of the
 tree changed. Then, in a fresh interpreter on that tree, a site map with a `gauge` device
 parses and validates (with the usual file:line errors, the driver list and the point-source
-rule taken from the registry), its driver builds and reads, `edge-agent check` shows it in a
-table of its own and the site map's reference (`make docs`) documents its model.
+rule taken from the registry), its driver builds and reads (from the device, and from the run
+plan `edge-agent run` hands the runner), `edge-agent check` shows it in a table of its own and
+the site map's reference (`make docs`) documents its model.
 """
 
 from __future__ import annotations
@@ -122,7 +123,7 @@ GAUGE = DriverKind(
 # Runs in the copied tree: what the registry, the loader, a driver, `check` and the reference
 # generator make of the new kind.
 PROBE = """\
-import asyncio, json, sys
+import asyncio, io, json, sys
 from pathlib import Path
 
 from click.testing import CliRunner
@@ -131,8 +132,13 @@ import edge_agent
 from devtools.config_reference import PAGES, render
 from edge_agent.cli import main
 from edge_agent.config import SUPPORTED_DRIVERS, ConfigError, load_site_config
+from edge_agent.core.plan import AgentPlan
+from edge_agent.core.plan_codec import decode_plan, write_plan
+from edge_agent.core.plan_compile import compile_plan
 from edge_agent.core.points import resolve_points
 from edge_agent.kinds import KINDS, build_driver
+from edge_agent.shell.device_pollers import build_driver as build_planned
+from specs.catalogue import default_catalogue
 
 good, bad = Path(sys.argv[1]), Path(sys.argv[2])
 config = load_site_config(good)
@@ -141,7 +147,15 @@ gauge = next(d for d in config.devices if d.driver == "gauge")
 driver = build_driver(gauge, [p for p in points if p.device_id == gauge.id])
 
 
-async def read_once():
+# What `edge-agent run` does: the compiled plan crosses the exec as JSON, and the runner
+# builds the driver by the `build` the plan names, without the config models.
+encoded = io.StringIO()
+write_plan(compile_plan(config, default_catalogue()), encoded)
+plan = decode_plan(encoded.getvalue().encode(), AgentPlan)
+planned = next(d for d in plan.devices if d.driver == "gauge")
+
+
+async def read_once(driver):
     await driver.connect()
     try:
         return [(s.key, s.value) for s in await driver.read()]
@@ -159,7 +173,8 @@ print(json.dumps({
     "package": edge_agent.__file__,
     "drivers": list(SUPPORTED_DRIVERS),
     "kind": type(KINDS.kind_of(gauge)).__name__,
-    "readings": asyncio.run(read_once()),
+    "readings": asyncio.run(read_once(driver)),
+    "planned": [planned.build, asyncio.run(read_once(build_planned(planned)))],
     "issues": issues,
     "check": [check.exit_code, check.output],
     "reference": render(PAGES[0]),
@@ -250,6 +265,7 @@ def test_a_new_kind_is_one_folder_and_one_registry_entry(tmp_path: Path) -> None
     assert seen["drivers"] == ["modbus_tcp", "modbus_rtu", "opcua", "serial", "gauge"]
     assert seen["kind"] == "DriverKind"
     assert seen["readings"] == [["T1-LT", 1.2]]
+    assert seen["planned"] == ["edge_agent.kinds.gauge.kind:build_gauge", [["T1-LT", 1.2]]]
     # Field errors with file:line, the unknown key's hint and the point-source rule, which
     # learnt from the registry that `pattern` belongs to serial devices.
     line = 10  # the device's line; the point's is the next one
