@@ -176,7 +176,9 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
 
     Each row that cannot be imported is reported as FILE:LINE: reason on stderr and skipped.
     Rows already imported (by this file or an earlier run) count as duplicate: running the
-    same file again imports nothing. Safe while `edge-agent run` runs. Exit 1 when any row
+    same file again imports nothing. Imported means sealed into the outbox: the collector may
+    still refuse a reading (a month past its storage.raw_days: past_retention), which its
+    audit says, not this count. Safe while `edge-agent run` runs. Exit 1 when any row
     was rejected; 130 when Ctrl-C stopped it (the counts say how far it got).
     """
     config = load_or_exit(config_path)
@@ -241,3 +243,14 @@ def _show(csv_path: Path, counts: ImportCounts, *, as_json: bool) -> None:
             f"{csv_path}: imported {counts.imported}, duplicate {counts.duplicate},"
             f" rejected {counts.rejected} in {counts.seconds:.1f} s"
         )
+        if counts.imported:
+            click.echo(f"{csv_path}: {IMPORTED_MEANS}")
+
+
+# What `imported` counts, and what it cannot: the collector's retention is its own config
+# (`storage.raw_days`), and what it refuses comes back in no ACK, only in its audit.
+IMPORTED_MEANS = (
+    "the imported readings are sealed into the outbox, not yet stored: the collector refuses"
+    " any of a month past its storage.raw_days (audited past_retention) and stores none twice"
+    " (audited duplicate)"
+)

@@ -728,3 +728,30 @@ def test_keys_an_older_version_left_behind_go_while_a_daily_import_holds_its_blo
     with closing(sqlite3.connect(outbox_path(site))) as db:
         held = {(str(p), str(t)) for p, t in db.execute("SELECT point, t FROM backfill_keys")}
     assert held == {(r.point, r.t) for r in stored_readings(site)}
+
+
+def test_imported_is_said_to_be_sealed_into_the_outbox_not_stored(
+    site: Path, tmp_path: Path
+) -> None:
+    """`imported` counts the readings sealed into the outbox, and the output says so.
+
+    The collector decides what it stores: a reading of a month past its `storage.raw_days` it
+    refuses, audited `past_retention`. The agent cannot know that: the retention is the
+    collector's config, and no ACK reports a refused reading (its block is stored and ACKed).
+    The output said `imported 2` and nothing more, which read as stored.
+    """
+    rows = "T001-LT-01,2019-01-01 08:00:00,1\nT001-LT-01,2019-01-01 08:00:01,2\n"
+    csv = write(tmp_path / "log.csv", HEADER_PTV + rows)
+    first = backfill(site, csv)
+    assert first.exit_code == 0, first.output
+    assert first.stdout.splitlines()[0].startswith(f"{csv}: imported 2, duplicate 0, rejected 0 ")
+    said = (
+        f"{csv}: the imported readings are sealed into the outbox, not yet stored: the collector"
+        " refuses any of a month past its storage.raw_days (audited past_retention) and stores"
+        " none twice (audited duplicate)"
+    )
+    assert first.stdout.splitlines()[1:] == [said]
+    again = backfill(site, csv)  # nothing imported: nothing to say of it
+    assert again.stdout.splitlines()[1:] == [], again.stdout
+    help_text = " ".join(invoke("backfill", "--help").stdout.split())
+    assert "Imported means sealed into the outbox" in help_text
