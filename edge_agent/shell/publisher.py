@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -315,9 +316,14 @@ class Publisher:
             parts=parts,
             readings=block.readings,
         )
-        await self._outbox.seal_smaller(
-            block.seq, parts, now=time.time(), clock_synced=clock_synchronized()
-        )
+        try:
+            await self._outbox.seal_smaller(
+                block.seq, parts, now=time.time(), clock_synced=clock_synchronized()
+            )
+        except sqlite3.Error as exc:
+            # A full disk, say: not sent either way; a later turn of the backlog (the next
+            # session, another process's write) tries again, and what follows it goes now.
+            log.warning("too_large_block_not_sealed_again", seq=block.seq, error=str(exc))
         return True
 
     async def publish_result(self, payload: bytes, signature: Signature) -> None:

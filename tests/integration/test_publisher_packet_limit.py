@@ -106,3 +106,47 @@ async def test_a_lone_record_too_large_is_declared_lost_with_its_time(tmp_path: 
     assert (gap.reason, gap.from_seq, gap.to_seq, gap.lost) == (GapReason.TOO_LARGE, 1, 1, 1)
     assert gap.t_from == gap.t_to == _reading(7).t
     assert [entry["event"] for entry in logs] == ["too_large_record_declared"]
+
+
+async def test_a_block_that_cannot_be_sealed_again_is_left_and_the_rest_flows(
+    tmp_path: Path, small_broker: Broker
+) -> None:
+    # Sealing it again may fail (a full disk: SQLITE_FULL; here a trigger refuses the delete):
+    # the error ended the publisher's task, and the agent with it. It is left for a later
+    # turn, logged, and what follows it is sent.
+    big = tuple(_reading(i) for i in range(400))
+    small = tuple(_reading(1000 + i) for i in range(3))
+    with capture_logs() as logs:
+        async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
+            await outbox.seal(big, now=time.time(), clock_synced=True)  # seq 1
+            for reading in small:  # 2-4
+                await outbox.seal((reading,), now=time.time(), clock_synced=True)
+            await outbox._db.execute(
+                "CREATE TRIGGER full BEFORE DELETE ON blocks BEGIN SELECT RAISE(ABORT, 'full'); END"
+            )
+            publisher = gateway_publisher(
+                outbox, small_broker.port, ack_timeout=30, max_inflight=10
+            )
+            async with aiomqtt.Client(
+                "127.0.0.1", small_broker.port, protocol=aiomqtt.ProtocolVersion.V5
+            ) as client:
+                await client.subscribe(TOPICS.block, qos=1)
+                link = FakeCollectorLink(client, outbox.epoch)
+                listening = asyncio.create_task(link.listen())
+                running = asyncio.create_task(publisher.run())
+                try:
+                    async with InOrderCollector(link).answering():
+                        deadline = time.monotonic() + 15
+                        while [b.seq for b in await outbox.undelivered(after=0, limit=9)] != [1]:
+                            assert not running.done(), running.exception()
+                            assert time.monotonic() < deadline, sorted(set(link.received))
+                            await asyncio.sleep(0.05)
+                        assert not running.done(), running.exception()
+                finally:
+                    publisher.stop()
+                    for task in (listening, running):
+                        task.cancel()
+                    await asyncio.gather(listening, running, return_exceptions=True)
+    assert sorted(set(link.received)) == [2, 3, 4]
+    (left,) = [entry for entry in logs if entry["event"] == "too_large_block_not_sealed_again"]
+    assert (left["seq"], left["error"]) == (1, "full"), left
