@@ -11,20 +11,27 @@ was delivered. The test plays the collector: it ACKs what it receives, as the co
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import aiomqtt
 import pytest
 from structlog.testing import capture_logs
 
+from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
 from specs.records import GapReason, GapRecord, Quality, Reading, iso_time
-from tests.integration.test_publisher import FakeCollectorLink, InOrderCollector
+from tests.integration.test_publisher import (
+    FakeCollectorLink,
+    InOrderCollector,
+    collector_link,
+)
 from tests.support.broker import Broker, free_port
-from tests.support.publisher_rig import GATEWAY_KEY, SITE, TOPICS, gateway_publisher
+from tests.support.publisher_rig import GATEWAY_KEY, SITE, gateway_publisher
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -46,47 +53,70 @@ def _reading(i: int) -> Reading:
     return Reading(f"T{i:03d}-LT-01", "WHP-LT", iso_time(1.7e9 + i), 1.0 + i / 7, "m", Quality.GOOD)
 
 
+BIG = tuple(_reading(i) for i in range(400))  # ~60 KB as one block
+SMALL = tuple(_reading(1000 + i) for i in range(3))
+
+
+@dataclass
+class Sent:
+    """What the publisher did: the collector's side of the wire, and its task."""
+
+    link: FakeCollectorLink
+    running: asyncio.Task[None]
+
+
+@contextlib.asynccontextmanager
+async def _sending(outbox: Outbox, broker: Broker) -> AsyncIterator[Sent]:
+    """BIG sealed (seq 1), then each of SMALL (2-4); the publisher runs, the test ACKs."""
+    await outbox.seal(BIG, now=time.time(), clock_synced=True)
+    for reading in SMALL:
+        await outbox.seal((reading,), now=time.time(), clock_synced=True)
+    publisher = gateway_publisher(outbox, broker.port, ack_timeout=30, max_inflight=10)
+    async with collector_link(broker, outbox.epoch) as link:
+        sent = Sent(link, asyncio.create_task(publisher.run()))
+        try:
+            async with InOrderCollector(link).answering():
+                yield sent
+        finally:
+            publisher.stop()
+            sent.running.cancel()
+            await asyncio.gather(sent.running, return_exceptions=True)
+
+
+async def _until(done: Callable[[], Awaitable[bool]], sent: Sent, logs: list[Any]) -> None:
+    """Wait until `done` (15 s at most) while the publisher runs."""
+    deadline = time.monotonic() + 15
+    while not await done():
+        lost = sum(entry["event"] == "uplink_lost" for entry in logs)
+        assert not sent.running.done(), sent.running.exception()
+        assert time.monotonic() < deadline, (
+            f"received {sorted(set(sent.link.received))}, sessions lost {lost}"
+        )
+        await asyncio.sleep(0.05)
+
+
 async def test_a_block_larger_than_the_broker_takes_is_sealed_again_smaller_and_the_rest_flows(
     tmp_path: Path, small_broker: Broker
 ) -> None:
-    big = tuple(_reading(i) for i in range(400))  # ~60 KB as one block
-    small = tuple(_reading(1000 + i) for i in range(3))
     with capture_logs() as logs:
-        async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
-            await outbox.seal(big, now=time.time(), clock_synced=True)  # seq 1
-            for reading in small:  # 2-4, behind it
-                await outbox.seal((reading,), now=time.time(), clock_synced=True)
-            publisher = gateway_publisher(
-                outbox, small_broker.port, ack_timeout=30, max_inflight=10, reconnect_after=0.2
-            )
-            async with aiomqtt.Client(
-                "127.0.0.1", small_broker.port, protocol=aiomqtt.ProtocolVersion.V5
-            ) as client:
-                await client.subscribe(TOPICS.block, qos=1)
-                link = FakeCollectorLink(client, outbox.epoch)
-                tasks = [asyncio.create_task(link.listen()), asyncio.create_task(publisher.run())]
-                try:
-                    async with InOrderCollector(link).answering():
-                        deadline = time.monotonic() + 15
-                        while (await outbox.stats()).undelivered:
-                            lost = sum(entry["event"] == "uplink_lost" for entry in logs)
-                            assert time.monotonic() < deadline, (
-                                f"received {sorted(set(link.received))}, sessions lost {lost}"
-                            )
-                            await asyncio.sleep(0.05)
-                finally:
-                    publisher.stop()
-                    for task in tasks:
-                        task.cancel()
-                    await asyncio.gather(*tasks, return_exceptions=True)
-    records = [record for payload in link.payloads for record in decode_block(payload).records]
+        async with (
+            open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox,
+            _sending(outbox, small_broker) as sent,
+        ):
+
+            async def delivered() -> bool:
+                return (await outbox.stats()).undelivered == 0
+
+            await _until(delivered, sent, logs)
+    payloads = sent.link.payloads
+    records = [record for payload in payloads for record in decode_block(payload).records]
     arrived = [record for record in records if isinstance(record, Reading)]
-    assert sorted(arrived, key=lambda r: r.t) == [*big, *small]  # every reading, once
+    assert sorted(arrived, key=lambda r: r.t) == [*BIG, *SMALL]  # every reading, once
     gaps = [record for record in records if isinstance(record, GapRecord)]
     assert [(g.reason, g.epoch, g.from_seq, g.to_seq, g.lost) for g in gaps] == [
         (GapReason.TOO_LARGE, outbox.epoch, 1, 1, 0)
     ]
-    assert max(len(payload) for payload in link.payloads) < LIMIT
+    assert max(len(payload) for payload in payloads) < LIMIT
     assert not [entry for entry in logs if entry["event"] == "uplink_lost"]
     (split,) = [entry for entry in logs if entry["event"] == "block_too_large_for_broker"]
     assert (split["seq"], split["limit"], split["readings"]) == (1, LIMIT, 400), split
@@ -114,39 +144,18 @@ async def test_a_block_that_cannot_be_sealed_again_is_left_and_the_rest_flows(
     # Sealing it again may fail (a full disk: SQLITE_FULL; here a trigger refuses the delete):
     # the error ended the publisher's task, and the agent with it. It is left for a later
     # turn, logged, and what follows it is sent.
-    big = tuple(_reading(i) for i in range(400))
-    small = tuple(_reading(1000 + i) for i in range(3))
     with capture_logs() as logs:
         async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
-            await outbox.seal(big, now=time.time(), clock_synced=True)  # seq 1
-            for reading in small:  # 2-4
-                await outbox.seal((reading,), now=time.time(), clock_synced=True)
             await outbox._db.execute(
                 "CREATE TRIGGER full BEFORE DELETE ON blocks BEGIN SELECT RAISE(ABORT, 'full'); END"
             )
-            publisher = gateway_publisher(
-                outbox, small_broker.port, ack_timeout=30, max_inflight=10
-            )
-            async with aiomqtt.Client(
-                "127.0.0.1", small_broker.port, protocol=aiomqtt.ProtocolVersion.V5
-            ) as client:
-                await client.subscribe(TOPICS.block, qos=1)
-                link = FakeCollectorLink(client, outbox.epoch)
-                listening = asyncio.create_task(link.listen())
-                running = asyncio.create_task(publisher.run())
-                try:
-                    async with InOrderCollector(link).answering():
-                        deadline = time.monotonic() + 15
-                        while [b.seq for b in await outbox.undelivered(after=0, limit=9)] != [1]:
-                            assert not running.done(), running.exception()
-                            assert time.monotonic() < deadline, sorted(set(link.received))
-                            await asyncio.sleep(0.05)
-                        assert not running.done(), running.exception()
-                finally:
-                    publisher.stop()
-                    for task in (listening, running):
-                        task.cancel()
-                    await asyncio.gather(listening, running, return_exceptions=True)
-    assert sorted(set(link.received)) == [2, 3, 4]
+            async with _sending(outbox, small_broker) as sent:
+
+                async def only_the_big_one_waits() -> bool:
+                    return [b.seq for b in await outbox.undelivered(after=0, limit=9)] == [1]
+
+                await _until(only_the_big_one_waits, sent, logs)
+                assert not sent.running.done(), sent.running.exception()
+    assert sorted(set(sent.link.received)) == [2, 3, 4]
     (left,) = [entry for entry in logs if entry["event"] == "too_large_block_not_sealed_again"]
     assert (left["seq"], left["error"]) == (1, "full"), left
