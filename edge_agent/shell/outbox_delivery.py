@@ -16,7 +16,7 @@ from collections.abc import Sequence
 
 import aiosqlite
 
-from edge_agent.core.missing_blocks import Span
+from edge_agent.core.missing_blocks import AckMark, Span
 from edge_agent.shell.outbox_damage import Append, ready_to_send
 from edge_agent.shell.outbox_key_listing import AckKeys, KeyListing
 from edge_agent.shell.outbox_missing import Declarations, answer_missing
@@ -27,6 +27,7 @@ from edge_agent.shell.outbox_reads import (
     read_undelivered,
     read_undelivered_block,
 )
+from edge_agent.shell.outbox_schema import ACK_MARK_SQL
 from edge_agent.shell.outbox_seal import chain_position, release
 from edge_agent.shell.outbox_sidecars import MarkKeeper
 from edge_agent.shell.outbox_transaction import on_thread
@@ -141,21 +142,44 @@ class Delivery:
         return state.last_seq, digest
 
     async def mark_delivered(
-        self, *, epoch: str, through: int, also: int | None, now: float, keys: AckKeys = None
+        self,
+        *,
+        epoch: str,
+        through: int,
+        also: int | None,
+        now: float,
+        keys: AckKeys = None,
+        issued_at: float | None = None,
     ) -> int:
-        """Release what the collector stored: seq <= `through`, + `also`; `keys`: the ACK's."""
+        """Release what the collector stored: seq <= `through`, + `also`.
+
+        `keys` and `issued_at` (the collector's time; None: not known) are the ACK's.
+        """
         async with self._lock:
             if epoch != self._epoch:
                 return 0
             for seq in [s for s in self._handed.seqs() if s <= through or s == also]:
                 self._handed.take(seq)
             released = await on_thread(
-                self._db, release, epoch, through, also, now, keys, self._key.kid
+                self._db, release, epoch, through, also, now, keys, self._key.kid, issued_at
             )
             self._left_out.acked(released.left_out, keys, self._key.kid)
             if released.announcements:
                 self.announcement_delivered.set()
             return released.blocks
+
+    async def ack_mark(self) -> AckMark | None:
+        """The current epoch's highest `acked_through` heard, with its ACK's time, if known.
+
+        Kept in the file, so that a restart does not take a stale ACK for the collector's word.
+        """
+        async with self._lock:
+            epoch = self._epoch
+            async with self._db.execute(ACK_MARK_SQL, (epoch,)) as cursor:
+                row = await cursor.fetchone()
+        if row is None or row[1] is None:
+            return None
+        return AckMark(epoch, int(row[0]), float(row[1]))
 
     @property
     def key_left_out(self) -> float | None:

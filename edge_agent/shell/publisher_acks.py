@@ -57,8 +57,11 @@ class AckTaker:
         self._rejected_lines = rejected_lines
         # When the collector last answered a block with an ACK (wall clock; `edge-agent status`).
         self.last_ack: float | None = None
-        # The highest `acked_through` an ACK said, its epoch and time (`_answer_missing`).
+        # The highest `acked_through` an ACK said, its epoch and time (`_answer_missing`),
+        # read from the outbox at the first ACK: a mark started afresh at each start took the
+        # first ACK after it for the collector's word, a stale one too.
         self._ack_mark: AckMark | None = None
+        self._mark_read = False
 
     def _ack_rejected(self, reason: str, **fields: object) -> None:
         # Anyone who can publish on down/ack can forge these: a bounded number of lines.
@@ -79,6 +82,9 @@ class AckTaker:
         if ack.gateway != self._topics.gateway or ack.epoch != self._outbox.epoch:
             self._ack_rejected("not for this gateway or epoch", epoch=ack.epoch)
             return
+        if not self._mark_read:
+            self._ack_mark = await self._outbox.ack_mark()
+            self._mark_read = True
         try:
             released = await self._release(ack)
         except sqlite3.Error as exc:
@@ -144,5 +150,6 @@ class AckTaker:
             also=verdict.also,
             now=time.time(),
             keys=ack.keys,
+            issued_at=parse_iso_time(ack.issued_at),
         )
         return True

@@ -824,3 +824,48 @@ async def test_a_seq_whose_declaration_was_pruned_is_declared_again_for_a_restor
         # The restored collector, well after the ACK through 4 (CLOCK_ALLOWANCE).
         await r.link.ack(1, seq=1, missing=((2, 4),), issued_at=iso_time(time.time() + 60))
         assert await _sealed_gaps(r, 5) == [("released", 2, 4)]
+
+
+async def test_a_stale_ack_after_a_restart_declares_nothing_the_collector_holds(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # The mark that keeps a stale ACK (another collector's, issued before the collector stored
+    # what it lists missing) from being answered lived in memory only: after a restart the
+    # first ACK was answered whatever its age. One the persistent session kept for the agent
+    # while it was down lists 3-5 missing, which an ACK through 5 released and retention
+    # deleted before the restart: a 'released' gap record declared them lost, though the
+    # collector holds them.
+    async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
+        await r.link.wait_for(5)
+        await r.link.ack(5, seq=5)
+        deadline = time.monotonic() + 10
+        while await r.undelivered():
+            assert time.monotonic() < deadline, await r.undelivered()
+            await asyncio.sleep(0.02)
+        assert await r.outbox.prune(delivered_before=time.time() + 1) == 5
+    async with rig(tmp_path, broker, backlog=0, max_inflight=10) as r:
+        await r.seal(1)  # seq 6
+        await r.link.wait_for(1)
+        await r.link.ack(2, seq=2, missing=((3, 5),), issued_at=iso_time(time.time() - 5))
+        await r.link.ack(6, seq=6)  # taken after the stale one: the session keeps their order
+        deadline = time.monotonic() + 10
+        while 6 in await r.undelivered():
+            assert time.monotonic() < deadline, await r.undelivered()
+            await asyncio.sleep(0.02)
+        sealed = [
+            record
+            for block in await r.outbox.undelivered(after=6, limit=100)
+            for record in decode_block(block.payload).records
+        ]
+        assert (await r.outbox.stats()).last_seq == 6, f"sealed after the ACKs: {sealed}"
+    # A collector gone back (its ACK issued well after the mark's) is still answered after one.
+    async with rig(tmp_path, broker, backlog=0, max_inflight=10) as r:
+        await r.link.ack(2, seq=2, missing=((3, 5),), issued_at=iso_time(time.time() + 60))
+        deadline = time.monotonic() + 10
+        while (await r.outbox.stats()).last_seq == 6:
+            assert time.monotonic() < deadline, "the restored collector was not answered"
+            await asyncio.sleep(0.02)
+        (block,) = await r.outbox.undelivered(after=6, limit=100)
+        (gap,) = decode_block(block.payload).records
+        assert isinstance(gap, GapRecord), gap
+        assert (gap.reason, gap.from_seq, gap.to_seq) == (GapReason.RELEASED, 3, 5)
