@@ -94,8 +94,8 @@ class GapReason(enum.StrEnum):
     # it lacks again: its database was put back to a backup taken before it stored them.
     RELEASED = "released"
     # A block larger than the broker takes (the Maximum Packet Size of its CONNACK): its seq
-    # never comes. Its records were sealed again in smaller blocks (`lost` 0), or, one record
-    # alone too large, are lost (`lost` its readings).
+    # never comes. Its records were sealed again in smaller blocks (`lost` 0; a block of one
+    # record is never split nor dropped: it waits for a broker that takes it).
     TOO_LARGE = "too_large"
 
 

@@ -122,20 +122,57 @@ async def test_a_block_larger_than_the_broker_takes_is_sealed_again_smaller_and_
     assert (split["seq"], split["limit"], split["readings"]) == (1, LIMIT, 400), split
 
 
-async def test_a_lone_record_too_large_is_declared_lost_with_its_time(tmp_path: Path) -> None:
-    # The one case that loses: a block of one record cannot be split (a record is far smaller
-    # than any broker's limit, so this is the floor, not a case seen).
-    async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
-        await outbox.seal((_reading(7),), now=time.time(), clock_synced=True)
+async def test_a_broker_smaller_than_any_block_keeps_the_record_and_seals_nothing(
+    tmp_path: Path,
+) -> None:
+    # max_packet_size 400: the agent's CONNECT fits, no block does (one reading: 709 bytes).
+    # A block of one record cannot be split. It was dropped for a gap record declaring it
+    # (lost 1), whose block, one record too, was too large in turn and dropped for another
+    # (lost 0), for ever: 1,168 seals in 3 s, the reading's declaration itself gone. It is
+    # kept, unsent, and goes once a broker takes it.
+    workdir = tmp_path / "broker"
+    workdir.mkdir()
+    broker = Broker(free_port(), workdir, extra_config="max_packet_size 400\n")
+    broker.start()
+    try:
         with capture_logs() as logs:
-            assert await outbox.seal_smaller(1, 3, now=time.time(), clock_synced=True)
-        assert not await outbox.seal_smaller(1, 3, now=time.time(), clock_synced=True)  # gone
-        (block,) = await outbox.undelivered(after=0, limit=10)
-    (gap,) = decode_block(block.payload).records
-    assert isinstance(gap, GapRecord)
-    assert (gap.reason, gap.from_seq, gap.to_seq, gap.lost) == (GapReason.TOO_LARGE, 1, 1, 1)
-    assert gap.t_from == gap.t_to == _reading(7).t
-    assert [entry["event"] for entry in logs] == ["too_large_record_declared"]
+            async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
+                await outbox.seal((_reading(7),), now=time.time(), clock_synced=True)
+                publisher = gateway_publisher(outbox, broker.port, ack_timeout=2, max_inflight=10)
+                running = asyncio.create_task(publisher.run())
+                try:
+                    deadline = time.monotonic() + 15
+                    while not any(e["event"] == "too_large_record_left" for e in logs):
+                        last_seq = (await outbox.stats()).last_seq
+                        assert time.monotonic() < deadline, f"last seq {last_seq}, none left"
+                        assert not running.done(), running.exception()
+                        await asyncio.sleep(0.05)
+                    (kept,) = await outbox.undelivered(after=0, limit=10)
+                    assert ((await outbox.stats()).last_seq, kept.seq) == (1, 1)
+                    assert decode_block(kept.payload).records == (_reading(7),)
+                    # The broker restarted without the limit: the record goes as sealed.
+                    broker.stop()
+                    broker.extra_config = ""
+                    broker.start()
+                    async with (
+                        collector_link(broker, outbox.epoch) as link,
+                        InOrderCollector(link).answering(),
+                    ):
+                        sent = Sent(link, running)
+
+                        async def delivered() -> bool:
+                            return (await outbox.stats()).undelivered == 0
+
+                        await _until(delivered, sent, logs)
+                finally:
+                    publisher.stop()
+                    running.cancel()
+                    await asyncio.gather(running, return_exceptions=True)
+    finally:
+        broker.stop()
+    assert sent.link.payloads == [kept.payload]
+    (left,) = [entry for entry in logs if entry["event"] == "too_large_record_left"]
+    assert (left["seq"], left["record"]) == (1, "Reading"), left
 
 
 async def test_a_block_that_cannot_be_sealed_again_is_left_and_the_rest_flows(
