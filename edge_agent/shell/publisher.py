@@ -32,7 +32,6 @@ from edge_agent.shell.publisher_lanes import Lanes
 from edge_agent.shell.uplink import (
     UplinkClient,
     UplinkSettings,
-    publish_packet_size,
     signed_properties,
     uplink_client,
 )
@@ -191,9 +190,11 @@ class Publisher:
         if self._meta is not None:
             # On every connect: the collector may have lost it, and it is cheap.
             payload, signature = self._meta
-            await client.publish(
-                self._topics.meta, payload, qos=1, properties=signed_properties(signature)
-            )
+            properties = signed_properties(signature)
+            if (size := client.oversize(self._topics.meta, payload, properties)) is None:
+                await client.publish(self._topics.meta, payload, qos=1, properties=properties)
+            else:  # one message, not split: sent, it would end every session before a block
+                log.error("meta_too_large_for_broker", bytes=size, limit=client.maximum_packet_size)
         self._raise_if_stopped()  # a stop that the waits above swallowed
         # Everything unacked is owed again on a new session; the collector dedupes. Blocks
         # sealed while the uplink was down are backlog now, sent in order in the backlog
@@ -301,10 +302,8 @@ class Publisher:
         (`outbox_oversize`).
         """
         limit = client.maximum_packet_size
-        if limit is None:
-            return False
-        size = publish_packet_size(self._topics.block, payload, properties)
-        if size <= limit:
+        size = client.oversize(self._topics.block, payload, properties)
+        if limit is None or size is None:
             return False
         # Sent, it would end the session, and be sent first again on the next, for ever.
         parts = -(-size // limit) + 1  # one more than it takes at this ratio: parts vary

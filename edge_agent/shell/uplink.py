@@ -70,6 +70,13 @@ class UplinkClient(CancelSafeClient):
         self.maximum_packet_size = size if isinstance(size, int) else None
         super()._on_connect(client, userdata, flags, reason_code, properties)
 
+    def oversize(self, topic: str, payload: bytes, properties: Properties) -> int | None:
+        """The PUBLISH packet's size when it is over `maximum_packet_size`; None: it fits."""
+        if self.maximum_packet_size is None:
+            return None
+        size = publish_packet_size(topic, payload, properties)
+        return size if size > self.maximum_packet_size else None
+
 
 def publish_packet_size(topic: str, payload: bytes, properties: Properties) -> int:
     """Bytes of a QoS 1 PUBLISH packet whole, as MQTT 5 measures it against that maximum."""

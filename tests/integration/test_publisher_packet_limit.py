@@ -66,12 +66,14 @@ class Sent:
 
 
 @contextlib.asynccontextmanager
-async def _sending(outbox: Outbox, broker: Broker) -> AsyncIterator[Sent]:
+async def _sending(
+    outbox: Outbox, broker: Broker, meta: bytes | None = None
+) -> AsyncIterator[Sent]:
     """BIG sealed (seq 1), then each of SMALL (2-4); the publisher runs, the test ACKs."""
     await outbox.seal(BIG, now=time.time(), clock_synced=True)
     for reading in SMALL:
         await outbox.seal((reading,), now=time.time(), clock_synced=True)
-    publisher = gateway_publisher(outbox, broker.port, ack_timeout=30, max_inflight=10)
+    publisher = gateway_publisher(outbox, broker.port, ack_timeout=30, max_inflight=10, meta=meta)
     async with collector_link(broker, outbox.epoch) as link:
         sent = Sent(link, asyncio.create_task(publisher.run()))
         try:
@@ -196,3 +198,25 @@ async def test_a_block_that_cannot_be_sealed_again_is_left_and_the_rest_flows(
     assert sorted(set(sent.link.received)) == [2, 3, 4]
     (left,) = [entry for entry in logs if entry["event"] == "too_large_block_not_sealed_again"]
     assert (left["seq"], left["error"]) == (1, "full"), left
+
+
+async def test_a_meta_larger_than_the_broker_takes_is_not_sent_and_the_blocks_flow(
+    tmp_path: Path, small_broker: Broker
+) -> None:
+    # The point catalogue goes first on every connect, ~200 bytes a point: 20 KB for a site of
+    # 100 points, over this broker's 16 KiB. Sent, it ended each session before any block went
+    # (0 of 4 blocks in 15 s). It cannot be split: it is left out, said, and the blocks go.
+    meta = b"m" * 20_000
+    with capture_logs() as logs:
+        async with (
+            open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox,
+            _sending(outbox, small_broker, meta) as sent,
+        ):
+
+            async def delivered() -> bool:
+                return (await outbox.stats()).undelivered == 0
+
+            await _until(delivered, sent, logs)
+    assert not [entry for entry in logs if entry["event"] == "uplink_lost"]
+    left = [entry for entry in logs if entry["event"] == "meta_too_large_for_broker"]
+    assert [(entry["limit"], entry["bytes"] > len(meta)) for entry in left] == [(LIMIT, True)]
