@@ -83,6 +83,9 @@ JOBS = (
     Job("wire", "bench.wire", timeout=300),
     Job("backfill", "bench.backfill", full=("--repeats", "2"),
         quick=("--repeats", "1", "--rows", "200000", "--small", "20000"), timeout=600),
+    # A full outbox of 256 MiB (a quarter hour of the suite would fill the default 2 GiB).
+    Job("declarations", "bench.declarations", quick=("--repeats", "1", "--budget", "64"),
+        timeout=900),
     Job("queries", "bench.queries", quick=("--repeats", "3", "--days", "3"), timeout=300),
     Job("signing", "bench.signing",
         quick=("--repeats", "1", "--gateways", "4", "--blocks", "5", "--seconds", "0.5"),

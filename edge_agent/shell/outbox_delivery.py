@@ -103,19 +103,19 @@ class Delivery:
         declares) are declared lost, one `outbox_corrupt` gap record a run; those it holds as
         delivered are made undelivered again and returned, to be sent again.
         """
-        async with self._lock:
-            if epoch != self._epoch:
-                return ()
-            sealed, resend = await answer_missing(
-                self._db,
-                self._seal_block,
-                self._declared,
-                self._key,
-                epoch=epoch,
-                missing=missing,
-                now=now,
-                clock_synced=clock_synced,
-            )
+        if epoch != self._epoch:
+            return ()
+        sealed, resend = await answer_missing(
+            self._db,
+            self._lock,
+            self._seal_block,
+            self._declared,
+            self._key,
+            epoch=epoch,
+            missing=missing,
+            now=now,
+            clock_synced=clock_synced,
+        )
         if sealed is not None:
             self._marks.sealed(sealed.epoch, sealed.seq)
         return resend

@@ -1,16 +1,20 @@
 """The outbox's answer to seqs a collector ACK lists `missing`: what it cannot send is declared.
 
 The decision is the pure core's (`edge_agent.core.missing_blocks`); this module reads what it
-needs from the outbox file and carries it out, inside the outbox's lock and one transaction:
+needs from the outbox file and carries it out, under the outbox's lock and in one transaction:
 a run of seqs the outbox cannot produce is declared lost by a gap record sealed at the head
 (`released` when retention deleted them after the collector's ACK, else `outbox_corrupt`),
 and a row that says delivered while the collector says it is not stored is
 made undelivered again, so the send path reads it (and sends it, mended, or declares it).
+The ranges gap records declare are read once an epoch (`Declarations`), and that first read
+takes the lock a window of seqs at a time: on a full outbox it is seconds of decoding.
 """
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
+from typing import Any
 
 import aiosqlite
 import structlog
@@ -35,10 +39,49 @@ _HELD_SQL = (
 # without readings (a damaged block's gap record, a new epoch's first block, this module's).
 _GAP_BLOCKS_SQL = (
     f"SELECT seq, {PAYLOAD}, {WITNESS_COLUMNS} FROM blocks WHERE epoch = ? AND seq > ?"
-    " AND (thinned = 1 OR readings = 0 OR readings IS NULL) ORDER BY seq"
+    " AND seq <= ? AND (thinned = 1 OR readings = 0 OR readings IS NULL) ORDER BY seq"
 )
 # Declaring blocks looked up per statement: under SQLite's least bound-parameter limit (999).
 _LOOKUP_CHUNK = 500
+# Seqs read per turn of the outbox's lock when the declarations catch up: SQLite reads every
+# row's payload of the window to reach the columns after it, up to 32 blocks of 640 KB.
+_WINDOW = 32
+
+Declared = list[tuple[int, int | None]]
+
+
+def _declared_by(rows: Sequence[Sequence[Any]], epoch: str, key: SigningKey) -> dict[int, Declared]:
+    """The ranges in `epoch` each row's gap records declare (_GAP_BLOCKS_SQL's rows).
+
+    Only blocks whose row vouches for their payload (`as_sealed`) count: a damaged one is
+    declared itself by the send path, and what it declared must not be taken as said.
+    """
+    declared: dict[int, Declared] = {}
+    for seq, held, *witnessed in rows:
+        payload = bytes(held)
+        if not as_sealed(payload, *witnesses(witnessed), key):
+            continue
+        try:
+            records = decode_block(payload).records
+        except (BlockFormatError, RecordFormatError):
+            continue
+        spans = [
+            (record.from_seq, record.to_seq)
+            for record in records
+            if isinstance(record, GapRecord)
+            and record.epoch == epoch
+            and record.from_seq is not None
+        ]
+        if spans:
+            declared[int(seq)] = spans
+    return declared
+
+
+async def _gap_rows(
+    db: aiosqlite.Connection, epoch: str, after: int, upto: int
+) -> Sequence[Sequence[Any]]:
+    async with db.execute(_GAP_BLOCKS_SQL, (epoch, after, upto)) as cursor:
+        return list(await cursor.fetchall())
 
 
 class Declarations:
@@ -56,49 +99,63 @@ class Declarations:
         self._epoch = ""
         self._through = 0
         # The declaring block's seq -> the ranges its gap records declare.
-        self._by_block: dict[int, list[tuple[int, int | None]]] = {}
+        self._by_block: dict[int, Declared] = {}
+
+    def _of(self, epoch: str) -> None:
+        if epoch != self._epoch:
+            self._epoch, self._through, self._by_block = epoch, 0, {}
+
+    def behind(self, epoch: str, last_seq: int) -> bool:
+        """Whether blocks of `epoch` up to `last_seq` are not read yet."""
+        return epoch != self._epoch or last_seq > self._through
+
+    async def catch_up(
+        self, db: aiosqlite.Connection, lock: asyncio.Lock, epoch: str, key: SigningKey
+    ) -> None:
+        """Read the blocks of `epoch` sealed since the last read, up to the chain's last seq.
+
+        The first read after a start reads every thinned or dropped block's replacement of
+        the epoch: on a full outbox thinning has run through, hundreds of MiB, seconds of
+        decoding (bench/declarations.py). So the outbox's `lock` is taken only to fetch the
+        rows of _WINDOW seqs at a time, and they are decoded on a worker thread without it:
+        sealing goes on between, and so does the event loop. What changes meanwhile is read
+        as in one go: a block sealed lies above the seqs read, a declaring block that gives
+        way is sealed again at the head (read there), one pruned is forgotten by `read`.
+        The last seq to read is the chain's when it starts: the blocks sealed meanwhile are
+        left to `read`, or a sealer that seals a block each turn would be chased for ever.
+        """
+        goal: int | None = None
+        while True:
+            async with lock:
+                state = await on_thread(db, read_chain_state)
+                if state.epoch != epoch:
+                    return
+                self._of(epoch)
+                goal = state.last_seq if goal is None else goal
+                after = self._through
+                if goal <= after:
+                    return
+                upto = min(goal, after + _WINDOW)
+                rows = await _gap_rows(db, epoch, after, upto)
+            declared = await asyncio.to_thread(_declared_by, rows, epoch, key)
+            if (self._epoch, self._through) == (epoch, after):  # else read meanwhile: again
+                self._by_block.update(declared)
+                self._through = upto
 
     async def read(
         self, db: aiosqlite.Connection, epoch: str, last_seq: int, key: SigningKey
-    ) -> list[tuple[int, int | None]]:
+    ) -> Declared:
         """The ranges declared in `epoch` by blocks still held, reading up to `last_seq`.
 
-        Only blocks whose row vouches for their payload (`as_sealed`) count: a damaged one is
-        declared itself by the send path, and what it declared must not be taken as said.
+        Under the outbox's lock: what `catch_up` left (sealed since) is read here.
         """
-        if epoch != self._epoch:
-            self._epoch, self._through, self._by_block = epoch, 0, {}
+        self._of(epoch)
         if last_seq > self._through:
-            await self._read_sealed(db, epoch, last_seq, key)
+            rows = await _gap_rows(db, epoch, self._through, last_seq)
+            self._by_block.update(_declared_by(rows, epoch, key))
+            self._through = last_seq
         await self._forget_gone(db, epoch)
         return [span for spans in self._by_block.values() for span in spans]
-
-    async def _read_sealed(
-        self, db: aiosqlite.Connection, epoch: str, last_seq: int, key: SigningKey
-    ) -> None:
-        """Take the declarations of the blocks sealed after the last read, up to `last_seq`."""
-        async with db.execute(_GAP_BLOCKS_SQL, (epoch, self._through)) as cursor:
-            rows = await cursor.fetchall()
-        for seq, held, *witnessed in rows:
-            if int(seq) > last_seq:
-                break
-            payload = bytes(held)
-            if not as_sealed(payload, *witnesses(witnessed), key):
-                continue
-            try:
-                records = decode_block(payload).records
-            except (BlockFormatError, RecordFormatError):
-                continue
-            spans = [
-                (record.from_seq, record.to_seq)
-                for record in records
-                if isinstance(record, GapRecord)
-                and record.epoch == epoch
-                and record.from_seq is not None
-            ]
-            if spans:
-                self._by_block[int(seq)] = spans
-        self._through = last_seq
 
     async def _forget_gone(self, db: aiosqlite.Connection, epoch: str) -> None:
         """Drop the declarations of blocks the outbox no longer holds.
@@ -130,6 +187,7 @@ async def _held(db: aiosqlite.Connection, epoch: str, window: Sequence[Span]) ->
 
 async def answer_missing(
     db: aiosqlite.Connection,
+    lock: asyncio.Lock,
     append: Append,
     declarations: Declarations,
     key: SigningKey,
@@ -139,18 +197,42 @@ async def answer_missing(
     now: float,
     clock_synced: bool,
 ) -> tuple[SealedBlock | None, tuple[int, ...]]:
-    """Answer the seqs an ACK of `epoch` lists `missing` (under the outbox's lock).
+    """Answer the seqs an ACK of `epoch` lists `missing`, under the outbox's `lock`.
 
     Read first, and written (one transaction, the verdict taken again inside it) only when
     there is something to do. Returns the last gap record's block (None: nothing declared) and
-    the seqs made undelivered again, to be sent again.
+    the seqs made undelivered again, to be sent again. When the verdict needs declarations
+    not read yet, they are read first with the lock taken a window at a time
+    (`Declarations.catch_up`), and the answer taken after.
     """
-    if not await _verdict(db, declarations, key, epoch, missing):
-        return None, ()
-    async with async_write_transaction(db):
-        verdict = await _verdict(db, declarations, key, epoch, missing)
-        sealed = await _carry_out(db, append, epoch, verdict, now=now, clock_synced=clock_synced)
-    return sealed, verdict.resend
+
+    async def answer() -> tuple[SealedBlock | None, tuple[int, ...]]:
+        if not await _verdict(db, declarations, key, epoch, missing):
+            return None, ()
+        async with async_write_transaction(db):
+            verdict = await _verdict(db, declarations, key, epoch, missing)
+            sealed = await _carry_out(
+                db, append, epoch, verdict, now=now, clock_synced=clock_synced
+            )
+        return sealed, verdict.resend
+
+    async with lock:
+        if not await _unread(db, declarations, epoch, missing):
+            return await answer()
+    await declarations.catch_up(db, lock, epoch, key)
+    async with lock:
+        return await answer()
+
+
+async def _unread(
+    db: aiosqlite.Connection, declarations: Declarations, epoch: str, missing: Sequence[Span]
+) -> bool:
+    """Whether the verdict needs declarations not read yet: a seq `missing` is not held."""
+    state = await on_thread(db, read_chain_state)
+    if state.epoch != epoch or not declarations.behind(epoch, state.last_seq):
+        return False
+    window = examined(missing, state.last_seq)
+    return bool(window) and bool(judge_missing(window, await _held(db, epoch, window)).lost)
 
 
 async def _verdict(

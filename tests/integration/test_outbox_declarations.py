@@ -1,0 +1,102 @@
+"""The first ACK since a start that lists seqs the outbox lost, on a full outbox: sealing goes on.
+
+An ACK listing a seq the outbox does not hold is answered from the seq ranges the epoch's gap
+records declare (`outbox_missing.Declarations`): after a start, the first such ACK reads every
+thinned or dropped block's replacement of the epoch. On a full outbox of the default 2 GiB
+budget thinning has run through, that is hundreds of MiB to decode, and it was read while the
+answer held the outbox's lock: sealing stopped for as long (bench/declarations.py: 2 s for
+8 MiB of them). Real SQLite files; the sealer here is a task sealing block after block, as
+the agent's does, and its seals make room in the full outbox (thinning, dropping) while the
+answer reads.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_open import open_outbox
+from specs.block import decode_block
+from specs.records import GapReason, GapRecord, Record
+from tests.support.outbox_site import KEY, SITE, T0
+from tests.support.records import reading_at
+
+pytestmark = pytest.mark.timeout(120)
+
+MIB = 1024 * 1024
+POINTS = ("T001-LT-01", "T001-TT-01", "T001-PT-01", "T002-LT-01", "T002-TT-01")
+
+
+def _block(index: int) -> tuple[Record, ...]:
+    base = T0 + index * 60
+    return tuple(
+        reading_at(base + i, float((index + i) % 97), point=POINTS[i % len(POINTS)])
+        for i in range(60)
+    )
+
+
+def _gaps(path: Path, reason: GapReason) -> list[tuple[int | None, int | None]]:
+    with closing(sqlite3.connect(path)) as db:
+        payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
+    return [
+        (record.from_seq, record.to_seq)
+        for payload in payloads
+        for record in decode_block(payload).records
+        if isinstance(record, GapRecord) and record.reason == reason
+    ]
+
+
+async def _sealing_while(outbox: Outbox, answer: asyncio.Task[tuple[int, ...]]) -> int:
+    """Seal block after block until `answer` is done; how many were sealed before it was."""
+    during = 0
+    index = 10_000
+    while not answer.done():
+        await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        index += 1
+        during += 0 if answer.done() else 1
+    return during
+
+
+async def test_seals_go_on_while_the_first_answer_reads_what_gap_records_declare(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        for index in range(400):  # thinned and dropped again and again: nothing is ACKed
+            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        last_seq = (await outbox.stats()).last_seq
+    lost = last_seq - 5  # a row gone from the file, that no gap record declares
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("DELETE FROM blocks WHERE seq = ?", (lost,))
+        lowest, gap_blocks = db.execute(
+            "SELECT MIN(seq), SUM(thinned = 1 OR readings = 0) FROM blocks"
+        ).fetchone()
+    assert lowest > 63  # seqs 1-63 were thinned away, and are declared
+    assert gap_blocks > 10
+    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == []
+
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:  # a start: none read
+        answer = asyncio.create_task(
+            outbox.answer_missing(outbox.epoch, [(1, 63)], now=T0, clock_synced=True)
+        )
+        sealed = await _sealing_while(outbox, answer)
+        resend = await answer
+        again = await outbox.answer_missing(outbox.epoch, [(1, 63)], now=T0, clock_synced=True)
+    # Before, the answer held the lock while it read: the first seal waited for all of it.
+    assert sealed >= 3, f"{sealed} seals while the answer read {gap_blocks} gap blocks"
+    # Seqs 1-63 were found declared, though blocks gave way while the answer read.
+    assert resend == again == ()
+    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == []
+
+    # A start with room for the answer's own block (in a full outbox it meets SQLITE_FULL,
+    # and the next ACK asks again): what no gap record declares is declared, and only that.
+    async with open_outbox(path, SITE, KEY, max_bytes=2 * MIB) as outbox:
+        await outbox.answer_missing(
+            outbox.epoch, [(1, 63), (lost, lost)], now=T0, clock_synced=True
+        )
+    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == [(lost, lost)]
