@@ -21,7 +21,7 @@ from pydantic import (
 )
 
 from collector.api.config import ApiConfig
-from collector.model import MESSAGE_BYTES
+from collector.model import AHEAD_ALLOWANCE, MESSAGE_BYTES
 from collector.pki.mosquitto import PACKET_HEADROOM
 from collector.storage.retention import MIN_AUDIT_DAYS, RetentionPolicy
 from collector.storage.urls import redacted
@@ -237,6 +237,15 @@ class IngestConfig(ConfigModel):
     # long: what was sealed and sent under it before the switch still arrives.
     key_overlap: Annotated[Duration, duration_bounds(at_least=0)] = 7 * 86400.0
     """How long a gateway's old key still verifies after its successor's announcement is stored."""
+    # A gateway whose own clock is wrong (an RTC reset to 2099, a bad NTP source) stamps its
+    # readings ahead; the agent's 15 min bound on device timestamps is against that clock.
+    ahead_allowance: Annotated[Duration, duration_bounds(at_least=0)] = AHEAD_ALLOWANCE
+    """How far past the collector's clock (at its block's arrival) a reading's t may be and still
+    be a current value. A reading further ahead is stored as sent, flagged `ahead_of_collector`,
+    kept out of `latest` (GET /v1/latest) and the per-minute rollups, and its block audited
+    `ahead_of_collector`. The default is the agent's own bound on device timestamps
+    (`device_time_rejected`), far beyond what two synchronised clocks differ by.
+    """
     # Anyone who may publish on up/ or status (one gateway's certificate, on its own topics)
     # may send as much as MQTT carries: past this, a message is audited `too_large` unread.
     # `collector broker-config` gives the broker the same bound (max_packet_size).

@@ -3,7 +3,8 @@
 Three kinds of figures:
 
 * counted by the ingest loop after each committed batch (`batch_committed`): blocks by
-  result, readings stored, readings left out as past retention, and the ingest lag of each
+  result, readings stored, readings left out as past retention, readings stored ahead of the
+  collector's clock (collector.storage.ahead), and the ingest lag of each
   stored block (commit time minus the block's `sealed_at`: how old data is when it becomes
   readable here, so a backlog or a gateway sending after an outage shows as lag);
 * counted by the API server: connections ended because their client took nothing of what
@@ -139,6 +140,13 @@ class CollectorMetrics:
             " deleted (audited past_retention; not stored, not in the rollups).",
             registry=self.registry,
         )
+        self._ahead = Counter(
+            "gz_collector_readings_ahead_of_collector_total",
+            "Readings stored stamped more than ingest.ahead_allowance past the collector's clock"
+            " (a gateway clock wrong; audited ahead_of_collector, flagged so, counted stored too;"
+            " not in latest nor the rollups).",
+            registry=self.registry,
+        )
         self._lag = Histogram(
             "gz_collector_ingest_lag_seconds",
             "Seconds from a block's sealing at the gateway to its commit here.",
@@ -168,6 +176,7 @@ class CollectorMetrics:
             self._blocks.labels(name).inc(count)
         self._readings.inc(stored_readings(batch, result))
         self._past_retention.inc(sum(result.past_retention))
+        self._ahead.inc(sum(result.ahead))
         for lag in lags(batch, result.outcomes, committed_at):
             self._lag.observe(lag)
 

@@ -89,6 +89,7 @@ class Reason(enum.StrEnum):
     # storage.raw_days): they may have been stored and pruned, so they are not stored nor
     # folded into the rollups again (one row per block, naming the first few; block stored).
     PAST_RETENTION = "past_retention"
+    AHEAD_OF_COLLECTOR = "ahead_of_collector"  # stored, flagged: collector.storage.ahead
     # A stored block's `prev` is not the hash of the stored block before it (the block stays
     # stored; its stream is flagged so that every ACK of it says `conflict`).
     CHAIN_BREAK = "chain_break"
@@ -111,6 +112,7 @@ MESSAGE_BYTES: Final = MAX_DECODED_BYTES
 """`ingest.max_message_bytes` by default: 16 MiB, what a payload may decode to at most, over 12
 times the largest block an agent seals (specs.block.MAX_BLOCK_READINGS: 1.3 MB at the longest
 names and flags, ~640 KB as sites name points)."""
+AHEAD_ALLOWANCE: Final = 900.0  # `ingest.ahead_allowance` by default (collector.config)
 MAX_DETAIL: Final = 500  # audit details quote inputs; keep rows small whatever arrives
 
 
@@ -319,6 +321,7 @@ class IngestBatch:
     actions: Sequence[ActionEntry] = ()
     presence_window: float = 60.0
     key_overlap: float = 7 * 86400.0
+    ahead_allowance: float = AHEAD_ALLOWANCE  # a reading's t past arrival, still current
     key_refusals: Sequence[KeyRefusal] = ()  # for collector.ingest.key_notice; never stored
 
 
@@ -387,10 +390,11 @@ class BatchResult:
     `keys` holds, for each gateway of the batch's blocks, its keys not revoked, read after
     the batch's announcements were taken or refused. `past_retention` holds, per block, how
     many of its readings were left out as before retention's mark (Reason.PAST_RETENTION;
-    empty: none of any block).
+    empty: none of any block); `ahead` likewise its readings stored ahead of the clock.
     """
 
     outcomes: tuple[Outcome, ...]
     streams: Mapping[tuple[str, str], StreamState] = field(default_factory=dict)
     keys: Mapping[str, tuple[LiveKey, ...]] = field(default_factory=dict)
     past_retention: tuple[int, ...] = ()
+    ahead: tuple[int, ...] = ()

@@ -69,6 +69,7 @@ def ingest_settings(config: CollectorConfig, host: str | None = None) -> IngestS
         session_expiry=config.ingest.session_expiry,
         offline_after=config.offline_after,
         key_overlap=config.ingest.key_overlap,
+        ahead_allowance=config.ingest.ahead_allowance,
         max_message_bytes=config.ingest.max_message_bytes,
     )
 

@@ -29,14 +29,15 @@ from paho.mqtt.properties import Properties
 from collector.config import MAX_SESSION_EXPIRY
 from collector.feed.wakeup import CommitSignal
 from collector.ingest.ack_out import AckOut
+from collector.ingest.batch_log import BatchLog
 from collector.ingest.core import Inbound, Outgoing, build_acks, notice_ack, plan_batch
 from collector.ingest.key_notice import KeyNotices, registered_at_their_place
 from collector.ingest.lanes import BacklogBudget, Lanes
 from collector.metrics import CollectorMetrics
-from collector.model import MESSAGE_BYTES, IngestBatch, KeyRefusal, LiveKey, Outcome
+from collector.model import AHEAD_ALLOWANCE, MESSAGE_BYTES, KeyRefusal, LiveKey
 from collector.storage.base import Storage, StorageError
 from hostkit.backoff import backoff_delays
-from hostkit.log_limit import LineLimit, warn_limited
+from hostkit.log_limit import LineLimit
 from hostkit.mqtt import NO_DELAY, CancelSafeClient
 from hostkit.mqtt_held import HeldBytes
 from specs.catalogue import Catalogue, default_catalogue
@@ -82,6 +83,7 @@ class IngestSettings:
     reconnect_max: float = 30.0
     offline_after: float = 60.0  # how long a sign of life keeps a gateway live (presence)
     key_overlap: float = 7 * 86400.0  # a rotated gateway key's old key signs this long still
+    ahead_allowance: float = AHEAD_ALLOWANCE  # a reading's t past its arrival, still current
     incoming_bytes: int = INCOMING_BYTES_BOUND  # held of messages not yet ingested (HeldBytes)
     max_message_bytes: int = MESSAGE_BYTES  # a larger payload is audited `too_large` unread
 
@@ -177,8 +179,7 @@ class Ingest:
         self.connected = asyncio.Event()
         self._stopping = False
         self._backlog = BacklogBudget(settings.backlog_batch_seconds, settings.backlog_batch_max)
-        # Anything that may publish on up/ can make rejections: a bounded number are logged.
-        self._rejections = rejection_lines if rejection_lines is not None else LineLimit()
+        self._log = BatchLog(rejection_lines)  # rejections, readings ahead: a bounded number
         self._notices = KeyNotices()  # when each gateway was last told its key is refused
 
     def stop(self) -> None:
@@ -309,11 +310,12 @@ class Ingest:
             ),
             presence_window=self._settings.offline_after,
             key_overlap=self._settings.key_overlap,
+            ahead_allowance=self._settings.ahead_allowance,
         )
         result = await self._storage.ingest(batch)
         if self._commits is not None:
             self._commits.notify()  # live streams read what this batch committed
-        _log_batch(batch, result.outcomes, self._rejections)
+        self._log.committed(batch, result)
         if self._metrics is not None:
             self._metrics.batch_committed(batch, result, self._clock())
         acks = build_acks(batch.blocks, result, self._key, self._clock())
@@ -351,49 +353,3 @@ class Ingest:
                 epoch=refusal.epoch,
             )
         return tuple(notice for _, notice in notices)
-
-
-def _log_batch(batch: IngestBatch, outcomes: Sequence[Outcome], rejections: LineLimit) -> None:
-    for audit in batch.audits:
-        warn_limited(
-            log,
-            rejections,
-            (audit.gateway or "", audit.reason),
-            "message_rejected",
-            "message_rejections_unlogged",
-            reason=audit.reason.value,
-            detail=audit.detail,
-            topic=audit.topic,
-            gateway=audit.gateway,
-            payload_hash=audit.payload_hash,
-        )
-    for incoming, outcome in zip(batch.blocks, outcomes, strict=True):
-        header = incoming.block.header
-        fields = {
-            "gateway": header.gateway,
-            "epoch": header.epoch,
-            "seq": header.seq,
-            "payload_hash": incoming.block.digest,
-        }
-        if outcome is Outcome.STORED:
-            log.debug("block_stored", records=len(incoming.block.records), **fields)
-            for rejected in incoming.entries.rejected:
-                log.warning(
-                    "record_rejected",
-                    reason=rejected.reason.value,
-                    detail=rejected.detail,
-                    gateway=header.gateway,
-                )
-        elif outcome is Outcome.DUPLICATE:
-            log.info("block_duplicate", **fields)
-        else:
-            log.error("block_seq_conflict", **fields)
-    for meta in batch.metas:
-        log.info(
-            "gateway_meta_stored",
-            gateway=meta.meta.gateway,
-            points=len(meta.points),
-            issued_at=meta.meta.issued_at,
-        )
-    for status in batch.statuses:
-        log.debug("gateway_status_seen", gateway=status.gateway, online=status.online)

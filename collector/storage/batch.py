@@ -34,6 +34,7 @@ from collector.model import (
     StreamState,
 )
 from collector.readmodel import AlarmState
+from collector.storage.ahead import split_ahead
 from collector.storage.alarms import AlarmKey, alarm_key, merge_alarms
 from collector.storage.core import (
     BlockKey,
@@ -90,8 +91,8 @@ class BatchSteps(Protocol):
     async def stored_links(self, keys: Collection[BlockKey]) -> dict[BlockKey, Link]:
         """(hash, prev) of the stored blocks among `keys`."""
 
-    async def newest_times(self, series: Collection[Series]) -> dict[Series, float]:
-        """The newest stored t of each (gateway, point) that has readings."""
+    async def newest_times(self, series: Collection[Series], cutoff: float) -> dict[Series, float]:
+        """The newest stored t not later than `cutoff` of each (gateway, point) that has one."""
 
     async def stored_readings(self, keys: Sequence[ReadingKey]) -> dict[ReadingKey, ReadingValue]:
         """(value, unit, quality) of the stored readings among `keys`."""
@@ -105,8 +106,12 @@ class BatchSteps(Protocol):
     async def stream_states(self, streams: Collection[Stream]) -> dict[Stream, StreamState]:
         """The stored progress of `streams` (those with a row), with the hash at acked_through."""
 
-    async def upsert_latest(self, rows: Sequence[Params]) -> None:
-        """Keep each point's newest reading (`latest_rows`; a resent old one never wins)."""
+    async def upsert_latest(self, rows: Sequence[Params], cutoff: float) -> None:
+        """Keep each point's newest reading (`latest_rows`; a resent old one never wins).
+
+        Any replaces a held one later than `cutoff`: stored ahead of the collector's clock by
+        an earlier version (collector.storage.ahead), it would otherwise stay for good.
+        """
 
     async def fold_rollups(self, rollups: Sequence[MinuteRollup]) -> None:
         """Merge a batch's per-minute rollups into the held ones."""
@@ -146,16 +151,21 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
     fresh = [b for b, o in zip(batch.blocks, outcomes, strict=True) if o is Outcome.STORED]
     breaks = chain_breaks(fresh, links)
     keys = reading_keys(fresh)
-    newest = await steps.newest_times({key[:2] for key in keys})
-    held = await steps.stored_readings(keys_to_look_up(keys, newest))
+    # A reading stamped past the collector's clock is no series' newest (collector.storage.ahead).
+    cutoff = max((b.received_at for b in fresh), default=0.0) + batch.ahead_allowance
+    newest = await steps.newest_times({key[:2] for key in keys}, cutoff)
+    held = await steps.stored_readings(keys_to_look_up(keys, newest, cutoff))
     new, repeated = unique_readings(fresh, held, keys)
     counted = {block_key(b): len(b.entries.readings) for b in new}
     # Read after the readings: retention moves the mark before it deletes, so a reading it
     # deleted since the lookup above is before the mark read here (PostgreSQL's READ COMMITTED).
     new, expired = within_retention(new, await steps.raw_kept_from())
     left_out = _left_out(batch.blocks, outcomes, counted, new) if expired else ()
-    await _insert_blocks(steps, new)
-    await steps.fold_rollups(minute_rollups(new))
+    # Stored as sent and flagged, but no current value: kept out of `latest` and the rollups.
+    ahead = split_ahead(new, batch.ahead_allowance)
+    new = ahead.stored
+    await _insert_blocks(steps, new, ahead.current, cutoff)
+    await steps.fold_rollups(minute_rollups(ahead.current))
     alarms = await _pair_alarms(steps, new)
     refused_keys = await steps.adopt_keys(new, batch.key_overlap)
     audits = [
@@ -165,6 +175,7 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
         *dedupe_audits(batch.blocks, outcomes, pruned),
         *repeated,
         *expired,
+        *ahead.audits,
         *(found.audit for found in breaks),
     ]
     broken = {found.stream for found in breaks}
@@ -190,7 +201,10 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
         *status_entries(statuses_held, batch.statuses),
     ]
     await steps.finish(new, entries)
-    return BatchResult(outcomes, streams, live, left_out)
+    found_ahead = dict(zip(map(block_key, new), ahead.counts, strict=True))
+    return BatchResult(
+        outcomes, streams, live, left_out, _per_block(batch.blocks, outcomes, found_ahead)
+    )
 
 
 def _left_out(
@@ -207,17 +221,37 @@ def _left_out(
     )
 
 
+def _per_block(
+    blocks: Sequence[IncomingBlock], outcomes: Sequence[Outcome], found: Mapping[BlockKey, int]
+) -> tuple[int, ...]:
+    """Per block of the batch, its count in `found` if it was stored now (empty: all zero)."""
+    if not any(found.values()):
+        return ()
+    return tuple(
+        found.get(key, 0) if outcome is Outcome.STORED else 0
+        for key, outcome in zip(map(block_key, blocks), outcomes, strict=True)
+    )
+
+
 async def _run(steps: BatchSteps, statement: str, rows: Sequence[Params]) -> None:
     if rows:
         await steps.run(statement, rows)
 
 
-async def _insert_blocks(steps: BatchSteps, blocks: Sequence[IncomingBlock]) -> None:
-    """The blocks, each point's newest reading and the record gaps (readings: `finish`)."""
+async def _insert_blocks(
+    steps: BatchSteps,
+    blocks: Sequence[IncomingBlock],
+    current: Sequence[IncomingBlock],
+    cutoff: float,
+) -> None:
+    """The blocks, each point's newest `current` reading and the record gaps.
+
+    The readings are stored by `finish`.
+    """
     await _run(steps, INSERT_BLOCK, block_rows(blocks))
-    latest = latest_rows(blocks)
+    latest = latest_rows(current)
     if latest:
-        await steps.upsert_latest(latest)
+        await steps.upsert_latest(latest, cutoff)
     await _run(steps, INSERT_RECORD_GAP, record_gap_rows(blocks))
 
 

@@ -50,16 +50,20 @@ class KeyLookups(abc.ABC):
     """The lookups of `BatchSteps` that are one statement on both backends."""
 
     _newest_times: str
-    """The backend's query of each series' newest t: (gateway, point, t or NULL) rows."""
+    """The backend's query of each series' newest t up to a cutoff, its one parameter after the
+    keys: (gateway, point, t or NULL) rows."""
     _newest_presence: str
     """The backend's query of each gateway's latest presence interval: (id, gateway, since,
     until) rows, ties on `until` to the newest row."""
 
     @abc.abstractmethod
     async def _lookup(
-        self, columns: KeyColumns, keys: Collection[tuple[Any, ...]], query: str
+        self, columns: KeyColumns, keys: Collection[tuple[Any, ...]], query: str, *extra: object
     ) -> Sequence[Row]:
-        """`query` with `{keys}` rendered: `k (columns)` holding each key once, and a join."""
+        """`query` with `{keys}` rendered: `k (columns)` holding each key once, and a join.
+
+        `extra` are the query's own parameters, after the keys'.
+        """
 
     @abc.abstractmethod
     async def run(self, statement: str, rows: Sequence[Params]) -> None:
@@ -79,9 +83,9 @@ class KeyLookups(abc.ABC):
         )
         return {(row[0], row[1], row[2]): (row[3], row[4]) for row in found}
 
-    async def newest_times(self, series: Collection[Series]) -> dict[Series, float]:
-        """The newest stored t of each (gateway, point) that has readings."""
-        found = await self._lookup(SERIES_KEY, series, self._newest_times)
+    async def newest_times(self, series: Collection[Series], cutoff: float) -> dict[Series, float]:
+        """The newest stored t not later than `cutoff` of each (gateway, point) that has one."""
+        found = await self._lookup(SERIES_KEY, series, self._newest_times, cutoff)
         return {(row[0], row[1]): row[2] for row in found if row[2] is not None}
 
     async def stored_readings(self, keys: Sequence[ReadingKey]) -> dict[ReadingKey, ReadingValue]:

@@ -34,17 +34,24 @@ def reading_keys(blocks: Iterable[IncomingBlock]) -> list[ReadingKey]:
 
 
 def keys_to_look_up(
-    keys: Iterable[ReadingKey], newest: Mapping[tuple[str, str], float]
+    keys: Iterable[ReadingKey], newest: Mapping[tuple[str, str], float], cutoff: float
 ) -> list[ReadingKey]:
-    """The keys that may be stored already: not later than their series' newest stored t.
+    """The keys that may be stored already: not later than their series' newest t, or past `cutoff`.
 
     Live readings are newer than everything stored, so a batch of them needs one lookup
-    per series (`newest`), not one per reading.
+    per series (`newest`: the newest stored t not later than `cutoff`), not one per reading.
+    A reading stamped past the collector's clock (collector.storage.ahead) is no measure of
+    the series: `newest` stops at `cutoff`, so such a reading stored does not send every later
+    reading of its point to the lookup, and those past `cutoff` are looked up themselves.
     """
-    return [key for key in keys if (limit := newest.get(key[:2])) is not None and key[2] <= limit]
+    return [
+        key
+        for key in keys
+        if key[2] > cutoff or ((limit := newest.get(key[:2])) is not None and key[2] <= limit)
+    ]
 
 
-def _named(readings: Sequence[ReadingEntry]) -> str:
+def named(readings: Sequence[ReadingEntry]) -> str:
     """The first few (point, t) of `readings`, as an audit row names them."""
     first = ", ".join(f"{r.point}@{iso_time(r.t)}" for r in readings[:AUDIT_SAMPLE])
     return first + (", ..." if len(readings) > AUDIT_SAMPLE else "")
@@ -62,7 +69,7 @@ def _reading_audit(
     detail = (
         f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}: {len(repeats)}"
         f" reading(s) of a (point, t) stored already, with {what}; the first one is kept,"
-        f" these are not stored: {_named(repeats)}"
+        f" these are not stored: {named(repeats)}"
     )
     return incoming.audit(reason, detail)
 
@@ -95,7 +102,7 @@ def within_retention(
             f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}: {len(past)}"
             f" reading(s) from before {iso_time(kept_from)}, whose raw readings retention"
             " deleted (storage.raw_days): not stored nor counted in the rollups, which may"
-            f" hold them already: {_named(past)}"
+            f" hold them already: {named(past)}"
         )
         audits.append(incoming.audit(Reason.PAST_RETENTION, detail))
     return tuple(kept_blocks), tuple(audits)

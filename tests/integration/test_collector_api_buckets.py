@@ -13,7 +13,7 @@ import pytest
 
 from collector.api.core import encode_cursor
 from collector.storage import open_storage
-from specs.records import Quality, Reading, iso_time
+from specs.records import Quality, Reading, iso_time, parse_iso_time
 from tests.support.collector_api import (
     BEIJING,
     FLOAT32,
@@ -31,6 +31,9 @@ from tests.support.collector_env import register
 
 HOUR = 1_779_998_400.0  # 2026-05-28T20:00:00Z, a whole UTC hour
 BEIJING_MIDNIGHT = 1_779_984_000.0  # 2026-05-29T00:00:00+08:00
+# Arrival after every reading stored here: none is ahead of the collector's clock, which keeps
+# a reading out of the rollups that whole-minute buckets read (collector.storage.ahead).
+RECEIVED = BEIJING_MIDNIGHT + 86_400
 BUCKET_KEYS = {"gateway", "point", "quota", "unit", "t", "min", "max", "avg", "last", "count"}
 
 # Nanchang's level: three usable readings in the first minute (a bad one with a value is left
@@ -56,11 +59,12 @@ AROUND_MIDNIGHT = [
 async def client(storage_url: str) -> AsyncIterator[httpx.AsyncClient]:
     async with open_storage(storage_url) as storage:
         await register(storage, NANCHANG, BEIJING)
-        await store_blocks(storage, NANCHANG, [FIRST_MINUTES, AROUND_MIDNIGHT])
+        await store_blocks(storage, NANCHANG, [FIRST_MINUTES, AROUND_MIDNIGHT], received=RECEIVED)
         await store_blocks(
             storage,
             BEIJING,
             [[level(HOUR + 5 + 60 * i, float(i)) for i in range(5)]],
+            received=RECEIVED,
         )
         async with serve(storage) as http:
             yield http
@@ -243,7 +247,9 @@ async def test_buckets_agree_with_python(storage_url: str, every: str, tz: str) 
     readings = _random_readings(seed=len(every) + len(tz))
     async with open_storage(storage_url) as storage:
         await register(storage, NANCHANG)
-        await store_blocks(storage, NANCHANG, [readings[i : i + 200] for i in range(0, 800, 200)])
+        blocks = [readings[i : i + 200] for i in range(0, 800, 200)]
+        newest = max(parse_iso_time(r.t) for r in readings)  # received after it, as RECEIVED
+        await store_blocks(storage, NANCHANG, blocks, received=newest)
         async with serve(storage) as http:
             items, _ = await get_all(http, "/v1/readings", every=every, tz=tz, limit=97)
     width = {"s": 1, "m": 60, "h": 3600, "d": 86_400}[every[-1]] * int(every[:-1])

@@ -23,7 +23,7 @@ from collector.storage.retention import DAY, RetentionPolicy
 from specs.records import AlarmEvent, Record
 from tests.support.broker import Broker
 from tests.support.collector_client import BASE_TIME, GatewayLink, gateway_link, sim_gateway
-from tests.support.collector_env import keyed_collector_config, register
+from tests.support.collector_env import heard_at, keyed_collector_config, register
 from tests.support.metric_samples import Samples, samples_of, value_of
 from tests.support.records import alarm_record, reading_at
 
@@ -82,6 +82,7 @@ async def test_a_fresh_collector_shows_every_figure_at_zero(collector: RunningCo
         assert value_of(samples, "gz_collector_blocks_total", result=result) == 0
     assert value_of(samples, "gz_collector_readings_stored_total") == 0
     assert value_of(samples, "gz_collector_readings_past_retention_total") == 0
+    assert value_of(samples, "gz_collector_readings_ahead_of_collector_total") == 0
     assert value_of(samples, "gz_collector_ingest_lag_seconds_count") == 0
     assert value_of(samples, "gz_collector_gateways_online") == 0
     assert value_of(samples, "gz_collector_gaps_open") == 0
@@ -147,7 +148,9 @@ async def test_readings_refused_as_past_retention_are_not_counted_stored(
         await link.next_ack()
         await link.send(2, records=[reading_at(later, 2.0)])
         await link.next_ack()
-        # May's readings go; from now on a reading of May is refused.
+        # May's readings go; from now on a reading of May is refused. (The collector's clock
+        # stays at NOW, so `later` is stored ahead of it, no measure of the province's newest.)
+        await heard_at(storage_url, NANCHANG.gateway, later)
         await prune_storage(storage_url, RetentionPolicy(raw_days=30), later)
         old = [reading_at(BASE_TIME + 1, 1.5), reading_at(BASE_TIME + 2, 1.6)]
         await link.send(3, records=[*old, reading_at(later + 1, 2.5)])
@@ -186,6 +189,7 @@ async def test_blocks_with_a_record_left_out_for_its_quota_or_unit_are_not_count
     async with gateway_link(broker.port, NANCHANG) as link:
         for seq, records in enumerate(blocks, start=1):
             if seq == 3:
+                await heard_at(storage_url, NANCHANG.gateway, later)  # `later` is ahead of NOW
                 await prune_storage(storage_url, RetentionPolicy(raw_days=30), later)
             await link.send(seq, records=records)
             await link.next_ack()

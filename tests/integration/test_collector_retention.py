@@ -391,8 +391,9 @@ async def test_a_reading_from_a_gateway_clock_ahead_does_not_undo_the_hold_back(
 
 async def test_readings_all_ahead_of_the_clock_still_mark_the_cut(env: CollectorEnv) -> None:
     """Every reading stored past the clock: ages go from the clock, and the mark is made, so a
-    month it deletes stays closed."""
-    await env.link.send(1, records=[_level(JAN, 1.0), _level(FEB_7_2027, 2.0)])
+    month it deletes stays closed. (20 November, not a time past the ingest's clock, the real
+    one: that reading would not be the point's latest, collector.storage.ahead.)"""
+    await env.link.send(1, records=[_level(JAN, 1.0), _level(NOV_20, 2.0)])
     await env.link.next_ack()
     report = await prune_storage(env.url, RetentionPolicy(raw_days=30), MAR)
     assert report.raw_months_dropped != ()

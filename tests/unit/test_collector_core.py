@@ -673,7 +673,17 @@ def test_readings_stay_unique_and_every_left_out_one_is_counted(
 def test_only_readings_not_newer_than_their_series_are_looked_up() -> None:
     keys = [("g", "A", 1.0), ("g", "A", 5.0), ("g", "A", 6.0), ("g", "B", 1.0), ("h", "A", 1.0)]
     newest = {("g", "A"): 5.0, ("h", "A"): 0.5}
-    assert keys_to_look_up(keys, newest) == [("g", "A", 1.0), ("g", "A", 5.0)]
+    assert keys_to_look_up(keys, newest, 100.0) == [("g", "A", 1.0), ("g", "A", 5.0)]
+
+
+def test_readings_past_the_cutoff_are_looked_up_themselves() -> None:
+    """A reading stamped past the collector's clock may be stored (ahead, or resealed): it is
+    looked up whatever its series' newest t, which stops at the cutoff."""
+    keys = [("g", "A", 6.0), ("g", "A", 2099.0), ("g", "B", 2099.0)]
+    assert keys_to_look_up(keys, {("g", "A"): 5.0}, 10.0) == [
+        ("g", "A", 2099.0),
+        ("g", "B", 2099.0),
+    ]
 
 
 # --- chain and conflicts ------------------------------------------------------------------

@@ -49,6 +49,8 @@ def test_growth_keys_have_defaults() -> None:
     config = COLLECTOR.parse(text)
     assert (config.ingest.batch_max, config.ingest.share_group) == (200, "eu")
     assert config.offline_after == 60.0
+    text, _ = edit(text, "  ahead_allowance: 15m", "")
+    assert COLLECTOR.parse(text).ingest.ahead_allowance == 900.0
 
 
 @pytest.mark.parametrize(
@@ -84,6 +86,12 @@ MISTAKES = [
         ("offline_after: 60s", "offline_after: 0s", "offline_after", "more than 0s"),
         ("batch_max: 200", "batch_max: 0", "ingest.batch_max", "greater than or equal to 1"),
         ("share_group: gz-collectors", "share_group: a/b", "ingest.share_group", "one word"),
+        (
+            "ahead_allowance: 15m",
+            "ahead_allowance: -1s",
+            "ingest.ahead_allowance",
+            "a number and a unit",
+        ),
         # A line end after the name: `$` alone would take it (re.match), and the group or the
         # client id would reach the broker with the line end in it.
         (

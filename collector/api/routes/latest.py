@@ -33,7 +33,12 @@ def create_router(storage: Storage) -> APIRouter:
         limit: Limit = DEFAULT_LIMIT,
         cursor: Cursor = None,
     ) -> ListPage[ReadingOut]:
-        """The newest stored reading of every point in scope, by gateway and point."""
+        """The newest stored reading of every point in scope, by gateway and point.
+
+        A reading stamped more than `ingest.ahead_allowance` past the collector's clock at its
+        arrival (a gateway clock wrong; flagged `ahead_of_collector` in /v1/readings) is never
+        a point's newest here.
+        """
         page = await storage.latest(
             scope,
             enterprise=enterprise,

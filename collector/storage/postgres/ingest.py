@@ -36,14 +36,16 @@ from collector.storage.postgres.rows import numbered
 from collector.storage.postgres.schema import SCHEMA_VERSION
 from collector.storage.rollups import MinuteRollup, fold_statement, rollup_rows
 
-# A resent old reading must not replace a newer one.
+# A resent old reading must not replace a newer one; any replaces one past the cutoff ($9),
+# stored ahead of the collector's clock by an earlier version (collector.storage.ahead).
 _UPSERT_LATEST: Final = (
     "INSERT INTO latest (gateway, point, quota, t, value, unit, quality, flags)"
     " SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::float8[],"
     " $5::float8[], $6::text[], $7::text[], $8::text[])"
     " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota,"
     " t = excluded.t, value = excluded.value, unit = excluded.unit,"
-    " quality = excluded.quality, flags = excluded.flags WHERE excluded.t >= latest.t"
+    " quality = excluded.quality, flags = excluded.flags"
+    " WHERE excluded.t >= latest.t OR latest.t > $9"
 )
 
 
@@ -110,11 +112,14 @@ async def _fold_rollups(db: Db, rollups: Sequence[MinuteRollup]) -> None:
 class _PostgresBatch(KeyLookups):
     """`collector.storage.batch.BatchSteps` on one asyncpg connection."""
 
-    # From `latest`, written with every stored reading in the same transaction: a key lookup
-    # instead of one index probe per partition.
+    # Not from `latest`, which leaves out readings stamped ahead of the collector's clock
+    # (collector.storage.ahead): one stored ahead whose time has come since is at or before
+    # the cutoff, and a reading of its (point, t) that is not looked up would fail the COPY.
+    # The partitions are in t order: the newest that holds the series answers.
     _newest_times = (
-        "SELECT l.gateway, l.point, l.t FROM {keys} latest l"
-        " ON l.gateway = k.gateway AND l.point = k.point"
+        "SELECT k.gateway, k.point, n.t FROM {keys} LATERAL (SELECT max(r.t) AS t"
+        " FROM readings r WHERE r.gateway = k.gateway AND r.point = k.point AND r.t <= $3) n"
+        " ON true"
     )
 
     # Ties on `until` go to the newest row, as SQLite's backward walk of its index gives.
@@ -132,7 +137,7 @@ class _PostgresBatch(KeyLookups):
         return PostgresChain(self._db)
 
     async def _lookup(
-        self, columns: KeyColumns, keys: Collection[tuple[Any, ...]], query: str
+        self, columns: KeyColumns, keys: Collection[tuple[Any, ...]], query: str, *extra: object
     ) -> list[Record]:
         """`query` on `k (columns)`, the keys as `unnest` of one array per column."""
         if not keys:
@@ -142,13 +147,14 @@ class _PostgresBatch(KeyLookups):
         return await self._db.fetch(
             query.format(keys=f"unnest({casts}) AS k ({names}) JOIN"),
             *_columns(sorted(set(keys))),
+            *extra,
         )
 
     async def run(self, statement: str, rows: Sequence[Params]) -> None:
         await execute_many(self._db, numbered(statement), rows)
 
-    async def upsert_latest(self, rows: Sequence[Params]) -> None:
-        await self._db.execute(_UPSERT_LATEST, *_columns(rows))
+    async def upsert_latest(self, rows: Sequence[Params], cutoff: float) -> None:
+        await self._db.execute(_UPSERT_LATEST, *_columns(rows), cutoff)
 
     async def fold_rollups(self, rollups: Sequence[MinuteRollup]) -> None:
         await _fold_rollups(self._db, rollups)

@@ -25,12 +25,14 @@ from collector.storage.sqlite.sql import CHUNK, chunks, values
 # Readings are looked up by the thousand (a batch holds up to batch_max blocks of them).
 _READING_CHUNK: Final = 2000
 
+# A resent old reading must not replace a newer one; any replaces one past the cutoff (the last
+# parameter), stored ahead of the collector's clock by an earlier version (storage.ahead).
 _UPSERT_LATEST: Final = (
     "INSERT INTO latest (gateway, point, quota, t, value, unit, quality, flags)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (gateway, point) DO UPDATE SET quota = excluded.quota, t = excluded.t,"
     " value = excluded.value, unit = excluded.unit, quality = excluded.quality,"
-    " flags = excluded.flags WHERE excluded.t >= latest.t"
+    " flags = excluded.flags WHERE excluded.t >= latest.t OR latest.t > ?"
 )
 
 
@@ -45,7 +47,7 @@ class _SqliteBatch(KeyLookups):
     # An index lookup each.
     _newest_times = (
         "SELECT k.gateway, k.point, (SELECT max(r.t) FROM readings r"
-        " WHERE r.gateway = k.gateway AND r.point = k.point) FROM k"
+        " WHERE r.gateway = k.gateway AND r.point = k.point AND r.t <= ?) FROM k"
     )
 
     # The latest interval by an index seek on (gateway, until) each.
@@ -62,7 +64,7 @@ class _SqliteBatch(KeyLookups):
         return SqliteChain(self._db)
 
     async def _lookup(
-        self, columns: KeyColumns, keys: Collection[tuple[Any, ...]], query: str
+        self, columns: KeyColumns, keys: Collection[tuple[Any, ...]], query: str, *extra: object
     ) -> list[Row]:
         """`query` on `k (columns)`, a `VALUES` list of the keys, chunk by chunk."""
         found: list[Row] = []
@@ -73,7 +75,7 @@ class _SqliteBatch(KeyLookups):
                 await self._db.execute_fetchall(
                     f"WITH k ({names}) AS (VALUES {values(len(columns), len(chunk))})"
                     f" {query.format(keys='k CROSS JOIN')}",
-                    [part for key in chunk for part in key],
+                    [*(part for key in chunk for part in key), *extra],
                 )
             )
         return found
@@ -81,8 +83,8 @@ class _SqliteBatch(KeyLookups):
     async def run(self, statement: str, rows: Sequence[Params]) -> None:
         await self._db.executemany(statement, rows)
 
-    async def upsert_latest(self, rows: Sequence[Params]) -> None:
-        await self._db.executemany(_UPSERT_LATEST, rows)
+    async def upsert_latest(self, rows: Sequence[Params], cutoff: float) -> None:
+        await self._db.executemany(_UPSERT_LATEST, [(*row, cutoff) for row in rows])
 
     async def fold_rollups(self, rollups_: Sequence[MinuteRollup]) -> None:
         await rollups.fold_rollups(self._db, rollups_)

@@ -1,0 +1,90 @@
+"""Pure: a batch's readings stamped ahead of the collector's clock, and what they stay out of.
+
+A gateway whose own clock is wrong (its RTC reset to 2099, a bad NTP source a month ahead)
+seals readings with that time; the agent's checks of device timestamps against its clock
+cannot see it. Such a reading is signed data of the gateway's chain: it is stored as sent,
+with the flag `ahead_of_collector` (GET /v1/readings shows it), never dropped. But it is no
+current value, and it would otherwise stay one:
+
+- `latest` keeps only a newer-or-equal t, so one reading of 2099 was a point's latest value
+  for good, hiding every current value a downstream platform monitors;
+- its minute's rollup would be merged, once that minute comes, with the readings measured
+  then: counts and means of two clocks that nobody could take apart again;
+- its t would be its series' newest (`keys_to_look_up`), sending every later reading of the
+  point down the slow path, looked up one by one.
+
+So a reading more than `allowance` past the arrival of its block (the collector's clock) is
+kept out of `latest` and the rollups, and each block with one is audited
+`ahead_of_collector` (one row per block: how many, the first few (point, t); aggregated per
+gateway and minute like every audit row), counted and logged by the ingest shell.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Final
+
+from collector.model import AuditEntry, IncomingBlock, ReadingEntry, Reason
+from collector.storage.readings import named
+from specs.records import iso_time
+
+AHEAD_FLAG: Final = Reason.AHEAD_OF_COLLECTOR.value
+"""The flag a reading stored ahead of the collector's clock carries."""
+
+
+@dataclass(frozen=True, slots=True)
+class Ahead:
+    """The batch's new readings split by the collector's clock.
+
+    `stored`: every block with all its readings, those ahead flagged (what `readings` gets);
+    `current`: the blocks without the readings ahead (what `latest` and the rollups get);
+    `counts`: per block of `stored`, how many of its readings are ahead; `audits`: one row per
+    block with some.
+    """
+
+    stored: tuple[IncomingBlock, ...]
+    current: tuple[IncomingBlock, ...]
+    counts: tuple[int, ...]
+    audits: tuple[AuditEntry, ...]
+
+
+def flagged(flags: tuple[str, ...]) -> tuple[str, ...]:
+    """`flags` with AHEAD_FLAG (once: a gateway may have sent it itself)."""
+    return flags if AHEAD_FLAG in flags else (*flags, AHEAD_FLAG)
+
+
+def split_ahead(blocks: Sequence[IncomingBlock], allowance: float) -> Ahead:
+    """The readings of `blocks` more than `allowance` past their block's arrival, apart."""
+    stored: list[IncomingBlock] = []
+    current: list[IncomingBlock] = []
+    counts: list[int] = []
+    audits: list[AuditEntry] = []
+    for incoming in blocks:
+        bound = incoming.received_at + allowance
+        readings = incoming.entries.readings
+        ahead = [r for r in readings if r.t > bound]
+        counts.append(len(ahead))
+        if not ahead:
+            stored.append(incoming)
+            current.append(incoming)
+            continue
+        marked = tuple(r._replace(flags=flagged(r.flags)) if r.t > bound else r for r in readings)
+        stored.append(replace(incoming, entries=replace(incoming.entries, readings=marked)))
+        kept = tuple(r for r in readings if r.t <= bound)
+        current.append(replace(incoming, entries=replace(incoming.entries, readings=kept)))
+        audits.append(_audit(incoming, ahead))
+    return Ahead(tuple(stored), tuple(current), tuple(counts), tuple(audits))
+
+
+def _audit(incoming: IncomingBlock, ahead: Sequence[ReadingEntry]) -> AuditEntry:
+    header = incoming.block.header
+    newest = max(r.t for r in incoming.entries.readings)
+    detail = (
+        f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}: {len(ahead)}"
+        f" reading(s) stamped ahead of the collector's clock ({iso_time(incoming.received_at)}"
+        f" at arrival), the newest by {newest - incoming.received_at:.0f} s: the gateway's clock"
+        f" is wrong; stored as sent, flagged {AHEAD_FLAG}, not in latest nor the rollups:"
+        f" {named(ahead)}"
+    )
+    return incoming.audit(Reason.AHEAD_OF_COLLECTOR, detail)

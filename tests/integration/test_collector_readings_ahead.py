@@ -1,0 +1,204 @@
+"""Readings stamped ahead of the collector's clock, on SQLite and PostgreSQL.
+
+A gateway whose own clock is wrong (its RTC reset to 2099, a bad NTP source a month ahead)
+seals readings with that time. They are signed data and stay stored as sent, but past
+`ingest.ahead_allowance` (15 min) beyond the collector's clock at arrival they are no current
+value: they stay out of `latest` (GET /v1/latest) and the per-minute rollups, carry the flag
+`ahead_of_collector` in GET /v1/readings, and each block with some is audited
+`ahead_of_collector`, counted and logged. A whole collector (`run_collector`, what `collector
+serve` runs) on a real Mosquitto, its clock injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any, Final
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from collector.config import load_collector_config
+from collector.runtime import RunningCollector, run_collector
+from collector.storage.retention import DAY
+from specs.records import iso_time
+from tests.support.broker import Broker
+from tests.support.collector_api import auth, get_page
+from tests.support.collector_client import BASE_TIME, gateway_link, sim_gateway
+from tests.support.collector_env import keyed_collector_config, register
+from tests.support.metric_samples import samples_of, value_of
+from tests.support.postgres import sql_execute, sql_rows
+from tests.support.records import reading_at
+
+NANCHANG = sim_gateway(1, district="360100")
+TOKENS = (("province", "all-token", ("*",)),)
+NOW: Final = BASE_TIME + 100.0
+ALLOWANCE: Final = 900.0  # ingest.ahead_allowance's default
+AHEAD: Final = "ahead_of_collector"
+WAIT: Final = 10.0
+
+
+class Clock:
+    """The collector's clock: `now` until a test moves it."""
+
+    def __init__(self) -> None:
+        self.now = NOW
+
+    def __call__(self) -> float:
+        return self.now
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def collector(
+    broker: Broker, tmp_path: Path, storage_url: str, clock: Clock
+) -> AsyncIterator[RunningCollector]:
+    path = await keyed_collector_config(
+        tmp_path, broker_port=broker.port, tokens=TOKENS, storage_url=storage_url
+    )
+    async with run_collector(load_collector_config(path), clock=clock) as running:
+        await asyncio.wait_for(running.wait_connected(), WAIT)
+        await register(running.storage, NANCHANG)
+        yield running
+
+
+async def _get(collector: RunningCollector, path: str, **params: Any) -> list[dict[str, Any]]:
+    async with httpx.AsyncClient(base_url=collector.api_url) as http:
+        items: list[dict[str, Any]] = (await get_page(http, path, **params))["items"]
+    return items
+
+
+async def _latest(collector: RunningCollector) -> dict[str, tuple[str, float, list[str]]]:
+    items = await _get(collector, "/v1/latest", gateway=NANCHANG.gateway)
+    return {item["point"]: (item["t"], item["value"], item["flags"]) for item in items}
+
+
+async def _readings(collector: RunningCollector, point: str) -> list[tuple[str, float, list[str]]]:
+    items = await _get(collector, "/v1/readings", gateway=NANCHANG.gateway, point=point)
+    return [(item["t"], item["value"], item["flags"]) for item in items]
+
+
+async def _audited(url: str, reason: str) -> list[tuple[int, str]]:
+    rows = await sql_rows(url, f"SELECT count, detail FROM audit WHERE reason = '{reason}'")
+    return [(int(row[0]), str(row[1])) for row in rows]
+
+
+async def _scraped(collector: RunningCollector, name: str) -> float:
+    async with httpx.AsyncClient(base_url=collector.api_url) as http:
+        response = await http.get("/metrics", headers=auth())
+    assert response.status_code == 200, response.text
+    return value_of(samples_of(response.text), name)
+
+
+def _t(t: float) -> str:
+    return iso_time(t)
+
+
+async def test_a_reading_a_month_ahead_is_kept_but_the_current_one_is_latest(
+    broker: Broker, collector: RunningCollector, storage_url: str
+) -> None:
+    """The defect (found on main): a gateway whose clock ran 30 days ahead sent a reading; it
+    was stored unmarked, `latest` kept it for good (a newer-or-equal t only), so GET
+    /v1/latest hid every current value sent after it; its minute was rolled up; nothing was
+    audited, counted or logged. Now it is stored as sent with the flag, `latest` and the
+    rollups hold the current reading, one audit row, the counter and a log line say so."""
+    future = NOW + 30 * DAY
+    with capture_logs() as logs:
+        async with gateway_link(broker.port, NANCHANG) as link:
+            await link.send(1, records=[reading_at(future, 9.0)])
+            assert (await link.next_ack()).ack.acked_through == 1
+            await link.send(2, records=[reading_at(NOW - 1, 2.0)])
+            assert (await link.next_ack()).ack.acked_through == 2
+    assert await _latest(collector) == {"T001-LT-01": (_t(NOW - 1), 2.0, [])}
+    assert await _readings(collector, "T001-LT-01") == [
+        (_t(NOW - 1), 2.0, []),
+        (_t(future), 9.0, [AHEAD]),
+    ]
+    (audit,) = await _audited(storage_url, AHEAD)
+    assert audit[0] == 1
+    assert "1 reading(s)" in audit[1]
+    assert f"T001-LT-01@{_t(future)}" in audit[1]
+    assert await _scraped(collector, "gz_collector_readings_ahead_of_collector_total") == 1
+    assert await _scraped(collector, "gz_collector_readings_stored_total") == 2
+    minutes = await sql_rows(storage_url, "SELECT minute, n FROM readings_1m ORDER BY minute")
+    assert [(float(row[0]), int(row[1])) for row in minutes] == [(NOW - 1 - (NOW - 1) % 60, 1)]
+    (line,) = [entry for entry in logs if entry["event"] == "readings_ahead_of_collector"]
+    assert line["gateway"] == NANCHANG.gateway
+    assert (line["seq"], line["readings"]) == (1, 1)
+    assert line["ahead_seconds"] == 30 * DAY
+
+
+async def test_the_allowance_is_the_bound(
+    broker: Broker, collector: RunningCollector, storage_url: str
+) -> None:
+    """A reading at the allowance is current; a millisecond past it is ahead."""
+    at_bound = reading_at(NOW + ALLOWANCE, 1.0, point="T001-LT-02")
+    past_bound = reading_at(NOW + ALLOWANCE + 0.001, 2.0, point="T001-LT-03")
+    async with gateway_link(broker.port, NANCHANG) as link:
+        await link.send(1, records=[at_bound, past_bound])
+        assert (await link.next_ack()).ack.acked_through == 1
+    assert await _latest(collector) == {"T001-LT-02": (_t(NOW + ALLOWANCE), 1.0, [])}
+    assert await _readings(collector, "T001-LT-03") == [(_t(NOW + ALLOWANCE + 0.001), 2.0, [AHEAD])]
+    assert [count for count, _ in await _audited(storage_url, AHEAD)] == [1]
+    assert await _scraped(collector, "gz_collector_readings_ahead_of_collector_total") == 1
+
+
+async def test_a_reading_stored_ahead_is_a_duplicate_when_it_comes_again_in_its_time(
+    broker: Broker, collector: RunningCollector, storage_url: str, clock: Clock
+) -> None:
+    """A reading stored ahead is no series' newest current t, yet the collector keeps one
+    reading per (gateway, point, t): sealed again under a new epoch once its time has come, it
+    is audited a duplicate and not stored twice (PostgreSQL's COPY would fail the batch, and
+    the ACK would never come)."""
+    ahead = reading_at(NOW + DAY, 5.0)
+    async with gateway_link(broker.port, NANCHANG) as link:
+        await link.send(1, records=[ahead])
+        assert (await link.next_ack()).ack.acked_through == 1
+        clock.now = NOW + 2 * DAY
+        await link.send(1, epoch="epoch-2", records=[ahead, reading_at(NOW + 2 * DAY - 1, 6.0)])
+        assert (await link.next_ack()).ack.acked_through == 1
+    assert await _readings(collector, "T001-LT-01") == [
+        (_t(NOW + DAY), 5.0, [AHEAD]),
+        (_t(NOW + 2 * DAY - 1), 6.0, []),
+    ]
+    assert [count for count, _ in await _audited(storage_url, "duplicate")] == [1]
+    assert await _latest(collector) == {"T001-LT-01": (_t(NOW + 2 * DAY - 1), 6.0, [])}
+
+
+async def test_a_gateway_ahead_for_good_is_logged_once_a_minute(
+    broker: Broker, collector: RunningCollector, storage_url: str
+) -> None:
+    """Every block of a gateway whose clock stays ahead is audited (aggregated per minute) and
+    counted, but logged once a minute: its warning lines cannot flood the journal."""
+    with capture_logs() as logs:
+        async with gateway_link(broker.port, NANCHANG) as link:
+            for seq in range(1, 6):
+                await link.send(seq, records=[reading_at(NOW + DAY + seq, float(seq))])
+                assert (await link.next_ack()).ack.acked_through == seq
+    assert [count for count, _ in await _audited(storage_url, AHEAD)] == [5]
+    assert await _scraped(collector, "gz_collector_readings_ahead_of_collector_total") == 5
+    lines = [entry for entry in logs if entry["event"] == "readings_ahead_of_collector"]
+    assert len(lines) in (1, 2)  # 2 when a minute of the monotonic clock ended meanwhile
+    assert await _latest(collector) == {}
+
+
+async def test_a_latest_row_left_ahead_by_an_earlier_version_gives_way(
+    broker: Broker, collector: RunningCollector, storage_url: str
+) -> None:
+    """A database where an earlier version made a reading of 2099 a point's latest: the
+    point's next current reading replaces it (a newer t alone never would)."""
+    async with gateway_link(broker.port, NANCHANG) as link:
+        await link.send(1, records=[reading_at(NOW - 10, 1.0)])
+        assert (await link.next_ack()).ack.acked_through == 1
+        year_2099 = 4_070_908_800.0
+        await sql_execute(storage_url, "UPDATE latest SET t = ?, value = 8.0", year_2099)
+        assert await _latest(collector) == {"T001-LT-01": (_t(year_2099), 8.0, [])}
+        await link.send(2, records=[reading_at(NOW - 1, 2.0)])
+        assert (await link.next_ack()).ack.acked_through == 2
+    assert await _latest(collector) == {"T001-LT-01": (_t(NOW - 1), 2.0, [])}
