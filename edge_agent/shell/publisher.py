@@ -104,6 +104,7 @@ class Publisher:
         self.published = 0
         self._next_send = 0.0
         self._last_rescan = 0.0
+        self._read_again_at: float | None = None  # a block left unsent is read again then
 
     @property
     def last_ack(self) -> float | None:
@@ -249,6 +250,9 @@ class Publisher:
         while True:
             self._wake.clear()
             await self._rescan_if_changed()
+            if self._read_again_at is not None and time.monotonic() >= self._read_again_at:
+                self._read_again_at = None
+                self._lanes.rescan()  # the backlog's cursor has passed it
             self._lanes.time_out()
             # Picked one at a time: a block sealed while another is published goes next.
             while (picked := await self._lanes.next_block(self._outbox)) is not None:
@@ -320,9 +324,10 @@ class Publisher:
                 block.seq, parts, now=time.time(), clock_synced=clock_synchronized()
             )
         except sqlite3.Error as exc:
-            # A full disk, say: not sent either way; a later turn of the backlog (the next
-            # session, another process's write) tries again, and what follows it goes now.
+            # A full disk, say: not sent either way; what follows it goes now, and it is read
+            # again at the resend pace (one try and one line per `ack_timeout`).
             log.warning("too_large_block_not_sealed_again", seq=block.seq, error=str(exc))
+            self._read_again_at = time.monotonic() + self._settings.ack_timeout
         return True
 
     async def publish_result(self, payload: bytes, signature: Signature) -> None:
