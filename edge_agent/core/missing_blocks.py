@@ -57,8 +57,22 @@ class AckMark:
     issued_at: float
 
 
+def mark_time(issued_at: float, now: float | None) -> float:
+    """The time a mark keeps for an ACK of `issued_at` (the collector's clock).
+
+    `now`: the agent's clock when it is synchronized (None: it is not). An ACK the agent
+    holds was issued before now, whatever its `issued_at` says: one more than CLOCK_ALLOWANCE
+    ahead of a synchronized clock comes from a collector clock that is wrong (a month ahead,
+    2099), and kept as it is it would make every later ACK below the mark look issued before
+    it, stale, a collector gone back never answered. So it counts as now + CLOCK_ALLOWANCE,
+    as late as a right clock could say. An agent clock not synchronized tells nothing (it may
+    be the one wrong, an RTC back at 1970): the collector's time stands.
+    """
+    return issued_at if now is None else min(issued_at, now + CLOCK_ALLOWANCE)
+
+
 def heard(
-    mark: AckMark | None, epoch: str, acked_through: int, issued_at: float
+    mark: AckMark | None, epoch: str, acked_through: int, issued_at: float, now: float | None = None
 ) -> tuple[AckMark, bool]:
     """The mark after an ACK of `epoch`, and whether its `missing` is the collector's word.
 
@@ -68,15 +82,20 @@ def heard(
     was issued more than CLOCK_ALLOWANCE after the latest ACK at the mark: then the collector
     went back (its database restored from a backup), it will not say the higher mark again,
     and its ACK is the new mark. The mark keeps the latest `issued_at` of the epoch's ACKs
-    answered: a collector's clock that ran ahead, or one behind now, only delays this.
+    answered: a collector's clock that ran ahead, or one behind now, only delays this. `now`:
+    the agent's clock, when synchronized, which bounds the mark's time (`mark_time`; a mark
+    read back from the outbox too, kept before that bound or while the clock was not
+    synchronized).
     """
+    at = mark_time(issued_at, now)
     if mark is None or mark.epoch != epoch:
-        return AckMark(epoch, acked_through, issued_at), True
+        return AckMark(epoch, acked_through, at), True
+    kept = mark_time(mark.issued_at, now)
     if acked_through >= mark.acked_through:
-        return AckMark(epoch, acked_through, max(mark.issued_at, issued_at)), True
-    if issued_at > mark.issued_at + CLOCK_ALLOWANCE:
-        return AckMark(epoch, acked_through, issued_at), True
-    return mark, False
+        return AckMark(epoch, acked_through, max(kept, at)), True
+    if issued_at > kept + CLOCK_ALLOWANCE:
+        return AckMark(epoch, acked_through, at), True
+    return AckMark(epoch, mark.acked_through, kept), False
 
 
 def examined(missing: Sequence[Span], last_seq: int, limit: int = EXAMINED) -> tuple[Span, ...]:

@@ -75,6 +75,7 @@ class Publisher:
         config_hash: str | None = None,
         commands: CommandInbox | None = None,
         rejected_lines: LineLimit | None = None,
+        clock_synced: Callable[[], bool] = clock_synchronized,
     ) -> None:
         self._outbox = outbox
         self._commands = commands  # None: down/cmd is not subscribed
@@ -98,6 +99,7 @@ class Publisher:
             lanes=self._lanes,
             wake=self._wake,
             rejected_lines=rejected_lines if rejected_lines is not None else LineLimit(),
+            clock_synced=clock_synced,
         )
         self._idle = asyncio.Event()
         self.connected = asyncio.Event()

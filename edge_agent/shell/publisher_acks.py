@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import time
+from collections.abc import Callable
 
 import structlog
 from paho.mqtt.properties import Properties
 
 from edge_agent.core.ack_check import Rollback, judge_ack
-from edge_agent.core.missing_blocks import AckMark, heard
+from edge_agent.core.missing_blocks import AckMark, heard, mark_time
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox
@@ -48,6 +49,7 @@ class AckTaker:
         lanes: Lanes,
         wake: asyncio.Event,
         rejected_lines: LineLimit,
+        clock_synced: Callable[[], bool] = clock_synchronized,
     ) -> None:
         self._outbox = outbox
         self._topics = topics
@@ -55,6 +57,7 @@ class AckTaker:
         self._lanes = lanes
         self._wake = wake
         self._rejected_lines = rejected_lines
+        self._clock_synced = clock_synced
         # When the collector last answered a block with an ACK (wall clock; `edge-agent status`).
         self.last_ack: float | None = None
         # The highest `acked_through` an ACK said, its epoch and time (`_answer_missing`),
@@ -108,7 +111,9 @@ class AckTaker:
         """
         issued_at = parse_iso_time(ack.issued_at)  # decode_ack refused one that is no time
         before = self._ack_mark
-        self._ack_mark, answered = heard(before, ack.epoch, ack.acked_through, issued_at)
+        self._ack_mark, answered = heard(
+            before, ack.epoch, ack.acked_through, issued_at, self._synced_now()
+        )
         if answered and before is not None and self._ack_mark.acked_through < before.acked_through:
             log.warning(
                 "collector_acked_through_went_back",
@@ -150,6 +155,10 @@ class AckTaker:
             also=verdict.also,
             now=time.time(),
             keys=ack.keys,
-            issued_at=parse_iso_time(ack.issued_at),
+            issued_at=mark_time(parse_iso_time(ack.issued_at), self._synced_now()),
         )
         return True
+
+    def _synced_now(self) -> float | None:
+        """The agent's clock, when synchronized: no ACK it holds was issued later (`heard`)."""
+        return time.time() if self._clock_synced() else None

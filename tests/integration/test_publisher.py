@@ -19,6 +19,8 @@ import aiomqtt
 import pytest
 from structlog.testing import capture_logs
 
+from edge_agent.core.missing_blocks import CLOCK_ALLOWANCE
+from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.publisher import Publisher
@@ -137,11 +139,21 @@ class Rig:
 
 @contextlib.asynccontextmanager
 async def rig(
-    tmp_path: Path, broker: Broker, *, backlog: int, max_inflight: int, ack_timeout: float = 30
+    tmp_path: Path,
+    broker: Broker,
+    *,
+    backlog: int,
+    max_inflight: int,
+    ack_timeout: float = 30,
+    clock_synced: Callable[[], bool] = clock_synchronized,
 ) -> AsyncIterator[Rig]:
     async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
         publisher = gateway_publisher(
-            outbox, broker.port, ack_timeout=ack_timeout, max_inflight=max_inflight
+            outbox,
+            broker.port,
+            ack_timeout=ack_timeout,
+            max_inflight=max_inflight,
+            clock_synced=clock_synced,
         )
         async with aiomqtt.Client(
             "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
@@ -869,3 +881,34 @@ async def test_a_stale_ack_after_a_restart_declares_nothing_the_collector_holds(
         (gap,) = decode_block(block.payload).records
         assert isinstance(gap, GapRecord), gap
         assert (gap.reason, gap.from_seq, gap.to_seq) == (GapReason.RELEASED, 3, 5)
+
+
+async def test_an_ack_issued_in_the_agents_future_does_not_hide_a_restored_collector(
+    tmp_path: Path, broker: Broker
+) -> None:
+    # A collector whose clock ran a month ahead ACKed through 5; the mark kept that time (and
+    # the outbox with it, across restarts), so every later ACK below the mark from a collector
+    # whose clock is right looked issued before it, stale: a restored collector's holes were
+    # never answered (3-5 neither sent again nor declared). The agent's clock, synchronized,
+    # bounds when an ACK it has received was issued; another collector's stale ACK is still
+    # not answered.
+    month_ahead = iso_time(time.time() + 30 * 86_400)
+    async with rig(tmp_path, broker, backlog=5, max_inflight=10, clock_synced=lambda: True) as r:
+        await r.link.wait_for(5)
+        await r.link.ack(5, seq=5, issued_at=month_ahead)
+        async with asyncio.timeout(10):
+            while await r.undelivered():
+                await asyncio.sleep(0.02)
+        assert await r.outbox.prune(delivered_before=time.time() + 1) == 5
+        async with r.outbox._db.execute("SELECT through, issued_at FROM acked") as cursor:
+            kept = await cursor.fetchall()
+        assert [(through, at <= time.time() + CLOCK_ALLOWANCE) for through, at in kept] == [
+            (5, True)
+        ], kept
+    async with rig(tmp_path, broker, backlog=0, max_inflight=10, clock_synced=lambda: True) as r:
+        # Another collector's, issued before the ACK through 5 reached the agent: not answered.
+        await r.link.ack(2, seq=2, missing=((3, 4),), issued_at=iso_time(time.time() - 5))
+        # The collector put back to a backup, its clock right, a minute later.
+        await r.link.ack(2, seq=2, missing=((3, 5),), issued_at=iso_time(time.time() + 60))
+        assert await _sealed_gaps(r, 6) == [("released", 3, 5)]
+        assert (await r.outbox.stats()).last_seq == 6

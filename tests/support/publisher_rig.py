@@ -8,9 +8,11 @@ with another key and know which the publisher trusts.
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 from typing import Final
 
 from edge_agent.core.chain import Identity
+from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.publisher import CommandInbox, Publisher
 from edge_agent.shell.uplink import UplinkSettings
@@ -34,10 +36,12 @@ def gateway_publisher(
     meta: bytes | None = None,
     commands: CommandInbox | None = None,
     rejected_lines: LineLimit | None = None,
+    clock_synced: Callable[[], bool] = clock_synchronized,
 ) -> Publisher:
     """SITE's publisher of `outbox` to the broker on loopback `broker_port` (keepalive 30 s,
     heartbeat 60 s), reconnecting every `reconnect_after` s; `meta`, when given, is sent
-    signed on each connect; `commands` takes down/cmd, `rejected_lines` bounds `ack_rejected`."""
+    signed on each connect; `commands` takes down/cmd, `rejected_lines` bounds `ack_rejected`;
+    `clock_synced` says whether the agent's clock is synchronized (the host's, unless given)."""
     settings = UplinkSettings(
         "127.0.0.1", broker_port, SITE.gateway, 30, 60, ack_timeout, max_inflight
     )
@@ -51,4 +55,5 @@ def gateway_publisher(
         meta=None if meta is None else (meta, GATEWAY_KEY.sign(meta)),
         commands=commands,
         rejected_lines=rejected_lines,
+        clock_synced=clock_synced,
     )

@@ -10,6 +10,7 @@ from edge_agent.core.missing_blocks import (
     examined,
     heard,
     judge_missing,
+    mark_time,
 )
 
 
@@ -101,3 +102,31 @@ def test_a_lower_acked_through_issued_well_after_the_mark_is_a_collector_gone_ba
     pushed = AckMark("e", 40, 130.0)
     assert heard(mark, "e", 40, 130.0) == (pushed, True)
     assert heard(pushed, "e", 12, later) == (pushed, False)
+
+
+def test_a_mark_time_ahead_of_a_synchronized_agent_clock_counts_as_now() -> None:
+    """An ACK the agent holds was issued before its clock's now: one a month ahead (a collector
+    clock gone wrong) kept as it says made every later ACK below the mark stale, a restored
+    collector never answered. A synchronized agent clock bounds it; one not synchronized may
+    be the wrong one, and bounds nothing."""
+    now = 1_000.0
+    month = 30 * 86_400.0
+    assert mark_time(now + month, now) == now + CLOCK_ALLOWANCE
+    assert mark_time(now + 3.0, now) == now + 3.0  # within what clocks differ by: as said
+    assert mark_time(now + month, None) == now + month
+    ahead, _ = heard(None, "e", 5, now + month, now)
+    assert ahead == AckMark("e", 5, now + CLOCK_ALLOWANCE)
+    # Another collector's stale ACK, issued before the mark's reached the agent: not answered.
+    assert heard(ahead, "e", 2, now - 5.0, now + 1.0)[1] is False
+    assert heard(ahead, "e", 2, now + 1.0, now + 1.0)[1] is False
+    # The collector put back to a backup answers a minute later, its clock right.
+    later = now + 60.0
+    assert heard(ahead, "e", 2, later, later) == (AckMark("e", 2, later), True)
+    # A mark read back from the outbox as an earlier version kept it, or kept while the
+    # clock was not synchronized, is bounded when it is used: then, all that is known is
+    # that it came before now, so the collector's next ACK issued well after is answered.
+    kept = AckMark("e", 5, now + month)
+    assert heard(kept, "e", 2, now - 5.0, now) == (ahead, False)
+    assert heard(ahead, "e", 2, later, later) == (AckMark("e", 2, later), True)
+    # Not synchronized: the collector's time stands, as before.
+    assert heard(kept, "e", 2, later, None) == (kept, False)
