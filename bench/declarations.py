@@ -1,6 +1,6 @@
 """The first ACK listing lost seqs, on a full outbox thinning has run through: sealing waits.
 
-`Outbox.answer_missing` reads the seq ranges the epoch's gap records declare
+`Delivery.answer_missing` reads the seq ranges the epoch's gap records declare
 (`edge_agent.shell.outbox_missing.Declarations`) the first time an ACK lists a seq the outbox
 does not hold: after a restart, every thinned or dropped block's replacement of the epoch is
 read and decoded. A site offline for weeks meets exactly this on its first ACK back: its
@@ -123,7 +123,7 @@ async def _probe(outbox: Outbox, waits: list[float], stop: asyncio.Event) -> Non
     """Take the outbox's lock every PROBE_EVERY seconds; how long each take waited."""
     while not stop.is_set():
         started = time.perf_counter()
-        await outbox.chain_position(1)
+        await outbox.delivery.chain_position(1)
         waits.append(time.perf_counter() - started)
         await asyncio.sleep(PROBE_EVERY)
 
@@ -151,7 +151,7 @@ async def answered(outbox: Outbox) -> tuple[float, float, float]:
     ]
     await asyncio.sleep(0.05)  # both running before the ACK comes
     started = time.perf_counter()
-    resend = await outbox.answer_missing(
+    resend = await outbox.delivery.answer_missing(
         outbox.epoch, [(1, EXAMINED)], now=time.time(), clock_synced=True
     )
     whole = time.perf_counter() - started

@@ -106,7 +106,7 @@ class AgentMetrics:
         oldest = stats.oldest_undelivered_sealed_at
         self._undelivered.set(stats.undelivered)
         self._oldest.set(0.0 if oldest is None else max(0.0, self._clock() - oldest))
-        self._key_left_out.set(0.0 if outbox.key_left_out is None else 1.0)
+        self._key_left_out.set(0.0 if outbox.delivery.key_left_out is None else 1.0)
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""

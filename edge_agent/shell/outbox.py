@@ -19,17 +19,17 @@ and every loss is named by a gap record sealed in the block that replaces them
 the file was lost, a new epoch starts and every undelivered block of an older epoch is sealed
 again under it.
 
-This module is the `Outbox`, its sealing side; its parts live beside it: the send and ACK side
-(`outbox_delivery`), opening the file (`outbox_open`), the tables (`outbox_schema`), the seal's
-statements (`outbox_seal`), reading back (`outbox_reads`), new epochs and keys
-(`outbox_rewrite`), making room (`outbox_room`, `outbox_space`), blocks changed on disk
-(`outbox_damage`), retention (`outbox_prune`), the ACKs' word on the signing key
-(`outbox_key_listing`), what a restart finds (`outbox_recovery`, `outbox_sidecars`).
+This module is the `Outbox`, its sealing side. Its send and ACK side is `Outbox.delivery`
+(`outbox_delivery`); the two share the open file and its state through one `OutboxFile`
+(`outbox_file`). Its other parts live beside it: opening the file (`outbox_open`), the tables
+(`outbox_schema`), the seal's statements (`outbox_seal`), reading back (`outbox_reads`), new
+epochs and keys (`outbox_rewrite`), making room (`outbox_room`, `outbox_space`), blocks
+changed on disk (`outbox_damage`), retention (`outbox_prune`), the ACKs' word on the signing
+key (`outbox_key_listing`), what a restart finds (`outbox_recovery`, `outbox_sidecars`).
 """
 
 from __future__ import annotations
 
-import asyncio
 import secrets
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,14 +37,13 @@ from pathlib import Path
 import aiosqlite
 import structlog
 
-from edge_agent.core.chain import ChainState, Identity, SealedBlock
+from edge_agent.core.chain import Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell.outbox_delivery import Delivery
-from edge_agent.shell.outbox_key_listing import read_key_left_out
+from edge_agent.shell.outbox_file import OutboxFile
 from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
     AnnouncementState,
-    HandedBlocks,
     OutboxStats,
     announcement_state,
     find_backfill_keys,
@@ -55,8 +54,8 @@ from edge_agent.shell.outbox_reads import (
 from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_undelivered
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
-from edge_agent.shell.outbox_seal import append_block, read_chain_state, seal_transaction
-from edge_agent.shell.outbox_sidecars import EpochJournal, MarkKeeper, SeqMark
+from edge_agent.shell.outbox_seal import seal_transaction
+from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from edge_agent.shell.outbox_transaction import on_thread
 from specs.records import GapRecord, Record
@@ -65,8 +64,8 @@ from specs.signing import SigningKey
 log = structlog.get_logger("edge_agent.outbox")
 
 
-class Outbox(Delivery):
-    """Sealing, reading back and releasing blocks in one SQLite file."""
+class Outbox:
+    """Sealing blocks into one SQLite file and reading its state back; `delivery` sends them."""
 
     def __init__(
         self,
@@ -81,45 +80,28 @@ class Outbox(Delivery):
         mark: SeqMark | None = None,
         unsealed: LostReadings | None = None,
     ) -> None:
-        super().__init__(self._append)
-        self._marks = MarkKeeper(mark, unsealed)
-        self._db = db
-        self._path = path
+        self._file = file = OutboxFile(db, identity, key, mark=mark, unsealed=unsealed)
+        # The send and ACK side: the publisher's reads and the ACK handler's releases.
+        self.delivery = Delivery(file)
         self._room = RoomMaker(
-            db, self._append, budget=budget, path=path, reserve=reserve, key=lambda: self._key
+            db, file.append, budget=budget, path=path, reserve=reserve, key=lambda: file.key
         )
-        self._identity = identity
-        self._key = key
-        # The key `use_key` replaced: blocks read back before its new signature still carry
-        # the old one, which vouches for their bytes as well.
-        self._replaced: SigningKey | None = None
         self._budget = budget
         self._journal = journal
-        self._epoch = ""
         self._data_version = 0
-        # One connection serves the sealer, the publisher's reads and the ACK handler:
-        # without this lock an ACK's commit would land inside an open seal transaction.
-        self._lock = asyncio.Lock()
-        # Blocks just sealed, sent from memory by the publisher's `get`.
-        self._handed = HandedBlocks()
 
     @property
     def epoch(self) -> str:
         """The current epoch (changes only when sequence state was lost)."""
-        return self._epoch
+        return self._file.epoch
 
     async def _init(self) -> None:
-        self._epoch = await prepare_file(self._db, self._budget, self._journal)
-        self._data_version = await read_data_version(self._db)
-        state = await self._chain_state()
-        self._marks.found(state.epoch, state.last_seq)
-        self._left_out.found(await on_thread(self._db, read_key_left_out))
-
-    async def _chain_state(self) -> ChainState:
-        state = await on_thread(self._db, read_chain_state)
-        # Another process may have started a new epoch: the file, not memory, is the truth.
-        self._epoch = state.epoch
-        return state
+        file = self._file
+        await prepare_file(file.db, self._budget, self._journal)
+        self._data_version = await read_data_version(file.db)
+        state = await file.chain_state()
+        file.marks.found(state.epoch, state.last_seq)
+        await self.delivery.load()
 
     async def seal(
         self,
@@ -163,36 +145,22 @@ class Outbox(Delivery):
         """
         state_row = None if alarm_state is None else (ALARM_STATE_ROW, alarm_state)
         args = (batches, now, clock_synced, state_row, backfill_keys)
-        async with self._lock:
+        file = self._file
+        async with file.lock:
             blocks, state = await self._room.sealing(
                 # The key as it is at each attempt: a rotation may come while room is made.
-                lambda: on_thread(self._db, seal_transaction, self._identity, self._key, *args),
+                lambda: on_thread(file.db, seal_transaction, file.identity, file.key, *args),
                 records=sum(map(len, batches)),
                 now=now,
                 clock_synced=clock_synced,
-                evicting=self._handed.clear,  # room is made by thinning and dropping blocks
+                evicting=file.handed.clear,  # room is made by thinning and dropping blocks
             )
-            self._epoch = state.epoch
-            self._marks.sealed(blocks[-1].epoch, blocks[-1].seq)
+            file.follow(state)
+            file.marks.sealed(blocks[-1].epoch, blocks[-1].seq)
             for block in blocks:
-                self._handed.keep(block)
+                file.handed.keep(block)
             await self._room.reclaim_reserve()
             return blocks
-
-    async def _append(
-        self,
-        records: tuple[Record, ...],
-        *,
-        now: float,
-        clock_synced: bool,
-        thinned: bool = False,
-    ) -> SealedBlock:
-        """Seal one block inside the caller's open transaction."""
-        block, state = await on_thread(
-            self._db, append_block, self._identity, self._key, records, now, clock_synced, thinned
-        )
-        self._epoch = state.epoch
-        return block
 
     # --- epochs ---------------------------------------------------------------------------
 
@@ -205,15 +173,16 @@ class Outbox(Delivery):
         sealed again in the new one (the collector drops readings it already holds), so no
         block the collector did not store is ever released.
         """
-        async with self._lock:
-            self._handed.clear()
+        file = self._file
+        async with file.lock:
+            file.handed.clear()
             epoch = secrets.token_hex(8)
             if self._journal is not None:
                 self._journal.record(epoch)
             first = await begin_epoch(
-                self._db, self._append, epoch, gaps, now=now, clock_synced=clock_synced
+                file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced
             )
-            self._marks.sealed(first.epoch, first.seq)
+            file.marks.sealed(first.epoch, first.seq)
             log.warning("epoch_started", epoch=epoch, gaps=[g.reason.value for g in gaps])
         await self.reseal_older_epochs(now=now, clock_synced=clock_synced)
         return epoch
@@ -226,46 +195,47 @@ class Outbox(Delivery):
         """
         moved = 0
         known = frozenset(self._journal.epochs() if self._journal is not None else ())
+        file = self._file
         while True:
-            async with self._lock:
+            async with file.lock:
                 chunk, last = await reseal_chunk(
-                    self._db,
-                    self._append,
-                    self._chain_state,
-                    self._key,
+                    file.db,
+                    file.append,
+                    file.chain_state,
+                    file.key,
                     known,
                     now=now,
                     clock_synced=clock_synced,
                 )
                 if last is not None:
-                    self._marks.sealed(last.epoch, last.seq)
+                    file.marks.sealed(last.epoch, last.seq)
             if chunk == 0:
                 break
             moved += chunk
         if moved:
-            log.warning("older_epoch_blocks_resealed", blocks=moved, epoch=self._epoch)
+            log.warning("older_epoch_blocks_resealed", blocks=moved, epoch=file.epoch)
         return moved
 
     @property
     def unsealed(self) -> LostReadings:
         """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap."""
-        return self._marks.unsealed
+        return self._file.marks.unsealed
 
     def note_unsealed(self, unsealed: LostReadings) -> None:
         """Remember (beside the file) readings let go unsealed; an empty tally clears it."""
-        self._marks.let_go(unsealed)
+        self._file.marks.let_go(unsealed)
 
     # --- reading back ---------------------------------------------------------------------
 
     async def alarm_state(self) -> bytes | None:
         """The alarm state stored by the last seal that carried one (None before any)."""
-        async with self._lock:
-            return await read_alarm_state(self._db)
+        async with self._file.lock:
+            return await read_alarm_state(self._file.db)
 
     async def known_backfill_keys(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
         """Those of `keys` ((point, t)) that an earlier import has sealed already."""
-        async with self._lock:
-            return await find_backfill_keys(self._db, keys)
+        async with self._file.lock:
+            return await find_backfill_keys(self._file.db, keys)
 
     async def changed_elsewhere(self) -> bool:
         """Whether another process committed to the file since the last call.
@@ -273,19 +243,20 @@ class Outbox(Delivery):
         (`PRAGMA data_version` moves only on other connections' commits.) The epoch is read
         again, so a new epoch started by another process is seen here too.
         """
-        async with self._lock:
-            version = await read_data_version(self._db)
+        file = self._file
+        async with file.lock:
+            version = await read_data_version(file.db)
             if version == self._data_version:
                 return False
             self._data_version = version
-            self._handed.clear()
-            await self._chain_state()
+            file.handed.clear()
+            await file.chain_state()
             return True
 
     async def stats(self) -> OutboxStats:
         """Counts for `edge-agent status` and the heartbeat."""
-        async with self._lock:
-            return await read_stats(self._db)
+        async with self._file.lock:
+            return await read_stats(self._file.db)
 
     # --- retention ------------------------------------------------------------------------
 
@@ -296,14 +267,14 @@ class Outbox(Delivery):
         once no block held carries an imported reading. A chunk a transaction, the lock
         taken for each: seals go on between them.
         """
-        return await prune_delivered(self._db, delivered_before, self._lock)
+        return await prune_delivered(self._file.db, delivered_before, self._file.lock)
 
     # --- key rotation ---------------------------------------------------------------------
 
     async def announcement_state(self, kid: str) -> AnnouncementState | None:
         """How the collector answered the announcements of key `kid` (None: none sealed)."""
-        async with self._lock:
-            return await announcement_state(self._db, kid)
+        async with self._file.lock:
+            return await announcement_state(self._file.db, kid)
 
     async def use_key(self, key: SigningKey) -> int:
         """Sign from now on with `key`, and sign every undelivered block again with it.
@@ -313,6 +284,5 @@ class Outbox(Delivery):
         the collector retires after its overlap window. A block whose payload changed on disk
         is not (`outbox_rewrite.resign_chunk`). Returns the blocks signed again.
         """
-        self._replaced, self._key = self._key, key
-        self._handed.clear()  # signed with the old key
-        return await resign_undelivered(self._db, key, self._replaced, self._lock)
+        replaced = self._file.use_key(key)
+        return await resign_undelivered(self._file.db, key, replaced, self._file.lock)

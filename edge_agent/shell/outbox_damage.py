@@ -32,7 +32,7 @@ log = structlog.get_logger("edge_agent.outbox")
 
 
 class Append(Protocol):
-    """Seal one block inside the caller's open transaction (the outbox's `_append`)."""
+    """Seal one block inside the caller's open transaction (`OutboxFile.append`)."""
 
     def __call__(
         self, records: tuple[Record, ...], *, now: float, clock_synced: bool, thinned: bool = ...

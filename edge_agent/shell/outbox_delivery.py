@@ -1,12 +1,15 @@
 """The outbox's send and ACK side: blocks read back to be sent, and released by the ACKs.
 
-`Outbox` is a `Delivery`: the publisher reads undelivered blocks (`undelivered`, `get`:
-a block changed on disk is mended or declared lost on the way, `outbox_damage`), and the ACK
-handler releases what the collector stored (`mark_delivered`), compares the chain with it
-(`chain_position`), answers the seqs it lists missing (`answer_missing`, `outbox_missing`) and
-keeps its word on the signing key (`key_left_out`, `outbox_key_listing`). The sealing side
-(`outbox`) sets the state both share: the connection, its lock (taken by every read and write
-of the file here), the epoch, the signing keys and the blocks handed from memory.
+`Delivery` is the `Outbox`'s `delivery`: the publisher reads undelivered blocks
+(`undelivered`, `get`: a block changed on disk is mended or declared lost on the way,
+`outbox_damage`), and the ACK handler releases what the collector stored (`mark_delivered`),
+compares the chain with it (`chain_position`), answers the seqs it lists missing
+(`answer_missing`, `outbox_missing`) and keeps its word on the signing key (`key_left_out`,
+`outbox_key_listing`); a block too large for the broker is sealed again in smaller ones on
+the way (`seal_smaller`, `outbox_oversize`). It shares the open file with the sealing side
+through `OutboxFile` (its lock is taken by every read and write of the file here); what it
+keeps besides is its own: the ranges its gap records declare, the ACKs' word on the key, the
+announcement event.
 """
 
 from __future__ import annotations
@@ -14,43 +17,23 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
-import aiosqlite
-
 from edge_agent.core.missing_blocks import AckMark, Span
-from edge_agent.shell.outbox_damage import Append, ready_to_send
-from edge_agent.shell.outbox_key_listing import AckKeys, KeyListing
+from edge_agent.shell.outbox_damage import ready_to_send
+from edge_agent.shell.outbox_file import OutboxFile
+from edge_agent.shell.outbox_key_listing import AckKeys, KeyListing, read_key_left_out
 from edge_agent.shell.outbox_missing import Declarations, answer_missing
 from edge_agent.shell.outbox_oversize import seal_smaller
-from edge_agent.shell.outbox_reads import (
-    HandedBlocks,
-    StoredBlock,
-    read_undelivered,
-    read_undelivered_block,
-)
+from edge_agent.shell.outbox_reads import StoredBlock, read_undelivered, read_undelivered_block
 from edge_agent.shell.outbox_schema import ACK_MARK_SQL
 from edge_agent.shell.outbox_seal import chain_position, release
-from edge_agent.shell.outbox_sidecars import MarkKeeper
 from edge_agent.shell.outbox_transaction import on_thread
-from specs.signing import SigningKey
 
 
 class Delivery:
     """Reading blocks back to send them, and releasing them on a collector's ACK."""
 
-    # Set by `Outbox` (the sealing side moves them too): one connection, and the lock that
-    # keeps an ACK's commit out of an open seal transaction.
-    _db: aiosqlite.Connection
-    _lock: asyncio.Lock
-    _epoch: str
-    _key: SigningKey
-    _replaced: SigningKey | None
-    _marks: MarkKeeper
-    _handed: HandedBlocks
-
-    def __init__(self, append: Append) -> None:
-        # Seals one block in the caller's open transaction (the outbox's `_append`): a gap
-        # record declaring blocks this side cannot send, a damaged block's.
-        self._seal_block = append
+    def __init__(self, file: OutboxFile) -> None:
+        self._file = file
         # Set when an ACK releases a block that announced a key (edge_agent.shell.rotation).
         self.announcement_delivered = asyncio.Event()
         # Seq ranges the current epoch's gap records declare (`answer_missing`).
@@ -58,22 +41,28 @@ class Delivery:
         # The signing key an ACK's `keys` left out, as the file keeps it (`key_left_out`).
         self._left_out = KeyListing()
 
+    async def load(self) -> None:
+        """Take up the ACKs' word on the signing key as the file keeps it (at opening)."""
+        self._left_out.found(await on_thread(self._file.db, read_key_left_out))
+
     async def undelivered(self, *, after: int, limit: int) -> list[StoredBlock]:
         """Undelivered blocks of the current epoch with seq > `after`, oldest first.
 
         A block changed on disk is mended, or left out and declared lost (`_sendable`).
         """
-        async with self._lock:
-            blocks = await read_undelivered(self._db, self._epoch, after=after, limit=limit)
+        file = self._file
+        async with file.lock:
+            blocks = await read_undelivered(file.db, file.epoch, after=after, limit=limit)
         return [sent for block in blocks if (sent := await self._sendable(block)) is not None]
 
     async def get(self, seq: int) -> StoredBlock | None:
         """The block `seq` of this epoch if it is still undelivered (and as sealed)."""
-        handed = self._handed.take(seq)
-        if handed is not None and handed.epoch == self._epoch:
+        file = self._file
+        handed = file.handed.take(seq)
+        if handed is not None and handed.epoch == file.epoch:
             return handed
-        async with self._lock:
-            block = await read_undelivered_block(self._db, self._epoch, seq)
+        async with file.lock:
+            block = await read_undelivered_block(file.db, file.epoch, seq)
         return None if block is None else await self._sendable(block)
 
     async def _sendable(self, block: StoredBlock) -> StoredBlock | None:
@@ -81,17 +70,18 @@ class Delivery:
 
         See `outbox_damage.ready_to_send`. A full disk leaves it for the next read.
         """
+        file = self._file
         mended, sealed = await ready_to_send(
-            self._db,
-            self._seal_block,
+            file.db,
+            file.append,
             block,
-            key=lambda: self._key,
-            replaced=self._replaced,
-            lock=self._lock,
+            key=lambda: file.key,
+            replaced=file.replaced,
+            lock=file.lock,
         )
         if sealed is not None:
-            self._marks.sealed(sealed.epoch, sealed.seq)
-            self._handed.keep(sealed)
+            file.marks.sealed(sealed.epoch, sealed.seq)
+            file.handed.keep(sealed)
         return mended
 
     async def answer_missing(
@@ -103,21 +93,22 @@ class Delivery:
         declares) are declared lost, one `outbox_corrupt` gap record a run; those it holds as
         delivered are made undelivered again and returned, to be sent again.
         """
-        if epoch != self._epoch:
+        file = self._file
+        if epoch != file.epoch:
             return ()
         sealed, resend = await answer_missing(
-            self._db,
-            self._lock,
-            self._seal_block,
+            file.db,
+            file.lock,
+            file.append,
             self._declared,
-            self._key,
+            file.key,
             epoch=epoch,
             missing=missing,
             now=now,
             clock_synced=clock_synced,
         )
         if sealed is not None:
-            self._marks.sealed(sealed.epoch, sealed.seq)
+            file.marks.sealed(sealed.epoch, sealed.seq)
         return resend
 
     async def seal_smaller(self, seq: int, parts: int, *, now: float, clock_synced: bool) -> bool:
@@ -125,20 +116,21 @@ class Delivery:
 
         It is too large for the broker; whether it was done (not when released or damaged).
         """
-        async with self._lock:
-            block = (self._epoch, seq)
+        file = self._file
+        async with file.lock:
+            block = (file.epoch, seq)
             sealed = await seal_smaller(
-                self._db, self._seal_block, self._key, block, parts, now, clock_synced
+                file.db, file.append, file.key, block, parts, now, clock_synced
             )
         if sealed is not None:
-            self._marks.sealed(sealed.epoch, sealed.seq)
+            file.marks.sealed(sealed.epoch, sealed.seq)
         return sealed is not None
 
     async def chain_position(self, seq: int) -> tuple[int, str | None]:
         """The current epoch's last seq, and the hash of its block `seq` if still held."""
-        async with self._lock:
-            state, digest = await on_thread(self._db, chain_position, seq)
-            self._epoch = state.epoch
+        async with self._file.lock:
+            state, digest = await on_thread(self._file.db, chain_position, seq)
+            self._file.follow(state)
         return state.last_seq, digest
 
     async def mark_delivered(
@@ -155,15 +147,16 @@ class Delivery:
 
         `keys` and `issued_at` (the collector's time; None: not known) are the ACK's.
         """
-        async with self._lock:
-            if epoch != self._epoch:
+        file = self._file
+        async with file.lock:
+            if epoch != file.epoch:
                 return 0
-            for seq in [s for s in self._handed.seqs() if s <= through or s == also]:
-                self._handed.take(seq)
+            for seq in [s for s in file.handed.seqs() if s <= through or s == also]:
+                file.handed.take(seq)
             released = await on_thread(
-                self._db, release, epoch, through, also, now, keys, self._key.kid, issued_at
+                file.db, release, epoch, through, also, now, keys, file.key.kid, issued_at
             )
-            self._left_out.acked(released.left_out, keys, self._key.kid)
+            self._left_out.acked(released.left_out, keys, file.key.kid)
             if released.announcements:
                 self.announcement_delivered.set()
             return released.blocks
@@ -173,9 +166,9 @@ class Delivery:
 
         Kept in the file, so that a restart does not take a stale ACK for the collector's word.
         """
-        async with self._lock:
-            epoch = self._epoch
-            async with self._db.execute(ACK_MARK_SQL, (epoch,)) as cursor:
+        async with self._file.lock:
+            epoch = self._file.epoch
+            async with self._file.db.execute(ACK_MARK_SQL, (epoch,)) as cursor:
                 row = await cursor.fetchone()
         if row is None or row[1] is None:
             return None
@@ -187,8 +180,8 @@ class Delivery:
 
         It was revoked, retired or never registered there. None: they name it, or have not said.
         """
-        return self._left_out.since(self._key.kid)
+        return self._left_out.since(self._file.key.kid)
 
     def report_key_left_out(self) -> None:
         """Log `gateway_key_left_out` again while it stands (at each start: no ACK comes)."""
-        self._left_out.report(self._key.kid)
+        self._left_out.report(self._file.key.kid)

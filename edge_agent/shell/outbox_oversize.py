@@ -10,7 +10,7 @@ on a broker set lower than the collectors' own limit.
 The publisher sends no such block (`edge_agent.shell.publisher`). Its records go again, in
 order, in `parts` blocks sealed at the head, and a gap record of reason `too_large` declares
 its seq, which will never come (`lost` 0: nothing is lost); a block still too large is split
-again when its turn comes. One transaction, under the outbox's lock (`Outbox`).
+again when its turn comes. One transaction, under the outbox's lock (`Delivery.seal_smaller`).
 
 A block of one record cannot be split, and is left as it is, unsent, until a broker takes it
 (the next session's may). Dropping it for a gap record gained nothing: that record's own block

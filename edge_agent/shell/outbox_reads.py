@@ -138,7 +138,7 @@ class OutboxStats:
 
 
 class HandedBlocks:
-    """Blocks just sealed, by seq, until the publisher's `get` takes them (oldest first).
+    """Blocks just sealed, by seq, until `Delivery.get` takes them (oldest first).
 
     A live block is sent from memory instead of being read back from the file it was just
     written to. The outbox clears them whenever stored blocks may have changed (release, new

@@ -5,8 +5,8 @@ a fetch or a cursor close is a round trip (a queue put, a thread wake-up, a call
 event loop), and the two threads pass the GIL back and forth for each. A seal was seven of
 them (BEGIN, chain state read, fetch, close, INSERT, UPDATE, COMMIT), an ACK's chain check
 six and its release three more per block. These functions are those statements in plain
-sqlite3, called on that thread in one trip (`Outbox._on_thread`); the transactions, the chain
-state read inside them and the statements are the same as before.
+sqlite3, called on that thread in one trip (`outbox_transaction.on_thread`); the
+transactions, the chain state read inside them and the statements are the same as before.
 """
 
 from __future__ import annotations

@@ -257,7 +257,7 @@ class Publisher:
                 self._lanes.rescan()  # the backlog's cursor has passed it
             self._lanes.time_out()
             # Picked one at a time: a block sealed while another is published goes next.
-            while (picked := await self._lanes.next_block(self._outbox)) is not None:
+            while (picked := await self._lanes.next_block(self._outbox.delivery)) is not None:
                 block, live = picked
                 payload, properties = self._wire(block, Lane.LIVE if live else Lane.BACKLOG)
                 if await self._too_large(client, block, payload, properties):
@@ -322,7 +322,7 @@ class Publisher:
             readings=block.readings,
         )
         try:
-            await self._outbox.seal_smaller(
+            await self._outbox.delivery.seal_smaller(
                 block.seq, parts, now=time.time(), clock_synced=clock_synchronized()
             )
         except sqlite3.Error as exc:

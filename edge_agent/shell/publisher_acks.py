@@ -2,7 +2,7 @@
 
 An ACK is taken only when the collector's signature holds and it names this gateway and the
 outbox's epoch; anyone who can publish there can forge the rest, so a rejected one costs a
-bounded number of log lines. A valid ACK releases what it proves stored (`Outbox.mark_delivered`)
+bounded number of log lines. A valid ACK releases what it proves stored (`Delivery.mark_delivered`)
 or, when it proves the agent's sequence state rolled back, starts a new epoch; then what it
 lists missing that the outbox cannot send is declared lost, or owed again
 (`edge_agent.core.missing_blocks`; a lower `acked_through` than heard before is answered only
@@ -86,7 +86,7 @@ class AckTaker:
             self._ack_rejected("not for this gateway or epoch", epoch=ack.epoch)
             return
         if not self._mark_read:
-            self._ack_mark = await self._outbox.ack_mark()
+            self._ack_mark = await self._outbox.delivery.ack_mark()
             self._mark_read = True
         try:
             released = await self._release(ack)
@@ -125,7 +125,7 @@ class AckTaker:
         if not answered or not ack.missing:
             return
         try:
-            resend = await self._outbox.answer_missing(
+            resend = await self._outbox.delivery.answer_missing(
                 ack.epoch, ack.missing, now=time.time(), clock_synced=clock_synchronized()
             )
         except sqlite3.Error as exc:
@@ -136,7 +136,7 @@ class AckTaker:
 
     async def _release(self, ack: Ack) -> bool:
         """Mark what the ACK proves stored; on a proven rollback start a new epoch instead."""
-        last_seq, local_hash = await self._outbox.chain_position(ack.acked_through)
+        last_seq, local_hash = await self._outbox.delivery.chain_position(ack.acked_through)
         verdict = judge_ack(ack, last_seq=last_seq, local_hash=local_hash)
         if isinstance(verdict, Rollback):
             log.error("sequence_rollback_detected", epoch=ack.epoch, why=verdict.why)
@@ -149,7 +149,7 @@ class AckTaker:
             self._lanes.forget()
             self._wake.set()
             return False
-        await self._outbox.mark_delivered(
+        await self._outbox.delivery.mark_delivered(
             epoch=ack.epoch,
             through=verdict.through,
             also=verdict.also,

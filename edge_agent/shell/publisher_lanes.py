@@ -38,7 +38,7 @@ from typing import Final
 
 import structlog
 
-from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_delivery import Delivery
 from edge_agent.shell.outbox_reads import StoredBlock
 from hostkit.backoff import ResendBackoff
 from specs.ack import Ack
@@ -100,21 +100,21 @@ class Lanes:
         """Whether nothing waits to be sent, to be sent again, or for its ACK."""
         return not (self._sent or self._live or self._owed or self._held)
 
-    async def next_block(self, outbox: Outbox) -> tuple[StoredBlock, bool] | None:
+    async def next_block(self, delivery: Delivery) -> tuple[StoredBlock, bool] | None:
         """The next block to send and whether it goes in the live lane; None: both are full."""
         while self._live and len(self._sent_live) < self._window:
-            block = await outbox.get(self._live.popleft())
+            block = await delivery.get(self._live.popleft())
             if block is not None and block.seq not in self._sent:
                 return block, True
         if len(self._sent) - len(self._sent_live) >= self._window:
             return None
-        block = await self._next_backlog_block(outbox)
+        block = await self._next_backlog_block(delivery)
         return None if block is None else (block, False)
 
-    async def _next_backlog_block(self, outbox: Outbox) -> StoredBlock | None:
+    async def _next_backlog_block(self, delivery: Delivery) -> StoredBlock | None:
         while self._owed:
             seq = self._owed.popleft()
-            block = await outbox.get(seq)
+            block = await delivery.get(seq)
             if seq in self._sent:
                 continue  # in flight already
             if block is None:  # delivered (or given way to a gap record) meanwhile
@@ -122,7 +122,7 @@ class Lanes:
             else:
                 return block
         while True:
-            chunk = await outbox.undelivered(after=self._cursor, limit=_BACKLOG_CHUNK)
+            chunk = await delivery.undelivered(after=self._cursor, limit=_BACKLOG_CHUNK)
             if not chunk:
                 self._held = None
                 return None
@@ -234,7 +234,7 @@ class Lanes:
     def owe(self, seqs: Iterable[int]) -> None:
         """Owe `seqs` again at once: blocks the collector misses that read as delivered.
 
-        `Outbox.answer_missing` made them undelivered again; nothing else would send them.
+        `Delivery.answer_missing` made them undelivered again; nothing else would send them.
         """
         for seq in seqs:
             if seq not in self._sent and seq not in self._owed:

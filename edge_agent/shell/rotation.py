@@ -146,7 +146,7 @@ async def key_status(outbox: Outbox, key_file: Path, current: SigningKey) -> Key
     read as `complete_rotation` reads it; one that cannot be read (a rotation's files being
     moved this instant, a mode gone wrong) shows as none.
     """
-    signing = KeyStatus(current.kid, left_out=outbox.key_left_out)
+    signing = KeyStatus(current.kid, left_out=outbox.delivery.key_left_out)
     staged = next_key_path(key_file)
     if not staged.exists():
         return signing
@@ -187,8 +187,8 @@ class RotationWatcher:
     async def run(self) -> None:
         """Forever: wait for an ACKed announcement, then switch; cancel to stop."""
         while True:
-            await self._outbox.announcement_delivered.wait()
-            self._outbox.announcement_delivered.clear()
+            await self._outbox.delivery.announcement_delivered.wait()
+            self._outbox.delivery.announcement_delivered.clear()
             await self.check()
 
     async def check(self) -> None:

@@ -198,7 +198,7 @@ async def run_plan(
         # A rotation whose announcement the collector ACKed, and whose key it took, while the
         # agent was stopped (a refused one is logged and switches nothing).
         current.key = await complete_rotation(outbox, plan.key_file) or key
-        outbox.report_key_left_out()  # no ACK comes while the collector refuses the key
+        outbox.delivery.report_key_left_out()  # no ACK comes while the collector refuses the key
         publisher = Publisher(
             outbox,
             topics,

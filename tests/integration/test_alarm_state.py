@@ -155,7 +155,7 @@ async def test_the_state_commits_with_its_block_or_not_at_all(tmp_path: Path) ->
         stage = await load_alarm_stage(outbox, rules)
         # Writing the state fails (a real SQLite error inside the seal transaction): the
         # block must not commit either, and the stage must keep its old state.
-        await outbox._db.execute(
+        await outbox._file.db.execute(
             "CREATE TRIGGER fail_state BEFORE INSERT ON alarm_state"
             " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
         )
@@ -164,7 +164,7 @@ async def test_the_state_commits_with_its_block_or_not_at_all(tmp_path: Path) ->
             await asyncio.sleep(0.3)  # several failed attempts, each evaluating the same reading
             assert (await outbox.stats()).last_seq == 0
             assert stage.state.active == {}
-            await outbox._db.execute("DROP TRIGGER fail_state")
+            await outbox._file.db.execute("DROP TRIGGER fail_state")
             await run.until_sealed(1)
         assert list(stage.state.active) == ["G1/L1"]
     events = outbox_alarms(path)

@@ -620,7 +620,9 @@ def _deliver_and_prune(site: Path, *, through: int, delivered_at: float, before:
     async def run() -> int:
         async with open_outbox(config.outbox.path, identity_of(config), key) as outbox:
             epoch = outbox.epoch
-            await outbox.mark_delivered(epoch=epoch, through=through, also=None, now=delivered_at)
+            await outbox.delivery.mark_delivered(
+                epoch=epoch, through=through, also=None, now=delivered_at
+            )
             return await outbox.prune(delivered_before=before)
 
     return asyncio.run(run())

@@ -74,7 +74,7 @@ class Link:
 
     def left_out(self) -> float | None:
         """Read anew at each call (an ACK changes it between two reads)."""
-        return self.agent.outbox.key_left_out
+        return self.agent.outbox.delivery.key_left_out
 
     async def status(self) -> KeyStatus:
         """The key part of `edge-agent status`, as the running agent answers it."""

@@ -73,15 +73,19 @@ async def test_a_new_file_gets_a_new_epoch(tmp_path: Path) -> None:
 async def test_release_resend_and_prune(tmp_path: Path) -> None:
     async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
         sealed = [await outbox.seal((_reading(i),), now=1.7e9, clock_synced=True) for i in range(6)]
-        stored = await outbox.get(3)
+        stored = await outbox.delivery.get(3)
         assert stored is not None
         assert stored.payload == sealed[2].payload, "resends send the sealed bytes unchanged"
-        released = await outbox.mark_delivered(epoch=outbox.epoch, through=2, also=5, now=100.0)
+        released = await outbox.delivery.mark_delivered(
+            epoch=outbox.epoch, through=2, also=5, now=100.0
+        )
         assert released == 3
-        assert await outbox.mark_delivered(epoch="other", through=6, also=None, now=1.0) == 0
-        assert [b.seq for b in await outbox.undelivered(after=0, limit=10)] == [3, 4, 6]
-        assert [b.seq for b in await outbox.undelivered(after=3, limit=1)] == [4]
-        assert await outbox.get(5) is None
+        assert (
+            await outbox.delivery.mark_delivered(epoch="other", through=6, also=None, now=1.0) == 0
+        )
+        assert [b.seq for b in await outbox.delivery.undelivered(after=0, limit=10)] == [3, 4, 6]
+        assert [b.seq for b in await outbox.delivery.undelivered(after=3, limit=1)] == [4]
+        assert await outbox.delivery.get(5) is None
         assert await outbox.prune(delivered_before=50.0) == 0
         assert await outbox.prune(delivered_before=200.0) == 3
         stats = await outbox.stats()
@@ -131,14 +135,16 @@ async def test_acks_during_a_failing_seal_never_commit_half_a_block(tmp_path: Pa
             await outbox.seal((_reading(i),), now=1.7e9, clock_synced=True)
         # A real SQLite failure in the middle of sealing block 4: after its INSERT, at the
         # chain-state UPDATE (as a full disk or I/O error would strike).
-        await outbox._db.execute(
+        await outbox._file.db.execute(
             "CREATE TRIGGER fail_seal BEFORE UPDATE ON meta WHEN NEW.value = '4'"
             " BEGIN SELECT RAISE(ABORT, 'injected failure'); END"
         )
 
         async def acks() -> None:
             for _ in range(200):
-                await outbox.mark_delivered(epoch=outbox.epoch, through=3, also=None, now=1.0)
+                await outbox.delivery.mark_delivered(
+                    epoch=outbox.epoch, through=3, also=None, now=1.0
+                )
                 await asyncio.sleep(0)
 
         results = await asyncio.gather(
@@ -147,7 +153,7 @@ async def test_acks_during_a_failing_seal_never_commit_half_a_block(tmp_path: Pa
             return_exceptions=True,
         )
         assert isinstance(results[0], sqlite3.IntegrityError)
-        await outbox._db.execute("DROP TRIGGER fail_seal")
+        await outbox._file.db.execute("DROP TRIGGER fail_seal")
         block = await outbox.seal((_reading(10),), now=1.7e9, clock_synced=True)
         assert block.seq == 4, "the failed seal left nothing behind"
     assert _assert_valid_chain(tmp_path / "outbox.db") == 4
@@ -155,7 +161,7 @@ async def test_acks_during_a_failing_seal_never_commit_half_a_block(tmp_path: Pa
 
 async def test_a_failed_seal_keeps_its_readings_and_retries(tmp_path: Path) -> None:
     async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
-        await outbox._db.execute(
+        await outbox._file.db.execute(
             "CREATE TRIGGER fail_seal BEFORE INSERT ON blocks"
             " BEGIN SELECT RAISE(ABORT, 'disk full, say'); END"
         )
@@ -165,7 +171,7 @@ async def test_a_failed_seal_keeps_its_readings_and_retries(tmp_path: Path) -> N
             await asyncio.sleep(0.3)  # several failed attempts
             assert run.counts == []
             assert not run.task.done(), "a failed seal must not end the sealer"
-            await outbox._db.execute("DROP TRIGGER fail_seal")
+            await outbox._file.db.execute("DROP TRIGGER fail_seal")
             await run.until_sealed(5)
     assert run.counts == [5]
     assert _assert_valid_chain(tmp_path / "outbox.db") == 1

@@ -184,7 +184,9 @@ def _seal(site_yaml: Path, blocks: list[tuple[Record, ...]], *, deliver: int, pr
             for records in blocks:
                 await outbox.seal(records, now=T0, clock_synced=True)
             if deliver:
-                await outbox.mark_delivered(epoch=outbox.epoch, through=deliver, also=None, now=T0)
+                await outbox.delivery.mark_delivered(
+                    epoch=outbox.epoch, through=deliver, also=None, now=T0
+                )
             if prune:
                 await outbox.prune(delivered_before=T0 + 1)
 

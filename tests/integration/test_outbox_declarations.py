@@ -82,11 +82,13 @@ async def test_seals_go_on_while_the_first_answer_reads_what_gap_records_declare
 
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:  # a start: none read
         answer = asyncio.create_task(
-            outbox.answer_missing(outbox.epoch, [(1, 63)], now=T0, clock_synced=True)
+            outbox.delivery.answer_missing(outbox.epoch, [(1, 63)], now=T0, clock_synced=True)
         )
         sealed = await _sealing_while(outbox, answer)
         resend = await answer
-        again = await outbox.answer_missing(outbox.epoch, [(1, 63)], now=T0, clock_synced=True)
+        again = await outbox.delivery.answer_missing(
+            outbox.epoch, [(1, 63)], now=T0, clock_synced=True
+        )
     # Before, the answer held the lock while it read: the first seal waited for all of it.
     assert sealed >= 3, f"{sealed} seals while the answer read {gap_blocks} gap blocks"
     # Seqs 1-63 were found declared, though blocks gave way while the answer read.
@@ -96,7 +98,7 @@ async def test_seals_go_on_while_the_first_answer_reads_what_gap_records_declare
     # A start with room for the answer's own block (in a full outbox it meets SQLITE_FULL,
     # and the next ACK asks again): what no gap record declares is declared, and only that.
     async with open_outbox(path, SITE, KEY, max_bytes=2 * MIB) as outbox:
-        await outbox.answer_missing(
+        await outbox.delivery.answer_missing(
             outbox.epoch, [(1, 63), (lost, lost)], now=T0, clock_synced=True
         )
     assert _gaps(path, GapReason.OUTBOX_CORRUPT) == [(lost, lost)]

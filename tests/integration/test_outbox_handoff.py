@@ -1,6 +1,6 @@
 """A block just sealed is handed to the publisher from memory, exactly as the file holds it.
 
-`Outbox.get` answers a block sealed by this process without reading it back, once; the
+`Delivery.get` answers a block sealed by this process without reading it back, once; the
 memory copy must never outlive what the file says: released, signed again with a new key,
 another epoch, or changed by another process.
 """
@@ -37,8 +37,8 @@ async def test_a_sealed_block_is_handed_over_as_stored_and_read_back_after(tmp_p
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY) as outbox:
         sealed = await outbox.seal((_reading(1),), now=1.7e9, clock_synced=True)
-        handed = await outbox.get(sealed.seq)
-        again = await outbox.get(sealed.seq)  # a resend reads the file
+        handed = await outbox.delivery.get(sealed.seq)
+        again = await outbox.delivery.get(sealed.seq)  # a resend reads the file
         assert (
             handed
             == again
@@ -51,9 +51,11 @@ async def test_a_released_block_is_not_handed_over(tmp_path: Path) -> None:
     async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
         first = await outbox.seal((_reading(1),), now=1.7e9, clock_synced=True)
         second = await outbox.seal((_reading(2),), now=1.7e9, clock_synced=True)
-        await outbox.mark_delivered(epoch=outbox.epoch, through=first.seq, also=None, now=1.7e9)
-        assert await outbox.get(first.seq) is None
-        assert await outbox.get(second.seq) is not None
+        await outbox.delivery.mark_delivered(
+            epoch=outbox.epoch, through=first.seq, also=None, now=1.7e9
+        )
+        assert await outbox.delivery.get(first.seq) is None
+        assert await outbox.delivery.get(second.seq) is not None
 
 
 async def test_a_block_signed_again_is_handed_over_with_the_new_signature(tmp_path: Path) -> None:
@@ -61,7 +63,7 @@ async def test_a_block_signed_again_is_handed_over_with_the_new_signature(tmp_pa
     async with open_outbox(path, SITE, KEY) as outbox:
         sealed = await outbox.seal((_reading(1),), now=1.7e9, clock_synced=True)
         assert await outbox.use_key(NEW_KEY) == 1
-        block = await outbox.get(sealed.seq)
+        block = await outbox.delivery.get(sealed.seq)
         assert block is not None
         assert block.signature.kid == NEW_KEY.kid
         assert block.signature.sig == _stored(path, sealed.seq)[1]
@@ -75,7 +77,7 @@ async def test_a_block_another_process_released_is_not_handed_over(tmp_path: Pat
         with sqlite3.connect(path) as db:
             db.execute("UPDATE blocks SET delivered_at = 1 WHERE seq = ?", (sealed.seq,))
         assert await outbox.changed_elsewhere()
-        assert await outbox.get(sealed.seq) is None
+        assert await outbox.delivery.get(sealed.seq) is None
 
 
 async def test_blocks_the_publisher_has_not_taken_are_bounded_and_read_back(
@@ -87,9 +89,9 @@ async def test_blocks_the_publisher_has_not_taken_are_bounded_and_read_back(
         while sum(len(block.payload) for block in sealed) < 2 * HANDED_BYTES:
             batch = tuple(_reading(len(sealed) * 1000 + i) for i in range(1000))
             sealed.append(await outbox.seal(batch, now=1.7e9, clock_synced=True))
-        held = outbox._handed.held_bytes
+        held = outbox._file.handed.held_bytes
         assert 0 < held <= HANDED_BYTES
         for block in sealed:
-            stored = await outbox.get(block.seq)
+            stored = await outbox.delivery.get(block.seq)
             assert stored == StoredBlock(outbox.epoch, block.seq, block.payload, block.signature)
-        assert outbox._handed.held_bytes == 0
+        assert outbox._file.handed.held_bytes == 0

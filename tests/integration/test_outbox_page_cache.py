@@ -16,6 +16,6 @@ SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP"
 
 async def test_the_outbox_page_cache_is_bounded(tmp_path: Path) -> None:
     async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
-        rows = await outbox._db.execute_fetchall("PRAGMA cache_size")
+        rows = await outbox._file.db.execute_fetchall("PRAGMA cache_size")
     assert list(rows) == [(-PAGE_CACHE_KIB,)]
     assert PAGE_CACHE_KIB < 2000, "below SQLite's default, or the pragma is pointless"

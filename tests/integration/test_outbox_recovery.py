@@ -267,9 +267,9 @@ async def test_a_block_whose_bytes_changed_on_disk_is_declared_lost_not_sent_for
     zero_inside_payload(path, 3)
     async with open_outbox(path, SITE, KEY) as outbox:
         assert outbox.epoch == epoch
-        sent = [block.seq for block in await outbox.undelivered(after=0, limit=100)]
-        assert await outbox.get(3) is None
-        head = [block.seq for block in await outbox.undelivered(after=6, limit=100)]
+        sent = [block.seq for block in await outbox.delivery.undelivered(after=0, limit=100)]
+        assert await outbox.delivery.get(3) is None
+        head = [block.seq for block in await outbox.delivery.undelivered(after=6, limit=100)]
     assert sent == [1, 2, 4, 5, 6]
     assert head == [7]  # the gap record's block, sealed at the head
     [gap] = _gaps(path)
@@ -302,7 +302,7 @@ async def test_a_block_whose_digest_or_signature_changed_on_disk_is_mended_and_s
     sealed = [(seq, payload) for seq in range(1, 7) for payload, _, _ in [_stored(path, seq)]]
     erase_inside_column(path, 3, column)
     async with open_outbox(path, SITE, KEY) as outbox:
-        sent = await outbox.undelivered(after=0, limit=100)
+        sent = await outbox.delivery.undelivered(after=0, limit=100)
     assert [(block.seq, block.payload) for block in sent] == sealed
     for block in sent:
         KEY.public().verify(block.signature, block.payload)
@@ -322,7 +322,7 @@ async def test_a_block_whose_digest_and_signature_both_changed_is_declared_lost(
     erase_inside_column(path, 3, "digest")
     erase_inside_column(path, 3, "sig")
     async with open_outbox(path, SITE, KEY) as outbox:
-        sent = [block.seq for block in await outbox.undelivered(after=0, limit=100)]
+        sent = [block.seq for block in await outbox.delivery.undelivered(after=0, limit=100)]
     assert sent == [1, 2, 4, 5, 6]
     [gap] = _gaps(path)
     assert (gap.reason, gap.epoch, gap.from_seq, gap.to_seq, gap.lost) == (
@@ -380,7 +380,7 @@ async def test_a_key_rotation_never_signs_a_payload_changed_on_disk(tmp_path: Pa
     zero_inside_payload(path, 3)
     async with open_outbox(path, SITE, KEY) as outbox:
         assert await outbox.use_key(NEW_KEY) == 5
-        sent = await outbox.undelivered(after=0, limit=6)
+        sent = await outbox.delivery.undelivered(after=0, limit=6)
     assert [(block.seq, block.payload) for block in sent] == [
         (seq, sealed[seq]) for seq in (1, 2, 4, 5, 6)
     ]
@@ -406,7 +406,7 @@ async def test_a_key_rotation_signs_again_a_block_whose_digest_alone_changed(
     erase_inside_column(path, 3, "digest")
     async with open_outbox(path, SITE, KEY) as outbox:
         assert await outbox.use_key(NEW_KEY) == 6
-        sent = await outbox.undelivered(after=0, limit=100)
+        sent = await outbox.delivery.undelivered(after=0, limit=100)
     assert [(block.seq, block.payload) for block in sent] == sealed
     for block in sent:
         NEW_KEY.public().verify(block.signature, block.payload)
@@ -432,7 +432,7 @@ async def test_blocks_read_while_a_rotation_signs_the_backlog_are_sent_as_sealed
         with structlog.testing.capture_logs() as logs:
             rotation = asyncio.create_task(outbox.use_key(NEW_KEY))
             await asyncio.sleep(0)  # the rotation holds the outbox for its first chunk
-            sent = await outbox.undelivered(after=RESIGN_BLOCKS, limit=100)
+            sent = await outbox.delivery.undelivered(after=RESIGN_BLOCKS, limit=100)
             assert await rotation == blocks
     assert [(block.seq, block.payload) for block in sent] == [
         (seq, sealed[seq]) for seq in range(RESIGN_BLOCKS + 1, blocks + 1)
@@ -460,8 +460,8 @@ async def test_a_damaged_block_whose_count_changed_too_is_declared_with_no_count
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE blocks SET readings = ? WHERE seq = 3", (count,))
     async with open_outbox(path, SITE, KEY) as outbox:
-        sent = [block.seq for block in await outbox.undelivered(after=0, limit=100)]
-        head = await outbox.undelivered(after=6, limit=100)
+        sent = [block.seq for block in await outbox.delivery.undelivered(after=0, limit=100)]
+        head = await outbox.delivery.undelivered(after=6, limit=100)
     assert sent == [1, 2, 4, 5, 6]
     assert [decode_block(block.payload).header.seq for block in head] == [7]
     [gap] = _gaps(path)
@@ -490,7 +490,7 @@ async def test_a_block_whose_epoch_column_changed_on_disk_is_sent_in_its_own_epo
     change_inside_epoch(path, 3, byte)
     async with open_outbox(path, SITE, KEY) as outbox:
         assert outbox.epoch == epoch
-        sent = await outbox.undelivered(after=0, limit=100)
+        sent = await outbox.delivery.undelivered(after=0, limit=100)
     assert [(block.seq, block.payload) for block in sent] == sealed
     assert _gaps(path) == []
     assert [(e, seq) for e, seq, _ in _blocks(path)] == [(epoch, seq) for seq in range(1, 7)]
@@ -511,6 +511,6 @@ async def test_a_blob_column_read_as_text_after_one_bit_changed_is_sent_as_seale
     with closing(sqlite3.connect(path)) as db, db:
         db.execute(f"UPDATE blocks SET {column} = CAST({column} AS TEXT) WHERE seq = 3")
     async with open_outbox(path, SITE, KEY) as outbox:
-        sent = await outbox.undelivered(after=0, limit=100)
+        sent = await outbox.delivery.undelivered(after=0, limit=100)
     assert [(block.seq, block.payload) for block in sent] == sealed
     assert _gaps(path) == []

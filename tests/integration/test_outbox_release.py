@@ -26,9 +26,11 @@ async def test_a_release_marks_blocks_and_seals_stay_fully_synchronous(tmp_path:
     async with open_outbox(path, SITE, KEY) as outbox:
         for i in range(3):
             await outbox.seal((_reading(i),), now=1.7e9, clock_synced=True)
-        released = await outbox.mark_delivered(epoch=outbox.epoch, through=2, also=None, now=5.0)
+        released = await outbox.delivery.mark_delivered(
+            epoch=outbox.epoch, through=2, also=None, now=5.0
+        )
         assert released == 2
-        assert list(await outbox._db.execute_fetchall("PRAGMA synchronous")) == [(FULL,)]
+        assert list(await outbox._file.db.execute_fetchall("PRAGMA synchronous")) == [(FULL,)]
         assert (await outbox.stats()).undelivered == 1
     with sqlite3.connect(path) as db:
         rows = db.execute("SELECT seq, delivered_at FROM blocks ORDER BY seq").fetchall()
@@ -41,16 +43,16 @@ async def test_a_failed_release_changes_nothing_and_leaves_seals_fully_synchrono
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY) as outbox:
         await outbox.seal((_reading(1),), now=1.7e9, clock_synced=True)
-        await outbox._db.execute(
+        await outbox._file.db.execute(
             "CREATE TRIGGER refuse AFTER UPDATE ON key_announcements"
             " BEGIN SELECT RAISE(ABORT, 'refused'); END"
         )
-        await outbox._db.execute(
+        await outbox._file.db.execute(
             "INSERT INTO key_announcements (kid, epoch, seq) VALUES ('k', ?, 1)", (outbox.epoch,)
         )
         with pytest.raises(sqlite3.IntegrityError, match="refused"):
-            await outbox.mark_delivered(epoch=outbox.epoch, through=1, also=None, now=5.0)
-        assert list(await outbox._db.execute_fetchall("PRAGMA synchronous")) == [(FULL,)]
+            await outbox.delivery.mark_delivered(epoch=outbox.epoch, through=1, also=None, now=5.0)
+        assert list(await outbox._file.db.execute_fetchall("PRAGMA synchronous")) == [(FULL,)]
         assert (await outbox.stats()).undelivered == 1
 
 
@@ -70,8 +72,8 @@ async def test_an_announced_key_is_taken_only_when_the_ack_that_releases_it_name
             await outbox.seal((record,), now=1.7e9, clock_synced=True)
         assert await outbox.announcement_state(named.kid) == "announced"
         # A collector before `keys`: its ACK takes the key, as it always did.
-        await outbox.mark_delivered(epoch=outbox.epoch, through=1, also=None, now=5.0)
-        await outbox.mark_delivered(
+        await outbox.delivery.mark_delivered(epoch=outbox.epoch, through=1, also=None, now=5.0)
+        await outbox.delivery.mark_delivered(
             epoch=outbox.epoch, through=3, also=None, now=6.0, keys=(named.kid, KEY.kid)
         )
         states = [await outbox.announcement_state(r.kid) for r in (old, named, refused)]
@@ -80,7 +82,9 @@ async def test_an_announced_key_is_taken_only_when_the_ack_that_releases_it_name
         # Announced again (`keys rotate` with the same staged key): pending until answered.
         await outbox.seal((refused,), now=1.7e9, clock_synced=True)
         assert await outbox.announcement_state(refused.kid) == "announced"
-        await outbox.mark_delivered(epoch=outbox.epoch, through=4, also=None, now=7.0, keys=())
+        await outbox.delivery.mark_delivered(
+            epoch=outbox.epoch, through=4, also=None, now=7.0, keys=()
+        )
         assert await outbox.announcement_state(refused.kid) == "refused"
 
 
@@ -91,7 +95,7 @@ async def test_an_outbox_from_before_refusals_keeps_what_its_acks_released(
     record = _announcement("before")
     async with open_outbox(path, SITE, KEY) as outbox:
         await outbox.seal((record,), now=1.7e9, clock_synced=True)
-        await outbox.mark_delivered(epoch=outbox.epoch, through=1, also=None, now=5.0)
+        await outbox.delivery.mark_delivered(epoch=outbox.epoch, through=1, also=None, now=5.0)
     with sqlite3.connect(path) as db:
         db.execute("ALTER TABLE key_announcements DROP COLUMN refused_at")
     async with open_outbox(path, SITE, KEY) as outbox:
@@ -110,5 +114,7 @@ async def test_an_announcement_sealed_again_under_a_new_epoch_is_answered_there(
         await outbox.start_new_epoch((), now=1.7e9, clock_synced=True)
         assert await outbox.announcement_state(record.kid) == "announced"
         last = (await outbox.stats()).last_seq
-        await outbox.mark_delivered(epoch=outbox.epoch, through=last, also=None, now=5.0, keys=())
+        await outbox.delivery.mark_delivered(
+            epoch=outbox.epoch, through=last, also=None, now=5.0, keys=()
+        )
         assert await outbox.announcement_state(record.kid) == "refused"

@@ -152,7 +152,9 @@ async def test_delivered_blocks_give_way_before_any_undelivered_reading(tmp_path
         # Fill the file with delivered blocks, then keep sealing undelivered ones.
         while _file_bytes(path)[0] < MIB * 3 // 4:
             block = await outbox.seal(_block_records(index, 60), now=T0 + index, clock_synced=True)
-            await outbox.mark_delivered(epoch=block.epoch, through=block.seq, also=None, now=T0)
+            await outbox.delivery.mark_delivered(
+                epoch=block.epoch, through=block.seq, also=None, now=T0
+            )
             index += 1
         undelivered_from = index
         for _ in range(40):

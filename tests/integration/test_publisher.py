@@ -127,7 +127,7 @@ class Rig:
             self.publisher.notify_sealed(block.seq)
 
     async def undelivered(self) -> list[int]:
-        return [b.seq for b in await self.outbox.undelivered(after=0, limit=1000)]
+        return [b.seq for b in await self.outbox.delivery.undelivered(after=0, limit=1000)]
 
     async def live_past_a_full_window(self, backlog: int, window: int) -> int:
         """Seal a live block once the backlog fills the window, unanswered; its seq, once sent."""
@@ -241,7 +241,7 @@ async def test_unacked_blocks_are_resent_after_the_timeout(tmp_path: Path, broke
 async def test_resent_blocks_carry_the_sealed_bytes(tmp_path: Path, broker: Broker) -> None:
     async with rig(tmp_path, broker, backlog=1, max_inflight=1, ack_timeout=0.3) as r:
         await r.link.wait_for(3, timeout=5)
-        stored = await r.outbox.get(1)
+        stored = await r.outbox.delivery.get(1)
         assert stored is not None
         assert r.link.received[:3] == [1, 1, 1]
         assert r.link.payloads[:3] == [stored.payload] * 3
@@ -320,7 +320,7 @@ async def _assert_rolled_over(r: Rig, old: str, readings: int) -> None:
     # transaction (Outbox.start_new_epoch): wait for the reseal, then look at what it made.
     deadline = time.monotonic() + 10
     while True:
-        blocks = await r.outbox.undelivered(after=0, limit=1000)
+        blocks = await r.outbox.delivery.undelivered(after=0, limit=1000)
         records = [rec for b in blocks for rec in decode_block(b.payload).records]
         if len([rec for rec in records if isinstance(rec, Reading)]) >= readings:
             break
@@ -348,7 +348,7 @@ async def _ack_beyond_the_local_chain(r: Rig) -> None:
 
 
 async def _ack_a_conflict(r: Rig) -> None:
-    stored = await r.outbox.get(3)
+    stored = await r.outbox.delivery.get(3)
     assert stored is not None
     await r.link.ack(3, seq=3, acked_hash=block_hash(stored.payload), conflict=True)
 
@@ -380,7 +380,7 @@ async def test_an_ack_that_disagrees_releases_nothing_and_starts_a_new_epoch(
 async def test_an_ack_with_the_same_hash_releases_as_before(tmp_path: Path, broker: Broker) -> None:
     async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
         await r.link.wait_for(5)
-        stored = await r.outbox.get(3)
+        stored = await r.outbox.delivery.get(3)
         assert stored is not None
         await r.link.ack(3, seq=3, acked_hash=block_hash(stored.payload))
         deadline = time.monotonic() + 5
@@ -784,7 +784,7 @@ async def test_a_signed_ack_whose_issued_at_is_no_time_is_rejected_and_changes_n
             stats = await r.outbox.stats()
             sealed = [
                 record
-                for block in await r.outbox.undelivered(after=5, limit=100)
+                for block in await r.outbox.delivery.undelivered(after=5, limit=100)
                 for record in decode_block(block.payload).records
             ]
             assert stats.last_seq == 5, f"sealed after the ACKs: {sealed}"
@@ -800,7 +800,7 @@ async def _sealed_gaps(r: Rig, seq: int) -> list[tuple[str, int | None, int | No
     async with asyncio.timeout(10):
         while (await r.outbox.stats()).last_seq < seq:
             await asyncio.sleep(0.02)
-    block = await r.outbox.get(seq)
+    block = await r.outbox.delivery.get(seq)
     assert block is not None, f"block {seq} is not waiting to be sent"
     return [
         (record.reason.value, record.from_seq, record.to_seq)
@@ -821,7 +821,7 @@ async def test_a_seq_whose_declaration_was_pruned_is_declared_again_for_a_restor
     # restarted, when 2-4 were declared. A declaration goes with its block.
     async with rig(tmp_path, broker, backlog=3, max_inflight=10) as r:
         await r.link.wait_for(3)
-        await r.outbox._db.execute("DELETE FROM blocks WHERE seq = 2")  # damage: the row gone
+        await r.outbox._file.db.execute("DELETE FROM blocks WHERE seq = 2")  # damage: the row gone
         await r.link.ack(1, seq=3, missing=((2, 2),))
         assert await _sealed_gaps(r, 4) == [("outbox_corrupt", 2, 2)]
         await r.link.wait_for(4)
@@ -866,7 +866,7 @@ async def test_a_stale_ack_after_a_restart_declares_nothing_the_collector_holds(
             await asyncio.sleep(0.02)
         sealed = [
             record
-            for block in await r.outbox.undelivered(after=6, limit=100)
+            for block in await r.outbox.delivery.undelivered(after=6, limit=100)
             for record in decode_block(block.payload).records
         ]
         assert (await r.outbox.stats()).last_seq == 6, f"sealed after the ACKs: {sealed}"
@@ -877,7 +877,7 @@ async def test_a_stale_ack_after_a_restart_declares_nothing_the_collector_holds(
         while (await r.outbox.stats()).last_seq == 6:
             assert time.monotonic() < deadline, "the restored collector was not answered"
             await asyncio.sleep(0.02)
-        (block,) = await r.outbox.undelivered(after=6, limit=100)
+        (block,) = await r.outbox.delivery.undelivered(after=6, limit=100)
         (gap,) = decode_block(block.payload).records
         assert isinstance(gap, GapRecord), gap
         assert (gap.reason, gap.from_seq, gap.to_seq) == (GapReason.RELEASED, 3, 5)
@@ -900,7 +900,7 @@ async def test_an_ack_issued_in_the_agents_future_does_not_hide_a_restored_colle
             while await r.undelivered():
                 await asyncio.sleep(0.02)
         assert await r.outbox.prune(delivered_before=time.time() + 1) == 5
-        async with r.outbox._db.execute("SELECT through, issued_at FROM acked") as cursor:
+        async with r.outbox._file.db.execute("SELECT through, issued_at FROM acked") as cursor:
             kept = await cursor.fetchall()
         assert [(through, at <= time.time() + CLOCK_ALLOWANCE) for through, at in kept] == [
             (5, True)

@@ -156,7 +156,7 @@ async def test_a_broker_smaller_than_any_block_keeps_the_record_and_seals_nothin
                         assert time.monotonic() < deadline, f"last seq {last_seq}, none left"
                         assert not running.done(), running.exception()
                         await asyncio.sleep(0.05)
-                    (kept,) = await outbox.undelivered(after=0, limit=10)
+                    (kept,) = await outbox.delivery.undelivered(after=0, limit=10)
                     assert ((await outbox.stats()).last_seq, kept.seq) == (1, 1)
                     assert decode_block(kept.payload).records == (_reading(7),)
                     # The broker restarted without the limit: the record goes as sealed.
@@ -194,20 +194,21 @@ async def test_a_block_that_cannot_be_sealed_again_is_left_the_rest_flows_and_it
     # (a session may last months; the collector's hole stayed open as long).
     with capture_logs() as logs:
         async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
-            await outbox._db.execute(
+            await outbox._file.db.execute(
                 "CREATE TRIGGER full BEFORE DELETE ON blocks BEGIN SELECT RAISE(ABORT, 'full'); END"
             )
             async with _sending(outbox, small_broker, ack_timeout=2) as sent:
 
                 async def only_the_big_one_waits() -> bool:
-                    return [b.seq for b in await outbox.undelivered(after=0, limit=9)] == [1]
+                    waiting = await outbox.delivery.undelivered(after=0, limit=9)
+                    return [b.seq for b in waiting] == [1]
 
                 async def delivered() -> bool:
                     return (await outbox.stats()).undelivered == 0
 
                 await _until(only_the_big_one_waits, sent, logs)
                 assert sorted(set(sent.link.received)) == [2, 3, 4]
-                await outbox._db.execute("DROP TRIGGER full")  # room again
+                await outbox._file.db.execute("DROP TRIGGER full")  # room again
                 await _until(delivered, sent, logs)
     _each_reading_once_and_seq_1_declared(sent, outbox.epoch)
     left = [entry for entry in logs if entry["event"] == "too_large_block_not_sealed_again"]

@@ -121,7 +121,7 @@ async def _agent(tmp_path: Path, broker: Broker) -> AsyncIterator[Outbox]:
 
 
 async def _undelivered(outbox: Outbox) -> list[int]:
-    return [block.seq for block in await outbox.undelivered(after=0, limit=100)]
+    return [block.seq for block in await outbox.delivery.undelivered(after=0, limit=100)]
 
 
 async def _logged_until(

@@ -116,7 +116,9 @@ async def _acked(site: Path, keys: tuple[str, ...]) -> None:
     key = load_private_key(config.signing.key_file)
     async with open_outbox(config.outbox.path, plan_identity(config), key) as outbox:
         last = (await outbox.stats()).last_seq
-        await outbox.mark_delivered(epoch=outbox.epoch, through=last, also=None, now=1.0, keys=keys)
+        await outbox.delivery.mark_delivered(
+            epoch=outbox.epoch, through=last, also=None, now=1.0, keys=keys
+        )
 
 
 def test_keys_rotate_after_a_refusal_sets_the_refused_key_aside_and_announces_a_new_one(
@@ -207,7 +209,7 @@ async def test_the_agent_switches_once_the_collector_holds_the_announcement(
         assert await storage.audit(gateway=GW.gateway, reason=Reason.RETIRED_KEY) == ()
         report = await verify_stored(storage, EVERYTHING, gateway=GW.gateway)  # type: ignore[arg-type]
         assert (report.blocks, report.verified, report.broken) == (5, 5, ())
-        assert agent.outbox.key_left_out is None
+        assert agent.outbox.delivery.key_left_out is None
 
 
 async def _kid(current: CurrentKey) -> str:
@@ -290,12 +292,12 @@ async def test_a_backlog_is_signed_again_with_the_new_key(tmp_path: Path) -> Non
     async with open_outbox(tmp_path / "outbox.db", identity_of(GW), old) as outbox:
         for seq in (1, 2, 3):
             await outbox.seal((GW.reading(seq),), now=1.0, clock_synced=True)
-        await outbox.mark_delivered(epoch=outbox.epoch, through=1, also=None, now=2.0)
-        before = {b.seq: b.payload for b in await outbox.undelivered(after=0, limit=10)}
+        await outbox.delivery.mark_delivered(epoch=outbox.epoch, through=1, also=None, now=2.0)
+        before = {b.seq: b.payload for b in await outbox.delivery.undelivered(after=0, limit=10)}
 
         assert await outbox.use_key(new) == 2
 
-        after = await outbox.undelivered(after=0, limit=10)
+        after = await outbox.delivery.undelivered(after=0, limit=10)
         assert {b.seq: b.payload for b in after} == before  # the sealed bytes never change
         for block in after:
             assert block.signature.kid == new.kid

@@ -41,7 +41,7 @@ class AgentRig:
 
     async def undelivered(self) -> list[int]:
         """Seqs of the current epoch not yet released by an ACK."""
-        return [b.seq for b in await self.outbox.undelivered(after=0, limit=10_000)]
+        return [b.seq for b in await self.outbox.delivery.undelivered(after=0, limit=10_000)]
 
 
 def identity_of(gateway: SimGateway) -> Identity:

@@ -102,7 +102,7 @@ async def damaged_restart(
             chosen = records()
             block = await outbox.seal(chosen, now=time.time(), clock_synced=True)
             note(chosen, block.epoch, block.seq)
-        undelivered = {b.seq for b in await outbox.undelivered(after=0, limit=blocks)}
+        undelivered = {b.seq for b in await outbox.delivery.undelivered(after=0, limit=blocks)}
     rows = {seq: locate_row(path, seq) for seq in range(1, blocks + 1)}
     outcome = Outcome(damage=damage(path, rows, undelivered))
     outcome.check = quick_check(path)
