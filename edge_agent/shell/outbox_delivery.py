@@ -111,16 +111,18 @@ class Delivery:
             file.marks.sealed(sealed.epoch, sealed.seq)
         return resend
 
-    async def seal_smaller(self, seq: int, parts: int, *, now: float, clock_synced: bool) -> bool:
-        """Seal block `seq`'s records again in `parts` blocks (`outbox_oversize`).
+    async def seal_smaller(
+        self, block: StoredBlock, parts: int, *, now: float, clock_synced: bool
+    ) -> bool:
+        """Seal `block`'s records again in `parts` blocks (`outbox_oversize`).
 
-        It is too large for the broker; whether it was done (not when released or damaged).
+        It is too large for the broker; whether it was done (not when released or damaged, nor
+        when a new epoch has sealed it again meanwhile: its seq there is another block's).
         """
         file = self._file
         async with file.lock:
-            block = (file.epoch, seq)
             sealed = await seal_smaller(
-                file.db, file.append, file.key, block, parts, now, clock_synced
+                file.db, file.append, file.key, (block.epoch, block.seq), parts, now, clock_synced
             )
         if sealed is not None:
             file.marks.sealed(sealed.epoch, sealed.seq)

@@ -323,7 +323,7 @@ class Publisher:
         )
         try:
             await self._outbox.delivery.seal_smaller(
-                block.seq, parts, now=time.time(), clock_synced=clock_synchronized()
+                block, parts, now=time.time(), clock_synced=clock_synchronized()
             )
         except sqlite3.Error as exc:
             # A full disk, say: not sent either way; what follows it goes now, and it is read
