@@ -41,6 +41,8 @@ _GAP_BLOCKS_SQL = (
     f"SELECT seq, {PAYLOAD}, {WITNESS_COLUMNS} FROM blocks WHERE epoch = ? AND seq > ?"
     " AND seq <= ? AND (thinned = 1 OR readings = 0 OR readings IS NULL) ORDER BY seq"
 )
+# The lowest seq of `epoch` held above one: from the primary key's index alone.
+_NEXT_HELD_SQL = "SELECT MIN(seq) FROM blocks WHERE epoch = ? AND seq > ?"
 # Declaring blocks looked up per statement: under SQLite's least bound-parameter limit (999).
 _LOOKUP_CHUNK = 500
 # Seqs read per turn of the outbox's lock when the declarations catch up: SQLite reads every
@@ -75,6 +77,13 @@ def _declared_by(rows: Sequence[Sequence[Any]], epoch: str, key: SigningKey) -> 
         if spans:
             declared[int(seq)] = spans
     return declared
+
+
+async def _next_held(db: aiosqlite.Connection, epoch: str, after: int, goal: int) -> int:
+    """The lowest seq of `epoch` held above `after`; `goal` when none is up to it."""
+    async with db.execute(_NEXT_HELD_SQL, (epoch, after)) as cursor:
+        row = await cursor.fetchone()
+    return goal if row is None or row[0] is None else min(goal, int(row[0]))
 
 
 async def _gap_rows(
@@ -117,7 +126,8 @@ class Declarations:
         The first read after a start reads every thinned or dropped block's replacement of
         the epoch: on a full outbox thinning has run through, hundreds of MiB, seconds of
         decoding (bench/declarations.py). So the outbox's `lock` is taken only to fetch the
-        rows of _WINDOW seqs at a time, and they are decoded on a worker thread without it:
+        rows of _WINDOW seqs at a time (from the next seq held: the seqs of a months-old epoch
+        are millions, mostly pruned), and they are decoded on a worker thread without it:
         sealing goes on between, and so does the event loop. What changes meanwhile is read
         as in one go: a block sealed lies above the seqs read, a declaring block that gives
         way is sealed again at the head (read there), one pruned is forgotten by `read`.
@@ -135,7 +145,9 @@ class Declarations:
                 after = self._through
                 if goal <= after:
                     return
-                upto = min(goal, after + _WINDOW)
+                # From the next seq held: an epoch lasts months, its seqs (millions) mostly
+                # pruned long ago, and each window is a turn of the lock and three threads'.
+                upto = min(goal, await _next_held(db, epoch, after, goal) - 1 + _WINDOW)
                 rows = await _gap_rows(db, epoch, after, upto)
             declared = await asyncio.to_thread(_declared_by, rows, epoch, key)
             if (self._epoch, self._through) == (epoch, after):  # else read meanwhile: again

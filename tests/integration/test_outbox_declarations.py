@@ -102,3 +102,34 @@ async def test_seals_go_on_while_the_first_answer_reads_what_gap_records_declare
             outbox.epoch, [(1, 63), (lost, lost)], now=T0, clock_synced=True
         )
     assert _gaps(path, GapReason.OUTBOX_CORRUPT) == [(lost, lost)]
+
+
+async def test_the_first_answer_of_an_old_epoch_reads_the_seqs_held_not_every_seq(
+    tmp_path: Path,
+) -> None:
+    # An epoch lasts as long as the sequence state: at the default flush_interval (0.2 s) a
+    # site seals up to 5 blocks a second, 13 million in a month, nearly all of them delivered
+    # and pruned long ago. The file below stands for that: its chain says 300,000 blocks were
+    # sealed and it holds none of them, then the blocks sealed since the start.
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY) as outbox:
+        await outbox.seal(_block(0), now=T0, clock_synced=True)
+    pruned = 300_000
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (str(pruned),))
+        db.execute("DELETE FROM blocks")
+    async with open_outbox(path, SITE, KEY) as outbox:
+        for index in range(1, 6):
+            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        statements: list[str] = []
+        await outbox._file.db.set_trace_callback(statements.append)
+        resend = await outbox.delivery.answer_missing(
+            outbox.epoch, [(pruned - 10, pruned - 10)], now=T0, clock_synced=True
+        )
+        answered = len(statements)  # not the closing's
+    # The ACK handler awaits the answer: no ACK nor command was taken while it read. Before,
+    # it read the epoch 32 seqs at a time, held or not: 9,375 windows, 18,767 statements and
+    # 10 s here (13 million seqs, a month's epoch, would take minutes), for five blocks; 18 now.
+    assert answered < 100, f"{answered} statements for 5 blocks held"
+    assert resend == ()
+    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == [(pruned - 10, pruned - 10)]
