@@ -80,7 +80,7 @@ class Reason(enum.StrEnum):
     TOPIC_MISMATCH = "topic_mismatch"
     UNKNOWN_GATEWAY = "unknown_gateway"
     UNSUPPORTED_TOPIC = "unsupported_topic"
-    DUPLICATE = "duplicate"  # a block stored already, or readings of a stored (point, t)
+    DUPLICATE = "duplicate"  # a block, readings of a (point, t) or a gap record stored already
     SEQ_CONFLICT = "seq_conflict"
     # Readings of a stored (gateway, point, t) with another value, unit or quality: the first
     # stays, these are not stored (one row per block, naming the first few).

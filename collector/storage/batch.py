@@ -50,6 +50,7 @@ from collector.storage.core import (
     pruned_keys,
     stream_changes,
 )
+from collector.storage.gap_records import GapIdentity, GapKey, gap_keys, unique_gaps
 from collector.storage.ingest_rows import (
     DELETE_SEQUENCE_GAP,
     INSERT_BLOCK,
@@ -102,6 +103,9 @@ class BatchSteps(Protocol):
 
     async def stored_alarms(self, keys: Sequence[AlarmKey]) -> dict[AlarmKey, AlarmState]:
         """The stored alarms among `keys`."""
+
+    async def stored_gaps(self, keys: Collection[GapKey]) -> set[GapIdentity]:
+        """The identities of the stored gap records of each (gateway, t) among `keys`."""
 
     async def stream_states(self, streams: Collection[Stream]) -> dict[Stream, StreamState]:
         """The stored progress of `streams` (those with a row), with the hash at acked_through."""
@@ -164,6 +168,9 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
     # Stored as sent and flagged, but no current value: kept out of `latest` and the rollups.
     ahead = split_ahead(new, batch.ahead_allowance)
     new = ahead.stored
+    # A gap record sealed again in another block (collector.storage.gap_records) is kept once.
+    held_gaps = await steps.stored_gaps(gaps) if (gaps := gap_keys(new)) else set()
+    new, repeated_gaps = unique_gaps(new, held_gaps)
     await _insert_blocks(steps, new, ahead.current, cutoff)
     await steps.fold_rollups(minute_rollups(ahead.current))
     alarms = await _pair_alarms(steps, new)
@@ -174,6 +181,7 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
         *refused_keys,
         *dedupe_audits(batch.blocks, outcomes, pruned),
         *repeated,
+        *repeated_gaps,
         *expired,
         *ahead.audits,
         *(found.audit for found in breaks),

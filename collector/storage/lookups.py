@@ -24,6 +24,7 @@ from collector.storage.alarms import AlarmKey
 from collector.storage.audit import ChainDb
 from collector.storage.block_retention import raw_kept_from
 from collector.storage.core import BlockKey, Link, Stream
+from collector.storage.gap_records import GAP_IDENTITY, GapIdentity, GapKey
 from collector.storage.ingest_rows import Params, Series
 from collector.storage.readings import ReadingKey, ReadingValue
 from collector.storage.records import (
@@ -44,6 +45,7 @@ READING_KEY: Final[KeyColumns] = (*SERIES_KEY, ("t", "float8"))
 ALARM_KEY: Final[KeyColumns] = (("gateway", "text"), ("alarm_id", "text"))
 STREAM_KEY: Final[KeyColumns] = (("gateway", "text"), ("epoch", "text"))
 GATEWAY_KEY: Final[KeyColumns] = (("gateway", "text"),)
+GAP_KEY: Final[KeyColumns] = (("gateway", "text"), ("t", "float8"))
 
 
 class KeyLookups(abc.ABC):
@@ -101,6 +103,20 @@ class KeyLookups(abc.ABC):
     async def raw_kept_from(self) -> float | None:
         """Where retention's deletion of raw readings ended (None: it deleted none)."""
         return await raw_kept_from(self._chain())
+
+    async def stored_gaps(self, keys: Collection[GapKey]) -> set[GapIdentity]:
+        """The identities of the stored gap records of each (gateway, t) among `keys`."""
+        columns = ", ".join(f"g.{name.strip()}" for name in GAP_IDENTITY.split(","))
+        found = await self._lookup(
+            GAP_KEY,
+            keys,
+            f"SELECT {columns} FROM {{keys}} gaps g"
+            " ON g.gateway = k.gateway AND g.t = k.t AND g.kind = 'record'",
+        )
+        return {
+            (row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9])
+            for row in found
+        }
 
     async def stored_alarms(self, keys: Sequence[AlarmKey]) -> dict[AlarmKey, AlarmState]:
         """The stored alarms among `keys`."""

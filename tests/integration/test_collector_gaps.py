@@ -141,3 +141,40 @@ async def test_a_block_too_large_for_the_broker_closes_as_declared_with_nothing_
     assert [(g.reason, g.lost, g.epoch, g.from_seq, g.to_seq) for g in closed.items] == [
         ("too_large", 0, "epoch-1", 2, 2)
     ]
+
+
+async def test_a_gap_record_sealed_again_in_another_block_is_stored_once(
+    env: CollectorEnv,
+) -> None:
+    """The agent seals a block's records again (a new epoch after sequence state was lost, a
+    block split for the broker): a gap record the collector stored from the first block comes
+    again in another. It is a duplicate, listed and journaled once; a record that differs in
+    any field (here `lost`, then `reason`) over the same seqs is another loss and is kept."""
+    full = gap_record(3, 40, GapReason.OUTBOX_FULL, epoch="epoch-1", from_seq=2, to_seq=2)
+    await env.link.send(1)
+    await env.link.send(3, records=[env.gateway.reading(3), full])
+    await env.link.send(5, records=[env.gateway.reading(5), full])  # twice in one epoch
+    more = gap_record(3, 41, GapReason.OUTBOX_FULL, epoch="epoch-1", from_seq=2, to_seq=2)
+    other = gap_record(3, 40, GapReason.DISK_FULL, epoch="epoch-1", from_seq=2, to_seq=2)
+    await env.link.send(1, epoch="epoch-2", records=[full, more, other, full])  # resealed
+    acks = [await _ack(env) for _ in range(4)]
+    assert [(a.epoch, a.seq) for a in acks] == [
+        ("epoch-1", 1),
+        ("epoch-1", 3),
+        ("epoch-1", 5),
+        ("epoch-2", 1),
+    ]
+    gateway, state = env.gateway.gateway, GapState.CLOSED
+    closed = await env.storage.gaps(EVERYTHING, gateway=gateway, state=state, after=None, limit=9)
+    assert [(g.reason, g.lost, g.from_seq, g.to_seq) for g in closed.items] == [
+        ("outbox_full", 40, 2, 2),
+        ("outbox_full", 41, 2, 2),
+        ("disk_full", 40, 2, 2),
+    ]
+    assert await env.rows("SELECT sum(lost) FROM gaps WHERE kind = 'record'") == [(121,)]
+    journal = await env.rows("SELECT payload FROM feed WHERE kind = 'gap' ORDER BY id")
+    assert len([p for p in journal if '"closed"' in str(p[0])]) == 3
+    duplicates = await env.rows(
+        "SELECT sum(count) FROM audit WHERE reason = 'duplicate' AND detail LIKE '%gap record%'"
+    )
+    assert duplicates == [(2,)]  # a row per block: block 5 and epoch-2's block 1

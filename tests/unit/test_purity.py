@@ -23,6 +23,7 @@ _MODBUS_PURE = ("codec", "plan", "reply", "rtu_frame", "timing")
 _SERIAL_PURE = ("checksum", "framing", "parse", "settings")
 _STORAGE_PURE = (
     "alarms",
+    "gap_records",
     "ingest_rows",
     "keys",
     "months",
