@@ -37,7 +37,8 @@ AHEAD_FLAG: Final = Reason.AHEAD_OF_COLLECTOR.value
 class Ahead:
     """The batch's new readings split by the collector's clock.
 
-    `stored`: every block with all its readings, those ahead flagged (what `readings` gets);
+    `stored`: every block with all its readings, those ahead flagged and no other (a flag a
+    gateway sent itself is taken off a current reading): what `readings` gets;
     `current`: the blocks without the readings ahead (what `latest` and the rollups get);
     `counts`: per block of `stored`, how many of its readings are ahead; `audits`: one row per
     block with some.
@@ -49,9 +50,17 @@ class Ahead:
     audits: tuple[AuditEntry, ...]
 
 
-def flagged(flags: tuple[str, ...]) -> tuple[str, ...]:
-    """`flags` with AHEAD_FLAG (once: a gateway may have sent it itself)."""
-    return flags if AHEAD_FLAG in flags else (*flags, AHEAD_FLAG)
+def flagged(flags: tuple[str, ...], *, ahead: bool) -> tuple[str, ...]:
+    """`flags` with AHEAD_FLAG once if `ahead`, else without it.
+
+    The flag is the collector's finding alone: a gateway may send any flag, and one it sent
+    on a current reading would show in GET /v1/latest, which never holds a reading ahead, and
+    make a client that leaves flagged readings out lose a current value. The block's signed
+    bytes keep what was sent.
+    """
+    if ahead:
+        return flags if AHEAD_FLAG in flags else (*flags, AHEAD_FLAG)
+    return tuple(flag for flag in flags if flag != AHEAD_FLAG)
 
 
 def split_ahead(blocks: Sequence[IncomingBlock], allowance: float) -> Ahead:
@@ -65,15 +74,21 @@ def split_ahead(blocks: Sequence[IncomingBlock], allowance: float) -> Ahead:
         readings = incoming.entries.readings
         ahead = [r for r in readings if r.t > bound]
         counts.append(len(ahead))
-        if not ahead:
+        if not ahead and not any(AHEAD_FLAG in r.flags for r in readings):
             stored.append(incoming)
             current.append(incoming)
             continue
-        marked = tuple(r._replace(flags=flagged(r.flags)) if r.t > bound else r for r in readings)
+        marked = tuple(
+            r._replace(flags=flagged(r.flags, ahead=r.t > bound))
+            if (r.t > bound) != (AHEAD_FLAG in r.flags)
+            else r
+            for r in readings
+        )
         stored.append(replace(incoming, entries=replace(incoming.entries, readings=marked)))
-        kept = tuple(r for r in readings if r.t <= bound)
+        kept = tuple(r for r in marked if r.t <= bound)
         current.append(replace(incoming, entries=replace(incoming.entries, readings=kept)))
-        audits.append(_audit(incoming, ahead))
+        if ahead:
+            audits.append(_audit(incoming, ahead))
     return Ahead(tuple(stored), tuple(current), tuple(counts), tuple(audits))
 
 

@@ -202,3 +202,26 @@ async def test_a_latest_row_left_ahead_by_an_earlier_version_gives_way(
         await link.send(2, records=[reading_at(NOW - 1, 2.0)])
         assert (await link.next_ack()).ack.acked_through == 2
     assert await _latest(collector) == {"T001-LT-01": (_t(NOW - 1), 2.0, [])}
+
+
+async def test_a_gateway_cannot_flag_a_current_reading_ahead(
+    broker: Broker, collector: RunningCollector, storage_url: str
+) -> None:
+    """Only the collector's clock decides: a gateway that sends `ahead_of_collector` itself on
+    a current reading (any gateway may send any flag) does not get it stored, so GET
+    /v1/latest never shows a reading flagged so and a client that leaves flagged readings out
+    loses no current value; on a reading truly ahead the flag is there once."""
+    async with gateway_link(broker.port, NANCHANG) as link:
+        await link.send(
+            1,
+            records=[
+                reading_at(NOW - 1, 2.0, flags=(AHEAD, "backfill")),
+                reading_at(NOW + DAY, 3.0, point="T001-LT-02", flags=(AHEAD,)),
+            ],
+        )
+        assert (await link.next_ack()).ack.acked_through == 1
+    assert await _latest(collector) == {"T001-LT-01": (_t(NOW - 1), 2.0, ["backfill"])}
+    assert await _readings(collector, "T001-LT-01") == [(_t(NOW - 1), 2.0, ["backfill"])]
+    assert await _readings(collector, "T001-LT-02") == [(_t(NOW + DAY), 3.0, [AHEAD])]
+    assert [count for count, _ in await _audited(storage_url, AHEAD)] == [1]
+    assert await _scraped(collector, "gz_collector_readings_ahead_of_collector_total") == 1
