@@ -25,8 +25,16 @@ from collector.readmodel import (
     ReadingFilter,
     Scope,
 )
+from collector.storage.ahead import AHEAD_FLAG
 from collector.storage.queries import Fetch, given, scope_clause, where_all
 from collector.storage.rollups import ROLLUP_SECONDS
+
+_LIKE_AHEAD: Final = '%"' + AHEAD_FLAG.replace("_", "\\_") + '"%'
+CURRENT: Final = f" AND r.flags NOT LIKE '{_LIKE_AHEAD}' ESCAPE '\\'"
+"""The raw readings a bucket aggregates: none stored ahead of the collector's clock (its flags,
+a JSON list, name collector.storage.ahead's flag, which only the collector sets), as the
+per-minute rollups leave them out, so `rollups_answer` stays true: every= counts the same
+whether its buckets come from the rollups or from the readings."""
 
 SERIES_BATCH: Final = 200
 """Series (gateway, point) asked for at a time while a page fills."""

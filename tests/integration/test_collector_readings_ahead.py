@@ -225,3 +225,37 @@ async def test_a_gateway_cannot_flag_a_current_reading_ahead(
     assert await _readings(collector, "T001-LT-02") == [(_t(NOW + DAY), 3.0, [AHEAD])]
     assert [count for count, _ in await _audited(storage_url, AHEAD)] == [1]
     assert await _scraped(collector, "gz_collector_readings_ahead_of_collector_total") == 1
+
+
+async def test_buckets_from_readings_and_from_rollups_agree(
+    broker: Broker, collector: RunningCollector, clock: Clock
+) -> None:
+    """Buckets read from the raw readings (under a minute, or ends off the minute) leave a
+    reading stored ahead out as the per-minute rollups do: every=30s, every=1m and every=1m
+    from half a minute earlier count the same minute alike."""
+    minute = NOW + DAY - (NOW + DAY) % 60
+    async with gateway_link(broker.port, NANCHANG) as link:
+        await link.send(1, records=[reading_at(minute + 10, 9.0)])
+        assert (await link.next_ack()).ack.acked_through == 1
+        clock.now = minute + 30
+        await link.send(2, records=[reading_at(minute + 20, 1.0)])
+        assert (await link.next_ack()).ack.acked_through == 2
+
+    async def counted(every: str, start: float) -> list[tuple[str, int, float]]:
+        items = await _get(
+            collector,
+            "/v1/readings",
+            gateway=NANCHANG.gateway,
+            point="T001-LT-01",
+            every=every,
+            **{"from": _t(start), "to": _t(minute + 60)},
+        )
+        return [(item["t"], item["count"], item["max"]) for item in items]
+
+    assert await _readings(collector, "T001-LT-01") == [
+        (_t(minute + 10), 9.0, [AHEAD]),
+        (_t(minute + 20), 1.0, []),
+    ]
+    assert await counted("1m", minute) == [(_t(minute), 1, 1.0)]
+    assert await counted("30s", minute) == [(_t(minute), 1, 1.0)]
+    assert await counted("1m", minute - 30) == [(_t(minute), 1, 1.0)]

@@ -67,7 +67,8 @@ the bucket's start. Buckets are multiples of the width since the epoch in UTC, e
 days (`1d`, `7d`, ...), which start at midnight of the shown offset (`tz`): with
 `tz=+08:00`, a day is a Beijing day. `from`/`to` pick readings, so edge buckets may be
 partial. `min`, `max`, `avg`, `last` and `count` cover the readings with a value whose
-quality is not bad; a bucket of only such readings shows nulls and count 0.
+quality is not bad; a bucket of only such readings shows nulls and count 0. A reading
+flagged `ahead_of_collector` (stamped past the collector's clock) is in no bucket.
 
 **CSV** (`Accept: text/csv`): the same items, one row each, as one UTF-8 RFC 4180 stream
 with a header row (flags joined by `;`, an unknown value as an empty cell). It carries every

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from collector.readmodel import BucketGrid, BucketRow, PointAfter
-from collector.storage.buckets import LatestSeries, bucket_rows
+from collector.storage.buckets import CURRENT, LatestSeries, bucket_rows
 from collector.storage.float_sums import POSTGRES_FLOATS
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.rows import Params, fetcher
@@ -63,7 +63,7 @@ class PostgresBucketQueries(LatestSeries):
         if from_index is not None:
             bounds += f" AND {index} >= {params.add(from_index)}"
         found = await self.db.fetchval(
-            f"SELECT {index} FROM readings r WHERE {keys}{bounds} ORDER BY r.t LIMIT 1",
+            f"SELECT {index} FROM readings r WHERE {keys}{bounds}{CURRENT} ORDER BY r.t LIMIT 1",
             *params.values,
         )
         return None if found is None else int(found)
@@ -89,7 +89,7 @@ class PostgresBucketQueries(LatestSeries):
             " max(t) FILTER (WHERE v IS NOT NULL) AS last_t, max(t) AS newest_t"
             f" FROM (SELECT {index} AS k, r.t AS t,"
             " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"
-            f" FROM readings r WHERE r.gateway = {gateway} AND r.point = {point}{bounds}"
+            f" FROM readings r WHERE r.gateway = {gateway} AND r.point = {point}{bounds}{CURRENT}"
             f" AND {index} >= {params.add(first)} AND {index} < {params.add(end)}) AS s"
             " GROUP BY k) AS b"
             f" JOIN readings newest ON newest.gateway = {gateway} AND newest.point = {point}"

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import aiosqlite
 
 from collector.readmodel import BucketGrid, BucketRow, PointAfter
-from collector.storage.buckets import LatestSeries, bucket_rows
+from collector.storage.buckets import CURRENT, LatestSeries, bucket_rows
 from collector.storage.float_sums import SQLITE_FLOATS
 from collector.storage.queries import Fetch
 from collector.storage.rollups import rollup_mean
@@ -64,7 +64,7 @@ class SqliteBucketQueries(LatestSeries):
             params.append(from_index)
         return await self._first_index(
             f"SELECT {index} FROM readings r WHERE r.gateway = ? AND r.point = ?{bounds}"
-            " ORDER BY r.t LIMIT 1",
+            f"{CURRENT} ORDER BY r.t LIMIT 1",
             (*series, *params),
         )
 
@@ -91,7 +91,7 @@ class SqliteBucketQueries(LatestSeries):
             " max(CASE WHEN v IS NOT NULL THEN t END) AS last_t, max(t) AS newest_t"
             f" FROM (SELECT {index} AS k, r.t AS t,"
             " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"
-            f" FROM readings r WHERE r.gateway = ? AND r.point = ?{bounds}"
+            f" FROM readings r WHERE r.gateway = ? AND r.point = ?{bounds}{CURRENT}"
             f" AND {index} >= ? AND {index} < ?) GROUP BY k) b"
             " JOIN readings newest ON newest.gateway = ? AND newest.point = ?"
             " AND newest.t = b.newest_t"
