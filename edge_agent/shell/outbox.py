@@ -81,11 +81,12 @@ class Outbox:
         unsealed: LostReadings | None = None,
     ) -> None:
         self._file = file = OutboxFile(db, identity, key, mark=mark, unsealed=unsealed)
-        # The send and ACK side: the publisher's reads and the ACK handler's releases.
-        self.delivery = Delivery(file)
         self._room = RoomMaker(
             db, file.append, budget=budget, path=path, reserve=reserve, key=lambda: file.key
         )
+        # The send and ACK side: the publisher's reads and the ACK handler's releases. It makes
+        # room through the same RoomMaker (one cap and reserve state for the file).
+        self.delivery = Delivery(file, self._room)
         self._budget = budget
         self._journal = journal
         self._data_version = 0

@@ -24,6 +24,7 @@ from edge_agent.shell.outbox_key_listing import AckKeys, KeyListing, read_key_le
 from edge_agent.shell.outbox_missing import Declarations, answer_missing
 from edge_agent.shell.outbox_oversize import seal_smaller
 from edge_agent.shell.outbox_reads import StoredBlock, read_undelivered, read_undelivered_block
+from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ACK_MARK_SQL
 from edge_agent.shell.outbox_seal import chain_position, release
 from edge_agent.shell.outbox_transaction import on_thread
@@ -32,8 +33,11 @@ from edge_agent.shell.outbox_transaction import on_thread
 class Delivery:
     """Reading blocks back to send them, and releasing them on a collector's ACK."""
 
-    def __init__(self, file: OutboxFile) -> None:
+    def __init__(self, file: OutboxFile, room: RoomMaker) -> None:
         self._file = file
+        # The sealing side's room-making: a gap record `answer_missing` seals on a full
+        # outbox makes room as any seal does.
+        self._room = room
         # Set when an ACK releases a block that announced a key (edge_agent.shell.rotation).
         self.announcement_delivered = asyncio.Event()
         # Seq ranges the current epoch's gap records declare (`answer_missing`).
@@ -91,7 +95,8 @@ class Delivery:
 
         See `edge_agent.core.missing_blocks`: those it does not hold (and no gap record in it
         declares) are declared lost, one `outbox_corrupt` gap record a run; those it holds as
-        delivered are made undelivered again and returned, to be sent again.
+        delivered are made undelivered again and returned, to be sent again. A full outbox
+        makes room first, as a seal does.
         """
         file = self._file
         if epoch != file.epoch:
@@ -102,6 +107,8 @@ class Delivery:
             file.append,
             self._declared,
             file.key,
+            room=self._room,
+            evicting=file.handed.clear,  # room is made by thinning and dropping blocks
             epoch=epoch,
             missing=missing,
             now=now,

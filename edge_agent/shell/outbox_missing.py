@@ -8,12 +8,13 @@ and a row that says delivered while the collector says it is not stored is
 made undelivered again, so the send path reads it (and sends it, mended, or declares it).
 The ranges gap records declare are read once an epoch (`Declarations`), and that first read
 takes the lock a window of seqs at a time: on a full outbox it is seconds of decoding.
+On a full outbox the gap record's seal makes room as every seal does (`RoomMaker.sealing`).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import aiosqlite
@@ -23,6 +24,7 @@ from edge_agent.core.chain import SealedBlock
 from edge_agent.core.missing_blocks import MissingVerdict, Span, examined, judge_missing
 from edge_agent.shell.outbox_damage import Append, corrupt_gap
 from edge_agent.shell.outbox_reads import PAYLOAD, WITNESS_COLUMNS, as_sealed, witnesses
+from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import SEQ_MARKS_SQL
 from edge_agent.shell.outbox_seal import read_chain_state
 from edge_agent.shell.outbox_transaction import async_write_transaction, on_thread
@@ -204,6 +206,8 @@ async def answer_missing(
     declarations: Declarations,
     key: SigningKey,
     *,
+    room: RoomMaker,
+    evicting: Callable[[], None],
     epoch: str,
     missing: Sequence[Span],
     now: float,
@@ -215,18 +219,32 @@ async def answer_missing(
     there is something to do. Returns the last gap record's block (None: nothing declared) and
     the seqs made undelivered again, to be sent again. When the verdict needs declarations
     not read yet, they are read first with the lock taken a window at a time
-    (`Declarations.catch_up`), and the answer taken after.
+    (`Declarations.catch_up`), and the answer taken after. A full outbox makes room (`room`,
+    `evicting` called first, as `Outbox.seal_many` does) and the transaction is tried again,
+    the verdict with it: making room may prune or thin what it read.
     """
 
-    async def answer() -> tuple[SealedBlock | None, tuple[int, ...]]:
-        if not await _verdict(db, declarations, key, epoch, missing):
-            return None, ()
+    async def write() -> tuple[SealedBlock | None, tuple[int, ...]]:
         async with async_write_transaction(db):
             verdict = await _verdict(db, declarations, key, epoch, missing)
             sealed = await _carry_out(
                 db, append, epoch, verdict, now=now, clock_synced=clock_synced
             )
         return sealed, verdict.resend
+
+    async def answer() -> tuple[SealedBlock | None, tuple[int, ...]]:
+        verdict = await _verdict(db, declarations, key, epoch, missing)
+        if not verdict:
+            return None, ()
+        answered = await room.sealing(
+            write,
+            records=len(verdict.lost) + len(verdict.released),
+            now=now,
+            clock_synced=clock_synced,
+            evicting=evicting,
+        )
+        await room.reclaim_reserve()
+        return answered
 
     async with lock:
         if not await _unread(db, declarations, epoch, missing):

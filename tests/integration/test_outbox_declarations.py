@@ -8,6 +8,10 @@ answer held the outbox's lock: sealing stopped for as long (bench/declarations.p
 8 MiB of them). Real SQLite files; the sealer here is a task sealing block after block, as
 the agent's does, and its seals make room in the full outbox (thinning, dropping) while the
 answer reads.
+
+An answer on a full outbox (at its budget, no page free) makes room for its gap record as
+every seal does (`outbox_room.RoomMaker.sealing`): it met SQLITE_FULL before, the publisher
+logged `ack_not_recorded` and the next ACK asked again, for as long as the outbox stayed full.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ import pytest
 
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_space import SpaceBudget, is_full
 from specs.block import decode_block
 from specs.records import GapReason, GapRecord, Record
 from tests.support.outbox_site import KEY, SITE, T0
@@ -95,8 +100,8 @@ async def test_seals_go_on_while_the_first_answer_reads_what_gap_records_declare
     assert resend == again == ()
     assert _gaps(path, GapReason.OUTBOX_CORRUPT) == []
 
-    # A start with room for the answer's own block (in a full outbox it meets SQLITE_FULL,
-    # and the next ACK asks again): what no gap record declares is declared, and only that.
+    # A start with room for the answer's own block (in a full outbox it makes room first:
+    # the test below): what no gap record declares is declared, and only that.
     async with open_outbox(path, SITE, KEY, max_bytes=2 * MIB) as outbox:
         await outbox.delivery.answer_missing(
             outbox.epoch, [(1, 63), (lost, lost)], now=T0, clock_synced=True
@@ -133,3 +138,63 @@ async def test_the_first_answer_of_an_old_epoch_reads_the_seqs_held_not_every_se
     assert answered < 100, f"{answered} statements for 5 blocks held"
     assert resend == ()
     assert _gaps(path, GapReason.OUTBOX_CORRUPT) == [(pruned - 10, pruned - 10)]
+
+
+def _fill(path: Path) -> tuple[int, int]:
+    """Take every free page left under the budget (imported readings' keys); page counts."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute(f"PRAGMA max_page_count={SpaceBudget(MIB).max_pages}")
+        n = 0
+        for size in (2000, 500, 100, 20):
+            while True:
+                try:
+                    db.execute(
+                        "INSERT INTO backfill_keys VALUES ('filler', ?)", (f"{n:08d}" + "x" * size,)
+                    )
+                except sqlite3.OperationalError as exc:
+                    if not is_full(exc):
+                        raise
+                    break
+                n += 1
+        pages, free = (
+            db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count")
+        )
+    return int(pages), int(free)
+
+
+async def test_an_answer_on_a_full_outbox_makes_room_and_declares_what_it_lost(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        for index in range(120):  # full: thinned and dropped, nothing is ACKed
+            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+    with closing(sqlite3.connect(path)) as db, db:
+        held = db.execute(
+            "SELECT seq FROM blocks WHERE thinned = 0 AND readings > 0 ORDER BY seq DESC LIMIT 64"
+        ).fetchall()
+        # Rows gone from the file that no gap record declares: one gap record each, 32 in
+        # one block, larger than a page: its seal needs a free page.
+        lost = sorted(int(row[0]) for row in held[::2])
+        db.executemany("DELETE FROM blocks WHERE seq = ?", [(seq,) for seq in lost])
+    assert len(lost) == 32
+    assert _fill(path) == (SpaceBudget(MIB).max_pages, 0)  # at the budget, no page free
+    room = (GapReason.THINNED, GapReason.OUTBOX_FULL)
+    before = sum(len(_gaps(path, reason)) for reason in room)
+    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == []
+
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        # Before: sqlite3.OperationalError 'database or disk is full', nothing declared.
+        resend = await outbox.delivery.answer_missing(
+            outbox.epoch, [(seq, seq) for seq in lost], now=T0, clock_synced=True
+        )
+        declared = _gaps(path, GapReason.OUTBOX_CORRUPT)
+        after = sum(len(_gaps(path, reason)) for reason in room)
+        # Sealing goes on after the answer, as before.
+        await outbox.seal(_block(500), now=T0 + 500, clock_synced=True)
+    assert resend == ()
+    assert declared == [(seq, seq) for seq in lost]
+    # Room was made as for any seal: blocks thinned or dropped, each loss declared.
+    assert after > before
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
