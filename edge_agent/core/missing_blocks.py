@@ -50,23 +50,29 @@ CLOCK_ALLOWANCE: Final = 10.0
 
 @dataclass(frozen=True, slots=True)
 class AckMark:
-    """The highest `acked_through` heard for `epoch`, and the latest `issued_at` saying it."""
+    """The highest `acked_through` heard for `epoch`, and the latest time saying it, twice.
+
+    `issued_at`: by the collector's clock, as said. `bound`: that time bounded by the agent's
+    clock when synchronized (`mark_time`), at hearing. Either alone misjudges a collector
+    clock far ahead: the first hides a restored collector whose clock is right, the second
+    answers the far-ahead collector's own stale ACKs (`heard`).
+    """
 
     epoch: str
     acked_through: int
     issued_at: float
+    bound: float
 
 
 def mark_time(issued_at: float, now: float | None) -> float:
-    """The time a mark keeps for an ACK of `issued_at` (the collector's clock).
+    """An ACK time of `issued_at` (the collector's clock) as the agent's clock bounds it.
 
     `now`: the agent's clock when it is synchronized (None: it is not). An ACK the agent
     holds was issued before now, whatever its `issued_at` says: one more than CLOCK_ALLOWANCE
     ahead of a synchronized clock comes from a collector clock that is wrong (a month ahead,
-    2099), and kept as it is it would make every later ACK below the mark look issued before
-    it, stale, a collector gone back never answered. So it counts as now + CLOCK_ALLOWANCE,
-    as late as a right clock could say. An agent clock not synchronized tells nothing (it may
-    be the one wrong, an RTC back at 1970): the collector's time stands.
+    2099), and counts as now + CLOCK_ALLOWANCE, as late as a right clock could say. An agent
+    clock not synchronized tells nothing (it may be the one wrong, an RTC back at 1970): the
+    collector's time stands.
     """
     return issued_at if now is None else min(issued_at, now + CLOCK_ALLOWANCE)
 
@@ -78,24 +84,34 @@ def heard(
 
     An ACK at or above the mark is. One below it was issued before the mark's (by another
     collector of a shared subscription, say, delivered late): its `missing` may list blocks
-    stored since and released, even deleted to make room, so it is not answered, unless it
-    was issued more than CLOCK_ALLOWANCE after the latest ACK at the mark: then the collector
-    went back (its database restored from a backup), it will not say the higher mark again,
-    and its ACK is the new mark. The mark keeps the latest `issued_at` of the epoch's ACKs
-    answered: a collector's clock that ran ahead, or one behind now, only delays this. `now`:
-    the agent's clock, when synchronized, which bounds the mark's time (`mark_time`; a mark
-    read back from the outbox too, kept before that bound or while the clock was not
-    synchronized).
+    stored since and released, even deleted to make room, so it is not answered, unless the
+    collector went back (its database restored from a backup: it will not say the higher
+    mark again, and its ACK is the new mark). That is so when the ACK was issued well after
+    the latest ACK at the mark (more than CLOCK_ALLOWANCE) by either clock:
+    (a) the collectors' own: `issued_at` after the mark's `issued_at` (a collector clock
+    that ran ahead only delays this, and one far ahead, a month, for ever: hence b);
+    (b) the agent's, when synchronized (`now`): `issued_at` no later than now allows and
+    after the mark's `bound`, itself bounded by now when used (a mark read back from the
+    outbox: kept before the bound, or while the clock was not synchronized). A stale ACK
+    of the far-ahead collector itself is after the mark's bound but ahead of now, and
+    before the mark by its own clock: not answered. One of another collector, its clock
+    right, was issued before the mark's ACK reached the agent: not answered either.
     """
-    at = mark_time(issued_at, now)
+    bound = mark_time(issued_at, now)
     if mark is None or mark.epoch != epoch:
-        return AckMark(epoch, acked_through, at), True
-    kept = mark_time(mark.issued_at, now)
+        return AckMark(epoch, acked_through, issued_at, bound), True
+    kept = mark_time(mark.bound, now)
     if acked_through >= mark.acked_through:
-        return AckMark(epoch, acked_through, max(kept, at)), True
-    if issued_at > kept + CLOCK_ALLOWANCE:
-        return AckMark(epoch, acked_through, at), True
-    return AckMark(epoch, mark.acked_through, kept), False
+        return AckMark(epoch, acked_through, max(mark.issued_at, issued_at), max(kept, bound)), True
+    later_by_its_clock = issued_at > mark.issued_at + CLOCK_ALLOWANCE
+    later_by_ours = (
+        now is not None
+        and issued_at <= now + CLOCK_ALLOWANCE
+        and issued_at > kept + CLOCK_ALLOWANCE
+    )
+    if later_by_its_clock or later_by_ours:
+        return AckMark(epoch, acked_through, issued_at, bound), True
+    return AckMark(epoch, mark.acked_through, mark.issued_at, kept), False
 
 
 def examined(missing: Sequence[Span], last_seq: int, limit: int = EXAMINED) -> tuple[Span, ...]:

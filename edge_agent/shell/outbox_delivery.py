@@ -150,11 +150,12 @@ class Delivery:
         also: int | None,
         now: float,
         keys: AckKeys = None,
-        issued_at: float | None = None,
+        times: tuple[float, float] | None = None,
     ) -> int:
         """Release what the collector stored: seq <= `through`, + `also`.
 
-        `keys` and `issued_at` (the collector's time; None: not known) are the ACK's.
+        `keys` are the ACK's; `times` its `issued_at` (the collector's clock) and that time
+        bounded by the agent's (`missing_blocks.mark_time`), None: not known.
         """
         file = self._file
         async with file.lock:
@@ -163,7 +164,7 @@ class Delivery:
             for seq in [s for s in file.handed.seqs() if s <= through or s == also]:
                 file.handed.take(seq)
             released = await on_thread(
-                file.db, release, epoch, through, also, now, keys, file.key.kid, issued_at
+                file.db, release, epoch, through, also, now, keys, file.key.kid, times
             )
             self._left_out.acked(released.left_out, keys, file.key.kid)
             if released.announcements:
@@ -171,7 +172,7 @@ class Delivery:
             return released.blocks
 
     async def ack_mark(self) -> AckMark | None:
-        """The current epoch's highest `acked_through` heard, with its ACK's time, if known.
+        """The current epoch's highest `acked_through` heard, with its ACK's times, if known.
 
         Kept in the file, so that a restart does not take a stale ACK for the collector's word.
         """
@@ -181,7 +182,10 @@ class Delivery:
                 row = await cursor.fetchone()
         if row is None or row[1] is None:
             return None
-        return AckMark(epoch, int(row[0]), float(row[1]))
+        # A file from before `bound` kept one time (the collector's, or since 6790f8f one
+        # already bounded): it serves as both, and `heard` bounds it when it is used.
+        at = float(row[1])
+        return AckMark(epoch, int(row[0]), at, at if row[2] is None else float(row[2]))
 
     @property
     def key_left_out(self) -> float | None:

@@ -69,12 +69,14 @@ CREATE TABLE IF NOT EXISTS pruned (
 -- Per epoch, the highest `acked_through` a verified ACK said (`outbox_seal.release`): what a
 -- collector stored without a hole below. Only a pruned seq at or below it is `released` when
 -- a collector later lists it missing (`outbox_missing`). `issued_at`: the collector's time
--- on the ACK that first said it (NULL: not known), so that a restart still tells a stale ACK
--- from a collector gone back (`edge_agent.core.missing_blocks.heard`).
+-- on the ACK that first said it (NULL: not known), `bound` that time bounded by the agent's
+-- clock when synchronized (NULL: a file from before it), so that a restart still tells a
+-- stale ACK from a collector gone back (`edge_agent.core.missing_blocks.heard`).
 CREATE TABLE IF NOT EXISTS acked (
     epoch TEXT PRIMARY KEY,
     through INTEGER NOT NULL,
-    issued_at REAL
+    issued_at REAL,
+    bound REAL
 );
 CREATE TABLE IF NOT EXISTS alarm_state (
     name TEXT PRIMARY KEY,
@@ -88,13 +90,14 @@ ACKED: Final[SeqMark] = "acked"
 _RAISE_SQL: Final = {
     PRUNED: "INSERT INTO pruned (epoch, through) VALUES (?, ?) ON CONFLICT (epoch)"
     " DO UPDATE SET through = excluded.through WHERE excluded.through > through",
-    # The time goes with the mark: written when it rises, or once on a file from before it.
-    ACKED: "INSERT INTO acked (epoch, through, issued_at) VALUES (?, ?, ?) ON CONFLICT (epoch)"
-    " DO UPDATE SET through = excluded.through, issued_at = excluded.issued_at"
+    # The times go with the mark: written when it rises, or once on a file from before them.
+    ACKED: "INSERT INTO acked (epoch, through, issued_at, bound) VALUES (?, ?, ?, ?)"
+    " ON CONFLICT (epoch) DO UPDATE SET through = excluded.through,"
+    " issued_at = excluded.issued_at, bound = excluded.bound"
     " WHERE excluded.through > through"
-    " OR (excluded.through = through AND issued_at IS NULL)",
+    " OR (excluded.through = through AND bound IS NULL AND excluded.bound IS NOT NULL)",
 }
-ACK_MARK_SQL: Final = "SELECT through, issued_at FROM acked WHERE epoch = ?"
+ACK_MARK_SQL: Final = "SELECT through, issued_at, bound FROM acked WHERE epoch = ?"
 # Both marks of an epoch, pruned then acked (NULL: none), in one read.
 SEQ_MARKS_SQL: Final = (
     "SELECT (SELECT through FROM pruned WHERE epoch = ?),"
@@ -103,13 +106,19 @@ SEQ_MARKS_SQL: Final = (
 
 
 def raise_seq_mark(
-    db: sqlite3.Connection, table: SeqMark, epoch: str, seq: int, issued_at: float | None = None
+    db: sqlite3.Connection,
+    table: SeqMark,
+    epoch: str,
+    seq: int,
+    times: tuple[float, float] | None = None,
 ) -> None:
     """Raise the epoch's mark in `table` to `seq`; a lower seq leaves it (and writes nothing).
 
-    `issued_at`: for `acked`, the collector's time on the ACK (None: not known).
+    `times`: for `acked`, the ACK's `issued_at` (the collector's clock) and that time bounded
+    by the agent's (`missing_blocks.mark_time`); None: not known.
     """
-    db.execute(_RAISE_SQL[table], (epoch, seq) if table == PRUNED else (epoch, seq, issued_at))
+    at, bound = (None, None) if times is None else times
+    db.execute(_RAISE_SQL[table], (epoch, seq) if table == PRUNED else (epoch, seq, at, bound))
 
 
 # Columns added after the first release, by table; an older file gets them at open.
@@ -119,6 +128,7 @@ _ADDED_COLUMNS: Final = (
     ("key_announcements", "refused_at", "REAL"),
     ("blocks", "backfilled", "INTEGER"),
     ("acked", "issued_at", "REAL"),
+    ("acked", "bound", "REAL"),
 )
 # On a column added above, so made once it is there: the blocks that carry (or may carry,
 # NULL) imported readings, which retention decodes to find their keys.

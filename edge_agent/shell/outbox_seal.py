@@ -143,11 +143,12 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
     now: float,
     keys: AckKeys,
     signing_kid: str,
-    issued_at: float | None,
+    times: tuple[float, float] | None,
 ) -> Released:
     """Mark blocks (and the key announcements they carry) delivered: seq <= through, + also.
 
-    `issued_at` is the ACK's time (the collector's clock), kept with the `acked` mark it
+    `times` are the ACK's `issued_at` (the collector's clock) and its bound by the agent's
+    clock (`missing_blocks.mark_time`), kept with the `acked` mark it
     raises. `keys` is the ACK's: an announcement it releases whose kid it does not name is refused
     (`refused_at`); None (an ACK from a collector before `keys`) refuses nothing. Whether it
     leaves out `signing_kid`, the key the outbox signs with, is kept in `meta`
@@ -168,7 +169,7 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
                 bounds,
             ).rowcount
-            raise_seq_mark(db, ACKED, epoch, through, issued_at)
+            raise_seq_mark(db, ACKED, epoch, through, times)
             announcements = db.execute(
                 "UPDATE key_announcements SET refused_at = CASE WHEN kid IN"
                 " (SELECT value FROM json_each(?)) THEN NULL ELSE ? END, delivered_at = ?"

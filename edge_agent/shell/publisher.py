@@ -76,6 +76,7 @@ class Publisher:
         commands: CommandInbox | None = None,
         rejected_lines: LineLimit | None = None,
         clock_synced: Callable[[], bool] = clock_synchronized,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._outbox = outbox
         self._commands = commands  # None: down/cmd is not subscribed
@@ -100,6 +101,7 @@ class Publisher:
             wake=self._wake,
             rejected_lines=rejected_lines if rejected_lines is not None else LineLimit(),
             clock_synced=clock_synced,
+            clock=clock,
         )
         self._idle = asyncio.Event()
         self.connected = asyncio.Event()

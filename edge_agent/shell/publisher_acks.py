@@ -50,6 +50,7 @@ class AckTaker:
         wake: asyncio.Event,
         rejected_lines: LineLimit,
         clock_synced: Callable[[], bool] = clock_synchronized,
+        clock: Callable[[], float] = time.time,
     ) -> None:
         self._outbox = outbox
         self._topics = topics
@@ -57,7 +58,9 @@ class AckTaker:
         self._lanes = lanes
         self._wake = wake
         self._rejected_lines = rejected_lines
+        # The agent's clock and whether it is synchronized, which bound ACK times (`heard`).
         self._clock_synced = clock_synced
+        self._clock = clock
         # When the collector last answered a block with an ACK (wall clock; `edge-agent status`).
         self.last_ack: float | None = None
         # The highest `acked_through` an ACK said, its epoch and time (`_answer_missing`),
@@ -149,16 +152,17 @@ class AckTaker:
             self._lanes.forget()
             self._wake.set()
             return False
+        issued_at = parse_iso_time(ack.issued_at)  # decode_ack refused one that is no time
         await self._outbox.delivery.mark_delivered(
             epoch=ack.epoch,
             through=verdict.through,
             also=verdict.also,
             now=time.time(),
             keys=ack.keys,
-            issued_at=mark_time(parse_iso_time(ack.issued_at), self._synced_now()),
+            times=(issued_at, mark_time(issued_at, self._synced_now())),
         )
         return True
 
     def _synced_now(self) -> float | None:
         """The agent's clock, when synchronized: no ACK it holds was issued later (`heard`)."""
-        return time.time() if self._clock_synced() else None
+        return self._clock() if self._clock_synced() else None

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.core.missing_blocks import AckMark
 from edge_agent.shell.outbox_open import open_outbox
 from specs.records import KeyRecord, iso_time
 from specs.signing import signing_key_from_seed
@@ -101,6 +102,36 @@ async def test_an_outbox_from_before_refusals_keeps_what_its_acks_released(
     async with open_outbox(path, SITE, KEY) as outbox:
         # Released by an agent before refusals: it switches as it would have.
         assert await outbox.announcement_state(record.kid) == "taken"
+
+
+async def test_an_ack_mark_keeps_both_times_and_one_from_before_serves_as_both(
+    tmp_path: Path,
+) -> None:
+    """The mark's ACK time by the collector's clock and bounded by the agent's (`heard`); a
+    file from before `bound` has the one time it kept read back as both, and gets the column."""
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY) as outbox:
+        for i in range(3):
+            await outbox.seal((_reading(i),), now=1.7e9, clock_synced=True)
+        epoch = outbox.epoch
+        await outbox.delivery.mark_delivered(
+            epoch=epoch, through=2, also=None, now=5.0, times=(4e9, 1.7e9 + 10)
+        )
+        assert await outbox.delivery.ack_mark() == AckMark(epoch, 2, 4e9, 1.7e9 + 10)
+        # A lower mark writes nothing; the same mark again keeps the first times.
+        await outbox.delivery.mark_delivered(
+            epoch=epoch, through=2, also=None, now=6.0, times=(4e9 + 1, 1.7e9 + 11)
+        )
+        assert await outbox.delivery.ack_mark() == AckMark(epoch, 2, 4e9, 1.7e9 + 10)
+    with sqlite3.connect(path) as db:
+        db.execute("ALTER TABLE acked DROP COLUMN bound")
+    async with open_outbox(path, SITE, KEY) as outbox:
+        assert await outbox.delivery.ack_mark() == AckMark(epoch, 2, 4e9, 4e9)
+        # Said again, the mark takes both times at last.
+        await outbox.delivery.mark_delivered(
+            epoch=epoch, through=2, also=None, now=7.0, times=(4e9 + 2, 1.7e9 + 12)
+        )
+        assert await outbox.delivery.ack_mark() == AckMark(epoch, 2, 4e9 + 2, 1.7e9 + 12)
 
 
 async def test_an_announcement_sealed_again_under_a_new_epoch_is_answered_there(

@@ -146,6 +146,7 @@ async def rig(
     max_inflight: int,
     ack_timeout: float = 30,
     clock_synced: Callable[[], bool] = clock_synchronized,
+    clock: Callable[[], float] = time.time,
 ) -> AsyncIterator[Rig]:
     async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
         publisher = gateway_publisher(
@@ -154,6 +155,7 @@ async def rig(
             ack_timeout=ack_timeout,
             max_inflight=max_inflight,
             clock_synced=clock_synced,
+            clock=clock,
         )
         async with aiomqtt.Client(
             "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
@@ -889,25 +891,37 @@ async def test_an_ack_issued_in_the_agents_future_does_not_hide_a_restored_colle
     # A collector whose clock ran a month ahead ACKed through 5; the mark kept that time (and
     # the outbox with it, across restarts), so every later ACK below the mark from a collector
     # whose clock is right looked issued before it, stale: a restored collector's holes were
-    # never answered (3-5 neither sent again nor declared). The agent's clock, synchronized,
-    # bounds when an ACK it has received was issued; another collector's stale ACK is still
-    # not answered.
-    month_ahead = iso_time(time.time() + 30 * 86_400)
+    # never answered (3-5 neither sent again nor declared). The mark now keeps that time
+    # bounded by the agent's synchronized clock too, and a restore is an ACK later by either.
+    # But the far-ahead collector's own stale ACK is not later by its clock, and ahead of the
+    # agent's: not answered (with the bounded time alone it was, 3-4 declared `released`).
+    heard_at = time.time()
+    month_ahead = heard_at + 30 * 86_400
     async with rig(tmp_path, broker, backlog=5, max_inflight=10, clock_synced=lambda: True) as r:
         await r.link.wait_for(5)
-        await r.link.ack(5, seq=5, issued_at=month_ahead)
+        await r.link.ack(5, seq=5, issued_at=iso_time(month_ahead))
         async with asyncio.timeout(10):
             while await r.undelivered():
                 await asyncio.sleep(0.02)
         assert await r.outbox.prune(delivered_before=time.time() + 1) == 5
-        async with r.outbox._file.db.execute("SELECT through, issued_at FROM acked") as cursor:
-            kept = await cursor.fetchall()
-        assert [(through, at <= time.time() + CLOCK_ALLOWANCE) for through, at in kept] == [
-            (5, True)
-        ], kept
-    async with rig(tmp_path, broker, backlog=0, max_inflight=10, clock_synced=lambda: True) as r:
+        sql = "SELECT through, issued_at, bound FROM acked"
+        async with r.outbox._file.db.execute(sql) as cursor:
+            (through, at, bound), *more = await cursor.fetchall()
+        assert (through, abs(at - month_ahead) < 0.01, more) == (5, True, []), (at, more)
+        assert heard_at <= bound <= time.time() + CLOCK_ALLOWANCE, (heard_at, bound)
+    # Restarted; the agent's clock a minute on (moved, not waited for).
+    async with rig(
+        tmp_path,
+        broker,
+        backlog=0,
+        max_inflight=10,
+        clock_synced=lambda: True,
+        clock=lambda: time.time() + 60,
+    ) as r:
+        # The far-ahead collector's own stale ACK, 5 s before its ACK through 5: not answered.
+        await r.link.ack(2, seq=2, missing=((3, 4),), issued_at=iso_time(month_ahead - 5))
         # Another collector's, issued before the ACK through 5 reached the agent: not answered.
-        await r.link.ack(2, seq=2, missing=((3, 4),), issued_at=iso_time(time.time() - 5))
+        await r.link.ack(2, seq=2, missing=((3, 4),), issued_at=iso_time(heard_at - 5))
         # The collector put back to a backup, its clock right, a minute later.
         await r.link.ack(2, seq=2, missing=((3, 5),), issued_at=iso_time(time.time() + 60))
         assert await _sealed_gaps(r, 6) == [("released", 3, 5)]

@@ -8,6 +8,7 @@ with another key and know which the publisher trusts.
 from __future__ import annotations
 
 import itertools
+import time
 from collections.abc import Callable
 from typing import Final
 
@@ -37,11 +38,13 @@ def gateway_publisher(
     commands: CommandInbox | None = None,
     rejected_lines: LineLimit | None = None,
     clock_synced: Callable[[], bool] = clock_synchronized,
+    clock: Callable[[], float] = time.time,
 ) -> Publisher:
     """SITE's publisher of `outbox` to the broker on loopback `broker_port` (keepalive 30 s,
     heartbeat 60 s), reconnecting every `reconnect_after` s; `meta`, when given, is sent
     signed on each connect; `commands` takes down/cmd, `rejected_lines` bounds `ack_rejected`;
-    `clock_synced` says whether the agent's clock is synchronized (the host's, unless given)."""
+    `clock_synced` says whether the agent's clock is synchronized (the host's, unless given),
+    `clock` is that clock where it bounds ACK times (the host's, unless given)."""
     settings = UplinkSettings(
         "127.0.0.1", broker_port, SITE.gateway, 30, 60, ack_timeout, max_inflight
     )
@@ -56,4 +59,5 @@ def gateway_publisher(
         commands=commands,
         rejected_lines=rejected_lines,
         clock_synced=clock_synced,
+        clock=clock,
     )
