@@ -13,6 +13,7 @@ from typing import Final
 
 from collector.quality.core import LATE_AFTER, QualityCounts, QualityFilter, QualityGroup
 from collector.readmodel import Page, Scope
+from collector.storage.buckets import CURRENT
 from collector.storage.queries import Fetch
 from collector.storage.records import Row
 
@@ -30,6 +31,8 @@ def aggregates(*, smaller: str, larger: str, whole_polls: str, late_count: str) 
     Online seconds come from the presence intervals, expected readings from the poll periods
     in `point_meta`, received and late readings from a range scan per point (the series index)
     with each reading's block (its primary key): the database adds up, Python only divides.
+    A reading stored ahead of the collector's clock (`CURRENT`) is received in no window, as
+    it is in no `every=` bucket: its t is not when it was read.
     `smaller`/`larger` are the two-argument min and max, `whole_polls` the truncated count of
     poll periods in the window, `late_count` the count of readings received late.
     """
@@ -53,7 +56,7 @@ got AS (
     FROM chosen c
     JOIN point_meta m ON m.gateway = c.gateway AND m.poll > 0
     JOIN readings r ON r.gateway = m.gateway AND r.point = m.point
-        AND r.t >= :start AND r.t < :end
+        AND r.t >= :start AND r.t < :end{CURRENT}
     JOIN blocks b ON b.gateway = r.gateway AND b.epoch = r.epoch AND b.seq = r.seq
     GROUP BY m.gateway
 )

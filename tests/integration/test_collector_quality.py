@@ -247,6 +247,36 @@ async def test_a_poll_period_near_zero_counts_a_bounded_number_of_readings(
             }
 
 
+async def test_a_reading_stamped_ahead_of_the_collector_counts_in_no_window(
+    storage_url: str,
+) -> None:
+    """Found by today's review of 5703bb6: a reading stamped 30 days past the collector's
+    clock (flagged ahead_of_collector, out of latest, rollups and every `every=` bucket) was
+    counted received in its future window: once that time came, C's window showed a reading
+    its gateway had not sent then (1 of 20). It counts in no window; the current one holds
+    what it did, C's current reading only."""
+    future = BASE_TIME + 30 * DAY
+    async with open_storage(storage_url) as storage:
+        await _fill(storage)
+        records: list[Record] = [_reading(LEVEL, 300, 1.0), _reading(LEVEL, 30 * DAY, 9.0)]
+        payload = C.block(1, records=records, prev=GENESIS)
+        owner, key = C.registration()
+        message = Inbound(C.topics.block, payload, tuple(C.sign(payload)), BASE_TIME + 305)
+        await storage.ingest(
+            plan_batch([message], {key.kid: KeyGrant(key, owner)}, default_catalogue())
+        )
+        flagged = "SELECT count(*) FROM readings WHERE flags LIKE '%ahead_of_collector%'"
+        assert await sql_rows(storage_url, flagged) == [(1,)]
+        later = {"from": iso_time(future - 300), "to": iso_time(future + 300)}
+        async with _api(storage, future + 1000) as http:
+            ahead = await _quality(http, gateway=C.gateway, **later)
+            current = await _quality(http, **WINDOW)
+    (item,) = ahead["items"]
+    assert (item["expected"], item["received"], item["late"]) == (20, 0, 0)
+    counts = {i["gateway"]: (i["expected"], i["received"], i["late"]) for i in current["items"]}
+    assert counts == {A.gateway: (120, 96, 12), B.gateway: (10, 10, 0), C.gateway: (20, 1, 0)}
+
+
 async def test_groups_add_up_their_gateways(client: httpx.AsyncClient) -> None:
     enterprises = await _quality(client, group="enterprise", **WINDOW)
     assert enterprises["items"] == [

@@ -51,7 +51,10 @@ class QualityOut(BaseModel):
         " of their time; null when none were received"
     )
     expected: int = Field(description="readings the meta's poll periods promise in the window")
-    received: int = Field(description="stored readings in the window of points with a poll")
+    received: int = Field(
+        description="stored readings in the window of points with a poll; none flagged"
+        " `ahead_of_collector` (stamped past the collector's clock), in any window"
+    )
     late: int = Field(description=f"received readings that arrived over {LATE_AFTER:g} s late")
 
 
