@@ -58,13 +58,27 @@ class DeviceStatus:
 
 
 @dataclass(frozen=True, slots=True)
+class MetaStatus:
+    """The point catalogue (`up/meta`) at the last connect: sent, or not as too large.
+
+    `bytes`: its PUBLISH packet; `limit`: the broker's Maximum Packet Size (None: it set
+    none). Not sent when over it (`meta_too_large_for_broker`): the collector lacks it.
+    """
+
+    sent: bool
+    bytes: int
+    limit: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class UplinkStatus:
-    """The MQTT link to the province broker."""
+    """The MQTT link to the province broker; `meta` None before a connect or without one."""
 
     broker: str
     connected: bool
     last_ack: float | None
     published: int
+    meta: MetaStatus | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,6 +168,7 @@ class AgentSnapshot:
                 "connected": self.uplink.connected,
                 "last_ack": optional_iso_time(self.uplink.last_ack),
                 "published": self.uplink.published,
+                "meta": None if (meta := self.uplink.meta) is None else _meta_json(meta),
             },
             "outbox": {
                 "epoch": self.outbox.epoch,
@@ -189,6 +204,10 @@ class AgentSnapshot:
             ],
             "key": None if self.key is None else _key_json(self.key),
         }
+
+
+def _meta_json(meta: MetaStatus) -> dict[str, object]:
+    return {"sent": meta.sent, "bytes": meta.bytes, "limit": meta.limit}
 
 
 def _key_json(key: KeyStatus) -> dict[str, object]:
@@ -250,6 +269,9 @@ class _Reader:
             raise SnapshotFormatError(f"{self._where}.{key}: not a number")
         return float(value)
 
+    def optional_integer(self, key: str) -> int | None:
+        return None if self._get(key) is None else self.integer(key)
+
     def optional_number(self, key: str) -> float | None:
         return None if self._get(key) is None else self.number(key)
 
@@ -294,6 +316,7 @@ def snapshot_from_json(document: object) -> AgentSnapshot:
     """Read back what `AgentSnapshot.to_json` wrote (SnapshotFormatError when it is not)."""
     top = _Reader(document, "status")
     uplink, outbox, key = top.child("uplink"), top.child("outbox"), top.later_child("key")
+    meta = uplink.later_child("meta")
     devices = []
     for item in top.children("devices"):
         error = item.optional_child("last_error")
@@ -320,6 +343,11 @@ def snapshot_from_json(document: object) -> AgentSnapshot:
             connected=uplink.flag("connected"),
             last_ack=uplink.optional_time("last_ack"),
             published=uplink.integer("published"),
+            meta=None
+            if meta is None
+            else MetaStatus(
+                meta.flag("sent"), meta.integer("bytes"), meta.optional_integer("limit")
+            ),
         ),
         outbox=OutboxStatus(
             epoch=outbox.text("epoch"),

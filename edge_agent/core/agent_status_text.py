@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from edge_agent.core.agent_status import AgentSnapshot, BusStatus, DeviceStatus, KeyStatus
+from edge_agent.core.agent_status import (
+    AgentSnapshot,
+    BusStatus,
+    DeviceStatus,
+    KeyStatus,
+    MetaStatus,
+)
 from hostkit.tables import render_table
 
 _ERROR_SHOWN = 60
@@ -63,6 +69,7 @@ def render_snapshot(snapshot: AgentSnapshot) -> str:
     lines = [
         running,
         f"uplink    {link} {uplink.broker}, last ACK {_ago(snapshot, uplink.last_ack)}",
+        *([] if uplink.meta is None or uplink.meta.sent else [_meta_line(uplink.meta)]),
         f"clock     {'synchronized' if snapshot.clock_synchronized else 'NOT synchronized'}",
         f"outbox    {waiting}",
         *([] if snapshot.key is None else [f"key       {_key_line(snapshot.key, snapshot.t)}"]),
@@ -81,6 +88,16 @@ def render_snapshot(snapshot: AgentSnapshot) -> str:
     else:
         lines.append("no active alarms")
     return "\n".join(lines)
+
+
+def _meta_line(meta: MetaStatus) -> str:
+    # Only when left out: the collector then lacks the catalogue, and only the broker's
+    # setting or a smaller site map gets it there.
+    return (
+        f"meta      point catalogue NOT SENT at the last connect: {meta.bytes} bytes, over the"
+        f" broker's maximum packet size {meta.limit} (raise its max_packet_size or reduce the"
+        " points)"
+    )
 
 
 _NEXT_STATES = {

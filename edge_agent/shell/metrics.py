@@ -4,7 +4,8 @@ Counted as things happen: readings per device and quality (each poller's sink is
 device errors per device and kind (the poller's `on_error`), and each RTU bus's measured
 utilization over the last report period (`buses.report_utilization`'s `on_report`). Read
 when scraped: the outbox's undelivered blocks and the age of the oldest, and whether the
-collector's ACKs leave out the signing key, the same figures `edge-agent status` prints.
+collector's ACKs leave out the signing key, and whether the last connect left the point
+catalogue unsent as too large for the broker, the same figures `edge-agent status` prints.
 
 The registry is the agent's own, not prometheus_client's global one, so that agents (and
 tests) in one process count apart.
@@ -22,6 +23,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, generate_latest
 
 from edge_agent.shell.metrics_server import ScrapeFailedError
 from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.publisher import Publisher
 from specs.records import Quality, Reading
 
 _QUALITY_OF = operator.attrgetter("quality")
@@ -65,6 +67,12 @@ class AgentMetrics:
             " refused), else 0.",
             registry=self.registry,
         )
+        self._meta_too_large = Gauge(
+            "gz_agent_uplink_meta_too_large",
+            "1 while the last connect left the point catalogue (up/meta) unsent as larger than"
+            " the broker's Maximum Packet Size (the collector lacks it), else 0.",
+            registry=self.registry,
+        )
         self._bus = Gauge(
             "gz_agent_rtu_bus_utilization",
             "Fraction of time each Modbus RTU port was busy over the last report period.",
@@ -100,24 +108,28 @@ class AgentMetrics:
         """Keep a bus's utilization over its last report period (`report_utilization`)."""
         self._bus.labels(port).set(utilization)
 
-    async def refresh(self, outbox: Outbox) -> None:
-        """Read the outbox gauges now (sqlite3.Error when the outbox cannot be read)."""
+    async def refresh(self, outbox: Outbox, publisher: Publisher | None = None) -> None:
+        """Read the outbox (and publisher) gauges now (sqlite3.Error: the outbox unreadable)."""
         stats = await outbox.stats()
         oldest = stats.oldest_undelivered_sealed_at
         self._undelivered.set(stats.undelivered)
         self._oldest.set(0.0 if oldest is None else max(0.0, self._clock() - oldest))
         self._key_left_out.set(0.0 if outbox.delivery.key_left_out is None else 1.0)
+        meta = None if publisher is None else publisher.meta_status
+        self._meta_too_large.set(0.0 if meta is None or meta.sent else 1.0)
 
     def exposition(self) -> bytes:
         """Every metric in the Prometheus text format."""
         return generate_latest(self.registry)
 
-    def scraper(self, outbox: Outbox) -> Callable[[], Awaitable[bytes]]:
+    def scraper(
+        self, outbox: Outbox, publisher: Publisher | None = None
+    ) -> Callable[[], Awaitable[bytes]]:
         """What `metrics_server.serve_metrics` answers a scrape with: refresh, then render."""
 
         async def scrape() -> bytes:
             try:
-                await self.refresh(outbox)
+                await self.refresh(outbox, publisher)
             except sqlite3.Error as exc:
                 raise ScrapeFailedError(f"the outbox cannot be read: {exc}") from exc
             return self.exposition()

@@ -22,6 +22,7 @@ import aiomqtt
 import structlog
 from paho.mqtt.properties import Properties
 
+from edge_agent.core.agent_status import MetaStatus
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.first_failure import first_failure
 from edge_agent.shell.host import clock_synchronized
@@ -32,6 +33,7 @@ from edge_agent.shell.publisher_lanes import Lanes
 from edge_agent.shell.uplink import (
     UplinkClient,
     UplinkSettings,
+    publish_packet_size,
     signed_properties,
     uplink_client,
 )
@@ -106,6 +108,7 @@ class Publisher:
         self._idle = asyncio.Event()
         self.connected = asyncio.Event()
         self.published = 0
+        self.meta_status: MetaStatus | None = None  # the catalogue at the last connect
         self._next_send = 0.0
         self._last_rescan = 0.0
         self._read_again_at: float | None = None  # a block left unsent is read again then
@@ -196,10 +199,14 @@ class Publisher:
             # On every connect: the collector may have lost it, and it is cheap.
             payload, signature = self._meta
             properties = signed_properties(signature)
-            if (size := client.oversize(self._topics.meta, payload, properties)) is None:
+            size = publish_packet_size(self._topics.meta, payload, properties)
+            limit = client.maximum_packet_size
+            if fits := limit is None or size <= limit:
                 await client.publish(self._topics.meta, payload, qos=1, properties=properties)
             else:  # one message, not split: sent, it would end every session before a block
-                log.error("meta_too_large_for_broker", bytes=size, limit=client.maximum_packet_size)
+                log.error("meta_too_large_for_broker", bytes=size, limit=limit)
+            # For `edge-agent status` and the metrics: the log line alone went unseen.
+            self.meta_status = MetaStatus(fits, size, limit)
         self._raise_if_stopped()  # a stop that the waits above swallowed
         # Everything unacked is owed again on a new session; the collector dedupes. Blocks
         # sealed while the uplink was down are backlog now, sent in order in the backlog

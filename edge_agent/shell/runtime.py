@@ -239,7 +239,9 @@ async def run_plan(
         metrics = _agent_metrics(plan)
         # Bound before any task starts: a taken metrics port fails the start (OSError).
         metrics_tasks = (
-            () if metrics is None else await metrics_service(plan.metrics, metrics.scraper(outbox))
+            ()
+            if metrics is None
+            else await metrics_service(plan.metrics, metrics.scraper(outbox, publisher))
         )
         buses = RtuBuses()
         pollers = device_pollers(plan, queue, buses, metrics, good=good)

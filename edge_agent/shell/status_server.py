@@ -116,6 +116,7 @@ class AgentStatus:
                 connected=self._publisher.connected.is_set(),
                 last_ack=self._publisher.last_ack,
                 published=self._publisher.published,
+                meta=self._publisher.meta_status,
             ),
             outbox=OutboxStatus(
                 epoch=stats.epoch,

@@ -21,6 +21,8 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
+from edge_agent.core.agent_status import MetaStatus
+from edge_agent.shell.metrics import AgentMetrics
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
@@ -31,6 +33,7 @@ from tests.integration.test_publisher import (
     collector_link,
 )
 from tests.support.broker import Broker, free_port
+from tests.support.metric_samples import samples_of, value_of
 from tests.support.publisher_rig import GATEWAY_KEY, SITE, gateway_publisher
 
 pytestmark = pytest.mark.timeout(60)
@@ -236,3 +239,47 @@ async def test_a_meta_larger_than_the_broker_takes_is_not_sent_and_the_blocks_fl
     assert not [entry for entry in logs if entry["event"] == "uplink_lost"]
     left = [entry for entry in logs if entry["event"] == "meta_too_large_for_broker"]
     assert [(entry["limit"], entry["bytes"] > len(meta)) for entry in left] == [(LIMIT, True)]
+
+
+def _meta_gauge(metrics: AgentMetrics) -> float:
+    samples = samples_of(metrics.exposition().decode())
+    return value_of(samples, "gz_agent_uplink_meta_too_large")
+
+
+async def test_a_meta_left_out_shows_in_status_and_metrics_until_a_connect_sends_it(
+    tmp_path: Path, small_broker: Broker
+) -> None:
+    # Left out, the catalogue was said in the log alone: `edge-agent status` and the metrics
+    # showed nothing while the collector never got it. They show it, with bytes and limit,
+    # until a connect sends it (here: the broker restarted without the limit).
+    meta = b"m" * 20_000
+    metrics = AgentMetrics([])
+    async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
+        publisher = gateway_publisher(
+            outbox, small_broker.port, ack_timeout=30, max_inflight=10, meta=meta
+        )
+        running = asyncio.create_task(publisher.run())
+        try:
+            async with asyncio.timeout(15):
+                await publisher.connected.wait()
+            left = publisher.meta_status
+            assert left is not None
+            assert (left.sent, left.limit, left.bytes > len(meta)) == (False, LIMIT, True), left
+            await metrics.refresh(outbox, publisher)
+            assert _meta_gauge(metrics) == 1.0
+
+            small_broker.stop()
+            small_broker.extra_config = ""
+            small_broker.start()
+            deadline = time.monotonic() + 15
+            while publisher.meta_status == left:
+                assert not running.done(), running.exception()
+                assert time.monotonic() < deadline, "not connected again"
+                await asyncio.sleep(0.05)
+            assert publisher.meta_status == MetaStatus(sent=True, bytes=left.bytes, limit=None)
+            await metrics.refresh(outbox, publisher)
+            assert _meta_gauge(metrics) == 0.0
+        finally:
+            publisher.stop()
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)

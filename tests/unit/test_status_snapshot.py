@@ -15,6 +15,7 @@ from edge_agent.core.agent_status import (
     DeviceFault,
     DeviceStatus,
     KeyStatus,
+    MetaStatus,
     OutboxStatus,
     SnapshotFormatError,
     UplinkStatus,
@@ -150,6 +151,27 @@ def test_a_signing_key_the_collector_left_out_shows() -> None:
     # An agent before `left_out` answers without it: read as None.
     del document["key"]["left_out"]
     assert snapshot_from_json(document).key == KeyStatus("00000000000000aa")
+
+
+def test_a_point_catalogue_left_out_as_too_large_shows_and_one_sent_does_not() -> None:
+    left = MetaStatus(sent=False, bytes=20_051, limit=16_384)
+    base = snapshot()
+    shown = snapshot(uplink=dataclasses.replace(base.uplink, meta=left))
+    document = json.loads(json.dumps(shown.to_json()))
+    assert document["uplink"]["meta"] == {"sent": False, "bytes": 20_051, "limit": 16_384}
+    assert snapshot_from_json(document) == shown
+    assert render_snapshot(shown).splitlines()[2] == (
+        "meta      point catalogue NOT SENT at the last connect: 20051 bytes, over the broker's"
+        " maximum packet size 16384 (raise its max_packet_size or reduce the points)"
+    )
+    sent = snapshot(
+        uplink=dataclasses.replace(base.uplink, meta=MetaStatus(sent=True, bytes=812, limit=None))
+    )
+    assert snapshot_from_json(json.loads(json.dumps(sent.to_json()))) == sent
+    assert render_snapshot(sent) == render_snapshot(base)  # nothing to say
+    # An agent before `meta` answers without it: read as None.
+    del document["uplink"]["meta"]
+    assert snapshot_from_json(document).uplink.meta is None
 
 
 def test_not_an_object_is_refused() -> None:
