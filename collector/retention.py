@@ -38,7 +38,7 @@ async def apply_retention(
         except StorageError as exc:
             log.warning("retention_failed", error=str(exc), retry_in=every)
         else:
-            if report.raw_months_dropped or report.rollup_months_dropped:
+            if report.deleted:  # a pass that dropped audit rows alone says so too
                 log.info("retention_applied", **dataclasses.asdict(report))
             _log_held_back(report, policy, now)
         await asyncio.sleep(every)

@@ -102,3 +102,15 @@ class PruneReport:
     held_back_to: float | None = None
     """The newest reading's t when ages were measured from it, not from the clock, and that
     kept a month the clock would have let go (a clock ahead, or no reading since); else None."""
+
+    @property
+    def deleted(self) -> bool:
+        """Whether the run deleted anything: audit rows alone count (audit_days alone)."""
+        return bool(
+            self.raw_months_dropped
+            or self.rollup_months_dropped
+            or self.readings_dropped
+            or self.feed_events_dropped
+            or self.audit_rows_dropped
+            or self.blocks_dropped
+        )

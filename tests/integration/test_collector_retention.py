@@ -10,6 +10,7 @@ deleted row by row), its rollups and the younger months untouched.
 from __future__ import annotations
 
 import calendar
+import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -277,8 +278,16 @@ async def test_a_serving_collector_with_audit_days_alone_prunes_the_audit_rows_o
         rows = await intact_audit_rows(env.storage)
         return [row.detail for row in rows if row.reason == Action.MAP_PUSH]
 
-    async with run_collector(config, clock=lambda: MAR_END):
-        assert await wait_until(pushes, lambda kept: len(kept) == 1) == ["179 d"]
+    async def applied() -> list[dict[str, object]]:
+        return _events(logs, "retention_applied")  # logged once the pass is over
+
+    with capture_logs() as logs:
+        async with run_collector(config, clock=lambda: MAR_END):
+            assert await wait_until(pushes, lambda kept: len(kept) == 1) == ["179 d"]
+            # Found by today's review of d45dbff: a pass that dropped audit rows alone logged
+            # nothing; it says so as a pass dropping months does, `db prune --json`'s fields.
+            (line,) = await wait_until(applied, bool)
+    assert line == dataclasses.asdict(PruneReport(audit_rows_dropped=2))
     assert await env.rows("SELECT count(*) FROM readings") == readings == [(10,)]
     assert await env.rows("SELECT count(*) FROM blocks") == [(4,)]
     assert await _rollups(env) == ROLLUPS
