@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 
+from edge_agent.core.chain import SealedBlock
 from edge_agent.core.missing_blocks import AckMark, Span
 from edge_agent.shell.outbox_damage import ready_to_send
 from edge_agent.shell.outbox_file import OutboxFile
@@ -35,8 +36,8 @@ class Delivery:
 
     def __init__(self, file: OutboxFile, room: RoomMaker) -> None:
         self._file = file
-        # The sealing side's room-making: a gap record `answer_missing` seals on a full
-        # outbox makes room as any seal does.
+        # The sealing side's room-making: a gap record `answer_missing` seals, or a block
+        # split for the broker (`seal_smaller`), on a full outbox makes room as any seal does.
         self._room = room
         # Set when an ACK releases a block that announced a key (edge_agent.shell.rotation).
         self.announcement_delivered = asyncio.Event()
@@ -124,13 +125,25 @@ class Delivery:
         """Seal `block`'s records again in `parts` blocks (`outbox_oversize`).
 
         It is too large for the broker; whether it was done (not when released or damaged, nor
-        when a new epoch has sealed it again meanwhile: its seq there is another block's).
+        when a new epoch has sealed it again meanwhile: its seq there is another block's). A
+        full outbox makes room first, as a seal does (making room may thin or drop the block
+        itself: then it was not done, its readings went into the replacement).
         """
         file = self._file
+
+        async def split() -> SealedBlock | None:
+            seq = (block.epoch, block.seq)
+            return await seal_smaller(file.db, file.append, file.key, seq, parts, now, clock_synced)
+
         async with file.lock:
-            sealed = await seal_smaller(
-                file.db, file.append, file.key, (block.epoch, block.seq), parts, now, clock_synced
+            sealed = await self._room.sealing(
+                split,
+                records=block.readings or 0,
+                now=now,
+                clock_synced=clock_synced,
+                evicting=file.handed.clear,  # room is made by thinning and dropping blocks
             )
+            await self._room.reclaim_reserve()
         if sealed is not None:
             file.marks.sealed(sealed.epoch, sealed.seq)
         return sealed is not None
