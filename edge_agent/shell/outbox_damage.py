@@ -15,7 +15,7 @@ import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import aiosqlite
 import structlog
@@ -168,6 +168,24 @@ async def mend_or_declare(
     return dataclasses.replace(block, signature=signature, intact=True), None
 
 
+_Sealed = TypeVar("_Sealed")
+
+
+class Sealing(Protocol):
+    """`seal()`, room made on a full outbox and `seal()` again (`RoomMaker.sealing`)."""
+
+    def __call__(
+        self,
+        seal: Callable[[], Awaitable[_Sealed]],
+        *,
+        records: int,
+        now: float,
+        clock_synced: bool,
+    ) -> Awaitable[_Sealed]:
+        """What `seal()` returned, once it committed; sqlite3.Error when no room can be made."""
+        ...
+
+
 async def ready_to_send(
     db: aiosqlite.Connection,
     append: Append,
@@ -176,22 +194,32 @@ async def ready_to_send(
     key: Callable[[], SigningKey],
     replaced: SigningKey | None,
     lock: AbstractAsyncContextManager[Any],
+    sealing: Sealing,
 ) -> tuple[StoredBlock | None, SealedBlock | None]:
     """`block` as sealed and signed with `key()`, mended if need be; or None, and a gap's block.
 
     `replaced`: the key the last rotation replaced. A block that needs mending is mended or
     declared lost in one transaction under `lock` (`mend_or_declare`): the block to send, or
-    None and the block that declared it. A full disk leaves it for the next read (None, None).
+    None and the block that declared it. On a full outbox room is made first and the
+    transaction tried again (`sealing`: a gap record is sealed as every block is); when no
+    room can be made it is left for the next read (None, None).
     """
     ready = signed_as_read(block, key(), replaced)
     if ready is not None:
         return ready, None
     now, synced = time.time(), clock_synchronized()
-    try:
-        async with lock, async_write_transaction(db):
+
+    async def mend() -> tuple[StoredBlock | None, SealedBlock | None]:
+        # Tried again after room is made, which may have thinned, dropped or declared the
+        # block meanwhile: its row is then gone and (None, None) says so.
+        async with async_write_transaction(db):
             return await mend_or_declare(
                 db, append, block, (key(), replaced), now=now, clock_synced=synced
             )
+
+    try:
+        async with lock:
+            return await sealing(mend, records=1, now=now, clock_synced=synced)
     except sqlite3.Error as exc:
         log.exception("outbox_block_damaged_not_mended", seq=block.seq, error=str(exc))
         return None, None

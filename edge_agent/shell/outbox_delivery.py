@@ -15,7 +15,8 @@ announcement event.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
+from typing import TypeVar
 
 from edge_agent.core.chain import SealedBlock
 from edge_agent.core.missing_blocks import AckMark, Span
@@ -30,14 +31,17 @@ from edge_agent.shell.outbox_schema import ACK_MARK_SQL
 from edge_agent.shell.outbox_seal import chain_position, release
 from edge_agent.shell.outbox_transaction import on_thread
 
+_Sealed = TypeVar("_Sealed")
+
 
 class Delivery:
     """Reading blocks back to send them, and releasing them on a collector's ACK."""
 
     def __init__(self, file: OutboxFile, room: RoomMaker) -> None:
         self._file = file
-        # The sealing side's room-making: a gap record `answer_missing` seals, or a block
-        # split for the broker (`seal_smaller`), on a full outbox makes room as any seal does.
+        # The sealing side's room-making: a gap record `answer_missing` or the send path
+        # seals, or a block split for the broker (`seal_smaller`), on a full outbox makes
+        # room as any seal does (`_sealing`).
         self._room = room
         # Set when an ACK releases a block that announced a key (edge_agent.shell.rotation).
         self.announcement_delivered = asyncio.Event()
@@ -73,7 +77,9 @@ class Delivery:
     async def _sendable(self, block: StoredBlock) -> StoredBlock | None:
         """`block` as sealed and signed with the current key, mended if need be; or None.
 
-        See `outbox_damage.ready_to_send`. A full disk leaves it for the next read.
+        See `outbox_damage.ready_to_send`. A full outbox makes room for the gap record that
+        declares a damaged block, as a seal does; when none can be made, it is left for the
+        next read.
         """
         file = self._file
         mended, sealed = await ready_to_send(
@@ -83,6 +89,7 @@ class Delivery:
             key=lambda: file.key,
             replaced=file.replaced,
             lock=file.lock,
+            sealing=self._sealing,
         )
         if sealed is not None:
             file.marks.sealed(sealed.epoch, sealed.seq)
@@ -136,17 +143,34 @@ class Delivery:
             return await seal_smaller(file.db, file.append, file.key, seq, parts, now, clock_synced)
 
         async with file.lock:
-            sealed = await self._room.sealing(
-                split,
-                records=block.readings or 0,
-                now=now,
-                clock_synced=clock_synced,
-                evicting=file.handed.clear,  # room is made by thinning and dropping blocks
+            sealed = await self._sealing(
+                split, records=block.readings or 0, now=now, clock_synced=clock_synced
             )
-            await self._room.reclaim_reserve()
         if sealed is not None:
             file.marks.sealed(sealed.epoch, sealed.seq)
         return sealed is not None
+
+    async def _sealing(
+        self,
+        seal: Callable[[], Awaitable[_Sealed]],
+        *,
+        records: int,
+        now: float,
+        clock_synced: bool,
+    ) -> _Sealed:
+        """`seal()` through the sealing side's room-making, as `Outbox.seal_many` seals.
+
+        The caller holds the outbox's lock.
+        """
+        sealed = await self._room.sealing(
+            seal,
+            records=records,
+            now=now,
+            clock_synced=clock_synced,
+            evicting=self._file.handed.clear,  # room is made by thinning and dropping blocks
+        )
+        await self._room.reclaim_reserve()
+        return sealed
 
     async def chain_position(self, seq: int) -> tuple[int, str | None]:
         """The current epoch's last seq, and the hash of its block `seq` if still held."""
