@@ -115,8 +115,7 @@ class Delivery:
             file.append,
             self._declared,
             file.key,
-            room=self._room,
-            evicting=file.handed.clear,  # room is made by thinning and dropping blocks
+            sealing=self._sealing,
             epoch=epoch,
             missing=missing,
             now=now,

@@ -14,7 +14,7 @@ On a full outbox the gap record's seal makes room as every seal does (`RoomMaker
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import aiosqlite
@@ -22,9 +22,8 @@ import structlog
 
 from edge_agent.core.chain import SealedBlock
 from edge_agent.core.missing_blocks import MissingVerdict, Span, examined, judge_missing
-from edge_agent.shell.outbox_damage import Append, corrupt_gap
+from edge_agent.shell.outbox_damage import Append, Sealing, corrupt_gap
 from edge_agent.shell.outbox_reads import PAYLOAD, WITNESS_COLUMNS, as_sealed, witnesses
-from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import SEQ_MARKS_SQL
 from edge_agent.shell.outbox_seal import read_chain_state
 from edge_agent.shell.outbox_transaction import async_write_transaction, on_thread
@@ -206,8 +205,7 @@ async def answer_missing(
     declarations: Declarations,
     key: SigningKey,
     *,
-    room: RoomMaker,
-    evicting: Callable[[], None],
+    sealing: Sealing,
     epoch: str,
     missing: Sequence[Span],
     now: float,
@@ -219,9 +217,9 @@ async def answer_missing(
     there is something to do. Returns the last gap record's block (None: nothing declared) and
     the seqs made undelivered again, to be sent again. When the verdict needs declarations
     not read yet, they are read first with the lock taken a window at a time
-    (`Declarations.catch_up`), and the answer taken after. A full outbox makes room (`room`,
-    `evicting` called first, as `Outbox.seal_many` does) and the transaction is tried again,
-    the verdict with it: making room may prune or thin what it read.
+    (`Declarations.catch_up`), and the answer taken after. The write goes through `sealing`:
+    a full outbox makes room and the transaction is tried again, the verdict with it (making
+    room may prune or thin what it read).
     """
 
     async def write() -> tuple[SealedBlock | None, tuple[int, ...]]:
@@ -236,15 +234,12 @@ async def answer_missing(
         verdict = await _verdict(db, declarations, key, epoch, missing)
         if not verdict:
             return None, ()
-        answered = await room.sealing(
+        return await sealing(
             write,
             records=len(verdict.lost) + len(verdict.released),
             now=now,
             clock_synced=clock_synced,
-            evicting=evicting,
         )
-        await room.reclaim_reserve()
-        return answered
 
     async with lock:
         if not await _unread(db, declarations, epoch, missing):
