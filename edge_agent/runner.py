@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -58,6 +59,11 @@ async def run_until_replaced(plan: AgentPlan) -> bool:
     it, another process's lock), which say nothing of the map.
     """
     site_file = plan.site_file
+    # The executor's threads leave the stop signals to the main thread, as every thread of the
+    # agent does (edge_agent.shell.stop_signals); asyncio.run shuts it down at the end.
+    asyncio.get_running_loop().set_default_executor(
+        ThreadPoolExecutor(thread_name_prefix="agent-worker", initializer=hold_stop_signals)
+    )
     # Outside the rollback: another agent on the outbox says nothing about the map.
     with sole_agent(plan.outbox.path):
         try:

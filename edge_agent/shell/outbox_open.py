@@ -27,6 +27,7 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_recovery import foreign_database, outbox_unavailable, recovery_gaps
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
+from edge_agent.shell.stop_signals import stop_signals_held
 from hostkit.ownership import root_among_others_files
 from specs.signing import SigningKey
 
@@ -160,7 +161,9 @@ async def open_outbox(
     gaps, abandon = recovery_gaps(path, journal, mark, now, busy_timeout=busy_timeout)
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
     # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
-    with _opening(path):
+    # Its worker thread is born blocking the stop signals (edge_agent.shell.stop_signals): one
+    # that came meanwhile waits the few milliseconds of the connect.
+    with _opening(path), stop_signals_held():
         db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
     try:
         with _opening(path):

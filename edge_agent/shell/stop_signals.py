@@ -11,12 +11,19 @@ checked a signal ends the command at once with exit 0 (nothing is polled or open
 just before the exec until the runner's loop handles them they are blocked, a signal that came
 meanwhile stays pending (a blocked signal survives exec), and the runner stops without
 starting; after the stop they are blocked again until the exit, where a pending one is dropped.
+
+The kernel gives a process's signal to any of its threads that does not block it, and the
+default acts for the whole process: so the agent's other threads (the outbox's SQLite worker,
+the executor's) block them from birth, and only the main thread takes them. The SQLite worker
+outlives the event loop by a moment, after its close gave the signals their default back.
 """
 
 from __future__ import annotations
 
 import signal
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from types import FrameType
 from typing import Final
 
@@ -27,6 +34,19 @@ STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 def hold_stop_signals() -> None:
     """Block the stop signals in this thread (and the threads and exec'd image it makes)."""
     signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+
+
+@contextmanager
+def stop_signals_held() -> Iterator[None]:
+    """Blocked in this thread within the block, then as they were before it.
+
+    A thread started meanwhile is born blocking them: a new thread takes its creator's mask.
+    """
+    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    try:
+        yield
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def release_stop_signals() -> None:
