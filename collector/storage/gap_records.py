@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import replace
+from typing import Final
 
 from collector.model import AuditEntry, GapEntry, IncomingBlock, Reason
 from collector.storage.readings import AUDIT_SAMPLE
@@ -30,6 +31,31 @@ GapIdentity = tuple[
 to_seq), the columns of `GAP_IDENTITY` in that order."""
 GAP_IDENTITY = "gateway, t, reason, lost, point, t_from, t_to, declared_epoch, from_seq, to_seq"
 """The `gaps` columns of a stored gap record's identity (kind 'record')."""
+_REPEATS: Final = (
+    "SELECT id, gateway FROM (SELECT id, gateway, row_number() OVER (PARTITION BY"
+    f" {GAP_IDENTITY} ORDER BY id) AS nth FROM gaps WHERE kind = 'record') AS r WHERE nth > 1"
+)
+
+
+def drop_repeats(now: str) -> tuple[str, str]:
+    """SQL for both backends: audit, then delete, the repeats an earlier collector stored.
+
+    Before 55ccbb1 a gap record sealed again in another block got a row of its own. `now` is
+    the backend's SQL for the current unix time. The first stored (lowest id: ids grow in
+    the order rows were stored) of each identity stays, as ingest keeps it. A window's
+    partitions put NULLs together, as the identity's tuples compare them: a unique index
+    would hold two records with a NULL `lost` or `point` apart, which is why the schema has
+    none (ingest checks under the gateway's lock). One audit row per gateway says how many
+    went, as schema 5 did for repeated readings.
+    """
+    audit = (
+        "INSERT INTO audit (at, gateway, topic, reason, detail, payload_hash)"
+        f" SELECT {now}, gateway, '', 'duplicate', 'schema upgrade: ' || CAST(count(*) AS TEXT)"
+        " || ' gap record(s) of gateway ' || gateway || ' repeated an earlier one in every"
+        " field (sealed again by the agent, stored again by an earlier collector) and were"
+        f" removed; the first stays', '' FROM ({_REPEATS}) AS d GROUP BY gateway"
+    )
+    return audit, f"DELETE FROM gaps WHERE id IN (SELECT id FROM ({_REPEATS}) AS d)"
 
 
 def identity(gateway: str, gap: GapEntry) -> GapIdentity:

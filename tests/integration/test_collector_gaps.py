@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collector.model import Reason
 from collector.readmodel import EVERYTHING, GapState
+from collector.storage import open_storage, upgrade_storage
 from specs.ack import Ack
 from specs.records import GapReason
+from tests.support.broker import Broker
 from tests.support.collector_client import gap_record
-from tests.support.collector_env import COLLECTOR_KEY, CollectorEnv
+from tests.support.collector_env import COLLECTOR_KEY, CollectorEnv, collector_env
+from tests.support.postgres import sql_execute, sql_rows
 
 
 async def _ack(env: CollectorEnv) -> Ack:
@@ -178,3 +182,63 @@ async def test_a_gap_record_sealed_again_in_another_block_is_stored_once(
         "SELECT sum(count) FROM audit WHERE reason = 'duplicate' AND detail LIKE '%gap record%'"
     )
     assert duplicates == [(2,)]  # a row per block: block 5 and epoch-2's block 1
+
+
+_AS_STORED_BEFORE = (
+    "INSERT INTO gaps (gateway, epoch, kind, seq, idx, from_seq, to_seq, t, reason, lost, point,"
+    " detected_at, declared_epoch, t_from, t_to)"
+    " SELECT g.gateway, b.epoch, 'record', b.seq, g.idx, g.from_seq, g.to_seq, g.t, g.reason,"
+    " g.lost, g.point, b.received_at, g.declared_epoch, g.t_from, g.t_to"
+    " FROM gaps g JOIN blocks b ON b.gateway = g.gateway AND b.epoch = ? AND b.seq = ?"
+    " WHERE g.kind = 'record' AND g.epoch = 'epoch-1' AND g.seq = 3 ORDER BY g.idx"
+)
+"""The rows a collector before 55ccbb1 stored for the gap records of block 3 that another
+block (epoch, seq) carried again: one more row each, with that block's place and arrival."""
+
+
+async def test_gap_records_stored_twice_before_the_upgrade_are_kept_once(
+    broker: Broker, storage_url: str
+) -> None:
+    """Found when 55ccbb1 was reviewed: ingest stores a gap record sealed again once, but
+    the repeats a collector of an earlier version stored stayed, listed by `GET /v1/gaps` and
+    counted two or three times. The upgrade (SQLite schema 14, PostgreSQL migration 9) keeps
+    the first one stored of each identity (NULL fields equal, as at ingest) and audits how
+    many went; a record that differs in one field (`lost`) is another loss and stays."""
+    full = gap_record(3, 40, GapReason.OUTBOX_FULL, epoch="epoch-1", from_seq=2, to_seq=2)
+    more = gap_record(3, 41, GapReason.OUTBOX_FULL, epoch="epoch-1", from_seq=2, to_seq=2)
+    bare = gap_record(3, None, GapReason.DISK_FULL, point=None)  # no seqs, lost nor point
+    records = [full, more, bare]
+    async with collector_env(broker.port, storage_url) as env:
+        await env.link.send(1)
+        await env.link.send(3, records=[env.gateway.reading(3), *records])
+        await env.link.send(5, records=records)  # sealed again: a block split for the broker
+        await env.link.send(1, epoch="epoch-2", records=records)  # and in a new epoch
+        for _ in range(4):
+            await _ack(env)
+    gateway = env.gateway.gateway
+    sqlite = storage_url.startswith("sqlite")
+    # The database as a collector of the version before stored it: schema 13, migration 8.
+    older = "DELETE FROM schema_migrations WHERE version >= 9"
+    await sql_execute(storage_url, "PRAGMA user_version = 13" if sqlite else older)
+    for epoch, seq in (("epoch-1", 5), ("epoch-2", 1)):
+        assert await sql_execute(storage_url, _AS_STORED_BEFORE, epoch, seq) == 3
+    records_sql = "SELECT count(*), sum(lost) FROM gaps WHERE kind = 'record'"
+    assert await sql_rows(storage_url, records_sql) == [(9, 243)]
+
+    before, _ = await upgrade_storage(storage_url)
+    assert before == (13 if sqlite else 8)
+    assert await sql_rows(storage_url, records_sql) == [(3, 81)]
+    async with open_storage(storage_url) as storage:
+        state = GapState.CLOSED
+        closed = await storage.gaps(EVERYTHING, gateway=gateway, state=state, after=None, limit=9)
+        audits = await storage.audit(reason=Reason.DUPLICATE)
+    assert [(g.reason, g.lost, g.epoch, g.from_seq) for g in closed.items] == [
+        ("outbox_full", 40, "epoch-1", 2),
+        ("outbox_full", 41, "epoch-1", 2),
+        ("disk_full", None, None, None),
+    ]
+    kept = "SELECT DISTINCT epoch, seq FROM gaps WHERE kind = 'record'"
+    assert await sql_rows(storage_url, kept) == [("epoch-1", 3)]  # the first stored
+    (upgrade,) = [a for a in audits if a.detail.startswith("schema upgrade")]
+    assert upgrade.gateway == gateway
+    assert f"6 gap record(s) of gateway {gateway}" in upgrade.detail

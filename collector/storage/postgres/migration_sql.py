@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import Final
 
 from collector.storage.float_sums import POSTGRES_FLOATS
+from collector.storage.gap_records import drop_repeats
 
 VERSION_1: Final = """
 CREATE TABLE gateways (
@@ -351,3 +352,7 @@ CREATE TABLE retention_state (
     raw_kept_from double precision NOT NULL
 );
 """
+
+# SQLite's schema 14: gap records a collector before 55ccbb1 stored again (sealed again by the
+# agent in another block) go, the first stored of each kept, one audit row per gateway.
+VERSION_9: Final = ";\n".join(drop_repeats("extract(epoch FROM now())"))

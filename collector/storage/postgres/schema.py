@@ -29,6 +29,7 @@ from collector.storage.postgres.migration_sql import (
     VERSION_6,
     VERSION_7,
     VERSION_8,
+    VERSION_9,
 )
 
 
@@ -50,6 +51,7 @@ MIGRATIONS: Final = (
     Migration(6, "an index on open holes: a batch rewrites only those it changes", VERSION_6),
     Migration(7, "blocks go with their readings' month: newest_t, pruned_through", VERSION_7),
     Migration(8, "where retention deleted raw readings: retention_state", VERSION_8),
+    Migration(9, "gap records stored twice by earlier collectors: the first kept", VERSION_9),
 )
 """Every step, in order: `MIGRATIONS[n - 1]` takes the schema from version n - 1 to n."""
 

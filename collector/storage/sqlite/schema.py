@@ -16,7 +16,7 @@ from collector.storage.sqlite.connection import immediate_transaction
 from collector.storage.sqlite.rollups import ROLLUP_TABLE
 from collector.storage.sqlite.upgrade_steps import UPGRADES
 
-SCHEMA_VERSION: Final = 13
+SCHEMA_VERSION: Final = 14
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (

@@ -12,6 +12,7 @@ from typing import Final
 
 import aiosqlite
 
+from collector.storage.gap_records import drop_repeats
 from collector.storage.sqlite.rollups import FIRST_FILL, ROLLUP_TABLE
 
 
@@ -212,6 +213,21 @@ async def _upgrade_to_13(db: aiosqlite.Connection) -> None:
     del db
 
 
+async def _upgrade_to_14(db: aiosqlite.Connection) -> None:
+    """Gap records stored again by an earlier collector go: the first of each stays.
+
+    Ingest stores a gap record sealed again in another block once (55ccbb1); the repeats an
+    earlier version stored were still listed by GET /v1/gaps and counted. No index: see
+    `collector.storage.gap_records.drop_repeats`.
+    """
+    if not await _table_exists(db, "gaps"):
+        return
+    audit, delete = drop_repeats("?")
+    if await _table_exists(db, "audit"):
+        await db.execute(audit, (time.time(),))
+    await db.execute(delete)
+
+
 UPGRADES: Final = {
     1: _upgrade_to_2,
     2: _upgrade_to_3,
@@ -225,6 +241,7 @@ UPGRADES: Final = {
     10: _upgrade_to_11,
     11: _upgrade_to_12,
     12: _upgrade_to_13,
+    13: _upgrade_to_14,
 }
 
 
