@@ -31,6 +31,7 @@ from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail, relayed_commits
 from configkit.network import ListenAddress
+from hostkit.signal_mask import block_signals, executor_leaving_signals
 from hostkit.systemd_notify import notify, watchdog_pings
 from specs.signing import VerifyKey
 
@@ -185,8 +186,15 @@ async def serve_until_signalled(config: CollectorConfig) -> None:
     A signal while the collector starts (opening its database, which a server that takes the
     connection and never answers holds for the 10 s connect timeout) cancels the start: it
     returns at once, as a stop after the start does.
+
+    Only the main thread takes the signals (hostkit.signal_mask: the SQLite storage's worker
+    threads and the executor's block them), and from the stop to the exit it blocks them too:
+    a second signal during the stop is the same stop, one after it is dropped at the exit. The
+    mask is the process's: this is for `collector serve`, not for a collector run in-process.
     """
     loop = asyncio.get_running_loop()
+    # asyncio.run shuts it down at the end.
+    loop.set_default_executor(executor_leaving_signals("collector-worker"))
     stop = asyncio.Event()
     signals = (signal.SIGINT, signal.SIGTERM)
     starting = asyncio.current_task()
@@ -230,5 +238,8 @@ async def serve_until_signalled(config: CollectorConfig) -> None:
         notify("STOPPING=1")
         log.info("collector_stopped", while_starting=True)
     finally:
+        # Blocked until the exit: without its handlers a signal has its default again, which
+        # would kill a stopped collector with -15.
+        block_signals(signals)
         for sig in signals:
             loop.remove_signal_handler(sig)

@@ -17,7 +17,6 @@ import argparse
 import asyncio
 import os
 import sys
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +31,7 @@ from edge_agent.shell.outbox_recovery import NotAnOutboxError, OutboxUnavailable
 from edge_agent.shell.runtime import run_plan
 from edge_agent.shell.stop_signals import hold_stop_signals, stop_signal_held
 from hostkit.logs import LOG_FORMATS, configure_logging
+from hostkit.signal_mask import executor_leaving_signals
 
 if TYPE_CHECKING:
     from hostkit.logs import LogFormat
@@ -61,9 +61,7 @@ async def run_until_replaced(plan: AgentPlan) -> bool:
     site_file = plan.site_file
     # The executor's threads leave the stop signals to the main thread, as every thread of the
     # agent does (edge_agent.shell.stop_signals); asyncio.run shuts it down at the end.
-    asyncio.get_running_loop().set_default_executor(
-        ThreadPoolExecutor(thread_name_prefix="agent-worker", initializer=hold_stop_signals)
-    )
+    asyncio.get_running_loop().set_default_executor(executor_leaving_signals("agent-worker"))
     # Outside the rollback: another agent on the outbox says nothing about the map.
     with sole_agent(plan.outbox.path):
         try:

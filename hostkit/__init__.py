@@ -8,5 +8,6 @@ YAML config or exiting 2 (`configfile`), logging set-up (`logs`), files replaced
 READY/WATCHDOG/STOPPING notifications (`systemd_notify`), the conventions every command line
 follows (`commandline`: `-h`, `--version`, `--log-format`, `GANZHI_` environment variables), and
 how long to wait before connecting again (`backoff`: capped exponential delays with full jitter),
-and root's files in the service user's folder (`ownership`: refused).
+root's files in the service user's folder (`ownership`: refused), and the stop signals left to the
+main thread (`signal_mask`: every other thread blocks them).
 """

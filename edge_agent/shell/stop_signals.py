@@ -15,7 +15,8 @@ starting; after the stop they are blocked again until the exit, where a pending 
 The kernel gives a process's signal to any of its threads that does not block it, and the
 default acts for the whole process: so the agent's other threads (the outbox's SQLite worker,
 the executor's) block them from birth, and only the main thread takes them. The SQLite worker
-outlives the event loop by a moment, after its close gave the signals their default back.
+outlives the event loop by a moment, after its close gave the signals their default back. The
+masks themselves are the host layer's (`hostkit.signal_mask`), which the collector uses too.
 """
 
 from __future__ import annotations
@@ -27,13 +28,15 @@ from contextlib import contextmanager
 from types import FrameType
 from typing import Final
 
+from hostkit.signal_mask import block_signals, signals_blocked
+
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 """What stops the agent (SIGHUP: a run by hand whose terminal goes away)."""
 
 
 def hold_stop_signals() -> None:
     """Block the stop signals in this thread (and the threads and exec'd image it makes)."""
-    signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
+    block_signals(STOP_SIGNALS)
 
 
 @contextmanager
@@ -42,11 +45,8 @@ def stop_signals_held() -> Iterator[None]:
 
     A thread started meanwhile is born blocking them: a new thread takes its creator's mask.
     """
-    before = signal.pthread_sigmask(signal.SIG_BLOCK, STOP_SIGNALS)
-    try:
+    with signals_blocked(STOP_SIGNALS):
         yield
-    finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, before)
 
 
 def release_stop_signals() -> None:

@@ -32,6 +32,13 @@ from specs.records import Reading, parse_iso_time
 from tests.support.broker import Broker, free_port, wait_for_port
 from tests.support.cli_runs import agent_cli
 from tests.support.outbox_file import committed_readings, sealed_blocks
+from tests.support.stop_signals import (
+    main_thread_blocked,
+    other_threads,
+    signal_mask,
+    signalled_until_it_exits,
+    threads_taking,
+)
 
 BIN = Path(sys.executable).parent
 STOP_WITHIN = 5.0  # the issue's requirement, SIGTERM to exit
@@ -42,6 +49,7 @@ POLL = 0.1
 # points every POLL make 1,800 a second, so these runs seal every 2 s or so besides the stop's.
 FLUSH_MOST = 4000
 OUTBOX = Path("state") / "outbox.db"  # in the plant's folder
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 
 
 def point_rows(prefix: str) -> list[dict[str, object]]:
@@ -332,14 +340,8 @@ def test_sigterms_until_the_agent_exits_are_one_clean_stop(plant: Plant) -> None
     wait_for(lambda: "agent_started" in agent_log(plant.work), 60, "the start")
     time.sleep(2.0)
     before_stop = sealed_blocks(plant.work / OUTBOX)
-    started, signalled_at = time.monotonic(), time.time()
-    signals = 0
-    while agent.poll() is None and time.monotonic() - started < 60:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(agent.pid, signal.SIGTERM)
-            signals += 1
-        time.sleep(0.005)
-    took = time.monotonic() - started
+    signalled_at = time.time()
+    signals, took = signalled_until_it_exits(agent, signal.SIGTERM)
     assert agent.returncode == 0, (
         f"exit {agent.returncode}; log tail:\n{agent_log(plant.work)[-3000:]}"
     )
@@ -349,12 +351,6 @@ def test_sigterms_until_the_agent_exits_are_one_clean_stop(plant: Plant) -> None
     assert_sealed_up_to(
         committed_readings(plant.work / OUTBOX), signalled_at, since=signalled_at - 1.5
     )
-
-
-def blocked_signals(status: str) -> int:
-    """The SigBlk mask of one thread's /proc status."""
-    line = next(line for line in status.splitlines() if line.startswith("SigBlk:"))
-    return int(line.split()[1], 16)
 
 
 def test_only_the_main_thread_takes_the_stop_signals(plant: Plant) -> None:
@@ -368,18 +364,11 @@ def test_only_the_main_thread_takes_the_stop_signals(plant: Plant) -> None:
     agent = start_agent(plant.work)
     try:
         wait_for(lambda: "uplink_connected" in agent_log(plant.work), 60, "the uplink")
-        tasks = Path(f"/proc/{agent.pid}/task")
-        others = [task for task in tasks.iterdir() if task.name != str(agent.pid)]
-        assert others, "the agent runs no thread besides the main one"
-        stop = sum(1 << (sig - 1) for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP))
-        taking = [
-            (task / "comm").read_text(encoding="ascii").strip()
-            for task in others
-            if blocked_signals((task / "status").read_text(encoding="ascii")) & stop != stop
-        ]
-        main = blocked_signals((tasks / str(agent.pid) / "status").read_text(encoding="ascii"))
+        assert other_threads(agent.pid), "the agent runs no thread besides the main one"
+        taking = threads_taking(agent.pid, STOP_SIGNALS)
+        main = main_thread_blocked(agent.pid)
         assert not taking, f"threads that take a stop signal: {taking}"
-        assert main & stop == 0, "the main thread blocks a stop signal while it runs"
+        assert main & signal_mask(STOP_SIGNALS) == 0, "the main thread blocks a stop signal"
     finally:
         _, took = sigterm(agent, plant.work)
     assert agent.returncode == 0

@@ -17,6 +17,7 @@ import aiosqlite
 
 from collector.storage.base import StorageError
 from hostkit.ownership import root_among_others_files
+from hostkit.signal_mask import MAIN_THREAD_SIGNALS, signals_blocked
 from hostkit.sqlite_file import holding, named_tables
 
 
@@ -38,7 +39,11 @@ async def connect(path: Path) -> aiosqlite.Connection:
     # stop queued on a future nobody awaits, and a command ending at once then printed that
     # thread's "Event loop is closed" traceback after its own error.
     sqlite3.connect(path).close()
-    db = await aiosqlite.connect(path, isolation_level=None)
+    # Its worker thread is born blocking the stop signals, which `collector serve` takes in the
+    # main thread: the worker outlives close() by a moment, and one it took after the loop had
+    # given the signals their default back killed a finished stop with -15 (hostkit.signal_mask).
+    with signals_blocked(MAIN_THREAD_SIGNALS):
+        db = await aiosqlite.connect(path, isolation_level=None)
     try:
         await db.execute("PRAGMA busy_timeout = 10000")
         await db.execute("PRAGMA journal_mode = WAL")
