@@ -154,7 +154,7 @@ class Outbox:
                 records=sum(map(len, batches)),
                 now=now,
                 clock_synced=clock_synced,
-                evicting=file.handed.clear,  # room is made by thinning and dropping blocks
+                evicting=file.evicting,  # room is made by thinning and dropping blocks
             )
             file.follow(state)
             file.marks.sealed(blocks[-1].epoch, blocks[-1].seq)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
 from edge_agent.core.chain import SealedBlock
@@ -60,19 +61,41 @@ class Delivery:
         A block changed on disk is mended, or left out and declared lost (`_sendable`).
         """
         file = self._file
+        room = file.room_made
         async with file.lock:
             blocks = await read_undelivered(file.db, file.epoch, after=after, limit=limit)
-        return [sent for block in blocks if (sent := await self._sendable(block)) is not None]
+        return [
+            replace(sent, room_made=room)
+            for block in blocks
+            if (sent := await self._sendable(block)) is not None
+        ]
 
     async def get(self, seq: int) -> StoredBlock | None:
         """The block `seq` of this epoch if it is still undelivered (and as sealed)."""
         file = self._file
+        room = file.room_made
         handed = file.handed.take(seq)
         if handed is not None and handed.epoch == file.epoch:
-            return handed
+            return replace(handed, room_made=room)
         async with file.lock:
             block = await read_undelivered_block(file.db, file.epoch, seq)
-        return None if block is None else await self._sendable(block)
+        sent = None if block is None else await self._sendable(block)
+        return None if sent is None else replace(sent, room_made=room)
+
+    async def still_held(self, block: StoredBlock) -> StoredBlock | None:
+        """`block` as this outbox holds it now, to be published at once; None: it gave way.
+
+        Room made since it was read (`undelivered`, `get`) may have thinned or dropped it,
+        and committed the gap record that declares its seq one that will never come: sent
+        after that, it reached the collector after its own declaration. So it is read again
+        then (and again while room is made meanwhile); otherwise it is as read, no read.
+        """
+        while block.room_made != self._file.room_made:
+            again = await self.get(block.seq)
+            if again is None or again.epoch != block.epoch:
+                return None
+            block = again
+        return block
 
     async def _sendable(self, block: StoredBlock) -> StoredBlock | None:
         """`block` as sealed and signed with the current key, mended if need be; or None.
@@ -166,7 +189,7 @@ class Delivery:
             records=records,
             now=now,
             clock_synced=clock_synced,
-            evicting=self._file.handed.clear,  # room is made by thinning and dropping blocks
+            evicting=self._file.evicting,  # room is made by thinning and dropping blocks
         )
         await self._room.reclaim_reserve()
         return sealed

@@ -44,6 +44,9 @@ class OutboxFile:
         self.marks = MarkKeeper(mark, unsealed)
         # Blocks just sealed, sent from memory by the publisher's `Delivery.get`.
         self.handed = HandedBlocks()
+        # How many times room has been made here: a block read before may have given way
+        # since (`Delivery.still_held`).
+        self.room_made = 0
         self._key = key
         # The key `use_key` replaced: blocks read back before its new signature still carry
         # the old one, which vouches for their bytes as well.
@@ -74,6 +77,11 @@ class OutboxFile:
         self._key = key
         self.handed.clear()
         return replaced
+
+    def evicting(self) -> None:
+        """Room is about to be made (`RoomMaker.sealing`): undelivered blocks may give way."""
+        self.handed.clear()
+        self.room_made += 1
 
     def follow(self, state: ChainState) -> None:
         """Take the epoch of a chain state just read or written in the file.

@@ -91,6 +91,9 @@ class StoredBlock:
     # the same block read back compare equal.
     intact: bool = field(default=True, compare=False)
     readings: int | None = field(default=None, compare=False)
+    # `OutboxFile.room_made` as it was before the read: room made since may have let the
+    # block give way (`Delivery.still_held`).
+    room_made: int = field(default=0, compare=False)
 
 
 def signed_as_read(

@@ -267,11 +267,14 @@ class Publisher:
             self._lanes.time_out()
             # Picked one at a time: a block sealed while another is published goes next.
             while (picked := await self._lanes.next_block(self._outbox.delivery)) is not None:
-                block, live = picked
+                await self._pace()
+                # Room made since it was read may have let it give way: then it is not sent.
+                if (block := await self._outbox.delivery.still_held(picked[0])) is None:
+                    continue
+                live = picked[1]
                 payload, properties = self._wire(block, Lane.LIVE if live else Lane.BACKLOG)
                 if await self._too_large(client, block, payload, properties):
                     continue
-                await self._pace()
                 self._lanes.sending(block.seq, live=live)
                 await client.publish(self._topics.block, payload, qos=1, properties=properties)
                 self.published += 1
