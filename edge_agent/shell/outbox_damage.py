@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Protocol, TypeVar
 
@@ -172,7 +172,10 @@ _Sealed = TypeVar("_Sealed")
 
 
 class Sealing(Protocol):
-    """`seal()`, room made on a full outbox and `seal()` again (`RoomMaker.sealing`)."""
+    """`seal()`, room made on a full outbox and `seal()` again (`RoomMaker.sealing`).
+
+    Room is not made of the delivered blocks `keep` (epoch, seq).
+    """
 
     def __call__(
         self,
@@ -181,6 +184,7 @@ class Sealing(Protocol):
         records: int,
         now: float,
         clock_synced: bool,
+        keep: Sequence[tuple[str, int]] = (),
     ) -> Awaitable[_Sealed]:
         """What `seal()` returned, once it committed; sqlite3.Error when no room can be made."""
         ...

@@ -179,10 +179,12 @@ class Delivery:
         records: int,
         now: float,
         clock_synced: bool,
+        keep: Sequence[tuple[str, int]] = (),
     ) -> _Sealed:
         """`seal()` through the sealing side's room-making, as `Outbox.seal_many` seals.
 
-        The caller holds the outbox's lock.
+        Not of the delivered blocks `keep` (`RoomMaker.make_room`). The caller holds the
+        outbox's lock.
         """
         sealed = await self._room.sealing(
             seal,
@@ -190,6 +192,7 @@ class Delivery:
             now=now,
             clock_synced=clock_synced,
             evicting=self._file.evicting,  # room is made by thinning and dropping blocks
+            keep=keep,
         )
         await self._room.reclaim_reserve()
         return sealed

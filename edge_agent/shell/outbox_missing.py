@@ -1,19 +1,24 @@
 """The outbox's answer to seqs a collector ACK lists `missing`: what it cannot send is declared.
 
 The decision is the pure core's (`edge_agent.core.missing_blocks`); this module reads what it
-needs from the outbox file and carries it out, under the outbox's lock and in one transaction:
-a run of seqs the outbox cannot produce is declared lost by a gap record sealed at the head
-(`released` when retention deleted them after the collector's ACK, else `outbox_corrupt`),
-and a row that says delivered while the collector says it is not stored is
-made undelivered again, so the send path reads it (and sends it, mended, or declares it).
+needs from the outbox file and carries it out, under the outbox's lock: a row that says
+delivered while the collector says it is not stored is made undelivered again (one
+transaction), so the send path reads it (and sends it, mended, or declares it); then a run of
+seqs the outbox cannot produce is declared lost by a gap record sealed at the head (another:
+`released` when retention deleted them after the collector's ACK, else `outbox_corrupt`).
 The ranges gap records declare are read once an epoch (`Declarations`), and that first read
 takes the lock a window of seqs at a time: on a full outbox it is seconds of decoding.
-On a full outbox the gap record's seal makes room as every seal does (`RoomMaker.sealing`).
+On a full outbox each transaction makes room as every seal does (`RoomMaker.sealing`): the
+rows to send again are undelivered first, and room for that is not made of them, so room
+for the gap record is never made by deleting them as delivered (and declaring them
+`released`); as undelivered blocks they give way, if they must, as every other does
+(thinned or dropped, and declared so).
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
@@ -213,33 +218,51 @@ async def answer_missing(
 ) -> tuple[SealedBlock | None, tuple[int, ...]]:
     """Answer the seqs an ACK of `epoch` lists `missing`, under the outbox's `lock`.
 
-    Read first, and written (one transaction, the verdict taken again inside it) only when
-    there is something to do. Returns the last gap record's block (None: nothing declared) and
-    the seqs made undelivered again, to be sent again. When the verdict needs declarations
-    not read yet, they are read first with the lock taken a window at a time
-    (`Declarations.catch_up`), and the answer taken after. The write goes through `sealing`:
-    a full outbox makes room and the transaction is tried again, the verdict with it (making
-    room may prune or thin what it read).
+    Read first, and written only when there is something to do. Returns the last gap record's
+    block (None: nothing declared) and the seqs made undelivered again, to be sent again. When
+    the verdict needs declarations not read yet, they are read first with the lock taken a
+    window at a time (`Declarations.catch_up`), and the answer taken after. Each write goes
+    through `sealing`: a full outbox makes room and the transaction is tried again. The rows
+    to send again are made undelivered first, room for it not made of them (`keep`); then the
+    gap record is sealed, its verdict taken again inside its transaction (making room may
+    prune or thin what was read). Once rows were made undelivered, a gap record that cannot
+    be sealed is logged and left to the next ACK that lists its seqs: the rows are still
+    returned, as nothing else would send them again.
     """
 
-    async def write() -> tuple[SealedBlock | None, tuple[int, ...]]:
+    async def undeliver(seqs: tuple[int, ...]) -> None:
+        async with async_write_transaction(db):
+            await _undeliver(db, epoch, seqs)
+
+    async def declare() -> SealedBlock | None:
         async with async_write_transaction(db):
             verdict = await _verdict(db, declarations, key, epoch, missing)
-            sealed = await _carry_out(
-                db, append, epoch, verdict, now=now, clock_synced=clock_synced
-            )
-        return sealed, verdict.resend
+            return await _declare(append, epoch, verdict, now=now, clock_synced=clock_synced)
 
     async def answer() -> tuple[SealedBlock | None, tuple[int, ...]]:
         verdict = await _verdict(db, declarations, key, epoch, missing)
-        if not verdict:
-            return None, ()
-        return await sealing(
-            write,
-            records=len(verdict.lost) + len(verdict.released),
-            now=now,
-            clock_synced=clock_synced,
-        )
+        resend = verdict.resend
+        if resend:
+            keep = [(epoch, seq) for seq in resend]  # the collector says it does not hold them
+            await sealing(
+                lambda: undeliver(resend),
+                records=len(resend),
+                now=now,
+                clock_synced=clock_synced,
+                keep=keep,
+            )
+            log.warning("outbox_delivered_blocks_missing", epoch=epoch, seqs=list(resend))
+        if not (verdict.lost or verdict.released):
+            return None, resend
+        records = len(verdict.lost) + len(verdict.released)
+        try:
+            sealed = await sealing(declare, records=records, now=now, clock_synced=clock_synced)
+        except sqlite3.Error as exc:
+            if not resend:
+                raise  # nothing done: the caller's to report
+            log.exception("outbox_missing_blocks_not_declared", epoch=epoch, error=str(exc))
+            return None, resend
+        return sealed, resend
 
     async with lock:
         if not await _unread(db, declarations, epoch, missing):
@@ -286,8 +309,7 @@ async def _verdict(
     return judge_missing(window, held, declared, pruned, acked)
 
 
-async def _carry_out(
-    db: aiosqlite.Connection,
+async def _declare(
     append: Append,
     epoch: str,
     verdict: MissingVerdict,
@@ -295,24 +317,22 @@ async def _carry_out(
     now: float,
     clock_synced: bool,
 ) -> SealedBlock | None:
-    """Declare `verdict.lost` and make `verdict.resend` undelivered, in the caller's transaction.
+    """Declare `verdict.lost` and `verdict.released`, in the caller's transaction.
 
     The gap records (one a run of seqs) go in one block; returns it (None: nothing declared).
+    `verdict.resend` was made undelivered before (`answer_missing`).
     """
-    sealed = None
-    if verdict.lost or verdict.released:
-        gaps = (
-            *(corrupt_gap(epoch, seqs, None, now) for seqs in verdict.lost),
-            *(corrupt_gap(epoch, seqs, None, now, GapReason.RELEASED) for seqs in verdict.released),
-        )
-        sealed = await append(gaps, now=now, clock_synced=clock_synced)
-        for low, high in verdict.lost:
-            log.error("outbox_missing_blocks_declared", epoch=epoch, from_seq=low, to_seq=high)
-        for low, high in verdict.released:
-            log.error("released_blocks_declared", epoch=epoch, from_seq=low, to_seq=high)
-    if verdict.resend:
-        await _undeliver(db, epoch, verdict.resend)
-        log.warning("outbox_delivered_blocks_missing", epoch=epoch, seqs=list(verdict.resend))
+    if not (verdict.lost or verdict.released):
+        return None
+    gaps = (
+        *(corrupt_gap(epoch, seqs, None, now) for seqs in verdict.lost),
+        *(corrupt_gap(epoch, seqs, None, now, GapReason.RELEASED) for seqs in verdict.released),
+    )
+    sealed = await append(gaps, now=now, clock_synced=clock_synced)
+    for low, high in verdict.lost:
+        log.error("outbox_missing_blocks_declared", epoch=epoch, from_seq=low, to_seq=high)
+    for low, high in verdict.released:
+        log.error("released_blocks_declared", epoch=epoch, from_seq=low, to_seq=high)
     return sealed
 
 

@@ -18,6 +18,7 @@ later lists missing at or below it was delivered and ACKed, then lost by the col
 from __future__ import annotations
 
 import sqlite3
+from collections.abc import Sequence
 from contextlib import AbstractAsyncContextManager
 from typing import Any, Final
 
@@ -62,17 +63,21 @@ def _forget_keys(db: sqlite3.Connection, rowid: int) -> int:
     return len(keys)
 
 
-def prune_chunk(db: sqlite3.Connection, before: float) -> int:
+def prune_chunk(db: sqlite3.Connection, before: float, keep: Sequence[tuple[str, int]] = ()) -> int:
     """One transaction: delete some blocks delivered before `before`, with their keys.
 
     Oldest first, up to PRUNE_BLOCKS blocks or PRUNE_KEYS keys; returns the blocks deleted
-    (0: none left). Blocks that carry no imported reading are not read.
+    (0: none left). Blocks that carry no imported reading are not read. The blocks `keep`
+    (epoch, seq) stay: a collector has just listed them missing (`outbox_missing`).
     """
+    marks = ",".join(["(?, ?)"] * len(keep))
+    kept = f" AND (epoch, seq) NOT IN (VALUES {marks})" if keep else ""
     with write_transaction(db):
         rows = db.execute(
             "SELECT rowid, backfilled, epoch, seq FROM blocks"
-            " WHERE delivered_at IS NOT NULL AND delivered_at < ? ORDER BY rowid LIMIT ?",
-            (before, PRUNE_BLOCKS),
+            " WHERE delivered_at IS NOT NULL AND delivered_at < ?"
+            f"{kept} ORDER BY rowid LIMIT ?",
+            (before, *(value for block in keep for value in block), PRUNE_BLOCKS),
         ).fetchall()
         gone: list[tuple[int]] = []
         through: dict[str, int] = {}
@@ -152,16 +157,20 @@ def sweep_chunk(db: sqlite3.Connection) -> int:
 
 
 async def prune_delivered(
-    db: aiosqlite.Connection, before: float, lock: AbstractAsyncContextManager[Any]
+    db: aiosqlite.Connection,
+    before: float,
+    lock: AbstractAsyncContextManager[Any],
+    keep: Sequence[tuple[str, int]] = (),
 ) -> int:
     """Delete the blocks delivered before `before` and their keys; return how many blocks.
 
-    Then the keys no block needs (`sweep_chunk`). A chunk a transaction, `lock` held for each.
+    Not the blocks `keep` (`prune_chunk`). Then the keys no block needs (`sweep_chunk`).
+    A chunk a transaction, `lock` held for each.
     """
     pruned = 0
     while True:
         async with lock:
-            blocks = await on_thread(db, prune_chunk, before)
+            blocks = await on_thread(db, prune_chunk, before, keep)
         if blocks == 0:
             break
         pruned += blocks

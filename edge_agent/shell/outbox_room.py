@@ -86,11 +86,13 @@ class RoomMaker:
         now: float,
         clock_synced: bool,
         evicting: Callable[[], None],
+        keep: Sequence[tuple[str, int]] = (),
     ) -> _Sealed:
         """`seal()`; while it meets a full outbox (or disk), room made and `seal()` again.
 
         `records`: how many the seal holds (for the log); `evicting` is called before room is
-        made (blocks may be thinned or dropped). sqlite3.Error when no room can be made.
+        made (blocks may be thinned or dropped); `keep`: delivered blocks (epoch, seq) room is
+        not made of (`make_room`). sqlite3.Error when no room can be made.
         """
         rounds = 0
         while True:
@@ -103,15 +105,19 @@ class RoomMaker:
                 if rounds == 1:
                     log.warning("outbox_full", error=str(exc), records=records)
                 evicting()
-                if not await self.make_room(now=now, clock_synced=clock_synced):
+                if not await self.make_room(now=now, clock_synced=clock_synced, keep=keep):
                     raise
 
-    async def make_room(self, *, now: float, clock_synced: bool) -> bool:
+    async def make_room(
+        self, *, now: float, clock_synced: bool, keep: Sequence[tuple[str, int]] = ()
+    ) -> bool:
         """Free space: delivered blocks first, then the oldest undelivered (thinned, dropped).
 
-        Returns whether anything was freed. Each step is one transaction; a step that cannot
-        commit (the disk is too full even for it) is rolled back, and then the reserve file
-        is given back to the filesystem and the steps are tried once more.
+        Not the delivered blocks `keep` (epoch, seq): those a collector has just listed
+        missing, to be sent again (`outbox_missing`). Returns whether anything was freed. Each
+        step is one transaction; a step that cannot commit (the disk is too full even for it)
+        is rolled back, and then the reserve file is given back to the filesystem and the
+        steps are tried once more.
         """
         if await self.reclaim_reserve():
             return True
@@ -122,7 +128,7 @@ class RoomMaker:
             await self._checkpoint()
             for step in (self._drop_delivered, self._evict_oldest):
                 try:
-                    if await step(now=now, clock_synced=clock_synced):
+                    if await step(now=now, clock_synced=clock_synced, keep=keep):
                         return True
                 except sqlite3.OperationalError as exc:
                     if not is_full(exc):
@@ -208,13 +214,19 @@ class RoomMaker:
         await self._lift_cap()
         return True
 
-    async def _drop_delivered(self, *, now: float, clock_synced: bool) -> bool:  # noqa: ARG002 - one signature for every step
+    async def _drop_delivered(
+        self,
+        *,
+        now: float,  # noqa: ARG002 - one signature for every step
+        clock_synced: bool,  # noqa: ARG002
+        keep: Sequence[tuple[str, int]],
+    ) -> bool:
         """Retention gives way first: delivered blocks are at the collector already.
 
-        With the keys of the readings they imported (`outbox_prune`), a chunk a transaction;
-        the caller holds the outbox's lock.
+        But for `keep`, which a collector says it is not. With the keys of the readings they
+        imported (`outbox_prune`), a chunk a transaction; the caller holds the outbox's lock.
         """
-        pruned = await prune_delivered(self._db, math.inf, contextlib.nullcontext())
+        pruned = await prune_delivered(self._db, math.inf, contextlib.nullcontext(), keep)
         if pruned:
             log.info("delivered_blocks_pruned_for_room", blocks=pruned)
         return pruned > 0
@@ -270,7 +282,13 @@ class RoomMaker:
             for records in replacement.blocks:
                 await self._append(records, now=now, clock_synced=clock_synced, thinned=True)
 
-    async def _evict_oldest(self, *, now: float, clock_synced: bool) -> bool:
+    async def _evict_oldest(
+        self,
+        *,
+        now: float,
+        clock_synced: bool,
+        keep: Sequence[tuple[str, int]],  # noqa: ARG002 - one signature for every step
+    ) -> bool:
         """The oldest undelivered blocks give way: thinned first, dropped once thinned.
 
         A replacement is sealed at the head, so the data it keeps queue up behind everything

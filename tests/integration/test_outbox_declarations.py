@@ -198,3 +198,47 @@ async def test_an_answer_on_a_full_outbox_makes_room_and_declares_what_it_lost(
     assert after > before
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+@pytest.mark.parametrize("delivered", [21, 1])
+async def test_an_answer_on_a_full_outbox_sends_again_the_delivered_blocks_it_was_asked_for(
+    tmp_path: Path, delivered: int
+) -> None:
+    # A collector restored from a backup after a long outage lists missing a block it had
+    # ACKed (its row still in the outbox, marked delivered) and one the outbox lost, while the
+    # outbox filled up meanwhile. Room is made by deleting delivered blocks first: not the one
+    # the collector has just asked for. With 21 delivered, the 20 others make the room; with
+    # that one alone, the oldest undelivered give way (thinned, and declared so).
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        for index in range(120):  # full: thinned and dropped
+            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        held = [block.seq for block in await outbox.delivery.undelivered(after=0, limit=1000)]
+        wanted, lost = held[delivered // 2], held[40]
+        await outbox.delivery.mark_delivered(
+            epoch=outbox.epoch, through=held[delivered - 1], also=None, now=T0 + 1000
+        )
+        epoch = outbox.epoch
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("DELETE FROM blocks WHERE seq = ?", (lost,))  # gone, declared by nothing
+    assert _fill(path) == (SpaceBudget(MIB).max_pages, 0)  # at the budget, no page free
+    room = (GapReason.THINNED, GapReason.OUTBOX_FULL)
+    before = sum(len(_gaps(path, reason)) for reason in room)
+
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        # Before: resend (), `wanted` deleted to make room and declared released.
+        resend = await outbox.delivery.answer_missing(
+            epoch, [(wanted, wanted), (lost, lost)], now=T0 + 2000, clock_synced=True
+        )
+        sent = {block.seq for block in await outbox.delivery.undelivered(after=0, limit=1000)}
+        await outbox.seal(_block(500), now=T0 + 500, clock_synced=True)  # sealing goes on
+    assert resend == (wanted,)
+    assert wanted in sent  # undelivered again, in the file, and sent
+    assert _gaps(path, GapReason.RELEASED) == []
+    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == [(lost, lost)]
+    with closing(sqlite3.connect(path)) as db:
+        delivered_left = db.execute("SELECT count(*) FROM blocks WHERE delivered_at IS NOT NULL")
+        assert delivered_left.fetchone() == (0,)  # the others made room first, as before
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    if delivered == 1:  # room made of the oldest undelivered, each loss declared
+        assert sum(len(_gaps(path, reason)) for reason in room) > before
