@@ -34,6 +34,7 @@ from hostkit.tables import display_width
 from simulators.rtu_bus import RtuBusSim
 from simulators.rtu_slaves import Fault, pattern_slave
 from specs.signing import private_pem
+from tests.support.answering import ANSWERING_MAP
 from tests.support.broker import Broker, free_port
 from tests.support.cli_runs import example_site, in_a_process
 from tests.support.collector_client import SimGateway, sim_gateway
@@ -47,15 +48,19 @@ Status = dict[str, Any]
 
 def site_map(gateway: SimGateway, *, broker: int, bus: str, nobody: int) -> str:
     # Slave 1's ramp registers hold their own offset: headcount 9 (209) over rated 2 (202).
-    rtu = "driver: modbus_rtu, baudrate: 19200, parity: N, stopbits: 2, poll: 300ms, timeout: 150ms"
+    rtu = "driver: modbus_rtu, baudrate: 19200, parity: N, stopbits: 2, poll: 300ms"
+    # The silent slave's timeout is short, so that its errors (and the bus's timeouts) show
+    # soon and its timeouts leave the bus room (utilization < 1); slave 1 answers, and it must
+    # never be judged silent because this process's loop, which also runs the simulator,
+    # was starved for longer than a short timeout.
     holding = "table: holding, type: uint16, start"
     return (
         gateway.site_head(broker, uplink=", ack_timeout: 1s", outbox=", flush_interval: 100ms")
         + "devices:\n"
-        f"  - {{id: slave-1, port: {bus}, unit_id: 1, {rtu}, points: [\n"
+        f"  - {{id: slave-1, port: {bus}, unit_id: 1, {rtu}, timeout: {ANSWERING_MAP}, points: [\n"
         f"     {{point: R1-PC, quota: YHBZ-PC, address: {{{holding}: 209}}}},\n"
         f"     {{point: R1-PR, quota: YHBZ-PR, address: {{{holding}: 202}}}}]}}\n"
-        f"  - {{id: silent-2, port: {bus}, unit_id: 2, {rtu}, points: [\n"
+        f"  - {{id: silent-2, port: {bus}, unit_id: 2, {rtu}, timeout: 150ms, points: [\n"
         f"     {{point: R2-PC, quota: YHBZ-PC, address: {{{holding}: 209}}}}]}}\n"
         f"  - {{id: nobody, driver: modbus_tcp, host: 127.0.0.1, port: {nobody}, poll: 200ms,\n"
         "     points: [{point: R9-PC, quota: YHBZ-PC, address: {table: holding, start: 0,"

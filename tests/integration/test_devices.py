@@ -37,6 +37,7 @@ from simulators.gas_analyzer import GasAnalyzerSim
 from simulators.rtu_bus import RtuBusSim
 from simulators.slope_opcua import SlopeServer
 from specs.records import Quality, Reading, parse_iso_time
+from tests.support.answering import ANSWERING_MAP
 from tests.support.config_files import site_head
 from tests.support.pollers import device_poller, polled_points
 
@@ -51,9 +52,11 @@ RTU_LINE = "baudrate: 19200, parity: N, stopbits: 2"
 
 
 def rtu_devices(port: str, *, poll: str = "200ms", timeout: str = "150ms") -> str:
+    """Slaves 2 (silent in `rtu_sim`), 1 and 3; `timeout` is the silent one's, which the test
+    waits out: the others answer, and their timeout is one no stall of this machine reaches."""
     return "".join(
         f"  - {{id: {name}, driver: modbus_rtu, port: {port}, {RTU_LINE}, unit_id: {unit},\n"
-        f"     poll: {poll}, timeout: {timeout}, points: [\n"
+        f"     poll: {poll}, timeout: {timeout if unit == 2 else ANSWERING_MAP}, points: [\n"
         f"       {{point: {code}-A, quota: YHBZ-PC, address: {{table: holding, start: 210,"
         " type: uint16}},\n"
         f"       {{point: {code}-B, quota: YHBZ-PR, scale: 0.1,\n"

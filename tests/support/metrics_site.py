@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from tests.support.answering import ANSWERING_MAP
 from tests.support.collector_client import SimGateway
 
 
@@ -23,10 +24,15 @@ def metrics_site_map(
     uplink: str = "",
     nobody_poll: str = "300ms",
 ) -> str:
-    """`slaves` as (device id, unit id); the point of unit N is `RN-A`, the TCP device's `R9-A`."""
+    """`slaves` as (device id, unit id); the point of unit N is `RN-A`, the TCP device's `R9-A`.
+
+    Unit 2, which the simulators keep silent, has a short timeout, so its errors show soon;
+    the others answer, and theirs is one no stall of this machine reaches.
+    """
     rtu = "".join(
         f"  - {{id: {name}, driver: modbus_rtu, port: {bus}, baudrate: 19200, parity: N,"
-        f" stopbits: 2, unit_id: {unit}, poll: 300ms, timeout: 150ms, points: [\n"
+        f" stopbits: 2, unit_id: {unit}, poll: 300ms,"
+        f" timeout: {'150ms' if unit == 2 else ANSWERING_MAP}, points: [\n"
         f"     {{point: R{unit}-A, quota: YHBZ-PC, address: {{table: holding, start: 210,"
         " type: uint16}}]}\n"
         for name, unit in slaves
