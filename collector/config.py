@@ -252,10 +252,10 @@ class IngestConfig(ConfigModel):
     max_message_bytes: Annotated[
         Size, size_at_least(MIN_MESSAGE_BYTES), Field(le=MQTT_MAX_PAYLOAD)
     ] = MESSAGE_BYTES
-    """The largest MQTT payload taken; a larger one is audited `too_large` unread. The default is
-    over 12 times the largest block an agent seals (1.3 MB); at least 4MiB. `collector
-    broker-config` writes it, and 64 KiB for topic and properties, as the broker's
-    `max_packet_size`.
+    """The largest MQTT payload taken; a larger one is audited `too_large` unread. Each ACK
+    says it, and agents split a larger block before sending it. The default is over 12 times
+    the largest block an agent seals (1.3 MB); at least 4MiB. `collector broker-config` writes
+    it, and 64 KiB for topic and properties, as the broker's `max_packet_size`.
     """
 
     @field_validator("share_group")

@@ -39,6 +39,10 @@ class Ack:
     ACK (registered to the gateway, not revoked, not retired; MAX_ACK_KEYS, the newest),
     so that an agent switches to an announced key only once the collector holds it. None:
     the field is absent, as collectors before it send (encoded only when given).
+
+    `max_message_bytes` is the collector's `ingest.max_message_bytes`: it audits a larger
+    payload `too_large` unread and answers nothing, so an agent splits a block over it before
+    sending, as one over the broker's packet limit. None: absent (collectors before it).
     """
 
     gateway: str
@@ -50,6 +54,7 @@ class Ack:
     acked_hash: str | None = None
     conflict: bool = False
     keys: tuple[str, ...] | None = None
+    max_message_bytes: int | None = None
 
     def encode(self) -> bytes:
         """Canonical bytes of the ACK."""
@@ -66,6 +71,8 @@ class Ack:
         }
         if self.keys is not None:
             body["keys"] = list(self.keys)
+        if self.max_message_bytes is not None:
+            body["max_message_bytes"] = self.max_message_bytes
         return json.dumps(body, separators=(",", ":"), sort_keys=True).encode("utf-8")
 
 
@@ -83,11 +90,19 @@ def _kids(value: object) -> tuple[str, ...] | None:
     return tuple(value)
 
 
+def _limit(value: object) -> int | None:
+    if value is None:
+        return None
+    if is_count(value) and value > 0:
+        return value
+    raise AckFormatError("ack 'max_message_bytes' must be an integer > 0")
+
+
 def decode_ack(payload: bytes) -> Ack:
     """Parse an ACK payload; raise AckFormatError with the reason.
 
     Fields it does not know are ignored, so that a collector may extend the ACK (as `seq`,
-    `acked_hash`, `conflict` and `keys` did) without cutting older agents off.
+    `acked_hash`, `conflict`, `keys` and `max_message_bytes` did) without cutting older agents off.
     """
     body = load_message_json(payload, AckFormatError, "ack: ")
     if not isinstance(body, dict) or body.get("spec") != SPEC:
@@ -128,4 +143,5 @@ def decode_ack(payload: bytes) -> Ack:
         acked_hash=acked_hash,
         conflict=conflict,
         keys=_kids(body.get("keys")),
+        max_message_bytes=_limit(body.get("max_message_bytes")),
     )

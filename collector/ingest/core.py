@@ -197,7 +197,12 @@ def ack_keys(keys: Sequence[LiveKey], now: float) -> tuple[str, ...]:
 
 
 def build_acks(
-    blocks: Sequence[IncomingBlock], result: BatchResult, key: SigningKey, now: float
+    blocks: Sequence[IncomingBlock],
+    result: BatchResult,
+    key: SigningKey,
+    now: float,
+    *,
+    max_message_bytes: int = MESSAGE_BYTES,
 ) -> tuple[Outgoing, ...]:
     """One signed ACK per distinct (gateway, epoch, seq) of the committed batch.
 
@@ -207,7 +212,10 @@ def build_acks(
     A conflicting block's ACK names its seq but its bytes are not stored: `conflict` is true
     in it (and in every later ACK of the stream), which tells the agent to release nothing
     and start a new epoch. And the gateway's `keys` (`ack_keys`): an agent switches to a key
-    it announced only once an ACK names it, never on a refused announcement.
+    it announced only once an ACK names it, never on a refused announcement. And
+    `max_message_bytes`, the largest payload this collector takes (`ingest.max_message_bytes`):
+    a larger one is audited `too_large` unread and answered by no ACK, so the agent splits a
+    block over it before sending (edge_agent.shell.outbox_oversize).
     """
     acks: list[Outgoing] = []
     seen: set[tuple[str, str, int]] = set()
@@ -220,7 +228,9 @@ def build_acks(
         seen.add((header.gateway, header.epoch, header.seq))
         topics = GatewayTopics(header.district, header.enterprise, header.gateway)
         state = result.streams[incoming.stream]
-        ack = _stream_ack(state, header.seq, issued_at, kids.get(header.gateway, ()))
+        ack = _stream_ack(
+            state, header.seq, issued_at, kids.get(header.gateway, ()), max_message_bytes
+        )
         acks.append(_signed(topics, ack, key))
     return tuple(acks)
 
@@ -231,6 +241,8 @@ def notice_ack(
     keys: Sequence[LiveKey],
     key: SigningKey,
     now: float,
+    *,
+    max_message_bytes: int = MESSAGE_BYTES,
 ) -> Outgoing:
     """The key notice to a registered gateway whose block was refused for its key.
 
@@ -240,10 +252,13 @@ def notice_ack(
     """
     topics = refusal.topics
     stored = StreamState(topics.gateway, refusal.epoch) if state is None else state
-    return _signed(topics, _stream_ack(stored, None, iso_time(now), ack_keys(keys, now)), key)
+    ack = _stream_ack(stored, None, iso_time(now), ack_keys(keys, now), max_message_bytes)
+    return _signed(topics, ack, key)
 
 
-def _stream_ack(state: StreamState, seq: int | None, issued_at: str, keys: tuple[str, ...]) -> Ack:
+def _stream_ack(
+    state: StreamState, seq: int | None, issued_at: str, keys: tuple[str, ...], limit: int
+) -> Ack:
     return Ack(
         gateway=state.gateway,
         epoch=state.epoch,
@@ -257,6 +272,7 @@ def _stream_ack(state: StreamState, seq: int | None, issued_at: str, keys: tuple
         acked_hash=state.acked_hash,
         conflict=state.conflict,
         keys=keys,
+        max_message_bytes=limit,
     )
 
 

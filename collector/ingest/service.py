@@ -318,7 +318,8 @@ class Ingest:
         self._log.committed(batch, result)
         if self._metrics is not None:
             self._metrics.batch_committed(batch, result, self._clock())
-        acks = build_acks(batch.blocks, result, self._key, self._clock())
+        limit = self._settings.max_message_bytes  # said in each ACK: the agent splits above it
+        acks = build_acks(batch.blocks, result, self._key, self._clock(), max_message_bytes=limit)
         return acks + await self._key_notices(batch.key_refusals)
 
     async def _key_notices(self, refusals: Sequence[KeyRefusal]) -> tuple[Outgoing, ...]:
@@ -340,7 +341,14 @@ class Ingest:
                 live = [
                     LiveKey(k.kid, k.added_at, k.retired_at) for k in keys if k.revoked_at is None
                 ]
-                notice = notice_ack(refusal, state, live, self._key, self._clock())
+                notice = notice_ack(
+                    refusal,
+                    state,
+                    live,
+                    self._key,
+                    self._clock(),
+                    max_message_bytes=self._settings.max_message_bytes,
+                )
                 notices.append((refusal, notice))
         except StorageError as exc:
             log.warning("gateway_key_refusal_unanswered", error=str(exc))

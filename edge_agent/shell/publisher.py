@@ -314,28 +314,28 @@ class Publisher:
     async def _too_large(
         self, client: UplinkClient, block: StoredBlock, payload: bytes, properties: Properties
     ) -> bool:
-        """Whether `block` is over the broker's packet limit.
+        """Whether `block` is over the broker's packet limit or the payload the collector takes.
 
         Then it is not sent, and its records are sealed again in smaller blocks
         (`outbox_oversize`).
         """
-        limit = client.maximum_packet_size
-        size = client.oversize(self._topics.block, payload, properties)
-        if limit is None or size is None:
+        limit = self._acks.collector_limit
+        over = client.too_large(self._topics.block, payload, properties, limit)
+        if over is None:
             return False
-        # Sent, it would end the session, and be sent first again on the next, for ever.
-        parts = -(-size // limit) + 1  # one more than it takes at this ratio: parts vary
+        # Sent, it would end the session (the broker's), or be audited too_large unread and
+        # never ACKed (the collector's), and be sent first again, for ever.
         log.warning(
-            "block_too_large_for_broker",
+            "block_too_large_for_broker" if over.broker else "block_too_large_for_collector",
             seq=block.seq,
-            bytes=size,
-            limit=limit,
-            parts=parts,
+            bytes=over.size,
+            limit=over.limit,
+            parts=over.parts,
             readings=block.readings,
         )
         try:
             await self._outbox.delivery.seal_smaller(
-                block, parts, now=time.time(), clock_synced=clock_synchronized()
+                block, over.parts, now=time.time(), clock_synced=clock_synchronized()
             )
         except sqlite3.Error as exc:
             # A full disk, say: not sent either way; what follows it goes now, and it is read

@@ -68,6 +68,9 @@ class AckTaker:
         # first ACK after it for the collector's word, a stale one too.
         self._ack_mark: AckMark | None = None
         self._mark_read = False
+        # The largest payload the collector takes, as its latest ACK said (None: it said none,
+        # a collector before `max_message_bytes`): it answers a larger one with no ACK at all.
+        self.collector_limit: int | None = None
 
     def _ack_rejected(self, reason: str, **fields: object) -> None:
         # Anyone who can publish on down/ack can forge these: a bounded number of lines.
@@ -88,6 +91,7 @@ class AckTaker:
         if ack.gateway != self._topics.gateway or ack.epoch != self._outbox.epoch:
             self._ack_rejected("not for this gateway or epoch", epoch=ack.epoch)
             return
+        self.collector_limit = ack.max_message_bytes
         if not self._mark_read:
             self._ack_mark = await self._outbox.delivery.ack_mark()
             self._mark_read = True

@@ -70,12 +70,43 @@ class UplinkClient(CancelSafeClient):
         self.maximum_packet_size = size if isinstance(size, int) else None
         super()._on_connect(client, userdata, flags, reason_code, properties)
 
-    def oversize(self, topic: str, payload: bytes, properties: Properties) -> int | None:
-        """The PUBLISH packet's size when it is over `maximum_packet_size`; None: it fits."""
-        if self.maximum_packet_size is None:
-            return None
-        size = publish_packet_size(topic, payload, properties)
-        return size if size > self.maximum_packet_size else None
+    def too_large(
+        self, topic: str, payload: bytes, properties: Properties, collector: int | None
+    ) -> Oversize | None:
+        """Why a block's PUBLISH may not go; None: it may.
+
+        Over the broker's packet limit, or over the payload the collector takes (`collector`,
+        its ACKs' `max_message_bytes`), which it measures as sent (compressed per `enc`) before
+        decoding it. Over both, the one that takes more parts.
+        """
+        found: list[Oversize] = []
+        broker = self.maximum_packet_size
+        if (
+            broker is not None
+            and (size := publish_packet_size(topic, payload, properties)) > broker
+        ):
+            found.append(Oversize(size, broker, broker=True))
+        if collector is not None and len(payload) > collector:
+            found.append(Oversize(len(payload), collector, broker=False))
+        return max(found, key=lambda over: over.parts, default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class Oversize:
+    """A block too large to send: its `size` against a `limit`, the broker's or the collector's."""
+
+    size: int
+    limit: int
+    broker: bool
+
+    @property
+    def parts(self) -> int:
+        """Blocks to seal its records again in.
+
+        One more than it takes at this ratio, as the records' sizes vary (one still too large
+        is split again at its turn).
+        """
+        return -(-self.size // self.limit) + 1
 
 
 def publish_packet_size(topic: str, payload: bytes, properties: Properties) -> int:

@@ -23,6 +23,7 @@ from click.testing import CliRunner, Result
 from collector.audit.chain import AuditRow
 from collector.cli import main
 from collector.ingest.service import Ingest, IngestSettings
+from collector.model import MESSAGE_BYTES
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
@@ -77,6 +78,7 @@ async def running_ingest(
     session_expiry: float = 3600.0,
     key_overlap: float = 7 * 86400.0,
     clock: Callable[[], float] = time.time,
+    max_message_bytes: int = MESSAGE_BYTES,
 ) -> AsyncIterator[tuple[Ingest, Storage]]:
     """Run the ingest loop (no HTTP API) against the broker on `port`, subscribed on return.
 
@@ -85,7 +87,8 @@ async def running_ingest(
     Readings are normalized against `catalogue` (default: `catalogue_with_coal()`). With a
     `client_id` the MQTT session is durable for `session_expiry` seconds, as `collector
     serve` runs it; without one it is a random id whose session ends with the connection.
-    `clock` is when each message arrives (`received_at`).
+    `clock` is when each message arrives (`received_at`). A payload over `max_message_bytes`
+    is audited `too_large` unread (`ingest.max_message_bytes`; a test may go below its least).
     """
     async with contextlib.AsyncExitStack() as stack:
         if storage is None:
@@ -97,6 +100,7 @@ async def running_ingest(
             client_id=client_id,
             session_expiry=session_expiry,
             key_overlap=key_overlap,
+            max_message_bytes=max_message_bytes,
         )
         ingest = Ingest(
             settings,

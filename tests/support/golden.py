@@ -399,7 +399,8 @@ def vectors() -> list[Vector]:
     whp_2 = _block(WHP, 2, block_hash(whp_1), whp_2_records)
     mk_1 = _block(MK, 1, GENESIS, mk_records())
     # Blocks 1, 2 and 5 are stored: the ACK names block 2's hash, for the agent to compare,
-    # and the one key the collector takes the gateway's blocks under.
+    # and the one key the collector takes the gateway's blocks under, and the largest payload
+    # it takes (its ingest.max_message_bytes, the default).
     ack = Ack(
         WHP.gateway,
         WHP.epoch,
@@ -409,6 +410,7 @@ def vectors() -> list[Vector]:
         _t(10),
         acked_hash=block_hash(whp_2),
         keys=(GATEWAY_KEY.kid,),
+        max_message_bytes=16 * 1024 * 1024,
     ).encode()
     # The decoder must refuse a coal block without its mine code even though it is signed.
     mk_body = json.loads(mk_1)

@@ -249,6 +249,19 @@ def test_ack_keys_are_optional_and_unknown_fields_are_ignored() -> None:
     assert decode_ack(json.dumps(body).encode()) == keyed
 
 
+def test_ack_max_message_bytes_is_optional_and_a_positive_count() -> None:
+    old = Ack("gw", "e1", 7, (), 7, iso_time(1.7e9))
+    assert "max_message_bytes" not in json.loads(old.encode())  # a collector before it
+    assert decode_ack(old.encode()).max_message_bytes is None
+    said = Ack("gw", "e1", 7, (), 7, iso_time(1.7e9), max_message_bytes=16 * 1024 * 1024)
+    assert json.loads(said.encode())["max_message_bytes"] == 16 * 1024 * 1024
+    assert decode_ack(said.encode()) == said
+    for bad in (0, -1, 1.5, "4MiB", True):
+        body = {**json.loads(said.encode()), "max_message_bytes": bad}
+        with pytest.raises(AckFormatError, match="max_message_bytes"):
+            decode_ack(json.dumps(body).encode())
+
+
 def test_alarm_records_round_trip_and_name_their_trigger() -> None:
     raise_event = alarm_record(
         "T001-LT-01/HH/1",

@@ -21,6 +21,7 @@ from collector.ingest.core import Inbound, ack_keys, build_acks, plan_batch
 from collector.ingest.judge import MAX_ID, judge_block, judge_status
 from collector.model import (
     MAX_DETAIL,
+    MESSAGE_BYTES,
     AuditEntry,
     BatchResult,
     BlockEntries,
@@ -443,6 +444,10 @@ def test_plan_batch_sorts_messages_and_acks_are_signed_per_block() -> None:
     ack = decode_ack(acks[0].payload)
     assert (ack.acked_through, ack.seq, ack.epoch) == (1, 1, "epoch-1")
     collector.public().verify(signature_from_properties(list(acks[0].properties)), acks[0].payload)
+    # Each ACK says the largest payload taken: the agent splits a block over it.
+    assert ack.max_message_bytes == MESSAGE_BYTES
+    (limited,) = build_acks(batch.blocks, result, collector, BASE_TIME, max_message_bytes=5 << 20)
+    assert decode_ack(limited.payload).max_message_bytes == 5 << 20
 
 
 # --- API pieces ---------------------------------------------------------------------------

@@ -80,6 +80,8 @@ def test_the_notice_is_an_ack_of_what_is_stored_answering_no_block() -> None:
     ack = decode_ack(sent.payload)
     assert (ack.epoch, ack.acked_through, ack.missing, ack.seq) == ("e-1", 4, ((6, 8),), None)
     assert ack.keys == ("k-live",)
+    said = notice_ack(refusal, state, keys, COLLECTOR, 10.0, max_message_bytes=5 << 20)
+    assert decode_ack(said.payload).max_message_bytes == 5 << 20
 
     nothing = decode_ack(notice_ack(refusal, None, keys, COLLECTOR, 10.0).payload)
     assert (nothing.acked_through, nothing.missing, nothing.acked_hash) == (0, (), None)
