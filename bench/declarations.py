@@ -43,6 +43,7 @@ import sys
 import tempfile
 import time
 from contextlib import closing
+from functools import partial
 from pathlib import Path
 
 import structlog
@@ -180,14 +181,20 @@ async def one_repeat(path: Path, args: argparse.Namespace) -> dict[str, float]:
     }
 
 
+def over_repeats(runs: list[dict[str, float]], key: str, digits: int = 2) -> tuple[float, ...]:
+    """A figure's values: `key` of each repeat, rounded."""
+    return tuple(round(r[key], digits) for r in runs)
+
+
+def once(built: dict[str, float], key: str) -> tuple[float, ...]:
+    """A figure of the file built once for all the repeats."""
+    return (round(built[key], 1),)
+
+
 def figures(runs: list[dict[str, float]], built: dict[str, float]) -> tuple[Figure, ...]:
     """The result's figures: each over the repeats, the file's once."""
-
-    def values(key: str, digits: int = 2) -> tuple[float, ...]:
-        return tuple(round(r[key], digits) for r in runs)
-
-    def once(key: str) -> tuple[float, ...]:
-        return (round(built[key], 1),)
+    values = partial(over_repeats, runs)
+    built_once = partial(once, built)
 
     return (
         Figure("", "first answer: longest wait for the outbox lock (sealing waits as long)",
@@ -201,12 +208,12 @@ def figures(runs: list[dict[str, float]], built: dict[str, float]) -> tuple[Figu
         Figure("", "first answer, whole", "ms", values("first_ms")),
         Figure("", "second answer: longest wait for the outbox lock", "ms",
                values("second_wait_ms")),
-        Figure("", "outbox payload", "MiB", once("payload_mib")),
-        Figure("", "outbox blocks", "blocks", once("blocks")),
+        Figure("", "outbox payload", "MiB", built_once("payload_mib")),
+        Figure("", "outbox blocks", "blocks", built_once("blocks")),
         Figure("", "gap blocks (thinned, dropped: read by the first answer)", "blocks",
-               once("gap_blocks")),
-        Figure("", "gap blocks' payload", "MiB", once("gap_mib")),
-        Figure("", "filling the outbox", "s", once("fill_s")),
+               built_once("gap_blocks")),
+        Figure("", "gap blocks' payload", "MiB", built_once("gap_mib")),
+        Figure("", "filling the outbox", "s", built_once("fill_s")),
     )  # fmt: skip
 
 
@@ -230,18 +237,23 @@ def quiet() -> None:
     structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(40))
 
 
+def add_site_arguments(parser: argparse.ArgumentParser) -> None:
+    """The site whose blocks fill the outbox (`site_block`), and where the outbox is built."""
+    parser.add_argument("--points", type=int, default=200)
+    parser.add_argument("--poll", type=float, default=1.0)
+    parser.add_argument("--block", type=int, default=500, help="readings per block")
+    shm = Path("/dev/shm")  # noqa: S108 - memory: filling is set-up, not what is measured
+    parser.add_argument("--dir", type=Path, default=shm if shm.is_dir() else None,
+                        help="where the outbox is built (default /dev/shm when there)")  # fmt: skip
+
+
 def main() -> int:
     """Measure, write the result, and fail when the gated median misses its target."""
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--budget", type=int, default=256, help="outbox.max_bytes, MiB")
     parser.add_argument("--fill", type=float, default=2.5, help="sealed, times the budget")
-    parser.add_argument("--points", type=int, default=200)
-    parser.add_argument("--poll", type=float, default=1.0)
-    parser.add_argument("--block", type=int, default=500, help="readings per block")
+    add_site_arguments(parser)
     parser.add_argument("--repeats", type=int, default=3)
-    shm = Path("/dev/shm")  # noqa: S108 - memory: filling is set-up, not what is measured
-    parser.add_argument("--dir", type=Path, default=shm if shm.is_dir() else None,
-                        help="where the outbox is built (default /dev/shm when there)")  # fmt: skip
     add_json_argument(parser)
     args = parser.parse_args()
     quiet()

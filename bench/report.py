@@ -86,6 +86,9 @@ JOBS = (
     # A full outbox of 256 MiB (a quarter hour of the suite would fill the default 2 GiB).
     Job("declarations", "bench.declarations", quick=("--repeats", "1", "--budget", "64"),
         timeout=900),
+    # 8 MiB given way at once from 160 MiB up (filling takes about 20 s).
+    Job("room_making", "bench.room_making", quick=("--repeats", "1", "--budget", "64"),
+        timeout=600),
     Job("queries", "bench.queries", quick=("--repeats", "3", "--days", "3"), timeout=300),
     Job("signing", "bench.signing",
         quick=("--repeats", "1", "--gateways", "4", "--blocks", "5", "--seconds", "0.5"),

@@ -188,3 +188,46 @@ def imported_keys(records: Iterable[Record]) -> list[tuple[str, str]]:
 def drop(blocks: Sequence[EvictedBlock], *, now: float) -> Replacement:
     """Step 2: keep only the alarm events and gap records."""
     return _replacement(blocks, set(), GapReason.OUTBOX_FULL, now)
+
+
+@dataclass(frozen=True, slots=True)
+class GivingWay:
+    """The blocks that give way (epoch, seq), what replaces them, the imported keys let go.
+
+    `thinned`: step 1 (their readings thinned) or step 2 (dropped). `let_go` is
+    `let_go_backfill_keys`, sorted. The blocks' records are not kept: up to 8 MiB of them
+    are freed where they were decoded, with the rest of what thinning made.
+    """
+
+    blocks: tuple[tuple[str, int], ...]
+    replacement: Replacement
+    thinned: bool
+    let_go: tuple[tuple[str, str], ...]
+
+
+def give_way(oldest: Sequence[tuple[EvictedBlock, bool]], *, now: float) -> GivingWay | None:
+    """Which of the `oldest` undelivered blocks (each: whether thinned already) give way, how.
+
+    The full ones are thinned, when that drops any reading; else all of them are dropped.
+    None when neither drops a reading (only alarm events and gap records are left: they never
+    give way).
+    """
+    full = [block for block, thinned in oldest if not thinned]
+    if full:
+        replacement = thin(full, now=now)
+        if replacement.dropped:
+            return _giving_way(full, replacement, thinned=True)
+    chosen = [block for block, _ in oldest]
+    if not chosen:
+        return None
+    replacement = drop(chosen, now=now)
+    if replacement.dropped == 0:
+        return None
+    return _giving_way(chosen, replacement, thinned=False)
+
+
+def _giving_way(
+    blocks: Sequence[EvictedBlock], replacement: Replacement, *, thinned: bool
+) -> GivingWay:
+    let_go = tuple(sorted(let_go_backfill_keys(blocks, replacement)))
+    return GivingWay(tuple((b.epoch, b.seq) for b in blocks), replacement, thinned, let_go)

@@ -19,13 +19,7 @@ from typing import Final, TypeVar
 import aiosqlite
 import structlog
 
-from edge_agent.core.thinning import (
-    EvictedBlock,
-    Replacement,
-    drop,
-    let_go_backfill_keys,
-    thin,
-)
+from edge_agent.core.thinning import EvictedBlock, GivingWay, give_way
 from edge_agent.shell.outbox_damage import Append, declare_damaged
 from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
@@ -36,7 +30,7 @@ from edge_agent.shell.outbox_reads import (
     witnesses,
 )
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget, free_bytes, is_full
-from edge_agent.shell.outbox_transaction import async_write_transaction
+from edge_agent.shell.outbox_transaction import async_write_transaction, on_thread
 from specs.block import decode_block
 from specs.signing import SigningKey
 
@@ -231,55 +225,19 @@ class RoomMaker:
             log.info("delivered_blocks_pruned_for_room", blocks=pruned)
         return pruned > 0
 
-    async def _oldest_undelivered(
-        self,
-    ) -> tuple[list[tuple[EvictedBlock, bool]], tuple[str, int, int | None] | None]:
-        """The oldest undelivered blocks (decoded, and whether thinned), up to the eviction size.
-
-        And the first damaged one met on the way (epoch, seq, readings), where the list stops.
-        Oldest by rowid, i.e. by insertion: a wall clock stepped back cannot reorder it.
-        """
-        chosen: list[tuple[EvictedBlock, bool]] = []
-        total = 0
-        async with self._db.execute(
-            f"SELECT epoch, seq, {PAYLOAD}, thinned, readings, {WITNESS_COLUMNS} FROM blocks"
-            " WHERE delivered_at IS NULL ORDER BY rowid"
-        ) as cursor:
-            async for row in cursor:
-                payload = bytes(row[2])
-                if not as_sealed(payload, *witnesses(row[5:]), self._key()):
-                    return chosen, (str(row[0]), int(row[1]), sealed_count(row[4]))
-                records = decode_block(payload).records
-                chosen.append((EvictedBlock(str(row[0]), int(row[1]), records), bool(row[3])))
-                total += len(payload)
-                if total >= self._evict_limit:
-                    break
-        return chosen, None
-
-    async def _replace(
-        self,
-        chosen: Sequence[EvictedBlock],
-        replacement: Replacement,
-        *,
-        now: float,
-        clock_synced: bool,
-    ) -> None:
-        """Delete `chosen` and seal `replacement` at the head, in one transaction.
+    async def _replace(self, way: GivingWay, *, now: float, clock_synced: bool) -> None:
+        """Delete `way.blocks` and seal `way.replacement` at the head, in one transaction.
 
         As `replacement.blocks`: MAX_BLOCK_READINGS records a block at most. Imported
         readings let go are forgotten by the import too (`backfill_keys`): the same file
         imported again, once there is room, brings them back.
         """
         async with async_write_transaction(self._db):
+            await self._db.executemany("DELETE FROM blocks WHERE epoch = ? AND seq = ?", way.blocks)
             await self._db.executemany(
-                "DELETE FROM blocks WHERE epoch = ? AND seq = ?",
-                [(block.epoch, block.seq) for block in chosen],
+                "DELETE FROM backfill_keys WHERE point = ? AND t = ?", way.let_go
             )
-            await self._db.executemany(
-                "DELETE FROM backfill_keys WHERE point = ? AND t = ?",
-                sorted(let_go_backfill_keys(chosen, replacement)),
-            )
-            for records in replacement.blocks:
+            for records in way.replacement.blocks:
                 await self._append(records, now=now, clock_synced=clock_synced, thinned=True)
 
     async def _evict_oldest(
@@ -293,42 +251,66 @@ class RoomMaker:
 
         A replacement is sealed at the head, so the data it keeps queue up behind everything
         sealed before it: every reading is thinned once, oldest first, before any thinned
-        reading is dropped.
+        reading is dropped. They are read, decoded and thinned on the connection's thread
+        (`giving_way`): up to 8 MiB of them took the event loop, and the pollers on it, for
+        about a second (bench/room_making.py).
         """
-        oldest, damaged = await self._oldest_undelivered()
+        way, damaged = await on_thread(self._db, giving_way, self._key(), self._evict_limit, now)
         if damaged is not None:
             async with async_write_transaction(self._db):
                 await declare_damaged(
                     self._db, self._append, damaged, now=now, clock_synced=clock_synced
                 )
             return True
-        full = [block for block, thinned in oldest if not thinned]
-        if full:
-            replacement = thin(full, now=now)
-            if replacement.dropped:
-                await self._replace(full, replacement, now=now, clock_synced=clock_synced)
-                log.warning(
-                    "outbox_thinned",
-                    **_replaced(full, replacement),
-                    readings_kept=replacement.kept_readings,
-                )
-                return True
-        chosen = [block for block, _ in oldest]
-        if not chosen:
+        if way is None:
             return False
-        replacement = drop(chosen, now=now)
-        if replacement.dropped == 0:
-            return False  # only alarm events and gap records left: they never give way
-        await self._replace(chosen, replacement, now=now, clock_synced=clock_synced)
-        log.error("outbox_readings_dropped", **_replaced(chosen, replacement))
+        await self._replace(way, now=now, clock_synced=clock_synced)
+        if way.thinned:
+            log.warning(
+                "outbox_thinned",
+                **_replaced(way),
+                readings_kept=way.replacement.kept_readings,
+            )
+        else:
+            log.error("outbox_readings_dropped", **_replaced(way))
         return True
 
 
-def _replaced(blocks: Sequence[EvictedBlock], replacement: Replacement) -> dict[str, int]:
+def giving_way(
+    db: sqlite3.Connection, key: SigningKey, limit: int, now: float
+) -> tuple[GivingWay | None, tuple[str, int, int | None] | None]:
+    """The oldest undelivered blocks, up to `limit` bytes of payload, and how they give way.
+
+    On the connection's thread (`on_thread`). Or the first damaged one met on the way (epoch,
+    seq, readings), which gives way first. Oldest by rowid, i.e. by insertion: a wall clock
+    stepped back cannot reorder it.
+    """
+    oldest: list[tuple[EvictedBlock, bool]] = []
+    total = 0
+    rows = db.execute(
+        f"SELECT epoch, seq, {PAYLOAD}, thinned, readings, {WITNESS_COLUMNS} FROM blocks"
+        " WHERE delivered_at IS NULL ORDER BY rowid"
+    )
+    try:
+        for row in rows:
+            payload = bytes(row[2])
+            if not as_sealed(payload, *witnesses(row[5:]), key):
+                return None, (str(row[0]), int(row[1]), sealed_count(row[4]))
+            records = decode_block(payload).records
+            oldest.append((EvictedBlock(str(row[0]), int(row[1]), records), bool(row[3])))
+            total += len(payload)
+            if total >= limit:
+                break
+    finally:
+        rows.close()
+    return give_way(oldest, now=now), None
+
+
+def _replaced(way: GivingWay) -> dict[str, int]:
     """What the log says of a replacement: the blocks it took the place of, readings lost."""
     return {
-        "blocks": len(blocks),
-        "from_seq": blocks[0].seq,
-        "to_seq": blocks[-1].seq,
-        "readings_dropped": replacement.dropped,
+        "blocks": len(way.blocks),
+        "from_seq": way.blocks[0][1],
+        "to_seq": way.blocks[-1][1],
+        "readings_dropped": way.replacement.dropped,
     }
