@@ -12,6 +12,8 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
+from collector.model import Reason
+
 # --- queries --------------------------------------------------------------------------------
 
 EVERY_DISTRICT: Final = "*"
@@ -139,7 +141,9 @@ class AlarmState:
 
     Descriptive fields come from the raise once it is stored (from the clear until then).
     `since` orders alarms: raised_at, or cleared_at while the raise is unknown. `raised_in`
-    and `cleared_in` name the records, as (epoch, seq, idx), that stated them.
+    and `cleared_in` name the records, as (epoch, seq, idx), that stated them. `raised_ahead`
+    and `cleared_ahead`: that record's t was past `ingest.ahead_allowance` beyond the
+    collector's clock at its block's arrival (collector.storage.ahead): a wrong gateway clock.
     """
 
     gateway: str
@@ -157,6 +161,8 @@ class AlarmState:
     detail: str | None = None
     raised_in: tuple[str, int, int] | None = None
     cleared_in: tuple[str, int, int] | None = None
+    raised_ahead: bool = False
+    cleared_ahead: bool = False
 
     @property
     def since(self) -> float:
@@ -168,8 +174,13 @@ class AlarmState:
 
     @property
     def active(self) -> bool:
-        """Raised and not cleared."""
-        return self.raised_at is not None and self.cleared_at is None
+        """Raised and not cleared, by a raise not stamped ahead (its time is not a real one)."""
+        return self.raised_at is not None and self.cleared_at is None and not self.raised_ahead
+
+    @property
+    def flags(self) -> tuple[str, ...]:
+        """`ahead_of_collector` when its raise or clear was stamped ahead, as readings are."""
+        return (Reason.AHEAD_OF_COLLECTOR.value,) if self.raised_ahead or self.cleared_ahead else ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -76,6 +76,11 @@ class AlarmOut(BaseModel):
     threshold: float | None
     unit: str
     trigger_t: str = Field(description="time of the triggering reading of `point`")
+    flags: list[str] = Field(
+        description="`ahead_of_collector`: its raise or clear was stamped more than"
+        " `ingest.ahead_allowance` past the collector's clock (the gateway's clock is wrong);"
+        " an alarm raised so is never `active`"
+    )
 
 
 class GapOut(BaseModel):

@@ -16,7 +16,9 @@ current value, and it would otherwise stay one:
 So a reading more than `allowance` past the arrival of its block (the collector's clock) is
 kept out of `latest` and the rollups, and each block with one is audited
 `ahead_of_collector` (one row per block: how many, the first few (point, t); aggregated per
-gateway and minute like every audit row), counted and logged by the ingest shell.
+gateway and minute like every audit row), counted and logged by the ingest shell. An alarm
+event stamped so is merged into its alarm marked (collector.storage.alarms: listed flagged,
+never active by such a raise) and counted in its block's audit row too.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from collector.model import AuditEntry, IncomingBlock, ReadingEntry, Reason
-from collector.storage.readings import named
+from collector.model import AlarmEntry, AuditEntry, IncomingBlock, ReadingEntry, Reason
+from collector.storage.readings import AUDIT_SAMPLE, named
 from specs.records import iso_time
 
 AHEAD_FLAG: Final = Reason.AHEAD_OF_COLLECTOR.value
@@ -41,7 +43,7 @@ class Ahead:
     gateway sent itself is taken off a current reading): what `readings` gets;
     `current`: the blocks without the readings ahead (what `latest` and the rollups get);
     `counts`: per block of `stored`, how many of its readings are ahead; `audits`: one row per
-    block with some.
+    block with some readings or alarm events ahead.
     """
 
     stored: tuple[IncomingBlock, ...]
@@ -64,7 +66,10 @@ def flagged(flags: tuple[str, ...], *, ahead: bool) -> tuple[str, ...]:
 
 
 def split_ahead(blocks: Sequence[IncomingBlock], allowance: float) -> Ahead:
-    """The readings of `blocks` more than `allowance` past their block's arrival, apart."""
+    """The readings of `blocks` more than `allowance` past their block's arrival, apart.
+
+    Alarm events that far ahead are only audited here (collector.storage.alarms marks them).
+    """
     stored: list[IncomingBlock] = []
     current: list[IncomingBlock] = []
     counts: list[int] = []
@@ -74,6 +79,8 @@ def split_ahead(blocks: Sequence[IncomingBlock], allowance: float) -> Ahead:
         readings = incoming.entries.readings
         ahead = [r for r in readings if r.t > bound]
         counts.append(len(ahead))
+        if ahead or any(a.t > bound for a in incoming.entries.alarms):
+            audits.append(_audit(incoming, ahead, bound))
         if not ahead and not any(AHEAD_FLAG in r.flags for r in readings):
             stored.append(incoming)
             current.append(incoming)
@@ -87,19 +94,31 @@ def split_ahead(blocks: Sequence[IncomingBlock], allowance: float) -> Ahead:
         stored.append(replace(incoming, entries=replace(incoming.entries, readings=marked)))
         kept = tuple(r for r in marked if r.t <= bound)
         current.append(replace(incoming, entries=replace(incoming.entries, readings=kept)))
-        if ahead:
-            audits.append(_audit(incoming, ahead))
     return Ahead(tuple(stored), tuple(current), tuple(counts), tuple(audits))
 
 
-def _audit(incoming: IncomingBlock, ahead: Sequence[ReadingEntry]) -> AuditEntry:
+def _audit(incoming: IncomingBlock, ahead: Sequence[ReadingEntry], bound: float) -> AuditEntry:
     header = incoming.block.header
-    newest = max(r.t for r in incoming.entries.readings)
+    entries = incoming.entries
+    alarms = [a for a in entries.alarms if a.t > bound]
+    newest = max([r.t for r in entries.readings] + [a.t for a in entries.alarms])
+    stamped = [
+        *([f"{len(ahead)} reading(s) ({named(ahead)})"] if ahead else []),
+        *([f"{len(alarms)} alarm event(s) ({_alarm_names(alarms)})"] if alarms else []),
+    ]
     detail = (
-        f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}: {len(ahead)}"
-        f" reading(s) stamped ahead of the collector's clock ({iso_time(incoming.received_at)}"
+        f"gateway {header.gateway} epoch {header.epoch} seq {header.seq}: {' and '.join(stamped)}"
+        f" stamped ahead of the collector's clock ({iso_time(incoming.received_at)}"
         f" at arrival), the newest by {newest - incoming.received_at:.0f} s: the gateway's clock"
-        f" is wrong; stored as sent, flagged {AHEAD_FLAG}, not in latest nor the rollups:"
-        f" {named(ahead)}"
+        f" is wrong; stored as sent, flagged {AHEAD_FLAG}, not in latest nor the rollups, an"
+        " alarm raised so not active"
     )
     return incoming.audit(Reason.AHEAD_OF_COLLECTOR, detail)
+
+
+def _alarm_names(alarms: Sequence[AlarmEntry]) -> str:
+    """The first few (alarm_id, event, t) of `alarms`, as the audit row names them."""
+    first = ", ".join(
+        f"{a.alarm_id} {a.event.value}@{iso_time(a.t)}" for a in alarms[:AUDIT_SAMPLE]
+    )
+    return first + (", ..." if len(alarms) > AUDIT_SAMPLE else "")

@@ -1,7 +1,10 @@
 """Pure: alarms pair by merging each raise or clear event into the stored state.
 
 Each event merges into the state of its (gateway, alarm_id), whatever order the blocks arrive
-in: the same events in any order give the same state.
+in: the same events in any order give the same state. An event stamped more than the ahead
+allowance past its block's arrival (a wrong gateway clock, collector.storage.ahead) is merged
+all the same, its half marked ahead: the alarm is listed flagged, and never active by such a
+raise.
 """
 
 from __future__ import annotations
@@ -26,7 +29,12 @@ def _earlier(held: float | None, new: float) -> bool:
 
 
 def merge_alarm(
-    held: AlarmState | None, gateway: str, source: tuple[str, int], event: AlarmEntry
+    held: AlarmState | None,
+    gateway: str,
+    source: tuple[str, int],
+    event: AlarmEntry,
+    *,
+    ahead: bool = False,
 ) -> AlarmState:
     """The alarm after one more raise or clear event; order-independent.
 
@@ -34,26 +42,30 @@ def merge_alarm(
     half, and the raise's description wins whenever it is known. A repeated event (a resent
     block cannot repeat one, but an agent may re-state an alarm) keeps the earliest time, so
     merging the same events in any order gives the same state. `source` is the block's
-    (epoch, seq).
+    (epoch, seq); `ahead`: the event was stamped ahead of the collector's clock, which marks
+    the half it states (a property of the event and its block, so order-independent still).
     """
     where = (source[0], source[1], event.idx)
     if event.event is AlarmEvent.RAISE:
         if held is not None and not _earlier(held.raised_at, event.t):
             return held
-        cleared = (None, None) if held is None else (held.cleared_at, held.cleared_in)
-        return _described(gateway, event, (event.t, where), cleared)
+        cleared: Half = (None, None, False)
+        if held is not None:
+            cleared = (held.cleared_at, held.cleared_in, held.cleared_ahead)
+        return _described(gateway, event, (event.t, where, ahead), cleared)
     if held is None:
-        return _described(gateway, event, (None, None), (event.t, where))
+        return _described(gateway, event, (None, None, False), (event.t, where, ahead))
     if not _earlier(held.cleared_at, event.t):
         return held
     if held.raised_at is None:
         # Still only clears: the earliest clear describes the alarm until its raise arrives.
-        return merge_alarm(None, gateway, source, event)
-    return replace(held, cleared_at=event.t, cleared_in=where)
+        return merge_alarm(None, gateway, source, event, ahead=ahead)
+    return replace(held, cleared_at=event.t, cleared_in=where, cleared_ahead=ahead)
 
 
-Half = tuple[float | None, tuple[str, int, int] | None]
-"""When an alarm was raised (or cleared), and the record that said so."""
+Half = tuple[float | None, tuple[str, int, int] | None, bool]
+"""When an alarm was raised (or cleared), the record that said so, and whether it was stamped
+ahead of the collector's clock."""
 
 
 def _described(gateway: str, event: AlarmEntry, raised: Half, cleared: Half) -> AlarmState:
@@ -74,18 +86,27 @@ def _described(gateway: str, event: AlarmEntry, raised: Half, cleared: Half) -> 
         detail=event.detail,
         raised_in=raised[1],
         cleared_in=cleared[1],
+        raised_ahead=raised[2],
+        cleared_ahead=cleared[2],
     )
 
 
 def merge_alarms(
-    held: Mapping[AlarmKey, AlarmState], blocks: Iterable[IncomingBlock]
+    held: Mapping[AlarmKey, AlarmState],
+    blocks: Iterable[IncomingBlock],
+    allowance: float,
 ) -> dict[AlarmKey, AlarmState]:
-    """The alarms the events of `blocks` touch, after merging them into what is stored."""
+    """The alarms the events of `blocks` touch, after merging them into what is stored.
+
+    An event whose t is more than `allowance` past its block's arrival is stamped ahead.
+    """
     merged: dict[AlarmKey, AlarmState] = {}
     for incoming in blocks:
         header = incoming.block.header
+        bound = incoming.received_at + allowance
         for event in incoming.entries.alarms:
             key = alarm_key(header.gateway, event)
             before = merged.get(key, held.get(key))
-            merged[key] = merge_alarm(before, header.gateway, (header.epoch, header.seq), event)
+            source = (header.epoch, header.seq)
+            merged[key] = merge_alarm(before, header.gateway, source, event, ahead=event.t > bound)
     return merged

@@ -173,7 +173,7 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
     new, repeated_gaps = unique_gaps(new, held_gaps)
     await _insert_blocks(steps, new, ahead.current, cutoff)
     await steps.fold_rollups(minute_rollups(ahead.current))
-    alarms = await _pair_alarms(steps, new)
+    alarms = await _pair_alarms(steps, new, batch.ahead_allowance)
     refused_keys = await steps.adopt_keys(new, batch.key_overlap)
     audits = [
         *batch.audits,
@@ -264,13 +264,16 @@ async def _insert_blocks(
 
 
 async def _pair_alarms(
-    steps: BatchSteps, blocks: Sequence[IncomingBlock]
+    steps: BatchSteps, blocks: Sequence[IncomingBlock], allowance: float
 ) -> dict[AlarmKey, AlarmState]:
-    """Merge the blocks' alarm events into the stored alarms; the states written."""
+    """Merge the blocks' alarm events into the stored alarms; the states written.
+
+    An event stamped past `allowance` is merged marked (collector.storage.alarms).
+    """
     keys = [alarm_key(b.block.header.gateway, event) for b in blocks for event in b.entries.alarms]
     if not keys:
         return {}
-    merged = merge_alarms(await steps.stored_alarms(keys), blocks)
+    merged = merge_alarms(await steps.stored_alarms(keys), blocks, allowance)
     await _run(steps, UPSERT_ALARM, alarm_rows(merged.values()))
     return merged
 

@@ -54,8 +54,8 @@ INSERT_RECORD_GAP: Final = (
 UPSERT_ALARM: Final = (
     "INSERT INTO alarms (gateway, alarm_id, point, quota, level, raised_at, cleared_at,"
     " since, value, threshold, unit, trigger_t, related, detail, raise_epoch, raise_seq,"
-    " raise_idx, clear_epoch, clear_seq, clear_idx)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " raise_idx, clear_epoch, clear_seq, clear_idx, raise_ahead, clear_ahead)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
     " ON CONFLICT (gateway, alarm_id) DO UPDATE SET point = excluded.point,"
     " quota = excluded.quota, level = excluded.level, raised_at = excluded.raised_at,"
     " cleared_at = excluded.cleared_at, since = excluded.since, value = excluded.value,"
@@ -63,7 +63,8 @@ UPSERT_ALARM: Final = (
     " related = excluded.related, detail = excluded.detail,"
     " raise_epoch = excluded.raise_epoch, raise_seq = excluded.raise_seq,"
     " raise_idx = excluded.raise_idx, clear_epoch = excluded.clear_epoch,"
-    " clear_seq = excluded.clear_seq, clear_idx = excluded.clear_idx"
+    " clear_seq = excluded.clear_seq, clear_idx = excluded.clear_idx,"
+    " raise_ahead = excluded.raise_ahead, clear_ahead = excluded.clear_ahead"
 )
 INSERT_META: Final = (
     "INSERT INTO metas (gateway, hash, payload, alg, kid, sig, issued_at, received_at)"
@@ -210,6 +211,8 @@ def alarm_rows(alarms: Iterable[AlarmState]) -> list[Params]:
             a.detail,
             *(a.raised_in or (None, None, None)),
             *(a.cleared_in or (None, None, None)),
+            a.raised_ahead,
+            a.cleared_ahead,
         )
         for a in alarms
     ]

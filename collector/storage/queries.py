@@ -286,10 +286,11 @@ async def alarms(
         ("a.since < ?", where.t_to),
         ("(a.since, a.gateway, a.alarm_id) > (?, ?, ?)", after),
     )
+    # Raised by an event stamped ahead of the collector's clock: not active (AlarmState.active).
     if where.active is True:
-        clauses.append("a.raised_at IS NOT NULL AND a.cleared_at IS NULL")
+        clauses.append("a.raised_at IS NOT NULL AND a.cleared_at IS NULL AND NOT a.raise_ahead")
     elif where.active is False:
-        clauses.append("(a.raised_at IS NULL OR a.cleared_at IS NOT NULL)")
+        clauses.append("(a.raised_at IS NULL OR a.cleared_at IS NOT NULL OR a.raise_ahead)")
     scope_sql, scope_params = scope_clause(scope, "g.district")
     conditions = where_all(clauses)
     rows = await fetch(

@@ -30,7 +30,7 @@ class Row(Protocol):
 ALARM_COLUMNS: Final = (
     "a.gateway, a.alarm_id, a.point, a.quota, a.level, a.raised_at, a.cleared_at, a.value,"
     " a.threshold, a.unit, a.trigger_t, a.related, a.detail, a.raise_epoch, a.raise_seq,"
-    " a.raise_idx, a.clear_epoch, a.clear_seq, a.clear_idx"
+    " a.raise_idx, a.clear_epoch, a.clear_seq, a.clear_idx, a.raise_ahead, a.clear_ahead"
 )
 GATEWAY_COLUMNS: Final = "gateway, enterprise, district, registered_at"
 KEY_COLUMNS: Final = (
@@ -142,6 +142,8 @@ def alarm_state(row: Row) -> AlarmState:
         detail=row[12],
         raised_in=raised_in,
         cleared_in=cleared_in,
+        raised_ahead=bool(row[19]),
+        cleared_ahead=bool(row[20]),
     )
 
 

@@ -33,6 +33,7 @@ ALARM_KEYS = {
     "threshold",
     "unit",
     "trigger_t",
+    "flags",
 }
 RAISE, CLEAR = AlarmEvent.RAISE, AlarmEvent.CLEAR
 
@@ -103,6 +104,7 @@ async def test_alarm_shape_and_pairing(client: httpx.AsyncClient) -> None:
         "threshold": 8.5,
         "unit": "m",
         "trigger_t": iso_time(BASE_TIME + 9),
+        "flags": [],
     }
     assert (items["a2"]["cleared_at"], items["a2"]["level"]) == (None, "HH")
     assert (items["a3"]["raised_at"], items["a3"]["cleared_at"]) == (

@@ -192,6 +192,12 @@ async def test_blocks_stored_before_the_upgrade_go_by_their_arrival(
     for statement in (
         *_BEFORE_12,
         "DROP TABLE retention_state",  # schema 13, migration 8
+        # Migration 10 (SQLite's schema 15 adds its columns only where they are missing).
+        *(
+            ()
+            if sqlite
+            else ("ALTER TABLE alarms DROP COLUMN raise_ahead, DROP COLUMN clear_ahead",)
+        ),
         "PRAGMA user_version = 11" if sqlite else older,
     ):
         await sql_execute(storage_url, statement)

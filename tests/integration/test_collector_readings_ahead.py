@@ -23,14 +23,14 @@ from structlog.testing import capture_logs
 from collector.config import load_collector_config
 from collector.runtime import RunningCollector, run_collector
 from collector.storage.retention import DAY
-from specs.records import iso_time
+from specs.records import AlarmEvent, iso_time
 from tests.support.broker import Broker
 from tests.support.collector_api import auth, get_page
 from tests.support.collector_client import BASE_TIME, gateway_link, sim_gateway
 from tests.support.collector_env import keyed_collector_config, register
 from tests.support.metric_samples import samples_of, value_of
 from tests.support.postgres import sql_execute, sql_rows
-from tests.support.records import reading_at
+from tests.support.records import alarm_record, reading_at
 
 NANCHANG = sim_gateway(1, district="360100")
 TOKENS = (("province", "all-token", ("*",)),)
@@ -259,3 +259,52 @@ async def test_buckets_from_readings_and_from_rollups_agree(
     assert await counted("1m", minute) == [(_t(minute), 1, 1.0)]
     assert await counted("30s", minute) == [(_t(minute), 1, 1.0)]
     assert await counted("1m", minute - 30) == [(_t(minute), 1, 1.0)]
+
+
+async def _alarms(collector: RunningCollector, **params: Any) -> dict[str, tuple[Any, ...]]:
+    items = await _get(collector, "/v1/alarms", gateway=NANCHANG.gateway, **params)
+    return {
+        item["alarm_id"]: (item["raised_at"], item["cleared_at"], item.get("flags"))
+        for item in items
+    }
+
+
+async def test_an_alarm_stamped_ahead_is_kept_but_not_active(
+    broker: Broker, collector: RunningCollector, storage_url: str
+) -> None:
+    """The defect: an alarm event stamped past ingest.ahead_allowance was merged into its
+    alarm's state unmarked, so a raise of a gateway whose clock ran 30 days ahead was listed
+    by GET /v1/alarms?active=true (the status page's active alarms, newest raise first: on
+    top) as if raised then, until a clear came. Now an alarm with a raise or a clear stamped
+    ahead is stored and listed with the flag, is not active, and its block is audited."""
+    future = NOW + 30 * DAY
+    async with gateway_link(broker.port, NANCHANG) as link:
+        await link.send(
+            1,
+            records=[
+                alarm_record("now/1", AlarmEvent.RAISE, NOW - 10),
+                alarm_record("ahead/1", AlarmEvent.RAISE, future),
+                alarm_record("cleared/1", AlarmEvent.RAISE, NOW - 5),
+                alarm_record("cleared/1", AlarmEvent.CLEAR, NOW + DAY),
+            ],
+        )
+        assert (await link.next_ack()).ack.acked_through == 1
+        assert await _alarms(collector, active="true") == {"now/1": (_t(NOW - 10), None, [])}
+        assert await _alarms(collector) == {
+            "now/1": (_t(NOW - 10), None, []),
+            "cleared/1": (_t(NOW - 5), _t(NOW + DAY), [AHEAD]),
+            "ahead/1": (_t(future), None, [AHEAD]),
+        }
+        (audit,) = await _audited(storage_url, AHEAD)
+        assert audit[0] == 1
+        assert "2 alarm event(s) (ahead/1 raise@" in audit[1]
+        # Its clear, sent once the gateway's clock is right again, closes it; the raise stays
+        # flagged. A current raise of its own is no longer flagged.
+        await link.send(2, records=[alarm_record("ahead/1", AlarmEvent.CLEAR, NOW + 50)])
+        assert (await link.next_ack()).ack.acked_through == 2
+    assert await _alarms(collector, active="true") == {"now/1": (_t(NOW - 10), None, [])}
+    assert (await _alarms(collector))["ahead/1"] == (_t(future), _t(NOW + 50), [AHEAD])
+    assert await _alarms(collector, active="false") == {
+        "cleared/1": (_t(NOW - 5), _t(NOW + DAY), [AHEAD]),
+        "ahead/1": (_t(future), _t(NOW + 50), [AHEAD]),
+    }

@@ -277,6 +277,44 @@ def test_pairing_does_not_depend_on_arrival_order(raw: list[tuple[AlarmEvent, in
     assert state.active == (bool(raises) and not clears)
 
 
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(list(AlarmEvent)), st.integers(0, 5), st.booleans()),
+        min_size=1,
+        max_size=5,
+    )
+)
+def test_a_half_stamped_ahead_is_marked_whatever_the_arrival_order(
+    raw: list[tuple[AlarmEvent, int, bool]],
+) -> None:
+    """An event's being ahead of the collector's clock goes with it: the half it wins is
+    marked, an earlier event of the same kind takes the half and its mark, and an alarm
+    raised by an event ahead is not active."""
+    ahead = {(kind, t): late for kind, t, late in raw}
+    events = [_event("a", kind, float(t)) for kind, t in ahead]
+
+    def merged(order: tuple[AlarmEntry, ...]) -> AlarmState | None:
+        state: AlarmState | None = None
+        for event in order:
+            late = ahead[(event.event, int(event.t))]
+            state = merge_alarm(state, "g", ("e", 1), event, ahead=late)
+        return state
+
+    results = {merged(order) for order in itertools.permutations(events)}
+    assert len(results) == 1
+    (state,) = results
+    assert state is not None
+    first = {
+        kind: min((e.t for e in events if e.event is kind), default=None) for kind in AlarmEvent
+    }
+    raise_t, clear_t = first[AlarmEvent.RAISE], first[AlarmEvent.CLEAR]
+    raised_ahead = raise_t is not None and ahead[(AlarmEvent.RAISE, int(raise_t))]
+    cleared_ahead = clear_t is not None and ahead[(AlarmEvent.CLEAR, int(clear_t))]
+    assert (state.raised_ahead, state.cleared_ahead) == (raised_ahead, cleared_ahead)
+    assert state.active == (raise_t is not None and clear_t is None and not raised_ahead)
+    assert state.flags == (("ahead_of_collector",) if raised_ahead or cleared_ahead else ())
+
+
 # --- meta ---------------------------------------------------------------------------------
 
 POINTS = (

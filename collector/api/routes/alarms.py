@@ -40,6 +40,7 @@ def alarm_out(state: AlarmState, zone: timezone) -> AlarmOut:
         threshold=shown_value(state.threshold),
         unit=state.unit,
         trigger_t=shown_time(state.trigger_t, zone),
+        flags=list(state.flags),
     )
 
 
@@ -58,7 +59,11 @@ def create_router(storage: Storage) -> APIRouter:
         scope: Auth,
         zone: Zone,
         active: Annotated[
-            bool | None, Query(description="true: raised and not cleared; false: the others")
+            bool | None,
+            Query(
+                description="true: raised and not cleared (not by a raise stamped ahead of the"
+                " collector's clock); false: the others"
+            ),
         ] = None,
         gateway: str | None = None,
         from_: From = None,

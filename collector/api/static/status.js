@@ -58,7 +58,10 @@ async function getAll(path, params) {
 }
 
 const alarmKey = (alarm) => `${alarm.gateway}/${alarm.alarm_id}`;
-const isActive = (alarm) => alarm.raised_at !== null && alarm.cleared_at === null;
+// As /v1/alarms?active=true: an alarm raised by an event stamped ahead of the collector's clock
+// (flag ahead_of_collector) is not active, nor on top of a list sorted by raise time.
+const isActive = (alarm) =>
+  alarm.raised_at !== null && alarm.cleared_at === null && !(alarm.flags || []).includes("ahead_of_collector");
 
 async function readSeries() {
   const from = new Date(Date.now() - HOUR_MS).toISOString();

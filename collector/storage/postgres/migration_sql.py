@@ -356,3 +356,11 @@ CREATE TABLE retention_state (
 # SQLite's schema 14: gap records a collector before 55ccbb1 stored again (sealed again by the
 # agent in another block) go, the first stored of each kept, one audit row per gateway.
 VERSION_9: Final = ";\n".join(drop_repeats("extract(epoch FROM now())"))
+
+# SQLite's schema 15: an alarm's raise or clear stamped ahead of the collector's clock
+# (collector.storage.alarms); alarms stored before are taken as not ahead.
+VERSION_10: Final = """
+ALTER TABLE alarms
+    ADD COLUMN raise_ahead boolean NOT NULL DEFAULT false,
+    ADD COLUMN clear_ahead boolean NOT NULL DEFAULT false;
+"""

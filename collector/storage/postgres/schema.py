@@ -30,6 +30,7 @@ from collector.storage.postgres.migration_sql import (
     VERSION_7,
     VERSION_8,
     VERSION_9,
+    VERSION_10,
 )
 
 
@@ -52,6 +53,7 @@ MIGRATIONS: Final = (
     Migration(7, "blocks go with their readings' month: newest_t, pruned_through", VERSION_7),
     Migration(8, "where retention deleted raw readings: retention_state", VERSION_8),
     Migration(9, "gap records stored twice by earlier collectors: the first kept", VERSION_9),
+    Migration(10, "alarm halves stamped ahead of the collector's clock", VERSION_10),
 )
 """Every step, in order: `MIGRATIONS[n - 1]` takes the schema from version n - 1 to n."""
 

@@ -16,7 +16,7 @@ from collector.storage.sqlite.connection import immediate_transaction
 from collector.storage.sqlite.rollups import ROLLUP_TABLE
 from collector.storage.sqlite.upgrade_steps import UPGRADES
 
-SCHEMA_VERSION: Final = 14
+SCHEMA_VERSION: Final = 15
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -215,6 +215,11 @@ CREATE TABLE IF NOT EXISTS alarms (
     clear_epoch TEXT,
     clear_seq   INTEGER,
     clear_idx   INTEGER,
+    -- Schema 15: the raise or clear was stamped past ingest.ahead_allowance beyond the
+    -- collector's clock at its block's arrival (collector.storage.alarms): listed flagged,
+    -- and an alarm raised so is not active.
+    raise_ahead INTEGER NOT NULL DEFAULT 0,
+    clear_ahead INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (gateway, alarm_id)
 );
 CREATE INDEX IF NOT EXISTS alarms_by_since ON alarms (since, gateway, alarm_id);

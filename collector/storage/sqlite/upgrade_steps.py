@@ -228,6 +228,18 @@ async def _upgrade_to_14(db: aiosqlite.Connection) -> None:
     await db.execute(delete)
 
 
+async def _upgrade_to_15(db: aiosqlite.Connection) -> None:
+    """Alarms mark a raise or clear stamped ahead of the collector's clock.
+
+    Alarms stored before are taken as not ahead: their blocks' arrival is not looked up again.
+    """
+    await _add_columns(
+        db,
+        "alarms",
+        ("raise_ahead INTEGER NOT NULL DEFAULT 0", "clear_ahead INTEGER NOT NULL DEFAULT 0"),
+    )
+
+
 UPGRADES: Final = {
     1: _upgrade_to_2,
     2: _upgrade_to_3,
@@ -242,6 +254,7 @@ UPGRADES: Final = {
     11: _upgrade_to_12,
     12: _upgrade_to_13,
     13: _upgrade_to_14,
+    14: _upgrade_to_15,
 }
 
 
