@@ -81,7 +81,8 @@ async def _load(url: str) -> tuple[str, int]:
         )
         db = await asyncpg.connect(url)
         try:
-            await storage.partitions.ensure(db, months_of([MONTH_START, settings["end"] - 1]))
+            months = months_of([MONTH_START, settings["end"] - 1])
+            await storage.partitions.ensure(db, months, max(months))  # all its own months
             loaded = 0
             for point, step in ((POINT, 1.0), *((other, 10.0) for other in OTHERS)):
                 rows = _rows(gateway, point, step)

@@ -237,7 +237,7 @@ async def test_making_a_partition_never_waits_for_the_feed_lock(postgres_url: st
     try:
         async with holder.transaction():
             await holder.execute("SELECT pg_advisory_xact_lock($1)", FEED_LOCK)
-            await asyncio.wait_for(Partitions().ensure(maker, {(2024, 4)}), timeout=3)
+            await asyncio.wait_for(Partitions().ensure(maker, {(2024, 4)}, (2024, 5)), timeout=3)
     finally:
         await holder.close()
         await maker.close()

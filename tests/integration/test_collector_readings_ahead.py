@@ -12,6 +12,7 @@ serve` runs) on a real Mosquitto, its clock injected.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, Final
@@ -22,6 +23,8 @@ from structlog.testing import capture_logs
 
 from collector.config import load_collector_config
 from collector.runtime import RunningCollector, run_collector
+from collector.storage import open_storage
+from collector.storage.months import month_of, month_start, next_month
 from collector.storage.retention import DAY
 from specs.records import AlarmEvent, iso_time
 from tests.support.broker import Broker
@@ -308,3 +311,86 @@ async def test_an_alarm_stamped_ahead_is_kept_but_not_active(
         "cleared/1": (_t(NOW - 5), _t(NOW + DAY), [AHEAD]),
         "ahead/1": (_t(future), _t(NOW + 50), [AHEAD]),
     }
+
+
+async def _partitions(url: str) -> set[str]:
+    """The partitions of `readings` (PostgreSQL; SQLite has none)."""
+    if url.startswith("sqlite"):
+        return set()
+    rows = await sql_rows(
+        url,
+        "SELECT c.relname FROM pg_inherits i JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'readings'::regclass",
+    )
+    return {str(row[0]) for row in rows}
+
+
+async def test_readings_far_ahead_make_no_partitions_of_their_own(
+    broker: Broker, collector: RunningCollector, storage_url: str, clock: Clock
+) -> None:
+    """The defect (PostgreSQL): every month a reading was stamped in got a partition of
+    `readings` and one of the rollups before the batch, so a gateway whose clock jumps around
+    (25 readings in 2099 and in 24 months to come) made 50 tables, each under an ACCESS
+    EXCLUSIVE lock on `readings`, and retention drops none before its month is past. Now a
+    month past the collector's clock (arrival + allowance, and the month after) gets no
+    partition: such readings are stored in one partition for all later times, and move to
+    their month's partition once it is made. No reading is lost or changed on either backend."""
+    far = 4070908800.0 + 3600.0  # 2099-01-01T01:00Z
+    # After the months the collector made at its start by the real clock (this and the next).
+    first = month_start(next_month(next_month(month_of(time.time())))) + DAY
+    ahead = [first + k * 31 * DAY for k in range(24)] + [far]
+    async with gateway_link(broker.port, NANCHANG) as link:
+        await link.send(1, records=[reading_at(NOW - 1, 1.0)])
+        assert (await link.next_ack()).ack.acked_through == 1
+        before = await _partitions(storage_url)
+        await link.send(2, records=[reading_at(t, float(i)) for i, t in enumerate(ahead)])
+        assert (await link.next_ack()).ack.acked_through == 2
+        assert await _partitions(storage_url) - before <= {"readings_future"}
+        stored = [(_t(t), float(i), [AHEAD]) for i, t in enumerate(ahead)]
+        assert await _readings(collector, "T001-LT-01") == [(_t(NOW - 1), 1.0, []), *stored]
+        # Once the first one's time came, it is no longer ahead: its month gets a partition.
+        clock.now = ahead[0] + 60
+        await link.send(3, records=[reading_at(clock.now - 1, 2.0)])
+        assert (await link.next_ack()).ack.acked_through == 3
+    after = [(_t(NOW - 1), 1.0, []), stored[0], (_t(clock.now - 1), 2.0, []), *stored[1:]]
+    assert await _readings(collector, "T001-LT-01") == after
+    if storage_url.startswith("postgresql"):
+        made = await _partitions(storage_url) - before
+        assert "readings_y2099m01" not in made
+        assert len(made) <= 5, sorted(made)  # the future partition, months up to the clock's next
+        where = await sql_rows(
+            storage_url, "SELECT tableoid::regclass::text FROM readings WHERE t = ?", ahead[0]
+        )
+        assert where == [(f"readings_y{_t(ahead[0])[:4]}m{_t(ahead[0])[5:7]}",)]
+        # Attached again, it has every index of `readings` (the unique one among them).
+        attached = "SELECT count(*) FROM pg_index x JOIN pg_inherits i ON i.inhrelid = x.indexrelid"
+        parent = "SELECT count(*) FROM pg_index WHERE indrelid = 'readings'::regclass"
+        future = f"{attached} WHERE x.indrelid = 'readings_future'::regclass"
+        assert await sql_rows(storage_url, future) == await sql_rows(storage_url, parent) != [(0,)]
+
+
+async def test_months_an_earlier_version_made_ahead_are_folded(postgres_url: str) -> None:
+    """A partition an earlier version made for a month past the horizon (2099, a reading
+    stamped there) is folded into the future partition when a collector first makes it: the
+    month's table goes, its reading stays, with its id."""
+    async with open_storage(postgres_url):
+        pass
+    # As an earlier version left the database: no future partition, a month of 2099.
+    await sql_execute(postgres_url, "DROP TABLE readings_future")
+    await sql_execute(
+        postgres_url,
+        "CREATE TABLE readings_y2099m01 PARTITION OF readings"
+        " FOR VALUES FROM (4070908800.0) TO (4073587200.0)",
+    )
+    await sql_execute(
+        postgres_url,
+        "INSERT INTO readings (gateway, epoch, seq, idx, point, quota, t, value, unit, quality,"
+        " flags) VALUES ('g', 'e', 1, 0, 'p', 'q', 4070912400.0, 1.0, 'm', 'good', '[]')",
+    )
+    (held,) = await sql_rows(postgres_url, "SELECT id FROM readings WHERE t = 4070912400.0")
+    async with open_storage(postgres_url):
+        pass
+    assert "readings_y2099m01" not in await _partitions(postgres_url)
+    assert await sql_rows(
+        postgres_url, "SELECT id, tableoid::regclass::text FROM readings WHERE t = 4070912400.0"
+    ) == [(held[0], "readings_future")]

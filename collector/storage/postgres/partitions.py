@@ -10,6 +10,16 @@ an advisory lock, and a table someone else made meanwhile counts as made.
 The months known to exist are cached in the process: partitions are never dropped while a
 collector serves, except by retention, which must `forget` them. A month before retention's
 mark (`retention_state.raw_kept_from`) gets no partition: ingest stores none of its readings.
+
+A month past the horizon (the month after the collector's clock plus `ingest.ahead_allowance`)
+gets no partition either: only readings stamped ahead of the collector's clock fall there
+(collector.storage.ahead), and a gateway whose clock jumps around would otherwise make two
+tables per month it names (2099, and any month between), each under an ACCESS EXCLUSIVE lock
+on `readings`, which retention drops no sooner than that month is past. Every time after the
+newest month with a partition is held by one range partition, FUTURE (FROM that month's end
+TO MAXVALUE: a DEFAULT partition would turn the newest-first probe of a series into a probe of
+every month, as a default may hold any time). When a month at or past its start is made, its
+readings move into the months made: ids kept, nothing lost.
 """
 
 from __future__ import annotations
@@ -24,6 +34,7 @@ import asyncpg
 from collector.storage.block_retention import raw_kept_from
 from collector.storage.months import (
     Month,
+    month_of,
     month_start,
     next_month,
 )
@@ -43,6 +54,9 @@ def partition_name(month: Month) -> str:
 LOCK_TIMEOUT: Final = "5s"
 
 _NAME: Final = re.compile(r"readings_y(\d{4})m(\d{2})")
+FUTURE: Final = "readings_future"
+"""The partition of `readings` that holds every time after the newest month's partition."""
+_FUTURE_BOUND: Final = re.compile(r"FROM \('?([-+0-9.eE]+)'?\) TO \(MAXVALUE\)")
 _ROLLUP_NAME: Final = re.compile(r"readings_1m_y(\d{4})m(\d{2})")
 
 
@@ -95,6 +109,8 @@ class Partitions:
         self._known: set[Month] = set()
         # Retention's mark as last read: it only moves forward, so a month before it stays so.
         self._kept_from = float("-inf")
+        # The first month FUTURE holds, as last read (None: not read yet).
+        self._future: Month | None = None
 
     @property
     def known(self) -> frozenset[Month]:
@@ -104,13 +120,16 @@ class Partitions:
     def forget(self) -> None:
         """Drop the cache (after retention dropped partitions, or a row found none)."""
         self._known.clear()
+        self._future = None
 
-    async def ensure(self, db: Db, months: Collection[Month]) -> None:
+    async def ensure(self, db: Db, months: Collection[Month], horizon: Month) -> None:
         """Create the partitions of `months` that do not exist; commits before returning.
 
-        `db` must not be inside a transaction: the creation commits on its own.
+        A month after `horizon` gets none of its own unless it is below FUTURE's start: FUTURE
+        holds it. `db` must not be inside a transaction: the creation commits on its own.
         """
         wanted = set(self._after_mark(months)) - self._known
+        wanted = self._own(wanted, horizon, self._future)
         if not wanted:
             return
         async with partition_change(db):
@@ -118,11 +137,25 @@ class Partitions:
             if mark is not None:
                 self._kept_from = max(self._kept_from, mark)
                 wanted = set(self._after_mark(wanted))
+            future = await _future_start(db)
+            if future is None:
+                future = await _make_future(db, horizon, wanted)
             # A month is ready when both its readings and its rollups have a partition.
             present = await existing_months(db) & await rollup_months(db)
-            for month in sorted(wanted - present):
+            wanted = self._own(wanted, horizon, future)
+            for month in sorted(m for m in wanted - present if m < future):
                 await _create(db, month)
+            if wanted and max(wanted) >= future:
+                future = await _advance(db, future, max(wanted))
         self._known |= wanted | present
+        self._future = future
+
+    @staticmethod
+    def _own(wanted: set[Month], horizon: Month, future: Month | None) -> set[Month]:
+        """The months of `wanted` that need a partition of their own (the others: FUTURE)."""
+        if future is None:
+            return wanted
+        return {m for m in wanted if m <= horizon or m < future}
 
     def _after_mark(self, months: Collection[Month]) -> list[Month]:
         """The months not wholly before retention's mark as last read."""
@@ -153,3 +186,73 @@ async def _create(db: Db, month: Month) -> None:
                 await db.execute(statement)
         except asyncpg.DuplicateTableError:
             pass  # made by someone outside the advisory lock (an operator): it exists
+
+
+def _future_sql(start: Month) -> str:
+    return (
+        f"CREATE TABLE {FUTURE} PARTITION OF readings"
+        f" FOR VALUES FROM ({month_start(start)!r}) TO (MAXVALUE)"
+    )
+
+
+async def _future_start(db: Db) -> Month | None:
+    """The first month FUTURE holds (None: there is no FUTURE yet)."""
+    bound = await db.fetchval(
+        "SELECT pg_get_expr(c.relpartbound, c.oid) FROM pg_inherits i"
+        " JOIN pg_class c ON c.oid = i.inhrelid"
+        " WHERE i.inhparent = 'readings'::regclass AND c.relname = $1",
+        FUTURE,
+    )
+    if bound is None:
+        return None
+    found = _FUTURE_BOUND.search(str(bound))
+    if found is None:
+        raise ValueError(f"{FUTURE} is not a partition FROM a time TO MAXVALUE: {bound}")
+    return month_of(float(found[1]))
+
+
+async def _make_future(db: Db, horizon: Month, wanted: Collection[Month]) -> Month:
+    """Create FUTURE after the newest month up to `horizon`; the month it starts at.
+
+    Months past `horizon` that an earlier version made for readings stamped ahead are folded
+    into it: detached, their rows inserted again (routed to FUTURE, ids kept), dropped. Their
+    rollup partitions stay: retention drops them once their time is past.
+    """
+    months = await existing_months(db)
+    later = sorted(m for m in months if m > horizon)
+    for month in later:
+        await db.execute(f"ALTER TABLE readings DETACH PARTITION {partition_name(month)}")
+    mine = [m for m in (*months, *wanted) if m <= horizon]
+    start = next_month(max(mine, default=horizon))
+    await db.execute(_future_sql(start))
+    for month in later:
+        table = partition_name(month)
+        await db.execute(f"INSERT INTO readings OVERRIDING SYSTEM VALUE SELECT * FROM {table}")
+        await db.execute(f"DROP TABLE {table}")
+    return start
+
+
+async def _advance(db: Db, start: Month, newest: Month) -> Month:
+    """Make every month from FUTURE's `start` to `newest` and start FUTURE after it.
+
+    FUTURE is detached, its rows of those months set aside and deleted, the months made, it
+    is attached again after them (its CHECK spares ATTACH a scan) and the rows set aside are
+    inserted again, routed to their month, ids kept. Only the rows that move are copied: a
+    gateway stuck in 2099 may have filled FUTURE, and all of this holds `readings` locked.
+    """
+    end = month_start(next_month(newest))
+    await db.execute(f"ALTER TABLE readings DETACH PARTITION {FUTURE}")
+    moving = f"SELECT * FROM {FUTURE} WHERE t < {end!r}"
+    await db.execute(f"CREATE TEMP TABLE moving ON COMMIT DROP AS {moving}")
+    await db.execute(f"DELETE FROM {FUTURE} WHERE t < {end!r}")
+    month = start
+    while month <= newest:
+        await _create(db, month)
+        month = next_month(month)
+    await db.execute(f"ALTER TABLE {FUTURE} ADD CONSTRAINT {FUTURE}_from CHECK (t >= {end!r})")
+    await db.execute(
+        f"ALTER TABLE readings ATTACH PARTITION {FUTURE} FOR VALUES FROM ({end!r}) TO (MAXVALUE)"
+    )
+    await db.execute(f"ALTER TABLE {FUTURE} DROP CONSTRAINT {FUTURE}_from")
+    await db.execute("INSERT INTO readings OVERRIDING SYSTEM VALUE SELECT * FROM moving")
+    return month

@@ -34,7 +34,7 @@ from collector.readmodel import (
 )
 from collector.storage import audit
 from collector.storage.base import Storage, StorageError
-from collector.storage.months import month_of, months_of, next_month
+from collector.storage.months import Month, month_of, months_of, next_month
 from collector.storage.postgres import feed, quality, registry, tokens
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.buckets import (
@@ -98,7 +98,8 @@ class PostgresStorage(CapabilityReads, Storage):
             current = month_of(time.time() if now is None else now)
             async with storage._connection("schema upgrade") as db:
                 await migrate(db)
-                await storage._partitions.ensure(db, {current, next_month(current)})
+                horizon = next_month(current)
+                await storage._partitions.ensure(db, {current, horizon}, horizon)
         except BaseException:
             await pool.close()
             raise
@@ -196,9 +197,13 @@ class PostgresStorage(CapabilityReads, Storage):
         fails the transaction; the cache is dropped and the batch tried once more.
         """
         months = months_of(reading_times(batch))
+        # The month after the collector's clock plus the allowance: a reading of a later month
+        # is stamped ahead and gets no partition of its own (collector.storage.postgres.partitions).
+        arrival = max((b.received_at for b in batch.blocks), default=time.time())
+        horizon = next_month(month_of(arrival + batch.ahead_allowance))
         for attempt in (1, 2):
             try:
-                return await self._ingest_once(batch, months)
+                return await self._ingest_once(batch, months, horizon)
             except StorageError as exc:
                 if attempt == 1 and isinstance(exc.__cause__, asyncpg.CheckViolationError):
                     self._partitions.forget()
@@ -206,9 +211,11 @@ class PostgresStorage(CapabilityReads, Storage):
                 raise
         raise AssertionError("unreachable: the second attempt returns or raises")
 
-    async def _ingest_once(self, batch: IngestBatch, months: set[tuple[int, int]]) -> BatchResult:
+    async def _ingest_once(
+        self, batch: IngestBatch, months: set[Month], horizon: Month
+    ) -> BatchResult:
         async with self._connection("ingest") as db:
-            await self._partitions.ensure(db, months)
+            await self._partitions.ensure(db, months, horizon)
             async with db.transaction():
                 return await ingest_batch(db, batch)
 
