@@ -2,10 +2,10 @@
 
 Two modes, chosen by whether a `request` is configured:
 
-* **request/response** — `read()` drops any partial frame left on the line, sends the request
-  and takes the first complete frame that arrives within `timeout`. Every point is parsed
-  from that one frame. A frame that is the request itself (a two-wire RS-485 adapter echoes
-  what it sends) is not the answer.
+* **request/response** — `read()` drops what came before (a late answer, a partial frame),
+  sends the request and takes the first complete frame that arrives within `timeout`. Every
+  point is parsed from that one frame. A frame that is the request itself (a two-wire RS-485
+  adapter echoes what it sends) is not the answer.
 * **free-running** — the instrument sends lines on its own. Every frame is parsed as it
   arrives and the latest valid value of each point is kept with its arrival time; `read()`
   reports it while it is younger than `max_age` (flagged ``held`` once it was reported
@@ -201,7 +201,11 @@ class SerialAsciiDriver:
     async def _ask(self, port: SerialPort, request: bytes) -> list[RawSample]:
         """Send the request and parse the first frame that answers it."""
         loop = asyncio.get_running_loop()
-        self._framer.reset()  # a stale partial frame must not prefix the answer
+        # What came before the request is no answer to it: a late answer to an earlier one
+        # that the loop of a busy machine has not read yet is taken in now, while no read
+        # waits (a whole line is dropped), and a stale partial frame must not prefix the answer.
+        port.take_arrived()
+        self._framer.reset()
         self._faults = []
         waiter: asyncio.Future[_Received] = loop.create_future()
         self._waiter = waiter

@@ -109,8 +109,8 @@ class SerialPort:
         A reader judging a deadline calls this first: what is already in the receive buffer
         came in time, however late the loop itself got round to it.
         """
-        # Only when readable: a tty in raw mode with VMIN 0 reads nothing as b"", which
-        # `_readable` rightly takes for a hangup when the loop said the port was readable.
+        # Only when readable: a tty in raw mode with VMIN 0 reads nothing as b"" (then
+        # `_readable` polls again to tell that from a hangup).
         if self._handle is not None and select.select([self._fd], [], [], 0)[0]:
             self._readable()
 
@@ -159,18 +159,34 @@ class SerialPort:
 
     def _readable(self) -> None:
         """Read what has arrived and hand it on (the loop's reader callback)."""
+        chunk = self._read()
+        if chunk == b"":
+            # A tty reads as end-of-file after a hangup, and stays readable for ever. In raw
+            # mode with VMIN 0 it also reads b"" when it is empty: in the loop's pass that
+            # queued this call, a driver judging its deadline may have taken what the loop
+            # saw (`take_arrived`). Only a tty that still polls readable and again reads
+            # nothing is hung up.
+            if not select.select([self._fd], [], [], 0)[0]:
+                return
+            chunk = self._read()  # bytes that came meanwhile, or the hangup's b"" again
+            if chunk == b"":
+                self._fail(DriverConnectionError(f"{self.settings.port}: hung up"))
+                return
+        if chunk:
+            self._on_data(chunk, self._loop.time())
+
+    def _read(self) -> bytes | None:
+        """Read what is there without blocking.
+
+        None if it would block, or if the port failed (then it is closed, its owner told).
+        """
         try:
-            chunk = os.read(self._fd, _READ_CHUNK)
+            return os.read(self._fd, _READ_CHUNK)
         except BlockingIOError:
-            return
+            return None
         except OSError as exc:
             self._fail(DriverConnectionError(f"{self.settings.port}: read failed: {exc}"))
-            return
-        if not chunk:
-            # A tty reads as end-of-file only after a hangup; it would stay readable forever.
-            self._fail(DriverConnectionError(f"{self.settings.port}: hung up"))
-            return
-        self._on_data(chunk, self._loop.time())
+            return None
 
     def _fail(self, error: DriverConnectionError) -> None:
         """Close after an I/O error and tell the owner once."""

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import select
 import threading
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -23,7 +26,7 @@ from tests.support.connected import connected
 from tests.support.sim_cli import simulator
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Sequence
+    from collections.abc import AsyncIterator, Callable, Sequence
 
 REQUEST = b"RD\r\n"
 POINTS = [
@@ -129,38 +132,74 @@ async def test_silence_is_a_timeout_bad_sample() -> None:
     assert errors(samples) == ["timeout: no reply in 0.15 s"] * 3
 
 
-async def test_an_answer_in_time_counts_though_the_driver_looked_after_its_deadline() -> None:
-    # On a loaded machine the agent's process may not run for longer than a timeout. The
-    # instrument (its own thread here) answered at once; when the agent runs again the line
-    # is whole in the receive buffer and the deadline has passed: it is the answer.
+ANSWER = b"H2S=1.5 CO=2.25 O2=20.9 %VOL\r\n"
+ANSWERED = {"h2s": 1.5, "co": 2.25, "o2": 20.9}
+
+
+@dataclass(frozen=True)
+class ThreadInstrument:
+    """A connected driver; the instrument on its pty's `master` is `responder`, a thread (as in
+    the field, not this loop) that answers one request with ANSWER at once once started."""
+
+    driver: SerialAsciiDriver
+    master: int
+    slave: int
+    responder: threading.Thread
+    answered: threading.Event
+
+
+@contextlib.asynccontextmanager
+async def thread_instrument(timeout: float) -> AsyncIterator[ThreadInstrument]:
     master, slave = os.openpty()
     answered = threading.Event()
 
     def answer_at_once() -> None:
         assert os.read(master, len(REQUEST)) == REQUEST
-        os.write(master, b"H2S=1.5 CO=2.25 O2=20.9 %VOL\r\n")
+        os.write(master, ANSWER)
         answered.set()
 
     responder = threading.Thread(target=answer_at_once, name="instrument")
-    timeout = 0.1
     driver = SerialAsciiDriver(
         "gas-7", SerialSettings(os.ttyname(slave), 9600), POINTS, request=REQUEST, timeout=timeout
     )
     try:
         await driver.connect()
-        responder.start()
-        reading = asyncio.create_task(driver.read())
+        yield ThreadInstrument(driver, master, slave, responder, answered)
+    finally:
+        await driver.close()
+        if responder.ident is not None:
+            responder.join(5)
+        os.close(master)
+        os.close(slave)
+
+
+async def test_an_answer_in_time_counts_though_the_driver_looked_after_its_deadline() -> None:
+    # On a loaded machine the agent's process may not run for longer than a timeout. The
+    # instrument (its own thread here) answered at once; when the agent runs again the line
+    # is whole in the receive buffer and the deadline has passed: it is the answer.
+    timeout = 0.1
+    async with thread_instrument(timeout) as instrument:
+        instrument.responder.start()
+        reading = asyncio.create_task(instrument.driver.read())
         await asyncio.sleep(0)  # the task sends its request and waits for the answer
         # The agent's process is not scheduled: the loop does not run until the instrument
         # has answered and the deadline has passed.
-        assert answered.wait(5), "the request never came"
+        assert instrument.answered.wait(5), "the request never came"
         time.sleep(timeout)  # the stall is the point
-        assert values(await reading) == {"h2s": 1.5, "co": 2.25, "o2": 20.9}
-    finally:
-        await driver.close()
-        responder.join(5)
-        os.close(master)
-        os.close(slave)
+        assert values(await reading) == ANSWERED
+
+
+async def test_a_line_that_came_before_the_request_is_not_its_answer() -> None:
+    # The instrument answered an earlier request after that read's deadline; on a busy
+    # machine the loop had not read that line yet when the next read began. It came before
+    # the request was sent, so it is no answer to it: taken, it reported the old values as
+    # new (a late half line glued onto the answer, a checksum error).
+    async with thread_instrument(ANSWERING) as instrument:
+        os.write(instrument.master, b"H2S=9.9 CO=9.9 O2=9.9 %VOL\r\n")  # the late answer ...
+        assert select.select([instrument.slave], [], [], 5)[0], "it never reached the tty"
+        instrument.responder.start()  # ... still unread by the loop when the next read begins
+        assert values(await instrument.driver.read()) == ANSWERED
+        assert instrument.answered.is_set()
 
 
 async def test_bad_checksum_is_bad_and_the_next_good_line_reads() -> None:
