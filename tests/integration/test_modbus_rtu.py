@@ -8,7 +8,6 @@ import os
 import sys
 import threading
 import time
-from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -35,10 +34,12 @@ from simulators.rtu_slaves import (
     PATTERN_BASE,
     RAMP_BASE,
     Fault,
+    SimSlave,
     headcount_slave,
     pattern_slave,
 )
 from tests.support.answering import ANSWERING
+from tests.support.ordered_bus import OrderedBus
 
 if TYPE_CHECKING:
     from collections.abc import AsyncIterator, Sequence
@@ -261,41 +262,6 @@ async def test_a_driver_that_closes_does_not_close_the_port_under_others(sim: Rt
         await two.read()
 
 
-class OrderedBus(RtuBus):
-    """The real bus, noting the unit of each read as it ends: the order of the wire.
-
-    A read ends in the step its transaction ends in, under the bus's lock and before the next
-    holder can run, so the reads end in the order their transactions were on the wire.
-    """
-
-    def __init__(self, line: SerialSettings) -> None:
-        super().__init__(line)
-        self.ended: list[int] = []
-
-    async def read(
-        self, unit: int, request: ReadRequest, *, reply_timeout: float
-    ) -> tuple[int, ...]:
-        try:
-            return await super().read(unit, request, reply_timeout=reply_timeout)
-        finally:
-            self.ended.append(unit)
-
-
-def waited_for(ended: Sequence[int], unit: int) -> list[Counter[int]]:
-    """For each request of `unit` in `ended` (the transactions that ended from the moment a read
-    of `unit` was asked for until it returned), the units whose transactions ended while it
-    waited: the one on the wire when it asked, and any the bus let go first."""
-    waits: list[Counter[int]] = []
-    others: Counter[int] = Counter()
-    for ended_unit in ended:
-        if ended_unit == unit:
-            waits.append(others)
-            others = Counter()
-        else:
-            others[ended_unit] += 1
-    return waits
-
-
 async def test_silent_slave_costs_one_timeout_per_cycle_and_others_keep_cadence(
     sim: RtuBusSim,
 ) -> None:
@@ -311,7 +277,6 @@ async def test_silent_slave_costs_one_timeout_per_cycle_and_others_keep_cadence(
     }
     assert len(drivers[2].plan) == 3  # three requests, yet one timeout per cycle
     outcomes: dict[int, list[str]] = {unit: [] for unit in drivers}
-    waits: dict[int, list[Counter[int]]] = {unit: [] for unit in drivers}
     silent_reads: list[float] = []
 
     async def poll(unit: int) -> None:
@@ -320,7 +285,7 @@ async def test_silent_slave_costs_one_timeout_per_cycle_and_others_keep_cadence(
         start = loop.time()
         for tick in range(cycles):
             await asyncio.sleep(max(0.0, start + tick * interval - loop.time()))
-            began, asked = loop.time(), len(bus.ended)
+            began = loop.time()
             try:
                 samples = await driver.read()
             except DriverTimeoutError:
@@ -330,23 +295,24 @@ async def test_silent_slave_costs_one_timeout_per_cycle_and_others_keep_cadence(
                 good = all(s.quality is Quality.GOOD for s in samples)
                 assert values(samples) == expected_pattern(unit)
                 outcomes[unit].append("good" if good else "bad")
-                waits[unit] += waited_for(bus.ended[asked:], unit)
 
     async with attached(*drivers.values()):
         await asyncio.gather(*(poll(unit) for unit in drivers))
 
     # Each request of a healthy read waits for at most one transaction of each other device
-    # (counted from its read's call for the first): the bus is FIFO and each device has one
-    # request out at a time. So it waits out at most one silent timeout, never two, and never
-    # another device's whole cycle. Counted from the order of the wire, not timed: the
-    # wall-clock time of a read on a starved loop holds the scheduling delays (a healthy read
-    # took 0.536 s, over two timeouts, at load 13 on 2 cores). Per request, not per read: a
-    # read that a starved loop stretches past the silent slave's next try may meet it again.
+    # (counted from its read's call for the first; see OrderedBus): the bus is FIFO and each
+    # device has one request out at a time. So it waits out at most one silent timeout, never
+    # two, and never another device's whole cycle. Counted from the order of the wire, not
+    # timed: the wall-clock time of a read on a starved loop holds the scheduling delays (a
+    # healthy read took 0.536 s, over two timeouts, at load 13 on 2 cores). Per request, not
+    # per read: a read that a starved loop stretches past the silent slave's next try may
+    # meet it again.
     for unit in (1, HEADCOUNT):
         assert outcomes[unit] == ["good"] * cycles
-        assert len(waits[unit]) == cycles * len(drivers[unit].plan)
-        assert all(max(behind.values(), default=0) <= 1 for behind in waits[unit]), waits[unit]
-    assert any(behind[2] for unit in (1, HEADCOUNT) for behind in waits[unit]), "not tested"
+        waits = bus.waits[unit]
+        assert len(waits) == cycles * len(drivers[unit].plan)
+        assert all(max(behind.values(), default=0) <= 1 for behind in waits), waits
+    assert any(behind[2] for unit in (1, HEADCOUNT) for behind in bus.waits[unit]), "not tested"
     assert outcomes[2] == ["timeout"] * cycles
     # It really waited for its reply (a deadline never comes early; how much later it came
     # depends on the machine's load, so there is no upper bound here).
@@ -403,30 +369,101 @@ async def test_garbage_is_bad_for_the_cycle_then_the_next_read_is_exact(sim: Rtu
     assert bus.stats().errors == 1
 
 
-async def _late_reply_then_a_read(sim: RtuBusSim, unit: int) -> RtuBus:
-    """Unit 1 answers a read of 5 after the master gave up on it; then `unit` is read for 7,
-    and its own answer is taken. Returns the bus (its counters outlive the
-    drivers' close)."""
-    sim.slave(1).delay = 0.12  # answers 20 ms after the master gave up
+class HeldReplySim(RtuBusSim):
+    """The simulated bus, holding a unit's next reply until the test releases it.
+
+    A late reply is then on the wire when the test says, after the master gave up on it; a
+    timer in this loop (a reply `delay`) could not say so: a stall of the loop spanning its
+    time and the master's deadline put the reply in the buffer before the deadline was
+    judged (then it was in time), and one that kept the simulator from seeing the request
+    pushed the reply into the next read.
+    """
+
+    def __init__(self, slaves: Sequence[SimSlave]) -> None:
+        super().__init__(slaves, interval=0.05, seed=1)
+        self.asked: list[tuple[int, float]] = []  # (unit, loop time) of each request answered
+        self._held: dict[int, asyncio.Future[bytes]] = {}
+
+    def hold(self, unit: int) -> None:
+        """Hold the next reply of `unit`."""
+        self._held[unit] = asyncio.get_running_loop().create_future()
+
+    async def held(self, unit: int) -> bytes:
+        """Wait until the held reply of `unit` is there (its request came); return it."""
+        return await asyncio.wait_for(asyncio.shield(self._held[unit]), ANSWERING)
+
+    def release(self, unit: int) -> None:
+        """Send the held reply of `unit` now."""
+        self._send(self._held.pop(unit).result())
+
+    def _send_later(self, reply: bytes, think: float) -> None:
+        unit = reply[0]
+        self.asked.append((unit, asyncio.get_running_loop().time()))
+        held = self._held.get(unit)
+        if held is not None and not held.done():
+            held.set_result(reply)
+        else:
+            super()._send_later(reply, think)
+
+
+@pytest.fixture
+async def held_sim() -> AsyncIterator[HeldReplySim]:
+    async with HeldReplySim([pattern_slave(1), pattern_slave(2)]) as running:
+        yield running
+
+
+async def test_late_reply_is_not_taken_for_another_units_answer(held_sim: HeldReplySim) -> None:
+    # Same function, same size: only the unit address tells the late reply apart. Unit 1
+    # answers the read of 5 after the master gave up on it, while the read of 7 from unit 2
+    # waits, just before unit 2's own answer.
+    sim = held_sim
     bus = RtuBus(settings(sim.path))
     five = ramp_reader("five", bus, 1, 5, timeout=0.1)
-    seven = ramp_reader("seven", bus, unit, 7, timeout=ANSWERING)
+    seven = ramp_reader("seven", bus, 2, 7, timeout=ANSWERING)
+    sim.hold(1)
+    sim.hold(2)
     async with attached(five, seven):
         with pytest.raises(DriverTimeoutError):
             await five.read()
+        reading = asyncio.create_task(seven.read())
+        answer = await sim.held(2)  # the read of 7 is on the wire, waiting for its answer
+        late = await sim.held(1)
+        assert (late[0], answer[0]) == (1, 2)
+        assert late[1:] != answer[1:]  # 5, not 7 ...
+        assert late[1:3] == answer[1:3]  # ... but the same function and byte count
+        sim.release(1)
+        sim.release(2)
+        assert values(await reading) == {"r": 7}
+
+
+async def test_late_reply_is_not_taken_for_the_same_units_next_answer(
+    held_sim: HeldReplySim,
+) -> None:
+    # Nothing but timing tells these replies apart. After a unit timed out, the bus asks it
+    # again only once one more timeout has passed, and lets a reply that late pass first.
+    sim = held_sim
+    timeout = 0.1
+    bus = RtuBus(settings(sim.path))
+    five = ramp_reader("five", bus, 1, 5, timeout=timeout)
+    seven = ramp_reader("seven", bus, 1, 7, timeout=ANSWERING)
+    loop = asyncio.get_running_loop()
+    sim.hold(1)
+    async with attached(five, seven):
+        asked = loop.time()
+        with pytest.raises(DriverTimeoutError):
+            await five.read()
+        # The late reply goes on the wire in the step that judged the deadline; the read of
+        # 7 is asked for in that step too, so no stall of the loop can come in between.
+        sim.release(1)
         assert values(await seven.read()) == {"r": 7}
-    return bus
-
-
-async def test_late_reply_is_not_taken_for_another_units_answer(sim: RtuBusSim) -> None:
-    # Same function, same size: only the unit address tells the late reply apart.
-    await _late_reply_then_a_read(sim, 2)
-
-
-async def test_late_reply_is_not_taken_for_the_same_units_next_answer(sim: RtuBusSim) -> None:
-    # Nothing but timing tells these replies apart: the bus lets the late one pass first.
-    bus = await _late_reply_then_a_read(sim, 1)
     assert bus.stats().stray_bytes == 7  # the late reply, dropped
+    # Unit 1 was asked for 7 no sooner than one timeout after the deadline of 5 (a deadline
+    # never comes early; 1 ms covers the loop's clock resolution and the sums' rounding): a
+    # reply from unit 1 until then would have been let pass too. Without the wait the bus
+    # asks at once, 2 ms (t3.5) after the deadline.
+    (first, again) = [t for unit, t in sim.asked if unit == 1]
+    assert first >= asked
+    assert again >= asked + 2 * timeout - 0.001, (again - asked, 2 * timeout)
 
 
 async def test_a_reply_in_time_counts_though_the_master_looked_after_its_deadline() -> None:
