@@ -57,7 +57,6 @@ from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
 from edge_agent.shell.outbox_seal import seal_transaction
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
-from edge_agent.shell.outbox_transaction import on_thread
 from specs.records import GapRecord, Record
 from specs.signing import SigningKey
 
@@ -150,14 +149,13 @@ class Outbox:
         async with file.lock:
             blocks, state = await self._room.sealing(
                 # The key as it is at each attempt: a rotation may come while room is made.
-                lambda: on_thread(file.db, seal_transaction, file.identity, file.key, *args),
+                lambda: file.seal_on_thread(seal_transaction, file.identity, file.key, *args),
                 records=sum(map(len, batches)),
                 now=now,
                 clock_synced=clock_synced,
                 evicting=file.evicting,  # room is made by thinning and dropping blocks
             )
             file.follow(state)
-            file.marks.sealed(blocks[-1].epoch, blocks[-1].seq)
             for block in blocks:
                 file.handed.keep(block)
             await self._room.reclaim_reserve()
@@ -180,10 +178,7 @@ class Outbox:
             epoch = secrets.token_hex(8)
             if self._journal is not None:
                 self._journal.record(epoch)
-            first = await begin_epoch(
-                file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced
-            )
-            file.marks.sealed(first.epoch, first.seq)
+            await begin_epoch(file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced)
             log.warning("epoch_started", epoch=epoch, gaps=[g.reason.value for g in gaps])
         await self.reseal_older_epochs(now=now, clock_synced=clock_synced)
         return epoch
@@ -199,7 +194,7 @@ class Outbox:
         file = self._file
         while True:
             async with file.lock:
-                chunk, last = await reseal_chunk(
+                chunk, _ = await reseal_chunk(
                     file.db,
                     file.append,
                     file.chain_state,
@@ -208,8 +203,6 @@ class Outbox:
                     now=now,
                     clock_synced=clock_synced,
                 )
-                if last is not None:
-                    file.marks.sealed(last.epoch, last.seq)
             if chunk == 0:
                 break
             moved += chunk

@@ -115,7 +115,6 @@ class Delivery:
             sealing=self._sealing,
         )
         if sealed is not None:
-            file.marks.sealed(sealed.epoch, sealed.seq)
             file.handed.keep(sealed)
         return mended
 
@@ -132,7 +131,7 @@ class Delivery:
         file = self._file
         if epoch != file.epoch:
             return ()
-        sealed, resend = await answer_missing(
+        _, resend = await answer_missing(
             file.db,
             file.lock,
             file.append,
@@ -144,8 +143,6 @@ class Delivery:
             now=now,
             clock_synced=clock_synced,
         )
-        if sealed is not None:
-            file.marks.sealed(sealed.epoch, sealed.seq)
         return resend
 
     async def seal_smaller(
@@ -168,8 +165,6 @@ class Delivery:
             sealed = await self._sealing(
                 split, records=block.readings or 0, now=now, clock_synced=clock_synced
             )
-        if sealed is not None:
-            file.marks.sealed(sealed.epoch, sealed.seq)
         return sealed is not None
 
     async def _sealing(

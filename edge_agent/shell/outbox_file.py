@@ -5,13 +5,24 @@
 chain's current epoch, the signing key (and the one it replaced), the seq mark and the blocks
 handed from memory. Each value has one place, so a new epoch or key seen by one side is the
 other side's at once.
+
+Every block sealed here is sealed through `append` or `seal_on_thread`, under `lock`; before
+the lock is given back after one, the seq mark is written with the file's newest seq as the
+file then says it (`_mark_newest`). So the mark follows every seal, the blocks sealed while
+room is made for a seal that then seals nothing (a split whose block gave way, a seal that
+found no room) or another process's included, and a transaction rolled back never moves it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import sqlite3
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TypeVar
 
 import aiosqlite
+import structlog
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
@@ -21,6 +32,29 @@ from edge_agent.shell.outbox_sidecars import MarkKeeper, SeqMark
 from edge_agent.shell.outbox_transaction import on_thread
 from specs.records import Record
 from specs.signing import SigningKey
+
+log = structlog.get_logger("edge_agent.outbox")
+
+_T = TypeVar("_T")
+
+
+class _MarkingLock(asyncio.Lock):
+    """The outbox's lock: `before_release` is awaited before each release by `async with`."""
+
+    def __init__(self, before_release: Callable[[], Awaitable[None]]) -> None:
+        super().__init__()
+        self._before_release = before_release
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            await self._before_release()
+        finally:
+            self.release()
 
 
 class OutboxFile:
@@ -38,10 +72,13 @@ class OutboxFile:
         self.db = db
         # One connection serves the sealer, the publisher's reads and the ACK handler:
         # without this lock an ACK's commit would land inside an open seal transaction.
-        self.lock = asyncio.Lock()
+        # Given back after a seal, it writes the seq mark first (`_mark_newest`).
+        self.lock: asyncio.Lock = _MarkingLock(self._mark_newest)
         self.identity = identity
-        # The seq mark beside the file, written after each commit that seals a block.
+        # The seq mark beside the file, written after each seal (see above).
         self.marks = MarkKeeper(mark, unsealed)
+        # A block was sealed (or tried) under the lock since the mark was last written.
+        self._sealed = False
         # Blocks just sealed, sent from memory by the publisher's `Delivery.get`.
         self.handed = HandedBlocks()
         # How many times room has been made here: a block read before may have given way
@@ -105,8 +142,37 @@ class OutboxFile:
         thinned: bool = False,
     ) -> SealedBlock:
         """Seal one block inside the caller's open transaction (`outbox_damage.Append`)."""
+        self._sealed = True
         block, state = await on_thread(
             self.db, append_block, self.identity, self._key, records, now, clock_synced, thinned
         )
         self.follow(state)
         return block
+
+    async def seal_on_thread(self, seal: Callable[..., _T], *args: object) -> _T:
+        """`seal(connection, *args)` on the connection's thread: a transaction that seals.
+
+        `Outbox.seal_many`'s (`outbox_seal.seal_transaction`); the mark follows it as it
+        follows `append`.
+        """
+        self._sealed = True
+        return await on_thread(self.db, seal, *args)
+
+    async def _mark_newest(self) -> None:
+        """After a seal under the lock: the file's newest seq, as it now stands, is the mark.
+
+        Read from the file, not taken from the blocks sealed: room made for a seal is sealed
+        too (thinned and dropped blocks' replacements, gap records), whether or not that seal
+        then sealed anything, and a transaction rolled back sealed nothing.
+        """
+        if not self._sealed:
+            return
+        try:
+            state = await on_thread(self.db, read_chain_state)
+        except sqlite3.Error as exc:
+            # Raised here it would undo nothing: a committed seal would be taken for a failed
+            # one and sealed again. Tried again at the next release.
+            log.warning("seq_mark_not_read", error=str(exc))
+            return
+        self._sealed = False
+        self.marks.sealed(state.epoch, state.last_seq)

@@ -4,7 +4,10 @@ The epoch journal (`<path>.epochs`, a small JSON file rewritten atomically whene
 starts) names the epochs this path has used, so a missing or emptied file is told from a first
 start. The seq mark (`<path>.seq`, one small record overwritten in place after every seal)
 remembers the highest seq sealed and the readings a stop on a full disk let go unsealed, so a
-file that comes back older (a WAL cut mid-frame) is told from a healthy one. The mark is
+file that comes back older (a WAL cut mid-frame) is told from a healthy one. It is the file's
+newest seq, read after the seal (`OutboxFile`: blocks sealed while making room, and another
+process's, count too), and it never goes back within an epoch: two processes on one file
+(the agent, `edge-agent backfill`) write it under `flock`, the higher seq kept. The mark is
 written without fsync: it survives a killed process or a tampered file, not every power cut
 (the WAL itself is synced). Neither holds data: losing one only blunts what a restart can
 tell (`edge_agent.shell.outbox_recovery`).
@@ -12,6 +15,7 @@ tell (`edge_agent.shell.outbox_recovery`).
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 from collections.abc import Sequence
@@ -94,6 +98,25 @@ def _parse_time(text: str) -> float | None:
     return None if text == "-" else float(text)
 
 
+def _parsed(record: bytes) -> Mark | None:
+    """The mark a record holds (None: empty, or not a mark)."""
+    try:
+        epoch, seq, count, t_from, t_to = record[:_MARK_BYTES].decode("ascii").split()
+        return Mark(
+            epoch, int(seq), LostReadings(int(count), _parse_time(t_from), _parse_time(t_to))
+        )
+    except (UnicodeDecodeError, ValueError):
+        return None
+
+
+def _record(epoch: str, seq: int, unsealed: LostReadings) -> bytes:
+    text = (
+        f"{epoch} {seq} {unsealed.count} {_time_field(unsealed.t_from)}"
+        f" {_time_field(unsealed.t_to)}"
+    )
+    return text.encode("ascii").ljust(_MARK_BYTES)
+
+
 class SeqMark:
     """One fixed-size record, overwritten in place after each seal (one pwrite, no rename)."""
 
@@ -110,28 +133,30 @@ class SeqMark:
     def read(self) -> Mark | None:
         """The mark, or None when there is none (or it cannot be read)."""
         try:
-            fields = self._path.read_bytes()[:_MARK_BYTES].decode("ascii").split()
-            epoch, seq, count, t_from, t_to = fields
-            return Mark(
-                epoch, int(seq), LostReadings(int(count), _parse_time(t_from), _parse_time(t_to))
-            )
-        except (OSError, UnicodeDecodeError, ValueError):
+            return _parsed(self._path.read_bytes())
+        except OSError:
             return None
 
     def write(self, epoch: str, seq: int, unsealed: LostReadings) -> None:
         """Note `seq` as the highest sealed in `epoch`, and what was let go unsealed.
 
-        Overwritten in place: once the file exists, a full disk does not stop this.
+        Overwritten in place: once the file exists, a full disk does not stop this. A higher
+        seq of `epoch` already noted stays (another process on the file sealed it, and its
+        write came first): read and written under an exclusive `flock`, so the mark never
+        goes back within an epoch, whichever writer is slower.
         """
-        text = (
-            f"{epoch} {seq} {unsealed.count} {_time_field(unsealed.t_from)}"
-            f" {_time_field(unsealed.t_to)}"
-        )
-        record = text.encode("ascii").ljust(_MARK_BYTES)
         try:
             if self._descriptor is None:
-                self._descriptor = os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o600)
-            os.pwrite(self._descriptor, record, 0)
+                self._descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
+            descriptor = self._descriptor
+            fcntl.flock(descriptor, fcntl.LOCK_EX)
+            try:
+                noted = _parsed(os.pread(descriptor, _MARK_BYTES, 0))
+                if noted is not None and noted.epoch == epoch:
+                    seq = max(seq, noted.seq)
+                os.pwrite(descriptor, _record(epoch, seq, unsealed), 0)
+            finally:
+                fcntl.flock(descriptor, fcntl.LOCK_UN)
         except OSError as exc:
             if not self._warned:
                 self._warned = True
@@ -147,8 +172,9 @@ class SeqMark:
 class MarkKeeper:
     """What the seq mark says as the outbox moves.
 
-    The last block sealed, and the readings let go unsealed: written beside the file (when
-    there is a mark) after each commit, never before.
+    The file's newest block, and the readings let go unsealed: written beside the file (when
+    there is a mark) after each seal, read from the file once it is committed or rolled back,
+    never before (`OutboxFile`).
     """
 
     def __init__(self, mark: SeqMark | None, unsealed: LostReadings | None) -> None:
@@ -166,7 +192,7 @@ class MarkKeeper:
         self._last = (epoch, seq)
 
     def sealed(self, epoch: str, seq: int) -> None:
-        """Block `seq` of `epoch` is committed."""
+        """The file's newest block, read after a seal: `seq` of `epoch`."""
         self._last = (epoch, seq)
         self._write()
 

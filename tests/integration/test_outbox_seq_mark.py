@@ -1,0 +1,185 @@
+"""The seq mark beside the outbox follows the file's newest seq, whatever sealed it.
+
+The mark (`<outbox>.seq`, `outbox_sidecars.SeqMark`) is how a start finds a file that came
+back older without its mark (a WAL cut, a copy of the file put back): a file whose newest seq
+is below the mark starts a new epoch and declares the seqs after it. A mark behind the file
+finds nothing: the seqs between are sealed again with other bytes, a fork of the chain the
+collector may hold, and readings those blocks carried are lost with no gap record.
+
+Two ways it fell behind, each shown here with a real outbox file, a consistent copy of it
+taken (SQLite's online backup) at the mark, put back without its mark, and opened:
+- blocks sealed while making room (thinned or dropped blocks' replacements, at the head) for
+  a seal that then did not seal: a split for the broker whose block gave way itself, a seal
+  that failed once no more room could be made. Only the caller's own block moved the mark.
+- two writers (the agent and `edge-agent backfill`, two processes on one file): each wrote
+  its own last seq after its commit, so the slower one put back a lower seq.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+
+from edge_agent.core.losses import LostReadings
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_sidecars import SeqMark
+from specs.block import decode_block
+from specs.records import GapReason, GapRecord
+from tests.integration.test_outbox_declarations import MIB, _block, _fill
+from tests.integration.test_outbox_full_seals import _full_outbox
+from tests.support.outbox_site import KEY, SITE, T0
+from tests.support.records import reading_at
+from tests.support.sigkill_writer import ROOT
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def _newest(path: Path) -> tuple[str, int]:
+    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
+    return str(meta["epoch"]), int(meta["last_seq"])
+
+
+def _marked(path: Path) -> tuple[str, int]:
+    mark = SeqMark.beside(path).read()
+    assert mark is not None
+    return mark.epoch, mark.seq
+
+
+def _snapshot(path: Path, target: Path) -> None:
+    """A consistent copy of the live file, as a backup tool takes it."""
+    with (
+        closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as source,
+        closing(sqlite3.connect(target)) as copy,
+    ):
+        source.backup(copy)
+
+
+def _restore(path: Path, snapshot: Path) -> None:
+    """The file alone put back (its mark and epoch journal stay as they are)."""
+    for suffix in ("-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    path.write_bytes(snapshot.read_bytes())
+
+
+async def _reopened(path: Path) -> tuple[str, list[GapRecord]]:
+    """Open the file as a start does; its epoch then, and the gap records of that epoch.
+
+    With a larger budget: the copy is full, and the first block of a new epoch needs a page.
+    """
+    async with open_outbox(path, SITE, KEY, max_bytes=2 * MIB) as outbox:
+        epoch = outbox.epoch
+    with closing(sqlite3.connect(path)) as db:
+        payloads = [
+            bytes(row[0])
+            for row in db.execute("SELECT payload FROM blocks WHERE epoch = ?", (epoch,))
+        ]
+    records = [record for payload in payloads for record in decode_block(payload).records]
+    return epoch, [record for record in records if isinstance(record, GapRecord)]
+
+
+async def _split_of_a_block_that_gives_way(outbox: Outbox) -> None:
+    """The oldest block, too large for the broker: making room for its split thins it."""
+    oldest = (await outbox.delivery.undelivered(after=0, limit=1))[0]
+    assert not await outbox.delivery.seal_smaller(oldest, 30, now=T0, clock_synced=True)
+
+
+async def _seal_that_finds_no_room(outbox: Outbox) -> None:
+    """A group larger than the budget: room is made round after round, then it fails."""
+    batches = [
+        tuple(
+            reading_at(T0 + 10**6 + group * 4000 + i, (i * 7919 % 10007) / 7.0, point=f"P{i % 50}")
+            for i in range(4000)
+        )
+        for group in range(12)
+    ]
+    with pytest.raises(sqlite3.OperationalError, match="full"):
+        await outbox.seal_many(batches, now=T0 + 999, clock_synced=True)
+    # The sealer, stopping on a full disk, counts its readings in the mark.
+    outbox.note_unsealed(LostReadings(48_000, T0 + 10**6, T0 + 10**6 + 47_999))
+
+
+@pytest.mark.parametrize(
+    "lagging", [_split_of_a_block_that_gives_way, _seal_that_finds_no_room], ids=["split", "seal"]
+)
+async def test_blocks_sealed_while_making_room_move_the_seq_mark(
+    tmp_path: Path, lagging: Callable[[Outbox], Awaitable[None]]
+) -> None:
+    path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
+    await _full_outbox(path)
+    assert _fill(path)[1] == 0  # at the budget, no page free
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        _snapshot(path, snapshot)  # at the mark: seq 125
+        marked = _marked(path)
+        await lagging(outbox)
+    epoch, newest = _newest(path)
+    assert newest > marked[1]  # room was made: replacements sealed at the head
+    # Before: the mark stayed at 125 (the file at 126 after the split, 144 after the seal).
+    assert _marked(path) == (epoch, newest)
+
+    _restore(path, snapshot)
+    # Before: the copy (seq 125, not below the mark) opened in the same epoch, and its next
+    # seal took seq 126 again with other bytes.
+    new_epoch, gaps = await _reopened(path)
+    assert new_epoch != epoch
+    restored = [g for g in gaps if g.reason == GapReason.OUTBOX_RESTORED]
+    assert [(g.epoch, g.from_seq) for g in restored] == [(epoch, marked[1] + 1)]
+
+
+_OTHER_WRITER = """
+import asyncio, sys
+from pathlib import Path
+from edge_agent.shell.outbox_open import open_outbox
+from tests.support.outbox_site import KEY, SITE, T0
+from tests.support.records import reading_at
+
+async def main() -> None:
+    async with open_outbox(Path(sys.argv[1]), SITE, KEY) as outbox:
+        await outbox.seal((reading_at(T0 + 5000, 1.0),), now=T0, clock_synced=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_a_second_writer_never_moves_the_seq_mark_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
+    written = SeqMark.write
+    raced: list[int] = []
+
+    def write(mark: SeqMark, epoch: str, seq: int, unsealed: LostReadings) -> None:
+        if not raced:
+            # The agent's seal is committed, its mark not written yet: the worst moment for
+            # another process (an import, `edge-agent backfill`) to seal on the same file.
+            raced.append(seq)
+            _snapshot(path, snapshot)
+            subprocess.run([sys.executable, "-c", _OTHER_WRITER, str(path)], cwd=ROOT, check=True)
+        written(mark, epoch, seq, unsealed)
+
+    async with open_outbox(path, SITE, KEY) as outbox:
+        for index in range(3):
+            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        monkeypatch.setattr(SeqMark, "write", write)
+        await outbox.seal(_block(3), now=T0 + 3, clock_synced=True)
+        monkeypatch.undo()
+        epoch = outbox.epoch
+    assert raced == [4]
+    assert _newest(path) == (epoch, 5)  # the other writer's block
+    # Before: (epoch, 4): the agent's write, after the other writer's, put the mark back.
+    assert _marked(path) == (epoch, 5)
+
+    _restore(path, snapshot)
+    # Before: the copy (seq 4) opened in the same epoch: seq 5 sealed again, other bytes.
+    new_epoch, gaps = await _reopened(path)
+    assert new_epoch != epoch
+    assert [(g.reason, g.epoch, g.from_seq) for g in gaps] == [
+        (GapReason.OUTBOX_RESTORED, epoch, 5)
+    ]
