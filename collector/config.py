@@ -244,8 +244,9 @@ class IngestConfig(ConfigModel):
     be a current value. A reading further ahead is stored as sent, flagged `ahead_of_collector`,
     kept out of `latest` (GET /v1/latest) and the per-minute rollups, and its block audited
     `ahead_of_collector`; an alarm event further ahead is stored flagged, and an alarm it
-    raises is not active. The default is the agent's own bound on device timestamps
-    (`device_time_rejected`), far beyond what two synchronised clocks differ by.
+    raises is not active until the collector's clock is within this of it. The default is the
+    agent's own bound on device timestamps (`device_time_rejected`), far beyond what two
+    synchronised clocks differ by.
     """
     # Anyone who may publish on up/ or status (one gateway's certificate, on its own topics)
     # may send as much as MQTT carries: past this, a message is audited `too_large` unread.

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from dataclasses import dataclass, field
 from typing import Final, Generic, TypeVar
 
-from collector.model import Reason
+from collector.model import AHEAD_ALLOWANCE, Reason
 
 # --- queries --------------------------------------------------------------------------------
 
@@ -172,10 +172,16 @@ class AlarmState:
         assert self.cleared_at is not None  # noqa: S101 - every state has one of the two
         return self.cleared_at
 
-    @property
-    def active(self) -> bool:
-        """Raised and not cleared, by a raise not stamped ahead (its time is not a real one)."""
-        return self.raised_at is not None and self.cleared_at is None and not self.raised_ahead
+    def active_at(self, now: float, allowance: float = AHEAD_ALLOWANCE) -> bool:
+        """Raised and not cleared, at the collector's clock `now`.
+
+        A raise stamped ahead at arrival counts once its time is no more than `allowance` past
+        `now` (as readings: judged by the clock asking, so a collector clock that was slow, or
+        a gateway's a few minutes fast, leaves no real alarm out for good); the flag stays.
+        """
+        if self.raised_at is None or self.cleared_at is not None:
+            return False
+        return not self.raised_ahead or self.raised_at <= now + allowance
 
     @property
     def flags(self) -> tuple[str, ...]:
@@ -187,7 +193,8 @@ class AlarmState:
 class AlarmFilter:
     """Which alarms to list.
 
-    `active`: True = raised and not cleared; False = everything else. `t_from`/`t_to` keep
+    `active`: True = raised and not cleared (AlarmState.active_at `now` and `allowance`; no
+    `now`: never by a raise stamped ahead); False = everything else. `t_from`/`t_to` keep
     alarms whose span [since, cleared_at) meets [t_from, t_to) (an open alarm spans to now).
     """
 
@@ -195,6 +202,13 @@ class AlarmFilter:
     active: bool | None = None
     t_from: float | None = None
     t_to: float | None = None
+    now: float | None = None
+    allowance: float = AHEAD_ALLOWANCE
+
+    @property
+    def ahead_bound(self) -> float | None:
+        """The latest raise time stamped ahead that is active now (None: none is)."""
+        return None if self.now is None else self.now + self.allowance
 
 
 class GapState(enum.StrEnum):

@@ -143,6 +143,7 @@ async def run_collector(
             request_limits=config.api.limits.settings,
             rate_limits=config.api.rate_limit.settings,
             collector_metrics=metrics,
+            ahead_allowance=config.ingest.ahead_allowance,
         )
         # serve_until_signalled owns SIGINT/SIGTERM, not uvicorn.
         server = ApiServer(

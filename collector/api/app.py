@@ -41,6 +41,7 @@ from collector.api.status_page import add_status_page, is_status_page_path
 from collector.api.tokens import TokenCheck
 from collector.feed.wakeup import CommitSignal, LocalCommitSignal
 from collector.metrics import CollectorMetrics
+from collector.model import AHEAD_ALLOWANCE
 from collector.storage.base import Storage
 
 _PROBLEM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
@@ -94,6 +95,7 @@ def create_app(
     rate_limits: RateLimits | None = None,
     rate_clock: Callable[[], float] = time.monotonic,
     collector_metrics: CollectorMetrics | None = None,
+    ahead_allowance: float = AHEAD_ALLOWANCE,
 ) -> FastAPI:
     """Build the API over `storage`; every route but /healthz needs one of `tokens`.
 
@@ -103,7 +105,8 @@ def create_app(
     `request_limits` get 413 or 414; with `rate_limits` (the config's `api.rate_limit`; None:
     no limit) requests beyond a token's or an address's bucket, read on `rate_clock`, get 429.
     `/metrics` serves `collector_metrics` (the ingest loop's counters; without one, only the
-    gauges read from the database move).
+    gauges read from the database move). An alarm raised by an event stamped past
+    `ahead_allowance` (the config's `ingest.ahead_allowance`) is active once `clock` reaches it.
     """
     app = FastAPI(
         title="Ganzhi collector",
@@ -151,7 +154,7 @@ def create_app(
     app.include_router(points.create_router(storage))
     app.include_router(latest.create_router(storage))
     app.include_router(readings.create_router(storage))
-    app.include_router(alarms.create_router(storage))
+    app.include_router(alarms.create_router(storage, clock=clock, allowance=ahead_allowance))
     app.include_router(gaps.create_router(storage))
     app.include_router(verify.create_router(storage))
     app.include_router(quality.create_router(storage, clock=clock))

@@ -79,7 +79,8 @@ class AlarmOut(BaseModel):
     flags: list[str] = Field(
         description="`ahead_of_collector`: its raise or clear was stamped more than"
         " `ingest.ahead_allowance` past the collector's clock (the gateway's clock is wrong);"
-        " an alarm raised so is never `active`"
+        " an alarm raised so is `active` only once the collector's clock is within the"
+        " allowance of its raise"
     )
 
 

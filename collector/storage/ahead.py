@@ -18,7 +18,7 @@ kept out of `latest` and the rollups, and each block with one is audited
 `ahead_of_collector` (one row per block: how many, the first few (point, t); aggregated per
 gateway and minute like every audit row), counted and logged by the ingest shell. An alarm
 event stamped so is merged into its alarm marked (collector.storage.alarms: listed flagged,
-never active by such a raise) and counted in its block's audit row too.
+not active by such a raise until the clock reaches it) and counted in its block's audit row too.
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def _audit(incoming: IncomingBlock, ahead: Sequence[ReadingEntry], bound: float)
         f" stamped ahead of the collector's clock ({iso_time(incoming.received_at)}"
         f" at arrival), the newest by {newest - incoming.received_at:.0f} s: the gateway's clock"
         f" is wrong; stored as sent, flagged {AHEAD_FLAG}, not in latest nor the rollups, an"
-        " alarm raised so not active"
+        " alarm raised so not active until the clock reaches it"
     )
     return incoming.audit(Reason.AHEAD_OF_COLLECTOR, detail)
 

@@ -3,8 +3,8 @@
 Each event merges into the state of its (gateway, alarm_id), whatever order the blocks arrive
 in: the same events in any order give the same state. An event stamped more than the ahead
 allowance past its block's arrival (a wrong gateway clock, collector.storage.ahead) is merged
-all the same, its half marked ahead: the alarm is listed flagged, and never active by such a
-raise.
+all the same, its half marked ahead: the alarm is listed flagged, and not active by such a
+raise until the collector's clock reaches it (AlarmState.active_at, judged when asked).
 """
 
 from __future__ import annotations

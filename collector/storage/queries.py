@@ -286,11 +286,22 @@ async def alarms(
         ("a.since < ?", where.t_to),
         ("(a.since, a.gateway, a.alarm_id) > (?, ?, ?)", after),
     )
-    # Raised by an event stamped ahead of the collector's clock: not active (AlarmState.active).
+    # Raised by an event stamped ahead of the collector's clock at arrival: active once its
+    # raise is no longer past the clock asking + the allowance (AlarmState.active_at).
+    bound = where.ahead_bound
+    caught_up = "FALSE" if bound is None else "a.raised_at <= ?"
     if where.active is True:
-        clauses.append("a.raised_at IS NOT NULL AND a.cleared_at IS NULL AND NOT a.raise_ahead")
+        clauses.append(
+            "a.raised_at IS NOT NULL AND a.cleared_at IS NULL"
+            f" AND (NOT a.raise_ahead OR {caught_up})"
+        )
     elif where.active is False:
-        clauses.append("(a.raised_at IS NULL OR a.cleared_at IS NOT NULL OR a.raise_ahead)")
+        clauses.append(
+            "(a.raised_at IS NULL OR a.cleared_at IS NOT NULL"
+            f" OR (a.raise_ahead AND NOT {caught_up}))"
+        )
+    if where.active is not None and bound is not None:
+        params.append(bound)
     scope_sql, scope_params = scope_clause(scope, "g.district")
     conditions = where_all(clauses)
     rows = await fetch(

@@ -394,3 +394,45 @@ async def test_months_an_earlier_version_made_ahead_are_folded(postgres_url: str
     assert await sql_rows(
         postgres_url, "SELECT id, tableoid::regclass::text FROM readings WHERE t = 4070912400.0"
     ) == [(held[0], "readings_future")]
+
+
+async def _active(collector: RunningCollector) -> dict[str, tuple[Any, ...]]:
+    return await _alarms(collector, active="true")
+
+
+async def test_an_alarm_raised_ahead_is_active_once_the_collectors_clock_reaches_it(
+    broker: Broker, collector: RunningCollector, clock: Clock
+) -> None:
+    """The defect (9b4e25f): the mark set from the collector's clock at arrival kept an alarm
+    out of `active` for good. The collector's own clock 16 min slow (its NTP broken): a real
+    raise of a right gateway arrives flagged, and once that clock is fixed the alarm, still
+    open, was in no list of active alarms until it cleared. Now it is active as soon as its
+    raise is no more than ingest.ahead_allowance past the clock asking; the flag stays."""
+    raised = NOW + 16 * 60
+    async with gateway_link(broker.port, NANCHANG) as link:
+        await link.send(1, records=[alarm_record("slow/1", AlarmEvent.RAISE, raised)])
+        assert (await link.next_ack()).ack.acked_through == 1
+    assert await _active(collector) == {}
+    clock.now = raised  # the collector's clock fixed
+    assert await _active(collector) == {"slow/1": (_t(raised), None, [AHEAD])}
+    assert await _alarms(collector, active="false") == {}
+
+
+async def test_an_alarm_of_a_gateway_20_min_fast_is_active_once_within_the_allowance(
+    broker: Broker, collector: RunningCollector, clock: Clock
+) -> None:
+    """A gateway 20 min fast raises a real alarm: flagged at arrival, not active while its
+    raise is more than the allowance (15 min) past the collector's clock, active from the
+    moment it is not (5 min later), until it clears."""
+    raised = NOW + 20 * 60
+    async with gateway_link(broker.port, NANCHANG) as link:
+        await link.send(1, records=[alarm_record("fast/1", AlarmEvent.RAISE, raised)])
+        assert (await link.next_ack()).ack.acked_through == 1
+        clock.now = raised - ALLOWANCE - 1
+        assert await _active(collector) == {}
+        assert await _alarms(collector, active="false") == {"fast/1": (_t(raised), None, [AHEAD])}
+        clock.now = raised - ALLOWANCE
+        assert await _active(collector) == {"fast/1": (_t(raised), None, [AHEAD])}
+        await link.send(2, records=[alarm_record("fast/1", AlarmEvent.CLEAR, raised + 60)])
+        assert (await link.next_ack()).ack.acked_through == 2
+    assert await _active(collector) == {}

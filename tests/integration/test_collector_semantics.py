@@ -98,7 +98,11 @@ async def test_a_clear_that_arrives_before_its_raise_is_paired(env: CollectorEnv
     await env.link.send(2, records=[clear])
     await _ack(env)
     (alone,) = await _alarms(env)
-    assert (alone.raised_at, alone.cleared_at, alone.active) == (None, BASE_TIME + 20, False)
+    assert (alone.raised_at, alone.cleared_at, alone.active_at(BASE_TIME)) == (
+        None,
+        BASE_TIME + 20,
+        False,
+    )
     await env.link.send(1, records=[_level(8.7), raise_])
     await _ack(env)
     (paired,) = await _alarms(env)

@@ -237,7 +237,7 @@ def test_a_clear_before_its_raise_still_pairs() -> None:
     raise_ = _event("a", AlarmEvent.RAISE, 10.0, value=0.9)
     alone = _merge_all([clear])
     assert alone is not None
-    assert (alone.raised_at, alone.cleared_at, alone.active, alone.since) == (
+    assert (alone.raised_at, alone.cleared_at, alone.active_at(30.0), alone.since) == (
         None,
         20.0,
         False,
@@ -274,7 +274,7 @@ def test_pairing_does_not_depend_on_arrival_order(raw: list[tuple[AlarmEvent, in
     clears = [e.t for e in events if e.event is AlarmEvent.CLEAR]
     assert state.raised_at == min(raises, default=None)
     assert state.cleared_at == min(clears, default=None)
-    assert state.active == (bool(raises) and not clears)
+    assert state.active_at(0.0) == (bool(raises) and not clears)
 
 
 @given(
@@ -311,7 +311,10 @@ def test_a_half_stamped_ahead_is_marked_whatever_the_arrival_order(
     raised_ahead = raise_t is not None and ahead[(AlarmEvent.RAISE, int(raise_t))]
     cleared_ahead = clear_t is not None and ahead[(AlarmEvent.CLEAR, int(clear_t))]
     assert (state.raised_ahead, state.cleared_ahead) == (raised_ahead, cleared_ahead)
-    assert state.active == (raise_t is not None and clear_t is None and not raised_ahead)
+    open_ = raise_t is not None and clear_t is None
+    assert state.active_at(-1.0, allowance=0.0) == (open_ and not raised_ahead)
+    # Once the clock reaches the raise (the allowance short of it), it is active all the same.
+    assert state.active_at(3.0, allowance=2.0) == open_
     assert state.flags == (("ahead_of_collector",) if raised_ahead or cleared_ahead else ())
 
 

@@ -3,6 +3,7 @@
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
 
+from collections.abc import Callable
 from datetime import timezone
 from typing import Annotated
 
@@ -22,6 +23,7 @@ from collector.api.deps import (
     parse_time,
 )
 from collector.api.models import AlarmOut, ListPage
+from collector.model import AHEAD_ALLOWANCE
 from collector.readmodel import AlarmAfter, AlarmFilter, AlarmState
 from collector.storage.base import Storage
 
@@ -49,8 +51,14 @@ def _alarm_after(cursor: str | None) -> AlarmAfter | None:
     return None if position is None else (float(position[0]), str(position[1]), str(position[2]))
 
 
-def create_router(storage: Storage) -> APIRouter:
-    """The alarms route over `storage`."""
+def create_router(
+    storage: Storage, *, clock: Callable[[], float], allowance: float = AHEAD_ALLOWANCE
+) -> APIRouter:
+    """The alarms route over `storage`.
+
+    `active` is judged at `clock` with `allowance` (the config's `ingest.ahead_allowance`) for
+    a raise stamped ahead at arrival.
+    """
     router = APIRouter()
 
     @router.get("/v1/alarms")
@@ -61,8 +69,9 @@ def create_router(storage: Storage) -> APIRouter:
         active: Annotated[
             bool | None,
             Query(
-                description="true: raised and not cleared (not by a raise stamped ahead of the"
-                " collector's clock); false: the others"
+                description="true: raised and not cleared (by a raise stamped ahead of the"
+                " collector's clock only once it is no more than `ingest.ahead_allowance` past"
+                " it); false: the others"
             ),
         ] = None,
         gateway: str | None = None,
@@ -78,6 +87,8 @@ def create_router(storage: Storage) -> APIRouter:
             active=active,
             t_from=parse_time("from", from_),
             t_to=parse_time("to", to),
+            now=clock(),
+            allowance=allowance,
         )
         page = await storage.alarms(scope, where, after=after, limit=limit)
         return ListPage[AlarmOut](

@@ -58,10 +58,11 @@ async function getAll(path, params) {
 }
 
 const alarmKey = (alarm) => `${alarm.gateway}/${alarm.alarm_id}`;
-// As /v1/alarms?active=true: an alarm raised by an event stamped ahead of the collector's clock
-// (flag ahead_of_collector) is not active, nor on top of a list sorted by raise time.
-const isActive = (alarm) =>
-  alarm.raised_at !== null && alarm.cleared_at === null && !(alarm.flags || []).includes("ahead_of_collector");
+const isOpen = (alarm) => alarm.raised_at !== null && alarm.cleared_at === null;
+// Flag ahead_of_collector: stamped ahead of the collector's clock at arrival. Such a raise is
+// active once the collector's clock (not the browser's) reaches it, which only the collector
+// judges: the page asks /v1/alarms?active=true again (and at every minute's reload).
+const isAhead = (alarm) => (alarm.flags || []).includes("ahead_of_collector");
 
 async function readSeries() {
   const from = new Date(Date.now() - HOUR_MS).toISOString();
@@ -136,7 +137,10 @@ function apply(kind, item) {
     gateway.online = item.online;
     gateway.last_seen = item.at;
   } else if (kind === "alarm") {
-    if (isActive(item)) state.alarms.set(alarmKey(item), item);
+    if (isOpen(item) && isAhead(item)) {
+      state.alarms.delete(alarmKey(item));
+      reload(); // the collector says whether it is active yet
+    } else if (isOpen(item)) state.alarms.set(alarmKey(item), item);
     else state.alarms.delete(alarmKey(item));
   } else if (kind === "gap") {
     // A gap event is a record or a hole filled: the open holes are re-read, a burst at once.
