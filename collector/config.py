@@ -40,6 +40,7 @@ from configkit.misread_numbers import parse_yaml_as_written
 from configkit.network import Broker, TlsConfig
 from configkit.secretfiles import SecretFileError, read_secret_file
 from configkit.validation import raise_at, validate_document
+from specs.ack import MIN_MESSAGE_BYTES
 from specs.signing import require_available
 
 """A token scoped to this sees every district."""
@@ -53,9 +54,6 @@ _CLIENT_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 MAX_SESSION_EXPIRY = 2**32 - 1
 """MQTT 5 Session Expiry Interval (seconds) at most; this value means "never expires"."""
 _HOST_PART = 32
-MIN_MESSAGE_BYTES: Final = 4 * 1024 * 1024
-"""`ingest.max_message_bytes` at least: above the largest block an agent seals, an alarm event
-for every reading included (4.0 MB at the longest fields)."""
 MQTT_MAX_PAYLOAD: Final = 268_435_455 - PACKET_HEADROOM
 """What MQTT's largest packet (256 MiB - 1) leaves for a payload beside a topic and properties."""
 

@@ -14,6 +14,12 @@ MAX_ACK_KEYS: Final = 16
 """At most this many kids in an ACK's `keys`, the newest: a full list may leave out a key
 the collector still takes."""
 
+MIN_MESSAGE_BYTES: Final = 4 * 1024 * 1024
+"""An ACK's `max_message_bytes` at least, the least `ingest.max_message_bytes` a collector's
+config takes: above the largest block an agent seals, an alarm event for every reading included
+(4.0 MB at the longest fields). An agent ignores a smaller value: split for it, blocks would
+shrink to one record each, which it never sends."""
+
 
 class AckFormatError(ValueError):
     """A payload is not a valid ACK."""

@@ -29,7 +29,7 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_recovery import declared_gap
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.log_limit import LineLimit, warn_limited
-from specs.ack import Ack, AckFormatError, decode_ack
+from specs.ack import MIN_MESSAGE_BYTES, Ack, AckFormatError, decode_ack
 from specs.records import GapReason, parse_iso_time
 from specs.signing import SignatureError, VerifyKey, signature_from_properties
 from specs.topics import GatewayTopics
@@ -68,9 +68,13 @@ class AckTaker:
         # first ACK after it for the collector's word, a stale one too.
         self._ack_mark: AckMark | None = None
         self._mark_read = False
-        # The largest payload the collector takes, as its latest ACK said (None: it said none,
-        # a collector before `max_message_bytes`): it answers a larger one with no ACK at all.
+        # The largest payload the collector takes, as the latest ACK that said one said (None:
+        # none has, collectors before `max_message_bytes`): it answers a larger one with no ACK.
+        # An ACK without it (an older collector of a shared group, a downgrade) keeps it: a
+        # smaller block is always taken. One below `least_limit` is ignored (`_take_limit`).
         self.collector_limit: int | None = None
+        self.least_limit = MIN_MESSAGE_BYTES  # a test may lower it: no block sealed reaches it
+        self._below_least_logged = False
 
     def _ack_rejected(self, reason: str, **fields: object) -> None:
         # Anyone who can publish on down/ack can forge these: a bounded number of lines.
@@ -78,6 +82,18 @@ class AckTaker:
         warn_limited(
             log, lines, reason, "ack_rejected", "acks_rejected_unlogged", reason=reason, **fields
         )
+
+    def _take_limit(self, said: int | None) -> None:
+        if said is None:
+            return
+        if said >= self.least_limit:
+            self.collector_limit = said
+        elif not self._below_least_logged:
+            # Below what any collector's config takes (a third-party or misconfigured one):
+            # split for it, blocks would shrink to one record each, none of them ever sent.
+            # The ACK still releases blocks; a collector says it in each, so logged once.
+            self._below_least_logged = True
+            log.warning("collector_limit_below_least", limit=said, least=self.least_limit)
 
     async def on_ack(self, payload: bytes, properties: Properties | None) -> None:
         """Judge one ACK and apply it (never raises for a bad one; a full disk is logged)."""
@@ -91,7 +107,7 @@ class AckTaker:
         if ack.gateway != self._topics.gateway or ack.epoch != self._outbox.epoch:
             self._ack_rejected("not for this gateway or epoch", epoch=ack.epoch)
             return
-        self.collector_limit = ack.max_message_bytes
+        self._take_limit(ack.max_message_bytes)
         if not self._mark_read:
             self._ack_mark = await self._outbox.delivery.ack_mark()
             self._mark_read = True

@@ -61,10 +61,14 @@ async def running_agent(
     key: SigningKey | None = None,
     ack_timeout: float = 2.0,
     encoding: Encoding | None = None,
+    least_collector_limit: int | None = None,
 ) -> AsyncIterator[AgentRig]:
     """An outbox in `folder` and a publisher connected to the broker on `port`.
 
-    The publisher sends blocks in `encoding` (specs.encoding; None: as sealed).
+    The publisher sends blocks in `encoding` (specs.encoding; None: as sealed). With
+    `least_collector_limit` it takes a collector limit (an ACK's `max_message_bytes`) down to
+    that, below the contract's least (specs.ack.MIN_MESSAGE_BYTES), which no block it seals
+    reaches: a test's collector set lower stands for one at the least.
     """
     signer = key or gateway.key
     async with open_outbox(folder / "outbox.db", identity_of(gateway), signer) as outbox:
@@ -86,6 +90,8 @@ async def running_agent(
             lambda: iter([0.2] * 10_000),
             sign=signer.sign,
         )
+        if least_collector_limit is not None:
+            publisher._acks.least_limit = least_collector_limit
         task = asyncio.create_task(publisher.run(), name="test-agent-publisher")
         try:
             await asyncio.wait_for(publisher.connected.wait(), 10)
