@@ -15,7 +15,7 @@ import hashlib
 import json
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -399,9 +399,8 @@ def vectors() -> list[Vector]:
     whp_2 = _block(WHP, 2, block_hash(whp_1), whp_2_records)
     mk_1 = _block(MK, 1, GENESIS, mk_records())
     # Blocks 1, 2 and 5 are stored: the ACK names block 2's hash, for the agent to compare,
-    # and the one key the collector takes the gateway's blocks under, and the largest payload
-    # it takes (its ingest.max_message_bytes, the default).
-    ack = Ack(
+    # and the one key the collector takes the gateway's blocks under.
+    acked = Ack(
         WHP.gateway,
         WHP.epoch,
         2,
@@ -410,8 +409,11 @@ def vectors() -> list[Vector]:
         _t(10),
         acked_hash=block_hash(whp_2),
         keys=(GATEWAY_KEY.kid,),
-        max_message_bytes=16 * 1024 * 1024,
-    ).encode()
+    )
+    ack = acked.encode()  # as collectors before `max_message_bytes` send it
+    # The same ACK saying the largest payload the collector takes (its
+    # ingest.max_message_bytes, the default).
+    ack_limit = replace(acked, max_message_bytes=16 * 1024 * 1024).encode()
     # The decoder must refuse a coal block without its mine code even though it is signed.
     mk_body = json.loads(mk_1)
     del mk_body["mine_code"]
@@ -429,6 +431,7 @@ def vectors() -> list[Vector]:
         Vector("block-mk-1", "block", mk_1, "gateway-test"),
         Vector("block-bp-1", "block", _block(BP, 1, GENESIS, bp_records()), "gateway-test"),
         Vector("ack-whp", "ack", ack, "collector-test"),
+        Vector("ack-whp-limit", "ack", ack_limit, "collector-test"),
         Vector(
             "meta-whp",
             "meta",

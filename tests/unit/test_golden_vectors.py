@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,11 @@ def test_ack_and_meta_decode() -> None:
     assert ack.conflict is False
     assert ack.keys == (MANIFEST["keys"]["gateway-test"]["kid"],)
     assert ack.gateway == golden.WHP.gateway
+    # As collectors before `max_message_bytes` send it; the same ACK saying it is a vector of
+    # its own, so that an ACK without the field stays one (receivers ignore unknown fields).
+    assert ack.max_message_bytes is None
+    limited = decode_ack((EXAMPLES / "ack-whp-limit.json").read_bytes())
+    assert limited == replace(ack, max_message_bytes=16 * 1024 * 1024)
     meta = decode_meta((EXAMPLES / "meta-mk.json").read_bytes())
     assert meta.mine_code == "610632007"
     assert decode_meta((EXAMPLES / "meta-whp.json").read_bytes()).points[0].quota == "WHP-LT"
@@ -315,6 +321,9 @@ def test_broken_ack_meta_and_status_do_not_validate() -> None:
         assert _errors("ack", broken)
     # `keys` is optional: an ACK of a collector before it is still one.
     assert _errors("ack", {k: v for k, v in ack.items() if k != "keys"}) == []
+    limited = json.loads((EXAMPLES / "ack-whp-limit.json").read_bytes())
+    assert _errors("ack", {**limited, "max_message_bytes": 0})
+    assert _errors("ack", {**limited, "max_message_bytes": "16MiB"})
     meta = json.loads((EXAMPLES / "meta-mk.json").read_bytes())
     point = meta["points"][0]
     for broken in (
