@@ -158,7 +158,6 @@ class Outbox:
             file.follow(state)
             for block in blocks:
                 file.handed.keep(block)
-            await self._room.reclaim_reserve()
             return blocks
 
     # --- epochs ---------------------------------------------------------------------------
@@ -178,7 +177,18 @@ class Outbox:
             epoch = secrets.token_hex(8)
             if self._journal is not None:
                 self._journal.record(epoch)
-            await begin_epoch(file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced)
+            # Its first block is sealed at the head as every block is: a full outbox (a site
+            # offline for weeks) makes room for it first. Room made before it commits is sealed
+            # in the epoch left (replacements at its head), then sealed again under this one.
+            await self._room.sealing(
+                lambda: begin_epoch(
+                    file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced
+                ),
+                records=len(gaps),
+                now=now,
+                clock_synced=clock_synced,
+                evicting=file.evicting,
+            )
             log.warning("epoch_started", epoch=epoch, gaps=[g.reason.value for g in gaps])
         await self.reseal_older_epochs(now=now, clock_synced=clock_synced)
         return epoch
@@ -194,14 +204,24 @@ class Outbox:
         file = self._file
         while True:
             async with file.lock:
-                chunk, _ = await reseal_chunk(
-                    file.db,
-                    file.append,
-                    file.chain_state,
-                    file.key,
-                    known,
+                # A chunk takes the pages its rows freed, but its damaged blocks' gap records
+                # or a leaf page to split may need more: on a full outbox room is made first
+                # (the oldest undelivered, these most often, thinned into replacements sealed
+                # under the current epoch) and the chunk read again.
+                chunk, _ = await self._room.sealing(
+                    lambda: reseal_chunk(
+                        file.db,
+                        file.append,
+                        file.chain_state,
+                        file.key,
+                        known,
+                        now=now,
+                        clock_synced=clock_synced,
+                    ),
+                    records=0,  # not known before the chunk is read
                     now=now,
                     clock_synced=clock_synced,
+                    evicting=file.evicting,
                 )
             if chunk == 0:
                 break

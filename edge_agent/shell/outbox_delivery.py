@@ -181,7 +181,7 @@ class Delivery:
         Not of the delivered blocks `keep` (`RoomMaker.make_room`). The caller holds the
         outbox's lock.
         """
-        sealed = await self._room.sealing(
+        return await self._room.sealing(
             seal,
             records=records,
             now=now,
@@ -189,8 +189,6 @@ class Delivery:
             evicting=self._file.evicting,  # room is made by thinning and dropping blocks
             keep=keep,
         )
-        await self._room.reclaim_reserve()
-        return sealed
 
     async def chain_position(self, seq: int) -> tuple[int, str | None]:
         """The current epoch's last seq, and the hash of its block `seq` if still held."""

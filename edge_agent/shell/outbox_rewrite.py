@@ -113,12 +113,6 @@ async def reseal_chunk(
                             )
                         )
                         last = sealed or last
-                for start in range(0, len(records), _RESEAL_RECORDS):
-                    last = await append(
-                        tuple(records[start : start + _RESEAL_RECORDS]),
-                        now=now,
-                        clock_synced=clock_synced,
-                    )
                 # By rowid: the row as the table holds it, whatever its epoch reads now.
                 await db.executemany(
                     "UPDATE blocks SET epoch = ?, seq = ? WHERE rowid = ?", restored
@@ -128,6 +122,14 @@ async def reseal_chunk(
                     "DELETE FROM blocks WHERE rowid = ?",
                     [(row[0],) for row in rows if int(row[0]) not in moved],
                 )
+                # Sealed once their rows are gone: the pages those freed take them (a full
+                # outbox need not make room for the chunk beside the blocks it replaces).
+                for start in range(0, len(records), _RESEAL_RECORDS):
+                    last = await append(
+                        tuple(records[start : start + _RESEAL_RECORDS]),
+                        now=now,
+                        clock_synced=clock_synced,
+                    )
             return len(rows), last
         except sqlite3.DatabaseError as exc:
             if rebuilt or getattr(exc, "sqlite_errorcode", 0) != sqlite3.SQLITE_CORRUPT_INDEX:

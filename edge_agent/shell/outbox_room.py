@@ -3,8 +3,9 @@
 The decisions about what gives way are the pure core's (`edge_agent.core.thinning`); this
 module runs them as transactions on the outbox file, and turns a full disk into a full
 budget (see `edge_agent.shell.outbox_space`). The outbox seals through `sealing` from inside
-its lock, which makes room when a seal meets SQLITE_FULL, and calls `reclaim_reserve` after
-each seal. A damaged block met on the way gives way as `outbox_damage` says.
+its lock, which makes room when a seal meets SQLITE_FULL, and claims the reserve back
+(`reclaim_reserve`) after each seal. A damaged block met on the way gives way as
+`outbox_damage` says.
 """
 
 from __future__ import annotations
@@ -86,12 +87,13 @@ class RoomMaker:
 
         `records`: how many the seal holds (for the log); `evicting` is called before room is
         made (blocks may be thinned or dropped); `keep`: delivered blocks (epoch, seq) room is
-        not made of (`make_room`). sqlite3.Error when no room can be made.
+        not made of (`make_room`). sqlite3.Error when no room can be made. Once it sealed,
+        the reserve is claimed back if the disk has room again (`reclaim_reserve`).
         """
         rounds = 0
         while True:
             try:
-                return await seal()
+                sealed = await seal()
             except sqlite3.OperationalError as exc:
                 rounds += 1
                 if not is_full(exc) or rounds > _ROOM_ROUNDS:
@@ -101,6 +103,9 @@ class RoomMaker:
                 evicting()
                 if not await self.make_room(now=now, clock_synced=clock_synced, keep=keep):
                     raise
+            else:
+                await self.reclaim_reserve()
+                return sealed
 
     async def make_room(
         self, *, now: float, clock_synced: bool, keep: Sequence[tuple[str, int]] = ()

@@ -140,8 +140,11 @@ async def test_the_first_answer_of_an_old_epoch_reads_the_seqs_held_not_every_se
     assert _gaps(path, GapReason.OUTBOX_CORRUPT) == [(pruned - 10, pruned - 10)]
 
 
-def _fill(path: Path) -> tuple[int, int]:
-    """Take every free page left under the budget (imported readings' keys); page counts."""
+def _fill(path: Path, point: str = "filler") -> tuple[int, int]:
+    """Take every free page left under the budget (imported readings' keys); page counts.
+
+    Each fill of one file takes its own `point`: the keys are unique.
+    """
     with closing(sqlite3.connect(path, isolation_level=None)) as db:
         db.execute(f"PRAGMA max_page_count={SpaceBudget(MIB).max_pages}")
         n = 0
@@ -149,7 +152,7 @@ def _fill(path: Path) -> tuple[int, int]:
             while True:
                 try:
                     db.execute(
-                        "INSERT INTO backfill_keys VALUES ('filler', ?)", (f"{n:08d}" + "x" * size,)
+                        "INSERT INTO backfill_keys VALUES (?, ?)", (point, f"{n:08d}" + "x" * size)
                     )
                 except sqlite3.OperationalError as exc:
                     if not is_full(exc):

@@ -72,9 +72,10 @@ def _restore(path: Path, snapshot: Path) -> None:
 async def _reopened(path: Path) -> tuple[str, list[GapRecord]]:
     """Open the file as a start does; its epoch then, and the gap records of that epoch.
 
-    With a larger budget: the copy is full, and the first block of a new epoch needs a page.
+    With the budget it had: the copy is full, and a new epoch makes room as every seal does
+    (`test_outbox_full_epoch`).
     """
-    async with open_outbox(path, SITE, KEY, max_bytes=2 * MIB) as outbox:
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         epoch = outbox.epoch
     with closing(sqlite3.connect(path)) as db:
         payloads = [

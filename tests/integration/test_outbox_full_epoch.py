@@ -1,0 +1,152 @@
+"""A new epoch on a full outbox (at its budget, no page free) makes room as every seal does.
+
+The first block of a new epoch (its gap records) and the undelivered blocks of the older
+epoch sealed again under it are seals at the head like any other: a full file makes room for
+them first (`RoomMaker.sealing`). Before, both met 'database or disk is full': a file found
+rolled back at a start (a WAL cut, a copy put back) at its budget never opened, the agent
+exiting 1 with OutboxUnavailableError at every start (a site offline for weeks has a full
+outbox by design), and a rollback an ACK proved failed in the ACK handler the same way.
+A chunk sealed again is sealed once its rows are gone, in the pages they freed: it needs no
+room beside them, and no reading is thinned for it.
+Real outbox files of a 1 MiB budget, every free page taken as in `test_outbox_declarations`.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from contextlib import closing
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_recovery import declared_gap
+from edge_agent.shell.outbox_space import SpaceBudget
+from specs.records import GapReason
+from tests.integration.test_outbox_declarations import MIB, _block, _fill, _gaps
+from tests.integration.test_outbox_full_seals import _full_outbox, _room_made
+from tests.integration.test_outbox_seq_mark import _newest, _reopened, _restore, _snapshot
+from tests.support.outbox_site import KEY, SITE, T0
+from tests.support.records import reading_at
+
+pytestmark = pytest.mark.timeout(120)
+
+AT_BUDGET: Final = (SpaceBudget(MIB).max_pages, 0)  # (pages, pages free)
+# Less than a block of one gap record takes in a leaf page of `blocks` (a one-reading block
+# takes 642 bytes there).
+_NO_ROOM: Final = 300
+
+
+def _last_leaf_room(path: Path) -> int:
+    """Bytes unused in the last leaf page of `blocks`, where the next block's row goes."""
+    with closing(sqlite3.connect(path)) as db:
+        row = db.execute(
+            "SELECT unused FROM dbstat WHERE name = 'blocks' AND pagetype = 'leaf'"
+            " ORDER BY path DESC LIMIT 1"
+        ).fetchone()
+    return int(row[0])
+
+
+async def _full_to_its_last_leaf(path: Path) -> None:
+    """A full outbox whose next block, however small, needs a page: none is free.
+
+    One-reading blocks sealed one at a time (room made when needed, as for any seal), every
+    free page then taken, until the last leaf page of `blocks` has no room for a block.
+    """
+    await _full_outbox(path)
+    for index in range(40):
+        if _fill(path, f"filler-{index}") == AT_BUDGET and _last_leaf_room(path) < _NO_ROOM:
+            return
+        async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+            await outbox.seal((reading_at(T0 + 10**5 + index, 1.0),), now=T0, clock_synced=True)
+    pytest.fail("no state with the last leaf page full")
+
+
+def _epochs(path: Path) -> set[str]:
+    with closing(sqlite3.connect(path)) as db:
+        return {str(row[0]) for row in db.execute("SELECT DISTINCT epoch FROM blocks")}
+
+
+def _integrity(path: Path) -> str:
+    with closing(sqlite3.connect(path)) as db:
+        return str(db.execute("PRAGMA integrity_check").fetchone()[0])
+
+
+async def _rolled_back(path: Path, snapshot: Path) -> tuple[str, int]:
+    """The file put back as it was one seal ago (below its mark); its epoch and newest seq."""
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        _snapshot(path, snapshot)
+        copied = _newest(path)
+        await outbox.seal(_block(400), now=T0 + 400, clock_synced=True)  # the mark moves on
+    _restore(path, snapshot)
+    return copied
+
+
+async def test_a_full_outbox_found_rolled_back_opens_in_a_new_epoch(tmp_path: Path) -> None:
+    path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
+    await _full_to_its_last_leaf(path)
+    old_epoch, copied = await _rolled_back(path, snapshot)
+    assert _fill(path, "filler-again") == AT_BUDGET
+    assert _last_leaf_room(path) < _NO_ROOM
+    before = _room_made(path)
+
+    # Before: OutboxUnavailableError ('database or disk is full') at every start, this budget.
+    new_epoch, gaps = await _reopened(path)
+    assert new_epoch != old_epoch
+    restored = [(g.epoch, g.from_seq) for g in gaps if g.reason == GapReason.OUTBOX_RESTORED]
+    assert restored == [(old_epoch, copied + 1)]
+    assert _epochs(path) == {new_epoch}  # every undelivered block sealed again under it
+    assert _room_made(path) > before  # room made as for any seal, each loss declared
+    assert _integrity(path) == "ok"
+
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        assert outbox.epoch == new_epoch  # the next start opens it as it is
+        sealed = await outbox.seal(_block(500), now=T0 + 500, clock_synced=True)
+    assert _newest(path) == (new_epoch, sealed.seq)  # sealing goes on
+    assert _integrity(path) == "ok"
+
+
+async def test_older_blocks_are_sealed_again_on_a_full_outbox_in_the_room_they_leave(
+    tmp_path: Path,
+) -> None:
+    path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
+    await _full_outbox(path)  # its first block of a new epoch fits in the last leaf page
+    old_epoch, _ = await _rolled_back(path, snapshot)
+    assert _fill(path) == AT_BUDGET
+    before = _room_made(path)
+    with closing(sqlite3.connect(path)) as db:
+        held = db.execute("SELECT sum(readings) FROM blocks").fetchone()[0]
+
+    # Before: OutboxUnavailableError, the 85 blocks of the epoch left met a full outbox.
+    new_epoch, _ = await _reopened(path)
+    assert new_epoch != old_epoch
+    assert _epochs(path) == {new_epoch}
+    with closing(sqlite3.connect(path)) as db:
+        assert db.execute("SELECT sum(readings) FROM blocks").fetchone()[0] == held
+    # Sealed before their rows went, they took room beside them: 54 blocks thinned (2,410
+    # readings dropped) for them.
+    assert _room_made(path) == before
+    assert _integrity(path) == "ok"
+
+
+async def test_a_rollback_an_ack_proves_starts_a_new_epoch_on_a_full_outbox(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    await _full_to_its_last_leaf(path)
+    before = _room_made(path)
+
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        old_epoch = outbox.epoch
+        # As the ACK handler does on a proven rollback (`publisher_acks.AckHandler._release`).
+        # Before: sqlite3.OperationalError 'database or disk is full', the epoch not started.
+        gap = declared_gap(GapReason.OUTBOX_RESTORED, old_epoch, 1, T0 + 300)
+        new_epoch = await outbox.start_new_epoch((gap,), now=T0 + 300, clock_synced=True)
+        sealed = await outbox.seal(_block(500), now=T0 + 500, clock_synced=True)
+    assert new_epoch != old_epoch
+    assert (1, None) in _gaps(path, GapReason.OUTBOX_RESTORED)  # the old epoch's declared
+    assert _epochs(path) == {new_epoch}
+    assert _newest(path) == (new_epoch, sealed.seq)  # sealing goes on
+    assert _room_made(path) > before
+    assert _integrity(path) == "ok"
