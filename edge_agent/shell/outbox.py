@@ -147,6 +147,9 @@ class Outbox:
         args = (batches, now, clock_synced, state_row, backfill_keys)
         file = self._file
         async with file.lock:
+            # Before the seal: room another process makes after it may make these blocks give
+            # way before the publisher takes them from memory (`StoredBlock.seen`).
+            version = await read_data_version(file.db)
             blocks, state = await self._room.sealing(
                 # The key as it is at each attempt: a rotation may come while room is made.
                 lambda: file.seal_on_thread(seal_transaction, file.identity, file.key, *args),
@@ -156,8 +159,8 @@ class Outbox:
                 evicting=file.evicting,  # room is made by thinning and dropping blocks
             )
             file.follow(state)
-            for block in blocks:
-                file.handed.keep(block)
+            for block in blocks:  # room made by this seal came before them
+                file.handed.keep(block, seen=(file.room_made, version))
             return blocks
 
     # --- epochs ---------------------------------------------------------------------------

@@ -61,36 +61,39 @@ class Delivery:
         A block changed on disk is mended, or left out and declared lost (`_sendable`).
         """
         file = self._file
-        room = file.room_made
         async with file.lock:
+            seen = await file.moment()
             blocks = await read_undelivered(file.db, file.epoch, after=after, limit=limit)
         return [
-            replace(sent, room_made=room)
+            sent
             for block in blocks
-            if (sent := await self._sendable(block)) is not None
+            if (sent := await self._sendable(replace(block, seen=seen))) is not None
         ]
 
     async def get(self, seq: int) -> StoredBlock | None:
         """The block `seq` of this epoch if it is still undelivered (and as sealed)."""
         file = self._file
-        room = file.room_made
         handed = file.handed.take(seq)
         if handed is not None and handed.epoch == file.epoch:
-            return replace(handed, room_made=room)
+            return handed  # `seen` from before its seal
         async with file.lock:
+            seen = await file.moment()
             block = await read_undelivered_block(file.db, file.epoch, seq)
-        sent = None if block is None else await self._sendable(block)
-        return None if sent is None else replace(sent, room_made=room)
+        return None if block is None else await self._sendable(replace(block, seen=seen))
 
     async def still_held(self, block: StoredBlock) -> StoredBlock | None:
         """`block` as this outbox holds it now, to be published at once; None: it gave way.
 
         Room made since it was read (`undelivered`, `get`) may have thinned or dropped it,
         and committed the gap record that declares its seq one that will never come: sent
-        after that, it reached the collector after its own declaration. So it is read again
-        then (and again while room is made meanwhile); otherwise it is as read, no read.
+        after that, it reached the collector after its own declaration. Room is made by this
+        process's seals and by another's (`edge-agent backfill`), whose commits only the
+        file's `PRAGMA data_version` tells of. So it is read again when either moved since
+        (and again while they move meanwhile); otherwise it is as read. Nothing is awaited
+        after the last look: one commit of another process may still come before the
+        publish, as it may while the block is in flight.
         """
-        while block.room_made != self._file.room_made:
+        while block.seen != await self._file.moment():
             again = await self.get(block.seq)
             if again is None or again.epoch != block.epoch:
                 return None
@@ -115,7 +118,7 @@ class Delivery:
             sealing=self._sealing,
         )
         if sealed is not None:
-            file.handed.keep(sealed)
+            file.handed.keep(sealed, seen=None)  # mended: read again before it is sent
         return mended
 
     async def answer_missing(

@@ -26,7 +26,7 @@ import structlog
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
-from edge_agent.shell.outbox_reads import HandedBlocks
+from edge_agent.shell.outbox_reads import HandedBlocks, read_data_version
 from edge_agent.shell.outbox_seal import append_block, read_chain_state
 from edge_agent.shell.outbox_sidecars import MarkKeeper, SeqMark
 from edge_agent.shell.outbox_transaction import on_thread
@@ -119,6 +119,16 @@ class OutboxFile:
         """Room is about to be made (`RoomMaker.sealing`): undelivered blocks may give way."""
         self.handed.clear()
         self.room_made += 1
+
+    async def moment(self) -> tuple[int, int]:
+        """Where the file stands: how often room was made here, and `PRAGMA data_version`.
+
+        The second moves when another connection commits (`edge-agent backfill` makes room
+        too). The count is taken after the pragma's await, so that nothing this process did
+        in between goes unseen by one who acts on it at once (`Delivery.still_held`).
+        """
+        version = await read_data_version(self.db)
+        return self.room_made, version
 
     def follow(self, state: ChainState) -> None:
         """Take the epoch of a chain state just read or written in the file.

@@ -91,9 +91,10 @@ class StoredBlock:
     # the same block read back compare equal.
     intact: bool = field(default=True, compare=False)
     readings: int | None = field(default=None, compare=False)
-    # `OutboxFile.room_made` as it was before the read: room made since may have let the
-    # block give way (`Delivery.still_held`).
-    room_made: int = field(default=0, compare=False)
+    # `OutboxFile.moment()` before the read (room made here, other connections' commits):
+    # room made since, by this process or another, may have let the block give way
+    # (`Delivery.still_held`). None: not known, so read again before it is sent.
+    seen: tuple[int, int] | None = field(default=None, compare=False)
 
 
 def signed_as_read(
@@ -152,10 +153,13 @@ class HandedBlocks:
         self._blocks: dict[int, StoredBlock] = {}
         self._bytes = 0
 
-    def keep(self, block: SealedBlock) -> None:
-        """Keep a block just sealed; the oldest go once they hold over HANDED_BYTES."""
+    def keep(self, block: SealedBlock, *, seen: tuple[int, int] | None) -> None:
+        """Keep a block just sealed; the oldest go once they hold over HANDED_BYTES.
+
+        `seen`: the file's moment from before its seal (`StoredBlock.seen`).
+        """
         self._blocks[block.seq] = StoredBlock(
-            block.epoch, block.seq, block.payload, block.signature
+            block.epoch, block.seq, block.payload, block.signature, seen=seen
         )
         self._bytes += len(block.payload)
         while self._bytes > HANDED_BYTES:

@@ -6,83 +6,222 @@ full outbox that makes room in between thins or drops the oldest undelivered blo
 gap record it commits declares their seqs as ones that will never come (reliability.md, When
 the outbox is full): the block then went out after that declaration. Here the seal is made
 exactly there, from a hook on the real read, on a real outbox file at its 1 MiB budget, and
-the blocks go through a real Mosquitto to a test link playing the collector.
+the blocks go through a real Mosquitto to a test link playing the collector. The seal is the
+agent's own (its sealer), or that of a real `edge-agent backfill` run beside it: another
+process, whose commits the agent learns of from the file only (`PRAGMA data_version`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import sqlite3
-from contextlib import closing
+import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, closing
 from pathlib import Path
 
 import aiomqtt
 import pytest
+import yaml
+from click.testing import CliRunner
 
+from demo.__main__ import write_configs
+from edge_agent.cli import main
+from edge_agent.config import load_site_config
+from edge_agent.core.plan_compile import identity_of
+from edge_agent.shell.keyfile import load_gateway_key
+from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_reads import StoredBlock
-from specs.records import GapReason
-from tests.integration.test_outbox_declarations import MIB, _block, _gaps
+from edge_agent.shell.publisher import Publisher
+from specs.block import decode_block
+from specs.records import GapRecord
+from tests.integration.test_backfill_live import _write_log
+from tests.integration.test_outbox_declarations import MIB, _block
 from tests.integration.test_publisher import FakeCollectorLink
 from tests.support.broker import Broker
 from tests.support.outbox_site import T0
-from tests.support.publisher_rig import GATEWAY_KEY, SITE, TOPICS, gateway_publisher
+from tests.support.publisher_rig import TOPICS, gateway_publisher
 
 pytestmark = pytest.mark.timeout(120)
 
 WINDOW = 4
+BACKFILL_ROWS = 6_000  # over 1 MiB of blocks: one run makes room down to the oldest block
 
 
-def _declared(path: Path, seq: int) -> bool:
-    """Whether `seq`'s row is gone and a thinned/outbox_full gap record declares it."""
+@pytest.fixture
+def site(tmp_path: Path) -> Path:
+    """The tank farm's site map with its gateway key and a 1 MiB outbox; its site.yaml."""
+    config = write_configs(tmp_path, "tankfarm", "mqtt://127.0.0.1:1", 1, 1)
+    site_map = yaml.safe_load(config.read_text(encoding="utf-8"))
+    site_map["outbox"]["max_bytes"] = MIB
+    config.write_text(yaml.safe_dump(site_map, allow_unicode=True), encoding="utf-8")
+    result = CliRunner().invoke(main, ["keys", "init", "-c", str(config)])
+    assert result.exit_code == 0, result.output
+    return config
+
+
+def _open(site: Path) -> AbstractAsyncContextManager[Outbox]:
+    """The site's outbox, opened as `edge-agent run` opens it (same identity, key, budget)."""
+    config = load_site_config(site)
+    key = load_gateway_key(config.signing.key_file, config.signing.algorithm)
+    return open_outbox(config.outbox.path, identity_of(config), key, max_bytes=MIB)
+
+
+def _declared(path: Path) -> set[int]:
+    """Every seq a gap record committed in the file declares (the file holds one epoch)."""
     with closing(sqlite3.connect(path)) as db:
-        if db.execute("SELECT 1 FROM blocks WHERE seq = ?", (seq,)).fetchone() is not None:
-            return False
-    spans = [*_gaps(path, GapReason.THINNED), *_gaps(path, GapReason.OUTBOX_FULL)]
-    return any(low is not None and high is not None and low <= seq <= high for low, high in spans)
+        payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
+    return {
+        seq
+        for payload in payloads
+        for record in decode_block(payload).records
+        if isinstance(record, GapRecord) and record.from_seq is not None
+        for seq in range(record.from_seq, (record.to_seq or record.from_seq) + 1)
+    }
 
 
-async def test_a_block_that_gave_way_after_it_was_read_is_not_published(
-    tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
+def _held(path: Path) -> list[int]:
+    """The undelivered seqs the file holds, oldest first."""
+    with closing(sqlite3.connect(path)) as db:
+        rows = db.execute("SELECT seq FROM blocks WHERE delivered_at IS NULL ORDER BY seq")
+        return [int(row[0]) for row in rows]
+
+
+def _gave_way(path: Path, seq: int) -> bool:
+    """Whether `seq`'s row is gone and a gap record committed in the file declares it."""
+    return seq not in _held(path) and seq in _declared(path)
+
+
+MakeRoom = Callable[[Path, Outbox, int], Awaitable[None]]
+
+
+async def _by_the_agent(site: Path, outbox: Outbox, seq: int) -> None:
+    """The agent's own seals (its sealer's), until the block `seq` has given way."""
+    path = load_site_config(site).outbox.path
+    index = 1_000
+    while not _gave_way(path, seq):
+        assert index < 1_500, f"block {seq} never gave way"
+        await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        index += 1
+
+
+async def _by_backfill(site: Path, _outbox: Outbox, seq: int) -> None:
+    """`edge-agent backfill` run to its end, until the block `seq` has given way."""
+    path = load_site_config(site).outbox.path
+    for run in range(1, 4):
+        if _gave_way(path, seq):
+            return
+        csv = _write_log(site.parent / f"log{run}.csv", run, BACKFILL_ROWS)
+        process = await asyncio.create_subprocess_exec(
+            *(str(Path(sys.executable).parent / "edge-agent"), "backfill", "-c", str(site)),
+            *("--csv", str(csv), "--json"),
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        said, err = await process.communicate()
+        assert process.returncode == 0, err.decode()
+        assert f'"imported": {BACKFILL_ROWS},' in said.decode(), said.decode()
+    assert _gave_way(path, seq), f"block {seq} never gave way"
+
+
+MAKERS = [pytest.param(_by_the_agent, id="agent"), pytest.param(_by_backfill, id="backfill")]
+
+
+async def _published(
+    outbox: Outbox, broker: Broker, count: int, connected: Callable[[Publisher], Awaitable[None]]
+) -> list[int]:
+    """The seqs the publisher sends until the link has `count` blocks (none answered).
+
+    `connected` is called once its session is up.
+    """
+    publisher = gateway_publisher(outbox, broker.port, ack_timeout=30, max_inflight=WINDOW)
+    async with aiomqtt.Client(
+        "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+    ) as client:
+        await client.subscribe(TOPICS.block, qos=1)
+        link = FakeCollectorLink(client, outbox.epoch)
+        tasks = [asyncio.create_task(link.listen()), asyncio.create_task(publisher.run())]
+        try:
+            await publisher.connected.wait()
+            await connected(publisher)
+            await link.wait_for(count)
+        finally:
+            publisher.stop()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+    return link.received
+
+
+def _check(path: Path, gone: int, received: list[int]) -> None:
+    """No declared seq went out (each was declared before any publish here), and the oldest
+    blocks the file holds went, in order."""
+    declared = _declared(path)
+    assert gone in declared
+    # Before: the block read before it gave way went first, after its declaration.
+    early = sorted(declared & set(received))
+    assert not early, f"{early} published after their declaration: {received}"
+    assert received == _held(path)[: len(received)], (received, _held(path))
+
+
+@pytest.mark.parametrize("make_room", MAKERS)
+async def test_a_backlog_block_that_gave_way_after_it_was_read_is_not_published(
+    site: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch, make_room: MakeRoom
 ) -> None:
-    path = tmp_path / "outbox.db"
-    async with open_outbox(path, SITE, GATEWAY_KEY, max_bytes=MIB) as outbox:
+    async with _open(site) as outbox:
         for index in range(120):  # at the budget: thinned and dropped, nothing ACKed
             await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
 
-    async with open_outbox(path, SITE, GATEWAY_KEY, max_bytes=MIB) as outbox:
+    async with _open(site) as outbox:
         read = outbox.delivery.undelivered
         gave_way: list[int] = []
 
         async def read_then_room_made(*, after: int, limit: int) -> list[StoredBlock]:
-            """The real read; the first time, seals until its first block has given way."""
+            """The real read; the first time, room is made until its first block gave way."""
             chunk = await read(after=after, limit=limit)
             if chunk and not gave_way:
-                first, index = chunk[0].seq, 1_000
-                while not _declared(path, first):
-                    assert index < 1_500, f"block {first} never gave way"
-                    await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
-                    index += 1
-                gave_way.append(first)
+                await make_room(site, outbox, chunk[0].seq)
+                gave_way.append(chunk[0].seq)
             return chunk
 
+        async def nothing(_publisher: Publisher) -> None:
+            pass
+
         monkeypatch.setattr(outbox.delivery, "undelivered", read_then_room_made)
-        publisher = gateway_publisher(outbox, broker.port, ack_timeout=30, max_inflight=WINDOW)
-        async with aiomqtt.Client(
-            "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
-        ) as client:
-            await client.subscribe(TOPICS.block, qos=1)
-            link = FakeCollectorLink(client, outbox.epoch)
-            tasks = [asyncio.create_task(link.listen()), asyncio.create_task(publisher.run())]
-            try:
-                await link.wait_for(WINDOW)  # the backlog lane's window, unanswered
-            finally:
-                publisher.stop()
-                for task in tasks:
-                    task.cancel()
-                await asyncio.gather(*tasks, return_exceptions=True)
+        received = await _published(outbox, broker, WINDOW, nothing)
+        path = load_site_config(site).outbox.path
 
     (seq,) = gave_way
-    # Before: it went first, after the gap record that declared it had been committed.
-    assert seq not in link.received, f"{seq} was published after it gave way: {link.received}"
-    assert link.received == sorted(link.received), link.received  # the rest, in order
+    # Before: the agent's seals [41, 49, 50, 51] (fixed by 738f323); backfill's, [41, 57, ...].
+    _check(path, seq, received)
+
+
+@pytest.mark.parametrize("make_room", MAKERS)
+async def test_a_live_block_that_gave_way_after_it_was_taken_is_not_published(
+    site: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch, make_room: MakeRoom
+) -> None:
+    async with _open(site) as outbox:
+        take = outbox.delivery.get
+        gave_way: list[int] = []
+
+        async def taken_then_room_made(seq: int) -> StoredBlock | None:
+            """The real `get` (from memory); the first time, room is made until it gave way."""
+            block = await take(seq)
+            if block is not None and not gave_way:
+                await make_room(site, outbox, seq)
+                gave_way.append(seq)
+            return block
+
+        async def seal_live(publisher: Publisher) -> None:
+            """The sealer's block, and its notice: the publisher takes it in the live lane."""
+            block = await outbox.seal(_block(0), now=T0, clock_synced=True)
+            publisher.notify_sealed(block.seq)
+
+        monkeypatch.setattr(outbox.delivery, "get", taken_then_room_made)
+        received = await _published(outbox, broker, 2, seal_live)  # backfill holds 3
+        path = load_site_config(site).outbox.path
+
+    (seq,) = gave_way
+    # Before: it went first (backfill), after the gap record that declared it.
+    _check(path, seq, received)
