@@ -138,8 +138,9 @@ function apply(kind, item) {
     gateway.last_seen = item.at;
   } else if (kind === "alarm") {
     if (isOpen(item) && isAhead(item)) {
+      // Flagged at arrival, so not active yet: the minute's re-read shows it once it is. Not
+      // re-read now: a gateway far ahead raising every second would re-read without pause.
       state.alarms.delete(alarmKey(item));
-      reload(); // the collector says whether it is active yet
     } else if (isOpen(item)) state.alarms.set(alarmKey(item), item);
     else state.alarms.delete(alarmKey(item));
   } else if (kind === "gap") {
