@@ -192,7 +192,7 @@ class RtuBus:
         await self._wait_for_late_reply(unit)
         async with self._lock:
             port = self._live_port()
-            await self._wait_for_quiet(reply_timeout)
+            await self._wait_for_quiet(port, reply_timeout)
             reply = await self._transact(port, unit, request, frame, reply_timeout)
         if reply.exception_code is not None:
             self._errors += 1
@@ -270,10 +270,15 @@ class RtuBus:
         if until is not None:
             await asyncio.sleep(max(0.0, until - asyncio.get_running_loop().time()))
 
-    async def _wait_for_quiet(self, limit: float) -> None:
+    async def _wait_for_quiet(self, port: SerialPort, limit: float) -> None:
         """Wait until the line has been quiet for the silent interval, at most `limit` s."""
         loop = asyncio.get_running_loop()
         give_up = loop.time() + limit
+        # What came before the request is no answer to it: a late reply that the loop of a
+        # busy machine has not read yet is taken in now, while no transaction waits (stray
+        # bytes), else the same unit's reply of the same size would be taken for the answer.
+        # Taking it in also marks the line busy, so the wait below starts from it.
+        port.take_arrived()
         while (quiet_at := self._last_activity + self.silence) > (now := loop.time()):
             if now >= give_up:
                 self._errors += 1
@@ -281,6 +286,7 @@ class RtuBus:
                     f"{self.settings.port}: line never quiet for {self.silence * 1e3:.2f} ms"
                 )
             await asyncio.sleep(min(quiet_at, give_up) - now)
+            port.take_arrived()  # what came while this waited, unread by the loop yet
 
     def _live_port(self) -> SerialPort:
         """Return the open port, or raise why there is none."""

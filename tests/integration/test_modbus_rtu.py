@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import select
 import sys
 import threading
 import time
@@ -396,6 +397,16 @@ class HeldReplySim(RtuBusSim):
         """Send the held reply of `unit` now."""
         self._send(self._held.pop(unit).result())
 
+    def release_unread(self, unit: int) -> None:
+        """Send the held reply of `unit` and block until it is on the tty, unread.
+
+        The loop does not run meanwhile: the reply waits in the tty's receive buffer, as on a
+        busy machine whose loop has not got round to it.
+        """
+        self.release(unit)
+        on_tty = select.select([self._endpoint()._slave], [], [], ANSWERING)[0]
+        assert on_tty, "the reply never reached the tty"
+
     def _send_later(self, reply: bytes, think: float) -> None:
         unit = reply[0]
         self.asked.append((unit, asyncio.get_running_loop().time()))
@@ -436,22 +447,36 @@ async def test_late_reply_is_not_taken_for_another_units_answer(held_sim: HeldRe
         assert values(await reading) == {"r": 7}
 
 
+LATE_TIMEOUT = 0.1  # of the read whose reply comes late
+
+
+@contextlib.asynccontextmanager
+async def five_timed_out(
+    sim: HeldReplySim,
+) -> AsyncIterator[tuple[RtuBus, ModbusRtuDriver, float]]:
+    """Unit 1's read of 5 has timed out, its reply held.
+
+    Yields the bus, a reader of 7 from unit 1 and the loop time before 5 was asked for.
+    """
+    bus = RtuBus(settings(sim.path))
+    five = ramp_reader("five", bus, 1, 5, timeout=LATE_TIMEOUT)
+    seven = ramp_reader("seven", bus, 1, 7, timeout=ANSWERING)
+    sim.hold(1)
+    async with attached(five, seven):
+        asked = asyncio.get_running_loop().time()
+        with pytest.raises(DriverTimeoutError):
+            await five.read()
+        yield bus, seven, asked
+
+
 async def test_late_reply_is_not_taken_for_the_same_units_next_answer(
     held_sim: HeldReplySim,
 ) -> None:
     # Nothing but timing tells these replies apart. After a unit timed out, the bus asks it
     # again only once one more timeout has passed, and lets a reply that late pass first.
     sim = held_sim
-    timeout = 0.1
-    bus = RtuBus(settings(sim.path))
-    five = ramp_reader("five", bus, 1, 5, timeout=timeout)
-    seven = ramp_reader("seven", bus, 1, 7, timeout=ANSWERING)
-    loop = asyncio.get_running_loop()
-    sim.hold(1)
-    async with attached(five, seven):
-        asked = loop.time()
-        with pytest.raises(DriverTimeoutError):
-            await five.read()
+    timeout = LATE_TIMEOUT
+    async with five_timed_out(sim) as (bus, seven, asked):
         # The late reply goes on the wire in the step that judged the deadline; the read of
         # 7 is asked for in that step too, so no stall of the loop can come in between.
         sim.release(1)
@@ -464,6 +489,21 @@ async def test_late_reply_is_not_taken_for_the_same_units_next_answer(
     (first, again) = [t for unit, t in sim.asked if unit == 1]
     assert first >= asked
     assert again >= asked + 2 * timeout - 0.001, (again - asked, 2 * timeout)
+
+
+async def test_a_late_reply_the_loop_has_not_read_is_not_the_next_answer(
+    held_sim: HeldReplySim,
+) -> None:
+    # Unit 1 answers the read of 5 after the master's wait for a late reply is over too; on a
+    # busy machine the loop has not read it when the read of 7 from unit 1 begins. Same unit,
+    # function and byte count: only that it came before the request tells it apart, so taken
+    # in after the request it was the answer (5 reported as 7's value, GOOD).
+    sim = held_sim
+    async with five_timed_out(sim) as (bus, seven, _):
+        await asyncio.sleep(2 * LATE_TIMEOUT)  # past the wait for a late reply of unit 1
+        sim.release_unread(1)  # the loop does not run until the read of 7 has begun
+        assert values(await seven.read()) == {"r": 7}
+    assert bus.stats().stray_bytes == 7  # the late reply, dropped
 
 
 async def test_a_reply_in_time_counts_though_the_master_looked_after_its_deadline() -> None:
