@@ -27,8 +27,9 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_recovery import foreign_database, outbox_unavailable, recovery_gaps
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
-from edge_agent.shell.stop_signals import stop_signals_held
+from edge_agent.shell.stop_signals import STOP_SIGNALS
 from hostkit.ownership import root_among_others_files
+from hostkit.signal_mask import signals_blocked
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -163,7 +164,7 @@ async def open_outbox(
     # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
     # Its worker thread is born blocking the stop signals (edge_agent.shell.stop_signals): one
     # that came meanwhile waits the few milliseconds of the connect.
-    with _opening(path), stop_signals_held():
+    with _opening(path), signals_blocked(STOP_SIGNALS):
         db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
     try:
         with _opening(path):

@@ -23,12 +23,10 @@ from __future__ import annotations
 
 import signal
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
 from types import FrameType
 from typing import Final
 
-from hostkit.signal_mask import block_signals, signals_blocked
+from hostkit.signal_mask import block_signals
 
 STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 """What stops the agent (SIGHUP: a run by hand whose terminal goes away)."""
@@ -37,16 +35,6 @@ STOP_SIGNALS: Final = (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)
 def hold_stop_signals() -> None:
     """Block the stop signals in this thread (and the threads and exec'd image it makes)."""
     block_signals(STOP_SIGNALS)
-
-
-@contextmanager
-def stop_signals_held() -> Iterator[None]:
-    """Blocked in this thread within the block, then as they were before it.
-
-    A thread started meanwhile is born blocking them: a new thread takes its creator's mask.
-    """
-    with signals_blocked(STOP_SIGNALS):
-        yield
 
 
 def release_stop_signals() -> None:
