@@ -16,6 +16,7 @@ import aiomqtt
 import pytest
 import zstandard
 
+from collector.audit.chain import minute_of
 from collector.model import Reason
 from specs.block import block_hash, decode_block
 from specs.encoding import ENC_PROPERTY, MAX_DECODED_BYTES, Encoding, encode_payload
@@ -121,12 +122,16 @@ async def test_bomb_unknown_enc_and_corrupt_frames_are_audited_and_not_stored(
     for payload, enc, _ in cases:
         await env.link.publish(payload, [*signed, (ENC_PROPERTY, enc)])
     # Rejections aggregate per (gateway, reason, minute), the first one's detail kept; each
-    # case's own detail is pinned by tests/unit/test_wire_encoding.py.
-    (row,) = await wait_until(
+    # case's own detail is pinned by tests/unit/test_wire_encoding.py. On a loaded machine the
+    # five may straddle a minute's edge: then two rows, the earlier naming the bomb.
+    rows = await wait_until(
         lambda: env.storage.audit(reason=Reason.MALFORMED),
         lambda rows: sum(r.count for r in rows) >= len(cases),
     )
-    assert (row.gateway, row.count) == (env.gateway.gateway, len(cases))
+    assert {r.gateway for r in rows} == {env.gateway.gateway}
+    assert sum(r.count for r in rows) == len(cases)
+    assert len({minute_of(r.at) for r in rows}) == len(rows) <= 2
+    row = min(rows, key=lambda r: r.at)
     assert (
         row.detail == f"enc: zstd frame would decode to {MAX_DECODED_BYTES + 1} bytes, over"
         f" {MAX_DECODED_BYTES}"
