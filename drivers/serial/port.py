@@ -29,7 +29,11 @@ if TYPE_CHECKING:
 
 __all__ = ["SerialPort"]
 
-_READ_CHUNK = 4096
+_READ_CHUNK = 4096  # a tty's line discipline (n_tty) hands over at most 4 KiB per read
+# What `take_arrived` reads at most in one call: more than a tty can hold (the 4 KiB of the
+# line discipline and the 64 KiB of its flip buffers), so a backlog is taken whole, yet a
+# line that never falls silent (a pty fed faster than it is read) cannot hold the caller.
+_TAKE_LIMIT = 128 * 1024
 
 
 class SerialPort:
@@ -50,6 +54,10 @@ class SerialPort:
         self.settings = settings
         self._handle: serial.Serial | None = handle
         self._fd = handle.fileno()
+        # poll, not select: select fails for a descriptor >= 1024 ("filedescriptor out of
+        # range"), and a gateway with hundreds of sockets and files open gets such ports.
+        self._poll = select.poll()
+        self._poll.register(self._fd, select.POLLIN)
         self._on_data = on_data
         self._on_lost = on_lost
         self._loop = asyncio.get_running_loop()
@@ -104,15 +112,21 @@ class SerialPort:
                 await self._writable(stall_timeout)
 
     def take_arrived(self) -> None:
-        """Hand on to `on_data` what has arrived but the loop has not yet read, now.
+        """Hand on to `on_data` all that has arrived but the loop has not yet read, now.
 
         A reader judging a deadline calls this first: what is already in the receive buffer
-        came in time, however late the loop itself got round to it.
+        came in time, however late the loop itself got round to it. A driver about to send
+        a request calls it to drop what came before: all of it, not one read's worth, else
+        the rest of a backlog would come after the request, taken for its answer.
         """
-        # Only when readable: a tty in raw mode with VMIN 0 reads nothing as b"" (then
+        taken = 0
+        # Only while readable: a tty in raw mode with VMIN 0 reads nothing as b"" (then
         # `_readable` polls again to tell that from a hangup).
-        if self._handle is not None and select.select([self._fd], [], [], 0)[0]:
-            self._readable()
+        while taken < _TAKE_LIMIT and self._handle is not None and self._arrived():
+            read = self._readable()
+            if not read:
+                return
+            taken += read
 
     def close(self) -> None:
         """Stop watching and close the port; safe to call twice."""
@@ -157,8 +171,17 @@ class SerialPort:
             if self._handle is not None:
                 self._loop.remove_writer(self._fd)
 
-    def _readable(self) -> None:
-        """Read what has arrived and hand it on (the loop's reader callback)."""
+    def _arrived(self) -> bool:
+        """Whether a read would not block: bytes are waiting, or the tty hung up."""
+        # Authoritative for a backlog: a tty's poll that finds its line discipline empty
+        # first waits for bytes still in the flip buffers to be passed on (n_tty_poll).
+        return bool(self._poll.poll(0))
+
+    def _readable(self) -> int:
+        """Read what has arrived and hand it on (the loop's reader callback).
+
+        Returns how many bytes it handed on.
+        """
         chunk = self._read()
         if chunk == b"":
             # A tty reads as end-of-file after a hangup, and stays readable for ever. In raw
@@ -166,14 +189,16 @@ class SerialPort:
             # queued this call, a driver judging its deadline may have taken what the loop
             # saw (`take_arrived`). Only a tty that still polls readable and again reads
             # nothing is hung up.
-            if not select.select([self._fd], [], [], 0)[0]:
-                return
+            if not self._arrived():
+                return 0
             chunk = self._read()  # bytes that came meanwhile, or the hangup's b"" again
             if chunk == b"":
                 self._fail(DriverConnectionError(f"{self.settings.port}: hung up"))
-                return
-        if chunk:
-            self._on_data(chunk, self._loop.time())
+                return 0
+        if not chunk:
+            return 0
+        self._on_data(chunk, self._loop.time())
+        return len(chunk)
 
     def _read(self) -> bytes | None:
         """Read what is there without blocking.

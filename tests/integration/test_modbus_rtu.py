@@ -40,6 +40,7 @@ from simulators.rtu_slaves import (
     pattern_slave,
 )
 from tests.support.answering import ANSWERING
+from tests.support.high_fds import SELECT_LIMIT, descriptors_on, low_fds_taken
 from tests.support.ordered_bus import OrderedBus
 
 if TYPE_CHECKING:
@@ -397,13 +398,13 @@ class HeldReplySim(RtuBusSim):
         """Send the held reply of `unit` now."""
         self._send(self._held.pop(unit).result())
 
-    def release_unread(self, unit: int) -> None:
-        """Send the held reply of `unit` and block until it is on the tty, unread.
+    def release_unread(self, unit: int, copies: int = 1) -> None:
+        """Send the held reply of `unit` (`copies` times) and block until it is on the tty, unread.
 
         The loop does not run meanwhile: the reply waits in the tty's receive buffer, as on a
         busy machine whose loop has not got round to it.
         """
-        self.release(unit)
+        self._send(self._held.pop(unit).result() * copies)
         on_tty = select.select([self._endpoint()._slave], [], [], ANSWERING)[0]
         assert on_tty, "the reply never reached the tty"
 
@@ -504,6 +505,34 @@ async def test_a_late_reply_the_loop_has_not_read_is_not_the_next_answer(
         sim.release_unread(1)  # the loop does not run until the read of 7 has begun
         assert values(await seven.read()) == {"r": 7}
     assert bus.stats().stray_bytes == 7  # the late reply, dropped
+
+
+async def test_a_late_backlog_larger_than_one_read_is_not_the_next_answer(
+    held_sim: HeldReplySim,
+) -> None:
+    # As above with more than a tty hands over in one read (4 KiB): all of it came before the
+    # request, none of it is the answer.
+    sim = held_sim
+    copies = 1200  # 8400 bytes
+    async with five_timed_out(sim) as (bus, seven, _):
+        await asyncio.sleep(2 * LATE_TIMEOUT)  # past the wait for a late reply of unit 1
+        sim.release_unread(1, copies)
+        assert values(await seven.read()) == {"r": 7}
+    assert bus.stats().stray_bytes == 7 * copies  # the backlog, dropped
+
+
+async def test_a_bus_on_a_descriptor_above_1023_reads(sim: RtuBusSim) -> None:
+    # An agent with hundreds of sockets and files open gets descriptors >= 1024 for the
+    # ports it opens; select refuses those, and every read failed with ValueError.
+    bus = RtuBus(settings(sim.path))
+    driver = ModbusRtuDriver("pattern-1", bus, 1, pattern_points(), timeout=ANSWERING)
+    ours = descriptors_on(sim.pty_path)  # the simulator's own end of the pty
+    with low_fds_taken():
+        async with attached(driver):
+            assert min(descriptors_on(sim.pty_path) - ours) >= SELECT_LIMIT
+            first = await driver.read()
+            second = await driver.read()
+    assert values(first) == values(second) == expected_pattern(1)
 
 
 async def test_a_reply_in_time_counts_though_the_master_looked_after_its_deadline() -> None:

@@ -23,6 +23,7 @@ from drivers.serial.settings import SerialSettings
 from simulators.gas_analyzer import AnalyzerFault, GasAnalyzerSim
 from tests.support.answering import ANSWERING
 from tests.support.connected import connected
+from tests.support.high_fds import SELECT_LIMIT, descriptors_on, low_fds_taken
 from tests.support.sim_cli import simulator
 
 if TYPE_CHECKING:
@@ -199,7 +200,34 @@ async def test_a_line_that_came_before_the_request_is_not_its_answer() -> None:
         assert select.select([instrument.slave], [], [], 5)[0], "it never reached the tty"
         instrument.responder.start()  # ... still unread by the loop when the next read begins
         assert values(await instrument.driver.read()) == ANSWERED
-        assert instrument.answered.is_set()
+        assert instrument.answered.wait(5)  # set just after the answer went out
+
+
+async def test_a_backlog_larger_than_one_read_is_not_the_answer() -> None:
+    # A tty hands over at most 4 KiB per read: dropping what came before the request took
+    # one read's worth, the rest of a larger backlog was read after the request was sent and
+    # its first whole line was taken for the answer (old values reported as new).
+    stale = b"H2S=9.9 CO=9.9 O2=9.9 %VOL\r\n" * 300  # 8400 bytes, all before the request
+    async with thread_instrument(ANSWERING) as instrument:
+        os.write(instrument.master, stale)
+        assert select.select([instrument.slave], [], [], 5)[0], "it never reached the tty"
+        instrument.responder.start()  # ... still unread by the loop when the next read begins
+        assert values(await instrument.driver.read()) == ANSWERED
+        assert instrument.answered.wait(5)  # set just after the answer went out
+
+
+async def test_reads_on_a_port_whose_descriptor_is_above_1023() -> None:
+    # An agent with hundreds of sockets and files open gets descriptors >= 1024 for the
+    # ports it opens; select refuses those, and every read failed with ValueError.
+    async with GasAnalyzerSim(seed=3) as sim:
+        sim.frozen = True
+        ours = descriptors_on(sim.pty_path)  # the simulator's own end of the pty
+        with low_fds_taken():
+            async with connected(driver_for(sim)) as driver:
+                assert min(descriptors_on(sim.pty_path) - ours) >= SELECT_LIMIT
+                first = await driver.read()
+                second = await driver.read()
+    assert values(first) == values(second) == expected(sim)
 
 
 async def test_bad_checksum_is_bad_and_the_next_good_line_reads() -> None:

@@ -9,9 +9,12 @@ import select
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 
+import pytest
+
 from drivers.base import DriverConnectionError
 from drivers.serial.port import SerialPort
 from drivers.serial.settings import SerialSettings
+from tests.support.high_fds import SELECT_LIMIT, descriptors_on, low_fds_taken
 
 
 @dataclass
@@ -30,14 +33,16 @@ class PtyPort:
 
 
 @contextlib.contextmanager
-def pty_port() -> Iterator[tuple[SerialPort, PtyPort]]:
+def pty_port(fd_floor: int = 0) -> Iterator[tuple[SerialPort, PtyPort]]:
+    """A port on a pty whose descriptor is `fd_floor` or above (the test's side is not)."""
     master, slave = os.openpty()
     pty = PtyPort(master, slave)
-    port = SerialPort.open(
-        SerialSettings(os.ttyname(slave), 9600),
-        lambda chunk, _t: pty.got.append(chunk),
-        pty.lost.append,
-    )
+    path = os.ttyname(slave)
+    with low_fds_taken(fd_floor):
+        port = SerialPort.open(
+            SerialSettings(path, 9600), lambda chunk, _t: pty.got.append(chunk), pty.lost.append
+        )
+    assert min(descriptors_on(path) - {slave}) >= fd_floor
     try:
         yield port, pty
     finally:
@@ -46,8 +51,14 @@ def pty_port() -> Iterator[tuple[SerialPort, PtyPort]]:
         os.close(slave)
 
 
-async def test_take_arrived_hands_on_what_the_loop_has_not_read_yet() -> None:
-    with pty_port() as (port, pty):
+# A port on a descriptor >= 1024 (an agent with hundreds of sockets and files open): select
+# refuses it ("filedescriptor out of range in select()"), so every read of the line failed.
+FD_FLOORS = pytest.mark.parametrize("fd_floor", [0, SELECT_LIMIT], ids=["low_fd", "high_fd"])
+
+
+@FD_FLOORS
+async def test_take_arrived_hands_on_what_the_loop_has_not_read_yet(fd_floor: int) -> None:
+    with pty_port(fd_floor) as (port, pty):
         port.take_arrived()  # nothing has arrived: nothing handed on, and no hangup either
         assert (pty.got, pty.lost, port.is_open) == ([], [], True)
         pty.send(b"\x01\x03")
@@ -55,16 +66,22 @@ async def test_take_arrived_hands_on_what_the_loop_has_not_read_yet() -> None:
         assert (pty.got, pty.lost) == ([b"\x01\x03"], [])
 
 
-async def test_bytes_a_deadline_took_first_are_no_hangup_when_the_loop_reads_after() -> None:
+@FD_FLOORS
+async def test_bytes_a_deadline_took_first_are_no_hangup_when_the_loop_reads_after(
+    fd_floor: int,
+) -> None:
     # A busy machine: the loop finds the port readable and queues its reader, but in the same
     # pass, before the reader runs, a driver judging its deadline takes those bytes
     # (take_arrived). The reader then reads nothing, as a tty in raw mode with VMIN 0 does when
     # it is empty; that is no hangup, and the port must stay open for the next read.
-    with pty_port() as (port, pty):
+    loop = asyncio.get_running_loop()
+    failed: list[str] = []  # what the loop's callbacks raised (the loop only logs it)
+    loop.set_exception_handler(lambda _loop, context: failed.append(str(context)))
+    with pty_port(fd_floor) as (port, pty):
         pty.send(b"\x01\x03")
         # Queued now, so it runs first in the loop's next pass; the reader that pass's poll
         # queues runs after it.
-        asyncio.get_running_loop().call_soon(port.take_arrived)
+        loop.call_soon(port.take_arrived)
         for _ in range(3):
             await asyncio.sleep(0)
         assert (pty.got, pty.lost, port.is_open) == ([b"\x01\x03"], [], True)
@@ -72,3 +89,15 @@ async def test_bytes_a_deadline_took_first_are_no_hangup_when_the_loop_reads_aft
         for _ in range(3):
             await asyncio.sleep(0)
         assert pty.got == [b"\x01\x03", b"\x05"]
+    assert failed == []
+
+
+async def test_take_arrived_takes_a_backlog_larger_than_one_read() -> None:
+    # A tty hands over at most 4 KiB per read. A driver drops what came before its request
+    # with take_arrived; a backlog left half read came after the request, as its answer.
+    backlog = bytes(range(256)) * 40  # 10240 bytes: more than two reads, less than a pty holds
+    with pty_port() as (port, pty):
+        pty.send(backlog)
+        port.take_arrived()  # the loop has not run since
+        assert (len(b"".join(pty.got)), pty.lost) == (len(backlog), [])
+        assert b"".join(pty.got) == backlog
