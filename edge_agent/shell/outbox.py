@@ -179,7 +179,14 @@ class Outbox:
             file.handed.clear()
             epoch = secrets.token_hex(8)
             if self._journal is not None:
-                self._journal.record(epoch)
+                # What its first block declares, kept until it commits: room made for it below
+                # is sealed at the head of the epoch left, maybe at the very seqs declared.
+                owed = [
+                    (g.epoch, g.from_seq)
+                    for g in gaps
+                    if g.epoch is not None and g.from_seq is not None
+                ]
+                self._journal.record(epoch, owed)
             # Its first block is sealed at the head as every block is: a full outbox (a site
             # offline for weeks) makes room for it first. Room made before it commits is sealed
             # in the epoch left (replacements at its head), then sealed again under this one.

@@ -277,15 +277,20 @@ def recovery_gaps(
     noted = mark.read()
     if noted is not None and noted.epoch == found.epoch and noted.seq > found.last_seq:
         # Healthy but older: a WAL cut (or a copy put back) lost seals after this one. The
-        # epoch's later seqs can no longer be vouched for, sent or not.
+        # epoch's later seqs can no longer be vouched for, sent or not. A start that found it
+        # so and was cut short before its new epoch's first block committed may have sealed
+        # room made for that block at the lost seqs: the journal kept the first one.
+        owed = journal.owed_from(found.epoch)
+        first = found.last_seq + 1 if owed is None else min(owed, found.last_seq + 1)
         log.error(
             "outbox_rolled_back",
             path=str(path),
             epoch=found.epoch,
             last_seq=found.last_seq,
             sealed_through=noted.seq,
+            lost_from=first,
         )
-        return [declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, found.last_seq + 1, now)], True
+        return [declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, first, now)], True
     if known is not None and known != found.epoch:
         # Not the file last used here: an older copy, or another site's. Its seqs and those
         # of the journal's epoch can no longer be vouched for.

@@ -2,9 +2,10 @@
 
 The epoch journal (`<path>.epochs`, a small JSON file rewritten atomically whenever an epoch
 starts) names the epochs this path has used, so a missing or emptied file is told from a first
-start. The seq mark (`<path>.seq`, one small record overwritten in place after every seal)
-remembers the highest seq sealed and the readings a stop on a full disk let go unsealed, so a
-file that comes back older (a WAL cut mid-frame) is told from a healthy one. It is the file's
+start, and from which seq the latest one's first block declares older epochs lost. The seq
+mark (`<path>.seq`, one small record overwritten in place after every seal) remembers the
+highest seq sealed and the readings a stop on a full disk let go unsealed, so a file that
+comes back older (a WAL cut mid-frame) is told from a healthy one. It is the file's
 newest seq, read after the seal (`OutboxFile`: blocks sealed while making room, and another
 process's, count too), and it never goes back within an epoch: two processes on one file
 (the agent, `edge-agent backfill`) write it under `flock`, the higher seq kept. The mark is
@@ -45,31 +46,56 @@ class EpochJournal:
         """The journal of an outbox file."""
         return cls(outbox.with_name(outbox.name + ".epochs"))
 
-    def epochs(self) -> tuple[str, ...]:
-        """Epochs recorded so far (empty when the journal is missing or unreadable)."""
+    def _body(self) -> dict[str, object]:
         try:
             body = json.loads(self._path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return ()
+            return {}
         except (OSError, ValueError) as exc:
             log.warning("epoch_journal_unreadable", path=str(self._path), error=str(exc))
-            return ()
-        found = body.get("epochs") if isinstance(body, dict) else None
+            return {}
+        return body if isinstance(body, dict) else {}
+
+    def epochs(self) -> tuple[str, ...]:
+        """Epochs recorded so far (empty when the journal is missing or unreadable)."""
+        found = self._body().get("epochs")
         if not isinstance(found, list):
             return ()
         return tuple(e for e in found if isinstance(e, str))
+
+    def owed_from(self, epoch: str) -> int | None:
+        """The first seq of `epoch` the latest epoch's first block declares lost (None: none).
+
+        Kept until the next epoch starts: a start cut short before that block committed
+        (killed, or a seal that failed) may have sealed room made for it in `epoch` at the very
+        seqs it declares, so the next start cannot read them from the file.
+        """
+        owed = self._body().get("owed")
+        seqs: list[int] = []
+        for entry in owed if isinstance(owed, list) else []:
+            match entry:
+                case [str(named), int(seq)] if named == epoch:
+                    seqs.append(seq)
+        return min(seqs, default=None)
 
     def latest(self) -> str | None:
         """The epoch most recently started here."""
         epochs = self.epochs()
         return epochs[-1] if epochs else None
 
-    def record(self, epoch: str) -> None:
-        """Note `epoch` as the current one: written to a temporary file, synced, renamed."""
+    def record(self, epoch: str, owed: Sequence[tuple[str, int]] = ()) -> None:
+        """Note `epoch` as the current one: written to a temporary file, synced, renamed.
+
+        `owed`: (epoch, first seq) of each older epoch its first block declares lost
+        (`owed_from`).
+        """
         epochs: Sequence[str] = self.epochs()
         if epochs and epochs[-1] == epoch:
             return
-        body = {"epochs": [*[e for e in epochs if e != epoch], epoch][-_JOURNAL_KEEP:]}
+        body = {
+            "epochs": [*[e for e in epochs if e != epoch], epoch][-_JOURNAL_KEEP:],
+            "owed": [list(entry) for entry in owed],
+        }
         try:
             replace_file(self._path, json.dumps(body).encode("utf-8"))
         except OSError as exc:

@@ -45,15 +45,20 @@ def _block(index: int) -> tuple[Record, ...]:
     )
 
 
-def _gaps(path: Path, reason: GapReason) -> list[tuple[int | None, int | None]]:
+def _gap_records(path: Path) -> list[GapRecord]:
+    """Every gap record the blocks committed in the file carry."""
     with closing(sqlite3.connect(path)) as db:
         payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
     return [
-        (record.from_seq, record.to_seq)
+        record
         for payload in payloads
         for record in decode_block(payload).records
-        if isinstance(record, GapRecord) and record.reason == reason
+        if isinstance(record, GapRecord)
     ]
+
+
+def _gaps(path: Path, reason: GapReason) -> list[tuple[int | None, int | None]]:
+    return [(g.from_seq, g.to_seq) for g in _gap_records(path) if g.reason == reason]
 
 
 async def _sealing_while(outbox: Outbox, answer: asyncio.Task[tuple[int, ...]]) -> int:

@@ -7,13 +7,18 @@ rolled back at a start (a WAL cut, a copy put back) at its budget never opened, 
 exiting 1 with OutboxUnavailableError at every start (a site offline for weeks has a full
 outbox by design), and a rollback an ACK proved failed in the ACK handler the same way.
 A chunk sealed again is sealed once its rows are gone, in the pages they freed: it needs no
-room beside them, and no reading is thinned for it.
+room beside them, and no reading is thinned for it. Room made for a new epoch's first block is
+sealed in the epoch left, at the seqs a file found rolled back lost: a start cut short before
+that block commits must leave none of them undeclared (the journal keeps the first).
 Real outbox files of a 1 MiB budget, every free page taken as in `test_outbox_declarations`.
 """
 
 from __future__ import annotations
 
+import signal
 import sqlite3
+import subprocess
+import sys
 from contextlib import closing
 from pathlib import Path
 from typing import Final
@@ -24,11 +29,18 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import declared_gap
 from edge_agent.shell.outbox_space import SpaceBudget
 from specs.records import GapReason
-from tests.integration.test_outbox_declarations import MIB, _block, _fill, _gaps
+from tests.integration.test_outbox_declarations import MIB, _block, _fill, _gap_records, _gaps
 from tests.integration.test_outbox_full_seals import _full_outbox, _room_made
-from tests.integration.test_outbox_seq_mark import _newest, _reopened, _restore, _snapshot
+from tests.integration.test_outbox_seq_mark import (
+    _marked,
+    _newest,
+    _reopened,
+    _restore,
+    _snapshot,
+)
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
+from tests.support.sigkill_writer import ROOT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -149,4 +161,88 @@ async def test_a_rollback_an_ack_proves_starts_a_new_epoch_on_a_full_outbox(
     assert _epochs(path) == {new_epoch}
     assert _newest(path) == (new_epoch, sealed.seq)  # sealing goes on
     assert _room_made(path) > before
+    assert _integrity(path) == "ok"
+
+
+# A start found the file rolled back and began a new epoch; making room for that epoch's first
+# block committed replacements in the epoch being left, then the start ended before that first
+# block, the one declaring the rollback, committed: at its next try the process was killed
+# (SIGKILL, no cleanup), or SQLite failed (an I/O error: OutboxUnavailableError, exit 1).
+_CUT_SHORT_START = """
+import asyncio, os, signal, sqlite3, sys
+from pathlib import Path
+import edge_agent.shell.outbox as sealing_side
+from edge_agent.shell.outbox_open import open_outbox
+from tests.integration.test_outbox_declarations import MIB
+from tests.support.outbox_site import KEY, SITE
+
+first_block = sealing_side.begin_epoch
+tries = []
+
+async def begin_epoch(*args, **kwargs):
+    tries.append(1)
+    if len(tries) > 1:  # room was made for it, committed in the epoch being left
+        if sys.argv[2] == "killed":
+            os.kill(os.getpid(), signal.SIGKILL)
+        raise sqlite3.OperationalError("disk I/O error")
+    return await first_block(*args, **kwargs)
+
+sealing_side.begin_epoch = begin_epoch
+
+async def main() -> None:
+    async with open_outbox(Path(sys.argv[1]), SITE, KEY, max_bytes=MIB):
+        pass
+
+asyncio.run(main())
+"""
+
+
+def _declared(path: Path, epoch: str) -> list[tuple[int, int | None]]:
+    """The seq ranges of `epoch` the gap records committed in the file declare."""
+    return [
+        (g.from_seq, g.to_seq)
+        for g in _gap_records(path)
+        if g.epoch == epoch and g.from_seq is not None
+    ]
+
+
+def _undeclared(seqs: range, declared: list[tuple[int, int | None]]) -> list[int]:
+    return [
+        seq
+        for seq in seqs
+        if not any(low <= seq and (high is None or seq <= high) for low, high in declared)
+    ]
+
+
+@pytest.mark.parametrize(("how", "exit_code"), [("killed", -signal.SIGKILL), ("failed", 1)])
+async def test_a_new_epoch_cut_short_after_making_room_leaves_no_seq_of_the_old_undeclared(
+    tmp_path: Path, how: str, exit_code: int
+) -> None:
+    path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
+    await _full_to_its_last_leaf(path)
+    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
+        _snapshot(path, snapshot)
+        old_epoch, copied = _newest(path)
+        for index in range(12):  # sealed (and maybe sent) after the copy: lost with it
+            await outbox.seal(_block(400 + index), now=T0 + 400, clock_synced=True)
+    _, marked = _marked(path)
+    _restore(path, snapshot)
+    assert _fill(path, "filler-again") == AT_BUDGET
+    assert _last_leaf_room(path) < _NO_ROOM
+
+    start = subprocess.run(
+        [sys.executable, "-c", _CUT_SHORT_START, str(path), how], cwd=ROOT, check=False
+    )
+    assert start.returncode == exit_code
+    epoch, newest = _newest(path)
+    assert epoch == old_epoch  # the new epoch's first block never committed
+    assert copied < newest < marked  # replacements took seqs the copy lost, below the mark
+
+    new_epoch, gaps = await _reopened(path)
+    assert new_epoch != old_epoch
+    restored = [(g.epoch, g.from_seq) for g in gaps if g.reason == GapReason.OUTBOX_RESTORED]
+    assert restored == [(old_epoch, copied + 1)]  # from the first seq lost, not from 1
+    # Before: [copied + 1 .. newest]: the next start declared from newest + 1 only.
+    assert _undeclared(range(copied + 1, marked + 1), _declared(path, old_epoch)) == []
+    assert _epochs(path) == {new_epoch}
     assert _integrity(path) == "ok"
