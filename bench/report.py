@@ -90,6 +90,8 @@ JOBS = (
     Job("room_making", "bench.room_making", quick=("--repeats", "1", "--budget", "64"),
         timeout=600),
     Job("queries", "bench.queries", quick=("--repeats", "3", "--days", "3"), timeout=300),
+    Job("future_move", "bench.future_move", quick=("--repeats", "2", "--junk", "200000"),
+        timeout=300),
     Job("signing", "bench.signing",
         quick=("--repeats", "1", "--gateways", "4", "--blocks", "5", "--seconds", "0.5"),
         timeout=300),

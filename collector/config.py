@@ -56,6 +56,11 @@ MAX_SESSION_EXPIRY = 2**32 - 1
 _HOST_PART = 32
 MQTT_MAX_PAYLOAD: Final = 268_435_455 - PACKET_HEADROOM
 """What MQTT's largest packet (256 MiB - 1) leaves for a payload beside a topic and properties."""
+MAX_AHEAD_ALLOWANCE: Final = 31 * 86400.0
+"""`ingest.ahead_allowance` at most. A reading within it is a current value and gets its month's
+partition (PostgreSQL: the rollups have no partition for later times), every month up to it
+made in one transaction under an ACCESS EXCLUSIVE lock on `readings`: with 31 days, at most the
+three after the current one (collector.storage.postgres.partitions)."""
 
 
 def default_client_id(host: str, config: "CollectorConfig") -> str:
@@ -237,14 +242,17 @@ class IngestConfig(ConfigModel):
     """How long a gateway's old key still verifies after its successor's announcement is stored."""
     # A gateway whose own clock is wrong (an RTC reset to 2099, a bad NTP source) stamps its
     # readings ahead; the agent's 15 min bound on device timestamps is against that clock.
-    ahead_allowance: Annotated[Duration, duration_bounds(at_least=0)] = AHEAD_ALLOWANCE
+    ahead_allowance: Annotated[
+        Duration, duration_bounds(at_least=0, at_most=MAX_AHEAD_ALLOWANCE)
+    ] = AHEAD_ALLOWANCE
     """How far past the collector's clock (at its block's arrival) a reading's t may be and still
     be a current value. A reading further ahead is stored as sent, flagged `ahead_of_collector`,
     kept out of `latest` (GET /v1/latest) and the per-minute rollups, and its block audited
     `ahead_of_collector`; an alarm event further ahead is stored flagged, and an alarm it
     raises is not active until the collector's clock is within this of it. The default is the
     agent's own bound on device timestamps (`device_time_rejected`), far beyond what two
-    synchronised clocks differ by.
+    synchronised clocks differ by. At most 31d: on PostgreSQL each month up to the collector's
+    clock plus this gets its partition, made in one transaction that holds `readings` locked.
     """
     # Anyone who may publish on up/ or status (one gateway's certificate, on its own topics)
     # may send as much as MQTT carries: past this, a message is audited `too_large` unread.

@@ -92,6 +92,9 @@ MISTAKES = [
             "ingest.ahead_allowance",
             "a number and a unit",
         ),
+        # Readings within it are current: their months get partitions (PostgreSQL), as many
+        # in one transaction as it spans.
+        ("ahead_allowance: 15m", "ahead_allowance: 1000d", "ingest.ahead_allowance", "at most 31d"),
         # A line end after the name: `$` alone would take it (re.match), and the group or the
         # client id would reach the broker with the line end in it.
         (

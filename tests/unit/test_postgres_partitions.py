@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from collector.config import MAX_AHEAD_ALLOWANCE
 from collector.storage.base import StorageError
 from collector.storage.months import month_of, month_start, next_month, previous_month
 from collector.storage.postgres.connection import check_url
@@ -32,6 +33,14 @@ def test_month_starts_split_time_exactly(year: int, number: int) -> None:
     assert month_of(start) == (year, number)
     assert month_of(math.nextafter(start, -math.inf)) == previous_month((year, number))
     assert previous_month(next_month((year, number))) == (year, number)
+
+
+@given(TIMES)
+def test_the_largest_allowance_makes_at_most_three_months_past_the_current(t: float) -> None:
+    """PostgresStorage.ingest's horizon (the month after arrival + allowance) at the largest
+    `ingest.ahead_allowance` config takes: an ingest makes no month past it."""
+    horizon = next_month(month_of(t + MAX_AHEAD_ALLOWANCE))
+    assert horizon <= next_month(next_month(next_month(month_of(t))))
 
 
 def test_a_time_a_hair_below_midnight_stays_in_the_old_month() -> None:

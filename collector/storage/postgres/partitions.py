@@ -19,7 +19,7 @@ on `readings`, which retention drops no sooner than that month is past. Every ti
 newest month with a partition is held by one range partition, FUTURE (FROM that month's end
 TO MAXVALUE: a DEFAULT partition would turn the newest-first probe of a series into a probe of
 every month, as a default may hold any time). When a month at or past its start is made, its
-readings move into the months made: ids kept, nothing lost.
+readings move into the months made: ids kept, nothing lost, FUTURE read once (`_advance`).
 """
 
 from __future__ import annotations
@@ -57,6 +57,9 @@ _NAME: Final = re.compile(r"readings_y(\d{4})m(\d{2})")
 FUTURE: Final = "readings_future"
 """The partition of `readings` that holds every time after the newest month's partition."""
 _FUTURE_BOUND: Final = re.compile(r"FROM \('?([-+0-9.eE]+)'?\) TO \(MAXVALUE\)")
+# FUTURE's own index (not one of `readings`): the readings of a month the clock reached are
+# found by it, however many of 2099 FUTURE holds.
+_FUTURE_BY_T: Final = f"CREATE INDEX IF NOT EXISTS {FUTURE}_by_t ON {FUTURE} (t)"
 _ROLLUP_NAME: Final = re.compile(r"readings_1m_y(\d{4})m(\d{2})")
 
 
@@ -225,6 +228,7 @@ async def _make_future(db: Db, horizon: Month, wanted: Collection[Month]) -> Mon
     mine = [m for m in (*months, *wanted) if m <= horizon]
     start = next_month(max(mine, default=horizon))
     await db.execute(_future_sql(start))
+    await db.execute(_FUTURE_BY_T)
     for month in later:
         table = partition_name(month)
         await db.execute(f"INSERT INTO readings OVERRIDING SYSTEM VALUE SELECT * FROM {table}")
@@ -235,24 +239,28 @@ async def _make_future(db: Db, horizon: Month, wanted: Collection[Month]) -> Mon
 async def _advance(db: Db, start: Month, newest: Month) -> Month:
     """Make every month from FUTURE's `start` to `newest` and start FUTURE after it.
 
-    FUTURE is detached, its rows of those months set aside and deleted, the months made, it
-    is attached again after them (its CHECK spares ATTACH a scan) and the rows set aside are
-    inserted again, routed to their month, ids kept. Only the rows that move are copied: a
-    gateway stuck in 2099 may have filled FUTURE, and all of this holds `readings` locked.
+    All of it holds `readings` locked (ACCESS EXCLUSIVE, which DETACH takes; taken first: a
+    lock on FUTURE taken before it, to read FUTURE under a lesser one, would deadlock with a
+    reader holding `readings` and waiting on FUTURE), and a gateway stuck in 2099 may have
+    filled FUTURE: it is read once. FUTURE is detached,
+    the months made, the rows of those months moved to them by one statement (found by
+    FUTURE's index on t, not by a read of it all; ids kept), and FUTURE attached again after
+    them. ATTACH's scan, which proves every row left fits the new bounds, is that one read:
+    PostgreSQL changes no partition's bounds in place, and a CHECK constraint sparing ATTACH
+    its scan costs the same scan to add.
     """
     end = month_start(next_month(newest))
     await db.execute(f"ALTER TABLE readings DETACH PARTITION {FUTURE}")
-    moving = f"SELECT * FROM {FUTURE} WHERE t < {end!r}"
-    await db.execute(f"CREATE TEMP TABLE moving ON COMMIT DROP AS {moving}")
-    await db.execute(f"DELETE FROM {FUTURE} WHERE t < {end!r}")
+    await db.execute(_FUTURE_BY_T)  # a FUTURE made before it had the index: built once
     month = start
     while month <= newest:
         await _create(db, month)
         month = next_month(month)
-    await db.execute(f"ALTER TABLE {FUTURE} ADD CONSTRAINT {FUTURE}_from CHECK (t >= {end!r})")
+    await db.execute(
+        f"WITH moved AS (DELETE FROM {FUTURE} WHERE t < {end!r} RETURNING *)"
+        " INSERT INTO readings OVERRIDING SYSTEM VALUE SELECT * FROM moved"
+    )
     await db.execute(
         f"ALTER TABLE readings ATTACH PARTITION {FUTURE} FOR VALUES FROM ({end!r}) TO (MAXVALUE)"
     )
-    await db.execute(f"ALTER TABLE {FUTURE} DROP CONSTRAINT {FUTURE}_from")
-    await db.execute("INSERT INTO readings OVERRIDING SYSTEM VALUE SELECT * FROM moving")
     return month

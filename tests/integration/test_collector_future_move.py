@@ -1,0 +1,174 @@
+"""PostgreSQL: a month the clock reached moves out of `readings_future` (partitions.py).
+
+Every time after the newest month's partition is one partition, `readings_future`; a gateway
+whose clock is stuck in 2099 may have filled it. When the collector's clock reaches the month
+it starts at, that month gets its partition and its readings move there, all under an ACCESS
+EXCLUSIVE lock on `readings` (ingest and queries wait). The move must read `readings_future`
+once (PostgreSQL cannot shrink a partition's bounds without proving the rest of it fits), keep
+ids, lose and duplicate nothing, also while other sessions write readings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import calendar
+from collections.abc import AsyncIterator
+from typing import Final
+
+import asyncpg
+import pytest
+
+from collector.storage.months import Month, month_start, next_month
+from collector.storage.postgres import PostgresStorage
+from collector.storage.postgres.partitions import FUTURE, Partitions, partition_name
+
+NOW: Final = float(calendar.timegm((2027, 1, 10, 0, 0, 0)))
+REACHED: Final[Month] = (2027, 3)  # where FUTURE starts while the clock is in January
+AFTER: Final[Month] = (2027, 5)  # where it starts once the clock reached March (April is made)
+STUCK: Final = float(calendar.timegm((2099, 1, 1, 0, 0, 0)))  # a gateway's RTC reset
+JUNK: Final = 20_000
+AHEAD: Final = 40
+VISITS: Final = 3
+
+_COLUMNS: Final = "gateway, epoch, seq, idx, point, quota, t, value, unit, quality, flags"
+
+
+def _insert(rows: str) -> str:
+    """An INSERT of `rows` (a SELECT of (gateway, seq, idx, point, t)) into `readings`."""
+    return (
+        f"INSERT INTO readings ({_COLUMNS}) SELECT r.gateway, 'e1', r.seq, r.idx, r.point,"
+        f" 'WHP-LT', r.t, 1.5, 'm', 'good', '[]' FROM ({rows}) AS r(gateway, seq, idx, point, t)"
+    )
+
+
+@pytest.fixture
+async def db(postgres_url: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+    """A connection to a database opened in January 2027: FUTURE starts in March."""
+    storage = await PostgresStorage.open(postgres_url, now=NOW)
+    await storage.close()
+    connection = await asyncpg.connect(postgres_url)
+    try:
+        yield connection
+    finally:
+        await connection.close()
+
+
+async def _future_reads(db: asyncpg.Connection[asyncpg.Record]) -> tuple[int, ...]:
+    """Scans of FUTURE so far: sequential, by index, and its pages (heap, index) read."""
+    await db.execute("SELECT pg_stat_force_next_flush()")  # this session's counts, flushed
+    await db.execute("SELECT pg_stat_clear_snapshot()")
+    row = await db.fetchrow(
+        "SELECT s.seq_scan, coalesce(s.idx_scan, 0),"
+        " io.heap_blks_read + io.heap_blks_hit, coalesce(io.idx_blks_read + io.idx_blks_hit, 0)"
+        " FROM pg_stat_user_tables s JOIN pg_statio_user_tables io USING (relid)"
+        " WHERE relid = $1::regclass",
+        FUTURE,
+    )
+    assert row is not None
+    return tuple(int(value) for value in row)
+
+
+async def _where(db: asyncpg.Connection[asyncpg.Record]) -> dict[int, tuple[str, float]]:
+    """Every reading's id: its partition and its t."""
+    rows = await db.fetch("SELECT id, tableoid::regclass::text, t FROM readings")
+    return {int(row[0]): (str(row[1]), float(row[2])) for row in rows}
+
+
+async def test_a_month_moves_out_of_readings_future_in_one_read_of_it(
+    db: asyncpg.Connection[asyncpg.Record],
+) -> None:
+    """The defect: the move read all of FUTURE three times under the lock: a copy of the
+    month's rows and their DELETE (each a whole read of FUTURE's (gateway, point, t) index
+    here, sequential scans with 2,000,000 rows), then a CHECK constraint's validation: 292
+    heap and 160 index page visits for a heap of 248 pages. Now the month's rows are found
+    by FUTURE's own index on t and moved by one statement; ATTACH's proof that the rest fits
+    the new bounds is the one scan."""
+    march = month_start(REACHED)
+    await db.execute(
+        _insert(f"SELECT 'g1', i, 0, 'p', {STUCK!r} + i FROM generate_series(1, {JUNK}) i")
+    )
+    await db.execute(
+        _insert(f"SELECT 'g1', i, 1, 'p', {march!r} + i FROM generate_series(1, {AHEAD}) i")
+    )
+    # Statistics as autovacuum keeps them, and no autovacuum reading pages while we count.
+    await db.execute(f"ALTER TABLE {FUTURE} SET (autovacuum_enabled = false)")
+    await db.execute(f"ANALYZE {FUTURE}")
+    stored = await _where(db)
+    pages = await db.fetchval(
+        "SELECT pg_relation_size($1) / current_setting('block_size')::int", FUTURE
+    )
+    before = await _future_reads(db)
+
+    # What PostgresStorage.open does once the clock is in March, on this connection: its
+    # statistics are then flushed by _future_reads, not at a pooled backend's exit.
+    await Partitions().ensure(db, {REACHED, next_month(REACHED)}, next_month(REACHED))
+
+    after = await _future_reads(db)
+    seq_scans, _, heap, index = (a - b for a, b in zip(after, before, strict=True))
+    # One sequential scan, and otherwise a few page visits (index, heap) per row that moves:
+    # no index read whole (an index scan counts each page it visits, a row's page each time).
+    assert (seq_scans, heap + index <= pages + VISITS * AHEAD) == (1, True), (heap, index, pages)
+    moved = {i: (partition_name(REACHED), t) for i, (_, t) in stored.items() if t < STUCK}
+    kept = {i: (FUTURE, t) for i, (_, t) in stored.items() if t >= STUCK}
+    assert await _where(db) == moved | kept  # ids, hence stream positions, kept
+    bound = await db.fetchval(
+        "SELECT pg_get_expr(relpartbound, oid) FROM pg_class WHERE relname = $1", FUTURE
+    )
+    assert bound == f"FOR VALUES FROM ('{month_start(AFTER):.0f}') TO (MAXVALUE)"
+
+
+async def test_readings_written_while_the_month_moves_are_each_stored_once(
+    db: asyncpg.Connection[asyncpg.Record], postgres_url: str
+) -> None:
+    """Other sessions keep writing readings of the current month, of the month that moves and
+    of 2099 while the clock reaches March: each is stored once, in the partition of its time,
+    with the id it was given; none of the month's readings is left in FUTURE."""
+    march = month_start(REACHED)
+    await db.execute(
+        _insert(f"SELECT 'g1', i, 0, 'p', {STUCK!r} + i FROM generate_series(1, {JUNK}) i")
+    )
+    await db.execute(
+        _insert(f"SELECT 'g1', i, 1, 'p', {march!r} + i FROM generate_series(1, {AHEAD}) i")
+    )
+    first_write = asyncio.Event()
+    moved = asyncio.Event()
+
+    given: dict[int, tuple[str, float]] = {}
+
+    async def write(gateway: str) -> int:
+        """Small transactions of three readings each until the move is over, then one more."""
+        writer = await asyncpg.connect(postgres_url)
+        try:
+            seq = 0
+            while True:
+                seq += 1
+                times = (NOW + seq, march + 1000 + seq, STUCK + JUNK + seq)
+                rows = " UNION ALL ".join(
+                    f"SELECT '{gateway}', {seq}, {k}, 'p', {t!r}" for k, t in enumerate(times)
+                )
+                for row in await writer.fetch(_insert(rows) + " RETURNING id, t"):
+                    given[int(row[0])] = (gateway, float(row[1]))
+                first_write.set()
+                if moved.is_set():
+                    return seq
+        finally:
+            await writer.close()
+
+    writers = [asyncio.create_task(write(f"w{n}")) for n in range(2)]
+    await first_write.wait()
+    storage = await PostgresStorage.open(postgres_url, now=march + 60)
+    await storage.close()
+    moved.set()
+    written = await asyncio.gather(*writers)
+
+    where = await _where(db)
+    assert len(where) == JUNK + AHEAD + 3 * sum(written)
+    assert {i: where[i][1] for i in given} == {i: t for i, (_, t) in given.items()}
+    rows = await db.fetch("SELECT gateway, count(DISTINCT (point, t)) FROM readings GROUP BY 1")
+    counts = {str(row[0]): int(row[1]) for row in rows}
+    assert counts == {"g1": JUNK + AHEAD, "w0": 3 * written[0], "w1": 3 * written[1]}
+    for partition, t in where.values():
+        if month_start(REACHED) <= t < month_start(next_month(REACHED)):
+            assert partition == partition_name(REACHED)
+        elif t >= STUCK:
+            assert partition == FUTURE
