@@ -47,6 +47,14 @@ STREAM_KEY: Final[KeyColumns] = (("gateway", "text"), ("epoch", "text"))
 GATEWAY_KEY: Final[KeyColumns] = (("gateway", "text"),)
 GAP_KEY: Final[KeyColumns] = (("gateway", "text"), ("t", "float8"))
 
+STORED_GAPS: Final = (
+    "SELECT "
+    + ", ".join(f"g.{name.strip()}" for name in GAP_IDENTITY.split(","))
+    + " FROM {keys} gaps g ON g.gateway = k.gateway AND g.t = k.t AND g.kind = 'record'"
+)
+"""The identities of the stored gap records of each `GAP_KEY`: a seek of gaps_by_record_time
+each (by gateway alone, a batch's lookup read every gap record of the gateway per key)."""
+
 
 class KeyLookups(abc.ABC):
     """The lookups of `BatchSteps` that are one statement on both backends."""
@@ -106,13 +114,7 @@ class KeyLookups(abc.ABC):
 
     async def stored_gaps(self, keys: Collection[GapKey]) -> set[GapIdentity]:
         """The identities of the stored gap records of each (gateway, t) among `keys`."""
-        columns = ", ".join(f"g.{name.strip()}" for name in GAP_IDENTITY.split(","))
-        found = await self._lookup(
-            GAP_KEY,
-            keys,
-            f"SELECT {columns} FROM {{keys}} gaps g"
-            " ON g.gateway = k.gateway AND g.t = k.t AND g.kind = 'record'",
-        )
+        found = await self._lookup(GAP_KEY, keys, STORED_GAPS)
         return {
             (row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9])
             for row in found

@@ -109,6 +109,16 @@ async def _fold_rollups(db: Db, rollups: Sequence[MinuteRollup]) -> None:
     await db.execute(_FOLD_ROLLUPS, *_columns(rows))
 
 
+def keyed(columns: KeyColumns, query: str) -> str:
+    """A lookup's statement: `query` with `{keys}` rendered as `KeyLookups._lookup` runs it.
+
+    `k (columns)` is `unnest` of one array parameter per column (the first parameters), joined.
+    """
+    casts = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(columns, 1))
+    names = ", ".join(name for name, _ in columns)
+    return query.format(keys=f"unnest({casts}) AS k ({names}) JOIN")
+
+
 class _PostgresBatch(KeyLookups):
     """`collector.storage.batch.BatchSteps` on one asyncpg connection."""
 
@@ -142,13 +152,7 @@ class _PostgresBatch(KeyLookups):
         """`query` on `k (columns)`, the keys as `unnest` of one array per column."""
         if not keys:
             return []
-        casts = ", ".join(f"${n}::{kind}[]" for n, (_, kind) in enumerate(columns, 1))
-        names = ", ".join(name for name, _ in columns)
-        return await self._db.fetch(
-            query.format(keys=f"unnest({casts}) AS k ({names}) JOIN"),
-            *_columns(sorted(set(keys))),
-            *extra,
-        )
+        return await self._db.fetch(keyed(columns, query), *_columns(sorted(set(keys))), *extra)
 
     async def run(self, statement: str, rows: Sequence[Params]) -> None:
         await execute_many(self._db, numbered(statement), rows)

@@ -364,3 +364,10 @@ ALTER TABLE alarms
     ADD COLUMN raise_ahead boolean NOT NULL DEFAULT false,
     ADD COLUMN clear_ahead boolean NOT NULL DEFAULT false;
 """
+
+# SQLite creates the same index on open (collector.storage.sqlite.schema): a batch's gap records
+# looked up by (gateway, t) (collector.storage.lookups.STORED_GAPS), which read every gap
+# record of the gateway without it.
+VERSION_11: Final = """
+CREATE INDEX gaps_by_record_time ON gaps (gateway, t) WHERE kind = 'record';
+"""

@@ -31,6 +31,7 @@ from collector.storage.postgres.migration_sql import (
     VERSION_8,
     VERSION_9,
     VERSION_10,
+    VERSION_11,
 )
 
 
@@ -54,6 +55,7 @@ MIGRATIONS: Final = (
     Migration(8, "where retention deleted raw readings: retention_state", VERSION_8),
     Migration(9, "gap records stored twice by earlier collectors: the first kept", VERSION_9),
     Migration(10, "alarm halves stamped ahead of the collector's clock", VERSION_10),
+    Migration(11, "an index on gap records by time: a batch looks its own up", VERSION_11),
 )
 """Every step, in order: `MIGRATIONS[n - 1]` takes the schema from version n - 1 to n."""
 

@@ -41,6 +41,19 @@ async def store_batch(db: aiosqlite.Connection, batch: IngestBatch) -> BatchResu
     return await store(_SqliteBatch(db), batch)
 
 
+def keyed(columns: KeyColumns, count: int, query: str) -> str:
+    """A lookup's statement on `count` keys: `query` with `{keys}` as `KeyLookups._lookup` runs it.
+
+    `k (columns)` is a `VALUES` list, cross joined (`k` stays the outer loop); the keys'
+    parameters come first.
+    """
+    names = ", ".join(name for name, _ in columns)
+    return (
+        f"WITH k ({names}) AS (VALUES {values(len(columns), count)})"
+        f" {query.format(keys='k CROSS JOIN')}"
+    )
+
+
 class _SqliteBatch(KeyLookups):
     """`collector.storage.batch.BatchSteps` on one aiosqlite connection."""
 
@@ -68,13 +81,11 @@ class _SqliteBatch(KeyLookups):
     ) -> list[Row]:
         """`query` on `k (columns)`, a `VALUES` list of the keys, chunk by chunk."""
         found: list[Row] = []
-        names = ", ".join(name for name, _ in columns)
         size = _READING_CHUNK if columns == READING_KEY else CHUNK
         for chunk in chunks(sorted(set(keys)), size):
             found.extend(
                 await self._db.execute_fetchall(
-                    f"WITH k ({names}) AS (VALUES {values(len(columns), len(chunk))})"
-                    f" {query.format(keys='k CROSS JOIN')}",
+                    keyed(columns, len(chunk), query),
                     [*(part for key in chunk for part in key), *extra],
                 )
             )
