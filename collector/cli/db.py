@@ -81,6 +81,10 @@ def db_prune(config_path: Path, as_json: bool) -> None:
         f"blocks dropped: {report.blocks_dropped} (their readings' month gone; each epoch keeps"
         " its acked block and those above it)"
     )
+    click.echo(
+        f"journal events dropped: {report.feed_events_dropped}, presence intervals dropped:"
+        f" {report.presence_dropped} (with their readings' month)"
+    )
     click.echo(f"audit rows dropped: {report.audit_rows_dropped} (older than storage.audit_days)")
     if report.held_back_to is not None:
         click.echo(

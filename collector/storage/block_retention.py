@@ -169,17 +169,21 @@ async def prune_blocks(db: ChainDb, transaction: EpochTransaction, kept: float) 
 
 async def prune_with_readings(
     db: ChainDb, transaction: EpochTransaction, kept: float
-) -> tuple[int, int]:
+) -> PruneReport:
     """Delete what goes with the readings' months at `kept` (first_kept), on either backend.
 
-    The live feed's journal, the presence intervals and the signed blocks; returns (journal
-    rows, blocks) deleted.
+    The live feed's journal, the presence intervals and the signed blocks: the report counts
+    them (its other fields are the backend's to fill).
     """
     # The journal's events are streamed between the readings (GET /v1/stream): kept as long.
     journal = await db.execute("DELETE FROM feed WHERE at < ?", (kept,))
     # Live intervals qualify readings (GET /v1/quality): they are kept from the month the
     # readings are, one across its start cut there. The newest of a live gateway ends within
     # offline_after of now, long after that start, so ingest never extends a pruned one.
-    await db.execute("DELETE FROM presence WHERE until <= ?", (kept,))
+    presence = await db.execute("DELETE FROM presence WHERE until <= ?", (kept,))
     await db.execute("UPDATE presence SET since = ? WHERE since < ?", (kept, kept))
-    return journal, await prune_blocks(db, transaction, kept)
+    return PruneReport(
+        feed_events_dropped=journal,
+        blocks_dropped=await prune_blocks(db, transaction, kept),
+        presence_dropped=presence,
+    )

@@ -99,13 +99,18 @@ class PruneReport:
     feed_events_dropped: int = 0
     audit_rows_dropped: int = 0
     blocks_dropped: int = 0
+    presence_dropped: int = 0
+    """Presence intervals deleted whole (one that crosses the cut is shortened, not counted)."""
     held_back_to: float | None = None
     """The newest reading's t when ages were measured from it, not from the clock, and that
     kept a month the clock would have let go (a clock ahead, or no reading since); else None."""
 
     @property
     def deleted(self) -> bool:
-        """Whether the run deleted anything: audit rows alone count (audit_days alone)."""
+        """Whether the run deleted anything: audit rows alone count (audit_days alone).
+
+        So do presence intervals alone (a gateway heard in a month none of its readings are of).
+        """
         return bool(
             self.raw_months_dropped
             or self.rollup_months_dropped
@@ -113,4 +118,5 @@ class PruneReport:
             or self.feed_events_dropped
             or self.audit_rows_dropped
             or self.blocks_dropped
+            or self.presence_dropped
         )

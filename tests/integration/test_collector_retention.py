@@ -23,6 +23,7 @@ from collector.runtime import run_collector
 from collector.storage import prune_storage
 from collector.storage.capabilities import AuditTrail
 from collector.storage.months import month_of, month_start, next_month
+from collector.storage.postgres.partitions import partition_name
 from collector.storage.retention import DAY, PruneReport, RetentionPolicy
 from hostkit.keyfiles import create_key_pair
 from specs.records import Quality, Reading, Record, iso_time
@@ -328,8 +329,43 @@ async def test_presence_intervals_go_with_the_readings_month(env: CollectorEnv) 
     """Found by the long-run hostile test: a gateway's live intervals (GET /v1/quality, one
     row per time it came back after offline_after) were never pruned, so the table grew with
     every outage for as long as the collector ran, while the readings they qualify went.
-    They go as the readings do: once their whole month is older than raw_days."""
-    await _kept_then_gone(env, "presence", [_level(MAR, 6.0)])
+    They go as the readings do: once their whole month is older than raw_days. The report
+    (`db prune --json`, `retention_applied`) counts them: found in a review, it did not."""
+    held, kept, gone = await _kept_then_gone(env, "presence", [_level(MAR, 6.0)])
+    assert (kept.presence_dropped, gone.presence_dropped) == (0, held)
+
+
+async def test_a_serving_collector_logs_a_pass_that_deleted_presence_alone(
+    env: CollectorEnv, broker: Broker, tmp_path: Path
+) -> None:
+    """Found in a review: `retention_applied` did not count the presence intervals a pass
+    deleted, and a pass that deleted nothing else logged no line, so the log and `db prune`
+    said retention had deleted nothing while a gateway's live intervals went. Intervals are
+    stamped by the collector's clock at arrival, readings by the gateway's: here March's
+    reading goes in a first pass, this month's intervals in the serving collector's. On
+    PostgreSQL that pass drops this month's (empty) partition too, made at open."""
+    await env.link.send(1, records=[_level(MAR, 6.0)])
+    await env.link.next_ack()
+    (held,) = await env.rows("SELECT count(*) FROM presence")
+    this_month = month_of(time.time())
+    month_end = month_start(next_month(this_month))
+    await heard_at(env.url, env.gateway.gateway, month_end)
+    first = await prune_storage(env.url, RetentionPolicy(raw_days=45), month_end)
+    assert first.readings_dropped == 1  # the intervals stay: they end after the cut
+    await heard_at(env.url, env.gateway.gateway, month_end + 46 * DAY)
+    config = _serving_config(env, broker, tmp_path, "raw_days: 45")
+
+    async def applied() -> list[dict[str, object]]:
+        return _events(logs, "retention_applied")
+
+    with capture_logs() as logs:
+        async with run_collector(config, clock=lambda: month_end + 46 * DAY):
+            (line,) = await wait_until(applied, bool)
+    emptied = () if env.url.startswith("sqlite") else (partition_name(this_month),)
+    assert line == dataclasses.asdict(
+        PruneReport(raw_months_dropped=emptied, presence_dropped=held[0])
+    )
+    assert await env.rows("SELECT count(*) FROM presence") == [(0,)]
 
 
 async def test_reading_ids_never_go_back_after_retention(env: CollectorEnv) -> None:

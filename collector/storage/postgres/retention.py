@@ -11,6 +11,7 @@ turn, and a month another collector dropped meanwhile is simply not there any mo
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import functools
 from collections.abc import AsyncIterator
 
@@ -63,15 +64,12 @@ async def _prune_readings(
                 continue
             await db.execute(f"DROP TABLE IF EXISTS {rollup_partition_name(month)}")
         gone.append(rollup_partition_name(month))
-    journal, blocks = await prune_with_readings(
-        chain, functools.partial(_epoch_transaction, db), kept
-    )
-    return PruneReport(
-        tuple(dropped),
-        tuple(gone),
-        rolled,
-        journal,
-        blocks_dropped=blocks,
+    along = await prune_with_readings(chain, functools.partial(_epoch_transaction, db), kept)
+    return dataclasses.replace(
+        along,
+        raw_months_dropped=tuple(dropped),
+        rollup_months_dropped=tuple(gone),
+        readings_dropped=rolled,
         held_back_to=cut.held_back_to,
     )
 

@@ -11,6 +11,7 @@ their own too (`collector.storage.block_retention`).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import sqlite3
 from pathlib import Path
@@ -80,7 +81,7 @@ async def _prune_readings(
                 if cursor.rowcount:
                     held.append(month)
         dropped.update(held)
-    journal, blocks = await prune_with_readings(chain, lambda _: immediate_transaction(db), kept)
+    along = await prune_with_readings(chain, lambda _: immediate_transaction(db), kept)
     rollup_gone: list[Month] = []
     found = await db.execute_fetchall("SELECT min(minute) FROM readings_1m")
     oldest_rollup = next(iter(found))[0]
@@ -95,12 +96,11 @@ async def _prune_readings(
                 "DELETE FROM readings_1m WHERE minute < ?",
                 (month_start(next_month(expiring[-1])),),
             )
-    return PruneReport(
-        tuple(_name("readings", m) for m in sorted(dropped)),
-        tuple(_name("readings_1m", m) for m in rollup_gone),
-        deleted,
-        journal,
-        blocks_dropped=blocks,
+    return dataclasses.replace(
+        along,
+        raw_months_dropped=tuple(_name("readings", m) for m in sorted(dropped)),
+        rollup_months_dropped=tuple(_name("readings_1m", m) for m in rollup_gone),
+        readings_dropped=deleted,
         held_back_to=cut.held_back_to,
     )
 
