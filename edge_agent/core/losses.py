@@ -52,6 +52,15 @@ class LostReadings:
             _latest(self.t_to, other.t_to),
         )
 
+    def less(self, named: LostReadings) -> LostReadings:
+        """What is left once `named` (taken from this tally, then declared) is off it.
+
+        Only the count can be taken off: the span stays as wide (it still covers what is
+        left), and an empty tally has none.
+        """
+        count = self.count - named.count
+        return LostReadings(count, self.t_from, self.t_to) if count > 0 else LostReadings()
+
     def gap(self, now: float) -> GapRecord:
         """The gap record that names these readings (no block range: none was sealed)."""
         return GapRecord(

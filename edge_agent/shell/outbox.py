@@ -245,9 +245,13 @@ class Outbox:
         """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap."""
         return self._file.marks.unsealed
 
-    def note_unsealed(self, unsealed: LostReadings) -> None:
-        """Remember (beside the file) readings let go unsealed; an empty tally clears it."""
-        self._file.marks.let_go(unsealed)
+    def note_unsealed(self, lost: LostReadings) -> None:
+        """Remember (beside the file) readings let go unsealed: added to those noted there."""
+        self._file.marks.let_go(lost)
+
+    def unsealed_declared(self, named: LostReadings) -> None:
+        """Readings `unsealed` said were let go, now named by a gap record: taken off it."""
+        self._file.marks.declared(named)
 
     # --- reading back ---------------------------------------------------------------------
 

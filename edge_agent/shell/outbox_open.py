@@ -22,6 +22,7 @@ import aiosqlite
 import structlog
 
 from edge_agent.core.chain import Identity
+from edge_agent.core.losses import LostReadings
 from edge_agent.core.plan import OUTBOX_BUSY_TIMEOUT
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_recovery import foreign_database, outbox_unavailable, recovery_gaps
@@ -191,8 +192,9 @@ async def open_outbox(
             if journal.latest() != outbox.epoch:
                 journal.record(outbox.epoch)
             await outbox.reseal_older_epochs(now=now, clock_synced=clock_synced)
-            # Written now, while the disk may have room: later it is only overwritten in place.
-            outbox.note_unsealed(outbox.unsealed)
+            # Written now, while the disk may have room: later it is only overwritten in place
+            # (nothing added: the tally noted there stays).
+            outbox.note_unsealed(LostReadings())
         yield outbox
     finally:
         mark.close()

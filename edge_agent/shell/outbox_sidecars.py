@@ -8,7 +8,8 @@ highest seq sealed and the readings a stop on a full disk let go unsealed, so a 
 comes back older (a WAL cut mid-frame) is told from a healthy one. It is the file's
 newest seq, read after the seal (`OutboxFile`: blocks sealed while making room, and another
 process's, count too), and it never goes back within an epoch: two processes on one file
-(the agent, `edge-agent backfill`) write it under `flock`, the higher seq kept. The mark is
+(the agent, `edge-agent backfill`) write it under `flock`, the higher seq kept, and the tally
+as noted there changed by what the writer let go or declared (never its own copy). The mark is
 written without fsync: it survives a killed process or a tampered file, not every power cut
 (the WAL itself is synced). Neither holds data: losing one only blunts what a restart can
 tell (`edge_agent.shell.outbox_recovery`).
@@ -19,7 +20,7 @@ from __future__ import annotations
 import fcntl
 import json
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -159,17 +160,34 @@ class SeqMark:
     def read(self) -> Mark | None:
         """The mark, or None when there is none (or it cannot be read)."""
         try:
-            return _parsed(self._path.read_bytes())
+            with self._path.open("rb") as handle:
+                # Shared: never a record half written by another process (`_rewrite`).
+                fcntl.flock(handle, fcntl.LOCK_SH)
+                return _parsed(handle.read(_MARK_BYTES))
         except OSError:
             return None
 
-    def write(self, epoch: str, seq: int, unsealed: LostReadings) -> None:
-        """Note `seq` as the highest sealed in `epoch`, and what was let go unsealed.
+    def write(self, epoch: str, seq: int) -> None:
+        """Note `seq` as the highest sealed in `epoch`; the tally noted stays as it is."""
+        self._rewrite(epoch, seq, lambda noted: noted)
+
+    def let_go(self, epoch: str, seq: int, lost: LostReadings) -> None:
+        """Add `lost` to the readings let go unsealed noted so far (and note `seq`)."""
+        self._rewrite(epoch, seq, lambda noted: noted.merge(lost))
+
+    def declared(self, epoch: str, seq: int, named: LostReadings) -> None:
+        """Take `named` (read from this mark, now named by a gap record) off the tally."""
+        self._rewrite(epoch, seq, lambda noted: noted.less(named))
+
+    def _rewrite(self, epoch: str, seq: int, tally: Callable[[LostReadings], LostReadings]) -> None:
+        """The record read, changed and written under an exclusive `flock`.
 
         Overwritten in place: once the file exists, a full disk does not stop this. A higher
         seq of `epoch` already noted stays (another process on the file sealed it, and its
-        write came first): read and written under an exclusive `flock`, so the mark never
-        goes back within an epoch, whichever writer is slower.
+        write came first), so the mark never goes back within an epoch, whichever writer is
+        slower. The tally is the one noted, changed by `tally`: each process adds what it let
+        go and takes off what it declared, never writing back a copy of its own (one read
+        before another process added to it or declared it).
         """
         try:
             if self._descriptor is None:
@@ -180,6 +198,7 @@ class SeqMark:
                 noted = _parsed(os.pread(descriptor, _MARK_BYTES, 0))
                 if noted is not None and noted.epoch == epoch:
                     seq = max(seq, noted.seq)
+                unsealed = tally(LostReadings() if noted is None else noted.unsealed)
                 os.pwrite(descriptor, _record(epoch, seq, unsealed), 0)
             finally:
                 fcntl.flock(descriptor, fcntl.LOCK_UN)
@@ -198,20 +217,26 @@ class SeqMark:
 class MarkKeeper:
     """What the seq mark says as the outbox moves.
 
-    The file's newest block, and the readings let go unsealed: written beside the file (when
-    there is a mark) after each seal, read from the file once it is committed or rolled back,
-    never before (`OutboxFile`).
+    The file's newest block, written beside the file (when there is a mark) after each seal,
+    read from the file once it is committed or rolled back, never before (`OutboxFile`). And
+    the readings let go unsealed: added to the mark's tally, or taken off it once declared,
+    under its lock, so that another process's additions and declarations stay.
     """
 
     def __init__(self, mark: SeqMark | None, unsealed: LostReadings | None) -> None:
         self._mark = mark
+        # The tally as this process last knew it: the mark's, when it cannot be read.
         self._unsealed = unsealed if unsealed is not None else LostReadings()
         self._last: tuple[str, int] = ("", 0)
 
     @property
     def unsealed(self) -> LostReadings:
-        """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap."""
-        return self._unsealed
+        """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap.
+
+        As the mark notes them now: another process may have added some or declared them.
+        """
+        noted = None if self._mark is None else self._mark.read()
+        return self._unsealed if noted is None else noted.unsealed
 
     def found(self, epoch: str, seq: int) -> None:
         """The file's last block at opening: noted, not written (the mark may say more)."""
@@ -220,13 +245,17 @@ class MarkKeeper:
     def sealed(self, epoch: str, seq: int) -> None:
         """The file's newest block, read after a seal: `seq` of `epoch`."""
         self._last = (epoch, seq)
-        self._write()
-
-    def let_go(self, unsealed: LostReadings) -> None:
-        """Readings let go unsealed so far (an empty tally: all named by gaps now)."""
-        self._unsealed = unsealed
-        self._write()
-
-    def _write(self) -> None:
         if self._mark is not None:
-            self._mark.write(*self._last, self._unsealed)
+            self._mark.write(*self._last)
+
+    def let_go(self, lost: LostReadings) -> None:
+        """Readings let go unsealed just now: added to the tally (an empty one adds nothing)."""
+        self._unsealed = self._unsealed.merge(lost)
+        if self._mark is not None:
+            self._mark.let_go(*self._last, lost)
+
+    def declared(self, named: LostReadings) -> None:
+        """Readings of the tally (as `unsealed` said it) now named by a gap: taken off it."""
+        self._unsealed = self._unsealed.less(named)
+        if self._mark is not None:
+            self._mark.declared(*self._last, named)

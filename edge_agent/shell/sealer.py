@@ -79,14 +79,17 @@ class Sealer:
         # leaves, and the transaction stores the last one's (AlarmStage.evaluate's `after`).
         self._group_readings = flush_readings * GROUP_BLOCKS
         self._pending: deque[Record] = deque()
-        # Readings let go before a restart (a stop on a full disk) are named by the first block.
-        self._lost = lost if lost is not None else LostReadings()
+        # Readings let go before a restart (a stop on a full disk), as the seq mark notes them:
+        # named by the first block, then taken off the mark's tally (`_seal_pending`).
+        self._carried = lost if lost is not None else LostReadings()
+        # Readings this run let go (the ring's), not noted beside the outbox until a stop.
+        self._lost = LostReadings()
         self._in_flight: asyncio.Future[None] | None = None
 
     @property
     def lost(self) -> LostReadings:
-        """Readings let go since the last successful seal."""
-        return self._lost
+        """Readings let go and not yet named by a seal (those of before a restart too)."""
+        return self._carried.merge(self._lost)
 
     @property
     def held(self) -> int:
@@ -123,7 +126,7 @@ class Sealer:
                     "seal_failed",
                     error=str(exc),
                     held=len(self._pending),
-                    lost=self._lost.count,
+                    lost=self.lost.count,
                 )
                 await self._absorb(_RETRY_DELAY)
 
@@ -167,15 +170,16 @@ class Sealer:
             while self._pending:
                 await self._seal_pending()
         except sqlite3.Error as exc:
-            # The disk is full: what is held goes with the process. Counted in the seq mark
-            # beside the outbox (a file written in place: no new disk block needed), so the
-            # next start names them in a disk_full gap record.
+            # The disk is full: what is held goes with the process. Added to the tally in the
+            # seq mark beside the outbox (a file written in place: no new disk block needed),
+            # which still holds the carried tally when no seal named it, so the next start
+            # names them all in a disk_full gap record.
             unsealed = self._lost.add_all(self._pending)
             log.exception(
                 "readings_unsealed_at_shutdown",
                 error=str(exc),
                 readings=len(self._pending),
-                lost=unsealed.count,
+                lost=self._carried.merge(unsealed).count,
             )
             self._outbox.note_unsealed(unsealed)
 
@@ -202,7 +206,7 @@ class Sealer:
                     continue
                 staged.append(evaluated)
                 records[index] = evaluated.records
-        lost = self._lost
+        carried, lost = self._carried, self.lost
         now = time.time()
         if lost.count:
             records[0] = (lost.gap(now), *records[0])
@@ -218,8 +222,9 @@ class Sealer:
             self._pending.popleft()
         if lost.count:
             log.warning("disk_full_gap_sealed", lost=lost.count, seq=blocks[0].seq)
-            self._lost = LostReadings()
-            self._outbox.note_unsealed(self._lost)
+            self._carried = self._lost = LostReadings()
+            # Only what was read from the mark: another process's addition since stays.
+            self._outbox.unsealed_declared(carried)
         if self._alarms is not None:
             for evaluated in staged:
                 self._alarms.commit(evaluated)

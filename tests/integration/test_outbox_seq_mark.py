@@ -156,14 +156,14 @@ async def test_a_second_writer_never_moves_the_seq_mark_back(
     written = SeqMark.write
     raced: list[int] = []
 
-    def write(mark: SeqMark, epoch: str, seq: int, unsealed: LostReadings) -> None:
+    def write(mark: SeqMark, epoch: str, seq: int) -> None:
         if not raced:
             # The agent's seal is committed, its mark not written yet: the worst moment for
             # another process (an import, `edge-agent backfill`) to seal on the same file.
             raced.append(seq)
             _snapshot(path, snapshot)
             subprocess.run([sys.executable, "-c", _OTHER_WRITER, str(path)], cwd=ROOT, check=True)
-        written(mark, epoch, seq, unsealed)
+        written(mark, epoch, seq)
 
     async with open_outbox(path, SITE, KEY) as outbox:
         for index in range(3):
