@@ -83,16 +83,19 @@ async def reseal_chunk(
             async with async_write_transaction(db):
                 epoch = (await chain_state()).epoch
                 async with db.execute(
-                    f"SELECT rowid, CAST(epoch AS BLOB), seq, {PAYLOAD}, readings,"
+                    f"SELECT rowid, CAST(epoch AS BLOB), seq, {PAYLOAD}, readings, thinned,"
                     f" {WITNESS_COLUMNS} FROM blocks WHERE delivered_at IS NULL"
                     " AND epoch != ? ORDER BY rowid LIMIT ?",
                     (epoch, _RESEAL_BLOCKS),
                 ) as cursor:
                     rows = list(await cursor.fetchall())
-                records: list[Record] = []
+                # Runs of consecutive blocks alike in `thinned`, in order: a block's readings
+                # thinned to make room stay so (dropped next, not thinned again), and a full
+                # block's are not taken for thinned (dropped before they were ever thinned).
+                runs: list[tuple[bool, list[Record]]] = []
                 restored: list[tuple[str, int, int]] = []
                 last: SealedBlock | None = None
-                for rowid, held_epoch, seq, held, readings, *witnessed in rows:
+                for rowid, held_epoch, seq, held, readings, thinned, *witnessed in rows:
                     payload = bytes(held)
                     if as_sealed(payload, *witnesses(witnessed), key):
                         block = decode_block(payload)
@@ -101,7 +104,9 @@ async def reseal_chunk(
                             # payload, vouched for, names its place; it goes back there.
                             restored.append((epoch, block.header.seq, int(rowid)))
                             continue
-                        records.extend(block.records)
+                        if not runs or runs[-1][0] != bool(thinned):
+                            runs.append((bool(thinned), []))
+                        runs[-1][1].extend(block.records)
                     else:  # changed on disk: cannot be decoded, declared lost in its own epoch
                         named = bytes(held_epoch).decode(errors="replace")
                         damaged = (named, int(seq), sealed_count(readings))
@@ -124,12 +129,14 @@ async def reseal_chunk(
                 )
                 # Sealed once their rows are gone: the pages those freed take them (a full
                 # outbox need not make room for the chunk beside the blocks it replaces).
-                for start in range(0, len(records), _RESEAL_RECORDS):
-                    last = await append(
-                        tuple(records[start : start + _RESEAL_RECORDS]),
-                        now=now,
-                        clock_synced=clock_synced,
-                    )
+                for was_thinned, records in runs:
+                    for start in range(0, len(records), _RESEAL_RECORDS):
+                        last = await append(
+                            tuple(records[start : start + _RESEAL_RECORDS]),
+                            now=now,
+                            clock_synced=clock_synced,
+                            thinned=was_thinned,
+                        )
             return len(rows), last
         except sqlite3.DatabaseError as exc:
             if rebuilt or getattr(exc, "sqlite_errorcode", 0) != sqlite3.SQLITE_CORRUPT_INDEX:
