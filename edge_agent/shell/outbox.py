@@ -95,9 +95,10 @@ class Outbox:
         """The current epoch (changes only when sequence state was lost)."""
         return self._file.epoch
 
-    async def _init(self) -> None:
+    async def _init(self, first_block: Sequence[GapRecord] = ()) -> None:
+        """Set the file up; a new file's epoch is journaled with `first_block`, its gaps."""
         file = self._file
-        await prepare_file(file.db, self._budget, self._journal)
+        await prepare_file(file.db, self._budget, self._journal, first_block)
         self._data_version = await read_data_version(file.db)
         state = await file.chain_state()
         file.marks.found(state.epoch, state.last_seq)
@@ -179,14 +180,10 @@ class Outbox:
             file.handed.clear()
             epoch = secrets.token_hex(8)
             if self._journal is not None:
-                # What its first block declares, kept until it commits: room made for it below
-                # is sealed at the head of the epoch left, maybe at the very seqs declared.
-                owed = [
-                    (g.epoch, g.from_seq)
-                    for g in gaps
-                    if g.epoch is not None and g.from_seq is not None
-                ]
-                self._journal.record(epoch, owed)
+                # What its first block declares, kept until the next epoch: this start may be
+                # cut short before it commits, and room made for it below is sealed at the head
+                # of the epoch left, maybe at the very seqs declared.
+                self._journal.record(epoch, gaps)
             # Its first block is sealed at the head as every block is: a full outbox (a site
             # offline for weeks) makes room for it first. Room made before it commits is sealed
             # in the epoch left (replacements at its head), then sealed again under this one.

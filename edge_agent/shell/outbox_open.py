@@ -184,7 +184,9 @@ async def open_outbox(
                 mark=mark,
                 unsealed=None if noted is None else noted.unsealed,
             )
-            await outbox._init()  # noqa: SLF001 - the factory finishes construction
+            # A new file's first block carries the gaps (abandon: the file has its epoch).
+            first_block = () if abandon else gaps
+            await outbox._init(first_block)  # noqa: SLF001 - the factory finishes construction
             if abandon:
                 await outbox.start_new_epoch(gaps, now=now, clock_synced=clock_synced)
             elif gaps:

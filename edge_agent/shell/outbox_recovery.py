@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -246,6 +247,12 @@ def declared_gap(
     )
 
 
+def _with_owed(gaps: list[GapRecord], owed: Sequence[GapRecord]) -> list[GapRecord]:
+    """`gaps`, and those `owed` of epochs they do not declare (an earlier start's, not sealed)."""
+    declared = {gap.epoch for gap in gaps}
+    return [*gaps, *(gap for gap in owed if gap.epoch not in declared)]
+
+
 def recovery_gaps(
     path: Path,
     journal: EpochJournal,
@@ -260,28 +267,35 @@ def recovery_gaps(
     file last used here). A corrupt file is moved aside first; another program's database
     raises NotAnOutboxError, left as it is. Another process's lock is waited for `busy_timeout`
     seconds (then OutboxUnavailableError).
+
+    What the journal's latest epoch's first block declares (`EpochJournal.owed`) is declared
+    again whenever the file does not show that block committed: the start that began it may
+    have been cut short before (a new file's epoch commits before its first block), or the
+    file holding it is gone. Sealed again as recorded, it is no new loss at the collector.
     """
     known = journal.latest()
     found = inspect_outbox(path, busy_timeout)
+    committed = isinstance(found, Healthy) and found.epoch == known and found.last_seq > 0
+    owed = [] if committed else journal.owed()
     if isinstance(found, Foreign):
         raise NotAnOutboxError(found.why)
     if isinstance(found, Corrupt):
         moved = quarantine(path, now)
         log.error("outbox_corrupt_moved_aside", path=str(path), moved_to=str(moved), why=found.why)
-        return [declared_gap(GapReason.OUTBOX_CORRUPT, known, 1, now)], False
+        return _with_owed([declared_gap(GapReason.OUTBOX_CORRUPT, known, 1, now)], owed), False
     if isinstance(found, Absent):
         if known is None:
             return [], False  # a first start
         log.error("outbox_lost", path=str(path), why=found.why, epoch=known)
-        return [declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now)], False
+        return _with_owed([declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now)], owed), False
     noted = mark.read()
     if noted is not None and noted.epoch == found.epoch and noted.seq > found.last_seq:
         # Healthy but older: a WAL cut (or a copy put back) lost seals after this one. The
         # epoch's later seqs can no longer be vouched for, sent or not. A start that found it
         # so and was cut short before its new epoch's first block committed may have sealed
         # room made for that block at the lost seqs: the journal kept the first one.
-        owed = journal.owed_from(found.epoch)
-        first = found.last_seq + 1 if owed is None else min(owed, found.last_seq + 1)
+        kept = [g.from_seq for g in owed if g.epoch == found.epoch and g.from_seq is not None]
+        first = min([found.last_seq + 1, *kept])
         log.error(
             "outbox_rolled_back",
             path=str(path),
@@ -290,13 +304,21 @@ def recovery_gaps(
             sealed_through=noted.seq,
             lost_from=first,
         )
-        return [declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, first, now)], True
+        restored = declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, first, now)
+        return _with_owed([restored], owed), True
     if known is not None and known != found.epoch:
         # Not the file last used here: an older copy, or another site's. Its seqs and those
         # of the journal's epoch can no longer be vouched for.
         log.error("outbox_replaced", path=str(path), epoch=found.epoch, expected=known)
-        return [
-            declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now),
-            declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, 1, now),
-        ], True
-    return [], False
+        return _with_owed(
+            [
+                declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now),
+                declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, 1, now),
+            ],
+            owed,
+        ), True
+    if owed:
+        # The journal's epoch at seq 0: the start that made the file was cut short after its
+        # epoch committed, before its first block did.
+        log.error("outbox_first_block_missing", path=str(path), epoch=found.epoch)
+    return owed, False

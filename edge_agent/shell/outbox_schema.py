@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import secrets
 import sqlite3
+from collections.abc import Sequence
 from typing import Final, Literal
 
 import aiosqlite
@@ -17,6 +18,7 @@ from edge_agent.core.chain import ChainState
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.outbox_space import SpaceBudget
 from edge_agent.shell.outbox_transaction import async_write_transaction
+from specs.records import GapRecord
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -143,11 +145,15 @@ ALARM_STATE_ROW: Final = "edge"
 
 
 async def prepare_file(
-    db: aiosqlite.Connection, budget: SpaceBudget | None, journal: EpochJournal | None
+    db: aiosqlite.Connection,
+    budget: SpaceBudget | None,
+    journal: EpochJournal | None,
+    first_block: Sequence[GapRecord] = (),
 ) -> str:
     """Set the connection up, create (or bring up to date) the tables; return the epoch.
 
-    A file without an epoch gets a new one (and the journal records it).
+    A file without an epoch gets a new one, and the journal records it with `first_block`,
+    the gap records its first block will carry (`EpochJournal.owed`).
     """
     await db.execute("PRAGMA journal_mode=WAL")
     await db.execute("PRAGMA synchronous=FULL")
@@ -174,7 +180,9 @@ async def prepare_file(
             # collector never confuses these seqs with those of a lost file.
             epoch = secrets.token_hex(8)
             if journal is not None:
-                journal.record(epoch)
+                # Before the epoch commits, that block later: a start cut short in between
+                # leaves them to the next one, which finds nothing of them in the file.
+                journal.record(epoch, first_block)
             state = ChainState.genesis(epoch)
             await db.executemany(
                 "INSERT INTO meta (key, value) VALUES (?, ?)",

@@ -2,7 +2,7 @@
 
 The epoch journal (`<path>.epochs`, a small JSON file rewritten atomically whenever an epoch
 starts) names the epochs this path has used, so a missing or emptied file is told from a first
-start, and from which seq the latest one's first block declares older epochs lost. The seq
+start, and what the latest one's first block declares lost (until it commits, only there). The seq
 mark (`<path>.seq`, one small record overwritten in place after every seal) remembers the
 highest seq sealed and the readings a stop on a full disk let go unsealed, so a file that
 comes back older (a WAL cut mid-frame) is told from a healthy one. It is the file's
@@ -29,6 +29,8 @@ import structlog
 
 from edge_agent.core.losses import LostReadings
 from hostkit.atomicfile import replace_file
+from specs.record_wire import record_from_wire
+from specs.records import GapRecord, RecordFormatError
 
 log = structlog.get_logger("edge_agent.outbox")
 
@@ -64,38 +66,41 @@ class EpochJournal:
             return ()
         return tuple(e for e in found if isinstance(e, str))
 
-    def owed_from(self, epoch: str) -> int | None:
-        """The first seq of `epoch` the latest epoch's first block declares lost (None: none).
+    def owed(self) -> list[GapRecord]:
+        """The gap records the latest epoch's first block declares (empty: none, or unknown).
 
         Kept until the next epoch starts: a start cut short before that block committed
-        (killed, or a seal that failed) may have sealed room made for it in `epoch` at the very
-        seqs it declares, so the next start cannot read them from the file.
+        (killed, or a seal that failed) leaves them to the next start, which cannot read them
+        from the file (`outbox_recovery.recovery_gaps`). Sealed again as recorded, `t`
+        included, so one that did reach the collector is the same loss sealed again there.
         """
         owed = self._body().get("owed")
-        seqs: list[int] = []
+        found: list[GapRecord] = []
         for entry in owed if isinstance(owed, list) else []:
-            match entry:
-                case [str(named), int(seq)] if named == epoch:
-                    seqs.append(seq)
-        return min(seqs, default=None)
+            try:
+                record = record_from_wire(entry)
+            except RecordFormatError:  # an entry of an earlier agent: [epoch, seq] only
+                continue
+            if isinstance(record, GapRecord):
+                found.append(record)
+        return found
 
     def latest(self) -> str | None:
         """The epoch most recently started here."""
         epochs = self.epochs()
         return epochs[-1] if epochs else None
 
-    def record(self, epoch: str, owed: Sequence[tuple[str, int]] = ()) -> None:
+    def record(self, epoch: str, owed: Sequence[GapRecord] = ()) -> None:
         """Note `epoch` as the current one: written to a temporary file, synced, renamed.
 
-        `owed`: (epoch, first seq) of each older epoch its first block declares lost
-        (`owed_from`).
+        `owed`: the gap records its first block carries; those naming seqs are kept (`owed`).
         """
         epochs: Sequence[str] = self.epochs()
         if epochs and epochs[-1] == epoch:
             return
         body = {
             "epochs": [*[e for e in epochs if e != epoch], epoch][-_JOURNAL_KEEP:],
-            "owed": [list(entry) for entry in owed],
+            "owed": [gap.to_wire() for gap in owed if gap.epoch is not None],
         }
         try:
             replace_file(self._path, json.dumps(body).encode("utf-8"))
