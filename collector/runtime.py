@@ -21,7 +21,8 @@ from collector.api.core import ApiToken
 from collector.api.server import ApiServer, listening_socket, server_config
 from collector.audit.sealing import seal_periodically
 from collector.config import CollectorConfig, default_client_id
-from collector.feed.wakeup import LocalCommitSignal
+from collector.feed.activations import announce_periodically
+from collector.feed.wakeup import CommitSignal, LocalCommitSignal
 from collector.ingest.service import Ingest, IngestSettings
 from collector.keyfiles import load_key_file
 from collector.metrics import CollectorMetrics
@@ -29,7 +30,7 @@ from collector.pki.tls import client_context
 from collector.retention import apply_retention
 from collector.storage import open_storage
 from collector.storage.base import Storage
-from collector.storage.capabilities import AuditTrail, relayed_commits
+from collector.storage.capabilities import AlarmActivations, AuditTrail, relayed_commits
 from configkit.network import ListenAddress
 from hostkit.signal_mask import block_signals, executor_leaving_signals
 from hostkit.systemd_notify import notify, watchdog_pings
@@ -104,6 +105,16 @@ def _audit_sealing(storage: Storage, clock: Callable[[], float]) -> tuple[asynci
     return (asyncio.create_task(seal_periodically(storage, clock), name="collector-audit"),)
 
 
+def _activations(
+    storage: Storage, config: CollectorConfig, clock: Callable[[], float], commits: CommitSignal
+) -> tuple[asyncio.Task[None], ...]:
+    """The task that tells the live feed when alarms raised ahead come due (collector.feed)."""
+    if not isinstance(storage, AlarmActivations):
+        return ()
+    work = announce_periodically(storage, clock, config.ingest.ahead_allowance, commits)
+    return (asyncio.create_task(work, name="collector-activations"),)
+
+
 def _retention(
     config: CollectorConfig, clock: Callable[[], float]
 ) -> tuple[asyncio.Task[None], ...]:
@@ -155,6 +166,7 @@ async def run_collector(
                 asyncio.create_task(server.serve(sockets=[sock]), name="collector-api"),
                 *_retention(config, clock),
                 *_audit_sealing(storage, clock),
+                *_activations(storage, config, clock, commits),
             )
             running = RunningCollector(
                 storage, ingest, key.public(), f"http://{config.api.listen}", tasks, metrics

@@ -172,6 +172,7 @@ def create_app(
             storage,
             commits=LocalCommitSignal() if commits is None else commits,
             heartbeat=stream_heartbeat,
+            allowance=ahead_allowance,
         )
     )
     return app

@@ -82,6 +82,12 @@ class AlarmOut(BaseModel):
         " an alarm raised so is `active` only once the collector's clock is within the"
         " allowance of its raise"
     )
+    active: bool = Field(
+        description="raised and not cleared, by a raise stamped ahead of the collector's clock"
+        " only once that clock is within `ingest.ahead_allowance` of it: in GET /v1/alarms as"
+        " the collector answers; in /v1/stream as the collector wrote the event (an alarm"
+        " raised ahead gets one more event, active, once the clock comes within reach of it)"
+    )
 
 
 class GapOut(BaseModel):

@@ -10,6 +10,10 @@ both ids come from the database.
 
 Readings and journal rows are merged in commit order: a journal row follows the readings
 stored in the same commit (ids up to its `readings_through`) and precedes later ones.
+
+An alarm event is the alarm's state as the collector wrote it, `active` judged at that moment
+(`JournalRow.at`); `collector.feed.due` says when an alarm raised ahead of the clock gets one
+more, active.
 """
 
 from __future__ import annotations
@@ -134,6 +138,8 @@ class JournalRow:
     event: JournalEvent
     enterprise: str
     district: str
+    at: float
+    """The collector's clock when the row was written (an alarm's `active` is judged at it)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,8 @@ PostgreSQL: a SQLite file has one collector).
   `collector verify`.
 - `FeedJournal`: the positions and events of `GET /v1/stream` (readings by id, and a journal
   of alarm, gap and status events written in the ingest transaction).
+- `AlarmActivations`: an alarm event on the feed for each open alarm raised by an event
+  stamped ahead of the collector's clock, once that clock comes within the allowance of it.
 - `QualityStats`: the aggregates of `GET /v1/quality` (presence intervals kept at ingest,
   expected readings from the meta's poll periods, received and late readings).
 - `AuditTrail`: admin actions and command results appended to the audit hash chain, sealing,
@@ -32,6 +34,7 @@ from typing import Protocol, runtime_checkable
 
 from collector.audit.chain import ActionEntry, AuditRow, ChainHead, UnreadableRow
 from collector.feed.core import FeedFilter, FeedPage, FeedPosition
+from collector.feed.due import ActivationSweep, Announced
 from collector.feed.wakeup import CommitSignal
 from collector.model import GatewayKey
 from collector.quality.core import QualityCounts, QualityFilter, QualityGroup
@@ -101,6 +104,22 @@ class FeedJournal(Protocol):
 
         At most `limit` of each; `readings_more`/`journal_more` say a side was cut.
         """
+        ...
+
+
+@runtime_checkable
+class AlarmActivations(Protocol):
+    """**Protocol**: the feed's word that an alarm raised ahead of the clock is active now.
+
+    A backend writes, in one transaction that judges again what it read, an alarm journal row
+    (`collector.feed.core.alarm_entry` at the sweep's clock) for each open alarm raised by an
+    event stamped ahead whose raise came due in the sweep, unless a row of that alarm written
+    since it came due is in the journal (`collector.storage.activations`); several collectors
+    sweeping one database at once must announce it once (PostgreSQL: the feed lock).
+    """
+
+    async def announce_activations(self, sweep: ActivationSweep) -> Announced:
+        """Announce the alarms `sweep` finds come due; the journal head read first."""
         ...
 
 

@@ -29,8 +29,8 @@ class FeedStatements:
     """A backend's feed reads: each ends `WHERE <id> > ? AND <id> <= ?`.
 
     `readings` selects READING_COLUMNS then `r.id` from `readings r` joined to `gateways g`;
-    `journal` selects id, readings_through, kind, gateway, payload, enterprise and district
-    from `feed f` joined to `gateways g`. `unindexed` prefixes the gateway and point terms
+    `journal` selects id, readings_through, kind, gateway, payload, enterprise, district and
+    at from `feed f` joined to `gateways g`. `unindexed` prefixes the gateway and point terms
     (SQLite's unary `+` keeps them off the series index: a stream walks ids forward).
     """
 
@@ -38,6 +38,8 @@ class FeedStatements:
     journal: str
     issued: str
     """Selects the highest reading id and journal id ever handed out, pruned rows included."""
+    alarm_id: str
+    """The `alarm_id` of an alarm row's payload (`f.payload`, JSON text), as SQL."""
     unindexed: str = ""
 
 
@@ -120,6 +122,7 @@ class _FeedRead:
                 event=journal_event(FeedKind(row[2]), row[3], row[4]),
                 enterprise=row[5],
                 district=row[6],
+                at=row[7],
             )
             for row in rows
         )

@@ -265,3 +265,84 @@ async def test_the_page_shows_an_alarm_and_a_gateway_going_offline_within_5_s(
     # Offline: every request the pages made went to the collector.
     assert requested
     assert all(url.startswith(f"{collector.api_url}/") for url in requested), requested
+
+
+class Clock:
+    """The collector's clock: the real one until the test moves it on by `skew` seconds."""
+
+    def __init__(self) -> None:
+        self.skew = 0.0
+
+    def __call__(self) -> float:
+        return time.time() + self.skew
+
+
+def _api_requests(requested: list[str], since: int) -> list[str]:
+    """The page's requests from index `since` on, the stream's own (re)connection left out."""
+    return [url for url in requested[since:] if "/v1/" in url and "/v1/stream" not in url]
+
+
+async def _first_reads_sent(page: Page, requested: list[str]) -> None:
+    """Until the page's two first reads are asked (at its start, and when its stream opens).
+
+    Each asks for the readings last of its four requests, in one turn of the page's loop.
+    """
+    while sum("/v1/readings" in url for url in requested) < 2:
+        await page.wait_for_event("request", timeout=SETTLE_MS)
+
+
+@pytest.mark.timeout(120)
+async def test_an_alarm_raised_ahead_shows_when_the_collectors_clock_reaches_it_without_re_reads(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The page follows the feed's `active` (before: it took every open alarm event flagged
+    ahead_of_collector off its list and waited for its once-a-minute re-read to show one
+    the collector's clock had caught up with, up to a minute late). A gateway far ahead raises
+    30 alarms, one block each: the page shows none and asks the collector nothing for them (no
+    browser test counted these requests; f3788a8 re-read everything on each). A raise 20 min
+    ahead shows within 5 s of the collector's clock coming within the allowance of it, from
+    the feed's event, again with no request."""
+    path = await keyed_collector_config(tmp_path, broker_port=broker.port, tokens=TOKENS)
+    config = load_collector_config(path)
+    clock = Clock()
+    requested: list[str] = []
+    async with (
+        run_collector(config, clock=clock) as collector,
+        gateway_link(broker.port, NANCHANG) as nanchang_link,
+    ):
+        await register(collector.storage, NANCHANG)
+        await asyncio.wait_for(collector.wait_connected(), 10)
+        nanchang = Uplink(nanchang_link)
+        now = time.time()
+        await nanchang.send(1, [alarm_record("fast-1", AlarmEvent.RAISE, now + 1200)])
+        async with chromium() as browser:
+            page = await open_page(browser, collector.api_url, "all-token", requested)
+            await expect(page.locator(gateway_row(NANCHANG))).to_have_count(1, timeout=SETTLE_MS)
+            await _first_reads_sent(page, requested)
+            await expect(page.locator(alarm_row(NANCHANG, "fast-1"))).to_have_count(0)
+            settled = len(requested)
+            far = now + 30 * 86400
+            for seq in range(2, 32):
+                await nanchang.send(seq, [alarm_record(f"far-{seq}", AlarmEvent.RAISE, far + seq)])
+            # An alarm of now after them: once shown, the page has applied every event before it.
+            await nanchang.send(32, [alarm_record("now-1", AlarmEvent.RAISE, time.time())])
+            await expect(page.locator(alarm_row(NANCHANG, "now-1"))).to_be_visible(
+                timeout=WITHIN_MS
+            )
+            await expect(page.locator('#alarms tr[data-alarm*="/far-"]')).to_have_count(0)
+            during_far = _api_requests(requested, settled)
+
+            caught_up = len(requested)
+            moved = time.monotonic()
+            clock.skew = 1200 - 900 + 1  # the collector's clock within the allowance of fast-1
+            await expect(page.locator(alarm_row(NANCHANG, "fast-1"))).to_be_visible(
+                timeout=WITHIN_MS
+            )
+            shown = time.monotonic() - moved
+            during_catch_up = _api_requests(requested, caught_up)
+            print(
+                f"30 raises far ahead: {len(during_far)} requests; raise 20 min ahead shown"
+                f" {shown:.2f} s after the clock reached it, {len(during_catch_up)} requests"
+            )
+    assert during_far == []
+    assert during_catch_up == []

@@ -34,6 +34,7 @@ ALARM_KEYS = {
     "unit",
     "trigger_t",
     "flags",
+    "active",
 }
 RAISE, CLEAR = AlarmEvent.RAISE, AlarmEvent.CLEAR
 
@@ -105,8 +106,13 @@ async def test_alarm_shape_and_pairing(client: httpx.AsyncClient) -> None:
         "unit": "m",
         "trigger_t": iso_time(BASE_TIME + 9),
         "flags": [],
+        "active": False,
     }
-    assert (items["a2"]["cleared_at"], items["a2"]["level"]) == (None, "HH")
+    assert (items["a2"]["cleared_at"], items["a2"]["level"], items["a2"]["active"]) == (
+        None,
+        "HH",
+        True,
+    )
     assert (items["a3"]["raised_at"], items["a3"]["cleared_at"]) == (
         None,
         iso_time(BASE_TIME + 40),

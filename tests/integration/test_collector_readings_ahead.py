@@ -28,6 +28,7 @@ from collector.storage.months import month_of, month_start, next_month
 from collector.storage.retention import DAY
 from specs.records import AlarmEvent, iso_time
 from tests.support.broker import Broker
+from tests.support.clocks import ManualClock
 from tests.support.collector_api import auth, get_page
 from tests.support.collector_client import BASE_TIME, gateway_link, sim_gateway
 from tests.support.collector_env import keyed_collector_config, register
@@ -43,24 +44,14 @@ AHEAD: Final = "ahead_of_collector"
 WAIT: Final = 10.0
 
 
-class Clock:
-    """The collector's clock: `now` until a test moves it."""
-
-    def __init__(self) -> None:
-        self.now = NOW
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
-def clock() -> Clock:
-    return Clock()
+def clock() -> ManualClock:
+    return ManualClock(NOW)
 
 
 @pytest.fixture
 async def collector(
-    broker: Broker, tmp_path: Path, storage_url: str, clock: Clock
+    broker: Broker, tmp_path: Path, storage_url: str, clock: ManualClock
 ) -> AsyncIterator[RunningCollector]:
     path = await keyed_collector_config(
         tmp_path, broker_port=broker.port, tokens=TOKENS, storage_url=storage_url
@@ -153,7 +144,7 @@ async def test_the_allowance_is_the_bound(
 
 
 async def test_a_reading_stored_ahead_is_a_duplicate_when_it_comes_again_in_its_time(
-    broker: Broker, collector: RunningCollector, storage_url: str, clock: Clock
+    broker: Broker, collector: RunningCollector, storage_url: str, clock: ManualClock
 ) -> None:
     """A reading stored ahead is no series' newest current t, yet the collector keeps one
     reading per (gateway, point, t): sealed again under a new epoch once its time has come, it
@@ -231,7 +222,7 @@ async def test_a_gateway_cannot_flag_a_current_reading_ahead(
 
 
 async def test_buckets_from_readings_and_from_rollups_agree(
-    broker: Broker, collector: RunningCollector, clock: Clock
+    broker: Broker, collector: RunningCollector, clock: ManualClock
 ) -> None:
     """Buckets read from the raw readings (under a minute, or ends off the minute) leave a
     reading stored ahead out as the per-minute rollups do: every=30s, every=1m and every=1m
@@ -326,7 +317,7 @@ async def _partitions(url: str) -> set[str]:
 
 
 async def test_readings_far_ahead_make_no_partitions_of_their_own(
-    broker: Broker, collector: RunningCollector, storage_url: str, clock: Clock
+    broker: Broker, collector: RunningCollector, storage_url: str, clock: ManualClock
 ) -> None:
     """The defect (PostgreSQL): every month a reading was stamped in got a partition of
     `readings` and one of the rollups before the batch, so a gateway whose clock jumps around
@@ -401,7 +392,7 @@ async def _active(collector: RunningCollector) -> dict[str, tuple[Any, ...]]:
 
 
 async def test_an_alarm_raised_ahead_is_active_once_the_collectors_clock_reaches_it(
-    broker: Broker, collector: RunningCollector, clock: Clock
+    broker: Broker, collector: RunningCollector, clock: ManualClock
 ) -> None:
     """The defect (9b4e25f): the mark set from the collector's clock at arrival kept an alarm
     out of `active` for good. The collector's own clock 16 min slow (its NTP broken): a real
@@ -419,7 +410,7 @@ async def test_an_alarm_raised_ahead_is_active_once_the_collectors_clock_reaches
 
 
 async def test_an_alarm_of_a_gateway_20_min_fast_is_active_once_within_the_allowance(
-    broker: Broker, collector: RunningCollector, clock: Clock
+    broker: Broker, collector: RunningCollector, clock: ManualClock
 ) -> None:
     """A gateway 20 min fast raises a real alarm: flagged at arrival, not active while its
     raise is more than the allowance (15 min) past the collector's clock, active from the

@@ -30,13 +30,19 @@ import uvicorn
 from collector.api.app import create_app
 from collector.config import load_collector_config
 from collector.feed.core import FeedPosition
+from collector.feed.due import ActivationWindow
 from collector.feed.wakeup import LocalCommitSignal
 from collector.ingest.core import Inbound, plan_batch
-from collector.model import IngestBatch, KeyGrant, StatusUpdate
+from collector.model import AHEAD_ALLOWANCE, IngestBatch, KeyGrant, StatusUpdate
 from collector.runtime import run_collector
 from collector.storage import open_storage, prune_storage
 from collector.storage.base import Storage
-from collector.storage.capabilities import CommitRelay, FeedJournal, relayed_commits
+from collector.storage.capabilities import (
+    AlarmActivations,
+    CommitRelay,
+    FeedJournal,
+    relayed_commits,
+)
 from collector.storage.months import month_of, month_start, next_month
 from collector.storage.postgres.locks import FEED_LOCK
 from collector.storage.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA
@@ -55,6 +61,7 @@ from tests.support.collector_client import (
     key_grants,
 )
 from tests.support.collector_env import keyed_collector_config, register
+from tests.support.feed_client import Message, open_stream
 from tests.support.postgres import sql_execute, sql_rows
 from tests.support.records import alarm_record
 
@@ -62,108 +69,12 @@ LEVEL, PRESSURE = "T001-LT-01", "T001-PT-01"
 WAIT = 10.0  # seconds an expected event may take; the heartbeat below is far longer
 
 
-@dataclass(frozen=True)
-class Message:
-    """One SSE message as a client sees it (a comment has only `comment`)."""
-
-    id: str | None = None
-    event: str | None = None
-    data: str | None = None
-    comment: str | None = None
-
-    @property
-    def body(self) -> dict[str, Any]:
-        assert self.data is not None
-        parsed: dict[str, Any] = json.loads(self.data)
-        return parsed
-
-
-async def _messages(response: httpx.Response) -> AsyncIterator[Message]:
-    """Parse an event stream (text/event-stream) into messages, comments included."""
-    fields: dict[str, str] = {}
-    async for line in response.aiter_lines():
-        if not line:
-            if fields:
-                yield Message(**fields)
-            fields = {}
-            continue
-        name, _, value = line.partition(":")
-        value = value.removeprefix(" ")
-        if not name:
-            yield Message(comment=value)
-        elif name in {"id", "event", "data"}:
-            fields[name] = (
-                f"{fields[name]}\n{value}" if name == "data" and name in fields else value
-            )
-
-
-@dataclass
-class Stream:
-    """An open stream: its messages arrive in a queue, read with `take`."""
-
-    response: httpx.Response
-    queue: asyncio.Queue[Message] = field(default_factory=asyncio.Queue)
-    ended: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def take(self, count: int, *, comments: bool = False) -> list[Message]:
-        """The next `count` messages (events, or comments too)."""
-        taken: list[Message] = []
-        async with asyncio.timeout(WAIT):
-            while len(taken) < count:
-                message = await self.queue.get()
-                if message.comment is None or comments:
-                    taken.append(message)
-        return taken
-
-    async def quiet(self, seconds: float = 0.5) -> list[Message]:
-        """Whatever events arrive within `seconds` (should be none)."""
-        await asyncio.sleep(seconds)
-        found: list[Message] = []
-        while not self.queue.empty():
-            message = self.queue.get_nowait()
-            if message.comment is None:
-                found.append(message)
-        return found
-
-
-@contextlib.asynccontextmanager
-async def _stream(
-    base_url: str,
-    bearer: str = "all-token",
-    last_event_id: str | None = None,
-    **params: str,
-) -> AsyncIterator[Stream]:
-    headers = {"Authorization": f"Bearer {bearer}"}
-    if last_event_id is not None:
-        headers["Last-Event-ID"] = last_event_id
-    async with (
-        httpx.AsyncClient(base_url=base_url, timeout=httpx.Timeout(WAIT, read=None)) as http,
-        http.stream("GET", "/v1/stream", params=params, headers=headers) as response,
-    ):
-        assert response.status_code == 200
-        assert response.headers["content-type"].startswith("text/event-stream")
-        stream = Stream(response)
-
-        async def pump() -> None:
-            async for message in _messages(response):
-                await stream.queue.put(message)
-            stream.ended.set()  # the server ended the response
-
-        task = asyncio.create_task(pump())
-        try:
-            yield stream
-        finally:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError, httpx.HTTPError):
-                await task
-
-
 async def _resume(
     base_url: str, last_event_id: str | None, missed: int, *, then: Callable[[], Awaitable[None]]
 ) -> list[Message]:
     """Reconnect after `last_event_id`: the hello names it, `missed` messages follow, then
     the two of the block `then()` delivers, and nothing more. Those messages, in order."""
-    async with _stream(base_url, last_event_id=last_event_id) as resumed:
+    async with open_stream(base_url, last_event_id=last_event_id) as resumed:
         (hello,) = await resumed.take(1)
         assert hello.id == last_event_id
         again = await resumed.take(missed)
@@ -305,7 +216,7 @@ async def test_events_come_live_in_commit_order_shaped_like_the_list_endpoints(
             },
         )
         feed.chain(BEIJING, {1: _records(BEIJING, 1)})
-        async with _stream(feed.base_url) as stream:
+        async with open_stream(feed.base_url) as stream:
             (hello,) = await stream.take(1)
             assert (hello.id, hello.event, hello.data) == ("r0.f0", None, None)
             started = time.monotonic()
@@ -366,7 +277,7 @@ async def test_events_come_live_in_commit_order_shaped_like_the_list_endpoints(
             streamed = [m.body for m in events if m.event == "reading"]
             assert _canonical(streamed) == _canonical(await feed.get("/v1/readings"))
             # ?tz= shows times at that offset, as on the list endpoints.
-            async with _stream(feed.base_url, last_event_id="r0.f0", tz="+08:00") as local:
+            async with open_stream(feed.base_url, last_event_id="r0.f0", tz="+08:00") as local:
                 (_, one) = await local.take(2)
             beijing_time = datetime.fromtimestamp(BASE_TIME + 1, timezone(timedelta(hours=8)))
             assert one.body["t"] == beijing_time.isoformat(timespec="milliseconds")
@@ -375,7 +286,7 @@ async def test_events_come_live_in_commit_order_shaped_like_the_list_endpoints(
 async def test_a_reconnect_resumes_exactly_after_its_last_event_id(storage_url: str) -> None:
     async with _served(storage_url) as feed:
         feed.chain(NANCHANG, {seq: _records(NANCHANG, seq) for seq in range(1, 7)})
-        async with _stream(feed.base_url) as stream:
+        async with open_stream(feed.base_url) as stream:
             await stream.take(1)
             await feed.deliver((NANCHANG, 1), (NANCHANG, 2))
             before = await stream.take(4)
@@ -394,10 +305,10 @@ async def test_a_reconnect_resumes_exactly_after_its_last_event_id(storage_url: 
             (PRESSURE, 40.0),
         ]
         # Filtered streams resume the same way: their ids skip what the filter hides.
-        async with _stream(feed.base_url, last_event_id="r0.f0", point=PRESSURE) as pressure:
+        async with open_stream(feed.base_url, last_event_id="r0.f0", point=PRESSURE) as pressure:
             found = await pressure.take(5)
             assert [m.body["value"] for m in found[1:]] == [10.0, 20.0, 30.0, 40.0]
-        async with _stream(feed.base_url, last_event_id=found[2].id, point=PRESSURE) as rest:
+        async with open_stream(feed.base_url, last_event_id=found[2].id, point=PRESSURE) as rest:
             await rest.take(1)
             tail = await rest.take(2)
             await feed.deliver((NANCHANG, 5))
@@ -410,11 +321,11 @@ async def test_a_token_streams_only_its_districts_and_filters_narrow_it(storage_
         feed.chain(NANCHANG, {1: _records(NANCHANG, 1), 2: _records(NANCHANG, 2)})
         feed.chain(BEIJING, {1: _records(BEIJING, 1), 3: _records(BEIJING, 3)})
         async with (
-            _stream(feed.base_url, "nc-token") as nanchang,
-            _stream(feed.base_url, "sz-token") as shenzhen,
-            _stream(feed.base_url, gateway=BEIJING.gateway) as beijing,
-            _stream(feed.base_url, types="status,gap") as changes,
-            _stream(feed.base_url, "nc-token", gateway=BEIJING.gateway) as outside,
+            open_stream(feed.base_url, "nc-token") as nanchang,
+            open_stream(feed.base_url, "sz-token") as shenzhen,
+            open_stream(feed.base_url, gateway=BEIJING.gateway) as beijing,
+            open_stream(feed.base_url, types="status,gap") as changes,
+            open_stream(feed.base_url, "nc-token", gateway=BEIJING.gateway) as outside,
         ):
             for stream in (nanchang, shenzhen, beijing, changes, outside):
                 await stream.take(1)
@@ -437,7 +348,7 @@ async def test_a_token_streams_only_its_districts_and_filters_narrow_it(storage_
 
 
 async def test_pings_keep_an_idle_stream_open(storage_url: str) -> None:
-    async with _served(storage_url, heartbeat=0.2) as feed, _stream(feed.base_url) as stream:
+    async with _served(storage_url, heartbeat=0.2) as feed, open_stream(feed.base_url) as stream:
         messages = await stream.take(3, comments=True)
         assert messages[0].id == "r0.f0"
         assert all(m.comment is not None for m in messages[1:])
@@ -485,7 +396,7 @@ async def test_a_stream_resumes_across_a_collector_restart(
         async with run_collector(config) as collector, gateway_link(broker.port, NANCHANG) as link:
             await register(collector.storage, NANCHANG)
             await asyncio.wait_for(collector.wait_connected(), WAIT)
-            stream = await outlives.enter_async_context(_stream(collector.api_url))
+            stream = await outlives.enter_async_context(open_stream(collector.api_url))
             await stream.take(1)
             for seq in (1, 2):
                 await link.send(seq)
@@ -498,7 +409,7 @@ async def test_a_stream_resumes_across_a_collector_restart(
         await asyncio.wait_for(stream.ended.wait(), WAIT)
     async with run_collector(config) as collector, gateway_link(broker.port, NANCHANG) as link:
         await asyncio.wait_for(collector.wait_connected(), WAIT)
-        async with _stream(collector.api_url, last_event_id=before[0].id) as resumed:
+        async with open_stream(collector.api_url, last_event_id=before[0].id) as resumed:
             (hello,) = await resumed.take(1)
             assert hello.id == before[0].id
             (again,) = await resumed.take(1)
@@ -575,7 +486,7 @@ async def test_a_stream_on_one_collector_wakes_for_what_another_commits(postgres
     async with _served(postgres_url) as a, _other_collector(postgres_url) as b:
         assert isinstance(a.storage, CommitRelay)
         b.chain(NANCHANG, {seq: _records(NANCHANG, seq) for seq in range(1, 5)})
-        async with _stream(a.base_url) as stream:
+        async with open_stream(a.base_url) as stream:
             await stream.take(1)
             started = time.monotonic()
             await b.deliver((NANCHANG, 1))
@@ -592,10 +503,31 @@ async def test_a_stream_on_one_collector_wakes_for_what_another_commits(postgres
     assert all(m.body["gateway"] == NANCHANG.gateway for m in again)
 
 
+async def test_two_collectors_sweeping_at_once_announce_an_alarm_come_due_once(
+    postgres_url: str,
+) -> None:
+    """An alarm raised by an event stamped 20 min ahead, come due: two collectors on one
+    database sweep for it at once (each its first sweep, so the whole journal) and the feed
+    gets one alarm event for it, whichever sweeps first (the feed lock, then a look again)."""
+    async with _served(postgres_url) as a, _other_collector(postgres_url) as b:
+        raised = BASE_TIME + 1 + 20 * 60  # arrives at BASE_TIME + 1
+        a.chain(NANCHANG, {1: [alarm_record("fast/1", AlarmEvent.RAISE, raised)]})
+        await a.deliver((NANCHANG, 1))
+        sweep = ActivationWindow().sweep(raised - AHEAD_ALLOWANCE + 5, AHEAD_ALLOWANCE)
+        stores = [a.storage, b.storage]
+        sweepers = [store for store in stores if isinstance(store, AlarmActivations)]
+        assert len(sweepers) == 2
+        done = await asyncio.gather(*(store.announce_activations(sweep) for store in sweepers))
+        again = await asyncio.gather(*(store.announce_activations(sweep) for store in sweepers))
+    assert sorted(len(found.alarms) for found in done) == [0, 1]
+    assert [len(found.alarms) for found in again] == [0, 0]
+    assert await sql_rows(postgres_url, "SELECT count(*) FROM feed WHERE kind = 'alarm'") == [(2,)]
+
+
 async def test_a_lost_listening_connection_is_opened_again(postgres_url: str) -> None:
     async with _served(postgres_url) as a, _other_collector(postgres_url) as b:
         b.chain(NANCHANG, {seq: _records(NANCHANG, seq) for seq in (1, 2)})
-        async with _stream(a.base_url) as stream:
+        async with open_stream(a.base_url) as stream:
             await stream.take(1)
             ended = await sql_rows(
                 postgres_url,
@@ -626,7 +558,7 @@ async def test_commits_of_two_collectors_at_once_reach_a_stream_each_once_in_ord
     async with _served(postgres_url) as a, _other_collector(postgres_url) as b:
         a.chain(BEIJING, {seq: _records(BEIJING, seq) for seq in range(1, rounds + 1)})
         b.chain(NANCHANG, {seq: _records(NANCHANG, seq) for seq in range(1, rounds + 1)})
-        async with _stream(a.base_url) as stream:
+        async with open_stream(a.base_url) as stream:
             await stream.take(1)
 
             async def run(collector: Feed, gateway: SimGateway) -> None:
@@ -741,7 +673,7 @@ async def test_a_stream_resumes_after_retention_pruned_the_journal_it_read(
     client holds. That id was still made by this database: the client (a browser's
     EventSource reconnecting on its own) resumes from it and gets what comes next."""
     async with _served(storage_url) as feed:
-        async with _stream(feed.base_url, types="status") as stream:
+        async with open_stream(feed.base_url, types="status") as stream:
             await stream.take(1)
             await feed.deliver(statuses=[StatusUpdate(NANCHANG.gateway, online=True, at=BASE_TIME)])
             (online,) = await stream.take(1)
@@ -750,7 +682,7 @@ async def test_a_stream_resumes_after_retention_pruned_the_journal_it_read(
             storage_url, RetentionPolicy(raw_days=45), month_end + 46 * DAY
         )
         assert pruned.feed_events_dropped == 1
-        async with _stream(feed.base_url, last_event_id=online.id, types="status") as resumed:
+        async with open_stream(feed.base_url, last_event_id=online.id, types="status") as resumed:
             (hello,) = await resumed.take(1)
             assert hello.id == online.id
             await feed.deliver(

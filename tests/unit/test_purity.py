@@ -37,6 +37,7 @@ CORE_MODULES = sorted(
     {
         *ROOT.glob("edge_agent/core/**/*.py"),
         *ROOT.glob("collector/*/core.py"),
+        ROOT / "collector" / "feed" / "due.py",
         *ROOT.glob("collector/ingest/normalize.py"),
         # The wire contract: pure functions and data, no I/O (specs/__init__.py).
         *ROOT.glob("specs/**/*.py"),

@@ -28,8 +28,12 @@ from collector.readmodel import AlarmAfter, AlarmFilter, AlarmState
 from collector.storage.base import Storage
 
 
-def alarm_out(state: AlarmState, zone: timezone) -> AlarmOut:
-    """An alarm as the API shows it (here and in /v1/stream), times at `zone`."""
+def alarm_out(state: AlarmState, zone: timezone, *, active: bool) -> AlarmOut:
+    """An alarm as the API shows it (here and in /v1/stream), times at `zone`.
+
+    `active`: AlarmState.active_at the collector's clock as it answers (here) or as it wrote
+    the event (the stream).
+    """
     return AlarmOut(
         gateway=state.gateway,
         alarm_id=state.alarm_id,
@@ -43,6 +47,7 @@ def alarm_out(state: AlarmState, zone: timezone) -> AlarmOut:
         unit=state.unit,
         trigger_t=shown_time(state.trigger_t, zone),
         flags=list(state.flags),
+        active=active,
     )
 
 
@@ -82,17 +87,18 @@ def create_router(
     ) -> ListPage[AlarmOut]:
         """Alarms whose span [raised_at, cleared_at) meets [from, to), oldest first."""
         after = _alarm_after(cursor)
+        now = clock()
         where = AlarmFilter(
             gateway=gateway,
             active=active,
             t_from=parse_time("from", from_),
             t_to=parse_time("to", to),
-            now=clock(),
+            now=now,
             allowance=allowance,
         )
         page = await storage.alarms(scope, where, after=after, limit=limit)
         return ListPage[AlarmOut](
-            items=[alarm_out(a, zone) for a in page.items],
+            items=[alarm_out(a, zone, active=a.active_at(now, allowance)) for a in page.items],
             next=next_cursor("alarms", page, lambda a: (a.since, a.gateway, a.alarm_id)),
         )
 

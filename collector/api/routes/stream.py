@@ -45,6 +45,7 @@ from collector.feed.core import (
     parse_position,
 )
 from collector.feed.wakeup import CommitSignal
+from collector.model import AHEAD_ALLOWANCE
 from collector.readmodel import AlarmState, GapRow, ReadingRow, Scope
 from collector.storage.base import Storage
 from collector.storage.capabilities import FeedJournal
@@ -75,14 +76,19 @@ def _status(row: JournalRow, change: StatusChange, zone: timezone) -> StatusOut:
     )
 
 
-def _data(event: FeedEvent, zone: timezone) -> str:
-    """The event's JSON, as the list endpoint of its type shows it."""
+def _data(event: FeedEvent, zone: timezone, allowance: float) -> str:
+    """The event's JSON, as the list endpoint of its type shows it.
+
+    An alarm is `active` as the collector judged it when it wrote the event (its row's `at`):
+    a client resuming later gets the same events, and the newest says the alarm's state.
+    """
     item = event.item
     if isinstance(item, ReadingRow):
         return reading_out(item, zone).model_dump_json()
     happened = item.event
     if isinstance(happened, AlarmState):
-        return alarm_out(happened, zone).model_dump_json()
+        active = happened.active_at(item.at, allowance)
+        return alarm_out(happened, zone, active=active).model_dump_json()
     if isinstance(happened, GapRow):
         return gap_out(happened, zone).model_dump_json(by_alias=True)  # `from`, `to`
     return _status(item, happened, zone).model_dump_json()
@@ -97,6 +103,7 @@ async def _events(
     start: FeedPosition,
     zone: timezone,
     heartbeat: float,
+    allowance: float,
     admitted: Callable[[], Awaitable[bool]],
 ) -> AsyncIterator[ServerSentEvent]:
     yield ServerSentEvent(id=start.token, retry=RETRY_MS)
@@ -110,7 +117,9 @@ async def _events(
             events, position = interleave(page, position, head)
             for event in events:
                 yield ServerSentEvent(
-                    data=_data(event, zone), event=event.kind.value, id=event.position.token
+                    data=_data(event, zone, allowance),
+                    event=event.kind.value,
+                    id=event.position.token,
                 )
                 # Sending does not wait while the socket takes it: without a turn of the loop
                 # here a page went out in one go, and once the connection was lost (the client
@@ -125,10 +134,12 @@ def create_router(
     *,
     commits: CommitSignal,
     heartbeat: float,
+    allowance: float = AHEAD_ALLOWANCE,
 ) -> APIRouter:
     """The stream route over `storage`, woken by `commits` (501 without a feed journal).
 
-    A stream ends once its token no longer admits it (revoked).
+    A stream ends once its token no longer admits it (revoked). An alarm's `active` is judged
+    with `allowance` (the config's `ingest.ahead_allowance`).
     """
     router = APIRouter()
 
@@ -139,7 +150,10 @@ def create_router(
             200: {
                 "content": {"text/event-stream": {}},
                 "description": "server-sent events: `event:` reading|alarm|gap|status, `data:`"
-                " the item as its list endpoint shows it (status: StatusOut), `id:` the"
+                " the item as its list endpoint shows it (status: StatusOut; an alarm's"
+                " `active` as the collector judged it when it wrote the event, and an alarm"
+                " raised ahead of the collector's clock gets one more event, active, once that"
+                " clock comes within `ingest.ahead_allowance` of its raise), `id:` the"
                 " position to resume after with Last-Event-ID (also once a client that took"
                 " nothing for `api.limits.send_timeout`, 30 s, was disconnected)",
             },
@@ -206,6 +220,7 @@ def create_router(
                 start=start,
                 zone=zone,
                 heartbeat=heartbeat,
+                allowance=allowance,
                 admitted=admitted,
             ),
             ping=heartbeat,

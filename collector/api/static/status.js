@@ -58,11 +58,6 @@ async function getAll(path, params) {
 }
 
 const alarmKey = (alarm) => `${alarm.gateway}/${alarm.alarm_id}`;
-const isOpen = (alarm) => alarm.raised_at !== null && alarm.cleared_at === null;
-// Flag ahead_of_collector: stamped ahead of the collector's clock at arrival. Such a raise is
-// active once the collector's clock (not the browser's) reaches it, which only the collector
-// judges: the page asks /v1/alarms?active=true again (and at every minute's reload).
-const isAhead = (alarm) => (alarm.flags || []).includes("ahead_of_collector");
 
 async function readSeries() {
   const from = new Date(Date.now() - HOUR_MS).toISOString();
@@ -137,11 +132,11 @@ function apply(kind, item) {
     gateway.online = item.online;
     gateway.last_seen = item.at;
   } else if (kind === "alarm") {
-    if (isOpen(item) && isAhead(item)) {
-      // Flagged at arrival, so not active yet: the minute's re-read shows it once it is. Not
-      // re-read now: a gateway far ahead raising every second would re-read without pause.
-      state.alarms.delete(alarmKey(item));
-    } else if (isOpen(item)) state.alarms.set(alarmKey(item), item);
+    // `active` as the collector judged it writing the event: a raise stamped ahead of its
+    // clock is not, and gets an event of its own, active, once that clock reaches it (the
+    // browser's clock cannot tell: asking the collector again at each such event would re-read
+    // without pause for a gateway far ahead raising every second).
+    if (item.active) state.alarms.set(alarmKey(item), item);
     else state.alarms.delete(alarmKey(item));
   } else if (kind === "gap") {
     // A gap event is a record or a hole filled: the open holes are re-read, a burst at once.

@@ -70,7 +70,8 @@ STATEMENTS: Final = FeedStatements(
         " WHERE r.id > ? AND r.id <= ?"
     ),
     journal=(
-        "SELECT f.id, f.readings_through, f.kind, f.gateway, f.payload, g.enterprise, g.district"
+        "SELECT f.id, f.readings_through, f.kind, f.gateway, f.payload, g.enterprise, g.district,"
+        " f.at"
         " FROM feed f JOIN gateways g ON g.gateway = f.gateway WHERE f.id > ? AND f.id <= ?"
     ),
     # The identity sequences' last values (null until a first id is handed out).
@@ -78,4 +79,5 @@ STATEMENTS: Final = FeedStatements(
         "SELECT coalesce(pg_sequence_last_value(pg_get_serial_sequence('readings', 'id')), 0),"
         " coalesce(pg_sequence_last_value(pg_get_serial_sequence('feed', 'id')), 0)"
     ),
+    alarm_id="(f.payload::json ->> 'alarm_id')",
 )

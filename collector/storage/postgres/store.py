@@ -19,6 +19,8 @@ import asyncpg
 import structlog
 
 from collector.audit.chain import ActionEntry, AuditRow, ChainHead, UnreadableRow
+from collector.feed.core import JournalEntry
+from collector.feed.due import ActivationSweep, Announced
 from collector.feed.wakeup import CommitSignal
 from collector.model import (
     BatchResult,
@@ -32,7 +34,8 @@ from collector.readmodel import (
     ReadingFilter,
     Scope,
 )
-from collector.storage import audit
+from collector.storage import activations, audit
+from collector.storage.activations import WriteEntries
 from collector.storage.base import Storage, StorageError
 from collector.storage.months import Month, month_of, months_of, next_month
 from collector.storage.postgres import feed, quality, registry, tokens
@@ -155,6 +158,25 @@ class PostgresStorage(CapabilityReads, Storage):
         """A pooled connection's Fetch; driver errors become StorageError naming `action`."""
         async with self._connection(action) as db:
             yield fetcher(db)
+
+    @asynccontextmanager
+    async def _feed_writing(self) -> AsyncIterator[tuple[Fetch, WriteEntries]]:
+        """A transaction holding the feed lock: ids in commit order, one sweep at a time."""
+        async with self._transaction("announcing active alarms") as db:
+            await feed.take_feed_lock(db)
+
+            async def write(entries: Sequence[JournalEntry]) -> None:
+                if entries:
+                    await feed.write_journal(db, entries)
+                    await feed.finish_feed_commit(db)
+
+            yield fetcher(db), write
+
+    async def announce_activations(self, sweep: ActivationSweep) -> Announced:
+        """The feed's alarm events for alarms raised ahead that came due (AlarmActivations)."""
+        return await activations.announce(
+            sweep, reading=self._reading, writing=self._feed_writing, statements=feed.STATEMENTS
+        )
 
     # --- registry ---------------------------------------------------------------------------
 

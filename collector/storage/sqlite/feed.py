@@ -20,7 +20,8 @@ STATEMENTS: Final = FeedStatements(
         " ON g.gateway = r.gateway WHERE r.id > ? AND r.id <= ?"
     ),
     journal=(
-        "SELECT f.id, f.readings_through, f.kind, f.gateway, f.payload, g.enterprise, g.district"
+        "SELECT f.id, f.readings_through, f.kind, f.gateway, f.payload, g.enterprise, g.district,"
+        " f.at"
         " FROM feed f CROSS JOIN gateways g ON g.gateway = f.gateway"
         " WHERE f.id > ? AND f.id <= ?"
     ),
@@ -29,5 +30,6 @@ STATEMENTS: Final = FeedStatements(
         "SELECT (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'readings'),"
         " (SELECT coalesce(max(seq), 0) FROM sqlite_sequence WHERE name = 'feed')"
     ),
+    alarm_id="json_extract(f.payload, '$.alarm_id')",
     unindexed="+",
 )

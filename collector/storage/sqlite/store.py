@@ -9,6 +9,7 @@ connections, the write lock and the transaction, and hands each call the connect
 from __future__ import annotations
 
 import asyncio
+import functools
 import sqlite3
 from collections.abc import AsyncIterator, Collection, Mapping, Sequence
 from contextlib import asynccontextmanager
@@ -17,6 +18,7 @@ from pathlib import Path
 import aiosqlite
 
 from collector.audit.chain import ActionEntry, AuditRow, ChainHead, UnreadableRow
+from collector.feed.due import ActivationSweep, Announced
 from collector.model import (
     BatchResult,
     Gateway,
@@ -29,7 +31,8 @@ from collector.readmodel import (
     ReadingFilter,
     Scope,
 )
-from collector.storage import audit
+from collector.storage import activations, audit
+from collector.storage.activations import WriteEntries
 from collector.storage.base import Storage, StorageError
 from collector.storage.keys import check_owner
 from collector.storage.queries import Fetch
@@ -37,6 +40,7 @@ from collector.storage.reads import CapabilityReads
 from collector.storage.sqlite import (
     feed,
     ingest,
+    journal,
     quality,
     registry,
     tokens,
@@ -111,6 +115,17 @@ class SqliteStorage(CapabilityReads, Storage):
     async def _reading(self, action: str) -> AsyncIterator[Fetch]:  # noqa: ARG002
         """Reads run on the reader connection; its errors are sqlite3's, whatever `action`."""
         yield self._fetch
+
+    @asynccontextmanager
+    async def _feed_writing(self) -> AsyncIterator[tuple[Fetch, WriteEntries]]:
+        async with self._transaction() as db:
+            yield fetcher(db), functools.partial(journal.write_journal, db)
+
+    async def announce_activations(self, sweep: ActivationSweep) -> Announced:
+        """The feed's alarm events for alarms raised ahead that came due (AlarmActivations)."""
+        return await activations.announce(
+            sweep, reading=self._reading, writing=self._feed_writing, statements=feed.STATEMENTS
+        )
 
     # --- registry ---------------------------------------------------------------------------
 

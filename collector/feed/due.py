@@ -1,0 +1,106 @@
+"""Pure: which alarms raised ahead of the collector's clock the live feed must announce active.
+
+An alarm raised by an event stamped more than the ahead allowance past the collector's clock at
+arrival is written to the journal not active (judged at the row's `at`). Once the clock comes
+within the allowance of its raise it is active (AlarmState.active_at), and the feed says so
+with one more alarm event, written by a sweep (`collector.feed.activations` runs it every
+second, `collector.storage.activations` reads and writes): each sweep looks at the raises that
+came due since the previous one (`ActivationWindow`), and writes an event for each open one
+that no journal row written since it came due announces already (`due_activations`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Final
+
+from collector.readmodel import AlarmState
+
+ACTIVATION_MARGIN: Final = 60.0
+"""Seconds each sweep looks back before the previous one: a batch reads the clock when it starts
+and may commit a raise that came due meanwhile after a sweep passed that moment."""
+
+AlarmKey = tuple[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationSweep:
+    """One look for open alarms whose raise, stamped ahead, the clock came within reach of.
+
+    Raises due (raised_at - allowance) in (`due_after`, `now`] (None: any up to `now`);
+    journal rows with ids above `scan_after` may already say they are active.
+    """
+
+    now: float
+    allowance: float
+    due_after: float | None
+    scan_after: int
+
+    @property
+    def raised_after(self) -> float | None:
+        """The lowest raise time not looked at (exclusive)."""
+        return None if self.due_after is None else self.due_after + self.allowance
+
+    @property
+    def raised_through(self) -> float:
+        """The highest raise time that is active at `now`."""
+        return self.now + self.allowance
+
+
+@dataclass(frozen=True, slots=True)
+class ActivationWindow:
+    """What the sweeps of one process covered: (clock, journal head) of each, oldest first."""
+
+    swept: tuple[tuple[float, int], ...] = ()
+
+    def sweep(self, now: float, allowance: float) -> ActivationSweep:
+        """The next sweep at `now`: from the previous one's clock, ACTIVATION_MARGIN back.
+
+        The first looks at every raise up to `now` (those that came due while no collector
+        swept) and at the whole journal for the rows that announced them already. A row that
+        announces a raise due after `due_after` was written once the clock passed that, so
+        after the head of a sweep at least a margin earlier.
+        """
+        if not self.swept:
+            return ActivationSweep(now, allowance, None, 0)
+        due_after = self.swept[-1][0] - ACTIVATION_MARGIN
+        heads = [head for at, head in self.swept if at <= due_after - ACTIVATION_MARGIN]
+        return ActivationSweep(now, allowance, due_after, heads[-1] if heads else 0)
+
+    def after(self, now: float, head: int) -> ActivationWindow:
+        """The window once a sweep at `now` read the journal up to `head`.
+
+        Keeps the sweeps the next ones may take their scan from, and the newest before them.
+        """
+        kept = [entry for entry in self.swept if entry[0] > now - 3 * ACTIVATION_MARGIN]
+        older = self.swept[: len(self.swept) - len(kept)][-1:]
+        return ActivationWindow((*older, *kept, (now, head)))
+
+
+@dataclass(frozen=True, slots=True)
+class Announced:
+    """What a sweep did: the journal head it read first, the alarms it announced active."""
+
+    head: int
+    alarms: tuple[AlarmState, ...] = ()
+
+
+def due_activations(
+    candidates: Iterable[AlarmState],
+    announced_at: Mapping[AlarmKey, float],
+    allowance: float,
+) -> list[AlarmState]:
+    """The open alarms raised ahead whose raise came due with no journal row written since.
+
+    `announced_at`: the newest journal row of each alarm (its `at`) in the rows scanned. A row
+    written once the raise was due said the alarm active already (judged at its `at`).
+    """
+    due: list[AlarmState] = []
+    for state in candidates:
+        if state.raised_at is None or state.cleared_at is not None or not state.raised_ahead:
+            continue
+        written = announced_at.get((state.gateway, state.alarm_id))
+        if written is None or written < state.raised_at - allowance:
+            due.append(state)
+    return due

@@ -1,0 +1,65 @@
+"""Which alarms raised ahead the live feed announces active, and which raises each sweep reads.
+
+Pure (collector.feed.due): the whole announcement, with a real collector on both backends, is
+tests/integration/test_collector_stream_ahead.py.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from collector.feed.due import ACTIVATION_MARGIN, ActivationSweep, ActivationWindow, due_activations
+from collector.readmodel import AlarmState
+
+ALLOWANCE = 900.0
+RAISED = 10_000.0
+DUE = RAISED - ALLOWANCE
+OPEN = AlarmState(
+    gateway="gw",
+    alarm_id="a/1",
+    point="p",
+    quota="WHP-LT",
+    level="H",
+    raised_at=RAISED,
+    cleared_at=None,
+    value=1.0,
+    threshold=0.5,
+    unit="m",
+    trigger_t=RAISED,
+    raised_ahead=True,
+)
+
+
+def test_the_first_sweep_reads_every_raise_and_the_whole_journal() -> None:
+    assert ActivationWindow().sweep(5000.0, ALLOWANCE) == ActivationSweep(
+        5000.0, ALLOWANCE, None, 0
+    )
+    assert ActivationWindow().sweep(5000.0, ALLOWANCE).raised_through == 5900.0
+
+
+def test_each_sweep_reads_from_the_previous_a_margin_back_and_scans_from_one_before() -> None:
+    window = ActivationWindow()
+    for second in range(200):
+        window = window.after(float(second), head=second * 10)
+    sweep = window.sweep(200.0, ALLOWANCE)
+    assert sweep.due_after == 199.0 - ACTIVATION_MARGIN
+    assert sweep.raised_after == 199.0 - ACTIVATION_MARGIN + ALLOWANCE
+    # The newest sweep at least a margin before the window: a row announcing a raise in it
+    # was written after that sweep read its head.
+    assert sweep.scan_after == int(199 - 2 * ACTIVATION_MARGIN) * 10
+    assert len(window.swept) <= 3 * ACTIVATION_MARGIN + 2
+
+
+def test_a_raise_come_due_is_announced_unless_a_row_since_says_it_already() -> None:
+    key = (OPEN.gateway, OPEN.alarm_id)
+    assert due_activations([OPEN], {}, ALLOWANCE) == [OPEN]
+    assert due_activations([OPEN], {key: DUE - 1}, ALLOWANCE) == [OPEN]
+    assert due_activations([OPEN], {key: DUE}, ALLOWANCE) == []
+    assert due_activations([OPEN], {("gw", "other"): DUE + 5}, ALLOWANCE) == [OPEN]
+
+
+def test_cleared_or_not_ahead_alarms_are_never_announced() -> None:
+    cleared = replace(OPEN, cleared_at=RAISED + 1)
+    current = replace(OPEN, raised_ahead=False)
+    only_cleared = replace(OPEN, raised_at=None, cleared_at=RAISED)
+    assert due_activations([cleared, current, only_cleared], {}, ALLOWANCE) == []
