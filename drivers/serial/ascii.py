@@ -5,15 +5,16 @@ Two modes, chosen by whether a `request` is configured:
 * **request/response** — `read()` drops what came before (a late answer, a partial frame),
   sends the request and takes the first complete frame that arrives within `timeout`. Every
   point is parsed from that one frame. A frame that is the request itself (a two-wire RS-485
-  adapter echoes what it sends) is not the answer.
+  adapter echoes what it sends) is not the answer. A line that still sends after as much as
+  one drop takes (an instrument that talks without pause) is "never quiet": nothing is sent.
 * **free-running** — the instrument sends lines on its own. Every frame is parsed as it
   arrives and the latest valid value of each point is kept with its arrival time; `read()`
   reports it while it is younger than `max_age` (flagged ``held`` once it was reported
   before, so a consumer can tell a repeat from a new measurement).
 
-Whatever the line carries (noise, partial lines, a wrong checksum, a pattern miss, silence)
-becomes a BAD sample with an error text; `read()` raises only DriverConnectionError, when the
-port itself is gone.
+Whatever the line carries (noise, partial lines, a wrong checksum, a pattern miss, silence,
+no pause) becomes a BAD sample with an error text; `read()` raises only DriverConnectionError,
+when the port itself is gone.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ from drivers.base import (
 )
 from drivers.serial.framing import Delimited, Discarded, Frame, Framing
 from drivers.serial.parse import LinePoint, parse_line
-from drivers.serial.port import SerialPort
+from drivers.serial.port import TAKE_LIMIT, SerialPort
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -204,7 +205,13 @@ class SerialAsciiDriver:
         # What came before the request is no answer to it: a late answer to an earlier one
         # that the loop of a busy machine has not read yet is taken in now, while no read
         # waits (a whole line is dropped), and a stale partial frame must not prefix the answer.
-        port.take_arrived()
+        if not port.take_arrived():
+            # Old bytes still wait (an instrument that talks without pause, a backlog larger
+            # than one take): the next old line would be taken for the answer.
+            return self._bad_all(
+                f"line never quiet: {TAKE_LIMIT // 1024} KiB dropped before the request "
+                "and more waiting"
+            )
         self._framer.reset()
         self._faults = []
         waiter: asyncio.Future[_Received] = loop.create_future()

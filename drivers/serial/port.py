@@ -27,13 +27,16 @@ if TYPE_CHECKING:
 
     from drivers.serial.settings import SerialSettings
 
-__all__ = ["SerialPort"]
+__all__ = ["TAKE_LIMIT", "SerialPort"]
 
 _READ_CHUNK = 4096  # a tty's line discipline (n_tty) hands over at most 4 KiB per read
-# What `take_arrived` reads at most in one call: more than a tty can hold (the 4 KiB of the
-# line discipline and the 64 KiB of its flip buffers), so a backlog is taken whole, yet a
-# line that never falls silent (a pty fed faster than it is read) cannot hold the caller.
-_TAKE_LIMIT = 128 * 1024
+# What `take_arrived` reads at most in one call, so that a line that never falls silent (an
+# instrument that talks without pause, a pty fed faster than it is read) cannot hold the
+# caller. It is not more than every tty holds: a UART's tty keeps up to 640 KiB in its flip
+# buffers (TTYB_DEFAULT_MEM_LIMIT, tty_buffer.c) besides the 4 KiB of n_tty, over 11 s of
+# bytes at 115200 Bd after a stalled loop; a pty holds 11 to 20 KiB. So a call that stops
+# here says so, and the caller treats the line as never quiet.
+TAKE_LIMIT = 128 * 1024
 
 
 class SerialPort:
@@ -111,22 +114,28 @@ class SerialPort:
             if view:
                 await self._writable(stall_timeout)
 
-    def take_arrived(self) -> None:
+    def take_arrived(self) -> bool:
         """Hand on to `on_data` all that has arrived but the loop has not yet read, now.
 
         A reader judging a deadline calls this first: what is already in the receive buffer
         came in time, however late the loop itself got round to it. A driver about to send
         a request calls it to drop what came before: all of it, not one read's worth, else
         the rest of a backlog would come after the request, taken for its answer.
+
+        Returns False if it stopped at TAKE_LIMIT bytes with more still waiting (the line
+        never fell silent), True once the line read empty (or the port failed or hung up).
         """
         taken = 0
         # Only while readable: a tty in raw mode with VMIN 0 reads nothing as b"" (then
         # `_readable` polls again to tell that from a hangup).
-        while taken < _TAKE_LIMIT and self._handle is not None and self._arrived():
+        while self._handle is not None and self._arrived():
+            if taken >= TAKE_LIMIT:
+                return False
             read = self._readable()
             if not read:
-                return
+                break
             taken += read
+        return True
 
     def close(self) -> None:
         """Stop watching and close the port; safe to call twice."""
@@ -173,8 +182,10 @@ class SerialPort:
 
     def _arrived(self) -> bool:
         """Whether a read would not block: bytes are waiting, or the tty hung up."""
-        # Authoritative for a backlog: a tty's poll that finds its line discipline empty
-        # first waits for bytes still in the flip buffers to be passed on (n_tty_poll).
+        # A tty's poll that finds its line discipline empty first waits for bytes still in
+        # the flip buffers to be passed on (n_tty_poll): empty means the kernel holds none.
+        # Not that none are on their way: a USB adapter (FTDI) keeps what it received until
+        # its latency timer (16 ms by default) or a full packet sends it to the host.
         return bool(self._poll.poll(0))
 
     def _readable(self) -> int:

@@ -19,9 +19,11 @@ from drivers.serial.ascii import HELD, SerialAsciiDriver
 from drivers.serial.checksum import Checksum, ChecksumSpec
 from drivers.serial.framing import Delimited, Framing
 from drivers.serial.parse import LinePoint
+from drivers.serial.port import TAKE_LIMIT
 from drivers.serial.settings import SerialSettings
 from simulators.gas_analyzer import AnalyzerFault, GasAnalyzerSim
 from tests.support.answering import ANSWERING
+from tests.support.chatter import Chatter, chatter
 from tests.support.connected import connected
 from tests.support.high_fds import SELECT_LIMIT, descriptors_on, low_fds_taken
 from tests.support.sim_cli import simulator
@@ -214,6 +216,38 @@ async def test_a_backlog_larger_than_one_read_is_not_the_answer() -> None:
         instrument.responder.start()  # ... still unread by the loop when the next read begins
         assert values(await instrument.driver.read()) == ANSWERED
         assert instrument.answered.wait(5)  # set just after the answer went out
+
+
+class HeldBack(SerialAsciiDriver):
+    """The driver, its port's reads held back by a `Chatter` so that the line never empties."""
+
+    talking: Chatter | None = None
+
+    def _on_data(self, chunk: bytes, t_loop: float) -> None:
+        super()._on_data(chunk, t_loop)
+        if self.talking is not None:
+            self.talking.took(len(chunk))
+
+
+async def test_a_line_that_never_falls_silent_is_bad_not_an_old_line() -> None:
+    # An instrument that talks without pause (or more backlog than one take reads: a real
+    # UART's tty holds up to 640 KiB): dropping what came before the request stopped at its
+    # limit with old lines still waiting, and the next of them was the answer, reported GOOD.
+    never_quiet = f"line never quiet: {TAKE_LIMIT // 1024} KiB dropped before the request"
+    with contextlib.ExitStack() as cleanup:
+        master, slave = os.openpty()
+        cleanup.callback(os.close, master)
+        cleanup.callback(os.close, slave)
+        path = os.ttyname(slave)
+        driver = HeldBack("gas-7", SerialSettings(path, 9600), POINTS, request=REQUEST, timeout=5)
+        async with connected(driver):
+            with chatter(master, b"H2S=9.9 CO=9.9 O2=9.9 %VOL\r\n") as talking:
+                driver.talking = talking
+                samples = await driver.read()
+            asked = bool(select.select([master], [], [], 0)[0])
+    assert values(samples) == {"h2s": None, "co": None, "o2": None}
+    assert errors(samples) == [f"{never_quiet} and more waiting"] * 3
+    assert not asked  # no request sent into a line that would answer it with an old line
 
 
 async def test_reads_on_a_port_whose_descriptor_is_above_1023() -> None:

@@ -6,15 +6,18 @@ import asyncio
 import contextlib
 import os
 import select
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 import pytest
 
 from drivers.base import DriverConnectionError
-from drivers.serial.port import SerialPort
+from drivers.serial.port import TAKE_LIMIT, SerialPort
 from drivers.serial.settings import SerialSettings
+from tests.support.chatter import chatter
 from tests.support.high_fds import SELECT_LIMIT, descriptors_on, low_fds_taken
+
+READ_MOST = 4096  # what a tty hands over in one read at most (n_tty)
 
 
 @dataclass
@@ -25,30 +28,42 @@ class PtyPort:
     slave: int
     got: list[bytes] = field(default_factory=list)
     lost: list[DriverConnectionError] = field(default_factory=list)
+    # Called with the size of every chunk the port hands on, after it is in `got`.
+    after_read: Callable[[int], None] = lambda _count: None
 
     def send(self, data: bytes) -> None:
-        """Write `data` to the port and wait until the tty has it (the loop does not run)."""
-        os.write(self.master, data)
+        """Write `data` to the port and wait until the tty has it (the loop does not run).
+
+        Without blocking: a pty that holds less than `data` fails the test, not hangs it.
+        """
+        os.set_blocking(self.master, False)
+        try:
+            written = os.write(self.master, data)
+        finally:
+            os.set_blocking(self.master, True)
+        assert written == len(data), f"the pty took {written} of {len(data)} bytes"
         assert select.select([self.slave], [], [], 5)[0], "the bytes never reached the tty"
+
+    def on_data(self, chunk: bytes, _t: float) -> None:
+        """The port's callback."""
+        self.got.append(chunk)
+        self.after_read(len(chunk))
 
 
 @contextlib.contextmanager
 def pty_port(fd_floor: int = 0) -> Iterator[tuple[SerialPort, PtyPort]]:
     """A port on a pty whose descriptor is `fd_floor` or above (the test's side is not)."""
-    master, slave = os.openpty()
-    pty = PtyPort(master, slave)
-    path = os.ttyname(slave)
-    with low_fds_taken(fd_floor):
-        port = SerialPort.open(
-            SerialSettings(path, 9600), lambda chunk, _t: pty.got.append(chunk), pty.lost.append
-        )
-    assert min(descriptors_on(path) - {slave}) >= fd_floor
-    try:
+    with contextlib.ExitStack() as cleanup:  # whatever fails, what was opened is closed
+        master, slave = os.openpty()
+        cleanup.callback(os.close, master)
+        cleanup.callback(os.close, slave)
+        pty = PtyPort(master, slave)
+        path = os.ttyname(slave)
+        with low_fds_taken(fd_floor):
+            port = SerialPort.open(SerialSettings(path, 9600), pty.on_data, pty.lost.append)
+        cleanup.callback(port.close)
+        assert min(descriptors_on(path) - {slave}) >= fd_floor
         yield port, pty
-    finally:
-        port.close()
-        os.close(master)
-        os.close(slave)
 
 
 # A port on a descriptor >= 1024 (an agent with hundreds of sockets and files open): select
@@ -101,3 +116,17 @@ async def test_take_arrived_takes_a_backlog_larger_than_one_read() -> None:
         port.take_arrived()  # the loop has not run since
         assert (len(b"".join(pty.got)), pty.lost) == (len(backlog), [])
         assert b"".join(pty.got) == backlog
+
+
+async def test_take_arrived_stops_on_a_line_that_never_falls_silent_and_says_so() -> None:
+    # An instrument that talks without pause (or a backlog larger than one call takes: a real
+    # UART's tty holds up to 640 KiB, 11 s at 115200 Bd): one call stops near its limit, and
+    # the caller must learn that bytes still wait, else the next old line answers its request.
+    line = b"H2S=9.9 CO=9.9 O2=9.9 %VOL\r\n"
+    with pty_port() as (port, pty), chatter(pty.master, line) as talking:
+        pty.after_read = talking.took  # the pty never empties while the port reads
+        emptied = port.take_arrived()
+        taken = len(b"".join(pty.got))
+        still_waiting = bool(select.select([pty.slave], [], [], 0)[0])
+    assert (emptied, still_waiting, pty.lost) == (False, True, []), f"{taken} bytes taken"
+    assert TAKE_LIMIT <= taken <= TAKE_LIMIT + READ_MOST
