@@ -15,7 +15,8 @@ file): refused, `NotAnOutboxError`, and nothing is written in it.
 A file can also come back healthy but older: a WAL cut mid-frame drops the last commits and
 SQLite opens the consistent state before them. The seq mark (`<path>.seq`, one small record
 overwritten in place after every seal) remembers the highest seq sealed; a file whose last
-seq is below it has lost seals, and the agent starts a new epoch declaring the lost range.
+seq is below it has lost seals, and the agent starts a new epoch declaring the lost range
+and the undelivered blocks it seals again (from the lowest: they never come in this epoch).
 Both files beside the outbox are `edge_agent.shell.outbox_sidecars`.
 
 What was found is owed to the collector as gap records (`recovery_gaps`), which the outbox
@@ -59,6 +60,8 @@ class Healthy:
 
     epoch: str
     last_seq: int
+    # The lowest seq of its epoch the file holds as not released by an ACK (None: none).
+    first_undelivered: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,12 +186,13 @@ def inspect_outbox(path: Path, busy_timeout: float = OUTBOX_BUSY_TIMEOUT) -> Fil
         found = _read_state(path, busy_timeout)
     except sqlite3.DatabaseError as exc:
         return _unreadable(path, exc)
-    if not isinstance(found, dict):
+    if not isinstance(found, tuple):
         return found
-    epoch, last_seq = found.get("epoch"), found.get("last_seq")
+    (meta, first_undelivered) = found
+    epoch, last_seq = meta.get("epoch"), meta.get("last_seq")
     if not isinstance(epoch, str) or not str(last_seq).isdigit():
         return Corrupt("the outbox state (epoch, last_seq) is incomplete")
-    return Healthy(epoch, int(str(last_seq)))
+    return Healthy(epoch, int(str(last_seq)), first_undelivered)
 
 
 def _unreadable(path: Path, error: sqlite3.DatabaseError) -> Corrupt:
@@ -207,7 +211,8 @@ def _unreadable(path: Path, error: sqlite3.DatabaseError) -> Corrupt:
 
 def _read_state(
     path: Path, busy_timeout: float
-) -> dict[object, object] | Corrupt | Foreign | Absent:
+) -> tuple[dict[object, object], int | None] | Corrupt | Foreign | Absent:
+    """The meta table's rows, and the lowest undelivered seq of the epoch they name."""
     with contextlib.closing(sqlite3.connect(path, timeout=busy_timeout)) as db:
         problems = [str(row[0]) for row in db.execute("PRAGMA quick_check").fetchall()]
         if problems != ["ok"]:
@@ -216,11 +221,18 @@ def _read_state(
         if "meta" not in tables:
             return _foreign(path, tables) or Absent("the file holds no tables")
         try:
-            return dict(db.execute("SELECT key, value FROM meta").fetchall())
+            meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
         except sqlite3.OperationalError as exc:
             if _primary(exc) != sqlite3.SQLITE_ERROR:
                 raise
             return Corrupt(f"its meta table is not the outbox's: {exc}")
+        if "blocks" not in tables:  # a first start cut short while making the tables
+            return meta, None
+        (first,) = db.execute(
+            "SELECT min(seq) FROM blocks WHERE epoch = ? AND delivered_at IS NULL",
+            (str(meta.get("epoch")),),
+        ).fetchone()
+        return meta, None if first is None else int(first)
 
 
 def quarantine(path: Path, now: float) -> Path:
@@ -291,11 +303,14 @@ def recovery_gaps(
     noted = mark.read()
     if noted is not None and noted.epoch == found.epoch and noted.seq > found.last_seq:
         # Healthy but older: a WAL cut (or a copy put back) lost seals after this one. The
-        # epoch's later seqs can no longer be vouched for, sent or not. A start that found it
-        # so and was cut short before its new epoch's first block committed may have sealed
-        # room made for that block at the lost seqs: the journal kept the first one.
+        # epoch's later seqs can no longer be vouched for, sent or not, and its undelivered
+        # blocks, sealed again under the new epoch, never come in this one either: declared
+        # from the lowest, or the collector keeps any it lacks as holes for good. A start
+        # that found it so and was cut short before its new epoch's first block committed
+        # may have sealed room made for that block at the lost seqs: the journal kept those.
         kept = [g.from_seq for g in owed if g.epoch == found.epoch and g.from_seq is not None]
-        first = min([found.last_seq + 1, *kept])
+        undelivered = [] if found.first_undelivered is None else [found.first_undelivered]
+        first = min([found.last_seq + 1, *undelivered, *kept])
         log.error(
             "outbox_rolled_back",
             path=str(path),

@@ -32,6 +32,7 @@ from specs.records import GapReason
 from tests.integration.test_outbox_declarations import MIB, _block, _fill, _gap_records, _gaps
 from tests.integration.test_outbox_full_seals import _full_outbox, _room_made
 from tests.integration.test_outbox_seq_mark import (
+    _first_undelivered,
     _marked,
     _newest,
     _reopened,
@@ -99,6 +100,8 @@ async def test_a_full_outbox_found_rolled_back_opens_in_a_new_epoch(tmp_path: Pa
     path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
     await _full_to_its_last_leaf(path)
     old_epoch, copied = await _rolled_back(path, snapshot)
+    first = _first_undelivered(path, old_epoch)
+    assert first <= copied
     assert _fill(path, "filler-again") == AT_BUDGET
     assert _last_leaf_room(path) < _NO_ROOM
     before = _room_made(path)
@@ -107,7 +110,7 @@ async def test_a_full_outbox_found_rolled_back_opens_in_a_new_epoch(tmp_path: Pa
     new_epoch, gaps = await _reopened(path)
     assert new_epoch != old_epoch
     restored = [(g.epoch, g.from_seq) for g in gaps if g.reason == GapReason.OUTBOX_RESTORED]
-    assert restored == [(old_epoch, copied + 1)]
+    assert restored == [(old_epoch, first)]  # the lost seqs, and those sealed again
     assert _epochs(path) == {new_epoch}  # every undelivered block sealed again under it
     assert _room_made(path) > before  # room made as for any seal, each loss declared
     assert _integrity(path) == "ok"
@@ -227,6 +230,8 @@ async def test_a_new_epoch_cut_short_after_making_room_leaves_no_seq_of_the_old_
             await outbox.seal(_block(400 + index), now=T0 + 400, clock_synced=True)
     _, marked = _marked(path)
     _restore(path, snapshot)
+    first = _first_undelivered(path, old_epoch)
+    assert first <= copied
     assert _fill(path, "filler-again") == AT_BUDGET
     assert _last_leaf_room(path) < _NO_ROOM
 
@@ -241,8 +246,9 @@ async def test_a_new_epoch_cut_short_after_making_room_leaves_no_seq_of_the_old_
     new_epoch, gaps = await _reopened(path)
     assert new_epoch != old_epoch
     restored = [(g.epoch, g.from_seq) for g in gaps if g.reason == GapReason.OUTBOX_RESTORED]
-    assert restored == [(old_epoch, copied + 1)]  # from the first seq lost, not from 1
-    # Before: [copied + 1 .. newest]: the next start declared from newest + 1 only.
-    assert _undeclared(range(copied + 1, marked + 1), _declared(path, old_epoch)) == []
+    # From the copy's lowest undelivered seq: past it, the seqs lost and those sealed again.
+    assert restored == [(old_epoch, first)]
+    # Before 9da24ad: [copied + 1 .. newest]: the next start declared from newest + 1 only.
+    assert _undeclared(range(first, marked + 1), _declared(path, old_epoch)) == []
     assert _epochs(path) == {new_epoch}
     assert _integrity(path) == "ok"
