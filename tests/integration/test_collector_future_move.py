@@ -20,7 +20,12 @@ import pytest
 
 from collector.storage.months import Month, month_start, next_month
 from collector.storage.postgres import PostgresStorage
-from collector.storage.postgres.partitions import FUTURE, Partitions, partition_name
+from collector.storage.postgres.partitions import (
+    FUTURE,
+    FUTURE_INDEX,
+    Partitions,
+    partition_name,
+)
 
 NOW: Final = float(calendar.timegm((2027, 1, 10, 0, 0, 0)))
 REACHED: Final[Month] = (2027, 3)  # where FUTURE starts while the clock is in January
@@ -172,3 +177,115 @@ async def test_readings_written_while_the_month_moves_are_each_stored_once(
             assert partition == partition_name(REACHED)
         elif t >= STUCK:
             assert partition == FUTURE
+
+
+async def _by_t(db: asyncpg.Connection[asyncpg.Record]) -> list[tuple[bool, str]]:
+    """FUTURE's index on t as the catalog has it: (valid, definition), or none."""
+    rows = await db.fetch(
+        "SELECT x.indisvalid, pg_get_indexdef(x.indexrelid) FROM pg_index x"
+        " JOIN pg_class c ON c.oid = x.indexrelid WHERE c.relname = $1",
+        FUTURE_INDEX,
+    )
+    return [(bool(row[0]), str(row[1])) for row in rows]
+
+
+async def _fill(db: asyncpg.Connection[asyncpg.Record]) -> None:
+    """JUNK readings of 2099 and AHEAD of March in FUTURE."""
+    march = month_start(REACHED)
+    await db.execute(
+        _insert(f"SELECT 'g1', i, 0, 'p', {STUCK!r} + i FROM generate_series(1, {JUNK}) i")
+    )
+    await db.execute(
+        _insert(f"SELECT 'g1', i, 1, 'p', {march!r} + i FROM generate_series(1, {AHEAD}) i")
+    )
+
+
+_BUILT: Final = f"CREATE INDEX {FUTURE_INDEX} ON public.{FUTURE} USING btree (t)"
+
+
+async def test_a_future_partition_made_before_its_index_gets_it_at_open_not_in_the_move(
+    db: asyncpg.Connection[asyncpg.Record], postgres_url: str
+) -> None:
+    """The defect: a `readings_future` made before its index (every one an earlier version
+    made) got it from the first move, a plain CREATE INDEX under the ACCESS EXCLUSIVE lock on
+    `readings` (2,000,000 readings of 2099: 1.4-2.0 s, ingest and queries waiting). Now the
+    collector's open builds it CONCURRENTLY (no lock that stops writers), and the move builds
+    no index: every DDL statement the move runs is noted by an event trigger."""
+    await db.execute(f"DROP INDEX {FUTURE_INDEX}")  # as an earlier version made FUTURE
+    await _fill(db)
+    stored = await _where(db)
+    storage = await PostgresStorage.open(postgres_url, now=NOW)  # the upgraded collector
+    await storage.close()
+    assert await _by_t(db) == [(True, _BUILT)]
+
+    await db.execute("CREATE TABLE ddl_seen (tag text)")
+    await db.execute(
+        "CREATE FUNCTION note_ddl() RETURNS event_trigger LANGUAGE plpgsql"
+        " AS $$ BEGIN INSERT INTO ddl_seen VALUES (tg_tag); END $$"
+    )
+    await db.execute(
+        "CREATE EVENT TRIGGER note_ddl ON ddl_command_start EXECUTE FUNCTION note_ddl()"
+    )
+    await Partitions().ensure(db, {REACHED, next_month(REACHED)}, next_month(REACHED))
+    seen = [str(row[0]) for row in await db.fetch("SELECT tag FROM ddl_seen")]
+    assert "ALTER TABLE" in seen, seen  # the trigger saw the move's DDL
+    assert "CREATE INDEX" not in seen, seen
+    moved = {i: (partition_name(REACHED), t) for i, (_, t) in stored.items() if t < STUCK}
+    kept = {i: (FUTURE, t) for i, (_, t) in stored.items() if t >= STUCK}
+    assert await _where(db) == moved | kept
+
+
+async def test_an_index_a_concurrent_build_left_invalid_is_built_again_at_open(
+    db: asyncpg.Connection[asyncpg.Record], postgres_url: str
+) -> None:
+    """A concurrent build cut short (a collector killed during it, a failure) leaves the index
+    in the catalog, INVALID: never used, yet `IF NOT EXISTS` takes it for made. The next open
+    drops it and builds it again."""
+    await db.execute(f"DROP INDEX {FUTURE_INDEX}")
+    await _fill(db)
+    with pytest.raises(asyncpg.UniqueViolationError):  # a build that fails half way
+        await db.execute(f"CREATE UNIQUE INDEX CONCURRENTLY {FUTURE_INDEX} ON {FUTURE} (gateway)")
+    assert [valid for valid, _ in await _by_t(db)] == [False]
+    storage = await PostgresStorage.open(postgres_url, now=NOW)
+    await storage.close()
+    assert await _by_t(db) == [(True, _BUILT)]
+
+
+async def _wait_for_lock(db: asyncpg.Connection[asyncpg.Record], where: str) -> None:
+    """Until a backend matching `where` (on pg_stat_activity) waits for a lock."""
+    query = f"SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND {where}"
+    while not await db.fetchval(query):
+        await asyncio.sleep(0.01)  # a lock wait sends no notice: the catalog is asked again
+
+
+async def test_a_move_during_the_build_at_open_ends_neither_the_open_nor_the_build(
+    db: asyncpg.Connection[asyncpg.Record], postgres_url: str
+) -> None:
+    """Another collector's move while the open builds the index: the move holds `readings` and
+    waits for FUTURE, which the build holds, and the build waits for the move's snapshot to
+    end. PostgreSQL ends one of the two (deadlock detected); here the build. Before, the open
+    failed with it (`schema upgrade failed ... deadlock detected`): a collector that did not
+    start. Now the build starts again once the move is done."""
+    await db.execute(f"DROP INDEX {FUTURE_INDEX}")
+    await _fill(db)
+    writer = await asyncpg.connect(postgres_url)  # an ingest the build waits for first
+    # The move never looks for the deadlock itself (within its 5 s lock_timeout): the build does.
+    mover = await asyncpg.connect(postgres_url, server_settings={"deadlock_timeout": "1min"})
+    try:
+        writing = writer.transaction()
+        await writing.start()
+        await writer.execute(_insert(f"SELECT 'w', 1, 0, 'p', {STUCK!r} - 1"))
+        opening = asyncio.create_task(PostgresStorage.open(postgres_url, now=NOW))
+        await _wait_for_lock(db, "application_name = 'ganzhi-collector'")
+        horizon = next_month(REACHED)
+        moving = asyncio.create_task(Partitions().ensure(mover, {REACHED, horizon}, horizon))
+        await _wait_for_lock(db, f"pid = {mover.get_server_pid()}")
+        await writing.commit()
+        storage = await opening
+        await storage.close()
+        await moving
+    finally:
+        await writer.close()
+        await mover.close()
+    assert await _by_t(db) == [(True, _BUILT)]
+    assert await db.fetchval(f"SELECT count(*) FROM {partition_name(REACHED)}") == AHEAD

@@ -25,11 +25,13 @@ readings move into the months made: ids kept, nothing lost, FUTURE read once (`_
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from typing import Final
 
 import asyncpg
+import structlog
 
 from collector.storage.block_retention import raw_kept_from
 from collector.storage.months import (
@@ -41,6 +43,8 @@ from collector.storage.months import (
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import PARTITION_LOCK
+
+log = structlog.get_logger("collector.storage.postgres")
 
 
 def partition_name(month: Month) -> str:
@@ -58,8 +62,11 @@ FUTURE: Final = "readings_future"
 """The partition of `readings` that holds every time after the newest month's partition."""
 _FUTURE_BOUND: Final = re.compile(r"FROM \('?([-+0-9.eE]+)'?\) TO \(MAXVALUE\)")
 # FUTURE's own index (not one of `readings`): the readings of a month the clock reached are
-# found by it, however many of 2099 FUTURE holds.
-_FUTURE_BY_T: Final = f"CREATE INDEX IF NOT EXISTS {FUTURE}_by_t ON {FUTURE} (t)"
+# found by it, however many of 2099 FUTURE holds. Made with FUTURE; one that an earlier version
+# made without it gets it at open (`index_future`), never under the move's lock.
+FUTURE_INDEX: Final = f"{FUTURE}_by_t"
+_FUTURE_BY_T: Final = f"CREATE INDEX {FUTURE_INDEX} ON {FUTURE} (t)"
+_FUTURE_BY_T_CONCURRENTLY: Final = f"CREATE INDEX CONCURRENTLY {FUTURE_INDEX} ON {FUTURE} (t)"
 _ROLLUP_NAME: Final = re.compile(r"readings_1m_y(\d{4})m(\d{2})")
 
 
@@ -67,6 +74,15 @@ def month_of_partition(name: str) -> Month | None:
     """The month a partition name stands for (None for a table not named by `partition_name`)."""
     found = _NAME.fullmatch(name)
     return None if found is None else (int(found[1]), int(found[2]))
+
+
+def ingest_horizon(arrival: float, ahead_allowance: float) -> Month:
+    """The newest month an ingest arriving at `arrival` makes a partition of its own for.
+
+    The month after the collector's clock plus `ingest.ahead_allowance`: a reading of a later
+    month is stamped ahead (collector.storage.ahead), and FUTURE holds it.
+    """
+    return next_month(month_of(arrival + ahead_allowance))
 
 
 @asynccontextmanager
@@ -244,14 +260,14 @@ async def _advance(db: Db, start: Month, newest: Month) -> Month:
     reader holding `readings` and waiting on FUTURE), and a gateway stuck in 2099 may have
     filled FUTURE: it is read once. FUTURE is detached,
     the months made, the rows of those months moved to them by one statement (found by
-    FUTURE's index on t, not by a read of it all; ids kept), and FUTURE attached again after
+    FUTURE's index on t, not by a read of it all; ids kept: an index this lock must not wait
+    for a build of, made at open by `index_future`), and FUTURE attached again after
     them. ATTACH's scan, which proves every row left fits the new bounds, is that one read:
     PostgreSQL changes no partition's bounds in place, and a CHECK constraint sparing ATTACH
     its scan costs the same scan to add.
     """
     end = month_start(next_month(newest))
     await db.execute(f"ALTER TABLE readings DETACH PARTITION {FUTURE}")
-    await db.execute(_FUTURE_BY_T)  # a FUTURE made before it had the index: built once
     month = start
     while month <= newest:
         await _create(db, month)
@@ -264,3 +280,43 @@ async def _advance(db: Db, start: Month, newest: Month) -> Month:
         f"ALTER TABLE readings ATTACH PARTITION {FUTURE} FOR VALUES FROM ({end!r}) TO (MAXVALUE)"
     )
     return month
+
+
+async def index_future(db: Db) -> None:
+    """Build FUTURE's index on t, CONCURRENTLY, where FUTURE lacks it or has it INVALID.
+
+    A FUTURE an earlier version made has no such index, and the move must not build it: a
+    plain CREATE INDEX there holds `readings` ACCESS EXCLUSIVE for a read and sort of all of
+    FUTURE (2,000,000 readings of 2099: over 1 s), which lock_timeout does not bound. Built
+    concurrently, writers and readers go on (ingest into FUTURE included). An index a
+    concurrent build cut short left INVALID (never used, yet `IF NOT EXISTS` would take it for
+    made) is dropped and built again. `db` must be outside a transaction and hold
+    MIGRATION_LOCK (the caller is `schema.migrate`), so that no other build of it is under way.
+
+    Another collector's move meanwhile holds `readings` and waits for FUTURE, which the build
+    holds, while the build waits for the move's snapshot: PostgreSQL ends one of the two. An
+    ended move's batch is tried again; an ended build is started again once (the move it
+    met is then done), and after a second one left to the next open: a collector must not fail
+    to start for an index the move can do without (it then reads FUTURE once more).
+    """
+    present = await db.fetchval("SELECT to_regclass($1) IS NOT NULL", FUTURE)
+    valid = await db.fetchval(  # None: no such index
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)"
+        " AND indrelid = to_regclass($2)",
+        FUTURE_INDEX,
+        FUTURE,
+    )
+    if not present or valid:
+        return
+    started = time.monotonic()
+    for attempt in (1, 2):
+        try:
+            await db.execute(f"DROP INDEX CONCURRENTLY IF EXISTS {FUTURE_INDEX}")
+            await db.execute(_FUTURE_BY_T_CONCURRENTLY)
+        except asyncpg.DeadlockDetectedError as exc:
+            log.warning("future_partition_index_build_ended", attempt=attempt, reason=str(exc))
+            continue
+        seconds = round(time.monotonic() - started, 3)
+        log.info("future_partition_indexed", index=FUTURE_INDEX, seconds=seconds)
+        return
+    log.warning("future_partition_index_left_to_next_open", index=FUTURE_INDEX)

@@ -33,6 +33,7 @@ from collector.storage.postgres.migration_sql import (
     VERSION_10,
     VERSION_11,
 )
+from collector.storage.postgres.partitions import index_future
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +110,9 @@ async def migrate(db: Db) -> tuple[int, int]:
                 await db.execute(
                     "INSERT INTO schema_migrations (version) VALUES ($1)", migration.version
                 )
+        # Not a numbered step: CREATE INDEX CONCURRENTLY runs outside any transaction, and
+        # FUTURE is made by ingest, not by a migration (so may come after them all).
+        await index_future(db)
         return before, SCHEMA_VERSION
     finally:
         if not db.is_closed():  # a lost connection has given the lock back already

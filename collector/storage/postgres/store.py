@@ -52,7 +52,7 @@ from collector.storage.postgres.connection import (
 )
 from collector.storage.postgres.ingest import ingest_batch, reading_times
 from collector.storage.postgres.notices import relay_commits
-from collector.storage.postgres.partitions import Partitions
+from collector.storage.postgres.partitions import Partitions, ingest_horizon
 from collector.storage.postgres.rows import fetcher
 from collector.storage.postgres.schema import migrate
 from collector.storage.queries import Fetch
@@ -219,10 +219,8 @@ class PostgresStorage(CapabilityReads, Storage):
         fails the transaction; the cache is dropped and the batch tried once more.
         """
         months = months_of(reading_times(batch))
-        # The month after the collector's clock plus the allowance: a reading of a later month
-        # is stamped ahead and gets no partition of its own (collector.storage.postgres.partitions).
         arrival = max((b.received_at for b in batch.blocks), default=time.time())
-        horizon = next_month(month_of(arrival + batch.ahead_allowance))
+        horizon = ingest_horizon(arrival, batch.ahead_allowance)
         for attempt in (1, 2):
             try:
                 return await self._ingest_once(batch, months, horizon)
