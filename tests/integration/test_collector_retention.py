@@ -9,18 +9,21 @@ deleted row by row), its rollups and the younger months untouched.
 
 from __future__ import annotations
 
+import asyncio
 import calendar
 import dataclasses
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from click.testing import CliRunner
 from structlog.testing import capture_logs
 
 from collector.audit.chain import Action, ActionEntry
+from collector.cli import main
 from collector.config import CollectorConfig, load_collector_config
 from collector.runtime import run_collector
-from collector.storage import prune_storage
+from collector.storage import open_storage, prune_storage
 from collector.storage.capabilities import AuditTrail
 from collector.storage.months import month_of, month_start, next_month
 from collector.storage.postgres.partitions import partition_name
@@ -36,6 +39,7 @@ from tests.support.collector_env import (
     wait_until,
     write_collector_config,
 )
+from tests.support.postgres import sql_execute, sql_rows
 
 JAN = float(calendar.timegm((2026, 1, 10, 8, 0, 0)))
 FEB = float(calendar.timegm((2026, 2, 10, 8, 0, 0)))
@@ -333,6 +337,77 @@ async def test_presence_intervals_go_with_the_readings_month(env: CollectorEnv) 
     (`db prune --json`, `retention_applied`) counts them: found in a review, it did not."""
     held, kept, gone = await _kept_then_gone(env, "presence", [_level(MAR, 6.0)])
     assert (kept.presence_dropped, gone.presence_dropped) == (0, held)
+
+
+async def test_an_interval_across_the_cut_is_shortened_and_not_counted(env: CollectorEnv) -> None:
+    """Found in a review: the docs say an interval across the cut is shortened to start there
+    and not counted in presence_dropped, and no test held one (counting the shortening too
+    passed every test). March goes, the cut is 1 April: an interval of March is deleted and
+    counted, one across midnight of 1 April starts there and is not counted, nor deleted."""
+    gateway = env.gateway.gateway
+    for since, until in ((MAR, MAR + 600), (MAR_END - 600, MAR_END + 600)):
+        await sql_execute(
+            env.url,
+            "INSERT INTO presence (gateway, since, until) VALUES (?, ?, ?)",
+            gateway,
+            since,
+            until,
+        )
+    now = MAR_END + 46 * DAY  # raw_days 45: March ended 46 days before, April 1 is the cut
+    await heard_at(env.url, gateway, now)
+    report = await prune_storage(env.url, RetentionPolicy(raw_days=45), now)
+    assert report.presence_dropped == 1
+    old = f"SELECT since, until FROM presence WHERE since < {now!r} ORDER BY since"
+    assert await env.rows(old) == [(MAR_END, MAR_END + 600)]
+    again = await prune_storage(env.url, RetentionPolicy(raw_days=45), now)
+    assert again.presence_dropped == 0
+    assert await env.rows(old) == [(MAR_END, MAR_END + 600)]
+
+
+async def _march_journal_and_presence(url: str) -> None:
+    """A journal event and a presence interval of March, an interval across 1 April, and the
+    province heard 46 days after March's end (raw_days 45 then lets March go)."""
+    async with open_storage(url):
+        pass  # the schema
+    await sql_execute(
+        url,
+        "INSERT INTO feed (kind, gateway, point, readings_through, payload, at)"
+        " VALUES ('gap', 'gw', NULL, 0, '{}', ?)",
+        MAR,
+    )
+    for since, until in ((MAR, MAR + 600), (MAR_END - 600, MAR_END + 600)):
+        await sql_execute(
+            url, "INSERT INTO presence (gateway, since, until) VALUES ('gw', ?, ?)", since, until
+        )
+    await heard_at(url, "gw", MAR_END + 46 * DAY)
+
+
+def test_db_prune_says_how_many_journal_events_and_presence_intervals_went(
+    tmp_path: Path, storage_url: str
+) -> None:
+    """Found in a review: the text lines of `db prune` for the journal and the presence
+    intervals were untested. With audit_days alone the readings' month stays, and so do both
+    (0 and 0); with raw_days, March's event and interval go (1 and 1), the interval across
+    1 April is shortened, not counted."""
+    asyncio.run(_march_journal_and_presence(storage_url))
+    config = tmp_path / "collector.yaml"
+
+    def prune(retention: str) -> list[str]:
+        config.write_text(
+            f'broker: "mqtt://127.0.0.1:1883"\nstorage: {{url: "{storage_url}", {retention}}}\n'
+            'signing: {key_file: keys/c.key}\napi: {listen: "127.0.0.1:8080"}\n',
+            encoding="utf-8",
+        )
+        done = CliRunner().invoke(main, ["db", "prune", "-c", str(config)])
+        assert done.exit_code == 0, done.output
+        return done.output.splitlines()
+
+    line = "journal events dropped: {}, presence intervals dropped: {} (with their readings' month)"
+    assert line.format(0, 0) in prune("audit_days: 180")
+    assert line.format(1, 1) in prune("raw_days: 45")
+    assert line.format(0, 0) in prune("raw_days: 45")
+    kept = asyncio.run(sql_rows(storage_url, "SELECT since, until FROM presence"))
+    assert [tuple(row) for row in kept] == [(MAR_END, MAR_END + 600)]
 
 
 async def test_a_serving_collector_logs_a_pass_that_deleted_presence_alone(
