@@ -31,6 +31,7 @@ from collector.retention import apply_retention
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import AlarmActivations, AuditTrail, relayed_commits
+from collector.storage.sqlite import SqliteStorage
 from configkit.network import ListenAddress
 from hostkit.signal_mask import block_signals, executor_leaving_signals
 from hostkit.systemd_notify import notify, watchdog_pings
@@ -140,6 +141,11 @@ async def run_collector(
     # collectors sharing its database; live streams sleep on it.
     commits = LocalCommitSignal()
     async with open_storage(config.storage.url) as storage, relayed_commits(storage, commits):
+        if isinstance(storage, SqliteStorage):
+            # A file from before an index: its open built it, holding the write lock meanwhile
+            # (schema._OPEN_INDEXES), and a long start says why.
+            for built in storage.indexes_built:
+                log.info("index_built", index=built.index, seconds=built.seconds)
         metrics = CollectorMetrics(offline_after=config.offline_after)
         ingest = Ingest(
             ingest_settings(config), storage, key, clock, commits=commits, metrics=metrics

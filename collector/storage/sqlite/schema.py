@@ -7,6 +7,8 @@ and transactions run, in `collector.storage.sqlite.connection`.
 from __future__ import annotations
 
 import sqlite3
+import time
+from dataclasses import dataclass
 from typing import Final
 
 import aiosqlite
@@ -116,16 +118,9 @@ CREATE TABLE IF NOT EXISTS gaps (
     t_to           REAL
 );
 CREATE INDEX IF NOT EXISTS gaps_by_stream ON gaps (gateway, kind, epoch);
--- An open hole's row, found to delete it when a batch closes or shrinks that hole alone
--- (created on open in files of any schema version: it only speeds the search).
-CREATE INDEX IF NOT EXISTS gaps_by_hole ON gaps (gateway, epoch, from_seq)
-    WHERE kind = 'sequence';
+-- gaps_by_hole and gaps_by_record_time: _OPEN_INDEXES.
 -- rowid (= id) is the implicit last column: (gateway, id) pages of GET /v1/gaps need no sort.
 CREATE INDEX IF NOT EXISTS gaps_by_gateway ON gaps (gateway);
--- A batch's gap records looked up by (gateway, t), to store one sealed again once
--- (collector.storage.gap_records); without it each read every gap record of the gateway.
--- Created on open in files of any schema version, as gaps_by_hole: it only speeds the search.
-CREATE INDEX IF NOT EXISTS gaps_by_record_time ON gaps (gateway, t) WHERE kind = 'record';
 -- One row per (gateway, epoch) stream (collector.storage.base.StreamState). missing and
 -- declared are JSON lists of [from, to] (declared: to null = open-ended); conflict is 1 for
 -- good once a seq conflict or a chain break was seen in the stream. first_seen and
@@ -286,6 +281,30 @@ CREATE TABLE IF NOT EXISTS retention_state (
 """
 
 
+# Indexes made on opening a file of any schema version, not by a numbered upgrade: they only
+# speed a search, so a collector from before them still opens the file. Building one on a large
+# file takes seconds (gaps_by_record_time, measured: 2M gap rows 3.2 s, 12M 23 s) and holds the
+# write lock meanwhile, so each is built in a transaction of its own once the upgrade has
+# committed, and told to the caller: `serve` logs it (index_built), so that a long first start
+# says why (docs/operations.md, Upgrading). Not logged here: a CLI command's stdout may be
+# its data (an export, --json), and the logs go to stdout.
+_OPEN_INDEXES: Final = {
+    # An open hole's row, found to delete it when a batch closes or shrinks that hole alone.
+    "gaps_by_hole": "ON gaps (gateway, epoch, from_seq) WHERE kind = 'sequence'",
+    # A batch's gap records looked up by (gateway, t), to store one sealed again once
+    # (collector.storage.gap_records); without it each read every gap record of the gateway.
+    "gaps_by_record_time": "ON gaps (gateway, t) WHERE kind = 'record'",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class IndexBuilt:
+    """An index of _OPEN_INDEXES an open built in a file that lacked it, and how long it took."""
+
+    index: str
+    seconds: float
+
+
 def _statements(script: str) -> list[str]:
     """Split a script into statements (comments may hold semicolons)."""
     statements: list[str] = []
@@ -307,16 +326,44 @@ def _upgrade_steps(version: int) -> range:
     return range(version, SCHEMA_VERSION) if version else range(0)
 
 
-async def migrate(db: aiosqlite.Connection) -> None:
-    """Bring the file to SCHEMA_VERSION: upgrade steps first, then any missing tables."""
+async def migrate(db: aiosqlite.Connection) -> tuple[IndexBuilt, ...]:
+    """Bring the file to SCHEMA_VERSION; return the open indexes this call built.
+
+    Upgrade steps first, then any missing tables; once that has committed, the open indexes
+    the file lacks, each in a transaction of its own.
+    """
     # The version is read inside the write transaction: two collectors opening one old file
     # at once must not both run the upgrade.
     async with immediate_transaction(db):
         rows = await db.execute_fetchall("PRAGMA user_version")
+        version = int(next(iter(rows))[0])
         # A fresh file (version 0) gets the whole schema; an older one its upgrades first.
-        for step in _upgrade_steps(int(next(iter(rows))[0])):
+        for step in _upgrade_steps(version):
             await UPGRADES[step](db)
         for statement in _statements(_SCHEMA):
             await db.execute(statement)
         await db.execute(ROLLUP_TABLE)
+        if not version:  # its tables are empty: the open indexes cost nothing
+            for name, definition in _OPEN_INDEXES.items():
+                await db.execute(f"CREATE INDEX {name} {definition}")
         await db.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    built = [await _build_index(db, name) for name in await _missing_indexes(db)]
+    return tuple(index for index in built if index is not None)
+
+
+async def _missing_indexes(db: aiosqlite.Connection) -> list[str]:
+    """The _OPEN_INDEXES the file lacks (a read: outside a transaction it takes no lock)."""
+    rows = await db.execute_fetchall("SELECT name FROM sqlite_master WHERE type = 'index'")
+    present = {str(row[0]) for row in rows}
+    return [name for name in _OPEN_INDEXES if name not in present]
+
+
+async def _build_index(db: aiosqlite.Connection, name: str) -> IndexBuilt | None:
+    """Build the open index `name`, alone in its transaction, unless another open just did."""
+    async with immediate_transaction(db):
+        # Asked again under the lock: two collectors opening the file at once build it once.
+        if name not in await _missing_indexes(db):
+            return None
+        started = time.monotonic()
+        await db.execute(f"CREATE INDEX {name} {_OPEN_INDEXES[name]}")
+    return IndexBuilt(name, round(time.monotonic() - started, 3))

@@ -48,7 +48,7 @@ from collector.storage.sqlite import (
 from collector.storage.sqlite.audit import SqliteChain
 from collector.storage.sqlite.buckets import SqliteBucketQueries, SqliteRollupBucketQueries
 from collector.storage.sqlite.connection import connect, open_database, rollback
-from collector.storage.sqlite.schema import migrate
+from collector.storage.sqlite.schema import IndexBuilt, migrate
 from collector.storage.sqlite.sql import fetcher
 from collector.tokens import StoredToken
 
@@ -59,8 +59,15 @@ class SqliteStorage(CapabilityReads, Storage):
     feed_statements = feed.STATEMENTS
     quality_aggregates = quality.AGGREGATES
 
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(
+        self,
+        writer: aiosqlite.Connection,
+        reader: aiosqlite.Connection,
+        indexes_built: tuple[IndexBuilt, ...] = (),
+    ) -> None:
         self._writer = writer
+        # What the open built in a file that lacked it, for `serve` to log (schema.migrate).
+        self.indexes_built = indexes_built
         self._reader = reader
         self._fetch = fetcher(reader)
         # One transaction at a time on the writer connection; other processes wait on the
@@ -72,7 +79,7 @@ class SqliteStorage(CapabilityReads, Storage):
         """Open (creating if needed) the database at `path` and bring its schema up to date."""
         writer = await open_database(path)
         try:
-            await migrate(writer)
+            built = await migrate(writer)
             reader = await connect(path)
         except sqlite3.Error as exc:
             await writer.close()
@@ -80,7 +87,7 @@ class SqliteStorage(CapabilityReads, Storage):
         except BaseException:
             await writer.close()
             raise
-        return cls(writer, reader)
+        return cls(writer, reader, built)
 
     async def close(self) -> None:
         """Close both connections."""
