@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, timezone
 from typing import Any, Final
 
+import structlog
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -42,7 +43,7 @@ from collector.api.tokens import TokenCheck
 from collector.feed.wakeup import CommitSignal, LocalCommitSignal
 from collector.metrics import CollectorMetrics
 from collector.model import AHEAD_ALLOWANCE
-from collector.storage.base import Storage
+from collector.storage.base import Storage, StorageError
 
 _PROBLEM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     code: {"model": Problem, "description": f"{description} (RFC 9457 {PROBLEM_JSON})"}
@@ -54,8 +55,11 @@ _PROBLEM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         (422, "a query parameter is out of its range or of the wrong type"),
         (429, "over the token's (or, without a valid token, the address's) rate: see Retry-After"),
         (431, "more headers, or longer ones, than `api.limits` allows"),
+        (503, "the database did not answer the read (logged as `api_storage_failed`)"),
     )
 }
+
+log = structlog.get_logger("collector.api")
 
 
 def _validation_detail(exc: RequestValidationError) -> str:
@@ -69,6 +73,15 @@ async def _http_problem(_request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StarletteHTTPException):
         raise exc
     return problem(exc.status_code, str(exc.detail), exc.headers)
+
+
+async def _storage_problem(request: Request, exc: Exception) -> JSONResponse:
+    if not isinstance(exc, StorageError):
+        raise exc
+    # A database that failed a read (locked, gone, restarting) is unavailable, not a fault
+    # of this request: 503, as /healthz says it. The error names the database: logged only.
+    log.warning("api_storage_failed", path=request.url.path, error=str(exc))
+    return problem(status.HTTP_503_SERVICE_UNAVAILABLE, "the database did not answer the read")
 
 
 async def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:
@@ -131,6 +144,7 @@ def create_app(
     add_status_page(app)
     app.add_exception_handler(StarletteHTTPException, _http_problem)
     app.add_exception_handler(RequestValidationError, _validation_problem)
+    app.add_exception_handler(StorageError, _storage_problem)
     # Config tokens, then the database's (`collector tokens`), looked up on every request;
     # the routes find them here (`deps.caller_scope`).
     check = TokenCheck(tokens, storage)

@@ -13,12 +13,15 @@ injected, read by a real SSE client.
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Final
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
+from structlog.typing import EventDict
 
 from collector.config import CollectorConfig, load_collector_config
 from collector.model import AHEAD_ALLOWANCE as ALLOWANCE  # the config's default
@@ -26,7 +29,7 @@ from collector.runtime import RunningCollector, run_collector
 from specs.records import AlarmEvent, iso_time
 from tests.support.broker import Broker
 from tests.support.clocks import ManualClock
-from tests.support.collector_api import get_page
+from tests.support.collector_api import PROBLEM_KEYS, get_page
 from tests.support.collector_client import BASE_TIME, gateway_link, sim_gateway
 from tests.support.collector_env import keyed_collector_config, register
 from tests.support.feed_client import WAIT, Message, open_stream
@@ -143,3 +146,55 @@ async def test_a_raise_that_came_due_while_the_collector_was_stopped_is_announce
         async with open_stream(running.api_url, last_event_id=became.id) as again:
             await again.take(1)
             assert not await again.quiet(1.5)
+
+
+async def test_a_sweep_whose_read_fails_is_tried_again_and_the_collector_stays_up(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """The defect (e1e817a): the sweep task tried again on StorageError only, and SQLite's reads
+    handed back sqlite3's own errors: one failed read ended the task, and `collector serve`
+    with it (RunningCollector.wait takes the first task to end for a failure). Now SQLite's
+    reads say StorageError as PostgreSQL's do: the sweep logs it and runs again a second
+    later, and an API read answers 503. The read fails for real: another connection takes the
+    alarms table away (a lock cannot keep a WAL reader out), and puts it back."""
+    path = tmp_path / "collector.db"
+    config = load_collector_config(
+        await keyed_collector_config(
+            tmp_path, broker_port=broker.port, tokens=TOKENS, storage_url=f"sqlite:///{path}"
+        )
+    )
+    failed = asyncio.Event()
+
+    def seen(_logger: object, _name: str, event: EventDict) -> EventDict:
+        if event["event"] == "alarm_activation_sweep_failed":
+            failed.set()
+        return event
+
+    clock = ManualClock(NOW)
+    other = sqlite3.connect(path, isolation_level=None)
+    async with run_collector(config, clock=clock) as running:
+        await _started(running)
+        async with (
+            open_stream(running.api_url, types="alarm") as stream,
+            gateway_link(broker.port, NANCHANG) as link,
+            httpx.AsyncClient(base_url=running.api_url) as http,
+        ):
+            await stream.take(1)
+            await link.send(1, records=[alarm_record("fast/1", AlarmEvent.RAISE, RAISED)])
+            assert (await link.next_ack()).ack.acked_through == 1
+            (raised,) = await stream.take(1)
+            with capture_logs(processors=[seen]) as logs:
+                other.execute("ALTER TABLE alarms RENAME TO alarms_away")
+                await asyncio.wait_for(failed.wait(), WAIT)
+                answer = await http.get("/v1/alarms", headers={"Authorization": "Bearer all-token"})
+                other.execute("ALTER TABLE alarms_away RENAME TO alarms")
+                clock.now = RAISED - ALLOWANCE
+                (became,) = await stream.take(1)
+            assert not [task.get_name() for task in running.tasks if task.done()]
+    other.close()
+    assert _alarm(raised) == ("fast/1", None, False, [AHEAD])
+    assert _alarm(became) == ("fast/1", None, True, [AHEAD])
+    (failure, *_) = [e for e in logs if e["event"] == "alarm_activation_sweep_failed"]
+    assert "no such table: alarms" in failure["error"]
+    assert answer.status_code == 503
+    assert set(answer.json()) == PROBLEM_KEYS

@@ -119,9 +119,16 @@ class SqliteStorage(CapabilityReads, Storage):
                 raise
 
     @asynccontextmanager
-    async def _reading(self, action: str) -> AsyncIterator[Fetch]:  # noqa: ARG002
-        """Reads run on the reader connection; its errors are sqlite3's, whatever `action`."""
-        yield self._fetch
+    async def _reading(self, action: str) -> AsyncIterator[Fetch]:
+        """Reads run on the reader connection; its errors become StorageError naming `action`.
+
+        As PostgreSQL's reads say theirs: the callers (the API's 503, the activation sweep's
+        next try) know StorageError only, and a raw "database is locked" ended the sweep task.
+        """
+        try:
+            yield self._fetch
+        except sqlite3.Error as exc:
+            raise StorageError(f"{action} failed: {exc}") from exc
 
     @asynccontextmanager
     async def _feed_writing(self) -> AsyncIterator[tuple[Fetch, WriteEntries]]:
