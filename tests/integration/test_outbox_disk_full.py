@@ -22,6 +22,7 @@ import pytest
 from edge_agent.core.chain import Identity
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
+from edge_agent.shell.outbox_sidecars import SeqMark
 from edge_agent.shell.sealer import Sealer
 from specs.block import decode_block
 from specs.command import map_version
@@ -142,20 +143,30 @@ async def test_with_nothing_to_give_way_the_ring_holds_and_a_disk_full_gap_follo
     assert sorted(r.t for r in kept) == [iso_time(T0 + i) for i in range(lost, 8_000)]
 
 
+async def _stopped_on_a_full_disk(path: Path, start: int, count: int) -> Path:
+    """A run whose disk fills before it seals, stopped holding `count` readings; the filler."""
+    async with _sealer(path, ring=3_000, max_bytes=None) as (sealer, queue):
+        filler = _fill(path.parent)
+        await _produce(queue, start, count)
+        await _until(lambda: queue.empty() and sealer.held == count)
+    return filler
+
+
+async def _sealed_with_room(path: Path, start: int, count: int) -> None:
+    """A run with room: it seals `count` readings (and what the mark says is owed)."""
+    async with _sealer(path, ring=3_000, max_bytes=None) as (sealer, queue):
+        await _produce(queue, start, count)
+        await _until(lambda: queue.empty() and sealer.held == 0)
+
+
 async def test_a_stop_on_a_full_disk_names_what_it_held_after_the_restart(
     small_fs: Path,
 ) -> None:
     path = small_fs / "outbox.db"
-    async with _sealer(path, ring=3_000, max_bytes=None) as (sealer, queue):
-        filler = _fill(small_fs)
-        await _produce(queue, 0, 500)
-        await _until(lambda: queue.empty() and sealer.held == 500)
     # Stopped with 500 readings in memory and no room to seal them: they are gone, but
     # counted beside the outbox, and the first block after the restart names them.
-    filler.unlink()
-    async with _sealer(path, ring=3_000, max_bytes=None) as (sealer, queue):
-        await _produce(queue, 500, 10)
-        await _until(lambda: queue.empty() and sealer.held == 0)
+    (await _stopped_on_a_full_disk(path, 0, 500)).unlink()
+    await _sealed_with_room(path, 500, 10)
     records = _records(path)
     [gap] = [r for r in records if isinstance(r, GapRecord)]
     assert (gap.reason, gap.lost, gap.t_from, gap.t_to) == (
@@ -168,10 +179,29 @@ async def test_a_stop_on_a_full_disk_names_what_it_held_after_the_restart(
         iso_time(T0 + i) for i in range(500, 510)
     ]
     # Named once: a third start finds nothing more to declare.
-    async with _sealer(path, ring=3_000, max_bytes=None) as (sealer, queue):
-        await _produce(queue, 510, 1)
-        await _until(lambda: queue.empty() and sealer.held == 0)
+    await _sealed_with_room(path, 510, 1)
     assert len([r for r in _records(path) if isinstance(r, GapRecord)]) == 1
+
+
+async def test_a_second_stop_on_a_full_disk_adds_only_what_that_run_let_go(
+    small_fs: Path,
+) -> None:
+    """A restart while the disk fills again: the tally carried from the first stop is still in
+    the mark (no seal named it), so the second stop adds only the readings it held itself."""
+    path = small_fs / "outbox.db"
+    (await _stopped_on_a_full_disk(path, 0, 500)).unlink()
+    # Restarted with room, full again before its first seal: the 500 carried, 10 held.
+    filler = await _stopped_on_a_full_disk(path, 500, 10)
+    mark = SeqMark.beside(path).read()
+    assert mark is not None
+    assert mark.unsealed.count == 510
+    filler.unlink()
+    await _sealed_with_room(path, 510, 1)
+    records = _records(path)
+    assert [(g.reason, g.lost) for g in records if isinstance(g, GapRecord)] == [
+        (GapReason.DISK_FULL, 510)
+    ]
+    assert [r.t for r in records if isinstance(r, Reading)] == [iso_time(T0 + 510)]
 
 
 async def test_a_healthy_outbox_met_on_a_full_disk_at_start_is_left_alone(small_fs: Path) -> None:
