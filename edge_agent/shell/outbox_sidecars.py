@@ -7,9 +7,11 @@ mark (`<path>.seq`, one small record overwritten in place after every seal) reme
 highest seq sealed and the readings a stop on a full disk let go unsealed, so a file that
 comes back older (a WAL cut mid-frame) is told from a healthy one. It is the file's
 newest seq, read after the seal (`OutboxFile`: blocks sealed while making room, and another
-process's, count too), and it never goes back within an epoch: two processes on one file
-(the agent, `edge-agent backfill`) write it under `flock`, the higher seq kept, and the tally
-as noted there changed by what the writer let go or declared (never its own copy). The mark is
+process's, count too), and it never goes back within an epoch, nor to an epoch the journal
+names as started before the one noted: two processes on one file (the agent, `edge-agent
+backfill`) write it under `flock`, the higher seq kept, and the tally as noted there changed
+by what the writer let go or declared (never its own copy), the epoch and seq noted left as
+they are by such a change. The mark is
 written without fsync: it survives a killed process or a tampered file, not every power cut
 (the WAL itself is synced). Neither holds data: losing one only blunts what a restart can
 tell (`edge_agent.shell.outbox_recovery`).
@@ -141,6 +143,11 @@ def _parsed(record: bytes) -> Mark | None:
         return None
 
 
+def _started_after(epochs: Sequence[str], epoch: str, other: str) -> bool:
+    """Whether the journal (`epochs`, oldest first) names both, `epoch` started after `other`."""
+    return epoch in epochs and other in epochs and epochs.index(epoch) > epochs.index(other)
+
+
 def _record(epoch: str, seq: int, unsealed: LostReadings) -> bytes:
     text = (
         f"{epoch} {seq} {unsealed.count} {_time_field(unsealed.t_from)}"
@@ -152,15 +159,17 @@ def _record(epoch: str, seq: int, unsealed: LostReadings) -> bytes:
 class SeqMark:
     """One fixed-size record, overwritten in place after each seal (one pwrite, no rename)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, journal: EpochJournal | None = None) -> None:
         self._path = path
+        # Which of two epochs is the newer (`write`); without it the latest write wins.
+        self._journal = journal
         self._descriptor: int | None = None
         self._warned = False
 
     @classmethod
     def beside(cls, outbox: Path) -> SeqMark:
-        """The seq mark of an outbox file."""
-        return cls(outbox.with_name(outbox.name + ".seq"))
+        """The seq mark of an outbox file (its epochs ordered by the file's journal)."""
+        return cls(outbox.with_name(outbox.name + ".seq"), EpochJournal.beside(outbox))
 
     def read(self) -> Mark | None:
         """The mark, or None when there is none (or it cannot be read)."""
@@ -174,25 +183,48 @@ class SeqMark:
 
     def write(self, epoch: str, seq: int) -> None:
         """Note `seq` as the highest sealed in `epoch`; the tally noted stays as it is."""
-        self._rewrite(epoch, seq, lambda noted: noted)
+        self._rewrite(epoch, seq, lambda noted: noted, seals=True)
 
     def let_go(self, epoch: str, seq: int, lost: LostReadings) -> None:
-        """Add `lost` to the readings let go unsealed noted so far (and note `seq`)."""
-        self._rewrite(epoch, seq, lambda noted: noted.merge(lost))
+        """Add `lost` to the readings let go unsealed noted so far.
+
+        `epoch` and `seq` (the writer's last seal) are noted only when the mark has none.
+        """
+        self._rewrite(epoch, seq, lambda noted: noted.merge(lost), seals=False)
 
     def declared(self, epoch: str, seq: int, named: LostReadings) -> None:
         """Take `named` (read from this mark, now named by a gap record) off the tally."""
-        self._rewrite(epoch, seq, lambda noted: noted.less(named))
+        self._rewrite(epoch, seq, lambda noted: noted.less(named), seals=False)
 
-    def _rewrite(self, epoch: str, seq: int, tally: Callable[[LostReadings], LostReadings]) -> None:
+    def _newest(self, noted: Mark, epoch: str, seq: int) -> tuple[str, int]:
+        """What a seal (`seq` of `epoch`, read from the file) leaves noted of the two.
+
+        A higher seq of the same epoch stays (another process sealed it, and its write came
+        first). So does another epoch the journal names as started after `epoch`: a process
+        read its last seq just before another one started that epoch on the file (an agent
+        that has not sealed since a backfill's start did), and that epoch's seqs are what a
+        start must vouch for. Where the journal does not name both (missing, cut to its last
+        16, not written on a full disk) the writer's epoch, just read from the file, wins.
+        """
+        if noted.epoch == epoch:
+            return epoch, max(seq, noted.seq)
+        epochs = () if self._journal is None else self._journal.epochs()
+        if _started_after(epochs, noted.epoch, epoch):
+            return noted.epoch, noted.seq
+        return epoch, seq
+
+    def _rewrite(
+        self, epoch: str, seq: int, tally: Callable[[LostReadings], LostReadings], *, seals: bool
+    ) -> None:
         """The record read, changed and written under an exclusive `flock`.
 
-        Overwritten in place: once the file exists, a full disk does not stop this. A higher
-        seq of `epoch` already noted stays (another process on the file sealed it, and its
-        write came first), so the mark never goes back within an epoch, whichever writer is
-        slower. The tally is the one noted, changed by `tally`: each process adds what it let
-        go and takes off what it declared, never writing back a copy of its own (one read
-        before another process added to it or declared it).
+        Overwritten in place: once the file exists, a full disk does not stop this. A seal
+        (`seals`) notes its seq as `_newest` says, so the mark never goes back, whichever
+        writer is slower. The tally is the one noted, changed by `tally`: each process adds
+        what it let go and takes off what it declared, never writing back a copy of its own
+        (one read before another process added to it or declared it). A change to the tally
+        alone keeps the epoch and seq noted: the writer's are those of its last seal, maybe
+        of an epoch another process has left since (a stop on a full disk seals nothing).
         """
         try:
             if self._descriptor is None:
@@ -201,10 +233,12 @@ class SeqMark:
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             try:
                 noted = _parsed(os.pread(descriptor, _MARK_BYTES, 0))
-                if noted is not None and noted.epoch == epoch:
-                    seq = max(seq, noted.seq)
-                unsealed = tally(LostReadings() if noted is None else noted.unsealed)
-                os.pwrite(descriptor, _record(epoch, seq, unsealed), 0)
+                if noted is None:
+                    record = _record(epoch, seq, tally(LostReadings()))
+                else:
+                    at = self._newest(noted, epoch, seq) if seals else (noted.epoch, noted.seq)
+                    record = _record(*at, tally(noted.unsealed))
+                os.pwrite(descriptor, record, 0)
             finally:
                 fcntl.flock(descriptor, fcntl.LOCK_UN)
         except OSError as exc:
@@ -254,7 +288,10 @@ class MarkKeeper:
             self._mark.write(*self._last)
 
     def let_go(self, lost: LostReadings) -> None:
-        """Readings let go unsealed just now: added to the tally (an empty one adds nothing)."""
+        """Readings let go unsealed just now: added to the tally (an empty one adds nothing).
+
+        The last block this process sealed or found is noted only where no mark was yet.
+        """
         self._unsealed = self._unsealed.merge(lost)
         if self._mark is not None:
             self._mark.let_go(*self._last, lost)

@@ -8,6 +8,11 @@ open: a backfill that opened before the agent's stop put back an empty tally ove
 (never declared), and one that opened before the agent's start and its declaration put the
 declared tally back (declared again at the following start). Shown here with a second real
 process on the same file, as a backfill holds it: opened, then sealing at a chosen moment.
+
+The mark's epoch and seq, which a start matches against the file's to find a WAL cut, must
+not go back to an older epoch either: a stop on a full disk, changing the tally alone, wrote
+the agent's last sealed epoch and seq over those of an epoch another process had started on
+the file since, and so did a seal's write that came after that epoch's first seals.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Iterator
-from contextlib import closing, contextmanager
+from contextlib import AbstractContextManager, closing, contextmanager
 from pathlib import Path
 
 import pytest
@@ -26,6 +31,7 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import Mark, SeqMark
 from specs.block import decode_block
 from specs.records import GapReason, GapRecord
+from tests.integration.test_outbox_seq_mark import _marked, _newest, _restore, _snapshot
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
 from tests.support.sealer_rig import running_sealer
@@ -55,10 +61,12 @@ asyncio.run(main())
 
 
 @contextmanager
-def _backfill_holding(path: Path) -> Iterator[subprocess.Popen[str]]:
-    """The second process, its outbox open; it seals and ends when the block is left."""
+def _second_process(script: str, path: Path, says: str) -> Iterator[str]:
+    """A second process on the outbox running `script`, once it said `says` (the line it said,
+    read past its log lines: structlog writes them to stdout too); it seals and ends when the
+    block is left."""
     with subprocess.Popen(
-        [sys.executable, "-c", _BACKFILL, str(path)],
+        [sys.executable, "-c", script, str(path)],
         cwd=ROOT,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
@@ -67,14 +75,22 @@ def _backfill_holding(path: Path) -> Iterator[subprocess.Popen[str]]:
         assert process.stdin is not None
         assert process.stdout is not None
         try:
-            assert process.stdout.readline() == "open\n"
-            yield process
+            line = ""
+            while not line.startswith(says):
+                line = process.stdout.readline()
+                assert line, f"the process ended before saying {says!r}"
+            yield line
             process.stdin.write("seal\n")
             process.stdin.flush()
             assert process.wait(timeout=60) == 0
         finally:
             if process.poll() is None:
                 process.kill()
+
+
+def _backfill_holding(path: Path) -> AbstractContextManager[str]:
+    """The second process, its outbox open; it seals and ends when the block is left."""
+    return _second_process(_BACKFILL, path, "open")
 
 
 def _tally(path: Path) -> int:
@@ -139,6 +155,106 @@ async def test_a_tally_declared_while_a_backfill_holds_the_outbox_is_not_declare
     assert _declared(path) == [LET_GO.count]
 
 
+# A second process that starts a new epoch on the outbox (as a start that found it rolled back
+# does, or the ACK check): it says so with the epoch, then seals one more block in it once told
+# to, and ends. Nothing read past that line: its log lines may follow.
+_NEW_EPOCH = """
+import asyncio, sys
+from pathlib import Path
+from edge_agent.shell.outbox_open import open_outbox
+from tests.support.outbox_site import KEY, SITE, T0
+from tests.support.records import reading_at
+
+async def main() -> None:
+    async with open_outbox(Path(sys.argv[1]), SITE, KEY) as outbox:
+        epoch = await outbox.start_new_epoch((), now=T0, clock_synced=True)
+        print("started", epoch, flush=True)
+        sys.stdin.readline()
+        await outbox.seal((reading_at(T0 + 9500, 1.0),), now=T0, clock_synced=True)
+
+asyncio.run(main())
+"""
+
+
+def _new_epoch_cut_back(path: Path, snapshot: Path) -> str:
+    """Another process starts an epoch and seals in it; `snapshot` taken before its last seal."""
+    with _second_process(_NEW_EPOCH, path, "started ") as said:
+        _snapshot(path, snapshot)
+    return said.split()[1]
+
+
+def _restored(path: Path) -> list[tuple[str | None, int | None]]:
+    """The `outbox_restored` gap records the file holds: (epoch, from seq)."""
+    with closing(sqlite3.connect(path)) as db:
+        payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
+    return [
+        (record.epoch, record.from_seq)
+        for payload in payloads
+        for record in decode_block(payload).records
+        if isinstance(record, GapRecord) and record.reason == GapReason.OUTBOX_RESTORED
+    ]
+
+
+async def test_a_tally_noted_after_another_process_started_an_epoch_keeps_its_mark(
+    tmp_path: Path,
+) -> None:
+    path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
+    async with open_outbox(path, SITE, KEY) as outbox:
+        for index in range(4):
+            await outbox.seal((reading_at(T0 + index, 1.0),), now=T0, clock_synced=True)
+        first = outbox.epoch
+        assert _marked(path) == (first, 4)
+        second = _new_epoch_cut_back(path, snapshot)
+        newest = _newest(path)
+        assert newest[0] == second
+        assert _marked(path) == newest
+        # The agent, which has sealed nothing since, stops on a full disk.
+        outbox.note_unsealed(LET_GO)
+    # Before: (first, 4), the epoch and seq this process last sealed, over the other's mark.
+    assert _marked(path) == newest
+    assert _tally(path) == LET_GO.count
+
+    _restore(path, snapshot)  # the second epoch's last seal cut off
+    await _agent_starts(path)
+    # Before: [] (the mark named another epoch: the copy opened as it was, its last seq sealed
+    # again with other bytes).
+    assert _restored(path) == [(second, 1)]  # from its lowest undelivered seq (5f88df2)
+    assert _declared(path) == [LET_GO.count]
+
+
+async def test_a_seq_of_an_older_epoch_never_replaces_a_newer_epochs_mark(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
+    written = SeqMark.write
+    started: list[str] = []
+
+    def write(mark: SeqMark, epoch: str, seq: int) -> None:
+        if not started:
+            # The agent's seal is committed, its mark not written yet: another process starts
+            # an epoch on the file meanwhile (the journal names it the newer one).
+            started.append(_new_epoch_cut_back(path, snapshot))
+        written(mark, epoch, seq)
+
+    async with open_outbox(path, SITE, KEY) as outbox:
+        for index in range(3):
+            await outbox.seal((reading_at(T0 + index, 1.0),), now=T0, clock_synced=True)
+        monkeypatch.setattr(SeqMark, "write", write)
+        await outbox.seal((reading_at(T0 + 3, 1.0),), now=T0, clock_synced=True)
+        monkeypatch.undo()
+    [second] = started
+    newest = _newest(path)
+    assert newest[0] == second
+    # Before: (first, 4), the agent's write, after the other process's, put the older epoch's
+    # seq over the newer one's.
+    assert _marked(path) == newest
+
+    _restore(path, snapshot)
+    await _agent_starts(path)
+    # Before: [] (the copy opened as it was).
+    assert _restored(path) == [(second, 1)]  # from its lowest undelivered seq (5f88df2)
+
+
 def test_a_declaration_takes_off_only_what_it_named(tmp_path: Path) -> None:
     """Two marks on one file (two processes): what one adds, the other's declaration keeps."""
     path = tmp_path / "outbox.db"
@@ -153,9 +269,10 @@ def test_a_declaration_takes_off_only_what_it_named(tmp_path: Path) -> None:
         agent.declared("e1", 3, LostReadings(300, T0, T0 + 299))
         left = other.read()
         assert left is not None
-        assert (left.seq, left.unsealed.count) == (4, 200)
+        # A change to the tally alone notes no seq: 3 stays, the last one a seal noted.
+        assert (left.seq, left.unsealed.count) == (3, 200)
         other.declared("e1", 4, left.unsealed)
-        assert agent.read() == Mark("e1", 4, LostReadings())
+        assert agent.read() == Mark("e1", 3, LostReadings())
     finally:
         agent.close()
         other.close()
