@@ -16,8 +16,10 @@ import time
 from contextlib import closing
 from pathlib import Path
 
+import paho.mqtt.client as paho
 import pytest
 from click.testing import CliRunner, Result
+from paho.mqtt.enums import CallbackAPIVersion
 
 from demo.__main__ import write_configs
 from edge_agent.cli import main
@@ -28,6 +30,7 @@ from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
 from specs.records import AlarmEvent, GapReason, GapRecord, Reading, Record, iso_time
 from specs.signing import Signature, load_signing_key, load_verify_key
+from specs.topics import GatewayTopics
 from tests.e2e.harness import BIN, Site, wait_until
 from tests.support.cli_runs import stops_quietly_when_the_reader_goes_away
 from tests.support.records import alarm_record, reading_at
@@ -146,7 +149,9 @@ def test_resend_refills_a_collector_that_lost_its_database(site: Site) -> None:
     # The new database knows no gateway. Registered in-process as Site.setup does it (a process
     # cost 2-4 s of start-up under load; `outbox resend` is the command under test here).
     site.register_gateway()
-    # Marked while no collector runs, so no ACK can race the count.
+    # Marked while no collector runs, and once the agent has taken every ACK the old one sent:
+    # one taken after the count (late under load) marked delivered again what resend marked.
+    _old_acks_taken(site)
     delivered = len(delivered_seqs(site))
     result = json.loads(outbox_cmd(site, "resend", "--from-seq", "1", "--json"))
     assert result["from_seq"] == 1
@@ -158,6 +163,26 @@ def test_resend_refills_a_collector_that_lost_its_database(site: Site) -> None:
     site.drain_and_stop_agent(timeout=120)
     committed, served = site.outbox_readings(), site.collector_readings()
     assert committed == served, "the new collector holds every reading exactly once"
+
+
+def _old_acks_taken(site: Site) -> None:
+    """Wait until the running agent has taken every ACK sent to it before this call.
+
+    The broker queues the messages of the agent's session in the order they came, and the
+    agent takes them one by one: once it has rejected an unsigned one published now, it has
+    taken those before it.
+    """
+    config = load_site_config(site.work / "site.yaml")
+    topic = GatewayTopics(config.site.district, config.site.enterprise, site.gateway).ack
+    probe = paho.Client(CallbackAPIVersion.VERSION2, client_id="ack-probe", protocol=paho.MQTTv5)
+    probe.connect("127.0.0.1", site.broker.port)
+    probe.loop_start()
+    try:
+        probe.publish(topic, b"probe", qos=1).wait_for_publish(timeout=30)
+    finally:
+        probe.disconnect()
+        probe.loop_stop()
+    wait_until(lambda: '"ack_rejected"' in site.log("agent"), 60, "the agent to take the probe")
 
 
 # --- on a file, agent stopped -------------------------------------------------------------
