@@ -159,8 +159,10 @@ async def open_outbox(
     journal = EpochJournal.beside(path)
     mark = SeqMark.beside(path)
     now = time.time()
+    # Read before the file is checked: a seal the running agent commits meanwhile (this may
+    # be `edge-agent backfill`) then moves the file, never the mark, past what was compared.
     noted = mark.read()
-    gaps, abandon = recovery_gaps(path, journal, mark, now, busy_timeout=busy_timeout)
+    gaps, abandon = recovery_gaps(path, journal, noted, now, busy_timeout=busy_timeout)
     # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
     # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
     # Its worker thread is born blocking the stop signals (edge_agent.shell.stop_signals): one

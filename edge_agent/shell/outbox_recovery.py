@@ -36,7 +36,7 @@ from typing import Final
 import structlog
 
 from edge_agent.core.plan import OUTBOX_BUSY_TIMEOUT
-from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
+from edge_agent.shell.outbox_sidecars import EpochJournal, Mark
 from edge_agent.shell.outbox_space import free_bytes
 from hostkit.sqlite_file import holding, named_tables, table_names
 from specs.records import GapReason, GapRecord, iso_time
@@ -268,7 +268,7 @@ def _with_owed(gaps: list[GapRecord], owed: Sequence[GapRecord]) -> list[GapReco
 def recovery_gaps(
     path: Path,
     journal: EpochJournal,
-    mark: SeqMark,
+    noted: Mark | None,
     now: float,
     *,
     busy_timeout: float = OUTBOX_BUSY_TIMEOUT,
@@ -279,6 +279,13 @@ def recovery_gaps(
     file last used here). A corrupt file is moved aside first; another program's database
     raises NotAnOutboxError, left as it is. Another process's lock is waited for `busy_timeout`
     seconds (then OutboxUnavailableError).
+
+    `noted`: the seq mark, read before the file is. Its writers note a seq only once committed
+    (`OutboxFile`), and a file's seq never goes back within an epoch but by a rollback: so a
+    file read after the mark and below it lost seals. Read after the file, the mark may name a
+    seal another process on the file (the running agent, beside `edge-agent backfill`)
+    committed in between, and a healthy file would be taken for one rolled back: a new epoch
+    started beside the agent, its blocks declared lost.
 
     What the journal's latest epoch's first block declares (`EpochJournal.owed`) is declared
     again whenever the file does not show that block committed: the start that began it may
@@ -300,7 +307,6 @@ def recovery_gaps(
             return [], False  # a first start
         log.error("outbox_lost", path=str(path), why=found.why, epoch=known)
         return _with_owed([declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now)], owed), False
-    noted = mark.read()
     if noted is not None and noted.epoch == found.epoch and noted.seq > found.last_seq:
         # Healthy but older: a WAL cut (or a copy put back) lost seals after this one. The
         # epoch's later seqs can no longer be vouched for, sent or not, and its undelivered

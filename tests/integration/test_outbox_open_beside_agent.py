@@ -1,0 +1,103 @@
+"""An outbox opened beside the running agent (`edge-agent backfill`) while the agent seals.
+
+The start's check (`outbox_recovery.recovery_gaps`) tells a file rolled back (a WAL cut, a
+copy put back) by its last seq being below the seq mark, which the agent writes just after
+each commit. The file and the mark are two reads: the agent may commit a block and write its
+mark between them. The opening must not take that seal for a rollback, start a new epoch
+beside the agent and declare the agent's healthy blocks lost.
+Real outbox file; the agent is this test's open outbox, the second opening a real python
+subprocess (as `edge-agent backfill` opens it), held at a hook between the two reads until
+the agent has sealed.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
+from tests.integration.test_outbox_declarations import _block, _gap_records
+from tests.support.outbox_site import KEY, SITE, T0
+from tests.support.sigkill_writer import ROOT
+
+pytestmark = pytest.mark.timeout(120)
+
+# argv: the outbox, the read after which the opening waits (`file`: the file inspected;
+# `mark`: the seq mark read), the first time it is done. It says "held" and waits for a line;
+# once open it says the epoch it sealed in.
+_SECOND_OPENING = """
+import asyncio, sys
+from pathlib import Path
+import edge_agent.shell.outbox_recovery as recovery
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_sidecars import SeqMark
+from tests.support.outbox_site import KEY, SITE
+
+path, after = Path(sys.argv[1]), sys.argv[2]
+held = []
+
+def hold():
+    if not held:
+        held.append(True)
+        print("held", flush=True)
+        sys.stdin.readline()  # the agent seals a block and writes its mark meanwhile
+
+def holding(read):
+    def read_then_hold(*args, **kwargs):
+        found = read(*args, **kwargs)
+        hold()
+        return found
+    return read_then_hold
+
+if after == "file":
+    recovery.inspect_outbox = holding(recovery.inspect_outbox)
+else:
+    SeqMark.read = holding(SeqMark.read)
+
+async def main() -> None:
+    async with open_outbox(path, SITE, KEY) as outbox:
+        print("epoch", outbox.epoch, flush=True)
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("after", ["file", "mark"])
+async def test_an_opening_beside_the_agent_does_not_take_its_fresh_seal_for_a_rollback(
+    tmp_path: Path, after: str
+) -> None:
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY) as agent:
+        epoch = agent.epoch
+        for index in range(3):
+            await agent.seal(_block(index), now=T0 + index, clock_synced=True)
+        with subprocess.Popen(
+            [sys.executable, "-c", _SECOND_OPENING, str(path), after],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        ) as second:
+            assert second.stdin is not None
+            assert second.stdout is not None
+            assert second.stdout.readline() == "held\n"
+            await agent.seal(_block(3), now=T0 + 3, clock_synced=True)  # seq 4, then its mark
+            noted = SeqMark.beside(path).read()
+            assert noted is not None
+            assert (noted.epoch, noted.seq) == (epoch, 4)
+            second.stdin.write("go\n")
+            second.stdin.close()
+            said = second.stdout.read().splitlines()  # its log lines come to stdout too
+            assert second.wait(60) == 0
+        # Before (`file`): the file seen at seq 3, the mark at 4: outbox_rolled_back, a new
+        # epoch, and an outbox_restored of the agent's epoch from 1 (its lowest undelivered).
+        assert [line for line in said if line.startswith("epoch ")] == [f"epoch {epoch}"]
+        assert not [line for line in said if "outbox_rolled_back" in line]
+        await agent.seal(_block(4), now=T0 + 4, clock_synced=True)
+        assert agent.epoch == epoch
+    assert EpochJournal.beside(path).latest() == epoch
+    assert [(g.reason, g.epoch, g.from_seq) for g in _gap_records(path)] == []
