@@ -501,7 +501,7 @@ def main() -> int:
     )
     add_json_argument(parser)
     args = parser.parse_args()
-    configure_logging(level=logging.WARNING)
+    configure_logging(level=logging.WARNING, stream=sys.stderr)
     runs: list[dict[str, float]] = []
     series: dict[str, list[list[float]]] = {}
     for _ in range(args.repeats):

@@ -302,7 +302,7 @@ def main() -> int:
     parser.add_argument("--cprofile", type=int, metavar="N", help="also print cProfile top N")
     add_json_argument(parser)
     args = parser.parse_args()
-    configure_logging(level=logging.WARNING)
+    configure_logging(level=logging.WARNING, stream=sys.stderr)
     scratch = Scratch.new("ganzhi-bench-")
     work, broker = scratch.work, scratch.broker
     api_port = free_port()

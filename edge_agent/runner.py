@@ -107,7 +107,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--log-format", choices=LOG_FORMATS, default="auto")
     args = parser.parse_args(argv)
     log_format: LogFormat = args.log_format
-    configure_logging(log_format)
+    configure_logging(log_format, stream=sys.stdout)  # as `edge-agent run` that execed it
     plan = read_plan(args.plan_fd)
     if stop_signal_held():  # a stop since `edge-agent run` execed this: nothing to start
         log.info("agent_stopped", gateway=plan.identity.gateway, while_starting=True)

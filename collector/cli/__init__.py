@@ -13,7 +13,7 @@ from typing import Final
 import click
 
 from hostkit.commandline import CONTEXT_SETTINGS, ProgramGroup, log_format_option, version_option
-from hostkit.logs import LogFormat, configure_logging
+from hostkit.logs import LogFormat, configure_logging, log_stream
 
 __all__ = ["COMMANDS", "main"]
 
@@ -38,6 +38,9 @@ COMMANDS: Final = {
 @version_option("collector")
 @log_format_option
 @click.option("--debug", is_flag=True, help="Log every stored block and published ACK.")
-def main(log_format: LogFormat, debug: bool) -> None:
+@click.pass_context
+def main(ctx: click.Context, log_format: LogFormat, debug: bool) -> None:
     """Province collector: verifies, stores and serves what the edge agents send."""
-    configure_logging(log_format, logging.DEBUG if debug else logging.INFO)
+    level = logging.DEBUG if debug else logging.INFO
+    stream = log_stream(ctx.invoked_subcommand, service="serve")
+    configure_logging(log_format, level, stream=stream)

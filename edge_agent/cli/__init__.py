@@ -12,7 +12,7 @@ import click
 
 from edge_agent.cli.options import LOG_FORMAT
 from hostkit.commandline import CONTEXT_SETTINGS, ProgramGroup, log_format_option, version_option
-from hostkit.logs import LogFormat
+from hostkit.logs import LogFormat, configure_logging, log_stream
 
 __all__ = ["COMMANDS", "main"]
 
@@ -35,5 +35,6 @@ COMMANDS: Final = {
 @click.pass_context
 def main(ctx: click.Context, log_format: LogFormat) -> None:
     """Edge agent: polls instruments and forwards signed blocks to the collector."""
-    # Only `run` logs; the other commands print for a person or a script.
-    ctx.meta[LOG_FORMAT] = log_format
+    # `run` logs most; a command that opens the outbox (backfill) may log what it found there.
+    configure_logging(log_format, stream=log_stream(ctx.invoked_subcommand, service="run"))
+    ctx.meta[LOG_FORMAT] = log_format  # `run` passes it on to the runner it execs

@@ -18,7 +18,7 @@ CONFIG_ENV: Final = "GANZHI_AGENT_CONFIG"
 """The site map's path when `-c` is not given (a unit file's `Environment=`)."""
 
 LOG_FORMAT: Final = "log_format"
-"""Where `main` leaves --log-format for `run` (click context meta): only `run` logs."""
+"""Where `main` leaves --log-format for `run` (click context meta), which passes it on."""
 
 config_option = configfile.config_option("The site map", CONFIG_ENV)
 

@@ -16,7 +16,6 @@ from edge_agent.core.plan_codec import write_plan
 from edge_agent.core.plan_compile import compile_plan
 from edge_agent.shell.host import keep_large_allocations_mapped
 from edge_agent.shell.stop_signals import exit_on_stop_signals, hold_stop_signals
-from hostkit.logs import configure_logging
 from specs.catalogue import default_catalogue
 
 if TYPE_CHECKING:
@@ -46,8 +45,7 @@ def run(config_path: Path, *, restarted: bool) -> None:
     exit_on_stop_signals()  # a stop while the map is checked: nothing polled yet, exit 0
     keep_large_allocations_mapped()  # from the start: reading the map frees large buffers too
     config = load_or_exit(config_path)
-    log_format = click.get_current_context().meta.get(LOG_FORMAT, "auto")
-    configure_logging(log_format)
+    log_format = click.get_current_context().meta.get(LOG_FORMAT, "auto")  # logging set by `main`
     # The text the map was parsed from: a pushed map is checked against the running one, and
     # one on probation may start where its address is taken (its failed start rolls back).
     site_text = config_path.read_text(encoding="utf-8")

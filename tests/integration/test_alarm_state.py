@@ -11,6 +11,7 @@ import asyncio
 import json
 import logging
 import sqlite3
+import sys
 import time
 from collections.abc import Callable
 from contextlib import closing
@@ -327,7 +328,7 @@ async def test_a_raise_logs_at_warning_with_its_alarm_level_in_the_journal_line(
     level was lost (`level=` is the log level's own key) and a raise logged at info."""
     saved = structlog.get_config()
     handlers = logging.getLogger().handlers[:]
-    configure_logging()
+    configure_logging(stream=sys.stdout)  # the agent's service logs on stdout
     # Loggers cached under this set-up would keep it for the rest of the session.
     structlog.configure(cache_logger_on_first_use=False)
     try:

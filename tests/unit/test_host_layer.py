@@ -14,6 +14,7 @@ import logging
 import os
 import shutil
 import stat
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -75,14 +76,16 @@ def test_each_program_logs_chinese_as_written(
     capsys.readouterr()
     structlog.configure(cache_logger_on_first_use=False)
     structlog.get_logger("test").info("site_named", name="尾矿库 3号")
-    line = capsys.readouterr().out
+    captured = capsys.readouterr()
+    # `collector check` logs on stderr (its stdout is its report), `edge-agent run` on stdout.
+    line = captured.err if program == "collector" else captured.out
     assert '"name": "尾矿库 3号"' in line
     assert json.loads(line)["event"] == "site_named"
 
 
 @pytest.mark.usefixtures("restore_logging")
 def test_json_log_lines_keep_chinese_as_written(capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("json")
+    configure_logging("json", stream=sys.stdout)
     structlog.configure(cache_logger_on_first_use=False)
     structlog.get_logger("test").info("site_named", name="尾矿库 3号")
     logging.getLogger("uvicorn.error").warning("客户端 %s 断开", "甲")
@@ -97,7 +100,7 @@ def test_json_log_lines_keep_chinese_as_written(capsys: pytest.CaptureFixture[st
 
 @pytest.mark.usefixtures("restore_logging")
 def test_json_log_lines_carry_a_traceback_as_text(capsys: pytest.CaptureFixture[str]) -> None:
-    configure_logging("json")
+    configure_logging("json", stream=sys.stdout)
     structlog.configure(cache_logger_on_first_use=False)
     try:
         float("坏值")
@@ -112,7 +115,7 @@ def test_json_log_lines_carry_a_traceback_as_text(capsys: pytest.CaptureFixture[
 def test_debug_shows_our_events_but_not_library_chatter(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
-    configure_logging("json", logging.DEBUG)
+    configure_logging("json", logging.DEBUG, stream=sys.stdout)
     structlog.configure(cache_logger_on_first_use=False)
     structlog.get_logger("test").debug("block_stored")
     logging.getLogger("paho").debug("keepalive")
