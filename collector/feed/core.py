@@ -11,9 +11,10 @@ both ids come from the database.
 Readings and journal rows are merged in commit order: a journal row follows the readings
 stored in the same commit (ids up to its `readings_through`) and precedes later ones.
 
-An alarm event is the alarm's state as the collector wrote it, `active` judged at that moment
-(`JournalRow.at`); `collector.feed.due` says when an alarm raised ahead of the clock gets one
-more, active.
+An alarm event is the alarm's state as the collector wrote it, with `active` as that collector
+judged it then (by its own ahead allowance), kept in the row: every collector serving the
+journal sends the same event. `collector.feed.due` says when an alarm raised ahead of the
+clock gets one more, active.
 """
 
 from __future__ import annotations
@@ -139,7 +140,10 @@ class JournalRow:
     enterprise: str
     district: str
     at: float
-    """The collector's clock when the row was written (an alarm's `active` is judged at it)."""
+    """The collector's clock when the row was written."""
+    active: bool | None = None
+    """An alarm row's `active` as its writer judged it (None: not an alarm, or a row written
+    before it was kept; `event_active` judges it then)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +176,28 @@ def _payload(body: Mapping[str, object]) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
 
-def alarm_entry(state: AlarmState, at: float) -> JournalEntry:
-    """The journal row of an alarm's state after a raise or clear stored now."""
-    return JournalEntry(FeedKind.ALARM, state.gateway, state.point, _payload(asdict(state)), at)
+def alarm_entry(state: AlarmState, at: float, allowance: float) -> JournalEntry:
+    """The journal row of an alarm's state written at the clock `at`, `active` judged there.
+
+    Judged with the writer's `allowance` and kept: a collector of another allowance serving
+    the row, or sweeping for alarms come due, takes the writer's word.
+    """
+    body = {**asdict(state), "active": state.active_at(at, allowance)}
+    return JournalEntry(FeedKind.ALARM, state.gateway, state.point, _payload(body), at)
+
+
+def written_active(payload: str) -> bool | None:
+    """The `active` an alarm row's payload keeps; None in a row written before it was kept."""
+    value = json.loads(payload).get("active")
+    return None if value is None else bool(value)
+
+
+def event_active(state: AlarmState, at: float, written: bool | None, allowance: float) -> bool:
+    """An alarm event's `active`: as its writer judged it.
+
+    A row that does not say (an older collector's) is judged at its `at` with `allowance`.
+    """
+    return state.active_at(at, allowance) if written is None else written
 
 
 def _gap_payload(row: GapRow) -> str:
@@ -267,6 +290,7 @@ def journal_event(kind: FeedKind, gateway: str, payload: str) -> JournalEvent:
     """The event a journal row's payload holds (written by the entries above)."""
     body = json.loads(payload)
     if kind is FeedKind.ALARM:
+        body.pop("active", None)  # the writer's judgement: `written_active`
         body["raised_in"] = _span(body.get("raised_in"))
         body["cleared_in"] = _span(body.get("cleared_in"))
         return AlarmState(**body)

@@ -6,7 +6,9 @@ within the allowance of its raise it is active (AlarmState.active_at), and the f
 with one more alarm event, written by a sweep (`collector.feed.activations` runs it every
 second, `collector.storage.activations` reads and writes): each sweep looks at the raises that
 came due since the previous one (`ActivationWindow`), and writes an event for each open one
-that no journal row written since it came due announces already (`due_activations`).
+whose newest journal row does not say it active already (`due_activations`): a row keeps
+`active` as its writer judged it, so a collector of another allowance, or this one before its
+clock stepped back, announced it for good.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Final
 
+from collector.feed.core import event_active
 from collector.readmodel import AlarmState
 
 ACTIVATION_MARGIN: Final = 60.0
@@ -28,8 +31,9 @@ AlarmKey = tuple[str, str]
 class ActivationSweep:
     """One look for open alarms whose raise, stamped ahead, the clock came within reach of.
 
-    Raises due (raised_at - allowance) in (`due_after`, `now`] (None: any up to `now`);
-    journal rows with ids above `scan_after` may already say they are active.
+    Raises due (raised_at - allowance) in (`due_after`, `now`] (None: any up to `now`); the
+    newest journal row of each is looked for above `scan_after` first (one read of the rows a
+    sweep of this process did not see), then below it, alarm by alarm.
     """
 
     now: float
@@ -79,6 +83,14 @@ class ActivationWindow:
 
 
 @dataclass(frozen=True, slots=True)
+class Written:
+    """An alarm's newest journal row: the writer's clock, the `active` it keeps (None: older)."""
+
+    at: float
+    active: bool | None
+
+
+@dataclass(frozen=True, slots=True)
 class Announced:
     """What a sweep did: the journal head it read first, the alarms it announced active."""
 
@@ -88,19 +100,20 @@ class Announced:
 
 def due_activations(
     candidates: Iterable[AlarmState],
-    announced_at: Mapping[AlarmKey, float],
+    newest: Mapping[AlarmKey, Written | None],
     allowance: float,
 ) -> list[AlarmState]:
-    """The open alarms raised ahead whose raise came due with no journal row written since.
+    """The open alarms raised ahead whose raise came due and whose newest row is not active.
 
-    `announced_at`: the newest journal row of each alarm (its `at`) in the rows scanned. A row
-    written once the raise was due said the alarm active already (judged at its `at`).
+    `newest`: each alarm's newest journal row (None or absent: none is kept). Its `active` is
+    its writer's word, whatever allowance that collector had; a row of an older collector that
+    does not keep one is judged at its `at` with `allowance`, as it was when written.
     """
     due: list[AlarmState] = []
     for state in candidates:
         if state.raised_at is None or state.cleared_at is not None or not state.raised_ahead:
             continue
-        written = announced_at.get((state.gateway, state.alarm_id))
-        if written is None or written < state.raised_at - allowance:
+        row = newest.get((state.gateway, state.alarm_id))
+        if row is None or not event_active(state, row.at, row.active, allowance):
             due.append(state)
     return due

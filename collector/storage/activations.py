@@ -9,11 +9,13 @@ where the store reads, and finds nothing to announce on almost every sweep: a wr
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
+from typing import Final
 
-from collector.feed.core import JournalEntry, alarm_entry
-from collector.feed.due import ActivationSweep, AlarmKey, Announced, due_activations
+from collector.feed.core import JournalEntry, alarm_entry, written_active
+from collector.feed.due import ActivationSweep, AlarmKey, Announced, Written, due_activations
 from collector.readmodel import AlarmState
 from collector.storage.feed import FeedStatements
 from collector.storage.queries import Fetch
@@ -24,6 +26,8 @@ FeedWriting = Callable[[], AbstractAsyncContextManager[tuple[Fetch, WriteEntries
 """A write transaction on the feed: its reads, and how it appends journal entries."""
 Reading = Callable[[str], AbstractAsyncContextManager[Fetch]]
 """Where a store reads (`action` names the read in errors)."""
+_KEYS: Final = 300
+"""Alarms per read of their newest rows: far below either backend's parameter limit."""
 
 
 async def _raised_ahead(fetch: Fetch, sweep: ActivationSweep) -> list[AlarmState]:
@@ -40,17 +44,46 @@ async def _raised_ahead(fetch: Fetch, sweep: ActivationSweep) -> list[AlarmState
     return [alarm_state(row) for row in rows]
 
 
-async def _announced_at(
-    fetch: Fetch, statements: FeedStatements, after: int, since: float
-) -> dict[AlarmKey, float]:
-    """The newest `at` of each alarm's journal rows above id `after` written from `since` on."""
+def _key(state: AlarmState) -> AlarmKey:
+    return state.gateway, state.alarm_id
+
+
+async def _newest_above(
+    fetch: Fetch, statements: FeedStatements, keys: Sequence[AlarmKey], after: int
+) -> dict[AlarmKey, Written]:
+    """The newest journal row above id `after` of each alarm of `keys` that has one there."""
+    found: dict[AlarmKey, Written] = {}
+    wanted = set(keys)
+    for start in range(0, len(keys), _KEYS):
+        chunk = keys[start : start + _KEYS]
+        gateways = sorted({gateway for gateway, _ in chunk})
+        alarm_ids = sorted({alarm_id for _, alarm_id in chunk})
+        rows = await fetch(
+            "SELECT o.gateway, o.payload, o.at FROM feed o WHERE o.id IN ("
+            "SELECT max(f.id) FROM feed f WHERE f.id > ? AND f.kind = 'alarm'"
+            f" AND f.gateway IN ({', '.join('?' * len(gateways))})"
+            f" AND {statements.alarm_id} IN ({', '.join('?' * len(alarm_ids))})"
+            f" GROUP BY f.gateway, {statements.alarm_id})",
+            (after, *gateways, *alarm_ids),
+        )
+        for row in rows:
+            payload = str(row[1])
+            key = (str(row[0]), str(json.loads(payload)["alarm_id"]))
+            if key in wanted:
+                found[key] = Written(float(row[2]), written_active(payload))
+    return found
+
+
+async def _newest_through(
+    fetch: Fetch, statements: FeedStatements, key: AlarmKey, upto: int
+) -> Written | None:
+    """The newest journal row of one alarm with an id up to `upto` (read from there down)."""
     rows = await fetch(
-        f"SELECT f.gateway, {statements.alarm_id}, max(f.at) FROM feed f"
-        " WHERE f.id > ? AND f.kind = 'alarm' AND f.at >= ?"
-        f" GROUP BY f.gateway, {statements.alarm_id}",
-        (after, since),
+        "SELECT f.payload, f.at FROM feed f WHERE f.id <= ? AND f.kind = 'alarm'"
+        f" AND f.gateway = ? AND {statements.alarm_id} = ? ORDER BY f.id DESC LIMIT 1",
+        (upto, *key),
     )
-    return {(str(row[0]), str(row[1])): float(row[2]) for row in rows}
+    return Written(float(rows[0][1]), written_active(str(rows[0][0]))) if rows else None
 
 
 async def _head(fetch: Fetch) -> int:
@@ -58,15 +91,34 @@ async def _head(fetch: Fetch) -> int:
 
 
 async def _due(
-    fetch: Fetch, statements: FeedStatements, sweep: ActivationSweep
-) -> list[AlarmState]:
-    """The open alarms raised ahead come due in the sweep that no journal row announces yet."""
+    fetch: Fetch,
+    statements: FeedStatements,
+    sweep: ActivationSweep,
+    after: int,
+    known: Mapping[AlarmKey, Written | None],
+) -> tuple[list[AlarmState], dict[AlarmKey, Written | None]]:
+    """The open alarms raised ahead come due whose newest row is not active; each one's row.
+
+    The newest row of each candidate comes back too (None: none kept).
+    Rows above `after` are read in one go; `known` holds the newest up to `after` of alarms
+    looked at before; any other is read alarm by alarm from `after` down: a row that says it
+    active may be older than any sweep of this process (another collector's, of a larger
+    allowance; this one's before its clock stepped back).
+    """
     candidates = await _raised_ahead(fetch, sweep)
     if not candidates:
-        return []
-    since = min(state.since for state in candidates) - sweep.allowance
-    written = await _announced_at(fetch, statements, sweep.scan_after, since)
-    return due_activations(candidates, written, sweep.allowance)
+        return [], {}
+    keys = [_key(state) for state in candidates]
+    above = await _newest_above(fetch, statements, keys, after)
+    newest: dict[AlarmKey, Written | None] = {}
+    for key in keys:
+        if key in above:
+            newest[key] = above[key]
+        elif key in known:
+            newest[key] = known[key]
+        else:
+            newest[key] = await _newest_through(fetch, statements, key, after) if after else None
+    return due_activations(candidates, newest, sweep.allowance), newest
 
 
 async def announce(
@@ -80,9 +132,11 @@ async def announce(
     """
     async with reading("looking for alarms come due") as read:
         head = await _head(read)
-        if not await _due(read, statements, sweep):
+        due, newest = await _due(read, statements, sweep, sweep.scan_after, {})
+        if not due:
             return Announced(head)
     async with writing() as (fetch, write):
-        due = await _due(fetch, statements, sweep)
-        await write([alarm_entry(state, sweep.now) for state in due])
+        # Only the rows written since the look are read again (under the write lock).
+        due, _ = await _due(fetch, statements, sweep, head, newest)
+        await write([alarm_entry(state, sweep.now, sweep.allowance) for state in due])
     return Announced(head, tuple(due))

@@ -205,7 +205,7 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
     entries = [
         *gap_record_entries(new),
         *hole_entries(before, streams, seen),
-        *(alarm_entry(state, seen) for state in alarms.values()),
+        *(alarm_entry(state, seen, batch.ahead_allowance) for state in alarms.values()),
         *status_entries(statuses_held, batch.statuses),
     ]
     await steps.finish(new, entries)

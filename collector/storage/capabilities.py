@@ -113,8 +113,8 @@ class AlarmActivations(Protocol):
 
     A backend writes, in one transaction that judges again what it read, an alarm journal row
     (`collector.feed.core.alarm_entry` at the sweep's clock) for each open alarm raised by an
-    event stamped ahead whose raise came due in the sweep, unless a row of that alarm written
-    since it came due is in the journal (`collector.storage.activations`); several collectors
+    event stamped ahead whose raise came due in the sweep, unless the newest journal row of that
+    alarm says it active (`collector.storage.activations`); several collectors
     sweeping one database at once must announce it once (PostgreSQL: the feed lock).
     """
 

@@ -18,6 +18,7 @@ from collector.feed.core import (
     FeedPosition,
     JournalRow,
     journal_event,
+    written_active,
 )
 from collector.readmodel import ReadingRow, Scope
 from collector.storage.queries import Fetch, scope_clause
@@ -123,6 +124,7 @@ class _FeedRead:
                 enterprise=row[5],
                 district=row[6],
                 at=row[7],
+                active=written_active(row[4]) if row[2] == FeedKind.ALARM.value else None,
             )
             for row in rows
         )

@@ -138,11 +138,16 @@ class Feed:
 
 @contextlib.asynccontextmanager
 async def _served(
-    url: str, heartbeat: float = 60.0, *, registered: bool = False
+    url: str,
+    heartbeat: float = 60.0,
+    *,
+    registered: bool = False,
+    allowance: float = AHEAD_ALLOWANCE,
 ) -> AsyncIterator[Feed]:
     """Serve the API over the storage at `url`, its commit signal relayed as the runtime does.
 
     `registered`: the gateways are registered in the database already (by another storage).
+    `allowance`: the collector's `ingest.ahead_allowance`.
     """
     commits = LocalCommitSignal()
     async with open_storage(url) as storage, relayed_commits(storage, commits):
@@ -155,6 +160,7 @@ async def _served(
             clock=lambda: BASE_TIME + 100,
             commits=commits,
             stream_heartbeat=heartbeat,
+            ahead_allowance=allowance,
         )
         server = _Server(
             uvicorn.Config(
@@ -522,6 +528,40 @@ async def test_two_collectors_sweeping_at_once_announce_an_alarm_come_due_once(
     assert sorted(len(found.alarms) for found in done) == [0, 1]
     assert [len(found.alarms) for found in again] == [0, 0]
     assert await sql_rows(postgres_url, "SELECT count(*) FROM feed WHERE kind = 'alarm'") == [(2,)]
+
+
+async def test_collectors_of_different_allowances_on_one_database_send_the_same_events(
+    postgres_url: str,
+) -> None:
+    """The defect (e1e817a): a stream judged an alarm event's `active` with the allowance of
+    the collector serving it, and a sweep took a row for an announcement by that allowance
+    too. A at 900 s announced a raise 20 min ahead once its clock came within 900 s; B at
+    300 s, on the same database, sent A's event `active: false` (the same id, another body
+    than A's stream) and announced the alarm again at its own 300 s. Now the event says
+    `active` as its writer judged it (kept in the journal row), whoever serves it, and a
+    sweep takes the newest row's word for whether the alarm is announced."""
+    async with (
+        _served(postgres_url, allowance=900.0) as a,
+        _served(postgres_url, allowance=300.0, registered=True) as b,
+    ):
+        raised = BASE_TIME + 1 + 20 * 60  # arrives at BASE_TIME + 1: ahead by both allowances
+        a.chain(NANCHANG, {1: [alarm_record("fast/1", AlarmEvent.RAISE, raised)]})
+        await a.deliver((NANCHANG, 1))
+        assert isinstance(a.storage, AlarmActivations)
+        assert isinstance(b.storage, AlarmActivations)
+        by_a = await a.storage.announce_activations(
+            ActivationWindow().sweep(raised - 900.0 + 5, 900.0)
+        )
+        by_b = await b.storage.announce_activations(
+            ActivationWindow().sweep(raised - 300.0 + 5, 300.0)
+        )
+        seen = []
+        for feed in (a, b):
+            async with open_stream(feed.base_url, last_event_id="r0.f0", types="alarm") as stream:
+                events = [*(await stream.take(3))[1:], *await stream.quiet(0.3)]
+                seen.append([(m.id, m.body.get("active")) for m in events])
+    assert ((len(by_a.alarms), len(by_b.alarms)), seen[1]) == ((1, 0), seen[0])
+    assert [active for _, active in seen[0]] == [False, True]
 
 
 async def test_a_lost_listening_connection_is_opened_again(postgres_url: str) -> None:

@@ -8,7 +8,13 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from collector.feed.due import ACTIVATION_MARGIN, ActivationSweep, ActivationWindow, due_activations
+from collector.feed.due import (
+    ACTIVATION_MARGIN,
+    ActivationSweep,
+    ActivationWindow,
+    Written,
+    due_activations,
+)
 from collector.readmodel import AlarmState
 
 ALLOWANCE = 900.0
@@ -50,12 +56,19 @@ def test_each_sweep_reads_from_the_previous_a_margin_back_and_scans_from_one_bef
     assert len(window.swept) <= 3 * ACTIVATION_MARGIN + 2
 
 
-def test_a_raise_come_due_is_announced_unless_a_row_since_says_it_already() -> None:
+def test_a_raise_come_due_is_announced_unless_its_newest_row_says_it_active() -> None:
     key = (OPEN.gateway, OPEN.alarm_id)
     assert due_activations([OPEN], {}, ALLOWANCE) == [OPEN]
-    assert due_activations([OPEN], {key: DUE - 1}, ALLOWANCE) == [OPEN]
-    assert due_activations([OPEN], {key: DUE}, ALLOWANCE) == []
-    assert due_activations([OPEN], {("gw", "other"): DUE + 5}, ALLOWANCE) == [OPEN]
+    assert due_activations([OPEN], {key: None}, ALLOWANCE) == [OPEN]
+    # The writer's word, whatever its allowance: a row of one at 300 s written at DUE says
+    # not active, a row of one at 1800 s written before DUE says active.
+    assert due_activations([OPEN], {key: Written(DUE, active=False)}, ALLOWANCE) == [OPEN]
+    assert due_activations([OPEN], {key: Written(DUE - 900, active=True)}, ALLOWANCE) == []
+    # A row of an older collector keeps no `active`: judged at its `at`, as it was written.
+    assert due_activations([OPEN], {key: Written(DUE - 1, active=None)}, ALLOWANCE) == [OPEN]
+    assert due_activations([OPEN], {key: Written(DUE, active=None)}, ALLOWANCE) == []
+    other = {("gw", "other"): Written(DUE + 5, active=True)}
+    assert due_activations([OPEN], other, ALLOWANCE) == [OPEN]
 
 
 def test_cleared_or_not_ahead_alarms_are_never_announced() -> None:

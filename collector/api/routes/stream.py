@@ -40,6 +40,7 @@ from collector.feed.core import (
     JournalRow,
     PositionError,
     StatusChange,
+    event_active,
     interleave,
     parse_kinds,
     parse_position,
@@ -79,15 +80,16 @@ def _status(row: JournalRow, change: StatusChange, zone: timezone) -> StatusOut:
 def _data(event: FeedEvent, zone: timezone, allowance: float) -> str:
     """The event's JSON, as the list endpoint of its type shows it.
 
-    An alarm is `active` as the collector judged it when it wrote the event (its row's `at`):
-    a client resuming later gets the same events, and the newest says the alarm's state.
+    An alarm is `active` as the collector that wrote the event judged it then (kept in its
+    row; a row of an older collector: judged at its `at` with `allowance`): whichever collector
+    serves it, a client resuming later gets the same events, and the newest says the state.
     """
     item = event.item
     if isinstance(item, ReadingRow):
         return reading_out(item, zone).model_dump_json()
     happened = item.event
     if isinstance(happened, AlarmState):
-        active = happened.active_at(item.at, allowance)
+        active = event_active(happened, item.at, item.active, allowance)
         return alarm_out(happened, zone, active=active).model_dump_json()
     if isinstance(happened, GapRow):
         return gap_out(happened, zone).model_dump_json(by_alias=True)  # `from`, `to`
@@ -151,7 +153,8 @@ def create_router(
                 "content": {"text/event-stream": {}},
                 "description": "server-sent events: `event:` reading|alarm|gap|status, `data:`"
                 " the item as its list endpoint shows it (status: StatusOut; an alarm's"
-                " `active` as the collector judged it when it wrote the event, and an alarm"
+                " `active` as the collector that wrote the event judged it then, whichever"
+                " collector serves it, and an alarm"
                 " raised ahead of the collector's clock gets one more event, active, once that"
                 " clock comes within `ingest.ahead_allowance` of its raise), `id:` the"
                 " position to resume after with Last-Event-ID (also once a client that took"
