@@ -26,6 +26,7 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import GapReason
 from tests.integration.test_outbox_declarations import _block, _gap_records
+from tests.integration.test_outbox_seq_mark import _restore, _snapshot
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.sigkill_writer import ROOT
 
@@ -33,10 +34,12 @@ pytestmark = pytest.mark.timeout(120)
 
 # argv: the outbox, where the start is cut short, how. `journal`: right after the journal
 # recorded the new epoch, before the file's chain state committed; `first_block`: the chain
-# state committed, at the seal of the first block (the one carrying the gap record).
+# state committed, at the seal of the first block (the one carrying the gap record);
+# `begin_epoch`: a start that abandons the file's epoch, at its new epoch's first block.
 _CUT_SHORT_START = """
 import asyncio, os, signal, sqlite3, sys
 from pathlib import Path
+import edge_agent.shell.outbox as sealing_side
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal
@@ -59,9 +62,14 @@ def record(self, *args, **kwargs):
 async def seal(self, *args, **kwargs):
     cut_short()
 
+async def begin_epoch(*args, **kwargs):
+    cut_short()
+
 EpochJournal.record = record
 if where == "first_block":
     Outbox.seal = seal
+if where == "begin_epoch":
+    sealing_side.begin_epoch = begin_epoch
 
 async def main() -> None:
     async with open_outbox(path, SITE, KEY):
@@ -127,3 +135,50 @@ async def test_a_start_cut_short_before_its_first_block_leaves_the_old_epoch_dec
     async with open_outbox(path, SITE, KEY) as outbox:  # and the one after: nothing again
         assert outbox.epoch == new_epoch
     assert len([g for g in _gap_records(path) if g.epoch == old_epoch]) == 1
+
+
+async def _sealed(path: Path, blocks: int, first: int) -> str:
+    """A start that seals `blocks` blocks (sealed, maybe sent); the epoch they are in."""
+    async with open_outbox(path, SITE, KEY) as outbox:
+        for index in range(first, first + blocks):
+            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        return outbox.epoch
+
+
+@pytest.mark.parametrize("starts", [1, 3])
+@pytest.mark.parametrize("then", ["kept", "gone"])
+async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
+    tmp_path: Path, starts: int, then: str
+) -> None:
+    """A copy of an older epoch put back, then starts that abandon it failing at its first block.
+
+    Each such start began an epoch of its own, never seen in the file, whose journal entry
+    replaces the one before: what that entry's first block would have declared must be carried
+    on, not lost with it. Before 418e95f the journal kept only [epoch, seq] pairs, read only for
+    a file below its seq mark (the reviewer's scenarios `replaced` and `replaced_gone`).
+    """
+    path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
+    copied = await _sealed(path, 3, 0)
+    _snapshot(path, copy)
+    _gone(path)
+    latest = await _sealed(path, 5, 100)  # a new epoch, its first block and 5 more: maybe sent
+    _restore(path, copy)  # the copy of the epoch before, beside the journal and mark of `latest`
+    for _ in range(starts):  # a restart loop on a seal that keeps failing
+        start = subprocess.run(
+            [sys.executable, "-c", _CUT_SHORT_START, str(path), "begin_epoch", "failed"],
+            cwd=ROOT,
+            check=False,
+        )
+        assert start.returncode == 1
+    never_seen = EpochJournal.beside(path).epochs()[-starts:]
+    if then == "gone":
+        _gone(path)
+    async with open_outbox(path, SITE, KEY) as outbox:  # the start that gets through
+        new_epoch = outbox.epoch
+    declared = [g.epoch or "" for g in _gap_records(path) if g.reason == GapReason.OUTBOX_RESTORED]
+    owed = {copied: "copied", latest: "latest", **dict.fromkeys(never_seen, "never seen")}
+    assert new_epoch not in owed
+    # Before 418e95f: kept, 1 start: ['latest']; 3 starts: ['latest', 'never seen' x2];
+    # gone, 1 start: ['copied', 'latest']; 3 starts: ['copied', 'latest', 'never seen' x2].
+    assert sorted(owed[e] for e in owed if e not in declared) == []
+    assert sorted(declared) == sorted(owed)  # each once
