@@ -346,3 +346,49 @@ async def test_an_alarm_raised_ahead_shows_when_the_collectors_clock_reaches_it_
             )
     assert during_far == []
     assert during_catch_up == []
+
+
+@pytest.mark.timeout(120)
+async def test_an_alarm_event_without_active_shows_as_open_or_not(
+    broker: Broker, tmp_path: Path
+) -> None:
+    """A collector from before e1e817a behind the same address (a rolling upgrade behind a load
+    balancer) sends alarm events without `active`. The defect: the page took every such event
+    for not active and dropped the alarm until its next once-a-minute re-read. Now an event
+    without `active` is open when raised and not cleared. The events are the collector's own
+    list items (its stream's shape) without `active`, handed to the page's stream handler."""
+    path = await keyed_collector_config(tmp_path, broker_port=broker.port, tokens=TOKENS)
+    config = load_collector_config(path)
+    requested: list[str] = []
+    async with (
+        run_collector(config) as collector,
+        gateway_link(broker.port, NANCHANG) as nanchang_link,
+    ):
+        await register(collector.storage, NANCHANG)
+        await asyncio.wait_for(collector.wait_connected(), 10)
+        nanchang = Uplink(nanchang_link)
+        async with chromium() as browser:
+            page = await open_page(browser, collector.api_url, "all-token", requested)
+            await expect(page.locator("#alarms-empty")).to_be_visible(timeout=SETTLE_MS)
+            raised = time.time()
+            await nanchang.send(1, [alarm_record("old-1", AlarmEvent.RAISE, raised)])
+            row = page.locator(alarm_row(NANCHANG, "old-1"))
+            await expect(row).to_be_visible(timeout=WITHIN_MS)
+            await nanchang.send(2, [alarm_record("old-1", AlarmEvent.CLEAR, raised + 1)])
+            await expect(row).to_have_count(0, timeout=WITHIN_MS)
+            items = await page.evaluate(
+                """async () => {
+                  const answer = await fetch("/v1/alarms?limit=10");
+                  return (await answer.json()).items;
+                }"""
+            )
+            (cleared,) = items
+            del cleared["active"]
+            still_raised = {**cleared, "cleared_at": None}
+            shown = []
+            for item in (still_raised, cleared):
+                await page.evaluate(
+                    "(item) => onEvent('alarm', {data: JSON.stringify(item)})", item
+                )
+                shown.append(await row.count())
+    assert shown == [1, 0]

@@ -135,8 +135,11 @@ function apply(kind, item) {
     // `active` as the collector judged it writing the event: a raise stamped ahead of its
     // clock is not, and gets an event of its own, active, once that clock reaches it (the
     // browser's clock cannot tell: asking the collector again at each such event would re-read
-    // without pause for a gateway far ahead raising every second).
-    if (item.active) state.alarms.set(alarmKey(item), item);
+    // without pause for a gateway far ahead raising every second). A collector before `active`
+    // (one behind the same address during a rolling upgrade) does not say: raised and not
+    // cleared is as near as the event tells, where taking it for inactive dropped every alarm.
+    const active = item.active === undefined ? Boolean(item.raised_at && !item.cleared_at) : item.active;
+    if (active) state.alarms.set(alarmKey(item), item);
     else state.alarms.delete(alarmKey(item));
   } else if (kind === "gap") {
     // A gap event is a record or a hole filled: the open holes are re-read, a burst at once.
