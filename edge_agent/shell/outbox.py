@@ -85,7 +85,7 @@ class Outbox:
         )
         # The send and ACK side: the publisher's reads and the ACK handler's releases. It makes
         # room through the same RoomMaker (one cap and reserve state for the file).
-        self.delivery = Delivery(file, self._room)
+        self.delivery = Delivery(file, self._room, journal)
         self._budget = budget
         self._journal = journal
         self._data_version = 0

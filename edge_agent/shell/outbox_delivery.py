@@ -9,7 +9,7 @@ compares the chain with it (`chain_position`), answers the seqs it lists missing
 the way (`seal_smaller`, `outbox_oversize`). It shares the open file with the sealing side
 through `OutboxFile` (its lock is taken by every read and write of the file here); what it
 keeps besides is its own: the ranges its gap records declare, the ACKs' word on the key, the
-announcement event.
+announcement event; and it tells the epoch journal when an epoch's first block is delivered.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from edge_agent.shell.outbox_reads import StoredBlock, read_undelivered, read_un
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ACK_MARK_SQL
 from edge_agent.shell.outbox_seal import chain_position, release
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.outbox_transaction import on_thread
 
 _Sealed = TypeVar("_Sealed")
@@ -38,8 +39,12 @@ _Sealed = TypeVar("_Sealed")
 class Delivery:
     """Reading blocks back to send them, and releasing them on a collector's ACK."""
 
-    def __init__(self, file: OutboxFile, room: RoomMaker) -> None:
+    def __init__(self, file: OutboxFile, room: RoomMaker, journal: EpochJournal | None) -> None:
         self._file = file
+        # Told when an ACK releases an epoch's first block (`mark_delivered`), and the epoch
+        # it was last told of: once an epoch (each telling may rewrite it, synced).
+        self._journal = journal
+        self._told: str | None = None
         # The sealing side's room-making: a gap record `answer_missing` or the send path
         # seals, or a block split for the broker (`seal_smaller`), on a full outbox makes
         # room as any seal does (`_sealing`).
@@ -227,6 +232,12 @@ class Delivery:
             self._left_out.acked(released.left_out, keys, file.key.kid)
             if released.announcements:
                 self.announcement_delivered.set()
+            if (through >= 1 or also == 1) and epoch != self._told and self._journal is not None:
+                # The epoch's first block is at the collector, and the gap records it carries:
+                # a start that finds the file lost no longer declares them again. Under the
+                # lock: a new epoch this process starts is journaled under it too.
+                self._told = epoch
+                self._journal.delivered(epoch)
             return released.blocks
 
     async def ack_mark(self) -> AckMark | None:

@@ -2,7 +2,8 @@
 
 The epoch journal (`<path>.epochs`, a small JSON file rewritten atomically whenever an epoch
 starts) names the epochs this path has used, so a missing or emptied file is told from a first
-start, and what the latest one's first block declares lost (until it commits, only there). The seq
+start, and what the latest one's first block declares lost (until a verified ACK releases that
+block, the collector may not hold it: rewritten then, once per epoch). The seq
 mark (`<path>.seq`, one small record overwritten in place after every seal) remembers the
 highest seq sealed and the readings a stop on a full disk let go unsealed, so a file that
 comes back older (a WAL cut mid-frame) is told from a healthy one. It is the file's
@@ -71,9 +72,10 @@ class EpochJournal:
     def owed(self) -> list[GapRecord]:
         """The gap records the latest epoch's first block declares (empty: none, or unknown).
 
-        Kept until the next epoch starts: a start cut short before that block committed
-        (killed, or a seal that failed) leaves them to the next start, which cannot read them
-        from the file (`outbox_recovery.recovery_gaps`). Sealed again as recorded, `t`
+        Kept until a verified ACK releases that block (`delivered`), or the next epoch starts:
+        a start cut short before that block committed (killed, or a seal that failed), or a
+        file lost before it was delivered, leaves them to the next start, which cannot read
+        them from the file (`outbox_recovery.recovery_gaps`). Sealed again as recorded, `t`
         included, so one that did reach the collector is the same loss sealed again there.
         """
         owed = self._body().get("owed")
@@ -86,6 +88,19 @@ class EpochJournal:
             if isinstance(record, GapRecord):
                 found.append(record)
         return found
+
+    def delivered(self, epoch: str) -> None:
+        """The first block of `epoch` is released by a verified ACK: what it carries is not owed.
+
+        The collector holds those records: declared again by a later start that finds the file
+        lost, each is a `duplicate` at the collector, and carried into every later entry they
+        would pile up with each loss. Rewritten (synced) only when `epoch` is the latest and
+        owes some, so once per epoch; another epoch started meanwhile keeps its own.
+        """
+        body = self._body()
+        epochs = body.get("epochs")
+        if body.get("owed") and isinstance(epochs, list) and epochs[-1:] == [epoch]:
+            self._write({**body, "owed": []})
 
     def latest(self) -> str | None:
         """The epoch most recently started here."""
@@ -100,10 +115,15 @@ class EpochJournal:
         epochs: Sequence[str] = self.epochs()
         if epochs and epochs[-1] == epoch:
             return
-        body = {
-            "epochs": [*[e for e in epochs if e != epoch], epoch][-_JOURNAL_KEEP:],
-            "owed": [gap.to_wire() for gap in owed if gap.epoch is not None],
-        }
+        self._write(
+            {
+                "epochs": [*[e for e in epochs if e != epoch], epoch][-_JOURNAL_KEEP:],
+                "owed": [gap.to_wire() for gap in owed if gap.epoch is not None],
+            }
+        )
+
+    def _write(self, body: dict[str, object]) -> None:
+        """Written to a temporary file, synced, renamed."""
         try:
             replace_file(self._path, json.dumps(body).encode("utf-8"))
         except OSError as exc:

@@ -1,0 +1,87 @@
+"""What the epoch journal keeps owed once the first block carrying it has been delivered.
+
+The journal entry of an epoch start keeps the gap records its first block carries (`owed`),
+declared again by a later start that cannot find that block committed (the file lost or
+corrupt). Once a verified ACK has released that block the collector holds them: declared
+again, each costs a `duplicate` audit row there (older collectors list them twice), and
+carried into every later entry they piled up with each loss (a flaky SD card). Real outbox
+files, released by the ACK handler's own call (`Delivery.mark_delivered`).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Final
+
+import pytest
+
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_sidecars import EpochJournal
+from specs.records import GapReason
+from tests.integration.test_outbox_declarations import _block, _gap_records
+from tests.support.outbox_site import KEY, SITE, T0
+
+pytestmark = pytest.mark.timeout(120)
+
+_LOSSES: Final = 5
+
+
+def _gone(path: Path) -> None:
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+
+
+def _garbage(path: Path) -> None:
+    _gone(path)
+    path.write_bytes(b"\xde\xad\xbe\xef" * 16 * 1024)
+
+
+async def _run(path: Path, index: int, *, delivered: bool) -> str:
+    """A start that seals a block, then (`delivered`) takes an ACK of all it holds; its epoch."""
+    async with open_outbox(path, SITE, KEY) as outbox:
+        await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        if delivered:
+            last_seq, _ = await outbox.delivery.chain_position(1)
+            await outbox.delivery.mark_delivered(
+                epoch=outbox.epoch, through=last_seq, also=None, now=T0 + index + 1
+            )
+        return outbox.epoch
+
+
+async def test_owed_records_delivered_are_not_carried_on(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    losses: tuple[tuple[Callable[[Path], None], GapReason], ...] = (
+        (_gone, GapReason.OUTBOX_RESTORED),
+        (_garbage, GapReason.OUTBOX_CORRUPT),
+    )
+    epoch = await _run(path, 0, delivered=True)
+    carried: list[int] = []
+    owed: list[int] = []
+    rounds = []
+    for index in range(1, _LOSSES + 1):
+        lose, reason = losses[index % 2]
+        lose(path)
+        previous, epoch = epoch, await _run(path, index, delivered=True)
+        # The new file holds its epoch's blocks only: its first carries these.
+        declared = _gap_records(path)
+        carried.append(len(declared))
+        owed.append(len(EpochJournal.beside(path).owed()))
+        found = [(g.reason, g.epoch, g.from_seq) for g in declared]
+        rounds.append((found, [(reason, previous, 1)]))
+    # Before: the first blocks carried [1, 2, 3, 4, 5] records, the journal kept as many owed
+    # once each was delivered (its size 261 -> 1134 bytes).
+    assert (carried, owed) == ([1] * _LOSSES, [0] * _LOSSES)
+    assert all(found == expected for found, expected in rounds)
+
+    # Not delivered, the first block's records are still owed: carried by the next start.
+    _gone(path)
+    undelivered = await _run(path, _LOSSES + 1, delivered=False)
+    _gone(path)
+    await _run(path, _LOSSES + 2, delivered=False)
+    named = [(g.reason, g.epoch) for g in _gap_records(path)]
+    assert sorted(named, key=str) == sorted(
+        [(GapReason.OUTBOX_RESTORED, undelivered), (GapReason.OUTBOX_RESTORED, epoch)], key=str
+    )
+    assert len(json.loads(path.with_name(path.name + ".epochs").read_text())["owed"]) == 2
