@@ -13,7 +13,6 @@ from dataclasses import replace
 import aiosqlite
 
 from collector.model import AuditEntry, Gateway, GatewayKey, IncomingBlock, KeyGrant
-from collector.storage.base import StorageError
 from collector.storage.keys import check_same_gateway, check_same_key, refusal, retire_at
 from collector.storage.records import (
     GATEWAY_COLUMNS,
@@ -78,25 +77,19 @@ async def gateways(db: aiosqlite.Connection) -> tuple[Gateway, ...]:
 
 
 async def _rows_among(
-    db: aiosqlite.Connection, query: str, ids: Collection[str], what: str
+    db: aiosqlite.Connection, query: str, ids: Collection[str]
 ) -> list[sqlite3.Row]:
     """The rows of `query` (ending in `IN`) for each of `ids`, asked for a chunk at a time."""
     found: list[sqlite3.Row] = []
     for chunk in chunks(sorted(set(ids))):
-        try:
-            found.extend(
-                await db.execute_fetchall(f"{query} ({', '.join('?' * len(chunk))})", chunk)
-            )
-        except sqlite3.Error as exc:  # ingest retries a StorageError; a raw one would kill it
-            raise StorageError(f"cannot read {what}: {exc}") from exc
+        # Its errors are the store's to translate (SqliteStorage._on_reader), once.
+        found.extend(await db.execute_fetchall(f"{query} ({', '.join('?' * len(chunk))})", chunk))
     return found
 
 
 async def find_gateways(db: aiosqlite.Connection, ids: Collection[str]) -> Mapping[str, Gateway]:
     """The registered gateways among `ids`."""
-    rows = await _rows_among(
-        db, f"SELECT {GATEWAY_COLUMNS} FROM gateways WHERE gateway IN", ids, "gateways"
-    )
+    rows = await _rows_among(db, f"SELECT {GATEWAY_COLUMNS} FROM gateways WHERE gateway IN", ids)
     return {row[0]: gateway_row(row) for row in rows}
 
 
@@ -113,7 +106,7 @@ async def keys(db: aiosqlite.Connection, gateway: str | None = None) -> tuple[Ga
 
 async def grants(db: aiosqlite.Connection, kids: Collection[str]) -> Mapping[str, KeyGrant]:
     """The registered keys among `kids`, each with its owning gateway."""
-    rows = await _rows_among(db, f"{GRANT_SELECT} WHERE k.kid IN", kids, "keys")
+    rows = await _rows_among(db, f"{GRANT_SELECT} WHERE k.kid IN", kids)
     return {row[0]: grant(row) for row in rows}
 
 

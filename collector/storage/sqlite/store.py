@@ -96,7 +96,8 @@ class SqliteStorage(CapabilityReads, Storage):
 
     async def ping(self) -> None:
         """Run a trivial query."""
-        await self._reader.execute_fetchall("SELECT 1")
+        async with self._on_reader("ping") as db:
+            await db.execute_fetchall("SELECT 1")
 
     @asynccontextmanager
     async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
@@ -119,16 +120,23 @@ class SqliteStorage(CapabilityReads, Storage):
                 raise
 
     @asynccontextmanager
-    async def _reading(self, action: str) -> AsyncIterator[Fetch]:
-        """Reads run on the reader connection; its errors become StorageError naming `action`.
+    async def _on_reader(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
+        """The reader connection; its errors become StorageError naming `action`.
 
-        As PostgreSQL's reads say theirs: the callers (the API's 503, the activation sweep's
-        next try) know StorageError only, and a raw "database is locked" ended the sweep task.
+        Every read goes through here, as PostgreSQL's go through `_connection`: the callers
+        (the API's 503, the activation sweep's and ingest's next try) know StorageError only,
+        and a raw "database is locked" ended the task that met it.
         """
         try:
-            yield self._fetch
+            yield self._reader
         except sqlite3.Error as exc:
             raise StorageError(f"{action} failed: {exc}") from exc
+
+    @asynccontextmanager
+    async def _reading(self, action: str) -> AsyncIterator[Fetch]:
+        """Reads run on the reader connection (`_on_reader`)."""
+        async with self._on_reader(action):
+            yield self._fetch
 
     @asynccontextmanager
     async def _feed_writing(self) -> AsyncIterator[tuple[Fetch, WriteEntries]]:
@@ -156,19 +164,23 @@ class SqliteStorage(CapabilityReads, Storage):
 
     async def gateways(self) -> tuple[Gateway, ...]:
         """Every registered gateway, ordered by id."""
-        return await registry.gateways(self._reader)
+        async with self._on_reader("reading gateways") as db:
+            return await registry.gateways(db)
 
     async def find_gateways(self, ids: Collection[str]) -> Mapping[str, Gateway]:
         """The registered gateways among `ids`."""
-        return await registry.find_gateways(self._reader, ids)
+        async with self._on_reader("reading gateways") as db:
+            return await registry.find_gateways(db, ids)
 
     async def keys(self, gateway: str | None = None) -> tuple[GatewayKey, ...]:
         """Registered keys (of one gateway, or all), revoked ones included."""
-        return await registry.keys(self._reader, gateway)
+        async with self._on_reader("reading keys") as db:
+            return await registry.keys(db, gateway)
 
     async def grants(self, kids: Collection[str]) -> Mapping[str, KeyGrant]:
         """The registered keys among `kids`, each with its owning gateway."""
-        return await registry.grants(self._reader, kids)
+        async with self._on_reader("reading keys") as db:
+            return await registry.grants(db, kids)
 
     # --- ingest -----------------------------------------------------------------------------
 
@@ -186,9 +198,10 @@ class SqliteStorage(CapabilityReads, Storage):
     async def _bucket_queries(
         self, rollups: bool, scope: Scope, where: ReadingFilter, grid: BucketGrid
     ) -> AsyncIterator[SqliteBucketQueries]:
-        """On the reader connection, like every read."""
-        chosen = SqliteRollupBucketQueries if rollups else SqliteBucketQueries
-        yield chosen(scope, where, db=self._reader, grid=grid)
+        """On the reader connection, like every read: its errors name the read."""
+        async with self._on_reader("reading buckets") as db:
+            chosen = SqliteRollupBucketQueries if rollups else SqliteBucketQueries
+            yield chosen(scope, where, db=db, grid=grid)
 
     # --- capabilities (collector.storage.capabilities): live feed, quality -----------------
 
@@ -207,12 +220,12 @@ class SqliteStorage(CapabilityReads, Storage):
 
     async def audit_head(self) -> tuple[ChainHead | None, int]:
         """The stored chain head and how many rows are open, from one snapshot."""
-        db = self._reader
-        await db.execute("BEGIN")
-        try:
-            return await audit.head(SqliteChain(db)), await audit.open_rows(SqliteChain(db))
-        finally:
-            await db.execute("COMMIT")
+        async with self._on_reader("reading the audit head") as db:
+            await db.execute("BEGIN")
+            try:
+                return await audit.head(SqliteChain(db)), await audit.open_rows(SqliteChain(db))
+            finally:
+                await db.execute("COMMIT")
 
     async def audit_rows(
         self, *, after: int | None, limit: int
@@ -221,7 +234,8 @@ class SqliteStorage(CapabilityReads, Storage):
 
         An UnreadableRow is one changed by hand into what no AuditRow holds.
         """
-        return tuple(await audit.sealed_rows(SqliteChain(self._reader), after=after, limit=limit))
+        async with self._on_reader("reading the audit trail") as db:
+            return tuple(await audit.sealed_rows(SqliteChain(db), after=after, limit=limit))
 
     async def add_token(self, token: StoredToken, digest: str, actor: str) -> None:
         """Store a token by the hash of its secret, with its audit row."""
@@ -235,8 +249,10 @@ class SqliteStorage(CapabilityReads, Storage):
 
     async def api_tokens(self) -> tuple[StoredToken, ...]:
         """Every stored token, revoked ones too, by name."""
-        return await tokens.every(self._reader)
+        async with self._on_reader("reading tokens") as db:
+            return await tokens.every(db)
 
     async def token_by_hash(self, digest: str) -> StoredToken | None:
         """The token whose secret hashes to `digest`, revoked or not."""
-        return await tokens.by_hash(self._reader, digest)
+        async with self._on_reader("reading tokens") as db:
+            return await tokens.by_hash(db, digest)

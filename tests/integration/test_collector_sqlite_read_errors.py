@@ -1,0 +1,132 @@
+"""A SQLite read that fails says StorageError wherever it is made: the API answers 503.
+
+Real collector on a SQLite file, real Mosquitto, real HTTP; the reads fail for real: another
+sqlite3 connection renames a table away (a lock cannot keep a WAL reader out) and back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Final
+
+import httpx
+import pytest
+from structlog.testing import capture_logs
+
+from collector.config import load_collector_config
+from collector.runtime import RunningCollector, run_collector
+from collector.storage.base import StorageError
+from collector.storage.sqlite.store import SqliteStorage
+from tests.support.broker import Broker
+from tests.support.collector_api import assert_problem
+from tests.support.collector_client import sim_gateway
+from tests.support.collector_env import keyed_collector_config, register
+from tests.support.feed_client import WAIT
+
+NANCHANG = sim_gateway(1, district="360100")
+AUTH: Final = {"Authorization": "Bearer all-token"}
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Path:
+    return tmp_path / "collector.db"
+
+
+@pytest.fixture
+async def collector(
+    broker: Broker, tmp_path: Path, database: Path
+) -> AsyncIterator[RunningCollector]:
+    config = load_collector_config(
+        await keyed_collector_config(
+            tmp_path,
+            broker_port=broker.port,
+            tokens=(("province", "all-token", ("*",)),),
+            storage_url=f"sqlite:///{database}",
+        )
+    )
+    async with run_collector(config) as running:
+        await asyncio.wait_for(running.wait_connected(), WAIT)
+        await register(running.storage, NANCHANG)
+        yield running
+
+
+@contextmanager
+def table_away(database: Path, table: str) -> Iterator[None]:
+    """`table` renamed away by another connection while the block runs, then put back."""
+    other = sqlite3.connect(database, isolation_level=None)
+    try:
+        other.execute(f"ALTER TABLE {table} RENAME TO {table}_away")
+        try:
+            yield
+        finally:
+            other.execute(f"ALTER TABLE {table}_away RENAME TO {table}")
+    finally:
+        other.close()
+
+
+async def test_registry_and_bucket_reads_that_fail_answer_503_and_the_collector_stays_up(
+    collector: RunningCollector, database: Path
+) -> None:
+    """The defect (5e3b1bf left it): the registry reads (gateway and key lookups), the bucket
+    queries, the audit head and the token reads ran on the reader connection outside
+    `_reading`, so their sqlite3 errors went up raw: a plain-text 500 from the API."""
+    paths = (
+        f"/v1/audit/verify?gateway={NANCHANG.gateway}",  # find_gateways
+        "/v1/readings?every=1h",  # the bucket queries
+    )
+    async with httpx.AsyncClient(base_url=collector.api_url) as http:
+        with capture_logs() as logs, table_away(database, "gateways"):
+            answers = [await http.get(path, headers=AUTH) for path in paths]
+        for answer in answers:
+            body = assert_problem(answer, 503)
+            assert "gateways" not in body["detail"]  # nothing of the database in the answer
+        failed = [e for e in logs if e["event"] == "api_storage_failed"]
+        assert [e["path"] for e in failed] == ["/v1/audit/verify", "/v1/readings"]
+        assert all("no such table: gateways" in e["error"] for e in failed)
+        # The table back, the same reads answer.
+        for path in paths:
+            assert (await http.get(path, headers=AUTH)).status_code == 200
+    assert not [task.get_name() for task in collector.tasks if task.done()]
+
+
+READS: Final = {
+    "gateways": lambda s: s.gateways(),
+    "find_gateways": lambda s: s.find_gateways([NANCHANG.gateway]),
+    "keys": lambda s: s.keys(),
+    "grants": lambda s: s.grants(["kid"]),
+    "audit_head": lambda s: s.audit_head(),
+    "audit_rows": lambda s: s.audit_rows(after=None, limit=10),
+    "api_tokens": lambda s: s.api_tokens(),
+    "token_by_hash": lambda s: s.token_by_hash("0" * 64),
+}
+TABLES: Final = {
+    "gateways": "gateways",
+    "find_gateways": "gateways",
+    "keys": "gateway_keys",
+    "grants": "gateway_keys",
+    "audit_head": "audit",
+    "audit_rows": "audit",
+    "api_tokens": "api_tokens",
+    "token_by_hash": "api_tokens",
+}
+
+
+@pytest.mark.parametrize("read", sorted(READS))
+async def test_every_read_on_the_reader_connection_says_storage_error(
+    tmp_path: Path, read: str
+) -> None:
+    """Each read the store makes outside the shared reads, failing for real, says StorageError
+    naming what it read (the one translation), not sqlite3's own error."""
+    database = tmp_path / "collector.db"
+    storage = await SqliteStorage.open(database)
+    try:
+        with table_away(database, TABLES[read]), pytest.raises(StorageError) as caught:
+            await READS[read](storage)
+    finally:
+        await storage.close()
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+    assert f"no such table: {TABLES[read]}" in str(caught.value)
