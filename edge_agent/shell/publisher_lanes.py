@@ -11,7 +11,9 @@ outbox and may find it in between. So a block newer than every live one waits a 
 (`_LIVE_NOTICE_GRACE`) for that notice before the backlog lane takes it: sent as backlog, it
 queued at the collector behind the whole backlog (bench/replay.py: a live block at the end of a
 drain answered after 256 ms, the run's p99). One sealed by another process (backfill, `outbox
-resend`) goes out as backlog after that moment, or once a newer block is said live.
+resend`) goes out as backlog after that moment, or once a newer block is said live. One said
+live while the backlog lane read it is left to the live lane: sent as backlog, a stop did not
+wait for its ACK (`is_settled` counts the live lane only, and the block it has taken to send).
 
 A block unanswered is owed again after `uplink.ack_timeout`, and each time it goes again
 unanswered it waits longer (hostkit.backoff.ResendBackoff: doubling up to 8x, jittered): a
@@ -80,6 +82,9 @@ class Lanes:
         self._backlog_acked_at = 0.0  # when an ACK last answered a backlog-lane block
         self._cursor = 0
         self._newest_live = 0  # the newest seq said live this session
+        # The live block `next_block` handed out, until `sending` (or the next call: it gave
+        # way, or went to be split): unsettled meanwhile, or a stop went on without it.
+        self._taken_live: int | None = None
         # A block newer than every live one that the backlog lane leaves for its live notice,
         # and since when (monotonic).
         self._held: tuple[int, float] | None = None
@@ -93,7 +98,7 @@ class Lanes:
     @property
     def is_settled(self) -> bool:
         """Whether no live block waits to be sent or for its ACK."""
-        return not self._live and not self._sent_live
+        return not self._live and not self._sent_live and self._taken_live is None
 
     @property
     def is_idle(self) -> bool:
@@ -102,9 +107,13 @@ class Lanes:
 
     async def next_block(self, delivery: Delivery) -> tuple[StoredBlock, bool] | None:
         """The next block to send and whether it goes in the live lane; None: both are full."""
+        if self._taken_live is not None:  # not sent: it gave way, or went to be split
+            self._taken_live = None
+            self.live_moved.set()
         while self._live and len(self._sent_live) < self._window:
             block = await delivery.get(self._live.popleft())
             if block is not None and block.seq not in self._sent:
+                self._taken_live = block.seq
                 return block, True
         if len(self._sent) - len(self._sent_live) >= self._window:
             return None
@@ -130,6 +139,8 @@ class Lanes:
                 if block.seq in self._sent:
                     self._cursor = block.seq
                     continue
+                if block.seq in self._live:
+                    return None  # said live during the read: the live lane's, the cursor stays
                 if self._awaits_live_notice(block.seq):
                     return None  # the cursor stays before it
                 self._cursor = block.seq
@@ -157,6 +168,8 @@ class Lanes:
         Before the publish: its ACK can come back before the PUBACK does, and must find it
         (else it waits for the ACK timeout and is sent again).
         """
+        if seq == self._taken_live:
+            self._taken_live = None
         self._sends += 1
         sends = self._unanswered.get(seq, 0) + 1
         self._unanswered[seq] = sends
@@ -258,6 +271,7 @@ class Lanes:
         self._cursor = 0
         self._newest_live = 0
         self._held = None
+        self._taken_live = None
 
     def rescan(self) -> None:
         """Read the backlog again from its start (another process wrote to the outbox)."""

@@ -1,0 +1,67 @@
+"""`Lanes.is_settled`, what a graceful stop waits on, counts every live block until it is sent.
+
+The stop (edge_agent.shell.shutdown.await_last_acks) waits for the ACKs of the live blocks only
+while the lanes say one is unanswered. A live block the send loop had taken but not yet sent
+(its `still_held` read on the outbox's thread, longer under load), or one the backlog lane took
+because its live notice came during the backlog's read, counted nowhere: the stop went on at
+once, and the last block sealed before it was left unsent or unanswered until the next start.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_delivery import Delivery
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.publisher_lanes import Lanes
+from hostkit.backoff import ResendBackoff
+from specs.records import Quality, Reading, iso_time
+from tests.support.publisher_rig import GATEWAY_KEY, SITE
+
+
+@contextlib.asynccontextmanager
+async def _taking_live_block_1(tmp_path: Path, sealed: int) -> AsyncIterator[tuple[Lanes, Outbox]]:
+    """An outbox of `sealed` blocks, block 1 said live and handed out by the live lane."""
+    async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
+        for _ in range(sealed):
+            reading = Reading("T001-LT-01", "WHP-LT", iso_time(time.time()), 1.0, "m", Quality.GOOD)
+            await outbox.seal((reading,), now=time.time(), clock_synced=True)
+        lanes = Lanes(4, ResendBackoff(30))
+        lanes.add_live(1)
+        assert await _next(lanes, outbox.delivery) == (1, True)
+        yield lanes, outbox
+
+
+async def _next(lanes: Lanes, delivery: Delivery) -> tuple[int, bool] | None:
+    """The seq `next_block` hands out and whether it is live; None: nothing."""
+    picked = await lanes.next_block(delivery)
+    return None if picked is None else (picked[0].seq, picked[1])
+
+
+async def test_a_live_block_taken_to_be_sent_is_not_settled(tmp_path: Path) -> None:
+    async with _taking_live_block_1(tmp_path, 1) as (lanes, outbox):
+        assert not lanes.is_settled, "taken, not sent yet"
+        lanes.sending(1, live=True)
+        assert not lanes.is_settled
+        assert await _next(lanes, outbox.delivery) is None
+        assert not lanes.is_settled, "sent, not answered"
+
+
+async def test_a_live_notice_during_the_backlog_read_keeps_the_block_live(tmp_path: Path) -> None:
+    async with _taking_live_block_1(tmp_path, 2) as (lanes, outbox):
+        lanes.sending(1, live=True)
+        # Block 2 is in the file; its notice comes while the backlog lane reads the file.
+        lock = outbox.delivery._file.lock  # the backlog lane's read waits for it
+        async with lock:
+            reading = asyncio.create_task(_next(lanes, outbox.delivery))
+            while not lock._waiters:
+                await asyncio.sleep(0)  # until the read waits for it
+            lanes.add_live(2)
+        assert await reading is None, "the backlog lane leaves it to the live lane"
+        assert not lanes.is_settled
+        assert await _next(lanes, outbox.delivery) == (2, True)
