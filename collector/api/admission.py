@@ -17,7 +17,8 @@ token anyway and may as well send it as a bearer.
 Rate limits (`RateLimits`, the config's `api.rate_limit`): a request with a valid token takes
 from its token's bucket; any other (no token, a wrong one, `/healthz`) from its client
 address's bucket, so that guessing tokens is as slow as the address's rate. An empty bucket
-answers 429 with `Retry-After`.
+answers 429 with `Retry-After`. A token the database cannot be asked about (its read failed)
+answers 503, as a route's failed read does (`problems.storage_unavailable`).
 """
 
 from __future__ import annotations
@@ -31,8 +32,9 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collector.api.credentials import Scheme, is_same_origin, presented_token
 from collector.api.limits import RateLimits
-from collector.api.problems import problem
+from collector.api.problems import problem, storage_unavailable
 from collector.api.ratelimit import RateLimiter, client_key
+from collector.storage.base import StorageError
 
 OPEN_PATHS: Final = frozenset({"/healthz"})
 BEARER_CHALLENGE: Final = "Bearer"
@@ -86,7 +88,12 @@ class Admission:
             or docs
             or is_same_origin(headers.get("sec-fetch-site"))
         ):
-            name = await self._identify(presented.secret)
+            try:
+                name = await self._identify(presented.secret)
+            except StorageError as exc:
+                # Out here the app's exception handlers do not reach: answered as they would.
+                await storage_unavailable(path, exc)(scope, receive, send)
+                return
         refusal = self._over_rate(scope, name)
         if refusal is None and name is None and path not in OPEN_PATHS:
             refusal = problem(

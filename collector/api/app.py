@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from datetime import UTC, timezone
 from typing import Any, Final
 
-import structlog
 from fastapi import Depends, FastAPI, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -22,7 +21,12 @@ from collector.api.core import ApiToken
 from collector.api.docs import add_offline_docs, document_head_without_content, is_docs_path
 from collector.api.limits import RateLimits, RequestLimits
 from collector.api.models import Problem
-from collector.api.problems import PROBLEM_JSON, document_problem_media_type, problem
+from collector.api.problems import (
+    PROBLEM_JSON,
+    document_problem_media_type,
+    problem,
+    storage_unavailable,
+)
 from collector.api.query_text import refuse_nul_in_query
 from collector.api.routes import (
     alarms,
@@ -59,8 +63,6 @@ _PROBLEM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
     )
 }
 
-log = structlog.get_logger("collector.api")
-
 
 def _validation_detail(exc: RequestValidationError) -> str:
     return "; ".join(
@@ -78,10 +80,7 @@ async def _http_problem(_request: Request, exc: Exception) -> JSONResponse:
 async def _storage_problem(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, StorageError):
         raise exc
-    # A database that failed a read (locked, gone, restarting) is unavailable, not a fault
-    # of this request: 503, as /healthz says it. The error names the database: logged only.
-    log.warning("api_storage_failed", path=request.url.path, error=str(exc))
-    return problem(status.HTTP_503_SERVICE_UNAVAILABLE, "the database did not answer the read")
+    return storage_unavailable(request.url.path, exc)
 
 
 async def _validation_problem(_request: Request, exc: Exception) -> JSONResponse:

@@ -6,11 +6,15 @@ from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any, Final
 
+import structlog
 from fastapi.responses import JSONResponse
 
 from collector.api.models import Problem
+from collector.storage.base import StorageError
 
 PROBLEM_JSON: Final = "application/problem+json"
+
+log = structlog.get_logger("collector.api")
 
 
 def problem(
@@ -25,6 +29,14 @@ def problem(
     return JSONResponse(
         body.model_dump(), status_code=status_code, headers=headers, media_type=PROBLEM_JSON
     )
+
+
+def storage_unavailable(path: str, exc: StorageError) -> JSONResponse:
+    """The 503 of a request whose database read failed, in a route or in the middleware."""
+    # A database that failed a read (locked, gone, restarting) is unavailable, not a fault
+    # of this request: 503, as /healthz says it. The error names the database: logged only.
+    log.warning("api_storage_failed", path=path, error=str(exc))
+    return problem(HTTPStatus.SERVICE_UNAVAILABLE, "the database did not answer the read")
 
 
 def document_problem_media_type(openapi: dict[str, Any]) -> None:

@@ -20,12 +20,14 @@ from structlog.testing import capture_logs
 from collector.config import load_collector_config
 from collector.runtime import RunningCollector, run_collector
 from collector.storage.base import StorageError
+from collector.storage.capabilities import TokenStore
 from collector.storage.sqlite.store import SqliteStorage
+from collector.tokens import StoredToken, new_secret, secret_hash
 from tests.support.broker import Broker
 from tests.support.collector_api import assert_problem
-from tests.support.collector_client import sim_gateway
+from tests.support.collector_client import gateway_link, sim_gateway
 from tests.support.collector_env import keyed_collector_config, register
-from tests.support.feed_client import WAIT
+from tests.support.feed_client import WAIT, open_stream
 
 NANCHANG = sim_gateway(1, district="360100")
 AUTH: Final = {"Authorization": "Bearer all-token"}
@@ -130,3 +132,42 @@ async def test_every_read_on_the_reader_connection_says_storage_error(
         await storage.close()
     assert isinstance(caught.value.__cause__, sqlite3.Error)
     assert f"no such table: {TABLES[read]}" in str(caught.value)
+
+
+async def test_a_token_lookup_that_fails_answers_503_and_a_stream_ends_cleanly_to_resume(
+    broker: Broker, collector: RunningCollector, database: Path
+) -> None:
+    """The defect (5e3b1bf left it): the token check runs in the Admission middleware, outside
+    the routes' exception handlers, so a StorageError there was a plain-text 500; and a stream
+    whose read failed (here its token check on waking) raised out of the response after its
+    headers: uvicorn dropped the connection mid-chunk and logged a traceback. Now the
+    middleware answers 503 problem as the routes do, and the stream logs the failure and ends
+    its response cleanly: the client reconnects with Last-Event-ID and misses nothing."""
+    secret = new_secret()
+    token = StoredToken("stored", ("*",), created_at=0.0)
+    assert isinstance(collector.storage, TokenStore)
+    await collector.storage.add_token(token, secret_hash(secret), "test")
+    auth = {"Authorization": f"Bearer {secret}"}
+    async with (
+        httpx.AsyncClient(base_url=collector.api_url) as http,
+        gateway_link(broker.port, NANCHANG) as link,
+    ):
+        async with open_stream(collector.api_url, bearer=secret) as stream:
+            (start,) = await stream.take(1)
+            with capture_logs() as logs, table_away(database, "api_tokens"):
+                answer = await http.get("/v1/gateways", headers=auth)
+                await link.send(1)  # its commit wakes the stream, whose token check fails
+                assert (await link.next_ack()).ack.acked_through == 1
+                await asyncio.wait_for(stream.ended.wait(), WAIT)
+        body = assert_problem(answer, 503)
+        assert "api_tokens" not in body["detail"]
+        events = {e["event"]: e for e in logs if e["log_level"] != "debug"}
+        assert events["api_storage_failed"]["path"] == "/v1/gateways"
+        assert "no such table: api_tokens" in events["api_storage_failed"]["error"]
+        assert "no such table: api_tokens" in events["stream_storage_failed"]["error"]
+        # Resumed where it was: the reading committed while the stream failed arrives.
+        async with open_stream(collector.api_url, bearer=secret, last_event_id=start.id) as again:
+            (_, reading) = await again.take(2)
+        assert reading.event == "reading"
+        assert (await http.get("/v1/gateways", headers=auth)).status_code == 200
+    assert not [task.get_name() for task in collector.tasks if task.done()]

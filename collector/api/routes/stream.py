@@ -13,7 +13,8 @@ of other processes), and keeps proxies open with SSE comment pings at the same p
 it wakes it asks whether its token is still valid: a stream whose token was revoked
 (`collector tokens revoke`) ends there. A client that takes nothing of what it was sent for
 `api.limits.send_timeout` loses its connection (collector.api.server) and, reconnecting with
-Last-Event-ID, gets everything it missed.
+Last-Event-ID, gets everything it missed; so does a client whose stream ended because a database
+read failed (logged `stream_storage_failed`).
 
 (No `from __future__ import annotations` here: FastAPI reads the signatures at runtime.)
 """
@@ -23,6 +24,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import timezone
 from typing import Annotated, Final
 
+import structlog
 from fastapi import APIRouter, Header, HTTPException, Query, Request, status
 from pydantic import BaseModel, Field
 from sse_starlette import EventSourceResponse, ServerSentEvent
@@ -48,13 +50,15 @@ from collector.feed.core import (
 from collector.feed.wakeup import CommitSignal
 from collector.model import AHEAD_ALLOWANCE
 from collector.readmodel import AlarmState, GapRow, ReadingRow, Scope
-from collector.storage.base import Storage
+from collector.storage.base import Storage, StorageError
 from collector.storage.capabilities import FeedJournal
 
 PAGE: Final = 500
 """Rows of each kind per database read."""
 RETRY_MS: Final = 2000
 """How long a client waits before reconnecting (the SSE `retry:` field)."""
+
+log = structlog.get_logger("collector.api")
 
 
 class StatusOut(BaseModel):
@@ -110,25 +114,31 @@ async def _events(
 ) -> AsyncIterator[ServerSentEvent]:
     yield ServerSentEvent(id=start.token, retry=RETRY_MS)
     position = start
-    while not commits.closed and await admitted():
-        # Read the generation first: a commit landing during the reads below wakes us at once.
-        generation = commits.generation
-        head = await feed.feed_head()
-        while position.behind(head):
-            page = await feed.feed_page(scope, where, after=position, upto=head, limit=PAGE)
-            events, position = interleave(page, position, head)
-            for event in events:
-                yield ServerSentEvent(
-                    data=_data(event, zone, allowance),
-                    event=event.kind.value,
-                    id=event.position.token,
-                )
-                # Sending does not wait while the socket takes it: without a turn of the loop
-                # here a page went out in one go, and once the connection was lost (the client
-                # gone, or stalled past api.limits.send_timeout) its transport logged a
-                # warning for each event left in the page before uvicorn learnt of the loss.
-                await asyncio.sleep(0)
-        await commits.wait_beyond(generation, heartbeat)
+    try:
+        while not commits.closed and await admitted():
+            # Read the generation first: a commit landing during the reads below wakes us at once.
+            generation = commits.generation
+            head = await feed.feed_head()
+            while position.behind(head):
+                page = await feed.feed_page(scope, where, after=position, upto=head, limit=PAGE)
+                events, position = interleave(page, position, head)
+                for event in events:
+                    yield ServerSentEvent(
+                        data=_data(event, zone, allowance),
+                        event=event.kind.value,
+                        id=event.position.token,
+                    )
+                    # Sending does not wait while the socket takes it: without a turn of the loop
+                    # here a page went out in one go, and once the connection was lost (the client
+                    # gone, or stalled past api.limits.send_timeout) its transport logged a
+                    # warning for each event left in the page before uvicorn learnt of the loss.
+                    await asyncio.sleep(0)
+            await commits.wait_beyond(generation, heartbeat)
+    except StorageError as exc:
+        # The read is not this stream's to retry: the response ends cleanly, and the client
+        # reconnects after `retry:` with Last-Event-ID, the id of the last event it got, so
+        # it misses nothing (a traceback out of here dropped the connection mid-chunk).
+        log.warning("stream_storage_failed", error=str(exc), position=position.token)
 
 
 def create_router(
