@@ -12,9 +12,11 @@ Readings and journal rows are merged in commit order: a journal row follows the 
 stored in the same commit (ids up to its `readings_through`) and precedes later ones.
 
 An alarm event is the alarm's state as the collector wrote it, with `active` as that collector
-judged it then (by its own ahead allowance), kept in the row: every collector serving the
-journal sends the same event. `collector.feed.due` says when an alarm raised ahead of the
-clock gets one more, active.
+judged it then (by its own ahead allowance), kept in the row's own `active` column, not in its
+payload: a collector before 6f577c0 builds AlarmState from every key of the payload (SQLite
+schema 16, PostgreSQL migration 12 make it refuse the database instead). Every collector
+serving the journal sends the same event. `collector.feed.due` says when an alarm raised ahead
+of the clock gets one more, active.
 """
 
 from __future__ import annotations
@@ -127,6 +129,8 @@ class JournalEntry:
     point: str | None
     payload: str
     at: float
+    active: bool | None = None
+    """An alarm row's `active` as its writer judged it (None: not an alarm)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,13 +186,20 @@ def alarm_entry(state: AlarmState, at: float, allowance: float) -> JournalEntry:
     Judged with the writer's `allowance` and kept: a collector of another allowance serving
     the row, or sweeping for alarms come due, takes the writer's word.
     """
-    body = {**asdict(state), "active": state.active_at(at, allowance)}
-    return JournalEntry(FeedKind.ALARM, state.gateway, state.point, _payload(body), at)
+    active = state.active_at(at, allowance)
+    return JournalEntry(
+        FeedKind.ALARM, state.gateway, state.point, _payload(asdict(state)), at, active
+    )
 
 
-def written_active(payload: str) -> bool | None:
-    """The `active` an alarm row's payload keeps; None in a row written before it was kept."""
-    value = json.loads(payload).get("active")
+def written_active(column: object, payload: str) -> bool | None:
+    """The `active` an alarm row keeps: its column's; None where neither says.
+
+    A row written from 6f577c0 until the column was added keeps it in its payload (stored
+    before the upgrade, the upgrade moved it; a collector of that version still running during
+    a rolling upgrade goes on writing it there).
+    """
+    value = json.loads(payload).get("active") if column is None else column
     return None if value is None else bool(value)
 
 

@@ -59,7 +59,7 @@ async def _newest_above(
         gateways = sorted({gateway for gateway, _ in chunk})
         alarm_ids = sorted({alarm_id for _, alarm_id in chunk})
         rows = await fetch(
-            "SELECT o.gateway, o.payload, o.at FROM feed o WHERE o.id IN ("
+            "SELECT o.gateway, o.payload, o.at, o.active FROM feed o WHERE o.id IN ("
             "SELECT max(f.id) FROM feed f WHERE f.id > ? AND f.kind = 'alarm'"
             f" AND f.gateway IN ({', '.join('?' * len(gateways))})"
             f" AND {statements.alarm_id} IN ({', '.join('?' * len(alarm_ids))})"
@@ -70,7 +70,7 @@ async def _newest_above(
             payload = str(row[1])
             key = (str(row[0]), str(json.loads(payload)["alarm_id"]))
             if key in wanted:
-                found[key] = Written(float(row[2]), written_active(payload))
+                found[key] = Written(float(row[2]), written_active(row[3], payload))
     return found
 
 
@@ -79,11 +79,11 @@ async def _newest_through(
 ) -> Written | None:
     """The newest journal row of one alarm with an id up to `upto` (read from there down)."""
     rows = await fetch(
-        "SELECT f.payload, f.at FROM feed f WHERE f.id <= ? AND f.kind = 'alarm'"
+        "SELECT f.payload, f.at, f.active FROM feed f WHERE f.id <= ? AND f.kind = 'alarm'"
         f" AND f.gateway = ? AND {statements.alarm_id} = ? ORDER BY f.id DESC LIMIT 1",
         (upto, *key),
     )
-    return Written(float(rows[0][1]), written_active(str(rows[0][0]))) if rows else None
+    return Written(float(rows[0][1]), written_active(rows[0][2], str(rows[0][0]))) if rows else None
 
 
 async def _head(fetch: Fetch) -> int:

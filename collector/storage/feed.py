@@ -30,9 +30,9 @@ class FeedStatements:
     """A backend's feed reads: each ends `WHERE <id> > ? AND <id> <= ?`.
 
     `readings` selects READING_COLUMNS then `r.id` from `readings r` joined to `gateways g`;
-    `journal` selects id, readings_through, kind, gateway, payload, enterprise, district and
-    at from `feed f` joined to `gateways g`. `unindexed` prefixes the gateway and point terms
-    (SQLite's unary `+` keeps them off the series index: a stream walks ids forward).
+    `journal` selects id, readings_through, kind, gateway, payload, enterprise, district, at
+    and active from `feed f` joined to `gateways g`. `unindexed` prefixes the gateway and point
+    terms (SQLite's unary `+` keeps them off the series index: a stream walks ids forward).
     """
 
     readings: str
@@ -124,7 +124,7 @@ class _FeedRead:
                 enterprise=row[5],
                 district=row[6],
                 at=row[7],
-                active=written_active(row[4]) if row[2] == FeedKind.ALARM.value else None,
+                active=written_active(row[8], row[4]) if row[2] == FeedKind.ALARM.value else None,
             )
             for row in rows
         )

@@ -197,7 +197,10 @@ async def test_blocks_stored_before_the_upgrade_go_by_their_arrival(
         *(
             ()
             if sqlite
-            else ("ALTER TABLE alarms DROP COLUMN raise_ahead, DROP COLUMN clear_ahead",)
+            else (
+                "ALTER TABLE alarms DROP COLUMN raise_ahead, DROP COLUMN clear_ahead",
+                "ALTER TABLE feed DROP COLUMN active",  # migration 12
+            )
         ),
         "PRAGMA user_version = 11" if sqlite else older,
     ):

@@ -222,10 +222,11 @@ async def test_gap_records_stored_twice_before_the_upgrade_are_kept_once(
     sqlite = storage_url.startswith("sqlite")
     # The database as a collector of the version before stored it: schema 13, migration 8.
     older = "DELETE FROM schema_migrations WHERE version >= 9"
-    if not sqlite:  # migration 10's columns (SQLite's schema 15 adds them where missing)
+    if not sqlite:  # migrations 10 and 12's columns (SQLite's upgrades add them where missing)
         await sql_execute(
             storage_url, "ALTER TABLE alarms DROP COLUMN raise_ahead, DROP COLUMN clear_ahead"
         )
+        await sql_execute(storage_url, "ALTER TABLE feed DROP COLUMN active")
     await sql_execute(storage_url, "DROP INDEX gaps_by_record_time")  # migration 11
     await sql_execute(storage_url, "PRAGMA user_version = 13" if sqlite else older)
     for epoch, seq in (("epoch-1", 5), ("epoch-2", 1)):

@@ -666,6 +666,7 @@ _UNDO: dict[int, tuple[str, ...]] = {
     9: (),  # deletes gap records stored twice: adds nothing to undo
     10: ("ALTER TABLE alarms DROP COLUMN raise_ahead, DROP COLUMN clear_ahead",),
     11: ("DROP INDEX gaps_by_record_time",),
+    12: (),  # the journal's `active` column: the journal is dropped whole above
 }
 """What each migration after 3 adds, undone: the database must look as version 2 left it."""
 

@@ -44,15 +44,17 @@ async def write_journal(db: Db, entries: Sequence[JournalEntry]) -> None:
     if not entries:
         return
     columns = zip(
-        *((e.kind.value, e.gateway, e.point, e.payload, e.at) for e in entries), strict=True
+        *((e.kind.value, e.gateway, e.point, e.payload, e.at, e.active) for e in entries),
+        strict=True,
     )
     # WITH ORDINALITY keeps the entries' order in their ids.
     await db.execute(
-        "INSERT INTO feed (kind, gateway, point, readings_through, payload, at)"
+        "INSERT INTO feed (kind, gateway, point, readings_through, payload, at, active)"
         " SELECT e.kind, e.gateway, e.point,"
-        " (SELECT coalesce(max(id), 0) FROM readings), e.payload, e.at"
-        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[])"
-        " WITH ORDINALITY AS e (kind, gateway, point, payload, at, n) ORDER BY e.n",
+        " (SELECT coalesce(max(id), 0) FROM readings), e.payload, e.at, e.active"
+        " FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::float8[],"
+        " $6::boolean[])"
+        " WITH ORDINALITY AS e (kind, gateway, point, payload, at, active, n) ORDER BY e.n",
         *(list(column) for column in columns),
     )
 
@@ -71,7 +73,7 @@ STATEMENTS: Final = FeedStatements(
     ),
     journal=(
         "SELECT f.id, f.readings_through, f.kind, f.gateway, f.payload, g.enterprise, g.district,"
-        " f.at"
+        " f.at, f.active"
         " FROM feed f JOIN gateways g ON g.gateway = f.gateway WHERE f.id > ? AND f.id <= ?"
     ),
     # The identity sequences' last values (null until a first id is handed out).

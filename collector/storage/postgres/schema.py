@@ -32,6 +32,7 @@ from collector.storage.postgres.migration_sql import (
     VERSION_9,
     VERSION_10,
     VERSION_11,
+    VERSION_12,
 )
 from collector.storage.postgres.partitions import index_future
 
@@ -57,6 +58,11 @@ MIGRATIONS: Final = (
     Migration(9, "gap records stored twice by earlier collectors: the first kept", VERSION_9),
     Migration(10, "alarm halves stamped ahead of the collector's clock", VERSION_10),
     Migration(11, "an index on gap records by time: a batch looks its own up", VERSION_11),
+    Migration(
+        12,
+        "an alarm journal row's `active` in a column: older collectors parse the payload",
+        VERSION_12,
+    ),
 )
 """Every step, in order: `MIGRATIONS[n - 1]` takes the schema from version n - 1 to n."""
 

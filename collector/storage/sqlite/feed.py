@@ -21,7 +21,7 @@ STATEMENTS: Final = FeedStatements(
     ),
     journal=(
         "SELECT f.id, f.readings_through, f.kind, f.gateway, f.payload, g.enterprise, g.district,"
-        " f.at"
+        " f.at, f.active"
         " FROM feed f CROSS JOIN gateways g ON g.gateway = f.gateway"
         " WHERE f.id > ? AND f.id <= ?"
     ),

@@ -18,7 +18,7 @@ from collector.storage.sqlite.connection import immediate_transaction
 from collector.storage.sqlite.rollups import ROLLUP_TABLE
 from collector.storage.sqlite.upgrade_steps import UPGRADES
 
-SCHEMA_VERSION: Final = 15
+SCHEMA_VERSION: Final = 16
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (
@@ -250,7 +250,9 @@ CREATE TABLE IF NOT EXISTS point_meta (
 );
 -- The journal of GET /v1/stream: alarm, gap and status events, written in the ingest
 -- transaction; readings_through is the highest readings.id at that commit, so a stream merges
--- readings and these rows in commit order. payload is the event's JSON (collector.feed.core).
+-- readings and these rows in commit order. payload is the event's JSON (collector.feed.core);
+-- an alarm's `active` as its writer judged it is a column of its own (schema 16): collectors
+-- before it build the event from every key of the payload.
 -- AUTOINCREMENT: an id is never reused, even once old rows are pruned (ids are positions).
 CREATE TABLE IF NOT EXISTS feed (
     id               INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -259,7 +261,8 @@ CREATE TABLE IF NOT EXISTS feed (
     point            TEXT,
     readings_through INTEGER NOT NULL,
     payload          TEXT NOT NULL,
-    at               REAL NOT NULL
+    at               REAL NOT NULL,
+    active           INTEGER
 );
 -- When each gateway was live (GET /v1/quality): [since, until) intervals kept at ingest. A
 -- sign of life (block, meta, online status) at t keeps it live until t + offline_after; an

@@ -15,6 +15,13 @@ import aiosqlite
 from collector.storage.gap_records import drop_repeats
 from collector.storage.sqlite.rollups import FIRST_FILL, ROLLUP_TABLE
 
+MOVE_ACTIVE: Final = (
+    "UPDATE feed SET active = json_extract(payload, '$.active'),"
+    " payload = json_remove(payload, '$.active')"
+    " WHERE kind = 'alarm' AND json_type(payload, '$.active') IN ('true', 'false')"
+)
+"""An alarm row's `active` out of its payload into its column (PostgreSQL's VERSION_12)."""
+
 
 async def _upgrade_to_2(db: aiosqlite.Connection) -> None:
     """Blocks learn their domain and mine code (filled from the stored bytes)."""
@@ -240,6 +247,17 @@ async def _upgrade_to_15(db: aiosqlite.Connection) -> None:
     )
 
 
+async def _upgrade_to_16(db: aiosqlite.Connection) -> None:
+    """An alarm row's `active` gets a column; the rows that kept it in their payload move it.
+
+    6f577c0 wrote it into the payload, where every collector before it failed to read the row
+    (it builds the event from every key). Moved, a rollback past this schema (operations.md,
+    Upgrading) leaves payloads such a collector reads.
+    """
+    if await _add_columns(db, "feed", ("active INTEGER",)):
+        await db.execute(MOVE_ACTIVE)
+
+
 UPGRADES: Final = {
     1: _upgrade_to_2,
     2: _upgrade_to_3,
@@ -255,6 +273,7 @@ UPGRADES: Final = {
     12: _upgrade_to_13,
     13: _upgrade_to_14,
     14: _upgrade_to_15,
+    15: _upgrade_to_16,
 }
 
 
