@@ -193,7 +193,11 @@ async def open_outbox(
                 await outbox.start_new_epoch(gaps, now=now, clock_synced=clock_synced)
             elif gaps:
                 await outbox.seal(tuple(gaps), now=now, clock_synced=clock_synced)
-            if journal.latest() != outbox.epoch:
+            # Only an epoch the journal does not name (a first start, a new file, a journal
+            # lost): one it names may be older than one another process (the agent, beside
+            # `edge-agent backfill`) started since this check, and recorded again it would
+            # move to the end and wipe what that start's first block owes.
+            if outbox.epoch not in journal.epochs():
                 journal.record(outbox.epoch)
             await outbox.reseal_older_epochs(now=now, clock_synced=clock_synced)
             # Written now, while the disk may have room: later it is only overwritten in place
