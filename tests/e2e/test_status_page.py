@@ -355,8 +355,10 @@ async def test_an_alarm_event_without_active_shows_as_open_or_not(
     """A collector from before e1e817a behind the same address (a rolling upgrade behind a load
     balancer) sends alarm events without `active`. The defect: the page took every such event
     for not active and dropped the alarm until its next once-a-minute re-read. Now an event
-    without `active` is open when raised and not cleared. The events are the collector's own
-    list items (its stream's shape) without `active`, handed to the page's stream handler."""
+    without `active` is open when raised and not cleared, and not by a raise flagged
+    `ahead_of_collector` (the second defect, 8156d91: such a raise, stamped days ahead, showed
+    as open). The events are the collector's own list items (its stream's shape) without
+    `active`, handed to the page's stream handler."""
     path = await keyed_collector_config(tmp_path, broker_port=broker.port, tokens=TOKENS)
     config = load_collector_config(path)
     requested: list[str] = []
@@ -385,10 +387,11 @@ async def test_an_alarm_event_without_active_shows_as_open_or_not(
             (cleared,) = items
             del cleared["active"]
             still_raised = {**cleared, "cleared_at": None}
+            ahead = {**still_raised, "flags": ["ahead_of_collector"]}
             shown = []
-            for item in (still_raised, cleared):
+            for item in (still_raised, ahead, still_raised, cleared):
                 await page.evaluate(
                     "(item) => onEvent('alarm', {data: JSON.stringify(item)})", item
                 )
                 shown.append(await row.count())
-    assert shown == [1, 0]
+    assert shown == [1, 0, 1, 0]

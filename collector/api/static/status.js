@@ -137,8 +137,13 @@ function apply(kind, item) {
     // browser's clock cannot tell: asking the collector again at each such event would re-read
     // without pause for a gateway far ahead raising every second). A collector before `active`
     // (one behind the same address during a rolling upgrade) does not say: raised and not
-    // cleared is as near as the event tells, where taking it for inactive dropped every alarm.
-    const active = item.active === undefined ? Boolean(item.raised_at && !item.cleared_at) : item.active;
+    // cleared is as near as the event tells, where taking it for inactive dropped every alarm;
+    // but a raise flagged ahead_of_collector (stamped days ahead, say) is not yet, as that
+    // collector's GET /v1/alarms says, and the once-a-minute re-read shows it once it is.
+    const active =
+      item.active === undefined
+        ? Boolean(item.raised_at && !item.cleared_at && !(item.flags || []).includes("ahead_of_collector"))
+        : item.active;
     if (active) state.alarms.set(alarmKey(item), item);
     else state.alarms.delete(alarmKey(item));
   } else if (kind === "gap") {
