@@ -6,8 +6,16 @@ each commit. The file and the mark are two reads: the agent may commit a block a
 mark between them. The opening must not take that seal for a rollback, start a new epoch
 beside the agent and declare the agent's healthy blocks lost.
 Real outbox file; the agent is this test's open outbox, the second opening a real python
-subprocess (as `edge-agent backfill` opens it), held at a hook between the two reads until
-the agent has sealed.
+subprocess (as `edge-agent backfill` opens it), held at a hook until the agent has sealed.
+
+The two cases guard different things. `file` (held after the file is inspected) is the race
+d706979 fixed: with the file read before the mark, the hold fell between the two reads and the
+agent's seal looked like a rollback; read in today's order it falls after both. `mark` (held
+after the mark is read) falls between today's two reads: the file is then seen a seal ahead of
+the mark, which is healthy. It cannot fail with d706979 reverted (the hold is then after both
+reads); it fails when a file ahead of its mark is taken for a changed one (the mutant
+`noted.seq != found.last_seq` in outbox_recovery.recovery_gaps: outbox_rolled_back, a new
+epoch beside the agent).
 """
 
 from __future__ import annotations
