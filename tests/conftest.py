@@ -12,9 +12,11 @@ from hypothesis import HealthCheck, settings
 from tests.e2e.harness import Site
 from tests.support.broker import Broker, free_port
 from tests.support.leaks import no_leaks, no_task_leaks
+from tests.support.logging_state import logging_left_as_found
 from tests.support.postgres import SERVER, PostgresDatabases, StorageUrls, server_problem
 
-__all__ = ["no_leaks", "no_task_leaks"]  # fixtures: every test is checked for leaks
+# Autouse fixtures: every test is checked for leaks, and leaves logging as it found it.
+__all__ = ["logging_left_as_found", "no_leaks", "no_task_leaks"]
 
 # No time limit per property-test example, nor for generating one: on a busy two-core CI
 # machine either fails a test by load alone, and timing goals belong in bench/.
