@@ -40,6 +40,7 @@ from edge_agent.core.plan_compile import compile_plan
 from edge_agent.shell.outbox_open import open_outbox
 from specs.catalogue import default_catalogue
 from tests.support.cli_runs import in_a_process
+from tests.support.held_process import held_process
 from tests.support.outbox_site import KEY, SITE, site_with_its_outbox
 
 pytestmark = pytest.mark.timeout(180)
@@ -69,20 +70,9 @@ def _holder_script(*, exclusive: bool) -> str:
 
 @contextlib.contextmanager
 def _held_by_another_process(path: Path, *, exclusive: bool) -> Iterator[None]:
-    with subprocess.Popen(
-        [sys.executable, "-c", _holder_script(exclusive=exclusive), str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as holder:
-        assert holder.stdin is not None
-        assert holder.stdout is not None
-        assert holder.stdout.readline() == "held\n"
-        try:
-            yield
-        finally:
-            holder.stdin.close()  # the transaction is rolled back as the process ends
-            assert holder.wait(timeout=30) == 0
+    # Left, its stdin ends and its transaction is rolled back as the process ends.
+    with held_process(_holder_script(exclusive=exclusive), str(path)):
+        yield
 
 
 def _locked_exclusively(path: Path) -> AbstractContextManager[None]:

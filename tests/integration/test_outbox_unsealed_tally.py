@@ -18,8 +18,6 @@ the file since, and so did a seal's write that came after that epoch's first sea
 from __future__ import annotations
 
 import sqlite3
-import subprocess
-import sys
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, closing, contextmanager
 from pathlib import Path
@@ -32,10 +30,10 @@ from edge_agent.shell.outbox_sidecars import Mark, SeqMark
 from specs.block import decode_block
 from specs.records import GapReason, GapRecord
 from tests.integration.test_outbox_seq_mark import _marked, _newest, _restore, _snapshot
+from tests.support.held_process import held_process
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
 from tests.support.sealer_rig import running_sealer
-from tests.support.sigkill_writer import ROOT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -62,30 +60,10 @@ asyncio.run(main())
 
 @contextmanager
 def _second_process(script: str, path: Path, says: str) -> Iterator[str]:
-    """A second process on the outbox running `script`, once it said `says` (the line it said,
-    read past its log lines: structlog writes them to stdout too); it seals and ends when the
-    block is left."""
-    with subprocess.Popen(
-        [sys.executable, "-c", script, str(path)],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as process:
-        assert process.stdin is not None
-        assert process.stdout is not None
-        try:
-            line = ""
-            while not line.startswith(says):
-                line = process.stdout.readline()
-                assert line, f"the process ended before saying {says!r}"
-            yield line
-            process.stdin.write("seal\n")
-            process.stdin.flush()
-            assert process.wait(timeout=60) == 0
-        finally:
-            if process.poll() is None:
-                process.kill()
+    """A second process on the outbox running `script`, once it said `says` (the line it said);
+    it seals and ends when the block is left."""
+    with held_process(script, str(path), says=says, on_leave="seal") as held:
+        yield held.said
 
 
 def _backfill_holding(path: Path) -> AbstractContextManager[str]:
