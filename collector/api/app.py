@@ -59,7 +59,7 @@ _PROBLEM_RESPONSES: Final[dict[int | str, dict[str, Any]]] = {
         (422, "a query parameter is out of its range or of the wrong type"),
         (429, "over the token's (or, without a valid token, the address's) rate: see Retry-After"),
         (431, "more headers, or longer ones, than `api.limits` allows"),
-        (503, "the database did not answer the read (logged as `api_storage_failed`)"),
+        (503, "the database did not answer the read (`api_storage_failed`): see Retry-After"),
     )
 }
 

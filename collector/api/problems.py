@@ -13,6 +13,8 @@ from collector.api.models import Problem
 from collector.storage.base import StorageError
 
 PROBLEM_JSON: Final = "application/problem+json"
+UNAVAILABLE_RETRY_AFTER: Final = 5
+"""Seconds a 503 of a failed database read asks a client to wait (its Retry-After)."""
 
 log = structlog.get_logger("collector.api")
 
@@ -35,8 +37,14 @@ def storage_unavailable(path: str, exc: StorageError) -> JSONResponse:
     """The 503 of a request whose database read failed, in a route or in the middleware."""
     # A database that failed a read (locked, gone, restarting) is unavailable, not a fault
     # of this request: 503, as /healthz says it. The error names the database: logged only.
+    # Retry-After as a 429 has: a client (the status page's stream too, which EventSource
+    # gives up on at a 503) knows to come back rather than when to give up.
     log.warning("api_storage_failed", path=path, error=str(exc))
-    return problem(HTTPStatus.SERVICE_UNAVAILABLE, "the database did not answer the read")
+    return problem(
+        HTTPStatus.SERVICE_UNAVAILABLE,
+        "the database did not answer the read",
+        {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
+    )
 
 
 def document_problem_media_type(openapi: dict[str, Any]) -> None:

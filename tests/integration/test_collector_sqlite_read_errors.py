@@ -86,6 +86,7 @@ async def test_registry_and_bucket_reads_that_fail_answer_503_and_the_collector_
         for answer in answers:
             body = assert_problem(answer, 503)
             assert "gateways" not in body["detail"]  # nothing of the database in the answer
+            assert answer.headers.get("retry-after") == "5"
         failed = [e for e in logs if e["event"] == "api_storage_failed"]
         assert [e["path"] for e in failed] == ["/v1/audit/verify", "/v1/readings"]
         assert all("no such table: gateways" in e["error"] for e in failed)
@@ -156,13 +157,22 @@ async def test_a_token_lookup_that_fails_answers_503_and_a_stream_ends_cleanly_t
             (start,) = await stream.take(1)
             with capture_logs() as logs, table_away(database, "api_tokens"):
                 answer = await http.get("/v1/gateways", headers=auth)
+                # A stream (re)opened meanwhile: EventSource gives up for good on a 503.
+                reopened = await http.get("/v1/stream", headers=auth)
                 await link.send(1)  # its commit wakes the stream, whose token check fails
                 assert (await link.next_ack()).ack.acked_through == 1
                 await asyncio.wait_for(stream.ended.wait(), WAIT)
         body = assert_problem(answer, 503)
         assert "api_tokens" not in body["detail"]
+        assert_problem(reopened, 503)
+        # Said when to try again, as a 429 is (a client or the status page waits that long).
+        assert (answer.headers.get("retry-after"), reopened.headers.get("retry-after")) == (
+            "5",
+            "5",
+        )
         events = {e["event"]: e for e in logs if e["log_level"] != "debug"}
-        assert events["api_storage_failed"]["path"] == "/v1/gateways"
+        failed = [e["path"] for e in logs if e["event"] == "api_storage_failed"]
+        assert failed == ["/v1/gateways", "/v1/stream"]
         assert "no such table: api_tokens" in events["api_storage_failed"]["error"]
         assert "no such table: api_tokens" in events["stream_storage_failed"]["error"]
         # Resumed where it was: the reading committed while the stream failed arrives.

@@ -14,6 +14,11 @@
 const HOUR_MS = 3600 * 1000;
 const RELOAD_MS = 60 * 1000;
 const POLL_MS = 5 * 1000;
+// EventSource gives up for good on an answer other than a stream (a 503 while the database
+// does not answer, the collector restarting behind a proxy): the page polls, and opens the
+// stream again this much later (the 503's Retry-After is 5 s; a minute spares a struggling
+// collector a page that reconnects every few seconds).
+const REOPEN_MS = 60 * 1000;
 const GAPS_SETTLE_MS = 500;
 const BUCKET_MS = 60 * 1000;
 const SVG_NS = "http://www.w3.org/2000/svg";
@@ -183,7 +188,11 @@ function follow() {
       return;
     }
     setLive(`polling every ${POLL_MS / 1000} s`);
-    setInterval(reload, POLL_MS);
+    const polling = setInterval(reload, POLL_MS);
+    setTimeout(() => {
+      clearInterval(polling);
+      follow(); // reads everything afresh once it is open
+    }, REOPEN_MS);
   });
   for (const kind of ["status", "alarm", "gap"]) {
     source.addEventListener(kind, (message) => onEvent(kind, message));
