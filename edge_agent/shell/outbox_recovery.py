@@ -259,6 +259,23 @@ def declared_gap(
     )
 
 
+def _resealed_gap(epoch: str, from_seq: int, to_seq: int, now: float) -> GapRecord:
+    """Seqs of `epoch` that never come there, their readings sealed again in another: none lost."""
+    return GapRecord(
+        t=iso_time(now),
+        reason=GapReason.OUTBOX_RESTORED,
+        lost=0,
+        epoch=epoch,
+        from_seq=from_seq,
+        to_seq=to_seq,
+    )
+
+
+def _kept_from(kept: Sequence[GapRecord], *, lost: int | None) -> list[int]:
+    """First seqs of the records `kept` that declare `lost` readings (0, or None: unknown)."""
+    return [g.from_seq for g in kept if g.from_seq is not None and g.lost == lost]
+
+
 def _with_owed(gaps: list[GapRecord], owed: Sequence[GapRecord]) -> list[GapRecord]:
     """`gaps`, and those `owed` of epochs they do not declare (an earlier start's, not sealed)."""
     declared = {gap.epoch for gap in gaps}
@@ -309,14 +326,16 @@ def recovery_gaps(
         return _with_owed([declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now)], owed), False
     if noted is not None and noted.epoch == found.epoch and noted.seq > found.last_seq:
         # Healthy but older: a WAL cut (or a copy put back) lost seals after this one. The
-        # epoch's later seqs can no longer be vouched for, sent or not, and its undelivered
-        # blocks, sealed again under the new epoch, never come in this one either: declared
-        # from the lowest, or the collector keeps any it lacks as holes for good. A start
-        # that found it so and was cut short before its new epoch's first block committed
-        # may have sealed room made for that block at the lost seqs: the journal kept those.
-        kept = [g.from_seq for g in owed if g.epoch == found.epoch and g.from_seq is not None]
+        # epoch's later seqs can no longer be vouched for, sent or not: lost, unknown. Its
+        # undelivered blocks, sealed again under the new epoch, never come in this one either:
+        # declared from the lowest, or the collector keeps any it lacks as holes for good,
+        # but with nothing lost (their readings come in the new epoch). A start that found it
+        # so and was cut short before its new epoch's first block committed may have sealed
+        # room made for that block at the lost seqs: the journal kept what it declared.
+        kept = [g for g in owed if g.epoch == found.epoch]
+        first = min([found.last_seq + 1, *_kept_from(kept, lost=None)])
         undelivered = [] if found.first_undelivered is None else [found.first_undelivered]
-        first = min([found.last_seq + 1, *undelivered, *kept])
+        resealed = min([first, *undelivered, *_kept_from(kept, lost=0)])
         log.error(
             "outbox_rolled_back",
             path=str(path),
@@ -324,9 +343,12 @@ def recovery_gaps(
             last_seq=found.last_seq,
             sealed_through=noted.seq,
             lost_from=first,
+            resealed_from=resealed,
         )
-        restored = declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, first, now)
-        return _with_owed([restored], owed), True
+        restored = [declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, first, now)]
+        if resealed < first:
+            restored.insert(0, _resealed_gap(found.epoch, resealed, first - 1, now))
+        return _with_owed(restored, owed), True
     if known is not None and known != found.epoch:
         # Not the file last used here: an older copy, or another site's. Its seqs and those
         # of the journal's epoch can no longer be vouched for.

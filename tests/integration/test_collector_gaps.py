@@ -150,6 +150,31 @@ async def test_a_block_too_large_for_the_broker_closes_as_declared_with_nothing_
     ]
 
 
+async def test_a_rolled_back_epoch_closes_its_sealed_again_seqs_with_nothing_lost(
+    env: CollectorEnv,
+) -> None:
+    """An outbox found rolled back (copy at seq 8, 1..3 delivered, 9 and 10 lost by it) seals
+    4..8 again under a new epoch and declares them `outbox_restored` with `lost` 0, 9 on with
+    `lost` null (edge_agent.shell.outbox_recovery): both close, and `GET /v1/gaps` lists each
+    as sent, only the seqs past the copy as an unknown loss."""
+    for seq in (1, 2, 3, 9, 10):
+        await env.link.send(seq)
+    assert [(await _ack(env)).missing for _ in range(5)][-1] == ((4, 8),)
+    resealed = gap_record(
+        1, 0, GapReason.OUTBOX_RESTORED, epoch="epoch-1", from_seq=4, to_seq=8, point=None
+    )
+    lost = gap_record(1, None, GapReason.OUTBOX_RESTORED, epoch="epoch-1", from_seq=9, point=None)
+    await env.link.send(1, epoch="epoch-2", records=[resealed, lost])
+    assert (await _ack(env)).epoch == "epoch-2"
+    assert await _holes(env) == []
+    gateway, state = env.gateway.gateway, GapState.CLOSED
+    closed = await env.storage.gaps(EVERYTHING, gateway=gateway, state=state, after=None, limit=9)
+    assert [(g.reason, g.lost, g.epoch, g.from_seq, g.to_seq) for g in closed.items] == [
+        ("outbox_restored", 0, "epoch-1", 4, 8),
+        ("outbox_restored", None, "epoch-1", 9, None),
+    ]
+
+
 async def test_a_gap_record_sealed_again_in_another_block_is_stored_once(
     env: CollectorEnv,
 ) -> None:

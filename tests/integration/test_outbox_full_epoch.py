@@ -109,8 +109,13 @@ async def test_a_full_outbox_found_rolled_back_opens_in_a_new_epoch(tmp_path: Pa
     # Before: OutboxUnavailableError ('database or disk is full') at every start, this budget.
     new_epoch, gaps = await _reopened(path)
     assert new_epoch != old_epoch
-    restored = [(g.epoch, g.from_seq) for g in gaps if g.reason == GapReason.OUTBOX_RESTORED]
-    assert restored == [(old_epoch, first)]  # the lost seqs, and those sealed again
+    restored = [
+        (g.epoch, g.from_seq, g.to_seq, g.lost)
+        for g in gaps
+        if g.reason == GapReason.OUTBOX_RESTORED
+    ]
+    # Those sealed again (nothing lost), and the lost seqs.
+    assert restored == [(old_epoch, first, copied, 0), (old_epoch, copied + 1, None, None)]
     assert _epochs(path) == {new_epoch}  # every undelivered block sealed again under it
     assert _room_made(path) > before  # room made as for any seal, each loss declared
     assert _integrity(path) == "ok"
@@ -245,9 +250,14 @@ async def test_a_new_epoch_cut_short_after_making_room_leaves_no_seq_of_the_old_
 
     new_epoch, gaps = await _reopened(path)
     assert new_epoch != old_epoch
-    restored = [(g.epoch, g.from_seq) for g in gaps if g.reason == GapReason.OUTBOX_RESTORED]
-    # From the copy's lowest undelivered seq: past it, the seqs lost and those sealed again.
-    assert restored == [(old_epoch, first)]
+    restored = [
+        (g.epoch, g.from_seq, g.to_seq, g.lost)
+        for g in gaps
+        if g.reason == GapReason.OUTBOX_RESTORED
+    ]
+    # From the copy's lowest undelivered seq: those sealed again (nothing lost), then from the
+    # first seq the copy lost (as the cut-short start kept it, not past the replacements).
+    assert restored == [(old_epoch, first, copied, 0), (old_epoch, copied + 1, None, None)]
     # Before 9da24ad: [copied + 1 .. newest]: the next start declared from newest + 1 only.
     assert _undeclared(range(first, marked + 1), _declared(path, old_epoch)) == []
     assert _epochs(path) == {new_epoch}

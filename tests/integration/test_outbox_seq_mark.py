@@ -142,9 +142,10 @@ async def test_blocks_sealed_while_making_room_move_the_seq_mark(
     assert new_epoch != epoch
     restored = [g for g in gaps if g.reason == GapReason.OUTBOX_RESTORED]
     # From its lowest undelivered seq: the blocks sealed again under the new epoch never come
-    # in this one (`test_outbox_rolled_back_holes`), nor the lost ones past seq 125.
-    assert [(g.epoch, g.from_seq) for g in restored] == [
-        (epoch, _first_undelivered(snapshot, epoch))
+    # in this one (`test_outbox_rolled_back_holes`), nothing lost; nor the lost ones past 125.
+    assert [(g.epoch, g.from_seq, g.to_seq, g.lost) for g in restored] == [
+        (epoch, _first_undelivered(snapshot, epoch), 125, 0),
+        (epoch, 126, None, None),
     ]
 
 
@@ -195,6 +196,7 @@ async def test_a_second_writer_never_moves_the_seq_mark_back(
     # Before: the copy (seq 4) opened in the same epoch: seq 5 sealed again, other bytes.
     new_epoch, gaps = await _reopened(path)
     assert new_epoch != epoch
-    assert [(g.reason, g.epoch, g.from_seq) for g in gaps] == [
-        (GapReason.OUTBOX_RESTORED, epoch, 1)  # none delivered: from 1 (5 lost, 1..4 sealed again)
+    assert [(g.reason, g.epoch, g.from_seq, g.to_seq, g.lost) for g in gaps] == [
+        (GapReason.OUTBOX_RESTORED, epoch, 1, 4, 0),  # none delivered: 1..4 sealed again
+        (GapReason.OUTBOX_RESTORED, epoch, 5, None, None),  # 5 lost
     ]

@@ -196,7 +196,8 @@ async def test_a_tally_noted_after_another_process_started_an_epoch_keeps_its_ma
     await _agent_starts(path)
     # Before: [] (the mark named another epoch: the copy opened as it was, its last seq sealed
     # again with other bytes).
-    assert _restored(path) == [(second, 1)]  # from its lowest undelivered seq (5f88df2)
+    # From its lowest undelivered seq (5f88df2): 1..2 sealed again, 3 lost.
+    assert _restored(path) == [(second, 1), (second, 3)]
     assert _declared(path) == [LET_GO.count]
 
 
@@ -230,7 +231,8 @@ async def test_a_seq_of_an_older_epoch_never_replaces_a_newer_epochs_mark(
     _restore(path, snapshot)
     await _agent_starts(path)
     # Before: [] (the copy opened as it was).
-    assert _restored(path) == [(second, 1)]  # from its lowest undelivered seq (5f88df2)
+    # From its lowest undelivered seq (5f88df2): 1..2 sealed again, 3 lost.
+    assert _restored(path) == [(second, 1), (second, 3)]
 
 
 def test_a_declaration_takes_off_only_what_it_named(tmp_path: Path) -> None:
