@@ -5,7 +5,9 @@ arrival is written to the journal not active (judged at the row's `at`). Once th
 within the allowance of its raise it is active (AlarmState.active_at), and the feed says so
 with one more alarm event, written by a sweep (`collector.feed.activations` runs it every
 second, `collector.storage.activations` reads and writes): each sweep looks at the raises that
-came due since the previous one (`ActivationWindow`), and writes an event for each open one
+came due since the previous one (`ActivationWindow`), and at those due with a journal row stored
+since (one that reached the journal through a collector of a smaller allowance only after it was
+due here, below every later window), and writes an event for each open one
 whose newest journal row does not say it active already (`due_activations`): a row keeps
 `active` as its writer judged it, so a collector of another allowance, or this one before its
 clock stepped back, announced it for good.
@@ -31,15 +33,20 @@ AlarmKey = tuple[str, str]
 class ActivationSweep:
     """One look for open alarms whose raise, stamped ahead, the clock came within reach of.
 
-    Raises due (raised_at - allowance) in (`due_after`, `now`] (None: any up to `now`); the
-    newest journal row of each is looked for above `scan_after` first (one read of the rows a
-    sweep of this process did not see), then below it, alarm by alarm.
+    Raises due (raised_at - allowance) in (`due_after`, `now`] (None: any up to `now`), and
+    any due up to `now` with an alarm journal row above `fresh_after`: a raise that reached the
+    journal only after it was due here (written not active by a collector of a smaller
+    allowance) is below every later window. The newest journal row of each is looked for above
+    `scan_after` first (one read of the rows a sweep of this process did not see), then below
+    it, alarm by alarm.
     """
 
     now: float
     allowance: float
     due_after: float | None
     scan_after: int
+    fresh_after: int = 0
+    """Journal rows above it were committed after an earlier sweep of this process looked."""
 
     @property
     def raised_after(self) -> float | None:
@@ -70,7 +77,12 @@ class ActivationWindow:
             return ActivationSweep(now, allowance, None, 0)
         due_after = self.swept[-1][0] - ACTIVATION_MARGIN
         heads = [head for at, head in self.swept if at <= due_after - ACTIVATION_MARGIN]
-        return ActivationSweep(now, allowance, due_after, heads[-1] if heads else 0)
+        # Rows above the oldest sweep kept came after it looked at every raise then due: the
+        # first sweep's looked at all of them.
+        fresh_after = heads[-1] if heads else self.swept[0][1]
+        return ActivationSweep(
+            now, allowance, due_after, heads[-1] if heads else 0, fresh_after=fresh_after
+        )
 
     def after(self, now: float, head: int) -> ActivationWindow:
         """The window once a sweep at `now` read the journal up to `head`.

@@ -30,18 +30,40 @@ _KEYS: Final = 300
 """Alarms per read of their newest rows: far below either backend's parameter limit."""
 
 
-async def _raised_ahead(fetch: Fetch, sweep: ActivationSweep) -> list[AlarmState]:
-    """Open alarms raised by an event stamped ahead whose raise came due in the sweep."""
+_OPEN_AHEAD: Final = (
+    " AND a.raise_ahead AND a.raised_at IS NOT NULL AND a.cleared_at IS NULL"
+    " ORDER BY a.since, a.gateway, a.alarm_id"
+)
+
+
+async def _raised_ahead(
+    fetch: Fetch, statements: FeedStatements, sweep: ActivationSweep
+) -> list[AlarmState]:
+    """Open alarms raised by an event stamped ahead whose raise came due in the sweep.
+
+    With a window, also those due before it with a journal row written since an earlier
+    sweep: another collector's, of a smaller allowance, that stored the raise only after it
+    was due by ours (below every window since).
+    """
     # `since` is the raise time of every raised alarm: the alarms_by_since index finds them.
-    lower = "" if sweep.raised_after is None else " AND a.since > ?"
-    bounds = () if sweep.raised_after is None else (sweep.raised_after,)
+    if sweep.raised_after is None:
+        rows = await fetch(
+            f"SELECT {ALARM_COLUMNS} FROM alarms a WHERE a.since <= ?{_OPEN_AHEAD}",
+            (sweep.raised_through,),
+        )
+        return [alarm_state(row) for row in rows]
     rows = await fetch(
-        f"SELECT {ALARM_COLUMNS} FROM alarms a WHERE a.since <= ?{lower}"
-        " AND a.raise_ahead AND a.raised_at IS NOT NULL AND a.cleared_at IS NULL"
-        " ORDER BY a.since, a.gateway, a.alarm_id",
-        (sweep.raised_through, *bounds),
+        f"SELECT {ALARM_COLUMNS} FROM alarms a WHERE a.since <= ? AND a.since > ?{_OPEN_AHEAD}",
+        (sweep.raised_through, sweep.raised_after),
     )
-    return [alarm_state(row) for row in rows]
+    # The journal's newest rows by id (its primary key), then each alarm by its key.
+    late = await fetch(
+        f"SELECT {ALARM_COLUMNS} FROM alarms a WHERE a.since <= ? AND a.since <= ?"
+        " AND (a.gateway, a.alarm_id) IN (SELECT f.gateway, "
+        f"{statements.alarm_id} FROM feed f WHERE f.id > ? AND f.kind = 'alarm'){_OPEN_AHEAD}",
+        (sweep.raised_through, sweep.raised_after, sweep.fresh_after),
+    )
+    return [alarm_state(row) for row in (*late, *rows)]
 
 
 def _key(state: AlarmState) -> AlarmKey:
@@ -105,7 +127,7 @@ async def _due(
     active may be older than any sweep of this process (another collector's, of a larger
     allowance; this one's before its clock stepped back).
     """
-    candidates = await _raised_ahead(fetch, sweep)
+    candidates = await _raised_ahead(fetch, statements, sweep)
     if not candidates:
         return [], {}
     keys = [_key(state) for state in candidates]

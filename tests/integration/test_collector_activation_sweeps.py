@@ -82,3 +82,34 @@ async def test_a_sweep_of_a_smaller_allowance_takes_the_announcement_of_a_larger
         later = [RAISED - 300.0 - 200 + i for i in range(211)]
         _, by_b_later = await _sweep(storage, b, later, allowance=300.0)
     assert (by_a, by_b, by_b_later) == ([0.0], [], [])
+
+
+@pytest.mark.parametrize("restarted", [False, True])
+async def test_a_raise_come_due_before_it_arrived_is_announced_by_a_larger_allowance(
+    storage_url: str, restarted: bool
+) -> None:
+    """Two collectors on one database, A at 900 s sweeping all along and B at 300 s: B ingests
+    a raise 600 s ahead of the clock and writes it not active (by B's allowance), then stops.
+    By A's allowance the raise was due 300 s before it arrived, below the window of every
+    later sweep of A (those look at raises come due since the previous sweep): the defect,
+    nobody announced it. Now a sweep also takes each alarm with a journal row written since
+    (a margin before) its previous sweeps, so A announces it at its next sweep."""
+    async with open_storage(storage_url) as storage:
+        assert isinstance(storage, AlarmActivations)
+        await register(storage, NANCHANG)
+        window, before = await _sweep(
+            storage, ActivationWindow(), [NOW - 120 + i for i in range(120)]
+        )
+        raised = NOW + 600
+        await store_blocks(
+            storage,
+            NANCHANG,
+            [[alarm_record("fast/1", AlarmEvent.RAISE, raised)]],
+            received=NOW,
+            ahead_allowance=300.0,
+        )
+        if restarted:
+            window = ActivationWindow()
+        _, after = await _sweep(storage, window, [NOW + i for i in range(400)])
+    # Seconds past DUE of this file's raise: when A swept, relative to NOW.
+    assert (before, [at + DUE - NOW for at in after]) == ([], [0.0])

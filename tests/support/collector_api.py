@@ -8,6 +8,7 @@ through httpx's ASGI transport.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
 from datetime import UTC, timezone
 from typing import Any, Final
@@ -55,8 +56,11 @@ async def store_blocks(
     *,
     received: float = NOW,
     catalogue: Catalogue | None = None,
+    ahead_allowance: float | None = None,
 ) -> None:
     """Store `blocks` of `gateway` through the ingest path, in one batch, received at `received`.
+
+    `ahead_allowance`: the ingesting collector's (None: the default).
 
     A sequence is seqs 1, 2, ...; a mapping names each block's seq, so some can be missing (a
     gap). Each block chains to the one before it, or to GENESIS when that is not stored here.
@@ -72,6 +76,8 @@ async def store_blocks(
     grants = key_grants(NANCHANG, BEIJING)
     batch = plan_batch(messages, grants, catalogue or default_catalogue())
     assert not batch.audits, batch.audits
+    if ahead_allowance is not None:
+        batch = dataclasses.replace(batch, ahead_allowance=ahead_allowance)
     await storage.ingest(batch)
 
 

@@ -53,7 +53,16 @@ def test_each_sweep_reads_from_the_previous_a_margin_back_and_scans_from_one_bef
     # The newest sweep at least a margin before the window: a row announcing a raise in it
     # was written after that sweep read its head.
     assert sweep.scan_after == int(199 - 2 * ACTIVATION_MARGIN) * 10
+    assert sweep.fresh_after == sweep.scan_after
     assert len(window.swept) <= 3 * ACTIVATION_MARGIN + 2
+
+
+def test_rows_stored_since_the_first_sweep_are_looked_at_whatever_the_window() -> None:
+    """Before a sweep a margin back exists, rows above the first sweep's head (it looked at
+    every raise then due), never the whole journal again."""
+    window = ActivationWindow().after(100.0, head=70).after(101.0, head=75)
+    sweep = window.sweep(102.0, ALLOWANCE)
+    assert (sweep.scan_after, sweep.fresh_after) == (0, 70)
 
 
 def test_a_raise_come_due_is_announced_unless_its_newest_row_says_it_active() -> None:
