@@ -69,6 +69,9 @@ class UplinkPlan:
 # SQLITE_BUSY (a seal or `outbox resend` in progress is over long before). Not a config key:
 # every plan `edge-agent run` compiles has it; tests that wait out a lock make it short.
 OUTBOX_BUSY_TIMEOUT: Final = 30.0
+# How long an opening of the outbox or an epoch start waits for another process's
+# (`edge_agent.shell.outbox_epoch_lock`): an opening checks the whole file (quick_check).
+OUTBOX_EPOCH_LOCK_TIMEOUT: Final = 120.0
 
 
 @dataclass(frozen=True, slots=True)

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 
 import aiosqlite
@@ -40,6 +41,7 @@ import structlog
 from edge_agent.core.chain import Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell.outbox_delivery import Delivery
+from edge_agent.shell.outbox_epoch_lock import EpochLock
 from edge_agent.shell.outbox_file import OutboxFile
 from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
@@ -78,6 +80,7 @@ class Outbox:
         reserve: Reserve | None = None,
         mark: SeqMark | None = None,
         unsealed: LostReadings | None = None,
+        epoch_lock: EpochLock | None = None,
     ) -> None:
         self._file = file = OutboxFile(db, identity, key, mark=mark, unsealed=unsealed)
         self._room = RoomMaker(
@@ -88,6 +91,7 @@ class Outbox:
         self.delivery = Delivery(file, self._room, journal)
         self._budget = budget
         self._journal = journal
+        self._epoch_lock = epoch_lock
         self._data_version = 0
 
     @property
@@ -179,23 +183,26 @@ class Outbox:
         async with file.lock:
             file.handed.clear()
             epoch = secrets.token_hex(8)
-            if self._journal is not None:
-                # What its first block declares, kept until the next epoch: this start may be
-                # cut short before it commits, and room made for it below is sealed at the head
-                # of the epoch left, maybe at the very seqs declared.
-                self._journal.record(epoch, gaps)
-            # Its first block is sealed at the head as every block is: a full outbox (a site
-            # offline for weeks) makes room for it first. Room made before it commits is sealed
-            # in the epoch left (replacements at its head), then sealed again under this one.
-            await self._room.sealing(
-                lambda: begin_epoch(
-                    file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced
-                ),
-                records=len(gaps),
-                now=now,
-                clock_synced=clock_synced,
-                evicting=file.evicting,
-            )
+            # Until its first block commits the journal is ahead of the file: another process
+            # opening the outbox meanwhile would take the file for another copy.
+            async with self._epoch_lock.held() if self._epoch_lock else nullcontext():
+                if self._journal is not None:
+                    # What its first block declares, kept until the next epoch: this start may
+                    # be cut short before it commits, and room made for it below is sealed at
+                    # the head of the epoch left, maybe at the very seqs declared.
+                    self._journal.record(epoch, gaps)
+                # Its first block is sealed at the head as every block is: a full outbox (a
+                # site offline for weeks) makes room for it first. Room made before it commits
+                # is sealed in the epoch left (replacements at its head), then again under this.
+                await self._room.sealing(
+                    lambda: begin_epoch(
+                        file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced
+                    ),
+                    records=len(gaps),
+                    now=now,
+                    clock_synced=clock_synced,
+                    evicting=file.evicting,
+                )
             log.warning("epoch_started", epoch=epoch, gaps=[g.reason.value for g in gaps])
         await self.reseal_older_epochs(now=now, clock_synced=clock_synced)
         return epoch

@@ -15,7 +15,7 @@ import sqlite3
 import tempfile
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager, contextmanager
+from contextlib import AsyncExitStack, asynccontextmanager, contextmanager
 from pathlib import Path
 
 import aiosqlite
@@ -23,9 +23,15 @@ import structlog
 
 from edge_agent.core.chain import Identity
 from edge_agent.core.losses import LostReadings
-from edge_agent.core.plan import OUTBOX_BUSY_TIMEOUT
+from edge_agent.core.plan import OUTBOX_BUSY_TIMEOUT, OUTBOX_EPOCH_LOCK_TIMEOUT
 from edge_agent.shell.outbox import Outbox
-from edge_agent.shell.outbox_recovery import foreign_database, outbox_unavailable, recovery_gaps
+from edge_agent.shell.outbox_epoch_lock import EpochLock
+from edge_agent.shell.outbox_recovery import (
+    NotAnOutboxError,
+    foreign_database,
+    outbox_unavailable,
+    recovery_gaps,
+)
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from edge_agent.shell.stop_signals import STOP_SIGNALS
@@ -57,10 +63,10 @@ def outbox_path_problem(path: Path, *, try_writing: bool) -> str | None:
         return _closed_folder_problem(path, exc)
 
 
-# Files kept beside the outbox: SQLite's, the agent's lock (agent_lock) and its disk reserve
-# (outbox_space). A folder in the place of one would make the outbox look corrupt (moved aside
-# with its backlog) or end the start in a traceback.
-_BESIDE = ("-wal", "-shm", ".agent-lock", ".reserve")
+# Files kept beside the outbox: SQLite's, the agent's lock (agent_lock), the epoch lock
+# (outbox_epoch_lock) and its disk reserve (outbox_space). A folder in the place of one would
+# make the outbox look corrupt (moved aside with its backlog) or end the start in a traceback.
+_BESIDE = ("-wal", "-shm", ".agent-lock", ".epoch-lock", ".reserve")
 
 
 def _file_problem(path: Path) -> str | None:
@@ -156,20 +162,34 @@ async def open_outbox(
     another program's database raises NotAnOutboxError, and stays as it was.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
+    foreign = foreign_database(path)
+    if foreign is not None:  # refused before the epoch lock is made beside it
+        raise NotAnOutboxError(foreign)
     journal = EpochJournal.beside(path)
     mark = SeqMark.beside(path)
+    epoch_lock = EpochLock.beside(path, OUTBOX_EPOCH_LOCK_TIMEOUT)
     now = time.time()
-    # Read before the file is checked: a seal the running agent commits meanwhile (this may
-    # be `edge-agent backfill`) then moves the file, never the mark, past what was compared.
-    noted = mark.read()
-    gaps, abandon = recovery_gaps(path, journal, noted, now, busy_timeout=busy_timeout)
-    # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
-    # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy timeout).
-    # Its worker thread is born blocking the stop signals (edge_agent.shell.stop_signals): one
-    # that came meanwhile waits the few milliseconds of the connect.
-    with _opening(path), signals_blocked(STOP_SIGNALS):
-        db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
-    try:
+    async with AsyncExitStack() as resources:
+        resources.callback(mark.close)
+        # Held until the epoch opened is journaled and committed: another process's epoch
+        # start (the running agent's, beside `edge-agent backfill`) journals its epoch before
+        # its first block commits, and the check below would take that file for another copy.
+        checking = AsyncExitStack()
+        resources.push_async_exit(checking)
+        await checking.enter_async_context(epoch_lock.held())
+        # Read before the file is checked: a seal the running agent commits meanwhile (this
+        # may be `edge-agent backfill`) then moves the file, never the mark, past what was
+        # compared.
+        noted = mark.read()
+        gaps, abandon = recovery_gaps(path, journal, noted, now, busy_timeout=busy_timeout)
+        # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
+        # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy
+        # timeout). Its worker thread is born blocking the stop signals
+        # (edge_agent.shell.stop_signals): one that came meanwhile waits the few milliseconds
+        # of the connect.
+        with _opening(path), signals_blocked(STOP_SIGNALS):
+            db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
+        resources.push_async_callback(db.close)
         with _opening(path):
             budget = None if max_bytes is None else SpaceBudget(max_bytes)
             reserve = None if budget is None else Reserve.beside(path, budget.reserve_bytes)
@@ -185,6 +205,7 @@ async def open_outbox(
                 reserve=reserve,
                 mark=mark,
                 unsealed=None if noted is None else noted.unsealed,
+                epoch_lock=epoch_lock,
             )
             # A new file's first block carries the gaps (abandon: the file has its epoch).
             first_block = () if abandon else gaps
@@ -194,16 +215,14 @@ async def open_outbox(
             elif gaps:
                 await outbox.seal(tuple(gaps), now=now, clock_synced=clock_synced)
             # Only an epoch the journal does not name (a first start, a new file, a journal
-            # lost): one it names may be older than one another process (the agent, beside
-            # `edge-agent backfill`) started since this check, and recorded again it would
-            # move to the end and wipe what that start's first block owes.
+            # lost): one it names may be older than one another process started since, and
+            # recorded again it would move to the end and wipe what that start's first block
+            # owes.
             if outbox.epoch not in journal.epochs():
                 journal.record(outbox.epoch)
+            await checking.aclose()
             await outbox.reseal_older_epochs(now=now, clock_synced=clock_synced)
             # Written now, while the disk may have room: later it is only overwritten in place
             # (nothing added: the tally noted there stays).
             outbox.note_unsealed(LostReadings())
         yield outbox
-    finally:
-        mark.close()
-        await db.close()

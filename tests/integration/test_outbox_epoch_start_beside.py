@@ -11,17 +11,29 @@ held by lines on its stdin at a hook just after its check of the file.
 
 from __future__ import annotations
 
+import asyncio
+import fcntl
+import os
 import subprocess
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import edge_agent.shell.outbox as outbox_module
+import edge_agent.shell.outbox_epoch_lock as epoch_lock
+from edge_agent.core.chain import SealedBlock
+from edge_agent.shell.outbox_epoch_lock import EpochLock
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_recovery import Healthy, declared_gap, inspect_outbox
+from edge_agent.shell.outbox_recovery import (
+    Healthy,
+    OutboxUnavailableError,
+    declared_gap,
+    inspect_outbox,
+)
 from edge_agent.shell.outbox_rewrite import begin_epoch as begin
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from specs.records import GapReason
@@ -36,6 +48,7 @@ pytestmark = pytest.mark.timeout(120)
 _OPENING = """
 import asyncio, sys
 from pathlib import Path
+from typing import Any
 import edge_agent.shell.outbox_open as opening
 from tests.support.outbox_site import KEY, SITE
 
@@ -94,25 +107,40 @@ async def test_an_opening_beside_an_epoch_start_does_not_journal_the_old_epoch_a
     path = tmp_path / "outbox.db"
     journal = EpochJournal.beside(path)
     said: list[str] = []
+    # The agent's start reached its first block, or (the opening holding the epoch lock) waits.
+    reached, finished = asyncio.Event(), asyncio.Event()
+    wait = epoch_lock.waited
+
+    async def waited(*args: Any) -> None:
+        reached.set()
+        await wait(*args)
+
+    async def begin_once_the_opening_is_done(*args: Any, **kwargs: Any) -> SealedBlock:
+        reached.set()  # the agent's new epoch journaled, not committed
+        await finished.wait()
+        if cut_short:
+            raise OSError("the agent killed before its new epoch committed")
+        return await begin(*args, **kwargs)
+
+    monkeypatch.setattr(epoch_lock, "waited", waited)
     async with open_outbox(path, SITE, KEY) as agent:
         old = agent.epoch
         for index in range(3):
             await agent.seal(_block(index), now=T0 + index, clock_synced=True)
         with _opening(path) as second:
-
-            async def begin_once_the_opening_is_done(*args: object, **kwargs: object) -> object:
-                said.extend(_finish(second))  # the agent's new epoch journaled, not committed
-                if cut_short:
-                    raise OSError("the agent killed before its new epoch committed")
-                return await begin(*args, **kwargs)  # type: ignore[arg-type]
-
             monkeypatch.setattr(outbox_module, "begin_epoch", begin_once_the_opening_is_done)
             rollback = declared_gap(GapReason.OUTBOX_RESTORED, old, 2, T0)
+            start = asyncio.create_task(
+                agent.start_new_epoch((rollback,), now=T0 + 10, clock_synced=True)
+            )
+            await reached.wait()
+            said.extend(_finish(second))
+            finished.set()
             if cut_short:
                 with pytest.raises(OSError, match="killed"):
-                    await agent.start_new_epoch((rollback,), now=T0 + 10, clock_synced=True)
+                    await start
             else:
-                await agent.start_new_epoch((rollback,), now=T0 + 10, clock_synced=True)
+                await start
             monkeypatch.setattr(outbox_module, "begin_epoch", begin)
         assert said == [f"epoch {old}"]
         new = journal.latest()
@@ -139,3 +167,100 @@ async def test_an_opening_beside_an_epoch_start_does_not_journal_the_old_epoch_a
         # Before: outbox_replaced (expected E1, found E2), both declared lost, a third epoch.
         assert restarted.epoch == new
         assert declared == []
+
+
+# argv: the outbox. Says the epoch it opened in.
+_PLAIN_OPENING = """
+import asyncio, sys
+from pathlib import Path
+from edge_agent.shell.outbox_open import open_outbox
+from tests.support.outbox_site import KEY, SITE
+
+async def main() -> None:
+    async with open_outbox(Path(sys.argv[1]), SITE, KEY) as outbox:
+        print("epoch", outbox.epoch, flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_an_opening_during_an_epoch_start_waits_for_its_first_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "outbox.db"
+    journal = EpochJournal.beside(path)
+    openings: list[subprocess.Popen[str]] = []
+    said: list[str] = []
+
+    async def begin_beside_an_opening(*args: Any, **kwargs: Any) -> SealedBlock:
+        # The journal names the new epoch, the file the old: an opening starts now, and goes
+        # on until it waits for the epoch lock (or, before, has opened).
+        second = subprocess.Popen(
+            [sys.executable, "-c", _PLAIN_OPENING, str(path)],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        openings.append(second)
+        assert second.stdout is not None
+        line = ""
+        while not (line.startswith("epoch ") or "outbox_epoch_lock_busy" in line):
+            line = second.stdout.readline()
+            assert line, "the opening ended before opening"
+        said.append(line.rstrip("\n"))
+        return await begin(*args, **kwargs)
+
+    try:
+        async with open_outbox(path, SITE, KEY) as agent:
+            old = agent.epoch
+            for index in range(3):
+                await agent.seal(_block(index), now=T0 + index, clock_synced=True)
+            monkeypatch.setattr(outbox_module, "begin_epoch", begin_beside_an_opening)
+            rollback = declared_gap(GapReason.OUTBOX_RESTORED, old, 1, T0)
+            new = await agent.start_new_epoch((rollback,), now=T0 + 10, clock_synced=True)
+            monkeypatch.setattr(outbox_module, "begin_epoch", begin)
+            (second,) = openings
+            assert second.stdout is not None
+            said.extend(second.stdout.read().splitlines())
+            assert second.wait(60) == 0
+            # Before: the opening took the file for another copy (outbox_replaced), declared
+            # both epochs lost from 1 and opened a third, which begin_epoch then overwrote.
+            assert [line for line in said if line.startswith("epoch ")] == [f"epoch {new}"]
+            assert not [line for line in said if "outbox_replaced" in line]
+            assert journal.epochs() == (old, new)
+            for index in range(3, 6):
+                await agent.seal(_block(index), now=T0 + index, clock_synced=True)
+            noted = SeqMark.beside(path).read()
+            assert noted is not None
+            assert (noted.epoch, noted.seq) == (new, _last_seq(path))
+    finally:
+        for opening in openings:
+            if opening.poll() is None:
+                opening.kill()
+            opening.wait()
+            if opening.stdout is not None:
+                opening.stdout.close()
+    before = len(_gap_records(path))
+    async with open_outbox(path, SITE, KEY) as restarted:
+        assert restarted.epoch == new
+    assert _gap_records(path)[before:] == []
+
+
+async def test_a_wait_for_the_epoch_lock_given_up_says_so_and_leaves_the_lock_free(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db.epoch-lock"
+    other = os.open(path, os.O_RDWR | os.O_CREAT)  # another process's hold, as flock sees it
+    fcntl.flock(other, fcntl.LOCK_EX)
+    with pytest.raises(OutboxUnavailableError, match="another process has been starting"):
+        async with EpochLock(path, 0).held():
+            pass
+    os.close(other)
+    # The given-up wait's thread takes the lock once free and lets it go at once.
+    async with EpochLock(path, 60).held():
+        probe = os.open(path, os.O_RDWR)
+        try:
+            with pytest.raises(BlockingIOError):
+                fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        finally:
+            os.close(probe)

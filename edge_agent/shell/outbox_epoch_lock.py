@@ -1,0 +1,120 @@
+"""Epoch starts and start-up checks of one outbox, one process at a time.
+
+An epoch start journals its epoch before its first block commits (`Outbox.start_new_epoch`:
+a start cut short must leave what that block declares to the next start), and a start-up
+check reads the journal before the file (`outbox_recovery.recovery_gaps`). A second process
+opening the outbox (`edge-agent backfill`, beside the running agent) that read them in
+between saw the journal ahead of the file, took the file for another copy and started a
+third epoch over the agent's. So both hold an exclusive `flock` on `<outbox>.epoch-lock`: an
+opening from before it reads the journal until its epoch is journaled and committed, a start
+from before it journals its epoch until the epoch's first block commits. The other waits, in a
+thread (the agent's event loop goes on), at most `timeout` seconds: then
+OutboxUnavailableError, nothing changed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+
+import structlog
+
+from edge_agent.shell.outbox_recovery import OutboxUnavailableError
+
+log = structlog.get_logger("edge_agent.outbox")
+
+
+class EpochLock:
+    """The lock of one outbox's epoch starts, taken again freely by the task holding it."""
+
+    def __init__(self, path: Path, timeout: float) -> None:
+        self._path = path
+        self._timeout = timeout
+        # An opening holds it across the epoch start it may make: taken again, not waited for.
+        self._depth = 0
+
+    @classmethod
+    def beside(cls, outbox: Path, timeout: float) -> EpochLock:
+        """The epoch lock of an outbox file."""
+        return cls(outbox.with_name(outbox.name + ".epoch-lock"), timeout)
+
+    @asynccontextmanager
+    async def held(self) -> AsyncIterator[None]:
+        """Held by this process (released on exit, and by the kernel if the process dies)."""
+        if self._depth:
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+            return
+        try:
+            descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            # A full disk (no room for the empty file) must not stop the start: it goes on
+            # unserialised, as before the lock (the disk full tests).
+            log.warning("outbox_epoch_lock_not_made", path=str(self._path), error=str(exc))
+            yield
+            return
+        try:
+            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            busy = False
+        except BlockingIOError:
+            busy = True
+        except BaseException:
+            os.close(descriptor)
+            raise
+        if busy:
+            log.warning("outbox_epoch_lock_busy", path=str(self._path))
+            await waited(descriptor, self._path, self._timeout)  # closes it if not taken
+        self._depth = 1
+        try:
+            yield
+        finally:
+            self._depth = 0
+            os.close(descriptor)  # the lock goes with it
+
+
+async def waited(descriptor: int, path: Path, bound: float) -> None:
+    """Take the lock on `descriptor`, waited for in a thread of its own, at most `bound` s.
+
+    A daemon thread, not the loop's executor: one still waiting when the wait is given up
+    must not hold the program's exit. It closes the descriptor if the lock comes too late.
+    """
+    loop = asyncio.get_running_loop()
+    taken = loop.create_future()
+    guard = threading.Lock()
+    state = {"given_up": False, "taken": False}
+
+    def wait() -> None:
+        fcntl.flock(descriptor, fcntl.LOCK_EX)
+        with guard:
+            if state["given_up"]:
+                os.close(descriptor)
+                return
+            state["taken"] = True
+        loop.call_soon_threadsafe(taken.set_result, None)
+
+    threading.Thread(target=wait, name="outbox-epoch-lock", daemon=True).start()
+    try:
+        await asyncio.wait_for(asyncio.shield(taken), bound)
+    except BaseException as exc:
+        with guard:
+            given_up = state["given_up"] = not state["taken"]
+        if not given_up:  # taken just as the wait ended
+            if isinstance(exc, TimeoutError):
+                return
+            os.close(descriptor)
+            raise
+        if isinstance(exc, TimeoutError):
+            raise OutboxUnavailableError(
+                f"{path}: another process has been starting an epoch of the outbox or opening"
+                f" it for {bound:g} s (the running agent, `edge-agent backfill`); nothing was"
+                " changed: try again once it is done"
+            ) from None
+        raise
