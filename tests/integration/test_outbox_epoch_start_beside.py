@@ -16,8 +16,7 @@ import fcntl
 import os
 import subprocess
 import sys
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -38,6 +37,7 @@ from edge_agent.shell.outbox_rewrite import begin_epoch as begin
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from specs.records import GapReason
 from tests.integration.test_outbox_declarations import _block, _gap_records
+from tests.support.held_process import Held, held_process
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.sigkill_writer import ROOT
 
@@ -47,6 +47,7 @@ pytestmark = pytest.mark.timeout(120)
 # open, says the epoch it sealed in.
 _OPENING = """
 import asyncio, sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 import edge_agent.shell.outbox_open as opening
@@ -70,28 +71,12 @@ asyncio.run(main())
 """
 
 
-@contextmanager
-def _opening(path: Path) -> Iterator[subprocess.Popen[str]]:
-    with subprocess.Popen(
-        [sys.executable, "-c", _OPENING, str(path)],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as second:
-        assert second.stdout is not None
-        assert second.stdout.readline() == "held\n"
-        yield second
+def _opening(path: Path) -> AbstractContextManager[Held]:
+    return held_process(_OPENING, str(path))
 
 
-def _finish(second: subprocess.Popen[str]) -> list[str]:
-    assert second.stdin is not None
-    assert second.stdout is not None
-    second.stdin.write("go\n")
-    second.stdin.close()
-    said = second.stdout.read().splitlines()
-    assert second.wait(60) == 0
-    return [line for line in said if line.startswith("epoch ")]
+def _finish(second: Held) -> list[str]:
+    return [line for line in second.release("go") if line.startswith("epoch ")]
 
 
 def _last_seq(path: Path) -> int:
@@ -172,6 +157,7 @@ async def test_an_opening_beside_an_epoch_start_does_not_journal_the_old_epoch_a
 # argv: the outbox. Says the epoch it opened in.
 _PLAIN_OPENING = """
 import asyncio, sys
+from contextlib import AbstractContextManager
 from pathlib import Path
 from edge_agent.shell.outbox_open import open_outbox
 from tests.support.outbox_site import KEY, SITE

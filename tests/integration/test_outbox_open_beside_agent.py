@@ -20,8 +20,6 @@ epoch beside the agent).
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -29,8 +27,8 @@ import pytest
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from tests.integration.test_outbox_declarations import _block, _gap_records
+from tests.support.held_process import held_process
 from tests.support.outbox_site import KEY, SITE, T0
-from tests.support.sigkill_writer import ROOT
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -83,24 +81,12 @@ async def test_an_opening_beside_the_agent_does_not_take_its_fresh_seal_for_a_ro
         epoch = agent.epoch
         for index in range(3):
             await agent.seal(_block(index), now=T0 + index, clock_synced=True)
-        with subprocess.Popen(
-            [sys.executable, "-c", _SECOND_OPENING, str(path), after],
-            cwd=ROOT,
-            stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            text=True,
-        ) as second:
-            assert second.stdin is not None
-            assert second.stdout is not None
-            assert second.stdout.readline() == "held\n"
+        with held_process(_SECOND_OPENING, str(path), after) as second:
             await agent.seal(_block(3), now=T0 + 3, clock_synced=True)  # seq 4, then its mark
             noted = SeqMark.beside(path).read()
             assert noted is not None
             assert (noted.epoch, noted.seq) == (epoch, 4)
-            second.stdin.write("go\n")
-            second.stdin.close()
-            said = second.stdout.read().splitlines()  # its log lines come to stdout too
-            assert second.wait(60) == 0
+            said = second.release("go")  # its log lines come to stdout too
         # Before (`file`): the file seen at seq 3, the mark at 4: outbox_rolled_back, a new
         # epoch, and an outbox_restored of the agent's epoch from 1 (its lowest undelivered).
         assert [line for line in said if line.startswith("epoch ")] == [f"epoch {epoch}"]
