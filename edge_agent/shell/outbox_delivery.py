@@ -232,10 +232,12 @@ class Delivery:
             self._left_out.acked(released.left_out, keys, file.key.kid)
             if released.announcements:
                 self.announcement_delivered.set()
-            if (through >= 1 or also == 1) and epoch != self._told and self._journal is not None:
+            if released.first_delivered and epoch != self._told and self._journal is not None:
                 # The epoch's first block is at the collector, and the gap records it carries:
-                # a start that finds the file lost no longer declares them again. Under the
-                # lock: a new epoch this process starts is journaled under it too.
+                # a start that finds the file lost no longer declares them again. Its row, not
+                # an ACK through 1: the collector counts seq 1 covered once a record declares
+                # it (too_large, thinned), while the rows carrying its records may be in flight.
+                # Under the lock: a new epoch this process starts is journaled under it too.
                 self._told = epoch
                 self._journal.delivered(epoch)
             return released.blocks

@@ -133,6 +133,10 @@ class Released:
     blocks: int
     announcements: int
     left_out: KeyLeftOut | None
+    # The epoch's seq 1 row itself is delivered (after this release): what it carries is at
+    # the collector. Not when seq 1 gave way (split as too_large, thinned): its records
+    # went into later rows, and an ACK covers seq 1 by the record declaring it.
+    first_delivered: bool
 
 
 def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's thread
@@ -181,6 +185,10 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
             answered = None if also is None else (epoch, also)
             note_key_listing(db, keys, signing_kid, now, answered=answered)
             left_out = read_key_left_out(db)
+            first = db.execute(
+                "SELECT 1 FROM blocks WHERE epoch = ? AND seq = 1 AND delivered_at IS NOT NULL",
+                (epoch,),
+            ).fetchone()
     finally:
         db.execute("PRAGMA synchronous=FULL")
-    return Released(blocks, announcements, left_out)
+    return Released(blocks, announcements, left_out, first_delivered=first is not None)

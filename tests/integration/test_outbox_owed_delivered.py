@@ -85,3 +85,37 @@ async def test_owed_records_delivered_are_not_carried_on(tmp_path: Path) -> None
         [(GapReason.OUTBOX_RESTORED, undelivered), (GapReason.OUTBOX_RESTORED, epoch)], key=str
     )
     assert len(json.loads(path.with_name(path.name + ".epochs").read_text())["owed"]) == 2
+
+
+async def test_owed_records_split_off_seq_1_stay_owed_until_their_part_is_delivered(
+    tmp_path: Path,
+) -> None:
+    """Seq 1 split as too_large: an ACK through the too_large record does not deliver them.
+
+    The collector counts seq 1 covered once the too_large record at seq 2 declares it; the
+    parts carrying the owed records (3, 4) are still in flight. The file then lost: before,
+    the journal had dropped them and the next start declared its own epoch only.
+    """
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, KEY) as outbox:
+        first_epoch = outbox.epoch
+        await outbox.seal(_block(0), now=T0, clock_synced=True)
+    _gone(path)
+    async with open_outbox(path, SITE, KEY) as outbox:
+        second_epoch = outbox.epoch
+    _gone(path)
+    async with open_outbox(path, SITE, KEY) as outbox:
+        epoch = outbox.epoch
+        first = await outbox.delivery.get(1)
+        assert first is not None
+        assert await outbox.delivery.seal_smaller(first, 2, now=T0 + 10, clock_synced=True)
+        await outbox.delivery.mark_delivered(epoch=epoch, through=2, also=None, now=T0 + 11)
+        assert await outbox.delivery.get(3) is not None
+        owed_after_ack = len(EpochJournal.beside(path).owed())
+    _gone(path)
+    async with open_outbox(path, SITE, KEY):
+        pass
+    named = sorted((g.epoch or "", g.from_seq) for g in _gap_records(path))
+    # Before: 0 owed after the ACK, the next start declared [epoch from 1] only.
+    assert owed_after_ack == 2
+    assert named == sorted([(epoch, 1), (second_epoch, 1), (first_epoch, 1)])
