@@ -18,7 +18,10 @@ Rate limits (`RateLimits`, the config's `api.rate_limit`): a request with a vali
 from its token's bucket; any other (no token, a wrong one, `/healthz`) from its client
 address's bucket, so that guessing tokens is as slow as the address's rate. An empty bucket
 answers 429 with `Retry-After`. A token the database cannot be asked about (its read failed)
-answers 503, as a route's failed read does (`problems.storage_unavailable`).
+answers 503, as a route's failed read does (`problems.storage_unavailable`), after taking
+from the address's bucket as a wrong token would (so guessing stays slow with the database
+down), and its `api_storage_failed` line is written once a minute per path at most
+(hostkit.log_limit; `api_storage_failures_unlogged` counts the rest).
 """
 
 from __future__ import annotations
@@ -26,21 +29,25 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Final
 
+import structlog
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from collector.api.credentials import Scheme, is_same_origin, presented_token
 from collector.api.limits import RateLimits
-from collector.api.problems import problem, storage_unavailable
+from collector.api.problems import problem, unavailable
 from collector.api.ratelimit import RateLimiter, client_key
 from collector.storage.base import StorageError
+from hostkit.log_limit import LineLimit, warn_limited
 
 OPEN_PATHS: Final = frozenset({"/healthz"})
 BEARER_CHALLENGE: Final = "Bearer"
 BASIC_CHALLENGE: Final = (
     'Basic realm="Ganzhi collector API (password: an API token)", charset="UTF-8"'
 )
+
+log = structlog.get_logger("collector.api")
 
 MAX_TOKEN_BUCKETS: Final = 100_000
 """Far above any config's token count: the table never drops a token's bucket."""
@@ -72,6 +79,7 @@ class Admission:
         self._per_address = RateLimiter(
             1 if rate_limits is None else rate_limits.max_addresses, clock
         )
+        self._failures = LineLimit()  # failed token lookups: anyone can make them, fast
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         """Answer 401 or 429 here, or pass the request on."""
@@ -91,8 +99,23 @@ class Admission:
             try:
                 name = await self._identify(presented.secret)
             except StorageError as exc:
-                # Out here the app's exception handlers do not reach: answered as they would.
-                await storage_unavailable(path, exc)(scope, receive, send)
+                # Out here the app's exception handlers do not reach: answered as they would,
+                # after taking from the address's bucket as a wrong token does. Otherwise,
+                # with the database down, guesses would go unthrottled (a right config token,
+                # checked before the database, answering 200 among the 503s), each a warning.
+                refusal = self._over_rate(scope, None)
+                if refusal is None:
+                    warn_limited(
+                        log,
+                        self._failures,
+                        path,
+                        "api_storage_failed",
+                        "api_storage_failures_unlogged",
+                        path=path,
+                        error=str(exc),
+                    )
+                    refusal = unavailable()
+                await refusal(scope, receive, send)
                 return
         refusal = self._over_rate(scope, name)
         if refusal is None and name is None and path not in OPEN_PATHS:

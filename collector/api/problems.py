@@ -40,6 +40,11 @@ def storage_unavailable(path: str, exc: StorageError) -> JSONResponse:
     # Retry-After as a 429 has: a client (the status page's stream too, which EventSource
     # gives up on at a 503) knows to come back rather than when to give up.
     log.warning("api_storage_failed", path=path, error=str(exc))
+    return unavailable()
+
+
+def unavailable() -> JSONResponse:
+    """The 503 answer of a failed database read, for a caller that logs the failure itself."""
     return problem(
         HTTPStatus.SERVICE_UNAVAILABLE,
         "the database did not answer the read",

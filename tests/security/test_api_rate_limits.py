@@ -7,11 +7,13 @@ guessing tokens goes no faster than the address's rate, whatever token each gues
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import httpx
 import pytest
+from structlog.testing import capture_logs
 
 from collector.api.app import create_app
 from collector.api.limits import RateLimits
@@ -106,3 +108,36 @@ async def test_without_rate_limits_nothing_is_counted(tmp_path: Path) -> None:
         async with httpx.AsyncClient(transport=transport, base_url="http://collector") as http:
             for _ in range(50):
                 assert (await http.get("/healthz")).status_code == 200
+
+
+async def test_guesses_while_the_token_table_is_unreadable_are_throttled_and_logged_once(
+    api: Api, tmp_path: Path
+) -> None:
+    """The defect (11d6250 left it): a token the database could not be asked about answered
+    503 before the address's bucket was charged, one `api_storage_failed` line each: with the
+    database down, wrong guesses went unthrottled (a right config token, checked before the
+    database, answered 200, so its 200 among 503s told a guesser when it was right) and each
+    wrote a warning. Now a failed lookup costs what a wrong token costs, and the warning is
+    written once a minute per path (hostkit.log_limit) with the count of those left out."""
+    other = sqlite3.connect(tmp_path / "c.db", isolation_level=None)
+    other.execute("ALTER TABLE api_tokens RENAME TO api_tokens_away")
+    try:
+        async with api.client("192.0.2.80") as guesser:
+            with capture_logs() as logs:
+                codes = [
+                    (await guesser.get("/v1/gateways", headers=auth(f"g{n}"))).status_code
+                    for n in range(50)
+                ]
+                refused = await guesser.get("/v1/gateways", headers=auth("another"))
+                # A config token from the same address takes from its own bucket, as ever.
+                ok = await guesser.get("/v1/gateways", headers=auth("nc-token"))
+    finally:
+        other.execute("ALTER TABLE api_tokens_away RENAME TO api_tokens")
+        other.close()
+    assert codes == [503] * LIMITS.address.burst + [429] * (50 - LIMITS.address.burst)
+    assert_problem(refused, 429)
+    assert refused.headers["retry-after"] == "2"
+    assert ok.status_code == 200
+    failed = [e for e in logs if e["event"] == "api_storage_failed"]
+    assert len(failed) == 1
+    assert "no such table: api_tokens" in failed[0]["error"]
