@@ -181,3 +181,33 @@ async def test_a_token_lookup_that_fails_answers_503_and_a_stream_ends_cleanly_t
         assert reading.event == "reading"
         assert (await http.get("/v1/gateways", headers=auth)).status_code == 200
     assert not [task.get_name() for task in collector.tasks if task.done()]
+
+
+async def test_a_csv_export_whose_first_read_fails_answers_503_not_a_cut_transfer(
+    collector: RunningCollector, database: Path
+) -> None:
+    """The defect (11d6250 left it): with Accept: text/csv the first page was read only once
+    the streamed response had sent its 200 headers, so a database failing that read cut the
+    transfer (curl: (18) transfer closed; uvicorn: "Caught handled exception, but response
+    already started") where the JSON answer is a 503 with Retry-After. Now the first page is
+    read before the response starts: the same 503 problem, over real HTTP."""
+    csv = {**AUTH, "Accept": "text/csv"}
+    paths = {"/v1/readings": "readings", "/v1/readings?every=1h": "gateways"}
+    async with httpx.AsyncClient(base_url=collector.api_url) as http:
+        with capture_logs() as logs:
+            answers = []
+            for path, table in paths.items():
+                with table_away(database, table):
+                    answers.append(await http.get(path, headers=csv))
+        for answer, table in zip(answers, paths.values(), strict=True):
+            body = assert_problem(answer, 503)
+            assert table not in body["detail"]
+            assert answer.headers.get("retry-after") == "5"
+        failed = [e["path"] for e in logs if e["event"] == "api_storage_failed"]
+        assert failed == ["/v1/readings", "/v1/readings"]
+        # The table back, the same exports stream their header.
+        for path in paths:
+            again = await http.get(path, headers=csv)
+            assert again.status_code == 200
+            assert again.text.startswith("gateway,")
+    assert not [task.get_name() for task in collector.tasks if task.done()]

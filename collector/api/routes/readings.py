@@ -140,22 +140,41 @@ def _grid(every: str, zone: timezone) -> BucketGrid:
     return BucketGrid(width, grid_offset(width, zone))
 
 
-async def _csv_stream(
+async def _csv_response(
     columns: Sequence[str],
     fetch: Callable[[AfterT | None], Awaitable[Page[RowT]]],
     after: AfterT | None,
     position: Callable[[RowT], AfterT],
     cells: Callable[[RowT], list[str]],
+) -> StreamingResponse:
+    """The header, then one chunk of rows per storage page until the filter is exhausted.
+
+    The first page is read here, before the response starts: a database failing it raises
+    StorageError while a 503 problem can still be answered. Once the 200 headers are sent a
+    failed read can only cut the transfer.
+    """
+    first = await fetch(after)
+    return StreamingResponse(
+        _csv_chunks(columns, first, fetch, position, cells),
+        media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8",
+    )
+
+
+async def _csv_chunks(
+    columns: Sequence[str],
+    first: Page[RowT],
+    fetch: Callable[[AfterT | None], Awaitable[Page[RowT]]],
+    position: Callable[[RowT], AfterT],
+    cells: Callable[[RowT], list[str]],
 ) -> AsyncIterator[str]:
-    """The header, then one chunk of rows per storage page until the filter is exhausted."""
     yield csv_text([columns])
-    async for page in pages(fetch, position, after):
+    if first.items:
+        yield csv_text(cells(row) for row in first.items)
+    if not first.more or not first.items:
+        return
+    async for page in pages(fetch, position, position(first.items[-1])):
         if page.items:
             yield csv_text(cells(row) for row in page.items)
-
-
-def _csv_response(chunks: AsyncIterator[str]) -> StreamingResponse:
-    return StreamingResponse(chunks, media_type=f"{CSV_MEDIA_TYPE}; charset=utf-8")
 
 
 def _bucket_key(row: BucketRow) -> tuple[str, str, float]:
@@ -203,14 +222,12 @@ def create_router(storage: Storage) -> APIRouter:
         if every is None:
             after = _reading_after(cursor)
             if csv:
-                return _csv_response(
-                    _csv_stream(
-                        READING_COLUMNS,
-                        lambda at: storage.readings(scope, where, after=at, limit=CSV_PAGE),
-                        after,
-                        lambda row: row.position,
-                        lambda row: reading_cells(row, zone),
-                    )
+                return await _csv_response(
+                    READING_COLUMNS,
+                    lambda at: storage.readings(scope, where, after=at, limit=CSV_PAGE),
+                    after,
+                    lambda row: row.position,
+                    lambda row: reading_cells(row, zone),
                 )
             found = await storage.readings(scope, where, after=after, limit=limit)
             return ListPage[ReadingOut](
@@ -220,14 +237,12 @@ def create_router(storage: Storage) -> APIRouter:
         grid = _grid(every, zone)
         since = _bucket_after(cursor, grid)
         if csv:
-            return _csv_response(
-                _csv_stream(
-                    BUCKET_COLUMNS,
-                    lambda at: storage.buckets(scope, where, grid, after=at, limit=CSV_PAGE),
-                    since,
-                    _bucket_key,
-                    lambda row: bucket_cells(row, zone),
-                )
+            return await _csv_response(
+                BUCKET_COLUMNS,
+                lambda at: storage.buckets(scope, where, grid, after=at, limit=CSV_PAGE),
+                since,
+                _bucket_key,
+                lambda row: bucket_cells(row, zone),
             )
         buckets = await storage.buckets(scope, where, grid, after=since, limit=limit)
         return ListPage[BucketOut](
