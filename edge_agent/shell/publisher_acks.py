@@ -26,7 +26,7 @@ from edge_agent.core.missing_blocks import AckMark, heard, mark_time
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox
-from edge_agent.shell.outbox_recovery import declared_gap
+from edge_agent.shell.outbox_recovery import OutboxUnavailableError, declared_gap
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.log_limit import LineLimit, warn_limited
 from specs.ack import MIN_MESSAGE_BYTES, Ack, AckFormatError, decode_ack
@@ -96,7 +96,11 @@ class AckTaker:
             log.warning("collector_limit_below_least", limit=said, least=self.least_limit)
 
     async def on_ack(self, payload: bytes, properties: Properties | None) -> None:
-        """Judge one ACK and apply it (never raises for a bad one; a full disk is logged)."""
+        """Judge one ACK and apply it; never raises for a bad one.
+
+        Logged and left for the collector's next ACK, the outbox as it is: a full disk, a new
+        epoch that cannot be started now.
+        """
         user = getattr(properties, "UserProperty", None)
         try:
             self._collector_key.verify(signature_from_properties(user), payload)
@@ -164,11 +168,19 @@ class AckTaker:
         if isinstance(verdict, Rollback):
             log.error("sequence_rollback_detected", epoch=ack.epoch, why=verdict.why)
             now = time.time()
-            await self._outbox.start_new_epoch(
-                (declared_gap(GapReason.OUTBOX_RESTORED, ack.epoch, 1, now),),
-                now=now,
-                clock_synced=clock_synchronized(),
-            )
+            try:
+                await self._outbox.start_new_epoch(
+                    (declared_gap(GapReason.OUTBOX_RESTORED, ack.epoch, 1, now),),
+                    now=now,
+                    clock_synced=clock_synchronized(),
+                )
+            except OutboxUnavailableError as exc:
+                # The epoch lock waited for in vain (`edge-agent backfill` opening the outbox),
+                # nothing changed: as a release that cannot be recorded, the outbox and the
+                # lanes stay as they are and the collector's next ACK proves the rollback
+                # again. Raised, it ended the publisher task, and the agent with it.
+                log.warning("epoch_not_started", epoch=ack.epoch, error=str(exc))
+                return False
             self._lanes.forget()
             self._wake.set()
             return False

@@ -1,0 +1,151 @@
+"""A rollback an ACK proves whose new epoch cannot be started now (the epoch lock held).
+
+`Outbox.start_new_epoch` waits for `<outbox>.epoch-lock` at most OUTBOX_EPOCH_LOCK_TIMEOUT,
+then raises OutboxUnavailableError. Raised out of the ACK handler it ended the publisher's
+session, which reconnects only for MQTT errors: the publisher task crashed and the agent with
+it. Met like a release that cannot be recorded, the outbox stays as it is and the collector's
+next ACK proves the rollback again. Real signed ACKs into the real AckTaker on a real outbox;
+the lock held by a real second process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import aiomqtt
+import pytest
+from structlog.testing import capture_logs
+
+from edge_agent.shell import outbox_open
+from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.publisher_acks import AckTaker
+from edge_agent.shell.publisher_lanes import Lanes
+from hostkit.backoff import ResendBackoff
+from hostkit.log_limit import LineLimit
+from specs.ack import Ack
+from specs.records import Quality, Reading, iso_time
+from specs.signing import signature_properties
+from tests.support.broker import Broker
+from tests.support.collector_client import publish_properties
+from tests.support.held_process import held_process
+from tests.support.publisher_rig import (
+    COLLECTOR_KEY,
+    GATEWAY_KEY,
+    SITE,
+    TOPICS,
+    gateway_publisher,
+)
+
+pytestmark = pytest.mark.timeout(60)
+
+# Another process (`edge-agent backfill` opening a large file) holding the epoch lock.
+HOLD_LOCK = """
+import fcntl, os, sys
+descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.asynccontextmanager
+async def _three_blocks(path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Outbox]:
+    """The outbox at `path` holding seqs 1..3 undelivered, its epoch lock's wait given up at
+    once instead of after 120 s (the wait's length is not what is shown)."""
+    monkeypatch.setattr(outbox_open, "OUTBOX_EPOCH_LOCK_TIMEOUT", 0.0)
+    async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
+        for _ in range(3):
+            reading = Reading("T001-LT-01", "WHP-LT", iso_time(time.time()), 1.0, "m", Quality.GOOD)
+            await outbox.seal((reading,), now=time.time(), clock_synced=True)
+        yield outbox
+
+
+def _rollback_proven(epoch: str) -> bytes:
+    """The collector's ACK through seq 8 of a file holding 1..3: a rollback proven."""
+    return Ack(SITE.gateway, epoch, 8, (), 3, iso_time(time.time())).encode()
+
+
+async def _beyond_the_chain(acks: AckTaker, epoch: str) -> None:
+    """Hand `acks` that ACK, signed by the collector."""
+    payload = _rollback_proven(epoch)
+    await acks.on_ack(
+        payload, publish_properties(signature_properties(COLLECTOR_KEY.sign(payload)))
+    )
+
+
+async def test_an_epoch_that_cannot_be_started_is_logged_and_tried_at_the_next_ack(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "outbox.db"
+    async with _three_blocks(path, monkeypatch) as outbox:
+        wake = asyncio.Event()
+        lanes = Lanes(4, ResendBackoff(1.0))
+        lanes.add_live(3)  # what the lanes hold: a new epoch forgets it, nothing else may
+        acks = AckTaker(
+            outbox,
+            TOPICS,
+            COLLECTOR_KEY.public(),
+            lanes=lanes,
+            wake=wake,
+            rejected_lines=LineLimit(),
+        )
+        old = outbox.epoch
+        with held_process(HOLD_LOCK, str(path) + ".epoch-lock"), capture_logs() as logs:
+            # Before: OutboxUnavailableError out of on_ack (the publisher task crashed).
+            await _beyond_the_chain(acks, old)
+        [not_started] = [e for e in logs if e["event"] == "epoch_not_started"]
+        assert "another process has been starting" in str(not_started["error"])
+        # Nothing changed: same epoch, nothing released, the lanes as they were.
+        assert outbox.epoch == old
+        undelivered = await outbox.delivery.undelivered(after=0, limit=10)
+        assert [(b.epoch, b.seq) for b in undelivered] == [(old, 1), (old, 2), (old, 3)]
+        assert (lanes.is_idle, wake.is_set()) == (False, False)
+        # The lock free, the collector's next ACK proves it again and the epoch starts.
+        await _beyond_the_chain(acks, old)
+        assert outbox.epoch != old
+        blocks = await outbox.delivery.undelivered(after=0, limit=10)
+        assert {b.epoch for b in blocks} == {outbox.epoch}
+        assert (lanes.is_idle, wake.is_set()) == (True, True)  # forgotten, sent anew
+
+
+async def test_the_publisher_stays_connected_through_an_epoch_that_cannot_be_started(
+    tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "outbox.db"
+    async with _three_blocks(path, monkeypatch) as outbox:
+        publisher = gateway_publisher(outbox, broker.port, ack_timeout=30, max_inflight=10)
+        running = asyncio.create_task(publisher.run())
+        old = outbox.epoch
+        payload = _rollback_proven(old)
+        properties = publish_properties(signature_properties(COLLECTOR_KEY.sign(payload)))
+        try:
+            await asyncio.wait_for(publisher.connected.wait(), 10)
+            async with aiomqtt.Client(
+                "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
+            ) as collector:
+                with held_process(HOLD_LOCK, str(path) + ".epoch-lock"), capture_logs() as logs:
+                    await collector.publish(TOPICS.ack, payload, qos=1, properties=properties)
+                    async with asyncio.timeout(10):
+                        while not running.done() and not any(
+                            e["event"] == "epoch_not_started" for e in logs
+                        ):
+                            await asyncio.sleep(0.02)
+                # Before: the publisher task ended with OutboxUnavailableError (the runtime
+                # takes a worker that ended for a crash: the agent stopped, exit 1).
+                assert not running.done()
+                assert publisher.connected.is_set()
+                assert outbox.epoch == old
+                # The lock free, the next ACK starts the epoch.
+                await collector.publish(TOPICS.ack, payload, qos=1, properties=properties)
+                async with asyncio.timeout(10):
+                    while outbox.epoch == old:
+                        await asyncio.sleep(0.02)
+        finally:
+            publisher.stop()
+            running.cancel()
+            await asyncio.gather(running, return_exceptions=True)
