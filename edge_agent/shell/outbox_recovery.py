@@ -28,7 +28,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Final
@@ -277,9 +277,21 @@ def _kept_from(kept: Sequence[GapRecord], *, lost: int | None) -> list[int]:
 
 
 def _with_owed(gaps: list[GapRecord], owed: Sequence[GapRecord]) -> list[GapRecord]:
-    """`gaps`, and those `owed` of epochs they do not declare (an earlier start's, not sealed)."""
+    """`gaps`, and those `owed` of epochs they do not declare (an earlier start's, not sealed).
+
+    An owed record of `lost` 0 (seqs whose readings the journal's epoch seals again) reads
+    `lost` unknown: the file that would hold them sealed again is gone, replaced or rolled
+    back, and the start that declared it may have been cut short before it moved a block.
+    """
     declared = {gap.epoch for gap in gaps}
-    return [*gaps, *(gap for gap in owed if gap.epoch not in declared)]
+    return [
+        *gaps,
+        *(
+            replace(gap, lost=None) if gap.lost == 0 else gap
+            for gap in owed
+            if gap.epoch not in declared
+        ),
+    ]
 
 
 def recovery_gaps(

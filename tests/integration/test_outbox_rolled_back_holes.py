@@ -20,6 +20,7 @@ import pytest
 
 from collector.model import StreamState
 from collector.storage.core import advance
+from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
 from specs.records import Reading
@@ -44,10 +45,8 @@ def _readings_of(path: Path, epoch: str, first: int = 1) -> set[tuple[str, str]]
     }
 
 
-async def test_blocks_of_a_rolled_back_epoch_sealed_again_leave_no_hole_in_it(
-    tmp_path: Path,
-) -> None:
-    path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
+async def _copy_at_8(path: Path, snapshot: Path) -> str:
+    """An outbox of 10 seqs, 1..3 released, and its copy `snapshot` at seq 8; its epoch."""
     async with open_outbox(path, SITE, KEY) as outbox:
         old_epoch = outbox.epoch
         for index in range(3):
@@ -59,6 +58,14 @@ async def test_blocks_of_a_rolled_back_epoch_sealed_again_leave_no_hole_in_it(
         _snapshot(path, snapshot)  # the copy, at seq 8
         for index in range(8, 10):  # 9, 10: sent live, stored by the collector, not ACKed yet
             await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+    return old_epoch
+
+
+async def test_blocks_of_a_rolled_back_epoch_sealed_again_leave_no_hole_in_it(
+    tmp_path: Path,
+) -> None:
+    path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
+    old_epoch = await _copy_at_8(path, snapshot)
     backlog = _readings_of(snapshot, old_epoch, first=4)
     _restore(path, snapshot)
 
@@ -82,3 +89,35 @@ async def test_blocks_of_a_rolled_back_epoch_sealed_again_leave_no_hole_in_it(
     # (after a WAL cut with weeks of backlog, thousands of seqs whose readings all came).
     lost = [(g.from_seq, g.to_seq, g.lost) for g in _gap_records(path) if g.epoch == old_epoch]
     assert lost == [(4, 8, 0), (9, None, None)]
+
+
+async def test_resealed_seqs_lost_with_the_file_before_the_reseal_are_not_declared_none_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reseal cut short, then the file lost: the old epoch's 4..8 are lost, `lost` unknown.
+
+    The start that found the copy declares 4..8 `lost` 0 in its new epoch's first block (and
+    keeps it owed in the journal) before a block is sealed again; killed at the reseal, the
+    readings are still only in the old epoch's rows. A next start that finds the file gone
+    declares the owed records again: `lost` 0 would say nothing was lost.
+    """
+    path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
+    old_epoch = await _copy_at_8(path, snapshot)
+    _restore(path, snapshot)
+
+    async def killed(self: Outbox, *, now: float, clock_synced: bool) -> int:
+        raise SystemExit("killed at the reseal")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(Outbox, "reseal_older_epochs", killed)
+        with pytest.raises(SystemExit):
+            async with open_outbox(path, SITE, KEY):
+                pass
+    assert _readings_of(path, old_epoch, first=4)  # not sealed again
+    for suffix in ("", "-wal", "-shm"):
+        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    async with open_outbox(path, SITE, KEY):
+        pass
+    declared = [(g.from_seq, g.to_seq, g.lost) for g in _gap_records(path) if g.epoch == old_epoch]
+    # Before: [(4, 8, 0), (9, None, None)]: 300 readings lost read as none lost.
+    assert sorted(declared, key=str) == sorted([(4, 8, None), (9, None, None)], key=str)
