@@ -29,6 +29,8 @@ async def test_healthz_is_ok_then_503_when_the_database_is_gone(
         assert answer.status_code == 503
         assert answer.headers["content-type"] == "application/problem+json"
         assert answer.json()["status"] == 503
+        # As every 503 of a database that does not answer (it used to have none).
+        assert answer.headers.get("retry-after") == "5"
 
 
 @pytest.mark.parametrize("method", ["HEAD", "OPTIONS"])

@@ -211,3 +211,21 @@ async def test_a_csv_export_whose_first_read_fails_answers_503_not_a_cut_transfe
             assert again.status_code == 200
             assert again.text.startswith("gateway,")
     assert not [task.get_name() for task in collector.tasks if task.done()]
+
+
+async def test_a_metrics_scrape_whose_read_fails_answers_the_shared_503(
+    collector: RunningCollector, database: Path
+) -> None:
+    """The defect (11d6250 left it): /metrics answered its failed read with a 503 of its own,
+    no Retry-After, and the database's error text (table names; on PostgreSQL its address) as
+    the problem's detail. Now it is the 503 every failed read answers."""
+    async with httpx.AsyncClient(base_url=collector.api_url) as http:
+        with capture_logs() as logs, table_away(database, "gateways"):
+            answer = await http.get("/metrics", headers=AUTH)
+        body = assert_problem(answer, 503)
+        assert "gateways" not in body["detail"]
+        assert answer.headers.get("retry-after") == "5"
+        failed = [e for e in logs if e["event"] == "api_storage_failed"]
+        assert [e["path"] for e in failed] == ["/metrics"]
+        assert "no such table: gateways" in failed[0]["error"]
+        assert (await http.get("/metrics", headers=AUTH)).status_code == 200

@@ -7,6 +7,7 @@ import structlog
 from fastapi import APIRouter, HTTPException, Request, Response, status
 
 from collector.api.models import Health
+from collector.api.problems import UNAVAILABLE_RETRY_AFTER
 from collector.storage.base import Storage, StorageError
 
 log = structlog.get_logger("collector.api")
@@ -36,7 +37,9 @@ def create_router(storage: Storage) -> APIRouter:
             # database's user, address and name (or file).
             log.warning("healthz_storage_unavailable", error=str(exc))
             raise HTTPException(
-                status.HTTP_503_SERVICE_UNAVAILABLE, "the database does not answer"
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the database does not answer",
+                {"Retry-After": str(UNAVAILABLE_RETRY_AFTER)},
             ) from None
         return Health(status="ok")
 

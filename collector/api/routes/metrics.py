@@ -15,7 +15,7 @@ from fastapi import APIRouter, HTTPException, Response, status
 
 from collector.api.deps import Auth
 from collector.metrics import CONTENT_TYPE, CollectorMetrics
-from collector.storage.base import Storage, StorageError
+from collector.storage.base import Storage
 
 
 def create_router(
@@ -34,11 +34,10 @@ def create_router(
                 status.HTTP_403_FORBIDDEN,
                 "the metrics cover every district: they need a token with districts ['*']",
             )
-        try:
-            await metrics.refresh(storage, clock())
-        except StorageError as exc:
-            # Prometheus records the failed scrape (`up` 0) and keeps the previous series.
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, str(exc)) from None
+        # A failed read raises StorageError: the app answers it as every failed read
+        # (problems.storage_unavailable: 503, Retry-After, the error logged, not shown).
+        # Prometheus records the failed scrape (`up` 0) and keeps the previous series.
+        await metrics.refresh(storage, clock())
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     return router
