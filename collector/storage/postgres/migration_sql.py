@@ -372,12 +372,12 @@ VERSION_11: Final = """
 CREATE INDEX gaps_by_record_time ON gaps (gateway, t) WHERE kind = 'record';
 """
 
-# SQLite's schema 16: an alarm row's `active` as its writer judged it gets a column of its own,
-# moved out of the payloads 6f577c0 wrote it into (every collector before it builds the event
-# from every key of the payload, and failed on such a row).
+# SQLite's schema 16: an alarm row's `active` as its writer judged it gets a column of its own
+# (every collector before 6f577c0 builds the event from every key of the payload, and failed on
+# a row keeping it there). Only the column: adding a nullable one rewrites nothing, so the
+# exclusive lock on `feed` is held for an instant. The payloads are moved after the migrations,
+# in short batches (collector.storage.postgres.active_move), not here, where one UPDATE held
+# the table for the whole rewrite.
 VERSION_12: Final = """
 ALTER TABLE feed ADD COLUMN active boolean;
-UPDATE feed SET active = (payload::jsonb ->> 'active')::boolean,
-    payload = (payload::jsonb - 'active')::text
-    WHERE kind = 'alarm' AND jsonb_exists(payload::jsonb, 'active');
 """

@@ -18,6 +18,7 @@ from typing import Final
 import asyncpg
 
 from collector.storage.base import StorageError
+from collector.storage.postgres.active_move import move_active
 from collector.storage.postgres.connection import Db, check_url, connecting, translated
 from collector.storage.postgres.locks import MIGRATION_LOCK
 from collector.storage.postgres.migration_sql import (
@@ -119,6 +120,9 @@ async def migrate(db: Db) -> tuple[int, int]:
         # Not a numbered step: CREATE INDEX CONCURRENTLY runs outside any transaction, and
         # FUTURE is made by ingest, not by a migration (so may come after them all).
         await index_future(db)
+        # Migration 12's payloads, in batches of their own transactions (outside the step,
+        # whose exclusive lock on `feed` would last the whole rewrite).
+        await move_active(db)
         return before, SCHEMA_VERSION
     finally:
         if not db.is_closed():  # a lost connection has given the lock back already
