@@ -88,7 +88,7 @@ class Outbox:
         )
         # The send and ACK side: the publisher's reads and the ACK handler's releases. It makes
         # room through the same RoomMaker (one cap and reserve state for the file).
-        self.delivery = Delivery(file, self._room, journal)
+        self.delivery = Delivery(file, self._room, journal, epoch_lock)
         self._budget = budget
         self._journal = journal
         self._epoch_lock = epoch_lock

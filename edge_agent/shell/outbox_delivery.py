@@ -17,11 +17,15 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import TypeVar
+
+import structlog
 
 from edge_agent.core.chain import SealedBlock
 from edge_agent.core.missing_blocks import AckMark, Span
 from edge_agent.shell.outbox_damage import ready_to_send
+from edge_agent.shell.outbox_epoch_lock import EpochLock
 from edge_agent.shell.outbox_file import OutboxFile
 from edge_agent.shell.outbox_key_listing import AckKeys, KeyListing, read_key_left_out
 from edge_agent.shell.outbox_missing import Declarations, answer_missing
@@ -35,16 +39,27 @@ from edge_agent.shell.outbox_transaction import on_thread
 
 _Sealed = TypeVar("_Sealed")
 
+log = structlog.get_logger("edge_agent.outbox")
+
 
 class Delivery:
     """Reading blocks back to send them, and releasing them on a collector's ACK."""
 
-    def __init__(self, file: OutboxFile, room: RoomMaker, journal: EpochJournal | None) -> None:
+    def __init__(
+        self,
+        file: OutboxFile,
+        room: RoomMaker,
+        journal: EpochJournal | None,
+        epoch_lock: EpochLock | None = None,
+    ) -> None:
         self._file = file
         # Told when an ACK releases an epoch's first block (`mark_delivered`), and the epoch
         # it was last told of: once an epoch (each telling may rewrite it, synced).
         self._journal = journal
         self._told: str | None = None
+        # Taken, never waited for, around that rewrite: another process's epoch start or
+        # opening journals under it, and a rewrite between its read and rename would drop it.
+        self._epoch_lock = epoch_lock
         # The sealing side's room-making: a gap record `answer_missing` or the send path
         # seals, or a block split for the broker (`seal_smaller`), on a full outbox makes
         # room as any seal does (`_sealing`).
@@ -232,15 +247,33 @@ class Delivery:
             self._left_out.acked(released.left_out, keys, file.key.kid)
             if released.announcements:
                 self.announcement_delivered.set()
-            if released.first_delivered and epoch != self._told and self._journal is not None:
+            if released.first_delivered and epoch != self._told:
                 # The epoch's first block is at the collector, and the gap records it carries:
                 # a start that finds the file lost no longer declares them again. Its row, not
                 # an ACK through 1: the collector counts seq 1 covered once a record declares
                 # it (too_large, thinned), while the rows carrying its records may be in flight.
                 # Under the lock: a new epoch this process starts is journaled under it too.
-                self._told = epoch
-                self._journal.delivered(epoch)
+                self._told = epoch if await self._tell_journal(epoch) else self._told
             return released.blocks
+
+    async def _tell_journal(self, epoch: str) -> bool:
+        """Rewrite the journal without `epoch`'s owed records, if the epoch lock is free now.
+
+        On a thread (the rewrite is synced). Not waited for on the ACK path: held (`edge-agent
+        backfill` opening, or starting an epoch), the records stay owed, declared again at
+        worst (a `duplicate`), and the next ACK tries again (seq 1 stays delivered).
+        """
+        if self._journal is None:
+            return False
+        write = partial(self._journal.delivered, epoch)
+        loop = asyncio.get_running_loop()
+        if self._epoch_lock is None:
+            await loop.run_in_executor(None, write)
+            return True
+        if await loop.run_in_executor(None, self._epoch_lock.run_if_free, write):
+            return True
+        log.info("epoch_journal_delivery_deferred", epoch=epoch)
+        return False
 
     async def ack_mark(self) -> AckMark | None:
         """The current epoch's highest `acked_through` heard, with its ACK's times, if known.

@@ -18,7 +18,7 @@ import asyncio
 import fcntl
 import os
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -77,6 +77,27 @@ class EpochLock:
             yield
         finally:
             self._depth = 0
+            os.close(descriptor)  # the lock goes with it
+
+    def run_if_free(self, work: Callable[[], None]) -> bool:
+        """`work()` under the lock if it is free now, never waited for (blocking: on a thread).
+
+        False, `work` not run: held by another process, or by a task of this one (another
+        descriptor: flock does not nest across them), or the lock file cannot be made.
+        """
+        try:
+            descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            log.warning("outbox_epoch_lock_not_made", path=str(self._path), error=str(exc))
+            return False
+        try:
+            try:
+                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                return False
+            work()
+            return True
+        finally:
             os.close(descriptor)  # the lock goes with it
 
 

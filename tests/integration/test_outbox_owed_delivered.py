@@ -16,11 +16,13 @@ from pathlib import Path
 from typing import Final
 
 import pytest
+from structlog.testing import capture_logs
 
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import GapReason
 from tests.integration.test_outbox_declarations import _block, _gap_records
+from tests.support.held_process import held_process
 from tests.support.outbox_site import KEY, SITE, T0
 
 pytestmark = pytest.mark.timeout(120)
@@ -119,3 +121,46 @@ async def test_owed_records_split_off_seq_1_stay_owed_until_their_part_is_delive
     # Before: 0 owed after the ACK, the next start declared [epoch from 1] only.
     assert owed_after_ack == 2
     assert named == sorted([(epoch, 1), (second_epoch, 1), (first_epoch, 1)])
+
+
+# Another process (`edge-agent backfill` opening the file, maybe starting an epoch) holding
+# the epoch lock: what it journals must not be overwritten by the ACK handler's rewrite.
+_HOLD_LOCK: Final = """
+import fcntl, os, sys
+descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+async def test_owed_records_are_kept_while_another_process_holds_the_epoch_lock(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "outbox.db"
+    journal_path = path.with_name(path.name + ".epochs")
+    await _run(path, 0, delivered=True)
+    _gone(path)
+    async with open_outbox(path, SITE, KEY) as outbox:
+        await outbox.seal(_block(1), now=T0 + 1, clock_synced=True)
+        last_seq, _ = await outbox.delivery.chain_position(1)
+        before = journal_path.read_bytes()
+        assert len(EpochJournal.beside(path).owed()) == 1
+        lock = str(path.with_name(path.name + ".epoch-lock"))
+        with held_process(_HOLD_LOCK, lock), capture_logs() as logs:
+            # The ACK releasing seq 1 while the other process holds the lock: it may be
+            # between its read of the journal and its rename; the handler does not wait.
+            await outbox.delivery.mark_delivered(
+                epoch=outbox.epoch, through=last_seq, also=None, now=T0 + 2
+            )
+            during = journal_path.read_bytes()
+        # Before: the journal rewritten under the other process (owed 1 -> 0).
+        assert during == before
+        assert [e["epoch"] for e in logs if e["event"] == "epoch_journal_delivery_deferred"] == [
+            outbox.epoch
+        ]
+        # The lock free, the next ACK rewrites it.
+        await outbox.delivery.mark_delivered(
+            epoch=outbox.epoch, through=last_seq, also=None, now=T0 + 3
+        )
+        assert EpochJournal.beside(path).owed() == []
