@@ -71,7 +71,10 @@ class ActivationWindow:
         The first looks at every raise up to `now` (those that came due while no collector
         swept) and at the whole journal for the rows that announced them already. A row that
         announces a raise due after `due_after` was written once the clock passed that, so
-        after the head of a sweep at least a margin earlier.
+        after the head of a sweep at least a margin earlier. Until such a sweep exists, the
+        scan starts at the oldest sweep kept (the first one's head): never from 0 again, which
+        read the whole journal once a second for two margins after every start. An alarm with
+        no row above it has its newest read alone, from there down.
         """
         if not self.swept:
             return ActivationSweep(now, allowance, None, 0)
@@ -79,10 +82,8 @@ class ActivationWindow:
         heads = [head for at, head in self.swept if at <= due_after - ACTIVATION_MARGIN]
         # Rows above the oldest sweep kept came after it looked at every raise then due: the
         # first sweep's looked at all of them.
-        fresh_after = heads[-1] if heads else self.swept[0][1]
-        return ActivationSweep(
-            now, allowance, due_after, heads[-1] if heads else 0, fresh_after=fresh_after
-        )
+        scan_after = heads[-1] if heads else self.swept[0][1]
+        return ActivationSweep(now, allowance, due_after, scan_after, fresh_after=scan_after)
 
     def after(self, now: float, head: int) -> ActivationWindow:
         """The window once a sweep at `now` read the journal up to `head`.

@@ -13,9 +13,11 @@ from typing import Final
 
 import pytest
 
-from collector.feed.due import ActivationWindow
-from collector.storage import open_storage
+from collector.feed.due import ActivationWindow, AlarmKey, Written
+from collector.storage import activations, open_storage
 from collector.storage.capabilities import AlarmActivations
+from collector.storage.feed import FeedStatements
+from collector.storage.queries import Fetch
 from specs.records import AlarmEvent
 from tests.support.collector_api import NANCHANG, NOW, store_blocks
 from tests.support.collector_env import register
@@ -113,3 +115,34 @@ async def test_a_raise_come_due_before_it_arrived_is_announced_by_a_larger_allow
         _, after = await _sweep(storage, window, [NOW + i for i in range(400)])
     # Seconds past DUE of this file's raise: when A swept, relative to NOW.
     assert (before, [at + DUE - NOW for at in after]) == ([], [0.0])
+
+
+async def test_a_sweep_right_after_one_that_announced_does_not_scan_the_whole_journal(
+    storage_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The defect (fa49f78): for 120 s after a start each sweep took again the alarm the first
+    one had announced (its row is above the first sweep's head) and read the newest rows of
+    it from journal id 0: a full scan of `feed` once a second. Now every read after the first
+    sweep starts at its head."""
+    bounds: list[int] = []
+    newest_above = activations._newest_above
+
+    async def recorded(
+        fetch: Fetch, statements: FeedStatements, keys: Sequence[AlarmKey], after: int
+    ) -> dict[AlarmKey, Written]:
+        bounds.append(after)
+        return await newest_above(fetch, statements, keys, after)
+
+    monkeypatch.setattr(activations, "_newest_above", recorded)
+    async with open_storage(storage_url) as storage:
+        assert isinstance(storage, AlarmActivations)
+        await register(storage, NANCHANG)
+        await store_blocks(
+            storage, NANCHANG, [[alarm_record("fast/1", AlarmEvent.RAISE, RAISED)]], received=NOW
+        )
+        window, first = await _sweep(storage, ActivationWindow(), [DUE])
+        head = window.swept[0][1]
+        bounds.clear()
+        _, again = await _sweep(storage, window, [DUE + 1 + i for i in range(5)])
+    assert (first, again, head > 0) == ([0.0], [], True)
+    assert (len(bounds), min(bounds)) == (5, head)

@@ -62,7 +62,20 @@ def test_rows_stored_since_the_first_sweep_are_looked_at_whatever_the_window() -
     every raise then due), never the whole journal again."""
     window = ActivationWindow().after(100.0, head=70).after(101.0, head=75)
     sweep = window.sweep(102.0, ALLOWANCE)
-    assert (sweep.scan_after, sweep.fresh_after) == (0, 70)
+    assert (sweep.scan_after, sweep.fresh_after) == (70, 70)
+
+
+def test_the_first_sweeps_head_bounds_every_scan_until_one_a_margin_back_exists() -> None:
+    """The defect (e1e817a, fa49f78): for 120 s after a start every sweep scanned from 0, the
+    whole journal, once any alarm came due (one the first sweep announced did). Now the first
+    sweep's head bounds the scans from the next sweep on; the rows below it are read alarm by
+    alarm where an alarm has none above."""
+    window = ActivationWindow().after(0.0, head=1010)
+    scans = []
+    for second in range(1, 122):
+        scans.append(window.sweep(float(second), ALLOWANCE).scan_after)
+        window = window.after(float(second), head=1010 + second)
+    assert min(scans) == 1010
 
 
 def test_a_raise_come_due_is_announced_unless_its_newest_row_says_it_active() -> None:
