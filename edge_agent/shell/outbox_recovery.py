@@ -276,7 +276,7 @@ def _kept_from(kept: Sequence[GapRecord], *, lost: int | None) -> list[int]:
     return [g.from_seq for g in kept if g.from_seq is not None and g.lost == lost]
 
 
-def _with_owed(gaps: list[GapRecord], owed: Sequence[GapRecord]) -> list[GapRecord]:
+def with_owed(gaps: list[GapRecord], owed: Sequence[GapRecord]) -> list[GapRecord]:
     """`gaps`, and those `owed` of epochs they do not declare (an earlier start's, not sealed).
 
     An owed record of `lost` 0 (seqs whose readings the journal's epoch seals again) reads
@@ -330,12 +330,12 @@ def recovery_gaps(
     if isinstance(found, Corrupt):
         moved = quarantine(path, now)
         log.error("outbox_corrupt_moved_aside", path=str(path), moved_to=str(moved), why=found.why)
-        return _with_owed([declared_gap(GapReason.OUTBOX_CORRUPT, known, 1, now)], owed), False
+        return with_owed([declared_gap(GapReason.OUTBOX_CORRUPT, known, 1, now)], owed), False
     if isinstance(found, Absent):
         if known is None:
             return [], False  # a first start
         log.error("outbox_lost", path=str(path), why=found.why, epoch=known)
-        return _with_owed([declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now)], owed), False
+        return with_owed([declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now)], owed), False
     if noted is not None and noted.epoch == found.epoch and noted.seq > found.last_seq:
         # Healthy but older: a WAL cut (or a copy put back) lost seals after this one. The
         # epoch's later seqs can no longer be vouched for, sent or not: lost, unknown. Its
@@ -360,12 +360,12 @@ def recovery_gaps(
         restored = [declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, first, now)]
         if resealed < first:
             restored.insert(0, _resealed_gap(found.epoch, resealed, first - 1, now))
-        return _with_owed(restored, owed), True
+        return with_owed(restored, owed), True
     if known is not None and known != found.epoch:
         # Not the file last used here: an older copy, or another site's. Its seqs and those
         # of the journal's epoch can no longer be vouched for.
         log.error("outbox_replaced", path=str(path), epoch=found.epoch, expected=known)
-        return _with_owed(
+        return with_owed(
             [
                 declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now),
                 declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, 1, now),

@@ -7,6 +7,7 @@ with another key and know which the publisher trusts.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import time
 from collections.abc import Callable
@@ -16,7 +17,10 @@ from edge_agent.core.chain import Identity
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.publisher import CommandInbox, Publisher
+from edge_agent.shell.publisher_acks import AckTaker
+from edge_agent.shell.publisher_lanes import Lanes
 from edge_agent.shell.uplink import UplinkSettings
+from hostkit.backoff import ResendBackoff
 from hostkit.log_limit import LineLimit
 from specs.signing import signing_key_from_seed
 from specs.topics import GatewayTopics
@@ -60,4 +64,16 @@ def gateway_publisher(
         rejected_lines=rejected_lines,
         clock_synced=clock_synced,
         clock=clock,
+    )
+
+
+def ack_taker(outbox: Outbox) -> AckTaker:
+    """The ACK handler of `outbox` as the publisher makes it, on its own lanes and wake event."""
+    return AckTaker(
+        outbox,
+        TOPICS,
+        COLLECTOR_KEY.public(),
+        lanes=Lanes(4, ResendBackoff(1.0)),
+        wake=asyncio.Event(),
+        rejected_lines=LineLimit(),
     )

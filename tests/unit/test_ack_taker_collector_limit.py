@@ -10,7 +10,6 @@ Real signed ACKs into the real AckTaker on a real outbox.
 
 from __future__ import annotations
 
-import asyncio
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,14 +19,11 @@ from structlog.testing import capture_logs
 
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.publisher_acks import AckTaker
-from edge_agent.shell.publisher_lanes import Lanes
-from hostkit.backoff import ResendBackoff
-from hostkit.log_limit import LineLimit
 from specs.ack import MIN_MESSAGE_BYTES, Ack
 from specs.records import Quality, Reading, iso_time
 from specs.signing import signature_properties
 from tests.support.collector_client import publish_properties
-from tests.support.publisher_rig import COLLECTOR_KEY, GATEWAY_KEY, SITE, TOPICS
+from tests.support.publisher_rig import COLLECTOR_KEY, GATEWAY_KEY, SITE, ack_taker
 
 
 @pytest.fixture
@@ -36,14 +32,7 @@ async def taker(tmp_path: Path) -> AsyncIterator[tuple[AckTaker, str]]:
         for _ in range(6):
             reading = Reading("T001-LT-01", "WHP-LT", iso_time(time.time()), 1.0, "m", Quality.GOOD)
             await outbox.seal((reading,), now=time.time(), clock_synced=True)
-        acks = AckTaker(
-            outbox,
-            TOPICS,
-            COLLECTOR_KEY.public(),
-            lanes=Lanes(4, ResendBackoff(1.0)),
-            wake=asyncio.Event(),
-            rejected_lines=LineLimit(),
-        )
+        acks = ack_taker(outbox)
         yield acks, outbox.epoch
 
 
