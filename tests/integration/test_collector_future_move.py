@@ -17,9 +17,11 @@ from typing import Final
 
 import asyncpg
 import pytest
+from structlog.testing import capture_logs
 
 from collector.storage.months import Month, month_start, next_month
 from collector.storage.postgres import PostgresStorage
+from collector.storage.postgres.locks import MIGRATION_LOCK
 from collector.storage.postgres.partitions import (
     FUTURE,
     FUTURE_INDEX,
@@ -289,3 +291,42 @@ async def test_a_move_during_the_build_at_open_ends_neither_the_open_nor_the_bui
         await mover.close()
     assert await _by_t(db) == [(True, _BUILT)]
     assert await db.fetchval(f"SELECT count(*) FROM {partition_name(REACHED)}") == AHEAD
+
+
+async def test_two_collectors_opening_at_once_build_the_index_once_without_deadlock(
+    db: asyncpg.Connection[asyncpg.Record], postgres_url: str
+) -> None:
+    """The defect (7ac8e9d): the open built the index holding the migration lock, and a
+    concurrent build waits for every older snapshot, also that of a second collector waiting
+    for that lock: a deadlock, PostgreSQL ended the build twice, the index was left INVALID
+    (`future_partition_index_left_to_next_open`) on every start of more than one collector.
+    Now the migration lock is given back before the build; a lock only tried, never waited
+    for, lets one collector build while the other goes on."""
+    await db.execute(f"DROP INDEX {FUTURE_INDEX}")
+    await _fill(db)
+    await db.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)  # both opens wait for it
+    waiting = (
+        "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+        " AND application_name = 'ganzhi-collector'"
+    )
+    opening = [asyncio.create_task(PostgresStorage.open(postgres_url, now=NOW))]
+    while await db.fetchval(waiting) < 1:
+        await asyncio.sleep(0.01)  # a lock wait sends no notice: the catalog is asked again
+    opening.append(asyncio.create_task(PostgresStorage.open(postgres_url, now=NOW)))
+    while await db.fetchval(waiting) < 2:
+        await asyncio.sleep(0.01)
+    with capture_logs() as logs:
+        await db.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+        opened = await asyncio.gather(*opening, return_exceptions=True)
+    for storage in opened:
+        if isinstance(storage, PostgresStorage):
+            await storage.close()
+    # The second finds the index built, or being built (then logs that it left it).
+    events = [entry["event"] for entry in logs if entry["event"].startswith("future_partition")]
+    skipped = "future_partition_index_left_to_other"
+    assert ([type(storage).__name__ for storage in opened], sorted(set(events) - {skipped})) == (
+        ["PostgresStorage", "PostgresStorage"],
+        ["future_partition_indexed"],
+    )
+    assert events.count("future_partition_indexed") == 1
+    assert await _by_t(db) == [(True, _BUILT)]

@@ -27,7 +27,9 @@ FEED_LOCK: Final = 0x677A_636F_6C6C_0003
 AUDIT_LOCK: Final = 0x677A_636F_6C6C_0004
 """Serializes appends to the audit hash chain (collector.audit): taken after the gateway
 locks and before FEED_LOCK by an ingest, alone by admin actions and retention; held to COMMIT."""
-DATABASE_LOCKS: Final = (MIGRATION_LOCK, PARTITION_LOCK, FEED_LOCK, AUDIT_LOCK)
+FUTURE_INDEX_LOCK: Final = 0x677A_636F_6C6C_0005
+"""Held (session lock, only tried) by the collector building readings_future's index."""
+DATABASE_LOCKS: Final = (MIGRATION_LOCK, PARTITION_LOCK, FEED_LOCK, AUDIT_LOCK, FUTURE_INDEX_LOCK)
 
 
 def gateway_lock_key(gateway: str) -> int:

@@ -42,7 +42,7 @@ from collector.storage.months import (
 )
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db
-from collector.storage.postgres.locks import PARTITION_LOCK
+from collector.storage.postgres.locks import FUTURE_INDEX_LOCK, PARTITION_LOCK
 
 log = structlog.get_logger("collector.storage.postgres")
 
@@ -290,8 +290,12 @@ async def index_future(db: Db) -> None:
     FUTURE (2,000,000 readings of 2099: over 1 s), which lock_timeout does not bound. Built
     concurrently, writers and readers go on (ingest into FUTURE included). An index a
     concurrent build cut short left INVALID (never used, yet `IF NOT EXISTS` would take it for
-    made) is dropped and built again. `db` must be outside a transaction and hold
-    MIGRATION_LOCK (the caller is `schema.migrate`), so that no other build of it is under way.
+    made) is dropped and built again. `db` must be outside a transaction and not hold
+    MIGRATION_LOCK (the caller is `schema.migrate`, after the migrations): the build waits for
+    every older snapshot, that of a collector waiting for the lock too. Two collectors opening
+    at once may both find the index missing: FUTURE_INDEX_LOCK, only tried, lets one build it
+    (and look again under it) while the other goes on without it
+    (`future_partition_index_left_to_other`).
 
     Another collector's move meanwhile holds `readings` and waits for FUTURE, which the build
     holds, while the build waits for the move's snapshot: PostgreSQL ends one of the two. An
@@ -307,6 +311,23 @@ async def index_future(db: Db) -> None:
         FUTURE,
     )
     if not present or valid:
+        return
+    if not await db.fetchval("SELECT pg_try_advisory_lock($1)", FUTURE_INDEX_LOCK):
+        log.info("future_partition_index_left_to_other", index=FUTURE_INDEX)
+        return
+    try:
+        await _build_future_index(db)
+    finally:
+        if not db.is_closed():  # a lost connection has given the lock back already
+            await db.execute("SELECT pg_advisory_unlock($1)", FUTURE_INDEX_LOCK)
+
+
+async def _build_future_index(db: Db) -> None:
+    """Build FUTURE's index unless valid now (another collector's build may have ended)."""
+    valid = await db.fetchval(
+        "SELECT indisvalid FROM pg_index WHERE indexrelid = to_regclass($1)", FUTURE_INDEX
+    )
+    if valid:
         return
     started = time.monotonic()
     for attempt in (1, 2):

@@ -98,9 +98,10 @@ async def schema_version(db: Db) -> int:
 async def migrate(db: Db) -> tuple[int, int]:
     """Apply the migrations `db` lacks; return (version before, version after).
 
-    Holds the migration lock for the whole run: a second collector waits here, then finds
+    Holds the migration lock for the migrations: a second collector waits here, then finds
     everything applied. Each step commits on its own, so a run cut short resumes where it
-    stopped.
+    stopped. FUTURE's index is built after the lock is given back: a concurrent build waits
+    for every older snapshot, that of a collector waiting for the lock too (a deadlock).
     """
     await db.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
     try:
@@ -117,16 +118,16 @@ async def migrate(db: Db) -> tuple[int, int]:
                 await db.execute(
                     "INSERT INTO schema_migrations (version) VALUES ($1)", migration.version
                 )
-        # Not a numbered step: CREATE INDEX CONCURRENTLY runs outside any transaction, and
-        # FUTURE is made by ingest, not by a migration (so may come after them all).
-        await index_future(db)
         # Migration 12's payloads, in batches of their own transactions (outside the step,
         # whose exclusive lock on `feed` would last the whole rewrite).
         await move_active(db)
-        return before, SCHEMA_VERSION
     finally:
         if not db.is_closed():  # a lost connection has given the lock back already
             await db.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    # Not a numbered step: CREATE INDEX CONCURRENTLY runs outside any transaction, and
+    # FUTURE is made by ingest, not by a migration (so may come after them all).
+    await index_future(db)
+    return before, SCHEMA_VERSION
 
 
 async def upgrade(url: str) -> tuple[int, int]:
