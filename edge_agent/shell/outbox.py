@@ -171,38 +171,43 @@ class Outbox:
     # --- epochs ---------------------------------------------------------------------------
 
     async def start_new_epoch(
-        self, gaps: Sequence[GapRecord], *, now: float, clock_synced: bool
+        self, gaps: Sequence[GapRecord], *, now: float, clock_synced: bool, wait: bool = True
     ) -> str:
         """Start a new epoch whose first block carries `gaps`; re-seal older blocks under it.
 
         Used when sequence state proved lost: every undelivered block of an older epoch is
         sealed again in the new one (the collector drops readings it already holds), so no
-        block the collector did not store is ever released.
+        block the collector did not store is ever released. With `wait` False a busy epoch lock
+        raises OutboxUnavailableError at once (the ACK handler: the next ACK tries again).
         """
         file = self._file
-        async with file.lock:
+        # Lock order: the epoch lock, then the outbox lock (open_outbox holds the epoch lock
+        # across its seals and this start too). Never the other way: waiting for another
+        # process (`edge-agent backfill` checking a large file, up to
+        # OUTBOX_EPOCH_LOCK_TIMEOUT) under the outbox lock held every seal and read up.
+        # Until its first block commits the journal is ahead of the file: another process
+        # opening the outbox meanwhile would take the file for another copy.
+        turn = self._epoch_lock.held(wait=wait) if self._epoch_lock else nullcontext()
+        async with turn, file.lock:
             file.handed.clear()
             epoch = secrets.token_hex(8)
-            # Until its first block commits the journal is ahead of the file: another process
-            # opening the outbox meanwhile would take the file for another copy.
-            async with self._epoch_lock.held() if self._epoch_lock else nullcontext():
-                if self._journal is not None:
-                    # What its first block declares, kept until the next epoch: this start may
-                    # be cut short before it commits, and room made for it below is sealed at
-                    # the head of the epoch left, maybe at the very seqs declared.
-                    self._journal.record(epoch, gaps)
-                # Its first block is sealed at the head as every block is: a full outbox (a
-                # site offline for weeks) makes room for it first. Room made before it commits
-                # is sealed in the epoch left (replacements at its head), then again under this.
-                await self._room.sealing(
-                    lambda: begin_epoch(
-                        file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced
-                    ),
-                    records=len(gaps),
-                    now=now,
-                    clock_synced=clock_synced,
-                    evicting=file.evicting,
-                )
+            if self._journal is not None:
+                # What its first block declares, kept until the next epoch: this start may
+                # be cut short before it commits, and room made for it below is sealed at
+                # the head of the epoch left, maybe at the very seqs declared.
+                self._journal.record(epoch, gaps)
+            # Its first block is sealed at the head as every block is: a full outbox (a
+            # site offline for weeks) makes room for it first. Room made before it commits
+            # is sealed in the epoch left (replacements at its head), then again under this.
+            await self._room.sealing(
+                lambda: begin_epoch(
+                    file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced
+                ),
+                records=len(gaps),
+                now=now,
+                clock_synced=clock_synced,
+                evicting=file.evicting,
+            )
             log.warning("epoch_started", epoch=epoch, gaps=[g.reason.value for g in gaps])
         await self.reseal_older_epochs(now=now, clock_synced=clock_synced)
         return epoch

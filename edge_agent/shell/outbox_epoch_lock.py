@@ -35,8 +35,12 @@ class EpochLock:
     def __init__(self, path: Path, timeout: float) -> None:
         self._path = path
         self._timeout = timeout
-        # An opening holds it across the epoch start it may make: taken again, not waited for.
+        # An opening holds it across the epoch start it may make: taken again, not waited for,
+        # by that task only. Another task of this process waits its turn (the outbox lock no
+        # longer serialises epoch starts: it is taken after this one, `Outbox.start_new_epoch`).
         self._depth = 0
+        self._owner: asyncio.Task[object] | None = None
+        self._turn = asyncio.Lock()
 
     @classmethod
     def beside(cls, outbox: Path, timeout: float) -> EpochLock:
@@ -44,15 +48,24 @@ class EpochLock:
         return cls(outbox.with_name(outbox.name + ".epoch-lock"), timeout)
 
     @asynccontextmanager
-    async def held(self) -> AsyncIterator[None]:
-        """Held by this process (released on exit, and by the kernel if the process dies)."""
-        if self._depth:
+    async def held(self, *, wait: bool = True) -> AsyncIterator[None]:
+        """Held by this process (released on exit, and by the kernel if the process dies).
+
+        With `wait` False a lock another process holds raises OutboxUnavailableError at once.
+        """
+        if self._depth and asyncio.current_task() is self._owner:
             self._depth += 1
             try:
                 yield
             finally:
                 self._depth -= 1
             return
+        async with self._turn, self._flock(wait):
+            yield
+
+    @asynccontextmanager
+    async def _flock(self, wait: bool) -> AsyncIterator[None]:
+        """The flock itself, taken by one task of this process at a time (`_turn`)."""
         try:
             descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         except OSError as exc:
@@ -70,13 +83,20 @@ class EpochLock:
             os.close(descriptor)
             raise
         if busy:
-            log.warning("outbox_epoch_lock_busy", path=str(self._path))
+            log.warning("outbox_epoch_lock_busy", path=str(self._path), waited=wait)
+            if not wait:
+                os.close(descriptor)
+                raise OutboxUnavailableError(
+                    f"{self._path}: another process has been starting an epoch of the outbox or"
+                    " opening it since before this start (the running agent, `edge-agent"
+                    " backfill`); nothing was changed: try again once it is done"
+                )
             await waited(descriptor, self._path, self._timeout)  # closes it if not taken
-        self._depth = 1
+        self._depth, self._owner = 1, asyncio.current_task()
         try:
             yield
         finally:
-            self._depth = 0
+            self._depth, self._owner = 0, None
             os.close(descriptor)  # the lock goes with it
 
     def run_if_free(self, work: Callable[[], None]) -> bool:

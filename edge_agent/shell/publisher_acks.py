@@ -180,12 +180,16 @@ class AckTaker:
                     gaps,
                     now=now,
                     clock_synced=clock_synchronized(),
+                    # Not waited for: this runs in the receive loop, which would take no ACK
+                    # or command while another process (`edge-agent backfill` checking a
+                    # large file) holds the epoch lock, up to OUTBOX_EPOCH_LOCK_TIMEOUT.
+                    wait=False,
                 )
             except OutboxUnavailableError as exc:
-                # The epoch lock waited for in vain (`edge-agent backfill` opening the outbox),
-                # nothing changed: as a release that cannot be recorded, the outbox and the
-                # lanes stay as they are and the collector's next ACK proves the rollback
-                # again. Raised, it ended the publisher task, and the agent with it.
+                # The epoch lock busy (`edge-agent backfill` opening the outbox), nothing
+                # changed: as a release that cannot be recorded, the outbox and the lanes
+                # stay as they are and the collector's next ACK proves the rollback again.
+                # Raised, it ended the publisher task, and the agent with it.
                 log.warning("epoch_not_started", epoch=ack.epoch, error=str(exc))
                 return False
             self._lanes.forget()

@@ -32,7 +32,7 @@ from specs.records import Quality, Reading, iso_time
 from specs.signing import signature_properties
 from tests.support.broker import Broker
 from tests.support.collector_client import publish_properties
-from tests.support.held_process import held_process
+from tests.support.held_process import HOLD_FLOCK, held_process
 from tests.support.publisher_rig import (
     COLLECTOR_KEY,
     GATEWAY_KEY,
@@ -42,15 +42,6 @@ from tests.support.publisher_rig import (
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-# Another process (`edge-agent backfill` opening a large file) holding the epoch lock.
-HOLD_LOCK = """
-import fcntl, os, sys
-descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(descriptor, fcntl.LOCK_EX)
-print("held", flush=True)
-sys.stdin.read()
-"""
 
 
 @contextlib.asynccontextmanager
@@ -95,7 +86,7 @@ async def test_an_epoch_that_cannot_be_started_is_logged_and_tried_at_the_next_a
             rejected_lines=LineLimit(),
         )
         old = outbox.epoch
-        with held_process(HOLD_LOCK, str(path) + ".epoch-lock"), capture_logs() as logs:
+        with held_process(HOLD_FLOCK, str(path) + ".epoch-lock"), capture_logs() as logs:
             # Before: OutboxUnavailableError out of on_ack (the publisher task crashed).
             await _beyond_the_chain(acks, old)
         [not_started] = [e for e in logs if e["event"] == "epoch_not_started"]
@@ -128,7 +119,7 @@ async def test_the_publisher_stays_connected_through_an_epoch_that_cannot_be_sta
             async with aiomqtt.Client(
                 "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
             ) as collector:
-                with held_process(HOLD_LOCK, str(path) + ".epoch-lock"), capture_logs() as logs:
+                with held_process(HOLD_FLOCK, str(path) + ".epoch-lock"), capture_logs() as logs:
                     await collector.publish(TOPICS.ack, payload, qos=1, properties=properties)
                     async with asyncio.timeout(10):
                         while not running.done() and not any(

@@ -22,7 +22,7 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import GapReason
 from tests.integration.test_outbox_declarations import _block, _gap_records
-from tests.support.held_process import held_process
+from tests.support.held_process import HOLD_FLOCK, held_process
 from tests.support.outbox_site import KEY, SITE, T0
 
 pytestmark = pytest.mark.timeout(120)
@@ -123,17 +123,6 @@ async def test_owed_records_split_off_seq_1_stay_owed_until_their_part_is_delive
     assert named == sorted([(epoch, 1), (second_epoch, 1), (first_epoch, 1)])
 
 
-# Another process (`edge-agent backfill` opening the file, maybe starting an epoch) holding
-# the epoch lock: what it journals must not be overwritten by the ACK handler's rewrite.
-_HOLD_LOCK: Final = """
-import fcntl, os, sys
-descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
-fcntl.flock(descriptor, fcntl.LOCK_EX)
-print("held", flush=True)
-sys.stdin.read()
-"""
-
-
 async def test_owed_records_are_kept_while_another_process_holds_the_epoch_lock(
     tmp_path: Path,
 ) -> None:
@@ -147,7 +136,7 @@ async def test_owed_records_are_kept_while_another_process_holds_the_epoch_lock(
         before = journal_path.read_bytes()
         assert len(EpochJournal.beside(path).owed()) == 1
         lock = str(path.with_name(path.name + ".epoch-lock"))
-        with held_process(_HOLD_LOCK, lock), capture_logs() as logs:
+        with held_process(HOLD_FLOCK, lock), capture_logs() as logs:
             # The ACK releasing seq 1 while the other process holds the lock: it may be
             # between its read of the journal and its rename; the handler does not wait.
             await outbox.delivery.mark_delivered(

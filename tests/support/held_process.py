@@ -16,6 +16,16 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 
+# Holds an exclusive flock on the file named by its argument (an outbox's epoch lock: the
+# agent's epoch start or `edge-agent backfill` opening the outbox) until released.
+HOLD_FLOCK = """
+import fcntl, os, sys
+descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT, 0o600)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
 
 @dataclass(frozen=True)
 class Held:
