@@ -19,6 +19,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+from collections.abc import Iterable
 from contextlib import closing
 from pathlib import Path
 from typing import Final
@@ -28,7 +29,7 @@ import pytest
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import declared_gap
 from edge_agent.shell.outbox_space import SpaceBudget
-from specs.records import GapReason
+from specs.records import GapReason, GapRecord
 from tests.integration.test_outbox_declarations import MIB, _block, _fill, _gap_records, _gaps
 from tests.integration.test_outbox_full_seals import _full_outbox, _room_made
 from tests.integration.test_outbox_seq_mark import (
@@ -76,6 +77,17 @@ async def _full_to_its_last_leaf(path: Path) -> None:
     pytest.fail("no state with the last leaf page full")
 
 
+def _restored(
+    gaps: Iterable[GapRecord],
+) -> list[tuple[str | None, int | None, int | None, int | None]]:
+    """(epoch, from, to, lost) of each outbox_restored gap record."""
+    return [
+        (g.epoch, g.from_seq, g.to_seq, g.lost)
+        for g in gaps
+        if g.reason == GapReason.OUTBOX_RESTORED
+    ]
+
+
 def _epochs(path: Path) -> set[str]:
     with closing(sqlite3.connect(path)) as db:
         return {str(row[0]) for row in db.execute("SELECT DISTINCT epoch FROM blocks")}
@@ -109,11 +121,7 @@ async def test_a_full_outbox_found_rolled_back_opens_in_a_new_epoch(tmp_path: Pa
     # Before: OutboxUnavailableError ('database or disk is full') at every start, this budget.
     new_epoch, gaps = await _reopened(path)
     assert new_epoch != old_epoch
-    restored = [
-        (g.epoch, g.from_seq, g.to_seq, g.lost)
-        for g in gaps
-        if g.reason == GapReason.OUTBOX_RESTORED
-    ]
+    restored = _restored(gaps)
     # Those sealed again (nothing lost), and the lost seqs.
     assert restored == [(old_epoch, first, copied, 0), (old_epoch, copied + 1, None, None)]
     assert _epochs(path) == {new_epoch}  # every undelivered block sealed again under it
@@ -250,11 +258,7 @@ async def test_a_new_epoch_cut_short_after_making_room_leaves_no_seq_of_the_old_
 
     new_epoch, gaps = await _reopened(path)
     assert new_epoch != old_epoch
-    restored = [
-        (g.epoch, g.from_seq, g.to_seq, g.lost)
-        for g in gaps
-        if g.reason == GapReason.OUTBOX_RESTORED
-    ]
+    restored = _restored(gaps)
     # From the copy's lowest undelivered seq: those sealed again (nothing lost), then from the
     # first seq the copy lost (as the cut-short start kept it, not past the replacements).
     assert restored == [(old_epoch, first, copied, 0), (old_epoch, copied + 1, None, None)]
