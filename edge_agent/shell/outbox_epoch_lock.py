@@ -61,7 +61,13 @@ class EpochLock:
                 self._depth -= 1
             return
         async with self._turn, self._flock(wait):
-            yield
+            # Its holder even when the lock file could not be made (`_flock`): an opening's
+            # own epoch start takes it again, or would wait on its own turn for good.
+            self._depth, self._owner = 1, asyncio.current_task()
+            try:
+                yield
+            finally:
+                self._depth, self._owner = 0, None
 
     @asynccontextmanager
     async def _flock(self, wait: bool) -> AsyncIterator[None]:
@@ -92,11 +98,9 @@ class EpochLock:
                     " backfill`); nothing was changed: try again once it is done"
                 )
             await waited(descriptor, self._path, self._timeout)  # closes it if not taken
-        self._depth, self._owner = 1, asyncio.current_task()
         try:
             yield
         finally:
-            self._depth, self._owner = 0, None
             os.close(descriptor)  # the lock goes with it
 
     def run_if_free(self, work: Callable[[], None]) -> bool:

@@ -37,6 +37,7 @@ from edge_agent.shell.outbox_rewrite import begin_epoch as begin
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from specs.records import GapReason
 from tests.integration.test_outbox_declarations import _block, _gap_records
+from tests.integration.test_outbox_seq_mark import _restore, _snapshot
 from tests.support.held_process import Held, held_process
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.sigkill_writer import ROOT
@@ -250,3 +251,29 @@ async def test_a_wait_for_the_epoch_lock_given_up_says_so_and_leaves_the_lock_fr
                 fcntl.flock(probe, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(probe)
+
+
+async def test_a_start_whose_epoch_lock_cannot_be_made_still_starts_its_new_epoch(
+    tmp_path: Path,
+) -> None:
+    # The lock file cannot be opened (here a folder in its place; on a site, a read-only
+    # filesystem or one left by `sudo edge-agent backfill`, 0600 root): the opening goes on
+    # unserialised, and the new epoch it starts on a rolled-back file must take the lock again
+    # as its holder. Before: the start waited on the process's own turn for good.
+    path = tmp_path / "outbox.db"
+    snapshot = tmp_path / "snapshot.db"
+    async with open_outbox(path, SITE, KEY) as outbox:
+        old = outbox.epoch
+        for index in range(3):
+            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        _snapshot(path, snapshot)
+        for index in range(3, 5):
+            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+    _restore(path, snapshot)  # rolled back below its seq mark: a new epoch at the next start
+    path.with_name(path.name + ".epoch-lock").unlink()
+    path.with_name(path.name + ".epoch-lock").mkdir()
+    async with asyncio.timeout(30), open_outbox(path, SITE, KEY) as outbox:
+        assert outbox.epoch != old
+    assert [(g.reason, g.epoch) for g in _gap_records(path)][:1] == [
+        (GapReason.OUTBOX_RESTORED, old)
+    ]
