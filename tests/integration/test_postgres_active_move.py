@@ -14,9 +14,10 @@ import asyncio
 from typing import Final
 
 import asyncpg
+import pytest
 
 from collector.storage import open_storage, upgrade_storage
-from collector.storage.postgres.active_move import MOVE_BATCH, move_active
+from collector.storage.postgres.active_move import MOVE_BATCH, move_active, moved_through
 from collector.storage.postgres.schema import MIGRATIONS
 from tests.support.collector_api import NANCHANG
 from tests.support.collector_env import register
@@ -126,6 +127,7 @@ async def test_two_collectors_moving_at_once_move_each_row_once(postgres_url: st
         "UPDATE feed SET payload = json_build_object('alarm_id', point, 'active', active)::text,"
         " active = NULL WHERE kind = 'alarm'",
     )
+    await sql_execute(postgres_url, "COMMENT ON COLUMN feed.active IS NULL")  # not moved yet
     first, second = await asyncio.gather(*(_move(postgres_url) for _ in range(2)))
     assert first + second == ROWS
     await _assert_moved(postgres_url)
@@ -138,3 +140,93 @@ async def _move(url: str) -> int:
         return await move_active(db)
     finally:
         await db.close()
+
+
+async def _marked(url: str) -> int:
+    db = await asyncpg.connect(url)
+    try:
+        return await moved_through(db)
+    finally:
+        await db.close()
+
+
+async def test_a_finished_move_is_not_walked_again(postgres_url: str) -> None:
+    """The defect: no mark of a finished move, so every open walked the whole journal in
+    batches under the migration lock (alarm rows from before `active` match `active IS NULL`
+    for good). Now the second open runs no batch: no statement rewrites a row, the mark is
+    max(id); a late payload row above the mark is moved by the next open, and only it."""
+    await _journal_as_6f577c0_left_it(postgres_url)
+    # Rows written before `active` existed: no `active` in payload or column.
+    await sql_execute(
+        postgres_url,
+        "INSERT INTO feed (kind, gateway, point, readings_through, payload, at)"
+        " SELECT 'alarm', ?, 'old/' || n, 0, json_build_object('alarm_id', n)::text, n"
+        " FROM generate_series(1, ?) AS n",
+        NANCHANG.gateway,
+        MOVE_BATCH,
+    )
+    await upgrade_storage(postgres_url)
+    top = (await sql_rows(postgres_url, "SELECT max(id) FROM feed"))[0][0]
+    assert await _marked(postgres_url) == top
+    assert await _move(postgres_url) == 0
+    # No batch ran: no UPDATE sent, no row version changed.
+    versions = "SELECT count(DISTINCT xmin::text) FROM feed"
+    before = await sql_rows(postgres_url, versions)
+    db = await asyncpg.connect(postgres_url)
+    try:
+        batches: list[str] = []
+        db.add_query_logger(lambda record: batches.append(record.query))
+        assert await move_active(db) == 0
+    finally:
+        await db.close()
+    assert [query for query in batches if query.startswith("UPDATE feed")] == []
+    assert await sql_rows(postgres_url, versions) == before
+    await sql_execute(
+        postgres_url,
+        "INSERT INTO feed (kind, gateway, point, readings_through, payload, at)"
+        " VALUES ('alarm', ?, 'late/1', 0, '{\"alarm_id\": \"late/1\", \"active\": true}', 0)",
+        NANCHANG.gateway,
+    )
+    assert await _move(postgres_url) == 1
+    assert await _marked(postgres_url) == top + 1
+    assert await sql_rows(postgres_url, "SELECT active FROM feed WHERE point = 'late/1'") == [
+        (True,)
+    ]
+
+
+async def test_a_move_cut_short_resumes_where_it_stopped(postgres_url: str) -> None:
+    """A move failing in its second batch (a trigger raising: the connection lost there):
+    the next move runs the second and third batches only, not the first again."""
+    await _journal_as_6f577c0_left_it(postgres_url)
+    await sql_execute(postgres_url, "ALTER TABLE feed ADD COLUMN active boolean")
+    await sql_execute(
+        postgres_url,
+        "CREATE FUNCTION cut_short() RETURNS trigger LANGUAGE plpgsql AS"
+        " $$BEGIN RAISE EXCEPTION 'cut short'; END$$",
+    )
+    await sql_execute(
+        postgres_url,
+        f"CREATE TRIGGER cut BEFORE UPDATE ON feed FOR EACH ROW WHEN (OLD.id > {MOVE_BATCH})"
+        " EXECUTE FUNCTION cut_short()",
+    )
+    db = await asyncpg.connect(postgres_url)
+    try:
+        with pytest.raises(asyncpg.RaiseError):
+            await move_active(db)
+    finally:
+        await db.close()
+    assert await _marked(postgres_url) == MOVE_BATCH
+    await sql_execute(postgres_url, "DROP TRIGGER cut ON feed")
+    db = await asyncpg.connect(postgres_url)
+    try:
+        updates: list[str] = []
+        db.add_query_logger(lambda record: updates.append(record.query))
+        moved = await move_active(db)
+    finally:
+        await db.close()
+    assert len([query for query in updates if query.startswith("UPDATE feed")]) == 2
+    first_batch = await sql_rows(
+        postgres_url, "SELECT count(*) FROM feed WHERE id <= ? AND kind = 'alarm'", MOVE_BATCH
+    )
+    assert moved == ROWS - first_batch[0][0]
+    await _assert_moved(postgres_url)
