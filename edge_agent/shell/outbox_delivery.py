@@ -243,7 +243,15 @@ class Delivery:
             for seq in [s for s in file.handed.seqs() if s <= through or s == also]:
                 file.handed.take(seq)
             released = await on_thread(
-                file.db, release, epoch, through, also, now, keys, file.key.kid, times
+                file.db,
+                partial(release, ask_first=epoch != self._told),
+                epoch,
+                through,
+                also,
+                now,
+                keys,
+                file.key.kid,
+                times,
             )
             self._left_out.acked(released.left_out, keys, file.key.kid)
             if released.announcements:

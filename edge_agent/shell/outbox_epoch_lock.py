@@ -72,22 +72,13 @@ class EpochLock:
     @asynccontextmanager
     async def _flock(self, wait: bool) -> AsyncIterator[None]:
         """The flock itself, taken by one task of this process at a time (`_turn`)."""
-        try:
-            descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
+        descriptor = self._opened()
+        if descriptor is None:
             # A full disk (no room for the empty file) must not stop the start: it goes on
             # unserialised, as before the lock (the disk full tests).
-            log.warning("outbox_epoch_lock_not_made", path=str(self._path), error=str(exc))
             yield
             return
-        try:
-            fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            busy = False
-        except BlockingIOError:
-            busy = True
-        except BaseException:
-            os.close(descriptor)
-            raise
+        busy = not _taken_now(descriptor)
         if busy:
             log.warning("outbox_epoch_lock_busy", path=str(self._path), waited=wait)
             if not wait:
@@ -109,20 +100,39 @@ class EpochLock:
         False, `work` not run: held by another process, or by a task of this one (another
         descriptor: flock does not nest across them), or the lock file cannot be made.
         """
-        try:
-            descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-        except OSError as exc:
-            log.warning("outbox_epoch_lock_not_made", path=str(self._path), error=str(exc))
+        descriptor = self._opened()
+        if descriptor is None:
             return False
         try:
-            try:
-                fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
+            if not _taken_now(descriptor):
                 return False
             work()
             return True
         finally:
             os.close(descriptor)  # the lock goes with it
+
+    def _opened(self) -> int | None:
+        """A descriptor of the lock file, made if missing; None (logged) if it cannot be."""
+        try:
+            return os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        except OSError as exc:
+            log.warning("outbox_epoch_lock_not_made", path=str(self._path), error=str(exc))
+            return None
+
+
+def _taken_now(descriptor: int) -> bool:
+    """The exclusive flock on `descriptor` taken if no one holds it; False if someone does.
+
+    Any other failure closes the descriptor and is raised.
+    """
+    try:
+        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return True
 
 
 async def waited(descriptor: int, path: Path, bound: float) -> None:

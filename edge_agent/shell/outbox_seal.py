@@ -148,6 +148,8 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
     keys: AckKeys,
     signing_kid: str,
     times: tuple[float, float] | None,
+    *,
+    ask_first: bool = True,
 ) -> Released:
     """Mark blocks (and the key announcements they carry) delivered: seq <= through, + also.
 
@@ -185,10 +187,15 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
             answered = None if also is None else (epoch, also)
             note_key_listing(db, keys, signing_kid, now, answered=answered)
             left_out = read_key_left_out(db)
-            first = db.execute(
-                "SELECT 1 FROM blocks WHERE epoch = ? AND seq = 1 AND delivered_at IS NOT NULL",
-                (epoch,),
-            ).fetchone()
+            # Asked only until the epoch journal has been told (`Delivery.mark_delivered`).
+            first = (
+                db.execute(
+                    "SELECT 1 FROM blocks WHERE epoch = ? AND seq = 1 AND delivered_at IS NOT NULL",
+                    (epoch,),
+                ).fetchone()
+                if ask_first
+                else None
+            )
     finally:
         db.execute("PRAGMA synchronous=FULL")
     return Released(blocks, announcements, left_out, first_delivered=first is not None)

@@ -97,13 +97,11 @@ async def move_active(db: Db) -> int:
             log.warning("journal_active_batch_deadlocked", first=first, last=last)
             moved += await _move_batch(db, first, last)
         batches += 1
-    if moved or batches:
-        seconds = round(time.monotonic() - started, 3)
-        log.info(
-            "journal_active_moved",
-            rows=moved,
-            batches=batches,
-            moved_through=int(high),
-            seconds=seconds,
-        )
+    log.info(  # at least one batch ran: the range above was not empty
+        "journal_active_moved",
+        rows=moved,
+        batches=batches,
+        moved_through=int(high),
+        seconds=round(time.monotonic() - started, 3),
+    )
     return moved
