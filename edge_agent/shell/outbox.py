@@ -53,6 +53,7 @@ from edge_agent.shell.outbox_reads import (
     read_data_version,
     read_stats,
 )
+from edge_agent.shell.outbox_recovery import with_owed
 from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_undelivered
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
@@ -171,7 +172,13 @@ class Outbox:
     # --- epochs ---------------------------------------------------------------------------
 
     async def start_new_epoch(
-        self, gaps: Sequence[GapRecord], *, now: float, clock_synced: bool, wait: bool = True
+        self,
+        gaps: Sequence[GapRecord],
+        *,
+        now: float,
+        clock_synced: bool,
+        wait: bool = True,
+        carry_owed: bool = False,
     ) -> str:
         """Start a new epoch whose first block carries `gaps`; re-seal older blocks under it.
 
@@ -179,6 +186,9 @@ class Outbox:
         sealed again in the new one (the collector drops readings it already holds), so no
         block the collector did not store is ever released. With `wait` False a busy epoch lock
         raises OutboxUnavailableError at once (the ACK handler: the next ACK tries again).
+        With `carry_owed` the first block carries too what the journal still owes
+        (`outbox_recovery.with_owed`), read under the epoch lock; an opening passes what it
+        read under that lock itself (`recovery_gaps`).
         """
         file = self._file
         # Lock order: the epoch lock, then the outbox lock (open_outbox holds the epoch lock
@@ -191,6 +201,11 @@ class Outbox:
         async with turn, file.lock:
             file.handed.clear()
             epoch = secrets.token_hex(8)
+            if carry_owed and self._journal is not None:
+                # Read here, in one step with the entry that replaces it: read before the lock,
+                # another process's start in between (`edge-agent backfill` opening the file)
+                # had what its own entry owes replaced by the list read before it.
+                gaps = with_owed(list(gaps), self._journal.owed())
             if self._journal is not None:
                 # What its first block declares, kept until the next epoch: this start may
                 # be cut short before it commits, and room made for it below is sealed at

@@ -36,7 +36,6 @@ from edge_agent.shell.outbox_schema import ACK_MARK_SQL
 from edge_agent.shell.outbox_seal import chain_position, release
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.outbox_transaction import on_thread
-from specs.records import GapRecord
 
 _Sealed = TypeVar("_Sealed")
 
@@ -264,10 +263,6 @@ class Delivery:
                 # Under the lock: a new epoch this process starts is journaled under it too.
                 self._told = epoch if await self._tell_journal(epoch) else self._told
             return released.blocks
-
-    def owed(self) -> list[GapRecord]:
-        """The gap records the epoch journal still owes (none without a journal)."""
-        return [] if self._journal is None else self._journal.owed()
 
     async def _tell_journal(self, epoch: str) -> bool:
         """Rewrite the journal without `epoch`'s owed records, if the epoch lock is free now.

@@ -26,7 +26,7 @@ from edge_agent.core.missing_blocks import AckMark, heard, mark_time
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox import Outbox
-from edge_agent.shell.outbox_recovery import OutboxUnavailableError, declared_gap, with_owed
+from edge_agent.shell.outbox_recovery import OutboxUnavailableError, declared_gap
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.log_limit import LineLimit, warn_limited
 from specs.ack import MIN_MESSAGE_BYTES, Ack, AckFormatError, decode_ack
@@ -168,18 +168,17 @@ class AckTaker:
         if isinstance(verdict, Rollback):
             log.error("sequence_rollback_detected", epoch=ack.epoch, why=verdict.why)
             now = time.time()
-            # The journal's still-owed records carried on as an opening carries them: the
-            # first block carrying them may not be delivered (its seq 1 gave way), and this
-            # start's entry replaces them, so a later loss of the file would declare no more.
-            gaps = with_owed(
-                [declared_gap(GapReason.OUTBOX_RESTORED, ack.epoch, 1, now)],
-                self._outbox.delivery.owed(),
-            )
             try:
                 await self._outbox.start_new_epoch(
-                    gaps,
+                    [declared_gap(GapReason.OUTBOX_RESTORED, ack.epoch, 1, now)],
                     now=now,
                     clock_synced=clock_synchronized(),
+                    # The journal's still-owed records carried on as an opening carries them:
+                    # the first block carrying them may not be delivered (its seq 1 gave way),
+                    # and this start's entry replaces them, so a later loss of the file would
+                    # declare no more. Read under the epoch lock (another process journals
+                    # under it too), not here before it is taken.
+                    carry_owed=True,
                     # Not waited for: this runs in the receive loop, which would take no ACK
                     # or command while another process (`edge-agent backfill` checking a
                     # large file) holds the epoch lock, up to OUTBOX_EPOCH_LOCK_TIMEOUT.

@@ -5,19 +5,28 @@ An opening that starts an epoch declares the journal's owed records again beside
 collector. The ACK-driven start journaled its own record only, so a later loss of the file
 left the earlier epochs' holes declared by nobody. Real outbox files, a real signed ACK into
 the real AckTaker.
+
+The owed records are read under the epoch lock, in the same step as the new epoch's journal
+entry: read before it, another process's epoch start in between (`edge-agent backfill`
+opening the outbox) had its entry's owed records replaced by the stale list read here.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
+from edge_agent.shell.outbox_epoch_lock import EpochLock
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import Quality, Reading, iso_time
 from tests.integration.test_ack_epoch_not_started import _beyond_the_chain
+from tests.support.held_process import held_process
 from tests.support.publisher_rig import GATEWAY_KEY, SITE, ack_taker
 
 pytestmark = pytest.mark.timeout(60)
@@ -48,3 +57,64 @@ async def test_an_ack_proven_rollback_keeps_the_owed_records_of_earlier_epochs(
     assert sorted(g.epoch or "" for g in EpochJournal.beside(path).owed()) == sorted(
         [first, second]
     )
+
+
+# An earlier epoch of this path whose loss the other process's start declares: what made it
+# start does not matter here, only that its journal entry owes a record the agent's does not.
+_EARLIER = "e0" * 8
+
+# argv: the outbox. Opens it, says "held", and on a line starts a new epoch whose first block
+# declares _EARLIER lost from seq 1 (`edge-agent backfill` opening the outbox and starting an
+# epoch there, as its opening does on a file rolled back or replaced); says that epoch.
+_OTHER_START = f"""
+import asyncio, sys, time
+from pathlib import Path
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_recovery import declared_gap
+from specs.records import GapReason
+from tests.support.publisher_rig import GATEWAY_KEY, SITE
+
+async def main() -> None:
+    async with open_outbox(Path(sys.argv[1]), SITE, GATEWAY_KEY) as outbox:
+        print("held", flush=True)
+        sys.stdin.readline()
+        gap = declared_gap(GapReason.OUTBOX_RESTORED, {_EARLIER!r}, 1, time.time())
+        started = await outbox.start_new_epoch((gap,), now=time.time(), clock_synced=True)
+        print("epoch", started, flush=True)
+
+asyncio.run(main())
+"""
+
+
+async def test_an_epoch_another_process_starts_as_the_rollback_starts_keeps_its_owed_records(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "outbox.db"
+    journal = EpochJournal.beside(path)
+    others: list[str] = []
+    held = EpochLock.held
+
+    @asynccontextmanager
+    async def after_the_other_start(lock: EpochLock, *, wait: bool = True) -> AsyncIterator[None]:
+        # The agent's start about to take the epoch lock: the other process starts its epoch
+        # (under the lock, journaled and committed) and is done first.
+        if not others:
+            said = await asyncio.to_thread(other.release, "go")
+            others.extend(line.split()[1] for line in said if line.startswith("epoch "))
+        async with held(lock, wait=wait):
+            yield
+
+    async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
+        first = outbox.epoch
+        for _ in range(2):
+            await outbox.seal(_reading(), now=time.time(), clock_synced=True)
+        acks = ack_taker(outbox)
+        with held_process(_OTHER_START, str(path)) as other:
+            monkeypatch.setattr(EpochLock, "held", after_the_other_start)
+            await _beyond_the_chain(acks, first)  # through 8 of a file holding 1..2
+            monkeypatch.setattr(EpochLock, "held", held)
+        (theirs,) = others
+        assert journal.epochs() == (first, theirs, outbox.epoch)
+        owed = [(g.epoch, g.from_seq) for g in journal.owed()]
+        # Before: the other start's record dropped, 0 of 1 owed ([(first, 1)] only).
+        assert sorted(owed) == sorted([(first, 1), (_EARLIER, 1)])
