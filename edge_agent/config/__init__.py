@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 from configkit.issues import ConfigError, ConfigIssue
 from configkit.network import TlsConfig
-from edge_agent.config.address import LAST_ADDRESS, REGISTER_COUNT, Address, DataType, Order, Table
+from edge_agent.config.address import LAST_ADDRESS, Address, DataType, Order, Table
 from edge_agent.config.alarms import (
     SITE_ALARM_KINDS,
     CompareAlarm,
@@ -52,7 +52,6 @@ __all__ = [
     "COLOURS",
     "LAST_ADDRESS",
     "RATE_PERIODS",
-    "REGISTER_COUNT",
     "SITE_ALARM_KINDS",
     "SUPPORTED_DRIVERS",
     "THRESHOLD_FAMILIES",

@@ -2,7 +2,6 @@
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
-from collections.abc import Mapping
 from typing import Annotated, Literal, Self
 
 from pydantic import Field, model_validator
@@ -10,26 +9,18 @@ from pydantic import Field, model_validator
 from configkit.fields import ConfigModel
 from configkit.issues import KeyPath
 from configkit.validation import raise_at
+from drivers.modbus.codec import DataType as WordLayout
+from drivers.modbus.codec import Table as ModbusTable
+from drivers.modbus.codec import is_bit_table, register_count
 
+# The site map's spelling, as the reference shows it; the codec's enums of the same values say
+# how many registers a type takes and which tables hold bits.
 Table = Literal["holding", "input", "coil", "discrete"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64", "bool"]
 Order = Literal["big", "little"]
 
-REGISTER_COUNT: Mapping[DataType, int] = {
-    "int16": 1,
-    "uint16": 1,
-    "int32": 2,
-    "uint32": 2,
-    "float32": 2,
-    "float64": 4,
-    "bool": 1,
-}
-"""How many 16-bit registers (or coils) each data type occupies."""
-
 LAST_ADDRESS = 65535
 """Modbus addresses are 16 bits: a value must end at or before this register."""
-
-_BIT_TABLES = ("coil", "discrete")
 
 
 class Address(ConfigModel):
@@ -53,16 +44,17 @@ class Address(ConfigModel):
     @property
     def register_count(self) -> int:
         """Return how many registers (or coils) the value occupies."""
-        return REGISTER_COUNT[self.type]
+        return register_count(WordLayout(self.type))
 
     @model_validator(mode="after")
     def _fits(self) -> Self:
         problems: list[tuple[KeyPath, str]] = []
-        if self.table in _BIT_TABLES and self.type != "bool":
+        bits = is_bit_table(ModbusTable(self.table))
+        if bits and self.type != "bool":
             problems.append(
                 (("type",), f"a {self.table} table holds single bits: type must be bool")
             )
-        if self.bit is not None and (self.table in _BIT_TABLES or self.type != "bool"):
+        if self.bit is not None and (bits or self.type != "bool"):
             problems.append((("bit",), "bit applies only to type bool in a holding or input table"))
         end = self.start + self.register_count - 1
         if end > LAST_ADDRESS:
