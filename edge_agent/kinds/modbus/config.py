@@ -9,16 +9,15 @@ from pydantic import AfterValidator, Field, field_validator
 
 from configkit.durations import format_duration
 from configkit.issues import KeyPath
-from drivers.modbus.codec import DataType, Table
+from drivers.modbus.codec import DataType, Table, is_bit_table
 from drivers.modbus.plan import RegisterPoint, plan_reads
 from drivers.modbus.timing import rtu_wire_bytes
-from drivers.serial.settings import Parity as LineParity
-from drivers.serial.settings import SerialSettings
 from edge_agent.config.device_base import DeviceBase, Parity, Seconds, StopBits
 from edge_agent.config.fields import Baudrate, DevicePath, Host
 from edge_agent.config.point_source import SourceKey
 from edge_agent.config.points import PointConfig
 from edge_agent.config.serial_port import SerialPortUse
+from edge_agent.kinds.line import serial_line
 
 MAX_UNIT_ID = 247
 """Highest Modbus slave address; 0 is broadcast (no slave answers), 248..255 are reserved."""
@@ -115,16 +114,14 @@ class ModbusRtuDevice(DeviceBase):
                     f"{number}", Table(address.table), address.start, DataType(address.type)
                 )
             )
-        line = SerialSettings(
-            self.port, self.baudrate, LineParity(self.parity), self.stopbits, self.bytesize
-        )
+        line = serial_line(self)
         reads = plan_reads(registers, max_gap=self.max_gap)
         longest = max(reads, key=rtu_wire_bytes, default=None)
         if longest is None:
             return
         wire = rtu_wire_bytes(longest) * line.char_seconds
         if self.timeout < wire:
-            unit = "bits" if longest.table in {Table.COIL, Table.DISCRETE} else "registers"
+            unit = "bits" if is_bit_table(longest.table) else "registers"
             message = (
                 f"timeout {format_duration(self.timeout)} is shorter than the longest read of "
                 f"this slave takes on the wire at {self.baudrate} {self.bytesize}{self.parity}"
