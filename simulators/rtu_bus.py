@@ -21,8 +21,8 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from drivers.modbus.rtu_frame import has_valid_crc
 from drivers.modbus.timing import silent_interval
-from drivers.serial.checksum import crc16_modbus
 from simulators.lifecycle import ticks
 from simulators.pty import PtySimulator, serve_pty
 from simulators.rtu_slaves import Fault, SimSlave, headcount_slave, pattern_slave
@@ -46,7 +46,7 @@ def _requests(buffer: bytearray) -> list[tuple[int, int, int, int]]:
     found: list[tuple[int, int, int, int]] = []
     while len(buffer) >= REQUEST_BYTES:
         frame = bytes(buffer[:REQUEST_BYTES])
-        if crc16_modbus(frame[:-2]).to_bytes(2, "little") != frame[-2:]:
+        if not has_valid_crc(frame):
             del buffer[0]
             continue
         del buffer[:REQUEST_BYTES]

@@ -31,6 +31,7 @@ __all__ = [
     "build_read_frame",
     "data_bytes",
     "find_reply",
+    "has_valid_crc",
     "reply_values",
     "rtu_frame",
 ]
@@ -79,7 +80,7 @@ class RtuReply:
     exception_code: int | None = None
 
 
-def _valid(frame: bytes) -> bool:
+def has_valid_crc(frame: bytes) -> bool:
     """Tell whether a frame's last two bytes are the CRC of the rest."""
     return crc16_modbus(frame[:-2]).to_bytes(2, "little") == frame[-2:]
 
@@ -100,11 +101,11 @@ def find_reply(buffer: bytes, unit: int, request: ReadRequest) -> RtuReply | Non
         code = buffer[offset + 1]
         if code == function | EXCEPTION_FLAG:
             frame = buffer[offset : offset + EXCEPTION_RESPONSE_BYTES]
-            if _valid(frame):
+            if has_valid_crc(frame):
                 return RtuReply(unit, function, exception_code=frame[2])
         elif code == function and buffer[offset + 2] == count:
             frame = buffer[offset : offset + normal_size]
-            if len(frame) == normal_size and _valid(frame):
+            if len(frame) == normal_size and has_valid_crc(frame):
                 return RtuReply(unit, function, data=frame[3:-2])
     return None
 
