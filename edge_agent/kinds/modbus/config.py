@@ -10,7 +10,8 @@ from pydantic import AfterValidator, Field, field_validator
 from configkit.durations import format_duration
 from configkit.issues import KeyPath
 from drivers.modbus.codec import DataType, Table, is_bit_table
-from drivers.modbus.plan import RegisterPoint, plan_reads
+from drivers.modbus.plan import MAX_READ_REGISTERS, RegisterPoint, plan_reads
+from drivers.modbus.rtu_frame import MAX_UNIT_ID
 from drivers.modbus.timing import rtu_wire_bytes
 from edge_agent.config.device_base import DeviceBase, Parity, Seconds, StopBits
 from edge_agent.config.fields import Baudrate, DevicePath, Host
@@ -18,9 +19,6 @@ from edge_agent.config.point_source import SourceKey
 from edge_agent.config.points import PointConfig
 from edge_agent.config.serial_port import SerialPortUse
 from edge_agent.kinds.line import serial_line
-
-MAX_UNIT_ID = 247
-"""Highest Modbus slave address; 0 is broadcast (no slave answers), 248..255 are reserved."""
 
 MODBUS_SERIAL_PARITY: Parity = "E"
 """The Modbus over Serial Line spec's default parity (8E1); by the spec 8N1 needs two stop
@@ -45,7 +43,7 @@ class ModbusTcpDevice(DeviceBase):
     timeout: Seconds = 1.0
     """How long one request may take before the read counts as failed."""
     # Unused registers one read may span to merge neighbouring points (a read holds <= 125).
-    max_gap: Annotated[int, Field(strict=True, ge=0, le=125)] = 8
+    max_gap: Annotated[int, Field(strict=True, ge=0, le=MAX_READ_REGISTERS)] = 8
     """Unused registers one read may span to merge neighbouring points (a read holds at most
     125).
     """
@@ -94,7 +92,7 @@ class ModbusRtuDevice(DeviceBase):
     """How long one request may wait for the slave's answer; a silent slave costs the bus this
     once per cycle. It must exceed the time the longest read takes on the wire at `baudrate`.
     """
-    max_gap: Annotated[int, Field(strict=True, ge=0, le=125)] = 8
+    max_gap: Annotated[int, Field(strict=True, ge=0, le=MAX_READ_REGISTERS)] = 8
     """Unused registers one read may span to merge neighbouring points (a read holds at most
     125).
     """
