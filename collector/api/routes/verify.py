@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from collector.api.deps import Auth, From, To, bad_request, parse_time
 from collector.storage.base import Storage
 from collector.storage.capabilities import BlockArchive
-from collector.verify.core import VerifyReport
+from collector.verify.core import VerifyReport, report_json
 from collector.verify.service import verify_stored
 
 
@@ -45,22 +45,8 @@ class VerifyOut(BaseModel):
 
 
 def verify_out(report: VerifyReport) -> VerifyOut:
-    """The API shape of a report."""
-    return VerifyOut(
-        blocks=report.blocks,
-        verified=report.verified,
-        broken=[
-            BrokenOut(
-                gateway=b.gateway, epoch=b.epoch, seq=b.seq, reason=b.reason.value, detail=b.detail
-            )
-            for b in report.broken
-        ],
-        holes=[
-            HoleOut(gateway=h.gateway, epoch=h.epoch, from_seq=h.from_seq, to_seq=h.to_seq)
-            for h in report.holes
-        ],
-        truncated=report.truncated,
-    )
+    """The API shape of a report: the JSON `collector verify --json` prints (one mapping)."""
+    return VerifyOut.model_validate(report_json(report))
 
 
 def create_router(storage: Storage) -> APIRouter:
