@@ -14,7 +14,9 @@ from drivers.modbus.codec import Table as ModbusTable
 from drivers.modbus.codec import is_bit_table, register_count
 
 # The site map's spelling, as the reference shows it; the codec's enums of the same values say
-# how many registers a type takes and which tables hold bits.
+# how many registers a type takes and which tables hold bits. tests/unit/test_literal_mirrors.py
+# holds each `Literal` here (and every other one that restates a driver's or the wire's
+# vocabulary) to its enum's values, and builds a driver from each.
 Table = Literal["holding", "input", "coil", "discrete"]
 DataType = Literal["int16", "uint16", "int32", "uint32", "float32", "float64", "bool"]
 Order = Literal["big", "little"]

@@ -36,6 +36,7 @@ def _line_text(value: str) -> str:
 
 LineText = Annotated[str, AfterValidator(_line_text)]
 
+# drivers.serial.checksum.Checksum's values and `none` (tests/unit/test_literal_mirrors.py).
 Checksum = Literal["none", "xor", "lrc", "crc16_modbus"]
 
 MAX_FRAME = 256
