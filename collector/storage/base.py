@@ -41,8 +41,8 @@ class Storage(QueryReads):
     transaction for the whole batch and returns only after the commit is durable, because the
     caller acknowledges on its result. The reads that are one query on every backend (stream,
     audit, gateway_views, points, latest, readings, alarms, gaps, gateway_profile, point_metas,
-    sourced_readings, buckets) are `collector.storage.reads.QueryReads`', a backend implements
-    the rest.
+    sourced_readings, buckets, gateways, keys) are `collector.storage.reads.QueryReads`', a
+    backend implements the rest.
     """
 
     @abc.abstractmethod
@@ -61,14 +61,6 @@ class Storage(QueryReads):
     @abc.abstractmethod
     async def revoke(self, gateway: str, kid: str | None, at: float) -> tuple[str, ...]:
         """Revoke one key (or every active key) of a gateway; return the kids revoked."""
-
-    @abc.abstractmethod
-    async def gateways(self) -> tuple[Gateway, ...]:
-        """Every registered gateway, ordered by id."""
-
-    @abc.abstractmethod
-    async def keys(self, gateway: str | None = None) -> tuple[GatewayKey, ...]:
-        """Registered keys (of one gateway, or all), revoked ones included."""
 
     @abc.abstractmethod
     async def grants(self, kids: Collection[str]) -> Mapping[str, KeyGrant]:

@@ -1,11 +1,12 @@
 """The Storage protocol's reads that do not depend on the backend, once for both.
 
 Each read is the backend-neutral query function itself (`collector.storage.queries`,
-`export_queries`, `archive`, `feed`, `quality`), bound as a method by `_read`: a store says
-how a read gets a `Fetch` (`_reading`: SQLite on its reader connection, PostgreSQL on a pooled
-connection whose driver errors name the read) and gives its feed and quality statements.
+`export_queries`, `registry_reads`, `archive`, `feed`, `quality`), bound as a method by `_read`:
+a store says how a read gets a `Fetch` (`_reading`: SQLite on its reader connection, PostgreSQL
+on a pooled connection whose driver errors name the read) and gives its feed and quality
+statements.
 `QueryReads` holds the reads of `collector.storage.base.Storage`, `CapabilityReads` adds those
-of the capabilities BlockArchive, FeedJournal and QualityStats.
+of the capabilities BlockArchive, FeedJournal, QualityStats and TokenStore.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from contextlib import AbstractAsyncContextManager
 from typing import Concatenate, ParamSpec, TypeVar
 
 from collector.readmodel import BucketAfter, BucketGrid, BucketRow, Page, ReadingFilter, Scope
-from collector.storage import archive, export_queries, feed, quality, queries
+from collector.storage import archive, export_queries, feed, quality, queries, registry_reads
 from collector.storage.buckets import BucketQueries, bucket_page, rollups_answer
 from collector.storage.feed import FeedStatements
 from collector.storage.queries import Fetch
@@ -97,6 +98,8 @@ class QueryReads(abc.ABC):
     gateway_profile = _read(export_queries.gateway_profile, "reading a gateway profile")
     point_metas = _read(export_queries.point_metas, "reading point metas")
     sourced_readings = _read(export_queries.sourced_readings, "reading readings")
+    gateways = _read(registry_reads.gateways, "reading gateways")
+    keys = _read(registry_reads.keys, "reading keys")
 
 
 def _feed_statements(reads: CapabilityReads) -> FeedStatements:
@@ -108,7 +111,7 @@ def _quality_aggregates(reads: CapabilityReads) -> str:
 
 
 class CapabilityReads(QueryReads):
-    """QueryReads and the reads of the BlockArchive, FeedJournal and QualityStats capabilities."""
+    """QueryReads and the reads of BlockArchive, FeedJournal, QualityStats and TokenStore."""
 
     feed_statements: FeedStatements
     """The backend's live feed statements."""
@@ -122,3 +125,5 @@ class CapabilityReads(QueryReads):
     quality_counts = _dialect_read(
         quality.quality_counts, "reading quality counts", _quality_aggregates
     )
+    api_tokens = _read(registry_reads.api_tokens, "reading API tokens")
+    token_by_hash = _read(registry_reads.token_by_hash, "reading API tokens")

@@ -82,12 +82,6 @@ async def revoke(db: Db, gateway: str, kid: str | None, at: float) -> tuple[str,
     return tuple(sorted(row[0] for row in found))
 
 
-async def gateways(db: Db) -> tuple[Gateway, ...]:
-    """Every registered gateway, ordered by id."""
-    found = await db.fetch(f"SELECT {GATEWAY_COLUMNS} FROM gateways ORDER BY gateway")
-    return tuple(gateway_row(row) for row in found)
-
-
 async def find_gateways(db: Db, ids: Collection[str]) -> Mapping[str, Gateway]:
     """The registered gateways among `ids`."""
     found = await db.fetch(
@@ -95,16 +89,6 @@ async def find_gateways(db: Db, ids: Collection[str]) -> Mapping[str, Gateway]:
         sorted(set(ids)),
     )
     return {row[0]: gateway_row(row) for row in found}
-
-
-async def keys(db: Db, gateway: str | None = None) -> tuple[GatewayKey, ...]:
-    """Registered keys (of one gateway, or all), revoked ones included."""
-    found = await db.fetch(
-        f"SELECT {KEY_COLUMNS} FROM gateway_keys WHERE $1::text IS NULL OR gateway = $1"
-        " ORDER BY gateway, added_at, kid",
-        gateway,
-    )
-    return tuple(gateway_key(row) for row in found)
 
 
 async def grants(db: Db, kids: Collection[str]) -> Mapping[str, KeyGrant]:

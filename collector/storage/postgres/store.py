@@ -190,20 +190,10 @@ class PostgresStorage(CapabilityReads, Storage):
         async with self._transaction("revoking keys") as db:
             return await registry.revoke(db, gateway, kid, at)
 
-    async def gateways(self) -> tuple[Gateway, ...]:
-        """Every registered gateway, ordered by id."""
-        async with self._connection("reading gateways") as db:
-            return await registry.gateways(db)
-
     async def find_gateways(self, ids: Collection[str]) -> Mapping[str, Gateway]:
         """The registered gateways among `ids`."""
         async with self._connection("reading gateways") as db:
             return await registry.find_gateways(db, ids)
-
-    async def keys(self, gateway: str | None = None) -> tuple[GatewayKey, ...]:
-        """Registered keys (of one gateway, or all), revoked ones included."""
-        async with self._connection("reading keys") as db:
-            return await registry.keys(db, gateway)
 
     async def grants(self, kids: Collection[str]) -> Mapping[str, KeyGrant]:
         """The registered keys among `kids`, each with its owning gateway."""
@@ -300,13 +290,3 @@ class PostgresStorage(CapabilityReads, Storage):
         """Revoke a token, with its audit row; False when it was revoked already."""
         async with self._transaction("revoking an API token") as db:
             return await tokens.revoke(db, name, at, actor)
-
-    async def api_tokens(self) -> tuple[StoredToken, ...]:
-        """Every stored token, revoked ones too, by name."""
-        async with self._connection("reading API tokens") as db:
-            return await tokens.every(db)
-
-    async def token_by_hash(self, digest: str) -> StoredToken | None:
-        """The token whose secret hashes to `digest`, revoked or not."""
-        async with self._connection("reading API tokens") as db:
-            return await tokens.by_hash(db, digest)

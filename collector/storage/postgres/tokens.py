@@ -12,7 +12,6 @@ from collector.storage import audit
 from collector.storage.base import RegistryError
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db
-from collector.storage.records import TOKEN_COLUMNS, stored_token
 from collector.tokens import StoredToken
 
 
@@ -44,15 +43,3 @@ async def revoke(db: Db, name: str, at: float, actor: str) -> bool:
     entry = ActionEntry(at, Action.TOKEN_REVOKE, actor, f"token {name} revoked")
     await audit.append(PostgresChain(db), actions=[entry], now=at)
     return True
-
-
-async def every(db: Db) -> tuple[StoredToken, ...]:
-    """Every token, revoked ones too, by name."""
-    found = await db.fetch(f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY name")
-    return tuple(stored_token(row) for row in found)
-
-
-async def by_hash(db: Db, digest: str) -> StoredToken | None:
-    """The token whose secret hashes to `digest`, revoked or not."""
-    row = await db.fetchrow(f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = $1", digest)
-    return None if row is None else stored_token(row)

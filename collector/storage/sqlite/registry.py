@@ -70,12 +70,6 @@ async def revoke(
     return kids
 
 
-async def gateways(db: aiosqlite.Connection) -> tuple[Gateway, ...]:
-    """Every registered gateway, ordered by id."""
-    rows = await db.execute_fetchall(f"SELECT {GATEWAY_COLUMNS} FROM gateways ORDER BY gateway")
-    return tuple(gateway_row(row) for row in rows)
-
-
 async def _rows_among(
     db: aiosqlite.Connection, query: str, ids: Collection[str]
 ) -> list[sqlite3.Row]:
@@ -91,17 +85,6 @@ async def find_gateways(db: aiosqlite.Connection, ids: Collection[str]) -> Mappi
     """The registered gateways among `ids`."""
     rows = await _rows_among(db, f"SELECT {GATEWAY_COLUMNS} FROM gateways WHERE gateway IN", ids)
     return {row[0]: gateway_row(row) for row in rows}
-
-
-async def keys(db: aiosqlite.Connection, gateway: str | None = None) -> tuple[GatewayKey, ...]:
-    """Registered keys (of one gateway, or all), revoked ones included."""
-    query = f"SELECT {KEY_COLUMNS} FROM gateway_keys"
-    params: tuple[str, ...] = ()
-    if gateway is not None:
-        query += " WHERE gateway = ?"
-        params = (gateway,)
-    rows = await db.execute_fetchall(query + " ORDER BY gateway, added_at", params)
-    return tuple(gateway_key(row) for row in rows)
 
 
 async def grants(db: aiosqlite.Connection, kids: Collection[str]) -> Mapping[str, KeyGrant]:

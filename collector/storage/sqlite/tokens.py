@@ -12,7 +12,6 @@ import aiosqlite
 from collector.audit.chain import Action, ActionEntry
 from collector.storage import audit
 from collector.storage.base import RegistryError
-from collector.storage.records import TOKEN_COLUMNS, stored_token
 from collector.storage.sqlite.audit import SqliteChain
 from collector.tokens import StoredToken
 
@@ -44,19 +43,3 @@ async def revoke(db: aiosqlite.Connection, name: str, at: float, actor: str) -> 
     entry = ActionEntry(at, Action.TOKEN_REVOKE, actor, f"token {name} revoked")
     await audit.append(SqliteChain(db), actions=[entry], now=at)
     return True
-
-
-async def every(db: aiosqlite.Connection) -> tuple[StoredToken, ...]:
-    """Every token, revoked ones too, by name."""
-    found = await db.execute_fetchall(f"SELECT {TOKEN_COLUMNS} FROM api_tokens ORDER BY name")
-    return tuple(stored_token(row) for row in found)
-
-
-async def by_hash(db: aiosqlite.Connection, digest: str) -> StoredToken | None:
-    """The token whose secret hashes to `digest`, revoked or not."""
-    found = await db.execute_fetchall(
-        f"SELECT {TOKEN_COLUMNS} FROM api_tokens WHERE hash = ?", (digest,)
-    )
-    for row in found:
-        return stored_token(row)
-    return None
