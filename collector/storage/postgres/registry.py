@@ -6,13 +6,7 @@ from collections.abc import Collection, Mapping, Sequence
 from dataclasses import replace
 
 from collector.model import AuditEntry, Gateway, GatewayKey, IncomingBlock, KeyGrant
-from collector.storage.keys import (
-    check_owner,
-    check_same_gateway,
-    check_same_key,
-    refusal,
-    retire_at,
-)
+from collector.storage.keys import check_same_gateway, check_same_key, refusal, retire_at
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import lock_gateways
 from collector.storage.postgres.rows import numbered
@@ -31,10 +25,10 @@ from collector.storage.records import gateway as gateway_row
 async def register(db: Db, gateway: Gateway, key: GatewayKey) -> None:
     """Register a gateway (or find it registered identically) and add a key to it.
 
-    Runs inside the caller's transaction; the gateway's lock makes a concurrent registration
-    of the same gateway wait and then see this one.
+    Runs inside the caller's transaction, which has checked the key's owner (`check_owner`);
+    the gateway's lock makes a concurrent registration of the same gateway wait and then see
+    this one.
     """
-    check_owner(gateway, key)
     await lock_gateways(db, [gateway.gateway])
     row = await db.fetchrow(
         f"SELECT {GATEWAY_COLUMNS} FROM gateways WHERE gateway = $1", gateway.gateway

@@ -11,32 +11,27 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
+from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Final
 
 import asyncpg
 import structlog
 
-from collector.audit.chain import ActionEntry, AuditRow, ChainHead, UnreadableRow
 from collector.feed.core import JournalEntry
-from collector.feed.due import ActivationSweep, Announced
 from collector.feed.wakeup import CommitSignal
 from collector.model import (
     BatchResult,
-    Gateway,
-    GatewayKey,
     IngestBatch,
-    KeyGrant,
 )
 from collector.readmodel import (
     BucketGrid,
     ReadingFilter,
     Scope,
 )
-from collector.storage import activations, audit
 from collector.storage.activations import WriteEntries
-from collector.storage.base import Storage, StorageError
+from collector.storage.base import StorageError
+from collector.storage.dialect_store import Dialect, DialectStore
 from collector.storage.months import Month, month_of, months_of, next_month
 from collector.storage.postgres import feed, quality, registry, tokens
 from collector.storage.postgres.audit import PostgresChain
@@ -56,9 +51,7 @@ from collector.storage.postgres.partitions import Partitions, ingest_horizon
 from collector.storage.postgres.rows import fetcher
 from collector.storage.postgres.schema import migrate
 from collector.storage.queries import Fetch
-from collector.storage.reads import CapabilityReads
 from collector.storage.urls import redacted
-from collector.tokens import StoredToken
 
 POOL_MIN: Final = 1
 # Ingest runs one batch at a time per collector; the rest serve the API beside it.
@@ -70,11 +63,12 @@ CLOSE_TIMEOUT: Final = 10.0
 log = structlog.get_logger("collector.storage.postgres")
 
 
-class PostgresStorage(CapabilityReads, Storage):
+class PostgresStorage(DialectStore[Db]):
     """The Storage protocol on one PostgreSQL database."""
 
     feed_statements = feed.STATEMENTS
     quality_aggregates = quality.AGGREGATES
+    dialect = Dialect(chain=PostgresChain, registry=registry, tokens=tokens)
 
     def __init__(self, pool: asyncpg.Pool[asyncpg.Record], url: str) -> None:
         self._pool = pool
@@ -143,9 +137,18 @@ class PostgresStorage(CapabilityReads, Storage):
                 yield db
 
     @asynccontextmanager
-    async def _transaction(self, action: str) -> AsyncIterator[Db]:
+    async def _writing(self, action: str) -> AsyncIterator[Db]:
         """A pooled connection inside a transaction that commits when the block ends."""
         async with self._connection(action) as db, db.transaction():
+            yield db
+
+    @asynccontextmanager
+    async def _snapshot(self, action: str) -> AsyncIterator[Db]:
+        """A pooled connection inside a read-only transaction that reads one snapshot."""
+        async with (
+            self._connection(action) as db,
+            db.transaction(isolation="repeatable_read", readonly=True),
+        ):
             yield db
 
     async def ping(self) -> None:
@@ -162,7 +165,7 @@ class PostgresStorage(CapabilityReads, Storage):
     @asynccontextmanager
     async def _feed_writing(self) -> AsyncIterator[tuple[Fetch, WriteEntries]]:
         """A transaction holding the feed lock: ids in commit order, one sweep at a time."""
-        async with self._transaction("announcing active alarms") as db:
+        async with self._writing("announcing active alarms") as db:
             await feed.take_feed_lock(db)
 
             async def write(entries: Sequence[JournalEntry]) -> None:
@@ -171,34 +174,6 @@ class PostgresStorage(CapabilityReads, Storage):
                     await feed.finish_feed_commit(db)
 
             yield fetcher(db), write
-
-    async def announce_activations(self, sweep: ActivationSweep) -> Announced:
-        """The feed's alarm events for alarms raised ahead that came due (AlarmActivations)."""
-        return await activations.announce(
-            sweep, reading=self._reading, writing=self._feed_writing, statements=feed.STATEMENTS
-        )
-
-    # --- registry ---------------------------------------------------------------------------
-
-    async def register(self, gateway: Gateway, key: GatewayKey) -> None:
-        """Register a gateway (or find it registered identically) and add a key to it."""
-        async with self._transaction("registering a gateway") as db:
-            await registry.register(db, gateway, key)
-
-    async def revoke(self, gateway: str, kid: str | None, at: float) -> tuple[str, ...]:
-        """Revoke one key (or every active key) of a gateway; return the kids revoked."""
-        async with self._transaction("revoking keys") as db:
-            return await registry.revoke(db, gateway, kid, at)
-
-    async def find_gateways(self, ids: Collection[str]) -> Mapping[str, Gateway]:
-        """The registered gateways among `ids`."""
-        async with self._connection("reading gateways") as db:
-            return await registry.find_gateways(db, ids)
-
-    async def grants(self, kids: Collection[str]) -> Mapping[str, KeyGrant]:
-        """The registered keys among `kids`, each with its owning gateway."""
-        async with self._connection("reading keys") as db:
-            return await registry.grants(db, kids)
 
     # --- ingest -----------------------------------------------------------------------------
 
@@ -247,46 +222,3 @@ class PostgresStorage(CapabilityReads, Storage):
     def relay_commits(self, signal: CommitSignal) -> AbstractAsyncContextManager[None]:
         """Ring `signal` on every feed commit to this database, by any collector (LISTEN)."""
         return relay_commits(self._url, signal)
-
-    # --- audit chain and API tokens (AuditTrail, TokenStore) -----------------------------------
-
-    async def record_actions(self, entries: Sequence[ActionEntry]) -> None:
-        """Append admin actions or command results to the chain (sealed at once)."""
-        if entries:
-            async with self._transaction("recording an audited action") as db:
-                await audit.append(
-                    PostgresChain(db), actions=entries, now=max(e.at for e in entries)
-                )
-
-    async def seal_audit(self, now: float) -> int:
-        """Chain the open rejection rows whose minute is over at `now`; how many."""
-        async with self._transaction("sealing the audit chain") as db:
-            return await audit.seal_due(PostgresChain(db), now)
-
-    async def audit_head(self) -> tuple[ChainHead | None, int]:
-        """The stored chain head and how many rows are open, from one snapshot."""
-        async with (
-            self._connection("reading the audit chain") as db,
-            db.transaction(isolation="repeatable_read", readonly=True),
-        ):
-            return await audit.head(PostgresChain(db)), await audit.open_rows(PostgresChain(db))
-
-    async def audit_rows(
-        self, *, after: int | None, limit: int
-    ) -> tuple[AuditRow | UnreadableRow, ...]:
-        """Sealed rows with chain_seq above `after`, in chain order.
-
-        An UnreadableRow is one changed by hand into what no AuditRow holds.
-        """
-        async with self._connection("reading the audit chain") as db:
-            return tuple(await audit.sealed_rows(PostgresChain(db), after=after, limit=limit))
-
-    async def add_token(self, token: StoredToken, digest: str, actor: str) -> None:
-        """Store a token by the hash of its secret, with its audit row."""
-        async with self._transaction("adding an API token") as db:
-            await tokens.add(db, token, digest, actor)
-
-    async def revoke_token(self, name: str, at: float, actor: str) -> bool:
-        """Revoke a token, with its audit row; False when it was revoked already."""
-        async with self._transaction("revoking an API token") as db:
-            return await tokens.revoke(db, name, at, actor)

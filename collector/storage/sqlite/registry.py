@@ -76,7 +76,7 @@ async def _rows_among(
     """The rows of `query` (ending in `IN`) for each of `ids`, asked for a chunk at a time."""
     found: list[sqlite3.Row] = []
     for chunk in chunks(sorted(set(ids))):
-        # Its errors are the store's to translate (SqliteStorage._on_reader), once.
+        # Its errors are the store's to translate (SqliteStorage._connection), once.
         found.extend(await db.execute_fetchall(f"{query} ({', '.join('?' * len(chunk))})", chunk))
     return found
 

@@ -11,32 +11,25 @@ from __future__ import annotations
 import asyncio
 import functools
 import sqlite3
-from collections.abc import AsyncIterator, Collection, Mapping, Sequence
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from pathlib import Path
 
 import aiosqlite
 
-from collector.audit.chain import ActionEntry, AuditRow, ChainHead, UnreadableRow
-from collector.feed.due import ActivationSweep, Announced
 from collector.model import (
     BatchResult,
-    Gateway,
-    GatewayKey,
     IngestBatch,
-    KeyGrant,
 )
 from collector.readmodel import (
     BucketGrid,
     ReadingFilter,
     Scope,
 )
-from collector.storage import activations, audit
 from collector.storage.activations import WriteEntries
-from collector.storage.base import Storage, StorageError
-from collector.storage.keys import check_owner
+from collector.storage.base import StorageError
+from collector.storage.dialect_store import Dialect, DialectStore
 from collector.storage.queries import Fetch
-from collector.storage.reads import CapabilityReads
 from collector.storage.sqlite import (
     feed,
     ingest,
@@ -50,14 +43,14 @@ from collector.storage.sqlite.buckets import SqliteBucketQueries, SqliteRollupBu
 from collector.storage.sqlite.connection import connect, open_database, rollback
 from collector.storage.sqlite.schema import IndexBuilt, migrate
 from collector.storage.sqlite.sql import fetcher
-from collector.tokens import StoredToken
 
 
-class SqliteStorage(CapabilityReads, Storage):
+class SqliteStorage(DialectStore[aiosqlite.Connection]):
     """The Storage protocol on one SQLite file."""
 
     feed_statements = feed.STATEMENTS
     quality_aggregates = quality.AGGREGATES
+    dialect = Dialect(chain=SqliteChain, registry=registry, tokens=tokens)
 
     def __init__(
         self,
@@ -96,7 +89,7 @@ class SqliteStorage(CapabilityReads, Storage):
 
     async def ping(self) -> None:
         """Run a trivial query."""
-        async with self._on_reader("ping") as db:
+        async with self._connection("ping") as db:
             await db.execute_fetchall("SELECT 1")
 
     @asynccontextmanager
@@ -120,10 +113,10 @@ class SqliteStorage(CapabilityReads, Storage):
                 raise
 
     @asynccontextmanager
-    async def _on_reader(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
+    async def _connection(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
         """The reader connection; its errors become StorageError naming `action`.
 
-        Every read goes through here, as PostgreSQL's go through `_connection`: the callers
+        Every read goes through here, as PostgreSQL's go through its `_connection`: the callers
         (the API's 503, the activation sweep's and ingest's next try) know StorageError only,
         and a raw "database is locked" ended the task that met it.
         """
@@ -134,8 +127,8 @@ class SqliteStorage(CapabilityReads, Storage):
 
     @asynccontextmanager
     async def _reading(self, action: str) -> AsyncIterator[Fetch]:
-        """Reads run on the reader connection (`_on_reader`)."""
-        async with self._on_reader(action):
+        """Reads run on the reader connection (`_connection`)."""
+        async with self._connection(action):
             yield self._fetch
 
     @asynccontextmanager
@@ -143,34 +136,24 @@ class SqliteStorage(CapabilityReads, Storage):
         async with self._transaction() as db:
             yield fetcher(db), functools.partial(journal.write_journal, db)
 
-    async def announce_activations(self, sweep: ActivationSweep) -> Announced:
-        """The feed's alarm events for alarms raised ahead that came due (AlarmActivations)."""
-        return await activations.announce(
-            sweep, reading=self._reading, writing=self._feed_writing, statements=feed.STATEMENTS
-        )
+    # --- registry, audit chain and API tokens: collector.storage.dialect_store.DialectStore ---
 
-    # --- registry ---------------------------------------------------------------------------
+    def _writing(
+        self,
+        action: str,  # noqa: ARG002 - SQLite's errors name the transaction's step instead
+    ) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """The write transaction (`_transaction`)."""
+        return self._transaction()
 
-    async def register(self, gateway: Gateway, key: GatewayKey) -> None:
-        """Register a gateway (or find it registered identically) and add a key to it."""
-        check_owner(gateway, key)
-        async with self._transaction() as db:
-            await registry.register(db, gateway, key)
-
-    async def revoke(self, gateway: str, kid: str | None, at: float) -> tuple[str, ...]:
-        """Revoke one key (or every active key) of a gateway; return the kids revoked."""
-        async with self._transaction() as db:
-            return await registry.revoke(db, gateway, kid, at)
-
-    async def find_gateways(self, ids: Collection[str]) -> Mapping[str, Gateway]:
-        """The registered gateways among `ids`."""
-        async with self._on_reader("reading gateways") as db:
-            return await registry.find_gateways(db, ids)
-
-    async def grants(self, kids: Collection[str]) -> Mapping[str, KeyGrant]:
-        """The registered keys among `kids`, each with its owning gateway."""
-        async with self._on_reader("reading keys") as db:
-            return await registry.grants(db, kids)
+    @asynccontextmanager
+    async def _snapshot(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
+        """The reader connection inside one read transaction."""
+        async with self._connection(action) as db:
+            await db.execute("BEGIN")
+            try:
+                yield db
+            finally:
+                await db.execute("COMMIT")
 
     # --- ingest -----------------------------------------------------------------------------
 
@@ -189,50 +172,6 @@ class SqliteStorage(CapabilityReads, Storage):
         self, rollups: bool, scope: Scope, where: ReadingFilter, grid: BucketGrid
     ) -> AsyncIterator[SqliteBucketQueries]:
         """On the reader connection, like every read: its errors name the read."""
-        async with self._on_reader("reading buckets") as db:
+        async with self._connection("reading buckets") as db:
             chosen = SqliteRollupBucketQueries if rollups else SqliteBucketQueries
             yield chosen(scope, where, db=db, grid=grid)
-
-    # --- capabilities (collector.storage.capabilities): live feed, quality -----------------
-
-    # --- audit chain and API tokens (AuditTrail, TokenStore) -----------------------------------
-
-    async def record_actions(self, entries: Sequence[ActionEntry]) -> None:
-        """Append admin actions or command results to the chain (sealed at once)."""
-        if entries:
-            async with self._transaction() as db:
-                await audit.append(SqliteChain(db), actions=entries, now=max(e.at for e in entries))
-
-    async def seal_audit(self, now: float) -> int:
-        """Chain the open rejection rows whose minute is over at `now`; how many."""
-        async with self._transaction() as db:
-            return await audit.seal_due(SqliteChain(db), now)
-
-    async def audit_head(self) -> tuple[ChainHead | None, int]:
-        """The stored chain head and how many rows are open, from one snapshot."""
-        async with self._on_reader("reading the audit head") as db:
-            await db.execute("BEGIN")
-            try:
-                return await audit.head(SqliteChain(db)), await audit.open_rows(SqliteChain(db))
-            finally:
-                await db.execute("COMMIT")
-
-    async def audit_rows(
-        self, *, after: int | None, limit: int
-    ) -> tuple[AuditRow | UnreadableRow, ...]:
-        """Sealed rows with chain_seq above `after`, in chain order.
-
-        An UnreadableRow is one changed by hand into what no AuditRow holds.
-        """
-        async with self._on_reader("reading the audit trail") as db:
-            return tuple(await audit.sealed_rows(SqliteChain(db), after=after, limit=limit))
-
-    async def add_token(self, token: StoredToken, digest: str, actor: str) -> None:
-        """Store a token by the hash of its secret, with its audit row."""
-        async with self._transaction() as db:
-            await tokens.add(db, token, digest, actor)
-
-    async def revoke_token(self, name: str, at: float, actor: str) -> bool:
-        """Revoke a token, with its audit row; False when it was revoked already."""
-        async with self._transaction() as db:
-            return await tokens.revoke(db, name, at, actor)
