@@ -1,8 +1,9 @@
 """The driver kinds the agent runs: one typed descriptor per kind, registered here.
 
 `KINDS` is the one registration point. Each kind is a folder, `edge_agent/kinds/<kind>/`:
-`config.py` holds its device model of the site map (built on `edge_agent.config.device_base`
-and `fields`, nothing else of the config package), and `kind.py` its `DriverKind`: how that
+`config.py` holds its device model of the site map (built on `edge_agent.config`'s base pieces
+and pure `drivers/` modules; never on `SiteConfig` or this registry, which need it loaded first,
+nor on shell code: docs/contributing.md gives the rule), and `kind.py` its `DriverKind`: how that
 config maps to the driver's settings (pure), how the driver is built, how `check` and `probe`
 show its points, how it backs off (`descriptor.DriverKind`). Everything that lists drivers is
 read from here: the union of device models `SiteConfig` validates (`edge_agent.config.devices`),

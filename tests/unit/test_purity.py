@@ -21,6 +21,18 @@ ROOT = Path(__file__).resolve().parents[2]
 
 _MODBUS_PURE = ("codec", "plan", "reply", "rtu_frame", "timing")
 _SERIAL_PURE = ("checksum", "framing", "parse", "settings")
+
+# The protocol library's pure parts, as docs/contract.md section 2 lists them: the register
+# codec, read planner, reply decoding, RTU frames and timing; serial framing, checksums,
+# parsing and line settings; the OPC UA configuration types; the driver protocol itself. Its
+# shells (tcp, rtu, rtu_bus, opcua driver/link, serial port/ascii) do the I/O. A kind's device
+# model may import these and no other part of drivers (test_kind_config_imports).
+PURE_DRIVERS = (
+    ROOT / "drivers" / "base.py",
+    *(ROOT / "drivers" / "modbus" / f"{name}.py" for name in _MODBUS_PURE),
+    *(ROOT / "drivers" / "serial" / f"{name}.py" for name in _SERIAL_PURE),
+    ROOT / "drivers" / "opcua" / "model.py",
+)
 _STORAGE_PURE = (
     "alarms",
     "gap_records",
@@ -41,15 +53,7 @@ CORE_MODULES = sorted(
         *ROOT.glob("collector/ingest/normalize.py"),
         # The wire contract: pure functions and data, no I/O (specs/__init__.py).
         *ROOT.glob("specs/**/*.py"),
-        # The protocol library's pure parts, as docs/contract.md section 2 lists them: the
-        # register codec, read planner, reply decoding, RTU frames and timing; serial framing,
-        # checksums, parsing and line settings; the OPC UA configuration types; the driver
-        # protocol itself. Its shells (tcp, rtu, rtu_bus, opcua driver/link, serial port/ascii)
-        # do the I/O.
-        ROOT / "drivers" / "base.py",
-        *(ROOT / "drivers" / "modbus" / f"{name}.py" for name in _MODBUS_PURE),
-        *(ROOT / "drivers" / "serial" / f"{name}.py" for name in _SERIAL_PURE),
-        ROOT / "drivers" / "opcua" / "model.py",
+        *PURE_DRIVERS,
         # Retry delays, used by both programs (issue 12.3 moved them out of drivers/modbus).
         ROOT / "hostkit" / "backoff.py",
         # The collector's storage decisions both backends make, and its audit chain.
