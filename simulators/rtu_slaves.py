@@ -29,8 +29,8 @@ import enum
 import random
 from typing import TYPE_CHECKING
 
-from drivers.modbus.codec import DataType, Table, encode, is_bit_table
-from drivers.modbus.rtu_frame import EXCEPTION_FLAG, FUNCTION_CODES, MAX_UNIT_ID, rtu_frame
+from drivers.modbus.codec import MAX_UNIT_ID, DataType, Table, encode, is_bit_table
+from drivers.modbus.rtu_frame import EXCEPTION_FLAG, FUNCTION_CODES, rtu_frame
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BITS_PER_REGISTER",
     "EXCEPTION_NAMES",
+    "MAX_UNIT_ID",
     "REGISTER_MAX",
     "DataType",
     "Order",
@@ -54,6 +55,14 @@ EXCEPTION_NAMES = {
     11: "GATEWAY TARGET DEVICE FAILED TO RESPOND",
 }
 """The Modbus exception codes a slave may answer with, by name (TCP and RTU alike)."""
+
+MAX_UNIT_ID = 247
+"""The highest Modbus slave address: 0 broadcasts (no slave answers), 248..255 are reserved.
+
+The address byte of an RTU frame. A Modbus TCP request's unit identifier is a byte too (0..255,
+255 for a device addressed itself), but the site map holds it to these addresses as well: a
+gateway in front of serial slaves routes by it to one of them.
+"""
 
 
 class Table(enum.StrEnum):

@@ -11,9 +11,10 @@ import time
 from typing import TYPE_CHECKING
 
 from drivers.base import DriverConnectionError, DriverProtocolError, DriverTimeoutError, RawSample
+from drivers.modbus.codec import MAX_UNIT_ID
 from drivers.modbus.plan import DEFAULT_MAX_GAP, ReadRequest, RegisterPoint, plan_reads
 from drivers.modbus.reply import ReplyDecoder
-from drivers.modbus.rtu_frame import MAX_UNIT_ID, ModbusExceptionError
+from drivers.modbus.rtu_frame import ModbusExceptionError
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

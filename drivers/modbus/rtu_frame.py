@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from drivers.base import DecodeError, DriverProtocolError
-from drivers.modbus.codec import EXCEPTION_NAMES, Table, is_bit_table
+from drivers.modbus.codec import EXCEPTION_NAMES, MAX_UNIT_ID, Table, is_bit_table
 from drivers.modbus.timing import EXCEPTION_RESPONSE_BYTES, RESPONSE_OVERHEAD_BYTES
 from drivers.serial.checksum import crc16_modbus
 
@@ -24,7 +24,6 @@ if TYPE_CHECKING:
 __all__ = [
     "EXCEPTION_FLAG",
     "FUNCTION_CODES",
-    "MAX_UNIT_ID",
     "GarbledReplyError",
     "ModbusExceptionError",
     "RtuReply",
@@ -43,7 +42,6 @@ FUNCTION_CODES: dict[Table, int] = {
     Table.INPUT: 4,
 }
 EXCEPTION_FLAG = 0x80
-MAX_UNIT_ID = 247  # 0 is broadcast (no reply), 248..255 are reserved
 
 
 def rtu_frame(unit: int, pdu: bytes) -> bytes:

@@ -9,9 +9,8 @@ from pydantic import AfterValidator, Field, field_validator
 
 from configkit.durations import format_duration
 from configkit.issues import KeyPath
-from drivers.modbus.codec import DataType, Table, is_bit_table
+from drivers.modbus.codec import MAX_UNIT_ID, DataType, Table, is_bit_table
 from drivers.modbus.plan import MAX_READ_REGISTERS, RegisterPoint, plan_reads
-from drivers.modbus.rtu_frame import MAX_UNIT_ID
 from drivers.modbus.timing import rtu_wire_bytes
 from edge_agent.config.device_base import DeviceBase, Parity, Seconds, StopBits
 from edge_agent.config.fields import Baudrate, DevicePath, Host
@@ -36,6 +35,7 @@ class ModbusTcpDevice(DeviceBase):
     """The device's IP address or host name."""
     port: Annotated[int, Field(strict=True, ge=1, le=65535)] = 502
     """Its Modbus TCP port."""
+    # The slave addresses, not the 0..255 the TCP header allows: codec.MAX_UNIT_ID says why.
     unit_id: Annotated[int, Field(strict=True, ge=0, le=MAX_UNIT_ID)] = 1
     """The unit identifier in each request (a gateway in front of serial slaves routes by it)."""
     poll: Seconds
