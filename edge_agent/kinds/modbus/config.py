@@ -23,6 +23,20 @@ MODBUS_SERIAL_PARITY: Parity = "E"
 """The Modbus over Serial Line spec's default parity (8E1); by the spec 8N1 needs two stop
 bits, though many instruments ship set to 8N1 with one."""
 
+# A field whose text names a driver's bound (max_gap here, modbus_rtu's unit_id) gives it as
+# `description`, which pydantic keeps over a docstring: a docstring is a literal, so the
+# reference (`make docs`) would not follow the constant the field checks.
+MaxGap = Annotated[
+    int,
+    Field(
+        strict=True,
+        ge=0,
+        le=MAX_READ_REGISTERS,
+        description="Unused registers one read may span to merge neighbouring points (a read "
+        f"holds at most {MAX_READ_REGISTERS}).",
+    ),
+]
+
 
 class ModbusTcpDevice(DeviceBase):
     """An instrument or PLC reached over Modbus TCP, polled every `poll` seconds."""
@@ -42,16 +56,14 @@ class ModbusTcpDevice(DeviceBase):
     """How often every point of the device is read."""
     timeout: Seconds = 1.0
     """How long one request may take before the read counts as failed."""
-    # Unused registers one read may span to merge neighbouring points (a read holds <= 125).
-    max_gap: Annotated[int, Field(strict=True, ge=0, le=MAX_READ_REGISTERS)] = 8
-    """Unused registers one read may span to merge neighbouring points (a read holds at most
-    125).
-    """
+    max_gap: MaxGap = 8
 
 
 def _slave_address(unit_id: int) -> int:
     if unit_id == 0:
-        raise ValueError("unit_id 0 is the broadcast address, which no slave answers; use 1..247")
+        raise ValueError(
+            f"unit_id 0 is the broadcast address, which no slave answers; use 1..{MAX_UNIT_ID}"
+        )
     if not 1 <= unit_id <= MAX_UNIT_ID:
         raise ValueError(f"unit_id {unit_id} is outside the slave addresses 1..{MAX_UNIT_ID}")
     return unit_id
@@ -84,18 +96,21 @@ class ModbusRtuDevice(DeviceBase):
     """1 or 2; the same for every slave on the port."""
     bytesize: Literal[8] = 8
     """Data bits: Modbus RTU uses 8."""
-    unit_id: Annotated[int, Field(strict=True), AfterValidator(_slave_address)]
-    """The slave address, 1 to 247, unique on the port."""
+    unit_id: Annotated[
+        int,
+        Field(
+            strict=True,
+            description=f"The slave address, 1 to {MAX_UNIT_ID}, unique on the port.",
+        ),
+        AfterValidator(_slave_address),
+    ]
     poll: Seconds
     """How often every point of the device is read."""
     timeout: Seconds = 1.0
     """How long one request may wait for the slave's answer; a silent slave costs the bus this
     once per cycle. It must exceed the time the longest read takes on the wire at `baudrate`.
     """
-    max_gap: Annotated[int, Field(strict=True, ge=0, le=MAX_READ_REGISTERS)] = 8
-    """Unused registers one read may span to merge neighbouring points (a read holds at most
-    125).
-    """
+    max_gap: MaxGap = 8
 
     def points_problems(self, points: Sequence[PointConfig]) -> Iterator[tuple[KeyPath, str]]:
         """A `timeout` shorter than the longest planned read takes on the wire.
