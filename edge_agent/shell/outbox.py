@@ -187,8 +187,10 @@ class Outbox:
         block the collector did not store is ever released. With `wait` False a busy epoch lock
         raises OutboxUnavailableError at once (the ACK handler: the next ACK tries again).
         With `carry_owed` the first block carries too what the journal still owes
-        (`outbox_recovery.with_owed`), read under the epoch lock; an opening passes what it
-        read under that lock itself (`recovery_gaps`).
+        (`outbox_recovery.with_owed`), read under the outbox lock and, when this outbox has an
+        epoch lock (only `open_outbox` builds one with it), under that lock too, so no other
+        process journals in between; an opening passes what it read under that lock itself
+        (`recovery_gaps`).
         """
         file = self._file
         # Lock order: the epoch lock, then the outbox lock (open_outbox holds the epoch lock
