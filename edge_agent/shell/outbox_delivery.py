@@ -170,17 +170,18 @@ class Delivery:
 
     async def seal_smaller(
         self, block: StoredBlock, parts: int, *, now: float, clock_synced: bool
-    ) -> bool:
-        """Seal `block`'s records again in `parts` blocks (`outbox_oversize`).
+    ) -> tuple[int, ...]:
+        """Seal `block`'s records again in `parts` blocks (`outbox_oversize`); their seqs.
 
-        It is too large for the broker; whether it was done (not when released or damaged, nor
-        when a new epoch has sealed it again meanwhile: its seq there is another block's). A
-        full outbox makes room first, as a seal does (making room may thin or drop the block
-        itself: then it was not done, its readings went into the replacement).
+        It is too large for the broker. The seqs of the blocks sealed in its place (its gap
+        record's first); none when it was not done (released or damaged, or a new epoch has
+        sealed it again meanwhile: its seq there is another block's). A full outbox makes room
+        first, as a seal does (making room may thin or drop the block itself: then it was not
+        done, its readings went into the replacement).
         """
         file = self._file
 
-        async def split() -> SealedBlock | None:
+        async def split() -> tuple[SealedBlock, ...]:
             seq = (block.epoch, block.seq)
             return await seal_smaller(file.db, file.append, file.key, seq, parts, now, clock_synced)
 
@@ -188,7 +189,7 @@ class Delivery:
             sealed = await self._sealing(
                 split, records=block.readings or 0, now=now, clock_synced=clock_synced
             )
-        return sealed is not None
+        return tuple(part.seq for part in sealed)
 
     async def _sealing(
         self,

@@ -58,12 +58,12 @@ async def seal_smaller(  # noqa: PLR0917 - one call, from the outbox
     parts: int,
     now: float,
     clock_synced: bool,
-) -> SealedBlock | None:
+) -> tuple[SealedBlock, ...]:
     """Put the undelivered `block` (epoch, seq) in `parts` blocks at the head (see above).
 
-    Returns the last block sealed; None when there was nothing to do: the block was released
-    meanwhile, its row no longer vouches for its payload (the send path declares it), or it
-    holds one record (left as it is).
+    Returns the blocks sealed in its place, the gap record's first; none when there was nothing
+    to do: the block was released meanwhile, its row no longer vouches for its payload (the
+    send path declares it), or it holds one record (left as it is).
     """
     epoch, seq = block
     async with async_write_transaction(db):
@@ -74,14 +74,14 @@ async def seal_smaller(  # noqa: PLR0917 - one call, from the outbox
         ) as cursor:
             row = await cursor.fetchone()
         if row is None:
-            return None
+            return ()
         thinned, payload = bool(row[0]), bytes(row[1])
         if not as_sealed(payload, *witnesses(row[2:]), key):
-            return None
+            return ()
         records = decode_block(payload).records
         if len(records) < 2:  # noqa: PLR2004 - one record cannot be split (see above)
             log.error("too_large_record_left", epoch=epoch, seq=seq, record=_kind(records))
-            return None
+            return ()
         await db.execute("DELETE FROM blocks WHERE epoch = ? AND seq = ?", (epoch, seq))
         gap = GapRecord(
             t=iso_time(now),
@@ -91,11 +91,13 @@ async def seal_smaller(  # noqa: PLR0917 - one call, from the outbox
             from_seq=seq,
             to_seq=seq,
         )
-        sealed = await append((gap,), now=now, clock_synced=clock_synced)
-        for run in split_records(records, parts):
-            # A thinned replacement's runs stay thinned: dropped, not thinned again.
-            sealed = await append(run, now=now, clock_synced=clock_synced, thinned=thinned)
-    return sealed
+        declared = await append((gap,), now=now, clock_synced=clock_synced)
+        # A thinned replacement's runs stay thinned: dropped, not thinned again.
+        runs = [
+            await append(run, now=now, clock_synced=clock_synced, thinned=thinned)
+            for run in split_records(records, parts)
+        ]
+    return (declared, *runs)
 
 
 def _kind(records: Sequence[Record]) -> str:

@@ -5,15 +5,15 @@ collector's signed ACK, sent after its database commit, lets the agent forget a 
 
 This module is the MQTT session (ACKs and commands in, blocks, heartbeats and results out);
 what an ACK does is `edge_agent.shell.publisher_acks`; which block goes next, in which lane,
-and what is owed again is `edge_agent.shell.publisher_lanes`; the client, its settings and its
-will are `edge_agent.shell.uplink`.
+and what is owed again is `edge_agent.shell.publisher_lanes`; a block too large to send is
+`edge_agent.shell.publisher_oversize`; the client, its settings and its will are
+`edge_agent.shell.uplink`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import sqlite3
 import time
 from collections.abc import Callable, Iterator
 from typing import Protocol
@@ -30,6 +30,7 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_reads import StoredBlock
 from edge_agent.shell.publisher_acks import AckTaker
 from edge_agent.shell.publisher_lanes import Lanes
+from edge_agent.shell.publisher_oversize import split_if_too_large
 from edge_agent.shell.uplink import (
     UplinkClient,
     UplinkSettings,
@@ -269,11 +270,13 @@ class Publisher:
             while (picked := await self._lanes.next_block(self._outbox.delivery)) is not None:
                 await self._pace()
                 # Room made since it was read may have let it give way: then it is not sent.
-                if (block := await self._outbox.delivery.still_held(picked[0])) is None:
-                    continue
                 live = picked[1]
+                if (block := await self._outbox.delivery.still_held(picked[0])) is None:
+                    if live:  # its readings, thinned, are in a replacement: live too
+                        await self._lanes.gave_way(self._outbox.delivery, picked[0].seq)
+                    continue
                 payload, properties = self._wire(block, Lane.LIVE if live else Lane.BACKLOG)
-                if await self._too_large(client, block, payload, properties):
+                if await self._too_large(client, block, payload, properties, live=live):
                     continue
                 self._lanes.sending(block.seq, live=live)
                 await client.publish(self._topics.block, payload, qos=1, properties=properties)
@@ -312,36 +315,28 @@ class Publisher:
         return encode_payload(block.payload, encoding), properties
 
     async def _too_large(
-        self, client: UplinkClient, block: StoredBlock, payload: bytes, properties: Properties
+        self,
+        client: UplinkClient,
+        block: StoredBlock,
+        payload: bytes,
+        properties: Properties,
+        *,
+        live: bool,
     ) -> bool:
-        """Whether `block` is over the broker's packet limit or the payload the collector takes.
-
-        Then it is not sent, and its records are sealed again in smaller blocks
-        (`outbox_oversize`).
-        """
+        """Whether `block` is too large to send: then split (`publisher_oversize`), not sent."""
+        delivery = self._outbox.delivery
         limit = self._acks.collector_limit
-        over = client.too_large(self._topics.block, payload, properties, limit)
-        if over is None:
-            return False
-        # Sent, it would end the session (the broker's), or be audited too_large unread and
-        # never ACKed (the collector's), and be sent first again, for ever.
-        log.warning(
-            "block_too_large_for_broker" if over.broker else "block_too_large_for_collector",
-            seq=block.seq,
-            bytes=over.size,
-            limit=over.limit,
-            parts=over.parts,
-            readings=block.readings,
+        not_sent = await split_if_too_large(
+            client, self._topics.block, delivery, block, payload, properties, limit
         )
-        try:
-            await self._outbox.delivery.seal_smaller(
-                block, over.parts, now=time.time(), clock_synced=clock_synchronized()
-            )
-        except sqlite3.Error as exc:
-            # A full disk, say: not sent either way; what follows it goes now, and it is read
-            # again at the resend pace (one try and one line per `ack_timeout`).
-            log.warning("too_large_block_not_sealed_again", seq=block.seq, error=str(exc))
+        if not_sent is None:
+            return False
+        if not_sent.failed:
             self._read_again_at = time.monotonic() + self._settings.ack_timeout
+        elif live and not_sent.resealed:
+            self._lanes.resealed(not_sent.resealed)
+        elif live:  # not split: gone meanwhile (thinned to make room for the split, say)
+            await self._lanes.gave_way(delivery, block.seq)
         return True
 
     async def publish_result(self, payload: bytes, signature: Signature) -> None:

@@ -14,6 +14,9 @@ drain answered after 256 ms, the run's p99). One sealed by another process (back
 resend`) goes out as backlog after that moment, or once a newer block is said live. One said
 live while the backlog lane read it is left to the live lane: sent as backlog, a stop did not
 wait for its ACK (`is_settled` counts the live lane only, and the block it has taken to send).
+So do the blocks a live block's readings were sealed again in, at the head with no live notice
+(`resealed`): split as too large to send (`outbox_oversize`), or thinned to make room before it
+was sent (`gave_way`); a stop right after went on at once and left them for the next start.
 
 A block unanswered is owed again after `uplink.ack_timeout`, and each time it goes again
 unanswered it waits longer (hostkit.backoff.ResendBackoff: doubling up to 8x, jittered): a
@@ -95,6 +98,24 @@ class Lanes:
         self._live.append(seq)
         self._newest_live = max(self._newest_live, seq)
 
+    def resealed(self, seqs: Iterable[int]) -> None:
+        """The readings of a live block went into the blocks `seqs`: they are live too."""
+        for seq in seqs:
+            if seq not in self._live and seq not in self._sent:
+                self.add_live(seq)
+
+    async def gave_way(self, delivery: Delivery, seq: int) -> None:
+        """The live block `seq` is gone unsent: what it kept went into blocks sealed after it.
+
+        Room made thinned (or dropped) it, the replacement sealed at the head; or it was
+        declared, or delivered, meanwhile. The blocks sealed since it went, the newest as many
+        as the live lane holds, go live: what is not the replacement is live already, or an
+        import sealed at the head (sent a little sooner).
+        """
+        last, _ = await delivery.chain_position(seq)
+        lane = self._live.maxlen or 0
+        self.resealed(range(max(seq, last - lane) + 1, last + 1))
+
     @property
     def is_settled(self) -> bool:
         """Whether no live block waits to be sent or for its ACK."""
@@ -111,8 +132,10 @@ class Lanes:
             self._taken_live = None
             self.live_moved.set()
         while self._live and len(self._sent_live) < self._window:
-            block = await delivery.get(self._live.popleft())
-            if block is not None and block.seq not in self._sent:
+            block = await delivery.get(seq := self._live.popleft())
+            if block is None:
+                await self.gave_way(delivery, seq)
+            elif block.seq not in self._sent:
                 self._taken_live = block.seq
                 return block, True
         if len(self._sent) - len(self._sent_live) >= self._window:

@@ -15,6 +15,8 @@ import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+from structlog.testing import capture_logs
+
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_delivery import Delivery
 from edge_agent.shell.outbox_open import open_outbox
@@ -22,6 +24,9 @@ from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.backoff import ResendBackoff
 from specs.records import Quality, Reading, iso_time
 from tests.support.publisher_rig import GATEWAY_KEY, SITE
+
+MIB = 1024 * 1024
+T0 = 1_700_000_000.0
 
 
 @contextlib.asynccontextmanager
@@ -65,3 +70,38 @@ async def test_a_live_notice_during_the_backlog_read_keeps_the_block_live(tmp_pa
         assert await reading is None, "the backlog lane leaves it to the live lane"
         assert not lanes.is_settled
         assert await _next(lanes, outbox.delivery) == (2, True)
+
+
+async def test_a_live_block_thinned_before_it_is_sent_leaves_its_replacement_live(
+    tmp_path: Path,
+) -> None:
+    # A 1 MiB budget: each seal past it makes room by thinning the oldest blocks, the live
+    # ones not yet taken among them, into a replacement sealed at the head, with no live notice.
+    lanes = Lanes(64, ResendBackoff(30))
+    sealed: list[int] = []
+    with capture_logs() as logs:
+        async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY, max_bytes=MIB) as outbox:
+            for index in range(12):
+                block = await outbox.seal(_readings(index, 1500), now=T0 + index, clock_synced=True)
+                lanes.add_live(block.seq)  # the sealer's notice, after the commit
+                sealed.append(block.seq)
+            handed: list[tuple[int, bool]] = []
+            while (picked := await _next(lanes, outbox.delivery)) is not None:
+                handed.append(picked)
+                lanes.sending(picked[0], live=picked[1])
+            undelivered = {b.seq for b in await outbox.delivery.undelivered(after=0, limit=99)}
+    assert any(entry["event"] == "outbox_thinned" for entry in logs), "the budget was reached"
+    replacements = undelivered - set(sealed)
+    assert replacements, "no live block was thinned"
+    assert [(seq, live) for seq, live in handed if seq in replacements] == [
+        (seq, True) for seq in sorted(replacements)
+    ], handed
+    assert not lanes.is_settled, "the replacements are live, sent and not answered yet"
+
+
+def _readings(index: int, count: int) -> tuple[Reading, ...]:
+    base = T0 + index * count
+    return tuple(
+        Reading(f"T{i % 5:03d}-LT-01", "WHP-LT", iso_time(base + i), i / 7, "m", Quality.GOOD)
+        for i in range(count)
+    )
