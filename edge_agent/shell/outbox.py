@@ -66,6 +66,14 @@ from specs.signing import SigningKey
 log = structlog.get_logger("edge_agent.outbox")
 
 
+class EpochLeftError(Exception):
+    """The file has left the epoch a start was to leave: another process started one since.
+
+    `edge-agent backfill` opening a file it found replaced or rolled back. The message is the
+    file's epoch now.
+    """
+
+
 class Outbox:
     """Sealing blocks into one SQLite file and reading its state back; `delivery` sends them."""
 
@@ -179,6 +187,7 @@ class Outbox:
         clock_synced: bool,
         wait: bool = True,
         carry_owed: bool = False,
+        leaving: str | None = None,
     ) -> str:
         """Start a new epoch whose first block carries `gaps`; re-seal older blocks under it.
 
@@ -190,7 +199,9 @@ class Outbox:
         (`outbox_recovery.with_owed`), read under the outbox lock and, when this outbox has an
         epoch lock (only `open_outbox` builds one with it), under that lock too, so no other
         process journals in between; an opening passes what it read under that lock itself
-        (`recovery_gaps`).
+        (`recovery_gaps`). With `leaving` (the ACK handler: the epoch an ACK proved rolled
+        back) a file in another epoch by then starts none: EpochLeftError, the file's epoch
+        followed.
         """
         file = self._file
         # Lock order: the epoch lock, then the outbox lock (open_outbox holds the epoch lock
@@ -201,6 +212,12 @@ class Outbox:
         # opening the outbox meanwhile would take the file for another copy.
         turn = self._epoch_lock.held(wait=wait) if self._epoch_lock else nullcontext()
         async with turn, file.lock:
+            # Under the epoch lock (open_outbox's): another process's start (`edge-agent
+            # backfill` opening a file it found replaced) between the ACK's judgement and here
+            # has left that epoch already, declared it lost and sealed its blocks again; one
+            # more would leave its epoch for nothing and declare the one left lost again.
+            if leaving is not None and (now_in := (await file.chain_state()).epoch) != leaving:
+                raise EpochLeftError(now_in)
             file.handed.clear()
             epoch = secrets.token_hex(8)
             if carry_owed and self._journal is not None:

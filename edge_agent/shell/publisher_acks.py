@@ -25,7 +25,7 @@ from edge_agent.core.ack_check import Rollback, judge_ack
 from edge_agent.core.missing_blocks import AckMark, heard, mark_time
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.host import clock_synchronized
-from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox import EpochLeftError, Outbox
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError, declared_gap
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.log_limit import LineLimit, warn_limited
@@ -164,6 +164,9 @@ class AckTaker:
     async def _release(self, ack: Ack) -> bool:
         """Mark what the ACK proves stored; on a proven rollback start a new epoch instead."""
         last_seq, local_hash = await self._outbox.delivery.chain_position(ack.acked_through)
+        if self._outbox.epoch != ack.epoch:  # the file's, followed by chain_position
+            self._epoch_left(ack)
+            return False
         verdict = judge_ack(ack, last_seq=last_seq, local_hash=local_hash)
         if isinstance(verdict, Rollback):
             log.error("sequence_rollback_detected", epoch=ack.epoch, why=verdict.why)
@@ -183,7 +186,11 @@ class AckTaker:
                     # or command while another process (`edge-agent backfill` checking a
                     # large file) holds the epoch lock, up to OUTBOX_EPOCH_LOCK_TIMEOUT.
                     wait=False,
+                    leaving=ack.epoch,
                 )
+            except EpochLeftError:
+                self._epoch_left(ack)
+                return False
             except OutboxUnavailableError as exc:
                 # The epoch lock busy (`edge-agent backfill` opening the outbox), nothing
                 # changed: as a release that cannot be recorded, the outbox and the lanes
@@ -204,6 +211,22 @@ class AckTaker:
             times=(issued_at, mark_time(issued_at, self._synced_now())),
         )
         return True
+
+    def _epoch_left(self, ack: Ack) -> None:
+        """`ack` is of an epoch the file has left since `on_ack` checked it: dropped.
+
+        Another process started one (`edge-agent backfill` opening a file it found replaced
+        or rolled back): it declared that epoch lost and sealed its blocks again. Judged
+        against the new epoch's chain, the ACK proved a rollback of nothing, and a start left
+        that epoch for one more, declaring the old one lost again. Refused as an ACK of
+        another epoch is; the lanes are forgotten as for any new epoch (the publisher's
+        rescan would not: the epoch is followed here first).
+        """
+        self._ack_rejected(
+            "for an epoch the outbox has left", epoch=ack.epoch, outbox_epoch=self._outbox.epoch
+        )
+        self._lanes.forget()
+        self._wake.set()
 
     def _synced_now(self) -> float | None:
         """The agent's clock, when synchronized: no ACK it holds was issued later (`heard`)."""

@@ -8,24 +8,24 @@ the real AckTaker.
 
 The owed records are read under the epoch lock, in the same step as the new epoch's journal
 entry: read before it, another process's epoch start in between (`edge-agent backfill`
-opening the outbox) had its entry's owed records replaced by the stale list read here.
+opening the outbox) had its entry's owed records replaced by the stale list read here. Since
+test_ack_epoch_left, such a start in between makes the agent's start none at all (the file
+has left the ACK's epoch): the other start's entry stays the latest, its record owed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
 import pytest
 
-from edge_agent.shell.outbox_epoch_lock import EpochLock
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import Quality, Reading, iso_time
 from tests.integration.test_ack_epoch_not_started import _beyond_the_chain
+from tests.support.epoch_lock_hook import before_the_epoch_lock
 from tests.support.held_process import held_process
 from tests.support.publisher_rig import GATEWAY_KEY, SITE, ack_taker
 
@@ -87,34 +87,31 @@ asyncio.run(main())
 
 
 async def test_an_epoch_another_process_starts_as_the_rollback_starts_keeps_its_owed_records(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path,
 ) -> None:
     path = tmp_path / "outbox.db"
     journal = EpochJournal.beside(path)
     others: list[str] = []
-    held = EpochLock.held
 
-    @asynccontextmanager
-    async def after_the_other_start(lock: EpochLock, *, wait: bool = True) -> AsyncIterator[None]:
+    async def the_other_start() -> None:
         # The agent's start about to take the epoch lock: the other process starts its epoch
         # (under the lock, journaled and committed) and is done first.
-        if not others:
-            said = await asyncio.to_thread(other.release, "go")
-            others.extend(line.split()[1] for line in said if line.startswith("epoch "))
-        async with held(lock, wait=wait):
-            yield
+        said = await asyncio.to_thread(other.release, "go")
+        others.extend(line.split()[1] for line in said if line.startswith("epoch "))
 
     async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
         first = outbox.epoch
         for _ in range(2):
             await outbox.seal(_reading(), now=time.time(), clock_synced=True)
         acks = ack_taker(outbox)
-        with held_process(_OTHER_START, str(path)) as other:
-            monkeypatch.setattr(EpochLock, "held", after_the_other_start)
+        with held_process(_OTHER_START, str(path)) as other, before_the_epoch_lock(the_other_start):
             await _beyond_the_chain(acks, first)  # through 8 of a file holding 1..2
-            monkeypatch.setattr(EpochLock, "held", held)
         (theirs,) = others
-        assert journal.epochs() == (first, theirs, outbox.epoch)
+        # The agent's start finds the file has left the ACK's epoch and starts none
+        # (test_ack_epoch_left); before that, it started one after the other's, carrying
+        # the other's owed record: owed [(first, 1), (_EARLIER, 1)].
+        assert journal.epochs() == (first, theirs)
+        assert outbox.epoch == theirs
         owed = [(g.epoch, g.from_seq) for g in journal.owed()]
-        # Before: the other start's record dropped, 0 of 1 owed ([(first, 1)] only).
-        assert sorted(owed) == sorted([(first, 1), (_EARLIER, 1)])
+        # Before 3036e1f: the other start's record dropped, 0 of 1 owed ([(first, 1)] only).
+        assert owed == [(_EARLIER, 1)]

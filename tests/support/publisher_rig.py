@@ -67,13 +67,16 @@ def gateway_publisher(
     )
 
 
-def ack_taker(outbox: Outbox) -> AckTaker:
-    """The ACK handler of `outbox` as the publisher makes it, on its own lanes and wake event."""
+def ack_taker(
+    outbox: Outbox, *, lanes: Lanes | None = None, wake: asyncio.Event | None = None
+) -> AckTaker:
+    """The ACK handler of `outbox` as the publisher makes it, on `lanes` and `wake` (its own
+    when not given)."""
     return AckTaker(
         outbox,
         TOPICS,
         COLLECTOR_KEY.public(),
-        lanes=Lanes(4, ResendBackoff(1.0)),
-        wake=asyncio.Event(),
+        lanes=Lanes(4, ResendBackoff(1.0)) if lanes is None else lanes,
+        wake=asyncio.Event() if wake is None else wake,
         rejected_lines=LineLimit(),
     )
