@@ -26,8 +26,8 @@ import pytest
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_space import SpaceBudget, is_full
-from specs.block import decode_block
 from specs.records import GapReason, GapRecord, Record
+from tests.support.outbox_file import committed_records
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
 
@@ -47,14 +47,7 @@ def _block(index: int) -> tuple[Record, ...]:
 
 def _gap_records(path: Path) -> list[GapRecord]:
     """Every gap record the blocks committed in the file carry."""
-    with closing(sqlite3.connect(path)) as db:
-        payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
-    return [
-        record
-        for payload in payloads
-        for record in decode_block(payload).records
-        if isinstance(record, GapRecord)
-    ]
+    return [record for record in committed_records(path) if isinstance(record, GapRecord)]
 
 
 def _gaps(path: Path, reason: GapReason) -> list[tuple[int | None, int | None]]:

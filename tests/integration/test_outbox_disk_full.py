@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import json
 import os
-import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -24,11 +23,11 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from edge_agent.shell.outbox_sidecars import SeqMark
 from edge_agent.shell.sealer import Sealer
-from specs.block import decode_block
 from specs.command import map_version
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed
 from tests.support.cli_runs import in_a_process
+from tests.support.outbox_file import committed_records
 from tests.support.outbox_site import site_with_its_outbox
 from tests.support.sealer_rig import running_sealer
 from tests.support.tmpfs import mount_tmpfs, unmount
@@ -65,12 +64,6 @@ def _fill(directory: Path) -> Path:
 def _reading(i: int) -> Reading:
     point = f"T00{i % 5}-LT-01"
     return Reading(point, "WHP-LT", iso_time(T0 + i), float(i % 37), "m", Quality.GOOD)
-
-
-def _records(path: Path) -> list[Record]:
-    with sqlite3.connect(path) as db:
-        rows = db.execute("SELECT payload FROM blocks ORDER BY rowid").fetchall()
-    return [r for (p,) in rows for r in decode_block(bytes(p)).records]
 
 
 @contextlib.asynccontextmanager
@@ -110,7 +103,7 @@ async def test_enospc_with_a_backlog_thins_and_keeps_sealing(small_fs: Path) -> 
         _fill(small_fs)
         await _produce(queue, 2_000, produced - 2_000)
         await _until(lambda: queue.empty() and sealer.held == 0, timeout=90)
-    records = _records(path)
+    records = committed_records(path)
     kept = [r for r in records if isinstance(r, Reading)]
     gaps = [r for r in records if isinstance(r, GapRecord)]
     assert {g.reason for g in gaps} & {GapReason.THINNED, GapReason.OUTBOX_FULL}
@@ -132,7 +125,7 @@ async def test_with_nothing_to_give_way_the_ring_holds_and_a_disk_full_gap_follo
         lost = sealer.lost.count
         filler.unlink()  # space returns
         await _until(lambda: sealer.held == 0 and sealer.lost.count == 0)
-    records = _records(path)
+    records = committed_records(path)
     kept = [r for r in records if isinstance(r, Reading)]
     [gap] = [r for r in records if isinstance(r, GapRecord)]
     assert (gap.reason, gap.lost, gap.epoch) == (GapReason.DISK_FULL, lost, None)
@@ -167,7 +160,7 @@ async def test_a_stop_on_a_full_disk_names_what_it_held_after_the_restart(
     # counted beside the outbox, and the first block after the restart names them.
     (await _stopped_on_a_full_disk(path, 0, 500)).unlink()
     await _sealed_with_room(path, 500, 10)
-    records = _records(path)
+    records = committed_records(path)
     [gap] = [r for r in records if isinstance(r, GapRecord)]
     assert (gap.reason, gap.lost, gap.t_from, gap.t_to) == (
         GapReason.DISK_FULL,
@@ -180,7 +173,7 @@ async def test_a_stop_on_a_full_disk_names_what_it_held_after_the_restart(
     ]
     # Named once: a third start finds nothing more to declare.
     await _sealed_with_room(path, 510, 1)
-    assert len([r for r in _records(path) if isinstance(r, GapRecord)]) == 1
+    assert len([r for r in committed_records(path) if isinstance(r, GapRecord)]) == 1
 
 
 async def test_a_second_stop_on_a_full_disk_adds_only_what_that_run_let_go(
@@ -197,7 +190,7 @@ async def test_a_second_stop_on_a_full_disk_adds_only_what_that_run_let_go(
     assert mark.unsealed.count == 510
     filler.unlink()
     await _sealed_with_room(path, 510, 1)
-    records = _records(path)
+    records = committed_records(path)
     assert [(g.reason, g.lost) for g in records if isinstance(g, GapRecord)] == [
         (GapReason.DISK_FULL, 510)
     ]

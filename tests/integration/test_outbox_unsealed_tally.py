@@ -17,9 +17,8 @@ the file since, and so did a seal's write that came after that epoch's first sea
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Iterator
-from contextlib import AbstractContextManager, closing, contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 
 import pytest
@@ -27,10 +26,10 @@ import pytest
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import Mark, SeqMark
-from specs.block import decode_block
 from specs.records import GapReason, GapRecord
 from tests.integration.test_outbox_seq_mark import _marked, _newest, _restore, _snapshot
 from tests.support.held_process import held_process
+from tests.support.outbox_file import committed_records
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
 from tests.support.sealer_rig import running_sealer
@@ -89,12 +88,9 @@ async def _agent_starts(path: Path) -> None:
 
 def _declared(path: Path) -> list[int | None]:
     """The `disk_full` gap records the file holds: how many readings each names."""
-    with closing(sqlite3.connect(path)) as db:
-        payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
     return [
         record.lost
-        for payload in payloads
-        for record in decode_block(payload).records
+        for record in committed_records(path)
         if isinstance(record, GapRecord) and record.reason == GapReason.DISK_FULL
     ]
 
@@ -163,12 +159,9 @@ def _new_epoch_cut_back(path: Path, snapshot: Path) -> str:
 
 def _restored(path: Path) -> list[tuple[str | None, int | None]]:
     """The `outbox_restored` gap records the file holds: (epoch, from seq)."""
-    with closing(sqlite3.connect(path)) as db:
-        payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
     return [
         (record.epoch, record.from_seq)
-        for payload in payloads
-        for record in decode_block(payload).records
+        for record in committed_records(path)
         if isinstance(record, GapRecord) and record.reason == GapReason.OUTBOX_RESTORED
     ]
 

@@ -34,12 +34,12 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_reads import StoredBlock
 from edge_agent.shell.publisher import Publisher
-from specs.block import decode_block
 from specs.records import GapRecord
 from tests.integration.test_backfill_live import _write_log
 from tests.integration.test_outbox_declarations import MIB, _block
 from tests.integration.test_publisher import FakeCollectorLink
 from tests.support.broker import Broker
+from tests.support.outbox_file import committed_records
 from tests.support.outbox_site import T0
 from tests.support.publisher_rig import TOPICS, gateway_publisher
 
@@ -70,12 +70,9 @@ def _open(site: Path) -> AbstractAsyncContextManager[Outbox]:
 
 def _declared(path: Path) -> set[int]:
     """Every seq a gap record committed in the file declares (the file holds one epoch)."""
-    with closing(sqlite3.connect(path)) as db:
-        payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
     return {
         seq
-        for payload in payloads
-        for record in decode_block(payload).records
+        for record in committed_records(path)
         if isinstance(record, GapRecord) and record.from_seq is not None
         for seq in range(record.from_seq, (record.to_seq or record.from_seq) + 1)
     }

@@ -7,7 +7,7 @@ from contextlib import closing
 from pathlib import Path
 
 from specs.block import decode_block
-from specs.records import Reading
+from specs.records import Reading, Record
 
 
 def read_only(path: Path) -> sqlite3.Connection:
@@ -15,16 +15,16 @@ def read_only(path: Path) -> sqlite3.Connection:
     return sqlite3.connect(f"file:{path}?mode=ro", uri=True)
 
 
+def committed_records(path: Path) -> list[Record]:
+    """Every record the outbox at `path` holds, block by block in the order they were stored."""
+    with closing(read_only(path)) as db:
+        rows = db.execute("SELECT payload FROM blocks ORDER BY rowid").fetchall()
+    return [record for (payload,) in rows for record in decode_block(bytes(payload)).records]
+
+
 def committed_readings(path: Path) -> list[Reading]:
     """Every reading the outbox at `path` holds, whole (flags included), block by block."""
-    with closing(read_only(path)) as db:
-        payloads = [bytes(row[0]) for row in db.execute("SELECT payload FROM blocks")]
-    return [
-        record
-        for payload in payloads
-        for record in decode_block(payload).records
-        if isinstance(record, Reading)
-    ]
+    return [record for record in committed_records(path) if isinstance(record, Reading)]
 
 
 def sealed_blocks(path: Path) -> int:
