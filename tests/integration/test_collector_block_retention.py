@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from collector.model import AuditEntry, Reason
+from collector.model import Reason
 from collector.readmodel import EVERYTHING
 from collector.storage import prune_storage, upgrade_storage
 from collector.storage.capabilities import BlockArchive
@@ -25,7 +25,7 @@ from collector.verify.service import verify_stored
 from specs.block import block_hash
 from specs.records import Reading
 from tests.support.broker import Broker
-from tests.support.collector_env import CollectorEnv, collector_env, heard_at, wait_until
+from tests.support.collector_env import CollectorEnv, collector_env, heard_at
 from tests.support.postgres import sql_execute, sql_rows
 from tests.support.records import reading_at
 
@@ -87,13 +87,6 @@ async def _verified(env: CollectorEnv) -> VerifyReport:
     return await verify_stored(env.storage, EVERYTHING, gateway=env.gateway.gateway)
 
 
-async def _audit_of(env: CollectorEnv, reason: Reason) -> tuple[AuditEntry, ...]:
-    async def probe() -> tuple[AuditEntry, ...]:
-        return await env.storage.audit(reason=reason)
-
-    return await wait_until(probe, bool)
-
-
 async def test_pruned_blocks_go_and_the_epoch_still_dedupes_chains_and_verifies(
     env: CollectorEnv, clock: Clock
 ) -> None:
@@ -119,7 +112,7 @@ async def test_pruned_blocks_go_and_the_epoch_still_dedupes_chains_and_verifies(
     again = (await env.link.next_ack()).ack
     assert (again.seq, again.acked_through, again.missing, again.conflict) == (57, 200, (), False)
     assert again.acked_hash == block_hash(newest)
-    (row,) = await _audit_of(env, Reason.DUPLICATE)
+    (row,) = await env.audited(Reason.DUPLICATE)
     assert "epoch epoch-1 seq 57" in row.detail
     assert "retention" in row.detail
     assert await env.rows("SELECT seq FROM blocks") == [(BLOCKS,)]

@@ -8,18 +8,11 @@ from collector.storage import open_storage, upgrade_storage
 from collector.storage.lookups import GAP_KEY, STORED_GAPS
 from collector.storage.postgres.ingest import keyed as postgres_keyed
 from collector.storage.sqlite.ingest import keyed as sqlite_keyed
-from specs.ack import Ack
 from specs.records import GapReason
 from tests.support.broker import Broker
 from tests.support.collector_client import gap_record
-from tests.support.collector_env import COLLECTOR_KEY, CollectorEnv, collector_env
+from tests.support.collector_env import CollectorEnv, collector_env
 from tests.support.postgres import sql_execute, sql_rows
-
-
-async def _ack(env: CollectorEnv) -> Ack:
-    signed = await env.link.next_ack()
-    COLLECTOR_KEY.public().verify(signed.signature, signed.payload)
-    return signed.ack
 
 
 async def _holes(env: CollectorEnv) -> list[tuple[object, ...]]:
@@ -33,15 +26,15 @@ async def test_a_declared_range_closes_its_hole_and_is_never_asked_for_again(
 ) -> None:
     for seq in (1, 2, 5):
         await env.link.send(seq)
-    acks = [await _ack(env) for _ in range(3)]
+    acks = [await env.ack() for _ in range(3)]
     assert acks[-1].missing == ((3, 4),)
     full = gap_record(6, 40, GapReason.OUTBOX_FULL, epoch="epoch-1", from_seq=3, to_seq=4)
     await env.link.send(6, records=[env.gateway.reading(6), full])
-    after = await _ack(env)
+    after = await env.ack()
     assert (after.seq, after.acked_through, after.missing) == (6, 6, ())
     assert await _holes(env) == []
     await env.link.send(9)  # a new hole above: only 7..8 is asked for
-    assert (await _ack(env)).missing == ((7, 8),)
+    assert (await env.ack()).missing == ((7, 8),)
     assert await _holes(env) == [("epoch-1", 7, 8)]
     state = await env.storage.stream(env.gateway.gateway, "epoch-1")
     assert state is not None
@@ -53,16 +46,16 @@ async def test_an_abandoned_epoch_closes_everything_from_its_seq_even_what_comes
 ) -> None:
     for seq in (1, 2, 4):
         await env.link.send(seq)
-    assert [(await _ack(env)).missing for _ in range(3)][-1] == ((3, 3),)
+    assert [(await env.ack()).missing for _ in range(3)][-1] == ((3, 3),)
     corrupt = gap_record(1, None, GapReason.OUTBOX_CORRUPT, epoch="epoch-1", from_seq=3)
     await env.link.send(1, epoch="epoch-2", records=[env.gateway.reading(1), corrupt])
-    assert (await _ack(env)).epoch == "epoch-2"
+    assert (await env.ack()).epoch == "epoch-2"
     old = await env.storage.stream(env.gateway.gateway, "epoch-1")
     assert old is not None
     assert (old.acked_through, old.max_seq, old.missing, old.declared) == (4, 4, (), ((3, None),))
     # A block of the old epoch still in flight arrives late: it is stored, and opens no hole.
     await env.link.send(7)
-    late = await _ack(env)
+    late = await env.ack()
     assert (late.epoch, late.seq, late.acked_through, late.missing) == ("epoch-1", 7, 7, ())
     assert await _holes(env) == []
     page = await env.storage.gateway_views(EVERYTHING, after=None, limit=10)
@@ -74,7 +67,7 @@ async def test_a_declaration_about_an_epoch_never_seen_does_not_become_the_curre
 ) -> None:
     restored = gap_record(1, None, GapReason.OUTBOX_RESTORED, epoch="epoch-0", from_seq=3)
     await env.link.send(1, epoch="epoch-1", records=[env.gateway.reading(1), restored])
-    await _ack(env)
+    await env.ack()
     unseen = await env.storage.stream(env.gateway.gateway, "epoch-0")
     assert unseen is not None
     # Seqs 1..2 of it were sealed and nobody holds or declared them: open, honestly.
@@ -92,12 +85,12 @@ async def test_a_declaration_about_an_epoch_never_seen_does_not_become_the_curre
 
 async def test_acked_through_may_rest_on_a_declared_seq(env: CollectorEnv) -> None:
     await env.link.send(1)
-    await _ack(env)
+    await env.ack()
     full = gap_record(2, 8, GapReason.OUTBOX_FULL, epoch="epoch-1", from_seq=4, to_seq=6)
     await env.link.send(3, records=[full])  # declares 4..6 before 2 arrives
-    assert (await _ack(env)).missing == ((2, 2),)
+    assert (await env.ack()).missing == ((2, 2),)
     await env.link.send(2)
-    ack = await _ack(env)
+    ack = await env.ack()
     assert (ack.acked_through, ack.missing) == (6, ())
     profile = await env.storage.gateway_profile(env.gateway.gateway)
     assert profile is not None  # the newest stored block, although max_seq 6 has none
@@ -110,7 +103,7 @@ async def test_holes_left_as_they_were_keep_their_place_in_the_gap_pages(
     a client paging `GET /v1/gaps` while holes change sees each unchanged hole once."""
     for seq in (1, 3, 5, 7):
         await env.link.send(seq)
-    assert [(await _ack(env)).missing for _ in range(4)][-1] == ((2, 2), (4, 4), (6, 6))
+    assert [(await env.ack()).missing for _ in range(4)][-1] == ((2, 2), (4, 4), (6, 6))
     gateway, state = env.gateway.gateway, GapState.OPEN
     first = await env.storage.gaps(EVERYTHING, gateway=gateway, state=state, after=None, limit=1)
     assert [(g.from_seq, g.to_seq) for g in first.items] == [(2, 2)]
@@ -118,7 +111,7 @@ async def test_holes_left_as_they_were_keep_their_place_in_the_gap_pages(
     # Block 6 fills the last hole; the readings it says a full disk cost are a gap row too.
     lost = gap_record(6, 3, GapReason.DISK_FULL)
     await env.link.send(6, records=[env.gateway.reading(6), lost])
-    assert (await _ack(env)).missing == ((2, 2), (4, 4))
+    assert (await env.ack()).missing == ((2, 2), (4, 4))
     after = (first.items[0].gateway, first.items[0].rowid)
     rest = await env.storage.gaps(EVERYTHING, gateway=gateway, state=state, after=after, limit=10)
     assert [(g.from_seq, g.to_seq) for g in rest.items] == [(4, 4)]
@@ -136,12 +129,12 @@ async def test_a_block_too_large_for_the_broker_closes_as_declared_with_nothing_
     and `GET /v1/gaps` lists it closed with that reason."""
     for seq in (1, 3):
         await env.link.send(seq)
-    assert [(await _ack(env)).missing for _ in range(2)][-1] == ((2, 2),)
+    assert [(await env.ack()).missing for _ in range(2)][-1] == ((2, 2),)
     declared = gap_record(
         4, 0, GapReason.TOO_LARGE, epoch="epoch-1", from_seq=2, to_seq=2, point=None
     )
     await env.link.send(4, records=[declared])
-    after = await _ack(env)
+    after = await env.ack()
     assert (after.acked_through, after.missing) == (4, ())
     gateway, state = env.gateway.gateway, GapState.CLOSED
     closed = await env.storage.gaps(EVERYTHING, gateway=gateway, state=state, after=None, limit=9)
@@ -159,13 +152,13 @@ async def test_a_rolled_back_epoch_closes_its_sealed_again_seqs_with_nothing_los
     as sent, only the seqs past the copy as an unknown loss."""
     for seq in (1, 2, 3, 9, 10):
         await env.link.send(seq)
-    assert [(await _ack(env)).missing for _ in range(5)][-1] == ((4, 8),)
+    assert [(await env.ack()).missing for _ in range(5)][-1] == ((4, 8),)
     resealed = gap_record(
         1, 0, GapReason.OUTBOX_RESTORED, epoch="epoch-1", from_seq=4, to_seq=8, point=None
     )
     lost = gap_record(1, None, GapReason.OUTBOX_RESTORED, epoch="epoch-1", from_seq=9, point=None)
     await env.link.send(1, epoch="epoch-2", records=[resealed, lost])
-    assert (await _ack(env)).epoch == "epoch-2"
+    assert (await env.ack()).epoch == "epoch-2"
     assert await _holes(env) == []
     gateway, state = env.gateway.gateway, GapState.CLOSED
     closed = await env.storage.gaps(EVERYTHING, gateway=gateway, state=state, after=None, limit=9)
@@ -189,7 +182,7 @@ async def test_a_gap_record_sealed_again_in_another_block_is_stored_once(
     more = gap_record(3, 41, GapReason.OUTBOX_FULL, epoch="epoch-1", from_seq=2, to_seq=2)
     other = gap_record(3, 40, GapReason.DISK_FULL, epoch="epoch-1", from_seq=2, to_seq=2)
     await env.link.send(1, epoch="epoch-2", records=[full, more, other, full])  # resealed
-    acks = [await _ack(env) for _ in range(4)]
+    acks = [await env.ack() for _ in range(4)]
     assert [(a.epoch, a.seq) for a in acks] == [
         ("epoch-1", 1),
         ("epoch-1", 3),
@@ -242,7 +235,7 @@ async def test_gap_records_stored_twice_before_the_upgrade_are_kept_once(
         await env.link.send(5, records=records)  # sealed again: a block split for the broker
         await env.link.send(1, epoch="epoch-2", records=records)  # and in a new epoch
         for _ in range(4):
-            await _ack(env)
+            await env.ack()
     gateway = env.gateway.gateway
     sqlite = storage_url.startswith("sqlite")
     # The database as a collector of the version before stored it: schema 13, migration 8.

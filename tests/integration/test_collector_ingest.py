@@ -6,7 +6,7 @@ import asyncio
 import hashlib
 import time
 
-from collector.model import AuditEntry, Reason
+from collector.model import Reason
 from collector.readmodel import EVERYTHING, ReadingFilter
 from specs.block import block_hash
 from specs.records import GapReason
@@ -14,7 +14,6 @@ from specs.signing import SigningKey
 from specs.status import GatewayStatus
 from tests.support.broker import Broker
 from tests.support.collector_client import (
-    SignedAck,
     foreign_key,
     gap_record,
     gateway_link,
@@ -34,22 +33,9 @@ async def _readings(env: CollectorEnv) -> int:
     return len(page.items)
 
 
-async def _audit_of(env: CollectorEnv, reason: Reason, count: int = 1) -> tuple[AuditEntry, ...]:
-    async def probe() -> tuple[AuditEntry, ...]:
-        return await env.storage.audit(reason=reason)
-
-    return await wait_until(probe, lambda rows: len(rows) >= count)
-
-
-async def _ack(env: CollectorEnv) -> SignedAck:
-    signed = await env.link.next_ack()
-    env.collector.verify(signed.signature, signed.payload)  # raises unless the collector signed
-    return signed
-
-
 async def test_valid_block_is_stored_once_and_acked(env: CollectorEnv) -> None:
     payload = await env.link.send(1)
-    signed = await _ack(env)
+    signed = await env.signed_ack()
     assert signed.ack.gateway == env.gateway.gateway
     assert (signed.ack.epoch, signed.ack.seq, signed.ack.acked_through) == ("epoch-1", 1, 1)
     assert signed.ack.missing == ()
@@ -64,11 +50,11 @@ async def test_valid_block_is_stored_once_and_acked(env: CollectorEnv) -> None:
 
 async def test_exact_duplicate_is_audited_stored_once_and_still_acked(env: CollectorEnv) -> None:
     payload = await env.link.send(1)
-    await _ack(env)
+    await env.signed_ack()
     await env.link.publish(payload)
-    again = await _ack(env)
+    again = await env.signed_ack()
     assert (again.ack.seq, again.ack.acked_through) == (1, 1)
-    (row,) = await _audit_of(env, Reason.DUPLICATE)
+    (row,) = await env.audited(Reason.DUPLICATE)
     assert row.gateway == env.gateway.gateway
     assert row.payload_hash == (await env.rows("SELECT hash FROM blocks"))[0][0]
     assert await _readings(env) == 1
@@ -78,12 +64,12 @@ async def test_same_seq_with_other_bytes_is_a_seq_conflict_answered_at_once(
     env: CollectorEnv,
 ) -> None:
     stored = await env.link.send(1)
-    first = (await _ack(env)).ack
+    first = await env.ack()
     assert (first.acked_hash, first.conflict) == (block_hash(stored), False)
     # Validly signed, other content: an agent that re-sealed seq 1 (a restored outbox).
     other = await env.link.send(1, records=[env.gateway.reading(1, 7)])
-    conflict = (await _ack(env)).ack
-    (row,) = await _audit_of(env, Reason.SEQ_CONFLICT)
+    conflict = await env.ack()
+    (row,) = await env.audited(Reason.SEQ_CONFLICT)
     assert "epoch epoch-1 seq 1" in row.detail
     # The ACK names the seq, but says conflict, and the stored hash is not the agent's.
     assert (conflict.seq, conflict.acked_through, conflict.conflict) == (1, 1, True)
@@ -91,9 +77,9 @@ async def test_same_seq_with_other_bytes_is_a_seq_conflict_answered_at_once(
     # The flag stays with the stream: the agent's next block (chained onto its own seq 1)
     # is stored, breaks the chain, and its ACK says conflict too.
     await env.link.send(2)
-    after = (await _ack(env)).ack
+    after = await env.ack()
     assert (after.seq, after.acked_through, after.conflict) == (2, 2, True)
-    (broken,) = await _audit_of(env, Reason.CHAIN_BREAK)
+    (broken,) = await env.audited(Reason.CHAIN_BREAK)
     assert f"seq 2 has prev {block_hash(other)}" in broken.detail
     assert await env.rows("SELECT value FROM readings ORDER BY seq") == [(1.0,), (2.0,)]
     state = await env.storage.stream(env.gateway.gateway, "epoch-1")
@@ -104,13 +90,13 @@ async def test_same_seq_with_other_bytes_is_a_seq_conflict_answered_at_once(
 
 async def test_out_of_order_seqs_report_the_hole_until_it_fills(env: CollectorEnv) -> None:
     await env.link.send(1)
-    assert (await _ack(env)).ack.acked_through == 1
+    assert (await env.ack()).acked_through == 1
     await env.link.send(3)
-    after_three = (await _ack(env)).ack
+    after_three = await env.ack()
     assert (after_three.seq, after_three.acked_through, after_three.missing) == (3, 1, ((2, 2),))
     assert await env.rows("SELECT from_seq, to_seq FROM gaps WHERE kind = 'sequence'") == [(2, 2)]
     await env.link.send(2)
-    after_two = (await _ack(env)).ack
+    after_two = await env.ack()
     assert (after_two.seq, after_two.acked_through, after_two.missing) == (2, 3, ())
     assert await env.rows("SELECT count(*) FROM gaps WHERE kind = 'sequence'") == [(0,)]
 
@@ -120,14 +106,14 @@ async def test_a_block_that_does_not_chain_onto_its_stored_successor_is_a_chain_
 ) -> None:
     await env.link.send(1)
     third = await env.link.send(3)  # chains onto the default block 2
-    assert (await _ack(env)).ack.conflict is False
-    assert (await _ack(env)).ack.conflict is False
+    assert (await env.ack()).conflict is False
+    assert (await env.ack()).conflict is False
     # Block 2 arrives with other content: the stored 3 does not chain onto it.
     second = await env.link.send(2, records=[env.gateway.reading(2, 4)])
-    ack = (await _ack(env)).ack
+    ack = await env.ack()
     assert (ack.seq, ack.acked_through, ack.missing, ack.conflict) == (2, 3, (), True)
     assert ack.acked_hash == block_hash(third)
-    (row,) = await _audit_of(env, Reason.CHAIN_BREAK)
+    (row,) = await env.audited(Reason.CHAIN_BREAK)
     assert row.payload_hash == block_hash(second)
     assert f"not the hash {block_hash(second)} of the stored seq 2" in row.detail
     assert await env.rows("SELECT count(*) FROM blocks") == [(3,)]  # every block stays stored
@@ -136,7 +122,7 @@ async def test_a_block_that_does_not_chain_onto_its_stored_successor_is_a_chain_
 async def test_foreign_key_is_unknown(env: CollectorEnv) -> None:
     payload = env.gateway.block(1)
     await env.link.publish(payload, env.gateway.sign(payload, foreign_key()))
-    (row,) = await _audit_of(env, Reason.UNKNOWN_KEY)
+    (row,) = await env.audited(Reason.UNKNOWN_KEY)
     assert row.topic == env.gateway.topics.block
     assert await _readings(env) == 0
 
@@ -146,7 +132,7 @@ async def test_another_gateways_key_is_not_owned(env: CollectorEnv) -> None:
     await register(env.storage, other)
     payload = env.gateway.block(1)
     await env.link.publish(payload, env.gateway.sign(payload, other.key))
-    await _audit_of(env, Reason.KEY_NOT_OWNED)
+    await env.audited(Reason.KEY_NOT_OWNED)
     assert await _readings(env) == 0
 
 
@@ -156,7 +142,7 @@ async def test_one_changed_byte_is_a_bad_signature(env: CollectorEnv) -> None:
     tampered = payload.replace(b'"value":1.0', b'"value":7.0')
     assert tampered != payload
     await env.link.publish(tampered, properties)
-    (row,) = await _audit_of(env, Reason.BAD_SIGNATURE)
+    (row,) = await env.audited(Reason.BAD_SIGNATURE)
     assert row.payload_hash == hashlib.sha256(tampered).hexdigest()
     assert await env.rows("SELECT count(*) FROM blocks") == [(0,)]
 
@@ -164,24 +150,24 @@ async def test_one_changed_byte_is_a_bad_signature(env: CollectorEnv) -> None:
 async def test_malformed_json_is_audited(env: CollectorEnv) -> None:
     payload = b'{"spec": "gz/1", "seq": '
     await env.link.publish(payload, env.gateway.sign(payload))
-    (row,) = await _audit_of(env, Reason.MALFORMED)
+    (row,) = await env.audited(Reason.MALFORMED)
     assert "JSON" in row.detail
 
 
 async def test_payload_naming_another_place_is_a_topic_mismatch(env: CollectorEnv) -> None:
     payload = env.gateway.block(1, header={"district": "110101"})
     await env.link.publish(payload, env.gateway.sign(payload))
-    (row,) = await _audit_of(env, Reason.TOPIC_MISMATCH)
+    (row,) = await env.audited(Reason.TOPIC_MISMATCH)
     assert "district" in row.detail
 
 
 async def test_revoked_key_is_rejected(env: CollectorEnv) -> None:
     await env.link.send(1)
-    await _ack(env)
+    await env.signed_ack()
     revoked = await env.storage.revoke(env.gateway.gateway, None, at=1.0)
     assert revoked == (env.gateway.key.kid,)
     await env.link.send(2)
-    await _audit_of(env, Reason.REVOKED_KEY)
+    await env.audited(Reason.REVOKED_KEY)
     assert await _readings(env) == 1
 
 
@@ -192,7 +178,7 @@ async def test_gap_records_are_stored_with_the_block(env: CollectorEnv) -> None:
         1,
         records=[gateway.reading(1), gap_record(1, lost=4), gateway.reading(1, 2), restored],
     )
-    await _ack(env)
+    await env.signed_ack()
     assert await env.rows(
         "SELECT epoch, seq, idx, reason, lost, point, t_to - t_from, declared_epoch, from_seq,"
         " to_seq FROM gaps WHERE kind = 'record' ORDER BY idx",
@@ -207,7 +193,7 @@ async def test_a_burst_is_stored_in_batches_and_every_block_acked(env: Collector
     count = 120
     for seq in range(count, 0, -1):  # worst order: every block but the last opens a hole
         await env.link.send(seq)
-    acks = [await _ack(env) for _ in range(count)]
+    acks = [await env.signed_ack() for _ in range(count)]
     assert sorted(a.ack.seq or 0 for a in acks) == list(range(1, count + 1))
     assert max(a.ack.acked_through for a in acks) == count
     # Blocks that chain, in whatever order they come, raise no conflict.
@@ -230,10 +216,7 @@ async def test_signed_status_messages_update_the_gateway(env: CollectorEnv) -> N
     # Unsigned: audited and ignored, whatever it says.
     await env.link.publish(b'{"online": false, "t": 0}', [], topic=topic)
 
-    async def audited() -> tuple[AuditEntry, ...]:
-        return await env.storage.audit(reason=Reason.BAD_SIGNATURE)
-
-    assert len(await wait_until(audited, bool)) == 1
+    assert len(await env.audited(Reason.BAD_SIGNATURE)) == 1
     assert await view() is True
     await env.link.publish(GatewayStatus(online=False, t=0.0).encode(), topic=topic)
     assert await wait_until(view, lambda online: online is False) is False

@@ -7,25 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from collector.model import AuditEntry, Reason
+from collector.model import Reason
 from collector.readmodel import EVERYTHING
 from collector.storage import open_storage
 from collector.storage.sqlite import SCHEMA_VERSION
-from specs.ack import Ack
 from specs.records import Quality, Reading, iso_time
 from tests.support.collector_client import BASE_TIME
-from tests.support.collector_env import COLLECTOR_KEY, CollectorEnv, wait_until
+from tests.support.collector_env import CollectorEnv, wait_until
 from tests.support.postgres import sqlite_file
 
 
 def _level(second: float, value: float, quality: Quality = Quality.GOOD) -> Reading:
     return Reading("T001-LT-01", "WHP-LT", iso_time(BASE_TIME + second), value, "m", quality)
-
-
-async def _ack(env: CollectorEnv) -> Ack:
-    signed = await env.link.next_ack()
-    COLLECTOR_KEY.public().verify(signed.signature, signed.payload)
-    return signed.ack
 
 
 def _db(path: Path, query: str) -> list[tuple[object, ...]]:
@@ -35,30 +28,23 @@ def _db(path: Path, query: str) -> list[tuple[object, ...]]:
     return rows
 
 
-async def _audit(env: CollectorEnv, reason: Reason) -> tuple[AuditEntry, ...]:
-    async def probe() -> tuple[AuditEntry, ...]:
-        return await env.storage.audit(reason=reason)
-
-    return await wait_until(probe, bool)
-
-
 async def test_a_repeated_reading_is_stored_once_and_audited_as_duplicate_or_conflict(
     env: CollectorEnv,
 ) -> None:
     await env.link.send(1, records=[_level(0, 8.5), _level(1, 8.6)])
-    await _ack(env)
+    await env.ack()
     # A resealed backlog in a new epoch: (point, t) of stored readings, one of them changed.
     resealed = [_level(0, 8.5), _level(1, 9.9), _level(2, 8.7)]
     await env.link.send(1, epoch="epoch-2", records=resealed)
-    ack = await _ack(env)
+    ack = await env.ack()
     assert (ack.epoch, ack.acked_through) == ("epoch-2", 1)  # the block itself is stored
     assert await env.rows("SELECT epoch, seq, idx, t, value FROM readings ORDER BY t") == [
         ("epoch-1", 1, 0, BASE_TIME, 8.5),
         ("epoch-1", 1, 1, BASE_TIME + 1, 8.6),
         ("epoch-2", 1, 2, BASE_TIME + 2, 8.7),
     ]
-    (duplicate,) = await _audit(env, Reason.DUPLICATE)
-    (conflict,) = await _audit(env, Reason.CONFLICT)
+    (duplicate,) = await env.audited(Reason.DUPLICATE)
+    (conflict,) = await env.audited(Reason.CONFLICT)
     assert "epoch epoch-2 seq 1: 1 reading(s)" in duplicate.detail
     assert f"T001-LT-01@{iso_time(BASE_TIME)}" in duplicate.detail
     assert f"T001-LT-01@{iso_time(BASE_TIME + 1)}" in conflict.detail
@@ -71,10 +57,10 @@ async def test_a_repeated_reading_is_stored_once_and_audited_as_duplicate_or_con
 
 async def test_repeats_within_one_block_keep_the_first(env: CollectorEnv) -> None:
     await env.link.send(1, records=[_level(0, 1.0), _level(0, 1.0), _level(0, 2.0, Quality.BAD)])
-    await _ack(env)
+    await env.ack()
     assert await env.rows("SELECT idx, value FROM readings") == [(0, 1.0)]
-    assert len(await _audit(env, Reason.CONFLICT)) == 1
-    assert len(await _audit(env, Reason.DUPLICATE)) == 1
+    assert len(await env.audited(Reason.CONFLICT)) == 1
+    assert len(await env.audited(Reason.DUPLICATE)) == 1
 
 
 async def test_a_resealed_backlog_counts_one_audit_occurrence_per_block_not_per_reading(
@@ -84,12 +70,12 @@ async def test_a_resealed_backlog_counts_one_audit_occurrence_per_block_not_per_
     backlog = [_level(i / 100, 1.0 + i) for i in range(2000)]
     await env.link.send(1, records=backlog[:1000])
     await env.link.send(2, records=backlog[1000:])
-    await _ack(env)
-    await _ack(env)
+    await env.ack()
+    await env.ack()
     await env.link.send(1, epoch="epoch-2", records=backlog[:1000])
     await env.link.send(2, epoch="epoch-2", records=backlog[1000:])
-    await _ack(env)
-    await _ack(env)
+    await env.ack()
+    await env.ack()
     rows = await wait_until(
         lambda: env.storage.audit(reason=Reason.DUPLICATE),
         lambda r: sum(row.count for row in r) == 2,

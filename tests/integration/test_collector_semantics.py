@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from collector.model import AuditEntry, Reason
+from collector.model import Reason
 from collector.readmodel import EVERYTHING, AlarmFilter, AlarmState, ReadingFilter, ReadingRow
 from specs.meta import PointMeta
 from specs.records import AlarmEvent, Quality, Reading, iso_time
-from tests.support.collector_client import BASE_TIME, SignedAck
-from tests.support.collector_env import COLLECTOR_KEY, CollectorEnv, wait_until
+from tests.support.collector_client import BASE_TIME
+from tests.support.collector_env import CollectorEnv, wait_until
 from tests.support.records import alarm_record
 
 
@@ -17,27 +17,14 @@ def _level(
     return Reading(point, quota, iso_time(BASE_TIME), value, unit, Quality.GOOD)
 
 
-async def _ack(env: CollectorEnv) -> SignedAck:
-    signed = await env.link.next_ack()
-    COLLECTOR_KEY.public().verify(signed.signature, signed.payload)
-    return signed
-
-
 async def _readings(env: CollectorEnv) -> tuple[ReadingRow, ...]:
     page = await env.storage.readings(EVERYTHING, ReadingFilter(), after=None, limit=1000)
     return page.items
 
 
-async def _audit_of(env: CollectorEnv, reason: Reason, count: int = 1) -> tuple[AuditEntry, ...]:
-    async def probe() -> tuple[AuditEntry, ...]:
-        return await env.storage.audit(reason=reason)
-
-    return await wait_until(probe, lambda rows: len(rows) >= count)
-
-
 async def test_a_level_in_mm_is_stored_in_m_and_the_block_bytes_stay(env: CollectorEnv) -> None:
     payload = await env.link.send(1, records=[_level(1234.0, "mm")])
-    assert (await _ack(env)).ack.acked_through == 1
+    assert (await env.ack()).acked_through == 1
     (row,) = await _readings(env)
     assert (row.value, row.unit, row.quality, row.flags) == (1.234, "m", "good", ())
     assert await env.rows("SELECT payload FROM blocks") == [(payload,)]
@@ -54,29 +41,29 @@ async def test_unknown_quota_and_unit_reject_only_their_record_and_the_block_is_
         _level(4.0, point="T001-LT-02"),
     ]
     payload = await env.link.send(1, records=records)
-    ack = (await _ack(env)).ack
+    ack = await env.ack()
     assert (ack.seq, ack.acked_through, ack.missing) == (1, 1, ())
     assert [(r.point, r.value) for r in await _readings(env)] == [
         ("T001-LT-01", 1.0),
         ("T001-LT-02", 4.0),
     ]
-    (quota,) = await _audit_of(env, Reason.UNKNOWN_QUOTA)
-    (unit,) = await _audit_of(env, Reason.UNKNOWN_UNIT)
+    (quota,) = await env.audited(Reason.UNKNOWN_QUOTA)
+    (unit,) = await env.audited(Reason.UNKNOWN_UNIT)
     assert quota.detail.startswith(f"gateway {env.gateway.gateway} epoch epoch-1 seq 1 record 1")
     assert "point X-1" in quota.detail
     assert "record 2 point X-2" in unit.detail
     assert quota.payload_hash == (await env.rows("SELECT hash FROM blocks"))[0][0]
     # The agent resends (it missed the ACK): a duplicate, acked again, and not audited twice.
     await env.link.publish(payload)
-    assert (await _ack(env)).ack.acked_through == 1
-    await _audit_of(env, Reason.DUPLICATE)
+    assert (await env.ack()).acked_through == 1
+    await env.audited(Reason.DUPLICATE)
     assert len(await env.storage.audit(reason=Reason.UNKNOWN_QUOTA)) == 1
     assert len(await _readings(env)) == 2
 
 
 async def test_an_out_of_range_value_keeps_its_value_and_is_flagged(env: CollectorEnv) -> None:
     await env.link.send(1, records=[_level(52.0)])
-    await _ack(env)
+    await env.signed_ack()
     (row,) = await _readings(env)
     assert (row.value, row.quality, row.flags) == (52.0, "uncertain", ("out_of_range",))
     latest = await env.storage.latest(
@@ -96,7 +83,7 @@ async def test_a_clear_that_arrives_before_its_raise_is_paired(env: CollectorEnv
     )
     clear = alarm_record("tank1-H-1", AlarmEvent.CLEAR, BASE_TIME + 20, value=8.2)
     await env.link.send(2, records=[clear])
-    await _ack(env)
+    await env.signed_ack()
     (alone,) = await _alarms(env)
     assert (alone.raised_at, alone.cleared_at, alone.active_at(BASE_TIME)) == (
         None,
@@ -104,7 +91,7 @@ async def test_a_clear_that_arrives_before_its_raise_is_paired(env: CollectorEnv
         False,
     )
     await env.link.send(1, records=[_level(8.7), raise_])
-    await _ack(env)
+    await env.signed_ack()
     (paired,) = await _alarms(env)
     assert (paired.raised_at, paired.cleared_at) == (BASE_TIME + 10, BASE_TIME + 20)
     assert (paired.value, paired.threshold, paired.unit, paired.level) == (8.7, 8.5, "m", "H")
@@ -115,10 +102,10 @@ async def test_a_clear_that_arrives_before_its_raise_is_paired(env: CollectorEnv
 
 async def test_an_active_alarm_stays_active_until_cleared(env: CollectorEnv) -> None:
     await env.link.send(1, records=[alarm_record("a", AlarmEvent.RAISE, BASE_TIME)])
-    await _ack(env)
+    await env.signed_ack()
     assert [a.alarm_id for a in await _alarms(env, AlarmFilter(active=True))] == ["a"]
     await env.link.send(2, records=[alarm_record("a", AlarmEvent.CLEAR, BASE_TIME + 5)])
-    await _ack(env)
+    await env.signed_ack()
     assert await _alarms(env, AlarmFilter(active=True)) == ()
     assert [a.cleared_at for a in await _alarms(env, AlarmFilter(active=False))] == [BASE_TIME + 5]
 
@@ -159,7 +146,7 @@ async def test_a_meta_with_a_bad_signature_is_audited_and_not_stored(env: Collec
     properties = env.gateway.sign(meta)
     tampered = meta.replace(b"tank-1", b"tank-9")
     await env.link.publish(tampered, properties, topic=env.gateway.topics.meta)
-    (row,) = await _audit_of(env, Reason.BAD_SIGNATURE)
+    (row,) = await env.audited(Reason.BAD_SIGNATURE)
     assert row.topic == env.gateway.topics.meta
     assert row.gateway == env.gateway.gateway
     assert await env.rows("SELECT count(*) FROM metas") == [(0,)]

@@ -23,16 +23,18 @@ from click.testing import CliRunner, Result
 from collector.audit.chain import AuditRow
 from collector.cli import main
 from collector.ingest.service import Ingest, IngestSettings
-from collector.model import MESSAGE_BYTES
+from collector.model import MESSAGE_BYTES, AuditEntry, Reason
 from collector.storage import open_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
 from simulators.lifecycle import cancel_task
+from specs.ack import Ack
 from specs.catalogue import Catalogue
 from specs.signing import SigningKey, VerifyKey, signing_key_from_seed
 from tests.support.broker import free_port
 from tests.support.collector_client import (
     GatewayLink,
+    SignedAck,
     SimGateway,
     catalogue_with_coal,
     gateway_link,
@@ -205,6 +207,24 @@ class CollectorEnv:
     async def rows(self, query: str) -> list[tuple[Any, ...]]:
         """The rows of a read-only SQL query on the storage's tables (SQLite or PostgreSQL)."""
         return await sql_rows(self.url, query)
+
+    async def signed_ack(self) -> SignedAck:
+        """The next ACK the linked gateway receives; raises unless the collector signed it."""
+        signed = await self.link.next_ack()
+        self.collector.verify(signed.signature, signed.payload)
+        return signed
+
+    async def ack(self) -> Ack:
+        """The next ACK the linked gateway receives, its signature checked."""
+        return (await self.signed_ack()).ack
+
+    async def audited(self, reason: Reason, count: int = 1) -> tuple[AuditEntry, ...]:
+        """The audit entries of `reason`, once there are at least `count` (10 s at most)."""
+
+        async def probe() -> tuple[AuditEntry, ...]:
+            return await self.storage.audit(reason=reason)
+
+        return await wait_until(probe, lambda rows: len(rows) >= count)
 
 
 @contextlib.asynccontextmanager
