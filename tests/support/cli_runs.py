@@ -34,7 +34,8 @@ from collector.cli import main as collector_main
 from edge_agent.cli import main as agent_main
 from specs.signing import generate_signing_key
 
-EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
+CONFIGS = Path(__file__).resolve().parents[2] / "configs"
+EXAMPLE_SITE = CONFIGS / "tankfarm.yaml"
 SIGPIPE_EXIT: Final = 128 + signal.SIGPIPE  # what a shell reports for `seq 1 100000 | head -1`
 
 _MAINS: Final = {
@@ -53,11 +54,23 @@ def collector_cli(*args: str) -> Result:
     return CliRunner().invoke(collector_main, ["--log-format", "json", *args])
 
 
+def example_copy(name: str, folder: Path, *changes: tuple[str, str]) -> Path:
+    """A copy of configs/`name` in `folder` (its relative paths then lead into `folder`), with
+    the first `old` of each `(old, new)` in `changes` made `new` (`old` must be there)."""
+    copy = folder / name
+    shutil.copyfile(CONFIGS / name, copy)
+    if changes:
+        text = copy.read_text(encoding="utf-8")
+        for old, new in changes:
+            assert old in text, old
+            text = text.replace(old, new, 1)
+        copy.write_text(text, encoding="utf-8")
+    return copy
+
+
 def example_site(folder: Path) -> Path:
     """A copy of configs/tankfarm.yaml in `folder` (its key paths are relative to it)."""
-    copy = folder / "tankfarm.yaml"
-    shutil.copyfile(EXAMPLE_SITE, copy)
-    return copy
+    return example_copy(EXAMPLE_SITE.name, folder)
 
 
 def keyed_example_site(folder: Path) -> Path:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import shutil
 import stat
 from collections.abc import Iterator
 from pathlib import Path
@@ -20,19 +19,17 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_reads import read_outbox_stats
 from specs.records import Quality, Reading, iso_time
 from specs.signing import load_signing_key, load_verify_key, signing_key_from_seed
+from tests.support.cli_runs import example_site
 from tests.support.config_files import at_gateway_key_line
 from tests.support.logging_state import logging_restored
 
-EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 GATEWAY = "91360100MA35GW001H-GW01"
 
 
 @pytest.fixture
 def site(tmp_path: Path) -> Path:
     """The example site map copied into tmp: its keys/ and state/ then live in tmp too."""
-    copy = tmp_path / "tankfarm.yaml"
-    shutil.copyfile(EXAMPLE, copy)
-    return copy
+    return example_site(tmp_path)
 
 
 @pytest.fixture

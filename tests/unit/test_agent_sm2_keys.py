@@ -7,7 +7,6 @@ installs it); the refusal without the extra is tested in test_signing_without_sm
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -16,20 +15,14 @@ from click.testing import CliRunner, Result
 
 from edge_agent.cli import main
 from specs.signing import SM2_SM3, generate_signing_key, load_signing_key, load_verify_key
+from tests.support.cli_runs import example_copy
 from tests.support.config_files import at_gateway_key_line
 from tests.support.logging_state import logging_restored
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 
 
 @pytest.fixture
 def sm2_site(tmp_path: Path) -> Path:
-    copy = tmp_path / "tankfarm.yaml"
-    shutil.copyfile(EXAMPLE, copy)
-    text = copy.read_text(encoding="utf-8")
-    assert "algorithm: ed25519" in text
-    copy.write_text(text.replace("algorithm: ed25519", "algorithm: sm2-sm3", 1), "utf-8")
-    return copy
+    return example_copy("tankfarm.yaml", tmp_path, ("algorithm: ed25519", "algorithm: sm2-sm3"))
 
 
 def invoke(*args: str) -> Result:

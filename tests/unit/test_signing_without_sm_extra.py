@@ -6,13 +6,13 @@ CI installs the extra, so these tests take it away: each runs a fresh interprete
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 from specs.signing import SM2_SM3, generate_signing_key
+from tests.support.cli_runs import example_copy
 from tests.support.config_files import line_of
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -30,17 +30,8 @@ def run_without_extra(code: str, *args: str) -> subprocess.CompletedProcess[str]
     )
 
 
-def sm2_copy(example: str, folder: Path, replace: tuple[str, str]) -> Path:
-    copy = folder / example
-    shutil.copyfile(ROOT / "configs" / example, copy)
-    text = copy.read_text("utf-8")
-    assert replace[0] in text
-    copy.write_text(text.replace(*replace, 1), "utf-8")
-    return copy
-
-
 def test_agent_check_refuses_sm2_sm3_at_its_file_and_line(tmp_path: Path) -> None:
-    site = sm2_copy("tankfarm.yaml", tmp_path, ("algorithm: ed25519", "algorithm: sm2-sm3"))
+    site = example_copy("tankfarm.yaml", tmp_path, ("algorithm: ed25519", "algorithm: sm2-sm3"))
     cli = "from edge_agent.cli import main; main()"
 
     refused = run_without_extra(cli, "check", "-c", str(site))
@@ -57,7 +48,7 @@ def test_agent_check_refuses_sm2_sm3_at_its_file_and_line(tmp_path: Path) -> Non
 
 
 def test_agent_keys_init_refuses_and_writes_no_key(tmp_path: Path) -> None:
-    site = sm2_copy("tankfarm.yaml", tmp_path, ("algorithm: ed25519", "algorithm: sm2-sm3"))
+    site = example_copy("tankfarm.yaml", tmp_path, ("algorithm: ed25519", "algorithm: sm2-sm3"))
     refused = run_without_extra(
         "from edge_agent.cli import main; main()", "keys", "init", "-c", str(site)
     )
@@ -67,7 +58,7 @@ def test_agent_keys_init_refuses_and_writes_no_key(tmp_path: Path) -> None:
 
 
 def test_collector_keys_init_refuses_sm2_sm3_at_its_file_and_line(tmp_path: Path) -> None:
-    config = sm2_copy("collector.yaml", tmp_path, ("algorithm: ed25519", "algorithm: sm2-sm3"))
+    config = example_copy("collector.yaml", tmp_path, ("algorithm: ed25519", "algorithm: sm2-sm3"))
     cli = "from collector.cli import main; main()"
 
     refused = run_without_extra(cli, "keys", "init", "-c", str(config))
