@@ -1,16 +1,22 @@
 """A folder of generated files checked into the repository (golden vectors).
 
-The generators (tests/support/golden.py, golden_sm2.py) make the bytes; this module compares a
-folder with them, rewrites it, and is the `--check` command line both share. Hand-written files
-named in `kept` are neither compared nor removed.
+The generators (tests/support/golden.py, golden_sm2.py) make the bytes, their JSON files with
+`json_file`; this module compares a folder with them, rewrites it, and is the `--check` command
+line both share. Hand-written files named in `kept` are neither compared nor removed.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+
+
+def json_file(data: object) -> bytes:
+    """A generated JSON file's bytes: keys sorted, indented by 2, UTF-8 as is, a final newline."""
+    return (json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
 @dataclass(frozen=True)

@@ -36,7 +36,7 @@ from specs.records import (
 )
 from specs.signing import Signature, SigningKey, signing_key_from_seed
 from specs.status import GatewayStatus
-from tests.support.generated_folder import GeneratedFolder
+from tests.support.generated_folder import GeneratedFolder, json_file
 from tests.support.golden_encoded import dictionaries, encoded_files
 from tests.support.records import reading_at
 
@@ -536,10 +536,6 @@ def float32_block(prev: bytes) -> bytes:
     return _block(WHP, 3, block_hash(prev), records)
 
 
-def _json_file(data: object) -> bytes:
-    return (json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
-
-
 def signature_of(vector: Vector) -> Signature | None:
     """The signature that travels with a vector (its override, or its key's)."""
     if vector.signature is not None:
@@ -548,7 +544,7 @@ def signature_of(vector: Vector) -> Signature | None:
 
 
 def _sidecar(vector: Vector, signature: Signature) -> bytes:
-    return _json_file(
+    return json_file(
         {
             "alg": signature.alg,
             "kid": signature.kid,
@@ -600,7 +596,7 @@ def golden_files() -> dict[str, bytes]:
     files[f"{whp_3.name}.sig.json"] = _sidecar(whp_3, GATEWAY_KEY.sign(whp_3.payload))
     encoded, encoded_entries = encoded_files(canonical, EXAMPLES)
     files |= encoded
-    files["manifest.json"] = _json_file(
+    files["manifest.json"] = json_file(
         {
             "spec": "gz/1",
             "note": "TEST KEYS ONLY: the seeds are public. See README.md.",

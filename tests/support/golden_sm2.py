@@ -14,7 +14,6 @@ The keys' scalars come from seeds as the Ed25519 keys' do; the test keys are pub
 from __future__ import annotations
 
 import hashlib
-import json
 import sys
 from dataclasses import dataclass
 from typing import Final
@@ -25,7 +24,7 @@ from gmssl.sm2 import CryptSM2
 from specs.block import block_hash
 from specs.signing import SM2_SM3, SigningKey, signing_key_from_seed
 from specs.signing.sm2der import CURVE_ORDER, DEFAULT_USER_ID, encode_signature
-from tests.support.generated_folder import GeneratedFolder
+from tests.support.generated_folder import GeneratedFolder, json_file
 from tests.support.golden import EXAMPLES as ED25519_EXAMPLES
 
 EXAMPLES: Final = ED25519_EXAMPLES / "sm2"
@@ -126,10 +125,6 @@ def oracle_signature(key: SigningKey, name: str, payload: bytes, *, without_z: b
     return encode_signature(int(raw[:64], 16), int(raw[64:], 16))
 
 
-def _json_file(data: object) -> bytes:
-    return (json.dumps(data, ensure_ascii=False, indent=2, sort_keys=True) + "\n").encode("utf-8")
-
-
 def golden_files() -> dict[str, bytes]:
     """Every generated file of specs/examples/sm2/ by name, with its exact bytes."""
     files = {f"{name}.pub.pem": key.public().public_pem() for name, (key, _) in KEYS.items()}
@@ -138,7 +133,7 @@ def golden_files() -> dict[str, bytes]:
         key = KEYS[vector.key][0]
         signed = (ED25519_EXAMPLES / (vector.signed_payload or vector.payload)).read_bytes()
         sig = oracle_signature(key, vector.name, signed, without_z=vector.without_z)
-        files[f"{vector.name}.sig.json"] = _json_file(
+        files[f"{vector.name}.sig.json"] = json_file(
             {
                 "alg": SM2_SM3,
                 "kid": key.kid,
@@ -159,8 +154,8 @@ def golden_files() -> dict[str, bytes]:
                 "why": vector.why,
             }
         )
-    files["gmt-0003.5-annex-a.json"] = _json_file(ANNEX_A)
-    files["manifest.json"] = _json_file(
+    files["gmt-0003.5-annex-a.json"] = json_file(ANNEX_A)
+    files["manifest.json"] = json_file(
         {
             "spec": "gz/1",
             "alg": SM2_SM3,
