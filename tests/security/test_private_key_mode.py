@@ -10,7 +10,6 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -26,7 +25,6 @@ from tests.support.cli_runs import (
 )
 from tests.support.collector_env import write_collector_config
 from tests.support.config_files import at_gateway_key_line, line_of
-from tests.support.logging_state import logging_restored
 
 AGENT_MAIN = "from edge_agent.cli import main; main()"
 EXPOSED = (0o640, 0o604, 0o644, 0o660, 0o606)
@@ -36,13 +34,6 @@ EXPOSED = (0o640, 0o604, 0o644, 0o660, 0o606)
 def site(tmp_path: Path) -> Path:
     """The example site map in tmp, with its gateway key made (0600) and a collector key."""
     return keyed_example_site(tmp_path)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """`run` configures logging for the process before its checks refuse anything."""
-    with logging_restored():
-        yield
 
 
 @pytest.fixture
@@ -63,7 +54,6 @@ def _refused(result: Result, key_file: Path, mode: int) -> None:
 @pytest.mark.timeout(30)  # without the refusal `run` would run on: fail, never hang
 @pytest.mark.parametrize("mode", EXPOSED)
 @pytest.mark.parametrize("command", ["run", "check"])
-@pytest.mark.usefixtures("restore_logging")
 def test_the_agent_refuses_a_gateway_key_others_may_read(
     site: Path, command: str, mode: int
 ) -> None:
@@ -86,7 +76,6 @@ def test_the_agent_checks_a_0600_or_0400_key_happily(site: Path) -> None:
 @pytest.mark.timeout(30)
 @pytest.mark.parametrize("problem", ["a folder", "a file as its folder"])
 @pytest.mark.parametrize("command", ["run", "check"])
-@pytest.mark.usefixtures("restore_logging")
 def test_the_agent_refuses_a_gateway_key_that_is_no_file(
     site: Path, command: str, problem: str
 ) -> None:
@@ -154,7 +143,6 @@ def _second_problem(site: Path, problem: str) -> str:
         ("backfill", "an outbox path that is a folder"),
     ],
 )
-@pytest.mark.usefixtures("restore_logging")
 def test_every_start_up_problem_is_named_at_once_with_the_gateway_keys(
     site: Path, command: str, problem: str, gateway_key: str
 ) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import re
 import stat
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,6 @@ from specs.records import Quality, Reading, iso_time
 from specs.signing import load_signing_key, load_verify_key, signing_key_from_seed
 from tests.support.cli_runs import example_site
 from tests.support.config_files import at_gateway_key_line
-from tests.support.logging_state import logging_restored
 
 GATEWAY = "91360100MA35GW001H-GW01"
 
@@ -30,13 +28,6 @@ GATEWAY = "91360100MA35GW001H-GW01"
 def site(tmp_path: Path) -> Path:
     """The example site map copied into tmp: its keys/ and state/ then live in tmp too."""
     return example_site(tmp_path)
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """`run` configures logging for the process (root handler on the CLI runner's stdout)."""
-    with logging_restored():
-        yield
 
 
 def invoke(*args: str) -> Result:
@@ -98,7 +89,6 @@ def test_keys_init_refuses_even_when_only_the_private_key_is_there(site: Path) -
     assert not (site.parent / "keys" / "gateway.key.pub").exists()
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_a_dangling_link_at_the_gateway_key_is_named_alike_by_keys_init_run_and_check(
     site: Path,
 ) -> None:
@@ -158,7 +148,6 @@ def test_check_on_the_copied_example_exits_0(site: Path) -> None:
 # --- run ----------------------------------------------------------------------------------
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_run_without_the_gateway_key_exits_2_naming_it(site: Path) -> None:
     collector_key = site.parent / "keys" / "collector.pub"
     collector_key.parent.mkdir()
@@ -174,7 +163,6 @@ def test_run_without_the_gateway_key_exits_2_naming_it(site: Path) -> None:
     assert not (site.parent / "state").exists(), "nothing started"
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_run_names_every_missing_key_file(site: Path) -> None:
     result = invoke("run", "-c", str(site))
     assert result.exit_code == 2
@@ -182,7 +170,6 @@ def test_run_names_every_missing_key_file(site: Path) -> None:
     assert str(site.parent / "keys" / "collector.pub") in result.stderr
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_run_without_the_collector_key_exits_2_naming_it(site: Path) -> None:
     assert invoke("keys", "init", "-c", str(site)).exit_code == 0
     result = invoke("run", "-c", str(site))

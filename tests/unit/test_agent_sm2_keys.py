@@ -7,7 +7,6 @@ installs it); the refusal without the extra is tested in test_signing_without_sm
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,7 +16,6 @@ from edge_agent.cli import main
 from specs.signing import SM2_SM3, generate_signing_key, load_signing_key, load_verify_key
 from tests.support.cli_runs import example_copy
 from tests.support.config_files import at_gateway_key_line
-from tests.support.logging_state import logging_restored
 
 
 @pytest.fixture
@@ -50,14 +48,6 @@ def test_keys_init_with_sm2_sm3_writes_an_sm2_key_pair(sm2_site: Path) -> None:
     public.verify(signature, b"payload")
 
 
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    """`run` configures logging for the process before it checks its keys."""
-    with logging_restored():
-        yield
-
-
-@pytest.mark.usefixtures("restore_logging")
 def test_run_refuses_a_key_of_another_algorithm_than_configured(sm2_site: Path) -> None:
     keys = sm2_site.parent / "keys"
     sm2_site.write_text(

@@ -25,17 +25,9 @@ from edge_agent.cli import main as agent_main
 from specs.signing import load_verify_key
 from tests.support.collector_client import sim_gateway
 from tests.support.collector_env import write_collector_config
-from tests.support.logging_state import logging_restored
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
 PROGRAMS = {"edge-agent": agent_main, "collector": collector_main}
-
-
-@pytest.fixture(autouse=True)
-def restore_logging() -> Iterator[None]:
-    """The programs set logging up for the process (on the CLI runner's stdout)."""
-    with logging_restored():
-        yield
 
 
 def _invoke(program: str, *args: str, env: dict[str, str] | None = None) -> Result:

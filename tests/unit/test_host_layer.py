@@ -15,7 +15,6 @@ import os
 import shutil
 import stat
 import sys
-from collections.abc import Iterator
 from pathlib import Path
 
 import click
@@ -38,15 +37,8 @@ from hostkit.keyfiles import (
 from hostkit.logs import configure_logging
 from hostkit.tables import display_width, printable, render_table
 from specs.signing import SigningKey, generate_signing_key, load_signing_key, load_verify_key
-from tests.support.logging_state import logging_restored
 
 EXAMPLE_SITE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
-
-
-@pytest.fixture
-def restore_logging() -> Iterator[None]:
-    with logging_restored():
-        yield
 
 
 # --- logging ------------------------------------------------------------------------------
@@ -67,7 +59,6 @@ def _set_up_by_the_cli(program: str, tmp_path: Path) -> None:
         command.main(args, prog_name=program)
 
 
-@pytest.mark.usefixtures("restore_logging")
 @pytest.mark.parametrize("program", ["edge-agent", "collector"])
 def test_each_program_logs_chinese_as_written(
     program: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
@@ -83,7 +74,6 @@ def test_each_program_logs_chinese_as_written(
     assert json.loads(line)["event"] == "site_named"
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_json_log_lines_keep_chinese_as_written(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("json", stream=sys.stdout)
     structlog.configure(cache_logger_on_first_use=False)
@@ -98,7 +88,6 @@ def test_json_log_lines_keep_chinese_as_written(capsys: pytest.CaptureFixture[st
     assert library["logger"] == "uvicorn.error"
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_json_log_lines_carry_a_traceback_as_text(capsys: pytest.CaptureFixture[str]) -> None:
     configure_logging("json", stream=sys.stdout)
     structlog.configure(cache_logger_on_first_use=False)
@@ -111,7 +100,6 @@ def test_json_log_lines_carry_a_traceback_as_text(capsys: pytest.CaptureFixture[
     assert "ValueError: could not convert string to float: '坏值'" in line["exception"]
 
 
-@pytest.mark.usefixtures("restore_logging")
 def test_debug_shows_our_events_but_not_library_chatter(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
