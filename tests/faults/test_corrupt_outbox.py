@@ -36,6 +36,7 @@ from tests.e2e.harness import Site, wait_until
 from tests.faults.common import agent_sealing, tune
 from tests.faults.conftest import Conclude, MakeSite
 from tests.faults.oracle import Ledger, gap_records
+from tests.support.sqlite_files import LOG_SUFFIXES
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -190,7 +191,7 @@ def test_damaged_outbox_starts_a_new_epoch_and_declares_the_old_one(
     moved = list(site.outbox_path.parent.glob(site.outbox_path.name + ".corrupt-*"))
     if reason == "outbox_corrupt":
         assert lost.from_seq == 1, "nothing of a corrupt file can be vouched for"
-        assert [p.name for p in moved if not p.name.endswith(("-wal", "-shm"))], "not moved aside"
+        assert [p.name for p in moved if not p.name.endswith(LOG_SUFFIXES)], "not moved aside"
     else:
         assert not moved, "a consistent file was moved aside"
     if backlog:

@@ -30,6 +30,7 @@ from tests.faults.common import agent_sealing, sealed_more, tune
 from tests.faults.conftest import Conclude, MakeSite
 from tests.faults.oracle import Ledger, collector_blocks, gap_records
 from tests.support.postgres import admin, run_sync
+from tests.support.sqlite_files import remove_log
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -74,8 +75,7 @@ def _put_back(site: Site, backup: Path) -> None:
         )
         return
     path = _collector_db(site)
-    for suffix in ("-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    remove_log(path)
     path.write_bytes(backup.read_bytes())
 
 

@@ -28,6 +28,7 @@ from tests.e2e.harness import Site, wait_until
 from tests.faults.common import agent_sealing, sealed_more, tune
 from tests.faults.conftest import Conclude, MakeSite
 from tests.faults.oracle import Ledger
+from tests.support.sqlite_files import remove_log
 
 pytestmark = pytest.mark.timeout(240)
 
@@ -47,8 +48,7 @@ def _snapshot(site: Site, target: Path) -> None:
 
 def _restore(site: Site, snapshot: Path) -> None:
     path = site.outbox_path
-    for suffix in ("-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    remove_log(path)
     path.write_bytes(snapshot.read_bytes())
     for suffix in (".seq", ".epochs"):
         copy = snapshot.with_name(snapshot.name + suffix)

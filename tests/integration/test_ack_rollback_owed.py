@@ -28,6 +28,7 @@ from tests.integration.test_ack_epoch_not_started import _beyond_the_chain
 from tests.support.epoch_lock_hook import before_the_epoch_lock
 from tests.support.held_process import held_process
 from tests.support.publisher_rig import GATEWAY_KEY, SITE, ack_taker
+from tests.support.sqlite_files import remove_with_log
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -43,8 +44,7 @@ async def test_an_ack_proven_rollback_keeps_the_owed_records_of_earlier_epochs(
     async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
         await outbox.seal(_reading(), now=time.time(), clock_synced=True)
         first = outbox.epoch
-    for suffix in ("", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    remove_with_log(path)
     async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
         # The new epoch's first block declares the first epoch lost, owed until delivered.
         second = outbox.epoch

@@ -29,6 +29,7 @@ from tests.integration.test_outbox_declarations import _block, _gap_records
 from tests.integration.test_outbox_seq_mark import _restore, _snapshot
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.sigkill_writer import ROOT
+from tests.support.sqlite_files import remove_with_log
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -85,14 +86,9 @@ def _garbage(path: Path) -> None:
     path.write_bytes(os.urandom(64 * 1024))
 
 
-def _gone(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
-
-
 @pytest.mark.parametrize(
     "lost",
-    [(_gone, GapReason.OUTBOX_RESTORED), (_garbage, GapReason.OUTBOX_CORRUPT)],
+    [(remove_with_log, GapReason.OUTBOX_RESTORED), (_garbage, GapReason.OUTBOX_CORRUPT)],
     ids=["missing", "corrupt"],
 )
 @pytest.mark.parametrize(
@@ -155,12 +151,12 @@ async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
     Each such start began an epoch of its own, never seen in the file, whose journal entry
     replaces the one before: what that entry's first block would have declared must be carried
     on, not lost with it. Before 418e95f the journal kept only [epoch, seq] pairs, read only for
-    a file below its seq mark (the reviewer's scenarios `replaced` and `replaced_gone`).
+    a file below its seq mark (the reviewer's scenarios `replaced` and `replacedremove_with_log`).
     """
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
     copied = await _sealed(path, 3, 0)
     _snapshot(path, copy)
-    _gone(path)
+    remove_with_log(path)
     latest = await _sealed(path, 5, 100)  # a new epoch, its first block and 5 more: maybe sent
     _restore(path, copy)  # the copy of the epoch before, beside the journal and mark of `latest`
     for _ in range(starts):  # a restart loop on a seal that keeps failing
@@ -172,7 +168,7 @@ async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
         assert start.returncode == 1
     never_seen = EpochJournal.beside(path).epochs()[-starts:]
     if then == "gone":
-        _gone(path)
+        remove_with_log(path)
     async with open_outbox(path, SITE, KEY) as outbox:  # the start that gets through
         new_epoch = outbox.epoch
     declared = [g.epoch or "" for g in _gap_records(path) if g.reason == GapReason.OUTBOX_RESTORED]

@@ -24,19 +24,15 @@ from specs.records import GapReason
 from tests.integration.test_outbox_declarations import _block, _gap_records
 from tests.support.held_process import HOLD_FLOCK, held_process
 from tests.support.outbox_site import KEY, SITE, T0
+from tests.support.sqlite_files import remove_with_log
 
 pytestmark = pytest.mark.timeout(120)
 
 _LOSSES: Final = 5
 
 
-def _gone(path: Path) -> None:
-    for suffix in ("", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
-
-
 def _garbage(path: Path) -> None:
-    _gone(path)
+    remove_with_log(path)
     path.write_bytes(b"\xde\xad\xbe\xef" * 16 * 1024)
 
 
@@ -55,7 +51,7 @@ async def _run(path: Path, index: int, *, delivered: bool) -> str:
 async def test_owed_records_delivered_are_not_carried_on(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     losses: tuple[tuple[Callable[[Path], None], GapReason], ...] = (
-        (_gone, GapReason.OUTBOX_RESTORED),
+        (remove_with_log, GapReason.OUTBOX_RESTORED),
         (_garbage, GapReason.OUTBOX_CORRUPT),
     )
     epoch = await _run(path, 0, delivered=True)
@@ -78,9 +74,9 @@ async def test_owed_records_delivered_are_not_carried_on(tmp_path: Path) -> None
     assert all(found == expected for found, expected in rounds)
 
     # Not delivered, the first block's records are still owed: carried by the next start.
-    _gone(path)
+    remove_with_log(path)
     undelivered = await _run(path, _LOSSES + 1, delivered=False)
-    _gone(path)
+    remove_with_log(path)
     await _run(path, _LOSSES + 2, delivered=False)
     named = [(g.reason, g.epoch) for g in _gap_records(path)]
     assert sorted(named, key=str) == sorted(
@@ -102,10 +98,10 @@ async def test_owed_records_split_off_seq_1_stay_owed_until_their_part_is_delive
     async with open_outbox(path, SITE, KEY) as outbox:
         first_epoch = outbox.epoch
         await outbox.seal(_block(0), now=T0, clock_synced=True)
-    _gone(path)
+    remove_with_log(path)
     async with open_outbox(path, SITE, KEY) as outbox:
         second_epoch = outbox.epoch
-    _gone(path)
+    remove_with_log(path)
     async with open_outbox(path, SITE, KEY) as outbox:
         epoch = outbox.epoch
         first = await outbox.delivery.get(1)
@@ -114,7 +110,7 @@ async def test_owed_records_split_off_seq_1_stay_owed_until_their_part_is_delive
         await outbox.delivery.mark_delivered(epoch=epoch, through=2, also=None, now=T0 + 11)
         assert await outbox.delivery.get(3) is not None
         owed_after_ack = len(EpochJournal.beside(path).owed())
-    _gone(path)
+    remove_with_log(path)
     async with open_outbox(path, SITE, KEY):
         pass
     named = sorted((g.epoch or "", g.from_seq) for g in _gap_records(path))
@@ -129,7 +125,7 @@ async def test_owed_records_are_kept_while_another_process_holds_the_epoch_lock(
     path = tmp_path / "outbox.db"
     journal_path = path.with_name(path.name + ".epochs")
     await _run(path, 0, delivered=True)
-    _gone(path)
+    remove_with_log(path)
     async with open_outbox(path, SITE, KEY) as outbox:
         await outbox.seal(_block(1), now=T0 + 1, clock_synced=True)
         last_seq, _ = await outbox.delivery.chain_position(1)

@@ -33,6 +33,7 @@ from tests.support.damage import (
     erase_inside_column,
     zero_inside_payload,
 )
+from tests.support.sqlite_files import LOG_SUFFIXES, remove_log
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -94,7 +95,7 @@ async def test_garbage_pages_move_the_file_aside_and_start_a_new_epoch(tmp_path:
     new_epoch = await _reopen(path)
     assert new_epoch != old_epoch
     aside = list(tmp_path.glob("outbox.db.corrupt-*"))
-    assert [p.name for p in aside if not p.name.endswith(("-wal", "-shm"))], aside
+    assert [p.name for p in aside if not p.name.endswith(LOG_SUFFIXES)], aside
     [gap] = _gaps(path)
     assert (gap.reason, gap.epoch, gap.from_seq, gap.to_seq) == (
         GapReason.OUTBOX_CORRUPT,
@@ -206,8 +207,7 @@ async def test_a_copy_of_another_epoch_abandons_both_and_resends_its_blocks(
     path.unlink()
     second_epoch = await _reopen(path)
     shutil.copy(copy, path)
-    for suffix in ("-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    remove_log(path)
     third_epoch = await _reopen(path)
     assert len({first_epoch, second_epoch, third_epoch}) == 3
     blocks = _blocks(path)

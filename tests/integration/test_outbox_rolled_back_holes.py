@@ -27,6 +27,7 @@ from specs.records import Reading
 from tests.integration.test_outbox_declarations import _block, _gap_records
 from tests.integration.test_outbox_seq_mark import _restore, _snapshot
 from tests.support.outbox_site import KEY, SITE, T0
+from tests.support.sqlite_files import remove_with_log
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -114,8 +115,7 @@ async def test_resealed_seqs_lost_with_the_file_before_the_reseal_are_not_declar
             async with open_outbox(path, SITE, KEY):
                 pass
     assert _readings_of(path, old_epoch, first=4)  # not sealed again
-    for suffix in ("", "-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    remove_with_log(path)
     async with open_outbox(path, SITE, KEY):
         pass
     declared = [(g.from_seq, g.to_seq, g.lost) for g in _gap_records(path) if g.epoch == old_epoch]

@@ -37,6 +37,7 @@ from tests.integration.test_outbox_full_seals import _full_outbox
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
 from tests.support.sigkill_writer import ROOT
+from tests.support.sqlite_files import remove_log
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -74,8 +75,7 @@ def _snapshot(path: Path, target: Path) -> None:
 
 def _restore(path: Path, snapshot: Path) -> None:
     """The file alone put back (its mark and epoch journal stay as they are)."""
-    for suffix in ("-wal", "-shm"):
-        path.with_name(path.name + suffix).unlink(missing_ok=True)
+    remove_log(path)
     path.write_bytes(snapshot.read_bytes())
 
 
