@@ -12,21 +12,15 @@ Basic is taken on the docs pages only; `/v1` wants a bearer token.
 
 from __future__ import annotations
 
-import base64
 from collections.abc import AsyncIterator
 
 import httpx
 import pytest
 
 from collector.storage import open_storage
-from tests.support.collector_api import assert_problem, auth, serve
+from tests.support.collector_api import assert_problem, auth, basic_auth, serve
 
 DOCS_PAGES = ("/docs", "/openapi.json", "/docs/assets/swagger-ui.css")
-
-
-def basic(password: str, user: str = "operator") -> dict[str, str]:
-    pair = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {pair}"}
 
 
 @pytest.fixture
@@ -41,7 +35,7 @@ async def client(tmp_path: object) -> AsyncIterator[httpx.AsyncClient]:
     [
         {},
         auth("wrong-token"),
-        basic("wrong-token"),
+        basic_auth("wrong-token"),
         {"Authorization": "Basic !!!not-base64"},
         {"Authorization": "Bearer"},
     ],
@@ -71,7 +65,7 @@ async def test_a_docs_page_asks_a_browser_for_the_token_as_a_password(
 @pytest.mark.parametrize("path", DOCS_PAGES)
 @pytest.mark.parametrize(
     "headers",
-    [auth("nc-token"), basic("nc-token"), basic("nc-token", user="")],
+    [auth("nc-token"), basic_auth("nc-token"), basic_auth("nc-token", user="")],
     ids=["bearer", "basic", "basic-no-user"],
 )
 async def test_a_token_opens_the_docs_by_bearer_or_as_a_basic_password(
@@ -83,12 +77,16 @@ async def test_a_token_opens_the_docs_by_bearer_or_as_a_basic_password(
 
 async def test_the_password_is_all_after_the_first_colon(client: httpx.AsyncClient) -> None:
     # RFC 7617: the user name ends at the first colon, the password may hold more.
-    assert (await client.get("/docs", headers=basic("nc-token", user="x:y"))).status_code == 401
-    assert (await client.get("/docs", headers=basic("x:nc-token", user="u"))).status_code == 401
+    assert (
+        await client.get("/docs", headers=basic_auth("nc-token", user="x:y"))
+    ).status_code == 401
+    assert (
+        await client.get("/docs", headers=basic_auth("x:nc-token", user="u"))
+    ).status_code == 401
 
 
 async def test_the_api_itself_wants_a_bearer_token_not_basic(client: httpx.AsyncClient) -> None:
-    answer = await client.get("/v1/gateways", headers=basic("all-token"))
+    answer = await client.get("/v1/gateways", headers=basic_auth("all-token"))
     body = assert_problem(answer, 401)
     assert "Bearer" in answer.headers["www-authenticate"]
     assert "bearer" in body["detail"].lower()

@@ -11,7 +11,6 @@ in Chromium by tests/e2e/test_status_page.py.
 
 from __future__ import annotations
 
-import base64
 import re
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,6 +24,7 @@ from tests.support.collector_api import (
     NANCHANG,
     assert_problem,
     auth,
+    basic_auth,
     level,
     serve,
     store_blocks,
@@ -35,14 +35,9 @@ from tests.support.collector_env import register
 PAGES = ("/", "/status/status.js", "/status/status.css")
 
 
-def basic(password: str, user: str = "operator") -> dict[str, str]:
-    pair = base64.b64encode(f"{user}:{password}".encode()).decode()
-    return {"Authorization": f"Basic {pair}"}
-
-
 def from_the_page(password: str) -> dict[str, str]:
     """What Chromium sends with the page's fetch: its cached Basic credentials, same-origin."""
-    return {**basic(password), "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
+    return {**basic_auth(password), "Sec-Fetch-Site": "same-origin", "Sec-Fetch-Mode": "cors"}
 
 
 @pytest.fixture
@@ -58,7 +53,7 @@ async def client(tmp_path: Path) -> AsyncIterator[httpx.AsyncClient]:
 @pytest.mark.parametrize("path", PAGES)
 @pytest.mark.parametrize(
     "headers",
-    [{}, basic("wrong-token"), auth("wrong-token"), from_the_page("wrong-token")],
+    [{}, basic_auth("wrong-token"), auth("wrong-token"), from_the_page("wrong-token")],
     ids=["none", "wrong-basic", "wrong-bearer", "wrong-same-origin"],
 )
 async def test_the_page_asks_a_browser_for_a_token_and_shows_nothing_without_one(
@@ -71,7 +66,9 @@ async def test_the_page_asks_a_browser_for_a_token_and_shows_nothing_without_one
 
 
 @pytest.mark.parametrize("path", PAGES)
-@pytest.mark.parametrize("headers", [basic("nc-token"), auth("nc-token")], ids=["basic", "bearer"])
+@pytest.mark.parametrize(
+    "headers", [basic_auth("nc-token"), auth("nc-token")], ids=["basic", "bearer"]
+)
 async def test_a_token_opens_the_page_and_its_assets(
     client: httpx.AsyncClient, path: str, headers: dict[str, str]
 ) -> None:
@@ -84,11 +81,11 @@ async def test_a_token_opens_the_page_and_its_assets(
 
 
 async def test_the_page_names_only_its_own_assets(client: httpx.AsyncClient) -> None:
-    page = (await client.get("/", headers=basic("nc-token"))).text
+    page = (await client.get("/", headers=basic_auth("nc-token"))).text
     assert page.startswith("<!doctype html>")
     linked = re.findall(r'(?:src|href)="([^"]*)"', page)
     assert sorted(linked) == ["/status/status.css", "/status/status.js", "data:,"]
-    script = (await client.get("/status/status.js", headers=basic("nc-token"))).text
+    script = (await client.get("/status/status.js", headers=basic_auth("nc-token"))).text
     assert "/v1/stream" in script
     assert "http" not in script.replace('"http://www.w3.org/2000/svg"', "")
 
@@ -115,7 +112,7 @@ async def test_the_pages_own_requests_to_v1_are_taken_by_basic_and_scoped(
 async def test_basic_from_another_site_or_a_program_is_not_taken_on_v1(
     client: httpx.AsyncClient, site: str | None
 ) -> None:
-    headers = basic("all-token") | ({} if site is None else {"Sec-Fetch-Site": site})
+    headers = basic_auth("all-token") | ({} if site is None else {"Sec-Fetch-Site": site})
     answer = await client.get("/v1/gateways", headers=headers)
     assert_problem(answer, 401)
     assert answer.headers["www-authenticate"] == "Bearer"

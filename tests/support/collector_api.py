@@ -7,6 +7,7 @@ through httpx's ASGI transport.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import dataclasses
 from collections.abc import AsyncIterator, Mapping, Sequence
@@ -93,6 +94,12 @@ async def serve(storage: Storage, zone: timezone = UTC) -> AsyncIterator[httpx.A
 def auth(bearer: str = "all-token") -> dict[str, str]:
     """The Authorization header of a token."""
     return {"Authorization": f"Bearer {bearer}"}
+
+
+def basic_auth(password: str, user: str = "operator") -> dict[str, str]:
+    """The Authorization header of HTTP Basic credentials (the status page's and the docs')."""
+    pair = base64.b64encode(f"{user}:{password}".encode()).decode()
+    return {"Authorization": f"Basic {pair}"}
 
 
 async def get_page(
