@@ -25,6 +25,7 @@ from collector.verify.service import verify_stored
 from specs.block import block_hash
 from specs.records import Reading
 from tests.support.broker import Broker
+from tests.support.clocks import ManualClock
 from tests.support.collector_env import CollectorEnv, collector_env, heard_at
 from tests.support.postgres import sql_execute, sql_rows
 from tests.support.records import reading_at
@@ -37,16 +38,6 @@ BLOCKS = 200
 POINTS = 20
 
 
-class Clock:
-    """The ingest's clock: when each message arrives."""
-
-    def __init__(self, now: float) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-
 def _readings(seq: int, start: float = MAY) -> list[Reading]:
     return [
         reading_at(start + seq, seq + point / 100, point=f"T001-LT-{point:02d}")
@@ -55,12 +46,12 @@ def _readings(seq: int, start: float = MAY) -> list[Reading]:
 
 
 @pytest.fixture
-def clock() -> Clock:
-    return Clock(MAY)
+def clock() -> ManualClock:
+    return ManualClock(MAY)
 
 
 @pytest.fixture
-async def env(broker: Broker, storage_url: str, clock: Clock) -> AsyncIterator[CollectorEnv]:
+async def env(broker: Broker, storage_url: str, clock: ManualClock) -> AsyncIterator[CollectorEnv]:
     async with collector_env(broker.port, storage_url, clock) as running:
         yield running
 
@@ -88,7 +79,7 @@ async def _verified(env: CollectorEnv) -> VerifyReport:
 
 
 async def test_pruned_blocks_go_and_the_epoch_still_dedupes_chains_and_verifies(
-    env: CollectorEnv, clock: Clock
+    env: CollectorEnv, clock: ManualClock
 ) -> None:
     await heard_at(env.url, env.gateway.gateway, JUNE + 46 * DAY)
     sent = await _store_may(env)
@@ -137,7 +128,9 @@ async def test_pruned_blocks_go_and_the_epoch_still_dedupes_chains_and_verifies(
     assert await env.rows("SELECT seq FROM blocks") == [(BLOCKS + 1,)]
 
 
-async def test_an_open_hole_keeps_the_blocks_above_it(env: CollectorEnv, clock: Clock) -> None:
+async def test_an_open_hole_keeps_the_blocks_above_it(
+    env: CollectorEnv, clock: ManualClock
+) -> None:
     """Blocks from acked_through up stay while a hole is open: the hole's block, when it comes,
     chains onto both its neighbours, and every seq above it is still answered from the table."""
     await heard_at(env.url, env.gateway.gateway, JUNE + 46 * DAY)
@@ -176,7 +169,7 @@ _BEFORE_12 = (
 async def test_blocks_stored_before_the_upgrade_go_by_their_arrival(
     broker: Broker, storage_url: str
 ) -> None:
-    async with collector_env(broker.port, storage_url, Clock(MAY)) as env:
+    async with collector_env(broker.port, storage_url, ManualClock(MAY)) as env:
         for seq in (1, 2, 3):
             await env.link.send(seq, records=_readings(seq))
             await env.link.next_ack()

@@ -19,6 +19,7 @@ from collector.api.app import create_app
 from collector.api.limits import RateLimits
 from collector.api.ratelimit import BucketRule
 from collector.storage import open_storage
+from tests.support.clocks import ManualClock
 from tests.support.collector_api import NOW, TOKENS, assert_problem, auth
 
 LIMITS = RateLimits(
@@ -28,16 +29,8 @@ LIMITS = RateLimits(
 )
 
 
-class SteppedClock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 class Api:
-    def __init__(self, app: object, clock: SteppedClock) -> None:
+    def __init__(self, app: object, clock: ManualClock) -> None:
         self.app = app
         self.clock = clock
 
@@ -48,7 +41,7 @@ class Api:
 
 @pytest.fixture
 async def api(tmp_path: Path) -> AsyncIterator[Api]:
-    clock = SteppedClock()
+    clock = ManualClock(1000.0)
     async with open_storage(f"sqlite:///{tmp_path}/c.db") as storage:
         app = create_app(storage, TOKENS, clock=lambda: NOW, rate_limits=LIMITS, rate_clock=clock)
         yield Api(app, clock)
