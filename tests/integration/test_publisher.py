@@ -129,6 +129,13 @@ class Rig:
     async def undelivered(self) -> list[int]:
         return [b.seq for b in await self.outbox.delivery.undelivered(after=0, limit=1000)]
 
+    async def until_undelivered(self, seqs: list[int], within: float = 10) -> None:
+        """Wait until `seqs` are the undelivered blocks; fails with those left after `within` s."""
+        deadline = time.monotonic() + within
+        while (left := await self.undelivered()) != seqs:
+            assert time.monotonic() < deadline, left
+            await asyncio.sleep(0.02)
+
     async def live_past_a_full_window(self, backlog: int, window: int) -> int:
         """Seal a live block once the backlog fills the window, unanswered; its seq, once sent."""
         await self.link.wait_for(window)
@@ -196,10 +203,7 @@ async def test_only_a_valid_collector_ack_releases_blocks(tmp_path: Path, broker
         await asyncio.sleep(0.5)  # give a forged ACK every chance to (wrongly) take effect
         assert await r.undelivered() == [1, 2, 3, 4, 5]
         await r.link.ack(3)
-        deadline = time.monotonic() + 5
-        while await r.undelivered() != [4, 5]:
-            assert time.monotonic() < deadline, await r.undelivered()
-            await asyncio.sleep(0.05)
+        await r.until_undelivered([4, 5], within=5)
 
 
 async def test_missing_ranges_are_resent_at_once(tmp_path: Path, broker: Broker) -> None:
@@ -385,10 +389,7 @@ async def test_an_ack_with_the_same_hash_releases_as_before(tmp_path: Path, brok
         stored = await r.outbox.delivery.get(3)
         assert stored is not None
         await r.link.ack(3, seq=3, acked_hash=block_hash(stored.payload))
-        deadline = time.monotonic() + 5
-        while await r.undelivered() != [4, 5]:
-            assert time.monotonic() < deadline, await r.undelivered()
-            await asyncio.sleep(0.05)
+        await r.until_undelivered([4, 5], within=5)
         assert r.outbox.epoch == r.link.epoch
 
 
@@ -831,9 +832,7 @@ async def test_a_seq_whose_declaration_was_pruned_is_declared_again_for_a_restor
         # again: the agent reads block 4's declaration, and seals nothing more.
         await r.link.ack(1, seq=3, missing=((2, 2),))
         await r.link.ack(4, seq=4)
-        async with asyncio.timeout(10):
-            while await r.undelivered():
-                await asyncio.sleep(0.02)
+        await r.until_undelivered([])
         assert await r.outbox.prune(delivered_before=time.time() + 1) == 3
         # The restored collector, well after the ACK through 4 (CLOCK_ALLOWANCE).
         await r.link.ack(1, seq=1, missing=((2, 4),), issued_at=iso_time(time.time() + 60))
@@ -852,10 +851,7 @@ async def test_a_stale_ack_after_a_restart_declares_nothing_the_collector_holds(
     async with rig(tmp_path, broker, backlog=5, max_inflight=10) as r:
         await r.link.wait_for(5)
         await r.link.ack(5, seq=5)
-        deadline = time.monotonic() + 10
-        while await r.undelivered():
-            assert time.monotonic() < deadline, await r.undelivered()
-            await asyncio.sleep(0.02)
+        await r.until_undelivered([])
         assert await r.outbox.prune(delivered_before=time.time() + 1) == 5
     async with rig(tmp_path, broker, backlog=0, max_inflight=10) as r:
         await r.seal(1)  # seq 6
@@ -900,9 +896,7 @@ async def test_an_ack_issued_in_the_agents_future_does_not_hide_a_restored_colle
     async with rig(tmp_path, broker, backlog=5, max_inflight=10, clock_synced=lambda: True) as r:
         await r.link.wait_for(5)
         await r.link.ack(5, seq=5, issued_at=iso_time(month_ahead))
-        async with asyncio.timeout(10):
-            while await r.undelivered():
-                await asyncio.sleep(0.02)
+        await r.until_undelivered([])
         assert await r.outbox.prune(delivered_before=time.time() + 1) == 5
         sql = "SELECT through, issued_at, bound FROM acked"
         async with r.outbox._file.db.execute(sql) as cursor:
