@@ -63,6 +63,9 @@ class SqliteStorage(DialectStore[aiosqlite.Connection]):
         self.indexes_built = indexes_built
         self._reader = reader
         self._fetch = fetcher(reader)
+        # One read at a time on the reader connection, a snapshot's whole transaction being
+        # one: see `_connection`.
+        self._read_lock = asyncio.Lock()
         # One transaction at a time on the writer connection; other processes wait on the
         # database lock (busy_timeout) instead.
         self._write_lock = asyncio.Lock()
@@ -119,11 +122,24 @@ class SqliteStorage(DialectStore[aiosqlite.Connection]):
         Every read goes through here, as PostgreSQL's go through its `_connection`: the callers
         (the API's 503, the activation sweep's and ingest's next try) know StorageError only,
         and a raw "database is locked" ended the task that met it.
+
+        Held under `_read_lock` for the whole read. A connection has one transaction state, and
+        aiosqlite runs its statements in the order they are queued: a read queued while a
+        snapshot (`_snapshot`) was open ran inside it, reading the state the snapshot began
+        with (a token revoked since then still admitted), and a second snapshot's BEGIN failed
+        ("cannot start a transaction within a transaction"). A lock rather than a connection
+        per snapshot: the connection's one thread runs one statement at a time anyway, so a
+        read waits for no more than the statements queued ahead of it did; ingest and the
+        registry write on the writer connection (WAL), which the lock does not touch; and a
+        snapshot stays a BEGIN on an open connection, not a file opened and a thread started
+        per snapshot. No read may therefore start another read inside its block (the lock is
+        not reentrant): each is one query function on one Fetch, or a snapshot's steps.
         """
-        try:
-            yield self._reader
-        except sqlite3.Error as exc:
-            raise StorageError(f"{action} failed: {exc}") from exc
+        async with self._read_lock:
+            try:
+                yield self._reader
+            except sqlite3.Error as exc:
+                raise StorageError(f"{action} failed: {exc}") from exc
 
     @asynccontextmanager
     async def _reading(self, action: str) -> AsyncIterator[Fetch]:
@@ -147,13 +163,19 @@ class SqliteStorage(DialectStore[aiosqlite.Connection]):
 
     @asynccontextmanager
     async def _snapshot(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
-        """The reader connection inside one read transaction."""
+        """The reader connection inside one read transaction, no other read beside it.
+
+        `_connection` holds the read lock for the whole transaction. Ended by a rollback (it
+        wrote nothing), shielded, whatever happens: BEGIN is in the try, since a snapshot
+        cancelled while its BEGIN waited left the shared connection in that transaction for
+        good (every later snapshot failed, every later read saw the old state).
+        """
         async with self._connection(action) as db:
-            await db.execute("BEGIN")
             try:
+                await db.execute("BEGIN")
                 yield db
             finally:
-                await db.execute("COMMIT")
+                await rollback(db)
 
     # --- ingest -----------------------------------------------------------------------------
 
