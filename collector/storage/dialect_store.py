@@ -78,7 +78,13 @@ class DialectStore(CapabilityReads, Storage, Generic[Db]):
 
     @abc.abstractmethod
     def _writing(self, action: str) -> AbstractAsyncContextManager[Db]:
-        """A write transaction that commits when the block ends; `action` names it in errors."""
+        """A write transaction that commits when the block ends; `action` names it in errors.
+
+        Where the backend's audit chain lock does nothing (SQLite's `SqliteChain.lock`), this
+        transaction must hold the database's write lock from its BEGIN (`BEGIN IMMEDIATE`): a
+        chain step reads the head and appends after it, and no other writer may move the
+        head between the two.
+        """
 
     @abc.abstractmethod
     def _connection(self, action: str) -> AbstractAsyncContextManager[Db]:
@@ -140,7 +146,7 @@ class DialectStore(CapabilityReads, Storage, Generic[Db]):
 
     async def audit_head(self) -> tuple[ChainHead | None, int]:
         """The stored chain head and how many rows are open, from one snapshot."""
-        async with self._snapshot("reading the audit chain") as db:
+        async with self._snapshot("reading the audit chain's head") as db:
             chain = self.dialect.chain(db)
             return await audit.head(chain), await audit.open_rows(chain)
 
@@ -151,7 +157,7 @@ class DialectStore(CapabilityReads, Storage, Generic[Db]):
 
         An UnreadableRow is one changed by hand into what no AuditRow holds.
         """
-        async with self._connection("reading the audit chain") as db:
+        async with self._connection("reading the audit chain's rows") as db:
             chain = self.dialect.chain(db)
             return tuple(await audit.sealed_rows(chain, after=after, limit=limit))
 

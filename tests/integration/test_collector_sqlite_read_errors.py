@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Final
@@ -133,6 +133,31 @@ async def test_every_read_on_the_reader_connection_says_storage_error(
         await storage.close()
     assert isinstance(caught.value.__cause__, sqlite3.Error)
     assert f"no such table: {TABLES[read]}" in str(caught.value)
+
+
+WRITES: Final[dict[str, tuple[Callable[[SqliteStorage], Awaitable[object]], str]]] = {
+    "registering a gateway": (lambda s: s.register(*NANCHANG.registration()), "gateways"),
+    "adding an API token": (
+        lambda s: s.add_token(StoredToken("t", ("*",), 0.0), secret_hash("s"), "test"),
+        "api_tokens",
+    ),
+}
+
+
+@pytest.mark.parametrize("action", sorted(WRITES))
+async def test_a_write_that_fails_names_its_action(tmp_path: Path, action: str) -> None:
+    """The store's write transaction (`_writing`) names the write in its error, as the
+    DialectStore contract says and PostgreSQL's does: it said "transaction failed" alone."""
+    database = tmp_path / "collector.db"
+    write, table = WRITES[action]
+    storage = await SqliteStorage.open(database)
+    try:
+        with table_away(database, table), pytest.raises(StorageError) as caught:
+            await write(storage)
+    finally:
+        await storage.close()
+    assert str(caught.value).startswith(f"{action} failed: ")
+    assert f"no such table: {table}" in str(caught.value)
 
 
 async def test_a_token_lookup_that_fails_answers_503_and_a_stream_ends_cleanly_to_resume(

@@ -96,21 +96,29 @@ class SqliteStorage(DialectStore[aiosqlite.Connection]):
             await db.execute_fetchall("SELECT 1")
 
     @asynccontextmanager
-    async def _transaction(self) -> AsyncIterator[aiosqlite.Connection]:
+    async def _transaction(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
+        """The writer's transaction, holding the file's write lock from its BEGIN.
+
+        Its errors become StorageError naming `action`, as PostgreSQL's do.
+        """
         async with self._write_lock:
             db = self._writer
             try:
                 # In the try: a cancellation while BEGIN waits for the lock rolls back what
-                # it begins (schema.rollback).
+                # it begins (schema.rollback). IMMEDIATE: the audit chain's lock is this
+                # (sqlite.audit.SqliteChain.lock does nothing), so a chain step reads the
+                # head no other writer can move before this commits.
                 try:
                     await db.execute("BEGIN IMMEDIATE")
                 except sqlite3.Error as exc:
-                    raise StorageError(f"cannot start a transaction: {exc}") from exc
+                    raise StorageError(
+                        f"{action} failed: cannot start a transaction: {exc}"
+                    ) from exc
                 yield db
                 await db.execute("COMMIT")
             except sqlite3.Error as exc:
                 await rollback(db)
-                raise StorageError(f"transaction failed: {exc}") from exc
+                raise StorageError(f"{action} failed: {exc}") from exc
             except BaseException:
                 await rollback(db)
                 raise
@@ -149,17 +157,14 @@ class SqliteStorage(DialectStore[aiosqlite.Connection]):
 
     @asynccontextmanager
     async def _feed_writing(self) -> AsyncIterator[tuple[Fetch, WriteEntries]]:
-        async with self._transaction() as db:
+        async with self._transaction("announcing active alarms") as db:
             yield fetcher(db), functools.partial(journal.write_journal, db)
 
     # --- registry, audit chain and API tokens: collector.storage.dialect_store.DialectStore ---
 
-    def _writing(
-        self,
-        action: str,  # noqa: ARG002 - SQLite's errors name the transaction's step instead
-    ) -> AbstractAsyncContextManager[aiosqlite.Connection]:
-        """The write transaction (`_transaction`)."""
-        return self._transaction()
+    def _writing(self, action: str) -> AbstractAsyncContextManager[aiosqlite.Connection]:
+        """The write transaction (`_transaction`), `action` naming it in errors."""
+        return self._transaction(action)
 
     @asynccontextmanager
     async def _snapshot(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
@@ -181,7 +186,7 @@ class SqliteStorage(DialectStore[aiosqlite.Connection]):
 
     async def ingest(self, batch: IngestBatch) -> BatchResult:
         """Store blocks once, audit rejections, apply statuses: one durable transaction."""
-        async with self._transaction() as db:
+        async with self._transaction("ingest") as db:
             # Returned once the transaction has committed (the context exits first).
             return await ingest.store_batch(db, batch)
 
