@@ -62,3 +62,23 @@ async def test_collectors_registering_the_same_gateway_at_once_agree(storage_url
         await asyncio.gather(*(s.register(gateway, key) for s in (a, b, a, b)))
         assert await a.gateways() == (Gateway(*dataclasses.astuple(gateway)),)
         assert len(await b.keys()) == 1
+
+
+async def test_a_key_naming_another_gateway_as_its_owner_is_refused(storage_url: str) -> None:
+    """The store checks the owner itself (DialectStore.register's `check_owner`): neither
+    backend's registry module does any more, and a registration whose key says another
+    gateway must leave nothing behind, whether that gateway is registered yet or not."""
+    first, first_key = FIRST.registration()
+    second, _ = SECOND.registration()
+    refusal = f"key {first_key.kid} is for {first.gateway}, not {second.gateway}"
+    async with open_storage(storage_url) as storage:
+        with pytest.raises(RegistryError, match=refusal):
+            await storage.register(second, first_key)
+        assert await storage.gateways() == ()
+        assert await storage.keys() == ()
+        await storage.register(first, first_key)
+        with pytest.raises(RegistryError, match=refusal):
+            await storage.register(second, first_key)
+        assert [g.gateway for g in await storage.gateways()] == [first.gateway]
+        (held,) = await storage.keys()
+        assert (held.kid, held.gateway) == (first_key.kid, first.gateway)
