@@ -283,18 +283,17 @@ class Outbox:
             log.warning("older_epoch_blocks_resealed", blocks=moved, epoch=file.epoch)
         return moved
 
-    @property
-    def unsealed(self) -> LostReadings:
+    async def unsealed(self) -> LostReadings:
         """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap."""
-        return self._file.marks.unsealed
+        return await self._file.marks.unsealed()
 
-    def note_unsealed(self, lost: LostReadings) -> None:
+    async def note_unsealed(self, lost: LostReadings) -> None:
         """Remember (beside the file) readings let go unsealed: added to those noted there."""
-        self._file.marks.let_go(lost)
+        await self._file.marks.let_go(lost)
 
-    def unsealed_declared(self, named: LostReadings) -> None:
+    async def unsealed_declared(self, named: LostReadings) -> None:
         """Readings `unsealed` said were let go, now named by a gap record: taken off it."""
-        self._file.marks.declared(named)
+        await self._file.marks.declared(named)
 
     # --- reading back ---------------------------------------------------------------------
 

@@ -15,15 +15,14 @@ OutboxUnavailableError, nothing changed.
 from __future__ import annotations
 
 import asyncio
-import fcntl
 import os
-import threading
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 
 import structlog
 
+from edge_agent.shell.flock_wait import taken_now, taken_within
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 
 log = structlog.get_logger("edge_agent.outbox")
@@ -78,7 +77,7 @@ class EpochLock:
             # unserialised, as before the lock (the disk full tests).
             yield
             return
-        busy = not _taken_now(descriptor)
+        busy = not taken_now(descriptor)
         if busy:
             log.warning("outbox_epoch_lock_busy", path=str(self._path), waited=wait)
             if not wait:
@@ -104,7 +103,7 @@ class EpochLock:
         if descriptor is None:
             return False
         try:
-            if not _taken_now(descriptor):
+            if not taken_now(descriptor):
                 return False
             work()
             return True
@@ -120,56 +119,14 @@ class EpochLock:
             return None
 
 
-def _taken_now(descriptor: int) -> bool:
-    """The exclusive flock on `descriptor` taken if no one holds it; False if someone does.
-
-    Any other failure closes the descriptor and is raised.
-    """
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return False
-    except BaseException:
-        os.close(descriptor)
-        raise
-    return True
-
-
 async def waited(descriptor: int, path: Path, bound: float) -> None:
-    """Take the lock on `descriptor`, waited for in a thread of its own, at most `bound` s.
+    """Take the lock on `descriptor`, waited for on a thread of its own, at most `bound` s.
 
-    A daemon thread, not the loop's executor: one still waiting when the wait is given up
-    must not hold the program's exit. It closes the descriptor if the lock comes too late.
+    The descriptor is closed (by that thread) if the lock comes too late.
     """
-    loop = asyncio.get_running_loop()
-    taken = loop.create_future()
-    guard = threading.Lock()
-    state = {"given_up": False, "taken": False}
-
-    def wait() -> None:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        with guard:
-            if state["given_up"]:
-                os.close(descriptor)
-                return
-            state["taken"] = True
-        loop.call_soon_threadsafe(taken.set_result, None)
-
-    threading.Thread(target=wait, name="outbox-epoch-lock", daemon=True).start()
-    try:
-        await asyncio.wait_for(asyncio.shield(taken), bound)
-    except BaseException as exc:
-        with guard:
-            given_up = state["given_up"] = not state["taken"]
-        if not given_up:  # taken just as the wait ended
-            if isinstance(exc, TimeoutError):
-                return
-            os.close(descriptor)
-            raise
-        if isinstance(exc, TimeoutError):
-            raise OutboxUnavailableError(
-                f"{path}: another process has been starting an epoch of the outbox or opening"
-                f" it for {bound:g} s (the running agent, `edge-agent backfill`); nothing was"
-                " changed: try again once it is done"
-            ) from None
-        raise
+    if not await taken_within(descriptor, bound):
+        raise OutboxUnavailableError(
+            f"{path}: another process has been starting an epoch of the outbox or opening"
+            f" it for {bound:g} s (the running agent, `edge-agent backfill`); nothing was"
+            " changed: try again once it is done"
+        )

@@ -185,4 +185,4 @@ class OutboxFile:
             log.warning("seq_mark_not_read", error=str(exc))
             return
         self._sealed = False
-        self.marks.sealed(state.epoch, state.last_seq)
+        await self.marks.sealed(state.epoch, state.last_seq)

@@ -23,7 +23,11 @@ import structlog
 
 from edge_agent.core.chain import Identity
 from edge_agent.core.losses import LostReadings
-from edge_agent.core.plan import OUTBOX_BUSY_TIMEOUT, OUTBOX_EPOCH_LOCK_TIMEOUT
+from edge_agent.core.plan import (
+    OUTBOX_BUSY_TIMEOUT,
+    OUTBOX_EPOCH_LOCK_TIMEOUT,
+    OUTBOX_SEQ_MARK_TIMEOUT,
+)
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_epoch_lock import EpochLock
 from edge_agent.shell.outbox_recovery import (
@@ -166,7 +170,7 @@ async def open_outbox(
     if foreign is not None:  # refused before the epoch lock is made beside it
         raise NotAnOutboxError(foreign)
     journal = EpochJournal.beside(path)
-    mark = SeqMark.beside(path)
+    mark = SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT)
     epoch_lock = EpochLock.beside(path, OUTBOX_EPOCH_LOCK_TIMEOUT)
     now = time.time()
     async with AsyncExitStack() as resources:
@@ -180,7 +184,7 @@ async def open_outbox(
         # Read before the file is checked: a seal the running agent commits meanwhile (this
         # may be `edge-agent backfill`) then moves the file, never the mark, past what was
         # compared.
-        noted = mark.read()
+        noted = await mark.read()
         gaps, abandon = recovery_gaps(path, journal, noted, now, busy_timeout=busy_timeout)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
         # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy
@@ -224,5 +228,5 @@ async def open_outbox(
             await outbox.reseal_older_epochs(now=now, clock_synced=clock_synced)
             # Written now, while the disk may have room: later it is only overwritten in place
             # (nothing added: the tally noted there stays).
-            outbox.note_unsealed(LostReadings())
+            await outbox.note_unsealed(LostReadings())
         yield outbox

@@ -10,9 +10,9 @@ comes back older (a WAL cut mid-frame) is told from a healthy one. It is the fil
 newest seq, read after the seal (`OutboxFile`: blocks sealed while making room, and another
 process's, count too), and it never goes back within an epoch, nor to an epoch the journal
 names as started before the one noted: two processes on one file (the agent, `edge-agent
-backfill`) write it under `flock`, the higher seq kept, and the tally as noted there changed
-by what the writer let go or declared (never its own copy), the epoch and seq noted left as
-they are by such a change. The mark is
+backfill`) write it under `flock` (never waited for on the event loop: `SeqMark`), the higher
+seq kept, and the tally as noted there changed by what the writer let go or declared (never
+its own copy), the epoch and seq noted left as they are by such a change. The mark is
 written without fsync: it survives a killed process or a tampered file, not every power cut
 (the WAL itself is synced). Neither holds data: losing one only blunts what a restart can
 tell (`edge_agent.shell.outbox_recovery`).
@@ -20,9 +20,11 @@ tell (`edge_agent.shell.outbox_recovery`).
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import json
 import os
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +33,7 @@ from typing import Final
 import structlog
 
 from edge_agent.core.losses import LostReadings
+from edge_agent.shell.flock_wait import taken_now, taken_within
 from hostkit.atomicfile import replace_file
 from specs.record_wire import record_from_wire
 from specs.records import GapRecord, RecordFormatError
@@ -177,44 +180,61 @@ def _record(epoch: str, seq: int, unsealed: LostReadings) -> bytes:
 
 
 class SeqMark:
-    """One fixed-size record, overwritten in place after each seal (one pwrite, no rename)."""
+    """One fixed-size record, overwritten in place after each seal (one pwrite, no rename).
 
-    def __init__(self, path: Path, journal: EpochJournal | None = None) -> None:
+    Its `flock` is taken without stopping the event loop (`flock_wait`): held by another
+    process, it is waited for at most `timeout` s (logged `seq_mark_busy`), then given up on
+    (`seq_mark_given_up`), and until that process lets go it is not waited for again. A seal
+    not noted meanwhile is by the next write (the file's newest seq), a change to the tally is
+    kept and made first by the next write that gets the lock.
+    """
+
+    def __init__(self, path: Path, timeout: float, journal: EpochJournal | None = None) -> None:
         self._path = path
+        self._timeout = timeout
         # Which of two epochs is the newer (`write`); without it the latest write wins.
         self._journal = journal
-        self._descriptor: int | None = None
+        # This process's changes one at a time, in order: the tally's do not commute.
+        self._turn = asyncio.Lock()
+        # Changes to the tally not made while the lock was given up on, in order.
+        self._deferred: tuple[Callable[[LostReadings], LostReadings], ...] = ()
+        # Set once the process whose lock a wait gave up on has let it go.
+        self._let_go: threading.Event | None = None
         self._warned = False
 
     @classmethod
-    def beside(cls, outbox: Path) -> SeqMark:
+    def beside(cls, outbox: Path, timeout: float) -> SeqMark:
         """The seq mark of an outbox file (its epochs ordered by the file's journal)."""
-        return cls(outbox.with_name(outbox.name + ".seq"), EpochJournal.beside(outbox))
+        return cls(outbox.with_name(outbox.name + ".seq"), timeout, EpochJournal.beside(outbox))
 
-    def read(self) -> Mark | None:
-        """The mark, or None when there is none (or it cannot be read)."""
+    async def read(self) -> Mark | None:
+        """The mark, or None when there is none (or it cannot be read now)."""
         try:
-            with self._path.open("rb") as handle:
-                # Shared: never a record half written by another process (`_rewrite`).
-                fcntl.flock(handle, fcntl.LOCK_SH)
-                return _parsed(handle.read(_MARK_BYTES))
+            descriptor = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
+            # Shared: never a record half written by another process (`_rewrite`).
+            if not await self._locked(descriptor, fcntl.LOCK_SH):
+                return None
+            try:
+                return _parsed(os.pread(descriptor, _MARK_BYTES, 0))
+            finally:
+                os.close(descriptor)  # the lock goes with it
         except OSError:
             return None
 
-    def write(self, epoch: str, seq: int) -> None:
+    async def write(self, epoch: str, seq: int) -> None:
         """Note `seq` as the highest sealed in `epoch`; the tally noted stays as it is."""
-        self._rewrite(epoch, seq, lambda noted: noted, seals=True)
+        await self._rewrite(epoch, seq, lambda noted: noted, seals=True)
 
-    def let_go(self, epoch: str, seq: int, lost: LostReadings) -> None:
+    async def let_go(self, epoch: str, seq: int, lost: LostReadings) -> None:
         """Add `lost` to the readings let go unsealed noted so far.
 
         `epoch` and `seq` (the writer's last seal) are noted only when the mark has none.
         """
-        self._rewrite(epoch, seq, lambda noted: noted.merge(lost), seals=False)
+        await self._rewrite(epoch, seq, lambda noted: noted.merge(lost), seals=False)
 
-    def declared(self, epoch: str, seq: int, named: LostReadings) -> None:
+    async def declared(self, epoch: str, seq: int, named: LostReadings) -> None:
         """Take `named` (read from this mark, now named by a gap record) off the tally."""
-        self._rewrite(epoch, seq, lambda noted: noted.less(named), seals=False)
+        await self._rewrite(epoch, seq, lambda noted: noted.less(named), seals=False)
 
     def _newest(self, noted: Mark, epoch: str, seq: int) -> tuple[str, int]:
         """What a seal (`seq` of `epoch`, read from the file) leaves noted of the two.
@@ -233,7 +253,7 @@ class SeqMark:
             return noted.epoch, noted.seq
         return epoch, seq
 
-    def _rewrite(
+    async def _rewrite(
         self, epoch: str, seq: int, tally: Callable[[LostReadings], LostReadings], *, seals: bool
     ) -> None:
         """The record read, changed and written under an exclusive `flock`.
@@ -246,31 +266,67 @@ class SeqMark:
         alone keeps the epoch and seq noted: the writer's are those of its last seal, maybe
         of an epoch another process has left since (a stop on a full disk seals nothing).
         """
-        try:
-            if self._descriptor is None:
-                self._descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT, 0o600)
-            descriptor = self._descriptor
-            fcntl.flock(descriptor, fcntl.LOCK_EX)
+        async with self._turn:
+            changes = (*self._deferred, tally)
             try:
-                noted = _parsed(os.pread(descriptor, _MARK_BYTES, 0))
-                if noted is None:
-                    record = _record(epoch, seq, tally(LostReadings()))
-                else:
-                    at = self._newest(noted, epoch, seq) if seals else (noted.epoch, noted.seq)
-                    record = _record(*at, tally(noted.unsealed))
-                os.pwrite(descriptor, record, 0)
-            finally:
-                fcntl.flock(descriptor, fcntl.LOCK_UN)
-        except OSError as exc:
-            if not self._warned:
-                self._warned = True
-                log.warning("seq_mark_not_written", path=str(self._path), error=str(exc))
+                descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+                if not await self._locked(descriptor, fcntl.LOCK_EX):
+                    if not seals:  # a seal's seq is noted by the next write
+                        self._deferred = changes
+                    return
+                try:
+                    self._changed(descriptor, epoch, seq, changes, seals=seals)
+                    self._deferred = ()
+                finally:
+                    os.close(descriptor)  # the lock goes with it
+            except OSError as exc:
+                if not self._warned:
+                    self._warned = True
+                    log.warning("seq_mark_not_written", path=str(self._path), error=str(exc))
+
+    def _changed(
+        self,
+        descriptor: int,
+        epoch: str,
+        seq: int,
+        changes: Sequence[Callable[[LostReadings], LostReadings]],
+        *,
+        seals: bool,
+    ) -> None:
+        """The record on `descriptor` (locked) read, changed (`_rewrite`) and written."""
+        noted = _parsed(os.pread(descriptor, _MARK_BYTES, 0))
+        unsealed = LostReadings() if noted is None else noted.unsealed
+        for change in changes:
+            unsealed = change(unsealed)
+        if noted is None:
+            at = epoch, seq
+        else:
+            at = self._newest(noted, epoch, seq) if seals else (noted.epoch, noted.seq)
+        os.pwrite(descriptor, _record(*at, unsealed), 0)
+
+    async def _locked(self, descriptor: int, operation: int) -> bool:
+        """The flock on `descriptor` taken: False, closed, when another process holds it.
+
+        Taken at once when free. Held, it is waited for (on a thread: the loop goes on) at
+        most `timeout` s, and not at all while the process a wait gave up on still holds it.
+        """
+        if taken_now(descriptor, operation):
+            return True
+        if self._let_go is not None and not self._let_go.is_set():
+            os.close(descriptor)
+            return False
+        log.warning("seq_mark_busy", path=str(self._path), timeout=self._timeout)
+        let_go = threading.Event()
+        if await taken_within(descriptor, self._timeout, operation, dropped=let_go):
+            return True
+        self._let_go = let_go
+        log.warning("seq_mark_given_up", path=str(self._path), timeout=self._timeout)
+        return False
 
     def close(self) -> None:
-        """Release the file descriptor."""
-        if self._descriptor is not None:
-            os.close(self._descriptor)
-            self._descriptor = None
+        """Nothing held between changes; changes to the tally still deferred are lost (logged)."""
+        if self._deferred:
+            log.warning("seq_mark_not_written", path=str(self._path), error="held at close")
 
 
 class MarkKeeper:
@@ -288,36 +344,35 @@ class MarkKeeper:
         self._unsealed = unsealed if unsealed is not None else LostReadings()
         self._last: tuple[str, int] = ("", 0)
 
-    @property
-    def unsealed(self) -> LostReadings:
+    async def unsealed(self) -> LostReadings:
         """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap.
 
         As the mark notes them now: another process may have added some or declared them.
         """
-        noted = None if self._mark is None else self._mark.read()
+        noted = None if self._mark is None else await self._mark.read()
         return self._unsealed if noted is None else noted.unsealed
 
     def found(self, epoch: str, seq: int) -> None:
         """The file's last block at opening: noted, not written (the mark may say more)."""
         self._last = (epoch, seq)
 
-    def sealed(self, epoch: str, seq: int) -> None:
+    async def sealed(self, epoch: str, seq: int) -> None:
         """The file's newest block, read after a seal: `seq` of `epoch`."""
         self._last = (epoch, seq)
         if self._mark is not None:
-            self._mark.write(*self._last)
+            await self._mark.write(*self._last)
 
-    def let_go(self, lost: LostReadings) -> None:
+    async def let_go(self, lost: LostReadings) -> None:
         """Readings let go unsealed just now: added to the tally (an empty one adds nothing).
 
         The last block this process sealed or found is noted only where no mark was yet.
         """
         self._unsealed = self._unsealed.merge(lost)
         if self._mark is not None:
-            self._mark.let_go(*self._last, lost)
+            await self._mark.let_go(*self._last, lost)
 
-    def declared(self, named: LostReadings) -> None:
+    async def declared(self, named: LostReadings) -> None:
         """Readings of the tally (as `unsealed` said it) now named by a gap: taken off it."""
         self._unsealed = self._unsealed.less(named)
         if self._mark is not None:
-            self._mark.declared(*self._last, named)
+            await self._mark.declared(*self._last, named)

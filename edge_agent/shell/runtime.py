@@ -234,7 +234,7 @@ async def run_plan(
             # active (no second raise) and its clear carries the same alarm_id.
             alarms=alarm_stage,
             # Readings a stop on a full disk let go: named by the first block sealed now.
-            lost=outbox.unsealed,
+            lost=await outbox.unsealed(),
         )
         metrics = _agent_metrics(plan)
         # Bound before any task starts: a taken metrics port fails the start (OSError).

@@ -181,7 +181,7 @@ class Sealer:
                 readings=len(self._pending),
                 lost=self._carried.merge(unsealed).count,
             )
-            self._outbox.note_unsealed(unsealed)
+            await self._outbox.note_unsealed(unsealed)
 
     def _batches(self) -> list[tuple[Record, ...]]:
         """The blocks to seal now: one (up to flush_readings), or several full ones."""
@@ -224,7 +224,7 @@ class Sealer:
             log.warning("disk_full_gap_sealed", lost=lost.count, seq=blocks[0].seq)
             self._carried = self._lost = LostReadings()
             # Only what was read from the mark: another process's addition since stays.
-            self._outbox.unsealed_declared(carried)
+            await self._outbox.unsealed_declared(carried)
         if self._alarms is not None:
             for evaluated in staged:
                 self._alarms.commit(evaluated)

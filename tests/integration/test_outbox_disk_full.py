@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.core.chain import Identity
+from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from edge_agent.shell.outbox_sidecars import SeqMark
@@ -185,7 +186,7 @@ async def test_a_second_stop_on_a_full_disk_adds_only_what_that_run_let_go(
     (await _stopped_on_a_full_disk(path, 0, 500)).unlink()
     # Restarted with room, full again before its first seal: the 500 carried, 10 held.
     filler = await _stopped_on_a_full_disk(path, 500, 10)
-    mark = SeqMark.beside(path).read()
+    mark = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
     assert mark is not None
     assert mark.unsealed.count == 510
     filler.unlink()

@@ -25,6 +25,7 @@ import pytest
 import edge_agent.shell.outbox as outbox_module
 import edge_agent.shell.outbox_epoch_lock as epoch_lock
 from edge_agent.core.chain import SealedBlock
+from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox_epoch_lock import EpochLock
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import (
@@ -138,7 +139,7 @@ async def test_an_opening_beside_an_epoch_start_does_not_journal_the_old_epoch_a
         if not cut_short:
             for index in range(3, 6):
                 await agent.seal(_block(index), now=T0 + index, clock_synced=True)
-            noted = SeqMark.beside(path).read()
+            noted = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
             assert noted is not None
             # Before: (E1, 3): the new epoch's seals never moved the mark.
             assert (noted.epoch, noted.seq) == (new, _last_seq(path))
@@ -217,7 +218,7 @@ async def test_an_opening_during_an_epoch_start_waits_for_its_first_block(
             assert journal.epochs() == (old, new)
             for index in range(3, 6):
                 await agent.seal(_block(index), now=T0 + index, clock_synced=True)
-            noted = SeqMark.beside(path).read()
+            noted = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
             assert noted is not None
             assert (noted.epoch, noted.seq) == (new, _last_seq(path))
     finally:

@@ -241,7 +241,7 @@ async def test_a_new_epoch_cut_short_after_making_room_leaves_no_seq_of_the_old_
         old_epoch, copied = _newest(path)
         for index in range(12):  # sealed (and maybe sent) after the copy: lost with it
             await outbox.seal(_block(400 + index), now=T0 + 400, clock_synced=True)
-    _, marked = _marked(path)
+    _, marked = await _marked(path)
     _restore(path, snapshot)
     first = _first_undelivered(path, old_epoch)
     assert first <= copied

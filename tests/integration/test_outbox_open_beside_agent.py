@@ -24,6 +24,7 @@ from pathlib import Path
 
 import pytest
 
+from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from tests.integration.test_outbox_declarations import _block, _gap_records
@@ -59,10 +60,17 @@ def holding(read):
         return found
     return read_then_hold
 
+def holding_after_await(read):
+    async def read_then_hold(*args, **kwargs):
+        found = await read(*args, **kwargs)
+        hold()
+        return found
+    return read_then_hold
+
 if after == "file":
     recovery.inspect_outbox = holding(recovery.inspect_outbox)
 else:
-    SeqMark.read = holding(SeqMark.read)
+    SeqMark.read = holding_after_await(SeqMark.read)
 
 async def main() -> None:
     async with open_outbox(path, SITE, KEY) as outbox:
@@ -83,7 +91,7 @@ async def test_an_opening_beside_the_agent_does_not_take_its_fresh_seal_for_a_ro
             await agent.seal(_block(index), now=T0 + index, clock_synced=True)
         with held_process(_SECOND_OPENING, str(path), after) as second:
             await agent.seal(_block(3), now=T0 + 3, clock_synced=True)  # seq 4, then its mark
-            noted = SeqMark.beside(path).read()
+            noted = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
             assert noted is not None
             assert (noted.epoch, noted.seq) == (epoch, 4)
             said = second.release("go")  # its log lines come to stdout too

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.core.losses import LostReadings
+from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import SeqMark
@@ -58,8 +59,8 @@ def _first_undelivered(path: Path, epoch: str) -> int:
     return int(first)
 
 
-def _marked(path: Path) -> tuple[str, int]:
-    mark = SeqMark.beside(path).read()
+async def _marked(path: Path) -> tuple[str, int]:
+    mark = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
     assert mark is not None
     return mark.epoch, mark.seq
 
@@ -114,7 +115,7 @@ async def _seal_that_finds_no_room(outbox: Outbox) -> None:
     with pytest.raises(sqlite3.OperationalError, match="full"):
         await outbox.seal_many(batches, now=T0 + 999, clock_synced=True)
     # The sealer, stopping on a full disk, counts its readings in the mark.
-    outbox.note_unsealed(LostReadings(48_000, T0 + 10**6, T0 + 10**6 + 47_999))
+    await outbox.note_unsealed(LostReadings(48_000, T0 + 10**6, T0 + 10**6 + 47_999))
 
 
 @pytest.mark.parametrize(
@@ -128,12 +129,12 @@ async def test_blocks_sealed_while_making_room_move_the_seq_mark(
     assert _fill(path)[1] == 0  # at the budget, no page free
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         _snapshot(path, snapshot)  # at the mark: seq 125
-        marked = _marked(path)
+        marked = await _marked(path)
         await lagging(outbox)
     epoch, newest = _newest(path)
     assert newest > marked[1]  # room was made: replacements sealed at the head
     # Before: the mark stayed at 125 (the file at 126 after the split, 144 after the seal).
-    assert _marked(path) == (epoch, newest)
+    assert await _marked(path) == (epoch, newest)
 
     _restore(path, snapshot)
     # Before: the copy (seq 125, not below the mark) opened in the same epoch, and its next
@@ -171,14 +172,14 @@ async def test_a_second_writer_never_moves_the_seq_mark_back(
     written = SeqMark.write
     raced: list[int] = []
 
-    def write(mark: SeqMark, epoch: str, seq: int) -> None:
+    async def write(mark: SeqMark, epoch: str, seq: int) -> None:
         if not raced:
             # The agent's seal is committed, its mark not written yet: the worst moment for
             # another process (an import, `edge-agent backfill`) to seal on the same file.
             raced.append(seq)
             _snapshot(path, snapshot)
             subprocess.run([sys.executable, "-c", _OTHER_WRITER, str(path)], cwd=ROOT, check=True)
-        written(mark, epoch, seq)
+        await written(mark, epoch, seq)
 
     async with open_outbox(path, SITE, KEY) as outbox:
         for index in range(3):
@@ -190,7 +191,7 @@ async def test_a_second_writer_never_moves_the_seq_mark_back(
     assert raced == [4]
     assert _newest(path) == (epoch, 5)  # the other writer's block
     # Before: (epoch, 4): the agent's write, after the other writer's, put the mark back.
-    assert _marked(path) == (epoch, 5)
+    assert await _marked(path) == (epoch, 5)
 
     _restore(path, snapshot)
     # Before: the copy (seq 4) opened in the same epoch: seq 5 sealed again, other bytes.

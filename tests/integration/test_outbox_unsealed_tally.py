@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from edge_agent.core.losses import LostReadings
+from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import Mark, SeqMark
 from specs.records import GapReason, GapRecord
@@ -70,8 +71,8 @@ def _backfill_holding(path: Path) -> AbstractContextManager[str]:
     return _second_process(_BACKFILL, path, "open")
 
 
-def _tally(path: Path) -> int:
-    mark = SeqMark.beside(path).read()
+async def _tally(path: Path) -> int:
+    mark = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
     assert mark is not None
     return mark.unsealed.count
 
@@ -101,14 +102,14 @@ async def test_a_tally_noted_while_a_backfill_holds_the_outbox_is_kept(tmp_path:
         await outbox.seal((reading_at(T0, 1.0),), now=T0, clock_synced=True)
         with _backfill_holding(path):  # opened with no tally; seals once the agent stopped
             # The agent's sealer, stopping on a full disk, counts what it let go.
-            outbox.note_unsealed(LET_GO)
-            assert _tally(path) == LET_GO.count
+            await outbox.note_unsealed(LET_GO)
+            assert await _tally(path) == LET_GO.count
     # Before: 0, the backfill's seal wrote its own (empty) tally over the agent's.
-    assert _tally(path) == LET_GO.count
+    assert await _tally(path) == LET_GO.count
     await _agent_starts(path)
     # Before: [] (the readings let go were never declared).
     assert _declared(path) == [LET_GO.count]
-    assert _tally(path) == 0
+    assert await _tally(path) == 0
 
 
 async def test_a_tally_declared_while_a_backfill_holds_the_outbox_is_not_declared_again(
@@ -117,13 +118,13 @@ async def test_a_tally_declared_while_a_backfill_holds_the_outbox_is_not_declare
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY) as outbox:
         await outbox.seal((reading_at(T0, 1.0),), now=T0, clock_synced=True)
-        outbox.note_unsealed(LET_GO)  # the agent stopped on a full disk
+        await outbox.note_unsealed(LET_GO)  # the agent stopped on a full disk
     with _backfill_holding(path):  # opened with the tally; seals once the agent declared it
         await _agent_starts(path)
         assert _declared(path) == [LET_GO.count]
-        assert _tally(path) == 0
+        assert await _tally(path) == 0
     # Before: 500, the backfill's seal put the declared tally back.
-    assert _tally(path) == 0
+    assert await _tally(path) == 0
     await _agent_starts(path)
     # Before: [500, 500] (the next start declared it again).
     assert _declared(path) == [LET_GO.count]
@@ -174,16 +175,16 @@ async def test_a_tally_noted_after_another_process_started_an_epoch_keeps_its_ma
         for index in range(4):
             await outbox.seal((reading_at(T0 + index, 1.0),), now=T0, clock_synced=True)
         first = outbox.epoch
-        assert _marked(path) == (first, 4)
+        assert await _marked(path) == (first, 4)
         second = _new_epoch_cut_back(path, snapshot)
         newest = _newest(path)
         assert newest[0] == second
-        assert _marked(path) == newest
+        assert await _marked(path) == newest
         # The agent, which has sealed nothing since, stops on a full disk.
-        outbox.note_unsealed(LET_GO)
+        await outbox.note_unsealed(LET_GO)
     # Before: (first, 4), the epoch and seq this process last sealed, over the other's mark.
-    assert _marked(path) == newest
-    assert _tally(path) == LET_GO.count
+    assert await _marked(path) == newest
+    assert await _tally(path) == LET_GO.count
 
     _restore(path, snapshot)  # the second epoch's last seal cut off
     await _agent_starts(path)
@@ -201,12 +202,12 @@ async def test_a_seq_of_an_older_epoch_never_replaces_a_newer_epochs_mark(
     written = SeqMark.write
     started: list[str] = []
 
-    def write(mark: SeqMark, epoch: str, seq: int) -> None:
+    async def write(mark: SeqMark, epoch: str, seq: int) -> None:
         if not started:
             # The agent's seal is committed, its mark not written yet: another process starts
             # an epoch on the file meanwhile (the journal names it the newer one).
             started.append(_new_epoch_cut_back(path, snapshot))
-        written(mark, epoch, seq)
+        await written(mark, epoch, seq)
 
     async with open_outbox(path, SITE, KEY) as outbox:
         for index in range(3):
@@ -219,7 +220,7 @@ async def test_a_seq_of_an_older_epoch_never_replaces_a_newer_epochs_mark(
     assert newest[0] == second
     # Before: (first, 4), the agent's write, after the other process's, put the older epoch's
     # seq over the newer one's.
-    assert _marked(path) == newest
+    assert await _marked(path) == newest
 
     _restore(path, snapshot)
     await _agent_starts(path)
@@ -228,24 +229,25 @@ async def test_a_seq_of_an_older_epoch_never_replaces_a_newer_epochs_mark(
     assert _restored(path) == [(second, 1), (second, 3)]
 
 
-def test_a_declaration_takes_off_only_what_it_named(tmp_path: Path) -> None:
+async def test_a_declaration_takes_off_only_what_it_named(tmp_path: Path) -> None:
     """Two marks on one file (two processes): what one adds, the other's declaration keeps."""
     path = tmp_path / "outbox.db"
-    agent, other = SeqMark.beside(path), SeqMark.beside(path)
+    agent = SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT)
+    other = SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT)
     try:
-        agent.write("e1", 3)
-        agent.let_go("e1", 3, LostReadings(300, T0, T0 + 299))
-        noted = other.read()
+        await agent.write("e1", 3)
+        await agent.let_go("e1", 3, LostReadings(300, T0, T0 + 299))
+        noted = await other.read()
         assert noted is not None
         # Added by the other process after the agent read the tally, before it declared.
-        other.let_go("e1", 4, LostReadings(200, T0 + 300, T0 + 499))
-        agent.declared("e1", 3, LostReadings(300, T0, T0 + 299))
-        left = other.read()
+        await other.let_go("e1", 4, LostReadings(200, T0 + 300, T0 + 499))
+        await agent.declared("e1", 3, LostReadings(300, T0, T0 + 299))
+        left = await other.read()
         assert left is not None
         # A change to the tally alone notes no seq: 3 stays, the last one a seal noted.
         assert (left.seq, left.unsealed.count) == (3, 200)
-        other.declared("e1", 4, left.unsealed)
-        assert agent.read() == Mark("e1", 3, LostReadings())
+        await other.declared("e1", 4, left.unsealed)
+        assert await agent.read() == Mark("e1", 3, LostReadings())
     finally:
         agent.close()
         other.close()

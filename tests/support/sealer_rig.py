@@ -93,7 +93,7 @@ async def running_sealer(
         on_sealed=seals.on_sealed,
         alarms=alarms,
         ring_readings=ring_readings,
-        lost=outbox.unsealed if count_lost else None,
+        lost=await outbox.unsealed() if count_lost else None,
     )
     run = SealerRun(sealer, queue, asyncio.create_task(sealer.run()), seals)
     try:

@@ -1,0 +1,79 @@
+"""An `flock` another process may hold, taken without stopping the event loop.
+
+The agent shares the small lock files beside its outbox with `edge-agent backfill`, a second
+process (the epoch lock, the seq mark). A blocking `flock` on the loop stops the whole agent
+(instrument polling, MQTT keepalive, ACKs) for as long as the other process holds the lock,
+and one stopped with Ctrl-Z inside its hold holds it for good. So the lock is tried at once,
+and only when it is held is it waited for, on a thread of its own, for a bounded time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fcntl
+import os
+import threading
+
+
+def taken_now(descriptor: int, operation: int = fcntl.LOCK_EX) -> bool:
+    """The flock (`operation`) on `descriptor` taken if no one holds it; False if someone does.
+
+    Any other failure closes the descriptor and is raised.
+    """
+    try:
+        fcntl.flock(descriptor, operation | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return True
+
+
+async def taken_within(
+    descriptor: int,
+    bound: float,
+    operation: int = fcntl.LOCK_EX,
+    *,
+    dropped: threading.Event | None = None,
+) -> bool:
+    """The flock on `descriptor` taken within `bound` s (True), waited for on a thread.
+
+    False: not taken in time, the wait given up. The thread then goes on waiting, closes the
+    descriptor when the lock comes (letting it go at once), and sets `dropped`. A daemon
+    thread, not the loop's executor: one still waiting when the wait is given up must not
+    hold the program's exit (the loop's default executor is joined at the end of
+    `asyncio.run`). It is one blocking syscall, not a second thread of control: nothing else
+    runs there.
+    """
+    loop = asyncio.get_running_loop()
+    taken = loop.create_future()
+    guard = threading.Lock()
+    state = {"given_up": False, "taken": False}
+
+    def wait() -> None:
+        fcntl.flock(descriptor, operation)
+        with guard:
+            if state["given_up"]:
+                os.close(descriptor)
+                if dropped is not None:
+                    dropped.set()
+                return
+            state["taken"] = True
+        loop.call_soon_threadsafe(taken.set_result, None)
+
+    threading.Thread(target=wait, name="outbox-flock-wait", daemon=True).start()
+    try:
+        await asyncio.wait_for(asyncio.shield(taken), bound)
+    except BaseException as exc:
+        with guard:
+            given_up = state["given_up"] = not state["taken"]
+        if not given_up:  # taken just as the wait ended
+            if isinstance(exc, TimeoutError):
+                return True
+            os.close(descriptor)
+            raise
+        if isinstance(exc, TimeoutError):
+            return False
+        raise
+    return True

@@ -1,0 +1,150 @@
+"""The seq mark's `flock`, held by another process, never stops the agent's event loop.
+
+The agent and `edge-agent backfill` (a second process on the same outbox) read and write the
+seq mark beside it (`outbox_sidecars.SeqMark`) under an `flock`. It was taken blocking, on the
+event loop: a backfill stopped with Ctrl-Z inside its write froze the whole agent (no polling,
+no MQTT keepalive, no ACKs, the ring of readings overflowing) until it went on. Shown here with
+a real second process holding that flock, and a task of the loop counting its turns while the
+agent's seal waits for the mark: none before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+from edge_agent.core.losses import LostReadings
+from edge_agent.shell import outbox_open
+from edge_agent.shell.outbox_sidecars import Mark, SeqMark
+from tests.integration.test_outbox_seq_mark import _newest
+from tests.support.held_process import HOLD_FLOCK, Held, held_process
+from tests.support.outbox_site import KEY, SITE, T0
+from tests.support.records import reading_at
+
+pytestmark = pytest.mark.timeout(120)
+
+# Turns of the loop counted while the seal waits for the mark; then the holder lets go.
+TURNS = 100
+LET_GO = LostReadings(500, T0 + 100, T0 + 599)
+
+
+def _locks_on(path: Path) -> list[str]:
+    """The lines of /proc/locks naming `path` (a waiter's start with `->`)."""
+    found = path.stat()
+    inode = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino} "
+    with Path("/proc/locks").open(encoding="ascii") as locks:
+        return [line for line in locks if inode in line]
+
+
+def _waited_on_here(path: Path) -> bool:
+    """Whether a thread of this process waits for an flock on `path`."""
+    return any("-> FLOCK" in line and f" {os.getpid()} " in line for line in _locks_on(path))
+
+
+@contextmanager
+def _released_once_waited_on(
+    held: Held, path: Path, turned: threading.Event
+) -> Iterator[tuple[threading.Event, threading.Event]]:
+    """A thread that lets the holder go once this process waits on `path` and the loop has
+    turned (`turned`), or 20 s after it began waiting if the loop never does (it is stopped).
+
+    Yields (waiting, released) as that thread sets them.
+    """
+    waiting, released, done = threading.Event(), threading.Event(), threading.Event()
+
+    def release() -> None:
+        while not _waited_on_here(path):
+            if done.is_set():
+                return
+            time.sleep(0.001)
+        waiting.set()
+        turned.wait(timeout=20)  # only a loop stopped by the wait leaves it to this bound
+        released.set()
+        held.release()
+
+    thread = threading.Thread(target=release, name="releaser", daemon=True)
+    thread.start()
+    try:
+        yield waiting, released
+    finally:
+        done.set()
+        thread.join(timeout=60)
+
+
+async def test_a_seal_waiting_for_a_held_mark_leaves_the_loop_turning(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    mark_path = path.with_name(path.name + ".seq")
+    turned = threading.Event()
+    turns = 0
+    async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
+        await outbox.seal((reading_at(T0, 1.0),), now=T0, clock_synced=True)
+        with (
+            held_process(HOLD_FLOCK, str(mark_path)) as held,
+            _released_once_waited_on(held, mark_path, turned) as (waiting, released),
+        ):
+
+            async def turning() -> None:
+                # Counts the loop's turns between the seal's wait on the mark and its release.
+                nonlocal turns
+                while True:
+                    await asyncio.sleep(0)
+                    if waiting.is_set() and not released.is_set() and turns < TURNS:
+                        turns += 1
+                        if turns == TURNS:
+                            turned.set()
+
+            ticker = asyncio.create_task(turning())
+            with capture_logs() as logs:
+                await outbox.seal((reading_at(T0 + 1, 1.0),), now=T0 + 1, clock_synced=True)
+            ticker.cancel()
+        # Before: 0, the seal's blocking flock stopped the loop until the holder let go.
+        assert turns == TURNS
+        # Waited for, not given up on: the mark written once the holder let go.
+        assert [entry["event"] for entry in logs if "seq_mark" in entry["event"]] == [
+            "seq_mark_busy"
+        ]
+        assert _newest(path) == (outbox.epoch, 2)
+        assert await SeqMark.beside(path, 5.0).read() == Mark(outbox.epoch, 2, LostReadings())
+
+
+async def _until_free(path: Path) -> None:
+    """Until no process holds or waits for an flock on `path` (a given-up wait let it go)."""
+    while _locks_on(path):
+        await asyncio.sleep(0.001)
+
+
+async def test_a_mark_held_past_its_bound_is_caught_up_once_let_go(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Given up on at once (bound 0), the mark waits for nothing while it is held; the seal's
+    seq is noted by the next write after, the tally let go meanwhile added then."""
+    monkeypatch.setattr(outbox_open, "OUTBOX_SEQ_MARK_TIMEOUT", 0.0)
+    path = tmp_path / "outbox.db"
+    mark_path = path.with_name(path.name + ".seq")
+    async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
+        await outbox.seal((reading_at(T0, 1.0),), now=T0, clock_synced=True)
+        epoch = outbox.epoch
+        with held_process(HOLD_FLOCK, str(mark_path)), capture_logs() as logs:
+            await outbox.seal((reading_at(T0 + 1, 1.0),), now=T0 + 1, clock_synced=True)
+            await outbox.note_unsealed(LET_GO)  # the sealer stopping on a full disk
+            await outbox.seal((reading_at(T0 + 2, 1.0),), now=T0 + 2, clock_synced=True)
+            assert await outbox.unsealed() == LET_GO  # this process's own count
+        # One wait given up on; the later changes did not wait while it was still held.
+        assert [entry["event"] for entry in logs if "seq_mark" in entry["event"]] == [
+            "seq_mark_busy",
+            "seq_mark_given_up",
+        ]
+        mark = SeqMark.beside(path, 5.0)
+        await _until_free(mark_path)
+        assert await mark.read() == Mark(epoch, 1, LostReadings())
+        await outbox.seal((reading_at(T0 + 3, 1.0),), now=T0 + 3, clock_synced=True)
+        assert _newest(path) == (epoch, 4)
+        assert await mark.read() == Mark(epoch, 4, LET_GO)
