@@ -276,6 +276,19 @@ def _kept_from(kept: Sequence[GapRecord], *, lost: int | None) -> list[int]:
     return [g.from_seq for g in kept if g.from_seq is not None and g.lost == lost]
 
 
+def _sealed_nothing(owed: Sequence[GapRecord], noted: Mark | None, file_epoch: str) -> bool:
+    """Whether the journal's epoch, whose first block declares `owed`, never sealed a block.
+
+    Its start gave up this very file's epoch and the one the seq mark names (both declared),
+    and the mark never moved to it: each seal writes it before the outbox lock is let go, so
+    before a block is sent (but while it is given up on: `seq_mark_given_up`, docs). A restart
+    loop on a first block that cannot be sealed starts one such epoch a start: declared by the
+    next, each added a record (the same losses).
+    """
+    declared = {gap.epoch for gap in owed}
+    return noted is not None and file_epoch in declared and noted.epoch in declared
+
+
 def with_owed(gaps: list[GapRecord], owed: Sequence[GapRecord]) -> list[GapRecord]:
     """`gaps`, and those `owed` of epochs they do not declare (an earlier start's, not sealed).
 
@@ -363,15 +376,11 @@ def recovery_gaps(
         return with_owed(restored, owed), True
     if known is not None and known != found.epoch:
         # Not the file last used here: an older copy, or another site's. Its seqs and those
-        # of the journal's epoch can no longer be vouched for.
+        # of the journal's epoch can no longer be vouched for, unless that epoch sealed nothing.
         log.error("outbox_replaced", path=str(path), epoch=found.epoch, expected=known)
-        return with_owed(
-            [
-                declared_gap(GapReason.OUTBOX_RESTORED, known, 1, now),
-                declared_gap(GapReason.OUTBOX_RESTORED, found.epoch, 1, now),
-            ],
-            owed,
-        ), True
+        lost = [found.epoch] if _sealed_nothing(owed, noted, found.epoch) else [known, found.epoch]
+        restored = [declared_gap(GapReason.OUTBOX_RESTORED, e, 1, now) for e in lost]
+        return with_owed(restored, owed), True
     if owed:
         # The journal's epoch at seq 0: the start that made the file was cut short after its
         # epoch committed, before its first block did.

@@ -80,6 +80,8 @@ asyncio.run(main())
 """
 
 _BLOCKS: Final = 6
+# Starts of a restart loop: enough to tell one record added per start from none.
+_LOOP_STARTS: Final = 5
 
 
 def _garbage(path: Path) -> None:
@@ -176,5 +178,48 @@ async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
     assert new_epoch not in owed
     # Before 418e95f: kept, 1 start: ['latest']; 3 starts: ['latest', 'never seen' x2];
     # gone, 1 start: ['copied', 'latest']; 3 starts: ['copied', 'latest', 'never seen' x2].
-    assert sorted(owed[e] for e in owed if e not in declared) == []
-    assert sorted(declared) == sorted(owed)  # each once
+    # The epochs never seen sealed nothing: the file gone, the journal's latest is declared
+    # (its file may have been lost with blocks), the copy kept, none of them (their entries
+    # declare the copy's epoch and the one the mark names lost: they sealed nothing).
+    expected = {copied: "copied", latest: "latest"}
+    if then == "gone":
+        expected[never_seen[-1]] = "never seen"
+    assert sorted(declared) == sorted(expected)  # each once
+
+
+async def test_a_restart_loop_on_a_first_block_that_fails_adds_no_gap_record(
+    tmp_path: Path,
+) -> None:
+    """A copy put back, then starts that abandon it, each failing at its new epoch's first block.
+
+    Under systemd the agent is started again and again on the same file: each start began an
+    epoch of its own, declared lost by the next start beside what it carried on, so every
+    start added one gap record to the journal's entry and to the first block that finally
+    commits. Those epochs sealed nothing: the losses are the copy's epoch and the one before.
+    """
+    path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
+    copied = await _sealed(path, 3, 0)
+    _snapshot(path, copy)
+    remove_with_log(path)
+    latest = await _sealed(path, 5, 100)
+    _restore(path, copy)
+    journal = EpochJournal.beside(path)
+    owed_after: list[list[str]] = []
+    journal_bytes: list[int] = []
+    for _ in range(_LOOP_STARTS):
+        start = subprocess.run(
+            [sys.executable, "-c", _CUT_SHORT_START, str(path), "begin_epoch", "failed"],
+            cwd=ROOT,
+            check=False,
+        )
+        assert start.returncode == 1
+        owed_after.append(sorted(g.epoch or "" for g in journal.owed()))
+        journal_bytes.append(path.with_name(path.name + ".epochs").stat().st_size)
+    # Before: 2, 3, 4, 5, 6 records owed (each start's epoch added), 480 -> 1356 bytes.
+    assert owed_after == [sorted([copied, latest])] * _LOOP_STARTS
+    # The journal grows by the epochs it names only (the last 16 kept).
+    assert journal_bytes[-1] <= journal_bytes[0] + _LOOP_STARTS * len('"0123456789abcdef", ')
+    async with open_outbox(path, SITE, KEY):  # the start that gets through
+        pass
+    declared = sorted(g.epoch or "" for g in _gap_records(path))
+    assert declared == sorted([copied, latest])
