@@ -25,7 +25,7 @@ import structlog
 from edge_agent.core.chain import SealedBlock
 from edge_agent.core.missing_blocks import AckMark, Span
 from edge_agent.shell.outbox_damage import ready_to_send
-from edge_agent.shell.outbox_epoch_lock import EpochLock
+from edge_agent.shell.outbox_epoch_lock import EpochLock, FreeRun
 from edge_agent.shell.outbox_file import OutboxFile
 from edge_agent.shell.outbox_key_listing import AckKeys, KeyListing, read_key_left_out
 from edge_agent.shell.outbox_missing import Declarations, answer_missing
@@ -54,7 +54,7 @@ class Delivery:
     ) -> None:
         self._file = file
         # Told when an ACK releases an epoch's first block (`mark_delivered`), and the epoch
-        # it was last told of: once an epoch (each telling may rewrite it, synced).
+        # it was last told of (or gave up telling): once an epoch (each may rewrite it, synced).
         self._journal = journal
         self._told: str | None = None
         # Taken, never waited for, around that rewrite: another process's epoch start or
@@ -268,9 +268,12 @@ class Delivery:
     async def _tell_journal(self, epoch: str) -> bool:
         """Rewrite the journal without `epoch`'s owed records, if the epoch lock is free now.
 
-        On a thread (the rewrite is synced). Not waited for on the ACK path: held (`edge-agent
-        backfill` opening, or starting an epoch), the records stay owed, declared again at
-        worst (a `duplicate`), and the next ACK tries again (seq 1 stays delivered).
+        On a thread (the rewrite is synced); whether not to ask again this epoch. Not waited
+        for on the ACK path: held (`edge-agent backfill` opening, or starting an epoch), the
+        records stay owed, declared again at worst (a `duplicate`), and the next ACK tries
+        again (seq 1 stays delivered). A lock file that cannot be made mostly stays so (a
+        root-owned 0600 one left by `sudo edge-agent backfill`, a read-only folder): asked again,
+        every ACK logged twice while seq 1's row is kept. Not asked again by this process.
         """
         if self._journal is None:
             return False
@@ -279,10 +282,10 @@ class Delivery:
         if self._epoch_lock is None:
             await loop.run_in_executor(None, write)
             return True
-        if await loop.run_in_executor(None, self._epoch_lock.run_if_free, write):
-            return True
-        log.info("epoch_journal_delivery_deferred", epoch=epoch)
-        return False
+        outcome = await loop.run_in_executor(None, self._epoch_lock.run_if_free, write)
+        if outcome is not FreeRun.DONE:
+            log.info("epoch_journal_delivery_deferred", epoch=epoch, lock=outcome.value)
+        return outcome is not FreeRun.BUSY
 
     async def ack_mark(self) -> AckMark | None:
         """The current epoch's highest `acked_through` heard, with its ACK's times, if known.

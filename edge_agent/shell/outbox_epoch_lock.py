@@ -15,6 +15,7 @@ OutboxUnavailableError, nothing changed.
 from __future__ import annotations
 
 import asyncio
+import enum
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -26,6 +27,14 @@ from edge_agent.shell.flock_wait import taken_now, taken_within
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 
 log = structlog.get_logger("edge_agent.outbox")
+
+
+class FreeRun(enum.Enum):
+    """What `EpochLock.run_if_free` did."""
+
+    DONE = "done"
+    BUSY = "busy"
+    NO_LOCK_FILE = "no_lock_file"
 
 
 class EpochLock:
@@ -93,20 +102,20 @@ class EpochLock:
         finally:
             os.close(descriptor)  # the lock goes with it
 
-    def run_if_free(self, work: Callable[[], None]) -> bool:
+    def run_if_free(self, work: Callable[[], None]) -> FreeRun:
         """`work()` under the lock if it is free now, never waited for (blocking: on a thread).
 
-        False, `work` not run: held by another process, or by a task of this one (another
-        descriptor: flock does not nest across them), or the lock file cannot be made.
+        BUSY, `work` not run: held by another process, or by a task of this one (another
+        descriptor: flock does not nest across them). NO_LOCK_FILE: it cannot be made.
         """
         descriptor = self._opened()
         if descriptor is None:
-            return False
+            return FreeRun.NO_LOCK_FILE
         try:
             if not taken_now(descriptor):
-                return False
+                return FreeRun.BUSY
             work()
-            return True
+            return FreeRun.DONE
         finally:
             os.close(descriptor)  # the lock goes with it
 

@@ -29,6 +29,8 @@ from tests.support.sqlite_files import remove_with_log
 pytestmark = pytest.mark.timeout(120)
 
 _LOSSES: Final = 5
+# ACKs after seq 1, each delivering the block just sealed.
+_ACKS: Final = 10
 
 
 def _garbage(path: Path) -> None:
@@ -149,3 +151,32 @@ async def test_owed_records_are_kept_while_another_process_holds_the_epoch_lock(
             epoch=outbox.epoch, through=last_seq, also=None, now=T0 + 3
         )
         assert EpochJournal.beside(path).owed() == []
+
+
+async def test_a_lock_file_that_cannot_be_made_is_tried_once_an_epoch(tmp_path: Path) -> None:
+    """`<outbox>.epoch-lock` cannot be opened: the owed records stay, asked about once.
+
+    A root-owned 0600 lock file left by `sudo edge-agent backfill`, or a read-only folder: the
+    rewrite cannot be made safe (that very backfill may journal an epoch meanwhile), and every
+    ACK after seq 1 tried it again, for as long as seq 1's row is kept (retention). Here the
+    lock file is a link into a folder that is not there: the open fails as it would then.
+    """
+    path = tmp_path / "outbox.db"
+    await _run(path, 0, delivered=True)
+    remove_with_log(path)
+    lock = path.with_name(path.name + ".epoch-lock")
+    lock.unlink()
+    lock.symlink_to(tmp_path / "no-such-folder" / "lock")
+    with capture_logs() as logs:
+        async with open_outbox(path, SITE, KEY) as outbox:
+            for index in range(1, _ACKS + 1):
+                await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+                last_seq, _ = await outbox.delivery.chain_position(1)
+                await outbox.delivery.mark_delivered(
+                    epoch=outbox.epoch, through=last_seq, also=None, now=T0 + index
+                )
+    deferred = [e for e in logs if e["event"] == "epoch_journal_delivery_deferred"]
+    not_made = [e for e in logs if e["event"] == "outbox_epoch_lock_not_made"]
+    # Before: 10 and 11 (the opening's, then one an ACK), the owed record kept (1).
+    assert (len(deferred), len(not_made)) == (1, 2)
+    assert len(EpochJournal.beside(path).owed()) == 1  # kept: declared again at worst
