@@ -53,21 +53,21 @@ from edge_agent.shell.outbox_reads import (
     read_data_version,
     read_stats,
 )
-from edge_agent.shell.outbox_recovery import with_owed
+from edge_agent.shell.outbox_recovery import declared_gap, with_owed
 from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_undelivered
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
 from edge_agent.shell.outbox_seal import seal_transaction
 from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
-from specs.records import GapRecord, Record
+from specs.records import GapReason, GapRecord, Record
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
 
 
 class EpochLeftError(Exception):
-    """The file has left the epoch a start was to leave: another process started one since.
+    """The file has left the epoch a start was to leave for one another process started since.
 
     `edge-agent backfill` opening a file it found replaced or rolled back. The message is the
     file's epoch now.
@@ -99,6 +99,7 @@ class Outbox:
         # room through the same RoomMaker (one cap and reserve state for the file).
         self.delivery = Delivery(file, self._room, journal, epoch_lock)
         self._budget = budget
+        self._path = path
         self._journal = journal
         self._epoch_lock = epoch_lock
         self._data_version = 0
@@ -107,6 +108,16 @@ class Outbox:
     def epoch(self) -> str:
         """The current epoch (changes only when sequence state was lost)."""
         return self._file.epoch
+
+    def left_for_a_later_epoch(self, epoch: str) -> bool:
+        """Whether the file's epoch (as last followed) was started after `epoch` here.
+
+        Another process's start (`edge-agent backfill` opening the file) journals its epoch
+        under the epoch lock before it commits; a file put back under the agent (an older copy
+        restored) is in an epoch the journal names before `epoch`, or not at all.
+        """
+        journal = self._journal
+        return journal is not None and journal.started_after(self._file.epoch, epoch)
 
     async def _init(self, first_block: Sequence[GapRecord] = ()) -> None:
         """Set the file up; a new file's epoch is journaled with `first_block`, its gaps."""
@@ -200,8 +211,9 @@ class Outbox:
         epoch lock (only `open_outbox` builds one with it), under that lock too, so no other
         process journals in between; an opening passes what it read under that lock itself
         (`recovery_gaps`). With `leaving` (the ACK handler: the epoch an ACK proved rolled
-        back) a file in another epoch by then starts none: EpochLeftError, the file's epoch
-        followed.
+        back or the file has left) a file in an epoch started since (`left_for_a_later_epoch`)
+        starts none: EpochLeftError, the file's epoch followed. A file in another epoch was put
+        back under the agent: its epoch is declared lost too, as an opening declares it.
         """
         file = self._file
         # Lock order: the epoch lock, then the outbox lock (open_outbox holds the epoch lock
@@ -217,7 +229,13 @@ class Outbox:
             # has left that epoch already, declared it lost and sealed its blocks again; one
             # more would leave its epoch for nothing and declare the one left lost again.
             if leaving is not None and (now_in := (await file.chain_state()).epoch) != leaving:
-                raise EpochLeftError(now_in)
+                if self.left_for_a_later_epoch(leaving):
+                    raise EpochLeftError(now_in)
+                # An older copy restored into the live file (`sqlite3 .restore`), or another
+                # file put in its place: neither its seqs nor `leaving`'s can be vouched for
+                # (`outbox_recovery.recovery_gaps`, `outbox_replaced`).
+                log.error("outbox_replaced", path=str(self._path), epoch=now_in, expected=leaving)
+                gaps = [*gaps, declared_gap(GapReason.OUTBOX_RESTORED, now_in, 1, now)]
             file.handed.clear()
             epoch = secrets.token_hex(8)
             if carry_owed and self._journal is not None:

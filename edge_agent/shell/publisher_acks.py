@@ -165,41 +165,18 @@ class AckTaker:
         """Mark what the ACK proves stored; on a proven rollback start a new epoch instead."""
         last_seq, local_hash = await self._outbox.delivery.chain_position(ack.acked_through)
         if self._outbox.epoch != ack.epoch:  # the file's, followed by chain_position
-            self._epoch_left(ack)
+            if self._outbox.left_for_a_later_epoch(ack.epoch):
+                self._epoch_left(ack)
+            else:
+                # The file put back under the agent (an older copy restored): the blocks it
+                # sealed in the ACK's epoch are gone. Dropped, the ACK left them declared by
+                # nobody; a new epoch declares them (and the file's) as an opening would.
+                await self._start_epoch(ack)
             return False
         verdict = judge_ack(ack, last_seq=last_seq, local_hash=local_hash)
         if isinstance(verdict, Rollback):
             log.error("sequence_rollback_detected", epoch=ack.epoch, why=verdict.why)
-            now = time.time()
-            try:
-                await self._outbox.start_new_epoch(
-                    [declared_gap(GapReason.OUTBOX_RESTORED, ack.epoch, 1, now)],
-                    now=now,
-                    clock_synced=clock_synchronized(),
-                    # The journal's still-owed records carried on as an opening carries them:
-                    # the first block carrying them may not be delivered (its seq 1 gave way),
-                    # and this start's entry replaces them, so a later loss of the file would
-                    # declare no more. Read under the epoch lock (another process journals
-                    # under it too), not here before it is taken.
-                    carry_owed=True,
-                    # Not waited for: this runs in the receive loop, which would take no ACK
-                    # or command while another process (`edge-agent backfill` checking a
-                    # large file) holds the epoch lock, up to OUTBOX_EPOCH_LOCK_TIMEOUT.
-                    wait=False,
-                    leaving=ack.epoch,
-                )
-            except EpochLeftError:
-                self._epoch_left(ack)
-                return False
-            except OutboxUnavailableError as exc:
-                # The epoch lock busy (`edge-agent backfill` opening the outbox), nothing
-                # changed: as a release that cannot be recorded, the outbox and the lanes
-                # stay as they are and the collector's next ACK proves the rollback again.
-                # Raised, it ended the publisher task, and the agent with it.
-                log.warning("epoch_not_started", epoch=ack.epoch, error=str(exc))
-                return False
-            self._lanes.forget()
-            self._wake.set()
+            await self._start_epoch(ack)
             return False
         issued_at = parse_iso_time(ack.issued_at)  # decode_ack refused one that is no time
         await self._outbox.delivery.mark_delivered(
@@ -211,6 +188,39 @@ class AckTaker:
             times=(issued_at, mark_time(issued_at, self._synced_now())),
         )
         return True
+
+    async def _start_epoch(self, ack: Ack) -> None:
+        """Start a new epoch leaving `ack.epoch`, declared lost from seq 1 in its first block."""
+        now = time.time()
+        try:
+            await self._outbox.start_new_epoch(
+                [declared_gap(GapReason.OUTBOX_RESTORED, ack.epoch, 1, now)],
+                now=now,
+                clock_synced=clock_synchronized(),
+                # The journal's still-owed records carried on as an opening carries them:
+                # the first block carrying them may not be delivered (its seq 1 gave way),
+                # and this start's entry replaces them, so a later loss of the file would
+                # declare no more. Read under the epoch lock (another process journals
+                # under it too), not here before it is taken.
+                carry_owed=True,
+                # Not waited for: this runs in the receive loop, which would take no ACK
+                # or command while another process (`edge-agent backfill` checking a
+                # large file) holds the epoch lock, up to OUTBOX_EPOCH_LOCK_TIMEOUT.
+                wait=False,
+                leaving=ack.epoch,
+            )
+        except EpochLeftError:
+            self._epoch_left(ack)
+            return
+        except OutboxUnavailableError as exc:
+            # The epoch lock busy (`edge-agent backfill` opening the outbox), nothing
+            # changed: as a release that cannot be recorded, the outbox and the lanes
+            # stay as they are and the collector's next ACK proves the rollback again.
+            # Raised, it ended the publisher task, and the agent with it.
+            log.warning("epoch_not_started", epoch=ack.epoch, error=str(exc))
+            return
+        self._lanes.forget()
+        self._wake.set()
 
     def _epoch_left(self, ack: Ack) -> None:
         """`ack` is of an epoch the file has left since `on_ack` checked it: dropped.
