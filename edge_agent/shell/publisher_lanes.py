@@ -85,8 +85,9 @@ class Lanes:
         self._backlog_acked_at = 0.0  # when an ACK last answered a backlog-lane block
         self._cursor = 0
         self._newest_live = 0  # the newest seq said live this session
-        # The live block `next_block` handed out, until `sending` (or the next call: it gave
-        # way, or went to be split): unsettled meanwhile, or a stop went on without it.
+        # The live block `next_block` took, from before its read until `sending` (or until
+        # found gone, or the next call: it gave way, or went to be split): unsettled
+        # meanwhile, or a stop went on without it.
         self._taken_live: int | None = None
         # A block newer than every live one that the backlog lane leaves for its live notice,
         # and since when (monotonic).
@@ -132,12 +133,17 @@ class Lanes:
             self._taken_live = None
             self.live_moved.set()
         while self._live and len(self._sent_live) < self._window:
-            block = await delivery.get(seq := self._live.popleft())
+            # Taken before it is read: the read (a part of a split is read from the file) and a
+            # gone block's `gave_way` wait, the lane may be empty meanwhile, and an ACK landing
+            # then found the lanes settled (the stop went on, leaving it unsent).
+            self._taken_live = seq = self._live.popleft()
+            block = await delivery.get(seq)
             if block is None:
                 await self.gave_way(delivery, seq)
             elif block.seq not in self._sent:
-                self._taken_live = block.seq
                 return block, True
+            self._taken_live = None  # gone, or in flight already
+            self.live_moved.set()
         if len(self._sent) - len(self._sent_live) >= self._window:
             return None
         block = await self._next_backlog_block(delivery)

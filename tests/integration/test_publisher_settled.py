@@ -22,6 +22,7 @@ from edge_agent.shell.outbox_delivery import Delivery
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.backoff import ResendBackoff
+from specs.ack import Ack
 from specs.records import Quality, Reading, iso_time
 from tests.support.publisher_rig import GATEWAY_KEY, SITE
 
@@ -70,6 +71,30 @@ async def test_a_live_notice_during_the_backlog_read_keeps_the_block_live(tmp_pa
         assert await reading is None, "the backlog lane leaves it to the live lane"
         assert not lanes.is_settled
         assert await _next(lanes, outbox.delivery) == (2, True)
+
+
+async def test_a_live_block_being_read_to_be_sent_is_not_settled(tmp_path: Path) -> None:
+    # A live block's parts (`resealed`) are read from the file, never handed from memory. The
+    # live lane had let go of the last part and not yet said it taken while its read waited:
+    # the ACK of the part before it landing then found the lanes settled, the stop went on.
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
+        for index in range(2):
+            await outbox.seal(_readings(index, 1), now=T0 + index, clock_synced=True)
+    async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:  # nothing handed from memory
+        lanes = Lanes(4, ResendBackoff(30))
+        lanes.resealed((1, 2))
+        assert await _next(lanes, outbox.delivery) == (1, True)
+        lanes.sending(1, live=True)
+        lock = outbox.delivery._file.lock  # the read of block 2 waits for it
+        async with lock:
+            taking = asyncio.create_task(_next(lanes, outbox.delivery))
+            while not lock._waiters:
+                await asyncio.sleep(0)  # until the read waits for it
+            lanes.acked(Ack(SITE.gateway, outbox.epoch, 1, (), 1, iso_time(time.time())))
+            assert not lanes.is_settled, "block 2 is being read to be sent"
+        assert await taking == (2, True)
+        assert not lanes.is_settled, "taken, not sent yet"
 
 
 async def test_a_live_block_thinned_before_it_is_sent_leaves_its_replacement_live(
