@@ -214,6 +214,21 @@ class Delivery:
             keep=keep,
         )
 
+    def on_replaced(self, listener: Callable[[frozenset[int], tuple[int, ...]], None]) -> None:
+        """Tell `listener` of each replacement room made in this process seals, once committed.
+
+        The seqs of the current epoch's blocks that gave way (thinned or dropped), and those of
+        the blocks sealed in their place: what a publisher needs to follow a live block's
+        readings (`Lanes.replaced`). Room made by another process (`edge-agent backfill`) is
+        not told: its replacements go as that process's blocks do.
+        """
+        file = self._file
+
+        def tell(gone: Sequence[tuple[str, int]], sealed: tuple[int, ...]) -> None:
+            listener(frozenset(seq for epoch, seq in gone if epoch == file.epoch), sealed)
+
+        self._room.replaced = tell
+
     async def chain_position(self, seq: int) -> tuple[int, str | None]:
         """The current epoch's last seq, and the hash of its block `seq` if still held."""
         async with self._file.lock:

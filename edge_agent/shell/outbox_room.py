@@ -72,6 +72,9 @@ class RoomMaker:
         self._reserve = reserve
         self._capped = False
         self._evict_limit = budget.evict_bytes if budget is not None else _EVICT_DEFAULT
+        # Told, once committed, of each replacement sealed here: the blocks (epoch, seq) that
+        # gave way and the seqs sealed in their place (`Delivery.on_replaced`).
+        self.replaced: Callable[[Sequence[tuple[str, int]], tuple[int, ...]], None] | None = None
 
     async def sealing(
         self,
@@ -233,7 +236,8 @@ class RoomMaker:
     async def _replace(self, way: GivingWay, *, now: float, clock_synced: bool) -> None:
         """Delete `way.blocks` and seal `way.replacement` at the head, in one transaction.
 
-        As `replacement.blocks`: MAX_BLOCK_READINGS records a block at most. Imported
+        Then tells `replaced` (a live block's readings went into the replacement). As
+        `replacement.blocks`: MAX_BLOCK_READINGS records a block at most. Imported
         readings let go are forgotten by the import too (`backfill_keys`): the same file
         imported again, once there is room, brings them back.
         """
@@ -242,8 +246,12 @@ class RoomMaker:
             await self._db.executemany(
                 "DELETE FROM backfill_keys WHERE point = ? AND t = ?", way.let_go
             )
-            for records in way.replacement.blocks:
+            sealed = [
                 await self._append(records, now=now, clock_synced=clock_synced, thinned=True)
+                for records in way.replacement.blocks
+            ]
+        if self.replaced is not None:
+            self.replaced(way.blocks, tuple(block.seq for block in sealed))
 
     async def _evict_oldest(
         self,

@@ -95,6 +95,7 @@ class Publisher:
         self._stop_said = False
         self._backoff = backoff()
         self._lanes = Lanes(settings.max_inflight, ResendBackoff(settings.ack_timeout))
+        outbox.delivery.on_replaced(self._lanes.replaced)  # a live block thinned: its readings
         self._wake = asyncio.Event()
         self._acks = AckTaker(
             outbox,
@@ -271,9 +272,8 @@ class Publisher:
                 await self._pace()
                 # Room made since it was read may have let it give way: then it is not sent.
                 live = picked[1]
+                # A live one thinned is in a replacement, live too (`Lanes.replaced`).
                 if (block := await self._outbox.delivery.still_held(picked[0])) is None:
-                    if live:  # its readings, thinned, are in a replacement: live too
-                        await self._lanes.gave_way(self._outbox.delivery, picked[0].seq)
                     continue
                 payload, properties = self._wire(block, Lane.LIVE if live else Lane.BACKLOG)
                 if await self._too_large(client, block, payload, properties, live=live):
@@ -333,10 +333,8 @@ class Publisher:
             return False
         if not_sent.failed:
             self._read_again_at = time.monotonic() + self._settings.ack_timeout
-        elif live and not_sent.resealed:
+        elif live:  # none when not split: one record, or gone (thinned: `Lanes.replaced`)
             self._lanes.resealed(not_sent.resealed)
-        elif live:  # not split: gone meanwhile (thinned to make room for the split, say)
-            await self._lanes.gave_way(delivery, block.seq)
         return True
 
     async def publish_result(self, payload: bytes, signature: Signature) -> None:

@@ -16,7 +16,8 @@ live while the backlog lane read it is left to the live lane: sent as backlog, a
 wait for its ACK (`is_settled` counts the live lane only, and the block it has taken to send).
 So do the blocks a live block's readings were sealed again in, at the head with no live notice
 (`resealed`): split as too large to send (`outbox_oversize`), or thinned to make room before it
-was sent (`gave_way`); a stop right after went on at once and left them for the next start.
+was sent (`replaced`: the room made in this process says which blocks); a stop right after went
+on at once and left them for the next start.
 
 A block unanswered is owed again after `uplink.ack_timeout`, and each time it goes again
 unanswered it waits longer (hostkit.backoff.ResendBackoff: doubling up to 8x, jittered): a
@@ -37,7 +38,7 @@ import asyncio
 import random
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -105,17 +106,16 @@ class Lanes:
             if seq not in self._live and seq not in self._sent:
                 self.add_live(seq)
 
-    async def gave_way(self, delivery: Delivery, seq: int) -> None:
-        """The live block `seq` is gone unsent: what it kept went into blocks sealed after it.
+    def replaced(self, gone: Collection[int], sealed: Sequence[int]) -> None:
+        """Room made let the blocks `gone` give way to the replacement `sealed` (`on_replaced`).
 
-        Room made thinned (or dropped) it, the replacement sealed at the head; or it was
-        declared, or delivered, meanwhile. The blocks sealed since it went, the newest as many
-        as the live lane holds, go live: what is not the replacement is live already, or an
-        import sealed at the head (sent a little sooner).
+        When one of them was a live block not yet sent (in the lane, taken, or being read),
+        its readings are in `sealed` (thinned; or a gap record, dropped): live too. Those the
+        live lane found gone otherwise (delivered meanwhile, declared damaged) left nothing.
         """
-        last, _ = await delivery.chain_position(seq)
-        lane = self._live.maxlen or 0
-        self.resealed(range(max(seq, last - lane) + 1, last + 1))
+        waiting = {*self._live, self._taken_live}
+        if not waiting.isdisjoint(gone):
+            self.resealed(sealed)
 
     @property
     def is_settled(self) -> bool:
@@ -133,16 +133,16 @@ class Lanes:
             self._taken_live = None
             self.live_moved.set()
         while self._live and len(self._sent_live) < self._window:
-            # Taken before it is read: the read (a part of a split is read from the file) and a
-            # gone block's `gave_way` wait, the lane may be empty meanwhile, and an ACK landing
-            # then found the lanes settled (the stop went on, leaving it unsent).
+            # Taken before it is read: while the read waits (a part of a split is read from the
+            # file) the lane may be empty, and an ACK landing then found the lanes settled
+            # (the stop went on, leaving it unsent).
             self._taken_live = seq = self._live.popleft()
             block = await delivery.get(seq)
-            if block is None:
-                await self.gave_way(delivery, seq)
-            elif block.seq not in self._sent:
+            if block is not None and block.seq not in self._sent:
                 return block, True
-            self._taken_live = None  # gone, or in flight already
+            # Gone (delivered, declared, or given way: its replacement is live, `replaced`), or
+            # in flight already.
+            self._taken_live = None
             self.live_moved.set()
         if len(self._sent) - len(self._sent_live) >= self._window:
             return None

@@ -23,6 +23,7 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.backoff import ResendBackoff
 from specs.ack import Ack
+from specs.block import decode_block
 from specs.records import Quality, Reading, iso_time
 from tests.support.publisher_rig import GATEWAY_KEY, SITE
 
@@ -106,6 +107,7 @@ async def test_a_live_block_thinned_before_it_is_sent_leaves_its_replacement_liv
     sealed: list[int] = []
     with capture_logs() as logs:
         async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY, max_bytes=MIB) as outbox:
+            outbox.delivery.on_replaced(lanes.replaced)  # as the publisher does
             for index in range(12):
                 block = await outbox.seal(_readings(index, 1500), now=T0 + index, clock_synced=True)
                 lanes.add_live(block.seq)  # the sealer's notice, after the commit
@@ -122,6 +124,61 @@ async def test_a_live_block_thinned_before_it_is_sent_leaves_its_replacement_liv
         (seq, True) for seq in sorted(replacements)
     ], handed
     assert not lanes.is_settled, "the replacements are live, sent and not answered yet"
+
+
+async def test_a_live_block_thinned_among_blocks_sealed_unsaid_puts_only_its_replacement_live(
+    tmp_path: Path,
+) -> None:
+    # Blocks sealed with no live notice (an import's, say) after the live block, each past the
+    # 1 MiB budget: room made thins the oldest, the live block first, into a replacement
+    # sealed between them. That, and only that, goes live: the newest blocks said live
+    # instead (by position) sent the replacement as backlog and left the stop waiting for
+    # unrelated ones.
+    lanes = Lanes(64, ResendBackoff(30))
+    with capture_logs() as logs:
+        async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY, max_bytes=MIB) as outbox:
+            outbox.delivery.on_replaced(lanes.replaced)  # as the publisher does
+            live = await outbox.seal(_readings(0, 1500), now=T0, clock_synced=True)
+            lanes.add_live(live.seq)
+            unsaid = [
+                (await outbox.seal(_readings(index, 1500), now=T0 + index, clock_synced=True)).seq
+                for index in range(1, 5)
+            ]
+            its_readings = set(_readings(0, 1500))
+            holding = {
+                block.seq
+                for block in await outbox.delivery.undelivered(after=0, limit=999)
+                if its_readings.intersection(decode_block(block.payload).records)
+            }
+            handed: list[tuple[int, bool]] = []
+            while (picked := await _next(lanes, outbox.delivery)) is not None:
+                handed.append(picked)
+                lanes.sending(picked[0], live=picked[1])
+    thinned = [entry for entry in logs if entry["event"] == "outbox_thinned"]
+    assert thinned[0]["from_seq"] == live.seq, thinned
+    assert holding, "its readings were all dropped"
+    said_live = {seq for seq, live in handed if live}
+    assert said_live.isdisjoint(unsaid), handed
+    assert said_live == holding, (sorted(holding), handed)
+
+
+async def test_a_live_block_delivered_before_the_live_lane_takes_it_puts_nothing_live(
+    tmp_path: Path,
+) -> None:
+    # Released by an ACK of the backlog lane's send, say: nothing was sealed in its place.
+    async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
+        lanes = Lanes(4, ResendBackoff(30))
+        outbox.delivery.on_replaced(lanes.replaced)  # as the publisher does
+        for index in range(6):
+            await outbox.seal(_readings(index, 1), now=T0 + index, clock_synced=True)
+        lanes.add_live(1)
+        await outbox.delivery.mark_delivered(epoch=outbox.epoch, through=1, also=None, now=T0)
+        handed: list[tuple[int, bool]] = []
+        while (picked := await _next(lanes, outbox.delivery)) is not None:
+            handed.append(picked)
+            lanes.sending(picked[0], live=picked[1])
+        assert not [seq for seq, live in handed if live], "blocks 2-6 were never said live"
+        assert lanes.is_settled
 
 
 def _readings(index: int, count: int) -> tuple[Reading, ...]:
