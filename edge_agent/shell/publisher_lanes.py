@@ -100,11 +100,19 @@ class Lanes:
         self._live.append(seq)
         self._newest_live = max(self._newest_live, seq)
 
-    def resealed(self, seqs: Iterable[int]) -> None:
-        """The readings of a live block went into the blocks `seqs`: they are live too."""
-        for seq in seqs:
-            if seq not in self._live and seq not in self._sent:
-                self.add_live(seq)
+    def resealed(self, seqs: Sequence[int]) -> None:
+        """The readings of a live block went into the blocks `seqs`: they are live too.
+
+        The lane holds 4 * `max_inflight` seqs, and the oldest give way to new ones: parts past
+        that (a split's first, its gap record's) are left to the backlog lane, which sends
+        them after the live ones; a stop does not wait for them (`live_lane_full`).
+        """
+        new = [seq for seq in seqs if seq not in self._live and seq not in self._sent]
+        lane = self._live.maxlen or 0
+        if (over := len(self._live) + len(new) - lane) > 0:
+            log.info("live_lane_full", left_to_backlog=sorted([*self._live, *new])[:over])
+        for seq in new:
+            self.add_live(seq)
 
     def replaced(self, gone: Collection[int], sealed: Sequence[int]) -> None:
         """Room made let the blocks `gone` give way to the replacement `sealed` (`on_replaced`).

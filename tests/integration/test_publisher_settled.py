@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -179,6 +180,48 @@ async def test_a_live_block_delivered_before_the_live_lane_takes_it_puts_nothing
             lanes.sending(picked[0], live=picked[1])
         assert not [seq for seq, live in handed if live], "blocks 2-6 were never said live"
         assert lanes.is_settled
+
+
+async def test_a_live_block_found_damaged_puts_nothing_live(tmp_path: Path) -> None:
+    # Declared lost on the live lane's read (a gap record, no replacement of its readings).
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
+        for index in range(4):
+            await outbox.seal(_readings(index, 1), now=T0 + index, clock_synced=True)
+    with contextlib.closing(sqlite3.connect(path)) as db, db:
+        db.execute("UPDATE blocks SET payload = CAST(? AS BLOB) WHERE seq = 1", (b"bad",))
+    with capture_logs() as logs:
+        async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
+            lanes = Lanes(4, ResendBackoff(30))
+            outbox.delivery.on_replaced(lanes.replaced)  # as the publisher does
+            lanes.add_live(1)
+            handed: list[tuple[int, bool]] = []
+            while (picked := await _next(lanes, outbox.delivery)) is not None:
+                handed.append(picked)
+                lanes.sending(picked[0], live=picked[1])
+    assert [e for e in logs if e["event"] == "outbox_block_damaged"], logs
+    assert not [seq for seq, live in handed if live], handed
+    assert lanes.is_settled
+
+
+async def test_parts_past_the_live_lane_are_left_to_the_backlog_and_said(tmp_path: Path) -> None:
+    # A window of 1: the lane holds 4 seqs, and hands 1 out until its ACK.
+    path = tmp_path / "outbox.db"
+    async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
+        for index in range(6):
+            await outbox.seal(_readings(index, 1), now=T0 + index, clock_synced=True)
+    with capture_logs() as logs:
+        async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:  # nothing handed from memory
+            lanes = Lanes(1, ResendBackoff(30))
+            lanes.resealed((1, 2, 3, 4, 5, 6))  # a split's gap record and its parts
+            handed: list[tuple[int, bool]] = []
+            while (picked := await _next(lanes, outbox.delivery)) is not None:
+                handed.append(picked)
+                lanes.sending(picked[0], live=picked[1])
+    (full,) = [e for e in logs if e["event"] == "live_lane_full"]
+    assert full["left_to_backlog"] == [1, 2], full
+    assert handed == [(3, True), (1, False)], "one live, one backlog: each lane's window"
+    assert not lanes.is_settled
 
 
 def _readings(index: int, count: int) -> tuple[Reading, ...]:
