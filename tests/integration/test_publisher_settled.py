@@ -51,6 +51,24 @@ async def _next(lanes: Lanes, delivery: Delivery) -> tuple[int, bool] | None:
     return None if picked is None else (picked[0].seq, picked[1])
 
 
+async def _sealed_file(path: Path, blocks: int) -> Path:
+    """An outbox file at `path` holding `blocks` blocks of one reading, closed: opened again,
+    nothing is handed from memory (as a split's parts are not), each is read from the file."""
+    async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
+        for index in range(blocks):
+            await outbox.seal(_readings(index, 1), now=T0 + index, clock_synced=True)
+    return path
+
+
+async def _drained(lanes: Lanes, delivery: Delivery) -> list[tuple[int, bool]]:
+    """What `next_block` hands out, each sent at once, until it hands nothing (see `_next`)."""
+    handed: list[tuple[int, bool]] = []
+    while (picked := await _next(lanes, delivery)) is not None:
+        handed.append(picked)
+        lanes.sending(picked[0], live=picked[1])
+    return handed
+
+
 async def test_a_live_block_taken_to_be_sent_is_not_settled(tmp_path: Path) -> None:
     async with _taking_live_block_1(tmp_path, 1) as (lanes, outbox):
         assert not lanes.is_settled, "taken, not sent yet"
@@ -79,10 +97,7 @@ async def test_a_live_block_being_read_to_be_sent_is_not_settled(tmp_path: Path)
     # A live block's parts (`resealed`) are read from the file, never handed from memory. The
     # live lane had let go of the last part and not yet said it taken while its read waited:
     # the ACK of the part before it landing then found the lanes settled, the stop went on.
-    path = tmp_path / "outbox.db"
-    async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
-        for index in range(2):
-            await outbox.seal(_readings(index, 1), now=T0 + index, clock_synced=True)
+    path = await _sealed_file(tmp_path / "outbox.db", 2)
     async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:  # nothing handed from memory
         lanes = Lanes(4, ResendBackoff(30))
         lanes.resealed((1, 2))
@@ -113,10 +128,7 @@ async def test_a_live_block_thinned_before_it_is_sent_leaves_its_replacement_liv
                 block = await outbox.seal(_readings(index, 1500), now=T0 + index, clock_synced=True)
                 lanes.add_live(block.seq)  # the sealer's notice, after the commit
                 sealed.append(block.seq)
-            handed: list[tuple[int, bool]] = []
-            while (picked := await _next(lanes, outbox.delivery)) is not None:
-                handed.append(picked)
-                lanes.sending(picked[0], live=picked[1])
+            handed = await _drained(lanes, outbox.delivery)
             undelivered = {b.seq for b in await outbox.delivery.undelivered(after=0, limit=99)}
     assert any(entry["event"] == "outbox_thinned" for entry in logs), "the budget was reached"
     replacements = undelivered - set(sealed)
@@ -151,10 +163,7 @@ async def test_a_live_block_thinned_among_blocks_sealed_unsaid_puts_only_its_rep
                 for block in await outbox.delivery.undelivered(after=0, limit=999)
                 if its_readings.intersection(decode_block(block.payload).records)
             }
-            handed: list[tuple[int, bool]] = []
-            while (picked := await _next(lanes, outbox.delivery)) is not None:
-                handed.append(picked)
-                lanes.sending(picked[0], live=picked[1])
+            handed = await _drained(lanes, outbox.delivery)
     thinned = [entry for entry in logs if entry["event"] == "outbox_thinned"]
     assert thinned[0]["from_seq"] == live.seq, thinned
     assert holding, "its readings were all dropped"
@@ -174,20 +183,14 @@ async def test_a_live_block_delivered_before_the_live_lane_takes_it_puts_nothing
             await outbox.seal(_readings(index, 1), now=T0 + index, clock_synced=True)
         lanes.add_live(1)
         await outbox.delivery.mark_delivered(epoch=outbox.epoch, through=1, also=None, now=T0)
-        handed: list[tuple[int, bool]] = []
-        while (picked := await _next(lanes, outbox.delivery)) is not None:
-            handed.append(picked)
-            lanes.sending(picked[0], live=picked[1])
+        handed = await _drained(lanes, outbox.delivery)
         assert not [seq for seq, live in handed if live], "blocks 2-6 were never said live"
         assert lanes.is_settled
 
 
 async def test_a_live_block_found_damaged_puts_nothing_live(tmp_path: Path) -> None:
     # Declared lost on the live lane's read (a gap record, no replacement of its readings).
-    path = tmp_path / "outbox.db"
-    async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
-        for index in range(4):
-            await outbox.seal(_readings(index, 1), now=T0 + index, clock_synced=True)
+    path = await _sealed_file(tmp_path / "outbox.db", 4)
     with contextlib.closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE blocks SET payload = CAST(? AS BLOB) WHERE seq = 1", (b"bad",))
     with capture_logs() as logs:
@@ -195,10 +198,7 @@ async def test_a_live_block_found_damaged_puts_nothing_live(tmp_path: Path) -> N
             lanes = Lanes(4, ResendBackoff(30))
             outbox.delivery.on_replaced(lanes.replaced)  # as the publisher does
             lanes.add_live(1)
-            handed: list[tuple[int, bool]] = []
-            while (picked := await _next(lanes, outbox.delivery)) is not None:
-                handed.append(picked)
-                lanes.sending(picked[0], live=picked[1])
+            handed = await _drained(lanes, outbox.delivery)
     assert [e for e in logs if e["event"] == "outbox_block_damaged"], logs
     assert not [seq for seq, live in handed if live], handed
     assert lanes.is_settled
@@ -206,18 +206,12 @@ async def test_a_live_block_found_damaged_puts_nothing_live(tmp_path: Path) -> N
 
 async def test_parts_past_the_live_lane_are_left_to_the_backlog_and_said(tmp_path: Path) -> None:
     # A window of 1: the lane holds 4 seqs, and hands 1 out until its ACK.
-    path = tmp_path / "outbox.db"
-    async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
-        for index in range(6):
-            await outbox.seal(_readings(index, 1), now=T0 + index, clock_synced=True)
+    path = await _sealed_file(tmp_path / "outbox.db", 6)
     with capture_logs() as logs:
         async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:  # nothing handed from memory
             lanes = Lanes(1, ResendBackoff(30))
             lanes.resealed((1, 2, 3, 4, 5, 6))  # a split's gap record and its parts
-            handed: list[tuple[int, bool]] = []
-            while (picked := await _next(lanes, outbox.delivery)) is not None:
-                handed.append(picked)
-                lanes.sending(picked[0], live=picked[1])
+            handed = await _drained(lanes, outbox.delivery)
     (full,) = [e for e in logs if e["event"] == "live_lane_full"]
     assert full["left_to_backlog"] == [1, 2], full
     assert handed == [(3, True), (1, False)], "one live, one backlog: each lane's window"
