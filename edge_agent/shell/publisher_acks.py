@@ -192,6 +192,7 @@ class AckTaker:
     async def _start_epoch(self, ack: Ack) -> None:
         """Start a new epoch leaving `ack.epoch`, declared lost from seq 1 in its first block."""
         now = time.time()
+        left = self._outbox.epoch
         try:
             await self._outbox.start_new_epoch(
                 [declared_gap(GapReason.OUTBOX_RESTORED, ack.epoch, 1, now)],
@@ -219,8 +220,14 @@ class AckTaker:
             # Raised, it ended the publisher task, and the agent with it.
             log.warning("epoch_not_started", epoch=ack.epoch, error=str(exc))
             return
-        self._lanes.forget()
-        self._wake.set()
+        except sqlite3.Error:
+            if self._outbox.epoch != left:
+                # Started, its first block committed; sealing the older epochs' blocks again
+                # failed after (`ack_not_recorded`; the next start or opening seals them).
+                # The lanes' cursor is past that first block: sent at a reconnect only.
+                self._send_anew()
+            raise
+        self._send_anew()
 
     def _epoch_left(self, ack: Ack) -> None:
         """`ack` is of an epoch the file has left since `on_ack` checked it: dropped.
@@ -235,6 +242,10 @@ class AckTaker:
         self._ack_rejected(
             "for an epoch the outbox has left", epoch=ack.epoch, outbox_epoch=self._outbox.epoch
         )
+        self._send_anew()
+
+    def _send_anew(self) -> None:
+        """A new epoch: the lanes forgotten, the publisher woken to send it from scratch."""
         self._lanes.forget()
         self._wake.set()
 

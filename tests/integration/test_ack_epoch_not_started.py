@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import sqlite3
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,6 +21,7 @@ import aiomqtt
 import pytest
 from structlog.testing import capture_logs
 
+import edge_agent.shell.outbox as sealing_side
 from edge_agent.shell import outbox_open
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
@@ -38,6 +40,7 @@ from tests.support.publisher_rig import (
     GATEWAY_KEY,
     SITE,
     TOPICS,
+    ack_taker,
     gateway_publisher,
 )
 
@@ -140,3 +143,35 @@ async def test_the_publisher_stays_connected_through_an_epoch_that_cannot_be_sta
             publisher.stop()
             running.cancel()
             await asyncio.gather(running, return_exceptions=True)
+
+
+async def test_an_epoch_started_whose_older_blocks_cannot_be_sealed_again_is_sent(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The new epoch's first block (the old one declared lost) commits; sealing the old
+    # epoch's blocks again under it then fails (`ack_not_recorded`; the next start or open
+    # seals them). The lanes still held the old epoch's cursor, past that first block.
+    async with _three_blocks(tmp_path / "outbox.db", monkeypatch) as outbox:
+        lanes, wake = Lanes(4, ResendBackoff(1.0)), asyncio.Event()
+        acks = ack_taker(outbox, lanes=lanes, wake=wake)
+        old = outbox.epoch
+        await outbox.delivery.mark_delivered(epoch=old, through=1, also=None, now=time.time())
+        for _ in range(2):  # the backlog lane sends 2 and 3
+            block, live = await lanes.next_block(outbox.delivery) or pytest.fail("none sent")
+            lanes.sending(block.seq, live=live)
+
+        async def disk_io_error(*_args: object, **_kwargs: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        with monkeypatch.context() as failing, capture_logs() as logs:
+            failing.setattr(sealing_side, "reseal_chunk", disk_io_error)
+            await _beyond_the_chain(acks, old)
+        assert [e["event"] for e in logs if e["event"] == "ack_not_recorded"] == [
+            "ack_not_recorded"
+        ]
+        assert outbox.epoch != old
+        # Before: not woken, and the lanes offered nothing (their cursor past seq 1).
+        assert wake.is_set()
+        offered = await lanes.next_block(outbox.delivery)
+        assert offered is not None
+        assert (offered[0].epoch, offered[0].seq) == (outbox.epoch, 1)
