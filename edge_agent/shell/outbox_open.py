@@ -32,11 +32,12 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_epoch_lock import EpochLock
 from edge_agent.shell.outbox_recovery import (
     NotAnOutboxError,
+    OutboxUnavailableError,
     foreign_database,
     outbox_unavailable,
     recovery_gaps,
 )
-from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
+from edge_agent.shell.outbox_sidecars import EpochJournal, Mark, SeqMark, SeqMarkHeldError
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from edge_agent.shell.stop_signals import STOP_SIGNALS
 from hostkit.ownership import root_among_others_files
@@ -147,6 +148,24 @@ def _opening(path: Path) -> Iterator[None]:
         raise outbox_unavailable(path, exc, "open") from exc
 
 
+async def _mark_at_opening(mark: SeqMark) -> Mark | None:
+    """The seq mark, waited for as long as the epoch lock is (no loop runs yet to keep turning).
+
+    Held past that (`edge-agent backfill` stopped with Ctrl-Z), the start is refused, nothing
+    changed: read as no mark, a file rolled back below it would go unseen and its lost seqs
+    be sealed again over what the collector may hold, silently. Refused, systemd starts the
+    agent again every 5 s, and the first start after the holder lets go checks the file.
+    """
+    try:
+        return await mark.read_at_opening(OUTBOX_EPOCH_LOCK_TIMEOUT)
+    except SeqMarkHeldError as exc:
+        raise OutboxUnavailableError(
+            f"{exc}: another process (`edge-agent backfill`, maybe stopped with Ctrl-Z) has"
+            f" held the outbox's seq mark for {OUTBOX_EPOCH_LOCK_TIMEOUT:g} s; without it a"
+            " rolled-back file cannot be told: nothing was changed, resume (`fg`) or end it"
+        ) from exc
+
+
 @asynccontextmanager
 async def open_outbox(
     path: Path,
@@ -184,7 +203,7 @@ async def open_outbox(
         # Read before the file is checked: a seal the running agent commits meanwhile (this
         # may be `edge-agent backfill`) then moves the file, never the mark, past what was
         # compared.
-        noted = await mark.read()
+        noted = await _mark_at_opening(mark)
         gaps, abandon = recovery_gaps(path, journal, noted, now, busy_timeout=busy_timeout)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
         # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy

@@ -183,6 +183,10 @@ def _record(epoch: str, seq: int, unsealed: LostReadings) -> bytes:
     return text.encode("ascii").ljust(_MARK_BYTES)
 
 
+class SeqMarkHeldError(Exception):
+    """Another process held the seq mark's lock past the wait (`SeqMark.read_at_opening`)."""
+
+
 class SeqMark:
     """One fixed-size record, overwritten in place after each seal (one pwrite, no rename).
 
@@ -212,12 +216,26 @@ class SeqMark:
         return cls(outbox.with_name(outbox.name + ".seq"), timeout, EpochJournal.beside(outbox))
 
     async def read(self) -> Mark | None:
-        """The mark, or None when there is none (or it cannot be read now)."""
+        """The mark, or None when there is none (or it cannot be read now: held, given up on)."""
+        try:
+            return await self._read(self._timeout)
+        except SeqMarkHeldError:
+            return None
+
+    async def read_at_opening(self, bound: float) -> Mark | None:
+        """The mark, its lock waited for at most `bound` s; None only when there is none.
+
+        An opening has no loop to keep turning, and a mark not read there is a rollback not
+        seen: held past `bound`, SeqMarkHeldError, never None (`outbox_open`).
+        """
+        return await self._read(bound)
+
+    async def _read(self, bound: float) -> Mark | None:
         try:
             descriptor = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
             # Shared: never a record half written by another process (`_rewrite`).
-            if not await self._locked(descriptor, fcntl.LOCK_SH):
-                return None
+            if not await self._locked(descriptor, fcntl.LOCK_SH, bound):
+                raise SeqMarkHeldError(str(self._path))
             try:
                 return _parsed(os.pread(descriptor, _MARK_BYTES, 0))
             finally:
@@ -274,7 +292,7 @@ class SeqMark:
             changes = (*self._deferred, tally)
             try:
                 descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                if not await self._locked(descriptor, fcntl.LOCK_EX):
+                if not await self._locked(descriptor, fcntl.LOCK_EX, self._timeout):
                     if not seals:  # a seal's seq is noted by the next write
                         self._deferred = changes
                     return
@@ -308,23 +326,23 @@ class SeqMark:
             at = self._newest(noted, epoch, seq) if seals else (noted.epoch, noted.seq)
         os.pwrite(descriptor, _record(*at, unsealed), 0)
 
-    async def _locked(self, descriptor: int, operation: int) -> bool:
+    async def _locked(self, descriptor: int, operation: int, bound: float) -> bool:
         """The flock on `descriptor` taken: False, closed, when another process holds it.
 
         Taken at once when free. Held, it is waited for (on a thread: the loop goes on) at
-        most `timeout` s, and not at all while the process a wait gave up on still holds it.
+        most `bound` s, and not at all while the process a wait gave up on still holds it.
         """
         if taken_now(descriptor, operation):
             return True
         if self._let_go is not None and not self._let_go.is_set():
             os.close(descriptor)
             return False
-        log.warning("seq_mark_busy", path=str(self._path), timeout=self._timeout)
+        log.warning("seq_mark_busy", path=str(self._path), timeout=bound)
         let_go = threading.Event()
-        if await taken_within(descriptor, self._timeout, operation, dropped=let_go):
+        if await taken_within(descriptor, bound, operation, dropped=let_go):
             return True
         self._let_go = let_go
-        log.warning("seq_mark_given_up", path=str(self._path), timeout=self._timeout)
+        log.warning("seq_mark_given_up", path=str(self._path), timeout=bound)
         return False
 
     def close(self) -> None:

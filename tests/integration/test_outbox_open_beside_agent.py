@@ -70,7 +70,7 @@ def holding_after_await(read):
 if after == "file":
     recovery.inspect_outbox = holding(recovery.inspect_outbox)
 else:
-    SeqMark.read = holding_after_await(SeqMark.read)
+    SeqMark.read_at_opening = holding_after_await(SeqMark.read_at_opening)
 
 async def main() -> None:
     async with open_outbox(path, SITE, KEY) as outbox:

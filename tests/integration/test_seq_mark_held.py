@@ -23,6 +23,7 @@ from structlog.testing import capture_logs
 
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell import outbox_open
+from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from edge_agent.shell.outbox_sidecars import Mark, SeqMark
 from tests.integration.test_outbox_seq_mark import _newest
 from tests.support.held_process import HOLD_FLOCK, Held, held_process
@@ -148,3 +149,62 @@ async def test_a_mark_held_past_its_bound_is_caught_up_once_let_go(
         await outbox.seal((reading_at(T0 + 3, 1.0),), now=T0 + 3, clock_synced=True)
         assert _newest(path) == (epoch, 4)
         assert await mark.read() == Mark(epoch, 4, LET_GO)
+
+
+async def _rolled_back(path: Path) -> str:
+    """An outbox at seq 3 whose mark says 5: two seals lost (a WAL cut); its epoch."""
+    async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
+        for index in range(3):
+            await outbox.seal((reading_at(T0 + index, 1.0),), now=T0 + index, clock_synced=True)
+        epoch = outbox.epoch
+    await SeqMark.beside(path, 5.0).write(epoch, 5)
+    return epoch
+
+
+async def test_an_opening_waits_for_a_held_mark_and_finds_the_file_rolled_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A start reads the mark before the file: given up on after 5 s (here at once) as a running
+    agent's write is, it read as no mark, and the rollback went unseen (seqs 4, 5 sealed again).
+    There is no loop to keep turning yet: it waits as long as for the epoch lock."""
+    monkeypatch.setattr(outbox_open, "OUTBOX_SEQ_MARK_TIMEOUT", 0.0)
+    path = tmp_path / "outbox.db"
+    mark_path = path.with_name(path.name + ".seq")
+    epoch = await _rolled_back(path)
+    turned = threading.Event()
+    turned.set()  # no loop to keep turning at an opening: let go once waited on
+    with (
+        held_process(HOLD_FLOCK, str(mark_path)) as held,
+        _released_once_waited_on(held, mark_path, turned),
+        capture_logs() as logs,
+    ):
+        async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
+            # Before: the rolled-back epoch kept, its seqs 4 and 5 to be sealed again.
+            assert outbox.epoch != epoch
+    rolled = [entry for entry in logs if entry["event"] == "outbox_rolled_back"]
+    assert [(entry["last_seq"], entry["sealed_through"]) for entry in rolled] == [(3, 5)]
+    assert "seq_mark_given_up" not in [entry["event"] for entry in logs]
+
+
+async def test_an_opening_refuses_a_mark_held_past_the_epoch_lock_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Held past the bound (a backfill stopped with Ctrl-Z), the mark cannot vouch for the file:
+    the start is refused, nothing changed, and the next start (systemd's) reads it once let go."""
+    monkeypatch.setattr(outbox_open, "OUTBOX_EPOCH_LOCK_TIMEOUT", 0.0)
+    path = tmp_path / "outbox.db"
+    mark_path = path.with_name(path.name + ".seq")
+    epoch = await _rolled_back(path)
+    # Before: opened in the rolled-back epoch, as if there were no mark.
+    with (
+        held_process(HOLD_FLOCK, str(mark_path)),
+        pytest.raises(OutboxUnavailableError, match="seq mark"),
+    ):
+        async with outbox_open.open_outbox(path, SITE, KEY):
+            pass
+    await _until_free(mark_path)
+    assert await SeqMark.beside(path, 5.0).read() == Mark(epoch, 5, LostReadings())
+    with capture_logs() as logs:
+        async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
+            assert outbox.epoch != epoch
+    assert "outbox_rolled_back" in [entry["event"] for entry in logs]
