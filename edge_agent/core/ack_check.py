@@ -14,13 +14,15 @@ and any of these means: release nothing, start a new epoch (with an `outbox_rest
 record) and send every undelivered reading again under it.
 
 The ACK's `keys` also tells whether the collector still takes the key the agent signs with
-(`signing_key_left_out`).
+(`signing_key_left_out`). An ACK of an epoch the file has left is placed by the epoch
+journal (`how_epoch_left`): dropped, or a copy put back declared lost.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from enum import Enum
 
 from specs.ack import MAX_ACK_KEYS, Ack
 
@@ -78,3 +80,25 @@ def signing_key_left_out(
     if kid in keys:
         return False
     return None if successor_named else True
+
+
+class EpochLeft(Enum):
+    """How the outbox file came to be in another epoch than an ACK's, as the journal says."""
+
+    # Another process's start (`edge-agent backfill` opening the file) journals its epoch
+    # under the epoch lock before it commits: it declared the ACK's epoch lost already.
+    FOR_A_LATER = "for a later epoch"
+    # The file's epoch was left before the ACK's: an older copy put back under the agent.
+    PUT_BACK = "put back"
+    # The journal names one of them or neither (its write failed on a full disk, or its
+    # 16 entries let the older go): either of the above, so told apart by neither.
+    UNPLACED = "unplaced"
+
+
+def how_epoch_left(journal: Sequence[str], file_epoch: str, ack_epoch: str) -> EpochLeft:
+    """Which `EpochLeft` the journal's epochs (oldest first) make of the file's and the ACK's."""
+    if file_epoch not in journal or ack_epoch not in journal:
+        return EpochLeft.UNPLACED
+    if journal.index(file_epoch) > journal.index(ack_epoch):
+        return EpochLeft.FOR_A_LATER
+    return EpochLeft.PUT_BACK

@@ -38,6 +38,7 @@ from pathlib import Path
 import aiosqlite
 import structlog
 
+from edge_agent.core.ack_check import EpochLeft, how_epoch_left
 from edge_agent.core.chain import Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell.outbox_delivery import Delivery
@@ -67,11 +68,16 @@ log = structlog.get_logger("edge_agent.outbox")
 
 
 class EpochLeftError(Exception):
-    """The file has left the epoch a start was to leave for one another process started since.
+    """The file has left the epoch a start was to leave, not by a copy put back (`how`).
 
-    `edge-agent backfill` opening a file it found replaced or rolled back. The message is the
-    file's epoch now.
+    For one another process started since (`edge-agent backfill` opening a file it found
+    replaced or rolled back), or one the journal does not place. The message is the file's
+    epoch now.
     """
+
+    def __init__(self, now_in: str, how: EpochLeft) -> None:
+        super().__init__(now_in)
+        self.how = how
 
 
 class Outbox:
@@ -109,15 +115,16 @@ class Outbox:
         """The current epoch (changes only when sequence state was lost)."""
         return self._file.epoch
 
-    def left_for_a_later_epoch(self, epoch: str) -> bool:
-        """Whether the file's epoch (as last followed) was started after `epoch` here.
+    def how_left(self, epoch: str, now_in: str | None = None) -> EpochLeft:
+        """How the file came to be in `now_in` (its epoch as last followed) from `epoch`.
 
         Another process's start (`edge-agent backfill` opening the file) journals its epoch
         under the epoch lock before it commits; a file put back under the agent (an older copy
-        restored) is in an epoch the journal names before `epoch`, or not at all.
+        restored) is in an epoch the journal names before `epoch`. A journal naming either not
+        at all (not written on a full disk, or its oldest let go) tells neither.
         """
-        journal = self._journal
-        return journal is not None and journal.started_after(self._file.epoch, epoch)
+        journal = self._journal.epochs() if self._journal is not None else ()
+        return how_epoch_left(journal, self._file.epoch if now_in is None else now_in, epoch)
 
     async def _init(self, first_block: Sequence[GapRecord] = ()) -> None:
         """Set the file up; a new file's epoch is journaled with `first_block`, its gaps."""
@@ -211,9 +218,10 @@ class Outbox:
         epoch lock (only `open_outbox` builds one with it), under that lock too, so no other
         process journals in between; an opening passes what it read under that lock itself
         (`recovery_gaps`). With `leaving` (the ACK handler: the epoch an ACK proved rolled
-        back or the file has left) a file in an epoch started since (`left_for_a_later_epoch`)
-        starts none: EpochLeftError, the file's epoch followed. A file in another epoch was put
-        back under the agent: its epoch is declared lost too, as an opening declares it.
+        back or the file has left) a file in another epoch put back under the agent
+        (`how_left`) has its epoch declared lost too, as an opening declares it; one in an
+        epoch started since, or one the journal does not place, starts none: EpochLeftError,
+        the file's epoch followed.
         """
         file = self._file
         # Lock order: the epoch lock, then the outbox lock (open_outbox holds the epoch lock
@@ -229,8 +237,8 @@ class Outbox:
             # has left that epoch already, declared it lost and sealed its blocks again; one
             # more would leave its epoch for nothing and declare the one left lost again.
             if leaving is not None and (now_in := (await file.chain_state()).epoch) != leaving:
-                if self.left_for_a_later_epoch(leaving):
-                    raise EpochLeftError(now_in)
+                if (how := self.how_left(leaving, now_in)) is not EpochLeft.PUT_BACK:
+                    raise EpochLeftError(now_in, how)
                 # An older copy restored into the live file (`sqlite3 .restore`), or another
                 # file put in its place: neither its seqs nor `leaving`'s can be vouched for
                 # (`outbox_recovery.recovery_gaps`, `outbox_replaced`).

@@ -105,10 +105,6 @@ class EpochJournal:
         if body.get("owed") and isinstance(epochs, list) and epochs[-1:] == [epoch]:
             self._write({**body, "owed": []})
 
-    def started_after(self, epoch: str, other: str) -> bool:
-        """Whether the journal names both and `epoch` was started after `other`."""
-        return _started_after(self.epochs(), epoch, other)
-
     def latest(self) -> str | None:
         """The epoch most recently started here."""
         epochs = self.epochs()

@@ -21,7 +21,7 @@ from collections.abc import Callable
 import structlog
 from paho.mqtt.properties import Properties
 
-from edge_agent.core.ack_check import Rollback, judge_ack
+from edge_agent.core.ack_check import EpochLeft, Rollback, judge_ack
 from edge_agent.core.missing_blocks import AckMark, heard, mark_time
 from edge_agent.core.trusted_keys import TrustedKeys
 from edge_agent.shell.host import clock_synchronized
@@ -165,13 +165,13 @@ class AckTaker:
         """Mark what the ACK proves stored; on a proven rollback start a new epoch instead."""
         last_seq, local_hash = await self._outbox.delivery.chain_position(ack.acked_through)
         if self._outbox.epoch != ack.epoch:  # the file's, followed by chain_position
-            if self._outbox.left_for_a_later_epoch(ack.epoch):
-                self._epoch_left(ack)
-            else:
+            if (how := self._outbox.how_left(ack.epoch)) is EpochLeft.PUT_BACK:
                 # The file put back under the agent (an older copy restored): the blocks it
                 # sealed in the ACK's epoch are gone. Dropped, the ACK left them declared by
                 # nobody; a new epoch declares them (and the file's) as an opening would.
                 await self._start_epoch(ack)
+            else:
+                self._epoch_left(ack, how)
             return False
         verdict = judge_ack(ack, last_seq=last_seq, local_hash=local_hash)
         if isinstance(verdict, Rollback):
@@ -210,8 +210,8 @@ class AckTaker:
                 wait=False,
                 leaving=ack.epoch,
             )
-        except EpochLeftError:
-            self._epoch_left(ack)
+        except EpochLeftError as exc:
+            self._epoch_left(ack, exc.how)
             return
         except OutboxUnavailableError as exc:
             # The epoch lock busy (`edge-agent backfill` opening the outbox), nothing
@@ -229,7 +229,7 @@ class AckTaker:
             raise
         self._send_anew()
 
-    def _epoch_left(self, ack: Ack) -> None:
+    def _epoch_left(self, ack: Ack, how: EpochLeft) -> None:
         """`ack` is of an epoch the file has left since `on_ack` checked it: dropped.
 
         Another process started one (`edge-agent backfill` opening a file it found replaced
@@ -239,8 +239,15 @@ class AckTaker:
         another epoch is; the lanes are forgotten as for any new epoch (the publisher's
         rescan would not: the epoch is followed here first).
         """
+        outbox_epoch = self._outbox.epoch
+        if how is EpochLeft.UNPLACED:
+            # The journal names one of the two epochs or neither: such a start whose journal
+            # write failed (a full disk), or a copy put back. Declared lost here, the former's
+            # epoch (its blocks sealed again in it) would be declared falsely, its predecessor
+            # twice; dropped, a copy put back is declared by the next opening (recovery_gaps).
+            log.warning("ack_epoch_unplaced", epoch=ack.epoch, outbox_epoch=outbox_epoch)
         self._ack_rejected(
-            "for an epoch the outbox has left", epoch=ack.epoch, outbox_epoch=self._outbox.epoch
+            "for an epoch the outbox has left", epoch=ack.epoch, outbox_epoch=outbox_epoch
         )
         self._send_anew()
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from edge_agent.core.ack_check import Release, Rollback, judge_ack
+from edge_agent.core.ack_check import EpochLeft, Release, Rollback, how_epoch_left, judge_ack
 from specs.ack import Ack
 
 GATEWAY = "91360100MA35GW001H-GW01"
@@ -42,3 +42,13 @@ def test_a_pruned_local_block_cannot_be_compared_and_is_not_held_against_the_ack
 
 def test_an_ack_from_an_older_collector_without_a_hash_still_releases() -> None:
     assert judge_ack(_ack(5), last_seq=5, local_hash="ours") == Release(5, None)
+
+
+def test_the_epoch_journal_places_the_epoch_a_file_left_an_acks_for() -> None:
+    journal = ("e0", "e1", "e2")
+    assert how_epoch_left(journal, "e2", "e1") is EpochLeft.FOR_A_LATER  # another's start
+    assert how_epoch_left(journal, "e0", "e1") is EpochLeft.PUT_BACK  # an older copy
+    # A start whose journal write failed, or the ACK's epoch let go by the 16-entry cap.
+    assert how_epoch_left(journal, "e3", "e1") is EpochLeft.UNPLACED
+    assert how_epoch_left(journal[1:], "e1", "e0") is EpochLeft.UNPLACED
+    assert how_epoch_left((), "e1", "e0") is EpochLeft.UNPLACED
