@@ -73,7 +73,7 @@ OUTBOX_BUSY_TIMEOUT: Final = 30.0
 # (`edge_agent.shell.outbox_epoch_lock`): an opening checks the whole file (quick_check).
 OUTBOX_EPOCH_LOCK_TIMEOUT: Final = 120.0
 # How long a read or write of the seq mark waits for another process's `flock` on it
-# (`outbox_sidecars.SeqMark`), held for one 160-byte pread and pwrite: longer, that process is
+# (`outbox_seq_mark.SeqMark`), held for one 160-byte pread and pwrite: longer, that process is
 # stopped (Ctrl-Z) and the mark is given up on until it lets go. The outbox lock is held meanwhile.
 OUTBOX_SEQ_MARK_TIMEOUT: Final = 5.0
 

@@ -59,7 +59,8 @@ from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_un
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
 from edge_agent.shell.outbox_seal import seal_transaction
-from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
+from edge_agent.shell.outbox_seq_mark import SeqMark
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from specs.records import GapReason, GapRecord, Record
 from specs.signing import SigningKey

@@ -28,7 +28,7 @@ from edge_agent.core.chain import ChainState, Identity, SealedBlock
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell.outbox_reads import HandedBlocks, read_data_version
 from edge_agent.shell.outbox_seal import append_block, read_chain_state
-from edge_agent.shell.outbox_sidecars import MarkKeeper, SeqMark
+from edge_agent.shell.outbox_seq_mark import MarkKeeper, SeqMark
 from edge_agent.shell.outbox_transaction import on_thread
 from specs.records import Record
 from specs.signing import SigningKey

@@ -37,7 +37,8 @@ from edge_agent.shell.outbox_recovery import (
     outbox_unavailable,
     recovery_gaps,
 )
-from edge_agent.shell.outbox_sidecars import EpochJournal, Mark, SeqMark, SeqMarkHeldError
+from edge_agent.shell.outbox_seq_mark import Mark, SeqMark, SeqMarkHeldError
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from edge_agent.shell.stop_signals import STOP_SIGNALS
 from hostkit.ownership import root_among_others_files

@@ -1,5 +1,7 @@
 """The two small files kept beside the outbox, which remember what the file itself may lose.
 
+This module holds the epoch journal; the seq mark is `edge_agent.shell.outbox_seq_mark`.
+
 The epoch journal (`<path>.epochs`, a small JSON file rewritten atomically whenever an epoch
 starts) names the epochs this path has used, so a missing or emptied file is told from a first
 start, and what the latest one's first block declares lost (until a verified ACK releases that
@@ -20,20 +22,13 @@ tell (`edge_agent.shell.outbox_recovery`).
 
 from __future__ import annotations
 
-import asyncio
-import fcntl
 import json
-import os
-import threading
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Final
 
 import structlog
 
-from edge_agent.core.losses import LostReadings
-from edge_agent.shell.flock_wait import taken_now, taken_within
 from hostkit.atomicfile import replace_file
 from specs.record_wire import record_from_wire
 from specs.records import GapRecord, RecordFormatError
@@ -41,7 +36,6 @@ from specs.records import GapRecord, RecordFormatError
 log = structlog.get_logger("edge_agent.outbox")
 
 _JOURNAL_KEEP: Final = 16
-_MARK_BYTES: Final = 160
 
 
 class EpochJournal:
@@ -132,265 +126,3 @@ class EpochJournal:
         except OSError as exc:
             # A full disk must not stop the agent; the journal only sharpens gap records.
             log.warning("epoch_journal_not_written", path=str(self._path), error=str(exc))
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    """The highest seq sealed in an epoch, as last noted beside the file.
-
-    `unsealed` counts the readings a stop on a full disk had to let go (the next start names
-    them in a gap record).
-    """
-
-    epoch: str
-    seq: int
-    unsealed: LostReadings
-
-
-def _time_field(value: float | None) -> str:
-    return "-" if value is None else repr(value)
-
-
-def _parse_time(text: str) -> float | None:
-    return None if text == "-" else float(text)
-
-
-def _parsed(record: bytes) -> Mark | None:
-    """The mark a record holds (None: empty, or not a mark)."""
-    try:
-        epoch, seq, count, t_from, t_to = record[:_MARK_BYTES].decode("ascii").split()
-        return Mark(
-            epoch, int(seq), LostReadings(int(count), _parse_time(t_from), _parse_time(t_to))
-        )
-    except (UnicodeDecodeError, ValueError):
-        return None
-
-
-def _started_after(epochs: Sequence[str], epoch: str, other: str) -> bool:
-    """Whether the journal (`epochs`, oldest first) names both, `epoch` started after `other`."""
-    return epoch in epochs and other in epochs and epochs.index(epoch) > epochs.index(other)
-
-
-def _record(epoch: str, seq: int, unsealed: LostReadings) -> bytes:
-    text = (
-        f"{epoch} {seq} {unsealed.count} {_time_field(unsealed.t_from)}"
-        f" {_time_field(unsealed.t_to)}"
-    )
-    return text.encode("ascii").ljust(_MARK_BYTES)
-
-
-class SeqMarkHeldError(Exception):
-    """Another process held the seq mark's lock past the wait (`SeqMark.read_at_opening`)."""
-
-
-class SeqMark:
-    """One fixed-size record, overwritten in place after each seal (one pwrite, no rename).
-
-    Its `flock` is taken without stopping the event loop (`flock_wait`): held by another
-    process, it is waited for at most `timeout` s (logged `seq_mark_busy`), then given up on
-    (`seq_mark_given_up`), and until that process lets go it is not waited for again. A seal
-    not noted meanwhile is by the next write (the file's newest seq), a change to the tally is
-    kept and made first by the next write that gets the lock.
-    """
-
-    def __init__(self, path: Path, timeout: float, journal: EpochJournal | None = None) -> None:
-        self._path = path
-        self._timeout = timeout
-        # Which of two epochs is the newer (`write`); without it the latest write wins.
-        self._journal = journal
-        # This process's changes one at a time, in order: the tally's do not commute.
-        self._turn = asyncio.Lock()
-        # Changes to the tally not made while the lock was given up on, in order.
-        self._deferred: tuple[Callable[[LostReadings], LostReadings], ...] = ()
-        # Set once the process whose lock a wait gave up on has let it go.
-        self._let_go: threading.Event | None = None
-        self._warned = False
-
-    @classmethod
-    def beside(cls, outbox: Path, timeout: float) -> SeqMark:
-        """The seq mark of an outbox file (its epochs ordered by the file's journal)."""
-        return cls(outbox.with_name(outbox.name + ".seq"), timeout, EpochJournal.beside(outbox))
-
-    async def read(self) -> Mark | None:
-        """The mark, or None when there is none (or it cannot be read now: held, given up on)."""
-        try:
-            return await self._read(self._timeout)
-        except SeqMarkHeldError:
-            return None
-
-    async def read_at_opening(self, bound: float) -> Mark | None:
-        """The mark, its lock waited for at most `bound` s; None only when there is none.
-
-        An opening has no loop to keep turning, and a mark not read there is a rollback not
-        seen: held past `bound`, SeqMarkHeldError, never None (`outbox_open`).
-        """
-        return await self._read(bound)
-
-    async def _read(self, bound: float) -> Mark | None:
-        try:
-            descriptor = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
-            # Shared: never a record half written by another process (`_rewrite`).
-            if not await self._locked(descriptor, fcntl.LOCK_SH, bound):
-                raise SeqMarkHeldError(str(self._path))
-            try:
-                return _parsed(os.pread(descriptor, _MARK_BYTES, 0))
-            finally:
-                os.close(descriptor)  # the lock goes with it
-        except OSError:
-            return None
-
-    async def write(self, epoch: str, seq: int) -> None:
-        """Note `seq` as the highest sealed in `epoch`; the tally noted stays as it is."""
-        await self._rewrite(epoch, seq, lambda noted: noted, seals=True)
-
-    async def let_go(self, epoch: str, seq: int, lost: LostReadings) -> None:
-        """Add `lost` to the readings let go unsealed noted so far.
-
-        `epoch` and `seq` (the writer's last seal) are noted only when the mark has none.
-        """
-        await self._rewrite(epoch, seq, lambda noted: noted.merge(lost), seals=False)
-
-    async def declared(self, epoch: str, seq: int, named: LostReadings) -> None:
-        """Take `named` (read from this mark, now named by a gap record) off the tally."""
-        await self._rewrite(epoch, seq, lambda noted: noted.less(named), seals=False)
-
-    def _newest(self, noted: Mark, epoch: str, seq: int) -> tuple[str, int]:
-        """What a seal (`seq` of `epoch`, read from the file) leaves noted of the two.
-
-        A higher seq of the same epoch stays (another process sealed it, and its write came
-        first). So does another epoch the journal names as started after `epoch`: a process
-        read its last seq just before another one started that epoch on the file (an agent
-        that has not sealed since a backfill's start did), and that epoch's seqs are what a
-        start must vouch for. Where the journal does not name both (missing, cut to its last
-        16, not written on a full disk) the writer's epoch, just read from the file, wins.
-        """
-        if noted.epoch == epoch:
-            return epoch, max(seq, noted.seq)
-        epochs = () if self._journal is None else self._journal.epochs()
-        if _started_after(epochs, noted.epoch, epoch):
-            return noted.epoch, noted.seq
-        return epoch, seq
-
-    async def _rewrite(
-        self, epoch: str, seq: int, tally: Callable[[LostReadings], LostReadings], *, seals: bool
-    ) -> None:
-        """The record read, changed and written under an exclusive `flock`.
-
-        Overwritten in place: once the file exists, a full disk does not stop this. A seal
-        (`seals`) notes its seq as `_newest` says, so the mark never goes back, whichever
-        writer is slower. The tally is the one noted, changed by `tally`: each process adds
-        what it let go and takes off what it declared, never writing back a copy of its own
-        (one read before another process added to it or declared it). A change to the tally
-        alone keeps the epoch and seq noted: the writer's are those of its last seal, maybe
-        of an epoch another process has left since (a stop on a full disk seals nothing).
-        """
-        async with self._turn:
-            changes = (*self._deferred, tally)
-            try:
-                descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                if not await self._locked(descriptor, fcntl.LOCK_EX, self._timeout):
-                    if not seals:  # a seal's seq is noted by the next write
-                        self._deferred = changes
-                    return
-                try:
-                    self._changed(descriptor, epoch, seq, changes, seals=seals)
-                    self._deferred = ()
-                finally:
-                    os.close(descriptor)  # the lock goes with it
-            except OSError as exc:
-                if not self._warned:
-                    self._warned = True
-                    log.warning("seq_mark_not_written", path=str(self._path), error=str(exc))
-
-    def _changed(
-        self,
-        descriptor: int,
-        epoch: str,
-        seq: int,
-        changes: Sequence[Callable[[LostReadings], LostReadings]],
-        *,
-        seals: bool,
-    ) -> None:
-        """The record on `descriptor` (locked) read, changed (`_rewrite`) and written."""
-        noted = _parsed(os.pread(descriptor, _MARK_BYTES, 0))
-        unsealed = LostReadings() if noted is None else noted.unsealed
-        for change in changes:
-            unsealed = change(unsealed)
-        if noted is None:
-            at = epoch, seq
-        else:
-            at = self._newest(noted, epoch, seq) if seals else (noted.epoch, noted.seq)
-        os.pwrite(descriptor, _record(*at, unsealed), 0)
-
-    async def _locked(self, descriptor: int, operation: int, bound: float) -> bool:
-        """The flock on `descriptor` taken: False, closed, when another process holds it.
-
-        Taken at once when free. Held, it is waited for (on a thread: the loop goes on) at
-        most `bound` s, and not at all while the process a wait gave up on still holds it.
-        """
-        if taken_now(descriptor, operation):
-            return True
-        if self._let_go is not None and not self._let_go.is_set():
-            os.close(descriptor)
-            return False
-        log.warning("seq_mark_busy", path=str(self._path), timeout=bound)
-        let_go = threading.Event()
-        if await taken_within(descriptor, bound, operation, dropped=let_go):
-            return True
-        self._let_go = let_go
-        log.warning("seq_mark_given_up", path=str(self._path), timeout=bound)
-        return False
-
-    def close(self) -> None:
-        """Nothing held between changes; changes to the tally still deferred are lost (logged)."""
-        if self._deferred:
-            log.warning("seq_mark_not_written", path=str(self._path), error="held at close")
-
-
-class MarkKeeper:
-    """What the seq mark says as the outbox moves.
-
-    The file's newest block, written beside the file (when there is a mark) after each seal,
-    read from the file once it is committed or rolled back, never before (`OutboxFile`). And
-    the readings let go unsealed: added to the mark's tally, or taken off it once declared,
-    under its lock, so that another process's additions and declarations stay.
-    """
-
-    def __init__(self, mark: SeqMark | None, unsealed: LostReadings | None) -> None:
-        self._mark = mark
-        # The tally as this process last knew it: the mark's, when it cannot be read.
-        self._unsealed = unsealed if unsealed is not None else LostReadings()
-        self._last: tuple[str, int] = ("", 0)
-
-    async def unsealed(self) -> LostReadings:
-        """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap.
-
-        As the mark notes them now: another process may have added some or declared them.
-        """
-        noted = None if self._mark is None else await self._mark.read()
-        return self._unsealed if noted is None else noted.unsealed
-
-    def found(self, epoch: str, seq: int) -> None:
-        """The file's last block at opening: noted, not written (the mark may say more)."""
-        self._last = (epoch, seq)
-
-    async def sealed(self, epoch: str, seq: int) -> None:
-        """The file's newest block, read after a seal: `seq` of `epoch`."""
-        self._last = (epoch, seq)
-        if self._mark is not None:
-            await self._mark.write(*self._last)
-
-    async def let_go(self, lost: LostReadings) -> None:
-        """Readings let go unsealed just now: added to the tally (an empty one adds nothing).
-
-        The last block this process sealed or found is noted only where no mark was yet.
-        """
-        self._unsealed = self._unsealed.merge(lost)
-        if self._mark is not None:
-            await self._mark.let_go(*self._last, lost)
-
-    async def declared(self, named: LostReadings) -> None:
-        """Readings of the tally (as `unsealed` said it) now named by a gap: taken off it."""
-        self._unsealed = self._unsealed.less(named)
-        if self._mark is not None:
-            await self._mark.declared(*self._last, named)

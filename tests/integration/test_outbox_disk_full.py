@@ -22,7 +22,7 @@ from edge_agent.core.chain import Identity
 from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
-from edge_agent.shell.outbox_sidecars import SeqMark
+from edge_agent.shell.outbox_seq_mark import SeqMark
 from edge_agent.shell.sealer import Sealer
 from specs.command import map_version
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time

@@ -35,7 +35,8 @@ from edge_agent.shell.outbox_recovery import (
     inspect_outbox,
 )
 from edge_agent.shell.outbox_rewrite import begin_epoch as begin
-from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
+from edge_agent.shell.outbox_seq_mark import SeqMark
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import GapReason
 from tests.integration.test_outbox_declarations import _block, _gap_records
 from tests.integration.test_outbox_seq_mark import _restore, _snapshot

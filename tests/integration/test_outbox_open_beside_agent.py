@@ -26,7 +26,8 @@ import pytest
 
 from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_sidecars import EpochJournal, SeqMark
+from edge_agent.shell.outbox_seq_mark import SeqMark
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from tests.integration.test_outbox_declarations import _block, _gap_records
 from tests.support.held_process import held_process
 from tests.support.outbox_site import KEY, SITE, T0
@@ -41,7 +42,7 @@ import asyncio, sys
 from pathlib import Path
 import edge_agent.shell.outbox_recovery as recovery
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_sidecars import SeqMark
+from edge_agent.shell.outbox_seq_mark import SeqMark
 from tests.support.outbox_site import KEY, SITE
 
 path, after = Path(sys.argv[1]), sys.argv[2]

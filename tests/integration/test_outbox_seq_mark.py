@@ -1,6 +1,6 @@
 """The seq mark beside the outbox follows the file's newest seq, whatever sealed it.
 
-The mark (`<outbox>.seq`, `outbox_sidecars.SeqMark`) is how a start finds a file that came
+The mark (`<outbox>.seq`, `outbox_seq_mark.SeqMark`) is how a start finds a file that came
 back older without its mark (a WAL cut, a copy of the file put back): a file whose newest seq
 is below the mark starts a new epoch and declares the seqs after it. A mark behind the file
 finds nothing: the seqs between are sealed again with other bytes, a fork of the chain the
@@ -30,7 +30,7 @@ from edge_agent.core.losses import LostReadings
 from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_sidecars import SeqMark
+from edge_agent.shell.outbox_seq_mark import SeqMark
 from specs.block import decode_block
 from specs.records import GapReason, GapRecord
 from tests.integration.test_outbox_declarations import MIB, _block, _fill

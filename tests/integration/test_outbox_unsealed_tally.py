@@ -1,7 +1,7 @@
 """The tally of readings let go unsealed, kept in the seq mark, is declared once and never lost.
 
 A stop on a full disk counts the readings it let go in the seq mark beside the outbox
-(`outbox_sidecars.SeqMark`, written in place: no new disk block needed); the agent's next
+(`outbox_seq_mark.SeqMark`, written in place: no new disk block needed); the agent's next
 start names them in one `disk_full` gap record. Two processes may hold one outbox (the agent,
 `edge-agent backfill`), and each wrote the mark from its own copy of the tally, read at its
 open: a backfill that opened before the agent's stop put back an empty tally over the agent's
@@ -26,7 +26,7 @@ import pytest
 from edge_agent.core.losses import LostReadings
 from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_sidecars import Mark, SeqMark
+from edge_agent.shell.outbox_seq_mark import Mark, SeqMark
 from specs.records import GapReason, GapRecord
 from tests.integration.test_outbox_seq_mark import _marked, _newest, _restore, _snapshot
 from tests.support.held_process import held_process

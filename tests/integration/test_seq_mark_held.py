@@ -1,7 +1,7 @@
 """The seq mark's `flock`, held by another process, never stops the agent's event loop.
 
 The agent and `edge-agent backfill` (a second process on the same outbox) read and write the
-seq mark beside it (`outbox_sidecars.SeqMark`) under an `flock`. It was taken blocking, on the
+seq mark beside it (`outbox_seq_mark.SeqMark`) under an `flock`. It was taken blocking, on the
 event loop: a backfill stopped with Ctrl-Z inside its write froze the whole agent (no polling,
 no MQTT keepalive, no ACKs, the ring of readings overflowing) until it went on. Shown here with
 a real second process holding that flock, and a task of the loop counting its turns while the
@@ -24,7 +24,7 @@ from structlog.testing import capture_logs
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell import outbox_open
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
-from edge_agent.shell.outbox_sidecars import Mark, SeqMark
+from edge_agent.shell.outbox_seq_mark import Mark, SeqMark
 from tests.integration.test_outbox_seq_mark import _newest
 from tests.support.held_process import HOLD_FLOCK, Held, held_process
 from tests.support.outbox_site import KEY, SITE, T0
