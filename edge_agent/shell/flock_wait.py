@@ -10,6 +10,7 @@ and only when it is held is it waited for, on a thread of its own, for a bounded
 from __future__ import annotations
 
 import asyncio
+import errno
 import fcntl
 import os
 import threading
@@ -44,7 +45,8 @@ async def taken_within(
     thread, not the loop's executor: one still waiting when the wait is given up must not
     hold the program's exit (the loop's default executor is joined at the end of
     `asyncio.run`). It is one blocking syscall, not a second thread of control: nothing else
-    runs there.
+    runs there. A thread that cannot be started (the process at its limit) raises OSError,
+    the descriptor closed, as the lock's other failures do.
     """
     loop = asyncio.get_running_loop()
     taken = loop.create_future()
@@ -62,9 +64,15 @@ async def taken_within(
             state["taken"] = True
         loop.call_soon_threadsafe(taken.set_result, None)
 
-    threading.Thread(target=wait, name="outbox-flock-wait", daemon=True).start()
     try:
-        await asyncio.wait_for(asyncio.shield(taken), bound)
+        threading.Thread(target=wait, name="outbox-flock-wait", daemon=True).start()
+    except RuntimeError as exc:  # no thread to be had (a process at its limit): not waited for
+        os.close(descriptor)
+        raise OSError(errno.EAGAIN, f"cannot start a thread to wait for the lock: {exc}") from exc
+    try:
+        # asyncio.timeout, not wait_for (which can drop a cancellation on 3.11).
+        async with asyncio.timeout(bound):
+            await asyncio.shield(taken)
     except BaseException as exc:
         with guard:
             given_up = state["given_up"] = not state["taken"]

@@ -318,6 +318,13 @@ class Outbox:
         """Remember (beside the file) readings let go unsealed: added to those noted there."""
         await self._file.marks.let_go(lost)
 
+    def stopping_by(self, until: float) -> None:
+        """The agent is stopping: no wait for a held seq mark goes past the loop time `until`.
+
+        Those of the stop's own flush, and of the close making the tally changes held back.
+        """
+        self._file.marks.stopping_by(until)
+
     async def unsealed_declared(self, named: LostReadings) -> None:
         """Readings `unsealed` said were let go, now named by a gap record: taken off it."""
         await self._file.marks.declared(named)

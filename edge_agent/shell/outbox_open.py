@@ -194,7 +194,8 @@ async def open_outbox(
     epoch_lock = EpochLock.beside(path, OUTBOX_EPOCH_LOCK_TIMEOUT)
     now = time.time()
     async with AsyncExitStack() as resources:
-        resources.callback(mark.close)
+        # Last out: the changes to the tally a held mark kept back made (or logged as lost).
+        resources.push_async_callback(mark.close)
         # Held until the epoch opened is journaled and committed: another process's epoch
         # start (the running agent's, beside `edge-agent backfill`) journals its epoch before
         # its first block commits, and the check below would take that file for another copy.

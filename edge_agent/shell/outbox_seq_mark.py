@@ -10,7 +10,7 @@ import asyncio
 import fcntl
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
@@ -71,6 +71,18 @@ def _record(epoch: str, seq: int, unsealed: LostReadings) -> bytes:
     return text.encode("ascii").ljust(_MARK_BYTES)
 
 
+@dataclass(frozen=True, slots=True)
+class TallyChange:
+    """Readings a stop on a full disk let go (added to the tally), or declared (taken off it)."""
+
+    readings: LostReadings
+    declared: bool
+
+    def applied(self, noted: LostReadings) -> LostReadings:
+        """The tally `noted` with this change made."""
+        return noted.less(self.readings) if self.declared else noted.merge(self.readings)
+
+
 class SeqMarkHeldError(Exception):
     """Another process held the seq mark's lock past the wait (`SeqMark.read_at_opening`)."""
 
@@ -82,7 +94,8 @@ class SeqMark:
     process, it is waited for at most `timeout` s (logged `seq_mark_busy`), then given up on
     (`seq_mark_given_up`), and until that process lets go it is not waited for again. A seal
     not noted meanwhile is by the next write (the file's newest seq), a change to the tally is
-    kept and made first by the next write that gets the lock.
+    kept and made first by the next write that gets the lock, or by `close`. Once the agent is
+    stopping (`stopping_by`) no wait goes past the stop's deadline.
     """
 
     def __init__(self, path: Path, timeout: float, journal: EpochJournal | None = None) -> None:
@@ -92,8 +105,12 @@ class SeqMark:
         self._journal = journal
         # This process's changes one at a time, in order: the tally's do not commute.
         self._turn = asyncio.Lock()
-        # Changes to the tally not made while the lock was given up on, in order.
-        self._deferred: tuple[Callable[[LostReadings], LostReadings], ...] = ()
+        # Changes to the tally not made while the lock was given up on, in order, and the
+        # epoch and seq to note with them where there is no mark yet.
+        self._deferred: tuple[TallyChange, ...] = ()
+        self._deferred_at: tuple[str, int] = ("", 0)
+        # The loop time a stop must be done by (`stopping_by`): no wait goes past it.
+        self._stop_by: float | None = None
         # Set once the process whose lock a wait gave up on has let it go.
         self._let_go: threading.Event | None = None
         self._warned = False
@@ -133,18 +150,18 @@ class SeqMark:
 
     async def write(self, epoch: str, seq: int) -> None:
         """Note `seq` as the highest sealed in `epoch`; the tally noted stays as it is."""
-        await self._rewrite(epoch, seq, lambda noted: noted, seals=True)
+        await self._rewrite(epoch, seq, None, seals=True)
 
     async def let_go(self, epoch: str, seq: int, lost: LostReadings) -> None:
         """Add `lost` to the readings let go unsealed noted so far.
 
         `epoch` and `seq` (the writer's last seal) are noted only when the mark has none.
         """
-        await self._rewrite(epoch, seq, lambda noted: noted.merge(lost), seals=False)
+        await self._rewrite(epoch, seq, TallyChange(lost, declared=False), seals=False)
 
     async def declared(self, epoch: str, seq: int, named: LostReadings) -> None:
         """Take `named` (read from this mark, now named by a gap record) off the tally."""
-        await self._rewrite(epoch, seq, lambda noted: noted.less(named), seals=False)
+        await self._rewrite(epoch, seq, TallyChange(named, declared=True), seals=False)
 
     def _newest(self, noted: Mark, epoch: str, seq: int) -> tuple[str, int]:
         """What a seal (`seq` of `epoch`, read from the file) leaves noted of the two.
@@ -164,25 +181,36 @@ class SeqMark:
         return epoch, seq
 
     async def _rewrite(
-        self, epoch: str, seq: int, tally: Callable[[LostReadings], LostReadings], *, seals: bool
+        self,
+        epoch: str,
+        seq: int,
+        change: TallyChange | None,
+        *,
+        seals: bool,
+        bound: float | None = None,
     ) -> None:
         """The record read, changed and written under an exclusive `flock`.
 
         Overwritten in place: once the file exists, a full disk does not stop this. A seal
         (`seals`) notes its seq as `_newest` says, so the mark never goes back, whichever
-        writer is slower. The tally is the one noted, changed by `tally`: each process adds
+        writer is slower. The tally is the one noted, changed by `change`: each process adds
         what it let go and takes off what it declared, never writing back a copy of its own
         (one read before another process added to it or declared it). A change to the tally
         alone keeps the epoch and seq noted: the writer's are those of its last seal, maybe
         of an epoch another process has left since (a stop on a full disk seals nothing).
+        `bound`: how long the lock may be waited for (`_bound()` when None).
         """
         async with self._turn:
-            changes = (*self._deferred, tally)
+            before = self._deferred
+            # Held back until written: a wait given up on or cancelled leaves them for the next
+            # write or `close` (a seal's seq is noted by the next write, the file's newest).
+            changes = self._deferred = (*before, *(() if change is None else (change,)))
+            if change is not None:
+                self._deferred_at = epoch, seq
             try:
                 descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                if not await self._locked(descriptor, fcntl.LOCK_EX, self._timeout):
-                    if not seals:  # a seal's seq is noted by the next write
-                        self._deferred = changes
+                waited = self._bound() if bound is None else bound
+                if not await self._locked(descriptor, fcntl.LOCK_EX, waited):
                     return
                 try:
                     self._changed(descriptor, epoch, seq, changes, seals=seals)
@@ -190,6 +218,7 @@ class SeqMark:
                 finally:
                     os.close(descriptor)  # the lock goes with it
             except OSError as exc:
+                self._deferred = before  # as before the lock: this change is not retried
                 if not self._warned:
                     self._warned = True
                     log.warning("seq_mark_not_written", path=str(self._path), error=str(exc))
@@ -199,7 +228,7 @@ class SeqMark:
         descriptor: int,
         epoch: str,
         seq: int,
-        changes: Sequence[Callable[[LostReadings], LostReadings]],
+        changes: Sequence[TallyChange],
         *,
         seals: bool,
     ) -> None:
@@ -207,7 +236,7 @@ class SeqMark:
         noted = _parsed(os.pread(descriptor, _MARK_BYTES, 0))
         unsealed = LostReadings() if noted is None else noted.unsealed
         for change in changes:
-            unsealed = change(unsealed)
+            unsealed = change.applied(unsealed)
         if noted is None:
             at = epoch, seq
         else:
@@ -233,10 +262,39 @@ class SeqMark:
         log.warning("seq_mark_given_up", path=str(self._path), timeout=bound)
         return False
 
-    def close(self) -> None:
-        """Nothing held between changes; changes to the tally still deferred are lost (logged)."""
+    def stopping_by(self, until: float) -> None:
+        """The agent is stopping: no wait for the lock goes past the loop time `until`."""
+        self._stop_by = until
+
+    def _bound(self) -> float:
+        """How long a wait for the lock may be now: `timeout`, within the stop's deadline."""
+        if self._stop_by is None:
+            return self._timeout
+        return min(self._timeout, max(0.0, self._stop_by - asyncio.get_running_loop().time()))
+
+    async def close(self) -> None:
+        """The changes to the tally still held back made now, or logged (error) as lost.
+
+        The lock is waited for even while the process a wait gave up on holds it: until the
+        stop's deadline (`stopping_by`), or `timeout` (no stop under way). Readings let go
+        and not noted are declared by no start (lost silently at the collector); readings
+        declared and not taken off are declared again by the next start (the loss twice).
+        """
+        if not self._deferred:
+            return
+        self._let_go = None
+        loop_time = asyncio.get_running_loop().time()
+        bound = self._timeout if self._stop_by is None else max(0.0, self._stop_by - loop_time)
+        await self._rewrite(*self._deferred_at, None, seals=False, bound=bound)
         if self._deferred:
-            log.warning("seq_mark_not_written", path=str(self._path), error="held at close")
+            log.error(
+                "seq_mark_not_written",
+                path=str(self._path),
+                error="held at close",
+                waited=round(bound, 3),
+                let_go_not_noted=sum(c.readings.count for c in self._deferred if not c.declared),
+                declared_not_taken_off=sum(c.readings.count for c in self._deferred if c.declared),
+            )
 
 
 class MarkKeeper:
@@ -280,6 +338,11 @@ class MarkKeeper:
         self._unsealed = self._unsealed.merge(lost)
         if self._mark is not None:
             await self._mark.let_go(*self._last, lost)
+
+    def stopping_by(self, until: float) -> None:
+        """The agent is stopping: no wait for the mark goes past the loop time `until`."""
+        if self._mark is not None:
+            self._mark.stopping_by(until)
 
     async def declared(self, named: LostReadings) -> None:
         """Readings of the tally (as `unsealed` said it) now named by a gap: taken off it."""

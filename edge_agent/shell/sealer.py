@@ -160,6 +160,10 @@ class Sealer:
         while len(pending) > self._ring_readings:
             self._lost = self._lost.add(pending.popleft())
 
+    def stopping_by(self, until: float) -> None:
+        """The agent is stopping: no wait for a held seq mark goes past the loop time `until`."""
+        self._outbox.stopping_by(until)
+
     async def flush(self) -> None:
         """Seal every reading still held or queued (at shutdown, after the pollers stopped)."""
         if self._in_flight is not None and not self._in_flight.done():

@@ -108,6 +108,10 @@ async def shut_down(
     """
     loop = asyncio.get_running_loop()
     stopping_at = loop.time()
+    # A seq mark held by another process (a stopped `edge-agent backfill`) is waited for no
+    # later than the end of the ACK drain: by the flush below (readings let go on a full disk)
+    # and by the outbox's close (tally changes held back); what is not written then is logged.
+    sealer.stopping_by(stopping_at + _SHUTDOWN_DRAIN)
     # What the stop has left to seal, besides what the pollers hand over as they end.
     log.info("agent_stopping", gateway=gateway, unsealed=queue.qsize() + sealer.held)
     # 1. Pollers at once: nothing is read after the stop. A driver whose close hangs is

@@ -249,5 +249,5 @@ async def test_a_declaration_takes_off_only_what_it_named(tmp_path: Path) -> Non
         await other.declared("e1", 4, left.unsealed)
         assert await agent.read() == Mark("e1", 3, LostReadings())
     finally:
-        agent.close()
-        other.close()
+        await agent.close()
+        await other.close()

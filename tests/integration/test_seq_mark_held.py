@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
 import pytest
@@ -208,3 +208,122 @@ async def test_an_opening_refuses_a_mark_held_past_the_epoch_lock_bound(
         async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
             assert outbox.epoch != epoch
     assert "outbox_rolled_back" in [entry["event"] for entry in logs]
+
+
+@contextmanager
+def _released_once_waited_on_again(held: Held, path: Path) -> Iterator[None]:
+    """A thread that lets the holder go once a second thread of this process waits on `path`:
+    the first is the wait given up on, still blocked in its flock; the second is a new wait."""
+    done = threading.Event()
+
+    def release() -> None:
+        while not done.is_set():
+            waiting = [line for line in _locks_on(path) if "-> FLOCK" in line]
+            if len([line for line in waiting if f" {os.getpid()} " in line]) >= 2:
+                held.release()
+                return
+            time.sleep(0.001)
+
+    thread = threading.Thread(target=release, name="releaser", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        done.set()
+        thread.join(timeout=60)
+
+
+async def _stopped_letting_go_while_held(
+    path: Path, holding: ExitStack, *, stop_within: float, released: bool
+) -> str:
+    """An agent stopped on a full disk (500 readings let go) while another process holds the
+    mark (given up on at once); `released`: once the close waits for it too. Its epoch."""
+    mark_path = path.with_name(path.name + ".seq")
+    async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
+        await outbox.seal((reading_at(T0, 1.0),), now=T0, clock_synced=True)
+        held = holding.enter_context(held_process(HOLD_FLOCK, str(mark_path)))
+        await outbox.note_unsealed(LET_GO)  # the stop's flush (Sealer.flush)
+        outbox.stopping_by(asyncio.get_running_loop().time() + stop_within)
+        if released:
+            holding.enter_context(_released_once_waited_on_again(held, mark_path))
+        return outbox.epoch
+
+
+async def test_readings_let_go_while_the_mark_is_held_are_noted_at_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A stop on a full disk lets 500 readings go while the mark is held (given up on at once):
+    the close waits for it, within the stop's deadline, and notes them for the next start."""
+    monkeypatch.setattr(outbox_open, "OUTBOX_SEQ_MARK_TIMEOUT", 0.0)
+    path = tmp_path / "outbox.db"
+    mark_path = path.with_name(path.name + ".seq")
+    with ExitStack() as holding, capture_logs() as logs:
+        epoch = await _stopped_letting_go_while_held(path, holding, stop_within=60, released=True)
+    await _until_free(mark_path)
+    # Before: Mark(epoch, 1, no readings), `seq_mark_not_written` "held at close": the 500
+    # declared by no start.
+    assert await SeqMark.beside(path, 5.0).read() == Mark(epoch, 1, LET_GO)
+    assert "seq_mark_not_written" not in [entry["event"] for entry in logs]
+
+
+async def test_readings_declared_while_the_mark_is_held_are_taken_off_at_close(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The first block after a stop on a full disk declares the 500 readings while the mark is
+    held: taken off the tally at close, so the next start does not declare them again."""
+    path = tmp_path / "outbox.db"
+    mark_path = path.with_name(path.name + ".seq")
+    async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
+        await outbox.seal((reading_at(T0, 1.0),), now=T0, clock_synced=True)
+        await outbox.note_unsealed(LET_GO)  # an earlier stop on a full disk
+        epoch = outbox.epoch
+    monkeypatch.setattr(outbox_open, "OUTBOX_SEQ_MARK_TIMEOUT", 0.0)
+    with ExitStack() as holding:
+        async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
+            carried = await outbox.unsealed()
+            assert carried == LET_GO
+            held = holding.enter_context(held_process(HOLD_FLOCK, str(mark_path)))
+            declaring = (carried.gap(T0 + 1), reading_at(T0 + 1, 1.0))
+            await outbox.seal(declaring, now=T0 + 1, clock_synced=True)
+            await outbox.unsealed_declared(carried)  # as Sealer._seal does
+            outbox.stopping_by(asyncio.get_running_loop().time() + 60)
+            holding.enter_context(_released_once_waited_on_again(held, mark_path))
+    await _until_free(mark_path)
+    # Before: Mark(epoch, 1, the 500): the next start declared them a second time.
+    # (The seal of seq 2, given up on too, is not noted: a mark behind its file is a healthy one.)
+    assert await SeqMark.beside(path, 5.0).read() == Mark(epoch, 1, LostReadings())
+
+
+async def test_a_tally_change_still_held_at_the_stops_deadline_is_logged_as_lost(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(outbox_open, "OUTBOX_SEQ_MARK_TIMEOUT", 0.0)
+    with ExitStack() as holding, capture_logs() as logs:
+        # No time left of the stop.
+        await _stopped_letting_go_while_held(
+            tmp_path / "outbox.db", holding, stop_within=0, released=False
+        )
+    lost = [entry for entry in logs if entry["event"] == "seq_mark_not_written"]
+    # Before: a warning, "held at close", saying nothing of what was lost.
+    assert [
+        (entry["log_level"], entry["let_go_not_noted"], entry["declared_not_taken_off"])
+        for entry in lost
+    ] == [("error", 500, 0)]
+
+
+async def test_a_tally_change_whose_wait_is_cancelled_is_held_back(tmp_path: Path) -> None:
+    path = tmp_path / "outbox.db"
+    mark_path = path.with_name(path.name + ".seq")
+    async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
+        await outbox.seal((reading_at(T0, 1.0),), now=T0, clock_synced=True)
+        epoch = outbox.epoch
+        with held_process(HOLD_FLOCK, str(mark_path)):
+            noting = asyncio.create_task(outbox.note_unsealed(LET_GO))
+            while not _waited_on_here(mark_path):
+                await asyncio.sleep(0.001)
+            noting.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await noting
+        await _until_free(mark_path)
+    # Before: the change dropped with the cancelled wait, the 500 declared by no start.
+    assert await SeqMark.beside(path, 5.0).read() == Mark(epoch, 1, LET_GO)
