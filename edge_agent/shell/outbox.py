@@ -31,8 +31,9 @@ key (`outbox_key_listing`), what a restart finds (`outbox_recovery`, `outbox_sid
 from __future__ import annotations
 
 import secrets
+import sqlite3
 from collections.abc import Sequence
-from contextlib import nullcontext
+from contextlib import nullcontext, suppress
 from pathlib import Path
 
 import aiosqlite
@@ -260,15 +261,22 @@ class Outbox:
             # Its first block is sealed at the head as every block is: a full outbox (a
             # site offline for weeks) makes room for it first. Room made before it commits
             # is sealed in the epoch left (replacements at its head), then again under this.
-            await self._room.sealing(
-                lambda: begin_epoch(
-                    file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced
-                ),
-                records=len(gaps),
-                now=now,
-                clock_synced=clock_synced,
-                evicting=file.evicting,
-            )
+            try:
+                await self._room.sealing(
+                    lambda: begin_epoch(
+                        file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced
+                    ),
+                    records=len(gaps),
+                    now=now,
+                    clock_synced=clock_synced,
+                    evicting=file.evicting,
+                )
+            except sqlite3.Error:
+                # Proof it sealed nothing, if the file tells (`outbox_recovery._sealed_nothing`).
+                with suppress(sqlite3.Error):
+                    if (await file.chain_state()).epoch != epoch and self._journal is not None:
+                        self._journal.sealed_nothing(epoch)
+                raise
             log.warning("epoch_started", epoch=epoch, gaps=[g.reason.value for g in gaps])
         await self.reseal_older_epochs(now=now, clock_synced=clock_synced)
         return epoch

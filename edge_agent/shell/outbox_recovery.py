@@ -277,17 +277,16 @@ def _kept_from(kept: Sequence[GapRecord], *, lost: int | None) -> list[int]:
     return [g.from_seq for g in kept if g.from_seq is not None and g.lost == lost]
 
 
-def _sealed_nothing(owed: Sequence[GapRecord], noted: Mark | None, file_epoch: str) -> bool:
-    """Whether the journal's epoch, whose first block declares `owed`, never sealed a block.
+def _sealed_nothing(journal: EpochJournal, owed: Sequence[GapRecord], file_epoch: str) -> bool:
+    """Whether the journal's epoch, whose first block declares `owed`, sealed nothing.
 
-    Its start gave up this very file's epoch and the one the seq mark names (both declared),
-    and the mark never moved to it: each seal writes it before the outbox lock is let go, so
-    before a block is sent (but while it is given up on: `seq_mark_given_up`, docs). A restart
-    loop on a first block that cannot be sealed starts one such epoch a start: declared by the
-    next, each added a record (the same losses).
+    Its start gave up this very file's epoch (declared), and saw that block fail, not
+    committed (`EpochJournal.sealed_nothing`, synced): a restart loop on a first block that
+    cannot be sealed starts one such epoch a start, and declared by the next, each added a
+    record (the same losses). The seq mark never naming it proves nothing: not synced (a
+    power cut), given up on (`seq_mark_given_up`), moved by a copy put back under the agent.
     """
-    declared = {gap.epoch for gap in owed}
-    return noted is not None and file_epoch in declared and noted.epoch in declared
+    return journal.latest_sealed_nothing() and file_epoch in {gap.epoch for gap in owed}
 
 
 def with_owed(gaps: list[GapRecord], owed: Sequence[GapRecord]) -> list[GapRecord]:
@@ -379,7 +378,8 @@ def recovery_gaps(
         # Not the file last used here: an older copy, or another site's. Its seqs and those
         # of the journal's epoch can no longer be vouched for, unless that epoch sealed nothing.
         log.error("outbox_replaced", path=str(path), epoch=found.epoch, expected=known)
-        lost = [found.epoch] if _sealed_nothing(owed, noted, found.epoch) else [known, found.epoch]
+        left = _sealed_nothing(journal, owed, found.epoch)
+        lost = [found.epoch] if left else [known, found.epoch]
         restored = [declared_gap(GapReason.OUTBOX_RESTORED, e, 1, now) for e in lost]
         return with_owed(restored, owed), True
     if owed:

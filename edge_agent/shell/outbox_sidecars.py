@@ -5,7 +5,10 @@ This module holds the epoch journal; the seq mark is `edge_agent.shell.outbox_se
 The epoch journal (`<path>.epochs`, a small JSON file rewritten atomically whenever an epoch
 starts) names the epochs this path has used, so a missing or emptied file is told from a first
 start, and what the latest one's first block declares lost (until a verified ACK releases that
-block, the collector may not hold it: rewritten then, once per epoch). The seq
+block, the collector may not hold it: rewritten then, once per epoch), and whether that
+epoch's start saw its first block fail (`sealed` false: it sealed and sent nothing; written by
+that start, so a start killed, or a write that failed, leaves the epoch taken as one that may
+have sealed blocks). The seq
 mark (`<path>.seq`, one small record overwritten in place after every seal) remembers the
 highest seq sealed and the readings a stop on a full disk let go unsealed, so a file that
 comes back older (a WAL cut mid-frame) is told from a healthy one. It is the file's
@@ -99,6 +102,23 @@ class EpochJournal:
         if body.get("owed") and isinstance(epochs, list) and epochs[-1:] == [epoch]:
             self._write({**body, "owed": []})
 
+    def sealed_nothing(self, epoch: str) -> None:
+        """The first block of `epoch`, the latest, failed and the file shows it not committed.
+
+        Written (synced) by the start that saw it fail, the one proof that `epoch` sealed and
+        sent nothing (`latest_sealed_nothing`). A new entry has no such flag (`record`), nor
+        one whose start was killed or whose write failed (a full disk): `epoch` may have
+        sealed blocks, and a start that finds it left is to declare them lost.
+        """
+        body = self._body()
+        epochs = body.get("epochs")
+        if isinstance(epochs, list) and epochs[-1:] == [epoch] and body.get("sealed") is not False:
+            self._write({**body, "sealed": False})
+
+    def latest_sealed_nothing(self) -> bool:
+        """Whether the latest epoch's start saw its first block fail (`sealed_nothing`)."""
+        return self._body().get("sealed") is False
+
     def latest(self) -> str | None:
         """The epoch most recently started here."""
         epochs = self.epochs()
@@ -108,6 +128,7 @@ class EpochJournal:
         """Note `epoch` as the current one: written to a temporary file, synced, renamed.
 
         `owed`: the gap records its first block carries; those naming seqs are kept (`owed`).
+        Not flagged `sealed` false: until its start sees that block fail, it may seal blocks.
         """
         epochs: Sequence[str] = self.epochs()
         if epochs and epochs[-1] == epoch:

@@ -143,6 +143,19 @@ async def _sealed(path: Path, blocks: int, first: int) -> str:
         return outbox.epoch
 
 
+async def _copy_put_back(path: Path, copy: Path) -> tuple[str, str]:
+    """Epoch B sealed and copied, the file gone, epoch A sealed, the copy put back: (B, A).
+
+    A's first block and 5 more (maybe sent); the copy of B beside A's journal and mark.
+    """
+    copied = await _sealed(path, 3, 0)
+    _snapshot(path, copy)
+    remove_with_log(path)
+    latest = await _sealed(path, 5, 100)
+    _restore(path, copy)
+    return copied, latest
+
+
 @pytest.mark.parametrize("starts", [1, 3])
 @pytest.mark.parametrize("then", ["kept", "gone"])
 async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
@@ -156,11 +169,7 @@ async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
     a file below its seq mark (the reviewer's scenarios `replaced` and `replacedremove_with_log`).
     """
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
-    copied = await _sealed(path, 3, 0)
-    _snapshot(path, copy)
-    remove_with_log(path)
-    latest = await _sealed(path, 5, 100)  # a new epoch, its first block and 5 more: maybe sent
-    _restore(path, copy)  # the copy of the epoch before, beside the journal and mark of `latest`
+    copied, latest = await _copy_put_back(path, copy)
     for _ in range(starts):  # a restart loop on a seal that keeps failing
         start = subprocess.run(
             [sys.executable, "-c", _CUT_SHORT_START, str(path), "begin_epoch", "failed"],
@@ -179,8 +188,8 @@ async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
     # Before 418e95f: kept, 1 start: ['latest']; 3 starts: ['latest', 'never seen' x2];
     # gone, 1 start: ['copied', 'latest']; 3 starts: ['copied', 'latest', 'never seen' x2].
     # The epochs never seen sealed nothing: the file gone, the journal's latest is declared
-    # (its file may have been lost with blocks), the copy kept, none of them (their entries
-    # declare the copy's epoch and the one the mark names lost: they sealed nothing).
+    # (its file may have been lost with blocks), the copy kept, none of them (each start saw
+    # its first block fail and journaled that it sealed nothing: EpochJournal.sealed_nothing).
     expected = {copied: "copied", latest: "latest"}
     if then == "gone":
         expected[never_seen[-1]] = "never seen"
@@ -198,11 +207,7 @@ async def test_a_restart_loop_on_a_first_block_that_fails_adds_no_gap_record(
     commits. Those epochs sealed nothing: the losses are the copy's epoch and the one before.
     """
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
-    copied = await _sealed(path, 3, 0)
-    _snapshot(path, copy)
-    remove_with_log(path)
-    latest = await _sealed(path, 5, 100)
-    _restore(path, copy)
+    copied, latest = await _copy_put_back(path, copy)
     journal = EpochJournal.beside(path)
     owed_after: list[list[str]] = []
     journal_bytes: list[int] = []

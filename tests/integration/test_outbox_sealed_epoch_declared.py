@@ -1,0 +1,162 @@
+"""An epoch that sealed blocks is declared lost when a copy put back makes a start abandon it.
+
+A start that abandons a copy put back (`outbox_replaced`) starts an epoch K whose first block
+declares the copy's epoch and the one before it. A restart loop on a first block that cannot
+be sealed leaves such epochs that sealed nothing, and the next start leaves them undeclared
+(`outbox_recovery._sealed_nothing`). The seq mark never naming K is no proof of that: it is
+written without fsync (a power cut drops it), given up on while another process holds it
+(`seq_mark_given_up`), and it follows a copy put back under the running agent. Only the
+epoch journal (synced) says so, written by K's start when it saw its first block fail.
+
+Real outbox files, a real `flock` held as a stopped `edge-agent backfill` holds it, a copy
+put back with SQLite's backup API as `sqlite3 .restore` does.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import sqlite3
+import subprocess
+import sys
+from contextlib import closing
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edge_agent.shell import outbox_open
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_recovery import recovery_gaps
+from edge_agent.shell.outbox_sidecars import EpochJournal
+from specs.records import GapReason, GapRecord
+from tests.integration.test_outbox_cut_short_start import _CUT_SHORT_START, _copy_put_back, _sealed
+from tests.integration.test_outbox_declarations import _block, _gap_records
+from tests.integration.test_outbox_seq_mark import _restore, _snapshot
+from tests.support.outbox_site import KEY, SITE, T0
+from tests.support.sigkill_writer import ROOT
+
+pytestmark = pytest.mark.timeout(120)
+
+_K_BLOCKS = 4
+
+# A start that abandons the copy, its first block failing on a disk that filled up: the
+# journal's rewrite saying so fails too (`epoch_journal_not_written`).
+_START_ON_A_FULL_DISK = """
+import asyncio, errno, sqlite3, sys
+from pathlib import Path
+import edge_agent.shell.outbox as sealing_side
+import edge_agent.shell.outbox_sidecars as journal_side
+from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_recovery import recovery_gaps
+from tests.support.outbox_site import KEY, SITE
+
+def full(*args, **kwargs):
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+async def begin_epoch(*args, **kwargs):
+    journal_side.replace_file = full
+    raise sqlite3.OperationalError("database or disk is full")
+
+sealing_side.begin_epoch = begin_epoch
+
+async def main() -> None:
+    async with open_outbox(Path(sys.argv[1]), SITE, KEY):
+        pass
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.parametrize("fault", ["power_cut", "mark_given_up", "restored_in_place"])
+async def test_an_abandoning_epoch_that_sealed_blocks_is_declared_by_the_next_start(
+    tmp_path: Path, fault: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Epoch B copied, the file gone, epoch A; the copy put back: a start abandons it for K.
+
+    K seals blocks none of which is ACKed (the collector offline), then: `power_cut` (the
+    file back to the copy, its WAL frames of K dropped, and the unsynced mark with them);
+    `mark_given_up` (a stopped backfill took the mark's lock as the start had read it, so
+    K's seals are not noted; the copy put back again); `restored_in_place` (B another
+    site's copy, put back under the running agent, which seals one more block in B's
+    chain: the mark follows B). The next start must
+    declare K's seqs lost: nobody else does.
+    """
+    path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
+    mark_path = path.with_name(path.name + ".seq")
+    if fault == "restored_in_place":
+        other = tmp_path / "other" / "outbox.db"
+        other.parent.mkdir()
+        copied = await _sealed(other, 3, 0)
+        _snapshot(other, copy)
+        latest = await _sealed(path, 5, 100)
+        _restore(path, copy)
+    else:
+        copied, latest = await _copy_put_back(path, copy)
+    mark_before = mark_path.read_bytes()
+    holder = os.open(mark_path, os.O_RDWR) if fault == "mark_given_up" else None
+    if holder is not None:
+        # A backfill takes the mark's lock right after the start read it, and stops.
+
+        def then_held(*args: Any, **kwargs: Any) -> tuple[list[GapRecord], bool]:
+            fcntl.flock(holder, fcntl.LOCK_EX)
+            return recovery_gaps(*args, **kwargs)
+
+        monkeypatch.setattr(outbox_open, "recovery_gaps", then_held)
+        monkeypatch.setattr(outbox_open, "OUTBOX_SEQ_MARK_TIMEOUT", 0.0)
+    try:
+        async with open_outbox(path, SITE, KEY) as outbox:  # abandons the copy
+            abandoning = outbox.epoch
+            for i in range(200, 200 + _K_BLOCKS):
+                await outbox.seal(_block(i), now=T0 + i, clock_synced=True)
+            if fault == "restored_in_place":
+                with (
+                    closing(sqlite3.connect(copy)) as source,
+                    closing(sqlite3.connect(path)) as live,
+                ):
+                    source.backup(live)
+                await outbox.seal(_block(300), now=T0 + 300, clock_synced=True)
+    finally:
+        if holder is not None:
+            os.close(holder)
+    monkeypatch.undo()
+    if fault == "power_cut":
+        mark_path.write_bytes(mark_before)
+    if fault != "restored_in_place":
+        _restore(path, copy)
+    async with open_outbox(path, SITE, KEY):
+        pass
+    declared = [g.epoch for g in _gap_records(path)]
+    # Before: [copied, latest] (K's sealed, undelivered seqs declared by nobody).
+    assert abandoning in declared
+    assert copied in declared
+    assert latest in declared
+
+
+@pytest.mark.parametrize("how", ["killed", "proof_not_written"])
+async def test_a_start_that_could_not_journal_its_first_block_failed_is_declared(
+    tmp_path: Path, how: str
+) -> None:
+    """A start abandoning a copy put back is cut short at its first block, no proof written.
+
+    `killed` (SIGKILL at that block), `proof_not_written` (the block failed on a full disk,
+    and the journal's rewrite with it): nothing tells its epoch sealed nothing, so the next
+    start declares it lost beside the copy's epoch and the one before (one record more).
+    """
+    path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
+    copied, latest = await _copy_put_back(path, copy)
+    if how == "killed":
+        argv = ["-c", _CUT_SHORT_START, str(path), "begin_epoch", "killed"]
+    else:
+        argv = ["-c", _START_ON_A_FULL_DISK, str(path)]
+    start = subprocess.run([sys.executable, *argv], cwd=ROOT, check=False)
+    assert start.returncode != 0
+    journal = EpochJournal.beside(path)
+    cut_short = journal.latest()
+    assert cut_short not in (copied, latest)
+    assert not journal.latest_sealed_nothing()
+    async with open_outbox(path, SITE, KEY):
+        pass
+    lost = [g.epoch or "" for g in _gap_records(path) if g.reason == GapReason.OUTBOX_RESTORED]
+    # Before (the mark never naming it taken as proof): [copied, latest], either way.
+    assert sorted(lost) == sorted([copied, latest, cut_short or ""])
