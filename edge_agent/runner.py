@@ -27,6 +27,7 @@ from edge_agent.core.plan_codec import decode_plan
 from edge_agent.shell.agent_lock import AgentRunningError, sole_agent
 from edge_agent.shell.commands import roll_back_failed_start
 from edge_agent.shell.host import keep_large_allocations_mapped
+from edge_agent.shell.outbox_open import OpeningStoppedError
 from edge_agent.shell.outbox_recovery import NotAnOutboxError, OutboxUnavailableError
 from edge_agent.shell.runtime import run_plan
 from edge_agent.shell.stop_signals import hold_stop_signals, stop_signal_held
@@ -71,10 +72,11 @@ async def run_until_replaced(plan: AgentPlan) -> bool:
                 # Blocked until the exit (or across the restart's exec): the loop's close gives
                 # the signals back their default, which would kill a stopped agent with -15.
                 hold_stop_signals()
-        except OutboxUnavailableError:
+        except (OutboxUnavailableError, OpeningStoppedError):
             # An outbox that could not be checked or opened (a full disk, another process's
-            # lock) says nothing about the map either: it stays on probation for the next
-            # start, and main() names the cause (exit 1).
+            # lock), or a stop while waiting for that lock, says nothing about the map either:
+            # it stays on probation for the next start, and main() names the cause (exit 1)
+            # or logs the stop.
             raise
         except Exception as exc:
             # A pushed map on probation that failed to start is undone; anything else ends
@@ -118,6 +120,9 @@ def main(argv: list[str] | None = None) -> None:
         # Its message on stderr and exit 1, not 2: under systemd the unit starts again once
         # the other agent stops, or on the same outbox once what kept it from it is gone.
         raise SystemExit(str(exc)) from None
+    except OpeningStoppedError:  # stopped while the opening waited for another's lock
+        log.info("agent_stopped", gateway=plan.identity.gateway, while_starting=True)
+        return
     except NotAnOutboxError as exc:  # `edge-agent run` refuses it before the exec, as a rule
         sys.stderr.write(f"{exc}\n")
         raise SystemExit(NOT_AN_OUTBOX_EXIT) from None

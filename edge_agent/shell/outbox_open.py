@@ -10,6 +10,7 @@ that cannot be checked or opened for another cause (a lock, a full disk) is left
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sqlite3
 import tempfile
@@ -46,6 +47,44 @@ from hostkit.signal_mask import signals_blocked
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
+
+
+class OpeningStoppedError(Exception):
+    """The agent was stopped while its opening waited for another process's lock.
+
+    Nothing was changed: the waits come before anything is written. Not an error: the agent
+    exits as a stop does (a refusal at 120 s would come after systemd's SIGKILL).
+    """
+
+
+@asynccontextmanager
+async def _given_up_on_stop(stop: asyncio.Event | None) -> AsyncIterator[None]:
+    """Waits inside given up (cancelled) once `stop` is set: OpeningStoppedError.
+
+    Only around the waits for another process's lock, which leave nothing half done when
+    cancelled (`flock_wait.taken_within` lets the lock go once its thread takes it).
+    """
+    if stop is None:
+        yield
+        return
+    task = asyncio.current_task()
+    assert task is not None  # noqa: S101 - called from a coroutine
+
+    def stopping(_: object) -> None:
+        task.cancel()
+
+    watcher = asyncio.ensure_future(stop.wait())
+    watcher.add_done_callback(stopping)
+    try:
+        yield
+    except asyncio.CancelledError:
+        # Ours only when the stop cancelled it (and no one else: `uncancel` counts them).
+        if watcher.done() and not watcher.cancelled() and task.uncancel() == 0:
+            raise OpeningStoppedError(str(stop)) from None
+        raise
+    finally:
+        watcher.remove_done_callback(stopping)
+        watcher.cancel()
 
 
 def outbox_path_problem(path: Path, *, try_writing: bool) -> str | None:
@@ -176,6 +215,7 @@ async def open_outbox(
     max_bytes: int | None = None,
     clock_synced: bool = False,
     busy_timeout: float = OUTBOX_BUSY_TIMEOUT,
+    stop: asyncio.Event | None = None,
 ) -> AsyncIterator[Outbox]:
     """Open (or create) the outbox at `path`, after checking what happened to it.
 
@@ -183,7 +223,9 @@ async def open_outbox(
     into the first block of the file opened. `max_bytes` enforces a space budget. A file that
     cannot be checked or opened for another cause raises OutboxUnavailableError, and stays
     (another process's lock, once it has held for `busy_timeout` seconds);
-    another program's database raises NotAnOutboxError, and stays as it was.
+    another program's database raises NotAnOutboxError, and stays as it was. `stop` set while
+    the opening waits for the epoch lock or the seq mark (each up to 120 s, held by another
+    process) gives the wait up: OpeningStoppedError, nothing changed.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     foreign = foreign_database(path)
@@ -201,11 +243,12 @@ async def open_outbox(
         # its first block commits, and the check below would take that file for another copy.
         checking = AsyncExitStack()
         resources.push_async_exit(checking)
-        await checking.enter_async_context(epoch_lock.held())
-        # Read before the file is checked: a seal the running agent commits meanwhile (this
-        # may be `edge-agent backfill`) then moves the file, never the mark, past what was
-        # compared.
-        noted = await _mark_at_opening(mark)
+        async with _given_up_on_stop(stop):
+            await checking.enter_async_context(epoch_lock.held())
+            # Read before the file is checked: a seal the running agent commits meanwhile
+            # (this may be `edge-agent backfill`) then moves the file, never the mark, past
+            # what was compared.
+            noted = await _mark_at_opening(mark)
         gaps, abandon = recovery_gaps(path, journal, noted, now, busy_timeout=busy_timeout)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
         # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy

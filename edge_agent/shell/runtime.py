@@ -194,6 +194,9 @@ async def run_plan(
         max_bytes=plan.outbox.max_bytes,
         clock_synced=clock_synchronized(),
         busy_timeout=plan.outbox.busy_timeout,
+        # A stop while the opening waits for another process's lock (up to 2 x 120 s) ends
+        # the wait: systemd's SIGKILL comes 5 s after its SIGTERM.
+        stop=stop,
     ) as outbox:
         # A rotation whose announcement the collector ACKed, and whose key it took, while the
         # agent was stopped (a refused one is logged and switches nothing).

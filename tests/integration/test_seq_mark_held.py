@@ -210,6 +210,34 @@ async def test_an_opening_refuses_a_mark_held_past_the_epoch_lock_bound(
     assert "outbox_rolled_back" in [entry["event"] for entry in logs]
 
 
+async def _opened_and_closed(path: Path, stop: asyncio.Event) -> None:
+    async with outbox_open.open_outbox(path, SITE, KEY, stop=stop):
+        pass
+
+
+@pytest.mark.parametrize("suffix", [".epoch-lock", ".seq"])
+async def test_a_stop_gives_up_an_openings_wait_for_a_held_lock(
+    tmp_path: Path, suffix: str
+) -> None:
+    """A stop (SIGTERM under systemd: SIGKILL 5 s later) while the opening waits for another
+    process's epoch lock or seq mark (each up to 120 s) ends the wait at once, nothing changed:
+    before, it waited on past the stop (still waiting 8 s on). The next start checks the file."""
+    path = tmp_path / "outbox.db"
+    epoch = await _rolled_back(path)
+    stop = asyncio.Event()
+    asyncio.get_running_loop().call_later(1.0, stop.set)
+    with held_process(HOLD_FLOCK, str(path.with_name(path.name + suffix))):
+        async with asyncio.timeout(8):
+            with pytest.raises(outbox_open.OpeningStoppedError):
+                await _opened_and_closed(path, stop)
+    assert stop.is_set()
+    assert await SeqMark.beside(path, 5.0).read() == Mark(epoch, 5, LostReadings())
+    with capture_logs() as logs:
+        async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
+            assert outbox.epoch != epoch
+    assert "outbox_rolled_back" in [entry["event"] for entry in logs]
+
+
 @contextmanager
 def _released_once_waited_on_again(held: Held, path: Path) -> Iterator[None]:
     """A thread that lets the holder go once a second thread of this process waits on `path`:
