@@ -37,6 +37,7 @@ async def taken_within(
     operation: int = fcntl.LOCK_EX,
     *,
     dropped: threading.Event | None = None,
+    cut_short: asyncio.Event | None = None,
 ) -> bool:
     """The flock on `descriptor` taken within `bound` s (True), waited for on a thread.
 
@@ -45,8 +46,9 @@ async def taken_within(
     thread, not the loop's executor: one still waiting when the wait is given up must not
     hold the program's exit (the loop's default executor is joined at the end of
     `asyncio.run`). It is one blocking syscall, not a second thread of control: nothing else
-    runs there. A thread that cannot be started (the process at its limit) raises OSError,
-    the descriptor closed, as the lock's other failures do.
+    runs there. `cut_short` set (a stop's deadline come) gives the wait up as `bound` does,
+    one already running included. A thread that cannot be started (the process at its limit)
+    raises OSError, the descriptor closed, as the lock's other failures do.
     """
     loop = asyncio.get_running_loop()
     taken = loop.create_future()
@@ -72,7 +74,7 @@ async def taken_within(
     try:
         # asyncio.timeout, not wait_for (which can drop a cancellation on 3.11).
         async with asyncio.timeout(bound):
-            await asyncio.shield(taken)
+            await _first_of(taken, cut_short)
     except BaseException as exc:
         with guard:
             given_up = state["given_up"] = not state["taken"]
@@ -85,3 +87,22 @@ async def taken_within(
             return False
         raise
     return True
+
+
+async def _first_of(taken: asyncio.Future[None], cut_short: asyncio.Event | None) -> None:
+    """Until `taken` is done (never cancelled here); TimeoutError once `cut_short` is set."""
+    if cut_short is None:
+        await asyncio.shield(taken)
+        return
+    cut = asyncio.ensure_future(_until_set(cut_short))
+    try:
+        # asyncio.wait cancels neither when it is: `taken` stays for the thread to settle.
+        await asyncio.wait([taken, cut], return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        cut.cancel()
+    if not taken.done():
+        raise TimeoutError
+
+
+async def _until_set(event: asyncio.Event) -> None:
+    await event.wait()

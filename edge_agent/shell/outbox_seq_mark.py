@@ -111,6 +111,9 @@ class SeqMark:
         self._deferred_at: tuple[str, int] = ("", 0)
         # The loop time a stop must be done by (`stopping_by`): no wait goes past it.
         self._stop_by: float | None = None
+        # Set at that time: a wait already running when the stop came ends then too.
+        self._stop_due = asyncio.Event()
+        self._stop_timer: asyncio.TimerHandle | None = None
         # Set once the process whose lock a wait gave up on has let it go.
         self._let_go: threading.Event | None = None
         self._warned = False
@@ -256,15 +259,24 @@ class SeqMark:
             return False
         log.warning("seq_mark_busy", path=str(self._path), timeout=bound)
         let_go = threading.Event()
-        if await taken_within(descriptor, bound, operation, dropped=let_go):
+        if await taken_within(
+            descriptor, bound, operation, dropped=let_go, cut_short=self._stop_due
+        ):
             return True
         self._let_go = let_go
         log.warning("seq_mark_given_up", path=str(self._path), timeout=bound)
         return False
 
     def stopping_by(self, until: float) -> None:
-        """The agent is stopping: no wait for the lock goes past the loop time `until`."""
+        """The agent is stopping: no wait for the lock goes past the loop time `until`.
+
+        One running already included: its bound was taken when it began (up to `timeout`),
+        and the stop's flush waits for the seal it is part of.
+        """
         self._stop_by = until
+        if self._stop_timer is not None:
+            self._stop_timer.cancel()
+        self._stop_timer = asyncio.get_running_loop().call_at(until, self._stop_due.set)
 
     def _bound(self) -> float:
         """How long a wait for the lock may be now: `timeout`, within the stop's deadline."""

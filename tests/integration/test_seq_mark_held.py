@@ -25,6 +25,8 @@ from edge_agent.core.losses import LostReadings
 from edge_agent.shell import outbox_open
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from edge_agent.shell.outbox_seq_mark import Mark, SeqMark
+from edge_agent.shell.sealer import Sealer
+from specs.records import Record
 from tests.integration.test_outbox_seq_mark import _newest
 from tests.support.held_process import HOLD_FLOCK, Held, held_process
 from tests.support.outbox_site import KEY, SITE, T0
@@ -114,6 +116,43 @@ async def test_a_seal_waiting_for_a_held_mark_leaves_the_loop_turning(tmp_path: 
         ]
         assert _newest(path) == (outbox.epoch, 2)
         assert await SeqMark.beside(path, 5.0).read() == Mark(outbox.epoch, 2, LostReadings())
+
+
+async def test_a_stop_cuts_short_a_seals_wait_for_the_mark_already_running(
+    tmp_path: Path,
+) -> None:
+    """A seal waiting for a held mark (its bound 5 s, taken when it began) as the agent stops:
+    the stop's deadline (1 s here; 2 s in shut_down) ends that wait too, and the stop's flush
+    seals what was queued behind it. Before, the flush waited out the 5 s: past systemd's
+    TimeoutStopSec=5, SIGKILL, the queued readings lost silently."""
+    path = tmp_path / "outbox.db"
+    mark_path = path.with_name(path.name + ".seq")
+    loop = asyncio.get_running_loop()
+    async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
+        queue = asyncio.Queue[Record]()
+        sealer = Sealer(
+            outbox,
+            queue,
+            flush_interval=0.05,
+            flush_readings=1,
+            clock_synced=lambda: True,
+            on_sealed=lambda _: None,
+        )
+        with held_process(HOLD_FLOCK, str(mark_path)), capture_logs() as logs:
+            running = asyncio.create_task(sealer.run())
+            await queue.put(reading_at(T0, 1.0))
+            while not _waited_on_here(mark_path):  # the seal's mark write waits (bound 5 s)
+                await asyncio.sleep(0.01)
+            await queue.put(reading_at(T0 + 1, 1.0))  # polled before the stop
+            sealer.stopping_by(loop.time() + 1.0)
+            running.cancel()
+            async with asyncio.timeout(3):
+                await sealer.flush()
+        assert _newest(path) == (outbox.epoch, 2)
+        assert [entry["event"] for entry in logs if "seq_mark" in entry["event"]] == [
+            "seq_mark_busy",
+            "seq_mark_given_up",
+        ]
 
 
 async def _until_free(path: Path) -> None:
