@@ -338,6 +338,8 @@ def recovery_gaps(
     found = inspect_outbox(path, busy_timeout)
     committed = isinstance(found, Healthy) and found.epoch == known and found.last_seq > 0
     owed = [] if committed else journal.owed()
+    if committed and known is not None:
+        journal.sealed_in(known)
     if isinstance(found, Foreign):
         raise NotAnOutboxError(found.why)
     if isinstance(found, Corrupt):

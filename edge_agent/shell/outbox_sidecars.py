@@ -115,6 +115,18 @@ class EpochJournal:
         if isinstance(epochs, list) and epochs[-1:] == [epoch] and body.get("sealed") is not False:
             self._write({**body, "sealed": False})
 
+    def sealed_in(self, epoch: str) -> None:
+        """The file shows `epoch`, the latest, committed: a proof it sealed nothing is void.
+
+        A commit whose WAL fsync failed raises, its frames still in the WAL: its start read
+        the file back outside `epoch` and wrote the proof, and the next open recovered them.
+        Rewritten (synced) only when such a proof stands, so seldom.
+        """
+        body = self._body()
+        epochs = body.get("epochs")
+        if isinstance(epochs, list) and epochs[-1:] == [epoch] and body.get("sealed") is False:
+            self._write({key: value for key, value in body.items() if key != "sealed"})
+
     def latest_sealed_nothing(self) -> bool:
         """Whether the latest epoch's start saw its first block fail (`sealed_nothing`)."""
         return self._body().get("sealed") is False

@@ -166,7 +166,7 @@ async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
     Each such start began an epoch of its own, never seen in the file, whose journal entry
     replaces the one before: what that entry's first block would have declared must be carried
     on, not lost with it. Before 418e95f the journal kept only [epoch, seq] pairs, read only for
-    a file below its seq mark (the reviewer's scenarios `replaced` and `replacedremove_with_log`).
+    a file below its seq mark (the reviewer's scenarios `replaced` and `replaced_gone`).
     """
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
     copied, latest = await _copy_put_back(path, copy)

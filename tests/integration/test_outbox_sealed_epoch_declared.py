@@ -124,9 +124,7 @@ async def test_an_abandoning_epoch_that_sealed_blocks_is_declared_by_the_next_st
         mark_path.write_bytes(mark_before)
     if fault != "restored_in_place":
         _restore(path, copy)
-    async with open_outbox(path, SITE, KEY):
-        pass
-    declared = [g.epoch for g in _gap_records(path)]
+    declared = await _declared_by_the_next_start(path)
     # Before: [copied, latest] (K's sealed, undelivered seqs declared by nobody).
     assert abandoning in declared
     assert copied in declared
@@ -160,3 +158,40 @@ async def test_a_start_that_could_not_journal_its_first_block_failed_is_declared
     lost = [g.epoch or "" for g in _gap_records(path) if g.reason == GapReason.OUTBOX_RESTORED]
     # Before (the mark never naming it taken as proof): [copied, latest], either way.
     assert sorted(lost) == sorted([copied, latest, cut_short or ""])
+
+
+async def test_a_proof_of_sealing_nothing_is_taken_back_once_the_file_shows_the_epoch(
+    tmp_path: Path,
+) -> None:
+    """K's start wrote that its first block failed, yet the file later shows K committed.
+
+    A commit whose WAL fsync failed (`disk I/O error`) leaves its frames in the WAL: the start
+    reads the file back outside K and writes the proof, the process dies before its connection
+    closes, and the next open recovers the frames: the file is in K, which seals and sends. A
+    copy put back again must then have K declared: the proof is taken back by the first start
+    that finds K committed. Before: left standing, K's seqs declared by nobody.
+    """
+    path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
+    copied, latest = await _copy_put_back(path, copy)
+    async with open_outbox(path, SITE, KEY) as outbox:  # abandons the copy
+        abandoning = outbox.epoch
+    journal = EpochJournal.beside(path)
+    journal.sealed_nothing(abandoning)  # what the start wrote, its commit's fate unknown
+    assert journal.latest_sealed_nothing()
+    async with open_outbox(path, SITE, KEY) as outbox:  # the frames recovered: the file in K
+        assert outbox.epoch == abandoning
+        for i in range(200, 200 + _K_BLOCKS):
+            await outbox.seal(_block(i), now=T0 + i, clock_synced=True)
+    assert not journal.latest_sealed_nothing()
+    _restore(path, copy)
+    declared = await _declared_by_the_next_start(path)
+    assert abandoning in declared
+    assert copied in declared
+    assert latest in declared
+
+
+async def _declared_by_the_next_start(path: Path) -> list[str | None]:
+    """The epochs the outbox's gap records declare once another start has opened it."""
+    async with open_outbox(path, SITE, KEY):
+        pass
+    return [g.epoch for g in _gap_records(path)]
