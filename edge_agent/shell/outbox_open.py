@@ -204,6 +204,11 @@ async def _mark_at_opening(mark: SeqMark) -> Mark | None:
             f" held the outbox's seq mark for {OUTBOX_EPOCH_LOCK_TIMEOUT:g} s; without it a"
             " rolled-back file cannot be told: nothing was changed, resume (`fg`) or end it"
         ) from exc
+    except OSError as exc:  # there but unreadable (EIO, EMFILE): no more "no mark" than held
+        raise OutboxUnavailableError(
+            f"{mark.path}: cannot read the outbox's seq mark ({exc.strerror or exc}); without"
+            " it a rolled-back file cannot be told: nothing was changed"
+        ) from exc
 
 
 @asynccontextmanager

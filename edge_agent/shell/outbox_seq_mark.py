@@ -123,33 +123,44 @@ class SeqMark:
         """The seq mark of an outbox file (its epochs ordered by the file's journal)."""
         return cls(outbox.with_name(outbox.name + ".seq"), timeout, EpochJournal.beside(outbox))
 
+    @property
+    def path(self) -> Path:
+        """The mark's file, beside the outbox."""
+        return self._path
+
     async def read(self) -> Mark | None:
         """The mark, or None when there is none (or it cannot be read now: held, given up on)."""
         try:
             return await self._read(self._timeout)
-        except SeqMarkHeldError:
+        except (SeqMarkHeldError, OSError):
             return None
 
     async def read_at_opening(self, bound: float) -> Mark | None:
         """The mark, its lock waited for at most `bound` s; None only when there is none.
 
         An opening has no loop to keep turning, and a mark not read there is a rollback not
-        seen: held past `bound`, SeqMarkHeldError, never None (`outbox_open`).
+        seen: held past `bound`, SeqMarkHeldError, never None (`outbox_open`). One that cannot
+        be read (EIO, EMFILE, no thread to wait on) raises its OSError.
         """
         return await self._read(bound)
 
     async def _read(self, bound: float) -> Mark | None:
         try:
             descriptor = os.open(self._path, os.O_RDONLY | os.O_CLOEXEC)
-            # Shared: never a record half written by another process (`_rewrite`).
-            if not await self._locked(descriptor, fcntl.LOCK_SH, bound):
-                raise SeqMarkHeldError(str(self._path))
-            try:
-                return _parsed(os.pread(descriptor, _MARK_BYTES, 0))
-            finally:
-                os.close(descriptor)  # the lock goes with it
-        except OSError:
+        except FileNotFoundError:
             return None
+        except PermissionError:
+            # Root's 0600 mark, left by `sudo edge-agent backfill`: the agent cannot read or
+            # write it until it is given back (`chown`), and refusing every start until then
+            # would stop the polling too. Read as no mark, as it always was.
+            return None
+        # Shared: never a record half written by another process (`_rewrite`).
+        if not await self._locked(descriptor, fcntl.LOCK_SH, bound):
+            raise SeqMarkHeldError(str(self._path))
+        try:
+            return _parsed(os.pread(descriptor, _MARK_BYTES, 0))
+        finally:
+            os.close(descriptor)  # the lock goes with it
 
     async def write(self, epoch: str, seq: int) -> None:
         """Note `seq` as the highest sealed in `epoch`; the tally noted stays as it is."""

@@ -277,6 +277,20 @@ async def test_a_stop_gives_up_an_openings_wait_for_a_held_lock(
     assert "outbox_rolled_back" in [entry["event"] for entry in logs]
 
 
+async def test_an_opening_refuses_a_mark_it_cannot_read(tmp_path: Path) -> None:
+    """A mark that is there but cannot be read (here a folder: EISDIR; as for EIO, EMFILE or
+    no thread to wait on) is not "no mark": the rollback check would be skipped. Refused as a
+    held mark is, nothing changed; before, the start went on without the check."""
+    path = tmp_path / "outbox.db"
+    epoch = await _rolled_back(path)
+    mark_path = path.with_name(path.name + ".seq")
+    mark_path.unlink()
+    mark_path.mkdir()
+    with pytest.raises(OutboxUnavailableError, match="cannot read the outbox's seq mark"):
+        await _opened_and_closed(path, asyncio.Event())
+    assert _newest(path) == (epoch, 3)
+
+
 @contextmanager
 def _released_once_waited_on_again(held: Held, path: Path) -> Iterator[None]:
     """A thread that lets the holder go once a second thread of this process waits on `path`:
