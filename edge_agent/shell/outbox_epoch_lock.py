@@ -9,7 +9,8 @@ third epoch over the agent's. So both hold an exclusive `flock` on `<outbox>.epo
 opening from before it reads the journal until its epoch is journaled and committed, a start
 from before it journals its epoch until the epoch's first block commits. The other waits, in a
 thread (the agent's event loop goes on), at most `timeout` seconds: then
-OutboxUnavailableError, nothing changed.
+OutboxUnavailableError, nothing changed. An opening's wait also ends on a stop
+(`outbox_open.open_outbox`'s `stop`, 0303d85): OpeningStoppedError, nothing changed.
 """
 
 from __future__ import annotations

@@ -58,7 +58,7 @@ class OpeningStoppedError(Exception):
 
 
 @asynccontextmanager
-async def _given_up_on_stop(stop: asyncio.Event | None) -> AsyncIterator[None]:
+async def _given_up_on_stop(stop: asyncio.Event | None, path: Path) -> AsyncIterator[None]:
     """Waits inside given up (cancelled) once `stop` is set: OpeningStoppedError.
 
     Only around the waits for another process's lock, which leave nothing half done when
@@ -80,7 +80,9 @@ async def _given_up_on_stop(stop: asyncio.Event | None) -> AsyncIterator[None]:
     except asyncio.CancelledError:
         # Ours only when the stop cancelled it (and no one else: `uncancel` counts them).
         if watcher.done() and not watcher.cancelled() and task.uncancel() == 0:
-            raise OpeningStoppedError(str(stop)) from None
+            raise OpeningStoppedError(
+                f"stopped while waiting for {path}'s epoch lock / seq mark"
+            ) from None
         raise
     finally:
         watcher.remove_done_callback(stopping)
@@ -248,7 +250,7 @@ async def open_outbox(
         # its first block commits, and the check below would take that file for another copy.
         checking = AsyncExitStack()
         resources.push_async_exit(checking)
-        async with _given_up_on_stop(stop):
+        async with _given_up_on_stop(stop, path):
             await checking.enter_async_context(epoch_lock.held())
             # Read before the file is checked: a seal the running agent commits meanwhile
             # (this may be `edge-agent backfill`) then moves the file, never the mark, past

@@ -93,15 +93,15 @@ class SeqMark:
     Its `flock` is taken without stopping the event loop (`flock_wait`): held by another
     process, it is waited for at most `timeout` s (logged `seq_mark_busy`), then given up on
     (`seq_mark_given_up`), and until that process lets go it is not waited for again. A seal
-    not noted meanwhile is by the next write (the file's newest seq), a change to the tally is
+    not noted meanwhile is noted by the next write (the file's newest seq), a change to the tally is
     kept and made first by the next write that gets the lock, or by `close`. Once the agent is
     stopping (`stopping_by`) no wait goes past the stop's deadline.
     """
 
-    def __init__(self, path: Path, timeout: float, journal: EpochJournal | None = None) -> None:
+    def __init__(self, path: Path, timeout: float, journal: EpochJournal) -> None:
         self._path = path
         self._timeout = timeout
-        # Which of two epochs is the newer (`write`); without it the latest write wins.
+        # Which of two epochs is the newer (`write`).
         self._journal = journal
         # This process's changes one at a time, in order: the tally's do not commute.
         self._turn = asyncio.Lock()
@@ -189,8 +189,7 @@ class SeqMark:
         """
         if noted.epoch == epoch:
             return epoch, max(seq, noted.seq)
-        epochs = () if self._journal is None else self._journal.epochs()
-        if _started_after(epochs, noted.epoch, epoch):
+        if _started_after(self._journal.epochs(), noted.epoch, epoch):
             return noted.epoch, noted.seq
         return epoch, seq
 
@@ -281,8 +280,8 @@ class SeqMark:
     def stopping_by(self, until: float) -> None:
         """The agent is stopping: no wait for the lock goes past the loop time `until`.
 
-        One running already included: its bound was taken when it began (up to `timeout`),
-        and the stop's flush waits for the seal it is part of.
+        A wait already running included: `_stop_due`, set at `until` (`call_at`), ends it as
+        at its bound, though its bound was taken when it began (up to `timeout`).
         """
         self._stop_by = until
         if self._stop_timer is not None:

@@ -8,7 +8,8 @@ start, and what the latest one's first block declares lost (until a verified ACK
 block, the collector may not hold it: rewritten then, once per epoch), and whether that
 epoch's start saw its first block fail (`sealed` false: it sealed and sent nothing; written by
 that start, so a start killed, or a write that failed, leaves the epoch taken as one that may
-have sealed blocks). The seq
+have sealed blocks; `sealed_in` takes that proof back once a start finds the file holding the
+epoch committed: a commit whose WAL fsync failed may be recovered by the next open). The seq
 mark (`<path>.seq`, one small record overwritten in place after every seal) remembers the
 highest seq sealed and the readings a stop on a full disk let go unsealed, so a file that
 comes back older (a WAL cut mid-frame) is told from a healthy one. It is the file's

@@ -42,7 +42,7 @@ async def split_if_too_large(  # noqa: PLR0917 - the send loop's one call
     properties: Properties,
     collector_limit: int | None,
 ) -> NotSent | None:
-    """None: `block` may be published to `topic` as `payload`; else it was not, and why."""
+    """None: `block` may be published to `topic` as `payload`; else what became of it."""
     over = client.too_large(topic, payload, properties, collector_limit)
     if over is None:
         return None
