@@ -13,9 +13,10 @@ import asyncio
 import contextlib
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
+import pytest
 from structlog.testing import capture_logs
 
 from edge_agent.shell.outbox import Outbox
@@ -60,6 +61,29 @@ async def _sealed_file(path: Path, blocks: int) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def _waited_for(lock: asyncio.Lock, monkeypatch: pytest.MonkeyPatch) -> Iterator[asyncio.Event]:
+    """An event set as a task starts waiting for `lock` (held): its waiter is registered in the
+    same step, before the task yields, so whoever the event wakes finds it waiting."""
+    waiting = asyncio.Event()
+    acquire = lock.acquire
+
+    async def signalling() -> bool:
+        if lock.locked():
+            waiting.set()
+        return await acquire()
+
+    monkeypatch.setattr(lock, "acquire", signalling)
+    yield waiting
+
+
+async def _until_set(event: asyncio.Event, what: str) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), 10)
+    except TimeoutError:
+        pytest.fail(f"{what}: not within 10 s")
+
+
 async def _drained(lanes: Lanes, delivery: Delivery) -> list[tuple[int, bool]]:
     """What `next_block` hands out, each sent at once, until it hands nothing (see `_next`)."""
     handed: list[tuple[int, bool]] = []
@@ -78,22 +102,26 @@ async def test_a_live_block_taken_to_be_sent_is_not_settled(tmp_path: Path) -> N
         assert not lanes.is_settled, "sent, not answered"
 
 
-async def test_a_live_notice_during_the_backlog_read_keeps_the_block_live(tmp_path: Path) -> None:
+async def test_a_live_notice_during_the_backlog_read_keeps_the_block_live(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     async with _taking_live_block_1(tmp_path, 2) as (lanes, outbox):
         lanes.sending(1, live=True)
         # Block 2 is in the file; its notice comes while the backlog lane reads the file.
         lock = outbox.delivery._file.lock  # the backlog lane's read waits for it
-        async with lock:
-            reading = asyncio.create_task(_next(lanes, outbox.delivery))
-            while not lock._waiters:
-                await asyncio.sleep(0)  # until the read waits for it
-            lanes.add_live(2)
+        with _waited_for(lock, monkeypatch) as read_waits:
+            async with lock:
+                reading = asyncio.create_task(_next(lanes, outbox.delivery))
+                await _until_set(read_waits, "the backlog read never waited for the lock")
+                lanes.add_live(2)
         assert await reading is None, "the backlog lane leaves it to the live lane"
         assert not lanes.is_settled
         assert await _next(lanes, outbox.delivery) == (2, True)
 
 
-async def test_a_live_block_being_read_to_be_sent_is_not_settled(tmp_path: Path) -> None:
+async def test_a_live_block_being_read_to_be_sent_is_not_settled(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # A live block's parts (`resealed`) are read from the file, never handed from memory. The
     # live lane had let go of the last part and not yet said it taken while its read waited:
     # the ACK of the part before it landing then found the lanes settled, the stop went on.
@@ -104,12 +132,12 @@ async def test_a_live_block_being_read_to_be_sent_is_not_settled(tmp_path: Path)
         assert await _next(lanes, outbox.delivery) == (1, True)
         lanes.sending(1, live=True)
         lock = outbox.delivery._file.lock  # the read of block 2 waits for it
-        async with lock:
-            taking = asyncio.create_task(_next(lanes, outbox.delivery))
-            while not lock._waiters:
-                await asyncio.sleep(0)  # until the read waits for it
-            lanes.acked(Ack(SITE.gateway, outbox.epoch, 1, (), 1, iso_time(time.time())))
-            assert not lanes.is_settled, "block 2 is being read to be sent"
+        with _waited_for(lock, monkeypatch) as read_waits:
+            async with lock:
+                taking = asyncio.create_task(_next(lanes, outbox.delivery))
+                await _until_set(read_waits, "the read of block 2 never waited for the lock")
+                lanes.acked(Ack(SITE.gateway, outbox.epoch, 1, (), 1, iso_time(time.time())))
+                assert not lanes.is_settled, "block 2 is being read to be sent"
         assert await taking == (2, True)
         assert not lanes.is_settled, "taken, not sent yet"
 

@@ -11,7 +11,6 @@ the real stop; the test plays the collector, ACKing what it receives as the coll
 from __future__ import annotations
 
 import asyncio
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from structlog.testing import capture_logs
 
 from edge_agent.shell.buses import RtuBuses
 from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_reads import StoredBlock
 from edge_agent.shell.sealer import Sealer
 from edge_agent.shell.shutdown import shut_down
 from specs.records import Record
@@ -34,7 +34,7 @@ __all__ = ["small_broker"]
 
 
 async def test_a_stop_right_after_a_live_block_is_split_waits_for_its_parts(
-    tmp_path: Path, small_broker: Broker
+    tmp_path: Path, small_broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     with capture_logs() as logs:
         async with (
@@ -51,17 +51,36 @@ async def test_a_stop_right_after_a_live_block_is_split_waits_for_its_parts(
                 clock_synced=lambda: True,
                 on_sealed=lambda block: publisher.notify_sealed(block.seq),
             )
-            async with InOrderCollector(link).answering():
+            # The stop comes as the block's parts are sealed (the publisher's split), not when a
+            # poll of the logs finds the split: by then, under load, all could be ACKed.
+            split = asyncio.Event()
+            seal_smaller = outbox.delivery.seal_smaller
+
+            async def sealed_smaller(
+                block: StoredBlock, parts: int, *, now: float, clock_synced: bool
+            ) -> tuple[int, ...]:
+                try:
+                    return await seal_smaller(block, parts, now=now, clock_synced=clock_synced)
+                finally:
+                    split.set()
+
+            monkeypatch.setattr(outbox.delivery, "seal_smaller", sealed_smaller)
+            collector = InOrderCollector(link)
+            async with collector.answering():
                 sending = asyncio.create_task(publisher.run(), name="publisher")
                 sealing = asyncio.create_task(sealer.run(), name="sealer")
                 await asyncio.wait_for(publisher.connected.wait(), 10)
                 for reading in BIG:
                     queue.put_nowait(reading)
-                deadline = time.monotonic() + 15
-                while not any(e["event"] == "block_too_large_for_broker" for e in logs):
-                    assert time.monotonic() < deadline, "the live block was never split"
-                    await asyncio.sleep(0.005)
-                # systemd's SIGTERM, right after the split.
+                try:
+                    async with asyncio.timeout(15):  # no task between: woken by the set itself
+                        await split.wait()
+                except TimeoutError:
+                    pytest.fail("the live block was never split")
+                # systemd's SIGTERM, right after the split. This task is woken in the loop's
+                # turn after the one that sealed the parts, before any I/O since: none has
+                # reached the collector, so the stop has parts to wait for (the fix's case).
+                assert not collector.stored, "a part reached the collector before the stop"
                 await shut_down(
                     gateway=SITE.gateway,
                     poll_tasks=[],
@@ -72,8 +91,8 @@ async def test_a_stop_right_after_a_live_block_is_split_waits_for_its_parts(
                     publisher=publisher,
                 )
             undelivered = (await outbox.stats()).undelivered
-    (split,) = [e for e in logs if e["event"] == "block_too_large_for_broker"]
-    assert (split["seq"], split["parts"]) == (1, 5), split
+    (too_large,) = [e for e in logs if e["event"] == "block_too_large_for_broker"]
+    assert (too_large["seq"], too_large["parts"]) == (1, 5), too_large
     (stopped,) = [e for e in logs if e["event"] == "agent_stopped"]
     assert undelivered == 0, f"left in the outbox after the stop: {undelivered} blocks; {stopped}"
     assert stopped["live_acked"] is True, stopped

@@ -14,7 +14,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -50,6 +50,15 @@ def _locks_on(path: Path) -> list[str]:
 def _waited_on_here(path: Path) -> bool:
     """Whether a thread of this process waits for an flock on `path`."""
     return any("-> FLOCK" in line and f" {os.getpid()} " in line for line in _locks_on(path))
+
+
+async def _until(condition: Callable[[], bool], what: str, within: float = 20.0) -> None:
+    """Until `condition` holds, polling the loop's turns; a clear failure after `within` s
+    (well before the file's timeout, which would say nothing of what never came)."""
+    deadline = time.monotonic() + within
+    while not condition():
+        assert time.monotonic() < deadline, f"{what}: not within {within} s"
+        await asyncio.sleep(0.001)
 
 
 @contextmanager
@@ -141,24 +150,28 @@ async def test_a_stop_cuts_short_a_seals_wait_for_the_mark_already_running(
         with held_process(HOLD_FLOCK, str(mark_path)), capture_logs() as logs:
             running = asyncio.create_task(sealer.run())
             await queue.put(reading_at(T0, 1.0))
-            while not _waited_on_here(mark_path):  # the seal's mark write waits (bound 5 s)
-                await asyncio.sleep(0.01)
+            # The seal's mark write waits (bound 5 s).
+            await _until(lambda: _waited_on_here(mark_path), "the seal never waited for the mark")
             await queue.put(reading_at(T0 + 1, 1.0))  # polled before the stop
+            stopped_at = time.monotonic()
             sealer.stopping_by(loop.time() + 1.0)
             running.cancel()
-            async with asyncio.timeout(3):
+            # Generous: two fsync'd seals on a loaded CI. The check is the time measured.
+            async with asyncio.timeout(8):
                 await sealer.flush()
+            flushed_in = time.monotonic() - stopped_at
         assert _newest(path) == (outbox.epoch, 2)
         assert [entry["event"] for entry in logs if "seq_mark" in entry["event"]] == [
             "seq_mark_busy",
             "seq_mark_given_up",
         ]
+        # Ended at the stop's deadline (1 s), not at the wait's own bound (5 s from its start).
+        assert flushed_in < 4, f"the flush took {flushed_in:.2f} s"
 
 
 async def _until_free(path: Path) -> None:
     """Until no process holds or waits for an flock on `path` (a given-up wait let it go)."""
-    while _locks_on(path):
-        await asyncio.sleep(0.001)
+    await _until(lambda: not _locks_on(path), f"{path.name}'s flock never let go")
 
 
 async def test_a_mark_held_past_its_bound_is_caught_up_once_let_go(
@@ -264,12 +277,17 @@ async def test_a_stop_gives_up_an_openings_wait_for_a_held_lock(
     path = tmp_path / "outbox.db"
     epoch = await _rolled_back(path)
     stop = asyncio.Event()
-    asyncio.get_running_loop().call_later(1.0, stop.set)
-    with held_process(HOLD_FLOCK, str(path.with_name(path.name + suffix))):
+    held_path = path.with_name(path.name + suffix)
+    with held_process(HOLD_FLOCK, str(held_path)):
+        opening = asyncio.create_task(_opened_and_closed(path, stop))
+        # The stop comes once the opening's wait is running (not on a clock started before
+        # the holder, whose start can take longer than that under load).
+        await _until(lambda: _waited_on_here(held_path), "the opening never waited for the lock")
+        assert not opening.done()
+        stop.set()
         async with asyncio.timeout(8):
             with pytest.raises(outbox_open.OpeningStoppedError):
-                await _opened_and_closed(path, stop)
-    assert stop.is_set()
+                await opening
     assert await SeqMark.beside(path, 5.0).read() == Mark(epoch, 5, LostReadings())
     with capture_logs() as logs:
         async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
@@ -400,8 +418,7 @@ async def test_a_tally_change_whose_wait_is_cancelled_is_held_back(tmp_path: Pat
         epoch = outbox.epoch
         with held_process(HOLD_FLOCK, str(mark_path)):
             noting = asyncio.create_task(outbox.note_unsealed(LET_GO))
-            while not _waited_on_here(mark_path):
-                await asyncio.sleep(0.001)
+            await _until(lambda: _waited_on_here(mark_path), "the change never waited for the mark")
             noting.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await noting
