@@ -11,6 +11,7 @@ transaction for good: every later snapshot failed and every later read saw the o
 from __future__ import annotations
 
 import asyncio
+import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -39,6 +40,7 @@ async def test_concurrent_snapshots_beside_reads_and_writes_all_answer(
     storage: SqliteStorage,
 ) -> None:
     await storage.add_token(*_token(0), "test")
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, ())
     heads = [storage.audit_head() for _ in range(CONCURRENT)]
     writes = [storage.add_token(*_token(n), "test") for n in range(1, CONCURRENT + 1)]
     checks = [storage.token_by_hash(secret_hash("s0")) for _ in range(CONCURRENT)]
@@ -49,6 +51,9 @@ async def test_concurrent_snapshots_beside_reads_and_writes_all_answer(
     head, open_rows = await storage.audit_head()
     assert head is not None
     assert (head.head_seq, open_rows) == (CONCURRENT + 1, 0)
+    # Each snapshot's connection starts a thread blocking the stop signals: the main thread's
+    # mask is as it was (once left blocking SIGTERM, the process and its children ignored it).
+    assert signal.pthread_sigmask(signal.SIG_BLOCK, ()) == mask
 
 
 async def test_a_read_while_a_snapshot_is_open_sees_what_committed_after_it_opened(
@@ -89,3 +94,61 @@ async def test_a_snapshot_cancelled_while_it_begins_leaves_no_transaction_behind
     assert head is not None
     assert head.head_seq == 1
     assert await storage.token_by_hash(secret_hash("s1")) is not None
+
+
+async def test_a_snapshot_cancelled_while_it_reads_closes_its_connection(
+    storage: SqliteStorage,
+) -> None:
+    await storage.add_token(*_token(1), "test")
+    holding = asyncio.Event()
+
+    async def hold_a_snapshot() -> None:
+        async with storage._snapshot("holding a snapshot") as db:
+            await db.execute_fetchall("SELECT count(*) FROM api_tokens")  # the read mark
+            holding.set()
+            await asyncio.Event().wait()
+
+    held = asyncio.create_task(hold_a_snapshot())
+    await holding.wait()
+    held.cancel()
+    await asyncio.gather(held, return_exceptions=True)
+    # A snapshot left open keeps its read mark: the WAL could not be checkpointed past it.
+    [(busy, _, _)] = await storage._writer.execute_fetchall("PRAGMA wal_checkpoint(TRUNCATE)")
+    assert busy == 0
+
+
+async def test_a_token_check_and_a_ping_are_not_kept_waiting_by_a_long_read(
+    storage: SqliteStorage,
+) -> None:
+    """A read of many statements (a `?every=` bucket page) holds the reader between them.
+
+    Before, a lock held for a read's whole duration kept every token check and /healthz's
+    ping waiting for the whole page; the reader runs one statement at a time, so they may
+    run between the page's statements, as they did before that lock.
+    """
+    await storage.add_token(*_token(1), "test")
+    between, go_on = asyncio.Event(), asyncio.Event()
+    ended: list[str] = []
+
+    async def long_read() -> None:
+        async with storage._connection("a long read") as db:
+            await db.execute_fetchall("SELECT count(*) FROM api_tokens")
+            between.set()  # Python work between statements, as a bucket page's decoding
+            await go_on.wait()
+            await db.execute_fetchall("SELECT count(*) FROM api_tokens")
+        ended.append("long read")
+
+    async def check_and_ping() -> None:
+        assert await storage.token_by_hash(secret_hash("s1")) is not None
+        await storage.ping()
+        ended.append("token check and ping")
+
+    reading = asyncio.create_task(long_read())
+    await between.wait()
+    checking = asyncio.create_task(check_and_ping())
+    # The bound only ends the wait where the check is kept out (it would wait for good):
+    # where it is not, it answers at once.
+    await asyncio.wait({checking}, timeout=5)
+    go_on.set()
+    await asyncio.gather(reading, checking)
+    assert ended == ["token check and ping", "long read"]

@@ -204,8 +204,6 @@ class PostgresStorage(DialectStore[Db]):
             async with db.transaction():
                 return await ingest_batch(db, batch)
 
-    # --- API, export and verify reads: collector.storage.reads.CapabilityReads ------------
-
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
 
     @asynccontextmanager

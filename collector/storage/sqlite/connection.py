@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Generator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiosqlite
 
@@ -42,8 +44,14 @@ async def connect(path: Path) -> aiosqlite.Connection:
     # Its worker thread is born blocking the stop signals, which `collector serve` takes in the
     # main thread: the worker outlives close() by a moment, and one it took after the loop had
     # given the signals their default back killed a finished stop with -15 (hostkit.signal_mask).
+    # Blocked only while aiosqlite starts it (synchronously, in `__await__`), not across the
+    # wait for the file: two connects waiting at once (concurrent snapshots) each restored the
+    # mask they found, the second the first's blocked one, and the main thread ignored
+    # SIGTERM for good, as did every process it started from then on.
+    connecting = aiosqlite.connect(path, isolation_level=None)
     with signals_blocked(MAIN_THREAD_SIGNALS):
-        db = await aiosqlite.connect(path, isolation_level=None)
+        started = connecting.__await__()
+    db = await _Finished(started)
     try:
         await db.execute("PRAGMA busy_timeout = 10000")
         await db.execute("PRAGMA journal_mode = WAL")
@@ -53,6 +61,16 @@ async def connect(path: Path) -> aiosqlite.Connection:
         await db.close()
         raise
     return db
+
+
+@dataclass(frozen=True, slots=True)
+class _Finished:
+    """The rest of a connect whose thread its `__await__` already started, to await."""
+
+    steps: Generator[Any, None, aiosqlite.Connection]
+
+    def __await__(self) -> Generator[Any, None, aiosqlite.Connection]:
+        return self.steps
 
 
 async def open_database(path: Path) -> aiosqlite.Connection:

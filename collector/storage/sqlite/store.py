@@ -1,9 +1,12 @@
-"""SQLite storage: one writer connection for ingest and registry, one reader for the API.
+"""SQLite storage: one writer connection for ingest, registry and tokens, one reader for reads.
 
-Reads go through their own connection so the API never sees a half-written batch and WAL
-lets them run beside the writer. The SQL lives in `schema` (tables, upgrades, connections),
-`registry`, `ingest` and the backend-neutral `collector.storage.queries`; this class owns the
-connections, the write lock and the transaction, and hands each call the connection it runs on.
+Reads go through their own connection so they never see a half-written batch and WAL lets
+them run beside the writer; a snapshot (`_snapshot`) opens a connection of its own. The SQL
+lives in `schema` and `connection` (tables, upgrades, connections), `ingest`, the dialect's
+`registry` and `tokens`, and the backend-neutral `collector.storage.queries` and
+`registry_reads`; the calls both backends make alike are `DialectStore`'s. This class owns
+the connections, the write lock and the transaction, and hands each call the connection it
+runs on.
 """
 
 from __future__ import annotations
@@ -54,18 +57,17 @@ class SqliteStorage(DialectStore[aiosqlite.Connection]):
 
     def __init__(
         self,
+        path: Path,
         writer: aiosqlite.Connection,
         reader: aiosqlite.Connection,
         indexes_built: tuple[IndexBuilt, ...] = (),
     ) -> None:
+        self._path = path  # each snapshot opens its own connection to it
         self._writer = writer
         # What the open built in a file that lacked it, for `serve` to log (schema.migrate).
         self.indexes_built = indexes_built
         self._reader = reader
         self._fetch = fetcher(reader)
-        # One read at a time on the reader connection, a snapshot's whole transaction being
-        # one: see `_connection`.
-        self._read_lock = asyncio.Lock()
         # One transaction at a time on the writer connection; other processes wait on the
         # database lock (busy_timeout) instead.
         self._write_lock = asyncio.Lock()
@@ -83,7 +85,7 @@ class SqliteStorage(DialectStore[aiosqlite.Connection]):
         except BaseException:
             await writer.close()
             raise
-        return cls(writer, reader, built)
+        return cls(path, writer, reader, built)
 
     async def close(self) -> None:
         """Close both connections."""
@@ -131,23 +133,15 @@ class SqliteStorage(DialectStore[aiosqlite.Connection]):
         (the API's 503, the activation sweep's and ingest's next try) know StorageError only,
         and a raw "database is locked" ended the task that met it.
 
-        Held under `_read_lock` for the whole read. A connection has one transaction state, and
-        aiosqlite runs its statements in the order they are queued: a read queued while a
-        snapshot (`_snapshot`) was open ran inside it, reading the state the snapshot began
-        with (a token revoked since then still admitted), and a second snapshot's BEGIN failed
-        ("cannot start a transaction within a transaction"). A lock rather than a connection
-        per snapshot: the connection's one thread runs one statement at a time anyway, so a
-        read waits for no more than the statements queued ahead of it did; ingest and the
-        registry write on the writer connection (WAL), which the lock does not touch; and a
-        snapshot stays a BEGIN on an open connection, not a file opened and a thread started
-        per snapshot. No read may therefore start another read inside its block (the lock is
-        not reentrant): each is one query function on one Fetch, or a snapshot's steps.
+        Shared, no lock: reads run in autocommit, one statement each, in the order they are
+        queued, so a token check or /healthz's ping runs between the statements of a long read
+        (a `?every=` bucket page) instead of waiting for all of it. Nothing may therefore open
+        a transaction on this connection: every read queued meanwhile would run inside it.
         """
-        async with self._read_lock:
-            try:
-                yield self._reader
-            except sqlite3.Error as exc:
-                raise StorageError(f"{action} failed: {exc}") from exc
+        try:
+            yield self._reader
+        except sqlite3.Error as exc:
+            raise StorageError(f"{action} failed: {exc}") from exc
 
     @asynccontextmanager
     async def _reading(self, action: str) -> AsyncIterator[Fetch]:
@@ -168,19 +162,27 @@ class SqliteStorage(DialectStore[aiosqlite.Connection]):
 
     @asynccontextmanager
     async def _snapshot(self, action: str) -> AsyncIterator[aiosqlite.Connection]:
-        """The reader connection inside one read transaction, no other read beside it.
+        """A connection of its own inside one read transaction; its errors name `action`.
 
-        `_connection` holds the read lock for the whole transaction. Ended by a rollback (it
-        wrote nothing), shielded, whatever happens: BEGIN is in the try, since a snapshot
-        cancelled while its BEGIN waited left the shared connection in that transaction for
-        good (every later snapshot failed, every later read saw the old state).
+        Its own, opened for the snapshot and closed after: in WAL mode a read transaction sees
+        the state committed when its first read began, whatever commits later. On the shared
+        reader (`_connection`) every read queued meanwhile ran inside it (a token revoked
+        since then still admitted) and a second snapshot's BEGIN failed; a lock keeping them
+        out kept them out of a bucket page too. A file opened and a thread started per
+        snapshot is cheap at its one caller, `collector audit verify`. Closed shielded, also
+        when cancelled (closing ends its transaction): nothing of it stays open.
         """
-        async with self._connection(action) as db:
-            try:
-                await db.execute("BEGIN")
-                yield db
-            finally:
-                await rollback(db)
+        try:
+            db = await connect(self._path)
+        except sqlite3.Error as exc:
+            raise StorageError(f"{action} failed: cannot open a connection: {exc}") from exc
+        try:
+            await db.execute("BEGIN")
+            yield db
+        except sqlite3.Error as exc:
+            raise StorageError(f"{action} failed: {exc}") from exc
+        finally:
+            await asyncio.shield(db.close())
 
     # --- ingest -----------------------------------------------------------------------------
 
@@ -189,8 +191,6 @@ class SqliteStorage(DialectStore[aiosqlite.Connection]):
         async with self._transaction("ingest") as db:
             # Returned once the transaction has committed (the context exits first).
             return await ingest.store_batch(db, batch)
-
-    # --- API, export and verify reads: collector.storage.reads.CapabilityReads ------------
 
     # --- buckets (GET /v1/readings?every=) ---------------------------------------------------
 
