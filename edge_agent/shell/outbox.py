@@ -252,12 +252,12 @@ class Outbox:
                 # Read here, in one step with the entry that replaces it: read before the lock,
                 # another process's start in between (`edge-agent backfill` opening the file)
                 # had what its own entry owes replaced by the list read before it.
-                gaps = with_owed(list(gaps), self._journal.owed())
+                gaps = with_owed(list(gaps), await self._journal.owed_on_thread())
             if self._journal is not None:
                 # What its first block declares, kept until the next epoch: this start may
                 # be cut short before it commits, and room made for it below is sealed at
                 # the head of the epoch left, maybe at the very seqs declared.
-                self._journal.record(epoch, gaps)
+                await self._journal.record_on_thread(epoch, gaps)
             # Its first block is sealed at the head as every block is: a full outbox (a
             # site offline for weeks) makes room for it first. Room made before it commits
             # is sealed in the epoch left (replacements at its head), then again under this.
@@ -275,7 +275,7 @@ class Outbox:
                 # Proof it sealed nothing, if the file tells (`outbox_recovery._sealed_nothing`).
                 with suppress(sqlite3.Error):
                     if (await file.chain_state()).epoch != epoch and self._journal is not None:
-                        self._journal.sealed_nothing(epoch)
+                        await self._journal.sealed_nothing_on_thread(epoch)
                 raise
             log.warning("epoch_started", epoch=epoch, gaps=[g.reason.value for g in gaps])
         await self.reseal_older_epochs(now=now, clock_synced=clock_synced)

@@ -26,6 +26,7 @@ tell (`edge_agent.shell.outbox_recovery`).
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -43,7 +44,14 @@ _JOURNAL_KEEP: Final = 16
 
 
 class EpochJournal:
-    """The epochs this outbox path has used, newest last (advisory: losing it loses no data)."""
+    """The epochs this outbox path has used, newest last (advisory: losing it loses no data).
+
+    Each write is a file synced and renamed: seconds on a slow or failing disk. The running
+    agent's (an epoch the ACK handler starts) are made on a thread and awaited (`*_on_thread`,
+    `outbox_delivery.Delivery` its `delivered`), so the loop (polling, MQTT keepalive, the
+    status server) goes on and what depends on a write still comes after it is synced. An
+    opening's are made on the loop, before any of that has started (`outbox_open`).
+    """
 
     def __init__(self, path: Path) -> None:
         self._path = path
@@ -127,6 +135,18 @@ class EpochJournal:
         epochs = body.get("epochs")
         if isinstance(epochs, list) and epochs[-1:] == [epoch] and body.get("sealed") is False:
             self._write({key: value for key, value in body.items() if key != "sealed"})
+
+    async def owed_on_thread(self) -> list[GapRecord]:
+        """`owed`, read on a thread (as the writes are: the loop goes on meanwhile)."""
+        return await asyncio.to_thread(self.owed)
+
+    async def record_on_thread(self, epoch: str, owed: Sequence[GapRecord] = ()) -> None:
+        """`record`, on a thread: returns once the entry is synced (or not written, logged)."""
+        await asyncio.to_thread(self.record, epoch, owed)
+
+    async def sealed_nothing_on_thread(self, epoch: str) -> None:
+        """`sealed_nothing`, on a thread: returns once the proof is synced (or not written)."""
+        await asyncio.to_thread(self.sealed_nothing, epoch)
 
     def latest_sealed_nothing(self) -> bool:
         """Whether the latest epoch's start saw its first block fail (`sealed_nothing`)."""

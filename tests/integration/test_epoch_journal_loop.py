@@ -1,0 +1,149 @@
+"""The running agent's epoch journal writes leave the event loop running while they sync.
+
+An epoch started by the ACK handler (a rollback the collector's ACK proves) journals its epoch
+before its first block commits (`EpochJournal.record`), and, when that block fails, that it
+sealed nothing (`EpochJournal.sealed_nothing`): each a file written, fsynced and renamed. They
+ran on the event loop, which the pollers, the MQTT keepalive and the status server share: on a
+slow or failing disk an fsync takes seconds, and the whole agent stopped for them. Here a hook
+on the real write waits until a task on the loop has counted turns: with the write on the loop
+nothing can turn, and the wait ends only at its bound, with none counted. Real signed ACKs
+into the real AckTaker on a real outbox.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+from collections.abc import Callable
+from contextlib import closing
+from pathlib import Path
+
+import pytest
+from structlog.testing import capture_logs
+
+import edge_agent.shell.outbox as sealing_side
+from edge_agent.shell import outbox_sidecars
+from edge_agent.shell.outbox_sidecars import EpochJournal
+from edge_agent.shell.publisher_acks import AckTaker
+from edge_agent.shell.publisher_lanes import Lanes
+from hostkit.atomicfile import replace_file
+from hostkit.backoff import ResendBackoff
+from hostkit.log_limit import LineLimit
+from tests.integration.test_ack_epoch_not_started import _beyond_the_chain, _three_blocks
+from tests.support.publisher_rig import COLLECTOR_KEY, TOPICS
+
+pytestmark = pytest.mark.timeout(120)
+
+TURNS = 3
+# Only ends the wait when nothing can turn (the loop is the thread writing): not a timing.
+BOUND = 10.0
+
+
+class LoopWatch:
+    """Counts the loop's turns while the first journal write `chosen` waits before it syncs."""
+
+    def __init__(self, path: Path, chosen: Callable[[bytes], bool]) -> None:
+        self._path = path
+        self._chosen = chosen
+        self.writing = threading.Event()
+        self.turned = threading.Event()
+        self.turns = 0
+        self.seen = 0  # turns counted by the end of the wait
+        self.file_epoch: str | None = None  # the outbox file's epoch as the write began
+
+    def replace_file(self, target: Path, data: bytes) -> None:
+        """The real write (temporary file, fsync, rename); the chosen one waits first."""
+        if not self.writing.is_set() and self._chosen(data):
+            with closing(sqlite3.connect(self._path)) as db:
+                (self.file_epoch,) = db.execute(
+                    "SELECT value FROM meta WHERE key = 'epoch'"
+                ).fetchone()
+            self.writing.set()
+            self.turned.wait(BOUND)
+            self.seen = self.turns
+        replace_file(target, data)
+
+    async def turn(self, stop: asyncio.Event) -> None:
+        """A task of the loop, as a poller is: counts its turns while the write waits."""
+        while not stop.is_set():
+            await asyncio.sleep(0.001)
+            if self.writing.is_set() and not self.turned.is_set():
+                self.turns += 1
+                if self.turns >= TURNS:
+                    self.turned.set()
+
+
+def _ack_taker(outbox: sealing_side.Outbox) -> AckTaker:
+    return AckTaker(
+        outbox,
+        TOPICS,
+        COLLECTOR_KEY.public(),
+        lanes=Lanes(4, ResendBackoff(1.0)),
+        wake=asyncio.Event(),
+        rejected_lines=LineLimit(),
+    )
+
+
+async def _rollback_while_held(
+    path: Path,
+    outbox: sealing_side.Outbox,
+    monkeypatch: pytest.MonkeyPatch,
+    chosen: Callable[[bytes], bool],
+) -> LoopWatch:
+    """The collector's ACK proving a rollback of the outbox's epoch, handled by a real
+    AckTaker while the journal write `chosen` waits for the loop's turns (counted)."""
+    watch = LoopWatch(path, chosen)
+    monkeypatch.setattr(outbox_sidecars, "replace_file", watch.replace_file)
+    stop = asyncio.Event()
+    turning = asyncio.create_task(watch.turn(stop))
+    try:
+        await _beyond_the_chain(_ack_taker(outbox), outbox.epoch)
+    finally:
+        stop.set()
+        await turning
+    return watch
+
+
+async def test_an_ack_proven_epochs_journal_entry_is_synced_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "outbox.db"
+    async with _three_blocks(path, monkeypatch) as outbox:
+        old = outbox.epoch
+        watch = await _rollback_while_held(
+            path, outbox, monkeypatch, lambda data: b'"sealed"' not in data
+        )
+        # Before: 0 turns (the loop was the thread writing, so the wait ran to its bound).
+        assert watch.seen == TURNS
+        # Synced before its first block committed: the file still in the epoch left.
+        assert watch.file_epoch == old
+        assert outbox.epoch != old
+        assert EpochJournal.beside(path).epochs()[-2:] == (old, outbox.epoch)
+
+
+async def test_the_proof_that_a_failed_epoch_sealed_nothing_is_synced_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "outbox.db"
+    async with _three_blocks(path, monkeypatch) as outbox:
+        old = outbox.epoch
+
+        async def begin_epoch(*args: object, **kwargs: object) -> None:
+            raise sqlite3.OperationalError("disk I/O error")
+
+        monkeypatch.setattr(sealing_side, "begin_epoch", begin_epoch)
+        with capture_logs() as logs:
+            watch = await _rollback_while_held(
+                path, outbox, monkeypatch, lambda data: b'"sealed": false' in data
+            )
+        # Before: 0 turns (the loop was the thread writing, so the wait ran to its bound).
+        assert watch.seen == TURNS
+        # Written before the failure reached the ACK handler, which logs it.
+        assert [e["event"] for e in logs if e["event"] == "ack_not_recorded"] == [
+            "ack_not_recorded"
+        ]
+        assert outbox.epoch == old
+        journal = EpochJournal.beside(path)
+        assert journal.latest() != old
+        assert journal.latest_sealed_nothing()
