@@ -43,6 +43,9 @@ class FeedKind(enum.StrEnum):
 
 ALL_KINDS: Final = frozenset(FeedKind)
 
+KIND_NAMES: Final = ", ".join(FeedKind)
+"""The kinds `?types=` takes, as its description and its errors list them."""
+
 
 class PositionError(ValueError):
     """A Last-Event-ID that this feed did not make."""
@@ -86,12 +89,10 @@ def parse_kinds(text: str | None) -> frozenset[FeedKind]:
         return ALL_KINDS
     names = [name.strip() for name in text.split(",") if name.strip()]
     if not names:
-        raise ValueError("types: name at least one of reading, alarm, gap, status")
+        raise ValueError(f"types: name at least one of {KIND_NAMES}")
     unknown = sorted(set(names) - {kind.value for kind in FeedKind})
     if unknown:
-        raise ValueError(
-            f"types: {', '.join(unknown)} unknown; choose from reading, alarm, gap, status"
-        )
+        raise ValueError(f"types: {', '.join(unknown)} unknown; choose from {KIND_NAMES}")
     return frozenset(FeedKind(name) for name in names)
 
 

@@ -15,7 +15,7 @@ Which points exist is checked by the site map (`SiteConfig`), which sees every d
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
-from typing import Annotated, Literal, Self, TypeAlias
+from typing import Annotated, Literal, Self, TypeAlias, get_args
 
 from pydantic import Field, model_validator
 
@@ -122,5 +122,9 @@ SiteAlarm: TypeAlias = Annotated[
 ]
 """One entry of the site map's `alarms:` list, told apart by `kind`."""
 
-SITE_ALARM_KINDS = ("over_staff", "over_quantity", "overtime", "escalation")
-"""The `kind`s the `alarms:` list accepts."""
+SITE_ALARM_KINDS: tuple[str, ...] = tuple(
+    kind
+    for model in get_args(get_args(SiteAlarm)[0])
+    for kind in get_args(model.model_fields["kind"].annotation)
+)
+"""The `kind`s the `alarms:` list accepts, read from the models of `SiteAlarm`."""

@@ -10,11 +10,18 @@ from pathlib import Path
 
 import asyncpg
 
+from collector.audit.chain import AuditKind
 from collector.storage.postgres.schema import SCHEMA_VERSION as POSTGRES_SCHEMA
 from collector.storage.postgres.schema import upgrade as postgres_upgrade
 from collector.storage.sqlite.schema import SCHEMA_VERSION as SQLITE_SCHEMA
 from collector.storage.sqlite.upgrade import upgrade as sqlite_upgrade
-from tests.support.postgres import PostgresDatabases, apply_first_migrations, sql_rows, sqlite_file
+from tests.support.postgres import (
+    PostgresDatabases,
+    apply_first_migrations,
+    check_values,
+    sql_rows,
+    sqlite_file,
+)
 
 _AUDIT_9 = """
 CREATE TABLE audit (
@@ -40,6 +47,8 @@ async def test_a_schema_9_file_keeps_its_audit_rows_open_for_the_first_seal(
     ]
     assert await sql_rows(url, "SELECT count(*) FROM audit_chain") == [(0,)]
     assert await sql_rows(url, "SELECT count(*) FROM api_tokens") == [(0,)]
+    # The upgrade's own CHECK (`_AUDIT_KINDS`), not the schema's: both allow what is written.
+    assert await check_values(url, "audit", "kind") == {k.value for k in AuditKind}
 
 
 async def test_migration_4_keeps_the_audit_rows_of_a_version_3_database(

@@ -180,6 +180,36 @@ async def sql_rows(url: str, query: str, *args: object) -> list[tuple[Any, ...]]
         await server.close()
 
 
+async def check_values(url: str, table: str, column: str) -> set[str]:
+    """The values a `CHECK (column IN (...))` of `table` allows, as the database holds it.
+
+    The effective constraint, on either backend: SQLite's table definition (as created, or as
+    an upgrade's ALTER left it), PostgreSQL's constraint as its migrations left it.
+    """
+    if url.startswith("sqlite:///"):
+        definitions = await sql_rows(
+            url, "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = ?", table
+        )
+    else:
+        definitions = await sql_rows(
+            url,
+            "SELECT pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid::regclass::text = ? AND contype = 'c'",
+            table,
+        )
+    # SQLite: `column TEXT ... CHECK (column IN ('a', 'b'))`; PostgreSQL: `CHECK ((column =
+    # ANY (ARRAY['a'::text, 'b'::text])))`.
+    found = [
+        set(re.findall(r"'([^']*)'", match))
+        for (definition,) in definitions
+        for match in re.findall(
+            rf"CHECK \(\(?{column}(?: IN \(| = ANY \(ARRAY\[)([^)\]]*)", definition
+        )
+    ]
+    assert len(found) == 1, f"{table}.{column}: {len(found)} CHECKs of a value list"
+    return found[0]
+
+
 def _numbered(query: str) -> str:
     """`?` placeholders as asyncpg's `$1, $2, ...` (the queries given here quote no `?`)."""
     count = itertools.count(1)

@@ -36,6 +36,7 @@ from collector.api.routes.alarms import alarm_out
 from collector.api.routes.gaps import gap_out
 from collector.api.routes.readings import reading_out
 from collector.feed.core import (
+    KIND_NAMES,
     FeedEvent,
     FeedFilter,
     FeedPosition,
@@ -185,7 +186,7 @@ def create_router(
         ] = None,
         types: Annotated[
             str | None,
-            Query(description="comma-separated: reading, alarm, gap, status (default: all)"),
+            Query(description=f"comma-separated: {KIND_NAMES} (default: all)"),
         ] = None,
         last_event_id: Annotated[
             str | None,
