@@ -31,6 +31,7 @@ from edge_agent.shell.outbox_key_listing import AckKeys, KeyListing, read_key_le
 from edge_agent.shell.outbox_missing import Declarations, answer_missing
 from edge_agent.shell.outbox_oversize import seal_smaller
 from edge_agent.shell.outbox_reads import StoredBlock, read_undelivered, read_undelivered_block
+from edge_agent.shell.outbox_replacement import replacement_of
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ACK_MARK_SQL
 from edge_agent.shell.outbox_seal import chain_position, release
@@ -220,7 +221,7 @@ class Delivery:
         The seqs of the current epoch's blocks that gave way (thinned or dropped), and those of
         the blocks sealed in their place: what a publisher needs to follow a live block's
         readings (`Lanes.replaced`). Room made by another process (`edge-agent backfill`) is
-        not told: its replacements go as that process's blocks do.
+        not told: `replacement_of` reads the file for it.
         """
         file = self._file
 
@@ -228,6 +229,17 @@ class Delivery:
             listener(frozenset(seq for epoch, seq in gone if epoch == file.epoch), sealed)
 
         self._room.replaced = tell
+
+    async def replacement_of(self, seq: int) -> tuple[int, ...]:
+        """The undelivered blocks room made sealed in place of this epoch's block `seq`.
+
+        As the file tells (`outbox_replacement`), by this process or another: the block is
+        gone, and its readings may be in them. None: gone otherwise, or nothing of it is left
+        to send. Every undelivered replacement sealed after it may be read, under the lock.
+        """
+        file = self._file
+        async with file.lock:
+            return await on_thread(file.db, replacement_of, file.epoch, seq, file.key)
 
     async def chain_position(self, seq: int) -> tuple[int, str | None]:
         """The current epoch's last seq, and the hash of its block `seq` if still held."""

@@ -58,7 +58,7 @@ _WINDOW = 32
 Declared = list[tuple[int, int | None]]
 
 
-def _declared_by(rows: Sequence[Sequence[Any]], epoch: str, key: SigningKey) -> dict[int, Declared]:
+def declared_by(rows: Sequence[Sequence[Any]], epoch: str, key: SigningKey) -> dict[int, Declared]:
     """The ranges in `epoch` each row's gap records declare (_GAP_BLOCKS_SQL's rows).
 
     Only blocks whose row vouches for their payload (`as_sealed`) count: a damaged one is
@@ -155,7 +155,7 @@ class Declarations:
                 # pruned long ago, and each window is a turn of the lock and three threads'.
                 upto = min(goal, await _next_held(db, epoch, after, goal) - 1 + _WINDOW)
                 rows = await _gap_rows(db, epoch, after, upto)
-            declared = await asyncio.to_thread(_declared_by, rows, epoch, key)
+            declared = await asyncio.to_thread(declared_by, rows, epoch, key)
             if (self._epoch, self._through) == (epoch, after):  # else read meanwhile: again
                 self._by_block.update(declared)
                 self._through = upto
@@ -170,7 +170,7 @@ class Declarations:
         self._of(epoch)
         if last_seq > self._through:
             rows = await _gap_rows(db, epoch, self._through, last_seq)
-            self._by_block.update(_declared_by(rows, epoch, key))
+            self._by_block.update(declared_by(rows, epoch, key))
             self._through = last_seq
         await self._forget_gone(db, epoch)
         return [span for spans in self._by_block.values() for span in spans]

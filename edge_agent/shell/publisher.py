@@ -272,7 +272,8 @@ class Publisher:
                 await self._pace()
                 # Room made since it was read may have let it give way: then it is not sent.
                 live = picked[1]
-                # A live one thinned is in a replacement, live too (`Lanes.replaced`).
+                # A live one thinned is in a replacement, live too (`Lanes.replaced`, and
+                # for another process's room, the next `next_block`'s read of the file).
                 if (block := await self._outbox.delivery.still_held(picked[0])) is None:
                     continue
                 payload, properties = self._wire(block, Lane.LIVE if live else Lane.BACKLOG)
@@ -333,7 +334,7 @@ class Publisher:
             return False
         if not_sent.failed:
             self._read_again_at = time.monotonic() + self._settings.ack_timeout
-        elif live:  # none when not split: one record, or gone (thinned: `Lanes.replaced`)
+        elif live:  # none when not split: one record, or gone (thinned: `next_block` follows)
             self._lanes.resealed(not_sent.resealed)
         return True
 

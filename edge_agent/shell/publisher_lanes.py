@@ -16,8 +16,10 @@ live while the backlog lane read it is left to the live lane: sent as backlog, a
 wait for its ACK (`is_settled` counts the live lane only, and the block it has taken to send).
 So do the blocks a live block's readings were sealed again in, at the head with no live notice
 (`resealed`): split as too large to send (`outbox_oversize`), or thinned to make room before it
-was sent (`replaced`: the room made in this process says which blocks); a stop right after went
-on at once and left them for the next start.
+was sent (`replaced`: the room made in this process says which blocks; room made by another
+process, `edge-agent backfill`, is read from the file once the live block is found gone,
+`Delivery.replacement_of`); a stop right after went on at once and left them for the next
+start, and another process's replacement went as backlog, behind the whole backlog.
 
 A block unanswered is owed again after `uplink.ack_timeout`, and each time it goes again
 unanswered it waits longer (hostkit.backoff.ResendBackoff: doubling up to 8x, jittered): a
@@ -125,6 +127,16 @@ class Lanes:
         if not waiting.isdisjoint(gone):
             self.resealed(sealed)
 
+    async def _follow(self, delivery: Delivery, seq: int) -> None:
+        """The live block `seq` went unsent: the blocks room made sealed in its place go live.
+
+        As the file tells (`Delivery.replacement_of`): room made by another process
+        (`edge-agent backfill` importing into the full outbox) is told by nobody, and its
+        replacement went as backlog, queued at the collector behind the whole backlog. Room
+        made here was told (`replaced`): what is live or in flight already is left as it is.
+        """
+        self.resealed(await delivery.replacement_of(seq))
+
     @property
     def is_settled(self) -> bool:
         """Whether no live block waits to be sent or for its ACK."""
@@ -138,6 +150,7 @@ class Lanes:
     async def next_block(self, delivery: Delivery) -> tuple[StoredBlock, bool] | None:
         """The next block to send and whether it goes in the live lane; None: both are full."""
         if self._taken_live is not None:  # not sent: it gave way, or went to be split
+            await self._follow(delivery, self._taken_live)  # taken meanwhile: not settled
             self._taken_live = None
             self.live_moved.set()
         while self._live and len(self._sent_live) < self._window:
@@ -146,11 +159,11 @@ class Lanes:
             # (the stop went on, leaving it unsent).
             self._taken_live = seq = self._live.popleft()
             block = await delivery.get(seq)
-            if block is not None and block.seq not in self._sent:
+            if block is None:  # delivered, declared, or given way: its replacement goes live
+                await self._follow(delivery, seq)
+            elif block.seq not in self._sent:
                 return block, True
-            # Gone (delivered, declared, or given way: its replacement is live, `replaced`), or
-            # in flight already.
-            self._taken_live = None
+            self._taken_live = None  # gone, or in flight already
             self.live_moved.set()
         if len(self._sent) - len(self._sent_live) >= self._window:
             return None

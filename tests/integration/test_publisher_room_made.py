@@ -8,7 +8,8 @@ the outbox is full): the block then went out after that declaration. Here the se
 exactly there, from a hook on the real read, on a real outbox file at its 1 MiB budget, and
 the blocks go through a real Mosquitto to a test link playing the collector. The seal is the
 agent's own (its sealer), or that of a real `edge-agent backfill` run beside it: another
-process, whose commits the agent learns of from the file only (`PRAGMA data_version`).
+process, whose commits the agent learns of from the file only (`PRAGMA data_version`). A live
+block's replacement goes first, in the live lane, whichever process made the room.
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_reads import StoredBlock
 from edge_agent.shell.publisher import Publisher
 from specs.block import decode_block
+from specs.lanes import Lane
 from specs.records import GapRecord, Record
 from tests.integration.test_backfill_live import _write_log
 from tests.integration.test_outbox_declarations import MIB, _block
@@ -128,8 +130,9 @@ MAKERS = [pytest.param(_by_the_agent, id="agent"), pytest.param(_by_backfill, id
 
 async def _published(
     outbox: Outbox, broker: Broker, count: int, connected: Callable[[Publisher], Awaitable[None]]
-) -> list[int]:
-    """The seqs the publisher sends until the link has `count` blocks (none answered).
+) -> list[tuple[int, Lane]]:
+    """The seqs the publisher sends, each with its lane, until the link has `count` blocks
+    (none answered).
 
     `connected` is called once its session is up.
     """
@@ -143,13 +146,15 @@ async def _published(
         try:
             await publisher.connected.wait()
             await connected(publisher)
-            await link.wait_for(count)
+            # Up to 60 s: the backfill runs made from the read hook count in it (8-9 s at load
+            # 12 on 2 cores; the link's 10 s default failed once).
+            await link.wait_for(count, timeout=60)
         finally:
             publisher.stop()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-    return link.received
+    return list(zip(link.received, link.lanes, strict=True))
 
 
 def _check(path: Path, gone: int, received: list[int], *, live: int | None = None) -> None:
@@ -200,7 +205,7 @@ async def test_a_backlog_block_that_gave_way_after_it_was_read_is_not_published(
 
     (seq,) = gave_way
     # Before: the agent's seals [41, 49, 50, 51] (fixed by 738f323); backfill's, [41, 57, ...].
-    _check(path, seq, received)
+    _check(path, seq, [sent for sent, _ in received])
 
 
 @pytest.mark.parametrize("make_room", MAKERS)
@@ -229,13 +234,11 @@ async def test_a_live_block_that_gave_way_after_it_was_taken_is_not_published(
         path = load_site_config(site).outbox.path
 
     (seq,) = gave_way
-    if make_room is _by_the_agent:
-        # The replacement holding its readings, sealed by the agent's own room-making, goes
-        # first in the live lane (`Lanes.replaced`); backfill's room-making is another
-        # process's, its replacement goes as backlog.
-        replacement, *received = received
-        assert set(_block(0)) & set(_records(path, replacement)), (replacement, received)
-        _check(path, seq, received, live=replacement)
-        return
-    # Before: it went first (backfill), after the gap record that declared it.
-    _check(path, seq, received)
+    # The replacement holding its readings goes first, in the live lane, the rest as backlog
+    # in order: told by the agent's own room-making (`Lanes.replaced`), read from the file
+    # for backfill's, another process's (`Delivery.replacement_of`). Before, backfill's went
+    # as backlog: [(3, backlog), (4, backlog)], 3 the replacement.
+    (replacement, lane), *rest = received
+    assert lane is Lane.LIVE, received
+    assert set(_block(0)) & set(_records(path, replacement)), (replacement, received)
+    _check(path, seq, [sent for sent, _ in rest], live=replacement)
