@@ -27,7 +27,7 @@ from edge_agent.core.plan_codec import decode_plan
 from edge_agent.shell.agent_lock import AgentRunningError, sole_agent
 from edge_agent.shell.commands import roll_back_failed_start
 from edge_agent.shell.host import keep_large_allocations_mapped
-from edge_agent.shell.outbox_open import OpeningStoppedError
+from edge_agent.shell.outbox_epoch_lock import OpeningStoppedError
 from edge_agent.shell.outbox_recovery import NotAnOutboxError, OutboxUnavailableError
 from edge_agent.shell.runtime import run_plan
 from edge_agent.shell.stop_signals import hold_stop_signals, stop_signal_held

@@ -33,13 +33,13 @@ def taken_now(descriptor: int, operation: int = fcntl.LOCK_EX) -> bool:
 
 async def taken_within(
     descriptor: int,
-    bound: float,
+    bound: float | None,
     operation: int = fcntl.LOCK_EX,
     *,
     dropped: threading.Event | None = None,
     cut_short: asyncio.Event | None = None,
 ) -> bool:
-    """The flock on `descriptor` taken within `bound` s (True), waited for on a thread.
+    """The flock on `descriptor` taken within `bound` s (None: no bound), on a thread: True.
 
     False: not taken in time, the wait given up. The thread then goes on waiting, closes the
     descriptor when the lock comes (letting it go at once), and sets `dropped`. A daemon

@@ -10,7 +10,8 @@ opening from before it reads the journal until its epoch is journaled and commit
 from before it journals its epoch until the epoch's first block commits. The other waits, in a
 thread (the agent's event loop goes on), at most `timeout` seconds: then
 OutboxUnavailableError, nothing changed. An opening's wait also ends on a stop
-(`outbox_open.open_outbox`'s `stop`, 0303d85): OpeningStoppedError, nothing changed.
+(`outbox_open.open_outbox`'s `stop`, 0303d85, given to `held`): OpeningStoppedError, nothing
+changed.
 """
 
 from __future__ import annotations
@@ -28,6 +29,14 @@ from edge_agent.shell.flock_wait import taken_now, taken_within
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 
 log = structlog.get_logger("edge_agent.outbox")
+
+
+class OpeningStoppedError(Exception):
+    """The agent was stopped while its opening waited for another process's lock.
+
+    Nothing was changed: the waits come before anything is written. Not an error: the agent
+    exits as a stop does (a refusal at 120 s would come after systemd's SIGKILL).
+    """
 
 
 class FreeRun(enum.Enum):
@@ -57,10 +66,13 @@ class EpochLock:
         return cls(outbox.with_name(outbox.name + ".epoch-lock"), timeout)
 
     @asynccontextmanager
-    async def held(self, *, wait: bool = True) -> AsyncIterator[None]:
+    async def held(
+        self, *, wait: bool = True, stop: asyncio.Event | None = None
+    ) -> AsyncIterator[None]:
         """Held by this process (released on exit, and by the kernel if the process dies).
 
         With `wait` False a lock another process holds raises OutboxUnavailableError at once.
+        `stop` set while it is waited for gives the wait up: OpeningStoppedError.
         """
         if self._depth and asyncio.current_task() is self._owner:
             self._depth += 1
@@ -69,7 +81,7 @@ class EpochLock:
             finally:
                 self._depth -= 1
             return
-        async with self._turn, self._flock(wait):
+        async with self._turn, self._flock(wait, stop):
             # Its holder even when the lock file could not be made (`_flock`): an opening's
             # own epoch start takes it again, or would wait on its own turn for good.
             self._depth, self._owner = 1, asyncio.current_task()
@@ -79,7 +91,7 @@ class EpochLock:
                 self._depth, self._owner = 0, None
 
     @asynccontextmanager
-    async def _flock(self, wait: bool) -> AsyncIterator[None]:
+    async def _flock(self, wait: bool, stop: asyncio.Event | None) -> AsyncIterator[None]:
         """The flock itself, taken by one task of this process at a time (`_turn`)."""
         descriptor = self._opened()
         if descriptor is None:
@@ -97,7 +109,7 @@ class EpochLock:
                     " opening it since before this start (the running agent, `edge-agent"
                     " backfill`); nothing was changed: try again once it is done"
                 )
-            await waited(descriptor, self._path, self._timeout)  # closes it if not taken
+            await waited(descriptor, self._path, self._timeout, stop)  # closed if not taken
         try:
             yield
         finally:
@@ -129,12 +141,17 @@ class EpochLock:
             return None
 
 
-async def waited(descriptor: int, path: Path, bound: float) -> None:
+async def waited(
+    descriptor: int, path: Path, bound: float, stop: asyncio.Event | None = None
+) -> None:
     """Take the lock on `descriptor`, waited for on a thread of its own, at most `bound` s.
 
-    The descriptor is closed (by that thread) if the lock comes too late.
+    The descriptor is closed (by that thread) if the lock comes too late, or once `stop` is
+    set (`flock_wait.taken_within`'s `cut_short`): OpeningStoppedError.
     """
-    if not await taken_within(descriptor, bound):
+    if not await taken_within(descriptor, bound, cut_short=stop):
+        if stop is not None and stop.is_set():
+            raise OpeningStoppedError(f"stopped while waiting for {path}")
         raise OutboxUnavailableError(
             f"{path}: another process has been starting an epoch of the outbox or opening"
             f" it for {bound:g} s (the running agent, `edge-agent backfill`); nothing was"

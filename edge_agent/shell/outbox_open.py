@@ -30,7 +30,7 @@ from edge_agent.core.plan import (
     OUTBOX_SEQ_MARK_TIMEOUT,
 )
 from edge_agent.shell.outbox import Outbox
-from edge_agent.shell.outbox_epoch_lock import EpochLock
+from edge_agent.shell.outbox_epoch_lock import EpochLock, OpeningStoppedError
 from edge_agent.shell.outbox_recovery import (
     NotAnOutboxError,
     OutboxUnavailableError,
@@ -47,46 +47,6 @@ from hostkit.signal_mask import signals_blocked
 from specs.signing import SigningKey
 
 log = structlog.get_logger("edge_agent.outbox")
-
-
-class OpeningStoppedError(Exception):
-    """The agent was stopped while its opening waited for another process's lock.
-
-    Nothing was changed: the waits come before anything is written. Not an error: the agent
-    exits as a stop does (a refusal at 120 s would come after systemd's SIGKILL).
-    """
-
-
-@asynccontextmanager
-async def _given_up_on_stop(stop: asyncio.Event | None, path: Path) -> AsyncIterator[None]:
-    """Waits inside given up (cancelled) once `stop` is set: OpeningStoppedError.
-
-    Only around the waits for another process's lock, which leave nothing half done when
-    cancelled (`flock_wait.taken_within` lets the lock go once its thread takes it).
-    """
-    if stop is None:
-        yield
-        return
-    task = asyncio.current_task()
-    assert task is not None  # noqa: S101 - called from a coroutine
-
-    def stopping(_: object) -> None:
-        task.cancel()
-
-    watcher = asyncio.ensure_future(stop.wait())
-    watcher.add_done_callback(stopping)
-    try:
-        yield
-    except asyncio.CancelledError:
-        # Ours only when the stop cancelled it (and no one else: `uncancel` counts them).
-        if watcher.done() and not watcher.cancelled() and task.uncancel() == 0:
-            raise OpeningStoppedError(
-                f"stopped while waiting for {path}'s epoch lock / seq mark"
-            ) from None
-        raise
-    finally:
-        watcher.remove_done_callback(stopping)
-        watcher.cancel()
 
 
 def outbox_path_problem(path: Path, *, try_writing: bool) -> str | None:
@@ -190,17 +150,20 @@ def _opening(path: Path) -> Iterator[None]:
         raise outbox_unavailable(path, exc, "open") from exc
 
 
-async def _mark_at_opening(mark: SeqMark) -> Mark | None:
+async def _mark_at_opening(mark: SeqMark, stop: asyncio.Event | None) -> Mark | None:
     """The seq mark, waited for as long as the epoch lock is (no loop runs yet to keep turning).
 
     Held past that (`edge-agent backfill` stopped with Ctrl-Z), the start is refused, nothing
     changed: read as no mark, a file rolled back below it would go unseen and its lost seqs
     be sealed again over what the collector may hold, silently. Refused, systemd starts the
     agent again every 5 s, and the first start after the holder lets go checks the file.
+    A wait `stop` ended (the mark's, given it) is no refusal: OpeningStoppedError.
     """
     try:
         return await mark.read_at_opening(OUTBOX_EPOCH_LOCK_TIMEOUT)
     except SeqMarkHeldError as exc:
+        if stop is not None and stop.is_set():
+            raise OpeningStoppedError(f"stopped while waiting for {mark.path}") from None
         raise OutboxUnavailableError(
             f"{exc}: another process (`edge-agent backfill`, maybe stopped with Ctrl-Z) has"
             f" held the outbox's seq mark for {OUTBOX_EPOCH_LOCK_TIMEOUT:g} s; without it a"
@@ -232,14 +195,17 @@ async def open_outbox(
     (another process's lock, once it has held for `busy_timeout` seconds);
     another program's database raises NotAnOutboxError, and stays as it was. `stop` set while
     the opening waits for the epoch lock or the seq mark (each up to 120 s, held by another
-    process) gives the wait up: OpeningStoppedError, nothing changed.
+    process) gives the wait up, and set by the time they are done (a lock taken as the stop
+    came) it ends the opening there: OpeningStoppedError, nothing changed. Set later, it is
+    the caller's to honour (the opening goes on to its end); the outbox's reads of the mark
+    are given up on once it is set (`SeqMark`).
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     foreign = foreign_database(path)
     if foreign is not None:  # refused before the epoch lock is made beside it
         raise NotAnOutboxError(foreign)
     journal = EpochJournal.beside(path)
-    mark = SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT)
+    mark = SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT, stop)
     epoch_lock = EpochLock.beside(path, OUTBOX_EPOCH_LOCK_TIMEOUT)
     now = time.time()
     async with AsyncExitStack() as resources:
@@ -250,12 +216,16 @@ async def open_outbox(
         # its first block commits, and the check below would take that file for another copy.
         checking = AsyncExitStack()
         resources.push_async_exit(checking)
-        async with _given_up_on_stop(stop, path):
-            await checking.enter_async_context(epoch_lock.held())
-            # Read before the file is checked: a seal the running agent commits meanwhile
-            # (this may be `edge-agent backfill`) then moves the file, never the mark, past
-            # what was compared.
-            noted = await _mark_at_opening(mark)
+        # `stop` ends either wait as its bound does (`flock_wait.taken_within`'s `cut_short`,
+        # as the stop's deadline ends the running agent's): its thread lets a lock it takes
+        # later go. Nothing is cancelled, so a stop never lands part-way through what follows.
+        await checking.enter_async_context(epoch_lock.held(stop=stop))
+        # Read before the file is checked: a seal the running agent commits meanwhile (this
+        # may be `edge-agent backfill`) then moves the file, never the mark, past what was
+        # compared.
+        noted = await _mark_at_opening(mark, stop)
+        if stop is not None and stop.is_set():  # came as a lock was taken: nothing written yet
+            raise OpeningStoppedError(f"stopped while opening {path}")
         gaps, abandon = recovery_gaps(path, journal, noted, now, busy_timeout=busy_timeout)
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
         # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy
@@ -300,4 +270,5 @@ async def open_outbox(
             # Written now, while the disk may have room: later it is only overwritten in place
             # (nothing added: the tally noted there stays).
             await outbox.note_unsealed(LostReadings())
+        mark.opened()
         yield outbox

@@ -95,23 +95,33 @@ class SeqMark:
     (`seq_mark_given_up`), and until that process lets go it is not waited for again. A seal
     not noted meanwhile is noted by the next write (the file's newest seq), a change to the tally is
     kept and made first by the next write that gets the lock, or by `close`. Once the agent is
-    stopping (`stopping_by`) no wait goes past the stop's deadline.
+    stopping (`stopping_by`) no write waits past the stop's deadline, and no read, nor the
+    opening's own writes (until `opened`), past the stop itself (`stop`: the agent's, SIGTERM).
     """
 
-    def __init__(self, path: Path, timeout: float, journal: EpochJournal) -> None:
+    def __init__(
+        self, path: Path, timeout: float, journal: EpochJournal, stop: asyncio.Event | None = None
+    ) -> None:
         self._path = path
         self._timeout = timeout
         # Which of two epochs is the newer (`write`).
         self._journal = journal
+        # Ends a read's wait at once: an opening's is refused (OpeningStoppedError), a later
+        # one reads as no mark (MarkKeeper then says the tally this process knows). A read
+        # changes nothing: the stop need not wait for it. So for the opening's writes (before
+        # `opened`): nothing polled yet, a seal's seq is noted by the next write and a tally
+        # change by the close. The running agent's writes end at `_stop_due`.
+        self._stop = stop
+        self._opening = True
         # This process's changes one at a time, in order: the tally's do not commute.
         self._turn = asyncio.Lock()
         # Changes to the tally not made while the lock was given up on, in order, and the
         # epoch and seq to note with them where there is no mark yet.
         self._deferred: tuple[TallyChange, ...] = ()
         self._deferred_at: tuple[str, int] = ("", 0)
-        # The loop time a stop must be done by (`stopping_by`): no wait goes past it.
-        self._stop_by: float | None = None
-        # Set at that time: a wait already running when the stop came ends then too.
+        # Set at the loop time a stop must be done by (`stopping_by`): a write's wait ends
+        # then (`flock_wait`'s `cut_short`), whether it began before the stop or after it (its
+        # bound stays `timeout`; the close's has none).
         self._stop_due = asyncio.Event()
         self._stop_timer: asyncio.TimerHandle | None = None
         # Set once the process whose lock a wait gave up on has let it go.
@@ -119,9 +129,10 @@ class SeqMark:
         self._warned = False
 
     @classmethod
-    def beside(cls, outbox: Path, timeout: float) -> SeqMark:
+    def beside(cls, outbox: Path, timeout: float, stop: asyncio.Event | None = None) -> SeqMark:
         """The seq mark of an outbox file (its epochs ordered by the file's journal)."""
-        return cls(outbox.with_name(outbox.name + ".seq"), timeout, EpochJournal.beside(outbox))
+        mark = outbox.with_name(outbox.name + ".seq")
+        return cls(mark, timeout, EpochJournal.beside(outbox), stop)
 
     @property
     def path(self) -> Path:
@@ -129,7 +140,10 @@ class SeqMark:
         return self._path
 
     async def read(self) -> Mark | None:
-        """The mark, or None when there is none (or it cannot be read now: held, given up on)."""
+        """The mark, or None when there is none or it cannot be read now (held, given up on).
+
+        A wait for it ends at the stop (`stop`): None too.
+        """
         try:
             return await self._read(self._timeout)
         except (SeqMarkHeldError, OSError):
@@ -140,7 +154,8 @@ class SeqMark:
 
         An opening has no loop to keep turning, and a mark not read there is a rollback not
         seen: held past `bound`, SeqMarkHeldError, never None (`outbox_open`). One that cannot
-        be read (EIO, EMFILE, no thread to wait on) raises its OSError.
+        be read (EIO, EMFILE, no thread to wait on) raises its OSError. The stop ends the wait
+        as `bound` does: SeqMarkHeldError (`outbox_open` tells the two apart).
         """
         return await self._read(bound)
 
@@ -155,7 +170,8 @@ class SeqMark:
             # would stop the polling too. Read as no mark, as it always was.
             return None
         # Shared: never a record half written by another process (`_rewrite`).
-        if not await self._locked(descriptor, fcntl.LOCK_SH, bound):
+        ended_by = self._stop_due if self._stop is None else self._stop  # the stop comes first
+        if not await self._locked(descriptor, fcntl.LOCK_SH, bound, ended_by):
             raise SeqMarkHeldError(str(self._path))
         try:
             return _parsed(os.pread(descriptor, _MARK_BYTES, 0))
@@ -164,18 +180,20 @@ class SeqMark:
 
     async def write(self, epoch: str, seq: int) -> None:
         """Note `seq` as the highest sealed in `epoch`; the tally noted stays as it is."""
-        await self._rewrite(epoch, seq, None, seals=True)
+        await self._rewrite(epoch, seq, None, seals=True, bound=self._timeout)
 
     async def let_go(self, epoch: str, seq: int, lost: LostReadings) -> None:
         """Add `lost` to the readings let go unsealed noted so far.
 
         `epoch` and `seq` (the writer's last seal) are noted only when the mark has none.
         """
-        await self._rewrite(epoch, seq, TallyChange(lost, declared=False), seals=False)
+        change = TallyChange(lost, declared=False)
+        await self._rewrite(epoch, seq, change, seals=False, bound=self._timeout)
 
     async def declared(self, epoch: str, seq: int, named: LostReadings) -> None:
         """Take `named` (read from this mark, now named by a gap record) off the tally."""
-        await self._rewrite(epoch, seq, TallyChange(named, declared=True), seals=False)
+        change = TallyChange(named, declared=True)
+        await self._rewrite(epoch, seq, change, seals=False, bound=self._timeout)
 
     def _newest(self, noted: Mark, epoch: str, seq: int) -> tuple[str, int]:
         """What a seal (`seq` of `epoch`, read from the file) leaves noted of the two.
@@ -200,7 +218,7 @@ class SeqMark:
         change: TallyChange | None,
         *,
         seals: bool,
-        bound: float | None = None,
+        bound: float | None,
     ) -> None:
         """The record read, changed and written under an exclusive `flock`.
 
@@ -211,8 +229,9 @@ class SeqMark:
         (one read before another process added to it or declared it). A change to the tally
         alone keeps the epoch and seq noted: the writer's are those of its last seal, maybe
         of an epoch another process has left since (a stop on a full disk seals nothing).
-        `bound`: how long the lock may be waited for (`_bound()` when None).
+        `bound`: how long the lock may be waited for (None: until the stop's deadline).
         """
+        ended_by = self._stop if self._opening and self._stop is not None else self._stop_due
         async with self._turn:
             before = self._deferred
             # Held back until written: a wait given up on or cancelled leaves them for the next
@@ -222,8 +241,7 @@ class SeqMark:
                 self._deferred_at = epoch, seq
             try:
                 descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-                waited = self._bound() if bound is None else bound
-                if not await self._locked(descriptor, fcntl.LOCK_EX, waited):
+                if not await self._locked(descriptor, fcntl.LOCK_EX, bound, ended_by):
                     return
                 try:
                     self._changed(descriptor, epoch, seq, changes, seals=seals)
@@ -256,11 +274,14 @@ class SeqMark:
             at = self._newest(noted, epoch, seq) if seals else (noted.epoch, noted.seq)
         os.pwrite(descriptor, _record(*at, unsealed), 0)
 
-    async def _locked(self, descriptor: int, operation: int, bound: float) -> bool:
+    async def _locked(
+        self, descriptor: int, operation: int, bound: float | None, ended_by: asyncio.Event
+    ) -> bool:
         """The flock on `descriptor` taken: False, closed, when another process holds it.
 
         Taken at once when free. Held, it is waited for (on a thread: the loop goes on) at
-        most `bound` s, and not at all while the process a wait gave up on still holds it.
+        most `bound` s (None: no bound) or until `ended_by` is set, and not at all while the
+        process a wait gave up on still holds it.
         """
         if taken_now(descriptor, operation):
             return True
@@ -269,30 +290,26 @@ class SeqMark:
             return False
         log.warning("seq_mark_busy", path=str(self._path), timeout=bound)
         let_go = threading.Event()
-        if await taken_within(
-            descriptor, bound, operation, dropped=let_go, cut_short=self._stop_due
-        ):
+        if await taken_within(descriptor, bound, operation, dropped=let_go, cut_short=ended_by):
             return True
         self._let_go = let_go
         log.warning("seq_mark_given_up", path=str(self._path), timeout=bound)
         return False
 
+    def opened(self) -> None:
+        """The outbox is open: a write's wait ends at the stop's deadline, no longer at `stop`."""
+        self._opening = False
+
     def stopping_by(self, until: float) -> None:
         """The agent is stopping: no wait for the lock goes past the loop time `until`.
 
-        A wait already running included: `_stop_due`, set at `until` (`call_at`), ends it as
-        at its bound, though its bound was taken when it began (up to `timeout`).
+        `_stop_due`, set at `until` (`call_at`), ends every wait then as at its bound, one
+        already running when the stop came included (its bound, up to `timeout`, was taken
+        when it began).
         """
-        self._stop_by = until
         if self._stop_timer is not None:
             self._stop_timer.cancel()
         self._stop_timer = asyncio.get_running_loop().call_at(until, self._stop_due.set)
-
-    def _bound(self) -> float:
-        """How long a wait for the lock may be now: `timeout`, within the stop's deadline."""
-        if self._stop_by is None:
-            return self._timeout
-        return min(self._timeout, max(0.0, self._stop_by - asyncio.get_running_loop().time()))
 
     async def close(self) -> None:
         """The changes to the tally still held back made now, or logged (error) as lost.
@@ -305,15 +322,16 @@ class SeqMark:
         if not self._deferred:
             return
         self._let_go = None
-        loop_time = asyncio.get_running_loop().time()
-        bound = self._timeout if self._stop_by is None else max(0.0, self._stop_by - loop_time)
+        began = asyncio.get_running_loop().time()
+        # Stopping: until the deadline (`_stop_due`), however short `timeout` is.
+        bound = self._timeout if self._stop_timer is None else None
         await self._rewrite(*self._deferred_at, None, seals=False, bound=bound)
         if self._deferred:
             log.error(
                 "seq_mark_not_written",
                 path=str(self._path),
                 error="held at close",
-                waited=round(bound, 3),
+                waited=round(asyncio.get_running_loop().time() - began, 3),
                 let_go_not_noted=sum(c.readings.count for c in self._deferred if not c.declared),
                 declared_not_taken_off=sum(c.readings.count for c in self._deferred if c.declared),
             )

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import itertools
+import json
 import os
 import signal
 import subprocess
@@ -31,6 +32,7 @@ from hostkit.keyfiles import create_key_pair
 from specs.records import Reading, parse_iso_time
 from tests.support.broker import Broker, free_port, wait_for_port
 from tests.support.cli_runs import agent_cli
+from tests.support.held_process import HOLD_FLOCK, held_process
 from tests.support.outbox_file import committed_readings, sealed_blocks
 from tests.support.stop_signals import (
     main_thread_blocked,
@@ -373,3 +375,35 @@ def test_only_the_main_thread_takes_the_stop_signals(plant: Plant) -> None:
         _, took = sigterm(agent, plant.work)
     assert agent.returncode == 0
     assert took < STOP_WITHIN, f"{took:.2f} s to stop"
+
+
+@pytest.mark.parametrize("when", ["starting", "running"])
+def test_a_sigterm_while_another_process_holds_the_seq_mark_is_a_clean_stop(
+    plant: Plant, when: str
+) -> None:
+    """A stopped `edge-agent backfill` holding `<outbox>.seq` (here a process holding its
+    flock): the agent starting waits for it (up to 120 s), the agent running waits with each
+    seal's write of it (up to 5 s). A SIGTERM ends either wait: exit 0, agent_stopped. Waited
+    on by log lines, the holder in place before the wait begins; the only bound is a generous
+    one (the figure is printed: `-s`)."""
+    plant.write_site(flush_interval="100ms", flush_readings=200)
+    keys_init(plant.work)
+    mark = plant.work / f"{OUTBOX}.seq"
+    mark.parent.mkdir(parents=True, exist_ok=True)
+    holding = contextlib.ExitStack()
+    with holding:
+        if when == "starting":
+            holding.enter_context(held_process(HOLD_FLOCK, str(mark)))
+        agent = start_agent(plant.work)
+        try:
+            if when == "running":
+                wait_for(lambda: "agent_started" in agent_log(plant.work), 60, "the start")
+                holding.enter_context(held_process(HOLD_FLOCK, str(mark)))
+            wait_for(lambda: "seq_mark_busy" in agent_log(plant.work), 60, "a wait for the mark")
+        finally:
+            _, took = sigterm(agent, plant.work)
+    stopped = [
+        json.loads(line) for line in agent_log(plant.work).splitlines() if "agent_stopped" in line
+    ]
+    assert [entry.get("while_starting", False) for entry in stopped] == [when == "starting"]
+    print(f"held seq mark, {when}: SIGTERM to exit {took:.3f} s")

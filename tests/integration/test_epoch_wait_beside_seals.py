@@ -43,9 +43,11 @@ async def test_a_seal_completes_while_an_epoch_start_waits_for_the_lock(
     waiting = asyncio.Event()
     real_waited = outbox_epoch_lock.waited
 
-    async def noted_wait(descriptor: int, lock: Path, bound: float) -> None:
+    async def noted_wait(
+        descriptor: int, lock: Path, bound: float, stop: asyncio.Event | None = None
+    ) -> None:
         waiting.set()  # the start is now waiting for the other process
-        await real_waited(descriptor, lock, bound)
+        await real_waited(descriptor, lock, bound, stop)
 
     monkeypatch.setattr(outbox_epoch_lock, "waited", noted_wait)
     async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
@@ -88,9 +90,11 @@ async def test_the_ack_handler_does_not_wait_for_a_busy_epoch_lock(
     waiting = asyncio.Event()
     real_waited = outbox_epoch_lock.waited
 
-    async def noted_wait(descriptor: int, lock: Path, bound: float) -> None:
+    async def noted_wait(
+        descriptor: int, lock: Path, bound: float, stop: asyncio.Event | None = None
+    ) -> None:
         waiting.set()
-        await real_waited(descriptor, lock, bound)
+        await real_waited(descriptor, lock, bound, stop)
 
     monkeypatch.setattr(outbox_epoch_lock, "waited", noted_wait)
     async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:

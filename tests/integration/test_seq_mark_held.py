@@ -23,6 +23,7 @@ from structlog.testing import capture_logs
 
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell import outbox_open
+from edge_agent.shell.outbox_epoch_lock import OpeningStoppedError
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from edge_agent.shell.outbox_seq_mark import Mark, SeqMark
 from edge_agent.shell.sealer import Sealer
@@ -286,7 +287,7 @@ async def test_a_stop_gives_up_an_openings_wait_for_a_held_lock(
         assert not opening.done()
         stop.set()
         async with asyncio.timeout(8):
-            with pytest.raises(outbox_open.OpeningStoppedError):
+            with pytest.raises(OpeningStoppedError):
                 await opening
     assert await SeqMark.beside(path, 5.0).read() == Mark(epoch, 5, LostReadings())
     with capture_logs() as logs:
