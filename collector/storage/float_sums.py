@@ -10,6 +10,13 @@ expressions add at 2^-64 scale, which cannot overflow and is exact for every dou
 runs the same scaled sums: its own avg() adds unscaled, so a bucket of +1.7e308, +1.7e308,
 -1.7e308 was infinite there and 5.7e307 on PostgreSQL.
 
+Values below 2^-958 would go subnormal at that scale and lose digits (three readings of
+1.234e-300 averaged 1.2340224e-300, above their max): they are summed unscaled beside the
+scaled sum (their sum cannot overflow), and the two added back at full scale. A mean is
+then clamped to the [min, max] of what it averages: rounded sums can put it a last place
+outside (three readings of 0.1 average 0.10000000000000002), and the mean of identical
+values is that value. An infinite mean (the sum past the largest double) stays infinite.
+
 Infinities of both signs (rollup totals of garbage of both signs) sum to NaN. SQLite stores
 and returns NaN as NULL and PostgreSQL keeps it; so both say NULL: JSON has no NaN either.
 """
@@ -20,6 +27,7 @@ from dataclasses import dataclass
 from typing import Final
 
 _LARGEST_DOWN: Final = "9.745314011399998e288"  # the largest double at 2^-64
+_SCALES_EXACTLY: Final = "4.1045368012983762e-289"  # 2^-958: at 2^-64 still a normal double
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,23 +46,38 @@ class FloatSql:
             f" THEN sign({scaled}) * {self.infinity} ELSE {finite} END"
         )
 
+    def _scaled(self, value: str) -> str:
+        """`value` at 2^-64, 0 below 2^-958 (PostgreSQL raises on a product that underflows)."""
+        return f"CASE WHEN abs({value}) < {_SCALES_EXACTLY} THEN 0.0 ELSE {value} * {self.down} END"
+
+    def _full_sum(self, value: str) -> str:
+        """The sum of `value` at full scale, for when its scaled sum is not past the largest.
+
+        Values of at least 2^-958 add at 2^-64 (exactly as unscaled, but never overflowing),
+        smaller ones unscaled (no sum of them can overflow, and none goes subnormal).
+        """
+        large = f"sum({self._scaled(value)})"
+        small = f"sum(CASE WHEN abs({value}) < {_SCALES_EXACTLY} THEN {value} ELSE 0.0 END)"
+        return f"({large} * {self.up} + {small})"
+
     def sum_or_infinity(self, value: str) -> str:
         """The aggregate sum of `value` in SQL, infinite past the largest double."""
-        scaled = f"sum({value} * {self.down})"
-        return self._past_largest(scaled, f"{scaled} * {self.up}")
+        return self._past_largest(f"sum({self._scaled(value)})", self._full_sum(value))
 
-    def mean_or_infinity(self, value: str, count: str) -> str:
+    def mean_or_infinity(self, value: str, count: str, lo: str, hi: str) -> str:
         """The aggregate mean of `value` over `count` in SQL, as sum / count.
 
         Infinite when the sum is past the largest double (as the rollups' infinite totals
-        give), else the scaled sum over `count`.
+        give), else the full sum over `count`, clamped to [`lo`, `hi`], the SQL of the
+        least and greatest value it averages.
         """
-        scaled = f"sum({value} * {self.down})"
-        return self._past_largest(scaled, f"{scaled} / {count} * {self.up}")
+        mean = f"{self._full_sum(value)} / {count}"
+        within = f"CASE WHEN {mean} < {lo} THEN {lo} WHEN {mean} > {hi} THEN {hi} ELSE {mean} END"
+        return self._past_largest(f"sum({self._scaled(value)})", within)
 
     def plus_or_infinity(self, left: str, right: str) -> str:
         """`left + right` in SQL for two float8 values, infinite past the largest double."""
-        scaled = f"({left} * {self.down} + {right} * {self.down})"
+        scaled = f"({self._scaled(left)} + {self._scaled(right)})"
         return self._past_largest(scaled, f"{left} + {right}")
 
 

@@ -166,9 +166,10 @@ def rollup_mean(sums: FloatSql) -> str:
     NULL when a minute's total is not a number (counted values, no total: see MinuteRollup),
     and when the totals sum to NaN; infinite past the largest double.
     """
+    mean = sums.mean_or_infinity("m.total", "nullif(sum(m.n), 0)", "min(m.lo)", "max(m.hi)")
     return (
         "CASE WHEN count(CASE WHEN m.n > 0 AND m.total IS NULL THEN 1 END) > 0 THEN NULL"
-        f" ELSE {sums.mean_or_infinity('m.total', 'nullif(sum(m.n), 0)')} END"
+        f" ELSE {mean} END"
     )
 
 

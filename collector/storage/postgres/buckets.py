@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 from collector.readmodel import BucketGrid, BucketRow, PointAfter
 from collector.storage.buckets import CURRENT, LatestSeries, bucket_rows
@@ -28,6 +29,9 @@ _SLACK = 1.0  # seconds beyond a window's buckets that its `t` bounds admit
 def bucket_index_sql(grid: BucketGrid, t: str = "r.t") -> str:
     """SQL for the bucket index of time column `t`: floor((t + offset) / width)."""
     return f"floor(({t} + ({int(grid.offset)})) / {int(grid.width)})::bigint"
+
+
+_MEAN: Final = POSTGRES_FLOATS.mean_or_infinity("v", "nullif(count(v), 0)", "min(v)", "max(v)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -85,7 +89,7 @@ class PostgresBucketQueries(LatestSeries):
         found = await self.db.fetch(
             "SELECT b.k, newest.quota, newest.unit, b.lo, b.hi, b.mean, last.value, b.n"
             " FROM (SELECT k, count(v) AS n, min(v) AS lo, max(v) AS hi,"
-            f" {POSTGRES_FLOATS.mean_or_infinity('v', 'nullif(count(v), 0)')} AS mean,"
+            f" {_MEAN} AS mean,"
             " max(t) FILTER (WHERE v IS NOT NULL) AS last_t, max(t) AS newest_t"
             f" FROM (SELECT {index} AS k, r.t AS t,"
             " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"

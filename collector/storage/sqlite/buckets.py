@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
 
 import aiosqlite
 
@@ -28,6 +29,9 @@ def bucket_index_sql(grid: BucketGrid, t: str = "r.t") -> str:
     """SQL for the bucket index of time column `t`: floor((t + offset) / width)."""
     ratio = f"(({t} + ({int(grid.offset)})) / {int(grid.width)}.0)"
     return f"(CAST({ratio} AS INTEGER) - ({ratio} < CAST({ratio} AS INTEGER)))"
+
+
+_MEAN: Final = SQLITE_FLOATS.mean_or_infinity("v", "nullif(count(v), 0)", "min(v)", "max(v)")
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,7 +91,7 @@ class SqliteBucketQueries(LatestSeries):
         rows = await self.db.execute_fetchall(
             "SELECT b.k, newest.quota, newest.unit, b.lo, b.hi, b.mean, last.value, b.n"
             " FROM (SELECT k, count(v) AS n, min(v) AS lo, max(v) AS hi,"
-            f" {SQLITE_FLOATS.mean_or_infinity('v', 'nullif(count(v), 0)')} AS mean,"
+            f" {_MEAN} AS mean,"
             " max(CASE WHEN v IS NOT NULL THEN t END) AS last_t, max(t) AS newest_t"
             f" FROM (SELECT {index} AS k, r.t AS t,"
             " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"
