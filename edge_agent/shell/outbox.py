@@ -34,6 +34,7 @@ import secrets
 import sqlite3
 from collections.abc import Sequence
 from contextlib import nullcontext, suppress
+from functools import partial
 from pathlib import Path
 
 import aiosqlite
@@ -55,7 +56,7 @@ from edge_agent.shell.outbox_reads import (
     read_data_version,
     read_stats,
 )
-from edge_agent.shell.outbox_recovery import declared_gap, with_owed
+from edge_agent.shell.outbox_recovery import OutboxUnavailableError, declared_gap, with_owed
 from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_undelivered
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
@@ -254,25 +255,24 @@ class Outbox:
                 # had what its own entry owes replaced by the list read before it.
                 gaps = with_owed(list(gaps), await self._journal.owed_on_thread())
             if self._journal is not None:
-                # What its first block declares, kept until the next epoch: this start may
-                # be cut short before it commits, and room made for it below is sealed at
-                # the head of the epoch left, maybe at the very seqs declared.
-                await self._journal.record_on_thread(epoch, gaps)
+                # What its first block declares, kept until the next epoch (a start cut short
+                # before it commits; room made below is sealed at the head of the epoch left,
+                # maybe at the seqs declared), and the proof it sealed nothing (`begin_epoch`).
+                await self._journal.record_on_thread(epoch, gaps, unsealed=True)
             # Its first block is sealed at the head as every block is: a full outbox (a
             # site offline for weeks) makes room for it first. Room made before it commits
             # is sealed in the epoch left (replacements at its head), then again under this.
+            begin = partial(begin_epoch, file.db, file.append, epoch, gaps, self._journal)
             try:
                 await self._room.sealing(
-                    lambda: begin_epoch(
-                        file.db, file.append, epoch, gaps, now=now, clock_synced=clock_synced
-                    ),
+                    lambda: begin(now=now, clock_synced=clock_synced),
                     records=len(gaps),
                     now=now,
                     clock_synced=clock_synced,
                     evicting=file.evicting,
                 )
-            except sqlite3.Error:
-                # Proof it sealed nothing, if the file tells (`outbox_recovery._sealed_nothing`).
+            except (sqlite3.Error, OutboxUnavailableError):  # the file's epoch followed again
+                # Its proof taken back, written again if the file tells (`_sealed_nothing`).
                 with suppress(sqlite3.Error):
                     if (await file.chain_state()).epoch != epoch and self._journal is not None:
                         await self._journal.sealed_nothing_on_thread(epoch)

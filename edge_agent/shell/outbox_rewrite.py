@@ -26,6 +26,8 @@ from edge_agent.shell.outbox_reads import (
     sealed_count,
     witnesses,
 )
+from edge_agent.shell.outbox_recovery import OutboxUnavailableError
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.outbox_transaction import async_write_transaction
 from specs.block import GENESIS, decode_block
 from specs.records import GapRecord, Record
@@ -45,17 +47,30 @@ async def begin_epoch(
     append: Append,
     epoch: str,
     gaps: Sequence[GapRecord],
+    journal: EpochJournal | None,
     *,
     now: float,
     clock_synced: bool,
 ) -> SealedBlock:
-    """Move the chain to `epoch` and seal its first block, carrying `gaps`: one transaction."""
+    """Move the chain to `epoch` and seal its first block, carrying `gaps`: one transaction.
+
+    The `journal`'s proof that `epoch` sealed nothing (written with its entry,
+    `EpochJournal.record`) is taken back (synced, on a thread) before the transaction
+    commits, so nothing of `epoch` is committed while it stands. When it cannot be
+    (`epoch_journal_not_written`), nothing is: OutboxUnavailableError, the proof true.
+    """
     async with async_write_transaction(db):
         await db.executemany(
             "UPDATE meta SET value = ? WHERE key = ?",
             [(epoch, "epoch"), ("0", "last_seq"), (GENESIS, "last_hash")],
         )
-        return await append(tuple(gaps), now=now, clock_synced=clock_synced)
+        block = await append(tuple(gaps), now=now, clock_synced=clock_synced)
+        if journal is not None and not await journal.sealed_in_on_thread(epoch):
+            raise OutboxUnavailableError(
+                f"{journal.path}: cannot take back the proof that epoch {epoch} sealed nothing;"
+                " its first block was not committed and the epoch not started"
+            )
+        return block
 
 
 async def reseal_chunk(

@@ -5,23 +5,23 @@ This module holds the epoch journal; the seq mark is `edge_agent.shell.outbox_se
 The epoch journal (`<path>.epochs`, a small JSON file rewritten atomically whenever an epoch
 starts) names the epochs this path has used, so a missing or emptied file is told from a first
 start, and what the latest one's first block declares lost (until a verified ACK releases that
-block, the collector may not hold it: rewritten then, once per epoch), and whether that
-epoch's start saw its first block fail (`sealed` false: it sealed and sent nothing; written by
-that start, so a start killed, or a write that failed, leaves the epoch taken as one that may
-have sealed blocks; `sealed_in` takes that proof back once a start finds the file holding the
-epoch committed: a commit whose WAL fsync failed may be recovered by the next open). The seq
-mark (`<path>.seq`, one small record overwritten in place after every seal) remembers the
-highest seq sealed and the readings a stop on a full disk let go unsealed, so a file that
-comes back older (a WAL cut mid-frame) is told from a healthy one. It is the file's
+block, the collector may not hold it: rewritten then, once per epoch), and whether that epoch
+has sealed nothing (`sealed` false: written with the entry of an epoch start, taken back inside
+its first block's transaction before the commit, so a start cut short before leaves it proven
+empty; written again after a commit that failed; `sealed_in` takes it back once a start finds
+the file holding the epoch committed: a commit whose WAL fsync failed may be recovered by the
+next open). The seq mark (`<path>.seq`, one small record overwritten in place after every seal)
+remembers the highest seq sealed and the readings a stop on a full disk let go unsealed, so a
+file that comes back older (a WAL cut mid-frame) is told from a healthy one. It is the file's
 newest seq, read after the seal (`OutboxFile`: blocks sealed while making room, and another
 process's, count too), and it never goes back within an epoch, nor to an epoch the journal
 names as started before the one noted: two processes on one file (the agent, `edge-agent
 backfill`) write it under `flock` (never waited for on the event loop: `SeqMark`), the higher
-seq kept, and the tally as noted there changed by what the writer let go or declared (never
-its own copy), the epoch and seq noted left as they are by such a change. The mark is
-written without fsync: it survives a killed process or a tampered file, not every power cut
-(the WAL itself is synced). Neither holds data: losing one only blunts what a restart can
-tell (`edge_agent.shell.outbox_recovery`).
+seq kept, and the tally as noted there changed by what the writer let go or declared (never its
+own copy), the epoch and seq noted left as they are by such a change. The mark is written
+without fsync: it survives a killed process or a tampered file, not every power cut (the WAL
+itself is synced). Neither holds data: losing one only blunts what a restart can tell
+(`edge_agent.shell.outbox_recovery`).
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Sequence
+from functools import partial
 from pathlib import Path
 from typing import Final
 
@@ -60,6 +61,11 @@ class EpochJournal:
     def beside(cls, outbox: Path) -> EpochJournal:
         """The journal of an outbox file."""
         return cls(outbox.with_name(outbox.name + ".epochs"))
+
+    @property
+    def path(self) -> Path:
+        """The journal file."""
+        return self._path
 
     def _body(self) -> dict[str, object]:
         try:
@@ -115,34 +121,45 @@ class EpochJournal:
         """The first block of `epoch`, the latest, failed and the file shows it not committed.
 
         Written (synced) by the start that saw it fail, the one proof that `epoch` sealed and
-        sent nothing (`latest_sealed_nothing`). A new entry has no such flag (`record`), nor
-        one whose start was killed or whose write failed (a full disk): `epoch` may have
-        sealed blocks, and a start that finds it left is to declare them lost.
+        sent nothing (`latest_sealed_nothing`), when the proof its entry was written with
+        (`record`'s `unsealed`) was taken back before a commit that then failed. An entry
+        without it (written so, or taken back and the start killed before its commit, or a
+        write that failed: a full disk) says `epoch` may have sealed blocks, and a start that
+        finds it left is to declare them lost.
         """
         body = self._body()
         epochs = body.get("epochs")
         if isinstance(epochs, list) and epochs[-1:] == [epoch] and body.get("sealed") is not False:
             self._write({**body, "sealed": False})
 
-    def sealed_in(self, epoch: str) -> None:
-        """The file shows `epoch`, the latest, committed: a proof it sealed nothing is void.
+    def sealed_in(self, epoch: str) -> bool:
+        """`epoch`, the latest, is (or is about to be) committed: its proof of nothing is void.
 
-        A commit whose WAL fsync failed raises, its frames still in the WAL: its start read
-        the file back outside `epoch` and wrote the proof, and the next open recovered them.
-        Rewritten (synced) only when such a proof stands, so seldom.
+        Whether none stands now (False: it does, its rewrite failed). Taken back by its start
+        before the first block commits (`outbox_rewrite.begin_epoch`), and by a start that
+        finds the file holding `epoch`: a commit whose WAL fsync failed raises, its frames
+        still in the WAL: its start read the file back outside `epoch` and wrote the proof
+        again, and the next open recovered them. Rewritten (synced) only when one stands.
         """
         body = self._body()
         epochs = body.get("epochs")
         if isinstance(epochs, list) and epochs[-1:] == [epoch] and body.get("sealed") is False:
-            self._write({key: value for key, value in body.items() if key != "sealed"})
+            return self._write({key: value for key, value in body.items() if key != "sealed"})
+        return True
 
     async def owed_on_thread(self) -> list[GapRecord]:
         """`owed`, read on a thread (as the writes are: the loop goes on meanwhile)."""
         return await asyncio.to_thread(self.owed)
 
-    async def record_on_thread(self, epoch: str, owed: Sequence[GapRecord] = ()) -> None:
+    async def record_on_thread(
+        self, epoch: str, owed: Sequence[GapRecord] = (), *, unsealed: bool = False
+    ) -> None:
         """`record`, on a thread: returns once the entry is synced (or not written, logged)."""
-        await asyncio.to_thread(self.record, epoch, owed)
+        await asyncio.to_thread(partial(self.record, epoch, owed, unsealed=unsealed))
+
+    async def sealed_in_on_thread(self, epoch: str) -> bool:
+        """`sealed_in`, on a thread: returns once the proof is taken back (or not, False)."""
+        return await asyncio.to_thread(self.sealed_in, epoch)
 
     async def sealed_nothing_on_thread(self, epoch: str) -> None:
         """`sealed_nothing`, on a thread: returns once the proof is synced (or not written)."""
@@ -157,26 +174,32 @@ class EpochJournal:
         epochs = self.epochs()
         return epochs[-1] if epochs else None
 
-    def record(self, epoch: str, owed: Sequence[GapRecord] = ()) -> None:
+    def record(self, epoch: str, owed: Sequence[GapRecord] = (), *, unsealed: bool = False) -> None:
         """Note `epoch` as the current one: written to a temporary file, synced, renamed.
 
         `owed`: the gap records its first block carries; those naming seqs are kept (`owed`).
-        Not flagged `sealed` false: until its start sees that block fail, it may seal blocks.
+        `unsealed` (an epoch start, before anything of `epoch` is committed): flagged `sealed`
+        false, the proof it sealed nothing, which its start takes back (`sealed_in`) before
+        the first block commits: a start killed before that (a restart loop on a seal making
+        room in a huge full outbox, past systemd's start timeout) leaves its epoch proven
+        empty, not one more record for the next start to declare. Otherwise not flagged.
         """
         epochs: Sequence[str] = self.epochs()
         if epochs and epochs[-1] == epoch:
             return
-        self._write(
-            {
-                "epochs": [*[e for e in epochs if e != epoch], epoch][-_JOURNAL_KEEP:],
-                "owed": [gap.to_wire() for gap in owed if gap.epoch is not None],
-            }
-        )
+        body: dict[str, object] = {
+            "epochs": [*[e for e in epochs if e != epoch], epoch][-_JOURNAL_KEEP:],
+            "owed": [gap.to_wire() for gap in owed if gap.epoch is not None],
+        }
+        self._write({**body, "sealed": False} if unsealed else body)
 
-    def _write(self, body: dict[str, object]) -> None:
-        """Written to a temporary file, synced, renamed."""
+    def _write(self, body: dict[str, object]) -> bool:
+        """Written to a temporary file, synced, renamed; whether it was."""
         try:
             replace_file(self._path, json.dumps(body).encode("utf-8"))
         except OSError as exc:
-            # A full disk must not stop the agent; the journal only sharpens gap records.
+            # A full disk must not stop the agent; the journal only sharpens gap records
+            # (a proof not taken back keeps its epoch's first block from committing only).
             log.warning("epoch_journal_not_written", path=str(self._path), error=str(exc))
+            return False
+        return True

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import sqlite3
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -22,9 +23,10 @@ import pytest
 from structlog.testing import capture_logs
 
 import edge_agent.shell.outbox as sealing_side
-from edge_agent.shell import outbox_open
+from edge_agent.shell import outbox_open, outbox_sidecars
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.publisher_acks import AckTaker
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.backoff import ResendBackoff
@@ -72,8 +74,37 @@ async def _beyond_the_chain(acks: AckTaker, epoch: str) -> None:
     )
 
 
+def _no_space(*args: object, **kwargs: object) -> None:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+@contextlib.contextmanager
+def _not_startable(why: str, path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A start made impossible by `why`; yields what its error says.
+
+    `lock_held`: another process holds the epoch lock. `proof_not_taken_back`: the journal's
+    rewrite fails from the take-back of the proof that the new epoch sealed nothing on (a disk
+    that filled up), inside its first block's transaction, before the commit.
+    """
+    if why == "lock_held":
+        with held_process(HOLD_FLOCK, str(path) + ".epoch-lock"):
+            yield "another process has been starting"
+        return
+    taken_back = EpochJournal.sealed_in
+
+    def on_a_full_disk(journal: EpochJournal, epoch: str) -> bool:
+        with monkeypatch.context() as full:
+            full.setattr(outbox_sidecars, "replace_file", _no_space)
+            return taken_back(journal, epoch)
+
+    with monkeypatch.context() as patched:
+        patched.setattr(EpochJournal, "sealed_in", on_a_full_disk)
+        yield "cannot take back the proof that epoch"
+
+
+@pytest.mark.parametrize("why", ["lock_held", "proof_not_taken_back"])
 async def test_an_epoch_that_cannot_be_started_is_logged_and_tried_at_the_next_ack(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
 ) -> None:
     path = tmp_path / "outbox.db"
     async with _three_blocks(path, monkeypatch) as outbox:
@@ -89,13 +120,17 @@ async def test_an_epoch_that_cannot_be_started_is_logged_and_tried_at_the_next_a
             rejected_lines=LineLimit(),
         )
         old = outbox.epoch
-        with held_process(HOLD_FLOCK, str(path) + ".epoch-lock"), capture_logs() as logs:
+        with _not_startable(why, path, monkeypatch) as error, capture_logs() as logs:
             # Before: OutboxUnavailableError out of on_ack (the publisher task crashed).
             await _beyond_the_chain(acks, old)
         [not_started] = [e for e in logs if e["event"] == "epoch_not_started"]
-        assert "another process has been starting" in str(not_started["error"])
-        # Nothing changed: same epoch, nothing released, the lanes as they were.
+        assert error in str(not_started["error"])
+        # Nothing changed: same epoch (the file's, followed again after a first block sealed
+        # and rolled back), nothing released, the lanes as they were.
         assert outbox.epoch == old
+        if why == "proof_not_taken_back":  # journaled, proven to have sealed nothing
+            assert EpochJournal.beside(path).latest() != old
+            assert EpochJournal.beside(path).latest_sealed_nothing()
         undelivered = await outbox.delivery.undelivered(after=0, limit=10)
         assert [(b.epoch, b.seq) for b in undelivered] == [(old, 1), (old, 2), (old, 3)]
         assert (lanes.is_idle, wake.is_set()) == (False, False)

@@ -1,13 +1,14 @@
 """The running agent's epoch journal writes leave the event loop running while they sync.
 
 An epoch started by the ACK handler (a rollback the collector's ACK proves) journals its epoch
-before its first block commits (`EpochJournal.record`), and, when that block fails, that it
-sealed nothing (`EpochJournal.sealed_nothing`): each a file written, fsynced and renamed. They
-ran on the event loop, which the pollers, the MQTT keepalive and the status server share: on a
-slow or failing disk an fsync takes seconds, and the whole agent stopped for them. Here a hook
-on the real write waits until a task on the loop has counted turns: with the write on the loop
-nothing can turn, and the wait ends only at its bound, with none counted. Real signed ACKs
-into the real AckTaker on a real outbox.
+with the proof that it sealed nothing (`EpochJournal.record`), takes that proof back just
+before its first block commits (`EpochJournal.sealed_in`, `outbox_rewrite.begin_epoch`), and,
+when that commit fails, writes it again (`EpochJournal.sealed_nothing`): each a file written,
+fsynced and renamed. The first and the last ran on the event loop, which the pollers, the MQTT
+keepalive and the status server share: on a slow or failing disk an fsync takes seconds, and
+the whole agent stopped for them. Here a hook on the real write waits until a task on the loop
+has counted turns: with the write on the loop nothing can turn, and the wait ends only at its
+bound, with none counted. Real signed ACKs into the real AckTaker on a real outbox.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
-from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 
@@ -41,11 +41,12 @@ BOUND = 10.0
 
 
 class LoopWatch:
-    """Counts the loop's turns while the first journal write `chosen` waits before it syncs."""
+    """Counts the loop's turns while the journal write `held` (1: the first) waits to sync."""
 
-    def __init__(self, path: Path, chosen: Callable[[bytes], bool]) -> None:
+    def __init__(self, path: Path, held: int) -> None:
         self._path = path
-        self._chosen = chosen
+        self._held = held
+        self.writes = 0
         self.writing = threading.Event()
         self.turned = threading.Event()
         self.turns = 0
@@ -53,8 +54,9 @@ class LoopWatch:
         self.file_epoch: str | None = None  # the outbox file's epoch as the write began
 
     def replace_file(self, target: Path, data: bytes) -> None:
-        """The real write (temporary file, fsync, rename); the chosen one waits first."""
-        if not self.writing.is_set() and self._chosen(data):
+        """The real write (temporary file, fsync, rename); the one held waits first."""
+        self.writes += 1
+        if self.writes == self._held:
             with closing(sqlite3.connect(self._path)) as db:
                 (self.file_epoch,) = db.execute(
                     "SELECT value FROM meta WHERE key = 'epoch'"
@@ -89,11 +91,11 @@ async def _rollback_while_held(
     path: Path,
     outbox: sealing_side.Outbox,
     monkeypatch: pytest.MonkeyPatch,
-    chosen: Callable[[bytes], bool],
+    held: int,
 ) -> LoopWatch:
     """The collector's ACK proving a rollback of the outbox's epoch, handled by a real
-    AckTaker while the journal write `chosen` waits for the loop's turns (counted)."""
-    watch = LoopWatch(path, chosen)
+    AckTaker while the journal write `held` waits for the loop's turns (counted)."""
+    watch = LoopWatch(path, held)
     monkeypatch.setattr(outbox_sidecars, "replace_file", watch.replace_file)
     stop = asyncio.Event()
     turning = asyncio.create_task(watch.turn(stop))
@@ -105,38 +107,43 @@ async def _rollback_while_held(
     return watch
 
 
-async def test_an_ack_proven_epochs_journal_entry_is_synced_off_the_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize(("held", "what"), [(1, "entry"), (2, "proof_taken_back")])
+async def test_an_ack_proven_epochs_journal_writes_are_synced_off_the_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: int, what: str
 ) -> None:
+    """`entry`: the new epoch's, with the proof it sealed nothing; `proof_taken_back`: that
+    proof taken back inside the first block's transaction, before its commit."""
     path = tmp_path / "outbox.db"
     async with _three_blocks(path, monkeypatch) as outbox:
         old = outbox.epoch
-        watch = await _rollback_while_held(
-            path, outbox, monkeypatch, lambda data: b'"sealed"' not in data
-        )
+        watch = await _rollback_while_held(path, outbox, monkeypatch, held)
         # Before: 0 turns (the loop was the thread writing, so the wait ran to its bound).
         assert watch.seen == TURNS
         # Synced before its first block committed: the file still in the epoch left.
         assert watch.file_epoch == old
         assert outbox.epoch != old
-        assert EpochJournal.beside(path).epochs()[-2:] == (old, outbox.epoch)
+        journal = EpochJournal.beside(path)
+        assert journal.epochs()[-2:] == (old, outbox.epoch)
+        assert not journal.latest_sealed_nothing()
+        assert watch.writes == 2
 
 
 async def test_the_proof_that_a_failed_epoch_sealed_nothing_is_synced_off_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """The first block's commit fails after the proof was taken back: written again."""
     path = tmp_path / "outbox.db"
     async with _three_blocks(path, monkeypatch) as outbox:
         old = outbox.epoch
+        taken_back = EpochJournal.sealed_in
 
-        async def begin_epoch(*args: object, **kwargs: object) -> None:
-            raise sqlite3.OperationalError("disk I/O error")
+        def then_failing(journal: EpochJournal, epoch: str) -> bool:
+            taken_back(journal, epoch)
+            raise sqlite3.OperationalError("disk I/O error")  # as the commit's, after it
 
-        monkeypatch.setattr(sealing_side, "begin_epoch", begin_epoch)
+        monkeypatch.setattr(EpochJournal, "sealed_in", then_failing)
         with capture_logs() as logs:
-            watch = await _rollback_while_held(
-                path, outbox, monkeypatch, lambda data: b'"sealed": false' in data
-            )
+            watch = await _rollback_while_held(path, outbox, monkeypatch, 3)
         # Before: 0 turns (the loop was the thread writing, so the wait ran to its bound).
         assert watch.seen == TURNS
         # Written before the failure reached the ACK handler, which logs it.

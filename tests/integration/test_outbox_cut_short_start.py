@@ -196,10 +196,13 @@ async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
     assert sorted(declared) == sorted(expected)  # each once
 
 
+@pytest.mark.parametrize(("how", "exit_code"), [("failed", 1), ("killed", -signal.SIGKILL)])
 async def test_a_restart_loop_on_a_first_block_that_fails_adds_no_gap_record(
-    tmp_path: Path,
+    tmp_path: Path, how: str, exit_code: int
 ) -> None:
-    """A copy put back, then starts that abandon it, each failing at its new epoch's first block.
+    """A copy put back, then starts that abandon it, each cut short at its new epoch's first
+    block: `failed` (the seal fails, as SQLite's on a failing disk), `killed` (SIGKILL there:
+    systemd's start timeout on a seal making room in a huge full outbox, the OOM killer).
 
     Under systemd the agent is started again and again on the same file: each start began an
     epoch of its own, declared lost by the next start beside what it carried on, so every
@@ -213,14 +216,15 @@ async def test_a_restart_loop_on_a_first_block_that_fails_adds_no_gap_record(
     journal_bytes: list[int] = []
     for _ in range(_LOOP_STARTS):
         start = subprocess.run(
-            [sys.executable, "-c", _CUT_SHORT_START, str(path), "begin_epoch", "failed"],
+            [sys.executable, "-c", _CUT_SHORT_START, str(path), "begin_epoch", how],
             cwd=ROOT,
             check=False,
         )
-        assert start.returncode == 1
+        assert start.returncode == exit_code
         owed_after.append(sorted(g.epoch or "" for g in journal.owed()))
         journal_bytes.append(path.with_name(path.name + ".epochs").stat().st_size)
-    # Before: 2, 3, 4, 5, 6 records owed (each start's epoch added), 480 -> 1356 bytes.
+    # Before 8d5bc79 (failed), and before the proof was journaled ahead of the first block
+    # (killed): 2, 3, 4, 5, 6 records owed (each start's epoch added), 480 -> 1356 bytes.
     assert owed_after == [sorted([copied, latest])] * _LOOP_STARTS
     # The journal grows by the epochs it names only (the last 16 kept).
     assert journal_bytes[-1] <= journal_bytes[0] + _LOOP_STARTS * len('"0123456789abcdef", ')

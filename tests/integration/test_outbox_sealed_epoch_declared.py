@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -40,28 +41,40 @@ pytestmark = pytest.mark.timeout(120)
 
 _K_BLOCKS = 4
 
-# A start that abandons the copy, its first block failing on a disk that filled up: the
-# journal's rewrite saying so fails too (`epoch_journal_not_written`).
-_START_ON_A_FULL_DISK = """
-import asyncio, errno, sqlite3, sys
+# A start that abandons the copy, cut short where the proof that its epoch sealed nothing
+# (written with its journal entry) is taken back, just before its first block commits
+# (`outbox_rewrite.begin_epoch`): `killed` right after; `commit_failed_on_a_full_disk` (the
+# commit fails as on a failing disk, and the proof's rewrite with it: a disk that filled up);
+# `not_taken_back` (the rewrite taking it back fails: a disk that filled up).
+_CUT_AT_THE_PROOF = """
+import asyncio, errno, os, signal, sqlite3, sys
 from pathlib import Path
-import edge_agent.shell.outbox as sealing_side
 import edge_agent.shell.outbox_sidecars as journal_side
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_recovery import recovery_gaps
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from tests.support.outbox_site import KEY, SITE
+
+path, how = Path(sys.argv[1]), sys.argv[2]
+taken_back = EpochJournal.sealed_in
 
 def full(*args, **kwargs):
     raise OSError(errno.ENOSPC, "No space left on device")
 
-async def begin_epoch(*args, **kwargs):
-    journal_side.replace_file = full
-    raise sqlite3.OperationalError("database or disk is full")
+def sealed_in(self, epoch):
+    if how == "not_taken_back":
+        journal_side.replace_file = full
+    done = taken_back(self, epoch)
+    if how == "killed":
+        os.kill(os.getpid(), signal.SIGKILL)
+    if how == "commit_failed_on_a_full_disk":
+        journal_side.replace_file = full
+        raise sqlite3.OperationalError("disk I/O error")
+    return done
 
-sealing_side.begin_epoch = begin_epoch
+EpochJournal.sealed_in = sealed_in
 
 async def main() -> None:
-    async with open_outbox(Path(sys.argv[1]), SITE, KEY):
+    async with open_outbox(path, SITE, KEY):
         pass
 
 asyncio.run(main())
@@ -131,33 +144,48 @@ async def test_an_abandoning_epoch_that_sealed_blocks_is_declared_by_the_next_st
     assert latest in declared
 
 
-@pytest.mark.parametrize("how", ["killed", "proof_not_written"])
-async def test_a_start_that_could_not_journal_its_first_block_failed_is_declared(
-    tmp_path: Path, how: str
+@pytest.mark.parametrize(
+    ("how", "exit_code", "proof"),
+    [
+        ("killed_before_taken_back", -signal.SIGKILL, True),
+        ("killed", -signal.SIGKILL, False),
+        ("commit_failed_on_a_full_disk", 1, False),
+        ("not_taken_back", 1, True),
+    ],
+)
+async def test_a_start_cut_short_at_its_first_block_is_declared_unless_its_proof_stands(
+    tmp_path: Path, how: str, exit_code: int, proof: bool
 ) -> None:
-    """A start abandoning a copy put back is cut short at its first block, no proof written.
+    """A start abandoning a copy put back is cut short at its new epoch's first block.
 
-    `killed` (SIGKILL at that block), `proof_not_written` (the block failed on a full disk,
-    and the journal's rewrite with it): nothing tells its epoch sealed nothing, so the next
-    start declares it lost beside the copy's epoch and the one before (one record more).
+    Its journal entry is written with the proof that the epoch sealed nothing, taken back just
+    before that block commits. `killed_before_taken_back` (SIGKILL at that block, as a restart
+    loop past systemd's start timeout) leaves it standing: the epoch sealed nothing, and the
+    next start declares the copy's epoch and the one before only. Taken back, then `killed`
+    before the commit, or the commit failed and the proof's rewrite with it (a full disk):
+    nothing tells the epoch sealed nothing, so the next start declares it too (one record
+    more). `not_taken_back`: the start is refused before its commit, the proof true.
     """
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
     copied, latest = await _copy_put_back(path, copy)
-    if how == "killed":
+    if how == "killed_before_taken_back":
         argv = ["-c", _CUT_SHORT_START, str(path), "begin_epoch", "killed"]
     else:
-        argv = ["-c", _START_ON_A_FULL_DISK, str(path)]
-    start = subprocess.run([sys.executable, *argv], cwd=ROOT, check=False)
-    assert start.returncode != 0
+        argv = ["-c", _CUT_AT_THE_PROOF, str(path), how]
+    start = subprocess.run([sys.executable, *argv], cwd=ROOT, check=False, capture_output=True)
+    assert start.returncode == exit_code
+    if how == "not_taken_back":
+        assert b"cannot take back the proof that epoch" in start.stderr
     journal = EpochJournal.beside(path)
-    cut_short = journal.latest()
+    cut_short = journal.latest() or ""
     assert cut_short not in (copied, latest)
-    assert not journal.latest_sealed_nothing()
+    assert journal.latest_sealed_nothing() is proof
     async with open_outbox(path, SITE, KEY):
         pass
     lost = [g.epoch or "" for g in _gap_records(path) if g.reason == GapReason.OUTBOX_RESTORED]
-    # Before (the mark never naming it taken as proof): [copied, latest], either way.
-    assert sorted(lost) == sorted([copied, latest, cut_short or ""])
+    # Before (no proof written ahead of the block): killed_before_taken_back also declared
+    # the cut-short epoch, one record more a start in a restart loop of such kills.
+    assert sorted(lost) == sorted([copied, latest, *([] if proof else [cut_short])])
 
 
 async def test_a_proof_of_sealing_nothing_is_taken_back_once_the_file_shows_the_epoch(
