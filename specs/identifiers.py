@@ -66,9 +66,16 @@ def check_gateway_code(code: str, enterprise: str) -> str:
 
 
 def check_point_code(code: str) -> str:
-    """Validate a point code: letters, digits, `-`, `_`, `.`; at most 64 characters."""
+    """Validate a point code: 1-64 ASCII letters, digits, `-`, `_`, `.`, the first no mark.
+
+    The one rule of the contract: the agent's site map is checked by it, and the collector
+    refuses a block or meta naming a point outside it (collector.ingest.judge).
+    """
     if not _POINT.fullmatch(code):
-        raise IdentifierError(f"point code {code!r} must be 1-64 letters, digits, '-', '_' or '.'")
+        raise IdentifierError(
+            f"point code {code!r} must be 1-64 letters, digits, '-', '_' or '.',"
+            " starting with a letter or digit"
+        )
     return code
 
 

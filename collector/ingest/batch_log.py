@@ -35,6 +35,15 @@ class BatchLog:
                 points=len(meta.points),
                 issued_at=meta.meta.issued_at,
             )
+            if meta.issued_at > meta.received_at + batch.ahead_allowance:
+                # Stored, but describing no point a current meta describes (storage.ahead).
+                log.warning(
+                    "meta_ahead_of_collector",
+                    gateway=meta.meta.gateway,
+                    issued_at=meta.meta.issued_at,
+                    ahead_seconds=round(meta.issued_at - meta.received_at, 3),
+                    allowance=batch.ahead_allowance,
+                )
         for status in batch.statuses:
             log.debug("gateway_status_seen", gateway=status.gateway, online=status.online)
 

@@ -29,6 +29,7 @@ from collector.model import (
 from specs.block import DOMAINS, Block, BlockFormatError, block_hash, decode_block
 from specs.catalogue import Catalogue
 from specs.command import CommandFormatError, decode_result
+from specs.identifiers import IdentifierError, check_point_code
 from specs.meta import MetaFormatError, decode_meta
 from specs.records import (
     AlarmRecord,
@@ -152,6 +153,19 @@ def _block_ids(block: Block) -> Iterator[tuple[str, str | None]]:
             yield "gap point", record.point
 
 
+def _block_points(block: Block) -> Iterator[tuple[str, str]]:
+    """The point ids a block names, each with where."""
+    for record in block.records:
+        if isinstance(record, Reading):
+            yield "reading point", record.point
+        elif isinstance(record, AlarmRecord):
+            yield "alarm point", record.point
+            if record.related is not None:
+                yield "alarm related point", record.related
+        elif isinstance(record, GapRecord) and record.point is not None:
+            yield "gap point", record.point
+
+
 def _check_id(what: str, text: str | None) -> None:
     if text is not None and len(text) > MAX_ID:
         raise _Rejected(
@@ -159,10 +173,20 @@ def _check_id(what: str, text: str | None) -> None:
         )
 
 
-def _check_storable(block: Block) -> None:
-    """Only what database columns and indexes hold: a huge seq or a long id is refused here.
+def _check_point(what: str, point: str) -> None:
+    """The contract's point rule (specs.identifiers, as the agent's site map is checked)."""
+    try:
+        check_point_code(point)
+    except IdentifierError as exc:
+        raise _Rejected(Reason.MALFORMED, f"{what} {point!r}: {exc}") from None
 
-    Either failed the whole batch in the database.
+
+def _check_storable(block: Block) -> None:
+    """Only what database columns and indexes hold, and points the contract names.
+
+    A huge seq or a long id failed the whole batch in the database; a point id outside the
+    contract's rule (a line break, a quote, an RTL override) went on into the API and exports.
+    The block is refused whole, as one any of whose records is malformed.
     """
     counts = [block.header.seq]
     for record in block.records:
@@ -172,6 +196,11 @@ def _check_storable(block: Block) -> None:
         raise _Rejected(Reason.MALFORMED, f"an integer in the block exceeds {MAX_INTEGER}")
     for what, text in _block_ids(block):
         _check_id(what, text)
+    checked: set[str] = set()
+    for what, point in _block_points(block):
+        if point not in checked:
+            _check_point(what, point)
+            checked.add(point)
 
 
 def registered_topics(owner: Gateway) -> GatewayTopics:
@@ -285,6 +314,7 @@ def _judge_meta(
         raise _Rejected(Reason.MALFORMED, f"meta issued_at: {exc}") from None
     for point in meta.points:
         _check_id("meta point", point.point)
+        _check_point("meta point", point.point)
     _check_place(topics, GatewayTopics(meta.district, meta.enterprise, meta.gateway), "meta")
     _check_place(topics, registered_topics(owner), "registered")
     return IncomingMeta(

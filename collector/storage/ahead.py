@@ -19,6 +19,13 @@ kept out of `latest` and the rollups, and each block with one is audited
 gateway and minute like every audit row), counted and logged by the ingest shell. An alarm
 event stamped so is merged into its alarm marked (collector.storage.alarms: listed flagged,
 not active by such a raise until the clock reaches it) and counted in its block's audit row too.
+
+A meta (`up/meta`) whose `issued_at` is that far ahead is stored as sent too (its `metas` row)
+and audited `ahead_of_collector`, one row per meta; but the newest `issued_at` decides which
+description of a point stands, so it would stay for good, every correct meta after it losing
+(the names, thresholds and poll of GET /v1/points and /v1/quality). It describes a point only
+where no current meta does, and yields to the next meta to arrive (UPSERT_POINT_META in
+collector.storage.ingest_rows).
 """
 
 from __future__ import annotations
@@ -27,8 +34,17 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
-from collector.model import AlarmEntry, AuditEntry, IncomingBlock, ReadingEntry, Reason
+from collector.model import (
+    MAX_DETAIL,
+    AlarmEntry,
+    AuditEntry,
+    IncomingBlock,
+    IncomingMeta,
+    ReadingEntry,
+    Reason,
+)
 from collector.storage.readings import AUDIT_SAMPLE, named
+from specs.block import block_hash
 from specs.records import iso_time
 
 AHEAD_FLAG: Final = Reason.AHEAD_OF_COLLECTOR.value
@@ -122,3 +138,25 @@ def _alarm_names(alarms: Sequence[AlarmEntry]) -> str:
         f"{a.alarm_id} {a.event.value}@{iso_time(a.t)}" for a in alarms[:AUDIT_SAMPLE]
     )
     return first + (", ..." if len(alarms) > AUDIT_SAMPLE else "")
+
+
+def metas_ahead(metas: Sequence[IncomingMeta], allowance: float) -> tuple[AuditEntry, ...]:
+    """One audit row per meta whose `issued_at` is more than `allowance` past its arrival."""
+    return tuple(
+        AuditEntry(
+            at=meta.received_at,
+            gateway=meta.meta.gateway,
+            topic=meta.topic,
+            reason=Reason.AHEAD_OF_COLLECTOR,
+            detail=(
+                f"meta of gateway {meta.meta.gateway} ({len(meta.points)} point(s)) issued_at"
+                f" {iso_time(meta.issued_at)}, {meta.issued_at - meta.received_at:.0f} s past"
+                f" the collector's clock ({iso_time(meta.received_at)} at arrival): the"
+                " gateway's clock is wrong; stored as sent, it replaces no description of a"
+                " point and yields to the next meta"
+            )[:MAX_DETAIL],
+            payload_hash=block_hash(meta.payload),
+        )
+        for meta in metas
+        if meta.issued_at > meta.received_at + allowance
+    )

@@ -34,7 +34,7 @@ from collector.model import (
     StreamState,
 )
 from collector.readmodel import AlarmState
-from collector.storage.ahead import split_ahead
+from collector.storage.ahead import metas_ahead, split_ahead
 from collector.storage.alarms import AlarmKey, alarm_key, merge_alarms
 from collector.storage.core import (
     BlockKey,
@@ -184,6 +184,7 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
         *repeated_gaps,
         *expired,
         *ahead.audits,
+        *metas_ahead(batch.metas, batch.ahead_allowance),
         *(found.audit for found in breaks),
     ]
     broken = {found.stream for found in breaks}
@@ -193,7 +194,7 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
     live = await steps.live_keys({b.block.header.gateway for b in batch.blocks})
     statuses_held = await steps.held_statuses({s.gateway for s in batch.statuses})
     await _run(steps, UPSERT_STATUS, status_rows(batch.statuses))
-    await _store_metas(steps, batch.metas)
+    await _store_metas(steps, batch.metas, batch.ahead_allowance)
     await steps.record_presence(batch)
     if audits or batch.actions:
         # The batch's command results (`up/cmd`) are rows of their own, chained at once; rows
@@ -278,9 +279,10 @@ async def _pair_alarms(
     return merged
 
 
-async def _store_metas(steps: BatchSteps, metas: Sequence[IncomingMeta]) -> None:
+async def _store_metas(steps: BatchSteps, metas: Sequence[IncomingMeta], allowance: float) -> None:
+    """The signed metas as sent, and what they describe (none stamped ahead wins: ingest_rows)."""
     await _run(steps, INSERT_META, meta_rows(metas))
-    await _run(steps, UPSERT_POINT_META, point_meta_rows(metas))
+    await _run(steps, UPSERT_POINT_META, point_meta_rows(metas, allowance))
 
 
 async def _advance_streams(

@@ -70,7 +70,11 @@ INSERT_META: Final = (
     "INSERT INTO metas (gateway, hash, payload, alg, kid, sig, issued_at, received_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway, hash) DO NOTHING"
 )
-# The newest description wins, whatever order the messages arrive in.
+# The newest description wins, whatever order the messages arrive in, but a time past the
+# collector's clock (`issued_at` beyond the arrival plus `ingest.ahead_allowance`, the last two
+# parameters) never does: a meta so stamped describes only a point no current meta describes,
+# and a description stored so (also by a collector before this rule) yields to any meta that
+# arrives while it is still that far ahead (collector.storage.ahead).
 UPSERT_POINT_META: Final = (
     "INSERT INTO point_meta (gateway, point, quota, unit, name, device, thresholds,"
     " issued_at, meta_hash, poll) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -78,7 +82,8 @@ UPSERT_POINT_META: Final = (
     " unit = excluded.unit, name = excluded.name, device = excluded.device,"
     " thresholds = excluded.thresholds, issued_at = excluded.issued_at,"
     " meta_hash = excluded.meta_hash, poll = excluded.poll"
-    " WHERE excluded.issued_at >= point_meta.issued_at"
+    " WHERE point_meta.issued_at > ?"
+    " OR (excluded.issued_at <= ? AND excluded.issued_at >= point_meta.issued_at)"
 )
 DELETE_SEQUENCE_GAP: Final = (
     "DELETE FROM gaps WHERE gateway = ? AND kind = 'sequence' AND epoch = ?"
@@ -235,8 +240,8 @@ def meta_rows(metas: Iterable[IncomingMeta]) -> list[Params]:
     ]
 
 
-def point_meta_rows(metas: Iterable[IncomingMeta]) -> list[Params]:
-    """The `point_meta` rows the metas describe (UPSERT_POINT_META)."""
+def point_meta_rows(metas: Iterable[IncomingMeta], allowance: float) -> list[Params]:
+    """The `point_meta` rows the metas describe (UPSERT_POINT_META), `allowance` past arrival."""
     return [
         (
             m.meta.gateway,
@@ -249,6 +254,8 @@ def point_meta_rows(metas: Iterable[IncomingMeta]) -> list[Params]:
             m.issued_at,
             block_hash(m.payload),
             p.poll,
+            m.received_at + allowance,
+            m.received_at + allowance,
         )
         for m in metas
         for p in m.points
