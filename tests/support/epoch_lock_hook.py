@@ -7,6 +7,7 @@ has decided, the lock (`EpochLock.held`) is not taken yet. No sleeps.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
@@ -22,11 +23,13 @@ def before_the_epoch_lock(first: Callable[[], Awaitable[None]]) -> Iterator[None
     done: list[bool] = []
 
     @asynccontextmanager
-    async def after_first(lock: EpochLock, *, wait: bool = True) -> AsyncIterator[None]:
+    async def after_first(
+        lock: EpochLock, *, wait: bool = True, stop: asyncio.Event | None = None
+    ) -> AsyncIterator[None]:
         if not done:
             done.append(True)
             await first()
-        async with held(lock, wait=wait):
+        async with held(lock, wait=wait, stop=stop):
             yield
 
     with pytest.MonkeyPatch.context() as patch:
