@@ -31,6 +31,7 @@ from collector.config import parse_collector_config
 from edge_agent.config import parse_site_config
 from edge_agent.shell import shutdown
 from hostkit.keyfiles import create_key_pair
+from tests.support.unit_files import one, parse_unit
 
 REPO = Path(__file__).resolve().parents[2]
 BIN = Path(sys.executable).parent
@@ -39,7 +40,6 @@ COLLECTOR_HEADING = "## Installing a collector by hand"
 AGENT_UNIT = "ganzhi-edge-agent"
 COLLECTOR_UNIT = "ganzhi-collector"
 STOP_WITHIN = 5.0  # the issue's requirement, SIGTERM to exit
-Unit = dict[str, dict[str, list[str]]]
 
 
 # --- reading the README and the units --------------------------------------------------------
@@ -61,29 +61,6 @@ def install_commands(readme: str, heading: str) -> list[list[str]]:
         if words:
             commands.append(words)
     return commands
-
-
-def parse_unit(text: str) -> Unit:
-    """A unit file as section -> key -> values (a key may repeat)."""
-    unit: Unit = {}
-    section: dict[str, list[str]] | None = None
-    for raw in text.splitlines():
-        line = raw.strip()
-        if not line or line.startswith(("#", ";")):
-            continue
-        if line.startswith("[") and line.endswith("]"):
-            section = unit.setdefault(line[1:-1], {})
-            continue
-        assert section is not None, f"{line!r} outside a section"
-        key, _, value = line.partition("=")
-        section.setdefault(key.strip(), []).append(value.strip())
-    return unit
-
-
-def one(unit: Unit, section: str, key: str) -> str:
-    values = unit.get(section, {}).get(key, [])
-    assert len(values) == 1, f"[{section}] {key}= appears {len(values)} times"
-    return values[0]
 
 
 def seconds(value: str) -> float:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.e2e.test_install import one, parse_unit
+from tests.support.unit_files import one, parse_unit
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "systemd"

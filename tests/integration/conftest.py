@@ -10,6 +10,10 @@ from simulators.rtu_bus import RtuBusSim
 from simulators.rtu_slaves import Fault, headcount_slave, pattern_slave
 from tests.support.broker import Broker
 from tests.support.collector_env import CollectorEnv, collector_env
+from tests.support.packet_limit import small_broker
+
+# Fixtures of tests/support/ the integration tests take by name.
+__all__ = ["small_broker"]
 
 
 @pytest.fixture

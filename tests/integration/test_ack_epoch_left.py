@@ -38,12 +38,11 @@ from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.publisher_acks import AckTaker
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.backoff import ResendBackoff
-from specs.records import GapReason, Quality, Reading, iso_time
-from tests.integration.test_ack_epoch_not_started import _beyond_the_chain
-from tests.integration.test_outbox_declarations import _gap_records
+from specs.records import Quality, Reading, iso_time
 from tests.support.epoch_lock_hook import before_the_epoch_lock
 from tests.support.held_process import ROOT
-from tests.support.publisher_rig import GATEWAY_KEY, SITE, ack_taker
+from tests.support.outbox_file import declared_lost
+from tests.support.publisher_rig import GATEWAY_KEY, SITE, ack_beyond_the_chain, ack_taker
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -95,7 +94,7 @@ async def _agent_cut_short(
 
         with monkeypatch.context() as failing, capture_logs() as logs:
             failing.setattr(sealing_side, "begin_epoch", disk_io_error)
-            await _beyond_the_chain(acks, first)  # through 8 of a file holding 1..2
+            await ack_beyond_the_chain(acks, first)  # through 8 of a file holding 1..2
         assert [e["event"] for e in logs if e["event"] == "ack_not_recorded"] == [
             "ack_not_recorded"
         ]
@@ -104,15 +103,6 @@ async def _agent_cut_short(
         assert len(journal.epochs()) == 2
         assert journal.latest() != first
         yield acks, first
-
-
-def _declared_lost(path: Path, epoch: str) -> int:
-    """How many `outbox_restored` records in the file declare `epoch` lost from seq 1."""
-    return sum(
-        1
-        for gap in _gap_records(path)
-        if (gap.reason, gap.epoch, gap.from_seq) == (GapReason.OUTBOX_RESTORED, epoch, 1)
-    )
 
 
 async def test_an_ack_of_the_epoch_a_backfill_opening_left_starts_no_epoch(
@@ -127,7 +117,7 @@ async def test_an_ack_of_the_epoch_a_backfill_opening_left_starts_no_epoch(
         cut = journal.epochs()[1]
         assert journal.epochs() == (first, cut, theirs)  # outbox_replaced: E3 started
         with capture_logs() as logs:
-            await _beyond_the_chain(acks, first)  # the collector's next ACK of E1
+            await ack_beyond_the_chain(acks, first)  # the collector's next ACK of E1
         # Before: (E1, cut, E3, E4), sequence_rollback_detected against E3's chain.
         assert journal.epochs() == (first, cut, theirs)
         events = [e["event"] for e in logs]
@@ -137,7 +127,7 @@ async def test_an_ack_of_the_epoch_a_backfill_opening_left_starts_no_epoch(
         assert (left["epoch"], left["outbox_epoch"]) == (first, theirs)
         assert (lanes.is_idle, wake.is_set()) == (True, True)  # E3's blocks sent anew
     # Before: 2 (E3's first block and E4's); now E3's alone.
-    assert _declared_lost(path, first) == 1
+    assert declared_lost(path, first) == 1
 
 
 async def test_an_epoch_a_backfill_opening_starts_as_the_rollback_starts_is_kept(
@@ -156,7 +146,7 @@ async def test_an_epoch_a_backfill_opening_starts_as_the_rollback_starts_is_kept
     async with _agent_cut_short(path, monkeypatch, lanes, asyncio.Event()) as (acks, first):
         cut = journal.latest()
         with before_the_epoch_lock(backfill_opens), capture_logs() as logs:
-            await _beyond_the_chain(acks, first)  # the collector's next ACK of E1
+            await ack_beyond_the_chain(acks, first)  # the collector's next ACK of E1
         (theirs,) = others
         # Before: (E1, cut, E3, E4), E4 started on top of the E3 just committed.
         assert journal.epochs() == (first, cut, theirs)
@@ -164,4 +154,4 @@ async def test_an_epoch_a_backfill_opening_starts_as_the_rollback_starts_is_kept
         [left] = [e for e in logs if e["event"] == "ack_rejected"]
         assert (left["epoch"], left["outbox_epoch"]) == (first, theirs)
     # Before: 2 (E3's first block and E4's); now E3's alone.
-    assert _declared_lost(path, first) == 1
+    assert declared_lost(path, first) == 1

@@ -15,7 +15,7 @@ import contextlib
 import errno
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 
 import aiomqtt
@@ -23,55 +23,27 @@ import pytest
 from structlog.testing import capture_logs
 
 import edge_agent.shell.outbox as sealing_side
-from edge_agent.shell import outbox_open, outbox_sidecars
-from edge_agent.shell.outbox import Outbox
-from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell import outbox_sidecars
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.publisher_acks import AckTaker
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.backoff import ResendBackoff
 from hostkit.log_limit import LineLimit
-from specs.ack import Ack
-from specs.records import Quality, Reading, iso_time
 from specs.signing import signature_properties
 from tests.support.broker import Broker
 from tests.support.collector_client import publish_properties
 from tests.support.held_process import HOLD_FLOCK, held_process
 from tests.support.publisher_rig import (
     COLLECTOR_KEY,
-    GATEWAY_KEY,
-    SITE,
     TOPICS,
+    ack_beyond_the_chain,
     ack_taker,
     gateway_publisher,
+    rollback_proven,
+    three_blocks,
 )
 
 pytestmark = pytest.mark.timeout(60)
-
-
-@contextlib.asynccontextmanager
-async def _three_blocks(path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[Outbox]:
-    """The outbox at `path` holding seqs 1..3 undelivered, its epoch lock's wait given up at
-    once instead of after 120 s (the wait's length is not what is shown)."""
-    monkeypatch.setattr(outbox_open, "OUTBOX_EPOCH_LOCK_TIMEOUT", 0.0)
-    async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
-        for _ in range(3):
-            reading = Reading("T001-LT-01", "WHP-LT", iso_time(time.time()), 1.0, "m", Quality.GOOD)
-            await outbox.seal((reading,), now=time.time(), clock_synced=True)
-        yield outbox
-
-
-def _rollback_proven(epoch: str) -> bytes:
-    """The collector's ACK through seq 8 of a file holding 1..3: a rollback proven."""
-    return Ack(SITE.gateway, epoch, 8, (), 3, iso_time(time.time())).encode()
-
-
-async def _beyond_the_chain(acks: AckTaker, epoch: str) -> None:
-    """Hand `acks` that ACK, signed by the collector."""
-    payload = _rollback_proven(epoch)
-    await acks.on_ack(
-        payload, publish_properties(signature_properties(COLLECTOR_KEY.sign(payload)))
-    )
 
 
 def _no_space(*args: object, **kwargs: object) -> None:
@@ -107,7 +79,7 @@ async def test_an_epoch_that_cannot_be_started_is_logged_and_tried_at_the_next_a
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, why: str
 ) -> None:
     path = tmp_path / "outbox.db"
-    async with _three_blocks(path, monkeypatch) as outbox:
+    async with three_blocks(path, monkeypatch) as outbox:
         wake = asyncio.Event()
         lanes = Lanes(4, ResendBackoff(1.0))
         lanes.add_live(3)  # what the lanes hold: a new epoch forgets it, nothing else may
@@ -122,7 +94,7 @@ async def test_an_epoch_that_cannot_be_started_is_logged_and_tried_at_the_next_a
         old = outbox.epoch
         with _not_startable(why, path, monkeypatch) as error, capture_logs() as logs:
             # Before: OutboxUnavailableError out of on_ack (the publisher task crashed).
-            await _beyond_the_chain(acks, old)
+            await ack_beyond_the_chain(acks, old)
         [not_started] = [e for e in logs if e["event"] == "epoch_not_started"]
         assert error in str(not_started["error"])
         # Nothing changed: same epoch (the file's, followed again after a first block sealed
@@ -135,7 +107,7 @@ async def test_an_epoch_that_cannot_be_started_is_logged_and_tried_at_the_next_a
         assert [(b.epoch, b.seq) for b in undelivered] == [(old, 1), (old, 2), (old, 3)]
         assert (lanes.is_idle, wake.is_set()) == (False, False)
         # The lock free, the collector's next ACK proves it again and the epoch starts.
-        await _beyond_the_chain(acks, old)
+        await ack_beyond_the_chain(acks, old)
         assert outbox.epoch != old
         blocks = await outbox.delivery.undelivered(after=0, limit=10)
         assert {b.epoch for b in blocks} == {outbox.epoch}
@@ -146,11 +118,11 @@ async def test_the_publisher_stays_connected_through_an_epoch_that_cannot_be_sta
     tmp_path: Path, broker: Broker, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "outbox.db"
-    async with _three_blocks(path, monkeypatch) as outbox:
+    async with three_blocks(path, monkeypatch) as outbox:
         publisher = gateway_publisher(outbox, broker.port, ack_timeout=30, max_inflight=10)
         running = asyncio.create_task(publisher.run())
         old = outbox.epoch
-        payload = _rollback_proven(old)
+        payload = rollback_proven(old)
         properties = publish_properties(signature_properties(COLLECTOR_KEY.sign(payload)))
         try:
             await asyncio.wait_for(publisher.connected.wait(), 10)
@@ -186,7 +158,7 @@ async def test_an_epoch_started_whose_older_blocks_cannot_be_sealed_again_is_sen
     # The new epoch's first block (the old one declared lost) commits; sealing the old
     # epoch's blocks again under it then fails (`ack_not_recorded`; the next start or open
     # seals them). The lanes still held the old epoch's cursor, past that first block.
-    async with _three_blocks(tmp_path / "outbox.db", monkeypatch) as outbox:
+    async with three_blocks(tmp_path / "outbox.db", monkeypatch) as outbox:
         lanes, wake = Lanes(4, ResendBackoff(1.0)), asyncio.Event()
         acks = ack_taker(outbox, lanes=lanes, wake=wake)
         old = outbox.epoch
@@ -200,7 +172,7 @@ async def test_an_epoch_started_whose_older_blocks_cannot_be_sealed_again_is_sen
 
         with monkeypatch.context() as failing, capture_logs() as logs:
             failing.setattr(sealing_side, "reseal_chunk", disk_io_error)
-            await _beyond_the_chain(acks, old)
+            await ack_beyond_the_chain(acks, old)
         assert [e["event"] for e in logs if e["event"] == "ack_not_recorded"] == [
             "ack_not_recorded"
         ]

@@ -37,14 +37,16 @@ from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.backoff import ResendBackoff
 from specs.records import GapReason
-from tests.integration.test_ack_epoch_not_started import _beyond_the_chain
-from tests.integration.test_ack_outbox_restored_under_agent import (
-    _declared_lost,
-    _seal,
-    _stored_through,
-)
 from tests.support.epoch_lock_hook import before_the_epoch_lock
-from tests.support.publisher_rig import GATEWAY_KEY, SITE, ack_taker
+from tests.support.outbox_file import declared_lost
+from tests.support.publisher_rig import (
+    GATEWAY_KEY,
+    SITE,
+    ack_beyond_the_chain,
+    ack_stored_through,
+    ack_taker,
+    seal_now,
+)
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -87,7 +89,7 @@ async def test_an_ack_of_an_epoch_left_for_one_the_journal_lacks_declares_nothin
     lanes, wake = Lanes(4, ResendBackoff(1.0)), asyncio.Event()
     async with open_outbox(path, SITE, GATEWAY_KEY) as agent:
         for value in (1.0, 2.0, 3.0):
-            await _seal(agent, value)
+            await seal_now(agent, value)
         first = agent.epoch
         _, stored = await agent.delivery.chain_position(1)
         acks = ack_taker(agent, lanes=lanes, wake=wake)
@@ -95,12 +97,12 @@ async def test_an_ack_of_an_epoch_left_for_one_the_journal_lacks_declares_nothin
         theirs = await _other_start_unjournaled(path, first, monkeypatch)
         assert EpochJournal.beside(path).epochs() == (first,)  # E2 not named
         with capture_logs() as logs:
-            await _stored_through(acks, first, 1, stored)  # the ACK of E1 in flight
+            await ack_stored_through(acks, first, 1, stored)  # the ACK of E1 in flight
         _dropped(logs, first, theirs)
         assert agent.epoch == theirs
         assert (lanes.is_idle, wake.is_set()) == (True, True)  # E2's blocks sent anew
     # Before: E2 declared lost 1 time, E1 2 times (E2's first block and E3's).
-    assert (_declared_lost(path, theirs), _declared_lost(path, first)) == (0, 1)
+    assert (declared_lost(path, theirs), declared_lost(path, first)) == (0, 1)
 
 
 async def test_an_unjournaled_epoch_started_as_the_rollback_starts_is_kept(
@@ -110,7 +112,7 @@ async def test_an_unjournaled_epoch_started_as_the_rollback_starts_is_kept(
     others: list[str] = []
     async with open_outbox(path, SITE, GATEWAY_KEY) as agent:
         for value in (1.0, 2.0):
-            await _seal(agent, value)
+            await seal_now(agent, value)
         first = agent.epoch
 
         async def other_starts() -> None:
@@ -118,9 +120,9 @@ async def test_an_unjournaled_epoch_started_as_the_rollback_starts_is_kept(
             others.append(await _other_start_unjournaled(path, first, monkeypatch))
 
         with before_the_epoch_lock(other_starts), capture_logs() as logs:
-            await _beyond_the_chain(ack_taker(agent), first)  # the collector holds E1 to 8
+            await ack_beyond_the_chain(ack_taker(agent), first)  # the collector holds E1 to 8
         (theirs,) = others
         _dropped(logs, first, theirs)
         assert (agent.epoch, EpochJournal.beside(path).epochs()) == (theirs, (first,))
     # Before: E2 declared lost 1 time, E1 2 times (the under-lock check's outbox_replaced).
-    assert (_declared_lost(path, theirs), _declared_lost(path, first)) == (0, 1)
+    assert (declared_lost(path, theirs), declared_lost(path, first)) == (0, 1)

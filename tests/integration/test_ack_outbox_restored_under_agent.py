@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-import time
 from collections.abc import AsyncIterator, MutableMapping
 from contextlib import asynccontextmanager, closing
 from dataclasses import dataclass
@@ -34,46 +33,24 @@ from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.publisher_acks import AckTaker
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.backoff import ResendBackoff
-from specs.ack import Ack
-from specs.records import GapReason, Quality, Reading, iso_time
-from specs.signing import signature_properties
-from tests.integration.test_ack_epoch_not_started import _beyond_the_chain
-from tests.integration.test_outbox_declarations import _gap_records
-from tests.support.collector_client import publish_properties
 from tests.support.epoch_lock_hook import before_the_epoch_lock
-from tests.support.publisher_rig import COLLECTOR_KEY, GATEWAY_KEY, SITE, ack_taker
+from tests.support.outbox_file import declared_lost
+from tests.support.publisher_rig import (
+    GATEWAY_KEY,
+    SITE,
+    ack_beyond_the_chain,
+    ack_stored_through,
+    ack_taker,
+    seal_now,
+)
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def _seal(outbox: Outbox, value: float) -> None:
-    reading = Reading("T001-LT-01", "WHP-LT", iso_time(time.time()), value, "m", Quality.GOOD)
-    await outbox.seal((reading,), now=time.time(), clock_synced=True)
 
 
 def _copy(source: Path, target: Path) -> None:
     """`source` into `target` through SQLite's backup API, `target` open elsewhere or not."""
     with closing(sqlite3.connect(source)) as reading, closing(sqlite3.connect(target)) as written:
         reading.backup(written)
-
-
-async def _stored_through(acks: AckTaker, epoch: str, seq: int, hash_: str | None) -> None:
-    """Hand `acks` the collector's signed ACK of `epoch` through `seq`, whose hash is `hash_`."""
-    payload = Ack(
-        SITE.gateway, epoch, seq, (), seq, iso_time(time.time()), acked_hash=hash_
-    ).encode()
-    await acks.on_ack(
-        payload, publish_properties(signature_properties(COLLECTOR_KEY.sign(payload)))
-    )
-
-
-def _declared_lost(path: Path, epoch: str) -> int:
-    """How many `outbox_restored` records in the file declare `epoch` lost from seq 1."""
-    return sum(
-        1
-        for gap in _gap_records(path)
-        if (gap.reason, gap.epoch, gap.from_seq) == (GapReason.OUTBOX_RESTORED, epoch, 1)
-    )
 
 
 @dataclass(frozen=True)
@@ -112,13 +89,13 @@ async def _agent_in_a_later_epoch(tmp_path: Path) -> AsyncIterator[_Agent]:
     lanes, wake = Lanes(4, ResendBackoff(1.0)), asyncio.Event()
     async with open_outbox(path, SITE, GATEWAY_KEY) as outbox:
         for value in (1.0, 2.0):
-            await _seal(outbox, value)
+            await seal_now(outbox, value)
         first = outbox.epoch
         await asyncio.to_thread(_copy, path, backup)
         acks = ack_taker(outbox, lanes=lanes, wake=wake)
-        await _beyond_the_chain(acks, first)  # a rollback of E0 proven: E1 starts
+        await ack_beyond_the_chain(acks, first)  # a rollback of E0 proven: E1 starts
         for value in (3.0, 4.0, 5.0):
-            await _seal(outbox, value)
+            await seal_now(outbox, value)
         lanes.add_live(4)  # in flight in E1: a new epoch forgets it
         wake.clear()
         yield _Agent(path, backup, outbox, acks, lanes, wake, first, outbox.epoch)
@@ -131,10 +108,10 @@ async def test_an_ack_of_the_epoch_a_restored_copy_took_away_declares_it_lost(
         _, stored = await agent.outbox.delivery.chain_position(1)
         await asyncio.to_thread(agent.restore)
         with capture_logs() as logs:
-            await _stored_through(agent.acks, agent.second, 1, stored)  # E1's 1 stored
+            await ack_stored_through(agent.acks, agent.second, 1, stored)  # E1's 1 stored
         agent.started_a_new_epoch(logs)
     # Before: 0, E1's readings 3..5 gone with no word of it.
-    assert _declared_lost(agent.path, agent.second) == 1
+    assert declared_lost(agent.path, agent.second) == 1
 
 
 async def test_a_copy_restored_as_a_rollback_starts_has_its_epoch_declared_lost(
@@ -147,8 +124,8 @@ async def test_a_copy_restored_as_a_rollback_starts_has_its_epoch_declared_lost(
             await asyncio.to_thread(agent.restore)
 
         with before_the_epoch_lock(restored), capture_logs() as logs:
-            await _beyond_the_chain(agent.acks, agent.second)  # the collector holds E1 to 8
+            await ack_beyond_the_chain(agent.acks, agent.second)  # the collector holds E1 to 8
         # Before: EpochLeftError under the lock, the ACK dropped.
         agent.started_a_new_epoch(logs)
     # Before: 0, the ACK dropped.
-    assert _declared_lost(agent.path, agent.second) == 1
+    assert declared_lost(agent.path, agent.second) == 1

@@ -26,10 +26,9 @@ import pytest
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import Quality, Reading, iso_time
-from tests.integration.test_ack_epoch_not_started import _beyond_the_chain
 from tests.support.epoch_lock_hook import before_the_epoch_lock
 from tests.support.held_process import held_process
-from tests.support.publisher_rig import GATEWAY_KEY, SITE, ack_taker
+from tests.support.publisher_rig import GATEWAY_KEY, SITE, ack_beyond_the_chain, ack_taker
 from tests.support.sqlite_files import remove_with_log
 
 pytestmark = pytest.mark.timeout(60)
@@ -53,7 +52,7 @@ async def test_an_ack_proven_rollback_keeps_the_owed_records_of_earlier_epochs(
         assert [g.epoch for g in EpochJournal.beside(path).owed()] == [first]
         await outbox.seal(_reading(), now=time.time(), clock_synced=True)
         acks = ack_taker(outbox)
-        await _beyond_the_chain(acks, second)  # through 8 of a file holding 1..2
+        await ack_beyond_the_chain(acks, second)  # through 8 of a file holding 1..2
         assert outbox.epoch != second
     # Before: [second] only; a loss of the file now left the first epoch declared by nobody.
     assert sorted(g.epoch or "" for g in EpochJournal.beside(path).owed()) == sorted(
@@ -117,7 +116,7 @@ async def _rollback_beside(tmp_path: Path, other_start: str) -> tuple[str, str, 
             await outbox.seal(_reading(), now=time.time(), clock_synced=True)
         acks = ack_taker(outbox)
         with held_process(_OTHER_START, str(path)) as other, before_the_epoch_lock(the_other_start):
-            await _beyond_the_chain(acks, first)  # through 8 of a file holding 1..2
+            await ack_beyond_the_chain(acks, first)  # through 8 of a file holding 1..2
         (theirs,) = others
         return first, theirs, outbox.epoch
 

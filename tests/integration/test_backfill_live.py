@@ -27,21 +27,9 @@ from specs.records import Reading
 from specs.signing import Signature, load_signing_key, load_verify_key
 from tests.e2e.harness import BIN, Site, wait_until
 from tests.support.cli_runs import json_output
+from tests.support.instrument_log import write_log
 
 pytestmark = pytest.mark.timeout(300)
-
-POINTS = ("T001-LT-01", "T002-TT-01", "T003-PT-01", "T001-LEL-01")
-
-
-def _write_log(path: Path, day: int, rows: int) -> Path:
-    """An instrument log of `rows` rows: every point once per second of March `day` 2024."""
-    with path.open("w", encoding="utf-8") as out:
-        out.write("point,t,value,quality\n")
-        for i in range(rows):
-            second = i // len(POINTS)
-            t = f"2024-03-{day:02d} {second // 3600:02d}:{second // 60 % 60:02d}:{second % 60:02d}"
-            out.write(f"{POINTS[i % len(POINTS)]},{t},{1 + i % 7 * 0.5},good\n")
-    return path
 
 
 def _backfill(site: Site, csv: Path) -> dict[str, object]:
@@ -79,11 +67,11 @@ def _verified_chain(site: Site) -> Counter[tuple[str, str]]:
 
 def test_backfill_before_and_during_a_run_shares_the_chain_and_arrives_once(site: Site) -> None:
     # Stopped agent: the import creates the outbox; the next run sends it.
-    before = _backfill(site, _write_log(site.work / "before.csv", 1, 6_000))
+    before = _backfill(site, write_log(site.work / "before.csv", 1, 6_000))
     assert (before["imported"], before["duplicate"], before["rejected"]) == (6_000, 0, 0)
     site.start_agent()
     wait_until(lambda: site.sealed_blocks() > 8, 60, "live blocks after the backfilled ones")
-    during = _backfill(site, _write_log(site.work / "during.csv", 2, 20_000))
+    during = _backfill(site, write_log(site.work / "during.csv", 2, 20_000))
     assert (during["imported"], during["duplicate"], during["rejected"]) == (20_000, 0, 0)
     sealed = site.sealed_blocks()
     wait_until(lambda: site.sealed_blocks() > sealed + 3, 60, "live blocks after the import")

@@ -30,8 +30,7 @@ from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.atomicfile import replace_file
 from hostkit.backoff import ResendBackoff
 from hostkit.log_limit import LineLimit
-from tests.integration.test_ack_epoch_not_started import _beyond_the_chain, _three_blocks
-from tests.support.publisher_rig import COLLECTOR_KEY, TOPICS
+from tests.support.publisher_rig import COLLECTOR_KEY, TOPICS, ack_beyond_the_chain, three_blocks
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,7 +99,7 @@ async def _rollback_while_held(
     stop = asyncio.Event()
     turning = asyncio.create_task(watch.turn(stop))
     try:
-        await _beyond_the_chain(_ack_taker(outbox), outbox.epoch)
+        await ack_beyond_the_chain(_ack_taker(outbox), outbox.epoch)
     finally:
         stop.set()
         await turning
@@ -114,7 +113,7 @@ async def test_an_ack_proven_epochs_journal_writes_are_synced_off_the_loop(
     """`entry`: the new epoch's, with the proof it sealed nothing; `proof_taken_back`: that
     proof taken back inside the first block's transaction, before its commit."""
     path = tmp_path / "outbox.db"
-    async with _three_blocks(path, monkeypatch) as outbox:
+    async with three_blocks(path, monkeypatch) as outbox:
         old = outbox.epoch
         watch = await _rollback_while_held(path, outbox, monkeypatch, held)
         # Before: 0 turns (the loop was the thread writing, so the wait ran to its bound).
@@ -133,7 +132,7 @@ async def test_the_proof_that_a_failed_epoch_sealed_nothing_is_synced_off_the_lo
 ) -> None:
     """The first block's commit fails after the proof was taken back: written again."""
     path = tmp_path / "outbox.db"
-    async with _three_blocks(path, monkeypatch) as outbox:
+    async with three_blocks(path, monkeypatch) as outbox:
         old = outbox.epoch
         taken_back = EpochJournal.sealed_in
 

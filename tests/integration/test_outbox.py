@@ -9,43 +9,15 @@ from pathlib import Path
 from edge_agent.config import load_site_config
 from edge_agent.core.alarms import AlarmState
 from edge_agent.core.alarms.build import rules_for_site
-from edge_agent.core.chain import Identity
 from edge_agent.core.points import resolve_points
 from edge_agent.shell.alarm_stage import AlarmStage
 from edge_agent.shell.outbox_open import open_outbox
-from specs.block import GENESIS, decode_block
 from specs.catalogue import default_catalogue
 from specs.records import Quality, Reading, iso_time
-from specs.signing import Signature, signing_key_from_seed
+from tests.support.outbox_chain import assert_valid_chain
+from tests.support.outbox_site import KEY, SITE, numbered_reading
 from tests.support.sealer_rig import running_sealer
 from tests.support.sigkill_writer import kill_in_rounds
-
-KEY = signing_key_from_seed(bytes(32))
-SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
-
-
-def _reading(i: int) -> Reading:
-    return Reading("T001-LT-01", "WHP-LT", iso_time(1.7e9 + i), float(i), "m", Quality.GOOD)
-
-
-def _chain_of(path: Path) -> list[tuple[str, int, bytes, bytes]]:
-    with sqlite3.connect(path) as db:
-        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
-        rows = db.execute("SELECT epoch, seq, payload, sig FROM blocks ORDER BY seq").fetchall()
-    return [(str(e), int(s), bytes(p), bytes(g)) for e, s, p, g in rows]
-
-
-def _assert_valid_chain(path: Path) -> int:
-    rows = _chain_of(path)
-    prev = GENESIS
-    public = KEY.public()
-    for expected_seq, (epoch, seq, payload, sig) in enumerate(rows, start=1):
-        block = decode_block(payload)
-        assert (block.header.epoch, block.header.seq, seq) == (epoch, expected_seq, expected_seq)
-        assert block.header.prev == prev
-        public.verify(Signature(KEY.alg, KEY.kid, sig), payload)
-        prev = block.digest
-    return len(rows)
 
 
 async def test_seqs_continue_across_reopen_and_the_epoch_stays(tmp_path: Path) -> None:
@@ -53,14 +25,14 @@ async def test_seqs_continue_across_reopen_and_the_epoch_stays(tmp_path: Path) -
     async with open_outbox(path, SITE, KEY) as outbox:
         epoch = outbox.epoch
         for i in range(3):
-            await outbox.seal((_reading(i),), now=1.7e9, clock_synced=True)
+            await outbox.seal((numbered_reading(i),), now=1.7e9, clock_synced=True)
     async with open_outbox(path, SITE, KEY) as outbox:
         assert outbox.epoch == epoch
-        block = await outbox.seal((_reading(9),), now=1.7e9, clock_synced=True)
+        block = await outbox.seal((numbered_reading(9),), now=1.7e9, clock_synced=True)
         assert block.seq == 4
         stats = await outbox.stats()
         assert (stats.last_seq, stats.undelivered, stats.undelivered_records) == (4, 4, 4)
-    assert _assert_valid_chain(path) == 4
+    assert assert_valid_chain(path) == 4
 
 
 async def test_a_new_file_gets_a_new_epoch(tmp_path: Path) -> None:
@@ -72,7 +44,10 @@ async def test_a_new_file_gets_a_new_epoch(tmp_path: Path) -> None:
 
 async def test_release_resend_and_prune(tmp_path: Path) -> None:
     async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
-        sealed = [await outbox.seal((_reading(i),), now=1.7e9, clock_synced=True) for i in range(6)]
+        sealed = [
+            await outbox.seal((numbered_reading(i),), now=1.7e9, clock_synced=True)
+            for i in range(6)
+        ]
         stored = await outbox.delivery.get(3)
         assert stored is not None
         assert stored.payload == sealed[2].payload, "resends send the sealed bytes unchanged"
@@ -98,7 +73,7 @@ async def test_sealer_groups_readings_and_flushes_at_shutdown(tmp_path: Path) ->
         running_sealer(outbox, flush_interval=3600.0, flush_readings=10) as run,
     ):
         for i in range(25):
-            await run.queue.put(_reading(i))
+            await run.queue.put(numbered_reading(i))
         await run.until_sealed(20)
     assert run.counts == [10, 10, 5], "full blocks at flush_readings, the rest sealed at shutdown"
 
@@ -106,14 +81,16 @@ async def test_sealer_groups_readings_and_flushes_at_shutdown(tmp_path: Path) ->
 _WRITER = """
 import asyncio, sys
 from pathlib import Path
-from tests.integration.test_outbox import KEY, SITE, _reading
+from tests.support.outbox_site import KEY, SITE, numbered_reading
 from edge_agent.shell.outbox_open import open_outbox
 
 async def main() -> None:
     async with open_outbox(Path(sys.argv[1]), SITE, KEY) as outbox:
         i = 0
         while True:
-            block = await outbox.seal((_reading(i), _reading(i + 1)), now=1.7e9, clock_synced=True)
+            block = await outbox.seal(
+                (numbered_reading(i), numbered_reading(i + 1)), now=1.7e9, clock_synced=True
+            )
             print("sealed", block.seq, flush=True)
             i += 2
 
@@ -124,7 +101,7 @@ asyncio.run(main())
 def test_sigkill_while_sealing_leaves_a_gap_free_verifiable_chain(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
     reported = kill_in_rounds(_WRITER, rounds=8, step=7, args=lambda _: (str(path),))
-    total = _assert_valid_chain(path)
+    total = assert_valid_chain(path)
     assert total >= reported, "every seal reported as committed survived SIGKILL"
     assert total <= reported + 1, "at most the one in flight committed unreported"
 
@@ -132,7 +109,7 @@ def test_sigkill_while_sealing_leaves_a_gap_free_verifiable_chain(tmp_path: Path
 async def test_acks_during_a_failing_seal_never_commit_half_a_block(tmp_path: Path) -> None:
     async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
         for i in range(3):
-            await outbox.seal((_reading(i),), now=1.7e9, clock_synced=True)
+            await outbox.seal((numbered_reading(i),), now=1.7e9, clock_synced=True)
         # A real SQLite failure in the middle of sealing block 4: after its INSERT, at the
         # chain-state UPDATE (as a full disk or I/O error would strike).
         await outbox._file.db.execute(
@@ -148,15 +125,15 @@ async def test_acks_during_a_failing_seal_never_commit_half_a_block(tmp_path: Pa
                 await asyncio.sleep(0)
 
         results = await asyncio.gather(
-            outbox.seal((_reading(9),), now=1.7e9, clock_synced=True),
+            outbox.seal((numbered_reading(9),), now=1.7e9, clock_synced=True),
             acks(),
             return_exceptions=True,
         )
         assert isinstance(results[0], sqlite3.IntegrityError)
         await outbox._file.db.execute("DROP TRIGGER fail_seal")
-        block = await outbox.seal((_reading(10),), now=1.7e9, clock_synced=True)
+        block = await outbox.seal((numbered_reading(10),), now=1.7e9, clock_synced=True)
         assert block.seq == 4, "the failed seal left nothing behind"
-    assert _assert_valid_chain(tmp_path / "outbox.db") == 4
+    assert assert_valid_chain(tmp_path / "outbox.db") == 4
 
 
 async def test_a_failed_seal_keeps_its_readings_and_retries(tmp_path: Path) -> None:
@@ -167,14 +144,14 @@ async def test_a_failed_seal_keeps_its_readings_and_retries(tmp_path: Path) -> N
         )
         async with running_sealer(outbox) as run:
             for i in range(5):
-                await run.queue.put(_reading(i))
+                await run.queue.put(numbered_reading(i))
             await asyncio.sleep(0.3)  # several failed attempts
             assert run.counts == []
             assert not run.task.done(), "a failed seal must not end the sealer"
             await outbox._file.db.execute("DROP TRIGGER fail_seal")
             await run.until_sealed(5)
     assert run.counts == [5]
-    assert _assert_valid_chain(tmp_path / "outbox.db") == 1
+    assert assert_valid_chain(tmp_path / "outbox.db") == 1
 
 
 async def test_a_reading_the_alarm_evaluator_cannot_handle_is_still_sealed(

@@ -25,59 +25,15 @@ import pytest
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import GapReason
-from tests.integration.test_outbox_declarations import _block, _gap_records
-from tests.integration.test_outbox_seq_mark import _restore, _snapshot
+from tests.support.outbox_budget import minute_block
+from tests.support.outbox_epochs import CUT_SHORT_START, copy_put_back
+from tests.support.outbox_file import committed_gap_records
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.sigkill_writer import ROOT
 from tests.support.sqlite_files import remove_with_log
 
 pytestmark = pytest.mark.timeout(120)
 
-# argv: the outbox, where the start is cut short, how. `journal`: right after the journal
-# recorded the new epoch, before the file's chain state committed; `first_block`: the chain
-# state committed, at the seal of the first block (the one carrying the gap record);
-# `begin_epoch`: a start that abandons the file's epoch, at its new epoch's first block.
-_CUT_SHORT_START = """
-import asyncio, os, signal, sqlite3, sys
-from pathlib import Path
-import edge_agent.shell.outbox as sealing_side
-from edge_agent.shell.outbox import Outbox
-from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_sidecars import EpochJournal
-from tests.support.outbox_site import KEY, SITE
-
-path, where, how = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-
-def cut_short():
-    if how == "killed":
-        os.kill(os.getpid(), signal.SIGKILL)
-    raise sqlite3.OperationalError("disk I/O error")
-
-recorded = EpochJournal.record
-
-def record(self, *args, **kwargs):
-    recorded(self, *args, **kwargs)
-    if where == "journal":
-        cut_short()
-
-async def seal(self, *args, **kwargs):
-    cut_short()
-
-async def begin_epoch(*args, **kwargs):
-    cut_short()
-
-EpochJournal.record = record
-if where == "first_block":
-    Outbox.seal = seal
-if where == "begin_epoch":
-    sealing_side.begin_epoch = begin_epoch
-
-async def main() -> None:
-    async with open_outbox(path, SITE, KEY):
-        pass
-
-asyncio.run(main())
-"""
 
 _BLOCKS: Final = 6
 # Starts of a restart loop: enough to tell one record added per start from none.
@@ -112,11 +68,11 @@ async def test_a_start_cut_short_before_its_first_block_leaves_the_old_epoch_dec
     async with open_outbox(path, SITE, KEY) as outbox:
         old_epoch = outbox.epoch
         for index in range(_BLOCKS):  # sealed, maybe sent: some of them held by the collector
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
     lose(path)
 
     start = subprocess.run(
-        [sys.executable, "-c", _CUT_SHORT_START, str(path), where, how], cwd=ROOT, check=False
+        [sys.executable, "-c", CUT_SHORT_START, str(path), where, how], cwd=ROOT, check=False
     )
     assert start.returncode == exit_code
     kept = [g for g in EpochJournal.beside(path).owed() if g.epoch == old_epoch]
@@ -126,34 +82,13 @@ async def test_a_start_cut_short_before_its_first_block_leaves_the_old_epoch_dec
     assert new_epoch != old_epoch
     # Before: [] (the next start found the journal's epoch, at seq 0 or without chain state,
     # and declared nothing of the old one): seqs 1..6 of it declared by nobody.
-    declared = [g for g in _gap_records(path) if g.epoch == old_epoch]
+    declared = [g for g in committed_gap_records(path) if g.epoch == old_epoch]
     assert [(g.reason, g.from_seq, g.to_seq) for g in declared] == [(reason, 1, None)]
     assert declared == kept  # as the cut-short start kept it: the same loss at the collector
 
     async with open_outbox(path, SITE, KEY) as outbox:  # and the one after: nothing again
         assert outbox.epoch == new_epoch
-    assert len([g for g in _gap_records(path) if g.epoch == old_epoch]) == 1
-
-
-async def _sealed(path: Path, blocks: int, first: int) -> str:
-    """A start that seals `blocks` blocks (sealed, maybe sent); the epoch they are in."""
-    async with open_outbox(path, SITE, KEY) as outbox:
-        for index in range(first, first + blocks):
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
-        return outbox.epoch
-
-
-async def _copy_put_back(path: Path, copy: Path) -> tuple[str, str]:
-    """Epoch B sealed and copied, the file gone, epoch A sealed, the copy put back: (B, A).
-
-    A's first block and 5 more (maybe sent); the copy of B beside A's journal and mark.
-    """
-    copied = await _sealed(path, 3, 0)
-    _snapshot(path, copy)
-    remove_with_log(path)
-    latest = await _sealed(path, 5, 100)
-    _restore(path, copy)
-    return copied, latest
+    assert len([g for g in committed_gap_records(path) if g.epoch == old_epoch]) == 1
 
 
 @pytest.mark.parametrize("starts", [1, 3])
@@ -169,10 +104,10 @@ async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
     a file below its seq mark (the reviewer's scenarios `replaced` and `replaced_gone`).
     """
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
-    copied, latest = await _copy_put_back(path, copy)
+    copied, latest = await copy_put_back(path, copy)
     for _ in range(starts):  # a restart loop on a seal that keeps failing
         start = subprocess.run(
-            [sys.executable, "-c", _CUT_SHORT_START, str(path), "begin_epoch", "failed"],
+            [sys.executable, "-c", CUT_SHORT_START, str(path), "begin_epoch", "failed"],
             cwd=ROOT,
             check=False,
         )
@@ -182,7 +117,9 @@ async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
         remove_with_log(path)
     async with open_outbox(path, SITE, KEY) as outbox:  # the start that gets through
         new_epoch = outbox.epoch
-    declared = [g.epoch or "" for g in _gap_records(path) if g.reason == GapReason.OUTBOX_RESTORED]
+    declared = [
+        g.epoch or "" for g in committed_gap_records(path) if g.reason == GapReason.OUTBOX_RESTORED
+    ]
     owed = {copied: "copied", latest: "latest", **dict.fromkeys(never_seen, "never seen")}
     assert new_epoch not in owed
     # Before 418e95f: kept, 1 start: ['latest']; 3 starts: ['latest', 'never seen' x2];
@@ -210,13 +147,13 @@ async def test_a_restart_loop_on_a_first_block_that_fails_adds_no_gap_record(
     commits. Those epochs sealed nothing: the losses are the copy's epoch and the one before.
     """
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
-    copied, latest = await _copy_put_back(path, copy)
+    copied, latest = await copy_put_back(path, copy)
     journal = EpochJournal.beside(path)
     owed_after: list[list[str]] = []
     journal_bytes: list[int] = []
     for _ in range(_LOOP_STARTS):
         start = subprocess.run(
-            [sys.executable, "-c", _CUT_SHORT_START, str(path), "begin_epoch", how],
+            [sys.executable, "-c", CUT_SHORT_START, str(path), "begin_epoch", how],
             cwd=ROOT,
             check=False,
         )
@@ -230,5 +167,5 @@ async def test_a_restart_loop_on_a_first_block_that_fails_adds_no_gap_record(
     assert journal_bytes[-1] <= journal_bytes[0] + _LOOP_STARTS * len('"0123456789abcdef", ')
     async with open_outbox(path, SITE, KEY):  # the start that gets through
         pass
-    declared = sorted(g.epoch or "" for g in _gap_records(path))
+    declared = sorted(g.epoch or "" for g in committed_gap_records(path))
     assert declared == sorted([copied, latest])

@@ -25,33 +25,13 @@ import pytest
 
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_space import SpaceBudget, is_full
-from specs.records import GapReason, GapRecord, Record
-from tests.support.outbox_file import committed_records
+from edge_agent.shell.outbox_space import SpaceBudget
+from specs.records import GapReason
+from tests.support.outbox_budget import MIB, minute_block, room_made, take_free_pages
+from tests.support.outbox_file import gap_ranges
 from tests.support.outbox_site import KEY, SITE, T0
-from tests.support.records import reading_at
 
 pytestmark = pytest.mark.timeout(120)
-
-MIB = 1024 * 1024
-POINTS = ("T001-LT-01", "T001-TT-01", "T001-PT-01", "T002-LT-01", "T002-TT-01")
-
-
-def _block(index: int) -> tuple[Record, ...]:
-    base = T0 + index * 60
-    return tuple(
-        reading_at(base + i, float((index + i) % 97), point=POINTS[i % len(POINTS)])
-        for i in range(60)
-    )
-
-
-def _gap_records(path: Path) -> list[GapRecord]:
-    """Every gap record the blocks committed in the file carry."""
-    return [record for record in committed_records(path) if isinstance(record, GapRecord)]
-
-
-def _gaps(path: Path, reason: GapReason) -> list[tuple[int | None, int | None]]:
-    return [(g.from_seq, g.to_seq) for g in _gap_records(path) if g.reason == reason]
 
 
 async def _sealing_while(outbox: Outbox, answer: asyncio.Task[tuple[int, ...]]) -> int:
@@ -59,7 +39,7 @@ async def _sealing_while(outbox: Outbox, answer: asyncio.Task[tuple[int, ...]]) 
     during = 0
     index = 10_000
     while not answer.done():
-        await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
         index += 1
         during += 0 if answer.done() else 1
     return during
@@ -71,7 +51,7 @@ async def test_seals_go_on_while_the_first_answer_reads_what_gap_records_declare
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         for index in range(400):  # thinned and dropped again and again: nothing is ACKed
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
         last_seq = (await outbox.stats()).last_seq
     lost = last_seq - 5  # a row gone from the file, that no gap record declares
     with closing(sqlite3.connect(path)) as db, db:
@@ -81,7 +61,7 @@ async def test_seals_go_on_while_the_first_answer_reads_what_gap_records_declare
         ).fetchone()
     assert lowest > 63  # seqs 1-63 were thinned away, and are declared
     assert gap_blocks > 10
-    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == []
+    assert gap_ranges(path, GapReason.OUTBOX_CORRUPT) == []
 
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:  # a start: none read
         answer = asyncio.create_task(
@@ -96,7 +76,7 @@ async def test_seals_go_on_while_the_first_answer_reads_what_gap_records_declare
     assert sealed >= 3, f"{sealed} seals while the answer read {gap_blocks} gap blocks"
     # Seqs 1-63 were found declared, though blocks gave way while the answer read.
     assert resend == again == ()
-    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == []
+    assert gap_ranges(path, GapReason.OUTBOX_CORRUPT) == []
 
     # A start with room for the answer's own block (in a full outbox it makes room first:
     # the test below): what no gap record declares is declared, and only that.
@@ -104,7 +84,7 @@ async def test_seals_go_on_while_the_first_answer_reads_what_gap_records_declare
         await outbox.delivery.answer_missing(
             outbox.epoch, [(1, 63), (lost, lost)], now=T0, clock_synced=True
         )
-    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == [(lost, lost)]
+    assert gap_ranges(path, GapReason.OUTBOX_CORRUPT) == [(lost, lost)]
 
 
 async def test_the_first_answer_of_an_old_epoch_reads_the_seqs_held_not_every_seq(
@@ -116,14 +96,14 @@ async def test_the_first_answer_of_an_old_epoch_reads_the_seqs_held_not_every_se
     # sealed and it holds none of them, then the blocks sealed since the start.
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY) as outbox:
-        await outbox.seal(_block(0), now=T0, clock_synced=True)
+        await outbox.seal(minute_block(0), now=T0, clock_synced=True)
     pruned = 300_000
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("UPDATE meta SET value = ? WHERE key = 'last_seq'", (str(pruned),))
         db.execute("DELETE FROM blocks")
     async with open_outbox(path, SITE, KEY) as outbox:
         for index in range(1, 6):
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
         statements: list[str] = []
         await outbox._file.db.set_trace_callback(statements.append)
         resend = await outbox.delivery.answer_missing(
@@ -135,32 +115,7 @@ async def test_the_first_answer_of_an_old_epoch_reads_the_seqs_held_not_every_se
     # 10 s here (13 million seqs, a month's epoch, would take minutes), for five blocks; 18 now.
     assert answered < 100, f"{answered} statements for 5 blocks held"
     assert resend == ()
-    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == [(pruned - 10, pruned - 10)]
-
-
-def _fill(path: Path, point: str = "filler") -> tuple[int, int]:
-    """Take every free page left under the budget (imported readings' keys); page counts.
-
-    Each fill of one file takes its own `point`: the keys are unique.
-    """
-    with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute(f"PRAGMA max_page_count={SpaceBudget(MIB).max_pages}")
-        n = 0
-        for size in (2000, 500, 100, 20):
-            while True:
-                try:
-                    db.execute(
-                        "INSERT INTO backfill_keys VALUES (?, ?)", (point, f"{n:08d}" + "x" * size)
-                    )
-                except sqlite3.OperationalError as exc:
-                    if not is_full(exc):
-                        raise
-                    break
-                n += 1
-        pages, free = (
-            db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count")
-        )
-    return int(pages), int(free)
+    assert gap_ranges(path, GapReason.OUTBOX_CORRUPT) == [(pruned - 10, pruned - 10)]
 
 
 async def test_an_answer_on_a_full_outbox_makes_room_and_declares_what_it_lost(
@@ -169,7 +124,7 @@ async def test_an_answer_on_a_full_outbox_makes_room_and_declares_what_it_lost(
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         for index in range(120):  # full: thinned and dropped, nothing is ACKed
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
     with closing(sqlite3.connect(path)) as db, db:
         held = db.execute(
             "SELECT seq FROM blocks WHERE thinned = 0 AND readings > 0 ORDER BY seq DESC LIMIT 64"
@@ -179,20 +134,19 @@ async def test_an_answer_on_a_full_outbox_makes_room_and_declares_what_it_lost(
         lost = sorted(int(row[0]) for row in held[::2])
         db.executemany("DELETE FROM blocks WHERE seq = ?", [(seq,) for seq in lost])
     assert len(lost) == 32
-    assert _fill(path) == (SpaceBudget(MIB).max_pages, 0)  # at the budget, no page free
-    room = (GapReason.THINNED, GapReason.OUTBOX_FULL)
-    before = sum(len(_gaps(path, reason)) for reason in room)
-    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == []
+    assert take_free_pages(path) == (SpaceBudget(MIB).max_pages, 0)  # at the budget, no page free
+    before = room_made(path)
+    assert gap_ranges(path, GapReason.OUTBOX_CORRUPT) == []
 
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         # Before: sqlite3.OperationalError 'database or disk is full', nothing declared.
         resend = await outbox.delivery.answer_missing(
             outbox.epoch, [(seq, seq) for seq in lost], now=T0, clock_synced=True
         )
-        declared = _gaps(path, GapReason.OUTBOX_CORRUPT)
-        after = sum(len(_gaps(path, reason)) for reason in room)
+        declared = gap_ranges(path, GapReason.OUTBOX_CORRUPT)
+        after = room_made(path)
         # Sealing goes on after the answer, as before.
-        await outbox.seal(_block(500), now=T0 + 500, clock_synced=True)
+        await outbox.seal(minute_block(500), now=T0 + 500, clock_synced=True)
     assert resend == ()
     assert declared == [(seq, seq) for seq in lost]
     # Room was made as for any seal: blocks thinned or dropped, each loss declared.
@@ -213,7 +167,7 @@ async def test_an_answer_on_a_full_outbox_sends_again_the_delivered_blocks_it_wa
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         for index in range(120):  # full: thinned and dropped
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
         held = [block.seq for block in await outbox.delivery.undelivered(after=0, limit=1000)]
         wanted, lost = held[delivered // 2], held[40]
         await outbox.delivery.mark_delivered(
@@ -222,9 +176,8 @@ async def test_an_answer_on_a_full_outbox_sends_again_the_delivered_blocks_it_wa
         epoch = outbox.epoch
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("DELETE FROM blocks WHERE seq = ?", (lost,))  # gone, declared by nothing
-    assert _fill(path) == (SpaceBudget(MIB).max_pages, 0)  # at the budget, no page free
-    room = (GapReason.THINNED, GapReason.OUTBOX_FULL)
-    before = sum(len(_gaps(path, reason)) for reason in room)
+    assert take_free_pages(path) == (SpaceBudget(MIB).max_pages, 0)  # at the budget, no page free
+    before = room_made(path)
 
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         # Before: resend (), `wanted` deleted to make room and declared released.
@@ -232,14 +185,14 @@ async def test_an_answer_on_a_full_outbox_sends_again_the_delivered_blocks_it_wa
             epoch, [(wanted, wanted), (lost, lost)], now=T0 + 2000, clock_synced=True
         )
         sent = {block.seq for block in await outbox.delivery.undelivered(after=0, limit=1000)}
-        await outbox.seal(_block(500), now=T0 + 500, clock_synced=True)  # sealing goes on
+        await outbox.seal(minute_block(500), now=T0 + 500, clock_synced=True)  # sealing goes on
     assert resend == (wanted,)
     assert wanted in sent  # undelivered again, in the file, and sent
-    assert _gaps(path, GapReason.RELEASED) == []
-    assert _gaps(path, GapReason.OUTBOX_CORRUPT) == [(lost, lost)]
+    assert gap_ranges(path, GapReason.RELEASED) == []
+    assert gap_ranges(path, GapReason.OUTBOX_CORRUPT) == [(lost, lost)]
     with closing(sqlite3.connect(path)) as db:
         delivered_left = db.execute("SELECT count(*) FROM blocks WHERE delivered_at IS NOT NULL")
         assert delivered_left.fetchone() == (0,)  # the others made room first, as before
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
     if delivered == 1:  # room made of the oldest undelivered, each loss declared
-        assert sum(len(_gaps(path, reason)) for reason in room) > before
+        assert room_made(path) > before

@@ -38,11 +38,12 @@ from edge_agent.shell.outbox_rewrite import begin_epoch as begin
 from edge_agent.shell.outbox_seq_mark import SeqMark
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import GapReason
-from tests.integration.test_outbox_declarations import _block, _gap_records
-from tests.integration.test_outbox_seq_mark import _restore, _snapshot
 from tests.support.held_process import Held, held_process
+from tests.support.outbox_budget import minute_block
+from tests.support.outbox_file import committed_gap_records
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.sigkill_writer import ROOT
+from tests.support.sqlite_files import online_copy, put_back
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -114,7 +115,7 @@ async def test_an_opening_beside_an_epoch_start_does_not_journal_the_old_epoch_a
     async with open_outbox(path, SITE, KEY) as agent:
         old = agent.epoch
         for index in range(3):
-            await agent.seal(_block(index), now=T0 + index, clock_synced=True)
+            await agent.seal(minute_block(index), now=T0 + index, clock_synced=True)
         with _opening(path) as second:
             monkeypatch.setattr(outbox_module, "begin_epoch", begin_once_the_opening_is_done)
             rollback = declared_gap(GapReason.OUTBOX_RESTORED, old, 2, T0)
@@ -139,14 +140,14 @@ async def test_an_opening_beside_an_epoch_start_does_not_journal_the_old_epoch_a
         assert [(g.epoch, g.from_seq) for g in journal.owed()] == [(old, 2)]
         if not cut_short:
             for index in range(3, 6):
-                await agent.seal(_block(index), now=T0 + index, clock_synced=True)
+                await agent.seal(minute_block(index), now=T0 + index, clock_synced=True)
             noted = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
             assert noted is not None
             # Before: (E1, 3): the new epoch's seals never moved the mark.
             assert (noted.epoch, noted.seq) == (new, _last_seq(path))
-    before = len(_gap_records(path))
+    before = len(committed_gap_records(path))
     async with open_outbox(path, SITE, KEY) as restarted:
-        declared = [(g.reason, g.epoch, g.from_seq) for g in _gap_records(path)[before:]]
+        declared = [(g.reason, g.epoch, g.from_seq) for g in committed_gap_records(path)[before:]]
     if cut_short:
         # The rollback's declaration (or one from further back), owed by the start cut short,
         # sealed by the next. Before: nothing declared (the journal at E1 again, nothing owed).
@@ -203,7 +204,7 @@ async def test_an_opening_during_an_epoch_start_waits_for_its_first_block(
         async with open_outbox(path, SITE, KEY) as agent:
             old = agent.epoch
             for index in range(3):
-                await agent.seal(_block(index), now=T0 + index, clock_synced=True)
+                await agent.seal(minute_block(index), now=T0 + index, clock_synced=True)
             monkeypatch.setattr(outbox_module, "begin_epoch", begin_beside_an_opening)
             rollback = declared_gap(GapReason.OUTBOX_RESTORED, old, 1, T0)
             new = await agent.start_new_epoch((rollback,), now=T0 + 10, clock_synced=True)
@@ -218,7 +219,7 @@ async def test_an_opening_during_an_epoch_start_waits_for_its_first_block(
             assert not [line for line in said if "outbox_replaced" in line]
             assert journal.epochs() == (old, new)
             for index in range(3, 6):
-                await agent.seal(_block(index), now=T0 + index, clock_synced=True)
+                await agent.seal(minute_block(index), now=T0 + index, clock_synced=True)
             noted = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
             assert noted is not None
             assert (noted.epoch, noted.seq) == (new, _last_seq(path))
@@ -229,10 +230,10 @@ async def test_an_opening_during_an_epoch_start_waits_for_its_first_block(
             opening.wait()
             if opening.stdout is not None:
                 opening.stdout.close()
-    before = len(_gap_records(path))
+    before = len(committed_gap_records(path))
     async with open_outbox(path, SITE, KEY) as restarted:
         assert restarted.epoch == new
-    assert _gap_records(path)[before:] == []
+    assert committed_gap_records(path)[before:] == []
 
 
 async def test_a_wait_for_the_epoch_lock_given_up_says_so_and_leaves_the_lock_free(
@@ -267,15 +268,15 @@ async def test_a_start_whose_epoch_lock_cannot_be_made_still_starts_its_new_epoc
     async with open_outbox(path, SITE, KEY) as outbox:
         old = outbox.epoch
         for index in range(3):
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
-        _snapshot(path, snapshot)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
+        online_copy(path, snapshot)
         for index in range(3, 5):
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
-    _restore(path, snapshot)  # rolled back below its seq mark: a new epoch at the next start
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
+    put_back(path, snapshot)  # rolled back below its seq mark: a new epoch at the next start
     path.with_name(path.name + ".epoch-lock").unlink()
     path.with_name(path.name + ".epoch-lock").mkdir()
     async with asyncio.timeout(30), open_outbox(path, SITE, KEY) as outbox:
         assert outbox.epoch != old
-    assert [(g.reason, g.epoch) for g in _gap_records(path)][:1] == [
+    assert [(g.reason, g.epoch) for g in committed_gap_records(path)][:1] == [
         (GapReason.OUTBOX_RESTORED, old)
     ]

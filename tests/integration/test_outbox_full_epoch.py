@@ -10,7 +10,7 @@ A chunk sealed again is sealed once its rows are gone, in the pages they freed: 
 room beside them, and no reading is thinned for it. Room made for a new epoch's first block is
 sealed in the epoch left, at the seqs a file found rolled back lost: a start cut short before
 that block commits must leave none of them undeclared (the journal keeps the first).
-Real outbox files of a 1 MiB budget, every free page taken as in `test_outbox_declarations`.
+Real outbox files of a 1 MiB budget, every free page taken (`tests/support/outbox_budget.py`).
 """
 
 from __future__ import annotations
@@ -30,19 +30,25 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import declared_gap
 from edge_agent.shell.outbox_space import SpaceBudget
 from specs.records import GapReason, GapRecord
-from tests.integration.test_outbox_declarations import MIB, _block, _fill, _gap_records, _gaps
-from tests.integration.test_outbox_full_seals import _full_outbox, _room_made
-from tests.integration.test_outbox_seq_mark import (
-    _first_undelivered,
-    _marked,
-    _newest,
-    _reopened,
-    _restore,
-    _snapshot,
+from tests.support.outbox_budget import (
+    MIB,
+    full_outbox,
+    minute_block,
+    reopened,
+    room_made,
+    take_free_pages,
+)
+from tests.support.outbox_file import (
+    committed_gap_records,
+    first_undelivered,
+    gap_ranges,
+    marked_seq,
+    newest_seq,
 )
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
 from tests.support.sigkill_writer import ROOT
+from tests.support.sqlite_files import online_copy, put_back
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,9 +74,12 @@ async def _full_to_its_last_leaf(path: Path) -> None:
     One-reading blocks sealed one at a time (room made when needed, as for any seal), every
     free page then taken, until the last leaf page of `blocks` has no room for a block.
     """
-    await _full_outbox(path)
+    await full_outbox(path)
     for index in range(40):
-        if _fill(path, f"filler-{index}") == AT_BUDGET and _last_leaf_room(path) < _NO_ROOM:
+        if (
+            take_free_pages(path, f"filler-{index}") == AT_BUDGET
+            and _last_leaf_room(path) < _NO_ROOM
+        ):
             return
         async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
             await outbox.seal((reading_at(T0 + 10**5 + index, 1.0),), now=T0, clock_synced=True)
@@ -101,10 +110,10 @@ def _integrity(path: Path) -> str:
 async def _rolled_back(path: Path, snapshot: Path) -> tuple[str, int]:
     """The file put back as it was one seal ago (below its mark); its epoch and newest seq."""
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
-        _snapshot(path, snapshot)
-        copied = _newest(path)
-        await outbox.seal(_block(400), now=T0 + 400, clock_synced=True)  # the mark moves on
-    _restore(path, snapshot)
+        online_copy(path, snapshot)
+        copied = newest_seq(path)
+        await outbox.seal(minute_block(400), now=T0 + 400, clock_synced=True)  # the mark moves on
+    put_back(path, snapshot)
     return copied
 
 
@@ -112,26 +121,26 @@ async def test_a_full_outbox_found_rolled_back_opens_in_a_new_epoch(tmp_path: Pa
     path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
     await _full_to_its_last_leaf(path)
     old_epoch, copied = await _rolled_back(path, snapshot)
-    first = _first_undelivered(path, old_epoch)
+    first = first_undelivered(path, old_epoch)
     assert first <= copied
-    assert _fill(path, "filler-again") == AT_BUDGET
+    assert take_free_pages(path, "filler-again") == AT_BUDGET
     assert _last_leaf_room(path) < _NO_ROOM
-    before = _room_made(path)
+    before = room_made(path)
 
     # Before: OutboxUnavailableError ('database or disk is full') at every start, this budget.
-    new_epoch, gaps = await _reopened(path)
+    new_epoch, gaps = await reopened(path)
     assert new_epoch != old_epoch
     restored = _restored(gaps)
     # Those sealed again (nothing lost), and the lost seqs.
     assert restored == [(old_epoch, first, copied, 0), (old_epoch, copied + 1, None, None)]
     assert _epochs(path) == {new_epoch}  # every undelivered block sealed again under it
-    assert _room_made(path) > before  # room made as for any seal, each loss declared
+    assert room_made(path) > before  # room made as for any seal, each loss declared
     assert _integrity(path) == "ok"
 
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         assert outbox.epoch == new_epoch  # the next start opens it as it is
-        sealed = await outbox.seal(_block(500), now=T0 + 500, clock_synced=True)
-    assert _newest(path) == (new_epoch, sealed.seq)  # sealing goes on
+        sealed = await outbox.seal(minute_block(500), now=T0 + 500, clock_synced=True)
+    assert newest_seq(path) == (new_epoch, sealed.seq)  # sealing goes on
     assert _integrity(path) == "ok"
 
 
@@ -139,22 +148,22 @@ async def test_older_blocks_are_sealed_again_on_a_full_outbox_in_the_room_they_l
     tmp_path: Path,
 ) -> None:
     path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
-    await _full_outbox(path)  # its first block of a new epoch fits in the last leaf page
+    await full_outbox(path)  # its first block of a new epoch fits in the last leaf page
     old_epoch, _ = await _rolled_back(path, snapshot)
-    assert _fill(path) == AT_BUDGET
-    before = _room_made(path)
+    assert take_free_pages(path) == AT_BUDGET
+    before = room_made(path)
     with closing(sqlite3.connect(path)) as db:
         held = db.execute("SELECT sum(readings) FROM blocks").fetchone()[0]
 
     # Before: OutboxUnavailableError, the 85 blocks of the epoch left met a full outbox.
-    new_epoch, _ = await _reopened(path)
+    new_epoch, _ = await reopened(path)
     assert new_epoch != old_epoch
     assert _epochs(path) == {new_epoch}
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("SELECT sum(readings) FROM blocks").fetchone()[0] == held
     # Sealed before their rows went, they took room beside them: 54 blocks thinned (2,410
     # readings dropped) for them.
-    assert _room_made(path) == before
+    assert room_made(path) == before
     assert _integrity(path) == "ok"
 
 
@@ -163,7 +172,7 @@ async def test_a_rollback_an_ack_proves_starts_a_new_epoch_on_a_full_outbox(
 ) -> None:
     path = tmp_path / "outbox.db"
     await _full_to_its_last_leaf(path)
-    before = _room_made(path)
+    before = room_made(path)
 
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         old_epoch = outbox.epoch
@@ -171,12 +180,12 @@ async def test_a_rollback_an_ack_proves_starts_a_new_epoch_on_a_full_outbox(
         # Before: sqlite3.OperationalError 'database or disk is full', the epoch not started.
         gap = declared_gap(GapReason.OUTBOX_RESTORED, old_epoch, 1, T0 + 300)
         new_epoch = await outbox.start_new_epoch((gap,), now=T0 + 300, clock_synced=True)
-        sealed = await outbox.seal(_block(500), now=T0 + 500, clock_synced=True)
+        sealed = await outbox.seal(minute_block(500), now=T0 + 500, clock_synced=True)
     assert new_epoch != old_epoch
-    assert (1, None) in _gaps(path, GapReason.OUTBOX_RESTORED)  # the old epoch's declared
+    assert (1, None) in gap_ranges(path, GapReason.OUTBOX_RESTORED)  # the old epoch's declared
     assert _epochs(path) == {new_epoch}
-    assert _newest(path) == (new_epoch, sealed.seq)  # sealing goes on
-    assert _room_made(path) > before
+    assert newest_seq(path) == (new_epoch, sealed.seq)  # sealing goes on
+    assert room_made(path) > before
     assert _integrity(path) == "ok"
 
 
@@ -189,7 +198,7 @@ import asyncio, os, signal, sqlite3, sys
 from pathlib import Path
 import edge_agent.shell.outbox as sealing_side
 from edge_agent.shell.outbox_open import open_outbox
-from tests.integration.test_outbox_declarations import MIB
+from tests.support.outbox_budget import MIB
 from tests.support.outbox_site import KEY, SITE
 
 first_block = sealing_side.begin_epoch
@@ -217,7 +226,7 @@ def _declared(path: Path, epoch: str) -> list[tuple[int, int | None]]:
     """The seq ranges of `epoch` the gap records committed in the file declare."""
     return [
         (g.from_seq, g.to_seq)
-        for g in _gap_records(path)
+        for g in committed_gap_records(path)
         if g.epoch == epoch and g.from_seq is not None
     ]
 
@@ -237,26 +246,26 @@ async def test_a_new_epoch_cut_short_after_making_room_leaves_no_seq_of_the_old_
     path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
     await _full_to_its_last_leaf(path)
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
-        _snapshot(path, snapshot)
-        old_epoch, copied = _newest(path)
+        online_copy(path, snapshot)
+        old_epoch, copied = newest_seq(path)
         for index in range(12):  # sealed (and maybe sent) after the copy: lost with it
-            await outbox.seal(_block(400 + index), now=T0 + 400, clock_synced=True)
-    _, marked = await _marked(path)
-    _restore(path, snapshot)
-    first = _first_undelivered(path, old_epoch)
+            await outbox.seal(minute_block(400 + index), now=T0 + 400, clock_synced=True)
+    _, marked = await marked_seq(path)
+    put_back(path, snapshot)
+    first = first_undelivered(path, old_epoch)
     assert first <= copied
-    assert _fill(path, "filler-again") == AT_BUDGET
+    assert take_free_pages(path, "filler-again") == AT_BUDGET
     assert _last_leaf_room(path) < _NO_ROOM
 
     start = subprocess.run(
         [sys.executable, "-c", _CUT_SHORT_START, str(path), how], cwd=ROOT, check=False
     )
     assert start.returncode == exit_code
-    epoch, newest = _newest(path)
+    epoch, newest = newest_seq(path)
     assert epoch == old_epoch  # the new epoch's first block never committed
     assert copied < newest < marked  # replacements took seqs the copy lost, below the mark
 
-    new_epoch, gaps = await _reopened(path)
+    new_epoch, gaps = await reopened(path)
     assert new_epoch != old_epoch
     restored = _restored(gaps)
     # From the copy's lowest undelivered seq: those sealed again (nothing lost), then from the

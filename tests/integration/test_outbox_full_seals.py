@@ -7,7 +7,7 @@ long as the outbox stayed full (a site offline for weeks), so the block was neve
 So does the `outbox_corrupt` gap record the send path seals for a block changed on disk
 (`outbox_damage.ready_to_send`): before, it met SQLITE_FULL, the block was left out and
 read again, and its loss declared only once a seal of the sealer had left a page free.
-Real outbox files of a 1 MiB budget, every free page taken as in `test_outbox_declarations`.
+Real outbox files of a 1 MiB budget, every free page taken (`tests/support/outbox_budget.py`).
 """
 
 from __future__ import annotations
@@ -21,40 +21,25 @@ import pytest
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_space import SpaceBudget
 from specs.records import GapReason
-from tests.integration.test_outbox_declarations import MIB, _block, _fill, _gaps
 from tests.support.damage import zero_inside_payload
+from tests.support.outbox_budget import (
+    MIB,
+    full_outbox,
+    minute_block,
+    room_made,
+    take_free_pages,
+)
+from tests.support.outbox_file import gap_ranges
 from tests.support.outbox_site import KEY, SITE, T0
-from tests.support.records import reading_at
 
 pytestmark = pytest.mark.timeout(120)
-
-ROOM = (GapReason.THINNED, GapReason.OUTBOX_FULL)
-
-
-async def _full_outbox(path: Path, small: range = range(0)) -> list[int]:
-    """An outbox at its 1 MiB budget: thinned and dropped, nothing ACKed.
-
-    The blocks `small` of the 120 hold one reading each (no overflow page: a row that frees
-    no page when deleted); their seqs are returned.
-    """
-    seqs = []
-    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
-        for index in range(120):
-            records = (reading_at(T0 + index, 1.0),) if index in small else _block(index)
-            sealed = await outbox.seal(records, now=T0 + index, clock_synced=True)
-            seqs += [sealed.seq] if index in small else []
-    return seqs
-
-
-def _room_made(path: Path) -> int:
-    return sum(len(_gaps(path, reason)) for reason in ROOM)
 
 
 async def test_a_block_too_large_is_split_on_a_full_outbox(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    await _full_outbox(path)
-    assert _fill(path) == (SpaceBudget(MIB).max_pages, 0)  # at the budget, no page free
-    before = _room_made(path)
+    await full_outbox(path)
+    assert take_free_pages(path) == (SpaceBudget(MIB).max_pages, 0)  # at the budget, no page free
+    before = room_made(path)
 
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         held = await outbox.delivery.undelivered(after=0, limit=1000)
@@ -62,11 +47,11 @@ async def test_a_block_too_large_is_split_on_a_full_outbox(tmp_path: Path) -> No
         # Before: sqlite3.OperationalError 'database or disk is full', nothing split.
         split = await outbox.delivery.seal_smaller(picked, 30, now=T0, clock_synced=True)
         after = await outbox.delivery.undelivered(after=0, limit=1000)
-        await outbox.seal(_block(500), now=T0 + 500, clock_synced=True)  # sealing goes on
+        await outbox.seal(minute_block(500), now=T0 + 500, clock_synced=True)  # sealing goes on
     assert split
     assert picked.seq not in {block.seq for block in after}
-    assert (picked.seq, picked.seq) in _gaps(path, GapReason.TOO_LARGE)
-    assert _room_made(path) > before  # room made as for any seal, each loss declared
+    assert (picked.seq, picked.seq) in gap_ranges(path, GapReason.TOO_LARGE)
+    assert room_made(path) > before  # room made as for any seal, each loss declared
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
@@ -75,24 +60,24 @@ async def test_blocks_changed_on_disk_are_declared_by_the_send_path_on_a_full_ou
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "outbox.db"
-    damaged = await _full_outbox(path, small=range(100, 120, 2))
-    before = _room_made(path)
+    damaged = await full_outbox(path, small=range(100, 120, 2))
+    before = room_made(path)
     for seq in damaged:  # a bad flash sector: they can no longer be decoded
         zero_inside_payload(path, seq)
-    assert _fill(path) == (SpaceBudget(MIB).max_pages, 0)  # at the budget, no page free
+    assert take_free_pages(path) == (SpaceBudget(MIB).max_pages, 0)  # at the budget, no page free
 
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         # Before: the first 4 gap records took the room the deleted rows left in their pages,
         # the other 6 met 'database or disk is full' (outbox_block_damaged_not_mended), their
         # blocks left out and nothing declaring them.
         sent = await outbox.delivery.undelivered(after=0, limit=1000)
-        await outbox.seal(_block(500), now=T0 + 500, clock_synced=True)  # sealing goes on
+        await outbox.seal(minute_block(500), now=T0 + 500, clock_synced=True)  # sealing goes on
     assert not set(damaged) & {block.seq for block in sent}
     with closing(sqlite3.connect(path)) as db:
         rows = db.execute("SELECT seq FROM blocks WHERE readings = 1 AND thinned = 0").fetchall()
     assert rows == []  # each gave way to its gap record
-    declared = _gaps(path, GapReason.OUTBOX_CORRUPT)
+    declared = gap_ranges(path, GapReason.OUTBOX_CORRUPT)
     assert [seq for seq in damaged if (seq, seq) not in declared] == []
-    assert _room_made(path) > before  # room made as for any seal, each loss declared
+    assert room_made(path) > before  # room made as for any seal, each loss declared
     with closing(sqlite3.connect(path)) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)

@@ -28,8 +28,9 @@ from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_seq_mark import SeqMark
 from edge_agent.shell.outbox_sidecars import EpochJournal
-from tests.integration.test_outbox_declarations import _block, _gap_records
 from tests.support.held_process import held_process
+from tests.support.outbox_budget import minute_block
+from tests.support.outbox_file import committed_gap_records
 from tests.support.outbox_site import KEY, SITE, T0
 
 pytestmark = pytest.mark.timeout(120)
@@ -89,9 +90,9 @@ async def test_an_opening_beside_the_agent_does_not_take_its_fresh_seal_for_a_ro
     async with open_outbox(path, SITE, KEY) as agent:
         epoch = agent.epoch
         for index in range(3):
-            await agent.seal(_block(index), now=T0 + index, clock_synced=True)
+            await agent.seal(minute_block(index), now=T0 + index, clock_synced=True)
         with held_process(_SECOND_OPENING, str(path), after) as second:
-            await agent.seal(_block(3), now=T0 + 3, clock_synced=True)  # seq 4, then its mark
+            await agent.seal(minute_block(3), now=T0 + 3, clock_synced=True)  # seq 4, then its mark
             noted = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
             assert noted is not None
             assert (noted.epoch, noted.seq) == (epoch, 4)
@@ -100,7 +101,7 @@ async def test_an_opening_beside_the_agent_does_not_take_its_fresh_seal_for_a_ro
         # epoch, and an outbox_restored of the agent's epoch from 1 (its lowest undelivered).
         assert [line for line in said if line.startswith("epoch ")] == [f"epoch {epoch}"]
         assert not [line for line in said if "outbox_rolled_back" in line]
-        await agent.seal(_block(4), now=T0 + 4, clock_synced=True)
+        await agent.seal(minute_block(4), now=T0 + 4, clock_synced=True)
         assert agent.epoch == epoch
     assert EpochJournal.beside(path).latest() == epoch
-    assert [(g.reason, g.epoch, g.from_seq) for g in _gap_records(path)] == []
+    assert [(g.reason, g.epoch, g.from_seq) for g in committed_gap_records(path)] == []

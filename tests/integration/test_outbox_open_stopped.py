@@ -22,15 +22,10 @@ from edge_agent.shell import outbox_open
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_epoch_lock import OpeningStoppedError
 from edge_agent.shell.outbox_seq_mark import Mark, SeqMark
-from tests.integration.test_outbox_seq_mark import _newest
-from tests.integration.test_seq_mark_held import (
-    LET_GO,
-    _opened_and_closed,
-    _rolled_back,
-    _until,
-    _waited_on_here,
-)
+from tests.support.flock_waits import until, waited_on_here
 from tests.support.held_process import HOLD_FLOCK, held_process
+from tests.support.outbox_file import newest_seq
+from tests.support.outbox_openings import LET_GO, opened_and_closed, rolled_back
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
 
@@ -46,7 +41,7 @@ async def test_a_stop_in_the_turn_the_openings_wait_ends_is_a_clean_stop(
     later and landed in the middle of the opening (the outbox's connect): CancelledError, not
     the clean stop."""
     path = tmp_path / "outbox.db"
-    epoch = await _rolled_back(path)
+    epoch = await rolled_back(path)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     read = SeqMark.read_at_opening
@@ -64,13 +59,13 @@ async def test_a_stop_in_the_turn_the_openings_wait_ends_is_a_clean_stop(
         return found
 
     monkeypatch.setattr(SeqMark, "read_at_opening", read_then_stopped)
-    opening = asyncio.create_task(_opened_and_closed(path, stop))
+    opening = asyncio.create_task(opened_and_closed(path, stop))
     await asyncio.wait([opening])
     assert not opening.cancelled(), "the stop cancelled the opening part-way"
     assert isinstance(opening.exception(), OpeningStoppedError)
     monkeypatch.undo()
     # Nothing changed: the rolled-back file and its mark as they were.
-    assert _newest(path) == (epoch, 3)
+    assert newest_seq(path) == (epoch, 3)
     assert await SeqMark.beside(path, 5.0).read() == Mark(epoch, 5, LostReadings())
 
 
@@ -91,7 +86,7 @@ async def test_a_stop_ends_the_tally_read_after_the_opening(
     async with outbox_open.open_outbox(path, SITE, KEY, stop=stop) as outbox:
         with held_process(HOLD_FLOCK, str(mark_path)):
             reading = asyncio.create_task(outbox.unsealed())
-            await _until(lambda: _waited_on_here(mark_path), "the read never waited for the mark")
+            await until(lambda: waited_on_here(mark_path), "the read never waited for the mark")
             stop.set()
             async with asyncio.timeout(8):
                 assert await reading == LET_GO
@@ -132,7 +127,7 @@ async def test_a_stop_ends_the_openings_own_wait_to_write_the_mark(
 
         opening = asyncio.create_task(opened_then_stopping())
         try:
-            await _until(lambda: _waited_on_here(mark_path), "the opening never waited for it")
+            await until(lambda: waited_on_here(mark_path), "the opening never waited for it")
             stop.set()
             async with asyncio.timeout(8):
                 await opened.wait()

@@ -11,7 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from edge_agent.shell.outbox_open import open_outbox
-from tests.integration.test_outbox import KEY, SITE, _reading
+from tests.support.outbox_site import KEY, SITE, numbered_reading
 
 NOW = 1.7e9
 
@@ -21,7 +21,7 @@ async def test_a_block_picked_before_a_new_epoch_is_not_mistaken_for_the_new_epo
 ) -> None:
     async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
         for first in (0, 10):
-            readings = tuple(_reading(first + i) for i in range(10))
+            readings = tuple(numbered_reading(first + i) for i in range(10))
             await outbox.seal(readings, now=NOW, clock_synced=True)
         picked = (await outbox.delivery.undelivered(after=0, limit=2))[1]
         await outbox.start_new_epoch((), now=NOW, clock_synced=True)
@@ -39,7 +39,7 @@ async def test_a_block_of_the_current_epoch_is_split_and_its_seq_declared(
     tmp_path: Path,
 ) -> None:
     async with open_outbox(tmp_path / "outbox.db", SITE, KEY) as outbox:
-        await outbox.seal(tuple(_reading(i) for i in range(10)), now=NOW, clock_synced=True)
+        await outbox.seal(tuple(numbered_reading(i) for i in range(10)), now=NOW, clock_synced=True)
         picked = (await outbox.delivery.undelivered(after=0, limit=1))[0]
 
         split = await outbox.delivery.seal_smaller(picked, 2, now=NOW, clock_synced=True)

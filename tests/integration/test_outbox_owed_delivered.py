@@ -21,8 +21,9 @@ from structlog.testing import capture_logs
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import GapReason
-from tests.integration.test_outbox_declarations import _block, _gap_records
 from tests.support.held_process import HOLD_FLOCK, held_process
+from tests.support.outbox_budget import minute_block
+from tests.support.outbox_file import committed_gap_records
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.sqlite_files import remove_with_log
 
@@ -41,7 +42,7 @@ def _garbage(path: Path) -> None:
 async def _run(path: Path, index: int, *, delivered: bool) -> str:
     """A start that seals a block, then (`delivered`) takes an ACK of all it holds; its epoch."""
     async with open_outbox(path, SITE, KEY) as outbox:
-        await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
         if delivered:
             last_seq, _ = await outbox.delivery.chain_position(1)
             await outbox.delivery.mark_delivered(
@@ -65,7 +66,7 @@ async def test_owed_records_delivered_are_not_carried_on(tmp_path: Path) -> None
         lose(path)
         previous, epoch = epoch, await _run(path, index, delivered=True)
         # The new file holds its epoch's blocks only: its first carries these.
-        declared = _gap_records(path)
+        declared = committed_gap_records(path)
         carried.append(len(declared))
         owed.append(len(EpochJournal.beside(path).owed()))
         found = [(g.reason, g.epoch, g.from_seq) for g in declared]
@@ -80,7 +81,7 @@ async def test_owed_records_delivered_are_not_carried_on(tmp_path: Path) -> None
     undelivered = await _run(path, _LOSSES + 1, delivered=False)
     remove_with_log(path)
     await _run(path, _LOSSES + 2, delivered=False)
-    named = [(g.reason, g.epoch) for g in _gap_records(path)]
+    named = [(g.reason, g.epoch) for g in committed_gap_records(path)]
     assert sorted(named, key=str) == sorted(
         [(GapReason.OUTBOX_RESTORED, undelivered), (GapReason.OUTBOX_RESTORED, epoch)], key=str
     )
@@ -99,7 +100,7 @@ async def test_owed_records_split_off_seq_1_stay_owed_until_their_part_is_delive
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY) as outbox:
         first_epoch = outbox.epoch
-        await outbox.seal(_block(0), now=T0, clock_synced=True)
+        await outbox.seal(minute_block(0), now=T0, clock_synced=True)
     remove_with_log(path)
     async with open_outbox(path, SITE, KEY) as outbox:
         second_epoch = outbox.epoch
@@ -115,7 +116,7 @@ async def test_owed_records_split_off_seq_1_stay_owed_until_their_part_is_delive
     remove_with_log(path)
     async with open_outbox(path, SITE, KEY):
         pass
-    named = sorted((g.epoch or "", g.from_seq) for g in _gap_records(path))
+    named = sorted((g.epoch or "", g.from_seq) for g in committed_gap_records(path))
     # Before: 0 owed after the ACK, the next start declared [epoch from 1] only.
     assert owed_after_ack == 2
     assert named == sorted([(epoch, 1), (second_epoch, 1), (first_epoch, 1)])
@@ -129,7 +130,7 @@ async def test_owed_records_are_kept_while_another_process_holds_the_epoch_lock(
     await _run(path, 0, delivered=True)
     remove_with_log(path)
     async with open_outbox(path, SITE, KEY) as outbox:
-        await outbox.seal(_block(1), now=T0 + 1, clock_synced=True)
+        await outbox.seal(minute_block(1), now=T0 + 1, clock_synced=True)
         last_seq, _ = await outbox.delivery.chain_position(1)
         before = journal_path.read_bytes()
         assert len(EpochJournal.beside(path).owed()) == 1
@@ -170,7 +171,7 @@ async def test_a_lock_file_that_cannot_be_made_is_tried_once_an_epoch(tmp_path: 
     with capture_logs() as logs:
         async with open_outbox(path, SITE, KEY) as outbox:
             for index in range(1, _ACKS + 1):
-                await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+                await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
                 last_seq, _ = await outbox.delivery.chain_position(1)
                 await outbox.delivery.mark_delivered(
                     epoch=outbox.epoch, through=last_seq, also=None, now=T0 + index

@@ -17,7 +17,7 @@ from edge_agent.core.missing_blocks import AckMark
 from edge_agent.shell.outbox_open import open_outbox
 from specs.records import KeyRecord, iso_time
 from specs.signing import signing_key_from_seed
-from tests.integration.test_outbox import KEY, SITE, _reading
+from tests.support.outbox_site import KEY, SITE, numbered_reading
 
 FULL = 2
 
@@ -26,7 +26,7 @@ async def test_a_release_marks_blocks_and_seals_stay_fully_synchronous(tmp_path:
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY) as outbox:
         for i in range(3):
-            await outbox.seal((_reading(i),), now=1.7e9, clock_synced=True)
+            await outbox.seal((numbered_reading(i),), now=1.7e9, clock_synced=True)
         released = await outbox.delivery.mark_delivered(
             epoch=outbox.epoch, through=2, also=None, now=5.0
         )
@@ -43,7 +43,7 @@ async def test_a_failed_release_changes_nothing_and_leaves_seals_fully_synchrono
 ) -> None:
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY) as outbox:
-        await outbox.seal((_reading(1),), now=1.7e9, clock_synced=True)
+        await outbox.seal((numbered_reading(1),), now=1.7e9, clock_synced=True)
         await outbox._file.db.execute(
             "CREATE TRIGGER refuse AFTER UPDATE ON key_announcements"
             " BEGIN SELECT RAISE(ABORT, 'refused'); END"
@@ -112,7 +112,7 @@ async def test_an_ack_mark_keeps_both_times_and_one_from_before_serves_as_both(
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY) as outbox:
         for i in range(3):
-            await outbox.seal((_reading(i),), now=1.7e9, clock_synced=True)
+            await outbox.seal((numbered_reading(i),), now=1.7e9, clock_synced=True)
         epoch = outbox.epoch
         await outbox.delivery.mark_delivered(
             epoch=epoch, through=2, also=None, now=5.0, times=(4e9, 1.7e9 + 10)

@@ -19,7 +19,7 @@ import pytest
 from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
 from specs.records import Record
-from tests.integration.test_outbox_declarations import _block
+from tests.support.outbox_budget import minute_block
 from tests.support.outbox_file import read_only
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
@@ -53,7 +53,7 @@ async def test_the_file_tells_a_replacement_of_two_blocks_as_the_room_made_told_
         outbox.delivery.on_replaced(lambda gone, sealed: told.append((gone, sealed)))
         for start in (0, 2_100):  # the backlog: 4,200 readings, 610 KB
             await outbox.seal(_minutes(start, 2_100), now=T0, clock_synced=True)
-        live = await outbox.seal(_block(0), now=T0, clock_synced=True)
+        live = await outbox.seal(minute_block(0), now=T0, clock_synced=True)
         start = 10_000
         while not any(live.seq in gone for gone, _ in told):  # imports into the full outbox
             assert start < 200_000, "the live block never gave way"
@@ -65,6 +65,6 @@ async def test_the_file_tells_a_replacement_of_two_blocks_as_the_room_made_told_
 
     assert len(sealed) == 2, sealed
     # The declaring block alone would not do: the live block's readings are in the second.
-    assert not set(_block(0)) & _records(path, sealed[0])
-    assert set(_block(0)) & _records(path, sealed[1])
+    assert not set(minute_block(0)) & _records(path, sealed[0])
+    assert set(minute_block(0)) & _records(path, sealed[1])
     assert found == sealed, (found, told)

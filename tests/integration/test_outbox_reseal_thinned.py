@@ -5,7 +5,7 @@ thinned (`core.thinning.give_way`, told by the `thinned` column). A new epoch se
 undelivered block of the older one again (`outbox_rewrite.reseal_chunk`): it sealed them all
 with `thinned` false, so the next room made thinned those readings a second time (another
 `thinned` gap record declaring readings already declared, and fewer kept than one thinning
-keeps) before it dropped anything. Real outbox files at a 1 MiB budget (`_full_outbox`).
+keeps) before it dropped anything. Real outbox files at a 1 MiB budget (`full_outbox`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,7 @@ from edge_agent.shell.outbox_recovery import declared_gap
 from edge_agent.shell.outbox_room import giving_way
 from specs.block import decode_block
 from specs.records import GapReason, Reading
-from tests.integration.test_outbox_declarations import MIB
-from tests.integration.test_outbox_full_seals import _full_outbox, _room_made
+from tests.support.outbox_budget import MIB, full_outbox, room_made
 from tests.support.outbox_site import KEY, SITE, T0
 
 pytestmark = pytest.mark.timeout(120)
@@ -47,18 +46,18 @@ async def test_readings_thinned_stay_thinned_when_a_new_epoch_seals_them_again(
     tmp_path: Path,
 ) -> None:
     path = tmp_path / "outbox.db"
-    await _full_outbox(path)  # thinned and dropped, nothing delivered
+    await full_outbox(path)  # thinned and dropped, nothing delivered
     thinned, full = _readings(path, thinned=True), _readings(path, thinned=False)
     assert thinned
     assert full
-    made = _room_made(path)
+    made = room_made(path)
 
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         old_epoch = outbox.epoch
         gap = declared_gap(GapReason.OUTBOX_RESTORED, old_epoch, 1, T0 + 300)
         new_epoch = await outbox.start_new_epoch((gap,), now=T0 + 300, clock_synced=True)
     assert new_epoch != old_epoch
-    assert _room_made(path) == made  # no room made: the readings are the same
+    assert room_made(path) == made  # no room made: the readings are the same
     with closing(sqlite3.connect(path)) as db:
         epochs = {str(row[0]) for row in db.execute("SELECT DISTINCT epoch FROM blocks")}
     assert epochs == {new_epoch}

@@ -24,10 +24,10 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
 from specs.records import Reading
-from tests.integration.test_outbox_declarations import _block, _gap_records
-from tests.integration.test_outbox_seq_mark import _restore, _snapshot
+from tests.support.outbox_budget import minute_block
+from tests.support.outbox_file import committed_gap_records
 from tests.support.outbox_site import KEY, SITE, T0
-from tests.support.sqlite_files import remove_with_log
+from tests.support.sqlite_files import online_copy, put_back, remove_with_log
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -51,14 +51,14 @@ async def _copy_at_8(path: Path, snapshot: Path) -> str:
     async with open_outbox(path, SITE, KEY) as outbox:
         old_epoch = outbox.epoch
         for index in range(3):
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
         # The collector stored 1..3 and said so: released.
         await outbox.delivery.mark_delivered(epoch=old_epoch, through=3, also=None, now=T0 + 3)
         for index in range(3, 8):  # 4..8: a backlog not sent yet (the live lane goes first)
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
-        _snapshot(path, snapshot)  # the copy, at seq 8
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
+        online_copy(path, snapshot)  # the copy, at seq 8
         for index in range(8, 10):  # 9, 10: sent live, stored by the collector, not ACKed yet
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
     return old_epoch
 
 
@@ -68,7 +68,7 @@ async def test_blocks_of_a_rolled_back_epoch_sealed_again_leave_no_hole_in_it(
     path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
     old_epoch = await _copy_at_8(path, snapshot)
     backlog = _readings_of(snapshot, old_epoch, first=4)
-    _restore(path, snapshot)
+    put_back(path, snapshot)
 
     async with open_outbox(path, SITE, KEY) as outbox:  # the next start: a new epoch
         new_epoch = outbox.epoch
@@ -77,7 +77,7 @@ async def test_blocks_of_a_rolled_back_epoch_sealed_again_leave_no_hole_in_it(
 
     declared = [
         (g.from_seq, g.to_seq)
-        for g in _gap_records(path)
+        for g in committed_gap_records(path)
         if g.epoch == old_epoch and g.from_seq is not None
     ]
     stored = (1, 2, 3, 9, 10)
@@ -88,7 +88,9 @@ async def test_blocks_of_a_rolled_back_epoch_sealed_again_leave_no_hole_in_it(
     # 4..8 are sealed again under the new epoch, readings and all: declared with nothing lost,
     # and only what the copy lost, 9 on, "lost, unknown". Before: one record from 4, lost null
     # (after a WAL cut with weeks of backlog, thousands of seqs whose readings all came).
-    lost = [(g.from_seq, g.to_seq, g.lost) for g in _gap_records(path) if g.epoch == old_epoch]
+    lost = [
+        (g.from_seq, g.to_seq, g.lost) for g in committed_gap_records(path) if g.epoch == old_epoch
+    ]
     assert lost == [(4, 8, 0), (9, None, None)]
 
 
@@ -104,7 +106,7 @@ async def test_resealed_seqs_lost_with_the_file_before_the_reseal_are_not_declar
     """
     path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
     old_epoch = await _copy_at_8(path, snapshot)
-    _restore(path, snapshot)
+    put_back(path, snapshot)
 
     async def killed(self: Outbox, *, now: float, clock_synced: bool) -> int:
         raise SystemExit("killed at the reseal")
@@ -118,6 +120,8 @@ async def test_resealed_seqs_lost_with_the_file_before_the_reseal_are_not_declar
     remove_with_log(path)
     async with open_outbox(path, SITE, KEY):
         pass
-    declared = [(g.from_seq, g.to_seq, g.lost) for g in _gap_records(path) if g.epoch == old_epoch]
+    declared = [
+        (g.from_seq, g.to_seq, g.lost) for g in committed_gap_records(path) if g.epoch == old_epoch
+    ]
     # Before: [(4, 8, 0), (9, None, None)]: 300 readings lost read as none lost.
     assert sorted(declared, key=str) == sorted([(4, 8, None), (9, None, None)], key=str)

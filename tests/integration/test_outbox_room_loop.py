@@ -20,8 +20,7 @@ import pytest
 from edge_agent.shell import outbox_room
 from edge_agent.shell.outbox_open import open_outbox
 from specs.block import Block, decode_block
-from specs.records import GapReason
-from tests.integration.test_outbox_declarations import MIB, _block, _gaps
+from tests.support.outbox_budget import MIB, minute_block, room_made
 from tests.support.outbox_site import KEY, SITE, T0
 
 pytestmark = pytest.mark.timeout(120)
@@ -58,18 +57,14 @@ class LoopWatch:
                     self.ticked.set()
 
 
-def _room_made(path: Path) -> int:
-    return len(_gaps(path, GapReason.THINNED)) + len(_gaps(path, GapReason.OUTBOX_FULL))
-
-
 async def test_the_loop_runs_while_a_seal_decodes_the_blocks_that_give_way(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "outbox.db"
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
         for index in range(120):  # at the budget: thinned and dropped, nothing ACKed
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
-    before = _room_made(path)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
+    before = room_made(path)
 
     watch = LoopWatch()
     monkeypatch.setattr(outbox_room, "decode_block", watch.decode)
@@ -79,11 +74,11 @@ async def test_the_loop_runs_while_a_seal_decodes_the_blocks_that_give_way(
         index = 1_000
         while not watch.decoding.is_set():  # until a seal makes room
             assert index < 1_200, "no seal made room"
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
             index += 1
     stop.set()
     await ticker
 
     # Before: 0 ticks (the loop was the thread decoding, so the wait ran to its bound).
     assert watch.seen == TICKS
-    assert _room_made(path) > before  # the seal made room as ever, its loss declared
+    assert room_made(path) > before  # the seal made room as ever, its loss declared

@@ -31,11 +31,12 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import recovery_gaps
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import GapReason, GapRecord
-from tests.integration.test_outbox_cut_short_start import _CUT_SHORT_START, _copy_put_back, _sealed
-from tests.integration.test_outbox_declarations import _block, _gap_records
-from tests.integration.test_outbox_seq_mark import _restore, _snapshot
+from tests.support.outbox_budget import minute_block
+from tests.support.outbox_epochs import CUT_SHORT_START, copy_put_back, sealed_epoch
+from tests.support.outbox_file import committed_gap_records
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.sigkill_writer import ROOT
+from tests.support.sqlite_files import online_copy, put_back
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -100,12 +101,12 @@ async def test_an_abandoning_epoch_that_sealed_blocks_is_declared_by_the_next_st
     if fault == "restored_in_place":
         other = tmp_path / "other" / "outbox.db"
         other.parent.mkdir()
-        copied = await _sealed(other, 3, 0)
-        _snapshot(other, copy)
-        latest = await _sealed(path, 5, 100)
-        _restore(path, copy)
+        copied = await sealed_epoch(other, 3, 0)
+        online_copy(other, copy)
+        latest = await sealed_epoch(path, 5, 100)
+        put_back(path, copy)
     else:
-        copied, latest = await _copy_put_back(path, copy)
+        copied, latest = await copy_put_back(path, copy)
     mark_before = mark_path.read_bytes()
     holder = os.open(mark_path, os.O_RDWR) if fault == "mark_given_up" else None
     if holder is not None:
@@ -121,14 +122,14 @@ async def test_an_abandoning_epoch_that_sealed_blocks_is_declared_by_the_next_st
         async with open_outbox(path, SITE, KEY) as outbox:  # abandons the copy
             abandoning = outbox.epoch
             for i in range(200, 200 + _K_BLOCKS):
-                await outbox.seal(_block(i), now=T0 + i, clock_synced=True)
+                await outbox.seal(minute_block(i), now=T0 + i, clock_synced=True)
             if fault == "restored_in_place":
                 with (
                     closing(sqlite3.connect(copy)) as source,
                     closing(sqlite3.connect(path)) as live,
                 ):
                     source.backup(live)
-                await outbox.seal(_block(300), now=T0 + 300, clock_synced=True)
+                await outbox.seal(minute_block(300), now=T0 + 300, clock_synced=True)
     finally:
         if holder is not None:
             os.close(holder)
@@ -136,7 +137,7 @@ async def test_an_abandoning_epoch_that_sealed_blocks_is_declared_by_the_next_st
     if fault == "power_cut":
         mark_path.write_bytes(mark_before)
     if fault != "restored_in_place":
-        _restore(path, copy)
+        put_back(path, copy)
     declared = await _declared_by_the_next_start(path)
     # Before: [copied, latest] (K's sealed, undelivered seqs declared by nobody).
     assert abandoning in declared
@@ -167,9 +168,9 @@ async def test_a_start_cut_short_at_its_first_block_is_declared_unless_its_proof
     more). `not_taken_back`: the start is refused before its commit, the proof true.
     """
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
-    copied, latest = await _copy_put_back(path, copy)
+    copied, latest = await copy_put_back(path, copy)
     if how == "killed_before_taken_back":
-        argv = ["-c", _CUT_SHORT_START, str(path), "begin_epoch", "killed"]
+        argv = ["-c", CUT_SHORT_START, str(path), "begin_epoch", "killed"]
     else:
         argv = ["-c", _CUT_AT_THE_PROOF, str(path), how]
     start = subprocess.run([sys.executable, *argv], cwd=ROOT, check=False, capture_output=True)
@@ -182,7 +183,9 @@ async def test_a_start_cut_short_at_its_first_block_is_declared_unless_its_proof
     assert journal.latest_sealed_nothing() is proof
     async with open_outbox(path, SITE, KEY):
         pass
-    lost = [g.epoch or "" for g in _gap_records(path) if g.reason == GapReason.OUTBOX_RESTORED]
+    lost = [
+        g.epoch or "" for g in committed_gap_records(path) if g.reason == GapReason.OUTBOX_RESTORED
+    ]
     # Before (no proof written ahead of the block): killed_before_taken_back also declared
     # the cut-short epoch, one record more a start in a restart loop of such kills.
     assert sorted(lost) == sorted([copied, latest, *([] if proof else [cut_short])])
@@ -200,7 +203,7 @@ async def test_a_proof_of_sealing_nothing_is_taken_back_once_the_file_shows_the_
     that finds K committed. Before: left standing, K's seqs declared by nobody.
     """
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
-    copied, latest = await _copy_put_back(path, copy)
+    copied, latest = await copy_put_back(path, copy)
     async with open_outbox(path, SITE, KEY) as outbox:  # abandons the copy
         abandoning = outbox.epoch
     journal = EpochJournal.beside(path)
@@ -209,9 +212,9 @@ async def test_a_proof_of_sealing_nothing_is_taken_back_once_the_file_shows_the_
     async with open_outbox(path, SITE, KEY) as outbox:  # the frames recovered: the file in K
         assert outbox.epoch == abandoning
         for i in range(200, 200 + _K_BLOCKS):
-            await outbox.seal(_block(i), now=T0 + i, clock_synced=True)
+            await outbox.seal(minute_block(i), now=T0 + i, clock_synced=True)
     assert not journal.latest_sealed_nothing()
-    _restore(path, copy)
+    put_back(path, copy)
     declared = await _declared_by_the_next_start(path)
     assert abandoning in declared
     assert copied in declared
@@ -222,4 +225,4 @@ async def _declared_by_the_next_start(path: Path) -> list[str | None]:
     """The epochs the outbox's gap records declare once another start has opened it."""
     async with open_outbox(path, SITE, KEY):
         pass
-    return [g.epoch for g in _gap_records(path)]
+    return [g.epoch for g in committed_gap_records(path)]

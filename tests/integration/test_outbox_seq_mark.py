@@ -21,80 +21,23 @@ import sqlite3
 import subprocess
 import sys
 from collections.abc import Awaitable, Callable
-from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from edge_agent.core.losses import LostReadings
-from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_seq_mark import SeqMark
-from specs.block import decode_block
-from specs.records import GapReason, GapRecord
-from tests.integration.test_outbox_declarations import MIB, _block, _fill
-from tests.integration.test_outbox_full_seals import _full_outbox
+from specs.records import GapReason
+from tests.support.outbox_budget import MIB, full_outbox, minute_block, reopened, take_free_pages
+from tests.support.outbox_file import first_undelivered, marked_seq, newest_seq
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
 from tests.support.sigkill_writer import ROOT
-from tests.support.sqlite_files import remove_log
+from tests.support.sqlite_files import online_copy, put_back
 
 pytestmark = pytest.mark.timeout(120)
-
-
-def _newest(path: Path) -> tuple[str, int]:
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        meta = dict(db.execute("SELECT key, value FROM meta").fetchall())
-    return str(meta["epoch"]), int(meta["last_seq"])
-
-
-def _first_undelivered(path: Path, epoch: str) -> int:
-    """The lowest seq of `epoch` the file holds undelivered: a rolled-back file's first seq
-    declared (its undelivered blocks are sealed again under the new epoch)."""
-    with closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
-        (first,) = db.execute(
-            "SELECT min(seq) FROM blocks WHERE epoch = ? AND delivered_at IS NULL", (epoch,)
-        ).fetchone()
-    return int(first)
-
-
-async def _marked(path: Path) -> tuple[str, int]:
-    mark = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
-    assert mark is not None
-    return mark.epoch, mark.seq
-
-
-def _snapshot(path: Path, target: Path) -> None:
-    """A consistent copy of the live file, as a backup tool takes it."""
-    with (
-        closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as source,
-        closing(sqlite3.connect(target)) as copy,
-    ):
-        source.backup(copy)
-
-
-def _restore(path: Path, snapshot: Path) -> None:
-    """The file alone put back (its mark and epoch journal stay as they are)."""
-    remove_log(path)
-    path.write_bytes(snapshot.read_bytes())
-
-
-async def _reopened(path: Path) -> tuple[str, list[GapRecord]]:
-    """Open the file as a start does; its epoch then, and the gap records of that epoch.
-
-    With the budget it had: the copy is full, and a new epoch makes room as every seal does
-    (`test_outbox_full_epoch`).
-    """
-    async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
-        epoch = outbox.epoch
-    with closing(sqlite3.connect(path)) as db:
-        payloads = [
-            bytes(row[0])
-            for row in db.execute("SELECT payload FROM blocks WHERE epoch = ?", (epoch,))
-        ]
-    records = [record for payload in payloads for record in decode_block(payload).records]
-    return epoch, [record for record in records if isinstance(record, GapRecord)]
 
 
 async def _split_of_a_block_that_gives_way(outbox: Outbox) -> None:
@@ -125,27 +68,27 @@ async def test_blocks_sealed_while_making_room_move_the_seq_mark(
     tmp_path: Path, lagging: Callable[[Outbox], Awaitable[None]]
 ) -> None:
     path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
-    await _full_outbox(path)
-    assert _fill(path)[1] == 0  # at the budget, no page free
+    await full_outbox(path)
+    assert take_free_pages(path)[1] == 0  # at the budget, no page free
     async with open_outbox(path, SITE, KEY, max_bytes=MIB) as outbox:
-        _snapshot(path, snapshot)  # at the mark: seq 125
-        marked = await _marked(path)
+        online_copy(path, snapshot)  # at the mark: seq 125
+        marked = await marked_seq(path)
         await lagging(outbox)
-    epoch, newest = _newest(path)
+    epoch, newest = newest_seq(path)
     assert newest > marked[1]  # room was made: replacements sealed at the head
     # Before: the mark stayed at 125 (the file at 126 after the split, 144 after the seal).
-    assert await _marked(path) == (epoch, newest)
+    assert await marked_seq(path) == (epoch, newest)
 
-    _restore(path, snapshot)
+    put_back(path, snapshot)
     # Before: the copy (seq 125, not below the mark) opened in the same epoch, and its next
     # seal took seq 126 again with other bytes.
-    new_epoch, gaps = await _reopened(path)
+    new_epoch, gaps = await reopened(path)
     assert new_epoch != epoch
     restored = [g for g in gaps if g.reason == GapReason.OUTBOX_RESTORED]
     # From its lowest undelivered seq: the blocks sealed again under the new epoch never come
     # in this one (`test_outbox_rolled_back_holes`), nothing lost; nor the lost ones past 125.
     assert [(g.epoch, g.from_seq, g.to_seq, g.lost) for g in restored] == [
-        (epoch, _first_undelivered(snapshot, epoch), 125, 0),
+        (epoch, first_undelivered(snapshot, epoch), 125, 0),
         (epoch, 126, None, None),
     ]
 
@@ -177,25 +120,25 @@ async def test_a_second_writer_never_moves_the_seq_mark_back(
             # The agent's seal is committed, its mark not written yet: the worst moment for
             # another process (an import, `edge-agent backfill`) to seal on the same file.
             raced.append(seq)
-            _snapshot(path, snapshot)
+            online_copy(path, snapshot)
             subprocess.run([sys.executable, "-c", _OTHER_WRITER, str(path)], cwd=ROOT, check=True)
         await written(mark, epoch, seq)
 
     async with open_outbox(path, SITE, KEY) as outbox:
         for index in range(3):
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
         monkeypatch.setattr(SeqMark, "write", write)
-        await outbox.seal(_block(3), now=T0 + 3, clock_synced=True)
+        await outbox.seal(minute_block(3), now=T0 + 3, clock_synced=True)
         monkeypatch.undo()
         epoch = outbox.epoch
     assert raced == [4]
-    assert _newest(path) == (epoch, 5)  # the other writer's block
+    assert newest_seq(path) == (epoch, 5)  # the other writer's block
     # Before: (epoch, 4): the agent's write, after the other writer's, put the mark back.
-    assert await _marked(path) == (epoch, 5)
+    assert await marked_seq(path) == (epoch, 5)
 
-    _restore(path, snapshot)
+    put_back(path, snapshot)
     # Before: the copy (seq 4) opened in the same epoch: seq 5 sealed again, other bytes.
-    new_epoch, gaps = await _reopened(path)
+    new_epoch, gaps = await reopened(path)
     assert new_epoch != epoch
     assert [(g.reason, g.epoch, g.from_seq, g.to_seq, g.lost) for g in gaps] == [
         (GapReason.OUTBOX_RESTORED, epoch, 1, 4, 0),  # none delivered: 1..4 sealed again

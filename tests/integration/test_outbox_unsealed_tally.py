@@ -28,12 +28,12 @@ from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_seq_mark import Mark, SeqMark
 from specs.records import GapReason, GapRecord
-from tests.integration.test_outbox_seq_mark import _marked, _newest, _restore, _snapshot
 from tests.support.held_process import held_process
-from tests.support.outbox_file import committed_records
+from tests.support.outbox_file import committed_records, marked_seq, newest_seq
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
 from tests.support.sealer_rig import running_sealer
+from tests.support.sqlite_files import online_copy, put_back
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -154,7 +154,7 @@ asyncio.run(main())
 def _new_epoch_cut_back(path: Path, snapshot: Path) -> str:
     """Another process starts an epoch and seals in it; `snapshot` taken before its last seal."""
     with _second_process(_NEW_EPOCH, path, "started ") as said:
-        _snapshot(path, snapshot)
+        online_copy(path, snapshot)
     return said.split()[1]
 
 
@@ -175,18 +175,18 @@ async def test_a_tally_noted_after_another_process_started_an_epoch_keeps_its_ma
         for index in range(4):
             await outbox.seal((reading_at(T0 + index, 1.0),), now=T0, clock_synced=True)
         first = outbox.epoch
-        assert await _marked(path) == (first, 4)
+        assert await marked_seq(path) == (first, 4)
         second = _new_epoch_cut_back(path, snapshot)
-        newest = _newest(path)
+        newest = newest_seq(path)
         assert newest[0] == second
-        assert await _marked(path) == newest
+        assert await marked_seq(path) == newest
         # The agent, which has sealed nothing since, stops on a full disk.
         await outbox.note_unsealed(LET_GO)
     # Before: (first, 4), the epoch and seq this process last sealed, over the other's mark.
-    assert await _marked(path) == newest
+    assert await marked_seq(path) == newest
     assert await _tally(path) == LET_GO.count
 
-    _restore(path, snapshot)  # the second epoch's last seal cut off
+    put_back(path, snapshot)  # the second epoch's last seal cut off
     await _agent_starts(path)
     # Before: [] (the mark named another epoch: the copy opened as it was, its last seq sealed
     # again with other bytes).
@@ -216,13 +216,13 @@ async def test_a_seq_of_an_older_epoch_never_replaces_a_newer_epochs_mark(
         await outbox.seal((reading_at(T0 + 3, 1.0),), now=T0, clock_synced=True)
         monkeypatch.undo()
     [second] = started
-    newest = _newest(path)
+    newest = newest_seq(path)
     assert newest[0] == second
     # Before: (first, 4), the agent's write, after the other process's, put the older epoch's
     # seq over the newer one's.
-    assert await _marked(path) == newest
+    assert await marked_seq(path) == newest
 
-    _restore(path, snapshot)
+    put_back(path, snapshot)
     await _agent_starts(path)
     # Before: [] (the copy opened as it was).
     # From its lowest undelivered seq (5f88df2): 1..2 sealed again, 3 lost.

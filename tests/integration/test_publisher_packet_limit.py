@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,38 +26,17 @@ from edge_agent.shell.metrics import AgentMetrics
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from specs.block import decode_block
-from specs.records import GapReason, GapRecord, Quality, Reading, iso_time
-from tests.integration.test_publisher import (
-    FakeCollectorLink,
-    InOrderCollector,
-    collector_link,
-)
+from specs.records import GapReason, GapRecord, Reading
 from tests.support.broker import Broker, free_port
+from tests.support.collector_link import FakeCollectorLink, InOrderCollector, collector_link
 from tests.support.metric_samples import samples_of, value_of
+from tests.support.packet_limit import BIG, LIMIT, tank_reading
 from tests.support.publisher_rig import GATEWAY_KEY, SITE, gateway_publisher
 
 pytestmark = pytest.mark.timeout(60)
 
-LIMIT = 16 * 1024
 
-
-@pytest.fixture
-def small_broker(tmp_path: Path) -> Iterator[Broker]:
-    """A real Mosquitto that takes packets of LIMIT bytes at most."""
-    workdir = tmp_path / "broker"
-    workdir.mkdir()
-    instance = Broker(free_port(), workdir, extra_config=f"max_packet_size {LIMIT}\n")
-    instance.start()
-    yield instance
-    instance.stop()
-
-
-def _reading(i: int) -> Reading:
-    return Reading(f"T{i:03d}-LT-01", "WHP-LT", iso_time(1.7e9 + i), 1.0 + i / 7, "m", Quality.GOOD)
-
-
-BIG = tuple(_reading(i) for i in range(400))  # ~60 KB as one block
-SMALL = tuple(_reading(1000 + i) for i in range(3))
+SMALL = tuple(tank_reading(1000 + i) for i in range(3))
 
 
 @dataclass
@@ -149,7 +128,7 @@ async def test_a_broker_smaller_than_any_block_keeps_the_record_and_seals_nothin
     try:
         with capture_logs() as logs:
             async with open_outbox(tmp_path / "outbox.db", SITE, GATEWAY_KEY) as outbox:
-                await outbox.seal((_reading(7),), now=time.time(), clock_synced=True)
+                await outbox.seal((tank_reading(7),), now=time.time(), clock_synced=True)
                 publisher = gateway_publisher(outbox, broker.port, ack_timeout=2, max_inflight=10)
                 running = asyncio.create_task(publisher.run())
                 try:
@@ -161,7 +140,7 @@ async def test_a_broker_smaller_than_any_block_keeps_the_record_and_seals_nothin
                         await asyncio.sleep(0.05)
                     (kept,) = await outbox.delivery.undelivered(after=0, limit=10)
                     assert ((await outbox.stats()).last_seq, kept.seq) == (1, 1)
-                    assert decode_block(kept.payload).records == (_reading(7),)
+                    assert decode_block(kept.payload).records == (tank_reading(7),)
                     # The broker restarted without the limit: the record goes as sealed.
                     broker.stop()
                     broker.extra_config = ""

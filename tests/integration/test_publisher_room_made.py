@@ -38,10 +38,10 @@ from edge_agent.shell.publisher import Publisher
 from specs.block import decode_block
 from specs.lanes import Lane
 from specs.records import GapRecord, Record
-from tests.integration.test_backfill_live import _write_log
-from tests.integration.test_outbox_declarations import MIB, _block
-from tests.integration.test_publisher import FakeCollectorLink
 from tests.support.broker import Broker
+from tests.support.collector_link import FakeCollectorLink
+from tests.support.instrument_log import write_log
+from tests.support.outbox_budget import MIB, minute_block
 from tests.support.outbox_file import committed_records, read_only
 from tests.support.outbox_site import T0
 from tests.support.publisher_rig import TOPICS, gateway_publisher
@@ -102,7 +102,7 @@ async def _by_the_agent(site: Path, outbox: Outbox, seq: int) -> None:
     index = 1_000
     while not _gave_way(path, seq):
         assert index < 1_500, f"block {seq} never gave way"
-        await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+        await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
         index += 1
 
 
@@ -112,7 +112,7 @@ async def _by_backfill(site: Path, _outbox: Outbox, seq: int) -> None:
     for run in range(1, 4):
         if _gave_way(path, seq):
             return
-        csv = _write_log(site.parent / f"log{run}.csv", run, BACKFILL_ROWS)
+        csv = write_log(site.parent / f"log{run}.csv", run, BACKFILL_ROWS)
         process = await asyncio.create_subprocess_exec(
             *(str(Path(sys.executable).parent / "edge-agent"), "backfill", "-c", str(site)),
             *("--csv", str(csv), "--json"),
@@ -182,7 +182,7 @@ async def test_a_backlog_block_that_gave_way_after_it_was_read_is_not_published(
 ) -> None:
     async with _open(site) as outbox:
         for index in range(120):  # at the budget: thinned and dropped, nothing ACKed
-            await outbox.seal(_block(index), now=T0 + index, clock_synced=True)
+            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
 
     async with _open(site) as outbox:
         read = outbox.delivery.undelivered
@@ -226,7 +226,7 @@ async def test_a_live_block_that_gave_way_after_it_was_taken_is_not_published(
 
         async def seal_live(publisher: Publisher) -> None:
             """The sealer's block, and its notice: the publisher takes it in the live lane."""
-            block = await outbox.seal(_block(0), now=T0, clock_synced=True)
+            block = await outbox.seal(minute_block(0), now=T0, clock_synced=True)
             publisher.notify_sealed(block.seq)
 
         monkeypatch.setattr(outbox.delivery, "get", taken_then_room_made)
@@ -240,5 +240,5 @@ async def test_a_live_block_that_gave_way_after_it_was_taken_is_not_published(
     # as backlog: [(3, backlog), (4, backlog)], 3 the replacement.
     (replacement, lane), *rest = received
     assert lane is Lane.LIVE, received
-    assert set(_block(0)) & set(_records(path, replacement)), (replacement, received)
+    assert set(minute_block(0)) & set(_records(path, replacement)), (replacement, received)
     _check(path, seq, [sent for sent, _ in rest], live=replacement)

@@ -22,15 +22,15 @@ from edge_agent.shell.outbox_reads import StoredBlock
 from edge_agent.shell.sealer import Sealer
 from edge_agent.shell.shutdown import shut_down
 from specs.records import Record
-from tests.integration.test_publisher import InOrderCollector, collector_link
-from tests.integration.test_publisher_packet_limit import BIG, small_broker
 from tests.support.broker import Broker
+from tests.support.collector_link import InOrderCollector, collector_link
+from tests.support.packet_limit import BIG
 from tests.support.publisher_rig import GATEWAY_KEY, SITE, gateway_publisher
 
 pytestmark = pytest.mark.timeout(60)
 
-# The fixture: a Mosquitto that takes 16 KiB packets at most (BIG, ~60 KB, goes in 5 parts).
-__all__ = ["small_broker"]
+# `small_broker` (tests/support/packet_limit.py): a Mosquitto that takes 16 KiB packets at
+# most; BIG, ~60 KB, goes in 5 parts.
 
 
 async def test_a_stop_right_after_a_live_block_is_split_waits_for_its_parts(

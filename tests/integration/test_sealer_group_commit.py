@@ -13,14 +13,15 @@ from edge_agent.core.chain import SealedBlock
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.sealer import GROUP_BLOCKS
-from tests.integration.test_outbox import KEY, SITE, _assert_valid_chain, _reading
+from tests.support.outbox_chain import assert_valid_chain
+from tests.support.outbox_site import KEY, SITE, numbered_reading
 from tests.support.sealer_rig import count_transactions, running_sealer
 
 
 async def _seal_queued(outbox: Outbox, count: int, flush_readings: int) -> list[SealedBlock]:
     async with running_sealer(outbox, flush_readings=flush_readings) as run:
         for i in range(count):  # all queued before the run starts (no await in between)
-            run.queue.put_nowait(_reading(i))
+            run.queue.put_nowait(numbered_reading(i))
         await run.until_sealed(count)
     return run.blocks
 
@@ -36,4 +37,4 @@ async def test_queued_readings_are_sealed_as_full_blocks_in_one_transaction(
     assert groups[0] == GROUP_BLOCKS
     assert sum(groups) == len(sealed)
     assert [block.seq for block in sealed] == list(range(1, len(sealed) + 1))
-    assert _assert_valid_chain(path) == len(sealed)
+    assert assert_valid_chain(path) == len(sealed)

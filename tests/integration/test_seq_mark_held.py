@@ -14,7 +14,7 @@ import asyncio
 import os
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from pathlib import Path
 
@@ -28,8 +28,10 @@ from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from edge_agent.shell.outbox_seq_mark import Mark, SeqMark
 from edge_agent.shell.sealer import Sealer
 from specs.records import Record
-from tests.integration.test_outbox_seq_mark import _newest
+from tests.support.flock_waits import locks_on, until, waited_on_here
 from tests.support.held_process import HOLD_FLOCK, Held, held_process
+from tests.support.outbox_file import newest_seq
+from tests.support.outbox_openings import LET_GO, opened_and_closed, rolled_back
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
 
@@ -37,29 +39,6 @@ pytestmark = pytest.mark.timeout(120)
 
 # Turns of the loop counted while the seal waits for the mark; then the holder lets go.
 TURNS = 100
-LET_GO = LostReadings(500, T0 + 100, T0 + 599)
-
-
-def _locks_on(path: Path) -> list[str]:
-    """The lines of /proc/locks naming `path` (a waiter's start with `->`)."""
-    found = path.stat()
-    inode = f"{os.major(found.st_dev):02x}:{os.minor(found.st_dev):02x}:{found.st_ino} "
-    with Path("/proc/locks").open(encoding="ascii") as locks:
-        return [line for line in locks if inode in line]
-
-
-def _waited_on_here(path: Path) -> bool:
-    """Whether a thread of this process waits for an flock on `path`."""
-    return any("-> FLOCK" in line and f" {os.getpid()} " in line for line in _locks_on(path))
-
-
-async def _until(condition: Callable[[], bool], what: str, within: float = 20.0) -> None:
-    """Until `condition` holds, polling the loop's turns; a clear failure after `within` s
-    (well before the file's timeout, which would say nothing of what never came)."""
-    deadline = time.monotonic() + within
-    while not condition():
-        assert time.monotonic() < deadline, f"{what}: not within {within} s"
-        await asyncio.sleep(0.001)
 
 
 @contextmanager
@@ -74,7 +53,7 @@ def _released_once_waited_on(
     waiting, released, done = threading.Event(), threading.Event(), threading.Event()
 
     def release() -> None:
-        while not _waited_on_here(path):
+        while not waited_on_here(path):
             if done.is_set():
                 return
             time.sleep(0.001)
@@ -124,7 +103,7 @@ async def test_a_seal_waiting_for_a_held_mark_leaves_the_loop_turning(tmp_path: 
         assert [entry["event"] for entry in logs if "seq_mark" in entry["event"]] == [
             "seq_mark_busy"
         ]
-        assert _newest(path) == (outbox.epoch, 2)
+        assert newest_seq(path) == (outbox.epoch, 2)
         assert await SeqMark.beside(path, 5.0).read() == Mark(outbox.epoch, 2, LostReadings())
 
 
@@ -152,7 +131,7 @@ async def test_a_stop_cuts_short_a_seals_wait_for_the_mark_already_running(
             running = asyncio.create_task(sealer.run())
             await queue.put(reading_at(T0, 1.0))
             # The seal's mark write waits (bound 5 s).
-            await _until(lambda: _waited_on_here(mark_path), "the seal never waited for the mark")
+            await until(lambda: waited_on_here(mark_path), "the seal never waited for the mark")
             await queue.put(reading_at(T0 + 1, 1.0))  # polled before the stop
             stopped_at = time.monotonic()
             sealer.stopping_by(loop.time() + 1.0)
@@ -161,7 +140,7 @@ async def test_a_stop_cuts_short_a_seals_wait_for_the_mark_already_running(
             async with asyncio.timeout(8):
                 await sealer.flush()
             flushed_in = time.monotonic() - stopped_at
-        assert _newest(path) == (outbox.epoch, 2)
+        assert newest_seq(path) == (outbox.epoch, 2)
         assert [entry["event"] for entry in logs if "seq_mark" in entry["event"]] == [
             "seq_mark_busy",
             "seq_mark_given_up",
@@ -172,7 +151,7 @@ async def test_a_stop_cuts_short_a_seals_wait_for_the_mark_already_running(
 
 async def _until_free(path: Path) -> None:
     """Until no process holds or waits for an flock on `path` (a given-up wait let it go)."""
-    await _until(lambda: not _locks_on(path), f"{path.name}'s flock never let go")
+    await until(lambda: not locks_on(path), f"{path.name}'s flock never let go")
 
 
 async def test_a_mark_held_past_its_bound_is_caught_up_once_let_go(
@@ -200,18 +179,8 @@ async def test_a_mark_held_past_its_bound_is_caught_up_once_let_go(
         await _until_free(mark_path)
         assert await mark.read() == Mark(epoch, 1, LostReadings())
         await outbox.seal((reading_at(T0 + 3, 1.0),), now=T0 + 3, clock_synced=True)
-        assert _newest(path) == (epoch, 4)
+        assert newest_seq(path) == (epoch, 4)
         assert await mark.read() == Mark(epoch, 4, LET_GO)
-
-
-async def _rolled_back(path: Path) -> str:
-    """An outbox at seq 3 whose mark says 5: two seals lost (a WAL cut); its epoch."""
-    async with outbox_open.open_outbox(path, SITE, KEY) as outbox:
-        for index in range(3):
-            await outbox.seal((reading_at(T0 + index, 1.0),), now=T0 + index, clock_synced=True)
-        epoch = outbox.epoch
-    await SeqMark.beside(path, 5.0).write(epoch, 5)
-    return epoch
 
 
 async def test_an_opening_waits_for_a_held_mark_and_finds_the_file_rolled_back(
@@ -223,7 +192,7 @@ async def test_an_opening_waits_for_a_held_mark_and_finds_the_file_rolled_back(
     monkeypatch.setattr(outbox_open, "OUTBOX_SEQ_MARK_TIMEOUT", 0.0)
     path = tmp_path / "outbox.db"
     mark_path = path.with_name(path.name + ".seq")
-    epoch = await _rolled_back(path)
+    epoch = await rolled_back(path)
     turned = threading.Event()
     turned.set()  # no loop to keep turning at an opening: let go once waited on
     with (
@@ -247,7 +216,7 @@ async def test_an_opening_refuses_a_mark_held_past_the_epoch_lock_bound(
     monkeypatch.setattr(outbox_open, "OUTBOX_EPOCH_LOCK_TIMEOUT", 0.0)
     path = tmp_path / "outbox.db"
     mark_path = path.with_name(path.name + ".seq")
-    epoch = await _rolled_back(path)
+    epoch = await rolled_back(path)
     # Before: opened in the rolled-back epoch, as if there were no mark.
     with (
         held_process(HOLD_FLOCK, str(mark_path)),
@@ -263,11 +232,6 @@ async def test_an_opening_refuses_a_mark_held_past_the_epoch_lock_bound(
     assert "outbox_rolled_back" in [entry["event"] for entry in logs]
 
 
-async def _opened_and_closed(path: Path, stop: asyncio.Event) -> None:
-    async with outbox_open.open_outbox(path, SITE, KEY, stop=stop):
-        pass
-
-
 @pytest.mark.parametrize("suffix", [".epoch-lock", ".seq"])
 async def test_a_stop_gives_up_an_openings_wait_for_a_held_lock(
     tmp_path: Path, suffix: str
@@ -276,14 +240,14 @@ async def test_a_stop_gives_up_an_openings_wait_for_a_held_lock(
     process's epoch lock or seq mark (each up to 120 s) ends the wait at once, nothing changed:
     before, it waited on past the stop (still waiting 8 s on). The next start checks the file."""
     path = tmp_path / "outbox.db"
-    epoch = await _rolled_back(path)
+    epoch = await rolled_back(path)
     stop = asyncio.Event()
     held_path = path.with_name(path.name + suffix)
     with held_process(HOLD_FLOCK, str(held_path)):
-        opening = asyncio.create_task(_opened_and_closed(path, stop))
+        opening = asyncio.create_task(opened_and_closed(path, stop))
         # The stop comes once the opening's wait is running (not on a clock started before
         # the holder, whose start can take longer than that under load).
-        await _until(lambda: _waited_on_here(held_path), "the opening never waited for the lock")
+        await until(lambda: waited_on_here(held_path), "the opening never waited for the lock")
         assert not opening.done()
         stop.set()
         async with asyncio.timeout(8):
@@ -301,13 +265,13 @@ async def test_an_opening_refuses_a_mark_it_cannot_read(tmp_path: Path) -> None:
     no thread to wait on) is not "no mark": the rollback check would be skipped. Refused as a
     held mark is, nothing changed; before, the start went on without the check."""
     path = tmp_path / "outbox.db"
-    epoch = await _rolled_back(path)
+    epoch = await rolled_back(path)
     mark_path = path.with_name(path.name + ".seq")
     mark_path.unlink()
     mark_path.mkdir()
     with pytest.raises(OutboxUnavailableError, match="cannot read the outbox's seq mark"):
-        await _opened_and_closed(path, asyncio.Event())
-    assert _newest(path) == (epoch, 3)
+        await opened_and_closed(path, asyncio.Event())
+    assert newest_seq(path) == (epoch, 3)
 
 
 @contextmanager
@@ -318,7 +282,7 @@ def _released_once_waited_on_again(held: Held, path: Path) -> Iterator[None]:
 
     def release() -> None:
         while not done.is_set():
-            waiting = [line for line in _locks_on(path) if "-> FLOCK" in line]
+            waiting = [line for line in locks_on(path) if "-> FLOCK" in line]
             if len([line for line in waiting if f" {os.getpid()} " in line]) >= 2:
                 held.release()
                 return
@@ -419,7 +383,7 @@ async def test_a_tally_change_whose_wait_is_cancelled_is_held_back(tmp_path: Pat
         epoch = outbox.epoch
         with held_process(HOLD_FLOCK, str(mark_path)):
             noting = asyncio.create_task(outbox.note_unsealed(LET_GO))
-            await _until(lambda: _waited_on_here(mark_path), "the change never waited for the mark")
+            await until(lambda: waited_on_here(mark_path), "the change never waited for the mark")
             noting.cancel()
             with pytest.raises(asyncio.CancelledError):
                 await noting

@@ -19,8 +19,8 @@ import pytest
 
 from edge_agent.core.agent_status import AgentSnapshot, snapshot_from_json
 from edge_agent.shell.status_server import MAX_REQUEST_BYTES, REQUEST, status_service
+from tests.support.agent_snapshot import snapshot
 from tests.support.collector_client import sim_gateway
-from tests.unit.test_status_snapshot import snapshot
 
 pytestmark = pytest.mark.timeout(30)
 

@@ -21,6 +21,10 @@ from edge_agent.config import ConfigError, ConfigIssue, SiteConfig, parse_site_c
 
 ConfigT = TypeVar("ConfigT")
 
+# The example site map (configs/tankfarm.yaml), and its text.
+EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
+EXAMPLE_TEXT = EXAMPLE.read_text(encoding="utf-8")
+
 
 @dataclass(frozen=True)
 class ConfigFile(Generic[ConfigT]):
@@ -182,6 +186,69 @@ devices:
     password_file: opcua.pass
     points:
       - {point: S01-GX-01, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}
+"""
+
+# A site map whose one device is a Modbus TCP PLC; the two devices below are items to add to it.
+TCP_SITE = (
+    site_head()
+    + """\
+devices:
+  - {id: plc, driver: modbus_tcp, host: 10.0.0.9, poll: 1s, points: [
+     {point: T1, quota: WHP-LT, address: {table: holding, start: 0, type: float32}}]}
+"""
+)
+OPCUA_POLL_DEVICE = """\
+  - {id: slope, driver: opcua, endpoint: 'opc.tcp://10.0.0.5', mode: poll,
+     points: [{point: S1, quota: BP-GX, node: 'ns=2;s=Slope.G1.X'}]}
+"""
+SERIAL_GAS_DEVICE = """\
+  - {id: gas, driver: serial, port: /dev/ttyS1, baudrate: 9600, poll: 1s, points: [
+     {point: G1-TOX, quota: WHP-TOX, pattern: 'H2S=(?P<value>[0-9.]+)'}]}
+"""
+# The three drivers as DESIGN section 7 writes them, plus a second slave on the bus.
+DESIGN_DEVICES = """\
+devices:
+  - id: bus-1
+    driver: modbus_rtu
+    port: /dev/ttyUSB0
+    baudrate: 9600
+    parity: N
+    stopbits: 1
+    unit_id: 3
+    poll: 5s
+    points:
+      - {point: F01-PC-01, quota: YHBZ-PC, address: {table: input, start: 0, type: uint16}}
+  - id: bus-2
+    driver: modbus_rtu
+    port: /dev/ttyUSB0
+    baudrate: 9600
+    parity: N
+    unit_id: 4
+    poll: 1s
+    timeout: 200ms
+    points:
+      - {point: F02-PC-01, quota: YHBZ-PC, address: {table: input, start: 0, type: uint16}}
+      - {point: F02-PC-02, quota: YHBZ-PC, address: {table: input, start: 40, type: uint16}}
+  - id: slope-1
+    driver: opcua
+    endpoint: "opc.tcp://10.0.0.5:4840"
+    mode: subscribe
+    security:
+      policy: Basic256Sha256
+      mode: SignAndEncrypt
+      cert: pki/agent-cert.pem
+      key: pki/agent-key.pem
+      server_cert: /etc/pki/slope-server.der
+    points:
+      - {point: S01-GX-01, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}
+  - id: gas-7
+    driver: serial
+    port: /dev/ttyS1
+    baudrate: 9600
+    request: "RD\\r\\n"
+    poll: 2s
+    points:
+      - {point: W01-TOX-01, quota: WHP-TOX, pattern: 'H2S=(?P<value>-?[0-9.]+)'}
 """
 
 

@@ -1,4 +1,5 @@
-"""A keyed example site whose outbox already holds undelivered blocks, for start-up tests."""
+"""The outbox tests' gateway (SITE, signing with KEY, readings from T0), and a keyed example
+site whose outbox already holds undelivered blocks, for start-up tests."""
 
 from __future__ import annotations
 
@@ -13,6 +14,11 @@ from tests.support.cli_runs import keyed_example_site
 KEY = signing_key_from_seed(bytes(32))
 SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
 T0 = 1_700_000_000.0
+
+
+def numbered_reading(i: int) -> Reading:
+    """Reading `i` of tank 1's level: value `i`, at second `i` after T0."""
+    return Reading("T001-LT-01", "WHP-LT", iso_time(T0 + i), float(i), "m", Quality.GOOD)
 
 
 async def site_with_its_outbox(

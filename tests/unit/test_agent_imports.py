@@ -18,24 +18,7 @@ from pathlib import Path
 
 from specs.signing import generate_signing_key, private_pem
 from tests.support.broker import free_port
-from tests.support.config_files import site_head
-
-HEAD = (
-    site_head()
-    + """\
-devices:
-  - {id: plc, driver: modbus_tcp, host: 10.0.0.9, poll: 1s, points: [
-     {point: T1, quota: WHP-LT, address: {table: holding, start: 0, type: float32}}]}
-"""
-)
-OPCUA = """\
-  - {id: slope, driver: opcua, endpoint: 'opc.tcp://10.0.0.5', mode: poll,
-     points: [{point: S1, quota: BP-GX, node: 'ns=2;s=Slope.G1.X'}]}
-"""
-SERIAL = """\
-  - {id: gas, driver: serial, port: /dev/ttyS1, baudrate: 9600, poll: 1s, points: [
-     {point: G1-TOX, quota: WHP-TOX, pattern: 'H2S=(?P<value>[0-9.]+)'}]}
-"""
+from tests.support.config_files import OPCUA_POLL_DEVICE, SERIAL_GAS_DEVICE, TCP_SITE, site_head
 
 PROGRAM = """\
 import json, sys
@@ -72,14 +55,14 @@ def loaded_modules(site_map: str) -> set[str]:
 
 
 def test_a_modbus_tcp_site_loads_no_opcua_no_serial_port_and_no_web_server() -> None:
-    modules = loaded_modules(HEAD)
+    modules = loaded_modules(TCP_SITE)
     assert "drivers.modbus.tcp" in modules, "the program did build the Modbus driver"
     for name in (*OPCUA_MODULES, "drivers.serial.port", "drivers.serial.ascii", *NEVER):
         assert name not in modules, f"{name} loaded for a Modbus TCP site"
 
 
 def test_an_opcua_site_loads_asyncua_and_a_serial_site_its_port() -> None:
-    modules = loaded_modules(HEAD + OPCUA + SERIAL)
+    modules = loaded_modules(TCP_SITE + OPCUA_POLL_DEVICE + SERIAL_GAS_DEVICE)
     for name in (*OPCUA_MODULES, "drivers.serial.port", "serial"):
         assert name in modules, f"{name} not loaded for the device that needs it"
     for name in NEVER:
@@ -98,7 +81,7 @@ def test_checking_an_opcua_site_map_needs_no_asyncua() -> None:
     """)
     done = subprocess.run(
         [sys.executable, "-c", program],
-        input=HEAD + OPCUA,
+        input=TCP_SITE + OPCUA_POLL_DEVICE,
         capture_output=True,
         text=True,
         check=True,

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 
 from configkit.network import ListenAddress
-from tests.support.config_files import SITE, edit
-from tests.unit.test_config_site import TEXT
+from tests.support.config_files import EXAMPLE_TEXT, SITE, edit
 
 
 def test_metrics_are_off_unless_the_site_map_asks() -> None:
-    assert SITE.parse(TEXT).metrics is None
+    assert SITE.parse(EXAMPLE_TEXT).metrics is None
 
 
 @pytest.mark.parametrize(
@@ -22,7 +21,7 @@ def test_metrics_are_off_unless_the_site_map_asks() -> None:
     ],
 )
 def test_metrics_listen_is_host_and_port(listen: str, expected: ListenAddress) -> None:
-    config = SITE.parse(f"{TEXT}metrics: {{listen: {listen}}}\n")
+    config = SITE.parse(f"{EXAMPLE_TEXT}metrics: {{listen: {listen}}}\n")
     assert config.metrics is not None
     assert config.metrics.listen == expected
     assert str(config.metrics.listen) == listen.strip('"')
@@ -42,7 +41,7 @@ def test_metrics_listen_is_host_and_port(listen: str, expected: ListenAddress) -
 def test_a_bad_metrics_setting_names_its_line_and_key(
     setting: str, key: str, offset: int, message: str
 ) -> None:
-    text, line = edit(f"{TEXT}metrics: PLACE\n", "metrics: PLACE", f"metrics:\n  {setting}")
+    text, line = edit(f"{EXAMPLE_TEXT}metrics: PLACE\n", "metrics: PLACE", f"metrics:\n  {setting}")
     found = {issue.path: issue for issue in SITE.issues_of(text)}
     issue = found[key]
     assert (issue.file, issue.line) == (SITE.file, line + offset)

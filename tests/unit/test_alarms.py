@@ -7,59 +7,23 @@ the events expected after each reading, as (event, level) pairs.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import pytest
 
-from edge_agent.config import SiteConfig, parse_site_config
 from edge_agent.core.alarms import (
     AlarmRules,
     AlarmState,
     evaluate,
     evaluate_batch,
 )
-from edge_agent.core.alarms.build import compile_rules, rules_for_site
+from edge_agent.core.alarms.build import compile_rules
 from edge_agent.core.points import resolve_points
-from specs.catalogue import Catalogue, default_catalogue
+from specs.catalogue import default_catalogue
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, iso_time
-from tests.support.config_files import PLC_DEVICE, site_head
+from tests.support.alarm_sites import one_device_site, site_rules
 
 T0 = 1.7e9
 RAISE, CLEAR = AlarmEvent.RAISE, AlarmEvent.CLEAR
-
-
-def _head(domain: str) -> str:
-    return site_head(domain, mine_code="360100001" if domain == "MK" else "") + PLC_DEVICE
-
-
-def one_device_site(
-    domain: str,
-    points: Sequence[str],
-    alarms: Sequence[str] = (),
-    type_: str = "float32",
-    catalogue: Catalogue | None = None,
-) -> SiteConfig:
-    """A one-device site; each point is a flow mapping without its address."""
-    lines = [_head(domain)]
-    for index, point in enumerate(points):
-        address = f"address: {{table: input, start: {2 * index}, type: {type_}}}"
-        lines.append(f"      - {{{point}, {address}}}\n")
-    if alarms:
-        lines.append("alarms:\n")
-        lines.extend(f"  - {{{alarm}}}\n" for alarm in alarms)
-    return parse_site_config("".join(lines), "site.yaml", Path("/srv"), catalogue=catalogue)
-
-
-def site_rules(
-    domain: str,
-    points: Sequence[str],
-    alarms: Sequence[str] = (),
-    catalogue: Catalogue | None = None,
-) -> AlarmRules:
-    """Rules of a one-device site; each point is a flow mapping without its address."""
-    catalogue = catalogue or default_catalogue()
-    site = one_device_site(domain, points, alarms, catalogue=catalogue)
-    return rules_for_site(site, catalogue)
 
 
 _UNITS = {"WHP": "m", "MK": "%CH4", "BP": "mm", "WKK": "mm", "YHBZ": "persons", "GAS": "%VOL"}

@@ -44,8 +44,8 @@ from specs.catalogue import (
     default_catalogue,
 )
 from specs.records import AlarmEvent, AlarmRecord, Quality, Reading, iso_time
+from tests.support.alarm_sites import site_rules
 from tests.support.catalogues import unbound_catalogue
-from tests.unit.test_alarms import site_rules
 
 T0 = 1.7e9
 ITEM_POINTS = tuple(f"D{i}" for i in range(1, 7))

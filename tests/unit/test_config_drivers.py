@@ -19,56 +19,19 @@ from edge_agent.kinds.modbus import ModbusRtuDevice
 from edge_agent.kinds.modbus.kind import register_point
 from edge_agent.kinds.opcua import OpcUaDevice
 from edge_agent.kinds.serial import SerialDevice
-from tests.support.config_files import SITE, Mistake, edit, line_of, mistake_id, site_head
+from tests.support.config_files import (
+    DESIGN_DEVICES,
+    SITE,
+    Mistake,
+    edit,
+    line_of,
+    mistake_id,
+    site_head,
+)
 
 HEAD = site_head("BP")
 
-# The three drivers as DESIGN section 7 writes them, plus a second slave on the bus.
-DEVICES = """\
-devices:
-  - id: bus-1
-    driver: modbus_rtu
-    port: /dev/ttyUSB0
-    baudrate: 9600
-    parity: N
-    stopbits: 1
-    unit_id: 3
-    poll: 5s
-    points:
-      - {point: F01-PC-01, quota: YHBZ-PC, address: {table: input, start: 0, type: uint16}}
-  - id: bus-2
-    driver: modbus_rtu
-    port: /dev/ttyUSB0
-    baudrate: 9600
-    parity: N
-    unit_id: 4
-    poll: 1s
-    timeout: 200ms
-    points:
-      - {point: F02-PC-01, quota: YHBZ-PC, address: {table: input, start: 0, type: uint16}}
-      - {point: F02-PC-02, quota: YHBZ-PC, address: {table: input, start: 40, type: uint16}}
-  - id: slope-1
-    driver: opcua
-    endpoint: "opc.tcp://10.0.0.5:4840"
-    mode: subscribe
-    security:
-      policy: Basic256Sha256
-      mode: SignAndEncrypt
-      cert: pki/agent-cert.pem
-      key: pki/agent-key.pem
-      server_cert: /etc/pki/slope-server.der
-    points:
-      - {point: S01-GX-01, quota: BP-GX, node: "ns=2;s=Slope.G1.X"}
-  - id: gas-7
-    driver: serial
-    port: /dev/ttyS1
-    baudrate: 9600
-    request: "RD\\r\\n"
-    poll: 2s
-    points:
-      - {point: W01-TOX-01, quota: WHP-TOX, pattern: 'H2S=(?P<value>-?[0-9.]+)'}
-"""
-TEXT = HEAD + DEVICES
+TEXT = HEAD + DESIGN_DEVICES
 
 
 def with_device(yaml_device: str) -> str:

@@ -17,11 +17,15 @@ from edge_agent.config import ConfigError, ConfigIssue
 from edge_agent.config import load_site_config as load
 from edge_agent.core.points import Limits, resolve_points
 from edge_agent.kinds.modbus import ModbusTcpDevice
-from tests.support.config_files import SITE, Mistake, edit, line_of, mistake_id
-
-EXAMPLE = Path(__file__).resolve().parents[2] / "configs" / "tankfarm.yaml"
-TEXT = EXAMPLE.read_text(encoding="utf-8")
-
+from tests.support.config_files import (
+    EXAMPLE,
+    EXAMPLE_TEXT,
+    SITE,
+    Mistake,
+    edit,
+    line_of,
+    mistake_id,
+)
 
 # --- the example -------------------------------------------------------------------------
 
@@ -46,7 +50,7 @@ def test_example_loads_with_resolved_paths_and_defaults() -> None:
 
 
 def test_example_points_expand_the_template_with_the_prefix() -> None:
-    points = resolve_points(SITE.parse(TEXT))
+    points = resolve_points(SITE.parse(EXAMPLE_TEXT))
     codes = [point.point for point in points]
     assert len(codes) == len(set(codes)) == 15
     gas = [point for point in points if point.device_id == "gas-t1"]
@@ -68,7 +72,7 @@ def test_example_points_expand_the_template_with_the_prefix() -> None:
 
 
 def test_one_template_on_two_devices_gives_distinct_codes() -> None:
-    text = TEXT + (
+    text = EXAMPLE_TEXT + (
         "  - {id: gas-2, driver: modbus_tcp, host: 10.0.0.12, poll: 2s,\n"
         "     template: gas-detector, point_prefix: G002-,\n"
         "     points: [{point: G002-WT-01, quota: WHP-WT,"
@@ -84,7 +88,7 @@ def test_one_template_on_two_devices_gives_distinct_codes() -> None:
 
 def test_thresholds_and_deadband_resolve_to_the_canonical_unit() -> None:
     text, _ = edit(
-        TEXT,
+        EXAMPLE_TEXT,
         "        thresholds: {low_low: 0.5, low: 1.0, high: 8.5, high_high: 9.0}\n"
         "        deadband: 0.05\n      - point: T001-TT-01",
         "        thresholds: {low_low: 500, high: 8500}\n"
@@ -102,7 +106,9 @@ def test_thresholds_and_deadband_resolve_to_the_canonical_unit() -> None:
 def test_relative_paths_resolve_against_the_files_folder(tmp_path: Path) -> None:
     folder = tmp_path / "site"
     folder.mkdir()
-    text, _ = edit(TEXT, "  key_file: keys/gateway.key", "  key_file: /srv/keys/gateway.key")
+    text, _ = edit(
+        EXAMPLE_TEXT, "  key_file: keys/gateway.key", "  key_file: /srv/keys/gateway.key"
+    )
     (folder / "site.yaml").write_text(text, encoding="utf-8")
     config = load(folder / "site.yaml")
     assert config.uplink.collector_key == folder / "keys" / "collector.pub"
@@ -111,7 +117,7 @@ def test_relative_paths_resolve_against_the_files_folder(tmp_path: Path) -> None
 
 
 def test_mqtts_broker_defaults_to_port_8883_with_tls_files() -> None:
-    text, _ = edit(TEXT, '"mqtt://127.0.0.1:1883"', '"mqtts://broker.example.cn"')
+    text, _ = edit(EXAMPLE_TEXT, '"mqtt://127.0.0.1:1883"', '"mqtts://broker.example.cn"')
     text, _ = edit(text, "  # tls: {ca:", "  tls: {ca:")
     config = SITE.parse(text)
     assert (config.uplink.broker.host, config.uplink.broker.port) == ("broker.example.cn", 8883)
@@ -136,7 +142,7 @@ MISTAKES = [
         "    unit_id: 1\n    poll: 1s",
         "    unit_id: 1\n    port: 5021\n    poll: 1s",
         "devices[0].port",
-        f"duplicate key (first at line {line_of(TEXT, MODBUS_PORT)})",
+        f"duplicate key (first at line {line_of(EXAMPLE_TEXT, MODBUS_PORT)})",
         below=1,
     ),
     Mistake(
@@ -212,7 +218,7 @@ MISTAKES = [
 
 @pytest.mark.parametrize("mistake", MISTAKES, ids=mistake_id)
 def test_one_mistake_is_one_issue_at_its_line_and_key(mistake: Mistake) -> None:
-    SITE.check_mistake(TEXT, mistake)
+    SITE.check_mistake(EXAMPLE_TEXT, mistake)
 
 
 def test_strict_loader_rejects_duplicates_through_plain_yaml_load() -> None:
@@ -221,9 +227,9 @@ def test_strict_loader_rejects_duplicates_through_plain_yaml_load() -> None:
 
 
 def test_coal_mine_needs_a_mine_code() -> None:
-    text, _ = edit(TEXT, "  domain: WHP ", "  domain: MK ")
+    text, _ = edit(EXAMPLE_TEXT, "  domain: WHP ", "  domain: MK ")
     issue = SITE.only_issue(text)
-    assert (issue.line, issue.path) == (line_of(TEXT, "site:"), "site.mine_code")
+    assert (issue.line, issue.path) == (line_of(EXAMPLE_TEXT, "site:"), "site.mine_code")
     assert "mine_code" in issue.message
     text, _ = edit(text, "  domain: MK ", "  mine_code: '360100001'\n  domain: MK ")
     assert SITE.parse(text).site.mine_code == "360100001"
@@ -231,7 +237,7 @@ def test_coal_mine_needs_a_mine_code() -> None:
 
 @pytest.mark.parametrize("driver", ["bacnet", "OPCUA", "'5'"])
 def test_unknown_driver_is_one_clear_error(driver: str) -> None:
-    text = TEXT + (
+    text = EXAMPLE_TEXT + (
         f"  - {{id: other, driver: {driver}, endpoint: 'opc.tcp://10.0.0.5:4840',\n"
         "     points: [{point: S01-GX-01, quota: BP-GX, node: 'ns=2;s=Slope.G1.X'}]}\n"
     )
@@ -242,14 +248,14 @@ def test_unknown_driver_is_one_clear_error(driver: str) -> None:
 
 
 def test_device_without_a_driver_names_the_choices() -> None:
-    text = TEXT + "  - {id: other, host: h, poll: 2s, points: []}\n"
+    text = EXAMPLE_TEXT + "  - {id: other, host: h, poll: 2s, points: []}\n"
     issue = SITE.only_issue(text)
     assert (issue.line, issue.path) == (line_of(text, "id: other"), "devices[2].driver")
     assert issue.message == "missing required key; one of modbus_tcp, modbus_rtu, opcua, serial"
 
 
 def test_duplicate_point_code_through_a_template() -> None:
-    text = TEXT + (
+    text = EXAMPLE_TEXT + (
         "  - id: gas-2\n"
         "    driver: modbus_tcp\n"
         "    host: 10.0.0.12\n"
@@ -266,7 +272,7 @@ def test_duplicate_point_code_through_a_template() -> None:
 
 
 def test_template_needs_a_prefix_and_must_exist() -> None:
-    text = TEXT + (
+    text = EXAMPLE_TEXT + (
         "  - {id: gas-2, driver: modbus_tcp, host: h, poll: 2s, template: gas-detector}\n"
         "  - {id: gas-3, driver: modbus_tcp, host: h, poll: 2s, template: nope, point_prefix: N-}\n"
     )
@@ -283,7 +289,7 @@ def test_template_needs_a_prefix_and_must_exist() -> None:
 def test_prefix_that_makes_template_codes_too_long() -> None:
     prefix = "P" * 60
     issues = SITE.issues_of_edit(
-        TEXT,
+        EXAMPLE_TEXT,
         "    point_prefix: T001-  ",
         f"    point_prefix: {prefix}  ",
         (0, "devices[1].point_prefix"),
@@ -293,7 +299,7 @@ def test_prefix_that_makes_template_codes_too_long() -> None:
 
 
 def test_duplicate_device_id() -> None:
-    text = TEXT + (
+    text = EXAMPLE_TEXT + (
         "  - {id: gas-t1, driver: modbus_tcp, host: h, poll: 2s,\n"
         "     points: [{point: X-1, quota: WHP-WT,\n"
         "                address: {table: input, start: 8, type: int16}}]}\n"
@@ -304,21 +310,21 @@ def test_duplicate_device_id() -> None:
 
 
 def test_device_without_points_or_template() -> None:
-    text = TEXT + "  - {id: empty, driver: modbus_tcp, host: h, poll: 2s}\n"
+    text = EXAMPLE_TEXT + "  - {id: empty, driver: modbus_tcp, host: h, poll: 2s}\n"
     issue = SITE.only_issue(text)
     assert (issue.path, issue.line) == ("devices[2].points", line_of(text, "{id: empty,"))
 
 
 def test_address_rules_for_bits_and_coils() -> None:
     SITE.issues_of_edit(
-        TEXT,
+        EXAMPLE_TEXT,
         "{table: input, start: 2, type: float32}",
         "{table: coil, start: 2, type: float32, bit: 3}",
         (0, "templates.gas-detector.points[1].address.bit"),
         (0, "templates.gas-detector.points[1].address.type"),
     )
     text, _ = edit(
-        TEXT,
+        EXAMPLE_TEXT,
         "{table: input, start: 2, type: float32}",
         "{table: input, start: 2, type: bool, bit: 15}",
     )
@@ -327,7 +333,7 @@ def test_address_rules_for_bits_and_coils() -> None:
 
 def test_yaml_syntax_error_names_line_and_column() -> None:
     text, line = edit(
-        TEXT, "  gateway: 91360100MA35GW001H-GW01", "  gateway: 91360100MA35GW001H-GW01: x"
+        EXAMPLE_TEXT, "  gateway: 91360100MA35GW001H-GW01", "  gateway: 91360100MA35GW001H-GW01: x"
     )
     column = text.splitlines()[line - 1].index(": x") + 1
     issue = SITE.only_issue(text)
@@ -343,7 +349,7 @@ def test_unreadable_file_is_a_config_error(tmp_path: Path) -> None:
 
 
 def test_every_issue_is_reported_at_once() -> None:
-    text, enterprise = edit(TEXT, "91360100MA35GW001H      #", "91360100MA35GW001J      #")
+    text, enterprise = edit(EXAMPLE_TEXT, "91360100MA35GW001H      #", "91360100MA35GW001J      #")
     text, broker = edit(text, '"mqtt://127.0.0.1:1883"', '"http://127.0.0.1:1883"')
     text, size = edit(text, "max_bytes: 2GiB", "max_bytes: 2GB")
     text, start = edit(text, "{table: holding, start: 20,", "{table: holding, start: 70000,")
@@ -360,10 +366,10 @@ def test_every_issue_is_reported_at_once() -> None:
 
 
 def test_missing_key_points_at_its_parent() -> None:
-    text, _ = edit(TEXT, "  key_file: keys/gateway.key          #", "  #")
+    text, _ = edit(EXAMPLE_TEXT, "  key_file: keys/gateway.key          #", "  #")
     issue = SITE.only_issue(text)
     assert (issue.line, issue.path, issue.message) == (
-        line_of(TEXT, "signing:"),
+        line_of(EXAMPLE_TEXT, "signing:"),
         "signing.key_file",
         "missing required key",
     )
@@ -386,14 +392,14 @@ def test_odd_documents_are_config_errors(text: str, message: str) -> None:
 
 
 def test_line_index_records_every_key_path() -> None:
-    parsed = parse_yaml(TEXT, SITE.file)
+    parsed = parse_yaml(EXAMPLE_TEXT, SITE.file)
     assert parsed.line_of(("devices", 0, "points", 2, "address", "start")) == line_of(
-        TEXT, "{table: holding, start: 4,"
+        EXAMPLE_TEXT, "{table: holding, start: 4,"
     )
     assert parsed.line_of(("devices", 1, "point_prefix")) == line_of(
-        TEXT, "    point_prefix: T001-"
+        EXAMPLE_TEXT, "    point_prefix: T001-"
     )
-    assert parsed.line_of(("devices", 1, "no-such-key")) == line_of(TEXT, "  - id: gas-t1")
+    assert parsed.line_of(("devices", 1, "no-such-key")) == line_of(EXAMPLE_TEXT, "  - id: gas-t1")
     assert format_path(("devices", 0, "points", 2, "address", "start")) == (
         "devices[0].points[2].address.start"
     )
@@ -417,7 +423,7 @@ def test_fuzzed_text_raises_only_config_errors(text: str) -> None:
     _parse_or_config_error(text)
 
 
-_LINES = TEXT.splitlines(keepends=True)
+_LINES = EXAMPLE_TEXT.splitlines(keepends=True)
 _TOKENS = st.sampled_from(
     [
         "",
@@ -517,7 +523,7 @@ def test_bad_sizes(value: str | int) -> None:
 
 
 def test_example_gas_points_use_gas_levels() -> None:
-    points = {p.point: p for p in resolve_points(SITE.parse(TEXT))}
+    points = {p.point: p for p in resolve_points(SITE.parse(EXAMPLE_TEXT))}
     lel = points["T001-LEL-01"].thresholds
     assert (lel.level1, lel.level2, lel.high) == (20.0, 50.0, None)
     assert points["T003-TOX-01"].thresholds.level1 == 10.0
@@ -525,7 +531,7 @@ def test_example_gas_points_use_gas_levels() -> None:
 
 def test_threshold_outside_the_indicators_alarm_vocabulary() -> None:
     text, line = edit(
-        TEXT,
+        EXAMPLE_TEXT,
         "{high: 0.6, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
         "{level1: 0.6, high_high: 0.8}\n        deadband: 0.005\n      - point: T002-LT-01",
     )

@@ -14,22 +14,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.code_layout import OURS
+
 ROOT = Path(__file__).resolve().parents[2]
-OURS = frozenset(
-    {
-        "drivers",
-        "configkit",
-        "specs",
-        "hostkit",
-        "edge_agent",
-        "collector",
-        "simulators",
-        "tests",
-        "bench",
-        "demo",
-        "devtools",
-    }
-)
 MAY_IMPORT = {
     "drivers": frozenset({"drivers"}),
     "configkit": frozenset({"configkit"}),

@@ -17,8 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.test_dependency_rule import OURS
-from tests.unit.test_purity import PURE_DRIVERS
+from tests.support.code_layout import OURS, PURE_DRIVERS
 
 ROOT = Path(__file__).resolve().parents[2]
 KIND_CONFIGS = sorted(ROOT.glob("edge_agent/kinds/*/config.py"))

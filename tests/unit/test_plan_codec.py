@@ -23,9 +23,15 @@ from edge_agent.core.plan_codec import PlanCodecError, decode_plan, encode_plan,
 from edge_agent.core.plan_compile import compile_plan
 from specs.catalogue import default_catalogue
 from specs.encoding import Encoding
-from tests.unit.test_agent_imports import HEAD, OPCUA, SERIAL
-from tests.unit.test_config_drivers import DEVICES
-from tests.unit.test_config_drivers import HEAD as BP_HEAD
+from tests.support.config_files import (
+    DESIGN_DEVICES,
+    OPCUA_POLL_DEVICE,
+    SERIAL_GAS_DEVICE,
+    TCP_SITE,
+    site_head,
+)
+
+BP_HEAD = site_head("BP")
 
 
 def _plan(text: str) -> AgentPlan:
@@ -34,7 +40,9 @@ def _plan(text: str) -> AgentPlan:
 
 
 @pytest.mark.parametrize(
-    "text", [HEAD + OPCUA + SERIAL, BP_HEAD + DEVICES], ids=["tcp-opcua-serial", "rtu-bus"]
+    "text",
+    [TCP_SITE + OPCUA_POLL_DEVICE + SERIAL_GAS_DEVICE, BP_HEAD + DESIGN_DEVICES],
+    ids=["tcp-opcua-serial", "rtu-bus"],
 )
 def test_the_plan_of_a_site_map_comes_back_equal(text: str) -> None:
     plan = _plan(text)
@@ -45,14 +53,14 @@ def test_the_plan_of_a_site_map_comes_back_equal(text: str) -> None:
 
 
 def test_a_plan_written_in_pieces_is_the_encoded_plan_byte_for_byte() -> None:
-    plan = _plan(HEAD + OPCUA + SERIAL)
+    plan = _plan(TCP_SITE + OPCUA_POLL_DEVICE + SERIAL_GAS_DEVICE)
     out = io.StringIO()
     write_plan(plan, out)
     assert out.getvalue().encode("ascii") == encode_plan(plan)
 
 
 def test_the_rtu_bus_plan_and_each_kinds_settings_survive() -> None:
-    plan = _plan(BP_HEAD + DEVICES)
+    plan = _plan(BP_HEAD + DESIGN_DEVICES)
     back = decode_plan(encode_plan(plan), AgentPlan)
     assert back.buses == plan.buses
     assert len(back.buses) == 1
@@ -106,7 +114,7 @@ def test_any_value_a_plan_may_hold_comes_back_equal_and_of_its_type(
 
 def test_equal_strings_of_a_decoded_plan_are_kept_once() -> None:
     # G7: a point's device id, quota and units repeat per point; the runner holds them once.
-    plan = decode_plan(encode_plan(_plan(BP_HEAD + DEVICES)), AgentPlan)
+    plan = decode_plan(encode_plan(_plan(BP_HEAD + DESIGN_DEVICES)), AgentPlan)
     by_device: dict[str, list[str]] = {}
     for point in plan.points:
         by_device.setdefault(point.device_id, []).append(point.device_id)

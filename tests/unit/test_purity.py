@@ -17,22 +17,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.code_layout import PURE_DRIVERS
+
 ROOT = Path(__file__).resolve().parents[2]
 
-_MODBUS_PURE = ("codec", "plan", "reply", "rtu_frame", "timing")
-_SERIAL_PURE = ("checksum", "framing", "parse", "settings")
-
-# The protocol library's pure parts, as docs/contract.md section 2 lists them: the register
-# codec, read planner, reply decoding, RTU frames and timing; serial framing, checksums,
-# parsing and line settings; the OPC UA configuration types; the driver protocol itself. Its
-# shells (tcp, rtu, rtu_bus, opcua driver/link, serial port/ascii) do the I/O. A kind's device
-# model may import these and no other part of drivers (test_kind_config_imports).
-PURE_DRIVERS = (
-    ROOT / "drivers" / "base.py",
-    *(ROOT / "drivers" / "modbus" / f"{name}.py" for name in _MODBUS_PURE),
-    *(ROOT / "drivers" / "serial" / f"{name}.py" for name in _SERIAL_PURE),
-    ROOT / "drivers" / "opcua" / "model.py",
-)
 _STORAGE_PURE = (
     "alarms",
     "gap_records",
