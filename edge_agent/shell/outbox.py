@@ -56,7 +56,7 @@ from edge_agent.shell.outbox_reads import (
     read_data_version,
     read_stats,
 )
-from edge_agent.shell.outbox_recovery import OutboxUnavailableError, declared_gap, with_owed
+from edge_agent.shell.outbox_recovery import declared_gap, with_owed
 from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_undelivered
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
@@ -271,7 +271,7 @@ class Outbox:
                     clock_synced=clock_synced,
                     evicting=file.evicting,
                 )
-            except (sqlite3.Error, OutboxUnavailableError):  # the file's epoch followed again
+            except BaseException:  # a cancellation too: the file's epoch followed again
                 # Its proof taken back, written again if the file tells (`_sealed_nothing`).
                 with suppress(sqlite3.Error):
                     if (await file.chain_state()).epoch != epoch and self._journal is not None:

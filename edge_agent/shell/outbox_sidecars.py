@@ -28,10 +28,11 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from functools import partial
 from pathlib import Path
-from typing import Final
+from typing import Final, TypeVar
 
 import structlog
 
@@ -43,15 +44,21 @@ log = structlog.get_logger("edge_agent.outbox")
 
 _JOURNAL_KEEP: Final = 16
 
+_Done = TypeVar("_Done")
+
 
 class EpochJournal:
     """The epochs this outbox path has used, newest last (advisory: losing it loses no data).
 
-    Each write is a file synced and renamed: seconds on a slow or failing disk. The running
-    agent's (an epoch the ACK handler starts) are made on a thread and awaited (`*_on_thread`,
-    `outbox_delivery.Delivery` its `delivered`), so the loop (polling, MQTT keepalive, the
-    status server) goes on and what depends on a write still comes after it is synced. An
-    opening's are made on the loop, before any of that has started (`outbox_open`).
+    Each write is a file synced and renamed: seconds on a slow or failing disk. An epoch
+    start's (`Outbox.start_new_epoch`: the ACK handler's, and an opening's that leaves its
+    file, the agent's or `edge-agent backfill`'s) are made on a thread and awaited
+    (`*_on_thread`, `outbox_delivery.Delivery` its `delivered`), so the loop (polling, MQTT
+    keepalive, the status server) goes on and what depends on a write still comes after it is
+    synced; a start cancelled meanwhile ends once the write is done, its locks held until
+    then. An opening's other writes (a new file's entry, an epoch the journal does not name,
+    `sealed_in` for a file found in the journal's epoch) are made on the loop, before any of
+    that has started (`outbox_open`).
     """
 
     def __init__(self, path: Path) -> None:
@@ -155,15 +162,15 @@ class EpochJournal:
         self, epoch: str, owed: Sequence[GapRecord] = (), *, unsealed: bool = False
     ) -> None:
         """`record`, on a thread: returns once the entry is synced (or not written, logged)."""
-        await asyncio.to_thread(partial(self.record, epoch, owed, unsealed=unsealed))
+        await _to_its_end(partial(self.record, epoch, owed, unsealed=unsealed))
 
     async def sealed_in_on_thread(self, epoch: str) -> bool:
         """`sealed_in`, on a thread: returns once the proof is taken back (or not, False)."""
-        return await asyncio.to_thread(self.sealed_in, epoch)
+        return await _to_its_end(partial(self.sealed_in, epoch))
 
     async def sealed_nothing_on_thread(self, epoch: str) -> None:
         """`sealed_nothing`, on a thread: returns once the proof is synced (or not written)."""
-        await asyncio.to_thread(self.sealed_nothing, epoch)
+        await _to_its_end(partial(self.sealed_nothing, epoch))
 
     def latest_sealed_nothing(self) -> bool:
         """Whether the latest epoch's start saw its first block fail (`sealed_nothing`)."""
@@ -203,3 +210,22 @@ class EpochJournal:
             log.warning("epoch_journal_not_written", path=str(self._path), error=str(exc))
             return False
         return True
+
+
+async def _to_its_end(write: Callable[[], _Done]) -> _Done:
+    """`write()` on a thread, awaited to its end even when the awaiting task is cancelled.
+
+    Its caller holds the epoch and outbox locks for it (`Outbox.start_new_epoch`). Left at a
+    cancellation (the connection dropping mid-ACK, a stop), the await let them go while the
+    write's read-modify-write went on: the next start read the journal before it renamed its
+    own over that start's entry. Cancelled, it waits on (a stop cancels again every 0.25 s:
+    `shutdown._stop_tasks`) and then the cancellation is raised, once the write is done.
+    """
+    writing = asyncio.ensure_future(asyncio.to_thread(write))
+    try:
+        return await asyncio.shield(writing)
+    except asyncio.CancelledError:
+        while not writing.done():
+            with suppress(asyncio.CancelledError):
+                await asyncio.wait((writing,))
+        raise

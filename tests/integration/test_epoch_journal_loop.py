@@ -30,6 +30,7 @@ from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.atomicfile import replace_file
 from hostkit.backoff import ResendBackoff
 from hostkit.log_limit import LineLimit
+from tests.support.held_journal_write import START_WRITES
 from tests.support.publisher_rig import COLLECTOR_KEY, TOPICS, ack_beyond_the_chain, three_blocks
 
 pytestmark = pytest.mark.timeout(120)
@@ -106,12 +107,10 @@ async def _rollback_while_held(
     return watch
 
 
-@pytest.mark.parametrize(("held", "what"), [(1, "entry"), (2, "proof_taken_back")])
+@START_WRITES
 async def test_an_ack_proven_epochs_journal_writes_are_synced_off_the_loop(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, held: int, what: str
 ) -> None:
-    """`entry`: the new epoch's, with the proof it sealed nothing; `proof_taken_back`: that
-    proof taken back inside the first block's transaction, before its commit."""
     path = tmp_path / "outbox.db"
     async with three_blocks(path, monkeypatch) as outbox:
         old = outbox.epoch
