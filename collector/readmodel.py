@@ -331,5 +331,9 @@ class BucketRow:
     count: int
 
 
-BucketAfter = tuple[str, str, float]
-"""Keyset position of a bucket page: (gateway, point, bucket start)."""
+BucketAfter = tuple[str, str, float, tuple[str, str] | None]
+"""Keyset position of a bucket page: (gateway, point, bucket start, (quota, unit)).
+
+A bucket in which the point changed quota or unit has a row per (quota, unit), in their
+order; the label says after which of them the page ended (None: after the whole bucket, as
+cursors made before buckets were split say)."""

@@ -23,12 +23,15 @@ class ReadingOut(BaseModel):
 
 
 class BucketOut(BaseModel):
-    """The readings of one point in one time bucket (`every=`), aggregated by the database."""
+    """The readings of one point, quota and unit in one time bucket (`every=`), aggregated.
+
+    A bucket in which the point changed quota or unit has one item per (quota, unit).
+    """
 
     gateway: str
     point: str
-    quota: str = Field(description="the newest reading's in the bucket")
-    unit: str = Field(description="the unit of min, max, avg and last")
+    quota: str = Field(description="the quota of every reading aggregated")
+    unit: str = Field(description="the unit of every reading aggregated: of min, max, avg, last")
     t: str = Field(description="ISO 8601 start of the bucket")
     min: float | None = Field(description="over readings with a value, quality not bad")
     max: float | None

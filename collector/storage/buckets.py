@@ -90,38 +90,63 @@ class LatestSeries(abc.ABC):
         return [(str(row[0]), str(row[1])) for row in rows]
 
 
+@dataclass(frozen=True, slots=True)
+class _Resume:
+    """Where a page resumes in the cursor's series: the bucket, and the label it ended after."""
+
+    index: int
+    after: tuple[str, str] | None
+
+    @classmethod
+    def of(cls, after: BucketAfter, grid: BucketGrid) -> _Resume:
+        index = grid.index_at(after[2])
+        label = after[3]
+        return cls(index, label) if label is not None else cls(index + 1, None)
+
+    def keeps(self, row: BucketRow, grid: BucketGrid) -> bool:
+        """Whether `row` comes after the cursor (the cursor's bucket: after its label)."""
+        if self.after is None or grid.index_at(row.t) != self.index:
+            return True
+        return (row.quota, row.unit) > self.after
+
+
 async def _fill(
     queries: BucketQueries,
+    grid: BucketGrid,
     series: PointAfter,
-    from_index: int | None,
+    *,
+    resume: _Resume | None,
     found: list[BucketRow],
     wanted: int,
 ) -> None:
     """Append buckets of one series to `found` until it holds `wanted` or the series ends."""
-    index = from_index
+    index = None if resume is None else resume.index
     while len(found) < wanted:
         first = await queries.first_bucket(series, index)
         if first is None:
             return
-        # At most the buckets still wanted: the window never spans more of the index.
+        # At most the buckets still wanted: the window never spans more of the index (a
+        # bucket in which the point changed quota or unit gives a row per label: more).
         end = first + (wanted - len(found))
-        found.extend(await queries.aggregate(series, first, end))
+        rows = await queries.aggregate(series, first, end)
+        found.extend(r for r in rows if resume is None or resume.keeps(r, grid))
         index = end
 
 
 async def bucket_page(
     queries: BucketQueries, grid: BucketGrid, *, after: BucketAfter | None, limit: int
 ) -> Page[BucketRow]:
-    """One page of buckets ordered by (gateway, point, bucket start), after `after`."""
+    """One page of buckets ordered by (gateway, point, bucket start, quota, unit) after `after`."""
     wanted = limit + 1  # one past the page tells whether another follows
     found: list[BucketRow] = []
     resumed: PointAfter | None = None if after is None else (after[0], after[1])
-    resume_at = None if after is None else grid.index_at(after[2]) + 1
+    resume = None if after is None else _Resume.of(after, grid)
     position, inclusive = resumed, True  # the cursor's series may hold more buckets
     while len(found) < wanted:
         batch = await queries.series(position, inclusive=inclusive, limit=SERIES_BATCH)
         for series in batch:
-            await _fill(queries, series, resume_at if series == resumed else None, found, wanted)
+            here = resume if series == resumed else None
+            await _fill(queries, grid, series, resume=here, found=found, wanted=wanted)
             if len(found) >= wanted:
                 break
         if len(batch) < SERIES_BATCH:

@@ -5,8 +5,10 @@ request; the rollups make it tens of thousands (one row per series and minute), 
 time-series database keeps continuous aggregates. Each ingest folds the readings it stores
 into the rollups of their minutes; a batch's readings are pre-aggregated here, and the
 storage merges each row into the one held (the same merge, in SQL). What a rollup counts is
-what `every=` counts: values whose quality is not bad; quota and unit are the newest
-reading's. Retention drops raw months and keeps the rollups (`storage.rollup_days`).
+what `every=` counts: values whose quality is not bad. A row is one (quota, unit) of a
+series' minute: a point re-purposed mid-minute has a row per label, never values of two
+quotas or units summed under one (collector.storage.rollup_split). Retention drops raw
+months and keeps the rollups (`storage.rollup_days`).
 """
 
 from __future__ import annotations
@@ -31,9 +33,9 @@ def minute_of(t: float) -> float:
 
 @dataclass(frozen=True, slots=True)
 class MinuteRollup:
-    """The readings of one series in one minute: n values, their extremes, sum and newest.
+    """The readings of one series' (quota, unit) in one minute: n values, extremes, sum, newest.
 
-    `newest_t` is the newest reading's time (its quota and unit are the row's); `last_t` and
+    `newest_t` is the newest reading's time; `last_t` and
     `last_value` the newest counted value's (None when the minute holds no counted value).
     `total` is None when n is 0, and also once sums of the minute went past the largest
     double both ways (+inf and -inf: not a number, which SQLite cannot store): nothing
@@ -55,15 +57,16 @@ class MinuteRollup:
 
 
 def minute_rollups(blocks: Iterable[IncomingBlock]) -> list[MinuteRollup]:
-    """The readings of `blocks` (those being stored) aggregated per (gateway, point, minute)."""
+    """The readings of `blocks` (being stored) per (gateway, point, minute, quota, unit)."""
     # Plain lists while folding (a frozen record per reading would cost more than the sums),
     # holding the fields of MinuteRollup from quota on, in order.
-    folding: dict[tuple[str, str, float], list[Any]] = {}
+    folding: dict[tuple[str, str, float, str, str], list[Any]] = {}
     for incoming in blocks:
         gateway = incoming.block.header.gateway
         for reading in incoming.entries.readings:
             t = reading.t
-            key = (gateway, reading.point, math.floor(t / ROLLUP_SECONDS) * ROLLUP_SECONDS)
+            minute = math.floor(t / ROLLUP_SECONDS) * ROLLUP_SECONDS
+            key = (gateway, reading.point, minute, reading.quota, reading.unit)
             value = None if reading.quality == BAD else reading.value
             held = folding.get(key)
             if held is None:
@@ -73,8 +76,7 @@ def minute_rollups(blocks: Iterable[IncomingBlock]) -> list[MinuteRollup]:
                     t if counted else None, value,
                 ]  # fmt: skip
                 continue
-            if t >= held[6]:
-                held[0], held[1], held[6] = reading.quota, reading.unit, t
+            held[6] = max(held[6], t)
             if value is None:
                 continue
             if held[2]:
@@ -88,7 +90,7 @@ def minute_rollups(blocks: Iterable[IncomingBlock]) -> list[MinuteRollup]:
                 held[7], held[8] = t, value
     return [
         MinuteRollup(gateway, point, minute, *held)
-        for (gateway, point, minute), held in folding.items()
+        for (gateway, point, minute, _, _), held in folding.items()
     ]
 
 
@@ -115,15 +117,13 @@ def fold_statement(
 INSERT INTO readings_1m AS o
     (gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value)
 {rows}
-ON CONFLICT (gateway, point, minute) DO UPDATE SET
+ON CONFLICT (gateway, point, minute, quota, unit) DO UPDATE SET
     n = o.n + excluded.n,
     lo = coalesce({smaller}(o.lo, excluded.lo), o.lo, excluded.lo),
     hi = coalesce({larger}(o.hi, excluded.hi), o.hi, excluded.hi),
     total = CASE WHEN o.n = 0 THEN excluded.total
                  WHEN excluded.n = 0 THEN o.total
                  ELSE {total_sum} END,
-    quota = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.quota ELSE o.quota END,
-    unit = CASE WHEN excluded.newest_t >= o.newest_t THEN excluded.unit ELSE o.unit END,
     newest_t = {larger}(o.newest_t, excluded.newest_t),
     last_value = CASE WHEN excluded.last_t IS NOT NULL
                        AND (o.last_t IS NULL OR excluded.last_t >= o.last_t)
@@ -133,15 +133,14 @@ ON CONFLICT (gateway, point, minute) DO UPDATE SET
 
 
 def merged(held: MinuteRollup, new: MinuteRollup) -> MinuteRollup:
-    """Two rollups of one (gateway, point, minute) as one: what the storages' upsert does."""
-    newer = new.newest_t >= held.newest_t
+    """Two rollups of one (gateway, point, minute, quota, unit) as one: the storages' upsert."""
     later = held.last_t is None or (new.last_t is not None and new.last_t >= held.last_t)
     return MinuteRollup(
         held.gateway,
         held.point,
         held.minute,
-        new.quota if newer else held.quota,
-        new.unit if newer else held.unit,
+        held.quota,
+        held.unit,
         held.n + new.n,
         _pick(min, held.lo, new.lo),
         _pick(max, held.hi, new.hi),

@@ -51,7 +51,7 @@ async def _all(env: CollectorEnv, where: ReadingFilter, grid: BucketGrid) -> lis
         if not page.more:
             return rows
         last = page.items[-1]
-        after = (last.gateway, last.point, last.t)
+        after = (last.gateway, last.point, last.t, (last.quota, last.unit))
 
 
 def _same(one: BucketRow, other: BucketRow) -> bool:

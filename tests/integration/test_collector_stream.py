@@ -667,6 +667,10 @@ _UNDO: dict[int, tuple[str, ...]] = {
     10: ("ALTER TABLE alarms DROP COLUMN raise_ahead, DROP COLUMN clear_ahead",),
     11: ("DROP INDEX gaps_by_record_time",),
     12: (),  # the journal's `active` column: the journal is dropped whole above
+    13: (
+        "ALTER TABLE readings_1m DROP CONSTRAINT readings_1m_pkey",
+        "ALTER TABLE readings_1m ADD PRIMARY KEY (gateway, point, minute)",
+    ),
 }
 """What each migration after 3 adds, undone: the database must look as version 2 left it."""
 

@@ -34,16 +34,24 @@ def _block(entries: list[ReadingEntry]) -> IncomingBlock:
     )
 
 
-def _expected(rows: list[ReadingEntry]) -> dict[tuple[str, float], tuple[object, ...]]:
+Key = tuple[str, float, str, str]
+
+
+def _key(r: ReadingEntry) -> Key:
+    """A rollup's key: point, minute, quota and unit (one row never mixes two units)."""
+    return (r.point, minute_of(r.t), r.quota, r.unit)
+
+
+def _expected(rows: list[ReadingEntry]) -> dict[Key, tuple[object, ...]]:
     """By definition: counted values are those not bad and not null; newest decides the rest."""
-    found: dict[tuple[str, float], tuple[object, ...]] = {}
-    for point, minute in {(r.point, minute_of(r.t)) for r in rows}:
-        mine = [r for r in rows if (r.point, minute_of(r.t)) == (point, minute)]
+    found: dict[Key, tuple[object, ...]] = {}
+    for key in {_key(r) for r in rows}:
+        mine = [r for r in rows if _key(r) == key]
         counted = [r for r in mine if r.quality != "bad" and r.value is not None]
         newest = max(mine, key=lambda r: r.t)
         last = max(counted, key=lambda r: r.t) if counted else None
         values = [r.value for r in counted if r.value is not None]
-        found[(point, minute)] = (
+        found[key] = (
             len(values),
             min(values, default=None),
             max(values, default=None),
@@ -67,35 +75,27 @@ unique_readings = st.lists(readings, max_size=30).map(
 def test_batches_folded_and_merged_equal_one_aggregate(
     rows: list[ReadingEntry], batches: int
 ) -> None:
-    held: dict[tuple[str, float], MinuteRollup] = {}
+    held: dict[Key, MinuteRollup] = {}
     for i in range(batches):
         for rollup in minute_rollups([_block(rows[i::batches])]):
-            key = (rollup.point, rollup.minute)
+            key = (rollup.point, rollup.minute, rollup.quota, rollup.unit)
             held[key] = rollup if key not in held else merged(held[key], rollup)
     assert {key: _shape(r) for key, r in held.items()} == _expected(rows)
-    for (point, minute), rollup in held.items():
+    for key, rollup in held.items():
         counted = [
-            r.value
-            for r in rows
-            if (r.point, minute_of(r.t)) == (point, minute)
-            and r.quality != "bad"
-            and r.value is not None
+            r.value for r in rows if _key(r) == key and r.quality != "bad" and r.value is not None
         ]
         if counted:
             assert rollup.total is not None
             assert math.isclose(rollup.total, math.fsum(counted), rel_tol=1e-9, abs_tol=1e-6)
             last = max(
-                (r for r in rows if (r.point, minute_of(r.t)) == (point, minute)
+                (r for r in rows if _key(r) == key
                  and r.quality != "bad" and r.value is not None),
                 key=lambda r: r.t,
             )  # fmt: skip
             assert rollup.last_value == last.value
         else:
             assert (rollup.total, rollup.last_value) == (None, None)
-        newest = max(
-            (r for r in rows if (r.point, minute_of(r.t)) == (point, minute)), key=lambda r: r.t
-        )
-        assert (rollup.quota, rollup.unit) == (newest.quota, newest.unit)
 
 
 def test_a_total_past_the_largest_double_both_ways_stays_not_a_number() -> None:

@@ -12,7 +12,9 @@ from fastapi.responses import StreamingResponse
 
 from collector.api.core import (
     CSV_MEDIA_TYPE,
+    CursorError,
     EveryError,
+    decode_cursor,
     grid_offset,
     parse_every,
     shown_time,
@@ -60,7 +62,7 @@ CSV_PAGE: Final = 5000
 
 _DESCRIPTION: Final = """\
 Readings ordered by (gateway, point, t), or with `every` one aggregate per (gateway, point,
-bucket), ordered so; the database computes them.
+bucket, quota, unit), ordered so; the database computes them.
 
 **Buckets** (`every=1m`, `5m`, `15m`, `1h`, `1d`; any `<n>s|m|h|d` from 1 s to 31 d): `t` is
 the bucket's start. Buckets are multiples of the width since the epoch in UTC, except whole
@@ -68,7 +70,10 @@ days (`1d`, `7d`, ...), which start at midnight of the shown offset (`tz`): with
 `tz=+08:00`, a day is a Beijing day. `from`/`to` pick readings, so edge buckets may be
 partial. `min`, `max`, `avg`, `last` and `count` cover the readings with a value whose
 quality is not bad; a bucket of only such readings shows nulls and count 0. A reading
-flagged `ahead_of_collector` (stamped past the collector's clock) is in no bucket.
+flagged `ahead_of_collector` (stamped past the collector's clock) is in no bucket. A
+bucket never aggregates values of two quotas or units: where a point changed quota or unit
+within one (a site map re-purposing it), that bucket has one item per (quota, unit), ordered
+by quota then unit (byte order); `next` resumes between them.
 
 **CSV** (`Accept: text/csv`): the same items, one row each, as one UTF-8 RFC 4180 stream
 with a header row (flags joined by `;`, an unknown value as an empty cell). It carries every
@@ -123,13 +128,27 @@ def _reading_after(cursor: str | None) -> ReadingAfter | None:
     return (str(position[0]), str(position[1]), float(position[2]), int(position[3]))
 
 
+_BUCKET_CURSOR: Final = (str, str, float, str, str, int, int)
+"""A bucket cursor: gateway, point, bucket start, quota, unit, width, offset."""
+_OLD_BUCKET_CURSOR: Final = (str, str, float, int, int)
+"""One made before a bucket had a row per (quota, unit): it resumes after the whole bucket."""
+
+
 def _bucket_after(cursor: str | None, grid: BucketGrid) -> BucketAfter | None:
-    position = cursor_position("buckets", cursor, (str, str, float, int, int))
-    if position is None:
+    if cursor is None:
         return None
-    if (position[3], position[4]) != (grid.width, grid.offset):
+    try:
+        position = decode_cursor("buckets", cursor, _BUCKET_CURSOR)
+        label: tuple[str, str] | None = (str(position[3]), str(position[4]))
+        width, offset = position[5], position[6]
+    except CursorError:
+        old = cursor_position("buckets", cursor, _OLD_BUCKET_CURSOR)
+        if old is None:  # not reached: a cursor was given
+            return None
+        position, label, (width, offset) = old, None, (old[3], old[4])
+    if (width, offset) != (grid.width, grid.offset):
         raise bad_request("cursor was made for another every= (or day start, tz=)")
-    return (str(position[0]), str(position[1]), float(position[2]))
+    return (str(position[0]), str(position[1]), float(position[2]), label)
 
 
 def _grid(every: str, zone: timezone) -> BucketGrid:
@@ -177,8 +196,8 @@ async def _csv_chunks(
             yield csv_text(cells(row) for row in page.items)
 
 
-def _bucket_key(row: BucketRow) -> tuple[str, str, float]:
-    return (row.gateway, row.point, row.t)
+def _bucket_key(row: BucketRow) -> BucketAfter:
+    return (row.gateway, row.point, row.t, (row.quota, row.unit))
 
 
 def create_router(storage: Storage) -> APIRouter:
@@ -248,7 +267,17 @@ def create_router(storage: Storage) -> APIRouter:
         return ListPage[BucketOut](
             items=[bucket_out(row, zone) for row in buckets.items],
             next=next_cursor(
-                "buckets", buckets, lambda row: (*_bucket_key(row), grid.width, grid.offset)
+                "buckets",
+                buckets,
+                lambda row: (
+                    row.gateway,
+                    row.point,
+                    row.t,
+                    row.quota,
+                    row.unit,
+                    grid.width,
+                    grid.offset,
+                ),
             ),
         )
 

@@ -34,6 +34,11 @@ def bucket_index_sql(grid: BucketGrid, t: str = "r.t") -> str:
 _MEAN: Final = POSTGRES_FLOATS.mean_or_infinity("v", "nullif(count(v), 0)", "min(v)", "max(v)")
 
 
+def _label_order(table: str) -> str:
+    """The rows of one bucket in byte order of (quota, unit), as SQLite and Python compare."""
+    return f'{table}.quota COLLATE "C", {table}.unit COLLATE "C"'
+
+
 @dataclass(frozen=True, slots=True)
 class PostgresBucketQueries(LatestSeries):
     """The bucket queries of one page, on one pooled connection."""
@@ -75,32 +80,30 @@ class PostgresBucketQueries(LatestSeries):
     async def aggregate(self, series: PointAfter, first: int, end: int) -> Sequence[BucketRow]:
         """Buckets first..end-1 of one series, aggregated by one GROUP BY over an index range.
 
-        `last` is the value at the newest usable time of the bucket and `quota`/`unit` those
-        of its newest reading, each found again through the unique (gateway, point, t) index.
+        One row per (bucket, quota, unit), ordered so (byte order): a bucket in which the
+        point changed quota or unit never aggregates values of two. `last` is the value at
+        the row's newest usable time, found again through the unique (gateway, point, t) index.
         """
         index = bucket_index_sql(self.grid)
         params = Params()
         gateway, point = params.add(series[0]), params.add(series[1])
         low, high = self.grid.start(first) - _SLACK, self.grid.start(end) + _SLACK
         bounds = self._time_bounds(params, low, high)
-        # The joins repeat the window so that only its partitions are searched.
-        newest_bounds = self._time_bounds(params, low, high, "newest.t")
+        # The join repeats the window so that only its partitions are searched.
         last_bounds = self._time_bounds(params, low, high, "last.t")
         found = await self.db.fetch(
-            "SELECT b.k, newest.quota, newest.unit, b.lo, b.hi, b.mean, last.value, b.n"
-            " FROM (SELECT k, count(v) AS n, min(v) AS lo, max(v) AS hi,"
+            "SELECT b.k, b.quota, b.unit, b.lo, b.hi, b.mean, last.value, b.n"
+            " FROM (SELECT k, quota, unit, count(v) AS n, min(v) AS lo, max(v) AS hi,"
             f" {_MEAN} AS mean,"
-            " max(t) FILTER (WHERE v IS NOT NULL) AS last_t, max(t) AS newest_t"
-            f" FROM (SELECT {index} AS k, r.t AS t,"
+            " max(t) FILTER (WHERE v IS NOT NULL) AS last_t"
+            f" FROM (SELECT {index} AS k, r.quota, r.unit, r.t AS t,"
             " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"
             f" FROM readings r WHERE r.gateway = {gateway} AND r.point = {point}{bounds}{CURRENT}"
             f" AND {index} >= {params.add(first)} AND {index} < {params.add(end)}) AS s"
-            " GROUP BY k) AS b"
-            f" JOIN readings newest ON newest.gateway = {gateway} AND newest.point = {point}"
-            f" AND newest.t = b.newest_t{newest_bounds}"
+            " GROUP BY k, quota, unit) AS b"
             f" LEFT JOIN readings last ON last.gateway = {gateway} AND last.point = {point}"
             f" AND last.t = b.last_t{last_bounds}"
-            " ORDER BY b.k",
+            f" ORDER BY b.k, {_label_order('b')}",
             *params.values,
         )
         return bucket_rows(series, self.grid, found)
@@ -129,20 +132,22 @@ class PostgresRollupBucketQueries(PostgresBucketQueries):
         return None if found is None else int(found)
 
     async def aggregate(self, series: PointAfter, first: int, end: int) -> Sequence[BucketRow]:
-        """Buckets first..end-1 of one series, merged from its minutes' rollups."""
+        """Buckets first..end-1 of one series, merged from its minutes' rollups.
+
+        One row per (bucket, quota, unit), as from the readings (the rollups keep them apart).
+        """
         index = bucket_index_sql(self.grid, "m.minute")
         params = Params()
         keys = f"m.gateway = {params.add(series[0])} AND m.point = {params.add(series[1])}"
         bounds = self._time_bounds(params, self.grid.start(first), self.grid.start(end), "m.minute")
         found = await self.db.fetch(
-            f"SELECT {index} AS k,"
-            " (array_agg(m.quota ORDER BY m.newest_t DESC))[1],"
-            " (array_agg(m.unit ORDER BY m.newest_t DESC))[1],"
+            f"SELECT {index} AS k, m.quota AS quota, m.unit AS unit,"
             f" min(m.lo), max(m.hi), {rollup_mean(POSTGRES_FLOATS)},"
             " (array_agg(m.last_value ORDER BY m.last_t DESC)"
             " FILTER (WHERE m.last_t IS NOT NULL))[1],"
             " sum(m.n)"
-            f" FROM readings_1m m WHERE {keys}{bounds} GROUP BY k ORDER BY k",
+            f" FROM readings_1m m WHERE {keys}{bounds} GROUP BY k, m.quota, m.unit"
+            f" ORDER BY k, {_label_order('m')}",
             *params.values,
         )
         return bucket_rows(series, self.grid, found)

@@ -105,7 +105,9 @@ async def _fold_rollups(db: Db, rollups: Sequence[MinuteRollup]) -> None:
     """Merge a batch's per-minute rollups into the held ones (partitions exist: see store)."""
     if not rollups:
         return
-    rows = rollup_rows(sorted(rollups, key=lambda r: (r.gateway, r.point, r.minute)))
+    rows = rollup_rows(
+        sorted(rollups, key=lambda r: (r.gateway, r.point, r.minute, r.quota, r.unit))
+    )
     await db.execute(_FOLD_ROLLUPS, *_columns(rows))
 
 

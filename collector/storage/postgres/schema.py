@@ -36,6 +36,7 @@ from collector.storage.postgres.migration_sql import (
     VERSION_12,
 )
 from collector.storage.postgres.partitions import index_future
+from collector.storage.rollup_split import POSTGRES_SPLIT
 
 
 @dataclass(frozen=True, slots=True)
@@ -63,6 +64,11 @@ MIGRATIONS: Final = (
         12,
         "an alarm journal row's `active` in a column: older collectors parse the payload",
         VERSION_12,
+    ),
+    Migration(
+        13,
+        "rollups keyed by quota and unit too: minutes that held two rolled up again",
+        POSTGRES_SPLIT,
     ),
 )
 """Every step, in order: `MIGRATIONS[n - 1]` takes the schema from version n - 1 to n."""

@@ -81,28 +81,27 @@ class SqliteBucketQueries(LatestSeries):
     async def aggregate(self, series: PointAfter, first: int, end: int) -> Sequence[BucketRow]:
         """Buckets first..end-1 of one series, aggregated by one GROUP BY over an index range.
 
-        `last` is the value at the newest usable time of the bucket and `quota`/`unit` those
-        of its newest reading, each found again through the unique (gateway, point, t) index.
+        One row per (bucket, quota, unit), ordered so (byte order): a bucket in which the
+        point changed quota or unit never aggregates values of two. `last` is the value at
+        the row's newest usable time, found again through the unique (gateway, point, t) index.
         """
         index = bucket_index_sql(self.grid)
         bounds, params = self._time_bounds(
             self.grid.start(first) - _SLACK, self.grid.start(end) + _SLACK
         )
         rows = await self.db.execute_fetchall(
-            "SELECT b.k, newest.quota, newest.unit, b.lo, b.hi, b.mean, last.value, b.n"
-            " FROM (SELECT k, count(v) AS n, min(v) AS lo, max(v) AS hi,"
+            "SELECT b.k, b.quota, b.unit, b.lo, b.hi, b.mean, last.value, b.n"
+            " FROM (SELECT k, quota, unit, count(v) AS n, min(v) AS lo, max(v) AS hi,"
             f" {_MEAN} AS mean,"
-            " max(CASE WHEN v IS NOT NULL THEN t END) AS last_t, max(t) AS newest_t"
-            f" FROM (SELECT {index} AS k, r.t AS t,"
+            " max(CASE WHEN v IS NOT NULL THEN t END) AS last_t"
+            f" FROM (SELECT {index} AS k, r.quota AS quota, r.unit AS unit, r.t AS t,"
             " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"
             f" FROM readings r WHERE r.gateway = ? AND r.point = ?{bounds}{CURRENT}"
-            f" AND {index} >= ? AND {index} < ?) GROUP BY k) b"
-            " JOIN readings newest ON newest.gateway = ? AND newest.point = ?"
-            " AND newest.t = b.newest_t"
+            f" AND {index} >= ? AND {index} < ?) GROUP BY k, quota, unit) b"
             " LEFT JOIN readings last ON last.gateway = ? AND last.point = ?"
             " AND last.t = b.last_t"
-            " ORDER BY b.k",
-            (*series, *params, first, end, *series, *series),
+            " ORDER BY b.k, b.quota, b.unit",
+            (*series, *params, first, end, *series),
         )
         return bucket_rows(series, self.grid, rows)
 
@@ -134,21 +133,22 @@ class SqliteRollupBucketQueries(SqliteBucketQueries):
     async def aggregate(self, series: PointAfter, first: int, end: int) -> Sequence[BucketRow]:
         """Buckets first..end-1 of one series, merged from its minutes' rollups.
 
-        Quota and unit are the newest minute's; `last` the newest minute with a counted value.
+        One row per (bucket, quota, unit), as from the readings (the rollups keep them apart);
+        `last` is the row's newest minute with a counted value.
         """
         index = bucket_index_sql(self.grid, "m.minute")
         bounds, params = self._minute_bounds(self.grid.start(first), self.grid.start(end))
         rows = await self.db.execute_fetchall(
-            "SELECT b.k, nw.quota, nw.unit, b.lo, b.hi, b.mean, lv.last_value, b.n FROM (SELECT"
-            f" {index} AS k, min(m.lo) AS lo, max(m.hi) AS hi,"
+            "SELECT b.k, b.quota, b.unit, b.lo, b.hi, b.mean, lv.last_value, b.n FROM (SELECT"
+            f" {index} AS k, m.quota AS quota, m.unit AS unit, min(m.lo) AS lo, max(m.hi) AS hi,"
             f" {rollup_mean(SQLITE_FLOATS)} AS mean,"
-            " sum(m.n) AS n, max(m.minute) AS newest,"
+            " sum(m.n) AS n,"
             " max(CASE WHEN m.last_t IS NOT NULL THEN m.minute END) AS last"
             f" FROM readings_1m m WHERE m.gateway = ? AND m.point = ?{bounds}"
-            " GROUP BY k) b"
-            " JOIN readings_1m nw ON nw.gateway = ? AND nw.point = ? AND nw.minute = b.newest"
+            " GROUP BY k, m.quota, m.unit) b"
             " LEFT JOIN readings_1m lv ON lv.gateway = ? AND lv.point = ? AND lv.minute = b.last"
-            " ORDER BY b.k",
-            (*series, *params, *series, *series),
+            " AND lv.quota = b.quota AND lv.unit = b.unit"
+            " ORDER BY b.k, b.quota, b.unit",
+            (*series, *params, *series),
         )
         return bucket_rows(series, self.grid, rows)

@@ -26,12 +26,13 @@ CREATE TABLE IF NOT EXISTS readings_1m (
     newest_t   REAL NOT NULL,
     last_t     REAL,
     last_value REAL,
-    PRIMARY KEY (gateway, point, minute)
+    PRIMARY KEY (gateway, point, minute, quota, unit)
 )
 """
 
-# The readings stored before rollups existed, rolled up once (schema 8). Times are never
-# negative (specs.records bounds them to 1970..2999), so CAST truncating is floor.
+# The readings stored before rollups existed, rolled up once (schema 8; a minute that held
+# two quotas or units is split by schema 17's rebuild, collector.storage.rollup_split).
+# Times are never negative (specs.records bounds them to 1970..2999), so CAST truncating is floor.
 FIRST_FILL: Final = """
 INSERT INTO readings_1m
     (gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value)

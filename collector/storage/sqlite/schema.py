@@ -18,7 +18,7 @@ from collector.storage.sqlite.connection import immediate_transaction
 from collector.storage.sqlite.rollups import ROLLUP_TABLE
 from collector.storage.sqlite.upgrade_steps import UPGRADES
 
-SCHEMA_VERSION: Final = 16
+SCHEMA_VERSION: Final = 17
 
 _SCHEMA: Final = """
 CREATE TABLE IF NOT EXISTS gateways (

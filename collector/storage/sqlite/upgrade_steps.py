@@ -13,6 +13,7 @@ from typing import Final
 import aiosqlite
 
 from collector.storage.gap_records import drop_repeats
+from collector.storage.rollup_split import SQLITE_SPLIT
 from collector.storage.sqlite.rollups import FIRST_FILL, ROLLUP_TABLE
 
 MOVE_ACTIVE: Final = (
@@ -258,6 +259,23 @@ async def _upgrade_to_16(db: aiosqlite.Connection) -> None:
         await db.execute(MOVE_ACTIVE)
 
 
+async def _upgrade_to_17(db: aiosqlite.Connection) -> None:
+    """Rollups keyed by (gateway, point, minute, quota, unit); mixed minutes rolled up again.
+
+    SQLite cannot change a primary key: the table is copied once (its rows are few beside the
+    readings), then the minutes whose raw readings hold two labels are rebuilt from them
+    (collector.storage.rollup_split).
+    """
+    if not await _table_exists(db, "readings_1m"):
+        return
+    await db.execute("ALTER TABLE readings_1m RENAME TO readings_1m_16")
+    await db.execute(ROLLUP_TABLE)
+    await db.execute("INSERT INTO readings_1m SELECT * FROM readings_1m_16")
+    await db.execute("DROP TABLE readings_1m_16")
+    for statement in SQLITE_SPLIT:
+        await db.execute(statement)
+
+
 UPGRADES: Final = {
     1: _upgrade_to_2,
     2: _upgrade_to_3,
@@ -274,6 +292,7 @@ UPGRADES: Final = {
     13: _upgrade_to_14,
     14: _upgrade_to_15,
     15: _upgrade_to_16,
+    16: _upgrade_to_17,
 }
 
 
