@@ -15,6 +15,9 @@ import fcntl
 import os
 import threading
 
+from edge_agent.shell.stop_signals import STOP_SIGNALS
+from hostkit.signal_mask import signals_blocked
+
 
 def taken_now(descriptor: int, operation: int = fcntl.LOCK_EX) -> bool:
     """The flock (`operation`) on `descriptor` taken if no one holds it; False if someone does.
@@ -46,9 +49,12 @@ async def taken_within(
     thread, not the loop's executor: one still waiting when the wait is given up must not
     hold the program's exit (the loop's default executor is joined at the end of
     `asyncio.run`). It is one blocking syscall, not a second thread of control: nothing else
-    runs there. `cut_short` set (a stop's deadline come) gives the wait up as `bound` does,
-    one already running included. A thread that cannot be started (the process at its limit)
-    raises OSError, the descriptor closed, as the lock's other failures do.
+    runs there. Started with the stop signals blocked, so it blocks them from birth: one still
+    in `flock` after the loop has closed (the signals back at their default) must not take a
+    second SIGTERM and end the agent with -15 (`stop_signals`). `cut_short` set (a stop, or a
+    stop's deadline come) gives the wait up as `bound` does, one already running included. A
+    thread that cannot be started (the process at its limit) raises OSError, the descriptor
+    closed, as the lock's other failures do.
     """
     loop = asyncio.get_running_loop()
     taken = loop.create_future()
@@ -67,7 +73,8 @@ async def taken_within(
         loop.call_soon_threadsafe(taken.set_result, None)
 
     try:
-        threading.Thread(target=wait, name="outbox-flock-wait", daemon=True).start()
+        with signals_blocked(STOP_SIGNALS):
+            threading.Thread(target=wait, name="outbox-flock-wait", daemon=True).start()
     except RuntimeError as exc:  # no thread to be had (a process at its limit): not waited for
         os.close(descriptor)
         raise OSError(errno.EAGAIN, f"cannot start a thread to wait for the lock: {exc}") from exc

@@ -14,8 +14,9 @@ starting; after the stop they are blocked again until the exit, where a pending 
 
 The kernel gives a process's signal to any of its threads that does not block it, and the
 default acts for the whole process: so the agent's other threads (the outbox's SQLite worker,
-the executor's) block them from birth, and only the main thread takes them. The SQLite worker
-outlives the event loop by a moment, after its close gave the signals their default back. The
+the executor's, the outbox's flock waits) block them from birth, and only the main thread takes
+them. The SQLite worker outlives the event loop by a moment, after its close gave the signals
+their default back, and a flock wait given up may wait on in `flock` until the exit. The
 masks themselves are the host layer's (`hostkit.signal_mask`), which the collector uses too.
 """
 
