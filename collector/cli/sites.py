@@ -30,6 +30,7 @@ from specs.topics import GatewayTopics
 _PAGE: Final = 1000
 _WIDTHS: Final = (16, 24, 16, 11, 0)
 _DONE_WITH_REJECTIONS: Final = 1
+USAGE_ERROR_EXIT: Final = 2
 
 
 @click.group()
@@ -123,7 +124,10 @@ def sites_push(
         )
 
 
-async def _audit_rows(storage: Storage) -> list[AuditRow]:
+async def _audit_rows(storage: Storage, gateway: str) -> list[AuditRow] | None:
+    """The audit trail's rows; None when `gateway` is not registered."""
+    if not await storage.find_gateways([gateway]):
+        return None
     if not isinstance(storage, AuditTrail):
         return []
     rows: list[AuditRow] = []
@@ -155,7 +159,11 @@ def _line(entry: PushHistory) -> str:
 def sites_history(config_path: Path, gateway_id: str, as_json: bool) -> None:
     """The maps pushed to a gateway, oldest first, with the result the gateway reported."""
     config = load_or_exit(config_path)
-    history = site_history(with_storage(config, _audit_rows), gateway_id)
+    rows = with_storage(config, lambda storage: _audit_rows(storage, gateway_id))
+    if rows is None:  # as `export` and `verify` say it
+        click.echo(f"Error: gateway {gateway_id} is not registered", err=True)
+        raise click.exceptions.Exit(USAGE_ERROR_EXIT)
+    history = site_history(rows, gateway_id)
     if as_json:
         body = {"gateway": gateway_id, "pushes": [entry.as_json() for entry in history]}
         click.echo(json.dumps(body, ensure_ascii=False))

@@ -49,7 +49,13 @@ def _districts(values: Sequence[str]) -> tuple[str, ...]:
                 check_district_code(value)
             except IdentifierError as exc:
                 raise click.BadParameter(str(exc), param_hint="--district") from None
-    return tuple(dict.fromkeys(values))
+    scope = tuple(dict.fromkeys(values))
+    if ALL_DISTRICTS in scope and len(scope) > 1:
+        raise click.BadParameter(
+            f"{ALL_DISTRICTS} (every district) cannot be combined with other districts",
+            param_hint="--district",
+        )
+    return scope
 
 
 def _refuse(message: str) -> NoReturn:

@@ -95,3 +95,11 @@ def test_a_reported_result_cannot_draw_on_the_operators_terminal(config: Path) -
     assert not any(char in history.stdout for char in "\r\x1b\x9b\u202e"), repr(history.stdout)
     assert "rolled_back" in lines[1]
     assert "\\n0123456789abcdef" in lines[1]
+
+
+def test_the_history_of_a_gateway_not_registered_is_a_usage_error(config: Path) -> None:
+    """As `export` and `verify` say: before, an empty table and exit 0."""
+    history = collector_cli("sites", "history", "-c", str(config), "--gateway", "nosuch")
+    assert history.exit_code == 2, history.output
+    assert "gateway nosuch is not registered" in history.stderr
+    assert history.stdout == ""

@@ -64,6 +64,19 @@ def test_tokens_add_prints_the_secret_once_and_stores_only_its_hash(
     assert bad.exit_code == 2
 
 
+def test_tokens_add_refuses_every_district_beside_others(config: Path) -> None:
+    """`*` is every district: beside named ones it was stored as `*,360100` (exit 0)."""
+    result = run(
+        "tokens", "add", "-c", str(config), "--name", "x", "--district", "*",
+        "--district", "360100",
+    )  # fmt: skip
+    assert result.exit_code == 2, result.output
+    assert "Invalid value for --district: * (every district) cannot be combined with other" in (
+        result.stderr
+    )
+    assert json.loads(run("tokens", "list", "-c", str(config), "--json").stdout)["tokens"] == []
+
+
 def test_tokens_add_refuses_a_name_the_config_uses(config: Path) -> None:
     result = run("tokens", "add", "-c", str(config), "--name", "province", "--district", "*")
     assert result.exit_code == 2
