@@ -34,7 +34,9 @@ MAX_LIMIT: Final = 10_000
 Limit = Annotated[int, Query(ge=1, le=MAX_LIMIT, description="items per page")]
 Cursor = Annotated[str | None, Query(description="`next` of the previous page")]
 From = Annotated[str | None, Query(alias="from", description="ISO 8601 with offset, inclusive")]
-To = Annotated[str | None, Query(description="ISO 8601 with offset, exclusive")]
+To = Annotated[
+    str | None, Query(description="ISO 8601 with offset, exclusive; later than `from` (else 400)")
+]
 
 
 def token_check(request: Request) -> TokenCheck:
@@ -92,6 +94,17 @@ def parse_time(name: str, text: str | None) -> float | None:
         return parse_iso_time(text)
     except RecordFormatError as exc:
         raise bad_request(f"{name}: {exc}") from None
+
+
+def time_range(t_from: str | None, t_to: str | None) -> tuple[float | None, float | None]:
+    """Query parameters `from` and `to` as times, or a 400; a 400 too when `to` is not later.
+
+    An empty range asked for is a mistake in the request: every route says so alike.
+    """
+    start, end = parse_time("from", t_from), parse_time("to", t_to)
+    if start is not None and end is not None and start >= end:
+        raise bad_request("to: must be later than from")
+    return start, end
 
 
 def cursor_position(

@@ -231,6 +231,30 @@ async def test_bad_query_parameters_are_400(
     _assert_problem(response, 400)
 
 
+@pytest.mark.parametrize("path", ["/v1/readings", "/v1/alarms", "/v1/quality", "/v1/audit/verify"])
+@pytest.mark.parametrize(
+    ("t_from", "t_to"),
+    [
+        ("2026-01-02T00:00:00+00:00", "2026-01-01T00:00:00+00:00"),  # to before from
+        ("2026-01-01T08:00:00+08:00", "2026-01-01T00:00:00+00:00"),  # the same time
+    ],
+)
+async def test_a_time_range_that_ends_before_it_starts_is_400(
+    client: httpx.AsyncClient, path: str, t_from: str, t_to: str
+) -> None:
+    """As contract.md says for every route with `from` and `to`: before, /v1/readings and
+    /v1/alarms answered 200 with an empty list where /v1/quality and /v1/audit/verify said 400;
+    the buckets (`every=`) and CSV too."""
+    params = {"from": t_from, "to": t_to}
+    response = await client.get(path, params=params, headers=auth())
+    assert _assert_problem(response, 400)["detail"] == "to: must be later than from"
+    if path == "/v1/readings":
+        for extra in ({"every": "1m"}, {}):
+            headers = {**auth(), "Accept": "text/csv"} if not extra else auth()
+            response = await client.get(path, params={**params, **extra}, headers=headers)
+            assert _assert_problem(response, 400)["detail"] == "to: must be later than from"
+
+
 @pytest.mark.parametrize("limit", [0, 10_001])
 async def test_limit_is_bounded(client: httpx.AsyncClient, limit: int) -> None:
     response = await client.get("/v1/readings", params={"limit": limit}, headers=auth())

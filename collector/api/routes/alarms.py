@@ -20,7 +20,7 @@ from collector.api.deps import (
     Zone,
     cursor_position,
     next_cursor,
-    parse_time,
+    time_range,
 )
 from collector.api.models import AlarmOut, ListPage
 from collector.model import AHEAD_ALLOWANCE
@@ -87,12 +87,13 @@ def create_router(
     ) -> ListPage[AlarmOut]:
         """Alarms whose span [raised_at, cleared_at) meets [from, to), oldest first."""
         after = _alarm_after(cursor)
+        t_from, t_to = time_range(from_, to)
         now = clock()
         where = AlarmFilter(
             gateway=gateway,
             active=active,
-            t_from=parse_time("from", from_),
-            t_to=parse_time("to", to),
+            t_from=t_from,
+            t_to=t_to,
             now=now,
             allowance=allowance,
         )

@@ -39,7 +39,7 @@ from collector.api.deps import (
     bad_request,
     cursor_position,
     next_cursor,
-    parse_time,
+    time_range,
 )
 from collector.api.models import BucketOut, ListPage, ReadingOut
 from collector.readmodel import (
@@ -231,12 +231,8 @@ def create_router(storage: Storage) -> APIRouter:
     ) -> ListPage[ReadingOut] | ListPage[BucketOut] | StreamingResponse:
         # Every parameter is checked before a CSV stream starts: a bad one is still a problem
         # document, never a cut stream.
-        where = ReadingFilter(
-            gateway=gateway,
-            point=point,
-            t_from=parse_time("from", from_),
-            t_to=parse_time("to", to),
-        )
+        t_from, t_to = time_range(from_, to)
+        where = ReadingFilter(gateway=gateway, point=point, t_from=t_from, t_to=t_to)
         csv = wants_csv(accept)
         if every is None:
             after = _reading_after(cursor)

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, Field
 
-from collector.api.deps import Auth, From, To, bad_request, parse_time
+from collector.api.deps import Auth, From, To, time_range
 from collector.storage.base import Storage
 from collector.storage.capabilities import BlockArchive
 from collector.verify.core import VerifyReport, report_json
@@ -76,9 +76,7 @@ def create_router(storage: Storage) -> APIRouter:
         signed `prev` against the stored hash of seq - 1 of its epoch (GENESIS for seq 1).
         A missing seq is listed as a hole, not as a break.
         """
-        t_from, t_to = parse_time("from", from_), parse_time("to", to)
-        if t_from is not None and t_to is not None and t_from >= t_to:
-            raise bad_request("to: must be later than from")
+        t_from, t_to = time_range(from_, to)
         if not isinstance(storage, BlockArchive):
             raise HTTPException(
                 status.HTTP_501_NOT_IMPLEMENTED, "this storage backend cannot re-verify blocks"
