@@ -20,6 +20,12 @@ newest month with a partition is held by one range partition, FUTURE (FROM that 
 TO MAXVALUE: a DEFAULT partition would turn the newest-first probe of a series into a probe of
 every month, as a default may hold any time). When a month at or past its start is made, its
 readings move into the months made: ids kept, nothing lost, FUTURE read once (`_advance`).
+
+A month before the clock is made in a transaction of its own (each holds `readings` for one
+month's tables only, so another collector's ingest and open wait that long at most), and one
+ingest makes at most MONTHS_PER_INGEST of them: a batch needing more (one block naming every
+month since 1970: a reset clock, or a hostile gateway) fails once they are made
+(`partition_months_deferred`), not acknowledged, and its resend makes the next ones.
 """
 
 from __future__ import annotations
@@ -33,6 +39,7 @@ from typing import Final
 import asyncpg
 import structlog
 
+from collector.storage.base import StorageError
 from collector.storage.block_retention import raw_kept_from
 from collector.storage.months import (
     Month,
@@ -57,6 +64,9 @@ def partition_name(month: Month) -> str:
 # after a while (the batch fails and is retried) rather than stall the API for long.
 LOCK_TIMEOUT: Final = "5s"
 
+MONTHS_PER_INGEST: Final = 24
+"""The most months before FUTURE one ingest makes partitions for (the rest: its resend)."""
+
 _NAME: Final = re.compile(r"readings_y(\d{4})m(\d{2})")
 FUTURE: Final = "readings_future"
 """The partition of `readings` that holds every time after the newest month's partition."""
@@ -68,6 +78,10 @@ FUTURE_INDEX: Final = f"{FUTURE}_by_t"
 _FUTURE_BY_T: Final = f"CREATE INDEX {FUTURE_INDEX} ON {FUTURE} (t)"
 _FUTURE_BY_T_CONCURRENTLY: Final = f"CREATE INDEX CONCURRENTLY {FUTURE_INDEX} ON {FUTURE} (t)"
 _ROLLUP_NAME: Final = re.compile(r"readings_1m_y(\d{4})m(\d{2})")
+
+
+def _iso(month: Month) -> str:
+    return f"{month[0]:04d}-{month[1]:02d}"
 
 
 def month_of_partition(name: str) -> Month | None:
@@ -156,18 +170,32 @@ class Partitions:
             if mark is not None:
                 self._kept_from = max(self._kept_from, mark)
                 wanted = set(self._after_mark(wanted))
-            future = await _future_start(db)
-            if future is None:
-                future = await _make_future(db, horizon, wanted)
+            start = await _future_start(db)
+            future = start if start is not None else await _make_future(db, horizon, wanted)
             # A month is ready when both its readings and its rollups have a partition.
             present = await existing_months(db) & await rollup_months(db)
             wanted = self._own(wanted, horizon, future)
-            for month in sorted(m for m in wanted - present if m < future):
-                await _create(db, month)
             if wanted and max(wanted) >= future:
-                future = await _advance(db, future, max(wanted))
-        self._known |= wanted | present
+                advanced = await _advance(db, future, max(wanted))
+                present |= {m for m in wanted if m >= future}
+                future = advanced
+        self._known |= present
         self._future = future
+        missing = sorted(m for m in wanted - present if m < future)
+        for month in missing[:MONTHS_PER_INGEST]:
+            async with partition_change(db):  # `readings` held for this month's tables only
+                mark = await raw_kept_from(PostgresChain(db))  # retention may have run since
+                if mark is None or month_start(next_month(month)) > mark:
+                    await _create(db, month)
+                    self._known.add(month)
+        if len(missing) > MONTHS_PER_INGEST:
+            left = missing[MONTHS_PER_INGEST:]
+            log.warning("partition_months_deferred", made=MONTHS_PER_INGEST, left=len(left))
+            raise StorageError(
+                f"the batch's readings name {len(missing)} months without a partition: the"
+                f" first {MONTHS_PER_INGEST} were made, {len(left)} ({_iso(left[0])} to"
+                f" {_iso(left[-1])}) are left to the batch's resend (at most that many an ingest)"
+            )
 
     @staticmethod
     def _own(wanted: set[Month], horizon: Month, future: Month | None) -> set[Month]:
