@@ -1,12 +1,14 @@
 """The import's shell: stream a CSV file through the row parser into sealed outbox blocks.
 
 Memory stays flat whatever the file size: rows are read one at a time and at most one block's
-readings are held. Duplicates are found without remembering the file: within the block being
-built by a dict, and against everything sealed before (earlier blocks of this run, earlier
-runs) by the outbox's `backfill_keys`, which each seal writes in its own transaction (and
-retention deletes with the delivered blocks that carry their readings: `outbox_prune`). One
+readings are held. A (point, t) held already is found without remembering the file: within
+the block being built by a dict, and against everything the outbox holds (live readings the
+agent sealed, earlier blocks of this run, earlier runs) by the time span of its blocks
+(`outbox_held`), and the `backfill_keys` each import's seal writes in its own transaction
+(retention deletes them with the delivered blocks that carry their readings: `outbox_prune`).
+The same value and quality is a duplicate, another a conflict, named (`held_readings`). One
 import at a time per outbox (a lock file beside it), so the look-up and the seal that follows
-it cannot race another import of the same rows; the running agent never writes those keys.
+it cannot race another import of the same rows.
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ from pathlib import Path
 from typing import Final, Protocol, Self
 
 from edge_agent.backfill.rows import Columns, HeaderError, Rejection, RowParser, parse_header
+from edge_agent.core.held_readings import compare, described, same_reading
 from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox_held import SpanMemo
 from specs.block import MAX_BLOCK_READINGS
 from specs.records import Reading
 
@@ -66,8 +70,9 @@ class ImportCounts:
     """What one import did: `--json` prints these.
 
     `interrupted_after` is the last line handled when the import was asked to stop before the
-    end of the file (every row up to it was imported, counted duplicate or rejected); None
-    when it read the whole file.
+    end of the file (every row up to it was imported, counted duplicate, conflict or
+    rejected); None when it read the whole file. `conflict`: rows not imported because the
+    outbox or an earlier row holds their (point, t) with another value or quality.
     """
 
     imported: int
@@ -75,6 +80,7 @@ class ImportCounts:
     rejected: int
     seconds: float
     interrupted_after: int | None = None
+    conflict: int = 0
 
 
 class Progress(Protocol):
@@ -82,6 +88,9 @@ class Progress(Protocol):
 
     def rejected(self, line: int, reason: str) -> None:
         """Row starting at `line` (1-based) was skipped for `reason`."""
+
+    def conflicted(self, line: int, other: str) -> None:
+        """Row at `line` was not imported: `other` holds its (point, t) with another value."""
 
     def advanced(self, position: int) -> None:
         """`position` bytes of the file have been read and their rows handled."""
@@ -267,10 +276,11 @@ async def import_rows(
             duplicate when the file is imported again).
     """
     started = time.monotonic()
-    imported = duplicate = rejected = 0
+    imported = duplicate = rejected = conflict = 0
     interrupted_after: int | None = None
     handled = source.header_line
-    pending: dict[_Key, Reading] = {}
+    pending: dict[_Key, tuple[int, Reading]] = {}
+    memo: SpanMemo = {}
     for line, cells in source.rows():
         if stopped():
             interrupted_after = handled
@@ -282,42 +292,61 @@ async def import_rows(
             progress.rejected(line, rejection_reason(cells, result))
             continue
         key = (result.point, result.t)
-        if key in pending:
-            duplicate += 1
+        earlier = pending.get(key)
+        if earlier is not None:  # the first row of a (point, t) is the one taken
+            if same_reading(result, earlier[1]):
+                duplicate += 1
+            else:
+                conflict += 1
+                progress.conflicted(line, f"line {earlier[0]} ({described(earlier[1])})")
             continue
-        pending[key] = result
+        pending[key] = (line, result)
         if len(pending) >= block_readings:
-            sealed, known = await _seal(outbox, pending, clock_synced, imported)
-            imported, duplicate = imported + sealed, duplicate + known
+            counts = await _seal(outbox, pending, memo, clock_synced, imported, progress)
+            imported, duplicate, conflict = _added((imported, duplicate, conflict), counts)
             pending = {}
             progress.advanced(source.position)
     if pending:
-        sealed, known = await _seal(outbox, pending, clock_synced, imported)
-        imported, duplicate = imported + sealed, duplicate + known
+        counts = await _seal(outbox, pending, memo, clock_synced, imported, progress)
+        imported, duplicate, conflict = _added((imported, duplicate, conflict), counts)
     progress.advanced(source.size if interrupted_after is None else source.position)
     return ImportCounts(
-        imported, duplicate, rejected, time.monotonic() - started, interrupted_after
+        imported, duplicate, rejected, time.monotonic() - started, interrupted_after, conflict
     )
 
 
-async def _seal(
-    outbox: Outbox, pending: dict[_Key, Reading], clock_synced: Callable[[], bool], before: int
-) -> tuple[int, int]:
-    """Seal the readings of `pending` no earlier import has sealed: (sealed, known)."""
-    keys = list(pending)
+def _added(counts: tuple[int, int, int], more: tuple[int, int, int]) -> tuple[int, int, int]:
+    return counts[0] + more[0], counts[1] + more[1], counts[2] + more[2]
+
+
+async def _seal(  # noqa: PLR0917 - one batch's look-up and seal, and where it reports
+    outbox: Outbox,
+    pending: dict[_Key, tuple[int, Reading]],
+    memo: SpanMemo,
+    clock_synced: Callable[[], bool],
+    before: int,
+    progress: Progress,
+) -> tuple[int, int, int]:
+    """Seal the readings of `pending` the outbox does not hold: (sealed, duplicate, conflict).
+
+    Those it holds with another value or quality are reported as conflicts, by line.
+    """
+    readings = {key: reading for key, (_, reading) in pending.items()}
     try:
-        known = await outbox.known_backfill_keys(keys)
-        fresh = [key for key in keys if key not in known] if known else keys
-        if fresh:
+        compared = compare(readings, await outbox.held_readings(list(readings), memo))
+        if compared.fresh:
             await outbox.seal(
-                tuple(pending[key] for key in fresh),
+                tuple(readings[key] for key in compared.fresh),
                 now=time.time(),
                 clock_synced=clock_synced(),
-                backfill_keys=fresh,
+                backfill_keys=compared.fresh,
             )
     except sqlite3.Error as exc:
         raise OutboxWriteError(f"outbox: {exc}", before) from None
-    return len(fresh), len(known)
+    for key, kept in compared.conflicts:
+        held = f"a reading already in the outbox ({described(kept)}), which is kept"
+        progress.conflicted(pending[key][0], held)
+    return len(compared.fresh), compared.duplicate, len(compared.conflicts)
 
 
 @contextmanager

@@ -85,6 +85,9 @@ class _Report:
         prefix = "\r\x1b[K" if self._bar is not None else ""
         click.echo(f"{prefix}{self._path}:{line}: {reason}", err=True)
 
+    def conflicted(self, line: int, other: str) -> None:
+        self.rejected(line, f"conflicts with {other}")
+
     def advanced(self, position: int) -> None:
         if self._bar is not None and position > self._shown:
             self._bar.update(position - self._shown)
@@ -175,11 +178,15 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
     """Import an instrument's own log into the outbox as backfilled readings.
 
     Each row that cannot be imported is reported as FILE:LINE: reason on stderr and skipped.
-    Rows already imported (by this file or an earlier run) count as duplicate: running the
-    same file again imports nothing. Imported means sealed into the outbox: the collector may
-    still refuse a reading (a month past its storage.raw_days: past_retention), which its
-    audit says, not this count. Safe while `edge-agent run` runs. Exit 1 when any row
-    was rejected; 130 when Ctrl-C stopped it (the counts say how far it got).
+    A (point, t) the outbox holds (sealed live by the agent, or imported by this file or an
+    earlier run) is not sealed again: with the same value and quality it counts as duplicate
+    (running the same file again imports nothing); with another value or quality as conflict,
+    reported as FILE:LINE: conflicts with ... (the reading held, or the earlier line of the
+    file), and the reading held is kept. Readings already sent and pruned by retention cannot
+    be checked. Imported means sealed into the outbox: the collector may still refuse a
+    reading (a month past its storage.raw_days: past_retention), which its audit says, not
+    this count. Safe while `edge-agent run` runs. Exit 1 when any row was rejected or
+    conflicts; 130 when Ctrl-C stopped it (the counts say how far it got).
     """
     config = load_or_exit(config_path)
     key = _usable_signing_key(config_path, config)
@@ -222,7 +229,7 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
             f"{csv_path}: interrupted after line {counts.interrupted_after}; {_RERUN}", err=True
         )
         raise click.exceptions.Exit(INTERRUPTED_EXIT)
-    if counts.rejected:
+    if counts.rejected or counts.conflict:
         raise click.exceptions.Exit(REJECTED_EXIT)
 
 
@@ -232,6 +239,7 @@ def _show(csv_path: Path, counts: ImportCounts, *, as_json: bool) -> None:
         body: dict[str, object] = {
             "imported": counts.imported,
             "duplicate": counts.duplicate,
+            "conflict": counts.conflict,
             "rejected": counts.rejected,
             "seconds": round(counts.seconds, 3),
         }
@@ -241,7 +249,7 @@ def _show(csv_path: Path, counts: ImportCounts, *, as_json: bool) -> None:
     else:
         click.echo(
             f"{csv_path}: imported {counts.imported}, duplicate {counts.duplicate},"
-            f" rejected {counts.rejected} in {counts.seconds:.1f} s"
+            f" conflict {counts.conflict}, rejected {counts.rejected} in {counts.seconds:.1f} s"
         )
         if counts.imported:
             click.echo(f"{csv_path}: {IMPORTED_MEANS}")

@@ -42,16 +42,17 @@ import structlog
 
 from edge_agent.core.ack_check import EpochLeft, how_epoch_left
 from edge_agent.core.chain import Identity, SealedBlock
+from edge_agent.core.held_readings import Key
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell.outbox_delivery import Delivery
 from edge_agent.shell.outbox_epoch_lock import EpochLock
 from edge_agent.shell.outbox_file import OutboxFile
+from edge_agent.shell.outbox_held import HeldReadings, SpanMemo, find_held
 from edge_agent.shell.outbox_prune import prune_delivered
 from edge_agent.shell.outbox_reads import (
     AnnouncementState,
     OutboxStats,
     announcement_state,
-    find_backfill_keys,
     read_alarm_state,
     read_data_version,
     read_stats,
@@ -344,10 +345,9 @@ class Outbox:
         async with self._file.lock:
             return await read_alarm_state(self._file.db)
 
-    async def known_backfill_keys(self, keys: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Those of `keys` ((point, t)) that an earlier import has sealed already."""
-        async with self._file.lock:
-            return await find_backfill_keys(self._file.db, keys)
+    async def held_readings(self, keys: Sequence[Key], memo: SpanMemo) -> HeldReadings:
+        """What the outbox holds of `keys` ((point, t)), live or imported: `outbox_held`."""
+        return await find_held(self._file.db, self._file.lock, keys, memo)
 
     async def changed_elsewhere(self) -> bool:
         """Whether another process committed to the file since the last call.

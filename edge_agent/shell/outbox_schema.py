@@ -36,6 +36,8 @@ CREATE TABLE IF NOT EXISTS blocks (
     readings INTEGER,
     thinned INTEGER NOT NULL DEFAULT 0,
     backfilled INTEGER,
+    first_t REAL,
+    last_t REAL,
     PRIMARY KEY (epoch, seq)
 );
 CREATE INDEX IF NOT EXISTS blocks_undelivered ON blocks (epoch, seq) WHERE delivered_at IS NULL;
@@ -131,12 +133,19 @@ _ADDED_COLUMNS: Final = (
     ("blocks", "backfilled", "INTEGER"),
     ("acked", "issued_at", "REAL"),
     ("acked", "bound", "REAL"),
+    ("blocks", "first_t", "REAL"),
+    ("blocks", "last_t", "REAL"),
 )
-# On a column added above, so made once it is there: the blocks that carry (or may carry,
-# NULL) imported readings, which retention decodes to find their keys.
-_BACKFILLED_INDEX: Final = (
-    "CREATE INDEX IF NOT EXISTS blocks_backfilled ON blocks (epoch, seq)"
-    " WHERE backfilled IS NULL OR backfilled > 0"
+# On columns added above, so made once they are there: the blocks that carry (or may carry,
+# NULL) imported readings, which retention decodes to find their keys; and the time span of
+# each block's readings (`first_t`..`last_t`, Unix seconds; NULL: no readings, or sealed before
+# the columns), where an import looks for the (point, t) it brings (`outbox_held`).
+_ADDED_INDEXES: Final = (
+    (
+        "CREATE INDEX IF NOT EXISTS blocks_backfilled ON blocks (epoch, seq)"
+        " WHERE backfilled IS NULL OR backfilled > 0"
+    ),
+    "CREATE INDEX IF NOT EXISTS blocks_span ON blocks (last_t, first_t)",
 )
 # SQLite page cache of the outbox connection, KiB (SQLite's default is 2,000).
 PAGE_CACHE_KIB: Final = 256
@@ -171,7 +180,8 @@ async def prepare_file(
             columns = {str(row[1]) for row in await cursor.fetchall()}
         if column not in columns:
             await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-    await db.execute(_BACKFILLED_INDEX)
+    for index in _ADDED_INDEXES:
+        await db.execute(index)
     async with async_write_transaction(db):
         async with db.execute("SELECT value FROM meta WHERE key = 'epoch'") as cursor:
             row = await cursor.fetchone()

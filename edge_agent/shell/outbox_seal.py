@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
+from edge_agent.core.held_readings import reading_span
 from edge_agent.core.thinning import imported_keys
 from edge_agent.shell.outbox_key_listing import (
     AckKeys,
@@ -32,7 +33,8 @@ from specs.signing import SigningKey
 _CHAIN_STATE_SQL = "SELECT key, value FROM meta WHERE key IN ('epoch', 'last_seq', 'last_hash')"
 _INSERT_BLOCK_SQL = (
     "INSERT INTO blocks (epoch, seq, payload, digest, alg, kid, sig, records,"
-    " sealed_at, readings, thinned, backfilled) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " sealed_at, readings, thinned, backfilled, first_t, last_t)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
 _ALARM_STATE_SQL = (
     "INSERT INTO alarm_state (name, state, saved_at) VALUES (?, ?, ?)"
@@ -62,6 +64,7 @@ def append_block(  # noqa: PLR0917 - the seal's inputs, passed to the thread as 
     """Seal one block inside the caller's open transaction; the block and the new state."""
     state = read_chain_state(db)
     block, new_state = seal(state, identity, records, now=now, clock_synced=clock_synced, key=key)
+    first_t, last_t = reading_span(records) or (None, None)
     db.execute(
         _INSERT_BLOCK_SQL,
         (
@@ -77,6 +80,8 @@ def append_block(  # noqa: PLR0917 - the seal's inputs, passed to the thread as 
             _reading_count(records),
             int(thinned),
             len(imported_keys(records)),
+            first_t,
+            last_t,
         ),
     )
     db.executemany(

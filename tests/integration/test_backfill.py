@@ -112,7 +112,7 @@ def test_bom_both_separators_naive_times_and_units(site: Path, tmp_path: Path) -
     result = backfill(site, csv, "--json")
     assert result.exit_code == 0, result.stderr
     body = counts(result)
-    assert set(body) == {"imported", "duplicate", "rejected", "seconds"}
+    assert set(body) == {"imported", "duplicate", "conflict", "rejected", "seconds"}
     assert (body["imported"], body["duplicate"], body["rejected"]) == (4, 0, 0)
     assert isinstance(body["seconds"], float)
     assert result.stderr == ""
@@ -186,8 +186,9 @@ def test_rerunning_a_file_imports_nothing_and_repeats_count_as_duplicate(
     site: Path, tmp_path: Path
 ) -> None:
     rows = [f"T00{1 + i % 3}-LT-01,2024-03-01 08:{i // 60:02d}:{i % 60:02d},{i}" for i in range(90)]
-    # The same (point, t) twice in the file, once written differently (offset, fraction).
-    rows += ["T001-LT-01,2024-03-01 08:00:00,999", "T001-LT-01,2024-03-01T00:00:00.000Z,998"]
+    # The same reading twice more in the file, once written differently (offset, fraction);
+    # another value would be a conflict (test_backfill_held).
+    rows += ["T001-LT-01,2024-03-01 08:00:00,0", "T001-LT-01,2024-03-01T00:00:00.000Z,0.0"]
     csv = write(tmp_path / "log.csv", "point,t,value\n" + "\n".join(rows) + "\n")
     first = backfill(site, csv, "--json")
     assert first.exit_code == 0, first.stderr
@@ -210,6 +211,9 @@ def _import(site: Path, csv: Path, block_readings: int) -> tuple[int, int, int]:
     class Quiet:
         def rejected(self, line: int, reason: str) -> None:
             raise AssertionError(f"line {line}: {reason}")
+
+        def conflicted(self, line: int, other: str) -> None:
+            raise AssertionError(f"line {line}: conflicts with {other}")
 
         def advanced(self, position: int) -> None:
             assert position >= 0
@@ -245,7 +249,7 @@ def test_repeats_in_other_blocks_and_an_interrupted_import_are_found_in_the_outb
     assert _import(site, half, block_readings=4) == (10, 0, 0)
     # The whole file, with the first half repeated at its end: blocks of 4 readings, so
     # each repeat sits in a different block than its original.
-    body = "".join(f"T001-LT-01,{t},2\n" for t in times + times[:10])
+    body = "".join(f"T001-LT-01,{t},1\n" for t in times + times[:10])
     whole = write(tmp_path / "whole.csv", "point,t,value\n" + body)
     assert _import(site, whole, block_readings=4) == (10, 20, 0)
     blocks = chain(site)
@@ -329,7 +333,8 @@ def test_the_installed_command_exit_codes(site: Path, tmp_path: Path) -> None:
     assert (done.returncode, done.stderr) == (0, "")
     assert (
         done.stdout
-        == f"{good}: imported 1, duplicate 0, rejected 0 in " + done.stdout.split(" in ")[1]
+        == f"{good}: imported 1, duplicate 0, conflict 0, rejected 0 in "
+        + done.stdout.split(" in ")[1]
     )
     bad = write(tmp_path / "bad.csv", "point,t,value\nT001-LT-01,2024-03-01 08:00:00,x\n")
     rejected = run("--csv", str(bad), "--json")
@@ -390,7 +395,7 @@ def test_a_progress_bar_on_a_terminal_only(site: Path, tmp_path: Path) -> None:
     assert "100%" in text
     # Each rejected row still stands on a line of its own, the bar's line cleared first.
     assert f"\r\x1b[K{csv}:32: unknown point 'T009-LT-01'\r\n" in text
-    assert stdout.decode().startswith(f"{csv}: imported 30, duplicate 0, rejected 1")
+    assert stdout.decode().startswith(f"{csv}: imported 30, duplicate 0, conflict 0, rejected 1")
 
 
 def _run_limited(site: Path, csv: Path) -> tuple[subprocess.CompletedProcess[str], int]:
@@ -438,7 +443,7 @@ def test_an_endless_line_is_rejected_at_its_line_and_the_rows_after_it_imported(
     done, peak_kib = _run_limited(site, csv)
     assert done.returncode == 1, done.stderr
     assert done.stderr == f"{csv}:3: a line longer than 1048576 characters\n"
-    assert done.stdout.startswith(f"{csv}: imported 2, duplicate 0, rejected 1 in ")
+    assert done.stdout.startswith(f"{csv}: imported 2, duplicate 0, conflict 0, rejected 1 in ")
     assert [r.value for r in readings(site)] == [1.0, 2.0]
     assert peak_kib < 200_000
 
@@ -580,7 +585,7 @@ def test_ctrl_c_stops_an_import_that_the_same_command_then_finishes(
     assert (again.returncode, again.stderr) == (0, "")
     rest = total - first["imported"]
     assert again.stdout.startswith(
-        f"{csv}: imported {rest}, duplicate {first['imported']}, rejected 0 in "
+        f"{csv}: imported {rest}, duplicate {first['imported']}, conflict 0, rejected 0 in "
     )
     stored = stored_readings(site)
     assert len(stored) == total
@@ -746,7 +751,8 @@ def test_imported_is_said_to_be_sealed_into_the_outbox_not_stored(
     csv = write(tmp_path / "log.csv", HEADER_PTV + rows)
     first = backfill(site, csv)
     assert first.exit_code == 0, first.output
-    assert first.stdout.splitlines()[0].startswith(f"{csv}: imported 2, duplicate 0, rejected 0 ")
+    counted = f"{csv}: imported 2, duplicate 0, conflict 0, rejected 0 "
+    assert first.stdout.splitlines()[0].startswith(counted)
     said = (
         f"{csv}: the imported readings are sealed into the outbox, not yet stored: the collector"
         " refuses any of a month past its storage.raw_days (audited past_retention) and stores"

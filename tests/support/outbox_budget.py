@@ -54,6 +54,15 @@ def take_free_pages(path: Path, point: str = "filler") -> tuple[int, int]:
                         raise
                     break
                 n += 1
+        # A page a key's insert cannot take alone (its split needs two): a table's root.
+        while db.execute("PRAGMA freelist_count").fetchone()[0]:
+            try:
+                db.execute(f'CREATE TABLE "{point}_{n}" (x)')
+            except sqlite3.OperationalError as exc:
+                if not is_full(exc):
+                    raise
+                break
+            n += 1
         pages, free = (
             db.execute(f"PRAGMA {p}").fetchone()[0] for p in ("page_count", "freelist_count")
         )
