@@ -37,7 +37,7 @@ import structlog
 
 from edge_agent.core.plan import OUTBOX_BUSY_TIMEOUT
 from edge_agent.shell.outbox_seq_mark import Mark
-from edge_agent.shell.outbox_sidecars import EpochJournal
+from edge_agent.shell.outbox_sidecars import EpochJournal, ProofStandsError
 from edge_agent.shell.outbox_space import free_bytes
 from hostkit.sqlite_file import holding, named_tables, table_names
 from specs.records import GapReason, GapRecord, iso_time
@@ -289,6 +289,15 @@ def _sealed_nothing(journal: EpochJournal, owed: Sequence[GapRecord], file_epoch
     return journal.latest_sealed_nothing() and file_epoch in {gap.epoch for gap in owed}
 
 
+def _taken_back(journal: EpochJournal, epoch: str) -> None:
+    """`epoch`, found committed: its proof of sealing nothing taken back, else refused."""
+    try:
+        journal.sealed_in(epoch)
+    except ProofStandsError as exc:
+        why = "the file holds that epoch; nothing more is sealed in it until it is taken back"
+        raise OutboxUnavailableError(f"{exc}: {why}; {exc.remedy}") from exc
+
+
 def with_owed(gaps: list[GapRecord], owed: Sequence[GapRecord]) -> list[GapRecord]:
     """`gaps`, and those `owed` of epochs they do not declare (an earlier start's, not sealed).
 
@@ -339,7 +348,7 @@ def recovery_gaps(
     committed = isinstance(found, Healthy) and found.epoch == known and found.last_seq > 0
     owed = [] if committed else journal.owed()
     if committed and known is not None:
-        journal.sealed_in(known)
+        _taken_back(journal, known)
     if isinstance(found, Foreign):
         raise NotAnOutboxError(found.why)
     if isinstance(found, Corrupt):

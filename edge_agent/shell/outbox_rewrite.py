@@ -27,7 +27,7 @@ from edge_agent.shell.outbox_reads import (
     witnesses,
 )
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
-from edge_agent.shell.outbox_sidecars import EpochJournal
+from edge_agent.shell.outbox_sidecars import EpochJournal, ProofStandsError
 from edge_agent.shell.outbox_transaction import async_write_transaction
 from specs.block import GENESIS, decode_block
 from specs.records import GapRecord, Record
@@ -56,8 +56,10 @@ async def begin_epoch(
 
     The `journal`'s proof that `epoch` sealed nothing (written with its entry,
     `EpochJournal.record`) is taken back (synced, on a thread) before the transaction
-    commits, so nothing of `epoch` is committed while it stands. When it cannot be
-    (`epoch_journal_not_written`), nothing is: OutboxUnavailableError, the proof true.
+    commits, so nothing of `epoch` is committed while it stands; so is a proof of an older
+    epoch, left the latest when `epoch`'s entry was not written (a full disk: its entry is
+    written again first). When it cannot be (`epoch_journal_not_written`, or the journal
+    unreadable), nothing is: OutboxUnavailableError, the proof true.
     """
     async with async_write_transaction(db):
         await db.executemany(
@@ -65,11 +67,15 @@ async def begin_epoch(
             [(epoch, "epoch"), ("0", "last_seq"), (GENESIS, "last_hash")],
         )
         block = await append(tuple(gaps), now=now, clock_synced=clock_synced)
-        if journal is not None and not await journal.sealed_in_on_thread(epoch):
-            raise OutboxUnavailableError(
-                f"{journal.path}: cannot take back the proof that epoch {epoch} sealed nothing;"
-                " its first block was not committed and the epoch not started"
-            )
+        if journal is not None:
+            # Its entry again if its write failed (room made since): named, `epoch` is
+            # declared by a start finding a copy put back; written, an older proof is gone.
+            await journal.record_on_thread(epoch, gaps)
+            try:
+                await journal.sealed_in_on_thread(epoch)
+            except ProofStandsError as exc:
+                why = f"epoch {epoch}'s first block was not committed and the epoch not started"
+                raise OutboxUnavailableError(f"{exc}: {why}; {exc.remedy}") from exc
         return block
 
 

@@ -47,6 +47,21 @@ _JOURNAL_KEEP: Final = 16
 _Done = TypeVar("_Done")
 
 
+class ProofStandsError(Exception):
+    """A journaled proof that an epoch sealed nothing could not be taken back (`sealed_in`).
+
+    Its message names the journal and the OS error; `remedy` says what mends it.
+    """
+
+    remedy: Final = (
+        "free some space where the journal is, or mend what the error names (`dmesg` for an"
+        " I/O error, LimitNOFILE for too many open files), and the next start goes on"
+    )
+
+    def __init__(self, journal: Path, what: str, error: OSError | ValueError) -> None:
+        super().__init__(f"{journal}: cannot {what} ({error})")
+
+
 class EpochJournal:
     """The epochs this outbox path has used, newest last (advisory: losing it loses no data).
 
@@ -75,12 +90,23 @@ class EpochJournal:
         return self._path
 
     def _body(self) -> dict[str, object]:
+        """The journal as read for declaring: missing or unreadable (logged), it is empty.
+
+        Read so, nothing proves an epoch sealed nothing (`latest_sealed_nothing`): declared
+        (one record more at worst). Taking a proof back reads with `_read`: unreadable, a proof
+        it may hold is not taken back (`sealed_in`).
+        """
+        try:
+            return self._read()
+        except (OSError, ValueError) as exc:
+            log.warning("epoch_journal_unreadable", path=str(self._path), error=str(exc))
+            return {}
+
+    def _read(self) -> dict[str, object]:
+        """The journal (empty: missing); OSError or ValueError when it cannot be read."""
         try:
             body = json.loads(self._path.read_text(encoding="utf-8"))
         except FileNotFoundError:
-            return {}
-        except (OSError, ValueError) as exc:
-            log.warning("epoch_journal_unreadable", path=str(self._path), error=str(exc))
             return {}
         return body if isinstance(body, dict) else {}
 
@@ -140,18 +166,33 @@ class EpochJournal:
             self._write({**body, "sealed": False})
 
     def sealed_in(self, epoch: str) -> bool:
-        """`epoch`, the latest, is (or is about to be) committed: its proof of nothing is void.
+        """`epoch` is (or is about to be) committed: no proof that an epoch sealed nothing stands.
 
-        Whether none stands now (False: it does, its rewrite failed). Taken back by its start
-        before the first block commits (`outbox_rewrite.begin_epoch`), and by a start that
-        finds the file holding `epoch`: a commit whose WAL fsync failed raises, its frames
-        still in the WAL: its start read the file back outside `epoch` and wrote the proof
-        again, and the next open recovered them. Rewritten (synced) only when one stands.
+        Whether one stood, now taken back (rewritten, synced). Raises ProofStandsError when one
+        stands still: its rewrite failed, or the journal could not be read (a proof it may hold
+        cannot be told taken back). Taken back by `epoch`'s start before its first block
+        commits (`outbox_rewrite.begin_epoch`), and by a start that finds the file holding
+        `epoch`, the latest: a commit whose WAL fsync failed raises, its frames still in the
+        WAL: its start read the file back outside `epoch` and wrote the proof again, and the
+        next open recovered them. A proof of another epoch is taken back too: `epoch`'s own
+        entry was not written (`epoch_journal_not_written`), and left standing it would tell a
+        start that finds a copy put back that the latest epoch named sealed nothing, while
+        `epoch`'s blocks are declared by nobody; taken back, that epoch is declared too.
         """
-        body = self._body()
-        epochs = body.get("epochs")
-        if isinstance(epochs, list) and epochs[-1:] == [epoch] and body.get("sealed") is False:
-            return self._write({key: value for key, value in body.items() if key != "sealed"})
+        try:
+            body = self._read()
+        except (OSError, ValueError) as exc:
+            log.warning("epoch_journal_unreadable", path=str(self._path), error=str(exc))
+            what = "read whether a proof that an epoch sealed nothing stands"
+            raise ProofStandsError(self._path, what, exc) from exc
+        if body.get("sealed") is not False:
+            return False
+        error = self._write({key: value for key, value in body.items() if key != "sealed"})
+        if error is not None:
+            epochs = body.get("epochs")
+            of = epochs[-1] if isinstance(epochs, list) and epochs else epoch
+            what = f"take back the proof that epoch {of} sealed nothing"
+            raise ProofStandsError(self._path, what, error)
         return True
 
     async def owed_on_thread(self) -> list[GapRecord]:
@@ -200,16 +241,17 @@ class EpochJournal:
         }
         self._write({**body, "sealed": False} if unsealed else body)
 
-    def _write(self, body: dict[str, object]) -> bool:
-        """Written to a temporary file, synced, renamed; whether it was."""
+    def _write(self, body: dict[str, object]) -> OSError | None:
+        """Written to a temporary file, synced, renamed; why not (None: it was)."""
         try:
             replace_file(self._path, json.dumps(body).encode("utf-8"))
         except OSError as exc:
             # A full disk must not stop the agent; the journal only sharpens gap records
-            # (a proof not taken back keeps its epoch's first block from committing only).
+            # (a proof not taken back refuses an epoch start, or an opening that finds the
+            # file in that epoch: `sealed_in`).
             log.warning("epoch_journal_not_written", path=str(self._path), error=str(exc))
-            return False
-        return True
+            return exc
+        return None
 
 
 async def _to_its_end(write: Callable[[], _Done]) -> _Done:

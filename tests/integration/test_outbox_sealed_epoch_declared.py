@@ -32,7 +32,12 @@ from edge_agent.shell.outbox_recovery import recovery_gaps
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import GapReason, GapRecord
 from tests.support.outbox_budget import minute_block
-from tests.support.outbox_epochs import CUT_SHORT_START, copy_put_back, sealed_epoch
+from tests.support.outbox_epochs import (
+    CUT_SHORT_START,
+    copy_put_back,
+    declared_by_the_next_start,
+    sealed_epoch,
+)
 from tests.support.outbox_file import committed_gap_records
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.sigkill_writer import ROOT
@@ -83,7 +88,7 @@ asyncio.run(main())
 
 
 @pytest.mark.parametrize("fault", ["power_cut", "mark_given_up", "restored_in_place"])
-async def test_an_abandoning_epoch_that_sealed_blocks_is_declared_by_the_next_start(
+async def test_an_abandoning_epoch_that_sealed_blocks_isdeclared_by_the_next_start(
     tmp_path: Path, fault: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Epoch B copied, the file gone, epoch A; the copy put back: a start abandons it for K.
@@ -138,7 +143,7 @@ async def test_an_abandoning_epoch_that_sealed_blocks_is_declared_by_the_next_st
         mark_path.write_bytes(mark_before)
     if fault != "restored_in_place":
         put_back(path, copy)
-    declared = await _declared_by_the_next_start(path)
+    declared = await declared_by_the_next_start(path)
     # Before: [copied, latest] (K's sealed, undelivered seqs declared by nobody).
     assert abandoning in declared
     assert copied in declared
@@ -215,14 +220,7 @@ async def test_a_proof_of_sealing_nothing_is_taken_back_once_the_file_shows_the_
             await outbox.seal(minute_block(i), now=T0 + i, clock_synced=True)
     assert not journal.latest_sealed_nothing()
     put_back(path, copy)
-    declared = await _declared_by_the_next_start(path)
+    declared = await declared_by_the_next_start(path)
     assert abandoning in declared
     assert copied in declared
     assert latest in declared
-
-
-async def _declared_by_the_next_start(path: Path) -> list[str | None]:
-    """The epochs the outbox's gap records declare once another start has opened it."""
-    async with open_outbox(path, SITE, KEY):
-        pass
-    return [g.epoch for g in committed_gap_records(path)]

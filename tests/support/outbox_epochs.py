@@ -1,7 +1,8 @@
 """Outbox epochs as a site's life makes them: sealed, copied and put back, or cut short.
 
 `sealed_epoch` is a start that seals blocks; `copy_put_back` leaves a file in an older epoch
-beside the journal and mark of a newer one; `CUT_SHORT_START` is a start run as a real python
+beside the journal and mark of a newer one; `declared_by_the_next_start` tells what a start
+then declares; `CUT_SHORT_START` is a start run as a real python
 subprocess (`python -c`, from the repository root), SIGKILLed or failing as SQLite does at a
 hook before its first block committed.
 """
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from edge_agent.shell.outbox_open import open_outbox
 from tests.support.outbox_budget import minute_block
+from tests.support.outbox_file import committed_gap_records
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.sqlite_files import online_copy, put_back, remove_with_log
 
@@ -81,3 +83,10 @@ async def copy_put_back(path: Path, copy: Path) -> tuple[str, str]:
     latest = await sealed_epoch(path, 5, 100)
     put_back(path, copy)
     return copied, latest
+
+
+async def declared_by_the_next_start(path: Path) -> list[str | None]:
+    """The epochs the outbox's gap records declare once another start has opened it."""
+    async with open_outbox(path, SITE, KEY):
+        pass
+    return [g.epoch for g in committed_gap_records(path)]
