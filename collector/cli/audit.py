@@ -10,12 +10,11 @@ import click
 
 from collector.audit.chain import ChainReport
 from collector.audit.verify import verify_chain
-from collector.cli.common import config_option, load_or_exit, with_storage
+from collector.cli.common import USAGE_ERROR_EXIT, config_option, load_or_exit, with_storage
 from collector.storage.base import Storage
 from collector.storage.capabilities import AuditTrail
 
 BROKEN_EXIT: Final = 1
-USAGE_ERROR_EXIT: Final = 2
 
 
 @click.group()

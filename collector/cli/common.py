@@ -23,11 +23,14 @@ from specs.records import RecordFormatError, parse_iso_time
 __all__ = [
     "CONFIG_ENV",
     "CONFIG_ERROR_EXIT",
+    "USAGE_ERROR_EXIT",
     "config_option",
     "load_or_exit",
     "with_storage",
 ]
 
+USAGE_ERROR_EXIT: Final = 2
+"""A value the command cannot act on (an unknown gateway, a bad range): click's usage code."""
 CONFIG_ENV: Final = "GANZHI_COLLECTOR_CONFIG"
 """The collector config's path when `-c` is not given (a unit file's `Environment=`)."""
 T = TypeVar("T")

@@ -20,7 +20,13 @@ import click
 
 from collector.api.core import OffsetError, offset_text, parse_utc_offset
 from collector.api.csv_rows import READING_COLUMNS, csv_text, reading_cells
-from collector.cli.common import config_option, load_or_exit, time_option, with_storage
+from collector.cli.common import (
+    USAGE_ERROR_EXIT,
+    config_option,
+    load_or_exit,
+    time_option,
+    with_storage,
+)
 from collector.config import CollectorConfig
 from collector.export.aqss import (
     BATCH_END,
@@ -37,7 +43,6 @@ from collector.storage.base import Storage
 from hostkit.atomicfile import replacing
 from specs.catalogue import default_catalogue
 
-USAGE_ERROR_EXIT: Final = 2
 EXPORT_PAGE: Final = 5000
 COAL_DOMAIN: Final = "MK"
 

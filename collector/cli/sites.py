@@ -14,7 +14,13 @@ import click
 from collector.audit.chain import Action, AuditRow
 from collector.cli.audited import operator, record_action
 from collector.cli.check import private_keys_or_exit, refuse_bad_broker_tls
-from collector.cli.common import config_option, gateway_option, load_or_exit, with_storage
+from collector.cli.common import (
+    USAGE_ERROR_EXIT,
+    config_option,
+    gateway_option,
+    load_or_exit,
+    with_storage,
+)
 from collector.config import CollectorConfig
 from collector.pki.tls import client_context
 from collector.sites import PushHistory, publish_command, push_command, push_detail, site_history
@@ -30,7 +36,6 @@ from specs.topics import GatewayTopics
 _PAGE: Final = 1000
 _WIDTHS: Final = (16, 24, 16, 11, 0)
 _DONE_WITH_REJECTIONS: Final = 1
-USAGE_ERROR_EXIT: Final = 2
 
 
 @click.group()

@@ -17,7 +17,7 @@ import click
 
 from collector.api.config import ALL_DISTRICTS
 from collector.cli.audited import operator
-from collector.cli.common import config_option, load_or_exit, with_storage
+from collector.cli.common import USAGE_ERROR_EXIT, config_option, load_or_exit, with_storage
 from collector.storage.base import RegistryError, Storage, StorageError
 from collector.storage.capabilities import TokenStore
 from collector.tokens import StoredToken, new_secret, secret_hash
@@ -25,7 +25,6 @@ from hostkit.tables import render_table
 from specs.identifiers import IdentifierError, check_district_code
 from specs.records import iso_time, optional_iso_time
 
-USAGE_ERROR_EXIT: Final = 2
 MAX_NAME: Final = 256
 """The longest token name `tokens add` takes (characters; at most 1 KiB of UTF-8)."""
 _LIST_COLUMNS: Final = ("NAME", "DISTRICTS", "CREATED", "REVOKED")

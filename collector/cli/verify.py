@@ -9,7 +9,13 @@ from typing import Final
 
 import click
 
-from collector.cli.common import config_option, load_or_exit, time_option, with_storage
+from collector.cli.common import (
+    USAGE_ERROR_EXIT,
+    config_option,
+    load_or_exit,
+    time_option,
+    with_storage,
+)
 from collector.readmodel import EVERYTHING
 from collector.storage.base import Storage
 from collector.storage.capabilities import BlockArchive
@@ -18,7 +24,6 @@ from collector.verify.service import verify_stored
 from hostkit.tables import render_table
 
 BROKEN_EXIT: Final = 1
-USAGE_ERROR_EXIT: Final = 2
 
 
 @dataclass(frozen=True, slots=True)
