@@ -206,7 +206,7 @@ class EpochJournal:
         await _to_its_end(partial(self.record, epoch, owed, unsealed=unsealed))
 
     async def sealed_in_on_thread(self, epoch: str) -> bool:
-        """`sealed_in`, on a thread: returns once the proof is taken back (or not, False)."""
+        """`sealed_in`, on a thread: whether a proof stood, taken back (else ProofStandsError)."""
         return await _to_its_end(partial(self.sealed_in, epoch))
 
     async def sealed_nothing_on_thread(self, epoch: str) -> None:
