@@ -4,7 +4,9 @@ Asks the running agent on its status socket (edge_agent.shell.status_server) and
 what it answers: uplink, each device's last good read and last error, the RTU buses' measured
 load, the outbox, the clock and the active alarms. When nobody answers there, it says that
 the agent is not running, shows what the files tell (the outbox, the clock, the planned RTU
-load) and exits with NOT_RUNNING_EXIT, so a script can tell the two apart.
+load) and exits with NOT_RUNNING_EXIT, so a script can tell the two apart; when an agent runs
+(it holds the outbox's agent lock, or the socket accepts) but gives no readable answer, it says
+so, shows the same files and exits with NOT_ANSWERING_EXIT.
 """
 
 from __future__ import annotations
@@ -27,12 +29,18 @@ from edge_agent.core.agent_status import SnapshotFormatError, snapshot_from_json
 from edge_agent.core.agent_status_text import format_age, render_snapshot
 from edge_agent.core.plan_compile import bus_plans
 from edge_agent.core.points import resolve_points
+from edge_agent.shell.agent_lock import agent_lock_path, another_agent_runs
 from edge_agent.shell.host import clock_synchronized
 from edge_agent.shell.outbox_admin import OutboxAccessError, OutboxSummary, summarize
 from edge_agent.shell.status_server import REQUEST, status_socket_path
 
 NOT_RUNNING_EXIT: Final = 3
-"""Exit status when no agent answers on the status socket (the file view is printed)."""
+"""Exit status when no agent runs: nobody listens on the status socket and nobody holds the
+outbox's agent lock (the file view is printed). 3 is the LSB `status` code for "not running"."""
+NOT_ANSWERING_EXIT: Final = 4
+"""Exit status when an agent runs but gives no answer: it holds the agent lock, or the socket
+accepts, but no readable answer comes within ANSWER_TIMEOUT (a hung or stopped agent; the file
+view is printed). 4 is the LSB `status` code for "status unknown"."""
 FAILED_EXIT: Final = 1
 """Exit status when the agent answered with an error, the socket may not be opened, or the
 agent answering on it is another gateway's."""
@@ -44,6 +52,10 @@ _CLEAR_SCREEN: Final = "\033[H\033[2J"
 
 class _NotRunningError(Exception):
     """Nobody answers on the status socket."""
+
+
+class _NotAnsweringError(Exception):
+    """The status socket accepts, but no readable answer comes."""
 
 
 class _AskFailedError(Exception):
@@ -69,13 +81,13 @@ def _ask(path: Path) -> dict[str, object]:
             sock.sendall(REQUEST)
             answer = _read_all(sock)
         except TimeoutError:
-            raise _NotRunningError(f"no answer on {path} within {ANSWER_TIMEOUT:g} s") from None
+            raise _NotAnsweringError(f"no answer on {path} within {ANSWER_TIMEOUT:g} s") from None
         except ConnectionError as exc:
-            raise _NotRunningError(f"{path}: {exc}") from None
+            raise _NotAnsweringError(f"{path}: {exc}") from None
     try:
         document = json.loads(answer)
     except ValueError:
-        raise _AskFailedError(f"{path}: the answer is not JSON") from None
+        raise _NotAnsweringError(f"{path}: the answer is not JSON") from None
     if not isinstance(document, dict):
         raise _AskFailedError(f"{path}: the answer is not a JSON object")
     if "error" in document:
@@ -126,8 +138,9 @@ def _running_view(document: dict[str, object], *, as_json: bool) -> _View:
         return _View(f"the agent's answer cannot be read: {exc}", FAILED_EXIT)
 
 
-def _file_view(config: SiteConfig, why: str, *, as_json: bool) -> _View:
+def _file_view(config: SiteConfig, why: str, *, as_json: bool, running: bool) -> _View:
     """What can be told without the agent: the outbox file, the clock, the planned RTU load."""
+    exit_code = NOT_ANSWERING_EXIT if running else NOT_RUNNING_EXIT
     plans = bus_plans(config, resolve_points(config), wire_of=os.path.realpath)
     synchronized = clock_synchronized()
     summary: OutboxSummary | None = None
@@ -138,7 +151,8 @@ def _file_view(config: SiteConfig, why: str, *, as_json: bool) -> _View:
         outbox_problem = str(exc)
     if as_json:
         document = {
-            "running": False,
+            "running": running,
+            "answering": False,
             "why": why,
             "gateway": config.site.gateway,
             "clock": {"synchronized": synchronized},
@@ -148,7 +162,7 @@ def _file_view(config: SiteConfig, why: str, *, as_json: bool) -> _View:
                 {"port": plan.port, "utilization": round(plan.utilization, 4)} for plan in plans
             ],
         }
-        return _View(json.dumps(document, ensure_ascii=False), NOT_RUNNING_EXIT)
+        return _View(json.dumps(document, ensure_ascii=False), exit_code)
     lines = [f"gateway      {config.site.gateway}"]
     if summary is None:
         lines.append(f"outbox       {outbox_problem}")
@@ -166,7 +180,7 @@ def _file_view(config: SiteConfig, why: str, *, as_json: bool) -> _View:
         ]
     lines.append(f"clock        {'synchronized' if synchronized else 'NOT synchronized'}")
     lines += [f"rtu bus      {plan.describe().removeprefix('rtu bus ')}" for plan in plans]
-    return _View("\n".join(lines), NOT_RUNNING_EXIT)
+    return _View("\n".join(lines), exit_code)
 
 
 def _look(config: SiteConfig, path: Path, *, as_json: bool) -> _View:
@@ -175,10 +189,15 @@ def _look(config: SiteConfig, path: Path, *, as_json: bool) -> _View:
         _check_gateway(document, config, path)
     except _AskFailedError as exc:
         return _View(str(exc), FAILED_EXIT)
-    except _NotRunningError as exc:
-        why = f"the agent is not running ({exc}); what the files say:"
-        click.echo(f"edge-agent status: {why}", err=True)
-        return _file_view(config, str(exc), as_json=as_json)
+    except (_NotRunningError, _NotAnsweringError) as exc:
+        reason = str(exc)
+        running = isinstance(exc, _NotAnsweringError)
+        if another_agent_runs(config.outbox.path):
+            running = True
+            reason += f"; it holds {agent_lock_path(config.outbox.path)}"
+        said = "is running but does not answer" if running else "is not running"
+        click.echo(f"edge-agent status: the agent {said} ({reason}); what the files say:", err=True)
+        return _file_view(config, reason, as_json=as_json, running=running)
     return _running_view(document, as_json=as_json)
 
 
@@ -218,9 +237,11 @@ def status(config_path: Path, as_json: bool, watch: float | None, count: int | N
     """Ask the running agent: uplink, devices, RTU buses, outbox, clock, active alarms.
 
     Exit 0 when the agent answered, 3 when it is not running (the outbox file, the clock
-    and the planned RTU load are shown instead), 1 when it answered with an error, its
-    socket may not be opened, or another gateway's agent answers there. --watch ends with
-    the status of its last look.
+    and the planned RTU load are shown instead), 4 when it runs but does not answer (it
+    holds the outbox's agent lock, or its socket accepts, but no readable answer comes in
+    5 s: a hung or stopped agent; the files are shown too), 1 when it answered with an
+    error, its socket may not be opened, or another gateway's agent answers there. --watch
+    ends with the status of its last look.
     """
     config = load_or_exit(config_path)
     path = status_socket_path(config)

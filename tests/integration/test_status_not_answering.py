@@ -1,0 +1,104 @@
+"""`edge-agent status` tells an agent that runs but does not answer from one that is not running.
+
+A hung agent (a real `edge-agent run` frozen with SIGSTOP: it holds `<outbox>.agent-lock`, and
+the kernel accepts on its status socket, but nothing answers) was reported as "the agent is not
+running", exit 3, the exit status kept for a stopped agent: a monitor read a hung agent as
+stopped. So was a socket that accepts and answers garbage. Now both say that the agent runs but
+does not answer, exit NOT_ANSWERING_EXIT (4, the LSB "status unknown"), with the file view.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from edge_agent.cli.status import NOT_ANSWERING_EXIT, NOT_RUNNING_EXIT
+from tests.support.cli_runs import in_a_process, keyed_example_site
+
+RUN = [sys.executable, "-c", "from edge_agent.cli import main; main()", "run", "-c"]
+GARBAGE_SERVER = """
+import socket, sys
+server = socket.socket(socket.AF_UNIX)
+server.bind(sys.argv[1])
+server.listen(5)
+print("listening", flush=True)
+while True:
+    connection, _ = server.accept()
+    connection.recv(4096)
+    connection.sendall(b"\\xff\\xfe garbage\\n\\x00\\x01")
+    connection.close()
+"""
+
+
+def _statuses(site: Path) -> tuple[int, str, int, dict[str, object]]:
+    text = in_a_process("edge-agent", "status", "-c", str(site), cwd=site.parent)
+    as_json = in_a_process("edge-agent", "status", "-c", str(site), "--json", cwd=site.parent)
+    assert "Traceback" not in text.stderr + as_json.stderr
+    return text.returncode, text.stderr, as_json.returncode, json.loads(as_json.stdout)
+
+
+@pytest.mark.timeout(120)
+def test_a_frozen_agent_is_running_but_not_answering(tmp_path: Path) -> None:
+    site = keyed_example_site(tmp_path)
+    sock = tmp_path / "state" / "agent.sock"
+    agent = subprocess.Popen(
+        [*RUN, str(site)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():  # listening: the outbox is open
+            assert agent.poll() is None, "the agent ended"
+            assert time.monotonic() < deadline, "the agent did not start"
+            time.sleep(0.1)
+        os.kill(agent.pid, signal.SIGSTOP)
+        try:
+            code, err, json_code, document = _statuses(site)
+        finally:
+            os.kill(agent.pid, signal.SIGCONT)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
+    assert (code, json_code) == (NOT_ANSWERING_EXIT, NOT_ANSWERING_EXIT), err
+    assert "the agent is running but does not answer" in err
+    assert "agent-lock" in err
+    assert (document["running"], document["answering"]) == (True, False)
+    assert "no answer" in str(document["why"])
+
+
+def test_a_socket_answering_garbage_is_not_an_agent_that_stopped(tmp_path: Path) -> None:
+    site = keyed_example_site(tmp_path)
+    (tmp_path / "state").mkdir()
+    with subprocess.Popen(
+        [sys.executable, "-c", GARBAGE_SERVER, str(tmp_path / "state" / "agent.sock")],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as server:
+        try:
+            assert server.stdout is not None
+            assert server.stdout.readline() == "listening\n"
+            code, err, json_code, document = _statuses(site)
+        finally:
+            server.kill()
+    assert (code, json_code) == (NOT_ANSWERING_EXIT, NOT_ANSWERING_EXIT), err
+    assert "does not answer" in err
+    assert "the answer is not JSON" in err
+    assert document["answering"] is False
+
+
+def test_a_socket_nobody_listens_on_is_still_not_running(tmp_path: Path) -> None:
+    site = keyed_example_site(tmp_path)
+    (tmp_path / "state").mkdir()
+    with socket.socket(socket.AF_UNIX) as left:  # bound, never listening: as a killed agent's
+        left.bind(str(tmp_path / "state" / "agent.sock"))
+        code, err, json_code, document = _statuses(site)
+    assert (code, json_code) == (NOT_RUNNING_EXIT, NOT_RUNNING_EXIT), err
+    assert "the agent is not running" in err
+    assert (document["running"], document["answering"]) == (False, False)
