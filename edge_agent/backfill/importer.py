@@ -73,6 +73,10 @@ class ImportCounts:
     end of the file (every row up to it was imported, counted duplicate, conflict or
     rejected); None when it read the whole file. `conflict`: rows not imported because the
     outbox or an earlier row holds their (point, t) with another value or quality.
+    `let_go`: readings the outbox let go for good (thinned away or dropped, oldest first) to
+    make room for this import's seals, as its room-making counts them (`RoomMaker.let_go`):
+    imported ones among them are forgotten, so that the same file imported again, once there
+    is room, brings them back.
     """
 
     imported: int
@@ -81,6 +85,7 @@ class ImportCounts:
     seconds: float
     interrupted_after: int | None = None
     conflict: int = 0
+    let_go: int = 0
 
 
 class Progress(Protocol):
@@ -276,6 +281,7 @@ async def import_rows(
             duplicate when the file is imported again).
     """
     started = time.monotonic()
+    let_go_before = outbox.room.let_go
     imported = duplicate = rejected = conflict = 0
     interrupted_after: int | None = None
     handled = source.header_line
@@ -311,7 +317,13 @@ async def import_rows(
         imported, duplicate, conflict = _added((imported, duplicate, conflict), counts)
     progress.advanced(source.size if interrupted_after is None else source.position)
     return ImportCounts(
-        imported, duplicate, rejected, time.monotonic() - started, interrupted_after, conflict
+        imported,
+        duplicate,
+        rejected,
+        time.monotonic() - started,
+        interrupted_after,
+        conflict,
+        let_go=outbox.room.let_go - let_go_before,
     )
 
 

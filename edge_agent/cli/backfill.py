@@ -42,6 +42,8 @@ if TYPE_CHECKING:
     from types import TracebackType
 
 REJECTED_EXIT = 1
+LET_GO_EXIT = 75
+"""The outbox let readings go to make room for the import: run it again later (EX_TEMPFAIL)."""
 INTERRUPTED_EXIT = 130
 """128 + SIGINT, as a shell reports a command Ctrl-C ended."""
 _RERUN = "run the same command again to import the rest: nothing is imported twice"
@@ -186,7 +188,9 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
     be checked. Imported means sealed into the outbox: the collector may still refuse a
     reading (a month past its storage.raw_days: past_retention), which its audit says, not
     this count. Safe while `edge-agent run` runs. Exit 1 when any row was rejected or
-    conflicts; 130 when Ctrl-C stopped it (the counts say how far it got).
+    conflicts; 75 when the full outbox let readings go to make room (let go N: run the same
+    command again later to bring them back); 130 when Ctrl-C stopped it (the counts say how
+    far it got).
     """
     config = load_or_exit(config_path)
     key = _usable_signing_key(config_path, config)
@@ -229,6 +233,14 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
             f"{csv_path}: interrupted after line {counts.interrupted_after}; {_RERUN}", err=True
         )
         raise click.exceptions.Exit(INTERRUPTED_EXIT)
+    if counts.let_go:
+        click.echo(
+            f"{csv_path}: {counts.let_go} readings were let go to make room in the full outbox"
+            " (thinned away or dropped, oldest first); once the collector has taken the"
+            f" backlog (or outbox.max_bytes is raised), {_RERUN}",
+            err=True,
+        )
+        raise click.exceptions.Exit(LET_GO_EXIT)
     if counts.rejected or counts.conflict:
         raise click.exceptions.Exit(REJECTED_EXIT)
 
@@ -241,6 +253,7 @@ def _show(csv_path: Path, counts: ImportCounts, *, as_json: bool) -> None:
             "duplicate": counts.duplicate,
             "conflict": counts.conflict,
             "rejected": counts.rejected,
+            "let_go": counts.let_go,
             "seconds": round(counts.seconds, 3),
         }
         if counts.interrupted_after is not None:
@@ -251,6 +264,8 @@ def _show(csv_path: Path, counts: ImportCounts, *, as_json: bool) -> None:
             f"{csv_path}: imported {counts.imported}, duplicate {counts.duplicate},"
             f" conflict {counts.conflict}, rejected {counts.rejected} in {counts.seconds:.1f} s"
         )
+        if counts.let_go:
+            click.echo(f"{csv_path}: let go {counts.let_go} (to make room in the full outbox)")
         if counts.imported:
             click.echo(f"{csv_path}: {IMPORTED_MEANS}")
 

@@ -102,12 +102,12 @@ class Outbox:
         epoch_lock: EpochLock | None = None,
     ) -> None:
         self._file = file = OutboxFile(db, identity, key, mark=mark, unsealed=unsealed)
-        self._room = RoomMaker(
+        self.room = RoomMaker(
             db, file.append, budget=budget, path=path, reserve=reserve, key=lambda: file.key
         )
         # The send and ACK side: the publisher's reads and the ACK handler's releases. It makes
-        # room through the same RoomMaker (one cap and reserve state for the file).
-        self.delivery = Delivery(file, self._room, journal, epoch_lock)
+        # room through the same RoomMaker (one cap and reserve state; `room.let_go` counts).
+        self.delivery = Delivery(file, self.room, journal, epoch_lock)
         self._budget = budget
         self._path = path
         self._journal = journal
@@ -186,7 +186,7 @@ class Outbox:
             # Before the seal: room another process makes after it may make these blocks give
             # way before the publisher takes them from memory (`StoredBlock.seen`).
             version = await read_data_version(file.db)
-            blocks, state = await self._room.sealing(
+            blocks, state = await self.room.sealing(
                 # The key as it is at each attempt: a rotation may come while room is made.
                 lambda: file.seal_on_thread(seal_transaction, file.identity, file.key, *args),
                 records=sum(map(len, batches)),
@@ -265,7 +265,7 @@ class Outbox:
             # is sealed in the epoch left (replacements at its head), then again under this.
             begin = partial(begin_epoch, file.db, file.append, epoch, gaps, self._journal)
             try:
-                await self._room.sealing(
+                await self.room.sealing(
                     lambda: begin(now=now, clock_synced=clock_synced),
                     records=len(gaps),
                     now=now,
@@ -297,7 +297,7 @@ class Outbox:
                 # or a leaf page to split may need more: on a full outbox room is made first
                 # (the oldest undelivered, these most often, thinned into replacements sealed
                 # under the current epoch) and the chunk read again.
-                chunk, _ = await self._room.sealing(
+                chunk, _ = await self.room.sealing(
                     lambda: reseal_chunk(
                         file.db,
                         file.append,

@@ -75,6 +75,9 @@ class RoomMaker:
         # Told, once committed, of each replacement sealed here: the blocks (epoch, seq) that
         # gave way and the seqs sealed in their place (`Delivery.on_replaced`).
         self.replaced: Callable[[Sequence[tuple[str, int]], tuple[int, ...]], None] | None = None
+        self.let_go = 0
+        """Readings let go for good (thinned away or dropped) by room made here so far: what
+        the `outbox_thinned` and `outbox_readings_dropped` events say, added up."""
 
     async def sealing(
         self,
@@ -278,6 +281,7 @@ class RoomMaker:
         if way is None:
             return False
         await self._replace(way, now=now, clock_synced=clock_synced)
+        self.let_go += way.replacement.dropped
         if way.thinned:
             log.warning(
                 "outbox_thinned",

@@ -28,6 +28,7 @@ from demo.__main__ import write_configs
 from edge_agent.backfill.importer import MAX_LINE, CsvSource, exclusive_import, import_rows
 from edge_agent.backfill.rows import RowParser, parse_offset, targets_of
 from edge_agent.cli import main
+from edge_agent.cli.backfill import LET_GO_EXIT
 from edge_agent.config import load_site_config
 from edge_agent.core.plan_compile import identity_of
 from edge_agent.core.points import resolve_points
@@ -112,8 +113,8 @@ def test_bom_both_separators_naive_times_and_units(site: Path, tmp_path: Path) -
     result = backfill(site, csv, "--json")
     assert result.exit_code == 0, result.stderr
     body = counts(result)
-    assert set(body) == {"imported", "duplicate", "conflict", "rejected", "seconds"}
-    assert (body["imported"], body["duplicate"], body["rejected"]) == (4, 0, 0)
+    assert set(body) == {"imported", "duplicate", "conflict", "rejected", "let_go", "seconds"}
+    assert (body["imported"], body["duplicate"], body["rejected"], body["let_go"]) == (4, 0, 0, 0)
     assert isinstance(body["seconds"], float)
     assert result.stderr == ""
     assert [(r.point, r.t, r.value, r.unit, r.quality, r.flags) for r in readings(site)] == [
@@ -472,9 +473,16 @@ def test_readings_a_full_outbox_let_go_are_imported_by_the_next_run(
         for tank in (1, 2, 3)
     ]
     csv = write(tmp_path / "log.csv", "point,t,value\n" + "\n".join(rows) + "\n")
-    backfill(site, csv, "--json")
+    first = backfill(site, csv, "--json")
     thinned = {(r.point, r.t) for r in stored_readings(site)}
     assert len(thinned) < len(rows), "the outbox really let readings go"
+    # It said 'imported 18000', exit 0, as if all of them were held. Now it says how many the
+    # room-making let go, and exits LET_GO_EXIT: the same command is to be run again later.
+    assert first.exit_code == LET_GO_EXIT, first.output
+    assert counts(first)["imported"] == len(rows)
+    assert counts(first)["let_go"] == len(rows) - len(thinned)
+    assert f"{len(rows) - len(thinned)} readings were let go" in first.stderr
+    assert "run the same command again" in first.stderr
 
     site.write_text(yaml, encoding="utf-8")  # room again: max_bytes back to 2GiB
     again = backfill(site, csv, "--json")
