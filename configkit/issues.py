@@ -7,6 +7,8 @@ Error tree::
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,13 +72,39 @@ MAX_CONFIG_BYTES: Final = 64 * 1024 * 1024
 every byte of memory; a site map of 100,000 points is a few MiB."""
 
 
+def not_a_regular_file(mode: int) -> str | None:
+    """What a path to be read as a file is instead (a FIFO, a device), or None.
+
+    None for a folder too: reading one fails at once, and says so (`Is a directory`).
+    """
+    if stat.S_ISFIFO(mode):
+        return "a FIFO (named pipe)"
+    if stat.S_ISCHR(mode):
+        return "a character device"
+    if stat.S_ISBLK(mode):
+        return "a block device"
+    return None
+
+
 def read_config_text(path: Path) -> str:
     """The config file at `path` as text; `ConfigError` when it cannot be read as UTF-8.
 
-    At most MAX_CONFIG_BYTES are read: past them the file is refused as no config file.
+    A FIFO or a device is refused unread: a FIFO with no writer would wait for ever, a device
+    such as /dev/zero never ends. At most MAX_CONFIG_BYTES are read: past them the file is
+    refused as no config file.
     """
     try:
-        with path.open("rb") as file:
+        # O_NONBLOCK: opening a FIFO would wait for a writer; the kind is asked of the
+        # descriptor opened (no race with a rename), before a byte is read.
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+        instead = not_a_regular_file(os.fstat(descriptor).st_mode)
+        if instead is not None:
+            os.close(descriptor)
+            issue = ConfigIssue(
+                str(path), None, "", f"not a file but {instead}; give the config file"
+            )
+            raise ConfigError([issue])
+        with os.fdopen(descriptor, "rb") as file:
             data = file.read(MAX_CONFIG_BYTES + 1)
         if len(data) > MAX_CONFIG_BYTES:
             raise ConfigError(

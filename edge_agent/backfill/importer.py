@@ -14,6 +14,7 @@ it cannot race another import of the same rows.
 from __future__ import annotations
 
 import csv
+import errno
 import fcntl
 import io
 import os
@@ -27,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Final, Protocol, Self
 
+from configkit.issues import not_a_regular_file
 from edge_agent.backfill.rows import Columns, HeaderError, Rejection, RowParser, parse_header
 from edge_agent.core.held_readings import compare, described, same_reading
 from edge_agent.shell.outbox import Outbox
@@ -164,13 +166,30 @@ class _BoundedLines:
                 return
 
 
-def _not_a_file(mode: int) -> str | None:
-    """What a path to be read as a CSV file is instead, if not a file or a pipe."""
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    return None
+def _open_csv(path: Path) -> int:
+    """A blocking descriptor of `path`; CsvFileError for a device or FIFO (but stdin's)."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    except OSError as exc:
+        raise CsvFileError(f"{path}: {exc.strerror or exc}") from None
+    status = os.fstat(descriptor)
+    if stat.S_ISDIR(status.st_mode):
+        os.close(descriptor)
+        raise CsvFileError(f"{path}: {os.strerror(errno.EISDIR)}")
+    instead = not_a_regular_file(status.st_mode)
+    if instead is not None and not (stat.S_ISFIFO(status.st_mode) and _is_stdin(status)):
+        os.close(descriptor)
+        hint = " (or pipe it in as --csv /dev/stdin)" if stat.S_ISFIFO(status.st_mode) else ""
+        raise CsvFileError(f"{path}: not a file but {instead}; give a CSV file{hint}")
+    os.set_blocking(descriptor, True)
+    return descriptor
+
+
+def _is_stdin(status: os.stat_result) -> bool:
+    try:
+        return os.path.samestat(status, os.fstat(0))
+    except OSError:  # no stdin
+        return False
 
 
 class CsvSource:
@@ -182,15 +201,9 @@ class CsvSource:
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        try:
-            self._binary = path.open("rb")
-        except OSError as exc:
-            raise CsvFileError(f"{path}: {exc.strerror or exc}") from None
-        # /dev/zero and the like never end a line nor the file: refused, not read.
-        instead = _not_a_file(os.fstat(self._binary.fileno()).st_mode)
-        if instead is not None:
-            self._binary.close()
-            raise CsvFileError(f"{path}: not a file but {instead}; give a CSV file")
+        # /dev/zero and the like never end a line nor the file, a FIFO with no writer never
+        # opens: refused, not read.
+        self._binary = os.fdopen(_open_csv(path), "rb")
         self._text = io.TextIOWrapper(
             self._binary, encoding="utf-8-sig", errors="surrogateescape", newline=""
         )

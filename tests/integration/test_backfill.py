@@ -430,6 +430,30 @@ def test_a_device_that_never_ends_is_refused_not_read(site: Path) -> None:
     assert not outbox_path(site).exists()
 
 
+def test_a_fifo_nobody_writes_to_is_refused_not_waited_on(site: Path, tmp_path: Path) -> None:
+    """`--csv FIFO` with no writer waited for one for ever (opening it blocks); a pipe given
+    as /dev/stdin is still read."""
+    fifo = tmp_path / "log.csv"
+    os.mkfifo(fifo)
+    done, _ = _run_limited(site, fifo)
+    assert (done.returncode, done.stdout) == (2, "")
+    assert done.stderr == (
+        f"{fifo}: not a file but a FIFO (named pipe); give a CSV file"
+        " (or pipe it in as --csv /dev/stdin)\n"
+    )
+    assert not outbox_path(site).exists()
+    piped = subprocess.run(
+        [str(BIN / "edge-agent"), "backfill", "-c", str(site), "--csv", "/dev/stdin"],
+        input="point,t,value\nT001-LT-01,2024-03-01 08:00:00,1\n",
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert piped.returncode == 0, piped.stderr
+    assert "imported 1," in piped.stdout
+
+
 def test_an_endless_line_is_rejected_at_its_line_and_the_rows_after_it_imported(
     site: Path, tmp_path: Path
 ) -> None:

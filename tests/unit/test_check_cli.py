@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import resource
 import subprocess
@@ -105,7 +106,7 @@ def test_check_on_an_endless_file_exits_2_without_reading_it_all() -> None:
         preexec_fn=_at_most_2_gib_of_memory,
     )
     assert done.returncode == 2, done.stderr
-    assert "/dev/zero: larger than 64MiB; a config file is text a person wrote" in done.stderr
+    assert "/dev/zero: not a file but a character device; give the config file" in done.stderr
     assert "Traceback" not in done.stderr
 
 
@@ -115,3 +116,20 @@ def _cells(text: str) -> int:
 
 def _tables(rows: list[str]) -> list[str]:
     return [next(w for w in row.split() if w in {"table", "holding", "input"}) for row in rows]
+
+
+def test_check_on_a_fifo_nobody_writes_to_is_refused_not_waited_on(tmp_path: Path) -> None:
+    # `-c FIFO` with no writer: opening it waited for a writer for ever (the hostile run's
+    # `timeout 20` ended it, exit 124). It is refused as no file, before a byte is read.
+    fifo = tmp_path / "site.yaml"
+    os.mkfifo(fifo)
+    done = subprocess.run(
+        [sys.executable, "-c", "from edge_agent.cli import main; main()", "check", "-c", str(fifo)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert done.returncode == 2, done.stderr
+    assert f"{fifo}: not a file but a FIFO (named pipe); give the config file" in done.stderr
+    assert "Traceback" not in done.stderr
