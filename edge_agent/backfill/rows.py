@@ -316,7 +316,10 @@ def _quality(cell: str) -> Quality:
 
 
 def _value(cell: str, conversion: UnitConversion, unit: str) -> float:
-    number = _number(cell.strip())
+    text = cell.strip()
+    if not text.isascii():  # float() reads digits of any script (fullwidth, Arabic-Indic)
+        raise _RowError(f"value {cell!r} is not a number in ASCII digits")
+    number = _number(text)
     if number is None:
         raise _RowError(f"value {cell!r} is not a number")
     if conversion == _IDENTITY:

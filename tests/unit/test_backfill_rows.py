@@ -241,6 +241,15 @@ def test_out_of_range_values_are_kept_flagged_and_uncertain() -> None:
         (["T001-LT-01", "2024-03-01 08:00:00", "1,5", "", ""], "value '1,5' is not a number"),
         (["T001-LT-01", "2024-03-01 08:00:00", "nan", "", ""], "value 'nan' is not a number"),
         (["T001-LT-01", "2024-03-01 08:00:00", "1_000", "", ""], "value '1_000' is not a number"),
+        # float() read digits of any script (12.5, 3) while times take ASCII digits only.
+        (
+            ["T001-LT-01", "2024-03-01 08:00:00", "\uff11\uff12.\uff15", "", ""],
+            "value '\uff11\uff12.\uff15' is not a number in ASCII digits",
+        ),
+        (
+            ["T001-LT-01", "2024-03-01 08:00:00", "\u0663", "", ""],
+            "value '\u0663' is not a number in ASCII digits",
+        ),
         (
             ["T001-LT-01", "2024-03-01 08:00:00", "1", "", "ft"],
             "unit 'ft' is not convertible to m for T001-LT-01 (WHP-LT accepts cm, m, mm)",
