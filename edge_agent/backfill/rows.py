@@ -29,6 +29,10 @@ _US: Final = 1_000_000
 _EPOCH_ORDINAL: Final = date(1970, 1, 1).toordinal()
 # The bounds of specs.records.parse_iso_time: every stored time can be rendered again.
 _LATEST_US: Final = (date(2999, 12, 31).toordinal() - _EPOCH_ORDINAL) * 86_400 * _US
+_OUT_OF_RANGE: Final = (
+    "before 1970-01-01T00:00:00Z or after 2999-12-31T00:00:00Z (the instants gz/1 carries;"
+    " a time without an offset is read at --tz)"
+)
 _MAX_HOUR: Final = 23
 _MAX_MINUTE: Final = 59
 _SIGNIFICANT_DIGITS: Final = 12
@@ -163,8 +167,8 @@ def parse_time(text: str, default_offset: int) -> int:
     microsecond are dropped.
 
     Raises:
-        TimeFormatError: not that form, a date or time that does not exist, or outside
-            1970..2999.
+        TimeFormatError: not that form, a date or time that does not exist, or before
+            1970-01-01T00:00:00Z or after 2999-12-31T00:00:00Z (specs.records.LATEST_TIME).
     """
     match = _TIME.fullmatch(text)
     if match is None:
@@ -189,7 +193,7 @@ def parse_time(text: str, default_offset: int) -> int:
     micros = int(fraction[:_FRACTION_DIGITS].ljust(_FRACTION_DIGITS, "0")) if fraction else 0
     us = (days * 86_400 + h * 3600 + m * 60 + s - offset) * _US + micros
     if not 0 <= us <= _LATEST_US:
-        raise TimeFormatError(f"bad time {text!r}: outside 1970..2999")
+        raise TimeFormatError(f"bad time {text!r}: {_OUT_OF_RANGE}")
     return us
 
 

@@ -135,8 +135,12 @@ def test_times(text: str, expected: str) -> None:
         ("2024-03-01 08:60:00", "no such time of day"),
         ("2024-03-01 08:00:60", "no such time of day"),
         ("2024-03-01 08:00:00+24:00", "no such UTC offset"),
-        ("1970-01-01 07:59:59", "outside 1970..2999"),
-        ("3000-01-01 08:00:00", "outside 1970..2999"),
+        # The bounds are instants: 1970-01-01 at +08:00 and the last day of 2999 but its
+        # midnight are outside too, which "outside 1970..2999" did not say.
+        ("1970-01-01 07:59:59", "before 1970-01-01T00:00:00Z or after 2999-12-31T00:00:00Z"),
+        ("1970-01-01 00:00:00", "before 1970-01-01T00:00:00Z or after 2999-12-31T00:00:00Z"),
+        ("2999-12-31 23:59:59Z", "before 1970-01-01T00:00:00Z or after 2999-12-31T00:00:00Z"),
+        ("3000-01-01 08:00:00", "before 1970-01-01T00:00:00Z or after 2999-12-31T00:00:00Z"),
     ],
 )
 def test_bad_times(text: str, reason: str) -> None:
