@@ -250,8 +250,9 @@ class IngestConfig(ConfigModel):
     kept out of `latest` (GET /v1/latest) and the per-minute rollups, and its block audited
     `ahead_of_collector`; an alarm event further ahead is stored flagged, and an alarm it
     raises is not active until the collector's clock is within this of it; a meta whose
-    issued_at is further ahead is stored as sent and audited `ahead_of_collector`, and replaces
-    no point's description (a later meta replaces it). The default is the
+    issued_at is further ahead is stored as sent, audited `ahead_of_collector` once, and
+    applied ranked as if issued at its arrival plus this (a meta issued after that replaces
+    it). The default is the
     agent's own bound on device timestamps (`device_time_rejected`), far beyond what two
     synchronised clocks differ by. At most 31d: on PostgreSQL each month up to the collector's
     clock plus this gets its partition, made in one transaction that holds `readings` locked.

@@ -36,7 +36,7 @@ class BatchLog:
                 issued_at=meta.meta.issued_at,
             )
             if meta.issued_at > meta.received_at + batch.ahead_allowance:
-                # Stored, but describing no point a current meta describes (storage.ahead).
+                # Stored and applied, ranked as if issued at arrival + allowance (storage.ahead).
                 log.warning(
                     "meta_ahead_of_collector",
                     gateway=meta.meta.gateway,

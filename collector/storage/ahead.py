@@ -21,16 +21,18 @@ event stamped so is merged into its alarm marked (collector.storage.alarms: list
 not active by such a raise until the clock reaches it) and counted in its block's audit row too.
 
 A meta (`up/meta`) whose `issued_at` is that far ahead is stored as sent too (its `metas` row)
-and audited `ahead_of_collector`, one row per meta; but the newest `issued_at` decides which
-description of a point stands, so it would stay for good, every correct meta after it losing
-(the names, thresholds and poll of GET /v1/points and /v1/quality). It describes a point only
-where no current meta does, and yields to the next meta to arrive (UPSERT_POINT_META in
-collector.storage.ingest_rows).
+and audited `ahead_of_collector`, once per meta (not per resend). It is applied at once (a
+gateway booting with its clock fast sends its meta once, on connect, and a changed site map
+must not wait for its next reconnect), but the newest description of a point wins, and its
+`issued_at` would win for good, every correct meta after it losing (the names, thresholds and
+poll of GET /v1/points and /v1/quality). So descriptions are ordered by min(issued_at, first
+arrival + allowance): a meta so stamped ranks as if issued at its arrival + the allowance, and
+any meta issued after that replaces it (UPSERT_POINT_META in collector.storage.ingest_rows).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, replace
 from typing import Final
 
@@ -49,6 +51,9 @@ from specs.records import iso_time
 
 AHEAD_FLAG: Final = Reason.AHEAD_OF_COLLECTOR.value
 """The flag a reading stored ahead of the collector's clock carries."""
+
+MetaKey = tuple[str, str]
+"""A stored meta: (gateway, hash of its payload), the key of `metas`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -140,23 +145,36 @@ def _alarm_names(alarms: Sequence[AlarmEntry]) -> str:
     return first + (", ..." if len(alarms) > AUDIT_SAMPLE else "")
 
 
-def metas_ahead(metas: Sequence[IncomingMeta], allowance: float) -> tuple[AuditEntry, ...]:
-    """One audit row per meta whose `issued_at` is more than `allowance` past its arrival."""
-    return tuple(
-        AuditEntry(
-            at=meta.received_at,
-            gateway=meta.meta.gateway,
-            topic=meta.topic,
-            reason=Reason.AHEAD_OF_COLLECTOR,
-            detail=(
-                f"meta of gateway {meta.meta.gateway} ({len(meta.points)} point(s)) issued_at"
-                f" {iso_time(meta.issued_at)}, {meta.issued_at - meta.received_at:.0f} s past"
-                f" the collector's clock ({iso_time(meta.received_at)} at arrival): the"
-                " gateway's clock is wrong; stored as sent, it replaces no description of a"
-                " point and yields to the next meta"
-            )[:MAX_DETAIL],
-            payload_hash=block_hash(meta.payload),
+def metas_ahead(
+    metas: Sequence[IncomingMeta], allowance: float, stored: Collection[MetaKey]
+) -> tuple[AuditEntry, ...]:
+    """One audit row per meta whose `issued_at` is more than `allowance` past its arrival.
+
+    Once per meta: not for one `stored` already (a resend, the agent's on each connect), nor
+    twice in one batch.
+    """
+    seen = set(stored)
+    audits: list[AuditEntry] = []
+    for meta in metas:
+        key = (meta.meta.gateway, block_hash(meta.payload))
+        if meta.issued_at <= meta.received_at + allowance or key in seen:
+            continue
+        seen.add(key)
+        audits.append(
+            AuditEntry(
+                at=meta.received_at,
+                gateway=meta.meta.gateway,
+                topic=meta.topic,
+                reason=Reason.AHEAD_OF_COLLECTOR,
+                detail=(
+                    f"meta of gateway {meta.meta.gateway} ({len(meta.points)} point(s))"
+                    f" issued_at {iso_time(meta.issued_at)},"
+                    f" {meta.issued_at - meta.received_at:.0f} s past the collector's clock"
+                    f" ({iso_time(meta.received_at)} at arrival): the gateway's clock is wrong;"
+                    " stored as sent and applied, ranked as if issued at its arrival + the"
+                    " allowance: a meta issued after that replaces it"
+                )[:MAX_DETAIL],
+                payload_hash=key[1],
+            )
         )
-        for meta in metas
-        if meta.issued_at > meta.received_at + allowance
-    )
+    return tuple(audits)

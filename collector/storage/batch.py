@@ -34,7 +34,7 @@ from collector.model import (
     StreamState,
 )
 from collector.readmodel import AlarmState
-from collector.storage.ahead import metas_ahead, split_ahead
+from collector.storage.ahead import MetaKey, metas_ahead, split_ahead
 from collector.storage.alarms import AlarmKey, alarm_key, merge_alarms
 from collector.storage.core import (
     BlockKey,
@@ -81,6 +81,7 @@ from collector.storage.readings import (
     within_retention,
 )
 from collector.storage.rollups import MinuteRollup, minute_rollups
+from specs.block import block_hash
 
 
 class BatchSteps(Protocol):
@@ -106,6 +107,9 @@ class BatchSteps(Protocol):
 
     async def stored_gaps(self, keys: Collection[GapKey]) -> set[GapIdentity]:
         """The identities of the stored gap records of each (gateway, t) among `keys`."""
+
+    async def stored_metas(self, keys: Collection[MetaKey]) -> set[MetaKey]:
+        """The (gateway, hash) of the stored metas among `keys`."""
 
     async def stream_states(self, streams: Collection[Stream]) -> dict[Stream, StreamState]:
         """The stored progress of `streams` (those with a row), with the hash at acked_through."""
@@ -184,7 +188,7 @@ async def store_batch(steps: BatchSteps, batch: IngestBatch) -> BatchResult:
         *repeated_gaps,
         *expired,
         *ahead.audits,
-        *metas_ahead(batch.metas, batch.ahead_allowance),
+        *metas_ahead(batch.metas, batch.ahead_allowance, await _stored_metas(steps, batch)),
         *(found.audit for found in breaks),
     ]
     broken = {found.stream for found in breaks}
@@ -279,8 +283,14 @@ async def _pair_alarms(
     return merged
 
 
+async def _stored_metas(steps: BatchSteps, batch: IngestBatch) -> set[MetaKey]:
+    """Which of the batch's metas are stored already (a resend is audited no more)."""
+    keys = {(m.meta.gateway, block_hash(m.payload)) for m in batch.metas}
+    return await steps.stored_metas(keys) if keys else set()
+
+
 async def _store_metas(steps: BatchSteps, metas: Sequence[IncomingMeta], allowance: float) -> None:
-    """The signed metas as sent, and what they describe (none stamped ahead wins: ingest_rows)."""
+    """The signed metas as sent, and what they describe (ranked by ingest_rows' rule)."""
     await _run(steps, INSERT_META, meta_rows(metas))
     await _run(steps, UPSERT_POINT_META, point_meta_rows(metas, allowance))
 

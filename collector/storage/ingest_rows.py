@@ -70,11 +70,17 @@ INSERT_META: Final = (
     "INSERT INTO metas (gateway, hash, payload, alg, kid, sig, issued_at, received_at)"
     " VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (gateway, hash) DO NOTHING"
 )
-# The newest description wins, whatever order the messages arrive in, but a time past the
-# collector's clock (`issued_at` beyond the arrival plus `ingest.ahead_allowance`, the last two
-# parameters) never does: a meta so stamped describes only a point no current meta describes,
-# and a description stored so (also by a collector before this rule) yields to any meta that
-# arrives while it is still that far ahead (collector.storage.ahead).
+# The newest description wins, whatever order the messages arrive in, by each meta's ordering
+# time: its issued_at, but at most its (first) arrival plus `ingest.ahead_allowance`, read from
+# its `metas` row (so a resend ranks as at first arrival). A meta stamped ahead of the
+# collector's clock is applied at once, yet ranks as if issued at arrival + allowance: any meta
+# issued after that replaces it (collector.storage.ahead). A row whose meta is missing from
+# `metas` ranks by its issued_at. Parameters after the row: allowance (x2), gateway and hash of
+# the incoming meta, allowance (x2).
+_RANKED: Final = (
+    "(SELECT CASE WHEN m.issued_at > m.received_at + ? THEN m.received_at + ?"
+    " ELSE m.issued_at END FROM metas m WHERE m.gateway = {gateway} AND m.hash = {hash})"
+)
 UPSERT_POINT_META: Final = (
     "INSERT INTO point_meta (gateway, point, quota, unit, name, device, thresholds,"
     " issued_at, meta_hash, poll) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
@@ -82,8 +88,9 @@ UPSERT_POINT_META: Final = (
     " unit = excluded.unit, name = excluded.name, device = excluded.device,"
     " thresholds = excluded.thresholds, issued_at = excluded.issued_at,"
     " meta_hash = excluded.meta_hash, poll = excluded.poll"
-    " WHERE point_meta.issued_at > ?"
-    " OR (excluded.issued_at <= ? AND excluded.issued_at >= point_meta.issued_at)"
+    f" WHERE {_RANKED.format(gateway='?', hash='?')} >= COALESCE("
+    + _RANKED.format(gateway="point_meta.gateway", hash="point_meta.meta_hash")
+    + ", point_meta.issued_at)"
 )
 DELETE_SEQUENCE_GAP: Final = (
     "DELETE FROM gaps WHERE gateway = ? AND kind = 'sequence' AND epoch = ?"
@@ -241,7 +248,7 @@ def meta_rows(metas: Iterable[IncomingMeta]) -> list[Params]:
 
 
 def point_meta_rows(metas: Iterable[IncomingMeta], allowance: float) -> list[Params]:
-    """The `point_meta` rows the metas describe (UPSERT_POINT_META), `allowance` past arrival."""
+    """The `point_meta` rows the metas describe (UPSERT_POINT_META), ranked by `allowance`."""
     return [
         (
             m.meta.gateway,
@@ -254,8 +261,12 @@ def point_meta_rows(metas: Iterable[IncomingMeta], allowance: float) -> list[Par
             m.issued_at,
             block_hash(m.payload),
             p.poll,
-            m.received_at + allowance,
-            m.received_at + allowance,
+            allowance,
+            allowance,
+            m.meta.gateway,
+            block_hash(m.payload),
+            allowance,
+            allowance,
         )
         for m in metas
         for p in m.points

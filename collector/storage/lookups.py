@@ -20,6 +20,7 @@ from collector.model import AuditEntry, IngestBatch, LiveKey, StreamState
 from collector.quality.core import Presence, advance_presence, signs
 from collector.readmodel import AlarmState
 from collector.storage import audit
+from collector.storage.ahead import MetaKey
 from collector.storage.alarms import AlarmKey
 from collector.storage.audit import ChainDb
 from collector.storage.block_retention import raw_kept_from
@@ -46,6 +47,7 @@ ALARM_KEY: Final[KeyColumns] = (("gateway", "text"), ("alarm_id", "text"))
 STREAM_KEY: Final[KeyColumns] = (("gateway", "text"), ("epoch", "text"))
 GATEWAY_KEY: Final[KeyColumns] = (("gateway", "text"),)
 GAP_KEY: Final[KeyColumns] = (("gateway", "text"), ("t", "float8"))
+META_KEY: Final[KeyColumns] = (("gateway", "text"), ("hash", "text"))
 
 STORED_GAPS: Final = (
     "SELECT "
@@ -119,6 +121,16 @@ class KeyLookups(abc.ABC):
             (row[0], row[1], row[2], row[3], row[4], row[5], row[6], row[7], row[8], row[9])
             for row in found
         }
+
+    async def stored_metas(self, keys: Collection[MetaKey]) -> set[MetaKey]:
+        """The (gateway, hash) of the stored metas among `keys`."""
+        found = await self._lookup(
+            META_KEY,
+            keys,
+            "SELECT m.gateway, m.hash FROM {keys} metas m"
+            " ON m.gateway = k.gateway AND m.hash = k.hash",
+        )
+        return {(row[0], row[1]) for row in found}
 
     async def stored_alarms(self, keys: Sequence[AlarmKey]) -> dict[AlarmKey, AlarmState]:
         """The stored alarms among `keys`."""
