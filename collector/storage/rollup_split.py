@@ -30,21 +30,38 @@ def _mixed(minute: str) -> str:
 
 
 def _values(minute: str) -> str:
-    """The current raw readings of the mixed minutes, with their minute and counted value."""
+    """The current raw readings of the mixed minutes, with their minute and counted value.
+
+    Driven by split_minutes, each mixed minute one seek of readings_by_series (gateway, point,
+    t): the range, a minute and a second wider each side than the minute (rounding, SQLite's
+    truncation below zero), lets the planner seek; the equality on the minute then keeps
+    exactly the readings `minute` puts in it. Joined on (gateway, point) alone, the minute a
+    filter, each mixed minute read every reading of its point: quadratic.
+    """
     return (
         f"SELECT r.gateway, r.point, {minute} AS minute, r.quota, r.unit, r.t,"
         " CASE WHEN r.quality <> 'bad' THEN r.value END AS v"
-        f" FROM readings r JOIN split_minutes s ON s.gateway = r.gateway AND s.point = r.point"
-        f" AND s.minute = {minute} WHERE 1 = 1{CURRENT}"
+        " FROM split_minutes s JOIN readings r ON r.gateway = s.gateway AND r.point = s.point"
+        " AND r.t >= s.minute - 61 AND r.t < s.minute + 61"
+        f" AND {minute} = s.minute WHERE 1 = 1{CURRENT}"
     )
+
+
+_KEYED: Final = (
+    "CREATE UNIQUE INDEX split_minutes_key ON split_minutes (gateway, point, minute)",
+    "ANALYZE split_minutes",
+)
+"""split_minutes seekable by its key, and its size known to the planner."""
 
 
 _PG_MINUTE: Final = "floor(r.t / 60) * 60"
 
 POSTGRES_SPLIT: Final = f"""
+CREATE TEMPORARY TABLE split_minutes AS {_mixed(_PG_MINUTE)};
+{_KEYED[0]};
+{_KEYED[1]};
 ALTER TABLE readings_1m DROP CONSTRAINT readings_1m_pkey;
 ALTER TABLE readings_1m ADD PRIMARY KEY (gateway, point, minute, quota, unit);
-CREATE TEMPORARY TABLE split_minutes AS {_mixed(_PG_MINUTE)};
 DELETE FROM readings_1m o USING split_minutes s
 WHERE o.gateway = s.gateway AND o.point = s.point AND o.minute = s.minute;
 INSERT INTO readings_1m ({_COLUMNS})
@@ -55,16 +72,19 @@ FROM ({_values(_PG_MINUTE)}) AS r
 GROUP BY gateway, point, minute, quota, unit;
 DROP TABLE split_minutes;
 """
-"""PostgreSQL's migration 13: the new key, and the mixed minutes rolled up again."""
+"""PostgreSQL's migration 13: the new key, and the mixed minutes rolled up again.
+
+The mixed minutes are found (one scan of the raw readings, the longest step) before the
+ALTER takes readings_1m ACCESS EXCLUSIVE, so readers of the rollups wait only for the rest."""
 
 _SQLITE_MINUTE: Final = "CAST(r.t / 60 AS INTEGER) * 60.0"
 
 SQLITE_SPLIT: Final = (
     f"CREATE TEMPORARY TABLE split_minutes AS {_mixed(_SQLITE_MINUTE)}",
+    *_KEYED,
     (
-        "DELETE FROM readings_1m WHERE EXISTS (SELECT 1 FROM split_minutes s"
-        " WHERE s.gateway = readings_1m.gateway AND s.point = readings_1m.point"
-        " AND s.minute = readings_1m.minute)"
+        "DELETE FROM readings_1m WHERE (gateway, point, minute) IN"
+        " (SELECT gateway, point, minute FROM split_minutes)"
     ),
     (
         f"INSERT INTO readings_1m ({_COLUMNS})"
