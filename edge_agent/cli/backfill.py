@@ -188,9 +188,9 @@ def backfill(config_path: Path, csv_path: Path, offset: int, as_json: bool) -> N
     be checked. Imported means sealed into the outbox: the collector may still refuse a
     reading (a month past its storage.raw_days: past_retention), which its audit says, not
     this count. Safe while `edge-agent run` runs. Exit 1 when any row was rejected or
-    conflicts; 75 when the full outbox let readings go to make room (let go N: run the same
-    command again later to bring them back); 130 when Ctrl-C stopped it (the counts say how
-    far it got).
+    conflicts, or the outbox could not be written; 2 for a file or config it cannot use; 75
+    when the full outbox let readings go to make room (let go N: run the same command again
+    later to bring them back); 130 when Ctrl-C stopped it (the counts say how far it got).
     """
     config = load_or_exit(config_path)
     key = _usable_signing_key(config_path, config)

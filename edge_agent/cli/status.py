@@ -63,7 +63,7 @@ class _AskFailedError(Exception):
 
 
 def _ask(path: Path) -> dict[str, object]:
-    """The agent's status document (_NotRunningError, _AskFailedError)."""
+    """The agent's status document (_NotRunningError, _NotAnsweringError, _AskFailedError)."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(ANSWER_TIMEOUT)
         try:

@@ -51,8 +51,9 @@ def another_agent_message(outbox_path: Path) -> str:
 def another_agent_runs(outbox_path: Path) -> bool:
     """Whether an agent holds the outbox's lock now; creates nothing, takes nothing for good.
 
-    For `run`'s checks before the runner takes the lock: no lock file, or one that cannot be
-    opened, is False here, and `sole_agent` decides (and says why) when the runner starts.
+    For `run`'s checks before the runner takes the lock, and `status` telling 4 from 3: no
+    lock file, or one that cannot be opened, is False here, and `sole_agent` decides (and
+    says why) when the runner starts.
     """
     try:
         handle = agent_lock_path(outbox_path).open("rb")

@@ -234,7 +234,7 @@ class Delivery:
         """The undelivered blocks room made sealed in place of this epoch's block `seq`.
 
         As the file tells (`outbox_replacement`), by this process or another: the block is
-        gone, and its readings may be in them. None: gone otherwise, or nothing of it is left
+        gone, and its readings may be in them. Empty: gone otherwise, or nothing of it is left
         to send. Every undelivered replacement sealed after it may be read, under the lock.
         """
         file = self._file

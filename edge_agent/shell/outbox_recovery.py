@@ -280,10 +280,10 @@ def _kept_from(kept: Sequence[GapRecord], *, lost: int | None) -> list[int]:
 def _sealed_nothing(journal: EpochJournal, owed: Sequence[GapRecord], file_epoch: str) -> bool:
     """Whether the journal's epoch, whose first block declares `owed`, sealed nothing.
 
-    Its start gave up this very file's epoch (declared), and saw that block fail, not
-    committed (`EpochJournal.sealed_nothing`, synced): a restart loop on a first block that
-    cannot be sealed starts one such epoch a start, and declared by the next, each added a
-    record (the same losses). The seq mark never naming it proves nothing: not synced (a
+    Its start gave up this very file's epoch (declared); the proof journaled with its entry
+    (`record`'s `unsealed`, synced) was never taken back: cut short, or its first block failed.
+    A restart loop there starts one such epoch a start, and declared by the next, each added
+    a record (the same losses). The seq mark never naming it proves nothing: not synced (a
     power cut), given up on (`seq_mark_given_up`), moved by a copy put back under the agent.
     """
     return journal.latest_sealed_nothing() and file_epoch in {gap.epoch for gap in owed}

@@ -214,7 +214,7 @@ class EpochJournal:
         await _to_its_end(partial(self.sealed_nothing, epoch))
 
     def latest_sealed_nothing(self) -> bool:
-        """Whether the latest epoch's start saw its first block fail (`sealed_nothing`)."""
+        """Whether the journal's proof that the latest epoch sealed nothing stands."""
         return self._body().get("sealed") is False
 
     def latest(self) -> str | None:

@@ -214,9 +214,10 @@ class AckTaker:
             self._epoch_left(ack, exc.how)
             return
         except OutboxUnavailableError as exc:
-            # The epoch lock busy (`edge-agent backfill` opening the outbox), nothing
-            # changed: as a release that cannot be recorded, the outbox and the lanes
-            # stay as they are and the collector's next ACK proves the rollback again.
+            # The epoch lock busy (`edge-agent backfill` opening the outbox), or the
+            # journal's proof not taken back (`begin_epoch`), nothing changed: as a release
+            # that cannot be recorded, the outbox and the lanes stay as they are and the
+            # collector's next ACK proves the rollback again.
             # Raised, it ended the publisher task, and the agent with it.
             log.warning("epoch_not_started", epoch=ack.epoch, error=str(exc))
             return
