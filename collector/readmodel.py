@@ -315,8 +315,8 @@ class BucketRow:
 
     `t` is where the bucket starts. `min`, `max`, `avg` and `count` cover the readings that
     have a value and are not of quality bad; `last` is the newest of them (all None, `count`
-    0, when the bucket holds only bad or empty readings). `quota` and `unit` are the newest
-    reading's.
+    0, when the bucket holds only bad or empty readings). `quota` and `unit` are those of every
+    reading the row aggregates: a bucket in which a point changed them has a row for each.
     """
 
     gateway: str

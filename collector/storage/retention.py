@@ -1,19 +1,20 @@
 """Retention, decided purely: which whole months of raw readings and rollups have expired.
 
 Raw readings are kept `raw_days`; their per-minute rollups (min, max, sum, count and the
-last value per (gateway, point, minute), folded in by every ingest: collector.storage.rollups)
-are kept `rollup_days`. Only whole months of readings go, and only once every instant of the
-month is older than the limit: a month is never thinned row by row (PostgreSQL drops its
-partition), and a month that is partly young stays whole. The live feed's journal (alarm,
-gap and status events GET /v1/stream sends between the readings), the gateways' presence
-intervals (GET /v1/quality), which qualify the readings, and the signed blocks the readings
-came in (but those ingest still works from: `collector.storage.block_retention`) go with the
-readings' month, row by row: from `first_kept` on they stay. `None` keeps everything for
-ever. The audit chain (collector.audit.chain) keeps its rows `audit_days`, never fewer than
-MIN_AUDIT_DAYS (GB/T 22239 level 3 asks for 180 days of audit records): its oldest rows go
-once every occurrence they count is that old. A pass runs when either `raw_days` or
-`audit_days` is set (`prunes`) and prunes only what each governs: with `audit_days` alone,
-the audit rows, and no cut of the readings is marked.
+last value per (gateway, point, minute, quota, unit), folded in by every ingest:
+collector.storage.rollups) are kept `rollup_days`. Only whole months of readings go, and
+only once every instant of the month is older than the limit: a month is never thinned row
+by row (PostgreSQL drops its partition), and a month that is partly young stays whole. The
+live feed's journal (alarm, gap and status events GET /v1/stream sends between the
+readings), the gateways' presence intervals (GET /v1/quality), which qualify the readings,
+and the signed blocks the readings came in (but those ingest still works from:
+`collector.storage.block_retention`) go with the readings' month, row by row: from
+`first_kept` on they stay. `None` keeps everything for ever. The audit chain
+(collector.audit.chain) keeps its rows `audit_days`, never fewer than MIN_AUDIT_DAYS (GB/T
+22239 level 3 asks for 180 days of audit records): its oldest rows go once every occurrence
+they count is that old. A pass runs when either `raw_days` or `audit_days` is set (`prunes`)
+and prunes only what each governs: with `audit_days` alone, the audit rows, and no cut of
+the readings is marked.
 
 Ages are measured from the collector's clock, but never from later than the newest reading
 stored (`measured_from`): the readings' t come from the gateways' clocks, which a jump of the

@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Final
 
 from collector.storage.buckets import CURRENT
-from collector.storage.float_sums import POSTGRES_FLOATS
+from collector.storage.float_sums import POSTGRES_FLOATS, SQLITE_FLOATS
 
 _COLUMNS: Final = (
     "gateway, point, minute, quota, unit, n, lo, hi, total, newest_t, last_t, last_value"
@@ -33,7 +33,7 @@ def _values(minute: str) -> str:
     """The current raw readings of the mixed minutes, with their minute and counted value.
 
     Driven by split_minutes, each mixed minute one seek of readings_by_series (gateway, point,
-    t): the range, a minute and a second wider each side than the minute (rounding, SQLite's
+    t): the range, from 61 s before the minute to 1 s after its end (rounding, SQLite's
     truncation below zero), lets the planner seek; the equality on the minute then keeps
     exactly the readings `minute` puts in it. Joined on (gateway, point) alone, the minute a
     filter, each mixed minute read every reading of its point: quadratic.
@@ -91,7 +91,7 @@ SQLITE_SPLIT: Final = (
         " SELECT a.gateway, a.point, a.minute, a.quota, a.unit, a.n, a.lo, a.hi, a.total,"
         " a.newest_t, a.last_t, lv.value"
         " FROM (SELECT gateway, point, minute, quota, unit, count(v) AS n, min(v) AS lo,"
-        " max(v) AS hi, sum(v) AS total, max(t) AS newest_t,"
+        f" max(v) AS hi, {SQLITE_FLOATS.sum_or_infinity('v')} AS total, max(t) AS newest_t,"
         " max(CASE WHEN v IS NOT NULL THEN t END) AS last_t"
         f" FROM ({_values(_SQLITE_MINUTE)}) GROUP BY gateway, point, minute, quota, unit) AS a"
         " LEFT JOIN readings lv ON lv.gateway = a.gateway AND lv.point = a.point"

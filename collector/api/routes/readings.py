@@ -222,7 +222,7 @@ def create_router(storage: Storage) -> APIRouter:
             str | None,
             Query(
                 description="bucket width `<n>s|m|h|d` (1m, 5m, 15m, 1h, 1d; 1 s to 31 d):"
-                " one aggregate per (gateway, point, bucket) instead of raw readings"
+                " one aggregate per (gateway, point, bucket, quota, unit) instead of raw readings"
             ),
         ] = None,
         limit: Limit = DEFAULT_LIMIT,
