@@ -69,6 +69,17 @@ class ApiToken(ConfigModel):
     ]
     """The GB/T 2260 district codes whose data the token may read, or `*` for all."""
 
+    @field_validator("districts")
+    @classmethod
+    def _every_district_alone(cls, districts: tuple[str, ...]) -> tuple[str, ...]:
+        # As `collector tokens add --district` refuses it: "*" beside a code reads as a
+        # narrower scope than it is.
+        if ALL_DISTRICTS in districts and len(set(districts)) > 1:
+            raise ValueError(
+                f"{ALL_DISTRICTS} (every district) cannot be combined with other districts"
+            )
+        return districts
+
     @field_validator("name")
     @classmethod
     def _one_line_name(cls, name: str) -> str:
