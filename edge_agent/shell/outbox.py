@@ -133,7 +133,7 @@ class Outbox:
     async def _init(self, first_block: Sequence[GapRecord] = ()) -> None:
         """Set the file up; a new file's epoch is journaled with `first_block`, its gaps."""
         file = self._file
-        await prepare_file(file.db, self._budget, self._journal, first_block)
+        await prepare_file(file.db, self._budget, self._journal, first_block, self.room.reserve)
         self._data_version = await read_data_version(file.db)
         state = await file.chain_state()
         file.marks.found(state.epoch, state.last_seq)

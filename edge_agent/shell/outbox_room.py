@@ -70,6 +70,9 @@ class RoomMaker:
         self._budget = budget
         self._path = path
         self._reserve = reserve
+        self.reserve = reserve
+        """The reserve beside the file (None: no budget): an opening on a full disk gives it
+        back to bring the file's schema up to date (`outbox_schema.prepare_file`)."""
         self._capped = False
         self._evict_limit = budget.evict_bytes if budget is not None else _EVICT_DEFAULT
         # Told, once committed, of each replacement sealed here: the blocks (epoch, seq) that

@@ -13,12 +13,15 @@ from collections.abc import Sequence
 from typing import Final, Literal
 
 import aiosqlite
+import structlog
 
 from edge_agent.core.chain import ChainState
 from edge_agent.shell.outbox_sidecars import EpochJournal
-from edge_agent.shell.outbox_space import SpaceBudget
+from edge_agent.shell.outbox_space import Reserve, SpaceBudget, is_full
 from edge_agent.shell.outbox_transaction import async_write_transaction
 from specs.records import GapRecord
+
+log = structlog.get_logger("edge_agent.outbox")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -140,12 +143,15 @@ _ADDED_COLUMNS: Final = (
 # NULL) imported readings, which retention decodes to find their keys; and the time span of
 # each block's readings (`first_t`..`last_t`, Unix seconds; NULL: no readings, or sealed before
 # the columns), where an import looks for the (point, t) it brings (`outbox_held`).
+# Each is optional: a file with no room for it (at its budget, or a full disk: a site offline
+# for weeks) opens without it, the queries read the table instead (slower), and it is tried
+# again at each opening. Building one takes pages, and an opening makes no room.
 _ADDED_INDEXES: Final = (
     (
-        "CREATE INDEX IF NOT EXISTS blocks_backfilled ON blocks (epoch, seq)"
-        " WHERE backfilled IS NULL OR backfilled > 0"
+        "blocks_backfilled",
+        "ON blocks (epoch, seq) WHERE backfilled IS NULL OR backfilled > 0",
     ),
-    "CREATE INDEX IF NOT EXISTS blocks_span ON blocks (last_t, first_t)",
+    ("blocks_span", "ON blocks (last_t, first_t)"),
 )
 # SQLite page cache of the outbox connection, KiB (SQLite's default is 2,000).
 PAGE_CACHE_KIB: Final = 256
@@ -153,11 +159,27 @@ PAGE_CACHE_KIB: Final = 256
 ALARM_STATE_ROW: Final = "edge"
 
 
+async def _add_column(db: aiosqlite.Connection, sql: str, reserve: Reserve | None) -> None:
+    """Add a column seals write; on a full disk the reserve is given back for it, once.
+
+    Seals need the column, so unlike an index it cannot wait: the reserve is kept for what a
+    full disk must still let through (`outbox_space`); the room maker caps the file as usual.
+    """
+    try:
+        await db.execute(sql)
+    except sqlite3.OperationalError as exc:
+        if not is_full(exc) or reserve is None or not reserve.release():
+            raise
+        log.warning("outbox_reserve_released", reason="a column added at opening", error=str(exc))
+        await db.execute(sql)
+
+
 async def prepare_file(
     db: aiosqlite.Connection,
     budget: SpaceBudget | None,
     journal: EpochJournal | None,
     first_block: Sequence[GapRecord] = (),
+    reserve: Reserve | None = None,
 ) -> str:
     """Set the connection up, create (or bring up to date) the tables; return the epoch.
 
@@ -170,18 +192,26 @@ async def prepare_file(
     # stays resident (G7: 60 MB); the pages read back are the blocks just sealed (the
     # publisher sends them at once), a few at a time, and the OS caches the file anyway.
     await db.execute(f"PRAGMA cache_size=-{PAGE_CACHE_KIB}")
-    if budget is not None:
-        await db.execute(f"PRAGMA max_page_count={budget.max_pages}")
-        await db.execute(f"PRAGMA wal_autocheckpoint={budget.wal_pages}")
-        await db.execute(f"PRAGMA journal_size_limit={budget.wal_bytes}")
+    # The tables and the columns seals write before the page cap: on a file at its budget they
+    # take a page of the schema at most (an added column changes no row), where the cap would
+    # refuse the opening (SQLITE_FULL) and no room is made before the first seal.
     await db.executescript(_SCHEMA)
     for table, column, kind in _ADDED_COLUMNS:
         async with db.execute(f"PRAGMA table_info({table})") as cursor:
             columns = {str(row[1]) for row in await cursor.fetchall()}
         if column not in columns:
-            await db.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
-    for index in _ADDED_INDEXES:
-        await db.execute(index)
+            await _add_column(db, f"ALTER TABLE {table} ADD COLUMN {column} {kind}", reserve)
+    if budget is not None:
+        await db.execute(f"PRAGMA max_page_count={budget.max_pages}")
+        await db.execute(f"PRAGMA wal_autocheckpoint={budget.wal_pages}")
+        await db.execute(f"PRAGMA journal_size_limit={budget.wal_bytes}")
+    for name, definition in _ADDED_INDEXES:
+        try:
+            await db.execute(f"CREATE INDEX IF NOT EXISTS {name} {definition}")
+        except sqlite3.OperationalError as exc:
+            if not is_full(exc):
+                raise
+            log.warning("outbox_index_not_built", index=name, reason=str(exc))
     async with async_write_transaction(db):
         async with db.execute("SELECT value FROM meta WHERE key = 'epoch'") as cursor:
             row = await cursor.fetchone()
