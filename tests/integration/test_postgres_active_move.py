@@ -18,7 +18,7 @@ import pytest
 
 from collector.storage import open_storage, upgrade_storage
 from collector.storage.postgres.active_move import MOVE_BATCH, move_active, moved_through
-from collector.storage.postgres.schema import MIGRATIONS
+from collector.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.support.collector_api import NANCHANG
 from tests.support.collector_env import register
 from tests.support.postgres import sql_execute, sql_rows
@@ -93,7 +93,7 @@ async def test_the_payloads_move_at_open_in_transactions_of_a_batch(postgres_url
     every row), each row's value in the column, moved by several transactions, not one."""
     await _journal_as_6f577c0_left_it(postgres_url)
     before, after = await upgrade_storage(postgres_url)
-    assert (before, after) == (11, 12)
+    assert (before, after) == (11, SCHEMA_VERSION)  # 12 moves `active`; later ones run too
     await _assert_moved(postgres_url)
     transactions = await sql_rows(
         postgres_url, "SELECT count(DISTINCT xmin::text) FROM feed WHERE kind = 'alarm'"
