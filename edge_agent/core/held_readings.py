@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 
-from specs.records import Reading, Record, parse_iso_time
+from specs.records import Reading, Record, RecordFormatError, parse_iso_time
 
 Key = tuple[str, str]
 """(point, t) as the import writes it: `t` in the wire's UTC text (`iso_time`)."""
@@ -25,12 +25,30 @@ def instant(point: str, t: str) -> Instant:
     return point, parse_iso_time(t)
 
 
-def reading_span(records: Iterable[Record]) -> tuple[float, float] | None:
-    """The first and last time (Unix seconds) of the readings among `records`; None: none."""
-    times = {r.t for r in records if isinstance(r, Reading)}
-    if not times:
+def held_instant(point: str, t: str) -> Instant | None:
+    """The (point, t) of a held reading as an instant; None: a time no import can bring.
+
+    The sealer seals a reading whatever its time (readings outrank alarms and checks), so a
+    held time may be outside what `parse_iso_time` takes; no imported row can match it.
+    """
+    try:
+        return instant(point, t)
+    except RecordFormatError:
         return None
-    seconds = [parse_iso_time(t) for t in times]
+
+
+def reading_span(records: Iterable[Record]) -> tuple[float, float] | None:
+    """The first and last time (Unix seconds) of the readings among `records`; None: none.
+
+    Times no import can bring (see `held_instant`) are left out of the span.
+    """
+    seconds = [
+        held[1]
+        for r in records
+        if isinstance(r, Reading) and (held := held_instant(r.point, r.t)) is not None
+    ]
+    if not seconds:
+        return None
     return min(seconds), max(seconds)
 
 

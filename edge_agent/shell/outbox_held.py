@@ -21,7 +21,7 @@ from typing import Final
 
 import aiosqlite
 
-from edge_agent.core.held_readings import Instant, Key, instant, reading_span
+from edge_agent.core.held_readings import Instant, Key, held_instant, instant, reading_span
 from edge_agent.shell.outbox_reads import PAYLOAD, find_backfill_keys
 from specs.block import BlockFormatError, decode_block
 from specs.records import Reading
@@ -95,7 +95,8 @@ async def find_held(
                 memo[block] = reading_span(records)
             for record in records:
                 if isinstance(record, Reading) and record.point in points:
-                    key = wanted.get(instant(record.point, record.t))
+                    held_at = held_instant(record.point, record.t)
+                    key = None if held_at is None else wanted.get(held_at)
                     if key is not None and key not in held:
                         held[key] = record
     async with lock:

@@ -33,8 +33,10 @@ COLUMNS: Final = (
     "readings",
     "thinned",
     "backfilled",
+    "first_t",
+    "last_t",
 )
-_REAL: Final = frozenset({"sealed_at", "delivered_at"})
+_REAL: Final = frozenset({"sealed_at", "delivered_at", "first_t", "last_t"})
 _INT_SIZES: Final = ((1, 1), (2, 2), (3, 3), (4, 4), (5, 6), (6, 8))
 
 
