@@ -300,12 +300,15 @@ def test_a_hangup_stops_the_agent_as_sigterm_does(plant: Plant) -> None:
 
 def test_a_sigterm_while_the_map_is_checked_ends_the_command_at_once(plant: Plant) -> None:
     """systemd stops a unit that is still starting with SIGTERM, and checking the map alone
-    takes seconds on a busy machine: the signal's default killed it (exit -15). Here the map is
-    a FIFO nobody writes, so `edge-agent run` stays in its check for as long as the test likes."""
-    site = plant.write_site(flush_interval="100ms", flush_readings=200)
+    takes seconds on a busy machine: the signal's default killed it (exit -15). Here the
+    collector key the map names is a FIFO nobody writes, so `edge-agent run` stays in its check
+    (reading the files the map names) for as long as the test likes. The map itself can no
+    longer be the FIFO: since a350fa9 a config file that is a FIFO is refused unread, exit 2."""
+    plant.write_site(flush_interval="100ms", flush_readings=200)
     keys_init(plant.work)
-    site.unlink()
-    os.mkfifo(site)
+    collector_key = plant.work / "keys" / "collector.key.pub"
+    collector_key.unlink()
+    os.mkfifo(collector_key)
     agent = start_agent(plant.work)
     try:
         # Without the fix the command never takes SIGTERM in hand: this wait times out.
