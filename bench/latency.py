@@ -74,11 +74,16 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import aiomqtt
-import yaml
 
 from bench.results import BenchResult, Figure, add_json_argument, write_result
-from bench.rig import BIN, Scratch, init_keys, modbus_tcp_device, tank_points
-from demo.__main__ import write_configs
+from bench.rig import (
+    BIN,
+    Scratch,
+    init_keys,
+    modbus_tcp_device,
+    tank_points,
+    tankfarm_configs,
+)
 from demo.broker import free_port, wait_for_port
 from specs.ack import decode_ack
 from specs.block import decode_block
@@ -199,16 +204,13 @@ class Site:
         args = self.args
         self.broker.start()
         sim_port, api_port, ua_port = free_port(), free_port(), free_port()
-        write_configs(self.work, "tankfarm", self.broker.url, sim_port, api_port)
-        site_path = self.work / "site.yaml"
-        site = yaml.safe_load(site_path.read_text(encoding="utf-8"))
-        site["devices"] = [
-            _modbus_device(sim_port, args.poll),
-            _opcua_device(ua_port, "subscribe", "S", args.poll, args.publishing),
-            _opcua_device(ua_port, "poll", "P", args.poll, args.publishing),
-        ]
-        site.pop("alarms", None)
-        site_path.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
+        with tankfarm_configs(self.work, self.broker.url, sim_port, api_port) as site:
+            site["devices"] = [
+                _modbus_device(sim_port, args.poll),
+                _opcua_device(ua_port, "subscribe", "S", args.poll, args.publishing),
+                _opcua_device(ua_port, "poll", "P", args.poll, args.publishing),
+            ]
+            site.pop("alarms", None)
         self.gateway = site["site"]["gateway"]
         self.flush_interval = _seconds(site["outbox"]["flush_interval"])
         init_keys(self.work)

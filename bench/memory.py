@@ -52,8 +52,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.procfs import memory_kib
 from bench.results import (
     RSS_OVER_TIME,
@@ -70,8 +68,8 @@ from bench.rig import (
     init_keys,
     modbus_tcp_device,
     tank_points,
+    tankfarm_configs,
 )
-from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
 
 MIB = 1024 * 1024
@@ -157,14 +155,11 @@ class SiteRun:
         """Configure, start everything, and wait for the agent's first sealed block."""
         self.broker.start()
         sim_port, api_port, ua_port = free_port(), free_port(), free_port()
-        write_configs(self.work, "tankfarm", self.broker.url, sim_port, api_port)
-        site_path = self.work / "site.yaml"
-        site = yaml.safe_load(site_path.read_text(encoding="utf-8"))
         tanks = self.case.tanks_per_device
-        site["devices"] = [_modbus_device(i, tanks, sim_port) for i in range(self.case.devices)]
-        if self.case.opcua:
-            site["devices"].append(_opcua_device(ua_port))
-        site_path.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
+        with tankfarm_configs(self.work, self.broker.url, sim_port, api_port) as site:
+            site["devices"] = [_modbus_device(i, tanks, sim_port) for i in range(self.case.devices)]
+            if self.case.opcua:
+                site["devices"].append(_opcua_device(ua_port))
         init_keys(self.work)
         self.scratch.spawn(
             "sim", str(BIN / "python"), "-m", "simulators", "--port", str(sim_port),

@@ -14,7 +14,8 @@ import shutil
 import subprocess
 import sys
 import tempfile
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -52,6 +53,19 @@ def tank_points(number: int, tank: int) -> list[dict[str, Any]]:
         }
         for code, quota, table, offset in TANK_POINTS
     ]
+
+
+@contextmanager
+def tankfarm_configs(
+    work: Path, broker_url: str, sim_port: int, api_port: int
+) -> Iterator[dict[str, Any]]:
+    """The demo's tank farm collector.yaml and site.yaml in `work`; the `with` block gets the
+    site map to change, and it is written back when the block ends."""
+    write_configs(work, "tankfarm", broker_url, sim_port, api_port)
+    site_path = work / "site.yaml"
+    site = yaml.safe_load(site_path.read_text(encoding="utf-8"))
+    yield site
+    site_path.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
 
 
 def run_command(work: Path, *argv: str) -> None:

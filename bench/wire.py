@@ -65,13 +65,18 @@ from pathlib import Path
 from typing import Any
 
 import aiomqtt
-import yaml
 from paho.mqtt.properties import Properties
 
 from bench.results import BenchResult, Figure, add_json_argument, finished
-from bench.rig import BIN, Scratch, init_keys, modbus_tcp_device, tank_points
+from bench.rig import (
+    BIN,
+    Scratch,
+    init_keys,
+    modbus_tcp_device,
+    tank_points,
+    tankfarm_configs,
+)
 from bench.wire_variants import columns, compressed_size
-from demo.__main__ import write_configs
 from demo.broker import free_port, wait_for_port
 from edge_agent.shell.uplink import signed_properties
 from specs.encoding import Encoding, choose_encoding, encode_payload
@@ -204,13 +209,10 @@ def site_costs(encoding: str, seconds: float) -> tuple[float, float, float]:
         with ProxyThread(upstream_port=broker.port) as proxy:
             sims = tuple(free_port() for _ in range(TANKS_PER_DEVICE * DEVICES // SIM_TANKS))
             api_port = free_port()
-            write_configs(work, "tankfarm", broker.url, sims[0], api_port)
-            site_path = work / "site.yaml"
-            site = yaml.safe_load(site_path.read_text(encoding="utf-8"))
-            site["devices"] = [_modbus_device(i, sims) for i in range(DEVICES)]
-            site["uplink"]["broker"] = f"mqtt://127.0.0.1:{proxy.port}"
-            site["uplink"]["encoding"] = encoding
-            site_path.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
+            with tankfarm_configs(work, broker.url, sims[0], api_port) as site:
+                site["devices"] = [_modbus_device(i, sims) for i in range(DEVICES)]
+                site["uplink"]["broker"] = f"mqtt://127.0.0.1:{proxy.port}"
+                site["uplink"]["encoding"] = encoding
             init_keys(work)
             for seed, port in enumerate(sims):
                 spawn(f"sim-{seed}", str(BIN / "python"), "-m", "simulators", "--port",

@@ -18,11 +18,15 @@ from contextlib import closing
 from pathlib import Path
 from typing import Any
 
-import yaml
-
 from bench.peers.tb_gateway import TbDevice
-from bench.rig import BIN, init_keys, modbus_tcp_device, spawn, stop_processes
-from demo.__main__ import write_configs
+from bench.rig import (
+    BIN,
+    init_keys,
+    modbus_tcp_device,
+    spawn,
+    stop_processes,
+    tankfarm_configs,
+)
 from demo.broker import free_port, wait_for_port
 
 QUOTA = {"LT": "WHP-LT", "TT": "WHP-TT", "PT": "WHP-PT", "LEL": "WHP-LEL", "TOX": "WHP-TOX"}
@@ -70,12 +74,9 @@ class OurSite:
     def start(self, devices: Sequence[TbDevice]) -> int:
         """Configure and start the collector, then the agent; the agent's pid."""
         api_port = free_port()
-        write_configs(self.work, "tankfarm", self.broker_url, devices[0].port, api_port)
-        site_path = self.work / "site.yaml"
-        site = yaml.safe_load(site_path.read_text(encoding="utf-8"))
-        site["devices"] = [_device(d) for d in devices]
-        site.pop("alarms", None)
-        site_path.write_text(yaml.safe_dump(site, allow_unicode=True), encoding="utf-8")
+        with tankfarm_configs(self.work, self.broker_url, devices[0].port, api_port) as site:
+            site["devices"] = [_device(d) for d in devices]
+            site.pop("alarms", None)
         init_keys(self.work)
         self._spawn("collector", "collector", "serve", "-c", "collector.yaml")
         wait_for_port(api_port, timeout=30)
