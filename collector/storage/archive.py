@@ -5,8 +5,8 @@ from __future__ import annotations
 from typing import Final
 
 from collector.readmodel import Page, Scope
-from collector.storage.queries import Fetch, given, scope_clause, where_all
-from collector.storage.records import stored_bytes
+from collector.storage.queries import Fetch, given, scoped_page
+from collector.storage.records import Row, stored_bytes
 from collector.verify.core import StoredBlock, StoredBlockAfter
 from specs.signing import Signature
 
@@ -36,33 +36,33 @@ async def stored_blocks(
     limit: int,
 ) -> Page[StoredBlock]:
     """Blocks received in [t_from, t_to), ordered by (gateway, epoch, seq), one page."""
-    clauses, params = given(
+    where = given(
         ("b.gateway = ?", gateway),
         ("b.received_at >= ?", t_from),
         ("b.received_at < ?", t_to),
         ("(b.gateway, b.epoch, b.seq) > (?, ?, ?)", after),
     )
-    scope_sql, scope_params = scope_clause(scope, "g.district")
-    rows = await fetch(
-        f"{_STORED_BLOCKS} WHERE {where_all(clauses)}{scope_sql}"
-        " ORDER BY b.gateway, b.epoch, b.seq LIMIT ?",
-        (*params, *scope_params, limit + 1),
+    return await scoped_page(
+        fetch,
+        _STORED_BLOCKS,
+        where,
+        scope,
+        order="b.gateway, b.epoch, b.seq",
+        limit=limit,
+        decode=_stored_block,
     )
-    return Page.of(
-        [
-            StoredBlock(
-                gateway=row[0],
-                epoch=row[1],
-                seq=row[2],
-                payload=stored_bytes(row[3]),
-                signature=Signature(row[4], row[5], stored_bytes(row[6])),
-                stored_hash=row[7],
-                received_at=row[8],
-                below_seq=row[9],
-                below_hash=row[10],
-                pruned_through=row[11],
-            )
-            for row in rows
-        ],
-        limit,
+
+
+def _stored_block(row: Row) -> StoredBlock:
+    return StoredBlock(
+        gateway=row[0],
+        epoch=row[1],
+        seq=row[2],
+        payload=stored_bytes(row[3]),
+        signature=Signature(row[4], row[5], stored_bytes(row[6])),
+        stored_hash=row[7],
+        received_at=row[8],
+        below_seq=row[9],
+        below_hash=row[10],
+        pruned_through=row[11],
     )

@@ -10,8 +10,8 @@ the order Python gives.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Final, Protocol
+from collections.abc import Callable, Sequence
+from typing import Final, Protocol, TypeVar
 
 from collector.model import AuditEntry, Reason, StreamState
 from collector.readmodel import (
@@ -43,6 +43,8 @@ from collector.storage.records import (
     stream_state,
     thresholds,
 )
+
+T = TypeVar("T")
 
 _GATEWAY_VIEW: Final = """
 SELECT g.gateway, g.enterprise, g.district, s.online, s.last_seen,
@@ -97,6 +99,30 @@ def given(*conditions: tuple[str, object]) -> tuple[list[str], list[object]]:
     return clauses, params
 
 
+async def scoped_page(
+    fetch: Fetch,
+    select: str,
+    where: tuple[list[str], Sequence[object]],
+    scope: Scope,
+    *,
+    order: str,
+    limit: int,
+    decode: Callable[[Row], T],
+) -> Page[T]:
+    """One keyset page of `select` (joined to `gateways g`) in `scope`, ordered by `order`.
+
+    `where` holds the clauses every row meets and their params; the rows are fetched one past
+    `limit` and decoded by `decode`.
+    """
+    clauses, params = where
+    scope_sql, scope_params = scope_clause(scope, "g.district")
+    rows = await fetch(
+        f"{select} WHERE {where_all(clauses)}{scope_sql} ORDER BY {order} LIMIT ?",
+        (*params, *scope_params, limit + 1),
+    )
+    return Page.of([decode(row) for row in rows], limit)
+
+
 def reading_clauses(
     where: ReadingFilter, after: ReadingAfter | None
 ) -> tuple[list[str], list[object]]:
@@ -148,26 +174,24 @@ async def gateway_views(
     fetch: Fetch, scope: Scope, *, after: GatewayAfter | None, limit: int
 ) -> Page[GatewayView]:
     """Gateways with their ingest progress, ordered by id."""
-    scope_sql, params = scope_clause(scope, "g.district")
-    rows = await fetch(
-        f"{_GATEWAY_VIEW} WHERE g.gateway > ?{scope_sql} ORDER BY g.gateway LIMIT ?",
-        (after[0] if after else "", *params, limit + 1),
+    where = (["g.gateway > ?"], [after[0] if after else ""])
+    return await scoped_page(
+        fetch, _GATEWAY_VIEW, where, scope, order="g.gateway", limit=limit, decode=_gateway_view
     )
-    views = [
-        GatewayView(
-            gateway=row[0],
-            enterprise=row[1],
-            district=row[2],
-            status_online=None if row[3] is None else bool(row[3]),
-            status_seen=row[4],
-            block_seen=row[5],
-            epoch=row[6],
-            acked_through=row[7],
-            gaps=row[8],
-        )
-        for row in rows
-    ]
-    return Page.of(views, limit)
+
+
+def _gateway_view(row: Row) -> GatewayView:
+    return GatewayView(
+        gateway=row[0],
+        enterprise=row[1],
+        district=row[2],
+        status_online=None if row[3] is None else bool(row[3]),
+        status_seen=row[4],
+        block_seen=row[5],
+        epoch=row[6],
+        acked_through=row[7],
+        gaps=row[8],
+    )
 
 
 async def points(
@@ -189,7 +213,6 @@ async def points(
         ("coalesce(m.quota, l.quota) = ?", quota),
         ("(k.gateway, k.point) > (?, ?)", after),
     )
-    scope_sql, scope_params = scope_clause(scope, "g.district")
     keys = "SELECT gateway, point FROM latest UNION SELECT gateway, point FROM point_meta"
     narrowed: tuple[object, ...] = ()
     if gateway is not None:
@@ -199,29 +222,28 @@ async def points(
             " UNION SELECT gateway, point FROM point_meta WHERE gateway = ?"
         )
         narrowed = (gateway, gateway)
-    rows = await fetch(
+    select = (
         "SELECT k.gateway, k.point, coalesce(m.quota, l.quota), coalesce(m.unit, l.unit),"
         f" m.name, m.device, m.thresholds FROM ({keys}) k"
         " JOIN gateways g ON g.gateway = k.gateway"
         " LEFT JOIN latest l ON l.gateway = k.gateway AND l.point = k.point"
         " LEFT JOIN point_meta m ON m.gateway = k.gateway AND m.point = k.point"
-        f" WHERE {where_all(clauses)}{scope_sql} ORDER BY k.gateway, k.point LIMIT ?",
-        (*narrowed, *params, *scope_params, limit + 1),
     )
-    return Page.of(
-        [
-            PointRow(
-                gateway=row[0],
-                point=row[1],
-                quota=row[2],
-                unit=row[3],
-                name=row[4],
-                device=row[5],
-                thresholds={} if row[6] is None else thresholds(row[6]),
-            )
-            for row in rows
-        ],
-        limit,
+    where = (clauses, [*narrowed, *params])
+    return await scoped_page(
+        fetch, select, where, scope, order="k.gateway, k.point", limit=limit, decode=_point_row
+    )
+
+
+def _point_row(row: Row) -> PointRow:
+    return PointRow(
+        gateway=row[0],
+        point=row[1],
+        quota=row[2],
+        unit=row[3],
+        name=row[4],
+        device=row[5],
+        thresholds={} if row[6] is None else thresholds(row[6]),
     )
 
 
@@ -235,19 +257,18 @@ async def latest(
     limit: int,
 ) -> Page[ReadingRow]:
     """The newest reading of each point, ordered by (gateway, point)."""
-    clauses, params = given(
+    where = given(
         ("g.enterprise = ?", enterprise),
         ("l.gateway = ?", gateway),
         ("(l.gateway, l.point) > (?, ?)", after),
     )
-    scope_sql, scope_params = scope_clause(scope, "g.district")
-    rows = await fetch(
+    select = (
         f"SELECT {READING_COLUMNS.replace('r.', 'l.')} FROM latest l"
-        f" JOIN gateways g ON g.gateway = l.gateway WHERE {where_all(clauses)}{scope_sql}"
-        " ORDER BY l.gateway, l.point LIMIT ?",
-        (*params, *scope_params, limit + 1),
+        " JOIN gateways g ON g.gateway = l.gateway"
     )
-    return Page.of([reading(row) for row in rows], limit)
+    return await scoped_page(
+        fetch, select, where, scope, order="l.gateway, l.point", limit=limit, decode=reading
+    )
 
 
 async def readings(
@@ -259,16 +280,15 @@ async def readings(
     limit: int,
 ) -> Page[ReadingRow]:
     """Readings ordered by (gateway, point, t, rowid)."""
-    clauses, params = reading_clauses(where, after)
-    scope_sql, scope_params = scope_clause(scope, "g.district")
-    conditions = where_all(clauses)
-    rows = await fetch(
-        f"SELECT {READING_COLUMNS}, r.id FROM readings r"
-        f" JOIN gateways g ON g.gateway = r.gateway WHERE {conditions}{scope_sql}"
-        " ORDER BY r.gateway, r.point, r.t, r.id LIMIT ?",
-        (*params, *scope_params, limit + 1),
+    return await scoped_page(
+        fetch,
+        f"SELECT {READING_COLUMNS}, r.id FROM readings r JOIN gateways g ON g.gateway = r.gateway",
+        reading_clauses(where, after),
+        scope,
+        order="r.gateway, r.point, r.t, r.id",
+        limit=limit,
+        decode=lambda row: reading(row, row[8]),
     )
-    return Page.of([reading(row, row[8]) for row in rows], limit)
 
 
 async def alarms(
@@ -302,14 +322,15 @@ async def alarms(
         )
     if where.active is not None and bound is not None:
         params.append(bound)
-    scope_sql, scope_params = scope_clause(scope, "g.district")
-    conditions = where_all(clauses)
-    rows = await fetch(
-        f"SELECT {ALARM_COLUMNS} FROM alarms a JOIN gateways g ON g.gateway = a.gateway"
-        f" WHERE {conditions}{scope_sql} ORDER BY a.since, a.gateway, a.alarm_id LIMIT ?",
-        (*params, *scope_params, limit + 1),
+    return await scoped_page(
+        fetch,
+        f"SELECT {ALARM_COLUMNS} FROM alarms a JOIN gateways g ON g.gateway = a.gateway",
+        (clauses, params),
+        scope,
+        order="a.since, a.gateway, a.alarm_id",
+        limit=limit,
+        decode=alarm_state,
     )
-    return Page.of([alarm_state(row) for row in rows], limit)
 
 
 async def gaps(
@@ -323,35 +344,32 @@ async def gaps(
 ) -> Page[GapRow]:
     """Open holes and stored gap records, ordered by (gateway, rowid)."""
     kind = None if state is None else ("sequence" if state is GapState.OPEN else "record")
-    clauses, params = given(
+    where = given(
         ("p.gateway = ?", gateway), ("p.kind = ?", kind), ("(p.gateway, p.id) > (?, ?)", after)
     )
-    scope_sql, scope_params = scope_clause(scope, "g.district")
-    conditions = where_all(clauses)
     # An open hole's times and lost readings are unknown (schema 3 counted its blocks).
-    rows = await fetch(
+    select = (
         "SELECT p.gateway, p.kind, CASE p.kind WHEN 'sequence' THEN p.epoch"
         " ELSE p.declared_epoch END, p.from_seq, p.to_seq, p.t_from, p.t_to,"
         " CASE p.kind WHEN 'record' THEN p.lost END, p.reason, p.id"
         " FROM gaps p JOIN gateways g ON g.gateway = p.gateway"
-        f" WHERE {conditions}{scope_sql} ORDER BY p.gateway, p.id LIMIT ?",
-        (*params, *scope_params, limit + 1),
     )
-    return Page.of(
-        [
-            GapRow(
-                gateway=row[0],
-                epoch=row[2],
-                from_seq=row[3],
-                to_seq=row[4],
-                t_from=row[5],
-                t_to=row[6],
-                lost=row[7],
-                reason=MISSING if row[1] == "sequence" else row[8],
-                state=GapState.OPEN if row[1] == "sequence" else GapState.CLOSED,
-                rowid=row[9],
-            )
-            for row in rows
-        ],
-        limit,
+    return await scoped_page(
+        fetch, select, where, scope, order="p.gateway, p.id", limit=limit, decode=_gap_row
+    )
+
+
+def _gap_row(row: Row) -> GapRow:
+    sequence = row[1] == "sequence"
+    return GapRow(
+        gateway=row[0],
+        epoch=row[2],
+        from_seq=row[3],
+        to_seq=row[4],
+        t_from=row[5],
+        t_to=row[6],
+        lost=row[7],
+        reason=MISSING if sequence else row[8],
+        state=GapState.OPEN if sequence else GapState.CLOSED,
+        rowid=row[9],
     )
