@@ -37,13 +37,18 @@ from tests.support.journal_faults import (
     unreadable_at_the_take_back,
 )
 from tests.support.outbox_budget import minute_block
-from tests.support.outbox_epochs import copy_put_back, declared_by_the_next_start
+from tests.support.outbox_epochs import (
+    K_BLOCKS,
+    K_FIRST,
+    abandoned_with_a_proof,
+    copy_put_back,
+    declared_once_put_back_again,
+    k_sealed_then_put_back,
+    sealed_epoch,
+)
 from tests.support.outbox_site import KEY, SITE, T0
-from tests.support.sqlite_files import put_back
 
 pytestmark = pytest.mark.timeout(120)
-
-_K_BLOCKS = 4
 
 
 def _chain(path: Path) -> tuple[str, int]:
@@ -54,11 +59,16 @@ def _chain(path: Path) -> tuple[str, int]:
 
 
 async def _sealed_in_a_new_epoch(path: Path) -> str:
-    """An opening that abandons the file's epoch and seals _K_BLOCKS blocks: its epoch."""
-    async with open_outbox(path, SITE, KEY) as outbox:
-        for i in range(200, 200 + _K_BLOCKS):
-            await outbox.seal(minute_block(i), now=T0 + i, clock_synced=True)
-        return outbox.epoch
+    """An opening that abandons the file's epoch and seals K's blocks: its epoch."""
+    return await sealed_epoch(path, K_BLOCKS, K_FIRST)
+
+
+def _refused_on_a_full_disk(refused: pytest.ExceptionInfo[OutboxUnavailableError], k: str) -> None:
+    """The refusal names K's proof, the OS error and the remedy."""
+    message = str(refused.value)
+    assert f"cannot take back the proof that epoch {k} sealed nothing" in message
+    assert "No space left on device" in message
+    assert "free some space" in message
 
 
 async def _refused_start(path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
@@ -119,10 +129,7 @@ async def test_an_epoch_start_under_an_older_epochs_proof_is_refused_or_named(
             full.setattr(journal_side, "replace_file", disk_full)
             with pytest.raises(OutboxUnavailableError) as refused:
                 await _sealed_in_a_new_epoch(path)
-        message = str(refused.value)
-        assert f"cannot take back the proof that epoch {k1} sealed nothing" in message
-        assert "No space left on device" in message
-        assert "free some space" in message
+        _refused_on_a_full_disk(refused, k1)
         assert _chain(path) == (copied, 3)  # nothing of K2 committed
         assert (journal.latest(), journal.latest_sealed_nothing()) == (k1, True)
         k2 = await _sealed_in_a_new_epoch(path)  # room made: the next start goes on
@@ -131,8 +138,7 @@ async def test_an_epoch_start_under_an_older_epochs_proof_is_refused_or_named(
         # Before: (K1, True), the journal naming K2 only at the opening's end.
         assert at_commit == [(k2, False)]
     assert (journal.latest(), journal.latest_sealed_nothing()) == (k2, False)
-    put_back(path, copy)
-    declared = await declared_by_the_next_start(path)
+    declared = await declared_once_put_back_again(path, copy)
     assert k2 in declared
     assert copied in declared
     assert latest in declared
@@ -150,29 +156,18 @@ async def test_an_opening_finding_its_epoch_committed_is_refused_while_its_proof
     """
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
     copied, latest = await copy_put_back(path, copy)
-    async with open_outbox(path, SITE, KEY) as outbox:  # abandons the copy
-        k = outbox.epoch
+    k = await abandoned_with_a_proof(path)
     journal = EpochJournal.beside(path)
-    journal.sealed_nothing(k)  # what the start wrote, its commit's fate unknown
     at = _chain(path)
     with monkeypatch.context() as full:
         full.setattr(journal_side, "replace_file", disk_full)
         with pytest.raises(OutboxUnavailableError) as refused:
             async with open_outbox(path, SITE, KEY) as outbox:
                 await outbox.seal(minute_block(200), now=T0 + 200, clock_synced=True)
-    message = str(refused.value)
-    assert f"cannot take back the proof that epoch {k} sealed nothing" in message
-    assert "No space left on device" in message
-    assert "free some space" in message
+    _refused_on_a_full_disk(refused, k)
     assert _chain(path) == at
     assert journal.latest_sealed_nothing()
-    async with open_outbox(path, SITE, KEY) as outbox:
-        assert outbox.epoch == k
-        for i in range(200, 200 + _K_BLOCKS):
-            await outbox.seal(minute_block(i), now=T0 + i, clock_synced=True)
-    assert not journal.latest_sealed_nothing()
-    put_back(path, copy)
-    declared = await declared_by_the_next_start(path)
+    declared = await k_sealed_then_put_back(path, copy, k)
     assert k in declared
     assert copied in declared
     assert latest in declared

@@ -34,8 +34,13 @@ from specs.records import GapReason, GapRecord
 from tests.support.outbox_budget import minute_block
 from tests.support.outbox_epochs import (
     CUT_SHORT_START,
+    K_BLOCKS,
+    K_FIRST,
+    abandoned_with_a_proof,
     copy_put_back,
     declared_by_the_next_start,
+    k_sealed_then_put_back,
+    seal_blocks,
     sealed_epoch,
 )
 from tests.support.outbox_file import committed_gap_records
@@ -44,8 +49,6 @@ from tests.support.sigkill_writer import ROOT
 from tests.support.sqlite_files import online_copy, put_back
 
 pytestmark = pytest.mark.timeout(120)
-
-_K_BLOCKS = 4
 
 # A start that abandons the copy, cut short where the proof that its epoch sealed nothing
 # (written with its journal entry) is taken back, just before its first block commits
@@ -126,8 +129,7 @@ async def test_an_abandoning_epoch_that_sealed_blocks_isdeclared_by_the_next_sta
     try:
         async with open_outbox(path, SITE, KEY) as outbox:  # abandons the copy
             abandoning = outbox.epoch
-            for i in range(200, 200 + _K_BLOCKS):
-                await outbox.seal(minute_block(i), now=T0 + i, clock_synced=True)
+            await seal_blocks(outbox, K_BLOCKS, K_FIRST)
             if fault == "restored_in_place":
                 with (
                     closing(sqlite3.connect(copy)) as source,
@@ -209,18 +211,11 @@ async def test_a_proof_of_sealing_nothing_is_taken_back_once_the_file_shows_the_
     """
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
     copied, latest = await copy_put_back(path, copy)
-    async with open_outbox(path, SITE, KEY) as outbox:  # abandons the copy
-        abandoning = outbox.epoch
+    abandoning = await abandoned_with_a_proof(path)
     journal = EpochJournal.beside(path)
-    journal.sealed_nothing(abandoning)  # what the start wrote, its commit's fate unknown
     assert journal.latest_sealed_nothing()
-    async with open_outbox(path, SITE, KEY) as outbox:  # the frames recovered: the file in K
-        assert outbox.epoch == abandoning
-        for i in range(200, 200 + _K_BLOCKS):
-            await outbox.seal(minute_block(i), now=T0 + i, clock_synced=True)
-    assert not journal.latest_sealed_nothing()
-    put_back(path, copy)
-    declared = await declared_by_the_next_start(path)
+    # The frames recovered: the file in K, which seals, taking the proof back.
+    declared = await k_sealed_then_put_back(path, copy, abandoning)
     assert abandoning in declared
     assert copied in declared
     assert latest in declared

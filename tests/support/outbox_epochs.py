@@ -1,17 +1,22 @@
 """Outbox epochs as a site's life makes them: sealed, copied and put back, or cut short.
 
-`sealed_epoch` is a start that seals blocks; `copy_put_back` leaves a file in an older epoch
-beside the journal and mark of a newer one; `declared_by_the_next_start` tells what a start
-then declares; `CUT_SHORT_START` is a start run as a real python
-subprocess (`python -c`, from the repository root), SIGKILLed or failing as SQLite does at a
-hook before its first block committed.
+`sealed_epoch` is a start that seals blocks (`K_BLOCKS` from `K_FIRST`: the epoch K a start
+abandoning a copy put back seals); `copy_put_back` leaves a file in an older epoch beside the
+journal and mark of a newer one; `abandoned_with_a_proof` is a start abandoning it whose journal
+entry says it sealed nothing, and `k_sealed_then_put_back` what follows once the file shows K;
+`declared_by_the_next_start` (`declared_once_put_back_again`) tells what a start then
+declares; `CUT_SHORT_START` is a start run as a real python subprocess (`python -c`, from the
+repository root), SIGKILLed or failing as SQLite does at a hook before its first block
+committed.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from tests.support.outbox_budget import minute_block
 from tests.support.outbox_file import committed_gap_records
 from tests.support.outbox_site import KEY, SITE, T0
@@ -26,7 +31,9 @@ import asyncio, os, signal, sqlite3, sys
 from pathlib import Path
 import edge_agent.shell.outbox as sealing_side
 from edge_agent.shell.outbox import Outbox
+from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
+from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from tests.support.outbox_site import KEY, SITE
 
@@ -64,11 +71,21 @@ asyncio.run(main())
 """
 
 
+# The blocks an epoch K seals (`seal_blocks(outbox, K_BLOCKS, K_FIRST)`), none delivered.
+K_BLOCKS = 4
+K_FIRST = 200
+
+
+async def seal_blocks(outbox: Outbox, blocks: int, first: int) -> None:
+    """`blocks` minute blocks from index `first` sealed in the outbox's epoch."""
+    for index in range(first, first + blocks):
+        await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
+
+
 async def sealed_epoch(path: Path, blocks: int, first: int) -> str:
     """A start that seals `blocks` blocks (sealed, maybe sent); the epoch they are in."""
     async with open_outbox(path, SITE, KEY) as outbox:
-        for index in range(first, first + blocks):
-            await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
+        await seal_blocks(outbox, blocks, first)
         return outbox.epoch
 
 
@@ -85,8 +102,34 @@ async def copy_put_back(path: Path, copy: Path) -> tuple[str, str]:
     return copied, latest
 
 
+async def abandoned_with_a_proof(path: Path) -> str:
+    """A start that abandons a copy put back for K, its journal entry the proof that K sealed
+    nothing (what the start wrote as its first block failed, its commit's fate unknown): K."""
+    async with open_outbox(path, SITE, KEY) as outbox:
+        abandoning = outbox.epoch
+    EpochJournal.beside(path).sealed_nothing(abandoning)
+    return abandoning
+
+
 async def declared_by_the_next_start(path: Path) -> list[str | None]:
     """The epochs the outbox's gap records declare once another start has opened it."""
     async with open_outbox(path, SITE, KEY):
         pass
     return [g.epoch for g in committed_gap_records(path)]
+
+
+async def declared_once_put_back_again(path: Path, copy: Path) -> list[str | None]:
+    """`copy` put back into `path` again: the epochs the next start declares."""
+    put_back(path, copy)
+    return await declared_by_the_next_start(path)
+
+
+async def k_sealed_then_put_back(path: Path, copy: Path, k: str) -> list[str | None]:
+    """An opening finds the file in K and seals K's blocks, the proof that K sealed nothing
+    taken back by then (asserted); then `copy` put back again: the epochs the next start
+    declares."""
+    async with open_outbox(path, SITE, KEY) as outbox:
+        assert outbox.epoch == k
+        await seal_blocks(outbox, K_BLOCKS, K_FIRST)
+    assert not EpochJournal.beside(path).latest_sealed_nothing()
+    return await declared_once_put_back_again(path, copy)
