@@ -28,12 +28,12 @@ import pytest
 from edge_agent.core.losses import LostReadings
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_seq_mark import SeqMark
 from specs.records import GapReason
 from tests.support.outbox_budget import MIB, full_outbox, minute_block, reopened, take_free_pages
 from tests.support.outbox_file import first_undelivered, marked_seq, newest_seq
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
+from tests.support.seq_mark_hook import before_the_mark_write
 from tests.support.sigkill_writer import ROOT
 from tests.support.sqlite_files import online_copy, put_back
 
@@ -108,28 +108,22 @@ asyncio.run(main())
 """
 
 
-async def test_a_second_writer_never_moves_the_seq_mark_back(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_second_writer_never_moves_the_seq_mark_back(tmp_path: Path) -> None:
     path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
-    written = SeqMark.write
     raced: list[int] = []
 
-    async def write(mark: SeqMark, epoch: str, seq: int) -> None:
-        if not raced:
-            # The agent's seal is committed, its mark not written yet: the worst moment for
-            # another process (an import, `edge-agent backfill`) to seal on the same file.
-            raced.append(seq)
-            online_copy(path, snapshot)
-            subprocess.run([sys.executable, "-c", _OTHER_WRITER, str(path)], cwd=ROOT, check=True)
-        await written(mark, epoch, seq)
+    def other_writer_seals(seq: int) -> None:
+        # The agent's seal is committed, its mark not written yet: the worst moment for
+        # another process (an import, `edge-agent backfill`) to seal on the same file.
+        raced.append(seq)
+        online_copy(path, snapshot)
+        subprocess.run([sys.executable, "-c", _OTHER_WRITER, str(path)], cwd=ROOT, check=True)
 
     async with open_outbox(path, SITE, KEY) as outbox:
         for index in range(3):
             await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
-        monkeypatch.setattr(SeqMark, "write", write)
-        await outbox.seal(minute_block(3), now=T0 + 3, clock_synced=True)
-        monkeypatch.undo()
+        with before_the_mark_write(other_writer_seals):
+            await outbox.seal(minute_block(3), now=T0 + 3, clock_synced=True)
         epoch = outbox.epoch
     assert raced == [4]
     assert newest_seq(path) == (epoch, 5)  # the other writer's block

@@ -33,6 +33,7 @@ from tests.support.outbox_file import committed_records, marked_seq, newest_seq
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.records import reading_at
 from tests.support.sealer_rig import running_sealer
+from tests.support.seq_mark_hook import before_the_mark_write
 from tests.support.sqlite_files import online_copy, put_back
 
 pytestmark = pytest.mark.timeout(120)
@@ -195,26 +196,20 @@ async def test_a_tally_noted_after_another_process_started_an_epoch_keeps_its_ma
     assert _declared(path) == [LET_GO.count]
 
 
-async def test_a_seq_of_an_older_epoch_never_replaces_a_newer_epochs_mark(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+async def test_a_seq_of_an_older_epoch_never_replaces_a_newer_epochs_mark(tmp_path: Path) -> None:
     path, snapshot = tmp_path / "outbox.db", tmp_path / "snapshot.db"
-    written = SeqMark.write
     started: list[str] = []
 
-    async def write(mark: SeqMark, epoch: str, seq: int) -> None:
-        if not started:
-            # The agent's seal is committed, its mark not written yet: another process starts
-            # an epoch on the file meanwhile (the journal names it the newer one).
-            started.append(_new_epoch_cut_back(path, snapshot))
-        await written(mark, epoch, seq)
+    def other_process_starts(_seq: int) -> None:
+        # The agent's seal is committed, its mark not written yet: another process starts
+        # an epoch on the file meanwhile (the journal names it the newer one).
+        started.append(_new_epoch_cut_back(path, snapshot))
 
     async with open_outbox(path, SITE, KEY) as outbox:
         for index in range(3):
             await outbox.seal((reading_at(T0 + index, 1.0),), now=T0, clock_synced=True)
-        monkeypatch.setattr(SeqMark, "write", write)
-        await outbox.seal((reading_at(T0 + 3, 1.0),), now=T0, clock_synced=True)
-        monkeypatch.undo()
+        with before_the_mark_write(other_process_starts):
+            await outbox.seal((reading_at(T0 + 3, 1.0),), now=T0, clock_synced=True)
     [second] = started
     newest = newest_seq(path)
     assert newest[0] == second
