@@ -32,7 +32,7 @@ from configkit.issues import not_a_regular_file
 from edge_agent.backfill.rows import Columns, HeaderError, Rejection, RowParser, parse_header
 from edge_agent.core.held_readings import compare, described, same_reading
 from edge_agent.shell.outbox import Outbox
-from edge_agent.shell.outbox_held import SpanMemo
+from edge_agent.shell.outbox_spans import SpanMemo
 from specs.block import MAX_BLOCK_READINGS
 from specs.records import Reading
 
@@ -299,7 +299,7 @@ async def import_rows(
     interrupted_after: int | None = None
     handled = source.header_line
     pending: dict[_Key, tuple[int, Reading]] = {}
-    memo: SpanMemo = {}
+    memo = SpanMemo()
     for line, cells in source.rows():
         if stopped():
             interrupted_after = handled

@@ -3,42 +3,56 @@
 Each seal writes the time span of its block's readings (`blocks.first_t`, `last_t`, indexed):
 a batch's look-up lists the blocks whose span overlaps the batch's, from the index alone, and
 decodes those only, whatever the outbox holds (weeks of live blocks sealed while the uplink
-was down). A block sealed before those columns (or one without readings) has no span: it is
-decoded once per import, and its span remembered (`SpanMemo`) for the batches after.
+was down). A block sealed before those columns gets its span stored by the import's first
+look-up (`outbox_spans`); one without a span still (no room to store it, or no readings) is
+decoded once per import and its span remembered (`SpanMemo`) for the batches after.
 
-The lock is taken for each statement and for each read of a few payloads, never across the
-decoding: the running agent's seals, in another process, never wait for a look-up (WAL), and
-this process's own seals only for one short read. A key the outbox remembers from an import
-(`backfill_keys`) but whose reading no held block yields (a block changed on disk) is held
-with its value unknown.
+The listing and the reads of the payloads listed see one state of the file: they share one read
+transaction, under this process's lock. Room made by the running agent meanwhile (in another
+process: it deletes the oldest blocks and seals what they keep under new seqs) would otherwise
+move readings out of listed blocks into blocks never listed, and the import would seal them
+again. A read transaction takes no write lock (WAL: the agent keeps sealing), but while it
+lasts no checkpoint goes past it, so it is ended after `_SNAPSHOT_SECONDS` (or five times as
+long as its listing took, if longer): the next one lists again and reads the blocks not read
+yet (a payload never changes under its (epoch, seq)), until one reads every block it lists;
+between two, a passive checkpoint copies the WAL into the file, so that the agent's next seal
+writes the WAL from its beginning again. A key the outbox remembers from an import
+(`backfill_keys`) but whose reading no held block yields (a block changed on disk) is held with
+its value unknown.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import Final
 
 import aiosqlite
 
 from edge_agent.core.held_readings import Instant, Key, held_instant, instant, reading_span
 from edge_agent.shell.outbox_reads import PAYLOAD, find_backfill_keys
+from edge_agent.shell.outbox_spans import Block, SpanMemo, store_spans
 from specs.block import BlockFormatError, decode_block
 from specs.records import Reading
 
+__all__ = ["HeldReadings", "SpanMemo", "find_held"]
+
 _BLOCKS_A_READ: Final = 4
-"""Payloads read under one taking of the lock: 2.5 MB at most (4,000 readings each)."""
+"""Payloads read (and decoded) at a time: 2.5 MB at most (4,000 readings each)."""
+_SNAPSHOT_SECONDS: Final = 0.25
+"""How long one read transaction reads before it is ended (the blocks left: listed again)."""
+_READING_PER_LISTING: Final = 5
+"""...or this many times as long as its listing took, if longer: a batch overlapping many
+blocks (a shuffled file) spends at most a sixth of its time listing them again."""
 # From the span index alone: no ORDER BY, which would scan the table (sorted after).
 _SPANNED_SQL: Final = "SELECT rowid, epoch, seq FROM blocks WHERE last_t >= ? AND first_t <= ?"
 _UNSPANNED_SQL: Final = "SELECT rowid, epoch, seq FROM blocks WHERE last_t IS NULL"
 _PAYLOAD_SQL: Final = f"SELECT {PAYLOAD} FROM blocks WHERE epoch = ? AND seq = ?"
 
-_Block = tuple[str, int]
-SpanMemo = dict[_Block, tuple[float, float] | None]
-"""The spans one import found by decoding blocks sealed without one (a block's payload never
-changes under its (epoch, seq): room made seals new seqs, a new epoch new rows)."""
 HeldReadings = dict[Key, Reading | None]
 """The reading the outbox holds for each key it holds (None: its value cannot be read)."""
+_Take = Callable[[Block, bytes, bool], None]
 
 
 def _overlaps(span: tuple[float, float] | None, low: float, high: float) -> bool:
@@ -46,23 +60,56 @@ def _overlaps(span: tuple[float, float] | None, low: float, high: float) -> bool
 
 
 async def _rows(
-    db: aiosqlite.Connection, lock: asyncio.Lock, sql: str, args: Sequence[float] = ()
-) -> list[tuple[int, _Block]]:
-    async with lock, db.execute(sql, args) as cursor:
+    db: aiosqlite.Connection, sql: str, args: Sequence[float] = ()
+) -> list[tuple[int, Block]]:
+    async with db.execute(sql, args) as cursor:
         return [(int(r[0]), (str(r[1]), int(r[2]))) for r in await cursor.fetchall()]
 
 
-async def _payloads(
-    db: aiosqlite.Connection, lock: asyncio.Lock, blocks: Sequence[_Block]
-) -> list[tuple[_Block, bytes]]:
-    found = []
+async def _listed(
+    db: aiosqlite.Connection, low: float, high: float, memo: SpanMemo
+) -> list[tuple[Block, bool]]:
+    """The blocks that may hold readings from `low` to `high`, oldest first; True: no span."""
+    listed = [(rowid, block, False) for rowid, block in await _rows(db, _SPANNED_SQL, (low, high))]
+    listed += [
+        (rowid, block, True)
+        for rowid, block in await _rows(db, _UNSPANNED_SQL)
+        if block not in memo.spans or _overlaps(memo.spans[block], low, high)
+    ]
+    listed.sort()  # oldest first: the first reading held of a key is the one kept
+    return [(block, unspanned) for _, block, unspanned in listed]
+
+
+async def _read_snapshot(  # noqa: PLR0917 - one read transaction's part of a look-up
+    db: aiosqlite.Connection,
+    lock: asyncio.Lock,
+    bounds: tuple[float, float],
+    memo: SpanMemo,
+    done: set[Block],
+    take: _Take,
+) -> bool:
+    """In one read transaction: list, read and `take` the blocks not `done`; True: all."""
     async with lock:
-        for block in blocks:
-            async with db.execute(_PAYLOAD_SQL, block) as cursor:
-                row = await cursor.fetchone()
-            if row is not None:  # gone since it was listed: room made, retention
-                found.append((block, bytes(row[0])))
-    return found
+        try:
+            # Inside the try: BEGIN runs on aiosqlite's thread even if this task is cancelled
+            # while it waits; the rollback, queued behind it, ends what it began.
+            await db.execute("BEGIN")  # deferred: a read transaction, no write lock taken
+            began = time.monotonic()
+            todo = [item for item in await _listed(db, *bounds, memo) if item[0] not in done]
+            listing = time.monotonic() - began
+            ends = began + max(_SNAPSHOT_SECONDS, _READING_PER_LISTING * listing)
+            for start in range(0, len(todo), _BLOCKS_A_READ):
+                if start and time.monotonic() > ends:
+                    return False
+                for block, unspanned in todo[start : start + _BLOCKS_A_READ]:
+                    async with db.execute(_PAYLOAD_SQL, block) as cursor:
+                        row = await cursor.fetchone()
+                    if row is not None:  # gone in this state too: never to be found
+                        take(block, bytes(row[0]), unspanned)
+                    done.add(block)
+            return True
+        finally:
+            await db.rollback()  # ends the read transaction
 
 
 async def find_held(
@@ -75,30 +122,27 @@ async def find_held(
     points = {point for point, _ in keys}
     low = min(seconds for _, seconds in wanted)
     high = max(seconds for _, seconds in wanted)
-    listed = await _rows(db, lock, _SPANNED_SQL, (low, high))
-    unspanned = {block: rowid for rowid, block in await _rows(db, lock, _UNSPANNED_SQL)}
-    listed += [
-        (rowid, block)
-        for block, rowid in unspanned.items()
-        if block not in memo or _overlaps(memo[block], low, high)
-    ]
-    listed.sort()  # oldest first: the first reading held of a key is the one kept
     held: HeldReadings = {}
-    order = [block for _, block in listed]
-    for start in range(0, len(order), _BLOCKS_A_READ):
-        for block, payload in await _payloads(db, lock, order[start : start + _BLOCKS_A_READ]):
-            try:
-                records = decode_block(payload).records
-            except BlockFormatError:
-                continue  # changed on disk: its readings cannot be read back
-            if block in unspanned and block not in memo:
-                memo[block] = reading_span(records)
-            for record in records:
-                if isinstance(record, Reading) and record.point in points:
-                    held_at = held_instant(record.point, record.t)
-                    key = None if held_at is None else wanted.get(held_at)
-                    if key is not None and key not in held:
-                        held[key] = record
+
+    def take(block: Block, payload: bytes, unspanned: bool) -> None:
+        try:
+            records = decode_block(payload).records
+        except BlockFormatError:
+            return  # changed on disk: its readings cannot be read back
+        if unspanned and block not in memo.spans:
+            memo.spans[block] = reading_span(records)
+        for record in records:
+            if isinstance(record, Reading) and record.point in points:
+                held_at = held_instant(record.point, record.t)
+                key = None if held_at is None else wanted.get(held_at)
+                if key is not None and key not in held:
+                    held[key] = record
+
+    await store_spans(db, lock, memo)
+    done: set[Block] = set()
+    while not await _read_snapshot(db, lock, (low, high), memo, done, take):
+        async with lock:  # no reader now: the WAL may start again from its beginning
+            await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
     async with lock:
         known = await find_backfill_keys(db, keys)
     for key in known:

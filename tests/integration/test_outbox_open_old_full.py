@@ -24,6 +24,7 @@ from structlog.testing import capture_logs
 
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_space import SpaceBudget
+from edge_agent.shell.outbox_spans import SpanMemo
 from specs.block import decode_block
 from specs.records import Reading
 from tests.support.outbox_budget import MIB, full_outbox, minute_block, room_made, take_free_pages
@@ -70,7 +71,7 @@ async def test_a_full_outbox_from_before_the_span_index_opens_and_seals(tmp_path
             sealed = await outbox.seal(minute_block(500), now=T0 + 500, clock_synced=True)
             new = minute_block(500)[0]
             assert isinstance(new, Reading)
-            held = await outbox.held_readings([(old.point, old.t), (new.point, new.t)], {})
+            held = await outbox.held_readings([(old.point, old.t), (new.point, new.t)], SpanMemo())
     not_built = [e for e in logs if e["event"] == "outbox_index_not_built"]
     assert [e["index"] for e in not_built] == ["blocks_span"]
     assert "full" in not_built[0]["reason"]
