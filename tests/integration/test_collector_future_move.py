@@ -28,6 +28,7 @@ from collector.storage.postgres.partitions import (
     Partitions,
     partition_name,
 )
+from tests.support.postgres import postgres_connection
 
 NOW: Final = float(calendar.timegm((2027, 1, 10, 0, 0, 0)))
 REACHED: Final[Month] = (2027, 3)  # where FUTURE starts while the clock is in January
@@ -53,11 +54,8 @@ async def db(postgres_url: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Reco
     """A connection to a database opened in January 2027: FUTURE starts in March."""
     storage = await PostgresStorage.open(postgres_url, now=NOW)
     await storage.close()
-    connection = await asyncpg.connect(postgres_url)
-    try:
+    async with postgres_connection(postgres_url) as connection:
         yield connection
-    finally:
-        await connection.close()
 
 
 async def _future_reads(db: asyncpg.Connection[asyncpg.Record]) -> tuple[int, ...]:

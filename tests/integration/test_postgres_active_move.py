@@ -21,7 +21,7 @@ from collector.storage.postgres.active_move import MOVE_BATCH, move_active, move
 from collector.storage.postgres.schema import MIGRATIONS, SCHEMA_VERSION
 from tests.support.collector_api import NANCHANG
 from tests.support.collector_env import register
-from tests.support.postgres import sql_execute, sql_rows
+from tests.support.postgres import postgres_connection, sql_execute, sql_rows
 
 ROWS: Final = 2 * MOVE_BATCH + 7
 """Alarm rows keeping `active` in their payload: three batches."""
@@ -73,9 +73,8 @@ async def test_migration_12_rewrites_no_row_under_its_exclusive_lock(postgres_ur
     """The defect: migration 12's transaction updated every alarm row keeping `active` while
     its ALTER held `feed` ACCESS EXCLUSIVE (here ROWS rows updated; now none)."""
     await _journal_as_6f577c0_left_it(postgres_url)
-    db = await asyncpg.connect(postgres_url)
     file = "SELECT relfilenode FROM pg_class WHERE relname = 'feed'"
-    try:
+    async with postgres_connection(postgres_url) as db:
         before = await db.fetchval(file)
         async with db.transaction():
             await db.execute(MIGRATIONS[11].sql)
@@ -83,8 +82,6 @@ async def test_migration_12_rewrites_no_row_under_its_exclusive_lock(postgres_ur
                 "SELECT n_tup_upd FROM pg_stat_xact_user_tables WHERE relname = 'feed'"
             )
             rewritten = await db.fetchval(file) != before
-    finally:
-        await db.close()
     assert (updated, rewritten) == (0, False)
 
 
@@ -107,12 +104,8 @@ async def test_the_payloads_move_at_open_in_transactions_of_a_batch(postgres_url
         " VALUES ('alarm', ?, 'late/1', 0, '{\"alarm_id\": \"late/1\", \"active\": true}', 0)",
         NANCHANG.gateway,
     )
-    db = await asyncpg.connect(postgres_url)
-    try:
-        async with db.transaction():
-            await db.execute(ROLLBACK_PAST_12)
-    finally:
-        await db.close()
+    async with postgres_connection(postgres_url) as db, db.transaction():
+        await db.execute(ROLLBACK_PAST_12)
     assert await sql_rows(postgres_url, _STILL_IN_PAYLOAD + " AND kind = 'alarm'") == [(0,)]
 
 
@@ -135,19 +128,13 @@ async def test_two_collectors_moving_at_once_move_each_row_once(postgres_url: st
 
 
 async def _move(url: str) -> int:
-    db = await asyncpg.connect(url)
-    try:
+    async with postgres_connection(url) as db:
         return await move_active(db)
-    finally:
-        await db.close()
 
 
 async def _marked(url: str) -> int:
-    db = await asyncpg.connect(url)
-    try:
+    async with postgres_connection(url) as db:
         return await moved_through(db)
-    finally:
-        await db.close()
 
 
 async def test_a_finished_move_is_not_walked_again(postgres_url: str) -> None:
@@ -172,13 +159,10 @@ async def test_a_finished_move_is_not_walked_again(postgres_url: str) -> None:
     # No batch ran: no UPDATE sent, no row version changed.
     versions = "SELECT count(DISTINCT xmin::text) FROM feed"
     before = await sql_rows(postgres_url, versions)
-    db = await asyncpg.connect(postgres_url)
-    try:
-        batches: list[str] = []
+    batches: list[str] = []
+    async with postgres_connection(postgres_url) as db:
         db.add_query_logger(lambda record: batches.append(record.query))
         assert await move_active(db) == 0
-    finally:
-        await db.close()
     assert [query for query in batches if query.startswith("UPDATE feed")] == []
     assert await sql_rows(postgres_url, versions) == before
     await sql_execute(
@@ -209,21 +193,15 @@ async def test_a_move_cut_short_resumes_where_it_stopped(postgres_url: str) -> N
         f"CREATE TRIGGER cut BEFORE UPDATE ON feed FOR EACH ROW WHEN (OLD.id > {MOVE_BATCH})"
         " EXECUTE FUNCTION cut_short()",
     )
-    db = await asyncpg.connect(postgres_url)
-    try:
+    async with postgres_connection(postgres_url) as db:
         with pytest.raises(asyncpg.RaiseError):
             await move_active(db)
-    finally:
-        await db.close()
     assert await _marked(postgres_url) == MOVE_BATCH
     await sql_execute(postgres_url, "DROP TRIGGER cut ON feed")
-    db = await asyncpg.connect(postgres_url)
-    try:
-        updates: list[str] = []
+    updates: list[str] = []
+    async with postgres_connection(postgres_url) as db:
         db.add_query_logger(lambda record: updates.append(record.query))
         moved = await move_active(db)
-    finally:
-        await db.close()
     assert len([query for query in updates if query.startswith("UPDATE feed")]) == 2
     first_batch = await sql_rows(
         postgres_url, "SELECT count(*) FROM feed WHERE id <= ? AND kind = 'alarm'", MOVE_BATCH

@@ -165,6 +165,16 @@ class StorageUrls:
         self._made.clear()
 
 
+@contextlib.asynccontextmanager
+async def postgres_connection(url: str) -> AsyncIterator[asyncpg.Connection[asyncpg.Record]]:
+    """One connection to the PostgreSQL database at `url`, closed on the way out."""
+    server = await asyncpg.connect(url)
+    try:
+        yield server
+    finally:
+        await server.close()
+
+
 async def sql_rows(url: str, query: str, *args: object) -> list[tuple[Any, ...]]:
     """The rows of one read-only query (`?` placeholders), on either backend.
 
@@ -173,11 +183,8 @@ async def sql_rows(url: str, query: str, *args: object) -> list[tuple[Any, ...]]
     if url.startswith("sqlite:///"):
         with closing(sqlite3.connect(url.removeprefix("sqlite:///"))) as file:
             return [tuple(row) for row in file.execute(query, args).fetchall()]
-    server = await asyncpg.connect(url)
-    try:
+    async with postgres_connection(url) as server:
         return [tuple(row) for row in await server.fetch(_numbered(query), *args)]
-    finally:
-        await server.close()
 
 
 async def check_values(url: str, table: str, column: str) -> set[str]:
@@ -222,11 +229,8 @@ def _sqlite_execute(path: str, query: str, args: tuple[object, ...]) -> int:
 
 
 async def _postgres_execute(url: str, query: str, args: tuple[object, ...]) -> int:
-    server = await asyncpg.connect(url)
-    try:
+    async with postgres_connection(url) as server:
         status = await server.execute(_numbered(query), *args)
-    finally:
-        await server.close()
     # A command tag such as "UPDATE 1" counts the rows in its last word; "DROP TABLE" none.
     last = status.rsplit(" ", 1)[-1]
     return int(last) if last.isdigit() else 0
