@@ -25,10 +25,8 @@ from structlog.testing import capture_logs
 import edge_agent.shell.outbox as sealing_side
 from edge_agent.shell import outbox_sidecars
 from edge_agent.shell.outbox_sidecars import EpochJournal
-from edge_agent.shell.publisher_acks import AckTaker
 from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.backoff import ResendBackoff
-from hostkit.log_limit import LineLimit
 from specs.signing import signature_properties
 from tests.support.broker import Broker
 from tests.support.collector_client import publish_properties
@@ -83,14 +81,7 @@ async def test_an_epoch_that_cannot_be_started_is_logged_and_tried_at_the_next_a
         wake = asyncio.Event()
         lanes = Lanes(4, ResendBackoff(1.0))
         lanes.add_live(3)  # what the lanes hold: a new epoch forgets it, nothing else may
-        acks = AckTaker(
-            outbox,
-            TOPICS,
-            COLLECTOR_KEY.public(),
-            lanes=lanes,
-            wake=wake,
-            rejected_lines=LineLimit(),
-        )
+        acks = ack_taker(outbox, lanes=lanes, wake=wake)
         old = outbox.epoch
         with _not_startable(why, path, monkeypatch) as error, capture_logs() as logs:
             # Before: OutboxUnavailableError out of on_ack (the publisher task crashed).

@@ -25,13 +25,9 @@ from structlog.testing import capture_logs
 import edge_agent.shell.outbox as sealing_side
 from edge_agent.shell import outbox_sidecars
 from edge_agent.shell.outbox_sidecars import EpochJournal
-from edge_agent.shell.publisher_acks import AckTaker
-from edge_agent.shell.publisher_lanes import Lanes
 from hostkit.atomicfile import replace_file
-from hostkit.backoff import ResendBackoff
-from hostkit.log_limit import LineLimit
 from tests.support.held_journal_write import START_WRITES
-from tests.support.publisher_rig import COLLECTOR_KEY, TOPICS, ack_beyond_the_chain, three_blocks
+from tests.support.publisher_rig import ack_beyond_the_chain, ack_taker, three_blocks
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -76,17 +72,6 @@ class LoopWatch:
                     self.turned.set()
 
 
-def _ack_taker(outbox: sealing_side.Outbox) -> AckTaker:
-    return AckTaker(
-        outbox,
-        TOPICS,
-        COLLECTOR_KEY.public(),
-        lanes=Lanes(4, ResendBackoff(1.0)),
-        wake=asyncio.Event(),
-        rejected_lines=LineLimit(),
-    )
-
-
 async def _rollback_while_held(
     path: Path,
     outbox: sealing_side.Outbox,
@@ -100,7 +85,7 @@ async def _rollback_while_held(
     stop = asyncio.Event()
     turning = asyncio.create_task(watch.turn(stop))
     try:
-        await ack_beyond_the_chain(_ack_taker(outbox), outbox.epoch)
+        await ack_beyond_the_chain(ack_taker(outbox), outbox.epoch)
     finally:
         stop.set()
         await turning
