@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Final
@@ -26,10 +24,9 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from specs.records import GapReason
 from tests.support.outbox_budget import minute_block
-from tests.support.outbox_epochs import CUT_SHORT_START, copy_put_back
+from tests.support.outbox_epochs import copy_put_back, cut_short_start
 from tests.support.outbox_file import committed_gap_records
 from tests.support.outbox_site import KEY, SITE, T0
-from tests.support.sigkill_writer import ROOT
 from tests.support.sqlite_files import remove_with_log
 
 pytestmark = pytest.mark.timeout(120)
@@ -71,10 +68,7 @@ async def test_a_start_cut_short_before_its_first_block_leaves_the_old_epoch_dec
             await outbox.seal(minute_block(index), now=T0 + index, clock_synced=True)
     lose(path)
 
-    start = subprocess.run(
-        [sys.executable, "-c", CUT_SHORT_START, str(path), where, how], cwd=ROOT, check=False
-    )
-    assert start.returncode == exit_code
+    assert cut_short_start(path, where, how) == exit_code
     kept = [g for g in EpochJournal.beside(path).owed() if g.epoch == old_epoch]
 
     async with open_outbox(path, SITE, KEY) as outbox:  # the next start
@@ -106,12 +100,7 @@ async def test_starts_cut_short_on_a_copy_put_back_leave_every_epoch_declared(
     path, copy = tmp_path / "outbox.db", tmp_path / "copy.db"
     copied, latest = await copy_put_back(path, copy)
     for _ in range(starts):  # a restart loop on a seal that keeps failing
-        start = subprocess.run(
-            [sys.executable, "-c", CUT_SHORT_START, str(path), "begin_epoch", "failed"],
-            cwd=ROOT,
-            check=False,
-        )
-        assert start.returncode == 1
+        assert cut_short_start(path, "begin_epoch", "failed") == 1
     never_seen = EpochJournal.beside(path).epochs()[-starts:]
     if then == "gone":
         remove_with_log(path)
@@ -152,12 +141,7 @@ async def test_a_restart_loop_on_a_first_block_that_fails_adds_no_gap_record(
     owed_after: list[list[str]] = []
     journal_bytes: list[int] = []
     for _ in range(_LOOP_STARTS):
-        start = subprocess.run(
-            [sys.executable, "-c", CUT_SHORT_START, str(path), "begin_epoch", how],
-            cwd=ROOT,
-            check=False,
-        )
-        assert start.returncode == exit_code
+        assert cut_short_start(path, "begin_epoch", how) == exit_code
         owed_after.append(sorted(g.epoch or "" for g in journal.owed()))
         journal_bytes.append(path.with_name(path.name + ".epochs").stat().st_size)
     # Before 8d5bc79 (failed), and before the proof was journaled ahead of the first block

@@ -6,12 +6,14 @@ journal and mark of a newer one; `abandoned_with_a_proof` is a start abandoning 
 entry says it sealed nothing, and `k_sealed_then_put_back` what follows once the file shows K;
 `declared_by_the_next_start` (`declared_once_put_back_again`) tells what a start then
 declares; `CUT_SHORT_START` is a start run as a real python subprocess (`python -c`, from the
-repository root), SIGKILLed or failing as SQLite does at a hook before its first block
-committed.
+repository root, by `cut_short_start`), SIGKILLed or failing as SQLite does at a hook before
+its first block committed.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 from edge_agent.shell.outbox import Outbox
@@ -20,6 +22,7 @@ from edge_agent.shell.outbox_sidecars import EpochJournal
 from tests.support.outbox_budget import minute_block
 from tests.support.outbox_file import committed_gap_records
 from tests.support.outbox_site import KEY, SITE, T0
+from tests.support.sigkill_writer import ROOT
 from tests.support.sqlite_files import online_copy, put_back, remove_with_log
 
 # argv: the outbox, where the start is cut short, how. `journal`: right after the journal
@@ -69,6 +72,13 @@ async def main() -> None:
 
 asyncio.run(main())
 """
+
+
+def cut_short_start(path: Path, where: str, how: str) -> int:
+    """CUT_SHORT_START on `path`, cut short `where` as `how` says, run to its end: its exit
+    code (-SIGKILL when `killed`, 1 when `failed`)."""
+    argv = [sys.executable, "-c", CUT_SHORT_START, str(path), where, how]
+    return subprocess.run(argv, cwd=ROOT, check=False).returncode
 
 
 # The blocks an epoch K seals (`seal_blocks(outbox, K_BLOCKS, K_FIRST)`), none delivered.
