@@ -66,13 +66,20 @@ three after the current one (collector.storage.postgres.partitions)."""
 def default_client_id(host: str, config: "CollectorConfig") -> str:
     """The collector's MQTT client id when the config names none: stable per host and config.
 
-    `gz-collector-<host>-<8 hex>`, the hex from the broker, the storage and the share group,
-    so that a restart finds its session again and two configs on one host do not collide.
-    The storage's password is left out: a new one must not orphan the old session, which the
-    broker would go on handing its share of the group's blocks until it expires.
+    `gz-collector-<host>-<8 hex>`, the hex from the broker, the storage, the share group and
+    `api.listen`, so that a restart finds its session again and two configs on one host do not
+    collide. Two collectors running side by side on one host differ in `api.listen` at least
+    (the second could not bind it), however alike the rest: without it they took one id and
+    the broker took the session from each in turn. The storage's password is left out: a new
+    one must not orphan the old session, which the broker would go on handing its share of the
+    group's blocks until it expires. One config run twice on one host cannot get two ids (it
+    cannot run twice: its `api.listen` is taken).
     """
     name = re.sub(r"[^A-Za-z0-9-]+", "-", host).strip("-")[:_HOST_PART] or "host"
-    seed = f"{config.broker}|{redacted(config.storage.url)}|{config.ingest.share_group}"
+    seed = (
+        f"{config.broker}|{redacted(config.storage.url)}|{config.ingest.share_group}"
+        f"|{config.api.listen}"
+    )
     return f"gz-collector-{name}-{hashlib.sha256(seed.encode()).hexdigest()[:8]}"
 
 
@@ -217,11 +224,13 @@ class IngestConfig(ConfigModel):
     The collector keeps a durable MQTT 5 session (clean start off): blocks published while it
     is down are queued by the broker for its `client_id` and taken when it comes back, for
     `session_expiry` (default one day; at most about 136 years, 2**32 - 1 seconds).
-    `client_id` defaults to `gz-collector-<host>-<hash of broker, storage and share group>`,
-    stable across restarts of one collector on one host; give each collector process its own
-    `client_id` when several run from one config on one host (two clients with one id take
-    the session from each other). See `collector.ingest.service` for what the broker does
-    with the sessions of collectors that are down.
+    `client_id` defaults to `gz-collector-<host>-<hash of broker, storage, share group and
+    api.listen>`, stable across restarts of one collector on one host and different for each
+    collector on it (each listens on its own address). Two clients with one id take the session
+    from each other: a collector whose session is taken over says so
+    (`broker_session_taken_over`) and waits before taking it back. See
+    `collector.ingest.service` for what the broker does with the sessions of collectors that
+    are down.
     """
 
     batch_max: Annotated[int, Field(strict=True, ge=1)] = 200
@@ -229,8 +238,11 @@ class IngestConfig(ConfigModel):
     share_group: str = "gz-collectors"
     """The MQTT shared-subscription group the collectors split blocks through."""
     client_id: str | None = None
-    """The MQTT client id of the durable session; absent: `gz-collector-<host>-<hash>`. Different
-    for each collector.
+    """The MQTT client id of the durable session; absent: `gz-collector-<host>-<hash>`, the hash
+    of `broker`, `storage.url` (without password), `share_group` and `api.listen`, so stable
+    across restarts and different for each collector on a host. Set it, different for each
+    collector process, when processes on one host could otherwise share it (same host name in
+    containers); two processes with one id take the session from each other.
     """
     session_expiry: Annotated[
         Duration, duration_bounds(above=0, at_most=float(MAX_SESSION_EXPIRY))

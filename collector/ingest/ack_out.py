@@ -47,7 +47,8 @@ class AckOut:
     def raise_failure(self) -> None:
         """Raise aiomqtt.MqttError when an ACK could not be published (the session is over)."""
         if isinstance(self._failure, aiomqtt.MqttError):
-            raise aiomqtt.MqttError(f"ACK publish failed: {self._failure}") from None
+            # From the failure: its cause (the broker's DISCONNECT reason) says why.
+            raise aiomqtt.MqttError(f"ACK publish failed: {self._failure}") from self._failure
         if self._failure is not None:
             raise self._failure  # a defect, not a lost broker
 

@@ -33,6 +33,7 @@ from collector.ingest.batch_log import BatchLog
 from collector.ingest.core import Inbound, Outgoing, build_acks, notice_ack, plan_batch
 from collector.ingest.key_notice import KeyNotices, registered_at_their_place
 from collector.ingest.lanes import BacklogBudget, Lanes
+from collector.ingest.takeover import REMEDY, Takeovers
 from collector.metrics import CollectorMetrics
 from collector.model import AHEAD_ALLOWANCE, MESSAGE_BYTES, KeyRefusal, LiveKey
 from collector.storage.base import Storage, StorageError
@@ -151,7 +152,8 @@ class Ingest:
       its session expires (then they are gone): the agents resend unacknowledged blocks after
       their ACK timeout, so those blocks are late, never lost. Keep `session_expiry` about as
       long as an outage you would rather wait out than resend, and never run two processes
-      with one client id (each connect takes the session from the other).
+      with one client id (each connect takes the session from the other; the one taken
+      over waits, collector.ingest.takeover).
     - paho acknowledges a QoS 1 PUBLISH as it arrives, before the batch is committed: what
       was in flight when a collector dies is resent by the agents, as before.
     """
@@ -200,17 +202,30 @@ class Ingest:
 
     async def run(self) -> None:
         """Stay connected and ingest; reconnect after capped, fully jittered delays (hostkit)."""
-        delays = self._reconnect_delays()
+        delays, takeovers = self._reconnect_delays(), Takeovers()
         while True:
+            started = time.monotonic()
             try:
                 await self._session()
             except aiomqtt.MqttError as exc:
                 self._raise_if_stopping()
-                if self.connected.is_set():  # a session that came up starts the delays afresh
+                came_up = self.connected.is_set()
+                if came_up:  # a session that came up starts the delays afresh
                     delays = self._reconnect_delays()
                 self.connected.clear()
-                delay = next(delays)
-                log.warning("broker_connection_lost", error=str(exc), retry_in=round(delay, 3))
+                lasted = time.monotonic() - started if came_up else None
+                if (evidence := takeovers.evidence(exc, lasted)) is not None:
+                    delay = takeovers.holdoff()  # no fight over it (collector.ingest.takeover)
+                    log.error(  # noqa: TRY400 # no traceback: a config fault, said in full
+                        "broker_session_taken_over",
+                        client_id=self._client_id,
+                        evidence=evidence,
+                        remedy=REMEDY,
+                        retry_in=round(delay, 3),
+                    )
+                else:
+                    delay = next(delays)
+                    log.warning("broker_connection_lost", error=str(exc), retry_in=round(delay, 3))
                 await asyncio.sleep(delay)
 
     def _reconnect_delays(self) -> Iterator[float]:

@@ -110,3 +110,16 @@ def test_a_new_database_password_keeps_the_session(before: str, after: str) -> N
         "collector-1", _parse(_config().replace('"sqlite:///state/collector.db"', f'"{other_db}"'))
     )
     assert moved not in ids
+
+
+def test_two_configs_that_can_run_side_by_side_get_two_ids() -> None:
+    """Found by the hostile collector run: two `collector serve` on one host, one broker, one
+    database and one share group differ in `api.listen` (they must, or the second cannot bind);
+    both took one default id and the broker took the session from each in turn (69 takeovers
+    in 15 s). The id is still stable across restarts of one config."""
+    api = 'api: {listen: "127.0.0.1:8080"}\n'
+    first, second = _parse(_config()), _parse(_config().replace(api, api.replace("80", "81", 1)))
+    assert str(second.api.listen) == "127.0.0.1:8180"
+    host = "collector-1.example"
+    assert default_client_id(host, first) != default_client_id(host, second)
+    assert default_client_id(host, first) == default_client_id(host, _parse(_config()))
