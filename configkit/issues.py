@@ -7,12 +7,13 @@ Error tree::
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeAlias
+from typing import BinaryIO, Final, TypeAlias
 
 from configkit.durations import format_size
 
@@ -86,6 +87,38 @@ def not_a_regular_file(mode: int) -> str | None:
     return None
 
 
+class NotAFileError(OSError):
+    """A path to be read as a file is a FIFO or a device instead; `instead` says which."""
+
+    def __init__(self, path: Path, instead: str) -> None:
+        super().__init__(f"{path}: not a file but {instead}")
+        self.instead = instead
+
+
+def open_file_to_read(path: Path) -> BinaryIO:
+    """`path` opened to read, once it is known to be a file: NotAFileError for a FIFO or device.
+
+    Opened with O_NONBLOCK (opening a FIFO would wait for a writer) and the kind asked of the
+    descriptor opened (no race with a rename), before a byte is read. Config files and the key
+    and certificate files the programs read at start all come through here.
+    """
+    descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
+    try:
+        _refuse_unless_a_file(path, os.fstat(descriptor).st_mode)
+    except BaseException:
+        os.close(descriptor)
+        raise
+    return os.fdopen(descriptor, "rb")
+
+
+def _refuse_unless_a_file(path: Path, mode: int) -> None:
+    if stat.S_ISDIR(mode):  # os.fdopen would refuse it too, but keep the descriptor open
+        raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+    instead = not_a_regular_file(mode)
+    if instead is not None:
+        raise NotAFileError(path, instead)
+
+
 def read_config_text(path: Path) -> str:
     """The config file at `path` as text; `ConfigError` when it cannot be read as UTF-8.
 
@@ -94,17 +127,14 @@ def read_config_text(path: Path) -> str:
     refused as no config file.
     """
     try:
-        # O_NONBLOCK: opening a FIFO would wait for a writer; the kind is asked of the
-        # descriptor opened (no race with a rename), before a byte is read.
-        descriptor = os.open(path, os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK)
-        instead = not_a_regular_file(os.fstat(descriptor).st_mode)
-        if instead is not None:
-            os.close(descriptor)
+        try:
+            opened = open_file_to_read(path)
+        except NotAFileError as exc:
             issue = ConfigIssue(
-                str(path), None, "", f"not a file but {instead}; give the config file"
+                str(path), None, "", f"not a file but {exc.instead}; give the config file"
             )
-            raise ConfigError([issue])
-        with os.fdopen(descriptor, "rb") as file:
+            raise ConfigError([issue]) from None
+        with opened as file:
             data = file.read(MAX_CONFIG_BYTES + 1)
         if len(data) > MAX_CONFIG_BYTES:
             raise ConfigError(

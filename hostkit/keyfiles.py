@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Final, TypeVar
 
 from configkit.durations import format_size
+from configkit.issues import NotAFileError, not_a_regular_file, open_file_to_read
 from hostkit.atomicfile import replace_file, sync_directory, write_aside
 from hostkit.ownership import root_among_others_files
 from specs.signing import (
@@ -118,7 +119,10 @@ def check_private_mode(key_file: Path) -> None:
         raise KeyFileError(f"{key_file}: cannot read: {exc.strerror or exc}") from None
     if stat.S_ISDIR(status.st_mode):
         raise KeyFileError(f"{key_file}: a folder, not a key file")
-    if not stat.S_ISREG(status.st_mode):
+    instead = not_a_regular_file(status.st_mode)
+    if instead is not None:
+        raise KeyFileError(not_a_key_file_message(key_file, instead))
+    if not stat.S_ISREG(status.st_mode):  # a socket
         raise KeyFileError(f"{key_file}: not a regular file, not a key file")
     mode = stat.S_IMODE(status.st_mode)
     if mode & 0o077:
@@ -126,6 +130,11 @@ def check_private_mode(key_file: Path) -> None:
             f"{key_file}: private key has mode {mode:04o}, open to group or others;"
             f" run `chmod 600 {key_file}`"
         )
+
+
+def not_a_key_file_message(path: Path, instead: str, what: str = "key file") -> str:
+    """What a program says of a key or certificate path that is a FIFO or a device."""
+    return f"{path}: not a file but {instead}; give the {what}"
 
 
 def write_key_pair(key_file: Path, key: SigningKey) -> None:
@@ -191,8 +200,10 @@ def read_key_file(
     OS's reason follows `cannot_read`.
     """
     try:
-        with path.open("rb") as file:
+        with open_file_to_read(path) as file:  # a FIFO would hold the program for ever
             pem = file.read(MAX_KEY_FILE + 1)
+    except NotAFileError as exc:
+        raise KeyFileError(not_a_key_file_message(path, exc.instead)) from None
     except OSError as exc:
         if missing_advice is not None and isinstance(exc, FileNotFoundError):
             raise KeyFileError(missing_key_message(path, missing_advice)) from None

@@ -11,7 +11,8 @@ import ssl
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
-from hostkit.keyfiles import not_there
+from configkit.issues import NotAFileError, open_file_to_read
+from hostkit.keyfiles import not_a_key_file_message, not_there
 
 if TYPE_CHECKING:  # the running agent reads no config models (pydantic stays unloaded)
     from configkit.issues import KeyPath
@@ -50,6 +51,9 @@ def client_context(
     `setting` is the config key the files are given under (`broker_tls`, `uplink.tls`), for the
     message. Raises TlsFileError naming the file that cannot be loaded and why.
     """
+    files: tuple[tuple[TlsField, Path | None], ...] = (("ca", ca), ("cert", cert), ("key", key))
+    for field, path in files:
+        _refuse_unless_a_file(field, path, setting)
     try:
         context = ssl.create_default_context(cafile=ca)
     except (OSError, ssl.SSLError) as exc:
@@ -65,6 +69,23 @@ def client_context(
         except (OSError, ssl.SSLError) as exc:
             raise TlsFileError("cert", f"{problem}: {_reason(exc)}") from None
     return context
+
+
+def _refuse_unless_a_file(field: TlsField, path: Path | None, setting: str) -> None:
+    """TlsFileError for a FIFO or a device at `path`: OpenSSL would wait on a FIFO for ever.
+
+    Whatever else is wrong with the file (missing, unreadable) OpenSSL says when it loads it.
+    """
+    if path is None:
+        return
+    try:
+        open_file_to_read(path).close()
+    except NotAFileError as exc:
+        what = "certificate file" if field != "key" else "key file"
+        problem = not_a_key_file_message(path, exc.instead, what)
+        raise TlsFileError(field, f"cannot load {setting} {field} {problem}") from None
+    except OSError:
+        return
 
 
 def tls_file_problems(

@@ -11,8 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Final
 
-from hostkit.keyfiles import KeyFileError, read_private_key
-from specs.signing import SignatureError, SigningKey, load_signing_key
+from hostkit.keyfiles import KeyFileError, read_key_file, read_private_key
+from specs.signing import SigningKey, load_signing_key
 
 MAKE_KEY_ADVICE: Final = "see `edge-agent keys init`"
 """What the agent advises when the gateway key file is missing."""
@@ -43,11 +43,9 @@ def key_algorithm_problem(key_file: Path, algorithm: str) -> str | None:
     without a word; the agent refuses to start instead.
     """
     try:
-        key = load_signing_key(key_file.read_bytes())
-    except OSError as exc:
-        return f"{key_file}: cannot read the gateway key: {exc.strerror or exc}"
-    except SignatureError as exc:
-        return f"{key_file}: {exc}"
+        key = read_key_file(key_file, load_signing_key, cannot_read="cannot read the gateway key")
+    except KeyFileError as exc:
+        return str(exc)
     return _algorithm_problem(key_file, key, algorithm)
 
 

@@ -165,11 +165,26 @@ def keys_init(work: Path) -> None:
     assert made.exit_code == 0, made.output
 
 
-def start_agent(work: Path) -> subprocess.Popen[bytes]:
+HELD_IN_CHECK = """
+import time
+import edge_agent.cli.refusals as refusals
+def held_for_ever(*args, **kwargs):
+    while True:
+        time.sleep(3600)
+refusals.file_problems = held_for_ever
+from edge_agent.cli import main
+main()
+"""
+"""`edge-agent run` whose check of the files the map names never ends: only that step is
+replaced; the command, its signal handling and its exit are the product's own."""
+
+
+def start_agent(work: Path, *, held_in_check: bool = False) -> subprocess.Popen[bytes]:
+    command = [sys.executable, "-c", HELD_IN_CHECK] if held_in_check else [str(BIN / "edge-agent")]
     log = (work / "agent.log").open("ab")
     with log:
         return subprocess.Popen(
-            [str(BIN / "edge-agent"), "run", "-c", "site.yaml"],
+            [*command, "run", "-c", "site.yaml"],
             cwd=work,
             stdout=log,
             stderr=subprocess.STDOUT,
@@ -300,23 +315,20 @@ def test_a_hangup_stops_the_agent_as_sigterm_does(plant: Plant) -> None:
 
 def test_a_sigterm_while_the_map_is_checked_ends_the_command_at_once(plant: Plant) -> None:
     """systemd stops a unit that is still starting with SIGTERM, and checking the map alone
-    takes seconds on a busy machine: the signal's default killed it (exit -15). Here the
-    collector key the map names is a FIFO nobody writes, so `edge-agent run` stays in its check
-    (reading the files the map names) for as long as the test likes. The map itself can no
-    longer be the FIFO: since a350fa9 a config file that is a FIFO is refused unread, exit 2."""
+    takes seconds on a busy machine: the signal's default killed it (exit -15). Here the check
+    of the files the map names never ends (`HELD_IN_CHECK`), so `edge-agent run` stays in its
+    check for as long as the test likes. No FIFO can hold it there any longer: a config, key
+    or certificate file that is a FIFO is refused unread, exit 2 (a350fa9 and after)."""
     plant.write_site(flush_interval="100ms", flush_readings=200)
     keys_init(plant.work)
-    collector_key = plant.work / "keys" / "collector.key.pub"
-    collector_key.unlink()
-    os.mkfifo(collector_key)
-    agent = start_agent(plant.work)
+    agent = start_agent(plant.work, held_in_check=True)
     try:
         # Without the fix the command never takes SIGTERM in hand: this wait times out.
         wait_for(lambda: catches(agent.pid, signal.SIGTERM), 30, "edge-agent run to take SIGTERM")
         assert not is_runner(agent.pid)
         _, took = sigterm(agent, plant.work)
     finally:
-        if agent.poll() is None:  # held by the FIFO for ever
+        if agent.poll() is None:  # held in its check for ever
             agent.kill()
             agent.wait()
     assert took < STOP_WITHIN, f"{took:.2f} s to stop"
