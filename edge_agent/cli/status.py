@@ -25,7 +25,7 @@ import click
 
 from edge_agent.cli.options import config_option, load_or_exit
 from edge_agent.config import SiteConfig
-from edge_agent.core.agent_status import SnapshotFormatError, snapshot_from_json
+from edge_agent.core.agent_status import AgentSnapshot, SnapshotFormatError, snapshot_from_json
 from edge_agent.core.agent_status_text import format_age, render_snapshot
 from edge_agent.core.plan_compile import bus_plans
 from edge_agent.core.points import resolve_points
@@ -39,8 +39,9 @@ NOT_RUNNING_EXIT: Final = 3
 outbox's agent lock (the file view is printed). 3 is the LSB `status` code for "not running"."""
 NOT_ANSWERING_EXIT: Final = 4
 """Exit status when an agent runs but gives no answer: it holds the agent lock, or the socket
-accepts, but no readable answer comes within ANSWER_TIMEOUT (a hung or stopped agent; the file
-view is printed). 4 is the LSB `status` code for "status unknown"."""
+accepts, but no readable answer comes within ANSWER_TIMEOUT (a hung or stopped agent), or
+what comes is JSON but no status document (the file view is printed). 4 is the LSB `status`
+code for "status unknown"."""
 FAILED_EXIT: Final = 1
 """Exit status when the agent answered with an error, the socket may not be opened, or the
 agent answering on it is another gateway's."""
@@ -89,7 +90,7 @@ def _ask(path: Path) -> dict[str, object]:
     except ValueError:
         raise _NotAnsweringError(f"{path}: the answer is not JSON") from None
     if not isinstance(document, dict):
-        raise _AskFailedError(f"{path}: the answer is not a JSON object")
+        raise _NotAnsweringError(f"{path}: the answer is not a status document (no JSON object)")
     if "error" in document:
         raise _AskFailedError(f"the agent says: {document['error']}")
     return document
@@ -98,10 +99,14 @@ def _ask(path: Path) -> dict[str, object]:
 def _check_gateway(document: dict[str, object], config: SiteConfig, path: Path) -> None:
     """_AskFailedError unless the agent answering is this site map's gateway's.
 
+    An answer naming no gateway is no status document: _NotAnsweringError.
+
     Site maps whose outboxes share a folder share its socket: the agent started first
     answers there, the others run without one (`status_socket_failed`).
     """
     answered = document.get("gateway")
+    if not isinstance(answered, str):
+        raise _NotAnsweringError(f"{path}: the answer is not a status document (no gateway)")
     if answered != config.site.gateway:
         raise _AskFailedError(
             f"{path}: the agent answering there is another gateway's ({answered},"
@@ -129,13 +134,18 @@ class _View:
     exit_code: int
 
 
-def _running_view(document: dict[str, object], *, as_json: bool) -> _View:
+def _snapshot(document: dict[str, object], path: Path) -> AgentSnapshot:
+    """The status document read; JSON of another shape is no answer (_NotAnsweringError)."""
+    try:
+        return snapshot_from_json(document)
+    except SnapshotFormatError as exc:
+        raise _NotAnsweringError(f"{path}: the answer is not a status document: {exc}") from None
+
+
+def _running_view(document: dict[str, object], snapshot: AgentSnapshot, *, as_json: bool) -> _View:
     if as_json:
         return _View(json.dumps(document, ensure_ascii=False), 0)
-    try:
-        return _View(render_snapshot(snapshot_from_json(document)), 0)
-    except SnapshotFormatError as exc:
-        return _View(f"the agent's answer cannot be read: {exc}", FAILED_EXIT)
+    return _View(render_snapshot(snapshot), 0)
 
 
 def _file_view(config: SiteConfig, why: str, *, as_json: bool, running: bool) -> _View:
@@ -187,6 +197,7 @@ def _look(config: SiteConfig, path: Path, *, as_json: bool) -> _View:
     try:
         document = _ask(path)
         _check_gateway(document, config, path)
+        snapshot = _snapshot(document, path)
     except _AskFailedError as exc:
         return _View(str(exc), FAILED_EXIT)
     except (_NotRunningError, _NotAnsweringError) as exc:
@@ -198,7 +209,7 @@ def _look(config: SiteConfig, path: Path, *, as_json: bool) -> _View:
         said = "is running but does not answer" if running else "is not running"
         click.echo(f"edge-agent status: the agent {said} ({reason}); what the files say:", err=True)
         return _file_view(config, reason, as_json=as_json, running=running)
-    return _running_view(document, as_json=as_json)
+    return _running_view(document, snapshot, as_json=as_json)
 
 
 WATCH_LONGEST: Final = 86_400.0
@@ -238,7 +249,7 @@ def status(config_path: Path, as_json: bool, watch: float | None, count: int | N
 
     Exit 0 when the agent answered, 3 when it is not running (the outbox file, the clock
     and the planned RTU load are shown instead), 4 when it runs but does not answer (it
-    holds the outbox's agent lock, or its socket accepts, but no readable answer comes in
+    holds the outbox's agent lock, or its socket accepts, but no status document comes in
     5 s: a hung or stopped agent; the files are shown too), 1 when it answered with an
     error, its socket may not be opened, or another gateway's agent answers there. --watch
     ends with the status of its last look.
