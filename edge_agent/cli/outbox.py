@@ -17,6 +17,7 @@ import click
 
 from configkit.durations import format_size
 from edge_agent.cli.options import CONFIG_ERROR_EXIT, config_option, load_or_exit
+from edge_agent.cli.refusals import refuse_outbox_folder_not_a_folder
 from edge_agent.core.outbox_view import PayloadError, export_document
 from edge_agent.shell.outbox_admin import (
     MAX_SEQ,
@@ -47,6 +48,7 @@ def outbox() -> None:
 def stats(config_path: Path, as_json: bool) -> None:
     """What waits for the collector's ACK, and how big the outbox file is."""
     config = load_or_exit(config_path)
+    refuse_outbox_folder_not_a_folder(config_path, config)
     try:
         summary = summarize(config.outbox.path, max_bytes=config.outbox.max_bytes, now=time.time())
     except OutboxAccessError as exc:
@@ -77,6 +79,7 @@ def export(config_path: Path, as_json: bool, from_seq: int, to_seq: int | None) 
     Without --json, one line per block: epoch, seq, bytes, key id, delivered or not.
     """
     config = load_or_exit(config_path)
+    refuse_outbox_folder_not_a_folder(config_path, config)
     if to_seq is not None and to_seq < from_seq:
         click.echo(f"--to-seq {to_seq} is before --from-seq {from_seq}", err=True)
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT)
@@ -113,6 +116,7 @@ def resend(config_path: Path, from_seq: int, as_json: bool) -> None:
     2 when --from-seq is past the last sealed seq (it names that seq).
     """
     config = load_or_exit(config_path)
+    refuse_outbox_folder_not_a_folder(config_path, config)
     try:
         result = mark_for_resend(config.outbox.path, from_seq=from_seq)
     except OutboxAccessError as exc:

@@ -14,7 +14,7 @@ from edge_agent.shell.collector_keys import collector_key_problems
 from edge_agent.shell.commands import map_on_probation
 from edge_agent.shell.keyfile import MAKE_KEY_ADVICE, key_algorithm_problem
 from edge_agent.shell.metrics_server import try_listening
-from edge_agent.shell.outbox_open import outbox_path_problem
+from edge_agent.shell.outbox_open import outbox_folder_problem, outbox_path_problem
 from hostkit.configfile import CONFIG_ERROR_EXIT, echo_at_lines, exit_at_lines
 from hostkit.keyfiles import (
     KeyFileError,
@@ -123,6 +123,16 @@ def refuse_unusable_outbox_path(
 ) -> None:
     """Exit 2 (file:line: outbox.path: ...) when the outbox cannot be at `outbox.path`."""
     exit_at_lines(config_path, outbox_path_problems(config_path, config, try_writing=try_writing))
+
+
+def refuse_outbox_folder_not_a_folder(config_path: Path, config: SiteConfig) -> None:
+    """`status`, `outbox ...`: exit 2 (file:line: outbox.path: ...) for a folder in no place.
+
+    The outbox's folder a file or a link to nothing: they read an outbox, and took that for
+    an outbox not made yet.
+    """
+    problem = outbox_folder_problem(config.outbox.path)
+    exit_at_lines(config_path, [] if problem is None else [(("outbox", "path"), problem)])
 
 
 def outbox_path_problems(

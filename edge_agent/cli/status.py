@@ -24,6 +24,7 @@ from typing import Final
 import click
 
 from edge_agent.cli.options import config_option, load_or_exit
+from edge_agent.cli.refusals import refuse_outbox_folder_not_a_folder
 from edge_agent.config import SiteConfig
 from edge_agent.core.agent_status import AgentSnapshot, SnapshotFormatError, snapshot_from_json
 from edge_agent.core.agent_status_text import format_age, render_snapshot
@@ -251,10 +252,11 @@ def status(config_path: Path, as_json: bool, watch: float | None, count: int | N
     and the planned RTU load are shown instead), 4 when it runs but does not answer (it
     holds the outbox's agent lock, or its socket accepts, but no status document comes in
     5 s: a hung or stopped agent; the files are shown too), 1 when it answered with an
-    error, its socket may not be opened, or another gateway's agent answers there. --watch
-    ends with the status of its last look.
+    error, its socket may not be opened, or another gateway's agent answers there, 2 when
+    the outbox's folder is a file. --watch ends with the status of its last look.
     """
     config = load_or_exit(config_path)
+    refuse_outbox_folder_not_a_folder(config_path, config)
     path = status_socket_path(config)
     looks = 1 if watch is None else count
     done = 0

@@ -70,6 +70,19 @@ def outbox_path_problem(path: Path, *, try_writing: bool) -> str | None:
         return _closed_folder_problem(path, exc)
 
 
+def outbox_folder_problem(path: Path) -> str | None:
+    """Why the outbox's folder cannot be there: a file, or a link to nothing, in its place.
+
+    For the commands that only read an outbox (`status`, `outbox ...`): without it, such a
+    state folder read as an outbox not made yet. A folder this user may not look into is left
+    to the reading (None), which names it.
+    """
+    try:
+        return _folder_problem(path, try_writing=False)
+    except PermissionError:
+        return None
+
+
 # Files kept beside the outbox: SQLite's, the agent's lock (agent_lock), the epoch lock
 # (outbox_epoch_lock) and its disk reserve (outbox_space). A folder in the place of one would
 # make the outbox look corrupt (moved aside with its backlog) or end the start in a traceback.

@@ -140,6 +140,32 @@ def test_run_refuses_before_anything_starts(site: Path, tmp_path: Path, problem:
     assert not made, "refused only after the outbox was opened"
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["status"],
+        ["status", "--json"],
+        ["outbox", "stats"],
+        ["outbox", "export"],
+        ["outbox", "resend", "--from-seq", "1"],
+    ],
+)
+@pytest.mark.parametrize("problem", ["a file as its folder", "a link to nowhere as its folder"])
+def test_a_state_folder_that_is_no_folder_is_named_by_status_and_outbox(
+    site: Path, tmp_path: Path, command: list[str], problem: str
+) -> None:
+    """The state folder replaced by a regular file: `status` said the agent is not running and
+    `outbox.db: no outbox yet (the agent has not run)` (exit 3), `outbox ...` the same
+    (exit 1). Now each names the folder at `outbox.path`'s line, exit 2, as `check` and `run`."""
+    path, says = _no_file(tmp_path, problem)
+    line = _with_outbox_at(site, path)
+    done = in_a_process("edge-agent", *command, "-c", str(site), cwd=tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"{site}:{line}: outbox.path: {says}" in done.stderr
+    assert "no outbox yet" not in done.stderr + done.stdout
+    assert "Traceback" not in done.stderr
+
+
 @pytest.mark.timeout(60)
 def test_run_refuses_a_folder_no_file_can_be_created_in(site: Path, tmp_path: Path) -> None:
     # /proc takes no new files, even from root (who may write anywhere chmod can forbid).

@@ -218,13 +218,13 @@ def test_status_reports_the_outbox_after_one_sealed_block(site: Path) -> None:
     assert (stats.epoch, stats.last_seq, stats.undelivered) == (epoch, 1, 1)
 
 
-def test_status_with_a_file_where_the_outbox_folder_should_be_says_not_running(
-    site: Path,
-) -> None:
+def test_status_with_a_file_where_the_outbox_folder_should_be_names_it(site: Path) -> None:
+    # It said "the agent is not running" and "no outbox yet (the agent has not run)", exit 3;
+    # it now names the folder at outbox.path's line, exit 2, as check and run do.
     (site.parent / "state").write_text("not a folder\n", encoding="utf-8")
     result = invoke("status", "-c", str(site))
-    assert result.exit_code == NOT_RUNNING_EXIT, result.output
-    assert "the agent is not running (nobody answers on" in result.stderr
+    assert result.exit_code == 2, result.output
+    assert f"outbox.path: {site.parent / 'state'} is not a folder" in result.stderr
     assert not isinstance(result.exception, OSError), result.exception
 
 
