@@ -288,13 +288,20 @@ class SeqMark:
         if self._let_go is not None and not self._let_go.is_set():
             os.close(descriptor)
             return False
-        log.warning("seq_mark_busy", path=str(self._path), timeout=bound)
+        log.warning("seq_mark_busy", path=str(self._path), timeout=self._bound(bound, ended_by))
         let_go = threading.Event()
         if await taken_within(descriptor, bound, operation, dropped=let_go, cut_short=ended_by):
             return True
         self._let_go = let_go
         log.warning("seq_mark_given_up", path=str(self._path), timeout=bound)
         return False
+
+    def _bound(self, bound: float | None, ended_by: asyncio.Event) -> float | None:
+        """How long a wait may last (logged): `bound`, or less if the stop deadline is sooner."""
+        if ended_by is not self._stop_due or self._stop_timer is None:
+            return bound
+        left = max(0.0, round(self._stop_timer.when() - asyncio.get_running_loop().time(), 3))
+        return left if bound is None else min(bound, left)
 
     def opened(self) -> None:
         """The outbox is open: a write's wait ends at the stop's deadline, no longer at `stop`."""

@@ -390,3 +390,20 @@ async def test_a_tally_change_whose_wait_is_cancelled_is_held_back(tmp_path: Pat
         await _until_free(mark_path)
     # Before: the change dropped with the cancelled wait, the 500 declared by no start.
     assert await SeqMark.beside(path, 5.0).read() == Mark(epoch, 1, LET_GO)
+
+
+async def test_a_close_waiting_for_the_mark_during_a_stop_logs_its_true_bound(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The close's wait during a stop is bound by the stop's deadline (60 s here), not by
+    OUTBOX_SEQ_MARK_TIMEOUT: `seq_mark_busy` logged it as `timeout=null` (no bound at all)."""
+    monkeypatch.setattr(outbox_open, "OUTBOX_SEQ_MARK_TIMEOUT", 0.0)
+    with ExitStack() as holding, capture_logs() as logs:
+        await _stopped_letting_go_while_held(
+            tmp_path / "outbox.db", holding, stop_within=60, released=True
+        )
+    bounds = [entry["timeout"] for entry in logs if entry["event"] == "seq_mark_busy"]
+    assert len(bounds) == 2, bounds  # the let-go's write (given up on at once), the close's
+    assert bounds[0] == 0.0
+    assert isinstance(bounds[1], float), bounds
+    assert 30 < bounds[1] <= 60, bounds
