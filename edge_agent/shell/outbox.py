@@ -31,9 +31,8 @@ key (`outbox_key_listing`), what a restart finds (`outbox_recovery`, `outbox_sid
 from __future__ import annotations
 
 import secrets
-import sqlite3
 from collections.abc import Sequence
-from contextlib import nullcontext, suppress
+from contextlib import nullcontext
 from functools import partial
 from pathlib import Path
 
@@ -58,7 +57,7 @@ from edge_agent.shell.outbox_reads import (
     read_stats,
 )
 from edge_agent.shell.outbox_recovery import declared_gap, with_owed
-from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_undelivered
+from edge_agent.shell.outbox_rewrite import begin_epoch, reseal_chunk, resign_undelivered, unstarted
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_schema import ALARM_STATE_ROW, prepare_file
 from edge_agent.shell.outbox_seal import seal_transaction
@@ -273,10 +272,9 @@ class Outbox:
                     evicting=file.evicting,
                 )
             except BaseException:  # a cancellation too: the file's epoch followed again
-                # Its proof taken back, written again if the file tells (`_sealed_nothing`).
-                with suppress(sqlite3.Error):
-                    if (await file.chain_state()).epoch != epoch and self._journal is not None:
-                        await self._journal.sealed_nothing_on_thread(epoch)
+                # Its proof taken back, written again if the file tells (`_sealed_nothing`),
+                # a second cancellation meanwhile waited through.
+                await unstarted(file.chain_state, self._journal, epoch)
                 raise
             log.warning("epoch_started", epoch=epoch, gaps=[g.reason.value for g in gaps])
         await self.reseal_older_epochs(now=now, clock_synced=clock_synced)

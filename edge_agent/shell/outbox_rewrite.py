@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections.abc import Awaitable, Callable, Collection, Sequence
-from contextlib import AbstractAsyncContextManager
+from contextlib import AbstractAsyncContextManager, suppress
 from typing import Any, Final
 
 import aiosqlite
@@ -29,6 +29,7 @@ from edge_agent.shell.outbox_reads import (
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from edge_agent.shell.outbox_sidecars import EpochJournal, ProofStandsError
 from edge_agent.shell.outbox_transaction import async_write_transaction
+from edge_agent.shell.to_its_end import to_its_end
 from specs.block import GENESIS, decode_block
 from specs.records import GapRecord, Record
 from specs.signing import SigningKey
@@ -77,6 +78,24 @@ async def begin_epoch(
                 why = f"epoch {epoch}'s first block was not committed and the epoch not started"
                 raise OutboxUnavailableError(f"{exc}: {why}; {exc.remedy}") from exc
         return block
+
+
+async def unstarted(
+    chain_state: Callable[[], Awaitable[ChainState]], journal: EpochJournal | None, epoch: str
+) -> None:
+    """After `epoch`'s `begin_epoch` cut short: its proof that it sealed nothing written again.
+
+    Written when the file tells it is in another epoch (followed either way), to its end
+    however often the caller is cancelled meanwhile (`to_its_end`): left half way by a second
+    cancellation, the proof stayed taken back and the next start declared `epoch` lost.
+    """
+
+    async def again() -> None:
+        with suppress(sqlite3.Error):
+            if (await chain_state()).epoch != epoch and journal is not None:
+                await journal.sealed_nothing_on_thread(epoch)
+
+    await to_its_end(again())
 
 
 async def reseal_chunk(

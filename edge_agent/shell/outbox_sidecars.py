@@ -29,13 +29,13 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Callable, Sequence
-from contextlib import suppress
 from functools import partial
 from pathlib import Path
 from typing import Final, TypeVar
 
 import structlog
 
+from edge_agent.shell.to_its_end import to_its_end
 from hostkit.atomicfile import replace_file
 from specs.record_wire import record_from_wire
 from specs.records import GapRecord, RecordFormatError
@@ -260,14 +260,7 @@ async def _to_its_end(write: Callable[[], _Done]) -> _Done:
     Its caller holds the epoch and outbox locks for it (`Outbox.start_new_epoch`). Left at a
     cancellation (the connection dropping mid-ACK, a stop), the await let them go while the
     write's read-modify-write went on: the next start read the journal before it renamed its
-    own over that start's entry. Cancelled, it waits on (a stop cancels again every 0.25 s:
-    `shutdown._stop_tasks`) and then the cancellation is raised, once the write is done.
+    own over that start's entry. Cancelled, it waits on (`to_its_end`) and then the
+    cancellation is raised, once the write is done.
     """
-    writing = asyncio.ensure_future(asyncio.to_thread(write))
-    try:
-        return await asyncio.shield(writing)
-    except asyncio.CancelledError:
-        while not writing.done():
-            with suppress(asyncio.CancelledError):
-                await asyncio.wait((writing,))
-        raise
+    return await to_its_end(asyncio.to_thread(write))
