@@ -35,7 +35,10 @@ class BucketOut(BaseModel):
     t: str = Field(description="ISO 8601 start of the bucket")
     min: float | None = Field(description="over readings with a value, quality not bad")
     max: float | None
-    avg: float | None
+    avg: float | None = Field(
+        description="a float sum over count: within (count + 1) x 2^-53 x the values' mean"
+        " magnitude of the exact mean (rollup and raw answers may differ in the last digits)"
+    )
     last: float | None = Field(description="the newest such reading's value")
     count: int = Field(description="readings aggregated (a value, quality not bad)")
 

@@ -178,10 +178,21 @@ def bucket_rows(series: PointAfter, grid: BucketGrid, rows: Iterable[Any]) -> li
 
 
 def rollups_answer(grid: BucketGrid, where: ReadingFilter) -> bool:
-    """Whether the per-minute rollups give exactly the buckets the readings would.
+    """Whether the per-minute rollups give the buckets the readings would.
 
     They do when every bucket and both ends of the filter fall on whole minutes: then each
-    bucket is a union of whole minutes (collector.storage.rollups).
+    bucket is a union of whole minutes (collector.storage.rollups). The same buckets, with
+    the same `count`, `min`, `max`, `last`, quota and unit, exactly; `avg` to within the
+    rounding of a float sum. Both paths add the same values as doubles, in another order (the
+    rollups per minute and ingest batch, then the minutes; the readings all at once), and
+    exact or compensated sums would need a column the rollups do not have. Each path's `avg`
+    lies within (count + 1) x 2^-53 x the mean of the values' magnitudes of the exact mean:
+    the last digits for readings of one sign and scale (124.46173333333331 from the rollups,
+    124.4617333333334 from the readings, exactly 124.46173333333334), the whole value where
+    large readings cancel (0.1, 0.2, 0.3, 1e16, 1.0, -1e16: 0.1 or 0.0, exactly 0.2667), so
+    up to twice that between the paths (tests/integration/test_bucket_avg_agreement.py). For
+    sums past the largest double (garbage near 1.7e308) the paths can differ further: a
+    minute's total that went infinite stays so in its bucket.
     """
     minute = int(ROLLUP_SECONDS)
     ends = [t for t in (where.t_from, where.t_to) if t is not None]

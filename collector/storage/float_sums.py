@@ -17,6 +17,11 @@ then clamped to the [min, max] of what it averages: rounded sums can put it a la
 outside (three readings of 0.1 average 0.10000000000000002), and the mean of identical
 values is that value. An infinite mean (the sum past the largest double) stays infinite.
 
+The sums are of doubles in whatever order the rows come: the rollups' per-minute totals (summed
+per ingest batch, then folded) and the raw readings of the same bucket add the same values in
+another order, so their means agree to within the rounding of a float sum, not to the last
+digit (collector.storage.buckets.rollups_answer says how closely).
+
 Infinities of both signs (rollup totals of garbage of both signs) sum to NaN. SQLite stores
 and returns NaN as NULL and PostgreSQL keeps it; so both say NULL: JSON has no NaN either.
 """

@@ -81,7 +81,8 @@ class QueryReads(abc.ABC):
 
         Ordered by (gateway, point, bucket start); `where` picks the readings, so the first and
         last buckets of a time window may be partial. The per-minute rollups answer when they
-        give exactly the buckets the readings would (`rollups_answer`).
+        give the buckets the readings would (`rollups_answer`: `avg` to within the rounding
+        of a float sum, the rest exactly).
         """
         rollups = rollups_answer(grid, where)
         async with self._bucket_queries(rollups, scope, where, grid) as queries:

@@ -115,7 +115,8 @@ class PostgresRollupBucketQueries(PostgresBucketQueries):
 
     A bucket of whole minutes is the merge of its minutes' rollups (collector.storage.rollups):
     a month of 1 s readings at `every=1h` reads 43,200 rollup rows instead of 2.6 million
-    readings. Used only where `rollups_answer` says the answer is the same.
+    readings. Used only where `rollups_answer` says the answer is the same (`avg` to within
+    float rounding).
     """
 
     async def first_bucket(self, series: PointAfter, from_index: int | None) -> int | None:

@@ -111,7 +111,8 @@ class SqliteRollupBucketQueries(SqliteBucketQueries):
     """The same buckets from the per-minute rollups, for grids made of whole minutes.
 
     A bucket of whole minutes is the merge of its minutes' rollups (collector.storage.rollups).
-    Used only where `rollups_answer` says the answer is the same; the filter's ends then fall
+    Used only where `rollups_answer` says the answer is the same (`avg` to within float
+    rounding); the filter's ends then fall
     on minutes, so the windows need no slack.
     """
 
