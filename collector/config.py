@@ -222,8 +222,9 @@ class IngestConfig(ConfigModel):
     """How blocks are taken from the broker.
 
     The collector keeps a durable MQTT 5 session (clean start off): blocks published while it
-    is down are queued by the broker for its `client_id` and taken when it comes back, for
-    `session_expiry` (default one day; at most about 136 years, 2**32 - 1 seconds).
+    is down (died, or cut off from the broker; a clean stop ends the session) are queued by the
+    broker for its `client_id` and taken when it comes back, for `session_expiry` (default one
+    day; at most about 136 years, 2**32 - 1 seconds).
     `client_id` defaults to `gz-collector-<host>-<hash of broker, storage, share group and
     api.listen>`, stable across restarts of one collector on one host and different for each
     collector on it (each listens on its own address). Two clients with one id take the session
@@ -247,7 +248,8 @@ class IngestConfig(ConfigModel):
     session_expiry: Annotated[
         Duration, duration_bounds(above=0, at_most=float(MAX_SESSION_EXPIRY))
     ] = 86400.0
-    """How long the broker keeps the session (and queues blocks) while this collector is down."""
+    """How long the broker keeps the session (and queues blocks) while this collector is down:
+    died or cut off (a clean stop ends the session at once)."""
     # After a gateway's next key is announced (and stored), its old key still signs this
     # long: what was sealed and sent under it before the switch still arrives.
     key_overlap: Annotated[Duration, duration_bounds(at_least=0)] = 7 * 86400.0

@@ -9,6 +9,8 @@ from typing import Any, Final, TypeVar
 
 import aiomqtt
 from aiomqtt.types import PayloadType, SubscribeTopic
+from paho.mqtt.client import MQTT_ERR_SUCCESS
+from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
@@ -51,7 +53,29 @@ class CancelSafeClient(aiomqtt.Client):
     The one client every agent and collector session uses, so that no caller can forget it.
     Entering the client (the CONNACK wait) is not covered: a stop swallowed there is seen by
     the stop checks after the session's subscriptions (Publisher, Ingest).
+
+    After `end_session_at_exit()` the exit ends the MQTT 5 session too: its DISCONNECT carries
+    Session Expiry Interval 0. aiomqtt's own exit sends a plain DISCONNECT, which leaves a
+    durable session the expiry it connected with (MQTT 5.0, 3.14.2.2.2).
     """
+
+    _ends_session = False
+
+    def end_session_at_exit(self) -> None:
+        """Make leaving the client end its session at the broker (queue, subscriptions)."""
+        self._ends_session = True
+
+    async def __aexit__(self, *exc_info: Any) -> None:  # noqa: ANN401, PYI036 # passed on as is
+        """Disconnect; with `end_session_at_exit`, with Session Expiry Interval 0."""
+        disconnected = self._disconnected
+        if self._ends_session and not disconnected.done():
+            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call] # paho lacks hints here
+            props.SessionExpiryInterval = 0
+            if self._client.disconnect(properties=props) == MQTT_ERR_SUCCESS:
+                # Set once the DISCONNECT is written (paho's on_disconnect): aiomqtt's exit
+                # then finds the client disconnected and only releases it.
+                await asyncio.wait((disconnected,))
+        await super().__aexit__(*exc_info)
 
     async def publish(  # aiomqtt's signature
         self,

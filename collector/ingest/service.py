@@ -48,6 +48,7 @@ from specs.topics import ROOT, collector_subscription
 
 STATUS_SUBSCRIPTION: Final = f"{ROOT}/+/+/+/status"
 STORAGE_RETRY_DELAY: Final = 1.0
+LEAVE_TIMEOUT: Final = 5.0  # a clean stop waits this long for the broker's UNSUBACK at most
 INCOMING_QUEUE_BOUND: Final = 10_000
 INCOMING_BYTES_BOUND: Final = 128 * 1024 * 1024
 """Bytes of received messages not yet ingested (hostkit.mqtt_held); a backlog of 10,000
@@ -62,9 +63,10 @@ class IngestSettings:
 
     With a `client_id` the MQTT session is durable (clean start off, `session_expiry`
     seconds): what the broker queued for this collector while it was down arrives when it
-    reconnects. Without one (tools, in-process tests) the id is random and the session ends
-    with the connection: a random id could never find its session again, and a session left
-    behind would keep taking its turn in the shared subscription (see `Ingest`).
+    reconnects (one it lost, not one it stopped: a clean stop ends the session, see `Ingest`).
+    Without one (tools, in-process tests) the id is random and the session ends with the
+    connection: a random id could never find its session again, and a session left behind
+    would keep taking its turn in the shared subscription (see `Ingest`).
     """
 
     host: str
@@ -154,6 +156,9 @@ class Ingest:
       long as an outage you would rather wait out than resend, and never run two processes
       with one client id (each connect takes the session from the other; the one taken
       over waits, collector.ingest.takeover).
+    - "Down" is died or cut off. A clean stop (`stop()`, then the cancellation) leaves the group
+      and ends the session (`_leave`): its share goes to the members still running at once, a
+      lone collector's blocks wait in the agents (their resend) instead of the broker.
     - paho acknowledges a QoS 1 PUBLISH as it arrives, before the batch is committed: what
       was in flight when a collector dies is resent by the agents, as before.
     """
@@ -280,6 +285,23 @@ class Ingest:
             finally:
                 acks_out.abandon()
                 held.close()  # the drops not logged yet
+                if self._stopping:
+                    await self._leave(client)
+
+    async def _leave(self, client: CancelSafeClient) -> None:
+        """A clean stop: out of the group (UNSUBACK awaited), then the session ended (expiry 0).
+
+        Were that DISCONNECT lost (paho closes the socket as it writes it, the broker's PUBACKs
+        perhaps unread: a reset), the session left holds no subscription, so takes no turn.
+        """
+        client.end_session_at_exit()
+        subscriptions = [collector_subscription(self._settings.share_group), STATUS_SUBSCRIPTION]
+        try:
+            await client.unsubscribe(subscriptions, timeout=LEAVE_TIMEOUT)
+        except aiomqtt.MqttError as exc:  # the broker is gone: the session's expiry ends it
+            log.warning("broker_group_not_left", error=str(exc), client_id=self._client_id)
+            return
+        log.info("broker_group_left", client_id=self._client_id)
 
     async def _ingest(
         self, messages: aiomqtt.MessagesIterator, acks_out: AckOut, held: HeldBytes

@@ -27,8 +27,10 @@ async def test_acks_of_one_batch_for_many_gateways_log_no_warning_each(
 ) -> None:
     async with open_storage(storage_url) as storage:
         await register(storage, *GATEWAYS)
-    async with running_ingest(broker.port, storage_url, COLLECTOR_KEY, client_id=DURABLE):
-        pass  # the broker now keeps the session: what follows waits for it in one queue
+    async with running_ingest(
+        broker.port, storage_url, COLLECTOR_KEY, client_id=DURABLE, clean_stop=False
+    ):
+        pass  # lost, not stopped: the broker keeps the session, what follows waits in its queue
     async with aiomqtt.Client(
         "127.0.0.1", broker.port, identifier="burst", protocol=aiomqtt.ProtocolVersion.V5
     ) as client:

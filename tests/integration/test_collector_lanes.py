@@ -86,9 +86,11 @@ async def _live_overtakes_queued_backlog(port: int, storage_url: str) -> None:
     gateway = sim_gateway(1)
     async with open_storage(storage_url) as storage:
         await register(storage, gateway)
-        # A durable session: what is published while the collector is away waits for it at
-        # the broker, in order, as after a collector restart.
-        async with running_ingest(port, storage_url, COLLECTOR_KEY, **DURABLE, storage=storage):
+        # A durable session, lost (not stopped, which would end it): what is published while
+        # the collector is away waits for it at the broker, in order, as after a crash.
+        async with running_ingest(
+            port, storage_url, COLLECTOR_KEY, **DURABLE, storage=storage, clean_stop=False
+        ):
             pass
         async with gateway_link(port, gateway) as link:
             for seq in range(1, BACKLOG + 1):

@@ -60,7 +60,7 @@ async def _stored(storage: Storage, count: int) -> None:
         state = await storage.stream(GATEWAY.gateway, "epoch-1")
         return 0 if state is None else state.acked_through
 
-    await wait_until(seqs, lambda through: through >= count)
+    await wait_until(seqs, lambda through: through >= count, timeout=30)
 
 
 async def test_blocks_published_while_the_collector_is_down_wait_for_its_session(
@@ -68,8 +68,10 @@ async def test_blocks_published_while_the_collector_is_down_wait_for_its_session
 ) -> None:
     database = storage_url
     await _registered(database)
-    async with running_ingest(broker.port, database, COLLECTOR_KEY, client_id=DURABLE):
-        pass  # connected and subscribed once: the broker now holds its session
+    async with running_ingest(
+        broker.port, database, COLLECTOR_KEY, client_id=DURABLE, clean_stop=False
+    ):
+        pass  # connected and subscribed once, then lost: the broker now holds its session
     async with _publisher(broker) as client:
         await _publish_once(client, GATEWAY, range(1, BLOCKS + 1))
     assert await _seqs(database) == []  # nobody took them yet
@@ -104,13 +106,16 @@ async def test_an_offline_member_of_the_shared_group_still_takes_its_turn(
     broker: Broker, storage_urls: StorageUrls
 ) -> None:
     """Mosquitto 2.0 round-robins a shared subscription over its members' sessions, offline
-    ones too: collector A, down, receives every second block when it comes back, although
-    collector B was up the whole time. Each has its own database, to see who took what."""
+    ones too: collector A, lost (not stopped), receives every second block when it comes back,
+    although collector B was up the whole time. Each has its own database, to see who took
+    what."""
     first, second = storage_urls.new("a"), storage_urls.new("b")
     for database in (first, second):
         await _registered(database)
-    async with running_ingest(broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a"):
-        pass
+    async with running_ingest(
+        broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a", clean_stop=False
+    ):
+        pass  # lost, not stopped (a SIGKILL, a network cut): its session stays
     async with running_ingest(broker.port, second, COLLECTOR_KEY, client_id="gz-collector-b"):
         async with _publisher(broker) as client:
             await _publish_once(client, GATEWAY, range(1, BLOCKS + 1))
@@ -125,3 +130,31 @@ async def test_an_offline_member_of_the_shared_group_still_takes_its_turn(
     assert a_seqs | b_seqs == set(range(1, BLOCKS + 1))
     assert not a_seqs & b_seqs
     assert len(a_seqs) == len(b_seqs) == BLOCKS // 2
+
+
+async def test_a_member_stopped_cleanly_ends_its_session_and_the_live_one_takes_every_block(
+    broker: Broker, storage_urls: StorageUrls
+) -> None:
+    """A collector's clean stop ends its durable session (DISCONNECT, Session Expiry 0): the
+    group's blocks go to the members still running at once, none waits in the stopped one's
+    queue for the agents' resend. Before the fix B stored 15 of 30 and A's queue held 15."""
+    first, second = storage_urls.new("a"), storage_urls.new("b")
+    for database in (first, second):
+        await _registered(database)
+    async with running_ingest(broker.port, second, COLLECTOR_KEY, client_id="gz-collector-b") as (
+        _,
+        live,
+    ):
+        async with running_ingest(broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a"):
+            pass  # a member of the group, stopped as `collector serve` stops at SIGTERM
+        async with _publisher(broker) as client:
+            await _publish_once(client, GATEWAY, range(1, BLOCKS + 1))
+        await _stored(live, BLOCKS)  # a generous deadline; the count is what is asserted
+    assert await _seqs(second) == list(range(1, BLOCKS + 1))
+    # Nothing waits in a session of A's: started again under its id (clean start off), it finds
+    # no queue; a marker published now is stored by it alone (B is stopped and gone too).
+    async with running_ingest(broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a"):
+        async with _publisher(broker) as client:
+            await _publish_once(client, GATEWAY, [BLOCKS + 1])
+        await wait_until(lambda: _seqs(first), lambda seqs: BLOCKS + 1 in seqs, timeout=30)
+    assert await _seqs(first) == [BLOCKS + 1]

@@ -81,6 +81,7 @@ async def running_ingest(
     key_overlap: float = 7 * 86400.0,
     clock: Callable[[], float] = time.time,
     max_message_bytes: int = MESSAGE_BYTES,
+    clean_stop: bool = True,
 ) -> AsyncIterator[tuple[Ingest, Storage]]:
     """Run the ingest loop (no HTTP API) against the broker on `port`, subscribed on return.
 
@@ -91,6 +92,9 @@ async def running_ingest(
     serve` runs it; without one it is a random id whose session ends with the connection.
     `clock` is when each message arrives (`received_at`). A payload over `max_message_bytes`
     is audited `too_large` unread (`ingest.max_message_bytes`; a test may go below its least).
+    At the exit the loop is stopped as `collector serve` stops it (its session ends), or with
+    `clean_stop=False` only cancelled, as a lost connection ends it: the broker keeps a durable
+    session then, as it does for a SIGKILLed collector.
     """
     async with contextlib.AsyncExitStack() as stack:
         if storage is None:
@@ -116,7 +120,8 @@ async def running_ingest(
             await asyncio.wait_for(ingest.connected.wait(), 10)
             yield ingest, storage
         finally:
-            ingest.stop()
+            if clean_stop:
+                ingest.stop()
             await cancel_task(task)
 
 
