@@ -37,7 +37,8 @@ _MAX_HOUR: Final = 23
 _MAX_MINUTE: Final = 59
 _SIGNIFICANT_DIGITS: Final = 12
 _IDENTITY: Final = UnitConversion(1.0, 0.0)
-_FRACTION_DIGITS: Final = 6
+_MS_DIGITS: Final = 3
+_FINER_THAN_MS: Final = "finer than the millisecond gz/1 carries (round it in the file)"
 # ASCII digits only: `\d` would also take other scripts' digits.
 _TIME: Final = re.compile(
     r"([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt ]([0-9]{2}):([0-9]{2})"
@@ -163,12 +164,14 @@ def parse_time(text: str, default_offset: int) -> int:
     """Microseconds since the Unix epoch from an ISO 8601 date and time.
 
     `T` or a space separates date and time; seconds and a fraction are optional; a time
-    without `Z` or an offset is at `default_offset` seconds east of UTC. Digits beyond the
-    microsecond are dropped.
+    without `Z` or an offset is at `default_offset` seconds east of UTC. gz/1 carries
+    milliseconds: a fraction may have more digits only if they are zeros (a finer time is
+    refused, not cut: two readings 0.5 ms apart would become one, a reading's time altered).
 
     Raises:
-        TimeFormatError: not that form, a date or time that does not exist, or before
-            1970-01-01T00:00:00Z or after 2999-12-31T00:00:00Z (specs.records.LATEST_TIME).
+        TimeFormatError: not that form, a date or time that does not exist, finer than a
+            millisecond, or before 1970-01-01T00:00:00Z or after 2999-12-31T00:00:00Z
+            (specs.records.LATEST_TIME).
     """
     match = _TIME.fullmatch(text)
     if match is None:
@@ -190,7 +193,9 @@ def parse_time(text: str, default_offset: int) -> int:
         offset = parsed
     else:
         offset = default_offset
-    micros = int(fraction[:_FRACTION_DIGITS].ljust(_FRACTION_DIGITS, "0")) if fraction else 0
+    if fraction and fraction[_MS_DIGITS:].strip("0"):
+        raise TimeFormatError(f"bad time {text!r}: {_FINER_THAN_MS}")
+    micros = int(fraction[:_MS_DIGITS].ljust(_MS_DIGITS, "0")) * 1000 if fraction else 0
     us = (days * 86_400 + h * 3600 + m * 60 + s - offset) * _US + micros
     if not 0 <= us <= _LATEST_US:
         raise TimeFormatError(f"bad time {text!r}: {_OUT_OF_RANGE}")
@@ -200,7 +205,8 @@ def parse_time(text: str, default_offset: int) -> int:
 def wire_time(us: int) -> str:
     """The wire's time text for `us` microseconds: `specs.records.iso_time` of the same moment.
 
-    UTC with milliseconds (the microseconds truncated, as `isoformat` does).
+    UTC with milliseconds (the microseconds truncated, as `isoformat` does; `parse_time`
+    gives none).
     """
     ms = us // 1000
     days, ms_of_day = divmod(ms, 86_400_000)

@@ -183,6 +183,29 @@ def test_every_rejected_row_is_reported_as_file_line_reason(site: Path, tmp_path
     ]
 
 
+def test_a_time_finer_than_a_millisecond_is_rejected_at_its_line(
+    site: Path, tmp_path: Path
+) -> None:
+    """gz/1 carries milliseconds: .0004 and .0009 are refused, not cut into one reading."""
+    csv = write(
+        tmp_path / "subms.csv",
+        HEADER_PTV + "T001-LT-01,2026-12-03 13:00:00.0004,0.3\n"
+        "T001-LT-01,2026-12-03 13:00:00.0009,0.4\n"
+        "T001-LT-01,2026-12-03 13:00:00.9999,0.5\n"
+        "T001-LT-01,2026-12-03 13:00:01.2500,0.6\n",
+    )
+    result = backfill(site, csv, "--json")
+    assert result.exit_code == 1
+    finer = "finer than the millisecond gz/1 carries (round it in the file)"
+    assert result.stderr.splitlines() == [
+        f"{csv}:2: bad time '2026-12-03 13:00:00.0004': {finer}",
+        f"{csv}:3: bad time '2026-12-03 13:00:00.0009': {finer}",
+        f"{csv}:4: bad time '2026-12-03 13:00:00.9999': {finer}",
+    ]
+    assert (counts(result)["imported"], counts(result)["rejected"]) == (1, 3)
+    assert [r.t for r in readings(site)] == ["2026-12-03T05:00:01.250+00:00"]
+
+
 def test_rerunning_a_file_imports_nothing_and_repeats_count_as_duplicate(
     site: Path, tmp_path: Path
 ) -> None:
