@@ -47,7 +47,9 @@ FAILED_EXIT: Final = 1
 """Exit status when the agent answered with an error, the socket may not be opened, or the
 agent answering on it is another gateway's."""
 ANSWER_TIMEOUT: Final = 5.0
-"""Seconds the agent has to answer; a busy loop still answers in milliseconds."""
+"""Seconds the agent has to answer, from the connect to the answer's last byte (not per read:
+a peer sending a byte a second would hold a per-read timeout off for ever); a busy loop still
+answers in milliseconds."""
 _MAX_ANSWER_BYTES: Final = 16 * 1024 * 1024
 _CLEAR_SCREEN: Final = "\033[H\033[2J"
 
@@ -66,6 +68,7 @@ class _AskFailedError(Exception):
 
 def _ask(path: Path) -> dict[str, object]:
     """The agent's status document (_NotRunningError, _NotAnsweringError, _AskFailedError)."""
+    deadline = time.monotonic() + ANSWER_TIMEOUT
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
         sock.settimeout(ANSWER_TIMEOUT)
         try:
@@ -80,8 +83,9 @@ def _ask(path: Path) -> dict[str, object]:
         except OSError as exc:  # e.g. 'AF_UNIX path too long' (the address holds 107 bytes)
             raise _AskFailedError(f"{path}: cannot connect: {exc.strerror or exc}") from None
         try:
+            sock.settimeout(_time_left(deadline))
             sock.sendall(REQUEST)
-            answer = _read_all(sock)
+            answer = _read_all(sock, deadline)
         except TimeoutError:
             raise _NotAnsweringError(f"no answer on {path} within {ANSWER_TIMEOUT:g} s") from None
         except ConnectionError as exc:
@@ -116,10 +120,23 @@ def _check_gateway(document: dict[str, object], config: SiteConfig, path: Path) 
         )
 
 
-def _read_all(sock: socket.socket) -> bytes:
+def _time_left(deadline: float) -> float:
+    """Seconds until `deadline` (time.monotonic); TimeoutError when it has passed."""
+    left = deadline - time.monotonic()
+    if left <= 0:
+        raise TimeoutError
+    return left
+
+
+def _read_all(sock: socket.socket, deadline: float) -> bytes:
+    """Everything the peer sends until it closes, by `deadline` (else TimeoutError)."""
     chunks: list[bytes] = []
     size = 0
-    while chunk := sock.recv(65536):
+    while True:
+        sock.settimeout(_time_left(deadline))
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
         chunks.append(chunk)
         size += len(chunk)
         if size > _MAX_ANSWER_BYTES:
