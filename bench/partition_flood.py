@@ -4,8 +4,8 @@ A gateway whose clock was reset (or a hostile one) seals one block holding a rea
 month since 1970-01 (683 in December 2026). Each month it names needs two partitions, each made
 under an ACCESS EXCLUSIVE lock on its parent (collector/storage/postgres/partitions.py): made in
 one transaction, `readings` stayed locked ~70 s and every other collector's ingest waited. Now
-an ingest makes at most MONTHS_PER_INGEST months, one a transaction, and fails while more are
-missing (its resend makes the next ones): here collector A tries the block until it is stored,
+an ingest makes at most MONTHS_PER_INGEST months, one a transaction, and leaves a block out while
+more are missing (its resend makes the next ones): here collector A tries the block until stored,
 while collector B ingests another gateway's live block of one reading after each of A's tries.
 
 Baseline: B's median ingest of the same block with no flood, same run, before it. Target: B's

@@ -31,6 +31,7 @@ from collector.feed.wakeup import CommitSignal
 from collector.ingest.ack_out import AckOut
 from collector.ingest.batch_log import BatchLog
 from collector.ingest.core import Inbound, Outgoing, build_acks, notice_ack, plan_batch
+from collector.ingest.deferral import ingest_deferring
 from collector.ingest.key_notice import KeyNotices, registered_at_their_place
 from collector.ingest.lanes import BacklogBudget, Lanes
 from collector.ingest.takeover import REMEDY, Takeovers
@@ -289,11 +290,9 @@ class Ingest:
                     await self._leave(client)
 
     async def _leave(self, client: CancelSafeClient) -> None:
-        """A clean stop: out of the group (UNSUBACK awaited), then the session ended (expiry 0).
-
-        Were that DISCONNECT lost (paho closes the socket as it writes it, the broker's PUBACKs
-        perhaps unread: a reset), the session left holds no subscription, so takes no turn.
-        """
+        """A clean stop: out of the group (UNSUBACK awaited), then the session ended (expiry 0)."""
+        # Were the DISCONNECT lost (paho closes as it writes it, PUBACKs perhaps unread: a
+        # reset), the session left would hold no subscription, so take no turn.
         client.end_session_at_exit()
         subscriptions = [collector_subscription(self._settings.share_group), STATUS_SUBSCRIPTION]
         try:
@@ -349,7 +348,7 @@ class Ingest:
             key_overlap=self._settings.key_overlap,
             ahead_allowance=self._settings.ahead_allowance,
         )
-        result = await self._storage.ingest(batch)
+        batch, result = await ingest_deferring(self._storage, batch)  # (collector.ingest.deferral)
         if self._commits is not None:
             self._commits.notify()  # live streams read what this batch committed
         self._log.committed(batch, result)

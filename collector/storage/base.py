@@ -26,6 +26,18 @@ class StorageError(Exception):
     """The storage cannot do what was asked."""
 
 
+class BlocksDeferredError(StorageError):
+    """Some blocks of the batch cannot be stored in this ingest; nothing was committed.
+
+    `deferred` are their indexes in `batch.blocks` (never empty): the batch without them may
+    be ingested at once (collector.ingest.deferral), and their resend stores them later.
+    """
+
+    def __init__(self, message: str, deferred: Collection[int]) -> None:
+        super().__init__(message)
+        self.deferred = frozenset(deferred)
+
+
 class UnsupportedStorageError(StorageError):
     """The storage URL names a backend this build does not have."""
 

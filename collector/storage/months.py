@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import calendar
-from collections.abc import Iterable
+from collections.abc import Collection, Iterable, Sequence
 from datetime import UTC, datetime
 
 Month = tuple[int, int]
@@ -46,3 +46,20 @@ def month_of(t: float) -> Month:
 def months_of(times: Iterable[float]) -> set[Month]:
     """The months that hold `times`."""
     return {month_of(t) for t in times}
+
+
+def months_first(
+    missing: Collection[Month], needs: Sequence[Collection[Month]], budget: int
+) -> list[Month]:
+    """The months of `missing` to make in this ingest, at most `budget` of them.
+
+    Each block's missing months whole, the blocks missing fewest first, so that one block
+    naming many months does not hold up the others of its batch; then the oldest months left,
+    so that the block naming many progresses by `budget` months each try.
+    """
+    chosen: dict[Month, None] = {}
+    for own in sorted((sorted(set(need).intersection(missing)) for need in needs), key=len):
+        if len(chosen.keys() | own) <= budget:
+            chosen.update(dict.fromkeys(own))
+    rest = [m for m in sorted(missing) if m not in chosen]
+    return [*chosen, *rest][:budget]

@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from collector.config import MAX_AHEAD_ALLOWANCE
 from collector.storage.base import StorageError
-from collector.storage.months import month_of, month_start, next_month, previous_month
+from collector.storage.months import month_of, month_start, months_first, next_month, previous_month
 from collector.storage.postgres.connection import check_url
 from collector.storage.postgres.locks import gateway_lock_key, lock_order
 from collector.storage.postgres.partitions import (
@@ -102,3 +102,29 @@ def test_urls_are_shown_without_their_password(url: str, shown: str) -> None:
 def test_only_postgres_urls_are_accepted(url: str) -> None:
     with pytest.raises(StorageError, match="is not postgresql://"):
         check_url(url)
+
+
+def test_months_first_makes_the_blocks_needing_few_months_whole_before_a_flood() -> None:
+    flood = {(2000 + n // 12, n % 12 + 1) for n in range(40)}  # 2000-01 .. 2003-04
+    live, other = {(2026, 5)}, {(2026, 4), (2026, 5)}
+    chosen = months_first(flood | other, [flood, live, other], budget=24)
+    assert chosen[:2] == [(2026, 5), (2026, 4)]  # the live blocks' months, fewest first
+    assert chosen[2:] == sorted(flood)[:22]  # then the flood's oldest: it progresses
+    assert months_first(flood, [flood], budget=24) == sorted(flood)[:24]
+    assert months_first(set(), [flood], budget=24) == []
+
+
+@given(
+    st.sets(st.tuples(st.integers(1970, 2030), st.integers(1, 12)), max_size=60),
+    st.lists(st.sets(st.tuples(st.integers(1970, 2030), st.integers(1, 12))), max_size=6),
+    st.integers(0, 30),
+)
+def test_months_first_chooses_missing_months_within_the_budget(
+    missing: set[tuple[int, int]], needs: list[set[tuple[int, int]]], budget: int
+) -> None:
+    chosen = months_first(missing, needs, budget)
+    assert len(chosen) == len(set(chosen)) == min(budget, len(missing))
+    assert set(chosen) <= missing
+    smallest = min((need & missing for need in needs), key=len, default=set())
+    if len(smallest) <= budget:  # the block missing fewest months is never starved
+        assert smallest <= set(chosen)

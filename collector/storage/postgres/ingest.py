@@ -28,6 +28,7 @@ from collector.storage.ingest_rows import (
     reading_records,
 )
 from collector.storage.lookups import KeyColumns, KeyLookups
+from collector.storage.months import Month, months_of
 from collector.storage.postgres import feed, registry
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db, execute_many
@@ -58,9 +59,9 @@ def batch_gateways(batch: IngestBatch) -> set[str]:
     }
 
 
-def reading_times(batch: IngestBatch) -> list[float]:
-    """The times of every reading the batch may store (their months need partitions)."""
-    return [r.t for incoming in batch.blocks for r in incoming.entries.readings]
+def months_needed(batch: IngestBatch) -> list[set[Month]]:
+    """Each block's months of the readings it may store (they need partitions)."""
+    return [months_of(r.t for r in incoming.entries.readings) for incoming in batch.blocks]
 
 
 async def ingest_batch(db: Db, batch: IngestBatch) -> BatchResult:

@@ -23,30 +23,26 @@ readings move into the months made: ids kept, nothing lost, FUTURE read once (`_
 
 A month before the clock is made in a transaction of its own (each holds `readings` for one
 month's tables only, so another collector's ingest and open wait that long at most), and one
-ingest makes at most MONTHS_PER_INGEST of them: a batch needing more (one block naming every
-month since 1970: a reset clock, or a hostile gateway) fails once they are made
-(`partition_months_deferred`), not acknowledged, and its resend makes the next ones.
+ingest makes at most MONTHS_PER_INGEST of them, the months of the batch's blocks that need
+fewest first (`months_first`): a block naming more (every month since 1970: a reset clock, or
+a hostile gateway) is left out of the ingest once they are made (`partition_months_deferred`,
+BlocksDeferredError), not acknowledged, and its resend makes the next ones; the batch's other
+blocks are stored without it.
 """
 
 from __future__ import annotations
 
 import re
 import time
-from collections.abc import AsyncIterator, Collection
+from collections.abc import AsyncIterator, Collection, Sequence
 from contextlib import asynccontextmanager
 from typing import Final
 
 import asyncpg
 import structlog
 
-from collector.storage.base import StorageError
 from collector.storage.block_retention import raw_kept_from
-from collector.storage.months import (
-    Month,
-    month_of,
-    month_start,
-    next_month,
-)
+from collector.storage.months import Month, month_of, month_start, months_first, next_month
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.connection import Db
 from collector.storage.postgres.locks import FUTURE_INDEX_LOCK, PARTITION_LOCK
@@ -82,6 +78,15 @@ _ROLLUP_NAME: Final = re.compile(r"readings_1m_y(\d{4})m(\d{2})")
 
 def _iso(month: Month) -> str:
     return f"{month[0]:04d}-{month[1]:02d}"
+
+
+def deferral_message(left: Collection[Month], blocks: int) -> str:
+    """Why `blocks` of a batch wait for their resend (BlocksDeferredError)."""
+    return (
+        f"{blocks} block(s) of the batch name {len(left)} months without a partition yet"
+        f" ({_iso(min(left))} to {_iso(max(left))}; at most {MONTHS_PER_INGEST} are made an"
+        " ingest): they are left to their resend"
+    )
 
 
 def month_of_partition(name: str) -> Month | None:
@@ -155,16 +160,24 @@ class Partitions:
         self._known.clear()
         self._future = None
 
-    async def ensure(self, db: Db, months: Collection[Month], horizon: Month) -> None:
+    async def ensure(
+        self,
+        db: Db,
+        months: Collection[Month],
+        horizon: Month,
+        needs: Sequence[Collection[Month]] = (),
+    ) -> frozenset[Month]:
         """Create the partitions of `months` that do not exist; commits before returning.
 
         A month after `horizon` gets none of its own unless it is below FUTURE's start: FUTURE
-        holds it. `db` must not be inside a transaction: the creation commits on its own.
+        holds it. `db` must not be inside a transaction: the creation commits on its own. At
+        most MONTHS_PER_INGEST months before FUTURE are made, chosen by `months_first` from
+        `needs` (each block's months); returned: the months left without a partition.
         """
         wanted = set(self._after_mark(months)) - self._known
         wanted = self._own(wanted, horizon, self._future)
         if not wanted:
-            return
+            return frozenset()
         async with partition_change(db):
             mark = await raw_kept_from(PostgresChain(db))
             if mark is not None:
@@ -181,21 +194,18 @@ class Partitions:
                 future = advanced
         self._known |= present
         self._future = future
-        missing = sorted(m for m in wanted - present if m < future)
-        for month in missing[:MONTHS_PER_INGEST]:
+        missing = {m for m in wanted - present if m < future}
+        making = months_first(missing, needs, MONTHS_PER_INGEST)
+        for month in making:
             async with partition_change(db):  # `readings` held for this month's tables only
                 mark = await raw_kept_from(PostgresChain(db))  # retention may have run since
                 if mark is None or month_start(next_month(month)) > mark:
                     await _create(db, month)
                     self._known.add(month)
-        if len(missing) > MONTHS_PER_INGEST:
-            left = missing[MONTHS_PER_INGEST:]
-            log.warning("partition_months_deferred", made=MONTHS_PER_INGEST, left=len(left))
-            raise StorageError(
-                f"the batch's readings name {len(missing)} months without a partition: the"
-                f" first {MONTHS_PER_INGEST} were made, {len(left)} ({_iso(left[0])} to"
-                f" {_iso(left[-1])}) are left to the batch's resend (at most that many an ingest)"
-            )
+        left = frozenset(missing.difference(making))
+        if left:
+            log.warning("partition_months_deferred", made=len(making), left=len(left))
+        return left
 
     @staticmethod
     def _own(wanted: set[Month], horizon: Month, future: Month | None) -> set[Month]:

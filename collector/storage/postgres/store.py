@@ -30,9 +30,9 @@ from collector.readmodel import (
     Scope,
 )
 from collector.storage.activations import WriteEntries
-from collector.storage.base import StorageError
+from collector.storage.base import BlocksDeferredError, StorageError
 from collector.storage.dialect_store import Dialect, DialectStore
-from collector.storage.months import Month, month_of, months_of, next_month
+from collector.storage.months import Month, month_of, next_month
 from collector.storage.postgres import feed, quality, registry, tokens
 from collector.storage.postgres.audit import PostgresChain
 from collector.storage.postgres.buckets import (
@@ -45,9 +45,9 @@ from collector.storage.postgres.connection import (
     connecting,
     translated,
 )
-from collector.storage.postgres.ingest import ingest_batch, reading_times
+from collector.storage.postgres.ingest import ingest_batch, months_needed
 from collector.storage.postgres.notices import relay_commits
-from collector.storage.postgres.partitions import Partitions, ingest_horizon
+from collector.storage.postgres.partitions import Partitions, deferral_message, ingest_horizon
 from collector.storage.postgres.rows import fetcher
 from collector.storage.postgres.schema import migrate
 from collector.storage.queries import Fetch
@@ -183,12 +183,13 @@ class PostgresStorage(DialectStore[Db]):
         A reading that finds no partition (retention dropped its month in another process)
         fails the transaction; the cache is dropped and the batch tried once more.
         """
-        months = months_of(reading_times(batch))
+        needs = months_needed(batch)
+        months = set[Month]().union(*needs)
         arrival = max((b.received_at for b in batch.blocks), default=time.time())
         horizon = ingest_horizon(arrival, batch.ahead_allowance)
         for attempt in (1, 2):
             try:
-                return await self._ingest_once(batch, months, horizon)
+                return await self._ingest_once(batch, needs, months, horizon)
             except StorageError as exc:
                 if attempt == 1 and isinstance(exc.__cause__, asyncpg.CheckViolationError):
                     self._partitions.forget()
@@ -197,10 +198,12 @@ class PostgresStorage(DialectStore[Db]):
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def _ingest_once(
-        self, batch: IngestBatch, months: set[Month], horizon: Month
+        self, batch: IngestBatch, needs: list[set[Month]], months: set[Month], horizon: Month
     ) -> BatchResult:
         async with self._connection("ingest") as db:
-            await self._partitions.ensure(db, months, horizon)
+            left = await self._partitions.ensure(db, months, horizon, needs)
+            if deferred := [i for i, need in enumerate(needs) if left.intersection(need)]:
+                raise BlocksDeferredError(deferral_message(left, len(deferred)), deferred)
             async with db.transaction():
                 return await ingest_batch(db, batch)
 
