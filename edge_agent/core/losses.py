@@ -8,7 +8,8 @@ in the seq mark beside the outbox).
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 from specs.records import (
@@ -70,6 +71,24 @@ class LostReadings:
             t_from=optional_iso_time(self.t_from),
             t_to=optional_iso_time(self.t_to),
         )
+
+
+# No readings let go (a default that is not a call each time).
+NONE_LOST = LostReadings()
+
+
+def at_risk(lost: LostReadings, held: Sequence[Record], ends: int = 1000) -> LostReadings:
+    """`lost` and the readings `held` together: every one counted, times from both ends.
+
+    `held` is in the order polled, so its span is at its first and last readings: only
+    `ends` from each end are parsed (the sealer notes this every retry, with up to 100,000
+    held; a reader polled out of step by more than `ends` readings narrows the span a little).
+    """
+    if len(held) <= 2 * ends:
+        return lost.add_all(held)
+    first = lost.add_all(itertools.islice(held, ends))
+    both = first.add_all(itertools.islice(reversed(held), ends))
+    return LostReadings(lost.count + len(held), both.t_from, both.t_to)
 
 
 def _earliest(a: float | None, b: float | None) -> float | None:

@@ -42,7 +42,7 @@ import structlog
 from edge_agent.core.ack_check import EpochLeft, how_epoch_left
 from edge_agent.core.chain import Identity, SealedBlock
 from edge_agent.core.held_readings import Key
-from edge_agent.core.losses import LostReadings
+from edge_agent.core.losses import NONE_LOST, LostReadings
 from edge_agent.shell.outbox_delivery import Delivery
 from edge_agent.shell.outbox_epoch_lock import EpochLock
 from edge_agent.shell.outbox_file import OutboxFile
@@ -321,9 +321,9 @@ class Outbox:
         """Readings let go unsealed (by a stop on a full disk) and not yet named by a gap."""
         return await self._file.marks.unsealed()
 
-    async def note_unsealed(self, lost: LostReadings) -> None:
-        """Remember (beside the file) readings let go unsealed: added to those noted there."""
-        await self._file.marks.let_go(lost)
+    async def note_unsealed(self, lost: LostReadings, instead_of: LostReadings = NONE_LOST) -> None:
+        """Remember (beside the file) readings let go unsealed, in place of `instead_of`."""
+        await self._file.marks.let_go(lost, instead_of)
 
     def stopping_by(self, until: float) -> None:
         """The agent is stopping: no wait for a held seq mark goes past the loop time `until`.

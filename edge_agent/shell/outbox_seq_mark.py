@@ -17,7 +17,7 @@ from typing import Final
 
 import structlog
 
-from edge_agent.core.losses import LostReadings
+from edge_agent.core.losses import NONE_LOST, LostReadings
 from edge_agent.shell.flock_wait import taken_now, taken_within
 from edge_agent.shell.outbox_sidecars import EpochJournal
 
@@ -180,20 +180,22 @@ class SeqMark:
 
     async def write(self, epoch: str, seq: int) -> None:
         """Note `seq` as the highest sealed in `epoch`; the tally noted stays as it is."""
-        await self._rewrite(epoch, seq, None, seals=True, bound=self._timeout)
+        await self._rewrite(epoch, seq, (), seals=True, bound=self._timeout)
 
-    async def let_go(self, epoch: str, seq: int, lost: LostReadings) -> None:
-        """Add `lost` to the readings let go unsealed noted so far.
+    async def let_go(
+        self, epoch: str, seq: int, lost: LostReadings, instead_of: LostReadings = NONE_LOST
+    ) -> None:
+        """Add `lost` to the tally, `instead_of` (added before for them, held) taken off at once.
 
         `epoch` and `seq` (the writer's last seal) are noted only when the mark has none.
         """
-        change = TallyChange(lost, declared=False)
-        await self._rewrite(epoch, seq, change, seals=False, bound=self._timeout)
+        changes = (TallyChange(instead_of, declared=True), TallyChange(lost, declared=False))
+        await self._rewrite(epoch, seq, changes, seals=False, bound=self._timeout)
 
     async def declared(self, epoch: str, seq: int, named: LostReadings) -> None:
         """Take `named` (read from this mark, now named by a gap record) off the tally."""
         change = TallyChange(named, declared=True)
-        await self._rewrite(epoch, seq, change, seals=False, bound=self._timeout)
+        await self._rewrite(epoch, seq, (change,), seals=False, bound=self._timeout)
 
     def _newest(self, noted: Mark, epoch: str, seq: int) -> tuple[str, int]:
         """What a seal (`seq` of `epoch`, read from the file) leaves noted of the two.
@@ -215,7 +217,7 @@ class SeqMark:
         self,
         epoch: str,
         seq: int,
-        change: TallyChange | None,
+        made: tuple[TallyChange, ...],
         *,
         seals: bool,
         bound: float | None,
@@ -236,8 +238,8 @@ class SeqMark:
             before = self._deferred
             # Held back until written: a wait given up on or cancelled leaves them for the next
             # write or `close` (a seal's seq is noted by the next write, the file's newest).
-            changes = self._deferred = (*before, *(() if change is None else (change,)))
-            if change is not None:
+            changes = self._deferred = (*before, *(c for c in made if c.readings.count))
+            if made:
                 self._deferred_at = epoch, seq
             try:
                 descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
@@ -332,7 +334,7 @@ class SeqMark:
         began = asyncio.get_running_loop().time()
         # Stopping: until the deadline (`_stop_due`), however short `timeout` is.
         bound = self._timeout if self._stop_timer is None else None
-        await self._rewrite(*self._deferred_at, None, seals=False, bound=bound)
+        await self._rewrite(*self._deferred_at, (), seals=False, bound=bound)
         if self._deferred:
             log.error(
                 "seq_mark_not_written",
@@ -377,14 +379,14 @@ class MarkKeeper:
         if self._mark is not None:
             await self._mark.write(*self._last)
 
-    async def let_go(self, lost: LostReadings) -> None:
-        """Readings let go unsealed just now: added to the tally (an empty one adds nothing).
+    async def let_go(self, lost: LostReadings, instead_of: LostReadings = NONE_LOST) -> None:
+        """Readings let go unsealed (or at risk) added to the tally, `instead_of` taken off.
 
         The last block this process sealed or found is noted only where no mark was yet.
         """
-        self._unsealed = self._unsealed.merge(lost)
+        self._unsealed = self._unsealed.less(instead_of).merge(lost)
         if self._mark is not None:
-            await self._mark.let_go(*self._last, lost)
+            await self._mark.let_go(*self._last, lost, instead_of)
 
     def stopping_by(self, until: float) -> None:
         """The agent is stopping: no wait for the mark goes past the loop time `until`."""

@@ -9,6 +9,13 @@ file), polling goes on: readings wait in a bounded memory ring, the newest kept,
 sealer tries again every second. The readings the ring had to let go are counted, and the
 first block sealed once the disk takes writes again opens with a `disk_full` gap record that
 names them (how many, from when to when).
+
+Those held and those let go are at risk until sealed: a kill (watchdog, OOM, power cut) takes
+them. So after each failed seal they are counted in the seq mark's tally (a record rewritten in
+place: no new disk block on a full disk), and taken off it again as seals take them; the next
+start declares what the tally still holds. A kill loses undeclared at most the readings polled
+since the last failed seal (one retry: a second and the seal's own attempt), as it loses those
+queued for a seal.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from collections.abc import Callable
 import structlog
 
 from edge_agent.core.chain import SealedBlock
-from edge_agent.core.losses import LostReadings
+from edge_agent.core.losses import LostReadings, at_risk
 from edge_agent.shell.alarm_stage import AlarmStage, StagedAlarms
 from edge_agent.shell.outbox import Outbox
 from specs.records import Record
@@ -84,7 +91,10 @@ class Sealer:
         self._carried = lost if lost is not None else LostReadings()
         # Readings this run let go (the ring's), not noted beside the outbox until a stop.
         self._lost = LostReadings()
+        # This run's readings at risk (held and let go) as counted in the mark's tally.
+        self._noted = LostReadings()
         self._in_flight: asyncio.Future[None] | None = None
+        self._noting: asyncio.Future[None] | None = None
 
     @property
     def lost(self) -> LostReadings:
@@ -121,7 +131,9 @@ class Sealer:
                 await asyncio.shield(self._in_flight)
             except sqlite3.Error as exc:
                 # The readings stay in the ring; a full disk or a locked file may pass, and
-                # the pollers keep their cadence meanwhile.
+                # the pollers keep their cadence meanwhile. Counted in the tally first: what
+                # `held` says is declared by the next start, should the process be killed.
+                await self._note_at_risk()
                 log.warning(
                     "seal_failed",
                     error=str(exc),
@@ -129,6 +141,30 @@ class Sealer:
                     lost=self.lost.count,
                 )
                 await self._absorb(_RETRY_DELAY)
+
+    async def _note_at_risk(self) -> None:
+        """The mark's tally made to count this run's readings at risk now, in one write.
+
+        Shielded: a stop cancelling the sealer does not leave `_noted` saying what the mark
+        does not (the write goes on, before `flush`'s own).
+        """
+        now_at_risk = at_risk(self._lost, self._pending)
+        if now_at_risk == self._noted:
+            return
+        before, self._noted = self._noted, now_at_risk
+        self._noting = asyncio.ensure_future(
+            self._outbox.note_unsealed(now_at_risk, instead_of=before)
+        )
+        await asyncio.shield(self._noting)
+
+    async def _taken_off(self) -> None:
+        """After a seal: what it sealed (or its gap named) taken off the tally, if counted.
+
+        A kill before this write has the next start declare them though they were sealed:
+        a loss declared twice at worst, never one not declared.
+        """
+        if self._noted.count:
+            await self._note_at_risk()
 
     def _hold(self, record: Record) -> None:
         """Keep a record in the ring; the oldest one gives way when it is full."""
@@ -166,18 +202,20 @@ class Sealer:
 
     async def flush(self) -> None:
         """Seal every reading still held or queued (at shutdown, after the pollers stopped)."""
-        if self._in_flight is not None and not self._in_flight.done():
-            await asyncio.wait([self._in_flight])
+        for running in (self._in_flight, self._noting):
+            if running is not None and not running.done():
+                await asyncio.wait([running])
         while not self._queue.empty():
             self._hold(self._queue.get_nowait())
         try:
             while self._pending:
                 await self._seal_pending()
         except sqlite3.Error as exc:
-            # The disk is full: what is held goes with the process. Added to the tally in the
-            # seq mark beside the outbox (a file written in place: no new disk block needed),
-            # which still holds the carried tally when no seal named it, so the next start
-            # names them all in a disk_full gap record.
+            # The disk is full: what is held goes with the process. Counted in the tally in
+            # the seq mark beside the outbox (a file written in place: no new disk block
+            # needed), in place of what the last failed seal counted, which still holds the
+            # carried tally when no seal named it, so the next start names them all in a
+            # disk_full gap record.
             unsealed = self._lost.add_all(self._pending)
             log.exception(
                 "readings_unsealed_at_shutdown",
@@ -185,7 +223,8 @@ class Sealer:
                 readings=len(self._pending),
                 lost=self._carried.merge(unsealed).count,
             )
-            await self._outbox.note_unsealed(unsealed)
+            before, self._noted = self._noted, unsealed
+            await self._outbox.note_unsealed(unsealed, instead_of=before)
 
     def _batches(self) -> list[tuple[Record, ...]]:
         """The blocks to seal now: one (up to flush_readings), or several full ones."""
@@ -229,6 +268,7 @@ class Sealer:
             self._carried = self._lost = LostReadings()
             # Only what was read from the mark: another process's addition since stays.
             await self._outbox.unsealed_declared(carried)
+        await self._taken_off()
         if self._alarms is not None:
             for evaluated in staged:
                 self._alarms.commit(evaluated)

@@ -13,6 +13,7 @@ import contextlib
 import errno
 import itertools
 import json
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +25,7 @@ from tests.e2e.harness import Site, wait_until
 from tests.faults.common import agent_sealing, sealed_more, tune
 from tests.faults.conftest import Conclude, MakeSite
 from tests.faults.oracle import Ledger, gap_records, served_items
+from tests.support.held_process import held_process
 from tests.support.tmpfs import mount_tmpfs, unmount
 
 pytestmark = pytest.mark.timeout(240)
@@ -208,6 +210,53 @@ def test_stopped_on_a_full_disk_the_agent_declares_what_it_held(
     print(f"held at the stop: {let_go} readings; declared disk_full: {declared}")
     assert declared >= let_go, f"{let_go} readings let go at the stop, {declared} declared"
     assert not holes(site, [*gap_spans(ledger), downtime])
+    assert verdict.silent_losses == 0
+
+
+# A write transaction held on the outbox by another process: every seal fails (SQLITE_BUSY,
+# after the busy timeout) whatever room the outbox could make, so readings wait in memory.
+HOLD_WRITE_LOCK = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+db.execute("UPDATE meta SET value = value WHERE key = 'epoch'")
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_killed_on_a_full_disk_the_agent_declares_what_it_held(
+    tmpfs: Mount, make_site: MakeSite, conclude: Conclude
+) -> None:
+    """SIGKILL (watchdog, OOM, power cut) while readings wait in memory on a full disk.
+
+    Seals fail (the disk is full and the outbox's write lock is held elsewhere: each attempt
+    waits out the busy timeout). The seq mark's tally is rewritten in place (no new disk
+    block) after each failed seal, before `seal_failed` says `held`: the next start declares
+    at least the last `held` logged and at most one attempt's readings more (the largest step
+    between two `seal_failed`). No holes check: the agent stalls its polling while a seal
+    waits on the lock (`poll_overrun`), so the stretch before the kill is a pause.
+    """
+    started = time.monotonic()
+    site, ledger = agent_on_a_small_disk(tmpfs, make_site)
+    filler = site.work / "disk" / "filler"
+    ledger.snapshot(site)
+    with held_process(HOLD_WRITE_LOCK, str(site.outbox_path)):
+        fill(filler)
+        hog(filler, lambda: held(site) >= 150, 120)
+        ledger.snapshot(site)
+        site.stop("agent", signal.SIGKILL)
+    steps = [int(str(e["held"])) for e in agent_events(site, "seal_failed")]
+    at_kill = steps[-1]
+    step = max(b - a for a, b in itertools.pairwise([0, *steps]))
+    filler.unlink()
+    site.start_collector()
+    site.start_agent()
+    sealed_more(site, 3)
+    verdict = conclude(site, ledger, "disk_full_agent_killed_while_full", started)
+    declared = sum(g.lost or 0 for g in gap_records(ledger) if g.reason.value == "disk_full")
+    print(f"held at the kill: {at_kill} (+ at most {step}); declared disk_full: {declared}")
+    assert at_kill <= declared <= at_kill + step, (at_kill, step, declared)
     assert verdict.silent_losses == 0
 
 

@@ -198,6 +198,32 @@ async def test_a_second_stop_on_a_full_disk_adds_only_what_that_run_let_go(
     assert [r.t for r in records if isinstance(r, Reading)] == [iso_time(T0 + 510)]
 
 
+async def _tally(path: Path) -> int:
+    mark = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
+    assert mark is not None
+    return mark.unsealed.count
+
+
+async def test_readings_held_are_counted_in_the_mark_until_sealed(small_fs: Path) -> None:
+    """No stop needed: what a kill would take is in the mark's tally while held (rewritten in
+    place on the full disk), and taken off again once sealed, so a restart declares nothing."""
+    path = small_fs / "outbox.db"
+    async with _sealer(path, ring=3_000, max_bytes=None) as (sealer, queue):
+        filler = _fill(small_fs)
+        await _produce(queue, 0, 500)
+        await _until(lambda: queue.empty() and sealer.held == 500)
+        async with asyncio.timeout(10):
+            while await _tally(path) != 500:  # the next failed seal counts them
+                await asyncio.sleep(0.1)
+        filler.unlink()
+        await _until(lambda: sealer.held == 0)
+        assert await _tally(path) == 0
+    await _sealed_with_room(path, 500, 1)
+    records = committed_records(path)
+    assert not [g for g in records if isinstance(g, GapRecord)]
+    assert len([r for r in records if isinstance(r, Reading)]) == 501
+
+
 async def test_a_healthy_outbox_met_on_a_full_disk_at_start_is_left_alone(small_fs: Path) -> None:
     """The agent (re)starts while the disk is full: SQLite cannot even make the -shm file it
     needs to read the file, and the check fails with 'disk I/O error'. That says nothing of
