@@ -29,6 +29,7 @@ from edge_agent.core.plan import (
     OUTBOX_EPOCH_LOCK_TIMEOUT,
     OUTBOX_SEQ_MARK_TIMEOUT,
 )
+from edge_agent.core.seq_mark_record import Mark
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_epoch_lock import EpochLock, OpeningStoppedError
 from edge_agent.shell.outbox_recovery import (
@@ -38,7 +39,7 @@ from edge_agent.shell.outbox_recovery import (
     outbox_unavailable,
     recovery_gaps,
 )
-from edge_agent.shell.outbox_seq_mark import Mark, SeqMark, SeqMarkHeldError
+from edge_agent.shell.outbox_seq_mark import SeqMark, SeqMarkHeldError
 from edge_agent.shell.outbox_sidecars import EpochJournal
 from edge_agent.shell.outbox_space import Reserve, SpaceBudget
 from edge_agent.shell.stop_signals import STOP_SIGNALS

@@ -36,7 +36,7 @@ from typing import Final
 import structlog
 
 from edge_agent.core.plan import OUTBOX_BUSY_TIMEOUT
-from edge_agent.shell.outbox_seq_mark import Mark
+from edge_agent.core.seq_mark_record import Mark
 from edge_agent.shell.outbox_sidecars import EpochJournal, ProofStandsError
 from edge_agent.shell.outbox_space import free_bytes
 from hostkit.sqlite_file import holding, named_tables, table_names

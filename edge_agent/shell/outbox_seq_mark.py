@@ -13,62 +13,26 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final
 
 import structlog
 
 from edge_agent.core.losses import NONE_LOST, LostReadings
+from edge_agent.core.seq_mark_record import MARK_BYTES, Damaged, Mark, mark_record, read_record
 from edge_agent.shell.flock_wait import taken_now, taken_within
 from edge_agent.shell.outbox_sidecars import EpochJournal
 
 log = structlog.get_logger("edge_agent.outbox")
 
-_MARK_BYTES: Final = 160
-
-
-@dataclass(frozen=True, slots=True)
-class Mark:
-    """The highest seq sealed in an epoch, as last noted beside the file.
-
-    `unsealed` counts the readings a stop on a full disk had to let go (the next start names
-    them in a gap record).
-    """
-
-    epoch: str
-    seq: int
-    unsealed: LostReadings
-
-
-def _time_field(value: float | None) -> str:
-    return "-" if value is None else repr(value)
-
-
-def _parse_time(text: str) -> float | None:
-    return None if text == "-" else float(text)
-
 
 def _parsed(record: bytes) -> Mark | None:
-    """The mark a record holds (None: empty, or not a mark)."""
-    try:
-        epoch, seq, count, t_from, t_to = record[:_MARK_BYTES].decode("ascii").split()
-        return Mark(
-            epoch, int(seq), LostReadings(int(count), _parse_time(t_from), _parse_time(t_to))
-        )
-    except (UnicodeDecodeError, ValueError):
-        return None
+    """The mark a record holds (None: empty, damaged, or not a mark)."""
+    found = read_record(record)
+    return found if isinstance(found, Mark) else None
 
 
 def _started_after(epochs: Sequence[str], epoch: str, other: str) -> bool:
     """Whether the journal (`epochs`, oldest first) names both, `epoch` started after `other`."""
     return epoch in epochs and other in epochs and epochs.index(epoch) > epochs.index(other)
-
-
-def _record(epoch: str, seq: int, unsealed: LostReadings) -> bytes:
-    text = (
-        f"{epoch} {seq} {unsealed.count} {_time_field(unsealed.t_from)}"
-        f" {_time_field(unsealed.t_to)}"
-    )
-    return text.encode("ascii").ljust(_MARK_BYTES)
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,9 +138,14 @@ class SeqMark:
         if not await self._locked(descriptor, fcntl.LOCK_SH, bound, ended_by):
             raise SeqMarkHeldError(str(self._path))
         try:
-            return _parsed(os.pread(descriptor, _MARK_BYTES, 0))
+            found = read_record(os.pread(descriptor, MARK_BYTES, 0))
         finally:
             os.close(descriptor)  # the lock goes with it
+        if isinstance(found, Damaged):
+            # No proof of a rollback: distrusted as if absent (docs/reliability.md).
+            log.error("seq_mark_unreadable", path=str(self._path), why=found.why)
+            return None
+        return found
 
     async def write(self, epoch: str, seq: int) -> None:
         """Note `seq` as the highest sealed in `epoch`; the tally noted stays as it is."""
@@ -266,7 +235,7 @@ class SeqMark:
         seals: bool,
     ) -> None:
         """The record on `descriptor` (locked) read, changed (`_rewrite`) and written."""
-        noted = _parsed(os.pread(descriptor, _MARK_BYTES, 0))
+        noted = _parsed(os.pread(descriptor, MARK_BYTES, 0))
         unsealed = LostReadings() if noted is None else noted.unsealed
         for change in changes:
             unsealed = change.applied(unsealed)
@@ -274,7 +243,7 @@ class SeqMark:
             at = epoch, seq
         else:
             at = self._newest(noted, epoch, seq) if seals else (noted.epoch, noted.seq)
-        os.pwrite(descriptor, _record(*at, unsealed), 0)
+        os.pwrite(descriptor, mark_record(*at, unsealed), 0)
 
     async def _locked(
         self, descriptor: int, operation: int, bound: float | None, ended_by: asyncio.Event

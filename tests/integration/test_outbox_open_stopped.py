@@ -18,10 +18,11 @@ from typing import Any
 import pytest
 
 from edge_agent.core.losses import LostReadings
+from edge_agent.core.seq_mark_record import Mark
 from edge_agent.shell import outbox_open
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_epoch_lock import OpeningStoppedError
-from edge_agent.shell.outbox_seq_mark import Mark, SeqMark
+from edge_agent.shell.outbox_seq_mark import SeqMark
 from tests.support.flock_waits import until, waited_on_here
 from tests.support.held_process import HOLD_FLOCK, held_process
 from tests.support.outbox_file import newest_seq

@@ -25,8 +25,9 @@ import pytest
 
 from edge_agent.core.losses import LostReadings
 from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
+from edge_agent.core.seq_mark_record import Mark
 from edge_agent.shell.outbox_open import open_outbox
-from edge_agent.shell.outbox_seq_mark import Mark, SeqMark
+from edge_agent.shell.outbox_seq_mark import SeqMark
 from specs.records import GapReason, GapRecord
 from tests.support.held_process import held_process
 from tests.support.outbox_file import committed_records, marked_seq, newest_seq

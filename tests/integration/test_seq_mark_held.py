@@ -22,10 +22,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from edge_agent.core.losses import LostReadings
+from edge_agent.core.seq_mark_record import Mark
 from edge_agent.shell import outbox_open
 from edge_agent.shell.outbox_epoch_lock import OpeningStoppedError
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
-from edge_agent.shell.outbox_seq_mark import Mark, SeqMark
+from edge_agent.shell.outbox_seq_mark import SeqMark
 from edge_agent.shell.sealer import Sealer
 from specs.records import Record
 from tests.support.flock_waits import locks_on, until, waited_on_here
