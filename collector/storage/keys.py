@@ -12,7 +12,9 @@ def refusal(held: GatewayKey | None, announced: KeyAnnouncement) -> str | None:
 
     A kid registered to another gateway stays theirs (a gateway may publish anyone's public
     key as its "next" one); a revoked key never comes back; a kid held with other bytes is
-    a collision, refused.
+    a collision, refused; nor does a key this gateway has retired, or is retiring (its
+    successor announced, the overlap running): taken, it would retire the key that
+    announced it, and after the overlap every key of the gateway would be retired.
     """
     key = announced.key
     if held is None:
@@ -23,7 +25,16 @@ def refusal(held: GatewayKey | None, announced: KeyAnnouncement) -> str | None:
         return f"it was revoked at {iso_time(held.revoked_at)}"
     if held.public_pem.strip() != key.public_pem.strip() or held.alg != key.alg:
         return "its kid is registered with another public key"
-    return None
+    return _leaving(held, key.added_at)
+
+
+def _leaving(held: GatewayKey, at: float) -> str | None:
+    """Why a key of the gateway's own cannot be announced again at `at`: retired, or retiring."""
+    if held.retired_at is None:
+        return None
+    if held.retired_at <= at:
+        return f"it was retired at {iso_time(held.retired_at)}"
+    return f"it is being replaced: it retires at {iso_time(held.retired_at)}"
 
 
 def retire_at(announced: KeyAnnouncement, overlap: float) -> float:

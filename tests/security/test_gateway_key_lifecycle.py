@@ -214,3 +214,27 @@ async def test_an_unregistered_key_cannot_sign_its_own_introduction(storage: Sto
         Reason.UNKNOWN_KEY
     )
     assert stranger.kid not in {key.kid for key in await storage.keys()}
+
+
+@pytest.mark.parametrize(
+    ("back_at", "why"),
+    [(2 * HOUR, "it was retired at"), (60.0, "it is being replaced: it retires at")],
+    ids=["retired", "in-the-overlap"],
+)
+async def test_the_key_a_gateway_is_leaving_announced_again_is_refused_and_retires_nothing(
+    storage: Storage, back_at: float, why: str
+) -> None:
+    chain, t = Chain(), BASE_TIME
+    assert await deliver(storage, chain.next([announcement()]), OLD, t) is Outcome.STORED
+    # NEW announces OLD back: taken, it would retire NEW while OLD is (or is being) retired.
+    back = announcement(new=OLD, replaces=NEW.kid)
+    keys = await acked_keys(storage, chain.next([back]), NEW, t + back_at)
+    assert keys == ((NEW.kid,) if back_at > HOUR else (NEW.kid, OLD.kid))
+    [detail] = await _reasons(storage, Reason.BAD_KEY_ANNOUNCEMENT)
+    assert why in detail
+    held = {key.kid: key for key in await storage.keys(GW.gateway)}
+    assert (held[OLD.kid].retired_at, held[NEW.kid].retired_at) == (t + HOUR, None)
+    # The gateway is not dark: NEW signs on after every overlap.
+    later = t + back_at + 2 * HOUR
+    assert await deliver(storage, chain.next(), NEW, later) is Outcome.STORED
+    assert await deliver(storage, chain.next(), OLD, later + 1) is Reason.RETIRED_KEY
