@@ -28,8 +28,10 @@ def db_upgrade(config_path: Path, as_json: bool) -> None:
     """Bring the configured database to this collector's schema (serve does it too, at start).
 
     Safe to run while other collectors serve the same database: migrations take a lock, and
-    a database already up to date is left as it is. A database newer than this collector is
-    refused (exit 1).
+    a database already up to date is left as it is; except SQLite schema 17 / PostgreSQL
+    migration 13 (the rollups' new key), which collectors before it cannot write to: stop
+    every collector of the database first (docs/operations.md). A database newer than this
+    collector is refused (exit 1).
     """
     config = load_or_exit(config_path)
     try:

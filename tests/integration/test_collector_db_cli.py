@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,3 +84,25 @@ def test_a_config_mistake_is_exit_2_before_touching_any_database(tmp_path: Path)
     result = _upgrade(config)
     assert result.exit_code == 2
     assert "storage" in result.output
+
+
+def test_a_sqlite_file_newer_than_the_code_names_both_versions_and_the_remedy(
+    tmp_path: Path,
+) -> None:
+    path = tmp_path / "collector.db"
+    with sqlite3.connect(path) as db:
+        db.execute(f"PRAGMA user_version = {SQLITE_VERSION + 1}")
+    result = _upgrade(_config(tmp_path, f"sqlite:///{path}"))
+    assert result.exit_code == 1
+    assert (
+        f"database schema {SQLITE_VERSION + 1} is newer than this collector's {SQLITE_VERSION}:"
+        " run a collector at least as new as the one that upgraded it"
+    ) in result.output
+
+
+def test_the_help_names_the_upgrade_that_is_not_safe_beside_running_collectors() -> None:
+    result = CliRunner().invoke(main, ["db", "upgrade", "--help"])
+    assert result.exit_code == 0
+    text = " ".join(result.output.split())
+    assert "except SQLite schema 17 / PostgreSQL migration 13" in text
+    assert "stop every collector of the database first" in text

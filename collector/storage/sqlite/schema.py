@@ -323,7 +323,10 @@ def _statements(script: str) -> list[str]:
 def _upgrade_steps(version: int) -> range:
     """The upgrades (from version N to N + 1) a file at schema `version` needs."""
     if version > SCHEMA_VERSION:
-        raise StorageError(f"database schema {version} is newer than this collector's")
+        raise StorageError(
+            f"database schema {version} is newer than this collector's {SCHEMA_VERSION}:"
+            " run a collector at least as new as the one that upgraded it"
+        )
     if version < 0:  # PRAGMA user_version is any 32-bit number; no collector sets one below 0
         raise StorageError(f"database schema {version} is no collector's: not a collector database")
     return range(version, SCHEMA_VERSION) if version else range(0)
