@@ -161,7 +161,8 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
     `times` are the ACK's `issued_at` (the collector's clock) and its bound by the agent's
     clock (`missing_blocks.mark_time`), kept with the `acked` mark it
     raises. `keys` is the ACK's: an announcement it releases whose kid it does not name is refused
-    (`refused_at`); None (an ACK from a collector before `keys`) refuses nothing. Whether it
+    (`refused_at`), and one it names is taken even where the ACK releases no block of it
+    (the key notice); None (an ACK from a collector before `keys`) refuses nothing. Whether it
     leaves out `signing_kid`, the key the outbox signs with, is kept in `meta`
     (`note_key_listing`).
 
@@ -187,6 +188,16 @@ def release(  # noqa: PLR0917 - the ACK's inputs, one call on the connection's t
                 " WHERE epoch = ? AND delivered_at IS NULL AND (seq <= ? OR seq = ?)",
                 (*verdict, *bounds),
             ).rowcount
+            # `keys` naming an announced kid says the collector took it, whatever the ACK
+            # releases: an announcement stored ahead of a hole whose own ACK was lost is
+            # released by no later ACK once the old key is retired (the resends refused,
+            # answered by the key notice), and the agent would sign with that key for ever.
+            if keys is not None:
+                announcements += db.execute(
+                    "UPDATE key_announcements SET refused_at = NULL, delivered_at = ?"
+                    " WHERE delivered_at IS NULL AND kid IN (SELECT value FROM json_each(?))",
+                    (now, verdict[0]),
+                ).rowcount
             # An ACK with no `seq` answers no block: the collector's key notice, sent when it
             # refused a block for its key, is no older than the switch.
             answered = None if also is None else (epoch, also)

@@ -10,7 +10,9 @@
    running agent does this as soon as the ACK arrives (`RotationWatcher`); a stopped one at
    its next start. An ACK without `keys` (a collector before the field) counts as taking it,
    as it did: waiting for a word such a collector never sends would leave the agent on its
-   old key until the collector retires that key, and the gateway dark all the same.
+   old key until the collector retires that key, and the gateway dark all the same. A later
+   ACK naming the key takes it too (the key notice, when the ACK of the announcement was
+   lost and the collector has retired the old key since: the resends are refused).
 3. An ACK that releases the announcement without naming the key says the collector stored
    the block but refused the key (another gateway's kid, a revoked one...): the outbox keeps
    that (`refused_at`), the agent keeps signing with its current key, logs

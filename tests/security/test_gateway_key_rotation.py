@@ -13,6 +13,7 @@ import contextlib
 import dataclasses
 import json
 import stat
+import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -45,12 +46,13 @@ from specs.signing import ED25519, generate_signing_key, load_verify_key
 from tests.support.agent_rig import AgentRig, identity_of, running_agent
 from tests.support.broker import Broker
 from tests.support.cli_runs import agent_cli, example_site
-from tests.support.collector_client import SimGateway, sim_gateway
+from tests.support.collector_client import SimGateway, gateway_link, sim_gateway
 from tests.support.collector_env import register, running_ingest, wait_until
 from tests.support.postgres import sql_rows
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "specs" / "schemas"
 GW = sim_gateway(51)
+HOUR = 3600.0
 
 
 # --- the command --------------------------------------------------------------------------
@@ -304,3 +306,45 @@ async def test_a_backlog_is_signed_again_with_the_new_key(tmp_path: Path) -> Non
             new.public().verify(block.signature, block.payload)
         sealed = await outbox.seal((GW.reading(4),), now=3.0, clock_synced=True)
         assert sealed.signature.kid == new.kid
+
+
+async def test_a_rotation_whose_ack_was_lost_completes_on_the_key_notice_after_the_overlap(
+    tmp_path: Path, broker: Broker, storage_url: str
+) -> None:
+    """Blocks 1-3 and the announcement at 5 stored, 4 not yet, the ACK of 5 lost; the agent
+    is back after the overlap, its old key retired: 4 and 5, signed by it, are refused. The
+    key notice names the new key: the agent switches, signs 4 and 5 again, both are taken."""
+    key_file = tmp_path / "keys" / "gateway.key"
+    write_key_pair(key_file, GW.key)
+    folder = tmp_path / "agent"
+    async with open_outbox(folder / "outbox.db", identity_of(GW), GW.key) as outbox:
+        for seq in range(1, 5):
+            await outbox.seal((GW.reading(seq),), now=time.time(), clock_synced=True)
+        announced = await announce_next_key(outbox, key_file, GW.key, ED25519, clock_synced=True)
+        sealed = {b.seq: b.payload for b in await outbox.delivery.undelivered(after=0, limit=9)}
+        await outbox.delivery.mark_delivered(
+            epoch=outbox.epoch, through=3, also=None, now=time.time(), keys=(GW.key.kid,)
+        )
+    assert announced.seq == 5
+    new, now = announced.key, [time.time()]
+    collector_key = generate_signing_key()
+    async with running_ingest(
+        broker.port, storage_url, collector_key, key_overlap=HOUR, clock=lambda: now[0]
+    ) as (_, storage):
+        await register(storage, GW)
+        async with gateway_link(broker.port, GW) as link:  # the ACK of 5 never reaches the agent
+            for seq in (1, 2, 3, 5):
+                await link.publish(sealed[seq])
+                assert (await link.next_ack()).ack.seq == seq
+        now[0] += 2 * HOUR  # the agent comes back after the overlap: the old key is retired
+        async with (
+            running_agent(folder, broker.port, GW, collector_key.public()) as agent,
+            watching(agent, key_file) as current,
+        ):
+            await wait_until(lambda: _kid(current), lambda kid: kid == new.kid, timeout=30)
+            await wait_until(agent.undelivered, lambda seqs: seqs == [], timeout=30)
+            assert agent.outbox.delivery.key_left_out is None
+        assert await storage.audit(gateway=GW.gateway, reason=Reason.RETIRED_KEY) != ()
+        assert load_private_key(key_file).kid == new.kid
+        report = await verify_stored(storage, EVERYTHING, gateway=GW.gateway)  # type: ignore[arg-type]
+        assert (report.blocks, report.verified, report.broken) == (5, 5, ())
