@@ -41,7 +41,7 @@ from edge_agent.shell.outbox_recovery import (
 )
 from edge_agent.shell.outbox_seq_mark import SeqMark, SeqMarkHeldError
 from edge_agent.shell.outbox_sidecars import EpochJournal
-from edge_agent.shell.outbox_space import Reserve, SpaceBudget
+from edge_agent.shell.outbox_space import Reserve, SpaceBudget, claim_reserve
 from edge_agent.shell.stop_signals import STOP_SIGNALS
 from hostkit.ownership import root_among_others_files
 from hostkit.signal_mask import signals_blocked
@@ -152,6 +152,31 @@ def _link_to_nowhere(link: Path) -> str:
     return f"{link} links to {link.readlink()}, which is not there"
 
 
+def _budget_and_reserve(
+    path: Path, max_bytes: int | None
+) -> tuple[SpaceBudget | None, Reserve | None]:
+    """The space budget and the disk reserve beside `path` (`claim_reserve`); none without one."""
+    if max_bytes is None:
+        return None, None
+    wanted = SpaceBudget(max_bytes)
+    budget, reserve, claimed = claim_reserve(path, wanted)
+    if not claimed:
+        log.warning(
+            "outbox_reserve_not_claimed",
+            reason="the disk has no room",
+            wal_bytes=budget.wal_bytes,
+        )
+    elif budget != wanted:
+        log.warning(
+            "outbox_reserve_reduced",
+            reason="the disk has no room for the whole reserve",
+            reserve_bytes=reserve.size,
+            wanted_bytes=wanted.reserve_bytes,
+            wal_bytes=budget.wal_bytes,
+        )
+    return budget, reserve
+
+
 @contextmanager
 def _opening(path: Path) -> Iterator[None]:
     """SQLite's errors while the checked file is opened: OutboxUnavailableError.
@@ -250,10 +275,7 @@ async def open_outbox(
             db = await aiosqlite.connect(path, isolation_level=None, timeout=busy_timeout)
         resources.push_async_callback(db.close)
         with _opening(path):
-            budget = None if max_bytes is None else SpaceBudget(max_bytes)
-            reserve = None if budget is None else Reserve.beside(path, budget.reserve_bytes)
-            if reserve is not None and not reserve.claim():
-                log.warning("outbox_reserve_not_claimed", reason="the disk has no room")
+            budget, reserve = _budget_and_reserve(path, max_bytes)
             outbox = Outbox(
                 db,
                 identity,

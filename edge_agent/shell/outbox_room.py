@@ -74,6 +74,8 @@ class RoomMaker:
         """The reserve beside the file (None: no budget): an opening on a full disk gives it
         back to bring the file's schema up to date (`outbox_schema.prepare_file`)."""
         self._capped = False
+        # A reserve a nearly full disk had no room for at opening: claimed once it has.
+        self._reserve_missing = reserve is not None and not reserve.held
         self._evict_limit = budget.evict_bytes if budget is not None else _EVICT_DEFAULT
         # Told, once committed, of each replacement sealed here: the blocks (epoch, seq) that
         # gave way and the seqs sealed in their place (`Delivery.on_replaced`).
@@ -213,14 +215,32 @@ class RoomMaker:
         """After a full disk: once there is room, claim the reserve back and lift the cap.
 
         Checked after every seal and before making room (one statvfs call); returns whether
-        the cap was lifted.
+        the cap was lifted. A reserve not claimed at opening (a nearly full disk) is claimed
+        the same way once there is room.
         """
-        if not self._capped or not self._disk_has_room():
+        if not self._capped:
+            if self._reserve_missing and self._disk_has_room():
+                self._reserve_missing = self._reserve is not None and not self._reserve.claim()
+            return False
+        if not self._disk_has_room():
             return False
         if self._reserve is not None and not self._reserve.claim():
             return False
+        self._reserve_missing = False
         await self._lift_cap()
         return True
+
+    @property
+    def disk_full(self) -> bool:
+        """Whether the file is capped at what a full disk left it (until there is room)."""
+        return self._capped
+
+    @property
+    def reserve_held(self) -> bool | None:
+        """Whether the disk reserve is in place (None: the outbox has no budget, no reserve)."""
+        if self._reserve is None:
+            return None
+        return not self._capped and not self._reserve_missing
 
     async def _drop_delivered(
         self,

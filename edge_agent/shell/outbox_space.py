@@ -16,6 +16,13 @@ file is capped at the size it has then (`max_page_count`): from there on the dis
 exactly like the budget, inside the file's own free pages, and every commit is
 checkpointed at once so the WAL holds one transaction. Once the disk has room again the
 reserve is claimed back and the cap lifted.
+
+A disk too full for the whole reserve when the outbox opens gets a smaller one (halved down to
+`RESERVE_MIN`), and the WAL's share shrinks with it (`claim_reserve`): a WAL is never let grow
+past what the reserve it has can checkpoint, or its pages beyond the end of the file would
+stay there for good once the disk is full (no ACK recorded, no seal). With not even
+`RESERVE_MIN` free, the WAL is bounded as for that one, and the reserve is claimed once there
+is room.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Final
 
@@ -34,6 +41,8 @@ _WAL_CAP: Final = 4 * 1024 * 1024  # ... but never more than this (SQLite's own 
 EVICT_SHARE: Final = 20
 EVICT_MIN: Final = 64 * 1024
 _RESERVE_MARGIN: Final = 1024 * 1024
+# The smallest reserve tried when the whole one does not fit: its WAL checkpoints every 64 KiB.
+RESERVE_MIN: Final = 256 * 1024
 # Never seal one replacement bigger than this: memory stays bounded whatever the budget.
 EVICT_MAX: Final = 8 * 1024 * 1024
 
@@ -44,11 +53,17 @@ class SpaceBudget:
 
     max_bytes: int
     page_size: int = 4096
+    reserve_room: int | None = None
+    """The reserve a nearly full disk left room for, when smaller than `reserve_bytes` asks:
+    the WAL's share is then half of it (`claim_reserve`)."""
 
     @property
     def wal_bytes(self) -> int:
         """The WAL's share (the limit it is truncated to after a checkpoint)."""
-        return min(self.max_bytes // _WAL_SHARE, _WAL_CAP)
+        share = min(self.max_bytes // _WAL_SHARE, _WAL_CAP)
+        if self.reserve_room is not None:
+            return min(share, self.reserve_room // 2)
+        return share
 
     @property
     def max_pages(self) -> int:
@@ -68,8 +83,11 @@ class SpaceBudget:
         """The size of the reserve file kept for a full disk.
 
         Enough to checkpoint a WAL at its checkpoint mark (half its share) into the file,
-        and some room to spare for the transactions that then make room.
+        and some room to spare for the transactions that then make room. Or the smaller one a
+        nearly full disk left room for (`reserve_room`).
         """
+        if self.reserve_room is not None:
+            return self.reserve_room
         return self.wal_pages * self.page_size + _RESERVE_MARGIN
 
     @property
@@ -112,25 +130,39 @@ class Reserve:
     @property
     def held(self) -> bool:
         """Whether the reserve is in place."""
+        return self.on_disk >= self._size
+
+    @property
+    def on_disk(self) -> int:
+        """The size of the reserve file there now (a smaller one, or none: 0)."""
         try:
-            return self._path.stat().st_size >= self._size
+            return self._path.stat().st_size
         except FileNotFoundError:
-            return False
+            return 0
 
     def claim(self) -> bool:
-        """Allocate the reserve if it is not in place; False when the disk has no room."""
-        if self.held:
+        """Allocate the reserve if it is not in place; False when the disk has no room.
+
+        A smaller reserve already there (claimed on a nearly full disk) is kept as it was.
+        """
+        had = self.on_disk
+        if had >= self._size:
             return True
         try:
             descriptor = os.open(self._path, os.O_WRONLY | os.O_CREAT, 0o600)
             try:
                 os.posix_fallocate(descriptor, 0, self._size)
                 os.fsync(descriptor)
+            except OSError:
+                with contextlib.suppress(OSError):
+                    os.ftruncate(descriptor, had)
+                raise
             finally:
                 os.close(descriptor)
         except OSError:
-            with contextlib.suppress(OSError):
-                self._path.unlink()
+            if not had:
+                with contextlib.suppress(OSError):
+                    self._path.unlink()
             return False
         return True
 
@@ -141,3 +173,28 @@ class Reserve:
         except FileNotFoundError:
             return False
         return True
+
+
+def claim_reserve(outbox: Path, budget: SpaceBudget) -> tuple[SpaceBudget, Reserve, bool]:
+    """The reserve of `outbox` claimed, and the budget that fits it; whether one was claimed.
+
+    The whole reserve first; on a disk without room for it, half as much again and again down
+    to `RESERVE_MIN` (at most half the free space: the file and its WAL need the rest), and
+    the WAL's share shrinks to what the one claimed can checkpoint. None claimed: the WAL is
+    bounded as for the smallest, which is claimed once there is room
+    (`RoomMaker.reclaim_reserve`).
+    """
+    size = budget.reserve_bytes
+    reserve = Reserve.beside(outbox, size)
+    if reserve.claim():
+        return budget, reserve, True
+    free = free_bytes(outbox.parent) + reserve.on_disk  # a smaller one kept from the last run
+    while size > RESERVE_MIN:
+        size = max(RESERVE_MIN, size // 2)
+        if size > free // 2 and size > RESERVE_MIN:  # the file and its WAL need the rest
+            continue
+        smaller = replace(budget, reserve_room=size)
+        reserve = Reserve.beside(outbox, smaller.reserve_bytes)
+        if reserve.claim():
+            return smaller, reserve, True
+    return replace(budget, reserve_room=RESERVE_MIN), reserve, False
