@@ -14,6 +14,7 @@ from edge_agent.cli.refusals import refuse_unusable_files
 from edge_agent.core.plan_compile import bus_plans
 from edge_agent.core.points import ResolvedPoint, resolve_points
 from edge_agent.kinds import KINDS, PointView
+from edge_agent.shell.outbox_space import reserve_shortfall
 from hostkit.tables import render_table
 
 # Every table has these columns around the ones that say where its points are read.
@@ -29,6 +30,9 @@ def check(config_path: Path, as_json: bool) -> None:
     config = load_or_exit(config_path)
     refuse_unusable_files(config_path, config)
     points = resolve_points(config)
+    shortfall = reserve_shortfall(config.outbox.path, config.outbox.max_bytes)
+    if shortfall is not None:  # on stderr: the table and the JSON stay as they are
+        click.echo(f"warning: {shortfall}", err=True)
     if as_json:
         report = check_json(config, points, bus_plans(config, points, wire_of=os.path.realpath))
         click.echo(json.dumps(report, ensure_ascii=False, indent=2))

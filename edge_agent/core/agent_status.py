@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Literal
 
+from edge_agent.core import agent_status_storage as on_disk
 from specs.records import iso_time, optional_iso_time, parse_iso_time
 
 DeviceState = Literal["ok", "failing", "waiting"]
@@ -103,6 +104,7 @@ class OutboxStatus:
     undelivered_blocks: int
     undelivered_records: int
     oldest_undelivered: float | None
+    storage: on_disk.StorageStatus = on_disk.ALL_CLEAR  # a full disk and its toll
 
 
 @dataclass(frozen=True, slots=True)
@@ -175,6 +177,7 @@ class AgentSnapshot:
                 "last_seq": self.outbox.last_seq,
                 "undelivered_blocks": self.outbox.undelivered_blocks,
                 "undelivered_records": self.outbox.undelivered_records,
+                "storage": on_disk.storage_json(self.outbox.storage),
                 "oldest_undelivered": optional_iso_time(oldest),
                 "oldest_undelivered_age_s": (
                     None if oldest is None else round(max(0.0, self.t - oldest), 3)
@@ -355,6 +358,7 @@ def snapshot_from_json(document: object) -> AgentSnapshot:
             undelivered_blocks=outbox.integer("undelivered_blocks"),
             undelivered_records=outbox.integer("undelivered_records"),
             oldest_undelivered=outbox.optional_time("oldest_undelivered"),
+            storage=on_disk.storage_from(outbox.later_child("storage")),
         ),
         devices=tuple(devices),
         buses=tuple(

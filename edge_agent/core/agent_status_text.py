@@ -72,6 +72,7 @@ def render_snapshot(snapshot: AgentSnapshot) -> str:
         *([] if uplink.meta is None or uplink.meta.sent else [_meta_line(uplink.meta)]),
         f"clock     {'synchronized' if snapshot.clock_synchronized else 'NOT synchronized'}",
         f"outbox    {waiting}",
+        *([f"disk      {_storage_line(snapshot)}"] if outbox.storage.troubled else []),
         *([] if snapshot.key is None else [f"key       {_key_line(snapshot.key, snapshot.t)}"]),
         "",
         render_table(
@@ -88,6 +89,28 @@ def render_snapshot(snapshot: AgentSnapshot) -> str:
     else:
         lines.append("no active alarms")
     return "\n".join(lines)
+
+
+def _storage_line(snapshot: AgentSnapshot) -> str:
+    """What a full disk does to the agent: shown only while something is wrong."""
+    storage = snapshot.outbox.storage
+    parts = []
+    if storage.disk_full:
+        parts.append("FULL: the outbox is capped, room is made inside it")
+    if storage.reserve == "not held":
+        parts.append("reserve NOT HELD (too little free space)")
+    if storage.seals_failing_since is not None:
+        parts.append(f"seals FAILING since {_ago(snapshot, storage.seals_failing_since)}")
+    parts.append(
+        f"{storage.held_in_memory} readings held in memory, {storage.let_go_in_memory} let go"
+        f" from it, {storage.given_way_in_file} given way in the file"
+    )
+    if storage.acks_not_recorded:
+        parts.append(
+            f"{storage.acks_not_recorded} ACKs NOT RECORDED (last"
+            f" {_ago(snapshot, storage.last_ack_not_recorded)})"
+        )
+    return "; ".join(parts)
 
 
 def _meta_line(meta: MetaStatus) -> str:

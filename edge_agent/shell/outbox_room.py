@@ -13,7 +13,8 @@ from __future__ import annotations
 import contextlib
 import math
 import sqlite3
-from collections.abc import Awaitable, Callable, Sequence
+import time
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Final, TypeVar
 
@@ -80,6 +81,8 @@ class RoomMaker:
         # Told, once committed, of each replacement sealed here: the blocks (epoch, seq) that
         # gave way and the seqs sealed in their place (`Delivery.on_replaced`).
         self.replaced: Callable[[Sequence[tuple[str, int]], tuple[int, ...]], None] | None = None
+        self.failing_since: float | None = None
+        """Since when seals fail for want of room (None: the last one sealed)."""
         self.let_go = 0
         """Readings let go for good (thinned away or dropped) by room made here so far: what
         the `outbox_thinned` and `outbox_readings_dropped` events say, added up."""
@@ -98,25 +101,37 @@ class RoomMaker:
 
         `records`: how many the seal holds (for the log); `evicting` is called before room is
         made (blocks may be thinned or dropped); `keep`: delivered blocks (epoch, seq) room is
-        not made of (`make_room`). sqlite3.Error when no room can be made. Once it sealed,
-        the reserve is claimed back if the disk has room again (`reclaim_reserve`).
+        not made of (`make_room`). sqlite3.Error when no room can be made (`failing_since`
+        says since when seals fail). Once it sealed, the reserve is claimed back if the disk
+        has room again (`reclaim_reserve`).
         """
-        rounds = 0
-        while True:
-            try:
-                sealed = await seal()
-            except sqlite3.OperationalError as exc:
-                rounds += 1
-                if not is_full(exc) or rounds > _ROOM_ROUNDS:
-                    raise
-                if rounds == 1:
-                    log.warning("outbox_full", error=str(exc), records=records)
-                evicting()
-                if not await self.make_room(now=now, clock_synced=clock_synced, keep=keep):
-                    raise
-            else:
-                await self.reclaim_reserve()
-                return sealed
+        with self._seals_failing():
+            rounds = 0
+            while True:
+                try:
+                    sealed = await seal()
+                except sqlite3.OperationalError as exc:
+                    rounds += 1
+                    if not is_full(exc) or rounds > _ROOM_ROUNDS:
+                        raise
+                    if rounds == 1:
+                        log.warning("outbox_full", error=str(exc), records=records)
+                    evicting()
+                    if not await self.make_room(now=now, clock_synced=clock_synced, keep=keep):
+                        raise
+                else:
+                    await self.reclaim_reserve()
+                    return sealed
+
+    @contextlib.contextmanager
+    def _seals_failing(self) -> Iterator[None]:
+        """`failing_since` kept: set by the first seal that fails, cleared by one that seals."""
+        try:
+            yield
+        except sqlite3.Error:
+            self.failing_since = self.failing_since or time.time()
+            raise
+        self.failing_since = None
 
     async def make_room(
         self, *, now: float, clock_synced: bool, keep: Sequence[tuple[str, int]] = ()

@@ -198,3 +198,26 @@ def claim_reserve(outbox: Path, budget: SpaceBudget) -> tuple[SpaceBudget, Reser
         if reserve.claim():
             return smaller, reserve, True
     return replace(budget, reserve_room=RESERVE_MIN), reserve, False
+
+
+def reserve_shortfall(outbox: Path, max_bytes: int) -> str | None:
+    """What `edge-agent check` warns of: a disk with too little room for the whole reserve.
+
+    None when the reserve is held whole, or the disk has room for it and a WAL beside it.
+    """
+    wanted = SpaceBudget(max_bytes).reserve_bytes
+    reserve = Reserve.beside(outbox, wanted)
+    if reserve.held:
+        return None
+    folder = next(above for above in outbox.parents if above.exists())
+    held = reserve.on_disk
+    free = free_bytes(folder) + held
+    if free >= wanted + _WAL_CAP:
+        return None
+    kib = 1024
+    has = f"holds only {held // kib} KiB" if held else "is not held"
+    return (
+        f"{folder} has {free // kib} KiB free: the outbox's disk reserve ({wanted // kib} KiB)"
+        f" {has}, so its WAL is kept small and a full disk thins the backlog sooner; free space"
+        " there (docs/reliability.md, When the disk is full)"
+    )

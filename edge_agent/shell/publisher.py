@@ -120,6 +120,11 @@ class Publisher:
         """When the collector last released blocks with an ACK (wall clock; `edge-agent status`)."""
         return self._acks.last_ack
 
+    @property
+    def acks_not_recorded(self) -> tuple[int, float | None]:
+        """ACKs this run could not record (a full disk), and when the last came."""
+        return self._acks.not_recorded
+
     def replace_meta(self, meta: tuple[bytes, Signature]) -> None:
         """Send this signed meta from the next connect on (the gateway's key changed)."""
         self._meta = meta

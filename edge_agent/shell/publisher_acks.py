@@ -63,6 +63,8 @@ class AckTaker:
         self._clock = clock
         # When the collector last answered a block with an ACK (wall clock; `edge-agent status`).
         self.last_ack: float | None = None
+        # ACKs that could not be recorded (a full disk) this run, and when the last came.
+        self.not_recorded: tuple[int, float | None] = (0, None)
         # The highest `acked_through` an ACK said, its epoch and time (`_answer_missing`),
         # read from the outbox at the first ACK: a mark started afresh at each start took the
         # first ACK after it for the collector's word, a stale one too.
@@ -120,7 +122,7 @@ class AckTaker:
         except sqlite3.Error as exc:
             # A full disk must not stop the uplink: the block stays undelivered, is sent
             # again when its wait for an ACK is over, and the collector answers it again.
-            log.warning("ack_not_recorded", error=str(exc), seq=ack.seq)
+            self._not_recorded(exc, ack.seq)
             return
         if not released:
             return
@@ -129,6 +131,10 @@ class AckTaker:
         self._lanes.acked(ack)
         await self._answer_missing(ack)
         self._wake.set()
+
+    def _not_recorded(self, exc: sqlite3.Error, seq: int | None) -> None:
+        log.warning("ack_not_recorded", error=str(exc), seq=seq)
+        self.not_recorded = (self.not_recorded[0] + 1, time.time())
 
     async def _answer_missing(self, ack: Ack) -> None:
         """Declare what `ack` lists missing that the outbox cannot send; owe again what it can.
@@ -157,7 +163,7 @@ class AckTaker:
             )
         except sqlite3.Error as exc:
             # As a release that cannot be recorded: the next ACK that lists them asks again.
-            log.warning("ack_not_recorded", error=str(exc), seq=ack.seq)
+            self._not_recorded(exc, ack.seq)
             return
         self._lanes.owe(resend)
 

@@ -260,6 +260,7 @@ async def run_plan(
             version=_package_version(),
             config_hash=plan.config_hash,
             current=current,
+            sealer=sealer,
         )
         # `edge-agent status` asks here; an agent whose socket cannot be bound runs without.
         status_tasks = await status_service(status_socket_path(plan), status.snapshot)

@@ -35,6 +35,7 @@ from edge_agent.core.agent_status import (
     OutboxStatus,
     UplinkStatus,
 )
+from edge_agent.core.agent_status_storage import StorageStatus
 from edge_agent.core.rtu_plan import BusPlan
 from edge_agent.shell.alarm_stage import AlarmStage
 from edge_agent.shell.buses import RtuBuses
@@ -44,6 +45,7 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.poller import DevicePoller
 from edge_agent.shell.publisher import Publisher
 from edge_agent.shell.rotation import CurrentKey, key_status
+from edge_agent.shell.sealer import Sealer
 
 if TYPE_CHECKING:
     from edge_agent.core.plan import AgentPlan, Outboxed
@@ -80,8 +82,10 @@ class AgentStatus:
         version: str | None,
         config_hash: str,
         current: CurrentKey,
+        sealer: Sealer | None = None,
     ) -> None:
         """Report on these parts; `pollers` in the order of `plan.devices`."""
+        self._sealer = sealer
         self._plan = plan
         self._pollers = tuple(zip(plan.devices, pollers, strict=True))
         self._publisher = publisher
@@ -124,6 +128,7 @@ class AgentStatus:
                 undelivered_blocks=stats.undelivered,
                 undelivered_records=stats.undelivered_records,
                 oldest_undelivered=stats.oldest_undelivered_sealed_at,
+                storage=self._storage(),
             ),
             devices=tuple(
                 DeviceStatus(device.id, device.driver, poller.last_good, poller.last_error)
@@ -135,6 +140,22 @@ class AgentStatus:
                 for slot, alarm in sorted(self._alarms.state.active.items())
             ),
             key=await key_status(self._outbox, self._plan.key_file, self._current.key),
+        )
+
+    def _storage(self) -> StorageStatus:
+        """The outbox against its disk: a full one, the reserve, what it costs in readings."""
+        room, sealer = self._outbox.room, self._sealer
+        reserve = room.reserve_held
+        acks, last = self._publisher.acks_not_recorded
+        return StorageStatus(
+            disk_full=room.disk_full,
+            reserve="none" if reserve is None else "held" if reserve else "not held",
+            seals_failing_since=room.failing_since,
+            held_in_memory=0 if sealer is None else sealer.held,
+            let_go_in_memory=0 if sealer is None else sealer.lost.count,
+            given_way_in_file=room.let_go,
+            acks_not_recorded=acks,
+            last_ack_not_recorded=last,
         )
 
     def _bus_stats(self) -> list[tuple[str, BusStats]]:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import os
+import sqlite3
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -27,7 +28,7 @@ from edge_agent.shell.sealer import Sealer
 from specs.command import map_version
 from specs.records import GapReason, GapRecord, Quality, Reading, Record, iso_time
 from specs.signing import signing_key_from_seed
-from tests.support.cli_runs import in_a_process
+from tests.support.cli_runs import agent_cli, in_a_process, keyed_example_site
 from tests.support.outbox_file import committed_records
 from tests.support.outbox_site import site_with_its_outbox
 from tests.support.sealer_rig import running_sealer
@@ -303,3 +304,90 @@ async def test_a_pushed_map_on_probation_is_not_rolled_back_for_a_full_disk(
     assert f"{path}: cannot check the outbox: its disk has no room" in done.stderr
     assert "site_map_rolled_back" not in done.stdout + done.stderr
     assert {p: p.read_bytes() for p in files} == files
+
+
+# A disk too full for the whole reserve when the outbox opens: an 8 MiB tmpfs of which another
+# program took 6 MiB (the default budget's reserve is 3 MiB). The WAL must never grow past what
+# the reserve claimed can checkpoint: before, it grew to its 2 MiB mark past the end of a 4 KiB
+# file and was never checkpointed again (every ACK and every seal failed, for good).
+MIB = 1024 * 1024
+BUDGET = 2 * 1024 * MIB  # the default outbox.max_bytes: far above the disk
+
+
+@pytest.fixture
+def nearly_full_fs(tmp_path: Path) -> Iterator[Path]:
+    """An 8 MiB tmpfs with 6 MiB of it taken by another program's file."""
+    mount = tmp_path / "fs"
+    mount_tmpfs(mount, "size=8m,mode=0700")
+    try:
+        with (mount / "other-program.log").open("wb") as other:
+            other.write(b"\0" * 6 * MIB)
+        yield mount
+    finally:
+        unmount(mount)
+
+
+async def test_a_nearly_full_disk_is_met_inside_the_file(nearly_full_fs: Path) -> None:
+    path = nearly_full_fs / "outbox.db"
+    produced = 60_000
+    async with (
+        open_outbox(path, SITE, KEY, max_bytes=BUDGET) as outbox,
+        running_sealer(
+            outbox, flush_readings=200, ring_readings=5_000, queue_size=1000, count_lost=True
+        ) as run,
+    ):
+        for i in range(produced):  # the collector is away: nothing is delivered
+            await run.queue.put(_reading(i))
+            if i % 200 == 0:
+                await asyncio.sleep(0.01)
+        await _until(lambda: run.queue.empty() and run.sealer.held == 0)
+        assert os.statvfs(nearly_full_fs).f_bavail * 4096 < MIB  # the disk did fill up
+        # The collector is back and stores every block, one ACK each, while readings come in
+        # (as in the agent, an ACK the full file has no page for waits for the next seal's
+        # room): they are recorded ...
+        last_seq = (await outbox.stats()).last_seq
+        more = produced
+        for seq in range(1, last_seq + 1):
+            for _ in range(10):
+                try:
+                    await outbox.delivery.mark_delivered(
+                        epoch=outbox.epoch, through=seq, also=None, now=T0 + produced
+                    )
+                    break
+                except sqlite3.OperationalError:
+                    for i in range(more, more + 200):
+                        await run.queue.put(_reading(i))
+                    more += 200
+                    await _until(lambda: run.queue.empty() and run.sealer.held == 0)
+            else:
+                pytest.fail(f"the ACK of seq {seq} was never recorded")
+        assert (await outbox.stats()).delivered > 0
+        # ... and sealing goes on, the WAL checkpointed into the file.
+        for i in range(more, more + 2_000):
+            await run.queue.put(_reading(i))
+        more += 2_000
+        await _until(lambda: run.queue.empty() and run.sealer.held == 0)
+    wal = path.with_name(path.name + "-wal")
+    with contextlib.suppress(FileNotFoundError):
+        assert wal.stat().st_size < path.stat().st_size
+    # Delivered blocks gave way first: the newest readings are all in the file.
+    kept = {r.t for r in committed_records(path) if isinstance(r, Reading)}
+    assert {iso_time(T0 + i) for i in range(more - 2_000, more)} <= kept
+
+
+def test_check_warns_of_a_disk_too_full_for_the_reserve(
+    nearly_full_fs: Path, tmp_path: Path
+) -> None:
+    site = keyed_example_site(tmp_path)
+    text = site.read_text(encoding="utf-8")
+    site.write_text(
+        text.replace("path: state/outbox.db", f"path: {nearly_full_fs / 'outbox.db'}"),
+        encoding="utf-8",
+    )
+    result = agent_cli("check", "-c", str(site))
+    assert result.exit_code == 0, result.output
+    assert f"warning: {nearly_full_fs} has " in result.stderr
+    assert "the outbox's disk reserve (3072 KiB) is not held" in result.stderr
+    # With room for it, no warning.
+    (nearly_full_fs / "other-program.log").unlink()
+    assert "warning" not in agent_cli("check", "-c", str(site)).stderr

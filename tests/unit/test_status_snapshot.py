@@ -18,6 +18,7 @@ from edge_agent.core.agent_status import (
     UplinkStatus,
     snapshot_from_json,
 )
+from edge_agent.core.agent_status_storage import ALL_CLEAR, StorageStatus
 from edge_agent.core.agent_status_text import format_age, render_snapshot
 from hostkit.tables import display_width
 from tests.support.agent_snapshot import T, snapshot
@@ -229,3 +230,44 @@ def test_a_long_error_is_shortened_in_the_table_but_not_in_the_json() -> None:
 )
 def test_ages_read_like_a_person_says_them(seconds: float, shown: str) -> None:
     assert format_age(seconds) == shown
+
+
+def test_a_full_disk_and_its_toll_show_in_json_and_text() -> None:
+    """A wedged agent looked healthy: connected, `last ACK never` while ACKs came and could not
+    be recorded, nothing of the full disk, the failing seals or the readings let go."""
+    storage = StorageStatus(
+        disk_full=True,
+        reserve="not held",
+        seals_failing_since=T - 30,
+        held_in_memory=5_000,
+        let_go_in_memory=48_000,
+        given_way_in_file=1_200,
+        acks_not_recorded=118,
+        last_ack_not_recorded=T - 2,
+    )
+    wedged = snapshot(
+        outbox=OutboxStatus("e1", 120, 2, 7, T - 4.25, storage),
+        uplink=UplinkStatus("mqtt://b:1883", connected=True, last_ack=None, published=3),
+    )
+    document = json.loads(json.dumps(wedged.to_json()))
+    assert snapshot_from_json(document) == wedged
+    assert document["outbox"]["storage"] == {
+        "disk_full": True,
+        "reserve": "not held",
+        "seals_failing_since": "2026-05-28T20:26:10.000+00:00",
+        "held_in_memory": 5_000,
+        "let_go_in_memory": 48_000,
+        "given_way_in_file": 1_200,
+        "acks_not_recorded": 118,
+        "last_ack_not_recorded": "2026-05-28T20:26:38.000+00:00",
+    }
+    [line] = [line for line in render_snapshot(wedged).splitlines() if line.startswith("disk")]
+    assert line == (
+        "disk      FULL: the outbox is capped, room is made inside it; reserve NOT HELD (too"
+        " little free space); seals FAILING since 30 s ago; 5000 readings held in memory, 48000"
+        " let go from it, 1200 given way in the file; 118 ACKs NOT RECORDED (last 2.0 s ago)"
+    )
+    # All clear: no line, and an agent from before `storage` reads as all clear.
+    assert not any(line.startswith("disk") for line in render_snapshot(snapshot()).splitlines())
+    del document["outbox"]["storage"]
+    assert snapshot_from_json(document).outbox.storage == ALL_CLEAR
