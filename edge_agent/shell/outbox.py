@@ -345,7 +345,7 @@ class Outbox:
 
     async def held_readings(self, keys: Sequence[Key], memo: SpanMemo) -> HeldReadings:
         """What the outbox holds of `keys` ((point, t)), live or imported: `outbox_held`."""
-        return await find_held(self._file.db, self._file.lock, keys, memo)
+        return await find_held(self._file.db, self._file.lock, self.room, keys, memo)
 
     async def changed_elsewhere(self) -> bool:
         """Whether another process committed to the file since the last call.

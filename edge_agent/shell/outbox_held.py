@@ -32,7 +32,15 @@ import aiosqlite
 
 from edge_agent.core.held_readings import Instant, Key, held_instant, instant, reading_span
 from edge_agent.shell.outbox_reads import PAYLOAD, find_backfill_keys
-from edge_agent.shell.outbox_spans import Block, SpanMemo, store_spans
+from edge_agent.shell.outbox_room import RoomMaker
+from edge_agent.shell.outbox_spans import (
+    NOT_STORED,
+    SPANS_TABLE,
+    Block,
+    SpanMemo,
+    has_spans_table,
+    store_spans,
+)
 from specs.block import BlockFormatError, decode_block
 from specs.records import Reading
 
@@ -47,7 +55,14 @@ _READING_PER_LISTING: Final = 5
 blocks (a shuffled file) spends at most a sixth of its time listing them again."""
 # From the span index alone: no ORDER BY, which would scan the table (sorted after).
 _SPANNED_SQL: Final = "SELECT rowid, epoch, seq FROM blocks WHERE last_t >= ? AND first_t <= ?"
-_UNSPANNED_SQL: Final = "SELECT rowid, epoch, seq FROM blocks WHERE last_t IS NULL"
+_UNSPANNED_SQL: Final = "SELECT rowid, epoch, seq FROM blocks b WHERE last_t IS NULL"
+# The blocks without span columns whose span `block_spans` holds: its rows are few and small
+# (no index: it is read whole), each joined to its block by the primary key.
+_ASIDE_SQL: Final = (
+    f"SELECT b.rowid, b.epoch, b.seq FROM {SPANS_TABLE} s JOIN blocks b"
+    " ON b.epoch = s.epoch AND b.seq = s.seq"
+    " WHERE s.last_t >= ? AND s.first_t <= ? AND b.last_t IS NULL"
+)
 _PAYLOAD_SQL: Final = f"SELECT {PAYLOAD} FROM blocks WHERE epoch = ? AND seq = ?"
 
 HeldReadings = dict[Key, Reading | None]
@@ -71,9 +86,13 @@ async def _listed(
 ) -> list[tuple[Block, bool]]:
     """The blocks that may hold readings from `low` to `high`, oldest first; True: no span."""
     listed = [(rowid, block, False) for rowid, block in await _rows(db, _SPANNED_SQL, (low, high))]
+    aside = await has_spans_table(db)
+    if aside:
+        aside_listed = await _rows(db, _ASIDE_SQL, (low, high))
+        listed += [(rowid, block, False) for rowid, block in aside_listed]
     listed += [
         (rowid, block, True)
-        for rowid, block in await _rows(db, _UNSPANNED_SQL)
+        for rowid, block in await _rows(db, _UNSPANNED_SQL + (NOT_STORED if aside else ""))
         if block not in memo.spans or _overlaps(memo.spans[block], low, high)
     ]
     listed.sort()  # oldest first: the first reading held of a key is the one kept
@@ -113,7 +132,11 @@ async def _read_snapshot(  # noqa: PLR0917 - one read transaction's part of a lo
 
 
 async def find_held(
-    db: aiosqlite.Connection, lock: asyncio.Lock, keys: Sequence[Key], memo: SpanMemo
+    db: aiosqlite.Connection,
+    lock: asyncio.Lock,
+    room: RoomMaker,
+    keys: Sequence[Key],
+    memo: SpanMemo,
 ) -> HeldReadings:
     """The reading the outbox holds for each of `keys` it holds (None: its value unknown)."""
     if not keys:
@@ -138,11 +161,11 @@ async def find_held(
                 if key is not None and key not in held:
                     held[key] = record
 
-    await store_spans(db, lock, memo)
+    await store_spans(db, lock, memo, room)
     done: set[Block] = set()
     while not await _read_snapshot(db, lock, (low, high), memo, done, take):
         async with lock:  # no reader now: the WAL may start again from its beginning
-            await db.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            await room.checkpoint()  # (a full disk refuses it: logged, the look-up goes on)
     async with lock:
         known = await find_backfill_keys(db, keys)
     for key in known:

@@ -28,6 +28,7 @@ from edge_agent.shell.outbox_reads import (
 )
 from edge_agent.shell.outbox_recovery import OutboxUnavailableError
 from edge_agent.shell.outbox_sidecars import EpochJournal, ProofStandsError
+from edge_agent.shell.outbox_spans import forget_spans
 from edge_agent.shell.outbox_transaction import async_write_transaction
 from edge_agent.shell.to_its_end import to_its_end
 from specs.block import GENESIS, decode_block
@@ -134,21 +135,23 @@ async def reseal_chunk(
                 # block's are not taken for thinned (dropped before they were ever thinned).
                 runs: list[tuple[bool, list[Record]]] = []
                 restored: list[tuple[str, int, int]] = []
+                moving: list[tuple[str, int]] = []  # their keys, before and after
                 last: SealedBlock | None = None
                 for rowid, held_epoch, seq, held, readings, thinned, *witnessed in rows:
                     payload = bytes(held)
+                    named = bytes(held_epoch).decode(errors="replace")
                     if as_sealed(payload, *witnesses(witnessed), key):
                         block = decode_block(payload)
                         if block.header.epoch == epoch:
                             # This epoch's block, its epoch column changed on disk: its
                             # payload, vouched for, names its place; it goes back there.
                             restored.append((epoch, block.header.seq, int(rowid)))
+                            moving += [(named, int(seq)), (epoch, block.header.seq)]
                             continue
                         if not runs or runs[-1][0] != bool(thinned):
                             runs.append((bool(thinned), []))
                         runs[-1][1].extend(block.records)
                     else:  # changed on disk: cannot be decoded, declared lost in its own epoch
-                        named = bytes(held_epoch).decode(errors="replace")
                         damaged = (named, int(seq), sealed_count(readings))
                         sealed = await (
                             declare_damaged(db, append, damaged, now=now, clock_synced=clock_synced)
@@ -158,7 +161,9 @@ async def reseal_chunk(
                             )
                         )
                         last = sealed or last
-                # By rowid: the row as the table holds it, whatever its epoch reads now.
+                # By rowid: the row as the table holds it, whatever its epoch reads now; a span
+                # stored aside under either key goes, to be found again from the payload.
+                await forget_spans(db, moving)
                 await db.executemany(
                     "UPDATE blocks SET epoch = ?, seq = ? WHERE rowid = ?", restored
                 )

@@ -150,7 +150,7 @@ class RoomMaker:
             await self._cap_at_current_size()
         for _ in range(_ROOM_ATTEMPTS):
             blocked = False
-            await self._checkpoint()
+            await self.checkpoint()
             for step in (self._drop_delivered, self._evict_oldest):
                 try:
                     if await step(now=now, clock_synced=clock_synced, keep=keep):
@@ -180,10 +180,23 @@ class RoomMaker:
         cap = await self._pragma("PRAGMA max_page_count")
         return await self._pragma("PRAGMA page_count") < cap and not self._disk_has_room()
 
-    def _disk_has_room(self) -> bool:
+    def _disk_has_room(self, beyond: int = 0) -> bool:
         """Room for the WAL and the reserve: what lifts a cap a full disk put on the file."""
         wanted = _WAL_ROOM * 2 + (self._reserve.size if self._reserve is not None else 0)
-        return free_bytes(self._path.parent) >= wanted
+        return free_bytes(self._path.parent) >= wanted + beyond
+
+    async def can_spare(self, size: int) -> bool:
+        """Whether `size` bytes may go to what seals can do without (`outbox_spans`).
+
+        Only beyond what they need: the file keeps a room-making's worth of free pages
+        under its cap (`evict_bytes`), and the disk the room that lifts a full disk's cap (the
+        WAL's twice, the reserve's); never while a full disk caps the file.
+        """
+        if self._capped or not self._disk_has_room(size):
+            return False
+        free = await self._pragma("PRAGMA freelist_count") - await self._pragma("PRAGMA page_count")
+        free += await self._pragma("PRAGMA max_page_count")
+        return free * await self._pragma("PRAGMA page_size") >= size + self._evict_limit
 
     async def _cap_at_current_size(self) -> None:
         """Meet a full disk like a full budget: see `edge_agent.shell.outbox_space`."""
@@ -191,7 +204,7 @@ class RoomMaker:
         # The WAL keeps the disk space it has (never truncated while capped): whatever frees
         # space on a full disk is taken at once by whoever filled it.
         await self._db.execute("PRAGMA journal_size_limit=-1")
-        await self._checkpoint()
+        await self.checkpoint()
         # The file keeps the size it has; what the reserve freed beyond the checkpoint stays
         # free for the WAL, so every later transaction can commit and be checkpointed.
         pages = await self._pragma("PRAGMA page_count")
@@ -212,7 +225,7 @@ class RoomMaker:
         self._capped = False
         log.info("outbox_cap_lifted", reason="the disk has room again")
 
-    async def _checkpoint(self) -> None:
+    async def checkpoint(self) -> None:
         """Copy the WAL into the file as far as readers allow, so the WAL can start over.
 
         The next writer then reuses the WAL file from its start instead of growing it.

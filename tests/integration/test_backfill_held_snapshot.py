@@ -10,7 +10,7 @@ every block of the last state listed. Real 1 MiB outbox files; the room is made 
 second process, held at the moment SQLite starts the look-up's first payload read.
 
 A block sealed before the span columns has none: the first import decodes it and stores its
-span (`outbox_spans_stored`), so the next import decodes none of them.
+span aside (`outbox_spans_stored`, `block_spans`), so the next import decodes none of them.
 """
 
 from __future__ import annotations
@@ -30,7 +30,13 @@ from edge_agent.shell.outbox_spans import SpanMemo
 from specs.block import decode_block
 from specs.records import Reading
 from tests.support.held_process import held_process
-from tests.support.outbox_budget import MIB, full_outbox, minute_block, take_free_pages
+from tests.support.outbox_budget import (
+    MIB,
+    as_before_the_span,
+    full_outbox,
+    minute_block,
+    take_free_pages,
+)
 from tests.support.outbox_site import KEY, SITE, T0
 
 pytestmark = pytest.mark.timeout(180)
@@ -68,8 +74,12 @@ def _held_keys(path: Path) -> set[Key]:
 
 
 def _spans(path: Path) -> Iterator[tuple[float | None, float | None]]:
+    """The span stored aside for each block (`block_spans`; its own row left as it was)."""
     with closing(sqlite3.connect(path)) as db:
-        yield from db.execute("SELECT first_t, last_t FROM blocks")
+        yield from db.execute(
+            "SELECT s.first_t, s.last_t FROM blocks b JOIN block_spans s"
+            " ON s.epoch = b.epoch AND s.seq = b.seq WHERE b.last_t IS NULL"
+        )
 
 
 async def test_room_made_between_the_listing_and_the_reads_misses_no_key(tmp_path: Path) -> None:
@@ -102,11 +112,7 @@ async def _old_outbox(path: Path, blocks: int) -> set[Key]:
             records = minute_block(index)
             keys |= {(r.point, r.t) for r in records if isinstance(r, Reading)}
             await outbox.seal(records, now=T0 + index, clock_synced=True)
-    with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute("DROP INDEX blocks_span")
-        db.execute("ALTER TABLE blocks DROP COLUMN last_t")
-        db.execute("ALTER TABLE blocks DROP COLUMN first_t")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    as_before_the_span(path)
     return keys
 
 

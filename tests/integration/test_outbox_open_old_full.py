@@ -27,7 +27,14 @@ from edge_agent.shell.outbox_space import SpaceBudget
 from edge_agent.shell.outbox_spans import SpanMemo
 from specs.block import decode_block
 from specs.records import Reading
-from tests.support.outbox_budget import MIB, full_outbox, minute_block, room_made, take_free_pages
+from tests.support.outbox_budget import (
+    MIB,
+    as_before_the_span,
+    full_outbox,
+    minute_block,
+    room_made,
+    take_free_pages,
+)
 from tests.support.outbox_site import KEY, SITE, T0
 from tests.support.tmpfs import mount_tmpfs, unmount
 
@@ -39,19 +46,10 @@ def _indexes(path: Path) -> set[str]:
         return {str(r[0]) for r in db.execute("SELECT name FROM sqlite_master WHERE type='index'")}
 
 
-def _as_before_the_span(path: Path) -> None:
-    """The file as the parent of 6658714 made it: no span columns, no span index."""
-    with closing(sqlite3.connect(path, isolation_level=None)) as db:
-        db.execute("DROP INDEX blocks_span")
-        db.execute("ALTER TABLE blocks DROP COLUMN last_t")
-        db.execute("ALTER TABLE blocks DROP COLUMN first_t")
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-
-
 async def _old_full_outbox(path: Path) -> None:
     """A full outbox from before the span columns: at its budget, no page free."""
     await full_outbox(path)
-    _as_before_the_span(path)
+    as_before_the_span(path)
     assert take_free_pages(path, "old") == (SpaceBudget(MIB).max_pages, 0)
 
 
@@ -115,7 +113,7 @@ async def test_an_outbox_from_before_the_span_opens_on_a_nearly_full_disk(
     async with open_outbox(path, SITE, KEY, max_bytes=64 * MIB) as outbox:
         for index in range(120):
             await outbox.seal(minute_block(index), now=T0 + 60 * index, clock_synced=True)
-    _as_before_the_span(path)
+    as_before_the_span(path)
     _fill(small_disk, 32 * 1024)  # less than adding a column to the WAL takes
     async with open_outbox(path, SITE, KEY, max_bytes=64 * MIB) as outbox:
         sealed = await outbox.seal(minute_block(900), now=T0 + 60 * 900, clock_synced=True)

@@ -104,3 +104,12 @@ async def reopened(path: Path) -> tuple[str, list[GapRecord]]:
         ]
     records = [record for payload in payloads for record in decode_block(payload).records]
     return epoch, [record for record in records if isinstance(record, GapRecord)]
+
+
+def as_before_the_span(path: Path) -> None:
+    """The file as the parent of 6658714 made it: no span columns, no span index."""
+    with closing(sqlite3.connect(path, isolation_level=None)) as db:
+        db.execute("DROP INDEX blocks_span")
+        db.execute("ALTER TABLE blocks DROP COLUMN last_t")
+        db.execute("ALTER TABLE blocks DROP COLUMN first_t")
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")

@@ -7,6 +7,8 @@ fails rather than skips, since filling a real filesystem is what it is about.
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -28,3 +30,13 @@ def mount_tmpfs(path: Path, options: str) -> None:
 def unmount(path: Path) -> None:
     """Unmount `path` lazily: processes that still hold files there do not stop it."""
     subprocess.run(["umount", "-l", str(path)], check=False, capture_output=True)
+
+
+@contextmanager
+def tmpfs_at(path: Path, options: str) -> Iterator[Path]:
+    """A tmpfs mounted at `path` for the block (`mount_tmpfs`), unmounted after it."""
+    mount_tmpfs(path, options)
+    try:
+        yield path
+    finally:
+        unmount(path)
