@@ -222,9 +222,9 @@ class IngestConfig(ConfigModel):
     """How blocks are taken from the broker.
 
     The collector keeps a durable MQTT 5 session (clean start off): blocks published while it
-    is down (died, or cut off from the broker; a clean stop ends the session) are queued by the
-    broker for its `client_id` and taken when it comes back, for `session_expiry` (default one
-    day; at most about 136 years, 2**32 - 1 seconds).
+    is down (stopped, died, or cut off from the broker) are queued by the broker for its
+    `client_id` and taken when it comes back, for `session_expiry` (default one day; at most
+    about 136 years, 2**32 - 1 seconds); `leave_on_stop` ends it at a clean stop instead.
     `client_id` defaults to `gz-collector-<host>-<hash of broker, storage, share group and
     api.listen>`, stable across restarts of one collector on one host and different for each
     collector on it (each listens on its own address). Two clients with one id take the session
@@ -248,8 +248,14 @@ class IngestConfig(ConfigModel):
     session_expiry: Annotated[
         Duration, duration_bounds(above=0, at_most=float(MAX_SESSION_EXPIRY))
     ] = 86400.0
-    """How long the broker keeps the session (and queues blocks) while this collector is down:
-    died or cut off (a clean stop ends the session at once)."""
+    """How long the broker keeps the session (and queues blocks) while this collector is down
+    (unless a clean stop ended it: `leave_on_stop`)."""
+    leave_on_stop: bool = False
+    """At a clean stop (SIGTERM), leave the shared subscription and end the session, so the
+    group's other collectors take every block at once. Set it on a collector about to be
+    stopped for good (scaling down); off, a stopped collector's queue keeps its share of the
+    blocks for it, which a restart takes at once (a lone collector's only buffer at the
+    broker while it is down)."""
     # After a gateway's next key is announced (and stored), its old key still signs this
     # long: what was sealed and sent under it before the switch still arrives.
     key_overlap: Annotated[Duration, duration_bounds(at_least=0)] = 7 * 86400.0

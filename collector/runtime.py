@@ -70,6 +70,7 @@ def ingest_settings(config: CollectorConfig, host: str | None = None) -> IngestS
         batch_max=config.ingest.batch_max,
         client_id=client_id,
         session_expiry=config.ingest.session_expiry,
+        leave_on_stop=config.ingest.leave_on_stop,
         offline_after=config.offline_after,
         key_overlap=config.ingest.key_overlap,
         ahead_allowance=config.ingest.ahead_allowance,

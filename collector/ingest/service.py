@@ -64,7 +64,7 @@ class IngestSettings:
 
     With a `client_id` the MQTT session is durable (clean start off, `session_expiry`
     seconds): what the broker queued for this collector while it was down arrives when it
-    reconnects (one it lost, not one it stopped: a clean stop ends the session, see `Ingest`).
+    reconnects (unless `leave_on_stop` ended the session at a clean stop, see `Ingest`).
     Without one (tools, in-process tests) the id is random and the session ends with the
     connection: a random id could never find its session again, and a session left behind
     would keep taking its turn in the shared subscription (see `Ingest`).
@@ -83,6 +83,7 @@ class IngestSettings:
     backlog_batch_max: int = 16
     client_id: str | None = None
     session_expiry: float = 86400.0
+    leave_on_stop: bool = False  # a clean stop leaves the group and ends the session
     reconnect_min: float = 0.2
     reconnect_max: float = 30.0
     offline_after: float = 60.0  # how long a sign of life keeps a gateway live (presence)
@@ -157,9 +158,9 @@ class Ingest:
       long as an outage you would rather wait out than resend, and never run two processes
       with one client id (each connect takes the session from the other; the one taken
       over waits, collector.ingest.takeover).
-    - "Down" is died or cut off. A clean stop (`stop()`, then the cancellation) leaves the group
-      and ends the session (`_leave`): its share goes to the members still running at once, a
-      lone collector's blocks wait in the agents (their resend) instead of the broker.
+    - With `leave_on_stop` a clean stop (`stop()`) leaves the group and ends the session
+      (`_leave`), its share going to the live members at once. Off by default: a restart takes
+      its queue, the broker's buffer for a lone collector (tests/faults/test_disk_full.py).
     - paho acknowledges a QoS 1 PUBLISH as it arrives, before the batch is committed: what
       was in flight when a collector dies is resent by the agents, as before.
     """
@@ -286,7 +287,7 @@ class Ingest:
             finally:
                 acks_out.abandon()
                 held.close()  # the drops not logged yet
-                if self._stopping:
+                if self._stopping and self._settings.leave_on_stop:
                     await self._leave(client)
 
     async def _leave(self, client: CancelSafeClient) -> None:

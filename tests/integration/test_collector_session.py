@@ -68,10 +68,8 @@ async def test_blocks_published_while_the_collector_is_down_wait_for_its_session
 ) -> None:
     database = storage_url
     await _registered(database)
-    async with running_ingest(
-        broker.port, database, COLLECTOR_KEY, client_id=DURABLE, clean_stop=False
-    ):
-        pass  # connected and subscribed once, then lost: the broker now holds its session
+    async with running_ingest(broker.port, database, COLLECTOR_KEY, client_id=DURABLE):
+        pass  # connected and subscribed once, then stopped cleanly: the broker keeps its session
     async with _publisher(broker) as client:
         await _publish_once(client, GATEWAY, range(1, BLOCKS + 1))
     assert await _seqs(database) == []  # nobody took them yet
@@ -135,24 +133,25 @@ async def test_an_offline_member_of_the_shared_group_still_takes_its_turn(
 async def test_a_member_stopped_cleanly_ends_its_session_and_the_live_one_takes_every_block(
     broker: Broker, storage_urls: StorageUrls
 ) -> None:
-    """A collector's clean stop ends its durable session (DISCONNECT, Session Expiry 0): the
+    """With `leave_on_stop`, a clean stop ends the durable session (DISCONNECT, Expiry 0): the
     group's blocks go to the members still running at once, none waits in the stopped one's
     queue for the agents' resend. Before the fix B stored 15 of 30 and A's queue held 15."""
     first, second = storage_urls.new("a"), storage_urls.new("b")
     for database in (first, second):
         await _registered(database)
-    async with running_ingest(broker.port, second, COLLECTOR_KEY, client_id="gz-collector-b") as (
-        _,
-        live,
-    ):
-        async with running_ingest(broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a"):
-            pass  # a member of the group, stopped as `collector serve` stops at SIGTERM
+    async with running_ingest(
+        broker.port, second, COLLECTOR_KEY, client_id="gz-collector-b", leave_on_stop=True
+    ) as (_, live):
+        async with running_ingest(
+            broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a", leave_on_stop=True
+        ):
+            pass  # a member stopped for good: `ingest.leave_on_stop`, then SIGTERM
         async with _publisher(broker) as client:
             await _publish_once(client, GATEWAY, range(1, BLOCKS + 1))
         await _stored(live, BLOCKS)  # a generous deadline; the count is what is asserted
     assert await _seqs(second) == list(range(1, BLOCKS + 1))
     # Nothing waits in a session of A's: started again under its id (clean start off), it finds
-    # no queue; a marker published now is stored by it alone (B is stopped and gone too).
+    # no queue; a marker published now is stored by it alone (B has left the group too).
     async with running_ingest(broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a"):
         async with _publisher(broker) as client:
             await _publish_once(client, GATEWAY, [BLOCKS + 1])

@@ -82,6 +82,7 @@ async def running_ingest(
     clock: Callable[[], float] = time.time,
     max_message_bytes: int = MESSAGE_BYTES,
     clean_stop: bool = True,
+    leave_on_stop: bool = False,
 ) -> AsyncIterator[tuple[Ingest, Storage]]:
     """Run the ingest loop (no HTTP API) against the broker on `port`, subscribed on return.
 
@@ -92,9 +93,9 @@ async def running_ingest(
     serve` runs it; without one it is a random id whose session ends with the connection.
     `clock` is when each message arrives (`received_at`). A payload over `max_message_bytes`
     is audited `too_large` unread (`ingest.max_message_bytes`; a test may go below its least).
-    At the exit the loop is stopped as `collector serve` stops it (its session ends), or with
-    `clean_stop=False` only cancelled, as a lost connection ends it: the broker keeps a durable
-    session then, as it does for a SIGKILLed collector.
+    At the exit the loop is stopped as `collector serve` stops it (its session ends only with
+    `leave_on_stop`), or with `clean_stop=False` only cancelled, as a lost connection ends it,
+    as for a SIGKILLed collector.
     """
     async with contextlib.AsyncExitStack() as stack:
         if storage is None:
@@ -105,6 +106,7 @@ async def running_ingest(
             batch_max=batch_max,
             client_id=client_id,
             session_expiry=session_expiry,
+            leave_on_stop=leave_on_stop,
             key_overlap=key_overlap,
             max_message_bytes=max_message_bytes,
         )
