@@ -75,12 +75,25 @@ def default_client_id(host: str, config: "CollectorConfig") -> str:
     group's blocks until it expires. One config run twice on one host cannot get two ids (it
     cannot run twice: its `api.listen` is taken).
     """
+    return _hashed_client_id(host, f"{_legacy_seed(config)}|{config.api.listen}")
+
+
+def _legacy_seed(config: "CollectorConfig") -> str:
+    return f"{config.broker}|{redacted(config.storage.url)}|{config.ingest.share_group}"
+
+
+def _hashed_client_id(host: str, seed: str) -> str:
     name = re.sub(r"[^A-Za-z0-9-]+", "-", host).strip("-")[:_HOST_PART] or "host"
-    seed = (
-        f"{config.broker}|{redacted(config.storage.url)}|{config.ingest.share_group}"
-        f"|{config.api.listen}"
-    )
     return f"gz-collector-{name}-{hashlib.sha256(seed.encode()).hexdigest()[:8]}"
+
+
+def legacy_client_id(host: str, config: "CollectorConfig") -> str:
+    """The default client id before b28c625: from broker, storage and share group only.
+
+    A collector upgraded past it left a session under it at the broker, which it retires at
+    its start (collector.legacy_session).
+    """
+    return _hashed_client_id(host, _legacy_seed(config))
 
 
 class StorageConfig(ConfigModel):

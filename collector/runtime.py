@@ -25,6 +25,7 @@ from collector.feed.activations import announce_periodically
 from collector.feed.wakeup import CommitSignal, LocalCommitSignal
 from collector.ingest.service import Ingest, IngestSettings
 from collector.keyfiles import load_key_file
+from collector.legacy_session import ingest_after_retiring, legacy_session
 from collector.metrics import CollectorMetrics
 from collector.pki.tls import client_context
 from collector.retention import apply_retention
@@ -148,9 +149,11 @@ async def run_collector(
             for built in storage.indexes_built:
                 log.info("index_built", index=built.index, seconds=built.seconds)
         metrics = CollectorMetrics(offline_after=config.offline_after)
-        ingest = Ingest(
-            ingest_settings(config), storage, key, clock, commits=commits, metrics=metrics
-        )
+        host = socket.gethostname()
+        settings = ingest_settings(config, host)
+        ingest = Ingest(settings, storage, key, clock, commits=commits, metrics=metrics)
+        # The session an upgrade left under the old default id (collector.legacy_session).
+        legacy = legacy_session(config, host, settings.tls)
         app = create_app(
             storage,
             api_tokens(config),
@@ -169,7 +172,7 @@ async def run_collector(
         )
         with _bind(config.api.listen) as sock:
             tasks = (
-                asyncio.create_task(ingest.run(), name="collector-ingest"),
+                asyncio.create_task(ingest_after_retiring(legacy, ingest), name="collector-ingest"),
                 asyncio.create_task(server.serve(sockets=[sock]), name="collector-api"),
                 *_retention(config, clock),
                 *_audit_sealing(storage, clock),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import pytest
@@ -10,10 +11,13 @@ from collector.config import (
     MAX_SESSION_EXPIRY,
     CollectorConfig,
     default_client_id,
+    legacy_client_id,
     parse_collector_config,
 )
+from collector.legacy_session import LegacySession, legacy_session
 from collector.runtime import ingest_settings
 from configkit.issues import ConfigError
+from configkit.network import TlsConfig
 
 BASE = Path("/srv/collector")
 
@@ -123,3 +127,16 @@ def test_two_configs_that_can_run_side_by_side_get_two_ids() -> None:
     host = "collector-1.example"
     assert default_client_id(host, first) != default_client_id(host, second)
     assert default_client_id(host, first) == default_client_id(host, _parse(_config()))
+
+
+def test_the_legacy_id_is_the_default_before_api_listen_and_is_retired_only_when_ours() -> None:
+    config = _parse(_config())
+    # b28c625's parent: sha256 of broker, storage url (password left out) and share group.
+    seed = "mqtt://127.0.0.1:1883|sqlite:////srv/collector/state/collector.db|gz-collectors"
+    old = f"gz-collector-h-{hashlib.sha256(seed.encode()).hexdigest()[:8]}"
+    assert legacy_client_id("h", config) == old != default_client_id("h", config)
+    assert legacy_session(config, "h", None) == LegacySession("127.0.0.1", 1883, None, old)
+    assert legacy_session(_parse(_config("{client_id: gz-collector-own}")), "h", None) is None
+    # Behind the isolating broker the certificate's name is the client id: nothing to retire.
+    cert = TlsConfig.model_construct(ca=None, cert=BASE / "c.pem", key=BASE / "c.key")
+    assert legacy_session(config.model_copy(update={"broker_tls": cert}), "h", None) is None
