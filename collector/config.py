@@ -242,7 +242,8 @@ class IngestConfig(ConfigModel):
     api.listen>`, stable across restarts of one collector on one host and different for each
     collector on it (each listens on its own address). Two clients with one id take the session
     from each other: a collector whose session is taken over says so
-    (`broker_session_taken_over`) and waits before taking it back. See
+    (`broker_session_taken_over` and a wait when the broker gives MQTT 5 reason 0x8E;
+    `broker_session_takeover_suspected` on Mosquitto 2.0, which does not). See
     `collector.ingest.service` for what the broker does with the sessions of collectors that
     are down.
     """

@@ -34,7 +34,7 @@ from collector.ingest.core import Inbound, Outgoing, build_acks, notice_ack, pla
 from collector.ingest.deferral import ingest_deferring
 from collector.ingest.key_notice import KeyNotices, registered_at_their_place
 from collector.ingest.lanes import BacklogBudget, Lanes
-from collector.ingest.takeover import REMEDY, Takeovers
+from collector.ingest.takeover import Reconnects
 from collector.metrics import CollectorMetrics
 from collector.model import AHEAD_ALLOWANCE, MESSAGE_BYTES, KeyRefusal, LiveKey
 from collector.storage.base import Storage, StorageError
@@ -156,8 +156,8 @@ class Ingest:
       its session expires (then they are gone): the agents resend unacknowledged blocks after
       their ACK timeout, so those blocks are late, never lost. Keep `session_expiry` about as
       long as an outage you would rather wait out than resend, and never run two processes
-      with one client id (each connect takes the session from the other; the one taken
-      over waits, collector.ingest.takeover).
+      with one client id (each connect takes the session from the other, see
+      collector.ingest.takeover).
     - With `leave_on_stop` a clean stop (`stop()`) leaves the group and ends the session
       (`_leave`), its share going to the live members at once. Off by default: a restart takes
       its queue, the broker's buffer for a lone collector (tests/faults/test_disk_full.py).
@@ -208,32 +208,23 @@ class Ingest:
             raise asyncio.CancelledError
 
     async def run(self) -> None:
-        """Stay connected and ingest; reconnect after capped, fully jittered delays (hostkit)."""
-        delays, takeovers = self._reconnect_delays(), Takeovers()
+        """Stay connected and ingest; reconnect after capped, fully jittered delays (hostkit).
+
+        The delays start afresh after a session that lasted `SHORT_SESSION`: sessions cut
+        short again and again (a flapping link, two processes with one client id) space out
+        up to `reconnect_max`. Only a broker's word that the session was taken over holds the
+        collector off longer (collector.ingest.takeover).
+        """
+        reconnects = Reconnects(self._reconnect_delays, self._client_id)
         while True:
             started = time.monotonic()
             try:
                 await self._session()
             except aiomqtt.MqttError as exc:
                 self._raise_if_stopping()
-                came_up = self.connected.is_set()
-                if came_up:  # a session that came up starts the delays afresh
-                    delays = self._reconnect_delays()
+                lasted = time.monotonic() - started if self.connected.is_set() else None
                 self.connected.clear()
-                lasted = time.monotonic() - started if came_up else None
-                if (evidence := takeovers.evidence(exc, lasted)) is not None:
-                    delay = takeovers.holdoff()  # no fight over it (collector.ingest.takeover)
-                    log.error(  # noqa: TRY400 # no traceback: a config fault, said in full
-                        "broker_session_taken_over",
-                        client_id=self._client_id,
-                        evidence=evidence,
-                        remedy=REMEDY,
-                        retry_in=round(delay, 3),
-                    )
-                else:
-                    delay = next(delays)
-                    log.warning("broker_connection_lost", error=str(exc), retry_in=round(delay, 3))
-                await asyncio.sleep(delay)
+                await asyncio.sleep(reconnects.wait_after(exc, lasted))
 
     def _reconnect_delays(self) -> Iterator[float]:
         settings = self._settings
@@ -269,20 +260,20 @@ class Ingest:
             # batch's worth of earlier ones wait for their PUBACK (AckOut); aiomqtt warns for
             # each publish past 10 pending, which at a thousand gateways is a log line per ACK.
             client.pending_calls_threshold = 2 * self._settings.batch_max
-            await client.subscribe(collector_subscription(self._settings.share_group), qos=1)
-            await client.subscribe(STATUS_SUBSCRIPTION, qos=1)
-            # A stop that the CONNACK wait swallowed (aiomqtt's wait_for on 3.11): past here
-            # the loop waits for a message, which on an idle site may never come.
-            self._raise_if_stopping()
-            self.connected.set()
-            log.info(
-                "broker_subscribed",
-                broker=self._settings.broker,
-                client_id=self._client_id,
-                durable=self._settings.durable,
-            )
             acks_out = AckOut(client, bound=self._settings.batch_max)
-            try:
+            try:  # a stop from here on leaves the group, even one in the subscribes
+                await client.subscribe(collector_subscription(self._settings.share_group), qos=1)
+                await client.subscribe(STATUS_SUBSCRIPTION, qos=1)
+                # A stop that the CONNACK wait swallowed (aiomqtt's wait_for on 3.11): past
+                # here the loop waits for a message, which on an idle site may never come.
+                self._raise_if_stopping()
+                self.connected.set()
+                log.info(
+                    "broker_subscribed",
+                    broker=self._settings.broker,
+                    client_id=self._client_id,
+                    durable=self._settings.durable,
+                )
                 await self._ingest(client.messages, acks_out, held)
             finally:
                 acks_out.abandon()

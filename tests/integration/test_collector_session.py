@@ -7,14 +7,19 @@ the broker's queue for its session.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
+from typing import Any
 
 import aiomqtt
+import pytest
 
+from collector.ingest.service import Ingest, IngestSettings
 from collector.model import Reason
 from collector.storage import open_storage
 from collector.storage.base import Storage
+from hostkit.mqtt import CancelSafeClient
 from tests.support.broker import Broker
 from tests.support.collector_client import SimGateway, publish_properties, sim_gateway
 from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest, wait_until
@@ -130,18 +135,28 @@ async def test_an_offline_member_of_the_shared_group_still_takes_its_turn(
     assert len(a_seqs) == len(b_seqs) == BLOCKS // 2
 
 
-async def test_a_member_stopped_cleanly_ends_its_session_and_the_live_one_takes_every_block(
+@contextlib.asynccontextmanager
+async def _member_b_running(
     broker: Broker, storage_urls: StorageUrls
-) -> None:
-    """With `leave_on_stop`, a clean stop ends the durable session (DISCONNECT, Expiry 0): the
-    group's blocks go to the members still running at once, none waits in the stopped one's
-    queue for the agents' resend. Before the fix B stored 15 of 30 and A's queue held 15."""
+) -> AsyncIterator[tuple[str, str, Storage]]:
+    """A's and B's databases (the gateway registered in each), and B's live storage while B
+    runs as a member of the group that leaves it at its stop."""
     first, second = storage_urls.new("a"), storage_urls.new("b")
     for database in (first, second):
         await _registered(database)
     async with running_ingest(
         broker.port, second, COLLECTOR_KEY, client_id="gz-collector-b", leave_on_stop=True
     ) as (_, live):
+        yield first, second, live
+
+
+async def test_a_member_stopped_cleanly_ends_its_session_and_the_live_one_takes_every_block(
+    broker: Broker, storage_urls: StorageUrls
+) -> None:
+    """With `leave_on_stop`, a clean stop ends the durable session (DISCONNECT, Expiry 0): the
+    group's blocks go to the members still running at once, none waits in the stopped one's
+    queue for the agents' resend. Before the fix B stored 15 of 30 and A's queue held 15."""
+    async with _member_b_running(broker, storage_urls) as (first, second, live):
         async with running_ingest(
             broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a", leave_on_stop=True
         ):
@@ -157,3 +172,42 @@ async def test_a_member_stopped_cleanly_ends_its_session_and_the_live_one_takes_
             await _publish_once(client, GATEWAY, [BLOCKS + 1])
         await wait_until(lambda: _seqs(first), lambda seqs: BLOCKS + 1 in seqs, timeout=30)
     assert await _seqs(first) == [BLOCKS + 1]
+
+
+async def test_a_member_stopped_for_good_in_its_subscribes_ends_its_session_too(
+    broker: Broker, storage_urls: StorageUrls, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Review (stop_in_subscribe.py): a `leave_on_stop` stop while a SUBACK was awaited (or
+    seen by the check right after the subscribes) ended with a plain DISCONNECT, and the
+    durable session kept A's `$share` subscription: B stored every other block (acked through
+    1 after 30 s), A's queue held the rest. Now 30 of 30."""
+    async with _member_b_running(broker, storage_urls) as (first, second, live):
+        subscribed_once = asyncio.Event()
+        subscribe = CancelSafeClient.subscribe
+
+        async def slow_subscribe(self: CancelSafeClient, *args: Any, **kwargs: Any) -> Any:
+            granted = await subscribe(self, *args, **kwargs)  # the group's, then the status'
+            subscribed_once.set()
+            await asyncio.sleep(30)  # stands in for a SUBACK slow to come
+            return granted
+
+        monkeypatch.setattr(CancelSafeClient, "subscribe", slow_subscribe)
+        async with open_storage(first) as storage:
+            ingest = Ingest(
+                IngestSettings(
+                    "127.0.0.1", broker.port, client_id="gz-collector-a", leave_on_stop=True
+                ),
+                storage,
+                COLLECTOR_KEY,
+            )
+            running = asyncio.create_task(ingest.run())
+            await asyncio.wait_for(subscribed_once.wait(), 30)  # in the group, not yet up
+            ingest.stop()  # as `collector serve` stops at SIGTERM
+            running.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await running
+        monkeypatch.undo()
+        async with _publisher(broker) as client:
+            await _publish_once(client, GATEWAY, range(1, BLOCKS + 1))
+        await _stored(live, BLOCKS)
+    assert await _seqs(second) == list(range(1, BLOCKS + 1))
