@@ -168,16 +168,25 @@ class Site:
         )  # fmt: skip
         wait_for_port(self.sim_port)
 
-    def add_collector(self, name: str, client_id: str | None = None) -> None:
+    def add_collector(
+        self, name: str, client_id: str | None = None, session_expiry: str | None = None
+    ) -> None:
         """Configure another collector `name` on the same database, with an API of its own.
 
-        With `client_id` its MQTT session is durable (what `ingest.client_id` does).
+        Its MQTT session is durable either way (clean start off, `ingest.session_expiry`, one
+        day by default): without `client_id` under the default id, which differs by
+        `api.listen` and so from every other collector of the site; with it under that id
+        (what `ingest.client_id` does). A SIGKILLed collector's session holds its share of the
+        group's blocks until it comes back or `session_expiry` (a duration, "5s") ends it.
         """
         config = yaml.safe_load((self.work / "collector.yaml").read_text(encoding="utf-8"))
         port = free_port()
         config["api"]["listen"] = f"127.0.0.1:{port}"
+        ingest = config.setdefault("ingest", {})
         if client_id is not None:
-            config.setdefault("ingest", {})["client_id"] = client_id
+            ingest["client_id"] = client_id
+        if session_expiry is not None:
+            ingest["session_expiry"] = session_expiry
         (self.work / f"{name}.yaml").write_text(yaml.safe_dump(config), encoding="utf-8")
         self.collector_ports[name] = port
 

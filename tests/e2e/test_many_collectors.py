@@ -53,18 +53,26 @@ def _stored_blocks(site: Site, name: str) -> set[tuple[str, int]]:
     return found
 
 
-@pytest.mark.parametrize("sessions", ["clean", "durable"])
+KILLED_SESSION_EXPIRY = "5s"  # the [expiring] variant: the SIGKILLed member's session
+
+
+@pytest.mark.parametrize("sessions", ["expiring", "durable"])
 def test_two_collectors_share_a_gateway_and_a_sigkill_loses_nothing(
     shared_site: Site, sessions: str
 ) -> None:
+    """Every session is durable (each collector under its own id). [durable]: the SIGKILLed
+    member comes back (as systemd restarts it) and takes what its session queued. [expiring]:
+    it stays dead; its session expires after `KILLED_SESSION_EXPIRY`, its share returns to
+    the live member, and the agent resends what the broker dropped with it."""
     site = shared_site
     durable = sessions == "durable"
-    site.add_collector("collector-b", client_id="gz-collector-b" if durable else None)
     if durable:
+        site.add_collector("collector-b", client_id="gz-collector-b")
         site.add_collector("collector-a", client_id="gz-collector-a")
         first = "collector-a"
         site.api_port = site.collector_ports[first]
-    else:
+    else:  # default ids: they differ by api.listen
+        site.add_collector("collector-b", session_expiry=KILLED_SESSION_EXPIRY)
         first = "collector"
     site.start_collector(first, "--debug", "--log-format", "json")
     site.start_collector("collector-b", "--debug", "--log-format", "json")
