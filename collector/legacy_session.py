@@ -112,6 +112,9 @@ async def retire(session: LegacySession) -> bool:
     except aiomqtt.MqttError as exc:
         log.warning("legacy_session_not_retired", client_id=session.client_id, error=str(exc))
         return False
+    if not present:  # none left (expired, ended by hand, or a broker without persistence)
+        log.debug("legacy_session_absent", client_id=session.client_id)
+        return True
     # A session present may also be a process of the old version still running under that id
     # (another config on this host, same broker, storage and group): it lost its connection
     # here, and comes back with a new session of its own until it is upgraded too.
