@@ -71,10 +71,11 @@ days (`1d`, `7d`, ...), which start at midnight of the shown offset (`tz`): with
 `tz=+08:00`, a day is a Beijing day. `from`/`to` pick readings, so edge buckets may be
 partial. `min`, `max`, `avg`, `last` and `count` cover the readings with a value whose
 quality is not bad; a bucket of only such readings shows nulls and count 0. `avg` is a float
-sum over `count`: within (count + 1) x 2^-53 x the mean magnitude of the values of their exact
-mean, so the last digits may differ between a whole-minute `from` (answered from the rollups)
-and another (from the readings), and readings that cancel (1e16, 1, -1e16) may lose the small
-ones; `count`, `min`, `max` and `last` are exact. A reading
+sum over `count`: for finite sums, within (count + 1) x 2^-53 x the mean magnitude of the
+values of their exact mean (sums past the largest double may give a null `avg` from the
+rollups or the readings, not both), so the last digits may differ between a whole-minute
+`from` (answered from the rollups) and another (from the readings), and readings that cancel
+(1e16, 1, -1e16) may lose the small ones; `count`, `min`, `max` and `last` are exact. A reading
 flagged `ahead_of_collector` (stamped past the collector's clock) is in no bucket. A
 bucket never aggregates values of two quotas or units: where a point changed quota or unit
 within one (a site map re-purposing it), that bucket has one item per (quota, unit), ordered
