@@ -24,8 +24,10 @@ from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest
 CLIENT_ID = "gz-collector-restarts"
 RESTARTS = 3
 APART = 4.0  # seconds between restarts: each session is cut short (under 10 s)
-RECONNECTED_WITHIN = 3.0  # seconds after the last restart (before: 29 s)
-STORED_WITHIN = 5.0  # seconds after the block's publish (before: 45.4 s, three resends)
+# Generous for 2 busy cores, still far below the figures before the fix:
+RECONNECTED_WITHIN = 10.0  # seconds after the last restart (before: 29 s)
+STORED_WITHIN = 15.0  # seconds after the block's publish (before: 45.4 s, three resends)
+RETRY_IN_BELOW = 3.0  # the delay the collector chose, not a measured time (a takeover's: 30 s)
 
 
 async def _publish_block(port: int, gateway: SimGateway) -> None:
@@ -80,5 +82,5 @@ async def test_a_collector_reconnects_at_once_after_broker_restarts_in_a_row(
     assert suspected
     assert suspected[-1]["client_id"] == CLIENT_ID
     assert suspected[-1]["cut_short"] == RESTARTS
-    assert suspected[-1]["retry_in"] < RECONNECTED_WITHIN
+    assert suspected[-1]["retry_in"] < RETRY_IN_BELOW
     assert "its own ingest.client_id" in suspected[-1]["remedy"]
