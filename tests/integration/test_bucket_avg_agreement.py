@@ -155,6 +155,11 @@ def test_readings_that_cancel_average_apart_within_the_bound(run: _Run) -> None:
     point, values = _stored(run, CANCELLING)
     [rolled] = run.loop.run_until_complete(_buckets(run.storage, point, MINUTE))
     [raw] = run.loop.run_until_complete(_buckets(run.storage, point, MINUTE - 0.001))
-    assert (rolled.avg, raw.avg) == (0.10000000000000002, 0.0)
-    exact = math.fsum(values.values()) / len(values)
-    assert abs(0.1 - exact) <= _agreement(list(values.values()))
+    # Which digits come out depends on the order of the sums, which neither backend promises
+    # (seen: 0.10000000000000002 from the rollups, 0.0 from the readings): the bound alone.
+    held = list(values.values())
+    assert (rolled.count, raw.count) == (len(held), len(held)) == (6, 6)
+    exact = math.fsum(held) / len(held)
+    for avg in (rolled.avg, raw.avg):
+        assert avg is not None
+        assert abs(avg - exact) <= _agreement(held), (avg, exact)
