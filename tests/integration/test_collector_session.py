@@ -109,16 +109,16 @@ async def test_an_offline_member_of_the_shared_group_still_takes_its_turn(
     broker: Broker, storage_urls: StorageUrls
 ) -> None:
     """Mosquitto 2.0 round-robins a shared subscription over its members' sessions, offline
-    ones too: collector A, lost (not stopped), receives every second block when it comes back,
-    although collector B was up the whole time. Each has its own database, to see who took
-    what."""
+    ones too: collector A, gone with its durable session kept (cancelled, no leave_on_stop),
+    receives every second block when it comes back, although collector B was up the whole
+    time. Each has its own database, to see who took what."""
     first, second = storage_urls.new("a"), storage_urls.new("b")
     for database in (first, second):
         await _registered(database)
     async with running_ingest(
         broker.port, first, COLLECTOR_KEY, client_id="gz-collector-a", clean_stop=False
     ):
-        pass  # lost, not stopped (a SIGKILL, a network cut): its session stays
+        pass  # gone, its session kept, as after a SIGKILL or a network cut (a plain DISCONNECT)
     async with running_ingest(broker.port, second, COLLECTOR_KEY, client_id="gz-collector-b"):
         async with _publisher(broker) as client:
             await _publish_once(client, GATEWAY, range(1, BLOCKS + 1))

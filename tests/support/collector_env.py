@@ -94,8 +94,10 @@ async def running_ingest(
     `clock` is when each message arrives (`received_at`). A payload over `max_message_bytes`
     is audited `too_large` unread (`ingest.max_message_bytes`; a test may go below its least).
     At the exit the loop is stopped as `collector serve` stops it (its session ends only with
-    `leave_on_stop`), or with `clean_stop=False` only cancelled, as a lost connection ends it,
-    as for a SIGKILLed collector.
+    `leave_on_stop`), or with `clean_stop=False` only cancelled, unannounced (no `stop()`, so
+    no `leave_on_stop`). Either way aiomqtt's exit still sends a plain DISCONNECT: neither is a
+    lost connection, but since a11812b both leave the durable session as a lost connection or a
+    SIGKILLed collector does (queue and place in the group kept until `session_expiry`).
     """
     async with contextlib.AsyncExitStack() as stack:
         if storage is None:
