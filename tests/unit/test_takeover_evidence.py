@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import functools
 import random
 from collections.abc import Iterator
 
@@ -24,23 +26,46 @@ from collector.ingest.takeover import (
 from hostkit.backoff import backoff_delays
 
 
-def _ended(reason: int | str) -> aiomqtt.MqttError:
-    """The error aiomqtt raises from its message iteration after the broker's DISCONNECT."""
+def _disconnect(reason: int | str) -> aiomqtt.MqttCodeError:
+    """What aiomqtt's on_disconnect sets on the client when the broker closed the session."""
     code = (
         ReasonCode(PacketTypes.DISCONNECT, identifier=reason)
         if isinstance(reason, int)
         else ReasonCode(PacketTypes.DISCONNECT, reason)
     )
+    return aiomqtt.MqttCodeError(code, "Unexpected disconnection")
+
+
+def _ended(reason: int | str) -> aiomqtt.MqttError:
+    """The error aiomqtt raises from its message iteration after the broker's DISCONNECT."""
     error = aiomqtt.MqttError("Disconnected during message iteration")
-    error.__cause__ = aiomqtt.MqttCodeError(code, "Unexpected disconnection")
+    error.__cause__ = _disconnect(reason)
     return error
 
 
-def _ack_failed() -> aiomqtt.MqttError:
-    """What AckOut.raise_failure raises when the link closed under a batch (paho code 4)."""
-    failed = aiomqtt.MqttError("ACK publish failed: [code:4] Could not publish message")
-    failed.__cause__ = aiomqtt.MqttCodeError(4, "Could not publish message")
-    return failed
+async def _publish_after(disconnect: aiomqtt.MqttCodeError) -> aiomqtt.MqttCodeError:
+    client = aiomqtt.Client("127.0.0.1", 1, protocol=aiomqtt.ProtocolVersion.V5)  # never connected
+    client._disconnected.set_exception(disconnect)  # as its on_disconnect does
+    try:
+        await client.publish("gz/ack", b"ack", qos=1)
+    except aiomqtt.MqttCodeError as failed:
+        return failed
+    raise AssertionError("a publish on a disconnected client succeeded")
+
+
+@functools.cache
+def _ack_failed(reason: int = 0x80) -> aiomqtt.MqttError:
+    """What AckOut.raise_failure raises for an ACK published after the broker's DISCONNECT.
+
+    aiomqtt's own chain, from its publish: paho's code 4 (not connected), raised from the
+    disconnect's error; AckOut wraps it in an MqttError.
+    """
+    failure = asyncio.run(_publish_after(_disconnect(reason)))
+    assert failure.rc == 4
+    assert isinstance(failure.__cause__, aiomqtt.MqttCodeError)
+    wrapped = aiomqtt.MqttError(f"ACK publish failed: {failure}")  # `raise ... from failure`
+    wrapped.__cause__ = failure
+    return wrapped
 
 
 def test_reason_0x8e_is_a_takeover_at_once() -> None:
@@ -50,9 +75,7 @@ def test_reason_0x8e_is_a_takeover_at_once() -> None:
     assert takeover.confirmed
     assert "0x8E" in takeover.evidence
     # So is an ACK publish that failed because of it (collector.ingest.ack_out keeps the cause).
-    failed = aiomqtt.MqttError("ACK publish failed: [code:4]")
-    failed.__cause__ = _ended(0x8E)
-    assert (again := watch.evidence(failed, lasted=None)) is not None
+    assert (again := watch.evidence(_ack_failed(0x8E), lasted=None)) is not None
     assert again.confirmed
 
 
