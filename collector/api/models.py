@@ -38,7 +38,7 @@ class BucketOut(BaseModel):
     avg: float | None = Field(
         description="a float sum over count: for finite sums, within (count + 1) x 2^-53 x the"
         " values' mean magnitude of the exact mean (rollup and raw answers may differ in the"
-        " last digits); sums past the largest double may give null on one path, not the other"
+        " last digits); sums past the largest double may give null, on one path only or both"
     )
     last: float | None = Field(description="the newest such reading's value")
     count: int = Field(description="readings aggregated (a value, quality not bad)")

@@ -72,8 +72,8 @@ days (`1d`, `7d`, ...), which start at midnight of the shown offset (`tz`): with
 partial. `min`, `max`, `avg`, `last` and `count` cover the readings with a value whose
 quality is not bad; a bucket of only such readings shows nulls and count 0. `avg` is a float
 sum over `count`: for finite sums, within (count + 1) x 2^-53 x the mean magnitude of the
-values of their exact mean (sums past the largest double may give a null `avg` from the
-rollups or the readings, not both), so the last digits may differ between a whole-minute
+values of their exact mean (sums past the largest double may give a null `avg`, from the
+rollups or the readings alone, or both), so the last digits may differ between a whole-minute
 `from` (answered from the rollups) and another (from the readings), and readings that cancel
 (1e16, 1, -1e16) may lose the small ones; `count`, `min`, `max` and `last` are exact. A reading
 flagged `ahead_of_collector` (stamped past the collector's clock) is in no bucket. A
