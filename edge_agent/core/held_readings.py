@@ -9,8 +9,10 @@ the import names. The same holds between two rows of one file. Times compare as 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Final
 
 from specs.records import Reading, Record, RecordFormatError, parse_iso_time
 
@@ -18,6 +20,8 @@ Key = tuple[str, str]
 """(point, t) as the import writes it: `t` in the wire's UTC text (`iso_time`)."""
 Instant = tuple[str, float]
 """(point, Unix seconds): a (point, t) whatever offset its text was written with."""
+EMPTY_SPAN: Final = (math.inf, -math.inf)
+"""The span of a block without readings (`first_t` +inf, `last_t` -inf): it overlaps none."""
 
 
 def instant(point: str, t: str) -> Instant:

@@ -1,11 +1,12 @@
 """The readings of an import's batch the outbox holds already, live ones included.
 
-Each seal writes the time span of its block's readings (`blocks.first_t`, `last_t`, indexed):
-a batch's look-up lists the blocks whose span overlaps the batch's, from the index alone, and
-decodes those only, whatever the outbox holds (weeks of live blocks sealed while the uplink
-was down). A block sealed before those columns gets its span stored by the import's first
-look-up (`outbox_spans`); one without a span still (no room to store it, or no readings) is
-decoded once per import and its span remembered (`SpanMemo`) for the batches after.
+Each seal writes the time span of its block's readings (`blocks.first_t`, `last_t`, indexed;
+the empty span, +inf..-inf, for a block without readings): a batch's look-up lists the blocks
+whose span overlaps the batch's, from the index alone, and decodes those only, whatever the
+outbox holds (weeks of live blocks sealed while the uplink was down). A block sealed before
+those columns (NULL in both) gets its span stored by the import's first look-up
+(`outbox_spans`); one without a span still (no room to store it) is decoded once per import
+and its span remembered (`SpanMemo`) for the batches after.
 
 The listing and the reads of the payloads listed see one state of the file: they share one read
 transaction, under this process's lock. Room made by the running agent meanwhile (in another

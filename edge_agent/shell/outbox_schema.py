@@ -141,8 +141,8 @@ _ADDED_COLUMNS: Final = (
 )
 # On columns added above, so made once they are there: the blocks that carry (or may carry,
 # NULL) imported readings, which retention decodes to find their keys; and the time span of
-# each block's readings (`first_t`..`last_t`, Unix seconds; NULL: no readings, or sealed before
-# the columns), where an import looks for the (point, t) it brings (`outbox_held`).
+# each block's readings (`first_t`..`last_t`, Unix seconds; +inf..-inf: no readings; NULL:
+# sealed before the columns), where an import looks for the (point, t) it brings (`outbox_held`).
 # Each is optional: a file with no room for it (at its budget, or a full disk: a site offline
 # for weeks) opens without it, the queries read the table instead (slower), and it is tried
 # again at each opening. Building one takes pages, and an opening makes no room.

@@ -17,7 +17,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from edge_agent.core.chain import ChainState, Identity, SealedBlock, seal
-from edge_agent.core.held_readings import reading_span
+from edge_agent.core.held_readings import EMPTY_SPAN, reading_span
 from edge_agent.core.thinning import imported_keys
 from edge_agent.shell.outbox_key_listing import (
     AckKeys,
@@ -64,7 +64,9 @@ def append_block(  # noqa: PLR0917 - the seal's inputs, passed to the thread as 
     """Seal one block inside the caller's open transaction; the block and the new state."""
     state = read_chain_state(db)
     block, new_state = seal(state, identity, records, now=now, clock_synced=clock_synced, key=key)
-    first_t, last_t = reading_span(records) or (None, None)
+    # A block without readings gets the empty span, never NULL: NULL is a block sealed before
+    # the span columns, whose span an import decodes and stores aside (`outbox_spans`).
+    first_t, last_t = reading_span(records) or EMPTY_SPAN
     db.execute(
         _INSERT_BLOCK_SQL,
         (

@@ -1,6 +1,9 @@
 """The spans of blocks sealed before `blocks.first_t`/`last_t`: computed once, and stored aside.
 
-A file from before those columns (6658714) gets them at opening, NULL in every old block. An
+A file from before those columns (6658714) gets them at opening, NULL in every old block;
+every seal since sets them, a block without readings to the empty span (`EMPTY_SPAN`), so
+NULL marks a block from before them only (an agent from 6658714 to the empty span's seal wrote
+NULL for a readingless block too: its span is stored aside once, as an old block's). An
 import's first look-up (`outbox_held`) decodes each such block once, a few at a time in rowid
 order (never all of them in memory: the decoded block is dropped once its span is known), and
 stores the spans in a table of their own, `block_spans` (epoch, seq, first_t, last_t), so
@@ -27,7 +30,6 @@ to be found again. Once no block lacks its span columns the table is dropped.
 from __future__ import annotations
 
 import asyncio
-import math
 import sqlite3
 import time
 from collections.abc import Sequence
@@ -36,7 +38,7 @@ from typing import Final
 import aiosqlite
 import structlog
 
-from edge_agent.core.held_readings import reading_span
+from edge_agent.core.held_readings import EMPTY_SPAN, reading_span
 from edge_agent.shell.outbox_reads import PAYLOAD
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_space import is_full
@@ -48,8 +50,6 @@ log = structlog.get_logger("edge_agent.outbox")
 Block = tuple[str, int]
 Span = tuple[float, float]
 
-EMPTY_SPAN: Final = (math.inf, -math.inf)
-"""The span stored for a block without readings: it overlaps none."""
 _BLOCKS_A_READ: Final = 4
 """Payloads read under one taking of the lock: 2.5 MB at most (4,000 readings each)."""
 _STORED_A_WRITE: Final = 256
