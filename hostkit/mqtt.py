@@ -8,6 +8,7 @@ from collections.abc import Awaitable
 from typing import Any, Final, TypeVar
 
 import aiomqtt
+import structlog
 from aiomqtt.types import PayloadType, SubscribeTopic
 from paho.mqtt.client import MQTT_ERR_SUCCESS
 from paho.mqtt.packettypes import PacketTypes
@@ -16,6 +17,11 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 T = TypeVar("T")
+
+log = structlog.get_logger("hostkit.mqtt")
+
+EXIT_SECONDS: Final = 5.0
+"""How long leaving a client waits for its session-ending DISCONNECT to be written."""
 
 # paho (under aiomqtt) leaves Nagle's algorithm on. A collector writes its ACK right after the
 # 4-byte PUBACK of the block it answers, and the kernel then holds the ACK until the broker's
@@ -66,16 +72,32 @@ class CancelSafeClient(aiomqtt.Client):
         self._ends_session = True
 
     async def __aexit__(self, *exc_info: Any) -> None:  # noqa: ANN401, PYI036 # passed on as is
-        """Disconnect; with `end_session_at_exit`, with Session Expiry Interval 0."""
+        """Disconnect; with `end_session_at_exit`, with Session Expiry Interval 0.
+
+        The wait for that DISCONNECT to be written is bounded (`EXIT_SECONDS`): behind a
+        broker that reads nothing (hung, its socket buffers full) it never is. Then, or when
+        cancelled during the wait, the socket is closed here and aiomqtt's exit only releases
+        the client (its own wait for a DISCONNECT, unbounded, is not begun).
+        """
         disconnected = self._disconnected
-        if self._ends_session and not disconnected.done():
-            props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call] # paho lacks hints here
-            props.SessionExpiryInterval = 0
-            if self._client.disconnect(properties=props) == MQTT_ERR_SUCCESS:
-                # Set once the DISCONNECT is written (paho's on_disconnect): aiomqtt's exit
-                # then finds the client disconnected and only releases it.
-                await asyncio.wait((disconnected,))
-        await super().__aexit__(*exc_info)
+        sent = False
+        try:
+            if self._ends_session and not disconnected.done():
+                props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call] # paho lacks hints here
+                props.SessionExpiryInterval = 0
+                sent = self._client.disconnect(properties=props) == MQTT_ERR_SUCCESS
+                if sent:
+                    # Set once the DISCONNECT is written (paho's on_disconnect): aiomqtt's exit
+                    # then finds the client disconnected and only releases it.
+                    async with asyncio.timeout(EXIT_SECONDS):
+                        await asyncio.wait((disconnected,))
+        except TimeoutError:
+            log.warning("mqtt_disconnect_not_written", seconds=EXIT_SECONDS)
+        finally:
+            if sent and not disconnected.done():
+                self._client._sock_close()  # noqa: SLF001 # paho's own close: aiomqtt's readers go
+                disconnected.set_result(None)
+            await super().__aexit__(*exc_info)
 
     async def publish(  # aiomqtt's signature
         self,
