@@ -163,7 +163,7 @@ def _budget_and_reserve(
     if not claimed:
         log.warning(
             "outbox_reserve_not_claimed",
-            reason="the disk has no room",
+            reason=reserve.refused or "the disk has no room",
             wal_bytes=budget.wal_bytes,
         )
     elif budget != wanted:

@@ -114,7 +114,11 @@ class SeqMark:
             return None
 
     async def read_at_opening(self, bound: float) -> Mark | None:
-        """The mark, its lock waited for at most `bound` s; None only when there is none.
+        """The mark, its lock waited for at most `bound` s; None: none, or none to trust.
+
+        A damaged or garbage mark (checksum wrong, fields unreadable: `seq_mark_unreadable`)
+        and one this user may not open (root's, after `sudo edge-agent backfill`) are read as
+        no mark, as by every reader (`_read`).
 
         An opening has no loop to keep turning, and a mark not read there is a rollback not
         seen: held past `bound`, SeqMarkHeldError, never None (`outbox_open`). One that cannot

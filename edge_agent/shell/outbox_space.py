@@ -116,6 +116,8 @@ class Reserve:
     def __init__(self, path: Path, size: int) -> None:
         self._path = path
         self._size = size
+        self.refused: str | None = None
+        """Why the last `claim` failed, as the OS said it (None: it has not failed)."""
 
     @classmethod
     def beside(cls, outbox: Path, size: int) -> Reserve:
@@ -159,11 +161,13 @@ class Reserve:
                 raise
             finally:
                 os.close(descriptor)
-        except OSError:
+        except OSError as exc:
             if not had:
                 with contextlib.suppress(OSError):
                     self._path.unlink()
+            self.refused = f"cannot allocate {self._path}: {exc.strerror or exc}"
             return False
+        self.refused = None
         return True
 
     def release(self) -> bool:
@@ -179,10 +183,10 @@ def claim_reserve(outbox: Path, budget: SpaceBudget) -> tuple[SpaceBudget, Reser
     """The reserve of `outbox` claimed, and the budget that fits it; whether one was claimed.
 
     The whole reserve first; on a disk without room for it, half as much again and again down
-    to `RESERVE_MIN` (at most half the free space: the file and its WAL need the rest), and
-    the WAL's share shrinks to what the one claimed can checkpoint. None claimed: the WAL is
-    bounded as for the smallest, which is claimed once there is room
-    (`RoomMaker.reclaim_reserve`).
+    to `RESERVE_MIN`, skipping each size over half the free space (the file and its WAL need
+    the rest) but `RESERVE_MIN` itself, tried whatever is free; the WAL's share shrinks to
+    what the one claimed can checkpoint. None claimed: the WAL is bounded as for the smallest,
+    which is claimed once there is room (`RoomMaker.reclaim_reserve`).
     """
     size = budget.reserve_bytes
     reserve = Reserve.beside(outbox, size)

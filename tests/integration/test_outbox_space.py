@@ -231,3 +231,15 @@ async def test_a_block_changed_on_disk_gives_way_declared_when_the_outbox_is_ful
     expected = [(epoch, 2, 2, 60)] if gives_way else []
     assert [(g.epoch, g.from_seq, g.to_seq, g.lost) for g in declared] == expected
     assert (epoch, 2) not in positions
+
+
+async def test_a_reserve_the_os_refuses_is_logged_with_the_os_error(tmp_path: Path) -> None:
+    """Before: `outbox_reserve_not_claimed` said "the disk has no room" whatever the OS said
+    (here a folder where the reserve file goes: EISDIR, on a disk with room to spare)."""
+    path = tmp_path / "outbox.db"
+    (tmp_path / "outbox.db.reserve").mkdir()
+    with capture_logs() as logs:
+        async with open_outbox(path, SITE, KEY, max_bytes=32 * MIB):
+            pass
+    refused = [e["reason"] for e in logs if e["event"] == "outbox_reserve_not_claimed"]
+    assert refused == [f"cannot allocate {path}.reserve: Is a directory"], logs
