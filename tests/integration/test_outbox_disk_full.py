@@ -18,6 +18,7 @@ from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
+from structlog.testing import capture_logs
 
 from edge_agent.core.chain import Identity
 from edge_agent.core.plan import OUTBOX_SEQ_MARK_TIMEOUT
@@ -209,16 +210,18 @@ async def test_readings_held_are_counted_in_the_mark_until_sealed(small_fs: Path
     """No stop needed: what a kill would take is in the mark's tally while held (rewritten in
     place on the full disk), and taken off again once sealed, so a restart declares nothing."""
     path = small_fs / "outbox.db"
-    async with _sealer(path, ring=3_000, max_bytes=None) as (sealer, queue):
-        filler = _fill(small_fs)
-        await _produce(queue, 0, 500)
-        await _until(lambda: queue.empty() and sealer.held == 500)
-        async with asyncio.timeout(10):
-            while await _tally(path) != 500:  # the next failed seal counts them
-                await asyncio.sleep(0.1)
-        filler.unlink()
-        await _until(lambda: sealer.held == 0)
-        assert await _tally(path) == 0
+    with capture_logs() as logs:
+        async with _sealer(path, ring=3_000, max_bytes=None) as (sealer, queue):
+            filler = _fill(small_fs)
+            await _produce(queue, 0, 500)
+            # The next failed seal counts them in the tally, then says `held`.
+            await _until(
+                lambda: any(e["event"] == "seal_failed" and e["held"] == 500 for e in logs)
+            )
+            assert await _tally(path) == 500
+            filler.unlink()
+            await _until(lambda: sealer.held == 0)
+            assert await _tally(path) == 0
     await _sealed_with_room(path, 500, 1)
     records = committed_records(path)
     assert not [g for g in records if isinstance(g, GapRecord)]
