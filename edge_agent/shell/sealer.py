@@ -42,11 +42,6 @@ _RETRY_DELAY = 1.0
 GROUP_BLOCKS = 8
 # Readings held in memory while the outbox cannot be written (~200 bytes each).
 RING_READINGS = 100_000
-# A seal in flight this long waits on something else (another process's write lock on the
-# outbox, up to the busy timeout): the readings polled meanwhile are taken into memory.
-SET_ASIDE_AFTER = 1.0
-# How often such a seal looks whether the queue has filled (the pollers wait then).
-_FULL_LOOKS_EVERY = 0.05
 
 
 async def _get_within(queue: asyncio.Queue[Record], seconds: float) -> Record | None:
@@ -99,11 +94,6 @@ class Sealer:
         # This run's readings at risk (held and let go) as counted in the mark's tally.
         self._noted = LostReadings()
         self._in_flight: asyncio.Future[None] | None = None
-        # The last seal failed: readings wait in the ring until one succeeds.
-        self._failing = False
-        # Readings polled while a seal is in flight, and those of them the ring let go.
-        self._arrived: deque[Record] = deque()
-        self._arrived_lost = LostReadings()
         self._noting: asyncio.Future[None] | None = None
 
     @property
@@ -134,11 +124,12 @@ class Sealer:
             # Behind (readings came while the last seal was on disk): what is queued goes
             # in too, sealed as full blocks by one transaction.
             self._take_ready(self._group_readings)
+            # Shielded: cancelling the sealer must never abort a seal half-way; `flush`
+            # awaits the one in flight.
+            self._in_flight = asyncio.ensure_future(self._seal_pending())
             try:
-                await self._seal_taking_readings()
-                self._failing = False
+                await asyncio.shield(self._in_flight)
             except sqlite3.Error as exc:
-                self._failing = True
                 # The readings stay in the ring; a full disk or a locked file may pass, and
                 # the pollers keep their cadence meanwhile. Counted in the tally first: what
                 # `held` says is declared by the next start, should the process be killed.
@@ -150,54 +141,6 @@ class Sealer:
                     lost=self.lost.count,
                 )
                 await self._absorb(_RETRY_DELAY)
-
-    async def _seal_taking_readings(self) -> None:
-        """Seal what is held, taking the readings polled meanwhile aside (`_arrived`).
-
-        A seal may wait up to the busy timeout (30 s) for the outbox's write lock, held by
-        `edge-agent backfill`, `outbox resend/export` or another agent's start; the queue is
-        bounded and the pollers' sink waits while it is full, so a sealer that only awaited the
-        seal stopped the polling (`poll_overrun`) though the event loop turned all along. Past
-        `SET_ASIDE_AFTER`, a full queue is emptied into memory, as the ring takes readings
-        while seals fail; below it, or full only later, the seal goes as before.
-        Shielded: cancelling the sealer must never abort a seal half-way; `flush` awaits the
-        one in flight, then takes what was set aside.
-        """
-        self._in_flight = seal = asyncio.ensure_future(self._seal_pending())
-        try:
-            # A seal of our own work (encoding, signing, fsync) ends sooner: the queue's
-            # backpressure stays on it, bounding what a stop has left to seal. So it does on a
-            # sealer still behind what it set aside before, unless seals fail (the ring's turn).
-            await asyncio.wait([seal], timeout=SET_ASIDE_AFTER)
-            behind = len(self._pending) > self._group_readings and not self._failing
-            while not seal.done() and not behind:
-                # Only what would make the pollers wait: taken as the queue fills, not sooner.
-                if self._queue.full():
-                    while not self._queue.empty():
-                        self._set_aside(self._queue.get_nowait())
-                await asyncio.wait([seal], timeout=_FULL_LOOKS_EVERY)
-            await seal
-        finally:
-            if seal.done():
-                self._take_arrived()
-
-    def _set_aside(self, record: Record) -> None:
-        """A reading polled while a seal is in flight: kept apart from the held ones it seals.
-
-        The ring's bound applies to them alone (they are newer than every held reading): past
-        it, the oldest of them give way, counted once the seal has ended (`_take_arrived`).
-        """
-        self._arrived.append(record)
-        if len(self._arrived) > self._ring_readings:
-            self._arrived_lost = self._arrived_lost.add(self._arrived.popleft())
-
-    def _take_arrived(self) -> None:
-        """What `_set_aside` kept, into the ring after the held readings, once the seal ended."""
-        arrived, self._arrived = self._arrived, deque()
-        self._lost = self._lost.merge(self._arrived_lost)
-        self._arrived_lost = LostReadings()
-        for record in arrived:
-            self._hold(record)
 
     async def _note_at_risk(self) -> None:
         """The mark's tally made to count this run's readings at risk now, in one write.
@@ -262,7 +205,6 @@ class Sealer:
         for running in (self._in_flight, self._noting):
             if running is not None and not running.done():
                 await asyncio.wait([running])
-        self._take_arrived()
         while not self._queue.empty():
             self._hold(self._queue.get_nowait())
         try:
