@@ -6,6 +6,7 @@ keys and impossible values are errors naming file, line and key.
 
 # No `from __future__ import annotations`: pydantic reads these annotations at runtime.
 
+from collections.abc import Collection
 from datetime import UTC, timezone
 from typing import Annotated, Self
 
@@ -37,6 +38,15 @@ from configkit.validation import raise_at
 from specs.identifiers import check_district_code
 
 ALL_DISTRICTS = "*"
+
+
+def refuse_all_beside_codes(districts: Collection[str]) -> None:
+    """ValueError when `*` stands beside district codes: it reads as a narrower scope than it is."""
+    if ALL_DISTRICTS in districts and len(set(districts)) > 1:
+        raise ValueError(
+            f"{ALL_DISTRICTS} (every district) cannot be combined with other districts"
+        )
+
 
 _listen = listen_validator("127.0.0.1:8080")
 
@@ -74,10 +84,7 @@ class ApiToken(ConfigModel):
     def _every_district_alone(cls, districts: tuple[str, ...]) -> tuple[str, ...]:
         # As `collector tokens add --district` refuses it: "*" beside a code reads as a
         # narrower scope than it is.
-        if ALL_DISTRICTS in districts and len(set(districts)) > 1:
-            raise ValueError(
-                f"{ALL_DISTRICTS} (every district) cannot be combined with other districts"
-            )
+        refuse_all_beside_codes(districts)
         return districts
 
     @field_validator("name")

@@ -15,7 +15,7 @@ from typing import Final, NoReturn
 
 import click
 
-from collector.api.config import ALL_DISTRICTS
+from collector.api.config import ALL_DISTRICTS, refuse_all_beside_codes
 from collector.cli.audited import operator
 from collector.cli.common import USAGE_ERROR_EXIT, config_option, load_or_exit, with_storage
 from collector.storage.base import RegistryError, Storage, StorageError
@@ -49,11 +49,10 @@ def _districts(values: Sequence[str]) -> tuple[str, ...]:
             except IdentifierError as exc:
                 raise click.BadParameter(str(exc), param_hint="--district") from None
     scope = tuple(dict.fromkeys(values))
-    if ALL_DISTRICTS in scope and len(scope) > 1:
-        raise click.BadParameter(
-            f"{ALL_DISTRICTS} (every district) cannot be combined with other districts",
-            param_hint="--district",
-        )
+    try:
+        refuse_all_beside_codes(scope)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--district") from None
     return scope
 
 

@@ -145,6 +145,11 @@ def _alarm_names(alarms: Sequence[AlarmEntry]) -> str:
     return first + (", ..." if len(alarms) > AUDIT_SAMPLE else "")
 
 
+def meta_is_ahead(meta: IncomingMeta, allowance: float) -> bool:
+    """Whether `meta` was issued more than `allowance` past its arrival."""
+    return meta.issued_at > meta.received_at + allowance
+
+
 def metas_ahead(
     metas: Sequence[IncomingMeta], allowance: float, stored: Collection[MetaKey]
 ) -> tuple[AuditEntry, ...]:
@@ -157,7 +162,7 @@ def metas_ahead(
     audits: list[AuditEntry] = []
     for meta in metas:
         key = (meta.meta.gateway, block_hash(meta.payload))
-        if meta.issued_at <= meta.received_at + allowance or key in seen:
+        if not meta_is_ahead(meta, allowance) or key in seen:
             continue
         seen.add(key)
         audits.append(

@@ -34,7 +34,7 @@ from collector.model import (
     StreamState,
 )
 from collector.readmodel import AlarmState
-from collector.storage.ahead import MetaKey, metas_ahead, split_ahead
+from collector.storage.ahead import MetaKey, meta_is_ahead, metas_ahead, split_ahead
 from collector.storage.alarms import AlarmKey, alarm_key, merge_alarms
 from collector.storage.core import (
     BlockKey,
@@ -284,8 +284,14 @@ async def _pair_alarms(
 
 
 async def _stored_metas(steps: BatchSteps, batch: IngestBatch) -> set[MetaKey]:
-    """Which of the batch's metas are stored already (a resend is audited no more)."""
-    keys = {(m.meta.gateway, block_hash(m.payload)) for m in batch.metas}
+    """Which of the batch's metas ahead of the clock are stored already (audited no more).
+
+    The others are not looked up: nothing is audited of them.
+    """
+    allowance = batch.ahead_allowance
+    keys = {
+        (m.meta.gateway, block_hash(m.payload)) for m in batch.metas if meta_is_ahead(m, allowance)
+    }
     return await steps.stored_metas(keys) if keys else set()
 
 

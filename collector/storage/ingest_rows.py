@@ -249,28 +249,31 @@ def meta_rows(metas: Iterable[IncomingMeta]) -> list[Params]:
 
 def point_meta_rows(metas: Iterable[IncomingMeta], allowance: float) -> list[Params]:
     """The `point_meta` rows the metas describe (UPSERT_POINT_META), ranked by `allowance`."""
-    return [
-        (
-            m.meta.gateway,
-            p.point,
-            p.quota,
-            p.unit,
-            p.name,
-            p.device,
-            json.dumps(dict(sorted(p.thresholds.items()))),
-            m.issued_at,
-            block_hash(m.payload),
-            p.poll,
-            allowance,
-            allowance,
-            m.meta.gateway,
-            block_hash(m.payload),
-            allowance,
-            allowance,
+    rows: list[Params] = []
+    for m in metas:
+        digest = block_hash(m.payload)  # once per meta: it hashes the whole catalogue
+        rows.extend(
+            (
+                m.meta.gateway,
+                p.point,
+                p.quota,
+                p.unit,
+                p.name,
+                p.device,
+                json.dumps(dict(sorted(p.thresholds.items()))),
+                m.issued_at,
+                digest,
+                p.poll,
+                allowance,
+                allowance,
+                m.meta.gateway,
+                digest,
+                allowance,
+                allowance,
+            )
+            for p in m.points
         )
-        for m in metas
-        for p in m.points
-    ]
+    return rows
 
 
 def stream_rows(

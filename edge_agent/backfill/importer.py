@@ -30,7 +30,7 @@ from typing import Final, Protocol, Self
 
 from configkit.issues import not_a_regular_file
 from edge_agent.backfill.rows import Columns, HeaderError, Rejection, RowParser, parse_header
-from edge_agent.core.held_readings import compare, described, same_reading
+from edge_agent.core.held_readings import Key, compare, described, same_reading
 from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_spans import SpanMemo
 from specs.block import MAX_BLOCK_READINGS
@@ -52,7 +52,6 @@ reported a line too far."""
 
 # The surrogateescape decoder turns each byte that is not UTF-8 into one of these.
 _UNDECODABLE: Final = re.compile("[\udc80-\udcff]")
-_Key = tuple[str, str]
 
 
 class CsvFileError(Exception):
@@ -298,7 +297,7 @@ async def import_rows(
     imported = duplicate = rejected = conflict = 0
     interrupted_after: int | None = None
     handled = source.header_line
-    pending: dict[_Key, tuple[int, Reading]] = {}
+    pending: dict[Key, tuple[int, Reading]] = {}
     memo = SpanMemo()
     for line, cells in source.rows():
         if stopped():
@@ -346,7 +345,7 @@ def _added(counts: tuple[int, int, int], more: tuple[int, int, int]) -> tuple[in
 
 async def _seal(  # noqa: PLR0917 - one batch's look-up and seal, and where it reports
     outbox: Outbox,
-    pending: dict[_Key, tuple[int, Reading]],
+    pending: dict[Key, tuple[int, Reading]],
     memo: SpanMemo,
     clock_synced: Callable[[], bool],
     before: int,

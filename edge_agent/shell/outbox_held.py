@@ -35,6 +35,7 @@ from edge_agent.core.held_readings import Instant, Key, held_instant, instant, r
 from edge_agent.shell.outbox_reads import PAYLOAD, find_backfill_keys
 from edge_agent.shell.outbox_room import RoomMaker
 from edge_agent.shell.outbox_spans import (
+    BLOCKS_A_READ,
     NOT_STORED,
     SPANS_TABLE,
     Block,
@@ -47,8 +48,6 @@ from specs.records import Reading
 
 __all__ = ["HeldReadings", "SpanMemo", "find_held"]
 
-_BLOCKS_A_READ: Final = 4
-"""Payloads read (and decoded) at a time: 2.5 MB at most (4,000 readings each)."""
 _SNAPSHOT_SECONDS: Final = 0.25
 """How long one read transaction reads before it is ended (the blocks left: listed again)."""
 _READING_PER_LISTING: Final = 5
@@ -118,10 +117,10 @@ async def _read_snapshot(  # noqa: PLR0917 - one read transaction's part of a lo
             todo = [item for item in await _listed(db, *bounds, memo) if item[0] not in done]
             listing = time.monotonic() - began
             ends = began + max(_SNAPSHOT_SECONDS, _READING_PER_LISTING * listing)
-            for start in range(0, len(todo), _BLOCKS_A_READ):
+            for start in range(0, len(todo), BLOCKS_A_READ):
                 if start and time.monotonic() > ends:
                     return False
-                for block, unspanned in todo[start : start + _BLOCKS_A_READ]:
+                for block, unspanned in todo[start : start + BLOCKS_A_READ]:
                     async with db.execute(_PAYLOAD_SQL, block) as cursor:
                         row = await cursor.fetchone()
                     if row is not None:  # gone in this state too: never to be found

@@ -70,13 +70,12 @@ class RoomMaker:
         self._key = key  # the gateway's current key: a witness of each block's payload
         self._budget = budget
         self._path = path
-        self._reserve = reserve
         self.reserve = reserve
         """The reserve beside the file (None: no budget): an opening on a full disk gives it
         back to bring the file's schema up to date (`outbox_schema.prepare_file`)."""
         self._capped = False
         # A reserve a nearly full disk had no room for at opening: claimed once it has.
-        self._reserve_missing = reserve is not None and not reserve.held
+        self.reserve_missing = reserve is not None and not reserve.held
         self._evict_limit = budget.evict_bytes if budget is not None else _EVICT_DEFAULT
         # Told, once committed, of each replacement sealed here: the blocks (epoch, seq) that
         # gave way and the seqs sealed in their place (`Delivery.on_replaced`).
@@ -182,7 +181,7 @@ class RoomMaker:
 
     def _disk_has_room(self, beyond: int = 0) -> bool:
         """Room for the WAL and the reserve: what lifts a cap a full disk put on the file."""
-        wanted = _WAL_ROOM * 2 + (self._reserve.size if self._reserve is not None else 0)
+        wanted = _WAL_ROOM * 2 + (self.reserve.size if self.reserve is not None else 0)
         return free_bytes(self._path.parent) >= wanted + beyond
 
     async def can_spare(self, size: int) -> bool:
@@ -200,7 +199,7 @@ class RoomMaker:
 
     async def _cap_at_current_size(self) -> None:
         """Meet a full disk like a full budget: see `edge_agent.shell.outbox_space`."""
-        released = self._reserve is not None and self._reserve.release()
+        released = self.reserve is not None and self.reserve.release()
         # The WAL keeps the disk space it has (never truncated while capped): whatever frees
         # space on a full disk is taken at once by whoever filled it.
         await self._db.execute("PRAGMA journal_size_limit=-1")
@@ -247,14 +246,14 @@ class RoomMaker:
         the same way once there is room.
         """
         if not self._capped:
-            if self._reserve_missing and self._disk_has_room():
-                self._reserve_missing = self._reserve is not None and not self._reserve.claim()
+            if self.reserve_missing and self._disk_has_room():
+                self.reserve_missing = self.reserve is not None and not self.reserve.claim()
             return False
         if not self._disk_has_room():
             return False
-        if self._reserve is not None and not self._reserve.claim():
+        if self.reserve is not None and not self.reserve.claim():
             return False
-        self._reserve_missing = False
+        self.reserve_missing = False
         await self._lift_cap()
         return True
 
@@ -266,9 +265,9 @@ class RoomMaker:
     @property
     def reserve_held(self) -> bool | None:
         """Whether the disk reserve is in place (None: the outbox has no budget, no reserve)."""
-        if self._reserve is None:
+        if self.reserve is None:
             return None
-        return not self._capped and not self._reserve_missing
+        return not self._capped and not self.reserve_missing
 
     async def _drop_delivered(
         self,

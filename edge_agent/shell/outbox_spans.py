@@ -50,7 +50,7 @@ log = structlog.get_logger("edge_agent.outbox")
 Block = tuple[str, int]
 Span = tuple[float, float]
 
-_BLOCKS_A_READ: Final = 4
+BLOCKS_A_READ: Final = 4
 """Payloads read under one taking of the lock: 2.5 MB at most (4,000 readings each)."""
 _STORED_A_WRITE: Final = 256
 """Spans written in one write transaction: some 13 KB, a few ms of the write lock."""
@@ -82,7 +82,7 @@ def _page_sql(aside: bool) -> str:
     return (
         f"SELECT rowid, epoch, seq, {PAYLOAD} FROM blocks b WHERE last_t IS NULL"
         f" AND first_t IS NULL AND rowid > ?{NOT_STORED if aside else ''}"
-        f" ORDER BY rowid LIMIT {_BLOCKS_A_READ}"
+        f" ORDER BY rowid LIMIT {BLOCKS_A_READ}"
     )
 
 

@@ -199,7 +199,9 @@ class Partitions:
         for month in making:
             async with partition_change(db):  # `readings` held for this month's tables only
                 mark = await raw_kept_from(PostgresChain(db))  # retention may have run since
-                if mark is None or month_start(next_month(month)) > mark:
+                if mark is not None:
+                    self._kept_from = max(self._kept_from, mark)
+                if self._after_mark([month]):
                     await _create(db, month)
                     self._known.add(month)
         left = frozenset(missing.difference(making))
