@@ -2,13 +2,15 @@
 
 One fixed-size ASCII line: `<epoch> <seq> <count> <t_from> <t_to> <crc32>`, the last the CRC32
 (hex) of the five before it, so that one damaged digit is not read as another seq or tally.
-A line of the five alone was written before the checksum (an upgraded site's mark): read as
-it is. Anything else is damaged (`Damaged`): a start takes it as no mark.
+A line of the five alone was written before the checksum (an upgraded site's mark): it cannot
+vouch for its digits, so a start trusts it only where the file and the epoch journal bear it out
+(`unvouched`). Anything else is damaged (`Damaged`): a start takes it as no mark.
 """
 
 from __future__ import annotations
 
 import zlib
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -23,12 +25,13 @@ class Mark:
     """The highest seq sealed in an epoch, as last noted beside the file.
 
     `unsealed` counts the readings a stop on a full disk had to let go (the next start names
-    them in a gap record).
+    them in a gap record). `checksummed` false: read from a record written before the checksum.
     """
 
     epoch: str
     seq: int
     unsealed: LostReadings
+    checksummed: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,14 +70,47 @@ def read_record(record: bytes) -> Mark | Damaged | None:
         return Damaged("not ASCII")
     if not fields:
         return None
-    if len(fields) == _FIELDS + 1:
+    checksummed = len(fields) == _FIELDS + 1
+    if checksummed:
         *fields, noted = fields
         if _checksum(" ".join(fields)) != noted:
             return Damaged("checksum does not match")
     try:
         epoch, seq, count, t_from, t_to = fields
-        return Mark(
-            epoch, int(seq), LostReadings(int(count), _parse_time(t_from), _parse_time(t_to))
-        )
+        tally = LostReadings(int(count), _parse_time(t_from), _parse_time(t_to))
+        return Mark(epoch, int(seq), tally, checksummed)
     except ValueError:
         return Damaged("not a mark")
+
+
+def _no_tally(tally: LostReadings) -> bool:
+    """Whether no tally a writer keeps looks so: a span with one end, backwards, or uncounted."""
+    if (tally.t_from is None) != (tally.t_to is None):
+        return True
+    if tally.t_from is not None and tally.t_to is not None and tally.t_from > tally.t_to:
+        return True
+    return tally.count < 0 or (tally.count == 0 and tally.t_from is not None)
+
+
+def unvouched(noted: Mark, file_at: tuple[str, int] | None, epochs: Sequence[str]) -> str | None:
+    """Why a mark written before the checksum is not to be trusted; None: it is (or has one).
+
+    `file_at`: the file's epoch and last seq (None: no sound file to compare with); `epochs`:
+    those the journal names. Such a mark is the file's newest seq after every seal, so an older
+    agent's clean stop (an upgrade's) leaves it at the file's last seq: one digit damaged reads
+    as another seq (higher: a rollback proven that never was, its seqs declared lost; lower: a
+    rollback below the true seq unseen, its seqs sealed again as forks) or another epoch. A mark
+    that lags (a write given up, a kill between a commit and its write) is distrusted too: with
+    no checksum the two cannot be told apart (docs/reliability.md).
+    """
+    if noted.checksummed:
+        return None
+    if _no_tally(noted.unsealed):
+        return "no checksum, and its tally is not one"
+    if file_at is not None and noted.epoch == file_at[0]:
+        if noted.seq == file_at[1]:
+            return None
+        return f"no checksum, and its seq {noted.seq} is not the file's last ({file_at[1]})"
+    if noted.epoch not in epochs:
+        return "no checksum, and its epoch is neither the file's nor one the journal names"
+    return None

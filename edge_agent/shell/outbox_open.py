@@ -265,7 +265,10 @@ async def open_outbox(
         noted = await _mark_at_opening(mark, stop)
         if stop is not None and stop.is_set():  # came as a lock was taken: nothing written yet
             raise OpeningStoppedError(f"stopped while opening {path}")
-        gaps, abandon = recovery_gaps(path, journal, noted, now, busy_timeout=busy_timeout)
+        gaps, abandon = recovery_gaps(
+            path, journal, noted, now, busy_timeout=busy_timeout, vouch=mark.vouched
+        )
+        noted = mark.trusted(noted)  # as `vouched` left it
         # isolation_level=None: we issue BEGIN IMMEDIATE ourselves, so a write never upgrades
         # a read lock (SQLite answers that with SQLITE_BUSY at once, ignoring the busy
         # timeout). Its worker thread is born blocking the stop signals

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import sqlite3
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -306,14 +306,8 @@ def with_owed(gaps: list[GapRecord], owed: Sequence[GapRecord]) -> list[GapRecor
     back, and the start that declared it may have been cut short before it moved a block.
     """
     declared = {gap.epoch for gap in gaps}
-    return [
-        *gaps,
-        *(
-            replace(gap, lost=None) if gap.lost == 0 else gap
-            for gap in owed
-            if gap.epoch not in declared
-        ),
-    ]
+    kept = (replace(g, lost=None) if g.lost == 0 else g for g in owed if g.epoch not in declared)
+    return [*gaps, *kept]
 
 
 def recovery_gaps(
@@ -323,6 +317,7 @@ def recovery_gaps(
     now: float,
     *,
     busy_timeout: float = OUTBOX_BUSY_TIMEOUT,
+    vouch: Callable[[Mark, tuple[str, int] | None], Mark | None],
 ) -> tuple[list[GapRecord], bool]:
     """Gap records owed for what happened to the file while the agent was away.
 
@@ -331,11 +326,12 @@ def recovery_gaps(
     raises NotAnOutboxError, left as it is. Another process's lock is waited for `busy_timeout`
     seconds (then OutboxUnavailableError).
 
-    `noted`: the seq mark, read before the file is. Its writers note a seq only once committed
-    (`OutboxFile`), and a file's seq never goes back within an epoch but by a rollback: so a
-    file read after the mark and below it lost seals. Read after the file, the mark may name a
-    seal another process on the file (the running agent, beside `edge-agent backfill`)
-    committed in between, and a healthy file would be taken for one rolled back: a new epoch
+    `noted`: the seq mark, read before the file is (`vouch`, given the file's epoch and last
+    seq: None when the mark, written before its checksum, is not to be trusted). Its writers
+    note a seq only once committed (`OutboxFile`), and a file's seq never goes back within an
+    epoch but by a rollback: so a file read after the mark and below it lost seals. Read after
+    the file, the mark may name a seal another process (the running agent, beside `edge-agent
+    backfill`) committed in between: a healthy file taken for one rolled back, a new epoch
     started beside the agent, its blocks declared lost.
 
     What the journal's latest epoch's first block declares (`EpochJournal.owed`) is declared
@@ -345,6 +341,8 @@ def recovery_gaps(
     """
     known = journal.latest()
     found = inspect_outbox(path, busy_timeout)
+    file_at = (found.epoch, found.last_seq) if isinstance(found, Healthy) else None
+    noted = noted if noted is None else vouch(noted, file_at)
     committed = isinstance(found, Healthy) and found.epoch == known and found.last_seq > 0
     owed = [] if committed else journal.owed()
     if committed and known is not None:

@@ -17,17 +17,18 @@ from pathlib import Path
 import structlog
 
 from edge_agent.core.losses import NONE_LOST, LostReadings
-from edge_agent.core.seq_mark_record import MARK_BYTES, Damaged, Mark, mark_record, read_record
+from edge_agent.core.seq_mark_record import (
+    MARK_BYTES,
+    Damaged,
+    Mark,
+    mark_record,
+    read_record,
+    unvouched,
+)
 from edge_agent.shell.flock_wait import taken_now, taken_within
 from edge_agent.shell.outbox_sidecars import EpochJournal
 
 log = structlog.get_logger("edge_agent.outbox")
-
-
-def _parsed(record: bytes) -> Mark | None:
-    """The mark a record holds (None: empty, damaged, or not a mark)."""
-    found = read_record(record)
-    return found if isinstance(found, Mark) else None
 
 
 def _started_after(epochs: Sequence[str], epoch: str, other: str) -> bool:
@@ -91,6 +92,9 @@ class SeqMark:
         # Set once the process whose lock a wait gave up on has let it go.
         self._let_go: threading.Event | None = None
         self._warned = False
+        # A mark written before the checksum that the opening found the file does not bear
+        # out (`vouched`): read as no mark while the record still says it.
+        self._distrusted: Mark | None = None
 
     @classmethod
     def beside(cls, outbox: Path, timeout: float, stop: asyncio.Event | None = None) -> SeqMark:
@@ -148,6 +152,26 @@ class SeqMark:
         if isinstance(found, Damaged):
             # No proof of a rollback: distrusted as if absent (docs/reliability.md).
             log.error("seq_mark_unreadable", path=str(self._path), why=found.why)
+            return None
+        return self.trusted(found)
+
+    def vouched(self, noted: Mark, file_at: tuple[str, int] | None) -> Mark | None:
+        """`noted` (read at opening); None: no checksum, and not borne out (`unvouched`).
+
+        `file_at`: the file's epoch and last seq. Such a mark is a damaged one (`_read`): logged
+        so, and no mark to this process's reads and writes while the record still says it (the
+        opening's first write replaces it).
+        """
+        why = unvouched(noted, file_at, self._journal.epochs())
+        if why is None:
+            return noted
+        log.error("seq_mark_unreadable", path=str(self._path), why=why)
+        self._distrusted = noted
+        return None
+
+    def trusted(self, found: Mark | Damaged | None) -> Mark | None:
+        """The mark a record holds, or a mark read (None: none, damaged, distrusted: `vouched`)."""
+        if not isinstance(found, Mark) or found == self._distrusted:
             return None
         return found
 
@@ -239,7 +263,7 @@ class SeqMark:
         seals: bool,
     ) -> None:
         """The record on `descriptor` (locked) read, changed (`_rewrite`) and written."""
-        noted = _parsed(os.pread(descriptor, MARK_BYTES, 0))
+        noted = self.trusted(read_record(os.pread(descriptor, MARK_BYTES, 0)))
         unsealed = LostReadings() if noted is None else noted.unsealed
         for change in changes:
             unsealed = change.applied(unsealed)

@@ -5,7 +5,8 @@ garbage) a start says so (`seq_mark_unreadable`, an error) and takes it as no ma
 epoch goes on and nothing is declared. Before, `<epoch> 10 0` read as `<epoch> 910 0` was taken
 as proof that the file lost seals 11 to 910: a new epoch and an open-ended `outbox_restored` gap
 (lost null) though nothing was lost; garbage was passed over with no log line. A mark written
-before the checksum (five fields) is read as it always was, and the next write adds the sum.
+before the checksum (five fields) is read where the file bears it out, and the next write adds
+the sum.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ from pathlib import Path
 import pytest
 from structlog.testing import capture_logs
 
+from edge_agent.core.losses import LostReadings
+from edge_agent.core.seq_mark_record import mark_record
 from edge_agent.shell.outbox_open import open_outbox
 from specs.records import GapReason, GapRecord
 from tests.support.outbox_file import committed_records
@@ -75,7 +78,7 @@ async def test_a_damaged_mark_is_said_and_proves_no_rollback(
 
 
 async def test_a_mark_written_before_the_checksum_is_still_read(tmp_path: Path) -> None:
-    """An upgraded site's mark: its seq still proves a rollback, its tally is still declared."""
+    """An upgraded site's mark, at the file's last seq: its tally is still declared."""
     path = tmp_path / "outbox.db"
     epoch = await _sealed(path, 10)
     _mark(path).write_bytes(f"{epoch} 10 7 {T0!r} {T0 + 6!r}".encode().ljust(160))
@@ -84,6 +87,8 @@ async def test_a_mark_written_before_the_checksum_is_still_read(tmp_path: Path) 
         assert (await outbox.unsealed()).count == 7  # the sealer names them in its first block
     assert await _sealed(path, 1, start=T0 + 1000) == epoch
     assert len(_mark(path).read_bytes().split()) == 6  # written again with its checksum
-    _mark(path).write_bytes(f"{epoch} 20 0 - -".encode().ljust(160))  # the file lost 11..20
+    # A checksummed mark still proves a rollback (one without it: the file's seq, or none,
+    # tests/integration/test_outbox_old_seq_mark.py).
+    _mark(path).write_bytes(mark_record(epoch, 20, LostReadings()))  # the file lost 12..20
     assert await _sealed(path, 1, start=T0 + 2000) != epoch
     assert GapReason.OUTBOX_RESTORED in [g.reason for g in _gaps(path)]
