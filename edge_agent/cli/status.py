@@ -6,7 +6,8 @@ load, the outbox, the clock and the active alarms. When nobody answers there, it
 the agent is not running, shows what the files tell (the outbox, the clock, the planned RTU
 load) and exits with NOT_RUNNING_EXIT, so a script can tell the two apart; when an agent runs
 (it holds the outbox's agent lock, or the socket accepts) but gives no readable answer, it says
-so, shows the same files and exits with NOT_ANSWERING_EXIT.
+so, shows the same files and exits with NOT_ANSWERING_EXIT. So too when the socket's backlog
+stays full until the deadline: the agent runs, but is too busy (or stopped) to take the call.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import json
 import math
 import os
 import socket
+import struct
 import sys
 import time
 from dataclasses import dataclass
@@ -41,15 +43,16 @@ outbox's agent lock (the file view is printed). 3 is the LSB `status` code for "
 NOT_ANSWERING_EXIT: Final = 4
 """Exit status when an agent runs but gives no answer: it holds the agent lock, or the socket
 accepts, but no readable answer comes within ANSWER_TIMEOUT (a hung or stopped agent), or
-what comes is JSON but no status document (the file view is printed). 4 is the LSB `status`
-code for "status unknown"."""
+its listen backlog stays full that long (an agent running but busy), or what comes is JSON but
+no status document (the file view is printed). 4 is the LSB `status` code for "status
+unknown"."""
 FAILED_EXIT: Final = 1
 """Exit status when the agent answered with an error, the socket may not be opened, or the
 agent answering on it is another gateway's."""
 ANSWER_TIMEOUT: Final = 5.0
-"""Seconds the agent has to answer, from the connect to the answer's last byte (not per read:
-a peer sending a byte a second would hold a per-read timeout off for ever); a busy loop still
-answers in milliseconds."""
+"""Seconds the agent has to answer, from the connect (a full backlog waited out) to the answer's
+last byte (not per read: a peer sending a byte a second would hold a per-read timeout off for
+ever); a busy loop still answers in milliseconds."""
 _MAX_ANSWER_BYTES: Final = 16 * 1024 * 1024
 _CLEAR_SCREEN: Final = "\033[H\033[2J"
 
@@ -62,6 +65,10 @@ class _NotAnsweringError(Exception):
     """The status socket accepts, but no readable answer comes."""
 
 
+class _BusyError(_NotAnsweringError):
+    """The status socket's listen backlog stayed full: an agent listens, and accepts nobody."""
+
+
 class _AskFailedError(Exception):
     """The socket is there but may not be used, or the agent's answer is an error."""
 
@@ -70,9 +77,12 @@ def _ask(path: Path) -> dict[str, object]:
     """The agent's status document (_NotRunningError, _NotAnsweringError, _AskFailedError)."""
     deadline = time.monotonic() + ANSWER_TIMEOUT
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
-        sock.settimeout(ANSWER_TIMEOUT)
         try:
-            sock.connect(str(path))
+            _connect(sock, path, deadline)
+        except BlockingIOError:  # EAGAIN: the backlog still full at the deadline
+            raise _BusyError(
+                f"{path} accepted no connection within {ANSWER_TIMEOUT:g} s: its backlog is full"
+            ) from None
         except (FileNotFoundError, NotADirectoryError, ConnectionRefusedError):
             # NotADirectoryError: a file where the outbox folder should be; no agent is there.
             raise _NotRunningError(f"nobody answers on {path}") from None
@@ -99,6 +109,24 @@ def _ask(path: Path) -> dict[str, object]:
     if "error" in document:
         raise _AskFailedError(f"the agent says: {document['error']}")
     return document
+
+
+def _connect(sock: socket.socket, path: Path, deadline: float) -> None:
+    """`sock` connected to `path`, a full listen backlog waited out until `deadline`.
+
+    A Unix socket whose backlog is full (the agent busy, or many clients at once) refuses a
+    non-blocking connect at once with EAGAIN, which read as "cannot connect" (exit 1). A
+    blocking one waits in the kernel until the agent accepts a connection, for at most its send
+    timeout (SO_SNDTIMEO, the time left): woken by the accept itself, no retry loop polling
+    the socket. Still full then: BlockingIOError (EAGAIN).
+    """
+    left = _time_left(deadline)
+    seconds = int(left)
+    # A zero timeval is no timeout at all: at least a microsecond.
+    micros = max(int((left - seconds) * 1_000_000), 0 if seconds else 1)
+    sock.settimeout(None)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, struct.pack("@ll", seconds, micros))
+    sock.connect(str(path))
 
 
 def _check_gateway(document: dict[str, object], config: SiteConfig, path: Path) -> None:
@@ -225,6 +253,8 @@ def _look(config: SiteConfig, path: Path, *, as_json: bool) -> _View:
             running = True
             reason += f"; it holds {agent_lock_path(config.outbox.path)}"
         said = "is running but does not answer" if running else "is not running"
+        if isinstance(exc, _BusyError):
+            said = "is running but busy"
         click.echo(f"edge-agent status: the agent {said} ({reason}); what the files say:", err=True)
         return _file_view(config, reason, as_json=as_json, running=running)
     return _running_view(document, snapshot, as_json=as_json)
@@ -268,7 +298,8 @@ def status(config_path: Path, as_json: bool, watch: float | None, count: int | N
     Exit 0 when the agent answered, 3 when it is not running (the outbox file, the clock
     and the planned RTU load are shown instead), 4 when it runs but does not answer (it
     holds the outbox's agent lock, or its socket accepts, but no status document comes in
-    5 s: a hung or stopped agent; the files are shown too), 1 when it answered with an
+    5 s: a hung or stopped agent; or the socket's backlog stays full for 5 s: a busy one; the
+    files are shown too), 1 when it answered with an
     error, its socket may not be opened, or another gateway's agent answers there, 2 when
     the outbox's folder is a file. --watch ends with the status of its last look.
     """
