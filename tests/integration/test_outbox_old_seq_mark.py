@@ -24,22 +24,12 @@ from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.outbox_recovery import Healthy, inspect_outbox
 from specs.records import GapRecord
 from tests.support.outbox_file import committed_records
-from tests.support.outbox_site import KEY, SITE, T0
-from tests.support.records import reading_at
+from tests.support.outbox_site import KEY, SITE, T0, sealed_blocks
 
 pytestmark = pytest.mark.timeout(60)
 
 BLOCKS = 15
 TALLY = f"7 {T0!r} {T0 + 6!r}"  # readings a stop on a full disk let go, as an older agent noted
-
-
-async def _sealed(path: Path, blocks: int, start: float = T0) -> str:
-    """`blocks` blocks sealed (the outbox opened once); its epoch."""
-    async with open_outbox(path, SITE, KEY) as outbox:
-        for index in range(blocks):
-            readings = tuple(reading_at(start + index * 10 + i, float(i)) for i in range(10))
-            await outbox.seal(readings, now=start + index, clock_synced=True)
-        return outbox.epoch
 
 
 def _mark(path: Path) -> Path:
@@ -67,7 +57,7 @@ async def test_an_old_mark_with_a_damaged_digit_is_not_trusted(
     tmp_path: Path, damaged: int
 ) -> None:
     path = tmp_path / "outbox.db"
-    epoch = await _sealed(path, BLOCKS)
+    epoch = await sealed_blocks(path, BLOCKS)
     assert _last(path) == (epoch, BLOCKS)
     _old_mark(path, f"{epoch} {damaged} {TALLY}")
     with capture_logs() as logs:
@@ -83,7 +73,7 @@ async def test_an_old_mark_with_a_damaged_digit_is_not_trusted(
     # Replaced at the opening's first write by a sound mark of what the file holds.
     assert read_record(_mark(path).read_bytes()) == Mark(epoch, BLOCKS, LostReadings())
     with capture_logs() as logs:
-        assert await _sealed(path, 1, start=T0 + 1000) == epoch
+        assert await sealed_blocks(path, 1, start=T0 + 1000) == epoch
     assert "seq_mark_unreadable" not in [e["event"] for e in logs]
     assert _last(path) == (epoch, BLOCKS + 1)
 
@@ -93,7 +83,7 @@ async def test_an_old_mark_of_another_epoch_no_journal_names_is_not_trusted(
 ) -> None:
     """A damaged character of the epoch: not the file's, nor any the journal names."""
     path = tmp_path / "outbox.db"
-    epoch = await _sealed(path, BLOCKS)
+    epoch = await sealed_blocks(path, BLOCKS)
     other = ("0" if epoch[0] != "0" else "1") + epoch[1:]
     _old_mark(path, f"{other} {BLOCKS} {TALLY}")
     with capture_logs() as logs:
@@ -109,7 +99,7 @@ async def test_an_old_mark_of_another_epoch_no_journal_names_is_not_trusted(
 )
 async def test_an_old_mark_whose_tally_is_none_is_not_trusted(tmp_path: Path, tally: str) -> None:
     path = tmp_path / "outbox.db"
-    epoch = await _sealed(path, BLOCKS)
+    epoch = await sealed_blocks(path, BLOCKS)
     _old_mark(path, f"{epoch} {BLOCKS} {tally}")
     with capture_logs() as logs:
         async with open_outbox(path, SITE, KEY) as outbox:
@@ -120,7 +110,7 @@ async def test_an_old_mark_whose_tally_is_none_is_not_trusted(tmp_path: Path, ta
 
 async def test_an_old_mark_the_file_bears_out_is_trusted_and_checksummed(tmp_path: Path) -> None:
     path = tmp_path / "outbox.db"
-    epoch = await _sealed(path, BLOCKS)
+    epoch = await sealed_blocks(path, BLOCKS)
     _old_mark(path, f"{epoch} {BLOCKS} {TALLY}")
     with capture_logs() as logs:
         async with open_outbox(path, SITE, KEY) as outbox:

@@ -21,19 +21,9 @@ from edge_agent.core.seq_mark_record import mark_record
 from edge_agent.shell.outbox_open import open_outbox
 from specs.records import GapReason, GapRecord
 from tests.support.outbox_file import committed_records
-from tests.support.outbox_site import KEY, SITE, T0
-from tests.support.records import reading_at
+from tests.support.outbox_site import KEY, SITE, T0, sealed_blocks
 
 pytestmark = pytest.mark.timeout(60)
-
-
-async def _sealed(path: Path, blocks: int, start: float = T0) -> str:
-    """`blocks` blocks sealed (the outbox opened once); its epoch."""
-    async with open_outbox(path, SITE, KEY) as outbox:
-        for index in range(blocks):
-            readings = tuple(reading_at(start + index * 10 + i, float(i)) for i in range(10))
-            await outbox.seal(readings, now=start + index, clock_synced=True)
-        return outbox.epoch
 
 
 def _gaps(path: Path) -> list[GapRecord]:
@@ -61,11 +51,11 @@ async def test_a_damaged_mark_is_said_and_proves_no_rollback(
     tmp_path: Path, damage: object
 ) -> None:
     path = tmp_path / "outbox.db"
-    epoch = await _sealed(path, 10)
+    epoch = await sealed_blocks(path, 10)
     assert callable(damage)
     damage(path)
     with capture_logs() as logs:
-        assert await _sealed(path, 1, start=T0 + 1000) == epoch  # before: a new epoch
+        assert await sealed_blocks(path, 1, start=T0 + 1000) == epoch  # before: a new epoch
     events = [e["event"] for e in logs]
     assert "seq_mark_unreadable" in events
     assert next(e["log_level"] for e in logs if e["event"] == "seq_mark_unreadable") == "error"
@@ -73,22 +63,22 @@ async def test_a_damaged_mark_is_said_and_proves_no_rollback(
     assert _gaps(path) == []  # before: outbox_restored from seq 11, lost null
     # The next write leaves a sound mark: the start after finds nothing wrong.
     with capture_logs() as logs:
-        assert await _sealed(path, 1, start=T0 + 2000) == epoch
+        assert await sealed_blocks(path, 1, start=T0 + 2000) == epoch
     assert "seq_mark_unreadable" not in [e["event"] for e in logs]
 
 
 async def test_a_mark_written_before_the_checksum_is_still_read(tmp_path: Path) -> None:
     """An upgraded site's mark, at the file's last seq: its tally is still declared."""
     path = tmp_path / "outbox.db"
-    epoch = await _sealed(path, 10)
+    epoch = await sealed_blocks(path, 10)
     _mark(path).write_bytes(f"{epoch} 10 7 {T0!r} {T0 + 6!r}".encode().ljust(160))
     async with open_outbox(path, SITE, KEY) as outbox:
         assert outbox.epoch == epoch
         assert (await outbox.unsealed()).count == 7  # the sealer names them in its first block
-    assert await _sealed(path, 1, start=T0 + 1000) == epoch
+    assert await sealed_blocks(path, 1, start=T0 + 1000) == epoch
     assert len(_mark(path).read_bytes().split()) == 6  # written again with its checksum
     # A checksummed mark still proves a rollback (one without it: the file's seq, or none,
     # tests/integration/test_outbox_old_seq_mark.py).
     _mark(path).write_bytes(mark_record(epoch, 20, LostReadings()))  # the file lost 12..20
-    assert await _sealed(path, 1, start=T0 + 2000) != epoch
+    assert await sealed_blocks(path, 1, start=T0 + 2000) != epoch
     assert GapReason.OUTBOX_RESTORED in [g.reason for g in _gaps(path)]

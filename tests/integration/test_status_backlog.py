@@ -28,37 +28,13 @@ from pathlib import Path
 import pytest
 
 from edge_agent.cli.status import ANSWER_TIMEOUT, NOT_ANSWERING_EXIT
-from tests.support.cli_runs import in_a_process, keyed_example_site
+from tests.support.cli_runs import frozen_agent, in_a_process, keyed_example_site
 
 pytestmark = pytest.mark.timeout(120)
 
-RUN = [sys.executable, "-c", "from edge_agent.cli import main; main()", "run", "-c"]
 STATUS = [sys.executable, "-c", "from edge_agent.cli import main; main()", "status", "-c"]
 # connect(2)'s number, as /proc/<pid>/syscall gives it while a process waits in it.
 CONNECT_SYSCALL = {"x86_64": "42", "aarch64": "203"}
-
-
-@contextlib.contextmanager
-def _frozen_agent(site: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """A real agent of `site`, listening on its status socket, stopped (SIGSTOP)."""
-    sock = site.parent / "state" / "agent.sock"
-    agent = subprocess.Popen(
-        [*RUN, str(site)], cwd=site.parent, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not sock.exists():  # listening: the outbox is open
-            assert agent.poll() is None, "the agent ended"
-            assert time.monotonic() < deadline, "the agent did not start"
-            time.sleep(0.1)
-        os.kill(agent.pid, signal.SIGSTOP)
-        try:
-            yield agent
-        finally:
-            os.kill(agent.pid, signal.SIGCONT)
-    finally:
-        agent.terminate()
-        agent.wait(timeout=30)
 
 
 @contextlib.contextmanager
@@ -84,7 +60,7 @@ def _backlog_filled(path: Path) -> Iterator[list[socket.socket]]:
 
 def test_a_backlog_full_to_the_deadline_is_an_agent_running_but_busy(tmp_path: Path) -> None:
     site = keyed_example_site(tmp_path)
-    with _frozen_agent(site), _backlog_filled(tmp_path / "state" / "agent.sock") as held:
+    with frozen_agent(site), _backlog_filled(tmp_path / "state" / "agent.sock") as held:
         assert held  # the agent's backlog (ACCEPT_BACKLOG) took some before it refused
         started = time.monotonic()
         text = in_a_process("edge-agent", "status", "-c", str(site), cwd=tmp_path)
@@ -109,7 +85,7 @@ def test_a_backlog_full_to_the_deadline_is_an_agent_running_but_busy(tmp_path: P
 def test_a_backlog_that_makes_room_in_time_gets_the_answer(tmp_path: Path) -> None:
     site = keyed_example_site(tmp_path)
     sock = tmp_path / "state" / "agent.sock"
-    with _frozen_agent(site) as agent, _backlog_filled(sock) as held:
+    with frozen_agent(site) as agent, _backlog_filled(sock) as held:
         status = subprocess.Popen(
             [*STATUS, str(site), "--json"],
             cwd=tmp_path,

@@ -10,21 +10,17 @@ does not answer, exit NOT_ANSWERING_EXIT (4, the LSB "status unknown"), with the
 from __future__ import annotations
 
 import json
-import os
-import signal
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from edge_agent.cli.status import NOT_ANSWERING_EXIT, NOT_RUNNING_EXIT
-from tests.support.cli_runs import in_a_process, keyed_example_site
+from tests.support.cli_runs import frozen_agent, in_a_process, keyed_example_site
 
-RUN = [sys.executable, "-c", "from edge_agent.cli import main; main()", "run", "-c"]
 GARBAGE_SERVER = """
 import socket, sys
 answer = sys.argv[2].encode() if len(sys.argv) > 2 else b"\\xff\\xfe garbage\\n\\x00\\x01"
@@ -67,24 +63,8 @@ def _statuses_of_a_server_answering(
 @pytest.mark.timeout(120)
 def test_a_frozen_agent_is_running_but_not_answering(tmp_path: Path) -> None:
     site = keyed_example_site(tmp_path)
-    sock = tmp_path / "state" / "agent.sock"
-    agent = subprocess.Popen(
-        [*RUN, str(site)], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while not sock.exists():  # listening: the outbox is open
-            assert agent.poll() is None, "the agent ended"
-            assert time.monotonic() < deadline, "the agent did not start"
-            time.sleep(0.1)
-        os.kill(agent.pid, signal.SIGSTOP)
-        try:
-            code, err, json_code, document = _statuses(site)
-        finally:
-            os.kill(agent.pid, signal.SIGCONT)
-    finally:
-        agent.terminate()
-        agent.wait(timeout=30)
+    with frozen_agent(site):
+        code, err, json_code, document = _statuses(site)
     assert (code, json_code) == (NOT_ANSWERING_EXIT, NOT_ANSWERING_EXIT), err
     assert "the agent is running but does not answer" in err
     assert "agent-lock" in err

@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -80,6 +81,35 @@ def keyed_example_site(folder: Path) -> Path:
     collector_key = generate_signing_key().public().public_pem()
     (folder / "keys" / "collector.pub").write_bytes(collector_key)
     return copy
+
+
+@contextlib.contextmanager
+def frozen_agent(site: Path) -> Iterator[subprocess.Popen[bytes]]:
+    """A real `edge-agent run` of `site`, listening on its status socket, stopped (SIGSTOP).
+
+    It holds the outbox's agent lock and the kernel accepts on its socket, but nothing answers;
+    it is resumed and terminated on leaving."""
+    sock = site.parent / "state" / "agent.sock"
+    agent = subprocess.Popen(
+        [sys.executable, "-c", _MAINS["edge-agent"], "run", "-c", str(site)],
+        cwd=site.parent,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not sock.exists():  # listening: the outbox is open
+            assert agent.poll() is None, "the agent ended"
+            assert time.monotonic() < deadline, "the agent did not start"
+            time.sleep(0.1)
+        os.kill(agent.pid, signal.SIGSTOP)
+        try:
+            yield agent
+        finally:
+            os.kill(agent.pid, signal.SIGCONT)
+    finally:
+        agent.terminate()
+        agent.wait(timeout=30)
 
 
 def in_a_process(

@@ -10,6 +10,7 @@ from edge_agent.shell.outbox_open import open_outbox
 from specs.records import Quality, Reading, iso_time
 from specs.signing import signing_key_from_seed
 from tests.support.cli_runs import keyed_example_site
+from tests.support.records import reading_at
 
 KEY = signing_key_from_seed(bytes(32))
 SITE = Identity("91360100MA35GW001H-GW01", "91360100MA35GW001H", "360100", "WHP")
@@ -19,6 +20,15 @@ T0 = 1_700_000_000.0
 def numbered_reading(i: int) -> Reading:
     """Reading `i` of tank 1's level: value `i`, at second `i` after T0."""
     return Reading("T001-LT-01", "WHP-LT", iso_time(T0 + i), float(i), "m", Quality.GOOD)
+
+
+async def sealed_blocks(path: Path, blocks: int, start: float = T0) -> str:
+    """`blocks` blocks of ten readings sealed at `path` (the outbox opened once); its epoch."""
+    async with open_outbox(path, SITE, KEY) as outbox:
+        for index in range(blocks):
+            readings = tuple(reading_at(start + index * 10 + i, float(i)) for i in range(10))
+            await outbox.seal(readings, now=start + index, clock_synced=True)
+        return outbox.epoch
 
 
 async def site_with_its_outbox(
