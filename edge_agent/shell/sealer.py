@@ -16,6 +16,11 @@ place: no new disk block on a full disk), and taken off it again as seals take t
 start declares what the tally still holds. A kill loses undeclared at most the readings polled
 since the last failed seal (one retry: a second and the seal's own attempt), as it loses those
 queued for a seal.
+
+A seal that waits on something other than its own work (another process's write lock on the
+outbox, up to the busy timeout) does not stop the polling: past `SET_ASIDE_AFTER` the readings
+polled meanwhile are set aside behind the ones it seals, up to the ring's bound, and count as
+held from then on (`held`, the tally). The seal stays shielded all along.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ import sqlite3
 import time
 from collections import deque
 from collections.abc import Callable
+from typing import Any
 
 import structlog
 
@@ -42,6 +48,10 @@ _RETRY_DELAY = 1.0
 GROUP_BLOCKS = 8
 # Readings held in memory while the outbox cannot be written (~200 bytes each).
 RING_READINGS = 100_000
+# A seal in flight this long waits on something else than its own work (encoding, signing,
+# fsync): another process's write lock on the outbox, up to the busy timeout. The readings
+# polled meanwhile are set aside; below it the queue's backpressure stays on the seal.
+SET_ASIDE_AFTER = 1.0
 
 
 async def _get_within(queue: asyncio.Queue[Record], seconds: float) -> Record | None:
@@ -56,6 +66,30 @@ async def _get_within(queue: asyncio.Queue[Record], seconds: float) -> Record | 
             return await queue.get()
     except TimeoutError:
         return None
+
+
+async def _set_aside_until(
+    seal: asyncio.Future[None], queue: asyncio.Queue[Record], held: deque[Record], bound: int
+) -> None:
+    """Take readings from `queue` into `held` as they come, until `seal` ends or `bound`.
+
+    Past `bound` held readings the queue fills and the pollers wait, as before. One wait on
+    both, no polling. `asyncio.wait` never cancels what it waits on: a cancel leaves the seal
+    running. A get that ended has taken its reading, kept even on a cancel; one cancelled
+    takes none (`Queue.get` leaves the item to the next getter).
+    """
+    while not seal.done() and len(held) < bound:
+        getting = asyncio.ensure_future(queue.get())
+        either: list[asyncio.Future[Any]] = [seal, getting]
+        try:
+            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            if getting.done() and not getting.cancelled():
+                held.append(getting.result())
+            else:
+                getting.cancel()
+        while len(held) < bound and not queue.empty():
+            held.append(queue.get_nowait())
 
 
 class Sealer:
@@ -94,6 +128,8 @@ class Sealer:
         # This run's readings at risk (held and let go) as counted in the mark's tally.
         self._noted = LostReadings()
         self._in_flight: asyncio.Future[None] | None = None
+        # The last seal failed: readings wait in the ring until one succeeds.
+        self._failing = False
         self._noting: asyncio.Future[None] | None = None
 
     @property
@@ -124,12 +160,11 @@ class Sealer:
             # Behind (readings came while the last seal was on disk): what is queued goes
             # in too, sealed as full blocks by one transaction.
             self._take_ready(self._group_readings)
-            # Shielded: cancelling the sealer must never abort a seal half-way; `flush`
-            # awaits the one in flight.
-            self._in_flight = asyncio.ensure_future(self._seal_pending())
             try:
-                await asyncio.shield(self._in_flight)
+                await self._seal_setting_aside()
+                self._failing = False
             except sqlite3.Error as exc:
+                self._failing = True
                 # The readings stay in the ring; a full disk or a locked file may pass, and
                 # the pollers keep their cadence meanwhile. Counted in the tally first: what
                 # `held` says is declared by the next start, should the process be killed.
@@ -141,6 +176,29 @@ class Sealer:
                     lost=self.lost.count,
                 )
                 await self._absorb(_RETRY_DELAY)
+
+    async def _seal_setting_aside(self) -> None:
+        """Seal what is held, setting readings aside behind it once in flight a while.
+
+        A seal can wait up to the busy timeout for another process's write lock on the outbox
+        (`edge-agent backfill`, `outbox resend/export`, another agent's start). The queue is
+        bounded and the pollers' sink waits while it is full, so a sealer that only awaited
+        the seal stopped the polling (`poll_overrun`), though the event loop turned all along.
+        Still in flight after `SET_ASIDE_AFTER`, the seal has the readings polled meanwhile
+        taken in behind the ones it seals (`_set_aside_until`, up to the ring's bound). It
+        pops only its own off the front of `_pending`: those set aside are held as any other,
+        counted by `held` and by the tally, sealed next (by `flush` after a stop), in order.
+        Not while the sealer is behind (more than a group held) and seals succeed: a slow
+        disk keeps the queue's backpressure, which bounds what a stop has left to seal.
+        Shielded throughout: cancelling the sealer must never abort a seal half-way (its
+        transaction still commits on aiosqlite's thread once the lock is free, and its
+        readings, left pending, would be sealed again); `flush` awaits the one in flight.
+        """
+        self._in_flight = seal = asyncio.ensure_future(self._seal_pending())
+        await asyncio.wait([seal], timeout=SET_ASIDE_AFTER)  # one wait: the seal's end wakes it
+        if not seal.done() and (self._failing or len(self._pending) <= self._group_readings):
+            await _set_aside_until(seal, self._queue, self._pending, self._ring_readings)
+        await asyncio.shield(seal)
 
     async def _note_at_risk(self) -> None:
         """The mark's tally made to count this run's readings at risk now, in one write.

@@ -25,7 +25,7 @@ from tests.e2e.harness import Site, wait_until
 from tests.faults.common import agent_sealing, sealed_more, tune
 from tests.faults.conftest import Conclude, MakeSite
 from tests.faults.oracle import Ledger, gap_records, served_items
-from tests.support.held_process import held_process
+from tests.support.held_process import HOLD_WRITE_LOCK, held_process
 from tests.support.tmpfs import mount_tmpfs, unmount
 
 pytestmark = pytest.mark.timeout(240)
@@ -213,18 +213,6 @@ def test_stopped_on_a_full_disk_the_agent_declares_what_it_held(
     assert verdict.silent_losses == 0
 
 
-# A write transaction held on the outbox by another process: every seal fails (SQLITE_BUSY,
-# after the busy timeout) whatever room the outbox could make, so readings wait in memory.
-HOLD_WRITE_LOCK = """
-import sqlite3, sys
-db = sqlite3.connect(sys.argv[1], isolation_level=None)
-db.execute("BEGIN IMMEDIATE")
-db.execute("UPDATE meta SET value = value WHERE key = 'epoch'")
-print("held", flush=True)
-sys.stdin.read()
-"""
-
-
 def test_killed_on_a_full_disk_the_agent_declares_what_it_held(
     tmpfs: Mount, make_site: MakeSite, conclude: Conclude
 ) -> None:
@@ -234,8 +222,10 @@ def test_killed_on_a_full_disk_the_agent_declares_what_it_held(
     waits out the busy timeout). The seq mark's tally is rewritten in place (no new disk
     block) after each failed seal, before `seal_failed` says `held`: the next start declares
     at least the last `held` logged and at most one attempt's readings more (the largest step
-    between two `seal_failed`). No holes check: the agent stalls its polling while a seal
-    waits on the lock (`poll_overrun`), so the stretch before the kill is a pause.
+    between two `seal_failed`). No holes check: what was polled since the last failed seal
+    goes with the kill, undeclared (the bound above). Polling goes on while a seal waits on
+    the lock: the readings polled meanwhile are set aside, held from then on (before, the
+    pollers stopped once the queue had filled: `poll_overrun`, 17 and 16 slots missed).
     """
     started = time.monotonic()
     site, ledger = agent_on_a_small_disk(tmpfs, make_site)
@@ -247,6 +237,8 @@ def test_killed_on_a_full_disk_the_agent_declares_what_it_held(
         ledger.snapshot(site)
         site.stop("agent", signal.SIGKILL)
     steps = [int(str(e["held"])) for e in agent_events(site, "seal_failed")]
+    missed = [int(str(e["missed"])) for e in agent_events(site, "poll_overrun")]
+    print(f"held at each seal_failed: {steps}; poll slots missed (poll_overrun): {missed}")
     at_kill = steps[-1]
     step = max(b - a for a, b in itertools.pairwise([0, *steps]))
     filler.unlink()

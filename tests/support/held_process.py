@@ -27,6 +27,19 @@ sys.stdin.read()
 """
 
 
+# Holds the outbox's write lock (an open write transaction, as `edge-agent backfill`, `outbox
+# resend` or a second agent's start hold it) until released: every seal meanwhile waits at
+# BEGIN IMMEDIATE, and fails with SQLITE_BUSY once the busy timeout is out.
+HOLD_WRITE_LOCK = """
+import sqlite3, sys
+db = sqlite3.connect(sys.argv[1], isolation_level=None)
+db.execute("BEGIN IMMEDIATE")
+db.execute("UPDATE meta SET value = value WHERE key = 'epoch'")
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
 @dataclass(frozen=True)
 class Held:
     """The held process, and the line it said when it got there."""
