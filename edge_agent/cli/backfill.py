@@ -103,7 +103,9 @@ def _usable_signing_key(config_path: Path, config: SiteConfig) -> SigningKey:
     """
     problems = outbox_path_problems(config_path, config, try_writing=True)
     try:
-        key = load_gateway_key(config.signing.key_file, config.signing.algorithm)
+        key = load_gateway_key(
+            config.signing.key_file, config.signing.algorithm, config.outbox.path
+        )
     except KeyFileError as exc:
         exit_at_lines(config_path, [(GATEWAY_KEY, str(exc)), *problems])
         raise click.exceptions.Exit(CONFIG_ERROR_EXIT) from None  # exit_at_lines has exited

@@ -12,7 +12,7 @@ from edge_agent.config import SiteConfig
 from edge_agent.shell.agent_lock import another_agent_message, another_agent_runs
 from edge_agent.shell.collector_keys import collector_key_problems
 from edge_agent.shell.commands import map_on_probation
-from edge_agent.shell.keyfile import MAKE_KEY_ADVICE, key_algorithm_problem
+from edge_agent.shell.keyfile import MAKE_KEY_ADVICE, gateway_key_problem
 from edge_agent.shell.metrics_server import try_listening
 from edge_agent.shell.outbox_open import outbox_folder_problem, outbox_path_problem
 from hostkit.configfile import CONFIG_ERROR_EXIT, echo_at_lines, exit_at_lines
@@ -107,14 +107,15 @@ def _exposed_key_problems(config: SiteConfig) -> list[tuple[Path, Problem]]:
 def _gateway_key_problems(config: SiteConfig, *, missing_ok: bool) -> list[Problem]:
     """Why `run` could not sign with the gateway key: missing, not a key, another algorithm.
 
-    Only for a key whose mode passed (`_exposed_key_problems`), so its path could be looked at.
+    Or not the key its `.pub` or the outbox knows (`key_witness`): a damaged key. Only for a
+    key whose mode passed (`_exposed_key_problems`), so its path could be looked at.
     """
     key_file = config.signing.key_file
     if not key_file.exists():
         if missing_ok:  # `check` before `keys init`
             return []
         return [(GATEWAY_KEY, missing_key_message(key_file, MAKE_KEY_ADVICE))]
-    problem = key_algorithm_problem(key_file, config.signing.algorithm)
+    problem = gateway_key_problem(key_file, config.signing.algorithm, config.outbox.path)
     return [] if problem is None else [(GATEWAY_KEY, problem)]
 
 
