@@ -24,7 +24,7 @@ import structlog
 
 from edge_agent.core.plan import AgentPlan
 from edge_agent.core.plan_codec import decode_plan
-from edge_agent.shell.agent_lock import AgentRunningError, sole_agent
+from edge_agent.shell.agent_lock import AgentLockError, sole_agent
 from edge_agent.shell.commands import roll_back_failed_start
 from edge_agent.shell.host import keep_large_allocations_mapped
 from edge_agent.shell.outbox_epoch_lock import OpeningStoppedError
@@ -116,7 +116,7 @@ def main(argv: list[str] | None = None) -> None:
         return
     try:
         replaced = asyncio.run(run_until_replaced(plan))
-    except (AgentRunningError, OutboxUnavailableError) as exc:
+    except (AgentLockError, OutboxUnavailableError) as exc:
         # Its message on stderr and exit 1, not 2: under systemd the unit starts again once
         # the other agent stops, or on the same outbox once what kept it from it is gone.
         raise SystemExit(str(exc)) from None

@@ -10,13 +10,24 @@ from __future__ import annotations
 
 import fcntl
 import os
+import stat
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from configkit.issues import not_a_regular_file
 
-class AgentRunningError(Exception):
+
+class AgentLockError(Exception):
+    """The outbox's agent lock cannot be taken."""
+
+
+class AgentRunningError(AgentLockError):
     """Another agent holds the outbox's agent lock."""
+
+
+class AgentLockNotAFileError(AgentLockError):
+    """Something else than a file is at the lock's path (a FIFO, a device, a socket)."""
 
 
 def agent_lock_path(outbox_path: Path) -> Path:
@@ -35,12 +46,36 @@ def sole_agent(outbox_path: Path) -> Iterator[None]:
     lock_path.parent.mkdir(parents=True, exist_ok=True)
     # Read-only: an flock needs no write access, and a lock file left by an agent run once by
     # hand as root (0644) stays usable by the service's user.
-    with os.fdopen(os.open(lock_path, os.O_RDONLY | os.O_CREAT, 0o644), "rb") as handle:
+    with os.fdopen(_open_lock(lock_path, os.O_CREAT), "rb") as handle:
+        instead = _not_a_file(handle.fileno())
+        if instead is not None:
+            raise AgentLockNotAFileError(lock_not_a_file_message(lock_path, instead))
         try:
             fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             raise AgentRunningError(another_agent_message(outbox_path)) from None
         yield
+
+
+def _open_lock(lock_path: Path, flags: int = 0) -> int:
+    """The lock file opened to read, never waiting (the kind is then asked of the descriptor).
+
+    O_NONBLOCK: a FIFO at the lock's path would otherwise wait for a writer for ever.
+    """
+    return os.open(lock_path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | flags, 0o644)
+
+
+def _not_a_file(descriptor: int) -> str | None:
+    """What the opened lock is instead of a regular file (a FIFO, a device, ...), or None."""
+    mode = os.fstat(descriptor).st_mode
+    if stat.S_ISREG(mode):
+        return None
+    return not_a_regular_file(mode) or "not a regular file"
+
+
+def lock_not_a_file_message(lock_path: Path, instead: str) -> str:
+    """What the agent says of a lock path that is no file."""
+    return f"{lock_path}: not a file but {instead}; remove it (the agent's lock file goes there)"
 
 
 def another_agent_message(outbox_path: Path) -> str:
@@ -56,10 +91,12 @@ def another_agent_runs(outbox_path: Path) -> bool:
     says why) when the runner starts.
     """
     try:
-        handle = agent_lock_path(outbox_path).open("rb")
+        handle = os.fdopen(_open_lock(agent_lock_path(outbox_path)), "rb")
     except OSError:
         return False
     with handle:
+        if _not_a_file(handle.fileno()) is not None:  # no agent locks that: `run` names it
+            return False
         try:
             fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
         except BlockingIOError:

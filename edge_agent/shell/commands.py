@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Final, Protocol
 import aiomqtt
 import structlog
 
+from configkit.issues import open_file_to_read
 from edge_agent.core.trusted_keys import TrustedKeys
 from hostkit.atomicfile import replace_file
 from hostkit.log_limit import LineLimit, warn_limited
@@ -68,9 +69,9 @@ def map_on_probation(config: Outboxed, site_text: str) -> bool:
     Read only (an unreadable state file is the desk's to move aside): False when there is
     no state, no probation, or the probation is another map's.
     """
-    try:
-        body = json.loads(state_path_for(config).read_text(encoding="utf-8"))
-        version = body["probation"]["version"]
+    try:  # NotAFileError (an OSError) for a FIFO, which a plain open would wait on for ever
+        with open_file_to_read(state_path_for(config)) as file:
+            version = json.loads(file.read())["probation"]["version"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
     return map_version(site_text) == str(version)
@@ -86,8 +87,9 @@ class _State:
 
     @classmethod
     def load(cls, path: Path) -> _State:
-        try:
-            body = json.loads(path.read_text(encoding="utf-8"))
+        try:  # a FIFO there (NotAFileError) is refused before `run` starts; never waited on
+            with open_file_to_read(path) as file:
+                body = json.loads(file.read())
             return cls(
                 nonces={str(k): float(v) for k, v in body["nonces"].items()},
                 probation=body["probation"],

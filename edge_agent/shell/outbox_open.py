@@ -22,6 +22,7 @@ from pathlib import Path
 import aiosqlite
 import structlog
 
+from configkit.issues import not_a_regular_file
 from edge_agent.core.chain import Identity
 from edge_agent.core.losses import LostReadings
 from edge_agent.core.plan import (
@@ -85,9 +86,20 @@ def outbox_folder_problem(path: Path) -> str | None:
 
 
 # Files kept beside the outbox: SQLite's, the agent's lock (agent_lock), the epoch lock
-# (outbox_epoch_lock) and its disk reserve (outbox_space). A folder in the place of one would
-# make the outbox look corrupt (moved aside with its backlog) or end the start in a traceback.
-_BESIDE = ("-wal", "-shm", ".agent-lock", ".epoch-lock", ".reserve")
+# (outbox_epoch_lock), its disk reserve (outbox_space), the seq mark (outbox_seq_mark), the
+# epoch journal (outbox_sidecars) and the command desk's state (commands). A folder in the
+# place of one would make the outbox look corrupt (moved aside with its backlog) or end the
+# start in a traceback; a FIFO would hold the start for ever in the open() of it.
+_BESIDE = (
+    "-wal",
+    "-shm",
+    ".agent-lock",
+    ".epoch-lock",
+    ".reserve",
+    ".seq",
+    ".epochs",
+    ".commands.json",
+)
 
 
 def _file_problem(path: Path) -> str | None:
@@ -101,7 +113,18 @@ def _file_problem(path: Path) -> str | None:
     for beside in (path.with_name(path.name + suffix) for suffix in _BESIDE):
         if beside.is_dir():
             return f"{beside} is a folder, not a file"
+        instead = _not_a_file(beside)
+        if instead is not None:
+            return f"{beside}: not a file but {instead}; remove it (the agent keeps a file there)"
     return None
+
+
+def _not_a_file(path: Path) -> str | None:
+    """What is at `path` instead of a file (a FIFO, a device), or None (a file, or nothing)."""
+    try:
+        return not_a_regular_file(path.stat().st_mode)
+    except (FileNotFoundError, NotADirectoryError):  # a file as its folder: named after this
+        return None
 
 
 def _folder_problem(path: Path, *, try_writing: bool) -> str | None:
