@@ -74,6 +74,8 @@ async def publish_command(
     """Publish the signed command at QoS 1; aiomqtt.MqttError when the broker is unreachable.
 
     The gateway's session is persistent: the broker keeps the command for it while it is away.
+    Once the broker has acknowledged it the command is sent: a DISCONNECT not written after
+    that is logged, not raised (hostkit.mqtt), so the push is not reported as nothing sent.
     """
     payload = command.encode()
     properties = Properties(PacketTypes.PUBLISH)  # type: ignore[no-untyped-call]

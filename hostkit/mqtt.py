@@ -21,7 +21,7 @@ T = TypeVar("T")
 log = structlog.get_logger("hostkit.mqtt")
 
 EXIT_SECONDS: Final = 5.0
-"""How long leaving a client waits for its session-ending DISCONNECT to be written."""
+"""How long leaving a client waits for its DISCONNECT to be written."""
 
 # paho (under aiomqtt) leaves Nagle's algorithm on. A collector writes its ACK right after the
 # 4-byte PUBACK of the block it answers, and the kernel then holds the ACK until the broker's
@@ -60,9 +60,10 @@ class CancelSafeClient(aiomqtt.Client):
     Entering the client (the CONNACK wait) is not covered: a stop swallowed there is seen by
     the stop checks after the session's subscriptions (Publisher, Ingest).
 
-    After `end_session_at_exit()` the exit ends the MQTT 5 session too: its DISCONNECT carries
-    Session Expiry Interval 0. aiomqtt's own exit sends a plain DISCONNECT, which leaves a
-    durable session the expiry it connected with (MQTT 5.0, 3.14.2.2.2).
+    Leaving the client is bounded (`EXIT_SECONDS`) and never raises its own failure; see
+    `__aexit__`. After `end_session_at_exit()` the exit ends the MQTT 5 session too: its
+    DISCONNECT carries Session Expiry Interval 0. A plain DISCONNECT leaves a durable session
+    the expiry it connected with (MQTT 5.0, 3.14.2.2.2).
     """
 
     _ends_session = False
@@ -72,19 +73,31 @@ class CancelSafeClient(aiomqtt.Client):
         self._ends_session = True
 
     async def __aexit__(self, *exc_info: Any) -> None:  # noqa: ANN401, PYI036 # passed on as is
-        """Disconnect; with `end_session_at_exit`, with Session Expiry Interval 0.
+        """Disconnect (with `end_session_at_exit`, Session Expiry Interval 0), bounded.
 
-        The wait for that DISCONNECT to be written is bounded (`EXIT_SECONDS`): behind a
-        broker that reads nothing (hung, its socket buffers full) it never is. Then, or when
-        cancelled during the wait, the socket is closed here and aiomqtt's exit only releases
-        the client (its own wait for a DISCONNECT, unbounded, is not begun).
+        The wait for the DISCONNECT to be written is bounded (`EXIT_SECONDS`): behind a broker
+        that reads nothing (hung or SIGSTOPped, its socket buffers full) it never is. Then,
+        or when cancelled during the wait, the socket is closed here and aiomqtt's exit only
+        releases the client (its own wait, up to its call timeout, is not begun: it raised
+        MqttError in place of the body's exception and kept the client's lock).
+
+        A DISCONNECT not written is logged (`mqtt_disconnect_not_written`), never raised:
+        when the body raised, that exception is the session's story (a lost link, a stop's
+        CancelledError), and the ingest and publisher loops act on it; when the body returned,
+        its work was acknowledged already (sites' command PUBLISH had its PUBACK) and the
+        connection is gone either way. What the broker misses is only the word that we
+        left: it keeps a durable session with its connect expiry (a session-ending exit's
+        expiry 0 is lost with it, `broker_group_not_left` tells the same for a leave), and
+        fires the will when its keepalive notices. A cancellation during the wait raises.
         """
         disconnected = self._disconnected
         sent = False
         try:
-            if self._ends_session and not disconnected.done():
-                props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call] # paho lacks hints here
-                props.SessionExpiryInterval = 0
+            if not disconnected.done():
+                props = None
+                if self._ends_session:
+                    props = Properties(PacketTypes.DISCONNECT)  # type: ignore[no-untyped-call] # paho lacks hints here
+                    props.SessionExpiryInterval = 0
                 sent = self._client.disconnect(properties=props) == MQTT_ERR_SUCCESS
                 if sent:
                     # Set once the DISCONNECT is written (paho's on_disconnect): aiomqtt's exit
@@ -92,11 +105,20 @@ class CancelSafeClient(aiomqtt.Client):
                     async with asyncio.timeout(EXIT_SECONDS):
                         await asyncio.wait((disconnected,))
         except TimeoutError:
-            log.warning("mqtt_disconnect_not_written", seconds=EXIT_SECONDS)
+            log.warning(
+                "mqtt_disconnect_not_written",
+                seconds=EXIT_SECONDS,
+                ends_session=self._ends_session,
+                body_raised=exc_info[0] is not None,
+            )
         finally:
             if sent and not disconnected.done():
                 self._client._sock_close()  # noqa: SLF001 # paho's own close: aiomqtt's readers go
                 disconnected.set_result(None)
+            if sent and self._connected.done():
+                # As aiomqtt's own graceful exit does: entered again, the client waits for
+                # the new connection's CONNACK instead of finding the old one's.
+                self._connected = asyncio.Future()
             await super().__aexit__(*exc_info)
 
     async def publish(  # aiomqtt's signature
