@@ -3,14 +3,13 @@
 One fixed-size ASCII line: `<epoch> <seq> <count> <t_from> <t_to> <crc32>`, the last the CRC32
 (hex) of the five before it, so that one damaged digit is not read as another seq or tally.
 A line of the five alone was written before the checksum (an upgraded site's mark): it cannot
-vouch for its digits, so a start trusts it only where the file and the epoch journal bear it out
-(`unvouched`). Anything else is damaged (`Damaged`): a start takes it as no mark.
+vouch for its digits, and is taken unless its tally is none a writer keeps (`unvouched`).
+Anything else is damaged (`Damaged`): a start takes it as no mark.
 """
 
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Final
 
@@ -92,25 +91,32 @@ def _no_tally(tally: LostReadings) -> bool:
     return tally.count < 0 or (tally.count == 0 and tally.t_from is not None)
 
 
-def unvouched(noted: Mark, file_at: tuple[str, int] | None, epochs: Sequence[str]) -> str | None:
-    """Why a mark written before the checksum is not to be trusted; None: it is (or has one).
+def unvouched(noted: Mark) -> str | None:
+    """Why a mark written before the checksum is a damaged one; None: taken (or checksummed).
 
-    `file_at`: the file's epoch and last seq (None: no sound file to compare with); `epochs`:
-    those the journal names. Such a mark is the file's newest seq after every seal, so an older
-    agent's clean stop (an upgrade's) leaves it at the file's last seq: one digit damaged reads
-    as another seq (higher: a rollback proven that never was, its seqs declared lost; lower: a
-    rollback below the true seq unseen, its seqs sealed again as forks) or another epoch. A mark
-    that lags (a write given up, a kill between a commit and its write) is distrusted too: with
-    no checksum the two cannot be told apart (docs/reliability.md).
+    Only a tally no writer keeps tells damage apart. Its seq is taken whatever it says (a start
+    can only err safely): below the file's last, it proves nothing (a write the older agent
+    gave up while another process held the mark, a kill before it) and its tally is declared;
+    above it, a real restore and a damaged digit look alike, and a loss declared that never was
+    costs less than seqs sealed twice (`unchecked_rollback`). Of another epoch, it proves
+    nothing either (docs/reliability.md).
     """
-    if noted.checksummed:
+    if noted.checksummed or not _no_tally(noted.unsealed):
         return None
-    if _no_tally(noted.unsealed):
-        return "no checksum, and its tally is not one"
-    if file_at is not None and noted.epoch == file_at[0]:
-        if noted.seq == file_at[1]:
-            return None
-        return f"no checksum, and its seq {noted.seq} is not the file's last ({file_at[1]})"
-    if noted.epoch not in epochs:
-        return "no checksum, and its epoch is neither the file's nor one the journal names"
-    return None
+    return "no checksum, and its tally is not one"
+
+
+def unchecked_rollback(noted: Mark, file_at: tuple[str, int] | None) -> str | None:
+    """What to say of a mark with no checksum that proves `file_at` (epoch, last seq) lost seals.
+
+    None: it proves no rollback (no sound file, another epoch, not above the file's last seq).
+    """
+    if file_at is None or noted.epoch != file_at[0] or noted.seq <= file_at[1]:
+        return None
+    epoch, last = file_at
+    return (
+        f"no checksum, and it says epoch {epoch} sealed through seq {noted.seq}, the file's"
+        f" last is {last}: seqs {last + 1} to {noted.seq} are declared lost; if the file was not"
+        " restored from a copy, the mark may be damaged and the loss a false alarm (seqs above"
+        f" {last} that the collector stored would prove it real)"
+    )

@@ -342,7 +342,7 @@ def recovery_gaps(
     known = journal.latest()
     found = inspect_outbox(path, busy_timeout)
     file_at = (found.epoch, found.last_seq) if isinstance(found, Healthy) else None
-    noted = noted if noted is None else vouch(noted, file_at)
+    noted = noted if noted is None or noted.checksummed else vouch(noted, file_at)
     committed = isinstance(found, Healthy) and found.epoch == known and found.last_seq > 0
     owed = [] if committed else journal.owed()
     if committed and known is not None:

@@ -11,7 +11,7 @@ import fcntl
 import os
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import structlog
@@ -23,6 +23,7 @@ from edge_agent.core.seq_mark_record import (
     Mark,
     mark_record,
     read_record,
+    unchecked_rollback,
     unvouched,
 )
 from edge_agent.shell.flock_wait import taken_now, taken_within
@@ -92,8 +93,7 @@ class SeqMark:
         # Set once the process whose lock a wait gave up on has let it go.
         self._let_go: threading.Event | None = None
         self._warned = False
-        # A mark written before the checksum that the opening found the file does not bear
-        # out (`vouched`): read as no mark while the record still says it.
+        # A mark with no checksum found damaged (`vouched`): none while the record says it.
         self._distrusted: Mark | None = None
 
     @classmethod
@@ -156,18 +156,21 @@ class SeqMark:
         return self.trusted(found)
 
     def vouched(self, noted: Mark, file_at: tuple[str, int] | None) -> Mark | None:
-        """`noted` (read at opening); None: no checksum, and not borne out (`unvouched`).
+        """`noted`, with no checksum (the file at `file_at`: epoch, last seq); None: damaged.
 
-        `file_at`: the file's epoch and last seq. Such a mark is a damaged one (`_read`): logged
-        so, and no mark to this process's reads and writes while the record still says it (the
-        opening's first write replaces it).
+        Its tally none (`unvouched`): logged as a damaged mark is (`_read`) with the tally, to
+        declare by hand, and no mark while the record says it (the first write replaces it).
         """
-        why = unvouched(noted, file_at, self._journal.epochs())
-        if why is None:
-            return noted
-        log.error("seq_mark_unreadable", path=str(self._path), why=why)
-        self._distrusted = noted
-        return None
+        why = unvouched(noted)
+        if why is not None:
+            thrown = asdict(noted.unsealed)  # count, t_from, t_to
+            log.error("seq_mark_unreadable", path=str(self._path), why=why, **thrown)
+            self._distrusted = noted
+            return None
+        said = unchecked_rollback(noted, file_at)
+        if said is not None:
+            log.warning("seq_mark_unchecked_rollback", path=str(self._path), why=said)
+        return noted
 
     def trusted(self, found: Mark | Damaged | None) -> Mark | None:
         """The mark a record holds, or a mark read (None: none, damaged, distrusted: `vouched`)."""

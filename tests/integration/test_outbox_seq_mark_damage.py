@@ -5,8 +5,8 @@ garbage) a start says so (`seq_mark_unreadable`, an error) and takes it as no ma
 epoch goes on and nothing is declared. Before, `<epoch> 10 0` read as `<epoch> 910 0` was taken
 as proof that the file lost seals 11 to 910: a new epoch and an open-ended `outbox_restored` gap
 (lost null) though nothing was lost; garbage was passed over with no log line. A mark written
-before the checksum (five fields) is read where the file bears it out, and the next write adds
-the sum.
+before the checksum (five fields) is read as it always was unless its tally is none (what it
+costs: tests/integration/test_outbox_old_seq_mark.py), and the next write adds the sum.
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ async def test_a_mark_written_before_the_checksum_is_still_read(tmp_path: Path) 
         assert (await outbox.unsealed()).count == 7  # the sealer names them in its first block
     assert await sealed_blocks(path, 1, start=T0 + 1000) == epoch
     assert len(_mark(path).read_bytes().split()) == 6  # written again with its checksum
-    # A checksummed mark still proves a rollback (one without it: the file's seq, or none,
+    # A checksummed mark proves a rollback (one without it too, with a warning:
     # tests/integration/test_outbox_old_seq_mark.py).
     _mark(path).write_bytes(mark_record(epoch, 20, LostReadings()))  # the file lost 12..20
     assert await sealed_blocks(path, 1, start=T0 + 2000) != epoch
