@@ -104,7 +104,10 @@ def _usable_signing_key(config_path: Path, config: SiteConfig) -> SigningKey:
     problems = outbox_path_problems(config_path, config, try_writing=True)
     try:
         key = load_gateway_key(
-            config.signing.key_file, config.signing.algorithm, config.outbox.path
+            config.signing.key_file,
+            config.signing.algorithm,
+            config.outbox.path,
+            warn=lambda stale: click.echo(f"warning: {stale}", err=True),
         )
     except KeyFileError as exc:
         exit_at_lines(config_path, [(GATEWAY_KEY, str(exc)), *problems])

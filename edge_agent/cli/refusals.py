@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Final
 
 import click
+import structlog
 
 from configkit.issues import KeyPath
 from edge_agent.config import SiteConfig
@@ -25,6 +26,8 @@ from hostkit.keyfiles import (
 )
 from hostkit.listen_failure import listen_failure_exit
 from hostkit.tls import tls_file_problems
+
+log = structlog.get_logger("edge_agent.refusals")
 
 ANOTHER_AGENT_EXIT: Final = 1
 """`run` while another agent runs on the outbox: 1, so a unit waiting on that agent restarts."""
@@ -78,7 +81,7 @@ def file_problems(config_path: Path, config: SiteConfig, *, starting: bool) -> l
     exposed = _exposed_key_problems(config)
     problems = [problem for _, problem in exposed]
     if config.signing.key_file not in {path for path, _ in exposed}:  # named once is enough
-        problems += _gateway_key_problems(config, missing_ok=not starting)
+        problems += _gateway_key_problems(config, starting=starting)
     problems += collector_key_problems(config, missing_ok=not starting)
     problems += tls_file_problems(config.uplink.tls, ("uplink", "tls"), missing_ok=not starting)
     problems += outbox_path_problems(config_path, config, try_writing=starting)
@@ -104,19 +107,33 @@ def _exposed_key_problems(config: SiteConfig) -> list[tuple[Path, Problem]]:
     return exposed
 
 
-def _gateway_key_problems(config: SiteConfig, *, missing_ok: bool) -> list[Problem]:
+def _gateway_key_problems(config: SiteConfig, *, starting: bool) -> list[Problem]:
     """Why `run` could not sign with the gateway key: missing, not a key, another algorithm.
 
-    Or not the key its `.pub` or the outbox knows (`key_witness`): a damaged key. Only for a
-    key whose mode passed (`_exposed_key_problems`), so its path could be looked at.
+    Or no witness vouches for it (`key_witness`): a damaged key. Only for a key whose mode
+    passed (`_exposed_key_problems`), so its path could be looked at. A stale `.pub` the
+    outbox outvotes is no problem: `check` says so on stderr, `run` in its log.
     """
     key_file = config.signing.key_file
     if not key_file.exists():
-        if missing_ok:  # `check` before `keys init`
+        if not starting:  # `check` before `keys init`
             return []
         return [(GATEWAY_KEY, missing_key_message(key_file, MAKE_KEY_ADVICE))]
-    problem = gateway_key_problem(key_file, config.signing.algorithm, config.outbox.path)
-    return [] if problem is None else [(GATEWAY_KEY, problem)]
+    verdict = gateway_key_problem(key_file, config.signing.algorithm, config.outbox.path)
+    stale = verdict.stale_public
+    if stale is not None and starting:
+        log.warning(
+            "gateway_public_key_found_stale",
+            public=str(stale.public),
+            public_kid=stale.public_kid,
+            key_file=str(stale.key_file),
+            kid=stale.kid,
+            proof=stale.proof,
+            fix=f"openssl pkey -in {stale.key_file} -pubout -out {stale.public}",
+        )
+    elif stale is not None:
+        click.echo(f"warning: {stale.message()}", err=True)
+    return [] if verdict.problem is None else [(GATEWAY_KEY, verdict.problem)]
 
 
 def refuse_unusable_outbox_path(

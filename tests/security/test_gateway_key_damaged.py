@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import json
 import sqlite3
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -22,9 +24,9 @@ import pytest
 from demo.__main__ import write_configs
 from edge_agent.shell.key_witness import unwitnessed_key_problem
 from edge_agent.shell.rotation import promote_next_key
-from hostkit.keyfiles import create_key_pair, public_key_path, read_private_key
+from hostkit.keyfiles import create_key_pair, public_key_path, read_private_key, read_public_key
 from specs.signing import ED25519, SM2_SM3
-from tests.support.cli_runs import in_a_process
+from tests.support.cli_runs import bound_by_file_modes, in_a_process
 
 SM2_SCALAR = 40
 """A byte inside the 32-byte private scalar of an SM2 PKCS#8 DER (offsets 36 to 67)."""
@@ -176,3 +178,116 @@ def test_backfill_refuses_a_flipped_key(tmp_path: Path) -> None:
     csv.write_text("point,t,value\nT001-LT-01,2024-03-01 08:01:00,2\n", encoding="utf-8")
     done = _edge_agent("backfill", "-c", str(site), "--csv", str(csv), cwd=tmp_path)
     assert "does not match its public key" in _refused(done)
+
+
+def _stale_pub_warning(stderr: str) -> str:
+    return next(line for line in stderr.splitlines() if "is stale" in line)
+
+
+def _says_the_pub_is_stale(warning: str, key_file: Path, *, holds: str, proven: str) -> None:
+    public = public_key_path(key_file)
+    assert f"{public} is stale: it holds kid {holds}" in warning, warning
+    assert f"kid {proven}" in warning, warning
+    assert f"openssl pkey -in {key_file} -pubout -out {public}" in warning, warning
+
+
+def _run_until_it_logs(site: Path, event: str) -> str:
+    """`run` in a process of its own (no broker: it keeps trying); its log line `event`.
+
+    `run` logs on stdout (JSON lines) and refusals on stderr.
+
+    Ended (SIGTERM) once the line is read; a `run` that ends first fails the test with its
+    output.
+    """
+    main = "from edge_agent.cli import main; main()"
+    argv = [sys.executable, "-c", main, "--log-format", "json", "run", "-c", str(site)]
+    out = subprocess.PIPE
+    with subprocess.Popen(
+        argv, cwd=site.parent, stdout=out, stderr=subprocess.STDOUT, text=True
+    ) as agent:
+        assert agent.stdout is not None
+        seen: list[str] = []
+        try:
+            for line in agent.stdout:  # blocking reads: the line, or the end of the process
+                seen.append(line)
+                if f'"{event}"' in line:
+                    return line
+        finally:
+            agent.terminate()
+            agent.wait(timeout=30)
+    raise AssertionError("".join(seen))
+
+
+@pytest.mark.timeout(120)
+def test_an_old_builds_half_switch_runs_with_a_warning(tmp_path: Path) -> None:
+    """Before d3f975e the switch moved the private key first: killed before the `.pub`, it
+    left the new key beside the old `.pub` and no `.next`, and the agent ran on signing and
+    announcing the new key. The stale `.pub` alone stopped that healthy site (exit 2, for
+    good under RestartPreventExitStatus=2); the outbox vouches, so it runs, saying so."""
+    site = _site(tmp_path)
+    key_file = tmp_path / "keys" / "gateway.key"
+    old_public = public_key_path(key_file).read_bytes()
+    _seal_blocks(site)
+    rotated = _edge_agent("keys", "rotate", "-c", str(site), cwd=tmp_path)
+    assert rotated.returncode == 0, rotated.stderr
+    old, new = promote_next_key(key_file)
+    csv = tmp_path / "later.csv"
+    csv.write_text("point,t,value\nT001-LT-01,2024-03-01 09:00:00,2\n", encoding="utf-8")
+    sealed = _edge_agent("backfill", "-c", str(site), "--csv", str(csv), cwd=tmp_path)
+    assert sealed.returncode == 0, sealed.stderr
+    assert _newest_kid(site) == new.kid
+    public_key_path(key_file).write_bytes(old_public)  # the old build's half switch
+    assert not key_file.with_name("gateway.key.next").exists()
+    checked = _edge_agent("check", "-c", str(site), cwd=tmp_path)
+    assert checked.returncode == 0, checked.stderr
+    warning = _stale_pub_warning(checked.stderr)
+    assert warning.startswith("warning: "), warning
+    _says_the_pub_is_stale(warning, key_file, holds=old.kid, proven=new.kid)
+    logged = json.loads(_run_until_it_logs(site, "gateway_public_key_found_stale"))
+    assert logged["level"] == "warning", logged
+    assert (logged["public_kid"], logged["kid"]) == (old.kid, new.kid), logged
+    assert _newest_kid(site) == new.kid
+
+
+def test_a_restored_key_beside_a_newer_stale_pub_passes(tmp_path: Path) -> None:
+    """Only the private key put back from a backup (after `keys init` made another pair):
+    the outbox's only block is signed by the restored key, the `.pub` is the other one's."""
+    site = _site(tmp_path)
+    key_file = tmp_path / "keys" / "gateway.key"
+    _seal_blocks(site)
+    backup = key_file.read_bytes()
+    restored = read_private_key(key_file, missing_advice="").kid
+    key_file.unlink()
+    made = _edge_agent("keys", "init", "-c", str(site), cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    newer = read_public_key(public_key_path(key_file)).kid
+    key_file.write_bytes(backup)  # still 0600: the file `keys init` made, rewritten
+    assert newer != restored == _newest_kid(site)
+    for command in ("check", "backfill"):
+        args = ["--csv", str(site.parent / "log.csv")] if command == "backfill" else []
+        done = _edge_agent(command, "-c", str(site), *args, cwd=tmp_path)
+        assert done.returncode == 0, done.stderr
+    warning = _stale_pub_warning(done.stderr)
+    _says_the_pub_is_stale(warning, key_file, holds=newer, proven=restored)
+
+
+def test_a_refusal_names_each_witness_and_a_pub_it_could_not_read(tmp_path: Path) -> None:
+    """A `.pub` the user cannot read was skipped without a word: root's `check` and the
+    service's `run` could disagree and neither said why. The refusal names every witness."""
+    site = _site(tmp_path)
+    key_file = tmp_path / "keys" / "gateway.key"
+    _seal_blocks(site)
+    real = _newest_kid(site)
+    _flip(key_file, in_base64=False)
+    damaged = read_private_key(key_file, missing_advice="").kid
+    public_key_path(key_file).chmod(0)
+    main = "from edge_agent.cli import main; main()"
+    argv = [*bound_by_file_modes(), sys.executable, "-c", main, "check", "-c", str(site)]
+    done = subprocess.run(
+        argv, cwd=tmp_path, capture_output=True, text=True, check=False, timeout=30
+    )
+    line = _refused(done)
+    assert f"{key_file}: the private key (kid {damaged}) did not sign" in line, line
+    assert f"{tmp_path / 'state' / 'outbox.db'} epoch " in line, line
+    assert f"kid {real})" in line, line
+    assert f"{public_key_path(key_file)}: not readable by this user, skipped" in line, line
