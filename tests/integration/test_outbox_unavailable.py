@@ -173,7 +173,13 @@ def _left_alone(done: subprocess.CompletedProcess[str], path: Path, says: str) -
             "check the outbox: unable to open database file (SQLITE_CANTOPEN)",
             _edge_agent_run,
         ),
-        (_device_at_shm, "check the outbox: disk I/O error (SQLITE_IOERR", _edge_agent_run),
+        # `edge-agent run` refuses a device there at its config check (below); the runner
+        # meets one that appears after it.
+        (
+            _device_at_shm,
+            "check the outbox: disk I/O error (SQLITE_IOERR",
+            _runner_waiting_briefly_for_locks,
+        ),
     ],
     ids=["locked_exclusively", "write_locked", "wal_linked_to_nowhere", "device_at_shm"],
 )
@@ -186,6 +192,15 @@ async def test_run_leaves_an_outbox_it_cannot_read_alone(
         done = await asyncio.to_thread(start, site, tmp_path)
     _left_alone(done, path, f"{path}: cannot {says}")
     assert path.read_bytes() == sealed
+    assert await _backlog(path) == backlog
+
+
+async def test_run_refuses_a_device_beside_the_outbox_before_it_starts(tmp_path: Path) -> None:
+    path, site, backlog = await _outbox_and_site(tmp_path)
+    with _device_at_shm(path):
+        done = await asyncio.to_thread(_edge_agent_run, site, tmp_path)
+    assert done.returncode == 2, done.stderr
+    assert f"outbox.path: {path}-shm: not a file but a character device" in done.stderr
     assert await _backlog(path) == backlog
 
 
