@@ -16,6 +16,7 @@ import aiomqtt
 import pytest
 from structlog.testing import capture_logs
 
+from hostkit.mqtt import CancelSafeClient
 from tests.support.broker import Broker
 from tests.support.collector_client import publish_properties, sim_gateway
 from tests.support.collector_env import COLLECTOR_KEY, register, running_ingest
@@ -26,8 +27,14 @@ GATEWAYS = [sim_gateway(serial) for serial in range(200, 220)]
 
 
 async def _traffic(port: int) -> None:
-    """Blocks of 20 gateways, every 20 ms, until cancelled."""
-    async with aiomqtt.Client(
+    """Blocks of 20 gateways, every 20 ms, until cancelled.
+
+    CancelSafeClient, not aiomqtt.Client: aiomqtt's publish waits for the PUBACK with
+    asyncio.wait_for, which on 3.11 drops a cancellation that lands as the PUBACK does; the
+    loop then went on publishing and the test hung awaiting it (2-4 runs in 8 on a loaded
+    2-core machine).
+    """
+    async with CancelSafeClient(
         "127.0.0.1", port, identifier="agents-twice", protocol=aiomqtt.ProtocolVersion.V5
     ) as client:
         for seq in range(1, 1_000_000):

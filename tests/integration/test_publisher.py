@@ -25,6 +25,7 @@ from edge_agent.shell.outbox import Outbox
 from edge_agent.shell.outbox_open import open_outbox
 from edge_agent.shell.publisher import Publisher
 from edge_agent.shell.shutdown import await_last_acks
+from hostkit.mqtt import CancelSafeClient
 from specs.block import block_hash, decode_block
 from specs.lanes import Lane
 from specs.records import GapReason, GapRecord, Quality, Reading, iso_time
@@ -88,7 +89,9 @@ async def rig(
             clock_synced=clock_synced,
             clock=clock,
         )
-        async with aiomqtt.Client(
+        # CancelSafeClient: a task cancelled while its `link.ack` awaits the PUBACK ends
+        # (test_a_stop_awaits_the_live_blocks_acks_not_the_backlogs cancels one).
+        async with CancelSafeClient(
             "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
         ) as client:
             await client.subscribe(TOPICS.block, qos=1)
@@ -554,7 +557,9 @@ async def test_a_task_left_cancelling_by_a_taskgroup_keeps_its_publisher(
                 pass  # handled; on 3.11 this task's cancelling() is 1 from here on
             await publisher.run()
 
-        async with aiomqtt.Client(
+        # CancelSafeClient: a task cancelled while its `link.ack` awaits the PUBACK ends
+        # (test_a_stop_awaits_the_live_blocks_acks_not_the_backlogs cancels one).
+        async with CancelSafeClient(
             "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
         ) as client:
             await client.subscribe(TOPICS.block, qos=1)

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 
 import aiomqtt
 
+from hostkit.mqtt import CancelSafeClient
 from specs.ack import Ack
 from specs.block import decode_block
 from specs.lanes import Lane, lane_of
@@ -162,7 +163,8 @@ class InOrderCollector:
 @contextlib.asynccontextmanager
 async def collector_link(broker: Broker, epoch: str) -> AsyncIterator[FakeCollectorLink]:
     """A new MQTT session listening on the gateway's block topic, as a collector does."""
-    async with aiomqtt.Client(
+    # CancelSafeClient: a task cancelled while its `ack` awaits the PUBACK always ends.
+    async with CancelSafeClient(
         "127.0.0.1", broker.port, protocol=aiomqtt.ProtocolVersion.V5
     ) as client:
         await client.subscribe(TOPICS.block, qos=1)
