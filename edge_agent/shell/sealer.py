@@ -15,12 +15,14 @@ them. So after each failed seal they are counted in the seq mark's tally (a reco
 place: no new disk block on a full disk), and taken off it again as seals take them; the next
 start declares what the tally still holds. A kill loses undeclared at most the readings polled
 since the last failed seal (one retry: a second and the seal's own attempt), as it loses those
-queued for a seal.
+queued for a seal; or, while a seal waits on a lock, since the last `NOTE_EVERY`.
 
 A seal that waits on something other than its own work (another process's write lock on the
 outbox, up to the busy timeout) does not stop the polling: past `SET_ASIDE_AFTER` the readings
 polled meanwhile are set aside behind the ones it seals, up to the ring's bound, and count as
-held from then on (`held`, the tally). The seal stays shielded all along.
+held from then on (`held`, the tally, written as the set-aside starts and every `NOTE_EVERY`
+while it grows). The seal stays shielded all along. A stop counts what is held in the tally
+before it waits for that seal (up to the busy timeout, past the stop's budget).
 """
 
 from __future__ import annotations
@@ -52,6 +54,9 @@ RING_READINGS = 100_000
 # fsync): another process's write lock on the outbox, up to the busy timeout. The readings
 # polled meanwhile are set aside; below it the queue's backpressure stays on the seal.
 SET_ASIDE_AFTER = 1.0
+# While readings are set aside the tally is written this often (not waited for): a kill during
+# the wait loses at most this long's readings undeclared, not up to the busy timeout's.
+NOTE_EVERY = 1.0
 
 
 async def _get_within(queue: asyncio.Queue[Record], seconds: float) -> Record | None:
@@ -68,28 +73,47 @@ async def _get_within(queue: asyncio.Queue[Record], seconds: float) -> Record | 
         return None
 
 
+def _take_queued(queue: asyncio.Queue[Record], held: deque[Record], bound: int) -> None:
+    """What is queued appended to `held`, up to `bound`.
+
+    None of `held` gives way: a seal in flight pops its own readings off the front.
+    """
+    while len(held) < bound and not queue.empty():
+        held.append(queue.get_nowait())
+
+
 async def _set_aside_until(
-    seal: asyncio.Future[None], queue: asyncio.Queue[Record], held: deque[Record], bound: int
+    seal: asyncio.Future[None],
+    queue: asyncio.Queue[Record],
+    held: deque[Record],
+    bound: int,
+    note: Callable[[], object],
 ) -> None:
     """Take readings from `queue` into `held` as they come, until `seal` ends or `bound`.
 
     Past `bound` held readings the queue fills and the pollers wait, as before. One wait on
     both, no polling. `asyncio.wait` never cancels what it waits on: a cancel leaves the seal
     running. A get that ended has taken its reading, kept even on a cancel; one cancelled
-    takes none (`Queue.get` leaves the item to the next getter).
+    takes none (`Queue.get` leaves the item to the next getter). `note` (the tally) is
+    called as it starts, then at least `NOTE_EVERY` apart (the wait's timeout wakes it).
     """
+    note()
+    noted_at = time.monotonic()
     while not seal.done() and len(held) < bound:
         getting = asyncio.ensure_future(queue.get())
         either: list[asyncio.Future[Any]] = [seal, getting]
+        due = noted_at + NOTE_EVERY - time.monotonic()
         try:
-            await asyncio.wait(either, return_when=asyncio.FIRST_COMPLETED)
+            await asyncio.wait(either, timeout=max(due, 0.0), return_when=asyncio.FIRST_COMPLETED)
         finally:
             if getting.done() and not getting.cancelled():
                 held.append(getting.result())
             else:
                 getting.cancel()
-        while len(held) < bound and not queue.empty():
-            held.append(queue.get_nowait())
+        _take_queued(queue, held, bound)
+        if time.monotonic() - noted_at >= NOTE_EVERY or len(held) >= bound:
+            note()
+            noted_at = time.monotonic()
 
 
 class Sealer:
@@ -197,7 +221,9 @@ class Sealer:
         self._in_flight = seal = asyncio.ensure_future(self._seal_pending())
         await asyncio.wait([seal], timeout=SET_ASIDE_AFTER)  # one wait: the seal's end wakes it
         if not seal.done() and (self._failing or len(self._pending) <= self._group_readings):
-            await _set_aside_until(seal, self._queue, self._pending, self._ring_readings)
+            await _set_aside_until(
+                seal, self._queue, self._pending, self._ring_readings, self._start_noting
+            )
         await asyncio.shield(seal)
 
     async def _note_at_risk(self) -> None:
@@ -206,14 +232,27 @@ class Sealer:
         Shielded: a stop cancelling the sealer does not leave `_noted` saying what the mark
         does not (the write goes on, before `flush`'s own).
         """
+        noting = self._start_noting(behind=True)
+        if noting is not None:
+            await asyncio.shield(noting)
+
+    def _start_noting(self, *, behind: bool = False) -> asyncio.Future[None] | None:
+        """That write started, not waited for (None: the tally says so already, or skipped).
+
+        Not `behind` one still waiting for the mark's lock (a backfill holds it, up to its
+        timeout): skipped, the set-aside's next `note` tries again. The mark's writes are
+        made in order (its `_turn`), each from the tally the one before left.
+        """
+        if not behind and self._noting is not None and not self._noting.done():
+            return None
         now_at_risk = at_risk(self._lost, self._pending)
         if now_at_risk == self._noted:
-            return
+            return None
         before, self._noted = self._noted, now_at_risk
         self._noting = asyncio.ensure_future(
             self._outbox.note_unsealed(now_at_risk, instead_of=before)
         )
-        await asyncio.shield(self._noting)
+        return self._noting
 
     async def _taken_off(self) -> None:
         """After a seal: what it sealed (or its gap named) taken off the tally, if counted.
@@ -259,10 +298,26 @@ class Sealer:
         self._outbox.stopping_by(until)
 
     async def flush(self) -> None:
-        """Seal every reading still held or queued (at shutdown, after the pollers stopped)."""
-        for running in (self._in_flight, self._noting):
-            if running is not None and not running.done():
-                await asyncio.wait([running])
+        """Seal every reading still held or queued (at shutdown, after the pollers stopped).
+
+        What is held and queued is counted in the tally first: the seal in flight may wait
+        up to the busy timeout and this one as long again, well past the stop's budget
+        (systemd's TimeoutStopSec, then SIGKILL), and a kill must find them declared.
+        """
+        _take_queued(self._queue, self._pending, self._ring_readings)
+        self._start_noting(behind=True)
+        seal = self._in_flight
+        if seal is not None and not seal.done():
+            await asyncio.wait([seal])
+            # Ended after the stop's cancel: no one else reads how. Failed, its readings are
+            # still held (sealed below, or counted).
+            failed = None if seal.cancelled() else seal.exception()
+            if isinstance(failed, sqlite3.Error):
+                log.warning("seal_failed", error=str(failed), held=self.held)
+            elif failed is not None:
+                raise failed
+        if self._noting is not None:
+            await asyncio.wait([self._noting])
         while not self._queue.empty():
             self._hold(self._queue.get_nowait())
         try:

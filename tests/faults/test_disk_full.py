@@ -222,10 +222,11 @@ def test_killed_on_a_full_disk_the_agent_declares_what_it_held(
     waits out the busy timeout). The seq mark's tally is rewritten in place (no new disk
     block) after each failed seal, before `seal_failed` says `held`: the next start declares
     at least the last `held` logged and at most one attempt's readings more (the largest step
-    between two `seal_failed`). No holes check: what was polled since the last failed seal
-    goes with the kill, undeclared (the bound above). Polling goes on while a seal waits on
-    the lock: the readings polled meanwhile are set aside, held from then on (before, the
-    pollers stopped once the queue had filled: `poll_overrun`, 17 and 16 slots missed).
+    between two `seal_failed`). No holes check: what was polled in the last second (the
+    tally is written every second while readings are set aside) goes with the kill,
+    undeclared. Polling goes on while a seal waits on the lock: the readings polled meanwhile
+    are set aside, held from then on (before, the pollers stopped once the queue had filled:
+    `poll_overrun`, 17 and 16 slots missed; none now).
     """
     started = time.monotonic()
     site, ledger = agent_on_a_small_disk(tmpfs, make_site)
@@ -239,6 +240,7 @@ def test_killed_on_a_full_disk_the_agent_declares_what_it_held(
     steps = [int(str(e["held"])) for e in agent_events(site, "seal_failed")]
     missed = [int(str(e["missed"])) for e in agent_events(site, "poll_overrun")]
     print(f"held at each seal_failed: {steps}; poll slots missed (poll_overrun): {missed}")
+    assert missed == []  # before 07d2322: [17, 16]
     at_kill = steps[-1]
     step = max(b - a for a, b in itertools.pairwise([0, *steps]))
     filler.unlink()
