@@ -81,7 +81,8 @@ class CancelSafeClient(aiomqtt.Client):
         releases the client (its own wait, up to its call timeout, is not begun: it raised
         MqttError in place of the body's exception and kept the client's lock).
 
-        A DISCONNECT not written is logged (`mqtt_disconnect_not_written`), never raised:
+        A DISCONNECT not written is logged (`mqtt_disconnect_not_written`, `cancelled` when a
+        cancellation rather than the bound ended the wait), never raised:
         when the body raised, that exception is the session's story (a lost link, a stop's
         CancelledError), and the ingest and publisher loops act on it; when the body returned,
         its work was acknowledged already (sites' command PUBLISH had its PUBACK) and the
@@ -91,7 +92,7 @@ class CancelSafeClient(aiomqtt.Client):
         fires the will when its keepalive notices. A cancellation during the wait raises.
         """
         disconnected = self._disconnected
-        sent = False
+        sent = gave_up = False
         try:
             if not disconnected.done():
                 props = None
@@ -105,14 +106,17 @@ class CancelSafeClient(aiomqtt.Client):
                     async with asyncio.timeout(EXIT_SECONDS):
                         await asyncio.wait((disconnected,))
         except TimeoutError:
-            log.warning(
-                "mqtt_disconnect_not_written",
-                seconds=EXIT_SECONDS,
-                ends_session=self._ends_session,
-                body_raised=exc_info[0] is not None,
-            )
+            gave_up = True
         finally:
             if sent and not disconnected.done():
+                # Given up on, or cancelled during the wait: the close drops the DISCONNECT.
+                log.warning(
+                    "mqtt_disconnect_not_written",
+                    seconds=EXIT_SECONDS,
+                    cancelled=not gave_up,
+                    ends_session=self._ends_session,
+                    body_raised=exc_info[0] is not None,
+                )
                 self._client._sock_close()  # noqa: SLF001 # paho's own close: aiomqtt's readers go
                 disconnected.set_result(None)
             if sent and self._connected.done():

@@ -69,14 +69,18 @@ async def test_the_exit_gives_up_on_a_disconnect_never_written(broker: Broker) -
 async def test_a_cancellation_while_the_exit_waits_still_releases_the_client(
     broker: Broker,
 ) -> None:
-    async with _frozen_behind(broker) as client:
-        leaving = asyncio.create_task(client.__aexit__(None, None, None))
-        await asyncio.sleep(0.5)
-        assert not leaving.done()
-        leaving.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await leaving
+    with capture_logs() as logs:
+        async with _frozen_behind(broker) as client:
+            leaving = asyncio.create_task(client.__aexit__(None, None, None))
+            await asyncio.sleep(0.5)
+            assert not leaving.done()
+            leaving.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await leaving
     assert _released(client)  # before: lock held, socket open, aiomqtt's misc task running
+    # The DISCONNECT the close dropped is told, as one given up on is (before: not a word).
+    [warning] = [e for e in logs if e["event"] == "mqtt_disconnect_not_written"]
+    assert (warning["log_level"], warning["cancelled"]) == ("warning", True)
 
 
 class _BodyError(Exception):
