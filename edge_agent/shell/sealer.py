@@ -95,8 +95,10 @@ async def _set_aside_until(
     both, no polling. `asyncio.wait` never cancels what it waits on: a cancel leaves the seal
     running. A get that ended has taken its reading, kept even on a cancel; one cancelled
     takes none (`Queue.get` leaves the item to the next getter). `note` (the tally) is
-    called as it starts, then at least `NOTE_EVERY` apart (the wait's timeout wakes it).
+    called as it starts, then at least `NOTE_EVERY` apart (the wait's timeout wakes it); its
+    first count takes in what the queue filled with during `SET_ASIDE_AFTER` already.
     """
+    _take_queued(queue, held, bound)
     note()
     noted_at = time.monotonic()
     while not seal.done() and len(held) < bound:
