@@ -17,6 +17,7 @@ from specs.records import (
     GapRecord,
     Reading,
     Record,
+    RecordFormatError,
     iso_time,
     optional_iso_time,
     parse_iso_time,
@@ -35,7 +36,13 @@ class LostReadings:
         """The tally with one more record let go."""
         if not isinstance(record, Reading):
             return LostReadings(self.count + 1, self.t_from, self.t_to)
-        t = parse_iso_time(record.t)
+        try:
+            t = parse_iso_time(record.t)
+        except RecordFormatError:
+            # A time the wire refuses (instrument garbage): counted all the same, outside the
+            # span. The sealer counts what it holds while a seal fails or waits, and a count
+            # that raised there ended the sealer's run, held readings and all.
+            return LostReadings(self.count + 1, self.t_from, self.t_to)
         return self.merge(LostReadings(1, t, t))
 
     def add_all(self, records: Iterable[Record]) -> LostReadings:

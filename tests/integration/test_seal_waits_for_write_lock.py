@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -132,3 +132,25 @@ async def test_readings_set_aside_are_held_and_counted_when_the_seal_fails(
     mark = await SeqMark.beside(path, OUTBOX_SEQ_MARK_TIMEOUT).read()
     assert mark is not None
     assert mark.unsealed.count == 0  # taken off again once sealed
+
+
+async def test_a_reading_with_a_time_the_wire_refuses_does_not_end_the_sealer_in_a_long_seal(
+    tmp_path: Path,
+) -> None:
+    """Counting what is held as the set-aside starts parsed every held reading's time: one
+    outside 1970..2999 raised there and ended the sealer's run (the fresh-clone CI at 5e7e408,
+    test_outbox's alarm-evaluator case, whose seal took over a second under load)."""
+    path = tmp_path / "outbox.db"
+    odd = replace(reading_at(T0, 1.0), t="9999-12-31T23:59:59.000+00:00")
+    async with (
+        outbox_open.open_outbox(path, SITE, KEY) as outbox,
+        running_sealer(outbox, queue_size=QUEUE, flush_readings=100) as run,
+    ):
+        with held_process(HOLD_WRITE_LOCK, str(path)) as held:
+            await run.queue.put(reading_at(T0, 1.0))
+            await asyncio.sleep(0.5)  # the seal waits at BEGIN IMMEDIATE
+            await run.queue.put(odd)  # set aside, and counted, once the seal waits 1 s
+            await asyncio.sleep(SET_ASIDE_AFTER + 1.0)
+            assert not run.task.done(), run.task  # before: ended by RecordFormatError
+            held.release()
+        await run.until_sealed(2, timeout=60)
