@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 from collections.abc import Awaitable
-from typing import Any, Final, TypeVar
+from typing import Any, Final, Self, TypeVar
 
 import aiomqtt
 import structlog
@@ -71,6 +71,33 @@ class CancelSafeClient(aiomqtt.Client):
     def end_session_at_exit(self) -> None:
         """Make leaving the client end its session at the broker (queue, subscriptions)."""
         self._ends_session = True
+
+    async def __aenter__(self) -> Self:
+        """Connect; a cancellation on the way (a stop, a connect timeout) leaves nothing open.
+
+        aiomqtt's own enter, cancelled while it waits for CONNACK, cancels its `_connected`
+        future and hands back neither the socket nor its lock: the TCP connection stayed open,
+        kept alive by the misc loop's PINGREQs, and the client could not be entered again.
+        """
+        try:
+            await super().__aenter__()
+        except asyncio.CancelledError:
+            self._abandon_connect()
+            raise
+        return self
+
+    def _abandon_connect(self) -> None:
+        """The half-made connection closed, the client as before the enter."""
+        if self._client.socket() is not None:
+            # paho's own close: aiomqtt's socket-close callback drops the reader and the misc
+            # loop.
+            self._client._sock_close()  # noqa: SLF001
+        if self._misc_task is not None and not self._misc_task.done():
+            self._misc_task.cancel()
+        if self._connected.done():
+            self._connected = asyncio.Future()
+        if self._lock.locked():
+            self._lock.release()
 
     async def __aexit__(self, *exc_info: Any) -> None:  # noqa: ANN401, PYI036 # passed on as is
         """Disconnect (with `end_session_at_exit`, Session Expiry Interval 0), bounded.
